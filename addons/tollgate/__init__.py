@@ -1,0 +1,1 @@
+"""Tollgate: govern LLM API traffic with mitmproxy addons."""

@@ -1,0 +1,126 @@
+"""The one record each intercepted call carries through the addon chain, and its audit form."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Auth = Literal["virtual_key", "sigv4", "proxyauth", "anonymous"]
+
+
+@dataclass(slots=True)
+class RequestFacts:
+    """What a request asks for, counted, never copied."""
+
+    message_count: int | None = None
+    has_system: bool | None = None
+    has_tools: bool | None = None
+    stream: bool | None = None
+    max_tokens: int | None = None
+
+
+@dataclass(slots=True)
+class Usage:
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    finish_reason: str | None = None
+
+
+@dataclass(slots=True)
+class Classification:
+    """What a provider module makes of a request."""
+
+    endpoint: str | None = None
+    model: str | None = None
+    facts: RequestFacts = field(default_factory=RequestFacts)
+    # The wire format the body speaks, when it is not the provider's own (e.g. "openai"
+    # for Gemini's /v1beta/openai/… endpoints); it decides how usage is read.
+    wire_format: str | None = None
+
+
+def fingerprint(secret: str) -> str:
+    """A short, non-reversible tag telling credentials apart in the audit."""
+    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:12]
+
+
+@dataclass(slots=True)
+class Call:
+    provider: str
+    host: str
+    method: str
+    path: str
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started: float = field(default_factory=time.time)
+    classification: Classification = field(default_factory=Classification)
+    # Which of the provider's credential positions the client filled (names only).
+    credential_positions: tuple[str, ...] = ()
+    client: str | None = None
+    groups: tuple[str, ...] = ()
+    auth: Auth = "anonymous"
+    model: str | None = None
+    decision: Literal["allow", "deny"] = "allow"
+    deny_reasons: list[str] = field(default_factory=list)
+    upstream: str | None = None
+    upstream_key: str | None = None
+    status: int | None = None
+    first_byte: float | None = None
+    ended: float | None = None
+    usage: Usage = field(default_factory=Usage)
+    error: str | None = None
+    # True when Tollgate answered the call itself (a refusal or an upstream failure).
+    answered_by_tollgate: bool = False
+
+    def audit_record(self) -> dict[str, Any]:
+        c, u = self.classification, self.usage
+        ended = self.ended or time.time()
+        return {
+            "event": "llm_call",
+            "ts": datetime.fromtimestamp(self.started, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "request_id": self.request_id,
+            "client": self.client,
+            "auth": self.auth,
+            "groups": list(self.groups),
+            "provider": self.provider,
+            "endpoint": c.endpoint,
+            "method": self.method,
+            "host": self.host,
+            "path": self.path,
+            "requested_model": c.model,
+            "model": self.model if self.model is not None else c.model,
+            "message_count": c.facts.message_count,
+            "has_system": c.facts.has_system,
+            "has_tools": c.facts.has_tools,
+            "stream": c.facts.stream,
+            "max_tokens": c.facts.max_tokens,
+            "decision": self.decision,
+            "deny_reasons": list(self.deny_reasons),
+            "status": self.status,
+            "upstream": self.upstream,
+            "upstream_key": self.upstream_key,
+            "latency_ms": round((ended - self.started) * 1000, 1),
+            "ttfb_ms": round((self.first_byte - self.started) * 1000, 1) if self.first_byte else None,
+            "input_tokens": u.input_tokens,
+            "output_tokens": u.output_tokens,
+            "total_tokens": u.total_tokens,
+            "cached_tokens": u.cached_tokens,
+            "reasoning_tokens": u.reasoning_tokens,
+            "finish_reason": u.finish_reason,
+            "error": self.error,
+        }
+
+    def summary(self) -> str:
+        """The one line mitmweb shows as the flow's comment."""
+        tokens = "? tokens"
+        if self.usage.input_tokens is not None or self.usage.output_tokens is not None:
+            tokens = f"{self.usage.input_tokens or 0}→{self.usage.output_tokens or 0} tokens"
+        model = self.model or self.classification.model or "?"
+        who = self.client or "anonymous"
+        tail = f" · {self.error}" if self.error else ""
+        return f"{who} · {self.provider}/{model} · {tokens} · {self.decision}{tail}"

@@ -1,0 +1,49 @@
+"""Who is calling: proxy logins and virtual keys, matched against the configured clients."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .call import Auth
+from .config import Config
+from .providers.base import Presented
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    name: str | None
+    groups: tuple[str, ...]
+    auth: Auth
+    # Where the client put its virtual key, if it used one (that value must never go upstream).
+    virtual_key_at: str | None = None
+
+
+def _digest(secret: str) -> bytes:
+    # Keys are looked up by digest so that the lookup's timing says nothing about a key's prefix.
+    return hashlib.sha256(secret.encode()).digest()
+
+
+class Directory:
+    def __init__(self, config: Config) -> None:
+        self._anonymous_allowed = config.anonymous_allowed
+        self._by_name = {c.name: c for c in config.clients}
+        self._by_key = {_digest(k): c for c in config.clients for k in c.keys}
+
+    def is_virtual_key(self, value: str) -> bool:
+        return _digest(value) in self._by_key
+
+    def identify(self, login: str | None, presented: Iterable[Presented]) -> Caller | None:
+        """The caller, or None when it must be refused (no login, no known key, no anonymity)."""
+        presented = list(presented)
+        virtual = next(((p, self._by_key[_digest(p.value)]) for p in presented if self.is_virtual_key(p.value)), None)
+        at = virtual[0].position if virtual else None
+        if login is not None:
+            client = self._by_name.get(login)
+            return Caller(login, client.groups if client else (), "proxyauth", at)
+        if virtual is not None:
+            return Caller(virtual[1].name, virtual[1].groups, "virtual_key", at)
+        if self._anonymous_allowed:
+            return Caller(None, (), "anonymous")
+        return None

@@ -1,0 +1,235 @@
+"""The configuration file: pydantic models, `${VAR}` expansion, and errors that name the field."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+PROVIDER_NAMES = ("openai", "gemini", "anthropic", "bedrock")
+
+
+class ConfigError(Exception):
+    """A configuration problem, its message naming the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProviderConfig(_Strict):
+    upstream: str | None = None
+    keys: tuple[str, ...] = ()
+    timeout: float = Field(default=120.0, gt=0)
+
+    @field_validator("upstream")
+    @classmethod
+    def _upstream_is_base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must look like scheme://host[:port], e.g. https://api.openai.com")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError("must be scheme://host[:port] without a path or query")
+        try:
+            parts.port
+        except ValueError as e:
+            raise ValueError(f"bad port: {e}") from None
+        return value.rstrip("/")
+
+    @field_validator("keys")
+    @classmethod
+    def _keys_not_blank(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not k.strip() for k in value):
+            raise ValueError("a key is empty")
+        return value
+
+
+class AwsCredentials(_Strict):
+    access_key_id: str = Field(min_length=1)
+    secret_access_key: str = Field(min_length=1)
+    session_token: str | None = None
+
+
+class BedrockConfig(ProviderConfig):
+    credentials: Literal["default"] | AwsCredentials | None = None
+    bearer_token: str | None = None
+
+
+class Providers(_Strict):
+    openai: ProviderConfig = ProviderConfig()
+    gemini: ProviderConfig = ProviderConfig()
+    anthropic: ProviderConfig = ProviderConfig()
+    bedrock: BedrockConfig = BedrockConfig()
+
+    def get(self, name: str) -> ProviderConfig:
+        return getattr(self, name)
+
+
+class VirtualAwsCredential(_Strict):
+    access_key_id: str = Field(min_length=1)
+    secret_access_key: str = Field(min_length=1)
+
+
+class Client(_Strict):
+    name: str = Field(min_length=1)
+    keys: tuple[str, ...] = ()
+    aws_credentials: tuple[VirtualAwsCredential, ...] = ()
+    groups: tuple[str, ...] = ()
+
+
+class OverrideMatch(_Strict):
+    provider: str | None = None
+    model: str | None = None
+    client: str | None = None
+    group: str | None = None
+
+
+class Override(_Strict):
+    match: OverrideMatch = OverrideMatch()
+    model: str | None = None
+    provider: str | None = None
+    upstream: str | None = None
+
+
+class PolicyConfig(_Strict):
+    rego: tuple[str, ...] = ()
+
+
+class AuditConfig(_Strict):
+    path: str = "audit.jsonl"
+    stream_usage: Literal["passive", "inject"] = "passive"
+
+
+class Config(_Strict):
+    providers: Providers = Providers()
+    clients: tuple[Client, ...] = ()
+    allow_anonymous: bool | None = None
+    overrides: tuple[Override, ...] = ()
+    policy: PolicyConfig = PolicyConfig()
+    audit: AuditConfig = AuditConfig()
+
+    @property
+    def anonymous_allowed(self) -> bool:
+        if self.allow_anonymous is None:
+            return not self.clients
+        return self.allow_anonymous
+
+    @model_validator(mode="after")
+    def _identities_unique(self) -> Config:
+        seen_names: set[str] = set()
+        seen_keys: set[str] = set()
+        seen_aws: set[str] = set()
+        for i, client in enumerate(self.clients):
+            if client.name in seen_names:
+                raise ValueError(f"clients.{i}.name: {client.name!r} is used by another client")
+            seen_names.add(client.name)
+            for j, key in enumerate(client.keys):
+                if key in seen_keys:
+                    raise ValueError(f"clients.{i}.keys.{j}: this virtual key is used twice")
+                seen_keys.add(key)
+            for j, cred in enumerate(client.aws_credentials):
+                if cred.access_key_id in seen_aws:
+                    raise ValueError(
+                        f"clients.{i}.aws_credentials.{j}.access_key_id: used by another client"
+                    )
+                seen_aws.add(cred.access_key_id)
+        return self
+
+    @model_validator(mode="after")
+    def _only_what_this_version_enforces(self) -> Config:
+        # Accepting a setting that is not enforced would fail open (a policy that never
+        # denies) or mislead (an override that never applies): refuse it instead.
+        if self.overrides:
+            raise ValueError("overrides: model overrides and routes are not supported by this version yet")
+        if self.policy.rego:
+            raise ValueError("policy.rego: Rego policies are not supported by this version yet")
+        if self.providers.bedrock.credentials is not None:
+            raise ValueError(
+                "providers.bedrock.credentials: SigV4 re-signing is not supported by this version yet;"
+                " use providers.bedrock.bearer_token or the X-AWS-Bearer-Token side header"
+            )
+        if self.audit.stream_usage == "inject":
+            raise ValueError("audit.stream_usage: 'inject' is not supported by this version yet")
+        return self
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(node: Any, env: Mapping[str, str], where: str = "") -> Any:
+    """Replace `${NAME}` in every string of a parsed YAML tree; an unset NAME is an error."""
+    if isinstance(node, str):
+
+        def substitute(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in env:
+                raise ConfigError(f"{where or '(top level)'}: environment variable {name} is not set")
+            return env[name]
+
+        return _VAR.sub(substitute, node)
+    if isinstance(node, dict):
+        return {k: expand_env(v, env, f"{where}.{k}" if where else str(k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [expand_env(v, env, f"{where}.{i}" if where else str(i)) for i, v in enumerate(node)]
+    return node
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for e in error.errors():
+        # Drop the union member names pydantic adds to the path ("literal['default']").
+        loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p in ("AwsCredentials",))))
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{loc}: unknown key")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(dict.fromkeys(lines))
+
+
+def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("the file must hold a mapping (providers:, clients:, …)")
+    expanded = expand_env(data, os.environ if env is None else env)
+    try:
+        return Config.model_validate(expanded)
+    except ValidationError as e:
+        raise ConfigError(_describe(e)) from None
+
+
+def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a configuration file; None or "" means the built-in defaults."""
+    if not path:
+        return Config()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{at}: {getattr(e, 'problem', e)}") from None
+    try:
+        return parse_config(data, env)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None

@@ -1,0 +1,53 @@
+"""A provider's real keys, used in turn, resting the ones the provider just refused."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from email.utils import parsedate_to_datetime
+
+DEFAULT_REST = 60.0
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date); 60 when absent or unreadable."""
+    if not value:
+        return DEFAULT_REST
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return DEFAULT_REST
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+class KeyPool:
+    def __init__(self, keys: Sequence[str], clock: Callable[[], float] = time.monotonic) -> None:
+        self._keys = list(keys)
+        self._clock = clock
+        self._next = 0
+        self._resting_until: dict[str, float] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._keys)
+
+    def take(self) -> str | None:
+        """The next key in turn that is not resting; if all rest, the one that is free soonest."""
+        if not self._keys:
+            return None
+        now = self._clock()
+        for i in range(len(self._keys)):
+            index = (self._next + i) % len(self._keys)
+            key = self._keys[index]
+            if self._resting_until.get(key, 0.0) <= now:
+                self._next = index + 1
+                return key
+        return min(self._keys, key=lambda k: self._resting_until[k])
+
+    def rest(self, key: str, seconds: float) -> None:
+        if key in self._keys:
+            self._resting_until[key] = self._clock() + seconds

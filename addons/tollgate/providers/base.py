@@ -1,0 +1,180 @@
+"""What every provider module offers; plain Python that knows nothing of mitmproxy.
+
+Headers are any case-insensitive mutable mapping (mitmproxy's `Headers` in the proxy) and the
+query any mutable mapping of parameter names to values.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..call import Classification, Usage
+
+Headers = MutableMapping[str, str]
+Query = MutableMapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Presented:
+    """A credential the client put into the request, and where."""
+
+    value: str
+    position: str  # e.g. "authorization", "x-api-key", "query:key"
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+# Why Tollgate refused or failed a call, as sent in `X-Tollgate-Error`.
+UNAUTHENTICATED = "unauthenticated"
+POLICY_DENIED = "policy_denied"
+NO_UPSTREAM_CREDENTIAL = "no_upstream_credential"
+UPSTREAM_UNREACHABLE = "upstream_unreachable"
+UPSTREAM_TIMEOUT = "upstream_timeout"
+
+STATUS = {
+    UNAUTHENTICATED: 401,
+    POLICY_DENIED: 403,
+    NO_UPSTREAM_CREDENTIAL: 500,
+    UPSTREAM_UNREACHABLE: 502,
+    UPSTREAM_TIMEOUT: 504,
+}
+
+
+REDACTED = "[redacted by Tollgate]"
+
+
+def _lookup(headers: Headers, query: Query, position: str) -> str | None:
+    if position.startswith("query:"):
+        return query.get(position.removeprefix("query:"))
+    return headers.get(position)
+
+
+def _remove(headers: Headers, query: Query, position: str) -> None:
+    if position.startswith("query:"):
+        query.pop(position.removeprefix("query:"), None)
+    else:
+        headers.pop(position, None)
+
+
+def _store(headers: Headers, query: Query, position: str, value: str) -> None:
+    if position.startswith("query:"):
+        query[position.removeprefix("query:")] = value
+    else:
+        headers[position] = value
+
+
+def parse_json(body: bytes | None) -> dict[str, Any] | None:
+    """The request or response body as a JSON object, or None when it is not one."""
+    if not body:
+        return None
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def count(value: Any) -> int | None:
+    return len(value) if isinstance(value, list) else None
+
+
+def bearer(headers: Headers) -> str | None:
+    value = headers.get("authorization", "")
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def add_totals(usage: Usage) -> Usage:
+    if usage.total_tokens is None and usage.input_tokens is not None and usage.output_tokens is not None:
+        usage.total_tokens = usage.input_tokens + usage.output_tokens
+    return usage
+
+
+class Provider:
+    """One LLM provider: its hosts, wire format, credentials and error shape."""
+
+    name: ClassVar[str]
+    # Regular expression over "host:port", as mitmproxy's allow_hosts takes it.
+    host_pattern: ClassVar[str]
+    # Header a client may send its own upstream key in (removed before forwarding).
+    side_header: ClassVar[str]
+    # Where clients put API keys: header names ("authorization" holds a Bearer token), or
+    # "query:<parameter>"; `positions` adds what else carries a secret there.
+    key_positions: ClassVar[tuple[str, ...]]
+    positions: ClassVar[tuple[str, ...]]
+
+    def default_upstream(self, host: str) -> str:
+        return f"https://{host}"
+
+    def classify(self, method: str, path: str, body: bytes | None) -> Classification:
+        raise NotImplementedError
+
+    def presented(self, headers: Headers, query: Query) -> list[Presented]:
+        """Every credential the client put where this provider's key goes."""
+        found = []
+        for position in self.key_positions:
+            if position == "authorization":
+                value = bearer(headers)
+            else:
+                value = (_lookup(headers, query, position) or "").strip()
+            if value:
+                found.append(Presented(value, position))
+        return found
+
+    def positions_present(self, headers: Headers, query: Query) -> tuple[str, ...]:
+        return tuple(p for p in self.positions if _lookup(headers, query, p) is not None)
+
+    def remove_credentials(self, headers: Headers, query: Query) -> None:
+        for position in self.positions:
+            _remove(headers, query, position)
+
+    def redact(self, headers: Headers, query: Query, present: tuple[str, ...]) -> None:
+        """Leave the request showing where the client's credentials were, but no credential."""
+        for position in self.positions:
+            if position in present:
+                _store(headers, query, position, REDACTED)
+            else:
+                _remove(headers, query, position)
+
+    def inject(self, headers: Headers, key: str, classification: Classification) -> None:
+        raise NotImplementedError
+
+    def refusal(self, reason: str, message: str) -> Refusal:
+        raise NotImplementedError
+
+    def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
+        raise NotImplementedError
+
+    def _json_refusal(self, reason: str, payload: dict[str, Any], **headers: str) -> Refusal:
+        return Refusal(
+            STATUS[reason],
+            {
+                "content-type": "application/json",
+                "x-tollgate-error": reason,
+                # The official SDKs retry 5xx answers unless told not to: a refusal or a missing
+                # credential does not heal by retrying, an unreachable upstream may.
+                **({"x-should-retry": "false"} if STATUS[reason] < 502 else {}),
+                **headers,
+            },
+            json.dumps(payload).encode(),
+        )

@@ -1,0 +1,187 @@
+"""AWS Bedrock runtime: bedrock-runtime[-fips].<region>.amazonaws.com."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import unquote
+
+from ..call import Classification, RequestFacts, Usage
+from . import anthropic, openai
+from .base import (
+    NO_UPSTREAM_CREDENTIAL,
+    POLICY_DENIED,
+    UNAUTHENTICATED,
+    UPSTREAM_TIMEOUT,
+    UPSTREAM_UNREACHABLE,
+    Headers,
+    Provider,
+    Refusal,
+    add_totals,
+    as_int,
+    count,
+    parse_json,
+)
+
+_HOST = re.compile(r"^bedrock-runtime(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com$")
+_OPERATIONS = "invoke|invoke-with-response-stream|converse|converse-stream|count-tokens"
+# The model id is one raw path segment as botocore sends it (ARNs with %3A and %2F), but
+# hand-written clients may send an ARN's "/" unencoded: everything up to the operation counts.
+_MODEL_CALL = re.compile(rf"^/model/(?P<model>.+)/(?P<op>{_OPERATIONS})$")
+_GUARDRAIL = re.compile(r"^/guardrail/[^/]+/version/[^/]+/apply$")
+_STREAMING = ("invoke-with-response-stream", "converse-stream")
+
+# (status, x-amzn-ErrorType) per reason: AWS answers 403 for unknown keys too.
+_ERRORS = {
+    UNAUTHENTICATED: (403, "UnrecognizedClientException"),
+    POLICY_DENIED: (403, "AccessDeniedException"),
+    NO_UPSTREAM_CREDENTIAL: (500, "InternalServerException"),
+    UPSTREAM_UNREACHABLE: (502, "ServiceUnavailableException"),
+    UPSTREAM_TIMEOUT: (504, "ModelTimeoutException"),
+}
+
+
+def region_of(host: str) -> str | None:
+    m = _HOST.match(host)
+    return m["region"] if m else None
+
+
+def model_id_of(raw_path: str) -> str | None:
+    """The model id of a `/model/{id}/…` path, percent-decoded once."""
+    m = _MODEL_CALL.match(raw_path.split("?", 1)[0])
+    return unquote(m["model"]) if m else None
+
+
+class Bedrock(Provider):
+    name = "bedrock"
+    host_pattern = r"^bedrock-runtime(-fips)?\.[a-z0-9-]+\.amazonaws\.com:443$"
+    side_header = "X-AWS-Bearer-Token"
+    key_positions = ("authorization",)
+    positions = ("authorization", "x-amz-security-token")
+
+    def classify(self, method: str, path: str, body: bytes | None) -> Classification:
+        if path.startswith("/openai/"):
+            rest = path.removeprefix("/openai/").removeprefix("v1/")
+            c = openai.classify_body(openai.endpoint_of(rest), method, body)
+            c.wire_format = "openai"
+            return c
+        if _GUARDRAIL.match(path):
+            return Classification(endpoint="apply-guardrail")
+        m = _MODEL_CALL.match(path)
+        if not m:
+            return Classification(endpoint=path.strip("/").split("/")[0] or None)
+        op = m["op"]
+        c = Classification(endpoint=op, model=unquote(m["model"]))
+        c.facts = RequestFacts(stream=op in _STREAMING)
+        data = parse_json(body)
+        if data is None:
+            return c
+        if op.startswith("converse") or op == "count-tokens":
+            if op == "count-tokens":
+                data = _counted_request(data)
+            inference = data.get("inferenceConfig") if isinstance(data.get("inferenceConfig"), dict) else {}
+            c.facts.message_count = count(data.get("messages"))
+            c.facts.has_system = bool(data.get("system"))
+            c.facts.has_tools = bool(data.get("toolConfig") or data.get("tools"))
+            c.facts.max_tokens = as_int(inference.get("maxTokens", data.get("max_tokens")))
+        else:
+            _invoke_facts(data, c.facts)
+        return c
+
+
+
+    def inject(self, headers: Headers, key: str, classification: Classification) -> None:
+        headers["authorization"] = f"Bearer {key}"
+
+    def refusal(self, reason: str, message: str) -> Refusal:
+        status, error_type = _ERRORS[reason]
+        headers = {
+            "content-type": "application/json",
+            "x-amzn-errortype": error_type,
+            "x-tollgate-error": reason,
+        }
+        return Refusal(status, headers, json.dumps({"message": message}).encode())
+
+    def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
+        if classification.wire_format == "openai":
+            return openai.usage_of(classification.endpoint, body)
+        data = parse_json(body) or {}
+        endpoint = classification.endpoint
+        if endpoint == "converse":
+            return converse_usage(data.get("usage"), data.get("stopReason"))
+        if endpoint == "count-tokens":
+            return Usage(input_tokens=as_int(data.get("inputTokens")))
+        if endpoint == "invoke":
+            u = Usage(
+                input_tokens=as_int(headers.get("x-amzn-bedrock-input-token-count")),
+                output_tokens=as_int(headers.get("x-amzn-bedrock-output-token-count")),
+                cached_tokens=as_int(headers.get("x-amzn-bedrock-cache-read-input-token-count")),
+            )
+            if u.input_tokens is None:
+                u = anthropic.usage_from_object(data.get("usage"))  # Claude's own body usage
+            u.finish_reason = invoke_finish_reason(data)
+            return add_totals(u)
+        return Usage()
+
+
+def converse_usage(raw: Any, stop_reason: Any) -> Usage:
+    raw = raw if isinstance(raw, dict) else {}
+    u = Usage(
+        input_tokens=as_int(raw.get("inputTokens")),
+        output_tokens=as_int(raw.get("outputTokens")),
+        total_tokens=as_int(raw.get("totalTokens")),
+        cached_tokens=as_int(raw.get("cacheReadInputTokens")),
+        finish_reason=stop_reason if isinstance(stop_reason, str) else None,
+    )
+    return add_totals(u)
+
+
+def invoke_finish_reason(data: dict[str, Any]) -> str | None:
+    """The stop reason in the model family's own InvokeModel body."""
+    for key in ("stop_reason", "stopReason", "finish_reason", "completionReason"):
+        if isinstance(data.get(key), str):
+            return data[key]
+    for key in ("choices", "results", "generations", "outputs"):
+        items = data.get(key)
+        if isinstance(items, list) and items and isinstance(items[0], dict):
+            for inner in ("finish_reason", "completionReason", "stop_reason"):
+                if isinstance(items[0].get(inner), str):
+                    return items[0][inner]
+    return None
+
+
+def _counted_request(data: dict[str, Any]) -> dict[str, Any]:
+    """The request a CountTokens call counts: a Converse body, or an InvokeModel body as a string."""
+    given = data.get("input")
+    given = given if isinstance(given, dict) else {}
+    if isinstance(given.get("converse"), dict):
+        return given["converse"]
+    invoke = given.get("invokeModel")
+    if isinstance(invoke, dict) and isinstance(invoke.get("body"), str):
+        return parse_json(invoke["body"].encode()) or {}
+    return {}
+
+
+def _invoke_facts(data: dict[str, Any], facts: RequestFacts) -> None:
+    """InvokeModel bodies are the model family's own format: Claude, Nova, Titan, Llama, Mistral, …"""
+    messages = data.get("messages")
+    facts.message_count = count(messages)
+    if facts.message_count is None and isinstance(data.get("inputText") or data.get("prompt"), str):
+        facts.message_count = 1
+    facts.has_system = bool(data.get("system")) or (
+        isinstance(messages, list) and any(isinstance(m, dict) and m.get("role") == "system" for m in messages)
+    )
+    facts.has_tools = bool(data.get("tools") or data.get("toolConfig"))
+    inference = data.get("inferenceConfig") if isinstance(data.get("inferenceConfig"), dict) else {}
+    titan = data.get("textGenerationConfig") if isinstance(data.get("textGenerationConfig"), dict) else {}
+    for value in (
+        data.get("max_tokens"),
+        inference.get("max_new_tokens"),
+        inference.get("maxTokens"),
+        titan.get("maxTokenCount"),
+        data.get("max_gen_len"),
+    ):
+        if (n := as_int(value)) is not None:
+            facts.max_tokens = n
+            break

@@ -1,0 +1,103 @@
+"""Gemini API: generativelanguage.googleapis.com, every API version, and its OpenAI-compatible endpoint."""
+
+from __future__ import annotations
+
+import re
+
+from ..call import Classification, RequestFacts, Usage
+from . import openai
+from .base import (
+    STATUS,
+    UNAUTHENTICATED,
+    Headers,
+    Provider,
+    Refusal,
+    add_totals,
+    as_int,
+    count,
+    parse_json,
+)
+
+# /v1beta/models/gemini-2.0-flash:generateContent, /v1/tunedModels/x:generateContent, …
+_MODEL_CALL = re.compile(r"^/(?P<version>v\d+(?:alpha|beta)?\d*)/(?P<kind>models|tunedModels)/(?P<model>[^/:]+)(?::(?P<method>[A-Za-z]+))?$")
+_OPENAI_COMPAT = re.compile(r"^/(?P<version>v\d+(?:alpha|beta)?\d*)/openai/(?P<rest>.*)$")
+
+_REASONS = {
+    UNAUTHENTICATED: "UNAUTHENTICATED",
+    "policy_denied": "PERMISSION_DENIED",
+    "no_upstream_credential": "INTERNAL",
+    "upstream_unreachable": "UNAVAILABLE",
+    "upstream_timeout": "DEADLINE_EXCEEDED",
+}
+
+
+class Gemini(Provider):
+    name = "gemini"
+    host_pattern = r"^generativelanguage\.googleapis\.com:443$"
+    side_header = "X-Gemini-Key"
+    key_positions = positions = ("x-goog-api-key", "authorization", "query:key")
+
+    def classify(self, method: str, path: str, body: bytes | None) -> Classification:
+        if m := _OPENAI_COMPAT.match(path):
+            c = openai.classify_body(openai.endpoint_of(m["rest"]), method, body)
+            c.wire_format = "openai"
+            return c
+        m = _MODEL_CALL.match(path)
+        if not m:
+            rest = path.strip("/").split("/", 1)[-1]
+            return Classification(endpoint=rest.split("/")[0] or None)
+        if m["method"] is None:
+            return Classification(endpoint="models.get", model=m["model"])
+        c = Classification(endpoint=m["method"], model=m["model"])
+        data = parse_json(body) if method == "POST" else None
+        c.facts = RequestFacts(stream=m["method"] == "streamGenerateContent")
+        if data is not None:
+            config = data.get("generationConfig", data.get("generation_config"))
+            config = config if isinstance(config, dict) else {}
+            c.facts.message_count = count(data.get("contents"))
+            c.facts.has_system = bool(data.get("systemInstruction", data.get("system_instruction")))
+            c.facts.has_tools = bool(data.get("tools"))
+            c.facts.max_tokens = as_int(config.get("maxOutputTokens", config.get("max_output_tokens")))
+        return c
+
+
+
+    def inject(self, headers: Headers, key: str, classification: Classification) -> None:
+        if classification.wire_format == "openai":
+            headers["authorization"] = f"Bearer {key}"
+        else:
+            headers["x-goog-api-key"] = key
+
+    def refusal(self, reason: str, message: str) -> Refusal:
+        body = {"error": {"code": STATUS[reason], "message": message, "status": _REASONS[reason]}}
+        return self._json_refusal(reason, body)
+
+    def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
+        if classification.wire_format == "openai":
+            return openai.usage_of(classification.endpoint, body)
+        return usage_of(body)
+
+
+def usage_of(body: bytes | None) -> Usage:
+    data = parse_json(body)
+    return usage_from_object(data) if data is not None else Usage()
+
+
+def usage_from_object(data: dict) -> Usage:
+    """Usage from one GenerateContentResponse object (also one element of a stream)."""
+    meta = data.get("usageMetadata")
+    meta = meta if isinstance(meta, dict) else {}
+    u = Usage(
+        input_tokens=as_int(meta.get("promptTokenCount")),
+        output_tokens=as_int(meta.get("candidatesTokenCount")),
+        total_tokens=as_int(meta.get("totalTokenCount")),
+        cached_tokens=as_int(meta.get("cachedContentTokenCount")),
+        reasoning_tokens=as_int(meta.get("thoughtsTokenCount")),
+    )
+    if u.input_tokens is not None and u.output_tokens is None and u.total_tokens is not None:
+        u.output_tokens = u.total_tokens - u.input_tokens - (u.reasoning_tokens or 0)
+    candidates = data.get("candidates")
+    if isinstance(candidates, list) and candidates and isinstance(candidates[0], dict):
+        reason = candidates[0].get("finishReason")
+        u.finish_reason = reason if isinstance(reason, str) else None
+    return add_totals(u)

@@ -1,0 +1,155 @@
+"""OpenAI: api.openai.com, and the OpenAI wire format other providers also speak."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..call import Classification, RequestFacts, Usage
+from .base import (
+    UNAUTHENTICATED,
+    Headers,
+    Provider,
+    Refusal,
+    add_totals,
+    as_int,
+    count,
+    parse_json,
+)
+
+# Path (after the version prefix) → endpoint kind; the longest matching prefix wins.
+_ENDPOINTS = (
+    ("chat/completions", "chat.completions"),
+    ("responses", "responses"),
+    ("embeddings", "embeddings"),
+    ("completions", "completions"),
+    ("moderations", "moderations"),
+    ("images/generations", "images.generations"),
+    ("images/edits", "images.edits"),
+    ("audio/speech", "audio.speech"),
+    ("audio/transcriptions", "audio.transcriptions"),
+    ("audio/translations", "audio.translations"),
+    ("models", "models"),
+)
+_NON_ID = re.compile(r"^[a-z_]+$")
+
+
+def endpoint_of(rest: str) -> str | None:
+    """Endpoint kind from the path after `/v1/` (query removed)."""
+    rest = rest.strip("/")
+    for prefix, kind in _ENDPOINTS:
+        if rest == prefix or rest.startswith(prefix + "/"):
+            return kind
+    # Unknown endpoints are named by their fixed segments (ids left out): files, batches, …
+    named = [s for s in rest.split("/") if _NON_ID.match(s)]
+    return ".".join(named) or None
+
+
+def classify_body(endpoint: str | None, method: str, body: bytes | None) -> Classification:
+    """Model and request facts from an OpenAI-format request body."""
+    c = Classification(endpoint=endpoint)
+    data = parse_json(body) if method == "POST" else None
+    if data is None:
+        return c
+    model = data.get("model")
+    c.model = model if isinstance(model, str) else None
+    stream = data.get("stream")
+    facts = RequestFacts(stream=stream if isinstance(stream, bool) else False)
+    if endpoint == "responses":
+        inputs = data.get("input")
+        facts.message_count = 1 if isinstance(inputs, str) else count(inputs)
+        facts.has_system = bool(data.get("instructions")) or _has_system_message(inputs)
+        facts.has_tools = bool(data.get("tools"))
+        facts.max_tokens = as_int(data.get("max_output_tokens"))
+    elif endpoint == "chat.completions":
+        messages = data.get("messages")
+        facts.message_count = count(messages)
+        facts.has_system = _has_system_message(messages)
+        facts.has_tools = bool(data.get("tools") or data.get("functions"))
+        facts.max_tokens = as_int(data.get("max_completion_tokens", data.get("max_tokens")))
+    elif endpoint == "completions":
+        facts.max_tokens = as_int(data.get("max_tokens"))
+    c.facts = facts
+    return c
+
+
+def _has_system_message(messages: Any) -> bool:
+    if not isinstance(messages, list):
+        return False
+    return any(isinstance(m, dict) and m.get("role") in ("system", "developer") for m in messages)
+
+
+def usage_of(endpoint: str | None, body: bytes | None) -> Usage:
+    """Token usage and finish reason from a non-streamed OpenAI-format response."""
+    data = parse_json(body)
+    if data is None:
+        return Usage()
+    raw = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    if endpoint == "responses":
+        u = Usage(
+            input_tokens=as_int(raw.get("input_tokens")),
+            output_tokens=as_int(raw.get("output_tokens")),
+            total_tokens=as_int(raw.get("total_tokens")),
+            cached_tokens=as_int(_get(raw, "input_tokens_details", "cached_tokens")),
+            reasoning_tokens=as_int(_get(raw, "output_tokens_details", "reasoning_tokens")),
+        )
+        status = data.get("status")
+        reason = _get(data, "incomplete_details", "reason")
+        u.finish_reason = reason if isinstance(reason, str) else status if isinstance(status, str) else None
+        return add_totals(u)
+    u = Usage(
+        input_tokens=as_int(raw.get("prompt_tokens")),
+        output_tokens=as_int(raw.get("completion_tokens")),
+        total_tokens=as_int(raw.get("total_tokens")),
+        cached_tokens=as_int(_get(raw, "prompt_tokens_details", "cached_tokens")),
+        reasoning_tokens=as_int(_get(raw, "completion_tokens_details", "reasoning_tokens")),
+    )
+    choices = data.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        reason = choices[0].get("finish_reason")
+        u.finish_reason = reason if isinstance(reason, str) else None
+    if endpoint == "embeddings" and u.input_tokens is not None and u.output_tokens is None:
+        u.output_tokens = 0
+    return add_totals(u)
+
+
+def _get(data: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def refusal_body(reason: str, message: str) -> dict[str, Any]:
+    code = "invalid_api_key" if reason == UNAUTHENTICATED else reason
+    kind = {
+        UNAUTHENTICATED: "invalid_request_error",
+        "policy_denied": "permission_denied",
+    }.get(reason, "server_error")
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+class OpenAI(Provider):
+    name = "openai"
+    host_pattern = r"^api\.openai\.com:443$"
+    side_header = "X-OpenAI-Key"
+    key_positions = positions = ("authorization",)
+
+    def classify(self, method: str, path: str, body: bytes | None) -> Classification:
+        rest = path.split("?", 1)[0]
+        rest = rest.removeprefix("/v1/") if rest.startswith("/v1/") else rest.lstrip("/")
+        c = classify_body(endpoint_of(rest), method, body)
+        c.wire_format = "openai"
+        return c
+
+
+
+    def inject(self, headers: Headers, key: str, classification: Classification) -> None:
+        headers["authorization"] = f"Bearer {key}"
+
+    def refusal(self, reason: str, message: str) -> Refusal:
+        return self._json_refusal(reason, refusal_body(reason, message))
+
+    def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
+        return usage_of(classification.endpoint, body)

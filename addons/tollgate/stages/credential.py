@@ -1,0 +1,82 @@
+"""The upstream credential: the caller's side header, else the provider's keys in turn, else the
+anonymous caller's own; the caller's credential never goes upstream otherwise."""
+
+from __future__ import annotations
+
+from weakref import WeakKeyDictionary
+
+from mitmproxy import http
+
+from ..call import fingerprint
+from ..keypool import KeyPool, retry_after_seconds
+from ..providers.base import NO_UPSTREAM_CREDENTIAL
+from .shared import Shared, call_of, provider_of, refuse
+
+# Statuses after which a pooled key rests for the provider's Retry-After.
+RESTING_STATUSES = (401, 429)
+# Side headers of the seed Bedrock proxy that would sign with SigV4 (not supported yet):
+# removed all the same, so that the secret never travels or lands in a saved flow.
+AWS_SIGNING_SIDE_HEADERS = ("X-AWS-Access-Key", "X-AWS-Secret-Key", "X-AWS-Session-Token", "X-AWS-Region")
+
+
+class Credential:
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+        self._taken: WeakKeyDictionary[http.HTTPFlow, tuple[KeyPool, str]] = WeakKeyDictionary()
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        call = call_of(flow)
+        if call is None or flow.response is not None:
+            return
+        provider = provider_of(call)
+        headers = flow.request.headers
+        key = (headers.pop(provider.side_header, "") or "").strip() or None
+        signing = [headers.pop(h) for h in AWS_SIGNING_SIDE_HEADERS if h in headers] if call.provider == "bedrock" else []
+        if key is None and signing:
+            refuse(
+                flow,
+                call,
+                NO_UPSTREAM_CREDENTIAL,
+                "Tollgate cannot sign with X-AWS-Access-Key/X-AWS-Secret-Key yet; send X-AWS-Bearer-Token instead.",
+            )
+            call.error = "no upstream credential"
+            return
+        if key is None:
+            pool = self.shared.pools[call.provider]
+            key = pool.take()
+            if key is not None:
+                self._taken[flow] = (pool, key)
+        if key is None and call.provider == "bedrock":
+            key = self.shared.config.providers.bedrock.bearer_token
+        if key is None:
+            self._pass_through(flow, call)
+            return
+        provider.remove_credentials(headers, flow.request.query)
+        provider.inject(headers, key, call.classification)
+        call.upstream_key = fingerprint(key)
+
+    def _pass_through(self, flow: http.HTTPFlow, call) -> None:
+        provider = provider_of(call)
+        if call.auth != "anonymous":
+            extra = " or `bearer_token`" if call.provider == "bedrock" else ""
+            refuse(
+                flow,
+                call,
+                NO_UPSTREAM_CREDENTIAL,
+                f"Tollgate has no {call.provider} credential for this call: set providers.{call.provider}.keys"
+                f"{extra} in Tollgate's configuration, or send your own key in the {provider.side_header} header.",
+            )
+            call.error = "no upstream credential"
+            return
+        own = provider.presented(flow.request.headers, flow.request.query)
+        call.upstream_key = fingerprint(own[0].value) if own else None
+        if flow.request.headers.get("authorization", "").startswith("AWS4-"):
+            # A SigV4 signature covers the Host header: it goes upstream as signed, wherever it goes.
+            flow.request.host_header = call.host
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        taken = self._taken.pop(flow, None)
+        if taken is None or flow.response is None or flow.response.status_code not in RESTING_STATUSES:
+            return
+        pool, key = taken
+        pool.rest(key, retry_after_seconds(flow.response.headers.get("retry-after")))

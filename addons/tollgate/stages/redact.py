@@ -1,0 +1,27 @@
+"""Once a request has been sent, the flow keeps no credential and no prompt: what mitmweb shows
+and what `-w` saves is where the caller's credentials were, not what they were."""
+
+from __future__ import annotations
+
+from mitmproxy import http
+
+from .shared import Shared, call_of, provider_of
+
+
+class Redact:
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        self._redact(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._redact(flow)
+
+    def _redact(self, flow: http.HTTPFlow) -> None:
+        call = call_of(flow)
+        if call is None:
+            return
+        provider_of(call).redact(flow.request.headers, flow.request.query, call.credential_positions)
+        # None is mitmproxy's "content not kept"; the Content-Length header still tells its size.
+        flow.request.raw_content = None

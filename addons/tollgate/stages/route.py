@@ -1,0 +1,30 @@
+"""Where a call goes: the provider's configured `upstream`, or the host the client asked for."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from mitmproxy import http
+
+from .shared import Shared, call_of
+
+
+class Route:
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        call = call_of(flow)
+        if call is None or flow.response is not None:
+            return
+        upstream = self.shared.config.providers.get(call.provider).upstream
+        if upstream is None:
+            port = "" if flow.request.port == 443 else f":{flow.request.port}"
+            call.upstream = f"{flow.request.scheme}://{flow.request.host}{port}"
+            return
+        target = urlsplit(upstream)
+        flow.request.scheme = target.scheme
+        # Setting host and port also rewrites the Host header; the TLS SNI follows the host.
+        flow.request.host = target.hostname or ""
+        flow.request.port = target.port or (443 if target.scheme == "https" else 80)
+        call.upstream = upstream

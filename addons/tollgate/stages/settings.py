@@ -1,0 +1,69 @@
+"""The `tollgate_config` option, and the mitmproxy options Tollgate depends on."""
+
+from __future__ import annotations
+
+import logging
+
+from mitmproxy import ctx, exceptions
+
+from .. import compat
+from ..auditlog import AuditLog
+from ..config import ConfigError, load_config
+from ..providers import allow_hosts
+from .shared import Shared
+
+logger = logging.getLogger(__name__)
+
+
+class Settings:
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+
+    def load(self, loader) -> None:
+        # Declared as str: mitmproxy silently drops a script whose typed option gets a bad value.
+        loader.add_option(
+            "tollgate_config", str, "", "Path of Tollgate's YAML configuration; empty: built-in defaults."
+        )
+        compat.serve_responses_set_by_error_hook()
+
+    def configure(self, updated: set[str]) -> None:
+        if "tollgate_config" in updated:
+            try:
+                config = load_config(ctx.options.tollgate_config)
+            except ConfigError as e:
+                raise exceptions.OptionsError(f"Tollgate configuration: {e}") from None
+            try:
+                audit = AuditLog(config.audit.path)
+            except OSError as e:
+                raise exceptions.OptionsError(
+                    f"Tollgate configuration: audit.path: cannot open {config.audit.path}: {e.strerror}"
+                ) from None
+            self.shared.apply(config, audit)
+            logger.info(
+                f"Tollgate: {len(config.clients)} client(s), anonymous callers "
+                f"{'allowed' if config.anonymous_allowed else 'refused'}, audit to {config.audit.path}"
+            )
+        self._require_proxy_options()
+
+    def _require_proxy_options(self) -> None:
+        wanted: dict[str, object] = {}
+        # Connect upstream only once the request is known: the real host may be unreachable
+        # when `upstream` sends calls elsewhere.
+        if ctx.options.connection_strategy != "lazy":
+            wanted["connection_strategy"] = "lazy"
+        # Decrypt only LLM hosts; every other TLS connection is tunnelled untouched.
+        if ctx.options.ignore_hosts:
+            raise exceptions.OptionsError(
+                "Tollgate decrypts only LLM hosts through allow_hosts; ignore_hosts cannot be combined with it"
+            )
+        hosts = list(ctx.options.allow_hosts)
+        missing = [h for h in allow_hosts() if h not in hosts]
+        if missing:
+            wanted["allow_hosts"] = hosts + missing
+        if wanted:
+            ctx.options.update(**wanted)
+
+    def done(self) -> None:
+        if self.shared.audit is not None:
+            self.shared.audit.close()
+            self.shared.audit = None

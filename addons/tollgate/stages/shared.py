@@ -1,0 +1,53 @@
+"""What the addons share: the loaded configuration and what is built from it, and per-flow access."""
+
+from __future__ import annotations
+
+from mitmproxy import http
+
+from ..auditlog import AuditLog
+from ..call import Call
+from ..clients import Directory
+from ..config import Config
+from ..keypool import KeyPool
+from ..providers import PROVIDERS
+from ..providers.base import Provider
+
+CALL = "tollgate"
+
+
+class Shared:
+    """Replaced as a whole when the configuration changes, so every flow sees one version."""
+
+    def __init__(self) -> None:
+        self.config = Config()
+        self.directory = Directory(self.config)
+        self.pools = {name: KeyPool(()) for name in PROVIDERS}
+        self.audit: AuditLog | None = None
+
+    def apply(self, config: Config, audit: AuditLog) -> None:
+        old = self.audit
+        self.config = config
+        self.directory = Directory(config)
+        self.pools = {name: KeyPool(config.providers.get(name).keys) for name in PROVIDERS}
+        self.audit = audit
+        if old is not None and old is not audit:
+            old.close()
+
+
+def call_of(flow: http.HTTPFlow) -> Call | None:
+    """The flow's call record while the call is live; None for flows Tollgate does not handle."""
+    call = flow.metadata.get(CALL)
+    return call if isinstance(call, Call) else None
+
+
+def provider_of(call: Call) -> Provider:
+    return PROVIDERS[call.provider]
+
+
+def refuse(flow: http.HTTPFlow, call: Call, reason: str, message: str) -> None:
+    """Answer the call in the provider's own error shape instead of forwarding it."""
+    refusal = provider_of(call).refusal(reason, message)
+    call.answered_by_tollgate = True
+    flow.response = http.Response.make(
+        refusal.status, refusal.body, {**refusal.headers, "x-tollgate-request-id": call.request_id}
+    )

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Tollgate: ./run.sh [mitmdump args…] | ./run.sh web [mitmweb args…] | ./run.sh env | ./run.sh test [pytest args…]
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENV="$ROOT/.venv"
+CLIENTS_VENV="$ROOT/.venv-clients"
+CERTS="$ROOT/certs"
+LISTEN_HOST="127.0.0.1"
+LISTEN_PORT="8080"
+# The official SDKs the end-to-end tests drive, newest releases, in a venv of their own:
+# mitmproxy's pins hold the main venv's typing-extensions (and so the SDKs) back.
+CLIENT_PACKAGES=(openai anthropic google-genai boto3)
+
+say() { printf 'tollgate: %s\n' "$*" >&2; }
+
+python_ok() {
+  "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1
+}
+
+find_python() {
+  local candidates=()
+  [[ -n "${TOLLGATE_PYTHON:-}" ]] && candidates+=("$TOLLGATE_PYTHON")
+  candidates+=(python3.14 python3.13 python3.12)
+  if command -v pyenv >/dev/null 2>&1; then
+    local root
+    root="$(pyenv root 2>/dev/null || true)"
+    if [[ -n "$root" && -d "$root/versions" ]]; then
+      # Newest first; a pyenv shim that is not selected refuses to run, the real binary does not.
+      while IFS= read -r p; do candidates+=("$p"); done < <(
+        ls -d "$root"/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -V -r)
+    fi
+  fi
+  candidates+=(python3 python)
+  local c
+  for c in "${candidates[@]}"; do
+    if python_ok "$c"; then
+      command -v "$c" 2>/dev/null || echo "$c"
+      return 0
+    fi
+  done
+  return 1
+}
+
+make_venv() {  # make_venv DIR
+  local python
+  if ! python="$(find_python)"; then
+    say "no Python 3.12 or newer found (mitmproxy 12 needs it)."
+    say "install one (e.g. 'pyenv install 3.12', or your system's python3.12 package), or set TOLLGATE_PYTHON=/path/to/python3.12"
+    exit 1
+  fi
+  say "creating $1 with $("$python" --version 2>&1) ($python)"
+  "$python" -m venv "$1"
+  "$1/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
+}
+
+ensure_venv() {
+  if [[ -x "$VENV/bin/python" ]] && ! python_ok "$VENV/bin/python"; then
+    say "$VENV has a Python older than 3.12; recreating it"
+    rm -rf "$VENV"
+  fi
+  [[ -x "$VENV/bin/python" ]] || make_venv "$VENV"
+  local stamp="$VENV/.tollgate-installed"
+  if [[ ! -f "$stamp" ]] || ! cmp -s "$ROOT/pyproject.toml" "$stamp"; then
+    say "installing Tollgate and its dependencies into $VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[test]" >&2
+    cp "$ROOT/pyproject.toml" "$stamp"
+  fi
+}
+
+ensure_clients_venv() {
+  [[ -x "$CLIENTS_VENV/bin/python" ]] || make_venv "$CLIENTS_VENV"
+  local stamp="$CLIENTS_VENV/.tollgate-installed"
+  if [[ ! -f "$stamp" || -n "$(find "$stamp" -mmin +1440 2>/dev/null)" ]]; then
+    say "installing the newest official SDKs into $CLIENTS_VENV"
+    "$CLIENTS_VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "${CLIENT_PACKAGES[@]}" >&2
+    touch "$stamp"
+  fi
+}
+
+ensure_certs() {
+  "$VENV/bin/python" -m tollgate certs --confdir "$CERTS" >/dev/null
+}
+
+# Options run.sh sets unless the caller sets them: mitmproxy refuses two values for one option.
+caller_sets() {  # caller_sets OPTION ARGS…
+  local option="$1" flag="--${1//_/-}" arg
+  shift
+  for arg in "$@"; do
+    case "$arg" in
+      "$flag" | "$flag="* | "$option="* | "--set=$option="*) return 0 ;;
+      -p) [[ "$option" == listen_port ]] && return 0 ;;
+    esac
+  done
+  return 1
+}
+
+proxy_args() {
+  local args=()
+  caller_sets confdir "$@" || args+=(--set "confdir=$CERTS")
+  caller_sets listen_host "$@" || args+=(--listen-host "$LISTEN_HOST")
+  caller_sets listen_port "$@" || args+=(--listen-port "$LISTEN_PORT")
+  if ! caller_sets tollgate_config "$@" && [[ -f "$PWD/tollgate.yaml" ]]; then
+    args+=(--set "tollgate_config=$PWD/tollgate.yaml")
+  fi
+  printf '%s\n' -s "$ROOT/addons/gateway.py" "${args[@]}"
+}
+
+run_proxy() {  # run_proxy mitmdump|mitmweb ARGS…
+  local tool="$1"
+  shift
+  ensure_venv
+  ensure_certs
+  local defaults=()
+  while IFS= read -r line; do defaults+=("$line"); done < <(proxy_args "$@")
+  [[ -f "$PWD/tollgate.yaml" ]] || caller_sets tollgate_config "$@" ||
+    say "no tollgate.yaml here: pure audit mode (anyone may call, their own keys pass through)"
+  exec "$VENV/bin/$tool" "${defaults[@]}" "$@"
+}
+
+print_env() {
+  ensure_venv
+  ensure_certs
+  local bundle="$CERTS/ca-bundle.pem"
+  cat <<EOF
+export HTTPS_PROXY="http://$LISTEN_HOST:$LISTEN_PORT"
+export SSL_CERT_FILE="$bundle"
+export REQUESTS_CA_BUNDLE="$bundle"
+export AWS_CA_BUNDLE="$bundle"
+export CURL_CA_BUNDLE="$bundle"
+export NODE_EXTRA_CA_CERTS="$CERTS/mitmproxy-ca-cert.pem"
+EOF
+}
+
+run_tests() {
+  ensure_venv
+  ensure_clients_venv
+  cd "$ROOT"
+  TOLLGATE_CLIENT_PYTHON="$CLIENTS_VENV/bin/python" exec "$VENV/bin/python" -m pytest "$@"
+}
+
+case "${1:-}" in
+  web) shift; run_proxy mitmweb "$@" ;;
+  env) print_env ;;
+  test) shift; run_tests "$@" ;;
+  *) run_proxy mitmdump "$@" ;;
+esac

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "addons"))
+sys.path.insert(0, str(ROOT))
+
+from tests.support.canned import provider_answers  # noqa: E402
+from tests.support.clients import run_client  # noqa: E402
+from tests.support.fake_upstream import FakeUpstream  # noqa: E402
+from tests.support.proxy import Mitmdump  # noqa: E402
+from tollgate.certs import ensure_bundle  # noqa: E402
+
+PROVIDERS = ("openai", "gemini", "anthropic", "bedrock")
+
+
+@pytest.fixture(scope="session")
+def upstream_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def upstream_ca_pem(tmp_path_factory: pytest.TempPathFactory, upstream_ca: trustme.CA) -> Path:
+    path = tmp_path_factory.mktemp("upstream-ca") / "ca.pem"
+    upstream_ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def confdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("certs")
+    ensure_bundle(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def bundle(confdir: Path) -> Path:
+    return confdir / "ca-bundle.pem"
+
+
+class Gateway:
+    """A running mitmdump with Tollgate, a fake upstream per provider, and its audit file."""
+
+    def __init__(self, proxy: Mitmdump, fakes: dict[str, FakeUpstream], audit_path: Path, bundle: Path) -> None:
+        self.proxy = proxy
+        self.fakes = fakes
+        self.audit_path = audit_path
+        self.bundle = bundle
+
+    def run(self, code: str, env: dict[str, str] | None = None, timeout: float = 60) -> dict:
+        return run_client(code, self.proxy.proxy_url, self.bundle, env, timeout)
+
+    def audit(self) -> list[dict[str, Any]]:
+        if not self.audit_path.exists():
+            return []
+        return [json.loads(line) for line in self.audit_path.read_text().splitlines() if line.strip()]
+
+    def wait_audit(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            records = self.audit()
+            if len(records) >= count:
+                return records
+            time.sleep(0.05)
+        raise AssertionError(f"expected {count} audit records, have {len(self.audit())}")
+
+    def last_audit(self, request_count: int | None = None) -> dict[str, Any]:
+        """The newest record, once there are as many as calls made (when given)."""
+        return self.wait_audit(request_count or 1)[-1]
+
+    def reset(self) -> None:
+        for fake in self.fakes.values():
+            fake.received.clear()
+            fake.handler = provider_answers
+
+
+ConfigBuilder = Callable[[dict[str, str]], dict]
+
+
+@pytest.fixture(scope="module")
+def start_gateway(
+    tmp_path_factory: pytest.TempPathFactory, upstream_ca: trustme.CA, upstream_ca_pem: Path, confdir: Path, bundle: Path
+) -> Iterator[Callable[..., Gateway]]:
+    started: list[tuple[Mitmdump, dict[str, FakeUpstream]]] = []
+
+    def start(config: ConfigBuilder | dict | None, *extra: str) -> Gateway:
+        workdir = tmp_path_factory.mktemp("gateway")
+        fakes = {name: FakeUpstream(upstream_ca, provider_answers) for name in PROVIDERS}
+        audit_path = workdir / "audit.jsonl"
+        config_path = None
+        if config is not None:
+            data = config({n: f.url for n, f in fakes.items()}) if callable(config) else config
+            data.setdefault("audit", {}).setdefault("path", str(audit_path))
+            config_path = workdir / "tollgate.yaml"
+            config_path.write_text(yaml.safe_dump(data))
+        proxy = Mitmdump(workdir, confdir, upstream_ca_pem, config_path, *extra)
+        started.append((proxy, fakes))
+        proxy.wait_ready()
+        return Gateway(proxy, fakes, audit_path, bundle)
+
+    yield start
+    for proxy, fakes in started:
+        proxy.stop()
+        for fake in fakes.values():
+            fake.close()

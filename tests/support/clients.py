@@ -1,0 +1,63 @@
+"""Run the official SDKs as users do: a separate Python process, HTTPS_PROXY and the CA bundle."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PRELUDE = """
+import json, sys
+def report(**values):
+    print("RESULT " + json.dumps(values), flush=True)
+"""
+
+EPILOGUE = """
+except Exception as e:
+    status = getattr(e, "status_code", None) or getattr(e, "code", None)
+    response = getattr(e, "response", None)
+    if isinstance(response, dict):  # botocore
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = response.get("Error", {}).get("Code")
+    else:
+        code = None
+    report(error=type(e).__name__, module=type(e).__module__, status=status, code=code, message=str(e)[:2000])
+"""
+
+
+def client_python() -> str:
+    """The interpreter that has the newest official SDKs (kept apart from mitmproxy's pins)."""
+    configured = os.environ.get("TOLLGATE_CLIENT_PYTHON")
+    if configured:
+        return configured
+    venv = ROOT / ".venv-clients" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
+def run_client(code: str, proxy_url: str, bundle: Path, env: dict[str, str] | None = None, timeout: float = 60) -> dict:
+    """Run `code` (which calls report(...)) through the proxy; return what it reported."""
+    script = PRELUDE + "try:\n" + textwrap.indent(textwrap.dedent(code), "    ") + EPILOGUE
+    base = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY") and not k.startswith("AWS_")}
+    full_env = {
+        **base,
+        "HTTPS_PROXY": proxy_url,
+        "NO_PROXY": "",
+        "SSL_CERT_FILE": str(bundle),
+        "REQUESTS_CA_BUNDLE": str(bundle),
+        "AWS_CA_BUNDLE": str(bundle),
+        "CURL_CA_BUNDLE": str(bundle),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": "/nonexistent",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+        **(env or {}),
+    }
+    done = subprocess.run([client_python(), "-c", script], env=full_env, capture_output=True, text=True, timeout=timeout)
+    for line in done.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line.removeprefix("RESULT "))
+    raise AssertionError(f"client reported nothing (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")

@@ -1,0 +1,112 @@
+"""A TLS server on 127.0.0.1 standing in for a provider: it records what it received and answers
+with what the test scripted."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import trustme
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+    sni: str | None
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes | dict | list = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # before the headers
+
+    def encoded(self) -> bytes:
+        if isinstance(self.body, (dict, list)):
+            return json.dumps(self.body).encode()
+        return self.body
+
+
+Handler = Callable[[Received], Reply]
+
+
+class FakeUpstream:
+    def __init__(self, ca: trustme.CA, handler: Handler | None = None) -> None:
+        self.received: list[Received] = []
+        self.handler: Handler = handler or (lambda r: Reply(200, {"ok": True}))
+        self._lock = threading.Lock()
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(context)
+        snis: dict[int, str | None] = {}
+
+        def remember_sni(sock: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+            snis[id(sock)] = name
+
+        context.sni_callback = remember_sni
+        upstream = self
+
+        class RequestHandler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                received = Received(
+                    self.command,
+                    self.path,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    body,
+                    snis.get(id(self.connection)),
+                )
+                with upstream._lock:
+                    upstream.received.append(received)
+                reply = upstream.handler(received)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                payload = reply.encoded()
+                self.send_response(reply.status)
+                headers = {"content-type": "application/json", **reply.headers}
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)
+        self.server.daemon_threads = True
+        raw_accept = self.server.socket.accept
+
+        def accept_tls():
+            sock, addr = raw_accept()
+            tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            tls.settimeout(30)
+            return tls, addr
+
+        self.server.get_request = accept_tls  # type: ignore[method-assign]
+        self.port = self.server.server_address[1]
+        self.url = f"https://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
