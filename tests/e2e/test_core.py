@@ -1,0 +1,236 @@
+"""The core chain end to end: official SDKs through a real mitmdump running addons/gateway.py."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+REAL = {
+    "openai": "sk-real-openai-000000000001",
+    "gemini": "AIza-real-gemini-000000000001",
+    "anthropic": "sk-ant-real-000000000001",
+    "bedrock": "ABSK-real-bedrock-000000000001",
+}
+ALICE = "tg-alice-0123456789"
+BOB = "tg-bob-9876543210"
+
+
+def config(urls: dict[str, str]) -> dict:
+    return {
+        "providers": {name: {"upstream": url, "keys": [REAL[name]]} for name, url in urls.items()},
+        "clients": [
+            {"name": "alice", "keys": [ALICE], "groups": ["research"]},
+            {"name": "bob", "keys": [BOB]},
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def gw(start_gateway):
+    return start_gateway(config)
+
+
+@pytest.fixture
+def g(gw):
+    gw.reset()
+    return gw
+
+
+def test_openai_chat_with_virtual_key(g):
+    result = g.run(f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{ALICE}", max_retries=0)
+        r = client.chat.completions.create(model="gpt-4o-mini", max_tokens=50,
+            messages=[{{"role": "system", "content": "be brief"}}, {{"role": "user", "content": "hi"}}])
+        report(text=r.choices[0].message.content, tokens=r.usage.total_tokens)
+    """)
+    assert result == {"text": "Hi there.", "tokens": 28}
+    seen = g.fakes["openai"].received[-1]
+    assert seen.headers["authorization"] == f"Bearer {REAL['openai']}"
+    assert seen.path == "/v1/chat/completions"
+    assert seen.sni is None  # an IP address is never sent as SNI; a hostname upstream gets its own
+    assert seen.headers["host"] == f"127.0.0.1:{g.fakes['openai'].port}"
+    record = g.last_audit()
+    assert record["event"] == "llm_call"
+    assert (record["client"], record["auth"], record["provider"], record["endpoint"]) == (
+        "alice", "virtual_key", "openai", "chat.completions")
+    assert (record["requested_model"], record["model"]) == ("gpt-4o-mini", "gpt-4o-mini")
+    assert (record["message_count"], record["has_system"], record["has_tools"], record["stream"]) == (2, True, False, False)
+    assert (record["input_tokens"], record["output_tokens"], record["total_tokens"]) == (21, 7, 28)
+    assert (record["cached_tokens"], record["reasoning_tokens"], record["finish_reason"]) == (5, 2, "stop")
+    assert record["status"] == 200 and record["decision"] == "allow" and record["error"] is None
+    assert record["upstream"] == g.fakes["openai"].url
+    assert record["upstream_key"].startswith("sha256:")
+    assert record["ttfb_ms"] is not None and record["latency_ms"] >= record["ttfb_ms"]
+
+
+def test_openai_responses_and_embeddings(g):
+    result = g.run(f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{ALICE}", max_retries=0)
+        r = client.responses.create(model="gpt-4.1", instructions="be brief", input="hello", max_output_tokens=64)
+        e = client.embeddings.create(model="text-embedding-3-small", input="hello")
+        report(text=r.output_text, dims=len(e.data[0].embedding))
+    """)
+    assert result == {"text": "Hello.", "dims": 3}
+    responses, embeddings = g.wait_audit(2)[-2:]
+    assert (responses["endpoint"], responses["model"], responses["has_system"], responses["message_count"]) == (
+        "responses", "gpt-4.1", True, 1)
+    assert (responses["input_tokens"], responses["output_tokens"], responses["total_tokens"]) == (31, 9, 40)
+    assert responses["finish_reason"] == "completed"
+    assert (embeddings["endpoint"], embeddings["input_tokens"], embeddings["total_tokens"]) == ("embeddings", 4, 4)
+
+
+def test_gemini_generate_content(g):
+    result = g.run(f"""
+        from google import genai
+        from google.genai import types
+        client = genai.Client(api_key="{ALICE}")
+        r = client.models.generate_content(model="gemini-2.0-flash", contents="hello",
+            config=types.GenerateContentConfig(system_instruction="be brief", max_output_tokens=100))
+        report(text=r.text, tokens=r.usage_metadata.total_token_count)
+    """)
+    assert result == {"text": "Hello!", "tokens": 15}
+    seen = g.fakes["gemini"].received[-1]
+    assert seen.headers["x-goog-api-key"] == REAL["gemini"]
+    assert seen.path.split("?")[0].endswith("/models/gemini-2.0-flash:generateContent")
+    record = g.last_audit()
+    assert (record["provider"], record["endpoint"], record["model"], record["client"]) == (
+        "gemini", "generateContent", "gemini-2.0-flash", "alice")
+    assert (record["message_count"], record["has_system"], record["input_tokens"], record["output_tokens"]) == (1, True, 12, 3)
+    assert record["finish_reason"] == "STOP"
+
+
+def test_gemini_key_in_query_parameter(g):
+    result = g.run(f"""
+        import json, urllib.request
+        req = urllib.request.Request(
+            "https://generativelanguage.googleapis.com/v1beta/models/gemini-1.5-pro:generateContent?key={ALICE}&alt=json",
+            data=json.dumps({{"contents": [{{"parts": [{{"text": "hi"}}]}}]}}).encode(),
+            headers={{"content-type": "application/json"}})
+        with urllib.request.urlopen(req) as resp:
+            report(status=resp.status)
+    """)
+    assert result == {"status": 200}
+    seen = g.fakes["gemini"].received[-1]
+    assert "key=" not in seen.path and ALICE not in seen.path
+    assert "alt=json" in seen.path
+    assert seen.headers["x-goog-api-key"] == REAL["gemini"]
+    record = g.last_audit()
+    assert (record["client"], record["model"], record["path"]) == (
+        "alice", "gemini-1.5-pro", "/v1beta/models/gemini-1.5-pro:generateContent")
+
+
+def test_anthropic_messages(g):
+    result = g.run(f"""
+        import anthropic
+        client = anthropic.Anthropic(api_key="{BOB}", max_retries=0)
+        r = client.messages.create(model="claude-sonnet-4-5", max_tokens=256, system="be brief",
+            messages=[{{"role": "user", "content": "hello"}}],
+            tools=[{{"name": "lookup", "description": "d", "input_schema": {{"type": "object", "properties": {{}}}}}}])
+        report(text=r.content[0].text, input=r.usage.input_tokens)
+    """)
+    assert result == {"text": "Hello!", "input": 25}
+    seen = g.fakes["anthropic"].received[-1]
+    assert seen.headers["x-api-key"] == REAL["anthropic"]
+    assert "authorization" not in seen.headers
+    record = g.last_audit()
+    assert (record["client"], record["provider"], record["endpoint"], record["model"]) == (
+        "bob", "anthropic", "messages", "claude-sonnet-4-5")
+    assert (record["has_system"], record["has_tools"], record["message_count"]) == (True, True, 1)
+    # Anthropic reports cache reads apart; the audit's input_tokens counts every prompt token.
+    assert (record["input_tokens"], record["cached_tokens"], record["output_tokens"], record["total_tokens"]) == (
+        125, 100, 11, 136)
+    assert record["finish_reason"] == "end_turn"
+
+
+BEDROCK_PROFILE = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-5-sonnet-20241022-v2:0"
+
+
+def test_bedrock_converse_with_virtual_bearer_key(g):
+    result = g.run(f"""
+        import boto3
+        client = boto3.client("bedrock-runtime", region_name="us-east-1")
+        r = client.converse(modelId="{BEDROCK_PROFILE}",
+            messages=[{{"role": "user", "content": [{{"text": "hello"}}]}}], inferenceConfig={{"maxTokens": 99}})
+        report(text=r["output"]["message"]["content"][0]["text"], tokens=r["usage"]["totalTokens"])
+    """, env={"AWS_BEARER_TOKEN_BEDROCK": ALICE})
+    assert result == {"text": "Hello!", "tokens": 23}
+    seen = g.fakes["bedrock"].received[-1]
+    assert seen.headers["authorization"] == f"Bearer {REAL['bedrock']}"
+    record = g.last_audit()
+    assert (record["client"], record["provider"], record["endpoint"], record["model"]) == (
+        "alice", "bedrock", "converse", BEDROCK_PROFILE)
+    assert record["host"] == "bedrock-runtime.us-east-1.amazonaws.com"
+    assert (record["input_tokens"], record["output_tokens"], record["max_tokens"], record["finish_reason"]) == (
+        17, 6, 99, "end_turn")
+
+
+def test_bedrock_invoke_model_usage_from_headers(g):
+    result = g.run(f"""
+        import boto3, json
+        client = boto3.client("bedrock-runtime", region_name="eu-west-1")
+        r = client.invoke_model(modelId="anthropic.claude-3-haiku-20240307-v1:0", body=json.dumps(
+            {{"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64, "messages": [{{"role": "user", "content": "hi"}}]}}))
+        report(stop=json.loads(r["body"].read())["stop_reason"])
+    """, env={"AWS_BEARER_TOKEN_BEDROCK": BOB})
+    assert result == {"stop": "max_tokens"}
+    record = g.last_audit()
+    assert (record["endpoint"], record["model"], record["host"]) == (
+        "invoke", "anthropic.claude-3-haiku-20240307-v1:0", "bedrock-runtime.eu-west-1.amazonaws.com")
+    assert (record["input_tokens"], record["output_tokens"], record["total_tokens"], record["finish_reason"]) == (
+        13, 64, 77, "max_tokens")
+
+
+def test_side_header_wins_and_is_stripped(g):
+    own = "sk-callers-own-openai-key-42"
+    result = g.run(f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{ALICE}", max_retries=0, default_headers={{"X-OpenAI-Key": "{own}"}})
+        r = client.chat.completions.create(model="gpt-4o", messages=[{{"role": "user", "content": "hi"}}])
+        report(ok=True)
+    """)
+    assert result == {"ok": True}
+    seen = g.fakes["openai"].received[-1]
+    assert seen.headers["authorization"] == f"Bearer {own}"
+    assert "x-openai-key" not in seen.headers
+    assert ALICE not in str(seen.headers)
+
+
+@pytest.mark.parametrize(
+    ("sdk", "code", "expected"),
+    [
+        ("openai", """
+            import openai
+            openai.OpenAI(api_key="tg-nobody", max_retries=0).chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+        """, ("AuthenticationError", 401)),
+        ("anthropic", """
+            import anthropic
+            anthropic.Anthropic(api_key="tg-nobody", max_retries=0).messages.create(
+                model="claude-sonnet-4-5", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+        """, ("AuthenticationError", 401)),
+        ("gemini", """
+            from google import genai
+            client = genai.Client(api_key="tg-nobody")
+            client.models.generate_content(model="gemini-2.0-flash", contents="hi")
+        """, ("ClientError", 401)),
+        ("bedrock", """
+            import boto3
+            boto3.client("bedrock-runtime", region_name="us-east-1").converse(
+                modelId="amazon.nova-lite-v1:0", messages=[{"role": "user", "content": [{"text": "hi"}]}])
+        """, ("ClientError", 403)),
+    ],
+)
+def test_unknown_virtual_key_gets_the_sdks_own_exception(g, sdk, code, expected):
+    env = {"AWS_BEARER_TOKEN_BEDROCK": "tg-nobody"} if sdk == "bedrock" else None
+    result = g.run(textwrap.dedent(code) + "\nreport(error=None)", env=env)
+    assert (result["error"], result["status"]) == expected, str(result)
+    if sdk == "bedrock":
+        assert result["code"] == "UnrecognizedClientException"
+    assert "unknown or missing API key" in result["message"]
+    assert g.fakes[sdk].received == []
+    record = g.last_audit()
+    assert (record["provider"], record["decision"], record["client"], record["auth"]) == (sdk, "deny", None, "anonymous")
+    assert record["status"] == (403 if sdk == "bedrock" else 401)
