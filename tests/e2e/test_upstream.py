@@ -1,0 +1,130 @@
+"""Where calls go, and what the client sees when the upstream fails."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+import pytest
+import trustme
+
+from tests.support.fake_upstream import FakeUpstream, Reply
+from tests.support.proxy import free_port
+
+KEY = "sk-real-key-for-upstream-tests"
+
+
+@pytest.fixture(scope="module")
+def gw(start_gateway):
+    def config(urls: dict[str, str]) -> dict:
+        return {
+            "providers": {
+                "openai": {"upstream": f"https://127.0.0.1:{free_port()}", "keys": [KEY]},  # nothing listens
+                "anthropic": {"upstream": urls["anthropic"], "keys": [KEY], "timeout": 1},
+                # A hostname upstream: SNI and Host name it (the fake's certificate covers localhost).
+                "gemini": {"upstream": urls["gemini"].replace("127.0.0.1", "localhost"), "keys": [KEY]},
+                "bedrock": {"upstream": urls["bedrock"]},
+            }
+        }
+
+    return start_gateway(config)
+
+
+@pytest.fixture
+def g(gw):
+    gw.reset()
+    return gw
+
+
+def test_unreachable_upstream_is_a_502_in_the_providers_shape(g):
+    result = g.run("""
+        import openai
+        try:
+            openai.OpenAI(api_key="sk-own", max_retries=0).chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+        except openai.APIStatusError as e:
+            report(error=type(e).__name__, status=e.status_code, body=e.body,
+                   tollgate=e.response.headers.get("x-tollgate-error"),
+                   request_id=e.response.headers.get("x-tollgate-request-id"))
+    """)
+    assert (result["error"], result["status"], result["tollgate"]) == ("InternalServerError", 502, "upstream_unreachable")
+    assert result["body"]["type"] == "server_error" and "unreachable" in result["body"]["message"]
+    record = g.last_audit()
+    assert (record["status"], record["request_id"]) == (502, result["request_id"])
+    assert record["error"].startswith("upstream unreachable")
+    assert record["ttfb_ms"] is None
+
+
+def test_proxy_keeps_serving_after_a_failure(g):
+    result = g.run("""
+        from google import genai
+        client = genai.Client(api_key="AIza-own")
+        report(text=client.models.generate_content(model="gemini-2.0-flash", contents="hi").text)
+    """)
+    assert result == {"text": "Hello!"}
+
+
+def test_hostname_upstream_gets_sni_and_host(g):
+    g.run("""
+        from google import genai
+        client = genai.Client(api_key="AIza-own")
+        report(text=client.models.generate_content(model="gemini-2.0-flash", contents="hi").text)
+    """)
+    seen = g.fakes["gemini"].received[-1]
+    assert seen.sni == "localhost"
+    assert seen.headers["host"] == f"localhost:{g.fakes['gemini'].port}"
+    assert g.last_audit()["upstream"] == f"https://localhost:{g.fakes['gemini'].port}"
+
+
+def test_slow_upstream_is_a_504_after_the_configured_timeout(g):
+    g.fakes["anthropic"].handler = lambda r: Reply(200, {"late": True}, delay=4)
+    result = g.run("""
+        import anthropic, time
+        started = time.monotonic()
+        try:
+            anthropic.Anthropic(api_key="sk-ant-own", max_retries=0).messages.create(
+                model="claude-sonnet-4-5", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+        except anthropic.APIStatusError as e:
+            report(error=type(e).__name__, status=e.status_code, body=e.body, seconds=time.monotonic() - started)
+    """)
+    assert (result["error"], result["status"]) == ("GatewayTimeoutError", 504), str(result)
+    assert result["body"]["type"] == "error" and result["body"]["error"]["type"] == "timeout_error"
+    assert 1 <= result["seconds"] < 3.5
+    record = g.last_audit()
+    assert record["status"] == 504 and record["error"].startswith("upstream timeout")
+
+
+def test_bedrock_unreachable_region_is_an_aws_error(start_gateway):
+    gw = start_gateway({"providers": {"bedrock": {"upstream": f"https://127.0.0.1:{free_port()}"}}})
+    result = gw.run("""
+        import boto3
+        from botocore.config import Config
+        client = boto3.client("bedrock-runtime", region_name="us-east-1", aws_access_key_id="AKIDEXAMPLE",
+            aws_secret_access_key="secret", config=Config(retries={"total_max_attempts": 1}))
+        client.converse(modelId="amazon.nova-lite-v1:0", messages=[{"role": "user", "content": [{"text": "hi"}]}])
+    """)
+    assert (result["error"], result["status"], result["code"]) == (
+        "ServiceUnavailableException", 502, "ServiceUnavailableException")
+
+
+def test_other_tls_hosts_are_tunnelled_with_their_own_certificate(gw):
+    """A non-LLM host is not decrypted: the client sees the real server's certificate."""
+    other_ca = trustme.CA()
+    server = FakeUpstream(other_ca, lambda r: Reply(200, b"not an llm", {"content-type": "text/plain"}))
+    try:
+        context = ssl.create_default_context()
+        context.load_verify_locations(cadata=other_ca.cert_pem.bytes().decode())
+        with socket.create_connection(("127.0.0.1", gw.proxy.port), timeout=10) as raw:
+            raw.sendall(f"CONNECT 127.0.0.1:{server.port} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
+            assert raw.recv(4096).startswith(b"HTTP/1.1 200")
+            with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                issuer = dict(x[0] for x in tls.getpeercert()["issuer"])
+                tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                answer = b""
+                while chunk := tls.recv(4096):
+                    answer += chunk
+        assert "mitmproxy" not in str(issuer)
+        assert answer.endswith(b"not an llm")
+        assert len(server.received) == 1
+    finally:
+        server.close()
