@@ -168,11 +168,11 @@ def test_bedrock_converse_with_virtual_bearer_key(g):
 
 
 def test_bedrock_invoke_model_usage_from_headers(g):
-    result = g.run(f"""
+    result = g.run("""
         import boto3, json
         client = boto3.client("bedrock-runtime", region_name="eu-west-1")
         r = client.invoke_model(modelId="anthropic.claude-3-haiku-20240307-v1:0", body=json.dumps(
-            {{"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64, "messages": [{{"role": "user", "content": "hi"}}]}}))
+            {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}))
         report(stop=json.loads(r["body"].read())["stop_reason"])
     """, env={"AWS_BEARER_TOKEN_BEDROCK": BOB})
     assert result == {"stop": "max_tokens"}

@@ -26,6 +26,7 @@ _ERROR_TYPES = {
     UNAUTHENTICATED: "authentication_error",
     "policy_denied": "permission_error",
     "no_upstream_credential": "api_error",
+    "misconfigured": "api_error",
     "upstream_unreachable": "api_error",
     "upstream_timeout": "timeout_error",
 }

@@ -36,6 +36,7 @@ class Refusal:
 UNAUTHENTICATED = "unauthenticated"
 POLICY_DENIED = "policy_denied"
 NO_UPSTREAM_CREDENTIAL = "no_upstream_credential"
+MISCONFIGURED = "misconfigured"
 UPSTREAM_UNREACHABLE = "upstream_unreachable"
 UPSTREAM_TIMEOUT = "upstream_timeout"
 
@@ -43,6 +44,7 @@ STATUS = {
     UNAUTHENTICATED: 401,
     POLICY_DENIED: 403,
     NO_UPSTREAM_CREDENTIAL: 500,
+    MISCONFIGURED: 500,
     UPSTREAM_UNREACHABLE: 502,
     UPSTREAM_TIMEOUT: 504,
 }

@@ -10,6 +10,7 @@ from urllib.parse import unquote
 from ..call import Classification, RequestFacts, Usage
 from . import anthropic, openai
 from .base import (
+    MISCONFIGURED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
     UNAUTHENTICATED,
@@ -37,6 +38,7 @@ _ERRORS = {
     UNAUTHENTICATED: (403, "UnrecognizedClientException"),
     POLICY_DENIED: (403, "AccessDeniedException"),
     NO_UPSTREAM_CREDENTIAL: (500, "InternalServerException"),
+    MISCONFIGURED: (500, "InternalServerException"),
     UPSTREAM_UNREACHABLE: (502, "ServiceUnavailableException"),
     UPSTREAM_TIMEOUT: (504, "ModelTimeoutException"),
 }

@@ -26,6 +26,7 @@ _REASONS = {
     UNAUTHENTICATED: "UNAUTHENTICATED",
     "policy_denied": "PERMISSION_DENIED",
     "no_upstream_credential": "INTERNAL",
+    "misconfigured": "INTERNAL",
     "upstream_unreachable": "UNAVAILABLE",
     "upstream_timeout": "DEADLINE_EXCEEDED",
 }

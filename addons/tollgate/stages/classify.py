@@ -6,7 +6,8 @@ from mitmproxy import http
 
 from ..call import Call
 from ..providers import provider_for
-from .shared import CALL, Shared
+from ..providers.base import MISCONFIGURED
+from .shared import CALL, Shared, refuse
 
 
 def request_body(request: http.Request) -> bytes | None:
@@ -32,3 +33,6 @@ class Classify:
         call.classification = provider.classify(call.method, path, request_body(flow.request))
         call.credential_positions = provider.positions_present(flow.request.headers, flow.request.query)
         flow.metadata[CALL] = call
+        if not self.shared.ready:
+            refuse(flow, call, MISCONFIGURED, "Tollgate has no valid configuration; see its console.")
+            call.error = "no valid configuration"

@@ -19,6 +19,8 @@ class Shared:
     """Replaced as a whole when the configuration changes, so every flow sees one version."""
 
     def __init__(self) -> None:
+        # False until a configuration has loaded: a broken one must not leave Tollgate open.
+        self.ready = False
         self.config = Config()
         self.directory = Directory(self.config)
         self.pools = {name: KeyPool(()) for name in PROVIDERS}
@@ -30,6 +32,7 @@ class Shared:
         self.directory = Directory(config)
         self.pools = {name: KeyPool(config.providers.get(name).keys) for name in PROVIDERS}
         self.audit = audit
+        self.ready = True
         if old is not None and old is not audit:
             old.close()
 
