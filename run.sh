@@ -129,6 +129,7 @@ export REQUESTS_CA_BUNDLE="$bundle"
 export AWS_CA_BUNDLE="$bundle"
 export CURL_CA_BUNDLE="$bundle"
 export NODE_EXTRA_CA_CERTS="$CERTS/mitmproxy-ca-cert.pem"
+export NODE_USE_ENV_PROXY=1
 EOF
 }
 
