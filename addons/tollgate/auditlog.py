@@ -8,13 +8,17 @@ from typing import IO, Any
 import structlog
 
 
+def _event_first(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    return {"event": event_dict.pop("event"), **event_dict}
+
+
 class AuditLog:
     def __init__(self, path: str) -> None:
         self.path = path
         self._file: IO[str] = sys.stdout if path == "-" else open(path, "a", encoding="utf-8", buffering=1)
         self._logger = structlog.wrap_logger(
             structlog.WriteLogger(self._file),
-            processors=[structlog.processors.JSONRenderer(sort_keys=False)],
+            processors=[_event_first, structlog.processors.JSONRenderer(sort_keys=False)],
             cache_logger_on_first_use=True,
         )
 

@@ -234,3 +234,32 @@ def test_unknown_virtual_key_gets_the_sdks_own_exception(g, sdk, code, expected)
     record = g.last_audit()
     assert (record["provider"], record["decision"], record["client"], record["auth"]) == (sdk, "deny", None, "anonymous")
     assert record["status"] == (403 if sdk == "bedrock" else 401)
+
+
+@pytest.mark.parametrize(
+    ("provider", "url", "headers", "upstream_header", "upstream_value"),
+    [
+        ("anthropic", "https://api.anthropic.com/v1/messages", {"x-api-key": ALICE}, "x-api-key", REAL["anthropic"]),
+        ("gemini", "https://generativelanguage.googleapis.com/v1/models/gemini-2.5-pro:generateContent",
+         {"x-goog-api-key": ALICE, "X-Gemini-Key": "AIza-callers-own"}, "x-goog-api-key", "AIza-callers-own"),
+        ("bedrock", "https://bedrock-runtime.us-east-1.amazonaws.com/model/amazon.nova-pro-v1%3A0/converse",
+         {"authorization": f"Bearer {BOB}", "X-AWS-Bearer-Token": "ABSK-callers-own"}, "authorization", "Bearer ABSK-callers-own"),
+        ("openai", "https://api.openai.com/v1/chat/completions", {"authorization": f"Bearer {BOB}"},
+         "authorization", f"Bearer {REAL['openai']}"),
+    ],
+)
+def test_every_credential_position_and_side_header(g, provider, url, headers, upstream_header, upstream_value):
+    result = g.run(f"""
+        import json, urllib.request
+        req = urllib.request.Request({url!r}, data=json.dumps({{"model": "m", "messages": []}}).encode(),
+            headers={{**{headers!r}, "content-type": "application/json"}})
+        with urllib.request.urlopen(req) as resp:
+            report(status=resp.status, request_id=resp.headers["x-tollgate-request-id"])
+    """)
+    seen = g.fakes[provider].received[-1]
+    assert seen.headers[upstream_header] == upstream_value
+    assert not {"x-gemini-key", "x-aws-bearer-token"} & set(seen.headers)
+    assert ALICE not in str(seen.headers) and BOB not in str(seen.headers)
+    record = g.last_audit()
+    assert record["request_id"] == result["request_id"] and result["status"] == 200
+    assert record["client"] == ("alice" if ALICE in str(headers) else "bob")
