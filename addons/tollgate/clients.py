@@ -16,8 +16,6 @@ class Caller:
     name: str | None
     groups: tuple[str, ...]
     auth: Auth
-    # Where the client put its virtual key, if it used one (that value must never go upstream).
-    virtual_key_at: str | None = None
 
 
 def _digest(secret: str) -> bytes:
@@ -37,13 +35,12 @@ class Directory:
     def identify(self, login: str | None, presented: Iterable[Presented]) -> Caller | None:
         """The caller, or None when it must be refused (no login, no known key, no anonymity)."""
         presented = list(presented)
-        virtual = next(((p, self._by_key[_digest(p.value)]) for p in presented if self.is_virtual_key(p.value)), None)
-        at = virtual[0].position if virtual else None
+        virtual = next((self._by_key[_digest(p.value)] for p in presented if self.is_virtual_key(p.value)), None)
         if login is not None:
             client = self._by_name.get(login)
-            return Caller(login, client.groups if client else (), "proxyauth", at)
+            return Caller(login, client.groups if client else (), "proxyauth")
         if virtual is not None:
-            return Caller(virtual[1].name, virtual[1].groups, "virtual_key", at)
+            return Caller(virtual.name, virtual.groups, "virtual_key")
         if self._anonymous_allowed:
             return Caller(None, (), "anonymous")
         return None

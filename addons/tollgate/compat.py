@@ -1,12 +1,8 @@
-"""Two things mitmproxy 12.2 cannot do through its addon API, and Tollgate needs.
-
-1. Answer a failed upstream with the provider's own error shape. mitmproxy sends a fixed HTML
-   page when the upstream is unreachable or breaks before its headers, whatever the `error` hook
-   did (mitmproxy PR #7999 proposes that a response set by the error hook be sent instead; this
-   is that behaviour, until it ships).
-2. Give up on an upstream that does not answer in time: `flow.kill()` cannot stop a flow in
-   transit (mitmproxy issue #4711), so the server connection is closed, which mitmproxy reports
-   to the error hook like any other upstream failure.
+"""What mitmproxy 12.2 cannot do through its addon API, and Tollgate needs: answer a failed
+upstream in the provider's own error shape. mitmproxy sends a fixed HTML page when the upstream is
+unreachable or breaks before its headers, whatever the `error` hook did; mitmproxy PR #7999
+proposes that a response set by the error hook be sent instead. This is that behaviour, until it
+ships.
 """
 
 from __future__ import annotations
@@ -14,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from mitmproxy import ctx, http
+from mitmproxy import http
 from mitmproxy.proxy.layers import http as http_layers
 from mitmproxy.proxy.layers.http import (
     ResponseData,
@@ -58,13 +54,3 @@ def serve_responses_set_by_error_hook() -> None:
 
     stream_class.handle_protocol_error = handle_protocol_error
     stream_class._tollgate_serves_error_responses = True
-
-
-def close_server_connection(flow: http.HTTPFlow) -> bool:
-    """Close the flow's upstream connection; False when it is not open any more."""
-    proxyserver = ctx.master.addons.get("proxyserver")
-    handler = getattr(proxyserver, "connections", {}).get(flow.client_conn.id)
-    if handler is None or flow.server_conn not in getattr(handler, "transports", {}):
-        return False
-    handler.close_connection(flow.server_conn)
-    return True

@@ -29,6 +29,15 @@ class ConfigError(Exception):
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_default(cls, data: Any) -> Any:
+        # In YAML `clients:` with nothing after it is null: it means "none", not an error.
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {k: v for k, v in data.items() if v is not None or k not in fields or fields[k].default is None}
+
 
 class ProviderConfig(_Strict):
     upstream: str | None = None
@@ -67,7 +76,7 @@ class AwsCredentials(_Strict):
 
 class BedrockConfig(ProviderConfig):
     credentials: Literal["default"] | AwsCredentials | None = None
-    bearer_token: str | None = None
+    bearer_token: str | None = Field(default=None, min_length=1)
 
 
 class Providers(_Strict):
@@ -90,6 +99,14 @@ class Client(_Strict):
     keys: tuple[str, ...] = ()
     aws_credentials: tuple[VirtualAwsCredential, ...] = ()
     groups: tuple[str, ...] = ()
+
+    @field_validator("keys")
+    @classmethod
+    def _keys_usable(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for key in value:
+            if not key or key != key.strip() or " " in key:
+                raise ValueError("a virtual key must be non-empty and hold no spaces")
+        return value
 
 
 class OverrideMatch(_Strict):
@@ -163,6 +180,11 @@ class Config(_Strict):
                 "providers.bedrock.credentials: SigV4 re-signing is not supported by this version yet;"
                 " use providers.bedrock.bearer_token or the X-AWS-Bearer-Token side header"
             )
+        if any(c.aws_credentials for c in self.clients):
+            raise ValueError(
+                "clients.aws_credentials: verifying callers' SigV4 signatures is not supported by this version yet;"
+                " give Bedrock callers a virtual key (AWS_BEARER_TOKEN_BEDROCK) instead"
+            )
         if self.audit.stream_usage == "inject":
             raise ValueError("audit.stream_usage: 'inject' is not supported by this version yet")
         return self
@@ -223,6 +245,8 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from email.utils import parsedate_to_datetime
 
 DEFAULT_REST = 60.0
+MAX_REST = 86400.0
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float:
@@ -15,9 +17,11 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float:
         return DEFAULT_REST
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return min(max(0.0, seconds), MAX_REST) if math.isfinite(seconds) else DEFAULT_REST
     try:
         when = parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError, IndexError, OverflowError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from ..call import Classification, RequestFacts, Usage
 from . import openai
 from .base import (
@@ -9,8 +11,11 @@ from .base import (
     Headers,
     Provider,
     Refusal,
+    SSEReader,
+    UsageReader,
     as_int,
     count,
+    is_event_stream,
     parse_json,
 )
 
@@ -40,8 +45,8 @@ class Anthropic(Provider):
 
     def classify(self, method: str, path: str, body: bytes | None) -> Classification:
         rest = path.removeprefix("/v1/").strip("/")
-        if rest.startswith("openai/"):  # Anthropic's OpenAI SDK compatibility layer
-            c = openai.classify_body(openai.endpoint_of(rest.removeprefix("openai/")), method, body)
+        if rest == "chat/completions":  # Anthropic's OpenAI SDK compatibility layer
+            c = openai.classify_body("chat.completions", method, body)
             c.wire_format = "openai"
             return c
         endpoint = _ENDPOINTS.get(rest) or openai.endpoint_of(rest)
@@ -74,6 +79,13 @@ class Anthropic(Provider):
             reason, {"type": "error", "error": {"type": _ERROR_TYPES[reason], "message": message}}
         )
 
+    def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
+        if not is_event_stream(headers):
+            return super().usage_reader(classification, headers)
+        if classification.wire_format == "openai":
+            return openai.stream_reader(classification.endpoint)
+        return MessagesStreamReader()
+
     def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
         if classification.wire_format == "openai":
             return openai.usage_of(classification.endpoint, body)
@@ -101,3 +113,45 @@ def usage_from_object(raw: object) -> Usage:
     prompt = None if fresh is None else fresh + (read or 0) + (written or 0)
     total = None if prompt is None or output is None else prompt + output
     return Usage(input_tokens=prompt, output_tokens=output, total_tokens=total, cached_tokens=read)
+
+
+_MESSAGE_START = re.compile(rb'"type"\s*:\s*"message_start"')
+_MESSAGE_DELTA = re.compile(rb'"type"\s*:\s*"message_delta"')
+_ERROR_EVENT = re.compile(rb"^event:\s*error\s*$", re.MULTILINE)
+
+
+class MessagesStreamReader(SSEReader):
+    """Messages API stream: input and cache tokens in `message_start`, the cumulative output
+    (and, in newer API versions, updated input) counts and the stop reason in `message_delta`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._start: bytes | None = None
+        self._delta: bytes | None = None
+
+    def keep(self, block: bytes) -> None:
+        if _MESSAGE_START.search(block):
+            self._start = block
+        elif _MESSAGE_DELTA.search(block):
+            self._delta = block
+        elif _ERROR_EVENT.search(block):
+            error = (self.data(block) or {}).get("error")
+            kind = error.get("type") if isinstance(error, dict) else None
+            self.error = f"the stream ended in an error event: {kind or 'unknown'}"
+
+    def feed(self, chunk: bytes) -> None:
+        error = self.error
+        super().feed(chunk)
+        self.error = self.error or error
+
+    def result(self) -> Usage:
+        start = self.data(self._start) or {}
+        message = start.get("message") if isinstance(start.get("message"), dict) else {}
+        counts = dict(message.get("usage") or {}) if isinstance(message.get("usage"), dict) else {}
+        delta = self.data(self._delta) or {}
+        if isinstance(delta.get("usage"), dict):
+            counts.update({k: v for k, v in delta["usage"].items() if v is not None})
+        usage = usage_from_object(counts)
+        reason = delta.get("delta", {}).get("stop_reason") if isinstance(delta.get("delta"), dict) else None
+        usage.finish_reason = reason if isinstance(reason, str) else None
+        return usage

@@ -7,11 +7,12 @@ query any mutable mapping of parameter names to values.
 from __future__ import annotations
 
 import json
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..call import Classification, Usage
+from ..streams import SSEFramer, parse_sse_block
 
 Headers = MutableMapping[str, str]
 Query = MutableMapping[str, str]
@@ -89,7 +90,7 @@ def as_int(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
         return int(value)
     return None
 
@@ -112,6 +113,67 @@ def add_totals(usage: Usage) -> Usage:
     return usage
 
 
+class UsageReader:
+    """Reads token usage from a response body as it passes, chunk by chunk."""
+
+    error: str | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        raise NotImplementedError
+
+    def result(self) -> Usage:
+        raise NotImplementedError
+
+
+class WholeBodyReader(UsageReader):
+    """A non-streamed answer: keeps a bounded copy and parses it once it is complete."""
+
+    LIMIT = 16 * 1024 * 1024
+
+    def __init__(self, parse: Callable[[bytes | None], Usage]) -> None:
+        self._parse = parse
+        self._body: bytearray | None = bytearray()
+
+    def feed(self, chunk: bytes) -> None:
+        if self._body is None:
+            return
+        if len(self._body) + len(chunk) > self.LIMIT:
+            self._body = None
+            self.error = "answer larger than 16 MiB, not read for usage"
+        else:
+            self._body += chunk
+
+    def result(self) -> Usage:
+        return self._parse(bytes(self._body) if self._body is not None else None)
+
+
+class SSEReader(UsageReader):
+    """Server-sent events; `keep` picks the few event blocks that matter (cheap byte tests), and
+    `read` parses only those at the end."""
+
+    def __init__(self) -> None:
+        self._framer = SSEFramer()
+
+    def feed(self, chunk: bytes) -> None:
+        for block in self._framer.feed(chunk):
+            self.keep(block)
+        self.error = self._framer.error
+
+    def keep(self, block: bytes) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def data(block: bytes | None) -> dict[str, Any] | None:
+        if block is None:
+            return None
+        event = parse_sse_block(block)
+        return parse_json(event.data.encode()) if event else None
+
+
+def is_event_stream(headers: Headers) -> bool:
+    return headers.get("content-type", "").split(";")[0].strip().lower() == "text/event-stream"
+
+
 class Provider:
     """One LLM provider: its hosts, wire format, credentials and error shape."""
 
@@ -124,9 +186,6 @@ class Provider:
     # "query:<parameter>"; `positions` adds what else carries a secret there.
     key_positions: ClassVar[tuple[str, ...]]
     positions: ClassVar[tuple[str, ...]]
-
-    def default_upstream(self, host: str) -> str:
-        return f"https://{host}"
 
     def classify(self, method: str, path: str, body: bytes | None) -> Classification:
         raise NotImplementedError
@@ -165,7 +224,12 @@ class Provider:
         raise NotImplementedError
 
     def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
+        """Usage from a whole, non-streamed answer."""
         raise NotImplementedError
+
+    def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
+        """What reads usage from this answer as it streams by."""
+        return WholeBodyReader(lambda body: self.usage(classification, headers, body))
 
     def _json_refusal(self, reason: str, payload: dict[str, Any], **headers: str) -> Refusal:
         return Refusal(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from typing import Any
 from urllib.parse import unquote
 
 from ..call import Classification, RequestFacts, Usage
+from ..streams import EventStreamFramer
 from . import anthropic, openai
 from .base import (
     MISCONFIGURED,
@@ -19,9 +21,11 @@ from .base import (
     Headers,
     Provider,
     Refusal,
+    UsageReader,
     add_totals,
     as_int,
     count,
+    is_event_stream,
     parse_json,
 )
 
@@ -85,7 +89,10 @@ class Bedrock(Provider):
             inference = data.get("inferenceConfig") if isinstance(data.get("inferenceConfig"), dict) else {}
             c.facts.message_count = count(data.get("messages"))
             c.facts.has_system = bool(data.get("system"))
-            c.facts.has_tools = bool(data.get("toolConfig") or data.get("tools"))
+            tool_config = data.get("toolConfig")
+            c.facts.has_tools = bool(
+                (tool_config.get("tools") if isinstance(tool_config, dict) else tool_config) or data.get("tools")
+            )
             c.facts.max_tokens = as_int(inference.get("maxTokens", data.get("max_tokens")))
         else:
             _invoke_facts(data, c.facts)
@@ -104,6 +111,14 @@ class Bedrock(Provider):
             "x-tollgate-error": reason,
         }
         return Refusal(status, headers, json.dumps({"message": message}).encode())
+
+    def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
+        if classification.wire_format == "openai":
+            if is_event_stream(headers):
+                return openai.stream_reader(classification.endpoint)
+        elif "amazon.eventstream" in headers.get("content-type", ""):
+            return EventStreamReader(invoke=classification.endpoint == "invoke-with-response-stream")
+        return super().usage_reader(classification, headers)
 
     def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
         if classification.wire_format == "openai":
@@ -128,12 +143,17 @@ class Bedrock(Provider):
 
 
 def converse_usage(raw: Any, stop_reason: Any) -> Usage:
+    """Bedrock, like Anthropic, counts cache reads and writes apart from `inputTokens`; the
+    audit's input_tokens is every prompt token."""
     raw = raw if isinstance(raw, dict) else {}
+    fresh = as_int(raw.get("inputTokens"))
+    read = as_int(raw.get("cacheReadInputTokens"))
+    written = as_int(raw.get("cacheWriteInputTokens"))
     u = Usage(
-        input_tokens=as_int(raw.get("inputTokens")),
+        input_tokens=None if fresh is None else fresh + (read or 0) + (written or 0),
         output_tokens=as_int(raw.get("outputTokens")),
         total_tokens=as_int(raw.get("totalTokens")),
-        cached_tokens=as_int(raw.get("cacheReadInputTokens")),
+        cached_tokens=read,
         finish_reason=stop_reason if isinstance(stop_reason, str) else None,
     )
     return add_totals(u)
@@ -161,7 +181,11 @@ def _counted_request(data: dict[str, Any]) -> dict[str, Any]:
         return given["converse"]
     invoke = given.get("invokeModel")
     if isinstance(invoke, dict) and isinstance(invoke.get("body"), str):
-        return parse_json(invoke["body"].encode()) or {}
+        # botocore sends the counted InvokeModel body base64-encoded (a blob in the API model).
+        try:
+            return parse_json(base64.b64decode(invoke["body"], validate=True)) or {}
+        except ValueError:
+            return parse_json(invoke["body"].encode()) or {}
     return {}
 
 
@@ -187,3 +211,58 @@ def _invoke_facts(data: dict[str, Any], facts: RequestFacts) -> None:
         if (n := as_int(value)) is not None:
             facts.max_tokens = n
             break
+
+
+class EventStreamReader(UsageReader):
+    """ConverseStream (`metadata` and `messageStop` events) and InvokeModelWithResponseStream
+    (`chunk` events whose base64 payload is the model's own event; the last one carries
+    `amazon-bedrock-invocationMetrics`). Exception frames end the stream with an error."""
+
+    def __init__(self, invoke: bool) -> None:
+        self._framer = EventStreamFramer()
+        self._invoke = invoke
+        self._usage = Usage()
+        self._finish: str | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        for frame in self._framer.feed(chunk):
+            kind = frame.headers.get(":message-type")
+            if kind == "exception" or kind == "error":
+                name = frame.headers.get(":exception-type") or frame.headers.get(":error-code") or "unknown"
+                self.error = f"the stream ended in an exception: {name}"
+                continue
+            event = frame.headers.get(":event-type")
+            if self._invoke:
+                if event == "chunk":
+                    self._read_chunk(parse_json(frame.payload) or {})
+            elif event == "metadata":
+                data = parse_json(frame.payload) or {}
+                self._usage = converse_usage(data.get("usage"), None)
+            elif event == "messageStop":
+                reason = (parse_json(frame.payload) or {}).get("stopReason")
+                self._finish = reason if isinstance(reason, str) else self._finish
+        self.error = self.error or self._framer.error
+
+    def _read_chunk(self, wrapper: dict[str, Any]) -> None:
+        encoded = wrapper.get("bytes")
+        if not isinstance(encoded, str):
+            return
+        try:
+            data = parse_json(base64.b64decode(encoded, validate=True)) or {}
+        except ValueError:
+            return
+        metrics = data.get("amazon-bedrock-invocationMetrics")
+        if isinstance(metrics, dict):
+            self._usage = add_totals(Usage(
+                input_tokens=as_int(metrics.get("inputTokenCount")),
+                output_tokens=as_int(metrics.get("outputTokenCount")),
+                cached_tokens=as_int(metrics.get("cacheReadInputTokenCount")),
+            ))
+        delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
+        reason = invoke_finish_reason(delta) or invoke_finish_reason(data)
+        self._finish = reason or self._finish
+
+    def result(self) -> Usage:
+        usage = Usage(**{f: getattr(self._usage, f) for f in Usage.__slots__})
+        usage.finish_reason = self._finish
+        return usage

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from ..call import Classification, RequestFacts, Usage
+from ..streams import JSONArrayFramer, SSEFramer
 from . import openai
 from .base import (
     STATUS,
@@ -12,9 +13,12 @@ from .base import (
     Headers,
     Provider,
     Refusal,
+    SSEReader,
+    UsageReader,
     add_totals,
     as_int,
     count,
+    is_event_stream,
     parse_json,
 )
 
@@ -73,9 +77,21 @@ class Gemini(Provider):
         body = {"error": {"code": STATUS[reason], "message": message, "status": _REASONS[reason]}}
         return self._json_refusal(reason, body)
 
+    def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
+        if classification.wire_format == "openai":
+            if is_event_stream(headers):
+                return openai.stream_reader(classification.endpoint)
+        elif is_event_stream(headers):
+            return GenerateStreamReader(SSEFramer(), sse=True)
+        elif classification.endpoint == "streamGenerateContent":
+            return GenerateStreamReader(JSONArrayFramer(), sse=False)
+        return super().usage_reader(classification, headers)
+
     def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
         if classification.wire_format == "openai":
             return openai.usage_of(classification.endpoint, body)
+        if classification.endpoint == "countTokens":
+            return Usage(input_tokens=as_int((parse_json(body) or {}).get("totalTokens")))
         return usage_of(body)
 
 
@@ -88,17 +104,54 @@ def usage_from_object(data: dict) -> Usage:
     """Usage from one GenerateContentResponse object (also one element of a stream)."""
     meta = data.get("usageMetadata")
     meta = meta if isinstance(meta, dict) else {}
+    candidates = as_int(meta.get("candidatesTokenCount"))
+    thoughts = as_int(meta.get("thoughtsTokenCount"))
     u = Usage(
         input_tokens=as_int(meta.get("promptTokenCount")),
-        output_tokens=as_int(meta.get("candidatesTokenCount")),
+        # Every generated token, thinking included, as OpenAI's completion_tokens counts them.
+        output_tokens=None if candidates is None and thoughts is None else (candidates or 0) + (thoughts or 0),
         total_tokens=as_int(meta.get("totalTokenCount")),
         cached_tokens=as_int(meta.get("cachedContentTokenCount")),
-        reasoning_tokens=as_int(meta.get("thoughtsTokenCount")),
+        reasoning_tokens=thoughts,
     )
-    if u.input_tokens is not None and u.output_tokens is None and u.total_tokens is not None:
-        u.output_tokens = u.total_tokens - u.input_tokens - (u.reasoning_tokens or 0)
     candidates = data.get("candidates")
     if isinstance(candidates, list) and candidates and isinstance(candidates[0], dict):
         reason = candidates[0].get("finishReason")
         u.finish_reason = reason if isinstance(reason, str) else None
     return add_totals(u)
+
+
+_USAGE_METADATA = re.compile(rb'"usageMetadata"\s*:')
+_FINISH_REASON = re.compile(rb'"finishReason"\s*:')
+
+
+class GenerateStreamReader(UsageReader):
+    """streamGenerateContent, as server-sent events (alt=sse) or as one JSON array written element
+    by element: each element is a GenerateContentResponse; the last usageMetadata counts."""
+
+    def __init__(self, framer: SSEFramer | JSONArrayFramer, sse: bool) -> None:
+        self._framer = framer
+        self._sse = sse
+        self._usage: bytes | None = None
+        self._finish: bytes | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        for frame in self._framer.feed(chunk):
+            if _USAGE_METADATA.search(frame):
+                self._usage = frame
+            if _FINISH_REASON.search(frame):
+                self._finish = frame
+        self.error = self._framer.error
+
+    def _object(self, frame: bytes | None) -> dict:
+        if frame is None:
+            return {}
+        if self._sse:
+            return SSEReader.data(frame) or {}
+        return parse_json(frame) or {}
+
+    def result(self) -> Usage:
+        usage = usage_from_object(self._object(self._usage))
+        finish = usage_from_object(self._object(self._finish)).finish_reason
+        usage.finish_reason = finish or usage.finish_reason
+        return usage

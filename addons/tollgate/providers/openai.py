@@ -11,9 +11,12 @@ from .base import (
     Headers,
     Provider,
     Refusal,
+    SSEReader,
+    UsageReader,
     add_totals,
     as_int,
     count,
+    is_event_stream,
     parse_json,
 )
 
@@ -82,8 +85,11 @@ def _has_system_message(messages: Any) -> bool:
 def usage_of(endpoint: str | None, body: bytes | None) -> Usage:
     """Token usage and finish reason from a non-streamed OpenAI-format response."""
     data = parse_json(body)
-    if data is None:
-        return Usage()
+    return usage_from_object(endpoint, data) if data is not None else Usage()
+
+
+def usage_from_object(endpoint: str | None, data: dict[str, Any]) -> Usage:
+    """From a response object: a whole answer, a Responses API `response`, or a stream chunk."""
     raw = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     if endpoint == "responses":
         u = Usage(
@@ -104,13 +110,67 @@ def usage_of(endpoint: str | None, body: bytes | None) -> Usage:
         cached_tokens=as_int(_get(raw, "prompt_tokens_details", "cached_tokens")),
         reasoning_tokens=as_int(_get(raw, "completion_tokens_details", "reasoning_tokens")),
     )
-    choices = data.get("choices")
-    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-        reason = choices[0].get("finish_reason")
-        u.finish_reason = reason if isinstance(reason, str) else None
+    u.finish_reason = _finish_reason(data)
     if endpoint == "embeddings" and u.input_tokens is not None and u.output_tokens is None:
         u.output_tokens = 0
     return add_totals(u)
+
+
+def _finish_reason(data: dict[str, Any]) -> str | None:
+    choices = data.get("choices")
+    if isinstance(choices, list):
+        for choice in choices:
+            if isinstance(choice, dict) and isinstance(choice.get("finish_reason"), str):
+                return choice["finish_reason"]
+    return None
+
+
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+_FINISH_REASON = re.compile(rb'"finish_reason"\s*:\s*"')
+_RESPONSE_DONE = re.compile(rb'"type"\s*:\s*"response\.(?:completed|incomplete|failed)"')
+
+
+class ChatStreamReader(SSEReader):
+    """Chat completions: usage comes in the last chunk (which may also carry choices)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._usage: bytes | None = None
+        self._finish: bytes | None = None
+
+    def keep(self, block: bytes) -> None:
+        if _USAGE_OBJECT.search(block):
+            self._usage = block
+        if _FINISH_REASON.search(block):
+            self._finish = block
+
+    def result(self) -> Usage:
+        usage = usage_from_object("chat.completions", self.data(self._usage) or {})
+        finish = self.data(self._finish)
+        if finish is not None:
+            usage.finish_reason = _finish_reason(finish)
+        return usage
+
+
+class ResponsesStreamReader(SSEReader):
+    """Responses API: the final response.completed / incomplete / failed event has the usage."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._done: bytes | None = None
+
+    def keep(self, block: bytes) -> None:
+        if _RESPONSE_DONE.search(block):
+            self._done = block
+
+    def result(self) -> Usage:
+        event = self.data(self._done) or {}
+        response = event.get("response")
+        return usage_from_object("responses", response if isinstance(response, dict) else {})
+
+
+def stream_reader(endpoint: str | None) -> UsageReader:
+    return ResponsesStreamReader() if endpoint == "responses" else ChatStreamReader()
 
 
 def _get(data: Any, *keys: str) -> Any:
@@ -153,3 +213,8 @@ class OpenAI(Provider):
 
     def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
         return usage_of(classification.endpoint, body)
+
+    def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
+        if is_event_stream(headers):
+            return stream_reader(classification.endpoint)
+        return super().usage_reader(classification, headers)

@@ -9,14 +9,17 @@ from mitmproxy import http
 
 from ..call import fingerprint
 from ..keypool import KeyPool, retry_after_seconds
+from ..providers import PROVIDERS
 from ..providers.base import NO_UPSTREAM_CREDENTIAL
 from .shared import Shared, call_of, provider_of, refuse
 
 # Statuses after which a pooled key rests for the provider's Retry-After.
 RESTING_STATUSES = (401, 429)
-# Side headers of the seed Bedrock proxy that would sign with SigV4 (not supported yet):
-# removed all the same, so that the secret never travels or lands in a saved flow.
+# Side headers of the seed Bedrock proxy that would sign with SigV4 (not supported yet).
 AWS_SIGNING_SIDE_HEADERS = ("X-AWS-Access-Key", "X-AWS-Secret-Key", "X-AWS-Session-Token", "X-AWS-Region")
+# Every side header is removed from every call, whichever provider it names: a key sent to the
+# wrong provider must not travel on, nor stay in a saved flow.
+SIDE_HEADERS = (*(p.side_header for p in PROVIDERS.values()), *AWS_SIGNING_SIDE_HEADERS)
 
 
 class Credential:
@@ -30,8 +33,10 @@ class Credential:
             return
         provider = provider_of(call)
         headers = flow.request.headers
-        key = (headers.pop(provider.side_header, "") or "").strip() or None
-        signing = [headers.pop(h) for h in AWS_SIGNING_SIDE_HEADERS if h in headers] if call.provider == "bedrock" else []
+        key = (headers.get(provider.side_header, "") or "").strip() or None
+        signing = call.provider == "bedrock" and "X-AWS-Access-Key" in headers and "X-AWS-Secret-Key" in headers
+        for name in SIDE_HEADERS:
+            headers.pop(name, None)
         if key is None and signing:
             refuse(
                 flow,

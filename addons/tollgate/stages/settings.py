@@ -8,7 +8,7 @@ from mitmproxy import ctx, exceptions
 
 from .. import compat
 from ..auditlog import AuditLog
-from ..config import ConfigError, load_config
+from ..config import PROVIDER_NAMES, ConfigError, load_config
 from ..providers import allow_hosts
 from .shared import Shared
 
@@ -39,6 +39,11 @@ class Settings:
                     f"Tollgate configuration: audit.path: cannot open {config.audit.path}: {e.strerror}"
                 ) from None
             self.shared.apply(config, audit)
+            if config.anonymous_allowed and any(config.providers.get(n).keys for n in PROVIDER_NAMES):
+                logger.warning(
+                    "Tollgate: anonymous callers are allowed and provider keys are configured: anyone who can"
+                    " reach this proxy calls with those keys (set clients, or allow_anonymous: false)"
+                )
             logger.info(
                 f"Tollgate: {len(config.clients)} client(s), anonymous callers "
                 f"{'allowed' if config.anonymous_allowed else 'refused'}, audit to {config.audit.path}"

@@ -16,7 +16,7 @@ CALL = "tollgate"
 
 
 class Shared:
-    """Replaced as a whole when the configuration changes, so every flow sees one version."""
+    """`apply` swaps in everything built from a new configuration at once."""
 
     def __init__(self) -> None:
         # False until a configuration has loaded: a broken one must not leave Tollgate open.

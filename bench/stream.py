@@ -1,0 +1,1023 @@
+"""Streaming benchmark: what Tollgate adds to an SSE stream, next to bare mitmdump.
+
+Run from the checkout:
+
+    .venv/bin/python bench/stream.py                 # 1 GiB bulk stream (takes minutes)
+    .venv/bin/python bench/stream.py --size-mb 64    # quicker
+
+One TLS fake upstream (a thread of this process, on 127.0.0.1, certificate from a trustme CA) serves
+OpenAI-style chat-completion streams: `text/event-stream`, `data: {...}\\n\\n` chat.completion.chunk
+events, a usage chunk, then `data: [DONE]`. The client (this process too, raw sockets + ssl, HTTP/1.1)
+calls it three ways:
+
+  direct    straight to the fake upstream;
+  bare      through plain mitmdump with only --map-remote api.openai.com -> the fake, made to stream
+            responses instead of buffering them, and connection_strategy=lazy (Tollgate sets it too;
+            it keeps mitmproxy from resolving api.openai.com at CONNECT time). Streaming: bare
+            mitmdump buffers bodies unless told otherwise; `--set stream_large_bodies=1` cannot be
+            used with --map-remote for a POST, since it streams the request body as well and a
+            streamed request is sent upstream before the `request` hook (where map-remote works)
+            runs (502: mitmproxy looks up the real api.openai.com). So a two-line script sets
+            flow.response.stream = True in `responseheaders`: what stream_large_bodies=1 does to
+            the response, and what Tollgate itself does (with a callable);
+  tollgate  through `mitmdump -s addons/gateway.py --set tollgate_config=<yaml>` whose YAML sets
+            providers.openai.upstream to the fake.
+
+Latency phase (paced stream, chunks a few ms apart; rounds interleaved across the modes): the fake
+records perf_counter_ns() just before writing each event, the client when the event's last byte was
+read; the difference is the per-chunk delay. TTFB is from the request write (on a fresh connection,
+tunnel and TLS to the proxy already set up) to the first body byte.
+
+Bulk phase (one large stream, events back to back): throughput, byte-for-byte check (length and
+CRC-32), and the proxy's resident memory: VmRSS before, peak during (VmHWM after resetting it via
+/proc/<pid>/clear_refs when allowed, and VmRSS sampled every 20 ms).
+
+Only the command-line interface of Tollgate is used (the script, the tollgate_config option, the
+YAML `providers.openai.upstream`); the CA bundle comes from tollgate.certs.ensure_bundle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+for _p in (ROOT, ROOT / "addons"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+import trustme  # noqa: E402
+import yaml  # noqa: E402
+
+from tollgate.certs import ensure_bundle  # noqa: E402
+
+MiB = 1024 * 1024
+MB = 1_000_000
+MODEL = "gpt-4o-mini"
+API_HOST = "api.openai.com"
+MODES = ("direct", "bare", "tollgate")
+LABELS = {"direct": "direct", "bare": "bare mitmdump", "tollgate": "Tollgate"}
+TARGET_ADDED_P99_MS = 2.0
+# How bare mitmdump is made to stream responses by default (see --bare-streaming): mitmproxy's own
+# switch, response.stream = True, set as soon as the response headers are in.
+BARE_STREAM_ADDON = "def responseheaders(flow):\n    flow.response.stream = True\n"
+BARE_STREAMING_NOTE = (
+    "bare mitmdump (which buffers bodies by default) streams responses through a two-line script "
+    "(responseheaders: flow.response.stream = True), not --set stream_large_bodies=1: that option streams the "
+    "~250-byte request body too, and a streamed request connects upstream before map-remote's request hook runs "
+    "(502, api.openai.com looked up instead of the fake upstream)"
+)
+TARGET_THROUGHPUT_RATIO = 0.8
+TARGET_RSS_GROWTH_MB = 50.0
+
+
+def now_ns() -> int:
+    return time.perf_counter_ns()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------------------------------
+# The stream the fake upstream sends
+
+
+def _chunk_obj(delta: dict | None, finish: str | None = None, usage: dict | None = None) -> bytes:
+    obj = {
+        "id": "chatcmpl-bench000000000000000000000",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": MODEL,
+        "system_fingerprint": "fp_bench0000",
+        "choices": [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        "usage": usage,
+    }
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+def role_event() -> bytes:
+    return _chunk_obj({"role": "assistant", "content": "", "refusal": None})
+
+
+def content_event(seq: int) -> bytes:
+    return _chunk_obj({"content": f" w{seq:06d}"})
+
+
+def finish_event() -> bytes:
+    return _chunk_obj({}, "stop")
+
+
+def usage_event(completion_tokens: int) -> bytes:
+    usage = {
+        "prompt_tokens": 12,
+        "completion_tokens": completion_tokens,
+        "total_tokens": 12 + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+    }
+    return _chunk_obj(None, usage=usage)
+
+
+DONE_EVENT = b"data: [DONE]\n\n"
+
+
+def paced_events(count: int) -> list[bytes]:
+    """`count` events: role, content..., finish, usage, [DONE]."""
+    contents = [content_event(i) for i in range(1, count - 3)]
+    return [role_event(), *contents, finish_event(), usage_event(len(contents)), DONE_EVENT]
+
+
+def http_chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+@dataclass
+class Scenario:
+    kind: str  # "paced" or "bulk"
+    events: list[bytes] = field(default_factory=list)  # paced
+    delay_s: float = 0.0  # paced: between events
+    block: bytes = b""  # bulk: one HTTP chunk of back-to-back content events
+    blocks: int = 0
+    head: bytes = b""
+    tail: bytes = b""
+    # filled in by the fake upstream
+    write_ns: list[int] = field(default_factory=list)
+    bytes_sent: int = 0
+    crc: int = 0
+    served: threading.Event = field(default_factory=threading.Event)
+    error: str | None = None
+
+    @classmethod
+    def paced(cls, count: int, delay_s: float) -> Scenario:
+        return cls("paced", events=paced_events(count), delay_s=delay_s)
+
+    @classmethod
+    def bulk(cls, size_bytes: int, block_bytes: int = 64 * 1024) -> Scenario:
+        one = len(content_event(0))
+        per_block = max(1, block_bytes // one)
+        head = role_event()
+        blocks = max(1, round(size_bytes / (per_block * one)))
+        # content differs between events of a block (sequence numbers), identical between blocks
+        block = b"".join(content_event(i) for i in range(per_block))
+        tail = finish_event() + usage_event(blocks * per_block) + DONE_EVENT
+        return cls("bulk", block=block, blocks=blocks, head=head, tail=tail)
+
+    def expected_size(self) -> int:
+        if self.kind == "paced":
+            return sum(map(len, self.events))
+        return len(self.head) + self.blocks * len(self.block) + len(self.tail)
+
+    def expected_crc(self) -> int:
+        if self.kind == "paced":
+            return zlib.crc32(b"".join(self.events))
+        crc = zlib.crc32(self.head)
+        for _ in range(self.blocks):
+            crc = zlib.crc32(self.block, crc)
+        return zlib.crc32(self.tail, crc)
+
+
+# --------------------------------------------------------------------------------------------------
+# Fake upstream: TLS, HTTP/1.1, one thread per connection
+
+
+class FakeUpstream:
+    IDLE_TIMEOUT = 60.0
+    MAX_REQUESTS_PER_CONNECTION = 1000
+
+    def __init__(self, ca: trustme.CA) -> None:
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(self.context)
+        self.context.set_alpn_protocols(["http/1.1"])
+        self.scenarios: dict[str, Scenario] = {}
+        self.requests: list[tuple[str, str, dict[str, str]]] = []  # method, path, headers
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._conns: set[socket.socket] = set()
+        self._threads: list[threading.Thread] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.port = self._listener.getsockname()[1]
+        self.url = f"https://127.0.0.1:{self.port}"
+        self._accept_thread = threading.Thread(target=self._accept_loop, name="fake-accept", daemon=True)
+        self._accept_thread.start()
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            sock.settimeout(None)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._lock:
+                if self._stop.is_set():
+                    sock.close()
+                    return
+                self._conns.add(sock)
+                self._threads = [t for t in self._threads if t.is_alive()]
+                thread = threading.Thread(target=self._serve_connection, args=(sock,), name="fake-conn", daemon=True)
+                self._threads.append(thread)
+            thread.start()
+
+    def _serve_connection(self, raw: socket.socket) -> None:
+        tls: ssl.SSLSocket | None = None
+        try:
+            raw.settimeout(10)
+            tls = self.context.wrap_socket(raw, server_side=True)
+            buffer = bytearray()
+            for _ in range(self.MAX_REQUESTS_PER_CONNECTION):
+                request = self._read_request(tls, buffer)
+                if request is None:
+                    return
+                self._answer(tls, *request)
+        except (OSError, ValueError):
+            pass  # peer went away, or stop() closed the socket
+        finally:
+            with self._lock:
+                self._conns.discard(raw)
+            try:
+                (tls or raw).close()
+            except OSError:
+                pass
+
+    def _read_request(self, tls: ssl.SSLSocket, buffer: bytearray) -> tuple[str, str, dict, bytes] | None:
+        deadline = time.monotonic() + self.IDLE_TIMEOUT
+        while b"\r\n\r\n" not in buffer:
+            if self._stop.is_set() or time.monotonic() > deadline or len(buffer) > 1 * MiB:
+                return None
+            tls.settimeout(0.2)
+            try:
+                data = tls.recv(65536)
+            except TimeoutError:
+                continue
+            if not data:
+                return None
+            buffer += data
+        end = buffer.index(b"\r\n\r\n")
+        head = bytes(buffer[:end]).decode("latin-1").split("\r\n")
+        del buffer[: end + 4]
+        method, path, _ = head[0].split(" ", 2)
+        headers = {}
+        for line in head[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length") or 0)
+        tls.settimeout(10)
+        while len(buffer) < length:
+            data = tls.recv(65536)
+            if not data:
+                return None
+            buffer += data
+        body = bytes(buffer[:length])
+        del buffer[:length]
+        with self._lock:
+            self.requests.append((method, path, headers))
+        return method, path, headers, body
+
+    def _answer(self, tls: ssl.SSLSocket, method: str, path: str, headers: dict, body: bytes) -> None:
+        scenario = None
+        try:
+            scenario = self.scenarios.get(json.loads(body).get("user", ""))
+        except (ValueError, AttributeError):
+            pass
+        if scenario is None or method != "POST" or not path.startswith("/v1/chat/completions"):
+            payload = json.dumps({"error": {"message": f"bench fake upstream: unexpected {method} {path}"}}).encode()
+            tls.sendall(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%b"
+                        % (len(payload), payload))
+            return
+        tls.settimeout(120)
+        head = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+                b"transfer-encoding: chunked\r\ncache-control: no-cache\r\nx-request-id: req_bench\r\n\r\n")
+        crc = 0
+        sent = 0
+        try:
+            if scenario.kind == "paced":
+                tls.sendall(head)
+                start = time.perf_counter()
+                for index, event in enumerate(scenario.events):
+                    due = start + index * scenario.delay_s
+                    pause = due - time.perf_counter()
+                    if pause > 0:
+                        if self._stop.wait(pause):
+                            raise OSError("stopped")
+                    scenario.write_ns.append(now_ns())
+                    tls.sendall(http_chunk(event))
+                    crc = zlib.crc32(event, crc)
+                    sent += len(event)
+            else:
+                tls.sendall(head + http_chunk(scenario.head))
+                crc = zlib.crc32(scenario.head)
+                sent = len(scenario.head)
+                framed = http_chunk(scenario.block)
+                scenario.write_ns.append(now_ns())
+                for _ in range(scenario.blocks):
+                    if self._stop.is_set():
+                        raise OSError("stopped")
+                    tls.sendall(framed)
+                    crc = zlib.crc32(scenario.block, crc)
+                    sent += len(scenario.block)
+                tls.sendall(http_chunk(scenario.tail))
+                crc = zlib.crc32(scenario.tail, crc)
+                sent += len(scenario.tail)
+                scenario.write_ns.append(now_ns())
+            tls.sendall(b"0\r\n\r\n")
+        except OSError as exc:
+            scenario.error = f"upstream write failed: {exc}"
+            raise
+        finally:
+            scenario.bytes_sent, scenario.crc = sent, crc
+            scenario.served.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        try:
+            self._listener.close()
+        except OSError:
+            pass
+        self._accept_thread.join(timeout=5)
+        with self._lock:
+            conns = list(self._conns)
+            threads = list(self._threads)
+        for sock in conns:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for thread in threads:
+            thread.join(timeout=5)
+
+
+# --------------------------------------------------------------------------------------------------
+# Client: raw socket + ssl, HTTP/1.1, CONNECT through the proxy
+
+
+class ChunkedDecoder:
+    """Incremental `transfer-encoding: chunked` decoder."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.left = -1  # >0: bytes of chunk data left; -1: expecting a size line; -2: expecting CRLF
+        self.done = False
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if not self.buf and 0 < len(data) < self.left:  # fast path: all of it is chunk data
+            self.left -= len(data)
+            return [data]
+        out: list[bytes] = []
+        buf = self.buf
+        buf += data
+        pos = 0
+        end = len(buf)
+        while not self.done:
+            if self.left > 0:
+                take = min(self.left, end - pos)
+                if take == 0:
+                    break
+                out.append(bytes(buf[pos : pos + take]))
+                pos += take
+                self.left -= take
+                if self.left == 0:
+                    self.left = -2
+            elif self.left == -2:
+                if end - pos < 2:
+                    break
+                if buf[pos : pos + 2] != b"\r\n":
+                    raise ValueError("bad chunk framing")
+                pos += 2
+                self.left = -1
+            else:
+                i = buf.find(b"\r\n", pos)
+                if i < 0:
+                    if end - pos > 1024:
+                        raise ValueError("bad chunk size line")
+                    break
+                size = int(bytes(buf[pos:i]).split(b";")[0].strip(), 16)
+                pos = i + 2
+                if size == 0:
+                    self.done = True  # trailers, if any, are ignored
+                else:
+                    self.left = size
+        del buf[:pos]
+        return out
+
+
+class LengthDecoder:
+    def __init__(self, length: int | None) -> None:
+        self.left = length
+        self.done = length == 0
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if self.left is None:
+            return [data]
+        data = data[: self.left]
+        self.left -= len(data)
+        self.done = self.left == 0
+        return [data]
+
+
+@dataclass
+class Result:
+    status: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+    t_send: int = 0
+    t_headers: int = 0
+    t_first_body: int = 0
+    t_last_body: int = 0
+    connect_ms: float = 0.0
+    events: list[tuple[bytes, int]] = field(default_factory=list)  # paced: (event, read time)
+    body_bytes: int = 0
+    crc: int = 0
+    tail: bytes = b""
+    complete: bool = False
+
+
+class Target:
+    """Where the client sends its request: the fake directly, or a proxy."""
+
+    def __init__(self, mode: str, fake: FakeUpstream, ca: trustme.CA, bundle: Path, proxy_port: int | None) -> None:
+        self.mode = mode
+        self.fake = fake
+        self.proxy_port = proxy_port
+        if proxy_port is None:
+            self.context = ssl.create_default_context()
+            ca.configure_trust(self.context)
+            self.server_hostname = "127.0.0.1"
+            self.host_header = f"127.0.0.1:{fake.port}"
+        else:
+            self.context = ssl.create_default_context(cafile=str(bundle))
+            self.server_hostname = API_HOST
+            self.host_header = API_HOST
+        self.context.set_alpn_protocols(["http/1.1"])
+
+    def open(self, timeout: float) -> ssl.SSLSocket:
+        if self.proxy_port is None:
+            sock = socket.create_connection(("127.0.0.1", self.fake.port), timeout=timeout)
+        else:
+            sock = socket.create_connection(("127.0.0.1", self.proxy_port), timeout=timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.proxy_port is not None:
+                sock.sendall(f"CONNECT {API_HOST}:443 HTTP/1.1\r\nHost: {API_HOST}:443\r\n\r\n".encode())
+                reply = b""
+                while b"\r\n\r\n" not in reply:
+                    data = sock.recv(4096)
+                    if not data or len(reply) > 65536:
+                        raise ConnectionError(f"proxy closed the CONNECT: {reply[:200]!r}")
+                    reply += data
+                status = reply.split(b"\r\n", 1)[0]
+                if b" 200" not in status:
+                    raise ConnectionError(f"CONNECT refused: {status!r}")
+            return self.context.wrap_socket(sock, server_hostname=self.server_hostname)
+        except BaseException:
+            sock.close()
+            raise
+
+
+def request_body(token: str) -> bytes:
+    return json.dumps({
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Say something long."}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "user": token,
+    }).encode()
+
+
+def call(target: Target, token: str, paced: bool, timeout: float) -> Result:
+    """One streaming call on a fresh connection; reads the whole response within `timeout` s."""
+    deadline = time.monotonic() + timeout
+    result = Result()
+    t0 = now_ns()
+    tls = target.open(timeout=min(timeout, 30))
+    try:
+        result.connect_ms = (now_ns() - t0) / 1e6
+        body = request_body(token)
+        head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {target.host_header}\r\n"
+                f"Authorization: Bearer sk-bench-not-a-real-key\r\nContent-Type: application/json\r\n"
+                f"Accept: text/event-stream\r\nUser-Agent: tollgate-bench/1\r\nContent-Length: {len(body)}\r\n\r\n")
+        result.t_send = now_ns()
+        tls.sendall(head.encode() + body)
+
+        def receive() -> bytes:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"response not complete within {timeout:.0f} s")
+            tls.settimeout(min(remaining, 30))
+            return tls.recv(256 * 1024)
+
+        raw = bytearray()
+        while b"\r\n\r\n" not in raw:
+            data = receive()
+            if not data:
+                raise ConnectionError("connection closed before the response headers")
+            raw += data
+            if len(raw) > 1 * MiB:
+                raise ValueError("response headers too large")
+        result.t_headers = now_ns()
+        end = raw.index(b"\r\n\r\n")
+        lines = bytes(raw[:end]).decode("latin-1").split("\r\n")
+        rest = bytes(raw[end + 4 :])
+        result.status = int(lines[0].split(" ", 2)[1])
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            result.headers[name.strip().lower()] = value.strip()
+        if "chunked" in result.headers.get("transfer-encoding", "").lower():
+            decoder: ChunkedDecoder | LengthDecoder = ChunkedDecoder()
+        elif "content-length" in result.headers:
+            decoder = LengthDecoder(int(result.headers["content-length"]))
+        else:
+            decoder = LengthDecoder(None)  # until the connection closes
+        if result.status != 200:
+            error_body = b"".join(decoder.feed(rest))
+            while not decoder.done and len(error_body) < 65536:
+                data = receive()
+                if not data:
+                    break
+                error_body += b"".join(decoder.feed(data))
+            raise RuntimeError(f"{target.mode}: HTTP {result.status}: {error_body[:300]!r}")
+
+        pending = bytearray()  # paced: an event not yet complete
+        crc = 0
+        size = 0
+        tail = b""
+        data = rest
+        t_read = result.t_headers
+        while True:
+            if data:
+                for piece in decoder.feed(data):
+                    if not piece:
+                        continue
+                    if not result.t_first_body:
+                        result.t_first_body = t_read
+                    size += len(piece)
+                    crc = zlib.crc32(piece, crc)
+                    tail = (tail + piece[-64:])[-64:]
+                    if paced:
+                        pending += piece
+                        while (i := pending.find(b"\n\n")) >= 0:
+                            result.events.append((bytes(pending[: i + 2]), t_read))
+                            del pending[: i + 2]
+                result.t_last_body = t_read
+            if decoder.done:
+                result.complete = True
+                break
+            data = receive()
+            t_read = now_ns()
+            if not data:
+                result.complete = isinstance(decoder, LengthDecoder) and decoder.left is None
+                break
+        result.body_bytes, result.crc, result.tail = size, crc, tail
+        return result
+    finally:
+        try:
+            tls.close()
+        except OSError:
+            pass
+
+
+# --------------------------------------------------------------------------------------------------
+# Proxies
+
+
+def mitmdump_path() -> str:
+    found = Path(sys.executable).with_name("mitmdump")
+    if not found.exists():
+        raise SystemExit(f"mitmdump not found next to {sys.executable}")
+    return str(found)
+
+
+class Proxy:
+    def __init__(self, name: str, args: list[str], workdir: Path) -> None:
+        self.name = name
+        self.port = free_port()
+        self.args = [mitmdump_path(), "--listen-host", "127.0.0.1", "--listen-port", str(self.port), *args]
+        self.log_path = workdir / f"{name}.log"
+        self._log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(self.args, cwd=workdir, stdout=self._log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} mitmdump exited with {self.process.returncode}:\n{self.console()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{self.name} mitmdump did not listen within {timeout:.0f} s:\n{self.console()}")
+
+    def console(self, last: int = 3000) -> str:
+        try:
+            self._log.flush()
+            return self.log_path.read_text(errors="replace")[-last:]
+        except (OSError, ValueError):
+            return ""
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._log.close()
+
+    def command_line(self) -> str:
+        def quote(arg: str) -> str:
+            return arg if re.fullmatch(r"[\w@%+=:,./-]+", arg) else "'" + arg.replace("'", "'\\''") + "'"
+
+        return " ".join(quote(a) for a in self.args)
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """VmRSS / VmHWM in bytes."""
+    values = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    name, value = line.split(":", 1)
+                    values[name] = int(value.split()[0]) * 1024
+    except OSError:
+        pass
+    return values
+
+
+def reset_hwm(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class RssSampler:
+    def __init__(self, pid: int, interval: float, max_seconds: float) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.max_seconds = max_seconds
+        self.peak = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            rss = proc_status(self.pid).get("VmRSS", 0)
+            self.peak = max(self.peak, rss)
+            self.samples += 1
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+# --------------------------------------------------------------------------------------------------
+# Measurements
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args = args
+        self.workdir = workdir
+        self.tokens = 0
+        self.proxies: dict[str, Proxy] = {}
+        self.targets: dict[str, Target] = {}
+        self.fake: FakeUpstream | None = None
+        self.notes: list[str] = []
+
+    def token(self, scenario: Scenario) -> str:
+        assert self.fake is not None
+        self.tokens += 1
+        token = f"bench-{self.tokens}"
+        self.fake.scenarios[token] = scenario
+        return token
+
+    def setup(self) -> None:
+        ca = trustme.CA()
+        ca_pem = self.workdir / "upstream-ca.pem"
+        ca.cert_pem.write_to_path(str(ca_pem))
+        confdir = self.workdir / "confdir"
+        bundle = ensure_bundle(confdir)
+        self.fake = FakeUpstream(ca)
+        audit = self.workdir / "audit.jsonl"
+        config = self.workdir / "tollgate.yaml"
+        config.write_text(yaml.safe_dump({"providers": {"openai": {"upstream": self.fake.url}},
+                                          "audit": {"path": str(audit)}}))
+        common = ["--set", f"confdir={confdir}", "--set", f"ssl_verify_upstream_trusted_ca={ca_pem}"]
+        if self.args.quiet_proxies:
+            common += ["--set", "flow_detail=0"]
+        bare = ["--mode", "regular",
+                "--map-remote", f"|^https://api\\.openai\\.com|{self.fake.url}",
+                "--set", "connection_strategy=lazy", *common]
+        addon = self.workdir / "bare_stream.py"
+        addon.write_text(BARE_STREAM_ADDON)
+        bare += ["-s", str(addon)]
+        tollgate = ["-s", str(ROOT / "addons" / "gateway.py"), "--set", f"tollgate_config={config}", *common]
+        self.proxies["bare"] = Proxy("bare", bare, self.workdir)
+        self.proxies["tollgate"] = Proxy("tollgate", tollgate, self.workdir)
+        for proxy in self.proxies.values():
+            proxy.wait_ready()
+        self.targets["direct"] = Target("direct", self.fake, ca, bundle, None)
+        for name, proxy in self.proxies.items():
+            self.targets[name] = Target(name, self.fake, ca, bundle, proxy.port)
+
+    def run_call(self, mode: str, scenario: Scenario, timeout: float) -> Result:
+        paced = scenario.kind == "paced"
+        try:
+            result = call(self.targets[mode], self.token(scenario), paced, timeout)
+        except Exception as exc:
+            proxy = self.proxies.get(mode)
+            console = f"\n--- {mode} mitmdump console (tail) ---\n{proxy.console()}" if proxy else ""
+            raise RuntimeError(f"{LABELS[mode]}: call failed: {exc!r}{console}") from exc
+        scenario.served.wait(timeout=10)
+        problems = []
+        if scenario.error:
+            problems.append(scenario.error)
+        if not result.complete:
+            problems.append("response ended early")
+        if result.body_bytes != scenario.expected_size() or result.crc != scenario.expected_crc():
+            problems.append(f"body differs from what the upstream sent ({result.body_bytes} bytes read, "
+                            f"{scenario.expected_size()} sent)")
+        if not result.tail.endswith(DONE_EVENT):
+            problems.append("body does not end with data: [DONE]")
+        if mode == "tollgate" and "x-tollgate-request-id" not in result.headers:
+            problems.append("no X-Tollgate-Request-Id header: the call did not go through Tollgate")
+        if problems:
+            raise RuntimeError(f"{LABELS[mode]}: " + "; ".join(problems))
+        return result
+
+    def warm_up(self) -> None:
+        for mode in MODES:
+            last: Exception | None = None
+            for _ in range(3):
+                try:
+                    self.run_call(mode, Scenario.paced(5, 0.0), timeout=30)
+                    self.run_call(mode, Scenario.bulk(256 * 1024), timeout=30)
+                    last = None
+                    break
+                except RuntimeError as exc:
+                    last = exc
+                    time.sleep(0.5)
+            if last is not None:
+                raise last
+
+    def latency(self) -> dict[str, dict[str, float]]:
+        chunks, delay = self.args.chunks, self.args.delay_ms / 1000
+        delays: dict[str, list[float]] = {m: [] for m in MODES}
+        ttfb: dict[str, list[float]] = {m: [] for m in MODES}
+        connect: dict[str, list[float]] = {m: [] for m in MODES}
+        timeout = 30 + chunks * delay * 4
+        for _ in range(self.args.rounds):
+            for mode in MODES:
+                scenario = Scenario.paced(chunks, delay)
+                result = self.run_call(mode, scenario, timeout)
+                if len(result.events) != len(scenario.write_ns):
+                    raise RuntimeError(f"{LABELS[mode]}: {len(result.events)} events read, "
+                                       f"{len(scenario.write_ns)} written")
+                for (event, t_read), expected, t_write in zip(result.events, scenario.events, scenario.write_ns):
+                    if event != expected:
+                        raise RuntimeError(f"{LABELS[mode]}: event changed in transit")
+                    delays[mode].append((t_read - t_write) / 1e6)
+                ttfb[mode].append((result.t_first_body - result.t_send) / 1e6)
+                connect[mode].append(result.connect_ms)
+        out = {}
+        for mode in MODES:
+            out[mode] = {
+                "ttfb_p50": percentile(ttfb[mode], 50),
+                "ttfb_max": max(ttfb[mode]),
+                "connect_p50": percentile(connect[mode], 50),
+                "delay_p50": percentile(delays[mode], 50),
+                "delay_p99": percentile(delays[mode], 99),
+                "delay_max": max(delays[mode]),
+                "samples": len(delays[mode]),
+            }
+        return out
+
+    def bulk(self) -> dict[str, dict[str, float]]:
+        size = self.args.size_mb * MiB
+        timeout = self.args.bulk_timeout or 60 + self.args.size_mb * 0.6
+        out = {}
+        for mode in MODES:
+            scenario = Scenario.bulk(size)
+            proxy = self.proxies.get(mode)
+            stats: dict[str, float] = {}
+            if proxy is not None:
+                before = proc_status(proxy.pid)
+                hwm_reset = reset_hwm(proxy.pid)
+                if hwm_reset:
+                    before = proc_status(proxy.pid)
+                with RssSampler(proxy.pid, 0.02, timeout + 5) as sampler:
+                    result = self.run_call(mode, scenario, timeout)
+                after = proc_status(proxy.pid)
+                peak = max(sampler.peak, after.get("VmRSS", 0))
+                if hwm_reset:
+                    peak = max(peak, after.get("VmHWM", 0))
+                stats.update(rss_before=before.get("VmRSS", 0) / MB, rss_peak=peak / MB,
+                             rss_after=after.get("VmRSS", 0) / MB,
+                             rss_growth=(peak - before.get("VmRSS", 0)) / MB, hwm_reset=float(hwm_reset),
+                             rss_samples=sampler.samples)
+            else:
+                result = self.run_call(mode, scenario, timeout)
+            seconds = (result.t_last_body - result.t_send) / 1e9
+            stats.update(bytes=result.body_bytes, seconds=seconds, mbps=result.body_bytes / MB / seconds)
+            out[mode] = stats
+        return out
+
+    def stop(self) -> None:
+        for proxy in self.proxies.values():
+            try:
+                proxy.stop()
+            except Exception:
+                pass
+        if self.fake is not None:
+            self.fake.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# Report
+
+
+def fmt(value: float, digits: int = 2, sign: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    return "\n".join(lines)
+
+
+def report(bench: Bench, lat: dict, bulk: dict, elapsed: float) -> bool:
+    args = bench.args
+    import mitmproxy.version
+
+    print()
+    print(f"Tollgate streaming benchmark — mitmproxy {mitmproxy.version.VERSION}, Python {platform.python_version()}, "
+          f"{os.cpu_count()} CPUs, {platform.machine()}; all on 127.0.0.1, client and fake upstream in one process")
+    print(f"latency phase: {args.rounds} rounds x {args.chunks} SSE events {args.delay_ms:g} ms apart per mode "
+          f"({lat['direct']['samples']} per-chunk samples per mode), a fresh connection per call")
+    print(f"bulk phase: one {args.size_mb} MiB SSE stream per mode ({bulk['direct']['bytes']:,} body bytes, "
+          f"~{len(content_event(0))}-byte events back to back), every byte checked (length + CRC-32)")
+    print(BARE_STREAMING_NOTE)
+    print("bare mitmdump also gets --set connection_strategy=lazy, as Tollgate sets it")
+    print("units: ms; MB = 10^6 bytes; 'added' = over direct; RSS of the mitmdump process (VmRSS before, "
+          "peak = max(VmHWM after reset, VmRSS sampled every 20 ms))")
+    print()
+    header = ["mode", "connect p50", "TTFB p50", "TTFB max", "chunk p50", "chunk p99", "chunk max",
+              "added p50", "added p99", "MB/s", "RSS before", "RSS peak", "RSS growth", "RSS after"]
+    rows = []
+    base = lat["direct"]
+    for mode in MODES:
+        latm, bulkm = lat[mode], bulk[mode]
+        rows.append([
+            LABELS[mode], fmt(latm["connect_p50"]), fmt(latm["ttfb_p50"]), fmt(latm["ttfb_max"]),
+            fmt(latm["delay_p50"], 3), fmt(latm["delay_p99"], 3), fmt(latm["delay_max"], 3),
+            fmt(latm["delay_p50"] - base["delay_p50"], 3, True) if mode != "direct" else "-",
+            fmt(latm["delay_p99"] - base["delay_p99"], 3, True) if mode != "direct" else "-",
+            fmt(bulkm["mbps"], 1),
+            fmt(bulkm.get("rss_before", float("nan")), 1), fmt(bulkm.get("rss_peak", float("nan")), 1),
+            fmt(bulkm.get("rss_growth", float("nan")), 1, True), fmt(bulkm.get("rss_after", float("nan")), 1),
+        ])
+    print(table(rows, header))
+    print()
+
+    t, b = lat["tollgate"], lat["bare"]
+    added_p99 = t["delay_p99"] - b["delay_p99"]
+    added_p50 = t["delay_p50"] - b["delay_p50"]
+    ratio = bulk["tollgate"]["mbps"] / bulk["bare"]["mbps"]
+    growth = bulk["tollgate"]["rss_growth"]
+    checks = [
+        ("per-chunk delay p99, Tollgate - bare mitmdump", f"{added_p99:+.3f} ms (p50 {added_p50:+.3f} ms)",
+         f"<= {TARGET_ADDED_P99_MS:g} ms", added_p99 <= TARGET_ADDED_P99_MS),
+        ("TTFB p50, Tollgate - bare mitmdump", f"{t['ttfb_p50'] - b['ttfb_p50']:+.2f} ms", "(no target)", None),
+        ("throughput, Tollgate / bare mitmdump",
+         f"{ratio:.2f}x ({bulk['tollgate']['mbps']:.1f} / {bulk['bare']['mbps']:.1f} MB/s)",
+         f">= {TARGET_THROUGHPUT_RATIO:g}x", ratio >= TARGET_THROUGHPUT_RATIO),
+        ("peak RSS growth, Tollgate", f"{growth:+.1f} MB (bare mitmdump {bulk['bare']['rss_growth']:+.1f} MB)",
+         f"<= {TARGET_RSS_GROWTH_MB:g} MB", growth <= TARGET_RSS_GROWTH_MB),
+    ]
+    rows = [[name, value, target, "-" if ok is None else ("PASS" if ok else "FAIL")] for name, value, target, ok in checks]
+    print(table(rows, ["vs bare mitmdump", "measured", "target", "result"]))
+    if not all(bulk[m].get("hwm_reset", 1.0) for m in ("bare", "tollgate")):
+        print("note: /proc/<pid>/clear_refs was not writable; peak RSS is from 20 ms VmRSS samples only")
+    if bulk["direct"]["mbps"] < 2 * max(bulk["bare"]["mbps"], bulk["tollgate"]["mbps"]):
+        print("note: the direct (harness) throughput is less than twice the proxies'; the client/upstream harness "
+              "may limit the figures")
+    print(f"\ntotal {elapsed:.1f} s")
+    return all(ok for *_, ok in checks if ok is not None)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--size-mb", type=int, default=1024, help="bulk stream size in MiB")
+    parser.add_argument("--chunks", type=int, default=200, help="SSE events per paced call (>= 4)")
+    parser.add_argument("--delay-ms", type=float, default=5.0, help="pause between paced events")
+    parser.add_argument("--rounds", type=int, default=5, help="paced calls per mode")
+    parser.add_argument("--bulk-timeout", type=float, default=0.0,
+                        help="seconds allowed for one bulk call (0: 60 + 0.6 s per MiB)")
+    parser.add_argument("--quiet-proxies", action="store_true", help="flow_detail=0 for both mitmdumps")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, config, audit)")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args()
+    if args.chunks < 4 or args.rounds < 1 or args.size_mb < 1 or args.delay_ms < 0:
+        parser.error("need --chunks >= 4, --rounds >= 1, --size-mb >= 1, --delay-ms >= 0")
+    if args.chunks * args.rounds > 1_000_000:
+        parser.error("--chunks x --rounds is limited to 1,000,000")
+
+    def on_term(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    start = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="tollgate-bench-"))
+    bench = Bench(args, workdir)
+    ok = False
+    try:
+        bench.setup()
+        print("commands:")
+        for proxy in bench.proxies.values():
+            print(f"  {proxy.name}: {proxy.command_line()}")
+        print(f"  fake upstream: {bench.fake.url} (thread of this process); tollgate.yaml: "
+              f"{(workdir / 'tollgate.yaml').read_text().strip().replace(chr(10), ' | ')}")
+        print("warming up ...", flush=True)
+        bench.warm_up()
+        print(f"latency phase: {args.rounds} x {args.chunks} events per mode ...", flush=True)
+        lat = bench.latency()
+        print(f"bulk phase: {args.size_mb} MiB per mode ...", flush=True)
+        bulk_stats = bench.bulk()
+        for name, proxy in bench.proxies.items():
+            if not proxy.alive():
+                raise RuntimeError(f"{name} mitmdump died:\n{proxy.console()}")
+        ok = report(bench, lat, bulk_stats, time.monotonic() - start)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except RuntimeError as exc:
+        print(f"\nbenchmark failed: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        bench.stop()
+        if args.keep:
+            print(f"work directory kept: {workdir}", file=sys.stderr)
+        else:
+            import shutil
+
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 1 if args.check and not ok else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""The per-call record: its audit form, the credential fingerprint, and the one-line summary."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tollgate.call import Call, Classification, RequestFacts, Usage, fingerprint
+
+# Every field DESIGN.md's "Audit record" table names.
+DESIGN_FIELDS = {
+    "event", "ts", "request_id", "client", "auth", "provider", "endpoint", "method", "host", "path",
+    "requested_model", "model", "message_count", "has_system", "has_tools", "stream", "decision",
+    "deny_reasons", "status", "upstream", "upstream_key", "latency_ms", "ttfb_ms", "input_tokens",
+    "output_tokens", "total_tokens", "cached_tokens", "reasoning_tokens", "finish_reason", "error",
+}
+
+STARTED = datetime(2025, 3, 4, 5, 6, 7, 891000, tzinfo=UTC).timestamp()
+
+
+def full_call() -> Call:
+    return Call(
+        provider="openai",
+        host="api.openai.com",
+        method="POST",
+        path="/v1/chat/completions",
+        request_id="0123456789abcdef0123456789abcdef",
+        started=STARTED,
+        classification=Classification(
+            endpoint="chat.completions",
+            model="gpt-4o",
+            facts=RequestFacts(message_count=3, has_system=True, has_tools=False, stream=True, max_tokens=256),
+            wire_format="openai",
+        ),
+        credential_positions=("authorization",),
+        client="alice",
+        groups=("research",),
+        auth="virtual_key",
+        model="gpt-4o-mini",
+        decision="allow",
+        deny_reasons=[],
+        upstream="https://api.openai.com",
+        upstream_key=fingerprint("sk-real-key-000000000000"),
+        status=200,
+        first_byte=STARTED + 0.25,
+        ended=STARTED + 1.5,
+        usage=Usage(
+            input_tokens=100, output_tokens=50, total_tokens=150, cached_tokens=64, reasoning_tokens=10,
+            finish_reason="stop",
+        ),
+        error=None,
+    )
+
+
+def test_audit_record_has_every_design_field() -> None:
+    record = full_call().audit_record()
+    missing = DESIGN_FIELDS - record.keys()
+    assert not missing
+
+
+def test_audit_record_values() -> None:
+    record = full_call().audit_record()
+    assert record == {
+        "event": "llm_call",
+        "ts": "2025-03-04T05:06:07.891Z",
+        "request_id": "0123456789abcdef0123456789abcdef",
+        "client": "alice",
+        "auth": "virtual_key",
+        "groups": ["research"],
+        "provider": "openai",
+        "endpoint": "chat.completions",
+        "method": "POST",
+        "host": "api.openai.com",
+        "path": "/v1/chat/completions",
+        "requested_model": "gpt-4o",
+        "model": "gpt-4o-mini",
+        "message_count": 3,
+        "has_system": True,
+        "has_tools": False,
+        "stream": True,
+        "max_tokens": 256,
+        "decision": "allow",
+        "deny_reasons": [],
+        "status": 200,
+        "upstream": "https://api.openai.com",
+        "upstream_key": fingerprint("sk-real-key-000000000000"),
+        "latency_ms": 1500.0,
+        "ttfb_ms": 250.0,
+        "input_tokens": 100,
+        "output_tokens": 50,
+        "total_tokens": 150,
+        "cached_tokens": 64,
+        "reasoning_tokens": 10,
+        "finish_reason": "stop",
+        "error": None,
+    }
+
+
+def test_audit_record_is_json_serialisable() -> None:
+    record = full_call().audit_record()
+    assert json.loads(json.dumps(record)) == record
+
+
+def test_audit_record_of_a_bare_call() -> None:
+    call = Call(provider="gemini", host="generativelanguage.googleapis.com", method="GET", path="/v1beta/models")
+    record = call.audit_record()
+    assert DESIGN_FIELDS <= record.keys()
+    assert record["event"] == "llm_call"
+    assert record["client"] is None
+    assert record["auth"] == "anonymous"
+    assert record["decision"] == "allow"
+    assert record["deny_reasons"] == []
+    for field in (
+        "endpoint", "requested_model", "model", "message_count", "has_system", "has_tools", "stream", "status",
+        "upstream", "upstream_key", "ttfb_ms", "input_tokens", "output_tokens", "total_tokens", "cached_tokens",
+        "reasoning_tokens", "finish_reason", "error",
+    ):
+        assert record[field] is None, field
+    assert re.fullmatch(r"[0-9a-f]{32}", record["request_id"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record["ts"])
+    # Not ended yet: latency so far.
+    assert 0.0 <= record["latency_ms"] < 5000.0
+
+
+def test_request_ids_differ() -> None:
+    ids = {Call(provider="openai", host="h", method="POST", path="/").request_id for _ in range(50)}
+    assert len(ids) == 50
+
+
+def test_ts_is_the_start_time_in_utc() -> None:
+    call = Call(provider="openai", host="h", method="POST", path="/", started=0.0, ended=0.001)
+    assert call.audit_record()["ts"] == "1970-01-01T00:00:00.000Z"
+    before = time.time()
+    record = Call(provider="openai", host="h", method="POST", path="/").audit_record()
+    parsed = datetime.strptime(record["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+    assert before - 0.002 <= parsed <= time.time()
+
+
+def test_model_falls_back_to_the_requested_model() -> None:
+    call = full_call()
+    call.model = None
+    record = call.audit_record()
+    assert record["requested_model"] == record["model"] == "gpt-4o"
+
+
+def test_denied_call() -> None:
+    call = full_call()
+    call.decision = "deny"
+    call.deny_reasons = ["model gpt-4o is not allowed for group research"]
+    call.status = 403
+    call.first_byte = None
+    call.usage = Usage()
+    record = call.audit_record()
+    assert record["decision"] == "deny"
+    assert record["deny_reasons"] == ["model gpt-4o is not allowed for group research"]
+    assert record["status"] == 403
+    assert record["ttfb_ms"] is None
+    # The record is a copy: changing it does not change the call.
+    record["deny_reasons"].append("x")
+    assert call.deny_reasons == ["model gpt-4o is not allowed for group research"]
+
+
+def test_broken_stream_keeps_status_and_sets_error() -> None:
+    call = full_call()
+    call.error = "upstream broke off the response: connection reset"
+    record = call.audit_record()
+    assert record["status"] == 200
+    assert record["error"] == "upstream broke off the response: connection reset"
+
+
+def test_latency_rounding() -> None:
+    call = Call(provider="openai", host="h", method="POST", path="/", started=100.0, first_byte=100.01234, ended=100.98764)
+    record = call.audit_record()
+    assert record["latency_ms"] == 987.6
+    assert record["ttfb_ms"] == 12.3
+
+
+def test_audit_record_never_holds_a_secret() -> None:
+    secret = "sk-proj-THISISAREALKEY1234567890"
+    call = full_call()
+    call.upstream_key = fingerprint(secret)
+    text = json.dumps(call.audit_record())
+    assert secret not in text
+    assert secret[-12:] not in text
+
+
+# --- fingerprint -------------------------------------------------------------------------------------
+
+
+def test_fingerprint_is_a_known_value() -> None:
+    # The first 12 hex digits of sha256("sk-test").
+    assert fingerprint("sk-test") == "sha256:f3abf2a6cc4f"
+
+
+def test_fingerprint_tells_keys_apart_and_is_stable() -> None:
+    assert fingerprint("sk-a") == fingerprint("sk-a")
+    assert fingerprint("sk-a") != fingerprint("sk-b")
+    assert len(fingerprint("x" * 10_000)) == len("sha256:") + 12
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(min_size=20, max_size=200))
+def test_fingerprint_is_short_and_never_contains_the_key(secret: str) -> None:
+    tag = fingerprint(secret)
+    assert re.fullmatch(r"sha256:[0-9a-f]{12}", tag)
+    assert secret not in tag
+    assert len(tag) == 19
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(min_size=16, max_size=64, alphabet=st.characters(codec="utf-8")))
+def test_fingerprint_handles_any_text(secret: str) -> None:
+    assert fingerprint(secret).startswith("sha256:")
+
+
+# --- summary -----------------------------------------------------------------------------------------
+
+
+def test_summary_full() -> None:
+    assert full_call().summary() == "alice · openai/gpt-4o-mini · 100→50 tokens · allow"
+
+
+def test_summary_anonymous_unknown_tokens() -> None:
+    call = Call(provider="gemini", host="h", method="POST", path="/")
+    assert call.summary() == "anonymous · gemini/? · ? tokens · allow"
+
+
+def test_summary_requested_model_and_partial_tokens() -> None:
+    call = Call(provider="anthropic", host="h", method="POST", path="/",
+                classification=Classification(model="claude-sonnet-4"), usage=Usage(input_tokens=42))
+    assert call.summary() == "anonymous · anthropic/claude-sonnet-4 · 42→0 tokens · allow"
+
+
+def test_summary_denied_with_error() -> None:
+    call = full_call()
+    call.decision = "deny"
+    call.error = "upstream unreachable"
+    assert call.summary() == "alice · openai/gpt-4o-mini · 100→50 tokens · deny · upstream unreachable"
+
+
+@pytest.mark.parametrize("auth", ["virtual_key", "sigv4", "proxyauth", "anonymous"])
+def test_auth_values_pass_through(auth: str) -> None:
+    call = Call(provider="bedrock", host="h", method="POST", path="/", auth=auth)  # type: ignore[arg-type]
+    assert call.audit_record()["auth"] == auth
