@@ -244,7 +244,10 @@ class FakeUpstream:
         tls: ssl.SSLSocket | None = None
         try:
             raw.settimeout(10)
-            tls = self.context.wrap_socket(raw, server_side=True)
+            tls = self.context.wrap_socket(raw, server_side=True)  # takes over raw's file descriptor
+            with self._lock:
+                self._conns.discard(raw)
+                self._conns.add(tls)
             buffer = bytearray()
             for _ in range(self.MAX_REQUESTS_PER_CONNECTION):
                 request = self._read_request(tls, buffer)
@@ -256,6 +259,7 @@ class FakeUpstream:
         finally:
             with self._lock:
                 self._conns.discard(raw)
+                self._conns.discard(tls)
             try:
                 (tls or raw).close()
             except OSError:
@@ -361,7 +365,8 @@ class FakeUpstream:
             threads = list(self._threads)
         for sock in conns:
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                # at the descriptor, under TLS: wakes a thread blocked in sendall or recv
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
             except OSError:
                 pass
         for thread in threads:
@@ -714,6 +719,13 @@ class RssSampler:
 # Measurements
 
 
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile."""
     if not values:
@@ -730,7 +742,7 @@ class Bench:
         self.proxies: dict[str, Proxy] = {}
         self.targets: dict[str, Target] = {}
         self.fake: FakeUpstream | None = None
-        self.notes: list[str] = []
+        self.loadavg_start = loadavg()
 
     def token(self, scenario: Scenario) -> str:
         assert self.fake is not None
@@ -841,33 +853,43 @@ class Bench:
         return out
 
     def bulk(self) -> dict[str, dict[str, float]]:
+        """`--bulk-rounds` large streams per mode, interleaved. Throughput: the median round.
+        RSS growth: the highest peak over all rounds minus VmRSS before the first."""
         size = self.args.size_mb * MiB
         timeout = self.args.bulk_timeout or 60 + self.args.size_mb * 0.6
+        rates: dict[str, list[float]] = {m: [] for m in MODES}
+        memory: dict[str, dict[str, float]] = {}
+        body_bytes = 0
+        for _ in range(self.args.bulk_rounds):
+            for mode in MODES:
+                scenario = Scenario.bulk(size)
+                proxy = self.proxies.get(mode)
+                if proxy is None:
+                    result = self.run_call(mode, scenario, timeout)
+                else:
+                    before = proc_status(proxy.pid)
+                    hwm_reset = reset_hwm(proxy.pid)
+                    if hwm_reset:
+                        before = proc_status(proxy.pid)
+                    with RssSampler(proxy.pid, 0.02, timeout + 5) as sampler:
+                        result = self.run_call(mode, scenario, timeout)
+                    after = proc_status(proxy.pid)
+                    peak = max(sampler.peak, after.get("VmRSS", 0))
+                    if hwm_reset:
+                        peak = max(peak, after.get("VmHWM", 0))
+                    m = memory.setdefault(mode, {"rss_before": before.get("VmRSS", 0) / MB, "rss_peak": 0.0,
+                                                 "hwm_reset": 1.0})
+                    m["rss_peak"] = max(m["rss_peak"], peak / MB)
+                    m["rss_after"] = after.get("VmRSS", 0) / MB
+                    m["rss_growth"] = m["rss_peak"] - m["rss_before"]
+                    m["hwm_reset"] = min(m["hwm_reset"], float(hwm_reset))
+                seconds = (result.t_last_body - result.t_send) / 1e9
+                rates[mode].append(result.body_bytes / MB / seconds)
+                body_bytes = result.body_bytes
         out = {}
         for mode in MODES:
-            scenario = Scenario.bulk(size)
-            proxy = self.proxies.get(mode)
-            stats: dict[str, float] = {}
-            if proxy is not None:
-                before = proc_status(proxy.pid)
-                hwm_reset = reset_hwm(proxy.pid)
-                if hwm_reset:
-                    before = proc_status(proxy.pid)
-                with RssSampler(proxy.pid, 0.02, timeout + 5) as sampler:
-                    result = self.run_call(mode, scenario, timeout)
-                after = proc_status(proxy.pid)
-                peak = max(sampler.peak, after.get("VmRSS", 0))
-                if hwm_reset:
-                    peak = max(peak, after.get("VmHWM", 0))
-                stats.update(rss_before=before.get("VmRSS", 0) / MB, rss_peak=peak / MB,
-                             rss_after=after.get("VmRSS", 0) / MB,
-                             rss_growth=(peak - before.get("VmRSS", 0)) / MB, hwm_reset=float(hwm_reset),
-                             rss_samples=sampler.samples)
-            else:
-                result = self.run_call(mode, scenario, timeout)
-            seconds = (result.t_last_body - result.t_send) / 1e9
-            stats.update(bytes=result.body_bytes, seconds=seconds, mbps=result.body_bytes / MB / seconds)
-            out[mode] = stats
+            out[mode] = {"bytes": body_bytes, "mbps": percentile(rates[mode], 50), "mbps_min": min(rates[mode]),
+                         "mbps_max": max(rates[mode]), **memory.get(mode, {})}
         return out
 
     def stop(self) -> None:
@@ -908,15 +930,18 @@ def report(bench: Bench, lat: dict, bulk: dict, elapsed: float) -> bool:
           f"{os.cpu_count()} CPUs, {platform.machine()}; all on 127.0.0.1, client and fake upstream in one process")
     print(f"latency phase: {args.rounds} rounds x {args.chunks} SSE events {args.delay_ms:g} ms apart per mode "
           f"({lat['direct']['samples']} per-chunk samples per mode), a fresh connection per call")
-    print(f"bulk phase: one {args.size_mb} MiB SSE stream per mode ({bulk['direct']['bytes']:,} body bytes, "
-          f"~{len(content_event(0))}-byte events back to back), every byte checked (length + CRC-32)")
+    print(f"bulk phase: {args.bulk_rounds} x one {args.size_mb} MiB SSE stream per mode "
+          f"({bulk['direct']['bytes']:,} body bytes, ~{len(content_event(0))}-byte events back to back), every byte "
+          f"checked (length + CRC-32); MB/s is the median round")
+    print(f"load average at start: {bench.loadavg_start}, at end: {loadavg()} (other processes on the machine "
+          f"add noise)")
     print(BARE_STREAMING_NOTE)
     print("bare mitmdump also gets --set connection_strategy=lazy, as Tollgate sets it")
     print("units: ms; MB = 10^6 bytes; 'added' = over direct; RSS of the mitmdump process (VmRSS before, "
           "peak = max(VmHWM after reset, VmRSS sampled every 20 ms))")
     print()
     header = ["mode", "connect p50", "TTFB p50", "TTFB max", "chunk p50", "chunk p99", "chunk max",
-              "added p50", "added p99", "MB/s", "RSS before", "RSS peak", "RSS growth", "RSS after"]
+              "added p50", "added p99", "MB/s", "MB/s range", "RSS before", "RSS peak", "RSS growth", "RSS after"]
     rows = []
     base = lat["direct"]
     for mode in MODES:
@@ -926,7 +951,7 @@ def report(bench: Bench, lat: dict, bulk: dict, elapsed: float) -> bool:
             fmt(latm["delay_p50"], 3), fmt(latm["delay_p99"], 3), fmt(latm["delay_max"], 3),
             fmt(latm["delay_p50"] - base["delay_p50"], 3, True) if mode != "direct" else "-",
             fmt(latm["delay_p99"] - base["delay_p99"], 3, True) if mode != "direct" else "-",
-            fmt(bulkm["mbps"], 1),
+            fmt(bulkm["mbps"], 1), f"{bulkm['mbps_min']:.0f}-{bulkm['mbps_max']:.0f}",
             fmt(bulkm.get("rss_before", float("nan")), 1), fmt(bulkm.get("rss_peak", float("nan")), 1),
             fmt(bulkm.get("rss_growth", float("nan")), 1, True), fmt(bulkm.get("rss_after", float("nan")), 1),
         ])
@@ -966,14 +991,16 @@ def main() -> int:
     parser.add_argument("--chunks", type=int, default=200, help="SSE events per paced call (>= 4)")
     parser.add_argument("--delay-ms", type=float, default=5.0, help="pause between paced events")
     parser.add_argument("--rounds", type=int, default=5, help="paced calls per mode")
+    parser.add_argument("--bulk-rounds", type=int, default=1,
+                        help="large streams per mode (interleaved); throughput is the median")
     parser.add_argument("--bulk-timeout", type=float, default=0.0,
                         help="seconds allowed for one bulk call (0: 60 + 0.6 s per MiB)")
     parser.add_argument("--quiet-proxies", action="store_true", help="flow_detail=0 for both mitmdumps")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, config, audit)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
-    if args.chunks < 4 or args.rounds < 1 or args.size_mb < 1 or args.delay_ms < 0:
-        parser.error("need --chunks >= 4, --rounds >= 1, --size-mb >= 1, --delay-ms >= 0")
+    if args.chunks < 4 or args.rounds < 1 or args.size_mb < 1 or args.delay_ms < 0 or not 1 <= args.bulk_rounds <= 100:
+        parser.error("need --chunks >= 4, --rounds >= 1, --size-mb >= 1, --delay-ms >= 0, 1 <= --bulk-rounds <= 100")
     if args.chunks * args.rounds > 1_000_000:
         parser.error("--chunks x --rounds is limited to 1,000,000")
 
@@ -981,6 +1008,7 @@ def main() -> int:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
     start = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="tollgate-bench-"))
     bench = Bench(args, workdir)

@@ -1,64 +1,82 @@
-"""Every upstream response passes through unbuffered; usage is read from it on the way."""
+"""Every upstream answer passes through unbuffered; usage is read from it on the way."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from weakref import WeakKeyDictionary
 
 from mitmproxy import http
-from mitmproxy.net import encoding
 
+from ..call import Call
+from ..providers.base import UsageReader
+from ..streams import Decompressor
 from .shared import Shared, call_of, provider_of
 
 logger = logging.getLogger(__name__)
 
-# A JSON answer larger than this is still forwarded whole, but not read for usage.
-MAX_READ = 16 * 1024 * 1024
 
+class UsageTap:
+    """mitmproxy's stream callable: returns every chunk as it came while a reader reads it.
 
-class BodyReader:
-    """A stream callable: returns each chunk as it came, keeps a bounded copy, and hands the
-    whole body to `on_end` when the stream ends. It never raises: mitmproxy would drop the chunk."""
+    It never raises (an exception there drops the chunk) and never returns b"" mid-stream (on
+    HTTP/1 chunked that ends the body): a reader that fails is dropped and its fault recorded."""
 
-    def __init__(self, keep: bool, on_end: Callable[[bytes | None], None]) -> None:
-        self._buffer: bytearray | None = bytearray() if keep else None
+    def __init__(self, reader: UsageReader, decoder: Decompressor | None, on_end: Callable[[], None]) -> None:
+        self.reader = reader
+        self._decoder = decoder
         self._on_end = on_end
+        self._reading = True
 
     def __call__(self, chunk: bytes) -> bytes:
-        if chunk:
-            if self._buffer is not None:
-                if len(self._buffer) + len(chunk) > MAX_READ:
-                    self._buffer = None
-                else:
-                    self._buffer += chunk
+        if not chunk:
+            try:
+                self._on_end()
+            except Exception:
+                logger.exception("Tollgate: recording stream usage failed")
             return chunk
-        try:
-            self._on_end(bytes(self._buffer) if self._buffer is not None else None)
-        except Exception:  # a usage-reading fault must not break the response
-            logger.exception("Tollgate: reading usage failed")
+        if self._reading:
+            try:
+                self.reader.feed(self._decoder.feed(chunk) if self._decoder else chunk)
+            except Exception as e:
+                self._reading = False
+                self.reader.error = self.reader.error or f"usage reader failed: {type(e).__name__}: {e}"
         return chunk
 
 
 class StreamTap:
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
+        self._taps: WeakKeyDictionary[http.HTTPFlow, UsageTap] = WeakKeyDictionary()
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         call = call_of(flow)
         if call is None or flow.response is None or call.answered_by_tollgate:
             return
-        response = flow.response
-        provider = provider_of(call)
-        keep = "json" in response.headers.get("content-type", "")
-        content_encoding = response.headers.get("content-encoding", "")
+        reader = provider_of(call).usage_reader(call.classification, flow.response.headers)
+        decoder = None
+        if encoding := flow.response.headers.get("content-encoding", "").strip():
+            try:
+                decoder = Decompressor(encoding)
+            except (ValueError, ImportError) as e:
+                reader.error = str(e)
+        tap = UsageTap(reader, decoder, lambda: record_usage(call, tap))
+        self._taps[flow] = tap
+        # Streamed bodies are not stored in the flow either: a saved flow holds no completion text.
+        flow.response.stream = tap
 
-        def read_usage(body: bytes | None) -> None:
-            if body and content_encoding:
-                try:
-                    body = encoding.decode(body, content_encoding)
-                except ValueError:
-                    body = None
-            call.usage = provider.usage(call.classification, response.headers, body)
+    def error(self, flow: http.HTTPFlow) -> None:
+        """A stream cut short (client gone, upstream reset): the usage seen so far still counts."""
+        tap = self._taps.pop(flow, None)
+        call = call_of(flow)
+        if tap is not None and call is not None:
+            record_usage(call, tap)
 
-        # Streamed bodies are not stored in the flow, so a saved flow holds no completion text.
-        response.stream = BodyReader(keep, read_usage)
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._taps.pop(flow, None)
+
+
+def record_usage(call: Call, tap: UsageTap) -> None:
+    call.usage = tap.reader.result()
+    if tap.reader.error and call.error is None:
+        call.error = tap.reader.error
