@@ -33,6 +33,12 @@ class Reply:
     body: bytes | dict | list = b""
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # before the headers
+    # A streamed answer: these pieces, chunked, each written and flushed on its own. Before
+    # piece i > 0, `gate(i)` may hold the stream back (e.g. until the client has piece i - 1).
+    chunks: list[bytes] | None = None
+    gate: Callable[[int], None] | None = None
+    reset_after: int | None = None  # drop the connection after this many pieces
+    sent_at: list[float] = field(default_factory=list)
 
     def encoded(self) -> bytes:
         if isinstance(self.body, (dict, list)):
@@ -80,6 +86,9 @@ class FakeUpstream:
                 reply = upstream.handler(received)
                 if reply.delay:
                     time.sleep(reply.delay)
+                if reply.chunks is not None:
+                    self._stream(reply)
+                    return
                 payload = reply.encoded()
                 self.send_response(reply.status)
                 headers = {"content-type": "application/json", **reply.headers}
@@ -88,6 +97,26 @@ class FakeUpstream:
                 self.send_header("content-length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            def _stream(self, reply: Reply) -> None:
+                self.send_response(reply.status)
+                for name, value in {"content-type": "text/event-stream", **reply.headers}.items():
+                    self.send_header(name, value)
+                self.send_header("transfer-encoding", "chunked")
+                self.end_headers()
+                self.wfile.flush()
+                for i, piece in enumerate(reply.chunks or []):
+                    if reply.reset_after is not None and i >= reply.reset_after:
+                        self.connection.close()
+                        self.close_connection = True
+                        return
+                    if i and reply.gate is not None:
+                        reply.gate(i)
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    self.wfile.flush()
+                    reply.sent_at.append(time.monotonic())
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
 
             do_GET = do_POST = do_PUT = do_DELETE = _serve
 

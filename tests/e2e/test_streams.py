@@ -1,0 +1,247 @@
+"""Streams stay streams: every piece reaches the client before the upstream sends the next, the
+bytes arrive unchanged, and the audit has the exact usage the stream reported."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import streams
+from tests.support.fake_upstream import Reply
+
+EVENTSTREAM = {"content-type": "application/vnd.amazon.eventstream"}
+
+
+@pytest.fixture(scope="module")
+def gw(start_gateway):
+    return start_gateway(lambda urls: {"providers": {name: {"upstream": url} for name, url in urls.items()}})
+
+
+class Lockstep:
+    """The fake upstream sends piece i only once the client has acknowledged piece i - 1 (a file
+    it creates); a proxy that buffered would leave the upstream waiting, which is recorded."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.waited_in_vain: list[int] = []
+
+    def gate(self, i: int) -> None:
+        deadline = time.monotonic() + 5
+        while not (self.directory / str(i - 1)).exists():
+            if time.monotonic() > deadline:
+                self.waited_in_vain.append(i)
+                return
+            time.sleep(0.002)
+
+    def reply(self, pieces: list[bytes], **headers: str) -> Reply:
+        return Reply(200, chunks=pieces, gate=self.gate, headers=headers)
+
+
+ACK = """
+import os
+class Ack:
+    def __init__(self):
+        self.n = 0
+    def __call__(self):
+        open(os.path.join(%r, str(self.n)), "w").close()
+        self.n += 1
+ack = Ack()
+"""
+
+
+@pytest.fixture
+def lockstep(gw, tmp_path):
+    gw.reset()
+    return Lockstep(tmp_path)
+
+
+def run(gw, lockstep, code: str, env: dict | None = None) -> dict:
+    return gw.run(ACK % str(lockstep.directory) + code, env=env)
+
+
+@pytest.mark.parametrize("usage_with_choices", [False, True])
+def test_openai_chat_stream(gw, lockstep, usage_with_choices):
+    pieces = streams.openai_chat(usage_with_choices)
+    gw.fakes["openai"].handler = lambda r: lockstep.reply(pieces)
+    result = run(gw, lockstep, """
+from openai import OpenAI
+text = ""
+stream = OpenAI(api_key="sk-own", max_retries=0).chat.completions.create(model="gpt-4o-mini", stream=True,
+    stream_options={"include_usage": True}, messages=[{"role": "user", "content": "hi"}])
+for chunk in stream:
+    ack()
+    text += "".join(c.delta.content or "" for c in chunk.choices)
+report(text=text, events=ack.n)
+""")
+    assert result == {"text": "Hello", "events": len(pieces) - 1}
+    assert lockstep.waited_in_vain == []
+    record = gw.last_audit()
+    assert (record["stream"], record["status"], record["error"]) == (True, 200, None)
+    assert (record["input_tokens"], record["output_tokens"], record["total_tokens"]) == (19, 5, 24)
+    assert (record["cached_tokens"], record["reasoning_tokens"], record["finish_reason"]) == (3, 1, "stop")
+    assert record["ttfb_ms"] is not None and record["latency_ms"] > record["ttfb_ms"]
+
+
+def test_openai_responses_stream(gw, lockstep):
+    pieces = streams.openai_responses()
+    gw.fakes["openai"].handler = lambda r: lockstep.reply(pieces)
+    result = run(gw, lockstep, """
+from openai import OpenAI
+kinds = []
+for event in OpenAI(api_key="sk-own", max_retries=0).responses.create(model="gpt-4.1", input="hi", stream=True):
+    ack()
+    kinds.append(event.type)
+report(kinds=kinds)
+""")
+    assert result["kinds"][-1] == "response.completed"
+    assert lockstep.waited_in_vain == []
+    record = gw.last_audit()
+    assert (record["endpoint"], record["input_tokens"], record["output_tokens"], record["total_tokens"]) == (
+        "responses", 11, 4, 15)
+    assert (record["cached_tokens"], record["finish_reason"]) == (2, "completed")
+
+
+def test_anthropic_stream(gw, lockstep):
+    pieces = streams.anthropic()
+    gw.fakes["anthropic"].handler = lambda r: lockstep.reply(pieces)
+    result = run(gw, lockstep, """
+import anthropic
+text = ""
+stream = anthropic.Anthropic(api_key="sk-ant-own", max_retries=0).messages.create(model="claude-sonnet-4-5",
+    max_tokens=100, stream=True, messages=[{"role": "user", "content": "hi"}])
+for event in stream:
+    ack()
+    if event.type == "content_block_delta":
+        text += event.delta.text
+report(text=text)
+""")
+    assert result == {"text": "Hello"}
+    assert lockstep.waited_in_vain == []
+    record = gw.last_audit()
+    # message_start: 30 fresh + 50 cache reads; message_delta: 9 output tokens in all.
+    assert (record["input_tokens"], record["cached_tokens"], record["output_tokens"], record["total_tokens"]) == (
+        80, 50, 9, 89)
+    assert (record["finish_reason"], record["stream"]) == ("end_turn", True)
+
+
+def test_gemini_sse_stream(gw, lockstep):
+    pieces = streams.gemini_sse()
+    gw.fakes["gemini"].handler = lambda r: lockstep.reply(pieces)
+    result = run(gw, lockstep, """
+from google import genai
+client = genai.Client(api_key="AIza-own")
+text = ""
+for chunk in client.models.generate_content_stream(model="gemini-2.0-flash", contents="hi"):
+    ack()
+    text += chunk.text
+report(text=text)
+""")
+    assert result == {"text": 'He said "[{\\"l]}lo'}
+    assert lockstep.waited_in_vain == []
+    assert "alt=sse" in gw.fakes["gemini"].received[-1].path
+    record = gw.last_audit()
+    assert (record["endpoint"], record["stream"]) == ("streamGenerateContent", True)
+    assert (record["input_tokens"], record["output_tokens"], record["total_tokens"], record["finish_reason"]) == (
+        8, 6, 14, "STOP")
+
+
+def test_gemini_json_array_stream_arrives_byte_for_byte(gw, lockstep):
+    pieces = streams.gemini_array()
+    gw.fakes["gemini"].handler = lambda r: lockstep.reply(pieces, **{"content-type": "application/json; charset=UTF-8"})
+    result = run(gw, lockstep, f"""
+import http.client, os, ssl, urllib.parse
+proxy = urllib.parse.urlsplit(os.environ["HTTPS_PROXY"])
+conn = http.client.HTTPSConnection(proxy.hostname, proxy.port, context=ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"]))
+conn.set_tunnel("generativelanguage.googleapis.com", 443)
+conn.request("POST", "/v1beta/models/gemini-2.0-flash:streamGenerateContent", body=b'{{"contents": []}}',
+             headers={{"x-goog-api-key": "AIza-own", "content-type": "application/json"}})
+response = conn.getresponse()
+sizes = {[len(p) for p in pieces]!r}
+received = b""
+for i in range(len(sizes)):
+    while len(received) < sum(sizes[: i + 1]):
+        received += response.read1(65536)
+    ack()
+report(body=received.decode())
+""")
+    assert result["body"].encode() == b"".join(pieces)
+    assert lockstep.waited_in_vain == []
+    record = gw.last_audit()
+    assert (record["input_tokens"], record["output_tokens"], record["finish_reason"]) == (8, 6, "STOP")
+
+
+@pytest.mark.parametrize("invoke", [False, True])
+def test_bedrock_streams(gw, lockstep, invoke):
+    pieces = streams.bedrock_invoke() if invoke else streams.bedrock_converse()
+    gw.fakes["bedrock"].handler = lambda r: lockstep.reply(pieces, **EVENTSTREAM)
+    call = (
+        'r = client.invoke_model_with_response_stream(modelId="anthropic.claude-3-haiku-20240307-v1:0", body=b"{}")\n'
+        'events = r["body"]'
+        if invoke else
+        'r = client.converse_stream(modelId="amazon.nova-lite-v1:0", messages=[{"role": "user", "content": [{"text": "hi"}]}])\n'
+        'events = r["stream"]'
+    )
+    result = run(gw, lockstep, f"""
+import boto3
+client = boto3.client("bedrock-runtime", region_name="us-east-1", aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="s")
+{call}
+kinds = []
+for event in events:
+    ack()
+    kinds.extend(event)
+report(kinds=kinds)
+""")
+    assert result["kinds"] == (["chunk"] * 4 if invoke else
+                               ["messageStart", "contentBlockDelta", "contentBlockDelta", "contentBlockStop",
+                                "messageStop", "metadata"])
+    assert lockstep.waited_in_vain == []
+    record = gw.last_audit()
+    expected = (14, 9, 23) if invoke else (14, 7, 21)
+    assert (record["input_tokens"], record["output_tokens"], record["total_tokens"]) == expected
+    assert (record["finish_reason"], record["stream"], record["error"]) == ("end_turn", True, None)
+    assert record["endpoint"] == ("invoke-with-response-stream" if invoke else "converse-stream")
+
+
+def test_client_that_leaves_mid_stream_is_audited_with_usage_so_far(gw, lockstep):
+    pieces = streams.anthropic()
+    gw.fakes["anthropic"].handler = lambda r: lockstep.reply(pieces)
+    count = len(gw.audit())
+    result = run(gw, lockstep, """
+import anthropic
+stream = anthropic.Anthropic(api_key="sk-ant-own", max_retries=0).messages.create(model="claude-sonnet-4-5",
+    max_tokens=100, stream=True, messages=[{"role": "user", "content": "hi"}])
+for event in stream:
+    break
+stream.close()
+report(first=event.type)
+""")
+    assert result == {"first": "message_start"}
+    record = gw.wait_audit(count + 1)[-1]
+    assert (record["status"], record["error"]) == (200, "client disconnected")
+    assert (record["input_tokens"], record["output_tokens"]) == (80, 1)  # what message_start said
+    assert len(gw.wait_audit(count + 1)) == count + 1
+
+
+def test_upstream_reset_mid_stream_is_audited(gw):
+    gw.reset()
+    pieces = streams.openai_chat()
+    gw.fakes["openai"].handler = lambda r: Reply(200, chunks=pieces, reset_after=3)
+    count = len(gw.audit())
+    result = gw.run("""
+import openai
+received = 0
+try:
+    for chunk in openai.OpenAI(api_key="sk-own", max_retries=0).chat.completions.create(
+            model="gpt-4o-mini", stream=True, messages=[{"role": "user", "content": "hi"}]):
+        received += 1
+    report(received=received, error=None)
+except Exception as e:
+    report(received=received, error=type(e).__name__)
+""")
+    assert result["received"] == 3 and result["error"] is not None
+    record = gw.wait_audit(count + 1)[-1]
+    assert record["status"] == 200 and record["error"].startswith("upstream broke off the response")
+    assert record["input_tokens"] is None  # the usage chunk never came
+    assert len(gw.audit()) == count + 1
