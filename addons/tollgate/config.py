@@ -185,8 +185,6 @@ class Config(_Strict):
                 "clients.aws_credentials: verifying callers' SigV4 signatures is not supported by this version yet;"
                 " give Bedrock callers a virtual key (AWS_BEARER_TOKEN_BEDROCK) instead"
             )
-        if self.audit.stream_usage == "inject":
-            raise ValueError("audit.stream_usage: 'inject' is not supported by this version yet")
         return self
 
 

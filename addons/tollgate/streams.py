@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from botocore.eventstream import EventStreamBuffer, ParserError
@@ -50,19 +51,62 @@ class SSEFramer:
         self.error: str | None = None
 
     def feed(self, chunk: bytes) -> list[bytes]:
+        return split_events(self.feed_region(chunk))
+
+    def feed_region(self, chunk: bytes) -> bytes:
+        """The complete events this chunk finishes, as one LF-normalised region (b"" if none):
+        readers test the region as a whole and split it only when it holds what they want."""
         if self.error is not None or not chunk:
-            return []
+            return b""
         if self._pending_cr and chunk.startswith(b"\n"):
             chunk = chunk[1:]  # the LF of a CRLF split across chunks
         self._pending_cr = chunk.endswith(b"\r")
-        chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if b"\r" in chunk:
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         buffer = self._buffer + chunk
-        blocks = buffer.split(b"\n\n")
-        self._buffer = blocks.pop()
+        end = buffer.rfind(b"\n\n")
+        if end == -1:
+            self._buffer = buffer
+            region = b""
+        else:
+            region, self._buffer = buffer[: end + 2], buffer[end + 2 :]
         if len(self._buffer) > MAX_FRAME:
             self.error = "server-sent event larger than 16 MiB"
             self._buffer = b""
-        return [b.strip(b"\n") for b in blocks if b.strip(b"\n")]
+        return region
+
+
+def split_events(region: bytes) -> list[bytes]:
+    return [b.strip(b"\n") for b in region.split(b"\n\n") if b.strip(b"\n")]
+
+
+_EVENT_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
+
+
+class SSEEventFilter:
+    """Forwards server-sent events byte for byte but for those `drop` rejects. Only the one event
+    still incomplete is held back; a trailing CR waits for the next piece (it may be half a CRLF)."""
+
+    def __init__(self, drop: Callable[[bytes], bool]) -> None:
+        self._drop = drop
+        self._held = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._held + chunk
+        scan_to = len(data) - 1 if data.endswith(b"\r") else len(data)
+        out = []
+        start = 0
+        for m in _EVENT_END.finditer(data, 0, scan_to):
+            event = data[start : m.end()]
+            if not self._drop(event):
+                out.append(event)
+            start = m.end()
+        self._held = data[start:]
+        return b"".join(out)
+
+    def flush(self) -> bytes:
+        held, self._held = self._held, b""
+        return held
 
 
 _JSON_SPECIAL = re.compile(rb'[\[\]{}"\\]')

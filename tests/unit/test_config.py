@@ -365,7 +365,6 @@ def test_several_errors_are_all_reported() -> None:
             "providers.bedrock.credentials: SigV4 re-signing is not supported by this version yet;"
             " use providers.bedrock.bearer_token or the X-AWS-Bearer-Token side header",
         ),
-        ({"audit": {"stream_usage": "inject"}}, "audit.stream_usage: 'inject' is not supported by this version yet"),
     ],
 )
 def test_unenforced_settings_are_refused(data: dict, expected: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from ..call import Classification, RequestFacts, Usage
+from ..streams import split_events
 from . import openai
 from .base import (
     UNAUTHENTICATED,
@@ -124,27 +125,26 @@ class MessagesStreamReader(SSEReader):
     """Messages API stream: input and cache tokens in `message_start`, the cumulative output
     (and, in newer API versions, updated input) counts and the stop reason in `message_delta`."""
 
+    wanted = (b'"message_delta"', b"event: error", b"event:error")
+
     def __init__(self) -> None:
         super().__init__()
         self._start: bytes | None = None
         self._delta: bytes | None = None
 
+    def first(self, region: bytes) -> None:
+        if self._start is None and b'"message_start"' in region:
+            self._start = next((b for b in split_events(region) if _MESSAGE_START.search(b)), None)
+
     def keep(self, block: bytes) -> None:
-        if _MESSAGE_START.search(block):
-            self._start = block
-        elif _MESSAGE_DELTA.search(block):
+        if _MESSAGE_DELTA.search(block):
             self._delta = block
         elif _ERROR_EVENT.search(block):
             error = (self.data(block) or {}).get("error")
             kind = error.get("type") if isinstance(error, dict) else None
             self.error = f"the stream ended in an error event: {kind or 'unknown'}"
 
-    def feed(self, chunk: bytes) -> None:
-        error = self.error
-        super().feed(chunk)
-        self.error = self.error or error
-
-    def result(self) -> Usage:
+    def read(self) -> Usage:
         start = self.data(self._start) or {}
         message = start.get("message") if isinstance(start.get("message"), dict) else {}
         counts = dict(message.get("usage") or {}) if isinstance(message.get("usage"), dict) else {}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..call import Classification, Usage
-from ..streams import SSEFramer, parse_sse_block
+from ..streams import SSEFramer, parse_sse_block, split_events
 
 Headers = MutableMapping[str, str]
 Query = MutableMapping[str, str]
@@ -148,19 +148,45 @@ class WholeBodyReader(UsageReader):
 
 
 class SSEReader(UsageReader):
-    """Server-sent events; `keep` picks the few event blocks that matter (cheap byte tests), and
-    `read` parses only those at the end."""
+    """Server-sent events. Providers report usage and the finish reason in a stream's last events,
+    so the reader only frames the stream and keeps a window of its latest complete events; nothing
+    is searched while the stream flows (what a large stream costs). `first` sees every region as
+    it passes, for what only a stream's start holds. At the end, the window's events that hold one
+    of the `wanted` byte strings go to `keep`, and `read` parses what it kept."""
+
+    WINDOW = 64 * 1024
+    wanted: ClassVar[tuple[bytes, ...]]
 
     def __init__(self) -> None:
         self._framer = SSEFramer()
+        self._window = b""
+        self._cut = False
 
     def feed(self, chunk: bytes) -> None:
-        for block in self._framer.feed(chunk):
-            self.keep(block)
-        self.error = self._framer.error
+        region = self._framer.feed_region(chunk)
+        if region:
+            self.first(region)
+            window = self._window + region
+            if len(window) > self.WINDOW:
+                window, self._cut = window[-self.WINDOW :], True
+            self._window = window
+        self.error = self.error or self._framer.error
+
+    def first(self, region: bytes) -> None:
+        pass
 
     def keep(self, block: bytes) -> None:
         raise NotImplementedError
+
+    def read(self) -> Usage:
+        raise NotImplementedError
+
+    def result(self) -> Usage:
+        window = self._window[self._window.find(b"\n\n") + 2 :] if self._cut else self._window
+        for block in split_events(window):
+            if any(w in block for w in self.wanted):
+                self.keep(block)
+        return self.read()
 
     @staticmethod
     def data(block: bytes | None) -> dict[str, Any] | None:

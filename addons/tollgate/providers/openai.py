@@ -133,6 +133,9 @@ _RESPONSE_DONE = re.compile(rb'"type"\s*:\s*"response\.(?:completed|incomplete|f
 class ChatStreamReader(SSEReader):
     """Chat completions: usage comes in the last chunk (which may also carry choices)."""
 
+    # Servers write compact JSON or one space after colons; `keep` checks each with a regex.
+    wanted = (b'"usage":{', b'"usage": {', b'"finish_reason":"', b'"finish_reason": "')
+
     def __init__(self) -> None:
         super().__init__()
         self._usage: bytes | None = None
@@ -144,7 +147,7 @@ class ChatStreamReader(SSEReader):
         if _FINISH_REASON.search(block):
             self._finish = block
 
-    def result(self) -> Usage:
+    def read(self) -> Usage:
         usage = usage_from_object("chat.completions", self.data(self._usage) or {})
         finish = self.data(self._finish)
         if finish is not None:
@@ -155,6 +158,8 @@ class ChatStreamReader(SSEReader):
 class ResponsesStreamReader(SSEReader):
     """Responses API: the final response.completed / incomplete / failed event has the usage."""
 
+    wanted = (b'"response.completed"', b'"response.incomplete"', b'"response.failed"')
+
     def __init__(self) -> None:
         super().__init__()
         self._done: bytes | None = None
@@ -163,7 +168,7 @@ class ResponsesStreamReader(SSEReader):
         if _RESPONSE_DONE.search(block):
             self._done = block
 
-    def result(self) -> Usage:
+    def read(self) -> Usage:
         event = self.data(self._done) or {}
         response = event.get("response")
         return usage_from_object("responses", response if isinstance(response, dict) else {})
