@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
-from weakref import WeakKeyDictionary
+from weakref import WeakKeyDictionary, WeakSet
 
 from mitmproxy import http
 
 from ..call import Call
-from ..providers.base import UsageReader
-from ..streams import Decompressor
+from ..providers.base import UsageReader, is_event_stream, parse_json
+from ..streams import Decompressor, SSEEventFilter, parse_sse_block
 from .shared import Shared, call_of, provider_of
 
 logger = logging.getLogger(__name__)
@@ -22,37 +23,78 @@ class UsageTap:
     It never raises (an exception there drops the chunk) and never returns b"" mid-stream (on
     HTTP/1 chunked that ends the body): a reader that fails is dropped and its fault recorded."""
 
-    def __init__(self, reader: UsageReader, decoder: Decompressor | None, on_end: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        reader: UsageReader,
+        decoder: Decompressor | None,
+        on_end: Callable[[], None],
+        hide: SSEEventFilter | None = None,
+    ) -> None:
         self.reader = reader
         self._decoder = decoder
         self._on_end = on_end
         self._reading = True
+        self._hide = hide
 
-    def __call__(self, chunk: bytes) -> bytes:
+    def __call__(self, chunk: bytes) -> bytes | list[bytes]:
         if not chunk:
             try:
                 self._on_end()
             except Exception:
                 logger.exception("Tollgate: recording stream usage failed")
-            return chunk
+            return self._hide.flush() if self._hide else chunk
         if self._reading:
             try:
                 self.reader.feed(self._decoder.feed(chunk) if self._decoder else chunk)
             except Exception as e:
                 self._reading = False
                 self.reader.error = self.reader.error or f"usage reader failed: {type(e).__name__}: {e}"
-        return chunk
+        if self._hide is None:
+            return chunk
+        try:
+            return self._hide.feed(chunk) or []
+        except Exception:  # never lose bytes: give up hiding, forward what is held
+            logger.exception("Tollgate: hiding the usage chunk failed")
+            held, self._hide = self._hide.flush(), None
+            return held + chunk
 
 
 class StreamTap:
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
         self._taps: WeakKeyDictionary[http.HTTPFlow, UsageTap] = WeakKeyDictionary()
+        self._usage_asked: WeakSet[http.HTTPFlow] = WeakSet()
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        """`audit.stream_usage: inject`: ask an OpenAI chat stream for usage the client did not ask for."""
+        call = call_of(flow)
+        if call is None or flow.response is not None or self.shared.config.audit.stream_usage != "inject":
+            return
+        c = call.classification
+        if c.wire_format != "openai" or c.endpoint != "chat.completions" or not c.facts.stream:
+            return
+        if flow.request.headers.get("authorization", "").startswith("AWS4-"):
+            return  # a signed body must stay as signed
+        try:
+            body = json.loads(flow.request.get_content(strict=True) or b"")
+        except ValueError:
+            return
+        options = body.get("stream_options") if isinstance(body, dict) else None
+        if options is not None and not isinstance(options, dict):
+            return
+        if (options or {}).get("include_usage") is True:
+            return
+        body["stream_options"] = {**(options or {}), "include_usage": True}
+        flow.request.content = json.dumps(body, separators=(",", ":")).encode()
+        self._usage_asked.add(flow)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         call = call_of(flow)
         if call is None or flow.response is None or call.answered_by_tollgate:
             return
+        hide = None
+        if flow in self._usage_asked and is_event_stream(flow.response.headers):
+            hide = SSEEventFilter(is_usage_only_chunk)
         reader = provider_of(call).usage_reader(call.classification, flow.response.headers)
         decoder = None
         if encoding := flow.response.headers.get("content-encoding", "").strip():
@@ -60,7 +102,9 @@ class StreamTap:
                 decoder = Decompressor(encoding)
             except (ValueError, ImportError) as e:
                 reader.error = str(e)
-        tap = UsageTap(reader, decoder, lambda: record_usage(call, tap))
+        if decoder is not None:
+            hide = None  # an encoded stream cannot be cut at event boundaries: the client gets it whole
+        tap = UsageTap(reader, decoder, lambda: record_usage(call, tap), hide)
         self._taps[flow] = tap
         # Streamed bodies are not stored in the flow either: a saved flow holds no completion text.
         flow.response.stream = tap
@@ -74,6 +118,15 @@ class StreamTap:
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._taps.pop(flow, None)
+
+
+def is_usage_only_chunk(event: bytes) -> bool:
+    """The chunk `include_usage` adds: no choices, only usage."""
+    if b'"usage"' not in event or b'"choices"' not in event:
+        return False
+    parsed = parse_sse_block(event.replace(b"\r\n", b"\n").replace(b"\r", b"\n").strip(b"\n"))
+    data = parse_json(parsed.data.encode()) if parsed else None
+    return data is not None and data.get("choices") == [] and isinstance(data.get("usage"), dict)
 
 
 def record_usage(call: Call, tap: UsageTap) -> None:
