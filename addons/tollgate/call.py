@@ -76,6 +76,8 @@ class Call:
     error: str | None = None
     # True when Tollgate answered the call itself (a refusal or an upstream failure).
     answered_by_tollgate: bool = False
+    # A large upload streamed upstream as it arrives: decided at its headers, its body unread.
+    streamed_upload: bool = False
 
     def audit_record(self) -> dict[str, Any]:
         c, u = self.classification, self.usage

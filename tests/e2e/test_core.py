@@ -28,7 +28,8 @@ def config(urls: dict[str, str]) -> dict:
 
 @pytest.fixture(scope="module")
 def gw(start_gateway):
-    return start_gateway(config)
+    # Debug log: mitmproxy says there when it streams a request body instead of reading it whole.
+    return start_gateway(config, "--set", "termlog_verbosity=debug")
 
 
 @pytest.fixture
@@ -263,3 +264,21 @@ def test_every_credential_position_and_side_header(g, provider, url, headers, up
     record = g.last_audit()
     assert record["request_id"] == result["request_id"] and result["status"] == 200
     assert record["client"] == ("alice" if ALICE in str(headers) else "bob")
+
+
+def test_large_upload_is_streamed_upstream_with_credentials_swapped(g):
+    result = g.run(f"""
+        import io
+        from openai import OpenAI
+        audio = io.BytesIO(bytes(range(256)) * (6 * 4096))  # 6 MiB
+        audio.name = "meeting.wav"
+        r = OpenAI(api_key="{ALICE}", max_retries=0).audio.transcriptions.create(model="whisper-1", file=audio)
+        report(text=r.text)
+    """)
+    seen = g.fakes["openai"].received[-1]
+    assert result == {"text": f"{len(seen.body)} bytes heard"} and len(seen.body) > 6 * 1024 * 1024
+    assert seen.headers["authorization"] == f"Bearer {REAL['openai']}"
+    assert "Streaming request to" in g.proxy.console()
+    record = g.last_audit()
+    assert (record["client"], record["endpoint"], record["status"], record["model"]) == (
+        "alice", "audio.transcriptions", 200, None)

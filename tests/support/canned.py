@@ -65,6 +65,8 @@ def provider_answers(r: Received) -> Reply:
     if path.endswith("/invoke"):
         return Reply(200, BEDROCK_INVOKE_BODY, {
             "x-amzn-bedrock-input-token-count": "13", "x-amzn-bedrock-output-token-count": "64"})
+    if path.endswith("/audio/transcriptions"):
+        return Reply(200, {"text": f"{len(r.body)} bytes heard"})
     if path.endswith("/models") or "/models?" in r.path:
         return Reply(200, {"object": "list", "data": []})
     return Reply(404, {"error": {"message": f"no fake for {path}"}})

@@ -20,6 +20,8 @@ class Audit:
         if call_of(flow) is not None:
             self._live.add(flow)
 
+    requestheaders = request  # a streamed upload's call is live from its headers on
+
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         call = call_of(flow)
         if call is None or flow.response is None:

@@ -18,21 +18,46 @@ def request_body(request: http.Request) -> bytes | None:
         return None
 
 
+def is_large_upload(request: http.Request) -> bool:
+    """Files and audio are streamed upstream as they arrive; JSON is read whole, as its model and
+    facts are needed before the call may go."""
+    if "json" in request.headers.get("content-type", "").lower():
+        return False
+    length = request.headers.get("content-length", "")
+    if length.isdigit():
+        return int(length) > STREAMED_UPLOAD
+    return "chunked" in request.headers.get("transfer-encoding", "").lower()
+
+
+STREAMED_UPLOAD = 4 * 1024 * 1024
+
+
 class Classify:
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
 
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.response is None and is_large_upload(flow.request):
+            call = self._classify(flow, None)
+            if call is not None and flow.response is None:
+                call.streamed_upload = True
+                flow.request.stream = True
+
     def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response is not None or flow.error is not None:
+        if flow.response is not None or flow.error is not None or CALL in flow.metadata:
             return
+        self._classify(flow, request_body(flow.request))
+
+    def _classify(self, flow: http.HTTPFlow, body: bytes | None) -> Call | None:
         provider = provider_for(flow.request.host, flow.request.port)
         if provider is None:
-            return
+            return None
         path = flow.request.path.split("?", 1)[0]
         call = Call(provider=provider.name, host=flow.request.host, method=flow.request.method, path=path)
-        call.classification = provider.classify(call.method, path, request_body(flow.request))
+        call.classification = provider.classify(call.method, path, body)
         call.credential_positions = provider.positions_present(flow.request.headers, flow.request.query)
         flow.metadata[CALL] = call
         if not self.shared.ready:
             refuse(flow, call, MISCONFIGURED, "Tollgate has no valid configuration; see its console.")
             call.error = "no valid configuration"
+        return call

@@ -7,11 +7,11 @@ from weakref import WeakKeyDictionary
 
 from mitmproxy import http
 
-from ..call import fingerprint
+from ..call import Call, fingerprint
 from ..keypool import KeyPool, retry_after_seconds
 from ..providers import PROVIDERS
 from ..providers.base import NO_UPSTREAM_CREDENTIAL
-from .shared import Shared, call_of, provider_of, refuse
+from .shared import CallStage, Shared, provider_of, refuse
 
 # Statuses after which a pooled key rests for the provider's Retry-After.
 RESTING_STATUSES = (401, 429)
@@ -22,15 +22,12 @@ AWS_SIGNING_SIDE_HEADERS = ("X-AWS-Access-Key", "X-AWS-Secret-Key", "X-AWS-Sessi
 SIDE_HEADERS = (*(p.side_header for p in PROVIDERS.values()), *AWS_SIGNING_SIDE_HEADERS)
 
 
-class Credential:
+class Credential(CallStage):
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
         self._taken: WeakKeyDictionary[http.HTTPFlow, tuple[KeyPool, str]] = WeakKeyDictionary()
 
-    def request(self, flow: http.HTTPFlow) -> None:
-        call = call_of(flow)
-        if call is None or flow.response is not None:
-            return
+    def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         provider = provider_of(call)
         headers = flow.request.headers
         key = (headers.get(provider.side_header, "") or "").strip() or None

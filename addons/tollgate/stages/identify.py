@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from mitmproxy import http
 
+from ..call import Call
 from ..providers.base import UNAUTHENTICATED
-from .shared import Shared, call_of, provider_of, refuse
+from .shared import CallStage, Shared, provider_of, refuse
 
 PROXYAUTH = "proxyauth"
 
@@ -17,7 +18,7 @@ def forget_proxy_password(flow: http.HTTPFlow) -> None:
         flow.metadata[PROXYAUTH] = (login[0], "")
 
 
-class Identify:
+class Identify(CallStage):
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
 
@@ -26,11 +27,9 @@ class Identify:
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         forget_proxy_password(flow)
+        super().requestheaders(flow)
 
-    def request(self, flow: http.HTTPFlow) -> None:
-        call = call_of(flow)
-        if call is None or flow.response is not None:
-            return
+    def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         login = flow.metadata.get(PROXYAUTH)
         name = login[0] if isinstance(login, (tuple, list)) and login and login[0] else None
         presented = provider_of(call).presented(flow.request.headers, flow.request.query)

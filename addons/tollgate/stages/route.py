@@ -6,17 +6,15 @@ from urllib.parse import urlsplit
 
 from mitmproxy import http
 
-from .shared import Shared, call_of
+from ..call import Call
+from .shared import CallStage, Shared
 
 
-class Route:
+class Route(CallStage):
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
 
-    def request(self, flow: http.HTTPFlow) -> None:
-        call = call_of(flow)
-        if call is None or flow.response is not None:
-            return
+    def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         upstream = self.shared.config.providers.get(call.provider).upstream
         if upstream is None:
             port = "" if flow.request.port == 443 else f":{flow.request.port}"

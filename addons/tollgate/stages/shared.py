@@ -37,6 +37,24 @@ class Shared:
             old.close()
 
 
+class CallStage:
+    """A stage that acts on a call's request once, before it goes upstream: at `request` as a rule,
+    but at `requestheaders` for a streamed upload, whose body goes upstream as it arrives."""
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        call = call_of(flow)
+        if call is not None and call.streamed_upload and flow.response is None:
+            self.handle(flow, call)
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        call = call_of(flow)
+        if call is not None and not call.streamed_upload and flow.response is None:
+            self.handle(flow, call)
+
+    def handle(self, flow: http.HTTPFlow, call: Call) -> None:
+        raise NotImplementedError
+
+
 def call_of(flow: http.HTTPFlow) -> Call | None:
     """The flow's call record while the call is live; None for flows Tollgate does not handle."""
     call = flow.metadata.get(CALL)
@@ -51,6 +69,8 @@ def refuse(flow: http.HTTPFlow, call: Call, reason: str, message: str) -> None:
     """Answer the call in the provider's own error shape instead of forwarding it."""
     refusal = provider_of(call).refusal(reason, message)
     call.answered_by_tollgate = True
+    # mitmproxy cannot answer a request it streams upstream; the refused body is read instead.
+    flow.request.stream = False
     flow.response = http.Response.make(
         refusal.status, refusal.body, {**refusal.headers, "x-tollgate-request-id": call.request_id}
     )

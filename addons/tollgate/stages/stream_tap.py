@@ -12,7 +12,8 @@ from mitmproxy import http
 from ..call import Call
 from ..providers.base import UsageReader, is_event_stream, parse_json
 from ..streams import Decompressor, SSEEventFilter, parse_sse_block
-from .shared import Shared, call_of, provider_of
+from .shared import CallStage, Shared, call_of, provider_of
+from .upstream_watch import CLIENT_DISCONNECTED
 
 logger = logging.getLogger(__name__)
 
@@ -59,16 +60,15 @@ class UsageTap:
             return held + chunk
 
 
-class StreamTap:
+class StreamTap(CallStage):
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
         self._taps: WeakKeyDictionary[http.HTTPFlow, UsageTap] = WeakKeyDictionary()
         self._usage_asked: WeakSet[http.HTTPFlow] = WeakSet()
 
-    def request(self, flow: http.HTTPFlow) -> None:
+    def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         """`audit.stream_usage: inject`: ask an OpenAI chat stream for usage the client did not ask for."""
-        call = call_of(flow)
-        if call is None or flow.response is not None or self.shared.config.audit.stream_usage != "inject":
+        if self.shared.config.audit.stream_usage != "inject":
             return
         c = call.classification
         if c.wire_format != "openai" or c.endpoint != "chat.completions" or not c.facts.stream:
@@ -113,8 +113,13 @@ class StreamTap:
         """A stream cut short (client gone, upstream reset): the usage seen so far still counts."""
         tap = self._taps.pop(flow, None)
         call = call_of(flow)
-        if tap is not None and call is not None:
-            record_usage(call, tap)
+        if tap is None or call is None:
+            return
+        record_usage(call, tap)
+        if call.error == CLIENT_DISCONNECTED and call.usage.finish_reason is not None:
+            # The stream had told its end (clients stop reading at e.g. `data: [DONE]` and hang up
+            # before the upstream's last bytes): nothing was lost.
+            call.error = None
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._taps.pop(flow, None)

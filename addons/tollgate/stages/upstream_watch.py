@@ -9,11 +9,14 @@ import time
 from mitmproxy import connection, http
 from mitmproxy.proxy import server_hooks
 
+from ..call import Call
 from ..providers.base import UPSTREAM_TIMEOUT, UPSTREAM_UNREACHABLE
-from .shared import Shared, call_of, refuse
+from .shared import CallStage, Shared, call_of, refuse
+
+CLIENT_DISCONNECTED = "client disconnected"
 
 
-class UpstreamWatch:
+class UpstreamWatch(CallStage):
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
         self._deadlines: dict[http.HTTPFlow, asyncio.TimerHandle] = {}
@@ -41,10 +44,7 @@ class UpstreamWatch:
         self._task_by_server.pop(server.id, None)
         self._connecting_for_client.pop(client.id, None)
 
-    def request(self, flow: http.HTTPFlow) -> None:
-        call = call_of(flow)
-        if call is None or flow.response is not None:
-            return
+    def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         timeout = self.shared.config.providers.get(call.provider).timeout
         self._deadlines[flow] = asyncio.get_running_loop().call_later(timeout, self._expire, flow, timeout)
 
@@ -73,7 +73,7 @@ class UpstreamWatch:
             return
         message = flow.error.msg if flow.error else "unknown error"
         if "Client disconnected" in message or not flow.client_conn.connected:
-            call.error = call.error or "client disconnected"
+            call.error = call.error or CLIENT_DISCONNECTED
             return
         if flow.response is not None:
             call.error = call.error or f"upstream broke off the response: {message}"
