@@ -5,6 +5,7 @@ and stops framing (the bytes themselves are forwarded by the caller regardless).
 from __future__ import annotations
 
 import re
+import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -175,8 +176,9 @@ class JSONArrayFramer:
                     self._element.clear()
             else:  # a backslash outside a string
                 self.error = "a backslash outside a JSON string"
-            if len(self._element) > MAX_FRAME:
-                self.error = "JSON array element larger than 16 MiB"
+        if len(self._element) > MAX_FRAME:
+            self.error = "JSON array element larger than 16 MiB"
+            self._element.clear()
         return elements
 
     def _scan_string(self, chunk: bytes, position: int) -> int:
@@ -225,7 +227,7 @@ class EventStreamFramer:
         try:
             for message in self._buffer:
                 frames.append(EventStreamFrame(dict(message.headers), bytes(message.payload)))
-        except ParserError as e:
+        except (ParserError, KeyError, ValueError, struct.error) as e:  # ValueError: bad UTF-8 too
             self.error = f"broken AWS event stream: {type(e).__name__}"
         return frames
 
@@ -237,17 +239,26 @@ class Decompressor:
         encoding = encoding.strip().lower()
         if encoding in ("gzip", "x-gzip", "deflate"):
             wbits = zlib.MAX_WBITS | (16 if "gzip" in encoding else 0)
-            self._process = zlib.decompressobj(wbits).decompress
+            self._new = lambda: zlib.decompressobj(wbits)
         elif encoding == "br":
             import brotli  # a mitmproxy dependency
 
-            self._process = brotli.Decompressor().process
+            self._new = brotli.Decompressor
         elif encoding == "zstd":
             import zstandard  # a mitmproxy dependency
 
-            self._process = zstandard.ZstdDecompressor().decompressobj().decompress
+            self._new = lambda: zstandard.ZstdDecompressor().decompressobj()
         else:
             raise ValueError(f"cannot read a {encoding}-encoded body")
+        self._object = self._new()
 
     def feed(self, chunk: bytes) -> bytes:
-        return self._process(chunk)
+        out = []
+        while chunk:
+            decompress = getattr(self._object, "decompress", None) or self._object.process
+            out.append(decompress(chunk))
+            # gzip and zstd allow several members (frames) one after another.
+            chunk = getattr(self._object, "unused_data", b"") if getattr(self._object, "eof", False) else b""
+            if chunk:
+                self._object = self._new()
+        return b"".join(out)

@@ -973,12 +973,6 @@ def test_long_streams_keep_their_usage(eol: str) -> None:
     assert usage_tuple(read(ResponsesStreamReader(), chunk(responses, ("every", 1500)))) == (36, 87, 123, 10, 20, "completed")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: SSEReader keeps only the last 64 KiB of events (WINDOW) and drops the window's first event; "
-    "a Responses API `response.completed` event repeats the instructions, tools and whole output, so when it "
-    "is larger than 64 KiB it is dropped and the stream's usage and finish reason are lost",
-)
 def test_responses_stream_with_a_completed_event_over_64_kib() -> None:
     instructions = "You are a coding agent. Follow the repository's conventions. " * 800  # ~48 KB, as agents send
     tools = [{"type": "function", "name": f"tool_{i}", "description": "Runs a command in the sandbox. " * 20,
@@ -1163,11 +1157,6 @@ def test_json_array_framer_cap_on_completed_brackets(monkeypatch: pytest.MonkeyP
     assert framer.feed(b"]}]") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: JSONArrayFramer.feed checks MAX_FRAME only after a bracket/brace/quote outside a string: "
-    "an element growing inside a long string (or a long run of digits/whitespace) is buffered without bound",
-)
 @pytest.mark.parametrize("opening", [b'[{"text": "', b'[{"n": '], ids=["in-string", "between-specials"])
 def test_json_array_framer_caps_an_element_growing_without_brackets(
     monkeypatch: pytest.MonkeyPatch, opening: bytes
@@ -1287,12 +1276,6 @@ def crc_valid_frame(raw_headers: bytes, payload: bytes = b"{}", total: int | Non
     return message + struct.pack(">I", zlib.crc32(message))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: EventStreamFramer.feed catches only botocore's ParserError; a frame with valid CRCs but an "
-    "unknown header type, a non-UTF-8 header name, truncated headers or a total length under 16 raises "
-    "KeyError / UnicodeDecodeError / struct.error out of feed()",
-)
 @pytest.mark.parametrize(
     "data",
     [
@@ -1452,11 +1435,6 @@ def test_bedrock_invoke_stream_other_model_families(model_events: list[dict], ex
         assert usage_tuple(read(invoke_reader(), pieces)) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: EventStreamReader._read_chunk / invoke_finish_reason miss Amazon Nova's invoke stream stop "
-    'reason, which comes as {"messageStop": {"stopReason": ...}}',
-)
 def test_bedrock_invoke_stream_nova_finish_reason() -> None:
     model_events = [
         {"messageStart": {"role": "assistant"}},
@@ -1685,22 +1663,12 @@ def test_decompressor_unknown_encoding(encoding: str) -> None:
         Decompressor(encoding)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Decompressor for gzip reads only the first gzip member; the rest of a multi-member body "
-    "(valid per RFC 1952) is dropped silently",
-)
 def test_decompressor_multi_member_gzip() -> None:
     d = Decompressor("gzip")
     body = gzip.compress(b"data: one\n\n") + gzip.compress(b"data: two\n\n")
     assert b"".join(d.feed(p) for p in chunk(body, ("every", 7))) == b"data: one\n\ndata: two\n\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Decompressor for zstd uses one decompressobj, good for one zstd frame only: a body of several "
-    "frames (RFC 8878 allows it) raises ZstdError 'cannot use a decompressobj multiple times' at the second",
-)
 def test_decompressor_multi_frame_zstd() -> None:
     c = zstandard.ZstdCompressor()
     d = Decompressor("zstd")

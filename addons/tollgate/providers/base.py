@@ -160,7 +160,6 @@ class SSEReader(UsageReader):
     def __init__(self) -> None:
         self._framer = SSEFramer()
         self._window = b""
-        self._cut = False
 
     def feed(self, chunk: bytes) -> None:
         region = self._framer.feed_region(chunk)
@@ -168,7 +167,10 @@ class SSEReader(UsageReader):
             self.first(region)
             window = self._window + region
             if len(window) > self.WINDOW:
-                window, self._cut = window[-self.WINDOW :], True
+                # Cut at an event boundary, and never into the last event: the one that
+                # reports usage may be large (a Responses API `response.completed` repeats all).
+                last = window.rfind(b"\n\n", 0, len(window) - 2) + 2
+                window = window[min(window.find(b"\n\n", len(window) - self.WINDOW) + 2, last) :]
             self._window = window
         self.error = self.error or self._framer.error
 
@@ -182,8 +184,7 @@ class SSEReader(UsageReader):
         raise NotImplementedError
 
     def result(self) -> Usage:
-        window = self._window[self._window.find(b"\n\n") + 2 :] if self._cut else self._window
-        for block in split_events(window):
+        for block in split_events(self._window):
             if any(w in block for w in self.wanted):
                 self.keep(block)
         return self.read()

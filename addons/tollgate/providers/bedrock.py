@@ -258,8 +258,9 @@ class EventStreamReader(UsageReader):
                 output_tokens=as_int(metrics.get("outputTokenCount")),
                 cached_tokens=as_int(metrics.get("cacheReadInputTokenCount")),
             ))
-        delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
-        reason = invoke_finish_reason(delta) or invoke_finish_reason(data)
+        nested = [data.get(k) for k in ("delta", "messageStop")]  # Claude's and Nova's events
+        reason = next((invoke_finish_reason(n) for n in nested if isinstance(n, dict) and invoke_finish_reason(n)), None)
+        reason = reason or invoke_finish_reason(data)
         self._finish = reason or self._finish
 
     def result(self) -> Usage:

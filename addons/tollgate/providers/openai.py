@@ -134,7 +134,7 @@ class ChatStreamReader(SSEReader):
     """Chat completions: usage comes in the last chunk (which may also carry choices)."""
 
     # Servers write compact JSON or one space after colons; `keep` checks each with a regex.
-    wanted = (b'"usage":{', b'"usage": {', b'"finish_reason":"', b'"finish_reason": "')
+    wanted = (b'"usage":{', b'"usage": {', b'"finish_reason":"', b'"finish_reason": "', b'"error"')
 
     def __init__(self) -> None:
         super().__init__()
@@ -146,6 +146,11 @@ class ChatStreamReader(SSEReader):
             self._usage = block
         if _FINISH_REASON.search(block):
             self._finish = block
+        if b'"error"' in block:
+            error = (self.data(block) or {}).get("error")
+            if isinstance(error, dict):
+                kind = error.get("type") or error.get("code") or "unknown"
+                self.error = f"the stream ended in an error: {kind}"
 
     def read(self) -> Usage:
         usage = usage_from_object("chat.completions", self.data(self._usage) or {})
