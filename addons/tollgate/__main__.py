@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -16,6 +17,11 @@ def main(argv: list[str] | None = None) -> int:
     ca.add_argument("--confdir", default="certs", type=Path)
     check = commands.add_parser("check", help="validate a configuration file")
     check.add_argument("config", type=Path)
+    policy = commands.add_parser("policy", help="work with Rego policies")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    evaluate = policy_commands.add_parser("eval", help="print the decision for a sample input, like `opa eval`")
+    evaluate.add_argument("--policy", action="append", required=True, type=Path, help="a .rego file (repeatable)")
+    evaluate.add_argument("--input", required=True, type=Path, help="the input document, JSON ('-': stdin)")
     args = parser.parse_args(argv)
 
     if args.command == "certs":
@@ -24,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         print(ensure_ca(args.confdir).resolve())
         print(ensure_bundle(args.confdir).resolve())
         return 0
+    if args.command == "policy":
+        return evaluate_policy(args.policy, args.input)
     try:
         config = load_config(args.config)
     except ConfigError as e:
@@ -31,6 +39,29 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"{args.config}: ok ({len(config.clients)} clients)")
     return 0
+
+
+def evaluate_policy(files: list[Path], input_path: Path) -> int:
+    """Exit status 0 when the input is allowed, 1 when denied, 2 when the policy or input is broken."""
+    from .policy import Policy, PolicyError
+
+    try:
+        text = sys.stdin.read() if str(input_path) == "-" else input_path.read_text(encoding="utf-8")
+        document = json.loads(text)
+    except (OSError, ValueError) as e:
+        print(f"error: {input_path}: {e}", file=sys.stderr)
+        return 2
+    try:
+        policy = Policy(files)
+    except PolicyError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    decision = policy.decide(document)
+    result = {"allowed": decision.allowed, "deny": list(decision.deny_reasons)}
+    if decision.error:
+        result["error"] = decision.error
+    print(json.dumps(result, indent=2))
+    return 0 if decision.allowed else 1
 
 
 if __name__ == "__main__":

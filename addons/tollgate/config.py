@@ -161,9 +161,7 @@ class Config(_Strict):
                 seen_keys.add(key)
             for j, cred in enumerate(client.aws_credentials):
                 if cred.access_key_id in seen_aws:
-                    raise ValueError(
-                        f"clients.{i}.aws_credentials.{j}.access_key_id: used by another client"
-                    )
+                    raise ValueError(f"clients.{i}.aws_credentials.{j}.access_key_id: used by another client")
                 seen_aws.add(cred.access_key_id)
         return self
 
@@ -173,8 +171,6 @@ class Config(_Strict):
         # denies) or mislead (an override that never applies): refuse it instead.
         if self.overrides:
             raise ValueError("overrides: model overrides and routes are not supported by this version yet")
-        if self.policy.rego:
-            raise ValueError("policy.rego: Rego policies are not supported by this version yet")
         if self.providers.bedrock.credentials is not None:
             raise ValueError(
                 "providers.bedrock.credentials: SigV4 re-signing is not supported by this version yet;"
@@ -252,6 +248,9 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{path}: not valid YAML{at}: {getattr(e, 'problem', e)}") from None
     try:
-        return parse_config(data, env)
+        config = parse_config(data, env)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
+    # Policy files are named relative to the configuration file that names them.
+    rego = tuple(str(path.parent / f) for f in config.policy.rego)
+    return config.model_copy(update={"policy": PolicyConfig(rego=rego)})

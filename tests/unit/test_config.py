@@ -354,7 +354,6 @@ def test_several_errors_are_all_reported() -> None:
             {"overrides": [{"match": {"provider": "openai", "model": "gpt-4*"}, "model": "gpt-4o-mini"}]},
             "overrides: model overrides and routes are not supported by this version yet",
         ),
-        ({"policy": {"rego": ["policy.rego"]}}, "policy.rego: Rego policies are not supported by this version yet"),
         (
             {"providers": {"bedrock": {"credentials": "default"}}},
             "providers.bedrock.credentials: SigV4 re-signing is not supported by this version yet;"

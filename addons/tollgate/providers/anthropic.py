@@ -43,6 +43,7 @@ class Anthropic(Provider):
     host_pattern = r"^api\.anthropic\.com:443$"
     side_header = "X-Anthropic-Key"
     key_positions = positions = ("x-api-key", "authorization")
+    key_header = "x-api-key"
 
     def classify(self, method: str, path: str, body: bytes | None) -> Classification:
         rest = path.removeprefix("/v1/").strip("/")
@@ -66,14 +67,6 @@ class Anthropic(Provider):
             max_tokens=as_int(data.get("max_tokens")),
         )
         return c
-
-
-
-    def inject(self, headers: Headers, key: str, classification: Classification) -> None:
-        if classification.wire_format == "openai":
-            headers["authorization"] = f"Bearer {key}"
-        else:
-            headers["x-api-key"] = key
 
     def refusal(self, reason: str, message: str) -> Refusal:
         return self._json_refusal(

@@ -213,6 +213,8 @@ class Provider:
     # "query:<parameter>"; `positions` adds what else carries a secret there.
     key_positions: ClassVar[tuple[str, ...]]
     positions: ClassVar[tuple[str, ...]]
+    # Where Tollgate puts the upstream key for the provider's own wire format.
+    key_header: ClassVar[str]
 
     def classify(self, method: str, path: str, body: bytes | None) -> Classification:
         raise NotImplementedError
@@ -245,7 +247,12 @@ class Provider:
                 _remove(headers, query, position)
 
     def inject(self, headers: Headers, key: str, classification: Classification) -> None:
-        raise NotImplementedError
+        """Put the upstream key where the call's wire format wants it: `Authorization: Bearer` for the
+        OpenAI format (every provider's OpenAI-compatible endpoints too), else the provider's header."""
+        if classification.wire_format == "openai" or self.key_header == "authorization":
+            headers["authorization"] = f"Bearer {key}"
+        else:
+            headers[self.key_header] = key
 
     def refusal(self, reason: str, message: str) -> Refusal:
         raise NotImplementedError

@@ -65,6 +65,7 @@ class Bedrock(Provider):
     side_header = "X-AWS-Bearer-Token"
     key_positions = ("authorization",)
     positions = ("authorization", "x-amz-security-token")
+    key_header = "authorization"
 
     def classify(self, method: str, path: str, body: bytes | None) -> Classification:
         if path.startswith("/openai/"):
@@ -97,11 +98,6 @@ class Bedrock(Provider):
         else:
             _invoke_facts(data, c.facts)
         return c
-
-
-
-    def inject(self, headers: Headers, key: str, classification: Classification) -> None:
-        headers["authorization"] = f"Bearer {key}"
 
     def refusal(self, reason: str, message: str) -> Refusal:
         status, error_type = _ERRORS[reason]
@@ -253,13 +249,17 @@ class EventStreamReader(UsageReader):
             return
         metrics = data.get("amazon-bedrock-invocationMetrics")
         if isinstance(metrics, dict):
-            self._usage = add_totals(Usage(
-                input_tokens=as_int(metrics.get("inputTokenCount")),
-                output_tokens=as_int(metrics.get("outputTokenCount")),
-                cached_tokens=as_int(metrics.get("cacheReadInputTokenCount")),
-            ))
+            self._usage = add_totals(
+                Usage(
+                    input_tokens=as_int(metrics.get("inputTokenCount")),
+                    output_tokens=as_int(metrics.get("outputTokenCount")),
+                    cached_tokens=as_int(metrics.get("cacheReadInputTokenCount")),
+                )
+            )
         nested = [data.get(k) for k in ("delta", "messageStop")]  # Claude's and Nova's events
-        reason = next((invoke_finish_reason(n) for n in nested if isinstance(n, dict) and invoke_finish_reason(n)), None)
+        reason = next(
+            (invoke_finish_reason(n) for n in nested if isinstance(n, dict) and invoke_finish_reason(n)), None
+        )
         reason = reason or invoke_finish_reason(data)
         self._finish = reason or self._finish
 

@@ -23,7 +23,9 @@ from .base import (
 )
 
 # /v1beta/models/gemini-2.0-flash:generateContent, /v1/tunedModels/x:generateContent, …
-_MODEL_CALL = re.compile(r"^/(?P<version>v\d+(?:alpha|beta)?\d*)/(?P<kind>models|tunedModels)/(?P<model>[^/:]+)(?::(?P<method>[A-Za-z]+))?$")
+_MODEL_CALL = re.compile(
+    r"^/(?P<version>v\d+(?:alpha|beta)?\d*)/(?P<kind>models|tunedModels)/(?P<model>[^/:]+)(?::(?P<method>[A-Za-z]+))?$"
+)
 _OPENAI_COMPAT = re.compile(r"^/(?P<version>v\d+(?:alpha|beta)?\d*)/openai/(?P<rest>.*)$")
 
 _REASONS = {
@@ -41,6 +43,7 @@ class Gemini(Provider):
     host_pattern = r"^generativelanguage\.googleapis\.com:443$"
     side_header = "X-Gemini-Key"
     key_positions = positions = ("x-goog-api-key", "authorization", "query:key")
+    key_header = "x-goog-api-key"
 
     def classify(self, method: str, path: str, body: bytes | None) -> Classification:
         if m := _OPENAI_COMPAT.match(path):
@@ -64,14 +67,6 @@ class Gemini(Provider):
             c.facts.has_tools = bool(data.get("tools"))
             c.facts.max_tokens = as_int(config.get("maxOutputTokens", config.get("max_output_tokens")))
         return c
-
-
-
-    def inject(self, headers: Headers, key: str, classification: Classification) -> None:
-        if classification.wire_format == "openai":
-            headers["authorization"] = f"Bearer {key}"
-        else:
-            headers["x-goog-api-key"] = key
 
     def refusal(self, reason: str, message: str) -> Refusal:
         body = {"error": {"code": STATUS[reason], "message": message, "status": _REASONS[reason]}}

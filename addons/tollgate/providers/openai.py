@@ -205,6 +205,7 @@ class OpenAI(Provider):
     host_pattern = r"^api\.openai\.com:443$"
     side_header = "X-OpenAI-Key"
     key_positions = positions = ("authorization",)
+    key_header = "authorization"
 
     def classify(self, method: str, path: str, body: bytes | None) -> Classification:
         rest = path.split("?", 1)[0]
@@ -212,11 +213,6 @@ class OpenAI(Provider):
         c = classify_body(endpoint_of(rest), method, body)
         c.wire_format = "openai"
         return c
-
-
-
-    def inject(self, headers: Headers, key: str, classification: Classification) -> None:
-        headers["authorization"] = f"Bearer {key}"
 
     def refusal(self, reason: str, message: str) -> Refusal:
         return self._json_refusal(reason, refusal_body(reason, message))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .audit import Audit
 from .classify import Classify
 from .credential import Credential
+from .decide import Decide
 from .identify import Identify
 from .redact import Redact
 from .route import Route
@@ -22,6 +23,7 @@ def chain() -> list[object]:
         Classify(shared),
         Identify(shared),
         Route(shared),
+        Decide(shared),
         Credential(shared),
         UpstreamWatch(shared),
         StreamTap(shared),

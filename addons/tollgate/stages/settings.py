@@ -9,6 +9,7 @@ from mitmproxy import ctx, exceptions
 from .. import compat
 from ..auditlog import AuditLog
 from ..config import PROVIDER_NAMES, ConfigError, load_config
+from ..policy import Policy, PolicyError
 from ..providers import allow_hosts
 from .shared import Shared
 
@@ -33,12 +34,16 @@ class Settings:
             except ConfigError as e:
                 raise exceptions.OptionsError(f"Tollgate configuration: {e}") from None
             try:
+                policy = Policy(config.policy.rego) if config.policy.rego else None
+            except PolicyError as e:
+                raise exceptions.OptionsError(f"Tollgate configuration: policy.rego: {e}") from None
+            try:
                 audit = AuditLog(config.audit.path)
             except OSError as e:
                 raise exceptions.OptionsError(
                     f"Tollgate configuration: audit.path: cannot open {config.audit.path}: {e.strerror}"
                 ) from None
-            self.shared.apply(config, audit)
+            self.shared.apply(config, audit, policy)
             if config.anonymous_allowed and any(config.providers.get(n).keys for n in PROVIDER_NAMES):
                 logger.warning(
                     "Tollgate: anonymous callers are allowed and provider keys are configured: anyone who can"

@@ -9,6 +9,7 @@ from ..call import Call
 from ..clients import Directory
 from ..config import Config
 from ..keypool import KeyPool
+from ..policy import Policy
 from ..providers import PROVIDERS
 from ..providers.base import Provider
 
@@ -25,10 +26,12 @@ class Shared:
         self.directory = Directory(self.config)
         self.pools = {name: KeyPool(()) for name in PROVIDERS}
         self.audit: AuditLog | None = None
+        self.policy: Policy | None = None
 
-    def apply(self, config: Config, audit: AuditLog) -> None:
+    def apply(self, config: Config, audit: AuditLog, policy: Policy | None) -> None:
         old = self.audit
         self.config = config
+        self.policy = policy
         self.directory = Directory(config)
         self.pools = {name: KeyPool(config.providers.get(name).keys) for name in PROVIDERS}
         self.audit = audit

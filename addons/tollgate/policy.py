@@ -1,0 +1,127 @@
+"""OPA Rego policies, evaluated in-process with regopy: compiled once, evaluated per call.
+
+A call is allowed when `data.tollgate.deny` (a set of strings) is empty; the strings are the
+reasons. Anything that is not a clean answer — an evaluation error, a `deny` that is not a set of
+strings — denies with the reason "policy error": a policy never fails open.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from regopy import Interpreter, RegoError
+
+QUERY = "deny = data.tollgate.deny"
+POLICY_ERROR = "policy error"
+
+
+class PolicyError(Exception):
+    """A policy that cannot be loaded; the message names the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    deny_reasons: tuple[str, ...]
+    error: str | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return not self.deny_reasons
+
+
+class Policy:
+    """The compiled modules of some Rego files, ready to decide."""
+
+    def __init__(self, files: Sequence[str | Path]) -> None:
+        self.files = tuple(Path(f) for f in files)
+        builder = Interpreter()
+        sources: dict[str, str] = {}
+        for path in self.files:
+            try:
+                source = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise PolicyError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
+            sources[str(path)] = source
+            try:
+                builder.add_module(str(path), source)
+            except RegoError as e:
+                raise PolicyError(describe_compile_error(e, sources)) from None
+        try:
+            self._bundle = builder.build(QUERY)
+        except RegoError as e:
+            raise PolicyError(describe_compile_error(e, sources)) from None
+        self._runner = Interpreter()
+
+    def decide(self, document: dict[str, Any]) -> Decision:
+        try:
+            self._runner.set_input(document)
+            output = self._runner.query_bundle(self._bundle)
+            if not output.ok():
+                return Decision((POLICY_ERROR,), f"policy evaluation failed: {_first_line(output)}")
+            reasons = json.loads(output.binding("deny").json())
+        except (RegoError, KeyError, ValueError, TypeError) as e:
+            return Decision((POLICY_ERROR,), f"policy evaluation failed: {_first_line(e)}")
+        if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
+            return Decision((POLICY_ERROR,), "data.tollgate.deny is not a set of strings")
+        return Decision(tuple(sorted(reasons)))
+
+    def mtimes(self) -> tuple[float | None, ...]:
+        return tuple(_mtime(p) for p in self.files)
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+_COMPILE_ERROR = re.compile(r"\(error \d+:(?P<file>[^|]*)\|(?P<offset>\d+)\|\d+\s*\(errormsg \d+:(?P<message>[^)]*)\)")
+
+
+def describe_compile_error(error: RegoError, sources: dict[str, str]) -> str:
+    """regopy reports compile errors as an S-expression with byte offsets: name file, line, column."""
+    found = _COMPILE_ERROR.search(str(error))
+    if not found:
+        return f"{', '.join(sources) or 'policy'}: does not compile: {_first_line(error)}"
+    name, offset = found["file"], int(found["offset"])
+    before = sources.get(name, "")[:offset]
+    line, column = before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1
+    return f"{name}:{line}:{column}: {found['message']}"
+
+
+def _first_line(error: object) -> str:
+    text = str(error).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip() and line.strip() != "Errors:"]
+    return lines[0] if lines else text or type(error).__name__
+
+
+def policy_input(
+    call: Any,
+) -> dict[str, Any]:
+    """The input document of DESIGN.md for a call record (`tollgate.call.Call`)."""
+    c = call.classification
+    f = c.facts
+    return {
+        "client": {"name": call.client, "groups": list(call.groups), "auth": call.auth},
+        "provider": call.provider,
+        "host": call.host,
+        "method": call.method,
+        "path": call.path,
+        "endpoint": c.endpoint,
+        "requested_model": c.model,
+        "model": call.model if call.model is not None else c.model,
+        "request": {
+            "message_count": f.message_count,
+            "has_system": f.has_system,
+            "has_tools": f.has_tools,
+            "stream": f.stream,
+            "max_tokens": f.max_tokens,
+        },
+    }
