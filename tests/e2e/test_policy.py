@@ -1,0 +1,140 @@
+"""The Rego policy decides every call: a denied call gets the SDK's own permission error with the
+reasons, reaches no upstream, and is audited as denied."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.proxy import ROOT, run_to_exit
+
+EXAMPLES = ROOT / "docs" / "examples" / "policies"
+SAM = "tg-sam-support-1"
+ALICE = "tg-alice-research-1"
+KEYS = {"openai": "sk-real-o", "gemini": "AIza-real-g", "anthropic": "sk-ant-real-a", "bedrock": "ABSK-real-b"}
+
+
+@pytest.fixture(scope="module")
+def policy_dir(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("policy")
+    (directory / "allowlist.rego").write_text((EXAMPLES / "model_allowlist.rego").read_text())
+    (directory / "live.rego").write_text("package tollgate\n")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def gw(start_gateway, policy_dir):
+    return start_gateway(lambda urls: {
+        "providers": {name: {"upstream": url, "keys": [KEYS[name]]} for name, url in urls.items()},
+        "clients": [{"name": "alice", "keys": [ALICE], "groups": ["research"]},
+                    {"name": "sam", "keys": [SAM], "groups": ["support"]}],
+        "policy": {"rego": [str(policy_dir / "allowlist.rego"), str(policy_dir / "live.rego")]},
+    })
+
+
+@pytest.mark.parametrize(
+    ("provider", "code", "expected"),
+    [
+        ("openai", f"""
+            import openai
+            openai.OpenAI(api_key="{SAM}", max_retries=0).chat.completions.create(
+                model="gpt-4.1", messages=[{{"role": "user", "content": "hi"}}])
+        """, ("PermissionDeniedError", 403, "gpt-4.1")),
+        ("anthropic", f"""
+            import anthropic
+            anthropic.Anthropic(api_key="{SAM}", max_retries=0).messages.create(
+                model="claude-opus-4-1", max_tokens=10, messages=[{{"role": "user", "content": "hi"}}])
+        """, ("PermissionDeniedError", 403, "claude-opus-4-1")),
+        ("gemini", f"""
+            from google import genai
+            client = genai.Client(api_key="{SAM}")
+            client.models.generate_content(model="gemini-2.5-pro", contents="hi")
+        """, ("ClientError", 403, "gemini-2.5-pro")),
+        ("bedrock", """
+            import boto3
+            boto3.client("bedrock-runtime", region_name="us-east-1").converse(
+                modelId="amazon.nova-pro-v1:0", messages=[{"role": "user", "content": [{"text": "hi"}]}])
+        """, ("AccessDeniedException", 403, "amazon.nova-pro-v1:0")),
+    ],
+)
+def test_denied_model_raises_the_sdks_permission_error(gw, provider, code, expected):
+    gw.reset()
+    result = gw.run(textwrap.dedent(code) + "\nreport(error=None)", env={"AWS_BEARER_TOKEN_BEDROCK": SAM})
+    error, status, model = expected
+    assert (result["error"], result["status"]) == (error, status), str(result)
+    reason = f'model {model} is not allowed for groups ["support"]'
+    assert reason in result["message"]
+    if provider == "bedrock":
+        assert result["code"] == "AccessDeniedException"
+    assert gw.fakes[provider].received == []
+    record = gw.last_audit()
+    assert (record["client"], record["decision"], record["deny_reasons"], record["status"]) == (
+        "sam", "deny", [reason], 403)
+
+
+def test_allowed_call_goes_through(gw):
+    gw.reset()
+    result = gw.run(f"""
+        from openai import OpenAI
+        r = OpenAI(api_key="{SAM}", max_retries=0).chat.completions.create(
+            model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}])
+        report(tokens=r.usage.total_tokens)
+    """)
+    assert result == {"tokens": 28}
+    record = gw.last_audit()
+    assert (record["decision"], record["deny_reasons"]) == ("allow", [])
+
+
+def test_an_edit_takes_effect_without_restart_and_a_broken_one_keeps_the_last_good(gw, policy_dir):
+    gw.reset()
+    call = f"""
+        import openai
+        try:
+            openai.OpenAI(api_key="{ALICE}", max_retries=0).chat.completions.create(
+                model="gpt-4o", messages=[{{"role": "user", "content": "hi"}}])
+            report(status=200)
+        except openai.PermissionDeniedError as e:
+            report(status=403, message=e.message)
+    """
+    assert gw.run(call) == {"status": 200}
+    live = policy_dir / "live.rego"
+    live.write_text('package tollgate\nimport rego.v1\ndeny contains "research is closed today" if "research" in input.client.groups\n')
+    os.utime(live, ns=(time.time_ns(), time.time_ns() + 10**9))
+
+    def outcome_within(seconds: float, wanted: int) -> dict:
+        deadline = time.monotonic() + seconds
+        while True:
+            result = gw.run(call)
+            if result["status"] == wanted or time.monotonic() > deadline:
+                return result
+            time.sleep(0.3)
+
+    denied = outcome_within(10, 403)
+    assert denied["status"] == 403 and "research is closed today" in denied["message"]
+    live.write_text("package tollgate\ndeny contains x if {\n")  # broken
+    os.utime(live, ns=(time.time_ns(), time.time_ns() + 2 * 10**9))
+    time.sleep(2.5)
+    still = gw.run(call)
+    assert still["status"] == 403, "a broken edit must keep the last good policy"
+    assert "policy not reloaded" in gw.proxy.console() and "live.rego:2:20" in gw.proxy.console()
+
+
+def test_broken_policy_stops_start_up_naming_file_and_line(tmp_path, confdir):
+    (tmp_path / "policy.rego").write_text("package tollgate\n\ndeny contains x if {\n")
+    config = tmp_path / "tollgate.yaml"
+    config.write_text("policy:\n  rego: [policy.rego]\n")  # relative to the configuration file
+    done = run_to_exit(confdir, config)
+    assert done.returncode != 0
+    assert f"policy.rego: {tmp_path}/policy.rego:3:20: this is unclosed" in done.stdout + done.stderr
+
+
+def test_missing_policy_file_stops_start_up(tmp_path, confdir):
+    config = tmp_path / "tollgate.yaml"
+    config.write_text("policy:\n  rego: [nowhere.rego]\n")
+    done = run_to_exit(confdir, config)
+    assert done.returncode != 0
+    assert f"{tmp_path}/nowhere.rego: cannot read" in done.stdout + done.stderr
