@@ -64,7 +64,9 @@ class Call:
     client: str | None = None
     groups: tuple[str, ...] = ()
     auth: Auth = "anonymous"
-    model: str | None = None
+    model: str | None = None  # set when an override changed the model
+    # The provider whose host the client called, when a route sent the call to another.
+    requested_provider: str | None = None
     decision: Literal["allow", "deny"] = "allow"
     deny_reasons: list[str] = field(default_factory=list)
     upstream: str | None = None
@@ -90,6 +92,7 @@ class Call:
             "auth": self.auth,
             "groups": list(self.groups),
             "provider": self.provider,
+            "requested_provider": self.requested_provider or self.provider,
             "endpoint": c.endpoint,
             "method": self.method,
             "host": self.host,

@@ -39,26 +39,28 @@ class _Strict(BaseModel):
         return {k: v for k, v in data.items() if v is not None or k not in fields or fields[k].default is None}
 
 
+def base_url(value: str | None) -> str | None:
+    """An upstream: scheme://host[:port], nothing more."""
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must look like scheme://host[:port], e.g. https://api.openai.com")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("must be scheme://host[:port] without a path or query")
+    try:
+        parts.port
+    except ValueError as e:
+        raise ValueError(f"bad port: {e}") from None
+    return value.rstrip("/")
+
+
 class ProviderConfig(_Strict):
     upstream: str | None = None
     keys: tuple[str, ...] = ()
     timeout: float = Field(default=120.0, gt=0)
 
-    @field_validator("upstream")
-    @classmethod
-    def _upstream_is_base_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must look like scheme://host[:port], e.g. https://api.openai.com")
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise ValueError("must be scheme://host[:port] without a path or query")
-        try:
-            parts.port
-        except ValueError as e:
-            raise ValueError(f"bad port: {e}") from None
-        return value.rstrip("/")
+    _upstream = field_validator("upstream")(classmethod(lambda cls, value: base_url(value)))
 
     @field_validator("keys")
     @classmethod
@@ -116,11 +118,37 @@ class OverrideMatch(_Strict):
     group: str | None = None
 
 
+# Which providers can take calls in another provider's wire format: the OpenAI format, which
+# Gemini, Anthropic and Bedrock each also speak on an OpenAI-compatible endpoint.
+ROUTES = {("openai", "gemini"), ("openai", "anthropic"), ("openai", "bedrock")}
+
+
 class Override(_Strict):
     match: OverrideMatch = OverrideMatch()
-    model: str | None = None
+    model: str | None = Field(default=None, min_length=1)
     provider: str | None = None
     upstream: str | None = None
+
+    _upstream = field_validator("upstream")(classmethod(lambda cls, value: base_url(value)))
+
+    @model_validator(mode="after")
+    def _a_route_speaks_the_same_format(self) -> Override:
+        if self.model is None and self.provider is None and self.upstream is None:
+            raise ValueError("a rule must set model, provider or upstream")
+        for name in (self.match.provider, self.provider):
+            if name is not None and name not in PROVIDER_NAMES:
+                raise ValueError(f"unknown provider {name!r}; one of {', '.join(PROVIDER_NAMES)}")
+        if self.provider is not None and self.provider != self.match.provider:
+            if self.match.provider is None:
+                raise ValueError("a route (provider:) needs match.provider, the format its calls arrive in")
+            if (self.match.provider, self.provider) not in ROUTES:
+                raise ValueError(
+                    f"calls to {self.match.provider} cannot be routed to {self.provider}: their wire formats differ"
+                    " (routes go from openai to gemini, anthropic or bedrock, whose OpenAI-compatible endpoints take them)"
+                )
+            if self.provider == "bedrock" and self.upstream is None:
+                raise ValueError("a route to bedrock needs upstream: (its region's https://bedrock-runtime.REGION.amazonaws.com)")
+        return self
 
 
 class PolicyConfig(_Strict):
@@ -169,8 +197,6 @@ class Config(_Strict):
     def _only_what_this_version_enforces(self) -> Config:
         # Accepting a setting that is not enforced would fail open (a policy that never
         # denies) or mislead (an override that never applies): refuse it instead.
-        if self.overrides:
-            raise ValueError("overrides: model overrides and routes are not supported by this version yet")
         if self.providers.bedrock.credentials is not None:
             raise ValueError(
                 "providers.bedrock.credentials: SigV4 re-signing is not supported by this version yet;"

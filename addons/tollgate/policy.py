@@ -17,7 +17,9 @@ from typing import Any
 
 from regopy import Interpreter, RegoError
 
-QUERY = "deny = data.tollgate.deny"
+# `object.get`, not `data.tollgate.deny` itself: regopy aborts the whole process when a queried
+# binding is undefined (a policy with no deny rule), and no deny rule means no reason to deny.
+QUERY = 'deny := object.get(data, ["tollgate", "deny"], set())'
 POLICY_ERROR = "policy error"
 
 
@@ -61,6 +63,8 @@ class Policy:
     def decide(self, document: dict[str, Any]) -> Decision:
         try:
             self._runner.set_input(document)
+            # Keep `output` referenced while its binding is read: regopy crashes the process when
+            # an Output is collected under its own binding (seen with a chained expression).
             output = self._runner.query_bundle(self._bundle)
             if not output.ok():
                 return Decision((POLICY_ERROR,), f"policy evaluation failed: {_first_line(output)}")

@@ -74,6 +74,7 @@ def test_audit_record_values() -> None:
         "auth": "virtual_key",
         "groups": ["research"],
         "provider": "openai",
+        "requested_provider": "openai",
         "endpoint": "chat.completions",
         "method": "POST",
         "host": "api.openai.com",

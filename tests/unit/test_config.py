@@ -351,10 +351,6 @@ def test_several_errors_are_all_reported() -> None:
     ("data", "expected"),
     [
         (
-            {"overrides": [{"match": {"provider": "openai", "model": "gpt-4*"}, "model": "gpt-4o-mini"}]},
-            "overrides: model overrides and routes are not supported by this version yet",
-        ),
-        (
             {"providers": {"bedrock": {"credentials": "default"}}},
             "providers.bedrock.credentials: SigV4 re-signing is not supported by this version yet;"
             " use providers.bedrock.bearer_token or the X-AWS-Bearer-Token side header",

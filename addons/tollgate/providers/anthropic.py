@@ -44,6 +44,7 @@ class Anthropic(Provider):
     side_header = "X-Anthropic-Key"
     key_positions = positions = ("x-api-key", "authorization")
     key_header = "x-api-key"
+    default_host = "api.anthropic.com"
 
     def classify(self, method: str, path: str, body: bytes | None) -> Classification:
         rest = path.removeprefix("/v1/").strip("/")

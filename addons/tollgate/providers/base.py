@@ -215,6 +215,13 @@ class Provider:
     positions: ClassVar[tuple[str, ...]]
     # Where Tollgate puts the upstream key for the provider's own wire format.
     key_header: ClassVar[str]
+    # Where a call routed here goes when no upstream is configured (None: it must be).
+    default_host: ClassVar[str | None] = None
+
+    def path_with_model(self, path: str, model: str) -> str | None:
+        """The path calling another model, for providers whose native format names the model in
+        the path; None where it is named in the body."""
+        return None
 
     def classify(self, method: str, path: str, body: bytes | None) -> Classification:
         raise NotImplementedError

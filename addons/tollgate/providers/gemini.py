@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 from ..call import Classification, RequestFacts, Usage
 from ..streams import JSONArrayFramer, SSEFramer
@@ -44,6 +45,15 @@ class Gemini(Provider):
     side_header = "X-Gemini-Key"
     key_positions = positions = ("x-goog-api-key", "authorization", "query:key")
     key_header = "x-goog-api-key"
+    default_host = "generativelanguage.googleapis.com"
+
+    def path_with_model(self, path: str, model: str) -> str | None:
+        raw, _, query = path.partition("?")
+        m = _MODEL_CALL.match(raw)
+        if not m:
+            return None
+        rewritten = f"{raw[: m.start('model')]}{quote(model, safe='-_.~')}{raw[m.end('model') :]}"
+        return f"{rewritten}?{query}" if query else rewritten
 
     def classify(self, method: str, path: str, body: bytes | None) -> Classification:
         if m := _OPENAI_COMPAT.match(path):

@@ -206,6 +206,7 @@ class OpenAI(Provider):
     side_header = "X-OpenAI-Key"
     key_positions = positions = ("authorization",)
     key_header = "authorization"
+    default_host = "api.openai.com"
 
     def classify(self, method: str, path: str, body: bytes | None) -> Classification:
         rest = path.split("?", 1)[0]

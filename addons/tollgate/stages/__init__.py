@@ -7,6 +7,7 @@ from .classify import Classify
 from .credential import Credential
 from .decide import Decide
 from .identify import Identify
+from .override import Override
 from .redact import Redact
 from .route import Route
 from .settings import Settings
@@ -22,6 +23,7 @@ def chain() -> list[object]:
         Settings(shared),
         Classify(shared),
         Identify(shared),
+        Override(shared),
         Route(shared),
         Decide(shared),
         Credential(shared),

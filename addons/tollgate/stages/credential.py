@@ -35,13 +35,9 @@ class Credential(CallStage):
         for name in SIDE_HEADERS:
             headers.pop(name, None)
         if key is None and signing:
-            refuse(
-                flow,
-                call,
-                NO_UPSTREAM_CREDENTIAL,
-                "Tollgate cannot sign with X-AWS-Access-Key/X-AWS-Secret-Key yet; send X-AWS-Bearer-Token instead.",
+            self._refuse(
+                flow, call, "Tollgate cannot sign with X-AWS-Access-Key/X-AWS-Secret-Key yet; send X-AWS-Bearer-Token instead."
             )
-            call.error = "no upstream credential"
             return
         if key is None:
             pool = self.shared.pools[call.provider]
@@ -57,24 +53,38 @@ class Credential(CallStage):
         provider.inject(headers, key, call.classification)
         call.upstream_key = fingerprint(key)
 
-    def _pass_through(self, flow: http.HTTPFlow, call) -> None:
+    def _pass_through(self, flow: http.HTTPFlow, call: Call) -> None:
+        """Only an anonymous caller's own credential goes upstream, and only to its own provider,
+        and only on a request as the caller made it when that request is signed."""
         provider = provider_of(call)
-        if call.auth != "anonymous":
-            extra = " or `bearer_token`" if call.provider == "bedrock" else ""
-            refuse(
+        signed = flow.request.headers.get("authorization", "").startswith("AWS4-")
+        extra = " or `bearer_token`" if call.provider == "bedrock" else ""
+        setting = f"set providers.{call.provider}.keys{extra} in Tollgate's configuration"
+        if call.auth != "anonymous" or call.requested_provider is not None:
+            routed = f" (routed from {call.requested_provider})" if call.requested_provider else ""
+            self._refuse(
                 flow,
                 call,
-                NO_UPSTREAM_CREDENTIAL,
-                f"Tollgate has no {call.provider} credential for this call: set providers.{call.provider}.keys"
-                f"{extra} in Tollgate's configuration, or send your own key in the {provider.side_header} header.",
+                f"Tollgate has no {call.provider} credential for this call{routed}: {setting},"
+                f" or send your own key in the {provider.side_header} header.",
             )
-            call.error = "no upstream credential"
-            return
-        own = provider.presented(flow.request.headers, flow.request.query)
-        call.upstream_key = fingerprint(own[0].value) if own else None
-        if flow.request.headers.get("authorization", "").startswith("AWS4-"):
-            # A SigV4 signature covers the Host header: it goes upstream as signed, wherever it goes.
-            flow.request.host_header = call.host
+        elif signed and call.model is not None:
+            # A changed request must be signed anew; until Tollgate signs with SigV4 itself it is
+            # never forwarded with a signature that no longer fits.
+            self._refuse(
+                flow, call, f"Tollgate changed this request (model override) and cannot re-sign it: {setting}."
+            )
+        else:
+            own = provider.presented(flow.request.headers, flow.request.query)
+            call.upstream_key = fingerprint(own[0].value) if own else None
+            if signed:
+                # A SigV4 signature covers the Host header: it goes upstream as signed, wherever it goes.
+                flow.request.host_header = call.host
+
+    @staticmethod
+    def _refuse(flow: http.HTTPFlow, call: Call, message: str) -> None:
+        refuse(flow, call, NO_UPSTREAM_CREDENTIAL, message)
+        call.error = "no upstream credential"
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         taken = self._taken.pop(flow, None)

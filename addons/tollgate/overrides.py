@@ -1,0 +1,49 @@
+"""Model overrides and routes: which rule applies to a call, and where a routed call goes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from fnmatch import fnmatchcase
+
+from .config import Override
+
+# What each provider's OpenAI-compatible API offers, and under which path prefix.
+ROUTED_ENDPOINTS = {
+    "gemini": {"chat.completions", "embeddings"},
+    "anthropic": {"chat.completions"},
+    "bedrock": {"chat.completions"},
+}
+OPENAI_COMPATIBLE_PREFIX = {"gemini": "/v1beta/openai/", "anthropic": "/v1/", "bedrock": "/openai/v1/"}
+
+
+def find_rule(
+    rules: Sequence[Override],
+    provider: str,
+    model: str | None,
+    client: str | None,
+    groups: Iterable[str],
+    endpoint: str | None,
+) -> Override | None:
+    """The first rule whose match (globs, all optional) fits the call. A route applies only to
+    endpoints its target offers in the OpenAI format."""
+    groups = tuple(groups)
+    for rule in rules:
+        m = rule.match
+        if m.provider is not None and m.provider != provider:
+            continue
+        if m.model is not None and (model is None or not fnmatchcase(model, m.model)):
+            continue
+        if m.client is not None and (client is None or not fnmatchcase(client, m.client)):
+            continue
+        if m.group is not None and not any(fnmatchcase(g, m.group) for g in groups):
+            continue
+        if rule.provider not in (None, provider) and endpoint not in ROUTED_ENDPOINTS[rule.provider]:
+            continue
+        return rule
+    return None
+
+
+def routed_path(target: str, path: str) -> str:
+    """An OpenAI API path (`/v1/chat/completions?…`) on the target's OpenAI-compatible API."""
+    rest = path.removeprefix("/v1/") if path.startswith("/v1/") else path.lstrip("/")
+    return OPENAI_COMPATIBLE_PREFIX[target] + rest

@@ -1,0 +1,54 @@
+"""Model overrides and routes: the first matching rule sets the model actually called, and may
+send an OpenAI-format call to another provider's OpenAI-compatible API."""
+
+from __future__ import annotations
+
+import json
+
+from mitmproxy import http
+
+from ..call import Call
+from ..overrides import find_rule, routed_path
+from .shared import CallStage, Shared, provider_of
+
+
+class Override(CallStage):
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+
+    def handle(self, flow: http.HTTPFlow, call: Call) -> None:
+        rules = self.shared.config.overrides
+        c = call.classification
+        # Listings and other GETs carry no model to change and go as they came.
+        if not rules or c.model is None or flow.request.method != "POST":
+            return
+        rule = find_rule(rules, call.provider, c.model, call.client, call.groups, c.endpoint)
+        if rule is None:
+            return
+        if rule.provider is not None and rule.provider != call.provider:
+            call.requested_provider = call.provider
+            call.provider = rule.provider
+            flow.request.path = routed_path(rule.provider, flow.request.path)
+        if rule.upstream is not None:
+            call.upstream = rule.upstream
+        if rule.model is not None and rule.model != c.model:
+            self._call_model(flow, call, rule.model)
+
+    def _call_model(self, flow: http.HTTPFlow, call: Call, model: str) -> None:
+        path = None if call.classification.wire_format == "openai" else provider_of(call).path_with_model(
+            flow.request.path, model
+        )
+        if path is not None:
+            flow.request.path = path
+            call.model = model
+            return
+        try:
+            body = json.loads(flow.request.get_content(strict=True) or b"")
+        except ValueError:
+            return  # no JSON body to rewrite: the call goes as asked, and the audit says so
+        if not isinstance(body, dict):
+            return
+        body["model"] = model
+        # Setting content re-applies the body's Content-Encoding and corrects Content-Length.
+        flow.request.content = json.dumps(body, ensure_ascii=False).encode()
+        call.model = model
