@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from regopy import Interpreter, RegoError
+from regopy import Interpreter, LogLevel, RegoError
 
 # `object.get`, not `data.tollgate.deny` itself: regopy aborts the whole process when a queried
 # binding is undefined (a policy with no deny rule), and no deny rule means no reason to deny.
 QUERY = 'deny := object.get(data, ["tollgate", "deny"], set())'
+_PACKAGE = re.compile(r"^\s*package\s+tollgate\s*(?:#.*)?$", re.MULTILINE)
+_DENY_RULE = re.compile(r"^\s*(?:default\s+)?deny\b", re.MULTILINE)
 POLICY_ERROR = "policy error"
 
 
@@ -42,7 +44,7 @@ class Policy:
 
     def __init__(self, files: Sequence[str | Path]) -> None:
         self.files = tuple(Path(f) for f in files)
-        builder = Interpreter()
+        builder = quiet(Interpreter())
         sources: dict[str, str] = {}
         for path in self.files:
             try:
@@ -58,7 +60,14 @@ class Policy:
             self._bundle = builder.build(QUERY)
         except RegoError as e:
             raise PolicyError(describe_compile_error(e, sources)) from None
-        self._runner = Interpreter()
+        # A policy that never defines data.tollgate.deny (a misspelt package or rule name) would
+        # allow every call: refuse it at load.
+        if not any(_PACKAGE.search(s) and _DENY_RULE.search(s) for s in sources.values()):
+            raise PolicyError(
+                f"{', '.join(map(str, self.files))}: no rule defines data.tollgate.deny"
+                " (package tollgate; deny contains reason if { … })"
+            )
+        self._runner = quiet(Interpreter())
 
     def decide(self, document: dict[str, Any]) -> Decision:
         try:
@@ -79,6 +88,12 @@ class Policy:
         return tuple(_mtime(p) for p in self.files)
 
 
+def quiet(interpreter: Interpreter) -> Interpreter:
+    """regopy prints compile errors to standard output itself; Tollgate reports them."""
+    interpreter.log_level = LogLevel.NONE
+    return interpreter
+
+
 def _mtime(path: Path) -> float | None:
     try:
         return os.stat(path).st_mtime_ns
@@ -95,8 +110,8 @@ def describe_compile_error(error: RegoError, sources: dict[str, str]) -> str:
     if not found:
         return f"{', '.join(sources) or 'policy'}: does not compile: {_first_line(error)}"
     name, offset = found["file"], int(found["offset"])
-    before = sources.get(name, "")[:offset]
-    line, column = before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1
+    before = sources.get(name, "").encode()[:offset].decode(errors="ignore")  # a byte offset
+    line, column = before.count("\n") + 1, len(before) - before.rfind("\n")
     return f"{name}:{line}:{column}: {found['message']}"
 
 

@@ -13,6 +13,7 @@ deny contains msg if {
 }
 
 deny contains msg if {
+	input.method == "POST"
 	input.endpoint in generating
 	input.request.max_tokens == null
 	msg := sprintf("set max_tokens (at most %d)", [cap])

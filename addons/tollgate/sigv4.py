@@ -1,0 +1,196 @@
+"""AWS Signature Version 4: verifying a caller's signature (Tollgate's own code, over the request
+exactly as it arrived) and signing the final request (botocore's `SigV4Auth`)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote, unquote
+
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import ReadOnlyCredentials
+
+ALGORITHM = "AWS4-HMAC-SHA256"
+MAX_SKEW = timedelta(minutes=5)
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+
+_AUTHORIZATION = re.compile(
+    r"^AWS4-HMAC-SHA256\s+Credential=(?P<credential>[^,\s]+)\s*,\s*SignedHeaders=(?P<signed>[^,\s]+)\s*,"
+    r"\s*Signature=(?P<signature>[0-9a-f]{64})\s*$"
+)
+_SPACES = re.compile(r"\s+")
+
+
+class SignatureError(Exception):
+    """Why a signature does not hold; `code` is the AWS error type to answer with."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+UNKNOWN_KEY = "UnrecognizedClientException"
+BAD_SIGNATURE = "InvalidSignatureException"
+
+
+@dataclass(frozen=True, slots=True)
+class Authorization:
+    access_key_id: str
+    date: str  # YYYYMMDD
+    region: str
+    service: str
+    signed_headers: tuple[str, ...]
+    signature: str
+
+    @property
+    def scope(self) -> str:
+        return f"{self.date}/{self.region}/{self.service}/aws4_request"
+
+
+def parse_authorization(value: str) -> Authorization:
+    m = _AUTHORIZATION.match(value.strip())
+    if not m:
+        raise SignatureError(BAD_SIGNATURE, "Authorization header is not a well-formed AWS4-HMAC-SHA256 signature")
+    parts = m["credential"].split("/")
+    if len(parts) != 5 or parts[4] != "aws4_request":
+        raise SignatureError(BAD_SIGNATURE, "Credential should be scoped to a valid region, service and aws4_request")
+    signed = tuple(m["signed"].split(";"))
+    return Authorization(parts[0], parts[1], parts[2], parts[3], signed, m["signature"])
+
+
+def _encode(value: str) -> str:
+    return quote(value, safe="-_.~")
+
+
+def canonical_uri(raw_path: str) -> str:
+    """The path as sent, each segment encoded once more (services other than S3 double-encode)."""
+    path = raw_path.split("?", 1)[0] or "/"
+    return "/".join(_encode(segment) for segment in path.split("/"))
+
+
+def canonical_query(raw_query: str) -> str:
+    pairs = []
+    for part in raw_query.split("&") if raw_query else ():
+        if not part:
+            continue
+        key, _, value = part.partition("=")
+        pairs.append((_encode(unquote(key)), _encode(unquote(value))))
+    return "&".join(f"{k}={v}" for k, v in sorted(pairs))
+
+
+def canonical_headers(headers: Iterable[tuple[str, str]], signed: tuple[str, ...]) -> str:
+    values: dict[str, list[str]] = {}
+    for name, value in headers:
+        values.setdefault(name.lower(), []).append(_SPACES.sub(" ", value.strip()))
+    return "".join(f"{name}:{','.join(values.get(name, []))}\n" for name in signed)
+
+
+def canonical_request(
+    method: str, raw_path: str, raw_query: str, headers: Iterable[tuple[str, str]], signed: tuple[str, ...], payload_hash: str
+) -> str:
+    return "\n".join(
+        (
+            method.upper(),
+            canonical_uri(raw_path),
+            canonical_query(raw_query),
+            canonical_headers(headers, signed),
+            ";".join(signed),
+            payload_hash,
+        )
+    )
+
+
+def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
+    key = f"AWS4{secret}".encode()
+    for part in (date, region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key
+
+
+def signature(secret: str, amz_date: str, auth: Authorization, canonical: str) -> str:
+    to_sign = "\n".join((ALGORITHM, amz_date, auth.scope, hashlib.sha256(canonical.encode()).hexdigest()))
+    key = signing_key(secret, auth.date, auth.region, auth.service)
+    return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+def verify(
+    *,
+    method: str,
+    raw_path: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    secrets: Mapping[str, str],
+    service: str,
+    region: str | None,
+    now: datetime | None = None,
+) -> Authorization:
+    """Check a request's SigV4 signature as it arrived; returns the authorization, or raises
+    SignatureError with the AWS error code to answer with."""
+    lookup = {name.lower(): value for name, value in headers}
+    auth = parse_authorization(lookup.get("authorization", ""))
+    secret = secrets.get(auth.access_key_id)
+    if secret is None:
+        raise SignatureError(UNKNOWN_KEY, "The security token included in the request is invalid.")
+    if "host" not in auth.signed_headers:
+        raise SignatureError(BAD_SIGNATURE, "'Host' must be a signed header")
+    amz_date = lookup.get("x-amz-date", "")
+    try:
+        signed_at = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        raise SignatureError(BAD_SIGNATURE, "X-Amz-Date is missing or not in ISO 8601 basic format") from None
+    if auth.date != amz_date[:8]:
+        raise SignatureError(BAD_SIGNATURE, f"Credential date {auth.date} does not match X-Amz-Date {amz_date}")
+    if auth.service != service:
+        raise SignatureError(BAD_SIGNATURE, f"Credential should be scoped to correct service: '{service}'.")
+    if region is not None and auth.region != region:
+        raise SignatureError(BAD_SIGNATURE, f"Credential should be scoped to a valid region, not '{auth.region}'.")
+    now = now or datetime.now(UTC)
+    if abs(now - signed_at) > MAX_SKEW:
+        raise SignatureError(
+            BAD_SIGNATURE,
+            f"Signature expired: {amz_date} is now earlier than {(now - MAX_SKEW):%Y%m%dT%H%M%SZ}"
+            if signed_at < now
+            else f"Signature not yet current: {amz_date} is still later than {(now + MAX_SKEW):%Y%m%dT%H%M%SZ}",
+        )
+    payload_hash = lookup.get("x-amz-content-sha256") or hashlib.sha256(body).hexdigest()
+    if payload_hash != UNSIGNED_PAYLOAD and payload_hash != hashlib.sha256(body).hexdigest():
+        raise SignatureError(BAD_SIGNATURE, "The provided x-amz-content-sha256 does not match what was computed.")
+    path, _, query = raw_path.partition("?")
+    canonical = canonical_request(method, path, query, headers, auth.signed_headers, payload_hash)
+    expected = signature(secret, amz_date, auth, canonical)
+    if not hmac.compare_digest(expected, auth.signature):
+        raise SignatureError(
+            BAD_SIGNATURE,
+            "The request signature we calculated does not match the signature you provided. "
+            "Check your AWS Secret Access Key and signing method.",
+        )
+    return auth
+
+
+# Headers that must not reach the upstream under a new signature: the old signature's, and the
+# ones a proxy adds or that mean nothing upstream.
+SIGNATURE_HEADERS = ("authorization", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256")
+
+
+def sign(
+    *,
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    credentials: ReadOnlyCredentials,
+    region: str,
+    service: str = "bedrock",
+) -> dict[str, str]:
+    """The headers that sign the request anew (Authorization, X-Amz-Date, and the session token).
+
+    `url` carries the path exactly as it will be sent (already percent-encoded, as botocore sends
+    it); botocore encodes it once more for the canonical request, as AWS expects."""
+    request = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
+    SigV4Auth(credentials, service, region).add_auth(request)
+    return {name: request.headers[name] for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token") if name in request.headers}

@@ -1,0 +1,1076 @@
+"""Rego policies without a proxy: the example policies' decisions, the input document, load errors
+that name file, line and column, fail-closed evaluation, hot reload, and `python -m tollgate policy eval`."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mitmproxy.test import tflow
+
+from tollgate.__main__ import main
+from tollgate.call import Call, Classification, RequestFacts
+from tollgate.config import load_config
+from tollgate.policy import POLICY_ERROR, Decision, Policy, PolicyError, policy_input
+from tollgate.providers import PROVIDERS
+from tollgate.stages import decide as decide_module
+from tollgate.stages.decide import Decide
+from tollgate.stages.shared import CALL, Shared
+
+ROOT = Path(__file__).resolve().parents[2]
+ADDONS = ROOT / "addons"
+EXAMPLES = ROOT / "docs" / "examples" / "policies"
+
+ALLOWLIST = EXAMPLES / "model_allowlist.rego"
+BLOCKED = EXAMPLES / "blocked_group.rego"
+CAP = EXAMPLES / "max_tokens_cap.rego"
+STREAMING = EXAMPLES / "streaming_clients.rego"
+ALL_EXAMPLES = (ALLOWLIST, BLOCKED, CAP, STREAMING)
+
+HOSTS = {
+    "openai": "api.openai.com",
+    "gemini": "generativelanguage.googleapis.com",
+    "anthropic": "api.anthropic.com",
+    "bedrock": "bedrock-runtime.us-east-1.amazonaws.com",
+}
+
+_compiled: dict[tuple[Path, ...], Policy] = {}
+
+
+def example(*files: Path) -> Policy:
+    """The example policies, compiled once per combination for the whole module."""
+    if files not in _compiled:
+        _compiled[files] = Policy(files)
+    return _compiled[files]
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def bump_mtime(path: Path, seconds: int) -> None:
+    """Force a distinct modification time: a rewrite within the clock's granularity may keep it."""
+    now = time.time_ns()
+    os.utime(path, ns=(now, now + seconds * 10**9))
+
+
+# --- inputs as the classify and identify stages leave them -----------------------------------------
+
+
+def call_of(
+    provider: str,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    *,
+    client: str | None = "alice",
+    groups: tuple[str, ...] = ("research",),
+    auth: str = "virtual_key",
+    model: str | None = None,
+) -> Call:
+    """A Call classified by the provider module itself, from a real request path and body."""
+    call = Call(provider=provider, host=HOSTS[provider], method=method, path=path)
+    raw = json.dumps(body).encode() if body is not None else None
+    call.classification = PROVIDERS[provider].classify(method, path, raw)
+    call.client, call.groups, call.auth = client, tuple(groups), auth  # type: ignore[assignment]
+    call.model = model
+    return call
+
+
+def request(provider: str, method: str, path: str, body: dict[str, Any] | None = None, **who: Any) -> dict:
+    return policy_input(call_of(provider, method, path, body, **who))
+
+
+ANONYMOUS = {"client": None, "groups": (), "auth": "anonymous"}
+
+
+def chat(model: str | None = "gpt-4o", max_tokens: int | None = 256, stream: bool = False, **who: Any) -> dict:
+    body: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}], "stream": stream}
+    if model is not None:
+        body["model"] = model
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    return request("openai", "POST", "/v1/chat/completions", body, **who)
+
+
+def responses(model: str = "gpt-4o", max_output_tokens: int | None = 256, **who: Any) -> dict:
+    body: dict[str, Any] = {"model": model, "input": "hi"}
+    if max_output_tokens is not None:
+        body["max_output_tokens"] = max_output_tokens
+    return request("openai", "POST", "/v1/responses", body, **who)
+
+
+def embeddings(model: str = "text-embedding-3-small", **who: Any) -> dict:
+    return request("openai", "POST", "/v1/embeddings", {"model": model, "input": "hi"}, **who)
+
+
+def list_models(**who: Any) -> dict:
+    return request("openai", "GET", "/v1/models", **who)
+
+
+def messages(
+    model: str = "claude-sonnet-4-5", max_tokens: int | None = 256, stream: bool = False, **who: Any
+) -> dict:
+    body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    return request("anthropic", "POST", "/v1/messages", body, **who)
+
+
+def count_tokens_anthropic(model: str = "claude-sonnet-4-5", **who: Any) -> dict:
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+    return request("anthropic", "POST", "/v1/messages/count_tokens", body, **who)
+
+
+def gemini(
+    model: str = "gemini-2.0-flash", method: str = "generateContent", max_tokens: int | None = 256, **who: Any
+) -> dict:
+    body: dict[str, Any] = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    if max_tokens is not None:
+        body["generationConfig"] = {"maxOutputTokens": max_tokens}
+    return request("gemini", "POST", f"/v1beta/models/{model}:{method}", body, **who)
+
+
+def converse(
+    model: str = "amazon.nova-pro-v1:0", op: str = "converse", max_tokens: int | None = 256, **who: Any
+) -> dict:
+    body: dict[str, Any] = {"messages": [{"role": "user", "content": [{"text": "hi"}]}]}
+    if max_tokens is not None:
+        body["inferenceConfig"] = {"maxTokens": max_tokens}
+    return request("bedrock", "POST", f"/model/{model.replace(':', '%3A')}/{op}", body, **who)
+
+
+def invoke(model: str = "anthropic.claude-3-5-sonnet-20240620-v1:0", max_tokens: int | None = 256, **who: Any) -> dict:
+    body: dict[str, Any] = {"anthropic_version": "bedrock-2023-05-31", "messages": [{"role": "user", "content": "hi"}]}
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    return request("bedrock", "POST", f"/model/{model.replace(':', '%3A')}/invoke", body, **who)
+
+
+def not_allowed(model: str, groups: str) -> str:
+    return f"model {model} is not allowed for groups {groups}"
+
+
+# --- model_allowlist.rego --------------------------------------------------------------------------
+
+SUPPORT = {"client": "sam", "groups": ("support",)}
+
+ALLOWLIST_CASES = [
+    pytest.param(chat("gpt-4o"), [], id="research-gpt-4o"),
+    pytest.param(chat("gpt-4o-mini"), [], id="research-gpt-4o-mini"),
+    pytest.param(chat("gpt-4o-2024-08-06"), [], id="research-dated-gpt-4o"),
+    pytest.param(chat("gpt-4.1-mini"), [], id="research-gpt-4.1-mini"),
+    pytest.param(responses("gpt-4.1"), [], id="research-responses-gpt-4.1"),
+    pytest.param(messages("claude-opus-4-1"), [], id="research-claude"),
+    pytest.param(gemini("gemini-2.5-pro"), [], id="research-gemini-2.5"),
+    pytest.param(gemini("gemini-1.5-pro"), [not_allowed("gemini-1.5-pro", '["research"]')], id="research-gemini-1.5"),
+    pytest.param(chat("o3"), [not_allowed("o3", '["research"]')], id="research-o3"),
+    # glob.match with no delimiters splits at ".": `*` never matches a dot.
+    pytest.param(messages("claude-3.7-sonnet"), [not_allowed("claude-3.7-sonnet", '["research"]')], id="glob-no-dot"),
+    pytest.param(
+        converse("anthropic.claude-3-5-sonnet-20240620-v1:0"),
+        [not_allowed("anthropic.claude-3-5-sonnet-20240620-v1:0", '["research"]')],
+        id="research-bedrock-model-id",
+    ),
+    pytest.param(chat("gpt-4o-mini", **SUPPORT), [], id="support-gpt-4o-mini"),
+    pytest.param(gemini("gemini-2.0-flash", **SUPPORT), [], id="support-gemini-2.0-flash"),
+    pytest.param(gemini("gemini-2.0-flash-001", **SUPPORT), [], id="support-gemini-2.0-flash-001"),
+    pytest.param(chat("gpt-4o", **SUPPORT), [not_allowed("gpt-4o", '["support"]')], id="support-gpt-4o"),
+    pytest.param(
+        chat("gpt-4o-mini-2024-07-18", **SUPPORT),
+        [not_allowed("gpt-4o-mini-2024-07-18", '["support"]')],
+        id="support-exact-name-only",
+    ),
+    pytest.param(
+        converse("amazon.nova-pro-v1:0", **SUPPORT),
+        [not_allowed("amazon.nova-pro-v1:0", '["support"]')],
+        id="support-bedrock",
+    ),
+    # Any one of the caller's groups may permit the model.
+    pytest.param(chat("gpt-4.1", client="bob", groups=("support", "research")), [], id="two-groups-one-permits"),
+    pytest.param(
+        chat("gpt-4.1", client="bob", groups=("support", "ml")),
+        [not_allowed("gpt-4.1", '["support", "ml"]')],
+        id="two-groups-none-permits",
+    ),
+    pytest.param(chat("gpt-4o", client="eve", groups=("ml",)), [not_allowed("gpt-4o", '["ml"]')], id="unlisted-group"),
+    pytest.param(chat("gpt-4o", client="eve", groups=()), [not_allowed("gpt-4o", "[]")], id="no-groups"),
+    pytest.param(chat("gpt-4o", **ANONYMOUS), [not_allowed("gpt-4o", "[]")], id="anonymous"),
+    # Calls that name no model pass: listing models, a body without a model.
+    pytest.param(list_models(**ANONYMOUS), [], id="model-null-list-models"),
+    pytest.param(chat(model=None, client="eve", groups=()), [], id="model-null-body-without-model"),
+    pytest.param(request("openai", "GET", "/v1/files/file-abc", **ANONYMOUS), [], id="model-null-files"),
+    # The policy sees the model actually called, not only the one asked for.
+    pytest.param(
+        request("openai", "POST", "/v1/chat/completions", {"model": "gpt-4o-mini", "messages": []}, model="o1"),
+        [not_allowed("o1", '["research"]')],
+        id="overridden-model-decides",
+    ),
+]
+
+
+@pytest.mark.parametrize(("document", "reasons"), ALLOWLIST_CASES)
+def test_model_allowlist(document: dict, reasons: list[str]) -> None:
+    decision = example(ALLOWLIST).decide(document)
+    assert decision == Decision(tuple(reasons))
+    assert decision.allowed is (not reasons)
+
+
+# --- blocked_group.rego ----------------------------------------------------------------------------
+
+BLOCKED_CASES = [
+    pytest.param(chat(client="zed", groups=("suspended",)), ["group suspended is blocked"], id="suspended"),
+    pytest.param(
+        messages(client="ian", groups=("research", "interns-after-hours")),
+        ["group interns-after-hours is blocked"],
+        id="one-of-two-groups",
+    ),
+    pytest.param(
+        gemini(client="zed", groups=("interns-after-hours", "suspended")),
+        ["group interns-after-hours is blocked", "group suspended is blocked"],
+        id="two-blocked-groups-two-reasons-sorted",
+    ),
+    pytest.param(list_models(client="zed", groups=("suspended",)), ["group suspended is blocked"], id="even-listing-models"),
+    pytest.param(chat(groups=("research",)), [], id="research"),
+    pytest.param(chat(client="eve", groups=()), [], id="no-groups"),
+    pytest.param(chat(**ANONYMOUS), [], id="anonymous"),
+    pytest.param(chat(client="zed", groups=("Suspended",)), [], id="group-names-are-case-sensitive"),
+]
+
+
+@pytest.mark.parametrize(("document", "reasons"), BLOCKED_CASES)
+def test_blocked_group(document: dict, reasons: list[str]) -> None:
+    assert example(BLOCKED).decide(document) == Decision(tuple(reasons))
+
+
+# --- max_tokens_cap.rego ---------------------------------------------------------------------------
+
+SET_MAX_TOKENS = "set max_tokens (at most 4096)"
+
+CAP_CASES = [
+    pytest.param(chat(max_tokens=256), [], id="chat-256"),
+    pytest.param(chat(max_tokens=4096), [], id="chat-at-cap"),
+    pytest.param(chat(max_tokens=0), [], id="chat-0"),
+    pytest.param(chat(max_tokens=4097), ["max_tokens 4097 is over the cap of 4096"], id="chat-over-cap"),
+    pytest.param(
+        request(
+            "openai", "POST", "/v1/chat/completions",
+            {"model": "gpt-4o", "messages": [], "max_completion_tokens": 10000},
+        ),
+        ["max_tokens 10000 is over the cap of 4096"],
+        id="chat-max_completion_tokens-over-cap",
+    ),
+    pytest.param(responses(max_output_tokens=8192), ["max_tokens 8192 is over the cap of 4096"], id="responses-over-cap"),
+    pytest.param(messages(max_tokens=64000), ["max_tokens 64000 is over the cap of 4096"], id="messages-over-cap"),
+    pytest.param(gemini(max_tokens=5000), ["max_tokens 5000 is over the cap of 4096"], id="gemini-over-cap"),
+    pytest.param(converse(max_tokens=4097), ["max_tokens 4097 is over the cap of 4096"], id="converse-over-cap"),
+    # max_tokens null on a generating endpoint: must be set.
+    pytest.param(chat(max_tokens=None), [SET_MAX_TOKENS], id="chat-null"),
+    pytest.param(chat(max_tokens=None, stream=True), [SET_MAX_TOKENS], id="chat-stream-null"),
+    pytest.param(responses(max_output_tokens=None), [SET_MAX_TOKENS], id="responses-null"),
+    pytest.param(messages(max_tokens=None), [SET_MAX_TOKENS], id="messages-null"),
+    pytest.param(gemini(max_tokens=None), [SET_MAX_TOKENS], id="generateContent-null"),
+    pytest.param(gemini(method="streamGenerateContent", max_tokens=None), [SET_MAX_TOKENS], id="streamGenerateContent-null"),
+    pytest.param(converse(max_tokens=None), [SET_MAX_TOKENS], id="converse-null"),
+    pytest.param(converse(op="converse-stream", max_tokens=None), [SET_MAX_TOKENS], id="converse-stream-null"),
+    pytest.param(invoke(max_tokens=None), [SET_MAX_TOKENS], id="invoke-null"),
+    pytest.param(
+        request("gemini", "POST", "/v1beta/openai/chat/completions", {"model": "gemini-2.0-flash", "messages": []}),
+        [SET_MAX_TOKENS],
+        id="gemini-openai-compatible-null",
+    ),
+    pytest.param(invoke(max_tokens=1024), [], id="invoke-1024"),
+    # max_tokens null on an endpoint that generates nothing: fine.
+    pytest.param(embeddings(), [], id="embeddings-null"),
+    pytest.param(list_models(), [], id="models-null"),
+    pytest.param(count_tokens_anthropic(), [], id="count_tokens-null"),
+    pytest.param(gemini(method="countTokens", max_tokens=None), [], id="countTokens-null"),
+    pytest.param(gemini("text-embedding-004", method="embedContent", max_tokens=None), [], id="embedContent-null"),
+    # The legacy completions endpoint is not in the example's list: only the cap applies.
+    pytest.param(
+        request("openai", "POST", "/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "x"}),
+        [],
+        id="legacy-completions-null",
+    ),
+    pytest.param(
+        request("openai", "POST", "/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "x", "max_tokens": 5000}),
+        ["max_tokens 5000 is over the cap of 4096"],
+        id="legacy-completions-over-cap",
+    ),
+]
+
+
+@pytest.mark.parametrize(("document", "reasons"), CAP_CASES)
+def test_max_tokens_cap(document: dict, reasons: list[str]) -> None:
+    assert example(CAP).decide(document) == Decision(tuple(reasons))
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/responses/resp_0123", "/v1/chat/completions", "/v1/chat/completions/chatcmpl-0123"]
+)
+def test_max_tokens_cap_lets_stored_answers_be_read(path: str) -> None:
+    assert example(CAP).decide(request("openai", "GET", path)).allowed
+
+
+# --- streaming_clients.rego ------------------------------------------------------------------------
+
+STREAMING_CASES = [
+    pytest.param(chat(stream=True, client="alice"), [], id="alice-streams"),
+    pytest.param(chat(stream=True, client="chat-ui", groups=("support",)), [], id="chat-ui-streams"),
+    pytest.param(chat(stream=True, client="bob"), ["client bob may not stream"], id="bob-streams"),
+    pytest.param(chat(stream=False, client="bob"), [], id="bob-no-stream"),
+    pytest.param(messages(stream=True, client="bob"), ["client bob may not stream"], id="bob-anthropic-stream"),
+    pytest.param(
+        gemini(method="streamGenerateContent", client="bob"), ["client bob may not stream"], id="bob-gemini-stream"
+    ),
+    pytest.param(gemini(method="streamGenerateContent", client="alice"), [], id="alice-gemini-stream"),
+    pytest.param(converse(op="converse-stream", client="bob"), ["client bob may not stream"], id="bob-converse-stream"),
+    pytest.param(chat(stream=True, **ANONYMOUS), ["client null may not stream"], id="anonymous-streams"),
+    pytest.param(chat(stream=False, **ANONYMOUS), [], id="anonymous-no-stream"),
+    pytest.param(list_models(client="bob"), [], id="stream-null"),
+    pytest.param(chat(stream=True, client="Alice"), ["client Alice may not stream"], id="names-are-case-sensitive"),
+]
+
+
+@pytest.mark.parametrize(("document", "reasons"), STREAMING_CASES)
+def test_streaming_clients(document: dict, reasons: list[str]) -> None:
+    assert example(STREAMING).decide(document) == Decision(tuple(reasons))
+
+
+# --- several policies together ---------------------------------------------------------------------
+
+COMBINED_CASES = [
+    pytest.param(chat("gpt-4o", max_tokens=256, stream=True, client="alice"), [], id="allowed-by-all"),
+    pytest.param(
+        chat("o3", max_tokens=9000, stream=True, client="bob", groups=("suspended",)),
+        [
+            "client bob may not stream",
+            "group suspended is blocked",
+            "max_tokens 9000 is over the cap of 4096",
+            'model o3 is not allowed for groups ["suspended"]',
+        ],
+        id="denied-by-all-four",
+    ),
+    pytest.param(
+        messages("claude-opus-4-1", max_tokens=None, stream=True, client="bob"),
+        ["client bob may not stream", SET_MAX_TOKENS],
+        id="two-reasons",
+    ),
+    pytest.param(
+        gemini("gemini-2.5-pro", method="streamGenerateContent", max_tokens=None, **ANONYMOUS),
+        ["client null may not stream", 'model gemini-2.5-pro is not allowed for groups []', SET_MAX_TOKENS],
+        id="anonymous-gemini-stream",
+    ),
+    pytest.param(list_models(**ANONYMOUS), [], id="listing-models-anonymously"),
+]
+
+
+@pytest.mark.parametrize(("document", "reasons"), COMBINED_CASES)
+def test_examples_loaded_together_combine_their_reasons(document: dict, reasons: list[str]) -> None:
+    together = example(*ALL_EXAMPLES).decide(document)
+    assert together == Decision(tuple(sorted(reasons)))
+    union = sorted({r for f in ALL_EXAMPLES for r in example(f).decide(document).deny_reasons})
+    assert list(together.deny_reasons) == union
+
+
+def test_two_files_and_a_file_of_my_own(tmp_path: Path) -> None:
+    mine = write(
+        tmp_path / "tools.rego",
+        'package tollgate\n\nimport rego.v1\n\ndeny contains "tools are not allowed" if input.request.has_tools\n',
+    )
+    policy = Policy([BLOCKED, mine])
+    document = request(
+        "anthropic", "POST", "/v1/messages",
+        {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [], "tools": [{"name": "t"}]},
+        client="zed", groups=("suspended",),
+    )
+    assert policy.decide(document) == Decision(("group suspended is blocked", "tools are not allowed"))
+    assert policy.decide(chat()).allowed
+
+
+def test_the_same_reason_from_two_rules_is_given_once(tmp_path: Path) -> None:
+    policy = Policy([
+        write(tmp_path / "a.rego", 'package tollgate\nimport rego.v1\ndeny contains "no" if input.request.stream\n'),
+        write(tmp_path / "b.rego", 'package tollgate\nimport rego.v1\ndeny contains "no" if input.client.name == "bob"\n'),
+    ])
+    assert policy.decide(chat(stream=True, client="bob")) == Decision(("no",))
+
+
+def test_helpers_of_the_same_name_in_two_files_are_one_rule(tmp_path: Path) -> None:
+    first = write(tmp_path / "a.rego", 'package tollgate\nimport rego.v1\ncap := 4096\ndeny contains "a" if input.x > cap\n')
+    same = write(tmp_path / "b.rego", 'package tollgate\nimport rego.v1\ncap := 4096\ndeny contains "b" if input.y > cap\n')
+    other = write(tmp_path / "c.rego", 'package tollgate\nimport rego.v1\ncap := 1000\ndeny contains "c" if input.y > cap\n')
+    assert Policy([first, same]).decide({"x": 1, "y": 5000}) == Decision(("b",))
+    assert Policy([first, other]).decide({"x": 1, "y": 1}).deny_reasons == (POLICY_ERROR,)
+
+
+def test_a_failing_builtin_adds_no_reason(tmp_path: Path) -> None:
+    source = (
+        "package tollgate\nimport rego.v1\n"
+        'deny contains "glob" if glob.match("gpt-*", [], input.model)\n'
+        'deny contains "arithmetic" if input.request.max_tokens * 2 > 10\n'
+        'deny contains "not permitted" if not glob.match("gpt-*", [], input.model)\n'
+    )
+    policy = Policy([write(tmp_path / "p.rego", source)])
+    assert policy.decide(list_models()) == Decision(("not permitted",))
+    assert policy.decide(chat("gpt-4o", max_tokens=100)) == Decision(("arithmetic", "glob"))
+
+
+def test_a_policy_with_an_always_empty_deny_allows_everything(tmp_path: Path) -> None:
+    policy = Policy([write(tmp_path / "open.rego", "package tollgate\n\nimport rego.v1\n\ndeny := set()\n")])
+    assert policy.decide(chat()) == Decision(())
+    assert policy.decide({}) == Decision(())
+
+
+# --- the input document ----------------------------------------------------------------------------
+
+
+def test_policy_input_is_designs_input_document() -> None:
+    call = Call(
+        provider="openai",
+        host="api.openai.com",
+        method="POST",
+        path="/v1/chat/completions",
+        classification=Classification(
+            endpoint="chat.completions",
+            model="gpt-4o",
+            facts=RequestFacts(message_count=3, has_system=True, has_tools=False, stream=False, max_tokens=256),
+            wire_format="openai",
+        ),
+        credential_positions=("authorization",),
+        client="alice",
+        groups=("research",),
+        auth="virtual_key",
+        model="gpt-4o-mini",
+    )
+    document = policy_input(call)
+    assert document == {
+        "client": {"name": "alice", "groups": ["research"], "auth": "virtual_key"},
+        "provider": "openai", "host": "api.openai.com", "method": "POST", "path": "/v1/chat/completions",
+        "endpoint": "chat.completions", "requested_model": "gpt-4o", "model": "gpt-4o-mini",
+        "request": {"message_count": 3, "has_system": True, "has_tools": False, "stream": False,
+                    "max_tokens": 256},
+    }
+    # Exactly these keys, in this order, and nothing else (no wire format, no credentials, no ids).
+    assert list(document) == [
+        "client", "provider", "host", "method", "path", "endpoint", "requested_model", "model", "request",
+    ]
+    assert list(document["client"]) == ["name", "groups", "auth"]
+    assert list(document["request"]) == ["message_count", "has_system", "has_tools", "stream", "max_tokens"]
+    assert json.loads(json.dumps(document)) == document  # plain JSON: groups is a list, not a tuple
+
+
+def test_policy_input_without_override_or_facts() -> None:
+    call = Call(provider="gemini", host="generativelanguage.googleapis.com", method="GET", path="/v1beta/models")
+    assert policy_input(call) == {
+        "client": {"name": None, "groups": [], "auth": "anonymous"},
+        "provider": "gemini", "host": "generativelanguage.googleapis.com", "method": "GET",
+        "path": "/v1beta/models", "endpoint": None, "requested_model": None, "model": None,
+        "request": {"message_count": None, "has_system": None, "has_tools": None, "stream": None,
+                    "max_tokens": None},
+    }
+
+
+def test_policy_input_model_falls_back_to_the_requested_one() -> None:
+    document = request("bedrock", "POST", "/model/amazon.nova-lite-v1%3A0/converse-stream",
+                       {"messages": [{"role": "user", "content": [{"text": "hi"}]}],
+                        "system": [{"text": "be brief"}], "inferenceConfig": {"maxTokens": 100}},
+                       client="carol", groups=("support", "ml"), auth="proxyauth")
+    assert document == {
+        "client": {"name": "carol", "groups": ["support", "ml"], "auth": "proxyauth"},
+        "provider": "bedrock", "host": "bedrock-runtime.us-east-1.amazonaws.com", "method": "POST",
+        "path": "/model/amazon.nova-lite-v1%3A0/converse-stream", "endpoint": "converse-stream",
+        "requested_model": "amazon.nova-lite-v1:0", "model": "amazon.nova-lite-v1:0",
+        "request": {"message_count": 1, "has_system": True, "has_tools": False, "stream": True,
+                    "max_tokens": 100},
+    }
+
+
+def test_policy_input_takes_what_the_policy_can_check() -> None:
+    """The document carries what the classify stage counted, so a policy can test it."""
+    policy = Policy([EXAMPLES / "streaming_clients.rego"])
+    document = request("openai", "POST", "/v1/responses", {"model": "gpt-4o", "input": "x", "stream": True},
+                       client="bob")
+    assert document["endpoint"] == "responses" and document["request"]["stream"] is True
+    assert policy.decide(document) == Decision(("client bob may not stream",))
+
+
+# --- policy.rego in tollgate.yaml ----------------------------------------------------------------
+
+
+def test_policy_paths_are_relative_to_the_configuration_file(tmp_path: Path, monkeypatch) -> None:
+    conf = tmp_path / "etc"
+    conf.mkdir()
+    write(conf / "policy.rego", (EXAMPLES / "blocked_group.rego").read_text())
+    write(conf / "tollgate.yaml", f"policy:\n  rego: [policy.rego, {STREAMING}]\n")
+    elsewhere = tmp_path / "run"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the working directory does not matter
+    config = load_config(conf / "tollgate.yaml", env={})
+    assert config.policy.rego == (str(conf / "policy.rego"), str(STREAMING))
+    policy = Policy(config.policy.rego)
+    assert policy.decide(chat(stream=True, client="bob", groups=("suspended",))) == Decision(
+        ("client bob may not stream", "group suspended is blocked")
+    )
+
+
+def test_no_policy_configured(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path / "tollgate.yaml", "audit: {path: '-'}\n"), env={}).policy.rego == ()
+
+
+# --- load errors: they name the file, line and column ----------------------------------------------
+
+UNCLOSED = "package tollgate\n\nimport rego.v1\n\ndeny contains msg if {\n\tmsg := \"x\"\n"
+
+
+def load_error(files: list[Path]) -> str:
+    with pytest.raises(PolicyError) as info:
+        Policy(files)
+    return str(info.value)
+
+
+def test_compile_error_names_file_line_and_column(tmp_path: Path) -> None:
+    path = write(tmp_path / "policy.rego", UNCLOSED)
+    assert load_error([path]) == f"{path}:5:22: this is unclosed"
+
+
+def test_compile_error_column_on_an_indented_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "policy.rego", "package tollgate\ndeny contains msg if { msg := \"x\"\n")
+    assert load_error([path]) == f"{path}:2:22: this is unclosed"
+
+
+def test_compile_error_in_the_second_file_names_that_file(tmp_path: Path) -> None:
+    broken = write(tmp_path / "broken.rego", UNCLOSED)
+    assert load_error([BLOCKED, broken]) == f"{broken}:5:22: this is unclosed"
+
+
+def test_an_empty_file_does_not_load(tmp_path: Path) -> None:
+    path = write(tmp_path / "empty.rego", "")
+    assert load_error([path]).startswith(f"{path}:1:1: ")
+
+
+def test_a_file_without_package_does_not_load(tmp_path: Path) -> None:
+    path = write(tmp_path / "nopkg.rego", 'deny contains "x" if true\n')
+    assert load_error([path]) == f"{path}:1:6: Invalid rule head"
+
+
+def test_compile_error_position_after_non_ascii_text(tmp_path: Path) -> None:
+    source = "package tollgate\n# Café — naïve\nimport rego.v1\n\ndeny contains msg if {\n"
+    path = write(tmp_path / "policy.rego", source)
+    assert load_error([path]) == f"{path}:5:22: this is unclosed"
+
+
+def test_missing_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.rego"
+    assert load_error([BLOCKED, path]) == f"{path}: cannot read: No such file or directory"
+
+
+def test_a_directory_is_not_a_policy(tmp_path: Path) -> None:
+    assert load_error([tmp_path]) == f"{tmp_path}: cannot read: Is a directory"
+
+
+def test_non_utf8_file_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "latin1.rego", 'package tollgate\n# caf\xe9\ndeny contains "x" if false\n'.encode("latin-1"))
+    message = load_error([path])
+    assert message.startswith(f"{path}: cannot read: ")
+    assert "'utf-8' codec can't decode byte 0xe9" in message
+
+
+def test_utf8_text_in_reasons_is_fine(tmp_path: Path) -> None:
+    source = 'package tollgate\nimport rego.v1\ndeny contains "modèle refusé — désolé" if true\n'
+    path = write(tmp_path / "utf8.rego", source)
+    assert Policy([path]).decide(chat()) == Decision(("modèle refusé — désolé",))
+
+
+def test_policy_keeps_its_files_in_order(tmp_path: Path) -> None:
+    policy = Policy([str(STREAMING), BLOCKED])
+    assert policy.files == (STREAMING, BLOCKED)
+
+
+# --- evaluation problems deny with "policy error" --------------------------------------------------
+
+
+def runtime_decision(tmp_path: Path, source: str, document: dict | None = None) -> Decision:
+    policy = Policy([write(tmp_path / "policy.rego", source)])
+    return policy.decide(chat() if document is None else document)
+
+
+def test_conflicting_values_for_a_complete_rule_deny_with_policy_error(tmp_path: Path) -> None:
+    source = (
+        "package tollgate\n\nimport rego.v1\n\n"
+        'tier := "gold" if input.client.name == "alice"\n'
+        'tier := "silver" if "research" in input.client.groups\n\n'
+        'deny contains "no tier" if not tier\n'
+    )
+    decision = runtime_decision(tmp_path, source)  # alice in research: both values, a conflict
+    assert decision.deny_reasons == (POLICY_ERROR,) and not decision.allowed
+    assert decision.error is not None and decision.error.startswith("policy evaluation failed")
+    # The same policy is fine for a caller for whom the rule has one value.
+    assert runtime_decision(tmp_path, source, chat(client="bob")) == Decision(())
+    assert runtime_decision(tmp_path, source, chat(client="eve", groups=())) == Decision(("no tier",))
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        pytest.param('deny := "no"', id="a-string"),
+        pytest.param("deny := true", id="a-boolean"),
+        pytest.param('deny := {"reason": "no"}', id="an-object"),
+        pytest.param("deny contains 1 if true", id="a-set-of-numbers"),
+        pytest.param('deny := {"no", 1}', id="a-set-with-a-non-string"),
+        pytest.param('deny := {"no", null}', id="a-set-with-null"),
+        pytest.param('deny := {["a", "b"]}', id="a-set-of-arrays"),
+        pytest.param('deny contains msg if { msg := {"reason": input.model} }', id="a-set-of-objects"),
+    ],
+)
+def test_deny_that_is_not_a_set_of_strings_denies_with_policy_error(tmp_path: Path, rule: str) -> None:
+    decision = runtime_decision(tmp_path, f"package tollgate\n\nimport rego.v1\n\n{rule}\n")
+    assert decision == Decision((POLICY_ERROR,), "data.tollgate.deny is not a set of strings")
+    assert not decision.allowed
+
+
+def test_an_unknown_function_is_found_at_evaluation_and_denies(tmp_path: Path) -> None:
+    source = "package tollgate\n\nimport rego.v1\n\ndeny contains msg if {\n\tmsg := no_such_function(input.model)\n}\n"
+    decision = runtime_decision(tmp_path, source)
+    assert decision.deny_reasons == (POLICY_ERROR,)
+    assert decision.error is not None and decision.error.startswith("policy evaluation failed: ")
+
+
+def test_a_policy_error_does_not_stick(tmp_path: Path) -> None:
+    source = (
+        "package tollgate\n\nimport rego.v1\n\n"
+        "x := 1 if input.request.stream\nx := 2 if input.request.stream\n\n"
+        'deny contains "never" if x == 3\n'
+    )
+    policy = Policy([write(tmp_path / "policy.rego", source)])
+    assert policy.decide(chat(stream=True)).deny_reasons == (POLICY_ERROR,)
+    assert policy.decide(chat(stream=False)) == Decision(())
+    assert policy.decide(chat(stream=True)).deny_reasons == (POLICY_ERROR,)
+
+
+UNDEFINED_DENY = {
+    "package-typo": 'package tolgate\n\nimport rego.v1\n\ndeny contains "x" if input.request.stream\n',
+    "complete-rule-undefined": 'package tollgate\n\nimport rego.v1\n\ndeny := {"streaming"} if input.request.stream\n',
+}
+
+
+def run_isolated(code: str) -> subprocess.CompletedProcess:
+    """In a child process: what is tested here used to abort the interpreter (regopy, in C++)."""
+    return subprocess.run([sys.executable, "-c", code], cwd=ADDONS, capture_output=True, text=True, timeout=120)
+
+
+def decisions_in_a_child(path: Path) -> list[str]:
+    """Load the policy in a child process; decide a call that streams and one that does not."""
+    code = (
+        "from tollgate.policy import Policy, PolicyError\n"
+        "try:\n"
+        f"    policy = Policy([{str(path)!r}])\n"
+        "except PolicyError as e:\n"
+        "    print('PolicyError', e)\n"
+        "else:\n"
+        "    for stream in (False, True):\n"
+        "        d = policy.decide({'client': {'name': 'bob', 'groups': [], 'auth': 'anonymous'},"
+        " 'request': {'stream': stream}})\n"
+        "        print(list(d.deny_reasons))\n"
+    )
+    done = run_isolated(code)
+    # An undefined data.tollgate.deny made regopy's output.binding() abort the process
+    # (std::out_of_range, SIGABRT): mitmdump died on the first call.
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-500:]}"
+    return done.stdout.strip().splitlines()
+
+
+def test_a_complete_deny_rule_that_does_not_hold_allows(tmp_path: Path) -> None:
+    path = write(tmp_path / "policy.rego", UNDEFINED_DENY["complete-rule-undefined"])
+    assert decisions_in_a_child(path) == ["[]", "['streaming']"]
+
+
+def test_a_policy_without_a_deny_rule_does_not_abort(tmp_path: Path) -> None:
+    path = write(tmp_path / "policy.rego", UNDEFINED_DENY["package-typo"])
+    assert len(decisions_in_a_child(path)) in (1, 2)
+
+
+def test_a_policy_without_a_deny_rule_does_not_allow_everything(tmp_path: Path) -> None:
+    path = write(tmp_path / "policy.rego", UNDEFINED_DENY["package-typo"])
+    lines = decisions_in_a_child(path)
+    assert lines[0].startswith("PolicyError") or "[]" not in lines
+
+
+# --- the decide stage: 403 in the provider's shape ------------------------------------------------
+
+
+def flow_for(call: Call):
+    flow = tflow.tflow()
+    flow.request.method = call.method
+    flow.request.host = call.host
+    flow.request.path = call.path
+    flow.metadata[CALL] = call
+    return flow
+
+
+def shared_with(policy: Policy | None) -> Shared:
+    shared = Shared()
+    shared.policy = policy
+    return shared
+
+
+DENIED_MESSAGE = "Tollgate policy denied this call: client bob may not stream; group suspended is blocked"
+
+
+def bob_streaming(provider: str) -> Call:
+    who = {"client": "bob", "groups": ("suspended",)}
+    if provider == "openai":
+        body = {"model": "gpt-4o-mini", "messages": [], "stream": True, "max_tokens": 10}
+        return call_of("openai", "POST", "/v1/chat/completions", body, **who)
+    if provider == "anthropic":
+        body = {"model": "claude-sonnet-4-5", "messages": [], "stream": True, "max_tokens": 10}
+        return call_of("anthropic", "POST", "/v1/messages", body, **who)
+    if provider == "gemini":
+        return call_of("gemini", "POST", "/v1beta/models/gemini-2.0-flash:streamGenerateContent", {"contents": []}, **who)
+    return call_of("bedrock", "POST", "/model/amazon.nova-lite-v1%3A0/converse-stream", {"messages": []}, **who)
+
+
+@pytest.mark.parametrize(
+    ("provider", "body", "extra_headers"),
+    [
+        ("openai", {"error": {"message": DENIED_MESSAGE, "type": "permission_denied", "param": None,
+                              "code": "policy_denied"}}, {"x-should-retry": "false"}),
+        ("gemini", {"error": {"code": 403, "message": DENIED_MESSAGE, "status": "PERMISSION_DENIED"}},
+         {"x-should-retry": "false"}),
+        ("anthropic", {"type": "error", "error": {"type": "permission_error", "message": DENIED_MESSAGE}},
+         {"x-should-retry": "false"}),
+        ("bedrock", {"message": DENIED_MESSAGE}, {"x-amzn-errortype": "AccessDeniedException"}),
+    ],
+)
+def test_decide_refuses_with_403_in_the_providers_shape(provider: str, body: dict, extra_headers: dict) -> None:
+    decide = Decide(shared_with(example(BLOCKED, STREAMING)))
+    call = bob_streaming(provider)
+    flow = flow_for(call)
+    decide.request(flow)
+    assert flow.response is not None and flow.response.status_code == 403
+    assert json.loads(flow.response.content) == body
+    assert flow.response.headers["x-tollgate-error"] == "policy_denied"
+    assert flow.response.headers["x-tollgate-request-id"] == call.request_id
+    for name, value in extra_headers.items():
+        assert flow.response.headers[name] == value
+    assert call.decision == "deny"
+    assert call.deny_reasons == ["client bob may not stream", "group suspended is blocked"]
+    assert call.answered_by_tollgate and call.error is None
+    record = call.audit_record()
+    assert (record["decision"], record["deny_reasons"]) == ("deny", call.deny_reasons)
+
+
+def test_decide_lets_an_allowed_call_go() -> None:
+    decide = Decide(shared_with(example(*ALL_EXAMPLES)))
+    call = call_of("openai", "POST", "/v1/chat/completions",
+                   {"model": "gpt-4o", "messages": [], "stream": True, "max_tokens": 100})
+    flow = flow_for(call)
+    decide.request(flow)
+    assert flow.response is None
+    assert (call.decision, call.deny_reasons, call.error) == ("allow", [], None)
+
+
+def test_decide_without_a_policy_allows_everything() -> None:
+    decide = Decide(shared_with(None))
+    call = bob_streaming("openai")
+    flow = flow_for(call)
+    decide.request(flow)
+    assert flow.response is None and call.decision == "allow"
+
+
+def test_decide_on_a_policy_error_denies_and_records_why(tmp_path: Path, caplog) -> None:
+    policy = Policy([write(tmp_path / "p.rego", 'package tollgate\nimport rego.v1\ndeny := "not a set"\n')])
+    decide = Decide(shared_with(policy))
+    call = bob_streaming("anthropic")
+    flow = flow_for(call)
+    with caplog.at_level(logging.ERROR, logger=decide_module.__name__):
+        decide.request(flow)
+    assert flow.response is not None and flow.response.status_code == 403
+    assert json.loads(flow.response.content)["error"]["message"] == "Tollgate policy denied this call: policy error"
+    assert (call.decision, call.deny_reasons) == ("deny", ["policy error"])
+    assert call.error == "data.tollgate.deny is not a set of strings"
+    assert "data.tollgate.deny is not a set of strings" in caplog.text
+
+
+def test_decide_leaves_an_already_answered_call_alone() -> None:
+    decide = Decide(shared_with(example(BLOCKED)))
+    call = bob_streaming("openai")
+    flow = flow_for(call)
+    flow.response = tflow.tresp()
+    decide.request(flow)
+    assert call.decision == "allow" and flow.response.status_code == 200
+
+
+# --- hot reload ------------------------------------------------------------------------------------
+
+OPEN = "package tollgate\n\nimport rego.v1\n\ndeny := set()\n"
+CLOSED = (
+    "package tollgate\n\nimport rego.v1\n\n"
+    'deny contains "research is closed today" if "research" in input.client.groups\n'
+)
+
+
+def test_an_edit_takes_effect_on_reload(tmp_path: Path, caplog) -> None:
+    path = write(tmp_path / "live.rego", OPEN)
+    shared = shared_with(Policy([path]))
+    decide = Decide(shared)
+    old = shared.policy
+    assert old.decide(chat()).allowed
+
+    write(path, CLOSED)
+    bump_mtime(path, 1)
+    with caplog.at_level(logging.INFO, logger=decide_module.__name__):
+        decide.reload(shared.policy)
+    assert shared.policy is not old
+    assert shared.policy.files == (path,)
+    assert shared.policy.decide(chat()) == Decision(("research is closed today",))
+    assert shared.policy.decide(chat(client="sam", groups=("support",))).allowed
+    assert f"policy reloaded from {path}" in caplog.text
+
+    flow = flow_for(call_of("openai", "POST", "/v1/chat/completions", {"model": "gpt-4o", "messages": []}))
+    decide.request(flow)
+    assert flow.response is not None and flow.response.status_code == 403
+
+
+def test_a_broken_edit_keeps_the_last_good_policy(tmp_path: Path, caplog) -> None:
+    path = write(tmp_path / "live.rego", CLOSED)
+    shared = shared_with(Policy([path]))
+    decide = Decide(shared)
+    good = shared.policy
+
+    write(path, "package tollgate\ndeny contains x if {\n")
+    bump_mtime(path, 1)
+    with caplog.at_level(logging.ERROR, logger=decide_module.__name__):
+        decide.reload(shared.policy)
+    assert shared.policy is good
+    assert "policy not reloaded, the last good one stays in force" in caplog.text
+    assert f"{path}:2:20: this is unclosed" in caplog.text
+    # The last good policy still decides, from its compiled form (the file on disk is broken).
+    assert shared.policy.decide(chat()) == Decision(("research is closed today",))
+    flow = flow_for(call_of("openai", "POST", "/v1/chat/completions", {"model": "gpt-4o", "messages": []}))
+    decide.request(flow)
+    assert flow.response is not None and flow.response.status_code == 403
+
+    # Fixing the file is picked up by the next reload.
+    write(path, OPEN)
+    bump_mtime(path, 2)
+    decide.reload(shared.policy)
+    assert shared.policy is not good and shared.policy.decide(chat()).allowed
+
+
+def test_a_deleted_file_keeps_the_last_good_policy(tmp_path: Path, caplog) -> None:
+    path = write(tmp_path / "live.rego", CLOSED)
+    shared = shared_with(Policy([path]))
+    decide = Decide(shared)
+    good = shared.policy
+    path.unlink()
+    with caplog.at_level(logging.ERROR, logger=decide_module.__name__):
+        decide.reload(shared.policy)
+    assert shared.policy is good
+    assert f"{path}: cannot read: No such file or directory" in caplog.text
+
+
+def test_reload_does_not_undo_a_configuration_change(tmp_path: Path) -> None:
+    path = write(tmp_path / "live.rego", OPEN)
+    shared = shared_with(Policy([path]))
+    decide = Decide(shared)
+    watched = shared.policy
+    replacement = Policy([BLOCKED])
+    shared.policy = replacement  # a new configuration was applied meanwhile
+    write(path, CLOSED)
+    decide.reload(watched)
+    assert shared.policy is replacement
+
+
+def test_mtimes_change_when_a_file_is_rewritten(tmp_path: Path) -> None:
+    first = write(tmp_path / "a.rego", OPEN)
+    second = write(tmp_path / "b.rego", OPEN)
+    policy = Policy([first, second])
+    before = policy.mtimes()
+    assert len(before) == 2 and all(isinstance(m, int) for m in before)
+    assert policy.mtimes() == before  # stable while nothing changes
+
+    write(second, CLOSED)
+    bump_mtime(second, 5)
+    after = policy.mtimes()
+    assert after[0] == before[0] and after[1] != before[1]
+
+    second.unlink()
+    assert policy.mtimes() == (before[0], None)
+
+
+def test_the_watcher_picks_up_an_edit_and_survives_a_broken_one(tmp_path: Path, monkeypatch, caplog) -> None:
+    monkeypatch.setattr(decide_module, "RELOAD_INTERVAL", 0.01)
+    path = write(tmp_path / "live.rego", OPEN)
+    shared = shared_with(Policy([path]))
+    decide = Decide(shared)
+    first = shared.policy
+
+    async def until(condition, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, "the watcher did not act in time"
+            await asyncio.sleep(0.01)
+
+    async def scenario() -> None:
+        decide.running()
+        try:
+            await asyncio.sleep(0.05)
+            assert shared.policy is first  # nothing changed, nothing reloaded
+            write(path, CLOSED)
+            bump_mtime(path, 1)
+            await until(lambda: shared.policy is not first)
+            second = shared.policy
+            assert not second.decide(chat()).allowed
+
+            write(path, "package tollgate\ndeny contains x if {\n")
+            bump_mtime(path, 2)
+            await until(lambda: "policy not reloaded" in caplog.text)
+            await asyncio.sleep(0.05)  # the broken file is tried once, not in a loop
+            assert shared.policy is second
+            assert caplog.text.count("policy not reloaded") == 1
+        finally:
+            decide.done()
+
+    with caplog.at_level(logging.INFO, logger=decide_module.__name__):
+        asyncio.run(scenario())
+    assert decide._watcher is not None and decide._watcher.cancelled()
+
+
+# --- python -m tollgate policy eval ----------------------------------------------------------------
+
+
+def write_input(tmp_path: Path, document: dict, name: str = "input.json") -> Path:
+    return write(tmp_path / name, json.dumps(document))
+
+
+def run_eval(capsys, *args: str | Path) -> tuple[int, str, str]:
+    code = main(["policy", "eval", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_allowed(tmp_path: Path, capsys) -> None:
+    document = write_input(tmp_path, chat("gpt-4o-mini", client="sam", groups=("support",)))
+    code, out, err = run_eval(capsys, "--policy", ALLOWLIST, "--input", document)
+    assert code == 0
+    assert json.loads(out) == {"allowed": True, "deny": []}
+    assert err == ""
+
+
+def test_cli_denied(tmp_path: Path, capsys) -> None:
+    document = write_input(tmp_path, chat("gpt-4o", client="sam", groups=("support",)))
+    code, out, err = run_eval(capsys, "--policy", ALLOWLIST, "--input", document)
+    assert code == 1
+    assert json.loads(out) == {"allowed": False, "deny": ['model gpt-4o is not allowed for groups ["support"]']}
+    assert err == ""
+
+
+def test_cli_several_policies(tmp_path: Path, capsys) -> None:
+    document = write_input(tmp_path, chat("o3", max_tokens=None, stream=True, client="bob", groups=("suspended",)))
+    args = [a for f in ALL_EXAMPLES for a in ("--policy", f)]
+    code, out, _ = run_eval(capsys, *args, "--input", document)
+    assert code == 1
+    assert json.loads(out) == {
+        "allowed": False,
+        "deny": [
+            "client bob may not stream",
+            "group suspended is blocked",
+            'model o3 is not allowed for groups ["suspended"]',
+            SET_MAX_TOKENS,
+        ],
+    }
+
+
+def test_cli_runtime_policy_error_is_a_denial_with_the_error(tmp_path: Path, capsys) -> None:
+    policy = write(tmp_path / "p.rego", "package tollgate\nimport rego.v1\ndeny contains 7 if true\n")
+    code, out, _ = run_eval(capsys, "--policy", policy, "--input", write_input(tmp_path, chat()))
+    assert code == 1
+    assert json.loads(out) == {
+        "allowed": False, "deny": ["policy error"], "error": "data.tollgate.deny is not a set of strings",
+    }
+
+
+def test_cli_broken_policy(tmp_path: Path, capsys) -> None:
+    policy = write(tmp_path / "broken.rego", UNCLOSED)
+    code, out, err = run_eval(capsys, "--policy", BLOCKED, "--policy", policy, "--input", write_input(tmp_path, chat()))
+    assert code == 2
+    assert err == f"error: {policy}:5:22: this is unclosed\n"
+    assert "allowed" not in out
+
+
+def test_cli_broken_policy_prints_nothing_on_stdout(tmp_path: Path, capfd) -> None:
+    policy = write(tmp_path / "broken.rego", UNCLOSED)
+    code = main(["policy", "eval", "--policy", str(policy), "--input", str(write_input(tmp_path, chat()))])
+    out, err = capfd.readouterr()
+    assert code == 2 and f"{policy}:5:22: this is unclosed" in err
+    assert out == ""
+
+
+def test_cli_missing_policy_file(tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "nowhere.rego"
+    code, out, err = run_eval(capsys, "--policy", missing, "--input", write_input(tmp_path, chat()))
+    assert (code, out) == (2, "")
+    assert err == f"error: {missing}: cannot read: No such file or directory\n"
+
+
+@pytest.mark.parametrize(
+    "text", ['{"client": ', "not json at all", "", "\xff"], ids=["truncated", "text", "empty", "not-utf8"]
+)
+def test_cli_bad_input_json(tmp_path: Path, capsys, text: str) -> None:
+    path = tmp_path / "input.json"
+    path.write_bytes(text.encode("latin-1"))
+    code, out, err = run_eval(capsys, "--policy", ALLOWLIST, "--input", path)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"error: {path}: ")
+
+
+def test_cli_missing_input_file(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "nowhere.json"
+    code, out, err = run_eval(capsys, "--policy", ALLOWLIST, "--input", path)
+    assert (code, out) == (2, "")
+    assert err == f"error: {path}: [Errno 2] No such file or directory: '{path}'\n"
+
+
+def test_cli_input_from_stdin(capsys, monkeypatch) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(chat(stream=True, client="bob"))))
+    code, out, _ = run_eval(capsys, "--policy", STREAMING, "--input", "-")
+    assert code == 1
+    assert json.loads(out) == {"allowed": False, "deny": ["client bob may not stream"]}
+
+
+def test_cli_input_that_is_not_an_object_still_gets_a_decision(tmp_path: Path, capsys) -> None:
+    # The input document is whatever JSON the file holds; rules that look into it do not match.
+    code, out, _ = run_eval(capsys, "--policy", ALLOWLIST, "--input", write(tmp_path / "i.json", "[1, 2]"))
+    assert code == 0 and json.loads(out) == {"allowed": True, "deny": []}
+
+
+def test_cli_policy_eval_requires_policy_and_input(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["policy", "eval", "--input", "x.json"])
+    assert info.value.code == 2
+    assert "--policy" in capsys.readouterr().err
+
+
+def test_cli_undefined_deny_does_not_abort(tmp_path: Path) -> None:
+    policy = write(tmp_path / "typo.rego", UNDEFINED_DENY["package-typo"])
+    document = write_input(tmp_path, chat())
+    done = subprocess.run(
+        [sys.executable, "-m", "tollgate", "policy", "eval", "--policy", str(policy), "--input", str(document)],
+        cwd=ADDONS, capture_output=True, text=True, timeout=120,
+    )
+    # It aborted (SIGABRT, exit -6) when data.tollgate.deny was undefined.
+    assert done.returncode in (0, 1, 2), f"exit {done.returncode}: {done.stderr[-500:]}"
