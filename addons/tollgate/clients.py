@@ -28,17 +28,28 @@ class Directory:
         self._anonymous_allowed = config.anonymous_allowed
         self._by_name = {c.name: c for c in config.clients}
         self._by_key = {_digest(k): c for c in config.clients for k in c.keys}
+        self._by_aws_key = {a.access_key_id: c for c in config.clients for a in c.aws_credentials}
+        self.aws_secrets = {a.access_key_id: a.secret_access_key for c in config.clients for a in c.aws_credentials}
 
     def is_virtual_key(self, value: str) -> bool:
         return _digest(value) in self._by_key
 
-    def identify(self, login: str | None, presented: Iterable[Presented]) -> Caller | None:
-        """The caller, or None when it must be refused (no login, no known key, no anonymity)."""
+    def is_virtual_aws_key(self, access_key_id: str) -> bool:
+        return access_key_id in self._by_aws_key
+
+    def identify(
+        self, login: str | None, presented: Iterable[Presented], signed_with: str | None = None
+    ) -> Caller | None:
+        """The caller, or None when it must be refused (no login, no known key, no anonymity).
+        `signed_with` is a virtual AWS access key id whose SigV4 signature has been verified."""
         presented = list(presented)
         virtual = next((self._by_key[_digest(p.value)] for p in presented if self.is_virtual_key(p.value)), None)
         if login is not None:
             client = self._by_name.get(login)
             return Caller(login, client.groups if client else (), "proxyauth")
+        if signed_with is not None and signed_with in self._by_aws_key:
+            client = self._by_aws_key[signed_with]
+            return Caller(client.name, client.groups, "sigv4")
         if virtual is not None:
             return Caller(virtual.name, virtual.groups, "virtual_key")
         if self._anonymous_allowed:

@@ -193,22 +193,6 @@ class Config(_Strict):
                 seen_aws.add(cred.access_key_id)
         return self
 
-    @model_validator(mode="after")
-    def _only_what_this_version_enforces(self) -> Config:
-        # Accepting a setting that is not enforced would fail open (a policy that never
-        # denies) or mislead (an override that never applies): refuse it instead.
-        if self.providers.bedrock.credentials is not None:
-            raise ValueError(
-                "providers.bedrock.credentials: SigV4 re-signing is not supported by this version yet;"
-                " use providers.bedrock.bearer_token or the X-AWS-Bearer-Token side header"
-            )
-        if any(c.aws_credentials for c in self.clients):
-            raise ValueError(
-                "clients.aws_credentials: verifying callers' SigV4 signatures is not supported by this version yet;"
-                " give Bedrock callers a virtual key (AWS_BEARER_TOKEN_BEDROCK) instead"
-            )
-        return self
-
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, unquote
 
+import botocore.session
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
@@ -194,3 +195,24 @@ def sign(
     request = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
     SigV4Auth(credentials, service, region).add_auth(request)
     return {name: request.headers[name] for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token") if name in request.headers}
+
+
+CredentialSource = Callable[[], ReadOnlyCredentials]
+
+
+def credential_source(setting: object) -> CredentialSource | None:
+    """What signs Bedrock requests: `"default"` is botocore's credential chain (environment,
+    shared config and profiles, SSO, container and instance metadata, assume-role), refreshed
+    before expiry; or static keys with an optional session token."""
+    if setting is None:
+        return None
+    if setting == "default":
+        credentials = botocore.session.Session().get_credentials()
+        if credentials is None:
+            raise ValueError(
+                "default: botocore's credential chain found no credentials"
+                " (environment, shared config and profiles, SSO, container or instance metadata)"
+            )
+        return credentials.get_frozen_credentials
+    frozen = ReadOnlyCredentials(setting.access_key_id, setting.secret_access_key, setting.session_token)  # type: ignore[attr-defined]
+    return lambda: frozen

@@ -344,28 +344,6 @@ def test_several_errors_are_all_reported() -> None:
     assert "bogus: unknown key" in message
 
 
-# --- settings this version does not enforce -------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("data", "expected"),
-    [
-        (
-            {"providers": {"bedrock": {"credentials": "default"}}},
-            "providers.bedrock.credentials: SigV4 re-signing is not supported by this version yet;"
-            " use providers.bedrock.bearer_token or the X-AWS-Bearer-Token side header",
-        ),
-        (
-            {"providers": {"bedrock": {"credentials": {"access_key_id": "AKIA", "secret_access_key": "s"}}}},
-            "providers.bedrock.credentials: SigV4 re-signing is not supported by this version yet;"
-            " use providers.bedrock.bearer_token or the X-AWS-Bearer-Token side header",
-        ),
-    ],
-)
-def test_unenforced_settings_are_refused(data: dict, expected: str) -> None:
-    assert error_of(data) == expected
-
-
 def test_empty_overrides_and_rego_are_accepted() -> None:
     config = parse_config({"overrides": [], "policy": {"rego": []}, "audit": {"stream_usage": "passive"}}, {})
     assert config.overrides == ()
@@ -439,8 +417,3 @@ def test_empty_clients_key_means_no_clients(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, "clients:\n"), {})
     assert config.clients == ()
     assert config.anonymous_allowed is True
-
-
-def test_virtual_aws_credentials_are_refused_until_sigv4_is_verified() -> None:
-    message = error_of({"clients": [{"name": "a", "aws_credentials": [{"access_key_id": "AK", "secret_access_key": "s"}]}]})
-    assert message.startswith("clients.aws_credentials: verifying callers' SigV4 signatures is not supported")

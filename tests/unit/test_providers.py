@@ -1214,6 +1214,7 @@ def test_status_per_reason() -> None:
         POLICY_DENIED: 403,
         NO_UPSTREAM_CREDENTIAL: 500,
         MISCONFIGURED: 500,
+        "invalid_signature": 403,
         UPSTREAM_UNREACHABLE: 502,
         UPSTREAM_TIMEOUT: 504,
     }

@@ -33,6 +33,7 @@ _ERROR_TYPES = {
     "policy_denied": "permission_error",
     "no_upstream_credential": "api_error",
     "misconfigured": "api_error",
+    "invalid_signature": "authentication_error",
     "upstream_unreachable": "api_error",
     "upstream_timeout": "timeout_error",
 }

@@ -38,6 +38,7 @@ UNAUTHENTICATED = "unauthenticated"
 POLICY_DENIED = "policy_denied"
 NO_UPSTREAM_CREDENTIAL = "no_upstream_credential"
 MISCONFIGURED = "misconfigured"
+INVALID_SIGNATURE = "invalid_signature"
 UPSTREAM_UNREACHABLE = "upstream_unreachable"
 UPSTREAM_TIMEOUT = "upstream_timeout"
 
@@ -46,6 +47,7 @@ STATUS = {
     POLICY_DENIED: 403,
     NO_UPSTREAM_CREDENTIAL: 500,
     MISCONFIGURED: 500,
+    INVALID_SIGNATURE: 403,
     UPSTREAM_UNREACHABLE: 502,
     UPSTREAM_TIMEOUT: 504,
 }

@@ -12,6 +12,7 @@ from ..call import Classification, RequestFacts, Usage
 from ..streams import EventStreamFramer
 from . import anthropic, openai
 from .base import (
+    INVALID_SIGNATURE,
     MISCONFIGURED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
@@ -43,6 +44,7 @@ _ERRORS = {
     POLICY_DENIED: (403, "AccessDeniedException"),
     NO_UPSTREAM_CREDENTIAL: (500, "InternalServerException"),
     MISCONFIGURED: (500, "InternalServerException"),
+    INVALID_SIGNATURE: (403, "InvalidSignatureException"),
     UPSTREAM_UNREACHABLE: (502, "ServiceUnavailableException"),
     UPSTREAM_TIMEOUT: (504, "ModelTimeoutException"),
 }

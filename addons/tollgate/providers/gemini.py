@@ -34,6 +34,7 @@ _REASONS = {
     "policy_denied": "PERMISSION_DENIED",
     "no_upstream_credential": "INTERNAL",
     "misconfigured": "INTERNAL",
+    "invalid_signature": "UNAUTHENTICATED",
     "upstream_unreachable": "UNAVAILABLE",
     "upstream_timeout": "DEADLINE_EXCEEDED",
 }

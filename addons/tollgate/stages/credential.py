@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from weakref import WeakKeyDictionary
 
+from botocore.credentials import ReadOnlyCredentials
 from mitmproxy import http
 
+from .. import sigv4
 from ..call import Call, fingerprint
 from ..keypool import KeyPool, retry_after_seconds
 from ..providers import PROVIDERS
 from ..providers.base import NO_UPSTREAM_CREDENTIAL
+from ..providers.bedrock import region_of
+from ..sigv4 import CredentialSource
 from .shared import CallStage, Shared, provider_of, refuse
 
 # Statuses after which a pooled key rests for the provider's Retry-After.
@@ -31,27 +35,61 @@ class Credential(CallStage):
         provider = provider_of(call)
         headers = flow.request.headers
         key = (headers.get(provider.side_header, "") or "").strip() or None
-        signing = call.provider == "bedrock" and "X-AWS-Access-Key" in headers and "X-AWS-Secret-Key" in headers
+        aws, region = (self._aws_side_headers(headers) if call.provider == "bedrock" else (None, None))
         for name in SIDE_HEADERS:
             headers.pop(name, None)
-        if key is None and signing:
-            self._refuse(
-                flow, call, "Tollgate cannot sign with X-AWS-Access-Key/X-AWS-Secret-Key yet; send X-AWS-Bearer-Token instead."
-            )
-            return
-        if key is None:
+        if key is None and aws is None:
             pool = self.shared.pools[call.provider]
             key = pool.take()
             if key is not None:
                 self._taken[flow] = (pool, key)
-        if key is None and call.provider == "bedrock":
+        if key is None and aws is None and call.provider == "bedrock":
             key = self.shared.config.providers.bedrock.bearer_token
+            aws = None if key else self.shared.aws_credentials
+        if aws is not None:
+            self._sign(flow, call, aws(), region)
+            return
         if key is None:
             self._pass_through(flow, call)
             return
         provider.remove_credentials(headers, flow.request.query)
         provider.inject(headers, key, call.classification)
         call.upstream_key = fingerprint(key)
+
+    @staticmethod
+    def _aws_side_headers(headers: http.Headers) -> tuple[CredentialSource | None, str | None]:
+        """The seed proxy's X-AWS-Access-Key + X-AWS-Secret-Key (+ session token, region)."""
+        access, secret = headers.get("X-AWS-Access-Key", "").strip(), headers.get("X-AWS-Secret-Key", "").strip()
+        region = headers.get("X-AWS-Region", "").strip() or None
+        if not (access and secret):
+            return None, region
+        frozen = ReadOnlyCredentials(access, secret, headers.get("X-AWS-Session-Token", "").strip() or None)
+        return (lambda: frozen), region
+
+    def _sign(self, flow: http.HTTPFlow, call: Call, credentials: ReadOnlyCredentials, region: str | None) -> None:
+        """SigV4 over the request as it will go, after every change Tollgate made to it."""
+        request = flow.request
+        if region and call.upstream == f"https://{call.host}" and region != region_of(call.host):
+            # X-AWS-Region picks the region when no upstream is configured.
+            request.host = call.host.replace(f".{region_of(call.host)}.", f".{region}.", 1)
+            call.upstream = f"https://{request.host}"
+        region = region or region_of(request.host) or region_of(call.host) or "us-east-1"
+        provider_of(call).remove_credentials(request.headers, request.query)
+        for name in sigv4.SIGNATURE_HEADERS:
+            request.headers.pop(name, None)
+        host = request.host_header or request.host
+        signed = {"host": host}
+        signed.update((k, v) for k, v in request.headers.items() if k.lower() == "content-type" or k.lower().startswith("x-amz-"))
+        for name, value in sigv4.sign(
+            method=request.method,
+            url=f"{request.scheme}://{host}{request.path}",
+            headers=signed,
+            body=request.raw_content or b"",
+            credentials=credentials,
+            region=region,
+        ).items():
+            request.headers[name] = value
+        call.upstream_key = fingerprint(credentials.access_key)
 
     def _pass_through(self, flow: http.HTTPFlow, call: Call) -> None:
         """Only an anonymous caller's own credential goes upstream, and only to its own provider,

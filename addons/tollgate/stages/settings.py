@@ -11,6 +11,7 @@ from ..auditlog import AuditLog
 from ..config import PROVIDER_NAMES, ConfigError, load_config
 from ..policy import Policy, PolicyError
 from ..providers import allow_hosts
+from ..sigv4 import credential_source
 from .shared import Shared
 
 logger = logging.getLogger(__name__)
@@ -38,12 +39,16 @@ class Settings:
             except PolicyError as e:
                 raise exceptions.OptionsError(f"Tollgate configuration: policy.rego: {e}") from None
             try:
+                aws = credential_source(config.providers.bedrock.credentials)
+            except ValueError as e:
+                raise exceptions.OptionsError(f"Tollgate configuration: providers.bedrock.credentials: {e}") from None
+            try:
                 audit = AuditLog(config.audit.path)
             except OSError as e:
                 raise exceptions.OptionsError(
                     f"Tollgate configuration: audit.path: cannot open {config.audit.path}: {e.strerror}"
                 ) from None
-            self.shared.apply(config, audit, policy)
+            self.shared.apply(config, audit, policy, aws)
             if config.anonymous_allowed and any(config.providers.get(n).keys for n in PROVIDER_NAMES):
                 logger.warning(
                     "Tollgate: anonymous callers are allowed and provider keys are configured: anyone who can"

@@ -12,6 +12,7 @@ from ..keypool import KeyPool
 from ..policy import Policy
 from ..providers import PROVIDERS
 from ..providers.base import Provider
+from ..sigv4 import CredentialSource
 
 CALL = "tollgate"
 
@@ -27,11 +28,13 @@ class Shared:
         self.pools = {name: KeyPool(()) for name in PROVIDERS}
         self.audit: AuditLog | None = None
         self.policy: Policy | None = None
+        self.aws_credentials: CredentialSource | None = None
 
-    def apply(self, config: Config, audit: AuditLog, policy: Policy | None) -> None:
+    def apply(self, config: Config, audit: AuditLog, policy: Policy | None, aws: CredentialSource | None) -> None:
         old = self.audit
         self.config = config
         self.policy = policy
+        self.aws_credentials = aws
         self.directory = Directory(config)
         self.pools = {name: KeyPool(config.providers.get(name).keys) for name in PROVIDERS}
         self.audit = audit

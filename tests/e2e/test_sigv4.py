@@ -1,0 +1,126 @@
+"""Bedrock with virtual AWS credentials: unchanged boto3 code signs with them, Tollgate verifies
+the signature and signs the final request with credentials that never leave it; the fake Bedrock
+checks that signature itself, with botocore and the real credentials."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support import streams
+from tests.support.aws import botocore_accepts
+from tests.support.canned import provider_answers
+from tests.support.fake_upstream import Reply
+
+VIRTUAL = ("TGALICE0000000000000", "alice-virtual-SECRET-0000")
+REAL = ("AKIAREAL000000000000", "real-aws-SECRET-key-0000", "real-session-TOKEN-0000")
+PROFILE = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-5-sonnet-20241022-v2:0"
+EVENTSTREAM = {"content-type": "application/vnd.amazon.eventstream"}
+
+
+def client(key=VIRTUAL, extra: str = "") -> str:
+    return f"""
+import boto3
+from botocore.config import Config
+client = boto3.client("bedrock-runtime", region_name="us-east-1", aws_access_key_id="{key[0]}",
+    aws_secret_access_key="{key[1]}", config=Config(retries={{"total_max_attempts": 1}}))
+{extra}
+"""
+
+
+def bedrock_answers(received):
+    if not botocore_accepts(received, *REAL):
+        return Reply(403, {"message": "fake Bedrock: bad signature"}, {"x-amzn-errortype": "InvalidSignatureException"})
+    path = received.path
+    if path.endswith("/converse-stream"):
+        return Reply(200, chunks=streams.bedrock_converse(), headers=EVENTSTREAM)
+    if path.endswith("/invoke-with-response-stream"):
+        return Reply(200, chunks=streams.bedrock_invoke(), headers=EVENTSTREAM)
+    return provider_answers(received)
+
+
+@pytest.fixture(scope="module")
+def gw(start_gateway):
+    gateway = start_gateway(lambda urls: {
+        "providers": {"bedrock": {"upstream": urls["bedrock"], "credentials": {
+            "access_key_id": REAL[0], "secret_access_key": REAL[1], "session_token": REAL[2]}}},
+        "clients": [{"name": "alice", "aws_credentials": [{"access_key_id": VIRTUAL[0], "secret_access_key": VIRTUAL[1]}],
+                     "groups": ["research"]}],
+    })
+    return gateway
+
+
+@pytest.fixture
+def g(gw):
+    gw.reset()
+    gw.fakes["bedrock"].handler = bedrock_answers
+    return gw
+
+
+CALLS = {
+    "converse": f"""r = client.converse(modelId="{PROFILE}", messages=[{{"role": "user", "content": [{{"text": "hi"}}]}}])
+report(out=r["usage"]["totalTokens"])""",
+    "converse-stream": """r = client.converse_stream(modelId="amazon.nova-lite-v1:0", messages=[{"role": "user", "content": [{"text": "hi"}]}])
+report(out=[k for e in r["stream"] for k in e])""",
+    "invoke": """import json
+r = client.invoke_model(modelId="anthropic.claude-3-haiku-20240307-v1:0", body=json.dumps({"messages": []}))
+report(out=json.loads(r["body"].read())["stop_reason"])""",
+    "invoke-with-response-stream": """r = client.invoke_model_with_response_stream(modelId="anthropic.claude-3-haiku-20240307-v1:0", body=b"{}")
+report(out=len(list(r["body"])))""",
+}
+EXPECTED = {"converse": 23, "converse-stream": ["messageStart", "contentBlockDelta", "contentBlockDelta",
+            "contentBlockStop", "messageStop", "metadata"], "invoke": "max_tokens", "invoke-with-response-stream": 4}
+
+
+@pytest.mark.parametrize("operation", list(CALLS))
+def test_virtual_credentials_verified_and_resigned(g, operation):
+    result = g.run(client(extra=CALLS[operation]))
+    assert result == {"out": EXPECTED[operation]}, str(result)
+    seen = g.fakes["bedrock"].received[-1]
+    assert botocore_accepts(seen, *REAL) and not botocore_accepts(seen, REAL[0], "another secret", REAL[2])
+    assert seen.headers["x-amz-security-token"] == REAL[2]
+    assert VIRTUAL[0] not in str(seen.headers)
+    record = g.last_audit()
+    assert (record["client"], record["auth"], record["endpoint"], record["status"]) == ("alice", "sigv4", operation, 200)
+    if operation == "converse":
+        assert record["model"] == PROFILE and seen.path == "/model/" + PROFILE.replace(":", "%3A").replace("/", "%2F") + "/converse"
+
+
+@pytest.mark.parametrize(
+    ("key", "extra", "code", "text"),
+    [
+        ((VIRTUAL[0], "wrong-secret"), "", "InvalidSignatureException", "signature we calculated does not match"),
+        (("TGNOBODY000000000000", "x"), "", "UnrecognizedClientException", "unknown or missing API key"),
+        (VIRTUAL, """
+def tamper(request, **kwargs):
+    request.body = request.body.replace(b"hi", b"HI")
+client.meta.events.register("before-send.bedrock-runtime.Converse", tamper)
+""", "InvalidSignatureException", "signature we calculated does not match"),
+        (VIRTUAL, """
+import datetime, botocore.auth
+real_now = botocore.auth.get_current_datetime
+botocore.auth.get_current_datetime = lambda: real_now() - datetime.timedelta(minutes=6)
+""", "InvalidSignatureException", "Signature expired"),
+    ],
+    ids=["wrong-secret", "unknown-key", "tampered-body", "six-minutes-old"],
+)
+def test_refusals_are_aws_errors(g, key, extra, code, text):
+    result = g.run(client(key, extra + """
+client.converse(modelId="amazon.nova-lite-v1:0", messages=[{"role": "user", "content": [{"text": "hi"}]}])
+report(error=None)"""))
+    assert (result["status"], result["code"]) == (403, code), str(result)
+    assert text in result["message"]
+    assert g.fakes["bedrock"].received == []
+    record = g.last_audit()
+    assert (record["decision"], record["status"], record["client"]) == ("deny", 403, None)
+
+
+def test_bearer_token_mode(start_gateway):
+    gw = start_gateway(lambda urls: {
+        "providers": {"bedrock": {"upstream": urls["bedrock"], "bearer_token": "ABSK-real-bedrock-api-key"}},
+        "clients": [{"name": "alice", "aws_credentials": [{"access_key_id": VIRTUAL[0], "secret_access_key": VIRTUAL[1]}]}],
+    })
+    assert gw.run(client(extra=CALLS["converse"])) == {"out": 23}
+    seen = gw.fakes["bedrock"].received[-1]
+    assert seen.headers["authorization"] == "Bearer ABSK-real-bedrock-api-key"
+    assert "x-amz-security-token" not in seen.headers
+    assert gw.last_audit()["auth"] == "sigv4"
