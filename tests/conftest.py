@@ -56,8 +56,10 @@ class Gateway:
         self.fakes = fakes
         self.audit_path = audit_path
         self.bundle = bundle
+        self._before = 0
 
     def run(self, code: str, env: dict[str, str] | None = None, timeout: float = 60) -> dict:
+        self._before = len(self.audit())
         return run_client(code, self.proxy.proxy_url, self.bundle, env, timeout)
 
     def audit(self) -> list[dict[str, Any]]:
@@ -74,9 +76,9 @@ class Gateway:
             time.sleep(0.05)
         raise AssertionError(f"expected {count} audit records, have {len(self.audit())}")
 
-    def last_audit(self, request_count: int | None = None) -> dict[str, Any]:
-        """The newest record, once there are as many as calls made (when given)."""
-        return self.wait_audit(request_count or 1)[-1]
+    def last_audit(self) -> dict[str, Any]:
+        """The newest record, once the last `run` has added one (the audit is written by a thread)."""
+        return self.wait_audit(getattr(self, "_before", 0) + 1)[-1]
 
     def reset(self) -> None:
         for fake in self.fakes.values():

@@ -41,6 +41,9 @@ class Audit:
             if call is not None:
                 call.error = call.error or "proxy shut down during the call"
             self._finish(flow)
+        if self.shared.audit is not None:
+            self.shared.audit.close()  # after the last record: it writes what is queued
+            self.shared.audit = None
 
     def _finish(self, flow: http.HTTPFlow) -> None:
         self._live.discard(flow)

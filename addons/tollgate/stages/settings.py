@@ -77,8 +77,3 @@ class Settings:
             wanted["allow_hosts"] = hosts + missing
         if wanted:
             ctx.options.update(**wanted)
-
-    def done(self) -> None:
-        if self.shared.audit is not None:
-            self.shared.audit.close()
-            self.shared.audit = None
