@@ -47,7 +47,12 @@ class Credential(CallStage):
             key = self.shared.config.providers.bedrock.bearer_token
             aws = None if key else self.shared.aws_credentials
         if aws is not None:
-            self._sign(flow, call, aws(), region)
+            try:
+                credentials = aws()  # the default chain may refresh, and that may fail
+            except Exception as e:
+                self._refuse(flow, call, f"Tollgate could not obtain AWS credentials to sign with: {type(e).__name__}")
+                return
+            self._sign(flow, call, credentials, region)
             return
         if key is None:
             self._pass_through(flow, call)
