@@ -124,3 +124,26 @@ def test_bearer_token_mode(start_gateway):
     assert seen.headers["authorization"] == "Bearer ABSK-real-bedrock-api-key"
     assert "x-amz-security-token" not in seen.headers
     assert gw.last_audit()["auth"] == "sigv4"
+
+
+def test_side_header_credentials_sign_for_the_region_asked(start_gateway):
+    """The seed proxy's X-AWS-Access-Key / X-AWS-Secret-Key / X-AWS-Region: Tollgate signs with
+    them, for that region, and they never travel on."""
+    gw = start_gateway(lambda urls: {"providers": {"bedrock": {"upstream": urls["bedrock"]}}})
+    gw.fakes["bedrock"].handler = provider_answers
+    result = gw.run(f"""
+import json, urllib.request
+req = urllib.request.Request("https://bedrock-runtime.us-east-1.amazonaws.com/model/amazon.nova-lite-v1%3A0/converse",
+    data=json.dumps({{"messages": [{{"role": "user", "content": [{{"text": "hi"}}]}}]}}).encode(),
+    headers={{"content-type": "application/json", "X-AWS-Access-Key": "{REAL[0]}", "X-AWS-Secret-Key": "{REAL[1]}",
+             "X-AWS-Session-Token": "{REAL[2]}", "X-AWS-Region": "eu-west-1"}})
+with urllib.request.urlopen(req) as resp:
+    report(status=resp.status)
+""")
+    assert result == {"status": 200}
+    seen = gw.fakes["bedrock"].received[-1]
+    assert f"Credential={REAL[0]}/" in seen.headers["authorization"] and "/eu-west-1/bedrock/aws4_request" in seen.headers["authorization"]
+    assert botocore_accepts(seen, *REAL)
+    assert not {h for h in seen.headers if h.startswith("x-aws-")}
+    record = gw.last_audit()
+    assert (record["auth"], record["status"], record["upstream_key"][:7]) == ("anonymous", 200, "sha256:")
