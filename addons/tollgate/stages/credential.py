@@ -36,6 +36,8 @@ class Credential(CallStage):
         headers = flow.request.headers
         key = (headers.get(provider.side_header, "") or "").strip() or None
         aws, region = (self._aws_side_headers(headers) if call.provider == "bedrock" else (None, None))
+        if key is not None:
+            aws = None  # a bearer token wins over keys to sign with, as in the seed proxy
         for name in SIDE_HEADERS:
             headers.pop(name, None)
         if key is None and aws is None:
@@ -101,7 +103,7 @@ class Credential(CallStage):
         and only on a request as the caller made it when that request is signed."""
         provider = provider_of(call)
         signed = flow.request.headers.get("authorization", "").startswith("AWS4-")
-        extra = " or `bearer_token`" if call.provider == "bedrock" else ""
+        extra = ", `bearer_token` or `credentials`" if call.provider == "bedrock" else ""
         setting = f"set providers.{call.provider}.keys{extra} in Tollgate's configuration"
         if call.auth != "anonymous" or call.requested_provider is not None:
             routed = f" (routed from {call.requested_provider})" if call.requested_provider else ""
