@@ -417,3 +417,10 @@ def test_empty_clients_key_means_no_clients(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, "clients:\n"), {})
     assert config.clients == ()
     assert config.anonymous_allowed is True
+
+
+def test_the_documented_example_is_valid() -> None:
+    example = Path(__file__).resolve().parents[2] / "docs" / "examples" / "tollgate.yaml"
+    env = {"OPENAI_API_KEY": "sk-o", "GEMINI_API_KEY": "g", "ANTHROPIC_API_KEY": "a", "AWS_BEARER_TOKEN_BEDROCK": "b"}
+    config = load_config(example, env)
+    assert config.clients and config.overrides
