@@ -158,8 +158,9 @@ def verify(
             if signed_at < now
             else f"Signature not yet current: {amz_date} is still later than {(now + MAX_SKEW):%Y%m%dT%H%M%SZ}",
         )
-    payload_hash = lookup.get("x-amz-content-sha256") or hashlib.sha256(body).hexdigest()
-    if payload_hash != UNSIGNED_PAYLOAD and payload_hash != hashlib.sha256(body).hexdigest():
+    claimed = lookup.get("x-amz-content-sha256")
+    payload_hash = hashlib.sha256(body).hexdigest() if claimed != UNSIGNED_PAYLOAD else claimed
+    if claimed is not None and claimed != payload_hash:
         raise SignatureError(BAD_SIGNATURE, "The provided x-amz-content-sha256 does not match what was computed.")
     path, _, query = raw_path.partition("?")
     canonical = canonical_request(method, path, query, headers, auth.signed_headers, payload_hash)

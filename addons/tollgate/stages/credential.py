@@ -24,6 +24,8 @@ AWS_SIGNING_SIDE_HEADERS = ("X-AWS-Access-Key", "X-AWS-Secret-Key", "X-AWS-Sessi
 # Every side header is removed from every call, whichever provider it names: a key sent to the
 # wrong provider must not travel on, nor stay in a saved flow.
 SIDE_HEADERS = (*(p.side_header for p in PROVIDERS.values()), *AWS_SIGNING_SIDE_HEADERS)
+# What a request re-signed for Bedrock must not carry on: the caller's credential and signature.
+_UNSIGNABLE = frozenset(h.encode() for h in (*PROVIDERS["bedrock"].positions, *sigv4.SIGNATURE_HEADERS))
 
 
 class Credential(CallStage):
@@ -81,21 +83,27 @@ class Credential(CallStage):
             request.host = call.host.replace(f".{region_of(call.host)}.", f".{region}.", 1)
             call.upstream = f"https://{request.host}"
         region = region or region_of(request.host) or region_of(call.host) or "us-east-1"
-        provider_of(call).remove_credentials(request.headers, request.query)
-        for name in sigv4.SIGNATURE_HEADERS:
-            request.headers.pop(name, None)
         host = request.host_header or request.host
-        signed = {"host": host}
-        signed.update((k, v) for k, v in request.headers.items() if k.lower() == "content-type" or k.lower().startswith("x-amz-"))
-        for name, value in sigv4.sign(
+        # One pass over the raw header fields (mitmproxy's per-name operations each scan them all):
+        # drop the caller's credentials and signature, keep what the new signature covers.
+        kept, signed = [], {"host": host}
+        for name, value in request.headers.fields:
+            lower = name.lower()
+            if lower in _UNSIGNABLE:
+                continue
+            kept.append((name, value))
+            if lower == b"content-type" or lower.startswith(b"x-amz-"):
+                signed[lower.decode("latin-1")] = value.decode("latin-1")
+        signature = sigv4.sign(
             method=request.method,
             url=f"{request.scheme}://{host}{request.path}",
             headers=signed,
             body=request.raw_content or b"",
             credentials=credentials,
             region=region,
-        ).items():
-            request.headers[name] = value
+        )
+        kept.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in signature.items())
+        request.headers.fields = tuple(kept)
         call.upstream_key = fingerprint(credentials.access_key)
 
     def _pass_through(self, flow: http.HTTPFlow, call: Call) -> None:
