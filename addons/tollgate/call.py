@@ -80,6 +80,8 @@ class Call:
     answered_by_tollgate: bool = False
     # A large upload streamed upstream as it arrives: decided at its headers, its body unread.
     streamed_upload: bool = False
+    # SHA-256 of the body as verified with SigV4, while Tollgate has not changed the body.
+    body_sha256: str | None = None
 
     def audit_record(self) -> dict[str, Any]:
         c, u = self.classification, self.usage

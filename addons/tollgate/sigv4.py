@@ -15,6 +15,7 @@ import botocore.session
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
+from botocore.utils import remove_dot_segments
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 MAX_SKEW = timedelta(minutes=5)
@@ -65,12 +66,18 @@ def parse_authorization(value: str) -> Authorization:
 
 
 def _encode(value: str) -> str:
-    return quote(value, safe="-_.~")
+    # mitmproxy keeps undecodable bytes as surrogates: they are encoded back to the bytes sent.
+    return quote(value, safe="-_.~", errors="surrogateescape")
+
+
+def _decode(value: str) -> str:
+    return unquote(value, errors="surrogateescape")
 
 
 def canonical_uri(raw_path: str) -> str:
-    """The path as sent, each segment encoded once more (services other than S3 double-encode)."""
-    path = raw_path.split("?", 1)[0] or "/"
+    """The path as sent, normalised (no `.`, `..` or empty segments) and each segment encoded once
+    more: services other than S3 double-encode, as botocore signs for them."""
+    path = remove_dot_segments(raw_path.split("?", 1)[0] or "/")
     return "/".join(_encode(segment) for segment in path.split("/"))
 
 
@@ -80,7 +87,7 @@ def canonical_query(raw_query: str) -> str:
         if not part:
             continue
         key, _, value = part.partition("=")
-        pairs.append((_encode(unquote(key)), _encode(unquote(value))))
+        pairs.append((_encode(_decode(key)), _encode(_decode(value))))
     return "&".join(f"{k}={v}" for k, v in sorted(pairs))
 
 
@@ -119,7 +126,18 @@ def signature(secret: str, amz_date: str, auth: Authorization, canonical: str) -
     return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
 
 
-def verify(
+@dataclass(frozen=True, slots=True)
+class Verified:
+    authorization: Authorization
+    payload_hash: str | None  # SHA-256 of the body as it arrived, when signed (re-signing reuses it)
+
+
+def verify(**request: object) -> Authorization:
+    """`verify_request`, for callers that need only the authorization."""
+    return verify_request(**request).authorization  # type: ignore[arg-type]
+
+
+def verify_request(
     *,
     method: str,
     raw_path: str,
@@ -129,9 +147,9 @@ def verify(
     service: str,
     region: str | None,
     now: datetime | None = None,
-) -> Authorization:
-    """Check a request's SigV4 signature as it arrived; returns the authorization, or raises
-    SignatureError with the AWS error code to answer with."""
+) -> Verified:
+    """Check a request's SigV4 signature as it arrived, or raise SignatureError with the AWS error
+    code to answer with."""
     lookup = {name.lower(): value for name, value in headers}
     auth = parse_authorization(lookup.get("authorization", ""))
     secret = secrets.get(auth.access_key_id)
@@ -163,7 +181,10 @@ def verify(
     if claimed is not None and claimed != payload_hash:
         raise SignatureError(BAD_SIGNATURE, "The provided x-amz-content-sha256 does not match what was computed.")
     path, _, query = raw_path.partition("?")
-    canonical = canonical_request(method, path, query, headers, auth.signed_headers, payload_hash)
+    try:
+        canonical = canonical_request(method, path, query, headers, auth.signed_headers, payload_hash)
+    except (ValueError, UnicodeError) as e:
+        raise SignatureError(BAD_SIGNATURE, f"The request cannot be canonicalised: {type(e).__name__}") from None
     expected = signature(secret, amz_date, auth, canonical)
     if not hmac.compare_digest(expected, auth.signature):
         raise SignatureError(
@@ -171,7 +192,18 @@ def verify(
             "The request signature we calculated does not match the signature you provided. "
             "Check your AWS Secret Access Key and signing method.",
         )
-    return auth
+    return Verified(auth, None if payload_hash == UNSIGNED_PAYLOAD else payload_hash)
+
+
+class _KnownPayloadSigV4Auth(SigV4Auth):
+    """botocore's signer, spared hashing a body whose hash is already known."""
+
+    def __init__(self, credentials: ReadOnlyCredentials, service: str, region: str, payload_hash: str | None) -> None:
+        super().__init__(credentials, service, region)
+        self._payload_hash = payload_hash
+
+    def payload(self, request: AWSRequest) -> str:
+        return self._payload_hash or super().payload(request)
 
 
 # Headers that must not reach the upstream under a new signature: the old signature's, and the
@@ -188,13 +220,20 @@ def sign(
     credentials: ReadOnlyCredentials,
     region: str,
     service: str = "bedrock",
+    payload_hash: str | None = None,
 ) -> dict[str, str]:
     """The headers that sign the request anew (Authorization, X-Amz-Date, and the session token).
 
     `url` carries the path exactly as it will be sent (already percent-encoded, as botocore sends
     it); botocore encodes it once more for the canonical request, as AWS expects."""
-    request = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
-    SigV4Auth(credentials, service, region).add_auth(request)
+    path, _, query = url.partition("?")
+    if query:
+        # botocore takes a URL's query pairs as they are encoded; AWS canonicalises them (decode,
+        # then encode): hand botocore the canonical encoding, the bytes sent stay as they are.
+        pairs = (p.partition("=") for p in query.split("&") if p)
+        path += "?" + "&".join(f"{_encode(_decode(k))}={_encode(_decode(v))}" for k, _, v in pairs)
+    request = AWSRequest(method=method, url=path, data=body, headers=dict(headers))
+    _KnownPayloadSigV4Auth(credentials, service, region, payload_hash).add_auth(request)
     return {name: request.headers[name] for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token") if name in request.headers}
 
 

@@ -1215,6 +1215,7 @@ def test_status_per_reason() -> None:
         NO_UPSTREAM_CREDENTIAL: 500,
         MISCONFIGURED: 500,
         "invalid_signature": 403,
+        "internal_error": 500,
         UPSTREAM_UNREACHABLE: 502,
         UPSTREAM_TIMEOUT: 504,
     }

@@ -34,6 +34,7 @@ _ERROR_TYPES = {
     "no_upstream_credential": "api_error",
     "misconfigured": "api_error",
     "invalid_signature": "authentication_error",
+    "internal_error": "api_error",
     "upstream_unreachable": "api_error",
     "upstream_timeout": "timeout_error",
 }

@@ -39,6 +39,7 @@ POLICY_DENIED = "policy_denied"
 NO_UPSTREAM_CREDENTIAL = "no_upstream_credential"
 MISCONFIGURED = "misconfigured"
 INVALID_SIGNATURE = "invalid_signature"
+INTERNAL_ERROR = "internal_error"
 UPSTREAM_UNREACHABLE = "upstream_unreachable"
 UPSTREAM_TIMEOUT = "upstream_timeout"
 
@@ -48,6 +49,7 @@ STATUS = {
     NO_UPSTREAM_CREDENTIAL: 500,
     MISCONFIGURED: 500,
     INVALID_SIGNATURE: 403,
+    INTERNAL_ERROR: 500,
     UPSTREAM_UNREACHABLE: 502,
     UPSTREAM_TIMEOUT: 504,
 }

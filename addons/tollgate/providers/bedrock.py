@@ -12,6 +12,7 @@ from ..call import Classification, RequestFacts, Usage
 from ..streams import EventStreamFramer
 from . import anthropic, openai
 from .base import (
+    INTERNAL_ERROR,
     INVALID_SIGNATURE,
     MISCONFIGURED,
     NO_UPSTREAM_CREDENTIAL,
@@ -45,6 +46,7 @@ _ERRORS = {
     NO_UPSTREAM_CREDENTIAL: (500, "InternalServerException"),
     MISCONFIGURED: (500, "InternalServerException"),
     INVALID_SIGNATURE: (403, "InvalidSignatureException"),
+    INTERNAL_ERROR: (500, "InternalServerException"),
     UPSTREAM_UNREACHABLE: (502, "ServiceUnavailableException"),
     UPSTREAM_TIMEOUT: (504, "ModelTimeoutException"),
 }

@@ -35,6 +35,7 @@ _REASONS = {
     "no_upstream_credential": "INTERNAL",
     "misconfigured": "INTERNAL",
     "invalid_signature": "UNAUTHENTICATED",
+    "internal_error": "INTERNAL",
     "upstream_unreachable": "UNAVAILABLE",
     "upstream_timeout": "DEADLINE_EXCEEDED",
 }

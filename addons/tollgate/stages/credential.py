@@ -101,6 +101,7 @@ class Credential(CallStage):
             body=request.raw_content or b"",
             credentials=credentials,
             region=region,
+            payload_hash=call.body_sha256,
         )
         kept.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in signature.items())
         request.headers.fields = tuple(kept)

@@ -74,7 +74,7 @@ class Identify(CallStage):
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in flow.request.headers.fields]
         if not any(name.lower() == "host" for name, _ in headers):  # HTTP/2 carries it as :authority
             headers.append(("host", flow.request.host_header or call.host))
-        sigv4.verify(
+        verified = sigv4.verify_request(
             method=flow.request.method,
             raw_path=flow.request.path,
             headers=headers,
@@ -83,4 +83,5 @@ class Identify(CallStage):
             service="bedrock",
             region=region_of(call.host),
         )
+        call.body_sha256 = verified.payload_hash
         return key_id

@@ -52,3 +52,4 @@ class Override(CallStage):
         # Setting content re-applies the body's Content-Encoding and corrects Content-Length.
         flow.request.content = json.dumps(body, ensure_ascii=False).encode()
         call.model = model
+        call.body_sha256 = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from mitmproxy import http
 
 from ..auditlog import AuditLog
@@ -11,10 +13,12 @@ from ..config import Config
 from ..keypool import KeyPool
 from ..policy import Policy
 from ..providers import PROVIDERS
-from ..providers.base import Provider
+from ..providers.base import INTERNAL_ERROR, Provider
 from ..sigv4 import CredentialSource
 
 CALL = "tollgate"
+
+logger = logging.getLogger(__name__)
 
 
 class Shared:
@@ -50,12 +54,22 @@ class CallStage:
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         call = call_of(flow)
         if call is not None and call.streamed_upload and flow.response is None:
-            self.handle(flow, call)
+            self._handle_or_refuse(flow, call)
 
     def request(self, flow: http.HTTPFlow) -> None:
         call = call_of(flow)
         if call is not None and not call.streamed_upload and flow.response is None:
+            self._handle_or_refuse(flow, call)
+
+    def _handle_or_refuse(self, flow: http.HTTPFlow, call: Call) -> None:
+        # mitmproxy would log an exception and carry on with the stages after this one skipped:
+        # a call would go out unidentified or with the caller's credential. Fail closed instead.
+        try:
             self.handle(flow, call)
+        except Exception:
+            logger.exception(f"Tollgate: {type(self).__name__} failed on a call; it was refused")
+            call.error = f"internal error in {type(self).__name__}"
+            refuse(flow, call, INTERNAL_ERROR, "Tollgate failed on this call and did not forward it; see its console.")
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         raise NotImplementedError

@@ -86,6 +86,7 @@ class StreamTap(CallStage):
             return
         body["stream_options"] = {**(options or {}), "include_usage": True}
         flow.request.content = json.dumps(body, separators=(",", ":")).encode()
+        call.body_sha256 = None
         self._usage_asked.add(flow)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
