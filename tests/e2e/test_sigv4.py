@@ -45,6 +45,7 @@ def gw(start_gateway):
             "access_key_id": REAL[0], "secret_access_key": REAL[1], "session_token": REAL[2]}}},
         "clients": [{"name": "alice", "aws_credentials": [{"access_key_id": VIRTUAL[0], "secret_access_key": VIRTUAL[1]}],
                      "groups": ["research"]}],
+        "overrides": [{"match": {"provider": "bedrock", "model": "amazon.nova-premier*"}, "model": PROFILE}],
     })
     return gateway
 
@@ -147,3 +148,15 @@ with urllib.request.urlopen(req) as resp:
     assert not {h for h in seen.headers if h.startswith("x-aws-")}
     record = gw.last_audit()
     assert (record["auth"], record["status"], record["upstream_key"][:7]) == ("anonymous", 200, "sha256:")
+
+
+def test_an_overridden_request_is_re_signed(g):
+    """The model changed in the path after the caller signed: the new signature covers the new path."""
+    result = g.run(client(extra="""r = client.converse(modelId="amazon.nova-premier-v1:0", messages=[{"role": "user", "content": [{"text": "hi"}]}])
+report(out=r["stopReason"])"""))
+    assert result == {"out": "end_turn"}
+    seen = g.fakes["bedrock"].received[-1]
+    assert seen.path == "/model/" + PROFILE.replace(":", "%3A").replace("/", "%2F") + "/converse"
+    assert botocore_accepts(seen, *REAL)
+    record = g.last_audit()
+    assert (record["requested_model"], record["model"], record["auth"]) == ("amazon.nova-premier-v1:0", PROFILE, "sigv4")

@@ -801,3 +801,26 @@ def test_property_parse_authorization_raises_only_signature_errors(value: str) -
         assert e.code == BAD_SIGNATURE
     else:
         assert len(auth.signature) == 64
+
+
+def test_default_credential_chain(monkeypatch) -> None:
+    """`credentials: default` is botocore's chain: here, the environment."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIACHAIN0000000000")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "chain-secret")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "chain-token")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    frozen = sigv4.credential_source("default")()
+    assert (frozen.access_key, frozen.secret_key, frozen.token) == ("AKIACHAIN0000000000", "chain-secret", "chain-token")
+
+
+def test_default_credential_chain_that_finds_nothing_is_a_start_up_error(monkeypatch) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", raising=False)
+    with pytest.raises(ValueError, match="found no credentials"):
+        sigv4.credential_source("default")
