@@ -7,9 +7,11 @@ query any mutable mapping of parameter names to values.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from ..call import Classification, Usage
 from ..streams import SSEFramer, parse_sse_block, split_events
@@ -222,10 +224,18 @@ class Provider:
     # Where a call routed here goes when no upstream is configured (None: it must be).
     default_host: ClassVar[str | None] = None
 
+    # Where the native format names the model in the path (a `model` group), if it does.
+    model_in_path: ClassVar[re.Pattern[str] | None] = None
+
     def path_with_model(self, path: str, model: str) -> str | None:
-        """The path calling another model, for providers whose native format names the model in
-        the path; None where it is named in the body."""
-        return None
+        """The path calling another model; None where the model is named in the body."""
+        raw, _, query = path.partition("?")
+        m = self.model_in_path.match(raw) if self.model_in_path else None
+        if m is None:
+            return None
+        # One path segment, ":" and "/" percent-encoded, as botocore and the Gemini SDKs send it.
+        rewritten = f"{raw[: m.start('model')]}{quote(model, safe='-_.~')}{raw[m.end('model') :]}"
+        return f"{rewritten}?{query}" if query else rewritten
 
     def classify(self, method: str, path: str, body: bytes | None) -> Classification:
         raise NotImplementedError

@@ -6,7 +6,7 @@ import base64
 import json
 import re
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 from ..call import Classification, RequestFacts, Usage
 from ..streams import EventStreamFramer
@@ -69,16 +69,8 @@ class Bedrock(Provider):
     side_header = "X-AWS-Bearer-Token"
     key_positions = ("authorization",)
     positions = ("authorization", "x-amz-security-token")
+    model_in_path = _MODEL_CALL
     key_header = "authorization"
-
-    def path_with_model(self, path: str, model: str) -> str | None:
-        raw, _, query = path.partition("?")
-        m = _MODEL_CALL.match(raw)
-        if not m:
-            return None
-        # As botocore sends a model id: one path segment, ":" and "/" percent-encoded.
-        rewritten = f"/model/{quote(model, safe='-_.~')}/{m['op']}"
-        return f"{rewritten}?{query}" if query else rewritten
 
     def classify(self, method: str, path: str, body: bytes | None) -> Classification:
         if path.startswith("/openai/"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
 
 from ..call import Classification, RequestFacts, Usage
 from ..streams import JSONArrayFramer, SSEFramer
@@ -46,16 +45,9 @@ class Gemini(Provider):
     host_pattern = r"^generativelanguage\.googleapis\.com:443$"
     side_header = "X-Gemini-Key"
     key_positions = positions = ("x-goog-api-key", "authorization", "query:key")
+    model_in_path = _MODEL_CALL
     key_header = "x-goog-api-key"
     default_host = "generativelanguage.googleapis.com"
-
-    def path_with_model(self, path: str, model: str) -> str | None:
-        raw, _, query = path.partition("?")
-        m = _MODEL_CALL.match(raw)
-        if not m:
-            return None
-        rewritten = f"{raw[: m.start('model')]}{quote(model, safe='-_.~')}{raw[m.end('model') :]}"
-        return f"{rewritten}?{query}" if query else rewritten
 
     def classify(self, method: str, path: str, body: bytes | None) -> Classification:
         if m := _OPENAI_COMPAT.match(path):
