@@ -35,6 +35,10 @@ def bedrock_answers(received):
         return Reply(200, chunks=streams.bedrock_converse(), headers=EVENTSTREAM)
     if path.endswith("/invoke-with-response-stream"):
         return Reply(200, chunks=streams.bedrock_invoke(), headers=EVENTSTREAM)
+    if path.endswith("/count-tokens"):
+        return Reply(200, {"inputTokens": 42})
+    if path.endswith("/apply"):
+        return Reply(200, {"usage": {"topicPolicyUnits": 1}, "action": "NONE", "outputs": [], "assessments": []})
     return provider_answers(received)
 
 
@@ -160,3 +164,19 @@ report(out=r["stopReason"])"""))
     assert botocore_accepts(seen, *REAL)
     record = g.last_audit()
     assert (record["requested_model"], record["model"], record["auth"]) == ("amazon.nova-premier-v1:0", PROFILE, "sigv4")
+
+
+def test_count_tokens_and_guardrail_apply_are_verified_and_re_signed(g):
+    result = g.run(client(extra="""
+n = client.count_tokens(modelId="anthropic.claude-3-haiku-20240307-v1:0",
+    input={"converse": {"messages": [{"role": "user", "content": [{"text": "hi"}]}]}})["inputTokens"]
+a = client.apply_guardrail(guardrailIdentifier="gr1", guardrailVersion="1", source="INPUT",
+    content=[{"text": {"text": "hi"}}])["action"]
+report(out=[n, a])"""))
+    assert result == {"out": [42, "NONE"]}, str(result)
+    count, apply = g.fakes["bedrock"].received[-2:]
+    assert count.path.endswith("/count-tokens") and apply.path == "/guardrail/gr1/version/1/apply"
+    assert botocore_accepts(count, *REAL) and botocore_accepts(apply, *REAL)
+    records = g.wait_audit(2)[-2:]
+    assert [(r["endpoint"], r["auth"], r["input_tokens"]) for r in records] == [
+        ("count-tokens", "sigv4", 42), ("apply-guardrail", "sigv4", None)]
