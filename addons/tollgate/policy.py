@@ -20,6 +20,9 @@ from regopy import Interpreter, LogLevel, RegoError
 # `object.get`, not `data.tollgate.deny` itself: regopy aborts the whole process when a queried
 # binding is undefined (a policy with no deny rule), and no deny rule means no reason to deny.
 QUERY = 'deny := object.get(data, ["tollgate", "deny"], set())'
+CACHE_SIZE = 4096
+# Built-ins whose answer is not a function of the input: time, HTTP, randomness, UUIDs, DNS, runtime.
+_IMPURE = re.compile(r"\b(?:time|http|rand|uuid|net|opa)\.[a-z_]+\s*\(")
 _PACKAGE = re.compile(r"^\s*package\s+tollgate\s*(?:#.*)?$", re.MULTILINE)
 _DENY_RULE = re.compile(r"^\s*(?:default\s+)?deny\b", re.MULTILINE)
 POLICY_ERROR = "policy error"
@@ -68,8 +71,25 @@ class Policy:
                 " (package tollgate; deny contains reason if { … })"
             )
         self._runner = quiet(Interpreter())
+        # A policy is a function of its input unless it asks the clock, the network or chance:
+        # then equal inputs get equal decisions, and a repeated input is not evaluated again.
+        self._cache: dict[str, Decision] | None = (
+            None if any(_IMPURE.search(s) for s in sources.values()) else {}
+        )
 
     def decide(self, document: dict[str, Any]) -> Decision:
+        if self._cache is None:
+            return self._evaluate(document)
+        key = json.dumps(document, separators=(",", ":"))
+        decision = self._cache.get(key)
+        if decision is None:
+            decision = self._evaluate(document)
+            if len(self._cache) >= CACHE_SIZE:
+                self._cache.clear()
+            self._cache[key] = decision
+        return decision
+
+    def _evaluate(self, document: dict[str, Any]) -> Decision:
         try:
             self._runner.set_input(document)
             # Keep `output` referenced while its binding is read: regopy crashes the process when

@@ -1074,3 +1074,31 @@ def test_cli_undefined_deny_does_not_abort(tmp_path: Path) -> None:
     )
     # It aborted (SIGABRT, exit -6) when data.tollgate.deny was undefined.
     assert done.returncode in (0, 1, 2), f"exit {done.returncode}: {done.stderr[-500:]}"
+
+
+def test_equal_inputs_are_decided_once(tmp_path: Path) -> None:
+    from tollgate.policy import Policy
+
+    path = tmp_path / "p.rego"
+    path.write_text('package tollgate\nimport rego.v1\ndeny contains "big" if input.request.max_tokens > 10\n')
+    policy = Policy([path])
+    calls = []
+    evaluate = policy._evaluate
+    policy._evaluate = lambda doc: calls.append(doc) or evaluate(doc)  # count evaluations
+    big, small = {"request": {"max_tokens": 11}}, {"request": {"max_tokens": 1}}
+    assert [policy.decide(d).deny_reasons for d in (big, small, big, small)] == [("big",), (), ("big",), ()]
+    assert calls == [big, small]
+
+
+def test_a_policy_that_reads_the_clock_is_evaluated_every_time(tmp_path: Path) -> None:
+    from tollgate.policy import Policy
+
+    path = tmp_path / "p.rego"
+    path.write_text('package tollgate\nimport rego.v1\ndeny contains "late" if time.now_ns() < 0\n')
+    policy = Policy([path])
+    calls = []
+    evaluate = policy._evaluate
+    policy._evaluate = lambda doc: calls.append(doc) or evaluate(doc)
+    for _ in range(3):
+        assert policy.decide({}).allowed
+    assert len(calls) == 3

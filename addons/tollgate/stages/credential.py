@@ -24,6 +24,7 @@ AWS_SIGNING_SIDE_HEADERS = ("X-AWS-Access-Key", "X-AWS-Secret-Key", "X-AWS-Sessi
 # Every side header is removed from every call, whichever provider it names: a key sent to the
 # wrong provider must not travel on, nor stay in a saved flow.
 SIDE_HEADERS = (*(p.side_header for p in PROVIDERS.values()), *AWS_SIGNING_SIDE_HEADERS)
+_SIDE_HEADER_NAMES = frozenset(h.lower().encode() for h in SIDE_HEADERS)
 # What a request re-signed for Bedrock must not carry on: the caller's credential and signature.
 _UNSIGNABLE = frozenset(h.encode() for h in (*PROVIDERS["bedrock"].positions, *sigv4.SIGNATURE_HEADERS))
 
@@ -40,8 +41,9 @@ class Credential(CallStage):
         aws, region = (self._aws_side_headers(headers) if call.provider == "bedrock" else (None, None))
         if key is not None:
             aws = None  # a bearer token wins over keys to sign with, as in the seed proxy
-        for name in SIDE_HEADERS:
-            headers.pop(name, None)
+        if not _SIDE_HEADER_NAMES.isdisjoint(name.lower() for name, _ in headers.fields):
+            for name in SIDE_HEADERS:
+                headers.pop(name, None)
         if key is None and aws is None:
             pool = self.shared.pools[call.provider]
             key = pool.take()
