@@ -100,6 +100,7 @@ from stream import (  # noqa: E402
     fmt,
     free_port,
     loadavg,
+    now_ns,
     percentile,
     table,
 )
@@ -155,10 +156,6 @@ calo_main.start_server()
 
 # Environment variables that would send the peers' traffic elsewhere.
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
-
-
-def now_ns() -> int:
-    return time.perf_counter_ns()
 
 
 def say(message: str) -> None:
@@ -219,68 +216,6 @@ class ChatFake(FakeUpstream):
             }, separators=(",", ":")).encode()
             self._payloads[model] = payload
         return payload
-
-    def _read_request(self, tls: ssl.SSLSocket, buffer: bytearray) -> tuple[str, str, dict, bytes] | None:
-        """As FakeUpstream's, plus chunked request bodies (httpx sends one for a streamed request body,
-        as gemini-calo forwards it)."""
-        deadline = time.monotonic() + self.IDLE_TIMEOUT
-        while b"\r\n\r\n" not in buffer:
-            if self._stop.is_set() or time.monotonic() > deadline or len(buffer) > 1 * MiB:
-                return None
-            tls.settimeout(0.2)
-            try:
-                data = tls.recv(65536)
-            except TimeoutError:
-                continue
-            if not data:
-                return None
-            buffer += data
-        end = buffer.index(b"\r\n\r\n")
-        head = bytes(buffer[:end]).decode("latin-1").split("\r\n")
-        del buffer[: end + 4]
-        method, path, _ = head[0].split(" ", 2)
-        headers = {}
-        for line in head[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        tls.settimeout(10)
-
-        def fill() -> None:
-            data = tls.recv(65536)
-            if not data:
-                raise ConnectionError("closed in the request body")
-            buffer.extend(data)
-
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            body = bytearray()
-            while True:
-                while b"\r\n" not in buffer:
-                    fill()
-                i = buffer.index(b"\r\n")
-                size = int(bytes(buffer[:i]).split(b";")[0].strip() or b"0", 16)
-                del buffer[: i + 2]
-                if size == 0:
-                    while True:  # trailers, up to the empty line
-                        while b"\r\n" not in buffer:
-                            fill()
-                        i = buffer.index(b"\r\n")
-                        del buffer[: i + 2]
-                        if i == 0:
-                            break
-                    break
-                while len(buffer) < size + 2:
-                    fill()
-                body += buffer[:size]
-                del buffer[: size + 2]
-                if len(body) > 16 * MiB:
-                    raise ValueError("request body too large")
-            return method, path, headers, bytes(body)
-        length = int(headers.get("content-length") or 0)
-        while len(buffer) < length:
-            fill()
-        body = bytes(buffer[:length])
-        del buffer[:length]
-        return method, path, headers, body
 
     def _answer(self, tls: ssl.SSLSocket, method: str, path: str, headers: dict, body: bytes) -> None:
         model = "?"

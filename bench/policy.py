@@ -52,6 +52,8 @@ for _p in (ROOT, ROOT / "addons"):
 from tollgate.call import Call, Classification, RequestFacts  # noqa: E402
 from tollgate.policy import POLICY_ERROR, Policy, policy_input  # noqa: E402
 
+from bench.stream import loadavg, percentile, table  # noqa: E402
+
 EXAMPLES = ROOT / "docs" / "examples" / "policies"
 TARGET_P50_US = 500.0  # the issue's target: p50 <= 0.5 ms per decision, for the example policies
 TRIVIAL_REGO = "# Baseline: never denies.\npackage tollgate\n\nimport rego.v1\n\ndeny := set()\n"
@@ -245,32 +247,14 @@ def measure_block(subject: Subject, calls: list[Call]) -> None:
             subject.errors += 1
 
 
-def percentile(values: list[int], q: float) -> float:
-    """Nearest-rank percentile."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
 
 
 # --------------------------------------------------------------------------------------------------
 # Report
 
 
-def table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
-    lines.append("  ".join("-" * w for w in widths))
-    for row in rows:
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
-    return "\n".join(lines)
 
 
-def loadavg() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "?"
 
 
 def main() -> int:

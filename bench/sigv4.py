@@ -64,13 +64,14 @@ from botocore.config import Config as BotocoreConfig  # noqa: E402
 from botocore.credentials import ReadOnlyCredentials  # noqa: E402
 from mitmproxy import http  # noqa: E402
 from mitmproxy.test import tflow  # noqa: E402
-
 from tollgate import sigv4  # noqa: E402
 from tollgate.call import Call  # noqa: E402
 from tollgate.config import parse_config  # noqa: E402
 from tollgate.stages.credential import Credential  # noqa: E402
 from tollgate.stages.identify import Identify  # noqa: E402
 from tollgate.stages.shared import Shared  # noqa: E402
+
+from bench.stream import loadavg, percentile, table  # noqa: E402
 
 TARGET_P50_US = 300.0  # the issue's target: verify + re-sign p50 <= 300 µs per request
 REGION = "us-east-1"
@@ -371,28 +372,10 @@ def run_row(row: Row, args: argparse.Namespace, maker: Maker, shared: Shared, se
 # Report
 
 
-def percentile(values: list[int], q: float) -> float:
-    """Nearest-rank percentile."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
 
 
-def table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
-    lines.append("  ".join("-" * w for w in widths))
-    for row in rows:
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
-    return "\n".join(lines)
 
 
-def loadavg() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "?"
 
 
 def _us(ns: float) -> str:
@@ -480,7 +463,7 @@ def run(args: argparse.Namespace) -> int:
           f"the Authorization header, reading and editing the flow's headers): {glue}")
     print("identify p50 / credential p50: the verify+re-sign time split at the stage boundary "
           "(_verified_aws_key | aws_credentials() + _sign)")
-    print(f"request generation (botocore client calls, untimed): "
+    print("request generation (botocore client calls, untimed): "
           + ", ".join(f"{r.label} {r.make_s:.1f} s" for r in rows))
     failures = sum(r.verify_failures for r in rows)
     checked, bad = sum(r.resign_checked for r in rows), sum(r.resign_failures for r in rows)

@@ -198,6 +198,31 @@ class Scenario:
 # Fake upstream: TLS, HTTP/1.1, one thread per connection
 
 
+def read_chunked_body(buffer: bytearray, fill) -> bytes:
+    """A chunked request body from `buffer`, calling `fill()` for more bytes; trailers are skipped."""
+    body = bytearray()
+    while True:
+        while b"\r\n" not in buffer:
+            fill()
+        i = buffer.index(b"\r\n")
+        size = int(bytes(buffer[:i]).split(b";")[0].strip() or b"0", 16)
+        del buffer[: i + 2]
+        if size == 0:
+            while True:  # trailers, up to the empty line
+                while b"\r\n" not in buffer:
+                    fill()
+                i = buffer.index(b"\r\n")
+                del buffer[: i + 2]
+                if i == 0:
+                    return bytes(body)
+        while len(buffer) < size + 2:
+            fill()
+        body += buffer[:size]
+        del buffer[: size + 2]
+        if len(body) > 16 * MiB:
+            raise ConnectionError("request body too large")
+
+
 class FakeUpstream:
     IDLE_TIMEOUT = 60.0
     MAX_REQUESTS_PER_CONNECTION = 1000
@@ -285,13 +310,23 @@ class FakeUpstream:
         for line in head[1:]:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
-        length = int(headers.get("content-length") or 0)
         tls.settimeout(10)
-        while len(buffer) < length:
+
+        def fill() -> None:
             data = tls.recv(65536)
             if not data:
-                return None
-            buffer += data
+                raise ConnectionError("closed in the request body")
+            buffer.extend(data)
+
+        try:
+            if "chunked" in headers.get("transfer-encoding", "").lower():
+                # httpx sends one for a streamed request body (gemini-calo forwards requests so).
+                return method, path, headers, read_chunked_body(buffer, fill)
+            length = int(headers.get("content-length") or 0)
+            while len(buffer) < length:
+                fill()
+        except ConnectionError:
+            return None
         body = bytes(buffer[:length])
         del buffer[:length]
         return method, path, headers, body
