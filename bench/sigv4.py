@@ -20,7 +20,7 @@ credentials carry a session token (so X-Amz-Security-Token is signed), half do n
 
 Timed per request, each with one `time.perf_counter_ns()` either side:
 
-  verify          `tollgate.sigv4.verify(...)` alone, on the header list identify builds;
+  verify          `tollgate.sigv4.verify_request(...)` alone, on the header list identify builds;
   sign            `tollgate.sigv4.sign(...)` alone (botocore's SigV4Auth), with real static
                   credentials (with a session token), on the headers credential._sign picks;
   verify+re-sign  what Tollgate runs per Bedrock request: `Identify._verified_aws_key(flow, call)`
@@ -271,7 +271,7 @@ class Row:
 
 
 def measure_verify(row: Row, wires: list[Wire], secrets: dict[str, str], keep: bool) -> None:
-    clock, verify, out = time.perf_counter_ns, sigv4.verify, row.verify_ns
+    clock, verify, out = time.perf_counter_ns, sigv4.verify_request, row.verify_ns
     for w in wires:
         t0 = clock()
         try:
@@ -323,9 +323,9 @@ def check_resigned(row: Row, flow: http.HTTPFlow) -> None:
     row.resign_checked += 1
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in flow.request.headers.fields]
     try:
-        auth = sigv4.verify(method=flow.request.method, raw_path=flow.request.path, headers=headers,
+        auth = sigv4.verify_request(method=flow.request.method, raw_path=flow.request.path, headers=headers,
                             body=flow.request.raw_content or b"", secrets={REAL[0]: REAL[1]}, service="bedrock",
-                            region=REGION)
+                            region=REGION).authorization
         ok = auth.access_key_id == REAL[0] and flow.request.headers.get("x-amz-security-token") == REAL[2]
     except sigv4.SignatureError:
         ok = False

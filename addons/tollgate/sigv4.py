@@ -132,11 +132,6 @@ class Verified:
     payload_hash: str | None  # SHA-256 of the body as it arrived, when signed (re-signing reuses it)
 
 
-def verify(**request: object) -> Authorization:
-    """`verify_request`, for callers that need only the authorization."""
-    return verify_request(**request).authorization  # type: ignore[arg-type]
-
-
 def verify_request(
     *,
     method: str,

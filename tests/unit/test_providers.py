@@ -45,6 +45,11 @@ BEDROCK = PROVIDERS["bedrock"]
 REASONS = (UNAUTHENTICATED, POLICY_DENIED, NO_UPSTREAM_CREDENTIAL, MISCONFIGURED, UPSTREAM_UNREACHABLE, UPSTREAM_TIMEOUT)
 
 
+def bedrock_model(raw_path: str) -> str | None:
+    """The model Bedrock's classification reads from a raw path (the query is not part of it)."""
+    return PROVIDERS["bedrock"].classify("POST", raw_path.split("?", 1)[0], None).model
+
+
 def j(obj: Any) -> bytes:
     return json.dumps(obj).encode()
 
@@ -619,8 +624,8 @@ def test_bedrock_model_from_raw_path(segment: str, model: str, op: str) -> None:
     assert c.model == model
     assert c.wire_format is None
     assert c.facts.stream is (op in STREAMING_OPS)
-    assert bedrock_mod.model_id_of(path) == model
-    assert bedrock_mod.model_id_of(path + "?x=1") == model
+    assert bedrock_model(path) == model
+    assert bedrock_model(path + "?x=1") == model
 
 
 @pytest.mark.parametrize(
@@ -635,7 +640,7 @@ def test_bedrock_model_from_raw_path(segment: str, model: str, op: str) -> None:
     ],
 )
 def test_bedrock_model_id_of_non_model_calls(path: str) -> None:
-    assert bedrock_mod.model_id_of(path) is None
+    assert bedrock_model(path) is None
     assert BEDROCK.classify("POST", path, None).model is None
 
 
@@ -1594,7 +1599,7 @@ def test_parse_json_never_raises(body: bytes) -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=80))
 def test_bedrock_model_id_of_never_raises(path: str) -> None:
-    result = bedrock_mod.model_id_of(path)
+    result = bedrock_model(path)
     assert result is None or isinstance(result, str)
 
 
@@ -1604,5 +1609,5 @@ def test_bedrock_model_id_round_trips_through_percent_encoding(model: str) -> No
     from urllib.parse import quote
 
     path = f"/model/{quote(model, safe='')}/converse"
-    assert bedrock_mod.model_id_of(path) == model
+    assert bedrock_model(path) == model
     assert BEDROCK.classify("POST", path, None).model == model

@@ -70,6 +70,11 @@ class Vector:
         return next((v for n, v in self.headers if n.lower() == name), None)
 
 
+def verify(**request):
+    """The verified authorization (what most tests look at)."""
+    return sigv4.verify_request(**request).authorization
+
+
 def _read(base: Path, suffix: str) -> str:
     return base.with_name(base.name + suffix).read_text(encoding="utf-8")
 
@@ -132,7 +137,7 @@ def check(v: Vector, headers: list[tuple[str, str]] | None = None, **overrides) 
         "now": DATE,
     }
     arguments.update(overrides)
-    return sigv4.verify(**arguments)
+    return verify(**arguments)
 
 
 def refused(code: str, v: Vector, headers: list[tuple[str, str]] | None = None, **overrides) -> SignatureError:
@@ -473,7 +478,7 @@ def test_sign_then_verify(v: Vector) -> None:
 )
 def test_sign_normalizes_paths_that_verify_does_not(path: str) -> None:
     arriving, _ = bedrock_call(path=path)
-    sigv4.verify(**arriving)
+    verify(**arriving)
 
 
 @pytest.mark.parametrize(
@@ -495,7 +500,7 @@ def test_sign_then_verify_query_encodings(query: str) -> None:
     """sign() canonicalizes the query as verify() (and AWS) do, however the caller encoded it.
     (Before: botocore took the URL's pairs as encoded, and all but `canonical` failed.)"""
     arriving, new = bedrock_call(path=f"/model/m/converse?{query}")
-    assert sigv4.verify(**arriving)
+    assert verify(**arriving)
     canonical = sigv4.canonical_query(query)
     twin, twin_new = bedrock_call(path=f"/model/m/converse?{canonical}")
     assert new["Authorization"] == twin_new["Authorization"]  # signed as its canonical form
@@ -552,7 +557,7 @@ def test_bedrock_arn_path_round_trip_with_session_token() -> None:
     arriving, new = bedrock_call()
     assert set(new) == {"Authorization", "X-Amz-Date", "X-Amz-Security-Token"}
     assert new["X-Amz-Security-Token"] == TOKEN
-    auth = sigv4.verify(**arriving)
+    auth = verify(**arriving)
     assert (auth.access_key_id, auth.region, auth.service, auth.date) == (BEDROCK_KEY, "us-east-1", "bedrock", "20150830")
     assert "x-amz-security-token" in auth.signed_headers and "host" in auth.signed_headers
     # The path is encoded once more for the canonical request, as botocore does for non-S3 services.
@@ -572,8 +577,8 @@ def test_bedrock_arn_path_round_trip_with_session_token() -> None:
 @pytest.mark.parametrize("token", [None, TOKEN])
 def test_bedrock_round_trip(path: str, token: str | None) -> None:
     arriving, _ = bedrock_call(path=path, token=token)
-    assert sigv4.verify(**arriving)
-    assert sigv4.verify(**{**arriving, "region": None})
+    assert verify(**arriving)
+    assert verify(**{**arriving, "region": None})
 
 
 @pytest.mark.parametrize(
@@ -590,7 +595,7 @@ def test_bedrock_round_trip(path: str, token: str | None) -> None:
 def test_bedrock_refuses_a_changed_call(change: dict) -> None:
     arriving, _ = bedrock_call()
     with pytest.raises(SignatureError) as caught:
-        sigv4.verify(**{**arriving, **change})
+        verify(**{**arriving, **change})
     assert caught.value.code == BAD_SIGNATURE
 
 
@@ -599,7 +604,7 @@ def test_bedrock_refuses_a_changed_token_or_host() -> None:
     for name, value in (("X-Amz-Security-Token", TOKEN + "x"), ("Host", "bedrock-runtime.us-west-2.amazonaws.com")):
         headers = [(n, value if n == name else v) for n, v in arriving["headers"]]
         with pytest.raises(SignatureError) as caught:
-            sigv4.verify(**{**arriving, "headers": headers})
+            verify(**{**arriving, "headers": headers})
         assert caught.value.code == BAD_SIGNATURE
 
 
@@ -607,13 +612,13 @@ def test_bedrock_scope_and_clock() -> None:
     arriving, _ = bedrock_call()
     for change in ({"service": "bedrock-runtime"}, {"region": "us-west-2"}, {"now": DATE + timedelta(minutes=6)}):
         with pytest.raises(SignatureError) as caught:
-            sigv4.verify(**{**arriving, **change})
+            verify(**{**arriving, **change})
         assert caught.value.code == BAD_SIGNATURE
     with pytest.raises(SignatureError) as caught:
-        sigv4.verify(**{**arriving, "secrets": {"TGBOB00000000000000": BEDROCK_SECRET}})
+        verify(**{**arriving, "secrets": {"TGBOB00000000000000": BEDROCK_SECRET}})
     assert caught.value.code == UNKNOWN_KEY
     arriving, _ = bedrock_call(region="eu-west-3", host="bedrock-runtime.eu-west-3.amazonaws.com")
-    assert sigv4.verify(**arriving).region == "eu-west-3"
+    assert verify(**arriving).region == "eu-west-3"
 
 
 @pytest.mark.parametrize(
@@ -734,7 +739,7 @@ def signed_calls(draw: st.DrawFn) -> dict:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(signed_calls())
 def test_property_sign_then_verify(call: dict) -> None:
-    auth = sigv4.verify(**call)
+    auth = verify(**call)
     assert auth.access_key_id == ACCESS_KEY
 
 
@@ -742,7 +747,7 @@ def test_property_sign_then_verify(call: dict) -> None:
 @given(signed_calls(), st.binary(min_size=1, max_size=8))
 def test_property_changed_body_is_refused(call: dict, extra: bytes) -> None:
     with pytest.raises(SignatureError) as caught:
-        sigv4.verify(**{**call, "body": call["body"] + extra})
+        verify(**{**call, "body": call["body"] + extra})
     assert caught.value.code == BAD_SIGNATURE
 
 

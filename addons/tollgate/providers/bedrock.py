@@ -57,10 +57,6 @@ def region_of(host: str) -> str | None:
     return m["region"] if m else None
 
 
-def model_id_of(raw_path: str) -> str | None:
-    """The model id of a `/model/{id}/…` path, percent-decoded once."""
-    m = _MODEL_CALL.match(raw_path.split("?", 1)[0])
-    return unquote(m["model"]) if m else None
 
 
 class Bedrock(Provider):
