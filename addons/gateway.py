@@ -2,4 +2,4 @@
 
 from tollgate.stages import chain
 
-addons = chain()
+addons = [chain()]

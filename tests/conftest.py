@@ -19,6 +19,7 @@ from tests.support.canned import provider_answers  # noqa: E402
 from tests.support.clients import run_client  # noqa: E402
 from tests.support.fake_upstream import FakeUpstream  # noqa: E402
 from tests.support.proxy import Mitmdump  # noqa: E402
+from tollgate.auditlog import BATCH_DELAY  # noqa: E402
 from tollgate.certs import ensure_bundle  # noqa: E402
 
 PROVIDERS = ("openai", "gemini", "anthropic", "bedrock")
@@ -57,10 +58,17 @@ class Gateway:
         self.audit_path = audit_path
         self.bundle = bundle
         self._before = 0
+        self._last_run_end = 0.0
 
     def run(self, code: str, env: dict[str, str] | None = None, timeout: float = 60) -> dict:
+        # The audit writer may hold the previous run's last record for up to BATCH_DELAY: count
+        # the records only once it has been written.
+        time.sleep(max(0.0, self._last_run_end + 2 * BATCH_DELAY - time.monotonic()))
         self._before = len(self.audit())
-        return run_client(code, self.proxy.proxy_url, self.bundle, env, timeout)
+        try:
+            return run_client(code, self.proxy.proxy_url, self.bundle, env, timeout)
+        finally:
+            self._last_run_end = time.monotonic()
 
     def audit(self) -> list[dict[str, Any]]:
         if not self.audit_path.exists():

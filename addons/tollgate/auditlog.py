@@ -6,11 +6,17 @@ from __future__ import annotations
 import queue
 import sys
 import threading
+import time
 from typing import IO, Any
 
 import structlog
 
 _CLOSE = object()
+
+# While calls keep coming, the writer wakes once per batch, not once per record: each wake-up costs
+# both threads a GIL hand-over (futex calls), which per record cost the proxy ~15 % of its
+# requests/s under load. A record that comes after a quiet spell is written at once.
+BATCH_DELAY = 0.05  # seconds between two writes, at most what a record waits for others to join it
 
 
 def _event_first(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
@@ -21,26 +27,48 @@ class AuditLog:
     def __init__(self, path: str) -> None:
         self.path = path
         self._file: IO[str] = sys.stdout if path == "-" else open(path, "a", encoding="utf-8")
-        self._logger = structlog.wrap_logger(
-            structlog.WriteLogger(self._file),
+        # ReturnLogger hands back the rendered line, so that a batch is written at once.
+        self._render = structlog.wrap_logger(
+            structlog.ReturnLogger(),
             processors=[_event_first, structlog.processors.JSONRenderer(sort_keys=False)],
-        )
+        ).bind()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._closed = threading.Event()
         self._writer = threading.Thread(target=self._write_all, name=f"tollgate-audit {path}", daemon=True)
         self._writer.start()
 
     def write(self, record: dict[str, Any]) -> None:
-        """Queue one record; it reaches the file moments later, in order."""
+        """Queue one record; it reaches the file at once or, while calls keep coming, within
+        `BATCH_DELAY`, in order."""
         self._queue.put(record)
 
     def _write_all(self) -> None:
-        while (record := self._queue.get()) is not _CLOSE:
-            fields = dict(record)
-            self._logger.msg(fields.pop("event"), **fields)  # WriteLogger flushes each line
+        last_write = 0.0
+        while True:
+            batch = [self._queue.get()]
+            pause = last_write + BATCH_DELAY - time.monotonic()
+            if pause > 0:
+                self._closed.wait(pause)  # a busy moment: let its records gather (not when closing)
+            try:
+                while True:
+                    batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                pass
+            lines = []
+            for record in batch:
+                if record is _CLOSE:
+                    break
+                fields = dict(record)
+                lines.append(self._render.msg(fields.pop("event"), **fields) + "\n")
+            self._file.write("".join(lines))
             self._file.flush()
+            last_write = time.monotonic()
+            if record is _CLOSE:
+                return
 
     def close(self) -> None:
         """Write what is queued, then close the file."""
+        self._closed.set()
         self._queue.put(_CLOSE)
         self._writer.join(timeout=10)
         if self._file is not sys.stdout:

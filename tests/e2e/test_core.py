@@ -64,6 +64,8 @@ def test_openai_chat_with_virtual_key(g):
     assert record["upstream"] == g.fakes["openai"].url
     assert record["upstream_key"].startswith("sha256:")
     assert record["ttfb_ms"] is not None and record["latency_ms"] >= record["ttfb_ms"]
+    # Every answer is streamed: mitmproxy's per-response notice of it is not repeated on the console.
+    assert "POST https://127.0.0.1" in g.proxy.console() and "Streaming response from" not in g.proxy.console()
 
 
 def test_openai_responses_and_embeddings(g):

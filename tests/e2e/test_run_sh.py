@@ -53,7 +53,11 @@ def test_run_sh_uses_tollgate_yaml_here_and_the_callers_options(tmp_path, upstre
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["usage"]["total_tokens"] == 28
         assert fake.received[-1].headers["authorization"] == "Bearer sk-real-run-sh"
-        record = json.loads((tmp_path / "audit.jsonl").read_text().splitlines()[-1])
+        audit = tmp_path / "audit.jsonl"
+        deadline = time.monotonic() + 10  # the audit writer writes in batches, moments later
+        while time.monotonic() < deadline and not (audit.exists() and audit.read_text()):
+            time.sleep(0.05)
+        record = json.loads(audit.read_text().splitlines()[-1])
         assert (record["client"], record["model"], record["total_tokens"]) == ("curl-user", "gpt-4o-mini", 28)
     finally:
         proxy.terminate()

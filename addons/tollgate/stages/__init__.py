@@ -1,6 +1,11 @@
-"""The mitmproxy addons, one per concern, in the order they run (see `chain`)."""
+"""The mitmproxy addon Tollgate is: one stage per concern, run in order (see `chain`)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from mitmproxy import addonmanager, hooks, log  # noqa: F401 - importing them declares their hooks
+from mitmproxy.proxy import layers, server_hooks  # noqa: F401 - likewise
 
 from .audit import Audit
 from .classify import Classify
@@ -16,10 +21,35 @@ from .stream_tap import StreamTap
 from .upstream_watch import UpstreamWatch
 
 
-def chain() -> list[object]:
-    """The addons mitmdump loads, sharing one `Shared` (the loaded configuration)."""
+class Gateway:
+    """The one addon mitmproxy sees: each hook runs through the stages that define it, in order.
+
+    Each stage is written as a mitmproxy addon, but mitmproxy dispatches every hook to every addon
+    through generic machinery (a walk of the addon tree, the argument list rebuilt per addon, an
+    awaitable check); for eleven addons that cost more per call than the stages' own work
+    (docs/performance.md). Here a hook is a loop over bound methods collected once.
+    A stage that raises stops the hook's later stages, as mitmproxy does for a script's addons."""
+
+    def __init__(self, stages: Sequence[object]) -> None:
+        self.stages = tuple(stages)
+        for name in hooks.all_hooks:
+            handlers = tuple(h for stage in self.stages if callable(h := getattr(stage, name, None)))
+            if handlers:
+                setattr(self, name, _in_order(handlers))
+
+
+def _in_order(handlers: tuple[Callable[..., object], ...]) -> Callable[..., None]:
+    def hook(*args: object) -> None:
+        for handler in handlers:
+            handler(*args)
+
+    return hook
+
+
+def chain() -> Gateway:
+    """Tollgate's stages, sharing one `Shared` (the loaded configuration), as one addon."""
     shared = Shared()
-    return [
+    return Gateway([
         Settings(shared),
         Classify(shared),
         Identify(shared),
@@ -31,4 +61,4 @@ def chain() -> list[object]:
         StreamTap(shared),
         Redact(shared),
         Audit(shared),
-    ]
+    ])

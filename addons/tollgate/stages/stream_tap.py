@@ -17,6 +17,8 @@ from .upstream_watch import CLIENT_DISCONNECTED
 
 logger = logging.getLogger(__name__)
 
+MITMPROXY_CONNECTION_LOGGER = "mitmproxy.proxy.server"  # where a connection's log lines come from
+
 
 class UsageTap:
     """mitmproxy's stream callable: returns every chunk as it came while a reader reads it.
@@ -60,11 +62,27 @@ class UsageTap:
             return held + chunk
 
 
+class _DropStreamingNotices(logging.Filter):
+    """mitmproxy logs "Streaming response from <host>." at info level for each streamed response.
+    Tollgate streams every response, so the line tells nothing, and it cost ~0.2 ms a call (three
+    log handlers, two cross-thread wake-ups of the event loop): measured in bench/overhead.py."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (type(record.msg) is str and record.msg.startswith("Streaming response from "))
+
+
 class StreamTap(CallStage):
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
         self._taps: WeakKeyDictionary[http.HTTPFlow, UsageTap] = WeakKeyDictionary()
         self._usage_asked: WeakSet[http.HTTPFlow] = WeakSet()
+        self._notices = _DropStreamingNotices()
+
+    def load(self, _loader: object) -> None:
+        logging.getLogger(MITMPROXY_CONNECTION_LOGGER).addFilter(self._notices)
+
+    def done(self) -> None:
+        logging.getLogger(MITMPROXY_CONNECTION_LOGGER).removeFilter(self._notices)
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         """`audit.stream_usage: inject`: ask an OpenAI chat stream for usage the client did not ask for."""
