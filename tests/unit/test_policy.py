@@ -83,8 +83,7 @@ def call_of(
 ) -> Call:
     """A Call classified by the provider module itself, from a real request path and body."""
     call = Call(provider=provider, host=HOSTS[provider], method=method, path=path)
-    raw = json.dumps(body).encode() if body is not None else None
-    call.classification = PROVIDERS[provider].classify(method, path, raw)
+    call.classification = PROVIDERS[provider].classify(method, path, body)
     call.client, call.groups, call.auth = client, tuple(groups), auth  # type: ignore[assignment]
     call.model = model
     return call

@@ -42,12 +42,17 @@ GEMINI = PROVIDERS["gemini"]
 ANTHROPIC = PROVIDERS["anthropic"]
 BEDROCK = PROVIDERS["bedrock"]
 
+
+def classify(provider: Any, method: str, path: str, body: bytes | None) -> Classification:
+    """A request as the Classify stage hands it over: its body parsed once."""
+    return provider.classify(method, path, parse_json(body))
+
 REASONS = (UNAUTHENTICATED, POLICY_DENIED, NO_UPSTREAM_CREDENTIAL, MISCONFIGURED, UPSTREAM_UNREACHABLE, UPSTREAM_TIMEOUT)
 
 
 def bedrock_model(raw_path: str) -> str | None:
     """The model Bedrock's classification reads from a raw path (the query is not part of it)."""
-    return PROVIDERS["bedrock"].classify("POST", raw_path.split("?", 1)[0], None).model
+    return classify(PROVIDERS["bedrock"], "POST", raw_path.split("?", 1)[0], None).model
 
 
 def j(obj: Any) -> bytes:
@@ -268,7 +273,7 @@ def test_openai_chat_completions_facts() -> None:
             "max_completion_tokens": 256,
         }
     )
-    c = OPENAI.classify("POST", "/v1/chat/completions", body)
+    c = classify(OPENAI, "POST", "/v1/chat/completions", body)
     assert c.endpoint == "chat.completions"
     assert c.model == "gpt-4o"
     assert c.wire_format == "openai"
@@ -276,7 +281,7 @@ def test_openai_chat_completions_facts() -> None:
 
 
 def test_openai_chat_completions_minimal() -> None:
-    c = OPENAI.classify("POST", "/v1/chat/completions", j({"model": "gpt-4o-mini", "messages": [{"role": "user"}]}))
+    c = classify(OPENAI, "POST", "/v1/chat/completions", j({"model": "gpt-4o-mini", "messages": [{"role": "user"}]}))
     assert c.model == "gpt-4o-mini"
     assert facts(c) == (1, False, False, False, None)
 
@@ -290,23 +295,23 @@ def test_openai_max_tokens_fallback_and_functions_and_developer_role() -> None:
             "max_tokens": 100,
         }
     )
-    c = OPENAI.classify("POST", "/v1/chat/completions", body)
+    c = classify(OPENAI, "POST", "/v1/chat/completions", body)
     assert facts(c) == (2, True, True, False, 100)
 
 
 def test_openai_max_completion_tokens_wins_over_max_tokens() -> None:
     body = j({"model": "m", "messages": [], "max_tokens": 100, "max_completion_tokens": 50})
-    assert OPENAI.classify("POST", "/v1/chat/completions", body).facts.max_tokens == 50
+    assert classify(OPENAI, "POST", "/v1/chat/completions", body).facts.max_tokens == 50
 
 
 def test_openai_empty_tools_is_no_tools() -> None:
-    c = OPENAI.classify("POST", "/v1/chat/completions", j({"model": "m", "messages": [], "tools": []}))
+    c = classify(OPENAI, "POST", "/v1/chat/completions", j({"model": "m", "messages": [], "tools": []}))
     assert c.facts.has_tools is False
 
 
 def test_openai_responses_string_input() -> None:
     body = j({"model": "gpt-4.1", "input": "hello", "instructions": "be brief", "max_output_tokens": 64})
-    c = OPENAI.classify("POST", "/v1/responses", body)
+    c = classify(OPENAI, "POST", "/v1/responses", body)
     assert c.endpoint == "responses"
     assert c.model == "gpt-4.1"
     assert facts(c) == (1, True, False, False, 64)
@@ -321,43 +326,43 @@ def test_openai_responses_list_input_with_system_message_and_tools() -> None:
             "stream": True,
         }
     )
-    c = OPENAI.classify("POST", "/v1/responses", body)
+    c = classify(OPENAI, "POST", "/v1/responses", body)
     assert facts(c) == (2, True, True, True, None)
 
 
 def test_openai_responses_without_system() -> None:
-    c = OPENAI.classify("POST", "/v1/responses", j({"model": "m", "input": [{"role": "user", "content": "y"}]}))
+    c = classify(OPENAI, "POST", "/v1/responses", j({"model": "m", "input": [{"role": "user", "content": "y"}]}))
     assert facts(c) == (1, False, False, False, None)
 
 
 def test_openai_embeddings() -> None:
-    c = OPENAI.classify("POST", "/v1/embeddings", j({"model": "text-embedding-3-small", "input": ["a", "b"]}))
+    c = classify(OPENAI, "POST", "/v1/embeddings", j({"model": "text-embedding-3-small", "input": ["a", "b"]}))
     assert c.endpoint == "embeddings"
     assert c.model == "text-embedding-3-small"
     assert facts(c) == (None, None, None, False, None)
 
 
 def test_openai_legacy_completions() -> None:
-    c = OPENAI.classify("POST", "/v1/completions", j({"model": "gpt-3.5-turbo-instruct", "prompt": "x", "max_tokens": 7}))
+    c = classify(OPENAI, "POST", "/v1/completions", j({"model": "gpt-3.5-turbo-instruct", "prompt": "x", "max_tokens": 7}))
     assert c.endpoint == "completions"
     assert facts(c) == (None, None, None, False, 7)
 
 
 def test_openai_get_has_no_body_facts() -> None:
-    c = OPENAI.classify("GET", "/v1/models", None)
+    c = classify(OPENAI, "GET", "/v1/models", None)
     assert (c.endpoint, c.model, c.wire_format) == ("models", None, "openai")
     assert facts(c) == NO_FACTS
     # A body on a GET is not read.
-    c = OPENAI.classify("GET", "/v1/models/gpt-4o", j({"model": "gpt-4o"}))
+    c = classify(OPENAI, "GET", "/v1/models/gpt-4o", j({"model": "gpt-4o"}))
     assert (c.endpoint, c.model) == ("models", None)
 
 
 def test_openai_query_is_ignored() -> None:
-    assert OPENAI.classify("POST", "/v1/chat/completions?foo=bar", None).endpoint == "chat.completions"
+    assert classify(OPENAI, "POST", "/v1/chat/completions?foo=bar", None).endpoint == "chat.completions"
 
 
 def test_openai_path_without_version_prefix() -> None:
-    assert OPENAI.classify("POST", "/chat/completions", None).endpoint == "chat.completions"
+    assert classify(OPENAI, "POST", "/chat/completions", None).endpoint == "chat.completions"
 
 
 @pytest.mark.parametrize(
@@ -369,7 +374,7 @@ def test_openai_path_without_version_prefix() -> None:
     ],
 )
 def test_openai_wrong_types_give_none(body: dict) -> None:
-    c = OPENAI.classify("POST", "/v1/chat/completions", j(body))
+    c = classify(OPENAI, "POST", "/v1/chat/completions", j(body))
     assert c.endpoint == "chat.completions"
     assert c.model is None
     assert c.facts.stream is False
@@ -394,7 +399,7 @@ GEMINI_VERSIONS = ("v1", "v1beta", "v1alpha")
     ],
 )
 def test_gemini_model_call(version: str, method: str, stream: bool) -> None:
-    c = GEMINI.classify("POST", f"/{version}/models/gemini-2.0-flash-001:{method}", j({}))
+    c = classify(GEMINI, "POST", f"/{version}/models/gemini-2.0-flash-001:{method}", j({}))
     assert c.endpoint == method
     assert c.model == "gemini-2.0-flash-001"
     assert c.wire_format is None
@@ -403,7 +408,7 @@ def test_gemini_model_call(version: str, method: str, stream: bool) -> None:
 
 @pytest.mark.parametrize("version", GEMINI_VERSIONS)
 def test_gemini_tuned_model(version: str) -> None:
-    c = GEMINI.classify("POST", f"/{version}/tunedModels/my-tuned-model-abc123:generateContent", j({"contents": []}))
+    c = classify(GEMINI, "POST", f"/{version}/tunedModels/my-tuned-model-abc123:generateContent", j({"contents": []}))
     assert c.endpoint == "generateContent"
     assert c.model == "my-tuned-model-abc123"
     assert c.facts.message_count == 0
@@ -411,7 +416,7 @@ def test_gemini_tuned_model(version: str) -> None:
 
 @pytest.mark.parametrize("version", GEMINI_VERSIONS)
 def test_gemini_models_get(version: str) -> None:
-    c = GEMINI.classify("GET", f"/{version}/models/gemini-1.5-pro-002", None)
+    c = classify(GEMINI, "GET", f"/{version}/models/gemini-1.5-pro-002", None)
     assert c.endpoint == "models.get"
     assert c.model == "gemini-1.5-pro-002"
     assert facts(c) == NO_FACTS
@@ -419,7 +424,7 @@ def test_gemini_models_get(version: str) -> None:
 
 @pytest.mark.parametrize("version", GEMINI_VERSIONS)
 def test_gemini_model_listing(version: str) -> None:
-    c = GEMINI.classify("GET", f"/{version}/models", None)
+    c = classify(GEMINI, "GET", f"/{version}/models", None)
     assert c.endpoint == "models"
     assert c.model is None
 
@@ -434,7 +439,7 @@ def test_gemini_model_listing(version: str) -> None:
     ],
 )
 def test_gemini_other_paths(path: str, endpoint: str | None) -> None:
-    c = GEMINI.classify("GET", path, None)
+    c = classify(GEMINI, "GET", path, None)
     assert c.endpoint == endpoint
     assert c.model is None
 
@@ -452,7 +457,7 @@ def test_gemini_generate_content_facts() -> None:
             "generationConfig": {"maxOutputTokens": 300, "temperature": 0.1},
         }
     )
-    c = GEMINI.classify("POST", "/v1beta/models/gemini-2.5-pro:generateContent", body)
+    c = classify(GEMINI, "POST", "/v1beta/models/gemini-2.5-pro:generateContent", body)
     assert facts(c) == (3, True, True, False, 300)
 
 
@@ -464,24 +469,24 @@ def test_gemini_snake_case_body() -> None:
             "generation_config": {"max_output_tokens": 12},
         }
     )
-    c = GEMINI.classify("POST", "/v1/models/gemini-2.0-flash:streamGenerateContent", body)
+    c = classify(GEMINI, "POST", "/v1/models/gemini-2.0-flash:streamGenerateContent", body)
     assert facts(c) == (1, True, False, True, 12)
 
 
 def test_gemini_minimal_body() -> None:
-    c = GEMINI.classify("POST", "/v1beta/models/gemini-2.0-flash:generateContent", j({"contents": [{"parts": []}]}))
+    c = classify(GEMINI, "POST", "/v1beta/models/gemini-2.0-flash:generateContent", j({"contents": [{"parts": []}]}))
     assert facts(c) == (1, False, False, False, None)
 
 
 def test_gemini_model_call_without_json_body_still_has_model_and_stream() -> None:
-    c = GEMINI.classify("POST", "/v1beta/models/gemini-2.0-flash:streamGenerateContent", b"\x00not json")
+    c = classify(GEMINI, "POST", "/v1beta/models/gemini-2.0-flash:streamGenerateContent", b"\x00not json")
     assert (c.endpoint, c.model) == ("streamGenerateContent", "gemini-2.0-flash")
     assert facts(c) == (None, None, None, True, None)
 
 
 def test_gemini_wrong_types_in_body() -> None:
     body = j({"contents": "x", "generationConfig": [1], "systemInstruction": "", "tools": 0})
-    c = GEMINI.classify("POST", "/v1beta/models/gemini-2.0-flash:generateContent", body)
+    c = classify(GEMINI, "POST", "/v1beta/models/gemini-2.0-flash:generateContent", body)
     assert facts(c) == (None, False, False, False, None)
 
 
@@ -495,7 +500,7 @@ def test_gemini_openai_compatible_chat(version: str) -> None:
             "max_tokens": 99,
         }
     )
-    c = GEMINI.classify("POST", f"/{version}/openai/chat/completions", body)
+    c = classify(GEMINI, "POST", f"/{version}/openai/chat/completions", body)
     assert c.endpoint == "chat.completions"
     assert c.model == "gemini-2.0-flash"
     assert c.wire_format == "openai"
@@ -503,9 +508,9 @@ def test_gemini_openai_compatible_chat(version: str) -> None:
 
 
 def test_gemini_openai_compatible_embeddings_and_models() -> None:
-    c = GEMINI.classify("POST", "/v1beta/openai/embeddings", j({"model": "text-embedding-004", "input": "x"}))
+    c = classify(GEMINI, "POST", "/v1beta/openai/embeddings", j({"model": "text-embedding-004", "input": "x"}))
     assert (c.endpoint, c.model, c.wire_format) == ("embeddings", "text-embedding-004", "openai")
-    c = GEMINI.classify("GET", "/v1beta/openai/models", None)
+    c = classify(GEMINI, "GET", "/v1beta/openai/models", None)
     assert (c.endpoint, c.model, c.wire_format) == ("models", None, "openai")
 
 
@@ -523,19 +528,19 @@ def test_anthropic_messages_facts() -> None:
             "max_tokens": 1024,
         }
     )
-    c = ANTHROPIC.classify("POST", "/v1/messages", body)
+    c = classify(ANTHROPIC, "POST", "/v1/messages", body)
     assert (c.endpoint, c.model, c.wire_format) == ("messages", "claude-sonnet-4-20250514", None)
     assert facts(c) == (2, True, True, True, 1024)
 
 
 def test_anthropic_messages_minimal() -> None:
-    c = ANTHROPIC.classify("POST", "/v1/messages", j({"model": "claude-3-5-haiku-latest", "messages": [{}], "max_tokens": 5}))
+    c = classify(ANTHROPIC, "POST", "/v1/messages", j({"model": "claude-3-5-haiku-latest", "messages": [{}], "max_tokens": 5}))
     assert facts(c) == (1, False, False, False, 5)
 
 
 def test_anthropic_system_as_blocks() -> None:
     body = j({"model": "m", "system": [{"type": "text", "text": "s"}], "messages": []})
-    assert ANTHROPIC.classify("POST", "/v1/messages", body).facts.has_system is True
+    assert classify(ANTHROPIC, "POST", "/v1/messages", body).facts.has_system is True
 
 
 @pytest.mark.parametrize(
@@ -551,25 +556,25 @@ def test_anthropic_system_as_blocks() -> None:
     ],
 )
 def test_anthropic_endpoints(method: str, path: str, endpoint: str) -> None:
-    assert ANTHROPIC.classify(method, path, None).endpoint == endpoint
+    assert classify(ANTHROPIC, method, path, None).endpoint == endpoint
 
 
 def test_anthropic_get_has_no_facts() -> None:
-    c = ANTHROPIC.classify("GET", "/v1/models", None)
+    c = classify(ANTHROPIC, "GET", "/v1/models", None)
     assert c.model is None
     assert facts(c) == NO_FACTS
 
 
 def test_anthropic_wrong_types() -> None:
     body = j({"model": 3, "messages": "x", "max_tokens": "lots", "stream": "true"})
-    c = ANTHROPIC.classify("POST", "/v1/messages", body)
+    c = classify(ANTHROPIC, "POST", "/v1/messages", body)
     assert c.model is None
     assert facts(c) == (None, False, False, False, None)
 
 
 def test_anthropic_openai_compatible_chat() -> None:
     body = j({"model": "claude-opus-4-1", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]})
-    c = ANTHROPIC.classify("POST", "/v1/chat/completions", body)
+    c = classify(ANTHROPIC, "POST", "/v1/chat/completions", body)
     assert (c.endpoint, c.model, c.wire_format) == ("chat.completions", "claude-opus-4-1", "openai")
     assert facts(c) == (2, True, False, False, None)
 
@@ -619,7 +624,7 @@ BEDROCK_MODELS = [
 @pytest.mark.parametrize(("segment", "model"), BEDROCK_MODELS)
 def test_bedrock_model_from_raw_path(segment: str, model: str, op: str) -> None:
     path = f"/model/{segment}/{op}"
-    c = BEDROCK.classify("POST", path, None)
+    c = classify(BEDROCK, "POST", path, None)
     assert c.endpoint == op
     assert c.model == model
     assert c.wire_format is None
@@ -641,7 +646,7 @@ def test_bedrock_model_from_raw_path(segment: str, model: str, op: str) -> None:
 )
 def test_bedrock_model_id_of_non_model_calls(path: str) -> None:
     assert bedrock_model(path) is None
-    assert BEDROCK.classify("POST", path, None).model is None
+    assert classify(BEDROCK, "POST", path, None).model is None
 
 
 @pytest.mark.parametrize(
@@ -654,7 +659,7 @@ def test_bedrock_model_id_of_non_model_calls(path: str) -> None:
     ],
 )
 def test_bedrock_other_endpoints(path: str, endpoint: str | None) -> None:
-    assert BEDROCK.classify("GET", path, None).endpoint == endpoint
+    assert classify(BEDROCK, "GET", path, None).endpoint == endpoint
 
 
 @pytest.mark.parametrize(
@@ -667,7 +672,7 @@ def test_bedrock_other_endpoints(path: str, endpoint: str | None) -> None:
 )
 def test_bedrock_guardrail_apply(path: str) -> None:
     body = j({"source": "INPUT", "content": [{"text": {"text": "x"}}]})
-    c = BEDROCK.classify("POST", path, body)
+    c = classify(BEDROCK, "POST", path, body)
     assert c.endpoint == "apply-guardrail"
     assert c.model is None
     assert facts(c) == NO_FACTS
@@ -683,7 +688,7 @@ def test_bedrock_openai_chat_completions() -> None:
             "stream": True,
         }
     )
-    c = BEDROCK.classify("POST", "/openai/v1/chat/completions", body)
+    c = classify(BEDROCK, "POST", "/openai/v1/chat/completions", body)
     assert (c.endpoint, c.model, c.wire_format) == ("chat.completions", "openai.gpt-oss-120b-1:0", "openai")
     assert facts(c) == (2, True, True, True, 64)
 
@@ -697,15 +702,15 @@ def test_bedrock_converse_facts() -> None:
             "inferenceConfig": {"maxTokens": 256, "temperature": 0.5},
         }
     )
-    c = BEDROCK.classify("POST", "/model/amazon.nova-pro-v1%3A0/converse", body)
+    c = classify(BEDROCK, "POST", "/model/amazon.nova-pro-v1%3A0/converse", body)
     assert facts(c) == (3, True, True, False, 256)
-    c = BEDROCK.classify("POST", "/model/amazon.nova-pro-v1%3A0/converse-stream", body)
+    c = classify(BEDROCK, "POST", "/model/amazon.nova-pro-v1%3A0/converse-stream", body)
     assert facts(c) == (3, True, True, True, 256)
 
 
 def test_bedrock_converse_minimal() -> None:
     body = j({"messages": [{"role": "user", "content": [{"text": "a"}]}]})
-    c = BEDROCK.classify("POST", "/model/amazon.nova-pro-v1%3A0/converse", body)
+    c = classify(BEDROCK, "POST", "/model/amazon.nova-pro-v1%3A0/converse", body)
     assert facts(c) == (1, False, False, False, None)
 
 
@@ -719,9 +724,9 @@ def test_bedrock_invoke_claude_body() -> None:
             "tools": [{"name": "t"}],
         }
     )
-    c = BEDROCK.classify("POST", "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke", body)
+    c = classify(BEDROCK, "POST", "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke", body)
     assert facts(c) == (2, True, True, False, 512)
-    c = BEDROCK.classify("POST", "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke-with-response-stream", body)
+    c = classify(BEDROCK, "POST", "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke-with-response-stream", body)
     assert facts(c) == (2, True, True, True, 512)
 
 
@@ -750,7 +755,7 @@ def test_bedrock_invoke_claude_body() -> None:
     ],
 )
 def test_bedrock_invoke_model_families(body: dict, expected: tuple) -> None:
-    c = BEDROCK.classify("POST", "/model/some.model-v1%3A0/invoke", j(body))
+    c = classify(BEDROCK, "POST", "/model/some.model-v1%3A0/invoke", j(body))
     assert facts(c) == expected
 
 
@@ -765,14 +770,14 @@ def test_bedrock_count_tokens_converse_input() -> None:
             }
         }
     )
-    c = BEDROCK.classify("POST", "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/count-tokens", body)
+    c = classify(BEDROCK, "POST", "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/count-tokens", body)
     assert c.endpoint == "count-tokens"
     assert c.model == "anthropic.claude-3-5-haiku-20241022-v1:0"
     assert facts(c) == (1, True, False, False, None)
 
 
 def test_bedrock_count_tokens_empty_input() -> None:
-    c = BEDROCK.classify("POST", "/model/x/count-tokens", j({"input": {}}))
+    c = classify(BEDROCK, "POST", "/model/x/count-tokens", j({"input": {}}))
     assert facts(c) == (None, False, False, False, None)
 
 
@@ -786,28 +791,28 @@ _CLAUDE_INVOKE = {
 
 def test_bedrock_count_tokens_invoke_input_as_json_text() -> None:
     body = j({"input": {"invokeModel": {"body": json.dumps(_CLAUDE_INVOKE)}}})
-    c = BEDROCK.classify("POST", "/model/x/count-tokens", body)
+    c = classify(BEDROCK, "POST", "/model/x/count-tokens", body)
     assert facts(c) == (1, True, False, False, 10)
 
 
 def test_bedrock_count_tokens_invoke_input_as_botocore_sends_it() -> None:
     encoded = base64.b64encode(json.dumps(_CLAUDE_INVOKE).encode()).decode()
     body = j({"input": {"invokeModel": {"body": encoded}}})
-    c = BEDROCK.classify("POST", "/model/x/count-tokens", body)
+    c = classify(BEDROCK, "POST", "/model/x/count-tokens", body)
     assert facts(c) == (1, True, False, False, 10)
 
 
 @pytest.mark.parametrize("op", BEDROCK_OPS)
 @pytest.mark.parametrize("body", [None, b"", b"not json", b"[1,2]", b'{"messages": [', b"\xff\xfe"])
 def test_bedrock_bad_bodies_keep_model_and_stream(op: str, body: bytes | None) -> None:
-    c = BEDROCK.classify("POST", f"/model/amazon.nova-lite-v1%3A0/{op}", body)
+    c = classify(BEDROCK, "POST", f"/model/amazon.nova-lite-v1%3A0/{op}", body)
     assert (c.endpoint, c.model) == (op, "amazon.nova-lite-v1:0")
     assert facts(c) == (None, None, None, op in STREAMING_OPS, None)
 
 
 def test_bedrock_wrong_types_in_converse() -> None:
     body = j({"messages": "x", "system": [], "inferenceConfig": "fast", "max_tokens": 5})
-    c = BEDROCK.classify("POST", "/model/m/converse", body)
+    c = classify(BEDROCK, "POST", "/model/m/converse", body)
     assert facts(c) == (None, False, False, False, 5)
 
 
@@ -874,7 +879,7 @@ def test_bedrock_paths_as_botocore_sends_them(
     bedrock_client: Any, model_id: str, operation: str, endpoint: str, kwargs: dict
 ) -> None:
     path, body = _sent(bedrock_client, operation, modelId=model_id, **kwargs)
-    c = BEDROCK.classify("POST", path, body)
+    c = classify(BEDROCK, "POST", path, body)
     assert c.endpoint == endpoint
     assert c.model == model_id
     expected_max = None if operation == "count_tokens" else (5 if operation.startswith("converse") else 10)
@@ -890,7 +895,7 @@ def test_bedrock_guardrail_as_botocore_sends_it(bedrock_client: Any) -> None:
         source="INPUT",
         content=[{"text": {"text": "x"}}],
     )
-    assert BEDROCK.classify("POST", path, body).endpoint == "apply-guardrail"
+    assert classify(BEDROCK, "POST", path, body).endpoint == "apply-guardrail"
 
 
 # --- usage ----------------------------------------------------------------------------------------
@@ -916,7 +921,7 @@ def test_openai_chat_usage_with_cached_and_reasoning() -> None:
             },
         }
     )
-    c = OPENAI.classify("POST", "/v1/chat/completions", None)
+    c = classify(OPENAI, "POST", "/v1/chat/completions", None)
     assert usage_tuple(OPENAI.usage(c, headers(), body)) == (100, 50, 150, 64, 32, "stop")
 
 
@@ -1014,7 +1019,7 @@ def test_gemini_native_usage() -> None:
             },
         }
     )
-    c = GEMINI.classify("POST", "/v1beta/models/gemini-2.5-flash:generateContent", None)
+    c = classify(GEMINI, "POST", "/v1beta/models/gemini-2.5-flash:generateContent", None)
     # output_tokens counts thinking too (15), as OpenAI's completion_tokens does.
     assert usage_tuple(GEMINI.usage(c, headers(), body)) == (10, 35, 45, 4, 15, "STOP")
 
@@ -1051,7 +1056,7 @@ def test_gemini_usage_wrong_types() -> None:
 
 
 def test_gemini_openai_compatible_usage() -> None:
-    c = GEMINI.classify("POST", "/v1beta/openai/chat/completions", j({"model": "gemini-2.0-flash", "messages": []}))
+    c = classify(GEMINI, "POST", "/v1beta/openai/chat/completions", j({"model": "gemini-2.0-flash", "messages": []}))
     body = j({"choices": [{"finish_reason": "stop"}],
               "usage": {"prompt_tokens": 4, "completion_tokens": 6, "total_tokens": 10}})
     assert usage_tuple(GEMINI.usage(c, headers(), body)) == (4, 6, 10, None, None, "stop")
@@ -1071,7 +1076,7 @@ def test_anthropic_usage_normalised() -> None:
             },
         }
     )
-    c = ANTHROPIC.classify("POST", "/v1/messages", None)
+    c = classify(ANTHROPIC, "POST", "/v1/messages", None)
     assert usage_tuple(ANTHROPIC.usage(c, headers(), body)) == (160, 20, 180, 100, None, "end_turn")
 
 
@@ -1115,7 +1120,7 @@ def test_bedrock_converse_usage() -> None:
             "metrics": {"latencyMs": 100},
         }
     )
-    c = BEDROCK.classify("POST", "/model/amazon.nova-lite-v1%3A0/converse", None)
+    c = classify(BEDROCK, "POST", "/model/amazon.nova-lite-v1%3A0/converse", None)
     # Bedrock counts cache reads apart from inputTokens; the audit's input_tokens has them all.
     assert usage_tuple(BEDROCK.usage(c, headers(), body)) == (15, 20, 30, 5, None, "end_turn")
 
@@ -1133,7 +1138,7 @@ def test_bedrock_invoke_usage_from_headers() -> None:
         ("X-Amzn-Bedrock-Invocation-Latency", "500"),
     )
     body = j({"stop_reason": "end_turn", "usage": {"input_tokens": 999, "output_tokens": 999}})
-    c = BEDROCK.classify("POST", "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke", None)
+    c = classify(BEDROCK, "POST", "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke", None)
     assert usage_tuple(BEDROCK.usage(c, h, body)) == (12, 34, 46, None, None, "end_turn")
 
 
@@ -1191,7 +1196,7 @@ def test_bedrock_other_endpoints_have_no_body_usage(endpoint: str | None) -> Non
 
 
 def test_bedrock_openai_usage() -> None:
-    c = BEDROCK.classify("POST", "/openai/v1/chat/completions", j({"model": "openai.gpt-oss-20b-1:0", "messages": []}))
+    c = classify(BEDROCK, "POST", "/openai/v1/chat/completions", j({"model": "openai.gpt-oss-20b-1:0", "messages": []}))
     body = j({"choices": [{"finish_reason": "stop"}], "usage": {"prompt_tokens": 5, "completion_tokens": 5,
                                                                  "completion_tokens_details": {"reasoning_tokens": 2}}})
     assert usage_tuple(BEDROCK.usage(c, headers(), body)) == (5, 5, 10, None, 2, "stop")
@@ -1385,24 +1390,12 @@ def test_positions_present() -> None:
     )
 
 
-def test_remove_credentials() -> None:
-    h = headers(("x-goog-api-key", "k"), ("Authorization", "Bearer t"), ("content-type", "application/json"))
-    q = {"key": "q", "alt": "sse"}
-    GEMINI.remove_credentials(h, q)
-    assert list(h.items()) == [("content-type", "application/json")]
-    assert q == {"alt": "sse"}
-
-    h = headers(("Authorization", "AWS4-HMAC-SHA256 ..."), ("x-amz-security-token", "s"), ("x-amz-date", "d"))
-    BEDROCK.remove_credentials(h, {})
-    assert list(h.items()) == [("x-amz-date", "d")]
-
-    h = headers(("x-api-key", "k"), ("anthropic-version", "2023-06-01"))
-    ANTHROPIC.remove_credentials(h, {})
-    assert list(h.items()) == [("anthropic-version", "2023-06-01")]
-
-    h = headers()
-    OPENAI.remove_credentials(h, {})  # nothing to remove is fine
-    assert list(h.items()) == []
+def test_credential_positions_as_headers_and_query_parameters() -> None:
+    assert GEMINI.header_positions == {b"x-goog-api-key", b"authorization"}
+    assert GEMINI.query_positions == ("key",)
+    assert BEDROCK.header_positions == {b"authorization", b"x-amz-security-token"}
+    assert ANTHROPIC.header_positions == {b"x-api-key", b"authorization"} and ANTHROPIC.query_positions == ()
+    assert OPENAI.header_positions == {b"authorization"}
 
 
 def test_redact_keeps_positions_but_no_credential() -> None:
@@ -1436,37 +1429,15 @@ def test_redact_each_provider() -> None:
     assert h["x-amz-security-token"] == REDACTED
 
 
-def test_inject() -> None:
+def test_injected_header_follows_the_wire_format() -> None:
     native = Classification()
     compat = Classification(wire_format="openai")
-
-    h = headers()
-    OPENAI.inject(h, "sk-real", compat)
-    assert list(h.items()) == [("authorization", "Bearer sk-real")]
-
-    h = headers()
-    GEMINI.inject(h, "AIza-real", native)
-    assert list(h.items()) == [("x-goog-api-key", "AIza-real")]
-    h = headers()
-    GEMINI.inject(h, "AIza-real", compat)
-    assert list(h.items()) == [("authorization", "Bearer AIza-real")]
-
-    h = headers()
-    ANTHROPIC.inject(h, "sk-ant-real", native)
-    assert list(h.items()) == [("x-api-key", "sk-ant-real")]
-    h = headers()
-    ANTHROPIC.inject(h, "sk-ant-real", compat)
-    assert list(h.items()) == [("authorization", "Bearer sk-ant-real")]
-
-    h = headers()
-    BEDROCK.inject(h, "ABSK-real", native)
-    assert list(h.items()) == [("authorization", "Bearer ABSK-real")]
-
-
-def test_inject_replaces_an_existing_value_case_insensitively() -> None:
-    h = headers(("Authorization", "Bearer tg-virtual"))
-    OPENAI.inject(h, "sk-real", Classification(wire_format="openai"))
-    assert h.get_all("authorization") == ["Bearer sk-real"]
+    assert OPENAI.injected("sk-real", compat) == ("authorization", "Bearer sk-real")
+    assert GEMINI.injected("AIza-real", native) == ("x-goog-api-key", "AIza-real")
+    assert GEMINI.injected("AIza-real", compat) == ("authorization", "Bearer AIza-real")
+    assert ANTHROPIC.injected("sk-ant-real", native) == ("x-api-key", "sk-ant-real")
+    assert ANTHROPIC.injected("sk-ant-real", compat) == ("authorization", "Bearer sk-ant-real")
+    assert BEDROCK.injected("ABSK-real", native) == ("authorization", "Bearer ABSK-real")
 
 
 # --- robustness: nothing a client or upstream sends raises ----------------------------------------
@@ -1552,7 +1523,7 @@ header_values = st.text(alphabet=string.printable, max_size=8)
 def test_classify_never_raises(name: str, data: st.DataObject, body: bytes | None, method: str) -> None:
     provider = PROVIDERS[name]
     path = data.draw(st.sampled_from(PATHS[name]) | st.text(max_size=40).map(lambda s: "/" + s))
-    c = provider.classify(method, path, body)
+    c = classify(provider, method, path, body)
     assert isinstance(c, Classification)
     assert isinstance(c.facts, RequestFacts)
     assert c.model is None or isinstance(c.model, str)
@@ -1610,4 +1581,4 @@ def test_bedrock_model_id_round_trips_through_percent_encoding(model: str) -> No
 
     path = f"/model/{quote(model, safe='')}/converse"
     assert bedrock_model(path) == model
-    assert BEDROCK.classify("POST", path, None).model == model
+    assert classify(BEDROCK, "POST", path, None).model == model

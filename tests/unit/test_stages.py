@@ -8,8 +8,11 @@ import logging
 import pytest
 from mitmproxy.test import tflow
 
-from tollgate.call import Call
+from tollgate.call import Call, fingerprint
+from tollgate.keypool import KeyPool
 from tollgate.stages import Gateway, chain
+from tollgate.stages.credential import Credential
+from tollgate.stages.route import Route
 from tollgate.stages.shared import CALL, CallStage, Shared
 from tollgate.stages.stream_tap import MITMPROXY_CONNECTION_LOGGER, StreamTap
 
@@ -106,3 +109,54 @@ def test_stream_tap_drops_only_mitmproxys_streaming_notice_while_loaded():
     finally:
         tap.done()
     assert logger.filter(_record("Streaming response from api.openai.com."))
+
+
+# ---- request rewriting in one pass over the header fields
+
+
+def _openai_flow(*fields: tuple[str, str]) -> tuple[object, Call]:
+    flow = tflow.tflow()
+    flow.request.host, flow.request.port, flow.request.path = "api.openai.com", 443, "/v1/chat/completions"
+    flow.request.headers.fields = tuple((k.encode(), v.encode()) for k, v in fields)
+    call = Call(provider="openai", host="api.openai.com", method="POST", path="/v1/chat/completions")
+    call.auth, call.client = "virtual_key", "alice"
+    flow.metadata[CALL] = call
+    return flow, call
+
+
+def test_credential_swaps_every_credential_and_side_header_for_the_pooled_key():
+    shared = Shared()
+    shared.pools["openai"] = KeyPool(["sk-real"])
+    flow, call = _openai_flow(("Host", "api.openai.com"), ("AUTHORIZATION", "Bearer tg-virtual"),
+                              ("X-Gemini-Key", "AIza-wrong-provider"), ("Content-Type", "application/json"),
+                              ("authorization", "Bearer second"))
+    Credential(shared).request(flow)
+    assert flow.response is None
+    assert flow.request.headers.fields == (
+        (b"Host", b"api.openai.com"), (b"Content-Type", b"application/json"), (b"authorization", b"Bearer sk-real"))
+    assert call.upstream_key == fingerprint("sk-real")
+
+
+def test_credential_prefers_the_callers_side_header_and_removes_it():
+    shared = Shared()
+    shared.pools["openai"] = KeyPool(["sk-pooled"])
+    flow, call = _openai_flow(("authorization", "Bearer tg-virtual"), ("x-openai-key", "  sk-own  "))
+    Credential(shared).request(flow)
+    assert flow.request.headers.fields == ((b"authorization", b"Bearer sk-own"),)
+    assert call.upstream_key == fingerprint("sk-own")
+
+
+@pytest.mark.parametrize(("upstream", "host_header"), [
+    ("https://127.0.0.1:8443", "127.0.0.1:8443"),
+    ("https://llm-gateway.internal", "llm-gateway.internal"),
+    ("http://10.0.0.7:8080", "10.0.0.7:8080"),
+])
+def test_route_retargets_host_port_scheme_and_the_host_header(upstream, host_header):
+    shared = Shared()
+    flow, call = _openai_flow(("Host", "api.openai.com"), ("content-type", "application/json"))
+    call.upstream = upstream
+    Route(shared).request(flow)
+    scheme, _, rest = upstream.partition("://")
+    assert (flow.request.scheme, flow.request.host_header, call.upstream) == (scheme, host_header, upstream)
+    assert flow.request.url == f"{upstream}/v1/chat/completions"
+    assert flow.request.headers.fields[1] == (b"content-type", b"application/json")

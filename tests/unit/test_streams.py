@@ -28,7 +28,7 @@ from tollgate import streams
 from tollgate.call import Usage
 from tollgate.providers import PROVIDERS
 from tollgate.providers.anthropic import MessagesStreamReader
-from tollgate.providers.base import SSEReader, UsageReader, WholeBodyReader, is_event_stream
+from tollgate.providers.base import SSEReader, UsageReader, WholeBodyReader, is_event_stream, parse_json
 from tollgate.providers.bedrock import EventStreamReader
 from tollgate.providers.gemini import GenerateStreamReader
 from tollgate.providers.openai import ChatStreamReader, ResponsesStreamReader, stream_reader
@@ -452,7 +452,7 @@ def claude_invoke_events(pieces: list[str], input_: int, output: int, stop: str,
 def reader_for(provider: Any, path: str, content_type: str) -> UsageReader:
     """The reader the stream tap would pick: classification from the request, then the answer's headers."""
     body = b'{"model": "m", "stream": true, "messages": []}'
-    return provider.usage_reader(provider.classify("POST", path, body), headers(content_type))
+    return provider.usage_reader(provider.classify("POST", path, parse_json(body)), headers(content_type))
 
 
 def openai_chat_reader() -> UsageReader:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from ..call import Classification, RequestFacts, Usage
 from ..streams import split_events
@@ -48,16 +49,15 @@ class Anthropic(Provider):
     key_header = "x-api-key"
     default_host = "api.anthropic.com"
 
-    def classify(self, method: str, path: str, body: bytes | None) -> Classification:
+    def classify(self, method: str, path: str, data: dict[str, Any] | None) -> Classification:
         rest = path.removeprefix("/v1/").strip("/")
         if rest == "chat/completions":  # Anthropic's OpenAI SDK compatibility layer
-            c = openai.classify_body("chat.completions", method, body)
+            c = openai.classify_body("chat.completions", method, data)
             c.wire_format = "openai"
             return c
         endpoint = _ENDPOINTS.get(rest) or openai.endpoint_of(rest)
         c = Classification(endpoint=endpoint)
-        data = parse_json(body) if method == "POST" else None
-        if data is None:
+        if data is None or method != "POST":
             return c
         model = data.get("model")
         c.model = model if isinstance(model, str) else None

@@ -10,6 +10,7 @@ import json
 import re
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -237,7 +238,7 @@ class Provider:
         rewritten = f"{raw[: m.start('model')]}{quote(model, safe='-_.~')}{raw[m.end('model') :]}"
         return f"{rewritten}?{query}" if query else rewritten
 
-    def classify(self, method: str, path: str, body: bytes | None) -> Classification:
+    def classify(self, method: str, path: str, data: dict[str, Any] | None) -> Classification:
         raise NotImplementedError
 
     def presented(self, headers: Headers, query: Query) -> list[Presented]:
@@ -255,10 +256,6 @@ class Provider:
     def positions_present(self, headers: Headers, query: Query) -> tuple[str, ...]:
         return tuple(p for p in self.positions if _lookup(headers, query, p) is not None)
 
-    def remove_credentials(self, headers: Headers, query: Query) -> None:
-        for position in self.positions:
-            _remove(headers, query, position)
-
     def redact(self, headers: Headers, query: Query, present: tuple[str, ...]) -> None:
         """Leave the request showing where the client's credentials were, but no credential."""
         for position in self.positions:
@@ -267,13 +264,22 @@ class Provider:
             else:
                 _remove(headers, query, position)
 
-    def inject(self, headers: Headers, key: str, classification: Classification) -> None:
-        """Put the upstream key where the call's wire format wants it: `Authorization: Bearer` for the
-        OpenAI format (every provider's OpenAI-compatible endpoints too), else the provider's header."""
+    @cached_property
+    def header_positions(self) -> frozenset[bytes]:
+        """The headers of `positions`, lower-case, as raw header names are compared."""
+        return frozenset(p.encode() for p in self.positions if not p.startswith("query:"))
+
+    @cached_property
+    def query_positions(self) -> tuple[str, ...]:
+        return tuple(p.removeprefix("query:") for p in self.positions if p.startswith("query:"))
+
+    def injected(self, key: str, classification: Classification) -> tuple[str, str]:
+        """The header carrying the upstream key where the call's wire format wants it: `Authorization:
+        Bearer` for the OpenAI format (every provider's OpenAI-compatible endpoints too), else the
+        provider's header."""
         if classification.wire_format == "openai" or self.key_header == "authorization":
-            headers["authorization"] = f"Bearer {key}"
-        else:
-            headers[self.key_header] = key
+            return "authorization", f"Bearer {key}"
+        return self.key_header, key
 
     def refusal(self, reason: str, message: str) -> Refusal:
         raise NotImplementedError

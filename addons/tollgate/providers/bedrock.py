@@ -68,10 +68,10 @@ class Bedrock(Provider):
     model_in_path = _MODEL_CALL
     key_header = "authorization"
 
-    def classify(self, method: str, path: str, body: bytes | None) -> Classification:
+    def classify(self, method: str, path: str, data: dict[str, Any] | None) -> Classification:
         if path.startswith("/openai/"):
             rest = path.removeprefix("/openai/").removeprefix("v1/")
-            c = openai.classify_body(openai.endpoint_of(rest), method, body)
+            c = openai.classify_body(openai.endpoint_of(rest), method, data)
             c.wire_format = "openai"
             return c
         if _GUARDRAIL.match(path):
@@ -82,7 +82,6 @@ class Bedrock(Provider):
         op = m["op"]
         c = Classification(endpoint=op, model=unquote(m["model"]))
         c.facts = RequestFacts(stream=op in _STREAMING)
-        data = parse_json(body)
         if data is None:
             return c
         if op.startswith("converse") or op == "count-tokens":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from ..call import Classification, RequestFacts, Usage
 from ..streams import JSONArrayFramer, SSEFramer
@@ -49,9 +50,9 @@ class Gemini(Provider):
     key_header = "x-goog-api-key"
     default_host = "generativelanguage.googleapis.com"
 
-    def classify(self, method: str, path: str, body: bytes | None) -> Classification:
+    def classify(self, method: str, path: str, data: dict[str, Any] | None) -> Classification:
         if m := _OPENAI_COMPAT.match(path):
-            c = openai.classify_body(openai.endpoint_of(m["rest"]), method, body)
+            c = openai.classify_body(openai.endpoint_of(m["rest"]), method, data)
             c.wire_format = "openai"
             return c
         m = _MODEL_CALL.match(path)
@@ -61,9 +62,8 @@ class Gemini(Provider):
         if m["method"] is None:
             return Classification(endpoint="models.get", model=m["model"])
         c = Classification(endpoint=m["method"], model=m["model"])
-        data = parse_json(body) if method == "POST" else None
         c.facts = RequestFacts(stream=m["method"] == "streamGenerateContent")
-        if data is not None:
+        if data is not None and method == "POST":
             config = data.get("generationConfig", data.get("generation_config"))
             config = config if isinstance(config, dict) else {}
             c.facts.message_count = count(data.get("contents"))

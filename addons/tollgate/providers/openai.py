@@ -48,11 +48,10 @@ def endpoint_of(rest: str) -> str | None:
     return ".".join(named) or None
 
 
-def classify_body(endpoint: str | None, method: str, body: bytes | None) -> Classification:
-    """Model and request facts from an OpenAI-format request body."""
+def classify_body(endpoint: str | None, method: str, data: dict[str, Any] | None) -> Classification:
+    """Model and request facts from an OpenAI-format request body (its JSON object)."""
     c = Classification(endpoint=endpoint)
-    data = parse_json(body) if method == "POST" else None
-    if data is None:
+    if data is None or method != "POST":
         return c
     model = data.get("model")
     c.model = model if isinstance(model, str) else None
@@ -208,10 +207,10 @@ class OpenAI(Provider):
     key_header = "authorization"
     default_host = "api.openai.com"
 
-    def classify(self, method: str, path: str, body: bytes | None) -> Classification:
+    def classify(self, method: str, path: str, data: dict[str, Any] | None) -> Classification:
         rest = path.split("?", 1)[0]
         rest = rest.removeprefix("/v1/") if rest.startswith("/v1/") else rest.lstrip("/")
-        c = classify_body(endpoint_of(rest), method, body)
+        c = classify_body(endpoint_of(rest), method, data)
         c.wire_format = "openai"
         return c
 

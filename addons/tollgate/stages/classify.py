@@ -6,7 +6,7 @@ from mitmproxy import http
 
 from ..call import Call
 from ..providers import provider_for
-from ..providers.base import MISCONFIGURED
+from ..providers.base import MISCONFIGURED, parse_json
 from .shared import CALL, Shared, refuse
 
 
@@ -54,7 +54,8 @@ class Classify:
             return None
         path = flow.request.path.split("?", 1)[0]
         call = Call(provider=provider.name, host=flow.request.host, method=flow.request.method, path=path)
-        call.classification = provider.classify(call.method, path, body)
+        call.body = parse_json(body)
+        call.classification = provider.classify(call.method, path, call.body)
         call.credential_positions = provider.positions_present(flow.request.headers, flow.request.query)
         flow.metadata[CALL] = call
         if not self.shared.ready:

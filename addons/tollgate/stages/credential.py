@@ -36,14 +36,19 @@ class Credential(CallStage):
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         provider = provider_of(call)
-        headers = flow.request.headers
-        key = (headers.get(provider.side_header, "") or "").strip() or None
-        aws, region = (self._aws_side_headers(headers) if call.provider == "bedrock" else (None, None))
+        request = flow.request
+        # One pass over the raw header fields (mitmproxy's per-name operations each scan them all).
+        side = {
+            lower.decode(): value.decode("utf-8", "surrogateescape").strip()
+            for name, value in request.headers.fields
+            if (lower := name.lower()) in _SIDE_HEADER_NAMES
+        }
+        key = side.get(provider.side_header.lower()) or None
+        aws, region = (self._aws_side_headers(side) if call.provider == "bedrock" else (None, None))
         if key is not None:
             aws = None  # a bearer token wins over keys to sign with, as in the seed proxy
-        if not _SIDE_HEADER_NAMES.isdisjoint(name.lower() for name, _ in headers.fields):
-            for name in SIDE_HEADERS:
-                headers.pop(name, None)
+        if side:
+            request.headers.fields = tuple(f for f in request.headers.fields if f[0].lower() not in _SIDE_HEADER_NAMES)
         if key is None and aws is None:
             pool = self.shared.pools[call.provider]
             key = pool.take()
@@ -63,18 +68,24 @@ class Credential(CallStage):
         if key is None:
             self._pass_through(flow, call)
             return
-        provider.remove_credentials(headers, flow.request.query)
-        provider.inject(headers, key, call.classification)
+        # The caller's credentials out and the upstream key in, again in one pass.
+        name, value = provider.injected(key, call.classification)
+        request.headers.fields = (
+            *(f for f in request.headers.fields if f[0].lower() not in provider.header_positions),
+            (name.encode(), value.encode("utf-8", "surrogateescape")),
+        )
+        for parameter in provider.query_positions:
+            request.query.pop(parameter, None)
         call.upstream_key = fingerprint(key)
 
     @staticmethod
-    def _aws_side_headers(headers: http.Headers) -> tuple[CredentialSource | None, str | None]:
+    def _aws_side_headers(side: dict[str, str]) -> tuple[CredentialSource | None, str | None]:
         """The seed proxy's X-AWS-Access-Key + X-AWS-Secret-Key (+ session token, region)."""
-        access, secret = headers.get("X-AWS-Access-Key", "").strip(), headers.get("X-AWS-Secret-Key", "").strip()
-        region = headers.get("X-AWS-Region", "").strip() or None
+        access, secret = side.get("x-aws-access-key", ""), side.get("x-aws-secret-key", "")
+        region = side.get("x-aws-region") or None
         if not (access and secret):
             return None, region
-        frozen = ReadOnlyCredentials(access, secret, headers.get("X-AWS-Session-Token", "").strip() or None)
+        frozen = ReadOnlyCredentials(access, secret, side.get("x-aws-session-token") or None)
         return (lambda: frozen), region
 
     def _sign(self, flow: http.HTTPFlow, call: Call, credentials: ReadOnlyCredentials, region: str | None) -> None:

@@ -3,13 +3,11 @@ send an OpenAI-format call to another provider's OpenAI-compatible API."""
 
 from __future__ import annotations
 
-import json
-
 from mitmproxy import http
 
 from ..call import Call
 from ..overrides import find_rule, routed_path
-from .shared import CallStage, Shared, provider_of
+from .shared import CallStage, Shared, provider_of, write_body
 
 
 class Override(CallStage):
@@ -42,14 +40,8 @@ class Override(CallStage):
             flow.request.path = path
             call.model = model
             return
-        try:
-            body = json.loads(flow.request.get_content(strict=True) or b"")
-        except ValueError:
+        if call.body is None:
             return  # no JSON body to rewrite: the call goes as asked, and the audit says so
-        if not isinstance(body, dict):
-            return
-        body["model"] = model
-        # Setting content re-applies the body's Content-Encoding and corrects Content-Length.
-        flow.request.content = json.dumps(body, ensure_ascii=False).encode()
+        call.body["model"] = model
+        write_body(flow.request, call)
         call.model = model
-        call.body_sha256 = None

@@ -25,3 +25,4 @@ class Redact:
         provider_of(call).redact(flow.request.headers, flow.request.query, call.credential_positions)
         # None is mitmproxy's "content not kept"; the Content-Length header still tells its size.
         flow.request.raw_content = None
+        call.body = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from mitmproxy import http
@@ -73,6 +74,13 @@ class CallStage:
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         raise NotImplementedError
+
+
+def write_body(request: http.Request, call: Call) -> None:
+    """The call's changed JSON body into the request; setting content re-applies the body's
+    Content-Encoding and corrects Content-Length. A SigV4 hash of the old body no longer holds."""
+    request.content = json.dumps(call.body, ensure_ascii=False).encode()
+    call.body_sha256 = None
 
 
 def call_of(flow: http.HTTPFlow) -> Call | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from weakref import WeakKeyDictionary, WeakSet
@@ -12,7 +11,7 @@ from mitmproxy import http
 from ..call import Call
 from ..providers.base import UsageReader, is_event_stream, parse_json
 from ..streams import Decompressor, SSEEventFilter, parse_sse_block
-from .shared import CallStage, Shared, call_of, provider_of
+from .shared import CallStage, Shared, call_of, provider_of, write_body
 from .upstream_watch import CLIENT_DISCONNECTED
 
 logger = logging.getLogger(__name__)
@@ -93,18 +92,15 @@ class StreamTap(CallStage):
             return
         if flow.request.headers.get("authorization", "").startswith("AWS4-"):
             return  # a signed body must stay as signed
-        try:
-            body = json.loads(flow.request.get_content(strict=True) or b"")
-        except ValueError:
+        if call.body is None:
             return
-        options = body.get("stream_options") if isinstance(body, dict) else None
+        options = call.body.get("stream_options")
         if options is not None and not isinstance(options, dict):
             return
         if (options or {}).get("include_usage") is True:
             return
-        body["stream_options"] = {**(options or {}), "include_usage": True}
-        flow.request.content = json.dumps(body, separators=(",", ":")).encode()
-        call.body_sha256 = None
+        call.body["stream_options"] = {**(options or {}), "include_usage": True}
+        write_body(flow.request, call)
         self._usage_asked.add(flow)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
