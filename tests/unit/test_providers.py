@@ -34,6 +34,7 @@ from tollgate.providers.base import (
     as_int,
     bearer,
     count,
+    header_values,
     parse_json,
 )
 
@@ -1402,7 +1403,7 @@ def test_redact_keeps_positions_but_no_credential() -> None:
     # The client sent its key in the query; the credential stage then injected the real one as a header.
     h = headers(("x-goog-api-key", "AIza-REAL"), ("user-agent", "ua"))
     q = {"key": "tg-virtual", "alt": "sse"}
-    GEMINI.redact(h, q, ("query:key",))
+    h.fields = GEMINI.redact(h.fields, q, ("query:key",))
     assert "x-goog-api-key" not in h
     assert "authorization" not in h
     assert h["user-agent"] == "ua"
@@ -1410,21 +1411,25 @@ def test_redact_keeps_positions_but_no_credential() -> None:
 
 
 def test_redact_each_provider() -> None:
+    h = headers(("AUTHORIZATION", "Bearer sk-real"), ("authorization", "Bearer second"), ("accept", "*/*"))
+    h.fields = OPENAI.redact(h.fields, {}, ("authorization",))
+    assert h.fields == ((b"accept", b"*/*"), (b"authorization", REDACTED.encode()))
+
     h = headers(("Authorization", "Bearer sk-real"))
-    OPENAI.redact(h, {}, ("authorization",))
+    h.fields = OPENAI.redact(h.fields, {}, ("authorization",))
     assert h["authorization"] == REDACTED
 
     h = headers(("Authorization", "Bearer sk-real"))
-    OPENAI.redact(h, {}, ())
+    h.fields = OPENAI.redact(h.fields, {}, ())
     assert "authorization" not in h
 
     h = headers(("x-api-key", "sk-real"))
-    ANTHROPIC.redact(h, {}, ("authorization",))
+    h.fields = ANTHROPIC.redact(h.fields, {}, ("authorization",))
     assert "x-api-key" not in h
     assert h["authorization"] == REDACTED
 
     h = headers(("Authorization", "AWS4-HMAC-SHA256 sig"), ("X-Amz-Security-Token", "tok"))
-    BEDROCK.redact(h, {}, ("authorization", "x-amz-security-token"))
+    h.fields = BEDROCK.redact(h.fields, {}, ("authorization", "x-amz-security-token"))
     assert h["authorization"] == REDACTED
     assert h["x-amz-security-token"] == REDACTED
 
@@ -1514,7 +1519,7 @@ ALL_ENDPOINTS = [
     "invoke", "invoke-with-response-stream", "converse", "converse-stream", "count-tokens", "apply-guardrail", None,
 ]
 
-header_values = st.text(alphabet=string.printable, max_size=8)
+header_texts = st.text(alphabet=string.printable, max_size=8)
 
 
 @pytest.mark.parametrize("name", list(PROVIDERS))
@@ -1545,7 +1550,7 @@ def test_classify_never_raises(name: str, data: st.DataObject, body: bytes | Non
                 "x-amzn-bedrock-input-token-count", "x-amzn-bedrock-output-token-count",
                 "x-amzn-bedrock-cache-read-input-token-count", "content-type",
             ]),
-            header_values,
+            header_texts,
         ),
         max_size=3,
     ),
@@ -1582,3 +1587,12 @@ def test_bedrock_model_id_round_trips_through_percent_encoding(model: str) -> No
     path = f"/model/{quote(model, safe='')}/converse"
     assert bedrock_model(path) == model
     assert classify(BEDROCK, "POST", path, None).model == model
+
+
+def test_header_values_reads_raw_fields_as_mitmproxys_headers_do() -> None:
+    h = headers(("Content-Type", "application/json"), ("X-Api-Key", "k1"), ("x-api-key", "k2"), ("Via", "caf\u00e9"))
+    assert header_values(h.fields) == {
+        "content-type": h["content-type"], "x-api-key": h["x-api-key"], "via": h["via"]}
+    assert header_values(h.fields)["x-api-key"] == "k1, k2"
+    assert header_values(h.fields, {b"x-api-key", b"authorization"}) == {"x-api-key": "k1, k2"}
+    assert header_values((), None) == {}

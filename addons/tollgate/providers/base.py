@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Collection, MutableMapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar
@@ -67,18 +67,19 @@ def _lookup(headers: Headers, query: Query, position: str) -> str | None:
     return headers.get(position)
 
 
-def _remove(headers: Headers, query: Query, position: str) -> None:
-    if position.startswith("query:"):
-        query.pop(position.removeprefix("query:"), None)
-    else:
-        headers.pop(position, None)
+Fields = Sequence[tuple[bytes, bytes]]
 
 
-def _store(headers: Headers, query: Query, position: str, value: str) -> None:
-    if position.startswith("query:"):
-        query[position.removeprefix("query:")] = value
-    else:
-        headers[position] = value
+def header_values(fields: Fields, names: Collection[bytes] | None = None) -> dict[str, str]:
+    """Raw header fields as a dict by lower-case name (only `names`, if given), in one pass;
+    a repeated header's values joined as mitmproxy's `Headers.get` joins them."""
+    found: dict[str, str] = {}
+    for name, value in fields:
+        lower = name.lower()
+        if names is None or lower in names:
+            key, text = lower.decode("latin-1"), value.decode("utf-8", "surrogateescape")
+            found[key] = f"{found[key]}, {text}" if key in found else text
+    return found
 
 
 def parse_json(body: bytes | None) -> dict[str, Any] | None:
@@ -256,13 +257,16 @@ class Provider:
     def positions_present(self, headers: Headers, query: Query) -> tuple[str, ...]:
         return tuple(p for p in self.positions if _lookup(headers, query, p) is not None)
 
-    def redact(self, headers: Headers, query: Query, present: tuple[str, ...]) -> None:
-        """Leave the request showing where the client's credentials were, but no credential."""
-        for position in self.positions:
-            if position in present:
-                _store(headers, query, position, REDACTED)
+    def redact(self, fields: Fields, query: Query, present: tuple[str, ...]) -> tuple[tuple[bytes, bytes], ...]:
+        """The header fields showing where the client's credentials were, but no credential (the
+        query is redacted in place)."""
+        for parameter in self.query_positions:
+            if f"query:{parameter}" in present:
+                query[parameter] = REDACTED
             else:
-                _remove(headers, query, position)
+                query.pop(parameter, None)
+        kept = tuple(f for f in fields if f[0].lower() not in self.header_positions)
+        return kept + tuple((p.encode(), REDACTED.encode()) for p in self.positions if p in present and not p.startswith("query:"))
 
     @cached_property
     def header_positions(self) -> frozenset[bytes]:

@@ -15,7 +15,7 @@ from ..providers import PROVIDERS
 from ..providers.base import NO_UPSTREAM_CREDENTIAL
 from ..providers.bedrock import region_of
 from ..sigv4 import CredentialSource
-from .shared import CallStage, Shared, provider_of, refuse
+from .shared import CallStage, Shared, credentials_of, provider_of, refuse
 
 # Statuses after which a pooled key rests for the provider's Retry-After.
 RESTING_STATUSES = (401, 429)
@@ -142,7 +142,7 @@ class Credential(CallStage):
                 flow, call, f"Tollgate changed this request (model override) and cannot re-sign it: {setting}."
             )
         else:
-            own = provider.presented(flow.request.headers, flow.request.query)
+            own = provider.presented(*credentials_of(flow.request, provider))
             call.upstream_key = fingerprint(own[0].value) if own else None
             if signed:
                 # A SigV4 signature covers the Host header: it goes upstream as signed, wherever it goes.

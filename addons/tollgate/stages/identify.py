@@ -9,7 +9,7 @@ from ..call import Call
 from ..providers.base import INVALID_SIGNATURE, UNAUTHENTICATED
 from ..providers.bedrock import region_of
 from ..sigv4 import UNKNOWN_KEY, SignatureError
-from .shared import CallStage, Shared, provider_of, refuse
+from .shared import CallStage, Shared, credentials_of, provider_of, refuse
 
 PROXYAUTH = "proxyauth"
 
@@ -44,7 +44,8 @@ class Identify(CallStage):
                 call.deny_reasons = [str(e)]
                 refuse(flow, call, UNAUTHENTICATED if e.code == UNKNOWN_KEY else INVALID_SIGNATURE, str(e))
                 return
-        presented = provider_of(call).presented(flow.request.headers, flow.request.query)
+        provider = provider_of(call)
+        presented = provider.presented(*credentials_of(flow.request, provider))
         caller = self.shared.directory.identify(name, presented, signed_with)
         if caller is None:
             call.decision = "deny"

@@ -22,7 +22,10 @@ class Redact:
         call = call_of(flow)
         if call is None:
             return
-        provider_of(call).redact(flow.request.headers, flow.request.query, call.credential_positions)
+        provider = provider_of(call)
+        request = flow.request
+        query = request.query if provider.query_positions else {}
+        request.headers.fields = provider.redact(request.headers.fields, query, call.credential_positions)
         # None is mitmproxy's "content not kept"; the Content-Length header still tells its size.
         flow.request.raw_content = None
         call.body = None

@@ -14,7 +14,7 @@ from ..config import Config
 from ..keypool import KeyPool
 from ..policy import Policy
 from ..providers import PROVIDERS
-from ..providers.base import INTERNAL_ERROR, Provider
+from ..providers.base import INTERNAL_ERROR, Provider, Query, header_values
 from ..sigv4 import CredentialSource
 
 CALL = "tollgate"
@@ -81,6 +81,13 @@ def write_body(request: http.Request, call: Call) -> None:
     Content-Encoding and corrects Content-Length. A SigV4 hash of the old body no longer holds."""
     request.content = json.dumps(call.body, ensure_ascii=False).encode()
     call.body_sha256 = None
+
+
+def credentials_of(request: http.Request, provider: Provider) -> tuple[dict[str, str], Query]:
+    """Where the provider's keys go in this request: its credential headers, read in one pass over
+    the raw fields (mitmproxy's per-name lookups each scan them all), and its query if keys go there."""
+    headers = header_values(request.headers.fields, provider.header_positions)
+    return headers, (request.query if provider.query_positions else {})
 
 
 def call_of(flow: http.HTTPFlow) -> Call | None:

@@ -9,7 +9,7 @@ from weakref import WeakKeyDictionary, WeakSet
 from mitmproxy import http
 
 from ..call import Call
-from ..providers.base import UsageReader, is_event_stream, parse_json
+from ..providers.base import UsageReader, header_values, is_event_stream, parse_json
 from ..streams import Decompressor, SSEEventFilter, parse_sse_block
 from .shared import CallStage, Shared, call_of, provider_of, write_body
 from .upstream_watch import CLIENT_DISCONNECTED
@@ -107,12 +107,13 @@ class StreamTap(CallStage):
         call = call_of(flow)
         if call is None or flow.response is None or call.answered_by_tollgate:
             return
+        headers = header_values(flow.response.headers.fields)  # one pass, for every header read here
         hide = None
-        if flow in self._usage_asked and is_event_stream(flow.response.headers):
+        if flow in self._usage_asked and is_event_stream(headers):
             hide = SSEEventFilter(is_usage_only_chunk)
-        reader = provider_of(call).usage_reader(call.classification, flow.response.headers)
+        reader = provider_of(call).usage_reader(call.classification, headers)
         decoder = None
-        if encoding := flow.response.headers.get("content-encoding", "").strip():
+        if encoding := headers.get("content-encoding", "").strip():
             try:
                 decoder = Decompressor(encoding)
             except (ValueError, ImportError) as e:
