@@ -19,26 +19,20 @@ _CLOSE = object()
 BATCH_DELAY = 0.05  # seconds between two writes, at most what a record waits for others to join it
 
 
-def _event_first(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    return {"event": event_dict.pop("event"), **event_dict}
-
-
 class AuditLog:
     def __init__(self, path: str) -> None:
         self.path = path
         self._file: IO[str] = sys.stdout if path == "-" else open(path, "a", encoding="utf-8")
-        # ReturnLogger hands back the rendered line, so that a batch is written at once.
-        self._render = structlog.wrap_logger(
-            structlog.ReturnLogger(),
-            processors=[_event_first, structlog.processors.JSONRenderer(sort_keys=False)],
-        ).bind()
+        # structlog's renderer, without a bound logger around it: a record is a whole event dict
+        # already (its "event" first), and the writer renders a batch before writing it at once.
+        self._render = structlog.processors.JSONRenderer(sort_keys=False)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = threading.Event()
         self._writer = threading.Thread(target=self._write_all, name=f"tollgate-audit {path}", daemon=True)
         self._writer.start()
 
     def write(self, record: dict[str, Any]) -> None:
-        """Queue one record; it reaches the file at once or, while calls keep coming, within
+        """Queue one record (an event dict, not changed afterwards); it reaches the file at once or, while calls keep coming, within
         `BATCH_DELAY`, in order."""
         self._queue.put(record)
 
@@ -58,8 +52,7 @@ class AuditLog:
             for record in batch:
                 if record is _CLOSE:
                     break
-                fields = dict(record)
-                lines.append(self._render.msg(fields.pop("event"), **fields) + "\n")
+                lines.append(f"{self._render(None, 'info', record)}\n")
             self._file.write("".join(lines))
             self._file.flush()
             last_write = time.monotonic()

@@ -52,7 +52,8 @@ class Audit:
             return
         call.ended = time.time()
         if flow.response is not None:
-            if REQUEST_ID_HEADER not in flow.response.headers:
+            # Set at `responseheaders`, or with Tollgate's own answers; else (a response an addon set) now.
+            if call.status is None and REQUEST_ID_HEADER not in flow.response.headers:
                 flow.response.headers[REQUEST_ID_HEADER] = call.request_id
             call.status = flow.response.status_code
         record = call.audit_record()

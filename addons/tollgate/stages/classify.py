@@ -6,7 +6,7 @@ from mitmproxy import http
 
 from ..call import Call
 from ..providers import provider_for
-from ..providers.base import MISCONFIGURED, parse_json
+from ..providers.base import MISCONFIGURED, header_values, parse_json
 from .shared import CALL, Shared, credentials_of, refuse
 
 
@@ -21,12 +21,16 @@ def request_body(request: http.Request) -> bytes | None:
 def is_large_upload(request: http.Request) -> bool:
     """Files and audio are streamed upstream as they arrive; JSON is read whole, as its model and
     facts are needed before the call may go."""
-    if "json" in request.headers.get("content-type", "").lower():
+    headers = header_values(request.headers.fields, _BODY_HEADERS)
+    if "json" in headers.get("content-type", "").lower():
         return False
-    length = request.headers.get("content-length", "")
+    length = headers.get("content-length", "")
     if length.isdigit():
         return int(length) > STREAMED_UPLOAD
-    return "chunked" in request.headers.get("transfer-encoding", "").lower()
+    return "chunked" in headers.get("transfer-encoding", "").lower()
+
+
+_BODY_HEADERS = frozenset((b"content-type", b"content-length", b"transfer-encoding"))
 
 
 STREAMED_UPLOAD = 4 * 1024 * 1024
