@@ -65,6 +65,7 @@ skips that peer with the reason printed, and the other modes still run.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -104,6 +105,7 @@ from stream import (  # noqa: E402
     percentile,
     table,
 )
+from tollgate.policy import CACHE_SIZE  # noqa: E402
 
 ROOT = BENCH.parent
 POLICY = ROOT / "docs" / "examples" / "policies" / "model_allowlist.rego"
@@ -112,18 +114,27 @@ DEFAULT_PEERS_DIR = BENCH / ".venv-peers"
 REQUESTED_MODEL = "gpt-4o"
 OVERRIDDEN_MODEL = "gpt-4o-mini"
 PATH = "/v1/chat/completions"
-REQUEST_BODY = json.dumps({
-    "model": REQUESTED_MODEL,
-    "messages": [
-        {"role": "system", "content": "You are a terse assistant."},
-        {"role": "user", "content": "Say hello in five words."},
-    ],
-    "max_tokens": 64,
-}, separators=(",", ":")).encode()
 
-MODES = ("direct", "bare", "tollgate", "gemini-calo", "litellm")
+
+def request_body(max_tokens: int = 64) -> bytes:
+    return json.dumps({
+        "model": REQUESTED_MODEL,
+        "messages": [
+            {"role": "system", "content": "You are a terse assistant."},
+            {"role": "user", "content": "Say hello in five words."},
+        ],
+        "max_tokens": max_tokens,
+    }, separators=(",", ":")).encode()
+
+
+REQUEST_BODY = request_body()
+# Tollgate caches a pure policy's decision per input document (CACHE_SIZE of them); the mode
+# "tollgate-distinct" sends this many different max_tokens, so that every call is decided anew.
+DISTINCT_REQUESTS = 3 * CACHE_SIZE
+
 PEERS = ("gemini-calo", "litellm")
-LABELS = {"direct": "direct", "bare": "bare mitmdump", "tollgate": "Tollgate", "gemini-calo": "gemini-calo",
+LABELS = {"direct": "direct", "bare": "bare mitmdump", "tollgate": "Tollgate",
+          "tollgate-distinct": "Tollgate, distinct requests", "gemini-calo": "gemini-calo",
           "litellm": "LiteLLM proxy"}
 PEER_PACKAGES = {"gemini-calo": ["gemini-calo"], "litellm": ["litellm[proxy]"]}
 PEER_DISTRIBUTION = {"gemini-calo": "gemini-calo", "litellm": "litellm"}
@@ -254,15 +265,22 @@ class Target:
     expect_real_key: bool = True
     context: ssl.SSLContext | None = None
     server_hostname: str | None = None
-    request: bytes = b""
+    distinct: int = 1  # how many different requests it cycles through (max_tokens 64, 65, ...)
+    requests: list[bytes] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         host = API_HOST if self.kind == "connect" else f"127.0.0.1:{self.port}"
-        self.request = (
-            f"POST {PATH} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {self.key}\r\n"
-            f"Content-Type: application/json\r\nAccept: application/json\r\nUser-Agent: tollgate-bench/1\r\n"
-            f"Content-Length: {len(REQUEST_BODY)}\r\n\r\n"
-        ).encode() + REQUEST_BODY
+        for i in range(self.distinct):
+            body = request_body(64 + i)
+            self.requests.append((
+                f"POST {PATH} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {self.key}\r\n"
+                f"Content-Type: application/json\r\nAccept: application/json\r\nUser-Agent: tollgate-bench/1\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode() + body)
+        self._next = itertools.count()  # shared by the mode's connections: a request recurs only after all others
+
+    def next_request(self) -> bytes:
+        return self.requests[next(self._next) % self.distinct]
 
 
 class CallError(Exception):
@@ -386,7 +404,7 @@ class Conn:
             reused = self.calls_on_conn > 0
             t0 = now_ns()
             try:
-                self.sock.sendall(self.target.request)
+                self.sock.sendall(self.target.next_request())
                 status, headers, body = self._response()
             except (ConnectionResetError, BrokenPipeError, ssl.SSLEOFError) as exc:
                 self.close()
@@ -707,6 +725,11 @@ class Bench:
             self.modes[name] = ModeState(Target(name, "connect", proxy.port, key, model, context=proxy_ctx,
                                                 server_hostname=API_HOST),
                                          version=f"mitmproxy {mitmproxy.version.VERSION}", process=proxy)
+        # The same Tollgate, asked for requests that all differ: its policy is evaluated on every call.
+        self.modes["tollgate-distinct"] = ModeState(
+            Target("tollgate-distinct", "connect", self.modes["tollgate"].target.port, self.virtual_key,
+                   OVERRIDDEN_MODEL, context=proxy_ctx, server_hostname=API_HOST, distinct=DISTINCT_REQUESTS),
+            version=self.modes["tollgate"].version, process=self.modes["tollgate"].process)
         self.commands.append("tollgate.yaml: " + json.dumps(self.tollgate_config(redact=True)))
 
         for name, python in installed.items():
@@ -810,7 +833,7 @@ class Bench:
             try:
                 for _ in range(self.args.warmup):
                     conn.call()
-                if name == "tollgate" and "x-tollgate-request-id" not in conn.last_headers:
+                if name.startswith("tollgate") and "x-tollgate-request-id" not in conn.last_headers:
                     problem = "no X-Tollgate-Request-Id header: the calls did not go through Tollgate"
                 json.loads(conn.last_body)
             except (CallError, OSError, ValueError) as exc:
@@ -1084,6 +1107,13 @@ def report(bench: Bench, elapsed: float) -> bool:
                    rps_ratio >= TARGET_RPS_RATIO))
     checks.append((f"p99 at {args.connections} connections: Tollgate - bare",
                    f"{t['cp99'] - b['cp99']:+.2f} ms ({t['cp99']:.2f} / {b['cp99']:.2f})", "(no target)", None))
+    d = stats["tollgate-distinct"]
+    d_added = d["p50"] - base["p50"]
+    checks.append(("added p50, distinct requests: (Tollgate - direct) / (bare - direct)",
+                   f"{d_added / bare_added:.2f}x ({d_added:+.3f} / {bare_added:+.3f} ms)" if bare_added > 0 else "-",
+                   "(no target)", None))
+    checks.append((f"req/s at {args.connections} connections, distinct requests: Tollgate / bare",
+                   f"{d['rps'] / b['rps']:.2f}x ({d['rps']:.0f} / {b['rps']:.0f})", "(no target)", None))
     for peer in PEERS:
         label = LABELS[peer]
         if peer in stats:
@@ -1111,9 +1141,10 @@ def report(bench: Bench, elapsed: float) -> bool:
             audit_lines = sum(1 for _ in f)
     except OSError:
         pass
-    tg = modes["tollgate"]
+    tollgates = [modes["tollgate"], modes["tollgate-distinct"]]
+    through = sum(s.calls + args.warmup + 2 * args.connections * args.concurrent_rounds for s in tollgates)
     print(f"\nTollgate audit records: {audit_lines} (calls through Tollgate incl. warm-up: "
-          f"{tg.calls + args.warmup + min(args.warmup, 5) + 2 * args.connections * args.concurrent_rounds})")
+          f"{through + min(args.warmup, 5)})")
     print("the fake upstream saw, per mode in warm-up (path, model, real key): " + "; ".join(
         f"{LABELS[n]} " + ", ".join(f"{p} {m} {'yes' if k else 'no'} x{c}" for (p, m, k), c in s.upstream_seen.items())
         for n, s in modes.items()))
