@@ -1142,9 +1142,9 @@ def report(bench: Bench, elapsed: float) -> bool:
     except OSError:
         pass
     tollgates = [modes["tollgate"], modes["tollgate-distinct"]]
-    through = sum(s.calls + args.warmup + 2 * args.connections * args.concurrent_rounds for s in tollgates)
-    print(f"\nTollgate audit records: {audit_lines} (calls through Tollgate incl. warm-up: "
-          f"{through + min(args.warmup, 5)})")
+    through = sum(s.calls + args.warmup + min(args.warmup, 5) + 2 * args.connections * args.concurrent_rounds
+                  for s in tollgates)
+    print(f"\nTollgate audit records: {audit_lines} (calls through Tollgate incl. warm-up: {through})")
     print("the fake upstream saw, per mode in warm-up (path, model, real key): " + "; ".join(
         f"{LABELS[n]} " + ", ".join(f"{p} {m} {'yes' if k else 'no'} x{c}" for (p, m, k), c in s.upstream_seen.items())
         for n, s in modes.items()))
