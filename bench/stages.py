@@ -1,0 +1,152 @@
+"""What each Tollgate stage costs per call, in process: no proxy, no network, no sockets.
+
+The chain is loaded as mitmdump loads it (`tollgate.stages.chain()`, configured through
+mitmproxy's test context with the configuration bench/overhead.py uses: virtual keys, an override,
+`model_allowlist.rego`, an audit file). Calls are made as mitmproxy makes them: a fresh flow per
+call with an OpenAI SDK's request headers and a chat-completion body, then every hook in order
+(`requestheaders`, `request`, `responseheaders`, the stream callable, `response`). Each stage's
+hooks are timed over all calls of a round, stage by stage; the best of the rounds is printed.
+
+Use it to see where per-call time goes and whether a change helps: its figures are steadier than
+bench/overhead.py's, which measures the whole proxy. Inside mitmdump the same work costs about
+twice as much (colder caches between the proxy's own work); see docs/performance.md.
+
+    .venv/bin/python bench/stages.py [--calls 3000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent / "addons"))
+
+import yaml  # noqa: E402
+from mitmproxy import http  # noqa: E402
+from mitmproxy.addons import proxyserver  # noqa: E402
+from mitmproxy.test import taddons, tflow, tutils  # noqa: E402
+
+from tollgate.stages import chain  # noqa: E402
+
+POLICY = BENCH.parent / "docs" / "examples" / "policies" / "model_allowlist.rego"
+VIRTUAL_KEY = "tg-bench-app-0123456789abcdef"
+BODY = json.dumps({
+    "model": "gpt-4o",
+    "messages": [{"role": "system", "content": "You are a terse assistant."},
+                 {"role": "user", "content": "Say hello in five words."}],
+    "max_tokens": 64,
+}, separators=(",", ":")).encode()
+ANSWER = json.dumps({
+    "id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o-mini",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello there, how are you?"},
+                 "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 24, "completion_tokens": 7, "total_tokens": 31},
+}).encode()
+REQUEST_HEADERS = (
+    ("host", "api.openai.com"), ("authorization", f"Bearer {VIRTUAL_KEY}"), ("content-type", "application/json"),
+    ("accept", "application/json"), ("user-agent", "OpenAI/Python 2.0"), ("x-stainless-lang", "python"),
+    ("content-length", str(len(BODY))),
+)
+# The hooks in the order mitmproxy calls them; "stream" is the response's stream callable.
+HOOKS = ("requestheaders", "request", "responseheaders", "stream", "response")
+
+
+def config(workdir: Path) -> Path:
+    path = workdir / "tollgate.yaml"
+    path.write_text(yaml.safe_dump({
+        "providers": {"openai": {"upstream": "https://127.0.0.1:9", "keys": ["sk-proj-bench"], "timeout": 60}},
+        "clients": [{"name": "bench-app", "keys": [VIRTUAL_KEY], "groups": ["support"]},
+                    {"name": "alice", "keys": ["tg-alice-7f3c9b2e41d8a0b6"], "groups": ["research"]}],
+        "allow_anonymous": False,
+        "overrides": [{"match": {"provider": "openai", "model": "gpt-4o", "group": "support"},
+                       "model": "gpt-4o-mini"}],
+        "policy": {"rego": [str(POLICY)]},
+        "audit": {"path": str(workdir / "audit.jsonl")},
+    }))
+    return path
+
+
+def new_flow() -> http.HTTPFlow:
+    flow = tflow.tflow()
+    request = flow.request
+    request.host, request.port, request.scheme = "api.openai.com", 443, "https"
+    request.method, request.path = "POST", "/v1/chat/completions"
+    request.headers.fields = tuple((k.encode(), v.encode()) for k, v in REQUEST_HEADERS)
+    request.raw_content = BODY
+    flow.response = None
+    return flow
+
+
+def answer(flow: http.HTTPFlow) -> None:
+    flow.response = tutils.tresp(status_code=200, content=b"")
+    flow.response.headers.fields = ((b"content-type", b"application/json"),
+                                    (b"content-length", str(len(ANSWER)).encode()))
+
+
+def one_round(gateway, calls: int) -> dict[str, float]:
+    """µs per call for each (stage, hook), the stages' hooks run one stage at a time over all flows."""
+    flows = [new_flow() for _ in range(calls)]
+    spent: dict[str, float] = {}
+
+    def timed(label: str, run) -> None:
+        start = time.perf_counter()
+        for flow in flows:
+            run(flow)
+        spent[label] = (time.perf_counter() - start) / calls * 1e6
+
+    for hook in HOOKS:
+        if hook == "responseheaders":
+            for flow in flows:
+                assert flow.response is None, f"refused: {flow.response.content!r}"
+                answer(flow)
+        if hook == "stream":
+            timed("stream callable (answer + end)", lambda f: (f.response.stream(ANSWER), f.response.stream(b"")))
+            continue
+        for stage in gateway.stages:
+            method = getattr(stage, hook, None)
+            if callable(method):
+                timed(f"{type(stage).__name__}.{hook}", method)
+    record = flows[-1].metadata["tollgate"]
+    assert (record["model"], record["input_tokens"], record["decision"]) == ("gpt-4o-mini", 24, "allow"), record
+    return spent
+
+
+async def measure(args: argparse.Namespace) -> dict[str, float]:
+    gateway = chain()
+    with tempfile.TemporaryDirectory() as work, taddons.context(proxyserver.Proxyserver(), gateway) as tctx:
+        tctx.configure(gateway, tollgate_config=str(config(Path(work))))
+        one_round(gateway, min(args.calls, 300))  # warm-up
+        best: dict[str, float] = {}
+        for _ in range(args.rounds):
+            for label, us in one_round(gateway, args.calls).items():
+                best[label] = min(best.get(label, us), us)
+        for stage in gateway.stages:  # Audit's done() closes the audit file; Decide's stops its watcher
+            if callable(getattr(stage, "done", None)):
+                stage.done()
+        return best
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--calls", type=int, default=3000, help="flows per round")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds; the best per stage is printed")
+    args = parser.parse_args()
+    best = asyncio.run(measure(args))
+    width = max(map(len, best))
+    print(f"µs per call, best of {args.rounds} rounds of {args.calls} calls (Python {sys.version.split()[0]})")
+    for label, us in sorted(best.items(), key=lambda item: -item[1]):
+        if us >= 0.5:
+            print(f"  {label:<{width}}  {us:6.1f}")
+    print(f"  {'total':<{width}}  {sum(best.values()):6.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
