@@ -32,8 +32,8 @@ class AuditLog:
         self._writer.start()
 
     def write(self, record: dict[str, Any]) -> None:
-        """Queue one record (an event dict, not changed afterwards); it reaches the file at once or, while calls keep coming, within
-        `BATCH_DELAY`, in order."""
+        """Queue one record (an event dict, not changed afterwards). It reaches the file at once or,
+        while calls keep coming, within `BATCH_DELAY`; records keep their order."""
         self._queue.put(record)
 
     def _write_all(self) -> None:

@@ -266,7 +266,8 @@ class Provider:
             else:
                 query.pop(parameter, None)
         kept = tuple(f for f in fields if f[0].lower() not in self.header_positions)
-        return kept + tuple((p.encode(), REDACTED.encode()) for p in self.positions if p in present and not p.startswith("query:"))
+        shown = tuple(p for p in self.positions if p in present and not p.startswith("query:"))
+        return kept + tuple((p.encode(), REDACTED.encode()) for p in shown)
 
     @cached_property
     def header_positions(self) -> frozenset[bytes]:

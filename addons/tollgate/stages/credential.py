@@ -12,7 +12,7 @@ from .. import sigv4
 from ..call import Call, fingerprint
 from ..keypool import KeyPool, retry_after_seconds
 from ..providers import PROVIDERS
-from ..providers.base import NO_UPSTREAM_CREDENTIAL
+from ..providers.base import NO_UPSTREAM_CREDENTIAL, header_values
 from ..providers.bedrock import region_of
 from ..sigv4 import CredentialSource
 from .shared import CallStage, Shared, credentials_of, provider_of, refuse
@@ -38,11 +38,8 @@ class Credential(CallStage):
         provider = provider_of(call)
         request = flow.request
         # One pass over the raw header fields (mitmproxy's per-name operations each scan them all).
-        side = {
-            lower.decode(): value.decode("utf-8", "surrogateescape").strip()
-            for name, value in request.headers.fields
-            if (lower := name.lower()) in _SIDE_HEADER_NAMES
-        }
+        side = header_values(request.headers.fields, _SIDE_HEADER_NAMES)
+        side = {name: value.strip() for name, value in side.items()}
         key = side.get(provider.side_header.lower()) or None
         aws, region = (self._aws_side_headers(side) if call.provider == "bedrock" else (None, None))
         if key is not None:
