@@ -94,9 +94,11 @@ import yaml  # noqa: E402
 # bench/stream.py puts the checkout and addons/ on sys.path; reuse its fake upstream and helpers.
 from stream import (  # noqa: E402
     API_HOST,
+    Check,
     FakeUpstream,
     MiB,
     Proxy,
+    checks_table,
     ensure_bundle,
     fmt,
     free_port,
@@ -1091,7 +1093,7 @@ def report(bench: Bench, elapsed: float) -> bool:
     print()
 
     base, b, t = stats["direct"], stats["bare"], stats["tollgate"]
-    checks: list[tuple[str, str, str, bool | None]] = []
+    checks: list[Check] = []
     bare_added, tg_added = b["p50"] - base["p50"], t["p50"] - base["p50"]
     ratio = tg_added / bare_added if bare_added > 0 else float("inf")
     checks.append(("added p50: (Tollgate - direct) / (bare - direct)",
@@ -1128,9 +1130,7 @@ def report(bench: Bench, elapsed: float) -> bool:
         else:
             why = "not measured: skipped" if peer in bench.skipped else "not measured: not in --peers"
             checks.append((f"added p50: Tollgate / {label}", why, "< 1 (below)", None))
-    rows = [[name, value, target, "-" if ok is None else ("PASS" if ok else "FAIL")]
-            for name, value, target, ok in checks]
-    print(table(rows, ["ratios (issue #7 targets)", "measured", "target", "result"]))
+    print(checks_table(checks, "ratios (issue #7 targets)"))
     if bench.skipped:
         print()
         for name, reason in bench.skipped.items():

@@ -33,7 +33,6 @@ or a reload costs — the median of a few builds (the first build in the process
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import random
@@ -52,7 +51,7 @@ for _p in (ROOT, ROOT / "addons"):
 from tollgate.call import Call, Classification, RequestFacts  # noqa: E402
 from tollgate.policy import POLICY_ERROR, Policy, policy_input  # noqa: E402
 
-from bench.stream import loadavg, percentile, table  # noqa: E402
+from bench.stream import dist_version, loadavg, percentile, table, us  # noqa: E402
 
 EXAMPLES = ROOT / "docs" / "examples" / "policies"
 TARGET_P50_US = 500.0  # the target: p50 <= 0.5 ms per decision, for the example policies
@@ -334,7 +333,7 @@ def run(args: argparse.Namespace, examples: list[Path], trivial: Path) -> int:
                      if set(combined.reasons[i]) != set().union(*(s.reasons[i] for s in singles)))
 
     print()
-    print(f"Tollgate policy benchmark — regopy {getattr(regopy, '__version__', None) or _dist_version('regopy')}, "
+    print(f"Tollgate policy benchmark — regopy {getattr(regopy, '__version__', None) or dist_version('regopy')}, "
           f"Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}; "
           f"load average at start {LOAD_AT_START}, at end {loadavg()}")
     print(f"per call: policy.decide(policy_input(call)) on a tollgate.call.Call record; {measured:,} calls per "
@@ -358,8 +357,8 @@ def run(args: argparse.Namespace, examples: list[Path], trivial: Path) -> int:
             s.name, f"{statistics.median(s.compile_ms):.2f}", f"{len(s.total_ns):,}", f"{denied:.1%}",
             f"{percentile(s.input_ns, 50) / 1000:.1f}", f"{p50:.1f}", f"{percentile(s.total_ns, 99) / 1000:.1f}",
             f"{max(s.total_ns) / 1000:.1f}", f"{statistics.fmean(s.total_ns) / 1000:.1f}",
-            _fmt_us(percentile([t for t, r in zip(s.total_ns, s.reasons) if not r], 50)),
-            _fmt_us(percentile([t for t, r in zip(s.total_ns, s.reasons) if r], 50)),
+            us(percentile([t for t, r in zip(s.total_ns, s.reasons) if not r], 50)),
+            us(percentile([t for t, r in zip(s.total_ns, s.reasons) if r], 50)),
             f"<= {TARGET_P50_US:g}" if s.target else "(baseline)",
             ("PASS" if passed else "FAIL") if s.target else "-",
         ])
@@ -381,19 +380,6 @@ def run(args: argparse.Namespace, examples: list[Path], trivial: Path) -> int:
         print("benchmark invalid: see checks above", file=sys.stderr)
         return 2
     return 1 if args.check and not ok else 0
-
-
-def _fmt_us(ns: float) -> str:
-    return "-" if math.isnan(ns) else f"{ns / 1000:.1f}"
-
-
-def _dist_version(name: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "?"
 
 
 def _describe_mix(calls: list[Call]) -> str:

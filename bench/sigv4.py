@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import random
@@ -71,7 +70,7 @@ from tollgate.stages.credential import Credential  # noqa: E402
 from tollgate.stages.identify import Identify  # noqa: E402
 from tollgate.stages.shared import Shared  # noqa: E402
 
-from bench.stream import loadavg, percentile, table  # noqa: E402
+from bench.stream import dist_version, loadavg, percentile, table, us  # noqa: E402
 
 TARGET_P50_US = 300.0  # the target: verify + re-sign p50 <= 300 µs per request
 REGION = "us-east-1"
@@ -372,24 +371,6 @@ def run_row(row: Row, args: argparse.Namespace, maker: Maker, shared: Shared, se
 # Report
 
 
-
-
-
-
-
-
-def _us(ns: float) -> str:
-    return "-" if math.isnan(ns) else f"{ns / 1000:.1f}"
-
-
-def _dist_version(name: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "?"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -422,7 +403,7 @@ def run(args: argparse.Namespace) -> int:
         run_row(row, args, maker, shared, args.max_seconds / len(rows))
 
     print()
-    print(f"Tollgate SigV4 benchmark — botocore {botocore.__version__}, mitmproxy {_dist_version('mitmproxy')}, "
+    print(f"Tollgate SigV4 benchmark — botocore {botocore.__version__}, mitmproxy {dist_version('mitmproxy')}, "
           f"Python {platform.python_version()} ({platform.python_implementation()}), {os.cpu_count()} CPUs, "
           f"{platform.machine()}; load average at start {LOAD_AT_START}, at end {loadavg()}")
     print(f"requests: botocore bedrock-runtime Converse / InvokeModel signed with virtual credentials, captured at "
@@ -446,11 +427,11 @@ def run(args: argparse.Namespace) -> int:
         out.append([
             r.label, f"{statistics.fmean(len(w.body) for w in measured):,.0f}", f"{len(r.both_ns):,}",
             f"{converse}/{len(measured) - converse}", f"{token / max(1, len(measured)):.0%}",
-            _us(percentile(r.verify_ns, 50)), _us(percentile(r.verify_ns, 99)), _us(max(r.verify_ns)),
-            _us(percentile(r.sign_ns, 50)), _us(percentile(r.sign_ns, 99)), _us(max(r.sign_ns)),
-            f"{p50:.1f}", _us(percentile(r.both_ns, 99)), _us(max(r.both_ns)),
-            f"{statistics.fmean(r.both_ns) / 1000:.1f}", _us(percentile(r.identify_ns, 50)),
-            _us(percentile(r.credential_ns, 50)), f"<= {TARGET_P50_US:g}", "PASS" if passed else "FAIL",
+            us(percentile(r.verify_ns, 50)), us(percentile(r.verify_ns, 99)), us(max(r.verify_ns)),
+            us(percentile(r.sign_ns, 50)), us(percentile(r.sign_ns, 99)), us(max(r.sign_ns)),
+            f"{p50:.1f}", us(percentile(r.both_ns, 99)), us(max(r.both_ns)),
+            f"{statistics.fmean(r.both_ns) / 1000:.1f}", us(percentile(r.identify_ns, 50)),
+            us(percentile(r.credential_ns, 50)), f"<= {TARGET_P50_US:g}", "PASS" if passed else "FAIL",
         ])
     print(table(out, header))
     print()

@@ -950,6 +950,28 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(lines)
 
 
+Check = tuple[str, str, str, bool | None]  # what, measured, target, passed (None: no target)
+
+
+def checks_table(checks: list[Check], title: str) -> str:
+    rows = [[name, value, target, "-" if ok is None else ("PASS" if ok else "FAIL")] for name, value, target, ok in checks]
+    return table(rows, [title, "measured", "target", "result"])
+
+
+def us(ns: float) -> str:
+    """Nanoseconds as microseconds with one decimal; "-" for none."""
+    return "-" if math.isnan(ns) else f"{ns / 1000:.1f}"
+
+
+def dist_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "?"
+
+
 def report(bench: Bench, lat: dict, bulk: dict, elapsed: float) -> bool:
     args = bench.args
     import mitmproxy.version
@@ -1002,8 +1024,7 @@ def report(bench: Bench, lat: dict, bulk: dict, elapsed: float) -> bool:
         ("peak RSS growth, Tollgate", f"{growth:+.1f} MB (bare mitmdump {bulk['bare']['rss_growth']:+.1f} MB)",
          f"<= {TARGET_RSS_GROWTH_MB:g} MB", growth <= TARGET_RSS_GROWTH_MB),
     ]
-    rows = [[name, value, target, "-" if ok is None else ("PASS" if ok else "FAIL")] for name, value, target, ok in checks]
-    print(table(rows, ["vs bare mitmdump", "measured", "target", "result"]))
+    print(checks_table(checks, "vs bare mitmdump"))
     if not all(bulk[m].get("hwm_reset", 1.0) for m in ("bare", "tollgate")):
         print("note: /proc/<pid>/clear_refs was not writable; peak RSS is from 20 ms VmRSS samples only")
     if bulk["direct"]["mbps"] < 2 * max(bulk["bare"]["mbps"], bulk["tollgate"]["mbps"]):
