@@ -48,6 +48,7 @@ def classify(provider: Any, method: str, path: str, body: bytes | None) -> Class
     """A request as the Classify stage hands it over: its body parsed once."""
     return provider.classify(method, path, parse_json(body))
 
+
 REASONS = (UNAUTHENTICATED, POLICY_DENIED, NO_UPSTREAM_CREDENTIAL, MISCONFIGURED, UPSTREAM_UNREACHABLE, UPSTREAM_TIMEOUT)
 
 
