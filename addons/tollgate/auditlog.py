@@ -25,7 +25,9 @@ class AuditLog:
         self._file: IO[str] = sys.stdout if path == "-" else open(path, "a", encoding="utf-8")
         # structlog's renderer, without a bound logger around it: a record is a whole event dict
         # already (its "event" first), and the writer renders a batch before writing it at once.
-        self._render = structlog.processors.JSONRenderer(sort_keys=False)
+        # The file is UTF-8, so text goes in as it is rather than escaped to ASCII (which costs
+        # more); standard output's encoding may not be UTF-8.
+        self._render = structlog.processors.JSONRenderer(sort_keys=False, ensure_ascii=path == "-")
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = threading.Event()
         self._writer = threading.Thread(target=self._write_all, name=f"tollgate-audit {path}", daemon=True)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Literal
 
 Auth = Literal["virtual_key", "sigv4", "proxyauth", "anonymous"]
@@ -50,6 +51,21 @@ def fingerprint(secret: str) -> str:
     return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:12]
 
 
+def utc_timestamp(seconds: float) -> str:
+    """ISO 8601 in UTC to the millisecond, e.g. 2026-11-22T08:30:00.123Z."""
+    # To the microsecond first, as datetime does, so that e.g. .3259997 s reads .326
+    fraction, whole = math.modf(seconds)
+    micros = round(fraction * 1_000_000)
+    if micros == 1_000_000:
+        whole, micros = whole + 1, 0
+    return f"{_utc_second(int(whole))}.{micros // 1000:03d}Z"
+
+
+@lru_cache(maxsize=1)  # calls come many to the second: its text is made once
+def _utc_second(whole: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+
+
 @dataclass(slots=True)
 class Call:
     provider: str
@@ -90,7 +106,7 @@ class Call:
         ended = self.ended or time.time()
         return {
             "event": "llm_call",
-            "ts": datetime.fromtimestamp(self.started, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "ts": utc_timestamp(self.started),
             "request_id": self.request_id,
             "client": self.client,
             "auth": self.auth,
@@ -113,8 +129,9 @@ class Call:
             "status": self.status,
             "upstream": self.upstream,
             "upstream_key": self.upstream_key,
-            "latency_ms": round((ended - self.started) * 1000, 1),
-            "ttfb_ms": round((self.first_byte - self.started) * 1000, 1) if self.first_byte else None,
+            # round(x, 1) formats and parses a string; this is the same tenth, many times cheaper
+            "latency_ms": round((ended - self.started) * 10000) / 10,
+            "ttfb_ms": round((self.first_byte - self.started) * 10000) / 10 if self.first_byte else None,
             "input_tokens": u.input_tokens,
             "output_tokens": u.output_tokens,
             "total_tokens": u.total_tokens,

@@ -42,8 +42,7 @@ class Directory:
     ) -> Caller | None:
         """The caller, or None when it must be refused (no login, no known key, no anonymity).
         `signed_with` is a virtual AWS access key id whose SigV4 signature has been verified."""
-        presented = list(presented)
-        virtual = next((self._by_key[_digest(p.value)] for p in presented if self.is_virtual_key(p.value)), None)
+        virtual = next((c for p in presented if (c := self._by_key.get(_digest(p.value))) is not None), None)
         if login is not None:
             client = self._by_name.get(login)
             return Caller(login, client.groups if client else (), "proxyauth")

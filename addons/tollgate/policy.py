@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,17 +73,26 @@ class Policy:
         self._runner = quiet(Interpreter())
         # A policy is a function of its input unless it asks the clock, the network or chance:
         # then equal inputs get equal decisions, and a repeated input is not evaluated again.
-        self._cache: dict[str, Decision] | None = (
+        self._cache: dict[Hashable, Decision] | None = (
             None if any(_IMPURE.search(s) for s in sources.values()) else {}
         )
 
     def decide(self, document: dict[str, Any]) -> Decision:
+        """The decision on any input document."""
+        return self._cached(json.dumps(document, separators=(",", ":")), lambda: document)
+
+    def decide_call(self, call: Any) -> Decision:
+        """The decision on a call (`tollgate.call.Call`): its input document is built only when
+        the same facts have not been decided before."""
+        facts = input_facts(call)
+        return self._cached(facts, lambda: input_document(facts))
+
+    def _cached(self, key: Hashable, document: Callable[[], dict[str, Any]]) -> Decision:
         if self._cache is None:
-            return self._evaluate(document)
-        key = json.dumps(document, separators=(",", ":"))
+            return self._evaluate(document())
         decision = self._cache.get(key)
         if decision is None:
-            decision = self._evaluate(document)
+            decision = self._evaluate(document())
             if len(self._cache) >= CACHE_SIZE:
                 self._cache.clear()
             self._cache[key] = decision
@@ -141,26 +150,40 @@ def _first_line(error: object) -> str:
     return lines[0] if lines else text or type(error).__name__
 
 
-def policy_input(
-    call: Any,
-) -> dict[str, Any]:
-    """The input document of DESIGN.md for a call record (`tollgate.call.Call`)."""
+def input_facts(call: Any) -> tuple[Any, ...]:
+    """Everything a call's input document holds, in `input_document`'s order: a cache key."""
     c = call.classification
     f = c.facts
+    model = call.model if call.model is not None else c.model
+    return (
+        call.client, tuple(call.groups), call.auth, call.provider, call.host, call.method, call.path, c.endpoint,
+        c.model, model, f.message_count, f.has_system, f.has_tools, f.stream, f.max_tokens,
+    )  # fmt: skip
+
+
+def input_document(facts: tuple[Any, ...]) -> dict[str, Any]:
+    """The input document of DESIGN.md, from `input_facts`."""
+    (client, groups, auth, provider, host, method, path, endpoint, requested_model, model,
+     message_count, has_system, has_tools, stream, max_tokens) = facts  # fmt: skip
     return {
-        "client": {"name": call.client, "groups": list(call.groups), "auth": call.auth},
-        "provider": call.provider,
-        "host": call.host,
-        "method": call.method,
-        "path": call.path,
-        "endpoint": c.endpoint,
-        "requested_model": c.model,
-        "model": call.model if call.model is not None else c.model,
+        "client": {"name": client, "groups": list(groups), "auth": auth},
+        "provider": provider,
+        "host": host,
+        "method": method,
+        "path": path,
+        "endpoint": endpoint,
+        "requested_model": requested_model,
+        "model": model,
         "request": {
-            "message_count": f.message_count,
-            "has_system": f.has_system,
-            "has_tools": f.has_tools,
-            "stream": f.stream,
-            "max_tokens": f.max_tokens,
+            "message_count": message_count,
+            "has_system": has_system,
+            "has_tools": has_tools,
+            "stream": stream,
+            "max_tokens": max_tokens,
         },
     }
+
+
+def policy_input(call: Any) -> dict[str, Any]:
+    """The input document of DESIGN.md for a call record (`tollgate.call.Call`)."""
+    return input_document(input_facts(call))

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tollgate.call import Call, Classification, RequestFacts, Usage, fingerprint
+from tollgate.call import Call, Classification, RequestFacts, Usage, fingerprint, utc_timestamp
 
 # Every field DESIGN.md's "Audit record" table names.
 DESIGN_FIELDS = {
@@ -249,3 +249,9 @@ def test_summary_denied_with_error() -> None:
 def test_auth_values_pass_through(auth: str) -> None:
     call = Call(provider="bedrock", host="h", method="POST", path="/", auth=auth)  # type: ignore[arg-type]
     assert call.audit_record()["auth"] == auth
+
+
+@given(st.floats(min_value=0, max_value=4e9, allow_nan=False) | st.integers(0, 4 * 10**9).map(lambda s: s + 0.9999995))
+def test_timestamps_read_as_datetime_writes_them(seconds: float) -> None:
+    expected = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert utc_timestamp(seconds) == expected

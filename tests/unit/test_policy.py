@@ -1089,6 +1089,30 @@ def test_equal_inputs_are_decided_once(tmp_path: Path) -> None:
     assert calls == [big, small]
 
 
+def test_a_call_is_decided_on_its_input_document_and_equal_calls_once(tmp_path: Path) -> None:
+    from tollgate.policy import Policy
+
+    path = tmp_path / "p.rego"
+    path.write_text(
+        'package tollgate\nimport rego.v1\ndeny contains "big" if input.request.max_tokens > 10\n'
+        'deny contains "research" if "research" in input.client.groups\n'
+    )
+    policy = Policy([path])
+    calls = []
+    evaluate = policy._evaluate
+    policy._evaluate = lambda doc: calls.append(doc) or evaluate(doc)
+    big, small = call_of("openai", "POST", "/v1/chat/completions", {"model": "gpt-4o", "max_tokens": 11}), call_of(
+        "openai", "POST", "/v1/chat/completions", {"model": "gpt-4o", "max_tokens": 1}, groups=("support",)
+    )
+    decisions = [policy.decide_call(c).deny_reasons for c in (big, small, big, small)]
+    assert decisions == [("big", "research"), (), ("big", "research"), ()]
+    assert calls == [policy_input(big), policy_input(small)]
+    # A fact that changes makes another decision: the override's model is part of the input.
+    small.model = "gpt-4o-mini"
+    assert policy.decide_call(small).allowed
+    assert len(calls) == 3 and calls[-1]["model"] == "gpt-4o-mini"
+
+
 def test_a_policy_that_reads_the_clock_is_evaluated_every_time(tmp_path: Path) -> None:
     from tollgate.policy import Policy
 

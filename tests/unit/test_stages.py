@@ -13,7 +13,7 @@ from tollgate.keypool import KeyPool
 from tollgate.stages import Gateway, chain
 from tollgate.stages.credential import Credential
 from tollgate.stages.route import Route
-from tollgate.stages.shared import CALL, CallStage, Shared
+from tollgate.stages.shared import CALL, CallStage, Shared, write_body
 from tollgate.stages.stream_tap import MITMPROXY_CONNECTION_LOGGER, StreamTap
 
 
@@ -160,3 +160,32 @@ def test_route_retargets_host_port_scheme_and_the_host_header(upstream, host_hea
     assert (flow.request.scheme, flow.request.host_header, call.upstream) == (scheme, host_header, upstream)
     assert flow.request.url == f"{upstream}/v1/chat/completions"
     assert flow.request.headers.fields[1] == (b"content-type", b"application/json")
+
+
+def test_route_retargets_an_http2_requests_authority_and_adds_no_host_header():
+    flow, call = _openai_flow(("content-type", "application/json"))
+    flow.request.http_version, flow.request.authority = "HTTP/2.0", "api.openai.com"
+    call.upstream = "https://127.0.0.1:8443"
+    Route(Shared()).request(flow)
+    assert (flow.request.authority, flow.request.host, flow.request.port) == ("127.0.0.1:8443", "127.0.0.1", 8443)
+    assert flow.request.headers.fields == ((b"content-type", b"application/json"),)
+
+
+@pytest.mark.parametrize(("fields", "length"), [
+    ((("Content-Type", "application/json"), ("Content-Length", "999"), ("content-length", "999")), True),
+    ((("Content-Type", "application/json"),), True),
+    ((("Content-Type", "application/json"), ("Transfer-Encoding", "chunked")), False),
+    ((("Content-Type", "application/json"), ("Content-Encoding", "gzip"), ("Content-Length", "5")), True),
+])
+def test_a_rewritten_body_goes_encoded_as_the_client_sent_it_and_with_its_length(fields, length):
+    import gzip
+    import json
+
+    flow, call = _openai_flow(*fields)
+    call.body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "grüß dich"}]}
+    write_body(flow.request, call)
+    sent = flow.request.raw_content
+    encoded = flow.request.headers.get("content-encoding") == "gzip"
+    assert json.loads(gzip.decompress(sent) if encoded else sent) == call.body
+    assert flow.request.headers.get_all("content-length") == ([str(len(sent))] if length else [])
+    assert flow.request.headers["content-type"] == "application/json"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from .anthropic import Anthropic
 from .base import Provider
@@ -15,8 +16,10 @@ PROVIDERS: dict[str, Provider] = {p.name: p for p in (OpenAI(), Gemini(), Anthro
 _BY_HOST = [(re.compile(p.host_pattern, re.IGNORECASE), p) for p in PROVIDERS.values()]
 
 
+@lru_cache(maxsize=1024)
 def provider_for(host: str, port: int) -> Provider | None:
-    """The provider whose API lives at host:port, or None for every other host."""
+    """The provider whose API lives at host:port, or None for every other host (a few hosts
+    recur on every call: matched once)."""
     address = f"{host}:{port}"
     for pattern, provider in _BY_HOST:
         if pattern.match(address):

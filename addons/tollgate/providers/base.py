@@ -82,12 +82,28 @@ def header_values(fields: Fields, names: Collection[bytes] | None = None) -> dic
     return found
 
 
+def with_header(fields: Fields, name: bytes, value: bytes, add: bool = True) -> tuple[tuple[bytes, bytes], ...]:
+    """The fields with `name` (lower-case) set to `value` in one pass: in place of its first
+    occurrence, its others dropped (as mitmproxy's `Headers` sets), or added when absent if `add`."""
+    out, found = [], False
+    for field in fields:
+        if field[0].lower() != name:
+            out.append(field)
+        elif not found:
+            out.append((field[0], value))
+            found = True
+    if add and not found:
+        out.append((name, value))
+    return tuple(out)
+
+
 def parse_json(body: bytes | None) -> dict[str, Any] | None:
     """The request or response body as a JSON object, or None when it is not one."""
     if not body:
         return None
     try:
-        value = json.loads(body)
+        # An object's text starts with "{": then it is UTF-8, and json.loads need not detect that.
+        value = json.loads(body.decode("utf-8", "surrogatepass") if body[:1] == b"{" else body)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     return value if isinstance(value, dict) else None

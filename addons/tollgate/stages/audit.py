@@ -6,6 +6,7 @@ import time
 
 from mitmproxy import http
 
+from ..providers.base import with_header
 from .shared import CALL, Shared, call_of
 
 REQUEST_ID_HEADER = "x-tollgate-request-id"
@@ -26,7 +27,8 @@ class Audit:
         call = call_of(flow)
         if call is None or flow.response is None:
             return
-        flow.response.headers[REQUEST_ID_HEADER] = call.request_id
+        headers = flow.response.headers
+        headers.fields = with_header(headers.fields, REQUEST_ID_HEADER.encode(), call.request_id.encode())
         call.status = flow.response.status_code
 
     def response(self, flow: http.HTTPFlow) -> None:

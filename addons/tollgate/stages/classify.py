@@ -12,6 +12,8 @@ from .shared import CALL, Shared, credentials_of, refuse
 
 def request_body(request: http.Request) -> bytes | None:
     """The body with its content-encoding undone; None when it cannot be."""
+    if not header_values(request.headers.fields, _ENCODING):  # several times cheaper than get_content
+        return request.raw_content
     try:
         return request.get_content(strict=True)
     except ValueError:
@@ -31,6 +33,7 @@ def is_large_upload(request: http.Request) -> bool:
 
 
 _BODY_HEADERS = frozenset((b"content-type", b"content-length", b"transfer-encoding"))
+_ENCODING = frozenset((b"content-encoding",))
 
 
 STREAMED_UPLOAD = 4 * 1024 * 1024

@@ -9,7 +9,7 @@ import logging
 from mitmproxy import http
 
 from ..call import Call
-from ..policy import Policy, PolicyError, policy_input
+from ..policy import Policy, PolicyError
 from ..providers.base import POLICY_DENIED
 from .shared import CallStage, Shared, refuse
 
@@ -27,7 +27,7 @@ class Decide(CallStage):
         policy = self.shared.policy
         if policy is None:
             return
-        decision = policy.decide(policy_input(call))
+        decision = policy.decide_call(call)
         if decision.allowed:
             return
         call.decision = "deny"

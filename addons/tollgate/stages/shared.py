@@ -14,7 +14,7 @@ from ..config import Config
 from ..keypool import KeyPool
 from ..policy import Policy
 from ..providers import PROVIDERS
-from ..providers.base import INTERNAL_ERROR, Provider, Query, header_values
+from ..providers.base import INTERNAL_ERROR, Provider, Query, header_values, with_header
 from ..sigv4 import CredentialSource
 
 CALL = "tollgate"
@@ -77,10 +77,22 @@ class CallStage:
 
 
 def write_body(request: http.Request, call: Call) -> None:
-    """The call's changed JSON body into the request; setting content re-applies the body's
-    Content-Encoding and corrects Content-Length. A SigV4 hash of the old body no longer holds."""
-    request.content = json.dumps(call.body, ensure_ascii=False).encode()
+    """The call's changed JSON body into the request, with its Content-Length corrected. A SigV4
+    hash of the old body no longer holds."""
+    body = _encode(call.body).encode()
     call.body_sha256 = None
+    fields = request.headers.fields
+    if header_values(fields, _FRAMING):
+        request.content = body  # mitmproxy's setter re-applies the encoding, keeps the chunking
+        return
+    # Most bodies are plain: the setter's four header scans are one pass here.
+    request.raw_content = body
+    request.headers.fields = with_header(fields, b"content-length", str(len(body)).encode())
+
+
+_FRAMING = frozenset((b"content-encoding", b"transfer-encoding"))
+# One encoder for every body (json.dumps builds one per call when given options); compact, as SDKs send.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def credentials_of(request: http.Request, provider: Provider) -> tuple[dict[str, str], Query]:

@@ -14,12 +14,17 @@ from ..providers.base import UPSTREAM_TIMEOUT, UPSTREAM_UNREACHABLE
 from .shared import CallStage, Shared, call_of, refuse
 
 CLIENT_DISCONNECTED = "client disconnected"
+# How often deadlines are checked: a timeout fires at most this much late. One sweep for all calls
+# costs less per call than a timer each (docs/performance.md).
+SWEEP_INTERVAL = 0.1
 
 
 class UpstreamWatch(CallStage):
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
-        self._deadlines: dict[http.HTTPFlow, asyncio.TimerHandle] = {}
+        # Each waiting call's deadline (monotonic clock) and timeout.
+        self._deadlines: dict[http.HTTPFlow, tuple[float, float]] = {}
+        self._sweeper: asyncio.Task | None = None
         # The task that connects to and then reads from each upstream connection, found by the
         # server connection once it is the flow's, and by the client connection while connecting.
         self._task_by_server: dict[str, asyncio.Task] = {}
@@ -46,10 +51,20 @@ class UpstreamWatch(CallStage):
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         timeout = self.shared.config.providers.get(call.provider).timeout
-        self._deadlines[flow] = asyncio.get_running_loop().call_later(timeout, self._expire, flow, timeout)
+        self._deadlines[flow] = (time.monotonic() + timeout, timeout)
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        while self._deadlines:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            now = time.monotonic()
+            for flow, (deadline, timeout) in list(self._deadlines.items()):
+                if deadline <= now:
+                    del self._deadlines[flow]
+                    self._expire(flow, timeout)
 
     def _expire(self, flow: http.HTTPFlow, timeout: float) -> None:
-        self._deadlines.pop(flow, None)
         call = call_of(flow)
         if call is None or flow.response is not None:
             return
@@ -85,11 +100,9 @@ class UpstreamWatch(CallStage):
         refuse(flow, call, UPSTREAM_UNREACHABLE, f"Tollgate: {call.upstream} is unreachable: {message}")
 
     def _stop_clock(self, flow: http.HTTPFlow) -> None:
-        deadline = self._deadlines.pop(flow, None)
-        if deadline is not None:
-            deadline.cancel()
+        self._deadlines.pop(flow, None)
 
     def done(self) -> None:
-        for deadline in self._deadlines.values():
-            deadline.cancel()
         self._deadlines.clear()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
