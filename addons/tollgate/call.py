@@ -46,6 +46,7 @@ class Classification:
     wire_format: str | None = None
 
 
+@lru_cache(maxsize=256)  # the same few keys go upstream call after call
 def fingerprint(secret: str) -> str:
     """A short, non-reversible tag telling credentials apart in the audit."""
     return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:12]
@@ -75,8 +76,9 @@ class Call:
     request_id: str = field(default_factory=lambda: os.urandom(16).hex())
     started: float = field(default_factory=time.time)
     classification: Classification = field(default_factory=Classification)
-    # Which of the provider's credential positions the client filled (names only).
-    credential_positions: tuple[str, ...] = ()
+    # Which of the provider's credential positions the client filled (names only); None until
+    # Identify has looked.
+    credential_positions: tuple[str, ...] | None = None
     client: str | None = None
     groups: tuple[str, ...] = ()
     auth: Auth = "anonymous"

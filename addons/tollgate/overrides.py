@@ -43,6 +43,30 @@ def find_rule(
     return None
 
 
+class RuleBook:
+    """The configured rules, with each call shape (provider, model, client, groups, endpoint)
+    matched against them once: calls repeat their shapes, and globbing every rule costs more."""
+
+    LIMIT = 4096  # shapes remembered; past that, the book starts afresh
+
+    def __init__(self, rules: Sequence[Override]) -> None:
+        self.rules = tuple(rules)
+        self._found: dict[tuple[object, ...], Override | None] = {}
+
+    def find(
+        self, provider: str, model: str | None, client: str | None, groups: tuple[str, ...], endpoint: str | None
+    ) -> Override | None:
+        shape = (provider, model, client, groups, endpoint)
+        try:
+            return self._found[shape]
+        except KeyError:
+            pass
+        if len(self._found) >= self.LIMIT:
+            self._found.clear()
+        self._found[shape] = find_rule(self.rules, provider, model, client, groups, endpoint)
+        return self._found[shape]
+
+
 def routed_path(target: str, path: str) -> str:
     """An OpenAI API path (`/v1/chat/completions?…`) on the target's OpenAI-compatible API."""
     rest = path.removeprefix("/v1/") if path.startswith("/v1/") else path.lstrip("/")

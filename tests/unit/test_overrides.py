@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tollgate.config import ConfigError, Override, parse_config
-from tollgate.overrides import find_rule, routed_path
+from tollgate.overrides import RuleBook, find_rule, routed_path
 from tollgate.providers import PROVIDERS
 
 
@@ -41,6 +41,17 @@ RULES = rules(
 def test_find_rule(provider, model, client, groups, endpoint, expected):
     found = find_rule(RULES, provider, model, client, groups, endpoint)
     assert found is (None if expected is None else RULES[expected])
+    book = RuleBook(RULES)
+    # The book answers as find_rule does, the first time and from memory
+    assert [book.find(provider, model, client, groups, endpoint) for _ in range(2)] == [found, found]
+
+
+def test_a_rule_book_remembers_a_bounded_number_of_call_shapes(monkeypatch):
+    monkeypatch.setattr(RuleBook, "LIMIT", 3)
+    book = RuleBook(RULES)
+    for i in range(10):
+        assert book.find("openai", f"gpt-4o-{i}", "ci-x", (), "chat.completions") is RULES[0]
+        assert len(book._found) <= 3
 
 
 def test_no_rules_no_change():

@@ -189,3 +189,27 @@ def test_a_rewritten_body_goes_encoded_as_the_client_sent_it_and_with_its_length
     assert json.loads(gzip.decompress(sent) if encoded else sent) == call.body
     assert flow.request.headers.get_all("content-length") == ([str(len(sent))] if length else [])
     assert flow.request.headers["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize("identified", [True, False])
+def test_a_saved_flow_shows_where_the_credentials_were_whether_or_not_identify_looked(identified):
+    from tollgate.providers.base import REDACTED
+    from tollgate.stages.classify import Classify
+    from tollgate.stages.identify import Identify
+    from tollgate.stages.redact import Redact
+
+    shared = Shared()  # not ready: Classify refuses before Identify looks, unless it is made ready
+    shared.ready = identified
+    flow = tflow.tflow()
+    flow.request.host, flow.request.port, flow.request.path = "generativelanguage.googleapis.com", 443, "/v1beta/m"
+    flow.request.query = [("key", "AIza-secret"), ("alt", "sse")]
+    flow.request.headers.fields = ((b"x-goog-api-key", b"AIza-other"), (b"accept", b"*/*"))
+    Classify(shared).request(flow)
+    if identified:
+        Identify(shared).request(flow)
+    call = flow.metadata[CALL]
+    assert call.credential_positions == (("x-goog-api-key", "query:key") if identified else None)
+    flow.response = flow.response or tflow.tresp()
+    Redact(shared).responseheaders(flow)
+    assert flow.request.headers.fields == ((b"accept", b"*/*"), (b"x-goog-api-key", REDACTED.encode()))
+    assert dict(flow.request.query) == {"key": REDACTED, "alt": "sse"}

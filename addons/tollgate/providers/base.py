@@ -241,6 +241,8 @@ class Provider:
     key_header: ClassVar[str]
     # Where a call routed here goes when no upstream is configured (None: it must be).
     default_host: ClassVar[str | None] = None
+    # The response headers `usage_reader` and `usage` read (lower-case), and content-encoding.
+    response_headers: ClassVar[frozenset[bytes]] = frozenset((b"content-type", b"content-encoding"))
 
     # Where the native format names the model in the path (a `model` group), if it does.
     model_in_path: ClassVar[re.Pattern[str] | None] = None

@@ -67,6 +67,11 @@ class Bedrock(Provider):
     positions = ("authorization", "x-amz-security-token")
     model_in_path = _MODEL_CALL
     key_header = "authorization"
+    response_headers = Provider.response_headers | {
+        b"x-amzn-bedrock-input-token-count",
+        b"x-amzn-bedrock-output-token-count",
+        b"x-amzn-bedrock-cache-read-input-token-count",
+    }
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None) -> Classification:
         if path.startswith("/openai/"):

@@ -7,7 +7,7 @@ from mitmproxy import http
 from ..call import Call
 from ..providers import provider_for
 from ..providers.base import MISCONFIGURED, header_values, parse_json
-from .shared import CALL, Shared, credentials_of, refuse
+from .shared import CALL, Shared, refuse
 
 
 def request_body(request: http.Request) -> bytes | None:
@@ -63,7 +63,6 @@ class Classify:
         call = Call(provider=provider.name, host=flow.request.host, method=flow.request.method, path=path)
         call.body = parse_json(body)
         call.classification = provider.classify(call.method, path, call.body)
-        call.credential_positions = provider.positions_present(*credentials_of(flow.request, provider))
         flow.metadata[CALL] = call
         if not self.shared.ready:
             refuse(flow, call, MISCONFIGURED, "Tollgate has no valid configuration; see its console.")

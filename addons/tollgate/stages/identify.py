@@ -33,6 +33,9 @@ class Identify(CallStage):
         super().requestheaders(flow)
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
+        provider = provider_of(call)
+        credentials = credentials_of(flow.request, provider)
+        call.credential_positions = provider.positions_present(*credentials)
         login = flow.metadata.get(PROXYAUTH)
         name = login[0] if isinstance(login, (tuple, list)) and login and login[0] else None
         signed_with = None
@@ -44,8 +47,7 @@ class Identify(CallStage):
                 call.deny_reasons = [str(e)]
                 refuse(flow, call, UNAUTHENTICATED if e.code == UNKNOWN_KEY else INVALID_SIGNATURE, str(e))
                 return
-        provider = provider_of(call)
-        presented = provider.presented(*credentials_of(flow.request, provider))
+        presented = provider.presented(*credentials)
         caller = self.shared.directory.identify(name, presented, signed_with)
         if caller is None:
             call.decision = "deny"

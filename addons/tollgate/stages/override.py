@@ -6,7 +6,7 @@ from __future__ import annotations
 from mitmproxy import http
 
 from ..call import Call
-from ..overrides import find_rule, routed_path
+from ..overrides import routed_path
 from .shared import CallStage, Shared, provider_of, write_body
 
 
@@ -15,12 +15,12 @@ class Override(CallStage):
         self.shared = shared
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
-        rules = self.shared.config.overrides
+        rules = self.shared.rules
         c = call.classification
         # Listings and other GETs carry no model to change and go as they came.
-        if not rules or c.model is None or flow.request.method != "POST":
+        if not rules.rules or c.model is None or flow.request.method != "POST":
             return
-        rule = find_rule(rules, call.provider, c.model, call.client, call.groups, c.endpoint)
+        rule = rules.find(call.provider, c.model, call.client, call.groups, c.endpoint)
         if rule is None:
             return
         if rule.provider is not None and rule.provider != call.provider:

@@ -25,7 +25,10 @@ class Redact:
         provider = provider_of(call)
         request = flow.request
         query = request.query if provider.query_positions else {}
-        request.headers.fields = provider.redact(request.headers.fields, query, call.credential_positions)
+        present = call.credential_positions
+        if present is None:  # refused before Identify looked: the headers are as the client sent them
+            present = provider.positions_present(request.headers, query)
+        request.headers.fields = provider.redact(request.headers.fields, query, present)
         # None is mitmproxy's "content not kept"; the Content-Length header still tells its size.
         flow.request.raw_content = None
         call.body = None

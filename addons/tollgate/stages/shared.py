@@ -12,6 +12,7 @@ from ..call import Call
 from ..clients import Directory
 from ..config import Config
 from ..keypool import KeyPool
+from ..overrides import RuleBook
 from ..policy import Policy
 from ..providers import PROVIDERS
 from ..providers.base import INTERNAL_ERROR, Provider, Query, header_values, with_header
@@ -30,6 +31,7 @@ class Shared:
         self.ready = False
         self.config = Config()
         self.directory = Directory(self.config)
+        self.rules = RuleBook(())
         self.pools = {name: KeyPool(()) for name in PROVIDERS}
         self.audit: AuditLog | None = None
         self.policy: Policy | None = None
@@ -41,6 +43,7 @@ class Shared:
         self.policy = policy
         self.aws_credentials = aws
         self.directory = Directory(config)
+        self.rules = RuleBook(config.overrides)
         self.pools = {name: KeyPool(config.providers.get(name).keys) for name in PROVIDERS}
         self.audit = audit
         self.ready = True

@@ -107,11 +107,13 @@ class StreamTap(CallStage):
         call = call_of(flow)
         if call is None or flow.response is None or call.answered_by_tollgate:
             return
-        headers = header_values(flow.response.headers.fields)  # one pass, for every header read here
+        provider = provider_of(call)
+        # Every header read here, in one pass
+        headers = header_values(flow.response.headers.fields, provider.response_headers)
         hide = None
         if flow in self._usage_asked and is_event_stream(headers):
             hide = SSEEventFilter(is_usage_only_chunk)
-        reader = provider_of(call).usage_reader(call.classification, headers)
+        reader = provider.usage_reader(call.classification, headers)
         decoder = None
         if encoding := headers.get("content-encoding", "").strip():
             try:
