@@ -54,6 +54,7 @@ import tempfile
 import threading
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -640,10 +641,12 @@ def mitmdump_path() -> str:
 
 
 class Proxy:
-    def __init__(self, name: str, args: list[str], workdir: Path) -> None:
+    def __init__(self, name: str, args: list[str], workdir: Path, launcher: Sequence[str] = ()) -> None:
+        """`launcher`: what runs mitmdump's script (e.g. valgrind and the interpreter), if not itself."""
         self.name = name
         self.port = free_port()
-        self.args = [mitmdump_path(), "--listen-host", "127.0.0.1", "--listen-port", str(self.port), *args]
+        listen = ["--listen-host", "127.0.0.1", "--listen-port", str(self.port)]
+        self.args = [*launcher, mitmdump_path(), *listen, *args]
         self.log_path = workdir / f"{name}.log"
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen(self.args, cwd=workdir, stdout=self._log, stderr=subprocess.STDOUT,

@@ -100,7 +100,7 @@ class Call:
     streamed_upload: bool = False
     # SHA-256 of the body as verified with SigV4, while Tollgate has not changed the body.
     body_sha256: str | None = None
-    # The request body's JSON object, parsed once for every stage, until the request is sent.
+    # The request body's JSON object, parsed once for the request stages (dropped after them).
     body: dict[str, Any] | None = field(default=None, repr=False)
 
     def audit_record(self) -> dict[str, Any]:

@@ -13,9 +13,10 @@ import re
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from regopy import Interpreter, LogLevel, RegoError
+if TYPE_CHECKING:
+    from regopy import Interpreter, RegoError
 
 # `object.get`, not `data.tollgate.deny` itself: regopy aborts the whole process when a queried
 # binding is undefined (a policy with no deny rule), and no deny rule means no reason to deny.
@@ -47,7 +48,12 @@ class Policy:
 
     def __init__(self, files: Sequence[str | Path]) -> None:
         self.files = tuple(Path(f) for f in files)
-        builder = quiet(Interpreter())
+        # regopy is loaded with the first policy: Tollgate without one never needs it (nor does
+        # bench/instructions.py, which runs Tollgate under valgrind, where regopy cannot start).
+        import regopy
+
+        self._errors = (regopy.RegoError, KeyError, ValueError, TypeError)
+        builder = quiet(regopy.Interpreter())
         sources: dict[str, str] = {}
         for path in self.files:
             try:
@@ -57,11 +63,11 @@ class Policy:
             sources[str(path)] = source
             try:
                 builder.add_module(str(path), source)
-            except RegoError as e:
+            except regopy.RegoError as e:
                 raise PolicyError(describe_compile_error(e, sources)) from None
         try:
             self._bundle = builder.build(QUERY)
-        except RegoError as e:
+        except regopy.RegoError as e:
             raise PolicyError(describe_compile_error(e, sources)) from None
         # A policy that never defines data.tollgate.deny (a misspelt package or rule name) would
         # allow every call: refuse it at load.
@@ -70,7 +76,7 @@ class Policy:
                 f"{', '.join(map(str, self.files))}: no rule defines data.tollgate.deny"
                 " (package tollgate; deny contains reason if { … })"
             )
-        self._runner = quiet(Interpreter())
+        self._runner = quiet(regopy.Interpreter())
         # A policy is a function of its input unless it asks the clock, the network or chance:
         # then equal inputs get equal decisions, and a repeated input is not evaluated again.
         self._cache: dict[Hashable, Decision] | None = (
@@ -107,7 +113,7 @@ class Policy:
             if not output.ok():
                 return Decision((POLICY_ERROR,), f"policy evaluation failed: {_first_line(output)}")
             reasons = json.loads(output.binding("deny").json())
-        except (RegoError, KeyError, ValueError, TypeError) as e:
+        except self._errors as e:
             return Decision((POLICY_ERROR,), f"policy evaluation failed: {_first_line(e)}")
         if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
             return Decision((POLICY_ERROR,), "data.tollgate.deny is not a set of strings")
@@ -119,6 +125,8 @@ class Policy:
 
 def quiet(interpreter: Interpreter) -> Interpreter:
     """regopy prints compile errors to standard output itself; Tollgate reports them."""
+    from regopy import LogLevel
+
     interpreter.log_level = LogLevel.NONE
     return interpreter
 

@@ -12,6 +12,13 @@ class Redact:
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
 
+    def request(self, flow: http.HTTPFlow) -> None:
+        # The request stages are done with the parsed body: let it go now, not when the answer
+        # comes (under load, objects alive that long reach the collector's older generations).
+        call = call_of(flow)
+        if call is not None:
+            call.body = None
+
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         self._redact(flow)
 
@@ -31,4 +38,3 @@ class Redact:
         request.headers.fields = provider.redact(request.headers.fields, query, present)
         # None is mitmproxy's "content not kept"; the Content-Length header still tells its size.
         flow.request.raw_content = None
-        call.body = None

@@ -1,0 +1,148 @@
+"""Instructions per call: what Tollgate adds to bare mitmdump, counted by valgrind, not timed.
+
+bench/overhead.py times calls and counts CPU, and on a shared 2-core machine its ratios move by
+about ±0.05 from run to run. This counts the machine instructions each mitmdump executes per call
+(valgrind's callgrind, instrumentation switched on only while the calls are made), which is the
+same from run to run within a few tenths of a percent: the tool to see whether a change to the hot
+path helps. It is not a speed figure: under valgrind, time runs about 50× slower, so work done on
+timers (the audit writer's batching, the upstream timeout sweep) weighs more than it does at speed,
+and cache misses cost nothing.
+
+Both mitmdumps are set up as in bench/overhead.py, against the same TLS fake upstream, with one
+difference: Tollgate runs without its Rego policy, as regopy's allocator does not start under
+valgrind (it aborts the process). The calls are non-streamed OpenAI chat calls on kept-alive
+connections, made after a warm-up; with --connections N they are spread over N connections at
+once, as in overhead.py's concurrent phase.
+
+    sudo apt-get install valgrind                  # once
+    .venv/bin/python bench/instructions.py         # about 3 min
+    .venv/bin/python bench/instructions.py --connections 16 --calls 192
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import trustme  # noqa: E402
+import yaml  # noqa: E402
+from overhead import OVERRIDDEN_MODEL, REQUESTED_MODEL, ChatFake, Conn, Target  # noqa: E402
+from stream import API_HOST, Proxy, ensure_bundle  # noqa: E402
+
+ROOT = BENCH.parent
+VIRTUAL_KEY = "tg-bench-app-0123456789abcdef"
+REAL_KEY = "sk-proj-bench-0123456789abcdef"
+START_TIMEOUT = 600.0  # mitmdump's imports alone take about a minute under valgrind
+
+
+def tollgate_config(workdir: Path, upstream: str) -> Path:
+    """overhead.py's configuration, but for the policy."""
+    path = workdir / "tollgate.yaml"
+    path.write_text(yaml.safe_dump({
+        "providers": {"openai": {"upstream": upstream, "keys": [REAL_KEY], "timeout": 60}},
+        "clients": [{"name": "bench-app", "keys": [VIRTUAL_KEY], "groups": ["support"]}],
+        "allow_anonymous": False,
+        "overrides": [{"match": {"provider": "openai", "model": REQUESTED_MODEL, "group": "support"},
+                       "model": OVERRIDDEN_MODEL}],
+        "audit": {"path": str(workdir / "audit.jsonl")},
+    }))
+    return path
+
+
+class Counted(Proxy):
+    """A mitmdump under callgrind, instrumentation off until `count` switches it on."""
+
+    def __init__(self, name: str, args: list[str], workdir: Path) -> None:
+        self.out = workdir / f"{name}.callgrind"
+        valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={self.out}"]
+        super().__init__(name, args, workdir, launcher=[*valgrind, sys.executable])
+
+    def control(self, *args: str) -> None:
+        subprocess.run(["callgrind_control", *args, str(self.pid)], check=True, capture_output=True, timeout=120)
+
+    def count(self, target: Target, calls: int, connections: int) -> float:
+        """Instructions per call over `calls` calls on `connections` connections opened and warmed before."""
+        conns = [Conn(target) for _ in range(connections)]
+        for conn in conns:
+            for _ in range(3):
+                conn.call()
+        per_conn = calls // connections
+        self.control("--instr=on")
+        workers = [threading.Thread(target=lambda c=c: [c.call() for _ in range(per_conn)]) for c in conns]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=900)
+        self.control("--instr=off")
+        self.control("--dump=counted")
+        for conn in conns:
+            conn.close()
+        dumped = [p for p in self.out.parent.glob(f"{self.out.name}*") if b"Trigger: dump counted" in p.read_bytes()]
+        totals = re.search(rb"^totals: (\d+)", dumped[0].read_bytes(), re.MULTILINE)
+        return int(totals.group(1)) / (per_conn * connections)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=200, help="calls counted per mitmdump")
+    parser.add_argument("--connections", type=int, default=1, help="connections the calls are spread over")
+    args = parser.parse_args()
+    if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
+        print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as work:
+        workdir = Path(work)
+        ca = trustme.CA()
+        ca_pem = workdir / "upstream-ca.pem"
+        ca.cert_pem.write_to_path(str(ca_pem))
+        fake = ChatFake(ca, REAL_KEY)
+        confdir = workdir / "confdir"
+        context = ssl.create_default_context(cafile=str(ensure_bundle(confdir)))
+        context.set_alpn_protocols(["http/1.1"])
+        common = ["--set", f"confdir={confdir}", "--set", f"ssl_verify_upstream_trusted_ca={ca_pem}",
+                  "--set", "flow_detail=0"]
+        modes = {
+            "bare mitmdump": (["--mode", "regular", "--map-remote", f"|^https://api\\.openai\\.com|{fake.url}",
+                               "--set", "connection_strategy=lazy", *common], REAL_KEY, REQUESTED_MODEL),
+            "Tollgate (no policy)": (["-s", str(ROOT / "addons" / "gateway.py"), "--set",
+                                      f"tollgate_config={tollgate_config(workdir, fake.url)}", *common],
+                                     VIRTUAL_KEY, OVERRIDDEN_MODEL),
+        }
+        proxies = {name: Counted(name.split()[0].lower(), proxy_args, workdir)
+                   for name, (proxy_args, _, _) in modes.items()}
+        counted: dict[str, float] = {}
+        try:
+            for proxy in proxies.values():
+                proxy.wait_ready(START_TIMEOUT)
+            for name, (_, key, model) in modes.items():
+                target = Target(name, "connect", proxies[name].port, key, model, context=context,
+                                server_hostname=API_HOST)
+                try:
+                    counted[name] = proxies[name].count(target, args.calls, args.connections)
+                except Exception:
+                    print(f"{name} failed; its console:\n{proxies[name].console()}", file=sys.stderr)
+                    raise
+        finally:
+            for proxy in proxies.values():
+                proxy.stop()
+            fake.close()
+    bare, tollgate = counted.values()
+    print(f"instructions per call, {args.calls} calls on {args.connections} connection(s):")
+    for name, value in counted.items():
+        print(f"  {name:<22} {value / 1e6:7.3f} M")
+    print(f"  Tollgate adds          {(tollgate - bare) / 1e3:7.0f} k ({tollgate / bare:.3f}× bare)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
