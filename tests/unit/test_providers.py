@@ -152,6 +152,9 @@ def test_side_headers() -> None:
         (b"not json", None),
         (b"\xff\xfe\x00garbage", None),
         (b"\xef\xbb\xbf{}", {}),  # a UTF-8 BOM is accepted
+        ('{"m": "grüß"}'.encode(), {"m": "grüß"}),
+        ('{"m": "grüß"}'.encode("utf-16-le"), {"m": "grüß"}),  # as json.loads detects it
+        ('{"m": "grüß"}'.encode("utf-32-le"), {"m": "grüß"}),
         (b"[" * 100_000 + b"]" * 100_000, None),
         (b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", None),
         (b'{"n": ' + b"9" * 5000 + b"}", None),

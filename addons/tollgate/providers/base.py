@@ -102,8 +102,9 @@ def parse_json(body: bytes | None) -> dict[str, Any] | None:
     if not body:
         return None
     try:
-        # An object's text starts with "{": then it is UTF-8, and json.loads need not detect that.
-        value = json.loads(body.decode("utf-8", "surrogatepass") if body[:1] == b"{" else body)
+        # "{" then not a NUL (UTF-16): UTF-8, and json.loads need not detect the encoding.
+        utf8 = body[:1] == b"{" and body[1:2] != b"\x00"
+        value = json.loads(body.decode("utf-8", "surrogatepass") if utf8 else body)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
