@@ -1075,15 +1075,21 @@ def test_cli_undefined_deny_does_not_abort(tmp_path: Path) -> None:
     assert done.returncode in (0, 1, 2), f"exit {done.returncode}: {done.stderr[-500:]}"
 
 
+def evaluations(policy) -> list[dict]:
+    """The documents the policy evaluates from now on, in order (cache hits are not evaluated)."""
+    calls: list[dict] = []
+    evaluate = policy._evaluate
+    policy._evaluate = lambda doc: calls.append(doc) or evaluate(doc)
+    return calls
+
+
 def test_equal_inputs_are_decided_once(tmp_path: Path) -> None:
     from tollgate.policy import Policy
 
     path = tmp_path / "p.rego"
     path.write_text('package tollgate\nimport rego.v1\ndeny contains "big" if input.request.max_tokens > 10\n')
     policy = Policy([path])
-    calls = []
-    evaluate = policy._evaluate
-    policy._evaluate = lambda doc: calls.append(doc) or evaluate(doc)  # count evaluations
+    calls = evaluations(policy)
     big, small = {"request": {"max_tokens": 11}}, {"request": {"max_tokens": 1}}
     assert [policy.decide(d).deny_reasons for d in (big, small, big, small)] == [("big",), (), ("big",), ()]
     assert calls == [big, small]
@@ -1098,9 +1104,7 @@ def test_a_call_is_decided_on_its_input_document_and_equal_calls_once(tmp_path: 
         'deny contains "research" if "research" in input.client.groups\n'
     )
     policy = Policy([path])
-    calls = []
-    evaluate = policy._evaluate
-    policy._evaluate = lambda doc: calls.append(doc) or evaluate(doc)
+    calls = evaluations(policy)
     big, small = call_of("openai", "POST", "/v1/chat/completions", {"model": "gpt-4o", "max_tokens": 11}), call_of(
         "openai", "POST", "/v1/chat/completions", {"model": "gpt-4o", "max_tokens": 1}, groups=("support",)
     )
@@ -1119,9 +1123,7 @@ def test_a_policy_that_reads_the_clock_is_evaluated_every_time(tmp_path: Path) -
     path = tmp_path / "p.rego"
     path.write_text('package tollgate\nimport rego.v1\ndeny contains "late" if time.now_ns() < 0\n')
     policy = Policy([path])
-    calls = []
-    evaluate = policy._evaluate
-    policy._evaluate = lambda doc: calls.append(doc) or evaluate(doc)
+    calls = evaluations(policy)
     for _ in range(3):
         assert policy.decide({}).allowed
     assert len(calls) == 3
