@@ -58,6 +58,29 @@ def test_openai_body_override_for_a_group(g):
     assert (record["requested_model"], record["model"], record["provider"]) == ("gpt-4.1", "gpt-4o-mini", "openai")
 
 
+def test_an_overridden_body_keeps_every_number_and_escape_the_client_sent(g):
+    assert g.run("""
+        from openai import OpenAI
+        r = OpenAI(api_key="%s", max_retries=0).chat.completions.create(
+            model="gpt-4.1", seed=2**70, messages=[{"role": "user", "content": "grüß dich"}])
+        report(tokens=r.usage.total_tokens)
+    """ % CHEAP) == {"tokens": 28}
+    seen = g.fakes["openai"].received[-1].json()
+    assert (seen["model"], seen["seed"], seen["messages"][0]["content"]) == ("gpt-4o-mini", 2**70, "grüß dich")
+    # What no SDK sends but a hand-made client may: NaN and a lone surrogate, escaped.
+    sent = b'{"model":"gpt-4.1","temperature":NaN,"user":"\\ud800","messages":[{"role":"user","content":"hi"}]}'
+    result = g.run(f"""
+        import urllib.request
+        req = urllib.request.Request("https://api.openai.com/v1/chat/completions", data={sent!r},
+            headers={{"authorization": "Bearer {CHEAP}", "content-type": "application/json"}})
+        with urllib.request.urlopen(req) as resp:
+            report(status=resp.status)
+    """)
+    assert result == {"status": 200}
+    assert g.fakes["openai"].received[-1].body == sent.replace(b'"gpt-4.1"', b'"gpt-4o-mini"')
+    assert g.last_audit()["model"] == "gpt-4o-mini"
+
+
 def test_a_rule_that_matches_nothing_changes_nothing(g):
     sent = json.dumps({"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]}, indent=3)
     result = g.run(f"""

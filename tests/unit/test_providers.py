@@ -34,8 +34,10 @@ from tollgate.providers.base import (
     as_int,
     bearer,
     count,
+    encode_json,
     header_values,
     parse_json,
+    parse_request_json,
 )
 
 OPENAI = PROVIDERS["openai"]
@@ -162,6 +164,56 @@ def test_side_headers() -> None:
 )
 def test_parse_json(body: bytes | None, expected: Any) -> None:
     assert parse_json(body) == expected
+    assert parse_request_json(body) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"seed": 123456789012345678901234567890}', {"seed": 123456789012345678901234567890}),
+        (b'{"n": -9223372036854775809}', {"n": -9223372036854775809}),
+        (b'{"m": "\\ud800x"}', {"m": "\ud800x"}),  # a lone surrogate, as the client escaped it
+        (b' \r\n{"a": 1} \t\n', {"a": 1}),
+        (b'{"a": 1} x', None),
+        (b'{"a": 1}{}', None),
+        (b'{"a": 1,}', None),
+        (b'{"a": "\xff"}', None),  # not UTF-8
+    ],
+)
+def test_parse_request_json_reads_as_the_standard_library_does(body: bytes, expected: Any) -> None:
+    assert parse_request_json(body) == expected
+    assert json.loads(body) == expected if expected is not None else True
+
+
+def test_answers_read_integers_beyond_64_bits_as_floats_and_usage_does_not_count_them() -> None:
+    assert parse_json(b'{"n": 18446744073709551615, "m": 18446744073709551616}') == {
+        "n": 18446744073709551615, "m": 1.8446744073709552e19}
+    assert openai_mod.usage_of("chat.completions", b'{"usage": {"prompt_tokens": 18446744073709551616}}') == Usage()
+
+
+def test_a_rewritten_request_keeps_what_orjson_would_not_write_as_it_came() -> None:
+    body = b'{"a":NaN,"b":-Infinity,"c":1e400,"d":123456789012345678901234567890,"e":"\\udcff","f":"gr\xc3\xbc\xc3\x9f"}'
+    parsed = parse_request_json(body)
+    assert parsed is not None and parsed["a"] != parsed["a"] and parsed["b"] == float("-inf")
+    assert encode_json(parsed) == (
+        b'{"a":NaN,"b":-Infinity,"c":Infinity,"d":123456789012345678901234567890,"e":"\\udcff","f":"gr\\u00fc\\u00df"}')
+    assert encode_json({"f": "grüß", "n": [1, 2.5, None, True]}) == '{"f":"grüß","n":[1,2.5,null,true]}'.encode()
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=8), _json_values, max_size=6), st.booleans())
+def test_a_request_body_round_trips_exactly(obj: dict[str, Any], ascii_only: bool) -> None:
+    body = json.dumps(obj, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    parsed = parse_request_json(body)
+    assert parsed == json.loads(body)
+    assert json.loads(encode_json(parsed)) == parsed
 
 
 @pytest.mark.parametrize(
@@ -1574,6 +1626,12 @@ def test_usage_never_raises(name: str, body: bytes | None, endpoint: str | None,
 def test_parse_json_never_raises(body: bytes) -> None:
     result = parse_json(body)
     assert result is None or isinstance(result, dict)
+    exact = parse_request_json(body)
+    try:
+        expected = json.loads(body)
+    except (ValueError, RecursionError):
+        expected = None
+    assert repr(exact) == repr(expected if isinstance(expected, dict) else None)
 
 
 @settings(max_examples=200, deadline=None)

@@ -171,6 +171,20 @@ def test_route_retargets_an_http2_requests_authority_and_adds_no_host_header():
     assert flow.request.headers.fields == ((b"content-type", b"application/json"),)
 
 
+def test_a_rewritten_body_keeps_what_the_client_sent_but_the_change():
+    """Lone surrogates once failed the rewrite (the call was refused); integers beyond 64 bits and
+    NaN must not be rounded or nulled on the way."""
+    from tollgate.providers.base import parse_request_json
+
+    flow, call = _openai_flow(("Content-Type", "application/json"))
+    sent = b'{"model":"gpt-4o","seed":123456789012345678901234567890,"temperature":NaN,"user":"\\ud800"}'
+    call.body = parse_request_json(sent)
+    call.body["model"] = "gpt-4o-mini"
+    write_body(flow.request, call)
+    assert flow.request.raw_content == sent.replace(b'"gpt-4o"', b'"gpt-4o-mini"')
+    assert flow.request.headers["content-length"] == str(len(flow.request.raw_content))
+
+
 @pytest.mark.parametrize(("fields", "length"), [
     ((("Content-Type", "application/json"), ("Content-Length", "999"), ("content-length", "999")), True),
     ((("Content-Type", "application/json"),), True),

@@ -14,6 +14,8 @@ from functools import cached_property
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+import orjson
+
 from ..call import Classification, Usage
 from ..streams import SSEFramer, parse_sse_block, split_events
 
@@ -98,16 +100,74 @@ def with_header(fields: Fields, name: bytes, value: bytes, add: bool = True) -> 
 
 
 def parse_json(body: bytes | None) -> dict[str, Any] | None:
-    """The request or response body as a JSON object, or None when it is not one."""
+    """An answer's body or a stream event as a JSON object, or None when it is not one.
+
+    For what Tollgate only reads token counts and names from: orjson reads it several times faster
+    than the standard library, which still reads what orjson refuses (NaN, UTF-16, ...). Integers
+    beyond 64 bits read as floats here; request bodies are read by `parse_request_json`."""
     if not body:
         return None
     try:
-        # "{" then not a NUL (UTF-16): UTF-8, and json.loads need not detect the encoding.
-        utf8 = body[:1] == b"{" and body[1:2] != b"\x00"
-        value = json.loads(body.decode("utf-8", "surrogatepass") if utf8 else body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return _parse_leniently(body)
+    return value if type(value) is dict else None
+
+
+class NonFinite(float):
+    """NaN, Infinity or an overflowing number in a request body: the standard library writes it
+    back as it read it (orjson would write null)."""
+
+
+def _finite_or_marked(text: str) -> float:
+    value = float(text)
+    return value if value - value == 0 else NonFinite(value)
+
+
+# The standard library's reader, but for the non-finite numbers it marks.
+_EXACT = json.JSONDecoder(parse_float=_finite_or_marked, parse_constant=NonFinite)
+_scan = _EXACT.scan_once
+_JSON_SPACE = " \t\n\r"
+
+
+def parse_request_json(body: bytes | None) -> dict[str, Any] | None:
+    """A request body as a JSON object, exactly as the standard library reads it (every integer
+    whole, NaN and lone surrogates as sent), or None when it is not one: the request's facts are
+    judged by the policy, and the object is what `encode_json` writes back when Tollgate changes it."""
+    if not body:
+        return None
+    if body[:1] != b"{" or body[1:2] == b"\x00":  # not plain UTF-8 (BOM, UTF-16...), or not an object
+        return _parse_leniently(body)
+    try:
+        text = body.decode("utf-8", "surrogatepass")
+        # json.loads without its two wrappers and two regular expressions: an object from the first byte
+        value, end = _scan(text, 0)
+    except (StopIteration, ValueError, RecursionError):
+        return None
+    if end != len(text) and text[end:].strip(_JSON_SPACE):
         return None
     return value if isinstance(value, dict) else None
+
+
+def _parse_leniently(body: bytes) -> dict[str, Any] | None:
+    """As json.loads reads bytes: the encoding detected, a UTF-8 BOM skipped."""
+    try:
+        value = _EXACT.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def encode_json(value: Any) -> bytes:
+    """A JSON object as compact UTF-8, as SDKs send it, written back exactly as it was read."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # integers beyond 64 bits, lone surrogates, NonFinite
+        return _encode_exactly(value).encode()
+
+
+# ASCII: a lone surrogate goes as the escape it came as.
+_encode_exactly = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def as_int(value: Any) -> int | None:

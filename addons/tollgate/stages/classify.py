@@ -6,7 +6,7 @@ from mitmproxy import http
 
 from ..call import Call
 from ..providers import provider_for
-from ..providers.base import MISCONFIGURED, header_values, parse_json
+from ..providers.base import MISCONFIGURED, header_values, parse_request_json
 from .shared import CALL, Shared, refuse
 
 
@@ -61,7 +61,7 @@ class Classify:
             return None
         path = flow.request.path.split("?", 1)[0]
         call = Call(provider=provider.name, host=flow.request.host, method=flow.request.method, path=path)
-        call.body = parse_json(body)
+        call.body = parse_request_json(body)
         call.classification = provider.classify(call.method, path, call.body)
         flow.metadata[CALL] = call
         if not self.shared.ready:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 from mitmproxy import http
@@ -15,7 +14,7 @@ from ..keypool import KeyPool
 from ..overrides import RuleBook
 from ..policy import Policy
 from ..providers import PROVIDERS
-from ..providers.base import INTERNAL_ERROR, Provider, Query, header_values, with_header
+from ..providers.base import INTERNAL_ERROR, Provider, Query, encode_json, header_values, with_header
 from ..sigv4 import CredentialSource
 
 CALL = "tollgate"
@@ -82,7 +81,7 @@ class CallStage:
 def write_body(request: http.Request, call: Call) -> None:
     """The call's changed JSON body into the request, with its Content-Length corrected. A SigV4
     hash of the old body no longer holds."""
-    body = _encode(call.body).encode()
+    body = encode_json(call.body)
     call.body_sha256 = None
     fields = request.headers.fields
     if header_values(fields, _FRAMING):
@@ -94,8 +93,6 @@ def write_body(request: http.Request, call: Call) -> None:
 
 
 _FRAMING = frozenset((b"content-encoding", b"transfer-encoding"))
-# One encoder for every body (json.dumps builds one per call when given options); compact, as SDKs send.
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def credentials_of(request: http.Request, provider: Provider) -> tuple[dict[str, str], Query]:
