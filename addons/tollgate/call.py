@@ -8,7 +8,10 @@ import os
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from .keypool import KeyPool
 
 Auth = Literal["virtual_key", "sigv4", "proxyauth", "anonymous"]
 
@@ -102,6 +105,10 @@ class Call:
     body_sha256: str | None = None
     # The request body's JSON object, parsed once for the request stages (dropped after them).
     body: dict[str, Any] | None = field(default=None, repr=False)
+    # The upstream key taken from a pool, which rests it if the upstream refuses it.
+    pooled_key: tuple[KeyPool, str] | None = field(default=None, repr=False)
+    # Tollgate asked an OpenAI stream for usage the client did not ask for (`stream_usage: inject`).
+    usage_asked: bool = False
 
     def audit_record(self) -> dict[str, Any]:
         c, u = self.classification, self.usage

@@ -3,19 +3,17 @@ anonymous caller's own; the caller's credential never goes upstream otherwise.""
 
 from __future__ import annotations
 
-from weakref import WeakKeyDictionary
-
 from botocore.credentials import ReadOnlyCredentials
 from mitmproxy import http
 
 from .. import sigv4
 from ..call import Call, fingerprint
-from ..keypool import KeyPool, retry_after_seconds
+from ..keypool import retry_after_seconds
 from ..providers import PROVIDERS
 from ..providers.base import NO_UPSTREAM_CREDENTIAL, header_values
 from ..providers.bedrock import region_of
 from ..sigv4 import CredentialSource
-from .shared import CallStage, Shared, credentials_of, provider_of, refuse
+from .shared import CallStage, Shared, call_of, credentials_of, provider_of, refuse
 
 # Statuses after which a pooled key rests for the provider's Retry-After.
 RESTING_STATUSES = (401, 429)
@@ -32,7 +30,6 @@ _UNSIGNABLE = frozenset(h.encode() for h in (*PROVIDERS["bedrock"].positions, *s
 class Credential(CallStage):
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
-        self._taken: WeakKeyDictionary[http.HTTPFlow, tuple[KeyPool, str]] = WeakKeyDictionary()
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         provider = provider_of(call)
@@ -50,7 +47,7 @@ class Credential(CallStage):
             pool = self.shared.pools[call.provider]
             key = pool.take()
             if key is not None:
-                self._taken[flow] = (pool, key)
+                call.pooled_key = (pool, key)
         if key is None and aws is None and call.provider == "bedrock":
             key = self.shared.config.providers.bedrock.bearer_token
             aws = None if key else self.shared.aws_credentials
@@ -151,8 +148,9 @@ class Credential(CallStage):
         call.error = "no upstream credential"
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        taken = self._taken.pop(flow, None)
-        if taken is None or flow.response is None or flow.response.status_code not in RESTING_STATUSES:
+        call = call_of(flow)
+        if call is None or call.pooled_key is None or flow.response is None:
             return
-        pool, key = taken
-        pool.rest(key, retry_after_seconds(flow.response.headers.get("retry-after")))
+        if flow.response.status_code in RESTING_STATUSES:
+            pool, key = call.pooled_key
+            pool.rest(key, retry_after_seconds(flow.response.headers.get("retry-after")))

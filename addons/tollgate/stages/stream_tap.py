@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from weakref import WeakKeyDictionary, WeakSet
 
 from mitmproxy import http
 
@@ -73,8 +72,6 @@ class _DropStreamingNotices(logging.Filter):
 class StreamTap(CallStage):
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
-        self._taps: WeakKeyDictionary[http.HTTPFlow, UsageTap] = WeakKeyDictionary()
-        self._usage_asked: WeakSet[http.HTTPFlow] = WeakSet()
         self._notices = _DropStreamingNotices()
 
     def load(self, _loader: object) -> None:
@@ -101,7 +98,7 @@ class StreamTap(CallStage):
             return
         call.body["stream_options"] = {**(options or {}), "include_usage": True}
         write_body(flow.request, call)
-        self._usage_asked.add(flow)
+        call.usage_asked = True
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         call = call_of(flow)
@@ -111,7 +108,7 @@ class StreamTap(CallStage):
         # Every header read here, in one pass
         headers = header_values(flow.response.headers.fields, provider.response_headers)
         hide = None
-        if flow in self._usage_asked and is_event_stream(headers):
+        if call.usage_asked and is_event_stream(headers):
             hide = SSEEventFilter(is_usage_only_chunk)
         reader = provider.usage_reader(call.classification, headers)
         decoder = None
@@ -123,24 +120,20 @@ class StreamTap(CallStage):
         if decoder is not None:
             hide = None  # an encoded stream cannot be cut at event boundaries: the client gets it whole
         tap = UsageTap(reader, decoder, lambda: record_usage(call, tap), hide)
-        self._taps[flow] = tap
         # Streamed bodies are not stored in the flow either: a saved flow holds no completion text.
         flow.response.stream = tap
 
     def error(self, flow: http.HTTPFlow) -> None:
         """A stream cut short (client gone, upstream reset): the usage seen so far still counts."""
-        tap = self._taps.pop(flow, None)
         call = call_of(flow)
-        if tap is None or call is None:
+        tap = flow.response.stream if flow.response is not None else None
+        if call is None or not isinstance(tap, UsageTap):
             return
         record_usage(call, tap)
         if call.error == CLIENT_DISCONNECTED and call.usage.finish_reason is not None:
             # The stream had told its end (clients stop reading at e.g. `data: [DONE]` and hang up
             # before the upstream's last bytes): nothing was lost.
             call.error = None
-
-    def response(self, flow: http.HTTPFlow) -> None:
-        self._taps.pop(flow, None)
 
 
 def is_usage_only_chunk(event: bytes) -> bool:
