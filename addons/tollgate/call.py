@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
+import random
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -70,13 +70,22 @@ def _utc_second(whole: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
 
 
+# Request ids only tell calls apart: drawn from a generator seeded once from os.urandom rather than
+# a system call per call.
+_request_ids = random.Random()
+
+
+def new_request_id() -> str:
+    return f"{_request_ids.getrandbits(128):032x}"
+
+
 @dataclass(slots=True)
 class Call:
     provider: str
     host: str
     method: str
     path: str
-    request_id: str = field(default_factory=lambda: os.urandom(16).hex())
+    request_id: str = field(default_factory=lambda: new_request_id())
     started: float = field(default_factory=time.time)
     classification: Classification = field(default_factory=Classification)
     # Which of the provider's credential positions the client filled (names only); None until
@@ -89,7 +98,7 @@ class Call:
     # The provider whose host the client called, when a route sent the call to another.
     requested_provider: str | None = None
     decision: Literal["allow", "deny"] = "allow"
-    deny_reasons: list[str] = field(default_factory=list)
+    deny_reasons: tuple[str, ...] = ()
     upstream: str | None = None
     upstream_key: str | None = None
     status: int | None = None

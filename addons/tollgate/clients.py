@@ -27,7 +27,8 @@ class Directory:
     def __init__(self, config: Config) -> None:
         self._anonymous_allowed = config.anonymous_allowed
         self._by_name = {c.name: c for c in config.clients}
-        self._by_key = {_digest(k): c for c in config.clients for k in c.keys}
+        # Callers by virtual key digest, made once: the same few callers call after call.
+        self._by_key = {_digest(k): Caller(c.name, c.groups, "virtual_key") for c in config.clients for k in c.keys}
         self._by_aws_key = {a.access_key_id: c for c in config.clients for a in c.aws_credentials}
         self.aws_secrets = {a.access_key_id: a.secret_access_key for c in config.clients for a in c.aws_credentials}
 
@@ -50,7 +51,7 @@ class Directory:
             client = self._by_aws_key[signed_with]
             return Caller(client.name, client.groups, "sigv4")
         if virtual is not None:
-            return Caller(virtual.name, virtual.groups, "virtual_key")
+            return virtual
         if self._anonymous_allowed:
             return Caller(None, (), "anonymous")
         return None

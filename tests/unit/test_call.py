@@ -44,7 +44,7 @@ def full_call() -> Call:
         auth="virtual_key",
         model="gpt-4o-mini",
         decision="allow",
-        deny_reasons=[],
+        deny_reasons=(),
         upstream="https://api.openai.com",
         upstream_key=fingerprint("sk-real-key-000000000000"),
         status=200,
@@ -153,7 +153,7 @@ def test_model_falls_back_to_the_requested_model() -> None:
 def test_denied_call() -> None:
     call = full_call()
     call.decision = "deny"
-    call.deny_reasons = ["model gpt-4o is not allowed for group research"]
+    call.deny_reasons = ("model gpt-4o is not allowed for group research",)
     call.status = 403
     call.first_byte = None
     call.usage = Usage()
@@ -164,7 +164,7 @@ def test_denied_call() -> None:
     assert record["ttfb_ms"] is None
     # The record is a copy: changing it does not change the call.
     record["deny_reasons"].append("x")
-    assert call.deny_reasons == ["model gpt-4o is not allowed for group research"]
+    assert call.deny_reasons == ("model gpt-4o is not allowed for group research",)
 
 
 def test_broken_stream_keeps_status_and_sets_error() -> None:

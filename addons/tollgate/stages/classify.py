@@ -60,9 +60,15 @@ class Classify:
         if provider is None:
             return None
         path = flow.request.path.split("?", 1)[0]
-        call = Call(provider=provider.name, host=flow.request.host, method=flow.request.method, path=path)
-        call.body = parse_request_json(body)
-        call.classification = provider.classify(call.method, path, call.body)
+        method, data = flow.request.method, parse_request_json(body)
+        call = Call(
+            provider=provider.name,
+            host=flow.request.host,
+            method=method,
+            path=path,
+            classification=provider.classify(method, path, data),
+            body=data,
+        )
         flow.metadata[CALL] = call
         if not self.shared.ready:
             refuse(flow, call, MISCONFIGURED, "Tollgate has no valid configuration; see its console.")

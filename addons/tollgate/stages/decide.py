@@ -31,7 +31,7 @@ class Decide(CallStage):
         if decision.allowed:
             return
         call.decision = "deny"
-        call.deny_reasons = list(decision.deny_reasons)
+        call.deny_reasons = decision.deny_reasons
         if decision.error:
             call.error = decision.error
             logger.error(f"Tollgate: {decision.error}")

@@ -44,14 +44,14 @@ class Identify(CallStage):
                 signed_with = self._verified_aws_key(flow, call)
             except SignatureError as e:
                 call.decision = "deny"
-                call.deny_reasons = [str(e)]
+                call.deny_reasons = (str(e),)
                 refuse(flow, call, UNAUTHENTICATED if e.code == UNKNOWN_KEY else INVALID_SIGNATURE, str(e))
                 return
         presented = provider.presented(*credentials)
         caller = self.shared.directory.identify(name, presented, signed_with)
         if caller is None:
             call.decision = "deny"
-            call.deny_reasons = ["unknown or missing API key"]
+            call.deny_reasons = ("unknown or missing API key",)
             refuse(
                 flow,
                 call,
