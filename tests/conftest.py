@@ -62,8 +62,8 @@ class Gateway:
 
     def run(self, code: str, env: dict[str, str] | None = None, timeout: float = 60) -> dict:
         # The audit writer may hold the previous run's last record for up to BATCH_DELAY: count
-        # the records only once it has been written.
-        time.sleep(max(0.0, self._last_run_end + 2 * BATCH_DELAY - time.monotonic()))
+        # the records only once it has been written (with a margin for the thread to be scheduled).
+        time.sleep(max(0.0, self._last_run_end + BATCH_DELAY + 0.05 - time.monotonic()))
         self._before = len(self.audit())
         try:
             return run_client(code, self.proxy.proxy_url, self.bundle, env, timeout)
@@ -83,6 +83,11 @@ class Gateway:
                 return records
             time.sleep(0.05)
         raise AssertionError(f"expected {count} audit records, have {len(self.audit())}")
+
+    def new_audit(self, count: int) -> list[dict[str, Any]]:
+        """The records the last `run` added, once there are `count` of them."""
+        before = getattr(self, "_before", 0)
+        return self.wait_audit(before + count)[before:]
 
     def last_audit(self) -> dict[str, Any]:
         """The newest record, once the last `run` has added one (the audit is written by a thread)."""

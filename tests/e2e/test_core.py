@@ -77,7 +77,7 @@ def test_openai_responses_and_embeddings(g):
         report(text=r.output_text, dims=len(e.data[0].embedding))
     """)
     assert result == {"text": "Hello.", "dims": 3}
-    responses, embeddings = g.wait_audit(2)[-2:]
+    responses, embeddings = g.new_audit(2)
     assert (responses["endpoint"], responses["model"], responses["has_system"], responses["message_count"]) == (
         "responses", "gpt-4.1", True, 1)
     assert (responses["input_tokens"], responses["output_tokens"], responses["total_tokens"]) == (31, 9, 40)

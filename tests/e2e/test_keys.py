@@ -42,7 +42,7 @@ def test_keys_are_used_in_turn(gw):
     assert gw.run(CHAT % (ALICE, 4)) == {"outcomes": [200, 200, 200, 200]}
     keys = used_keys(gw.fakes["openai"])
     assert keys in ([K1, K2, K1, K2], [K2, K1, K2, K1])
-    fingerprints = [r["upstream_key"] for r in gw.wait_audit(4)[-4:]]
+    fingerprints = [r["upstream_key"] for r in gw.new_audit(4)]
     assert len(set(fingerprints)) == 2 and fingerprints[0] == fingerprints[2]
 
 
