@@ -1136,6 +1136,8 @@ def report(bench: Bench, elapsed: float) -> bool:
         for name, reason in bench.skipped.items():
             print(f"SKIPPED {LABELS[name]}: {reason}")
     audit_lines = 0
+    # The audit writer may still hold the last records of a busy moment; shut down, Tollgate writes them.
+    bench.modes["tollgate"].process.stop()
     try:
         with open(bench.audit_path, "rb") as f:
             audit_lines = sum(1 for _ in f)
