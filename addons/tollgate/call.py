@@ -85,7 +85,7 @@ class Call:
     host: str
     method: str
     path: str
-    request_id: str = field(default_factory=lambda: new_request_id())
+    request_id: str = field(default_factory=new_request_id)
     started: float = field(default_factory=time.time)
     classification: Classification = field(default_factory=Classification)
     # Which of the provider's credential positions the client filled (names only); None until
