@@ -36,27 +36,21 @@ sys.path.insert(0, str(BENCH))
 
 import trustme  # noqa: E402
 import yaml  # noqa: E402
-from overhead import OVERRIDDEN_MODEL, REQUESTED_MODEL, ChatFake, Conn, Target  # noqa: E402
+from overhead import (  # noqa: E402
+    OVERRIDDEN_MODEL,
+    REQUESTED_MODEL,
+    ChatFake,
+    Conn,
+    Target,
+    bare_args,
+    tollgate_config,
+)
 from stream import API_HOST, Proxy, ensure_bundle  # noqa: E402
 
 ROOT = BENCH.parent
 VIRTUAL_KEY = "tg-bench-app-0123456789abcdef"
 REAL_KEY = "sk-proj-bench-0123456789abcdef"
 START_TIMEOUT = 600.0  # mitmdump's imports alone take about a minute under valgrind
-
-
-def tollgate_config(workdir: Path, upstream: str) -> Path:
-    """overhead.py's configuration, but for the policy."""
-    path = workdir / "tollgate.yaml"
-    path.write_text(yaml.safe_dump({
-        "providers": {"openai": {"upstream": upstream, "keys": [REAL_KEY], "timeout": 60}},
-        "clients": [{"name": "bench-app", "keys": [VIRTUAL_KEY], "groups": ["support"]}],
-        "allow_anonymous": False,
-        "overrides": [{"match": {"provider": "openai", "model": REQUESTED_MODEL, "group": "support"},
-                       "model": OVERRIDDEN_MODEL}],
-        "audit": {"path": str(workdir / "audit.jsonl")},
-    }))
-    return path
 
 
 class Counted(Proxy):
@@ -111,12 +105,13 @@ def main() -> int:
         context.set_alpn_protocols(["http/1.1"])
         common = ["--set", f"confdir={confdir}", "--set", f"ssl_verify_upstream_trusted_ca={ca_pem}",
                   "--set", "flow_detail=0"]
+        config = workdir / "tollgate.yaml"
+        config.write_text(yaml.safe_dump(
+            tollgate_config(fake.url, REAL_KEY, VIRTUAL_KEY, workdir / "audit.jsonl", policy=None)))
         modes = {
-            "bare mitmdump": (["--mode", "regular", "--map-remote", f"|^https://api\\.openai\\.com|{fake.url}",
-                               "--set", "connection_strategy=lazy", *common], REAL_KEY, REQUESTED_MODEL),
-            "Tollgate (no policy)": (["-s", str(ROOT / "addons" / "gateway.py"), "--set",
-                                      f"tollgate_config={tollgate_config(workdir, fake.url)}", *common],
-                                     VIRTUAL_KEY, OVERRIDDEN_MODEL),
+            "bare mitmdump": (bare_args(fake.url, common), REAL_KEY, REQUESTED_MODEL),
+            "Tollgate (no policy)": (["-s", str(ROOT / "addons" / "gateway.py"), "--set", f"tollgate_config={config}",
+                                      *common], VIRTUAL_KEY, OVERRIDDEN_MODEL),
         }
         proxies = {name: Counted(name.split()[0].lower(), proxy_args, workdir)
                    for name, (proxy_args, _, _) in modes.items()}

@@ -659,6 +659,30 @@ class ModeState:
     upstream_seen: Counter = field(default_factory=Counter)
 
 
+def bare_args(upstream: str, common: list[str]) -> list[str]:
+    """Bare mitmdump's arguments: only `--map-remote` api.openai.com to the fake (and the lazy
+    connection strategy Tollgate sets too)."""
+    return ["--mode", "regular", "--map-remote", f"|^https://api\\.openai\\.com|{upstream}",
+            "--set", "connection_strategy=lazy", *common]
+
+
+def tollgate_config(upstream: str, real_key: str, virtual_key: str, audit_path: Path,
+                    other_key: str = "tg-alice-7f3c9b2e41d8a0b6", policy: Path | None = POLICY) -> dict:
+    """Tollgate's configuration in the benchmarks: virtual keys, an override rule, a policy, an audit file."""
+    return {
+        "providers": {"openai": {"upstream": upstream, "keys": [real_key], "timeout": 60}},
+        "clients": [
+            {"name": "bench-app", "keys": [virtual_key], "groups": ["support"]},
+            {"name": "alice", "keys": [other_key], "groups": ["research"]},
+        ],
+        "allow_anonymous": False,
+        "overrides": [{"match": {"provider": "openai", "model": REQUESTED_MODEL, "group": "support"},
+                       "model": OVERRIDDEN_MODEL}],
+        **({"policy": {"rego": [str(policy)]}} if policy is not None else {}),
+        "audit": {"path": str(audit_path)},
+    }
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.args = args
@@ -710,8 +734,7 @@ class Bench:
         common = ["--set", f"confdir={confdir}", "--set", f"ssl_verify_upstream_trusted_ca={self.ca_pem}"]
         if not args.proxy_console:
             common += ["--set", "flow_detail=0"]
-        bare = ["--mode", "regular", "--map-remote", f"|^https://api\\.openai\\.com|{self.fake.url}",
-                "--set", "connection_strategy=lazy", *common]
+        bare = bare_args(self.fake.url, common)
         config = self.workdir / "tollgate.yaml"
         self.audit_path = self.workdir / "audit.jsonl"
         config.write_text(yaml.safe_dump(self.tollgate_config(), sort_keys=False))
@@ -744,18 +767,8 @@ class Bench:
     def tollgate_config(self, redact: bool = False) -> dict:
         hide = (lambda s: s[:12] + "…") if redact else (lambda s: s)
         assert self.fake is not None
-        return {
-            "providers": {"openai": {"upstream": self.fake.url, "keys": [hide(self.real_key)], "timeout": 60}},
-            "clients": [
-                {"name": "bench-app", "keys": [hide(self.virtual_key)], "groups": ["support"]},
-                {"name": "alice", "keys": [hide("tg-alice-" + "7f3c9b2e41d8a0b6")], "groups": ["research"]},
-            ],
-            "allow_anonymous": False,
-            "overrides": [{"match": {"provider": "openai", "model": REQUESTED_MODEL, "group": "support"},
-                           "model": OVERRIDDEN_MODEL}],
-            "policy": {"rego": [str(POLICY)]},
-            "audit": {"path": str(self.audit_path)},
-        }
+        return tollgate_config(self.fake.url, hide(self.real_key), hide(self.virtual_key), self.audit_path,
+                               hide("tg-alice-" + "7f3c9b2e41d8a0b6"))
 
     def start_peer(self, name: str, python: Path) -> None:
         args = self.args

@@ -63,8 +63,8 @@ class RuleBook:
             pass
         if len(self._found) >= self.LIMIT:
             self._found.clear()
-        self._found[shape] = find_rule(self.rules, provider, model, client, groups, endpoint)
-        return self._found[shape]
+        rule = self._found[shape] = find_rule(self.rules, provider, model, client, groups, endpoint)
+        return rule
 
 
 def routed_path(target: str, path: str) -> str:
