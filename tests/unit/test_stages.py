@@ -94,21 +94,43 @@ def test_tollgates_chain_is_one_addon_holding_every_stage_in_order():
 # ---- mitmproxy's per-response streaming notice
 
 
-def _record(message: str) -> logging.LogRecord:
-    return logging.LogRecord(MITMPROXY_CONNECTION_LOGGER, logging.INFO, __file__, 1, message, None, None)
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
 
 
 def test_stream_tap_drops_only_mitmproxys_streaming_notice_while_loaded():
     logger = logging.getLogger(MITMPROXY_CONNECTION_LOGGER)
-    tap = StreamTap(Shared())
-    tap.load(None)
+    lines, level = _Lines(), logger.level
+    logger.addHandler(lines)
+    logger.setLevel(logging.DEBUG)
+    tap, other = StreamTap(Shared()), StreamTap(Shared())
     try:
-        assert not logger.filter(_record("Streaming response from api.openai.com."))
-        assert logger.filter(_record("server connect api.openai.com:443"))
-        assert logger.filter(_record("Streaming request to api.openai.com."))  # a large upload: worth saying
+        tap.load(None)
+        other.load(None)  # a second Tollgate in the same process neither wraps nor unwraps twice
+        other.done()
+        client = {"extra": {"client": ("127.0.0.1", 5000)}}
+        logger.log(logging.INFO, "Streaming response from api.openai.com.", **client)
+        logger.log(logging.INFO, "server connect %s", "api.openai.com:443", **client)
+        logger.log(logging.INFO, "Streaming request to api.openai.com.")  # a large upload: worth saying
+        logger.log(logging.DEBUG, ["Streaming response from", "not a string"])
+        assert lines.lines == [
+            "server connect api.openai.com:443",
+            "Streaming request to api.openai.com.",
+            "['Streaming response from', 'not a string']",
+        ]
+        tap.done()
+        logger.log(logging.INFO, "Streaming response from api.openai.com.")
+        assert lines.lines[-1] == "Streaming response from api.openai.com."
+        assert "log" not in vars(logger)
     finally:
         tap.done()
-    assert logger.filter(_record("Streaming response from api.openai.com."))
+        logger.removeHandler(lines)
+        logger.setLevel(level)
 
 
 # ---- request rewriting in one pass over the header fields

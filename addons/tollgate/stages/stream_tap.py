@@ -60,25 +60,42 @@ class UsageTap:
             return held + chunk
 
 
-class _DropStreamingNotices(logging.Filter):
-    """mitmproxy logs "Streaming response from <host>." at info level for each streamed response.
-    Tollgate streams every response, so the line tells nothing, and it cost ~0.3 ms CPU a call (three
-    log handlers, two cross-thread wake-ups of the event loop; docs/performance.md)."""
+STREAMING_NOTICE = "Streaming response from "
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (type(record.msg) is str and record.msg.startswith("Streaming response from "))
+
+def without_streaming_notices(log: Callable[..., None]) -> Callable[..., None]:
+    """A logger's `log` method that drops mitmproxy's "Streaming response from <host>." lines.
+
+    mitmproxy logs that line at info level for each streamed response; Tollgate streams every
+    response, so it tells nothing, and through the log handlers it cost ~0.3 ms CPU a call. A
+    `logging.Filter` sees it only once its record is made (the caller's frame looked up, the task
+    named: ~40 k instructions a call; docs/performance.md), so the line is dropped before that, in
+    the one method mitmproxy's connection handler logs through. Every other line goes on as it came."""
+
+    def log_without_streaming_notices(level: int, msg: object, *args: object, **kwargs: object) -> None:
+        if type(msg) is str and msg.startswith(STREAMING_NOTICE):
+            return
+        log(level, msg, *args, **kwargs)
+
+    return log_without_streaming_notices
 
 
 class StreamTap(CallStage):
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
-        self._notices = _DropStreamingNotices()
+        self._quiet_log: Callable[..., None] | None = None
 
     def load(self, _loader: object) -> None:
-        logging.getLogger(MITMPROXY_CONNECTION_LOGGER).addFilter(self._notices)
+        connections = logging.getLogger(MITMPROXY_CONNECTION_LOGGER)
+        if "log" not in vars(connections):  # not twice over
+            self._quiet_log = without_streaming_notices(connections.log)
+            connections.log = self._quiet_log  # type: ignore[method-assign]
 
     def done(self) -> None:
-        logging.getLogger(MITMPROXY_CONNECTION_LOGGER).removeFilter(self._notices)
+        connections = logging.getLogger(MITMPROXY_CONNECTION_LOGGER)
+        if self._quiet_log is not None and vars(connections).get("log") is self._quiet_log:
+            del connections.log
+        self._quiet_log = None
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         """`audit.stream_usage: inject`: ask an OpenAI chat stream for usage the client did not ask for."""
