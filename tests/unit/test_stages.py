@@ -80,6 +80,47 @@ def test_gateway_stops_a_hook_at_a_failing_stage_as_mitmproxy_does_for_a_scripts
     assert seen == ["a.request"]
 
 
+class Handles(CallStage):
+    def __init__(self, name: str, seen: list[str], refuses: bool = False) -> None:
+        self.name, self.seen, self.refuses = name, seen, refuses
+
+    def handle(self, flow, call) -> None:
+        self.seen.append(f"{self.name}.handle")
+        if self.refuses:
+            flow.response = tflow.tresp()
+
+
+def _call_flow(streamed_upload: bool = False):
+    flow = tflow.tflow()
+    flow.metadata[CALL] = Call(provider="openai", host="api.openai.com", method="POST", path="/v1/chat/completions")
+    flow.metadata[CALL].streamed_upload = streamed_upload
+    return flow
+
+
+def test_gateway_runs_consecutive_call_stages_in_order_at_the_hook_their_call_takes():
+    seen: list[str] = []
+    stages = [Handles("a", seen), Handles("b", seen), Recorder("plain", seen), Handles("c", seen)]
+    gateway = Gateway(stages)
+    gateway.requestheaders(_call_flow())
+    assert seen == []
+    gateway.request(_call_flow())
+    assert seen == ["a.handle", "b.handle", "plain.request", "c.handle"]
+    seen.clear()
+    gateway.requestheaders(_call_flow(streamed_upload=True))
+    gateway.request(_call_flow(streamed_upload=True))
+    assert seen == ["a.handle", "b.handle", "c.handle", "plain.request"]
+    seen.clear()
+    gateway.request(tflow.tflow())  # no call: not Tollgate's
+    assert seen == ["plain.request"]
+
+
+def test_gateway_runs_no_call_stage_after_one_answered_the_call():
+    seen: list[str] = []
+    gateway = Gateway([Handles("a", seen, refuses=True), Handles("b", seen), Handles("c", seen)])
+    gateway.request(_call_flow())
+    assert seen == ["a.handle"]
+
+
 def test_tollgates_chain_is_one_addon_holding_every_stage_in_order():
     gateway = chain()
     assert [type(s).__name__ for s in gateway.stages] == [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from mitmproxy import addonmanager, hooks, log  # noqa: F401 - importing them declares their hooks
 from mitmproxy.proxy import layers, server_hooks  # noqa: F401 - likewise
@@ -16,7 +17,7 @@ from .override import Override
 from .redact import Redact
 from .route import Route
 from .settings import Settings
-from .shared import Shared
+from .shared import CallStage, Shared, run_call_stages
 from .stream_tap import StreamTap
 from .upstream_watch import UpstreamWatch
 
@@ -27,7 +28,8 @@ class Gateway:
     Each stage is written as a mitmproxy addon, but mitmproxy dispatches every hook to every addon
     through generic machinery (a walk of the addon tree, the argument list rebuilt per addon, an
     awaitable check); for eleven addons that cost more per call than the stages' own work
-    (docs/performance.md). Here a hook is a loop over bound methods collected once.
+    (docs/performance.md). Here a hook is a loop over bound methods collected once, and
+    consecutive call stages (`CallStage`) share one lookup of the call record.
     A stage that raises stops the hook's later stages, as mitmproxy does for a script's addons."""
 
     def __init__(self, stages: Sequence[object]) -> None:
@@ -35,7 +37,29 @@ class Gateway:
         for name in hooks.all_hooks:
             handlers = tuple(h for stage in self.stages if callable(h := getattr(stage, name, None)))
             if handlers:
-                setattr(self, name, _in_order(handlers))
+                setattr(self, name, _in_order(_with_call_stages_fused(name, handlers)))
+
+
+def _with_call_stages_fused(name: str, handlers: tuple[Callable[..., object], ...]) -> tuple[Callable[..., object], ...]:
+    """The handlers, each run of consecutive call stages' own request hooks made one."""
+    at_headers = {"requestheaders": True, "request": False}.get(name)
+    if at_headers is None:
+        return handlers
+    inherited = getattr(CallStage, name)
+    fused: list[Callable[..., object]] = []
+    run: list[Callable[..., object]] = []
+    for handler in (*handlers, None):
+        if handler is not None and getattr(handler, "__func__", None) is inherited:
+            run.append(handler)
+            continue
+        if len(run) > 1:
+            fused.append(partial(run_call_stages, tuple(h.__self__ for h in run), at_headers))  # type: ignore[attr-defined]
+        else:
+            fused.extend(run)
+        run = []
+        if handler is not None:
+            fused.append(handler)
+    return tuple(fused)
 
 
 def _in_order(handlers: tuple[Callable[..., object], ...]) -> Callable[..., None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from mitmproxy import http
 
@@ -55,14 +56,10 @@ class CallStage:
     but at `requestheaders` for a streamed upload, whose body goes upstream as it arrives."""
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        call = call_of(flow)
-        if call is not None and call.streamed_upload and flow.response is None:
-            self._handle_or_refuse(flow, call)
+        run_call_stages((self,), True, flow)
 
     def request(self, flow: http.HTTPFlow) -> None:
-        call = call_of(flow)
-        if call is not None and not call.streamed_upload and flow.response is None:
-            self._handle_or_refuse(flow, call)
+        run_call_stages((self,), False, flow)
 
     def _handle_or_refuse(self, flow: http.HTTPFlow, call: Call) -> None:
         # mitmproxy would log an exception and carry on with the stages after this one skipped:
@@ -76,6 +73,18 @@ class CallStage:
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         raise NotImplementedError
+
+
+def run_call_stages(stages: Sequence[CallStage], at_headers: bool, flow: http.HTTPFlow) -> None:
+    """Call stages in turn on the flow's call, at its request headers for a streamed upload, else at
+    its request; until one answers it. `Gateway` runs consecutive stages with one lookup of the call."""
+    call = call_of(flow)
+    if call is None or call.streamed_upload is not at_headers:
+        return
+    for stage in stages:
+        if flow.response is not None:
+            return
+        stage._handle_or_refuse(flow, call)
 
 
 def write_body(request: http.Request, call: Call) -> None:
