@@ -4,17 +4,19 @@ would skip the later stages and forward it), hooks run in stage order."""
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 import pytest
 from mitmproxy.test import tflow
 
-from tollgate.call import Call, fingerprint
+from tollgate.call import Call, Usage, fingerprint
 from tollgate.keypool import KeyPool
 from tollgate.stages import Gateway, chain
 from tollgate.stages.credential import Credential
 from tollgate.stages.route import Route
 from tollgate.stages.shared import CALL, CallStage, Shared, write_body
-from tollgate.stages.stream_tap import MITMPROXY_CONNECTION_LOGGER, StreamTap
+from tollgate.providers.base import UsageReader
+from tollgate.stages.stream_tap import MITMPROXY_CONNECTION_LOGGER, StreamTap, UsageTap, record_usage
 
 
 class Broken(CallStage):
@@ -290,3 +292,41 @@ def test_a_saved_flow_shows_where_the_credentials_were_whether_or_not_identify_l
     Redact(shared).responseheaders(flow)
     assert flow.request.headers.fields == ((b"accept", b"*/*"), (b"x-goog-api-key", REDACTED.encode()))
     assert dict(flow.request.query) == {"key": REDACTED, "alt": "sse"}
+
+
+# ---- the stream callable
+
+
+class CountingReader(UsageReader):
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+
+    def result(self) -> Usage:
+        return Usage(output_tokens=len(self.chunks))
+
+
+def test_usage_tap_records_once_at_the_end_and_lets_go_of_the_reader_and_the_call():
+    recorded: list[int | None] = []
+    reader = CountingReader()
+    tap = UsageTap(reader, None, lambda r: recorded.append(r.result().output_tokens))
+    assert tap(b"a") == b"a" and tap(b"b") == b"b"
+    assert tap(b"") == b""
+    assert recorded == [2] and reader.chunks == [b"a", b"b"]
+    # The flow outlives the call until the garbage collector frees it: the tap keeps nothing of the call.
+    assert tap.reader is None and tap._on_end is None
+    tap.end()  # a later error hook: nothing is recorded twice
+    assert recorded == [2]
+
+
+def test_a_stream_broken_off_records_what_was_read_when_it_ends_by_error():
+    flow = _call_flow()
+    call = flow.metadata[CALL]
+    flow.response = tflow.tresp()
+    reader = CountingReader()
+    flow.response.stream = tap = UsageTap(reader, None, partial(record_usage, call))
+    tap(b"data: {}\n\n")
+    StreamTap(Shared()).error(flow)
+    assert call.usage.output_tokens == 1 and tap.reader is None

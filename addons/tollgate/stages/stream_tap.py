@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 
 from mitmproxy import http
 
@@ -28,23 +29,20 @@ class UsageTap:
         self,
         reader: UsageReader,
         decoder: Decompressor | None,
-        on_end: Callable[[], None],
+        on_end: Callable[[UsageReader], None],
         hide: SSEEventFilter | None = None,
     ) -> None:
-        self.reader = reader
+        self.reader: UsageReader | None = reader
         self._decoder = decoder
-        self._on_end = on_end
+        self._on_end: Callable[[UsageReader], None] | None = on_end
         self._reading = True
         self._hide = hide
 
     def __call__(self, chunk: bytes) -> bytes | list[bytes]:
         if not chunk:
-            try:
-                self._on_end()
-            except Exception:
-                logger.exception("Tollgate: recording stream usage failed")
+            self.end()
             return self._hide.flush() if self._hide else chunk
-        if self._reading:
+        if self._reading and self.reader is not None:
             try:
                 self.reader.feed(self._decoder.feed(chunk) if self._decoder else chunk)
             except Exception as e:
@@ -58,6 +56,20 @@ class UsageTap:
             logger.exception("Tollgate: hiding the usage chunk failed")
             held, self._hide = self._hide.flush(), None
             return held + chunk
+
+    def end(self) -> None:
+        """The stream ended, or broke off: what the reader read is recorded, once.
+
+        mitmproxy's flows are freed by the garbage collector, some time after the call: the reader
+        and the call record are let go here, to be freed at once rather than wait with the flow."""
+        reader, on_end = self.reader, self._on_end
+        self.reader = self._decoder = self._on_end = None
+        if reader is None or on_end is None:
+            return
+        try:
+            on_end(reader)
+        except Exception:
+            logger.exception("Tollgate: recording stream usage failed")
 
 
 STREAMING_NOTICE = "Streaming response from "
@@ -136,9 +148,8 @@ class StreamTap(CallStage):
                 reader.error = str(e)
         if decoder is not None:
             hide = None  # an encoded stream cannot be cut at event boundaries: the client gets it whole
-        tap = UsageTap(reader, decoder, lambda: record_usage(call, tap), hide)
         # Streamed bodies are not stored in the flow either: a saved flow holds no completion text.
-        flow.response.stream = tap
+        flow.response.stream = UsageTap(reader, decoder, partial(record_usage, call), hide)
 
     def error(self, flow: http.HTTPFlow) -> None:
         """A stream cut short (client gone, upstream reset): the usage seen so far still counts."""
@@ -146,7 +157,7 @@ class StreamTap(CallStage):
         tap = flow.response.stream if flow.response is not None else None
         if call is None or not isinstance(tap, UsageTap):
             return
-        record_usage(call, tap)
+        tap.end()
         if call.error == CLIENT_DISCONNECTED and call.usage.finish_reason is not None:
             # The stream had told its end (clients stop reading at e.g. `data: [DONE]` and hang up
             # before the upstream's last bytes): nothing was lost.
@@ -162,7 +173,7 @@ def is_usage_only_chunk(event: bytes) -> bool:
     return data is not None and data.get("choices") == [] and isinstance(data.get("usage"), dict)
 
 
-def record_usage(call: Call, tap: UsageTap) -> None:
-    call.usage = tap.reader.result()
-    if tap.reader.error and call.error is None:
-        call.error = tap.reader.error
+def record_usage(call: Call, reader: UsageReader) -> None:
+    call.usage = reader.result()
+    if reader.error and call.error is None:
+        call.error = reader.error
