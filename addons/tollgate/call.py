@@ -37,6 +37,9 @@ class Usage:
     finish_reason: str | None = None
 
 
+NO_USAGE = Usage()  # read only: a call's usage before (or without) an answer to read it from
+
+
 @dataclass(slots=True)
 class Classification:
     """What a provider module makes of a request."""
@@ -62,12 +65,15 @@ def utc_timestamp(seconds: float) -> str:
     micros = round(fraction * 1_000_000)
     if micros == 1_000_000:
         whole, micros = whole + 1, 0
-    return f"{_utc_second(int(whole))}.{micros // 1000:03d}Z"
+    return _utc_second(int(whole)) + _MILLISECONDS[micros // 1000]
 
 
 @lru_cache(maxsize=1)  # calls come many to the second: its text is made once
 def _utc_second(whole: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+
+
+_MILLISECONDS = tuple(f".{ms:03d}Z" for ms in range(1000))  # formatting each cost more than the rest
 
 
 # Request ids only tell calls apart: drawn from a generator seeded once from os.urandom rather than
@@ -76,7 +82,7 @@ _request_ids = random.Random()
 
 
 def new_request_id() -> str:
-    return f"{_request_ids.getrandbits(128):032x}"
+    return _request_ids.getrandbits(128).to_bytes(16).hex()
 
 
 @dataclass(slots=True)
@@ -85,9 +91,11 @@ class Call:
     host: str
     method: str
     path: str
+    classification: Classification = field(default_factory=Classification)
+    # The request body's JSON object, parsed once for the request stages (dropped after them).
+    body: dict[str, Any] | None = field(default=None, repr=False)
     request_id: str = field(default_factory=new_request_id)
     started: float = field(default_factory=time.time)
-    classification: Classification = field(default_factory=Classification)
     # Which of the provider's credential positions the client filled (names only); None until
     # Identify has looked.
     credential_positions: tuple[str, ...] | None = None
@@ -104,7 +112,7 @@ class Call:
     status: int | None = None
     first_byte: float | None = None
     ended: float | None = None
-    usage: Usage = field(default_factory=Usage)
+    usage: Usage | None = None  # once read from the answer
     error: str | None = None
     # True when Tollgate answered the call itself (a refusal or an upstream failure).
     answered_by_tollgate: bool = False
@@ -112,15 +120,13 @@ class Call:
     streamed_upload: bool = False
     # SHA-256 of the body as verified with SigV4, while Tollgate has not changed the body.
     body_sha256: str | None = None
-    # The request body's JSON object, parsed once for the request stages (dropped after them).
-    body: dict[str, Any] | None = field(default=None, repr=False)
     # The upstream key taken from a pool, which rests it if the upstream refuses it.
     pooled_key: tuple[KeyPool, str] | None = field(default=None, repr=False)
     # Tollgate asked an OpenAI stream for usage the client did not ask for (`stream_usage: inject`).
     usage_asked: bool = False
 
     def audit_record(self) -> dict[str, Any]:
-        c, u = self.classification, self.usage
+        c, u = self.classification, self.usage or NO_USAGE
         ended = self.ended or time.time()
         return {
             "event": "llm_call",
@@ -161,9 +167,9 @@ class Call:
 
     def summary(self) -> str:
         """The one line mitmweb shows as the flow's comment."""
-        tokens = "? tokens"
-        if self.usage.input_tokens is not None or self.usage.output_tokens is not None:
-            tokens = f"{self.usage.input_tokens or 0}→{self.usage.output_tokens or 0} tokens"
+        tokens, u = "? tokens", self.usage or NO_USAGE
+        if u.input_tokens is not None or u.output_tokens is not None:
+            tokens = f"{u.input_tokens or 0}→{u.output_tokens or 0} tokens"
         model = self.model or self.classification.model or "?"
         who = self.client or "anonymous"
         tail = f" · {self.error}" if self.error else ""

@@ -212,8 +212,8 @@ _json_values = st.recursive(
 def test_a_request_body_round_trips_exactly(obj: dict[str, Any], ascii_only: bool) -> None:
     body = json.dumps(obj, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
     parsed = parse_request_json(body)
-    assert parsed == json.loads(body)
-    assert json.loads(encode_json(parsed)) == parsed
+    assert repr(parsed) == repr(json.loads(body))  # repr: 2**70 == float(2**70), and 0.0 == -0.0
+    assert repr(json.loads(encode_json(parsed))) == repr(parsed)
 
 
 @pytest.mark.parametrize(

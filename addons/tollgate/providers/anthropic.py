@@ -52,24 +52,20 @@ class Anthropic(Provider):
     def classify(self, method: str, path: str, data: dict[str, Any] | None) -> Classification:
         rest = path.removeprefix("/v1/").strip("/")
         if rest == "chat/completions":  # Anthropic's OpenAI SDK compatibility layer
-            c = openai.classify_body("chat.completions", method, data)
-            c.wire_format = "openai"
-            return c
+            return openai.classify_body("chat.completions", method, data)
         endpoint = _ENDPOINTS.get(rest) or openai.endpoint_of(rest)
-        c = Classification(endpoint=endpoint)
         if data is None or method != "POST":
-            return c
+            return Classification(endpoint=endpoint)
         model = data.get("model")
-        c.model = model if isinstance(model, str) else None
         stream = data.get("stream")
-        c.facts = RequestFacts(
+        facts = RequestFacts(
             message_count=count(data.get("messages")),
             has_system=bool(data.get("system")),
             has_tools=bool(data.get("tools")),
             stream=stream if isinstance(stream, bool) else False,
             max_tokens=as_int(data.get("max_tokens")),
         )
-        return c
+        return Classification(endpoint=endpoint, model=model if isinstance(model, str) else None, facts=facts)
 
     def refusal(self, reason: str, message: str) -> Refusal:
         return self._json_refusal(

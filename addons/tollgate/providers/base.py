@@ -171,6 +171,8 @@ _encode_exactly = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def as_int(value: Any) -> int | None:
+    if type(value) is int:  # what JSON gives nearly always: one test
+        return value
     if isinstance(value, bool):
         return None
     if isinstance(value, int):

@@ -76,33 +76,28 @@ class Bedrock(Provider):
     def classify(self, method: str, path: str, data: dict[str, Any] | None) -> Classification:
         if path.startswith("/openai/"):
             rest = path.removeprefix("/openai/").removeprefix("v1/")
-            c = openai.classify_body(openai.endpoint_of(rest), method, data)
-            c.wire_format = "openai"
-            return c
+            return openai.classify_body(openai.endpoint_of(rest), method, data)
         if _GUARDRAIL.match(path):
             return Classification(endpoint="apply-guardrail")
         m = _MODEL_CALL.match(path)
         if not m:
             return Classification(endpoint=path.strip("/").split("/")[0] or None)
         op = m["op"]
-        c = Classification(endpoint=op, model=unquote(m["model"]))
-        c.facts = RequestFacts(stream=op in _STREAMING)
-        if data is None:
-            return c
-        if op.startswith("converse") or op == "count-tokens":
+        facts = RequestFacts(stream=op in _STREAMING)
+        if data is not None and (op.startswith("converse") or op == "count-tokens"):
             if op == "count-tokens":
                 data = _counted_request(data)
             inference = data.get("inferenceConfig") if isinstance(data.get("inferenceConfig"), dict) else {}
-            c.facts.message_count = count(data.get("messages"))
-            c.facts.has_system = bool(data.get("system"))
+            facts.message_count = count(data.get("messages"))
+            facts.has_system = bool(data.get("system"))
             tool_config = data.get("toolConfig")
-            c.facts.has_tools = bool(
+            facts.has_tools = bool(
                 (tool_config.get("tools") if isinstance(tool_config, dict) else tool_config) or data.get("tools")
             )
-            c.facts.max_tokens = as_int(inference.get("maxTokens", data.get("max_tokens")))
-        else:
-            _invoke_facts(data, c.facts)
-        return c
+            facts.max_tokens = as_int(inference.get("maxTokens", data.get("max_tokens")))
+        elif data is not None:
+            _invoke_facts(data, facts)
+        return Classification(endpoint=op, model=unquote(m["model"]), facts=facts)
 
     def refusal(self, reason: str, message: str) -> Refusal:
         status, error_type = _ERRORS[reason]

@@ -52,25 +52,22 @@ class Gemini(Provider):
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None) -> Classification:
         if m := _OPENAI_COMPAT.match(path):
-            c = openai.classify_body(openai.endpoint_of(m["rest"]), method, data)
-            c.wire_format = "openai"
-            return c
+            return openai.classify_body(openai.endpoint_of(m["rest"]), method, data)
         m = _MODEL_CALL.match(path)
         if not m:
             rest = path.strip("/").split("/", 1)[-1]
             return Classification(endpoint=rest.split("/")[0] or None)
         if m["method"] is None:
             return Classification(endpoint="models.get", model=m["model"])
-        c = Classification(endpoint=m["method"], model=m["model"])
-        c.facts = RequestFacts(stream=m["method"] == "streamGenerateContent")
+        facts = RequestFacts(stream=m["method"] == "streamGenerateContent")
         if data is not None and method == "POST":
             config = data.get("generationConfig", data.get("generation_config"))
             config = config if isinstance(config, dict) else {}
-            c.facts.message_count = count(data.get("contents"))
-            c.facts.has_system = bool(data.get("systemInstruction", data.get("system_instruction")))
-            c.facts.has_tools = bool(data.get("tools"))
-            c.facts.max_tokens = as_int(config.get("maxOutputTokens", config.get("max_output_tokens")))
-        return c
+            facts.message_count = count(data.get("contents"))
+            facts.has_system = bool(data.get("systemInstruction", data.get("system_instruction")))
+            facts.has_tools = bool(data.get("tools"))
+            facts.max_tokens = as_int(config.get("maxOutputTokens", config.get("max_output_tokens")))
+        return Classification(endpoint=m["method"], model=m["model"], facts=facts)
 
     def refusal(self, reason: str, message: str) -> Refusal:
         body = {"error": {"code": STATUS[reason], "message": message, "status": _REASONS[reason]}}

@@ -50,35 +50,38 @@ def endpoint_of(rest: str) -> str | None:
 
 def classify_body(endpoint: str | None, method: str, data: dict[str, Any] | None) -> Classification:
     """Model and request facts from an OpenAI-format request body (its JSON object)."""
-    c = Classification(endpoint=endpoint)
     if data is None or method != "POST":
-        return c
+        return Classification(endpoint=endpoint, wire_format="openai")
     model = data.get("model")
-    c.model = model if isinstance(model, str) else None
     stream = data.get("stream")
     facts = RequestFacts(stream=stream if isinstance(stream, bool) else False)
-    if endpoint == "responses":
-        inputs = data.get("input")
-        facts.message_count = 1 if isinstance(inputs, str) else count(inputs)
-        facts.has_system = bool(data.get("instructions")) or _has_system_message(inputs)
-        facts.has_tools = bool(data.get("tools"))
-        facts.max_tokens = as_int(data.get("max_output_tokens"))
-    elif endpoint == "chat.completions":
+    if endpoint == "chat.completions":
         messages = data.get("messages")
         facts.message_count = count(messages)
         facts.has_system = _has_system_message(messages)
         facts.has_tools = bool(data.get("tools") or data.get("functions"))
         facts.max_tokens = as_int(data.get("max_completion_tokens", data.get("max_tokens")))
+    elif endpoint == "responses":
+        inputs = data.get("input")
+        facts.message_count = 1 if isinstance(inputs, str) else count(inputs)
+        facts.has_system = bool(data.get("instructions")) or _has_system_message(inputs)
+        facts.has_tools = bool(data.get("tools"))
+        facts.max_tokens = as_int(data.get("max_output_tokens"))
     elif endpoint == "completions":
         facts.max_tokens = as_int(data.get("max_tokens"))
-    c.facts = facts
-    return c
+    return Classification(endpoint, model if isinstance(model, str) else None, facts, "openai")
+
+
+_SYSTEM_ROLES = ("system", "developer")  # compared, not hashed: a role may be any JSON value
 
 
 def _has_system_message(messages: Any) -> bool:
     if not isinstance(messages, list):
         return False
-    return any(isinstance(m, dict) and m.get("role") in ("system", "developer") for m in messages)
+    for m in messages:
+        if isinstance(m, dict) and m.get("role") in _SYSTEM_ROLES:
+            return True
+    return False
 
 
 def usage_of(endpoint: str | None, body: bytes | None) -> Usage:
@@ -210,9 +213,7 @@ class OpenAI(Provider):
     def classify(self, method: str, path: str, data: dict[str, Any] | None) -> Classification:
         rest = path.split("?", 1)[0]
         rest = rest.removeprefix("/v1/") if rest.startswith("/v1/") else rest.lstrip("/")
-        c = classify_body(endpoint_of(rest), method, data)
-        c.wire_format = "openai"
-        return c
+        return classify_body(endpoint_of(rest), method, data)
 
     def refusal(self, reason: str, message: str) -> Refusal:
         return self._json_refusal(reason, refusal_body(reason, message))

@@ -158,7 +158,7 @@ class StreamTap(CallStage):
         if call is None or not isinstance(tap, UsageTap):
             return
         tap.end()
-        if call.error == CLIENT_DISCONNECTED and call.usage.finish_reason is not None:
+        if call.error == CLIENT_DISCONNECTED and call.usage is not None and call.usage.finish_reason is not None:
             # The stream had told its end (clients stop reading at e.g. `data: [DONE]` and hang up
             # before the upstream's last bytes): nothing was lost.
             call.error = None
