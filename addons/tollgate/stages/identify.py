@@ -34,7 +34,7 @@ class Identify(CallStage):
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         provider = provider_of(call)
-        credentials = credentials_of(flow.request, provider)
+        credentials = credentials_of(call, flow.request, provider)
         call.credential_positions = provider.positions_present(*credentials)
         login = flow.metadata.get(PROXYAUTH)
         name = login[0] if isinstance(login, (tuple, list)) and login and login[0] else None
@@ -64,7 +64,7 @@ class Identify(CallStage):
     def _verified_aws_key(self, flow: http.HTTPFlow, call: Call) -> str | None:
         """The virtual AWS access key id whose SigV4 signature this request carries, verified over
         the request exactly as it arrived; None when it carries no virtual AWS credential."""
-        authorization = flow.request.headers.get("authorization", "")
+        authorization = call.headers.get("authorization", "")
         if not authorization.startswith(sigv4.ALGORITHM):
             return None
         try:

@@ -13,11 +13,11 @@ class Redact:
         self.shared = shared
 
     def request(self, flow: http.HTTPFlow) -> None:
-        # The request stages are done with the parsed body: let it go now, not when the answer
-        # comes (under load, objects alive that long reach the collector's older generations).
+        # The request stages are done with the parsed body and headers (a prompt, a virtual key): let
+        # them go now, not when the answer comes.
         call = call_of(flow)
         if call is not None:
-            call.body = None
+            call.body, call.headers = None, {}
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         self._redact(flow)

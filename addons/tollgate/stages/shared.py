@@ -15,7 +15,7 @@ from ..keypool import KeyPool
 from ..overrides import RuleBook
 from ..policy import Policy
 from ..providers import PROVIDERS
-from ..providers.base import INTERNAL_ERROR, Provider, Query, encode_json, header_values, with_header
+from ..providers.base import INTERNAL_ERROR, Provider, Query, encode_json, with_header
 from ..sigv4 import CredentialSource
 
 CALL = "tollgate"
@@ -92,23 +92,17 @@ def write_body(request: http.Request, call: Call) -> None:
     hash of the old body no longer holds."""
     body = encode_json(call.body)
     call.body_sha256 = None
-    fields = request.headers.fields
-    if header_values(fields, _FRAMING):
+    if "content-encoding" in call.headers or "transfer-encoding" in call.headers:
         request.content = body  # mitmproxy's setter re-applies the encoding, keeps the chunking
         return
     # Most bodies are plain: the setter's four header scans are one pass here.
     request.raw_content = body
-    request.headers.fields = with_header(fields, b"content-length", str(len(body)).encode())
+    request.headers.fields = with_header(request.headers.fields, b"content-length", str(len(body)).encode())
 
 
-_FRAMING = frozenset((b"content-encoding", b"transfer-encoding"))
-
-
-def credentials_of(request: http.Request, provider: Provider) -> tuple[dict[str, str], Query]:
-    """Where the provider's keys go in this request: its credential headers, read in one pass over
-    the raw fields (mitmproxy's per-name lookups each scan them all), and its query if keys go there."""
-    headers = header_values(request.headers.fields, provider.header_positions)
-    return headers, (request.query if provider.query_positions else {})
+def credentials_of(call: Call, request: http.Request, provider: Provider) -> tuple[dict[str, str], Query]:
+    """Where the provider's keys go in this request: the call's headers, and its query if keys go there."""
+    return call.headers, (request.query if provider.query_positions else {})
 
 
 def call_of(flow: http.HTTPFlow) -> Call | None:

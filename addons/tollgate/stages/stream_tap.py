@@ -116,7 +116,7 @@ class StreamTap(CallStage):
         c = call.classification
         if c.wire_format != "openai" or c.endpoint != "chat.completions" or not c.facts.stream:
             return
-        if flow.request.headers.get("authorization", "").startswith("AWS4-"):
+        if call.headers.get("authorization", "").startswith("AWS4-"):
             return  # a signed body must stay as signed
         if call.body is None:
             return
