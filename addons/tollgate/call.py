@@ -94,10 +94,9 @@ class Call:
     classification: Classification = field(default_factory=Classification)
     # The request body's JSON object, parsed once for the request stages (dropped after them).
     body: dict[str, Any] | None = field(default=None, repr=False)
-    # The request's headers as the client sent them, by lower-case name (a repeated one's values
-    # joined), read once for the request stages (dropped after them): each pass over the raw
-    # fields costs about as much as a stage.
-    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    # The request's raw headers by lower-case name (`header_index`), read once for the request
+    # stages (dropped after them): each pass over the fields costs about as much as a stage.
+    headers: dict[bytes, bytes] = field(default_factory=dict, repr=False)
     request_id: str = field(default_factory=new_request_id)
     started: float = field(default_factory=time.time)
     # Which of the provider's credential positions the client filled (names only); None until

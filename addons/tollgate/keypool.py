@@ -43,11 +43,16 @@ class KeyPool:
         """The next key in turn that is not resting; if all rest, the one that is free soonest."""
         if not self._keys:
             return None
+        if not self._resting_until:  # none rests: the next in turn, without asking the clock
+            index = self._next % len(self._keys)
+            self._next = index + 1
+            return self._keys[index]
         now = self._clock()
         for i in range(len(self._keys)):
             index = (self._next + i) % len(self._keys)
             key = self._keys[index]
             if self._resting_until.get(key, 0.0) <= now:
+                self._resting_until.pop(key, None)  # rested: so that the pool is seen resting no more
                 self._next = index + 1
                 return key
         return min(self._keys, key=lambda k: self._resting_until[k])

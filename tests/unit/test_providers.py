@@ -38,6 +38,7 @@ from tollgate.providers.base import (
     header_values,
     parse_json,
     parse_request_json,
+    with_header,
 )
 
 OPENAI = PROVIDERS["openai"]
@@ -1658,3 +1659,18 @@ def test_header_values_reads_raw_fields_as_mitmproxys_headers_do() -> None:
     assert header_values(h.fields)["x-api-key"] == "k1, k2"
     assert header_values(h.fields, {b"x-api-key", b"authorization"}) == {"x-api-key": "k1, k2"}
     assert header_values((), None) == {}
+
+
+_header_names = st.sampled_from([b"Host", b"host", b"HOST", b"Content-Length", b"content-length", b"Accept", b"X-A"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_header_names, st.binary(max_size=5)), max_size=8),
+       st.sampled_from([b"host", b"content-length", b"x-new"]), st.binary(max_size=5))
+def test_with_header_sets_a_header_as_mitmproxys_headers_do(fields: list[tuple[bytes, bytes]], name: bytes,
+                                                           value: bytes) -> None:
+    expected = Headers(fields)
+    expected[name] = value  # in place of the first, the others dropped, added at the end if absent
+    assert with_header(tuple(fields), name, value) == expected.fields
+    present = any(n.lower() == name for n, _ in fields)
+    assert with_header(tuple(fields), name, value, add=False) == (expected.fields if present else tuple(fields))

@@ -15,7 +15,7 @@ from tollgate.stages import Gateway, chain
 from tollgate.stages.credential import Credential
 from tollgate.stages.route import Route
 from tollgate.stages.shared import CALL, CallStage, Shared, write_body
-from tollgate.providers.base import UsageReader, header_values
+from tollgate.providers.base import UsageReader, header_index
 from tollgate.stages.stream_tap import MITMPROXY_CONNECTION_LOGGER, StreamTap, UsageTap, record_usage
 
 
@@ -184,7 +184,7 @@ def _openai_flow(*fields: tuple[str, str]) -> tuple[object, Call]:
     flow.request.host, flow.request.port, flow.request.path = "api.openai.com", 443, "/v1/chat/completions"
     flow.request.headers.fields = tuple((k.encode(), v.encode()) for k, v in fields)
     call = Call(provider="openai", host="api.openai.com", method="POST", path="/v1/chat/completions",
-                headers=header_values(flow.request.headers.fields))  # as Classify reads them
+                headers=header_index(flow.request.headers.fields))  # as Classify reads them
     call.auth, call.client = "virtual_key", "alice"
     flow.metadata[CALL] = call
     return flow, call

@@ -6,13 +6,13 @@ from mitmproxy import http
 
 from ..call import Call
 from ..providers import provider_for
-from ..providers.base import MISCONFIGURED, header_values, parse_request_json
+from ..providers.base import MISCONFIGURED, header_index, parse_request_json
 from .shared import CALL, Shared, refuse
 
 
-def request_body(request: http.Request, headers: dict[str, str]) -> bytes | None:
+def request_body(request: http.Request, headers: dict[bytes, bytes]) -> bytes | None:
     """The body with its content-encoding undone; None when it cannot be."""
-    if "content-encoding" not in headers:  # several times cheaper than get_content
+    if b"content-encoding" not in headers:  # several times cheaper than get_content
         return request.raw_content
     try:
         return request.get_content(strict=True)
@@ -23,16 +23,13 @@ def request_body(request: http.Request, headers: dict[str, str]) -> bytes | None
 def is_large_upload(request: http.Request) -> bool:
     """Files and audio are streamed upstream as they arrive; JSON is read whole, as its model and
     facts are needed before the call may go."""
-    headers = header_values(request.headers.fields, _BODY_HEADERS)
-    if "json" in headers.get("content-type", "").lower():
+    headers = header_index(request.headers.fields)
+    if b"json" in headers.get(b"content-type", b"").lower():
         return False
-    length = headers.get("content-length", "")
+    length = headers.get(b"content-length", b"")
     if length.isdigit():
         return int(length) > STREAMED_UPLOAD
-    return "chunked" in headers.get("transfer-encoding", "").lower()
-
-
-_BODY_HEADERS = frozenset((b"content-type", b"content-length", b"transfer-encoding"))
+    return b"chunked" in headers.get(b"transfer-encoding", b"").lower()
 
 
 STREAMED_UPLOAD = 4 * 1024 * 1024
@@ -60,7 +57,7 @@ class Classify:
         if provider is None:
             return None
         path = request.path.split("?", 1)[0]
-        headers = header_values(request.headers.fields)
+        headers = header_index(request.headers.fields)
         method, data = request.method, parse_request_json(request_body(request, headers)) if read_body else None
         # Positional: keyword arguments cost more than the call record's other fields together.
         call = Call(provider.name, request.host, method, path, provider.classify(method, path, data), data, headers)

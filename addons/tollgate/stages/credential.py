@@ -10,7 +10,7 @@ from .. import sigv4
 from ..call import Call, fingerprint
 from ..keypool import retry_after_seconds
 from ..providers import PROVIDERS
-from ..providers.base import NO_UPSTREAM_CREDENTIAL
+from ..providers.base import NO_UPSTREAM_CREDENTIAL, decoded
 from ..providers.bedrock import region_of
 from ..sigv4 import CredentialSource
 from .shared import CallStage, Shared, call_of, credentials_of, provider_of, refuse
@@ -22,8 +22,7 @@ AWS_SIGNING_SIDE_HEADERS = ("X-AWS-Access-Key", "X-AWS-Secret-Key", "X-AWS-Sessi
 # Every side header is removed from every call, whichever provider it names: a key sent to the
 # wrong provider must not travel on, nor stay in a saved flow.
 SIDE_HEADERS = (*(p.side_header for p in PROVIDERS.values()), *AWS_SIGNING_SIDE_HEADERS)
-_SIDE_HEADERS = frozenset(h.lower() for h in SIDE_HEADERS)
-_SIDE_HEADER_NAMES = frozenset(h.encode() for h in _SIDE_HEADERS)
+_SIDE_HEADER_NAMES = frozenset(h.lower().encode() for h in SIDE_HEADERS)
 # What a request re-signed for Bedrock must not carry on: the caller's credential and signature.
 _UNSIGNABLE = frozenset(h.encode() for h in (*PROVIDERS["bedrock"].positions, *sigv4.SIGNATURE_HEADERS))
 
@@ -35,7 +34,7 @@ class Credential(CallStage):
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         provider = provider_of(call)
         request = flow.request
-        side = {name: call.headers[name].strip() for name in _SIDE_HEADERS.intersection(call.headers)}
+        side = {name: value.strip() for name, value in decoded(call.headers, _SIDE_HEADER_NAMES).items()}
         key = side.get(provider.side_header.lower()) or None
         aws, region = (self._aws_side_headers(side) if call.provider == "bedrock" else (None, None))
         if key is not None:
@@ -116,7 +115,7 @@ class Credential(CallStage):
         """Only an anonymous caller's own credential goes upstream, and only to its own provider,
         and only on a request as the caller made it when that request is signed."""
         provider = provider_of(call)
-        signed = call.headers.get("authorization", "").startswith("AWS4-")
+        signed = call.headers.get(b"authorization", b"").startswith(b"AWS4-")
         extra = ", `bearer_token` or `credentials`" if call.provider == "bedrock" else ""
         setting = f"set providers.{call.provider}.keys{extra} in Tollgate's configuration"
         if call.auth != "anonymous" or call.requested_provider is not None:

@@ -64,7 +64,7 @@ class Identify(CallStage):
     def _verified_aws_key(self, flow: http.HTTPFlow, call: Call) -> str | None:
         """The virtual AWS access key id whose SigV4 signature this request carries, verified over
         the request exactly as it arrived; None when it carries no virtual AWS credential."""
-        authorization = call.headers.get("authorization", "")
+        authorization = call.headers.get(b"authorization", b"").decode("utf-8", "surrogateescape")
         if not authorization.startswith(sigv4.ALGORITHM):
             return None
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from mitmproxy import http
@@ -13,11 +14,20 @@ from ..providers.base import with_header
 from .shared import CallStage, Shared, provider_of
 
 
+class Address(NamedTuple):
+    scheme: str
+    host: str
+    port: int
+    authority: str  # host[:port], the port left out where it is the scheme's
+
+
 @lru_cache(maxsize=64)
-def address_of(upstream: str) -> tuple[str, str, int]:
-    """(scheme, host, port) of a configured upstream, parsed once."""
+def address_of(upstream: str) -> Address:
+    """A configured upstream's address, parsed once."""
     target = urlsplit(upstream)
-    return target.scheme, target.hostname or "", target.port or (443 if target.scheme == "https" else 80)
+    scheme, host = target.scheme, target.hostname or ""
+    port = target.port or (443 if scheme == "https" else 80)
+    return Address(scheme, host, port, url.hostport(scheme, host, port))
 
 
 class Route(CallStage):
@@ -27,7 +37,7 @@ class Route(CallStage):
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         # A rule's upstream, else the provider's; a call routed to another provider goes to
         # that provider's real host; else to the host the client asked for.
-        upstream = call.upstream or self.shared.config.providers.get(call.provider).upstream
+        upstream = call.upstream or self.shared.providers[call.provider].upstream
         if upstream is None and call.requested_provider is not None:
             upstream = f"https://{provider_of(call).default_host}"
         request = flow.request
@@ -35,12 +45,11 @@ class Route(CallStage):
             port = "" if request.port == 443 else f":{request.port}"
             call.upstream = f"{request.scheme}://{request.host}{port}"
             return
-        scheme, host, port = address_of(upstream)
+        scheme, host, port, authority = address_of(upstream)
         # What mitmproxy's scheme, host and port setters do, but with one pass over the headers
         # where each setter scans them (docs/performance.md). The TLS SNI follows the host.
         data = request.data
         data.scheme, data.host, data.port = scheme.encode(), host, port
-        authority = url.hostport(scheme, host, port)
         value = authority.encode("utf-8", "surrogateescape")
         data.headers.fields = with_header(data.headers.fields, b"host", value, add=False)
         if data.authority:  # HTTP/2's :authority

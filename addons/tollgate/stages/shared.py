@@ -15,7 +15,7 @@ from ..keypool import KeyPool
 from ..overrides import RuleBook
 from ..policy import Policy
 from ..providers import PROVIDERS
-from ..providers.base import INTERNAL_ERROR, Provider, Query, encode_json, with_header
+from ..providers.base import INTERNAL_ERROR, Provider, Query, decoded, encode_json, with_header
 from ..sigv4 import CredentialSource
 
 CALL = "tollgate"
@@ -30,6 +30,7 @@ class Shared:
         # False until a configuration has loaded: a broken one must not leave Tollgate open.
         self.ready = False
         self.config = Config()
+        self.providers = {name: self.config.providers.get(name) for name in PROVIDERS}  # each one's settings
         self.directory = Directory(self.config)
         self.rules = RuleBook(())
         self.pools = {name: KeyPool(()) for name in PROVIDERS}
@@ -40,11 +41,12 @@ class Shared:
     def apply(self, config: Config, audit: AuditLog, policy: Policy | None, aws: CredentialSource | None) -> None:
         old = self.audit
         self.config = config
+        self.providers = {name: config.providers.get(name) for name in PROVIDERS}
         self.policy = policy
         self.aws_credentials = aws
         self.directory = Directory(config)
         self.rules = RuleBook(config.overrides)
-        self.pools = {name: KeyPool(config.providers.get(name).keys) for name in PROVIDERS}
+        self.pools = {name: KeyPool(settings.keys) for name, settings in self.providers.items()}
         self.audit = audit
         self.ready = True
         if old is not None and old is not audit:
@@ -92,7 +94,7 @@ def write_body(request: http.Request, call: Call) -> None:
     hash of the old body no longer holds."""
     body = encode_json(call.body)
     call.body_sha256 = None
-    if "content-encoding" in call.headers or "transfer-encoding" in call.headers:
+    if b"content-encoding" in call.headers or b"transfer-encoding" in call.headers:
         request.content = body  # mitmproxy's setter re-applies the encoding, keeps the chunking
         return
     # Most bodies are plain: the setter's four header scans are one pass here.
@@ -101,8 +103,8 @@ def write_body(request: http.Request, call: Call) -> None:
 
 
 def credentials_of(call: Call, request: http.Request, provider: Provider) -> tuple[dict[str, str], Query]:
-    """Where the provider's keys go in this request: the call's headers, and its query if keys go there."""
-    return call.headers, (request.query if provider.query_positions else {})
+    """Where the provider's keys go in this request: its credential headers, and its query if keys go there."""
+    return decoded(call.headers, provider.header_positions), (request.query if provider.query_positions else {})
 
 
 def call_of(flow: http.HTTPFlow) -> Call | None:

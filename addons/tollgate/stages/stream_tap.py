@@ -9,7 +9,7 @@ from functools import partial
 from mitmproxy import http
 
 from ..call import Call
-from ..providers.base import UsageReader, header_values, is_event_stream, parse_json
+from ..providers.base import UsageReader, decoded, header_index, is_event_stream, parse_json
 from ..streams import Decompressor, SSEEventFilter, parse_sse_block
 from .shared import CallStage, Shared, call_of, provider_of, write_body
 from .upstream_watch import CLIENT_DISCONNECTED
@@ -116,7 +116,7 @@ class StreamTap(CallStage):
         c = call.classification
         if c.wire_format != "openai" or c.endpoint != "chat.completions" or not c.facts.stream:
             return
-        if call.headers.get("authorization", "").startswith("AWS4-"):
+        if call.headers.get(b"authorization", b"").startswith(b"AWS4-"):
             return  # a signed body must stay as signed
         if call.body is None:
             return
@@ -135,7 +135,7 @@ class StreamTap(CallStage):
             return
         provider = provider_of(call)
         # Every header read here, in one pass
-        headers = header_values(flow.response.headers.fields, provider.response_headers)
+        headers = decoded(header_index(flow.response.headers.fields), provider.response_headers)
         hide = None
         if call.usage_asked and is_event_stream(headers):
             hide = SSEEventFilter(is_usage_only_chunk)

@@ -50,7 +50,7 @@ class UpstreamWatch(CallStage):
         self._connecting_for_client.pop(client.id, None)
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
-        timeout = self.shared.config.providers.get(call.provider).timeout
+        timeout = self.shared.providers[call.provider].timeout
         self._deadlines[flow] = (time.monotonic() + timeout, timeout)
         if self._sweeper is None or self._sweeper.done():
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
