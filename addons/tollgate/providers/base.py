@@ -231,19 +231,22 @@ class WholeBodyReader(UsageReader):
 
     def __init__(self, parse: Callable[[bytes | None], Usage]) -> None:
         self._parse = parse
-        self._body: bytearray | None = bytearray()
+        # The chunks as they came, joined at the end: most answers come in one, which is not copied.
+        self._chunks: list[bytes] | None = []
+        self._size = 0
 
     def feed(self, chunk: bytes) -> None:
-        if self._body is None:
+        if self._chunks is None:
             return
-        if len(self._body) + len(chunk) > self.LIMIT:
-            self._body = None
+        self._size += len(chunk)
+        if self._size > self.LIMIT:
+            self._chunks = None
             self.error = "answer larger than 16 MiB, not read for usage"
         else:
-            self._body += chunk
+            self._chunks.append(chunk)
 
     def result(self) -> Usage:
-        return self._parse(bytes(self._body) if self._body is not None else None)
+        return self._parse(b"".join(self._chunks) if self._chunks is not None else None)
 
 
 class SSEReader(UsageReader):

@@ -92,7 +92,9 @@ def usage_of(endpoint: str | None, body: bytes | None) -> Usage:
 
 def usage_from_object(endpoint: str | None, data: dict[str, Any]) -> Usage:
     """From a response object: a whole answer, a Responses API `response`, or a stream chunk."""
-    raw = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    raw = data.get("usage")
+    if not isinstance(raw, dict):
+        raw = {}
     if endpoint == "responses":
         u = Usage(
             input_tokens=as_int(raw.get("input_tokens")),
@@ -185,12 +187,10 @@ def stream_reader(endpoint: str | None) -> UsageReader:
     return ResponsesStreamReader() if endpoint == "responses" else ChatStreamReader()
 
 
-def _get(data: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data
+def _get(data: Any, outer: str, inner: str) -> Any:
+    """data[outer][inner], or None where either is missing or not an object."""
+    value = data.get(outer) if isinstance(data, dict) else None
+    return value.get(inner) if isinstance(value, dict) else None
 
 
 def refusal_body(reason: str, message: str) -> dict[str, Any]:
