@@ -91,12 +91,6 @@ def decoded(index: dict[bytes, bytes], names: Collection[bytes]) -> dict[str, st
     return {name.decode("latin-1"): index[name].decode("utf-8", "surrogateescape") for name in names if name in index}
 
 
-def header_values(fields: Fields, names: Collection[bytes] | None = None) -> dict[str, str]:
-    """Raw header fields as text by lower-case name (only `names`, if given)."""
-    index = header_index(fields)
-    return decoded(index, index.keys() if names is None else names)
-
-
 def with_header(fields: Fields, name: bytes, value: bytes, add: bool = True) -> tuple[tuple[bytes, bytes], ...]:
     """The fields with `name` (lower-case) set to `value` in one pass: in place of its first
     occurrence, its others dropped (as mitmproxy's `Headers` sets), or added when absent if `add`."""

@@ -58,7 +58,8 @@ class Classify:
             return None
         path = request.path.split("?", 1)[0]
         headers = header_index(request.headers.fields)
-        method, data = request.method, parse_request_json(request_body(request, headers)) if read_body else None
+        method = request.method
+        data = parse_request_json(request_body(request, headers)) if read_body else None
         # Positional: keyword arguments cost more than the call record's other fields together.
         call = Call(provider.name, request.host, method, path, provider.classify(method, path, data), data, headers)
         flow.metadata[CALL] = call
