@@ -29,9 +29,6 @@ class Directory:
         self._by_aws_key = {a.access_key_id: c for c in config.clients for a in c.aws_credentials}
         self.aws_secrets = {a.access_key_id: a.secret_access_key for c in config.clients for a in c.aws_credentials}
 
-    def is_virtual_key(self, value: str) -> bool:
-        return value in self._by_key
-
     def is_virtual_aws_key(self, access_key_id: str) -> bool:
         return access_key_id in self._by_aws_key
 

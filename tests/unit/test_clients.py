@@ -53,14 +53,11 @@ def test_client_without_groups() -> None:
     assert caller == Caller("bob", (), "virtual_key")
 
 
-def test_is_virtual_key() -> None:
-    d = directory()
-    assert d.is_virtual_key(ALICE_KEY)
-    assert d.is_virtual_key(BOB_KEY)
-    assert not d.is_virtual_key("sk-real-openai-key")
-    assert not d.is_virtual_key(ALICE_KEY[:-1])
-    assert not d.is_virtual_key(ALICE_KEY + "x")
-    assert not d.is_virtual_key("")
+def test_only_a_whole_virtual_key_identifies_its_client() -> None:
+    d = directory(allow_anonymous=False)
+    assert d.identify(None, [Presented(BOB_KEY, "authorization")]) == Caller("bob", (), "virtual_key")
+    for value in ("sk-real-openai-key", ALICE_KEY[:-1], ALICE_KEY + "x", ALICE_KEY.upper(), ""):
+        assert d.identify(None, [Presented(value, "authorization")]) is None, value
 
 
 def test_first_virtual_key_among_several_credentials_wins() -> None:
