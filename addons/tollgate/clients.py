@@ -37,18 +37,15 @@ class Directory:
     ) -> Caller | None:
         """The caller, or None when it must be refused (no login, no known key, no anonymity).
         `signed_with` is a virtual AWS access key id whose SigV4 signature has been verified."""
-        virtual = None
-        for p in presented:
-            if (virtual := self._by_key.get(p.value)) is not None:
-                break
         if login is not None:
             client = self._by_name.get(login)
             return Caller(login, client.groups if client else (), "proxyauth")
         if signed_with is not None and signed_with in self._by_aws_key:
             client = self._by_aws_key[signed_with]
             return Caller(client.name, client.groups, "sigv4")
-        if virtual is not None:
-            return virtual
+        for p in presented:
+            if (virtual := self._by_key.get(p.value)) is not None:
+                return virtual
         if self._anonymous_allowed:
             return Caller(None, (), "anonymous")
         return None

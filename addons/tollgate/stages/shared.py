@@ -29,28 +29,27 @@ class Shared:
     def __init__(self) -> None:
         # False until a configuration has loaded: a broken one must not leave Tollgate open.
         self.ready = False
-        self.config = Config()
-        self.providers = {name: self.config.providers.get(name) for name in PROVIDERS}  # each one's settings
-        self.directory = Directory(self.config)
-        self.rules = RuleBook(())
-        self.pools = {name: KeyPool(()) for name in PROVIDERS}
         self.audit: AuditLog | None = None
         self.policy: Policy | None = None
         self.aws_credentials: CredentialSource | None = None
+        self._use(Config())
 
     def apply(self, config: Config, audit: AuditLog, policy: Policy | None, aws: CredentialSource | None) -> None:
         old = self.audit
-        self.config = config
-        self.providers = {name: config.providers.get(name) for name in PROVIDERS}
+        self._use(config)
         self.policy = policy
         self.aws_credentials = aws
-        self.directory = Directory(config)
-        self.rules = RuleBook(config.overrides)
-        self.pools = {name: KeyPool(settings.keys) for name, settings in self.providers.items()}
         self.audit = audit
         self.ready = True
         if old is not None and old is not audit:
             old.close()
+
+    def _use(self, config: Config) -> None:
+        self.config = config
+        self.providers = {name: config.providers.get(name) for name in PROVIDERS}  # each one's settings
+        self.directory = Directory(config)
+        self.rules = RuleBook(config.overrides)
+        self.pools = {name: KeyPool(settings.keys) for name, settings in self.providers.items()}
 
 
 class CallStage:
