@@ -107,7 +107,7 @@ def main() -> int:
                   "--set", "flow_detail=0"]
         config = workdir / "tollgate.yaml"
         config.write_text(yaml.safe_dump(
-            tollgate_config(fake.url, REAL_KEY, VIRTUAL_KEY, workdir / "audit.jsonl", policy=None)))
+            tollgate_config(fake.url, REAL_KEY, VIRTUAL_KEY, workdir / "audit.jsonl", policies=())))
         modes = {
             "bare mitmdump": (bare_args(fake.url, common), REAL_KEY, REQUESTED_MODEL),
             "Tollgate (no policy)": (["-s", str(ROOT / "addons" / "gateway.py"), "--set", f"tollgate_config={config}",

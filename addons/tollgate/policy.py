@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,12 @@ CACHE_SIZE = 4096
 _IMPURE = re.compile(r"\b(?:time|http|rand|uuid|net|opa)\.[a-z_]+\s*\(")
 _PACKAGE = re.compile(r"^\s*package\s+tollgate\s*(?:#.*)?$", re.MULTILINE)
 _DENY_RULE = re.compile(r"^\s*(?:default\s+)?deny\b", re.MULTILINE)
+# Rego's comments, and its strings so that a `#` in one starts no comment. Strings are not
+# dropped: a template string can read `input` (an `input` in any other costs only cache hits).
+_STRING_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"|`[^`]*`|#[^\n]*')
+# `input` and the names that follow it: `input.client.groups[_]` is input, client, groups.
+_INPUT_PATH = re.compile(r"\binput\b((?:\s*\.\s*[A-Za-z_][A-Za-z0-9_]*)*)")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 POLICY_ERROR = "policy error"
 
 
@@ -82,6 +89,9 @@ class Policy:
         self._cache: dict[Hashable, Decision] | None = (
             None if any(_IMPURE.search(s) for s in sources.values()) else {}
         )
+        # ... and of only the facts it reads: a call that differs from an earlier one only in
+        # facts no rule reads (a conversation's growing message count) gets that call's decision.
+        self._key = cache_key(facts_read(sources.values()))
 
     def decide(self, document: dict[str, Any]) -> Decision:
         """The decision on any input document."""
@@ -91,7 +101,7 @@ class Policy:
         """The decision on a call (`tollgate.call.Call`): its input document is built only when
         the same facts have not been decided before."""
         facts = input_facts(call)
-        return self._cached(facts, lambda: input_document(facts))
+        return self._cached(self._key(facts), lambda: input_document(facts))
 
     def _cached(self, key: Hashable, document: Callable[[], dict[str, Any]]) -> Decision:
         if self._cache is None:
@@ -167,6 +177,56 @@ def input_facts(call: Any) -> tuple[Any, ...]:
         call.client, tuple(call.groups), call.auth, call.provider, call.host, call.method, call.path, c.endpoint,
         c.model, model, f.message_count, f.has_system, f.has_tools, f.stream, f.max_tokens,
     )  # fmt: skip
+
+
+# Where `input_document` puts each of `input_facts`: a leaf is the fact's index.
+INPUT_LAYOUT: dict[str, Any] = {
+    "client": {"name": 0, "groups": 1, "auth": 2},
+    "provider": 3, "host": 4, "method": 5, "path": 6, "endpoint": 7, "requested_model": 8, "model": 9,
+    "request": {"message_count": 10, "has_system": 11, "has_tools": 12, "stream": 13, "max_tokens": 14},
+}  # fmt: skip
+
+
+def facts_read(sources: Iterable[str]) -> tuple[int, ...] | None:
+    """Which of `input_facts` Rego sources can read (indices), found in their text; None (all of
+    them) when one uses `input` other than by a path of names: `input[k]`, `walk(input, …)`,
+    `with input as …`, `import input`. A path read reads everything beneath it; a path the input
+    document does not have reads nothing."""
+    read: set[int] = set()
+    for source in sources:
+        for match in _INPUT_PATH.finditer(_STRING_OR_COMMENT.sub(_without_comment, source)):
+            names = _NAME.findall(match.group(1))
+            if not names:
+                return None
+            node: Any = INPUT_LAYOUT
+            for name in names:
+                if not isinstance(node, dict):
+                    break
+                node = node.get(name)
+            read.update(_leaves(node))
+    return tuple(sorted(read))
+
+
+def _without_comment(match: re.Match[str]) -> str:
+    return " " if match.group().startswith("#") else match.group()
+
+
+def _leaves(node: Any) -> Iterable[int]:
+    if isinstance(node, int):
+        yield node
+    elif isinstance(node, dict):
+        for child in node.values():
+            yield from _leaves(child)
+
+
+def cache_key(read: tuple[int, ...] | None) -> Callable[[tuple[Any, ...]], Hashable]:
+    """The decision cache's key for a call's facts: the facts read, or all of them."""
+    if read is None:
+        return lambda facts: facts
+    if not read:
+        return lambda facts: ()
+    pick = itemgetter(*read)
+    return (lambda facts: (pick(facts),)) if len(read) == 1 else pick
 
 
 def input_document(facts: tuple[Any, ...]) -> dict[str, Any]:

@@ -15,12 +15,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mitmproxy.test import tflow
 
 from tollgate.__main__ import main
 from tollgate.call import Call, Classification, RequestFacts
 from tollgate.config import load_config
-from tollgate.policy import POLICY_ERROR, Decision, Policy, PolicyError, policy_input
+from tollgate.policy import (
+    INPUT_LAYOUT,
+    POLICY_ERROR,
+    Decision,
+    Policy,
+    PolicyError,
+    facts_read,
+    input_facts,
+    policy_input,
+)
 from tollgate.providers import PROVIDERS
 from tollgate.stages import decide as decide_module
 from tollgate.stages.decide import Decide
@@ -1111,10 +1122,144 @@ def test_a_call_is_decided_on_its_input_document_and_equal_calls_once(tmp_path: 
     decisions = [policy.decide_call(c).deny_reasons for c in (big, small, big, small)]
     assert decisions == [("big", "research"), (), ("big", "research"), ()]
     assert calls == [policy_input(big), policy_input(small)]
-    # A fact that changes makes another decision: the override's model is part of the input.
+    # A fact no rule reads makes no other decision; a fact one reads does.
     small.model = "gpt-4o-mini"
     assert policy.decide_call(small).allowed
+    assert len(calls) == 2
+    small.groups = ("research",)
+    assert policy.decide_call(small).deny_reasons == ("research",)
     assert len(calls) == 3 and calls[-1]["model"] == "gpt-4o-mini"
+
+
+def test_the_overrides_model_is_read_by_a_policy_that_reads_the_model(tmp_path: Path) -> None:
+    from tollgate.policy import Policy
+
+    path = tmp_path / "p.rego"
+    path.write_text('package tollgate\nimport rego.v1\ndeny contains "mini" if input.model == "gpt-4o-mini"\n')
+    policy = Policy([path])
+    calls = evaluations(policy)
+    call = call_of("openai", "POST", "/v1/chat/completions", {"model": "gpt-4o", "max_tokens": 1})
+    assert policy.decide_call(call).allowed
+    call.model = "gpt-4o-mini"
+    assert policy.decide_call(call).deny_reasons == ("mini",)
+    assert [c["model"] for c in calls] == ["gpt-4o", "gpt-4o-mini"]
+
+
+# --- which facts a policy reads: the decision cache's key ---------------------------------------
+
+
+def test_facts_read_by_the_examples() -> None:
+    def read(path: Path) -> list[str]:
+        return [_fact_path(i) for i in facts_read([path.read_text()])]
+
+    assert read(ALLOWLIST) == ["client.groups", "model"]
+    assert read(BLOCKED) == ["client.groups"]
+    assert read(CAP) == ["method", "endpoint", "request.max_tokens"]
+    assert read(STREAMING) == ["client.name", "request.stream"]
+    assert facts_read(p.read_text() for p in ALL_EXAMPLES) == (0, 1, 5, 7, 9, 13, 14)
+
+
+@pytest.mark.parametrize(
+    ("source", "read"),
+    [
+        pytest.param("x := input.request", ["request.message_count", "request.has_system", "request.has_tools",
+                                            "request.stream", "request.max_tokens"], id="a-path-reads-what-is-beneath"),
+        pytest.param("x := input.client.groups[_]", ["client.groups"], id="an-index-after-a-path"),
+        pytest.param('x := input.client["name"]', ["client.name", "client.groups", "client.auth"], id="a-key-after-a-path"),
+        pytest.param("x := input . model", ["model"], id="spaces-around-the-dot"),
+        pytest.param("x := input.client.name.first", ["client.name"], id="beneath-a-leaf"),
+        pytest.param("x := input.tenant", [], id="a-field-the-document-lacks"),
+        pytest.param("import input.request as r\nx := r.stream", ["request.message_count", "request.has_system",
+                                                                  "request.has_tools", "request.stream",
+                                                                  "request.max_tokens"], id="import-of-a-path"),
+        pytest.param('msg := "input.host"', ["host"], id="a-path-in-a-string-counts"),
+        pytest.param("# input.host\nx := input.path", ["path"], id="a-comment-reads-nothing"),
+        pytest.param("x := input_tokens", [], id="a-longer-name"),
+        pytest.param("x := 1", [], id="no-input"),
+    ],
+)
+def test_facts_read(source: str, read: list[str]) -> None:
+    assert [_fact_path(i) for i in facts_read([source])] == sorted(read, key=_fact_index)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "x := input",
+        'x := input["model"]',
+        "x := input[k]",
+        "x := walk(input)",
+        'x := object.get(input, ["request", "max_tokens"], 0)',
+        "import input\nx := input.model",
+        "import input as i",
+        'deny contains "x" if { true with input as {} }',
+        'msg := "bad input"',
+        'msg := "a#b"; x := input',
+        "x := `raw#` ; y := input",
+    ],
+)
+def test_any_other_use_of_input_reads_every_fact(source: str) -> None:
+    assert facts_read([source]) is None
+
+
+def _fact_index(path: str) -> int:
+    node: Any = INPUT_LAYOUT
+    for name in path.split("."):
+        node = node[name]
+    return node
+
+
+def _fact_path(index: int) -> str:
+    def walk(node: dict, prefix: str) -> str | None:
+        for name, child in node.items():
+            found = walk(child, f"{prefix}{name}.") if isinstance(child, dict) else child == index and prefix + name
+            if found:
+                return found
+        return None
+
+    return walk(INPUT_LAYOUT, "") or f"?{index}"
+
+
+@pytest.mark.parametrize(("system", "tools", "stream"), [(True, False, False), (False, True, False), (False, False, True)])
+def test_the_layout_is_where_the_input_document_puts_each_fact(system: bool, tools: bool, stream: bool) -> None:
+    messages = [{"role": "system", "content": "s"}] * system + [{"role": "user", "content": "u"}]
+    body = {"model": "gpt-4o", "max_tokens": 7, "stream": stream, "messages": messages, **({"tools": [{}]} if tools else {})}
+    call = call_of("openai", "POST", "/v1/chat/completions", body, groups=("research", "support"), model="gpt-4o-mini")
+    facts = input_facts(call)
+    document = policy_input(call)
+    assert sorted(_fact_index(path) for path in map(_fact_path, range(len(facts)))) == list(range(len(facts)))
+    for index, fact in enumerate(facts):
+        value: Any = document
+        for name in _fact_path(index).split("."):
+            value = value[name]
+        assert value == (list(fact) if isinstance(fact, tuple) else fact), _fact_path(index)
+
+
+CALL_FACTS = st.fixed_dictionaries({
+    "model": st.sampled_from(["gpt-4o", "gpt-4o-mini", "gpt-4.1", None]),
+    "max_tokens": st.sampled_from([None, 1, 4096, 4097]),
+    "stream": st.booleans(),
+    "messages": st.integers(1, 3),
+    "client": st.sampled_from(["alice", "chat-ui", "bob", None]),
+    "groups": st.lists(st.sampled_from(["research", "support", "suspended"]), max_size=2, unique=True).map(tuple),
+    "override": st.sampled_from([None, "gpt-4o-mini"]),
+})
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(CALL_FACTS, min_size=1, max_size=12))
+def test_a_cached_decision_is_the_decision_evaluated_anew(calls: list[dict]) -> None:
+    # The same Policy across examples: its cache fills with keys of the facts it reads, so calls
+    # that differ only in other facts meet decisions made for each other.
+    for files in ((ALLOWLIST,), (CAP, STREAMING), ALL_EXAMPLES):
+        policy = example(*files)
+        for facts in calls:
+            body = {"messages": [{"role": "user", "content": "hi"}] * facts["messages"], "stream": facts["stream"],
+                    **({"model": facts["model"]} if facts["model"] else {}),
+                    **({"max_tokens": facts["max_tokens"]} if facts["max_tokens"] is not None else {})}
+            call = call_of("openai", "POST", "/v1/chat/completions", body, client=facts["client"],
+                           groups=facts["groups"], model=facts["override"])
+            assert policy.decide_call(call) == policy._evaluate(policy_input(call))
 
 
 def test_a_policy_that_reads_the_clock_is_evaluated_every_time(tmp_path: Path) -> None:
