@@ -169,6 +169,15 @@ class Config(_Strict):
     audit: AuditConfig = AuditConfig()
 
     @property
+    def mentions_bedrock(self) -> bool:
+        """Anything set for Bedrock: its provider settings, a client's AWS keys, a route to it."""
+        return (
+            self.providers.bedrock != BedrockConfig()
+            or any(client.aws_credentials for client in self.clients)
+            or any(override.provider == "bedrock" for override in self.overrides)
+        )
+
+    @property
     def anonymous_allowed(self) -> bool:
         if self.allow_anonymous is None:
             return not self.clients

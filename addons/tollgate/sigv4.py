@@ -9,13 +9,12 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
-import botocore.session
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import ReadOnlyCredentials
-from botocore.utils import remove_dot_segments
+if TYPE_CHECKING:
+    from botocore.credentials import ReadOnlyCredentials
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 MAX_SKEW = timedelta(minutes=5)
@@ -77,6 +76,8 @@ def _decode(value: str) -> str:
 def canonical_uri(raw_path: str) -> str:
     """The path as sent, normalised (no `.`, `..` or empty segments) and each segment encoded once
     more: services other than S3 double-encode, as botocore signs for them."""
+    from botocore.utils import remove_dot_segments
+
     path = remove_dot_segments(raw_path.split("?", 1)[0] or "/")
     return "/".join(_encode(segment) for segment in path.split("/"))
 
@@ -190,15 +191,34 @@ def verify_request(
     return Verified(auth, None if payload_hash == UNSIGNED_PAYLOAD else payload_hash)
 
 
-class _KnownPayloadSigV4Auth(SigV4Auth):
-    """botocore's signer, spared hashing a body whose hash is already known."""
+def load_botocore() -> None:
+    """Import what of botocore Tollgate uses. It is imported on first need, not with Tollgate: a
+    proxy that never sees Bedrock is spared its ~11 k objects (which every full collection of the
+    garbage collector walks), 136 modules and ~0.3 s of start-up. `Settings` calls this when the
+    configuration mentions Bedrock, so that no call waits for the import."""
+    import botocore.auth
+    import botocore.awsrequest
+    import botocore.credentials
+    import botocore.eventstream
+    import botocore.session
+    import botocore.utils  # noqa: F401
 
-    def __init__(self, credentials: ReadOnlyCredentials, service: str, region: str, payload_hash: str | None) -> None:
-        super().__init__(credentials, service, region)
-        self._payload_hash = payload_hash
 
-    def payload(self, request: AWSRequest) -> str:
-        return self._payload_hash or super().payload(request)
+@cache
+def _signer() -> type:
+    from botocore.auth import SigV4Auth
+
+    class KnownPayloadSigV4Auth(SigV4Auth):
+        """botocore's signer, spared hashing a body whose hash is already known."""
+
+        def __init__(self, credentials: ReadOnlyCredentials, service: str, region: str, payload_hash: str | None) -> None:
+            super().__init__(credentials, service, region)
+            self._payload_hash = payload_hash
+
+        def payload(self, request: object) -> str:
+            return self._payload_hash or super().payload(request)
+
+    return KnownPayloadSigV4Auth
 
 
 # Headers that must not reach the upstream under a new signature: the old signature's, and the
@@ -227,12 +247,14 @@ def sign(
         # then encode): hand botocore the canonical encoding, the bytes sent stay as they are.
         pairs = (p.partition("=") for p in query.split("&") if p)
         path += "?" + "&".join(f"{_encode(_decode(k))}={_encode(_decode(v))}" for k, _, v in pairs)
+    from botocore.awsrequest import AWSRequest
+
     request = AWSRequest(method=method, url=path, data=body, headers=dict(headers))
-    _KnownPayloadSigV4Auth(credentials, service, region, payload_hash).add_auth(request)
+    _signer()(credentials, service, region, payload_hash).add_auth(request)
     return {name: request.headers[name] for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token") if name in request.headers}
 
 
-CredentialSource = Callable[[], ReadOnlyCredentials]
+CredentialSource = Callable[[], "ReadOnlyCredentials"]
 
 
 def credential_source(setting: object) -> CredentialSource | None:
@@ -242,6 +264,8 @@ def credential_source(setting: object) -> CredentialSource | None:
     if setting is None:
         return None
     if setting == "default":
+        import botocore.session
+
         credentials = botocore.session.Session().get_credentials()
         if credentials is None:
             raise ValueError(
@@ -249,5 +273,11 @@ def credential_source(setting: object) -> CredentialSource | None:
                 " (environment, shared config and profiles, SSO, container or instance metadata)"
             )
         return credentials.get_frozen_credentials
-    frozen = ReadOnlyCredentials(setting.access_key_id, setting.secret_access_key, setting.session_token)  # type: ignore[attr-defined]
+    frozen = frozen_credentials(setting.access_key_id, setting.secret_access_key, setting.session_token)  # type: ignore[attr-defined]
     return lambda: frozen
+
+
+def frozen_credentials(access_key_id: str, secret_access_key: str, session_token: str | None) -> ReadOnlyCredentials:
+    from botocore.credentials import ReadOnlyCredentials
+
+    return ReadOnlyCredentials(access_key_id, secret_access_key, session_token)

@@ -10,8 +10,6 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from botocore.eventstream import EventStreamBuffer, ParserError
-
 # An event (or array element) larger than this is a broken stream, not something to buffer.
 MAX_FRAME = 16 * 1024 * 1024
 
@@ -216,7 +214,10 @@ class EventStreamFramer:
     botocore's own parser."""
 
     def __init__(self) -> None:
+        from botocore.eventstream import EventStreamBuffer, ParserError  # on first need: see sigv4.load_botocore
+
         self._buffer = EventStreamBuffer()
+        self._errors = (ParserError, KeyError, ValueError, struct.error)  # ValueError: bad UTF-8 too
         self.error: str | None = None
 
     def feed(self, chunk: bytes) -> list[EventStreamFrame]:
@@ -227,7 +228,7 @@ class EventStreamFramer:
         try:
             for message in self._buffer:
                 frames.append(EventStreamFrame(dict(message.headers), bytes(message.payload)))
-        except (ParserError, KeyError, ValueError, struct.error) as e:  # ValueError: bad UTF-8 too
+        except self._errors as e:
             self.error = f"broken AWS event stream: {type(e).__name__}"
         return frames
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -424,3 +427,45 @@ def test_the_documented_example_is_valid() -> None:
     env = {"OPENAI_API_KEY": "sk-o", "GEMINI_API_KEY": "g", "ANTHROPIC_API_KEY": "a", "AWS_BEARER_TOKEN_BEDROCK": "b"}
     config = load_config(example, env)
     assert config.clients and config.overrides
+
+
+ADDONS = Path(__file__).resolve().parents[2] / "addons"
+BOTOCORE_LOADED = """
+import sys
+from mitmproxy.test import taddons
+from tollgate.stages import chain
+
+gateway = chain()
+with taddons.context(gateway) as tctx:
+    tctx.configure(gateway, tollgate_config=sys.argv[1])
+    print("botocore" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(
+    ("bedrock", "loaded"),
+    [
+        pytest.param({}, False, id="openai-only"),
+        pytest.param({"providers": {"bedrock": {"keys": ["ABSK-bedrock-key"]}}}, True, id="bedrock-keys"),
+        pytest.param({"clients": [{"name": "a", "aws_credentials": [{"access_key_id": "AKIDEXAMPLE",
+                                                                      "secret_access_key": "s"}]}]}, True,
+                     id="a-clients-aws-keys"),
+        pytest.param({"overrides": [{"match": {"provider": "openai"}, "provider": "bedrock",
+                                     "upstream": "https://bedrock-runtime.us-east-1.amazonaws.com"}]}, True,
+                     id="a-route-to-bedrock"),
+    ],
+)
+def test_botocore_is_loaded_only_for_a_configuration_that_mentions_bedrock(
+    tmp_path: Path, bedrock: dict, loaded: bool
+) -> None:
+    # A proxy that never sees Bedrock is spared botocore's objects and start-up time; one that may
+    # loads it at start-up, so that no call waits for the import.
+    config = {"providers": {"openai": {"keys": ["sk-real"]}}, "audit": {"path": str(tmp_path / "audit.jsonl")}}
+    for name, value in bedrock.items():
+        config[name] = {**config.get(name, {}), **value} if isinstance(value, dict) else value
+    path = tmp_path / "tollgate.yaml"
+    path.write_text(yaml.safe_dump(config))
+    done = subprocess.run([sys.executable, "-c", BOTOCORE_LOADED, str(path)], cwd=ADDONS, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == str(loaded)

@@ -3,7 +3,8 @@ anonymous caller's own; the caller's credential never goes upstream otherwise.""
 
 from __future__ import annotations
 
-from botocore.credentials import ReadOnlyCredentials
+from typing import TYPE_CHECKING
+
 from mitmproxy import http
 
 from .. import sigv4
@@ -14,6 +15,9 @@ from ..providers.base import NO_UPSTREAM_CREDENTIAL, decoded
 from ..providers.bedrock import region_of
 from ..sigv4 import CredentialSource
 from .shared import CallStage, Shared, call_of, credentials_of, provider_of, refuse
+
+if TYPE_CHECKING:
+    from botocore.credentials import ReadOnlyCredentials
 
 # Statuses after which a pooled key rests for the provider's Retry-After.
 RESTING_STATUSES = (401, 429)
@@ -76,7 +80,7 @@ class Credential(CallStage):
         region = side.get("x-aws-region") or None
         if not (access and secret):
             return None, region
-        frozen = ReadOnlyCredentials(access, secret, side.get("x-aws-session-token") or None)
+        frozen = sigv4.frozen_credentials(access, secret, side.get("x-aws-session-token") or None)
         return (lambda: frozen), region
 
     def _sign(self, flow: http.HTTPFlow, call: Call, credentials: ReadOnlyCredentials, region: str | None) -> None:

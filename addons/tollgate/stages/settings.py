@@ -11,7 +11,7 @@ from ..auditlog import AuditLog
 from ..config import PROVIDER_NAMES, ConfigError, load_config
 from ..policy import Policy, PolicyError
 from ..providers import allow_hosts
-from ..sigv4 import credential_source
+from ..sigv4 import credential_source, load_botocore
 from .shared import Shared
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,8 @@ class Settings:
                 policy = Policy(config.policy.rego) if config.policy.rego else None
             except PolicyError as e:
                 raise exceptions.OptionsError(f"Tollgate configuration: policy.rego: {e}") from None
+            if config.mentions_bedrock:
+                load_botocore()
             try:
                 aws = credential_source(config.providers.bedrock.credentials)
             except ValueError as e:
