@@ -4,7 +4,7 @@ gemini-calo and LiteLLM's proxy, all measured in one run (issue #7).
 Run from the checkout:
 
     .venv/bin/python bench/overhead.py                       # first run installs the peers (~1-3 min)
-    .venv/bin/python bench/overhead.py --calls 100 --concurrent-seconds 3 --concurrent-rounds 1   # quick
+    .venv/bin/python bench/overhead.py --calls 100 --concurrent-seconds 3 --concurrent-rounds 1 --ab-pairs 4   # quick
     .venv/bin/python bench/overhead.py --peers none          # only direct, bare mitmdump, Tollgate
     .venv/bin/python bench/overhead.py --help
 
@@ -55,10 +55,11 @@ Phases: sequential (one connection per mode; --calls calls per mode after --warm
 latency of a mode is its p50 (p99) minus direct's. Concurrent (--connections workers, one thread and
 one keep-alive connection each, for --concurrent-seconds per mode and round, --concurrent-rounds
 rounds with the mode order rotated): requests/s (median round) and latency p50/p99 (all rounds), and
-the CPU time of the proxy's process tree per call (from /proc). The requests/s target is judged
-on the median of the rounds' ratios (each Tollgate round over the bare round next to it), which a
-change in the machine's speed between rounds moves less; the ratio of the median rounds is printed
-too.
+the CPU time of the proxy's process tree per call (from /proc). A/B (--ab-pairs pairs of
+--ab-seconds rounds of bare mitmdump and Tollgate, back to back, the order in a pair alternating):
+the requests/s target is judged on the median of the pairs' ratios. Single rounds on a shared
+machine differ by 10-20 % from one to the next, so many short pairs measure the ratio more surely
+than a few long rounds; the concurrent phase's own ratios are printed too.
 
 The peers are installed on demand, each into a venv of its own under bench/.venv-peers/
 (gitignored; `pip install gemini-calo` and `pip install 'litellm[proxy]'`, with the Python >= 3.12
@@ -650,6 +651,16 @@ def peer_version(python: Path, name: str) -> str:
 
 
 @dataclass
+class Round:
+    """One mode's concurrent round."""
+
+    rps: float
+    latencies: list[float]  # ms
+    cpu_ms: float  # the proxy's CPU per call
+    harness_cpu_ms: float  # this process's (client and fake upstream) CPU per call
+
+
+@dataclass
 class ModeState:
     target: Target
     version: str = ""
@@ -659,7 +670,10 @@ class ModeState:
     conc_lat: list[float] = field(default_factory=list)  # ms
     conc_cpu_ms: list[float] = field(default_factory=list)  # proxy CPU ms per call, per round
     conc_harness_cpu_ms: list[float] = field(default_factory=list)
+    ab_rps: list[float] = field(default_factory=list)  # the A/B phase's rounds (bare and Tollgate only)
+    ab_cpu_ms: list[float] = field(default_factory=list)
     errors: int = 0
+    untimed_calls: int = 0  # each round's connection warm-up
     reconnects: int = 0
     calls: int = 0
     upstream_seen: Counter = field(default_factory=Counter)
@@ -944,7 +958,9 @@ class Bench:
         if isinstance(process, Service):
             process.stop()
 
-    def concurrent_round(self, name: str) -> None:
+    def concurrent_round(self, name: str, seconds: float) -> Round:
+        """`--connections` workers call the mode for `seconds`; their calls and errors are counted in
+        the mode's state, the round's figures returned."""
         args = self.args
         state = self.modes[name]
         workers = args.connections
@@ -957,6 +973,7 @@ class Bench:
             for conn in conns:  # open and warm every connection before the clock starts
                 conn.call()
                 conn.call()
+                state.untimed_calls += 2
             barrier = threading.Barrier(workers + 1, timeout=60)
             stop_at = [0.0]
             per_worker = max(1, MAX_CALLS // workers)
@@ -990,7 +1007,7 @@ class Bench:
             cpu0 = tree_cpu_seconds(pid) if pid else 0.0
             self_cpu0 = time.process_time()
             start = time.perf_counter()
-            stop_at[0] = start + args.concurrent_seconds
+            stop_at[0] = start + seconds
             barrier.wait()
             for thread in threads:
                 thread.join(timeout=max(1.0, stop_at[0] + CALL_TIMEOUT * 2 + 5 - time.perf_counter()))
@@ -1003,17 +1020,17 @@ class Bench:
             self_cpu1 = time.process_time()
             done = sum(len(lat) for lat in latencies)
             elapsed = max(ends) - start
-            state.conc_rps.append(done / elapsed if elapsed > 0 else float("nan"))
-            for lat in latencies:
-                state.conc_lat.extend(lat)
-            if pid and done:
-                state.conc_cpu_ms.append((cpu1 - cpu0) * 1000 / done)
-            if done:
-                state.conc_harness_cpu_ms.append((self_cpu1 - self_cpu0) * 1000 / done)
             state.errors += sum(errors)
             state.calls += done
             if failures:
                 raise RuntimeError(f"{LABELS[name]}: a client gave up: {failures[0]}")
+            nan = float("nan")
+            return Round(
+                rps=done / elapsed if elapsed > 0 else nan,
+                latencies=[x for lat in latencies for x in lat],
+                cpu_ms=(cpu1 - cpu0) * 1000 / done if pid and done else nan,
+                harness_cpu_ms=(self_cpu1 - self_cpu0) * 1000 / done if done else nan,
+            )
         finally:
             for conn in conns:
                 state.reconnects += max(0, conn.reconnects)
@@ -1026,12 +1043,31 @@ class Bench:
             for name in order:
                 say(f"  round {r + 1}: {LABELS[name]} ...")
                 try:
-                    self.concurrent_round(name)
+                    result = self.concurrent_round(name, self.args.concurrent_seconds)
                 except (CallError, RuntimeError, OSError) as exc:
                     if name not in PEERS:
                         raise
                     self.drop_peer(name, f"concurrent phase: {exc}")
                     names.remove(name)
+                    continue
+                state = self.modes[name]
+                state.conc_rps.append(result.rps)
+                state.conc_lat.extend(result.latencies)
+                state.conc_cpu_ms.append(result.cpu_ms)
+                state.conc_harness_cpu_ms.append(result.harness_cpu_ms)
+
+    def ab(self) -> None:
+        """Bare mitmdump and Tollgate in pairs of short rounds, back to back, the pair's order
+        alternating (bare first, then Tollgate first: a drift in the machine's speed within a pair
+        favours neither). Each pair gives one ratio; the requests/s target is judged on their median."""
+        args = self.args
+        for i in range(args.ab_pairs):
+            order = ("bare", "tollgate") if i % 2 == 0 else ("tollgate", "bare")
+            say(f"  pair {i + 1} of {args.ab_pairs}: {LABELS[order[0]]}, {LABELS[order[1]]} ...")
+            for name in order:
+                result = self.concurrent_round(name, args.ab_seconds)
+                self.modes[name].ab_rps.append(result.rps)
+                self.modes[name].ab_cpu_ms.append(result.cpu_ms)
 
     def check_processes(self, phase: str) -> None:
         for name, state in list(self.modes.items()):
@@ -1070,7 +1106,8 @@ def report(bench: Bench, elapsed: float) -> bool:
           f"{len(bench.fake._payload(OVERRIDDEN_MODEL)) if bench.fake else 0}-byte JSON")
     print(f"sequential: {args.calls} calls per mode on one kept-alive connection, after warm-up, in blocks of "
           f"{args.block} interleaved across modes; concurrent: {args.connections} connections (one thread each), "
-          f"{args.concurrent_rounds} x {args.concurrent_seconds:g} s per mode, req/s = median round")
+          f"{args.concurrent_rounds} x {args.concurrent_seconds:g} s per mode, req/s = median round; A/B: "
+          f"{args.ab_pairs} pairs of {args.ab_seconds:g}-s rounds of bare mitmdump and Tollgate, back to back")
     print(f"load average at start: {bench.loadavg_start}, at end: {loadavg()}")
     print("forward proxies (bare mitmdump, Tollgate): CONNECT + TLS to the proxy (mitmproxy CA), as Tollgate's clients "
           "do; reverse proxies (gemini-calo, LiteLLM): plain HTTP to 127.0.0.1, as they are deployed")
@@ -1122,15 +1159,25 @@ def report(bench: Bench, elapsed: float) -> bool:
     ratio99 = tg_added99 / bare_added99 if bare_added99 > 0 else float("inf")
     checks.append(("added p99: (Tollgate - direct) / (bare - direct)",
                    f"{ratio99:.2f}x ({tg_added99:+.3f} / {bare_added99:+.3f} ms)", "(no target)", None))
-    # Judged round by round: a bare and a Tollgate round run next to each other, so a change in the
-    # machine's speed (a neighbour on this VM) moves both; the ratio of the modes' median rounds
-    # can pair a fast round of one with a slow round of the other.
+    # Judged pair by pair: a bare and a Tollgate round run back to back, so a change in the machine's
+    # speed (a neighbour on this VM) moves both; single rounds here differ by 10-20 % from one to the
+    # next, which the median of many pairs evens out where a few long rounds do not.
+    pairs = [x / y for x, y in zip(modes["tollgate"].ab_rps, modes["bare"].ab_rps) if y > 0]
+    paired = statistics.median(pairs) if pairs else float("nan")
+    spread = (f", middle half {percentile(pairs, 25):.3f}-{percentile(pairs, 75):.3f}" if len(pairs) >= 4 else "")
+    checks.append((f"req/s at {args.connections} connections: Tollgate / bare, median of {len(pairs)} A/B pairs",
+                   f"{paired:.3f}x (of {min(pairs, default=0):.3f}-{max(pairs, default=0):.3f}{spread})",
+                   f">= {TARGET_RPS_RATIO:.2f}x", paired >= TARGET_RPS_RATIO))
+    ab_cpu = {n: statistics.median(modes[n].ab_cpu_ms) for n in ("bare", "tollgate") if modes[n].ab_cpu_ms}
+    if len(ab_cpu) == 2:
+        checks.append(("CPU per call in the A/B pairs: Tollgate - bare",
+                       f"{ab_cpu['tollgate'] - ab_cpu['bare']:+.3f} ms ({ab_cpu['tollgate']:.3f} / {ab_cpu['bare']:.3f})",
+                       "(no target)", None))
     per_round = [x / y for x, y in zip(modes["tollgate"].conc_rps, modes["bare"].conc_rps) if y > 0]
-    paired = statistics.median(per_round) if per_round else float("nan")
-    checks.append((f"req/s at {args.connections} connections: Tollgate / bare, median of the rounds' ratios",
-                   f"{paired:.3f}x ({' '.join(f'{r:.3f}' for r in per_round)})", f">= {TARGET_RPS_RATIO:.2f}x",
-                   paired >= TARGET_RPS_RATIO))
-    checks.append((f"req/s at {args.connections} connections: Tollgate / bare, ratio of the median rounds",
+    checks.append((f"req/s at {args.connections} connections: Tollgate / bare, median of the table's rounds' ratios",
+                   f"{statistics.median(per_round):.3f}x ({' '.join(f'{r:.3f}' for r in per_round)})"
+                   if per_round else "-", "(no target)", None))
+    checks.append((f"req/s at {args.connections} connections: Tollgate / bare, ratio of the table's median rounds",
                    f"{t['rps'] / b['rps']:.3f}x ({t['rps']:.0f} / {b['rps']:.0f})" if b["rps"] > 0 else "-",
                    "(no target)", None))
     checks.append((f"p99 at {args.connections} connections: Tollgate - bare",
@@ -1170,8 +1217,7 @@ def report(bench: Bench, elapsed: float) -> bool:
     except OSError:
         pass
     tollgates = [modes["tollgate"], modes["tollgate-distinct"]]
-    through = sum(s.calls + args.warmup + min(args.warmup, 5) + 2 * args.connections * args.concurrent_rounds
-                  for s in tollgates)
+    through = sum(s.calls + s.untimed_calls + args.warmup + min(args.warmup, 5) for s in tollgates)
     print(f"\nTollgate audit records: {audit_lines} (calls through Tollgate incl. warm-up: {through})")
     print("the fake upstream saw, per mode in warm-up (path, model, real key): " + "; ".join(
         f"{LABELS[n]} " + ", ".join(f"{p} {m} {'yes' if k else 'no'} x{c}" for (p, m, k), c in s.upstream_seen.items())
@@ -1197,6 +1243,9 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16, help="concurrent connections (threads)")
     parser.add_argument("--concurrent-seconds", type=float, default=8.0, help="seconds per mode and round")
     parser.add_argument("--concurrent-rounds", type=int, default=2, help="concurrent rounds (mode order rotated)")
+    parser.add_argument("--ab-pairs", type=int, default=12,
+                        help="pairs of bare mitmdump and Tollgate rounds for the requests/s target")
+    parser.add_argument("--ab-seconds", type=float, default=3.0, help="seconds per round of an A/B pair")
     parser.add_argument("--peers", default="gemini-calo,litellm",
                         help="comma-separated peers to include (gemini-calo, litellm), or 'none'")
     parser.add_argument("--peers-venv", type=Path, default=DEFAULT_PEERS_DIR,
@@ -1218,10 +1267,10 @@ def main() -> int:
         parser.error(f"unknown peer(s) {unknown}; known: {', '.join(PEERS)}")
     if not (1 <= args.calls <= MAX_CALLS and 1 <= args.block and 1 <= args.warmup <= 1000
             and 1 <= args.connections <= MAX_CONNECTIONS and 0.5 <= args.concurrent_seconds <= 600
-            and 1 <= args.concurrent_rounds <= 20):
+            and 1 <= args.concurrent_rounds <= 20 and 1 <= args.ab_pairs <= 100 and 0.5 <= args.ab_seconds <= 600):
         parser.error(f"need 1 <= --calls <= {MAX_CALLS}, --block >= 1, 1 <= --warmup <= 1000, "
                      f"1 <= --connections <= {MAX_CONNECTIONS}, 0.5 <= --concurrent-seconds <= 600, "
-                     "1 <= --concurrent-rounds <= 20")
+                     "1 <= --concurrent-rounds <= 20, 1 <= --ab-pairs <= 100, 0.5 <= --ab-seconds <= 600")
     args.peers_venv = args.peers_venv.resolve()
 
     def on_term(signum: int, _frame: object) -> None:
@@ -1247,6 +1296,9 @@ def main() -> int:
             f"{args.concurrent_seconds:g} s per mode ...")
         bench.concurrent()
         bench.check_processes("concurrent phase")
+        say(f"A/B phase: {args.ab_pairs} pairs of {args.ab_seconds:g}-s rounds, bare mitmdump and Tollgate ...")
+        bench.ab()
+        bench.check_processes("A/B phase")
         ok = report(bench, time.monotonic() - start)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
