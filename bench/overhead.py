@@ -55,11 +55,12 @@ Phases: sequential (one connection per mode; --calls calls per mode after --warm
 latency of a mode is its p50 (p99) minus direct's. Concurrent (--connections workers, one thread and
 one keep-alive connection each, for --concurrent-seconds per mode and round, --concurrent-rounds
 rounds with the mode order rotated): requests/s (median round) and latency p50/p99 (all rounds), and
-the CPU time of the proxy's process tree per call (from /proc). A/B (--ab-pairs pairs of
---ab-seconds rounds of bare mitmdump and Tollgate, back to back, the order in a pair alternating):
-the requests/s target is judged on the median of the pairs' ratios. Single rounds on a shared
-machine differ by 10-20 % from one to the next, so many short pairs measure the ratio more surely
-than a few long rounds; the concurrent phase's own ratios are printed too.
+the CPU time of the proxy's process tree per call (from /proc). Spread among those rounds (a share
+after each rotation): --ab-pairs A/B pairs, a round of bare mitmdump and one of Tollgate of
+--ab-seconds each, back to back, the order alternating from pair to pair; the requests/s target is
+judged on the median of the pairs' ratios. Single rounds on a shared machine differ by 10-20 % from
+one to the next, so many short pairs spread over the run measure the ratio more surely than a few
+long rounds; the rotation's own ratios are printed too.
 
 The peers are installed on demand, each into a venv of its own under bench/.venv-peers/
 (gitignored; `pip install gemini-calo` and `pip install 'litellm[proxy]'`, with the Python >= 3.12
@@ -1037,8 +1038,12 @@ class Bench:
                 conn.close()
 
     def concurrent(self) -> None:
+        """The modes' rounds in rotation; after each rotation, a share of the A/B pairs, so that the
+        pairs sample the machine's state over the whole phase rather than one stretch of it."""
         names = list(self.modes)
-        for r in range(self.args.concurrent_rounds):
+        rounds, pairs = self.args.concurrent_rounds, self.args.ab_pairs
+        done_pairs = 0
+        for r in range(rounds):
             order = names[r % len(names):] + names[: r % len(names)]
             for name in order:
                 say(f"  round {r + 1}: {LABELS[name]} ...")
@@ -1055,19 +1060,22 @@ class Bench:
                 state.conc_lat.extend(result.latencies)
                 state.conc_cpu_ms.append(result.cpu_ms)
                 state.conc_harness_cpu_ms.append(result.harness_cpu_ms)
+            share = pairs * (r + 1) // rounds - done_pairs
+            for i in range(done_pairs, done_pairs + share):
+                self.ab_pair(i)
+            done_pairs += share
 
-    def ab(self) -> None:
-        """Bare mitmdump and Tollgate in pairs of short rounds, back to back, the pair's order
-        alternating (bare first, then Tollgate first: a drift in the machine's speed within a pair
-        favours neither). Each pair gives one ratio; the requests/s target is judged on their median."""
+    def ab_pair(self, i: int) -> None:
+        """Bare mitmdump and Tollgate in a pair of short rounds, back to back, the order alternating
+        from pair to pair (a drift in the machine's speed within a pair favours neither). Each pair
+        gives one ratio; the requests/s target is judged on their median."""
         args = self.args
-        for i in range(args.ab_pairs):
-            order = ("bare", "tollgate") if i % 2 == 0 else ("tollgate", "bare")
-            say(f"  pair {i + 1} of {args.ab_pairs}: {LABELS[order[0]]}, {LABELS[order[1]]} ...")
-            for name in order:
-                result = self.concurrent_round(name, args.ab_seconds)
-                self.modes[name].ab_rps.append(result.rps)
-                self.modes[name].ab_cpu_ms.append(result.cpu_ms)
+        order = ("bare", "tollgate") if i % 2 == 0 else ("tollgate", "bare")
+        say(f"  A/B pair {i + 1} of {args.ab_pairs}: {LABELS[order[0]]}, {LABELS[order[1]]} ...")
+        for name in order:
+            result = self.concurrent_round(name, args.ab_seconds)
+            self.modes[name].ab_rps.append(result.rps)
+            self.modes[name].ab_cpu_ms.append(result.cpu_ms)
 
     def check_processes(self, phase: str) -> None:
         for name, state in list(self.modes.items()):
@@ -1107,7 +1115,8 @@ def report(bench: Bench, elapsed: float) -> bool:
     print(f"sequential: {args.calls} calls per mode on one kept-alive connection, after warm-up, in blocks of "
           f"{args.block} interleaved across modes; concurrent: {args.connections} connections (one thread each), "
           f"{args.concurrent_rounds} x {args.concurrent_seconds:g} s per mode, req/s = median round; A/B: "
-          f"{args.ab_pairs} pairs of {args.ab_seconds:g}-s rounds of bare mitmdump and Tollgate, back to back")
+          f"{args.ab_pairs} pairs of {args.ab_seconds:g}-s rounds of bare mitmdump and Tollgate, back to back, "
+          "spread over the concurrent phase")
     print(f"load average at start: {bench.loadavg_start}, at end: {loadavg()}")
     print("forward proxies (bare mitmdump, Tollgate): CONNECT + TLS to the proxy (mitmproxy CA), as Tollgate's clients "
           "do; reverse proxies (gemini-calo, LiteLLM): plain HTTP to 127.0.0.1, as they are deployed")
@@ -1293,12 +1302,10 @@ def main() -> int:
         bench.sequential()
         bench.check_processes("sequential phase")
         say(f"concurrent phase: {args.connections} connections, {args.concurrent_rounds} x "
-            f"{args.concurrent_seconds:g} s per mode ...")
+            f"{args.concurrent_seconds:g} s per mode, and {args.ab_pairs} A/B pairs of {args.ab_seconds:g}-s rounds "
+            "spread among them ...")
         bench.concurrent()
         bench.check_processes("concurrent phase")
-        say(f"A/B phase: {args.ab_pairs} pairs of {args.ab_seconds:g}-s rounds, bare mitmdump and Tollgate ...")
-        bench.ab()
-        bench.check_processes("A/B phase")
         ok = report(bench, time.monotonic() - start)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
