@@ -671,7 +671,7 @@ class ModeState:
     conc_lat: list[float] = field(default_factory=list)  # ms
     conc_cpu_ms: list[float] = field(default_factory=list)  # proxy CPU ms per call, per round
     conc_harness_cpu_ms: list[float] = field(default_factory=list)
-    ab_rps: list[float] = field(default_factory=list)  # the A/B phase's rounds (bare and Tollgate only)
+    ab_rps: list[float] = field(default_factory=list)  # its rounds in the A/B pairs (bare and Tollgate only)
     ab_cpu_ms: list[float] = field(default_factory=list)
     errors: int = 0
     untimed_calls: int = 0  # each round's connection warm-up
@@ -1179,9 +1179,9 @@ def report(bench: Bench, elapsed: float) -> bool:
                    f">= {TARGET_RPS_RATIO:.2f}x", paired >= TARGET_RPS_RATIO))
     ab_cpu = {n: statistics.median(modes[n].ab_cpu_ms) for n in ("bare", "tollgate") if modes[n].ab_cpu_ms}
     if len(ab_cpu) == 2:
+        tg_cpu, bare_cpu = ab_cpu["tollgate"], ab_cpu["bare"]
         checks.append(("CPU per call in the A/B pairs: Tollgate - bare",
-                       f"{ab_cpu['tollgate'] - ab_cpu['bare']:+.3f} ms ({ab_cpu['tollgate']:.3f} / {ab_cpu['bare']:.3f})",
-                       "(no target)", None))
+                       f"{tg_cpu - bare_cpu:+.3f} ms ({tg_cpu:.3f} / {bare_cpu:.3f})", "(no target)", None))
     per_round = [x / y for x, y in zip(modes["tollgate"].conc_rps, modes["bare"].conc_rps) if y > 0]
     checks.append((f"req/s at {args.connections} connections: Tollgate / bare, median of the table's rounds' ratios",
                    f"{statistics.median(per_round):.3f}x ({' '.join(f'{r:.3f}' for r in per_round)})"
