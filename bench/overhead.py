@@ -1103,6 +1103,11 @@ class PeerSkipped(Exception):
 # Report
 
 
+def ratios(tollgate: list[float], bare: list[float]) -> list[float]:
+    """Each Tollgate round's requests/s over the bare round run next to it."""
+    return [x / y for x, y in zip(tollgate, bare) if y > 0]
+
+
 def report(bench: Bench, elapsed: float) -> bool:
     args = bench.args
     modes = bench.modes
@@ -1171,7 +1176,7 @@ def report(bench: Bench, elapsed: float) -> bool:
     # Judged pair by pair: a bare and a Tollgate round run back to back, so a change in the machine's
     # speed (a neighbour on this VM) moves both; single rounds here differ by 10-20 % from one to the
     # next, which the median of many pairs evens out where a few long rounds do not.
-    pairs = [x / y for x, y in zip(modes["tollgate"].ab_rps, modes["bare"].ab_rps) if y > 0]
+    pairs = ratios(modes["tollgate"].ab_rps, modes["bare"].ab_rps)
     paired = statistics.median(pairs) if pairs else float("nan")
     spread = (f", middle half {percentile(pairs, 25):.3f}-{percentile(pairs, 75):.3f}" if len(pairs) >= 4 else "")
     checks.append((f"req/s at {args.connections} connections: Tollgate / bare, median of {len(pairs)} A/B pairs",
@@ -1182,11 +1187,11 @@ def report(bench: Bench, elapsed: float) -> bool:
         tg_cpu, bare_cpu = ab_cpu["tollgate"], ab_cpu["bare"]
         checks.append(("CPU per call in the A/B pairs: Tollgate - bare",
                        f"{tg_cpu - bare_cpu:+.3f} ms ({tg_cpu:.3f} / {bare_cpu:.3f})", "(no target)", None))
-    per_round = [x / y for x, y in zip(modes["tollgate"].conc_rps, modes["bare"].conc_rps) if y > 0]
-    checks.append((f"req/s at {args.connections} connections: Tollgate / bare, median of the table's rounds' ratios",
+    per_round = ratios(modes["tollgate"].conc_rps, modes["bare"].conc_rps)
+    checks.append((f"req/s at {args.connections} connections: Tollgate / bare, median of the rotation's rounds' ratios",
                    f"{statistics.median(per_round):.3f}x ({' '.join(f'{r:.3f}' for r in per_round)})"
                    if per_round else "-", "(no target)", None))
-    checks.append((f"req/s at {args.connections} connections: Tollgate / bare, ratio of the table's median rounds",
+    checks.append((f"req/s at {args.connections} connections: Tollgate / bare, ratio of the rotation's median rounds",
                    f"{t['rps'] / b['rps']:.3f}x ({t['rps']:.0f} / {b['rps']:.0f})" if b["rps"] > 0 else "-",
                    "(no target)", None))
     checks.append((f"p99 at {args.connections} connections: Tollgate - bare",
