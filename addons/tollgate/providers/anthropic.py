@@ -9,7 +9,16 @@ from ..call import Classification, RequestFacts, Usage
 from ..streams import split_events
 from . import openai
 from .base import (
+    AUDIT_UNAVAILABLE,
+    BAD_REQUEST,
+    INTERNAL_ERROR,
+    INVALID_SIGNATURE,
+    MISCONFIGURED,
+    NO_UPSTREAM_CREDENTIAL,
+    POLICY_DENIED,
     UNAUTHENTICATED,
+    UPSTREAM_TIMEOUT,
+    UPSTREAM_UNREACHABLE,
     Headers,
     Provider,
     Refusal,
@@ -31,13 +40,15 @@ _ENDPOINTS = {
 
 _ERROR_TYPES = {
     UNAUTHENTICATED: "authentication_error",
-    "policy_denied": "permission_error",
-    "no_upstream_credential": "api_error",
-    "misconfigured": "api_error",
-    "invalid_signature": "authentication_error",
-    "internal_error": "api_error",
-    "upstream_unreachable": "api_error",
-    "upstream_timeout": "timeout_error",
+    POLICY_DENIED: "permission_error",
+    NO_UPSTREAM_CREDENTIAL: "api_error",
+    MISCONFIGURED: "api_error",
+    INVALID_SIGNATURE: "authentication_error",
+    INTERNAL_ERROR: "api_error",
+    UPSTREAM_UNREACHABLE: "api_error",
+    UPSTREAM_TIMEOUT: "timeout_error",
+    BAD_REQUEST: "invalid_request_error",
+    AUDIT_UNAVAILABLE: "api_error",
 }
 
 

@@ -47,6 +47,10 @@ INVALID_SIGNATURE = "invalid_signature"
 INTERNAL_ERROR = "internal_error"
 UPSTREAM_UNREACHABLE = "upstream_unreachable"
 UPSTREAM_TIMEOUT = "upstream_timeout"
+# A request Tollgate cannot read exactly (body, encoding, path, host, upgrade): refused, never guessed at.
+BAD_REQUEST = "bad_request"
+# The audit cannot be written: a call that cannot be recorded is not served.
+AUDIT_UNAVAILABLE = "audit_unavailable"
 
 STATUS = {
     UNAUTHENTICATED: 401,
@@ -57,6 +61,8 @@ STATUS = {
     INTERNAL_ERROR: 500,
     UPSTREAM_UNREACHABLE: 502,
     UPSTREAM_TIMEOUT: 504,
+    BAD_REQUEST: 400,
+    AUDIT_UNAVAILABLE: 503,
 }
 
 

@@ -12,6 +12,8 @@ from ..call import Classification, RequestFacts, Usage
 from ..streams import EventStreamFramer
 from . import anthropic, openai
 from .base import (
+    AUDIT_UNAVAILABLE,
+    BAD_REQUEST,
     INTERNAL_ERROR,
     INVALID_SIGNATURE,
     MISCONFIGURED,
@@ -49,6 +51,8 @@ _ERRORS = {
     INTERNAL_ERROR: (500, "InternalServerException"),
     UPSTREAM_UNREACHABLE: (502, "ServiceUnavailableException"),
     UPSTREAM_TIMEOUT: (504, "ModelTimeoutException"),
+    BAD_REQUEST: (400, "ValidationException"),
+    AUDIT_UNAVAILABLE: (503, "ServiceUnavailableException"),
 }
 
 

@@ -9,8 +9,17 @@ from ..call import Classification, RequestFacts, Usage
 from ..streams import JSONArrayFramer, SSEFramer
 from . import openai
 from .base import (
+    AUDIT_UNAVAILABLE,
+    BAD_REQUEST,
+    INTERNAL_ERROR,
+    INVALID_SIGNATURE,
+    MISCONFIGURED,
+    NO_UPSTREAM_CREDENTIAL,
+    POLICY_DENIED,
     STATUS,
     UNAUTHENTICATED,
+    UPSTREAM_TIMEOUT,
+    UPSTREAM_UNREACHABLE,
     Headers,
     Provider,
     Refusal,
@@ -31,13 +40,15 @@ _OPENAI_COMPAT = re.compile(r"^/(?P<version>v\d+(?:alpha|beta)?\d*)/openai/(?P<r
 
 _REASONS = {
     UNAUTHENTICATED: "UNAUTHENTICATED",
-    "policy_denied": "PERMISSION_DENIED",
-    "no_upstream_credential": "INTERNAL",
-    "misconfigured": "INTERNAL",
-    "invalid_signature": "UNAUTHENTICATED",
-    "internal_error": "INTERNAL",
-    "upstream_unreachable": "UNAVAILABLE",
-    "upstream_timeout": "DEADLINE_EXCEEDED",
+    POLICY_DENIED: "PERMISSION_DENIED",
+    NO_UPSTREAM_CREDENTIAL: "INTERNAL",
+    MISCONFIGURED: "INTERNAL",
+    INVALID_SIGNATURE: "UNAUTHENTICATED",
+    INTERNAL_ERROR: "INTERNAL",
+    UPSTREAM_UNREACHABLE: "UNAVAILABLE",
+    UPSTREAM_TIMEOUT: "DEADLINE_EXCEEDED",
+    BAD_REQUEST: "INVALID_ARGUMENT",
+    AUDIT_UNAVAILABLE: "UNAVAILABLE",
 }
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 from ..call import Classification, RequestFacts, Usage
 from .base import (
+    BAD_REQUEST,
+    POLICY_DENIED,
     UNAUTHENTICATED,
     Headers,
     Provider,
@@ -197,7 +199,8 @@ def refusal_body(reason: str, message: str) -> dict[str, Any]:
     code = "invalid_api_key" if reason == UNAUTHENTICATED else reason
     kind = {
         UNAUTHENTICATED: "invalid_request_error",
-        "policy_denied": "permission_denied",
+        POLICY_DENIED: "permission_denied",
+        BAD_REQUEST: "invalid_request_error",
     }.get(reason, "server_error")
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
