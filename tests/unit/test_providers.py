@@ -21,6 +21,8 @@ from tollgate.providers import bedrock as bedrock_mod
 from tollgate.providers import gemini as gemini_mod
 from tollgate.providers import openai as openai_mod
 from tollgate.providers.base import (
+    AUDIT_UNAVAILABLE,
+    BAD_REQUEST,
     MISCONFIGURED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
@@ -53,7 +55,16 @@ def classify(provider: Any, method: str, path: str, body: bytes | None) -> Class
     return provider.classify(method, path, parse_json(body))
 
 
-REASONS = (UNAUTHENTICATED, POLICY_DENIED, NO_UPSTREAM_CREDENTIAL, MISCONFIGURED, UPSTREAM_UNREACHABLE, UPSTREAM_TIMEOUT)
+REASONS = (
+    UNAUTHENTICATED,
+    POLICY_DENIED,
+    NO_UPSTREAM_CREDENTIAL,
+    MISCONFIGURED,
+    UPSTREAM_UNREACHABLE,
+    UPSTREAM_TIMEOUT,
+    BAD_REQUEST,
+    AUDIT_UNAVAILABLE,
+)
 
 
 def bedrock_model(raw_path: str) -> str | None:
@@ -1287,6 +1298,8 @@ def test_status_per_reason() -> None:
         "internal_error": 500,
         UPSTREAM_UNREACHABLE: 502,
         UPSTREAM_TIMEOUT: 504,
+        BAD_REQUEST: 400,
+        AUDIT_UNAVAILABLE: 503,
     }
 
 
@@ -1297,6 +1310,8 @@ OPENAI_REFUSALS = {
     MISCONFIGURED: (500, "server_error", "misconfigured"),
     UPSTREAM_UNREACHABLE: (502, "server_error", "upstream_unreachable"),
     UPSTREAM_TIMEOUT: (504, "server_error", "upstream_timeout"),
+    BAD_REQUEST: (400, "invalid_request_error", "bad_request"),
+    AUDIT_UNAVAILABLE: (503, "server_error", "audit_unavailable"),
 }
 GEMINI_REFUSALS = {
     UNAUTHENTICATED: (401, "UNAUTHENTICATED"),
@@ -1305,6 +1320,8 @@ GEMINI_REFUSALS = {
     MISCONFIGURED: (500, "INTERNAL"),
     UPSTREAM_UNREACHABLE: (502, "UNAVAILABLE"),
     UPSTREAM_TIMEOUT: (504, "DEADLINE_EXCEEDED"),
+    BAD_REQUEST: (400, "INVALID_ARGUMENT"),
+    AUDIT_UNAVAILABLE: (503, "UNAVAILABLE"),
 }
 ANTHROPIC_REFUSALS = {
     UNAUTHENTICATED: (401, "authentication_error"),
@@ -1313,6 +1330,8 @@ ANTHROPIC_REFUSALS = {
     MISCONFIGURED: (500, "api_error"),
     UPSTREAM_UNREACHABLE: (502, "api_error"),
     UPSTREAM_TIMEOUT: (504, "timeout_error"),
+    BAD_REQUEST: (400, "invalid_request_error"),
+    AUDIT_UNAVAILABLE: (503, "api_error"),
 }
 BEDROCK_REFUSALS = {
     UNAUTHENTICATED: (403, "UnrecognizedClientException"),
@@ -1321,6 +1340,8 @@ BEDROCK_REFUSALS = {
     MISCONFIGURED: (500, "InternalServerException"),
     UPSTREAM_UNREACHABLE: (502, "ServiceUnavailableException"),
     UPSTREAM_TIMEOUT: (504, "ModelTimeoutException"),
+    BAD_REQUEST: (400, "ValidationException"),
+    AUDIT_UNAVAILABLE: (503, "ServiceUnavailableException"),
 }
 
 MESSAGE = 'Tollgate: "no" — reasons: a, b'
