@@ -50,6 +50,9 @@ class Classification:
     # The wire format the body speaks, when it is not the provider's own (e.g. "openai"
     # for Gemini's /v1beta/openai/… endpoints); it decides how usage is read.
     wire_format: str | None = None
+    # What the call holds but Tollgate did not read (a body streamed unread): "model", "request"
+    # (its facts). The policy sees it, so that an unread model is never taken for no model.
+    unread: tuple[str, ...] = ()
 
 
 @lru_cache(maxsize=256)  # the same few keys go upstream call after call

@@ -175,7 +175,7 @@ def input_facts(call: Any) -> tuple[Any, ...]:
     model = call.model if call.model is not None else c.model
     return (
         call.client, tuple(call.groups), call.auth, call.provider, call.host, call.method, call.path, c.endpoint,
-        c.model, model, f.message_count, f.has_system, f.has_tools, f.stream, f.max_tokens,
+        c.model, model, f.message_count, f.has_system, f.has_tools, f.stream, f.max_tokens, c.unread,
     )  # fmt: skip
 
 
@@ -184,6 +184,7 @@ INPUT_LAYOUT: dict[str, Any] = {
     "client": {"name": 0, "groups": 1, "auth": 2},
     "provider": 3, "host": 4, "method": 5, "path": 6, "endpoint": 7, "requested_model": 8, "model": 9,
     "request": {"message_count": 10, "has_system": 11, "has_tools": 12, "stream": 13, "max_tokens": 14},
+    "unread": 15,
 }  # fmt: skip
 
 
@@ -232,7 +233,7 @@ def cache_key(read: tuple[int, ...] | None) -> Callable[[tuple[Any, ...]], Hasha
 def input_document(facts: tuple[Any, ...]) -> dict[str, Any]:
     """The input document of DESIGN.md, from `input_facts`."""
     (client, groups, auth, provider, host, method, path, endpoint, requested_model, model,
-     message_count, has_system, has_tools, stream, max_tokens) = facts  # fmt: skip
+     message_count, has_system, has_tools, stream, max_tokens, unread) = facts  # fmt: skip
     return {
         "client": {"name": client, "groups": list(groups), "auth": auth},
         "provider": provider,
@@ -249,6 +250,7 @@ def input_document(facts: tuple[Any, ...]) -> dict[str, Any]:
             "stream": stream,
             "max_tokens": max_tokens,
         },
+        "unread": list(unread),
     }
 
 

@@ -473,10 +473,11 @@ def test_policy_input_is_designs_input_document() -> None:
         "endpoint": "chat.completions", "requested_model": "gpt-4o", "model": "gpt-4o-mini",
         "request": {"message_count": 3, "has_system": True, "has_tools": False, "stream": False,
                     "max_tokens": 256},
+        "unread": [],
     }
     # Exactly these keys, in this order, and nothing else (no wire format, no credentials, no ids).
     assert list(document) == [
-        "client", "provider", "host", "method", "path", "endpoint", "requested_model", "model", "request",
+        "client", "provider", "host", "method", "path", "endpoint", "requested_model", "model", "request", "unread",
     ]
     assert list(document["client"]) == ["name", "groups", "auth"]
     assert list(document["request"]) == ["message_count", "has_system", "has_tools", "stream", "max_tokens"]
@@ -491,6 +492,7 @@ def test_policy_input_without_override_or_facts() -> None:
         "path": "/v1beta/models", "endpoint": None, "requested_model": None, "model": None,
         "request": {"message_count": None, "has_system": None, "has_tools": None, "stream": None,
                     "max_tokens": None},
+        "unread": [],
     }
 
 
@@ -506,6 +508,7 @@ def test_policy_input_model_falls_back_to_the_requested_one() -> None:
         "requested_model": "amazon.nova-lite-v1:0", "model": "amazon.nova-lite-v1:0",
         "request": {"message_count": 1, "has_system": True, "has_tools": False, "stream": True,
                     "max_tokens": 100},
+        "unread": [],
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import string
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,7 +41,8 @@ from tollgate.providers.base import (
     decoded,
     header_index,
     parse_json,
-    parse_request_json,
+    read_request_json,
+    Unreadable,
     with_header,
 )
 
@@ -50,9 +52,10 @@ ANTHROPIC = PROVIDERS["anthropic"]
 BEDROCK = PROVIDERS["bedrock"]
 
 
-def classify(provider: Any, method: str, path: str, body: bytes | None) -> Classification:
-    """A request as the Classify stage hands it over: its body parsed once."""
-    return provider.classify(method, path, parse_json(body))
+def classify(provider: Any, method: str, target: str, body: bytes | None) -> Classification:
+    """A request as the Classify stage hands it over: its path and query apart, its body parsed once."""
+    path, _, query = target.partition("?")
+    return provider.classify(method, path, read_request_json(body), query)
 
 
 REASONS = (
@@ -105,8 +108,12 @@ NO_FACTS = (None, None, None, None, None)
         ("bedrock-runtime.eu-central-1.amazonaws.com", 443, "bedrock"),
         ("bedrock-runtime-fips.us-gov-west-1.amazonaws.com", 443, "bedrock"),
         ("bedrock-runtime-fips.us-east-1.amazonaws.com", 443, "bedrock"),
-        ("api.openai.com", 80, None),
-        ("api.openai.com", 8443, None),
+        ("api.openai.com", 80, "openai"),  # refused as plain HTTP, not passed by
+        ("api.openai.com", 8443, "openai"),
+        ("api.openai.com.", 443, "openai"),
+        ("API.OPENAI.COM.", 443, "openai"),
+        ("Bedrock-Runtime.US-East-1.amazonaws.com.", 443, "bedrock"),
+        ("api.openai.com..", 443, None),
         ("api.openai.com.evil.example", 443, None),
         ("evilapi.openai.com", 443, None),
         ("xapi.anthropic.com", 443, None),
@@ -120,12 +127,27 @@ NO_FACTS = (None, None, None, None, None)
     ],
 )
 def test_provider_for(host: str, port: int, expected: str | None) -> None:
-    provider = provider_for(host, port)
+    provider = provider_for(host)
     assert (provider.name if provider else None) == expected
 
 
-def test_allow_hosts_lists_every_provider_pattern() -> None:
-    assert allow_hosts() == [p.host_pattern for p in PROVIDERS.values()]
+@pytest.mark.parametrize(
+    ("address", "decrypted"),
+    [
+        ("api.openai.com:443", True),
+        ("API.OpenAI.com.:443", True),
+        ("api.openai.com:80", True),
+        ("generativelanguage.googleapis.com:8443", True),
+        ("bedrock-runtime-fips.us-east-1.amazonaws.com.:443", True),
+        ("api.anthropic.com:443", True),
+        ("api.openai.com.evil.example:443", False),
+        ("evilapi.openai.com:443", False),
+        ("example.com:443", False),
+    ],
+)
+def test_allow_hosts_decrypt_every_provider_host_on_any_port(address: str, decrypted: bool) -> None:
+    # As mitmproxy's next_layer matches them: re.search, ignoring case.
+    assert any(re.search(pattern, address, re.IGNORECASE) for pattern in allow_hosts()) is decrypted
     assert sorted(PROVIDERS) == ["anthropic", "bedrock", "gemini", "openai"]
 
 
@@ -177,7 +199,32 @@ def test_side_headers() -> None:
 )
 def test_parse_json(body: bytes | None, expected: Any) -> None:
     assert parse_json(body) == expected
-    assert parse_request_json(body) == expected
+    assert read_request(body) == (expected if expected is not None or not body else "refused")
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b'{"model": "gpt-4o-mini", "model": "gpt-5"}', "repeats a key"),
+        (b'{"a": {"b": 1, "b": 2}}', "repeats a key"),
+        (b'{"m": "x\xffy"}', "not UTF-8"),
+        (b'{"a": ' + b"[" * 10_000 + b"]" * 10_000 + b"}", "nested too deeply"),
+        (b"[1]", "not a JSON object"),
+        (b'{"a": 1} {"b": 2}', "not one JSON object"),
+        (b"model=gpt-5", "not a JSON object"),
+    ],
+)
+def test_an_unreadable_request_body_is_refused_with_the_reason(body: bytes, why: str) -> None:
+    with pytest.raises(Unreadable, match=why):
+        read_request_json(body)
+
+
+def read_request(body: bytes | None) -> Any:
+    """A request body as Tollgate reads it: its object, None for no body, "refused" when unreadable."""
+    try:
+        return read_request_json(body)
+    except Unreadable:
+        return "refused"
 
 
 @pytest.mark.parametrize(
@@ -193,8 +240,8 @@ def test_parse_json(body: bytes | None, expected: Any) -> None:
         (b'{"a": "\xff"}', None),  # not UTF-8
     ],
 )
-def test_parse_request_json_reads_as_the_standard_library_does(body: bytes, expected: Any) -> None:
-    assert parse_request_json(body) == expected
+def test_read_request_json_reads_as_the_standard_library_does(body: bytes, expected: Any) -> None:
+    assert read_request(body) == (expected if expected is not None else "refused")
     assert json.loads(body) == expected if expected is not None else True
 
 
@@ -206,7 +253,7 @@ def test_answers_read_integers_beyond_64_bits_as_floats_and_usage_does_not_count
 
 def test_a_rewritten_request_keeps_what_orjson_would_not_write_as_it_came() -> None:
     body = b'{"a":NaN,"b":-Infinity,"c":1e400,"d":123456789012345678901234567890,"e":"\\udcff","f":"gr\xc3\xbc\xc3\x9f"}'
-    parsed = parse_request_json(body)
+    parsed = read_request_json(body)
     assert parsed is not None and parsed["a"] != parsed["a"] and parsed["b"] == float("-inf")
     assert encode_json(parsed) == (
         b'{"a":NaN,"b":-Infinity,"c":Infinity,"d":123456789012345678901234567890,"e":"\\udcff","f":"gr\\u00fc\\u00df"}')
@@ -224,7 +271,7 @@ _json_values = st.recursive(
 @given(st.dictionaries(st.text(max_size=8), _json_values, max_size=6), st.booleans())
 def test_a_request_body_round_trips_exactly(obj: dict[str, Any], ascii_only: bool) -> None:
     body = json.dumps(obj, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
-    parsed = parse_request_json(body)
+    parsed = read_request_json(body)
     assert repr(parsed) == repr(json.loads(body))  # repr: 2**70 == float(2**70), and 0.0 == -0.0
     assert repr(json.loads(encode_json(parsed))) == repr(parsed)
 
@@ -302,7 +349,6 @@ def test_add_totals() -> None:
     ("rest", "endpoint"),
     [
         ("chat/completions", "chat.completions"),
-        ("chat/completions/", "chat.completions"),
         ("chat/completions/chatcmpl-abc123/messages", "chat.completions"),
         ("responses", "responses"),
         ("responses/resp_abc123", "responses"),
@@ -326,7 +372,7 @@ def test_add_totals() -> None:
     ],
 )
 def test_openai_endpoint_of(rest: str, endpoint: str | None) -> None:
-    assert openai_mod.endpoint_of(rest) == endpoint
+    assert openai_mod.endpoint_of(rest.split("/")) == endpoint
 
 
 def test_openai_chat_completions_facts() -> None:
@@ -369,8 +415,10 @@ def test_openai_max_tokens_fallback_and_functions_and_developer_role() -> None:
     assert facts(c) == (2, True, True, False, 100)
 
 
-def test_openai_max_completion_tokens_wins_over_max_tokens() -> None:
+def test_openai_a_limit_set_twice_binds_at_the_larger() -> None:
     body = j({"model": "m", "messages": [], "max_tokens": 100, "max_completion_tokens": 50})
+    assert classify(OPENAI, "POST", "/v1/chat/completions", body).facts.max_tokens == 100
+    body = j({"model": "m", "messages": [], "max_tokens": 10, "max_completion_tokens": 50})
     assert classify(OPENAI, "POST", "/v1/chat/completions", body).facts.max_tokens == 50
 
 
@@ -431,25 +479,40 @@ def test_openai_query_is_ignored() -> None:
     assert classify(OPENAI, "POST", "/v1/chat/completions?foo=bar", None).endpoint == "chat.completions"
 
 
-def test_openai_path_without_version_prefix() -> None:
-    assert classify(OPENAI, "POST", "/chat/completions", None).endpoint == "chat.completions"
+def test_openai_path_without_version_prefix_is_refused() -> None:
+    with pytest.raises(Unreadable, match="start with /v1/"):
+        classify(OPENAI, "POST", "/chat/completions", None)
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "field"),
     [
-        {"model": 42, "messages": "not a list", "tools": None, "stream": "yes", "max_tokens": "many"},
-        {"model": None, "messages": {"role": "system"}, "max_completion_tokens": 1.5},
-        {"model": ["gpt-4o"], "messages": [1, "two", None], "stream": 1, "max_tokens": True},
+        ({"model": 42, "messages": []}, "'model' is not a string"),
+        ({"model": ["gpt-4o"]}, "'model' is not a string"),
+        ({"model": "gpt-4o\ud800"}, "'model' is not valid Unicode"),
+        ({"model": "m", "stream": "yes"}, "'stream' is not a boolean"),
+        ({"model": "m", "stream": 1}, "'stream' is not a boolean"),
+        ({"model": "m", "max_tokens": "many"}, "'max_tokens' is not an integer"),
+        ({"model": "m", "max_tokens": True}, "'max_tokens' is not an integer"),
+        ({"model": "m", "max_completion_tokens": 1.5}, "'max_completion_tokens' is not an integer"),
+        ({"model": "m", "max_tokens": 2**63}, "'max_tokens' is out of range"),
+        ({"model": "m", "max_tokens": 1e300}, "'max_tokens' is out of range"),
     ],
 )
-def test_openai_wrong_types_give_none(body: dict) -> None:
-    c = classify(OPENAI, "POST", "/v1/chat/completions", j(body))
-    assert c.endpoint == "chat.completions"
-    assert c.model is None
-    assert c.facts.stream is False
-    assert c.facts.max_tokens is None
-    assert c.facts.has_system is False
+def test_openai_a_fact_of_the_wrong_type_is_refused(body: dict, field: str) -> None:
+    with pytest.raises(Unreadable, match=field):
+        OPENAI.classify("POST", "/v1/chat/completions", body)
+
+
+@pytest.mark.parametrize(("value", "read"), [(2**63 - 1, 2**63 - 1), (256.0, 256), ("256", 256), (None, None)])
+def test_openai_max_tokens_is_read_exactly(value: Any, read: int | None) -> None:
+    assert OPENAI.classify("POST", "/v1/chat/completions", {"model": "m", "max_tokens": value}).facts.max_tokens == read
+
+
+def test_openai_facts_of_other_shapes_are_none_or_false() -> None:
+    body = {"model": None, "messages": {"role": "system"}, "tools": None, "stream": None}
+    c = OPENAI.classify("POST", "/v1/chat/completions", body)
+    assert (c.model, c.facts.message_count, c.facts.has_system, c.facts.stream) == (None, None, False, False)
 
 
 # --- Gemini classification ------------------------------------------------------------------------
@@ -505,7 +568,6 @@ def test_gemini_model_listing(version: str) -> None:
         ("/v1beta/cachedContents", "cachedContents"),
         ("/v1beta/files/abc-123", "files"),
         ("/v1beta/tunedModels", "tunedModels"),
-        ("/", None),
     ],
 )
 def test_gemini_other_paths(path: str, endpoint: str | None) -> None:
@@ -548,10 +610,23 @@ def test_gemini_minimal_body() -> None:
     assert facts(c) == (1, False, False, False, None)
 
 
-def test_gemini_model_call_without_json_body_still_has_model_and_stream() -> None:
-    c = classify(GEMINI, "POST", "/v1beta/models/gemini-2.0-flash:streamGenerateContent", b"\x00not json")
+def test_gemini_model_call_without_body_still_has_model_and_stream() -> None:
+    c = classify(GEMINI, "POST", "/v1beta/models/gemini-2.0-flash:streamGenerateContent", None)
     assert (c.endpoint, c.model) == ("streamGenerateContent", "gemini-2.0-flash")
     assert facts(c) == (None, None, None, True, None)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"generationConfig": {"maxOutputTokens": 5}, "generation_config": {"maxOutputTokens": 50000}},
+        {"generationConfig": {"maxOutputTokens": 5, "max_output_tokens": 50000}},
+        {"systemInstruction": {}, "system_instruction": {"parts": [{"text": "s"}]}},
+    ],
+)
+def test_gemini_a_field_under_both_its_names_is_refused(body: dict) -> None:
+    with pytest.raises(Unreadable, match="sets both"):
+        GEMINI.classify("POST", "/v1beta/models/gemini-2.0-flash:generateContent", body)
 
 
 def test_gemini_wrong_types_in_body() -> None:
@@ -635,10 +710,16 @@ def test_anthropic_get_has_no_facts() -> None:
     assert facts(c) == NO_FACTS
 
 
-def test_anthropic_wrong_types() -> None:
-    body = j({"model": 3, "messages": "x", "max_tokens": "lots", "stream": "true"})
-    c = classify(ANTHROPIC, "POST", "/v1/messages", body)
-    assert c.model is None
+@pytest.mark.parametrize(
+    "body", [{"model": 3}, {"model": "m", "max_tokens": "lots"}, {"model": "m", "stream": "true"}]
+)
+def test_anthropic_facts_of_the_wrong_type_are_refused(body: dict) -> None:
+    with pytest.raises(Unreadable):
+        ANTHROPIC.classify("POST", "/v1/messages", body)
+
+
+def test_anthropic_other_shapes_give_no_facts() -> None:
+    c = classify(ANTHROPIC, "POST", "/v1/messages", j({"model": "m", "messages": "x", "system": ""}))
     assert facts(c) == (None, False, False, False, None)
 
 
@@ -677,13 +758,9 @@ BEDROCK_MODELS = [
         "arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Aprovisioned-model%2Fxyz789",
         "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/xyz789",
     ),
-    # Hand-written clients may send an ARN unencoded, "/" included.
-    (
-        "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-5-sonnet-20241022-v2:0",
-        "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-5-sonnet-20241022-v2:0",
-    ),
-    ("arn%3Aaws%3Abedrock%3Aeu-west-1%3A%3Afoundation-model/mistral.mistral-large-2402-v1%3A0",
-     "arn:aws:bedrock:eu-west-1::foundation-model/mistral.mistral-large-2402-v1:0"),
+    # An ARN's ':' may come unencoded (its '/' may not: that is another path, refused).
+    ("arn:aws:bedrock:us-east-1::foundation-model%2Famazon.titan-text-express-v1",
+     "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-text-express-v1"),
     # Decoded exactly once.
     ("model%253Awith%252Fescapes", "model%3Awith%2Fescapes"),
     ("anthropic.claude-v2%25", "anthropic.claude-v2%"),
@@ -710,22 +787,22 @@ def test_bedrock_model_from_raw_path(segment: str, model: str, op: str) -> None:
         "/model/anthropic.claude-3-haiku-20240307-v1%3A0",
         "/model//converse",
         "/models/x/converse",
-        "/async-invoke",
+        "/model/arn:aws:bedrock:eu-west-1::foundation-model/mistral.mistral-large-2402-v1:0/invoke",
+        "/model/x%2/converse",
+        "/model/x%ff/converse",
         "/",
     ],
 )
-def test_bedrock_model_id_of_non_model_calls(path: str) -> None:
-    assert bedrock_model(path) is None
-    assert classify(BEDROCK, "POST", path, None).model is None
+def test_bedrock_paths_that_are_no_operation_are_refused(path: str) -> None:
+    with pytest.raises(Unreadable):
+        bedrock_model(path)
 
 
 @pytest.mark.parametrize(
     ("path", "endpoint"),
     [
-        ("/model/anthropic.claude-3-haiku-20240307-v1%3A0/unknown-op", "model"),
         ("/async-invoke", "async-invoke"),
         ("/async-invoke/arn%3Ax", "async-invoke"),
-        ("/", None),
     ],
 )
 def test_bedrock_other_endpoints(path: str, endpoint: str | None) -> None:
@@ -873,8 +950,8 @@ def test_bedrock_count_tokens_invoke_input_as_botocore_sends_it() -> None:
 
 
 @pytest.mark.parametrize("op", BEDROCK_OPS)
-@pytest.mark.parametrize("body", [None, b"", b"not json", b"[1,2]", b'{"messages": [', b"\xff\xfe"])
-def test_bedrock_bad_bodies_keep_model_and_stream(op: str, body: bytes | None) -> None:
+@pytest.mark.parametrize("body", [None, b""])
+def test_bedrock_no_body_keeps_model_and_stream(op: str, body: bytes | None) -> None:
     c = classify(BEDROCK, "POST", f"/model/amazon.nova-lite-v1%3A0/{op}", body)
     assert (c.endpoint, c.model) == (op, "amazon.nova-lite-v1:0")
     assert facts(c) == (None, None, None, op in STREAMING_OPS, None)
@@ -1604,10 +1681,13 @@ header_texts = st.text(alphabet=string.printable, max_size=8)
 @pytest.mark.parametrize("name", list(PROVIDERS))
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), body=json_bodies, method=st.sampled_from(["POST", "GET", "PUT"]))
-def test_classify_never_raises(name: str, data: st.DataObject, body: bytes | None, method: str) -> None:
+def test_classify_reads_or_refuses(name: str, data: st.DataObject, body: bytes | None, method: str) -> None:
     provider = PROVIDERS[name]
     path = data.draw(st.sampled_from(PATHS[name]) | st.text(max_size=40).map(lambda s: "/" + s))
-    c = classify(provider, method, path, body)
+    try:
+        c = classify(provider, method, path, body)
+    except Unreadable:
+        return
     assert isinstance(c, Classification)
     assert isinstance(c.facts, RequestFacts)
     assert c.model is None or isinstance(c.model, str)
@@ -1649,23 +1729,29 @@ def test_usage_never_raises(name: str, body: bytes | None, endpoint: str | None,
 def test_parse_json_never_raises(body: bytes) -> None:
     result = parse_json(body)
     assert result is None or isinstance(result, dict)
-    exact = parse_request_json(body)
     try:
         expected = json.loads(body)
     except (ValueError, RecursionError):
         expected = None
-    assert repr(exact) == repr(expected if isinstance(expected, dict) else None)
+    if isinstance(expected, dict):
+        assert repr(read_request_json(body)) == repr(expected)
+    elif body:
+        with pytest.raises(Unreadable):
+            read_request_json(body)
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=80))
-def test_bedrock_model_id_of_never_raises(path: str) -> None:
-    result = bedrock_model(path)
+def test_bedrock_model_id_is_read_or_refused(path: str) -> None:
+    try:
+        result = bedrock_model(path)
+    except Unreadable:
+        return
     assert result is None or isinstance(result, str)
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.text(alphabet=st.characters(blacklist_characters="/?", blacklist_categories=["Cs"]), min_size=1, max_size=40))
+@given(st.text(alphabet=st.characters(blacklist_characters="?", blacklist_categories=["Cs"]), min_size=1, max_size=40))
 def test_bedrock_model_id_round_trips_through_percent_encoding(model: str) -> None:
     from urllib.parse import quote
 

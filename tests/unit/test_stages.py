@@ -240,11 +240,11 @@ def test_route_retargets_an_http2_requests_authority_and_adds_no_host_header():
 def test_a_rewritten_body_keeps_what_the_client_sent_but_the_change():
     """Lone surrogates once failed the rewrite (the call was refused); integers beyond 64 bits and
     NaN must not be rounded or nulled on the way."""
-    from tollgate.providers.base import parse_request_json
+    from tollgate.providers.base import read_request_json
 
     flow, call = _openai_flow(("Content-Type", "application/json"))
     sent = b'{"model":"gpt-4o","seed":123456789012345678901234567890,"temperature":NaN,"user":"\\ud800"}'
-    call.body = parse_request_json(sent)
+    call.body = read_request_json(sent)
     call.body["model"] = "gpt-4o-mini"
     write_body(flow.request, call)
     assert flow.request.raw_content == sent.replace(b'"gpt-4o"', b'"gpt-4o-mini"')
@@ -281,7 +281,8 @@ def test_a_saved_flow_shows_where_the_credentials_were_whether_or_not_identify_l
     shared = Shared()  # not ready: Classify refuses before Identify looks, unless it is made ready
     shared.ready = identified
     flow = tflow.tflow()
-    flow.request.host, flow.request.port, flow.request.path = "generativelanguage.googleapis.com", 443, "/v1beta/m"
+    flow.request.scheme, flow.request.host, flow.request.port = "https", "generativelanguage.googleapis.com", 443
+    flow.request.path, flow.request.content = "/v1beta/m", b""
     flow.request.query = [("key", "AIza-secret"), ("alt", "sse")]
     flow.request.headers.fields = ((b"x-goog-api-key", b"AIza-other"), (b"accept", b"*/*"))
     Classify(shared).request(flow)

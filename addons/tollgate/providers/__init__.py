@@ -13,20 +13,26 @@ from .openai import OpenAI
 
 PROVIDERS: dict[str, Provider] = {p.name: p for p in (OpenAI(), Gemini(), Anthropic(), Bedrock())}
 
-_BY_HOST = [(re.compile(p.host_pattern, re.IGNORECASE), p) for p in PROVIDERS.values()]
+_BY_HOST = [(re.compile(p.host_pattern), p) for p in PROVIDERS.values()]
+
+
+def host_name(host: str) -> str:
+    """A host as DNS reads it: letter case and one trailing dot make no difference."""
+    return host.lower().removesuffix(".")
 
 
 @lru_cache(maxsize=1024)
-def provider_for(host: str, port: int) -> Provider | None:
-    """The provider whose API lives at host:port, or None for every other host (a few hosts
-    recur on every call: matched once)."""
-    address = f"{host}:{port}"
+def provider_for(host: str) -> Provider | None:
+    """The provider whose API lives at this host, on any port, or None for every other host (a few
+    hosts recur on every call: matched once)."""
+    name = host_name(host)
     for pattern, provider in _BY_HOST:
-        if pattern.match(address):
+        if pattern.fullmatch(name):
             return provider
     return None
 
 
 def allow_hosts() -> list[str]:
-    """mitmproxy `allow_hosts` patterns: only these connections are decrypted."""
-    return [p.host_pattern for p in PROVIDERS.values()]
+    """mitmproxy `allow_hosts` patterns over "host:port": only these connections are decrypted,
+    on any port, the host in any case and with or without a trailing dot (mitmproxy ignores case)."""
+    return [rf"^(?:{p.host_pattern})\.?:\d+$" for p in PROVIDERS.values()]

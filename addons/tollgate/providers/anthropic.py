@@ -23,11 +23,19 @@ from .base import (
     Provider,
     Refusal,
     SSEReader,
+    UNREAD_BODY,
+    Unreadable,
     UsageReader,
     as_int,
+    check_case,
     count,
     is_event_stream,
     parse_json,
+    path_segments,
+    request_flag,
+    request_int,
+    request_model,
+    words,
 )
 
 _ENDPOINTS = {
@@ -37,6 +45,17 @@ _ENDPOINTS = {
     "complete": "completions",
     "models": "models",
 }
+
+WORDS = words(
+    "v1", "messages", "count_tokens", "batches", "results", "cancel", "complete", "models", "files",
+    "content", "chat", "completions", "skills", "versions", "organizations",
+)  # fmt: skip
+
+
+def _is_upload(method: str, rest: list[str]) -> bool:
+    """Files and skills are uploaded as multipart bodies: POST /v1/files, /v1/skills[/{id}/versions]."""
+    return method == "POST" and (rest in (["files"], ["skills"]) or (len(rest) == 3 and rest[0] == "skills" and rest[2] == "versions"))
+
 
 _ERROR_TYPES = {
     UNAUTHENTICATED: "authentication_error",
@@ -54,29 +73,36 @@ _ERROR_TYPES = {
 
 class Anthropic(Provider):
     name = "anthropic"
-    host_pattern = r"^api\.anthropic\.com:443$"
+    host_pattern = r"api\.anthropic\.com"
     side_header = "X-Anthropic-Key"
     key_positions = positions = ("x-api-key", "authorization")
     key_header = "x-api-key"
     default_host = "api.anthropic.com"
 
-    def classify(self, method: str, path: str, data: dict[str, Any] | None) -> Classification:
-        rest = path.removeprefix("/v1/").strip("/")
-        if rest == "chat/completions":  # Anthropic's OpenAI SDK compatibility layer
+    def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
+        segments = path_segments(path)
+        check_case(segments, WORDS)
+        if segments[0] != "v1" or len(segments) == 1:
+            raise Unreadable("Anthropic's paths start with /v1/")
+        rest = segments[1:]
+        if rest == ["chat", "completions"]:  # Anthropic's OpenAI SDK compatibility layer
             return openai.classify_body("chat.completions", method, data)
-        endpoint = _ENDPOINTS.get(rest) or openai.endpoint_of(rest)
+        if _is_upload(method, rest):
+            return Classification(endpoint=".".join(w for w in rest if w in WORDS), unread=UNREAD_BODY)
+        endpoint = _ENDPOINTS.get("/".join(rest)) or openai.endpoint_of(rest)
         if data is None or method != "POST":
             return Classification(endpoint=endpoint)
-        model = data.get("model")
-        stream = data.get("stream")
         facts = RequestFacts(
             message_count=count(data.get("messages")),
             has_system=bool(data.get("system")),
             has_tools=bool(data.get("tools")),
-            stream=stream if isinstance(stream, bool) else False,
-            max_tokens=as_int(data.get("max_tokens")),
+            stream=request_flag(data.get("stream"), "stream"),
+            max_tokens=request_int(data.get("max_tokens"), "max_tokens"),
         )
-        return Classification(endpoint=endpoint, model=model if isinstance(model, str) else None, facts=facts)
+        return Classification(endpoint=endpoint, model=request_model(data), facts=facts)
+
+    def streams_unread(self, method: str, path: str) -> bool:
+        return path.startswith("/v1/") and _is_upload(method, path[4:].split("/"))
 
     def refusal(self, reason: str, message: str) -> Refusal:
         return self._json_refusal(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Collection, MutableMapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar
@@ -116,13 +116,16 @@ def parse_json(body: bytes | None) -> dict[str, Any] | None:
 
     For what Tollgate only reads token counts and names from: orjson reads it several times faster
     than the standard library, which still reads what orjson refuses (NaN, UTF-16, ...). Integers
-    beyond 64 bits read as floats here; request bodies are read by `parse_request_json`."""
+    beyond 64 bits read as floats here; request bodies are read by `read_request_json`."""
     if not body:
         return None
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return _parse_leniently(body)
+        try:
+            return _read_leniently(body)
+        except Unreadable:
+            return None
     return value if type(value) is dict else None
 
 
@@ -136,38 +139,158 @@ def _finite_or_marked(text: str) -> float:
     return value if value - value == 0 else NonFinite(value)
 
 
-# The standard library's reader, but for the non-finite numbers it marks.
-_EXACT = json.JSONDecoder(parse_float=_finite_or_marked, parse_constant=NonFinite)
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Parsers differ on a repeated key (the first wins here, the last there): a body that repeats
+    # one may mean another model to the provider than to Tollgate.
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        raise Unreadable("the JSON body repeats a key in one object")
+    return value
+
+
+# The standard library's reader, but for the non-finite numbers it marks and repeated keys it refuses.
+_EXACT = json.JSONDecoder(
+    parse_float=_finite_or_marked, parse_constant=NonFinite, object_pairs_hook=_object_without_duplicates
+)
 _scan = _EXACT.scan_once
 _JSON_SPACE = " \t\n\r"
 
 
-def parse_request_json(body: bytes | None) -> dict[str, Any] | None:
-    """A request body as a JSON object, exactly as the standard library reads it (every integer
-    whole, NaN and lone surrogates as sent), or None when it is not one: the request's facts are
-    judged by the policy, and the object is what `encode_json` writes back when Tollgate changes it."""
+class Unreadable(ValueError):
+    """A request Tollgate cannot read exactly as the provider would read it: refused, never guessed
+    at. The message says what is wrong, never what the request holds."""
+
+
+def read_request_json(body: bytes | None) -> dict[str, Any] | None:
+    """A request body's JSON object, exactly as the standard library reads it (every integer whole,
+    NaN and lone surrogates as sent); None for no body. The request's facts are judged by the
+    policy, and the object is what `encode_json` writes back when Tollgate changes it."""
     if not body:
         return None
     if body[:1] != b"{" or body[1:2] == b"\x00":  # not plain UTF-8 (BOM, UTF-16...), or not an object
-        return _parse_leniently(body)
+        return _read_leniently(body)
     try:
         text = body.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        raise Unreadable("the body is not UTF-8") from None
+    try:
         # json.loads without its two wrappers and two regular expressions: an object from the first byte
         value, end = _scan(text, 0)
-    except (StopIteration, ValueError, RecursionError):
-        return None
+    except RecursionError:
+        raise Unreadable("the JSON body is nested too deeply") from None
+    except (StopIteration, ValueError) as e:
+        raise e if isinstance(e, Unreadable) else Unreadable("the body is not JSON") from None
     if end != len(text) and text[end:].strip(_JSON_SPACE):
-        return None
-    return value if isinstance(value, dict) else None
+        raise Unreadable("the body is not one JSON object")
+    if not isinstance(value, dict):
+        raise Unreadable("the body is not a JSON object")
+    return value
 
 
-def _parse_leniently(body: bytes) -> dict[str, Any] | None:
+def _read_leniently(body: bytes) -> dict[str, Any]:
     """As json.loads reads bytes: the encoding detected, a UTF-8 BOM skipped."""
     try:
         value = _EXACT.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
-    except (ValueError, RecursionError):
+    except RecursionError:
+        raise Unreadable("the JSON body is nested too deeply") from None
+    except ValueError as e:  # UnicodeDecodeError and JSONDecodeError among them
+        raise e if isinstance(e, Unreadable) else Unreadable("the body is not a JSON object") from None
+    if not isinstance(value, dict):
+        raise Unreadable("the body is not a JSON object")
+    return value
+
+
+def request_model(data: dict[str, Any], key: str = "model") -> str | None:
+    """A request body's model name: a string in valid Unicode, else refused (a lone surrogate reads
+    as another name to a parser that replaces it)."""
+    value = data.get(key)
+    if value is None or (type(value) is str and (value.isascii() or _is_unicode(value))):
+        return value
+    raise Unreadable(f"'{key}' is not a string" if type(value) is not str else f"'{key}' is not valid Unicode")
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_INT64 = 2**63
+
+
+def request_int(value: Any, name: str) -> int | None:
+    """An integer the request asks for (a token limit), read as the provider reads it: a JSON integer,
+    a float with no fraction, or a string of digits; None when absent. Anything else, or a number
+    beyond 64 bits (the policy engine wraps those), is refused rather than read as absent."""
+    if value is None:
         return None
-    return value if isinstance(value, dict) else None
+    if type(value) is int:
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20:
+        number = int(value)
+    else:
+        raise Unreadable(f"'{name}' is not an integer")
+    if not -_INT64 <= number < _INT64:
+        raise Unreadable(f"'{name}' is out of range")
+    return number
+
+
+def request_flag(value: Any, name: str) -> bool:
+    """A boolean the request sets (`stream`): absent or null is false; anything but a boolean is
+    refused (a server that reads "true" would stream what Tollgate took for a whole answer)."""
+    if value is None:
+        return False
+    if type(value) is bool:
+        return value
+    raise Unreadable(f"'{name}' is not a boolean")
+
+
+# A path in canonical form: segments of unreserved characters (and '%' where a provider takes it),
+# no empty, '.' or '..' segment, no trailing '/', no ';' parameters.
+_CANONICAL_PATH = re.compile(r"(?:/[A-Za-z0-9._~:@%-]+)+")
+
+
+def path_segments(path: str, percent: bool = False) -> list[str]:
+    """The segments of a path in canonical form, else refused: a server that normalises paths
+    serves `//v1/./chat/completions/` as `/v1/chat/completions`, which Tollgate would have misread."""
+    if _CANONICAL_PATH.fullmatch(path) is None:
+        raise Unreadable(_path_problem(path))
+    segments = path[1:].split("/")
+    if "." in segments or ".." in segments:
+        raise Unreadable("the path has a '.' or '..' segment")
+    if not percent and "%" in path:
+        raise Unreadable("the path is percent-encoded")
+    return segments
+
+
+def _path_problem(path: str) -> str:
+    if not path.startswith("/"):
+        return "the path does not start with '/'"
+    if "//" in path:
+        return "the path has an empty segment ('//')"
+    if path.endswith("/"):
+        return "the path ends in '/'"
+    if ";" in path:
+        return "the path has ';' parameters"
+    return "the path has characters outside A-Z a-z 0-9 . _ ~ : @ % -"
+
+
+def words(*names: str) -> dict[str, str]:
+    """A provider's fixed path words by their lower-case form, for `check_case`."""
+    return {name.lower(): name for name in names}
+
+
+def check_case(segments: Iterable[str], fixed: Mapping[str, str]) -> None:
+    """Refuse a segment that is one of the provider's fixed words in another letter case: a
+    server that ignores case would serve an endpoint Tollgate did not recognise."""
+    for segment in segments:
+        word = fixed.get(segment.lower())
+        if word is not None and segment != word:
+            raise Unreadable(f"'{segment}' is not written '{word}'")
 
 
 def encode_json(value: Any) -> bytes:
@@ -192,6 +315,17 @@ def as_int(value: Any) -> int | None:
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
         return int(value)
     return None
+
+
+def largest(*values: int | None) -> int | None:
+    """The largest of the values given (a limit set twice binds at the larger), or None."""
+    given = [v for v in values if v is not None]
+    return max(given) if given else None
+
+
+# The facts of a body streamed unread, as the policy input's `unread` names them.
+UNREAD_BODY = ("model", "request")
+UNREAD_FACTS = ("request",)
 
 
 def count(value: Any) -> int | None:
@@ -307,7 +441,7 @@ class Provider:
     """One LLM provider: its hosts, wire format, credentials and error shape."""
 
     name: ClassVar[str]
-    # Regular expression over "host:port", as mitmproxy's allow_hosts takes it.
+    # Regular expression over the host name in lower case without a trailing dot; any port.
     host_pattern: ClassVar[str]
     # Header a client may send its own upstream key in (removed before forwarding).
     side_header: ClassVar[str]
@@ -335,8 +469,15 @@ class Provider:
         rewritten = f"{raw[: m.start('model')]}{quote(model, safe='-_.~')}{raw[m.end('model') :]}"
         return f"{rewritten}?{query}" if query else rewritten
 
-    def classify(self, method: str, path: str, data: dict[str, Any] | None) -> Classification:
+    def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
+        """What the request is, read from its path (without the query), its query and its JSON
+        body (None: no body, or one streamed unread); `Unreadable` when it cannot be read exactly."""
         raise NotImplementedError
+
+    def streams_unread(self, method: str, path: str) -> bool:
+        """Whether this endpoint's body goes upstream as it arrives, unread: only endpoints that take
+        files or audio, whose model and facts the policy then sees as unread."""
+        return False
 
     def presented(self, headers: Headers, query: Query) -> list[Presented]:
         """Every credential the client put where this provider's key goes."""

@@ -25,21 +25,35 @@ from .base import (
     Headers,
     Provider,
     Refusal,
+    UNREAD_FACTS,
+    Unreadable,
     UsageReader,
     add_totals,
     as_int,
+    check_case,
     count,
     is_event_stream,
+    largest,
     parse_json,
+    path_segments,
+    request_int,
+    request_model,
+    words,
 )
 
 _HOST = re.compile(r"^bedrock-runtime(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com$")
-_OPERATIONS = "invoke|invoke-with-response-stream|converse|converse-stream|count-tokens"
-# The model id is one raw path segment as botocore sends it (ARNs with %3A and %2F), but
-# hand-written clients may send an ARN's "/" unencoded: everything up to the operation counts.
-_MODEL_CALL = re.compile(rf"^/model/(?P<model>.+)/(?P<op>{_OPERATIONS})$")
-_GUARDRAIL = re.compile(r"^/guardrail/[^/]+/version/[^/]+/apply$")
+_OPERATIONS = (
+    "invoke", "invoke-with-response-stream", "converse", "converse-stream", "count-tokens",
+    "invoke-with-bidirectional-stream",
+)  # fmt: skip
+# The model id is one path segment, percent-encoded as botocore sends it (an ARN's ':' and '/' as
+# %3A and %2F); an unencoded '/' would make it another path, which Bedrock does not serve.
+_MODEL_CALL = re.compile(rf"^/model/(?P<model>[^/]+)/(?P<op>{'|'.join(_OPERATIONS)})$")
+_MODEL_ID = re.compile(r"(?:[A-Za-z0-9._~:-]|%[0-9A-Fa-f]{2})+")
 _STREAMING = ("invoke-with-response-stream", "converse-stream")
+# A bidirectional stream's body is the session itself (audio in, for Nova Sonic): it goes unread.
+_BIDIRECTIONAL = "invoke-with-bidirectional-stream"
+WORDS = words("model", "guardrail", "version", "apply", "openai", "v1", "async-invoke", *_OPERATIONS)
 
 # (status, x-amzn-ErrorType) per reason: AWS answers 403 for unknown keys too.
 _ERRORS = {
@@ -65,7 +79,7 @@ def region_of(host: str) -> str | None:
 
 class Bedrock(Provider):
     name = "bedrock"
-    host_pattern = r"^bedrock-runtime(-fips)?\.[a-z0-9-]+\.amazonaws\.com:443$"
+    host_pattern = r"bedrock-runtime(?:-fips)?\.[a-z0-9-]+\.amazonaws\.com"
     side_header = "X-AWS-Bearer-Token"
     key_positions = ("authorization",)
     positions = ("authorization", "x-amz-security-token")
@@ -77,16 +91,39 @@ class Bedrock(Provider):
         b"x-amzn-bedrock-cache-read-input-token-count",
     }
 
-    def classify(self, method: str, path: str, data: dict[str, Any] | None) -> Classification:
-        if path.startswith("/openai/"):
-            rest = path.removeprefix("/openai/").removeprefix("v1/")
-            return openai.classify_body(openai.endpoint_of(rest), method, data)
-        if _GUARDRAIL.match(path):
+    def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
+        # Ids are percent-encoded as botocore sends them; fixed words are compared as they are.
+        segments = path_segments(path, percent=True)
+        check_case(segments, WORDS)
+        first = segments[0]
+        if first == "openai":
+            if segments[1:2] != ["v1"]:
+                raise Unreadable("Bedrock's OpenAI-compatible paths start with /openai/v1/")
+            return openai.classify_request(method, segments[2:], data, query)
+        if first == "model":
+            return self._model_call(segments, data)
+        if first == "guardrail":
+            if len(segments) != 5 or segments[2] != "version" or segments[4] != "apply":
+                raise Unreadable("guardrails are applied at /guardrail/{id}/version/{version}/apply")
             return Classification(endpoint="apply-guardrail")
-        m = _MODEL_CALL.match(path)
-        if not m:
-            return Classification(endpoint=path.strip("/").split("/")[0] or None)
-        op = m["op"]
+        if first == "async-invoke":
+            model = request_model(data, "modelId") if data is not None and method == "POST" else None
+            return Classification(endpoint="async-invoke", model=model)
+        raise Unreadable("not a Bedrock runtime operation")
+
+    def _model_call(self, segments: list[str], data: dict[str, Any] | None) -> Classification:
+        """/model/{modelId}/{operation}"""
+        if len(segments) != 3 or segments[2] not in _OPERATIONS:
+            raise Unreadable("Bedrock model paths are /model/{modelId}/{operation}, with one of its operations")
+        raw, op = segments[1], segments[2]
+        if not _MODEL_ID.fullmatch(raw):
+            raise Unreadable("the model id holds characters Bedrock's model ids do not")
+        try:
+            model = unquote(raw, errors="strict")
+        except UnicodeDecodeError:
+            raise Unreadable("the model id is not UTF-8 once decoded") from None
+        if op == _BIDIRECTIONAL:
+            return Classification(endpoint=op, model=model, facts=RequestFacts(stream=True), unread=UNREAD_FACTS)
         facts = RequestFacts(stream=op in _STREAMING)
         if data is not None and (op.startswith("converse") or op == "count-tokens"):
             if op == "count-tokens":
@@ -98,10 +135,16 @@ class Bedrock(Provider):
             facts.has_tools = bool(
                 (tool_config.get("tools") if isinstance(tool_config, dict) else tool_config) or data.get("tools")
             )
-            facts.max_tokens = as_int(inference.get("maxTokens", data.get("max_tokens")))
+            facts.max_tokens = largest(
+                request_int(inference.get("maxTokens"), "inferenceConfig.maxTokens"),
+                request_int(data.get("max_tokens"), "max_tokens"),
+            )
         elif data is not None:
             _invoke_facts(data, facts)
-        return Classification(endpoint=op, model=unquote(m["model"]), facts=facts)
+        return Classification(endpoint=op, model=model, facts=facts)
+
+    def streams_unread(self, method: str, path: str) -> bool:
+        return path.startswith("/model/") and path.endswith("/" + _BIDIRECTIONAL)
 
     def refusal(self, reason: str, message: str) -> Refusal:
         status, error_type = _ERRORS[reason]
@@ -201,16 +244,13 @@ def _invoke_facts(data: dict[str, Any], facts: RequestFacts) -> None:
     facts.has_tools = bool(data.get("tools") or data.get("toolConfig"))
     inference = data.get("inferenceConfig") if isinstance(data.get("inferenceConfig"), dict) else {}
     titan = data.get("textGenerationConfig") if isinstance(data.get("textGenerationConfig"), dict) else {}
-    for value in (
-        data.get("max_tokens"),
-        inference.get("max_new_tokens"),
-        inference.get("maxTokens"),
-        titan.get("maxTokenCount"),
-        data.get("max_gen_len"),
-    ):
-        if (n := as_int(value)) is not None:
-            facts.max_tokens = n
-            break
+    facts.max_tokens = largest(
+        request_int(data.get("max_tokens"), "max_tokens"),
+        request_int(inference.get("max_new_tokens"), "inferenceConfig.max_new_tokens"),
+        request_int(inference.get("maxTokens"), "inferenceConfig.maxTokens"),
+        request_int(titan.get("maxTokenCount"), "textGenerationConfig.maxTokenCount"),
+        request_int(data.get("max_gen_len"), "max_gen_len"),
+    )
 
 
 class EventStreamReader(UsageReader):

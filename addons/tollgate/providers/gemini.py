@@ -24,19 +24,43 @@ from .base import (
     Provider,
     Refusal,
     SSEReader,
+    UNREAD_BODY,
+    Unreadable,
     UsageReader,
     add_totals,
     as_int,
+    check_case,
     count,
     is_event_stream,
     parse_json,
+    path_segments,
+    request_int,
+    request_model,
+    words,
 )
 
 # /v1beta/models/gemini-2.0-flash:generateContent, /v1/tunedModels/x:generateContent, …
 _MODEL_CALL = re.compile(
     r"^/(?P<version>v\d+(?:alpha|beta)?\d*)/(?P<kind>models|tunedModels)/(?P<model>[^/:]+)(?::(?P<method>[A-Za-z]+))?$"
 )
-_OPENAI_COMPAT = re.compile(r"^/(?P<version>v\d+(?:alpha|beta)?\d*)/openai/(?P<rest>.*)$")
+_VERSION = re.compile(r"v\d+(?:alpha|beta)?\d*")
+_MODEL_ID = re.compile(r"[a-z0-9][a-z0-9._-]*")
+_METHOD = re.compile(r"[a-z][A-Za-z]*")
+# Gemini's fixed path words, in their letter case (its methods are lowerCamelCase).
+WORDS = words(
+    "upload", "openai", "models", "tunedModels", "files", "cachedContents", "batches", "operations",
+    "corpora", "generatedFiles", "fileSearchStores", "permissions", "generateContent",
+    "streamGenerateContent", "countTokens", "embedContent", "batchEmbedContents", "batchGenerateContent",
+    "predict", "predictLongRunning", "generateAnswer", "asyncBatchEmbedContent",
+)  # fmt: skip
+
+
+def one_of(data: dict[str, Any], name: str, snake_name: str) -> Any:
+    """A field Gemini's JSON reads under its camelCase or its snake_case name; both is refused,
+    as which one Google's parser takes is not Tollgate's to guess."""
+    if name in data and snake_name in data:
+        raise Unreadable(f"the body sets both '{name}' and '{snake_name}'")
+    return data.get(name, data.get(snake_name))
 
 _REASONS = {
     UNAUTHENTICATED: "UNAUTHENTICATED",
@@ -54,31 +78,58 @@ _REASONS = {
 
 class Gemini(Provider):
     name = "gemini"
-    host_pattern = r"^generativelanguage\.googleapis\.com:443$"
+    host_pattern = r"generativelanguage\.googleapis\.com"
     side_header = "X-Gemini-Key"
     key_positions = positions = ("x-goog-api-key", "authorization", "query:key")
     model_in_path = _MODEL_CALL
     key_header = "x-goog-api-key"
     default_host = "generativelanguage.googleapis.com"
 
-    def classify(self, method: str, path: str, data: dict[str, Any] | None) -> Classification:
-        if m := _OPENAI_COMPAT.match(path):
-            return openai.classify_body(openai.endpoint_of(m["rest"]), method, data)
-        m = _MODEL_CALL.match(path)
-        if not m:
-            rest = path.strip("/").split("/", 1)[-1]
-            return Classification(endpoint=rest.split("/")[0] or None)
-        if m["method"] is None:
-            return Classification(endpoint="models.get", model=m["model"])
-        facts = RequestFacts(stream=m["method"] == "streamGenerateContent")
+    def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
+        segments = path_segments(path)
+        check_case(segments, WORDS)
+        if segments[0] == "upload":
+            if len(segments) != 3 or not _VERSION.fullmatch(segments[1]) or segments[2] != "files":
+                raise Unreadable("Gemini uploads go to /upload/{version}/files")
+            return Classification(endpoint="files.upload", unread=UNREAD_BODY)
+        if not _VERSION.fullmatch(segments[0]):
+            raise Unreadable("Gemini API paths start with a version (/v1beta/…)")
+        if len(segments) == 1:
+            raise Unreadable("the path names no endpoint")
+        kind = segments[1]
+        if kind == "openai":
+            return openai.classify_request(method, segments[2:], data, query)
+        if kind in ("models", "tunedModels") and len(segments) == 3:
+            return self._model_call(method, segments[2], data)
+        # Listings, files, cached contents, batches, operations…: named by their first segment.
+        model = request_model(data) if data is not None and method == "POST" else None
+        return Classification(endpoint=kind, model=model.removeprefix("models/") if model else model)
+
+    @staticmethod
+    def _model_call(method: str, resource: str, data: dict[str, Any] | None) -> Classification:
+        """models/{model}[:{method}]: a model, or a call to one."""
+        model, colon, action = resource.partition(":")
+        if not _MODEL_ID.fullmatch(model):
+            raise Unreadable("Gemini model ids are lower-case letters, digits, '.', '_' and '-'")
+        if not colon:
+            return Classification(endpoint="models.get", model=model)
+        if not _METHOD.fullmatch(action):
+            raise Unreadable("the path's method is not one Gemini names (e.g. :generateContent)")
+        check_case((action,), WORDS)
+        facts = RequestFacts(stream=action == "streamGenerateContent")
         if data is not None and method == "POST":
-            config = data.get("generationConfig", data.get("generation_config"))
+            config = one_of(data, "generationConfig", "generation_config")
             config = config if isinstance(config, dict) else {}
             facts.message_count = count(data.get("contents"))
-            facts.has_system = bool(data.get("systemInstruction", data.get("system_instruction")))
+            facts.has_system = bool(one_of(data, "systemInstruction", "system_instruction"))
             facts.has_tools = bool(data.get("tools"))
-            facts.max_tokens = as_int(config.get("maxOutputTokens", config.get("max_output_tokens")))
-        return Classification(endpoint=m["method"], model=m["model"], facts=facts)
+            facts.max_tokens = request_int(
+                one_of(config, "maxOutputTokens", "max_output_tokens"), "generationConfig.maxOutputTokens"
+            )
+        return Classification(endpoint=action, model=model, facts=facts)
+
+    def streams_unread(self, method: str, path: str) -> bool:
+        return method in ("POST", "PUT") and path.startswith("/upload/") and path.endswith("/files") and path.count("/") == 3
 
     def refusal(self, reason: str, message: str) -> Refusal:
         body = {"error": {"code": STATUS[reason], "message": message, "status": _REASONS[reason]}}

@@ -3,75 +3,140 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
+from urllib.parse import parse_qs
 
 from ..call import Classification, RequestFacts, Usage
 from .base import (
     BAD_REQUEST,
+    UNREAD_BODY,
     POLICY_DENIED,
     UNAUTHENTICATED,
     Headers,
     Provider,
     Refusal,
     SSEReader,
+    Unreadable,
     UsageReader,
     add_totals,
     as_int,
+    check_case,
     count,
     is_event_stream,
+    largest,
     parse_json,
+    path_segments,
+    request_flag,
+    request_int,
+    request_model,
+    words,
 )
 
-# Path (after the version prefix) → endpoint kind; the longest matching prefix wins.
+# Path segments (after the version prefix) → endpoint kind; a path under one of these is that kind.
 _ENDPOINTS = (
-    ("chat/completions", "chat.completions"),
-    ("responses", "responses"),
-    ("embeddings", "embeddings"),
-    ("completions", "completions"),
-    ("moderations", "moderations"),
-    ("images/generations", "images.generations"),
-    ("images/edits", "images.edits"),
-    ("audio/speech", "audio.speech"),
-    ("audio/transcriptions", "audio.transcriptions"),
-    ("audio/translations", "audio.translations"),
-    ("models", "models"),
+    (("chat", "completions"), "chat.completions"),
+    (("responses",), "responses"),
+    (("embeddings",), "embeddings"),
+    (("completions",), "completions"),
+    (("moderations",), "moderations"),
+    (("images", "generations"), "images.generations"),
+    (("images", "edits"), "images.edits"),
+    (("images", "variations"), "images.variations"),
+    (("audio", "speech"), "audio.speech"),
+    (("audio", "transcriptions"), "audio.transcriptions"),
+    (("audio", "translations"), "audio.translations"),
+    (("realtime",), "realtime"),
+    (("models",), "models"),
 )
+# Endpoints that take files or audio (multipart or raw bytes): their bodies stream upstream unread.
+# None stands for an id.
+_UPLOADS = (
+    ("files",),
+    ("uploads", None, "parts"),
+    ("audio", "transcriptions"),
+    ("audio", "translations"),
+    ("images", "edits"),
+    ("images", "variations"),
+    ("containers", None, "files"),
+    ("videos",),
+)
+# OpenAI's fixed path words are lower case; ids may not be.
+WORDS = words(
+    *{w for prefix, _ in _ENDPOINTS for w in prefix},
+    *{w for prefix in _UPLOADS for w in prefix if w},
+    "v1", "assistants", "threads", "runs", "steps", "messages", "vector_stores", "file_batches",
+    "batches", "fine_tuning", "jobs", "checkpoints", "events", "content", "cancel", "sessions",
+    "client_secrets", "calls", "conversations", "items", "input_items", "evals", "organization",
+    "traces", "ingest", "complete",
+)  # fmt: skip
 _NON_ID = re.compile(r"^[a-z_]+$")
 
 
-def endpoint_of(rest: str) -> str | None:
-    """Endpoint kind from the path after `/v1/` (query removed)."""
-    rest = rest.strip("/")
+def endpoint_of(segments: Sequence[str]) -> str | None:
+    """Endpoint kind from the path's segments after `/v1/`."""
+    check_case(segments, WORDS)
     for prefix, kind in _ENDPOINTS:
-        if rest == prefix or rest.startswith(prefix + "/"):
+        if tuple(segments[: len(prefix)]) == prefix:
             return kind
-    # Unknown endpoints are named by their fixed segments (ids left out): files, batches, …
-    named = [s for s in rest.split("/") if _NON_ID.match(s)]
+    # Other endpoints are named by their fixed segments (ids left out): files, batches, …
+    named = [s for s in segments if _NON_ID.match(s)]
     return ".".join(named) or None
+
+
+def is_upload(method: str, segments: Sequence[str]) -> bool:
+    """Whether an OpenAI-format path (segments after `/v1/`) takes a file or audio."""
+    if method != "POST":
+        return False
+    for shape in _UPLOADS:
+        if len(shape) == len(segments) and all(w is None or w == s for w, s in zip(shape, segments, strict=True)):
+            return True
+    return False
+
+
+def classify_request(method: str, segments: Sequence[str], data: dict[str, Any] | None, query: str) -> Classification:
+    """An OpenAI-format request, from its path's segments after the version prefix."""
+    if not segments:
+        raise Unreadable("the path names no endpoint")
+    endpoint = endpoint_of(segments)
+    if endpoint == "realtime" and method == "GET":
+        return Classification(endpoint=endpoint, model=realtime_model(query), wire_format="openai")
+    if is_upload(method, segments):
+        return Classification(endpoint=endpoint, wire_format="openai", unread=UNREAD_BODY)
+    return classify_body(endpoint, method, data)
+
+
+def realtime_model(query: str) -> str:
+    """The model a Realtime WebSocket asks for, in its query: exactly one."""
+    models = parse_qs(query, keep_blank_values=True).get("model", [])
+    if len(models) != 1 or not models[0]:
+        raise Unreadable("a Realtime session names exactly one model in its query (?model=…)")
+    return models[0]
 
 
 def classify_body(endpoint: str | None, method: str, data: dict[str, Any] | None) -> Classification:
     """Model and request facts from an OpenAI-format request body (its JSON object)."""
     if data is None or method != "POST":
         return Classification(endpoint=endpoint, wire_format="openai")
-    model = data.get("model")
-    stream = data.get("stream")
-    facts = RequestFacts(stream=stream if isinstance(stream, bool) else False)
+    facts = RequestFacts(stream=request_flag(data.get("stream"), "stream"))
     if endpoint == "chat.completions":
         messages = data.get("messages")
         facts.message_count = count(messages)
         facts.has_system = _has_system_message(messages)
         facts.has_tools = bool(data.get("tools") or data.get("functions"))
-        facts.max_tokens = as_int(data.get("max_completion_tokens", data.get("max_tokens")))
+        facts.max_tokens = largest(
+            request_int(data.get("max_completion_tokens"), "max_completion_tokens"),
+            request_int(data.get("max_tokens"), "max_tokens"),
+        )
     elif endpoint == "responses":
         inputs = data.get("input")
         facts.message_count = 1 if isinstance(inputs, str) else count(inputs)
         facts.has_system = bool(data.get("instructions")) or _has_system_message(inputs)
         facts.has_tools = bool(data.get("tools"))
-        facts.max_tokens = as_int(data.get("max_output_tokens"))
+        facts.max_tokens = request_int(data.get("max_output_tokens"), "max_output_tokens")
     elif endpoint == "completions":
-        facts.max_tokens = as_int(data.get("max_tokens"))
-    return Classification(endpoint, model if isinstance(model, str) else None, facts, "openai")
+        facts.max_tokens = request_int(data.get("max_tokens"), "max_tokens")
+    return Classification(endpoint, request_model(data), facts, "openai")
 
 
 _SYSTEM_ROLES = ("system", "developer")  # compared, not hashed: a role may be any JSON value
@@ -207,16 +272,21 @@ def refusal_body(reason: str, message: str) -> dict[str, Any]:
 
 class OpenAI(Provider):
     name = "openai"
-    host_pattern = r"^api\.openai\.com:443$"
+    host_pattern = r"api\.openai\.com"
     side_header = "X-OpenAI-Key"
     key_positions = positions = ("authorization",)
     key_header = "authorization"
     default_host = "api.openai.com"
 
-    def classify(self, method: str, path: str, data: dict[str, Any] | None) -> Classification:
-        rest = path.split("?", 1)[0]
-        rest = rest.removeprefix("/v1/") if rest.startswith("/v1/") else rest.lstrip("/")
-        return classify_body(endpoint_of(rest), method, data)
+    def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
+        segments = path_segments(path)
+        check_case(segments[:1], WORDS)
+        if segments[0] != "v1":
+            raise Unreadable("OpenAI's paths start with /v1/")
+        return classify_request(method, segments[1:], data, query)
+
+    def streams_unread(self, method: str, path: str) -> bool:
+        return path.startswith("/v1/") and is_upload(method, path[4:].split("/"))
 
     def refusal(self, reason: str, message: str) -> Refusal:
         return self._json_refusal(reason, refusal_body(reason, message))

@@ -1,38 +1,55 @@
-"""Which provider, endpoint and model a call is, and what it asks for."""
+"""Which provider, endpoint and model a call is, and what it asks for; a call Tollgate cannot read
+exactly as the provider would is refused (400 `bad_request`), never guessed at."""
 
 from __future__ import annotations
 
 from mitmproxy import http
+from mitmproxy.net.http import url
 
 from ..call import Call
-from ..providers import provider_for
-from ..providers.base import MISCONFIGURED, header_index, parse_request_json
+from ..providers import host_name, provider_for
+from ..providers.base import BAD_REQUEST, MISCONFIGURED, Provider, Unreadable, header_index, read_request_json
 from .shared import CALL, Shared, refuse
+
+# What an LLM API is called with; CONNECT (HTTP/2's extended CONNECT opens a tunnel), TRACE and
+# anything else are refused.
+METHODS = frozenset(("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"))
 
 
 def request_body(request: http.Request, headers: dict[bytes, bytes]) -> bytes | None:
-    """The body with its content-encoding undone; None when it cannot be."""
+    """The body with its content-encoding undone; `Unreadable` when it cannot be."""
     if b"content-encoding" not in headers:  # several times cheaper than get_content
         return request.raw_content
     try:
         return request.get_content(strict=True)
     except ValueError:
-        return None
+        raise Unreadable("the body's Content-Encoding cannot be decoded") from None
 
 
-def is_large_upload(request: http.Request) -> bool:
-    """Files and audio are streamed upstream as they arrive; JSON is read whole, as its model and
-    facts are needed before the call may go."""
-    headers = header_index(request.headers.fields)
-    if b"json" in headers.get(b"content-type", b"").lower():
-        return False
-    length = headers.get(b"content-length", b"")
-    if length.isdigit():
-        return int(length) > STREAMED_UPLOAD
-    return b"chunked" in headers.get(b"transfer-encoding", b"").lower()
+def check_transport(request: http.Request, headers: dict[bytes, bytes], host: str) -> None:
+    """What every call must be before its path and body are read: HTTPS, one host, a plain method."""
+    if request.scheme != "https":
+        raise Unreadable("LLM APIs are called over HTTPS; Tollgate refuses plain HTTP")
+    if request.method not in METHODS:
+        raise Unreadable(f"Tollgate does not forward {request.method} requests")
+    named = request.host_header
+    if named is not None and named != request.host:  # the common case: the Host header made request.host
+        try:
+            other, port = url.parse_authority(named, check=True)
+        except ValueError:
+            raise Unreadable("the Host header is not a host") from None
+        if host_name(other) != host or (port is not None and port != request.port):
+            raise Unreadable("the Host header names another host than the one called")
 
 
-STREAMED_UPLOAD = 4 * 1024 * 1024
+def check_upgrade(headers: dict[bytes, bytes], endpoint: str | None) -> None:
+    """Only OpenAI's Realtime WebSocket is upgraded: Tollgate reads its messages. Any other upgrade
+    would turn the connection into one Tollgate cannot read."""
+    upgrade = headers.get(b"upgrade")
+    if upgrade is None:
+        return
+    if endpoint != "realtime" or upgrade.lower() != b"websocket":
+        raise Unreadable("Tollgate does not upgrade this connection to another protocol")
 
 
 class Classify:
@@ -40,30 +57,45 @@ class Classify:
         self.shared = shared
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        if flow.response is None and is_large_upload(flow.request):
-            call = self._classify(flow, read_body=False)
-            if call is not None and flow.response is None:
-                call.streamed_upload = True
-                flow.request.stream = True
+        if flow.response is not None:
+            return
+        request = flow.request
+        provider = provider_for(request.host)
+        if provider is None or not provider.streams_unread(request.method, request.path.partition("?")[0]):
+            return
+        call = self._classify(flow, provider, read_body=False)
+        if flow.response is None:
+            call.streamed_upload = True
+            request.stream = True
 
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None or flow.error is not None or CALL in flow.metadata:
             return
-        self._classify(flow, read_body=True)
+        provider = provider_for(flow.request.host)
+        if provider is not None:
+            self._classify(flow, provider, read_body=True)
 
-    def _classify(self, flow: http.HTTPFlow, read_body: bool) -> Call | None:
+    def _classify(self, flow: http.HTTPFlow, provider: Provider, read_body: bool) -> Call:
         request = flow.request
-        provider = provider_for(request.host, request.port)
-        if provider is None:
-            return None
-        path = request.path.split("?", 1)[0]
+        path, _, query = request.path.partition("?")
         headers = header_index(request.headers.fields)
-        method = request.method
-        data = parse_request_json(request_body(request, headers)) if read_body else None
-        # Positional: keyword arguments cost more than the call record's other fields together.
-        call = Call(provider.name, request.host, method, path, provider.classify(method, path, data), data, headers)
+        host = host_name(request.host)
+        call = Call(provider=provider.name, host=host, method=request.method, path=path, headers=headers)
         flow.metadata[CALL] = call
         if not self.shared.ready:
             refuse(flow, call, MISCONFIGURED, "Tollgate has no valid configuration; see its console.")
             call.error = "no valid configuration"
+            return call
+        try:
+            check_transport(request, headers, host)
+            data = read_request_json(request_body(request, headers)) if read_body else None
+            call.classification = provider.classify(request.method, path, data, query)
+            check_upgrade(headers, call.classification.endpoint)
+        except Unreadable as e:
+            call.error = f"bad request: {e}"
+            refuse(flow, call, BAD_REQUEST, f"Tollgate cannot read this request exactly and did not forward it: {e}.")
+            return call
+        call.body = data
+        if host != request.host:  # the upstream gets the host as Tollgate read it
+            request.host = host
         return call
