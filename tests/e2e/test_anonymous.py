@@ -63,19 +63,23 @@ def test_model_listing_passes_through(g):
     assert (record["method"], record["endpoint"], record["model"]) == ("GET", "models", None)
 
 
-def test_body_that_is_not_json_still_goes_through_and_is_audited(g):
+def test_body_that_is_not_json_is_refused_even_with_the_callers_own_key(g):
+    before = len(g.fakes["openai"].received)
     result = g.run("""
-        import urllib.request
+        import urllib.error, urllib.request
         req = urllib.request.Request("https://api.openai.com/v1/chat/completions", data=b"\\x00\\xffnot json{",
             headers={"authorization": "Bearer sk-own", "content-type": "application/json"})
-        with urllib.request.urlopen(req) as resp:
-            report(status=resp.status)
+        try:
+            urllib.request.urlopen(req)
+        except urllib.error.HTTPError as e:
+            report(status=e.code, kind=e.headers["x-tollgate-error"], body=e.read().decode())
     """)
-    assert result == {"status": 200}
-    assert g.fakes["openai"].received[-1].body == b"\x00\xffnot json{"
+    assert (result["status"], result["kind"]) == (400, "bad_request")
+    assert "the body is not a JSON object" in result["body"]
+    assert len(g.fakes["openai"].received) == before
     record = g.last_audit()
-    assert (record["endpoint"], record["model"], record["message_count"], record["status"]) == (
-        "chat.completions", None, None, 200)
+    assert (record["endpoint"], record["model"], record["status"], record["error"]) == (
+        None, None, 400, "bad request: the body is not a JSON object")
 
 
 def test_compressed_body_is_classified_and_forwarded_unchanged(g):
@@ -95,17 +99,20 @@ def test_compressed_body_is_classified_and_forwarded_unchanged(g):
     assert (record["model"], record["max_tokens"], record["message_count"]) == ("claude-haiku-4-5", 5, 1)
 
 
-def test_broken_compression_does_not_crash(g):
+def test_broken_compression_is_refused(g):
     result = g.run("""
-        import urllib.request
+        import urllib.error, urllib.request
         req = urllib.request.Request("https://api.anthropic.com/v1/messages", data=b"definitely not gzip",
             headers={"x-api-key": "sk-ant-own", "content-type": "application/json", "content-encoding": "gzip"})
-        with urllib.request.urlopen(req) as resp:
-            report(status=resp.status)
+        try:
+            urllib.request.urlopen(req)
+        except urllib.error.HTTPError as e:
+            report(status=e.code, kind=e.headers["x-tollgate-error"])
     """)
-    assert result == {"status": 200}
+    assert result == {"status": 400, "kind": "bad_request"}
     record = g.last_audit()
-    assert (record["provider"], record["model"], record["status"]) == ("anthropic", None, 200)
+    assert (record["provider"], record["model"], record["status"], record["error"]) == (
+        "anthropic", None, 400, "bad request: the body's Content-Encoding cannot be decoded")
 
 
 def test_upstream_error_status_reaches_the_client_and_the_audit(g):

@@ -72,8 +72,11 @@ class FakeUpstream:
                 pass
 
             def _serve(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(length) if length else b""
+                if "chunked" in self.headers.get("transfer-encoding", "").lower():
+                    body = self._read_chunked()
+                else:
+                    length = int(self.headers.get("content-length") or 0)
+                    body = self.rfile.read(length) if length else b""
                 received = Received(
                     self.command,
                     self.path,
@@ -97,6 +100,17 @@ class FakeUpstream:
                 self.send_header("content-length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            def _read_chunked(self) -> bytes:
+                body = b""
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
+                            pass
+                        return body
+                    body += self.rfile.read(size)
+                    self.rfile.readline()
 
             def _stream(self, reply: Reply) -> None:
                 self.send_response(reply.status)

@@ -1155,11 +1155,11 @@ def test_facts_read_by_the_examples() -> None:
     def read(path: Path) -> list[str]:
         return [_fact_path(i) for i in facts_read([path.read_text()])]
 
-    assert read(ALLOWLIST) == ["client.groups", "model"]
+    assert read(ALLOWLIST) == ["client.groups", "endpoint", "model", "unread"]
     assert read(BLOCKED) == ["client.groups"]
     assert read(CAP) == ["method", "endpoint", "request.max_tokens"]
     assert read(STREAMING) == ["client.name", "request.stream"]
-    assert facts_read(p.read_text() for p in ALL_EXAMPLES) == (0, 1, 5, 7, 9, 13, 14)
+    assert facts_read(p.read_text() for p in ALL_EXAMPLES) == (0, 1, 5, 7, 9, 13, 14, 15)
 
 
 @pytest.mark.parametrize(

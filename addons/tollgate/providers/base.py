@@ -179,7 +179,7 @@ def read_request_json(body: bytes | None) -> dict[str, Any] | None:
     except RecursionError:
         raise Unreadable("the JSON body is nested too deeply") from None
     except (StopIteration, ValueError) as e:
-        raise e if isinstance(e, Unreadable) else Unreadable("the body is not JSON") from None
+        raise e if isinstance(e, Unreadable) else Unreadable("the body is not a JSON object") from None
     if end != len(text) and text[end:].strip(_JSON_SPACE):
         raise Unreadable("the body is not one JSON object")
     if not isinstance(value, dict):

@@ -113,9 +113,9 @@ class Gemini(Provider):
             raise Unreadable("Gemini model ids are lower-case letters, digits, '.', '_' and '-'")
         if not colon:
             return Classification(endpoint="models.get", model=model)
+        check_case((action,), WORDS)
         if not _METHOD.fullmatch(action):
             raise Unreadable("the path's method is not one Gemini names (e.g. :generateContent)")
-        check_case((action,), WORDS)
         facts = RequestFacts(stream=action == "streamGenerateContent")
         if data is not None and method == "POST":
             config = one_of(data, "generationConfig", "generation_config")

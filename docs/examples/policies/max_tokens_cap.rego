@@ -8,6 +8,7 @@ cap := 4096
 generating := {"chat.completions", "responses", "messages", "generateContent", "streamGenerateContent", "converse", "converse-stream", "invoke", "invoke-with-response-stream"}
 
 deny contains msg if {
+	is_number(input.request.max_tokens) # regopy, unlike OPA, orders null above every number
 	input.request.max_tokens > cap
 	msg := sprintf("max_tokens %d is over the cap of %d", [input.request.max_tokens, cap])
 }

@@ -1,0 +1,277 @@
+"""What Tollgate cannot read exactly never reaches a provider with a real key: raw requests through a
+real mitmdump (paths, bodies, encodings and hosts no SDK sends), each refused in the provider's own
+shape, audited, and absent from the upstream; and the cases an SDK can send."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from tests.support.raw import send
+
+REAL = {
+    "openai": "sk-REAL-openai-fc-1",
+    "gemini": "AIza-REAL-gemini-fc-2",
+    "anthropic": "sk-ant-REAL-fc-3",
+    "bedrock": "ABSK-REAL-bedrock-fc-4",
+}
+ALICE = "tg-alice-failclosed-5"
+PROMPT = "PROMPT-fail-closed-never-logged"
+HOSTS = {
+    "openai": "api.openai.com",
+    "gemini": "generativelanguage.googleapis.com",
+    "anthropic": "api.anthropic.com",
+    "bedrock": "bedrock-runtime.us-east-1.amazonaws.com",
+}
+KEY_HEADER = {
+    "openai": ("Authorization", f"Bearer {ALICE}"),
+    "gemini": ("x-goog-api-key", ALICE),
+    "anthropic": ("x-api-key", ALICE),
+    "bedrock": ("Authorization", f"Bearer {ALICE}"),
+}
+POLICY = """
+package tollgate
+
+import rego.v1
+
+# is_number: regopy (unlike OPA) orders null above numbers
+deny contains "max_tokens over 1000" if {
+    is_number(input.request.max_tokens)
+    input.request.max_tokens > 1000
+}
+
+deny contains "the model of this call was not read" if {
+    "model" in input.unread
+    not "uploaders" in input.client.groups
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def gw(start_gateway, tmp_path_factory):
+    policy = tmp_path_factory.mktemp("policy") / "policy.rego"
+    policy.write_text(POLICY)
+    saved = tmp_path_factory.mktemp("saved") / "flows.mitm"
+
+    def config(urls: dict[str, str]) -> dict:
+        return {
+            "providers": {name: {"upstream": url, "keys": [REAL[name]]} for name, url in urls.items()},
+            "clients": [{"name": "alice", "keys": [ALICE]}, {"name": "uma", "keys": ["tg-uma-uploads-6"],
+                                                             "groups": ["uploaders"]}],
+            "policy": {"rego": [str(policy)]},
+        }
+
+    gateway = start_gateway(config, "--set", "flow_detail=4", "--set", "termlog_verbosity=debug",
+                            "--set", f"save_stream_file={saved}")
+    gateway.saved = saved
+    return gateway
+
+
+@pytest.fixture
+def g(gw):
+    gw.reset()
+    return gw
+
+
+def raw(g, provider: str, target: str, body: bytes = b"", headers: list[tuple[str, str]] | None = None, **kw):
+    """A request as alice would send it, but for what the test changes; the audit record it added."""
+    before = len(g.audit())
+    pairs = [KEY_HEADER[provider], ("Content-Type", "application/json"), *(headers or [])]
+    response = send(g.proxy.port, g.bundle, kw.pop("host", HOSTS[provider]), target, body=body, headers=pairs, **kw)
+    return response, g.wait_audit(before + 1)[before]
+
+
+def assert_refused(g, provider: str, response, record, why: str) -> None:
+    assert response.status == 400, response.body
+    assert response.headers["x-tollgate-error"] == "bad_request"
+    assert why in response.body.decode()
+    shape = response.json()
+    if provider == "openai":
+        assert shape["error"]["type"] == "invalid_request_error" and shape["error"]["code"] == "bad_request"
+    elif provider == "gemini":
+        assert shape["error"]["status"] == "INVALID_ARGUMENT" and shape["error"]["code"] == 400
+    elif provider == "anthropic":
+        assert shape == {"type": "error", "error": {"type": "invalid_request_error", "message": shape["error"]["message"]}}
+    else:
+        assert response.headers["x-amzn-errortype"] == "ValidationException" and "message" in shape
+    assert g.fakes[provider].received == []
+    assert record["status"] == 400 and record["error"].startswith("bad request: ")
+    assert why in record["error"]
+    assert record["provider"] == provider and record["upstream_key"] is None
+
+
+CHAT = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": PROMPT}]}).encode()
+GEMINI_BODY = json.dumps({"contents": [{"parts": [{"text": PROMPT}]}]}).encode()
+CONVERSE = json.dumps({"messages": [{"role": "user", "content": [{"text": PROMPT}]}]}).encode()
+
+
+@pytest.mark.parametrize(
+    ("provider", "target", "body", "why"),
+    [
+        ("gemini", "//v1beta/models/gemini-2.0-flash:generateContent", GEMINI_BODY, "empty segment"),
+        ("gemini", "/v1beta/./models/gemini-2.0-flash:generateContent", GEMINI_BODY, "'.' or '..' segment"),
+        ("gemini", "/v1beta/models/gemini-2.0-flash:generateContent/", GEMINI_BODY, "ends in '/'"),
+        ("gemini", "/v1beta/models%2Fgemini-2.0-flash:generateContent", GEMINI_BODY, "percent-encoded"),
+        ("gemini", "/v1beta/models/gemini-2.0-flash:GenerateContent", GEMINI_BODY, "is not written 'generateContent'"),
+        ("gemini", "/v1beta/Models/gemini-2.0-flash:generateContent", GEMINI_BODY, "is not written 'models'"),
+        ("gemini", "/v1beta/models/gemini-2.0-flash:generateContent:x", GEMINI_BODY, "method is not one Gemini names"),
+        ("bedrock", "//model/amazon.nova-lite-v1%3A0/converse", CONVERSE, "empty segment"),
+        ("bedrock", "/model/amazon.nova-lite-v1%3A0/converse/", CONVERSE, "ends in '/'"),
+        ("bedrock", "/./model/amazon.nova-lite-v1%3A0/converse", CONVERSE, "'.' or '..' segment"),
+        ("bedrock", "/model/amazon.nova-lite-v1%3A0/Converse", CONVERSE, "is not written 'converse'"),
+        ("bedrock", "/model/amazon.nova-lite-v1%3A0/converse;x", CONVERSE, "';' parameters"),
+        ("openai", "/V1/Chat/Completions", CHAT, "is not written 'v1'"),
+        ("openai", "/v1/chat/completions;x=1", CHAT, "';' parameters"),
+        ("openai", "/v1/chat%2Fcompletions", CHAT, "percent-encoded"),
+        ("openai", "/chat/completions", CHAT, "start with /v1/"),
+        ("anthropic", "/v1/messages/", json.dumps({"model": "claude-haiku-4-5", "max_tokens": 5000}).encode(),
+         "ends in '/'"),
+    ],
+)
+def test_a_path_not_in_canonical_form_is_refused(g, provider, target, body, why):
+    response, record = raw(g, provider, target, body)
+    assert_refused(g, provider, response, record, why)
+
+
+MAX_TOKENS_2_63 = b'{"model": "gpt-4o-mini", "max_tokens": 9223372036854775808, "messages": []}'
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "headers", "kw", "why"),
+    [
+        ("chunked text", CHAT, [("Content-Type", "text/plain")], {"chunked": True}, None),
+        ("chunked, no type", CHAT, [], {"chunked": True}, None),
+        ("large non-JSON", b"x" * (5 * 1024 * 1024), [("Content-Type", "text/plain")], {}, "not a JSON object"),
+        ("unknown encoding", CHAT, [("Content-Encoding", "x-unknown")], {}, "Content-Encoding cannot be decoded"),
+        ("gzip on a plain body", CHAT, [("Content-Encoding", "gzip")], {}, "Content-Encoding cannot be decoded"),
+        ("invalid UTF-8", CHAT.replace(PROMPT.encode(), b"caf\xe9"), [], {}, "not UTF-8"),
+        ("deep nesting", b'{"model": "gpt-4o-mini", "messages": ' + b"[" * 10_000 + b"]" * 10_000 + b"}", [], {},
+         "nested too deeply"),
+        ("repeated model", b'{"model": "gpt-4o-mini", "model": "gpt-5", "messages": []}', [], {}, "repeats a key"),
+        ("max_tokens 2**63", MAX_TOKENS_2_63, [], {}, "'max_tokens' is out of range"),
+        ("max_tokens as text", b'{"model": "gpt-4o-mini", "max_tokens": "lots", "messages": []}', [], {},
+         "'max_tokens' is not an integer"),
+        ("lone surrogate model", b'{"model": "gpt-4o-mini\\ud800", "messages": []}', [], {}, "not valid Unicode"),
+    ],
+)
+def test_an_unreadable_body_is_refused(g, case, body, headers, kw, why):
+    # The content type is the client's to get wrong: chunked bodies and other types are read whole and,
+    # being JSON, served (Tollgate read them exactly).
+    replaced = {n.lower() for n, _ in headers}
+    pairs = [KEY_HEADER["openai"], *headers] + ([("Content-Type", "application/json")] if "content-type" not in replaced else [])
+    before = len(g.audit())
+    response = send(g.proxy.port, g.bundle, HOSTS["openai"], "/v1/chat/completions", body=body, headers=pairs, **kw)
+    record = g.wait_audit(before + 1)[before]
+    if why is None:
+        assert response.status == 200
+        seen = g.fakes["openai"].received[-1]
+        assert seen.headers["authorization"] == f"Bearer {REAL['openai']}" and json.loads(seen.body) == json.loads(CHAT)
+        assert (record["model"], record["message_count"], record["status"]) == ("gpt-4o-mini", 1, 200)
+        return
+    assert_refused(g, "openai", response, record, why)
+
+
+def test_a_gzipped_body_is_read_and_a_max_tokens_cap_holds(g):
+    body = gzip.compress(json.dumps({"model": "gpt-4o-mini", "max_tokens": 5000, "messages": []}).encode())
+    response, record = raw(g, "openai", "/v1/chat/completions", body, [("Content-Encoding", "gzip")])
+    assert response.status == 403 and response.headers["x-tollgate-error"] == "policy_denied"
+    assert record["max_tokens"] == 5000 and record["deny_reasons"] == ["max_tokens over 1000"]
+    assert g.fakes["openai"].received == []
+
+
+@pytest.mark.parametrize(
+    ("provider", "target", "body"),
+    [
+        ("gemini", "/v1beta/models/gemini-2.0-flash:generateContent",
+         {"contents": [], "generationConfig": {"maxOutputTokens": 5, "max_output_tokens": 5000}}),
+        ("anthropic", "/v1/messages", {"model": "claude-haiku-4-5", "max_tokens": 5000.5, "messages": []}),
+        ("bedrock", "/model/amazon.nova-lite-v1%3A0/converse", {"messages": [], "inferenceConfig": {"maxTokens": "x"}}),
+    ],
+)
+def test_a_limit_the_policy_caps_is_read_exactly_or_refused(g, provider, target, body):
+    response, record = raw(g, provider, target, json.dumps(body).encode())
+    assert_refused(g, provider, response, record, "")
+
+
+def test_a_trailing_dot_or_odd_case_host_is_governed_like_the_host(g):
+    result = g.run(f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{ALICE}", base_url="https://API.OpenAI.com./v1", max_retries=0)
+        r = client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "{PROMPT}"}}])
+        report(tokens=r.usage.total_tokens)
+    """)
+    assert result == {"tokens": 28}
+    seen = g.fakes["openai"].received[-1]
+    assert seen.headers["authorization"] == f"Bearer {REAL['openai']}"
+    record = g.last_audit()
+    assert (record["client"], record["host"], record["model"], record["status"]) == (
+        "alice", "api.openai.com", "gpt-4o-mini", 200)
+
+
+def test_another_port_is_governed_like_the_host(g):
+    response, record = raw(g, "openai", "/v1/chat/completions", CHAT, host="api.openai.com:8443",
+                           connect="api.openai.com:8443")
+    assert response.status == 200
+    assert g.fakes["openai"].received[-1].headers["authorization"] == f"Bearer {REAL['openai']}"
+    assert (record["client"], record["host"], record["status"]) == ("alice", "api.openai.com", 200)
+
+
+def test_plain_http_to_an_llm_host_is_refused(g):
+    response, record = raw(g, "openai", "/v1/chat/completions", CHAT, tls=False)
+    assert_refused(g, "openai", response, record, "plain HTTP")
+
+
+def test_a_host_header_naming_another_host_is_refused(g):
+    # Absolute form inside the tunnel: mitmproxy connects where the URL says, the Host header says elsewhere.
+    response, record = raw(g, "openai", "https://api.openai.com/v1/chat/completions", CHAT,
+                           headers=[("Host", "evil.example")])
+    assert_refused(g, "openai", response, record, "Host header names another host")
+
+
+@pytest.mark.parametrize(
+    ("target", "method", "headers", "why"),
+    [
+        ("/v1/chat/completions", "POST", [("Connection", "Upgrade"), ("Upgrade", "websocket")], "does not upgrade"),
+        ("/v1/models", "GET", [("Connection", "Upgrade"), ("Upgrade", "custom/1")], "does not upgrade"),
+        ("/v1/models", "TRACE", [], "does not forward TRACE"),
+    ],
+)
+def test_upgrades_and_odd_methods_are_refused(g, target, method, headers, why):
+    body = CHAT if method == "POST" else b""
+    response, record = raw(g, "openai", target, body, headers=headers, method=method)
+    assert_refused(g, "openai", response, record, why)
+
+
+def test_an_audio_upload_streams_unread_and_the_policy_sees_its_model_unread(g):
+    code = """
+        import io
+        from openai import OpenAI
+        client = OpenAI(api_key="{key}", max_retries=0)
+        try:
+            t = client.audio.transcriptions.create(model="whisper-1", file=("a.wav", io.BytesIO(b"RIFF" + bytes(5000))))
+            report(text=t.text)
+        except Exception as e:
+            report(error=type(e).__name__, status=getattr(e, "status_code", None))
+    """
+    denied = g.run(code.format(key=ALICE))
+    assert denied == {"error": "PermissionDeniedError", "status": 403}
+    assert g.fakes["openai"].received == []
+    record = g.last_audit()
+    assert (record["endpoint"], record["model"], record["deny_reasons"]) == (
+        "audio.transcriptions", None, ["the model of this call was not read"])
+    served = g.run(code.format(key="tg-uma-uploads-6"))
+    assert served["text"].endswith("bytes heard")
+    seen = g.fakes["openai"].received[-1]
+    assert seen.headers["authorization"] == f"Bearer {REAL['openai']}" and b"whisper-1" in seen.body
+    assert (g.last_audit()["client"], g.last_audit()["status"]) == ("uma", 200)
+
+
+def test_nothing_refused_leaks_to_the_console_or_saved_flows(g):
+    raw(g, "openai", "/v1/chat%2Fcompletions", CHAT)
+    raw(g, "openai", "/v1/chat/completions", CHAT, [("Content-Encoding", "x-unknown")])
+    console = g.proxy.console()
+    assert "400" in console
+    for secret in (ALICE, PROMPT, *REAL.values()):
+        assert secret not in console

@@ -1,0 +1,115 @@
+"""Raw HTTP/1.1 requests through the proxy, byte for byte as a test writes them: what no SDK sends
+(odd paths, encodings, bodies, hosts), through CONNECT and TLS with Tollgate's CA, or as plain HTTP."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def send(
+    proxy_port: int,
+    bundle: Path,
+    host: str,
+    target: str,
+    *,
+    method: str = "POST",
+    headers: dict[str, str] | list[tuple[str, str]] | None = None,
+    body: bytes = b"",
+    connect: str | None = None,
+    tls: bool = True,
+    chunked: bool = False,
+    timeout: float = 20.0,
+) -> RawResponse:
+    """One request to `host` (its Host header) through the proxy; `connect` is the CONNECT
+    authority (default host:443). With `tls=False` the request goes as plain HTTP in absolute form."""
+    pairs = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
+    names = {n.lower() for n, _ in pairs}
+    if "host" not in names:
+        pairs.insert(0, ("Host", host))
+    if chunked:
+        pairs.append(("Transfer-Encoding", "chunked"))
+        payload = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in _pieces(body)) + b"0\r\n\r\n"
+    else:
+        if body and "content-length" not in names:
+            pairs.append(("Content-Length", str(len(body))))
+        payload = body
+    sock = socket.create_connection(("127.0.0.1", proxy_port), timeout=timeout)
+    try:
+        if tls:
+            sock.sendall(f"CONNECT {connect or host + ':443'} HTTP/1.1\r\nHost: {connect or host + ':443'}\r\n\r\n".encode())
+            head = _read_head(sock)
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise AssertionError(f"CONNECT refused: {head!r}")
+            context = ssl.create_default_context(cafile=str(bundle))
+            sock = context.wrap_socket(sock, server_hostname=host.rstrip(".").split(":")[0])
+            line = f"{method} {target} HTTP/1.1\r\n"
+        else:
+            line = f"{method} http://{host}{target} HTTP/1.1\r\n"
+        head = line + "".join(f"{n}: {v}\r\n" for n, v in pairs) + "Connection: close\r\n\r\n"
+        sock.sendall(head.encode("latin-1") + payload)
+        return _read_response(sock)
+    finally:
+        sock.close()
+
+
+def _pieces(body: bytes, size: int = 1000) -> list[bytes]:
+    return [body[i : i + size] for i in range(0, len(body), size)] or []
+
+
+def _read_head(sock: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _read_response(sock: socket.socket) -> RawResponse:
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, ssl.SSLError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        body = _dechunk(body)
+    return RawResponse(status, headers, body)
+
+
+def _dechunk(data: bytes) -> bytes:
+    out = b""
+    while data:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out += data[:size]
+        data = data[size + 2 :]
+    return out
