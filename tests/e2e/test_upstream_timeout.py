@@ -93,7 +93,7 @@ def chat(model: str) -> H2Request:
 
 def test_a_timeout_ends_only_its_own_stream_of_a_shared_http2_connection(start_gateway, h2_upstream, bundle):
     openai = {"upstream": h2_upstream.url, "keys": [KEY], "timeout": 1}
-    gw = start_gateway({"providers": {"openai": openai}})
+    gw = start_gateway({"providers": {"openai": openai}}, "--set", "flow_detail=4", "--set", "termlog_verbosity=debug")
     stalled, streamed = h2_calls(gw.proxy.port, bundle, "api.openai.com", [chat(STALL_MODEL), chat("gpt-4o-mini")], 10)
 
     assert sorted(r.json()["model"] for r in h2_upstream.received) == ["gpt-4o-mini", STALL_MODEL]
@@ -110,6 +110,8 @@ def test_a_timeout_ends_only_its_own_stream_of_a_shared_http2_connection(start_g
         504, "upstream timeout: no response within 1 s")
     assert (records["gpt-4o-mini"]["status"], records["gpt-4o-mini"]["error"]) == (200, None)
     assert records["gpt-4o-mini"]["output_tokens"] == streams.OPENAI_STREAM_USAGE["completion_tokens"]
+    console = gw.proxy.console()
+    assert "/v1/chat/completions" in console and KEY not in console and "sk-own" not in console
 
 
 def test_under_load_only_the_calls_that_timed_out_are_audited_as_timeouts(start_gateway):
