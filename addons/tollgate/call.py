@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import math
 import random
@@ -35,6 +36,15 @@ class Usage:
     cached_tokens: int | None = None
     reasoning_tokens: int | None = None
     finish_reason: str | None = None
+
+
+class Failure(enum.Enum):
+    """How a call failed, where code must tell (the audit's `error` says it in words)."""
+
+    UPSTREAM_UNREACHABLE = "upstream_unreachable"
+    UPSTREAM_TIMEOUT = "upstream_timeout"
+    UPSTREAM_BROKE_OFF = "upstream_broke_off"  # after its response headers
+    CLIENT_DISCONNECTED = "client_disconnected"
 
 
 NO_USAGE = Usage()  # read only: a call's usage before (or without) an answer to read it from
@@ -120,6 +130,7 @@ class Call:
     ended: float | None = None
     usage: Usage | None = None  # once read from the answer
     error: str | None = None
+    failure: Failure | None = None  # set with `error` when the call failed in one of these ways
     # True when Tollgate answered the call itself (a refusal or an upstream failure).
     answered_by_tollgate: bool = False
     # A large upload streamed upstream as it arrives: decided at its headers, its body unread.

@@ -1,21 +1,27 @@
 """What mitmproxy 12.2 cannot do through its addon API, and Tollgate needs: answer a failed
-upstream in the provider's own error shape. mitmproxy sends a fixed HTML page when the upstream is
-unreachable or breaks before its headers, whatever the `error` hook did; mitmproxy PR #7999
-proposes that a response set by the error hook be sent instead. This is that behaviour, until it
-ships.
+upstream in the provider's own error shape, and end one call that waits too long for its upstream.
+
+mitmproxy sends a fixed HTML page when the upstream is unreachable or breaks before its headers,
+whatever the `error` hook did; mitmproxy PR #7999 proposes that a response set by the error hook be
+sent instead. `serve_responses_set_by_error_hook` is that behaviour, until it ships.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from typing import Any
 
 from mitmproxy import http
+from mitmproxy.proxy import events
 from mitmproxy.proxy.layers import http as http_layers
 from mitmproxy.proxy.layers.http import (
+    ErrorCode,
+    RequestProtocolError,
     ResponseData,
     ResponseEndOfMessage,
     ResponseHeaders,
+    ResponseProtocolError,
     SendHttp,
 )
 
@@ -54,3 +60,66 @@ def serve_responses_set_by_error_hook() -> None:
 
     stream_class.handle_protocol_error = handle_protocol_error
     stream_class._tollgate_serves_error_responses = True
+
+
+@dataclass
+class EndIfWaiting(events.MessageInjected[str]):
+    """Injected through mitmproxy's proxyserver addon (`inject_event`): end `flow` if it still waits
+    for its response headers, with `message` as its error, as if the upstream had failed it. Only
+    that flow ends: its request is cancelled upstream (on HTTP/2 its stream is reset, the connection
+    and the other streams on it carry on; an HTTP/1 connection, which serves one request at a time,
+    is closed). `on_end` is called just before the `error` hook, and only if the flow was ended; a
+    flow whose response headers came first is left alone.
+
+    mitmproxy cannot end a flow in transit (its issue #4711; PR #8200 proposes a `KillInjected`
+    event): this is the part of that Tollgate needs, until it ships."""
+
+    on_end: Callable[[], None] = lambda: None
+
+
+def end_flows_waiting_for_response() -> None:
+    """Teach mitmproxy's HTTP layers `EndIfWaiting`."""
+    layer_class, stream_class = http_layers.HttpLayer, http_layers.HttpStream
+    if getattr(stream_class, "_tollgate_ends_waiting_flows", False):
+        return
+    layer_events, stream_events = layer_class._handle_event, stream_class._handle_event
+
+    def layer_handle_event(self: Any, event: Any) -> Generator[Any, Any, None]:
+        if type(event) is EndIfWaiting:
+            return _to_stream_of_flow(self, event)
+        return layer_events(self, event)
+
+    def stream_handle_event(self: Any, event: Any) -> Generator[Any, Any, None]:
+        if type(event) is EndIfWaiting:
+            return _end_if_waiting(self, event)
+        return stream_events(self, event)
+
+    layer_class._handle_event = layer_handle_event
+    stream_class._handle_event = stream_handle_event
+    stream_class._tollgate_ends_waiting_flows = True
+
+
+def _to_stream_of_flow(layer: Any, event: EndIfWaiting) -> Generator[Any, Any, None]:
+    """To the flow's stream if it is this layer's, else into the tunnel (a CONNECT) that carries
+    the flow's connection to the layers inside it; nowhere if the flow has ended."""
+    streams = layer.streams.values()
+    target = next((s for s in streams if getattr(s, "flow", None) is event.flow), None)
+    if target is None:
+        tunnel = layer.connections.get(event.flow.server_conn)
+        target = tunnel if any(s is tunnel for s in streams) else None
+    if target is not None:
+        yield from layer.event_to_child(target, event)
+
+
+def _end_if_waiting(stream: Any, event: EndIfWaiting) -> Generator[Any, Any, None]:
+    flow = stream.flow
+    if stream.server_state != stream.state_wait_for_response_headers or flow.response is not None or flow.error:
+        return
+    upstream = stream.context.server
+    event.on_end()
+    yield from stream.handle_protocol_error(
+        ResponseProtocolError(stream.stream_id, event.message, ErrorCode.GENERIC_SERVER_ERROR)
+    )
+    # Only now: an answer that arrives while the error hook runs finds the stream ended.
+    if upstream.connected:
+        yield SendHttp(RequestProtocolError(stream.stream_id, event.message, ErrorCode.CANCEL), upstream)

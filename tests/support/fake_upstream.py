@@ -53,6 +53,7 @@ class FakeUpstream:
     def __init__(self, ca: trustme.CA, handler: Handler | None = None) -> None:
         self.received: list[Received] = []
         self.handler: Handler = handler or (lambda r: Reply(200, {"ok": True}))
+        self.handshake_delay = 0.0  # before each connection's TLS handshake
         self._lock = threading.Lock()
         cert = ca.issue_cert("127.0.0.1", "localhost")
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -70,6 +71,10 @@ class FakeUpstream:
 
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def setup(self) -> None:
+                time.sleep(upstream.handshake_delay)  # the handshake is done by the first read
+                super().setup()
 
             def _serve(self) -> None:
                 if "chunked" in self.headers.get("transfer-encoding", "").lower():

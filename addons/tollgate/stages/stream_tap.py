@@ -8,11 +8,10 @@ from functools import partial
 
 from mitmproxy import http
 
-from ..call import Call
+from ..call import Call, Failure
 from ..providers.base import UsageReader, decoded, header_index, is_event_stream, parse_json
 from ..streams import Decompressor, SSEEventFilter, parse_sse_block
 from .shared import CallStage, Shared, call_of, provider_of, write_body
-from .upstream_watch import CLIENT_DISCONNECTED
 
 logger = logging.getLogger(__name__)
 
@@ -158,10 +157,11 @@ class StreamTap(CallStage):
         if call is None or not isinstance(tap, UsageTap):
             return
         tap.end()
-        if call.error == CLIENT_DISCONNECTED and call.usage is not None and call.usage.finish_reason is not None:
+        ended = call.usage is not None and call.usage.finish_reason is not None
+        if call.failure is Failure.CLIENT_DISCONNECTED and ended:
             # The stream had told its end (clients stop reading at e.g. `data: [DONE]` and hang up
             # before the upstream's last bytes): nothing was lost.
-            call.error = None
+            call.error = call.failure = None
 
 
 def is_usage_only_chunk(event: bytes) -> bool:

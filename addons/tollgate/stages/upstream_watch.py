@@ -4,14 +4,20 @@ answer within `providers.<name>.timeout`."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from functools import partial
+from typing import NamedTuple
 
-from mitmproxy import connection, http
+from mitmproxy import connection, ctx, http, tls
 from mitmproxy.proxy import server_hooks
 
-from ..call import Call
+from .. import compat
+from ..call import Call, Failure
 from ..providers.base import UPSTREAM_TIMEOUT, UPSTREAM_UNREACHABLE
 from .shared import CallStage, Shared, call_of, refuse
+
+logger = logging.getLogger(__name__)
 
 CLIENT_DISCONNECTED = "client disconnected"
 # How often deadlines are checked: a timeout fires at most this much late. One sweep for all calls
@@ -19,35 +25,68 @@ CLIENT_DISCONNECTED = "client disconnected"
 SWEEP_INTERVAL = 0.1
 
 
+class SettingUp(NamedTuple):
+    """An upstream connection not yet ready for requests (connecting, or in its TLS handshake)."""
+
+    task: asyncio.Task  # mitmproxy's task that opens and then reads the connection
+    client: str  # the id of the client connection it is for
+    server: connection.Server
+
+
 class UpstreamWatch(CallStage):
+    """A call that has not had its upstream's response headers by its deadline ends with a 504.
+
+    Waiting for a connection to be set up, the call is ended by abandoning that connection (and with
+    it every call waiting for it, all timed out). Once its request has gone upstream, it is ended
+    alone, by mitmproxy's HTTP layer (`compat.EndIfWaiting`), which decides in order with the
+    upstream's answer: a call whose headers arrived first is never a timeout."""
+
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
         # Each waiting call's deadline (monotonic clock) and timeout.
         self._deadlines: dict[http.HTTPFlow, tuple[float, float]] = {}
         self._sweeper: asyncio.Task | None = None
-        # The task that connects to and then reads from each upstream connection, found by the
-        # server connection once it is the flow's, and by the client connection while connecting.
-        self._task_by_server: dict[str, asyncio.Task] = {}
-        self._connecting_for_client: dict[str, asyncio.Task] = {}
+        self._open: set[str] = set()  # ids of the upstream connections open or opening
+        self._setting_up: dict[str, SettingUp] = {}  # by server connection id
+        self._abandoned: set[str] = set()  # ids of the connections given up while being set up
+
+    def load(self, _loader: object) -> None:
+        compat.end_flows_waiting_for_response()
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        self._open.add(data.server.id)
         task = asyncio.current_task()
         if task is not None:
-            self._task_by_server[data.server.id] = task
-            self._connecting_for_client[data.client.id] = task
+            self._setting_up[data.server.id] = SettingUp(task, data.client.id, data.server)
 
     def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
-        self._connecting_for_client.pop(data.client.id, None)
+        if not data.server.tls:
+            self._setting_up.pop(data.server.id, None)
+
+    def tls_established_server(self, data: tls.TlsData) -> None:
+        self._setting_up.pop(data.conn.id, None)
+
+    def tls_failed_server(self, data: tls.TlsData) -> None:
+        self._may_be_tried_again(data.conn)
 
     def server_connect_error(self, data: server_hooks.ServerConnectionHookData) -> None:
-        self._forget(data.client, data.server)
+        self._may_be_tried_again(data.server)
+        self._forget(data.server)
+
+    def _may_be_tried_again(self, server: connection.Connection) -> None:
+        """mitmproxy fails a client's later requests to an address at once with the error of a
+        connection to it that could not be set up; given up for a timeout, the next may try again."""
+        if server.id in self._abandoned:
+            self._abandoned.discard(server.id)
+            server.error = None
 
     def server_disconnected(self, data: server_hooks.ServerConnectionHookData) -> None:
-        self._forget(data.client, data.server)
+        self._forget(data.server)
 
-    def _forget(self, client: connection.Client, server: connection.Server) -> None:
-        self._task_by_server.pop(server.id, None)
-        self._connecting_for_client.pop(client.id, None)
+    def _forget(self, server: connection.Server) -> None:
+        self._open.discard(server.id)
+        self._setting_up.pop(server.id, None)
+        self._abandoned.discard(server.id)
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         timeout = self.shared.providers[call.provider].timeout
@@ -60,26 +99,57 @@ class UpstreamWatch(CallStage):
             await asyncio.sleep(SWEEP_INTERVAL)
             now = time.monotonic()
             for flow, (deadline, timeout) in list(self._deadlines.items()):
-                if deadline <= now:
-                    del self._deadlines[flow]
-                    self._expire(flow, timeout)
+                if deadline > now:
+                    continue
+                try:
+                    expired = self._expire(flow, timeout)
+                except Exception:  # one call's fault must not stop the watch over the others
+                    logger.exception("Tollgate: ending a call that timed out failed")
+                    expired = True
+                if expired:
+                    # Possibly gone already: mitmproxy runs new tasks eagerly, the `error` hook included.
+                    self._deadlines.pop(flow, None)
 
-    def _expire(self, flow: http.HTTPFlow, timeout: float) -> None:
+    def _expire(self, flow: http.HTTPFlow, timeout: float) -> bool:
+        """End the flow for want of an answer; False if there is nothing to end yet (its connection is
+        about to be opened)."""
         call = call_of(flow)
-        if call is None or flow.response is not None:
-            return
-        call.error = f"upstream timeout: no response within {timeout:g} s"
-        task = self._task_by_server.get(flow.server_conn.id) or self._connecting_for_client.get(flow.client_conn.id)
-        if task is not None:
-            # mitmproxy cannot kill a flow in transit (issue #4711); ending the upstream
-            # connection's task makes it report the failure to the `error` hook.
-            task.cancel("tollgate: upstream timeout")
+        if call is None or flow.response is not None or flow.error is not None:
+            return True
+        if flow.server_conn.id in self._open:  # the flow has its connection: its request went upstream
+            message = timeout_message(timeout)
+            try:
+                ctx.master.addons.get("proxyserver").inject_event(
+                    compat.EndIfWaiting(flow, message, partial(_timed_out, call, timeout))
+                )
+            except ValueError:  # the client has gone: the flow is ending anyway
+                pass
+            return True
+        # Still waiting for a connection: the client's connections to that address not set up yet.
+        address = (flow.request.host, flow.request.port)
+        client = flow.client_conn.id
+        stalled = [s for s in self._setting_up.values() if s.client == client and s.server.address == address]
+        if not stalled:
+            return False
+        for setting_up in stalled:
+            # mitmproxy reports the connection failed to every flow waiting for it (the `error` hook).
+            self._abandoned.add(setting_up.server.id)
+            setting_up.task.cancel("tollgate: upstream timeout")
+        for other, (_, other_timeout) in list(self._deadlines.items()):
+            waiting = other.client_conn is flow.client_conn and other.server_conn.id not in self._open
+            if waiting and other.response is None and (other_call := call_of(other)) is not None:
+                if (other.request.host, other.request.port) == address:
+                    _timed_out(other_call, other_timeout)
+        return True
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         self._stop_clock(flow)
         call = call_of(flow)
-        if call is not None and not call.answered_by_tollgate:
-            call.first_byte = time.time()
+        if call is None or call.answered_by_tollgate:
+            return
+        call.first_byte = time.time()
+        if call.failure is Failure.UPSTREAM_TIMEOUT:  # its connection came after all
+            call.failure = call.error = None
 
     def error(self, flow: http.HTTPFlow) -> None:
         self._stop_clock(flow)
@@ -88,15 +158,17 @@ class UpstreamWatch(CallStage):
             return
         message = flow.error.msg if flow.error else "unknown error"
         if "Client disconnected" in message or not flow.client_conn.connected:
-            call.error = call.error or CLIENT_DISCONNECTED
+            if call.error is None:
+                call.error, call.failure = CLIENT_DISCONNECTED, Failure.CLIENT_DISCONNECTED
             return
         if flow.response is not None:
-            call.error = call.error or f"upstream broke off the response: {message}"
+            if call.error is None:
+                call.error, call.failure = f"upstream broke off the response: {message}", Failure.UPSTREAM_BROKE_OFF
             return
-        if call.error and call.error.startswith("upstream timeout"):
+        if call.failure is Failure.UPSTREAM_TIMEOUT:
             refuse(flow, call, UPSTREAM_TIMEOUT, f"Tollgate: {call.error} ({call.upstream})")
             return
-        call.error = f"upstream unreachable: {message}"
+        call.error, call.failure = f"upstream unreachable: {message}", Failure.UPSTREAM_UNREACHABLE
         refuse(flow, call, UPSTREAM_UNREACHABLE, f"Tollgate: {call.upstream} is unreachable: {message}")
 
     def _stop_clock(self, flow: http.HTTPFlow) -> None:
@@ -106,3 +178,11 @@ class UpstreamWatch(CallStage):
         self._deadlines.clear()
         if self._sweeper is not None:
             self._sweeper.cancel()
+
+
+def timeout_message(timeout: float) -> str:
+    return f"upstream timeout: no response within {timeout:g} s"
+
+
+def _timed_out(call: Call, timeout: float) -> None:
+    call.error, call.failure = timeout_message(timeout), Failure.UPSTREAM_TIMEOUT

@@ -1,0 +1,241 @@
+"""HTTP/2 on both sides of the proxy: a fake TLS upstream that speaks only HTTP/2 and answers each
+stream on its own schedule, and a client that sends several streams on one connection through
+the proxy's CONNECT."""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import h2.config
+import h2.connection
+import h2.events
+import trustme
+
+
+@dataclass
+class H2Received:
+    connection: int  # which upstream connection (0, 1, …) the stream came on
+    stream_id: int
+    headers: dict[str, str]  # pseudo-headers too (":path"); lower-case names
+    body: bytes
+
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+@dataclass
+class H2Reply:
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    pieces: list[bytes] = field(default_factory=list)
+    delay: float | None = 0.0  # before the headers; None: never answer
+    interval: float = 0.0  # between pieces
+
+
+H2Handler = Callable[[H2Received], H2Reply]
+
+
+class H2Upstream:
+    """An HTTP/2-only TLS server on 127.0.0.1, one thread per connection. It records each stream it
+    received and each stream the proxy reset (`resets`: (connection, stream id, error code))."""
+
+    def __init__(self, ca: trustme.CA, handler: H2Handler) -> None:
+        self.handler = handler
+        self.received: list[H2Received] = []
+        self.resets: list[tuple[int, int, int]] = []
+        self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1", "localhost").configure_cert(self._context)
+        self._context.set_alpn_protocols(["h2"])
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self.port = self._listener.getsockname()[1]
+        self.url = f"https://127.0.0.1:{self.port}"
+        self._closing = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._connections = 0
+        acceptor = threading.Thread(target=self._accept, daemon=True)
+        acceptor.start()
+        self._threads.append(acceptor)
+
+    def _accept(self) -> None:
+        while not self._closing.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            number, self._connections = self._connections, self._connections + 1
+            thread = threading.Thread(target=self._serve, args=(sock, number), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _serve(self, sock: socket.socket, number: int) -> None:
+        try:
+            sock.settimeout(5)
+            tls = self._context.wrap_socket(sock, server_side=True)
+        except (OSError, ssl.SSLError):
+            sock.close()
+            return
+        with tls:
+            if tls.selected_alpn_protocol() != "h2":
+                return
+            _H2ServerConnection(self, tls, number).run(self._closing)
+
+    def close(self) -> None:
+        self._closing.set()
+        self._listener.close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+
+class _H2ServerConnection:
+    def __init__(self, upstream: H2Upstream, tls: ssl.SSLSocket, number: int) -> None:
+        self.upstream, self.tls, self.number = upstream, tls, number
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+        self.requests: dict[int, tuple[dict[str, str], bytearray]] = {}
+        self.schedule: list[tuple[float, int, Callable[[], None]]] = []  # (when, stream, send step)
+
+    def run(self, closing: threading.Event) -> None:
+        self.conn.initiate_connection()
+        self.flush()
+        while not closing.is_set():
+            now = time.monotonic()
+            for step in [s for s in self.schedule if s[0] <= now]:
+                self.schedule.remove(step)
+                step[2]()
+            self.flush()
+            wait = min([s[0] for s in self.schedule], default=now + 0.05) - now
+            if not self.tls.pending():
+                readable, _, _ = select.select([self.tls], [], [], max(0.0, min(wait, 0.05)))
+                if not readable:
+                    continue
+            try:
+                data = self.tls.recv(65535)
+            except (OSError, ssl.SSLError):
+                return
+            if not data:
+                return
+            for event in self.conn.receive_data(data):
+                self.on_event(event)
+            self.flush()
+
+    def on_event(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.RequestReceived):
+            self.requests[event.stream_id] = (dict(event.headers), bytearray())
+        elif isinstance(event, h2.events.DataReceived):
+            self.requests[event.stream_id][1].extend(event.data)
+            self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        elif isinstance(event, h2.events.StreamEnded):
+            headers, body = self.requests[event.stream_id]
+            received = H2Received(self.number, event.stream_id, headers, bytes(body))
+            self.upstream.received.append(received)
+            self.answer(event.stream_id, self.upstream.handler(received))
+        elif isinstance(event, h2.events.StreamReset):
+            self.upstream.resets.append((self.number, event.stream_id, event.error_code))
+            self.schedule = [s for s in self.schedule if s[1] != event.stream_id]
+
+    def answer(self, stream_id: int, reply: H2Reply) -> None:
+        if reply.delay is None:
+            return
+        at = time.monotonic() + reply.delay
+        headers = [(":status", str(reply.status)), *reply.headers.items()]
+        send_headers = partial(self.conn.send_headers, stream_id, headers, end_stream=not reply.pieces)
+        self.schedule.append((at, stream_id, send_headers))
+        for i, piece in enumerate(reply.pieces):
+            send_piece = partial(self.conn.send_data, stream_id, piece, end_stream=i == len(reply.pieces) - 1)
+            self.schedule.append((at + i * reply.interval, stream_id, send_piece))
+        self.schedule.sort(key=lambda s: s[0])
+
+    def flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            self.tls.sendall(data)
+
+
+@dataclass
+class H2Answer:
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    reset: int | None = None  # the error code, when the proxy reset the stream
+    seconds: float | None = None  # from the first request sent to the stream's end
+
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+@dataclass
+class H2Request:
+    path: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def h2_calls(proxy_port: int, bundle: Path, host: str, requests: list[H2Request], timeout: float) -> list[H2Answer]:
+    """Send `requests` as concurrent streams of one HTTP/2 connection to `host` through the proxy;
+    return each one's answer, once all have ended or `timeout` has passed."""
+    raw = socket.create_connection(("127.0.0.1", proxy_port), timeout=timeout)
+    raw.sendall(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
+    reply = b""
+    while b"\r\n\r\n" not in reply:
+        chunk = raw.recv(4096)
+        if not chunk:
+            raise ConnectionError(f"proxy closed the CONNECT: {reply!r}")
+        reply += chunk
+    if not reply.startswith(b"HTTP/1.1 200"):
+        raise ConnectionError(f"CONNECT refused: {reply!r}")
+    context = ssl.create_default_context(cafile=str(bundle))
+    context.set_alpn_protocols(["h2"])
+    with context.wrap_socket(raw, server_hostname=host) as tls:
+        if tls.selected_alpn_protocol() != "h2":
+            raise ConnectionError(f"the proxy did not speak HTTP/2: {tls.selected_alpn_protocol()}")
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        conn.initiate_connection()
+        started = time.monotonic()
+        answers: dict[int, H2Answer] = {}
+        ids = []
+        for request in requests:
+            stream_id = conn.get_next_available_stream_id()
+            ids.append(stream_id)
+            answers[stream_id] = H2Answer()
+            headers = [(":method", "POST"), (":scheme", "https"), (":authority", host), (":path", request.path),
+                       ("content-length", str(len(request.body))), *request.headers.items()]
+            conn.send_headers(stream_id, headers)
+            conn.send_data(stream_id, request.body, end_stream=True)
+        tls.sendall(conn.data_to_send())
+        open_streams = set(ids)
+        deadline = started + timeout
+        while open_streams and time.monotonic() < deadline:
+            tls.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                data = tls.recv(65535)
+            except TimeoutError:
+                break
+            if not data:
+                break
+            for event in conn.receive_data(data):
+                answer = answers.get(getattr(event, "stream_id", 0))
+                if isinstance(event, h2.events.ResponseReceived) and answer:
+                    answer.headers = dict(event.headers)
+                    answer.status = int(answer.headers[":status"])
+                elif isinstance(event, h2.events.DataReceived) and answer:
+                    answer.body += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)) and answer:
+                    if isinstance(event, h2.events.StreamReset):
+                        answer.reset = event.error_code
+                    answer.seconds = time.monotonic() - started
+                    open_streams.discard(event.stream_id)
+            if data_out := conn.data_to_send():
+                tls.sendall(data_out)
+        return [answers[i] for i in ids]
