@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from tollgate import auditlog
 from tollgate.auditlog import AuditLog
+
+ADDONS = Path(__file__).resolve().parents[2] / "addons"
 
 
 def _lines(path: Path) -> list[dict]:
@@ -47,12 +57,18 @@ def test_appends_to_an_existing_file(tmp_path: Path) -> None:
     assert [r["n"] for r in _lines(path)] == [0, 1]
 
 
-def test_records_of_a_busy_moment_are_written_together(tmp_path: Path) -> None:
+def test_records_of_a_busy_moment_are_written_together(tmp_path: Path, monkeypatch) -> None:
     path = tmp_path / "audit.jsonl"
     log = AuditLog(str(path))
     writes: list[int] = []
-    real_write = log._file.write
-    log._file.write = lambda text: (writes.append(text.count(b"\n")), real_write(text))[1]  # type: ignore[method-assign]
+    real_write = os.write
+
+    def counting_write(fd: int, data) -> int:
+        if fd == log._fd:
+            writes.append(bytes(data).count(b"\n"))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", counting_write)
     try:
         for i in range(200):
             log.write({"event": "llm_call", "n": i})
@@ -79,22 +95,303 @@ def test_a_record_orjson_cannot_write_is_written_escaped_and_the_records_after_i
     assert "grüß".encode() in path.read_bytes()  # UTF-8 as it is, not escaped
 
 
-def test_a_failed_write_is_reported_and_the_writer_goes_on(tmp_path: Path, caplog) -> None:
-    path = tmp_path / "audit.jsonl"
-    log = AuditLog(str(path))
-    real_write, failures = log._file.write, [OSError("No space left on device")]
+# ---- when the audit cannot be written: held in order, never half a line, and rotation followed
 
-    def write(data: bytes) -> int:
-        if failures:
-            raise failures.pop()
-        return real_write(data)
 
-    log._file.write = write  # type: ignore[method-assign]
-    log.write({"event": "llm_call", "n": 1})
-    deadline = time.monotonic() + 5
-    while failures and time.monotonic() < deadline:
+def _wait(condition, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
         time.sleep(0.01)
-    log.write({"event": "llm_call", "n": 2})
+    return bool(condition())
+
+
+@pytest.fixture
+def quick_retry(monkeypatch) -> None:
+    monkeypatch.setattr(auditlog, "RETRY_DELAY", 0.1)
+
+
+def _messages(caplog, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+
+def test_a_path_on_a_full_device_fails_and_its_records_are_written_in_order_once_it_names_a_file(
+    tmp_path: Path, caplog, quick_retry
+) -> None:
+    caplog.set_level(logging.INFO)
+    path = tmp_path / "audit.jsonl"
+    path.symlink_to("/dev/full")
+    log = AuditLog(str(path))
+    try:
+        assert not log.failing
+        log.write({"event": "llm_call", "n": 0})
+        assert _wait(lambda: log.failing)
+        for i in range(1, 5):
+            log.write({"event": "llm_call", "n": i})
+        time.sleep(0.35)  # several attempts fail meanwhile: the console says so once
+        assert log.failing
+        path.unlink()
+        path.write_text('{"event": "llm_call", "n": -1}\n')  # another inode: the writer reopens the path
+        assert _wait(lambda: not log.failing)
+        log.write({"event": "llm_call", "n": 5})
+    finally:
+        log.close()
+    assert [r["n"] for r in _lines(path)] == [-1, 0, 1, 2, 3, 4, 5]
+    failed = _messages(caplog, "cannot write the audit to")
+    assert len(failed) == 1 and "No space left on device" in failed[0] and "audit_unavailable" in failed[0]
+    assert [r.levelno for r in caplog.records if "cannot write the audit" in r.getMessage()] == [logging.ERROR]
+    recovered = _messages(caplog, "is written to")
+    assert len(recovered) == 1 and "5 held records written" in recovered[0]
+
+
+def test_held_records_of_several_megabytes_are_written_in_order(tmp_path: Path, quick_retry) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.symlink_to("/dev/full")
+    log = AuditLog(str(path))
+    try:
+        log.write({"event": "llm_call", "n": 0})
+        assert _wait(lambda: log.failing)
+        for i in range(1, 3000):
+            log.write({"event": "llm_call", "n": i, "pad": "x" * 1000})
+        path.unlink()
+        assert _wait(lambda: not log.failing)
+    finally:
+        log.close()
+    assert [r["n"] for r in _lines(path)] == list(range(3000))
+
+
+def test_records_beyond_those_held_are_dropped_and_the_console_says_how_many(
+    tmp_path: Path, caplog, quick_retry, monkeypatch
+) -> None:
+    monkeypatch.setattr(auditlog, "MAX_HELD", 5)
+    path = tmp_path / "audit.jsonl"
+    path.symlink_to("/dev/full")
+    log = AuditLog(str(path))
+    try:
+        log.write({"event": "llm_call", "n": 0})
+        assert _wait(lambda: log.failing)
+        for i in range(1, 8):
+            log.write({"event": "llm_call", "n": i})
+        time.sleep(0.1)
+        path.unlink()  # no file: the writer creates it
+        assert _wait(lambda: not log.failing)
+    finally:
+        log.close()
+    assert [r["n"] for r in _lines(path)] == [0, 1, 2, 3, 4]
+    assert len(_messages(caplog, "further ones are dropped")) == 1
+    assert len(_messages(caplog, "3 audit records beyond the 5 held were dropped")) == 1
+
+
+def test_records_still_held_at_close_are_counted_as_lost(tmp_path: Path, caplog, quick_retry) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.symlink_to("/dev/full")
+    log = AuditLog(str(path))
+    log.write({"event": "llm_call", "n": 0})
+    assert _wait(lambda: log.failing)
+    log.write({"event": "llm_call", "n": 1})
     log.close()
-    assert [r["n"] for r in _lines(path)] == [2]
-    assert "writing 1 audit records to" in caplog.text and "No space left on device" in caplog.text
+    assert len(_messages(caplog, "2 audit records could not be written")) == 1
+
+
+def test_a_directory_that_is_gone_fails_until_it_is_back(tmp_path: Path, quick_retry) -> None:
+    directory = tmp_path / "logs"
+    directory.mkdir()
+    path = directory / "audit.jsonl"
+    log = AuditLog(str(path))
+    try:
+        log.write({"event": "llm_call", "n": 0})
+        assert _wait(lambda: path.exists() and path.read_text())
+        shutil.rmtree(directory)
+        log.write({"event": "llm_call", "n": 1})
+        assert _wait(lambda: log.failing)
+        log.write({"event": "llm_call", "n": 2})
+        directory.mkdir()
+        assert _wait(lambda: not log.failing)
+    finally:
+        log.close()
+    assert [r["n"] for r in _lines(path)] == [1, 2]
+
+
+def test_a_file_that_does_not_end_a_line_gets_the_records_on_lines_of_their_own(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b'{"event": "llm_call", "n": 0}\n{"event": "llm_ca')  # cut short by a crash, say
+    log = AuditLog(str(path))
+    log.write({"event": "llm_call", "n": 1})
+    log.close()
+    lines = path.read_bytes().split(b"\n")
+    assert lines[1] == b'{"event": "llm_ca' and json.loads(lines[2]) == {"event": "llm_call", "n": 1}
+    assert lines[3:] == [b""]
+
+
+def test_rotation_by_rename_with_a_new_file_created(tmp_path: Path) -> None:
+    path, rotated = tmp_path / "audit.jsonl", tmp_path / "audit.jsonl.1"
+    log = AuditLog(str(path))
+    try:
+        log.write({"event": "llm_call", "n": 0})
+        assert _wait(lambda: path.read_text())
+        path.rename(rotated)
+        path.touch()  # logrotate's `create`
+        log.write({"event": "llm_call", "n": 1})
+        assert _wait(lambda: path.read_text())
+    finally:
+        log.close()
+    assert [r["n"] for r in _lines(rotated)] == [0]
+    assert [r["n"] for r in _lines(path)] == [1]
+
+
+def test_rotation_by_rename_with_no_new_file_and_by_delete_creates_the_file(tmp_path: Path) -> None:
+    path, rotated = tmp_path / "audit.jsonl", tmp_path / "audit.jsonl.1"
+    log = AuditLog(str(path))
+    try:
+        log.write({"event": "llm_call", "n": 0})
+        assert _wait(lambda: path.read_text())
+        path.rename(rotated)
+        log.write({"event": "llm_call", "n": 1})
+        assert _wait(lambda: path.exists() and path.read_text())
+        rotated.unlink()
+        path.unlink()
+        log.write({"event": "llm_call", "n": 2})
+        assert _wait(lambda: path.exists() and path.read_text())
+        log.write({"event": "llm_call", "n": 3})
+    finally:
+        log.close()
+    assert [r["n"] for r in _lines(path)] == [2, 3]
+    assert not log.failing
+
+
+def test_rotation_by_copytruncate_continues_at_the_new_end_without_a_hole(tmp_path: Path) -> None:
+    path, rotated = tmp_path / "audit.jsonl", tmp_path / "audit.jsonl.1"
+    log = AuditLog(str(path))
+    try:
+        for i in range(3):
+            log.write({"event": "llm_call", "n": i})
+        assert _wait(lambda: len(path.read_text().splitlines()) == 3)
+        shutil.copyfile(path, rotated)
+        os.truncate(path, 0)  # logrotate's `copytruncate`: the same inode, emptied
+        log.write({"event": "llm_call", "n": 3})
+    finally:
+        log.close()
+    assert [r["n"] for r in _lines(rotated)] == [0, 1, 2]
+    assert b"\0" not in path.read_bytes()
+    assert [r["n"] for r in _lines(path)] == [3]
+
+
+# A child process, as the limits it sets are its own: its audit file fills up part-way through a
+# batch of records (a real short write, then ENOSPC or EFBIG), then gets room again.
+_FILLING = r"""
+import json, os, resource, subprocess, sys, time
+sys.path.insert(0, sys.argv[1])
+from tollgate import auditlog
+auditlog.RETRY_DELAY = 0.1
+directory, mode = sys.argv[2], sys.argv[3]
+path, filler = os.path.join(directory, "audit.jsonl"), os.path.join(directory, "filler")
+
+def wait(condition):
+    deadline = time.monotonic() + 10
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return condition()
+
+def record(n):
+    return {"event": "llm_call", "n": n, "pad": "x" * 950}
+
+if mode == "tmpfs":
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tollgate-test", directory]).returncode:
+        sys.exit(77)
+    with open(filler, "wb") as f:
+        f.write(b"x" * 40 * 1024)  # about 20 KiB left
+    make_room = lambda: os.remove(filler)
+else:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20 * 1024, resource.RLIM_INFINITY))
+    make_room = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+log = auditlog.AuditLog(path)
+log.write(record(0))
+assert wait(lambda: os.path.getsize(path) > 0)
+for n in range(1, 41):  # one batch of about 40 KB: the first part fits, the rest does not
+    log.write(record(n))
+failed = wait(lambda: log.failing)
+time.sleep(0.3)  # retries fail too
+with open(path, "rb") as f:
+    during = f.read()
+make_room()
+recovered = wait(lambda: not log.failing)
+log.write(record(41))
+log.close()
+with open(path, "rb") as f:
+    after = f.read()
+print(json.dumps({"failed": failed, "recovered": recovered, "during": during.decode("latin-1"),
+                  "after": after.decode("latin-1")}))
+"""
+
+
+def _fill_up(tmp_path: Path, mode: str) -> dict:
+    directory = tmp_path / "small"
+    directory.mkdir()
+    command = [sys.executable, "-c", _FILLING, str(ADDONS), str(directory), mode]
+    if mode == "tmpfs":
+        if shutil.which("unshare") is None:
+            pytest.skip("no unshare to mount a small tmpfs with")
+        command = ["unshare", "--mount", "--propagation", "private", *command]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    if mode == "tmpfs" and (done.returncode == 77 or "unshare:" in done.stderr):
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip()[:200]}")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("mode", ["tmpfs", "rlimit"])
+def test_a_write_that_fails_part_way_leaves_no_half_line_and_its_records_follow_once_there_is_room(
+    tmp_path: Path, mode: str
+) -> None:
+    result = _fill_up(tmp_path, mode)
+    assert result["failed"] and result["recovered"]
+    during = result["during"].encode("latin-1")
+    assert during.endswith(b"\n") and [json.loads(line)["n"] for line in during.splitlines()] == [0]
+    after = result["after"].encode("latin-1")
+    assert after.endswith(b"\n") and b"\0" not in after
+    assert [json.loads(line)["n"] for line in after.splitlines()] == list(range(42))
+
+
+# Standard output closed by its reader (EPIPE), then pointed at a file: the records held meanwhile follow.
+_BROKEN_PIPE = r"""
+import json, logging, os, sys, time
+sys.path.insert(0, sys.argv[1])
+from tollgate import auditlog
+auditlog.RETRY_DELAY = 0.1
+logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
+sys.stdin.read()  # until the reader of our standard output has closed it
+log = auditlog.AuditLog("-")
+log.write({"event": "llm_call", "n": 0})
+deadline = time.monotonic() + 10
+while not log.failing and time.monotonic() < deadline:
+    time.sleep(0.01)
+print("FAILING" if log.failing else "SERVING", file=sys.stderr, flush=True)
+log.write({"event": "llm_call", "n": 1})
+fd = os.open(sys.argv[2], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+os.dup2(fd, 1)
+deadline = time.monotonic() + 10
+while log.failing and time.monotonic() < deadline:
+    time.sleep(0.01)
+log.write({"event": "llm_call", "n": 2})
+log.close()
+"""
+
+
+def test_a_broken_standard_output_fails_until_it_can_be_written(tmp_path: Path) -> None:
+    out = tmp_path / "stdout.jsonl"
+    reader, writer = os.pipe()
+    child = subprocess.Popen(
+        [sys.executable, "-c", _BROKEN_PIPE, str(ADDONS), str(out)],
+        stdin=subprocess.PIPE, stdout=writer, stderr=subprocess.PIPE, text=True,
+    )
+    os.close(writer)
+    os.close(reader)  # nobody reads the child's standard output any more
+    try:
+        _, stderr = child.communicate("", timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=10)
+    assert child.returncode == 0, stderr
+    assert "FAILING" in stderr
+    assert stderr.count("cannot write the audit to -") == 1 and "Broken pipe" in stderr
+    assert [r["n"] for r in _lines(out)] == [0, 1, 2]

@@ -8,7 +8,7 @@ from functools import partial
 from mitmproxy import addonmanager, hooks, log  # noqa: F401 - importing them declares their hooks
 from mitmproxy.proxy import layers, server_hooks  # noqa: F401 - likewise
 
-from .audit import Audit
+from .audit import Audit, AuditGate
 from .classify import Classify
 from .credential import Credential
 from .decide import Decide
@@ -76,6 +76,7 @@ def chain() -> Gateway:
     return Gateway([
         Settings(shared),
         Classify(shared),
+        AuditGate(shared),
         Identify(shared),
         Override(shared),
         Route(shared),

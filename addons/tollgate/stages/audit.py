@@ -6,8 +6,9 @@ import time
 
 from mitmproxy import http
 
-from ..providers.base import with_header
-from .shared import CALL, Shared, call_of
+from ..call import Call
+from ..providers.base import AUDIT_UNAVAILABLE, with_header
+from .shared import CALL, CallStage, Shared, call_of, refuse
 
 REQUEST_ID_HEADER = "x-tollgate-request-id"
 
@@ -64,3 +65,18 @@ class Audit:
         flow.comment = call.summary()
         # From here on the flow carries plain data that saved flows can hold: the audit record.
         flow.metadata[CALL] = record
+
+
+class AuditGate(CallStage):
+    """A call that cannot be recorded is not served: while the audit cannot be written, calls are
+    refused before anything goes upstream (their records are held with the others until it can)."""
+
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+
+    def handle(self, flow: http.HTTPFlow, call: Call) -> None:
+        audit = self.shared.audit
+        if audit is not None and not audit.failing:  # every call: a read of a flag the writer sets
+            return
+        call.error = "audit unavailable"
+        refuse(flow, call, AUDIT_UNAVAILABLE, "Tollgate cannot write its audit, so it serves no calls; retry later.")
