@@ -164,3 +164,27 @@ def test_nothing_secret_reaches_any_output(gw, gw_login):
     with open(gw_login.saved, "rb") as f:
         (login_flow,) = list(io.FlowReader(f).stream())
     assert list(login_flow.metadata["proxyauth"]) == ["carol", ""]
+
+
+def test_a_model_with_a_lone_surrogate_is_saved_with_its_call(start_gateway, tmp_path_factory):
+    """JSON may hold a lone surrogate (no SDK sends one); mitmproxy's flow writer cannot encode it."""
+    from mitmproxy import io
+
+    from tests.support.raw import http_request, https_exchange
+
+    gateway = _start(start_gateway, tmp_path_factory)
+    body = b'{"model": "gpt-4o\\ud800", "messages": [{"role": "user", "content": "%s"}]}' % PROMPT.encode()
+    headers = {"Authorization": f"Bearer {VIRTUAL}", "Content-Type": "application/json"}
+    request = http_request("POST", "api.openai.com", "/v1/chat/completions", headers, body)
+    for _ in range(2):
+        answer = https_exchange(gateway.proxy.port, "api.openai.com", request, gateway.bundle)
+        assert answer.startswith(b"HTTP/1.1 200")
+    assert gateway.fakes["openai"].received[-1].body == body
+    records = gateway.wait_audit(2)
+    assert records[-1]["model"] == "gpt-4o\ud800"  # the audit keeps the model as sent
+    gateway.proxy.stop()
+    with open(gateway.saved, "rb") as f:
+        flows = list(io.FlowReader(f).stream())
+    assert len(flows) == 2
+    assert flows[0].comment == "alice · openai/gpt-4o\\ud800 · 21→7 tokens · allow"
+    assert flows[0].metadata["tollgate"]["model"] == "gpt-4o\\ud800"

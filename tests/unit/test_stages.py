@@ -295,6 +295,23 @@ def test_a_saved_flow_shows_where_the_credentials_were_whether_or_not_identify_l
     assert dict(flow.request.query) == {"key": REDACTED, "alt": "sse"}
 
 
+def test_every_text_on_the_flow_is_encodable_and_the_record_unchanged():
+    from mitmproxy.io import tnetstring
+
+    from tollgate.stages.audit import encodable, storable
+
+    record = {"model": "gpt-4o\ud800", "client": "jürgen", "deny_reasons": ["model gpt-4o\udcff"], "status": 403,
+              "groups": ["a"]}
+    fixed = storable(record)
+    tnetstring.dumps(fixed)
+    assert fixed == {"model": "gpt-4o\\ud800", "client": "jürgen", "deny_reasons": ["model gpt-4o\\udcff"],
+                     "status": 403, "groups": ["a"]}
+    assert record["model"] == "gpt-4o\ud800" and record["deny_reasons"] == ["model gpt-4o\udcff"]
+    plain = {"model": "gpt-4o", "client": "jürgen", "groups": ["a"]}
+    assert storable(plain) is plain
+    assert encodable("alice · openai/gpt-4o\ud800") == "alice · openai/gpt-4o\\ud800"
+
+
 # ---- the stream callable
 
 
