@@ -112,8 +112,8 @@ class Call:
     headers: dict[bytes, bytes] = field(default_factory=dict, repr=False)
     request_id: str = field(default_factory=new_request_id)
     started: float = field(default_factory=time.time)
-    # Which of the provider's credential positions the client filled (names only); None until
-    # Identify has looked.
+    # Where the client put credentials, for any provider (names only, see `stages/redact.py`);
+    # None until Identify has looked.
     credential_positions: tuple[str, ...] | None = None
     client: str | None = None
     groups: tuple[str, ...] = ()

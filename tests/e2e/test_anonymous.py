@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.fake_upstream import Reply
+from tollgate.call import fingerprint
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +51,9 @@ def test_bedrock_sigv4_passes_through_as_signed(g):
     assert seen.path == "/model/amazon.nova-lite-v1%3A0/converse"
     record = g.last_audit()
     assert (record["auth"], record["model"], record["input_tokens"]) == ("anonymous", "amazon.nova-lite-v1:0", 17)
+    # Callers are told apart by their access key id (the secret is never sent).
+    assert record["upstream_key"] == fingerprint("AKIDEXAMPLE")
+    assert "wJalrXUtnFEMI" not in g.audit_path.read_text() and "wJalrXUtnFEMI" not in g.proxy.console()
 
 
 def test_model_listing_passes_through(g):

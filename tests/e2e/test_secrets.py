@@ -3,6 +3,9 @@ or a saved flow — searched for in every output, at mitmdump's most verbose flo
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from tests.support.fake_upstream import Reply
@@ -164,3 +167,235 @@ def test_nothing_secret_reaches_any_output(gw, gw_login):
     with open(gw_login.saved, "rb") as f:
         (login_flow,) = list(io.FlowReader(f).stream())
     assert list(login_flow.metadata["proxyauth"]) == ["carol", ""]
+
+
+# ---- refused and failed calls: every credential-bearing header, whatever happened to the call
+
+SIDE = {
+    "X-OpenAI-Key": "sk-SIDE-openai-5ecret-m1",
+    "X-Gemini-Key": "AIza-SIDE-gemini-5ecret-m2",
+    "X-Anthropic-Key": "sk-ant-SIDE-5ecret-m3",
+    "X-AWS-Bearer-Token": "ABSK-SIDE-bedrock-5ecret-m4",
+    "X-AWS-Access-Key": "AKIASIDE5ECRETM5",
+    "X-AWS-Secret-Key": "aws-SIDE-secret-5ecret-m6",
+    "X-AWS-Session-Token": "aws-SIDE-session-5ecret-m7",
+}
+COOKIE = "COOKIE-session-5ecret-n1"
+WS_KEY = "sk-WEBSOCKET-5ecret-n2"
+UNKNOWN = "tg-UNKNOWN-5ecret-n3"
+WRONG_PASSWORD = "WRONG-proxy-PASSWORD-5ecret-n4"
+ALICE_AWS = ("TGALICE0000000000000", "alice-aws-SECRET-5ecret-n5")
+WRONG_AWS_SECRET = "wrong-aws-SECRET-5ecret-n6"
+OWN_AWS = ("AKIDOWN0000000000000", "own-aws-SECRET-5ecret-n7")
+REFUSAL_SECRETS = [*SIDE.values(), COOKIE, WS_KEY, UNKNOWN, ALICE_AWS[1], WRONG_AWS_SECRET, VIRTUAL, CAROL, PROMPT,
+                   *REAL.values()]
+PROTOCOLS = f"realtime, openai-insecure-api-key.{WS_KEY}, openai-beta.realtime-v1"
+
+
+def _without(*names: str) -> dict[str, str]:
+    return {k: v for k, v in SIDE.items() if k not in names}
+
+
+@pytest.fixture(scope="module")
+def gw_refusing(start_gateway, tmp_path_factory):
+    """OpenAI and Anthropic have keys, Gemini and Bedrock none (a client's call there has no upstream
+    credential); the policy denies one model."""
+    policy = tmp_path_factory.mktemp("policy") / "deny.rego"
+    policy.write_text('package tollgate\nimport rego.v1\n'
+                      'deny contains "denied model" if input.model == "claude-denied"\n')
+    saved = tmp_path_factory.mktemp("saved") / "refused.mitm"
+    gateway = start_gateway(lambda urls: {
+        "providers": {name: {"upstream": url, **({"keys": [REAL[name]]} if name in ("openai", "anthropic") else {})}
+                      for name, url in urls.items()},
+        "clients": [{"name": "alice", "keys": [VIRTUAL],
+                     "aws_credentials": [{"access_key_id": ALICE_AWS[0], "secret_access_key": ALICE_AWS[1]}]},
+                    {"name": "carol", "keys": [CAROL]}],
+        "policy": {"rego": [str(policy)]},
+    }, "--set", f"save_stream_file={saved}", "--set", "flow_detail=4", "--set", "termlog_verbosity=debug")
+    gateway.saved = saved
+    return gateway
+
+
+def _boto3_with_headers(headers: dict[str, str], key: tuple[str, str] | None = None) -> str:
+    credentials = f", aws_access_key_id='{key[0]}', aws_secret_access_key='{key[1]}'" if key else ""
+    return f"""
+        import boto3
+        from botocore.config import Config
+        client = boto3.client("bedrock-runtime", region_name="us-east-1",
+            config=Config(retries={{"total_max_attempts": 1}}){credentials})
+        def add_headers(request, **kwargs):
+            for name, value in {headers!r}.items():
+                request.headers[name] = value
+        client.meta.events.register("before-send.bedrock-runtime.*", add_headers)
+        client.converse(modelId="amazon.nova-lite-v1:0",
+                        messages=[{{"role": "user", "content": [{{"text": "{PROMPT}"}}]}}])
+    """
+
+
+REFUSED_CALLS = [
+    # 401: an unknown key, with every side header, virtual keys where OpenAI takes none (x-api-key,
+    # x-goog-api-key, ?key=), a cookie and a Realtime key as a WebSocket subprotocol.
+    (f"""
+        import openai
+        openai.OpenAI(api_key="{UNKNOWN}", max_retries=0, default_query={{"key": "{VIRTUAL}"}},
+            default_headers={{**{SIDE!r}, "x-api-key": "{VIRTUAL}", "x-goog-api-key": "{CAROL}",
+                              "Cookie": "session={COOKIE}", "Sec-WebSocket-Protocol": "{PROTOCOLS}"}},
+        ).chat.completions.create(model="gpt-4o", messages=[{{"role": "user", "content": "{PROMPT}"}}])
+    """, {}, ("AuthenticationError", 401)),
+    # 403: the policy denies the model; a virtual key where Anthropic takes none.
+    (f"""
+        import anthropic
+        anthropic.Anthropic(api_key="{VIRTUAL}", max_retries=0,
+            default_headers={{**{SIDE!r}, "x-goog-api-key": "{CAROL}", "Cookie": "session={COOKIE}"}},
+        ).messages.create(model="claude-denied", max_tokens=10, messages=[{{"role": "user", "content": "{PROMPT}"}}])
+    """, {}, ("PermissionDeniedError", 403)),
+    # 500: no Gemini credential for a client (its own Gemini side header would be one).
+    (f"""
+        from google import genai
+        from google.genai import types
+        client = genai.Client(api_key="{VIRTUAL}", http_options=types.HttpOptions(headers={{
+            **{_without("X-Gemini-Key")!r}, "x-api-key": "{CAROL}", "Cookie": "session={COOKIE}"}}))
+        client.models.generate_content(model="gemini-2.0-flash", contents="{PROMPT}")
+    """, {}, ("ServerError", 500)),
+    # 500: no Bedrock credential for a client with a Bedrock API key.
+    (_boto3_with_headers({**_without("X-AWS-Bearer-Token", "X-AWS-Access-Key", "X-AWS-Secret-Key"),
+                          "x-api-key": CAROL, "x-goog-api-key": CAROL, "Cookie": f"session={COOKIE}"}),
+     {"AWS_BEARER_TOKEN_BEDROCK": VIRTUAL}, ("InternalServerException", 500)),
+    # 403: virtual AWS credentials signed with the wrong secret, with the AWS side headers.
+    (_boto3_with_headers({**SIDE, "x-api-key": VIRTUAL, "Cookie": f"session={COOKIE}"},
+                         (ALICE_AWS[0], WRONG_AWS_SECRET)), {}, ("ClientError", 403)),
+]
+
+
+def test_refused_calls_keep_no_credential_in_any_output(gw_refusing):
+    from tests.support.clients import run_client
+
+    for code, env, (error, status) in REFUSED_CALLS:
+        result = run_client(code, gw_refusing.proxy.proxy_url, gw_refusing.bundle, env)
+        assert (result.get("error"), result.get("status")) == (error, status), str(result)
+    records = gw_refusing.wait_audit(len(REFUSED_CALLS))
+    assert [r["status"] for r in records] == [401, 403, 500, 500, 403]
+    assert [r["decision"] for r in records] == ["deny", "deny", "allow", "allow", "deny"]
+    assert not any(fake.received for fake in gw_refusing.fakes.values())
+    gw_refusing.proxy.stop()  # flushes the saved flows
+
+    console = gw_refusing.proxy.output.read_bytes()
+    assert b"x-tollgate-error: unauthenticated" in console.lower()  # the flows were printed in full
+    for where, content in (("console", console), ("saved flows", gw_refusing.saved.read_bytes()),
+                           ("audit", gw_refusing.audit_path.read_bytes())):
+        for secret in REFUSAL_SECRETS:
+            assert secret.encode() not in content, f"{secret} found in {where}"
+
+    from mitmproxy import io
+
+    with open(gw_refusing.saved, "rb") as f:
+        flows = list(io.FlowReader(f).stream())
+    assert [f.response.status_code for f in flows] == [401, 403, 500, 500, 403]
+    unknown, denied, gemini, bedrock, badly_signed = (f.request for f in flows)
+    # Where the credentials were stays visible.
+    for name in (*SIDE, "authorization", "x-api-key", "x-goog-api-key", "cookie"):
+        assert unknown.headers[name] == "[redacted by Tollgate]", name
+    assert unknown.headers["sec-websocket-protocol"] == (
+        "realtime, openai-insecure-api-key.[redacted by Tollgate], openai-beta.realtime-v1")
+    assert unknown.query["key"] == "[redacted by Tollgate]"
+    assert denied.headers["authorization"] == denied.headers["x-goog-api-key"] == "[redacted by Tollgate]"
+    assert gemini.headers["x-goog-api-key"] == gemini.headers["x-api-key"] == "[redacted by Tollgate]"
+    assert bedrock.headers["authorization"] == bedrock.headers["x-goog-api-key"] == "[redacted by Tollgate]"
+    assert badly_signed.headers["x-aws-secret-key"] == badly_signed.headers["authorization"] == "[redacted by Tollgate]"
+    assert all(f.request.raw_content is None for f in flows)
+
+
+def _basic(user: str, password: str) -> str:
+    import base64
+
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_a_wrong_proxy_password_is_not_shown(start_gateway, tmp_path_factory):
+    """mitmproxy's proxyauth answers 407, and its console prints the request it refused."""
+    from tests.support.exchange import http_request, proxy_exchange
+
+    gw_login = _start(start_gateway, tmp_path_factory, "--set", f"proxyauth=@{_htpasswd(tmp_path_factory)}",
+                      "--set", "termlog_verbosity=debug")
+
+    wrong = _basic("carol", WRONG_PASSWORD)
+    before = len(gw_login.proxy.console())
+    answer = proxy_exchange(gw_login.proxy.port, (
+        f"CONNECT api.openai.com:443 HTTP/1.1\r\nHost: api.openai.com:443\r\nProxy-Authorization: {wrong}\r\n\r\n"
+    ).encode())
+    assert answer.startswith(b"HTTP/1.1 407")
+    # A plain HTTP request through the proxy, refused at its headers.
+    answer = proxy_exchange(gw_login.proxy.port, http_request(
+        "GET", "example.com", "http://example.com/", {"Proxy-Authorization": wrong, "x-goog-api-key": VIRTUAL}))
+    assert answer.startswith(b"HTTP/1.1 407")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and gw_login.proxy.console()[before:].count("407") < 2:
+        time.sleep(0.05)
+    console = gw_login.proxy.console()[before:]
+    assert console.count("proxy-authorization: [redacted by Tollgate]") == 2
+    for secret in (WRONG_PASSWORD, wrong.removeprefix("Basic "), VIRTUAL):
+        assert secret not in console
+
+
+def test_a_model_with_a_lone_surrogate_is_saved_with_its_call(start_gateway, tmp_path_factory):
+    """JSON may hold a lone surrogate (no SDK sends one); mitmproxy's flow writer cannot encode it."""
+    from mitmproxy import io
+
+    from tests.support.exchange import http_request, https_exchange
+
+    gateway = _start(start_gateway, tmp_path_factory)
+    body = b'{"model": "gpt-4o\\ud800", "messages": [{"role": "user", "content": "%s"}]}' % PROMPT.encode()
+    headers = {"Authorization": f"Bearer {VIRTUAL}", "Content-Type": "application/json"}
+    request = http_request("POST", "api.openai.com", "/v1/chat/completions", headers, body)
+    for _ in range(2):
+        answer = https_exchange(gateway.proxy.port, "api.openai.com", request, gateway.bundle)
+        assert answer.startswith(b"HTTP/1.1 200")
+    assert gateway.fakes["openai"].received[-1].body == body
+    records = gateway.wait_audit(2)
+    assert records[-1]["model"] == "gpt-4o\ud800"  # the audit keeps the model as sent
+    gateway.proxy.stop()
+    with open(gateway.saved, "rb") as f:
+        flows = list(io.FlowReader(f).stream())
+    assert len(flows) == 2
+    assert flows[0].comment == "alice · openai/gpt-4o\\ud800 · 21→7 tokens · allow"
+    assert flows[0].metadata["tollgate"]["model"] == "gpt-4o\\ud800"
+
+
+def test_a_call_open_at_shutdown_is_saved_without_its_credentials(start_gateway, tmp_path_factory):
+    """mitmproxy saves the flows still open when it stops: the real key had gone upstream in them."""
+    from mitmproxy import io
+
+    from tests.support.exchange import http_request
+
+    gateway = _start(start_gateway, tmp_path_factory, "--set", "termlog_verbosity=debug")
+    reached = threading.Event()
+
+    def stall(received):
+        reached.set()
+        return Reply(200, {}, delay=30)
+
+    gateway.fakes["openai"].handler = stall
+    body = b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "%s"}]}' % PROMPT.encode()
+    headers = {"Authorization": f"Bearer {VIRTUAL}", "Content-Type": "application/json"}
+    request = http_request("POST", "api.openai.com", "/v1/chat/completions", headers, body)
+    client = threading.Thread(target=_ignoring_errors, args=(gateway.proxy.port, request, gateway.bundle))
+    client.start()
+    assert reached.wait(20)
+    gateway.proxy.stop()
+    client.join(30)
+    saved = gateway.saved.read_bytes()
+    for secret in (REAL["openai"], VIRTUAL, PROMPT):
+        assert secret.encode() not in saved and secret.encode() not in gateway.proxy.output.read_bytes(), secret
+    with open(gateway.saved, "rb") as f:
+        (flow,) = list(io.FlowReader(f).stream())
+    assert flow.request.headers["authorization"] == "[redacted by Tollgate]"
+    assert flow.metadata["tollgate"]["error"] == "proxy shut down during the call"
+
+
+def _ignoring_errors(port: int, request: bytes, bundle) -> None:
+    from tests.support.exchange import https_exchange
+
+    try:
+        https_exchange(port, "api.openai.com", request, bundle)
+    except OSError:
+        pass  # the proxy went away

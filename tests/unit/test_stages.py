@@ -7,9 +7,13 @@ import logging
 from functools import partial
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mitmproxy.test import tflow
 
 from tollgate.call import Call, Usage, fingerprint
+from tollgate.clients import Directory
+from tollgate.config import Config
 from tollgate.keypool import KeyPool
 from tollgate.stages import Gateway, chain
 from tollgate.stages.credential import Credential
@@ -294,6 +298,116 @@ def test_a_saved_flow_shows_where_the_credentials_were_whether_or_not_identify_l
     Redact(shared).responseheaders(flow)
     assert flow.request.headers.fields == ((b"accept", b"*/*"), (b"x-goog-api-key", REDACTED.encode()))
     assert dict(flow.request.query) == {"key": REDACTED, "alt": "sse"}
+
+
+def _refused_flow(*fields: tuple[bytes, bytes], path: str = "/v1/chat/completions"):
+    """An OpenAI call as the client sent it, refused by Identify (no such client)."""
+    from tollgate.stages.classify import Classify
+    from tollgate.stages.identify import Identify
+
+    shared = Shared()
+    shared.ready = True
+    shared.directory = Directory(Config(clients=[{"name": "alice", "keys": ["tg-alice-1"]}]))
+    flow = tflow.tflow()
+    flow.request.host, flow.request.port, flow.request.path = "api.openai.com", 443, path
+    flow.request.headers.fields = fields
+    Classify(shared).request(flow)
+    Identify(shared).request(flow)
+    return shared, flow
+
+
+def test_a_refused_call_shows_where_every_credential_was_whichever_provider_it_is_for():
+    from tollgate.providers.base import REDACTED
+    from tollgate.stages.redact import Redact
+
+    sent = (
+        (b"Authorization", b"Bearer tg-unknown"), (b"X-OpenAI-Key", b"sk-side"), (b"X-AWS-Secret-Key", b"aws-secret"),
+        (b"x-api-key", b"tg-alice-1"), (b"X-Goog-Api-Key", b"tg-alice-1"), (b"x-amz-security-token", b"token"),
+        (b"Cookie", b"session=1"), (b"Proxy-Authorization", b"Basic Y2Fyb2w6cHc="), (b"accept", b"*/*"),
+        (b"Sec-WebSocket-Protocol", b"realtime, openai-insecure-api-key.sk-ws, openai-beta.realtime-v1"),
+    )
+    shared, flow = _refused_flow(*sent, path="/v1/chat/completions?key=tg-alice-1&x=1")
+    assert flow.response.status_code == 401
+    Redact(shared).responseheaders(flow)
+    fields = flow.request.headers.fields
+    assert (b"accept", b"*/*") in fields
+    protocols = b"realtime, openai-insecure-api-key.[redacted by Tollgate], openai-beta.realtime-v1"
+    assert (b"Sec-WebSocket-Protocol", protocols) in fields
+    redacted = [name for name, value in fields if value == REDACTED.encode()]
+    assert redacted == [b"authorization", b"x-openai-key", b"x-aws-secret-key", b"x-api-key", b"x-goog-api-key",
+                        b"x-amz-security-token", b"cookie", b"proxy-authorization"]
+    assert dict(flow.request.query) == {"key": REDACTED, "x": "1"}
+    assert flow.request.raw_content is None
+
+
+def test_a_sent_call_shows_where_the_client_put_its_credentials_not_tollgates_key():
+    from tollgate.providers.base import REDACTED
+    from tollgate.stages.credential import Credential
+    from tollgate.stages.redact import Redact
+
+    shared, flow = _refused_flow((b"x-api-key", b"tg-other"), (b"X-Anthropic-Key", b"sk-side"))
+    flow.response = None
+    call = flow.metadata[CALL]
+    call.client, call.auth = "alice", "virtual_key"
+    shared.pools["openai"] = KeyPool(["sk-real"])
+    Credential(shared).request(flow)
+    assert flow.request.headers["authorization"] == "Bearer sk-real"
+    redact = Redact(shared)
+    redact.request(flow)
+    flow.response = tflow.tresp()
+    redact.responseheaders(flow)
+    assert [(n, v) for n, v in flow.request.headers.fields if v == REDACTED.encode()] == [
+        (b"x-api-key", REDACTED.encode()), (b"x-anthropic-key", REDACTED.encode())]
+    assert "authorization" not in flow.request.headers
+
+
+def test_a_call_still_open_at_shutdown_is_redacted():
+    from tollgate.stages.redact import Redact
+
+    shared, flow = _refused_flow((b"authorization", b"Bearer tg-alice-1"))
+    flow.response = None
+    flow.request.headers["authorization"] = "Bearer sk-real"  # as Credential leaves it
+    redact = Redact(shared)
+    redact.request(flow)
+    redact.done()
+    assert flow.request.headers["authorization"] == "[redacted by Tollgate]"
+    assert not redact._sent
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(
+    st.sampled_from(["", "openai-insecure-api-key.", "OpenAI-Insecure-API-Key."]),
+    st.text(st.characters(min_codepoint=33, max_codepoint=126, exclude_characters=","), max_size=12),
+), max_size=5))
+def test_a_websocket_subprotocol_keeps_its_entries_but_no_key(entries):
+    from tollgate.stages.redact import redacted_protocols
+
+    value = b", ".join((prefix + rest).encode() for prefix, rest in entries)
+    out = redacted_protocols(value)
+    if not any(prefix for prefix, _ in entries):
+        assert out == value
+        return
+    kept = out.split(b", ")
+    assert len(kept) == len(entries)
+    for (prefix, rest), entry in zip(entries, kept):
+        assert entry == (prefix.encode() + b"[redacted by Tollgate]" if prefix else rest.encode())
+
+
+def test_every_text_on_the_flow_is_encodable_and_the_record_unchanged():
+    from mitmproxy.io import tnetstring
+
+    from tollgate.stages.audit import encodable, storable
+
+    record = {"model": "gpt-4o\ud800", "client": "jürgen", "deny_reasons": ["model gpt-4o\udcff"], "status": 403,
+              "groups": ["a"]}
+    fixed = storable(record)
+    tnetstring.dumps(fixed)
+    assert fixed == {"model": "gpt-4o\\ud800", "client": "jürgen", "deny_reasons": ["model gpt-4o\\udcff"],
+                     "status": 403, "groups": ["a"]}
+    assert record["model"] == "gpt-4o\ud800" and record["deny_reasons"] == ["model gpt-4o\udcff"]
+    plain = {"model": "gpt-4o", "client": "jürgen", "groups": ["a"]}
+    assert storable(plain) is plain
+    assert encodable("alice · openai/gpt-4o\ud800") == "alice · openai/gpt-4o\\ud800"
 
 
 # ---- the stream callable

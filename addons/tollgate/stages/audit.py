@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import time
+from typing import Any
+
+import orjson
 
 from mitmproxy import http
 
@@ -62,9 +65,9 @@ class Audit:
         record = call.audit_record()
         if self.shared.audit is not None:
             self.shared.audit.write(record)
-        flow.comment = call.summary()
+        flow.comment = encodable(call.summary())
         # From here on the flow carries plain data that saved flows can hold: the audit record.
-        flow.metadata[CALL] = record
+        flow.metadata[CALL] = storable(record)
 
 
 class AuditGate(CallStage):
@@ -80,3 +83,38 @@ class AuditGate(CallStage):
             return
         call.error = "audit unavailable"
         refuse(flow, call, AUDIT_UNAVAILABLE, "Tollgate cannot write its audit, so it serves no calls; retry later.")
+
+
+def encodable(text: str) -> str:
+    """The text, a lone surrogate (JSON allows `"\\ud800"`; mitmproxy keeps bytes that are not
+    UTF-8 as surrogates) written as its escape: mitmproxy's flow writer encodes text as strict UTF-8
+    and would leave the whole flow out of the file."""
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def storable(record: dict[str, Any]) -> dict[str, Any]:
+    """The record, or a copy with every text `encodable` when one is not (the audit file keeps
+    the record as it is: its JSON writer escapes a lone surrogate itself)."""
+    try:
+        # orjson refuses a lone surrogate, and writes a plain record several times faster than
+        # the walk below looks at it.
+        orjson.dumps(record)
+        return record
+    except TypeError:
+        pass
+    fixed = None
+    for key, value in record.items():
+        kind = type(value)
+        if kind is str:
+            if value.isascii():
+                continue
+            text: object = encodable(value)
+        elif kind is list:
+            text = [encodable(v) if type(v) is str else v for v in value]
+        else:
+            continue
+        if text != value:
+            if fixed is None:
+                fixed = dict(record)
+            fixed[key] = text
+    return fixed if fixed is not None else record

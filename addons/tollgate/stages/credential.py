@@ -136,12 +136,15 @@ class Credential(CallStage):
             self._refuse(
                 flow, call, f"Tollgate changed this request (model override) and cannot re-sign it: {setting}."
             )
+        elif signed:
+            # The access key id tells callers apart (never the secret, which the request does not carry).
+            key_id = _access_key_id(call.headers[b"authorization"])
+            call.upstream_key = fingerprint(key_id) if key_id else None
+            # A SigV4 signature covers the Host header: it goes upstream as signed, wherever it goes.
+            flow.request.host_header = call.host
         else:
             own = provider.presented(*credentials_of(call, flow.request, provider))
             call.upstream_key = fingerprint(own[0].value) if own else None
-            if signed:
-                # A SigV4 signature covers the Host header: it goes upstream as signed, wherever it goes.
-                flow.request.host_header = call.host
 
     @staticmethod
     def _refuse(flow: http.HTTPFlow, call: Call, message: str) -> None:
@@ -155,3 +158,11 @@ class Credential(CallStage):
         if flow.response.status_code in RESTING_STATUSES:
             pool, key = call.pooled_key
             pool.rest(key, retry_after_seconds(flow.response.headers.get("retry-after")))
+
+
+def _access_key_id(authorization: bytes) -> str | None:
+    """The access key id of a SigV4 `Authorization` header's Credential=, or None when it has none."""
+    try:
+        return sigv4.parse_authorization(authorization.decode("utf-8", "surrogateescape")).access_key_id or None
+    except sigv4.SignatureError:
+        return None

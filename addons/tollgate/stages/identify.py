@@ -9,6 +9,7 @@ from ..call import Call
 from ..providers.base import INVALID_SIGNATURE, UNAUTHENTICATED
 from ..providers.bedrock import region_of
 from ..sigv4 import UNKNOWN_KEY, SignatureError
+from .redact import credential_positions
 from .shared import CallStage, Shared, credentials_of, provider_of, refuse
 
 PROXYAUTH = "proxyauth"
@@ -35,7 +36,10 @@ class Identify(CallStage):
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         provider = provider_of(call)
         credentials = credentials_of(call, flow.request, provider)
-        call.credential_positions = provider.positions_present(*credentials)
+        # Every credential the request carries, for any provider: Redact shows where they were.
+        call.credential_positions = credential_positions(
+            call.headers, flow.request.query if b"?" in flow.request.data.path else ()
+        )
         login = flow.metadata.get(PROXYAUTH)
         name = login[0] if isinstance(login, (tuple, list)) and login and login[0] else None
         signed_with = None
