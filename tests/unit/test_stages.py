@@ -126,11 +126,12 @@ def test_gateway_runs_no_call_stage_after_one_answered_the_call():
 def test_tollgates_chain_is_one_addon_holding_every_stage_in_order():
     gateway = chain()
     assert [type(s).__name__ for s in gateway.stages] == [
-        "Settings", "Classify", "Identify", "Override", "Route", "Decide", "Credential",
+        "Settings", "Classify", "WebSocket", "Identify", "Override", "Route", "Decide", "Credential",
         "UpstreamWatch", "StreamTap", "Redact", "Audit",
     ]
     for hook in ("load", "configure", "running", "done", "requestheaders", "request", "responseheaders",
-                 "response", "error", "http_connect", "server_connect", "server_disconnected"):
+                 "response", "error", "http_connect", "server_connect", "server_disconnected",
+                 "websocket_message", "websocket_end"):
         assert callable(getattr(gateway, hook)), hook
 
 

@@ -6,7 +6,8 @@ from mitmproxy import http
 
 from ..call import Call
 from ..providers import provider_for
-from ..providers.base import MISCONFIGURED, header_index, parse_request_json
+from ..providers.base import BAD_REQUEST, MISCONFIGURED, header_index, parse_request_json
+from ..providers.openai import classify_realtime
 from .shared import CALL, Shared, refuse
 
 
@@ -66,4 +67,11 @@ class Classify:
         if not self.shared.ready:
             refuse(flow, call, MISCONFIGURED, "Tollgate has no valid configuration; see its console.")
             call.error = "no valid configuration"
+        elif call.provider == "openai":  # the Realtime API names its model in the query
+            try:
+                query = request.path.partition("?")[2]
+                call.classification = classify_realtime(call.classification, method, query)
+            except ValueError as e:
+                call.error = f"bad request: {e}"
+                refuse(flow, call, BAD_REQUEST, f"Tollgate cannot read this request exactly and did not forward it: {e}.")
         return call
