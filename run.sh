@@ -10,7 +10,7 @@ LISTEN_HOST="127.0.0.1"
 LISTEN_PORT="8080"
 # The official SDKs the end-to-end tests drive, newest releases, in a venv of their own:
 # mitmproxy's pins hold the main venv's typing-extensions (and so the SDKs) back.
-CLIENT_PACKAGES=(openai anthropic google-genai boto3)
+CLIENT_PACKAGES=(openai anthropic google-genai boto3 websockets)
 
 say() { printf 'tollgate: %s\n' "$*" >&2; }
 

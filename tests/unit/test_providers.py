@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from mitmproxy.http import Headers
 
@@ -1754,6 +1754,8 @@ def test_bedrock_model_id_is_read_or_refused(path: str) -> None:
 @given(st.text(alphabet=st.characters(blacklist_characters="?", blacklist_categories=["Cs"]), min_size=1, max_size=40))
 def test_bedrock_model_id_round_trips_through_percent_encoding(model: str) -> None:
     from urllib.parse import quote
+
+    assume(model not in (".", ".."))  # a dot segment, refused: servers resolve it away
 
     path = f"/model/{quote(model, safe='')}/converse"
     assert bedrock_model(path) == model

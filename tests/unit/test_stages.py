@@ -130,11 +130,13 @@ def test_gateway_runs_no_call_stage_after_one_answered_the_call():
 def test_tollgates_chain_is_one_addon_holding_every_stage_in_order():
     gateway = chain()
     assert [type(s).__name__ for s in gateway.stages] == [
-        "Settings", "Classify", "AuditGate", "Identify", "Override", "Route", "Decide", "Credential",
+        "Settings", "Classify", "AuditGate", "WebSocket", "Identify", "Override", "Route", "Decide",
+        "Credential",
         "UpstreamWatch", "StreamTap", "Redact", "Audit",
     ]
     for hook in ("load", "configure", "running", "done", "requestheaders", "request", "responseheaders",
-                 "response", "error", "http_connect", "server_connect", "server_disconnected"):
+                 "response", "error", "http_connect", "server_connect", "server_disconnected",
+                 "websocket_message", "websocket_end"):
         assert callable(getattr(gateway, hook)), hook
 
 
@@ -309,7 +311,8 @@ def _refused_flow(*fields: tuple[bytes, bytes], path: str = "/v1/chat/completion
     shared.ready = True
     shared.directory = Directory(Config(clients=[{"name": "alice", "keys": ["tg-alice-1"]}]))
     flow = tflow.tflow()
-    flow.request.host, flow.request.port, flow.request.path = "api.openai.com", 443, path
+    flow.request.scheme, flow.request.host, flow.request.port = "https", "api.openai.com", 443
+    flow.request.path, flow.request.content = path, b""
     flow.request.headers.fields = fields
     Classify(shared).request(flow)
     Identify(shared).request(flow)

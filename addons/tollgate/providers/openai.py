@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import unquote_plus
 
 from ..call import Classification, RequestFacts, Usage
 from .base import (
@@ -33,6 +33,7 @@ from .base import (
     words,
 )
 
+REALTIME = "realtime"  # a WebSocket session (GET /v1/realtime?model=…, upgraded)
 # Path segments (after the version prefix) → endpoint kind; a path under one of these is that kind.
 _ENDPOINTS = (
     (("chat", "completions"), "chat.completions"),
@@ -46,7 +47,7 @@ _ENDPOINTS = (
     (("audio", "speech"), "audio.speech"),
     (("audio", "transcriptions"), "audio.transcriptions"),
     (("audio", "translations"), "audio.translations"),
-    (("realtime",), "realtime"),
+    (("realtime",), REALTIME),
     (("models",), "models"),
 )
 # Endpoints that take files or audio (multipart or raw bytes): their bodies stream upstream unread.
@@ -99,19 +100,36 @@ def classify_request(method: str, segments: Sequence[str], data: dict[str, Any] 
     if not segments:
         raise Unreadable("the path names no endpoint")
     endpoint = endpoint_of(segments)
-    if endpoint == "realtime" and method == "GET":
-        return Classification(endpoint=endpoint, model=realtime_model(query), wire_format="openai")
+    if endpoint == REALTIME and method == "GET":
+        return Classification(REALTIME, realtime_model(query), RequestFacts(stream=True), "openai")
     if is_upload(method, segments):
         return Classification(endpoint=endpoint, wire_format="openai", unread=UNREAD_BODY)
     return classify_body(endpoint, method, data)
 
 
 def realtime_model(query: str) -> str:
-    """The model a Realtime WebSocket asks for, in its query: exactly one."""
-    models = parse_qs(query, keep_blank_values=True).get("model", [])
-    if len(models) != 1 or not models[0]:
+    """The model a Realtime session asks for: the query's one `model` parameter, decoded as servers
+    decode a query string. Unreadable (saying what is wrong, never what was sent) where that is not
+    exactly one printable name, or where servers could read the query differently."""
+    if ";" in query:  # some servers split parameters at ";" as well as at "&"
+        raise Unreadable("a Realtime session's query holds a ';'")
+    models = []
+    for parameter in query.split("&"):
+        name, _, value = parameter.partition("=")
+        name = unquote_plus(name, errors="replace")
+        if name.lower() == "model":
+            if name != "model":
+                raise Unreadable("a Realtime session's query names its model in another case")
+            models.append(value)
+    if len(models) != 1:
         raise Unreadable("a Realtime session names exactly one model in its query (?model=…)")
-    return models[0]
+    try:
+        model = unquote_plus(models[0], errors="strict")
+    except UnicodeDecodeError:
+        raise Unreadable("a Realtime session's model is not UTF-8") from None
+    if not model or not model.isprintable():
+        raise Unreadable("a Realtime session's model is empty or not printable")
+    return model
 
 
 def classify_body(endpoint: str | None, method: str, data: dict[str, Any] | None) -> Classification:
@@ -252,6 +270,75 @@ class ResponsesStreamReader(SSEReader):
 
 def stream_reader(endpoint: str | None) -> UsageReader:
     return ResponsesStreamReader() if endpoint == "responses" else ChatStreamReader()
+
+
+# A browser cannot set headers on a WebSocket: it sends its key as one of the offered subprotocols.
+INSECURE_KEY_PREFIX = "openai-insecure-api-key."
+
+
+def insecure_keys(subprotocols: str) -> tuple[list[str], str]:
+    """The API keys among a WebSocket's offered subprotocols (`Sec-WebSocket-Protocol: realtime,
+    openai-insecure-api-key.<key>, …`), and the header's value without them. Matched in any case: a
+    key in any spelling is a key, never to be shown or forwarded."""
+    keys, rest = [], []
+    for entry in subprotocols.split(","):
+        entry = entry.strip()
+        if entry[: len(INSECURE_KEY_PREFIX)].lower() == INSECURE_KEY_PREFIX:
+            keys.append(entry[len(INSECURE_KEY_PREFIX) :])
+        elif entry:
+            rest.append(entry)
+    return keys, ", ".join(rest)
+
+
+_RESPONSE_DONE_EVENT = b'"response.done"'
+
+
+def response_done_usage(message: bytes) -> Usage | None:
+    """A response's usage and status from a Realtime server event, if it is `response.done`."""
+    if _RESPONSE_DONE_EVENT not in message:  # the one test nearly every event needs
+        return None
+    event = parse_json(message)
+    if event is None or event.get("type") != "response.done":
+        return None
+    response = event.get("response")
+    if not isinstance(response, dict):
+        response = {}
+    raw = response.get("usage")
+    if not isinstance(raw, dict):
+        raw = {}
+    u = Usage(
+        input_tokens=as_int(raw.get("input_tokens")),
+        output_tokens=as_int(raw.get("output_tokens")),
+        total_tokens=as_int(raw.get("total_tokens")),
+        cached_tokens=as_int(_get(raw, "input_token_details", "cached_tokens")),
+        reasoning_tokens=as_int(_get(raw, "output_token_details", "reasoning_tokens")),
+    )
+    # As for the Responses API: why a response is incomplete (max_output_tokens, content_filter)
+    # says more than that it is.
+    status, reason = response.get("status"), _get(response, "status_details", "reason")
+    u.finish_reason = reason if status == "incomplete" and isinstance(reason, str) else (
+        status if isinstance(status, str) else None
+    )
+    return add_totals(u)
+
+
+def summed(total: Usage | None, more: Usage) -> Usage:
+    """A session's usage so far with one more response's: counts added where known, the finish
+    reason the latest one given."""
+    if total is None:
+        return more
+    return Usage(
+        _plus(total.input_tokens, more.input_tokens),
+        _plus(total.output_tokens, more.output_tokens),
+        _plus(total.total_tokens, more.total_tokens),
+        _plus(total.cached_tokens, more.cached_tokens),
+        _plus(total.reasoning_tokens, more.reasoning_tokens),
+        more.finish_reason if more.finish_reason is not None else total.finish_reason,
+    )
+
+
+def _plus(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else a + b
 
 
 def _get(data: Any, outer: str, inner: str) -> Any:

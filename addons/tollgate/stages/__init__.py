@@ -20,6 +20,7 @@ from .settings import Settings
 from .shared import CallStage, Shared, run_call_stages
 from .stream_tap import StreamTap
 from .upstream_watch import UpstreamWatch
+from .websocket import WebSocket
 
 
 class Gateway:
@@ -77,6 +78,7 @@ def chain() -> Gateway:
         Settings(shared),
         Classify(shared),
         AuditGate(shared),
+        WebSocket(shared),
         Identify(shared),
         Override(shared),
         Route(shared),

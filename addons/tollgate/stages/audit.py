@@ -36,6 +36,10 @@ class Audit:
         call.status = flow.response.status_code
 
     def response(self, flow: http.HTTPFlow) -> None:
+        if flow.websocket is None:  # a WebSocket's call ends with it
+            self._finish(flow)
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
         self._finish(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:

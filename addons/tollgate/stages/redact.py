@@ -11,6 +11,7 @@ from mitmproxy import http
 
 from ..providers import PROVIDERS, provider_for
 from ..providers.base import REDACTED, Fields, header_index
+from ..providers.openai import INSECURE_KEY_PREFIX
 from .credential import SIDE_HEADERS
 from .shared import Shared, call_of
 
@@ -34,7 +35,7 @@ _QUERY_POSITION_SET = frozenset(_QUERY_POSITIONS)
 # `Sec-WebSocket-Protocol: realtime, openai-insecure-api-key.<KEY>`.
 WEBSOCKET_PROTOCOL = "sec-websocket-protocol"
 _WEBSOCKET_PROTOCOL = WEBSOCKET_PROTOCOL.encode()
-_KEY_PROTOCOL = b"openai-insecure-api-key."
+_KEY_PROTOCOL = INSECURE_KEY_PREFIX.encode()
 _REDACTED = REDACTED.encode()
 _MARKED = frozenset(_HEADERS.values())
 

@@ -1,0 +1,121 @@
+"""OpenAI's Realtime API over WebSocket: a browser's key among the offered subprotocols is taken as
+the caller's credential and never forwarded; every message goes on as it came while the flow keeps
+only a stand-in for it (what the console shows and saved flows hold); the usage the server reports
+is added up as its events pass."""
+
+from __future__ import annotations
+
+import logging
+
+from mitmproxy import ctx, http
+from mitmproxy.websocket import WebSocketMessage
+from wsproto.handshake import WEBSOCKET_VERSION
+
+from ..call import Call
+from ..providers.base import BAD_REQUEST, with_header
+from ..providers.openai import REALTIME, insecure_keys, response_done_usage, summed
+from .shared import Shared, call_of, refuse
+
+logger = logging.getLogger(__name__)
+
+SUBPROTOCOLS = b"sec-websocket-protocol"
+# Close codes of a WebSocket that ended as meant to: normal, going away, no code given.
+NORMAL_CLOSE = frozenset((1000, 1001, 1005))
+
+
+def stand_in(size: int) -> bytes:
+    return b"[redacted by Tollgate: %d bytes]" % size
+
+
+def is_relayed_upgrade(headers: dict[bytes, bytes]) -> bool:
+    """Whether mitmproxy (its `websocket` option on) relays this upgrade as WebSocket messages, which
+    Tollgate reads and keeps out of the flow; any other upgrade it would pass on as raw TCP."""
+    upgrade, version = headers.get(b"upgrade", b""), headers.get(b"sec-websocket-version")
+    return upgrade.lower() == b"websocket" and version == WEBSOCKET_VERSION
+
+
+class WebSocket:
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+        self.relays_websocket = False  # mitmproxy's `websocket` option, once configured
+
+    def configure(self, updated: set[str]) -> None:
+        if "websocket" in updated:
+            self.relays_websocket = ctx.options.websocket
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        call = call_of(flow)
+        if call is not None and call.streamed_upload:  # decided at its headers, as it goes on unread
+            self._check(flow, call)
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        call = call_of(flow)
+        if call is not None and not call.streamed_upload:
+            self._check(flow, call)
+
+    def _check(self, flow: http.HTTPFlow, call: Call) -> None:
+        headers = call.headers
+        realtime = call.classification.endpoint == REALTIME
+        if realtime and b"upgrade" in headers and flow.response is None and not (
+            self.relays_websocket and is_relayed_upgrade(headers)
+        ):
+            call.error = "bad request: not a WebSocket upgrade Tollgate relays"
+            refuse(flow, call, BAD_REQUEST, "Tollgate relays the Realtime API over WebSocket (version 13) only.")
+        offered = headers.get(SUBPROTOCOLS)
+        if offered is None:
+            return
+        keys, rest = insecure_keys(offered.decode("utf-8", "surrogateescape"))
+        if not keys:
+            return
+        # The keys leave the subprotocols of every call, whatever comes next: they are neither
+        # forwarded nor shown.
+        request = flow.request
+        kept = rest.encode("utf-8", "surrogateescape")
+        fields = with_header(request.headers.fields, SUBPROTOCOLS, kept)
+        request.headers.fields = fields if kept else tuple(f for f in fields if f[0].lower() != SUBPROTOCOLS)
+        if kept:
+            headers[SUBPROTOCOLS] = kept
+        else:
+            del headers[SUBPROTOCOLS]
+        distinct = {key for key in keys if key}
+        if not realtime or flow.response is not None or not distinct:
+            return
+        # On the Realtime API the key goes where it goes in every other call: the later stages
+        # identify the caller by it and swap it for the upstream key.
+        bearer = f"Bearer {distinct.pop()}".encode("utf-8", "surrogateescape")
+        if distinct or headers.get(b"authorization", bearer) != bearer:
+            call.error = "bad request: more than one API key"
+            refuse(flow, call, BAD_REQUEST, "Tollgate: this request carries more than one API key.")
+        elif b"authorization" not in headers:
+            headers[b"authorization"] = bearer
+            request.headers.fields = (*request.headers.fields, (b"authorization", bearer))
+
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        assert flow.websocket is not None
+        messages = flow.websocket.messages
+        message = messages[-1]
+        # mitmproxy forwards the message object it made (its content, unless dropped), not the
+        # flow's list entry: the entry becomes a stand-in, for every later addon and saved flows.
+        content = stand_in(len(message.content))
+        messages[-1] = WebSocketMessage(message.type, message.from_client, content, message.timestamp)
+        call = call_of(flow)
+        if message.from_client or call is None:
+            return
+        try:
+            usage = response_done_usage(message.content)
+        except Exception:  # a reader fault must not stop the hook: later addons would see the content
+            logger.exception("Tollgate: reading usage from a Realtime event failed")
+            call.error = call.error or "usage reader failed"
+            return
+        if usage is not None:
+            call.usage = summed(call.usage, usage)
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        websocket = flow.websocket
+        assert websocket is not None
+        if websocket.close_reason:  # free text from either side, shown and saved like a message
+            websocket.close_reason = stand_in(len(websocket.close_reason.encode())).decode()
+        call = call_of(flow)
+        if call is not None and websocket.close_code not in NORMAL_CLOSE and call.error is None:
+            who = "client" if websocket.closed_by_client else "server"
+            call.error = f"the {who} closed the WebSocket with code {websocket.close_code}"

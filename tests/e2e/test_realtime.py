@@ -1,0 +1,231 @@
+"""OpenAI's Realtime API over WebSocket, governed as every call: the model read from the query and
+decided on, the caller identified by its virtual key (header or browser subprotocol) which never
+goes upstream, usage added up from the server's events into one audit record when the WebSocket
+ends, and no message, key or prompt on the console or in saved flows, while the peers get every
+message as it was sent."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support.fake_realtime import HANG_UP, FakeRealtime, answering, usage
+from tests.support.proxy import ROOT
+
+REAL = "sk-REAL-openai-realtime-5ecret-a1"
+ALICE = "tg-VIRTUAL-alice-realtime-5ecret-b2"
+SAM = "tg-VIRTUAL-sam-realtime-5ecret-c3"
+PROMPT = "PROMPT-TEXT-spoken-to-realtime-d4"
+SYSTEM = "SYSTEM-INSTRUCTIONS-for-realtime-e5"
+ANSWERS = ["COMPLETION-TEXT-first-answer-f6", "COMPLETION-TEXT-second-answer-g7"]
+USAGES = [usage(100, 20, 40), usage(150, 30, 64)]
+SECRETS = [REAL, ALICE, SAM, PROMPT, SYSTEM, *ANSWERS]
+MODEL = "gpt-4o-realtime-preview"  # allowed for alice's group (research: gpt-4o*), not for sam's
+BROWSER_SUBPROTOCOLS = ["realtime", f"openai-insecure-api-key.{ALICE}", "openai-beta.realtime-v1"]
+
+
+@pytest.fixture(scope="module")
+def fake(upstream_ca):
+    server = FakeRealtime(upstream_ca)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def gw(start_gateway, fake, tmp_path_factory):
+    saved = tmp_path_factory.mktemp("saved") / "flows.mitm"
+    allowlist = ROOT / "docs" / "examples" / "policies" / "model_allowlist.rego"
+    gateway = start_gateway(
+        lambda urls: {
+            "providers": {"openai": {"upstream": fake.url, "keys": [REAL]}},
+            "clients": [{"name": "alice", "keys": [ALICE], "groups": ["research"]},
+                        {"name": "sam", "keys": [SAM], "groups": ["support"]}],
+            "policy": {"rego": [str(allowlist)]},
+        },
+        "--set", f"save_stream_file={saved}", "--set", "flow_detail=4", "--set", "termlog_verbosity=debug",
+    )  # fmt: skip
+    gateway.saved = saved
+    return gateway
+
+
+@pytest.fixture
+def g(gw, fake):
+    fake.sessions.clear()
+    fake.script = answering(ANSWERS, USAGES)
+    return gw
+
+
+SDK_SESSION = f"""
+    from openai import OpenAI
+    client = OpenAI(api_key="{ALICE}", max_retries=0)
+    texts = []
+    with client.realtime.connect(model="{MODEL}") as conn:
+        conn.session.update(session={{"type": "realtime", "instructions": "{SYSTEM}"}})
+        conn.conversation.item.create(item={{"type": "message", "role": "user",
+                                              "content": [{{"type": "input_text", "text": "{PROMPT}"}}]}})
+        for _ in range(2):
+            conn.response.create()
+            text = ""
+            for event in conn:
+                if event.type == "response.output_text.delta":
+                    text += event.delta
+                elif event.type == "response.done":
+                    break
+            texts.append(text)
+    report(texts=texts)
+"""
+
+
+def test_an_sdk_session_goes_with_the_real_key_and_is_audited_once_with_its_summed_usage(g, fake):
+    assert g.run(SDK_SESSION) == {"texts": ANSWERS}
+    (session,) = fake.sessions
+    assert session.target == f"/v1/realtime?model={MODEL}"
+    assert session.headers["authorization"] == f"Bearer {REAL}"
+    assert not any(ALICE in value for value in session.headers.values())
+    # The peer got every message as the client sent it.
+    sent = [json.loads(m) for m in session.received]
+    assert [e["type"] for e in sent] == ["session.update", "conversation.item.create", "response.create",
+                                         "response.create"]
+    assert sent[0]["session"]["instructions"] == SYSTEM
+    assert sent[1]["item"]["content"][0]["text"] == PROMPT
+    (record,) = g.new_audit(1)
+    assert (record["client"], record["auth"], record["provider"], record["endpoint"]) == (
+        "alice", "virtual_key", "openai", "realtime")
+    assert (record["method"], record["path"], record["requested_model"], record["model"]) == (
+        "GET", "/v1/realtime", MODEL, MODEL)
+    assert (record["decision"], record["status"], record["error"]) == ("allow", 101, None)
+    assert (record["input_tokens"], record["output_tokens"], record["total_tokens"]) == (250, 50, 300)
+    assert (record["cached_tokens"], record["reasoning_tokens"], record["finish_reason"]) == (104, None, "completed")
+    assert record["upstream"] == fake.url and record["upstream_key"].startswith("sha256:")
+    # Written when the WebSocket ended: the whole session, not its handshake.
+    assert record["ttfb_ms"] is not None and record["latency_ms"] > record["ttfb_ms"]
+
+
+def test_a_denied_model_fails_the_upgrade_with_403_and_reaches_no_upstream(g, fake):
+    before = fake.connections
+    result = g.run(f"""
+        from openai import OpenAI
+        try:
+            with OpenAI(api_key="{SAM}", max_retries=0).realtime.connect(model="{MODEL}") as conn:
+                conn.response.create()
+            report(error=None)
+        except Exception as e:
+            body = json.loads(e.response.body)
+            report(error=type(e).__name__, module=type(e).__module__, status=e.response.status_code,
+                   tollgate=e.response.headers.get("x-tollgate-error"), code=body["error"]["code"])
+    """)
+    assert result == {"error": "InvalidStatus", "module": "websockets.exceptions", "status": 403,
+                      "tollgate": "policy_denied", "code": "policy_denied"}
+    assert fake.connections == before and fake.sessions == []
+    (record,) = g.new_audit(1)
+    assert (record["client"], record["endpoint"], record["model"]) == ("sam", "realtime", MODEL)
+    assert (record["decision"], record["status"]) == ("deny", 403)
+    assert MODEL in record["deny_reasons"][0]
+
+
+BROWSER_SESSION = f"""
+    import json
+    from websockets.sync.client import connect
+    with connect("wss://api.openai.com/v1/realtime?model={MODEL}",
+                 subprotocols={BROWSER_SUBPROTOCOLS!r}) as ws:
+        chosen, extensions = ws.subprotocol, [e.name for e in ws.protocol.extensions]
+        ws.send(json.dumps({{"type": "response.create"}}))
+        text = ""
+        for _ in range(10):
+            event = json.loads(ws.recv(timeout=10))
+            if event["type"] == "response.output_text.delta":
+                text += event["delta"]
+            if event["type"] == "response.done":
+                break
+    report(subprotocol=chosen, extensions=extensions, text=text)
+"""
+
+
+def test_a_browsers_key_among_the_subprotocols_identifies_it_and_never_goes_upstream(g, fake):
+    # Compressed (permessage-deflate): mitmproxy inflates each message for the hooks.
+    assert g.run(BROWSER_SESSION) == {"subprotocol": "realtime", "extensions": ["permessage-deflate"],
+                                      "text": ANSWERS[0]}
+    (session,) = fake.sessions
+    assert session.headers["authorization"] == f"Bearer {REAL}"
+    assert session.subprotocols == ["realtime", "openai-beta.realtime-v1"]
+    assert not any(ALICE in value for value in session.headers.values())
+    (record,) = g.new_audit(1)
+    assert (record["client"], record["auth"], record["model"], record["status"]) == (
+        "alice", "virtual_key", MODEL, 101)
+    assert (record["input_tokens"], record["output_tokens"], record["cached_tokens"]) == (100, 20, 40)
+
+
+def test_a_session_the_server_drops_is_audited_with_the_usage_read_and_the_close(g, fake):
+    result = g.run(f"""
+        import json
+        from websockets.sync.client import connect
+        from websockets.exceptions import ConnectionClosed
+        with connect("wss://api.openai.com/v1/realtime?model={MODEL}",
+                     additional_headers={{"Authorization": "Bearer {ALICE}"}}) as ws:
+            ws.send(json.dumps({{"type": "response.create"}}))
+            for _ in range(10):
+                if json.loads(ws.recv(timeout=10))["type"] == "response.done":
+                    break
+            ws.send(json.dumps({{"type": "{HANG_UP}"}}))
+            try:
+                ws.recv(timeout=10)
+                report(closed=False)
+            except ConnectionClosed:
+                report(closed=True)
+    """)
+    assert result == {"closed": True}
+    (record,) = g.new_audit(1)
+    assert (record["client"], record["status"], record["total_tokens"]) == ("alice", 101, 120)
+    assert record["error"] == "the server closed the WebSocket with code 1006"
+
+
+@pytest.mark.parametrize("query", ["", "?model=gpt-4o-realtime-preview&model=gpt-4o-mini-realtime-preview",
+                                   "?model=", "?Model=gpt-4o-realtime-preview"])
+def test_a_session_naming_no_one_model_is_refused_400_and_reaches_no_upstream(g, fake, query):
+    before = fake.connections
+    result = g.run(f"""
+        import json
+        from websockets.sync.client import connect
+        from websockets.exceptions import InvalidStatus
+        try:
+            connect("wss://api.openai.com/v1/realtime{query}", subprotocols={BROWSER_SUBPROTOCOLS!r}).close()
+            report(status=101)
+        except InvalidStatus as e:
+            report(status=e.response.status_code, tollgate=e.response.headers.get("x-tollgate-error"),
+                   code=json.loads(e.response.body)["error"]["code"])
+    """)
+    assert result == {"status": 400, "tollgate": "bad_request", "code": "bad_request"}
+    assert fake.connections == before
+    (record,) = g.new_audit(1)
+    assert (record["endpoint"], record["status"], record["model"]) == ("realtime", 400, None)
+    assert record["error"].startswith("bad request: ")
+
+
+def test_no_message_key_or_prompt_reaches_the_console_or_saved_flows(g, fake):
+    # The sessions above ran on this proxy too: a session, a refusal, a browser's, bad queries.
+    assert g.run(SDK_SESSION) == {"texts": ANSWERS}
+    g.new_audit(1)
+    g.proxy.stop()  # flushes the saved flows
+    console = g.proxy.output.read_bytes()
+    saved = g.saved.read_bytes()
+    for where, content in (("console", console), ("saved flows", saved), ("audit", g.audit_path.read_bytes())):
+        for secret in SECRETS:
+            assert secret.encode() not in content, f"{secret} found in {where}"
+    # The console did show the messages' passing (flow_detail 4), as stand-ins.
+    assert b"WebSocket text message" in console and b"[redacted by Tollgate: " in console
+
+    from mitmproxy import io
+
+    with open(g.saved, "rb") as f:
+        flows = [flow for flow in io.FlowReader(f).stream() if flow.websocket is not None]
+    assert len(flows) >= 3
+    for flow in flows:
+        assert flow.metadata["tollgate"]["endpoint"] == "realtime"
+        assert flow.request.headers["authorization"] == "[redacted by Tollgate]"
+        messages = flow.websocket.messages
+        assert messages and all(m.content.startswith(b"[redacted by Tollgate: ") for m in messages)
+    last = flows[-1]
+    # session.created and .updated; the client's 4 events; per response: created, 2 deltas, done.
+    assert len(last.websocket.messages) == 2 + 4 + 2 * 4
+    assert last.metadata["tollgate"]["total_tokens"] == 300

@@ -1,0 +1,182 @@
+"""A TLS WebSocket server on 127.0.0.1 standing in for OpenAI's Realtime API: it records each
+connection's handshake and the messages it received, and answers client events with the server
+events a script gives."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trustme
+from wsproto import ConnectionType, WSConnection
+from wsproto.extensions import PerMessageDeflate
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    RejectConnection,
+    Request,
+    TextMessage,
+)
+
+# Client event → the server events answering it.
+Script = Callable[[dict[str, Any]], list[dict[str, Any]]]
+# A client event the fake answers by dropping the connection, without a closing handshake.
+HANG_UP = "test.hang_up"
+
+
+@dataclass
+class Session:
+    target: str  # path and query as requested
+    headers: dict[str, str]  # lower-cased names; a repeated header's values joined with ", "
+    subprotocols: list[str]
+    received: list[str] = field(default_factory=list)  # the client's text messages as they arrived
+    closed: threading.Event = field(default_factory=threading.Event)
+
+
+def usage(input_tokens: int, output_tokens: int, cached: int) -> dict[str, Any]:
+    return {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "total_tokens": input_tokens + output_tokens,
+        "input_token_details": {"cached_tokens": cached, "text_tokens": input_tokens, "audio_tokens": 0},
+        "output_token_details": {"text_tokens": output_tokens, "audio_tokens": 0},
+    }
+
+
+def answering(texts: list[str], usages: list[dict[str, Any]], status: str = "completed") -> Script:
+    """Each `response.create` is answered with the next text as deltas and a `response.done`
+    carrying the next usage."""
+    answered = iter(range(len(usages)))
+
+    def script(event: dict[str, Any]) -> list[dict[str, Any]]:
+        if event.get("type") == "session.update":
+            return [{"type": "session.updated", "event_id": "ev_s2", "session": {"type": "realtime"}}]
+        if event.get("type") != "response.create":
+            return []
+        n = next(answered)
+        rid = f"resp_{n}"
+        half = len(texts[n]) // 2
+        return [
+            {"type": "response.created", "event_id": f"ev_{n}a",
+             "response": {"id": rid, "object": "realtime.response", "status": "in_progress"}},
+            *({"type": "response.output_text.delta", "event_id": f"ev_{n}{i}", "response_id": rid,
+               "item_id": "item_1", "output_index": 0, "content_index": 0, "delta": piece}
+              for i, piece in enumerate((texts[n][:half], texts[n][half:]))),
+            {"type": "response.done", "event_id": f"ev_{n}z",
+             "response": {"id": rid, "object": "realtime.response", "status": status, "output": [],
+                          "usage": usages[n]}},
+        ]  # fmt: skip
+
+    return script
+
+
+class FakeRealtime:
+    def __init__(self, ca: trustme.CA, script: Script | None = None) -> None:
+        self.sessions: list[Session] = []
+        self.connections = 0  # TCP connections accepted, handshake or not
+        self.script: Script = script or (lambda event: [])
+        self._lock = threading.Lock()
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(self._context)
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self._server.settimeout(0.1)
+        self.port = self._server.getsockname()[1]
+        self.url = f"https://127.0.0.1:{self.port}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sock, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+
+    def _serve(self, raw: socket.socket) -> None:
+        raw.settimeout(30)
+        try:
+            with self._context.wrap_socket(raw, server_side=True) as sock:
+                self._relay(sock)
+        except (OSError, ssl.SSLError):
+            pass
+
+    def _relay(self, sock: ssl.SSLSocket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = sock.recv(65536)
+            if not data:
+                return
+            head += data
+        ws = WSConnection(ConnectionType.SERVER)
+        ws.receive_data(head)
+        session: Session | None = None
+        pending = ""
+        while True:
+            for event in ws.events():
+                if isinstance(event, Request):
+                    session = Session(event.target, _headers(head), list(event.subprotocols))
+                    with self._lock:
+                        self.sessions.append(session)
+                    chosen = "realtime" if "realtime" in event.subprotocols else None
+                    # Compression as the client offers it: mitmproxy then relays inflated messages.
+                    sock.sendall(ws.send(AcceptConnection(subprotocol=chosen, extensions=[PerMessageDeflate()])))
+                    self._send(sock, ws, [{"type": "session.created", "event_id": "ev_s1",
+                                           "session": {"type": "realtime", "model": "gpt-realtime"}}])
+                elif isinstance(event, TextMessage) and session is not None:
+                    pending += event.data
+                    if event.message_finished:
+                        session.received.append(pending)
+                        received, pending = json.loads(pending), ""
+                        if received.get("type") == HANG_UP:
+                            sock.close()
+                            session.closed.set()
+                            return
+                        self._send(sock, ws, self.script(received))
+                elif isinstance(event, Ping):
+                    sock.sendall(ws.send(event.response()))
+                elif isinstance(event, CloseConnection):
+                    sock.sendall(ws.send(event.response()))
+                    if session is not None:
+                        session.closed.set()
+                    return
+                elif isinstance(event, (BytesMessage, RejectConnection)):
+                    pass
+            data = sock.recv(65536)
+            if not data:
+                if session is not None:
+                    session.closed.set()
+                return
+            ws.receive_data(data)
+
+    @staticmethod
+    def _send(sock: ssl.SSLSocket, ws: WSConnection, events: list[dict[str, Any]]) -> None:
+        for event in events:
+            sock.sendall(ws.send(TextMessage(data=json.dumps(event))))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._server.close()
+        self._thread.join(timeout=5)
+
+
+def _headers(head: bytes) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in head.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        name, _, value = line.decode("latin-1").partition(":")
+        name, value = name.strip().lower(), value.strip()
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
