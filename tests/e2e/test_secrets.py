@@ -295,8 +295,8 @@ def test_refused_calls_keep_no_credential_in_any_output(gw_refusing):
     # Where the credentials were stays visible.
     for name in (*SIDE, "authorization", "x-api-key", "x-goog-api-key", "cookie"):
         assert unknown.headers[name] == "[redacted by Tollgate]", name
-    assert unknown.headers["sec-websocket-protocol"] == (
-        "realtime, openai-insecure-api-key.[redacted by Tollgate], openai-beta.realtime-v1")
+    # The Realtime subprotocol key is taken out of every call before it is read: it is never forwarded.
+    assert unknown.headers["sec-websocket-protocol"] == "realtime, openai-beta.realtime-v1"
     assert unknown.query["key"] == "[redacted by Tollgate]"
     assert denied.headers["authorization"] == denied.headers["x-goog-api-key"] == "[redacted by Tollgate]"
     assert gemini.headers["x-goog-api-key"] == gemini.headers["x-api-key"] == "[redacted by Tollgate]"
@@ -337,28 +337,30 @@ def test_a_wrong_proxy_password_is_not_shown(start_gateway, tmp_path_factory):
         assert secret not in console
 
 
-def test_a_model_with_a_lone_surrogate_is_saved_with_its_call(start_gateway, tmp_path_factory):
-    """JSON may hold a lone surrogate (no SDK sends one); mitmproxy's flow writer cannot encode it."""
+def test_a_call_with_text_that_is_not_unicode_is_saved_with_its_call(start_gateway, tmp_path_factory):
+    """mitmproxy reads a path byte that is not UTF-8 as a lone surrogate, and its flow writer cannot
+    encode one: the refused call's flow must still be saved."""
     from mitmproxy import io
 
     from tests.support.exchange import http_request, https_exchange
 
     gateway = _start(start_gateway, tmp_path_factory)
-    body = b'{"model": "gpt-4o\\ud800", "messages": [{"role": "user", "content": "%s"}]}' % PROMPT.encode()
+    body = b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "%s"}]}' % PROMPT.encode()
     headers = {"Authorization": f"Bearer {VIRTUAL}", "Content-Type": "application/json"}
     request = http_request("POST", "api.openai.com", "/v1/chat/completions", headers, body)
+    request = request.replace(b"/v1/chat/completions", b"/v1/chat/compl\xffetions", 1)
     for _ in range(2):
         answer = https_exchange(gateway.proxy.port, "api.openai.com", request, gateway.bundle)
-        assert answer.startswith(b"HTTP/1.1 200")
-    assert gateway.fakes["openai"].received[-1].body == body
+        assert answer.startswith(b"HTTP/1.1 400")
+    assert gateway.fakes["openai"].received == []
     records = gateway.wait_audit(2)
-    assert records[-1]["model"] == "gpt-4o\ud800"  # the audit keeps the model as sent
+    assert records[-1]["path"] == "/v1/chat/compl\udcffetions"  # the audit keeps the path as read
     gateway.proxy.stop()
     with open(gateway.saved, "rb") as f:
         flows = list(io.FlowReader(f).stream())
     assert len(flows) == 2
-    assert flows[0].comment == "alice · openai/gpt-4o\\ud800 · 21→7 tokens · allow"
-    assert flows[0].metadata["tollgate"]["model"] == "gpt-4o\\ud800"
+    assert flows[0].metadata["tollgate"]["path"] == "/v1/chat/compl\\udcffetions"
+    assert PROMPT.encode() not in open(gateway.saved, "rb").read()
 
 
 def test_a_call_open_at_shutdown_is_saved_without_its_credentials(start_gateway, tmp_path_factory):

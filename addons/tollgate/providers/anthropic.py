@@ -26,6 +26,7 @@ from .base import (
     UNREAD_BODY,
     Unreadable,
     UsageReader,
+    at_endpoint,
     as_int,
     check_case,
     count,
@@ -92,14 +93,15 @@ class Anthropic(Provider):
         endpoint = _ENDPOINTS.get("/".join(rest)) or openai.endpoint_of(rest)
         if data is None or method != "POST":
             return Classification(endpoint=endpoint)
-        facts = RequestFacts(
-            message_count=count(data.get("messages")),
-            has_system=bool(data.get("system")),
-            has_tools=bool(data.get("tools")),
-            stream=request_flag(data.get("stream"), "stream"),
-            max_tokens=request_int(data.get("max_tokens"), "max_tokens"),
-        )
-        return Classification(endpoint=endpoint, model=request_model(data), facts=facts)
+        with at_endpoint(endpoint):
+            facts = RequestFacts(
+                message_count=count(data.get("messages")),
+                has_system=bool(data.get("system")),
+                has_tools=bool(data.get("tools")),
+                stream=request_flag(data.get("stream"), "stream"),
+                max_tokens=request_int(data.get("max_tokens"), "max_tokens"),
+            )
+            return Classification(endpoint=endpoint, model=request_model(data), facts=facts)
 
     def streams_unread(self, method: str, path: str) -> bool:
         return path.startswith("/v1/") and _is_upload(method, path[4:].split("/"))

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar
@@ -158,7 +159,20 @@ _JSON_SPACE = " \t\n\r"
 
 class Unreadable(ValueError):
     """A request Tollgate cannot read exactly as the provider would read it: refused, never guessed
-    at. The message says what is wrong, never what the request holds."""
+    at. The message says what is wrong, never what the request holds; `endpoint` is the endpoint its
+    path names, where the path was read before the fault was found (the audit shows it)."""
+
+    endpoint: str | None = None
+
+
+@contextmanager
+def at_endpoint(endpoint: str | None) -> Iterator[None]:
+    """Faults found while reading a request of this endpoint say which endpoint it was."""
+    try:
+        yield
+    except Unreadable as e:
+        e.endpoint = e.endpoint or endpoint
+        raise
 
 
 def read_request_json(body: bytes | None) -> dict[str, Any] | None:

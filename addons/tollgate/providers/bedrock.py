@@ -28,6 +28,7 @@ from .base import (
     UNREAD_FACTS,
     Unreadable,
     UsageReader,
+    at_endpoint,
     add_totals,
     as_int,
     check_case,
@@ -125,22 +126,8 @@ class Bedrock(Provider):
         if op == _BIDIRECTIONAL:
             return Classification(endpoint=op, model=model, facts=RequestFacts(stream=True), unread=UNREAD_FACTS)
         facts = RequestFacts(stream=op in _STREAMING)
-        if data is not None and (op.startswith("converse") or op == "count-tokens"):
-            if op == "count-tokens":
-                data = _counted_request(data)
-            inference = data.get("inferenceConfig") if isinstance(data.get("inferenceConfig"), dict) else {}
-            facts.message_count = count(data.get("messages"))
-            facts.has_system = bool(data.get("system"))
-            tool_config = data.get("toolConfig")
-            facts.has_tools = bool(
-                (tool_config.get("tools") if isinstance(tool_config, dict) else tool_config) or data.get("tools")
-            )
-            facts.max_tokens = largest(
-                request_int(inference.get("maxTokens"), "inferenceConfig.maxTokens"),
-                request_int(data.get("max_tokens"), "max_tokens"),
-            )
-        elif data is not None:
-            _invoke_facts(data, facts)
+        with at_endpoint(op):
+            _read_facts(op, data, facts)
         return Classification(endpoint=op, model=model, facts=facts)
 
     def streams_unread(self, method: str, path: str) -> bool:
@@ -183,6 +170,26 @@ class Bedrock(Provider):
             u.finish_reason = invoke_finish_reason(data)
             return add_totals(u)
         return Usage()
+
+
+def _read_facts(op: str, data: dict[str, Any] | None, facts: RequestFacts) -> None:
+    """A model call's facts: Converse (and CountTokens) bodies, or the model family's own."""
+    if data is not None and (op.startswith("converse") or op == "count-tokens"):
+        if op == "count-tokens":
+            data = _counted_request(data)
+        inference = data.get("inferenceConfig") if isinstance(data.get("inferenceConfig"), dict) else {}
+        facts.message_count = count(data.get("messages"))
+        facts.has_system = bool(data.get("system"))
+        tool_config = data.get("toolConfig")
+        facts.has_tools = bool(
+            (tool_config.get("tools") if isinstance(tool_config, dict) else tool_config) or data.get("tools")
+        )
+        facts.max_tokens = largest(
+            request_int(inference.get("maxTokens"), "inferenceConfig.maxTokens"),
+            request_int(data.get("max_tokens"), "max_tokens"),
+        )
+    elif data is not None:
+        _invoke_facts(data, facts)
 
 
 def converse_usage(raw: Any, stop_reason: Any) -> Usage:

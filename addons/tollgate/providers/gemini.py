@@ -27,6 +27,7 @@ from .base import (
     UNREAD_BODY,
     Unreadable,
     UsageReader,
+    at_endpoint,
     add_totals,
     as_int,
     check_case,
@@ -76,6 +77,20 @@ _REASONS = {
 }
 
 
+def _read_facts(facts: RequestFacts, method: str, data: dict[str, Any] | None) -> None:
+    """A generateContent-shaped body's facts."""
+    if data is None or method != "POST":
+        return
+    config = one_of(data, "generationConfig", "generation_config")
+    config = config if isinstance(config, dict) else {}
+    facts.message_count = count(data.get("contents"))
+    facts.has_system = bool(one_of(data, "systemInstruction", "system_instruction"))
+    facts.has_tools = bool(data.get("tools"))
+    facts.max_tokens = request_int(
+        one_of(config, "maxOutputTokens", "max_output_tokens"), "generationConfig.maxOutputTokens"
+    )
+
+
 class Gemini(Provider):
     name = "gemini"
     host_pattern = r"generativelanguage\.googleapis\.com"
@@ -117,19 +132,13 @@ class Gemini(Provider):
         if not _METHOD.fullmatch(action):
             raise Unreadable("the path's method is not one Gemini names (e.g. :generateContent)")
         facts = RequestFacts(stream=action == "streamGenerateContent")
-        if data is not None and method == "POST":
-            config = one_of(data, "generationConfig", "generation_config")
-            config = config if isinstance(config, dict) else {}
-            facts.message_count = count(data.get("contents"))
-            facts.has_system = bool(one_of(data, "systemInstruction", "system_instruction"))
-            facts.has_tools = bool(data.get("tools"))
-            facts.max_tokens = request_int(
-                one_of(config, "maxOutputTokens", "max_output_tokens"), "generationConfig.maxOutputTokens"
-            )
+        with at_endpoint(action):
+            _read_facts(facts, method, data)
         return Classification(endpoint=action, model=model, facts=facts)
 
     def streams_unread(self, method: str, path: str) -> bool:
-        return method in ("POST", "PUT") and path.startswith("/upload/") and path.endswith("/files") and path.count("/") == 3
+        upload = path.startswith("/upload/") and path.endswith("/files") and path.count("/") == 3
+        return upload and method in ("POST", "PUT")
 
     def refusal(self, reason: str, message: str) -> Refusal:
         body = {"error": {"code": STATUS[reason], "message": message, "status": _REASONS[reason]}}

@@ -19,6 +19,7 @@ from .base import (
     SSEReader,
     Unreadable,
     UsageReader,
+    at_endpoint,
     add_totals,
     as_int,
     check_case,
@@ -100,11 +101,12 @@ def classify_request(method: str, segments: Sequence[str], data: dict[str, Any] 
     if not segments:
         raise Unreadable("the path names no endpoint")
     endpoint = endpoint_of(segments)
-    if endpoint == REALTIME and method == "GET":
-        return Classification(REALTIME, realtime_model(query), RequestFacts(stream=True), "openai")
     if is_upload(method, segments):
         return Classification(endpoint=endpoint, wire_format="openai", unread=UNREAD_BODY)
-    return classify_body(endpoint, method, data)
+    with at_endpoint(endpoint):
+        if endpoint == REALTIME and method == "GET":
+            return Classification(REALTIME, realtime_model(query), RequestFacts(stream=True), "openai")
+        return classify_body(endpoint, method, data)
 
 
 def realtime_model(query: str) -> str:

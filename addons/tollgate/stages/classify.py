@@ -6,7 +6,7 @@ from __future__ import annotations
 from mitmproxy import http
 from mitmproxy.net.http import url
 
-from ..call import Call
+from ..call import Call, Classification
 from ..providers import host_name, provider_for
 from ..providers.base import BAD_REQUEST, MISCONFIGURED, Provider, Unreadable, header_index, read_request_json
 from .shared import CALL, Shared, refuse
@@ -92,6 +92,7 @@ class Classify:
             call.classification = provider.classify(request.method, path, data, query)
             check_upgrade(headers, call.classification.endpoint)
         except Unreadable as e:
+            call.classification = Classification(endpoint=e.endpoint)
             call.error = f"bad request: {e}"
             refuse(flow, call, BAD_REQUEST, f"Tollgate cannot read this request exactly and did not forward it: {e}.")
             return call
