@@ -54,6 +54,8 @@ _MODEL_ID = re.compile(r"(?:[A-Za-z0-9._~:-]|%[0-9A-Fa-f]{2})+")
 _STREAMING = ("invoke-with-response-stream", "converse-stream")
 # A bidirectional stream's body is the session itself (audio in, for Nova Sonic): it goes unread.
 _BIDIRECTIONAL = "invoke-with-bidirectional-stream"
+# Which segments of a path starting with the key are ids.
+_ID_SEGMENTS = {"model": (1,), "guardrail": (1, 3), "async-invoke": (1,)}
 WORDS = words("model", "guardrail", "version", "apply", "openai", "v1", "async-invoke", *_OPERATIONS)
 
 # (status, x-amzn-ErrorType) per reason: AWS answers 403 for unknown keys too.
@@ -93,10 +95,13 @@ class Bedrock(Provider):
     }
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
-        # Ids are percent-encoded as botocore sends them; fixed words are compared as they are.
         segments = path_segments(path, percent=True)
         check_case(segments, WORDS)
         first = segments[0]
+        # Ids are percent-encoded as botocore sends them (an ARN's ':' and '/'); nothing else is.
+        ids = _ID_SEGMENTS.get(first, ())
+        if any("%" in segment for k, segment in enumerate(segments) if k not in ids):
+            raise Unreadable("the path is percent-encoded outside its ids")
         if first == "openai":
             if segments[1:2] != ["v1"]:
                 raise Unreadable("Bedrock's OpenAI-compatible paths start with /openai/v1/")
