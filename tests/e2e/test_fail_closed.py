@@ -271,7 +271,10 @@ def test_an_audio_upload_streams_unread_and_the_policy_sees_its_model_unread(g):
 def test_nothing_refused_leaks_to_the_console_or_saved_flows(g):
     raw(g, "openai", "/v1/chat%2Fcompletions", CHAT)
     raw(g, "openai", "/v1/chat/completions", CHAT, [("Content-Encoding", "x-unknown")])
+    raw(g, "bedrock", "/model/amazon.nova-lite-v1%3A0/Converse", CONVERSE, [("X-AWS-Secret-Key", "aws-5ecret-fc")])
     console = g.proxy.console()
-    assert "400" in console
-    for secret in (ALICE, PROMPT, *REAL.values()):
+    saved = g.saved.read_bytes()
+    assert "400" in console and b"bad_request" in saved
+    for secret in (ALICE, PROMPT, "aws-5ecret-fc", *REAL.values()):
         assert secret not in console
+        assert secret.encode() not in saved
