@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -130,3 +131,16 @@ report(tokens=r.usage.total_tokens)
         proxy.terminate()
         proxy.wait(timeout=10)
         fake.close()
+
+
+def test_the_tollgate_command_works_from_any_directory(tmp_path):
+    # ./run.sh installs the project into the venv (again whenever pyproject.toml changes): the script too.
+    script = Path(sys.executable).parent / "tollgate"
+    assert script.exists(), f"{script} is not installed: ./run.sh test installs it"
+    (tmp_path / "tollgate.yaml").write_text("clients: [{name: alice, keys: [tg-alice-0123456789]}]\n")
+    (tmp_path / "bad.yaml").write_text("providers: {openai: {keyz: []}}\n")
+    done = subprocess.run([str(script), "check", "tollgate.yaml"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60)
+    assert (done.returncode, done.stdout) == (0, "tollgate.yaml: ok (1 clients)\n"), done.stderr
+    done = subprocess.run([str(script), "check", "bad.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "providers.openai.keyz: unknown key" in done.stderr
