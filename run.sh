@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Tollgate: ./run.sh [mitmdump args…] | ./run.sh web [mitmweb args…] | ./run.sh env | ./run.sh test [pytest args…]
+# Tollgate: ./run.sh [mitmdump args…] | ./run.sh web [mitmweb args…] | ./run.sh env [listen args…] | ./run.sh test [pytest args…]
+# Where the proxy listens: --listen-host/--listen-port (-p), else TOLLGATE_LISTEN=HOST:PORT (or :PORT),
+# else 127.0.0.1:8080; `./run.sh env` reads the same to print the matching HTTPS_PROXY.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -89,10 +91,67 @@ caller_sets() {  # caller_sets OPTION ARGS…
   for arg in "$@"; do
     case "$arg" in
       "$flag" | "$flag="* | "$option="* | "--set=$option="*) return 0 ;;
-      -p) [[ "$option" == listen_port ]] && return 0 ;;
+      -p | -p?*) [[ "$option" == listen_port ]] && return 0 ;;
     esac
   done
   return 1
+}
+
+listen_from_env() {  # TOLLGATE_LISTEN=HOST:PORT or :PORT ([::1]:PORT for IPv6) replaces the defaults
+  local value="${TOLLGATE_LISTEN:-}"
+  [[ -n "$value" ]] || return 0
+  local host="${value%:*}" port="${value##*:}"
+  if [[ "$value" != *:* ]] || ! valid_port "$port"; then
+    say "TOLLGATE_LISTEN=$value: expected HOST:PORT or :PORT"
+    exit 1
+  fi
+  host="${host#[}"
+  host="${host%]}"
+  [[ -z "$host" ]] || LISTEN_HOST="$host"
+  LISTEN_PORT="$port"
+}
+
+valid_port() {
+  [[ "$1" =~ ^[0-9]{1,5}$ ]] && ((10#$1 >= 1 && 10#$1 <= 65535))
+}
+
+listen_from_args() {  # the listen address mitmproxy would take from these arguments (the last one wins)
+  local arg value
+  while (($# > 0)); do
+    arg="$1"
+    shift
+    value=""
+    case "$arg" in
+      --listen-host | --listen-port | -p | --set)
+        (($# > 0)) || break
+        value="$1"
+        shift
+        ;;
+    esac
+    [[ "$arg" == --set=* ]] && value="${arg#--set=}"
+    case "$arg" in
+      --set | --set=*)
+        case "$value" in
+          listen_host=*) LISTEN_HOST="${value#*=}" ;;
+          listen_port=*) LISTEN_PORT="${value#*=}" ;;
+        esac
+        ;;
+      --listen-host) LISTEN_HOST="$value" ;;
+      --listen-host=*) LISTEN_HOST="${arg#*=}" ;;
+      --listen-port | -p) LISTEN_PORT="$value" ;;
+      --listen-port=*) LISTEN_PORT="${arg#*=}" ;;
+      -p?*) LISTEN_PORT="${arg#-p}" ;;
+    esac
+  done
+}
+
+proxy_url() {  # what a client on this machine dials to reach the proxy
+  local host="$LISTEN_HOST"
+  case "$host" in
+    "" | 0.0.0.0 | "::" | "[::]") host="127.0.0.1" ;;  # every interface: loopback is one of them
+    *:*) host="[${host#[}"; host="${host%]}]" ;;
+  esac
+  printf 'http://%s:%s' "$host" "$LISTEN_PORT"
 }
 
 proxy_args() {
@@ -109,6 +168,7 @@ proxy_args() {
 run_proxy() {  # run_proxy mitmdump|mitmweb ARGS…
   local tool="$1"
   shift
+  listen_from_env
   ensure_venv
   ensure_certs
   local defaults=()
@@ -119,11 +179,17 @@ run_proxy() {  # run_proxy mitmdump|mitmweb ARGS…
 }
 
 print_env() {
+  listen_from_env
+  listen_from_args "$@"
+  if ! valid_port "$LISTEN_PORT"; then
+    say "listen port '$LISTEN_PORT': expected a number from 1 to 65535"
+    exit 1
+  fi
   ensure_venv
   ensure_certs
   local bundle="$CERTS/ca-bundle.pem"
   cat <<EOF
-export HTTPS_PROXY="http://$LISTEN_HOST:$LISTEN_PORT"
+export HTTPS_PROXY="$(proxy_url)"
 export SSL_CERT_FILE="$bundle"
 export REQUESTS_CA_BUNDLE="$bundle"
 export AWS_CA_BUNDLE="$bundle"
@@ -142,7 +208,7 @@ run_tests() {
 
 case "${1:-}" in
   web) shift; run_proxy mitmweb "$@" ;;
-  env) print_env ;;
+  env) shift; print_env "$@" ;;
   test) shift; run_tests "$@" ;;
   *) run_proxy mitmdump "$@" ;;
 esac

@@ -1,4 +1,4 @@
-"""`python -m tollgate …`: helpers for run.sh and for operators."""
+"""The `tollgate` command (also `python -m tollgate …`): helpers for run.sh and for operators."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .config import ConfigError, load_config
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tollgate")
+    parser = argparse.ArgumentParser(prog="tollgate")
     commands = parser.add_subparsers(dest="command", required=True)
     ca = commands.add_parser("certs", help="create the CA and certs/ca-bundle.pem if missing")
     ca.add_argument("--confdir", default="certs", type=Path)

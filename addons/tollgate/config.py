@@ -157,7 +157,7 @@ class PolicyConfig(_Strict):
 
 class AuditConfig(_Strict):
     path: str = "audit.jsonl"
-    stream_usage: Literal["passive", "inject"] = "passive"
+    stream_usage: Literal["passive", "inject"] = "inject"
 
 
 class Config(_Strict):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.fake_upstream import Reply
 from tests.support.proxy import ROOT, run_to_exit
 
 EXAMPLES = ROOT / "docs" / "examples" / "policies"
@@ -138,3 +139,62 @@ def test_missing_policy_file_stops_start_up(tmp_path, confdir):
     done = run_to_exit(confdir, config)
     assert done.returncode != 0
     assert f"{tmp_path}/nowhere.rego: cannot read" in done.stdout + done.stderr
+
+
+# --- docs/examples/policies/inference_only.rego ------------------------------------------------------
+
+AGENT = "tg-agent-traces-1"
+TRACES = """
+import http.client, json, os, ssl, urllib.parse
+proxy = urllib.parse.urlsplit(os.environ["HTTPS_PROXY"])
+conn = http.client.HTTPSConnection(proxy.hostname, proxy.port,
+    context=ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"]))
+conn.set_tunnel("api.openai.com", 443)
+conn.request("POST", "/v1/traces/ingest", body=json.dumps({"data": [{"object": "trace", "id": "trace_0"}]}),
+    headers={"authorization": "Bearer %s", "content-type": "application/json"})
+response = conn.getresponse()
+report(status=response.status, body=json.loads(response.read() or b"null"))
+"""
+
+
+@pytest.fixture(scope="module")
+def gw_inference(start_gateway):
+    return start_gateway(lambda urls: {
+        "providers": {"openai": {"upstream": urls["openai"], "keys": [KEYS["openai"]]}},
+        "clients": [{"name": "alice", "keys": [ALICE], "groups": ["research"]},
+                    {"name": "agent", "keys": [AGENT], "groups": ["agents"]}],
+        "policy": {"rego": [str(EXAMPLES / "inference_only.rego")]},
+    })
+
+
+def test_inference_only_refuses_a_trace_upload(gw_inference):
+    gw_inference.reset()
+    result = gw_inference.run(TRACES % ALICE)
+    reason = 'endpoint traces.ingest is not inference; groups ["research"] may not call it'
+    assert result["status"] == 403 and reason in result["body"]["error"]["message"], str(result)
+    assert gw_inference.fakes["openai"].received == []
+    record = gw_inference.last_audit()
+    assert (record["client"], record["endpoint"], record["decision"], record["deny_reasons"], record["status"]) == (
+        "alice", "traces.ingest", "deny", [reason], 403)
+
+
+def test_inference_only_refuses_files_to_the_sdk(gw_inference):
+    gw_inference.reset()
+    result = gw_inference.run(f"""
+import openai
+openai.OpenAI(api_key="{ALICE}", max_retries=0).files.list()
+report(error=None)
+""")
+    assert (result["error"], result["status"]) == ("PermissionDeniedError", 403), str(result)
+    assert "endpoint files is not inference" in result["message"]
+    assert gw_inference.fakes["openai"].received == []
+
+
+def test_inference_only_lets_a_group_it_names_upload_traces(gw_inference):
+    gw_inference.reset()
+    gw_inference.fakes["openai"].handler = lambda r: Reply(200, {"ok": True})
+    result = gw_inference.run(TRACES % AGENT)
+    assert result == {"status": 200, "body": {"ok": True}}
+    (seen,) = gw_inference.fakes["openai"].received
+    assert (seen.path, seen.headers["authorization"]) == ("/v1/traces/ingest", f"Bearer {KEYS['openai']}")
+    assert gw_inference.last_audit()["decision"] == "allow"

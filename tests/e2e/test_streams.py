@@ -3,6 +3,7 @@ bytes arrive unchanged, and the audit has the exact usage the stream reported.""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -247,56 +248,86 @@ except Exception as e:
     assert len(gw.audit()) == count + 1
 
 
-@pytest.fixture(scope="module")
-def gw_inject(start_gateway):
-    return start_gateway(lambda urls: {"providers": {"openai": {"upstream": urls["openai"]}},
-                                       "audit": {"stream_usage": "inject"}})
-
-
-def test_inject_asks_for_usage_and_hides_it_from_the_client(gw_inject):
-    gw_inject.reset()
-    pieces = streams.openai_chat()
-    # Pieces cut across event boundaries, CRLF split in two: the client must still get exact bytes.
-    wire = b"".join(pieces).replace(b"\n", b"\r\n")
-    cuts = [wire[i : i + 37] for i in range(0, len(wire), 37)]
-    gw_inject.fakes["openai"].handler = lambda r: Reply(200, chunks=cuts)
-    result = gw_inject.run("""
+RAW_CHAT = """
 import http.client, json, os, ssl, urllib.parse
 proxy = urllib.parse.urlsplit(os.environ["HTTPS_PROXY"])
 conn = http.client.HTTPSConnection(proxy.hostname, proxy.port, context=ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"]))
 conn.set_tunnel("api.openai.com", 443)
-conn.request("POST", "/v1/chat/completions", body=json.dumps({"model": "gpt-4o-mini", "stream": True,
-    "stream_options": {"foo": 1}, "messages": [{"role": "user", "content": "hi"}]}),
+conn.request("POST", "/v1/chat/completions", body=json.dumps(%r),
     headers={"authorization": "Bearer sk-own", "content-type": "application/json"})
 report(body=conn.getresponse().read().decode())
-""")
+"""
+CHAT = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_a_stream_without_include_usage_is_counted_by_default(gw):
+    """As curl or Node's openai SDK send it: no stream_options. The default asks the upstream for usage
+    and removes the usage chunk from what the client gets, which is exactly the stream it asked for."""
+    gw.reset()
+    pieces = streams.openai_chat()
+    gw.fakes["openai"].handler = lambda r: Reply(200, chunks=pieces)
+    result = gw.run(RAW_CHAT % (CHAT,))
+    assert result["body"].encode() == b"".join(pieces).replace(pieces[-2], b"")
+    assert gw.fakes["openai"].received[-1].json()["stream_options"] == {"include_usage": True}
+    record = gw.last_audit()
+    assert (record["input_tokens"], record["output_tokens"], record["total_tokens"], record["finish_reason"]) == (
+        19, 5, 24, "stop")
+    assert (record["cached_tokens"], record["reasoning_tokens"]) == (3, 1)
+
+
+def test_inject_asks_for_usage_and_hides_it_from_the_client(gw):
+    gw.reset()
+    pieces = streams.openai_chat()
+    # Pieces cut across event boundaries, CRLF split in two: the client must still get exact bytes.
+    wire = b"".join(pieces).replace(b"\n", b"\r\n")
+    cuts = [wire[i : i + 37] for i in range(0, len(wire), 37)]
+    gw.fakes["openai"].handler = lambda r: Reply(200, chunks=cuts)
+    result = gw.run(RAW_CHAT % ({**CHAT, "stream_options": {"foo": 1}},))
     usage_event = pieces[-2].replace(b"\n", b"\r\n")
     assert result["body"].encode() == wire.replace(usage_event, b"")
-    sent = gw_inject.fakes["openai"].received[-1].json()
+    sent = gw.fakes["openai"].received[-1].json()
     assert sent["stream_options"] == {"foo": 1, "include_usage": True}
-    record = gw_inject.last_audit()
+    record = gw.last_audit()
     assert (record["input_tokens"], record["output_tokens"], record["total_tokens"], record["finish_reason"]) == (
         19, 5, 24, "stop")
 
 
-def test_inject_with_the_openai_sdk(gw_inject):
-    gw_inject.reset()
-    gw_inject.fakes["openai"].handler = lambda r: Reply(200, chunks=streams.openai_chat())
-    result = gw_inject.run("""
+def test_inject_with_the_openai_sdk(gw):
+    gw.reset()
+    gw.fakes["openai"].handler = lambda r: Reply(200, chunks=streams.openai_chat())
+    result = gw.run("""
 from openai import OpenAI
 chunks = list(OpenAI(api_key="sk-own", max_retries=0).chat.completions.create(model="gpt-4o-mini", stream=True,
     messages=[{"role": "user", "content": "hi"}]))
 report(n=len(chunks), usage=[c.usage for c in chunks if c.usage], empty=[c.id for c in chunks if not c.choices])
 """)
     assert result == {"n": 4, "usage": [], "empty": []}
-    assert gw_inject.fakes["openai"].received[-1].json()["stream_options"] == {"include_usage": True}
-    assert gw_inject.last_audit()["total_tokens"] == 24
+    assert gw.fakes["openai"].received[-1].json()["stream_options"] == {"include_usage": True}
+    assert gw.last_audit()["total_tokens"] == 24
 
 
-def test_inject_leaves_a_client_that_asked_for_usage_alone(gw_inject):
-    gw_inject.reset()
-    gw_inject.fakes["openai"].handler = lambda r: Reply(200, chunks=streams.openai_chat())
-    result = gw_inject.run("""
+@pytest.fixture(scope="module")
+def gw_passive(start_gateway):
+    return start_gateway(lambda urls: {"providers": {"openai": {"upstream": urls["openai"]}},
+                                       "audit": {"stream_usage": "passive"}})
+
+
+def test_passive_forwards_the_request_and_the_stream_unchanged(gw_passive):
+    gw_passive.reset()
+    pieces = streams.openai_chat()[:-2] + [streams.sse("[DONE]")]  # no usage: it was not asked for
+    gw_passive.fakes["openai"].handler = lambda r: Reply(200, chunks=pieces)
+    result = gw_passive.run(RAW_CHAT % (CHAT,))
+    assert result["body"].encode() == b"".join(pieces)
+    assert gw_passive.fakes["openai"].received[-1].body == json.dumps(CHAT).encode()
+    record = gw_passive.last_audit()
+    assert (record["status"], record["finish_reason"], record["input_tokens"], record["total_tokens"]) == (
+        200, "stop", None, None)
+
+
+def test_inject_leaves_a_client_that_asked_for_usage_alone(gw):
+    gw.reset()
+    gw.fakes["openai"].handler = lambda r: Reply(200, chunks=streams.openai_chat())
+    result = gw.run("""
 from openai import OpenAI
 chunks = list(OpenAI(api_key="sk-own", max_retries=0).chat.completions.create(model="gpt-4o-mini", stream=True,
     stream_options={"include_usage": True}, messages=[{"role": "user", "content": "hi"}]))

@@ -61,7 +61,7 @@ def test_defaults() -> None:
     assert config.overrides == ()
     assert config.policy.rego == ()
     assert config.audit.path == "audit.jsonl"
-    assert config.audit.stream_usage == "passive"
+    assert config.audit.stream_usage == "inject"
 
 
 def test_empty_file_and_empty_mapping_are_defaults(tmp_path: Path) -> None:
@@ -114,6 +114,7 @@ audit:
     assert config.allow_anonymous is True
     assert config.anonymous_allowed is True
     assert config.audit.path == "-"
+    assert config.audit.stream_usage == "passive"
 
 
 def test_providers_get_returns_each_section() -> None:

@@ -360,6 +360,72 @@ def test_streaming_clients(document: dict, reasons: list[str]) -> None:
     assert example(STREAMING).decide(document) == Decision(tuple(reasons))
 
 
+# --- inference_only.rego ---------------------------------------------------------------------------
+
+INFERENCE_ONLY = EXAMPLES / "inference_only.rego"
+
+
+def not_inference(endpoint: str, groups: str) -> str:
+    return f"endpoint {endpoint} is not inference; groups {groups} may not call it"
+
+
+TRACES = ("openai", "POST", "/v1/traces/ingest", {"data": [{"object": "trace.span", "id": "span_0"}]})
+INFERENCE_ONLY_CASES = [
+    # Inference passes for anyone, groups or none.
+    pytest.param(chat("gpt-4o", **ANONYMOUS), [], id="chat-anonymous"),
+    pytest.param(responses("gpt-4.1", client="eve", groups=()), [], id="responses-no-groups"),
+    pytest.param(embeddings(), [], id="embeddings"),
+    pytest.param(list_models(**ANONYMOUS), [], id="list-models"),
+    pytest.param(messages(), [], id="anthropic-messages"),
+    pytest.param(count_tokens_anthropic(), [], id="anthropic-count-tokens"),
+    pytest.param(gemini(method="streamGenerateContent"), [], id="gemini-stream"),
+    pytest.param(converse(op="converse-stream"), [], id="bedrock-converse-stream"),
+    pytest.param(invoke(), [], id="bedrock-invoke"),
+    pytest.param(request("gemini", "POST", "/v1beta/openai/chat/completions", {"model": "gemini-2.5-pro"}), [],
+                 id="gemini-openai-compatible"),
+    # openai-agents' trace upload: refused unless a group allows it.
+    pytest.param(request(*TRACES), [not_inference("traces.ingest", '["research"]')], id="traces"),
+    pytest.param(request(*TRACES, **ANONYMOUS), [not_inference("traces.ingest", "[]")], id="traces-anonymous"),
+    pytest.param(request(*TRACES, groups=("research", "agents")), [], id="traces-agents"),
+    pytest.param(request(*TRACES, groups=("platform",)), [], id="traces-platform"),
+    pytest.param(request(*TRACES, groups=("data",)), [not_inference("traces.ingest", '["data"]')], id="traces-data"),
+    # Files, uploads, batches, fine-tuning, vector stores: the data group, or platform.
+    pytest.param(request("openai", "GET", "/v1/files"), [not_inference("files", '["research"]')], id="files-list"),
+    pytest.param(request("openai", "POST", "/v1/files"), [not_inference("files", '["research"]')], id="files-upload"),
+    pytest.param(request("openai", "GET", "/v1/files/file-abc/content", groups=("data",)), [], id="files-content-data"),
+    pytest.param(request("openai", "POST", "/v1/batches", {"input_file_id": "file-abc"}, groups=("data",)), [],
+                 id="batches-data"),
+    pytest.param(request("openai", "POST", "/v1/uploads", {"purpose": "batch"}),
+                 [not_inference("uploads", '["research"]')], id="uploads"),
+    pytest.param(request("openai", "POST", "/v1/vector_stores", {"name": "docs"}, groups=("support",)),
+                 [not_inference("vector_stores", '["support"]')], id="vector-stores"),
+    pytest.param(request("openai", "POST", "/v1/fine_tuning/jobs", {"model": "gpt-4o-mini"}, groups=("data",)),
+                 [not_inference("fine_tuning.jobs", '["data"]')], id="fine-tuning-data"),
+    pytest.param(request("openai", "POST", "/v1/fine_tuning/jobs", {"model": "gpt-4o-mini"}, groups=("platform",)),
+                 [], id="fine-tuning-platform"),
+    pytest.param(request("openai", "POST", "/v1/assistants", {"model": "gpt-4o"}),
+                 [not_inference("assistants", '["research"]')], id="assistants"),
+    pytest.param(request("anthropic", "POST", "/v1/messages/batches", {"requests": []}),
+                 [not_inference("messages.batches", '["research"]')], id="anthropic-batches"),
+    pytest.param(request("anthropic", "POST", "/v1/messages/batches", {"requests": []}, groups=("data",)), [],
+                 id="anthropic-batches-data"),
+    pytest.param(gemini(method="batchGenerateContent"), [not_inference("batchGenerateContent", '["research"]')],
+                 id="gemini-batch"),
+    pytest.param(request("gemini", "GET", "/v1beta/cachedContents"), [not_inference("cachedContents", '["research"]')],
+                 id="gemini-cached-contents"),
+    pytest.param(request("bedrock", "POST", "/async-invoke", {"modelId": "amazon.nova-reel-v1:0"}),
+                 [not_inference("async-invoke", '["research"]')], id="bedrock-async-invoke"),
+    # An endpoint Tollgate cannot name is not inference, whatever the groups.
+    pytest.param(request("openai", "GET", "/v1/file-abc", groups=("platform",)),
+                 [not_inference("null", '["platform"]')], id="endpoint-null"),
+]
+
+
+@pytest.mark.parametrize(("document", "reasons"), INFERENCE_ONLY_CASES)
+def test_inference_only(document: dict, reasons: list[str]) -> None:
+    assert example(INFERENCE_ONLY).decide(document) == Decision(tuple(reasons))
+
+
 # --- several policies together ---------------------------------------------------------------------
 
 COMBINED_CASES = [
