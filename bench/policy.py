@@ -4,13 +4,17 @@ Run from the checkout:
 
     .venv/bin/python bench/policy.py                  # 5000 calls per policy (~10 s on 2 CPUs)
     .venv/bin/python bench/policy.py --calls 20000
+    .venv/bin/python bench/policy.py --worker         # as the proxy decides a call not in its cache
     .venv/bin/python bench/policy.py --help
 
 What is timed per call is exactly what the decide stage (tollgate/stages/decide.py) does:
 `policy.decide(policy_input(call))` — building the input document from a `tollgate.call.Call`
 record, handing it to regopy, evaluating `data.tollgate.deny` and reading the answer back. One
 `time.perf_counter_ns()` before, one after policy_input, one after decide; the garbage collector
-stays on, as it does in the proxy.
+stays on, as it does in the proxy. With --worker, the decision is instead what the proxy awaits for
+a call whose decision is not cached: `await policy.decide_in_worker(policy_input(call))` — the
+document sent to the policy's worker process, evaluated there within the time limit, the decision
+read back (one event loop, as in the proxy; the loop is entered once per block, not per call).
 
 Policies: each example in docs/examples/policies/*.rego alone, all four together (one Policy of the four files,
 as a configuration listing them all loads them), and a trivial baseline (`package tollgate` with `deny := set()`,
@@ -33,6 +37,7 @@ or a reload costs — the median of a few builds (the first build in the process
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import platform
 import random
@@ -40,6 +45,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -230,6 +236,22 @@ def compile_times(subject: Subject, repeats: int) -> None:
     subject.policy = policy
 
 
+async def measure_block_in_worker(subject: Subject, calls: list[Call]) -> None:
+    policy, clock = subject.policy, time.perf_counter_ns
+    total, inputs, reasons = subject.total_ns, subject.input_ns, subject.reasons
+    for call in calls:
+        t0 = clock()
+        document = policy_input(call)
+        t1 = clock()
+        decision = await policy.decide_in_worker(document)
+        t2 = clock()
+        total.append(t2 - t0)
+        inputs.append(t1 - t0)
+        reasons.append(decision.deny_reasons)
+        if decision.error or POLICY_ERROR in decision.deny_reasons:
+            subject.errors += 1
+
+
 def measure_block(subject: Subject, calls: list[Call]) -> None:
     policy, clock = subject.policy, time.perf_counter_ns
     total, inputs, reasons = subject.total_ns, subject.input_ns, subject.reasons
@@ -266,6 +288,8 @@ def main() -> int:
                         help="stop warming up and measuring after this long (rows then show the calls they got)")
     parser.add_argument("--seed", type=int, default=20261122, help="seed of the call mix")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--worker", action="store_true",
+                        help="decide in the policy's worker process, as the proxy does on a cache miss")
     args = parser.parse_args()
     if not 1 <= args.calls <= MAX_CALLS or not 0 <= args.warmup <= MAX_CALLS or not 1 <= args.block <= MAX_CALLS:
         parser.error(f"need 1 <= --calls <= {MAX_CALLS:,}, 0 <= --warmup <= {MAX_CALLS:,}, 1 <= --block")
@@ -304,6 +328,26 @@ def run(args: argparse.Namespace, examples: list[Path], trivial: Path) -> int:
     for subject in subjects:
         compile_times(subject, COMPILE_REPEATS)
 
+    loop = asyncio.new_event_loop() if args.worker else None
+
+    def measure(subject: Subject, calls: list[Call]) -> None:
+        if loop is None:
+            measure_block(subject, calls)
+        else:
+            loop.run_until_complete(measure_block_in_worker(subject, calls))
+
+    try:
+        return report(args, subjects, first_build_ms, started, measure)
+    finally:
+        if loop is not None:
+            loop.run_until_complete(asyncio.gather(*(s.policy.aclose() for s in subjects if s.policy)))
+            loop.close()
+
+
+def report(args: argparse.Namespace, subjects: list[Subject], first_build_ms: float, started: float,
+           measure: Callable[[Subject, list[Call]], None]) -> int:
+    import regopy
+
     calls = make_calls(args.calls, args.seed)
     warm = make_calls(args.warmup, args.seed + 1)
     deadline = time.monotonic() + args.max_seconds  # bounds the warm-up and the measurement together
@@ -311,7 +355,7 @@ def run(args: argparse.Namespace, examples: list[Path], trivial: Path) -> int:
         for i in range(0, len(warm), args.block):
             if time.monotonic() > deadline:
                 break
-            measure_block(subject, warm[i:i + args.block])
+            measure(subject, warm[i:i + args.block])
         subject.total_ns.clear(), subject.input_ns.clear(), subject.reasons.clear()
         subject.errors = 0
 
@@ -323,7 +367,7 @@ def run(args: argparse.Namespace, examples: list[Path], trivial: Path) -> int:
             break
         block = calls[measured:measured + args.block]
         for subject in subjects:
-            measure_block(subject, block)
+            measure(subject, block)
         measured += len(block)
     calls = calls[:measured]
 
@@ -336,7 +380,8 @@ def run(args: argparse.Namespace, examples: list[Path], trivial: Path) -> int:
     print(f"Tollgate policy benchmark — regopy {getattr(regopy, '__version__', None) or dist_version('regopy')}, "
           f"Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}; "
           f"load average at start {LOAD_AT_START}, at end {loadavg()}")
-    print(f"per call: policy.decide(policy_input(call)) on a tollgate.call.Call record; {measured:,} calls per "
+    decide = "await policy.decide_in_worker" if args.worker else "policy.decide"
+    print(f"per call: {decide}(policy_input(call)) on a tollgate.call.Call record; {measured:,} calls per "
           f"policy (seed {args.seed}) after {args.warmup:,} warm-up calls, interleaved across policies in blocks of "
           f"{args.block}; GC on")
     mix = _describe_mix(calls)

@@ -89,15 +89,19 @@ def answer(flow: http.HTTPFlow) -> None:
                                     (b"content-length", str(len(ANSWER)).encode()))
 
 
-def one_round(gateway, calls: int) -> dict[str, float]:
-    """µs per call for each (stage, hook), the stages' hooks run one stage at a time over all flows."""
+async def one_round(gateway, calls: int) -> dict[str, float]:
+    """µs per call for each (stage, hook), the stages' hooks run one stage at a time over all flows.
+    A hook that returns an awaitable (the decide stage, for a decision not in the policy's cache)
+    is awaited, as mitmproxy does, within its time."""
     flows = [new_flow() for _ in range(calls)]
     spent: dict[str, float] = {}
 
-    def timed(label: str, run) -> None:
+    async def timed(label: str, run) -> None:
         start = time.perf_counter()
         for flow in flows:
-            run(flow)
+            pending = run(flow)
+            if pending is not None:
+                await pending
         spent[label] = (time.perf_counter() - start) / calls * 1e6
 
     for hook in HOOKS:
@@ -106,12 +110,13 @@ def one_round(gateway, calls: int) -> dict[str, float]:
                 assert flow.response is None, f"refused: {flow.response.content!r}"
                 answer(flow)
         if hook == "stream":
-            timed("stream callable (answer + end)", lambda f: (f.response.stream(ANSWER), f.response.stream(b"")))
+            await timed("stream callable (answer + end)",
+                        lambda f: (f.response.stream(ANSWER), f.response.stream(b"")) and None)
             continue
         for stage in gateway.stages:
             method = getattr(stage, hook, None)
             if callable(method):
-                timed(f"{type(stage).__name__}.{hook}", method)
+                await timed(f"{type(stage).__name__}.{hook}", method)
     record = flows[-1].metadata["tollgate"]
     assert (record["model"], record["input_tokens"], record["decision"]) == ("gpt-4o-mini", 24, "allow"), record
     return spent
@@ -121,14 +126,15 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
     gateway = chain()
     with tempfile.TemporaryDirectory() as work, taddons.context(proxyserver.Proxyserver(), gateway) as tctx:
         tctx.configure(gateway, tollgate_config=str(config(Path(work))))
-        one_round(gateway, min(args.calls, 300))  # warm-up
+        await one_round(gateway, min(args.calls, 300))  # warm-up
         best: dict[str, float] = {}
         for _ in range(args.rounds):
-            for label, us in one_round(gateway, args.calls).items():
+            for label, us in (await one_round(gateway, args.calls)).items():
                 best[label] = min(best.get(label, us), us)
-        for stage in gateway.stages:  # Audit's done() closes the audit file; Decide's stops its watcher
-            if callable(getattr(stage, "done", None)):
-                stage.done()
+        # Audit's done() closes the audit file; Decide's stops its watcher and the policy's worker
+        for stage in gateway.stages:
+            if callable(getattr(stage, "done", None)) and (pending := stage.done()) is not None:
+                await pending
         return best
 
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import ConfigError, load_config
+from .policy import TIMEOUT as POLICY_TIMEOUT
+
+if TYPE_CHECKING:
+    from .policy import Decision
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     evaluate = policy_commands.add_parser("eval", help="print the decision for a sample input, like `opa eval`")
     evaluate.add_argument("--policy", action="append", required=True, type=Path, help="a .rego file (repeatable)")
     evaluate.add_argument("--input", required=True, type=Path, help="the input document, JSON ('-': stdin)")
+    evaluate.add_argument("--timeout", type=positive, default=POLICY_TIMEOUT, metavar="SECONDS",
+                          help="the evaluation's time limit, as policy.timeout in tollgate.yaml (default: %(default)g)")
     args = parser.parse_args(argv)
 
     if args.command == "certs":
@@ -31,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         print(ensure_bundle(args.confdir).resolve())
         return 0
     if args.command == "policy":
-        return evaluate_policy(args.policy, args.input)
+        return evaluate_policy(args.policy, args.input, args.timeout)
     try:
         config = load_config(args.config)
     except ConfigError as e:
@@ -41,8 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def evaluate_policy(files: list[Path], input_path: Path) -> int:
-    """Exit status 0 when the input is allowed, 1 when denied, 2 when the policy or input is broken."""
+def positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(text)
+    return value
+
+
+def evaluate_policy(files: list[Path], input_path: Path, timeout: float = POLICY_TIMEOUT) -> int:
+    """Exit status 0 when the input is allowed, 1 when denied, 2 when the policy or input is broken.
+    The policy is compiled here, and evaluated in a worker process within the time limit, as the
+    proxy does."""
     from .policy import Policy, PolicyError
 
     try:
@@ -52,11 +69,18 @@ def evaluate_policy(files: list[Path], input_path: Path) -> int:
         print(f"error: {input_path}: {e}", file=sys.stderr)
         return 2
     try:
-        policy = Policy(files)
+        policy = Policy(files, timeout)
     except PolicyError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    decision = policy.decide(document)
+
+    async def in_worker() -> Decision:
+        try:
+            return await policy.decide_in_worker(document)
+        finally:
+            await policy.aclose()
+
+    decision = asyncio.run(in_worker())
     result = {"allowed": decision.allowed, "deny": list(decision.deny_reasons)}
     if decision.error:
         result["error"] = decision.error

@@ -19,6 +19,8 @@ from pydantic import (
     model_validator,
 )
 
+from .policy import TIMEOUT as POLICY_TIMEOUT
+
 PROVIDER_NAMES = ("openai", "gemini", "anthropic", "bedrock")
 
 
@@ -153,6 +155,7 @@ class Override(_Strict):
 
 class PolicyConfig(_Strict):
     rego: tuple[str, ...] = ()
+    timeout: float = Field(default=POLICY_TIMEOUT, gt=0)
 
 
 class AuditConfig(_Strict):
@@ -272,4 +275,4 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
         raise ConfigError(f"{path}: {e}") from None
     # Policy files are named relative to the configuration file that names them.
     rego = tuple(str(path.parent / f) for f in config.policy.rego)
-    return config.model_copy(update={"policy": PolicyConfig(rego=rego)})
+    return config.model_copy(update={"policy": config.policy.model_copy(update={"rego": rego})})

@@ -1,8 +1,10 @@
-"""OPA Rego policies, evaluated in-process with regopy: compiled once, evaluated per call.
+"""OPA Rego policies, evaluated with regopy: compiled once, evaluated per call.
 
 A call is allowed when `data.tollgate.deny` (a set of strings) is empty; the strings are the
 reasons. Anything that is not a clean answer — an evaluation error, a `deny` that is not a set of
-strings — denies with the reason "policy error": a policy never fails open.
+strings, an evaluation that exceeds its time limit — denies with the reason "policy error": a
+policy never fails open. The proxy evaluates in a worker process (`policy_worker`), which can be
+stopped; the policy is still compiled in the proxy, so that a broken one is reported at once.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
@@ -19,10 +21,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from regopy import Interpreter, RegoError
 
+    from .policy_worker import PolicyWorker
+
 # `object.get`, not `data.tollgate.deny` itself: regopy aborts the whole process when a queried
 # binding is undefined (a policy with no deny rule), and no deny rule means no reason to deny.
 QUERY = 'deny := object.get(data, ["tollgate", "deny"], set())'
 CACHE_SIZE = 4096
+TIMEOUT = 1.0  # seconds an evaluation may take; `policy.timeout`
 # Built-ins whose answer is not a function of the input: time, HTTP, randomness, UUIDs, DNS, runtime.
 _IMPURE = re.compile(r"\b(?:time|http|rand|uuid|net|opa)\.[a-z_]+\s*\(")
 _PACKAGE = re.compile(r"^\s*package\s+tollgate\s*(?:#.*)?$", re.MULTILINE)
@@ -50,71 +55,26 @@ class Decision:
         return not self.deny_reasons
 
 
-class Policy:
-    """The compiled modules of some Rego files, ready to decide."""
+class Rules:
+    """Rego sources compiled into one bundle, evaluated on input documents: in the proxy for
+    `Policy.decide`, in a worker process for the proxy's calls."""
 
-    def __init__(self, files: Sequence[str | Path]) -> None:
-        self.files = tuple(Path(f) for f in files)
+    def __init__(self, sources: Mapping[str, str]) -> None:
         # regopy is loaded with the first policy: Tollgate without one never needs it (nor does
         # bench/instructions.py, which runs Tollgate under valgrind, where regopy cannot start).
         import regopy
 
         self._errors = (regopy.RegoError, KeyError, ValueError, TypeError)
         builder = quiet(regopy.Interpreter())
-        sources: dict[str, str] = {}
-        for path in self.files:
-            try:
-                source = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as e:
-                raise PolicyError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
-            sources[str(path)] = source
-            try:
-                builder.add_module(str(path), source)
-            except regopy.RegoError as e:
-                raise PolicyError(describe_compile_error(e, sources)) from None
         try:
+            for name, source in sources.items():
+                builder.add_module(name, source)
             self._bundle = builder.build(QUERY)
         except regopy.RegoError as e:
-            raise PolicyError(describe_compile_error(e, sources)) from None
-        # A policy that never defines data.tollgate.deny (a misspelt package or rule name) would
-        # allow every call: refuse it at load.
-        if not any(_PACKAGE.search(s) and _DENY_RULE.search(s) for s in sources.values()):
-            raise PolicyError(
-                f"{', '.join(map(str, self.files))}: no rule defines data.tollgate.deny"
-                " (package tollgate; deny contains reason if { … })"
-            )
+            raise PolicyError(describe_compile_error(e, dict(sources))) from None
         self._runner = quiet(regopy.Interpreter())
-        # A policy is a function of its input unless it asks the clock, the network or chance:
-        # then equal inputs get equal decisions, and a repeated input is not evaluated again.
-        self._cache: dict[Hashable, Decision] | None = (
-            None if any(_IMPURE.search(s) for s in sources.values()) else {}
-        )
-        # ... and of only the facts it reads: a call that differs from an earlier one only in
-        # facts no rule reads (a conversation's growing message count) gets that call's decision.
-        self._key = cache_key(facts_read(sources.values()))
 
-    def decide(self, document: dict[str, Any]) -> Decision:
-        """The decision on any input document."""
-        return self._cached(json.dumps(document, separators=(",", ":")), lambda: document)
-
-    def decide_call(self, call: Any) -> Decision:
-        """The decision on a call (`tollgate.call.Call`): its input document is built only when
-        the same facts have not been decided before."""
-        facts = input_facts(call)
-        return self._cached(self._key(facts), lambda: input_document(facts))
-
-    def _cached(self, key: Hashable, document: Callable[[], dict[str, Any]]) -> Decision:
-        if self._cache is None:
-            return self._evaluate(document())
-        decision = self._cache.get(key)
-        if decision is None:
-            decision = self._evaluate(document())
-            if len(self._cache) >= CACHE_SIZE:
-                self._cache.clear()
-            self._cache[key] = decision
-        return decision
-
-    def _evaluate(self, document: dict[str, Any]) -> Decision:
+    def evaluate(self, document: Any) -> Decision:
         try:
             self._runner.set_input(document)
             # Keep `output` referenced while its binding is read: regopy crashes the process when
@@ -128,6 +88,123 @@ class Policy:
         if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
             return Decision((POLICY_ERROR,), "data.tollgate.deny is not a set of strings")
         return Decision(tuple(sorted(reasons)))
+
+
+class Policy:
+    """The compiled modules of some Rego files, ready to decide: in-process (`decide`,
+    `decide_call`), or as the proxy does, in a worker process within a time limit
+    (`decide_call_in_worker`)."""
+
+    def __init__(self, files: Sequence[str | Path], timeout: float = TIMEOUT) -> None:
+        self.files = tuple(Path(f) for f in files)
+        self.timeout = timeout
+        sources: dict[str, str] = {}
+        for path in self.files:
+            try:
+                source = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise PolicyError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
+            sources[str(path)] = source
+        self._rules = Rules(sources)
+        # A policy that never defines data.tollgate.deny (a misspelt package or rule name) would
+        # allow every call: refuse it at load.
+        if not any(_PACKAGE.search(s) and _DENY_RULE.search(s) for s in sources.values()):
+            raise PolicyError(
+                f"{', '.join(map(str, self.files))}: no rule defines data.tollgate.deny"
+                " (package tollgate; deny contains reason if { … })"
+            )
+        # The worker compiles these sources, not the files: they may have changed since.
+        self.sources = sources
+        self._worker: PolicyWorker | None = None
+        # A policy is a function of its input unless it asks the clock, the network or chance:
+        # then equal inputs get equal decisions, and a repeated input is not evaluated again.
+        self._cache: dict[Hashable, Decision] | None = (
+            None if any(_IMPURE.search(s) for s in sources.values()) else {}
+        )
+        # ... and of only the facts it reads: a call that differs from an earlier one only in
+        # facts no rule reads (a conversation's growing message count) gets that call's decision.
+        self._key = cache_key(facts_read(sources.values()))
+
+    def decide(self, document: dict[str, Any]) -> Decision:
+        """The decision on any input document, evaluated in this process without a time limit."""
+        return self._cached(json.dumps(document, separators=(",", ":")), lambda: document)
+
+    def decide_call(self, call: Any) -> Decision:
+        """The decision on a call (`tollgate.call.Call`), in this process: its input document is
+        built only when the same facts have not been decided before."""
+        facts = input_facts(call)
+        return self._cached(self._key(facts), lambda: input_document(facts))
+
+    def decide_call_in_worker(self, call: Any) -> Decision | Awaitable[Decision]:
+        """The decision on a call as the proxy makes it: a cached one at once; else an awaitable
+        evaluation in the worker process, within the time limit."""
+        facts = input_facts(call)
+        cache = self._cache
+        if cache is None:
+            return self._in_worker(None, input_document(facts))
+        key = self._key(facts)
+        decision = cache.get(key)
+        if decision is None:
+            return self._in_worker(key, input_document(facts))
+        return decision
+
+    async def decide_in_worker(self, document: Any) -> Decision:
+        """The decision on any input document, evaluated in the worker process within the time limit."""
+        return await self._in_worker(None, document)
+
+    async def _in_worker(self, key: Hashable | None, document: Any) -> Decision:
+        from .policy_worker import WorkerUnavailable
+
+        try:
+            decision = await self.worker.evaluate(document)
+        except WorkerUnavailable as e:
+            return Decision((POLICY_ERROR,), str(e))  # not remembered: the next call tries again
+        # A timeout is remembered too: the same input would take as long again.
+        if key is not None:
+            self._remember(key, decision)
+        return decision
+
+    @property
+    def worker(self) -> PolicyWorker:
+        if self._worker is None:
+            from .policy_worker import PolicyWorker
+
+            self._worker = PolicyWorker(self.sources, self.timeout)
+        return self._worker
+
+    def start(self) -> None:
+        """Start the worker process now rather than at the first call (needs a running event loop)."""
+        self.worker.start()
+
+    def close(self) -> None:
+        """Stop the worker process, once the evaluation it may be running has ended."""
+        if self._worker is not None:
+            self._worker.close()
+
+    async def aclose(self) -> None:
+        """Stop the worker process now and wait for it to exit."""
+        if self._worker is not None:
+            await self._worker.aclose()
+
+    def _cached(self, key: Hashable, document: Callable[[], dict[str, Any]]) -> Decision:
+        if self._cache is None:
+            return self._evaluate(document())
+        decision = self._cache.get(key)
+        if decision is None:
+            decision = self._evaluate(document())
+            self._remember(key, decision)
+        return decision
+
+    def _remember(self, key: Hashable, decision: Decision) -> None:
+        cache = self._cache
+        if cache is None:
+            return
+        if len(cache) >= CACHE_SIZE:
+            cache.clear()
+        cache[key] = decision
+
+    def _evaluate(self, document: dict[str, Any]) -> Decision:
+        return self._rules.evaluate(document)
 
     def mtimes(self) -> tuple[float | None, ...]:
         return tuple(_mtime(p) for p in self.files)

@@ -329,6 +329,20 @@ def test_timeout_of_wrong_type_names_the_field() -> None:
     assert error_of({"providers": {"openai": {"timeout": "soon"}}}).startswith("providers.openai.timeout: ")
 
 
+def test_policy_timeout_defaults_to_a_second_and_survives_the_paths_being_resolved(tmp_path: Path) -> None:
+    assert Config().policy.timeout == 1.0
+    config = load_config(write(tmp_path, "policy:\n  rego: [p.rego]\n  timeout: 0.25\n"), env={})
+    assert (config.policy.rego, config.policy.timeout) == ((str(tmp_path / "p.rego"),), 0.25)
+
+
+@pytest.mark.parametrize(
+    ("timeout", "message"),
+    [(0, "greater than 0"), (-1, "greater than 0"), ("soon", "a valid number")],
+)
+def test_policy_timeout_must_be_a_positive_number(timeout: Any, message: str) -> None:
+    assert error_of({"policy": {"timeout": timeout}}).startswith(f"policy.timeout: Input should be {message}")
+
+
 def test_blank_real_key_is_refused() -> None:
     assert error_of({"providers": {"gemini": {"keys": ["ok", "  "]}}}) == "providers.gemini.keys: a key is empty"
 

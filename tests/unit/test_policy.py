@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -806,6 +807,22 @@ def shared_with(policy: Policy | None) -> Shared:
     return shared
 
 
+def hook_run(decide: Decide, flow) -> None:
+    """The decide stage's request hook as mitmproxy runs it: a decision not cached comes from the
+    policy's worker process, awaited in an event loop (which the worker is stopped before leaving)."""
+    pending = decide.request(flow)
+    if pending is None:
+        return
+
+    async def finish() -> None:
+        try:
+            await pending
+        finally:
+            await decide.shared.policy.aclose()
+
+    asyncio.run(finish())
+
+
 DENIED_MESSAGE = "Tollgate policy denied this call: client bob may not stream; group suspended is blocked"
 
 
@@ -838,7 +855,7 @@ def test_decide_refuses_with_403_in_the_providers_shape(provider: str, body: dic
     decide = Decide(shared_with(example(BLOCKED, STREAMING)))
     call = bob_streaming(provider)
     flow = flow_for(call)
-    decide.request(flow)
+    hook_run(decide, flow)
     assert flow.response is not None and flow.response.status_code == 403
     assert json.loads(flow.response.content) == body
     assert flow.response.headers["x-tollgate-error"] == "policy_denied"
@@ -857,7 +874,7 @@ def test_decide_lets_an_allowed_call_go() -> None:
     call = call_of("openai", "POST", "/v1/chat/completions",
                    {"model": "gpt-4o", "messages": [], "stream": True, "max_tokens": 100})
     flow = flow_for(call)
-    decide.request(flow)
+    hook_run(decide, flow)
     assert flow.response is None
     assert (call.decision, call.deny_reasons, call.error) == ("allow", (), None)
 
@@ -866,7 +883,7 @@ def test_decide_without_a_policy_allows_everything() -> None:
     decide = Decide(shared_with(None))
     call = bob_streaming("openai")
     flow = flow_for(call)
-    decide.request(flow)
+    hook_run(decide, flow)
     assert flow.response is None and call.decision == "allow"
 
 
@@ -876,7 +893,7 @@ def test_decide_on_a_policy_error_denies_and_records_why(tmp_path: Path, caplog)
     call = bob_streaming("anthropic")
     flow = flow_for(call)
     with caplog.at_level(logging.ERROR, logger=decide_module.__name__):
-        decide.request(flow)
+        hook_run(decide, flow)
     assert flow.response is not None and flow.response.status_code == 403
     assert json.loads(flow.response.content)["error"]["message"] == "Tollgate policy denied this call: policy error"
     assert (call.decision, call.deny_reasons) == ("deny", ("policy error",))
@@ -889,7 +906,7 @@ def test_decide_leaves_an_already_answered_call_alone() -> None:
     call = bob_streaming("openai")
     flow = flow_for(call)
     flow.response = tflow.tresp()
-    decide.request(flow)
+    hook_run(decide, flow)
     assert call.decision == "allow" and flow.response.status_code == 200
 
 
@@ -920,7 +937,7 @@ def test_an_edit_takes_effect_on_reload(tmp_path: Path, caplog) -> None:
     assert f"policy reloaded from {path}" in caplog.text
 
     flow = flow_for(call_of("openai", "POST", "/v1/chat/completions", {"model": "gpt-4o", "messages": []}))
-    decide.request(flow)
+    hook_run(decide, flow)
     assert flow.response is not None and flow.response.status_code == 403
 
 
@@ -940,7 +957,7 @@ def test_a_broken_edit_keeps_the_last_good_policy(tmp_path: Path, caplog) -> Non
     # The last good policy still decides, from its compiled form (the file on disk is broken).
     assert shared.policy.decide(chat()) == Decision(("research is closed today",))
     flow = flow_for(call_of("openai", "POST", "/v1/chat/completions", {"model": "gpt-4o", "messages": []}))
-    decide.request(flow)
+    hook_run(decide, flow)
     assert flow.response is not None and flow.response.status_code == 403
 
     # Fixing the file is picked up by the next reload.
@@ -1022,11 +1039,193 @@ def test_the_watcher_picks_up_an_edit_and_survives_a_broken_one(tmp_path: Path, 
             assert shared.policy is second
             assert caplog.text.count("policy not reloaded") == 1
         finally:
-            decide.done()
+            await decide.done()
 
     with caplog.at_level(logging.INFO, logger=decide_module.__name__):
         asyncio.run(scenario())
     assert decide._watcher is not None and decide._watcher.cancelled()
+
+
+# --- the time limit: evaluation in a worker process ------------------------------------------------
+
+# rego-cpp's regex.match backtracks: this pattern takes time exponential in the model's length
+# (27 characters: seconds; the 41 below: far longer than any test runs).
+BACKTRACKING = (
+    "package tollgate\n\nimport rego.v1\n\n"
+    'deny contains "bad model name" if not regex.match("^([a-z0-9]+-?)+$", input.model)\n'
+)
+PATHOLOGICAL = "a" * 40 + "!"
+LIMIT = 0.3
+MARGIN = 1.0  # a loaded machine's scheduling, not the evaluation: that is stopped at LIMIT
+EXCEEDED = Decision((POLICY_ERROR,), f"policy evaluation exceeded its time limit of {LIMIT:g} s")
+
+
+def model_call(model: str, messages: int = 1) -> Call:
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}] * messages}
+    return call_of("openai", "POST", "/v1/chat/completions", body)
+
+
+def backtracking_policy(tmp_path: Path, timeout: float = LIMIT) -> Policy:
+    return Policy([write(tmp_path / "backtracking.rego", BACKTRACKING)], timeout)
+
+
+async def in_worker(policy: Policy, call: Call) -> Decision:
+    decision = policy.decide_call_in_worker(call)
+    return decision if isinstance(decision, Decision) else await decision
+
+
+async def gone(pid: int, timeout: float = 5.0) -> bool:
+    """The process has exited (a zombie counts: it runs no more) within the timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+def test_an_evaluation_past_the_time_limit_is_stopped_and_denied(tmp_path: Path) -> None:
+    policy = backtracking_policy(tmp_path)
+
+    async def scenario() -> tuple[Decision, float, bool]:
+        try:
+            assert await in_worker(policy, model_call("gpt-4o")) == Decision(())  # the worker is up
+            worker = policy.worker.pid
+            assert worker is not None
+            started = time.monotonic()
+            decision = await in_worker(policy, model_call(PATHOLOGICAL))
+            return decision, time.monotonic() - started, await gone(worker)
+        finally:
+            await policy.aclose()
+
+    decision, took, killed = asyncio.run(scenario())
+    assert decision == EXCEEDED and not decision.allowed
+    assert LIMIT <= took < LIMIT + MARGIN
+    assert killed, "the worker that exceeded the limit was killed"
+
+
+def test_after_a_timeout_a_new_worker_decides_and_equal_inputs_hit_the_cache(tmp_path: Path) -> None:
+    policy = backtracking_policy(tmp_path)
+
+    async def scenario() -> None:
+        try:
+            assert await in_worker(policy, model_call(PATHOLOGICAL)) == EXCEEDED
+            # A fresh evaluation is made by a new worker, the regex built-in working as before.
+            assert await in_worker(policy, model_call("gpt-4o-mini")) == Decision(())
+            assert await in_worker(policy, model_call("gpt-4o!")) == Decision(("bad model name",))
+            assert policy.worker.pid is not None
+            # Calls with the facts of decided ones are answered at once, without the worker: the
+            # timed-out one too (it would take as long again); facts no rule reads do not matter.
+            for model, decision in (("gpt-4o-mini", Decision(())), ("gpt-4o!", Decision(("bad model name",))),
+                                    (PATHOLOGICAL, EXCEEDED)):
+                assert policy.decide_call_in_worker(model_call(model, messages=3)) == decision
+        finally:
+            await policy.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_worker_that_dies_mid_evaluation_denies_that_call_and_is_replaced(tmp_path: Path) -> None:
+    # As when rego-cpp aborts the process it runs in: the proxy would have gone with it.
+    policy = backtracking_policy(tmp_path, timeout=60)
+
+    async def scenario() -> None:
+        try:
+            assert await in_worker(policy, model_call("gpt-4o")) == Decision(())
+            worker = policy.worker.pid
+            hanging = asyncio.ensure_future(in_worker(policy, model_call(PATHOLOGICAL)))
+            await asyncio.sleep(0.2)
+            assert not hanging.done()
+            os.kill(worker, signal.SIGKILL)
+            decision = await asyncio.wait_for(hanging, 10)
+            assert decision == Decision((POLICY_ERROR,), "policy evaluation failed: the policy worker exited")
+            assert await in_worker(policy, model_call("gpt-4o!")) == Decision(("bad model name",))
+            assert policy.worker.pid not in (None, worker)
+        finally:
+            await policy.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_while_an_evaluation_hangs_the_decide_stage_answers_cached_calls_at_once(tmp_path: Path, caplog) -> None:
+    policy = backtracking_policy(tmp_path)
+    decide = Decide(shared_with(policy))
+    bad, good = model_call(PATHOLOGICAL), model_call("gpt-4o")
+    bad_flow, good_flow = flow_for(bad), flow_for(good)
+
+    async def scenario() -> None:
+        try:
+            first = decide.request(flow_for(model_call("gpt-4o")))
+            assert first is not None  # not cached yet: the hook returns what mitmproxy awaits
+            await first
+            hanging = asyncio.ensure_future(decide.request(bad_flow))
+            await asyncio.sleep(0.05)
+            assert decide.request(good_flow) is None  # cached: decided in the hook itself
+            assert not hanging.done() and bad_flow.response is None
+            await asyncio.wait_for(hanging, LIMIT + MARGIN)
+        finally:
+            await decide.done()
+
+    with caplog.at_level(logging.ERROR, logger=decide_module.__name__):
+        asyncio.run(scenario())
+    assert good_flow.response is None and good.decision == "allow"
+    assert bad_flow.response is not None and bad_flow.response.status_code == 403
+    assert bad_flow.response.headers["x-tollgate-error"] == "policy_denied"
+    assert json.loads(bad_flow.response.content)["error"]["message"] == "Tollgate policy denied this call: policy error"
+    record = bad.audit_record()
+    assert (record["decision"], record["deny_reasons"], record["error"]) == (
+        "deny", ["policy error"], f"policy evaluation exceeded its time limit of {LIMIT:g} s")
+    assert f"Tollgate: policy evaluation exceeded its time limit of {LIMIT:g} s" in caplog.text
+
+
+def test_a_reload_replaces_the_worker(tmp_path: Path) -> None:
+    path = write(tmp_path / "live.rego", OPEN)
+    shared = shared_with(Policy([path], timeout=LIMIT))
+    decide = Decide(shared)
+
+    async def scenario() -> None:
+        try:
+            decide.running()
+            old = shared.policy
+            await decide.request(flow_for(model_call("gpt-4o")))
+            worker = old.worker.pid
+            assert worker is not None
+            write(path, CLOSED)
+            bump_mtime(path, 1)
+            decide.reload(old)
+            assert shared.policy is not old and shared.policy.timeout == LIMIT
+            assert await gone(worker), "the old policy's worker was stopped"
+            flow = flow_for(model_call("gpt-4o"))
+            await decide.request(flow)
+            assert flow.response is not None and flow.response.status_code == 403
+            assert shared.policy.worker.pid not in (None, worker)
+        finally:
+            await decide.done()
+
+    asyncio.run(scenario())
+
+
+def test_a_policy_in_force_is_stopped_when_a_configuration_replaces_it(tmp_path: Path) -> None:
+    from tollgate.auditlog import AuditLog
+    from tollgate.config import Config
+
+    shared = shared_with(backtracking_policy(tmp_path))
+    old = shared.policy
+
+    async def scenario() -> None:
+        assert await in_worker(old, model_call("gpt-4o")) == Decision(())
+        worker = old.worker.pid
+        audit = AuditLog(str(tmp_path / "audit.jsonl"))
+        shared.apply(Config(), audit, None, None)
+        assert worker is not None and await gone(worker)
+        audit.close()
+        await old.aclose()  # waits for the exit to be seen, before the event loop ends
+
+    asyncio.run(scenario())
 
 
 # --- python -m tollgate policy eval ----------------------------------------------------------------
@@ -1081,6 +1280,26 @@ def test_cli_runtime_policy_error_is_a_denial_with_the_error(tmp_path: Path, cap
     assert json.loads(out) == {
         "allowed": False, "deny": ["policy error"], "error": "data.tollgate.deny is not a set of strings",
     }
+
+
+def test_cli_stops_a_runaway_evaluation_at_the_time_limit(tmp_path: Path, capsys) -> None:
+    policy = write(tmp_path / "p.rego", BACKTRACKING)
+    document = write_input(tmp_path, {"model": PATHOLOGICAL})
+    started = time.monotonic()
+    code, out, err = run_eval(capsys, "--policy", policy, "--input", document, "--timeout", str(LIMIT))
+    assert time.monotonic() - started < 5 + LIMIT  # starting the worker, then at most the limit
+    assert (code, err) == (1, "")
+    assert json.loads(out) == {"allowed": False, "deny": ["policy error"], "error": EXCEEDED.error}
+    code, out, _ = run_eval(capsys, "--policy", policy, "--input", write_input(tmp_path, {"model": "gpt-4o!"}))
+    assert (code, json.loads(out)) == (1, {"allowed": False, "deny": ["bad model name"]})
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "soon"])
+def test_cli_timeout_must_be_a_positive_number(tmp_path: Path, capsys, timeout: str) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["policy", "eval", "--policy", str(ALLOWLIST), "--input", "x.json", "--timeout", timeout])
+    assert info.value.code == 2
+    assert f"argument --timeout: invalid positive value: {timeout!r}" in capsys.readouterr().err
 
 
 def test_cli_broken_policy(tmp_path: Path, capsys) -> None:

@@ -3,6 +3,7 @@ would skip the later stages and forward it), hooks run in stage order."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from functools import partial
 
@@ -125,6 +126,60 @@ def test_gateway_runs_no_call_stage_after_one_answered_the_call():
     gateway = Gateway([Handles("a", seen, refuses=True), Handles("b", seen), Handles("c", seen)])
     gateway.request(_call_flow())
     assert seen == ["a.handle"]
+
+
+class Awaits(CallStage):
+    """A call stage whose work ends in an awaitable, as the decide stage's does when its decision
+    comes from the policy's worker process."""
+
+    def __init__(self, name: str, seen: list[str], outcome: str = "allow") -> None:
+        self.name, self.seen, self.outcome = name, seen, outcome
+
+    def handle(self, flow, call):
+        self.seen.append(f"{self.name}.handle")
+        return self._finish(flow)
+
+    async def _finish(self, flow) -> None:
+        await asyncio.sleep(0)
+        self.seen.append(f"{self.name}.awaited")
+        if self.outcome == "raise":
+            raise RuntimeError("boom")
+        if self.outcome == "refuse":
+            flow.response = tflow.tresp()
+
+
+def test_gateway_returns_an_awaitable_only_when_a_stage_did_and_runs_the_later_stages_after_it():
+    seen: list[str] = []
+    sync = Gateway([Handles("a", seen), Handles("b", seen), Recorder("plain", seen)])
+    assert sync.request(_call_flow()) is None and seen == ["a.handle", "b.handle", "plain.request"]
+    seen.clear()
+    gateway = Gateway([Handles("a", seen), Awaits("b", seen), Handles("c", seen), Recorder("plain", seen),
+                       Handles("d", seen)])
+    pending = gateway.request(_call_flow())
+    assert pending is not None and seen == ["a.handle", "b.handle"]  # nothing after b has run yet
+    asyncio.run(pending)
+    assert seen == ["a.handle", "b.handle", "b.awaited", "c.handle", "plain.request", "d.handle"]
+
+
+def test_gateway_runs_no_call_stage_after_an_awaited_one_that_answered_the_call():
+    seen: list[str] = []
+    gateway = Gateway([Awaits("a", seen, "refuse"), Handles("b", seen), Recorder("plain", seen), Handles("c", seen)])
+    flow = _call_flow()
+    asyncio.run(gateway.request(flow))
+    # Plain hooks (redaction, audit) still see the refused call, as on the synchronous path.
+    assert seen == ["a.handle", "a.awaited", "plain.request"]
+    assert flow.response is not None and flow.response.status_code == 200
+
+
+def test_an_awaited_stage_that_fails_refuses_the_call_in_the_providers_shape():
+    seen: list[str] = []
+    gateway = Gateway([Awaits("a", seen, "raise"), Handles("b", seen)])
+    flow = _call_flow()
+    asyncio.run(gateway.request(flow))
+    assert seen == ["a.handle", "a.awaited"]
+    assert flow.response is not None and flow.response.status_code == 500
+    assert flow.response.headers["x-tollgate-error"] == "internal_error"
+    assert flow.metadata[CALL].error == "internal error in Awaits"
 
 
 def test_tollgates_chain_is_one_addon_holding_every_stage_in_order():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
 from mitmproxy import addonmanager, hooks, log  # noqa: F401 - importing them declares their hooks
@@ -31,7 +31,10 @@ class Gateway:
     awaitable check); for eleven addons that cost more per call than the stages' own work
     (docs/performance.md). Here a hook is a loop over bound methods collected once, and
     consecutive call stages (`CallStage`) share one lookup of the call record.
-    A stage that raises stops the hook's later stages, as mitmproxy does for a script's addons."""
+    A stage that raises stops the hook's later stages, as mitmproxy does for a script's addons.
+    A stage that returns an awaitable (the decide stage, waiting for the policy's worker) makes the
+    hook return one that awaits it and then runs the later stages: mitmproxy awaits it, serving
+    other flows meanwhile. Otherwise the hook returns None, as it would without this."""
 
     def __init__(self, stages: Sequence[object]) -> None:
         self.stages = tuple(stages)
@@ -63,12 +66,23 @@ def _with_call_stages_fused(name: str, handlers: tuple[Callable[..., object], ..
     return tuple(fused)
 
 
-def _in_order(handlers: tuple[Callable[..., object], ...]) -> Callable[..., None]:
-    def hook(*args: object) -> None:
+def _in_order(handlers: tuple[Callable[..., object], ...]) -> Callable[..., Awaitable[None] | None]:
+    def hook(*args: object) -> Awaitable[None] | None:
         for handler in handlers:
-            handler(*args)
+            pending = handler(*args)
+            if pending is not None:
+                return _then_in_order(pending, handlers[handlers.index(handler) + 1 :], args)  # type: ignore[arg-type]
+        return None
 
     return hook
+
+
+async def _then_in_order(pending: Awaitable[None], handlers: tuple[Callable[..., object], ...], args: tuple) -> None:
+    await pending
+    for handler in handlers:
+        pending = handler(*args)  # type: ignore[assignment]
+        if pending is not None:
+            await pending
 
 
 def chain() -> Gateway:

@@ -1,15 +1,18 @@
 """The policy decides every call: 403 in the provider's own shape with the reasons, or on it goes.
-Policy files are watched: a good edit takes effect at once, a broken one keeps the last good policy."""
+A decision not in the policy's cache is awaited from its worker process, within the time limit,
+while mitmproxy serves other calls. Policy files are watched: a good edit takes effect at once
+(with a new worker), a broken one keeps the last good policy."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 
 from mitmproxy import http
 
 from ..call import Call
-from ..policy import Policy, PolicyError
+from ..policy import Decision, Policy, PolicyError
 from ..providers.base import POLICY_DENIED
 from .shared import CallStage, Shared, refuse
 
@@ -23,11 +26,20 @@ class Decide(CallStage):
         self.shared = shared
         self._watcher: asyncio.Task | None = None
 
-    def handle(self, flow: http.HTTPFlow, call: Call) -> None:
+    def handle(self, flow: http.HTTPFlow, call: Call) -> Awaitable[None] | None:
         policy = self.shared.policy
         if policy is None:
-            return
-        decision = policy.decide_call(call)
+            return None
+        decision = policy.decide_call_in_worker(call)
+        if type(decision) is Decision:
+            self._apply(flow, call, decision)
+            return None
+        return self._apply_once_decided(flow, call, decision)  # type: ignore[arg-type]
+
+    async def _apply_once_decided(self, flow: http.HTTPFlow, call: Call, decision: Awaitable[Decision]) -> None:
+        self._apply(flow, call, await decision)
+
+    def _apply(self, flow: http.HTTPFlow, call: Call, decision: Decision) -> None:
         if decision.allowed:
             return
         call.decision = "deny"
@@ -39,10 +51,15 @@ class Decide(CallStage):
 
     def running(self) -> None:
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        if self.shared.policy is not None:
+            self.shared.policy.start()
 
-    def done(self) -> None:
+    def done(self) -> Awaitable[None] | None:
         if self._watcher is not None:
             self._watcher.cancel()
+        policy = self.shared.policy
+        # Awaited, so that the worker has exited before the event loop ends.
+        return None if policy is None else policy.aclose()
 
     async def _watch(self) -> None:
         seen = self.shared.policy.mtimes() if self.shared.policy else ()
@@ -60,10 +77,12 @@ class Decide(CallStage):
 
     def reload(self, current: Policy) -> None:
         try:
-            fresh = Policy(current.files)
+            fresh = Policy(current.files, current.timeout)
         except PolicyError as e:
             logger.error(f"Tollgate: policy not reloaded, the last good one stays in force: {e}")
             return
         if self.shared.policy is current:  # not replaced by a configuration change meanwhile
             self.shared.policy = fresh
+            current.close()
+            fresh.start()
             logger.info(f"Tollgate: policy reloaded from {', '.join(map(str, fresh.files))}")

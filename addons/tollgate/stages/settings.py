@@ -35,7 +35,7 @@ class Settings:
             except ConfigError as e:
                 raise exceptions.OptionsError(f"Tollgate configuration: {e}") from None
             try:
-                policy = Policy(config.policy.rego) if config.policy.rego else None
+                policy = Policy(config.policy.rego, config.policy.timeout) if config.policy.rego else None
             except PolicyError as e:
                 raise exceptions.OptionsError(f"Tollgate configuration: policy.rego: {e}") from None
             if config.mentions_bedrock:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 from mitmproxy import http
 
@@ -35,7 +35,7 @@ class Shared:
         self._use(Config())
 
     def apply(self, config: Config, audit: AuditLog, policy: Policy | None, aws: CredentialSource | None) -> None:
-        old = self.audit
+        old, old_policy = self.audit, self.policy
         self._use(config)
         self.policy = policy
         self.aws_credentials = aws
@@ -43,6 +43,8 @@ class Shared:
         self.ready = True
         if old is not None and old is not audit:
             old.close()
+        if old_policy is not None and old_policy is not policy:
+            old_policy.close()
 
     def _use(self, config: Config) -> None:
         self.config = config
@@ -54,38 +56,64 @@ class Shared:
 
 class CallStage:
     """A stage that acts on a call's request once, before it goes upstream: at `request` as a rule,
-    but at `requestheaders` for a streamed upload, whose body goes upstream as it arrives."""
+    but at `requestheaders` for a streamed upload, whose body goes upstream as it arrives.
+    `handle` may return an awaitable (the work is not done until it is), which the hook returns."""
 
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
-        run_call_stages((self,), True, flow)
+    def requestheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        return run_call_stages((self,), True, flow)
 
-    def request(self, flow: http.HTTPFlow) -> None:
-        run_call_stages((self,), False, flow)
+    def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        return run_call_stages((self,), False, flow)
 
-    def _handle_or_refuse(self, flow: http.HTTPFlow, call: Call) -> None:
+    def _handle_or_refuse(self, flow: http.HTTPFlow, call: Call) -> Awaitable[None] | None:
         # mitmproxy would log an exception and carry on with the stages after this one skipped:
         # a call would go out unidentified or with the caller's credential. Fail closed instead.
         try:
-            self.handle(flow, call)
+            pending = self.handle(flow, call)
         except Exception:
-            logger.exception(f"Tollgate: {type(self).__name__} failed on a call; it was refused")
-            call.error = f"internal error in {type(self).__name__}"
-            refuse(flow, call, INTERNAL_ERROR, "Tollgate failed on this call and did not forward it; see its console.")
+            self._refuse_after_failure(flow, call)
+            return None
+        return None if pending is None else self._finish_or_refuse(flow, call, pending)
 
-    def handle(self, flow: http.HTTPFlow, call: Call) -> None:
+    async def _finish_or_refuse(self, flow: http.HTTPFlow, call: Call, pending: Awaitable[None]) -> None:
+        try:
+            await pending
+        except Exception:
+            self._refuse_after_failure(flow, call)
+
+    def _refuse_after_failure(self, flow: http.HTTPFlow, call: Call) -> None:
+        logger.exception(f"Tollgate: {type(self).__name__} failed on a call; it was refused")
+        call.error = f"internal error in {type(self).__name__}"
+        refuse(flow, call, INTERNAL_ERROR, "Tollgate failed on this call and did not forward it; see its console.")
+
+    def handle(self, flow: http.HTTPFlow, call: Call) -> Awaitable[None] | None:
         raise NotImplementedError
 
 
-def run_call_stages(stages: Sequence[CallStage], at_headers: bool, flow: http.HTTPFlow) -> None:
+def run_call_stages(stages: Sequence[CallStage], at_headers: bool, flow: http.HTTPFlow) -> Awaitable[None] | None:
     """Call stages in turn on the flow's call, at its request headers for a streamed upload, else at
-    its request; until one answers it. `Gateway` runs consecutive stages with one lookup of the call."""
+    its request; until one answers it. `Gateway` runs consecutive stages with one lookup of the call.
+    Once a stage returns an awaitable, the rest run after it: the awaitable returned does that."""
     call = call_of(flow)
     if call is None or call.streamed_upload is not at_headers:
-        return
+        return None
+    for stage in stages:
+        if flow.response is not None:
+            return None
+        pending = stage._handle_or_refuse(flow, call)
+        if pending is not None:
+            return _then_call_stages(pending, stages[stages.index(stage) + 1 :], flow, call)
+    return None
+
+
+async def _then_call_stages(pending: Awaitable[None], stages: Sequence[CallStage], flow: http.HTTPFlow, call: Call) -> None:
+    await pending
     for stage in stages:
         if flow.response is not None:
             return
-        stage._handle_or_refuse(flow, call)
+        pending = stage._handle_or_refuse(flow, call)
+        if pending is not None:
+            await pending
 
 
 def write_body(request: http.Request, call: Call) -> None:
