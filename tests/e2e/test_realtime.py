@@ -180,6 +180,21 @@ def test_a_session_the_server_drops_is_audited_with_the_usage_read_and_the_close
     assert record["error"] == "the server closed the WebSocket with code 1006"
 
 
+def test_a_client_secret_for_a_denied_model_is_not_minted(g, fake):
+    # Whoever holds a client secret calls OpenAI directly: the session's model is decided here.
+    before = fake.connections
+    result = g.run(f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{SAM}", max_retries=0)
+        client.realtime.client_secrets.create(session={{"type": "realtime", "model": "gpt-realtime"}})
+        report(minted=True)
+    """)
+    assert (result["error"], result["status"]) == ("PermissionDeniedError", 403)
+    assert fake.connections == before
+    (record,) = g.new_audit(1)
+    assert (record["endpoint"], record["model"], record["decision"]) == ("realtime.client_secrets", "gpt-realtime", "deny")
+
+
 @pytest.mark.parametrize("query", ["", "?model=gpt-4o-realtime-preview&model=gpt-4o-mini-realtime-preview",
                                    "?model=", "?Model=gpt-4o-realtime-preview"])
 def test_a_session_naming_no_one_model_is_refused_400_and_reaches_no_upstream(g, fake, query):

@@ -260,3 +260,23 @@ def test_the_close_reason_is_kept_out_and_an_abnormal_close_recorded():
     _stage().websocket_end(flow)
     assert flow.websocket.close_reason == "[redacted by Tollgate: 10 bytes]"
     assert call.error == "the server closed the WebSocket with code 1011"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "endpoint", "model"),
+    [
+        ("/v1/realtime/client_secrets", {"session": {"type": "realtime", "model": "gpt-realtime"}},
+         "realtime.client_secrets", "gpt-realtime"),
+        ("/v1/realtime/sessions", {"model": "gpt-4o-realtime-preview"}, "realtime.sessions", "gpt-4o-realtime-preview"),
+        ("/v1/realtime/calls/rtc_1/accept", {"type": "realtime", "model": "gpt-realtime"}, "realtime.calls.accept",
+         "gpt-realtime"),
+    ],
+)
+def test_the_realtime_apis_http_calls_name_their_model(path, body, endpoint, model):
+    c = PROVIDERS["openai"].classify("POST", path, body)
+    assert (c.endpoint, c.model) == (endpoint, model)
+
+
+def test_a_client_secrets_session_model_of_the_wrong_type_is_refused():
+    with pytest.raises(Unreadable, match="'model' is not a string"):
+        PROVIDERS["openai"].classify("POST", "/v1/realtime/client_secrets", {"session": {"model": ["gpt-realtime"]}})

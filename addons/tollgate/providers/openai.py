@@ -48,7 +48,6 @@ _ENDPOINTS = (
     (("audio", "speech"), "audio.speech"),
     (("audio", "transcriptions"), "audio.transcriptions"),
     (("audio", "translations"), "audio.translations"),
-    (("realtime",), REALTIME),
     (("models",), "models"),
 )
 # Endpoints that take files or audio (multipart or raw bytes): their bodies stream upstream unread.
@@ -156,6 +155,11 @@ def classify_body(endpoint: str | None, method: str, data: dict[str, Any] | None
         facts.max_tokens = request_int(data.get("max_output_tokens"), "max_output_tokens")
     elif endpoint == "completions":
         facts.max_tokens = request_int(data.get("max_tokens"), "max_tokens")
+    session = data.get("session")
+    if endpoint is not None and endpoint.startswith("realtime.") and isinstance(session, dict) and "model" in session:
+        # A Realtime client secret names the model of the session it opens (and whoever holds the
+        # secret then calls OpenAI directly): the policy decides on that model.
+        return Classification(endpoint, request_model(session), facts, "openai")
     return Classification(endpoint, request_model(data), facts, "openai")
 
 
