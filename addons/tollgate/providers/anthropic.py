@@ -26,7 +26,6 @@ from .base import (
     UNREAD_BODY,
     Unreadable,
     UsageReader,
-    at_endpoint,
     as_int,
     check_case,
     count,
@@ -93,7 +92,7 @@ class Anthropic(Provider):
         endpoint = _ENDPOINTS.get("/".join(rest)) or openai.endpoint_of(rest)
         if data is None or method != "POST":
             return Classification(endpoint=endpoint)
-        with at_endpoint(endpoint):
+        try:
             facts = RequestFacts(
                 message_count=count(data.get("messages")),
                 has_system=bool(data.get("system")),
@@ -102,6 +101,8 @@ class Anthropic(Provider):
                 max_tokens=request_int(data.get("max_tokens"), "max_tokens"),
             )
             return Classification(endpoint=endpoint, model=request_model(data), facts=facts)
+        except Unreadable as e:
+            raise e.at(endpoint) from None
 
     def streams_unread(self, method: str, path: str) -> bool:
         return path.startswith("/v1/") and _is_upload(method, path[4:].split("/"))

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, MutableMapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar
@@ -164,15 +163,10 @@ class Unreadable(ValueError):
 
     endpoint: str | None = None
 
-
-@contextmanager
-def at_endpoint(endpoint: str | None) -> Iterator[None]:
-    """Faults found while reading a request of this endpoint say which endpoint it was."""
-    try:
-        yield
-    except Unreadable as e:
-        e.endpoint = e.endpoint or endpoint
-        raise
+    def at(self, endpoint: str | None) -> Unreadable:
+        """This fault, found while reading a request of that endpoint."""
+        self.endpoint = self.endpoint or endpoint
+        return self
 
 
 def read_request_json(body: bytes | None) -> dict[str, Any] | None:

@@ -28,7 +28,6 @@ from .base import (
     UNREAD_FACTS,
     Unreadable,
     UsageReader,
-    at_endpoint,
     add_totals,
     as_int,
     check_case,
@@ -131,8 +130,10 @@ class Bedrock(Provider):
         if op == _BIDIRECTIONAL:
             return Classification(endpoint=op, model=model, facts=RequestFacts(stream=True), unread=UNREAD_FACTS)
         facts = RequestFacts(stream=op in _STREAMING)
-        with at_endpoint(op):
+        try:
             _read_facts(op, data, facts)
+        except Unreadable as e:
+            raise e.at(op) from None
         return Classification(endpoint=op, model=model, facts=facts)
 
     def streams_unread(self, method: str, path: str) -> bool:

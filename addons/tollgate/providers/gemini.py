@@ -27,7 +27,6 @@ from .base import (
     UNREAD_BODY,
     Unreadable,
     UsageReader,
-    at_endpoint,
     add_totals,
     as_int,
     check_case,
@@ -132,8 +131,10 @@ class Gemini(Provider):
         if not _METHOD.fullmatch(action):
             raise Unreadable("the path's method is not one Gemini names (e.g. :generateContent)")
         facts = RequestFacts(stream=action == "streamGenerateContent")
-        with at_endpoint(action):
+        try:
             _read_facts(facts, method, data)
+        except Unreadable as e:
+            raise e.at(action) from None
         return Classification(endpoint=action, model=model, facts=facts)
 
     def streams_unread(self, method: str, path: str) -> bool:

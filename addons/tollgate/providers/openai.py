@@ -19,7 +19,6 @@ from .base import (
     SSEReader,
     Unreadable,
     UsageReader,
-    at_endpoint,
     add_totals,
     as_int,
     check_case,
@@ -62,6 +61,7 @@ _UPLOADS = (
     ("containers", None, "files"),
     ("videos",),
 )
+_UPLOAD_FIRST = frozenset(shape[0] for shape in _UPLOADS)
 # OpenAI's fixed path words are lower case; ids may not be.
 WORDS = words(
     *{w for prefix, _ in _ENDPOINTS for w in prefix},
@@ -87,7 +87,7 @@ def endpoint_of(segments: Sequence[str]) -> str | None:
 
 def is_upload(method: str, segments: Sequence[str]) -> bool:
     """Whether an OpenAI-format path (segments after `/v1/`) takes a file or audio."""
-    if method != "POST":
+    if method != "POST" or segments[0] not in _UPLOAD_FIRST:
         return False
     for shape in _UPLOADS:
         if len(shape) == len(segments) and all(w is None or w == s for w, s in zip(shape, segments, strict=True)):
@@ -102,10 +102,12 @@ def classify_request(method: str, segments: Sequence[str], data: dict[str, Any] 
     endpoint = endpoint_of(segments)
     if is_upload(method, segments):
         return Classification(endpoint=endpoint, wire_format="openai", unread=UNREAD_BODY)
-    with at_endpoint(endpoint):
+    try:
         if endpoint == REALTIME and method == "GET":
             return Classification(REALTIME, realtime_model(query), RequestFacts(stream=True), "openai")
         return classify_body(endpoint, method, data)
+    except Unreadable as e:
+        raise e.at(endpoint) from None
 
 
 def realtime_model(query: str) -> str:
