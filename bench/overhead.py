@@ -1,5 +1,5 @@
 """Overhead benchmark: what Tollgate adds to a non-streamed OpenAI chat call, next to bare mitmdump,
-gemini-calo and LiteLLM's proxy, all measured in one run (issue #7).
+gemini-calo and LiteLLM's proxy, all measured in one run.
 
 Run from the checkout:
 
@@ -1217,7 +1217,7 @@ def report(bench: Bench, elapsed: float) -> bool:
         else:
             why = "not measured: skipped" if peer in bench.skipped else "not measured: not in --peers"
             checks.append((f"added p50: Tollgate / {label}", why, "< 1 (below)", None))
-    print(checks_table(checks, "ratios (issue #7 targets)"))
+    print(checks_table(checks, "ratios (targets)"))
     if bench.skipped:
         print()
         for name, reason in bench.skipped.items():

@@ -67,7 +67,6 @@ STATUS = {
 
 
 REDACTED = "[redacted by Tollgate]"
-_REDACTED = REDACTED.encode()
 
 
 def _lookup(headers: Headers, query: Query, position: str) -> str | None:
@@ -498,22 +497,6 @@ class Provider:
             if value:
                 found.append(Presented(value, position))
         return found
-
-    def positions_present(self, headers: Headers, query: Query) -> tuple[str, ...]:
-        return tuple([p for p in self.positions if _lookup(headers, query, p) is not None])
-
-    def redact(self, fields: Fields, query: Query, present: tuple[str, ...]) -> tuple[tuple[bytes, bytes], ...]:
-        """The header fields showing where the client's credentials were, but no credential (the
-        query is redacted in place)."""
-        for parameter in self.query_positions:
-            if f"query:{parameter}" in present:
-                query[parameter] = REDACTED
-            else:
-                query.pop(parameter, None)
-        # List comprehensions, not generators: the interpreter runs them inline, a third cheaper.
-        kept = [f for f in fields if f[0].lower() not in self.header_positions]
-        kept += [(p.encode(), _REDACTED) for p in self.positions if p in present and not p.startswith("query:")]
-        return tuple(kept)
 
     @cached_property
     def header_positions(self) -> frozenset[bytes]:
