@@ -36,6 +36,7 @@ sys.path.insert(0, str(BENCH))
 
 import trustme  # noqa: E402
 import yaml  # noqa: E402
+
 from overhead import (  # noqa: E402
     OVERRIDDEN_MODEL,
     REQUESTED_MODEL,
@@ -103,25 +104,37 @@ def main() -> int:
         confdir = workdir / "confdir"
         context = ssl.create_default_context(cafile=str(ensure_bundle(confdir)))
         context.set_alpn_protocols(["http/1.1"])
-        common = ["--set", f"confdir={confdir}", "--set", f"ssl_verify_upstream_trusted_ca={ca_pem}",
-                  "--set", "flow_detail=0"]
+        common = [
+            "--set",
+            f"confdir={confdir}",
+            "--set",
+            f"ssl_verify_upstream_trusted_ca={ca_pem}",
+            "--set",
+            "flow_detail=0",
+        ]
         config = workdir / "tollgate.yaml"
-        config.write_text(yaml.safe_dump(
-            tollgate_config(fake.url, REAL_KEY, VIRTUAL_KEY, workdir / "audit.jsonl", policies=())))
+        config.write_text(
+            yaml.safe_dump(tollgate_config(fake.url, REAL_KEY, VIRTUAL_KEY, workdir / "audit.jsonl", policies=()))
+        )
         modes = {
             "bare mitmdump": (bare_args(fake.url, common), REAL_KEY, REQUESTED_MODEL),
-            "Tollgate (no policy)": (["-s", str(ROOT / "addons" / "gateway.py"), "--set", f"tollgate_config={config}",
-                                      *common], VIRTUAL_KEY, OVERRIDDEN_MODEL),
+            "Tollgate (no policy)": (
+                ["-s", str(ROOT / "addons" / "gateway.py"), "--set", f"tollgate_config={config}", *common],
+                VIRTUAL_KEY,
+                OVERRIDDEN_MODEL,
+            ),
         }
-        proxies = {name: Counted(name.split()[0].lower(), proxy_args, workdir)
-                   for name, (proxy_args, _, _) in modes.items()}
+        proxies = {
+            name: Counted(name.split()[0].lower(), proxy_args, workdir) for name, (proxy_args, _, _) in modes.items()
+        }
         counted: dict[str, float] = {}
         try:
             for proxy in proxies.values():
                 proxy.wait_ready(START_TIMEOUT)
             for name, (_, key, model) in modes.items():
-                target = Target(name, "connect", proxies[name].port, key, model, context=context,
-                                server_hostname=API_HOST)
+                target = Target(
+                    name, "connect", proxies[name].port, key, model, context=context, server_hostname=API_HOST
+                )
                 try:
                     counted[name] = proxies[name].count(target, args.calls, args.connections)
                 except Exception:

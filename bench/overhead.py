@@ -116,8 +116,10 @@ from stream import (  # noqa: E402
 from tollgate.policy import CACHE_SIZE  # noqa: E402
 
 ROOT = BENCH.parent
-POLICIES = (ROOT / "docs" / "examples" / "policies" / "model_allowlist.rego",
-            BENCH / "policies" / "max_tokens_ceiling.rego")
+POLICIES = (
+    ROOT / "docs" / "examples" / "policies" / "model_allowlist.rego",
+    BENCH / "policies" / "max_tokens_ceiling.rego",
+)
 DEFAULT_PEERS_DIR = BENCH / ".venv-peers"
 
 REQUESTED_MODEL = "gpt-4o"
@@ -126,14 +128,17 @@ PATH = "/v1/chat/completions"
 
 
 def request_body(max_tokens: int = 64) -> bytes:
-    return json.dumps({
-        "model": REQUESTED_MODEL,
-        "messages": [
-            {"role": "system", "content": "You are a terse assistant."},
-            {"role": "user", "content": "Say hello in five words."},
-        ],
-        "max_tokens": max_tokens,
-    }, separators=(",", ":")).encode()
+    return json.dumps(
+        {
+            "model": REQUESTED_MODEL,
+            "messages": [
+                {"role": "system", "content": "You are a terse assistant."},
+                {"role": "user", "content": "Say hello in five words."},
+            ],
+            "max_tokens": max_tokens,
+        },
+        separators=(",", ":"),
+    ).encode()
 
 
 REQUEST_BODY = request_body()
@@ -143,9 +148,14 @@ REQUEST_BODY = request_body()
 DISTINCT_REQUESTS = 3 * CACHE_SIZE
 
 PEERS = ("gemini-calo", "litellm")
-LABELS = {"direct": "direct", "bare": "bare mitmdump", "tollgate": "Tollgate",
-          "tollgate-distinct": "Tollgate, distinct requests", "gemini-calo": "gemini-calo",
-          "litellm": "LiteLLM proxy"}
+LABELS = {
+    "direct": "direct",
+    "bare": "bare mitmdump",
+    "tollgate": "Tollgate",
+    "tollgate-distinct": "Tollgate, distinct requests",
+    "gemini-calo": "gemini-calo",
+    "litellm": "LiteLLM proxy",
+}
 PEER_PACKAGES = {"gemini-calo": ["gemini-calo"], "litellm": ["litellm[proxy]"]}
 PEER_DISTRIBUTION = {"gemini-calo": "gemini-calo", "litellm": "litellm"}
 
@@ -213,28 +223,42 @@ class ChatFake(FakeUpstream):
     def _payload(self, model: str) -> bytes:
         payload = self._payloads.get(model)
         if payload is None:
-            payload = json.dumps({
-                "id": "chatcmpl-bench0000000000000000000000",
-                "object": "chat.completion",
-                "created": 1700000000,
-                "model": model,
-                "choices": [{
-                    "index": 0,
-                    "message": {"role": "assistant", "content": "Hello there, nice to meet!", "refusal": None,
-                                "annotations": []},
-                    "logprobs": None,
-                    "finish_reason": "stop",
-                }],
-                "usage": {
-                    "prompt_tokens": 24, "completion_tokens": 7, "total_tokens": 31,
-                    "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-                    "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                                  "accepted_prediction_tokens": 0,
-                                                  "rejected_prediction_tokens": 0},
+            payload = json.dumps(
+                {
+                    "id": "chatcmpl-bench0000000000000000000000",
+                    "object": "chat.completion",
+                    "created": 1700000000,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {
+                                "role": "assistant",
+                                "content": "Hello there, nice to meet!",
+                                "refusal": None,
+                                "annotations": [],
+                            },
+                            "logprobs": None,
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": 24,
+                        "completion_tokens": 7,
+                        "total_tokens": 31,
+                        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                        "completion_tokens_details": {
+                            "reasoning_tokens": 0,
+                            "audio_tokens": 0,
+                            "accepted_prediction_tokens": 0,
+                            "rejected_prediction_tokens": 0,
+                        },
+                    },
+                    "service_tier": "default",
+                    "system_fingerprint": "fp_bench0000",
                 },
-                "service_tier": "default",
-                "system_fingerprint": "fp_bench0000",
-            }, separators=(",", ":")).encode()
+                separators=(",", ":"),
+            ).encode()
             self._payloads[model] = payload
         return payload
 
@@ -245,18 +269,28 @@ class ChatFake(FakeUpstream):
         except (ValueError, AttributeError):
             pass
         real_key = headers.get("authorization") == self.expected_auth
-        path = path.split("?")[0]  # httpx (gemini-calo) sends an empty query: /v1/chat/completions?
+        path = path.split("?", maxsplit=1)[0]  # httpx (gemini-calo) sends an empty query: /v1/chat/completions?
         with self._seen_lock:
             self.seen[(path, model, real_key)] += 1
         if method != "POST" or path not in (PATH, "/v1beta/openai/chat/completions"):
-            payload = json.dumps({"error": {"message": f"bench fake upstream: unexpected {method} {path}",
-                                            "type": "invalid_request_error"}}).encode()
-            tls.sendall(b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%b"
-                        % (len(payload), payload))
+            payload = json.dumps(
+                {
+                    "error": {
+                        "message": f"bench fake upstream: unexpected {method} {path}",
+                        "type": "invalid_request_error",
+                    }
+                }
+            ).encode()
+            tls.sendall(
+                b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%b"
+                % (len(payload), payload)
+            )
             return
         payload = self._payload(model)
-        tls.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-                    b"x-request-id: req_bench\r\nopenai-processing-ms: 1\r\n\r\n%b" % (len(payload), payload))
+        tls.sendall(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"x-request-id: req_bench\r\nopenai-processing-ms: 1\r\n\r\n%b" % (len(payload), payload)
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -282,11 +316,14 @@ class Target:
         host = API_HOST if self.kind == "connect" else f"127.0.0.1:{self.port}"
         for i in range(self.distinct):
             body = request_body(64 + i)
-            self.requests.append((
-                f"POST {PATH} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {self.key}\r\n"
-                f"Content-Type: application/json\r\nAccept: application/json\r\nUser-Agent: tollgate-bench/1\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n"
-            ).encode() + body)
+            self.requests.append(
+                (
+                    f"POST {PATH} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {self.key}\r\n"
+                    f"Content-Type: application/json\r\nAccept: application/json\r\nUser-Agent: tollgate-bench/1\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n"
+                ).encode()
+                + body
+            )
         self._next = itertools.count()  # shared by the mode's connections: a request recurs only after all others
 
     def next_request(self) -> bytes:
@@ -444,16 +481,24 @@ class Conn:
 class Service:
     """A reverse-proxy peer: started in a session of its own, stopped by its process group."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], workdir: Path, port: int,
-                 ready_path: str) -> None:
+    def __init__(
+        self, name: str, args: list[str], env: dict[str, str], workdir: Path, port: int, ready_path: str
+    ) -> None:
         self.name = name
         self.args = args
         self.port = port
         self.ready_path = ready_path
         self.log_path = workdir / f"{name}.log"
         self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(args, cwd=workdir, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
+        self.process = subprocess.Popen(
+            args,
+            cwd=workdir,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     @property
     def pid(self) -> int:
@@ -479,8 +524,10 @@ class Service:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
                     sock.settimeout(5)
-                    sock.sendall(f"GET {self.ready_path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
-                                 f"Connection: close\r\n\r\n".encode())
+                    sock.sendall(
+                        f"GET {self.ready_path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+                        f"Connection: close\r\n\r\n".encode()
+                    )
                     reply = sock.recv(4096)
                 if reply.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")):
                     return
@@ -546,8 +593,12 @@ def tree_cpu_seconds(pid: int) -> float:
 
 def python_ok(python: str) -> bool:
     try:
-        r = subprocess.run([python, "-c", "import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)"],
-                           check=False, capture_output=True, timeout=30)
+        r = subprocess.run(
+            [python, "-c", "import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)"],
+            check=False,
+            capture_output=True,
+            timeout=30,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return r.returncode == 0
@@ -608,16 +659,21 @@ def ensure_peer(name: str, root: Path, reinstall: bool, allow_install: bool, tim
     say(f"installing {spec} into {venv} with {base} (log: {log}; only when missing) ...")
     started = time.monotonic()
     with open(log, "wb") as out:
-        steps = [("python -m venv", [base, "-m", "venv", str(venv)]),
-                 (f"pip install {spec}",
-                  [str(python), "-m", "pip", "install", "--disable-pip-version-check", *PEER_PACKAGES[name]])]
+        steps = [
+            ("python -m venv", [base, "-m", "venv", str(venv)]),
+            (
+                f"pip install {spec}",
+                [str(python), "-m", "pip", "install", "--disable-pip-version-check", *PEER_PACKAGES[name]],
+            ),
+        ]
         for what, step in steps:
             out.write(f"$ {' '.join(step)}\n".encode())
             out.flush()
             left = timeout - (time.monotonic() - started)
             try:
-                process = subprocess.Popen(step, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                           start_new_session=True)  # pip keeps the environment (its proxy, index)
+                process = subprocess.Popen(
+                    step, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+                )  # pip keeps the environment (its proxy, index)
             except OSError as exc:
                 return None, f"{step[0]}: {exc}"
             try:
@@ -640,8 +696,9 @@ def ensure_peer(name: str, root: Path, reinstall: bool, allow_install: bool, tim
 def peer_version(python: Path, name: str) -> str:
     try:
         code = f"import importlib.metadata as m; print(m.version({PEER_DISTRIBUTION[name]!r}))"
-        r = subprocess.run([str(python), "-c", code],
-                           check=False, capture_output=True, text=True, timeout=60, env=clean_env())
+        r = subprocess.run(
+            [str(python), "-c", code], check=False, capture_output=True, text=True, timeout=60, env=clean_env()
+        )
         return r.stdout.strip() or "?"
     except (OSError, subprocess.TimeoutExpired):
         return "?"
@@ -683,12 +740,25 @@ class ModeState:
 def bare_args(upstream: str, common: list[str]) -> list[str]:
     """Bare mitmdump's arguments: only `--map-remote` api.openai.com to the fake (and the lazy
     connection strategy Tollgate sets too)."""
-    return ["--mode", "regular", "--map-remote", f"|^https://api\\.openai\\.com|{upstream}",
-            "--set", "connection_strategy=lazy", *common]
+    return [
+        "--mode",
+        "regular",
+        "--map-remote",
+        f"|^https://api\\.openai\\.com|{upstream}",
+        "--set",
+        "connection_strategy=lazy",
+        *common,
+    ]
 
 
-def tollgate_config(upstream: str, real_key: str, virtual_key: str, audit_path: Path,
-                    other_key: str = "tg-alice-7f3c9b2e41d8a0b6", policies: tuple[Path, ...] = POLICIES) -> dict:
+def tollgate_config(
+    upstream: str,
+    real_key: str,
+    virtual_key: str,
+    audit_path: Path,
+    other_key: str = "tg-alice-7f3c9b2e41d8a0b6",
+    policies: tuple[Path, ...] = POLICIES,
+) -> dict:
     """Tollgate's configuration in the benchmarks: virtual keys, an override rule, a policy, an audit file."""
     return {
         "providers": {"openai": {"upstream": upstream, "keys": [real_key], "timeout": 60}},
@@ -697,8 +767,9 @@ def tollgate_config(upstream: str, real_key: str, virtual_key: str, audit_path: 
             {"name": "alice", "keys": [other_key], "groups": ["research"]},
         ],
         "allow_anonymous": False,
-        "overrides": [{"match": {"provider": "openai", "model": REQUESTED_MODEL, "group": "support"},
-                       "model": OVERRIDDEN_MODEL}],
+        "overrides": [
+            {"match": {"provider": "openai", "model": REQUESTED_MODEL, "group": "support"}, "model": OVERRIDDEN_MODEL}
+        ],
         **({"policy": {"rego": [str(p) for p in policies]}} if policies else {}),
         "audit": {"path": str(audit_path)},
     }
@@ -727,8 +798,9 @@ class Bench:
         # Installs first (when needed), so that they are over before anything is measured.
         installed: dict[str, Path] = {}
         for name in peers:
-            python, reason = ensure_peer(name, args.peers_venv, args.reinstall_peers, not args.no_install,
-                                         args.install_timeout)
+            python, reason = ensure_peer(
+                name, args.peers_venv, args.reinstall_peers, not args.no_install, args.install_timeout
+            )
             if python is None:
                 self.skipped[name] = f"install failed: {reason}"
                 say(f"SKIPPED {LABELS[name]}: install failed: {reason}")
@@ -744,8 +816,17 @@ class Bench:
         direct_ctx = ssl.create_default_context()
         ca.configure_trust(direct_ctx)
         direct_ctx.set_alpn_protocols(["http/1.1"])
-        self.modes["direct"] = ModeState(Target("direct", "tls", self.fake.port, self.real_key, REQUESTED_MODEL,
-                                                context=direct_ctx, server_hostname="127.0.0.1"))
+        self.modes["direct"] = ModeState(
+            Target(
+                "direct",
+                "tls",
+                self.fake.port,
+                self.real_key,
+                REQUESTED_MODEL,
+                context=direct_ctx,
+                server_hostname="127.0.0.1",
+            )
+        )
 
         # The mitmdumps: as in bench/stream.py.
         confdir = self.workdir / "confdir"
@@ -762,20 +843,34 @@ class Bench:
         tollgate = ["-s", str(ROOT / "addons" / "gateway.py"), "--set", f"tollgate_config={config}", *common]
         import mitmproxy.version
 
-        for name, proxy_args, key, model in (("bare", bare, self.real_key, REQUESTED_MODEL),
-                                             ("tollgate", tollgate, self.virtual_key, OVERRIDDEN_MODEL)):
+        for name, proxy_args, key, model in (
+            ("bare", bare, self.real_key, REQUESTED_MODEL),
+            ("tollgate", tollgate, self.virtual_key, OVERRIDDEN_MODEL),
+        ):
             proxy = Proxy(name, proxy_args, self.workdir)
             self.processes.append(proxy)
             proxy.wait_ready()
             self.commands.append(f"{name}: {proxy.command_line()}")
-            self.modes[name] = ModeState(Target(name, "connect", proxy.port, key, model, context=proxy_ctx,
-                                                server_hostname=API_HOST),
-                                         version=f"mitmproxy {mitmproxy.version.VERSION}", process=proxy)
+            self.modes[name] = ModeState(
+                Target(name, "connect", proxy.port, key, model, context=proxy_ctx, server_hostname=API_HOST),
+                version=f"mitmproxy {mitmproxy.version.VERSION}",
+                process=proxy,
+            )
         # The same Tollgate, asked for requests that all differ: its policy is evaluated on every call.
         self.modes["tollgate-distinct"] = ModeState(
-            Target("tollgate-distinct", "connect", self.modes["tollgate"].target.port, self.virtual_key,
-                   OVERRIDDEN_MODEL, context=proxy_ctx, server_hostname=API_HOST, distinct=DISTINCT_REQUESTS),
-            version=self.modes["tollgate"].version, process=self.modes["tollgate"].process)
+            Target(
+                "tollgate-distinct",
+                "connect",
+                self.modes["tollgate"].target.port,
+                self.virtual_key,
+                OVERRIDDEN_MODEL,
+                context=proxy_ctx,
+                server_hostname=API_HOST,
+                distinct=DISTINCT_REQUESTS,
+            ),
+            version=self.modes["tollgate"].version,
+            process=self.modes["tollgate"].process,
+        )
         self.commands.append("tollgate.yaml: " + json.dumps(self.tollgate_config(redact=True)))
 
         for name, python in installed.items():
@@ -788,8 +883,13 @@ class Bench:
     def tollgate_config(self, redact: bool = False) -> dict:
         hide = (lambda s: s[:12] + "…") if redact else (lambda s: s)
         assert self.fake is not None
-        return tollgate_config(self.fake.url, hide(self.real_key), hide(self.virtual_key), self.audit_path,
-                               hide("tg-alice-" + "7f3c9b2e41d8a0b6"))
+        return tollgate_config(
+            self.fake.url,
+            hide(self.real_key),
+            hide(self.virtual_key),
+            self.audit_path,
+            hide("tg-alice-" + "7f3c9b2e41d8a0b6"),
+        )
 
     def start_peer(self, name: str, python: Path) -> None:
         args = self.args
@@ -817,12 +917,24 @@ class Bench:
             key = self.calo_key
         else:
             config = self.workdir / "litellm-config.yaml"
-            config.write_text(yaml.safe_dump({
-                "model_list": [{"model_name": REQUESTED_MODEL, "litellm_params": {
-                    "model": f"openai/{OVERRIDDEN_MODEL}", "api_base": f"{self.fake.url}/v1",
-                    "api_key": self.real_key}}],
-                "general_settings": {"master_key": self.litellm_key},
-            }, sort_keys=False))
+            config.write_text(
+                yaml.safe_dump(
+                    {
+                        "model_list": [
+                            {
+                                "model_name": REQUESTED_MODEL,
+                                "litellm_params": {
+                                    "model": f"openai/{OVERRIDDEN_MODEL}",
+                                    "api_base": f"{self.fake.url}/v1",
+                                    "api_key": self.real_key,
+                                },
+                            }
+                        ],
+                        "general_settings": {"master_key": self.litellm_key},
+                    },
+                    sort_keys=False,
+                )
+            )
             env = clean_env(
                 **common_env,
                 LITELLM_LOG="ERROR",
@@ -832,11 +944,25 @@ class Bench:
                 LITELLM_LOCAL_AUTOROUTER_PRESETS="True",
                 LITELLM_LOCAL_POLICY_TEMPLATES="True",
             )
-            for var in ("DATABASE_URL", "LITELLM_MASTER_KEY", "REDIS_HOST", "REDIS_URL", "OPENAI_API_KEY",
-                        "LITELLM_CONFIG_PATH", "CONFIG_FILE_PATH"):
+            for var in (
+                "DATABASE_URL",
+                "LITELLM_MASTER_KEY",
+                "REDIS_HOST",
+                "REDIS_URL",
+                "OPENAI_API_KEY",
+                "LITELLM_CONFIG_PATH",
+                "CONFIG_FILE_PATH",
+            ):
                 env.pop(var, None)
-            cmd = [str(python.with_name("litellm")), "--config", str(config), "--host", "127.0.0.1",
-                   "--port", str(port)]
+            cmd = [
+                str(python.with_name("litellm")),
+                "--config",
+                str(config),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ]
             ready = "/health/liveliness"
             key = self.litellm_key
         for var in ("SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_VERIFY"):
@@ -849,11 +975,15 @@ class Bench:
         except RuntimeError as exc:
             service.stop()
             raise PeerSkipped(f"did not start: {exc}") from None
-        shown = " ".join(f"{k}={v}" for k, v in env.items()
-                         if k.startswith(("GEMINI_CALO_", "LITELLM_", "SSL_CERT", "BENCH_")) and "KEYS" not in k)
+        shown = " ".join(
+            f"{k}={v}"
+            for k, v in env.items()
+            if k.startswith(("GEMINI_CALO_", "LITELLM_", "SSL_CERT", "BENCH_")) and "KEYS" not in k
+        )
         self.commands.append(f"{name}: {shown} {service.command_line()}")
-        self.modes[name] = ModeState(Target(name, "plain", port, key, OVERRIDDEN_MODEL), version=f"{name} {version}",
-                                     process=service)
+        self.modes[name] = ModeState(
+            Target(name, "plain", port, key, OVERRIDDEN_MODEL), version=f"{name} {version}", process=service
+        )
 
     # ---- checks
 
@@ -880,16 +1010,27 @@ class Bench:
             state.upstream_seen = seen
             wanted = (PATH, state.target.expect_model, state.target.expect_real_key)
             if not problem and seen.get(wanted, 0) != self.args.warmup:
-                models = {model for (path, model, real), n in seen.items()
-                          if path == PATH and real == state.target.expect_real_key}
-                if name in PEERS and sum(seen.values()) == self.args.warmup and len(models) == 1 and all(
-                        path == PATH and real == state.target.expect_real_key for (path, _, real) in seen):
+                models = {
+                    model
+                    for (path, model, real), n in seen.items()
+                    if path == PATH and real == state.target.expect_real_key
+                }
+                if (
+                    name in PEERS
+                    and sum(seen.values()) == self.args.warmup
+                    and len(models) == 1
+                    and all(path == PATH and real == state.target.expect_real_key for (path, _, real) in seen)
+                ):
                     # the call went through, with the real key, but the peer's model rewrite did not apply
-                    self.notes.append(f"{LABELS[name]}: its model override did not take effect: the upstream was "
-                                      f"asked for {models.pop()}, not {state.target.expect_model}; measured as is")
+                    self.notes.append(
+                        f"{LABELS[name]}: its model override did not take effect: the upstream was "
+                        f"asked for {models.pop()}, not {state.target.expect_model}; measured as is"
+                    )
                 else:
-                    problem = (f"the fake upstream saw {dict(seen)} (path, model, real key) for "
-                               f"{self.args.warmup} calls; expected model {wanted[1]} with the real key on {PATH}")
+                    problem = (
+                        f"the fake upstream saw {dict(seen)} (path, model, real key) for "
+                        f"{self.args.warmup} calls; expected model {wanted[1]} with the real key on {PATH}"
+                    )
             if problem:
                 if name in PEERS:
                     self.drop_peer(name, f"warm-up: {problem}")
@@ -914,15 +1055,18 @@ class Bench:
                         raise
                     self.drop_peer(name, f"sequential phase: {exc}")
             names = [name for name in names if name in self.modes]
-            left = {name: args.calls for name in names}
+            left = dict.fromkeys(names, args.calls)
             deadline = time.monotonic() + args.phase_timeout
             rotation = 0
             while any(left.values()):
                 if time.monotonic() > deadline:
-                    self.notes.append(f"sequential phase stopped at its {args.phase_timeout:.0f} s limit: "
-                                      + ", ".join(f"{n} {args.calls - left[n]}" for n in names) + " calls")
+                    self.notes.append(
+                        f"sequential phase stopped at its {args.phase_timeout:.0f} s limit: "
+                        + ", ".join(f"{n} {args.calls - left[n]}" for n in names)
+                        + " calls"
+                    )
                     break
-                order = names[rotation % len(names):] + names[: rotation % len(names)]
+                order = names[rotation % len(names) :] + names[: rotation % len(names)]
                 rotation += 1
                 for name in order:
                     if name not in self.modes:
@@ -995,13 +1139,14 @@ class Bench:
                         if errors[i] > args.max_errors:
                             failures.append(str(exc))
                             break
-                    except Exception as exc:  # noqa: BLE001 - report whatever stopped a worker
+                    except Exception as exc:
                         failures.append(repr(exc))
                         break
                 ends[i] = time.perf_counter()
 
-            threads = [threading.Thread(target=work, args=(i,), name=f"client-{i}", daemon=True)
-                       for i in range(workers)]
+            threads = [
+                threading.Thread(target=work, args=(i,), name=f"client-{i}", daemon=True) for i in range(workers)
+            ]
             for thread in threads:
                 thread.start()
             pid = state.process.pid if state.process else None
@@ -1044,7 +1189,7 @@ class Bench:
         rounds, pairs = self.args.concurrent_rounds, self.args.ab_pairs
         done_pairs = 0
         for r in range(rounds):
-            order = names[r % len(names):] + names[: r % len(names)]
+            order = names[r % len(names) :] + names[: r % len(names)]
             for name in order:
                 say(f"  round {r + 1}: {LABELS[name]} ...")
                 try:
@@ -1089,7 +1234,7 @@ class Bench:
         for process in reversed(self.processes):
             try:
                 process.stop()
-            except Exception:  # noqa: BLE001 - stop the rest whatever happens
+            except Exception:
                 pass
         if self.fake is not None:
             self.fake.close()
@@ -1112,108 +1257,203 @@ def report(bench: Bench, elapsed: float) -> bool:
     args = bench.args
     modes = bench.modes
     print()
-    print(f"Tollgate overhead benchmark — Python {platform.python_version()}, {os.cpu_count()} CPUs, "
-          f"{platform.machine()}; all on 127.0.0.1; client and fake upstream in this process")
+    print(
+        f"Tollgate overhead benchmark — Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"{platform.machine()}; all on 127.0.0.1; client and fake upstream in this process"
+    )
     print("versions: " + ", ".join(dict.fromkeys(s.version for s in modes.values() if s.version)))
-    print(f"request: POST {PATH}, model {REQUESTED_MODEL}, {len(REQUEST_BODY)}-byte body, non-streamed; response "
-          f"{len(bench.fake._payload(OVERRIDDEN_MODEL)) if bench.fake else 0}-byte JSON")
-    print(f"sequential: {args.calls} calls per mode on one kept-alive connection, after warm-up, in blocks of "
-          f"{args.block} interleaved across modes; concurrent: {args.connections} connections (one thread each), "
-          f"{args.concurrent_rounds} x {args.concurrent_seconds:g} s per mode, req/s = median round; A/B: "
-          f"{args.ab_pairs} pairs of {args.ab_seconds:g}-s rounds of bare mitmdump and Tollgate, back to back, "
-          "spread over the concurrent phase")
+    print(
+        f"request: POST {PATH}, model {REQUESTED_MODEL}, {len(REQUEST_BODY)}-byte body, non-streamed; response "
+        f"{len(bench.fake._payload(OVERRIDDEN_MODEL)) if bench.fake else 0}-byte JSON"
+    )
+    print(
+        f"sequential: {args.calls} calls per mode on one kept-alive connection, after warm-up, in blocks of "
+        f"{args.block} interleaved across modes; concurrent: {args.connections} connections (one thread each), "
+        f"{args.concurrent_rounds} x {args.concurrent_seconds:g} s per mode, req/s = median round; A/B: "
+        f"{args.ab_pairs} pairs of {args.ab_seconds:g}-s rounds of bare mitmdump and Tollgate, back to back, "
+        "spread over the concurrent phase"
+    )
     print(f"load average at start: {bench.loadavg_start}, at end: {loadavg()}")
-    print("forward proxies (bare mitmdump, Tollgate): CONNECT + TLS to the proxy (mitmproxy CA), as Tollgate's clients "
-          "do; reverse proxies (gemini-calo, LiteLLM): plain HTTP to 127.0.0.1, as they are deployed")
-    print("per-request console/access logging off everywhere (mitmdump flow_detail=0"
-          + (" — NOT set: --proxy-console" if args.proxy_console else "")
-          + ", LITELLM_LOG=ERROR, gemini-calo log level CRITICAL + no access log); Tollgate writes its audit file")
-    print("units: ms; 'added' = mode minus direct (same percentile); CPU = the proxy's process tree, per call, "
-          "concurrent phase")
+    print(
+        "forward proxies (bare mitmdump, Tollgate): CONNECT + TLS to the proxy (mitmproxy CA), as Tollgate's clients "
+        "do; reverse proxies (gemini-calo, LiteLLM): plain HTTP to 127.0.0.1, as they are deployed"
+    )
+    print(
+        "per-request console/access logging off everywhere (mitmdump flow_detail=0"
+        + (" — NOT set: --proxy-console" if args.proxy_console else "")
+        + ", LITELLM_LOG=ERROR, gemini-calo log level CRITICAL + no access log); Tollgate writes its audit file"
+    )
+    print(
+        "units: ms; 'added' = mode minus direct (same percentile); CPU = the proxy's process tree, per call, "
+        "concurrent phase"
+    )
     print()
-    header = ["mode", "seq p50", "seq p99", "added p50", "added p99", "conc req/s", "conc p50", "conc p99",
-              "CPU ms/call", "calls", "errors"]
+    header = [
+        "mode",
+        "seq p50",
+        "seq p99",
+        "added p50",
+        "added p99",
+        "conc req/s",
+        "conc p50",
+        "conc p99",
+        "CPU ms/call",
+        "calls",
+        "errors",
+    ]
     rows = []
     stats: dict[str, dict[str, float]] = {}
     for name, s in modes.items():
         st = {
-            "p50": percentile(s.seq, 50), "p99": percentile(s.seq, 99),
+            "p50": percentile(s.seq, 50),
+            "p99": percentile(s.seq, 99),
             "rps": statistics.median(s.conc_rps) if s.conc_rps else float("nan"),
-            "cp50": percentile(s.conc_lat, 50), "cp99": percentile(s.conc_lat, 99),
+            "cp50": percentile(s.conc_lat, 50),
+            "cp99": percentile(s.conc_lat, 99),
             "cpu": statistics.median(s.conc_cpu_ms) if s.conc_cpu_ms else float("nan"),
         }
         stats[name] = st
         base = stats["direct"]
-        rows.append([
-            LABELS[name], fmt(st["p50"], 3), fmt(st["p99"], 3),
-            fmt(st["p50"] - base["p50"], 3, True) if name != "direct" else "-",
-            fmt(st["p99"] - base["p99"], 3, True) if name != "direct" else "-",
-            fmt(st["rps"], 0), fmt(st["cp50"], 2), fmt(st["cp99"], 2),
-            fmt(st["cpu"], 3) if name != "direct" else "-",
-            str(s.calls), str(s.errors),
-        ])
+        rows.append(
+            [
+                LABELS[name],
+                fmt(st["p50"], 3),
+                fmt(st["p99"], 3),
+                fmt(st["p50"] - base["p50"], 3, True) if name != "direct" else "-",
+                fmt(st["p99"] - base["p99"], 3, True) if name != "direct" else "-",
+                fmt(st["rps"], 0),
+                fmt(st["cp50"], 2),
+                fmt(st["cp99"], 2),
+                fmt(st["cpu"], 3) if name != "direct" else "-",
+                str(s.calls),
+                str(s.errors),
+            ]
+        )
     for name, reason in bench.skipped.items():
         if name not in modes:
             rows.append([LABELS[name], "skipped", *["-"] * (len(header) - 2)])
     print(table(rows, header))
     harness = [x for s in modes.values() for x in s.conc_harness_cpu_ms]
     if harness:
-        print(f"harness (client + fake upstream) CPU: {statistics.median(harness):.3f} ms per call (median over "
-              f"modes and rounds); direct's req/s is the harness's ceiling")
+        print(
+            f"harness (client + fake upstream) CPU: {statistics.median(harness):.3f} ms per call (median over "
+            f"modes and rounds); direct's req/s is the harness's ceiling"
+        )
     print()
 
     base, b, t = stats["direct"], stats["bare"], stats["tollgate"]
     checks: list[Check] = []
     bare_added, tg_added = b["p50"] - base["p50"], t["p50"] - base["p50"]
     ratio = tg_added / bare_added if bare_added > 0 else float("inf")
-    checks.append(("added p50: (Tollgate - direct) / (bare - direct)",
-                   f"{ratio:.2f}x ({tg_added:+.3f} / {bare_added:+.3f} ms)", f"<= {TARGET_ADDED_RATIO:.2f}x",
-                   ratio <= TARGET_ADDED_RATIO))
+    checks.append(
+        (
+            "added p50: (Tollgate - direct) / (bare - direct)",
+            f"{ratio:.2f}x ({tg_added:+.3f} / {bare_added:+.3f} ms)",
+            f"<= {TARGET_ADDED_RATIO:.2f}x",
+            ratio <= TARGET_ADDED_RATIO,
+        )
+    )
     bare_added99, tg_added99 = b["p99"] - base["p99"], t["p99"] - base["p99"]
     ratio99 = tg_added99 / bare_added99 if bare_added99 > 0 else float("inf")
-    checks.append(("added p99: (Tollgate - direct) / (bare - direct)",
-                   f"{ratio99:.2f}x ({tg_added99:+.3f} / {bare_added99:+.3f} ms)", "(no target)", None))
+    checks.append(
+        (
+            "added p99: (Tollgate - direct) / (bare - direct)",
+            f"{ratio99:.2f}x ({tg_added99:+.3f} / {bare_added99:+.3f} ms)",
+            "(no target)",
+            None,
+        )
+    )
     # Judged pair by pair: a bare and a Tollgate round run back to back, so a change in the machine's
     # speed (a neighbour on this VM) moves both; single rounds here differ by 10-20 % from one to the
     # next, which the median of many pairs evens out where a few long rounds do not.
     pairs = ratios(modes["tollgate"].ab_rps, modes["bare"].ab_rps)
     paired = statistics.median(pairs) if pairs else float("nan")
-    spread = (f", middle half {percentile(pairs, 25):.3f}-{percentile(pairs, 75):.3f}" if len(pairs) >= 4 else "")
-    checks.append((f"req/s at {args.connections} connections: Tollgate / bare, median of {len(pairs)} A/B pairs",
-                   f"{paired:.3f}x (of {min(pairs, default=0):.3f}-{max(pairs, default=0):.3f}{spread})",
-                   f">= {TARGET_RPS_RATIO:.2f}x", paired >= TARGET_RPS_RATIO))
+    spread = f", middle half {percentile(pairs, 25):.3f}-{percentile(pairs, 75):.3f}" if len(pairs) >= 4 else ""
+    checks.append(
+        (
+            f"req/s at {args.connections} connections: Tollgate / bare, median of {len(pairs)} A/B pairs",
+            f"{paired:.3f}x (of {min(pairs, default=0):.3f}-{max(pairs, default=0):.3f}{spread})",
+            f">= {TARGET_RPS_RATIO:.2f}x",
+            paired >= TARGET_RPS_RATIO,
+        )
+    )
     ab_cpu = {n: statistics.median(modes[n].ab_cpu_ms) for n in ("bare", "tollgate") if modes[n].ab_cpu_ms}
     if len(ab_cpu) == 2:
         tg_cpu, bare_cpu = ab_cpu["tollgate"], ab_cpu["bare"]
-        checks.append(("CPU per call in the A/B pairs: Tollgate - bare",
-                       f"{tg_cpu - bare_cpu:+.3f} ms ({tg_cpu:.3f} / {bare_cpu:.3f})", "(no target)", None))
+        checks.append(
+            (
+                "CPU per call in the A/B pairs: Tollgate - bare",
+                f"{tg_cpu - bare_cpu:+.3f} ms ({tg_cpu:.3f} / {bare_cpu:.3f})",
+                "(no target)",
+                None,
+            )
+        )
     per_round = ratios(modes["tollgate"].conc_rps, modes["bare"].conc_rps)
-    checks.append((f"req/s at {args.connections} connections: Tollgate / bare, median of the rotation's rounds' ratios",
-                   f"{statistics.median(per_round):.3f}x ({' '.join(f'{r:.3f}' for r in per_round)})"
-                   if per_round else "-", "(no target)", None))
-    checks.append((f"req/s at {args.connections} connections: Tollgate / bare, ratio of the rotation's median rounds",
-                   f"{t['rps'] / b['rps']:.3f}x ({t['rps']:.0f} / {b['rps']:.0f})" if b["rps"] > 0 else "-",
-                   "(no target)", None))
-    checks.append((f"p99 at {args.connections} connections: Tollgate - bare",
-                   f"{t['cp99'] - b['cp99']:+.2f} ms ({t['cp99']:.2f} / {b['cp99']:.2f})", "(no target)", None))
+    checks.append(
+        (
+            f"req/s at {args.connections} connections: Tollgate / bare, median of the rotation's rounds' ratios",
+            f"{statistics.median(per_round):.3f}x ({' '.join(f'{r:.3f}' for r in per_round)})" if per_round else "-",
+            "(no target)",
+            None,
+        )
+    )
+    checks.append(
+        (
+            f"req/s at {args.connections} connections: Tollgate / bare, ratio of the rotation's median rounds",
+            f"{t['rps'] / b['rps']:.3f}x ({t['rps']:.0f} / {b['rps']:.0f})" if b["rps"] > 0 else "-",
+            "(no target)",
+            None,
+        )
+    )
+    checks.append(
+        (
+            f"p99 at {args.connections} connections: Tollgate - bare",
+            f"{t['cp99'] - b['cp99']:+.2f} ms ({t['cp99']:.2f} / {b['cp99']:.2f})",
+            "(no target)",
+            None,
+        )
+    )
     d = stats["tollgate-distinct"]
     d_added = d["p50"] - base["p50"]
-    checks.append(("added p50, distinct requests: (Tollgate - direct) / (bare - direct)",
-                   f"{d_added / bare_added:.2f}x ({d_added:+.3f} / {bare_added:+.3f} ms)" if bare_added > 0 else "-",
-                   "(no target)", None))
-    checks.append((f"req/s at {args.connections} connections, distinct requests: Tollgate / bare",
-                   f"{d['rps'] / b['rps']:.2f}x ({d['rps']:.0f} / {b['rps']:.0f})", "(no target)", None))
+    checks.append(
+        (
+            "added p50, distinct requests: (Tollgate - direct) / (bare - direct)",
+            f"{d_added / bare_added:.2f}x ({d_added:+.3f} / {bare_added:+.3f} ms)" if bare_added > 0 else "-",
+            "(no target)",
+            None,
+        )
+    )
+    checks.append(
+        (
+            f"req/s at {args.connections} connections, distinct requests: Tollgate / bare",
+            f"{d['rps'] / b['rps']:.2f}x ({d['rps']:.0f} / {b['rps']:.0f})",
+            "(no target)",
+            None,
+        )
+    )
     for peer in PEERS:
         label = LABELS[peer]
         if peer in stats:
             p = stats[peer]
             peer_added = p["p50"] - base["p50"]
-            checks.append((f"added p50: Tollgate / {label}",
-                           f"{tg_added / peer_added:.2f}x ({tg_added:+.3f} / {peer_added:+.3f} ms)"
-                           if peer_added > 0 else f"({tg_added:+.3f} / {peer_added:+.3f} ms)",
-                           "< 1 (below)", tg_added < peer_added))
-            checks.append((f"req/s at {args.connections} connections: Tollgate / {label}",
-                           f"{t['rps'] / p['rps']:.2f}x ({t['rps']:.0f} / {p['rps']:.0f})", "(no target)", None))
+            checks.append(
+                (
+                    f"added p50: Tollgate / {label}",
+                    f"{tg_added / peer_added:.2f}x ({tg_added:+.3f} / {peer_added:+.3f} ms)"
+                    if peer_added > 0
+                    else f"({tg_added:+.3f} / {peer_added:+.3f} ms)",
+                    "< 1 (below)",
+                    tg_added < peer_added,
+                )
+            )
+            checks.append(
+                (
+                    f"req/s at {args.connections} connections: Tollgate / {label}",
+                    f"{t['rps'] / p['rps']:.2f}x ({t['rps']:.0f} / {p['rps']:.0f})",
+                    "(no target)",
+                    None,
+                )
+            )
         else:
             why = "not measured: skipped" if peer in bench.skipped else "not measured: not in --peers"
             checks.append((f"added p50: Tollgate / {label}", why, "< 1 (below)", None))
@@ -1233,45 +1473,61 @@ def report(bench: Bench, elapsed: float) -> bool:
     tollgates = [modes["tollgate"], modes["tollgate-distinct"]]
     through = sum(s.calls + s.untimed_calls + args.warmup + min(args.warmup, 5) for s in tollgates)
     print(f"\nTollgate audit records: {audit_lines} (calls through Tollgate incl. warm-up: {through})")
-    print("the fake upstream saw, per mode in warm-up (path, model, real key): " + "; ".join(
-        f"{LABELS[n]} " + ", ".join(f"{p} {m} {'yes' if k else 'no'} x{c}" for (p, m, k), c in s.upstream_seen.items())
-        for n, s in modes.items()))
+    print(
+        "the fake upstream saw, per mode in warm-up (path, model, real key): "
+        + "; ".join(
+            f"{LABELS[n]} "
+            + ", ".join(f"{p} {m} {'yes' if k else 'no'} x{c}" for (p, m, k), c in s.upstream_seen.items())
+            for n, s in modes.items()
+        )
+    )
     reconnects = {LABELS[n]: s.reconnects for n, s in modes.items() if s.reconnects}
     if reconnects:
         print(f"reconnects (a kept-alive connection the server closed): {reconnects}")
     for note in bench.notes:
         print(f"note: {note}")
     if base["rps"] < 2 * max(st["rps"] for n, st in stats.items() if n != "direct"):
-        print("note: direct (harness) req/s is less than twice a proxy's; the client/upstream harness, sharing the "
-              "2 cores, may limit the concurrent figures")
+        print(
+            "note: direct (harness) req/s is less than twice a proxy's; the client/upstream harness, sharing the "
+            "2 cores, may limit the concurrent figures"
+        )
     print(f"\ntotal {elapsed:.1f} s")
     return all(ok for *_, ok in checks if ok is not None)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--calls", type=int, default=300, help="sequential calls per mode (after warm-up)")
     parser.add_argument("--block", type=int, default=50, help="sequential calls per mode in a row")
     parser.add_argument("--warmup", type=int, default=20, help="warm-up calls per mode (checked)")
     parser.add_argument("--connections", type=int, default=16, help="concurrent connections (threads)")
     parser.add_argument("--concurrent-seconds", type=float, default=8.0, help="seconds per mode and round")
     parser.add_argument("--concurrent-rounds", type=int, default=2, help="concurrent rounds (mode order rotated)")
-    parser.add_argument("--ab-pairs", type=int, default=12,
-                        help="pairs of bare mitmdump and Tollgate rounds for the requests/s target")
+    parser.add_argument(
+        "--ab-pairs", type=int, default=12, help="pairs of bare mitmdump and Tollgate rounds for the requests/s target"
+    )
     parser.add_argument("--ab-seconds", type=float, default=3.0, help="seconds per round of an A/B pair")
-    parser.add_argument("--peers", default="gemini-calo,litellm",
-                        help="comma-separated peers to include (gemini-calo, litellm), or 'none'")
-    parser.add_argument("--peers-venv", type=Path, default=DEFAULT_PEERS_DIR,
-                        help="directory of the peers' venvs (one per peer)")
+    parser.add_argument(
+        "--peers",
+        default="gemini-calo,litellm",
+        help="comma-separated peers to include (gemini-calo, litellm), or 'none'",
+    )
+    parser.add_argument(
+        "--peers-venv", type=Path, default=DEFAULT_PEERS_DIR, help="directory of the peers' venvs (one per peer)"
+    )
     parser.add_argument("--reinstall-peers", action="store_true", help="recreate the peers' venvs")
     parser.add_argument("--no-install", action="store_true", help="never install; skip a peer that is missing")
     parser.add_argument("--install-timeout", type=float, default=900.0, help="seconds allowed for one peer's install")
     parser.add_argument("--peer-start-timeout", type=float, default=180.0, help="seconds allowed for a peer to start")
     parser.add_argument("--phase-timeout", type=float, default=600.0, help="seconds allowed for the sequential phase")
     parser.add_argument("--max-errors", type=int, default=20, help="failed calls tolerated per mode")
-    parser.add_argument("--proxy-console", action="store_true",
-                        help="keep mitmdump's per-flow console line (flow_detail default) for both mitmdumps")
+    parser.add_argument(
+        "--proxy-console",
+        action="store_true",
+        help="keep mitmdump's per-flow console line (flow_detail default) for both mitmdumps",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs, audit)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
@@ -1279,12 +1535,21 @@ def main() -> int:
     unknown = [p for p in peers if p not in PEERS]
     if unknown:
         parser.error(f"unknown peer(s) {unknown}; known: {', '.join(PEERS)}")
-    if not (1 <= args.calls <= MAX_CALLS and 1 <= args.block and 1 <= args.warmup <= 1000
-            and 1 <= args.connections <= MAX_CONNECTIONS and 0.5 <= args.concurrent_seconds <= 600
-            and 1 <= args.concurrent_rounds <= 20 and 1 <= args.ab_pairs <= 100 and 0.5 <= args.ab_seconds <= 600):
-        parser.error(f"need 1 <= --calls <= {MAX_CALLS}, --block >= 1, 1 <= --warmup <= 1000, "
-                     f"1 <= --connections <= {MAX_CONNECTIONS}, 0.5 <= --concurrent-seconds <= 600, "
-                     "1 <= --concurrent-rounds <= 20, 1 <= --ab-pairs <= 100, 0.5 <= --ab-seconds <= 600")
+    if not (
+        1 <= args.calls <= MAX_CALLS
+        and args.block >= 1
+        and 1 <= args.warmup <= 1000
+        and 1 <= args.connections <= MAX_CONNECTIONS
+        and 0.5 <= args.concurrent_seconds <= 600
+        and 1 <= args.concurrent_rounds <= 20
+        and 1 <= args.ab_pairs <= 100
+        and 0.5 <= args.ab_seconds <= 600
+    ):
+        parser.error(
+            f"need 1 <= --calls <= {MAX_CALLS}, --block >= 1, 1 <= --warmup <= 1000, "
+            f"1 <= --connections <= {MAX_CONNECTIONS}, 0.5 <= --concurrent-seconds <= 600, "
+            "1 <= --concurrent-rounds <= 20, 1 <= --ab-pairs <= 100, 0.5 <= --ab-seconds <= 600"
+        )
     args.peers_venv = args.peers_venv.resolve()
 
     def on_term(signum: int, _frame: object) -> None:
@@ -1306,9 +1571,11 @@ def main() -> int:
         say(f"sequential phase: {args.calls} calls per mode ...")
         bench.sequential()
         bench.check_processes("sequential phase")
-        say(f"concurrent phase: {args.connections} connections, {args.concurrent_rounds} x "
+        say(
+            f"concurrent phase: {args.connections} connections, {args.concurrent_rounds} x "
             f"{args.concurrent_seconds:g} s per mode, and {args.ab_pairs} A/B pairs of {args.ab_seconds:g}-s rounds "
-            "spread among them ...")
+            "spread among them ..."
+        )
         bench.concurrent()
         bench.check_processes("concurrent phase")
         ok = report(bench, time.monotonic() - start)

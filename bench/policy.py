@@ -54,10 +54,10 @@ for _p in (ROOT, ROOT / "addons"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
+from bench.stream import dist_version, loadavg, percentile, table, us  # noqa: E402
+
 from tollgate.call import Call, Classification, RequestFacts  # noqa: E402
 from tollgate.policy import POLICY_ERROR, Policy, policy_input  # noqa: E402
-
-from bench.stream import dist_version, loadavg, percentile, table, us  # noqa: E402
 
 EXAMPLES = ROOT / "docs" / "examples" / "policies"
 TARGET_P50_US = 500.0  # the issue's target: p50 <= 0.5 ms per decision, for the example policies
@@ -80,24 +80,35 @@ class Client:
 
 # Who calls: names and groups the example policies talk about, and some they do not.
 CLIENTS = (
-    Client("alice", ("research",), "virtual_key", 14),          # may stream
-    Client("chat-ui", ("support",), "virtual_key", 18),         # may stream
+    Client("alice", ("research",), "virtual_key", 14),  # may stream
+    Client("chat-ui", ("support",), "virtual_key", 18),  # may stream
     Client("bob", ("research", "ml"), "virtual_key", 12),
     Client("carol", ("support",), "proxyauth", 10),
     Client("dave", ("research", "support"), "proxyauth", 8),
     Client("eval-runner", ("research", "batch"), "virtual_key", 8),
     Client("intern-7", ("research", "interns-after-hours"), "virtual_key", 4),  # blocked group
-    Client("mallory", ("suspended",), "virtual_key", 2),        # blocked group
-    Client("ci-bot", (), "sigv4", 5),                            # in no listed group
-    Client("etl", ("data",), "sigv4", 4),                        # in no listed group
+    Client("mallory", ("suspended",), "virtual_key", 2),  # blocked group
+    Client("ci-bot", (), "sigv4", 5),  # in no listed group
+    Client("etl", ("data",), "sigv4", 4),  # in no listed group
     Client(None, (), "anonymous", 3),
 )
 
 STREAMERS = {"alice", "chat-ui"}  # who streams most (and may, in streaming_clients.rego)
 
 # max_tokens as clients send it: often unset, mostly small, some at or over the 4096 cap.
-MAX_TOKENS = ((None, 20), (64, 5), (256, 12), (512, 10), (1024, 14), (2048, 10), (4096, 12),
-              (4097, 2), (8192, 8), (16384, 5), (32000, 2))
+MAX_TOKENS = (
+    (None, 20),
+    (64, 5),
+    (256, 12),
+    (512, 10),
+    (1024, 14),
+    (2048, 10),
+    (4096, 12),
+    (4097, 2),
+    (8192, 8),
+    (16384, 5),
+    (32000, 2),
+)
 
 
 def _pick(rng: random.Random, weighted: tuple) -> object:
@@ -106,13 +117,27 @@ def _pick(rng: random.Random, weighted: tuple) -> object:
 
 
 def _generating(rng: random.Random, stream: bool | None) -> RequestFacts:
-    return RequestFacts(message_count=rng.randint(1, 40), has_system=rng.random() < 0.7,
-                        has_tools=rng.random() < 0.3, stream=stream, max_tokens=_pick(rng, MAX_TOKENS))
+    return RequestFacts(
+        message_count=rng.randint(1, 40),
+        has_system=rng.random() < 0.7,
+        has_tools=rng.random() < 0.3,
+        stream=stream,
+        max_tokens=_pick(rng, MAX_TOKENS),
+    )
 
 
 def _openai(rng: random.Random) -> Call:
-    model = _pick(rng, (("gpt-4o", 20), ("gpt-4o-mini", 30), ("gpt-4.1-mini", 10), ("gpt-4.1", 5),
-                        ("o3-mini", 6), ("gpt-3.5-turbo", 3)))
+    model = _pick(
+        rng,
+        (
+            ("gpt-4o", 20),
+            ("gpt-4o-mini", 30),
+            ("gpt-4.1-mini", 10),
+            ("gpt-4.1", 5),
+            ("o3-mini", 6),
+            ("gpt-3.5-turbo", 3),
+        ),
+    )
     kind = _pick(rng, (("chat", 60), ("responses", 20), ("embeddings", 14), ("models", 6)))
     if kind == "models":
         call = Call("openai", "api.openai.com", "GET", "/v1/models")
@@ -136,13 +161,16 @@ def _openai(rng: random.Random) -> Call:
 
 
 def _anthropic(rng: random.Random) -> Call:
-    model = _pick(rng, (("claude-sonnet-4-20250514", 10), ("claude-3-5-haiku-20241022", 8),
-                        ("claude-opus-4-1-20250805", 3)))
+    model = _pick(
+        rng, (("claude-sonnet-4-20250514", 10), ("claude-3-5-haiku-20241022", 8), ("claude-opus-4-1-20250805", 3))
+    )
     if rng.random() < 0.1:
         call = Call("anthropic", "api.anthropic.com", "POST", "/v1/messages/count_tokens")
-        call.classification = Classification(endpoint="messages.count_tokens", model=model,
-                                              facts=RequestFacts(message_count=rng.randint(1, 20),
-                                                                 has_system=True, has_tools=False))
+        call.classification = Classification(
+            endpoint="messages.count_tokens",
+            model=model,
+            facts=RequestFacts(message_count=rng.randint(1, 20), has_system=True, has_tools=False),
+        )
         return call
     call = Call("anthropic", "api.anthropic.com", "POST", "/v1/messages")
     facts = _generating(rng, rng.random() < 0.5)
@@ -153,8 +181,9 @@ def _anthropic(rng: random.Random) -> Call:
 
 
 def _gemini(rng: random.Random) -> Call:
-    model = _pick(rng, (("gemini-2.0-flash", 10), ("gemini-2.0-flash-lite", 4), ("gemini-2.5-pro", 5),
-                        ("gemini-1.5-pro", 2)))
+    model = _pick(
+        rng, (("gemini-2.0-flash", 10), ("gemini-2.0-flash-lite", 4), ("gemini-2.5-pro", 5), ("gemini-1.5-pro", 2))
+    )
     method = _pick(rng, (("generateContent", 6), ("streamGenerateContent", 4), ("countTokens", 1)))
     call = Call("gemini", "generativelanguage.googleapis.com", "POST", f"/v1beta/models/{model}:{method}")
     if method == "countTokens":
@@ -166,13 +195,20 @@ def _gemini(rng: random.Random) -> Call:
 
 
 def _bedrock(rng: random.Random) -> Call:
-    model = _pick(rng, (("anthropic.claude-3-5-sonnet-20240620-v1:0", 5),
-                        ("us.anthropic.claude-3-7-sonnet-20250219-v1:0", 3), ("amazon.nova-pro-v1:0", 2),
-                        ("meta.llama3-1-70b-instruct-v1:0", 1)))
+    model = _pick(
+        rng,
+        (
+            ("anthropic.claude-3-5-sonnet-20240620-v1:0", 5),
+            ("us.anthropic.claude-3-7-sonnet-20250219-v1:0", 3),
+            ("amazon.nova-pro-v1:0", 2),
+            ("meta.llama3-1-70b-instruct-v1:0", 1),
+        ),
+    )
     op = _pick(rng, (("converse", 5), ("converse-stream", 3), ("invoke", 2)))
     region = rng.choice(("us-east-1", "us-west-2", "eu-central-1"))
-    call = Call("bedrock", f"bedrock-runtime.{region}.amazonaws.com", "POST",
-                f"/model/{model.replace(':', '%3A')}/{op}")
+    call = Call(
+        "bedrock", f"bedrock-runtime.{region}.amazonaws.com", "POST", f"/model/{model.replace(':', '%3A')}/{op}"
+    )
     call.classification = Classification(endpoint=op, model=model, facts=_generating(rng, op == "converse-stream"))
     return call
 
@@ -200,8 +236,11 @@ def make_calls(n: int, seed: int) -> list[Call]:
                 call.path = f"/v1beta/models/{c.model}:{c.endpoint}"
         call.client, call.groups, call.auth = client.name, client.groups, client.auth  # type: ignore[assignment]
         facts = call.classification.facts
-        if facts.stream and client.name not in STREAMERS and call.classification.endpoint in ("chat.completions",
-                                                                                             "responses", "messages"):
+        if (
+            facts.stream
+            and client.name not in STREAMERS
+            and call.classification.endpoint in ("chat.completions", "responses", "messages")
+        ):
             facts.stream = rng.random() < 0.3  # most clients that may not stream have learnt not to ask
         call.request_id = f"{seed:08x}{i:024x}"
         # A route may pin the upstream model (call.model); the policy then sees it as "model".
@@ -268,28 +307,28 @@ def measure_block(subject: Subject, calls: list[Call]) -> None:
             subject.errors += 1
 
 
-
-
 # --------------------------------------------------------------------------------------------------
 # Report
 
 
-
-
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--calls", type=int, default=5000, help="measured calls per policy")
     parser.add_argument("--warmup", type=int, default=500, help="unmeasured calls per policy first")
     parser.add_argument("--block", type=int, default=250, help="calls per policy before switching to the next")
-    parser.add_argument("--max-seconds", type=float, default=120.0,
-                        help="stop warming up and measuring after this long (rows then show the calls they got)")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=120.0,
+        help="stop warming up and measuring after this long (rows then show the calls they got)",
+    )
     parser.add_argument("--seed", type=int, default=20261122, help="seed of the call mix")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
-    parser.add_argument("--worker", action="store_true",
-                        help="decide in the policy's worker process, as the proxy does on a cache miss")
+    parser.add_argument(
+        "--worker", action="store_true", help="decide in the policy's worker process, as the proxy does on a cache miss"
+    )
     args = parser.parse_args()
     if not 1 <= args.calls <= MAX_CALLS or not 0 <= args.warmup <= MAX_CALLS or not 1 <= args.block <= MAX_CALLS:
         parser.error(f"need 1 <= --calls <= {MAX_CALLS:,}, 0 <= --warmup <= {MAX_CALLS:,}, 1 <= --block")
@@ -314,7 +353,6 @@ def main() -> int:
 
 
 def run(args: argparse.Namespace, examples: list[Path], trivial: Path) -> int:
-    import regopy
 
     started = time.monotonic()
     subjects = [Subject("trivial (baseline)", [trivial], target=False)]
@@ -344,8 +382,13 @@ def run(args: argparse.Namespace, examples: list[Path], trivial: Path) -> int:
             loop.close()
 
 
-def report(args: argparse.Namespace, subjects: list[Subject], first_build_ms: float, started: float,
-           measure: Callable[[Subject, list[Call]], None]) -> int:
+def report(
+    args: argparse.Namespace,
+    subjects: list[Subject],
+    first_build_ms: float,
+    started: float,
+    measure: Callable[[Subject, list[Call]], None],
+) -> int:
     import regopy
 
     calls = make_calls(args.calls, args.seed)
@@ -355,7 +398,7 @@ def report(args: argparse.Namespace, subjects: list[Subject], first_build_ms: fl
         for i in range(0, len(warm), args.block):
             if time.monotonic() > deadline:
                 break
-            measure(subject, warm[i:i + args.block])
+            measure(subject, warm[i : i + args.block])
         subject.total_ns.clear(), subject.input_ns.clear(), subject.reasons.clear()
         subject.errors = 0
 
@@ -365,7 +408,7 @@ def report(args: argparse.Namespace, subjects: list[Subject], first_build_ms: fl
         if measured and time.monotonic() > deadline:  # at least one block, so every row has numbers
             timed_out = True
             break
-        block = calls[measured:measured + args.block]
+        block = calls[measured : measured + args.block]
         for subject in subjects:
             measure(subject, block)
         measured += len(block)
@@ -373,24 +416,44 @@ def report(args: argparse.Namespace, subjects: list[Subject], first_build_ms: fl
 
     # Sanity: the union of the four alone is what the four together say, call by call.
     singles, combined = subjects[1:-1], subjects[-1]
-    mismatches = sum(1 for i in range(measured)
-                     if set(combined.reasons[i]) != set().union(*(s.reasons[i] for s in singles)))
+    mismatches = sum(
+        1 for i in range(measured) if set(combined.reasons[i]) != set().union(*(s.reasons[i] for s in singles))
+    )
 
     print()
-    print(f"Tollgate policy benchmark — regopy {getattr(regopy, '__version__', None) or dist_version('regopy')}, "
-          f"Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}; "
-          f"load average at start {LOAD_AT_START}, at end {loadavg()}")
+    print(
+        f"Tollgate policy benchmark — regopy {getattr(regopy, '__version__', None) or dist_version('regopy')}, "
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}; "
+        f"load average at start {LOAD_AT_START}, at end {loadavg()}"
+    )
     decide = "await policy.decide_in_worker" if args.worker else "policy.decide"
-    print(f"per call: {decide}(policy_input(call)) on a tollgate.call.Call record; {measured:,} calls per "
-          f"policy (seed {args.seed}) after {args.warmup:,} warm-up calls, interleaved across policies in blocks of "
-          f"{args.block}; GC on")
+    print(
+        f"per call: {decide}(policy_input(call)) on a tollgate.call.Call record; {measured:,} calls per "
+        f"policy (seed {args.seed}) after {args.warmup:,} warm-up calls, interleaved across policies in blocks of "
+        f"{args.block}; GC on"
+    )
     mix = _describe_mix(calls)
     print(f"call mix: {mix}")
-    print(f"compile = Policy(files), median of {COMPILE_REPEATS} builds (the process's first build, of the "
-          f"trivial policy: {first_build_ms:.2f} ms); units: µs unless marked ms")
+    print(
+        f"compile = Policy(files), median of {COMPILE_REPEATS} builds (the process's first build, of the "
+        f"trivial policy: {first_build_ms:.2f} ms); units: µs unless marked ms"
+    )
     print()
-    header = ["policy", "compile ms", "calls", "denied", "input p50", "p50", "p99", "max", "mean",
-              "p50 allowed", "p50 denied", "target p50", "result"]
+    header = [
+        "policy",
+        "compile ms",
+        "calls",
+        "denied",
+        "input p50",
+        "p50",
+        "p99",
+        "max",
+        "mean",
+        "p50 allowed",
+        "p50 denied",
+        "target p50",
+        "result",
+    ]
     rows, ok = [], True
     for s in subjects:
         denied = sum(1 for r in s.reasons if r) / max(1, len(s.reasons))
@@ -398,24 +461,36 @@ def report(args: argparse.Namespace, subjects: list[Subject], first_build_ms: fl
         passed = p50 <= TARGET_P50_US
         if s.target:
             ok &= passed
-        rows.append([
-            s.name, f"{statistics.median(s.compile_ms):.2f}", f"{len(s.total_ns):,}", f"{denied:.1%}",
-            f"{percentile(s.input_ns, 50) / 1000:.1f}", f"{p50:.1f}", f"{percentile(s.total_ns, 99) / 1000:.1f}",
-            f"{max(s.total_ns) / 1000:.1f}", f"{statistics.fmean(s.total_ns) / 1000:.1f}",
-            us(percentile([t for t, r in zip(s.total_ns, s.reasons) if not r], 50)),
-            us(percentile([t for t, r in zip(s.total_ns, s.reasons) if r], 50)),
-            f"<= {TARGET_P50_US:g}" if s.target else "(baseline)",
-            ("PASS" if passed else "FAIL") if s.target else "-",
-        ])
+        rows.append(
+            [
+                s.name,
+                f"{statistics.median(s.compile_ms):.2f}",
+                f"{len(s.total_ns):,}",
+                f"{denied:.1%}",
+                f"{percentile(s.input_ns, 50) / 1000:.1f}",
+                f"{p50:.1f}",
+                f"{percentile(s.total_ns, 99) / 1000:.1f}",
+                f"{max(s.total_ns) / 1000:.1f}",
+                f"{statistics.fmean(s.total_ns) / 1000:.1f}",
+                us(percentile([t for t, r in zip(s.total_ns, s.reasons) if not r], 50)),
+                us(percentile([t for t, r in zip(s.total_ns, s.reasons) if r], 50)),
+                f"<= {TARGET_P50_US:g}" if s.target else "(baseline)",
+                ("PASS" if passed else "FAIL") if s.target else "-",
+            ]
+        )
     print(table(rows, header))
     print()
     base = percentile(subjects[0].total_ns, 50) / 1000
-    print(f"target (issue): p50 <= {TARGET_P50_US / 1000:g} ms per decision for the example policies — "
-          f"{'PASS' if ok else 'FAIL'}; the trivial policy's p50 ({base:.1f} µs) is the fixed cost of a regopy "
-          f"evaluation, 'input p50' the share of policy_input(call)")
+    print(
+        f"target (issue): p50 <= {TARGET_P50_US / 1000:g} ms per decision for the example policies — "
+        f"{'PASS' if ok else 'FAIL'}; the trivial policy's p50 ({base:.1f} µs) is the fixed cost of a regopy "
+        f"evaluation, 'input p50' the share of policy_input(call)"
+    )
     errors = sum(s.errors for s in subjects)
-    print(f"checks: 'policy error' decisions: {errors}; calls where all {len(singles)} together != union of each "
-          f"alone: {mismatches}")
+    print(
+        f"checks: 'policy error' decisions: {errors}; calls where all {len(singles)} together != union of each "
+        f"alone: {mismatches}"
+    )
     reasons = _top_reasons(combined.reasons)
     print(f"most frequent deny reasons (all together): {reasons}")
     if timed_out:
@@ -438,10 +513,12 @@ def _describe_mix(calls: list[Call]) -> str:
     endpoints = len({c.classification.endpoint for c in calls})
     models = len({c.classification.model for c in calls if c.classification.model})
     clients = len({c.client for c in calls})
-    return (f"{providers}; {endpoints} endpoints, {models} models, {clients} clients (incl. anonymous); "
-            f"stream {share(lambda c: c.classification.facts.stream)}, max_tokens unset "
-            f"{share(lambda c: c.classification.facts.max_tokens is None)}, over 4096 "
-            f"{share(lambda c: (c.classification.facts.max_tokens or 0) > 4096)}")
+    return (
+        f"{providers}; {endpoints} endpoints, {models} models, {clients} clients (incl. anonymous); "
+        f"stream {share(lambda c: c.classification.facts.stream)}, max_tokens unset "
+        f"{share(lambda c: c.classification.facts.max_tokens is None)}, over 4096 "
+        f"{share(lambda c: (c.classification.facts.max_tokens or 0) > 4096)}"
+    )
 
 
 def _top_reasons(all_reasons: list[tuple[str, ...]], n: int = 4) -> str:

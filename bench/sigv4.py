@@ -59,18 +59,18 @@ for _p in (ROOT, ROOT / "addons"):
 
 import botocore  # noqa: E402
 import botocore.session  # noqa: E402
+from bench.stream import dist_version, loadavg, percentile, table, us  # noqa: E402
 from botocore.config import Config as BotocoreConfig  # noqa: E402
 from botocore.credentials import ReadOnlyCredentials  # noqa: E402
 from mitmproxy import http  # noqa: E402
 from mitmproxy.test import tflow  # noqa: E402
+
 from tollgate import sigv4  # noqa: E402
 from tollgate.call import Call  # noqa: E402
 from tollgate.config import parse_config  # noqa: E402
 from tollgate.stages.credential import Credential  # noqa: E402
 from tollgate.stages.identify import Identify  # noqa: E402
 from tollgate.stages.shared import Shared  # noqa: E402
-
-from bench.stream import dist_version, loadavg, percentile, table, us  # noqa: E402
 
 TARGET_P50_US = 300.0  # the issue's target: verify + re-sign p50 <= 300 µs per request
 REGION = "us-east-1"
@@ -83,8 +83,10 @@ MAX_SECONDS = 240.0
 SANITY_EVERY = 50  # re-signed requests checked with the real credentials: one in this many
 
 # Virtual credentials (the caller's) and the real ones Tollgate signs with.
-VIRTUAL = [("TGALICE0000000000000", "alice-virtual-SECRET-0000", None),
-           ("TGBOB00000000000000X", "bob-virtual-SECRET-00000000", "bob-virtual-session-TOKEN-" + "x" * 300)]
+VIRTUAL = [
+    ("TGALICE0000000000000", "alice-virtual-SECRET-0000", None),
+    ("TGBOB00000000000000X", "bob-virtual-SECRET-00000000", "bob-virtual-session-TOKEN-" + "x" * 300),
+]
 REAL = ("AKIAREAL000000000000", "real-aws-SECRET-key-0000", "real-session-TOKEN-" + "y" * 400)
 
 MODELS = (
@@ -98,9 +100,7 @@ MODELS = (
     "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3d4e5f6",
 )
 INVOKE_MODELS = tuple(m for m in MODELS if "anthropic" in m or "application-inference-profile" in m)
-WORDS = ("the quick brown fox jumps over lazy dog while a model reads tokens from prompt and answers "
-         "questions about invoices contracts code reviews travel plans weather reports kubernetes "
-         "latency budget proxy signature header canonical request region service scope").split()
+WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "while", "a", "model", "reads", "tokens", "from", "prompt", "and", "answers", "questions", "about", "invoices", "contracts", "code", "reviews", "travel", "plans", "weather", "reports", "kubernetes", "latency", "budget", "proxy", "signature", "header", "canonical", "request", "region", "service", "scope"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -132,32 +132,47 @@ def _text(rng: random.Random, length: int) -> str:
         w = rng.choice(WORDS)
         words.append(w)
         n += len(w) + 1
-    return " ".join(words)[:max(0, length)]
+    return " ".join(words)[: max(0, length)]
 
 
 def _converse_args(rng: random.Random, model: str, size: int) -> dict:
     system = "You are a careful assistant. Answer briefly and cite the document you used."
     turns = 1 if size < 4_000 else 5
-    skeleton = {"messages": [{"role": "user" if i % 2 == 0 else "assistant", "content": [{"text": ""}]}
-                             for i in range(turns)],
-                "system": [{"text": system}],
-                "inferenceConfig": {"maxTokens": 1024, "temperature": 0.2, "topP": 0.9}}
+    skeleton = {
+        "messages": [{"role": "user" if i % 2 == 0 else "assistant", "content": [{"text": ""}]} for i in range(turns)],
+        "system": [{"text": system}],
+        "inferenceConfig": {"maxTokens": 1024, "temperature": 0.2, "topP": 0.9},
+    }
     room = max(16, size - len(json.dumps(skeleton)))
     # The last (user) turn carries most of the text, as a pasted document does.
     shares = [room // (4 * max(1, turns - 1))] * (turns - 1) if turns > 1 else []
     shares.append(room - sum(shares))
-    messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": [{"text": _text(rng, s)}]}
-                for i, s in enumerate(shares)]
-    return {"modelId": model, "messages": messages, "system": [{"text": system}],
-            "inferenceConfig": {"maxTokens": 1024, "temperature": 0.2, "topP": 0.9}}
+    messages = [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": [{"text": _text(rng, s)}]}
+        for i, s in enumerate(shares)
+    ]
+    return {
+        "modelId": model,
+        "messages": messages,
+        "system": [{"text": system}],
+        "inferenceConfig": {"maxTokens": 1024, "temperature": 0.2, "topP": 0.9},
+    }
 
 
 def _invoke_args(rng: random.Random, model: str, size: int) -> dict:
-    skeleton = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 1024, "system": "Answer briefly.",
-                "messages": [{"role": "user", "content": [{"type": "text", "text": ""}]}]}
+    skeleton = {
+        "anthropic_version": "bedrock-2023-05-31",
+        "max_tokens": 1024,
+        "system": "Answer briefly.",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": ""}]}],
+    }
     skeleton["messages"][0]["content"][0]["text"] = _text(rng, max(16, size - len(json.dumps(skeleton))))
-    return {"modelId": model, "body": json.dumps(skeleton).encode(), "contentType": "application/json",
-            "accept": "application/json"}
+    return {
+        "modelId": model,
+        "body": json.dumps(skeleton).encode(),
+        "contentType": "application/json",
+        "accept": "application/json",
+    }
 
 
 class Maker:
@@ -170,8 +185,14 @@ class Maker:
         self.captured: list = []
         self.clients = []
         for access, secret, token in VIRTUAL:
-            client = session.create_client("bedrock-runtime", region_name=REGION, aws_access_key_id=access,
-                                           aws_secret_access_key=secret, aws_session_token=token, config=config)
+            client = session.create_client(
+                "bedrock-runtime",
+                region_name=REGION,
+                aws_access_key_id=access,
+                aws_secret_access_key=secret,
+                aws_session_token=token,
+                config=config,
+            )
             client.meta.events.register_last("before-send.bedrock-runtime", self._capture)
             self.clients.append(client)
 
@@ -202,8 +223,12 @@ class Maker:
         wire.verify_headers.extend(headers)
         # What credential._sign picks, after dropping the caller's signature headers.
         wire.sign_headers["host"] = split.netloc
-        wire.sign_headers.update((k, v) for k, v in headers if k.lower() not in sigv4.SIGNATURE_HEADERS
-                                 and (k.lower() == "content-type" or k.lower().startswith("x-amz-")))
+        wire.sign_headers.update(
+            (k, v)
+            for k, v in headers
+            if k.lower() not in sigv4.SIGNATURE_HEADERS
+            and (k.lower() == "content-type" or k.lower().startswith("x-amz-"))
+        )
         return wire
 
 
@@ -212,19 +237,35 @@ class Maker:
 
 
 def make_shared() -> Shared:
-    config = parse_config({
-        "providers": {"bedrock": {"credentials": {
-            "access_key_id": REAL[0], "secret_access_key": REAL[1], "session_token": REAL[2]}}},
-        "clients": [
-            {"name": "alice", "aws_credentials": [{"access_key_id": VIRTUAL[0][0], "secret_access_key": VIRTUAL[0][1]}],
-             "groups": ["research"]},
-            {"name": "bob", "aws_credentials": [{"access_key_id": VIRTUAL[1][0], "secret_access_key": VIRTUAL[1][1]}],
-             "keys": ["tg-bob-virtual-key"]},
-            *({"name": f"client-{i}", "keys": [f"tg-key-{i:04d}"],
-               "aws_credentials": [{"access_key_id": f"TGCLIENT{i:012d}", "secret_access_key": f"secret-{i}"}]}
-              for i in range(48)),
-        ],
-    })
+    config = parse_config(
+        {
+            "providers": {
+                "bedrock": {
+                    "credentials": {"access_key_id": REAL[0], "secret_access_key": REAL[1], "session_token": REAL[2]}
+                }
+            },
+            "clients": [
+                {
+                    "name": "alice",
+                    "aws_credentials": [{"access_key_id": VIRTUAL[0][0], "secret_access_key": VIRTUAL[0][1]}],
+                    "groups": ["research"],
+                },
+                {
+                    "name": "bob",
+                    "aws_credentials": [{"access_key_id": VIRTUAL[1][0], "secret_access_key": VIRTUAL[1][1]}],
+                    "keys": ["tg-bob-virtual-key"],
+                },
+                *(
+                    {
+                        "name": f"client-{i}",
+                        "keys": [f"tg-key-{i:04d}"],
+                        "aws_credentials": [{"access_key_id": f"TGCLIENT{i:012d}", "secret_access_key": f"secret-{i}"}],
+                    }
+                    for i in range(48)
+                ),
+            ],
+        }
+    )
     shared = Shared()
     source = sigv4.credential_source(config.providers.bedrock.credentials)
     shared.apply(config, None, None, source)  # type: ignore[arg-type]  # no audit log, no policy
@@ -238,9 +279,20 @@ _SERVER_CONN = tflow.tserver_conn()
 def make_flow(wire: Wire) -> tuple[http.HTTPFlow, Call]:
     """The flow and call record as classify and route leave them for a Bedrock request."""
     now = time.time()
-    request = http.Request(HOST, 443, b"POST", b"https", b"", wire.path.encode(), b"HTTP/1.1",
-                           http.Headers([(k.encode("latin-1"), v.encode("latin-1")) for k, v in wire.headers]),
-                           wire.body, None, now, now)
+    request = http.Request(
+        HOST,
+        443,
+        b"POST",
+        b"https",
+        b"",
+        wire.path.encode(),
+        b"HTTP/1.1",
+        http.Headers([(k.encode("latin-1"), v.encode("latin-1")) for k, v in wire.headers]),
+        wire.body,
+        None,
+        now,
+        now,
+    )
     flow = http.HTTPFlow(_CLIENT_CONN, _SERVER_CONN)
     flow.request = request
     call = Call(provider="bedrock", host=request.host, method=request.method, path=request.path)
@@ -274,8 +326,15 @@ def measure_verify(row: Row, wires: list[Wire], secrets: dict[str, str], keep: b
     for w in wires:
         t0 = clock()
         try:
-            verify(method="POST", raw_path=w.path, headers=w.verify_headers, body=w.body, secrets=secrets,
-                   service="bedrock", region=REGION)
+            verify(
+                method="POST",
+                raw_path=w.path,
+                headers=w.verify_headers,
+                body=w.body,
+                secrets=secrets,
+                service="bedrock",
+                region=REGION,
+            )
         except sigv4.SignatureError:
             row.verify_failures += keep
         t1 = clock()
@@ -294,8 +353,9 @@ def measure_sign(row: Row, wires: list[Wire], credentials: ReadOnlyCredentials, 
             out.append(t1 - t0)
 
 
-def measure_both(row: Row, wires: list[Wire], identify: Identify, credential: Credential, shared: Shared,
-                 keep: bool) -> None:
+def measure_both(
+    row: Row, wires: list[Wire], identify: Identify, credential: Credential, shared: Shared, keep: bool
+) -> None:
     clock, out = time.perf_counter_ns, row.both_ns
     flows = [make_flow(w) for w in wires]  # fresh flows, built before the timing
     for i, (flow, call) in enumerate(flows):
@@ -322,9 +382,15 @@ def check_resigned(row: Row, flow: http.HTTPFlow) -> None:
     row.resign_checked += 1
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in flow.request.headers.fields]
     try:
-        auth = sigv4.verify_request(method=flow.request.method, raw_path=flow.request.path, headers=headers,
-                            body=flow.request.raw_content or b"", secrets={REAL[0]: REAL[1]}, service="bedrock",
-                            region=REGION).authorization
+        auth = sigv4.verify_request(
+            method=flow.request.method,
+            raw_path=flow.request.path,
+            headers=headers,
+            body=flow.request.raw_content or b"",
+            secrets={REAL[0]: REAL[1]},
+            service="bedrock",
+            region=REGION,
+        ).authorization
         ok = auth.access_key_id == REAL[0] and flow.request.headers.get("x-amz-security-token") == REAL[2]
     except sigv4.SignatureError:
         ok = False
@@ -351,20 +417,20 @@ def run_row(row: Row, args: argparse.Namespace, maker: Maker, shared: Shared, se
         lambda ws, keep: measure_sign(row, ws, credentials, keep),
         lambda ws, keep: measure_both(row, ws, identify, credential, shared, keep),
     ]
-    warm, measured = row.wires[:args.warmup], row.wires[args.warmup:]
+    warm, measured = row.wires[: args.warmup], row.wires[args.warmup :]
     for i in range(0, len(warm), args.block):
         for step in steps:
-            step(warm[i:i + args.block], False)
+            step(warm[i : i + args.block], False)
     done = 0
     for n, i in enumerate(range(0, len(measured), args.block)):
         if done and time.monotonic() > deadline:
             row.timed_out = True
             break
-        block = measured[i:i + args.block]
-        for step in steps[n % 3:] + steps[:n % 3]:  # rotate the order block by block
+        block = measured[i : i + args.block]
+        for step in steps[n % 3 :] + steps[: n % 3]:  # rotate the order block by block
             step(block, True)
         done += len(block)
-    del row.wires[args.warmup + done:]
+    del row.wires[args.warmup + done :]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -372,18 +438,26 @@ def run_row(row: Row, args: argparse.Namespace, maker: Maker, shared: Shared, se
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=3000, help="measured requests per body size")
     parser.add_argument("--warmup", type=int, default=300, help="unmeasured requests per body size first")
     parser.add_argument("--block", type=int, default=250, help="requests per measurement before switching to the next")
-    parser.add_argument("--max-seconds", type=float, default=150.0,
-                        help=f"time for everything (shared evenly by the body sizes; at most {MAX_SECONDS:g}, "
-                             "since the generated signatures must stay within AWS's 5 minutes of skew)")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=150.0,
+        help=f"time for everything (shared evenly by the body sizes; at most {MAX_SECONDS:g}, "
+        "since the generated signatures must stay within AWS's 5 minutes of skew)",
+    )
     parser.add_argument("--seed", type=int, default=20261122, help="seed of the request mix")
     args = parser.parse_args()
-    if (not 1 <= args.requests <= MAX_REQUESTS or not 0 <= args.warmup <= MAX_REQUESTS
-            or not 1 <= args.block <= MAX_REQUESTS):
+    if (
+        not 1 <= args.requests <= MAX_REQUESTS
+        or not 0 <= args.warmup <= MAX_REQUESTS
+        or not 1 <= args.block <= MAX_REQUESTS
+    ):
         parser.error(f"need 1 <= --requests <= {MAX_REQUESTS:,}, 0 <= --warmup <= {MAX_REQUESTS:,}, 1 <= --block")
     if not 0 < args.max_seconds <= MAX_SECONDS:
         parser.error(f"need 0 < --max-seconds <= {MAX_SECONDS:g}")
@@ -403,57 +477,107 @@ def run(args: argparse.Namespace) -> int:
         run_row(row, args, maker, shared, args.max_seconds / len(rows))
 
     print()
-    print(f"Tollgate SigV4 benchmark — botocore {botocore.__version__}, mitmproxy {dist_version('mitmproxy')}, "
-          f"Python {platform.python_version()} ({platform.python_implementation()}), {os.cpu_count()} CPUs, "
-          f"{platform.machine()}; load average at start {LOAD_AT_START}, at end {loadavg()}")
-    print(f"requests: botocore bedrock-runtime Converse / InvokeModel signed with virtual credentials, captured at "
-          f"before-send; {args.requests:,} measured per body size (seed {args.seed}) after {args.warmup:,} warm-up, "
-          f"the three measurements interleaved in blocks of {args.block}; GC on; units: µs")
-    print("verify = sigv4.verify alone; sign = sigv4.sign alone (real static credentials + session token); "
-          "verify+re-sign = Identify._verified_aws_key + Credential._sign on a mitmproxy flow "
-          "(per request in Tollgate)")
+    print(
+        f"Tollgate SigV4 benchmark — botocore {botocore.__version__}, mitmproxy {dist_version('mitmproxy')}, "
+        f"Python {platform.python_version()} ({platform.python_implementation()}), {os.cpu_count()} CPUs, "
+        f"{platform.machine()}; load average at start {LOAD_AT_START}, at end {loadavg()}"
+    )
+    print(
+        f"requests: botocore bedrock-runtime Converse / InvokeModel signed with virtual credentials, captured at "
+        f"before-send; {args.requests:,} measured per body size (seed {args.seed}) after {args.warmup:,} warm-up, "
+        f"the three measurements interleaved in blocks of {args.block}; GC on; units: µs"
+    )
+    print(
+        "verify = sigv4.verify alone; sign = sigv4.sign alone (real static credentials + session token); "
+        "verify+re-sign = Identify._verified_aws_key + Credential._sign on a mitmproxy flow "
+        "(per request in Tollgate)"
+    )
     print()
-    header = ["body", "bytes (mean)", "requests", "conv/inv", "caller token",
-              "verify p50", "p99", "max", "sign p50", "p99", "max",
-              "verify+re-sign p50", "p99", "max", "mean", "(identify p50", "credential p50)", "target p50", "result"]
+    header = [
+        "body",
+        "bytes (mean)",
+        "requests",
+        "conv/inv",
+        "caller token",
+        "verify p50",
+        "p99",
+        "max",
+        "sign p50",
+        "p99",
+        "max",
+        "verify+re-sign p50",
+        "p99",
+        "max",
+        "mean",
+        "(identify p50",
+        "credential p50)",
+        "target p50",
+        "result",
+    ]
     out, ok = [], True
     for r in rows:
-        measured = r.wires[args.warmup:]
+        measured = r.wires[args.warmup :]
         p50 = percentile(r.both_ns, 50) / 1000
         passed = p50 <= TARGET_P50_US
         ok &= passed
         converse = sum(1 for w in measured if w.operation == "converse")
         token = sum(1 for w in measured if w.token)
-        out.append([
-            r.label, f"{statistics.fmean(len(w.body) for w in measured):,.0f}", f"{len(r.both_ns):,}",
-            f"{converse}/{len(measured) - converse}", f"{token / max(1, len(measured)):.0%}",
-            us(percentile(r.verify_ns, 50)), us(percentile(r.verify_ns, 99)), us(max(r.verify_ns)),
-            us(percentile(r.sign_ns, 50)), us(percentile(r.sign_ns, 99)), us(max(r.sign_ns)),
-            f"{p50:.1f}", us(percentile(r.both_ns, 99)), us(max(r.both_ns)),
-            f"{statistics.fmean(r.both_ns) / 1000:.1f}", us(percentile(r.identify_ns, 50)),
-            us(percentile(r.credential_ns, 50)), f"<= {TARGET_P50_US:g}", "PASS" if passed else "FAIL",
-        ])
+        out.append(
+            [
+                r.label,
+                f"{statistics.fmean(len(w.body) for w in measured):,.0f}",
+                f"{len(r.both_ns):,}",
+                f"{converse}/{len(measured) - converse}",
+                f"{token / max(1, len(measured)):.0%}",
+                us(percentile(r.verify_ns, 50)),
+                us(percentile(r.verify_ns, 99)),
+                us(max(r.verify_ns)),
+                us(percentile(r.sign_ns, 50)),
+                us(percentile(r.sign_ns, 99)),
+                us(max(r.sign_ns)),
+                f"{p50:.1f}",
+                us(percentile(r.both_ns, 99)),
+                us(max(r.both_ns)),
+                f"{statistics.fmean(r.both_ns) / 1000:.1f}",
+                us(percentile(r.identify_ns, 50)),
+                us(percentile(r.credential_ns, 50)),
+                f"<= {TARGET_P50_US:g}",
+                "PASS" if passed else "FAIL",
+            ]
+        )
     print(table(out, header))
     print()
-    print(f"target (issue): verify + re-sign p50 <= {TARGET_P50_US:g} µs per request — {'PASS' if ok else 'FAIL'} "
-          f"(must hold for every body size)")
+    print(
+        f"target (issue): verify + re-sign p50 <= {TARGET_P50_US:g} µs per request — {'PASS' if ok else 'FAIL'} "
+        f"(must hold for every body size)"
+    )
     glue = ", ".join(
         f"{r.label} {(percentile(r.both_ns, 50) - percentile(r.verify_ns, 50) - percentile(r.sign_ns, 50)) / 1000:+.1f}"
-        for r in rows)
-    print(f"p50 of verify+re-sign minus p50 verify minus p50 sign (the stages' own work around them: parsing "
-          f"the Authorization header, reading and editing the flow's headers): {glue}")
-    print("identify p50 / credential p50: the verify+re-sign time split at the stage boundary "
-          "(_verified_aws_key | aws_credentials() + _sign)")
-    print("request generation (botocore client calls, untimed): "
-          + ", ".join(f"{r.label} {r.make_s:.1f} s" for r in rows))
+        for r in rows
+    )
+    print(
+        f"p50 of verify+re-sign minus p50 verify minus p50 sign (the stages' own work around them: parsing "
+        f"the Authorization header, reading and editing the flow's headers): {glue}"
+    )
+    print(
+        "identify p50 / credential p50: the verify+re-sign time split at the stage boundary "
+        "(_verified_aws_key | aws_credentials() + _sign)"
+    )
+    print(
+        "request generation (botocore client calls, untimed): " + ", ".join(f"{r.label} {r.make_s:.1f} s" for r in rows)
+    )
     failures = sum(r.verify_failures for r in rows)
     checked, bad = sum(r.resign_checked for r in rows), sum(r.resign_failures for r in rows)
-    print(f"checks: failed verifications {failures}; re-signed requests verified with the real credentials "
-          f"{checked - bad}/{checked}")
+    print(
+        f"checks: failed verifications {failures}; re-signed requests verified with the real credentials "
+        f"{checked - bad}/{checked}"
+    )
     for r in rows:
         if r.timed_out:
-            print(f"note: {r.label} stopped at its share of --max-seconds {args.max_seconds:g}; "
-                  f"{len(r.both_ns):,} of {args.requests:,} requests measured")
+            print(
+                f"note: {r.label} stopped at its share of --max-seconds {args.max_seconds:g}; "
+                f"{len(r.both_ns):,} of {args.requests:,} requests measured"
+            )
     print(f"\ntotal {time.monotonic() - started:.1f} s")
     if failures or bad:
         print("benchmark invalid: see checks above", file=sys.stderr)

@@ -36,21 +36,39 @@ from tollgate.stages import chain  # noqa: E402
 
 POLICY = BENCH.parent / "docs" / "examples" / "policies" / "model_allowlist.rego"
 VIRTUAL_KEY = "tg-bench-app-0123456789abcdef"
-BODY = json.dumps({
-    "model": "gpt-4o",
-    "messages": [{"role": "system", "content": "You are a terse assistant."},
-                 {"role": "user", "content": "Say hello in five words."}],
-    "max_tokens": 64,
-}, separators=(",", ":")).encode()
-ANSWER = json.dumps({
-    "id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o-mini",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello there, how are you?"},
-                 "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 24, "completion_tokens": 7, "total_tokens": 31},
-}).encode()
+BODY = json.dumps(
+    {
+        "model": "gpt-4o",
+        "messages": [
+            {"role": "system", "content": "You are a terse assistant."},
+            {"role": "user", "content": "Say hello in five words."},
+        ],
+        "max_tokens": 64,
+    },
+    separators=(",", ":"),
+).encode()
+ANSWER = json.dumps(
+    {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "model": "gpt-4o-mini",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello there, how are you?"},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 24, "completion_tokens": 7, "total_tokens": 31},
+    }
+).encode()
 REQUEST_HEADERS = (
-    ("host", "api.openai.com"), ("authorization", f"Bearer {VIRTUAL_KEY}"), ("content-type", "application/json"),
-    ("accept", "application/json"), ("user-agent", "OpenAI/Python 2.0"), ("x-stainless-lang", "python"),
+    ("host", "api.openai.com"),
+    ("authorization", f"Bearer {VIRTUAL_KEY}"),
+    ("content-type", "application/json"),
+    ("accept", "application/json"),
+    ("user-agent", "OpenAI/Python 2.0"),
+    ("x-stainless-lang", "python"),
     ("content-length", str(len(BODY))),
 )
 # The hooks in the order mitmproxy calls them; "stream" is the response's stream callable.
@@ -59,16 +77,23 @@ HOOKS = ("requestheaders", "request", "responseheaders", "stream", "response")
 
 def config(workdir: Path) -> Path:
     path = workdir / "tollgate.yaml"
-    path.write_text(yaml.safe_dump({
-        "providers": {"openai": {"upstream": "https://127.0.0.1:9", "keys": ["sk-proj-bench"], "timeout": 60}},
-        "clients": [{"name": "bench-app", "keys": [VIRTUAL_KEY], "groups": ["support"]},
-                    {"name": "alice", "keys": ["tg-alice-7f3c9b2e41d8a0b6"], "groups": ["research"]}],
-        "allow_anonymous": False,
-        "overrides": [{"match": {"provider": "openai", "model": "gpt-4o", "group": "support"},
-                       "model": "gpt-4o-mini"}],
-        "policy": {"rego": [str(POLICY)]},
-        "audit": {"path": str(workdir / "audit.jsonl")},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "providers": {"openai": {"upstream": "https://127.0.0.1:9", "keys": ["sk-proj-bench"], "timeout": 60}},
+                "clients": [
+                    {"name": "bench-app", "keys": [VIRTUAL_KEY], "groups": ["support"]},
+                    {"name": "alice", "keys": ["tg-alice-7f3c9b2e41d8a0b6"], "groups": ["research"]},
+                ],
+                "allow_anonymous": False,
+                "overrides": [
+                    {"match": {"provider": "openai", "model": "gpt-4o", "group": "support"}, "model": "gpt-4o-mini"}
+                ],
+                "policy": {"rego": [str(POLICY)]},
+                "audit": {"path": str(workdir / "audit.jsonl")},
+            }
+        )
+    )
     return path
 
 
@@ -85,8 +110,10 @@ def new_flow() -> http.HTTPFlow:
 
 def answer(flow: http.HTTPFlow) -> None:
     flow.response = tutils.tresp(status_code=200, content=b"")
-    flow.response.headers.fields = ((b"content-type", b"application/json"),
-                                    (b"content-length", str(len(ANSWER)).encode()))
+    flow.response.headers.fields = (
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(ANSWER)).encode()),
+    )
 
 
 async def one_round(gateway, calls: int) -> dict[str, float]:
@@ -110,8 +137,9 @@ async def one_round(gateway, calls: int) -> dict[str, float]:
                 assert flow.response is None, f"refused: {flow.response.content!r}"
                 answer(flow)
         if hook == "stream":
-            await timed("stream callable (answer + end)",
-                        lambda f: (f.response.stream(ANSWER), f.response.stream(b"")) and None)
+            await timed(
+                "stream callable (answer + end)", lambda f: (f.response.stream(ANSWER), f.response.stream(b"")) and None
+            )
             continue
         for stage in gateway.stages:
             method = getattr(stage, hook, None)
@@ -139,8 +167,9 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--calls", type=int, default=3000, help="flows per round")
     parser.add_argument("--rounds", type=int, default=5, help="rounds; the best per stage is printed")
     args = parser.parse_args()

@@ -340,12 +340,16 @@ class FakeUpstream:
             pass
         if scenario is None or method != "POST" or not path.startswith("/v1/chat/completions"):
             payload = json.dumps({"error": {"message": f"bench fake upstream: unexpected {method} {path}"}}).encode()
-            tls.sendall(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%b"
-                        % (len(payload), payload))
+            tls.sendall(
+                b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%b"
+                % (len(payload), payload)
+            )
             return
         tls.settimeout(120)
-        head = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
-                b"transfer-encoding: chunked\r\ncache-control: no-cache\r\nx-request-id: req_bench\r\n\r\n")
+        head = (
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+            b"transfer-encoding: chunked\r\ncache-control: no-cache\r\nx-request-id: req_bench\r\n\r\n"
+        )
         sent = 0
         try:
             if scenario.kind == "paced":
@@ -528,13 +532,15 @@ class Target:
 
 
 def request_body(token: str) -> bytes:
-    return json.dumps({
-        "model": MODEL,
-        "messages": [{"role": "user", "content": "Say something long."}],
-        "stream": True,
-        "stream_options": {"include_usage": True},
-        "user": token,
-    }).encode()
+    return json.dumps(
+        {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "Say something long."}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "user": token,
+        }
+    ).encode()
 
 
 def call(target: Target, token: str, paced: bool, timeout: float) -> Result:
@@ -546,9 +552,11 @@ def call(target: Target, token: str, paced: bool, timeout: float) -> Result:
     try:
         result.connect_ms = (now_ns() - t0) / 1e6
         body = request_body(token)
-        head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {target.host_header}\r\n"
-                f"Authorization: Bearer sk-bench-not-a-real-key\r\nContent-Type: application/json\r\n"
-                f"Accept: text/event-stream\r\nUser-Agent: tollgate-bench/1\r\nContent-Length: {len(body)}\r\n\r\n")
+        head = (
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: {target.host_header}\r\n"
+            f"Authorization: Bearer sk-bench-not-a-real-key\r\nContent-Type: application/json\r\n"
+            f"Accept: text/event-stream\r\nUser-Agent: tollgate-bench/1\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
         result.t_send = now_ns()
         tls.sendall(head.encode() + body)
 
@@ -649,8 +657,9 @@ class Proxy:
         self.args = [*launcher, mitmdump_path(), *listen, *args]
         self.log_path = workdir / f"{name}.log"
         self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(self.args, cwd=workdir, stdout=self._log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            self.args, cwd=workdir, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
 
     @property
     def pid(self) -> int:
@@ -790,14 +799,21 @@ class Bench:
         self.fake = FakeUpstream(ca)
         audit = self.workdir / "audit.jsonl"
         config = self.workdir / "tollgate.yaml"
-        config.write_text(yaml.safe_dump({"providers": {"openai": {"upstream": self.fake.url}},
-                                          "audit": {"path": str(audit)}}))
+        config.write_text(
+            yaml.safe_dump({"providers": {"openai": {"upstream": self.fake.url}}, "audit": {"path": str(audit)}})
+        )
         common = ["--set", f"confdir={confdir}", "--set", f"ssl_verify_upstream_trusted_ca={ca_pem}"]
         if self.args.quiet_proxies:
             common += ["--set", "flow_detail=0"]
-        bare = ["--mode", "regular",
-                "--map-remote", f"|^https://api\\.openai\\.com|{self.fake.url}",
-                "--set", "connection_strategy=lazy", *common]
+        bare = [
+            "--mode",
+            "regular",
+            "--map-remote",
+            f"|^https://api\\.openai\\.com|{self.fake.url}",
+            "--set",
+            "connection_strategy=lazy",
+            *common,
+        ]
         addon = self.workdir / "bare_stream.py"
         addon.write_text(BARE_STREAM_ADDON)
         bare += ["-s", str(addon)]
@@ -827,8 +843,10 @@ class Bench:
         if not result.complete:
             problems.append("response ended early")
         if result.body_bytes != scenario.expected_size() or result.crc != scenario.expected_crc():
-            problems.append(f"body differs from what the upstream sent ({result.body_bytes} bytes read, "
-                            f"{scenario.expected_size()} sent)")
+            problems.append(
+                f"body differs from what the upstream sent ({result.body_bytes} bytes read, "
+                f"{scenario.expected_size()} sent)"
+            )
         if not result.tail.endswith(DONE_EVENT):
             problems.append("body does not end with data: [DONE]")
         if mode == "tollgate" and "x-tollgate-request-id" not in result.headers:
@@ -863,8 +881,9 @@ class Bench:
                 scenario = Scenario.paced(chunks, delay)
                 result = self.run_call(mode, scenario, timeout)
                 if len(result.events) != len(scenario.write_ns):
-                    raise RuntimeError(f"{LABELS[mode]}: {len(result.events)} events read, "
-                                       f"{len(scenario.write_ns)} written")
+                    raise RuntimeError(
+                        f"{LABELS[mode]}: {len(result.events)} events read, {len(scenario.write_ns)} written"
+                    )
                 for (event, t_read), expected, t_write in zip(result.events, scenario.events, scenario.write_ns):
                     if event != expected:
                         raise RuntimeError(f"{LABELS[mode]}: event changed in transit")
@@ -909,8 +928,9 @@ class Bench:
                     peak = max(sampler.peak, after.get("VmRSS", 0))
                     if hwm_reset:
                         peak = max(peak, after.get("VmHWM", 0))
-                    m = memory.setdefault(mode, {"rss_before": before.get("VmRSS", 0) / MB, "rss_peak": 0.0,
-                                                 "hwm_reset": 1.0})
+                    m = memory.setdefault(
+                        mode, {"rss_before": before.get("VmRSS", 0) / MB, "rss_peak": 0.0, "hwm_reset": 1.0}
+                    )
                     m["rss_peak"] = max(m["rss_peak"], peak / MB)
                     m["rss_after"] = after.get("VmRSS", 0) / MB
                     m["rss_growth"] = m["rss_peak"] - m["rss_before"]
@@ -920,8 +940,13 @@ class Bench:
                 body_bytes = result.body_bytes
         out = {}
         for mode in MODES:
-            out[mode] = {"bytes": body_bytes, "mbps": percentile(rates[mode], 50), "mbps_min": min(rates[mode]),
-                         "mbps_max": max(rates[mode]), **memory.get(mode, {})}
+            out[mode] = {
+                "bytes": body_bytes,
+                "mbps": percentile(rates[mode], 50),
+                "mbps_min": min(rates[mode]),
+                "mbps_max": max(rates[mode]),
+                **memory.get(mode, {}),
+            }
         return out
 
     def stop(self) -> None:
@@ -957,7 +982,9 @@ Check = tuple[str, str, str, bool | None]  # what, measured, target, passed (Non
 
 
 def checks_table(checks: list[Check], title: str) -> str:
-    rows = [[name, value, target, "-" if ok is None else ("PASS" if ok else "FAIL")] for name, value, target, ok in checks]
+    rows = [
+        [name, value, target, "-" if ok is None else ("PASS" if ok else "FAIL")] for name, value, target, ok in checks
+    ]
     return table(rows, [title, "measured", "target", "result"])
 
 
@@ -980,35 +1007,69 @@ def report(bench: Bench, lat: dict, bulk: dict, elapsed: float) -> bool:
     import mitmproxy.version
 
     print()
-    print(f"Tollgate streaming benchmark — mitmproxy {mitmproxy.version.VERSION}, Python {platform.python_version()}, "
-          f"{os.cpu_count()} CPUs, {platform.machine()}; all on 127.0.0.1, client and fake upstream in one process")
-    print(f"latency phase: {args.rounds} rounds x {args.chunks} SSE events {args.delay_ms:g} ms apart per mode "
-          f"({lat['direct']['samples']} per-chunk samples per mode), a fresh connection per call")
-    print(f"bulk phase: {args.bulk_rounds} x {args.size_mb} MiB SSE stream per mode "
-          f"({bulk['direct']['bytes']:,} body bytes, ~{len(content_event(0))}-byte events back to back), every byte "
-          f"checked (length + CRC-32); MB/s is the median round")
-    print(f"load average at start: {bench.loadavg_start}, at end: {loadavg()} (other processes on the machine "
-          f"add noise)")
+    print(
+        f"Tollgate streaming benchmark — mitmproxy {mitmproxy.version.VERSION}, Python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs, {platform.machine()}; all on 127.0.0.1, client and fake upstream in one process"
+    )
+    print(
+        f"latency phase: {args.rounds} rounds x {args.chunks} SSE events {args.delay_ms:g} ms apart per mode "
+        f"({lat['direct']['samples']} per-chunk samples per mode), a fresh connection per call"
+    )
+    print(
+        f"bulk phase: {args.bulk_rounds} x {args.size_mb} MiB SSE stream per mode "
+        f"({bulk['direct']['bytes']:,} body bytes, ~{len(content_event(0))}-byte events back to back), every byte "
+        f"checked (length + CRC-32); MB/s is the median round"
+    )
+    print(
+        f"load average at start: {bench.loadavg_start}, at end: {loadavg()} (other processes on the machine add noise)"
+    )
     print(BARE_STREAMING_NOTE)
     print("bare mitmdump also gets --set connection_strategy=lazy, as Tollgate sets it")
-    print("units: ms; MB = 10^6 bytes; 'added' = over direct; RSS of the mitmdump process (VmRSS before, "
-          "peak = max(VmHWM after reset, VmRSS sampled every 20 ms))")
+    print(
+        "units: ms; MB = 10^6 bytes; 'added' = over direct; RSS of the mitmdump process (VmRSS before, "
+        "peak = max(VmHWM after reset, VmRSS sampled every 20 ms))"
+    )
     print()
-    header = ["mode", "connect p50", "TTFB p50", "TTFB max", "chunk p50", "chunk p99", "chunk max",
-              "added p50", "added p99", "MB/s", "MB/s range", "RSS before", "RSS peak", "RSS growth", "RSS after"]
+    header = [
+        "mode",
+        "connect p50",
+        "TTFB p50",
+        "TTFB max",
+        "chunk p50",
+        "chunk p99",
+        "chunk max",
+        "added p50",
+        "added p99",
+        "MB/s",
+        "MB/s range",
+        "RSS before",
+        "RSS peak",
+        "RSS growth",
+        "RSS after",
+    ]
     rows = []
     base = lat["direct"]
     for mode in MODES:
         latm, bulkm = lat[mode], bulk[mode]
-        rows.append([
-            LABELS[mode], fmt(latm["connect_p50"]), fmt(latm["ttfb_p50"]), fmt(latm["ttfb_max"]),
-            fmt(latm["delay_p50"], 3), fmt(latm["delay_p99"], 3), fmt(latm["delay_max"], 3),
-            fmt(latm["delay_p50"] - base["delay_p50"], 3, True) if mode != "direct" else "-",
-            fmt(latm["delay_p99"] - base["delay_p99"], 3, True) if mode != "direct" else "-",
-            fmt(bulkm["mbps"], 1), f"{bulkm['mbps_min']:.0f}-{bulkm['mbps_max']:.0f}",
-            fmt(bulkm.get("rss_before", float("nan")), 1), fmt(bulkm.get("rss_peak", float("nan")), 1),
-            fmt(bulkm.get("rss_growth", float("nan")), 1, True), fmt(bulkm.get("rss_after", float("nan")), 1),
-        ])
+        rows.append(
+            [
+                LABELS[mode],
+                fmt(latm["connect_p50"]),
+                fmt(latm["ttfb_p50"]),
+                fmt(latm["ttfb_max"]),
+                fmt(latm["delay_p50"], 3),
+                fmt(latm["delay_p99"], 3),
+                fmt(latm["delay_max"], 3),
+                fmt(latm["delay_p50"] - base["delay_p50"], 3, True) if mode != "direct" else "-",
+                fmt(latm["delay_p99"] - base["delay_p99"], 3, True) if mode != "direct" else "-",
+                fmt(bulkm["mbps"], 1),
+                f"{bulkm['mbps_min']:.0f}-{bulkm['mbps_max']:.0f}",
+                fmt(bulkm.get("rss_before", float("nan")), 1),
+                fmt(bulkm.get("rss_peak", float("nan")), 1),
+                fmt(bulkm.get("rss_growth", float("nan")), 1, True),
+                fmt(bulkm.get("rss_after", float("nan")), 1),
+            ]
+        )
     print(table(rows, header))
     print()
 
@@ -1018,36 +1079,52 @@ def report(bench: Bench, lat: dict, bulk: dict, elapsed: float) -> bool:
     ratio = bulk["tollgate"]["mbps"] / bulk["bare"]["mbps"]
     growth = bulk["tollgate"]["rss_growth"]
     checks = [
-        ("per-chunk delay p99, Tollgate - bare mitmdump", f"{added_p99:+.3f} ms (p50 {added_p50:+.3f} ms)",
-         f"<= {TARGET_ADDED_P99_MS:g} ms", added_p99 <= TARGET_ADDED_P99_MS),
+        (
+            "per-chunk delay p99, Tollgate - bare mitmdump",
+            f"{added_p99:+.3f} ms (p50 {added_p50:+.3f} ms)",
+            f"<= {TARGET_ADDED_P99_MS:g} ms",
+            added_p99 <= TARGET_ADDED_P99_MS,
+        ),
         ("TTFB p50, Tollgate - bare mitmdump", f"{t['ttfb_p50'] - b['ttfb_p50']:+.2f} ms", "(no target)", None),
-        ("throughput, Tollgate / bare mitmdump",
-         f"{ratio:.2f}x ({bulk['tollgate']['mbps']:.1f} / {bulk['bare']['mbps']:.1f} MB/s)",
-         f">= {TARGET_THROUGHPUT_RATIO:g}x", ratio >= TARGET_THROUGHPUT_RATIO),
-        ("peak RSS growth, Tollgate", f"{growth:+.1f} MB (bare mitmdump {bulk['bare']['rss_growth']:+.1f} MB)",
-         f"<= {TARGET_RSS_GROWTH_MB:g} MB", growth <= TARGET_RSS_GROWTH_MB),
+        (
+            "throughput, Tollgate / bare mitmdump",
+            f"{ratio:.2f}x ({bulk['tollgate']['mbps']:.1f} / {bulk['bare']['mbps']:.1f} MB/s)",
+            f">= {TARGET_THROUGHPUT_RATIO:g}x",
+            ratio >= TARGET_THROUGHPUT_RATIO,
+        ),
+        (
+            "peak RSS growth, Tollgate",
+            f"{growth:+.1f} MB (bare mitmdump {bulk['bare']['rss_growth']:+.1f} MB)",
+            f"<= {TARGET_RSS_GROWTH_MB:g} MB",
+            growth <= TARGET_RSS_GROWTH_MB,
+        ),
     ]
     print(checks_table(checks, "vs bare mitmdump"))
     if not all(bulk[m].get("hwm_reset", 1.0) for m in ("bare", "tollgate")):
         print("note: /proc/<pid>/clear_refs was not writable; peak RSS is from 20 ms VmRSS samples only")
     if bulk["direct"]["mbps"] < 2 * max(bulk["bare"]["mbps"], bulk["tollgate"]["mbps"]):
-        print("note: the direct (harness) throughput is less than twice the proxies'; the client/upstream harness "
-              "may limit the figures")
+        print(
+            "note: the direct (harness) throughput is less than twice the proxies'; the client/upstream harness "
+            "may limit the figures"
+        )
     print(f"\ntotal {elapsed:.1f} s")
     return all(ok for *_, ok in checks if ok is not None)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--size-mb", type=int, default=1024, help="bulk stream size in MiB")
     parser.add_argument("--chunks", type=int, default=200, help="SSE events per paced call (>= 4)")
     parser.add_argument("--delay-ms", type=float, default=5.0, help="pause between paced events")
     parser.add_argument("--rounds", type=int, default=5, help="paced calls per mode")
-    parser.add_argument("--bulk-rounds", type=int, default=1,
-                        help="large streams per mode (interleaved); throughput is the median")
-    parser.add_argument("--bulk-timeout", type=float, default=0.0,
-                        help="seconds allowed for one bulk call (0: 60 + 0.6 s per MiB)")
+    parser.add_argument(
+        "--bulk-rounds", type=int, default=1, help="large streams per mode (interleaved); throughput is the median"
+    )
+    parser.add_argument(
+        "--bulk-timeout", type=float, default=0.0, help="seconds allowed for one bulk call (0: 60 + 0.6 s per MiB)"
+    )
     parser.add_argument("--quiet-proxies", action="store_true", help="flow_detail=0 for both mitmdumps")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, config, audit)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
@@ -1071,8 +1148,10 @@ def main() -> int:
         print("commands:")
         for proxy in bench.proxies.values():
             print(f"  {proxy.name}: {proxy.command_line()}")
-        print(f"  fake upstream: {bench.fake.url} (thread of this process); tollgate.yaml: "
-              f"{(workdir / 'tollgate.yaml').read_text().strip().replace(chr(10), ' | ')}")
+        print(
+            f"  fake upstream: {bench.fake.url} (thread of this process); tollgate.yaml: "
+            f"{(workdir / 'tollgate.yaml').read_text().strip().replace(chr(10), ' | ')}"
+        )
         print("warming up ...", flush=True)
         bench.warm_up()
         print(f"latency phase: {args.rounds} x {args.chunks} events per mode ...", flush=True)

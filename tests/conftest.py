@@ -19,6 +19,7 @@ from tests.support.canned import provider_answers  # noqa: E402
 from tests.support.clients import run_client  # noqa: E402
 from tests.support.fake_upstream import FakeUpstream  # noqa: E402
 from tests.support.proxy import Mitmdump  # noqa: E402
+
 from tollgate.auditlog import BATCH_DELAY  # noqa: E402
 from tollgate.certs import ensure_bundle  # noqa: E402
 
@@ -104,7 +105,11 @@ ConfigBuilder = Callable[[dict[str, str]], dict]
 
 @pytest.fixture(scope="module")
 def start_gateway(
-    tmp_path_factory: pytest.TempPathFactory, upstream_ca: trustme.CA, upstream_ca_pem: Path, confdir: Path, bundle: Path
+    tmp_path_factory: pytest.TempPathFactory,
+    upstream_ca: trustme.CA,
+    upstream_ca_pem: Path,
+    confdir: Path,
+    bundle: Path,
 ) -> Iterator[Callable[..., Gateway]]:
     started: list[tuple[Mitmdump, dict[str, FakeUpstream]]] = []
 

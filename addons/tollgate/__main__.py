@@ -28,8 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     evaluate = policy_commands.add_parser("eval", help="print the decision for a sample input, like `opa eval`")
     evaluate.add_argument("--policy", action="append", required=True, type=Path, help="a .rego file (repeatable)")
     evaluate.add_argument("--input", required=True, type=Path, help="the input document, JSON ('-': stdin)")
-    evaluate.add_argument("--timeout", type=positive, default=POLICY_TIMEOUT, metavar="SECONDS",
-                          help="the evaluation's time limit, as policy.timeout in tollgate.yaml (default: %(default)g)")
+    evaluate.add_argument(
+        "--timeout",
+        type=positive,
+        default=POLICY_TIMEOUT,
+        metavar="SECONDS",
+        help="the evaluation's time limit, as policy.timeout in tollgate.yaml (default: %(default)g)",
+    )
     args = parser.parse_args(argv)
 
     if args.command == "certs":

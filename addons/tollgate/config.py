@@ -149,7 +149,9 @@ class Override(_Strict):
                     " (routes go from openai to gemini, anthropic or bedrock, whose OpenAI-compatible endpoints take them)"
                 )
             if self.provider == "bedrock" and self.upstream is None:
-                raise ValueError("a route to bedrock needs upstream: (its region's https://bedrock-runtime.REGION.amazonaws.com)")
+                raise ValueError(
+                    "a route to bedrock needs upstream: (its region's https://bedrock-runtime.REGION.amazonaws.com)"
+                )
         return self
 
 

@@ -118,9 +118,7 @@ class Policy:
         self._worker: PolicyWorker | None = None
         # A policy is a function of its input unless it asks the clock, the network or chance:
         # then equal inputs get equal decisions, and a repeated input is not evaluated again.
-        self._cache: dict[Hashable, Decision] | None = (
-            None if any(_IMPURE.search(s) for s in sources.values()) else {}
-        )
+        self._cache: dict[Hashable, Decision] | None = None if any(_IMPURE.search(s) for s in sources.values()) else {}
         # ... and of only the facts it reads: a call that differs from an earlier one only in
         # facts no rule reads (a conversation's growing message count) gets that call's decision.
         self._key = cache_key(facts_read(sources.values()))

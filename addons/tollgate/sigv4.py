@@ -100,7 +100,12 @@ def canonical_headers(headers: Iterable[tuple[str, str]], signed: tuple[str, ...
 
 
 def canonical_request(
-    method: str, raw_path: str, raw_query: str, headers: Iterable[tuple[str, str]], signed: tuple[str, ...], payload_hash: str
+    method: str,
+    raw_path: str,
+    raw_query: str,
+    headers: Iterable[tuple[str, str]],
+    signed: tuple[str, ...],
+    payload_hash: str,
 ) -> str:
     return "\n".join(
         (
@@ -211,7 +216,9 @@ def _signer() -> type:
     class KnownPayloadSigV4Auth(SigV4Auth):
         """botocore's signer, spared hashing a body whose hash is already known."""
 
-        def __init__(self, credentials: ReadOnlyCredentials, service: str, region: str, payload_hash: str | None) -> None:
+        def __init__(
+            self, credentials: ReadOnlyCredentials, service: str, region: str, payload_hash: str | None
+        ) -> None:
             super().__init__(credentials, service, region)
             self._payload_hash = payload_hash
 
@@ -251,7 +258,11 @@ def sign(
 
     request = AWSRequest(method=method, url=path, data=body, headers=dict(headers))
     _signer()(credentials, service, region, payload_hash).add_auth(request)
-    return {name: request.headers[name] for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token") if name in request.headers}
+    return {
+        name: request.headers[name]
+        for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token")
+        if name in request.headers
+    }
 
 
 CredentialSource = Callable[[], "ReadOnlyCredentials"]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from tests.support.fake_upstream import Reply
+
 from tollgate.call import fingerprint
 
 
@@ -83,7 +83,11 @@ def test_body_that_is_not_json_is_refused_even_with_the_callers_own_key(g):
     assert len(g.fakes["openai"].received) == before
     record = g.last_audit()
     assert (record["endpoint"], record["model"], record["status"], record["error"]) == (
-        None, None, 400, "bad request: the body is not a JSON object")
+        None,
+        None,
+        400,
+        "bad request: the body is not a JSON object",
+    )
 
 
 def test_compressed_body_is_classified_and_forwarded_unchanged(g):
@@ -116,12 +120,17 @@ def test_broken_compression_is_refused(g):
     assert result == {"status": 400, "kind": "bad_request"}
     record = g.last_audit()
     assert (record["provider"], record["model"], record["status"], record["error"]) == (
-        "anthropic", None, 400, "bad request: the body's Content-Encoding cannot be decoded")
+        "anthropic",
+        None,
+        400,
+        "bad request: the body's Content-Encoding cannot be decoded",
+    )
 
 
 def test_upstream_error_status_reaches_the_client_and_the_audit(g):
     g.fakes["anthropic"].handler = lambda r: Reply(
-        529, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+        529, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    )
     result = g.run("""
         import anthropic
         anthropic.Anthropic(api_key="sk-ant-own", max_retries=0).messages.create(

@@ -90,7 +90,10 @@ def test_calls_are_refused_while_the_audit_cannot_be_written_and_every_record_fo
 
     refused = gw.run(ANTHROPIC_CALL)
     assert (refused["error"], refused["status"], refused["reason"]) == (
-        "ServiceUnavailableError", 503, "audit_unavailable")
+        "ServiceUnavailableError",
+        503,
+        "audit_unavailable",
+    )
     assert refused["body"]["type"] == "error" and refused["body"]["error"]["type"] == "api_error"
 
     assert len(openai_fake.received) == 1 and anthropic_fake.received == []  # nothing went upstream
@@ -113,9 +116,15 @@ def test_calls_are_refused_while_the_audit_cannot_be_written_and_every_record_fo
     assert real.read_bytes().endswith(b"\n")
     assert (first_record["provider"], first_record["status"], first_record["error"]) == ("openai", 200, None)
     assert (refused_openai["provider"], refused_openai["status"], refused_openai["error"]) == (
-        "openai", 503, "audit unavailable")
+        "openai",
+        503,
+        "audit unavailable",
+    )
     assert (refused_anthropic["provider"], refused_anthropic["status"], refused_anthropic["error"]) == (
-        "anthropic", 503, "audit unavailable")
+        "anthropic",
+        503,
+        "audit unavailable",
+    )
     assert (served_record["provider"], served_record["status"], served_record["error"]) == ("anthropic", 200, None)
     assert first_record["ts"] <= refused_openai["ts"] <= refused_anthropic["ts"] <= served_record["ts"]
     assert refused_openai["client"] is None  # refused before the caller was identified

@@ -55,9 +55,18 @@ def test_openai_chat_with_virtual_key(g):
     record = g.last_audit()
     assert record["event"] == "llm_call"
     assert (record["client"], record["auth"], record["provider"], record["endpoint"]) == (
-        "alice", "virtual_key", "openai", "chat.completions")
+        "alice",
+        "virtual_key",
+        "openai",
+        "chat.completions",
+    )
     assert (record["requested_model"], record["model"]) == ("gpt-4o-mini", "gpt-4o-mini")
-    assert (record["message_count"], record["has_system"], record["has_tools"], record["stream"]) == (2, True, False, False)
+    assert (record["message_count"], record["has_system"], record["has_tools"], record["stream"]) == (
+        2,
+        True,
+        False,
+        False,
+    )
     assert (record["input_tokens"], record["output_tokens"], record["total_tokens"]) == (21, 7, 28)
     assert (record["cached_tokens"], record["reasoning_tokens"], record["finish_reason"]) == (5, 2, "stop")
     assert record["status"] == 200 and record["decision"] == "allow" and record["error"] is None
@@ -79,7 +88,11 @@ def test_openai_responses_and_embeddings(g):
     assert result == {"text": "Hello.", "dims": 3}
     responses, embeddings = g.new_audit(2)
     assert (responses["endpoint"], responses["model"], responses["has_system"], responses["message_count"]) == (
-        "responses", "gpt-4.1", True, 1)
+        "responses",
+        "gpt-4.1",
+        True,
+        1,
+    )
     assert (responses["input_tokens"], responses["output_tokens"], responses["total_tokens"]) == (31, 9, 40)
     assert responses["finish_reason"] == "completed"
     assert (embeddings["endpoint"], embeddings["input_tokens"], embeddings["total_tokens"]) == ("embeddings", 4, 4)
@@ -100,8 +113,17 @@ def test_gemini_generate_content(g):
     assert seen.path.split("?")[0].endswith("/models/gemini-2.0-flash:generateContent")
     record = g.last_audit()
     assert (record["provider"], record["endpoint"], record["model"], record["client"]) == (
-        "gemini", "generateContent", "gemini-2.0-flash", "alice")
-    assert (record["message_count"], record["has_system"], record["input_tokens"], record["output_tokens"]) == (1, True, 12, 3)
+        "gemini",
+        "generateContent",
+        "gemini-2.0-flash",
+        "alice",
+    )
+    assert (record["message_count"], record["has_system"], record["input_tokens"], record["output_tokens"]) == (
+        1,
+        True,
+        12,
+        3,
+    )
     assert record["finish_reason"] == "STOP"
 
 
@@ -122,7 +144,10 @@ def test_gemini_key_in_query_parameter(g):
     assert seen.headers["x-goog-api-key"] == REAL["gemini"]
     record = g.last_audit()
     assert (record["client"], record["model"], record["path"]) == (
-        "alice", "gemini-1.5-pro", "/v1beta/models/gemini-1.5-pro:generateContent")
+        "alice",
+        "gemini-1.5-pro",
+        "/v1beta/models/gemini-1.5-pro:generateContent",
+    )
 
 
 def test_anthropic_messages(g):
@@ -140,50 +165,81 @@ def test_anthropic_messages(g):
     assert "authorization" not in seen.headers
     record = g.last_audit()
     assert (record["client"], record["provider"], record["endpoint"], record["model"]) == (
-        "bob", "anthropic", "messages", "claude-sonnet-4-5")
+        "bob",
+        "anthropic",
+        "messages",
+        "claude-sonnet-4-5",
+    )
     assert (record["has_system"], record["has_tools"], record["message_count"]) == (True, True, 1)
     # Anthropic reports cache reads apart; the audit's input_tokens counts every prompt token.
     assert (record["input_tokens"], record["cached_tokens"], record["output_tokens"], record["total_tokens"]) == (
-        125, 100, 11, 136)
+        125,
+        100,
+        11,
+        136,
+    )
     assert record["finish_reason"] == "end_turn"
 
 
-BEDROCK_PROFILE = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-5-sonnet-20241022-v2:0"
+BEDROCK_PROFILE = (
+    "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-5-sonnet-20241022-v2:0"
+)
 
 
 def test_bedrock_converse_with_virtual_bearer_key(g):
-    result = g.run(f"""
+    result = g.run(
+        f"""
         import boto3
         client = boto3.client("bedrock-runtime", region_name="us-east-1")
         r = client.converse(modelId="{BEDROCK_PROFILE}",
             messages=[{{"role": "user", "content": [{{"text": "hello"}}]}}], inferenceConfig={{"maxTokens": 99}})
         report(text=r["output"]["message"]["content"][0]["text"], tokens=r["usage"]["totalTokens"])
-    """, env={"AWS_BEARER_TOKEN_BEDROCK": ALICE})
+    """,
+        env={"AWS_BEARER_TOKEN_BEDROCK": ALICE},
+    )
     assert result == {"text": "Hello!", "tokens": 23}
     seen = g.fakes["bedrock"].received[-1]
     assert seen.headers["authorization"] == f"Bearer {REAL['bedrock']}"
     record = g.last_audit()
     assert (record["client"], record["provider"], record["endpoint"], record["model"]) == (
-        "alice", "bedrock", "converse", BEDROCK_PROFILE)
+        "alice",
+        "bedrock",
+        "converse",
+        BEDROCK_PROFILE,
+    )
     assert record["host"] == "bedrock-runtime.us-east-1.amazonaws.com"
     assert (record["input_tokens"], record["output_tokens"], record["max_tokens"], record["finish_reason"]) == (
-        17, 6, 99, "end_turn")
+        17,
+        6,
+        99,
+        "end_turn",
+    )
 
 
 def test_bedrock_invoke_model_usage_from_headers(g):
-    result = g.run("""
+    result = g.run(
+        """
         import boto3, json
         client = boto3.client("bedrock-runtime", region_name="eu-west-1")
         r = client.invoke_model(modelId="anthropic.claude-3-haiku-20240307-v1:0", body=json.dumps(
             {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}))
         report(stop=json.loads(r["body"].read())["stop_reason"])
-    """, env={"AWS_BEARER_TOKEN_BEDROCK": BOB})
+    """,
+        env={"AWS_BEARER_TOKEN_BEDROCK": BOB},
+    )
     assert result == {"stop": "max_tokens"}
     record = g.last_audit()
     assert (record["endpoint"], record["model"], record["host"]) == (
-        "invoke", "anthropic.claude-3-haiku-20240307-v1:0", "bedrock-runtime.eu-west-1.amazonaws.com")
+        "invoke",
+        "anthropic.claude-3-haiku-20240307-v1:0",
+        "bedrock-runtime.eu-west-1.amazonaws.com",
+    )
     assert (record["input_tokens"], record["output_tokens"], record["total_tokens"], record["finish_reason"]) == (
-        13, 64, 77, "max_tokens")
+        13,
+        64,
+        77,
+        "max_tokens",
+    )
 
 
 def test_side_header_wins_and_is_stripped(g):
@@ -204,26 +260,42 @@ def test_side_header_wins_and_is_stripped(g):
 @pytest.mark.parametrize(
     ("sdk", "code", "expected"),
     [
-        ("openai", """
+        (
+            "openai",
+            """
             import openai
             openai.OpenAI(api_key="tg-nobody", max_retries=0).chat.completions.create(
                 model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
-        """, ("AuthenticationError", 401)),
-        ("anthropic", """
+        """,
+            ("AuthenticationError", 401),
+        ),
+        (
+            "anthropic",
+            """
             import anthropic
             anthropic.Anthropic(api_key="tg-nobody", max_retries=0).messages.create(
                 model="claude-sonnet-4-5", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
-        """, ("AuthenticationError", 401)),
-        ("gemini", """
+        """,
+            ("AuthenticationError", 401),
+        ),
+        (
+            "gemini",
+            """
             from google import genai
             client = genai.Client(api_key="tg-nobody")
             client.models.generate_content(model="gemini-2.0-flash", contents="hi")
-        """, ("ClientError", 401)),
-        ("bedrock", """
+        """,
+            ("ClientError", 401),
+        ),
+        (
+            "bedrock",
+            """
             import boto3
             boto3.client("bedrock-runtime", region_name="us-east-1").converse(
                 modelId="amazon.nova-lite-v1:0", messages=[{"role": "user", "content": [{"text": "hi"}]}])
-        """, ("ClientError", 403)),
+        """,
+            ("ClientError", 403),
+        ),
     ],
 )
 def test_unknown_virtual_key_gets_the_sdks_own_exception(g, sdk, code, expected):
@@ -235,7 +307,12 @@ def test_unknown_virtual_key_gets_the_sdks_own_exception(g, sdk, code, expected)
     assert "unknown or missing API key" in result["message"]
     assert g.fakes[sdk].received == []
     record = g.last_audit()
-    assert (record["provider"], record["decision"], record["client"], record["auth"]) == (sdk, "deny", None, "anonymous")
+    assert (record["provider"], record["decision"], record["client"], record["auth"]) == (
+        sdk,
+        "deny",
+        None,
+        "anonymous",
+    )
     assert record["status"] == (403 if sdk == "bedrock" else 401)
 
 
@@ -243,12 +320,27 @@ def test_unknown_virtual_key_gets_the_sdks_own_exception(g, sdk, code, expected)
     ("provider", "url", "headers", "upstream_header", "upstream_value"),
     [
         ("anthropic", "https://api.anthropic.com/v1/messages", {"x-api-key": ALICE}, "x-api-key", REAL["anthropic"]),
-        ("gemini", "https://generativelanguage.googleapis.com/v1/models/gemini-2.5-pro:generateContent",
-         {"x-goog-api-key": ALICE, "X-Gemini-Key": "AIza-callers-own"}, "x-goog-api-key", "AIza-callers-own"),
-        ("bedrock", "https://bedrock-runtime.us-east-1.amazonaws.com/model/amazon.nova-pro-v1%3A0/converse",
-         {"authorization": f"Bearer {BOB}", "X-AWS-Bearer-Token": "ABSK-callers-own"}, "authorization", "Bearer ABSK-callers-own"),
-        ("openai", "https://api.openai.com/v1/chat/completions", {"authorization": f"Bearer {BOB}"},
-         "authorization", f"Bearer {REAL['openai']}"),
+        (
+            "gemini",
+            "https://generativelanguage.googleapis.com/v1/models/gemini-2.5-pro:generateContent",
+            {"x-goog-api-key": ALICE, "X-Gemini-Key": "AIza-callers-own"},
+            "x-goog-api-key",
+            "AIza-callers-own",
+        ),
+        (
+            "bedrock",
+            "https://bedrock-runtime.us-east-1.amazonaws.com/model/amazon.nova-pro-v1%3A0/converse",
+            {"authorization": f"Bearer {BOB}", "X-AWS-Bearer-Token": "ABSK-callers-own"},
+            "authorization",
+            "Bearer ABSK-callers-own",
+        ),
+        (
+            "openai",
+            "https://api.openai.com/v1/chat/completions",
+            {"authorization": f"Bearer {BOB}"},
+            "authorization",
+            f"Bearer {REAL['openai']}",
+        ),
     ],
 )
 def test_every_credential_position_and_side_header(g, provider, url, headers, upstream_header, upstream_value):
@@ -283,4 +375,8 @@ def test_large_upload_is_streamed_upstream_with_credentials_swapped(g):
     assert "Streaming request to" in g.proxy.console()
     record = g.last_audit()
     assert (record["client"], record["endpoint"], record["status"], record["model"]) == (
-        "alice", "audio.transcriptions", 200, None)
+        "alice",
+        "audio.transcriptions",
+        200,
+        None,
+    )

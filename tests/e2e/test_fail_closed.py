@@ -8,7 +8,6 @@ import gzip
 import json
 
 import pytest
-
 from tests.support.raw import send
 
 REAL = {
@@ -58,13 +57,16 @@ def gw(start_gateway, tmp_path_factory):
     def config(urls: dict[str, str]) -> dict:
         return {
             "providers": {name: {"upstream": url, "keys": [REAL[name]]} for name, url in urls.items()},
-            "clients": [{"name": "alice", "keys": [ALICE]}, {"name": "uma", "keys": ["tg-uma-uploads-6"],
-                                                             "groups": ["uploaders"]}],
+            "clients": [
+                {"name": "alice", "keys": [ALICE]},
+                {"name": "uma", "keys": ["tg-uma-uploads-6"], "groups": ["uploaders"]},
+            ],
             "policy": {"rego": [str(policy)]},
         }
 
-    gateway = start_gateway(config, "--set", "flow_detail=4", "--set", "termlog_verbosity=debug",
-                            "--set", f"save_stream_file={saved}")
+    gateway = start_gateway(
+        config, "--set", "flow_detail=4", "--set", "termlog_verbosity=debug", "--set", f"save_stream_file={saved}"
+    )
     gateway.saved = saved
     return gateway
 
@@ -93,7 +95,10 @@ def assert_refused(g, provider: str, response, record, why: str) -> None:
     elif provider == "gemini":
         assert shape["error"]["status"] == "INVALID_ARGUMENT" and shape["error"]["code"] == 400
     elif provider == "anthropic":
-        assert shape == {"type": "error", "error": {"type": "invalid_request_error", "message": shape["error"]["message"]}}
+        assert shape == {
+            "type": "error",
+            "error": {"type": "invalid_request_error", "message": shape["error"]["message"]},
+        }
     else:
         assert response.headers["x-amzn-errortype"] == "ValidationException" and "message" in shape
     assert g.fakes[provider].received == []
@@ -126,8 +131,12 @@ CONVERSE = json.dumps({"messages": [{"role": "user", "content": [{"text": PROMPT
         ("openai", "/v1/chat/completions;x=1", CHAT, "';' parameters"),
         ("openai", "/v1/chat%2Fcompletions", CHAT, "percent-encoded"),
         ("openai", "/chat/completions", CHAT, "start with /v1/"),
-        ("anthropic", "/v1/messages/", json.dumps({"model": "claude-haiku-4-5", "max_tokens": 5000}).encode(),
-         "ends in '/'"),
+        (
+            "anthropic",
+            "/v1/messages/",
+            json.dumps({"model": "claude-haiku-4-5", "max_tokens": 5000}).encode(),
+            "ends in '/'",
+        ),
     ],
 )
 def test_a_path_not_in_canonical_form_is_refused(g, provider, target, body, why):
@@ -147,12 +156,22 @@ MAX_TOKENS_2_63 = b'{"model": "gpt-4o-mini", "max_tokens": 9223372036854775808, 
         ("unknown encoding", CHAT, [("Content-Encoding", "x-unknown")], {}, "Content-Encoding cannot be decoded"),
         ("gzip on a plain body", CHAT, [("Content-Encoding", "gzip")], {}, "Content-Encoding cannot be decoded"),
         ("invalid UTF-8", CHAT.replace(PROMPT.encode(), b"caf\xe9"), [], {}, "not UTF-8"),
-        ("deep nesting", b'{"model": "gpt-4o-mini", "messages": ' + b"[" * 10_000 + b"]" * 10_000 + b"}", [], {},
-         "nested too deeply"),
+        (
+            "deep nesting",
+            b'{"model": "gpt-4o-mini", "messages": ' + b"[" * 10_000 + b"]" * 10_000 + b"}",
+            [],
+            {},
+            "nested too deeply",
+        ),
         ("repeated model", b'{"model": "gpt-4o-mini", "model": "gpt-5", "messages": []}', [], {}, "repeats a key"),
         ("max_tokens 2**63", MAX_TOKENS_2_63, [], {}, "'max_tokens' is out of range"),
-        ("max_tokens as text", b'{"model": "gpt-4o-mini", "max_tokens": "lots", "messages": []}', [], {},
-         "'max_tokens' is not an integer"),
+        (
+            "max_tokens as text",
+            b'{"model": "gpt-4o-mini", "max_tokens": "lots", "messages": []}',
+            [],
+            {},
+            "'max_tokens' is not an integer",
+        ),
         ("lone surrogate model", b'{"model": "gpt-4o-mini\\ud800", "messages": []}', [], {}, "not valid Unicode"),
     ],
 )
@@ -160,7 +179,9 @@ def test_an_unreadable_body_is_refused(g, case, body, headers, kw, why):
     # The content type is the client's to get wrong: chunked bodies and other types are read whole and,
     # being JSON, served (Tollgate read them exactly).
     replaced = {n.lower() for n, _ in headers}
-    pairs = [KEY_HEADER["openai"], *headers] + ([("Content-Type", "application/json")] if "content-type" not in replaced else [])
+    pairs = [KEY_HEADER["openai"], *headers] + (
+        [("Content-Type", "application/json")] if "content-type" not in replaced else []
+    )
     before = len(g.audit())
     response = send(g.proxy.port, g.bundle, HOSTS["openai"], "/v1/chat/completions", body=body, headers=pairs, **kw)
     record = g.wait_audit(before + 1)[before]
@@ -184,8 +205,11 @@ def test_a_gzipped_body_is_read_and_a_max_tokens_cap_holds(g):
 @pytest.mark.parametrize(
     ("provider", "target", "body"),
     [
-        ("gemini", "/v1beta/models/gemini-2.0-flash:generateContent",
-         {"contents": [], "generationConfig": {"maxOutputTokens": 5, "max_output_tokens": 5000}}),
+        (
+            "gemini",
+            "/v1beta/models/gemini-2.0-flash:generateContent",
+            {"contents": [], "generationConfig": {"maxOutputTokens": 5, "max_output_tokens": 5000}},
+        ),
         ("anthropic", "/v1/messages", {"model": "claude-haiku-4-5", "max_tokens": 5000.5, "messages": []}),
         ("bedrock", "/model/amazon.nova-lite-v1%3A0/converse", {"messages": [], "inferenceConfig": {"maxTokens": "x"}}),
     ],
@@ -207,12 +231,17 @@ def test_a_trailing_dot_or_odd_case_host_is_governed_like_the_host(g):
     assert seen.headers["authorization"] == f"Bearer {REAL['openai']}"
     record = g.last_audit()
     assert (record["client"], record["host"], record["model"], record["status"]) == (
-        "alice", "api.openai.com", "gpt-4o-mini", 200)
+        "alice",
+        "api.openai.com",
+        "gpt-4o-mini",
+        200,
+    )
 
 
 def test_another_port_is_governed_like_the_host(g):
-    response, record = raw(g, "openai", "/v1/chat/completions", CHAT, host="api.openai.com:8443",
-                           connect="api.openai.com:8443")
+    response, record = raw(
+        g, "openai", "/v1/chat/completions", CHAT, host="api.openai.com:8443", connect="api.openai.com:8443"
+    )
     assert response.status == 200
     assert g.fakes["openai"].received[-1].headers["authorization"] == f"Bearer {REAL['openai']}"
     assert (record["client"], record["host"], record["status"]) == ("alice", "api.openai.com", 200)
@@ -225,8 +254,9 @@ def test_plain_http_to_an_llm_host_is_refused(g):
 
 def test_a_host_header_naming_another_host_is_refused(g):
     # Absolute form inside the tunnel: mitmproxy connects where the URL says, the Host header says elsewhere.
-    response, record = raw(g, "openai", "https://api.openai.com/v1/chat/completions", CHAT,
-                           headers=[("Host", "evil.example")])
+    response, record = raw(
+        g, "openai", "https://api.openai.com/v1/chat/completions", CHAT, headers=[("Host", "evil.example")]
+    )
     assert_refused(g, "openai", response, record, "Host header names another host")
 
 
@@ -260,7 +290,10 @@ def test_an_audio_upload_streams_unread_and_the_policy_sees_its_model_unread(g):
     assert g.fakes["openai"].received == []
     record = g.last_audit()
     assert (record["endpoint"], record["model"], record["deny_reasons"]) == (
-        "audio.transcriptions", None, ["the model of this call was not read"])
+        "audio.transcriptions",
+        None,
+        ["the model of this call was not read"],
+    )
     served = g.run(code.format(key="tg-uma-uploads-6"))
     assert served["text"].endswith("bytes heard")
     seen = g.fakes["openai"].received[-1]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from tests.support.fake_upstream import Reply
 
 K1, K2 = "sk-pool-key-one-111", "sk-pool-key-two-222"
@@ -26,11 +25,15 @@ CHAT = """
 
 @pytest.fixture(scope="module")
 def gw(start_gateway):
-    return start_gateway(lambda urls: {
-        "providers": {"openai": {"upstream": urls["openai"], "keys": [K1, K2]},
-                      "anthropic": {"upstream": urls["anthropic"]}},
-        "clients": [{"name": "alice", "keys": [ALICE]}],
-    })
+    return start_gateway(
+        lambda urls: {
+            "providers": {
+                "openai": {"upstream": urls["openai"], "keys": [K1, K2]},
+                "anthropic": {"upstream": urls["anthropic"]},
+            },
+            "clients": [{"name": "alice", "keys": [ALICE]}],
+        }
+    )
 
 
 def used_keys(fake) -> list[str]:
@@ -53,15 +56,18 @@ def test_a_key_that_got_429_rests_for_its_retry_after(gw):
     def answer(r):
         if r.headers["authorization"] == f"Bearer {K1}":
             limited[K1] += 1
-            return Reply(429, {"error": {"message": "Rate limit", "type": "requests", "code": "rate_limit_exceeded"}},
-                         {"retry-after": "2"})
+            return Reply(
+                429,
+                {"error": {"message": "Rate limit", "type": "requests", "code": "rate_limit_exceeded"}},
+                {"retry-after": "2"},
+            )
         return Reply(200, {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
 
     gw.fakes["openai"].handler = answer
     first = gw.run(CHAT % (ALICE, 5))["outcomes"]
     # At most one call meets K1 (and its 429); then K1 rests and K2 serves every call.
     assert limited[K1] <= 1 and first.count(429) == limited[K1]
-    assert used_keys(gw.fakes["openai"])[limited[K1]:] == [K2] * (5 - limited[K1])
+    assert used_keys(gw.fakes["openai"])[limited[K1] :] == [K2] * (5 - limited[K1])
     time.sleep(2.2)
     gw.fakes["openai"].received.clear()
     gw.fakes["openai"].handler = lambda r: Reply(200, {"choices": []})

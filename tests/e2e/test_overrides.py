@@ -20,8 +20,11 @@ def config(urls: dict[str, str]) -> dict:
         "overrides": [
             {"match": {"provider": "openai", "model": "gpt-4*", "group": "cheap"}, "model": "gpt-4o-mini"},
             {"match": {"provider": "openai", "model": "gemini-*"}, "provider": "gemini"},
-            {"match": {"provider": "openai", "model": "claude-*", "client": "ali*"}, "provider": "anthropic",
-             "model": "claude-haiku-4-5"},
+            {
+                "match": {"provider": "openai", "model": "claude-*", "client": "ali*"},
+                "provider": "anthropic",
+                "model": "claude-haiku-4-5",
+            },
             {"match": {"provider": "gemini", "model": "gemini-2.5-pro"}, "model": "gemini-2.0-flash"},
             {"match": {"provider": "anthropic", "model": "claude-opus-*"}, "model": "claude-haiku-4-5"},
             {"match": {"provider": "bedrock", "model": "anthropic.claude-3-opus*"}, "model": PROFILE},
@@ -59,12 +62,15 @@ def test_openai_body_override_for_a_group(g):
 
 
 def test_an_overridden_body_keeps_every_number_and_escape_the_client_sent(g):
-    assert g.run("""
+    assert g.run(
+        """
         from openai import OpenAI
         r = OpenAI(api_key="%s", max_retries=0).chat.completions.create(
             model="gpt-4.1", seed=2**70, messages=[{"role": "user", "content": "grüß dich"}])
         report(tokens=r.usage.total_tokens)
-    """ % CHEAP) == {"tokens": 28}
+    """
+        % CHEAP
+    ) == {"tokens": 28}
     seen = g.fakes["openai"].received[-1].json()
     assert (seen["model"], seen["seed"], seen["messages"][0]["content"]) == ("gpt-4o-mini", 2**70, "grüß dich")
     # What no SDK sends but a hand-made client may: NaN and a lone surrogate, escaped.
@@ -105,7 +111,10 @@ def test_openai_sdk_call_for_gemini_goes_to_geminis_openai_endpoint(g):
     assert KEYS["openai"] not in str(seen.headers) and ALICE not in str(seen.headers)
     record = g.last_audit()
     assert (record["requested_provider"], record["provider"], record["upstream"]) == (
-        "openai", "gemini", g.fakes["gemini"].url)
+        "openai",
+        "gemini",
+        g.fakes["gemini"].url,
+    )
     assert (record["host"], record["model"], record["total_tokens"]) == ("api.openai.com", "gemini-2.0-flash", 28)
 
 
@@ -116,7 +125,10 @@ def test_openai_sdk_call_for_claude_is_routed_and_overridden(g):
     assert seen.headers["authorization"] == f"Bearer {KEYS['anthropic']}"
     record = g.last_audit()
     assert (record["provider"], record["requested_model"], record["model"]) == (
-        "anthropic", "claude-sonnet-4-5", "claude-haiku-4-5")
+        "anthropic",
+        "claude-sonnet-4-5",
+        "claude-haiku-4-5",
+    )
 
 
 def test_gemini_path_override(g):
@@ -143,12 +155,15 @@ def test_anthropic_body_override(g):
 
 
 def test_bedrock_path_override_encodes_like_botocore(g):
-    result = g.run("""
+    result = g.run(
+        """
         import boto3
         r = boto3.client("bedrock-runtime", region_name="us-east-1").converse(
             modelId="anthropic.claude-3-opus-20240229-v1:0", messages=[{"role": "user", "content": [{"text": "hi"}]}])
         report(stop=r["stopReason"])
-    """, env={"AWS_BEARER_TOKEN_BEDROCK": ALICE})
+    """,
+        env={"AWS_BEARER_TOKEN_BEDROCK": ALICE},
+    )
     assert result == {"stop": "end_turn"}
     seen = g.fakes["bedrock"].received[-1]
     assert seen.path == "/model/" + PROFILE.replace(":", "%3A").replace("/", "%2F") + "/converse"
@@ -167,10 +182,12 @@ def test_model_listing_passes_untouched(g):
 
 
 def test_changed_sigv4_request_is_refused_not_forwarded_with_a_broken_signature(start_gateway):
-    gw = start_gateway(lambda urls: {
-        "providers": {"bedrock": {"upstream": urls["bedrock"]}},
-        "overrides": [{"match": {"provider": "bedrock"}, "model": "amazon.nova-micro-v1:0"}],
-    })
+    gw = start_gateway(
+        lambda urls: {
+            "providers": {"bedrock": {"upstream": urls["bedrock"]}},
+            "overrides": [{"match": {"provider": "bedrock"}, "model": "amazon.nova-micro-v1:0"}],
+        }
+    )
     result = gw.run("""
         import boto3
         boto3.client("bedrock-runtime", region_name="us-east-1", aws_access_key_id="AKIDEXAMPLE",

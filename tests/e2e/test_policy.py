@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from tests.support.fake_upstream import Reply
 from tests.support.proxy import ROOT, run_to_exit
 
@@ -29,37 +28,57 @@ def policy_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def gw(start_gateway, policy_dir):
-    return start_gateway(lambda urls: {
-        "providers": {name: {"upstream": url, "keys": [KEYS[name]]} for name, url in urls.items()},
-        "clients": [{"name": "alice", "keys": [ALICE], "groups": ["research"]},
-                    {"name": "sam", "keys": [SAM], "groups": ["support"]}],
-        "policy": {"rego": [str(policy_dir / "allowlist.rego"), str(policy_dir / "live.rego")]},
-    })
+    return start_gateway(
+        lambda urls: {
+            "providers": {name: {"upstream": url, "keys": [KEYS[name]]} for name, url in urls.items()},
+            "clients": [
+                {"name": "alice", "keys": [ALICE], "groups": ["research"]},
+                {"name": "sam", "keys": [SAM], "groups": ["support"]},
+            ],
+            "policy": {"rego": [str(policy_dir / "allowlist.rego"), str(policy_dir / "live.rego")]},
+        }
+    )
 
 
 @pytest.mark.parametrize(
     ("provider", "code", "expected"),
     [
-        ("openai", f"""
+        (
+            "openai",
+            f"""
             import openai
             openai.OpenAI(api_key="{SAM}", max_retries=0).chat.completions.create(
                 model="gpt-4.1", messages=[{{"role": "user", "content": "hi"}}])
-        """, ("PermissionDeniedError", 403, "gpt-4.1")),
-        ("anthropic", f"""
+        """,
+            ("PermissionDeniedError", 403, "gpt-4.1"),
+        ),
+        (
+            "anthropic",
+            f"""
             import anthropic
             anthropic.Anthropic(api_key="{SAM}", max_retries=0).messages.create(
                 model="claude-opus-4-1", max_tokens=10, messages=[{{"role": "user", "content": "hi"}}])
-        """, ("PermissionDeniedError", 403, "claude-opus-4-1")),
-        ("gemini", f"""
+        """,
+            ("PermissionDeniedError", 403, "claude-opus-4-1"),
+        ),
+        (
+            "gemini",
+            f"""
             from google import genai
             client = genai.Client(api_key="{SAM}")
             client.models.generate_content(model="gemini-2.5-pro", contents="hi")
-        """, ("ClientError", 403, "gemini-2.5-pro")),
-        ("bedrock", """
+        """,
+            ("ClientError", 403, "gemini-2.5-pro"),
+        ),
+        (
+            "bedrock",
+            """
             import boto3
             boto3.client("bedrock-runtime", region_name="us-east-1").converse(
                 modelId="amazon.nova-pro-v1:0", messages=[{"role": "user", "content": [{"text": "hi"}]}])
-        """, ("AccessDeniedException", 403, "amazon.nova-pro-v1:0")),
+        """,
+            ("AccessDeniedException", 403, "amazon.nova-pro-v1:0"),
+        ),
     ],
 )
 def test_denied_model_raises_the_sdks_permission_error(gw, provider, code, expected):
@@ -74,7 +93,11 @@ def test_denied_model_raises_the_sdks_permission_error(gw, provider, code, expec
     assert gw.fakes[provider].received == []
     record = gw.last_audit()
     assert (record["client"], record["decision"], record["deny_reasons"], record["status"]) == (
-        "sam", "deny", [reason], 403)
+        "sam",
+        "deny",
+        [reason],
+        403,
+    )
 
 
 def test_allowed_call_goes_through(gw):
@@ -103,7 +126,9 @@ def test_an_edit_takes_effect_without_restart_and_a_broken_one_keeps_the_last_go
     """
     assert gw.run(call) == {"status": 200}
     live = policy_dir / "live.rego"
-    live.write_text('package tollgate\nimport rego.v1\ndeny contains "research is closed today" if "research" in input.client.groups\n')
+    live.write_text(
+        'package tollgate\nimport rego.v1\ndeny contains "research is closed today" if "research" in input.client.groups\n'
+    )
     os.utime(live, ns=(time.time_ns(), time.time_ns() + 10**9))
 
     def outcome_within(seconds: float, wanted: int) -> dict:
@@ -159,12 +184,16 @@ report(status=response.status, body=json.loads(response.read() or b"null"))
 
 @pytest.fixture(scope="module")
 def gw_inference(start_gateway):
-    return start_gateway(lambda urls: {
-        "providers": {"openai": {"upstream": urls["openai"], "keys": [KEYS["openai"]]}},
-        "clients": [{"name": "alice", "keys": [ALICE], "groups": ["research"]},
-                    {"name": "agent", "keys": [AGENT], "groups": ["agents"]}],
-        "policy": {"rego": [str(EXAMPLES / "inference_only.rego")]},
-    })
+    return start_gateway(
+        lambda urls: {
+            "providers": {"openai": {"upstream": urls["openai"], "keys": [KEYS["openai"]]}},
+            "clients": [
+                {"name": "alice", "keys": [ALICE], "groups": ["research"]},
+                {"name": "agent", "keys": [AGENT], "groups": ["agents"]},
+            ],
+            "policy": {"rego": [str(EXAMPLES / "inference_only.rego")]},
+        }
+    )
 
 
 def test_inference_only_refuses_a_trace_upload(gw_inference):
@@ -175,7 +204,12 @@ def test_inference_only_refuses_a_trace_upload(gw_inference):
     assert gw_inference.fakes["openai"].received == []
     record = gw_inference.last_audit()
     assert (record["client"], record["endpoint"], record["decision"], record["deny_reasons"], record["status"]) == (
-        "alice", "traces.ingest", "deny", [reason], 403)
+        "alice",
+        "traces.ingest",
+        "deny",
+        [reason],
+        403,
+    )
 
 
 def test_inference_only_refuses_files_to_the_sdk(gw_inference):

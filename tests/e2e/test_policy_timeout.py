@@ -89,7 +89,12 @@ def test_a_runaway_evaluation_is_denied_at_the_time_limit_while_other_calls_are_
     good, bad = records[2], records[3]
     assert (good["model"], good["decision"], good["status"]) == ("gpt-4o", "allow", 200)
     assert (bad["model"], bad["decision"], bad["deny_reasons"], bad["error"], bad["status"]) == (
-        BAD_MODEL, "deny", ["policy error"], EXCEEDED, 403)
+        BAD_MODEL,
+        "deny",
+        ["policy error"],
+        EXCEEDED,
+        403,
+    )
     assert bad["upstream_key"] is None
     # As the proxy saw it: the cached call came while the evaluation hung, and was done before it.
     assert started(bad) < started(good) and ended(good) < ended(bad), (good, bad)
@@ -143,7 +148,10 @@ def running(pid: int) -> bool:
 def test_mitmdump_stops_on_sigterm_while_an_evaluation_hangs(start_gateway, tmp_path):
     gw = start_gateway(configuration(tmp_path, 600))  # a limit the test never reaches
     outcome: dict = {}
-    client = threading.Thread(target=lambda: outcome.update(gw.run(f"""
+    client = threading.Thread(
+        target=lambda: outcome.update(
+            gw.run(
+                f"""
         import openai
         try:
             openai.OpenAI(api_key="{ALICE}", max_retries=0, timeout=60).chat.completions.create(
@@ -151,7 +159,11 @@ def test_mitmdump_stops_on_sigterm_while_an_evaluation_hangs(start_gateway, tmp_
             report(outcome="served")
         except Exception as e:
             report(outcome=type(e).__name__)
-    """, timeout=90)))
+    """,
+                timeout=90,
+            )
+        )
+    )
     client.start()
     proxy = gw.proxy.process
     # The evaluation hangs once the worker burns CPU on it.

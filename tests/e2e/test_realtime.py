@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from tests.support.fake_realtime import HANG_UP, FakeRealtime, answering, usage
 from tests.support.proxy import ROOT
 
@@ -85,15 +84,27 @@ def test_an_sdk_session_goes_with_the_real_key_and_is_audited_once_with_its_summ
     assert not any(ALICE in value for value in session.headers.values())
     # The peer got every message as the client sent it.
     sent = [json.loads(m) for m in session.received]
-    assert [e["type"] for e in sent] == ["session.update", "conversation.item.create", "response.create",
-                                         "response.create"]
+    assert [e["type"] for e in sent] == [
+        "session.update",
+        "conversation.item.create",
+        "response.create",
+        "response.create",
+    ]
     assert sent[0]["session"]["instructions"] == SYSTEM
     assert sent[1]["item"]["content"][0]["text"] == PROMPT
     (record,) = g.new_audit(1)
     assert (record["client"], record["auth"], record["provider"], record["endpoint"]) == (
-        "alice", "virtual_key", "openai", "realtime")
+        "alice",
+        "virtual_key",
+        "openai",
+        "realtime",
+    )
     assert (record["method"], record["path"], record["requested_model"], record["model"]) == (
-        "GET", "/v1/realtime", MODEL, MODEL)
+        "GET",
+        "/v1/realtime",
+        MODEL,
+        MODEL,
+    )
     assert (record["decision"], record["status"], record["error"]) == ("allow", 101, None)
     assert (record["input_tokens"], record["output_tokens"], record["total_tokens"]) == (250, 50, 300)
     assert (record["cached_tokens"], record["reasoning_tokens"], record["finish_reason"]) == (104, None, "completed")
@@ -115,8 +126,13 @@ def test_a_denied_model_fails_the_upgrade_with_403_and_reaches_no_upstream(g, fa
             report(error=type(e).__name__, module=type(e).__module__, status=e.response.status_code,
                    tollgate=e.response.headers.get("x-tollgate-error"), code=body["error"]["code"])
     """)
-    assert result == {"error": "InvalidStatus", "module": "websockets.exceptions", "status": 403,
-                      "tollgate": "policy_denied", "code": "policy_denied"}
+    assert result == {
+        "error": "InvalidStatus",
+        "module": "websockets.exceptions",
+        "status": 403,
+        "tollgate": "policy_denied",
+        "code": "policy_denied",
+    }
     assert fake.connections == before and fake.sessions == []
     (record,) = g.new_audit(1)
     assert (record["client"], record["endpoint"], record["model"]) == ("sam", "realtime", MODEL)
@@ -144,15 +160,17 @@ BROWSER_SESSION = f"""
 
 def test_a_browsers_key_among_the_subprotocols_identifies_it_and_never_goes_upstream(g, fake):
     # Compressed (permessage-deflate): mitmproxy inflates each message for the hooks.
-    assert g.run(BROWSER_SESSION) == {"subprotocol": "realtime", "extensions": ["permessage-deflate"],
-                                      "text": ANSWERS[0]}
+    assert g.run(BROWSER_SESSION) == {
+        "subprotocol": "realtime",
+        "extensions": ["permessage-deflate"],
+        "text": ANSWERS[0],
+    }
     (session,) = fake.sessions
     assert session.headers["authorization"] == f"Bearer {REAL}"
     assert session.subprotocols == ["realtime", "openai-beta.realtime-v1"]
     assert not any(ALICE in value for value in session.headers.values())
     (record,) = g.new_audit(1)
-    assert (record["client"], record["auth"], record["model"], record["status"]) == (
-        "alice", "virtual_key", MODEL, 101)
+    assert (record["client"], record["auth"], record["model"], record["status"]) == ("alice", "virtual_key", MODEL, 101)
     assert (record["input_tokens"], record["output_tokens"], record["cached_tokens"]) == (100, 20, 40)
 
 
@@ -192,11 +210,22 @@ def test_a_client_secret_for_a_denied_model_is_not_minted(g, fake):
     assert (result["error"], result["status"]) == ("PermissionDeniedError", 403)
     assert fake.connections == before
     (record,) = g.new_audit(1)
-    assert (record["endpoint"], record["model"], record["decision"]) == ("realtime.client_secrets", "gpt-realtime", "deny")
+    assert (record["endpoint"], record["model"], record["decision"]) == (
+        "realtime.client_secrets",
+        "gpt-realtime",
+        "deny",
+    )
 
 
-@pytest.mark.parametrize("query", ["", "?model=gpt-4o-realtime-preview&model=gpt-4o-mini-realtime-preview",
-                                   "?model=", "?Model=gpt-4o-realtime-preview"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "?model=gpt-4o-realtime-preview&model=gpt-4o-mini-realtime-preview",
+        "?model=",
+        "?Model=gpt-4o-realtime-preview",
+    ],
+)
 def test_a_session_naming_no_one_model_is_refused_400_and_reaches_no_upstream(g, fake, query):
     before = fake.connections
     result = g.run(f"""

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import yaml
-
 from tests.support.canned import provider_answers
 from tests.support.clients import run_client
 from tests.support.fake_upstream import FakeUpstream
@@ -23,8 +22,9 @@ def env_exports(*args: str, listen: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "TOLLGATE_LISTEN"}
     if listen is not None:
         env["TOLLGATE_LISTEN"] = listen
-    done = subprocess.run([str(ROOT / "run.sh"), "env", *args], capture_output=True, text=True, timeout=300,
-                          check=True, env=env)
+    done = subprocess.run(
+        [str(ROOT / "run.sh"), "env", *args], capture_output=True, text=True, timeout=300, check=True, env=env
+    )
     return dict(line.removeprefix("export ").split("=", 1) for line in done.stdout.splitlines())
 
 
@@ -40,27 +40,57 @@ def test_env_prints_absolute_exports():
     assert text.rstrip().endswith((ROOT / "certs" / "mitmproxy-ca-cert.pem").read_text().rstrip())
 
 
-def test_run_sh_uses_tollgate_yaml_here_and_the_callers_options(tmp_path, upstream_ca, upstream_ca_pem, confdir, bundle):
+def test_run_sh_uses_tollgate_yaml_here_and_the_callers_options(
+    tmp_path, upstream_ca, upstream_ca_pem, confdir, bundle
+):
     fake = FakeUpstream(upstream_ca, provider_answers)
-    (tmp_path / "tollgate.yaml").write_text(yaml.safe_dump({
-        "providers": {"openai": {"upstream": fake.url, "keys": ["sk-real-run-sh"]}},
-        "clients": [{"name": "curl-user", "keys": ["tg-curl-user-1"]}],
-    }))
+    (tmp_path / "tollgate.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "providers": {"openai": {"upstream": fake.url, "keys": ["sk-real-run-sh"]}},
+                "clients": [{"name": "curl-user", "keys": ["tg-curl-user-1"]}],
+            }
+        )
+    )
     port = free_port()
     proxy = subprocess.Popen(
-        [str(ROOT / "run.sh"), "--listen-port", str(port), "--set", f"confdir={confdir}",
-         "--set", f"ssl_verify_upstream_trusted_ca={upstream_ca_pem}"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "TOLLGATE_LISTEN": f"127.0.0.1:{free_port()}"})  # the argument wins over it
+        [
+            str(ROOT / "run.sh"),
+            "--listen-port",
+            str(port),
+            "--set",
+            f"confdir={confdir}",
+            "--set",
+            f"ssl_verify_upstream_trusted_ca={upstream_ca_pem}",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "TOLLGATE_LISTEN": f"127.0.0.1:{free_port()}"},
+    )  # the argument wins over it
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proxy.poll() is None:
             done = subprocess.run(
-                ["curl", "-sS", "--max-time", "10", "https://api.openai.com/v1/chat/completions",
-                 "-H", "Authorization: Bearer tg-curl-user-1", "-H", "Content-Type: application/json",
-                 "-d", '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}'],
-                capture_output=True, text=True, timeout=30,
-                env={**os.environ, "HTTPS_PROXY": f"http://127.0.0.1:{port}", "CURL_CA_BUNDLE": str(bundle)})
+                [
+                    "curl",
+                    "-sS",
+                    "--max-time",
+                    "10",
+                    "https://api.openai.com/v1/chat/completions",
+                    "-H",
+                    "Authorization: Bearer tg-curl-user-1",
+                    "-H",
+                    "Content-Type: application/json",
+                    "-d",
+                    '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}',
+                ],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                env={**os.environ, "HTTPS_PROXY": f"http://127.0.0.1:{port}", "CURL_CA_BUNDLE": str(bundle)},
+            )
             if done.returncode != 7:  # 7: nothing listens yet
                 break
             time.sleep(0.2)
@@ -88,8 +118,13 @@ def test_env_follows_the_listen_address_of_run_sh():
     assert env_exports(listen="[::1]:9195")["HTTPS_PROXY"] == '"http://[::1]:9195"'
     # An argument wins over the variable, which still gives what the arguments leave out.
     assert env_exports("--listen-port", "9196", listen="127.0.0.2:9197")["HTTPS_PROXY"] == '"http://127.0.0.2:9196"'
-    done = subprocess.run([str(ROOT / "run.sh"), "env"], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "TOLLGATE_LISTEN": "9198"})
+    done = subprocess.run(
+        [str(ROOT / "run.sh"), "env"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TOLLGATE_LISTEN": "9198"},
+    )
     assert done.returncode != 0 and done.stdout == "" and "TOLLGATE_LISTEN" in done.stderr
 
 
@@ -106,25 +141,37 @@ def wait_listening(port: int, proxy: subprocess.Popen, seconds: float = 60) -> N
 
 def test_tollgate_listen_moves_run_sh_and_env_alike(tmp_path, upstream_ca, upstream_ca_pem):
     fake = FakeUpstream(upstream_ca, provider_answers)
-    (tmp_path / "tollgate.yaml").write_text(yaml.safe_dump({
-        "providers": {"openai": {"upstream": fake.url, "keys": ["sk-real-listen"]}},
-        "clients": [{"name": "listener", "keys": ["tg-listener-1"]}],
-    }))
+    (tmp_path / "tollgate.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "providers": {"openai": {"upstream": fake.url, "keys": ["sk-real-listen"]}},
+                "clients": [{"name": "listener", "keys": ["tg-listener-1"]}],
+            }
+        )
+    )
     listen = f"127.0.0.1:{free_port()}"
     proxy = subprocess.Popen(
         [str(ROOT / "run.sh"), "--set", f"ssl_verify_upstream_trusted_ca={upstream_ca_pem}"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "TOLLGATE_LISTEN": listen})
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "TOLLGATE_LISTEN": listen},
+    )
     try:
         exports = {k: v.strip('"') for k, v in env_exports(listen=listen).items()}
         assert exports["HTTPS_PROXY"] == f"http://{listen}"
         wait_listening(int(listen.rsplit(":", 1)[1]), proxy)
-        result = run_client("""
+        result = run_client(
+            """
 from openai import OpenAI
 r = OpenAI(api_key="tg-listener-1", max_retries=0).chat.completions.create(
     model="gpt-4o-mini", messages=[{"role": "user", "content": "Hello"}])
 report(tokens=r.usage.total_tokens)
-""", exports["HTTPS_PROXY"], Path(exports["SSL_CERT_FILE"]), env=exports)
+""",
+            exports["HTTPS_PROXY"],
+            Path(exports["SSL_CERT_FILE"]),
+            env=exports,
+        )
         assert result == {"tokens": 28}
         assert fake.received[-1].headers["authorization"] == "Bearer sk-real-listen"
     finally:
@@ -139,8 +186,9 @@ def test_the_tollgate_command_works_from_any_directory(tmp_path):
     assert script.exists(), f"{script} is not installed: ./run.sh test installs it"
     (tmp_path / "tollgate.yaml").write_text("clients: [{name: alice, keys: [tg-alice-0123456789]}]\n")
     (tmp_path / "bad.yaml").write_text("providers: {openai: {keyz: []}}\n")
-    done = subprocess.run([str(script), "check", "tollgate.yaml"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [str(script), "check", "tollgate.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert (done.returncode, done.stdout) == (0, "tollgate.yaml: ok (1 clients)\n"), done.stderr
     done = subprocess.run([str(script), "check", "bad.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "providers.openai.keyz: unknown key" in done.stderr

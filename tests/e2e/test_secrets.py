@@ -7,9 +7,8 @@ import threading
 import time
 
 import pytest
-
-from tests.support.fake_upstream import Reply
 from tests.support.canned import provider_answers
+from tests.support.fake_upstream import Reply
 
 REAL = {
     "openai": "sk-REAL-openai-5ecret-a1",
@@ -31,7 +30,12 @@ SECRETS = [*REAL.values(), VIRTUAL, CAROL, PASSWORD, OWN, PROMPT, SYSTEM, TOOL_A
 def answers(received):
     reply = provider_answers(received)
     if isinstance(reply.body, dict):
-        text = repr(reply.body).replace("Hi there.", COMPLETION).replace("Hello!", COMPLETION).replace("Hello.", COMPLETION)
+        text = (
+            repr(reply.body)
+            .replace("Hi there.", COMPLETION)
+            .replace("Hello!", COMPLETION)
+            .replace("Hello.", COMPLETION)
+        )
         import ast
 
         reply = Reply(reply.status, ast.literal_eval(text), reply.headers)
@@ -44,8 +48,10 @@ def _start(start_gateway, tmp_path_factory, *extra: str):
     def config(urls: dict[str, str]) -> dict:
         return {
             "providers": {name: {"upstream": url, "keys": [REAL[name]]} for name, url in urls.items()},
-            "clients": [{"name": "alice", "keys": [VIRTUAL], "groups": ["research"]},
-                        {"name": "carol", "keys": [CAROL]}],
+            "clients": [
+                {"name": "alice", "keys": [VIRTUAL], "groups": ["research"]},
+                {"name": "carol", "keys": [CAROL]},
+            ],
         }
 
     gateway = start_gateway(config, "--set", f"save_stream_file={saved}", "--set", "flow_detail=4", *extra)
@@ -118,7 +124,8 @@ def test_nothing_secret_reaches_any_output(gw, gw_login):
             report(ok=False)
         except openai.AuthenticationError:
             report(ok=True)
-        """ % PROMPT,
+        """
+        % PROMPT,
     ]
     env = {"AWS_BEARER_TOKEN_BEDROCK": VIRTUAL}
     for code in calls:
@@ -126,12 +133,16 @@ def test_nothing_secret_reaches_any_output(gw, gw_login):
     # carol logs in at the proxy: the login wins over the virtual key she also sends.
     from tests.support.clients import run_client
 
-    result = run_client(f"""
+    result = run_client(
+        f"""
         from openai import OpenAI
         OpenAI(api_key="{VIRTUAL}", max_retries=0).chat.completions.create(model="gpt-4o",
             messages=[{{"role": "user", "content": "{PROMPT}"}}])
         report(ok=True)
-    """, proxy, gw.bundle)
+    """,
+        proxy,
+        gw.bundle,
+    )
     assert result == {"ok": True}
     assert gw_login.fakes["openai"].received[-1].headers["authorization"] == f"Bearer {REAL['openai']}"
     login_record = gw_login.last_audit()
@@ -187,8 +198,18 @@ WRONG_PASSWORD = "WRONG-proxy-PASSWORD-5ecret-n4"
 ALICE_AWS = ("TGALICE0000000000000", "alice-aws-SECRET-5ecret-n5")
 WRONG_AWS_SECRET = "wrong-aws-SECRET-5ecret-n6"
 OWN_AWS = ("AKIDOWN0000000000000", "own-aws-SECRET-5ecret-n7")
-REFUSAL_SECRETS = [*SIDE.values(), COOKIE, WS_KEY, UNKNOWN, ALICE_AWS[1], WRONG_AWS_SECRET, VIRTUAL, CAROL, PROMPT,
-                   *REAL.values()]
+REFUSAL_SECRETS = [
+    *SIDE.values(),
+    COOKIE,
+    WS_KEY,
+    UNKNOWN,
+    ALICE_AWS[1],
+    WRONG_AWS_SECRET,
+    VIRTUAL,
+    CAROL,
+    PROMPT,
+    *REAL.values(),
+]
 PROTOCOLS = f"realtime, openai-insecure-api-key.{WS_KEY}, openai-beta.realtime-v1"
 
 
@@ -201,17 +222,33 @@ def gw_refusing(start_gateway, tmp_path_factory):
     """OpenAI and Anthropic have keys, Gemini and Bedrock none (a client's call there has no upstream
     credential); the policy denies one model."""
     policy = tmp_path_factory.mktemp("policy") / "deny.rego"
-    policy.write_text('package tollgate\nimport rego.v1\n'
-                      'deny contains "denied model" if input.model == "claude-denied"\n')
+    policy.write_text(
+        'package tollgate\nimport rego.v1\ndeny contains "denied model" if input.model == "claude-denied"\n'
+    )
     saved = tmp_path_factory.mktemp("saved") / "refused.mitm"
-    gateway = start_gateway(lambda urls: {
-        "providers": {name: {"upstream": url, **({"keys": [REAL[name]]} if name in ("openai", "anthropic") else {})}
-                      for name, url in urls.items()},
-        "clients": [{"name": "alice", "keys": [VIRTUAL],
-                     "aws_credentials": [{"access_key_id": ALICE_AWS[0], "secret_access_key": ALICE_AWS[1]}]},
-                    {"name": "carol", "keys": [CAROL]}],
-        "policy": {"rego": [str(policy)]},
-    }, "--set", f"save_stream_file={saved}", "--set", "flow_detail=4", "--set", "termlog_verbosity=debug")
+    gateway = start_gateway(
+        lambda urls: {
+            "providers": {
+                name: {"upstream": url, **({"keys": [REAL[name]]} if name in ("openai", "anthropic") else {})}
+                for name, url in urls.items()
+            },
+            "clients": [
+                {
+                    "name": "alice",
+                    "keys": [VIRTUAL],
+                    "aws_credentials": [{"access_key_id": ALICE_AWS[0], "secret_access_key": ALICE_AWS[1]}],
+                },
+                {"name": "carol", "keys": [CAROL]},
+            ],
+            "policy": {"rego": [str(policy)]},
+        },
+        "--set",
+        f"save_stream_file={saved}",
+        "--set",
+        "flow_detail=4",
+        "--set",
+        "termlog_verbosity=debug",
+    )
     gateway.saved = saved
     return gateway
 
@@ -235,35 +272,61 @@ def _boto3_with_headers(headers: dict[str, str], key: tuple[str, str] | None = N
 REFUSED_CALLS = [
     # 401: an unknown key, with every side header, virtual keys where OpenAI takes none (x-api-key,
     # x-goog-api-key, ?key=), a cookie and a Realtime key as a WebSocket subprotocol.
-    (f"""
+    (
+        f"""
         import openai
         openai.OpenAI(api_key="{UNKNOWN}", max_retries=0, default_query={{"key": "{VIRTUAL}"}},
             default_headers={{**{SIDE!r}, "x-api-key": "{VIRTUAL}", "x-goog-api-key": "{CAROL}",
                               "Cookie": "session={COOKIE}", "Sec-WebSocket-Protocol": "{PROTOCOLS}"}},
         ).chat.completions.create(model="gpt-4o", messages=[{{"role": "user", "content": "{PROMPT}"}}])
-    """, {}, ("AuthenticationError", 401)),
+    """,
+        {},
+        ("AuthenticationError", 401),
+    ),
     # 403: the policy denies the model; a virtual key where Anthropic takes none.
-    (f"""
+    (
+        f"""
         import anthropic
         anthropic.Anthropic(api_key="{VIRTUAL}", max_retries=0,
             default_headers={{**{SIDE!r}, "x-goog-api-key": "{CAROL}", "Cookie": "session={COOKIE}"}},
         ).messages.create(model="claude-denied", max_tokens=10, messages=[{{"role": "user", "content": "{PROMPT}"}}])
-    """, {}, ("PermissionDeniedError", 403)),
+    """,
+        {},
+        ("PermissionDeniedError", 403),
+    ),
     # 500: no Gemini credential for a client (its own Gemini side header would be one).
-    (f"""
+    (
+        f"""
         from google import genai
         from google.genai import types
         client = genai.Client(api_key="{VIRTUAL}", http_options=types.HttpOptions(headers={{
             **{_without("X-Gemini-Key")!r}, "x-api-key": "{CAROL}", "Cookie": "session={COOKIE}"}}))
         client.models.generate_content(model="gemini-2.0-flash", contents="{PROMPT}")
-    """, {}, ("ServerError", 500)),
+    """,
+        {},
+        ("ServerError", 500),
+    ),
     # 500: no Bedrock credential for a client with a Bedrock API key.
-    (_boto3_with_headers({**_without("X-AWS-Bearer-Token", "X-AWS-Access-Key", "X-AWS-Secret-Key"),
-                          "x-api-key": CAROL, "x-goog-api-key": CAROL, "Cookie": f"session={COOKIE}"}),
-     {"AWS_BEARER_TOKEN_BEDROCK": VIRTUAL}, ("InternalServerException", 500)),
+    (
+        _boto3_with_headers(
+            {
+                **_without("X-AWS-Bearer-Token", "X-AWS-Access-Key", "X-AWS-Secret-Key"),
+                "x-api-key": CAROL,
+                "x-goog-api-key": CAROL,
+                "Cookie": f"session={COOKIE}",
+            }
+        ),
+        {"AWS_BEARER_TOKEN_BEDROCK": VIRTUAL},
+        ("InternalServerException", 500),
+    ),
     # 403: virtual AWS credentials signed with the wrong secret, with the AWS side headers.
-    (_boto3_with_headers({**SIDE, "x-api-key": VIRTUAL, "Cookie": f"session={COOKIE}"},
-                         (ALICE_AWS[0], WRONG_AWS_SECRET)), {}, ("ClientError", 403)),
+    (
+        _boto3_with_headers(
+            {**SIDE, "x-api-key": VIRTUAL, "Cookie": f"session={COOKIE}"}, (ALICE_AWS[0], WRONG_AWS_SECRET)
+        ),
+        {},
+        ("ClientError", 403),
+    ),
 ]
 
 
@@ -281,8 +344,11 @@ def test_refused_calls_keep_no_credential_in_any_output(gw_refusing):
 
     console = gw_refusing.proxy.output.read_bytes()
     assert b"x-tollgate-error: unauthenticated" in console.lower()  # the flows were printed in full
-    for where, content in (("console", console), ("saved flows", gw_refusing.saved.read_bytes()),
-                           ("audit", gw_refusing.audit_path.read_bytes())):
+    for where, content in (
+        ("console", console),
+        ("saved flows", gw_refusing.saved.read_bytes()),
+        ("audit", gw_refusing.audit_path.read_bytes()),
+    ):
         for secret in REFUSAL_SECRETS:
             assert secret.encode() not in content, f"{secret} found in {where}"
 
@@ -315,18 +381,31 @@ def test_a_wrong_proxy_password_is_not_shown(start_gateway, tmp_path_factory):
     """mitmproxy's proxyauth answers 407, and its console prints the request it refused."""
     from tests.support.exchange import http_request, proxy_exchange
 
-    gw_login = _start(start_gateway, tmp_path_factory, "--set", f"proxyauth=@{_htpasswd(tmp_path_factory)}",
-                      "--set", "termlog_verbosity=debug")
+    gw_login = _start(
+        start_gateway,
+        tmp_path_factory,
+        "--set",
+        f"proxyauth=@{_htpasswd(tmp_path_factory)}",
+        "--set",
+        "termlog_verbosity=debug",
+    )
 
     wrong = _basic("carol", WRONG_PASSWORD)
     before = len(gw_login.proxy.console())
-    answer = proxy_exchange(gw_login.proxy.port, (
-        f"CONNECT api.openai.com:443 HTTP/1.1\r\nHost: api.openai.com:443\r\nProxy-Authorization: {wrong}\r\n\r\n"
-    ).encode())
+    answer = proxy_exchange(
+        gw_login.proxy.port,
+        (
+            f"CONNECT api.openai.com:443 HTTP/1.1\r\nHost: api.openai.com:443\r\nProxy-Authorization: {wrong}\r\n\r\n"
+        ).encode(),
+    )
     assert answer.startswith(b"HTTP/1.1 407")
     # A plain HTTP request through the proxy, refused at its headers.
-    answer = proxy_exchange(gw_login.proxy.port, http_request(
-        "GET", "example.com", "http://example.com/", {"Proxy-Authorization": wrong, "x-goog-api-key": VIRTUAL}))
+    answer = proxy_exchange(
+        gw_login.proxy.port,
+        http_request(
+            "GET", "example.com", "http://example.com/", {"Proxy-Authorization": wrong, "x-goog-api-key": VIRTUAL}
+        ),
+    )
     assert answer.startswith(b"HTTP/1.1 407")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and gw_login.proxy.console()[before:].count("407") < 2:
@@ -341,7 +420,6 @@ def test_a_call_with_text_that_is_not_unicode_is_saved_with_its_call(start_gatew
     """mitmproxy reads a path byte that is not UTF-8 as a lone surrogate, and its flow writer cannot
     encode one: the refused call's flow must still be saved."""
     from mitmproxy import io
-
     from tests.support.exchange import http_request, https_exchange
 
     gateway = _start(start_gateway, tmp_path_factory)
@@ -366,7 +444,6 @@ def test_a_call_with_text_that_is_not_unicode_is_saved_with_its_call(start_gatew
 def test_a_call_open_at_shutdown_is_saved_without_its_credentials(start_gateway, tmp_path_factory):
     """mitmproxy saves the flows still open when it stops: the real key had gone upstream in them."""
     from mitmproxy import io
-
     from tests.support.exchange import http_request
 
     gateway = _start(start_gateway, tmp_path_factory, "--set", "termlog_verbosity=debug")

@@ -5,7 +5,6 @@ checks that signature itself, with botocore and the real credentials."""
 from __future__ import annotations
 
 import pytest
-
 from tests.support import streams
 from tests.support.aws import botocore_accepts
 from tests.support.canned import provider_answers
@@ -44,13 +43,24 @@ def bedrock_answers(received):
 
 @pytest.fixture(scope="module")
 def gw(start_gateway):
-    gateway = start_gateway(lambda urls: {
-        "providers": {"bedrock": {"upstream": urls["bedrock"], "credentials": {
-            "access_key_id": REAL[0], "secret_access_key": REAL[1], "session_token": REAL[2]}}},
-        "clients": [{"name": "alice", "aws_credentials": [{"access_key_id": VIRTUAL[0], "secret_access_key": VIRTUAL[1]}],
-                     "groups": ["research"]}],
-        "overrides": [{"match": {"provider": "bedrock", "model": "amazon.nova-premier*"}, "model": PROFILE}],
-    })
+    gateway = start_gateway(
+        lambda urls: {
+            "providers": {
+                "bedrock": {
+                    "upstream": urls["bedrock"],
+                    "credentials": {"access_key_id": REAL[0], "secret_access_key": REAL[1], "session_token": REAL[2]},
+                }
+            },
+            "clients": [
+                {
+                    "name": "alice",
+                    "aws_credentials": [{"access_key_id": VIRTUAL[0], "secret_access_key": VIRTUAL[1]}],
+                    "groups": ["research"],
+                }
+            ],
+            "overrides": [{"match": {"provider": "bedrock", "model": "amazon.nova-premier*"}, "model": PROFILE}],
+        }
+    )
     return gateway
 
 
@@ -72,8 +82,19 @@ report(out=json.loads(r["body"].read())["stop_reason"])""",
     "invoke-with-response-stream": """r = client.invoke_model_with_response_stream(modelId="anthropic.claude-3-haiku-20240307-v1:0", body=b"{}")
 report(out=len(list(r["body"])))""",
 }
-EXPECTED = {"converse": 23, "converse-stream": ["messageStart", "contentBlockDelta", "contentBlockDelta",
-            "contentBlockStop", "messageStop", "metadata"], "invoke": "max_tokens", "invoke-with-response-stream": 4}
+EXPECTED = {
+    "converse": 23,
+    "converse-stream": [
+        "messageStart",
+        "contentBlockDelta",
+        "contentBlockDelta",
+        "contentBlockStop",
+        "messageStop",
+        "metadata",
+    ],
+    "invoke": "max_tokens",
+    "invoke-with-response-stream": 4,
+}
 
 
 @pytest.mark.parametrize("operation", list(CALLS))
@@ -85,9 +106,17 @@ def test_virtual_credentials_verified_and_resigned(g, operation):
     assert seen.headers["x-amz-security-token"] == REAL[2]
     assert VIRTUAL[0] not in str(seen.headers)
     record = g.last_audit()
-    assert (record["client"], record["auth"], record["endpoint"], record["status"]) == ("alice", "sigv4", operation, 200)
+    assert (record["client"], record["auth"], record["endpoint"], record["status"]) == (
+        "alice",
+        "sigv4",
+        operation,
+        200,
+    )
     if operation == "converse":
-        assert record["model"] == PROFILE and seen.path == "/model/" + PROFILE.replace(":", "%3A").replace("/", "%2F") + "/converse"
+        assert (
+            record["model"] == PROFILE
+            and seen.path == "/model/" + PROFILE.replace(":", "%3A").replace("/", "%2F") + "/converse"
+        )
 
 
 @pytest.mark.parametrize(
@@ -95,23 +124,39 @@ def test_virtual_credentials_verified_and_resigned(g, operation):
     [
         ((VIRTUAL[0], "wrong-secret"), "", "InvalidSignatureException", "signature we calculated does not match"),
         (("TGNOBODY000000000000", "x"), "", "UnrecognizedClientException", "unknown or missing API key"),
-        (VIRTUAL, """
+        (
+            VIRTUAL,
+            """
 def tamper(request, **kwargs):
     request.body = request.body.replace(b"hi", b"HI")
 client.meta.events.register("before-send.bedrock-runtime.Converse", tamper)
-""", "InvalidSignatureException", "signature we calculated does not match"),
-        (VIRTUAL, """
+""",
+            "InvalidSignatureException",
+            "signature we calculated does not match",
+        ),
+        (
+            VIRTUAL,
+            """
 import datetime, botocore.auth
 real_now = botocore.auth.get_current_datetime
 botocore.auth.get_current_datetime = lambda: real_now() - datetime.timedelta(minutes=6)
-""", "InvalidSignatureException", "Signature expired"),
+""",
+            "InvalidSignatureException",
+            "Signature expired",
+        ),
     ],
     ids=["wrong-secret", "unknown-key", "tampered-body", "six-minutes-old"],
 )
 def test_refusals_are_aws_errors(g, key, extra, code, text):
-    result = g.run(client(key, extra + """
+    result = g.run(
+        client(
+            key,
+            extra
+            + """
 client.converse(modelId="amazon.nova-lite-v1:0", messages=[{"role": "user", "content": [{"text": "hi"}]}])
-report(error=None)"""))
+report(error=None)""",
+        )
+    )
     assert (result["status"], result["code"]) == (403, code), str(result)
     assert text in result["message"]
     assert g.fakes["bedrock"].received == []
@@ -120,10 +165,14 @@ report(error=None)"""))
 
 
 def test_bearer_token_mode(start_gateway):
-    gw = start_gateway(lambda urls: {
-        "providers": {"bedrock": {"upstream": urls["bedrock"], "bearer_token": "ABSK-real-bedrock-api-key"}},
-        "clients": [{"name": "alice", "aws_credentials": [{"access_key_id": VIRTUAL[0], "secret_access_key": VIRTUAL[1]}]}],
-    })
+    gw = start_gateway(
+        lambda urls: {
+            "providers": {"bedrock": {"upstream": urls["bedrock"], "bearer_token": "ABSK-real-bedrock-api-key"}},
+            "clients": [
+                {"name": "alice", "aws_credentials": [{"access_key_id": VIRTUAL[0], "secret_access_key": VIRTUAL[1]}]}
+            ],
+        }
+    )
     assert gw.run(client(extra=CALLS["converse"])) == {"out": 23}
     seen = gw.fakes["bedrock"].received[-1]
     assert seen.headers["authorization"] == "Bearer ABSK-real-bedrock-api-key"
@@ -147,7 +196,10 @@ with urllib.request.urlopen(req) as resp:
 """)
     assert result == {"status": 200}
     seen = gw.fakes["bedrock"].received[-1]
-    assert f"Credential={REAL[0]}/" in seen.headers["authorization"] and "/eu-west-1/bedrock/aws4_request" in seen.headers["authorization"]
+    assert (
+        f"Credential={REAL[0]}/" in seen.headers["authorization"]
+        and "/eu-west-1/bedrock/aws4_request" in seen.headers["authorization"]
+    )
     assert botocore_accepts(seen, *REAL)
     assert not {h for h in seen.headers if h.startswith("x-aws-")}
     record = gw.last_audit()
@@ -156,27 +208,41 @@ with urllib.request.urlopen(req) as resp:
 
 def test_an_overridden_request_is_re_signed(g):
     """The model changed in the path after the caller signed: the new signature covers the new path."""
-    result = g.run(client(extra="""r = client.converse(modelId="amazon.nova-premier-v1:0", messages=[{"role": "user", "content": [{"text": "hi"}]}])
-report(out=r["stopReason"])"""))
+    result = g.run(
+        client(
+            extra="""r = client.converse(modelId="amazon.nova-premier-v1:0", messages=[{"role": "user", "content": [{"text": "hi"}]}])
+report(out=r["stopReason"])"""
+        )
+    )
     assert result == {"out": "end_turn"}
     seen = g.fakes["bedrock"].received[-1]
     assert seen.path == "/model/" + PROFILE.replace(":", "%3A").replace("/", "%2F") + "/converse"
     assert botocore_accepts(seen, *REAL)
     record = g.last_audit()
-    assert (record["requested_model"], record["model"], record["auth"]) == ("amazon.nova-premier-v1:0", PROFILE, "sigv4")
+    assert (record["requested_model"], record["model"], record["auth"]) == (
+        "amazon.nova-premier-v1:0",
+        PROFILE,
+        "sigv4",
+    )
 
 
 def test_count_tokens_and_guardrail_apply_are_verified_and_re_signed(g):
-    result = g.run(client(extra="""
+    result = g.run(
+        client(
+            extra="""
 n = client.count_tokens(modelId="anthropic.claude-3-haiku-20240307-v1:0",
     input={"converse": {"messages": [{"role": "user", "content": [{"text": "hi"}]}]}})["inputTokens"]
 a = client.apply_guardrail(guardrailIdentifier="gr1", guardrailVersion="1", source="INPUT",
     content=[{"text": {"text": "hi"}}])["action"]
-report(out=[n, a])"""))
+report(out=[n, a])"""
+        )
+    )
     assert result == {"out": [42, "NONE"]}, str(result)
     count, apply = g.fakes["bedrock"].received[-2:]
     assert count.path.endswith("/count-tokens") and apply.path == "/guardrail/gr1/version/1/apply"
     assert botocore_accepts(count, *REAL) and botocore_accepts(apply, *REAL)
     records = g.new_audit(2)
     assert [(r["endpoint"], r["auth"], r["input_tokens"]) for r in records] == [
-        ("count-tokens", "sigv4", 42), ("apply-guardrail", "sigv4", None)]
+        ("count-tokens", "sigv4", 42),
+        ("apply-guardrail", "sigv4", None),
+    ]

@@ -2,7 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-REAL = {"openai": "sk-real-openai-0001", "gemini": "AIza-real-gemini-0001", "anthropic": "sk-ant-real-0001", "bedrock": "ABSKreal-bedrock-0001"}
+REAL = {
+    "openai": "sk-real-openai-0001",
+    "gemini": "AIza-real-gemini-0001",
+    "anthropic": "sk-ant-real-0001",
+    "bedrock": "ABSKreal-bedrock-0001",
+}
 ALICE = "tg-alice-0123456789"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from tests.support.proxy import run_to_exit
 
 
@@ -12,8 +11,11 @@ from tests.support.proxy import run_to_exit
     [
         ("providers:\n  openai:\n    keyz: [a]\n", {}, "providers.openai.keyz: unknown key"),
         ("clients:\n  - name: alice\n    keys: [a]\n    grups: [x]\n", {}, "clients.0.grups: unknown key"),
-        ("providers:\n  gemini:\n    keys: ['${TOLLGATE_TEST_UNSET_VAR}']\n", {},
-         "providers.gemini.keys.0: environment variable TOLLGATE_TEST_UNSET_VAR is not set"),
+        (
+            "providers:\n  gemini:\n    keys: ['${TOLLGATE_TEST_UNSET_VAR}']\n",
+            {},
+            "providers.gemini.keys.0: environment variable TOLLGATE_TEST_UNSET_VAR is not set",
+        ),
         ("providers:\n  openai:\n    timeout: -1\n", {}, "providers.openai.timeout: Input should be greater than 0"),
         ("providers:\n  openai:\n    upstream: api.openai.com\n", {}, "providers.openai.upstream: must look like"),
         ("providers: [\n", {}, "not valid YAML at line"),
@@ -37,8 +39,12 @@ def test_missing_configuration_file_stops_start_up(tmp_path, confdir):
 
 def test_environment_variables_are_expanded(tmp_path, confdir, start_gateway, monkeypatch):
     monkeypatch.setenv("TOLLGATE_TEST_OPENAI_KEY", "sk-from-the-environment")
-    gw = start_gateway(lambda urls: {"providers": {"openai": {"upstream": urls["openai"], "keys": ["${TOLLGATE_TEST_OPENAI_KEY}"]}},
-                                     "clients": [{"name": "ci", "keys": ["tg-ci-1"]}]})
+    gw = start_gateway(
+        lambda urls: {
+            "providers": {"openai": {"upstream": urls["openai"], "keys": ["${TOLLGATE_TEST_OPENAI_KEY}"]}},
+            "clients": [{"name": "ci", "keys": ["tg-ci-1"]}],
+        }
+    )
     result = gw.run("""
         from openai import OpenAI
         OpenAI(api_key="tg-ci-1", max_retries=0).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from tests.support import streams
 from tests.support.fake_upstream import Reply
 
@@ -66,7 +65,10 @@ def run(gw, lockstep, code: str, env: dict | None = None) -> dict:
 def test_openai_chat_stream(gw, lockstep, usage_with_choices):
     pieces = streams.openai_chat(usage_with_choices)
     gw.fakes["openai"].handler = lambda r: lockstep.reply(pieces)
-    result = run(gw, lockstep, """
+    result = run(
+        gw,
+        lockstep,
+        """
 from openai import OpenAI
 text = ""
 stream = OpenAI(api_key="sk-own", max_retries=0).chat.completions.create(model="gpt-4o-mini", stream=True,
@@ -75,7 +77,8 @@ for chunk in stream:
     ack()
     text += "".join(c.delta.content or "" for c in chunk.choices)
 report(text=text, events=ack.n)
-""")
+""",
+    )
     assert result == {"text": "Hello", "events": len(pieces) - 1}
     assert lockstep.waited_in_vain == []
     record = gw.last_audit()
@@ -88,26 +91,37 @@ report(text=text, events=ack.n)
 def test_openai_responses_stream(gw, lockstep):
     pieces = streams.openai_responses()
     gw.fakes["openai"].handler = lambda r: lockstep.reply(pieces)
-    result = run(gw, lockstep, """
+    result = run(
+        gw,
+        lockstep,
+        """
 from openai import OpenAI
 kinds = []
 for event in OpenAI(api_key="sk-own", max_retries=0).responses.create(model="gpt-4.1", input="hi", stream=True):
     ack()
     kinds.append(event.type)
 report(kinds=kinds)
-""")
+""",
+    )
     assert result["kinds"][-1] == "response.completed"
     assert lockstep.waited_in_vain == []
     record = gw.last_audit()
     assert (record["endpoint"], record["input_tokens"], record["output_tokens"], record["total_tokens"]) == (
-        "responses", 11, 4, 15)
+        "responses",
+        11,
+        4,
+        15,
+    )
     assert (record["cached_tokens"], record["finish_reason"]) == (2, "completed")
 
 
 def test_anthropic_stream(gw, lockstep):
     pieces = streams.anthropic()
     gw.fakes["anthropic"].handler = lambda r: lockstep.reply(pieces)
-    result = run(gw, lockstep, """
+    result = run(
+        gw,
+        lockstep,
+        """
 import anthropic
 text = ""
 stream = anthropic.Anthropic(api_key="sk-ant-own", max_retries=0).messages.create(model="claude-sonnet-4-5",
@@ -117,20 +131,28 @@ for event in stream:
     if event.type == "content_block_delta":
         text += event.delta.text
 report(text=text)
-""")
+""",
+    )
     assert result == {"text": "Hello"}
     assert lockstep.waited_in_vain == []
     record = gw.last_audit()
     # message_start: 30 fresh + 50 cache reads; message_delta: 9 output tokens in all.
     assert (record["input_tokens"], record["cached_tokens"], record["output_tokens"], record["total_tokens"]) == (
-        80, 50, 9, 89)
+        80,
+        50,
+        9,
+        89,
+    )
     assert (record["finish_reason"], record["stream"]) == ("end_turn", True)
 
 
 def test_gemini_sse_stream(gw, lockstep):
     pieces = streams.gemini_sse()
     gw.fakes["gemini"].handler = lambda r: lockstep.reply(pieces)
-    result = run(gw, lockstep, """
+    result = run(
+        gw,
+        lockstep,
+        """
 from google import genai
 client = genai.Client(api_key="AIza-own")
 text = ""
@@ -138,20 +160,28 @@ for chunk in client.models.generate_content_stream(model="gemini-2.0-flash", con
     ack()
     text += chunk.text
 report(text=text)
-""")
+""",
+    )
     assert result == {"text": 'He said "[{\\"l]}lo'}
     assert lockstep.waited_in_vain == []
     assert "alt=sse" in gw.fakes["gemini"].received[-1].path
     record = gw.last_audit()
     assert (record["endpoint"], record["stream"]) == ("streamGenerateContent", True)
     assert (record["input_tokens"], record["output_tokens"], record["total_tokens"], record["finish_reason"]) == (
-        8, 6, 14, "STOP")
+        8,
+        6,
+        14,
+        "STOP",
+    )
 
 
 def test_gemini_json_array_stream_arrives_byte_for_byte(gw, lockstep):
     pieces = streams.gemini_array()
     gw.fakes["gemini"].handler = lambda r: lockstep.reply(pieces, **{"content-type": "application/json; charset=UTF-8"})
-    result = run(gw, lockstep, f"""
+    result = run(
+        gw,
+        lockstep,
+        f"""
 import http.client, os, ssl, urllib.parse
 proxy = urllib.parse.urlsplit(os.environ["HTTPS_PROXY"])
 conn = http.client.HTTPSConnection(proxy.hostname, proxy.port, context=ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"]))
@@ -166,7 +196,8 @@ for i in range(len(sizes)):
         received += response.read1(65536)
     ack()
 report(body=received.decode())
-""")
+""",
+    )
     assert result["body"].encode() == b"".join(pieces)
     assert lockstep.waited_in_vain == []
     record = gw.last_audit()
@@ -180,11 +211,14 @@ def test_bedrock_streams(gw, lockstep, invoke):
     call = (
         'r = client.invoke_model_with_response_stream(modelId="anthropic.claude-3-haiku-20240307-v1:0", body=b"{}")\n'
         'events = r["body"]'
-        if invoke else
-        'r = client.converse_stream(modelId="amazon.nova-lite-v1:0", messages=[{"role": "user", "content": [{"text": "hi"}]}])\n'
+        if invoke
+        else 'r = client.converse_stream(modelId="amazon.nova-lite-v1:0", messages=[{"role": "user", "content": [{"text": "hi"}]}])\n'
         'events = r["stream"]'
     )
-    result = run(gw, lockstep, f"""
+    result = run(
+        gw,
+        lockstep,
+        f"""
 import boto3
 client = boto3.client("bedrock-runtime", region_name="us-east-1", aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="s")
 {call}
@@ -193,10 +227,13 @@ for event in events:
     ack()
     kinds.extend(event)
 report(kinds=kinds)
-""")
-    assert result["kinds"] == (["chunk"] * 4 if invoke else
-                               ["messageStart", "contentBlockDelta", "contentBlockDelta", "contentBlockStop",
-                                "messageStop", "metadata"])
+""",
+    )
+    assert result["kinds"] == (
+        ["chunk"] * 4
+        if invoke
+        else ["messageStart", "contentBlockDelta", "contentBlockDelta", "contentBlockStop", "messageStop", "metadata"]
+    )
     assert lockstep.waited_in_vain == []
     record = gw.last_audit()
     expected = (14, 9, 23) if invoke else (14, 7, 21)
@@ -209,7 +246,10 @@ def test_client_that_leaves_mid_stream_is_audited_with_usage_so_far(gw, lockstep
     pieces = streams.anthropic()
     gw.fakes["anthropic"].handler = lambda r: lockstep.reply(pieces)
     count = len(gw.audit())
-    result = run(gw, lockstep, """
+    result = run(
+        gw,
+        lockstep,
+        """
 import anthropic
 stream = anthropic.Anthropic(api_key="sk-ant-own", max_retries=0).messages.create(model="claude-sonnet-4-5",
     max_tokens=100, stream=True, messages=[{"role": "user", "content": "hi"}])
@@ -217,7 +257,8 @@ for event in stream:
     break
 stream.close()
 report(first=event.type)
-""")
+""",
+    )
     assert result == {"first": "message_start"}
     record = gw.wait_audit(count + 1)[-1]
     assert (record["status"], record["error"]) == (200, "client disconnected")
@@ -271,7 +312,11 @@ def test_a_stream_without_include_usage_is_counted_by_default(gw):
     assert gw.fakes["openai"].received[-1].json()["stream_options"] == {"include_usage": True}
     record = gw.last_audit()
     assert (record["input_tokens"], record["output_tokens"], record["total_tokens"], record["finish_reason"]) == (
-        19, 5, 24, "stop")
+        19,
+        5,
+        24,
+        "stop",
+    )
     assert (record["cached_tokens"], record["reasoning_tokens"]) == (3, 1)
 
 
@@ -289,7 +334,11 @@ def test_inject_asks_for_usage_and_hides_it_from_the_client(gw):
     assert sent["stream_options"] == {"foo": 1, "include_usage": True}
     record = gw.last_audit()
     assert (record["input_tokens"], record["output_tokens"], record["total_tokens"], record["finish_reason"]) == (
-        19, 5, 24, "stop")
+        19,
+        5,
+        24,
+        "stop",
+    )
 
 
 def test_inject_with_the_openai_sdk(gw):
@@ -308,8 +357,9 @@ report(n=len(chunks), usage=[c.usage for c in chunks if c.usage], empty=[c.id fo
 
 @pytest.fixture(scope="module")
 def gw_passive(start_gateway):
-    return start_gateway(lambda urls: {"providers": {"openai": {"upstream": urls["openai"]}},
-                                       "audit": {"stream_usage": "passive"}})
+    return start_gateway(
+        lambda urls: {"providers": {"openai": {"upstream": urls["openai"]}}, "audit": {"stream_usage": "passive"}}
+    )
 
 
 def test_passive_forwards_the_request_and_the_stream_unchanged(gw_passive):
@@ -321,7 +371,11 @@ def test_passive_forwards_the_request_and_the_stream_unchanged(gw_passive):
     assert gw_passive.fakes["openai"].received[-1].body == json.dumps(CHAT).encode()
     record = gw_passive.last_audit()
     assert (record["status"], record["finish_reason"], record["input_tokens"], record["total_tokens"]) == (
-        200, "stop", None, None)
+        200,
+        "stop",
+        None,
+        None,
+    )
 
 
 def test_inject_leaves_a_client_that_asked_for_usage_alone(gw):

@@ -7,7 +7,6 @@ import ssl
 
 import pytest
 import trustme
-
 from tests.support.fake_upstream import FakeUpstream, Reply
 from tests.support.proxy import free_port
 
@@ -47,7 +46,11 @@ def test_unreachable_upstream_is_a_502_in_the_providers_shape(g):
                    tollgate=e.response.headers.get("x-tollgate-error"),
                    request_id=e.response.headers.get("x-tollgate-request-id"))
     """)
-    assert (result["error"], result["status"], result["tollgate"]) == ("InternalServerError", 502, "upstream_unreachable")
+    assert (result["error"], result["status"], result["tollgate"]) == (
+        "InternalServerError",
+        502,
+        "upstream_unreachable",
+    )
     assert result["body"]["type"] == "server_error" and "unreachable" in result["body"]["message"]
     record = g.last_audit()
     assert (record["status"], record["request_id"]) == (502, result["request_id"])
@@ -104,7 +107,10 @@ def test_bedrock_unreachable_region_is_an_aws_error(start_gateway):
         client.converse(modelId="amazon.nova-lite-v1:0", messages=[{"role": "user", "content": [{"text": "hi"}]}])
     """)
     assert (result["error"], result["status"], result["code"]) == (
-        "ServiceUnavailableException", 502, "ServiceUnavailableException")
+        "ServiceUnavailableException",
+        502,
+        "ServiceUnavailableException",
+    )
 
 
 def test_other_tls_hosts_are_tunnelled_with_their_own_certificate(gw):

@@ -9,7 +9,6 @@ import time
 
 import h2.errors
 import pytest
-
 from tests.support import streams
 from tests.support.canned import OPENAI_CHAT
 from tests.support.fake_upstream import Reply
@@ -28,10 +27,14 @@ def silent():
 
 
 def test_upstream_that_never_completes_tls_is_a_504_in_time(start_gateway, silent):
-    gw = start_gateway(lambda urls: {"providers": {
-        "openai": {"upstream": silent.url, "keys": [KEY], "timeout": 1},
-        "gemini": {"upstream": urls["gemini"], "keys": [KEY]},
-    }})
+    gw = start_gateway(
+        lambda urls: {
+            "providers": {
+                "openai": {"upstream": silent.url, "keys": [KEY], "timeout": 1},
+                "gemini": {"upstream": urls["gemini"], "keys": [KEY]},
+            }
+        }
+    )
     # Twice on one client connection: mitmproxy would fail the second at once with the first's
     # connection error; it gets its own try.
     result = gw.run("""
@@ -52,7 +55,10 @@ def test_upstream_that_never_completes_tls_is_a_504_in_time(start_gateway, silen
     assert answers is not None and len(answers) == 2, str(result)
     for answer in answers:
         assert (answer["error"], answer["status"], answer["tollgate"]) == (
-            "InternalServerError", 504, "upstream_timeout"), str(answer)
+            "InternalServerError",
+            504,
+            "upstream_timeout",
+        ), str(answer)
         assert (answer["body"]["code"], answer["body"]["type"]) == ("upstream_timeout", "server_error")
         assert 1 <= answer["seconds"] < 5
     for record in gw.new_audit(2):
@@ -85,10 +91,17 @@ def h2_upstream(upstream_ca):
 
 
 def chat(model: str) -> H2Request:
-    body = {"model": model, "stream": True, "stream_options": {"include_usage": True},
-            "messages": [{"role": "user", "content": "hi"}]}
-    return H2Request("/v1/chat/completions", json.dumps(body).encode(),
-                     {"content-type": "application/json", "authorization": "Bearer sk-own"})
+    body = {
+        "model": model,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    return H2Request(
+        "/v1/chat/completions",
+        json.dumps(body).encode(),
+        {"content-type": "application/json", "authorization": "Bearer sk-own"},
+    )
 
 
 def test_a_timeout_ends_only_its_own_stream_of_a_shared_http2_connection(start_gateway, h2_upstream, bundle):
@@ -107,7 +120,9 @@ def test_a_timeout_ends_only_its_own_stream_of_a_shared_http2_connection(start_g
 
     records = {r["model"]: r for r in gw.wait_audit(2)}
     assert (records[STALL_MODEL]["status"], records[STALL_MODEL]["error"]) == (
-        504, "upstream timeout: no response within 1 s")
+        504,
+        "upstream timeout: no response within 1 s",
+    )
     assert (records["gpt-4o-mini"]["status"], records["gpt-4o-mini"]["error"]) == (200, None)
     assert records["gpt-4o-mini"]["output_tokens"] == streams.OPENAI_STREAM_USAGE["completion_tokens"]
     console = gw.proxy.console()
@@ -119,17 +134,20 @@ def test_under_load_only_the_calls_that_timed_out_are_audited_as_timeouts(start_
     one slow to answer, each with a small timeout: each audit record says what its client saw."""
 
     def config(urls: dict[str, str]) -> dict:
-        return {"providers": {
-            "openai": {"upstream": urls["openai"], "keys": [KEY], "timeout": 30},
-            "anthropic": {"upstream": urls["anthropic"], "keys": [KEY], "timeout": 0.5},
-            "gemini": {"upstream": urls["gemini"], "keys": [KEY], "timeout": 0.5},
-        }}
+        return {
+            "providers": {
+                "openai": {"upstream": urls["openai"], "keys": [KEY], "timeout": 30},
+                "anthropic": {"upstream": urls["anthropic"], "keys": [KEY], "timeout": 0.5},
+                "gemini": {"upstream": urls["gemini"], "keys": [KEY], "timeout": 0.5},
+            }
+        }
 
     gw = start_gateway(config)
     gw.fakes["openai"].handler = lambda r: Reply(200, chunks=streams.openai_chat())
     gw.fakes["anthropic"].handshake_delay = 1.5  # then it answers at once
     gw.fakes["gemini"].handler = lambda r: Reply(200, OPENAI_CHAT, delay=2)
-    result = gw.run("""
+    result = gw.run(
+        """
         import concurrent.futures, anthropic, openai
         fast = openai.OpenAI(api_key="sk-own", max_retries=0, timeout=60)
         slow_to_connect = anthropic.Anthropic(api_key="sk-ant-own", max_retries=0, timeout=60)
@@ -163,7 +181,9 @@ def test_under_load_only_the_calls_that_timed_out_are_audited_as_timeouts(start_
         calls = calls[::3] + calls[1::3] + calls[2::3]  # the slow ones spread among the streams
         with concurrent.futures.ThreadPoolExecutor(12) as pool:
             report(outcomes=list(pool.map(lambda f: f(None), calls)))
-    """, timeout=120)
+    """,
+        timeout=120,
+    )
     outcomes = result["outcomes"]
     records = {r["request_id"]: r for r in gw.new_audit(len(outcomes))}
     assert len(records) == len(outcomes) == 116

@@ -11,7 +11,9 @@ from botocore.credentials import Credentials
 
 from .fake_upstream import Received
 
-_AUTH = re.compile(r"Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]+)")
+_AUTH = re.compile(
+    r"Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]+)"
+)
 
 
 def botocore_accepts(received: Received, access_key: str, secret_key: str, token: str | None = None) -> bool:
@@ -20,8 +22,12 @@ def botocore_accepts(received: Received, access_key: str, secret_key: str, token
         return False
     region, service, signed, given = m.group(3), m.group(4), m.group(5).split(";"), m.group(6)
     headers = {name: received.headers[name] for name in signed if name in received.headers}
-    request = AWSRequest(method=received.method, url=f"https://{received.headers['host']}{received.path}",
-                         data=received.body, headers=headers)
+    request = AWSRequest(
+        method=received.method,
+        url=f"https://{received.headers['host']}{received.path}",
+        data=received.body,
+        headers=headers,
+    )
     request.context["timestamp"] = received.headers["x-amz-date"]
     auth = SigV4Auth(Credentials(access_key, secret_key, token), service, region)
     canonical = auth.canonical_request(request)

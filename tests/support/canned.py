@@ -6,21 +6,55 @@ from __future__ import annotations
 from .fake_upstream import Received, Reply
 
 OPENAI_CHAT = {
-    "id": "chatcmpl-1", "object": "chat.completion", "created": 1700000000, "model": "gpt-4o-mini-2024-07-18",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi there."}, "finish_reason": "stop", "logprobs": None}],
-    "usage": {"prompt_tokens": 21, "completion_tokens": 7, "total_tokens": 28,
-              "prompt_tokens_details": {"cached_tokens": 5}, "completion_tokens_details": {"reasoning_tokens": 2}},
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 1700000000,
+    "model": "gpt-4o-mini-2024-07-18",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "Hi there."},
+            "finish_reason": "stop",
+            "logprobs": None,
+        }
+    ],
+    "usage": {
+        "prompt_tokens": 21,
+        "completion_tokens": 7,
+        "total_tokens": 28,
+        "prompt_tokens_details": {"cached_tokens": 5},
+        "completion_tokens_details": {"reasoning_tokens": 2},
+    },
 }
 OPENAI_RESPONSES = {
-    "id": "resp_1", "object": "response", "created_at": 1700000000, "status": "completed", "model": "gpt-4.1",
-    "output": [{"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
-                "content": [{"type": "output_text", "text": "Hello.", "annotations": []}]}],
-    "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
-    "usage": {"input_tokens": 31, "output_tokens": 9, "total_tokens": 40,
-              "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}},
+    "id": "resp_1",
+    "object": "response",
+    "created_at": 1700000000,
+    "status": "completed",
+    "model": "gpt-4.1",
+    "output": [
+        {
+            "type": "message",
+            "id": "msg_1",
+            "status": "completed",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "Hello.", "annotations": []}],
+        }
+    ],
+    "parallel_tool_calls": True,
+    "tool_choice": "auto",
+    "tools": [],
+    "usage": {
+        "input_tokens": 31,
+        "output_tokens": 9,
+        "total_tokens": 40,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": 0},
+    },
 }
 OPENAI_EMBEDDINGS = {
-    "object": "list", "model": "text-embedding-3-small",
+    "object": "list",
+    "model": "text-embedding-3-small",
     "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
     "usage": {"prompt_tokens": 4, "total_tokens": 4},
 }
@@ -30,9 +64,19 @@ GEMINI_GENERATE = {
     "modelVersion": "gemini-2.0-flash",
 }
 ANTHROPIC_MESSAGE = {
-    "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
-    "content": [{"type": "text", "text": "Hello!"}], "stop_reason": "end_turn", "stop_sequence": None,
-    "usage": {"input_tokens": 25, "output_tokens": 11, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 0},
+    "id": "msg_1",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-sonnet-4-5",
+    "content": [{"type": "text", "text": "Hello!"}],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {
+        "input_tokens": 25,
+        "output_tokens": 11,
+        "cache_read_input_tokens": 100,
+        "cache_creation_input_tokens": 0,
+    },
 }
 BEDROCK_CONVERSE = {
     "output": {"message": {"role": "assistant", "content": [{"text": "Hello!"}]}},
@@ -41,8 +85,12 @@ BEDROCK_CONVERSE = {
     "metrics": {"latencyMs": 120},
 }
 BEDROCK_INVOKE_BODY = {
-    "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-3-haiku",
-    "content": [{"type": "text", "text": "Hello!"}], "stop_reason": "max_tokens",
+    "id": "msg_1",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-3-haiku",
+    "content": [{"type": "text", "text": "Hello!"}],
+    "stop_reason": "max_tokens",
     "usage": {"input_tokens": 13, "output_tokens": 64},
 }
 
@@ -63,8 +111,11 @@ def provider_answers(r: Received) -> Reply:
     if path.endswith("/converse"):
         return Reply(200, BEDROCK_CONVERSE)
     if path.endswith("/invoke"):
-        return Reply(200, BEDROCK_INVOKE_BODY, {
-            "x-amzn-bedrock-input-token-count": "13", "x-amzn-bedrock-output-token-count": "64"})
+        return Reply(
+            200,
+            BEDROCK_INVOKE_BODY,
+            {"x-amzn-bedrock-input-token-count": "13", "x-amzn-bedrock-output-token-count": "64"},
+        )
     if path.endswith("/audio/transcriptions"):
         return Reply(200, {"text": f"{len(r.body)} bytes heard"})
     if path.endswith("/models") or "/models?" in r.path:

@@ -56,7 +56,9 @@ def run_client(code: str, proxy_url: str, bundle: Path, env: dict[str, str] | No
         "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
         **(env or {}),
     }
-    done = subprocess.run([client_python(), "-c", script], env=full_env, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        [client_python(), "-c", script], env=full_env, capture_output=True, text=True, timeout=timeout
+    )
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line.removeprefix("RESULT "))

@@ -23,8 +23,9 @@ def _read_response(sock: socket.socket) -> bytes:
     while b"\r\n\r\n" not in answer and (chunk := sock.recv(65536)):
         answer += chunk
     head, _, body = answer.partition(b"\r\n\r\n")
-    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                   if line.lower().startswith(b"content-length:")), 0)
+    length = next(
+        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0
+    )
     while len(body) < length and (chunk := sock.recv(65536)):
         body += chunk
     return head + b"\r\n\r\n" + body

@@ -14,7 +14,6 @@ from typing import Any
 
 import trustme
 from wsproto import ConnectionType, WSConnection
-from wsproto.extensions import PerMessageDeflate
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
@@ -24,6 +23,7 @@ from wsproto.events import (
     Request,
     TextMessage,
 )
+from wsproto.extensions import PerMessageDeflate
 
 # Client event → the server events answering it.
 Script = Callable[[dict[str, Any]], list[dict[str, Any]]]
@@ -134,8 +134,17 @@ class FakeRealtime:
                     chosen = "realtime" if "realtime" in event.subprotocols else None
                     # Compression as the client offers it: mitmproxy then relays inflated messages.
                     sock.sendall(ws.send(AcceptConnection(subprotocol=chosen, extensions=[PerMessageDeflate()])))
-                    self._send(sock, ws, [{"type": "session.created", "event_id": "ev_s1",
-                                           "session": {"type": "realtime", "model": "gpt-realtime"}}])
+                    self._send(
+                        sock,
+                        ws,
+                        [
+                            {
+                                "type": "session.created",
+                                "event_id": "ev_s1",
+                                "session": {"type": "realtime", "model": "gpt-realtime"},
+                            }
+                        ],
+                    )
                 elif isinstance(event, TextMessage) and session is not None:
                     pending += event.data
                     if event.message_finished:

@@ -208,8 +208,14 @@ def h2_calls(proxy_port: int, bundle: Path, host: str, requests: list[H2Request]
             stream_id = conn.get_next_available_stream_id()
             ids.append(stream_id)
             answers[stream_id] = H2Answer()
-            headers = [(":method", "POST"), (":scheme", "https"), (":authority", host), (":path", request.path),
-                       ("content-length", str(len(request.body))), *request.headers.items()]
+            headers = [
+                (":method", "POST"),
+                (":scheme", "https"),
+                (":authority", host),
+                (":path", request.path),
+                ("content-length", str(len(request.body))),
+                *request.headers.items(),
+            ]
             conn.send_headers(stream_id, headers)
             conn.send_data(stream_id, request.body, end_stream=True)
         tls.sendall(conn.data_to_send())

@@ -28,17 +28,24 @@ def free_port() -> int:
 class Mitmdump:
     """mitmdump with Tollgate; output goes to a file so that tests can search it for secrets."""
 
-    def __init__(self, workdir: Path, confdir: Path, upstream_ca: Path | None, config: Path | None, *extra: str) -> None:
+    def __init__(
+        self, workdir: Path, confdir: Path, upstream_ca: Path | None, config: Path | None, *extra: str
+    ) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.output = workdir / f"mitmdump-{self.port}.log"
         args = [
             mitmdump(),
-            "-s", str(GATEWAY),
-            "--listen-host", "127.0.0.1",
-            "--listen-port", str(self.port),
-            "--set", f"confdir={confdir}",
-            "--set", f"tollgate_config={config or ''}",
+            "-s",
+            str(GATEWAY),
+            "--listen-host",
+            "127.0.0.1",
+            "--listen-port",
+            str(self.port),
+            "--set",
+            f"confdir={confdir}",
+            "--set",
+            f"tollgate_config={config or ''}",
         ]
         if upstream_ca is not None:
             args += ["--set", f"ssl_verify_upstream_trusted_ca={upstream_ca}"]
@@ -81,7 +88,19 @@ class Mitmdump:
 def run_to_exit(confdir: Path, config: Path, timeout: float = 30.0) -> subprocess.CompletedProcess:
     """Start mitmdump with a configuration that must stop it; return how it ended."""
     return subprocess.run(
-        [mitmdump(), "-s", str(GATEWAY), "--listen-port", str(free_port()), "--set", f"confdir={confdir}",
-         "--set", f"tollgate_config={config}"],
-        capture_output=True, text=True, timeout=timeout, env={**os.environ},
+        [
+            mitmdump(),
+            "-s",
+            str(GATEWAY),
+            "--listen-port",
+            str(free_port()),
+            "--set",
+            f"confdir={confdir}",
+            "--set",
+            f"tollgate_config={config}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ},
     )

@@ -51,7 +51,9 @@ def send(
     sock = socket.create_connection(("127.0.0.1", proxy_port), timeout=timeout)
     try:
         if tls:
-            sock.sendall(f"CONNECT {connect or host + ':443'} HTTP/1.1\r\nHost: {connect or host + ':443'}\r\n\r\n".encode())
+            sock.sendall(
+                f"CONNECT {connect or host + ':443'} HTTP/1.1\r\nHost: {connect or host + ':443'}\r\n\r\n".encode()
+            )
             head = _read_head(sock)
             if not head.startswith(b"HTTP/1.1 200"):
                 raise AssertionError(f"CONNECT refused: {head!r}")

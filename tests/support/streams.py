@@ -13,15 +13,25 @@ def sse(data: dict | str, event: str | None = None) -> bytes:
 
 
 def _chat_chunk(delta: dict, finish: str | None = None, usage: dict | None = None, choices: bool = True) -> dict:
-    chunk = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1700000000, "model": "gpt-4o-mini",
-             "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}] if choices else []}
+    chunk = {
+        "id": "chatcmpl-s",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}] if choices else [],
+    }
     if usage is not None:
         chunk["usage"] = usage
     return chunk
 
 
-OPENAI_STREAM_USAGE = {"prompt_tokens": 19, "completion_tokens": 5, "total_tokens": 24,
-                       "prompt_tokens_details": {"cached_tokens": 3}, "completion_tokens_details": {"reasoning_tokens": 1}}
+OPENAI_STREAM_USAGE = {
+    "prompt_tokens": 19,
+    "completion_tokens": 5,
+    "total_tokens": 24,
+    "prompt_tokens_details": {"cached_tokens": 3},
+    "completion_tokens_details": {"reasoning_tokens": 1},
+}
 
 
 def openai_chat(usage_with_choices: bool = False) -> list[bytes]:
@@ -38,39 +48,106 @@ def openai_chat(usage_with_choices: bool = False) -> list[bytes]:
 
 
 def openai_responses() -> list[bytes]:
-    response = {"id": "resp_s", "object": "response", "created_at": 1700000000, "model": "gpt-4.1", "output": [],
-                "status": "in_progress", "parallel_tool_calls": True, "tool_choice": "auto", "tools": []}
-    done = {**response, "status": "completed",
-            "output": [{"type": "message", "id": "m", "status": "completed", "role": "assistant",
-                        "content": [{"type": "output_text", "text": "Hello", "annotations": []}]}],
-            "usage": {"input_tokens": 11, "output_tokens": 4, "total_tokens": 15,
-                      "input_tokens_details": {"cached_tokens": 2}, "output_tokens_details": {"reasoning_tokens": 0}}}
+    response = {
+        "id": "resp_s",
+        "object": "response",
+        "created_at": 1700000000,
+        "model": "gpt-4.1",
+        "output": [],
+        "status": "in_progress",
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+    }
+    done = {
+        **response,
+        "status": "completed",
+        "output": [
+            {
+                "type": "message",
+                "id": "m",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": "Hello", "annotations": []}],
+            }
+        ],
+        "usage": {
+            "input_tokens": 11,
+            "output_tokens": 4,
+            "total_tokens": 15,
+            "input_tokens_details": {"cached_tokens": 2},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        },
+    }
     return [
         sse({"type": "response.created", "sequence_number": 0, "response": response}, "response.created"),
-        sse({"type": "response.output_text.delta", "sequence_number": 1, "item_id": "m", "output_index": 0,
-             "content_index": 0, "delta": "Hel", "logprobs": []}, "response.output_text.delta"),
-        sse({"type": "response.output_text.delta", "sequence_number": 2, "item_id": "m", "output_index": 0,
-             "content_index": 0, "delta": "lo", "logprobs": []}, "response.output_text.delta"),
+        sse(
+            {
+                "type": "response.output_text.delta",
+                "sequence_number": 1,
+                "item_id": "m",
+                "output_index": 0,
+                "content_index": 0,
+                "delta": "Hel",
+                "logprobs": [],
+            },
+            "response.output_text.delta",
+        ),
+        sse(
+            {
+                "type": "response.output_text.delta",
+                "sequence_number": 2,
+                "item_id": "m",
+                "output_index": 0,
+                "content_index": 0,
+                "delta": "lo",
+                "logprobs": [],
+            },
+            "response.output_text.delta",
+        ),
         sse({"type": "response.completed", "sequence_number": 3, "response": done}, "response.completed"),
     ]
 
 
 def anthropic() -> list[bytes]:
-    message = {"id": "msg_s", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5", "content": [],
-               "stop_reason": None, "stop_sequence": None,
-               "usage": {"input_tokens": 30, "cache_read_input_tokens": 50, "cache_creation_input_tokens": 0,
-                         "output_tokens": 1}}
+    message = {
+        "id": "msg_s",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-5",
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": 30,
+            "cache_read_input_tokens": 50,
+            "cache_creation_input_tokens": 0,
+            "output_tokens": 1,
+        },
+    }
     return [
         sse({"type": "message_start", "message": message}, "message_start"),
-        sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-            "content_block_start"),
-        sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hel"}},
-            "content_block_delta"),
-        sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "lo"}},
-            "content_block_delta"),
+        sse(
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            "content_block_start",
+        ),
+        sse(
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hel"}},
+            "content_block_delta",
+        ),
+        sse(
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "lo"}},
+            "content_block_delta",
+        ),
         sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
-        sse({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-             "usage": {"output_tokens": 9}}, "message_delta"),
+        sse(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": 9},
+            },
+            "message_delta",
+        ),
         sse({"type": "message_stop"}, "message_stop"),
     ]
 
@@ -80,10 +157,13 @@ def gemini_objects() -> list[dict]:
         candidate = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
         if finish:
             candidate["finishReason"] = finish
-        return {"candidates": [candidate], "modelVersion": "gemini-2.0-flash",
-                "usageMetadata": {"promptTokenCount": prompt, "candidatesTokenCount": out, "totalTokenCount": prompt + out}}
+        return {
+            "candidates": [candidate],
+            "modelVersion": "gemini-2.0-flash",
+            "usageMetadata": {"promptTokenCount": prompt, "candidatesTokenCount": out, "totalTokenCount": prompt + out},
+        }
 
-    return [part("He said \"[{\\\"", 8, 2), part("l]}", 8, 4), part("lo", 8, 6, "STOP")]
+    return [part('He said "[{\\"', 8, 2), part("l]}", 8, 4), part("lo", 8, 6, "STOP")]
 
 
 def gemini_sse() -> list[bytes]:
@@ -102,17 +182,43 @@ def bedrock_converse() -> list[bytes]:
         eventstream.event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "lo"}}),
         eventstream.event("contentBlockStop", {"contentBlockIndex": 0}),
         eventstream.event("messageStop", {"stopReason": "end_turn"}),
-        eventstream.event("metadata", {"usage": {"inputTokens": 14, "outputTokens": 7, "totalTokens": 21},
-                                       "metrics": {"latencyMs": 90}}),
+        eventstream.event(
+            "metadata",
+            {"usage": {"inputTokens": 14, "outputTokens": 7, "totalTokens": 21}, "metrics": {"latencyMs": 90}},
+        ),
     ]
 
 
 def bedrock_invoke() -> list[bytes]:
     return [
-        eventstream.invoke_chunk({"type": "message_start", "message": {"id": "m", "type": "message", "role": "assistant",
-                                  "content": [], "model": "claude", "usage": {"input_tokens": 14, "output_tokens": 1}}}),
-        eventstream.invoke_chunk({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello"}}),
-        eventstream.invoke_chunk({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 9}}),
-        eventstream.invoke_chunk({"type": "message_stop", "amazon-bedrock-invocationMetrics": {
-            "inputTokenCount": 14, "outputTokenCount": 9, "invocationLatency": 300, "firstByteLatency": 100}}),
+        eventstream.invoke_chunk(
+            {
+                "type": "message_start",
+                "message": {
+                    "id": "m",
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [],
+                    "model": "claude",
+                    "usage": {"input_tokens": 14, "output_tokens": 1},
+                },
+            }
+        ),
+        eventstream.invoke_chunk(
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello"}}
+        ),
+        eventstream.invoke_chunk(
+            {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 9}}
+        ),
+        eventstream.invoke_chunk(
+            {
+                "type": "message_stop",
+                "amazon-bedrock-invocationMetrics": {
+                    "inputTokenCount": 14,
+                    "outputTokenCount": 9,
+                    "invocationLatency": 300,
+                    "firstByteLatency": 100,
+                },
+            }
+        ),
     ]

@@ -381,7 +381,10 @@ def test_a_broken_standard_output_fails_until_it_can_be_written(tmp_path: Path) 
     reader, writer = os.pipe()
     child = subprocess.Popen(
         [sys.executable, "-c", _BROKEN_PIPE, str(ADDONS), str(out)],
-        stdin=subprocess.PIPE, stdout=writer, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=writer,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     os.close(writer)
     os.close(reader)  # nobody reads the child's standard output any more

@@ -15,10 +15,36 @@ from tollgate.call import Call, Classification, RequestFacts, Usage, fingerprint
 
 # Every field DESIGN.md's "Audit record" table names.
 DESIGN_FIELDS = {
-    "event", "ts", "request_id", "client", "auth", "provider", "endpoint", "method", "host", "path",
-    "requested_model", "model", "message_count", "has_system", "has_tools", "stream", "decision",
-    "deny_reasons", "status", "upstream", "upstream_key", "latency_ms", "ttfb_ms", "input_tokens",
-    "output_tokens", "total_tokens", "cached_tokens", "reasoning_tokens", "finish_reason", "error",
+    "event",
+    "ts",
+    "request_id",
+    "client",
+    "auth",
+    "provider",
+    "endpoint",
+    "method",
+    "host",
+    "path",
+    "requested_model",
+    "model",
+    "message_count",
+    "has_system",
+    "has_tools",
+    "stream",
+    "decision",
+    "deny_reasons",
+    "status",
+    "upstream",
+    "upstream_key",
+    "latency_ms",
+    "ttfb_ms",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "finish_reason",
+    "error",
 }
 
 STARTED = datetime(2025, 3, 4, 5, 6, 7, 891000, tzinfo=UTC).timestamp()
@@ -51,7 +77,11 @@ def full_call() -> Call:
         first_byte=STARTED + 0.25,
         ended=STARTED + 1.5,
         usage=Usage(
-            input_tokens=100, output_tokens=50, total_tokens=150, cached_tokens=64, reasoning_tokens=10,
+            input_tokens=100,
+            output_tokens=50,
+            total_tokens=150,
+            cached_tokens=64,
+            reasoning_tokens=10,
             finish_reason="stop",
         ),
         error=None,
@@ -111,16 +141,31 @@ def test_audit_record_is_json_serialisable() -> None:
 def test_audit_record_of_a_bare_call() -> None:
     call = Call(provider="gemini", host="generativelanguage.googleapis.com", method="GET", path="/v1beta/models")
     record = call.audit_record()
-    assert DESIGN_FIELDS <= record.keys()
+    assert record.keys() >= DESIGN_FIELDS
     assert record["event"] == "llm_call"
     assert record["client"] is None
     assert record["auth"] == "anonymous"
     assert record["decision"] == "allow"
     assert record["deny_reasons"] == []
     for field in (
-        "endpoint", "requested_model", "model", "message_count", "has_system", "has_tools", "stream", "status",
-        "upstream", "upstream_key", "ttfb_ms", "input_tokens", "output_tokens", "total_tokens", "cached_tokens",
-        "reasoning_tokens", "finish_reason", "error",
+        "endpoint",
+        "requested_model",
+        "model",
+        "message_count",
+        "has_system",
+        "has_tools",
+        "stream",
+        "status",
+        "upstream",
+        "upstream_key",
+        "ttfb_ms",
+        "input_tokens",
+        "output_tokens",
+        "total_tokens",
+        "cached_tokens",
+        "reasoning_tokens",
+        "finish_reason",
+        "error",
     ):
         assert record[field] is None, field
     assert re.fullmatch(r"[0-9a-f]{32}", record["request_id"])
@@ -176,7 +221,9 @@ def test_broken_stream_keeps_status_and_sets_error() -> None:
 
 
 def test_latency_rounding() -> None:
-    call = Call(provider="openai", host="h", method="POST", path="/", started=100.0, first_byte=100.01234, ended=100.98764)
+    call = Call(
+        provider="openai", host="h", method="POST", path="/", started=100.0, first_byte=100.01234, ended=100.98764
+    )
     record = call.audit_record()
     assert record["latency_ms"] == 987.6
     assert record["ttfb_ms"] == 12.3
@@ -233,8 +280,14 @@ def test_summary_anonymous_unknown_tokens() -> None:
 
 
 def test_summary_requested_model_and_partial_tokens() -> None:
-    call = Call(provider="anthropic", host="h", method="POST", path="/",
-                classification=Classification(model="claude-sonnet-4"), usage=Usage(input_tokens=42))
+    call = Call(
+        provider="anthropic",
+        host="h",
+        method="POST",
+        path="/",
+        classification=Classification(model="claude-sonnet-4"),
+        usage=Usage(input_tokens=42),
+    )
     assert call.summary() == "anonymous · anthropic/claude-sonnet-4 · 42→0 tokens · allow"
 
 

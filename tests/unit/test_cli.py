@@ -32,11 +32,16 @@ def test_check_from_another_directory(tollgate, tmp_path: Path, capsys) -> None:
 
 
 def test_policy_eval_and_certs_from_another_directory(tollgate, tmp_path: Path, capsys) -> None:
-    Path("input.json").write_text(json.dumps({"client": {"name": "sam", "groups": ["support"]}, "model": "gpt-4o",
-                                              "unread": []}))
+    Path("input.json").write_text(
+        json.dumps({"client": {"name": "sam", "groups": ["support"]}, "model": "gpt-4o", "unread": []})
+    )
     code = tollgate(["policy", "eval", "--policy", str(EXAMPLES / "model_allowlist.rego"), "--input", "input.json"])
     assert (code, json.loads(capsys.readouterr().out)) == (
-        1, {"allowed": False, "deny": ['model gpt-4o is not allowed for groups ["support"]']})
+        1,
+        {"allowed": False, "deny": ['model gpt-4o is not allowed for groups ["support"]']},
+    )
     assert tollgate(["certs", "--confdir", "here"]) == 0
-    assert capsys.readouterr().out.split() == [str(tmp_path / "here" / "mitmproxy-ca-cert.pem"),
-                                               str(tmp_path / "here" / "ca-bundle.pem")]
+    assert capsys.readouterr().out.split() == [
+        str(tmp_path / "here" / "mitmproxy-ca-cert.pem"),
+        str(tmp_path / "here" / "ca-bundle.pem"),
+    ]

@@ -274,13 +274,17 @@ def test_duplicate_virtual_key_within_one_client() -> None:
 
 
 def test_duplicate_virtual_key_does_not_leak_the_key() -> None:
-    message = error_of({"clients": [{"name": "a", "keys": ["tg-secret-123"]}, {"name": "b", "keys": ["tg-secret-123"]}]})
+    message = error_of(
+        {"clients": [{"name": "a", "keys": ["tg-secret-123"]}, {"name": "b", "keys": ["tg-secret-123"]}]}
+    )
     assert "tg-secret-123" not in message
 
 
 def test_duplicate_virtual_aws_access_key_ids() -> None:
     cred = {"access_key_id": "TGAK0000000000000000", "secret_access_key": "s"}
-    message = error_of({"clients": [{"name": "a", "aws_credentials": [cred]}, {"name": "b", "aws_credentials": [cred]}]})
+    message = error_of(
+        {"clients": [{"name": "a", "aws_credentials": [cred]}, {"name": "b", "aws_credentials": [cred]}]}
+    )
     assert message == "clients.1.aws_credentials.0.access_key_id: used by another client"
 
 
@@ -462,12 +466,28 @@ with taddons.context(gateway) as tctx:
     [
         pytest.param({}, False, id="openai-only"),
         pytest.param({"providers": {"bedrock": {"keys": ["ABSK-bedrock-key"]}}}, True, id="bedrock-keys"),
-        pytest.param({"clients": [{"name": "a", "aws_credentials": [{"access_key_id": "AKIDEXAMPLE",
-                                                                      "secret_access_key": "s"}]}]}, True,
-                     id="a-clients-aws-keys"),
-        pytest.param({"overrides": [{"match": {"provider": "openai"}, "provider": "bedrock",
-                                     "upstream": "https://bedrock-runtime.us-east-1.amazonaws.com"}]}, True,
-                     id="a-route-to-bedrock"),
+        pytest.param(
+            {
+                "clients": [
+                    {"name": "a", "aws_credentials": [{"access_key_id": "AKIDEXAMPLE", "secret_access_key": "s"}]}
+                ]
+            },
+            True,
+            id="a-clients-aws-keys",
+        ),
+        pytest.param(
+            {
+                "overrides": [
+                    {
+                        "match": {"provider": "openai"},
+                        "provider": "bedrock",
+                        "upstream": "https://bedrock-runtime.us-east-1.amazonaws.com",
+                    }
+                ]
+            },
+            True,
+            id="a-route-to-bedrock",
+        ),
     ],
 )
 def test_botocore_is_loaded_only_for_a_configuration_that_mentions_bedrock(
@@ -480,7 +500,8 @@ def test_botocore_is_loaded_only_for_a_configuration_that_mentions_bedrock(
         config[name] = {**config.get(name, {}), **value} if isinstance(value, dict) else value
     path = tmp_path / "tollgate.yaml"
     path.write_text(yaml.safe_dump(config))
-    done = subprocess.run([sys.executable, "-c", BOTOCORE_LOADED, str(path)], cwd=ADDONS, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", BOTOCORE_LOADED, str(path)], cwd=ADDONS, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-1] == str(loaded)

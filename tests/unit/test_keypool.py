@@ -202,7 +202,9 @@ def test_round_robin_continues_after_the_skipped_key() -> None:
     rests=st.lists(st.tuples(st.integers(0, 4), st.floats(0, 100)), max_size=6),
     now=st.floats(0, 200),
 )
-def test_take_always_gives_a_free_key_when_there_is_one(keys: list[str], rests: list[tuple[int, float]], now: float) -> None:
+def test_take_always_gives_a_free_key_when_there_is_one(
+    keys: list[str], rests: list[tuple[int, float]], now: float
+) -> None:
     clock = Clock(0.0)
     pool = KeyPool(keys, clock=clock)
     until: dict[str, float] = {}

@@ -74,15 +74,31 @@ def test_routed_path(target, path, expected):
 @pytest.mark.parametrize(
     ("provider", "path", "model", "expected"),
     [
-        ("gemini", "/v1beta/models/gemini-2.5-pro:generateContent", "gemini-2.0-flash",
-         "/v1beta/models/gemini-2.0-flash:generateContent"),
-        ("gemini", "/v1/models/gemini-2.5-pro:streamGenerateContent?alt=sse", "gemini-2.0-flash",
-         "/v1/models/gemini-2.0-flash:streamGenerateContent?alt=sse"),
+        (
+            "gemini",
+            "/v1beta/models/gemini-2.5-pro:generateContent",
+            "gemini-2.0-flash",
+            "/v1beta/models/gemini-2.0-flash:generateContent",
+        ),
+        (
+            "gemini",
+            "/v1/models/gemini-2.5-pro:streamGenerateContent?alt=sse",
+            "gemini-2.0-flash",
+            "/v1/models/gemini-2.0-flash:streamGenerateContent?alt=sse",
+        ),
         ("gemini", "/v1alpha/tunedModels/mine:generateContent", "other", "/v1alpha/tunedModels/other:generateContent"),
-        ("bedrock", "/model/amazon.nova-pro-v1%3A0/converse-stream", "amazon.nova-micro-v1:0",
-         "/model/amazon.nova-micro-v1%3A0/converse-stream"),
-        ("bedrock", "/model/x/invoke", "arn:aws:bedrock:us-east-1:1:inference-profile/us.meta.llama3-70b:0",
-         "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A1%3Ainference-profile%2Fus.meta.llama3-70b%3A0/invoke"),
+        (
+            "bedrock",
+            "/model/amazon.nova-pro-v1%3A0/converse-stream",
+            "amazon.nova-micro-v1:0",
+            "/model/amazon.nova-micro-v1%3A0/converse-stream",
+        ),
+        (
+            "bedrock",
+            "/model/x/invoke",
+            "arn:aws:bedrock:us-east-1:1:inference-profile/us.meta.llama3-70b:0",
+            "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A1%3Ainference-profile%2Fus.meta.llama3-70b%3A0/invoke",
+        ),
         ("openai", "/v1/chat/completions", "gpt-4o", None),  # in the body
         ("anthropic", "/v1/messages", "claude-haiku-4-5", None),
         ("gemini", "/v1beta/models", "x", None),
@@ -101,8 +117,14 @@ def test_bedrock_rewritten_path_classifies_back_to_the_model():
 @pytest.mark.parametrize(
     ("rule", "message"),
     [
-        ({"match": {"provider": "gemini"}, "provider": "openai"}, "overrides.0: calls to gemini cannot be routed to openai"),
-        ({"match": {"provider": "anthropic"}, "provider": "gemini"}, "overrides.0: calls to anthropic cannot be routed"),
+        (
+            {"match": {"provider": "gemini"}, "provider": "openai"},
+            "overrides.0: calls to gemini cannot be routed to openai",
+        ),
+        (
+            {"match": {"provider": "anthropic"}, "provider": "gemini"},
+            "overrides.0: calls to anthropic cannot be routed",
+        ),
         ({"match": {"model": "x"}, "provider": "gemini"}, "overrides.0: a route (provider:) needs match.provider"),
         ({"match": {"provider": "openai"}, "provider": "bedrock"}, "overrides.0: a route to bedrock needs upstream"),
         ({"match": {"provider": "openai"}}, "overrides.0: a rule must set model, provider or upstream"),
@@ -118,6 +140,11 @@ def test_bad_rules_stop_start_up(rule, message):
 
 
 def test_route_to_same_provider_with_upstream_is_fine():
-    (rule,) = rules({"match": {"provider": "openai", "model": "gpt-4o"}, "provider": "openai",
-                     "upstream": "https://eu.api.openai.com"})
+    (rule,) = rules(
+        {
+            "match": {"provider": "openai", "model": "gpt-4o"},
+            "provider": "openai",
+            "upstream": "https://eu.api.openai.com",
+        }
+    )
     assert rule.upstream == "https://eu.api.openai.com"

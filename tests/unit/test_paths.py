@@ -89,7 +89,9 @@ def test_every_canonical_path_is_read(provider: str) -> None:
 @pytest.mark.parametrize("provider", list(CANONICAL))
 @settings(max_examples=400, deadline=None)
 @given(data=st.data(), kinds=st.lists(st.sampled_from(KINDS), min_size=1, max_size=3))
-def test_a_changed_path_is_read_as_its_endpoint_or_refused(provider: str, data: st.DataObject, kinds: list[str]) -> None:
+def test_a_changed_path_is_read_as_its_endpoint_or_refused(
+    provider: str, data: st.DataObject, kinds: list[str]
+) -> None:
     path = data.draw(st.sampled_from(CANONICAL[provider]))
     meant = _reading(provider, path)
     changed = path

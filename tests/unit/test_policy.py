@@ -132,9 +132,7 @@ def list_models(**who: Any) -> dict:
     return request("openai", "GET", "/v1/models", **who)
 
 
-def messages(
-    model: str = "claude-sonnet-4-5", max_tokens: int | None = 256, stream: bool = False, **who: Any
-) -> dict:
+def messages(model: str = "claude-sonnet-4-5", max_tokens: int | None = 256, stream: bool = False, **who: Any) -> dict:
     body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": stream}
     if max_tokens is not None:
         body["max_tokens"] = max_tokens
@@ -254,7 +252,9 @@ BLOCKED_CASES = [
         ["group interns-after-hours is blocked", "group suspended is blocked"],
         id="two-blocked-groups-two-reasons-sorted",
     ),
-    pytest.param(list_models(client="zed", groups=("suspended",)), ["group suspended is blocked"], id="even-listing-models"),
+    pytest.param(
+        list_models(client="zed", groups=("suspended",)), ["group suspended is blocked"], id="even-listing-models"
+    ),
     pytest.param(chat(groups=("research",)), [], id="research"),
     pytest.param(chat(client="eve", groups=()), [], id="no-groups"),
     pytest.param(chat(**ANONYMOUS), [], id="anonymous"),
@@ -278,13 +278,17 @@ CAP_CASES = [
     pytest.param(chat(max_tokens=4097), ["max_tokens 4097 is over the cap of 4096"], id="chat-over-cap"),
     pytest.param(
         request(
-            "openai", "POST", "/v1/chat/completions",
+            "openai",
+            "POST",
+            "/v1/chat/completions",
             {"model": "gpt-4o", "messages": [], "max_completion_tokens": 10000},
         ),
         ["max_tokens 10000 is over the cap of 4096"],
         id="chat-max_completion_tokens-over-cap",
     ),
-    pytest.param(responses(max_output_tokens=8192), ["max_tokens 8192 is over the cap of 4096"], id="responses-over-cap"),
+    pytest.param(
+        responses(max_output_tokens=8192), ["max_tokens 8192 is over the cap of 4096"], id="responses-over-cap"
+    ),
     pytest.param(messages(max_tokens=64000), ["max_tokens 64000 is over the cap of 4096"], id="messages-over-cap"),
     pytest.param(gemini(max_tokens=5000), ["max_tokens 5000 is over the cap of 4096"], id="gemini-over-cap"),
     pytest.param(converse(max_tokens=4097), ["max_tokens 4097 is over the cap of 4096"], id="converse-over-cap"),
@@ -294,7 +298,9 @@ CAP_CASES = [
     pytest.param(responses(max_output_tokens=None), [SET_MAX_TOKENS], id="responses-null"),
     pytest.param(messages(max_tokens=None), [SET_MAX_TOKENS], id="messages-null"),
     pytest.param(gemini(max_tokens=None), [SET_MAX_TOKENS], id="generateContent-null"),
-    pytest.param(gemini(method="streamGenerateContent", max_tokens=None), [SET_MAX_TOKENS], id="streamGenerateContent-null"),
+    pytest.param(
+        gemini(method="streamGenerateContent", max_tokens=None), [SET_MAX_TOKENS], id="streamGenerateContent-null"
+    ),
     pytest.param(converse(max_tokens=None), [SET_MAX_TOKENS], id="converse-null"),
     pytest.param(converse(op="converse-stream", max_tokens=None), [SET_MAX_TOKENS], id="converse-stream-null"),
     pytest.param(invoke(max_tokens=None), [SET_MAX_TOKENS], id="invoke-null"),
@@ -317,7 +323,9 @@ CAP_CASES = [
         id="legacy-completions-null",
     ),
     pytest.param(
-        request("openai", "POST", "/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "x", "max_tokens": 5000}),
+        request(
+            "openai", "POST", "/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "x", "max_tokens": 5000}
+        ),
         ["max_tokens 5000 is over the cap of 4096"],
         id="legacy-completions-over-cap",
     ),
@@ -382,8 +390,11 @@ INFERENCE_ONLY_CASES = [
     pytest.param(gemini(method="streamGenerateContent"), [], id="gemini-stream"),
     pytest.param(converse(op="converse-stream"), [], id="bedrock-converse-stream"),
     pytest.param(invoke(), [], id="bedrock-invoke"),
-    pytest.param(request("gemini", "POST", "/v1beta/openai/chat/completions", {"model": "gemini-2.5-pro"}), [],
-                 id="gemini-openai-compatible"),
+    pytest.param(
+        request("gemini", "POST", "/v1beta/openai/chat/completions", {"model": "gemini-2.5-pro"}),
+        [],
+        id="gemini-openai-compatible",
+    ),
     # openai-agents' trace upload: refused unless a group allows it.
     pytest.param(request(*TRACES), [not_inference("traces.ingest", '["research"]')], id="traces"),
     pytest.param(request(*TRACES, **ANONYMOUS), [not_inference("traces.ingest", "[]")], id="traces-anonymous"),
@@ -394,31 +405,65 @@ INFERENCE_ONLY_CASES = [
     pytest.param(request("openai", "GET", "/v1/files"), [not_inference("files", '["research"]')], id="files-list"),
     pytest.param(request("openai", "POST", "/v1/files"), [not_inference("files", '["research"]')], id="files-upload"),
     pytest.param(request("openai", "GET", "/v1/files/file-abc/content", groups=("data",)), [], id="files-content-data"),
-    pytest.param(request("openai", "POST", "/v1/batches", {"input_file_id": "file-abc"}, groups=("data",)), [],
-                 id="batches-data"),
-    pytest.param(request("openai", "POST", "/v1/uploads", {"purpose": "batch"}),
-                 [not_inference("uploads", '["research"]')], id="uploads"),
-    pytest.param(request("openai", "POST", "/v1/vector_stores", {"name": "docs"}, groups=("support",)),
-                 [not_inference("vector_stores", '["support"]')], id="vector-stores"),
-    pytest.param(request("openai", "POST", "/v1/fine_tuning/jobs", {"model": "gpt-4o-mini"}, groups=("data",)),
-                 [not_inference("fine_tuning.jobs", '["data"]')], id="fine-tuning-data"),
-    pytest.param(request("openai", "POST", "/v1/fine_tuning/jobs", {"model": "gpt-4o-mini"}, groups=("platform",)),
-                 [], id="fine-tuning-platform"),
-    pytest.param(request("openai", "POST", "/v1/assistants", {"model": "gpt-4o"}),
-                 [not_inference("assistants", '["research"]')], id="assistants"),
-    pytest.param(request("anthropic", "POST", "/v1/messages/batches", {"requests": []}),
-                 [not_inference("messages.batches", '["research"]')], id="anthropic-batches"),
-    pytest.param(request("anthropic", "POST", "/v1/messages/batches", {"requests": []}, groups=("data",)), [],
-                 id="anthropic-batches-data"),
-    pytest.param(gemini(method="batchGenerateContent"), [not_inference("batchGenerateContent", '["research"]')],
-                 id="gemini-batch"),
-    pytest.param(request("gemini", "GET", "/v1beta/cachedContents"), [not_inference("cachedContents", '["research"]')],
-                 id="gemini-cached-contents"),
-    pytest.param(request("bedrock", "POST", "/async-invoke", {"modelId": "amazon.nova-reel-v1:0"}),
-                 [not_inference("async-invoke", '["research"]')], id="bedrock-async-invoke"),
+    pytest.param(
+        request("openai", "POST", "/v1/batches", {"input_file_id": "file-abc"}, groups=("data",)), [], id="batches-data"
+    ),
+    pytest.param(
+        request("openai", "POST", "/v1/uploads", {"purpose": "batch"}),
+        [not_inference("uploads", '["research"]')],
+        id="uploads",
+    ),
+    pytest.param(
+        request("openai", "POST", "/v1/vector_stores", {"name": "docs"}, groups=("support",)),
+        [not_inference("vector_stores", '["support"]')],
+        id="vector-stores",
+    ),
+    pytest.param(
+        request("openai", "POST", "/v1/fine_tuning/jobs", {"model": "gpt-4o-mini"}, groups=("data",)),
+        [not_inference("fine_tuning.jobs", '["data"]')],
+        id="fine-tuning-data",
+    ),
+    pytest.param(
+        request("openai", "POST", "/v1/fine_tuning/jobs", {"model": "gpt-4o-mini"}, groups=("platform",)),
+        [],
+        id="fine-tuning-platform",
+    ),
+    pytest.param(
+        request("openai", "POST", "/v1/assistants", {"model": "gpt-4o"}),
+        [not_inference("assistants", '["research"]')],
+        id="assistants",
+    ),
+    pytest.param(
+        request("anthropic", "POST", "/v1/messages/batches", {"requests": []}),
+        [not_inference("messages.batches", '["research"]')],
+        id="anthropic-batches",
+    ),
+    pytest.param(
+        request("anthropic", "POST", "/v1/messages/batches", {"requests": []}, groups=("data",)),
+        [],
+        id="anthropic-batches-data",
+    ),
+    pytest.param(
+        gemini(method="batchGenerateContent"),
+        [not_inference("batchGenerateContent", '["research"]')],
+        id="gemini-batch",
+    ),
+    pytest.param(
+        request("gemini", "GET", "/v1beta/cachedContents"),
+        [not_inference("cachedContents", '["research"]')],
+        id="gemini-cached-contents",
+    ),
+    pytest.param(
+        request("bedrock", "POST", "/async-invoke", {"modelId": "amazon.nova-reel-v1:0"}),
+        [not_inference("async-invoke", '["research"]')],
+        id="bedrock-async-invoke",
+    ),
     # An endpoint Tollgate cannot name is not inference, whatever the groups.
-    pytest.param(request("openai", "GET", "/v1/file-abc", groups=("platform",)),
-                 [not_inference("null", '["platform"]')], id="endpoint-null"),
+    pytest.param(
+        request("openai", "GET", "/v1/file-abc", groups=("platform",)),
+        [not_inference("null", '["platform"]')],
+        id="endpoint-null",
+    ),
 ]
 
 
@@ -448,7 +493,7 @@ COMBINED_CASES = [
     ),
     pytest.param(
         gemini("gemini-2.5-pro", method="streamGenerateContent", max_tokens=None, **ANONYMOUS),
-        ["client null may not stream", 'model gemini-2.5-pro is not allowed for groups []', SET_MAX_TOKENS],
+        ["client null may not stream", "model gemini-2.5-pro is not allowed for groups []", SET_MAX_TOKENS],
         id="anonymous-gemini-stream",
     ),
     pytest.param(list_models(**ANONYMOUS), [], id="listing-models-anonymously"),
@@ -470,26 +515,42 @@ def test_two_files_and_a_file_of_my_own(tmp_path: Path) -> None:
     )
     policy = Policy([BLOCKED, mine])
     document = request(
-        "anthropic", "POST", "/v1/messages",
+        "anthropic",
+        "POST",
+        "/v1/messages",
         {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [], "tools": [{"name": "t"}]},
-        client="zed", groups=("suspended",),
+        client="zed",
+        groups=("suspended",),
     )
     assert policy.decide(document) == Decision(("group suspended is blocked", "tools are not allowed"))
     assert policy.decide(chat()).allowed
 
 
 def test_the_same_reason_from_two_rules_is_given_once(tmp_path: Path) -> None:
-    policy = Policy([
-        write(tmp_path / "a.rego", 'package tollgate\nimport rego.v1\ndeny contains "no" if input.request.stream\n'),
-        write(tmp_path / "b.rego", 'package tollgate\nimport rego.v1\ndeny contains "no" if input.client.name == "bob"\n'),
-    ])
+    policy = Policy(
+        [
+            write(
+                tmp_path / "a.rego", 'package tollgate\nimport rego.v1\ndeny contains "no" if input.request.stream\n'
+            ),
+            write(
+                tmp_path / "b.rego",
+                'package tollgate\nimport rego.v1\ndeny contains "no" if input.client.name == "bob"\n',
+            ),
+        ]
+    )
     assert policy.decide(chat(stream=True, client="bob")) == Decision(("no",))
 
 
 def test_helpers_of_the_same_name_in_two_files_are_one_rule(tmp_path: Path) -> None:
-    first = write(tmp_path / "a.rego", 'package tollgate\nimport rego.v1\ncap := 4096\ndeny contains "a" if input.x > cap\n')
-    same = write(tmp_path / "b.rego", 'package tollgate\nimport rego.v1\ncap := 4096\ndeny contains "b" if input.y > cap\n')
-    other = write(tmp_path / "c.rego", 'package tollgate\nimport rego.v1\ncap := 1000\ndeny contains "c" if input.y > cap\n')
+    first = write(
+        tmp_path / "a.rego", 'package tollgate\nimport rego.v1\ncap := 4096\ndeny contains "a" if input.x > cap\n'
+    )
+    same = write(
+        tmp_path / "b.rego", 'package tollgate\nimport rego.v1\ncap := 4096\ndeny contains "b" if input.y > cap\n'
+    )
+    other = write(
+        tmp_path / "c.rego", 'package tollgate\nimport rego.v1\ncap := 1000\ndeny contains "c" if input.y > cap\n'
+    )
     assert Policy([first, same]).decide({"x": 1, "y": 5000}) == Decision(("b",))
     assert Policy([first, other]).decide({"x": 1, "y": 1}).deny_reasons == (POLICY_ERROR,)
 
@@ -536,15 +597,28 @@ def test_policy_input_is_designs_input_document() -> None:
     document = policy_input(call)
     assert document == {
         "client": {"name": "alice", "groups": ["research"], "auth": "virtual_key"},
-        "provider": "openai", "host": "api.openai.com", "method": "POST", "path": "/v1/chat/completions",
-        "endpoint": "chat.completions", "requested_model": "gpt-4o", "model": "gpt-4o-mini",
-        "request": {"message_count": 3, "has_system": True, "has_tools": False, "stream": False,
-                    "max_tokens": 256},
+        "provider": "openai",
+        "host": "api.openai.com",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "endpoint": "chat.completions",
+        "requested_model": "gpt-4o",
+        "model": "gpt-4o-mini",
+        "request": {"message_count": 3, "has_system": True, "has_tools": False, "stream": False, "max_tokens": 256},
         "unread": [],
     }
     # Exactly these keys, in this order, and nothing else (no wire format, no credentials, no ids).
     assert list(document) == [
-        "client", "provider", "host", "method", "path", "endpoint", "requested_model", "model", "request", "unread",
+        "client",
+        "provider",
+        "host",
+        "method",
+        "path",
+        "endpoint",
+        "requested_model",
+        "model",
+        "request",
+        "unread",
     ]
     assert list(document["client"]) == ["name", "groups", "auth"]
     assert list(document["request"]) == ["message_count", "has_system", "has_tools", "stream", "max_tokens"]
@@ -555,26 +629,42 @@ def test_policy_input_without_override_or_facts() -> None:
     call = Call(provider="gemini", host="generativelanguage.googleapis.com", method="GET", path="/v1beta/models")
     assert policy_input(call) == {
         "client": {"name": None, "groups": [], "auth": "anonymous"},
-        "provider": "gemini", "host": "generativelanguage.googleapis.com", "method": "GET",
-        "path": "/v1beta/models", "endpoint": None, "requested_model": None, "model": None,
-        "request": {"message_count": None, "has_system": None, "has_tools": None, "stream": None,
-                    "max_tokens": None},
+        "provider": "gemini",
+        "host": "generativelanguage.googleapis.com",
+        "method": "GET",
+        "path": "/v1beta/models",
+        "endpoint": None,
+        "requested_model": None,
+        "model": None,
+        "request": {"message_count": None, "has_system": None, "has_tools": None, "stream": None, "max_tokens": None},
         "unread": [],
     }
 
 
 def test_policy_input_model_falls_back_to_the_requested_one() -> None:
-    document = request("bedrock", "POST", "/model/amazon.nova-lite-v1%3A0/converse-stream",
-                       {"messages": [{"role": "user", "content": [{"text": "hi"}]}],
-                        "system": [{"text": "be brief"}], "inferenceConfig": {"maxTokens": 100}},
-                       client="carol", groups=("support", "ml"), auth="proxyauth")
+    document = request(
+        "bedrock",
+        "POST",
+        "/model/amazon.nova-lite-v1%3A0/converse-stream",
+        {
+            "messages": [{"role": "user", "content": [{"text": "hi"}]}],
+            "system": [{"text": "be brief"}],
+            "inferenceConfig": {"maxTokens": 100},
+        },
+        client="carol",
+        groups=("support", "ml"),
+        auth="proxyauth",
+    )
     assert document == {
         "client": {"name": "carol", "groups": ["support", "ml"], "auth": "proxyauth"},
-        "provider": "bedrock", "host": "bedrock-runtime.us-east-1.amazonaws.com", "method": "POST",
-        "path": "/model/amazon.nova-lite-v1%3A0/converse-stream", "endpoint": "converse-stream",
-        "requested_model": "amazon.nova-lite-v1:0", "model": "amazon.nova-lite-v1:0",
-        "request": {"message_count": 1, "has_system": True, "has_tools": False, "stream": True,
-                    "max_tokens": 100},
+        "provider": "bedrock",
+        "host": "bedrock-runtime.us-east-1.amazonaws.com",
+        "method": "POST",
+        "path": "/model/amazon.nova-lite-v1%3A0/converse-stream",
+        "endpoint": "converse-stream",
+        "requested_model": "amazon.nova-lite-v1:0",
+        "model": "amazon.nova-lite-v1:0",
+        "request": {"message_count": 1, "has_system": True, "has_tools": False, "stream": True, "max_tokens": 100},
         "unread": [],
     }
 
@@ -582,8 +672,9 @@ def test_policy_input_model_falls_back_to_the_requested_one() -> None:
 def test_policy_input_takes_what_the_policy_can_check() -> None:
     """The document carries what the classify stage counted, so a policy can test it."""
     policy = Policy([EXAMPLES / "streaming_clients.rego"])
-    document = request("openai", "POST", "/v1/responses", {"model": "gpt-4o", "input": "x", "stream": True},
-                       client="bob")
+    document = request(
+        "openai", "POST", "/v1/responses", {"model": "gpt-4o", "input": "x", "stream": True}, client="bob"
+    )
     assert document["endpoint"] == "responses" and document["request"]["stream"] is True
     assert policy.decide(document) == Decision(("client bob may not stream",))
 
@@ -613,7 +704,7 @@ def test_no_policy_configured(tmp_path: Path) -> None:
 
 # --- load errors: they name the file, line and column ----------------------------------------------
 
-UNCLOSED = "package tollgate\n\nimport rego.v1\n\ndeny contains msg if {\n\tmsg := \"x\"\n"
+UNCLOSED = 'package tollgate\n\nimport rego.v1\n\ndeny contains msg if {\n\tmsg := "x"\n'
 
 
 def load_error(files: list[Path]) -> str:
@@ -628,7 +719,7 @@ def test_compile_error_names_file_line_and_column(tmp_path: Path) -> None:
 
 
 def test_compile_error_column_on_an_indented_line(tmp_path: Path) -> None:
-    path = write(tmp_path / "policy.rego", "package tollgate\ndeny contains msg if { msg := \"x\"\n")
+    path = write(tmp_path / "policy.rego", 'package tollgate\ndeny contains msg if { msg := "x"\n')
     assert load_error([path]) == f"{path}:2:22: this is unclosed"
 
 
@@ -663,7 +754,9 @@ def test_a_directory_is_not_a_policy(tmp_path: Path) -> None:
 
 
 def test_non_utf8_file_names_the_file(tmp_path: Path) -> None:
-    path = write(tmp_path / "latin1.rego", 'package tollgate\n# caf\xe9\ndeny contains "x" if false\n'.encode("latin-1"))
+    path = write(
+        tmp_path / "latin1.rego", 'package tollgate\n# caf\xe9\ndeny contains "x" if false\n'.encode("latin-1")
+    )
     message = load_error([path])
     assert message.startswith(f"{path}: cannot read: ")
     assert "'utf-8' codec can't decode byte 0xe9" in message
@@ -835,19 +928,30 @@ def bob_streaming(provider: str) -> Call:
         body = {"model": "claude-sonnet-4-5", "messages": [], "stream": True, "max_tokens": 10}
         return call_of("anthropic", "POST", "/v1/messages", body, **who)
     if provider == "gemini":
-        return call_of("gemini", "POST", "/v1beta/models/gemini-2.0-flash:streamGenerateContent", {"contents": []}, **who)
+        return call_of(
+            "gemini", "POST", "/v1beta/models/gemini-2.0-flash:streamGenerateContent", {"contents": []}, **who
+        )
     return call_of("bedrock", "POST", "/model/amazon.nova-lite-v1%3A0/converse-stream", {"messages": []}, **who)
 
 
 @pytest.mark.parametrize(
     ("provider", "body", "extra_headers"),
     [
-        ("openai", {"error": {"message": DENIED_MESSAGE, "type": "permission_denied", "param": None,
-                              "code": "policy_denied"}}, {"x-should-retry": "false"}),
-        ("gemini", {"error": {"code": 403, "message": DENIED_MESSAGE, "status": "PERMISSION_DENIED"}},
-         {"x-should-retry": "false"}),
-        ("anthropic", {"type": "error", "error": {"type": "permission_error", "message": DENIED_MESSAGE}},
-         {"x-should-retry": "false"}),
+        (
+            "openai",
+            {"error": {"message": DENIED_MESSAGE, "type": "permission_denied", "param": None, "code": "policy_denied"}},
+            {"x-should-retry": "false"},
+        ),
+        (
+            "gemini",
+            {"error": {"code": 403, "message": DENIED_MESSAGE, "status": "PERMISSION_DENIED"}},
+            {"x-should-retry": "false"},
+        ),
+        (
+            "anthropic",
+            {"type": "error", "error": {"type": "permission_error", "message": DENIED_MESSAGE}},
+            {"x-should-retry": "false"},
+        ),
         ("bedrock", {"message": DENIED_MESSAGE}, {"x-amzn-errortype": "AccessDeniedException"}),
     ],
 )
@@ -871,8 +975,9 @@ def test_decide_refuses_with_403_in_the_providers_shape(provider: str, body: dic
 
 def test_decide_lets_an_allowed_call_go() -> None:
     decide = Decide(shared_with(example(*ALL_EXAMPLES)))
-    call = call_of("openai", "POST", "/v1/chat/completions",
-                   {"model": "gpt-4o", "messages": [], "stream": True, "max_tokens": 100})
+    call = call_of(
+        "openai", "POST", "/v1/chat/completions", {"model": "gpt-4o", "messages": [], "stream": True, "max_tokens": 100}
+    )
     flow = flow_for(call)
     hook_run(decide, flow)
     assert flow.response is None
@@ -1120,8 +1225,11 @@ def test_after_a_timeout_a_new_worker_decides_and_equal_inputs_hit_the_cache(tmp
             assert policy.worker.pid is not None
             # Calls with the facts of decided ones are answered at once, without the worker: the
             # timed-out one too (it would take as long again); facts no rule reads do not matter.
-            for model, decision in (("gpt-4o-mini", Decision(())), ("gpt-4o!", Decision(("bad model name",))),
-                                    (PATHOLOGICAL, EXCEEDED)):
+            for model, decision in (
+                ("gpt-4o-mini", Decision(())),
+                ("gpt-4o!", Decision(("bad model name",))),
+                (PATHOLOGICAL, EXCEEDED),
+            ):
                 assert policy.decide_call_in_worker(model_call(model, messages=3)) == decision
         finally:
             await policy.aclose()
@@ -1178,7 +1286,10 @@ def test_while_an_evaluation_hangs_the_decide_stage_answers_cached_calls_at_once
     assert json.loads(bad_flow.response.content)["error"]["message"] == "Tollgate policy denied this call: policy error"
     record = bad.audit_record()
     assert (record["decision"], record["deny_reasons"], record["error"]) == (
-        "deny", ["policy error"], f"policy evaluation exceeded its time limit of {LIMIT:g} s")
+        "deny",
+        ["policy error"],
+        f"policy evaluation exceeded its time limit of {LIMIT:g} s",
+    )
     assert f"Tollgate: policy evaluation exceeded its time limit of {LIMIT:g} s" in caplog.text
 
 
@@ -1278,7 +1389,9 @@ def test_cli_runtime_policy_error_is_a_denial_with_the_error(tmp_path: Path, cap
     code, out, _ = run_eval(capsys, "--policy", policy, "--input", write_input(tmp_path, chat()))
     assert code == 1
     assert json.loads(out) == {
-        "allowed": False, "deny": ["policy error"], "error": "data.tollgate.deny is not a set of strings",
+        "allowed": False,
+        "deny": ["policy error"],
+        "error": "data.tollgate.deny is not a set of strings",
     }
 
 
@@ -1368,7 +1481,10 @@ def test_cli_undefined_deny_does_not_abort(tmp_path: Path) -> None:
     document = write_input(tmp_path, chat())
     done = subprocess.run(
         [sys.executable, "-m", "tollgate", "policy", "eval", "--policy", str(policy), "--input", str(document)],
-        cwd=ADDONS, capture_output=True, text=True, timeout=120,
+        cwd=ADDONS,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     # It aborted (SIGABRT, exit -6) when data.tollgate.deny was undefined.
     assert done.returncode in (0, 1, 2), f"exit {done.returncode}: {done.stderr[-500:]}"
@@ -1404,8 +1520,9 @@ def test_a_call_is_decided_on_its_input_document_and_equal_calls_once(tmp_path: 
     )
     policy = Policy([path])
     calls = evaluations(policy)
-    big, small = call_of("openai", "POST", "/v1/chat/completions", {"model": "gpt-4o", "max_tokens": 11}), call_of(
-        "openai", "POST", "/v1/chat/completions", {"model": "gpt-4o", "max_tokens": 1}, groups=("support",)
+    big, small = (
+        call_of("openai", "POST", "/v1/chat/completions", {"model": "gpt-4o", "max_tokens": 11}),
+        call_of("openai", "POST", "/v1/chat/completions", {"model": "gpt-4o", "max_tokens": 1}, groups=("support",)),
     )
     decisions = [policy.decide_call(c).deny_reasons for c in (big, small, big, small)]
     assert decisions == [("big", "research"), (), ("big", "research"), ()]
@@ -1450,16 +1567,35 @@ def test_facts_read_by_the_examples() -> None:
 @pytest.mark.parametrize(
     ("source", "read"),
     [
-        pytest.param("x := input.request", ["request.message_count", "request.has_system", "request.has_tools",
-                                            "request.stream", "request.max_tokens"], id="a-path-reads-what-is-beneath"),
+        pytest.param(
+            "x := input.request",
+            [
+                "request.message_count",
+                "request.has_system",
+                "request.has_tools",
+                "request.stream",
+                "request.max_tokens",
+            ],
+            id="a-path-reads-what-is-beneath",
+        ),
         pytest.param("x := input.client.groups[_]", ["client.groups"], id="an-index-after-a-path"),
-        pytest.param('x := input.client["name"]', ["client.name", "client.groups", "client.auth"], id="a-key-after-a-path"),
+        pytest.param(
+            'x := input.client["name"]', ["client.name", "client.groups", "client.auth"], id="a-key-after-a-path"
+        ),
         pytest.param("x := input . model", ["model"], id="spaces-around-the-dot"),
         pytest.param("x := input.client.name.first", ["client.name"], id="beneath-a-leaf"),
         pytest.param("x := input.tenant", [], id="a-field-the-document-lacks"),
-        pytest.param("import input.request as r\nx := r.stream", ["request.message_count", "request.has_system",
-                                                                  "request.has_tools", "request.stream",
-                                                                  "request.max_tokens"], id="import-of-a-path"),
+        pytest.param(
+            "import input.request as r\nx := r.stream",
+            [
+                "request.message_count",
+                "request.has_system",
+                "request.has_tools",
+                "request.stream",
+                "request.max_tokens",
+            ],
+            id="import-of-a-path",
+        ),
         pytest.param('msg := "input.host"', ["host"], id="a-path-in-a-string-counts"),
         pytest.param("# input.host\nx := input.path", ["path"], id="a-comment-reads-nothing"),
         pytest.param("x := input_tokens", [], id="a-longer-name"),
@@ -1508,10 +1644,18 @@ def _fact_path(index: int) -> str:
     return walk(INPUT_LAYOUT, "") or f"?{index}"
 
 
-@pytest.mark.parametrize(("system", "tools", "stream"), [(True, False, False), (False, True, False), (False, False, True)])
+@pytest.mark.parametrize(
+    ("system", "tools", "stream"), [(True, False, False), (False, True, False), (False, False, True)]
+)
 def test_the_layout_is_where_the_input_document_puts_each_fact(system: bool, tools: bool, stream: bool) -> None:
     messages = [{"role": "system", "content": "s"}] * system + [{"role": "user", "content": "u"}]
-    body = {"model": "gpt-4o", "max_tokens": 7, "stream": stream, "messages": messages, **({"tools": [{}]} if tools else {})}
+    body = {
+        "model": "gpt-4o",
+        "max_tokens": 7,
+        "stream": stream,
+        "messages": messages,
+        **({"tools": [{}]} if tools else {}),
+    }
     call = call_of("openai", "POST", "/v1/chat/completions", body, groups=("research", "support"), model="gpt-4o-mini")
     facts = input_facts(call)
     document = policy_input(call)
@@ -1523,15 +1667,17 @@ def test_the_layout_is_where_the_input_document_puts_each_fact(system: bool, too
         assert value == (list(fact) if isinstance(fact, tuple) else fact), _fact_path(index)
 
 
-CALL_FACTS = st.fixed_dictionaries({
-    "model": st.sampled_from(["gpt-4o", "gpt-4o-mini", "gpt-4.1", None]),
-    "max_tokens": st.sampled_from([None, 1, 4096, 4097]),
-    "stream": st.booleans(),
-    "messages": st.integers(1, 3),
-    "client": st.sampled_from(["alice", "chat-ui", "bob", None]),
-    "groups": st.lists(st.sampled_from(["research", "support", "suspended"]), max_size=2, unique=True).map(tuple),
-    "override": st.sampled_from([None, "gpt-4o-mini"]),
-})
+CALL_FACTS = st.fixed_dictionaries(
+    {
+        "model": st.sampled_from(["gpt-4o", "gpt-4o-mini", "gpt-4.1", None]),
+        "max_tokens": st.sampled_from([None, 1, 4096, 4097]),
+        "stream": st.booleans(),
+        "messages": st.integers(1, 3),
+        "client": st.sampled_from(["alice", "chat-ui", "bob", None]),
+        "groups": st.lists(st.sampled_from(["research", "support", "suspended"]), max_size=2, unique=True).map(tuple),
+        "override": st.sampled_from([None, "gpt-4o-mini"]),
+    }
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -1542,11 +1688,21 @@ def test_a_cached_decision_is_the_decision_evaluated_anew(calls: list[dict]) -> 
     for files in ((ALLOWLIST,), (CAP, STREAMING), ALL_EXAMPLES):
         policy = example(*files)
         for facts in calls:
-            body = {"messages": [{"role": "user", "content": "hi"}] * facts["messages"], "stream": facts["stream"],
-                    **({"model": facts["model"]} if facts["model"] else {}),
-                    **({"max_tokens": facts["max_tokens"]} if facts["max_tokens"] is not None else {})}
-            call = call_of("openai", "POST", "/v1/chat/completions", body, client=facts["client"],
-                           groups=facts["groups"], model=facts["override"])
+            body = {
+                "messages": [{"role": "user", "content": "hi"}] * facts["messages"],
+                "stream": facts["stream"],
+                **({"model": facts["model"]} if facts["model"] else {}),
+                **({"max_tokens": facts["max_tokens"]} if facts["max_tokens"] is not None else {}),
+            }
+            call = call_of(
+                "openai",
+                "POST",
+                "/v1/chat/completions",
+                body,
+                client=facts["client"],
+                groups=facts["groups"],
+                model=facts["override"],
+            )
             assert policy.decide_call(call) == policy._evaluate(policy_input(call))
 
 

@@ -27,22 +27,21 @@ from tollgate.providers.base import (
     MISCONFIGURED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
-    REDACTED,
     STATUS,
     UNAUTHENTICATED,
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
     Presented,
+    Unreadable,
     add_totals,
     as_int,
     bearer,
     count,
-    encode_json,
     decoded,
+    encode_json,
     header_index,
     parse_json,
     read_request_json,
-    Unreadable,
     with_header,
 )
 
@@ -247,16 +246,21 @@ def test_read_request_json_reads_as_the_standard_library_does(body: bytes, expec
 
 def test_answers_read_integers_beyond_64_bits_as_floats_and_usage_does_not_count_them() -> None:
     assert parse_json(b'{"n": 18446744073709551615, "m": 18446744073709551616}') == {
-        "n": 18446744073709551615, "m": 1.8446744073709552e19}
+        "n": 18446744073709551615,
+        "m": 1.8446744073709552e19,
+    }
     assert openai_mod.usage_of("chat.completions", b'{"usage": {"prompt_tokens": 18446744073709551616}}') == Usage()
 
 
 def test_a_rewritten_request_keeps_what_orjson_would_not_write_as_it_came() -> None:
-    body = b'{"a":NaN,"b":-Infinity,"c":1e400,"d":123456789012345678901234567890,"e":"\\udcff","f":"gr\xc3\xbc\xc3\x9f"}'
+    body = (
+        b'{"a":NaN,"b":-Infinity,"c":1e400,"d":123456789012345678901234567890,"e":"\\udcff","f":"gr\xc3\xbc\xc3\x9f"}'
+    )
     parsed = read_request_json(body)
     assert parsed is not None and parsed["a"] != parsed["a"] and parsed["b"] == float("-inf")
     assert encode_json(parsed) == (
-        b'{"a":NaN,"b":-Infinity,"c":Infinity,"d":123456789012345678901234567890,"e":"\\udcff","f":"gr\\u00fc\\u00df"}')
+        b'{"a":NaN,"b":-Infinity,"c":Infinity,"d":123456789012345678901234567890,"e":"\\udcff","f":"gr\\u00fc\\u00df"}'
+    )
     assert encode_json({"f": "grüß", "n": [1, 2.5, None, True]}) == '{"f":"grüß","n":[1,2.5,null,true]}'.encode()
 
 
@@ -461,7 +465,9 @@ def test_openai_embeddings() -> None:
 
 
 def test_openai_legacy_completions() -> None:
-    c = classify(OPENAI, "POST", "/v1/completions", j({"model": "gpt-3.5-turbo-instruct", "prompt": "x", "max_tokens": 7}))
+    c = classify(
+        OPENAI, "POST", "/v1/completions", j({"model": "gpt-3.5-turbo-instruct", "prompt": "x", "max_tokens": 7})
+    )
     assert c.endpoint == "completions"
     assert facts(c) == (None, None, None, False, 7)
 
@@ -679,7 +685,9 @@ def test_anthropic_messages_facts() -> None:
 
 
 def test_anthropic_messages_minimal() -> None:
-    c = classify(ANTHROPIC, "POST", "/v1/messages", j({"model": "claude-3-5-haiku-latest", "messages": [{}], "max_tokens": 5}))
+    c = classify(
+        ANTHROPIC, "POST", "/v1/messages", j({"model": "claude-3-5-haiku-latest", "messages": [{}], "max_tokens": 5})
+    )
     assert facts(c) == (1, False, False, False, 5)
 
 
@@ -710,9 +718,7 @@ def test_anthropic_get_has_no_facts() -> None:
     assert facts(c) == NO_FACTS
 
 
-@pytest.mark.parametrize(
-    "body", [{"model": 3}, {"model": "m", "max_tokens": "lots"}, {"model": "m", "stream": "true"}]
-)
+@pytest.mark.parametrize("body", [{"model": 3}, {"model": "m", "max_tokens": "lots"}, {"model": "m", "stream": "true"}])
 def test_anthropic_facts_of_the_wrong_type_are_refused(body: dict) -> None:
     with pytest.raises(Unreadable):
         ANTHROPIC.classify("POST", "/v1/messages", body)
@@ -724,7 +730,9 @@ def test_anthropic_other_shapes_give_no_facts() -> None:
 
 
 def test_anthropic_openai_compatible_chat() -> None:
-    body = j({"model": "claude-opus-4-1", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]})
+    body = j(
+        {"model": "claude-opus-4-1", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]}
+    )
     c = classify(ANTHROPIC, "POST", "/v1/chat/completions", body)
     assert (c.endpoint, c.model, c.wire_format) == ("chat.completions", "claude-opus-4-1", "openai")
     assert facts(c) == (2, True, False, False, None)
@@ -759,8 +767,10 @@ BEDROCK_MODELS = [
         "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/xyz789",
     ),
     # An ARN's ':' may come unencoded (its '/' may not: that is another path, refused).
-    ("arn:aws:bedrock:us-east-1::foundation-model%2Famazon.titan-text-express-v1",
-     "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-text-express-v1"),
+    (
+        "arn:aws:bedrock:us-east-1::foundation-model%2Famazon.titan-text-express-v1",
+        "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-text-express-v1",
+    ),
     # Decoded exactly once.
     ("model%253Awith%252Fescapes", "model%3Awith%2Fescapes"),
     ("anthropic.claude-v2%25", "anthropic.claude-v2%"),
@@ -882,8 +892,11 @@ def test_bedrock_invoke_claude_body() -> None:
     [
         # Amazon Nova
         (
-            {"messages": [{"role": "user", "content": [{"text": "a"}]}], "system": [{"text": "s"}],
-             "inferenceConfig": {"max_new_tokens": 100}},
+            {
+                "messages": [{"role": "user", "content": [{"text": "a"}]}],
+                "system": [{"text": "s"}],
+                "inferenceConfig": {"max_new_tokens": 100},
+            },
             (1, True, False, False, 100),
         ),
         # Amazon Titan
@@ -1011,15 +1024,39 @@ def _sent(client: Any, operation: str, **kwargs: Any) -> tuple[str, bytes]:
 @pytest.mark.parametrize(
     ("operation", "endpoint", "kwargs"),
     [
-        ("converse", "converse", {"messages": [{"role": "user", "content": [{"text": "hi"}]}],
-                                  "system": [{"text": "s"}], "inferenceConfig": {"maxTokens": 5}}),
-        ("converse_stream", "converse-stream", {"messages": [{"role": "user", "content": [{"text": "hi"}]}],
-                                               "system": [{"text": "s"}], "inferenceConfig": {"maxTokens": 5}}),
+        (
+            "converse",
+            "converse",
+            {
+                "messages": [{"role": "user", "content": [{"text": "hi"}]}],
+                "system": [{"text": "s"}],
+                "inferenceConfig": {"maxTokens": 5},
+            },
+        ),
+        (
+            "converse_stream",
+            "converse-stream",
+            {
+                "messages": [{"role": "user", "content": [{"text": "hi"}]}],
+                "system": [{"text": "s"}],
+                "inferenceConfig": {"maxTokens": 5},
+            },
+        ),
         ("invoke_model", "invoke", {"body": json.dumps(_CLAUDE_INVOKE).encode()}),
-        ("invoke_model_with_response_stream", "invoke-with-response-stream",
-         {"body": json.dumps(_CLAUDE_INVOKE).encode()}),
-        ("count_tokens", "count-tokens", {"input": {"converse": {"messages": [{"role": "user", "content": [{"text": "hi"}]}],
-                                                                 "system": [{"text": "s"}]}}}),
+        (
+            "invoke_model_with_response_stream",
+            "invoke-with-response-stream",
+            {"body": json.dumps(_CLAUDE_INVOKE).encode()},
+        ),
+        (
+            "count_tokens",
+            "count-tokens",
+            {
+                "input": {
+                    "converse": {"messages": [{"role": "user", "content": [{"text": "hi"}]}], "system": [{"text": "s"}]}
+                }
+            },
+        ),
     ],
 )
 def test_bedrock_paths_as_botocore_sends_them(
@@ -1173,8 +1210,12 @@ def test_gemini_native_usage() -> None:
 
 def test_gemini_usage_without_candidates_count() -> None:
     # All output went to thinking: candidatesTokenCount is left out.
-    body = j({"candidates": [{"finishReason": "MAX_TOKENS"}],
-              "usageMetadata": {"promptTokenCount": 10, "totalTokenCount": 25, "thoughtsTokenCount": 15}})
+    body = j(
+        {
+            "candidates": [{"finishReason": "MAX_TOKENS"}],
+            "usageMetadata": {"promptTokenCount": 10, "totalTokenCount": 25, "thoughtsTokenCount": 15},
+        }
+    )
     u = GEMINI.usage(Classification(endpoint="generateContent"), headers(), body)
     assert usage_tuple(u) == (10, 15, 25, None, 15, "MAX_TOKENS")
 
@@ -1186,7 +1227,9 @@ def test_gemini_usage_total_computed() -> None:
 
 
 def test_gemini_usage_from_object_is_the_stream_element_parser() -> None:
-    u = gemini_mod.usage_from_object({"usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 2, "totalTokenCount": 3}})
+    u = gemini_mod.usage_from_object(
+        {"usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 2, "totalTokenCount": 3}}
+    )
     assert usage_tuple(u) == (1, 2, 3, None, None, None)
 
 
@@ -1196,7 +1239,9 @@ def test_gemini_error_body_has_no_usage() -> None:
 
 
 def test_gemini_usage_wrong_types() -> None:
-    body = j({"usageMetadata": {"promptTokenCount": "x", "candidatesTokenCount": None}, "candidates": [{"finishReason": 3}]})
+    body = j(
+        {"usageMetadata": {"promptTokenCount": "x", "candidatesTokenCount": None}, "candidates": [{"finishReason": 3}]}
+    )
     assert usage_tuple(GEMINI.usage(Classification(endpoint="generateContent"), headers(), body)) == EMPTY_USAGE
     body = j({"usageMetadata": [1, 2], "candidates": "no"})
     assert usage_tuple(GEMINI.usage(Classification(endpoint="generateContent"), headers(), body)) == EMPTY_USAGE
@@ -1204,8 +1249,12 @@ def test_gemini_usage_wrong_types() -> None:
 
 def test_gemini_openai_compatible_usage() -> None:
     c = classify(GEMINI, "POST", "/v1beta/openai/chat/completions", j({"model": "gemini-2.0-flash", "messages": []}))
-    body = j({"choices": [{"finish_reason": "stop"}],
-              "usage": {"prompt_tokens": 4, "completion_tokens": 6, "total_tokens": 10}})
+    body = j(
+        {
+            "choices": [{"finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 4, "completion_tokens": 6, "total_tokens": 10},
+        }
+    )
     assert usage_tuple(GEMINI.usage(c, headers(), body)) == (4, 6, 10, None, None, "stop")
 
 
@@ -1234,8 +1283,17 @@ def test_anthropic_usage_without_cache() -> None:
 
 
 def test_anthropic_usage_cache_zero_and_null() -> None:
-    body = j({"stop_reason": "tool_use", "usage": {"input_tokens": 12, "output_tokens": 3,
-                                                   "cache_read_input_tokens": 0, "cache_creation_input_tokens": None}})
+    body = j(
+        {
+            "stop_reason": "tool_use",
+            "usage": {
+                "input_tokens": 12,
+                "output_tokens": 3,
+                "cache_read_input_tokens": 0,
+                "cache_creation_input_tokens": None,
+            },
+        }
+    )
     u = ANTHROPIC.usage(Classification(endpoint="messages"), headers(), body)
     assert usage_tuple(u) == (12, 3, 15, 0, None, "tool_use")
 
@@ -1254,7 +1312,12 @@ def test_anthropic_usage_from_object() -> None:
     assert usage_tuple(anthropic_mod.usage_from_object(None)) == EMPTY_USAGE
     assert usage_tuple(anthropic_mod.usage_from_object({"output_tokens": 5})) == (None, 5, None, None, None, None)
     assert usage_tuple(anthropic_mod.usage_from_object({"input_tokens": 5, "cache_read_input_tokens": 2})) == (
-        7, None, None, 2, None, None,
+        7,
+        None,
+        None,
+        2,
+        None,
+        None,
     )
 
 
@@ -1300,14 +1363,23 @@ def test_bedrock_invoke_usage_cache_read_header() -> None:
 
 
 def test_bedrock_invoke_usage_from_claude_body_without_headers() -> None:
-    body = j({"stop_reason": "end_turn", "usage": {"input_tokens": 10, "cache_read_input_tokens": 5, "output_tokens": 2}})
+    body = j(
+        {"stop_reason": "end_turn", "usage": {"input_tokens": 10, "cache_read_input_tokens": 5, "output_tokens": 2}}
+    )
     u = BEDROCK.usage(Classification(endpoint="invoke"), headers(), body)
     assert usage_tuple(u) == (15, 2, 17, 5, None, "end_turn")
 
 
 def test_bedrock_invoke_usage_headers_and_non_json_body() -> None:
     h = headers(("x-amzn-bedrock-input-token-count", "3"), ("x-amzn-bedrock-output-token-count", "4"))
-    assert usage_tuple(BEDROCK.usage(Classification(endpoint="invoke"), h, b"\x89PNG...")) == (3, 4, 7, None, None, None)
+    assert usage_tuple(BEDROCK.usage(Classification(endpoint="invoke"), h, b"\x89PNG...")) == (
+        3,
+        4,
+        7,
+        None,
+        None,
+        None,
+    )
 
 
 @pytest.mark.parametrize(
@@ -1344,8 +1416,12 @@ def test_bedrock_other_endpoints_have_no_body_usage(endpoint: str | None) -> Non
 
 def test_bedrock_openai_usage() -> None:
     c = classify(BEDROCK, "POST", "/openai/v1/chat/completions", j({"model": "openai.gpt-oss-20b-1:0", "messages": []}))
-    body = j({"choices": [{"finish_reason": "stop"}], "usage": {"prompt_tokens": 5, "completion_tokens": 5,
-                                                                 "completion_tokens_details": {"reasoning_tokens": 2}}})
+    body = j(
+        {
+            "choices": [{"finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 5, "completion_tokens_details": {"reasoning_tokens": 2}},
+        }
+    )
     assert usage_tuple(BEDROCK.usage(c, headers(), body)) == (5, 5, 10, None, 2, "stop")
 
 
@@ -1354,7 +1430,10 @@ def test_bedrock_usage_wrong_types() -> None:
     assert usage_tuple(BEDROCK.usage(Classification(endpoint="invoke"), h, b"[]")) == EMPTY_USAGE
     body = j({"usage": "x", "stopReason": ["end_turn"]})
     assert usage_tuple(BEDROCK.usage(Classification(endpoint="converse"), headers(), body)) == EMPTY_USAGE
-    assert usage_tuple(BEDROCK.usage(Classification(endpoint="count-tokens"), headers(), j({"inputTokens": "7x"}))) == EMPTY_USAGE
+    assert (
+        usage_tuple(BEDROCK.usage(Classification(endpoint="count-tokens"), headers(), j({"inputTokens": "7x"})))
+        == EMPTY_USAGE
+    )
 
 
 def test_bedrock_invoke_odd_digit_header_does_not_raise() -> None:
@@ -1508,7 +1587,9 @@ def test_openai_presented() -> None:
 def test_gemini_presented_in_each_position() -> None:
     assert GEMINI.presented(headers(("X-Goog-Api-Key", "AIza-h")), {}) == [Presented("AIza-h", "x-goog-api-key")]
     assert GEMINI.presented(headers(), {"key": "AIza-q"}) == [Presented("AIza-q", "query:key")]
-    assert GEMINI.presented(headers(("Authorization", "Bearer ya29.tok")), {}) == [Presented("ya29.tok", "authorization")]
+    assert GEMINI.presented(headers(("Authorization", "Bearer ya29.tok")), {}) == [
+        Presented("ya29.tok", "authorization")
+    ]
     both = GEMINI.presented(headers(("x-goog-api-key", " AIza-h "), ("authorization", "Bearer b")), {"key": "AIza-q"})
     assert both == [
         Presented("AIza-h", "x-goog-api-key"),
@@ -1520,11 +1601,15 @@ def test_gemini_presented_in_each_position() -> None:
 
 def test_anthropic_presented_in_each_position() -> None:
     assert ANTHROPIC.presented(headers(("X-Api-Key", "sk-ant-1")), {}) == [Presented("sk-ant-1", "x-api-key")]
-    assert ANTHROPIC.presented(headers(("Authorization", "Bearer sk-ant-2")), {}) == [Presented("sk-ant-2", "authorization")]
+    assert ANTHROPIC.presented(headers(("Authorization", "Bearer sk-ant-2")), {}) == [
+        Presented("sk-ant-2", "authorization")
+    ]
 
 
 def test_bedrock_presented() -> None:
-    assert BEDROCK.presented(headers(("Authorization", "Bearer ABSK-token")), {}) == [Presented("ABSK-token", "authorization")]
+    assert BEDROCK.presented(headers(("Authorization", "Bearer ABSK-token")), {}) == [
+        Presented("ABSK-token", "authorization")
+    ]
     sigv4 = (
         "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/us-east-1/bedrock/aws4_request, "
         "SignedHeaders=host;x-amz-date, Signature=abc"
@@ -1555,18 +1640,74 @@ def test_injected_header_follows_the_wire_format() -> None:
 # --- robustness: nothing a client or upstream sends raises ----------------------------------------
 
 _FIELD_NAMES = [
-    "model", "messages", "stream", "tools", "functions", "system", "instructions", "input", "max_tokens",
-    "max_completion_tokens", "max_output_tokens", "usage", "prompt_tokens", "completion_tokens", "total_tokens",
-    "prompt_tokens_details", "completion_tokens_details", "cached_tokens", "reasoning_tokens", "input_tokens",
-    "output_tokens", "input_tokens_details", "output_tokens_details", "choices", "finish_reason", "status",
-    "incomplete_details", "reason", "contents", "systemInstruction", "system_instruction", "generationConfig",
-    "generation_config", "maxOutputTokens", "max_output_tokens", "usageMetadata", "promptTokenCount",
-    "candidatesTokenCount", "totalTokenCount", "cachedContentTokenCount", "thoughtsTokenCount", "candidates",
-    "finishReason", "cache_read_input_tokens", "cache_creation_input_tokens", "stop_reason", "stopReason",
-    "inputTokens", "outputTokens", "totalTokens", "cacheReadInputTokens", "inferenceConfig", "maxTokens",
-    "max_new_tokens", "toolConfig", "converse", "invokeModel", "body", "inputText", "prompt",
-    "textGenerationConfig", "maxTokenCount", "max_gen_len", "results", "generations", "outputs",
-    "completionReason", "role",
+    "model",
+    "messages",
+    "stream",
+    "tools",
+    "functions",
+    "system",
+    "instructions",
+    "input",
+    "max_tokens",
+    "max_completion_tokens",
+    "max_output_tokens",
+    "usage",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "prompt_tokens_details",
+    "completion_tokens_details",
+    "cached_tokens",
+    "reasoning_tokens",
+    "input_tokens",
+    "output_tokens",
+    "input_tokens_details",
+    "output_tokens_details",
+    "choices",
+    "finish_reason",
+    "status",
+    "incomplete_details",
+    "reason",
+    "contents",
+    "systemInstruction",
+    "system_instruction",
+    "generationConfig",
+    "generation_config",
+    "maxOutputTokens",
+    "max_output_tokens",
+    "usageMetadata",
+    "promptTokenCount",
+    "candidatesTokenCount",
+    "totalTokenCount",
+    "cachedContentTokenCount",
+    "thoughtsTokenCount",
+    "candidates",
+    "finishReason",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "stop_reason",
+    "stopReason",
+    "inputTokens",
+    "outputTokens",
+    "totalTokens",
+    "cacheReadInputTokens",
+    "inferenceConfig",
+    "maxTokens",
+    "max_new_tokens",
+    "toolConfig",
+    "converse",
+    "invokeModel",
+    "body",
+    "inputText",
+    "prompt",
+    "textGenerationConfig",
+    "maxTokenCount",
+    "max_gen_len",
+    "results",
+    "generations",
+    "outputs",
+    "completionReason",
+    "role",
 ]
 
 # Strings are ASCII here: non-ASCII digit strings have their own tests above.
@@ -1580,8 +1721,10 @@ _scalars = (
 )
 json_values = st.recursive(
     _scalars,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.sampled_from(_FIELD_NAMES) | st.text(max_size=6), children, max_size=6),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.sampled_from(_FIELD_NAMES) | st.text(max_size=6), children, max_size=6)
+    ),
     max_leaves=30,
 )
 json_objects = st.dictionaries(st.sampled_from(_FIELD_NAMES) | st.text(max_size=6), json_values, max_size=8)
@@ -1601,29 +1744,57 @@ json_bodies = (
 
 PATHS = {
     "openai": [
-        "/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/v1/completions", "/v1/models",
+        "/v1/chat/completions",
+        "/v1/responses",
+        "/v1/embeddings",
+        "/v1/completions",
+        "/v1/models",
         "/v1/files/file-1/content",
     ],
     "gemini": [
-        "/v1beta/models/gemini-2.0-flash:generateContent", "/v1/models/gemini-2.0-flash:streamGenerateContent",
-        "/v1alpha/models/gemini-2.0-flash:countTokens", "/v1beta/models/text-embedding-004:embedContent",
-        "/v1beta/tunedModels/t1:generateContent", "/v1beta/models/gemini-2.0-flash", "/v1beta/models",
-        "/v1beta/openai/chat/completions", "/v1beta/openai/embeddings",
+        "/v1beta/models/gemini-2.0-flash:generateContent",
+        "/v1/models/gemini-2.0-flash:streamGenerateContent",
+        "/v1alpha/models/gemini-2.0-flash:countTokens",
+        "/v1beta/models/text-embedding-004:embedContent",
+        "/v1beta/tunedModels/t1:generateContent",
+        "/v1beta/models/gemini-2.0-flash",
+        "/v1beta/models",
+        "/v1beta/openai/chat/completions",
+        "/v1beta/openai/embeddings",
     ],
     "anthropic": ["/v1/messages", "/v1/messages/count_tokens", "/v1/messages/batches", "/v1/complete", "/v1/models"],
     "bedrock": [
         "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke",
         "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke-with-response-stream",
-        "/model/amazon.nova-lite-v1%3A0/converse", "/model/amazon.nova-lite-v1%3A0/converse-stream",
-        "/model/amazon.nova-lite-v1%3A0/count-tokens", "/guardrail/g/version/1/apply",
-        "/openai/v1/chat/completions", "/openai/v1/responses",
+        "/model/amazon.nova-lite-v1%3A0/converse",
+        "/model/amazon.nova-lite-v1%3A0/converse-stream",
+        "/model/amazon.nova-lite-v1%3A0/count-tokens",
+        "/guardrail/g/version/1/apply",
+        "/openai/v1/chat/completions",
+        "/openai/v1/responses",
     ],
 }
 
 ALL_ENDPOINTS = [
-    "chat.completions", "responses", "embeddings", "completions", "models", "generateContent",
-    "streamGenerateContent", "countTokens", "embedContent", "models.get", "messages", "messages.count_tokens",
-    "invoke", "invoke-with-response-stream", "converse", "converse-stream", "count-tokens", "apply-guardrail", None,
+    "chat.completions",
+    "responses",
+    "embeddings",
+    "completions",
+    "models",
+    "generateContent",
+    "streamGenerateContent",
+    "countTokens",
+    "embedContent",
+    "models.get",
+    "messages",
+    "messages.count_tokens",
+    "invoke",
+    "invoke-with-response-stream",
+    "converse",
+    "converse-stream",
+    "count-tokens",
+    "apply-guardrail",
+    None,
 ]
 
 header_texts = st.text(alphabet=string.printable, max_size=8)
@@ -1656,17 +1827,22 @@ def test_classify_reads_or_refuses(name: str, data: st.DataObject, body: bytes |
     wire=st.sampled_from([None, "openai"]),
     header_pairs=st.lists(
         st.tuples(
-            st.sampled_from([
-                "x-amzn-bedrock-input-token-count", "x-amzn-bedrock-output-token-count",
-                "x-amzn-bedrock-cache-read-input-token-count", "content-type",
-            ]),
+            st.sampled_from(
+                [
+                    "x-amzn-bedrock-input-token-count",
+                    "x-amzn-bedrock-output-token-count",
+                    "x-amzn-bedrock-cache-read-input-token-count",
+                    "content-type",
+                ]
+            ),
             header_texts,
         ),
         max_size=3,
     ),
 )
-def test_usage_never_raises(name: str, body: bytes | None, endpoint: str | None, wire: str | None,
-                            header_pairs: list[tuple[str, str]]) -> None:
+def test_usage_never_raises(
+    name: str, body: bytes | None, endpoint: str | None, wire: str | None, header_pairs: list[tuple[str, str]]
+) -> None:
     provider = PROVIDERS[name]
     u = provider.usage(Classification(endpoint=endpoint, wire_format=wire), headers(*header_pairs), body)
     assert isinstance(u, Usage)
@@ -1718,7 +1894,10 @@ def test_a_header_index_reads_raw_fields_as_mitmproxys_headers_do() -> None:
     index = header_index(h.fields)
     assert index == {b"content-type": b"application/json", b"x-api-key": b"k1, k2", b"via": "caf\u00e9".encode()}
     assert decoded(index, index.keys()) == {
-        "content-type": h["content-type"], "x-api-key": h["x-api-key"], "via": h["via"]}
+        "content-type": h["content-type"],
+        "x-api-key": h["x-api-key"],
+        "via": h["via"],
+    }
     assert decoded(index, {b"x-api-key", b"authorization"}) == {"x-api-key": "k1, k2"}
     assert header_index(()) == {}
 
@@ -1727,10 +1906,14 @@ _header_names = st.sampled_from([b"Host", b"host", b"HOST", b"Content-Length", b
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(_header_names, st.binary(max_size=5)), max_size=8),
-       st.sampled_from([b"host", b"content-length", b"x-new"]), st.binary(max_size=5))
-def test_with_header_sets_a_header_as_mitmproxys_headers_do(fields: list[tuple[bytes, bytes]], name: bytes,
-                                                           value: bytes) -> None:
+@given(
+    st.lists(st.tuples(_header_names, st.binary(max_size=5)), max_size=8),
+    st.sampled_from([b"host", b"content-length", b"x-new"]),
+    st.binary(max_size=5),
+)
+def test_with_header_sets_a_header_as_mitmproxys_headers_do(
+    fields: list[tuple[bytes, bytes]], name: bytes, value: bytes
+) -> None:
     expected = Headers(fields)
     expected[name] = value  # in place of the first, the others dropped, added at the end if absent
     assert with_header(tuple(fields), name, value) == expected.fields

@@ -14,7 +14,9 @@ from mitmproxy.test import tflow
 from mitmproxy.websocket import WebSocketMessage
 from wsproto.frame_protocol import Opcode
 
-from tollgate.call import Call, Classification, Usage
+from tollgate.call import Call, Usage
+from tollgate.providers import PROVIDERS
+from tollgate.providers.base import Unreadable, header_index
 from tollgate.providers.openai import (
     REALTIME,
     insecure_keys,
@@ -22,8 +24,6 @@ from tollgate.providers.openai import (
     response_done_usage,
     summed,
 )
-from tollgate.providers import PROVIDERS
-from tollgate.providers.base import Unreadable, header_index
 from tollgate.stages.shared import CALL, Shared
 from tollgate.stages.websocket import WebSocket
 
@@ -89,7 +89,11 @@ def test_only_a_get_on_the_realtime_endpoint_is_classified_from_its_query():
     assert (posted.endpoint, posted.model) == (REALTIME, "x")
     session = openai.classify("GET", "/v1/realtime", None, "model=gpt-realtime")
     assert (session.endpoint, session.model, session.facts.stream, session.wire_format) == (
-        REALTIME, "gpt-realtime", True, "openai")
+        REALTIME,
+        "gpt-realtime",
+        True,
+        "openai",
+    )
     with pytest.raises(Unreadable):
         openai.classify("GET", "/v1/realtime", None, "")
 
@@ -99,7 +103,9 @@ def test_only_a_get_on_the_realtime_endpoint_is_classified_from_its_query():
 
 def test_keys_are_taken_out_of_the_subprotocols_in_any_case_and_the_rest_kept_in_order():
     assert insecure_keys("realtime, openai-insecure-api-key.sk-1, openai-beta.realtime-v1") == (
-        ["sk-1"], "realtime, openai-beta.realtime-v1")
+        ["sk-1"],
+        "realtime, openai-beta.realtime-v1",
+    )
     assert insecure_keys("OpenAI-Insecure-API-Key.sk-2,realtime") == (["sk-2"], "realtime")
     assert insecure_keys("openai-insecure-api-key.") == ([""], "")
     assert insecure_keys("realtime") == ([], "realtime")
@@ -135,8 +141,11 @@ def test_a_response_done_event_gives_the_responses_usage_and_status():
                    "input_token_details": {"cached_tokens": 64, "text_tokens": 20, "audio_tokens": 100},
                    "output_token_details": {"text_tokens": 10, "audio_tokens": 20}})  # fmt: skip
     assert response_done_usage(event) == Usage(120, 30, 150, 64, None, "completed")
-    incomplete = _done({"input_tokens": 5, "output_tokens": 7}, "incomplete",
-                       status_details={"type": "incomplete", "reason": "max_output_tokens"})
+    incomplete = _done(
+        {"input_tokens": 5, "output_tokens": 7},
+        "incomplete",
+        status_details={"type": "incomplete", "reason": "max_output_tokens"},
+    )
     assert response_done_usage(incomplete) == Usage(5, 7, 12, None, None, "max_output_tokens")
     cancelled = _done(None, "cancelled", status_details={"type": "cancelled", "reason": "turn_detected"})
     assert response_done_usage(cancelled) == Usage(finish_reason="cancelled")
@@ -147,7 +156,7 @@ def test_only_a_response_done_event_counts_not_text_that_names_one():
     assert b'"response.done"' in delta.replace(b"\\", b"")
     assert response_done_usage(delta) is None
     assert response_done_usage(b'{"type": "response.created"}') is None
-    assert response_done_usage(b"not json, \"response.done\"") is None
+    assert response_done_usage(b'not json, "response.done"') is None
 
 
 def test_a_sessions_usage_is_the_sum_of_its_responses_with_the_latest_finish_reason():
@@ -265,11 +274,19 @@ def test_the_close_reason_is_kept_out_and_an_abnormal_close_recorded():
 @pytest.mark.parametrize(
     ("path", "body", "endpoint", "model"),
     [
-        ("/v1/realtime/client_secrets", {"session": {"type": "realtime", "model": "gpt-realtime"}},
-         "realtime.client_secrets", "gpt-realtime"),
+        (
+            "/v1/realtime/client_secrets",
+            {"session": {"type": "realtime", "model": "gpt-realtime"}},
+            "realtime.client_secrets",
+            "gpt-realtime",
+        ),
         ("/v1/realtime/sessions", {"model": "gpt-4o-realtime-preview"}, "realtime.sessions", "gpt-4o-realtime-preview"),
-        ("/v1/realtime/calls/rtc_1/accept", {"type": "realtime", "model": "gpt-realtime"}, "realtime.calls.accept",
-         "gpt-realtime"),
+        (
+            "/v1/realtime/calls/rtc_1/accept",
+            {"type": "realtime", "model": "gpt-realtime"},
+            "realtime.calls.accept",
+            "gpt-realtime",
+        ),
     ],
 )
 def test_the_realtime_apis_http_calls_name_their_model(path, body, endpoint, model):

@@ -303,7 +303,9 @@ def test_verify_refuses_the_wrong_scope(v: Vector) -> None:
     # Correctly signed, but for another scope: refused for the scope, not the signature.
     assert "correct service" in str(refused(BAD_SIGNATURE, v, with_authorization(v, resigned(v, service="bedrock"))))
     assert "valid region" in str(refused(BAD_SIGNATURE, v, with_authorization(v, resigned(v, region="us-west-2"))))
-    assert "does not match X-Amz-Date" in str(refused(BAD_SIGNATURE, v, with_authorization(v, resigned(v, date="20150831"))))
+    assert "does not match X-Amz-Date" in str(
+        refused(BAD_SIGNATURE, v, with_authorization(v, resigned(v, date="20150831")))
+    )
     # ... and that scope is accepted where it is the right one.
     assert check(v, with_authorization(v, resigned(v, region="us-west-2")), region="us-west-2").region == "us-west-2"
     assert check(v, with_authorization(v, resigned(v, region="eu-north-1")), region=None).region == "eu-north-1"
@@ -367,7 +369,9 @@ def test_verify_content_sha256() -> None:
 
     unsigned = [*v.headers, ("X-Amz-Content-SHA256", sigv4.UNSIGNED_PAYLOAD)]
     auth = v.auth
-    canonical = sigv4.canonical_request(v.method, v.path, v.query, unsigned, auth.signed_headers, sigv4.UNSIGNED_PAYLOAD)
+    canonical = sigv4.canonical_request(
+        v.method, v.path, v.query, unsigned, auth.signed_headers, sigv4.UNSIGNED_PAYLOAD
+    )
     sig = sigv4.signature(SECRET, AMZ_DATE, auth, canonical)
     authorization = v.authz.replace(auth.signature, sig)
     assert check(v, [*unsigned, ("Authorization", authorization)], body=b"anything at all")
@@ -558,7 +562,12 @@ def test_bedrock_arn_path_round_trip_with_session_token() -> None:
     assert set(new) == {"Authorization", "X-Amz-Date", "X-Amz-Security-Token"}
     assert new["X-Amz-Security-Token"] == TOKEN
     auth = verify(**arriving)
-    assert (auth.access_key_id, auth.region, auth.service, auth.date) == (BEDROCK_KEY, "us-east-1", "bedrock", "20150830")
+    assert (auth.access_key_id, auth.region, auth.service, auth.date) == (
+        BEDROCK_KEY,
+        "us-east-1",
+        "bedrock",
+        "20150830",
+    )
     assert "x-amz-security-token" in auth.signed_headers and "host" in auth.signed_headers
     # The path is encoded once more for the canonical request, as botocore does for non-S3 services.
     assert sigv4.canonical_uri(ARN_PATH) == ARN_PATH.replace("%", "%25")
@@ -641,15 +650,26 @@ def test_verified_payload_hash_re_signs_the_same_body(content_sha256: str | None
         canonical = sigv4.canonical_request(v.method, v.path, v.query, headers, auth.signed_headers, claimed)
         v = replace(v, authz=v.authz.replace(auth.signature, sigv4.signature(SECRET, AMZ_DATE, auth, canonical)))
     verified = sigv4.verify_request(
-        method=v.method, raw_path=v.raw_path, headers=v.signed, body=v.body,
-        secrets=SECRETS, service=SERVICE, region=REGION, now=DATE,
+        method=v.method,
+        raw_path=v.raw_path,
+        headers=v.signed,
+        body=v.body,
+        secrets=SECRETS,
+        service=SERVICE,
+        region=REGION,
+        now=DATE,
     )
     # Re-signed as credential.py does: the caller's signature headers dropped, the verified hash reused.
     kept = [(n, val) for n, val in v.headers if n.lower() not in sigv4.SIGNATURE_HEADERS]
     with signing_at(DATE):
         new = sigv4.sign(
-            method=v.method, url=f"https://{HOST}{v.raw_path}", headers=dict(kept), body=v.body,
-            credentials=ReadOnlyCredentials(ACCESS_KEY, SECRET, None), region=REGION, service=SERVICE,
+            method=v.method,
+            url=f"https://{HOST}{v.raw_path}",
+            headers=dict(kept),
+            body=v.body,
+            credentials=ReadOnlyCredentials(ACCESS_KEY, SECRET, None),
+            region=REGION,
+            service=SERVICE,
             payload_hash=verified.payload_hash,
         )
     assert check(v, [*kept, *new.items()])
@@ -765,8 +785,10 @@ def authorizations() -> st.SearchStrategy[str]:
         "sep": st.sampled_from([", ", ",", " , ", ",\t"]),
     }
     structured = st.fixed_dictionaries(parts).map(
-        lambda p: f"AWS4-HMAC-SHA256 Credential={p['key']}/{p['date']}/{p['region']}/{p['service']}/{p['terminator']}"
-        f"{p['sep']}SignedHeaders={p['signed']}{p['sep']}Signature={p['signature']}"
+        lambda p: (
+            f"AWS4-HMAC-SHA256 Credential={p['key']}/{p['date']}/{p['region']}/{p['service']}/{p['terminator']}"
+            f"{p['sep']}SignedHeaders={p['signed']}{p['sep']}Signature={p['signature']}"
+        )
     )
     anything = st.text(st.characters(exclude_categories=("Cs",)), max_size=300)
     prefixed = anything.map(lambda s: "AWS4-HMAC-SHA256 " + s)
@@ -816,7 +838,11 @@ def test_default_credential_chain(monkeypatch) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
     frozen = sigv4.credential_source("default")()
-    assert (frozen.access_key, frozen.secret_key, frozen.token) == ("AKIACHAIN0000000000", "chain-secret", "chain-token")
+    assert (frozen.access_key, frozen.secret_key, frozen.token) == (
+        "AKIACHAIN0000000000",
+        "chain-secret",
+        "chain-token",
+    )
 
 
 def test_default_credential_chain_that_finds_nothing_is_a_start_up_error(monkeypatch) -> None:

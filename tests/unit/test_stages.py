@@ -16,11 +16,11 @@ from tollgate.call import Call, Usage, fingerprint
 from tollgate.clients import Directory
 from tollgate.config import Config
 from tollgate.keypool import KeyPool
+from tollgate.providers.base import UsageReader, header_index
 from tollgate.stages import Gateway, chain
 from tollgate.stages.credential import Credential
 from tollgate.stages.route import Route
 from tollgate.stages.shared import CALL, CallStage, Shared, write_body
-from tollgate.providers.base import UsageReader, header_index
 from tollgate.stages.stream_tap import MITMPROXY_CONNECTION_LOGGER, StreamTap, UsageTap, record_usage
 
 
@@ -153,8 +153,9 @@ def test_gateway_returns_an_awaitable_only_when_a_stage_did_and_runs_the_later_s
     sync = Gateway([Handles("a", seen), Handles("b", seen), Recorder("plain", seen)])
     assert sync.request(_call_flow()) is None and seen == ["a.handle", "b.handle", "plain.request"]
     seen.clear()
-    gateway = Gateway([Handles("a", seen), Awaits("b", seen), Handles("c", seen), Recorder("plain", seen),
-                       Handles("d", seen)])
+    gateway = Gateway(
+        [Handles("a", seen), Awaits("b", seen), Handles("c", seen), Recorder("plain", seen), Handles("d", seen)]
+    )
     pending = gateway.request(_call_flow())
     assert pending is not None and seen == ["a.handle", "b.handle"]  # nothing after b has run yet
     asyncio.run(pending)
@@ -185,13 +186,36 @@ def test_an_awaited_stage_that_fails_refuses_the_call_in_the_providers_shape():
 def test_tollgates_chain_is_one_addon_holding_every_stage_in_order():
     gateway = chain()
     assert [type(s).__name__ for s in gateway.stages] == [
-        "Settings", "Classify", "AuditGate", "WebSocket", "Identify", "Override", "Route", "Decide",
+        "Settings",
+        "Classify",
+        "AuditGate",
+        "WebSocket",
+        "Identify",
+        "Override",
+        "Route",
+        "Decide",
         "Credential",
-        "UpstreamWatch", "StreamTap", "Redact", "Audit",
+        "UpstreamWatch",
+        "StreamTap",
+        "Redact",
+        "Audit",
     ]
-    for hook in ("load", "configure", "running", "done", "requestheaders", "request", "responseheaders",
-                 "response", "error", "http_connect", "server_connect", "server_disconnected",
-                 "websocket_message", "websocket_end"):
+    for hook in (
+        "load",
+        "configure",
+        "running",
+        "done",
+        "requestheaders",
+        "request",
+        "responseheaders",
+        "response",
+        "error",
+        "http_connect",
+        "server_connect",
+        "server_disconnected",
+        "websocket_message",
+        "websocket_end",
+    ):
         assert callable(getattr(gateway, hook)), hook
 
 
@@ -244,8 +268,13 @@ def _openai_flow(*fields: tuple[str, str]) -> tuple[object, Call]:
     flow = tflow.tflow()
     flow.request.host, flow.request.port, flow.request.path = "api.openai.com", 443, "/v1/chat/completions"
     flow.request.headers.fields = tuple((k.encode(), v.encode()) for k, v in fields)
-    call = Call(provider="openai", host="api.openai.com", method="POST", path="/v1/chat/completions",
-                headers=header_index(flow.request.headers.fields))  # as Classify reads them
+    call = Call(
+        provider="openai",
+        host="api.openai.com",
+        method="POST",
+        path="/v1/chat/completions",
+        headers=header_index(flow.request.headers.fields),
+    )  # as Classify reads them
     call.auth, call.client = "virtual_key", "alice"
     flow.metadata[CALL] = call
     return flow, call
@@ -254,13 +283,20 @@ def _openai_flow(*fields: tuple[str, str]) -> tuple[object, Call]:
 def test_credential_swaps_every_credential_and_side_header_for_the_pooled_key():
     shared = Shared()
     shared.pools["openai"] = KeyPool(["sk-real"])
-    flow, call = _openai_flow(("Host", "api.openai.com"), ("AUTHORIZATION", "Bearer tg-virtual"),
-                              ("X-Gemini-Key", "AIza-wrong-provider"), ("Content-Type", "application/json"),
-                              ("authorization", "Bearer second"))
+    flow, call = _openai_flow(
+        ("Host", "api.openai.com"),
+        ("AUTHORIZATION", "Bearer tg-virtual"),
+        ("X-Gemini-Key", "AIza-wrong-provider"),
+        ("Content-Type", "application/json"),
+        ("authorization", "Bearer second"),
+    )
     Credential(shared).request(flow)
     assert flow.response is None
     assert flow.request.headers.fields == (
-        (b"Host", b"api.openai.com"), (b"Content-Type", b"application/json"), (b"authorization", b"Bearer sk-real"))
+        (b"Host", b"api.openai.com"),
+        (b"Content-Type", b"application/json"),
+        (b"authorization", b"Bearer sk-real"),
+    )
     assert call.upstream_key == fingerprint("sk-real")
 
 
@@ -273,11 +309,14 @@ def test_credential_prefers_the_callers_side_header_and_removes_it():
     assert call.upstream_key == fingerprint("sk-own")
 
 
-@pytest.mark.parametrize(("upstream", "host_header"), [
-    ("https://127.0.0.1:8443", "127.0.0.1:8443"),
-    ("https://llm-gateway.internal", "llm-gateway.internal"),
-    ("http://10.0.0.7:8080", "10.0.0.7:8080"),
-])
+@pytest.mark.parametrize(
+    ("upstream", "host_header"),
+    [
+        ("https://127.0.0.1:8443", "127.0.0.1:8443"),
+        ("https://llm-gateway.internal", "llm-gateway.internal"),
+        ("http://10.0.0.7:8080", "10.0.0.7:8080"),
+    ],
+)
 def test_route_retargets_host_port_scheme_and_the_host_header(upstream, host_header):
     shared = Shared()
     flow, call = _openai_flow(("Host", "api.openai.com"), ("content-type", "application/json"))
@@ -312,12 +351,15 @@ def test_a_rewritten_body_keeps_what_the_client_sent_but_the_change():
     assert flow.request.headers["content-length"] == str(len(flow.request.raw_content))
 
 
-@pytest.mark.parametrize(("fields", "length"), [
-    ((("Content-Type", "application/json"), ("Content-Length", "999"), ("content-length", "999")), True),
-    ((("Content-Type", "application/json"),), True),
-    ((("Content-Type", "application/json"), ("Transfer-Encoding", "chunked")), False),
-    ((("Content-Type", "application/json"), ("Content-Encoding", "gzip"), ("Content-Length", "5")), True),
-])
+@pytest.mark.parametrize(
+    ("fields", "length"),
+    [
+        ((("Content-Type", "application/json"), ("Content-Length", "999"), ("content-length", "999")), True),
+        ((("Content-Type", "application/json"),), True),
+        ((("Content-Type", "application/json"), ("Transfer-Encoding", "chunked")), False),
+        ((("Content-Type", "application/json"), ("Content-Encoding", "gzip"), ("Content-Length", "5")), True),
+    ],
+)
 def test_a_rewritten_body_goes_encoded_as_the_client_sent_it_and_with_its_length(fields, length):
     import gzip
     import json
@@ -379,9 +421,15 @@ def test_a_refused_call_shows_where_every_credential_was_whichever_provider_it_i
     from tollgate.stages.redact import Redact
 
     sent = (
-        (b"Authorization", b"Bearer tg-unknown"), (b"X-OpenAI-Key", b"sk-side"), (b"X-AWS-Secret-Key", b"aws-secret"),
-        (b"x-api-key", b"tg-alice-1"), (b"X-Goog-Api-Key", b"tg-alice-1"), (b"x-amz-security-token", b"token"),
-        (b"Cookie", b"session=1"), (b"Proxy-Authorization", b"Basic Y2Fyb2w6cHc="), (b"accept", b"*/*"),
+        (b"Authorization", b"Bearer tg-unknown"),
+        (b"X-OpenAI-Key", b"sk-side"),
+        (b"X-AWS-Secret-Key", b"aws-secret"),
+        (b"x-api-key", b"tg-alice-1"),
+        (b"X-Goog-Api-Key", b"tg-alice-1"),
+        (b"x-amz-security-token", b"token"),
+        (b"Cookie", b"session=1"),
+        (b"Proxy-Authorization", b"Basic Y2Fyb2w6cHc="),
+        (b"accept", b"*/*"),
         (b"Sec-WebSocket-Protocol", b"realtime, openai-insecure-api-key.sk-ws, openai-beta.realtime-v1"),
     )
     shared, flow = _refused_flow(*sent, path="/v1/chat/completions?key=tg-alice-1&x=1")
@@ -392,8 +440,16 @@ def test_a_refused_call_shows_where_every_credential_was_whichever_provider_it_i
     protocols = b"realtime, openai-insecure-api-key.[redacted by Tollgate], openai-beta.realtime-v1"
     assert (b"Sec-WebSocket-Protocol", protocols) in fields
     redacted = [name for name, value in fields if value == REDACTED.encode()]
-    assert redacted == [b"authorization", b"x-openai-key", b"x-aws-secret-key", b"x-api-key", b"x-goog-api-key",
-                        b"x-amz-security-token", b"cookie", b"proxy-authorization"]
+    assert redacted == [
+        b"authorization",
+        b"x-openai-key",
+        b"x-aws-secret-key",
+        b"x-api-key",
+        b"x-goog-api-key",
+        b"x-amz-security-token",
+        b"cookie",
+        b"proxy-authorization",
+    ]
     assert dict(flow.request.query) == {"key": REDACTED, "x": "1"}
     assert flow.request.raw_content is None
 
@@ -415,7 +471,9 @@ def test_a_sent_call_shows_where_the_client_put_its_credentials_not_tollgates_ke
     flow.response = tflow.tresp()
     redact.responseheaders(flow)
     assert [(n, v) for n, v in flow.request.headers.fields if v == REDACTED.encode()] == [
-        (b"x-api-key", REDACTED.encode()), (b"x-anthropic-key", REDACTED.encode())]
+        (b"x-api-key", REDACTED.encode()),
+        (b"x-anthropic-key", REDACTED.encode()),
+    ]
     assert "authorization" not in flow.request.headers
 
 
@@ -433,10 +491,15 @@ def test_a_call_still_open_at_shutdown_is_redacted():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(
-    st.sampled_from(["", "openai-insecure-api-key.", "OpenAI-Insecure-API-Key."]),
-    st.text(st.characters(min_codepoint=33, max_codepoint=126, exclude_characters=","), max_size=12),
-), max_size=5))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["", "openai-insecure-api-key.", "OpenAI-Insecure-API-Key."]),
+            st.text(st.characters(min_codepoint=33, max_codepoint=126, exclude_characters=","), max_size=12),
+        ),
+        max_size=5,
+    )
+)
 def test_a_websocket_subprotocol_keeps_its_entries_but_no_key(entries):
     from tollgate.stages.redact import redacted_protocols
 
@@ -456,12 +519,22 @@ def test_every_text_on_the_flow_is_encodable_and_the_record_unchanged():
 
     from tollgate.stages.audit import encodable, storable
 
-    record = {"model": "gpt-4o\ud800", "client": "jürgen", "deny_reasons": ["model gpt-4o\udcff"], "status": 403,
-              "groups": ["a"]}
+    record = {
+        "model": "gpt-4o\ud800",
+        "client": "jürgen",
+        "deny_reasons": ["model gpt-4o\udcff"],
+        "status": 403,
+        "groups": ["a"],
+    }
     fixed = storable(record)
     tnetstring.dumps(fixed)
-    assert fixed == {"model": "gpt-4o\\ud800", "client": "jürgen", "deny_reasons": ["model gpt-4o\\udcff"],
-                     "status": 403, "groups": ["a"]}
+    assert fixed == {
+        "model": "gpt-4o\\ud800",
+        "client": "jürgen",
+        "deny_reasons": ["model gpt-4o\\udcff"],
+        "status": 403,
+        "groups": ["a"],
+    }
     assert record["model"] == "gpt-4o\ud800" and record["deny_reasons"] == ["model gpt-4o\udcff"]
     plain = {"model": "gpt-4o", "client": "jürgen", "groups": ["a"]}
     assert storable(plain) is plain

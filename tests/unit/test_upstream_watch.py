@@ -20,8 +20,13 @@ def flow_with_call(client: connection.Client | None = None):
     if client is not None:
         flow.client_conn = client
     flow.request.host, flow.request.port = "127.0.0.1", 4443
-    call = Call(provider="openai", host="api.openai.com", method="POST", path="/v1/chat/completions",
-                upstream="https://127.0.0.1:4443")
+    call = Call(
+        provider="openai",
+        host="api.openai.com",
+        method="POST",
+        path="/v1/chat/completions",
+        upstream="https://127.0.0.1:4443",
+    )
     flow.metadata[CALL] = call
     return flow, call
 

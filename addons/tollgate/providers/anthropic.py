@@ -17,13 +17,13 @@ from .base import (
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
     UNAUTHENTICATED,
+    UNREAD_BODY,
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
     Headers,
     Provider,
     Refusal,
     SSEReader,
-    UNREAD_BODY,
     Unreadable,
     UsageReader,
     as_int,
@@ -54,7 +54,9 @@ WORDS = words(
 
 def _is_upload(method: str, rest: list[str]) -> bool:
     """Files and skills are uploaded as multipart bodies: POST /v1/files, /v1/skills[/{id}/versions]."""
-    return method == "POST" and (rest in (["files"], ["skills"]) or (len(rest) == 3 and rest[0] == "skills" and rest[2] == "versions"))
+    return method == "POST" and (
+        rest in (["files"], ["skills"]) or (len(rest) == 3 and rest[0] == "skills" and rest[2] == "versions")
+    )
 
 
 _ERROR_TYPES = {

@@ -20,12 +20,12 @@ from .base import (
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
     UNAUTHENTICATED,
+    UNREAD_FACTS,
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
     Headers,
     Provider,
     Refusal,
-    UNREAD_FACTS,
     Unreadable,
     UsageReader,
     add_totals,
@@ -75,8 +75,6 @@ _ERRORS = {
 def region_of(host: str) -> str | None:
     m = _HOST.match(host)
     return m["region"] if m else None
-
-
 
 
 class Bedrock(Provider):

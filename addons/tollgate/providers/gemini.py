@@ -18,13 +18,13 @@ from .base import (
     POLICY_DENIED,
     STATUS,
     UNAUTHENTICATED,
+    UNREAD_BODY,
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
     Headers,
     Provider,
     Refusal,
     SSEReader,
-    UNREAD_BODY,
     Unreadable,
     UsageReader,
     add_totals,
@@ -61,6 +61,7 @@ def one_of(data: dict[str, Any], name: str, snake_name: str) -> Any:
     if name in data and snake_name in data:
         raise Unreadable(f"the body sets both '{name}' and '{snake_name}'")
     return data.get(name, data.get(snake_name))
+
 
 _REASONS = {
     UNAUTHENTICATED: "UNAUTHENTICATED",

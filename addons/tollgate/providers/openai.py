@@ -10,9 +10,9 @@ from urllib.parse import unquote_plus
 from ..call import Classification, RequestFacts, Usage
 from .base import (
     BAD_REQUEST,
-    UNREAD_BODY,
     POLICY_DENIED,
     UNAUTHENTICATED,
+    UNREAD_BODY,
     Headers,
     Provider,
     Refusal,
@@ -324,8 +324,8 @@ def response_done_usage(message: bytes) -> Usage | None:
     # As for the Responses API: why a response is incomplete (max_output_tokens, content_filter)
     # says more than that it is.
     status, reason = response.get("status"), _get(response, "status_details", "reason")
-    u.finish_reason = reason if status == "incomplete" and isinstance(reason, str) else (
-        status if isinstance(status, str) else None
+    u.finish_reason = (
+        reason if status == "incomplete" and isinstance(reason, str) else (status if isinstance(status, str) else None)
     )
     return add_totals(u)
 

@@ -44,7 +44,9 @@ class Gateway:
                 setattr(self, name, _in_order(_with_call_stages_fused(name, handlers)))
 
 
-def _with_call_stages_fused(name: str, handlers: tuple[Callable[..., object], ...]) -> tuple[Callable[..., object], ...]:
+def _with_call_stages_fused(
+    name: str, handlers: tuple[Callable[..., object], ...]
+) -> tuple[Callable[..., object], ...]:
     """The handlers, each run of consecutive call stages' own request hooks made one."""
     at_headers = {"requestheaders": True, "request": False}.get(name)
     if at_headers is None:
@@ -88,18 +90,20 @@ async def _then_in_order(pending: Awaitable[None], handlers: tuple[Callable[...,
 def chain() -> Gateway:
     """Tollgate's stages, sharing one `Shared` (the loaded configuration), as one addon."""
     shared = Shared()
-    return Gateway([
-        Settings(shared),
-        Classify(shared),
-        AuditGate(shared),
-        WebSocket(shared),
-        Identify(shared),
-        Override(shared),
-        Route(shared),
-        Decide(shared),
-        Credential(shared),
-        UpstreamWatch(shared),
-        StreamTap(shared),
-        Redact(shared),
-        Audit(shared),
-    ])
+    return Gateway(
+        [
+            Settings(shared),
+            Classify(shared),
+            AuditGate(shared),
+            WebSocket(shared),
+            Identify(shared),
+            Override(shared),
+            Route(shared),
+            Decide(shared),
+            Credential(shared),
+            UpstreamWatch(shared),
+            StreamTap(shared),
+            Redact(shared),
+            Audit(shared),
+        ]
+    )

@@ -6,7 +6,6 @@ import time
 from typing import Any
 
 import orjson
-
 from mitmproxy import http
 
 from ..call import Call

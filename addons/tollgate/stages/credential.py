@@ -40,11 +40,13 @@ class Credential(CallStage):
         request = flow.request
         side = {name: value.strip() for name, value in decoded(call.headers, _SIDE_HEADER_NAMES).items()}
         key = side.get(provider.side_header.lower()) or None
-        aws, region = (self._aws_side_headers(side) if call.provider == "bedrock" else (None, None))
+        aws, region = self._aws_side_headers(side) if call.provider == "bedrock" else (None, None)
         if key is not None:
             aws = None  # a bearer token wins over keys to sign with, as in the seed proxy
         if side:
-            request.headers.fields = tuple([f for f in request.headers.fields if f[0].lower() not in _SIDE_HEADER_NAMES])
+            request.headers.fields = tuple(
+                [f for f in request.headers.fields if f[0].lower() not in _SIDE_HEADER_NAMES]
+            )
         if key is None and aws is None:
             pool = self.shared.pools[call.provider]
             key = pool.take()

@@ -33,8 +33,10 @@ class Override(CallStage):
             self._call_model(flow, call, rule.model)
 
     def _call_model(self, flow: http.HTTPFlow, call: Call, model: str) -> None:
-        path = None if call.classification.wire_format == "openai" else provider_of(call).path_with_model(
-            flow.request.path, model
+        path = (
+            None
+            if call.classification.wire_format == "openai"
+            else provider_of(call).path_with_model(flow.request.path, model)
         )
         if path is not None:
             flow.request.path = path

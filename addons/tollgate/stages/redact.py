@@ -56,8 +56,11 @@ def redacted_fields(fields: Fields, present: Collection[str]) -> tuple[tuple[byt
     """The header fields without a credential, with `[redacted by Tollgate]` for each header of
     `present` (where the client had put one; Tollgate's own key was wherever Tollgate put it)."""
     # One pass; list comprehensions, not generators or a loop: the interpreter runs them inline.
-    kept = [f if name != _WEBSOCKET_PROTOCOL else (f[0], redacted_protocols(f[1])) for f in fields
-            if (name := f[0].lower()) not in _HEADERS]
+    kept = [
+        f if name != _WEBSOCKET_PROTOCOL else (f[0], redacted_protocols(f[1]))
+        for f in fields
+        if (name := f[0].lower()) not in _HEADERS
+    ]
     kept += [(p.encode(), _REDACTED) for p in present if p in _MARKED]
     return tuple(kept)
 

@@ -106,7 +106,9 @@ def run_call_stages(stages: Sequence[CallStage], at_headers: bool, flow: http.HT
     return None
 
 
-async def _then_call_stages(pending: Awaitable[None], stages: Sequence[CallStage], flow: http.HTTPFlow, call: Call) -> None:
+async def _then_call_stages(
+    pending: Awaitable[None], stages: Sequence[CallStage], flow: http.HTTPFlow, call: Call
+) -> None:
     await pending
     for stage in stages:
         if flow.response is not None:

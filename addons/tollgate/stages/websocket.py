@@ -56,8 +56,11 @@ class WebSocket:
     def _check(self, flow: http.HTTPFlow, call: Call) -> None:
         headers = call.headers
         realtime = call.classification.endpoint == REALTIME
-        if realtime and b"upgrade" in headers and flow.response is None and not (
-            self.relays_websocket and is_relayed_upgrade(headers)
+        if (
+            realtime
+            and b"upgrade" in headers
+            and flow.response is None
+            and not (self.relays_websocket and is_relayed_upgrade(headers))
         ):
             call.error = "bad request: not a WebSocket upgrade Tollgate relays"
             refuse(flow, call, BAD_REQUEST, "Tollgate relays the Realtime API over WebSocket (version 13) only.")
