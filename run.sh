@@ -199,10 +199,18 @@ export NODE_USE_ENV_PROXY=1
 EOF
 }
 
+lint() {
+  if ! "$VENV/bin/ruff" check --quiet "$ROOT" || ! "$VENV/bin/ruff" format --check --quiet "$ROOT"; then
+    say "ruff found the above: 'ruff check --fix' and 'ruff format' (in $VENV/bin) fix most of it"
+    exit 1
+  fi
+}
+
 run_tests() {
   ensure_venv
   ensure_clients_venv
   cd "$ROOT"
+  lint
   TOLLGATE_CLIENT_PYTHON="$CLIENTS_VENV/bin/python" exec "$VENV/bin/python" -m pytest "$@"
 }
 

@@ -489,7 +489,7 @@ class Service:
         self.port = port
         self.ready_path = ready_path
         self.log_path = workdir / f"{name}.log"
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - open as long as the process
         self.process = subprocess.Popen(
             args,
             cwd=workdir,
@@ -619,7 +619,7 @@ def find_python() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         root = ""
     if root and Path(root, "versions").is_dir():
-        found = [p for p in Path(root, "versions").glob("3.1[2-9]*/bin/python3")]
+        found = list(Path(root, "versions").glob("3.1[2-9]*/bin/python3"))
         found.sort(key=lambda p: [int(x) if x.isdigit() else 0 for x in p.parts[-3].split(".")], reverse=True)
         candidates += [str(p) for p in found]
     candidates += ["python3", "python"]
@@ -1250,7 +1250,7 @@ class PeerSkipped(Exception):
 
 def ratios(tollgate: list[float], bare: list[float]) -> list[float]:
     """Each Tollgate round's requests/s over the bare round run next to it."""
-    return [x / y for x, y in zip(tollgate, bare) if y > 0]
+    return [x / y for x, y in zip(tollgate, bare, strict=False) if y > 0]
 
 
 def report(bench: Bench, elapsed: float) -> bool:
@@ -1329,9 +1329,7 @@ def report(bench: Bench, elapsed: float) -> bool:
                 str(s.errors),
             ]
         )
-    for name, reason in bench.skipped.items():
-        if name not in modes:
-            rows.append([LABELS[name], "skipped", *["-"] * (len(header) - 2)])
+    rows += [[LABELS[name], "skipped", *["-"] * (len(header) - 2)] for name in bench.skipped if name not in modes]
     print(table(rows, header))
     harness = [x for s in modes.values() for x in s.conc_harness_cpu_ms]
     if harness:

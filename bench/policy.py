@@ -112,7 +112,7 @@ MAX_TOKENS = (
 
 
 def _pick(rng: random.Random, weighted: tuple) -> object:
-    values, weights = zip(*weighted)
+    values, weights = zip(*weighted, strict=False)
     return rng.choices(values, weights)[0]
 
 
@@ -219,7 +219,7 @@ SUPPORT_PROVIDER_WEIGHTS = (65, 5, 28, 2)
 
 def make_calls(n: int, seed: int) -> list[Call]:
     rng = random.Random(seed)
-    makers, weights = zip(*PROVIDERS)
+    makers, weights = zip(*PROVIDERS, strict=False)
     client_weights = [c.weight for c in CLIENTS]
     calls = []
     for i in range(n):
@@ -472,8 +472,8 @@ def report(
                 f"{percentile(s.total_ns, 99) / 1000:.1f}",
                 f"{max(s.total_ns) / 1000:.1f}",
                 f"{statistics.fmean(s.total_ns) / 1000:.1f}",
-                us(percentile([t for t, r in zip(s.total_ns, s.reasons) if not r], 50)),
-                us(percentile([t for t, r in zip(s.total_ns, s.reasons) if r], 50)),
+                us(percentile([t for t, r in zip(s.total_ns, s.reasons, strict=False) if not r], 50)),
+                us(percentile([t for t, r in zip(s.total_ns, s.reasons, strict=False) if r], 50)),
                 f"<= {TARGET_P50_US:g}" if s.target else "(baseline)",
                 ("PASS" if passed else "FAIL") if s.target else "-",
             ]

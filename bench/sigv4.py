@@ -100,7 +100,46 @@ MODELS = (
     "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3d4e5f6",
 )
 INVOKE_MODELS = tuple(m for m in MODELS if "anthropic" in m or "application-inference-profile" in m)
-WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "while", "a", "model", "reads", "tokens", "from", "prompt", "and", "answers", "questions", "about", "invoices", "contracts", "code", "reviews", "travel", "plans", "weather", "reports", "kubernetes", "latency", "budget", "proxy", "signature", "header", "canonical", "request", "region", "service", "scope"]
+WORDS = [
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "lazy",
+    "dog",
+    "while",
+    "a",
+    "model",
+    "reads",
+    "tokens",
+    "from",
+    "prompt",
+    "and",
+    "answers",
+    "questions",
+    "about",
+    "invoices",
+    "contracts",
+    "code",
+    "reviews",
+    "travel",
+    "plans",
+    "weather",
+    "reports",
+    "kubernetes",
+    "latency",
+    "budget",
+    "proxy",
+    "signature",
+    "header",
+    "canonical",
+    "request",
+    "region",
+    "service",
+    "scope",
+]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -358,9 +358,8 @@ class FakeUpstream:
                 for index, event in enumerate(scenario.events):
                     due = start + index * scenario.delay_s
                     pause = due - time.perf_counter()
-                    if pause > 0:
-                        if self._stop.wait(pause):
-                            raise OSError("stopped")
+                    if pause > 0 and self._stop.wait(pause):
+                        raise OSError("stopped")
                     scenario.write_ns.append(now_ns())
                     tls.sendall(http_chunk(event))
                     sent += len(event)
@@ -656,7 +655,7 @@ class Proxy:
         listen = ["--listen-host", "127.0.0.1", "--listen-port", str(self.port)]
         self.args = [*launcher, mitmdump_path(), *listen, *args]
         self.log_path = workdir / f"{name}.log"
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - open as long as the process
         self.process = subprocess.Popen(
             self.args, cwd=workdir, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
@@ -884,7 +883,9 @@ class Bench:
                     raise RuntimeError(
                         f"{LABELS[mode]}: {len(result.events)} events read, {len(scenario.write_ns)} written"
                     )
-                for (event, t_read), expected, t_write in zip(result.events, scenario.events, scenario.write_ns):
+                for (event, t_read), expected, t_write in zip(
+                    result.events, scenario.events, scenario.write_ns, strict=False
+                ):
                     if event != expected:
                         raise RuntimeError(f"{LABELS[mode]}: event changed in transit")
                     delays[mode].append((t_read - t_write) / 1e6)
@@ -971,11 +972,13 @@ def fmt(value: float, digits: int = 2, sign: bool = False) -> str:
 
 def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
-    lines.append("  ".join("-" * w for w in widths))
-    for row in rows:
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
-    return "\n".join(lines)
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=False))
+        )
+
+    return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(row) for row in rows)])
 
 
 Check = tuple[str, str, str, bool | None]  # what, measured, target, passed (None: no target)

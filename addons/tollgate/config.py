@@ -51,7 +51,7 @@ def base_url(value: str | None) -> str | None:
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ValueError("must be scheme://host[:port] without a path or query")
     try:
-        parts.port
+        _ = parts.port  # urlsplit checks the port only when it is read
     except ValueError as e:
         raise ValueError(f"bad port: {e}") from None
     return value.rstrip("/")
@@ -146,7 +146,8 @@ class Override(_Strict):
             if (self.match.provider, self.provider) not in ROUTES:
                 raise ValueError(
                     f"calls to {self.match.provider} cannot be routed to {self.provider}: their wire formats differ"
-                    " (routes go from openai to gemini, anthropic or bedrock, whose OpenAI-compatible endpoints take them)"
+                    " (routes go from openai to gemini, anthropic or bedrock,"
+                    " whose OpenAI-compatible endpoints take them)"
                 )
             if self.provider == "bedrock" and self.upstream is None:
                 raise ValueError(

@@ -224,10 +224,9 @@ class EventStreamFramer:
         if self.error is not None or not chunk:
             return []
         self._buffer.add_data(chunk)
-        frames = []
+        frames: list[EventStreamFrame] = []
         try:
-            for message in self._buffer:
-                frames.append(EventStreamFrame(dict(message.headers), bytes(message.payload)))
+            frames.extend(EventStreamFrame(dict(m.headers), bytes(m.payload)) for m in self._buffer)
         except self._errors as e:
             self.error = f"broken AWS event stream: {type(e).__name__}"
         return frames

@@ -63,13 +63,12 @@ def test_openai_body_override_for_a_group(g):
 
 def test_an_overridden_body_keeps_every_number_and_escape_the_client_sent(g):
     assert g.run(
-        """
+        f"""
         from openai import OpenAI
-        r = OpenAI(api_key="%s", max_retries=0).chat.completions.create(
-            model="gpt-4.1", seed=2**70, messages=[{"role": "user", "content": "grüß dich"}])
+        r = OpenAI(api_key="{CHEAP}", max_retries=0).chat.completions.create(
+            model="gpt-4.1", seed=2**70, messages=[{{"role": "user", "content": "grüß dich"}}])
         report(tokens=r.usage.total_tokens)
     """
-        % CHEAP
     ) == {"tokens": 28}
     seen = g.fakes["openai"].received[-1].json()
     assert (seen["model"], seen["seed"], seen["messages"][0]["content"]) == ("gpt-4o-mini", 2**70, "grüß dich")

@@ -116,16 +116,15 @@ def test_nothing_secret_reaches_any_output(gw, gw_login):
             system=[{{"text": "{SYSTEM}"}}], messages=[{{"role": "user", "content": [{{"text": "{PROMPT}"}}]}}])
         report(ok=r["output"]["message"]["content"][0]["text"] == "{COMPLETION}")
         """,
-        """
+        f"""
         import openai
         try:
             openai.OpenAI(api_key="tg-unknown-key", max_retries=0).chat.completions.create(
-                model="gpt-4o", messages=[{"role": "user", "content": "%s"}])
+                model="gpt-4o", messages=[{{"role": "user", "content": "{PROMPT}"}}])
             report(ok=False)
         except openai.AuthenticationError:
             report(ok=True)
-        """
-        % PROMPT,
+        """,
     ]
     env = {"AWS_BEARER_TOKEN_BEDROCK": VIRTUAL}
     for code in calls:
@@ -438,7 +437,7 @@ def test_a_call_with_text_that_is_not_unicode_is_saved_with_its_call(start_gatew
         flows = list(io.FlowReader(f).stream())
     assert len(flows) == 2
     assert flows[0].metadata["tollgate"]["path"] == "/v1/chat/compl\\udcffetions"
-    assert PROMPT.encode() not in open(gateway.saved, "rb").read()
+    assert PROMPT.encode() not in gateway.saved.read_bytes()
 
 
 def test_a_call_open_at_shutdown_is_saved_without_its_credentials(start_gateway, tmp_path_factory):

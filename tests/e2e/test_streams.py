@@ -364,7 +364,7 @@ def gw_passive(start_gateway):
 
 def test_passive_forwards_the_request_and_the_stream_unchanged(gw_passive):
     gw_passive.reset()
-    pieces = streams.openai_chat()[:-2] + [streams.sse("[DONE]")]  # no usage: it was not asked for
+    pieces = [*streams.openai_chat()[:-2], streams.sse("[DONE]")]  # no usage: it was not asked for
     gw_passive.fakes["openai"].handler = lambda r: Reply(200, chunks=pieces)
     result = gw_passive.run(RAW_CHAT % (CHAT,))
     assert result["body"].encode() == b"".join(pieces)

@@ -50,7 +50,7 @@ class Mitmdump:
         if upstream_ca is not None:
             args += ["--set", f"ssl_verify_upstream_trusted_ca={upstream_ca}"]
         args += list(extra)
-        self._log = open(self.output, "wb")
+        self._log = open(self.output, "wb")  # noqa: SIM115 - open as long as the process
         self.process = subprocess.Popen(args, cwd=workdir, stdout=self._log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 30.0) -> None:

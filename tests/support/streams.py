@@ -44,7 +44,7 @@ def openai_chat(usage_with_choices: bool = False) -> list[bytes]:
         pieces.append(sse(_chat_chunk({}, "stop", OPENAI_STREAM_USAGE)))
     else:
         pieces += [sse(_chat_chunk({}, "stop")), sse(_chat_chunk({}, usage=OPENAI_STREAM_USAGE, choices=False))]
-    return pieces + [sse("[DONE]")]
+    return [*pieces, sse("[DONE]")]
 
 
 def openai_responses() -> list[bytes]:

@@ -227,11 +227,11 @@ def test_rotation_by_rename_with_a_new_file_created(tmp_path: Path) -> None:
     log = AuditLog(str(path))
     try:
         log.write({"event": "llm_call", "n": 0})
-        assert _wait(lambda: path.read_text())
+        assert _wait(path.read_text)
         path.rename(rotated)
         path.touch()  # logrotate's `create`
         log.write({"event": "llm_call", "n": 1})
-        assert _wait(lambda: path.read_text())
+        assert _wait(path.read_text)
     finally:
         log.close()
     assert [r["n"] for r in _lines(rotated)] == [0]
@@ -243,7 +243,7 @@ def test_rotation_by_rename_with_no_new_file_and_by_delete_creates_the_file(tmp_
     log = AuditLog(str(path))
     try:
         log.write({"event": "llm_call", "n": 0})
-        assert _wait(lambda: path.read_text())
+        assert _wait(path.read_text)
         path.rename(rotated)
         log.write({"event": "llm_call", "n": 1})
         assert _wait(lambda: path.exists() and path.read_text())

@@ -506,7 +506,7 @@ def test_sign_then_verify_query_encodings(query: str) -> None:
     arriving, new = bedrock_call(path=f"/model/m/converse?{query}")
     assert verify(**arriving)
     canonical = sigv4.canonical_query(query)
-    twin, twin_new = bedrock_call(path=f"/model/m/converse?{canonical}")
+    _twin, twin_new = bedrock_call(path=f"/model/m/converse?{canonical}")
     assert new["Authorization"] == twin_new["Authorization"]  # signed as its canonical form
 
 

@@ -322,7 +322,7 @@ def test_route_retargets_host_port_scheme_and_the_host_header(upstream, host_hea
     flow, call = _openai_flow(("Host", "api.openai.com"), ("content-type", "application/json"))
     call.upstream = upstream
     Route(shared).request(flow)
-    scheme, _, rest = upstream.partition("://")
+    scheme, _, _rest = upstream.partition("://")
     assert (flow.request.scheme, flow.request.host_header, call.upstream) == (scheme, host_header, upstream)
     assert flow.request.url == f"{upstream}/v1/chat/completions"
     assert flow.request.headers.fields[1] == (b"content-type", b"application/json")
@@ -510,7 +510,7 @@ def test_a_websocket_subprotocol_keeps_its_entries_but_no_key(entries):
         return
     kept = out.split(b", ")
     assert len(kept) == len(entries)
-    for (prefix, rest), entry in zip(entries, kept):
+    for (prefix, rest), entry in zip(entries, kept, strict=False):
         assert entry == (prefix.encode() + b"[redacted by Tollgate]" if prefix else rest.encode())
 
 

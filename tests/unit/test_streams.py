@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import itertools
 import json
 import struct
 import zlib
@@ -76,7 +77,7 @@ def headers(content_type: str) -> Headers:
 
 def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-    return [data[a:b] for a, b in zip(points, points[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(points)]
 
 
 def chunk(data: bytes, how: tuple[str, Any]) -> list[bytes]:
@@ -709,7 +710,7 @@ def test_sse_framer_cap_with_small_max_frame(monkeypatch: pytest.MonkeyPatch, eo
     framer = SSEFramer()
     small = [["data: small"]]
     big = [["data: " + "z" * 200]]
-    out = frames_of(framer, [sse(small, eol)] + [p for p in chunk(sse(big + small, eol), ("every", 10))])
+    out = frames_of(framer, [sse(small, eol), *list(chunk(sse(big + small, eol), ("every", 10)))])
     assert out == [b"data: small"]
     assert framer.error is not None
 
@@ -755,7 +756,7 @@ def test_sse_event_filter_drops_whole_events_byte_for_byte(
     blocks: list[list[str]], eol: str, tail: list[str], data: st.DataObject
 ) -> None:
     dropped = data.draw(st.sets(st.integers(0, max(len(blocks) - 1, 0))), label="dropped") if blocks else set()
-    blocks = [b + [f"data: {MARK}"] if i in dropped else b for i, b in enumerate(blocks)]
+    blocks = [[*b, f"data: {MARK}"] if i in dropped else b for i, b in enumerate(blocks)]
     raws = [(eol.join(lines) + eol + eol).encode() for lines in blocks]
     if eol == "\r" and blocks and not tail:
         tail = ["data: [DONE]"]  # a stream's last CR may be half a CRLF: only what follows settles it
@@ -827,7 +828,7 @@ def test_openai_chat_stream_exact(usage_with_choices: bool, eol: str) -> None:
 
 
 def test_openai_chat_stream_without_usage_has_finish_reason_only() -> None:
-    blocks = openai_chat_blocks(["Hi"], 1, 1, 0, 0, "length", usage_with_choices=False)[:-2] + [["data: [DONE]"]]
+    blocks = [*openai_chat_blocks(["Hi"], 1, 1, 0, 0, "length", usage_with_choices=False)[:-2], ["data: [DONE]"]]
     assert usage_tuple(read(openai_chat_reader(), [sse(blocks)])) == (None, None, None, None, None, "length")
 
 
@@ -955,7 +956,7 @@ def test_anthropic_stream_without_cache_fields() -> None:
 
 
 def test_anthropic_error_event_keeps_usage_so_far() -> None:
-    blocks = anthropic_blocks(["partial"], 25, 2000, 100, 15, "end_turn")[:4] + [ANTHROPIC_ERROR]
+    blocks = [*anthropic_blocks(["partial"], 25, 2000, 100, 15, "end_turn")[:4], ANTHROPIC_ERROR]
     reader = MessagesStreamReader()
     # message_start's counts (output_tokens 1) are what was seen before the error.
     assert usage_tuple(read(reader, chunk(sse(blocks), ("every", 7)))) == (2125, 1, 2126, 2000, None, None)
@@ -963,7 +964,7 @@ def test_anthropic_error_event_keeps_usage_so_far() -> None:
 
 @pytest.mark.parametrize("pieces", ["whole", "bytewise"])
 def test_anthropic_error_event_sets_error(pieces: str) -> None:
-    data = sse(anthropic_blocks(["partial"], 25, 2000, 100, 15, "end_turn")[:4] + [ANTHROPIC_ERROR])
+    data = sse([*anthropic_blocks(["partial"], 25, 2000, 100, 15, "end_turn")[:4], ANTHROPIC_ERROR])
     reader = MessagesStreamReader()
     usage = read(reader, [data] if pieces == "whole" else bytewise(data))  # the error is known by result()
     assert reader.error == "the stream ended in an error event: overloaded_error"

@@ -235,7 +235,9 @@ def request_int(value: Any, name: str) -> int | None:
         return None
     if type(value) is int:
         number = value
-    elif (isinstance(value, float) and value.is_integer()) or (isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20):
+    elif (isinstance(value, float) and value.is_integer()) or (
+        isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20
+    ):
         number = int(value)
     else:
         raise Unreadable(f"'{name}' is not an integer")

@@ -278,7 +278,7 @@ class EventStreamReader(UsageReader):
     def feed(self, chunk: bytes) -> None:
         for frame in self._framer.feed(chunk):
             kind = frame.headers.get(":message-type")
-            if kind == "exception" or kind == "error":
+            if kind in {"exception", "error"}:
                 name = frame.headers.get(":exception-type") or frame.headers.get(":error-code") or "unknown"
                 self.error = f"the stream ended in an exception: {name}"
                 continue

@@ -171,10 +171,7 @@ _SYSTEM_ROLES = ("system", "developer")  # compared, not hashed: a role may be a
 def _has_system_message(messages: Any) -> bool:
     if not isinstance(messages, list):
         return False
-    for m in messages:
-        if isinstance(m, dict) and m.get("role") in _SYSTEM_ROLES:
-            return True
-    return False
+    return any(isinstance(m, dict) and m.get("role") in _SYSTEM_ROLES for m in messages)
 
 
 def usage_of(endpoint: str | None, body: bytes | None) -> Usage:
@@ -289,8 +286,8 @@ def insecure_keys(subprotocols: str) -> tuple[list[str], str]:
     openai-insecure-api-key.<key>, …`), and the header's value without them. Matched in any case: a
     key in any spelling is a key, never to be shown or forwarded."""
     keys, rest = [], []
-    for entry in subprotocols.split(","):
-        entry = entry.strip()
+    for offered in subprotocols.split(","):
+        entry = offered.strip()
         if entry[: len(INSECURE_KEY_PREFIX)].lower() == INSECURE_KEY_PREFIX:
             keys.append(entry[len(INSECURE_KEY_PREFIX) :])
         elif entry:

@@ -48,7 +48,7 @@ def credential_positions(headers: Mapping[bytes, bytes], query: Collection[str])
     if _WEBSOCKET_PROTOCOL in headers and _KEY_PROTOCOL in headers[_WEBSOCKET_PROTOCOL].lower():
         found.append(WEBSOCKET_PROTOCOL)
     if query:
-        found += [position for p, position in zip(_QUERY, _QUERY_POSITIONS) if p in query]
+        found += [position for p, position in zip(_QUERY, _QUERY_POSITIONS, strict=True) if p in query]
     return tuple(found)
 
 
@@ -138,7 +138,7 @@ def redact(request: http.Request, present: Collection[str] | None, body: bool = 
         request.headers.fields = redacted_fields(request.headers.fields, present)
     if has_query or not _QUERY_POSITION_SET.isdisjoint(present):
         query = request.query
-        for parameter, position in zip(_QUERY, _QUERY_POSITIONS):
+        for parameter, position in zip(_QUERY, _QUERY_POSITIONS, strict=True):
             if position in present or parameter in query:
                 query[parameter] = REDACTED
     if body:

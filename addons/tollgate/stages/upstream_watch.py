@@ -137,9 +137,13 @@ class UpstreamWatch(CallStage):
             setting_up.task.cancel("tollgate: upstream timeout")
         for other, (_, other_timeout) in list(self._deadlines.items()):
             waiting = other.client_conn is flow.client_conn and other.server_conn.id not in self._open
-            if waiting and other.response is None and (other_call := call_of(other)) is not None:
-                if (other.request.host, other.request.port) == address:
-                    _timed_out(other_call, other_timeout)
+            if (
+                waiting
+                and other.response is None
+                and (other_call := call_of(other)) is not None
+                and (other.request.host, other.request.port) == address
+            ):
+                _timed_out(other_call, other_timeout)
         return True
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
