@@ -246,3 +246,55 @@ report(out=[n, a])"""
         ("count-tokens", "sigv4", 42),
         ("apply-guardrail", "sigv4", None),
     ]
+
+
+def test_a_streamed_openai_format_call_is_signed_after_it_asks_for_usage(start_gateway):
+    """`stream_usage: inject` changes the body of an OpenAI-format stream; a call routed to Bedrock's
+    OpenAI-compatible API is signed over the body as it goes, usage request included."""
+    gw = start_gateway(
+        lambda urls: {
+            "providers": {
+                "bedrock": {
+                    "upstream": urls["bedrock"],
+                    "credentials": {"access_key_id": REAL[0], "secret_access_key": REAL[1], "session_token": REAL[2]},
+                }
+            },
+            "clients": [{"name": "alice", "keys": ["tg-alice-stream"]}],
+            "overrides": [
+                {
+                    "match": {"provider": "openai", "model": "openai.gpt-oss-*"},
+                    "provider": "bedrock",
+                    "upstream": urls["bedrock"],
+                }
+            ],
+        }
+    )
+
+    def answer(received):
+        if not botocore_accepts(received, *REAL):
+            return Reply(
+                403, {"message": "fake Bedrock: bad signature"}, {"x-amzn-errortype": "InvalidSignatureException"}
+            )
+        return Reply(200, chunks=streams.openai_chat(), headers={"content-type": "text/event-stream"})
+
+    gw.fakes["bedrock"].handler = answer
+    result = gw.run("""
+        from openai import OpenAI
+        stream = OpenAI(api_key="tg-alice-stream", max_retries=0).chat.completions.create(
+            model="openai.gpt-oss-120b-1:0", messages=[{"role": "user", "content": "hi"}], stream=True)
+        chunks = list(stream)
+        report(text="".join(c.choices[0].delta.content or "" for c in chunks if c.choices),
+               usage=[c.usage.total_tokens for c in chunks if c.usage])
+    """)
+    assert result == {"text": "Hello", "usage": []}
+    seen = gw.fakes["bedrock"].received[-1]
+    assert seen.path == "/openai/v1/chat/completions"
+    assert seen.json()["stream_options"] == {"include_usage": True}
+    assert botocore_accepts(seen, *REAL)
+    record = gw.last_audit()
+    assert (record["provider"], record["status"], record["input_tokens"], record["output_tokens"]) == (
+        "bedrock",
+        200,
+        19,
+        5,
+    )

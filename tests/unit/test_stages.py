@@ -194,6 +194,7 @@ def test_tollgates_chain_is_one_addon_holding_every_stage_in_order():
         "Override",
         "Route",
         "Decide",
+        "AskForUsage",
         "Credential",
         "UpstreamWatch",
         "StreamTap",

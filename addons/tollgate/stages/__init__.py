@@ -18,7 +18,7 @@ from .redact import Redact
 from .route import Route
 from .settings import Settings
 from .shared import CallStage, Shared, run_call_stages
-from .stream_tap import StreamTap
+from .stream_tap import AskForUsage, StreamTap
 from .upstream_watch import UpstreamWatch
 from .websocket import WebSocket
 
@@ -100,6 +100,7 @@ def chain() -> Gateway:
             Override(shared),
             Route(shared),
             Decide(shared),
+            AskForUsage(shared),
             Credential(shared),
             UpstreamWatch(shared),
             StreamTap(shared),

@@ -91,7 +91,35 @@ def without_streaming_notices(log: Callable[..., None]) -> Callable[..., None]:
     return log_without_streaming_notices
 
 
-class StreamTap(CallStage):
+class AskForUsage(CallStage):
+    """`audit.stream_usage: inject`: ask an OpenAI-format chat stream for the usage the client did
+    not ask for (StreamTap hides it from the client). Before the credential stage: a request that
+    Tollgate signs is signed over the body as it goes."""
+
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+
+    def handle(self, flow: http.HTTPFlow, call: Call) -> None:
+        if self.shared.config.audit.stream_usage != "inject":
+            return
+        c = call.classification
+        if c.wire_format != "openai" or c.endpoint != "chat.completions" or not c.facts.stream:
+            return
+        if call.headers.get(b"authorization", b"").startswith(b"AWS4-"):
+            return  # the caller's own signature may go upstream: its body stays as signed
+        if call.body is None:
+            return
+        options = call.body.get("stream_options")
+        if options is not None and not isinstance(options, dict):
+            return
+        if (options or {}).get("include_usage") is True:
+            return
+        call.body["stream_options"] = {**(options or {}), "include_usage": True}
+        write_body(flow.request, call)
+        call.usage_asked = True
+
+
+class StreamTap:
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
         self._quiet_log: Callable[..., None] | None = None
@@ -107,26 +135,6 @@ class StreamTap(CallStage):
         if self._quiet_log is not None and vars(connections).get("log") is self._quiet_log:
             del connections.log
         self._quiet_log = None
-
-    def handle(self, flow: http.HTTPFlow, call: Call) -> None:
-        """`audit.stream_usage: inject`: ask an OpenAI chat stream for usage the client did not ask for."""
-        if self.shared.config.audit.stream_usage != "inject":
-            return
-        c = call.classification
-        if c.wire_format != "openai" or c.endpoint != "chat.completions" or not c.facts.stream:
-            return
-        if call.headers.get(b"authorization", b"").startswith(b"AWS4-"):
-            return  # a signed body must stay as signed
-        if call.body is None:
-            return
-        options = call.body.get("stream_options")
-        if options is not None and not isinstance(options, dict):
-            return
-        if (options or {}).get("include_usage") is True:
-            return
-        call.body["stream_options"] = {**(options or {}), "include_usage": True}
-        write_body(flow.request, call)
-        call.usage_asked = True
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         call = call_of(flow)
