@@ -113,7 +113,7 @@ def start_gateway(
 ) -> Iterator[Callable[..., Gateway]]:
     started: list[tuple[Mitmdump, dict[str, FakeUpstream]]] = []
 
-    def start(config: ConfigBuilder | dict | None, *extra: str) -> Gateway:
+    def start(config: ConfigBuilder | dict | None, *extra: str, tool: type[Mitmdump] = Mitmdump) -> Gateway:
         workdir = tmp_path_factory.mktemp("gateway")
         fakes = {name: FakeUpstream(upstream_ca, provider_answers) for name in PROVIDERS}
         audit_path = workdir / "audit.jsonl"
@@ -123,7 +123,7 @@ def start_gateway(
             data.setdefault("audit", {}).setdefault("path", str(audit_path))
             config_path = workdir / "tollgate.yaml"
             config_path.write_text(yaml.safe_dump(data))
-        proxy = Mitmdump(workdir, confdir, upstream_ca_pem, config_path, *extra)
+        proxy = tool(workdir, confdir, upstream_ca_pem, config_path, *extra)
         started.append((proxy, fakes))
         proxy.wait_ready()
         return Gateway(proxy, fakes, audit_path, bundle)

@@ -47,6 +47,10 @@ class Failure(enum.Enum):
     CLIENT_DISCONNECTED = "client_disconnected"
 
 
+# mitmproxy's marker names (mitmproxy.utils.emoji); mitmweb shows each as its emoji by the flow.
+REFUSED_MARKER = ":no_entry:"
+FAILED_MARKER = ":warning:"
+
 NO_USAGE = Usage()  # read only: a call's usage before (or without) an answer to read it from
 
 
@@ -191,3 +195,15 @@ class Call:
         who = self.client or "anonymous"
         tail = f" · {self.error}" if self.error else ""
         return f"{who} · {self.provider}/{model} · {tokens} · {self.decision}{tail}"
+
+    def flow_marker(self) -> str:
+        """How mitmweb marks the flow: refused by Tollgate, failed, or not at all. Failed is a call
+        that did not get to its end: its upstream unreachable, timed out, broken off or answering
+        with a server error (5xx), or its client gone. An upstream's 4xx is the provider's answer."""
+        if self.failure is not None:
+            return FAILED_MARKER
+        if self.answered_by_tollgate:
+            return REFUSED_MARKER
+        if self.status is not None and self.status >= 500:
+            return FAILED_MARKER
+        return ""

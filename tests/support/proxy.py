@@ -1,22 +1,29 @@
-"""A real mitmdump running addons/gateway.py, as users run it."""
+"""A real mitmdump (or mitmweb) running addons/gateway.py, as users run it."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAY = ROOT / "addons" / "gateway.py"
 
 
+def mitmproxy_tool(name: str) -> str:
+    found = Path(sys.executable).with_name(name)
+    return str(found) if found.exists() else shutil.which(name) or name
+
+
 def mitmdump() -> str:
-    found = Path(sys.executable).with_name("mitmdump")
-    return str(found) if found.exists() else shutil.which("mitmdump") or "mitmdump"
+    return mitmproxy_tool("mitmdump")
 
 
 def free_port() -> int:
@@ -28,14 +35,16 @@ def free_port() -> int:
 class Mitmdump:
     """mitmdump with Tollgate; output goes to a file so that tests can search it for secrets."""
 
+    TOOL = "mitmdump"
+
     def __init__(
         self, workdir: Path, confdir: Path, upstream_ca: Path | None, config: Path | None, *extra: str
     ) -> None:
         self.workdir = workdir
         self.port = free_port()
-        self.output = workdir / f"mitmdump-{self.port}.log"
+        self.output = workdir / f"{self.TOOL}-{self.port}.log"
         args = [
-            mitmdump(),
+            mitmproxy_tool(self.TOOL),
             "-s",
             str(GATEWAY),
             "--listen-host",
@@ -49,22 +58,30 @@ class Mitmdump:
         ]
         if upstream_ca is not None:
             args += ["--set", f"ssl_verify_upstream_trusted_ca={upstream_ca}"]
-        args += list(extra)
+        args += [*self.tool_args(), *extra]
         self._log = open(self.output, "wb")  # noqa: SIM115 - open as long as the process
         self.process = subprocess.Popen(args, cwd=workdir, stdout=self._log, stderr=subprocess.STDOUT)
 
+    def tool_args(self) -> list[str]:
+        return []
+
+    def listening_ports(self) -> tuple[int, ...]:
+        return (self.port,)
+
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        waiting = list(self.listening_ports())
+        while waiting and time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"mitmdump exited with {self.process.returncode}:\n{self.console()}")
+                raise RuntimeError(f"{self.TOOL} exited with {self.process.returncode}:\n{self.console()}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
+                with socket.create_connection(("127.0.0.1", waiting[0]), timeout=0.2):
+                    waiting.pop(0)
             except OSError:
                 time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"mitmdump did not listen within {timeout} s:\n{self.console()}")
+        if waiting:
+            self.stop()
+            raise RuntimeError(f"{self.TOOL} did not listen on {waiting} within {timeout} s:\n{self.console()}")
 
     @property
     def proxy_url(self) -> str:
@@ -83,6 +100,40 @@ class Mitmdump:
                 self.process.kill()
                 self.process.wait(timeout=10)
         self._log.close()
+
+
+class Mitmweb(Mitmdump):
+    """mitmweb with Tollgate; `api` reads its web API as the web UI does, with its password."""
+
+    TOOL = "mitmweb"
+    PASSWORD = "web-ui-password-for-tests"
+
+    def __init__(
+        self, workdir: Path, confdir: Path, upstream_ca: Path | None, config: Path | None, *extra: str
+    ) -> None:
+        self.web_port = free_port()
+        super().__init__(workdir, confdir, upstream_ca, config, *extra)
+
+    def tool_args(self) -> list[str]:
+        return [
+            "--set",
+            "web_open_browser=false",
+            "--set",
+            f"web_port={self.web_port}",
+            "--set",
+            f"web_password={self.PASSWORD}",
+        ]
+
+    def listening_ports(self) -> tuple[int, ...]:
+        return (self.port, self.web_port)
+
+    def api(self, path: str) -> Any:
+        """GET a path of the web API (e.g. /flows), as JSON."""
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.web_port}{path}", headers={"Authorization": f"Bearer {self.PASSWORD}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
 
 
 def run_to_exit(confdir: Path, config: Path, timeout: float = 30.0) -> subprocess.CompletedProcess:

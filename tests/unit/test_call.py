@@ -1,4 +1,4 @@
-"""The per-call record: its audit form, the credential fingerprint, and the one-line summary."""
+"""The per-call record: its audit form, the credential fingerprint, the one-line summary and the flow marker."""
 
 from __future__ import annotations
 
@@ -10,8 +10,19 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mitmproxy.utils.emoji import emoji
 
-from tollgate.call import Call, Classification, RequestFacts, Usage, fingerprint, utc_timestamp
+from tollgate.call import (
+    FAILED_MARKER,
+    REFUSED_MARKER,
+    Call,
+    Classification,
+    Failure,
+    RequestFacts,
+    Usage,
+    fingerprint,
+    utc_timestamp,
+)
 
 # Every field DESIGN.md's "Audit record" table names.
 DESIGN_FIELDS = {
@@ -308,3 +319,30 @@ def test_auth_values_pass_through(auth: str) -> None:
 def test_timestamps_read_as_datetime_writes_them(seconds: float) -> None:
     expected = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     assert utc_timestamp(seconds) == expected
+
+
+# --- flow marker -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "answered_by_tollgate", "failure", "marker"),
+    [
+        (200, False, None, ""),
+        (429, False, None, ""),  # the provider's own answer
+        (503, False, None, FAILED_MARKER),
+        (401, True, None, REFUSED_MARKER),
+        (500, True, None, REFUSED_MARKER),  # Tollgate's own error: it refused to forward the call
+        (502, True, Failure.UPSTREAM_UNREACHABLE, FAILED_MARKER),
+        (504, True, Failure.UPSTREAM_TIMEOUT, FAILED_MARKER),
+        (200, False, Failure.UPSTREAM_BROKE_OFF, FAILED_MARKER),
+        (200, False, Failure.CLIENT_DISCONNECTED, FAILED_MARKER),
+    ],
+)
+def test_flow_marker(status: int, answered_by_tollgate: bool, failure: Failure | None, marker: str) -> None:
+    call = Call(provider="openai", host="h", method="POST", path="/", status=status, failure=failure)
+    call.answered_by_tollgate = answered_by_tollgate
+    assert call.flow_marker() == marker
+
+
+def test_flow_markers_are_mitmproxys() -> None:
+    assert (emoji[REFUSED_MARKER], emoji[FAILED_MARKER]) == ("⛔", "⚠")

@@ -69,6 +69,8 @@ class Audit:
         if self.shared.audit is not None:
             self.shared.audit.write(record)
         flow.comment = encodable(call.summary())
+        if marker := call.flow_marker():  # left alone otherwise: a marker the user set in the meantime
+            flow.marked = marker
         # From here on the flow carries plain data that saved flows can hold: the audit record.
         flow.metadata[CALL] = storable(record)
 

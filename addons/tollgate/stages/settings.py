@@ -16,6 +16,9 @@ from .shared import Shared
 
 logger = logging.getLogger(__name__)
 
+# mitmweb's flow list column that shows each call's summary (`Call.summary`, set as the flow's comment).
+COMMENT_COLUMN = "comment"
+
 
 class Settings:
     def __init__(self, shared: Shared) -> None:
@@ -61,6 +64,15 @@ class Settings:
                 f"{'allowed' if config.anonymous_allowed else 'refused'}, audit to {config.audit.path}"
             )
         self._require_proxy_options()
+
+    def running(self) -> None:
+        # At start-up rather than in `configure`: a user who later picks mitmweb's default columns
+        # in its options gets them as picked. `web_columns` exists only under mitmweb, and by now
+        # holds what the user set on the command line or in config.yaml.
+        if "web_columns" in ctx.options and not ctx.options.has_changed("web_columns"):
+            columns = list(ctx.options.web_columns)
+            if COMMENT_COLUMN not in columns:
+                ctx.options.update(web_columns=[*columns, COMMENT_COLUMN])
 
     def _require_proxy_options(self) -> None:
         wanted: dict[str, object] = {}
