@@ -8,6 +8,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="$ROOT/.venv"
 CLIENTS_VENV="$ROOT/.venv-clients"
 CERTS="$ROOT/certs"
+# undici for the fetch of Node before 22.21 (its package.json and preload are committed there).
+NODE_PROXY="$ROOT/node-proxy"
 LISTEN_HOST="127.0.0.1"
 LISTEN_PORT="8080"
 # The official SDKs the end-to-end tests drive, newest releases, in a venv of their own:
@@ -197,6 +199,61 @@ export CURL_CA_BUNDLE="$bundle"
 export NODE_EXTRA_CA_CERTS="$CERTS/mitmproxy-ca-cert.pem"
 export NODE_USE_ENV_PROXY=1
 EOF
+  node_options_export
+}
+
+# Node's fetch honours HTTPS_PROXY under NODE_USE_ENV_PROXY=1 from 22.21.0 and 24.0.0 on; never on 23.
+node_routes_fetch() {  # node_routes_fetch MAJOR MINOR
+  (($1 >= 24 || ($1 == 22 && $2 >= 21)))
+}
+
+node_options_export() {  # the NODE_OPTIONS with which the node on the PATH sends its fetch to HTTPS_PROXY
+  command -v node >/dev/null 2>&1 || return 0
+  local version
+  version="$(node --version 2>/dev/null || true)"
+  if [[ ! "$version" =~ ^v([0-9]+)\.([0-9]+)\. ]]; then
+    say "could not read the version of $(command -v node) ('$version'): Node programs may not go through Tollgate"
+    return 0
+  fi
+  local major="$((10#${BASH_REMATCH[1]}))" minor="$((10#${BASH_REMATCH[2]}))"
+  node_routes_fetch "$major" "$minor" && return 0
+  if ((major < 18)); then
+    say "node $version has no built-in fetch for Tollgate to route: use Node 18 or newer"
+    return 0
+  fi
+  local flag="--require=$NODE_PROXY/proxy.cjs"
+  [[ "$flag" != *[[:space:]]* ]] || flag="--require=\"$NODE_PROXY/proxy.cjs\""  # Node's own quoting
+  ensure_node_proxy "$version" "$flag" || return 0
+  local options="${NODE_OPTIONS:-}"
+  # Evaluated again in the same shell, the exports must not add the preload twice.
+  [[ " $options " == *" $flag "* ]] || options="${options:+$options }$flag"
+  printf 'export NODE_OPTIONS="%s"\n' "$(double_quoted "$options")"
+}
+
+ensure_node_proxy() {  # ensure_node_proxy VERSION FLAG: undici installed beside the preload, once
+  local stamp="$NODE_PROXY/node_modules/.tollgate-installed"
+  [[ -f "$stamp" ]] && cmp -s "$NODE_PROXY/package.json" "$stamp" && return 0
+  local problem="npm is not installed" remedy="install npm"
+  if command -v npm >/dev/null 2>&1; then
+    say "node $1 ignores HTTPS_PROXY for fetch: installing undici into $NODE_PROXY"
+    # npm runs on node, which must not load the preload whose undici may be what is missing.
+    if (cd "$NODE_PROXY" && NODE_OPTIONS="${NODE_OPTIONS//"$2"/}" npm install --no-audit --no-fund \
+      --no-package-lock --loglevel=error --fetch-timeout=60000 --fetch-retries=1) >&2; then
+      cp "$NODE_PROXY/package.json" "$stamp"
+      return 0
+    fi
+    problem="npm could not install undici into $NODE_PROXY" remedy="mend what npm says above"
+  fi
+  say "$problem, so node $1 would send fetch calls past Tollgate (it ignores HTTPS_PROXY)."
+  say "$remedy and evaluate ./run.sh env again, or use Node 22.21 / 24 or newer"
+  return 1
+}
+
+double_quoted() {  # $1 as it must be written between double quotes for the shell that evaluates it
+  local s="${1//\\/\\\\}"
+  s="${s//\"/\\\"}"
+  s="${s//\$/\\\$}"
+  printf '%s' "${s//\`/\\\`}"
 }
 
 lint() {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,17 +14,7 @@ from tests.support.canned import provider_answers
 from tests.support.clients import run_client
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.proxy import ROOT, free_port
-
-
-def env_exports(*args: str, listen: str | None = None) -> dict[str, str]:
-    """What `./run.sh env ARGS` exports, with TOLLGATE_LISTEN set to `listen` or unset."""
-    env = {k: v for k, v in os.environ.items() if k != "TOLLGATE_LISTEN"}
-    if listen is not None:
-        env["TOLLGATE_LISTEN"] = listen
-    done = subprocess.run(
-        [str(ROOT / "run.sh"), "env", *args], capture_output=True, text=True, timeout=300, check=True, env=env
-    )
-    return dict(line.removeprefix("export ").split("=", 1) for line in done.stdout.splitlines())
+from tests.support.run_sh import env_exports, wait_listening
 
 
 def test_env_prints_absolute_exports():
@@ -126,17 +115,6 @@ def test_env_follows_the_listen_address_of_run_sh():
         env={**os.environ, "TOLLGATE_LISTEN": "9198"},
     )
     assert done.returncode != 0 and done.stdout == "" and "TOLLGATE_LISTEN" in done.stderr
-
-
-def wait_listening(port: int, proxy: subprocess.Popen, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and proxy.poll() is None:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"nothing listens on {port} (run.sh exit {proxy.poll()})")
 
 
 def test_tollgate_listen_moves_run_sh_and_env_alike(tmp_path, upstream_ca, upstream_ca_pem):

@@ -1,0 +1,38 @@
+"""run.sh as a user runs it: the proxy it starts and the exports of `./run.sh env`."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from .proxy import ROOT
+
+
+def env_run(*args: str, listen: str | None = None, env: dict[str, str] | None = None, root: Path = ROOT):
+    """`ROOT/run.sh env ARGS` with TOLLGATE_LISTEN set to `listen` or unset, in `env` (else ours)."""
+    env = {k: v for k, v in (os.environ if env is None else env).items() if k != "TOLLGATE_LISTEN"}
+    if listen is not None:
+        env["TOLLGATE_LISTEN"] = listen
+    return subprocess.run(
+        [str(root / "run.sh"), "env", *args], capture_output=True, text=True, timeout=300, check=True, env=env
+    )
+
+
+def env_exports(*args: str, listen: str | None = None, env: dict[str, str] | None = None) -> dict[str, str]:
+    """What `./run.sh env ARGS` exports (values as printed, in their double quotes)."""
+    done = env_run(*args, listen=listen, env=env)
+    return dict(line.removeprefix("export ").split("=", 1) for line in done.stdout.splitlines())
+
+
+def wait_listening(port: int, proxy: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proxy.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"nothing listens on {port} (run.sh exit {proxy.poll()})")
