@@ -237,7 +237,8 @@ ensure_node_proxy() {  # ensure_node_proxy VERSION FLAG: undici installed beside
   if command -v npm >/dev/null 2>&1; then
     say "node $1 ignores HTTPS_PROXY for fetch: installing undici into $NODE_PROXY"
     # npm runs on node, which must not load the preload whose undici may be what is missing.
-    if (cd "$NODE_PROXY" && NODE_OPTIONS="${NODE_OPTIONS//"$2"/}" npm install --no-audit --no-fund \
+    local inherited="${NODE_OPTIONS:-}"
+    if (cd "$NODE_PROXY" && NODE_OPTIONS="${inherited//"$2"/}" npm install --no-audit --no-fund \
       --no-package-lock --loglevel=error --fetch-timeout=60000 --fetch-retries=1) >&2; then
       cp "$NODE_PROXY/package.json" "$stamp"
       return 0
