@@ -384,6 +384,15 @@ def test_openai_endpoint_of(rest: str, endpoint: str | None) -> None:
     assert openai_mod.endpoint_of(rest.split("/")) == endpoint
 
 
+def test_openai_endpoint_prefixes_do_not_nest() -> None:
+    """endpoint_of takes the first prefix that matches: that is the only one, and so the longest,
+    only while no prefix begins another (("images",) before ("images", "edits") would shadow it)."""
+    prefixes = [prefix for prefix, _ in openai_mod._ENDPOINTS]
+    for a in prefixes:
+        for b in prefixes:
+            assert a == b or b[: len(a)] != a, (a, b)
+
+
 def test_openai_chat_completions_facts() -> None:
     body = j(
         {

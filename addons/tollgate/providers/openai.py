@@ -42,6 +42,7 @@ from .base import (
 
 REALTIME = "realtime"  # a WebSocket session (GET /v1/realtime?model=…, upgraded)
 # Path segments (after the version prefix) → endpoint kind; a path under one of these is that kind.
+# No prefix begins another, so a path matches one at most and the order does not matter.
 _ENDPOINTS = (
     (("chat", "completions"), "chat.completions"),
     (("responses",), "responses"),
