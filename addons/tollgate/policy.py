@@ -204,7 +204,7 @@ class Policy:
     def _evaluate(self, document: dict[str, Any]) -> Decision:
         return self._rules.evaluate(document)
 
-    def mtimes(self) -> tuple[float | None, ...]:
+    def mtimes(self) -> tuple[int | None, ...]:
         return tuple(_mtime(p) for p in self.files)
 
 
@@ -216,7 +216,7 @@ def quiet(interpreter: Interpreter) -> Interpreter:
     return interpreter
 
 
-def _mtime(path: Path) -> float | None:
+def _mtime(path: Path) -> int | None:
     try:
         return os.stat(path).st_mtime_ns
     except OSError:
