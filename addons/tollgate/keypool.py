@@ -2,31 +2,35 @@
 
 from __future__ import annotations
 
-import math
+import re
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 DEFAULT_REST = 60.0
 MAX_REST = 86400.0
+# delay-seconds is 1*DIGIT (RFC 9110); a fraction is read too, as OpenAI's SDK reads one. ASCII
+# only: int() and float() would also read other scripts' digits, signs, exponents and "inf".
+_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date); 60 when absent or unreadable."""
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), at most a day; 60 when
+    absent or unreadable, as a provider that refused a key did not say when to try it again."""
     if not value:
         return DEFAULT_REST
-    value = value.strip()
+    value = value.strip(" \t")
+    if _SECONDS.fullmatch(value):
+        return min(float(value), MAX_REST)
     try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return min(max(0.0, seconds), MAX_REST) if math.isfinite(seconds) else DEFAULT_REST
-    try:
-        when = parsedate_to_datetime(value).timestamp()
+        when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
         return DEFAULT_REST
-    return max(0.0, when - (time.time() if now is None else now))
+    if when.tzinfo is None:  # an HTTP-date is GMT, and its asctime form names no zone
+        when = when.replace(tzinfo=UTC)
+    seconds = when.timestamp() - (time.time() if now is None else now)
+    return min(max(0.0, seconds), MAX_REST)
 
 
 class KeyPool:

@@ -204,7 +204,7 @@ class Policy:
     def _evaluate(self, document: dict[str, Any]) -> Decision:
         return self._rules.evaluate(document)
 
-    def mtimes(self) -> tuple[float | None, ...]:
+    def mtimes(self) -> tuple[int | None, ...]:
         return tuple(_mtime(p) for p in self.files)
 
 
@@ -216,7 +216,7 @@ def quiet(interpreter: Interpreter) -> Interpreter:
     return interpreter
 
 
-def _mtime(path: Path) -> float | None:
+def _mtime(path: Path) -> int | None:
     try:
         return os.stat(path).st_mtime_ns
     except OSError:
@@ -306,7 +306,8 @@ def cache_key(read: tuple[int, ...] | None) -> Callable[[tuple[Any, ...]], Hasha
 
 
 def input_document(facts: tuple[Any, ...]) -> dict[str, Any]:
-    """The input document of DESIGN.md, from `input_facts`."""
+    """The JSON document a policy evaluates as `input` (who calls, where the call goes, what it asks
+    for), built from `input_facts` so that it holds exactly what the decision cache is keyed on."""
     (client, groups, auth, provider, host, method, path, endpoint, requested_model, model,
      message_count, has_system, has_tools, stream, max_tokens, unread) = facts  # fmt: skip
     return {
@@ -330,5 +331,5 @@ def input_document(facts: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def policy_input(call: Any) -> dict[str, Any]:
-    """The input document of DESIGN.md for a call record (`tollgate.call.Call`)."""
+    """The `input` a policy gets for a call record (`tollgate.call.Call`)."""
     return input_document(input_facts(call))

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tollgate.keypool import DEFAULT_REST, KeyPool, retry_after_seconds
+from tollgate.keypool import DEFAULT_REST, MAX_REST, KeyPool, retry_after_seconds
 
 
 class Clock:
@@ -47,11 +47,46 @@ def test_default_rest_is_60_seconds() -> None:
         ("Wednesday, 21-Oct-15 07:29:00 GMT", 60.0),  # RFC 850 form: 60 s from NOW as well
         ("Wed Oct 21 07:28:10 2015", 10.0),  # asctime form
         ("Wed, 32 Oct 2015 07:30:00 GMT", 60.0),  # unreadable date
-        ("-5", 0.0),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", 86400.0),  # at most a day, as in seconds
+        ("Wed, 21 Oct 2015 09:30:00 +0200", 120.0),  # not an HTTP-date, but unambiguous
+        ("-5", 60.0),  # not delay-seconds (1*DIGIT): as if absent, not "free now"
+        ("+5", 60.0),
+        ("1e9", 60.0),
+        ("1_000", 60.0),
+        ("0x10", 60.0),
+        ("99999999999999999999999", 86400.0),
+        ("3.5", 3.5),  # fractions, as OpenAI's SDK reads them too
+        ("  7 ", 7.0),
+        ("\t7", 7.0),
+        ("\u0663", 60.0),  # ARABIC-INDIC DIGIT THREE: int() and float() read it, HTTP does not
+        ("\uff17", 60.0),  # FULLWIDTH DIGIT SEVEN
+        ("\u00a07", 60.0),  # no-break space is not HTTP whitespace
     ],
 )
 def test_retry_after_seconds(value: str | None, seconds: float) -> None:
     assert retry_after_seconds(value, now=NOW) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Wed Oct 21 07:28:10 2015",  # asctime form: GMT, though it names no zone
+        "Wed, 21 Oct 2015 07:28:10",
+        "Wed, 21 Oct 2015 07:28:10 -0000",
+    ],
+)
+def test_retry_after_date_without_a_zone_is_gmt_whatever_the_local_zone(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert retry_after_seconds(value, now=NOW) == 10.0
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_retry_after_http_date_against_the_wall_clock() -> None:
@@ -68,10 +103,16 @@ def test_retry_after_non_numeric_float_spellings_are_unreadable(value: str) -> N
 
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=40))
-def test_retry_after_never_raises_and_is_never_negative(value: str) -> None:
+def test_retry_after_never_raises_and_stays_within_a_day(value: str) -> None:
     seconds = retry_after_seconds(value, now=NOW)
     assert isinstance(seconds, float)
-    assert not seconds < 0
+    assert 0.0 <= seconds <= MAX_REST
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(st.characters(categories=["Nd"]), min_size=1, max_size=8).filter(lambda s: not s.isascii()))
+def test_retry_after_reads_only_ascii_digits(value: str) -> None:
+    assert retry_after_seconds(value, now=NOW) == DEFAULT_REST
 
 
 @settings(max_examples=100, deadline=None)
@@ -81,9 +122,9 @@ def test_retry_after_delta_seconds(n: int) -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.integers(min_value=0, max_value=10**6))
+@given(st.integers(min_value=0, max_value=10**7))
 def test_retry_after_http_date(delta: int) -> None:
-    assert retry_after_seconds(formatdate(NOW + delta, usegmt=True), now=NOW) == float(delta)
+    assert retry_after_seconds(formatdate(NOW + delta, usegmt=True), now=NOW) == float(min(delta, 86400))
 
 
 # --- the pool -----------------------------------------------------------------------------------------

@@ -18,12 +18,15 @@ from mitmproxy.http import Headers
 from tollgate.call import Classification, RequestFacts, Usage
 from tollgate.providers import PROVIDERS, allow_hosts, provider_for
 from tollgate.providers import anthropic as anthropic_mod
+from tollgate.providers import base as base_mod
 from tollgate.providers import bedrock as bedrock_mod
 from tollgate.providers import gemini as gemini_mod
 from tollgate.providers import openai as openai_mod
 from tollgate.providers.base import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
+    INTERNAL_ERROR,
+    INVALID_SIGNATURE,
     MISCONFIGURED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
@@ -62,6 +65,8 @@ REASONS = (
     POLICY_DENIED,
     NO_UPSTREAM_CREDENTIAL,
     MISCONFIGURED,
+    INVALID_SIGNATURE,
+    INTERNAL_ERROR,
     UPSTREAM_UNREACHABLE,
     UPSTREAM_TIMEOUT,
     BAD_REQUEST,
@@ -377,6 +382,15 @@ def test_add_totals() -> None:
 )
 def test_openai_endpoint_of(rest: str, endpoint: str | None) -> None:
     assert openai_mod.endpoint_of(rest.split("/")) == endpoint
+
+
+def test_openai_endpoint_prefixes_do_not_nest() -> None:
+    """endpoint_of takes the first prefix that matches: that is the only one, and so the longest,
+    only while no prefix begins another (("images",) before ("images", "edits") would shadow it)."""
+    prefixes = [prefix for prefix, _ in openai_mod._ENDPOINTS]
+    for a in prefixes:
+        for b in prefixes:
+            assert a == b or b[: len(a)] != a, (a, b)
 
 
 def test_openai_chat_completions_facts() -> None:
@@ -1450,8 +1464,8 @@ def test_status_per_reason() -> None:
         POLICY_DENIED: 403,
         NO_UPSTREAM_CREDENTIAL: 500,
         MISCONFIGURED: 500,
-        "invalid_signature": 403,
-        "internal_error": 500,
+        INVALID_SIGNATURE: 403,
+        INTERNAL_ERROR: 500,
         UPSTREAM_UNREACHABLE: 502,
         UPSTREAM_TIMEOUT: 504,
         BAD_REQUEST: 400,
@@ -1464,6 +1478,8 @@ OPENAI_REFUSALS = {
     POLICY_DENIED: (403, "permission_denied", "policy_denied"),
     NO_UPSTREAM_CREDENTIAL: (500, "server_error", "no_upstream_credential"),
     MISCONFIGURED: (500, "server_error", "misconfigured"),
+    INVALID_SIGNATURE: (403, "server_error", "invalid_signature"),
+    INTERNAL_ERROR: (500, "server_error", "internal_error"),
     UPSTREAM_UNREACHABLE: (502, "server_error", "upstream_unreachable"),
     UPSTREAM_TIMEOUT: (504, "server_error", "upstream_timeout"),
     BAD_REQUEST: (400, "invalid_request_error", "bad_request"),
@@ -1474,6 +1490,8 @@ GEMINI_REFUSALS = {
     POLICY_DENIED: (403, "PERMISSION_DENIED"),
     NO_UPSTREAM_CREDENTIAL: (500, "INTERNAL"),
     MISCONFIGURED: (500, "INTERNAL"),
+    INVALID_SIGNATURE: (403, "UNAUTHENTICATED"),
+    INTERNAL_ERROR: (500, "INTERNAL"),
     UPSTREAM_UNREACHABLE: (502, "UNAVAILABLE"),
     UPSTREAM_TIMEOUT: (504, "DEADLINE_EXCEEDED"),
     BAD_REQUEST: (400, "INVALID_ARGUMENT"),
@@ -1484,6 +1502,8 @@ ANTHROPIC_REFUSALS = {
     POLICY_DENIED: (403, "permission_error"),
     NO_UPSTREAM_CREDENTIAL: (500, "api_error"),
     MISCONFIGURED: (500, "api_error"),
+    INVALID_SIGNATURE: (403, "authentication_error"),
+    INTERNAL_ERROR: (500, "api_error"),
     UPSTREAM_UNREACHABLE: (502, "api_error"),
     UPSTREAM_TIMEOUT: (504, "timeout_error"),
     BAD_REQUEST: (400, "invalid_request_error"),
@@ -1494,6 +1514,8 @@ BEDROCK_REFUSALS = {
     POLICY_DENIED: (403, "AccessDeniedException"),
     NO_UPSTREAM_CREDENTIAL: (500, "InternalServerException"),
     MISCONFIGURED: (500, "InternalServerException"),
+    INVALID_SIGNATURE: (403, "InvalidSignatureException"),
+    INTERNAL_ERROR: (500, "InternalServerException"),
     UPSTREAM_UNREACHABLE: (502, "ServiceUnavailableException"),
     UPSTREAM_TIMEOUT: (504, "ModelTimeoutException"),
     BAD_REQUEST: (400, "ValidationException"),
@@ -1501,6 +1523,26 @@ BEDROCK_REFUSALS = {
 }
 
 MESSAGE = 'Tollgate: "no" — reasons: a, b'
+
+
+def test_every_reason_has_a_status_and_an_entry_in_every_providers_error_table() -> None:
+    """A table keyed by a literal string instead of the constant drifts from it when the constant
+    changes, and a refusal for that reason then fails with a KeyError instead of answering."""
+    defined = {
+        value
+        for name, value in vars(base_mod).items()
+        if name.isupper() and not name.startswith("_") and isinstance(value, str) and re.fullmatch("[a-z_]+", value)
+    }
+    assert defined == set(STATUS) == set(REASONS)
+    tables = {
+        "openai": openai_mod._ERROR_TYPES,
+        "gemini": gemini_mod._REASONS,
+        "anthropic": anthropic_mod._ERROR_TYPES,
+        "bedrock": bedrock_mod._ERRORS,
+    }
+    assert tables.keys() == PROVIDERS.keys()
+    for name, table in tables.items():
+        assert set(table) == defined, name
 
 
 def _common_refusal_headers(refusal: Any, reason: str) -> None:

@@ -329,6 +329,23 @@ def test_route_retargets_host_port_scheme_and_the_host_header(upstream, host_hea
     assert flow.request.headers.fields[1] == (b"content-type", b"application/json")
 
 
+@pytest.mark.parametrize(
+    ("scheme", "port", "upstream"),
+    [
+        ("https", 443, "https://api.openai.com"),
+        ("https", 8443, "https://api.openai.com:8443"),
+        ("http", 80, "http://api.openai.com"),
+        ("http", 443, "http://api.openai.com:443"),  # not the scheme's port: it must be named
+    ],
+)
+def test_route_without_an_upstream_records_the_host_and_port_the_client_asked_for(scheme, port, upstream):
+    flow, call = _openai_flow(("Host", "api.openai.com"))
+    flow.request.scheme, flow.request.port = scheme, port
+    Route(Shared()).request(flow)
+    assert call.upstream == upstream
+    assert (flow.request.scheme, flow.request.host, flow.request.port) == (scheme, "api.openai.com", port)
+
+
 def test_route_retargets_an_http2_requests_authority_and_adds_no_host_header():
     flow, call = _openai_flow(("content-type", "application/json"))
     flow.request.http_version, flow.request.authority = "HTTP/2.0", "api.openai.com"

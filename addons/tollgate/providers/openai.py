@@ -9,10 +9,17 @@ from urllib.parse import unquote_plus
 
 from ..call import Classification, RequestFacts, Usage
 from .base import (
+    AUDIT_UNAVAILABLE,
     BAD_REQUEST,
+    INTERNAL_ERROR,
+    INVALID_SIGNATURE,
+    MISCONFIGURED,
+    NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
     UNAUTHENTICATED,
     UNREAD_BODY,
+    UPSTREAM_TIMEOUT,
+    UPSTREAM_UNREACHABLE,
     Headers,
     Provider,
     Refusal,
@@ -35,6 +42,7 @@ from .base import (
 
 REALTIME = "realtime"  # a WebSocket session (GET /v1/realtime?model=…, upgraded)
 # Path segments (after the version prefix) → endpoint kind; a path under one of these is that kind.
+# No prefix begins another, so a path matches one at most and the order does not matter.
 _ENDPOINTS = (
     (("chat", "completions"), "chat.completions"),
     (("responses",), "responses"),
@@ -352,14 +360,23 @@ def _get(data: Any, outer: str, inner: str) -> Any:
     return value.get(inner) if isinstance(value, dict) else None
 
 
+_ERROR_TYPES = {
+    UNAUTHENTICATED: "invalid_request_error",
+    POLICY_DENIED: "permission_denied",
+    NO_UPSTREAM_CREDENTIAL: "server_error",
+    MISCONFIGURED: "server_error",
+    INVALID_SIGNATURE: "server_error",
+    INTERNAL_ERROR: "server_error",
+    UPSTREAM_UNREACHABLE: "server_error",
+    UPSTREAM_TIMEOUT: "server_error",
+    BAD_REQUEST: "invalid_request_error",
+    AUDIT_UNAVAILABLE: "server_error",
+}
+
+
 def refusal_body(reason: str, message: str) -> dict[str, Any]:
     code = "invalid_api_key" if reason == UNAUTHENTICATED else reason
-    kind = {
-        UNAUTHENTICATED: "invalid_request_error",
-        POLICY_DENIED: "permission_denied",
-        BAD_REQUEST: "invalid_request_error",
-    }.get(reason, "server_error")
-    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return {"error": {"message": message, "type": _ERROR_TYPES[reason], "param": None, "code": code}}
 
 
 class OpenAI(Provider):

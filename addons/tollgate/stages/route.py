@@ -13,6 +13,8 @@ from ..call import Call
 from ..providers.base import with_header
 from .shared import CallStage, Shared, provider_of
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
 
 class Address(NamedTuple):
     scheme: str
@@ -42,8 +44,10 @@ class Route(CallStage):
             upstream = f"https://{provider_of(call).default_host}"
         request = flow.request
         if upstream is None:
-            port = "" if request.port == 443 else f":{request.port}"
-            call.upstream = f"{request.scheme}://{request.host}{port}"
+            scheme, host, port = request.scheme, request.host, request.port
+            # url.hostport's, without the dict it builds on every call (docs/performance.md)
+            authority = host if port == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
+            call.upstream = f"{scheme}://{authority}"
             return
         scheme, host, port, authority = address_of(upstream)
         # What mitmproxy's scheme, host and port setters do, but with one pass over the headers
