@@ -110,7 +110,7 @@ class StreamTap(CallStage):
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         """`audit.stream_usage: inject`: ask an OpenAI chat stream for usage the client did not ask for."""
-        if self.shared.config.audit.stream_usage != "inject":
+        if call.loaded.config.audit.stream_usage != "inject":
             return
         c = call.classification
         if c.wire_format != "openai" or c.endpoint != "chat.completions" or not c.facts.stream:
