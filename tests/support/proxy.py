@@ -51,7 +51,9 @@ class Mitmdump:
             args += ["--set", f"ssl_verify_upstream_trusted_ca={upstream_ca}"]
         args += list(extra)
         self._log = open(self.output, "wb")
-        self.process = subprocess.Popen(args, cwd=workdir, stdout=self._log, stderr=subprocess.STDOUT)
+        # Unbuffered: a line logged between flows (a reload) is in the file when it is logged.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(args, cwd=workdir, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
