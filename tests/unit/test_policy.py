@@ -1153,6 +1153,37 @@ def test_the_watcher_picks_up_an_edit_and_survives_a_broken_one(tmp_path: Path, 
 
     with caplog.at_level(logging.INFO, logger=decide_module.__name__):
         asyncio.run(scenario())
+
+
+def test_the_watcher_does_not_compile_again_a_policy_a_new_configuration_brought(
+    tmp_path: Path, monkeypatch, caplog
+) -> None:
+    monkeypatch.setattr(decide_module, "RELOAD_INTERVAL", 0.01)
+    first, second = write(tmp_path / "a.rego", OPEN), write(tmp_path / "b.rego", CLOSED)
+    shared = shared_with(Policy([first]))
+    decide = Decide(shared)
+
+    async def scenario() -> None:
+        decide.running()
+        try:
+            await asyncio.sleep(0.05)
+            brought = Policy([second])  # as a reloaded tollgate.yaml naming another file does
+            shared.apply(Loaded.build(Config(), brought), None)
+            await asyncio.sleep(0.1)
+            assert shared.loaded.policy is brought
+            write(second, OPEN)
+            bump_mtime(second, 1)
+            deadline = time.monotonic() + 5
+            while shared.loaded.policy is brought:  # the edit is picked up
+                assert time.monotonic() < deadline, "the watcher did not act in time"
+                await asyncio.sleep(0.01)
+            assert shared.loaded.policy.decide(chat()).allowed
+        finally:
+            await decide.done()
+
+    with caplog.at_level(logging.INFO, logger=decide_module.__name__):
+        asyncio.run(scenario())
+    assert caplog.text.count("policy reloaded") == 1
     assert decide._watcher is not None and decide._watcher.cancelled()
 
 

@@ -67,14 +67,17 @@ class Decide(CallStage):
         return None if loaded is None else loaded.policy
 
     async def _watch(self) -> None:
-        policy = self._policy()
-        seen = policy.mtimes() if policy else ()
+        watched: Policy | None = None
+        seen: tuple[float | None, ...] = ()
         while True:
             await asyncio.sleep(RELOAD_INTERVAL)
             current = self._policy()
             if current is None:
-                seen = ()
                 continue
+            if current is not watched:
+                # A policy new to the watch (reloaded, or a reloaded configuration's) is compared with
+                # its files as they were when it was compiled, not compiled again.
+                watched, seen = current, current.loaded_mtimes
             mtimes = current.mtimes()
             if mtimes == seen:
                 continue

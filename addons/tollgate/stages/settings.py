@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable
 
 from mitmproxy import ctx, exceptions
 
@@ -119,10 +118,9 @@ class Settings:
     def running(self) -> None:
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
-    def done(self) -> Awaitable[None] | None:
+    def done(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
-        return None
 
     async def _watch(self) -> None:
         while True:

@@ -24,7 +24,7 @@ CALL = "tollgate"
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)  # its configuration holds keys: never in a message
 class Loaded:
     """Everything built from one configuration, swapped in as a whole. Each call keeps the one
     current when it was classified (`Call.loaded`), so that all its stages read the same one even
