@@ -3,6 +3,7 @@ does, and what a reload carries over (audit log, policy, key rests) or leaves to
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Iterator
@@ -100,8 +101,11 @@ def running(tmp_path: Path) -> Iterator[Running]:
         try:
             yield r
         finally:
-            if r.shared.audit is not None:
-                r.shared.audit.close()
+            # As mitmdump stops: the audit log closed, the policy's worker stopped, the stream
+            # tap's logging hook removed.
+            pending = r.gateway.done()  # type: ignore[attr-defined]
+            if pending is not None:
+                asyncio.run(pending)
 
 
 def edit(r: Running, change) -> None:
