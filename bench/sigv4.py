@@ -25,7 +25,7 @@ Timed per request, each with one `time.perf_counter_ns()` either side:
                   credentials (with a session token), on the headers credential._sign picks;
   verify+re-sign  what Tollgate runs per Bedrock request: `Identify._verified_aws_key(flow, call)`
                   (parse the Authorization header, look the key up, build the header list,
-                  `sigv4.verify`) then `credentials = shared.aws_credentials()` and
+                  `sigv4.verify`) then `credentials = call.loaded.aws_credentials()` and
                   `Credential._sign(flow, call, credentials, None)` (strip the caller's signature,
                   `sigv4.sign`, set the new headers) — the real stage code on a mitmproxy HTTPFlow
                   built fresh for each request (outside the timing), with a real Shared built from
@@ -70,7 +70,7 @@ from tollgate.call import Call  # noqa: E402
 from tollgate.config import parse_config  # noqa: E402
 from tollgate.stages.credential import Credential  # noqa: E402
 from tollgate.stages.identify import Identify  # noqa: E402
-from tollgate.stages.shared import Shared  # noqa: E402
+from tollgate.stages.shared import Loaded, Shared  # noqa: E402
 
 TARGET_P50_US = 300.0  # the issue's target: verify + re-sign p50 <= 300 µs per request
 REGION = "us-east-1"
@@ -307,7 +307,7 @@ def make_shared() -> Shared:
     )
     shared = Shared()
     source = sigv4.credential_source(config.providers.bedrock.credentials)
-    shared.apply(config, None, None, source)  # type: ignore[arg-type]  # no audit log, no policy
+    shared.apply(Loaded.build(config, None, source), None)  # no audit log, no policy
     return shared
 
 
@@ -315,7 +315,7 @@ _CLIENT_CONN = tflow.tclient_conn()
 _SERVER_CONN = tflow.tserver_conn()
 
 
-def make_flow(wire: Wire) -> tuple[http.HTTPFlow, Call]:
+def make_flow(wire: Wire, loaded: Loaded | None) -> tuple[http.HTTPFlow, Call]:
     """The flow and call record as classify and route leave them for a Bedrock request."""
     now = time.time()
     request = http.Request(
@@ -334,7 +334,7 @@ def make_flow(wire: Wire) -> tuple[http.HTTPFlow, Call]:
     )
     flow = http.HTTPFlow(_CLIENT_CONN, _SERVER_CONN)
     flow.request = request
-    call = Call(provider="bedrock", host=request.host, method=request.method, path=request.path)
+    call = Call(provider="bedrock", host=request.host, method=request.method, path=request.path, loaded=loaded)
     call.upstream = f"https://{request.host}"  # route, with no upstream configured
     return flow, call
 
@@ -396,13 +396,13 @@ def measure_both(
     row: Row, wires: list[Wire], identify: Identify, credential: Credential, shared: Shared, keep: bool
 ) -> None:
     clock, out = time.perf_counter_ns, row.both_ns
-    flows = [make_flow(w) for w in wires]  # fresh flows, built before the timing
+    flows = [make_flow(w, shared.loaded) for w in wires]  # fresh flows, built before the timing
     for i, (flow, call) in enumerate(flows):
         t0 = clock()
         try:
             identify._verified_aws_key(flow, call)
             t1 = clock()
-            credentials = shared.aws_credentials()  # type: ignore[misc]
+            credentials = call.loaded.aws_credentials()  # type: ignore[misc]
             credential._sign(flow, call, credentials, None)
         except sigv4.SignatureError:
             t1 = clock()
@@ -448,7 +448,7 @@ def run_row(row: Row, args: argparse.Namespace, maker: Maker, shared: Shared, se
         row.wires.append(maker.make(rng, row.size))
     row.make_s = time.monotonic() - start
     identify, credential = Identify(shared), Credential(shared)
-    secrets = shared.directory.aws_secrets
+    secrets = shared.loaded.directory.aws_secrets  # type: ignore[union-attr]
     credentials = ReadOnlyCredentials(*REAL)
 
     steps: list[Callable[[list[Wire], bool], None]] = [

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -50,14 +51,35 @@ def bundle(confdir: Path) -> Path:
     return confdir / "ca-bundle.pem"
 
 
+ConfigBuilder = Callable[[dict[str, str]], dict]
+RELOADED = "Tollgate: configuration reloaded from"
+LOADED = "anonymous callers"  # in the line that says a configuration was loaded, at start-up or reload
+
+
+def config_data(config: ConfigBuilder | dict, fakes: dict[str, FakeUpstream], audit_path: Path) -> dict:
+    """The configuration as written: a builder is given the fake upstreams' URLs; the audit goes
+    to `audit_path` unless it says otherwise."""
+    data = config({n: f.url for n, f in fakes.items()}) if callable(config) else config
+    data.setdefault("audit", {}).setdefault("path", str(audit_path))
+    return data
+
+
 class Gateway:
     """A running mitmdump with Tollgate, a fake upstream per provider, and its audit file."""
 
-    def __init__(self, proxy: Mitmdump, fakes: dict[str, FakeUpstream], audit_path: Path, bundle: Path) -> None:
+    def __init__(
+        self,
+        proxy: Mitmdump,
+        fakes: dict[str, FakeUpstream],
+        audit_path: Path,
+        bundle: Path,
+        config_path: Path | None = None,
+    ) -> None:
         self.proxy = proxy
         self.fakes = fakes
         self.audit_path = audit_path
         self.bundle = bundle
+        self.config_path = config_path
         self._before = 0
         self._last_run_end = 0.0
 
@@ -94,13 +116,33 @@ class Gateway:
         """The newest record, once the last `run` has added one (the audit is written by a thread)."""
         return self.wait_audit(getattr(self, "_before", 0) + 1)[-1]
 
+    def reconfigure(self, config: ConfigBuilder | dict, expect: str = RELOADED, timeout: float = 10.0) -> str:
+        """Rewrite the running gateway's configuration file as editors save one (a new file renamed
+        over it) and wait for the console line `expect` that says Tollgate saw it; the console's new part."""
+        assert self.config_path is not None, "started without a configuration file"
+        # mitmdump may accept connections before it has read the file: a rewrite before then
+        # would be the file it starts with, not a change.
+        self.wait_console(LOADED, timeout)
+        before = self.proxy.console()
+        written = self.config_path.with_name(self.config_path.name + ".new")
+        written.write_text(yaml.safe_dump(config_data(config, self.fakes, self.audit_path)))
+        os.replace(written, self.config_path)
+        return self.wait_console(expect, timeout, after=before)[len(before) :]
+
+    def wait_console(self, text: str, timeout: float = 10.0, after: str = "") -> str:
+        """The console once it shows `text` more often than `after` (what it showed before) did."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            console = self.proxy.console()
+            if console.count(text) > after.count(text):
+                return console
+            time.sleep(0.05)
+        raise AssertionError(f"no {text!r} within {timeout} s:\n{self.proxy.console()[len(after) :]}")
+
     def reset(self) -> None:
         for fake in self.fakes.values():
             fake.received.clear()
             fake.handler = provider_answers
-
-
-ConfigBuilder = Callable[[dict[str, str]], dict]
 
 
 @pytest.fixture(scope="module")
@@ -119,14 +161,12 @@ def start_gateway(
         audit_path = workdir / "audit.jsonl"
         config_path = None
         if config is not None:
-            data = config({n: f.url for n, f in fakes.items()}) if callable(config) else config
-            data.setdefault("audit", {}).setdefault("path", str(audit_path))
             config_path = workdir / "tollgate.yaml"
-            config_path.write_text(yaml.safe_dump(data))
+            config_path.write_text(yaml.safe_dump(config_data(config, fakes, audit_path)))
         proxy = tool(workdir, confdir, upstream_ca_pem, config_path, *extra)
         started.append((proxy, fakes))
         proxy.wait_ready()
-        return Gateway(proxy, fakes, audit_path, bundle)
+        return Gateway(proxy, fakes, audit_path, bundle, config_path)
 
     yield start
     for proxy, fakes in started:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from .keypool import KeyPool
+    from .stages.shared import Loaded
 
 Auth = Literal["virtual_key", "sigv4", "proxyauth", "anonymous"]
 
@@ -114,6 +115,9 @@ class Call:
     # The request's raw headers by lower-case name (`header_index`), read once for the request
     # stages (dropped after them): each pass over the fields costs about as much as a stage.
     headers: dict[bytes, bytes] = field(default_factory=dict, repr=False)
+    # The configuration current when the call was classified, which all its stages read: one
+    # that reloads meanwhile applies to the next call. None only on a call refused for want of one.
+    loaded: Loaded = field(default=None, repr=False)  # type: ignore[assignment]
     request_id: str = field(default_factory=new_request_id)
     started: float = field(default_factory=time.time)
     # Where the client put credentials, for any provider (names only, see `stages/redact.py`);

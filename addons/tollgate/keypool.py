@@ -40,6 +40,18 @@ class KeyPool:
         self._next = 0
         self._resting_until: dict[str, float] = {}
 
+    def renewed(self, keys: Sequence[str]) -> KeyPool:
+        """The pool of a reloaded configuration: this one when its keys are the same; else a pool
+        of the new keys that shares this one's rests, so that a key resting stays resting, even
+        when a call that took it from this pool is refused after the reload."""
+        if list(keys) == self._keys:
+            return self
+        pool = KeyPool(keys, self._clock)
+        for key in [k for k in self._resting_until if k not in pool._keys]:
+            del self._resting_until[key]
+        pool._resting_until = self._resting_until
+        return pool
+
     def __bool__(self) -> bool:
         return bool(self._keys)
 

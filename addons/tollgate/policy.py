@@ -98,6 +98,8 @@ class Policy:
     def __init__(self, files: Sequence[str | Path], timeout: float = TIMEOUT) -> None:
         self.files = tuple(Path(f) for f in files)
         self.timeout = timeout
+        # Before reading: an edit made while they are read is a change still to be seen.
+        self.loaded_mtimes = self.mtimes()
         sources: dict[str, str] = {}
         for path in self.files:
             try:

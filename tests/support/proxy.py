@@ -60,7 +60,9 @@ class Mitmdump:
             args += ["--set", f"ssl_verify_upstream_trusted_ca={upstream_ca}"]
         args += [*self.tool_args(), *extra]
         self._log = open(self.output, "wb")  # noqa: SIM115 - open as long as the process
-        self.process = subprocess.Popen(args, cwd=workdir, stdout=self._log, stderr=subprocess.STDOUT)
+        # Unbuffered: a line logged between flows (a reload) is in the file when it is logged.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(args, cwd=workdir, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def tool_args(self) -> list[str]:
         return []

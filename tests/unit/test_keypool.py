@@ -268,3 +268,40 @@ def test_take_always_gives_a_free_key_when_there_is_one(
 def test_each_key_once_per_round(keys: list[str]) -> None:
     pool = KeyPool(keys, clock=Clock())
     assert [pool.take() for _ in range(2 * len(keys))] == keys + keys
+
+
+# --- a reloaded configuration's pool ----------------------------------------------------------------
+
+
+def test_a_pool_renewed_with_the_same_keys_is_the_same_pool() -> None:
+    pool = KeyPool(["k1", "k2"], clock=Clock())
+    assert pool.renewed(["k1", "k2"]) is pool
+
+
+def test_a_key_resting_stays_resting_in_the_renewed_pool() -> None:
+    clock = Clock()
+    pool = KeyPool(["k1", "k2"], clock=clock)
+    pool.rest("k1", 30)
+    renewed = pool.renewed(["k1", "k3"])
+    assert [renewed.take() for _ in range(3)] == ["k3", "k3", "k3"]
+    clock.now += 30
+    assert sorted(renewed.take() for _ in range(2)) == ["k1", "k3"]
+
+
+def test_a_key_rested_through_the_old_pool_after_a_reload_rests_in_the_new_one() -> None:
+    # A call took k1 before the reload; the upstream's 429 comes after it.
+    clock = Clock()
+    pool = KeyPool(["k1", "k2"], clock=clock)
+    taken = pool.take()
+    renewed = pool.renewed(["k1", "k2", "k3"])
+    pool.rest(taken, 30)
+    assert taken == "k1" and "k1" not in [renewed.take() for _ in range(4)]
+
+
+def test_a_key_removed_by_a_reload_is_no_longer_resting_nor_taken() -> None:
+    clock = Clock()
+    pool = KeyPool(["k1", "k2"], clock=clock)
+    pool.rest("k2", 30)
+    renewed = pool.renewed(["k1"])
+    assert not renewed._resting_until  # the common case again: no clock asked on take
+    assert [renewed.take() for _ in range(2)] == ["k1", "k1"]

@@ -22,7 +22,7 @@ from mitmproxy.test import tflow
 
 from tollgate.__main__ import main
 from tollgate.call import Call, Classification, RequestFacts
-from tollgate.config import load_config
+from tollgate.config import Config, load_config
 from tollgate.policy import (
     INPUT_LAYOUT,
     POLICY_ERROR,
@@ -36,7 +36,7 @@ from tollgate.policy import (
 from tollgate.providers import PROVIDERS
 from tollgate.stages import decide as decide_module
 from tollgate.stages.decide import Decide
-from tollgate.stages.shared import CALL, Shared
+from tollgate.stages.shared import CALL, Loaded, Shared
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDONS = ROOT / "addons"
@@ -885,7 +885,10 @@ def test_a_policy_without_a_deny_rule_does_not_allow_everything(tmp_path: Path) 
 # --- the decide stage: 403 in the provider's shape ------------------------------------------------
 
 
-def flow_for(call: Call):
+def flow_for(call: Call, shared: Shared | None = None):
+    """A flow carrying the call; with the configuration of `shared`, as Classify gives it."""
+    if shared is not None:
+        call.loaded = shared.loaded
     flow = tflow.tflow()
     flow.request.method = call.method
     flow.request.host = call.host
@@ -896,13 +899,15 @@ def flow_for(call: Call):
 
 def shared_with(policy: Policy | None) -> Shared:
     shared = Shared()
-    shared.policy = policy
+    shared.loaded = Loaded.build(Config(), policy)
     return shared
 
 
 def hook_run(decide: Decide, flow) -> None:
     """The decide stage's request hook as mitmproxy runs it: a decision not cached comes from the
     policy's worker process, awaited in an event loop (which the worker is stopped before leaving)."""
+    call = flow.metadata[CALL]
+    call.loaded = call.loaded or decide.shared.loaded  # as Classify takes it
     pending = decide.request(flow)
     if pending is None:
         return
@@ -911,7 +916,7 @@ def hook_run(decide: Decide, flow) -> None:
         try:
             await pending
         finally:
-            await decide.shared.policy.aclose()
+            await decide.shared.loaded.policy.aclose()
 
     asyncio.run(finish())
 
@@ -1028,17 +1033,17 @@ def test_an_edit_takes_effect_on_reload(tmp_path: Path, caplog) -> None:
     path = write(tmp_path / "live.rego", OPEN)
     shared = shared_with(Policy([path]))
     decide = Decide(shared)
-    old = shared.policy
+    old = shared.loaded.policy
     assert old.decide(chat()).allowed
 
     write(path, CLOSED)
     bump_mtime(path, 1)
     with caplog.at_level(logging.INFO, logger=decide_module.__name__):
-        decide.reload(shared.policy)
-    assert shared.policy is not old
-    assert shared.policy.files == (path,)
-    assert shared.policy.decide(chat()) == Decision(("research is closed today",))
-    assert shared.policy.decide(chat(client="sam", groups=("support",))).allowed
+        decide.reload(shared.loaded.policy)
+    assert shared.loaded.policy is not old
+    assert shared.loaded.policy.files == (path,)
+    assert shared.loaded.policy.decide(chat()) == Decision(("research is closed today",))
+    assert shared.loaded.policy.decide(chat(client="sam", groups=("support",))).allowed
     assert f"policy reloaded from {path}" in caplog.text
 
     flow = flow_for(call_of("openai", "POST", "/v1/chat/completions", {"model": "gpt-4o", "messages": []}))
@@ -1050,17 +1055,17 @@ def test_a_broken_edit_keeps_the_last_good_policy(tmp_path: Path, caplog) -> Non
     path = write(tmp_path / "live.rego", CLOSED)
     shared = shared_with(Policy([path]))
     decide = Decide(shared)
-    good = shared.policy
+    good = shared.loaded.policy
 
     write(path, "package tollgate\ndeny contains x if {\n")
     bump_mtime(path, 1)
     with caplog.at_level(logging.ERROR, logger=decide_module.__name__):
-        decide.reload(shared.policy)
-    assert shared.policy is good
+        decide.reload(shared.loaded.policy)
+    assert shared.loaded.policy is good
     assert "policy not reloaded, the last good one stays in force" in caplog.text
     assert f"{path}:2:20: this is unclosed" in caplog.text
     # The last good policy still decides, from its compiled form (the file on disk is broken).
-    assert shared.policy.decide(chat()) == Decision(("research is closed today",))
+    assert shared.loaded.policy.decide(chat()) == Decision(("research is closed today",))
     flow = flow_for(call_of("openai", "POST", "/v1/chat/completions", {"model": "gpt-4o", "messages": []}))
     hook_run(decide, flow)
     assert flow.response is not None and flow.response.status_code == 403
@@ -1068,19 +1073,19 @@ def test_a_broken_edit_keeps_the_last_good_policy(tmp_path: Path, caplog) -> Non
     # Fixing the file is picked up by the next reload.
     write(path, OPEN)
     bump_mtime(path, 2)
-    decide.reload(shared.policy)
-    assert shared.policy is not good and shared.policy.decide(chat()).allowed
+    decide.reload(shared.loaded.policy)
+    assert shared.loaded.policy is not good and shared.loaded.policy.decide(chat()).allowed
 
 
 def test_a_deleted_file_keeps_the_last_good_policy(tmp_path: Path, caplog) -> None:
     path = write(tmp_path / "live.rego", CLOSED)
     shared = shared_with(Policy([path]))
     decide = Decide(shared)
-    good = shared.policy
+    good = shared.loaded.policy
     path.unlink()
     with caplog.at_level(logging.ERROR, logger=decide_module.__name__):
-        decide.reload(shared.policy)
-    assert shared.policy is good
+        decide.reload(shared.loaded.policy)
+    assert shared.loaded.policy is good
     assert f"{path}: cannot read: No such file or directory" in caplog.text
 
 
@@ -1088,12 +1093,12 @@ def test_reload_does_not_undo_a_configuration_change(tmp_path: Path) -> None:
     path = write(tmp_path / "live.rego", OPEN)
     shared = shared_with(Policy([path]))
     decide = Decide(shared)
-    watched = shared.policy
+    watched = shared.loaded.policy
     replacement = Policy([BLOCKED])
-    shared.policy = replacement  # a new configuration was applied meanwhile
+    shared.loaded = Loaded.build(Config(), replacement)  # a new configuration was applied meanwhile
     write(path, CLOSED)
     decide.reload(watched)
-    assert shared.policy is replacement
+    assert shared.loaded.policy is replacement
 
 
 def test_mtimes_change_when_a_file_is_rewritten(tmp_path: Path) -> None:
@@ -1118,7 +1123,7 @@ def test_the_watcher_picks_up_an_edit_and_survives_a_broken_one(tmp_path: Path, 
     path = write(tmp_path / "live.rego", OPEN)
     shared = shared_with(Policy([path]))
     decide = Decide(shared)
-    first = shared.policy
+    first = shared.loaded.policy
 
     async def until(condition, timeout: float = 5.0) -> None:
         deadline = time.monotonic() + timeout
@@ -1130,24 +1135,55 @@ def test_the_watcher_picks_up_an_edit_and_survives_a_broken_one(tmp_path: Path, 
         decide.running()
         try:
             await asyncio.sleep(0.05)
-            assert shared.policy is first  # nothing changed, nothing reloaded
+            assert shared.loaded.policy is first  # nothing changed, nothing reloaded
             write(path, CLOSED)
             bump_mtime(path, 1)
-            await until(lambda: shared.policy is not first)
-            second = shared.policy
+            await until(lambda: shared.loaded.policy is not first)
+            second = shared.loaded.policy
             assert not second.decide(chat()).allowed
 
             write(path, "package tollgate\ndeny contains x if {\n")
             bump_mtime(path, 2)
             await until(lambda: "policy not reloaded" in caplog.text)
             await asyncio.sleep(0.05)  # the broken file is tried once, not in a loop
-            assert shared.policy is second
+            assert shared.loaded.policy is second
             assert caplog.text.count("policy not reloaded") == 1
         finally:
             await decide.done()
 
     with caplog.at_level(logging.INFO, logger=decide_module.__name__):
         asyncio.run(scenario())
+
+
+def test_the_watcher_does_not_compile_again_a_policy_a_new_configuration_brought(
+    tmp_path: Path, monkeypatch, caplog
+) -> None:
+    monkeypatch.setattr(decide_module, "RELOAD_INTERVAL", 0.01)
+    first, second = write(tmp_path / "a.rego", OPEN), write(tmp_path / "b.rego", CLOSED)
+    shared = shared_with(Policy([first]))
+    decide = Decide(shared)
+
+    async def scenario() -> None:
+        decide.running()
+        try:
+            await asyncio.sleep(0.05)
+            brought = Policy([second])  # as a reloaded tollgate.yaml naming another file does
+            shared.apply(Loaded.build(Config(), brought), None)
+            await asyncio.sleep(0.1)
+            assert shared.loaded.policy is brought
+            write(second, OPEN)
+            bump_mtime(second, 1)
+            deadline = time.monotonic() + 5
+            while shared.loaded.policy is brought:  # the edit is picked up
+                assert time.monotonic() < deadline, "the watcher did not act in time"
+                await asyncio.sleep(0.01)
+            assert shared.loaded.policy.decide(chat()).allowed
+        finally:
+            await decide.done()
+
+    with caplog.at_level(logging.INFO, logger=decide_module.__name__):
+        asyncio.run(scenario())
+    assert caplog.text.count("policy reloaded") == 1
     assert decide._watcher is not None and decide._watcher.cancelled()
 
 
@@ -1263,11 +1299,11 @@ def test_while_an_evaluation_hangs_the_decide_stage_answers_cached_calls_at_once
     policy = backtracking_policy(tmp_path)
     decide = Decide(shared_with(policy))
     bad, good = model_call(PATHOLOGICAL), model_call("gpt-4o")
-    bad_flow, good_flow = flow_for(bad), flow_for(good)
+    bad_flow, good_flow = flow_for(bad, decide.shared), flow_for(good, decide.shared)
 
     async def scenario() -> None:
         try:
-            first = decide.request(flow_for(model_call("gpt-4o")))
+            first = decide.request(flow_for(model_call("gpt-4o"), decide.shared))
             assert first is not None  # not cached yet: the hook returns what mitmproxy awaits
             await first
             hanging = asyncio.ensure_future(decide.request(bad_flow))
@@ -1301,19 +1337,19 @@ def test_a_reload_replaces_the_worker(tmp_path: Path) -> None:
     async def scenario() -> None:
         try:
             decide.running()
-            old = shared.policy
-            await decide.request(flow_for(model_call("gpt-4o")))
+            old = shared.loaded.policy
+            await decide.request(flow_for(model_call("gpt-4o"), shared))
             worker = old.worker.pid
             assert worker is not None
             write(path, CLOSED)
             bump_mtime(path, 1)
             decide.reload(old)
-            assert shared.policy is not old and shared.policy.timeout == LIMIT
+            assert shared.loaded.policy is not old and shared.loaded.policy.timeout == LIMIT
             assert await gone(worker), "the old policy's worker was stopped"
-            flow = flow_for(model_call("gpt-4o"))
+            flow = flow_for(model_call("gpt-4o"), shared)
             await decide.request(flow)
             assert flow.response is not None and flow.response.status_code == 403
-            assert shared.policy.worker.pid not in (None, worker)
+            assert shared.loaded.policy.worker.pid not in (None, worker)
         finally:
             await decide.done()
 
@@ -1322,16 +1358,15 @@ def test_a_reload_replaces_the_worker(tmp_path: Path) -> None:
 
 def test_a_policy_in_force_is_stopped_when_a_configuration_replaces_it(tmp_path: Path) -> None:
     from tollgate.auditlog import AuditLog
-    from tollgate.config import Config
 
     shared = shared_with(backtracking_policy(tmp_path))
-    old = shared.policy
+    old = shared.loaded.policy
 
     async def scenario() -> None:
         assert await in_worker(old, model_call("gpt-4o")) == Decision(())
         worker = old.worker.pid
         audit = AuditLog(str(tmp_path / "audit.jsonl"))
-        shared.apply(Config(), audit, None, None)
+        shared.apply(Loaded.build(Config()), audit)
         assert worker is not None and await gone(worker)
         audit.close()
         await old.aclose()  # waits for the exit to be seen, before the event loop ends

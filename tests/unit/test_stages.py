@@ -13,14 +13,12 @@ from hypothesis import strategies as st
 from mitmproxy.test import tflow
 
 from tollgate.call import Call, Usage, fingerprint
-from tollgate.clients import Directory
 from tollgate.config import Config
-from tollgate.keypool import KeyPool
 from tollgate.providers.base import UsageReader, header_index
 from tollgate.stages import Gateway, chain
 from tollgate.stages.credential import Credential
 from tollgate.stages.route import Route
-from tollgate.stages.shared import CALL, CallStage, Shared, write_body
+from tollgate.stages.shared import CALL, CallStage, Loaded, Shared, write_body
 from tollgate.stages.stream_tap import MITMPROXY_CONNECTION_LOGGER, StreamTap, UsageTap, record_usage
 
 
@@ -265,7 +263,14 @@ def test_stream_tap_drops_only_mitmproxys_streaming_notice_while_loaded():
 # ---- request rewriting in one pass over the header fields
 
 
-def _openai_flow(*fields: tuple[str, str]) -> tuple[object, Call]:
+def configured(config: Config | None = None) -> Shared:
+    """What Settings makes of a configuration, without an audit log."""
+    shared = Shared()
+    shared.apply(Loaded.build(config or Config()), None)
+    return shared
+
+
+def _openai_flow(*fields: tuple[str, str], shared: Shared | None = None) -> tuple[object, Call]:
     flow = tflow.tflow()
     flow.request.host, flow.request.port, flow.request.path = "api.openai.com", 443, "/v1/chat/completions"
     flow.request.headers.fields = tuple((k.encode(), v.encode()) for k, v in fields)
@@ -275,6 +280,7 @@ def _openai_flow(*fields: tuple[str, str]) -> tuple[object, Call]:
         method="POST",
         path="/v1/chat/completions",
         headers=header_index(flow.request.headers.fields),
+        loaded=(shared or configured()).loaded,
     )  # as Classify reads them
     call.auth, call.client = "virtual_key", "alice"
     flow.metadata[CALL] = call
@@ -282,14 +288,14 @@ def _openai_flow(*fields: tuple[str, str]) -> tuple[object, Call]:
 
 
 def test_credential_swaps_every_credential_and_side_header_for_the_pooled_key():
-    shared = Shared()
-    shared.pools["openai"] = KeyPool(["sk-real"])
+    shared = configured(Config(providers={"openai": {"keys": ["sk-real"]}}))
     flow, call = _openai_flow(
         ("Host", "api.openai.com"),
         ("AUTHORIZATION", "Bearer tg-virtual"),
         ("X-Gemini-Key", "AIza-wrong-provider"),
         ("Content-Type", "application/json"),
         ("authorization", "Bearer second"),
+        shared=shared,
     )
     Credential(shared).request(flow)
     assert flow.response is None
@@ -302,9 +308,8 @@ def test_credential_swaps_every_credential_and_side_header_for_the_pooled_key():
 
 
 def test_credential_prefers_the_callers_side_header_and_removes_it():
-    shared = Shared()
-    shared.pools["openai"] = KeyPool(["sk-pooled"])
-    flow, call = _openai_flow(("authorization", "Bearer tg-virtual"), ("x-openai-key", "  sk-own  "))
+    shared = configured(Config(providers={"openai": {"keys": ["sk-pooled"]}}))
+    flow, call = _openai_flow(("authorization", "Bearer tg-virtual"), ("x-openai-key", "  sk-own  "), shared=shared)
     Credential(shared).request(flow)
     assert flow.request.headers.fields == ((b"authorization", b"Bearer sk-own"),)
     assert call.upstream_key == fingerprint("sk-own")
@@ -319,8 +324,8 @@ def test_credential_prefers_the_callers_side_header_and_removes_it():
     ],
 )
 def test_route_retargets_host_port_scheme_and_the_host_header(upstream, host_header):
-    shared = Shared()
-    flow, call = _openai_flow(("Host", "api.openai.com"), ("content-type", "application/json"))
+    shared = configured()
+    flow, call = _openai_flow(("Host", "api.openai.com"), ("content-type", "application/json"), shared=shared)
     call.upstream = upstream
     Route(shared).request(flow)
     scheme, _, _rest = upstream.partition("://")
@@ -350,7 +355,7 @@ def test_route_retargets_an_http2_requests_authority_and_adds_no_host_header():
     flow, call = _openai_flow(("content-type", "application/json"))
     flow.request.http_version, flow.request.authority = "HTTP/2.0", "api.openai.com"
     call.upstream = "https://127.0.0.1:8443"
-    Route(Shared()).request(flow)
+    Route(configured()).request(flow)
     assert (flow.request.authority, flow.request.host, flow.request.port) == ("127.0.0.1:8443", "127.0.0.1", 8443)
     assert flow.request.headers.fields == ((b"content-type", b"application/json"),)
 
@@ -399,8 +404,8 @@ def test_a_saved_flow_shows_where_the_credentials_were_whether_or_not_identify_l
     from tollgate.stages.identify import Identify
     from tollgate.stages.redact import Redact
 
-    shared = Shared()  # not ready: Classify refuses before Identify looks, unless it is made ready
-    shared.ready = identified
+    # Without a configuration Classify refuses before Identify looks.
+    shared = configured() if identified else Shared()
     flow = tflow.tflow()
     flow.request.scheme, flow.request.host, flow.request.port = "https", "generativelanguage.googleapis.com", 443
     flow.request.path, flow.request.content = "/v1beta/m", b""
@@ -422,9 +427,9 @@ def _refused_flow(*fields: tuple[bytes, bytes], path: str = "/v1/chat/completion
     from tollgate.stages.classify import Classify
     from tollgate.stages.identify import Identify
 
-    shared = Shared()
-    shared.ready = True
-    shared.directory = Directory(Config(clients=[{"name": "alice", "keys": ["tg-alice-1"]}]))
+    shared = configured(
+        Config(clients=[{"name": "alice", "keys": ["tg-alice-1"]}], providers={"openai": {"keys": ["sk-real"]}})
+    )
     flow = tflow.tflow()
     flow.request.scheme, flow.request.host, flow.request.port = "https", "api.openai.com", 443
     flow.request.path, flow.request.content = path, b""
@@ -481,7 +486,6 @@ def test_a_sent_call_shows_where_the_client_put_its_credentials_not_tollgates_ke
     flow.response = None
     call = flow.metadata[CALL]
     call.client, call.auth = "alice", "virtual_key"
-    shared.pools["openai"] = KeyPool(["sk-real"])
     Credential(shared).request(flow)
     assert flow.request.headers["authorization"] == "Bearer sk-real"
     redact = Redact(shared)

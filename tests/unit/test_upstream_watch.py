@@ -11,7 +11,7 @@ from mitmproxy.test import tflow
 
 from tollgate.call import Call, Failure
 from tollgate.config import parse_config
-from tollgate.stages.shared import CALL, Shared
+from tollgate.stages.shared import CALL, Loaded, Shared
 from tollgate.stages.upstream_watch import UpstreamWatch, timeout_message
 
 
@@ -33,7 +33,7 @@ def flow_with_call(client: connection.Client | None = None):
 
 def watch(timeout: float = 1.0) -> UpstreamWatch:
     shared = Shared()
-    shared.apply(parse_config({"providers": {"openai": {"timeout": timeout}}}), None, None, None)  # type: ignore[arg-type]
+    shared.apply(Loaded.build(parse_config({"providers": {"openai": {"timeout": timeout}}})), None)
     return UpstreamWatch(shared)
 
 
@@ -77,6 +77,7 @@ def test_a_connection_not_set_up_in_time_is_given_up_with_the_calls_waiting_for_
         task = asyncio.get_running_loop().create_task(opening())
         await asyncio.sleep(0)
         for flow, call in ((first, first_call), (second, second_call), (elsewhere, elsewhere_call)):
+            call.loaded = w.shared.loaded  # as Classify takes it
             w.handle(flow, call)
         await asyncio.sleep(0.02)
         assert w._expire(first, 0.01) is True

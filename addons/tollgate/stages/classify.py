@@ -80,9 +80,10 @@ class Classify:
         path, _, query = request.path.partition("?")
         headers = header_index(request.headers.fields)
         host = host_name(request.host)
-        call = Call(provider=provider.name, host=host, method=request.method, path=path, headers=headers)
+        loaded = self.shared.loaded
+        call = Call(provider=provider.name, host=host, method=request.method, path=path, headers=headers, loaded=loaded)
         flow.metadata[CALL] = call
-        if not self.shared.ready:
+        if loaded is None:
             refuse(flow, call, MISCONFIGURED, "Tollgate has no valid configuration; see its console.")
             call.error = "no valid configuration"
             return call

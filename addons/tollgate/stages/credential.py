@@ -48,13 +48,13 @@ class Credential(CallStage):
                 [f for f in request.headers.fields if f[0].lower() not in _SIDE_HEADER_NAMES]
             )
         if key is None and aws is None:
-            pool = self.shared.pools[call.provider]
+            pool = call.loaded.pools[call.provider]
             key = pool.take()
             if key is not None:
                 call.pooled_key = (pool, key)
         if key is None and aws is None and call.provider == "bedrock":
-            key = self.shared.config.providers.bedrock.bearer_token
-            aws = None if key else self.shared.aws_credentials
+            key = call.loaded.config.providers.bedrock.bearer_token
+            aws = None if key else call.loaded.aws_credentials
         if aws is not None:
             try:
                 credentials = aws()  # the default chain may refresh, and that may fail

@@ -27,7 +27,7 @@ class Decide(CallStage):
         self._watcher: asyncio.Task | None = None
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> Awaitable[None] | None:
-        policy = self.shared.policy
+        policy = call.loaded.policy
         if policy is None:
             return None
         decision = policy.decide_call_in_worker(call)
@@ -51,24 +51,33 @@ class Decide(CallStage):
 
     def running(self) -> None:
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
-        if self.shared.policy is not None:
-            self.shared.policy.start()
+        policy = self._policy()
+        if policy is not None:
+            policy.start()
 
     def done(self) -> Awaitable[None] | None:
         if self._watcher is not None:
             self._watcher.cancel()
-        policy = self.shared.policy
+        policy = self._policy()
         # Awaited, so that the worker has exited before the event loop ends.
         return None if policy is None else policy.aclose()
 
+    def _policy(self) -> Policy | None:
+        loaded = self.shared.loaded
+        return None if loaded is None else loaded.policy
+
     async def _watch(self) -> None:
-        seen = self.shared.policy.mtimes() if self.shared.policy else ()
+        watched: Policy | None = None
+        seen: tuple[float | None, ...] = ()
         while True:
             await asyncio.sleep(RELOAD_INTERVAL)
-            current = self.shared.policy
+            current = self._policy()
             if current is None:
-                seen = ()
                 continue
+            if current is not watched:
+                # A policy new to the watch (reloaded, or a reloaded configuration's) is compared with
+                # its files as they were when it was compiled, not compiled again.
+                watched, seen = current, current.loaded_mtimes
             mtimes = current.mtimes()
             if mtimes == seen:
                 continue
@@ -81,8 +90,5 @@ class Decide(CallStage):
         except PolicyError as e:
             logger.error(f"Tollgate: policy not reloaded, the last good one stays in force: {e}")
             return
-        if self.shared.policy is current:  # not replaced by a configuration change meanwhile
-            self.shared.policy = fresh
-            current.close()
-            fresh.start()
+        if self.shared.replace_policy(current, fresh):
             logger.info(f"Tollgate: policy reloaded from {', '.join(map(str, fresh.files))}")

@@ -52,7 +52,7 @@ class Identify(CallStage):
                 refuse(flow, call, UNAUTHENTICATED if e.code == UNKNOWN_KEY else INVALID_SIGNATURE, str(e))
                 return
         presented = provider.presented(*credentials)
-        caller = self.shared.directory.identify(name, presented, signed_with)
+        caller = call.loaded.directory.identify(name, presented, signed_with)
         if caller is None:
             call.decision = "deny"
             call.deny_reasons = ("unknown or missing API key",)
@@ -75,7 +75,7 @@ class Identify(CallStage):
             key_id = sigv4.parse_authorization(authorization).access_key_id
         except SignatureError:
             return None  # not ours to judge: it is no virtual credential
-        directory = self.shared.directory
+        directory = call.loaded.directory
         if not directory.is_virtual_aws_key(key_id):
             return None
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in flow.request.headers.fields]

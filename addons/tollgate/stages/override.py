@@ -15,7 +15,7 @@ class Override(CallStage):
         self.shared = shared
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
-        rules = self.shared.rules
+        rules = call.loaded.rules
         c = call.classification
         # Listings and other GETs carry no model to change and go as they came.
         if not rules.rules or c.model is None or flow.request.method != "POST":

@@ -39,7 +39,7 @@ class Route(CallStage):
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         # A rule's upstream, else the provider's; a call routed to another provider goes to
         # that provider's real host; else to the host the client asked for.
-        upstream = call.upstream or self.shared.providers[call.provider].upstream
+        upstream = call.upstream or call.loaded.providers[call.provider].upstream
         if upstream is None and call.requested_provider is not None:
             upstream = f"https://{provider_of(call).default_host}"
         request = flow.request

@@ -1,28 +1,92 @@
-"""The `tollgate_config` option, and the mitmproxy options Tollgate depends on."""
+"""The `tollgate_config` option, and the mitmproxy options Tollgate depends on. The configuration
+file is watched: a good edit takes effect at once, a broken one keeps the last good configuration."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 
 from mitmproxy import ctx, exceptions
 
 from .. import compat
 from ..auditlog import AuditLog
-from ..config import PROVIDER_NAMES, ConfigError, load_config
+from ..config import PROVIDER_NAMES, Config, ConfigError, load_config
 from ..policy import Policy, PolicyError
 from ..providers import allow_hosts
 from ..sigv4 import credential_source, load_botocore
-from .shared import Shared
+from .shared import Loaded, Shared
 
 logger = logging.getLogger(__name__)
 
 # mitmweb's flow list column that shows each call's summary (`Call.summary`, set as the flow's comment).
 COMMENT_COLUMN = "comment"
 
+RELOAD_INTERVAL = 1.0
+
+# What tells one version of a file from the next: an editor that saves by renaming a new file
+# over the old one may leave its modification time as it was, never its inode.
+Stamp = tuple[int, int, int] | None
+
+
+def stamp_of(path: str) -> Stamp:
+    """The file's modification time, size and inode; None when there is none to read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+def load(path: str, previous: Loaded | None, audit: AuditLog | None) -> tuple[Loaded, AuditLog]:
+    """The configuration at `path` built for use, with what it leaves unchanged taken from
+    `previous` and `audit` (its policy, its AWS credentials, the audit log itself) rather than made
+    anew. Raises ConfigError naming the file and the field."""
+    config = load_config(path)
+    policy = previous.policy if previous is not None and same_policy(previous.policy, config) else None
+    if policy is None and config.policy.rego:
+        try:
+            policy = Policy(config.policy.rego, config.policy.timeout)
+        except PolicyError as e:
+            raise ConfigError(f"policy.rego: {e}") from None
+    if config.mentions_bedrock:
+        load_botocore()
+    setting = config.providers.bedrock.credentials
+    if previous is not None and previous.config.providers.bedrock.credentials == setting:
+        aws = previous.aws_credentials  # botocore's chain is not asked again
+    else:
+        try:
+            aws = credential_source(setting)
+        except ValueError as e:
+            raise ConfigError(f"providers.bedrock.credentials: {e}") from None
+    if audit is None or audit.path != config.audit.path:
+        try:
+            audit = AuditLog(config.audit.path)
+        except OSError as e:
+            raise ConfigError(f"audit.path: cannot open {config.audit.path}: {e.strerror}") from None
+    return Loaded.build(config, policy, aws, previous), audit
+
+
+def same_policy(policy: Policy | None, config: Config) -> bool:
+    """Whether `policy` is what `config` asks for (its own watcher follows edits to its files)."""
+    if policy is None:
+        return False
+    return tuple(map(str, policy.files)) == config.policy.rego and policy.timeout == config.policy.timeout
+
+
+def summary(config: Config) -> str:
+    return (
+        f"{len(config.clients)} client(s), anonymous callers "
+        f"{'allowed' if config.anonymous_allowed else 'refused'}, audit to {config.audit.path}"
+    )
+
 
 class Settings:
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
+        self._path = ""  # the configuration file in force, watched
+        self._seen: Stamp = None  # its stamp when last read
+        self._watcher: asyncio.Task | None = None
 
     def load(self, loader) -> None:
         # Declared as str: mitmproxy silently drops a script whose typed option gets a bad value.
@@ -33,39 +97,29 @@ class Settings:
 
     def configure(self, updated: set[str]) -> None:
         if "tollgate_config" in updated:
+            path = ctx.options.tollgate_config
+            stamp = stamp_of(path) if path else None  # before reading: an edit meanwhile is seen next time
             try:
-                config = load_config(ctx.options.tollgate_config)
+                self._apply(path)
             except ConfigError as e:
                 raise exceptions.OptionsError(f"Tollgate configuration: {e}") from None
-            try:
-                policy = Policy(config.policy.rego, config.policy.timeout) if config.policy.rego else None
-            except PolicyError as e:
-                raise exceptions.OptionsError(f"Tollgate configuration: policy.rego: {e}") from None
-            if config.mentions_bedrock:
-                load_botocore()
-            try:
-                aws = credential_source(config.providers.bedrock.credentials)
-            except ValueError as e:
-                raise exceptions.OptionsError(f"Tollgate configuration: providers.bedrock.credentials: {e}") from None
-            try:
-                audit = AuditLog(config.audit.path)
-            except OSError as e:
-                raise exceptions.OptionsError(
-                    f"Tollgate configuration: audit.path: cannot open {config.audit.path}: {e.strerror}"
-                ) from None
-            self.shared.apply(config, audit, policy, aws)
-            if config.anonymous_allowed and any(config.providers.get(n).keys for n in PROVIDER_NAMES):
-                logger.warning(
-                    "Tollgate: anonymous callers are allowed and provider keys are configured: anyone who can"
-                    " reach this proxy calls with those keys (set clients, or allow_anonymous: false)"
-                )
-            logger.info(
-                f"Tollgate: {len(config.clients)} client(s), anonymous callers "
-                f"{'allowed' if config.anonymous_allowed else 'refused'}, audit to {config.audit.path}"
-            )
+            self._path, self._seen = path, stamp
+            assert self.shared.loaded is not None
+            logger.info(f"Tollgate: {summary(self.shared.loaded.config)}")
         self._require_proxy_options()
 
+    def _apply(self, path: str) -> None:
+        loaded, audit = load(path, self.shared.loaded, self.shared.audit)
+        self.shared.apply(loaded, audit)
+        config = loaded.config
+        if config.anonymous_allowed and any(config.providers.get(n).keys for n in PROVIDER_NAMES):
+            logger.warning(
+                "Tollgate: anonymous callers are allowed and provider keys are configured: anyone who can"
+                " reach this proxy calls with those keys (set clients, or allow_anonymous: false)"
+            )
+
     def running(self) -> None:
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
         # At start-up rather than in `configure`: a user who later picks mitmweb's default columns
         # in its options gets them as picked. `web_columns` exists only under mitmweb, and by now
         # holds what the user set on the command line or in config.yaml.
@@ -73,6 +127,35 @@ class Settings:
             columns = list(ctx.options.web_columns)
             if COMMENT_COLUMN not in columns:
                 ctx.options.update(web_columns=[*columns, COMMENT_COLUMN])
+
+    def done(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(RELOAD_INTERVAL)
+            self.check()
+
+    def check(self) -> None:
+        """Reload the configuration file if it changed since it was last read."""
+        path = self._path
+        if not path:
+            return
+        stamp = stamp_of(path)
+        if stamp == self._seen:
+            return
+        self._seen = stamp  # a broken version is reported once, not at every look
+        try:
+            self._apply(path)
+        except ConfigError as e:
+            logger.error(f"Tollgate: configuration not reloaded, the last good one stays in force: {e}")
+            return
+        except Exception as e:  # the watch must go on; the type alone: a message might quote a secret
+            logger.error(f"Tollgate: configuration not reloaded, the last good one stays in force: {type(e).__name__}")
+            return
+        assert self.shared.loaded is not None
+        logger.info(f"Tollgate: configuration reloaded from {path}: {summary(self.shared.loaded.config)}")
 
     def _require_proxy_options(self) -> None:
         wanted: dict[str, object] = {}

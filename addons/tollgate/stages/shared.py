@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, replace
 
 from mitmproxy import http
 
 from ..auditlog import AuditLog
 from ..call import Call
 from ..clients import Directory
-from ..config import Config
+from ..config import Config, ProviderConfig
 from ..keypool import KeyPool
 from ..overrides import RuleBook
 from ..policy import Policy
@@ -23,35 +24,67 @@ CALL = "tollgate"
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True, repr=False)  # its configuration holds keys: never in a message
+class Loaded:
+    """Everything built from one configuration, swapped in as a whole. Each call keeps the one
+    current when it was classified (`Call.loaded`), so that all its stages read the same one even
+    when a reload lands while it waits for the policy."""
+
+    config: Config
+    providers: dict[str, ProviderConfig]  # each one's settings
+    directory: Directory
+    rules: RuleBook
+    pools: dict[str, KeyPool]
+    policy: Policy | None = None
+    aws_credentials: CredentialSource | None = None
+
+    @classmethod
+    def build(
+        cls,
+        config: Config,
+        policy: Policy | None = None,
+        aws_credentials: CredentialSource | None = None,
+        previous: Loaded | None = None,
+    ) -> Loaded:
+        """What `config` makes; the key pools carry over the rests of `previous`'s."""
+        providers = {name: config.providers.get(name) for name in PROVIDERS}
+        pools = {
+            name: previous.pools[name].renewed(settings.keys) if previous else KeyPool(settings.keys)
+            for name, settings in providers.items()
+        }
+        return cls(config, providers, Directory(config), RuleBook(config.overrides), pools, policy, aws_credentials)
+
+
 class Shared:
-    """`apply` swaps in everything built from a new configuration at once."""
+    """What the stages share: the configuration loaded (None until one has: a broken one must not
+    leave Tollgate open), and the audit log, which outlives a reload that keeps its path."""
 
     def __init__(self) -> None:
-        # False until a configuration has loaded: a broken one must not leave Tollgate open.
-        self.ready = False
+        self.loaded: Loaded | None = None
         self.audit: AuditLog | None = None
-        self.policy: Policy | None = None
-        self.aws_credentials: CredentialSource | None = None
-        self._use(Config())
 
-    def apply(self, config: Config, audit: AuditLog, policy: Policy | None, aws: CredentialSource | None) -> None:
-        old, old_policy = self.audit, self.policy
-        self._use(config)
-        self.policy = policy
-        self.aws_credentials = aws
-        self.audit = audit
-        self.ready = True
-        if old is not None and old is not audit:
-            old.close()
-        if old_policy is not None and old_policy is not policy:
-            old_policy.close()
+    def apply(self, loaded: Loaded, audit: AuditLog | None) -> None:
+        """Swap in a configuration and its audit log; stop the policy and audit log no longer used
+        (a policy once the evaluations under way have ended, an audit log once it has written what
+        it holds)."""
+        old, old_audit = self.loaded, self.audit
+        self.loaded, self.audit = loaded, audit
+        if old_audit is not None and old_audit is not audit:
+            old_audit.close()
+        if old is not None and old.policy is not None and old.policy is not loaded.policy:
+            old.policy.close()
+        if loaded.policy is not None and (old is None or old.policy is not loaded.policy):
+            loaded.policy.start()  # needs the event loop: at start-up `Decide.running` starts it
 
-    def _use(self, config: Config) -> None:
-        self.config = config
-        self.providers = {name: config.providers.get(name) for name in PROVIDERS}  # each one's settings
-        self.directory = Directory(config)
-        self.rules = RuleBook(config.overrides)
-        self.pools = {name: KeyPool(settings.keys) for name, settings in self.providers.items()}
+    def replace_policy(self, current: Policy, fresh: Policy) -> bool:
+        """Swap in a reloaded policy, unless a configuration replaced `current` meanwhile."""
+        loaded = self.loaded
+        if loaded is None or loaded.policy is not current:
+            return False
+        self.loaded = replace(loaded, policy=fresh)
+        current.close()
+        fresh.start()
+        return True
 
 
 class CallStage:

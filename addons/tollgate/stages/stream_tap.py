@@ -100,7 +100,7 @@ class AskForUsage(CallStage):
         self.shared = shared
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
-        if self.shared.config.audit.stream_usage != "inject":
+        if call.loaded.config.audit.stream_usage != "inject":
             return
         c = call.classification
         if c.wire_format != "openai" or c.endpoint != "chat.completions" or not c.facts.stream:

@@ -89,7 +89,7 @@ class UpstreamWatch(CallStage):
         self._abandoned.discard(server.id)
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
-        timeout = self.shared.providers[call.provider].timeout
+        timeout = call.loaded.providers[call.provider].timeout
         self._deadlines[flow] = (time.monotonic() + timeout, timeout)
         if self._sweeper is None or self._sweeper.done():
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())

@@ -1,0 +1,260 @@
+"""The configuration file reloaded while Tollgate runs: what is seen as a change, what a bad edit
+does, and what a reload carries over (audit log, policy, key rests) or leaves to calls in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from mitmproxy.test import taddons, tflow
+
+from tollgate.call import fingerprint
+from tollgate.stages import chain
+from tollgate.stages import settings as settings_module
+from tollgate.stages.classify import Classify
+from tollgate.stages.credential import Credential
+from tollgate.stages.settings import Settings, stamp_of
+from tollgate.stages.shared import CALL, Shared
+
+POLICY = 'package tollgate\nimport rego.v1\ndeny contains "no" if input.model == "forbidden"\n'
+
+
+def write(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def replace_by_rename(path: Path, text: str) -> None:
+    """As editors save: a new file renamed over the old one."""
+    new = path.with_name(path.name + ".new")
+    new.write_text(text)
+    os.replace(new, path)
+
+
+# --- what is seen as a change -----------------------------------------------------------------------
+
+
+def test_a_rewrite_that_keeps_the_modification_time_is_seen_by_its_size(tmp_path: Path) -> None:
+    path = tmp_path / "tollgate.yaml"
+    path.write_text("clients: []\n")
+    before = stamp_of(str(path))
+    mtime = path.stat().st_mtime_ns
+    path.write_text("clients: [ ]\n")
+    os.utime(path, ns=(mtime, mtime))
+    assert stamp_of(str(path)) != before
+
+
+def test_a_file_renamed_over_the_old_one_is_seen_though_size_and_time_are_the_same(tmp_path: Path) -> None:
+    path = tmp_path / "tollgate.yaml"
+    path.write_text("clients: []\n")
+    before = stamp_of(str(path))
+    mtime = path.stat().st_mtime_ns
+    replace_by_rename(path, "clients: []\n")
+    os.utime(path, ns=(mtime, mtime))
+    assert before is not None and stamp_of(str(path)) != before
+    assert stamp_of(str(path)) == stamp_of(str(path))  # stable while nothing changes
+
+
+def test_a_missing_file_has_no_stamp(tmp_path: Path) -> None:
+    assert stamp_of(str(tmp_path / "gone.yaml")) is None
+
+
+# --- Settings.check ---------------------------------------------------------------------------------
+
+
+class Running:
+    """Tollgate's stages configured from a file, as mitmdump would at start-up."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.gateway = chain()
+        self.settings: Settings = self.gateway.stages[0]  # type: ignore[assignment]
+        self.shared: Shared = self.settings.shared
+
+    def check(self, caplog: pytest.LogCaptureFixture) -> str:
+        """What one look of the watcher logs."""
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger=settings_module.__name__):
+            self.settings.check()
+        return caplog.text
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[Running]:
+    path = write(
+        tmp_path / "tollgate.yaml",
+        {
+            "providers": {"openai": {"keys": ["sk-one", "sk-two"]}},
+            "clients": [{"name": "alice", "keys": ["tg-alice"]}],
+            "audit": {"path": str(tmp_path / "audit.jsonl")},
+        },
+    )
+    r = Running(path)
+    with taddons.context(r.gateway) as tctx:
+        r.tctx = tctx  # type: ignore[attr-defined]
+        tctx.configure(r.gateway, tollgate_config=str(path))
+        try:
+            yield r
+        finally:
+            # As mitmdump stops: the audit log closed, the policy's worker stopped, the stream
+            # tap's logging hook removed.
+            pending = r.gateway.done()  # type: ignore[attr-defined]
+            if pending is not None:
+                asyncio.run(pending)
+
+
+def edit(r: Running, change) -> None:
+    data = yaml.safe_load(r.path.read_text())
+    change(data)
+    replace_by_rename(r.path, yaml.safe_dump(data))
+
+
+def clients(r: Running) -> list[str]:
+    assert r.shared.loaded is not None
+    return [c.name for c in r.shared.loaded.config.clients]
+
+
+def test_an_unchanged_file_is_not_read_again(running: Running, caplog) -> None:
+    loaded = running.shared.loaded
+    assert running.check(caplog) == ""
+    assert running.shared.loaded is loaded
+
+
+def test_a_good_edit_is_swapped_in_and_logged_once(running: Running, caplog) -> None:
+    edit(running, lambda d: d.update(clients=[{"name": "bob", "keys": ["tg-bob"]}]))
+    logged = running.check(caplog)
+    assert clients(running) == ["bob"]
+    assert logged.count("Tollgate: configuration reloaded from") == 1
+    assert f"configuration reloaded from {running.path}: 1 client(s), anonymous callers refused" in logged
+    assert "tg-bob" not in logged and "sk-one" not in logged
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("clients:\n  - name: bob\n    nmae: x\n", "clients.0.nmae: unknown key"),
+        ("clients: [\n", "not valid YAML at line"),
+        (
+            "providers:\n  openai:\n    keys: ['${TOLLGATE_TEST_UNSET_RELOAD}']\n",
+            "providers.openai.keys.0: environment variable TOLLGATE_TEST_UNSET_RELOAD is not set",
+        ),
+        ("policy:\n  rego: [missing.rego]\n", "policy.rego: "),
+        ("audit:\n  path: /nonexistent-dir/audit.jsonl\n", "audit.path: cannot open /nonexistent-dir/audit.jsonl"),
+    ],
+)
+def test_a_bad_edit_keeps_the_last_good_configuration_and_says_why_once(
+    running: Running, caplog, monkeypatch, text: str, names: str
+) -> None:
+    monkeypatch.delenv("TOLLGATE_TEST_UNSET_RELOAD", raising=False)
+    good, audit = running.shared.loaded, running.shared.audit
+    replace_by_rename(running.path, text)
+    logged = running.check(caplog)
+    assert running.shared.loaded is good and running.shared.audit is audit
+    assert "Tollgate: configuration not reloaded, the last good one stays in force: " in logged
+    assert names in logged
+    assert running.check(caplog) == ""  # reported once, not at every look
+
+
+def test_environment_variables_are_read_again_on_reload(running: Running, caplog, monkeypatch) -> None:
+    monkeypatch.delenv("TOLLGATE_TEST_RELOAD_KEY", raising=False)
+    edit(running, lambda d: d["providers"]["openai"].update(keys=["${TOLLGATE_TEST_RELOAD_KEY}"]))
+    assert "TOLLGATE_TEST_RELOAD_KEY is not set" in running.check(caplog)
+    monkeypatch.setenv("TOLLGATE_TEST_RELOAD_KEY", "sk-from-env")
+    edit(running, lambda d: None)  # saved again: only the environment changed
+    assert "configuration reloaded" in running.check(caplog)
+    assert running.shared.loaded is not None
+    assert running.shared.loaded.config.providers.openai.keys == ("sk-from-env",)
+
+
+def test_a_missing_file_is_a_bad_edit_and_its_return_a_good_one(running: Running, caplog) -> None:
+    good = running.shared.loaded
+    text = running.path.read_text()
+    running.path.unlink()
+    logged = running.check(caplog)
+    assert running.shared.loaded is good
+    assert f"the last good one stays in force: {running.path}: cannot read: No such file or directory" in logged
+    running.path.write_text(text.replace("alice", "carol"))
+    assert "configuration reloaded" in running.check(caplog)
+    assert clients(running) == ["carol"]
+
+
+def test_the_audit_log_survives_a_reload_that_keeps_its_path(running: Running, caplog, tmp_path: Path) -> None:
+    audit = running.shared.audit
+    edit(running, lambda d: d.update(allow_anonymous=True))
+    running.check(caplog)
+    assert running.shared.audit is audit
+
+    edit(running, lambda d: d["audit"].update(path=str(tmp_path / "other.jsonl")))
+    running.check(caplog)
+    assert running.shared.audit is not audit and running.shared.audit.path == str(tmp_path / "other.jsonl")
+    assert audit._closed.is_set()  # the old one was closed once it had written what it held
+
+
+def test_the_policy_survives_a_reload_that_keeps_its_files_and_timeout(running: Running, caplog) -> None:
+    (running.path.parent / "policy.rego").write_text(POLICY)
+    edit(running, lambda d: d.update(policy={"rego": ["policy.rego"]}))
+    running.check(caplog)
+    policy = running.shared.loaded.policy
+    assert policy is not None and policy.files == (running.path.parent / "policy.rego",)
+
+    edit(running, lambda d: d.update(clients=[{"name": "bob", "keys": ["tg-bob"]}]))
+    running.check(caplog)
+    assert running.shared.loaded.policy is policy
+
+    edit(running, lambda d: d["policy"].update(timeout=2.5))
+    running.check(caplog)
+    assert running.shared.loaded.policy is not policy and running.shared.loaded.policy.timeout == 2.5
+
+    edit(running, lambda d: d.pop("policy"))
+    running.check(caplog)
+    assert running.shared.loaded.policy is None
+
+
+def test_a_key_resting_stays_resting_across_a_reload(running: Running, caplog) -> None:
+    pool = running.shared.loaded.pools["openai"]
+    pool.rest("sk-one", 60)
+    edit(running, lambda d: d["providers"]["openai"].update(keys=["sk-one", "sk-two", "sk-three"]))
+    running.check(caplog)
+    renewed = running.shared.loaded.pools["openai"]
+    assert renewed is not pool
+    assert "sk-one" not in {renewed.take() for _ in range(6)}
+
+
+def test_a_call_classified_before_a_reload_gets_its_credential_from_the_configuration_it_started_with(
+    running: Running, caplog
+) -> None:
+    flow = tflow.tflow()
+    flow.request.scheme, flow.request.host, flow.request.port = "https", "api.openai.com", 443
+    flow.request.path, flow.request.content = "/v1/models", b""
+    flow.request.method = "GET"
+    flow.request.headers.fields = ((b"authorization", b"Bearer tg-alice"),)
+    Classify(running.shared).request(flow)
+    call = flow.metadata[CALL]
+    before = running.shared.loaded
+    assert call.loaded is before
+
+    edit(running, lambda d: d["providers"]["openai"].update(keys=["sk-new"]))
+    running.check(caplog)
+    assert running.shared.loaded is not before
+    Credential(running.shared).request(flow)
+    assert flow.request.headers["authorization"] == "Bearer sk-one"
+    assert call.upstream_key == fingerprint("sk-one")
+
+
+def test_a_new_tollgate_config_is_watched_instead_of_the_old(running: Running, caplog, tmp_path: Path) -> None:
+    other = write(
+        tmp_path / "other.yaml",
+        {"clients": [{"name": "dave", "keys": ["tg-dave"]}], "audit": {"path": str(tmp_path / "audit.jsonl")}},
+    )
+    running.tctx.configure(running.gateway, tollgate_config=str(other))  # type: ignore[attr-defined]
+    assert clients(running) == ["dave"]
+    edit(running, lambda d: d.update(clients=[{"name": "erin", "keys": ["tg-erin"]}]))
+    assert running.check(caplog) == ""  # the old file is no longer the configuration
+    write(other, {"clients": [{"name": "frank", "keys": ["tg-frank"]}], "audit": {"path": str(tmp_path / "a.jsonl")}})
+    assert "configuration reloaded" in running.check(caplog)
+    assert clients(running) == ["frank"]
