@@ -1,5 +1,5 @@
 """Tollgate: the script mitmdump loads (`mitmdump -s addons/gateway.py`)."""
 
-from tollgate.stages import chain
+from tollgate.pipeline import gateway
 
-addons = [chain()]
+addons = [gateway()]

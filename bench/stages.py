@@ -1,11 +1,12 @@
 """What each Tollgate stage costs per call, in process: no proxy, no network, no sockets.
 
-The chain is loaded as mitmdump loads it (`tollgate.stages.chain()`, configured through
+The pipeline is loaded as mitmdump loads it (`tollgate.pipeline.gateway()`, configured through
 mitmproxy's test context with the configuration bench/overhead.py uses: virtual keys, an override,
 `model_allowlist.rego`, an audit file). Calls are made as mitmproxy makes them: a fresh flow per
 call with an OpenAI SDK's request headers and a chat-completion body, then every hook in order
-(`requestheaders`, `request`, `responseheaders`, the stream callable, `response`). Each stage's
-hooks are timed over all calls of a round, stage by stage; the best of the rounds is printed.
+(`requestheaders`, `request`, `responseheaders`, the stream callable, `response`). Each step of
+each hook is timed over all calls of a round, step by step (each call step on its own); the best
+of the rounds is printed.
 
 Use it to see where per-call time goes and whether a change helps: its figures are steadier than
 bench/overhead.py's, which measures the whole proxy. Inside mitmdump the same work costs about
@@ -32,7 +33,9 @@ from mitmproxy import http  # noqa: E402
 from mitmproxy.addons import proxyserver  # noqa: E402
 from mitmproxy.test import taddons, tflow, tutils  # noqa: E402
 
-from tollgate.stages import chain  # noqa: E402
+from tollgate.pipeline import gateway as tollgate  # noqa: E402
+from tollgate.stages.shared import call_of  # noqa: E402
+from tollgate.steps import CallSteps  # noqa: E402
 
 POLICY = BENCH.parent / "docs" / "examples" / "policies" / "model_allowlist.rego"
 VIRTUAL_KEY = "tg-bench-app-0123456789abcdef"
@@ -116,10 +119,39 @@ def answer(flow: http.HTTPFlow) -> None:
     )
 
 
+def stream_answer(flow: http.HTTPFlow) -> None:
+    flow.response.stream(ANSWER)
+    flow.response.stream(b"")  # the end
+
+
+def label(step) -> str:
+    owner = getattr(step, "__self__", None)
+    return f"{type(owner).__name__}.{step.__name__}" if owner is not None else step.__name__
+
+
+def timed_steps(hook: str, steps) -> list[tuple[str, object]]:
+    """Each step of a hook, the call steps one by one (as `CallSteps` runs them: while unanswered)."""
+    timed = []
+    for step in steps:
+        owner = getattr(step, "__self__", None)
+        if not isinstance(owner, CallSteps):
+            timed.append((label(step), step))
+            continue
+        if step.__name__ != "at_request":
+            continue  # at_headers: only for uploads streamed unread, none here
+        for call_step in owner.steps:
+
+            def run(flow, call_step=call_step):
+                return None if flow.response is not None else call_step(flow, call_of(flow))
+
+            timed.append((f"{label(call_step)} ({hook})", run))
+    return timed
+
+
 async def one_round(gateway, calls: int) -> dict[str, float]:
-    """µs per call for each (stage, hook), the stages' hooks run one stage at a time over all flows.
-    A hook that returns an awaitable (the decide stage, for a decision not in the policy's cache)
-    is awaited, as mitmproxy does, within its time."""
+    """µs per call for each step, run one step at a time over all flows. A step that returns an
+    awaitable (the decide stage, for a decision not in the policy's cache) is awaited, as mitmproxy
+    does, within its time."""
     flows = [new_flow() for _ in range(calls)]
     spent: dict[str, float] = {}
 
@@ -137,19 +169,17 @@ async def one_round(gateway, calls: int) -> dict[str, float]:
                 assert flow.response is None, f"refused: {flow.response.content!r}"
                 answer(flow)
         if hook == "stream":
-            await timed("stream callable (answer + end)", lambda f: None)
+            await timed("stream callable (answer + end)", stream_answer)
             continue
-        for stage in gateway.stages:
-            method = getattr(stage, hook, None)
-            if callable(method):
-                await timed(f"{type(stage).__name__}.{hook}", method)
+        for name, run in timed_steps(hook, gateway.steps.get(hook, ())):
+            await timed(name, run)
     record = flows[-1].metadata["tollgate"]
     assert (record["model"], record["input_tokens"], record["decision"]) == ("gpt-4o-mini", 24, "allow"), record
     return spent
 
 
 async def measure(args: argparse.Namespace) -> dict[str, float]:
-    gateway = chain()
+    gateway = tollgate()
     with tempfile.TemporaryDirectory() as work, taddons.context(proxyserver.Proxyserver(), gateway) as tctx:
         tctx.configure(gateway, tollgate_config=str(config(Path(work))))
         await one_round(gateway, min(args.calls, 300))  # warm-up
@@ -158,9 +188,8 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
             for label, us in (await one_round(gateway, args.calls)).items():
                 best[label] = min(best.get(label, us), us)
         # Audit's done() closes the audit file; Decide's stops its watcher and the policy's worker
-        for stage in gateway.stages:
-            if callable(getattr(stage, "done", None)) and (pending := stage.done()) is not None:
-                await pending
+        if (pending := gateway.done()) is not None:
+            await pending
         return best
 
 

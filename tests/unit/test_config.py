@@ -452,9 +452,9 @@ ADDONS = Path(__file__).resolve().parents[2] / "addons"
 BOTOCORE_LOADED = """
 import sys
 from mitmproxy.test import taddons
-from tollgate.stages import chain
+from tollgate.pipeline import gateway as tollgate
 
-gateway = chain()
+gateway = tollgate()
 with taddons.context(gateway) as tctx:
     tctx.configure(gateway, tollgate_config=sys.argv[1])
     print("botocore" in sys.modules)

@@ -37,6 +37,7 @@ from tollgate.providers import PROVIDERS
 from tollgate.stages import decide as decide_module
 from tollgate.stages.decide import Decide
 from tollgate.stages.shared import CALL, Loaded, Shared
+from tollgate.steps import CallSteps
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDONS = ROOT / "addons"
@@ -908,7 +909,7 @@ def hook_run(decide: Decide, flow) -> None:
     policy's worker process, awaited in an event loop (which the worker is stopped before leaving)."""
     call = flow.metadata[CALL]
     call.loaded = call.loaded or decide.shared.loaded  # as Classify takes it
-    pending = decide.request(flow)
+    pending = CallSteps(decide.handle).at_request(flow)
     if pending is None:
         return
 
@@ -1303,12 +1304,12 @@ def test_while_an_evaluation_hangs_the_decide_stage_answers_cached_calls_at_once
 
     async def scenario() -> None:
         try:
-            first = decide.request(flow_for(model_call("gpt-4o"), decide.shared))
+            first = CallSteps(decide.handle).at_request(flow_for(model_call("gpt-4o"), decide.shared))
             assert first is not None  # not cached yet: the hook returns what mitmproxy awaits
             await first
-            hanging = asyncio.ensure_future(decide.request(bad_flow))
+            hanging = asyncio.ensure_future(CallSteps(decide.handle).at_request(bad_flow))
             await asyncio.sleep(0.05)
-            assert decide.request(good_flow) is None  # cached: decided in the hook itself
+            assert CallSteps(decide.handle).at_request(good_flow) is None  # cached: decided in the hook itself
             assert not hanging.done() and bad_flow.response is None
             await asyncio.wait_for(hanging, LIMIT + MARGIN)
         finally:
@@ -1338,7 +1339,7 @@ def test_a_reload_replaces_the_worker(tmp_path: Path) -> None:
         try:
             decide.running()
             old = shared.loaded.policy
-            await decide.request(flow_for(model_call("gpt-4o"), shared))
+            await CallSteps(decide.handle).at_request(flow_for(model_call("gpt-4o"), shared))
             worker = old.worker.pid
             assert worker is not None
             write(path, CLOSED)
@@ -1347,7 +1348,7 @@ def test_a_reload_replaces_the_worker(tmp_path: Path) -> None:
             assert shared.loaded.policy is not old and shared.loaded.policy.timeout == LIMIT
             assert await gone(worker), "the old policy's worker was stopped"
             flow = flow_for(model_call("gpt-4o"), shared)
-            await decide.request(flow)
+            await CallSteps(decide.handle).at_request(flow)
             assert flow.response is not None and flow.response.status_code == 403
             assert shared.loaded.policy.worker.pid not in (None, worker)
         finally:

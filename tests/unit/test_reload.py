@@ -14,12 +14,13 @@ import yaml
 from mitmproxy.test import taddons, tflow
 
 from tollgate.call import fingerprint
-from tollgate.stages import chain
+from tollgate.pipeline import gateway
 from tollgate.stages import settings as settings_module
 from tollgate.stages.classify import Classify
 from tollgate.stages.credential import Credential
 from tollgate.stages.settings import Settings, stamp_of
 from tollgate.stages.shared import CALL, Shared
+from tollgate.steps import CallSteps
 
 POLICY = 'package tollgate\nimport rego.v1\ndeny contains "no" if input.model == "forbidden"\n'
 
@@ -72,8 +73,8 @@ class Running:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.gateway = chain()
-        self.settings: Settings = self.gateway.stages[0]  # type: ignore[assignment]
+        self.gateway = gateway()
+        self.settings: Settings = self.gateway.steps["configure"][0].__self__  # type: ignore[attr-defined]
         self.shared: Shared = self.settings.shared
 
     def check(self, caplog: pytest.LogCaptureFixture) -> str:
@@ -241,7 +242,7 @@ def test_a_call_classified_before_a_reload_gets_its_credential_from_the_configur
     edit(running, lambda d: d["providers"]["openai"].update(keys=["sk-new"]))
     running.check(caplog)
     assert running.shared.loaded is not before
-    Credential(running.shared).request(flow)
+    CallSteps(Credential(running.shared).handle).at_request(flow)
     assert flow.request.headers["authorization"] == "Bearer sk-one"
     assert call.upstream_key == fingerprint("sk-one")
 

@@ -12,26 +12,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mitmproxy.test import tflow
 
+from tollgate import pipeline
 from tollgate.call import Call, Usage, fingerprint
 from tollgate.config import Config
 from tollgate.providers.base import UsageReader, header_index
-from tollgate.stages import Gateway, chain
 from tollgate.stages.credential import Credential
 from tollgate.stages.route import Route
-from tollgate.stages.shared import CALL, CallStage, Loaded, Shared, write_body
+from tollgate.stages.shared import CALL, Loaded, Shared, write_body
 from tollgate.stages.stream_tap import MITMPROXY_CONNECTION_LOGGER, StreamTap, UsageTap, record_usage
+from tollgate.steps import CallSteps, Gateway
 
 
-class Broken(CallStage):
+class Broken:
     def handle(self, flow, call):
         raise RuntimeError("boom")
 
 
-def test_a_failing_stage_refuses_the_call_in_the_providers_shape():
+def test_a_failing_call_step_refuses_the_call_in_the_providers_shape():
     flow = tflow.tflow()
     call = Call(provider="anthropic", host="api.anthropic.com", method="POST", path="/v1/messages")
     flow.metadata[CALL] = call
-    Broken().request(flow)
+    CallSteps(Broken().handle).at_request(flow)
     assert flow.response is not None and flow.response.status_code == 500
     assert flow.response.headers["x-tollgate-error"] == "internal_error"
     assert b'"type": "error"' in flow.response.content and b"did not forward it" in flow.response.content
@@ -48,44 +49,47 @@ class Recorder:
     def request(self, flow) -> None:
         self.seen.append(f"{self.name}.request")
 
+    def requestheaders(self, flow) -> None:
+        self.seen.append(f"{self.name}.requestheaders")
+
+    def response(self, flow) -> None:
+        self.seen.append(f"{self.name}.response")
+
     def done(self) -> None:
         self.seen.append(f"{self.name}.done")
 
 
-class OnlyResponse:
-    def __init__(self, seen: list[str]) -> None:
-        self.seen = seen
-
-    def response(self, flow) -> None:
-        self.seen.append("only.response")
-
-
-def test_gateway_runs_each_hook_through_the_stages_defining_it_in_order():
+def test_gateway_runs_each_hook_through_its_steps_in_order():
     seen: list[str] = []
-    gateway = Gateway([Recorder("a", seen), OnlyResponse(seen), Recorder("b", seen)])
+    a, b, only = Recorder("a", seen), Recorder("b", seen), Recorder("only", seen)
+    gateway = Gateway(request=[a.request, b.request], response=[only.response], done=[a.done, b.done])
     flow = tflow.tflow()
     gateway.request(flow)
     gateway.response(flow)
     gateway.done()
     assert seen == ["a.request", "b.request", "only.response", "a.done", "b.done"]
-    # mitmproxy looks hooks up by name: one no stage defines is not there to be called
+    # mitmproxy looks hooks up by name: one with no steps is not there to be called
     assert not hasattr(gateway, "error") and not hasattr(gateway, "addons")
 
 
-def test_gateway_stops_a_hook_at_a_failing_stage_as_mitmproxy_does_for_a_scripts_addons():
+def test_gateway_refuses_a_hook_mitmproxy_does_not_have():
+    with pytest.raises(ValueError, match="not mitmproxy hooks: requets"):
+        Gateway(requets=[Recorder("a", []).request])
+
+
+def test_gateway_stops_a_hook_at_a_failing_step_as_mitmproxy_does_for_a_scripts_addons():
     seen: list[str] = []
 
-    class Raises:
-        def request(self, flow) -> None:
-            raise RuntimeError("boom")
+    def raises(flow) -> None:
+        raise RuntimeError("boom")
 
-    gateway = Gateway([Recorder("a", seen), Raises(), Recorder("b", seen)])
+    gateway = Gateway(request=[Recorder("a", seen).request, raises, Recorder("b", seen).request])
     with pytest.raises(RuntimeError):
         gateway.request(tflow.tflow())
     assert seen == ["a.request"]
 
 
-class Handles(CallStage):
+class Handles:
     def __init__(self, name: str, seen: list[str], refuses: bool = False) -> None:
         self.name, self.seen, self.refuses = name, seen, refuses
 
@@ -102,32 +106,39 @@ def _call_flow(streamed_upload: bool = False):
     return flow
 
 
-def test_gateway_runs_consecutive_call_stages_in_order_at_the_hook_their_call_takes():
+def _gateway(call_steps: CallSteps, plain: Recorder) -> Gateway:
+    return Gateway(
+        requestheaders=[call_steps.at_headers, plain.requestheaders], request=[call_steps.at_request, plain.request]
+    )
+
+
+def test_call_steps_run_in_order_at_the_hook_their_call_takes():
     seen: list[str] = []
-    stages = [Handles("a", seen), Handles("b", seen), Recorder("plain", seen), Handles("c", seen)]
-    gateway = Gateway(stages)
+    gateway = _gateway(CallSteps(*(Handles(n, seen).handle for n in "abc")), Recorder("plain", seen))
     gateway.requestheaders(_call_flow())
-    assert seen == []
-    gateway.request(_call_flow())
-    assert seen == ["a.handle", "b.handle", "plain.request", "c.handle"]
+    assert seen == ["plain.requestheaders"]
     seen.clear()
-    gateway.requestheaders(_call_flow(streamed_upload=True))
-    gateway.request(_call_flow(streamed_upload=True))
+    gateway.request(_call_flow())
     assert seen == ["a.handle", "b.handle", "c.handle", "plain.request"]
+    seen.clear()
+    flow = _call_flow(streamed_upload=True)
+    gateway.requestheaders(flow)
+    gateway.request(flow)
+    assert seen == ["a.handle", "b.handle", "c.handle", "plain.requestheaders", "plain.request"]
     seen.clear()
     gateway.request(tflow.tflow())  # no call: not Tollgate's
     assert seen == ["plain.request"]
 
 
-def test_gateway_runs_no_call_stage_after_one_answered_the_call():
+def test_no_call_step_runs_after_one_answered_the_call():
     seen: list[str] = []
-    gateway = Gateway([Handles("a", seen, refuses=True), Handles("b", seen), Handles("c", seen)])
-    gateway.request(_call_flow())
-    assert seen == ["a.handle"]
+    steps = CallSteps(Handles("a", seen, refuses=True).handle, Handles("b", seen).handle, Handles("c", seen).handle)
+    _gateway(steps, Recorder("plain", seen)).request(_call_flow())
+    assert seen == ["a.handle", "plain.request"]
 
 
-class Awaits(CallStage):
-    """A call stage whose work ends in an awaitable, as the decide stage's does when its decision
+class Awaits:
+    """A call step whose work ends in an awaitable, as the decide stage's does when its decision
     comes from the policy's worker process."""
 
     def __init__(self, name: str, seen: list[str], outcome: str = "allow") -> None:
@@ -146,48 +157,45 @@ class Awaits(CallStage):
             flow.response = tflow.tresp()
 
 
-def test_gateway_returns_an_awaitable_only_when_a_stage_did_and_runs_the_later_stages_after_it():
+def test_gateway_returns_an_awaitable_only_when_a_step_did_and_runs_the_later_steps_after_it():
     seen: list[str] = []
-    sync = Gateway([Handles("a", seen), Handles("b", seen), Recorder("plain", seen)])
+    sync = _gateway(CallSteps(Handles("a", seen).handle, Handles("b", seen).handle), Recorder("plain", seen))
     assert sync.request(_call_flow()) is None and seen == ["a.handle", "b.handle", "plain.request"]
     seen.clear()
-    gateway = Gateway(
-        [Handles("a", seen), Awaits("b", seen), Handles("c", seen), Recorder("plain", seen), Handles("d", seen)]
-    )
+    steps = CallSteps(Handles("a", seen).handle, Awaits("b", seen).handle, Handles("c", seen).handle)
+    gateway = _gateway(steps, Recorder("plain", seen))
     pending = gateway.request(_call_flow())
     assert pending is not None and seen == ["a.handle", "b.handle"]  # nothing after b has run yet
     asyncio.run(pending)
-    assert seen == ["a.handle", "b.handle", "b.awaited", "c.handle", "plain.request", "d.handle"]
+    assert seen == ["a.handle", "b.handle", "b.awaited", "c.handle", "plain.request"]
 
 
-def test_gateway_runs_no_call_stage_after_an_awaited_one_that_answered_the_call():
+def test_no_call_step_runs_after_an_awaited_one_that_answered_the_call():
     seen: list[str] = []
-    gateway = Gateway([Awaits("a", seen, "refuse"), Handles("b", seen), Recorder("plain", seen), Handles("c", seen)])
+    steps = CallSteps(Awaits("a", seen, "refuse").handle, Handles("b", seen).handle)
     flow = _call_flow()
-    asyncio.run(gateway.request(flow))
-    # Plain hooks (redaction, audit) still see the refused call, as on the synchronous path.
+    asyncio.run(_gateway(steps, Recorder("plain", seen)).request(flow))
+    # Plain steps (redaction, audit) still see the refused call, as on the synchronous path.
     assert seen == ["a.handle", "a.awaited", "plain.request"]
     assert flow.response is not None and flow.response.status_code == 200
 
 
-def test_an_awaited_stage_that_fails_refuses_the_call_in_the_providers_shape():
+def test_an_awaited_call_step_that_fails_refuses_the_call_in_the_providers_shape():
     seen: list[str] = []
-    gateway = Gateway([Awaits("a", seen, "raise"), Handles("b", seen)])
+    steps = CallSteps(Awaits("a", seen, "raise").handle, Handles("b", seen).handle)
     flow = _call_flow()
-    asyncio.run(gateway.request(flow))
-    assert seen == ["a.handle", "a.awaited"]
+    asyncio.run(_gateway(steps, Recorder("plain", seen)).request(flow))
+    assert seen == ["a.handle", "a.awaited", "plain.request"]
     assert flow.response is not None and flow.response.status_code == 500
     assert flow.response.headers["x-tollgate-error"] == "internal_error"
     assert flow.metadata[CALL].error == "internal error in Awaits"
 
 
-def test_tollgates_chain_is_one_addon_holding_every_stage_in_order():
-    gateway = chain()
-    assert [type(s).__name__ for s in gateway.stages] == [
-        "Settings",
-        "Classify",
+def test_tollgates_pipeline_is_one_addon_with_its_call_steps_in_order():
+    gateway = pipeline.gateway()
+    call_steps = gateway.steps["request"][2].__self__
+    assert [type(step.__self__).__name__ for step in call_steps.steps] == [
         "AuditGate",
-        "WebSocket",
         "Identify",
         "Override",
         "Route",
@@ -195,10 +203,8 @@ def test_tollgates_chain_is_one_addon_holding_every_stage_in_order():
         "AskForUsage",
         "Credential",
         "UpstreamWatch",
-        "StreamTap",
-        "Redact",
-        "Audit",
     ]
+    assert gateway.steps["requestheaders"][3].__self__ is call_steps
     for hook in (
         "load",
         "configure",
@@ -297,7 +303,7 @@ def test_credential_swaps_every_credential_and_side_header_for_the_pooled_key():
         ("authorization", "Bearer second"),
         shared=shared,
     )
-    Credential(shared).request(flow)
+    CallSteps(Credential(shared).handle).at_request(flow)
     assert flow.response is None
     assert flow.request.headers.fields == (
         (b"Host", b"api.openai.com"),
@@ -310,7 +316,7 @@ def test_credential_swaps_every_credential_and_side_header_for_the_pooled_key():
 def test_credential_prefers_the_callers_side_header_and_removes_it():
     shared = configured(Config(providers={"openai": {"keys": ["sk-pooled"]}}))
     flow, call = _openai_flow(("authorization", "Bearer tg-virtual"), ("x-openai-key", "  sk-own  "), shared=shared)
-    Credential(shared).request(flow)
+    CallSteps(Credential(shared).handle).at_request(flow)
     assert flow.request.headers.fields == ((b"authorization", b"Bearer sk-own"),)
     assert call.upstream_key == fingerprint("sk-own")
 
@@ -327,7 +333,7 @@ def test_route_retargets_host_port_scheme_and_the_host_header(upstream, host_hea
     shared = configured()
     flow, call = _openai_flow(("Host", "api.openai.com"), ("content-type", "application/json"), shared=shared)
     call.upstream = upstream
-    Route(shared).request(flow)
+    CallSteps(Route(shared).handle).at_request(flow)
     scheme, _, _rest = upstream.partition("://")
     assert (flow.request.scheme, flow.request.host_header, call.upstream) == (scheme, host_header, upstream)
     assert flow.request.url == f"{upstream}/v1/chat/completions"
@@ -346,7 +352,7 @@ def test_route_retargets_host_port_scheme_and_the_host_header(upstream, host_hea
 def test_route_without_an_upstream_records_the_host_and_port_the_client_asked_for(scheme, port, upstream):
     flow, call = _openai_flow(("Host", "api.openai.com"))
     flow.request.scheme, flow.request.port = scheme, port
-    Route(Shared()).request(flow)
+    CallSteps(Route(Shared()).handle).at_request(flow)
     assert call.upstream == upstream
     assert (flow.request.scheme, flow.request.host, flow.request.port) == (scheme, "api.openai.com", port)
 
@@ -355,7 +361,7 @@ def test_route_retargets_an_http2_requests_authority_and_adds_no_host_header():
     flow, call = _openai_flow(("content-type", "application/json"))
     flow.request.http_version, flow.request.authority = "HTTP/2.0", "api.openai.com"
     call.upstream = "https://127.0.0.1:8443"
-    Route(configured()).request(flow)
+    CallSteps(Route(configured()).handle).at_request(flow)
     assert (flow.request.authority, flow.request.host, flow.request.port) == ("127.0.0.1:8443", "127.0.0.1", 8443)
     assert flow.request.headers.fields == ((b"content-type", b"application/json"),)
 
@@ -413,7 +419,7 @@ def test_a_saved_flow_shows_where_the_credentials_were_whether_or_not_identify_l
     flow.request.headers.fields = ((b"x-goog-api-key", b"AIza-other"), (b"accept", b"*/*"))
     Classify(shared).request(flow)
     if identified:
-        Identify(shared).request(flow)
+        CallSteps(Identify(shared).handle).at_request(flow)
     call = flow.metadata[CALL]
     assert call.credential_positions == (("x-goog-api-key", "query:key") if identified else None)
     flow.response = flow.response or tflow.tresp()
@@ -435,7 +441,7 @@ def _refused_flow(*fields: tuple[bytes, bytes], path: str = "/v1/chat/completion
     flow.request.path, flow.request.content = path, b""
     flow.request.headers.fields = fields
     Classify(shared).request(flow)
-    Identify(shared).request(flow)
+    CallSteps(Identify(shared).handle).at_request(flow)
     return shared, flow
 
 
@@ -486,7 +492,7 @@ def test_a_sent_call_shows_where_the_client_put_its_credentials_not_tollgates_ke
     flow.response = None
     call = flow.metadata[CALL]
     call.client, call.auth = "alice", "virtual_key"
-    Credential(shared).request(flow)
+    CallSteps(Credential(shared).handle).at_request(flow)
     assert flow.request.headers["authorization"] == "Bearer sk-real"
     redact = Redact(shared)
     redact.request(flow)

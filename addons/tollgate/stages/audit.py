@@ -10,7 +10,7 @@ from mitmproxy import http
 
 from ..call import Call
 from ..providers.base import AUDIT_UNAVAILABLE, with_header
-from .shared import CALL, CallStage, Shared, call_of, refuse
+from .shared import CALL, Shared, call_of, refuse
 
 REQUEST_ID_HEADER = "x-tollgate-request-id"
 
@@ -75,7 +75,7 @@ class Audit:
         flow.metadata[CALL] = storable(record)
 
 
-class AuditGate(CallStage):
+class AuditGate:
     """A call that cannot be recorded is not served: while the audit cannot be written, calls are
     refused before anything goes upstream (their records are held with the others until it can)."""
 

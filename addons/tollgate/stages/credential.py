@@ -14,7 +14,7 @@ from ..providers import PROVIDERS
 from ..providers.base import NO_UPSTREAM_CREDENTIAL, decoded
 from ..providers.bedrock import region_of
 from ..sigv4 import CredentialSource
-from .shared import CallStage, Shared, call_of, credentials_of, provider_of, refuse
+from .shared import Shared, call_of, credentials_of, provider_of, refuse
 
 if TYPE_CHECKING:
     from botocore.credentials import ReadOnlyCredentials
@@ -31,7 +31,7 @@ _SIDE_HEADER_NAMES = frozenset(h.lower().encode() for h in SIDE_HEADERS)
 _UNSIGNABLE = frozenset(h.encode() for h in (*PROVIDERS["bedrock"].positions, *sigv4.SIGNATURE_HEADERS))
 
 
-class Credential(CallStage):
+class Credential:
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
 

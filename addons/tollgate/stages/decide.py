@@ -14,14 +14,14 @@ from mitmproxy import http
 from ..call import Call
 from ..policy import Decision, Policy, PolicyError
 from ..providers.base import POLICY_DENIED
-from .shared import CallStage, Shared, refuse
+from .shared import Shared, refuse
 
 logger = logging.getLogger(__name__)
 
 RELOAD_INTERVAL = 1.0
 
 
-class Decide(CallStage):
+class Decide:
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
         self._watcher: asyncio.Task | None = None

@@ -10,7 +10,7 @@ from ..providers.base import INVALID_SIGNATURE, UNAUTHENTICATED
 from ..providers.bedrock import region_of
 from ..sigv4 import UNKNOWN_KEY, SignatureError
 from .redact import credential_positions
-from .shared import CallStage, Shared, credentials_of, provider_of, refuse
+from .shared import Shared, credentials_of, provider_of, refuse
 
 PROXYAUTH = "proxyauth"
 
@@ -22,16 +22,9 @@ def forget_proxy_password(flow: http.HTTPFlow) -> None:
         flow.metadata[PROXYAUTH] = (login[0], "")
 
 
-class Identify(CallStage):
+class Identify:
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
-
-    def http_connect(self, flow: http.HTTPFlow) -> None:
-        forget_proxy_password(flow)
-
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
-        forget_proxy_password(flow)
-        super().requestheaders(flow)
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         provider = provider_of(call)

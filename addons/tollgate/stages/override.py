@@ -7,10 +7,10 @@ from mitmproxy import http
 
 from ..call import Call
 from ..overrides import routed_path
-from .shared import CallStage, Shared, provider_of, write_body
+from .shared import Shared, provider_of, write_body
 
 
-class Override(CallStage):
+class Override:
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
 

@@ -11,7 +11,7 @@ from mitmproxy.net.http import url
 
 from ..call import Call
 from ..providers.base import with_header
-from .shared import CallStage, Shared, provider_of
+from .shared import Shared, provider_of
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -32,7 +32,7 @@ def address_of(upstream: str) -> Address:
     return Address(scheme, host, port, url.hostport(scheme, host, port))
 
 
-class Route(CallStage):
+class Route:
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
 

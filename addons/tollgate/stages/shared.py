@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, replace
 
 from mitmproxy import http
@@ -16,7 +15,7 @@ from ..keypool import KeyPool
 from ..overrides import RuleBook
 from ..policy import Policy
 from ..providers import PROVIDERS
-from ..providers.base import INTERNAL_ERROR, Provider, Query, decoded, encode_json, with_header
+from ..providers.base import Provider, Query, decoded, encode_json, with_header
 from ..sigv4 import CredentialSource
 
 CALL = "tollgate"
@@ -85,70 +84,6 @@ class Shared:
         current.close()
         fresh.start()
         return True
-
-
-class CallStage:
-    """A stage that acts on a call's request once, before it goes upstream: at `request` as a rule,
-    but at `requestheaders` for a streamed upload, whose body goes upstream as it arrives.
-    `handle` may return an awaitable (the work is not done until it is), which the hook returns."""
-
-    def requestheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
-        return run_call_stages((self,), True, flow)
-
-    def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
-        return run_call_stages((self,), False, flow)
-
-    def _handle_or_refuse(self, flow: http.HTTPFlow, call: Call) -> Awaitable[None] | None:
-        # mitmproxy would log an exception and carry on with the stages after this one skipped:
-        # a call would go out unidentified or with the caller's credential. Fail closed instead.
-        try:
-            pending = self.handle(flow, call)
-        except Exception:
-            self._refuse_after_failure(flow, call)
-            return None
-        return None if pending is None else self._finish_or_refuse(flow, call, pending)
-
-    async def _finish_or_refuse(self, flow: http.HTTPFlow, call: Call, pending: Awaitable[None]) -> None:
-        try:
-            await pending
-        except Exception:
-            self._refuse_after_failure(flow, call)
-
-    def _refuse_after_failure(self, flow: http.HTTPFlow, call: Call) -> None:
-        logger.exception(f"Tollgate: {type(self).__name__} failed on a call; it was refused")
-        call.error = f"internal error in {type(self).__name__}"
-        refuse(flow, call, INTERNAL_ERROR, "Tollgate failed on this call and did not forward it; see its console.")
-
-    def handle(self, flow: http.HTTPFlow, call: Call) -> Awaitable[None] | None:
-        raise NotImplementedError
-
-
-def run_call_stages(stages: Sequence[CallStage], at_headers: bool, flow: http.HTTPFlow) -> Awaitable[None] | None:
-    """Call stages in turn on the flow's call, at its request headers for a streamed upload, else at
-    its request; until one answers it. `Gateway` runs consecutive stages with one lookup of the call.
-    Once a stage returns an awaitable, the rest run after it: the awaitable returned does that."""
-    call = call_of(flow)
-    if call is None or call.streamed_upload is not at_headers:
-        return None
-    for stage in stages:
-        if flow.response is not None:
-            return None
-        pending = stage._handle_or_refuse(flow, call)
-        if pending is not None:
-            return _then_call_stages(pending, stages[stages.index(stage) + 1 :], flow, call)
-    return None
-
-
-async def _then_call_stages(
-    pending: Awaitable[None], stages: Sequence[CallStage], flow: http.HTTPFlow, call: Call
-) -> None:
-    await pending
-    for stage in stages:
-        if flow.response is not None:
-            return
-        pending = stage._handle_or_refuse(flow, call)
-        if pending is not None:
-            await pending
 
 
 def write_body(request: http.Request, call: Call) -> None:

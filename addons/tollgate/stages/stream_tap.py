@@ -11,7 +11,7 @@ from mitmproxy import http
 from ..call import Call, Failure
 from ..providers.base import UsageReader, decoded, header_index, is_event_stream, parse_json
 from ..streams import Decompressor, SSEEventFilter, parse_sse_block
-from .shared import CallStage, Shared, call_of, provider_of, write_body
+from .shared import Shared, call_of, provider_of, write_body
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def without_streaming_notices(log: Callable[..., None]) -> Callable[..., None]:
     return log_without_streaming_notices
 
 
-class AskForUsage(CallStage):
+class AskForUsage:
     """`audit.stream_usage: inject`: ask an OpenAI-format chat stream for the usage the client did
     not ask for (StreamTap hides it from the client). Before the credential stage: a request that
     Tollgate signs is signed over the body as it goes."""

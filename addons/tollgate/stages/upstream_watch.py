@@ -15,7 +15,7 @@ from mitmproxy.proxy import server_hooks
 from .. import compat
 from ..call import Call, Failure
 from ..providers.base import UPSTREAM_TIMEOUT, UPSTREAM_UNREACHABLE
-from .shared import CallStage, Shared, call_of, refuse
+from .shared import Shared, call_of, refuse
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class SettingUp(NamedTuple):
     server: connection.Server
 
 
-class UpstreamWatch(CallStage):
+class UpstreamWatch:
     """A call that has not had its upstream's response headers by its deadline ends with a 504.
 
     Waiting for a connection to be set up, the call is ended by abandoning that connection (and with

@@ -1,0 +1,89 @@
+"""Tollgate as mitmproxy runs it: for each mitmproxy hook, the steps it takes, in order.
+
+The life of a call: `request` classifies it (provider, endpoint, model, facts; 400 if it cannot be
+read exactly), then the call steps decide it before it goes upstream; the first step that answers
+the call (a refusal in the provider's own error shape) ends them. At `responseheaders` the answer
+is tapped to read its usage as it streams by; `response` or `error` ends the call with its audit
+record. A call's flow keeps no credential and no prompt once sent or answered (`redact`)."""
+
+from __future__ import annotations
+
+from .stages.audit import Audit, AuditGate
+from .stages.classify import Classify
+from .stages.credential import Credential
+from .stages.decide import Decide
+from .stages.identify import Identify, forget_proxy_password
+from .stages.override import Override
+from .stages.redact import Redact
+from .stages.route import Route
+from .stages.settings import Settings
+from .stages.shared import Shared
+from .stages.stream_tap import AskForUsage, StreamTap
+from .stages.upstream_watch import UpstreamWatch
+from .stages.websocket import WebSocket
+from .steps import CallSteps, Gateway
+
+
+def gateway() -> Gateway:
+    """Tollgate's one addon: its stages share one `Shared` (the configuration loaded)."""
+    shared = Shared()
+    settings = Settings(shared)  # the tollgate_config option, the file watched, the proxy options set
+    classify = Classify(shared)
+    audit_gate = AuditGate(shared)
+    websocket = WebSocket(shared)
+    identify = Identify(shared)
+    override = Override(shared)
+    route = Route(shared)
+    decide = Decide(shared)
+    ask_for_usage = AskForUsage(shared)
+    credential = Credential(shared)
+    upstream_watch = UpstreamWatch(shared)
+    stream_tap = StreamTap(shared)
+    redact = Redact(shared)
+    audit = Audit(shared)
+
+    call_steps = CallSteps(
+        audit_gate.handle,  # 503 while the audit cannot be written
+        identify.handle,  # who is calling: proxy login, virtual key, verified signature, anonymous; else 401
+        override.handle,  # the first matching rule: the model called, the provider routed to
+        route.handle,  # the upstream's scheme, host and port
+        decide.handle,  # the policy: 403 with its reasons (a decision not cached is awaited from its worker)
+        ask_for_usage.handle,  # an OpenAI-format stream asked for its usage (before anything is signed)
+        credential.handle,  # the caller's credential out, the upstream one in (a header, or a SigV4 signature)
+        upstream_watch.handle,  # the clock for the upstream's response headers (504 when it runs out)
+    )
+
+    return Gateway(
+        load=[settings.load, upstream_watch.load, stream_tap.load],
+        configure=[settings.configure, websocket.configure],
+        running=[settings.running, decide.running],
+        http_connect=[forget_proxy_password, redact.http_connect],
+        # An upload streamed unread is decided at its headers; every other call at `request`.
+        requestheaders=[
+            forget_proxy_password,
+            classify.requestheaders,
+            websocket.requestheaders,
+            call_steps.at_headers,
+            redact.requestheaders,
+            audit.requestheaders,
+        ],
+        request=[classify.request, websocket.request, call_steps.at_request, redact.request, audit.request],
+        server_connect=[upstream_watch.server_connect],
+        server_connected=[upstream_watch.server_connected],
+        tls_established_server=[upstream_watch.tls_established_server],
+        tls_failed_server=[upstream_watch.tls_failed_server],
+        server_connect_error=[upstream_watch.server_connect_error],
+        server_disconnected=[upstream_watch.server_disconnected],
+        responseheaders=[
+            credential.responseheaders,  # a pooled key the upstream refused (401, 429) rests
+            upstream_watch.responseheaders,
+            stream_tap.responseheaders,  # the answer streams through a reader of its usage
+            redact.responseheaders,
+            audit.responseheaders,
+        ],
+        response=[audit.response],
+        error=[upstream_watch.error, stream_tap.error, redact.error, audit.error],
+        websocket_message=[websocket.websocket_message],  # relayed; kept out of the flow
+        websocket_end=[websocket.websocket_end, audit.websocket_end],
+        done=[settings.done, decide.done, upstream_watch.done, stream_tap.done, redact.done, audit.done],
+    )
