@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,18 +10,13 @@ from typing import Any
 import pytest
 import trustme
 import yaml
+from tests.support.canned import provider_answers
+from tests.support.clients import run_client
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.proxy import Mitmdump
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "addons"))
-sys.path.insert(0, str(ROOT))
-
-from tests.support.canned import provider_answers  # noqa: E402
-from tests.support.clients import run_client  # noqa: E402
-from tests.support.fake_upstream import FakeUpstream  # noqa: E402
-from tests.support.proxy import Mitmdump  # noqa: E402
-
-from tollgate.auditlog import BATCH_DELAY  # noqa: E402
-from tollgate.certs import ensure_bundle  # noqa: E402
+from tollgate.auditlog import BATCH_DELAY
+from tollgate.certs import ensure_bundle
 
 PROVIDERS = ("openai", "gemini", "anthropic", "bedrock")
 

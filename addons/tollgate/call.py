@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import math
-import random
 import time
+import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -78,29 +78,11 @@ def fingerprint(secret: str) -> str:
 
 def utc_timestamp(seconds: float) -> str:
     """ISO 8601 in UTC to the millisecond, e.g. 2026-11-22T08:30:00.123Z."""
-    # To the microsecond first, as datetime does, so that e.g. .3259997 s reads .326
-    fraction, whole = math.modf(seconds)
-    micros = round(fraction * 1_000_000)
-    if micros == 1_000_000:
-        whole, micros = whole + 1, 0
-    return _utc_second(int(whole)) + _MILLISECONDS[micros // 1000]
-
-
-@lru_cache(maxsize=1)  # calls come many to the second: its text is made once
-def _utc_second(whole: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-
-
-_MILLISECONDS = tuple(f".{ms:03d}Z" for ms in range(1000))  # formatting each cost more than the rest
-
-
-# Request ids only tell calls apart: drawn from a generator seeded once from os.urandom rather than
-# a system call per call.
-_request_ids = random.Random()
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def new_request_id() -> str:
-    return _request_ids.getrandbits(128).to_bytes(16).hex()
+    return uuid.uuid4().hex
 
 
 @dataclass(slots=True)
@@ -178,9 +160,8 @@ class Call:
             "status": self.status,
             "upstream": self.upstream,
             "upstream_key": self.upstream_key,
-            # round(x, 1) formats and parses a string; this is the same tenth, many times cheaper
-            "latency_ms": round((ended - self.started) * 10000) / 10,
-            "ttfb_ms": round((self.first_byte - self.started) * 10000) / 10 if self.first_byte else None,
+            "latency_ms": round((ended - self.started) * 1000, 1),
+            "ttfb_ms": round((self.first_byte - self.started) * 1000, 1) if self.first_byte else None,
             "input_tokens": u.input_tokens,
             "output_tokens": u.output_tokens,
             "total_tokens": u.total_tokens,

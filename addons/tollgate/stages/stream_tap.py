@@ -78,10 +78,11 @@ def without_streaming_notices(log: Callable[..., None]) -> Callable[..., None]:
     """A logger's `log` method that drops mitmproxy's "Streaming response from <host>." lines.
 
     mitmproxy logs that line at info level for each streamed response; Tollgate streams every
-    response, so it tells nothing, and through the log handlers it cost ~0.3 ms CPU a call. A
-    `logging.Filter` sees it only once its record is made (the caller's frame looked up, the task
-    named: ~40 k instructions a call; docs/performance.md), so the line is dropped before that, in
-    the one method mitmproxy's connection handler logs through. Every other line goes on as it came."""
+    response, so it tells nothing, and through the log handlers it cost more CPU than all of
+    Tollgate's stages (docs/performance.md). A `logging.Filter` sees it only once its record is made
+    (the caller's frame looked up, the task named), most of that cost, so the line is dropped before
+    that, in the one method mitmproxy's connection handler logs through. Every other line goes on as
+    it came."""
 
     def log_without_streaming_notices(level: int, msg: object, *args: object, **kwargs: object) -> None:
         if type(msg) is str and msg.startswith(STREAMING_NOTICE):
