@@ -58,8 +58,8 @@ def serve_responses_set_by_error_hook() -> None:
             else:
                 reply = yield command
 
-    stream_class.handle_protocol_error = handle_protocol_error
-    stream_class._tollgate_serves_error_responses = True
+    stream_class.handle_protocol_error = handle_protocol_error  # type: ignore[method-assign]
+    stream_class._tollgate_serves_error_responses = True  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -94,9 +94,9 @@ def end_flows_waiting_for_response() -> None:
             return _end_if_waiting(self, event)
         return stream_events(self, event)
 
-    layer_class._handle_event = layer_handle_event
-    stream_class._handle_event = stream_handle_event
-    stream_class._tollgate_ends_waiting_flows = True
+    layer_class._handle_event = layer_handle_event  # type: ignore[method-assign]
+    stream_class._handle_event = stream_handle_event  # type: ignore[method-assign]
+    stream_class._tollgate_ends_waiting_flows = True  # type: ignore[attr-defined]
 
 
 def _to_stream_of_flow(layer: Any, event: EndIfWaiting) -> Generator[Any, Any, None]:

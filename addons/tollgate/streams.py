@@ -9,6 +9,7 @@ import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 # An event (or array element) larger than this is a broken stream, not something to buffer.
 MAX_FRAME = 16 * 1024 * 1024
@@ -237,6 +238,7 @@ class Decompressor:
 
     def __init__(self, encoding: str) -> None:
         encoding = encoding.strip().lower()
+        self._new: Callable[[], Any]  # a decompression object: zlib's, brotli's or zstandard's
         if encoding in ("gzip", "x-gzip", "deflate"):
             wbits = zlib.MAX_WBITS | (16 if "gzip" in encoding else 0)
             self._new = lambda: zlib.decompressobj(wbits)
@@ -250,7 +252,7 @@ class Decompressor:
             self._new = lambda: zstandard.ZstdDecompressor().decompressobj()
         else:
             raise ValueError(f"cannot read a {encoding}-encoded body")
-        self._object = self._new()
+        self._object: Any = self._new()
 
     def feed(self, chunk: bytes) -> bytes:
         out = []

@@ -81,12 +81,14 @@ class Classify:
         headers = header_index(request.headers.fields)
         host = host_name(request.host)
         loaded = self.shared.loaded
-        call = Call(provider=provider.name, host=host, method=request.method, path=path, headers=headers, loaded=loaded)
-        flow.metadata[CALL] = call
         if loaded is None:
+            call = Call(provider=provider.name, host=host, method=request.method, path=path, headers=headers)
+            flow.metadata[CALL] = call
             refuse(flow, call, MISCONFIGURED, "Tollgate has no valid configuration; see its console.")
             call.error = "no valid configuration"
             return call
+        call = Call(provider=provider.name, host=host, method=request.method, path=path, headers=headers, loaded=loaded)
+        flow.metadata[CALL] = call
         try:
             check_transport(request, headers, host)
             data = read_request_json(request_body(request, headers)) if read_body else None
