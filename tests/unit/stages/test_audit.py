@@ -293,7 +293,7 @@ def test_while_the_audit_is_failing_calls_are_refused_503_audit_unavailable(fail
     assert (call.error, later.ran) == ("audit unavailable", 0)
 
 
-def test_without_an_audit_log_calls_are_refused(tmp_path) -> None:
+def test_without_an_audit_log_calls_are_refused() -> None:
     shared = configured()  # no audit log, e.g. once it has been closed at shutdown
     flow, call = openai_call(shared)
     CallSteps(AuditGate(shared).handle).at_request(flow)
