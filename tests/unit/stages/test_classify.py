@@ -1,0 +1,314 @@
+"""Classify on mitmproxy's test flows: which provider, endpoint and model a call is and what it asks
+for; an upload streamed unread decided at its headers; a request it cannot read exactly refused
+(400 `bad_request`) in the provider's own shape; no configuration, no call served (500)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+from mitmproxy.test import tflow
+
+from tollgate.call import Classification, RequestFacts
+from tollgate.providers.base import header_index
+from tollgate.stages.classify import Classify
+from tollgate.stages.shared import CALL, Shared
+
+from .conftest import HOSTS, PROVIDERS, VALID, api_flow, assert_refused, classified, configured
+
+# ---- each provider's main endpoint, read exactly
+
+MAIN_ENDPOINTS = {
+    "openai": (
+        "/v1/chat/completions",
+        {
+            "model": "gpt-4o",
+            "messages": [{"role": "developer", "content": "Be terse."}, {"role": "user", "content": "Hi"}],
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+            "stream": True,
+            "max_tokens": 50,
+            "max_completion_tokens": 80,
+        },
+        Classification("chat.completions", "gpt-4o", RequestFacts(2, True, True, True, 80), "openai"),
+    ),
+    "gemini": (
+        "/v1beta/models/gemini-2.0-flash:streamGenerateContent",
+        {
+            "contents": [{"role": "user", "parts": [{"text": "Hi"}]}] * 3,
+            "systemInstruction": {"parts": [{"text": "Be terse."}]},
+            "generationConfig": {"maxOutputTokens": 64},
+        },
+        Classification("streamGenerateContent", "gemini-2.0-flash", RequestFacts(3, True, False, True, 64)),
+    ),
+    "anthropic": (
+        "/v1/messages",
+        {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1024},
+        Classification("messages", "claude-sonnet-4-5", RequestFacts(1, False, False, False, 1024)),
+    ),
+    "bedrock": (
+        "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse",
+        {
+            "messages": [{"role": "user", "content": [{"text": "Hi"}]}],
+            "system": [{"text": "Be terse."}],
+            "inferenceConfig": {"maxTokens": 30},
+            "toolConfig": {"tools": [{"toolSpec": {"name": "f"}}]},
+        },
+        Classification("converse", "anthropic.claude-3-haiku-20240307-v1:0", RequestFacts(1, True, True, False, 30)),
+    ),
+}
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_each_providers_main_endpoint_is_read_exactly(provider: str) -> None:
+    shared = configured()
+    path, body, expected = MAIN_ENDPOINTS[provider]
+    flow = api_flow(HOSTS[provider], path, body, headers=(("Authorization", "Bearer tg-x"),))
+    Classify(shared).request(flow)
+    assert flow.response is None
+    call = flow.metadata[CALL]
+    assert (call.provider, call.host, call.method, call.path) == (provider, HOSTS[provider], "POST", path)
+    assert call.classification == expected
+    assert call.body == body
+    assert call.headers == header_index(flow.request.headers.fields)
+    assert call.headers[b"authorization"] == b"Bearer tg-x"
+    assert call.loaded is shared.loaded
+    assert (call.streamed_upload, flow.request.stream, call.answered_by_tollgate, call.error) == (
+        False,
+        False,
+        False,
+        None,
+    )
+
+
+def test_an_openai_compatible_endpoint_of_another_provider_speaks_the_openai_format() -> None:
+    body = {"model": "gemini-2.0-flash", "messages": [{"role": "system", "content": "x"}], "stream": True}
+    call = classified(configured(), api_flow(HOSTS["gemini"], "/v1beta/openai/chat/completions", body))
+    assert call.classification == Classification(
+        "chat.completions", "gemini-2.0-flash", RequestFacts(1, True, False, True, None), "openai"
+    )
+
+
+def test_a_gzip_encoded_body_is_read_decoded() -> None:
+    path, body, expected = MAIN_ENDPOINTS["openai"]
+    flow = api_flow(HOSTS["openai"], path, headers=(("Content-Encoding", "gzip"),))
+    flow.request.raw_content = gzip.compress(json.dumps(body).encode())
+    call = classified(configured(), flow)
+    assert call.classification == expected and call.body == body
+
+
+def test_a_listing_has_no_model_and_no_body() -> None:
+    call = classified(configured(), api_flow(HOSTS["openai"], "/v1/models", method="GET"))
+    assert call.classification == Classification(endpoint="models", wire_format="openai")
+    assert (call.method, call.body) == ("GET", None)
+
+
+def test_a_host_that_is_no_providers_is_left_alone() -> None:
+    flow = api_flow("example.com", "/v1/chat/completions", {"model": "gpt-4o"})
+    classify = Classify(configured())
+    classify.requestheaders(flow)
+    classify.request(flow)
+    assert CALL not in flow.metadata and flow.response is None
+
+
+def test_a_flow_already_answered_or_classified_is_not_classified_again() -> None:
+    shared = configured()
+    answered = api_flow(HOSTS["openai"], "/v1/chat/completions", {"model": "gpt-4o"})
+    answered.response = tflow.tresp()
+    Classify(shared).request(answered)
+    assert CALL not in answered.metadata
+
+    flow = api_flow(HOSTS["openai"], "/v1/chat/completions", {"model": "gpt-4o"})
+    first = classified(shared, flow)
+    flow.request.raw_content = b"not json"  # read once: a second look would refuse it
+    Classify(shared).request(flow)
+    assert flow.metadata[CALL] is first and flow.response is None
+
+
+# ---- the host, as DNS reads it
+
+
+def test_the_host_is_read_in_lower_case_without_its_trailing_dot_and_goes_upstream_so() -> None:
+    flow = api_flow("API.OpenAI.COM.", "/v1/models", method="GET")
+    call = classified(configured(), flow)
+    assert call.host == "api.openai.com"
+    assert flow.request.host == "api.openai.com"
+    assert flow.request.headers.fields == ((b"Host", b"api.openai.com"),)
+
+
+def test_a_host_header_naming_the_host_called_in_another_case_and_with_its_port_is_read() -> None:
+    flow = api_flow(HOSTS["anthropic"], "/v1/models", method="GET")
+    flow.request.headers["Host"] = "API.Anthropic.com.:443"
+    call = classified(configured(), flow)
+    assert (call.provider, call.host, call.classification.endpoint) == ("anthropic", "api.anthropic.com", "models")
+
+
+# ---- uploads streamed unread, decided at their headers
+
+UPLOADS = [
+    ("openai", "/v1/files", Classification("files", None, RequestFacts(), "openai", ("model", "request"))),
+    ("gemini", "/upload/v1beta/files", Classification("files.upload", unread=("model", "request"))),
+    ("anthropic", "/v1/files", Classification("files", unread=("model", "request"))),
+    (
+        "bedrock",
+        "/model/amazon.nova-sonic-v1%3A0/invoke-with-bidirectional-stream",
+        Classification(
+            "invoke-with-bidirectional-stream", "amazon.nova-sonic-v1:0", RequestFacts(stream=True), None, ("request",)
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("provider", "path", "expected"), UPLOADS)
+def test_an_upload_is_classified_at_its_headers_and_streamed_upstream_unread(provider, path, expected) -> None:
+    shared = configured()
+    flow = api_flow(HOSTS[provider], path, headers=(("Content-Type", "multipart/form-data; boundary=b"),))
+    flow.request.raw_content = None  # mitmproxy has not read the body at `requestheaders`
+    classify = Classify(shared)
+    classify.requestheaders(flow)
+    call = flow.metadata[CALL]
+    assert flow.response is None
+    assert (call.provider, call.path, call.classification) == (provider, path, expected)
+    assert call.streamed_upload is True and flow.request.stream is True
+    assert call.body is None and call.loaded is shared.loaded
+    classify.request(flow)  # the call made at its headers is the call
+    assert flow.metadata[CALL] is call and flow.response is None
+
+
+def test_a_call_that_is_no_upload_waits_for_its_body() -> None:
+    flow = api_flow(HOSTS["openai"], "/v1/files", method="GET")  # the listing, not an upload
+    Classify(configured()).requestheaders(flow)
+    assert CALL not in flow.metadata and flow.request.stream is False
+
+
+def test_an_upload_refused_at_its_headers_is_not_streamed() -> None:
+    flow = api_flow(HOSTS["openai"], "/v1/files", scheme="http", port=80)
+    flow.request.raw_content = None
+    Classify(configured()).requestheaders(flow)
+    call = flow.metadata[CALL]
+    assert flow.response is not None and flow.response.status_code == 400
+    assert call.streamed_upload is False and flow.request.stream is False
+
+
+# ---- what cannot be read exactly: 400 bad_request in the provider's own shape
+
+
+def plain_http(flow) -> None:
+    flow.request.scheme, flow.request.port = "http", 80
+
+
+def trace(flow) -> None:
+    flow.request.method = "TRACE"
+
+
+def another_host(flow) -> None:
+    flow.request.headers["Host"] = "attacker.example"
+
+
+def another_port(flow) -> None:
+    flow.request.headers["Host"] = f"{flow.request.host}:8443"
+
+
+def two_objects(flow) -> None:
+    flow.request.raw_content = flow.request.raw_content + b'{"model":"other"}'
+
+
+def an_array(flow) -> None:
+    flow.request.raw_content = b"[" + flow.request.raw_content + b"]"
+
+
+def bad_gzip(flow) -> None:
+    flow.request.headers["Content-Encoding"] = "gzip"  # the body is plain JSON
+
+
+def h2c_upgrade(flow) -> None:
+    flow.request.headers["Upgrade"] = "h2c"
+
+
+def websocket_upgrade(flow) -> None:
+    flow.request.headers["Upgrade"] = "websocket"  # only the Realtime API is upgraded
+
+
+FAULTS = [
+    (plain_http, "LLM APIs are called over HTTPS; Tollgate refuses plain HTTP"),
+    (trace, "Tollgate does not forward TRACE requests"),
+    (another_host, "the Host header names another host than the one called"),
+    (another_port, "the Host header names another host than the one called"),
+    (two_objects, "the body is not one JSON object"),
+    (an_array, "the body is not a JSON object"),
+    (bad_gzip, "the body's Content-Encoding cannot be decoded"),
+    (h2c_upgrade, "Tollgate does not upgrade this connection to another protocol"),
+    (websocket_upgrade, "Tollgate does not upgrade this connection to another protocol"),
+]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize(("fault", "detail"), FAULTS, ids=[f.__name__ for f, _ in FAULTS])
+def test_a_request_that_cannot_be_read_exactly_is_refused_400_in_the_providers_shape(provider, fault, detail) -> None:
+    path, body = VALID[provider]
+    flow = api_flow(HOSTS[provider], path, body)
+    fault(flow)
+    Classify(configured()).request(flow)
+    call = flow.metadata[CALL]
+    assert_refused(
+        flow, provider, "bad_request", f"Tollgate cannot read this request exactly and did not forward it: {detail}."
+    )
+    assert call.error == f"bad request: {detail}"
+    assert call.answered_by_tollgate is True
+    assert call.body is None and call.classification.model is None
+
+
+def test_a_body_that_is_refused_keeps_the_endpoint_its_path_names_for_the_audit() -> None:
+    flow = api_flow(HOSTS["openai"], "/v1/chat/completions", {"model": "gpt-4o", "stream": "yes"})
+    Classify(configured()).request(flow)
+    call = flow.metadata[CALL]
+    assert flow.response.status_code == 400
+    assert call.classification == Classification(endpoint="chat.completions")
+    assert call.error == "bad request: 'stream' is not a boolean"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="check_upgrade raises Unreadable without .at(endpoint): the path was read, yet the audit of a "
+    "refused upgrade shows no endpoint (stages/classify.py check_upgrade)",
+)
+def test_a_refused_upgrade_keeps_the_endpoint_its_path_names_for_the_audit() -> None:
+    flow = api_flow(HOSTS["openai"], *VALID["openai"])
+    h2c_upgrade(flow)
+    Classify(configured()).request(flow)
+    assert flow.response.status_code == 400
+    assert flow.metadata[CALL].classification.endpoint == "chat.completions"
+
+
+def test_the_realtime_websocket_is_the_one_upgrade_let_through() -> None:
+    flow = api_flow(
+        HOSTS["openai"],
+        "/v1/realtime?model=gpt-realtime",
+        method="GET",
+        headers=(("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Version", "13")),
+    )
+    call = classified(configured(), flow)
+    assert call.path == "/v1/realtime"
+    assert call.classification == Classification("realtime", "gpt-realtime", RequestFacts(stream=True), "openai")
+
+
+# ---- no configuration: nothing is served
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_without_a_configuration_every_call_is_refused_500_misconfigured(provider: str) -> None:
+    flow = api_flow(HOSTS[provider], *VALID[provider])
+    Classify(Shared()).request(flow)
+    call = flow.metadata[CALL]
+    assert_refused(flow, provider, "misconfigured", "Tollgate has no valid configuration; see its console.")
+    assert (call.error, call.loaded, call.answered_by_tollgate) == ("no valid configuration", None, True)
+    assert call.classification == Classification()
+
+
+def test_without_a_configuration_an_upload_is_refused_at_its_headers_and_not_streamed() -> None:
+    flow = api_flow(HOSTS["openai"], "/v1/files")
+    flow.request.raw_content = None
+    Classify(Shared()).requestheaders(flow)
+    call = flow.metadata[CALL]
+    assert flow.response.status_code == 500 and flow.response.headers["x-tollgate-error"] == "misconfigured"
+    assert call.streamed_upload is False and flow.request.stream is False
