@@ -49,7 +49,7 @@ def check_upgrade(headers: dict[bytes, bytes], endpoint: str | None) -> None:
     if upgrade is None:
         return
     if endpoint != "realtime" or upgrade.lower() != b"websocket":
-        raise Unreadable("Tollgate does not upgrade this connection to another protocol")
+        raise Unreadable("Tollgate does not upgrade this connection to another protocol").at(endpoint)
 
 
 class Classify:

@@ -267,11 +267,6 @@ def test_a_body_that_is_refused_keeps_the_endpoint_its_path_names_for_the_audit(
     assert call.error == "bad request: 'stream' is not a boolean"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="check_upgrade raises Unreadable without .at(endpoint): the path was read, yet the audit of a "
-    "refused upgrade shows no endpoint (stages/classify.py check_upgrade)",
-)
 def test_a_refused_upgrade_keeps_the_endpoint_its_path_names_for_the_audit() -> None:
     flow = api_flow(HOSTS["openai"], *VALID["openai"])
     h2c_upgrade(flow)
