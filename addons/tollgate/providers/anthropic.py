@@ -6,7 +6,21 @@ import re
 from typing import Any
 
 from ..call import Classification, RequestFacts, Usage
+from ..exact_reading import (
+    UNREAD_BODY,
+    Unreadable,
+    as_int,
+    check_case,
+    count,
+    path_segments,
+    request_flag,
+    request_int,
+    request_model,
+    words,
+)
+from ..json_codec import parse_json
 from ..streams import split_events
+from ..usage_readers import SSEReader, UsageReader, is_event_stream
 from . import openai
 from .base import (
     AUDIT_UNAVAILABLE,
@@ -17,25 +31,11 @@ from .base import (
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
     UNAUTHENTICATED,
-    UNREAD_BODY,
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
     Headers,
     Provider,
     Refusal,
-    SSEReader,
-    Unreadable,
-    UsageReader,
-    as_int,
-    check_case,
-    count,
-    is_event_stream,
-    parse_json,
-    path_segments,
-    request_flag,
-    request_int,
-    request_model,
-    words,
 )
 
 _ENDPOINTS = {

@@ -9,7 +9,21 @@ from typing import Any
 from urllib.parse import unquote
 
 from ..call import Classification, RequestFacts, Usage
+from ..exact_reading import (
+    UNREAD_FACTS,
+    Unreadable,
+    as_int,
+    check_case,
+    count,
+    largest,
+    path_segments,
+    request_int,
+    request_model,
+    words,
+)
+from ..json_codec import parse_json
 from ..streams import EventStreamFramer
+from ..usage_readers import UsageReader, add_totals, is_event_stream
 from . import anthropic, openai
 from .base import (
     AUDIT_UNAVAILABLE,
@@ -20,25 +34,11 @@ from .base import (
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
     UNAUTHENTICATED,
-    UNREAD_FACTS,
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
     Headers,
     Provider,
     Refusal,
-    Unreadable,
-    UsageReader,
-    add_totals,
-    as_int,
-    check_case,
-    count,
-    is_event_stream,
-    largest,
-    parse_json,
-    path_segments,
-    request_int,
-    request_model,
-    words,
 )
 
 _HOST = re.compile(r"^bedrock-runtime(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com$")

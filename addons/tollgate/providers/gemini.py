@@ -6,7 +6,20 @@ import re
 from typing import Any
 
 from ..call import Classification, RequestFacts, Usage
+from ..exact_reading import (
+    UNREAD_BODY,
+    Unreadable,
+    as_int,
+    check_case,
+    count,
+    path_segments,
+    request_int,
+    request_model,
+    words,
+)
+from ..json_codec import parse_json
 from ..streams import JSONArrayFramer, SSEFramer
+from ..usage_readers import SSEReader, UsageReader, add_totals, is_event_stream
 from . import openai
 from .base import (
     AUDIT_UNAVAILABLE,
@@ -18,25 +31,11 @@ from .base import (
     POLICY_DENIED,
     STATUS,
     UNAUTHENTICATED,
-    UNREAD_BODY,
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
     Headers,
     Provider,
     Refusal,
-    SSEReader,
-    Unreadable,
-    UsageReader,
-    add_totals,
-    as_int,
-    check_case,
-    count,
-    is_event_stream,
-    parse_json,
-    path_segments,
-    request_int,
-    request_model,
-    words,
 )
 
 # /v1beta/models/gemini-2.0-flash:generateContent, /v1/tunedModels/x:generateContent, …

@@ -8,6 +8,21 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from ..call import Classification, RequestFacts, Usage
+from ..exact_reading import (
+    UNREAD_BODY,
+    Unreadable,
+    as_int,
+    check_case,
+    count,
+    largest,
+    path_segments,
+    request_flag,
+    request_int,
+    request_model,
+    words,
+)
+from ..json_codec import parse_json
+from ..usage_readers import SSEReader, UsageReader, add_totals, is_event_stream
 from .base import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
@@ -17,27 +32,11 @@ from .base import (
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
     UNAUTHENTICATED,
-    UNREAD_BODY,
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
     Headers,
     Provider,
     Refusal,
-    SSEReader,
-    Unreadable,
-    UsageReader,
-    add_totals,
-    as_int,
-    check_case,
-    count,
-    is_event_stream,
-    largest,
-    parse_json,
-    path_segments,
-    request_flag,
-    request_int,
-    request_model,
-    words,
 )
 
 REALTIME = "realtime"  # a WebSocket session (GET /v1/realtime?model=…, upgraded)

@@ -11,8 +11,9 @@ from .. import sigv4
 from ..call import Call, fingerprint
 from ..keypool import retry_after_seconds
 from ..providers import PROVIDERS
-from ..providers.base import NO_UPSTREAM_CREDENTIAL, decoded
+from ..providers.base import NO_UPSTREAM_CREDENTIAL
 from ..providers.bedrock import region_of
+from ..raw_headers import decoded
 from ..sigv4 import CredentialSource
 from .shared import CallStage, Shared, call_of, credentials_of, provider_of, refuse
 

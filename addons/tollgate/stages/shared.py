@@ -12,11 +12,13 @@ from ..auditlog import AuditLog
 from ..call import Call
 from ..clients import Directory
 from ..config import Config, ProviderConfig
+from ..json_codec import encode_json
 from ..keypool import KeyPool
 from ..overrides import RuleBook
 from ..policy import Policy
 from ..providers import PROVIDERS
-from ..providers.base import INTERNAL_ERROR, Provider, Query, decoded, encode_json, with_header
+from ..providers.base import INTERNAL_ERROR, Provider, Query
+from ..raw_headers import decoded, with_header
 from ..sigv4 import CredentialSource
 
 CALL = "tollgate"

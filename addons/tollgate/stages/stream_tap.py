@@ -9,8 +9,10 @@ from functools import partial
 from mitmproxy import http
 
 from ..call import Call, Failure
-from ..providers.base import UsageReader, decoded, header_index, is_event_stream, parse_json
+from ..json_codec import parse_json
+from ..raw_headers import decoded, header_index
 from ..streams import Decompressor, SSEEventFilter, parse_sse_block
+from ..usage_readers import UsageReader, is_event_stream
 from .shared import CallStage, Shared, call_of, provider_of, write_body
 
 logger = logging.getLogger(__name__)
