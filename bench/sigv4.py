@@ -68,6 +68,7 @@ from mitmproxy.test import tflow  # noqa: E402
 from tollgate import sigv4  # noqa: E402
 from tollgate.call import Call  # noqa: E402
 from tollgate.config import parse_config  # noqa: E402
+from tollgate.providers import PROVIDERS  # noqa: E402
 from tollgate.stages.credential import Credential  # noqa: E402
 from tollgate.stages.identify import Identify  # noqa: E402
 from tollgate.stages.shared import Loaded, Shared  # noqa: E402
@@ -306,8 +307,8 @@ def make_shared() -> Shared:
         }
     )
     shared = Shared()
-    source = sigv4.credential_source(config.providers.bedrock.credentials)
-    shared.apply(Loaded.build(config, None, source), None)  # no audit log, no policy
+    runtimes = {name: p.load_runtime(config, config.providers.get(name), None) for name, p in PROVIDERS.items()}
+    shared.apply(Loaded.build(config, None, runtimes), None)  # no audit log, no policy
     return shared
 
 
@@ -402,7 +403,7 @@ def measure_both(
         try:
             identify._verified_aws_key(flow, call)
             t1 = clock()
-            credentials = call.loaded.aws_credentials()  # type: ignore[misc]
+            credentials = call.loaded.runtimes["bedrock"]()  # type: ignore[misc]
             credential._sign(flow, call, credentials, None)
         except sigv4.SignatureError:
             t1 = clock()

@@ -80,6 +80,8 @@ class Anthropic(Provider):
     key_positions = positions = ("x-api-key", "authorization")
     key_header = "x-api-key"
     default_host = "api.anthropic.com"
+    openai_compatible_prefix = "/v1/"
+    openai_compatible_endpoints = frozenset(("chat.completions",))
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
         segments = path_segments(path)

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from ..call import Classification, Usage
+from ..settings_models import ProviderConfig
 from ..usage_readers import UsageReader, WholeBodyReader
 
 Headers = MutableMapping[str, str]
@@ -95,8 +96,16 @@ class Provider:
     positions: ClassVar[tuple[str, ...]]
     # Where Tollgate puts the upstream key for the provider's own wire format.
     key_header: ClassVar[str]
-    # Where a call routed here goes when no upstream is configured (None: it must be).
+    # Where a call routed here goes when no upstream is configured (None: it must be, and
+    # `upstream_hint` says where it should point).
     default_host: ClassVar[str | None] = None
+    upstream_hint: ClassVar[str] = ""
+    # Its OpenAI-compatible API, if it has one: the path prefix that stands for OpenAI's `/v1/`, and
+    # the endpoints offered there. OpenAI-format calls may be routed here (`overrides:`).
+    openai_compatible_prefix: ClassVar[str | None] = None
+    openai_compatible_endpoints: ClassVar[frozenset[str]] = frozenset()
+    # Its settings under `providers.<name>` in tollgate.yaml.
+    settings_model: ClassVar[type[ProviderConfig]] = ProviderConfig
     # The response headers `usage_reader` and `usage` read (lower-case), and content-encoding.
     response_headers: ClassVar[frozenset[bytes]] = frozenset((b"content-type", b"content-encoding"))
 
@@ -112,6 +121,13 @@ class Provider:
         # One path segment, ":" and "/" percent-encoded, as botocore and the Gemini SDKs send it.
         rewritten = f"{raw[: m.start('model')]}{quote(model, safe='-_.~')}{raw[m.end('model') :]}"
         return f"{rewritten}?{query}" if query else rewritten
+
+    def load_runtime(self, config: Any, settings: ProviderConfig, previous: tuple[ProviderConfig, Any] | None) -> Any:
+        """What this provider needs built for a configuration (`config`, its settings `settings`),
+        kept in `Loaded.runtimes` and handed to `upstream_credential`. `previous` is the last
+        configuration's settings and runtime, for what a reload keeps. A ValueError's message names
+        the setting at fault (`"credentials: …"`). Default: nothing."""
+        return None
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
         """What the request is, read from its path (without the query), its query and its JSON

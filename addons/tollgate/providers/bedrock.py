@@ -5,9 +5,12 @@ from __future__ import annotations
 import base64
 import json
 import re
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote
 
+from pydantic import Field
+
+from .. import sigv4
 from ..call import Classification, RequestFacts, Usage
 from ..exact_reading import (
     UNREAD_FACTS,
@@ -22,6 +25,8 @@ from ..exact_reading import (
     words,
 )
 from ..json_codec import parse_json
+from ..settings_models import AwsCredentials, ProviderConfig
+from ..sigv4 import CredentialSource
 from ..streams import EventStreamFramer
 from ..usage_readers import UsageReader, add_totals, is_event_stream
 from . import anthropic, openai
@@ -72,6 +77,14 @@ _ERRORS = {
 }
 
 
+class BedrockConfig(ProviderConfig):
+    """`providers.bedrock`: besides keys (Bedrock API keys, sent as bearer tokens), one bearer
+    token, or AWS credentials Tollgate signs with (`default`: botocore's chain)."""
+
+    credentials: Literal["default"] | AwsCredentials | None = None
+    bearer_token: str | None = Field(default=None, min_length=1)
+
+
 def region_of(host: str) -> str | None:
     m = _HOST.match(host)
     return m["region"] if m else None
@@ -85,11 +98,35 @@ class Bedrock(Provider):
     positions = ("authorization", "x-amz-security-token")
     model_in_path = _MODEL_CALL
     key_header = "authorization"
+    upstream_hint = "its region's https://bedrock-runtime.REGION.amazonaws.com"
+    openai_compatible_prefix = "/openai/v1/"
+    openai_compatible_endpoints = frozenset(("chat.completions",))
+    settings_model = BedrockConfig
     response_headers = Provider.response_headers | {
         b"x-amzn-bedrock-input-token-count",
         b"x-amzn-bedrock-output-token-count",
         b"x-amzn-bedrock-cache-read-input-token-count",
     }
+
+    def load_runtime(
+        self, config: Any, settings: ProviderConfig, previous: tuple[ProviderConfig, Any] | None
+    ) -> CredentialSource | None:
+        """botocore imported when the configuration mentions Bedrock (its settings, a client's
+        virtual AWS credentials, a route here), so that no call waits for the import; and the AWS
+        credentials Tollgate signs with, kept from `previous` while `credentials` is unchanged
+        (botocore's chain is not asked again)."""
+        if (
+            settings != BedrockConfig()
+            or any(client.aws_credentials for client in config.clients)
+            or any(override.provider == self.name for override in config.overrides)
+        ):
+            sigv4.load_botocore()
+        if previous is not None and previous[0].credentials == settings.credentials:
+            return previous[1]
+        try:
+            return sigv4.credential_source(settings.credentials)
+        except ValueError as e:
+            raise ValueError(f"credentials: {e}") from None
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
         segments = path_segments(path, percent=True)

@@ -98,6 +98,8 @@ class Gemini(Provider):
     model_in_path = _MODEL_CALL
     key_header = "x-goog-api-key"
     default_host = "generativelanguage.googleapis.com"
+    openai_compatible_prefix = "/v1beta/openai/"
+    openai_compatible_endpoints = frozenset(("chat.completions", "embeddings"))
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
         segments = path_segments(path)

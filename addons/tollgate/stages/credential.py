@@ -55,7 +55,7 @@ class Credential(CallStage):
                 call.pooled_key = (pool, key)
         if key is None and aws is None and call.provider == "bedrock":
             key = call.loaded.config.providers.bedrock.bearer_token
-            aws = None if key else call.loaded.aws_credentials
+            aws = None if key else call.loaded.runtimes[call.provider]
         if aws is not None:
             try:
                 credentials = aws()  # the default chain may refresh, and that may fail

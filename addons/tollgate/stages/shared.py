@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from mitmproxy import http
 
@@ -19,7 +20,6 @@ from ..policy import Policy
 from ..providers import PROVIDERS
 from ..providers.base import INTERNAL_ERROR, Provider, Query
 from ..raw_headers import decoded, with_header
-from ..sigv4 import CredentialSource
 
 CALL = "tollgate"
 
@@ -38,23 +38,25 @@ class Loaded:
     rules: RuleBook
     pools: dict[str, KeyPool]
     policy: Policy | None = None
-    aws_credentials: CredentialSource | None = None
+    runtimes: dict[str, Any] = field(default_factory=dict)  # what each provider loaded (`Provider.load_runtime`)
 
     @classmethod
     def build(
         cls,
         config: Config,
         policy: Policy | None = None,
-        aws_credentials: CredentialSource | None = None,
+        runtimes: Mapping[str, Any] | None = None,
         previous: Loaded | None = None,
     ) -> Loaded:
-        """What `config` makes; the key pools carry over the rests of `previous`'s."""
+        """What `config` makes; the key pools carry over the rests of `previous`'s. A provider
+        missing from `runtimes` has loaded nothing (None)."""
         providers = {name: config.providers.get(name) for name in PROVIDERS}
         pools = {
             name: previous.pools[name].renewed(settings.keys) if previous else KeyPool(settings.keys)
             for name, settings in providers.items()
         }
-        return cls(config, providers, Directory(config), RuleBook(config.overrides), pools, policy, aws_credentials)
+        runtimes = {name: (runtimes or {}).get(name) for name in PROVIDERS}
+        return cls(config, providers, Directory(config), RuleBook(config.overrides), pools, policy, runtimes)
 
 
 class Shared:
