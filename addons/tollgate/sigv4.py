@@ -241,7 +241,7 @@ def sign(
     body: bytes,
     credentials: ReadOnlyCredentials,
     region: str,
-    service: str = "bedrock",
+    service: str,
     payload_hash: str | None = None,
 ) -> dict[str, str]:
     """The headers that sign the request anew (Authorization, X-Amz-Date, and the session token).

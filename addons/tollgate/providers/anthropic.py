@@ -37,6 +37,7 @@ from .base import (
     Provider,
     Refusal,
 )
+from .openai_format import OPENAI_FORMAT
 
 _ENDPOINTS = {
     "messages": "messages",
@@ -119,12 +120,12 @@ class Anthropic(Provider):
     def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
         if not is_event_stream(headers):
             return super().usage_reader(classification, headers)
-        if classification.wire_format == "openai":
+        if classification.wire_format == OPENAI_FORMAT:
             return openai.stream_reader(classification.endpoint)
         return MessagesStreamReader()
 
     def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
-        if classification.wire_format == "openai":
+        if classification.wire_format == OPENAI_FORMAT:
             return openai.usage_of(classification.endpoint, body)
         data = parse_json(body)
         if data is None:

@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
-from ..call import Classification, Usage
+from ..call import Classification, Usage, fingerprint
+from ..raw_headers import Fields
 from ..settings_models import ProviderConfig
 from ..usage_readers import UsageReader, WholeBodyReader
+from .openai_format import OPENAI_FORMAT as _OPENAI_FORMAT  # not a refusal reason, as base.py's other constants are
+from .openai_format import ask_for_usage
+
+if TYPE_CHECKING:
+    from ..keypool import KeyPool
 
 Headers = MutableMapping[str, str]
 Query = MutableMapping[str, str]
@@ -74,6 +80,83 @@ def _lookup(headers: Headers, query: Query, position: str) -> str | None:
     return headers.get(position)
 
 
+@dataclass(slots=True)
+class RequestParts:
+    """A request as plain data, raw as the proxy holds it, for the hooks that read or sign it whole."""
+
+    method: bytes
+    scheme: bytes
+    host: str  # where it goes
+    authority: str  # HTTP/2's :authority (its Host); "" for HTTP/1, whose Host is a header field
+    path: bytes  # as it will be sent, with the query
+    fields: Fields  # the header fields as they are now
+    body: bytes
+    index: Mapping[bytes, bytes]  # the header fields as the client sent them, by lower-case name
+    called_host: str  # the host the client called
+    upstream: str | None  # where it goes, scheme://host[:port]; None until routed
+    payload_hash: str | None = None  # the body's SHA-256 when known (verifying the caller found it)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedCaller:
+    """A caller's own credential whose signature over the request holds."""
+
+    key_id: str  # the virtual credential it signed with (an AWS access key id)
+    payload_hash: str | None = None  # the body's SHA-256 as signed, which a new signature reuses
+
+
+@dataclass(slots=True)
+class Applied:
+    """A request with the upstream credential in and the caller's out."""
+
+    fields: tuple[tuple[bytes, bytes], ...]  # its header fields
+    fingerprint: str | None  # tells the credential apart in the audit
+    host: str | None = None  # another host to send it to (same scheme and port), or None
+
+
+class CredentialUnavailable(Exception):
+    """The upstream credential could not be had (a credential chain failed to refresh): the call
+    is refused with this message."""
+
+
+class UpstreamCredential:
+    """A credential for the upstream and how it goes into the request: `apply` puts it in, over
+    the request as it will go (after every change Tollgate made), in one pass over its fields."""
+
+    __slots__ = ()
+    # A key taken from the provider's pool, which rests when the provider refuses it.
+    pooled_key: str | None
+
+    def apply(self, request: RequestParts) -> Applied:
+        raise NotImplementedError
+
+
+@dataclass(slots=True)  # made on every call: not frozen (twice as dear to make)
+class HeaderKey(UpstreamCredential):
+    """A key in a header (`Provider.injected`), the provider's credential positions dropped."""
+
+    name: bytes
+    value: bytes
+    drop: frozenset[bytes]
+    fingerprint: str
+    pooled_key: str | None = None
+
+    def apply(self, request: RequestParts) -> Applied:
+        fields = [f for f in request.fields if f[0].lower() not in self.drop]
+        fields.append((self.name, self.value))
+        return Applied(tuple(fields), self.fingerprint)
+
+
+@dataclass(frozen=True, slots=True)
+class OwnCredential:
+    """An anonymous caller's own credential, going upstream as it came."""
+
+    fingerprint: str | None
+    # A signature over the request (SigV4): it goes only on the request as the caller made it,
+    # with the Host header it covers.
+    signed: bool = False
+
+
 def bearer(headers: Headers) -> str | None:
     value = headers.get("authorization", "")
     scheme, _, token = value.partition(" ")
@@ -104,8 +187,19 @@ class Provider:
     # the endpoints offered there. OpenAI-format calls may be routed here (`overrides:`).
     openai_compatible_prefix: ClassVar[str | None] = None
     openai_compatible_endpoints: ClassVar[frozenset[str]] = frozenset()
-    # Its settings under `providers.<name>` in tollgate.yaml.
+    # Its settings under `providers.<name>` in tollgate.yaml, and the ones that give it an upstream
+    # credential, as the refusal for a call without one names them.
     settings_model: ClassVar[type[ProviderConfig]] = ProviderConfig
+    credential_settings: ClassVar[str] = "keys"
+    # Other headers a client may send its own upstream credential in (removed before forwarding).
+    extra_side_headers: ClassVar[tuple[str, ...]] = ()
+    # Whether `verify_caller` is its own (Identify asks only then): set for each subclass.
+    verifies_callers: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.verifies_callers = cls.verify_caller is not Provider.verify_caller
+
     # The response headers `usage_reader` and `usage` read (lower-case), and content-encoding.
     response_headers: ClassVar[frozenset[bytes]] = frozenset((b"content-type", b"content-encoding"))
 
@@ -164,9 +258,66 @@ class Provider:
         """The header carrying the upstream key where the call's wire format wants it: `Authorization:
         Bearer` for the OpenAI format (every provider's OpenAI-compatible endpoints too), else the
         provider's header."""
-        if classification.wire_format == "openai" or self.key_header == "authorization":
+        if classification.wire_format == _OPENAI_FORMAT or self.key_header == "authorization":
             return "authorization", f"Bearer {key}"
         return self.key_header, key
+
+    def verify_caller(self, request: RequestParts, secrets: Mapping[str, str]) -> VerifiedCaller | None:
+        """The caller's own credential, verified, where this provider's callers sign their requests
+        (Bedrock: SigV4 with virtual AWS credentials, whose secrets `secrets` holds by key id); None
+        when the request carries no such credential. Raises `sigv4.SignatureError` when it carries
+        one that does not hold. Default: None (callers present keys)."""
+        return None
+
+    def prepare(
+        self,
+        classification: Classification,
+        body: dict[str, Any] | None,
+        index: Mapping[bytes, bytes],
+        inject_usage: bool,
+    ) -> bool:
+        """Change the request's parsed JSON `body` before the upstream credential goes in (and any
+        signature over it); returns whether it asked the answer for usage the client did not ask
+        for, changing `body`. `inject_usage` is `audit.stream_usage: inject`. Default: a call in the
+        OpenAI wire format (any provider's OpenAI-compatible endpoint) asks for stream usage."""
+        if inject_usage and classification.wire_format == _OPENAI_FORMAT:
+            return ask_for_usage(classification, body)
+        return False
+
+    def upstream_credential(
+        self,
+        classification: Classification,
+        side: Mapping[str, str],
+        pool: KeyPool,
+        settings: ProviderConfig,
+        runtime: Any,
+    ) -> UpstreamCredential | None:
+        """The credential Tollgate sends upstream, or None to let an anonymous caller's own pass
+        (`own_credential`). `side` holds the side headers the caller sent (lower-case names,
+        values stripped), `runtime` what `load_runtime` made. Default: the caller's key in
+        `side_header`, else the next of the provider's keys."""
+        key = side.get(self._side_name)
+        if key:
+            return self.header_key(key, classification)
+        key = pool.take()
+        return None if key is None else self.header_key(key, classification, pooled=True)
+
+    def header_key(self, key: str, classification: Classification, pooled: bool = False) -> HeaderKey:
+        name, value = self.injected(key, classification)
+        return HeaderKey(
+            name.encode(), value.encode("utf-8", "surrogateescape"), self.header_positions, fingerprint(key),
+            key if pooled else None,
+        )  # fmt: skip
+
+    def own_credential(self, index: Mapping[bytes, bytes], headers: Headers, query: Query) -> OwnCredential:
+        """What of an anonymous caller's own goes upstream when Tollgate has no credential: here,
+        the first key it presents."""
+        own = self.presented(headers, query)
+        return OwnCredential(fingerprint(own[0].value) if own else None)
+
+    @cached_property
+    def _side_name(self) -> str:
+        return self.side_header.lower()
 
     def refusal(self, reason: str, message: str) -> Refusal:
         raise NotImplementedError

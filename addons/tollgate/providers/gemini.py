@@ -37,6 +37,7 @@ from .base import (
     Provider,
     Refusal,
 )
+from .openai_format import OPENAI_FORMAT
 
 # /v1beta/models/gemini-2.0-flash:generateContent, /v1/tunedModels/x:generateContent, …
 _MODEL_CALL = re.compile(
@@ -148,7 +149,7 @@ class Gemini(Provider):
         return self._json_refusal(reason, body)
 
     def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
-        if classification.wire_format == "openai":
+        if classification.wire_format == OPENAI_FORMAT:
             if is_event_stream(headers):
                 return openai.stream_reader(classification.endpoint)
         elif is_event_stream(headers):
@@ -158,7 +159,7 @@ class Gemini(Provider):
         return super().usage_reader(classification, headers)
 
     def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
-        if classification.wire_format == "openai":
+        if classification.wire_format == OPENAI_FORMAT:
             return openai.usage_of(classification.endpoint, body)
         if classification.endpoint == "countTokens":
             return Usage(input_tokens=as_int((parse_json(body) or {}).get("totalTokens")))

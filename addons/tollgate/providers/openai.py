@@ -38,6 +38,7 @@ from .base import (
     Provider,
     Refusal,
 )
+from .openai_format import OPENAI_FORMAT
 
 REALTIME = "realtime"  # a WebSocket session (GET /v1/realtime?model=…, upgraded)
 # Path segments (after the version prefix) → endpoint kind; a path under one of these is that kind.
@@ -108,10 +109,10 @@ def classify_request(method: str, segments: Sequence[str], data: dict[str, Any] 
         raise Unreadable("the path names no endpoint")
     endpoint = endpoint_of(segments)
     if is_upload(method, segments):
-        return Classification(endpoint=endpoint, wire_format="openai", unread=UNREAD_BODY)
+        return Classification(endpoint=endpoint, wire_format=OPENAI_FORMAT, unread=UNREAD_BODY)
     try:
         if endpoint == REALTIME and method == "GET":
-            return Classification(REALTIME, realtime_model(query), RequestFacts(stream=True), "openai")
+            return Classification(REALTIME, realtime_model(query), RequestFacts(stream=True), OPENAI_FORMAT)
         return classify_body(endpoint, method, data)
     except Unreadable as e:
         raise e.at(endpoint) from None
@@ -145,7 +146,7 @@ def realtime_model(query: str) -> str:
 def classify_body(endpoint: str | None, method: str, data: dict[str, Any] | None) -> Classification:
     """Model and request facts from an OpenAI-format request body (its JSON object)."""
     if data is None or method != "POST":
-        return Classification(endpoint=endpoint, wire_format="openai")
+        return Classification(endpoint=endpoint, wire_format=OPENAI_FORMAT)
     facts = RequestFacts(stream=request_flag(data.get("stream"), "stream"))
     if endpoint == "chat.completions":
         messages = data.get("messages")
@@ -168,8 +169,8 @@ def classify_body(endpoint: str | None, method: str, data: dict[str, Any] | None
     if endpoint is not None and endpoint.startswith("realtime.") and isinstance(session, dict) and "model" in session:
         # A Realtime client secret names the model of the session it opens (and whoever holds the
         # secret then calls OpenAI directly): the policy decides on that model.
-        return Classification(endpoint, request_model(session), facts, "openai")
-    return Classification(endpoint, request_model(data), facts, "openai")
+        return Classification(endpoint, request_model(session), facts, OPENAI_FORMAT)
+    return Classification(endpoint, request_model(data), facts, OPENAI_FORMAT)
 
 
 _SYSTEM_ROLES = ("system", "developer")  # compared, not hashed: a role may be any JSON value

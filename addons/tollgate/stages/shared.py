@@ -18,7 +18,7 @@ from ..keypool import KeyPool
 from ..overrides import RuleBook
 from ..policy import Policy
 from ..providers import PROVIDERS
-from ..providers.base import INTERNAL_ERROR, Provider, Query
+from ..providers.base import INTERNAL_ERROR, Provider, Query, RequestParts
 from ..raw_headers import decoded, with_header
 
 CALL = "tollgate"
@@ -171,6 +171,25 @@ def write_body(request: http.Request, call: Call) -> None:
 def credentials_of(call: Call, request: http.Request, provider: Provider) -> tuple[dict[str, str], Query]:
     """Where the provider's keys go in this request: its credential headers, and its query if keys go there."""
     return decoded(call.headers, provider.header_positions), (request.query if provider.query_positions else {})
+
+
+def request_parts(request: http.Request, call: Call) -> RequestParts:
+    """The request as plain data for the providers' hooks: read as mitmproxy holds it, no header
+    scanned, nothing copied."""
+    data = request.data
+    return RequestParts(
+        method=data.method,
+        scheme=data.scheme,
+        host=data.host,
+        authority=request.authority if request.is_http2 or request.is_http3 else "",
+        path=data.path,
+        fields=data.headers.fields,
+        body=data.content or b"",
+        index=call.headers,
+        called_host=call.host,
+        upstream=call.upstream,
+        payload_hash=call.body_sha256,
+    )
 
 
 def call_of(flow: http.HTTPFlow) -> Call | None:
