@@ -21,6 +21,7 @@ from tollgate.keypool import KeyPool
 from tollgate.overrides import OPENAI_COMPATIBLE_PREFIX, ROUTED_ENDPOINTS
 from tollgate.providers import PROVIDERS
 from tollgate.providers.base import (
+    Applied,
     CredentialUnavailable,
     HeaderKey,
     OwnCredential,
@@ -92,6 +93,14 @@ def parts(
         upstream=upstream,
         payload_hash=payload_hash,
     )
+
+
+def applied_to(credential: Any, request: RequestParts) -> Applied:
+    return credential.apply(request.fields, lambda: request)
+
+
+def not_read() -> RequestParts:
+    raise AssertionError("the whole request was read")
 
 
 def as_text(fields: tuple[tuple[bytes, bytes], ...]) -> list[tuple[str, str]]:
@@ -202,7 +211,7 @@ def test_a_header_key_replaces_the_callers_credentials_in_one_pass() -> None:
     key = OPENAI.upstream_credential(CHAT, {"x-openai-key": "sk-real"}, KeyPool([]), ProviderConfig(), None)
     assert key is not None
     fields = ((b"Authorization", b"Bearer tg-virtual"), (b"Content-Type", b"application/json"))
-    applied = key.apply(parts(fields))
+    applied = key.apply(fields, not_read)  # a header key needs only the header fields
     assert applied.fields == ((b"Content-Type", b"application/json"), (b"authorization", b"Bearer sk-real"))
     assert (applied.fingerprint, applied.host) == (fingerprint("sk-real"), None)
     # The OpenAI format takes a Bearer token at any provider; Gemini's own takes its header.
@@ -290,7 +299,9 @@ def test_bedrock_upstream_credentials_in_order_of_precedence() -> None:
 def test_a_bedrock_signature_replaces_the_callers_over_the_final_request() -> None:
     credential = bedrock_credential(runtime=REAL_SOURCE)
     changed = BODY.replace(b"hi", b"hello")  # Tollgate changed the body after the caller signed
-    applied = credential.apply(parts(signed_fields(extra=(("x-amz-security-token", "caller-token"),)), body=changed))
+    applied = applied_to(
+        credential, parts(signed_fields(extra=(("x-amz-security-token", "caller-token"),)), body=changed)
+    )
     names = [k for k, _ in as_text(applied.fields)]
     assert names.count("Authorization") == 1 and "x-amz-security-token" not in names
     assert verifies_with(applied.fields, changed, REAL[0], REAL[1]) == REAL[0]
@@ -299,23 +310,23 @@ def test_a_bedrock_signature_replaces_the_callers_over_the_final_request() -> No
 
 def test_a_bedrock_signature_reuses_a_known_payload_hash() -> None:
     credential = bedrock_credential(runtime=REAL_SOURCE)
-    applied = credential.apply(parts(signed_fields(), payload_hash="0" * 64))
+    applied = applied_to(credential, parts(signed_fields(), payload_hash="0" * 64))
     with pytest.raises(sigv4.SignatureError):  # signed over the hash it was told, not the body's
         verifies_with(applied.fields, BODY, REAL[0], REAL[1])
 
 
 def test_a_side_header_region_moves_a_call_without_upstream() -> None:
     credential = bedrock_credential({**AWS_SIDE, "x-aws-region": "eu-west-1"})
-    applied = credential.apply(parts(signed_fields()))
+    applied = applied_to(credential, parts(signed_fields()))
     moved = "bedrock-runtime.eu-west-1.amazonaws.com"
     assert applied.host == moved
     assert dict(as_text(applied.fields))["host"] == moved
     assert "/eu-west-1/bedrock/aws4_request" in dict(as_text(applied.fields))["Authorization"]
     # HTTP/2: signed for the moved :authority.
-    applied = credential.apply(parts(signed_fields(host=None), authority=HOST))
+    applied = applied_to(credential, parts(signed_fields(host=None), authority=HOST))
     assert applied.host == moved
     # An upstream is configured: the call stays where it goes, signed for the region asked.
-    applied = credential.apply(parts(signed_fields(), upstream="https://127.0.0.1:9999"))
+    applied = applied_to(credential, parts(signed_fields(), upstream="https://127.0.0.1:9999"))
     assert applied.host is None
     assert dict(as_text(applied.fields))["host"] == HOST
     assert "/eu-west-1/bedrock/aws4_request" in dict(as_text(applied.fields))["Authorization"]
@@ -326,7 +337,7 @@ def test_credentials_that_cannot_be_had_are_reported_not_raised() -> None:
         raise RuntimeError("the metadata service is down: secret details")
 
     with pytest.raises(CredentialUnavailable) as info:
-        SigV4Signature(failing, None).apply(parts(signed_fields()))
+        applied_to(SigV4Signature(failing, None), parts(signed_fields()))
     assert str(info.value) == "Tollgate could not obtain AWS credentials to sign with: RuntimeError"
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -120,14 +120,17 @@ class CredentialUnavailable(Exception):
 
 
 class UpstreamCredential:
-    """A credential for the upstream and how it goes into the request: `apply` puts it in, over
-    the request as it will go (after every change Tollgate made), in one pass over its fields."""
+    """A credential for the upstream and how it goes into the request."""
 
     __slots__ = ()
     # A key taken from the provider's pool, which rests when the provider refuses it.
     pooled_key: str | None
 
-    def apply(self, request: RequestParts) -> Applied:
+    def apply(self, fields: Fields, request: Callable[[], RequestParts]) -> Applied:
+        """The credential put into the request as it will go (after every change Tollgate made),
+        in one pass over its header `fields`. `request()` gives the whole request, for a credential
+        that covers more than headers (a signature): most need only the fields, and the whole
+        request is not read for them."""
         raise NotImplementedError
 
 
@@ -141,10 +144,10 @@ class HeaderKey(UpstreamCredential):
     fingerprint: str
     pooled_key: str | None = None
 
-    def apply(self, request: RequestParts) -> Applied:
-        fields = [f for f in request.fields if f[0].lower() not in self.drop]
-        fields.append((self.name, self.value))
-        return Applied(tuple(fields), self.fingerprint)
+    def apply(self, fields: Fields, request: Callable[[], RequestParts]) -> Applied:
+        kept = [f for f in fields if f[0].lower() not in self.drop]
+        kept.append((self.name, self.value))
+        return Applied(tuple(kept), self.fingerprint)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote
 
@@ -26,6 +26,7 @@ from ..exact_reading import (
     words,
 )
 from ..json_codec import parse_json
+from ..raw_headers import Fields
 from ..settings_models import AwsCredentials, ProviderConfig
 from ..sigv4 import CredentialSource
 from ..streams import EventStreamFramer
@@ -323,7 +324,8 @@ class SigV4Signature(UpstreamCredential):
         self._region = region  # X-AWS-Region, if sent
         self.pooled_key = None
 
-    def apply(self, request: RequestParts) -> Applied:
+    def apply(self, fields: Fields, request_of: Callable[[], RequestParts]) -> Applied:
+        request = request_of()
         try:
             credentials = self._source()  # the default chain may refresh, and that may fail
         except Exception as e:
@@ -340,7 +342,7 @@ class SigV4Signature(UpstreamCredential):
         # One pass over the raw header fields: drop the caller's credentials and signature, keep
         # what the new signature covers, and find the Host it is signed for.
         kept, signed, hosts = [], {"host": ""}, []
-        for name, sent in request.fields:
+        for name, sent in fields:
             lower, value = name.lower(), sent
             if lower in _UNSIGNABLE:
                 continue

@@ -4,6 +4,8 @@ caller's credential never goes upstream otherwise."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from mitmproxy import http
 
 from ..call import Call
@@ -47,7 +49,7 @@ class Credential(CallStage):
             request.query.pop(parameter, None)
         try:
             # The caller's credentials out and the upstream's in, in one pass over the header fields.
-            applied = credential.apply(request_parts(request, call))
+            applied = credential.apply(request.headers.fields, partial(request_parts, request, call))
         except CredentialUnavailable as e:
             self._refuse(flow, call, str(e))
             return
