@@ -22,11 +22,12 @@ Timed per request, each with one `time.perf_counter_ns()` either side:
 
   verify          `tollgate.sigv4.verify_request(...)` alone, on the header list identify builds;
   sign            `tollgate.sigv4.sign(...)` alone (botocore's SigV4Auth), with real static
-                  credentials (with a session token), on the headers credential._sign picks;
-  verify+re-sign  what Tollgate runs per Bedrock request: `Identify._verified_aws_key(flow, call)`
-                  (parse the Authorization header, look the key up, build the header list,
-                  `sigv4.verify`) then `credentials = call.loaded.aws_credentials()` and
-                  `Credential._sign(flow, call, credentials, None)` (strip the caller's signature,
+                  credentials (with a session token), on the headers SigV4Signature.apply picks;
+  verify+re-sign  what Tollgate runs per Bedrock request: Identify's
+                  `Bedrock.verify_caller(request_parts(flow.request, call), secrets)` (parse the
+                  Authorization header, look the key up, build the header list, `sigv4.verify`)
+                  then `Credential.handle(flow, call)` (the configured credentials' SigV4Signature
+                  applied: strip the caller's signature,
                   `sigv4.sign`, set the new headers) — the real stage code on a mitmproxy HTTPFlow
                   built fresh for each request (outside the timing), with a real Shared built from
                   a parsed configuration.
@@ -68,9 +69,10 @@ from mitmproxy.test import tflow  # noqa: E402
 from tollgate import sigv4  # noqa: E402
 from tollgate.call import Call  # noqa: E402
 from tollgate.config import parse_config  # noqa: E402
+from tollgate.providers import PROVIDERS  # noqa: E402
+from tollgate.raw_headers import header_index  # noqa: E402
 from tollgate.stages.credential import Credential  # noqa: E402
-from tollgate.stages.identify import Identify  # noqa: E402
-from tollgate.stages.shared import Loaded, Shared  # noqa: E402
+from tollgate.stages.shared import Loaded, Shared, request_parts  # noqa: E402
 
 TARGET_P50_US = 300.0  # the issue's target: verify + re-sign p50 <= 300 µs per request
 REGION = "us-east-1"
@@ -155,7 +157,7 @@ class Wire:
     path: str  # raw, percent-encoded as sent
     headers: tuple[tuple[str, str], ...]  # in wire order, Host first
     body: bytes
-    # Prepared outside the timing: what identify hands to verify, what credential._sign hands to sign.
+    # Prepared outside the timing: what identify hands to verify, what SigV4Signature.apply hands to sign.
     verify_headers: list[tuple[str, str]] = field(default_factory=list)
     sign_headers: dict[str, str] = field(default_factory=dict)
 
@@ -260,7 +262,7 @@ class Maker:
         wire = Wire(operation, VIRTUAL[which][2] is not None, path, tuple(headers), bytes(body))
         # What identify builds from flow.request.headers.fields (the Host header is there: HTTP/1.1).
         wire.verify_headers.extend(headers)
-        # What credential._sign picks, after dropping the caller's signature headers.
+        # What SigV4Signature.apply picks, after dropping the caller's signature headers.
         wire.sign_headers["host"] = split.netloc
         wire.sign_headers.update(
             (k, v)
@@ -306,8 +308,8 @@ def make_shared() -> Shared:
         }
     )
     shared = Shared()
-    source = sigv4.credential_source(config.providers.bedrock.credentials)
-    shared.apply(Loaded.build(config, None, source), None)  # no audit log, no policy
+    runtimes = {name: p.load_runtime(config, config.providers.get(name), None) for name, p in PROVIDERS.items()}
+    shared.apply(Loaded.build(config, None, runtimes), None)  # no audit log, no policy
     return shared
 
 
@@ -335,6 +337,7 @@ def make_flow(wire: Wire, loaded: Loaded | None) -> tuple[http.HTTPFlow, Call]:
     flow = http.HTTPFlow(_CLIENT_CONN, _SERVER_CONN)
     flow.request = request
     call = Call(provider="bedrock", host=request.host, method=request.method, path=request.path, loaded=loaded)
+    call.headers = header_index(request.headers.fields)  # classify's index
     call.upstream = f"https://{request.host}"  # route, with no upstream configured
     return flow, call
 
@@ -386,24 +389,26 @@ def measure_sign(row: Row, wires: list[Wire], credentials: ReadOnlyCredentials, 
     for w in wires:
         url = f"https://{HOST}{w.path}"
         t0 = clock()
-        sign(method="POST", url=url, headers=w.sign_headers, body=w.body, credentials=credentials, region=REGION)
+        sign(
+            method="POST", url=url, headers=w.sign_headers, body=w.body, credentials=credentials, region=REGION,
+            service="bedrock",
+        )  # fmt: skip
         t1 = clock()
         if keep:
             out.append(t1 - t0)
 
 
-def measure_both(
-    row: Row, wires: list[Wire], identify: Identify, credential: Credential, shared: Shared, keep: bool
-) -> None:
+def measure_both(row: Row, wires: list[Wire], credential: Credential, shared: Shared, keep: bool) -> None:
     clock, out = time.perf_counter_ns, row.both_ns
+    bedrock, secrets = PROVIDERS["bedrock"], shared.loaded.directory.aws_secrets  # type: ignore[union-attr]
     flows = [make_flow(w, shared.loaded) for w in wires]  # fresh flows, built before the timing
     for i, (flow, call) in enumerate(flows):
         t0 = clock()
         try:
-            identify._verified_aws_key(flow, call)
+            verified = bedrock.verify_caller(request_parts(flow.request, call), secrets)
+            call.body_sha256 = verified.payload_hash if verified else None
             t1 = clock()
-            credentials = call.loaded.aws_credentials()  # type: ignore[misc]
-            credential._sign(flow, call, credentials, None)
+            credential.handle(flow, call)
         except sigv4.SignatureError:
             t1 = clock()
             row.verify_failures += keep
@@ -447,14 +452,14 @@ def run_row(row: Row, args: argparse.Namespace, maker: Maker, shared: Shared, se
             break
         row.wires.append(maker.make(rng, row.size))
     row.make_s = time.monotonic() - start
-    identify, credential = Identify(shared), Credential(shared)
+    credential = Credential(shared)
     secrets = shared.loaded.directory.aws_secrets  # type: ignore[union-attr]
     credentials = ReadOnlyCredentials(*REAL)
 
     steps: list[Callable[[list[Wire], bool], None]] = [
         lambda ws, keep: measure_verify(row, ws, secrets, keep),
         lambda ws, keep: measure_sign(row, ws, credentials, keep),
-        lambda ws, keep: measure_both(row, ws, identify, credential, shared, keep),
+        lambda ws, keep: measure_both(row, ws, credential, shared, keep),
     ]
     warm, measured = row.wires[: args.warmup], row.wires[args.warmup :]
     for i in range(0, len(warm), args.block):
@@ -528,7 +533,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(
         "verify = sigv4.verify alone; sign = sigv4.sign alone (real static credentials + session token); "
-        "verify+re-sign = Identify._verified_aws_key + Credential._sign on a mitmproxy flow "
+        "verify+re-sign = Bedrock.verify_caller + Credential.handle on a mitmproxy flow "
         "(per request in Tollgate)"
     )
     print()
@@ -600,7 +605,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(
         "identify p50 / credential p50: the verify+re-sign time split at the stage boundary "
-        "(_verified_aws_key | aws_credentials() + _sign)"
+        "(verify_caller | Credential.handle)"
     )
     print(
         "request generation (botocore client calls, untimed): " + ", ".join(f"{r.label} {r.make_s:.1f} s" for r in rows)

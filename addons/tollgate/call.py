@@ -62,8 +62,9 @@ class Classification:
     endpoint: str | None = None
     model: str | None = None
     facts: RequestFacts = field(default_factory=RequestFacts)
-    # The wire format the body speaks, when it is not the provider's own (e.g. "openai"
-    # for Gemini's /v1beta/openai/… endpoints); it decides how usage is read.
+    # The wire format the body speaks, when it is not the provider's own (e.g. the OpenAI
+    # format, `providers.openai_format.OPENAI_FORMAT`, for Gemini's /v1beta/openai/… endpoints);
+    # it decides how usage is read.
     wire_format: str | None = None
     # What the call holds but Tollgate did not read (a body streamed unread): "model", "request"
     # (its facts). The policy sees it, so that an unread model is never taken for no model.

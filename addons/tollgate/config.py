@@ -7,98 +7,41 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
 from .policy import TIMEOUT as POLICY_TIMEOUT
+from .providers import PROVIDERS
+from .providers.openai import OpenAI
+from .settings_models import ProviderConfig, Strict, base_url
 
-PROVIDER_NAMES = ("openai", "gemini", "anthropic", "bedrock")
+PROVIDER_NAMES = tuple(PROVIDERS)
 
 
 class ConfigError(Exception):
     """A configuration problem, its message naming the file and the field."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _empty_means_default(cls, data: Any) -> Any:
-        # In YAML `clients:` with nothing after it is null: it means "none", not an error.
-        if not isinstance(data, dict):
-            return data
-        fields = cls.model_fields
-        return {k: v for k, v in data.items() if v is not None or k not in fields or fields[k].default is None}
-
-
-def base_url(value: str | None) -> str | None:
-    """An upstream: scheme://host[:port], nothing more."""
-    if value is None:
-        return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must look like scheme://host[:port], e.g. https://api.openai.com")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError("must be scheme://host[:port] without a path or query")
-    try:
-        _ = parts.port  # urlsplit checks the port only when it is read
-    except ValueError as e:
-        raise ValueError(f"bad port: {e}") from None
-    return value.rstrip("/")
-
-
-class ProviderConfig(_Strict):
-    upstream: str | None = None
-    keys: tuple[str, ...] = ()
-    timeout: float = Field(default=120.0, gt=0)
-
-    _upstream = field_validator("upstream")(classmethod(lambda cls, value: base_url(value)))
-
-    @field_validator("keys")
-    @classmethod
-    def _keys_not_blank(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if any(not k.strip() for k in value):
-            raise ValueError("a key is empty")
-        return value
-
-
-class AwsCredentials(_Strict):
-    access_key_id: str = Field(min_length=1)
-    secret_access_key: str = Field(min_length=1)
-    session_token: str | None = None
-
-
-class BedrockConfig(ProviderConfig):
-    credentials: Literal["default"] | AwsCredentials | None = None
-    bearer_token: str | None = Field(default=None, min_length=1)
-
-
-class Providers(_Strict):
-    openai: ProviderConfig = ProviderConfig()
-    gemini: ProviderConfig = ProviderConfig()
-    anthropic: ProviderConfig = ProviderConfig()
-    bedrock: BedrockConfig = BedrockConfig()
-
+class _ProviderSettings(Strict):
     def get(self, name: str) -> ProviderConfig:
         return getattr(self, name)
 
 
-class VirtualAwsCredential(_Strict):
+# `providers:`, one field per registered provider, each of the provider's own settings model.
+Providers = create_model(
+    "Providers",
+    __base__=_ProviderSettings,
+    **{name: (p.settings_model, p.settings_model()) for name, p in PROVIDERS.items()},  # type: ignore[call-overload]
+)
+
+
+class VirtualAwsCredential(Strict):
     access_key_id: str = Field(min_length=1)
     secret_access_key: str = Field(min_length=1)
 
 
-class Client(_Strict):
+class Client(Strict):
     name: str = Field(min_length=1)
     keys: tuple[str, ...] = ()
     aws_credentials: tuple[VirtualAwsCredential, ...] = ()
@@ -113,19 +56,21 @@ class Client(_Strict):
         return value
 
 
-class OverrideMatch(_Strict):
+class OverrideMatch(Strict):
     provider: str | None = None
     model: str | None = None
     client: str | None = None
     group: str | None = None
 
 
-# Which providers can take calls in another provider's wire format: the OpenAI format, which
-# Gemini, Anthropic and Bedrock each also speak on an OpenAI-compatible endpoint.
-ROUTES = {("openai", "gemini"), ("openai", "anthropic"), ("openai", "bedrock")}
+# Which providers can take calls in another provider's wire format: OpenAI's, which every provider
+# with an OpenAI-compatible API (`Provider.openai_compatible_prefix`) also speaks.
+_ROUTE_TARGETS = tuple(name for name, p in PROVIDERS.items() if p.openai_compatible_prefix is not None)
+ROUTES = {(OpenAI.name, target) for target in _ROUTE_TARGETS}
+_TARGETS_TEXT = " or ".join(filter(None, (", ".join(_ROUTE_TARGETS[:-1]), _ROUTE_TARGETS[-1])))
 
 
-class Override(_Strict):
+class Override(Strict):
     match: OverrideMatch = OverrideMatch()
     model: str | None = Field(default=None, min_length=1)
     provider: str | None = None
@@ -146,42 +91,32 @@ class Override(_Strict):
             if (self.match.provider, self.provider) not in ROUTES:
                 raise ValueError(
                     f"calls to {self.match.provider} cannot be routed to {self.provider}: their wire formats differ"
-                    " (routes go from openai to gemini, anthropic or bedrock,"
+                    f" (routes go from {OpenAI.name} to {_TARGETS_TEXT},"
                     " whose OpenAI-compatible endpoints take them)"
                 )
-            if self.provider == "bedrock" and self.upstream is None:
-                raise ValueError(
-                    "a route to bedrock needs upstream: (its region's https://bedrock-runtime.REGION.amazonaws.com)"
-                )
+            target = PROVIDERS[self.provider]
+            if target.default_host is None and self.upstream is None:
+                raise ValueError(f"a route to {target.name} needs upstream: ({target.upstream_hint})")
         return self
 
 
-class PolicyConfig(_Strict):
+class PolicyConfig(Strict):
     rego: tuple[str, ...] = ()
     timeout: float = Field(default=POLICY_TIMEOUT, gt=0)
 
 
-class AuditConfig(_Strict):
+class AuditConfig(Strict):
     path: str = "audit.jsonl"
     stream_usage: Literal["passive", "inject"] = "inject"
 
 
-class Config(_Strict):
+class Config(Strict):
     providers: Providers = Providers()
     clients: tuple[Client, ...] = ()
     allow_anonymous: bool | None = None
     overrides: tuple[Override, ...] = ()
     policy: PolicyConfig = PolicyConfig()
     audit: AuditConfig = AuditConfig()
-
-    @property
-    def mentions_bedrock(self) -> bool:
-        """Anything set for Bedrock: its provider settings, a client's AWS keys, a route to it."""
-        return (
-            self.providers.bedrock != BedrockConfig()
-            or any(client.aws_credentials for client in self.clients)
-            or any(override.provider == "bedrock" for override in self.overrides)
-        )
 
     @property
     def anonymous_allowed(self) -> bool:

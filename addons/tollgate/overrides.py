@@ -6,14 +6,13 @@ from collections.abc import Iterable, Sequence
 from fnmatch import fnmatchcase
 
 from .config import Override
+from .providers import PROVIDERS
 
 # What each provider's OpenAI-compatible API offers, and under which path prefix.
-ROUTED_ENDPOINTS = {
-    "gemini": {"chat.completions", "embeddings"},
-    "anthropic": {"chat.completions"},
-    "bedrock": {"chat.completions"},
+ROUTED_ENDPOINTS = {name: p.openai_compatible_endpoints for name, p in PROVIDERS.items() if p.openai_compatible_prefix}
+OPENAI_COMPATIBLE_PREFIX = {
+    name: p.openai_compatible_prefix for name, p in PROVIDERS.items() if p.openai_compatible_prefix
 }
-OPENAI_COMPATIBLE_PREFIX = {"gemini": "/v1beta/openai/", "anthropic": "/v1/", "bedrock": "/openai/v1/"}
 
 
 def find_rule(

@@ -199,8 +199,8 @@ def verify_request(
 def load_botocore() -> None:
     """Import what of botocore Tollgate uses. It is imported on first need, not with Tollgate: a
     proxy that never sees Bedrock is spared its ~11 k objects (which every full collection of the
-    garbage collector walks), 136 modules and ~0.3 s of start-up. `Settings` calls this when the
-    configuration mentions Bedrock, so that no call waits for the import."""
+    garbage collector walks), 136 modules and ~0.3 s of start-up. `Bedrock.load_runtime` calls this
+    when the configuration mentions Bedrock, so that no call waits for the import."""
     import botocore.auth
     import botocore.awsrequest
     import botocore.credentials
@@ -241,7 +241,7 @@ def sign(
     body: bytes,
     credentials: ReadOnlyCredentials,
     region: str,
-    service: str = "bedrock",
+    service: str,
     payload_hash: str | None = None,
 ) -> dict[str, str]:
     """The headers that sign the request anew (Authorization, X-Amz-Date, and the session token).

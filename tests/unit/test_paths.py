@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tollgate.exact_reading import Unreadable
 from tollgate.providers import PROVIDERS, anthropic, bedrock, gemini, openai
-from tollgate.providers.base import Unreadable
 
 # Letter case changes the meaning of an id (a file id, a Bedrock model name), not of a fixed word.
 WORDS = {"openai": openai.WORDS, "gemini": gemini.WORDS, "anthropic": anthropic.WORDS, "bedrock": bedrock.WORDS}

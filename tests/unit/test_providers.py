@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from mitmproxy.http import Headers
 
 from tollgate.call import Classification, RequestFacts, Usage
+from tollgate.exact_reading import Unreadable, as_int, count
+from tollgate.json_codec import encode_json, parse_json, read_request_json
 from tollgate.providers import PROVIDERS, allow_hosts, provider_for
 from tollgate.providers import anthropic as anthropic_mod
 from tollgate.providers import base as base_mod
@@ -35,18 +37,10 @@ from tollgate.providers.base import (
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
     Presented,
-    Unreadable,
-    add_totals,
-    as_int,
     bearer,
-    count,
-    decoded,
-    encode_json,
-    header_index,
-    parse_json,
-    read_request_json,
-    with_header,
 )
+from tollgate.raw_headers import decoded, header_index, with_header
+from tollgate.usage_readers import add_totals
 
 OPENAI = PROVIDERS["openai"]
 GEMINI = PROVIDERS["gemini"]

@@ -15,8 +15,8 @@ from mitmproxy.websocket import WebSocketMessage
 from wsproto.frame_protocol import Opcode
 
 from tollgate.call import Call, Usage
+from tollgate.exact_reading import Unreadable
 from tollgate.providers import PROVIDERS
-from tollgate.providers.base import Unreadable, header_index
 from tollgate.providers.openai import (
     REALTIME,
     insecure_keys,
@@ -24,6 +24,7 @@ from tollgate.providers.openai import (
     response_done_usage,
     summed,
 )
+from tollgate.raw_headers import header_index
 from tollgate.stages.shared import CALL, Shared
 from tollgate.stages.websocket import WebSocket
 

@@ -542,6 +542,7 @@ def bedrock_call(
             body=body,
             credentials=ReadOnlyCredentials(BEDROCK_KEY, BEDROCK_SECRET, token),
             region=region,
+            service="bedrock",
         )
     arriving = {
         "method": "POST",

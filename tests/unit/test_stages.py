@@ -15,12 +15,13 @@ from mitmproxy.test import tflow
 from tollgate import pipeline
 from tollgate.call import Call, Usage, fingerprint
 from tollgate.config import Config
-from tollgate.providers.base import UsageReader, header_index
+from tollgate.raw_headers import header_index
 from tollgate.stages.credential import Credential
 from tollgate.stages.route import Route
 from tollgate.stages.shared import CALL, Loaded, Shared, write_body
 from tollgate.stages.stream_tap import MITMPROXY_CONNECTION_LOGGER, StreamTap, UsageTap, record_usage
 from tollgate.steps import CallSteps, Gateway
+from tollgate.usage_readers import UsageReader
 
 
 class Broken:
@@ -369,7 +370,7 @@ def test_route_retargets_an_http2_requests_authority_and_adds_no_host_header():
 def test_a_rewritten_body_keeps_what_the_client_sent_but_the_change():
     """Lone surrogates once failed the rewrite (the call was refused); integers beyond 64 bits and
     NaN must not be rounded or nulled on the way."""
-    from tollgate.providers.base import read_request_json
+    from tollgate.json_codec import read_request_json
 
     flow, call = _openai_flow(("Content-Type", "application/json"))
     sent = b'{"model":"gpt-4o","seed":123456789012345678901234567890,"temperature":NaN,"user":"\\ud800"}'

@@ -27,9 +27,9 @@ from mitmproxy.http import Headers
 
 from tollgate import streams
 from tollgate.call import Usage
+from tollgate.json_codec import parse_json
 from tollgate.providers import PROVIDERS
 from tollgate.providers.anthropic import MessagesStreamReader
-from tollgate.providers.base import SSEReader, UsageReader, WholeBodyReader, is_event_stream, parse_json
 from tollgate.providers.bedrock import EventStreamReader
 from tollgate.providers.gemini import GenerateStreamReader
 from tollgate.providers.openai import ChatStreamReader, ResponsesStreamReader, stream_reader
@@ -44,6 +44,7 @@ from tollgate.streams import (
     parse_sse_block,
     split_events,
 )
+from tollgate.usage_readers import SSEReader, UsageReader, WholeBodyReader, is_event_stream
 
 OPENAI = PROVIDERS["openai"]
 GEMINI = PROVIDERS["gemini"]

@@ -6,7 +6,21 @@ import re
 from typing import Any
 
 from ..call import Classification, RequestFacts, Usage
+from ..exact_reading import (
+    UNREAD_BODY,
+    Unreadable,
+    as_int,
+    check_case,
+    count,
+    path_segments,
+    request_flag,
+    request_int,
+    request_model,
+    words,
+)
+from ..json_codec import parse_json
 from ..streams import split_events
+from ..usage_readers import SSEReader, UsageReader, is_event_stream
 from . import openai
 from .base import (
     AUDIT_UNAVAILABLE,
@@ -17,26 +31,13 @@ from .base import (
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
     UNAUTHENTICATED,
-    UNREAD_BODY,
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
     Headers,
     Provider,
     Refusal,
-    SSEReader,
-    Unreadable,
-    UsageReader,
-    as_int,
-    check_case,
-    count,
-    is_event_stream,
-    parse_json,
-    path_segments,
-    request_flag,
-    request_int,
-    request_model,
-    words,
 )
+from .openai_format import OPENAI_FORMAT
 
 _ENDPOINTS = {
     "messages": "messages",
@@ -80,6 +81,8 @@ class Anthropic(Provider):
     key_positions = positions = ("x-api-key", "authorization")
     key_header = "x-api-key"
     default_host = "api.anthropic.com"
+    openai_compatible_prefix = "/v1/"
+    openai_compatible_endpoints = frozenset(("chat.completions",))
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
         segments = path_segments(path)
@@ -117,12 +120,12 @@ class Anthropic(Provider):
     def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
         if not is_event_stream(headers):
             return super().usage_reader(classification, headers)
-        if classification.wire_format == "openai":
+        if classification.wire_format == OPENAI_FORMAT:
             return openai.stream_reader(classification.endpoint)
         return MessagesStreamReader()
 
     def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
-        if classification.wire_format == "openai":
+        if classification.wire_format == OPENAI_FORMAT:
             return openai.usage_of(classification.endpoint, body)
         data = parse_json(body)
         if data is None:

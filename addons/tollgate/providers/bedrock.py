@@ -5,11 +5,32 @@ from __future__ import annotations
 import base64
 import json
 import re
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote
 
-from ..call import Classification, RequestFacts, Usage
+from pydantic import Field
+
+from .. import sigv4
+from ..call import Classification, RequestFacts, Usage, fingerprint
+from ..exact_reading import (
+    UNREAD_FACTS,
+    Unreadable,
+    as_int,
+    check_case,
+    count,
+    largest,
+    path_segments,
+    request_int,
+    request_model,
+    words,
+)
+from ..json_codec import parse_json
+from ..raw_headers import Fields
+from ..settings_models import AwsCredentials, ProviderConfig
+from ..sigv4 import CredentialSource
 from ..streams import EventStreamFramer
+from ..usage_readers import UsageReader, add_totals, is_event_stream
 from . import anthropic, openai
 from .base import (
     AUDIT_UNAVAILABLE,
@@ -20,26 +41,23 @@ from .base import (
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
     UNAUTHENTICATED,
-    UNREAD_FACTS,
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
+    Applied,
+    CredentialUnavailable,
     Headers,
+    OwnCredential,
     Provider,
+    Query,
     Refusal,
-    Unreadable,
-    UsageReader,
-    add_totals,
-    as_int,
-    check_case,
-    count,
-    is_event_stream,
-    largest,
-    parse_json,
-    path_segments,
-    request_int,
-    request_model,
-    words,
+    RequestParts,
+    UpstreamCredential,
+    VerifiedCaller,
 )
+from .openai_format import OPENAI_FORMAT
+
+if TYPE_CHECKING:
+    from ..keypool import KeyPool
 
 _HOST = re.compile(r"^bedrock-runtime(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com$")
 _OPERATIONS = (
@@ -72,6 +90,14 @@ _ERRORS = {
 }
 
 
+class BedrockConfig(ProviderConfig):
+    """`providers.bedrock`: besides keys (Bedrock API keys, sent as bearer tokens), one bearer
+    token, or AWS credentials Tollgate signs with (`default`: botocore's chain)."""
+
+    credentials: Literal["default"] | AwsCredentials | None = None
+    bearer_token: str | None = Field(default=None, min_length=1)
+
+
 def region_of(host: str) -> str | None:
     m = _HOST.match(host)
     return m["region"] if m else None
@@ -85,11 +111,112 @@ class Bedrock(Provider):
     positions = ("authorization", "x-amz-security-token")
     model_in_path = _MODEL_CALL
     key_header = "authorization"
+    upstream_hint = "its region's https://bedrock-runtime.REGION.amazonaws.com"
+    openai_compatible_prefix = "/openai/v1/"
+    openai_compatible_endpoints = frozenset(("chat.completions",))
+    settings_model = BedrockConfig
+    credential_settings = "keys, `bearer_token` or `credentials`"
+    # The seed Bedrock proxy's side headers: AWS credentials (and region) Tollgate signs with.
+    extra_side_headers = ("X-AWS-Access-Key", "X-AWS-Secret-Key", "X-AWS-Session-Token", "X-AWS-Region")
     response_headers = Provider.response_headers | {
         b"x-amzn-bedrock-input-token-count",
         b"x-amzn-bedrock-output-token-count",
         b"x-amzn-bedrock-cache-read-input-token-count",
     }
+
+    def load_runtime(
+        self, config: Any, settings: ProviderConfig, previous: tuple[ProviderConfig, Any] | None
+    ) -> CredentialSource | None:
+        """botocore imported when the configuration mentions Bedrock (its settings, a client's
+        virtual AWS credentials, a route here), so that no call waits for the import; and the AWS
+        credentials Tollgate signs with, kept from `previous` while `credentials` is unchanged
+        (botocore's chain is not asked again)."""
+        if (
+            settings != BedrockConfig()
+            or any(client.aws_credentials for client in config.clients)
+            or any(override.provider == self.name for override in config.overrides)
+        ):
+            sigv4.load_botocore()
+        if previous is not None and previous[0].credentials == settings.credentials:
+            return previous[1]
+        try:
+            return sigv4.credential_source(settings.credentials)
+        except ValueError as e:
+            raise ValueError(f"credentials: {e}") from None
+
+    def verify_caller(self, request: RequestParts, secrets: Mapping[str, str]) -> VerifiedCaller | None:
+        """The virtual AWS access key id whose SigV4 signature this request carries, verified over
+        the request exactly as it arrived; None when it carries no virtual AWS credential."""
+        authorization = request.index.get(b"authorization", b"").decode("utf-8", "surrogateescape")
+        if not authorization.startswith(sigv4.ALGORITHM):
+            return None
+        try:
+            key_id = sigv4.parse_authorization(authorization).access_key_id
+        except sigv4.SignatureError:
+            return None  # not ours to judge: it is no virtual credential
+        if key_id not in secrets:
+            return None
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.fields]
+        if not any(name.lower() == "host" for name, _ in headers):  # HTTP/2 carries it as :authority
+            headers.append(("host", request.authority or request.called_host))
+        verified = sigv4.verify_request(
+            method=request.method.decode("utf-8", "surrogateescape").upper(),
+            raw_path=request.path.decode("utf-8", "surrogateescape"),
+            headers=headers,
+            body=request.body,
+            secrets=secrets,
+            service=SERVICE,
+            region=region_of(request.called_host),
+        )
+        return VerifiedCaller(key_id, verified.payload_hash)
+
+    def prepare(
+        self,
+        classification: Classification,
+        body: dict[str, Any] | None,
+        index: Mapping[bytes, bytes],
+        inject_usage: bool,
+    ) -> bool:
+        if _signed(index):
+            return False  # the caller's own signature may go upstream: its body stays as signed
+        return super().prepare(classification, body, index, inject_usage)
+
+    def upstream_credential(
+        self,
+        classification: Classification,
+        side: Mapping[str, str],
+        pool: KeyPool,
+        settings: ProviderConfig,
+        runtime: CredentialSource | None,
+    ) -> UpstreamCredential | None:
+        """X-AWS-Bearer-Token, else AWS credentials in the seed proxy's side headers, else the
+        provider's keys in turn, else `bearer_token`, else `credentials` (`runtime`); an
+        X-AWS-Region picks the region either signature is made for."""
+        key = side.get("x-aws-bearer-token")
+        if key:
+            return self.header_key(key, classification)  # a bearer token wins over keys to sign with
+        region = side.get("x-aws-region") or None
+        access, secret = side.get("x-aws-access-key"), side.get("x-aws-secret-key")
+        if access and secret:
+            frozen = sigv4.frozen_credentials(access, secret, side.get("x-aws-session-token") or None)
+            return SigV4Signature(lambda: frozen, region)
+        key = pool.take()
+        if key is not None:
+            return self.header_key(key, classification, pooled=True)
+        if settings.bearer_token:  # type: ignore[attr-defined]
+            return self.header_key(settings.bearer_token, classification)  # type: ignore[attr-defined]
+        return None if runtime is None else SigV4Signature(runtime, region)
+
+    def own_credential(self, index: Mapping[bytes, bytes], headers: Headers, query: Query) -> OwnCredential:
+        """A SigV4-signed request goes as signed (the access key id tells callers apart, never the
+        secret, which the request does not carry); else the key presented."""
+        if not _signed(index):
+            return super().own_credential(index, headers, query)
+        try:
+            key_id = sigv4.parse_authorization(index[b"authorization"].decode("utf-8", "surrogateescape")).access_key_id
+        except sigv4.SignatureError:
+            key_id = ""
+        return OwnCredential(fingerprint(key_id) if key_id else None, signed=True)
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
         segments = path_segments(path, percent=True)
@@ -147,7 +274,7 @@ class Bedrock(Provider):
         return Refusal(status, headers, json.dumps({"message": message}).encode())
 
     def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
-        if classification.wire_format == "openai":
+        if classification.wire_format == OPENAI_FORMAT:
             if is_event_stream(headers):
                 return openai.stream_reader(classification.endpoint)
         elif "amazon.eventstream" in headers.get("content-type", ""):
@@ -155,7 +282,7 @@ class Bedrock(Provider):
         return super().usage_reader(classification, headers)
 
     def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
-        if classification.wire_format == "openai":
+        if classification.wire_format == OPENAI_FORMAT:
             return openai.usage_of(classification.endpoint, body)
         data = parse_json(body) or {}
         endpoint = classification.endpoint
@@ -174,6 +301,77 @@ class Bedrock(Provider):
             u.finish_reason = invoke_finish_reason(data)
             return add_totals(u)
         return Usage()
+
+
+# The SigV4 service Bedrock's runtime signs for.
+SERVICE = "bedrock"
+# What a request re-signed for Bedrock must not carry on: the caller's credential and signature.
+_UNSIGNABLE = frozenset(h.encode() for h in (*Bedrock.positions, *sigv4.SIGNATURE_HEADERS))
+
+
+def _signed(index: Mapping[bytes, bytes]) -> bool:
+    """Whether the caller signed the request with SigV4."""
+    return index.get(b"authorization", b"").startswith(b"AWS4-")
+
+
+class SigV4Signature(UpstreamCredential):
+    """AWS credentials Tollgate signs the request with (SigV4), over the request as it will go."""
+
+    __slots__ = ("_region", "_source", "pooled_key")
+
+    def __init__(self, source: CredentialSource, region: str | None) -> None:
+        self._source = source
+        self._region = region  # X-AWS-Region, if sent
+        self.pooled_key = None
+
+    def apply(self, fields: Fields, request_of: Callable[[], RequestParts]) -> Applied:
+        request = request_of()
+        try:
+            credentials = self._source()  # the default chain may refresh, and that may fail
+        except Exception as e:
+            raise CredentialUnavailable(
+                f"Tollgate could not obtain AWS credentials to sign with: {type(e).__name__}"
+            ) from None
+        host, moved_to = request.host, None
+        called_region = region_of(request.called_host)
+        region = self._region
+        if region and request.upstream == f"https://{request.called_host}" and region != called_region:
+            # X-AWS-Region picks the region when no upstream is configured.
+            host = moved_to = request.called_host.replace(f".{called_region}.", f".{region}.", 1)
+        region = region or region_of(host) or called_region or "us-east-1"
+        # One pass over the raw header fields: drop the caller's credentials and signature, keep
+        # what the new signature covers, and find the Host it is signed for.
+        kept, signed, hosts = [], {"host": ""}, []
+        for name, sent in fields:
+            lower, value = name.lower(), sent
+            if lower in _UNSIGNABLE:
+                continue
+            if lower == b"host":
+                if moved_to is not None:
+                    if hosts:
+                        continue  # one Host field, as mitmproxy's setter leaves it
+                    value = moved_to.encode()
+                hosts.append(value)
+            kept.append((name, value))
+            if lower == b"content-type" or lower.startswith(b"x-amz-"):
+                signed[lower.decode("latin-1")] = value.decode("latin-1")
+        # The Host header as the request carries it (HTTP/2: its :authority first), else its host.
+        authority = moved_to if moved_to is not None and request.authority else request.authority
+        host_header = authority or b", ".join(hosts).decode("utf-8", "surrogateescape")
+        signed["host"] = host_header or host
+        path = request.path.decode("utf-8", "surrogateescape")
+        signature = sigv4.sign(
+            method=request.method.decode("utf-8", "surrogateescape").upper(),
+            url=f"{request.scheme.decode('utf-8', 'surrogateescape')}://{signed['host']}{path}",
+            headers=signed,
+            body=request.body,
+            credentials=credentials,
+            region=region,
+            service=SERVICE,
+            payload_hash=request.payload_hash,
+        )
+        kept.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in signature.items())
+        return Applied(tuple(kept), fingerprint(credentials.access_key), moved_to)
 
 
 def _read_facts(op: str, data: dict[str, Any] | None, facts: RequestFacts) -> None:

@@ -6,7 +6,20 @@ import re
 from typing import Any
 
 from ..call import Classification, RequestFacts, Usage
+from ..exact_reading import (
+    UNREAD_BODY,
+    Unreadable,
+    as_int,
+    check_case,
+    count,
+    path_segments,
+    request_int,
+    request_model,
+    words,
+)
+from ..json_codec import parse_json
 from ..streams import JSONArrayFramer, SSEFramer
+from ..usage_readers import SSEReader, UsageReader, add_totals, is_event_stream
 from . import openai
 from .base import (
     AUDIT_UNAVAILABLE,
@@ -18,26 +31,13 @@ from .base import (
     POLICY_DENIED,
     STATUS,
     UNAUTHENTICATED,
-    UNREAD_BODY,
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
     Headers,
     Provider,
     Refusal,
-    SSEReader,
-    Unreadable,
-    UsageReader,
-    add_totals,
-    as_int,
-    check_case,
-    count,
-    is_event_stream,
-    parse_json,
-    path_segments,
-    request_int,
-    request_model,
-    words,
 )
+from .openai_format import OPENAI_FORMAT
 
 # /v1beta/models/gemini-2.0-flash:generateContent, /v1/tunedModels/x:generateContent, …
 _MODEL_CALL = re.compile(
@@ -99,6 +99,8 @@ class Gemini(Provider):
     model_in_path = _MODEL_CALL
     key_header = "x-goog-api-key"
     default_host = "generativelanguage.googleapis.com"
+    openai_compatible_prefix = "/v1beta/openai/"
+    openai_compatible_endpoints = frozenset(("chat.completions", "embeddings"))
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
         segments = path_segments(path)
@@ -147,7 +149,7 @@ class Gemini(Provider):
         return self._json_refusal(reason, body)
 
     def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
-        if classification.wire_format == "openai":
+        if classification.wire_format == OPENAI_FORMAT:
             if is_event_stream(headers):
                 return openai.stream_reader(classification.endpoint)
         elif is_event_stream(headers):
@@ -157,7 +159,7 @@ class Gemini(Provider):
         return super().usage_reader(classification, headers)
 
     def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
-        if classification.wire_format == "openai":
+        if classification.wire_format == OPENAI_FORMAT:
             return openai.usage_of(classification.endpoint, body)
         if classification.endpoint == "countTokens":
             return Usage(input_tokens=as_int((parse_json(body) or {}).get("totalTokens")))

@@ -8,6 +8,21 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from ..call import Classification, RequestFacts, Usage
+from ..exact_reading import (
+    UNREAD_BODY,
+    Unreadable,
+    as_int,
+    check_case,
+    count,
+    largest,
+    path_segments,
+    request_flag,
+    request_int,
+    request_model,
+    words,
+)
+from ..json_codec import parse_json
+from ..usage_readers import SSEReader, UsageReader, add_totals, is_event_stream
 from .base import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
@@ -17,28 +32,13 @@ from .base import (
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
     UNAUTHENTICATED,
-    UNREAD_BODY,
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
     Headers,
     Provider,
     Refusal,
-    SSEReader,
-    Unreadable,
-    UsageReader,
-    add_totals,
-    as_int,
-    check_case,
-    count,
-    is_event_stream,
-    largest,
-    parse_json,
-    path_segments,
-    request_flag,
-    request_int,
-    request_model,
-    words,
 )
+from .openai_format import OPENAI_FORMAT
 
 REALTIME = "realtime"  # a WebSocket session (GET /v1/realtime?model=…, upgraded)
 # Path segments (after the version prefix) → endpoint kind; a path under one of these is that kind.
@@ -109,10 +109,10 @@ def classify_request(method: str, segments: Sequence[str], data: dict[str, Any] 
         raise Unreadable("the path names no endpoint")
     endpoint = endpoint_of(segments)
     if is_upload(method, segments):
-        return Classification(endpoint=endpoint, wire_format="openai", unread=UNREAD_BODY)
+        return Classification(endpoint=endpoint, wire_format=OPENAI_FORMAT, unread=UNREAD_BODY)
     try:
         if endpoint == REALTIME and method == "GET":
-            return Classification(REALTIME, realtime_model(query), RequestFacts(stream=True), "openai")
+            return Classification(REALTIME, realtime_model(query), RequestFacts(stream=True), OPENAI_FORMAT)
         return classify_body(endpoint, method, data)
     except Unreadable as e:
         raise e.at(endpoint) from None
@@ -146,7 +146,7 @@ def realtime_model(query: str) -> str:
 def classify_body(endpoint: str | None, method: str, data: dict[str, Any] | None) -> Classification:
     """Model and request facts from an OpenAI-format request body (its JSON object)."""
     if data is None or method != "POST":
-        return Classification(endpoint=endpoint, wire_format="openai")
+        return Classification(endpoint=endpoint, wire_format=OPENAI_FORMAT)
     facts = RequestFacts(stream=request_flag(data.get("stream"), "stream"))
     if endpoint == "chat.completions":
         messages = data.get("messages")
@@ -169,8 +169,8 @@ def classify_body(endpoint: str | None, method: str, data: dict[str, Any] | None
     if endpoint is not None and endpoint.startswith("realtime.") and isinstance(session, dict) and "model" in session:
         # A Realtime client secret names the model of the session it opens (and whoever holds the
         # secret then calls OpenAI directly): the policy decides on that model.
-        return Classification(endpoint, request_model(session), facts, "openai")
-    return Classification(endpoint, request_model(data), facts, "openai")
+        return Classification(endpoint, request_model(session), facts, OPENAI_FORMAT)
+    return Classification(endpoint, request_model(data), facts, OPENAI_FORMAT)
 
 
 _SYSTEM_ROLES = ("system", "developer")  # compared, not hashed: a role may be any JSON value

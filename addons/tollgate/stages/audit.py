@@ -9,7 +9,8 @@ import orjson
 from mitmproxy import http
 
 from ..call import Call
-from ..providers.base import AUDIT_UNAVAILABLE, with_header
+from ..providers.base import AUDIT_UNAVAILABLE
+from ..raw_headers import with_header
 from .shared import CALL, Shared, call_of, refuse
 
 REQUEST_ID_HEADER = "x-tollgate-request-id"

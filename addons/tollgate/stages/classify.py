@@ -7,8 +7,11 @@ from mitmproxy import http
 from mitmproxy.net.http import url
 
 from ..call import Call, Classification
+from ..exact_reading import Unreadable
+from ..json_codec import read_request_json
 from ..providers import host_name, provider_for
-from ..providers.base import BAD_REQUEST, MISCONFIGURED, Provider, Unreadable, header_index, read_request_json
+from ..providers.base import BAD_REQUEST, MISCONFIGURED, Provider
+from ..raw_headers import header_index
 from .shared import CALL, Shared, refuse
 
 # What an LLM API is called with; CONNECT (HTTP/2's extended CONNECT opens a tunnel), TRACE and

@@ -7,6 +7,7 @@ from mitmproxy import http
 
 from ..call import Call
 from ..overrides import routed_path
+from ..providers.openai_format import OPENAI_FORMAT
 from .shared import Shared, provider_of, write_body
 
 
@@ -35,7 +36,7 @@ class Override:
     def _call_model(self, flow: http.HTTPFlow, call: Call, model: str) -> None:
         path = (
             None
-            if call.classification.wire_format == "openai"
+            if call.classification.wire_format == OPENAI_FORMAT
             else provider_of(call).path_with_model(flow.request.path, model)
         )
         if path is not None:

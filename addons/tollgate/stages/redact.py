@@ -10,8 +10,9 @@ from collections.abc import Collection, Mapping
 from mitmproxy import http
 
 from ..providers import PROVIDERS, provider_for
-from ..providers.base import REDACTED, Fields, header_index
+from ..providers.base import REDACTED
 from ..providers.openai import INSECURE_KEY_PREFIX
+from ..raw_headers import Fields, header_index
 from .credential import SIDE_HEADERS
 from .shared import Shared, call_of
 

@@ -10,7 +10,7 @@ from mitmproxy import http
 from mitmproxy.net.http import url
 
 from ..call import Call
-from ..providers.base import with_header
+from ..raw_headers import with_header
 from .shared import Shared, provider_of
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}

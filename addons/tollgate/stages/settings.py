@@ -13,8 +13,7 @@ from .. import compat
 from ..auditlog import AuditLog
 from ..config import PROVIDER_NAMES, Config, ConfigError, load_config
 from ..policy import Policy, PolicyError
-from ..providers import allow_hosts
-from ..sigv4 import credential_source, load_botocore
+from ..providers import PROVIDERS, allow_hosts
 from .shared import Loaded, Shared
 
 logger = logging.getLogger(__name__)
@@ -40,7 +39,7 @@ def stamp_of(path: str) -> Stamp:
 
 def load(path: str, previous: Loaded | None, audit: AuditLog | None) -> tuple[Loaded, AuditLog]:
     """The configuration at `path` built for use, with what it leaves unchanged taken from
-    `previous` and `audit` (its policy, its AWS credentials, the audit log itself) rather than made
+    `previous` and `audit` (its policy, what its providers loaded, the audit log itself) rather than made
     anew. Raises ConfigError naming the file and the field."""
     config = load_config(path)
     policy = previous.policy if previous is not None and same_policy(previous.policy, config) else None
@@ -49,22 +48,19 @@ def load(path: str, previous: Loaded | None, audit: AuditLog | None) -> tuple[Lo
             policy = Policy(config.policy.rego, config.policy.timeout)
         except PolicyError as e:
             raise ConfigError(f"policy.rego: {e}") from None
-    if config.mentions_bedrock:
-        load_botocore()
-    setting = config.providers.bedrock.credentials
-    if previous is not None and previous.config.providers.bedrock.credentials == setting:
-        aws = previous.aws_credentials  # botocore's chain is not asked again
-    else:
+    runtimes = {}
+    for name, provider in PROVIDERS.items():
+        before = (previous.providers[name], previous.runtimes[name]) if previous is not None else None
         try:
-            aws = credential_source(setting)
+            runtimes[name] = provider.load_runtime(config, config.providers.get(name), before)
         except ValueError as e:
-            raise ConfigError(f"providers.bedrock.credentials: {e}") from None
+            raise ConfigError(f"providers.{name}.{e}") from None
     if audit is None or audit.path != config.audit.path:
         try:
             audit = AuditLog(config.audit.path)
         except OSError as e:
             raise ConfigError(f"audit.path: cannot open {config.audit.path}: {e.strerror}") from None
-    return Loaded.build(config, policy, aws, previous), audit
+    return Loaded.build(config, policy, runtimes, previous), audit
 
 
 def same_policy(policy: Policy | None, config: Config) -> bool:

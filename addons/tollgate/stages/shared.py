@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from mitmproxy import http
 
@@ -11,12 +13,13 @@ from ..auditlog import AuditLog
 from ..call import Call
 from ..clients import Directory
 from ..config import Config, ProviderConfig
+from ..json_codec import encode_json
 from ..keypool import KeyPool
 from ..overrides import RuleBook
 from ..policy import Policy
 from ..providers import PROVIDERS
-from ..providers.base import Provider, Query, decoded, encode_json, with_header
-from ..sigv4 import CredentialSource
+from ..providers.base import Provider, Query, RequestParts
+from ..raw_headers import decoded, with_header
 
 CALL = "tollgate"
 
@@ -35,23 +38,25 @@ class Loaded:
     rules: RuleBook
     pools: dict[str, KeyPool]
     policy: Policy | None = None
-    aws_credentials: CredentialSource | None = None
+    runtimes: dict[str, Any] = field(default_factory=dict)  # what each provider loaded (`Provider.load_runtime`)
 
     @classmethod
     def build(
         cls,
         config: Config,
         policy: Policy | None = None,
-        aws_credentials: CredentialSource | None = None,
+        runtimes: Mapping[str, Any] | None = None,
         previous: Loaded | None = None,
     ) -> Loaded:
-        """What `config` makes; the key pools carry over the rests of `previous`'s."""
+        """What `config` makes; the key pools carry over the rests of `previous`'s. A provider
+        missing from `runtimes` has loaded nothing (None)."""
         providers = {name: config.providers.get(name) for name in PROVIDERS}
         pools = {
             name: previous.pools[name].renewed(settings.keys) if previous else KeyPool(settings.keys)
             for name, settings in providers.items()
         }
-        return cls(config, providers, Directory(config), RuleBook(config.overrides), pools, policy, aws_credentials)
+        runtimes = {name: (runtimes or {}).get(name) for name in PROVIDERS}
+        return cls(config, providers, Directory(config), RuleBook(config.overrides), pools, policy, runtimes)
 
 
 class Shared:
@@ -102,6 +107,21 @@ def write_body(request: http.Request, call: Call) -> None:
 def credentials_of(call: Call, request: http.Request, provider: Provider) -> tuple[dict[str, str], Query]:
     """Where the provider's keys go in this request: its credential headers, and its query if keys go there."""
     return decoded(call.headers, provider.header_positions), (request.query if provider.query_positions else {})
+
+
+def request_parts(request: http.Request, call: Call) -> RequestParts:
+    """The request as plain data for the providers' hooks: read as mitmproxy holds it, no header
+    scanned, nothing copied (on every call: positional, and `is_http2`'s test inline)."""
+    data = request.data
+    authority = request.authority if data.http_version in _AUTHORITY_VERSIONS else ""
+    return RequestParts(
+        data.method, data.scheme, data.host, authority, data.path, data.headers.fields, data.content or b"",
+        call.headers, call.host, call.upstream, call.body_sha256,
+    )  # fmt: skip
+
+
+# The HTTP versions whose Host header is the :authority pseudo-header (mitmproxy's is_http2, is_http3).
+_AUTHORITY_VERSIONS = (b"HTTP/2.0", b"HTTP/3")
 
 
 def call_of(flow: http.HTTPFlow) -> Call | None:

@@ -9,8 +9,10 @@ from functools import partial
 from mitmproxy import http
 
 from ..call import Call, Failure
-from ..providers.base import UsageReader, decoded, header_index, is_event_stream, parse_json
+from ..json_codec import parse_json
+from ..raw_headers import decoded, header_index
 from ..streams import Decompressor, SSEEventFilter, parse_sse_block
+from ..usage_readers import UsageReader, is_event_stream
 from .shared import Shared, call_of, provider_of, write_body
 
 logger = logging.getLogger(__name__)
@@ -93,31 +95,19 @@ def without_streaming_notices(log: Callable[..., None]) -> Callable[..., None]:
 
 
 class AskForUsage:
-    """`audit.stream_usage: inject`: ask an OpenAI-format chat stream for the usage the client did
-    not ask for (StreamTap hides it from the client). Before the credential stage: a request that
-    Tollgate signs is signed over the body as it goes."""
+    """The provider prepares the request (`Provider.prepare`): with `audit.stream_usage: inject`, an
+    OpenAI-format chat stream asks for the usage the client did not ask for (StreamTap hides it
+    from the client). Before the credential stage: a request that Tollgate signs is signed over the
+    body as it goes."""
 
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
-        if call.loaded.config.audit.stream_usage != "inject":
-            return
-        c = call.classification
-        if c.wire_format != "openai" or c.endpoint != "chat.completions" or not c.facts.stream:
-            return
-        if call.headers.get(b"authorization", b"").startswith(b"AWS4-"):
-            return  # the caller's own signature may go upstream: its body stays as signed
-        if call.body is None:
-            return
-        options = call.body.get("stream_options")
-        if options is not None and not isinstance(options, dict):
-            return
-        if (options or {}).get("include_usage") is True:
-            return
-        call.body["stream_options"] = {**(options or {}), "include_usage": True}
-        write_body(flow.request, call)
-        call.usage_asked = True
+        inject = call.loaded.config.audit.stream_usage == "inject"
+        if provider_of(call).prepare(call.classification, call.body, call.headers, inject):
+            write_body(flow.request, call)
+            call.usage_asked = True
 
 
 class StreamTap:

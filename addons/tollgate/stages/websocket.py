@@ -12,8 +12,9 @@ from mitmproxy.websocket import WebSocketMessage
 from wsproto.handshake import WEBSOCKET_VERSION
 
 from ..call import Call
-from ..providers.base import BAD_REQUEST, with_header
+from ..providers.base import BAD_REQUEST
 from ..providers.openai import REALTIME, insecure_keys, response_done_usage, summed
+from ..raw_headers import with_header
 from .shared import Shared, call_of, refuse
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ import pytest
 from mitmproxy.test import tflow
 
 from tollgate.call import Classification, RequestFacts
-from tollgate.providers.base import header_index
+from tollgate.raw_headers import header_index
 from tollgate.stages.classify import Classify
 from tollgate.stages.shared import CALL, Shared
 
