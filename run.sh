@@ -262,6 +262,10 @@ lint() {
     say "ruff found the above: 'ruff check --fix' and 'ruff format' (in $VENV/bin) fix most of it"
     exit 1
   fi
+  if ! (cd "$ROOT" && "$VENV/bin/mypy" >&2); then
+    say "mypy found the above type errors in addons/"
+    exit 1
+  fi
 }
 
 run_tests() {

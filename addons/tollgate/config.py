@@ -6,7 +6,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
@@ -28,12 +28,16 @@ class _ProviderSettings(Strict):
         return getattr(self, name)
 
 
-# `providers:`, one field per registered provider, each of the provider's own settings model.
-Providers = create_model(
-    "Providers",
-    __base__=_ProviderSettings,
-    **{name: (p.settings_model, p.settings_model()) for name, p in PROVIDERS.items()},  # type: ignore[call-overload]
-)
+# `providers:`, one field per registered provider, each of the provider's own settings model. A
+# model made at run time: type checkers know it by its base.
+if TYPE_CHECKING:
+    Providers = _ProviderSettings
+else:
+    Providers = create_model(
+        "Providers",
+        __base__=_ProviderSettings,
+        **{name: (p.settings_model, p.settings_model()) for name, p in PROVIDERS.items()},
+    )
 
 
 class VirtualAwsCredential(Strict):

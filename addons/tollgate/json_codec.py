@@ -10,6 +10,11 @@ import orjson
 from .exact_reading import Unreadable
 
 
+def json_object(value: Any) -> dict[str, Any]:
+    """A JSON value where an object is expected: the object, or an empty one for anything else."""
+    return value if isinstance(value, dict) else {}
+
+
 def parse_json(body: bytes | None) -> dict[str, Any] | None:
     """An answer's body or a stream event as a JSON object, or None when it is not one.
 
@@ -51,7 +56,7 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _EXACT = json.JSONDecoder(
     parse_float=_finite_or_marked, parse_constant=NonFinite, object_pairs_hook=_object_without_duplicates
 )
-_scan = _EXACT.scan_once
+_scan = _EXACT.scan_once  # type: ignore[attr-defined]  # set by JSONDecoder.__init__, not in its stubs
 _JSON_SPACE = " \t\n\r"
 
 

@@ -18,7 +18,7 @@ from ..exact_reading import (
     request_model,
     words,
 )
-from ..json_codec import parse_json
+from ..json_codec import json_object, parse_json
 from ..streams import split_events
 from ..usage_readers import SSEReader, UsageReader, is_event_stream
 from . import openai
@@ -183,8 +183,8 @@ class MessagesStreamReader(SSEReader):
 
     def read(self) -> Usage:
         start = self.data(self._start) or {}
-        message = start.get("message") if isinstance(start.get("message"), dict) else {}
-        counts = dict(message.get("usage") or {}) if isinstance(message.get("usage"), dict) else {}
+        message = json_object(start.get("message"))
+        counts = dict(json_object(message.get("usage")))
         delta = self.data(self._delta) or {}
         if isinstance(delta.get("usage"), dict):
             counts.update({k: v for k, v in delta["usage"].items() if v is not None})

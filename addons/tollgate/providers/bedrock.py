@@ -25,7 +25,7 @@ from ..exact_reading import (
     request_model,
     words,
 )
-from ..json_codec import parse_json
+from ..json_codec import json_object, parse_json
 from ..raw_headers import Fields
 from ..settings_models import AwsCredentials, ProviderConfig
 from ..sigv4 import CredentialSource
@@ -131,14 +131,17 @@ class Bedrock(Provider):
         virtual AWS credentials, a route here), so that no call waits for the import; and the AWS
         credentials Tollgate signs with, kept from `previous` while `credentials` is unchanged
         (botocore's chain is not asked again)."""
+        assert isinstance(settings, BedrockConfig)  # the model `settings_model` names
         if (
             settings != BedrockConfig()
             or any(client.aws_credentials for client in config.clients)
             or any(override.provider == self.name for override in config.overrides)
         ):
             sigv4.load_botocore()
-        if previous is not None and previous[0].credentials == settings.credentials:
-            return previous[1]
+        if previous is not None:
+            old_settings, old_runtime = previous
+            if isinstance(old_settings, BedrockConfig) and old_settings.credentials == settings.credentials:
+                return old_runtime
         try:
             return sigv4.credential_source(settings.credentials)
         except ValueError as e:
@@ -341,7 +344,9 @@ class SigV4Signature(UpstreamCredential):
         region = region or region_of(host) or called_region or "us-east-1"
         # One pass over the raw header fields: drop the caller's credentials and signature, keep
         # what the new signature covers, and find the Host it is signed for.
-        kept, signed, hosts = [], {"host": ""}, []
+        kept: list[tuple[bytes, bytes]] = []
+        hosts: list[bytes] = []
+        signed = {"host": ""}
         for name, sent in fields:
             lower, value = name.lower(), sent
             if lower in _UNSIGNABLE:
@@ -379,7 +384,7 @@ def _read_facts(op: str, data: dict[str, Any] | None, facts: RequestFacts) -> No
     if data is not None and (op.startswith("converse") or op == "count-tokens"):
         if op == "count-tokens":
             data = _counted_request(data)
-        inference = data.get("inferenceConfig") if isinstance(data.get("inferenceConfig"), dict) else {}
+        inference = json_object(data.get("inferenceConfig"))
         facts.message_count = count(data.get("messages"))
         facts.has_system = bool(data.get("system"))
         tool_config = data.get("toolConfig")
@@ -451,8 +456,8 @@ def _invoke_facts(data: dict[str, Any], facts: RequestFacts) -> None:
         isinstance(messages, list) and any(isinstance(m, dict) and m.get("role") == "system" for m in messages)
     )
     facts.has_tools = bool(data.get("tools") or data.get("toolConfig"))
-    inference = data.get("inferenceConfig") if isinstance(data.get("inferenceConfig"), dict) else {}
-    titan = data.get("textGenerationConfig") if isinstance(data.get("textGenerationConfig"), dict) else {}
+    inference = json_object(data.get("inferenceConfig"))
+    titan = json_object(data.get("textGenerationConfig"))
     facts.max_tokens = largest(
         request_int(data.get("max_tokens"), "max_tokens"),
         request_int(inference.get("max_new_tokens"), "inferenceConfig.max_new_tokens"),
