@@ -219,6 +219,10 @@ class Provider:
         rewritten = f"{raw[: m.start('model')]}{quote(model, safe='-_.~')}{raw[m.end('model') :]}"
         return f"{rewritten}?{query}" if query else rewritten
 
+    def model_in_body(self, sent: object, model: str) -> str:
+        """What a body's `model` field says to call `model`, given what the client sent there."""
+        return model
+
     def load_runtime(self, config: Any, settings: ProviderConfig, previous: tuple[ProviderConfig, Any] | None) -> Any:
         """What this provider needs built for a configuration (`config`, its settings `settings`),
         kept in `Loaded.runtimes` and handed to `upstream_credential`. `previous` is the last

@@ -102,6 +102,12 @@ class Gemini(Provider):
     openai_compatible_prefix = "/v1beta/openai/"
     openai_compatible_endpoints = frozenset(("chat.completions", "embeddings"))
 
+    def model_in_body(self, sent: object, model: str) -> str:
+        # A resource names its model as `models/{model}` (cachedContents, batches): kept in that form.
+        if isinstance(sent, str) and sent.startswith("models/") and not model.startswith("models/"):
+            return f"models/{model}"
+        return model
+
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
         segments = path_segments(path)
         check_case(segments, WORDS)

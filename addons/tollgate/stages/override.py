@@ -45,6 +45,6 @@ class Override:
             return
         if call.body is None:
             return  # no JSON body to rewrite: the call goes as asked, and the audit says so
-        call.body["model"] = model
+        call.body["model"] = provider_of(call).model_in_body(call.body.get("model"), model)
         write_body(flow.request, call)
         call.model = model

@@ -108,11 +108,6 @@ def test_a_gemini_openai_compatible_call_gets_its_model_rewritten_in_the_body() 
     assert call.model == "gemini-2.5-flash"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Override writes the bare model into a Gemini body that names it as models/{model} "
-    "(cachedContents), dropping the prefix Gemini's API requires (stages/override.py _call_model)",
-)
 def test_a_gemini_body_that_names_its_model_as_a_resource_keeps_the_resource_form() -> None:
     body = {"model": "models/gemini-2.0-flash", "contents": []}
     flow, call, _sent = overridden("gemini", "/v1beta/cachedContents", body)
