@@ -17,6 +17,7 @@ from tollgate import auditlog
 from tollgate.auditlog import AuditLog
 from tollgate.call import Call
 from tollgate.config import Config, parse_config
+from tollgate.raw_headers import header_index
 from tollgate.stages.classify import Classify
 from tollgate.stages.shared import CALL, Loaded, Shared
 
@@ -155,3 +156,20 @@ def failing_audit_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     assert wait_for(lambda: log.failing)
     yield log
     log.close()
+
+
+def openai_flow(*fields: tuple[str, str], shared: Shared | None = None) -> tuple[object, Call]:
+    flow = tflow.tflow()
+    flow.request.host, flow.request.port, flow.request.path = "api.openai.com", 443, "/v1/chat/completions"
+    flow.request.headers.fields = tuple((k.encode(), v.encode()) for k, v in fields)
+    call = Call(
+        provider="openai",
+        host="api.openai.com",
+        method="POST",
+        path="/v1/chat/completions",
+        headers=header_index(flow.request.headers.fields),
+        loaded=(shared or configured()).loaded,
+    )  # as Classify reads them
+    call.auth, call.client = "virtual_key", "alice"
+    flow.metadata[CALL] = call
+    return flow, call

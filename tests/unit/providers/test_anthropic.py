@@ -1,0 +1,178 @@
+"""Anthropic: classification, request facts and usage; plain data in, plain data out."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tollgate.call import Classification
+from tollgate.exact_reading import Unreadable
+from tollgate.providers import anthropic as anthropic_mod
+from tollgate.providers.base import (
+    Presented,
+)
+
+from .common import (
+    ANTHROPIC,
+    ANTHROPIC_REFUSALS,
+    EMPTY_USAGE,
+    MESSAGE,
+    NO_FACTS,
+    REASONS,
+    _common_refusal_headers,
+    classify,
+    facts,
+    headers,
+    j,
+    usage_tuple,
+)
+
+
+def test_anthropic_messages_facts() -> None:
+    body = j(
+        {
+            "model": "claude-sonnet-4-20250514",
+            "system": "secret",
+            "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
+            "tools": [{"name": "t", "input_schema": {}}],
+            "stream": True,
+            "max_tokens": 1024,
+        }
+    )
+    c = classify(ANTHROPIC, "POST", "/v1/messages", body)
+    assert (c.endpoint, c.model, c.wire_format) == ("messages", "claude-sonnet-4-20250514", None)
+    assert facts(c) == (2, True, True, True, 1024)
+
+
+def test_anthropic_messages_minimal() -> None:
+    c = classify(
+        ANTHROPIC, "POST", "/v1/messages", j({"model": "claude-3-5-haiku-latest", "messages": [{}], "max_tokens": 5})
+    )
+    assert facts(c) == (1, False, False, False, 5)
+
+
+def test_anthropic_system_as_blocks() -> None:
+    body = j({"model": "m", "system": [{"type": "text", "text": "s"}], "messages": []})
+    assert classify(ANTHROPIC, "POST", "/v1/messages", body).facts.has_system is True
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "endpoint"),
+    [
+        ("POST", "/v1/messages", "messages"),
+        ("POST", "/v1/messages/count_tokens", "messages.count_tokens"),
+        ("POST", "/v1/messages/batches", "messages.batches"),
+        ("GET", "/v1/messages/batches/msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d", "messages.batches"),
+        ("POST", "/v1/complete", "completions"),
+        ("GET", "/v1/models", "models"),
+        ("GET", "/v1/models/claude-3-5-sonnet-20241022", "models"),
+    ],
+)
+def test_anthropic_endpoints(method: str, path: str, endpoint: str) -> None:
+    assert classify(ANTHROPIC, method, path, None).endpoint == endpoint
+
+
+def test_anthropic_get_has_no_facts() -> None:
+    c = classify(ANTHROPIC, "GET", "/v1/models", None)
+    assert c.model is None
+    assert facts(c) == NO_FACTS
+
+
+@pytest.mark.parametrize("body", [{"model": 3}, {"model": "m", "max_tokens": "lots"}, {"model": "m", "stream": "true"}])
+def test_anthropic_facts_of_the_wrong_type_are_refused(body: dict) -> None:
+    with pytest.raises(Unreadable):
+        ANTHROPIC.classify("POST", "/v1/messages", body)
+
+
+def test_anthropic_other_shapes_give_no_facts() -> None:
+    c = classify(ANTHROPIC, "POST", "/v1/messages", j({"model": "m", "messages": "x", "system": ""}))
+    assert facts(c) == (None, False, False, False, None)
+
+
+def test_anthropic_openai_compatible_chat() -> None:
+    body = j(
+        {"model": "claude-opus-4-1", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]}
+    )
+    c = classify(ANTHROPIC, "POST", "/v1/chat/completions", body)
+    assert (c.endpoint, c.model, c.wire_format) == ("chat.completions", "claude-opus-4-1", "openai")
+    assert facts(c) == (2, True, False, False, None)
+
+
+def test_anthropic_usage_normalised() -> None:
+    body = j(
+        {
+            "type": "message",
+            "content": [{"type": "text", "text": "secret"}],
+            "stop_reason": "end_turn",
+            "usage": {
+                "input_tokens": 10,
+                "cache_creation_input_tokens": 50,
+                "cache_read_input_tokens": 100,
+                "output_tokens": 20,
+            },
+        }
+    )
+    c = classify(ANTHROPIC, "POST", "/v1/messages", None)
+    assert usage_tuple(ANTHROPIC.usage(c, headers(), body)) == (160, 20, 180, 100, None, "end_turn")
+
+
+def test_anthropic_usage_without_cache() -> None:
+    body = j({"stop_reason": "max_tokens", "usage": {"input_tokens": 12, "output_tokens": 30}})
+    u = ANTHROPIC.usage(Classification(endpoint="messages"), headers(), body)
+    assert usage_tuple(u) == (12, 30, 42, None, None, "max_tokens")
+
+
+def test_anthropic_usage_cache_zero_and_null() -> None:
+    body = j(
+        {
+            "stop_reason": "tool_use",
+            "usage": {
+                "input_tokens": 12,
+                "output_tokens": 3,
+                "cache_read_input_tokens": 0,
+                "cache_creation_input_tokens": None,
+            },
+        }
+    )
+    u = ANTHROPIC.usage(Classification(endpoint="messages"), headers(), body)
+    assert usage_tuple(u) == (12, 3, 15, 0, None, "tool_use")
+
+
+def test_anthropic_count_tokens_usage() -> None:
+    u = ANTHROPIC.usage(Classification(endpoint="messages.count_tokens"), headers(), j({"input_tokens": 42}))
+    assert usage_tuple(u) == (42, None, None, None, None, None)
+
+
+def test_anthropic_error_body_has_no_usage() -> None:
+    body = j({"type": "error", "error": {"type": "overloaded_error", "message": "x"}})
+    assert usage_tuple(ANTHROPIC.usage(Classification(endpoint="messages"), headers(), body)) == EMPTY_USAGE
+
+
+def test_anthropic_usage_from_object() -> None:
+    assert usage_tuple(anthropic_mod.usage_from_object(None)) == EMPTY_USAGE
+    assert usage_tuple(anthropic_mod.usage_from_object({"output_tokens": 5})) == (None, 5, None, None, None, None)
+    assert usage_tuple(anthropic_mod.usage_from_object({"input_tokens": 5, "cache_read_input_tokens": 2})) == (
+        7,
+        None,
+        None,
+        2,
+        None,
+        None,
+    )
+
+
+@pytest.mark.parametrize("reason", REASONS)
+def test_anthropic_refusal(reason: str) -> None:
+    status, kind = ANTHROPIC_REFUSALS[reason]
+    r = ANTHROPIC.refusal(reason, MESSAGE)
+    assert r.status == status
+    _common_refusal_headers(r, reason)
+    assert json.loads(r.body) == {"type": "error", "error": {"type": kind, "message": MESSAGE}}
+
+
+def test_anthropic_presented_in_each_position() -> None:
+    assert ANTHROPIC.presented(headers(("X-Api-Key", "sk-ant-1")), {}) == [Presented("sk-ant-1", "x-api-key")]
+    assert ANTHROPIC.presented(headers(("Authorization", "Bearer sk-ant-2")), {}) == [
+        Presented("sk-ant-2", "authorization")
+    ]

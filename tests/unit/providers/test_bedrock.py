@@ -1,0 +1,477 @@
+"""Bedrock: classification (model ids in paths), request facts and usage; plain data in, plain data out."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from tollgate.call import Classification
+from tollgate.exact_reading import Unreadable
+from tollgate.providers import bedrock as bedrock_mod
+from tollgate.providers.base import (
+    Presented,
+)
+
+from .common import (
+    _CLAUDE_INVOKE,
+    BEDROCK,
+    BEDROCK_MODELS,
+    BEDROCK_OPS,
+    BEDROCK_REFUSALS,
+    EMPTY_USAGE,
+    MESSAGE,
+    NO_FACTS,
+    REASONS,
+    STREAMING_OPS,
+    _common_refusal_headers,
+    _sent,
+    bedrock_model,
+    classify,
+    facts,
+    headers,
+    j,
+    usage_tuple,
+)
+
+
+@pytest.mark.parametrize(
+    ("host", "region"),
+    [
+        ("bedrock-runtime.us-east-1.amazonaws.com", "us-east-1"),
+        ("bedrock-runtime-fips.us-gov-west-1.amazonaws.com", "us-gov-west-1"),
+        ("bedrock.us-east-1.amazonaws.com", None),
+        ("api.openai.com", None),
+    ],
+)
+def test_bedrock_region_of(host: str, region: str | None) -> None:
+    assert bedrock_mod.region_of(host) == region
+
+
+@pytest.mark.parametrize("op", BEDROCK_OPS)
+@pytest.mark.parametrize(("segment", "model"), BEDROCK_MODELS)
+def test_bedrock_model_from_raw_path(segment: str, model: str, op: str) -> None:
+    path = f"/model/{segment}/{op}"
+    c = classify(BEDROCK, "POST", path, None)
+    assert c.endpoint == op
+    assert c.model == model
+    assert c.wire_format is None
+    assert c.facts.stream is (op in STREAMING_OPS)
+    assert bedrock_model(path) == model
+    assert bedrock_model(path + "?x=1") == model
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/model/anthropic.claude-3-haiku-20240307-v1%3A0/unknown-op",
+        "/model/anthropic.claude-3-haiku-20240307-v1%3A0",
+        "/model//converse",
+        "/models/x/converse",
+        "/model/arn:aws:bedrock:eu-west-1::foundation-model/mistral.mistral-large-2402-v1:0/invoke",
+        "/model/x%2/converse",
+        "/model/x%ff/converse",
+        "/",
+    ],
+)
+def test_bedrock_paths_that_are_no_operation_are_refused(path: str) -> None:
+    with pytest.raises(Unreadable):
+        bedrock_model(path)
+
+
+@pytest.mark.parametrize(
+    ("path", "endpoint"),
+    [
+        ("/async-invoke", "async-invoke"),
+        ("/async-invoke/arn%3Ax", "async-invoke"),
+    ],
+)
+def test_bedrock_other_endpoints(path: str, endpoint: str | None) -> None:
+    assert classify(BEDROCK, "GET", path, None).endpoint == endpoint
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/guardrail/gr1/version/1/apply",
+        "/guardrail/abcdef123456/version/DRAFT/apply",
+        "/guardrail/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Aguardrail%2Fabc/version/2/apply",
+    ],
+)
+def test_bedrock_guardrail_apply(path: str) -> None:
+    body = j({"source": "INPUT", "content": [{"text": {"text": "x"}}]})
+    c = classify(BEDROCK, "POST", path, body)
+    assert c.endpoint == "apply-guardrail"
+    assert c.model is None
+    assert facts(c) == NO_FACTS
+
+
+def test_bedrock_openai_chat_completions() -> None:
+    body = j(
+        {
+            "model": "openai.gpt-oss-120b-1:0",
+            "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
+            "tools": [{"type": "function"}],
+            "max_completion_tokens": 64,
+            "stream": True,
+        }
+    )
+    c = classify(BEDROCK, "POST", "/openai/v1/chat/completions", body)
+    assert (c.endpoint, c.model, c.wire_format) == ("chat.completions", "openai.gpt-oss-120b-1:0", "openai")
+    assert facts(c) == (2, True, True, True, 64)
+
+
+def test_bedrock_converse_facts() -> None:
+    body = j(
+        {
+            "messages": [{"role": "user", "content": [{"text": "a"}]}] * 3,
+            "system": [{"text": "secret"}],
+            "toolConfig": {"tools": [{"toolSpec": {"name": "t"}}]},
+            "inferenceConfig": {"maxTokens": 256, "temperature": 0.5},
+        }
+    )
+    c = classify(BEDROCK, "POST", "/model/amazon.nova-pro-v1%3A0/converse", body)
+    assert facts(c) == (3, True, True, False, 256)
+    c = classify(BEDROCK, "POST", "/model/amazon.nova-pro-v1%3A0/converse-stream", body)
+    assert facts(c) == (3, True, True, True, 256)
+
+
+def test_bedrock_converse_minimal() -> None:
+    body = j({"messages": [{"role": "user", "content": [{"text": "a"}]}]})
+    c = classify(BEDROCK, "POST", "/model/amazon.nova-pro-v1%3A0/converse", body)
+    assert facts(c) == (1, False, False, False, None)
+
+
+def test_bedrock_invoke_claude_body() -> None:
+    body = j(
+        {
+            "anthropic_version": "bedrock-2023-05-31",
+            "max_tokens": 512,
+            "system": "secret",
+            "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
+            "tools": [{"name": "t"}],
+        }
+    )
+    c = classify(BEDROCK, "POST", "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke", body)
+    assert facts(c) == (2, True, True, False, 512)
+    c = classify(BEDROCK, "POST", "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke-with-response-stream", body)
+    assert facts(c) == (2, True, True, True, 512)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        # Amazon Nova
+        (
+            {
+                "messages": [{"role": "user", "content": [{"text": "a"}]}],
+                "system": [{"text": "s"}],
+                "inferenceConfig": {"max_new_tokens": 100},
+            },
+            (1, True, False, False, 100),
+        ),
+        # Amazon Titan
+        ({"inputText": "hello", "textGenerationConfig": {"maxTokenCount": 50}}, (1, False, False, False, 50)),
+        # Meta Llama
+        ({"prompt": "<s>[INST] hi [/INST]", "max_gen_len": 64}, (1, False, False, False, 64)),
+        # Mistral
+        ({"prompt": "<s>[INST] hi [/INST]", "max_tokens": 32}, (1, False, False, False, 32)),
+        # OpenAI-style messages with a system role (e.g. gpt-oss via InvokeModel)
+        (
+            {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}], "max_tokens": 8},
+            (2, True, False, False, 8),
+        ),
+        # Nothing recognisable
+        ({"foo": "bar"}, (None, False, False, False, None)),
+    ],
+)
+def test_bedrock_invoke_model_families(body: dict, expected: tuple) -> None:
+    c = classify(BEDROCK, "POST", "/model/some.model-v1%3A0/invoke", j(body))
+    assert facts(c) == expected
+
+
+def test_bedrock_count_tokens_converse_input() -> None:
+    body = j(
+        {
+            "input": {
+                "converse": {
+                    "messages": [{"role": "user", "content": [{"text": "a"}]}],
+                    "system": [{"text": "s"}],
+                }
+            }
+        }
+    )
+    c = classify(BEDROCK, "POST", "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/count-tokens", body)
+    assert c.endpoint == "count-tokens"
+    assert c.model == "anthropic.claude-3-5-haiku-20241022-v1:0"
+    assert facts(c) == (1, True, False, False, None)
+
+
+def test_bedrock_count_tokens_empty_input() -> None:
+    c = classify(BEDROCK, "POST", "/model/x/count-tokens", j({"input": {}}))
+    assert facts(c) == (None, False, False, False, None)
+
+
+def test_bedrock_count_tokens_invoke_input_as_json_text() -> None:
+    body = j({"input": {"invokeModel": {"body": json.dumps(_CLAUDE_INVOKE)}}})
+    c = classify(BEDROCK, "POST", "/model/x/count-tokens", body)
+    assert facts(c) == (1, True, False, False, 10)
+
+
+def test_bedrock_count_tokens_invoke_input_as_botocore_sends_it() -> None:
+    encoded = base64.b64encode(json.dumps(_CLAUDE_INVOKE).encode()).decode()
+    body = j({"input": {"invokeModel": {"body": encoded}}})
+    c = classify(BEDROCK, "POST", "/model/x/count-tokens", body)
+    assert facts(c) == (1, True, False, False, 10)
+
+
+@pytest.mark.parametrize("op", BEDROCK_OPS)
+@pytest.mark.parametrize("body", [None, b""])
+def test_bedrock_no_body_keeps_model_and_stream(op: str, body: bytes | None) -> None:
+    c = classify(BEDROCK, "POST", f"/model/amazon.nova-lite-v1%3A0/{op}", body)
+    assert (c.endpoint, c.model) == (op, "amazon.nova-lite-v1:0")
+    assert facts(c) == (None, None, None, op in STREAMING_OPS, None)
+
+
+def test_bedrock_wrong_types_in_converse() -> None:
+    body = j({"messages": "x", "system": [], "inferenceConfig": "fast", "max_tokens": 5})
+    c = classify(BEDROCK, "POST", "/model/m/converse", body)
+    assert facts(c) == (None, False, False, False, 5)
+
+
+@pytest.mark.parametrize(
+    "model_id",
+    [
+        "anthropic.claude-3-haiku-20240307-v1:0",
+        "us.anthropic.claude-3-5-sonnet-20241022-v2:0",
+        "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-5-sonnet-20241022-v2:0",
+        "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0",
+    ],
+)
+@pytest.mark.parametrize(
+    ("operation", "endpoint", "kwargs"),
+    [
+        (
+            "converse",
+            "converse",
+            {
+                "messages": [{"role": "user", "content": [{"text": "hi"}]}],
+                "system": [{"text": "s"}],
+                "inferenceConfig": {"maxTokens": 5},
+            },
+        ),
+        (
+            "converse_stream",
+            "converse-stream",
+            {
+                "messages": [{"role": "user", "content": [{"text": "hi"}]}],
+                "system": [{"text": "s"}],
+                "inferenceConfig": {"maxTokens": 5},
+            },
+        ),
+        ("invoke_model", "invoke", {"body": json.dumps(_CLAUDE_INVOKE).encode()}),
+        (
+            "invoke_model_with_response_stream",
+            "invoke-with-response-stream",
+            {"body": json.dumps(_CLAUDE_INVOKE).encode()},
+        ),
+        (
+            "count_tokens",
+            "count-tokens",
+            {
+                "input": {
+                    "converse": {"messages": [{"role": "user", "content": [{"text": "hi"}]}], "system": [{"text": "s"}]}
+                }
+            },
+        ),
+    ],
+)
+def test_bedrock_paths_as_botocore_sends_them(
+    bedrock_client: Any, model_id: str, operation: str, endpoint: str, kwargs: dict
+) -> None:
+    path, body = _sent(bedrock_client, operation, modelId=model_id, **kwargs)
+    c = classify(BEDROCK, "POST", path, body)
+    assert c.endpoint == endpoint
+    assert c.model == model_id
+    expected_max = None if operation == "count_tokens" else (5 if operation.startswith("converse") else 10)
+    assert facts(c) == (1, True, False, endpoint in STREAMING_OPS, expected_max)
+
+
+def test_bedrock_guardrail_as_botocore_sends_it(bedrock_client: Any) -> None:
+    path, body = _sent(
+        bedrock_client,
+        "apply_guardrail",
+        guardrailIdentifier="gr1",
+        guardrailVersion="1",
+        source="INPUT",
+        content=[{"text": {"text": "x"}}],
+    )
+    assert classify(BEDROCK, "POST", path, body).endpoint == "apply-guardrail"
+
+
+def test_bedrock_converse_usage() -> None:
+    body = j(
+        {
+            "output": {"message": {"role": "assistant", "content": [{"text": "secret"}]}},
+            "stopReason": "end_turn",
+            "usage": {"inputTokens": 10, "outputTokens": 20, "totalTokens": 30, "cacheReadInputTokens": 5},
+            "metrics": {"latencyMs": 100},
+        }
+    )
+    c = classify(BEDROCK, "POST", "/model/amazon.nova-lite-v1%3A0/converse", None)
+    # Bedrock counts cache reads apart from inputTokens; the audit's input_tokens has them all.
+    assert usage_tuple(BEDROCK.usage(c, headers(), body)) == (15, 20, 30, 5, None, "end_turn")
+
+
+def test_bedrock_converse_usage_total_computed() -> None:
+    body = j({"stopReason": "max_tokens", "usage": {"inputTokens": 2, "outputTokens": 3}})
+    u = BEDROCK.usage(Classification(endpoint="converse"), headers(), body)
+    assert usage_tuple(u) == (2, 3, 5, None, None, "max_tokens")
+
+
+def test_bedrock_invoke_usage_from_headers() -> None:
+    h = headers(
+        ("X-Amzn-Bedrock-Input-Token-Count", "12"),
+        ("X-Amzn-Bedrock-Output-Token-Count", "34"),
+        ("X-Amzn-Bedrock-Invocation-Latency", "500"),
+    )
+    body = j({"stop_reason": "end_turn", "usage": {"input_tokens": 999, "output_tokens": 999}})
+    c = classify(BEDROCK, "POST", "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke", None)
+    assert usage_tuple(BEDROCK.usage(c, h, body)) == (12, 34, 46, None, None, "end_turn")
+
+
+def test_bedrock_invoke_usage_cache_read_header() -> None:
+    h = headers(
+        ("x-amzn-bedrock-input-token-count", "100"),
+        ("x-amzn-bedrock-output-token-count", "1"),
+        ("x-amzn-bedrock-cache-read-input-token-count", "64"),
+    )
+    u = BEDROCK.usage(Classification(endpoint="invoke"), h, j({}))
+    assert usage_tuple(u) == (100, 1, 101, 64, None, None)
+
+
+def test_bedrock_invoke_usage_from_claude_body_without_headers() -> None:
+    body = j(
+        {"stop_reason": "end_turn", "usage": {"input_tokens": 10, "cache_read_input_tokens": 5, "output_tokens": 2}}
+    )
+    u = BEDROCK.usage(Classification(endpoint="invoke"), headers(), body)
+    assert usage_tuple(u) == (15, 2, 17, 5, None, "end_turn")
+
+
+def test_bedrock_invoke_usage_headers_and_non_json_body() -> None:
+    h = headers(("x-amzn-bedrock-input-token-count", "3"), ("x-amzn-bedrock-output-token-count", "4"))
+    assert usage_tuple(BEDROCK.usage(Classification(endpoint="invoke"), h, b"\x89PNG...")) == (
+        3,
+        4,
+        7,
+        None,
+        None,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"stop_reason": "end_turn"}, "end_turn"),  # Claude
+        ({"stopReason": "end_turn", "output": {}}, "end_turn"),  # Nova
+        ({"stop_reason": "stop", "generation": "x"}, "stop"),  # Llama
+        ({"results": [{"completionReason": "FINISH"}]}, "FINISH"),  # Titan
+        ({"outputs": [{"text": "x", "stop_reason": "length"}]}, "length"),  # Mistral
+        ({"generations": [{"finish_reason": "COMPLETE"}]}, "COMPLETE"),  # Cohere
+        ({"choices": [{"finish_reason": "stop"}]}, "stop"),  # OpenAI-style
+        ({"completionReason": "LENGTH"}, "LENGTH"),
+        ({"results": []}, None),
+        ({"stop_reason": 1}, None),
+        ({}, None),
+    ],
+)
+def test_bedrock_invoke_finish_reason(body: dict, reason: str | None) -> None:
+    assert bedrock_mod.invoke_finish_reason(body) == reason
+    assert BEDROCK.usage(Classification(endpoint="invoke"), headers(), j(body)).finish_reason == reason
+
+
+def test_bedrock_count_tokens_usage() -> None:
+    u = BEDROCK.usage(Classification(endpoint="count-tokens"), headers(), j({"inputTokens": 7}))
+    assert usage_tuple(u) == (7, None, None, None, None, None)
+
+
+@pytest.mark.parametrize("endpoint", ["converse-stream", "invoke-with-response-stream", "apply-guardrail", None])
+def test_bedrock_other_endpoints_have_no_body_usage(endpoint: str | None) -> None:
+    body = j({"usage": {"inputTokens": 1, "outputTokens": 2}, "stopReason": "end_turn"})
+    assert usage_tuple(BEDROCK.usage(Classification(endpoint=endpoint), headers(), body)) == EMPTY_USAGE
+
+
+def test_bedrock_openai_usage() -> None:
+    c = classify(BEDROCK, "POST", "/openai/v1/chat/completions", j({"model": "openai.gpt-oss-20b-1:0", "messages": []}))
+    body = j(
+        {
+            "choices": [{"finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 5, "completion_tokens_details": {"reasoning_tokens": 2}},
+        }
+    )
+    assert usage_tuple(BEDROCK.usage(c, headers(), body)) == (5, 5, 10, None, 2, "stop")
+
+
+def test_bedrock_usage_wrong_types() -> None:
+    h = headers(("x-amzn-bedrock-input-token-count", "lots"), ("x-amzn-bedrock-output-token-count", "-1"))
+    assert usage_tuple(BEDROCK.usage(Classification(endpoint="invoke"), h, b"[]")) == EMPTY_USAGE
+    body = j({"usage": "x", "stopReason": ["end_turn"]})
+    assert usage_tuple(BEDROCK.usage(Classification(endpoint="converse"), headers(), body)) == EMPTY_USAGE
+    assert (
+        usage_tuple(BEDROCK.usage(Classification(endpoint="count-tokens"), headers(), j({"inputTokens": "7x"})))
+        == EMPTY_USAGE
+    )
+
+
+def test_bedrock_invoke_odd_digit_header_does_not_raise() -> None:
+    h = headers(("x-amzn-bedrock-input-token-count", "²"))
+    assert BEDROCK.usage(Classification(endpoint="invoke"), h, j({})).input_tokens is None
+
+
+@pytest.mark.parametrize("reason", REASONS)
+def test_bedrock_refusal(reason: str) -> None:
+    status, error_type = BEDROCK_REFUSALS[reason]
+    r = BEDROCK.refusal(reason, MESSAGE)
+    assert r.status == status
+    _common_refusal_headers(r, reason)
+    assert r.headers["x-amzn-errortype"] == error_type
+    assert json.loads(r.body) == {"message": MESSAGE}
+
+
+def test_bedrock_presented() -> None:
+    assert BEDROCK.presented(headers(("Authorization", "Bearer ABSK-token")), {}) == [
+        Presented("ABSK-token", "authorization")
+    ]
+    sigv4 = (
+        "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/us-east-1/bedrock/aws4_request, "
+        "SignedHeaders=host;x-amz-date, Signature=abc"
+    )
+    h = headers(("Authorization", sigv4), ("X-Amz-Security-Token", "session"), ("X-Amz-Date", "20240101T000000Z"))
+    assert BEDROCK.presented(h, {}) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=80))
+def test_bedrock_model_id_is_read_or_refused(path: str) -> None:
+    try:
+        result = bedrock_model(path)
+    except Unreadable:
+        return
+    assert result is None or isinstance(result, str)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_characters="?", blacklist_categories=["Cs"]), min_size=1, max_size=40))
+def test_bedrock_model_id_round_trips_through_percent_encoding(model: str) -> None:
+    from urllib.parse import quote
+
+    assume(model not in (".", ".."))  # a dot segment, refused: servers resolve it away
+
+    path = f"/model/{quote(model, safe='')}/converse"
+    assert bedrock_model(path) == model
+    assert classify(BEDROCK, "POST", path, None).model == model

@@ -1,0 +1,261 @@
+"""Gemini: classification, request facts and usage; plain data in, plain data out."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tollgate.call import Classification
+from tollgate.exact_reading import Unreadable
+from tollgate.providers import gemini as gemini_mod
+from tollgate.providers.base import (
+    Presented,
+)
+
+from .common import (
+    EMPTY_USAGE,
+    GEMINI,
+    GEMINI_REFUSALS,
+    GEMINI_VERSIONS,
+    MESSAGE,
+    NO_FACTS,
+    REASONS,
+    _common_refusal_headers,
+    classify,
+    facts,
+    headers,
+    j,
+    usage_tuple,
+)
+
+
+@pytest.mark.parametrize("version", GEMINI_VERSIONS)
+@pytest.mark.parametrize(
+    ("method", "stream"),
+    [
+        ("generateContent", False),
+        ("streamGenerateContent", True),
+        ("countTokens", False),
+        ("embedContent", False),
+        ("batchEmbedContents", False),
+    ],
+)
+def test_gemini_model_call(version: str, method: str, stream: bool) -> None:
+    c = classify(GEMINI, "POST", f"/{version}/models/gemini-2.0-flash-001:{method}", j({}))
+    assert c.endpoint == method
+    assert c.model == "gemini-2.0-flash-001"
+    assert c.wire_format is None
+    assert c.facts.stream is stream
+
+
+@pytest.mark.parametrize("version", GEMINI_VERSIONS)
+def test_gemini_tuned_model(version: str) -> None:
+    c = classify(GEMINI, "POST", f"/{version}/tunedModels/my-tuned-model-abc123:generateContent", j({"contents": []}))
+    assert c.endpoint == "generateContent"
+    assert c.model == "my-tuned-model-abc123"
+    assert c.facts.message_count == 0
+
+
+@pytest.mark.parametrize("version", GEMINI_VERSIONS)
+def test_gemini_models_get(version: str) -> None:
+    c = classify(GEMINI, "GET", f"/{version}/models/gemini-1.5-pro-002", None)
+    assert c.endpoint == "models.get"
+    assert c.model == "gemini-1.5-pro-002"
+    assert facts(c) == NO_FACTS
+
+
+@pytest.mark.parametrize("version", GEMINI_VERSIONS)
+def test_gemini_model_listing(version: str) -> None:
+    c = classify(GEMINI, "GET", f"/{version}/models", None)
+    assert c.endpoint == "models"
+    assert c.model is None
+
+
+@pytest.mark.parametrize(
+    ("path", "endpoint"),
+    [
+        ("/v1beta/cachedContents", "cachedContents"),
+        ("/v1beta/files/abc-123", "files"),
+        ("/v1beta/tunedModels", "tunedModels"),
+    ],
+)
+def test_gemini_other_paths(path: str, endpoint: str | None) -> None:
+    c = classify(GEMINI, "GET", path, None)
+    assert c.endpoint == endpoint
+    assert c.model is None
+
+
+def test_gemini_generate_content_facts() -> None:
+    body = j(
+        {
+            "contents": [
+                {"role": "user", "parts": [{"text": "a"}]},
+                {"role": "model", "parts": [{"text": "b"}]},
+                {"role": "user", "parts": [{"text": "c"}]},
+            ],
+            "systemInstruction": {"parts": [{"text": "secret"}]},
+            "tools": [{"functionDeclarations": [{"name": "f"}]}],
+            "generationConfig": {"maxOutputTokens": 300, "temperature": 0.1},
+        }
+    )
+    c = classify(GEMINI, "POST", "/v1beta/models/gemini-2.5-pro:generateContent", body)
+    assert facts(c) == (3, True, True, False, 300)
+
+
+def test_gemini_snake_case_body() -> None:
+    body = j(
+        {
+            "contents": [{"parts": [{"text": "a"}]}],
+            "system_instruction": {"parts": [{"text": "s"}]},
+            "generation_config": {"max_output_tokens": 12},
+        }
+    )
+    c = classify(GEMINI, "POST", "/v1/models/gemini-2.0-flash:streamGenerateContent", body)
+    assert facts(c) == (1, True, False, True, 12)
+
+
+def test_gemini_minimal_body() -> None:
+    c = classify(GEMINI, "POST", "/v1beta/models/gemini-2.0-flash:generateContent", j({"contents": [{"parts": []}]}))
+    assert facts(c) == (1, False, False, False, None)
+
+
+def test_gemini_model_call_without_body_still_has_model_and_stream() -> None:
+    c = classify(GEMINI, "POST", "/v1beta/models/gemini-2.0-flash:streamGenerateContent", None)
+    assert (c.endpoint, c.model) == ("streamGenerateContent", "gemini-2.0-flash")
+    assert facts(c) == (None, None, None, True, None)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"generationConfig": {"maxOutputTokens": 5}, "generation_config": {"maxOutputTokens": 50000}},
+        {"generationConfig": {"maxOutputTokens": 5, "max_output_tokens": 50000}},
+        {"systemInstruction": {}, "system_instruction": {"parts": [{"text": "s"}]}},
+    ],
+)
+def test_gemini_a_field_under_both_its_names_is_refused(body: dict) -> None:
+    with pytest.raises(Unreadable, match="sets both"):
+        GEMINI.classify("POST", "/v1beta/models/gemini-2.0-flash:generateContent", body)
+
+
+def test_gemini_wrong_types_in_body() -> None:
+    body = j({"contents": "x", "generationConfig": [1], "systemInstruction": "", "tools": 0})
+    c = classify(GEMINI, "POST", "/v1beta/models/gemini-2.0-flash:generateContent", body)
+    assert facts(c) == (None, False, False, False, None)
+
+
+@pytest.mark.parametrize("version", GEMINI_VERSIONS)
+def test_gemini_openai_compatible_chat(version: str) -> None:
+    body = j(
+        {
+            "model": "gemini-2.0-flash",
+            "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
+            "stream": True,
+            "max_tokens": 99,
+        }
+    )
+    c = classify(GEMINI, "POST", f"/{version}/openai/chat/completions", body)
+    assert c.endpoint == "chat.completions"
+    assert c.model == "gemini-2.0-flash"
+    assert c.wire_format == "openai"
+    assert facts(c) == (2, True, False, True, 99)
+
+
+def test_gemini_openai_compatible_embeddings_and_models() -> None:
+    c = classify(GEMINI, "POST", "/v1beta/openai/embeddings", j({"model": "text-embedding-004", "input": "x"}))
+    assert (c.endpoint, c.model, c.wire_format) == ("embeddings", "text-embedding-004", "openai")
+    c = classify(GEMINI, "GET", "/v1beta/openai/models", None)
+    assert (c.endpoint, c.model, c.wire_format) == ("models", None, "openai")
+
+
+def test_gemini_native_usage() -> None:
+    body = j(
+        {
+            "candidates": [{"content": {"parts": [{"text": "secret"}]}, "finishReason": "STOP"}],
+            "usageMetadata": {
+                "promptTokenCount": 10,
+                "candidatesTokenCount": 20,
+                "totalTokenCount": 45,
+                "cachedContentTokenCount": 4,
+                "thoughtsTokenCount": 15,
+            },
+        }
+    )
+    c = classify(GEMINI, "POST", "/v1beta/models/gemini-2.5-flash:generateContent", None)
+    # output_tokens counts thinking too (15), as OpenAI's completion_tokens does.
+    assert usage_tuple(GEMINI.usage(c, headers(), body)) == (10, 35, 45, 4, 15, "STOP")
+
+
+def test_gemini_usage_without_candidates_count() -> None:
+    # All output went to thinking: candidatesTokenCount is left out.
+    body = j(
+        {
+            "candidates": [{"finishReason": "MAX_TOKENS"}],
+            "usageMetadata": {"promptTokenCount": 10, "totalTokenCount": 25, "thoughtsTokenCount": 15},
+        }
+    )
+    u = GEMINI.usage(Classification(endpoint="generateContent"), headers(), body)
+    assert usage_tuple(u) == (10, 15, 25, None, 15, "MAX_TOKENS")
+
+
+def test_gemini_usage_total_computed() -> None:
+    body = j({"usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 4}})
+    u = GEMINI.usage(Classification(endpoint="generateContent"), headers(), body)
+    assert usage_tuple(u) == (3, 4, 7, None, None, None)
+
+
+def test_gemini_usage_from_object_is_the_stream_element_parser() -> None:
+    u = gemini_mod.usage_from_object(
+        {"usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 2, "totalTokenCount": 3}}
+    )
+    assert usage_tuple(u) == (1, 2, 3, None, None, None)
+
+
+def test_gemini_error_body_has_no_usage() -> None:
+    body = j({"error": {"code": 400, "message": "x", "status": "INVALID_ARGUMENT"}})
+    assert usage_tuple(GEMINI.usage(Classification(endpoint="generateContent"), headers(), body)) == EMPTY_USAGE
+
+
+def test_gemini_usage_wrong_types() -> None:
+    body = j(
+        {"usageMetadata": {"promptTokenCount": "x", "candidatesTokenCount": None}, "candidates": [{"finishReason": 3}]}
+    )
+    assert usage_tuple(GEMINI.usage(Classification(endpoint="generateContent"), headers(), body)) == EMPTY_USAGE
+    body = j({"usageMetadata": [1, 2], "candidates": "no"})
+    assert usage_tuple(GEMINI.usage(Classification(endpoint="generateContent"), headers(), body)) == EMPTY_USAGE
+
+
+def test_gemini_openai_compatible_usage() -> None:
+    c = classify(GEMINI, "POST", "/v1beta/openai/chat/completions", j({"model": "gemini-2.0-flash", "messages": []}))
+    body = j(
+        {
+            "choices": [{"finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 4, "completion_tokens": 6, "total_tokens": 10},
+        }
+    )
+    assert usage_tuple(GEMINI.usage(c, headers(), body)) == (4, 6, 10, None, None, "stop")
+
+
+@pytest.mark.parametrize("reason", REASONS)
+def test_gemini_refusal(reason: str) -> None:
+    status, text = GEMINI_REFUSALS[reason]
+    r = GEMINI.refusal(reason, MESSAGE)
+    assert r.status == status
+    _common_refusal_headers(r, reason)
+    assert json.loads(r.body) == {"error": {"code": status, "message": MESSAGE, "status": text}}
+
+
+def test_gemini_presented_in_each_position() -> None:
+    assert GEMINI.presented(headers(("X-Goog-Api-Key", "AIza-h")), {}) == [Presented("AIza-h", "x-goog-api-key")]
+    assert GEMINI.presented(headers(), {"key": "AIza-q"}) == [Presented("AIza-q", "query:key")]
+    assert GEMINI.presented(headers(("Authorization", "Bearer ya29.tok")), {}) == [
+        Presented("ya29.tok", "authorization")
+    ]
+    both = GEMINI.presented(headers(("x-goog-api-key", " AIza-h "), ("authorization", "Bearer b")), {"key": "AIza-q"})
+    assert both == [
+        Presented("AIza-h", "x-goog-api-key"),
+        Presented("b", "authorization"),
+        Presented("AIza-q", "query:key"),
+    ]
+    assert GEMINI.presented(headers(("x-goog-api-key", "   ")), {"key": ""}) == []

@@ -1,0 +1,242 @@
+"""What holds for every provider: hosts, refusals in each error shape, credential positions, and
+robustness (nothing a client or upstream sends raises)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tollgate.call import Classification, RequestFacts, Usage
+from tollgate.exact_reading import Unreadable
+from tollgate.providers import PROVIDERS, allow_hosts, provider_for
+from tollgate.providers import anthropic as anthropic_mod
+from tollgate.providers import base as base_mod
+from tollgate.providers import bedrock as bedrock_mod
+from tollgate.providers import gemini as gemini_mod
+from tollgate.providers import openai as openai_mod
+from tollgate.providers.base import (
+    AUDIT_UNAVAILABLE,
+    BAD_REQUEST,
+    INTERNAL_ERROR,
+    INVALID_SIGNATURE,
+    MISCONFIGURED,
+    NO_UPSTREAM_CREDENTIAL,
+    POLICY_DENIED,
+    STATUS,
+    UNAUTHENTICATED,
+    UPSTREAM_TIMEOUT,
+    UPSTREAM_UNREACHABLE,
+)
+
+from .common import (
+    ALL_ENDPOINTS,
+    ANTHROPIC,
+    BEDROCK,
+    GEMINI,
+    OPENAI,
+    PATHS,
+    REASONS,
+    classify,
+    header_texts,
+    headers,
+    json_bodies,
+)
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [
+        ("api.openai.com", 443, "openai"),
+        ("API.OpenAI.com", 443, "openai"),
+        ("generativelanguage.googleapis.com", 443, "gemini"),
+        ("api.anthropic.com", 443, "anthropic"),
+        ("bedrock-runtime.us-east-1.amazonaws.com", 443, "bedrock"),
+        ("bedrock-runtime.eu-central-1.amazonaws.com", 443, "bedrock"),
+        ("bedrock-runtime-fips.us-gov-west-1.amazonaws.com", 443, "bedrock"),
+        ("bedrock-runtime-fips.us-east-1.amazonaws.com", 443, "bedrock"),
+        ("api.openai.com", 80, "openai"),  # refused as plain HTTP, not passed by
+        ("api.openai.com", 8443, "openai"),
+        ("api.openai.com.", 443, "openai"),
+        ("API.OPENAI.COM.", 443, "openai"),
+        ("Bedrock-Runtime.US-East-1.amazonaws.com.", 443, "bedrock"),
+        ("api.openai.com..", 443, None),
+        ("api.openai.com.evil.example", 443, None),
+        ("evilapi.openai.com", 443, None),
+        ("xapi.anthropic.com", 443, None),
+        ("files.openai.com", 443, None),
+        ("bedrock.us-east-1.amazonaws.com", 443, None),  # control plane, not runtime
+        ("bedrock-agent-runtime.us-east-1.amazonaws.com", 443, None),
+        ("bedrock-runtime.us-east-1.amazonaws.com.evil.example", 443, None),
+        ("s3.amazonaws.com", 443, None),
+        ("example.com", 443, None),
+        ("aiplatform.googleapis.com", 443, None),
+    ],
+)
+def test_provider_for(host: str, port: int, expected: str | None) -> None:
+    provider = provider_for(host)
+    assert (provider.name if provider else None) == expected
+
+
+@pytest.mark.parametrize(
+    ("address", "decrypted"),
+    [
+        ("api.openai.com:443", True),
+        ("API.OpenAI.com.:443", True),
+        ("api.openai.com:80", True),
+        ("generativelanguage.googleapis.com:8443", True),
+        ("bedrock-runtime-fips.us-east-1.amazonaws.com.:443", True),
+        ("api.anthropic.com:443", True),
+        ("api.openai.com.evil.example:443", False),
+        ("evilapi.openai.com:443", False),
+        ("example.com:443", False),
+    ],
+)
+def test_allow_hosts_decrypt_every_provider_host_on_any_port(address: str, decrypted: bool) -> None:
+    # As mitmproxy's next_layer matches them: re.search, ignoring case.
+    assert any(re.search(pattern, address, re.IGNORECASE) for pattern in allow_hosts()) is decrypted
+    assert sorted(PROVIDERS) == ["anthropic", "bedrock", "gemini", "openai"]
+
+
+def test_side_headers() -> None:
+    assert OPENAI.side_header == "X-OpenAI-Key"
+    assert GEMINI.side_header == "X-Gemini-Key"
+    assert ANTHROPIC.side_header == "X-Anthropic-Key"
+    assert BEDROCK.side_header == "X-AWS-Bearer-Token"
+
+
+def test_status_per_reason() -> None:
+    assert STATUS == {
+        UNAUTHENTICATED: 401,
+        POLICY_DENIED: 403,
+        NO_UPSTREAM_CREDENTIAL: 500,
+        MISCONFIGURED: 500,
+        INVALID_SIGNATURE: 403,
+        INTERNAL_ERROR: 500,
+        UPSTREAM_UNREACHABLE: 502,
+        UPSTREAM_TIMEOUT: 504,
+        BAD_REQUEST: 400,
+        AUDIT_UNAVAILABLE: 503,
+    }
+
+
+def test_every_reason_has_a_status_and_an_entry_in_every_providers_error_table() -> None:
+    """A table keyed by a literal string instead of the constant drifts from it when the constant
+    changes, and a refusal for that reason then fails with a KeyError instead of answering."""
+    defined = {
+        value
+        for name, value in vars(base_mod).items()
+        if name.isupper() and not name.startswith("_") and isinstance(value, str) and re.fullmatch("[a-z_]+", value)
+    }
+    assert defined == set(STATUS) == set(REASONS)
+    tables = {
+        "openai": openai_mod._ERROR_TYPES,
+        "gemini": gemini_mod._REASONS,
+        "anthropic": anthropic_mod._ERROR_TYPES,
+        "bedrock": bedrock_mod._ERRORS,
+    }
+    assert tables.keys() == PROVIDERS.keys()
+    for name, table in tables.items():
+        assert set(table) == defined, name
+
+
+@pytest.mark.parametrize("provider", [OPENAI, GEMINI, ANTHROPIC])
+@pytest.mark.parametrize("reason", REASONS)
+def test_sdk_retry_hint(provider: Any, reason: str) -> None:
+    # Refusals and a missing credential do not heal by retrying; an unreachable upstream may.
+    r = provider.refusal(reason, "m")
+    if STATUS[reason] < 502:
+        assert r.headers["x-should-retry"] == "false"
+    else:
+        assert "x-should-retry" not in r.headers
+
+
+@pytest.mark.parametrize("provider", list(PROVIDERS.values()), ids=list(PROVIDERS))
+@pytest.mark.parametrize("reason", REASONS)
+def test_refusal_body_is_json_and_keeps_any_message(provider: Any, reason: str) -> None:
+    message = 'quote " backslash \\ newline \n unicode é ✓'
+    body = json.loads(provider.refusal(reason, message).body)
+    found = body["message"] if provider is BEDROCK else body["error"]["message"]
+    assert found == message
+
+
+def test_positions() -> None:
+    assert OPENAI.key_positions == OPENAI.positions == ("authorization",)
+    assert GEMINI.key_positions == GEMINI.positions == ("x-goog-api-key", "authorization", "query:key")
+    assert ANTHROPIC.key_positions == ANTHROPIC.positions == ("x-api-key", "authorization")
+    assert BEDROCK.key_positions == ("authorization",)
+    assert BEDROCK.positions == ("authorization", "x-amz-security-token")
+
+
+def test_credential_positions_as_headers_and_query_parameters() -> None:
+    assert GEMINI.header_positions == {b"x-goog-api-key", b"authorization"}
+    assert GEMINI.query_positions == ("key",)
+    assert BEDROCK.header_positions == {b"authorization", b"x-amz-security-token"}
+    assert ANTHROPIC.header_positions == {b"x-api-key", b"authorization"} and ANTHROPIC.query_positions == ()
+    assert OPENAI.header_positions == {b"authorization"}
+
+
+def test_injected_header_follows_the_wire_format() -> None:
+    native = Classification()
+    compat = Classification(wire_format="openai")
+    assert OPENAI.injected("sk-real", compat) == ("authorization", "Bearer sk-real")
+    assert GEMINI.injected("AIza-real", native) == ("x-goog-api-key", "AIza-real")
+    assert GEMINI.injected("AIza-real", compat) == ("authorization", "Bearer AIza-real")
+    assert ANTHROPIC.injected("sk-ant-real", native) == ("x-api-key", "sk-ant-real")
+    assert ANTHROPIC.injected("sk-ant-real", compat) == ("authorization", "Bearer sk-ant-real")
+    assert BEDROCK.injected("ABSK-real", native) == ("authorization", "Bearer ABSK-real")
+
+
+@pytest.mark.parametrize("name", list(PROVIDERS))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), body=json_bodies, method=st.sampled_from(["POST", "GET", "PUT"]))
+def test_classify_reads_or_refuses(name: str, data: st.DataObject, body: bytes | None, method: str) -> None:
+    provider = PROVIDERS[name]
+    path = data.draw(st.sampled_from(PATHS[name]) | st.text(max_size=40).map(lambda s: "/" + s))
+    try:
+        c = classify(provider, method, path, body)
+    except Unreadable:
+        return
+    assert isinstance(c, Classification)
+    assert isinstance(c.facts, RequestFacts)
+    assert c.model is None or isinstance(c.model, str)
+    for value in (c.facts.message_count, c.facts.max_tokens):
+        assert value is None or (isinstance(value, int) and not isinstance(value, bool))
+    for value in (c.facts.has_system, c.facts.has_tools, c.facts.stream):
+        assert value is None or isinstance(value, bool)
+
+
+@pytest.mark.parametrize("name", list(PROVIDERS))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    body=json_bodies,
+    endpoint=st.sampled_from(ALL_ENDPOINTS),
+    wire=st.sampled_from([None, "openai"]),
+    header_pairs=st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    "x-amzn-bedrock-input-token-count",
+                    "x-amzn-bedrock-output-token-count",
+                    "x-amzn-bedrock-cache-read-input-token-count",
+                    "content-type",
+                ]
+            ),
+            header_texts,
+        ),
+        max_size=3,
+    ),
+)
+def test_usage_never_raises(
+    name: str, body: bytes | None, endpoint: str | None, wire: str | None, header_pairs: list[tuple[str, str]]
+) -> None:
+    provider = PROVIDERS[name]
+    u = provider.usage(Classification(endpoint=endpoint, wire_format=wire), headers(*header_pairs), body)
+    assert isinstance(u, Usage)
+    for value in (u.input_tokens, u.output_tokens, u.total_tokens, u.cached_tokens, u.reasoning_tokens):
+        assert value is None or (isinstance(value, int) and not isinstance(value, bool))
+    assert u.finish_reason is None or isinstance(u.finish_reason, str)

@@ -1,0 +1,153 @@
+"""Redaction: once sent or refused, a flow shows where the credentials were, never what they were."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mitmproxy.test import tflow
+
+from tollgate.config import Config
+from tollgate.stages.credential import Credential
+from tollgate.stages.shared import CALL, Shared
+from tollgate.steps import CallSteps
+
+from .conftest import configured
+
+
+@pytest.mark.parametrize("identified", [True, False])
+def test_a_saved_flow_shows_where_the_credentials_were_whether_or_not_identify_looked(identified):
+    from tollgate.providers.base import REDACTED
+    from tollgate.stages.classify import Classify
+    from tollgate.stages.identify import Identify
+    from tollgate.stages.redact import Redact
+
+    # Without a configuration Classify refuses before Identify looks.
+    shared = configured() if identified else Shared()
+    flow = tflow.tflow()
+    flow.request.scheme, flow.request.host, flow.request.port = "https", "generativelanguage.googleapis.com", 443
+    flow.request.path, flow.request.content = "/v1beta/m", b""
+    flow.request.query = [("key", "AIza-secret"), ("alt", "sse")]
+    flow.request.headers.fields = ((b"x-goog-api-key", b"AIza-other"), (b"accept", b"*/*"))
+    Classify(shared).request(flow)
+    if identified:
+        CallSteps(Identify(shared).handle).at_request(flow)
+    call = flow.metadata[CALL]
+    assert call.credential_positions == (("x-goog-api-key", "query:key") if identified else None)
+    flow.response = flow.response or tflow.tresp()
+    Redact(shared).responseheaders(flow)
+    assert flow.request.headers.fields == ((b"accept", b"*/*"), (b"x-goog-api-key", REDACTED.encode()))
+    assert dict(flow.request.query) == {"key": REDACTED, "alt": "sse"}
+
+
+def refused_flow(*fields: tuple[bytes, bytes], path: str = "/v1/chat/completions"):
+    """An OpenAI call as the client sent it, refused by Identify (no such client)."""
+    from tollgate.stages.classify import Classify
+    from tollgate.stages.identify import Identify
+
+    shared = configured(
+        Config(clients=[{"name": "alice", "keys": ["tg-alice-1"]}], providers={"openai": {"keys": ["sk-real"]}})
+    )
+    flow = tflow.tflow()
+    flow.request.scheme, flow.request.host, flow.request.port = "https", "api.openai.com", 443
+    flow.request.path, flow.request.content = path, b""
+    flow.request.headers.fields = fields
+    Classify(shared).request(flow)
+    CallSteps(Identify(shared).handle).at_request(flow)
+    return shared, flow
+
+
+def test_a_refused_call_shows_where_every_credential_was_whichever_provider_it_is_for():
+    from tollgate.providers.base import REDACTED
+    from tollgate.stages.redact import Redact
+
+    sent = (
+        (b"Authorization", b"Bearer tg-unknown"),
+        (b"X-OpenAI-Key", b"sk-side"),
+        (b"X-AWS-Secret-Key", b"aws-secret"),
+        (b"x-api-key", b"tg-alice-1"),
+        (b"X-Goog-Api-Key", b"tg-alice-1"),
+        (b"x-amz-security-token", b"token"),
+        (b"Cookie", b"session=1"),
+        (b"Proxy-Authorization", b"Basic Y2Fyb2w6cHc="),
+        (b"accept", b"*/*"),
+        (b"Sec-WebSocket-Protocol", b"realtime, openai-insecure-api-key.sk-ws, openai-beta.realtime-v1"),
+    )
+    shared, flow = refused_flow(*sent, path="/v1/chat/completions?key=tg-alice-1&x=1")
+    assert flow.response.status_code == 401
+    Redact(shared).responseheaders(flow)
+    fields = flow.request.headers.fields
+    assert (b"accept", b"*/*") in fields
+    protocols = b"realtime, openai-insecure-api-key.[redacted by Tollgate], openai-beta.realtime-v1"
+    assert (b"Sec-WebSocket-Protocol", protocols) in fields
+    redacted = [name for name, value in fields if value == REDACTED.encode()]
+    assert redacted == [
+        b"authorization",
+        b"x-openai-key",
+        b"x-aws-secret-key",
+        b"x-api-key",
+        b"x-goog-api-key",
+        b"x-amz-security-token",
+        b"cookie",
+        b"proxy-authorization",
+    ]
+    assert dict(flow.request.query) == {"key": REDACTED, "x": "1"}
+    assert flow.request.raw_content is None
+
+
+def test_a_sent_call_shows_where_the_client_put_its_credentials_not_tollgates_key():
+    from tollgate.providers.base import REDACTED
+    from tollgate.stages.redact import Redact
+
+    shared, flow = refused_flow((b"x-api-key", b"tg-other"), (b"X-Anthropic-Key", b"sk-side"))
+    flow.response = None
+    call = flow.metadata[CALL]
+    call.client, call.auth = "alice", "virtual_key"
+    CallSteps(Credential(shared).handle).at_request(flow)
+    assert flow.request.headers["authorization"] == "Bearer sk-real"
+    redact = Redact(shared)
+    redact.request(flow)
+    flow.response = tflow.tresp()
+    redact.responseheaders(flow)
+    assert [(n, v) for n, v in flow.request.headers.fields if v == REDACTED.encode()] == [
+        (b"x-api-key", REDACTED.encode()),
+        (b"x-anthropic-key", REDACTED.encode()),
+    ]
+    assert "authorization" not in flow.request.headers
+
+
+def test_a_call_still_open_at_shutdown_is_redacted():
+    from tollgate.stages.redact import Redact
+
+    shared, flow = refused_flow((b"authorization", b"Bearer tg-alice-1"))
+    flow.response = None
+    flow.request.headers["authorization"] = "Bearer sk-real"  # as Credential leaves it
+    redact = Redact(shared)
+    redact.request(flow)
+    redact.done()
+    assert flow.request.headers["authorization"] == "[redacted by Tollgate]"
+    assert not redact._sent
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["", "openai-insecure-api-key.", "OpenAI-Insecure-API-Key."]),
+            st.text(st.characters(min_codepoint=33, max_codepoint=126, exclude_characters=","), max_size=12),
+        ),
+        max_size=5,
+    )
+)
+def test_a_websocket_subprotocol_keeps_its_entries_but_no_key(entries):
+    from tollgate.stages.redact import redacted_protocols
+
+    value = b", ".join((prefix + rest).encode() for prefix, rest in entries)
+    out = redacted_protocols(value)
+    if not any(prefix for prefix, _ in entries):
+        assert out == value
+        return
+    kept = out.split(b", ")
+    assert len(kept) == len(entries)
+    for (prefix, rest), entry in zip(entries, kept, strict=False):
+        assert entry == (prefix.encode() + b"[redacted by Tollgate]" if prefix else rest.encode())

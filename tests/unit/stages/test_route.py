@@ -1,0 +1,56 @@
+"""The route stage: the upstream's scheme, host, port and Host header (or HTTP/2 authority)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tollgate.stages.route import Route
+from tollgate.stages.shared import Shared
+from tollgate.steps import CallSteps
+
+from .conftest import configured, openai_flow
+
+
+@pytest.mark.parametrize(
+    ("upstream", "host_header"),
+    [
+        ("https://127.0.0.1:8443", "127.0.0.1:8443"),
+        ("https://llm-gateway.internal", "llm-gateway.internal"),
+        ("http://10.0.0.7:8080", "10.0.0.7:8080"),
+    ],
+)
+def test_route_retargets_host_port_scheme_and_the_host_header(upstream, host_header):
+    shared = configured()
+    flow, call = openai_flow(("Host", "api.openai.com"), ("content-type", "application/json"), shared=shared)
+    call.upstream = upstream
+    CallSteps(Route(shared).handle).at_request(flow)
+    scheme, _, _rest = upstream.partition("://")
+    assert (flow.request.scheme, flow.request.host_header, call.upstream) == (scheme, host_header, upstream)
+    assert flow.request.url == f"{upstream}/v1/chat/completions"
+    assert flow.request.headers.fields[1] == (b"content-type", b"application/json")
+
+
+@pytest.mark.parametrize(
+    ("scheme", "port", "upstream"),
+    [
+        ("https", 443, "https://api.openai.com"),
+        ("https", 8443, "https://api.openai.com:8443"),
+        ("http", 80, "http://api.openai.com"),
+        ("http", 443, "http://api.openai.com:443"),  # not the scheme's port: it must be named
+    ],
+)
+def test_route_without_an_upstream_records_the_host_and_port_the_client_asked_for(scheme, port, upstream):
+    flow, call = openai_flow(("Host", "api.openai.com"))
+    flow.request.scheme, flow.request.port = scheme, port
+    CallSteps(Route(Shared()).handle).at_request(flow)
+    assert call.upstream == upstream
+    assert (flow.request.scheme, flow.request.host, flow.request.port) == (scheme, "api.openai.com", port)
+
+
+def test_route_retargets_an_http2_requests_authority_and_adds_no_host_header():
+    flow, call = openai_flow(("content-type", "application/json"))
+    flow.request.http_version, flow.request.authority = "HTTP/2.0", "api.openai.com"
+    call.upstream = "https://127.0.0.1:8443"
+    CallSteps(Route(configured()).handle).at_request(flow)
+    assert (flow.request.authority, flow.request.host, flow.request.port) == ("127.0.0.1:8443", "127.0.0.1", 8443)
+    assert flow.request.headers.fields == ((b"content-type", b"application/json"),)

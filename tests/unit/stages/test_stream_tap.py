@@ -1,0 +1,99 @@
+"""The stream tap: mitmproxy's streaming notice dropped, and the stream callable that reads usage
+as the answer passes."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+
+from mitmproxy.test import tflow
+
+from tollgate.call import Call, Usage
+from tollgate.stages.shared import CALL, Shared
+from tollgate.stages.stream_tap import MITMPROXY_CONNECTION_LOGGER, StreamTap, UsageTap, record_usage
+from tollgate.usage_readers import UsageReader
+
+# ---- mitmproxy's per-response streaming notice
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def test_stream_tap_drops_only_mitmproxys_streaming_notice_while_loaded():
+    logger = logging.getLogger(MITMPROXY_CONNECTION_LOGGER)
+    lines, level = _Lines(), logger.level
+    logger.addHandler(lines)
+    logger.setLevel(logging.DEBUG)
+    tap, other = StreamTap(Shared()), StreamTap(Shared())
+    try:
+        tap.load(None)
+        other.load(None)  # a second Tollgate in the same process neither wraps nor unwraps twice
+        other.done()
+        client = {"extra": {"client": ("127.0.0.1", 5000)}}
+        logger.log(logging.INFO, "Streaming response from api.openai.com.", **client)
+        logger.log(logging.INFO, "server connect %s", "api.openai.com:443", **client)
+        logger.log(logging.INFO, "Streaming request to api.openai.com.")  # a large upload: worth saying
+        logger.log(logging.DEBUG, ["Streaming response from", "not a string"])
+        assert lines.lines == [
+            "server connect api.openai.com:443",
+            "Streaming request to api.openai.com.",
+            "['Streaming response from', 'not a string']",
+        ]
+        tap.done()
+        logger.log(logging.INFO, "Streaming response from api.openai.com.")
+        assert lines.lines[-1] == "Streaming response from api.openai.com."
+        assert "log" not in vars(logger)
+    finally:
+        tap.done()
+        logger.removeHandler(lines)
+        logger.setLevel(level)
+
+
+# ---- the stream callable
+
+
+class CountingReader(UsageReader):
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+
+    def result(self) -> Usage:
+        return Usage(output_tokens=len(self.chunks))
+
+
+def test_usage_tap_records_once_at_the_end_and_lets_go_of_the_reader_and_the_call():
+    recorded: list[int | None] = []
+    reader = CountingReader()
+    tap = UsageTap(reader, None, lambda r: recorded.append(r.result().output_tokens))
+    assert tap(b"a") == b"a" and tap(b"b") == b"b"
+    assert tap(b"") == b""
+    assert recorded == [2] and reader.chunks == [b"a", b"b"]
+    # The flow outlives the call until the garbage collector frees it: the tap keeps nothing of the call.
+    assert tap.reader is None and tap._on_end is None
+    tap.end()  # a later error hook: nothing is recorded twice
+    assert recorded == [2]
+
+
+def _call_flow():
+    flow = tflow.tflow()
+    flow.metadata[CALL] = Call(provider="openai", host="api.openai.com", method="POST", path="/v1/chat/completions")
+    return flow
+
+
+def test_a_stream_broken_off_records_what_was_read_when_it_ends_by_error():
+    flow = _call_flow()
+    call = flow.metadata[CALL]
+    flow.response = tflow.tresp()
+    reader = CountingReader()
+    flow.response.stream = tap = UsageTap(reader, None, partial(record_usage, call))
+    tap(b"data: {}\n\n")
+    StreamTap(Shared()).error(flow)
+    assert call.usage.output_tokens == 1 and tap.reader is None

@@ -1,0 +1,216 @@
+"""The one addon mitmproxy sees (`Gateway`) and the call steps (`CallSteps`): each hook runs its
+steps in order, a failing call step refuses the call (mitmproxy would skip the later addons and
+forward it), a step that returns an awaitable is awaited before the next."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from mitmproxy.test import tflow
+
+from tollgate import pipeline
+from tollgate.call import Call
+from tollgate.stages.shared import CALL
+from tollgate.steps import CallSteps, Gateway
+
+
+class Broken:
+    def handle(self, flow, call):
+        raise RuntimeError("boom")
+
+
+def test_a_failing_call_step_refuses_the_call_in_the_providers_shape():
+    flow = tflow.tflow()
+    call = Call(provider="anthropic", host="api.anthropic.com", method="POST", path="/v1/messages")
+    flow.metadata[CALL] = call
+    CallSteps(Broken().handle).at_request(flow)
+    assert flow.response is not None and flow.response.status_code == 500
+    assert flow.response.headers["x-tollgate-error"] == "internal_error"
+    assert b'"type": "error"' in flow.response.content and b"did not forward it" in flow.response.content
+    assert call.error == "internal error in Broken" and call.answered_by_tollgate
+
+
+# ---- the one addon mitmproxy sees
+
+
+class Recorder:
+    def __init__(self, name: str, seen: list[str]) -> None:
+        self.name, self.seen = name, seen
+
+    def request(self, flow) -> None:
+        self.seen.append(f"{self.name}.request")
+
+    def requestheaders(self, flow) -> None:
+        self.seen.append(f"{self.name}.requestheaders")
+
+    def response(self, flow) -> None:
+        self.seen.append(f"{self.name}.response")
+
+    def done(self) -> None:
+        self.seen.append(f"{self.name}.done")
+
+
+def test_gateway_runs_each_hook_through_its_steps_in_order():
+    seen: list[str] = []
+    a, b, only = Recorder("a", seen), Recorder("b", seen), Recorder("only", seen)
+    gateway = Gateway(request=[a.request, b.request], response=[only.response], done=[a.done, b.done])
+    flow = tflow.tflow()
+    gateway.request(flow)
+    gateway.response(flow)
+    gateway.done()
+    assert seen == ["a.request", "b.request", "only.response", "a.done", "b.done"]
+    # mitmproxy looks hooks up by name: one with no steps is not there to be called
+    assert not hasattr(gateway, "error") and not hasattr(gateway, "addons")
+
+
+def test_gateway_refuses_a_hook_mitmproxy_does_not_have():
+    with pytest.raises(ValueError, match="not mitmproxy hooks: requets"):
+        Gateway(requets=[Recorder("a", []).request])
+
+
+def test_gateway_stops_a_hook_at_a_failing_step_as_mitmproxy_does_for_a_scripts_addons():
+    seen: list[str] = []
+
+    def raises(flow) -> None:
+        raise RuntimeError("boom")
+
+    gateway = Gateway(request=[Recorder("a", seen).request, raises, Recorder("b", seen).request])
+    with pytest.raises(RuntimeError):
+        gateway.request(tflow.tflow())
+    assert seen == ["a.request"]
+
+
+class Handles:
+    def __init__(self, name: str, seen: list[str], refuses: bool = False) -> None:
+        self.name, self.seen, self.refuses = name, seen, refuses
+
+    def handle(self, flow, call) -> None:
+        self.seen.append(f"{self.name}.handle")
+        if self.refuses:
+            flow.response = tflow.tresp()
+
+
+def _call_flow(streamed_upload: bool = False):
+    flow = tflow.tflow()
+    flow.metadata[CALL] = Call(provider="openai", host="api.openai.com", method="POST", path="/v1/chat/completions")
+    flow.metadata[CALL].streamed_upload = streamed_upload
+    return flow
+
+
+def _gateway(call_steps: CallSteps, plain: Recorder) -> Gateway:
+    return Gateway(
+        requestheaders=[call_steps.at_headers, plain.requestheaders], request=[call_steps.at_request, plain.request]
+    )
+
+
+def test_call_steps_run_in_order_at_the_hook_their_call_takes():
+    seen: list[str] = []
+    gateway = _gateway(CallSteps(*(Handles(n, seen).handle for n in "abc")), Recorder("plain", seen))
+    gateway.requestheaders(_call_flow())
+    assert seen == ["plain.requestheaders"]
+    seen.clear()
+    gateway.request(_call_flow())
+    assert seen == ["a.handle", "b.handle", "c.handle", "plain.request"]
+    seen.clear()
+    flow = _call_flow(streamed_upload=True)
+    gateway.requestheaders(flow)
+    gateway.request(flow)
+    assert seen == ["a.handle", "b.handle", "c.handle", "plain.requestheaders", "plain.request"]
+    seen.clear()
+    gateway.request(tflow.tflow())  # no call: not Tollgate's
+    assert seen == ["plain.request"]
+
+
+def test_no_call_step_runs_after_one_answered_the_call():
+    seen: list[str] = []
+    steps = CallSteps(Handles("a", seen, refuses=True).handle, Handles("b", seen).handle, Handles("c", seen).handle)
+    _gateway(steps, Recorder("plain", seen)).request(_call_flow())
+    assert seen == ["a.handle", "plain.request"]
+
+
+class Awaits:
+    """A call step whose work ends in an awaitable, as the decide stage's does when its decision
+    comes from the policy's worker process."""
+
+    def __init__(self, name: str, seen: list[str], outcome: str = "allow") -> None:
+        self.name, self.seen, self.outcome = name, seen, outcome
+
+    def handle(self, flow, call):
+        self.seen.append(f"{self.name}.handle")
+        return self._finish(flow)
+
+    async def _finish(self, flow) -> None:
+        await asyncio.sleep(0)
+        self.seen.append(f"{self.name}.awaited")
+        if self.outcome == "raise":
+            raise RuntimeError("boom")
+        if self.outcome == "refuse":
+            flow.response = tflow.tresp()
+
+
+def test_gateway_returns_an_awaitable_only_when_a_step_did_and_runs_the_later_steps_after_it():
+    seen: list[str] = []
+    sync = _gateway(CallSteps(Handles("a", seen).handle, Handles("b", seen).handle), Recorder("plain", seen))
+    assert sync.request(_call_flow()) is None and seen == ["a.handle", "b.handle", "plain.request"]
+    seen.clear()
+    steps = CallSteps(Handles("a", seen).handle, Awaits("b", seen).handle, Handles("c", seen).handle)
+    gateway = _gateway(steps, Recorder("plain", seen))
+    pending = gateway.request(_call_flow())
+    assert pending is not None and seen == ["a.handle", "b.handle"]  # nothing after b has run yet
+    asyncio.run(pending)
+    assert seen == ["a.handle", "b.handle", "b.awaited", "c.handle", "plain.request"]
+
+
+def test_no_call_step_runs_after_an_awaited_one_that_answered_the_call():
+    seen: list[str] = []
+    steps = CallSteps(Awaits("a", seen, "refuse").handle, Handles("b", seen).handle)
+    flow = _call_flow()
+    asyncio.run(_gateway(steps, Recorder("plain", seen)).request(flow))
+    # Plain steps (redaction, audit) still see the refused call, as on the synchronous path.
+    assert seen == ["a.handle", "a.awaited", "plain.request"]
+    assert flow.response is not None and flow.response.status_code == 200
+
+
+def test_an_awaited_call_step_that_fails_refuses_the_call_in_the_providers_shape():
+    seen: list[str] = []
+    steps = CallSteps(Awaits("a", seen, "raise").handle, Handles("b", seen).handle)
+    flow = _call_flow()
+    asyncio.run(_gateway(steps, Recorder("plain", seen)).request(flow))
+    assert seen == ["a.handle", "a.awaited", "plain.request"]
+    assert flow.response is not None and flow.response.status_code == 500
+    assert flow.response.headers["x-tollgate-error"] == "internal_error"
+    assert flow.metadata[CALL].error == "internal error in Awaits"
+
+
+def test_tollgates_pipeline_is_one_addon_with_its_call_steps_in_order():
+    gateway = pipeline.gateway()
+    call_steps = gateway.steps["request"][2].__self__
+    assert [type(step.__self__).__name__ for step in call_steps.steps] == [
+        "AuditGate",
+        "Identify",
+        "Override",
+        "Route",
+        "Decide",
+        "AskForUsage",
+        "Credential",
+        "UpstreamWatch",
+    ]
+    assert gateway.steps["requestheaders"][3].__self__ is call_steps
+    for hook in (
+        "load",
+        "configure",
+        "running",
+        "done",
+        "requestheaders",
+        "request",
+        "responseheaders",
+        "response",
+        "error",
+        "http_connect",
+        "server_connect",
+        "server_disconnected",
+        "websocket_message",
+        "websocket_end",
+    ):
+        assert callable(getattr(gateway, hook)), hook
