@@ -23,6 +23,7 @@ from mitmproxy.test import tflow
 from tollgate.__main__ import main
 from tollgate.call import Call, Classification, RequestFacts
 from tollgate.config import Config, load_config
+from tollgate.jwt_identity import JwtIdentity
 from tollgate.policy import (
     INPUT_LAYOUT,
     POLICY_ERROR,
@@ -93,13 +94,24 @@ def call_of(
     groups: tuple[str, ...] = ("research",),
     auth: str = "virtual_key",
     model: str | None = None,
+    claims: dict[str, Any] | None = None,
+    issuer: str = "https://issuer.example",
 ) -> Call:
-    """A Call classified by the provider module itself, from a real request path and body."""
+    """A Call classified by the provider module itself, from a real request path and body; with
+    `claims`, a JWT caller's."""
     call = Call(provider=provider, host=HOSTS[provider], method=method, path=path)
     call.classification = PROVIDERS[provider].classify(method, path, body)
     call.client, call.groups, call.auth = client, tuple(groups), auth  # type: ignore[assignment]
     call.model = model
+    if claims is not None:
+        call.auth = "jwt"
+        call.identity = jwt_identity(issuer, claims)
     return call
+
+
+def jwt_identity(issuer: str, claims: dict[str, Any]) -> JwtIdentity:
+    key = json.dumps(claims, sort_keys=True, separators=(",", ":"))
+    return JwtIdentity(issuer, str(claims.get("sub")), (), claims, key, time.time() + 3600)
 
 
 def request(provider: str, method: str, path: str, body: dict[str, Any] | None = None, **who: Any) -> dict:
@@ -1692,9 +1704,23 @@ def test_the_layout_is_where_the_input_document_puts_each_fact(system: bool, too
         "messages": messages,
         **({"tools": [{}]} if tools else {}),
     }
-    call = call_of("openai", "POST", "/v1/chat/completions", body, groups=("research", "support"), model="gpt-4o-mini")
+    call = call_of(
+        "openai",
+        "POST",
+        "/v1/chat/completions",
+        body,
+        groups=("research", "support"),
+        model="gpt-4o-mini",
+        claims={"sub": "alice", "agent_role": "read-only"},
+    )
     facts = input_facts(call)
     document = policy_input(call)
+    assert call.identity is not None
+    document["identity"] = call.identity  # the fact; the document holds its issuer and claims
+    assert policy_input(call)["identity"] == {
+        "issuer": "https://issuer.example",
+        "claims": {"sub": "alice", "agent_role": "read-only"},
+    }
     assert sorted(_fact_index(path) for path in map(_fact_path, range(len(facts)))) == list(range(len(facts)))
     for index, fact in enumerate(facts):
         value: Any = document
