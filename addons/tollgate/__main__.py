@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="the evaluation's time limit, as policy.timeout in tollgate.yaml (default: %(default)g)",
     )
+    token = commands.add_parser(
+        "token", help="print an HS256 token signed with the secret of an identity.jwt issuer, for a client"
+    )
+    token.add_argument("--client", required=True, help="the client claim (sub, or the issuer's client_claim)")
+    token.add_argument("--groups", default="", help="comma-separated groups, e.g. a,b")
+    token.add_argument("--ttl", default="1h", type=duration, help="lifetime: 90s, 30m, 1h, 7d (default: 1h)")
+    token.add_argument("--config", default="tollgate.yaml", type=Path, help="default: %(default)s")
+    token.add_argument("--issuer", help="the issuer whose secret signs (needed when several have one)")
     args = parser.parse_args(argv)
 
     if args.command == "certs":
@@ -45,12 +54,57 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "policy":
         return evaluate_policy(args.policy, args.input, args.timeout)
+    if args.command == "token":
+        return print_token(args.config, args.client, args.groups, args.ttl, args.issuer)
     try:
         config = load_config(args.config)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"{args.config}: ok ({len(config.clients)} clients)")
+    return 0
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> timedelta:
+    """90s, 30m, 1h, 7d, or plain seconds."""
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in _UNITS else (text, "s")
+    seconds = float(number) * _UNITS[unit]
+    if not seconds > 0:
+        raise ValueError(text)
+    return timedelta(seconds=seconds)
+
+
+def print_token(config_path: Path, client: str, groups: str, ttl: timedelta, issuer: str | None) -> int:
+    """Exit status 0 with the token on standard output; 1 when no issuer can sign one."""
+    from .jwt_identity import mint
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    signers = [i for i in config.identity.jwt if i.secret is not None]
+    if issuer is not None:
+        signers = [i for i in signers if i.issuer == issuer]
+    if not signers:
+        which = f"issuer {issuer} with" if issuer else "issuer with"
+        print(
+            f"error: {config_path}: no identity.jwt {which} a secret; `tollgate token` signs with one"
+            ' (secret: "${TOLLGATE_JWT_SECRET}", algorithms: [HS256])',
+            file=sys.stderr,
+        )
+        return 1
+    if len(signers) > 1:
+        names = ", ".join(i.issuer for i in signers)
+        print(f"error: {config_path}: several issuers have a secret ({names}); name one with --issuer", file=sys.stderr)
+        return 1
+    if not client:
+        print("error: --client is empty", file=sys.stderr)
+        return 1
+    print(mint(signers[0], client, [g.strip() for g in groups.split(",") if g.strip()], ttl))
     return 0
 
 

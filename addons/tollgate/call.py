@@ -12,10 +12,11 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    from .jwt_identity import JwtIdentity
     from .keypool import KeyPool
     from .stages.shared import Loaded
 
-Auth = Literal["virtual_key", "sigv4", "proxyauth", "anonymous"]
+Auth = Literal["virtual_key", "sigv4", "proxyauth", "jwt", "anonymous"]
 
 
 @dataclass(slots=True)
@@ -109,6 +110,8 @@ class Call:
     client: str | None = None
     groups: tuple[str, ...] = ()
     auth: Auth = "anonymous"
+    # A JWT caller's issuer and claims, which the policy sees (never the audit).
+    identity: JwtIdentity | None = field(default=None, repr=False)
     model: str | None = None  # set when an override changed the model
     # The provider whose host the client called, when a route sent the call to another.
     requested_provider: str | None = None

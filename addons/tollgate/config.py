@@ -7,10 +7,12 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
+from .jwt_identity import HMAC_ALGORITHMS, HMAC_MIN_BYTES, JWKS_REFRESH_S, PUBLIC_KEY_ALGORITHMS
 from .policy import TIMEOUT as POLICY_TIMEOUT
 from .providers import PROVIDERS
 from .providers.openai import OpenAI
@@ -100,6 +102,82 @@ class Override(Strict):
         return self
 
 
+class JwtIssuer(Strict):
+    """One `identity.jwt` entry: an issuer whose tokens identify callers (`jwt_identity.py`)."""
+
+    issuer: str = Field(min_length=1)
+    audience: str | tuple[str, ...]
+    jwks_url: str | None = None
+    jwks_file: str | None = None
+    secret: str | None = Field(default=None, repr=False)
+    ca_file: str | None = None
+    algorithms: tuple[str, ...]
+    client_claim: str = Field(default="sub", min_length=1)
+    groups_claim: str = Field(default="groups", min_length=1)
+    client_prefix: str = ""
+    leeway_s: float = Field(default=30.0, ge=0)
+    jwks_refresh_s: float = Field(default=JWKS_REFRESH_S, ge=0)
+
+    @property
+    def audiences(self) -> tuple[str, ...]:
+        return (self.audience,) if isinstance(self.audience, str) else self.audience
+
+    @field_validator("audience")
+    @classmethod
+    def _audience_given(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        values = (value,) if isinstance(value, str) else value
+        if not values or any(not a for a in values):
+            raise ValueError("an audience must be a non-empty string, or a list of them")
+        return value
+
+    @field_validator("algorithms")
+    @classmethod
+    def _algorithms_known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("name the algorithms the issuer signs with, e.g. [RS256]")
+        for alg in value:
+            if alg.lower() == "none":
+                raise ValueError('"none" is refused: every token must be signed')
+            if alg not in HMAC_ALGORITHMS | PUBLIC_KEY_ALGORITHMS:
+                known = ", ".join(sorted(HMAC_ALGORITHMS | PUBLIC_KEY_ALGORITHMS))
+                raise ValueError(f"unknown algorithm {alg!r}; one of {known}")
+        return value
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is not None and (urlsplit(value).scheme != "https" or not urlsplit(value).hostname):
+            raise ValueError("must be an https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> JwtIssuer:
+        sources = [n for n in ("jwks_url", "jwks_file", "secret") if getattr(self, n) is not None]
+        if len(sources) != 1:
+            raise ValueError(
+                "set exactly one of jwks_url, jwks_file or secret"
+                + (f" (not {' and '.join(sources)})" if sources else "")
+            )
+        if self.ca_file is not None and self.jwks_url is None:
+            raise ValueError("ca_file is for jwks_url only")
+        if self.secret is not None:
+            wrong = [a for a in self.algorithms if a not in HMAC_ALGORITHMS]
+            if wrong:
+                raise ValueError(f"algorithms: {', '.join(wrong)} cannot be used with secret (HS256, HS384, HS512 can)")
+            need = max(HMAC_MIN_BYTES[a] for a in self.algorithms)
+            if len(self.secret.encode()) < need:
+                raise ValueError(f"secret: must be at least {need} bytes long for {', '.join(self.algorithms)}")
+        else:
+            wrong = [a for a in self.algorithms if a in HMAC_ALGORITHMS]
+            if wrong:
+                raise ValueError(f"algorithms: {', '.join(wrong)} needs secret, not a JWKS")
+        return self
+
+
+class IdentityConfig(Strict):
+    jwt: tuple[JwtIssuer, ...] = ()
+
+
 class PolicyConfig(Strict):
     rego: tuple[str, ...] = ()
     timeout: float = Field(default=POLICY_TIMEOUT, gt=0)
@@ -113,6 +191,7 @@ class AuditConfig(Strict):
 class Config(Strict):
     providers: Providers = Providers()
     clients: tuple[Client, ...] = ()
+    identity: IdentityConfig = IdentityConfig()
     allow_anonymous: bool | None = None
     overrides: tuple[Override, ...] = ()
     policy: PolicyConfig = PolicyConfig()
@@ -121,7 +200,8 @@ class Config(Strict):
     @property
     def anonymous_allowed(self) -> bool:
         if self.allow_anonymous is None:
-            return not self.clients
+            # Clients or JWT issuers configured: who calls must say who they are.
+            return not self.clients and not self.identity.jwt
         return self.allow_anonymous
 
     @model_validator(mode="after")
@@ -141,6 +221,11 @@ class Config(Strict):
                 if cred.access_key_id in seen_aws:
                     raise ValueError(f"clients.{i}.aws_credentials.{j}.access_key_id: used by another client")
                 seen_aws.add(cred.access_key_id)
+        issuers: set[str] = set()
+        for i, entry in enumerate(self.identity.jwt):
+            if entry.issuer in issuers:
+                raise ValueError(f"identity.jwt.{i}.issuer: {entry.issuer} is configured twice")
+            issuers.add(entry.issuer)
         return self
 
 
@@ -165,11 +250,14 @@ def expand_env(node: Any, env: Mapping[str, str], where: str = "") -> Any:
     return node
 
 
+_UNION_MEMBERS = ("AwsCredentials", "str")
+
+
 def _describe(error: ValidationError) -> str:
     lines = []
     for e in error.errors():
         # Drop the union member names pydantic adds to the path ("literal['default']").
-        loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p in ("AwsCredentials",))))
+        loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p in _UNION_MEMBERS)))
         if e["type"] == "extra_forbidden":
             lines.append(f"{loc}: unknown key")
         else:
@@ -213,4 +301,20 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
         raise ConfigError(f"{path}: {e}") from None
     # Policy files are named relative to the configuration file that names them.
     rego = tuple(str(path.parent / f) for f in config.policy.rego)
-    return config.model_copy(update={"policy": config.policy.model_copy(update={"rego": rego})})
+    # ... and so are JWKS files and CA bundles.
+    issuers = tuple(
+        issuer.model_copy(
+            update={
+                name: str(path.parent / getattr(issuer, name))
+                for name in ("jwks_file", "ca_file")
+                if getattr(issuer, name) is not None
+            }
+        )
+        for issuer in config.identity.jwt
+    )
+    return config.model_copy(
+        update={
+            "policy": config.policy.model_copy(update={"rego": rego}),
+            "identity": config.identity.model_copy(update={"jwt": issuers}),
+        }
+    )

@@ -12,7 +12,7 @@ from .stages.audit import Audit, AuditGate
 from .stages.classify import Classify
 from .stages.credential import Credential
 from .stages.decide import Decide
-from .stages.identify import Identify, forget_proxy_password
+from .stages.identify import Identify
 from .stages.override import Override
 from .stages.redact import Redact
 from .stages.route import Route
@@ -44,7 +44,7 @@ def gateway() -> Gateway:
 
     call_steps = CallSteps(
         audit_gate.handle,  # 503 while the audit cannot be written
-        identify.handle,  # who is calling: proxy login, virtual key, verified signature, anonymous; else 401
+        identify.handle,  # who is calling: proxy login, virtual key, JWT, verified signature, anonymous; else 401
         override.handle,  # the first matching rule: the model called, the provider routed to
         route.handle,  # the upstream's scheme, host and port
         decide.handle,  # the policy: 403 with its reasons (a decision not cached is awaited from its worker)
@@ -57,17 +57,24 @@ def gateway() -> Gateway:
         load=[settings.load, upstream_watch.load, stream_tap.load],
         configure=[settings.configure, websocket.configure],
         running=[settings.running, decide.running],
-        http_connect=[forget_proxy_password, redact.http_connect],
+        http_connect=[identify.forget_proxy_password, redact.http_connect],
         # An upload streamed unread is decided at its headers; every other call at `request`.
         requestheaders=[
-            forget_proxy_password,
+            identify.forget_proxy_password,  # a JWT login's password kept aside for Identify, out of the flow
             classify.requestheaders,
             websocket.requestheaders,
             call_steps.at_headers,
             redact.requestheaders,
             audit.requestheaders,
         ],
-        request=[classify.request, websocket.request, call_steps.at_request, redact.request, audit.request],
+        request=[
+            classify.request,
+            websocket.request,
+            call_steps.at_request,
+            identify.request,  # a login's password not judged (the call was refused first) let go
+            redact.request,
+            audit.request,
+        ],
         server_connect=[upstream_watch.server_connect],
         server_connected=[upstream_watch.server_connected],
         tls_established_server=[upstream_watch.tls_established_server],

@@ -253,6 +253,7 @@ def input_facts(call: Any) -> tuple[Any, ...]:
     return (
         call.client, tuple(call.groups), call.auth, call.provider, call.host, call.method, call.path, c.endpoint,
         c.model, model, f.message_count, f.has_system, f.has_tools, f.stream, f.max_tokens, c.unread,
+        call.identity,
     )  # fmt: skip
 
 
@@ -262,6 +263,7 @@ INPUT_LAYOUT: dict[str, Any] = {
     "provider": 3, "host": 4, "method": 5, "path": 6, "endpoint": 7, "requested_model": 8, "model": 9,
     "request": {"message_count": 10, "has_system": 11, "has_tools": 12, "stream": 13, "max_tokens": 14},
     "unread": 15,
+    "identity": 16,  # a JWT caller's: issuer and claims, one fact (`JwtIdentity`)
 }  # fmt: skip
 
 
@@ -311,8 +313,8 @@ def input_document(facts: tuple[Any, ...]) -> dict[str, Any]:
     """The JSON document a policy evaluates as `input` (who calls, where the call goes, what it asks
     for), built from `input_facts` so that it holds exactly what the decision cache is keyed on."""
     (client, groups, auth, provider, host, method, path, endpoint, requested_model, model,
-     message_count, has_system, has_tools, stream, max_tokens, unread) = facts  # fmt: skip
-    return {
+     message_count, has_system, has_tools, stream, max_tokens, unread, identity) = facts  # fmt: skip
+    document = {
         "client": {"name": client, "groups": list(groups), "auth": auth},
         "provider": provider,
         "host": host,
@@ -330,6 +332,9 @@ def input_document(facts: tuple[Any, ...]) -> dict[str, Any]:
         },
         "unread": list(unread),
     }
+    if identity is not None:  # a JWT caller: `input.identity` is undefined for every other
+        document["identity"] = identity.policy_input()
+    return document
 
 
 def policy_input(call: Any) -> dict[str, Any]:

@@ -45,3 +45,49 @@ def test_policy_eval_and_certs_from_another_directory(tollgate, tmp_path: Path, 
         str(tmp_path / "here" / "mitmproxy-ca-cert.pem"),
         str(tmp_path / "here" / "ca-bundle.pem"),
     ]
+
+
+JWT_SECRET = "cli-secret-" + "z" * 32
+
+
+def test_token_signs_with_the_issuer_that_has_a_secret(tollgate, tmp_path: Path, capsys, monkeypatch) -> None:
+    import jwt
+
+    from tollgate.config import load_config
+    from tollgate.jwt_identity import Verifier
+
+    monkeypatch.setenv("TOLLGATE_JWT_SECRET", JWT_SECRET)
+    Path("tollgate.yaml").write_text(
+        "identity:\n  jwt:\n"
+        "    - {issuer: 'https://oidc.example', audience: x, algorithms: [RS256], jwks_url: 'https://oidc.example/k'}\n"
+        "    - issuer: https://tollgate.local\n"
+        "      audience: [tollgate, other]\n"
+        '      secret: "${TOLLGATE_JWT_SECRET}"\n'
+        "      algorithms: [HS256]\n"
+        "      client_claim: client\n"
+        "      groups_claim: roles\n"
+    )
+    assert tollgate(["token", "--client", "batch", "--groups", "etl, nightly", "--ttl", "30m"]) == 0
+    token = capsys.readouterr().out.strip()
+    claims = jwt.decode(token, JWT_SECRET, algorithms=["HS256"], audience="tollgate", issuer="https://tollgate.local")
+    assert (claims["client"], claims["roles"], claims["exp"] - claims["iat"]) == ("batch", ["etl", "nightly"], 1800)
+    identity = Verifier(load_config("tollgate.yaml").identity.jwt).verify(token)
+    assert identity.client == "batch"  # type: ignore[union-attr]
+    assert JWT_SECRET not in token
+
+
+def test_token_without_an_issuer_that_can_sign(tollgate, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("TOLLGATE_JWT_SECRET", JWT_SECRET)
+    Path("none.yaml").write_text("clients: []\n")
+    assert tollgate(["token", "--client", "a", "--config", "none.yaml"]) == 1
+    assert "no identity.jwt issuer with a secret" in capsys.readouterr().err
+    issuer = "{{issuer: '{}', audience: t, algorithms: [HS256], secret: '${{TOLLGATE_JWT_SECRET}}'}}"
+    Path("two.yaml").write_text(
+        f"identity:\n  jwt:\n    - {issuer.format('https://a')}\n    - {issuer.format('https://b')}\n"
+    )
+    assert tollgate(["token", "--client", "a", "--config", "two.yaml"]) == 1
+    assert "name one with --issuer" in capsys.readouterr().err
+    assert tollgate(["token", "--client", "a", "--config", "two.yaml", "--issuer", "https://b"]) == 0
+    assert capsys.readouterr().out.count(".") == 2
+    assert tollgate(["token", "--client", "a", "--config", "two.yaml", "--issuer", "https://c"]) == 1
+    assert "no identity.jwt issuer https://c with a secret" in capsys.readouterr().err

@@ -23,6 +23,7 @@ from mitmproxy.test import tflow
 from tollgate.__main__ import main
 from tollgate.call import Call, Classification, RequestFacts
 from tollgate.config import Config, load_config
+from tollgate.jwt_identity import JwtIdentity
 from tollgate.policy import (
     INPUT_LAYOUT,
     POLICY_ERROR,
@@ -93,13 +94,24 @@ def call_of(
     groups: tuple[str, ...] = ("research",),
     auth: str = "virtual_key",
     model: str | None = None,
+    claims: dict[str, Any] | None = None,
+    issuer: str = "https://issuer.example",
 ) -> Call:
-    """A Call classified by the provider module itself, from a real request path and body."""
+    """A Call classified by the provider module itself, from a real request path and body; with
+    `claims`, a JWT caller's."""
     call = Call(provider=provider, host=HOSTS[provider], method=method, path=path)
     call.classification = PROVIDERS[provider].classify(method, path, body)
     call.client, call.groups, call.auth = client, tuple(groups), auth  # type: ignore[assignment]
     call.model = model
+    if claims is not None:
+        call.auth = "jwt"
+        call.identity = jwt_identity(issuer, claims)
     return call
+
+
+def jwt_identity(issuer: str, claims: dict[str, Any]) -> JwtIdentity:
+    key = json.dumps(claims, sort_keys=True, separators=(",", ":"))
+    return JwtIdentity(issuer, str(claims.get("sub")), (), claims, key, time.time() + 3600)
 
 
 def request(provider: str, method: str, path: str, body: dict[str, Any] | None = None, **who: Any) -> dict:
@@ -1692,9 +1704,23 @@ def test_the_layout_is_where_the_input_document_puts_each_fact(system: bool, too
         "messages": messages,
         **({"tools": [{}]} if tools else {}),
     }
-    call = call_of("openai", "POST", "/v1/chat/completions", body, groups=("research", "support"), model="gpt-4o-mini")
+    call = call_of(
+        "openai",
+        "POST",
+        "/v1/chat/completions",
+        body,
+        groups=("research", "support"),
+        model="gpt-4o-mini",
+        claims={"sub": "alice", "agent_role": "read-only"},
+    )
     facts = input_facts(call)
     document = policy_input(call)
+    assert call.identity is not None
+    document["identity"] = call.identity  # the fact; the document holds its issuer and claims
+    assert policy_input(call)["identity"] == {
+        "issuer": "https://issuer.example",
+        "claims": {"sub": "alice", "agent_role": "read-only"},
+    }
     assert sorted(_fact_index(path) for path in map(_fact_path, range(len(facts)))) == list(range(len(facts)))
     for index, fact in enumerate(facts):
         value: Any = document
@@ -1752,3 +1778,74 @@ def test_a_policy_that_reads_the_clock_is_evaluated_every_time(tmp_path: Path) -
     for _ in range(3):
         assert policy.decide({}).allowed
     assert len(calls) == 3
+
+
+# --- docs/examples/policies/jwt_claims.rego: decisions on a JWT caller's claims -----------------------
+
+JWT_CLAIMS = EXAMPLES / "jwt_claims.rego"
+GITHUB = "https://token.actions.githubusercontent.com"
+
+
+def test_jwt_claims_example_decides_on_a_claim() -> None:
+    policy = example(JWT_CLAIMS)
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+    read_only = call_of("openai", "POST", "/v1/chat/completions", body, claims={"sub": "a", "agent_role": "read-only"})
+    assert policy.decide_call(read_only).deny_reasons == ("agent role read-only may not call chat.completions",)
+    listing = call_of("openai", "GET", "/v1/models", None, claims={"sub": "a", "agent_role": "read-only"})
+    assert policy.decide_call(listing).allowed
+    writer = call_of("openai", "POST", "/v1/chat/completions", body, claims={"sub": "a", "agent_role": "writer"})
+    assert policy.decide_call(writer).allowed
+    branch = call_of(
+        "openai", "POST", "/v1/chat/completions", body, issuer=GITHUB, claims={"sub": "repo:x", "ref": "refs/heads/dev"}
+    )
+    assert policy.decide_call(branch).deny_reasons == (
+        "workflows may call only from refs/heads/main, not refs/heads/dev",
+    )
+    main = call_of(
+        "openai",
+        "POST",
+        "/v1/chat/completions",
+        body,
+        issuer=GITHUB,
+        claims={"sub": "repo:x", "ref": "refs/heads/main"},
+    )
+    assert policy.decide_call(main).allowed
+    # Callers identified otherwise have no input.identity: neither rule applies.
+    assert "identity" not in policy_input(call_of("openai", "POST", "/v1/chat/completions", body))
+    assert policy.decide_call(call_of("openai", "POST", "/v1/chat/completions", body)).allowed
+
+
+def test_a_rule_on_claims_reads_the_identity_fact() -> None:
+    assert facts_read([JWT_CLAIMS.read_text()]) == (7, 16)
+
+
+CLAIMS = st.fixed_dictionaries(
+    {
+        "endpoint": st.sampled_from(["/v1/chat/completions", "/v1/models"]),
+        "issuer": st.sampled_from([GITHUB, "https://issuer.example"]),
+        "claims": st.one_of(
+            st.none(),
+            st.fixed_dictionaries(
+                {"sub": st.sampled_from(["a", "b"])},
+                optional={
+                    "agent_role": st.sampled_from(["read-only", "writer", 7]),
+                    "ref": st.sampled_from(["refs/heads/main", "refs/heads/dev"]),
+                    "exp": st.integers(1, 3),
+                },
+            ),
+        ),
+    }
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(CLAIMS, min_size=1, max_size=12))
+def test_a_cached_decision_on_claims_is_the_decision_evaluated_anew(calls: list[dict]) -> None:
+    # Calls that differ only in their claims (or issuer) must not meet each other's decisions.
+    for files in ((JWT_CLAIMS,), (JWT_CLAIMS, ALLOWLIST)):
+        policy = example(*files)
+        for facts in calls:
+            method = "GET" if facts["endpoint"] == "/v1/models" else "POST"
+            body = {"model": "gpt-4o", "messages": []} if method == "POST" else None
+            call = call_of("openai", method, facts["endpoint"], body, claims=facts["claims"], issuer=facts["issuer"])
+            assert policy.decide_call(call) == policy._evaluate(policy_input(call))

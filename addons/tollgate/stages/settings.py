@@ -12,6 +12,7 @@ from mitmproxy import ctx, exceptions
 from .. import compat
 from ..auditlog import AuditLog
 from ..config import PROVIDER_NAMES, Config, ConfigError, load_config
+from ..jwt_identity import Verifier
 from ..policy import Policy, PolicyError
 from ..providers import PROVIDERS, allow_hosts
 from .shared import Loaded, Shared
@@ -60,7 +61,11 @@ def load(path: str, previous: Loaded | None, audit: AuditLog | None) -> tuple[Lo
             audit = AuditLog(config.audit.path)
         except OSError as e:
             raise ConfigError(f"audit.path: cannot open {config.audit.path}: {e.strerror}") from None
-    return Loaded.build(config, policy, runtimes, previous), audit
+    try:
+        jwt = Verifier(config.identity.jwt, previous.jwt if previous is not None else None)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    return Loaded.build(config, policy, runtimes, previous, jwt), audit
 
 
 def same_policy(policy: Policy | None, config: Config) -> bool:
@@ -71,8 +76,9 @@ def same_policy(policy: Policy | None, config: Config) -> bool:
 
 
 def summary(config: Config) -> str:
+    issuers = f", {len(config.identity.jwt)} JWT issuer(s)" if config.identity.jwt else ""
     return (
-        f"{len(config.clients)} client(s), anonymous callers "
+        f"{len(config.clients)} client(s){issuers}, anonymous callers "
         f"{'allowed' if config.anonymous_allowed else 'refused'}, audit to {config.audit.path}"
     )
 
@@ -83,6 +89,7 @@ class Settings:
         self._path = ""  # the configuration file in force, watched
         self._seen: Stamp = None  # its stamp when last read
         self._watcher: asyncio.Task | None = None
+        self._fetches: set[asyncio.Task] = set()  # JWKS fetched at start and after a reload
 
     def load(self, loader) -> None:
         # Declared as str: mitmproxy silently drops a script whose typed option gets a bad value.
@@ -102,11 +109,37 @@ class Settings:
             self._path, self._seen = path, stamp
             assert self.shared.loaded is not None
             logger.info(f"Tollgate: {summary(self.shared.loaded.config)}")
+        if "proxyauth" in updated or "tollgate_config" in updated:
+            self.shared.logins_unchecked = "proxyauth" in ctx.options and ctx.options.proxyauth == "any"
+            self._warn_unchecked_logins()
         self._require_proxy_options()
+
+    def _warn_unchecked_logins(self) -> None:
+        loaded = self.shared.loaded
+        if self.shared.logins_unchecked and loaded is not None and not loaded.config.identity.jwt:
+            logger.warning(
+                "Tollgate: proxyauth=any and no identity.jwt issuer: every proxy login is refused"
+                " (its password must be a JWT of a configured issuer)"
+            )
+
+    def _fetch_keys(self) -> None:
+        """Fetch the JWKS of the issuers that have none yet, without waiting: Tollgate starts (or
+        reloads) even when an issuer cannot be reached, and refuses its tokens until it can."""
+        loaded = self.shared.loaded
+        if loaded is None or not loaded.jwt.issuers_to_fetch():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # `running` fetches them
+        task = loop.create_task(loaded.jwt.fetch_missing())
+        self._fetches.add(task)
+        task.add_done_callback(self._fetches.discard)
 
     def _apply(self, path: str) -> None:
         loaded, audit = load(path, self.shared.loaded, self.shared.audit)
         self.shared.apply(loaded, audit)
+        self._fetch_keys()
         config = loaded.config
         if config.anonymous_allowed and any(config.providers.get(n).keys for n in PROVIDER_NAMES):
             logger.warning(
@@ -116,6 +149,7 @@ class Settings:
 
     def running(self) -> None:
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        self._fetch_keys()
         # At start-up rather than in `configure`: a user who later picks mitmweb's default columns
         # in its options gets them as picked. `web_columns` exists only under mitmweb, and by now
         # holds what the user set on the command line or in config.yaml.
@@ -127,6 +161,8 @@ class Settings:
     def done(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
+        for task in self._fetches:
+            task.cancel()
 
     async def _watch(self) -> None:
         while True:

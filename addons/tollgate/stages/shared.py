@@ -14,6 +14,7 @@ from ..call import Call
 from ..clients import Directory
 from ..config import Config, ProviderConfig
 from ..json_codec import encode_json
+from ..jwt_identity import Verifier
 from ..keypool import KeyPool
 from ..overrides import RuleBook
 from ..policy import Policy
@@ -39,6 +40,7 @@ class Loaded:
     pools: dict[str, KeyPool]
     policy: Policy | None = None
     runtimes: dict[str, Any] = field(default_factory=dict)  # what each provider loaded (`Provider.load_runtime`)
+    jwt: Verifier = field(default_factory=lambda: Verifier(()))  # the JWT issuers (`identity.jwt`)
 
     @classmethod
     def build(
@@ -47,16 +49,20 @@ class Loaded:
         policy: Policy | None = None,
         runtimes: Mapping[str, Any] | None = None,
         previous: Loaded | None = None,
+        jwt: Verifier | None = None,
     ) -> Loaded:
-        """What `config` makes; the key pools carry over the rests of `previous`'s. A provider
-        missing from `runtimes` has loaded nothing (None)."""
+        """What `config` makes; the key pools carry over the rests of `previous`'s, the JWT issuers
+        the keys fetched for those unchanged (`jwt`: made already, else here). A provider missing
+        from `runtimes` has loaded nothing (None). ValueError when a JWKS file cannot be read."""
         providers = {name: config.providers.get(name) for name in PROVIDERS}
         pools = {
             name: previous.pools[name].renewed(settings.keys) if previous else KeyPool(settings.keys)
             for name, settings in providers.items()
         }
         runtimes = {name: (runtimes or {}).get(name) for name in PROVIDERS}
-        return cls(config, providers, Directory(config), RuleBook(config.overrides), pools, policy, runtimes)
+        if jwt is None:
+            jwt = Verifier(config.identity.jwt, previous.jwt if previous is not None else None)
+        return cls(config, providers, Directory(config), RuleBook(config.overrides), pools, policy, runtimes, jwt)
 
 
 class Shared:
@@ -66,6 +72,9 @@ class Shared:
     def __init__(self) -> None:
         self.loaded: Loaded | None = None
         self.audit: AuditLog | None = None
+        # mitmproxy's `proxyauth` is `any`: it takes every login, and Tollgate judges its password,
+        # which must be a JWT of a configured issuer (the user name says nothing).
+        self.logins_unchecked = False
 
     def apply(self, loaded: Loaded, audit: AuditLog | None) -> None:
         """Swap in a configuration and its audit log; stop the policy and audit log no longer used
