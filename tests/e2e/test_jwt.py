@@ -149,9 +149,12 @@ def g(gw):
 # ---- what the clients run
 
 OPENAI_CALLS = """
-    import json, openai
+    import json, openai, time
     outcomes = []
     for token in json.loads(%r):
+        if isinstance(token, (int, float)):  # a pause, in seconds
+            time.sleep(token)
+            continue
         try:
             r = openai.OpenAI(api_key=token, max_retries=0).chat.completions.create(
                 model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
@@ -163,7 +166,9 @@ OPENAI_CALLS = """
 """
 
 
-def openai_calls(gateway, tokens: list[str], proxy_url: str | None = None) -> list[dict]:
+def openai_calls(gateway, tokens: list[str | float], proxy_url: str | None = None) -> list[dict]:
+    """One OpenAI chat call per token (a number: a pause of that many seconds), each with a new
+    client; what each got."""
     result = gateway.run(OPENAI_CALLS % json.dumps(tokens), proxy_url=proxy_url)
     assert "outcomes" in result, result
     return result["outcomes"]
@@ -226,14 +231,19 @@ def test_a_jwks_file_issuer_with_its_own_claims_and_no_leeway(g):
     good = file_token(email="dev@example.com", roles=["builders"], groups=["ignored"])
     late = file_token(email="dev@example.com", ttl=-5)  # leeway_s: 0
     nameless = file_token(roles=["builders"])  # no email claim: no one to call it
-    ok, expired, unnamed = openai_calls(g, [good, late, nameless])
-    assert ok == OK
+    # Valid for about three seconds: accepted (and remembered as verified), then expired.
+    short = file_token(email="brief@example.com", ttl=3)
+    ok, expired, unnamed, short_ok, short_expired = openai_calls(g, [good, late, nameless, short, 3.2, short])
+    assert ok == short_ok == OK
     assert_refused(expired, "token expired", late)
     assert unnamed.get("status") == 401 and unnamed.get("tollgate_error") == "unauthenticated", unnamed
-    assert len(g.fakes["openai"].received) == 1
-    record, refused, _ = g.new_audit(3)
+    assert_refused(short_expired, "token expired", short)
+    assert len(g.fakes["openai"].received) == 2
+    record, refused, _, brief, brief_expired = g.new_audit(5)
     assert_jwt_record(record, "file:dev@example.com", ["builders"])
     assert_denied_record(refused, "token expired", late)
+    assert_jwt_record(brief, "file:brief@example.com", [])
+    assert_denied_record(brief_expired, "token expired", short)
 
 
 def test_hs256_token_from_the_token_command(g):
@@ -520,10 +530,22 @@ def login_url(gateway, password: str, user: str = "agent") -> str:
 def test_a_token_as_the_proxy_login_password(gw_login):
     gw_login.reset()
     good = token("hank", groups=["agents"])
-    # The SDK's own key is no credential of Tollgate's: the login says who calls.
-    assert openai_calls(gw_login, ["sk-not-a-tollgate-key"], login_url(gw_login, good)) == [OK]
-    assert gw_login.fakes["openai"].received[-1].headers["authorization"] == f"Bearer {REAL['openai']}"
-    assert_jwt_record(gw_login.last_audit(), "idp:hank", ["agents"])
+    # The SDK's own key is no credential of Tollgate's: the login says who calls. Three calls on
+    # one client: the login is judged for each request of the connection.
+    result = gw_login.run(
+        """
+        from openai import OpenAI
+        client = OpenAI(api_key="sk-not-a-tollgate-key", max_retries=0)
+        texts = [client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+                 .choices[0].message.content for _ in range(3)]
+        report(texts=texts)
+    """,
+        proxy_url=login_url(gw_login, good),
+    )
+    assert result == {"texts": ["Hi there."] * 3}
+    assert [r.headers["authorization"] for r in gw_login.fakes["openai"].received] == [f"Bearer {REAL['openai']}"] * 3
+    for record in gw_login.new_audit(3):
+        assert_jwt_record(record, "idp:hank", ["agents"])
 
 
 @pytest.mark.parametrize(
