@@ -111,7 +111,7 @@ class JwtIdentity:
 
 
 class _HttpsRedirectsOnly(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
         if not newurl.lower().startswith("https://"):
             raise urllib.error.URLError("the JWKS URL redirects to a URL that is not https")
         return super().redirect_request(req, fp, code, msg, headers, newurl)
