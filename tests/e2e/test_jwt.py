@@ -23,10 +23,9 @@ from tests.support.jwks import (
     segment,
     tampered,
     unsigned_token,
+    verified_hs256,
 )
 from tests.support.proxy import ROOT
-
-import jwt
 
 REAL = {
     "openai": "sk-REAL-openai-jwt-5ecret-a1",
@@ -271,8 +270,8 @@ def test_hs256_token_from_the_token_command(g):
     assert done.returncode == 0, done.stderr
     printed = issued(done.stdout.strip())
     assert HS_SECRET not in done.stdout + done.stderr
-    assert jwt.get_unverified_header(printed)["alg"] == "HS256"
-    decoded = jwt.decode(printed, HS_SECRET, algorithms=["HS256"], audience=AUDIENCE, issuer=LOCAL_ISSUER)
+    header, decoded = verified_hs256(printed, HS_SECRET, AUDIENCE, LOCAL_ISSUER)
+    assert header["alg"] == "HS256"
     assert (decoded["sub"], decoded["groups"]) == ("carol", ["a", "b"])
     assert decoded["exp"] - time.time() == pytest.approx(3600, abs=60)
     # A token signed with another secret for the same issuer is not one of its tokens.
