@@ -585,7 +585,8 @@ def test_no_token_or_secret_in_any_output(gw, gw_down, gw_login):
             "console": gateway.proxy.output.read_bytes(),
             "saved flows": gateway.saved.read_bytes(),
         }
-        assert len(outputs["saved flows"]) > 500, name
+        if name != "down":  # the others had calls of this test's own
+            assert len(outputs["saved flows"]) > 500, name
         for where, content in outputs.items():
             for secret in secrets:
                 assert secret.encode() not in content, f"{secret[:40]}… found in the {name} gateway's {where}"
