@@ -19,6 +19,7 @@ from tests.support.jwks import (
     claims,
     ec_key,
     hs256_token,
+    payload_of,
     rsa_key,
     segment,
     tampered,
@@ -151,8 +152,8 @@ OPENAI_CALLS = """
     import json, openai, time
     outcomes = []
     for token in json.loads(%r):
-        if isinstance(token, (int, float)):  # a pause, in seconds
-            time.sleep(token)
+        if isinstance(token, (int, float)):  # a pause until this time (seconds since the epoch)
+            time.sleep(max(0.0, token - time.time()))
             continue
         try:
             r = openai.OpenAI(api_key=token, max_retries=0).chat.completions.create(
@@ -166,8 +167,8 @@ OPENAI_CALLS = """
 
 
 def openai_calls(gateway, tokens: list[str | float], proxy_url: str | None = None) -> list[dict]:
-    """One OpenAI chat call per token (a number: a pause of that many seconds), each with a new
-    client; what each got."""
+    """One OpenAI chat call per token (a number: a pause until that time), each with a new client;
+    what each got."""
     result = gateway.run(OPENAI_CALLS % json.dumps(tokens), proxy_url=proxy_url)
     assert "outcomes" in result, result
     return result["outcomes"]
@@ -230,15 +231,16 @@ def test_a_jwks_file_issuer_with_its_own_claims_and_no_leeway(g):
     good = file_token(email="dev@example.com", roles=["builders"], groups=["ignored"])
     late = file_token(email="dev@example.com", ttl=-5)  # leeway_s: 0
     nameless = file_token(roles=["builders"])  # no email claim: no one to call it
-    # Valid for about three seconds: accepted (and remembered as verified), then expired.
-    short = file_token(email="brief@example.com", ttl=3)
-    ok, expired, unnamed, short_ok, short_expired = openai_calls(g, [good, late, nameless, short, 3.2, short])
+    # Valid for a few seconds: accepted (and remembered as verified), then expired.
+    short = file_token(email="brief@example.com", ttl=4)
+    after_exp = payload_of(short)["exp"] + 1.1
+    short_ok, ok, expired, unnamed, short_expired = openai_calls(g, [short, good, late, nameless, after_exp, short])
     assert ok == short_ok == OK
     assert_refused(expired, "token expired", late)
     assert unnamed.get("status") == 401 and unnamed.get("tollgate_error") == "unauthenticated", unnamed
     assert_refused(short_expired, "token expired", short)
     assert len(g.fakes["openai"].received) == 2
-    record, refused, _, brief, brief_expired = g.new_audit(5)
+    brief, record, refused, _, brief_expired = g.new_audit(5)
     assert_jwt_record(record, "file:dev@example.com", ["builders"])
     assert_denied_record(refused, "token expired", late)
     assert_jwt_record(brief, "file:brief@example.com", [])
