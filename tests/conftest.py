@@ -77,13 +77,16 @@ class Gateway:
         self._before = 0
         self._last_run_end = 0.0
 
-    def run(self, code: str, env: dict[str, str] | None = None, timeout: float = 60) -> dict:
+    def run(
+        self, code: str, env: dict[str, str] | None = None, timeout: float = 60, proxy_url: str | None = None
+    ) -> dict:
+        """Run client code through the proxy (`proxy_url`: another URL of it, e.g. with a login)."""
         # The audit writer may hold the previous run's last record for up to BATCH_DELAY: count
         # the records only once it has been written (with a margin for the thread to be scheduled).
         time.sleep(max(0.0, self._last_run_end + BATCH_DELAY + 0.05 - time.monotonic()))
         self._before = len(self.audit())
         try:
-            return run_client(code, self.proxy.proxy_url, self.bundle, env, timeout)
+            return run_client(code, proxy_url or self.proxy.proxy_url, self.bundle, env, timeout)
         finally:
             self._last_run_end = time.monotonic()
 
