@@ -1,9 +1,6 @@
 """An identity provider for tests: signing keys (RS256, ES256), the tokens they sign, and a local
 HTTPS server publishing their JWKS, which can rotate the document and go down and come back on
-the same port.
-
-PyJWT is imported where it is used: bench/jwt.py's name makes ruff's import sorting count `jwt` as
-first-party, and a lone import is sorted alike either way."""
+the same port."""
 
 from __future__ import annotations
 
@@ -19,6 +16,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import jwt
 import trustme
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -72,7 +70,6 @@ class SigningKey:
         )
 
     def token(self, payload: dict[str, Any], kid: str | None = None) -> str:
-        import jwt
 
         return jwt.encode(payload, self.private, algorithm=self.alg, headers={"kid": kid or self.kid})
 
@@ -94,7 +91,6 @@ def hs256_token(payload: dict[str, Any], secret: bytes, header: dict[str, Any] |
 
 def verified_hs256(token: str, secret: str, audience: str, issuer: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """An HS256 token's header and claims, once its signature, audience, issuer and expiry hold."""
-    import jwt
 
     claims = jwt.decode(token, secret, algorithms=["HS256"], audience=audience, issuer=issuer)
     return jwt.get_unverified_header(token), claims

@@ -16,7 +16,7 @@ Printed, per call:
 
 The mean and p50 of the best round are printed for each.
 
-    .venv/bin/python bench/jwt.py [--calls 2000] [--fresh 500] [--rounds 3]
+    .venv/bin/python bench/identify.py [--calls 2000] [--fresh 500] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -32,8 +32,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-# This file is named jwt.py: its own directory, first on the path of a script, would shadow PyJWT.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
 sys.path.insert(0, str(BENCH.parent / "addons"))
 
 import yaml  # noqa: E402
