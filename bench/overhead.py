@@ -94,6 +94,7 @@ BENCH = Path(__file__).resolve().parent
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
+import jwt  # noqa: E402
 import trustme  # noqa: E402
 import yaml  # noqa: E402
 
@@ -153,6 +154,7 @@ LABELS = {
     "bare": "bare mitmdump",
     "tollgate": "Tollgate",
     "tollgate-distinct": "Tollgate, distinct requests",
+    "tollgate-jwt": "Tollgate, JWT caller",
     "gemini-calo": "gemini-calo",
     "litellm": "LiteLLM proxy",
 }
@@ -758,8 +760,11 @@ def tollgate_config(
     audit_path: Path,
     other_key: str = "tg-alice-7f3c9b2e41d8a0b6",
     policies: tuple[Path, ...] = POLICIES,
+    jwt_secret: str | None = None,
 ) -> dict:
-    """Tollgate's configuration in the benchmarks: virtual keys, an override rule, a policy, an audit file."""
+    """Tollgate's configuration in the benchmarks: virtual keys (and, given a secret, a JWT issuer), an
+    override rule, a policy, an audit file."""
+    identity = {"identity": {"jwt": [jwt_issuer(jwt_secret)]}} if jwt_secret else {}
     return {
         "providers": {"openai": {"upstream": upstream, "keys": [real_key], "timeout": 60}},
         "clients": [
@@ -772,7 +777,22 @@ def tollgate_config(
         ],
         **({"policy": {"rego": [str(p) for p in policies]}} if policies else {}),
         "audit": {"path": str(audit_path)},
+        **identity,
     }
+
+
+JWT_ISSUER = "https://idp.bench.invalid"
+
+
+def jwt_issuer(secret: str) -> dict:
+    return {"issuer": JWT_ISSUER, "audience": "tollgate", "secret": secret, "algorithms": ["HS256"]}
+
+
+def jwt_token(secret: str) -> str:
+    """The JWT caller's token: the virtual-key caller's name and group, valid for the whole run."""
+    now = int(time.time())
+    claims = {"iss": JWT_ISSUER, "aud": "tollgate", "sub": "bench-app", "groups": ["support"]}
+    return jwt.encode({**claims, "iat": now, "exp": now + 86400}, secret, algorithm="HS256")
 
 
 class Bench:
@@ -786,6 +806,7 @@ class Bench:
         self.loadavg_start = loadavg()
         self.real_key = "sk-proj-" + secrets.token_urlsafe(48)
         self.virtual_key = "tg-bench-app-" + secrets.token_hex(12)
+        self.jwt_secret = secrets.token_urlsafe(48)
         self.calo_key = "calo-bench-" + secrets.token_hex(12)
         self.litellm_key = "sk-litellm-master-" + secrets.token_hex(12)
         self.commands: list[str] = []
@@ -871,6 +892,21 @@ class Bench:
             version=self.modes["tollgate"].version,
             process=self.modes["tollgate"].process,
         )
+        # The same Tollgate, its caller identified by a JWT (verified once, then remembered) rather
+        # than a virtual key.
+        self.modes["tollgate-jwt"] = ModeState(
+            Target(
+                "tollgate-jwt",
+                "connect",
+                self.modes["tollgate"].target.port,
+                jwt_token(self.jwt_secret),
+                OVERRIDDEN_MODEL,
+                context=proxy_ctx,
+                server_hostname=API_HOST,
+            ),
+            version=self.modes["tollgate"].version,
+            process=self.modes["tollgate"].process,
+        )
         self.commands.append("tollgate.yaml: " + json.dumps(self.tollgate_config(redact=True)))
 
         for name, python in installed.items():
@@ -889,6 +925,7 @@ class Bench:
             hide(self.virtual_key),
             self.audit_path,
             hide("tg-alice-" + "7f3c9b2e41d8a0b6"),
+            jwt_secret=hide(self.jwt_secret),
         )
 
     def start_peer(self, name: str, python: Path) -> None:
@@ -1429,6 +1466,24 @@ def report(bench: Bench, elapsed: float) -> bool:
             None,
         )
     )
+    jw = stats["tollgate-jwt"]
+    jw_added = jw["p50"] - base["p50"]
+    checks.append(
+        (
+            "added p50, JWT caller: (Tollgate - direct) / (bare - direct)",
+            f"{jw_added / bare_added:.2f}x ({jw_added:+.3f} / {bare_added:+.3f} ms)" if bare_added > 0 else "-",
+            "<= 1.10x",
+            jw_added / bare_added <= 1.10 if bare_added > 0 else None,
+        )
+    )
+    checks.append(
+        (
+            f"req/s at {args.connections} connections, JWT caller: Tollgate / bare",
+            f"{jw['rps'] / b['rps']:.2f}x ({jw['rps']:.0f} / {b['rps']:.0f})",
+            "(no target)",
+            None,
+        )
+    )
     for peer in PEERS:
         label = LABELS[peer]
         if peer in stats:
@@ -1468,7 +1523,7 @@ def report(bench: Bench, elapsed: float) -> bool:
             audit_lines = sum(1 for _ in f)
     except OSError:
         pass
-    tollgates = [modes["tollgate"], modes["tollgate-distinct"]]
+    tollgates = [modes["tollgate"], modes["tollgate-distinct"], modes["tollgate-jwt"]]
     through = sum(s.calls + s.untimed_calls + args.warmup + min(args.warmup, 5) for s in tollgates)
     print(f"\nTollgate audit records: {audit_lines} (calls through Tollgate incl. warm-up: {through})")
     print(
