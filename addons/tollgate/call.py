@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -84,7 +84,7 @@ def utc_timestamp(seconds: float) -> str:
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 @dataclass(slots=True)
