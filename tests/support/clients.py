@@ -7,15 +7,19 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
 PRELUDE = """
-import json, sys
+import faulthandler, json, sys
+faulthandler.dump_traceback_later({watchdog}, exit=True)
 def report(**values):
     print("RESULT " + json.dumps(values), flush=True)
 """
+# faulthandler's line when its watchdog ends a client that hung.
+WATCHDOG_FIRED = "Timeout ("
 
 EPILOGUE = """
 except Exception as e:
@@ -41,7 +45,11 @@ def client_python() -> str:
 
 def run_client(code: str, proxy_url: str, bundle: Path, env: dict[str, str] | None = None, timeout: float = 60) -> dict:
     """Run `code` (which calls report(...)) through the proxy; return what it reported."""
-    script = PRELUDE + "try:\n" + textwrap.indent(textwrap.dedent(code), "    ") + EPILOGUE
+    # A client that hangs (a library's closing handshake that waits on a socket, say) prints every
+    # thread's stack and exits before the test's own time limit: what it reported still counts, and
+    # where it hung is shown rather than a bare timeout.
+    prelude = PRELUDE.format(watchdog=max(1.0, timeout - 5))
+    script = prelude + "try:\n" + textwrap.indent(textwrap.dedent(code), "    ") + EPILOGUE
     base = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY") and not k.startswith("AWS_")}
     full_env = {
         **base,
@@ -59,6 +67,8 @@ def run_client(code: str, proxy_url: str, bundle: Path, env: dict[str, str] | No
     done = subprocess.run(
         [client_python(), "-c", script], env=full_env, capture_output=True, text=True, timeout=timeout
     )
+    if WATCHDOG_FIRED in done.stderr:
+        warnings.warn(f"the client hung after {timeout - 5:g} s and was ended:\n{done.stderr[-4000:]}", stacklevel=2)
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line.removeprefix("RESULT "))
