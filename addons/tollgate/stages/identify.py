@@ -44,7 +44,8 @@ class Identify:
 
     def request(self, flow: http.HTTPFlow) -> None:
         """After the call steps: a password `handle` did not judge (the call was refused before) goes."""
-        self._passwords.pop(flow, None)
+        if self._passwords:  # only ever filled when Tollgate judges logins
+            self._passwords.pop(flow, None)
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> Awaitable[None] | None:
         provider = provider_of(call)

@@ -56,15 +56,16 @@ def load(path: str, previous: Loaded | None, audit: AuditLog | None) -> tuple[Lo
             runtimes[name] = provider.load_runtime(config, config.providers.get(name), before)
         except ValueError as e:
             raise ConfigError(f"providers.{name}.{e}") from None
+    try:
+        jwt = Verifier(config.identity.jwt, previous.jwt if previous is not None else None)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    # Last: the one step that opens something (a file, its writer thread), after every check that can fail.
     if audit is None or audit.path != config.audit.path:
         try:
             audit = AuditLog(config.audit.path)
         except OSError as e:
             raise ConfigError(f"audit.path: cannot open {config.audit.path}: {e.strerror}") from None
-    try:
-        jwt = Verifier(config.identity.jwt, previous.jwt if previous is not None else None)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
     return Loaded.build(config, policy, runtimes, previous, jwt), audit
 
 

@@ -119,18 +119,22 @@ def credentials_of(call: Call, request: http.Request, provider: Provider) -> tup
 
 
 def request_parts(request: http.Request, call: Call) -> RequestParts:
-    """The request as plain data for the providers' hooks: read as mitmproxy holds it, no header
-    scanned, nothing copied (on every call: positional, and `is_http2`'s test inline)."""
+    """The request as plain data for the providers' hooks that read or sign it whole (Bedrock's):
+    as mitmproxy holds it, nothing copied."""
     data = request.data
-    authority = request.authority if data.http_version in _AUTHORITY_VERSIONS else ""
     return RequestParts(
-        data.method, data.scheme, data.host, authority, data.path, data.headers.fields, data.content or b"",
-        call.headers, call.host, call.upstream, call.body_sha256,
-    )  # fmt: skip
-
-
-# The HTTP versions whose Host header is the :authority pseudo-header (mitmproxy's is_http2, is_http3).
-_AUTHORITY_VERSIONS = (b"HTTP/2.0", b"HTTP/3")
+        method=data.method,
+        scheme=data.scheme,
+        host=data.host,
+        authority=request.authority if request.is_http2 or request.is_http3 else "",
+        path=data.path,
+        fields=data.headers.fields,
+        body=data.content or b"",
+        index=call.headers,
+        called_host=call.host,
+        upstream=call.upstream,
+        payload_hash=call.body_sha256,
+    )
 
 
 def call_of(flow: http.HTTPFlow) -> Call | None:
