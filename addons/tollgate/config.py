@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -192,6 +193,115 @@ class AuditConfig(Strict):
     stream_usage: Literal["passive", "inject"] = "inject"
 
 
+# Prices and amounts of money: exact decimals, never negative.
+Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+
+
+class PriceRule(Strict):
+    """`prices:` one entry: US dollars per million tokens for the calls it matches, which wins over
+    the maintained price table (negotiated rates, fine-tuned and private models)."""
+
+    match: OverrideMatch = OverrideMatch()
+    input_per_mtok: Money
+    output_per_mtok: Money
+    cached_input_per_mtok: Money | None = None  # default: input_per_mtok
+    cache_write_per_mtok: Money | None = None  # default: input_per_mtok
+    reasoning_per_mtok: Money | None = None  # default: output_per_mtok
+
+    @field_validator("match")
+    @classmethod
+    def _provider_known(cls, value: OverrideMatch) -> OverrideMatch:
+        if value.provider is not None and value.provider not in PROVIDER_NAMES:
+            raise ValueError(f"unknown provider {value.provider!r}; one of {', '.join(PROVIDER_NAMES)}")
+        return value
+
+
+WINDOWS = ("minute", "day", "month")
+METRICS = ("requests", "tokens", "usd")
+# A limit's caps, by field name: `<metric>_per_<window>`, e.g. tokens_per_day.
+LIMIT_FIELDS = tuple(f"{metric}_per_{window}" for metric in METRICS for window in WINDOWS)
+
+Count = Annotated[int, Field(ge=0)]
+
+
+class LimitRule(Strict):
+    """`limits:` one entry: the caps on the calls it matches, counted per client, per group, or for
+    all of them together, in fixed UTC windows."""
+
+    name: str | None = Field(default=None, min_length=1)  # default: made from match and per
+    match: OverrideMatch = OverrideMatch()
+    per: Literal["client", "group", "all"] = "client"
+    requests_per_minute: Count | None = None
+    requests_per_day: Count | None = None
+    requests_per_month: Count | None = None
+    tokens_per_minute: Count | None = None
+    tokens_per_day: Count | None = None
+    tokens_per_month: Count | None = None
+    usd_per_minute: Money | None = None
+    usd_per_day: Money | None = None
+    usd_per_month: Money | None = None
+
+    @property
+    def label(self) -> str:
+        """The limit's name: what refusals, the audit and the policy call it, and what its counters
+        are kept under (a name that stays the same keeps its counts across edits)."""
+        if self.name is not None:
+            return self.name
+        m = self.match
+        parts = [f"{k}={v}" for k, v in (("provider", m.provider), ("model", m.model), ("client", m.client),
+                                          ("group", m.group)) if v is not None]  # fmt: skip
+        return f"{' '.join(parts) or 'every call'} per {self.per}"
+
+    def caps(self) -> dict[str, int | Decimal]:
+        """The caps set, by field name (`LIMIT_FIELDS`)."""
+        return {name: value for name in LIMIT_FIELDS if (value := getattr(self, name)) is not None}
+
+    @model_validator(mode="after")
+    def _something_capped(self) -> LimitRule:
+        if not self.caps():
+            raise ValueError(f"a limit must set at least one of {', '.join(LIMIT_FIELDS)}")
+        if self.match.provider is not None and self.match.provider not in PROVIDER_NAMES:
+            raise ValueError(f"unknown provider {self.match.provider!r}; one of {', '.join(PROVIDER_NAMES)}")
+        return self
+
+
+LEDGER_FILE = "ledger.sqlite"
+
+
+class LedgerConfig(Strict):
+    """`ledger:` where the counters of the limits and the record of every call's usage are kept."""
+
+    # sqlite:///relative/path, sqlite:////absolute/path, or redis://[:password@]host[:port][/db]
+    # (rediss:// over TLS). Default: a SQLite file beside the audit log.
+    store: str | None = Field(default=None, repr=False)  # a Redis URL may hold a password
+    on_store_error: Literal["deny", "allow"] = "deny"
+    # What a call that sets no max_tokens reserves for its answer, until its real usage settles it.
+    reserve_output_tokens: Count = 4096
+
+    @field_validator("store")
+    @classmethod
+    def _store_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme == "sqlite":
+            if parts.netloc or not parts.path.removeprefix("/"):
+                raise ValueError("a SQLite store is sqlite:///relative/path or sqlite:////absolute/path")
+            return value
+        if parts.scheme in ("redis", "rediss"):
+            try:
+                _ = parts.port
+            except ValueError as e:
+                raise ValueError(f"bad port: {e}") from None
+            if not parts.hostname:
+                raise ValueError("a Redis store is redis://host[:port][/db]")
+            db = parts.path.strip("/")
+            if db and not db.isdigit():
+                raise ValueError("a Redis store's database is a number: redis://host:port/0")
+            return value
+        raise ValueError("must be sqlite:///path or redis://host:port/db")
+
+
 class Config(Strict):
     providers: Providers = Providers()
     clients: tuple[Client, ...] = ()
@@ -200,6 +310,9 @@ class Config(Strict):
     overrides: tuple[Override, ...] = ()
     policy: PolicyConfig = PolicyConfig()
     audit: AuditConfig = AuditConfig()
+    prices: tuple[PriceRule, ...] = ()
+    limits: tuple[LimitRule, ...] = ()
+    ledger: LedgerConfig = LedgerConfig()
 
     @property
     def anonymous_allowed(self) -> bool:
@@ -207,6 +320,14 @@ class Config(Strict):
             # Clients or JWT issuers configured: who calls must say who they are.
             return not self.clients and not self.identity.jwt
         return self.allow_anonymous
+
+    @property
+    def ledger_store(self) -> str:
+        """The ledger's store: as configured, else a SQLite file beside the audit log."""
+        if self.ledger.store is not None:
+            return self.ledger.store
+        beside = Path(self.audit.path).parent if self.audit.path != "-" else Path()
+        return f"sqlite:///{beside / LEDGER_FILE}"
 
     @model_validator(mode="after")
     def _identities_unique(self) -> Config:
@@ -225,6 +346,14 @@ class Config(Strict):
                 if cred.access_key_id in seen_aws:
                     raise ValueError(f"clients.{i}.aws_credentials.{j}.access_key_id: used by another client")
                 seen_aws.add(cred.access_key_id)
+        labels: dict[str, int] = {}
+        for i, limit in enumerate(self.limits):
+            if limit.label in labels:
+                raise ValueError(
+                    f"limits.{i}: called {limit.label!r} like limits.{labels[limit.label]}, whose counters it"
+                    " would share; set name: on one of them"
+                )
+            labels[limit.label] = i
         issuers: set[str] = set()
         for i, entry in enumerate(self.identity.jwt):
             if entry.issuer in issuers:
