@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from .jwt_identity import JwtIdentity
     from .keypool import KeyPool
+    from .stages.ledger import Reserved
     from .stages.shared import Loaded
 
 Auth = Literal["virtual_key", "sigv4", "proxyauth", "jwt", "anonymous"]
@@ -135,6 +136,12 @@ class Call:
     pooled_key: tuple[KeyPool, str] | None = field(default=None, repr=False)
     # Tollgate asked an OpenAI stream for usage the client did not ask for (`stream_usage: inject`).
     usage_asked: bool = False
+    # The limits' counters this call charged and what it reserved on them, settled when it ends.
+    reserved: Reserved | None = field(default=None, repr=False)
+    # The limits' counters as they stood before this call, which the policy sees (`input.usage`).
+    usage_counters: tuple[tuple[str, str, str, int, int, str], ...] = ()
+    # The ledger's store failed this call (`ledger.on_store_error` says whether it went on).
+    ledger_error: str | None = None
 
     def audit_record(self) -> dict[str, Any]:
         c, u = self.classification, self.usage or NO_USAGE
@@ -173,6 +180,7 @@ class Call:
             "reasoning_tokens": u.reasoning_tokens,
             "finish_reason": u.finish_reason,
             "error": self.error,
+            "ledger_error": self.ledger_error,
         }
 
     def summary(self) -> str:

@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 
+from .call import fingerprint
+
 DEFAULT_REST = 60.0
 MAX_REST = 86400.0
 # delay-seconds is 1*DIGIT (RFC 9110); a fraction is read too, as OpenAI's SDK reads one. ASCII
@@ -34,7 +36,13 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float:
 
 
 class KeyPool:
-    def __init__(self, keys: Sequence[str], clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        keys: Sequence[str],
+        clock: Callable[[], float] = time.monotonic,
+        fingerprint: Callable[[str], str] = fingerprint,
+    ) -> None:
+        self._fingerprint = fingerprint
         self._keys = list(keys)
         self._clock = clock
         self._next = 0
@@ -46,7 +54,7 @@ class KeyPool:
         when a call that took it from this pool is refused after the reload."""
         if list(keys) == self._keys:
             return self
-        pool = KeyPool(keys, self._clock)
+        pool = KeyPool(keys, self._clock, self._fingerprint)
         for key in [k for k in self._resting_until if k not in pool._keys]:
             del self._resting_until[key]
         pool._resting_until = self._resting_until
@@ -76,3 +84,11 @@ class KeyPool:
     def rest(self, key: str, seconds: float) -> None:
         if key in self._keys:
             self._resting_until[key] = self._clock() + seconds
+
+    def rest_fingerprint(self, fingerprint: str, seconds: float) -> None:
+        """Rest the key of this fingerprint, if the pool has it: another process was refused it."""
+        for key in self._keys:
+            if self._fingerprint(key) == fingerprint:
+                until = self._clock() + seconds
+                if until > self._resting_until.get(key, 0.0):
+                    self._resting_until[key] = until

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from fnmatch import fnmatchcase
 
-from .config import Override
+from .config import Override, OverrideMatch
 from .providers import PROVIDERS
 
 # What each provider's OpenAI-compatible API offers, and under which path prefix.
@@ -27,19 +27,26 @@ def find_rule(
     endpoints its target offers in the OpenAI format."""
     groups = tuple(groups)
     for rule in rules:
-        m = rule.match
-        if m.provider is not None and m.provider != provider:
-            continue
-        if m.model is not None and (model is None or not fnmatchcase(model, m.model)):
-            continue
-        if m.client is not None and (client is None or not fnmatchcase(client, m.client)):
-            continue
-        if m.group is not None and not any(fnmatchcase(g, m.group) for g in groups):
+        if not matches(rule.match, provider, model, client, groups):
             continue
         if rule.provider not in (None, provider) and endpoint not in ROUTED_ENDPOINTS[rule.provider]:
             continue
         return rule
     return None
+
+
+def matches(
+    match: OverrideMatch, provider: str | None, model: str | None, client: str | None, groups: Iterable[str]
+) -> bool:
+    """Whether a call fits a rule's match (overrides, prices, limits): each field set is a glob
+    that must fit (the provider exactly), a group glob any of the call's groups."""
+    if match.provider is not None and match.provider != provider:
+        return False
+    if match.model is not None and (model is None or not fnmatchcase(model, match.model)):
+        return False
+    if match.client is not None and (client is None or not fnmatchcase(client, match.client)):
+        return False
+    return match.group is None or any(fnmatchcase(g, match.group) for g in groups)
 
 
 class RuleBook:

@@ -13,6 +13,7 @@ from .stages.classify import Classify
 from .stages.credential import Credential
 from .stages.decide import Decide
 from .stages.identify import Identify
+from .stages.ledger import Ledger
 from .stages.override import Override
 from .stages.redact import Redact
 from .stages.route import Route
@@ -34,19 +35,21 @@ def gateway() -> Gateway:
     identify = Identify(shared)
     override = Override(shared)
     route = Route(shared)
+    ledger = Ledger(shared)
     decide = Decide(shared)
     ask_for_usage = AskForUsage(shared)
     credential = Credential(shared)
     upstream_watch = UpstreamWatch(shared)
     stream_tap = StreamTap(shared)
     redact = Redact(shared)
-    audit = Audit(shared)
+    audit = Audit(shared, recorded=ledger.settle)
 
     call_steps = CallSteps(
         audit_gate.handle,  # 503 while the audit cannot be written
         identify.handle,  # who is calling: proxy login, virtual key, JWT, verified signature, anonymous; else 401
         override.handle,  # the first matching rule: the model called, the provider routed to
         route.handle,  # the upstream's scheme, host and port
+        ledger.handle,  # the limits that apply: what the call may use reserved on their counters (429 when full)
         decide.handle,  # the policy: 403 with its reasons (a decision not cached is awaited from its worker)
         ask_for_usage.handle,  # an OpenAI-format stream asked for its usage (before anything is signed)
         credential.handle,  # the caller's credential out, the upstream one in (a header, or a SigV4 signature)
@@ -92,5 +95,7 @@ def gateway() -> Gateway:
         error=[upstream_watch.error, stream_tap.error, redact.error, audit.error],
         websocket_message=[websocket.websocket_message],  # relayed; kept out of the flow
         websocket_end=[websocket.websocket_end, audit.websocket_end],
-        done=[settings.done, decide.done, upstream_watch.done, stream_tap.done, redact.done, audit.done],
+        done=[
+            settings.done, decide.done, upstream_watch.done, stream_tap.done, redact.done, audit.done, ledger.done,
+        ],  # fmt: skip
     )

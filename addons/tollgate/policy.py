@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -253,7 +254,7 @@ def input_facts(call: Any) -> tuple[Any, ...]:
     return (
         call.client, tuple(call.groups), call.auth, call.provider, call.host, call.method, call.path, c.endpoint,
         c.model, model, f.message_count, f.has_system, f.has_tools, f.stream, f.max_tokens, c.unread,
-        call.identity,
+        call.identity, call.usage_counters,
     )  # fmt: skip
 
 
@@ -264,6 +265,7 @@ INPUT_LAYOUT: dict[str, Any] = {
     "request": {"message_count": 10, "has_system": 11, "has_tools": 12, "stream": 13, "max_tokens": 14},
     "unread": 15,
     "identity": 16,  # a JWT caller's: issuer and claims, one fact (`JwtIdentity`)
+    "usage": 17,  # the limits' counters (`limits.usage_facts`), one fact
 }  # fmt: skip
 
 
@@ -313,7 +315,7 @@ def input_document(facts: tuple[Any, ...]) -> dict[str, Any]:
     """The JSON document a policy evaluates as `input` (who calls, where the call goes, what it asks
     for), built from `input_facts` so that it holds exactly what the decision cache is keyed on."""
     (client, groups, auth, provider, host, method, path, endpoint, requested_model, model,
-     message_count, has_system, has_tools, stream, max_tokens, unread, identity) = facts  # fmt: skip
+     message_count, has_system, has_tools, stream, max_tokens, unread, identity, usage) = facts  # fmt: skip
     document = {
         "client": {"name": client, "groups": list(groups), "auth": auth},
         "provider": provider,
@@ -331,10 +333,27 @@ def input_document(facts: tuple[Any, ...]) -> dict[str, Any]:
             "max_tokens": max_tokens,
         },
         "unread": list(unread),
+        "usage": usage_input(usage),
     }
     if identity is not None:  # a JWT caller: `input.identity` is undefined for every other
         document["identity"] = identity.policy_input()
     return document
+
+
+NANO = Decimal(1_000_000_000)  # nano-dollars, the counters' unit of money, in a dollar
+
+
+def usage_input(counters: tuple[tuple[str, str, str, int, int, str], ...]) -> dict[str, Any]:
+    """`input.usage`: by limit, subject (client, group or "all") and field (e.g. usd_per_day), what
+    was used before this call and the cap; money in dollars."""
+    usage: dict[str, Any] = {}
+    for label, subject, field, used, cap, metric in counters:
+        if metric == "usd":
+            entry: dict[str, Any] = {"used": float(Decimal(used) / NANO), "limit": float(Decimal(cap) / NANO)}
+        else:
+            entry = {"used": used, "limit": cap}
+        usage.setdefault(label, {}).setdefault(subject, {})[field] = entry
+    return usage
 
 
 def policy_input(call: Any) -> dict[str, Any]:

@@ -25,11 +25,14 @@ from . import openai
 from .base import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
+    BUDGET_EXCEEDED,
     INTERNAL_ERROR,
     INVALID_SIGNATURE,
+    LEDGER_UNAVAILABLE,
     MISCONFIGURED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
+    RATE_LIMITED,
     UNAUTHENTICATED,
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
@@ -71,6 +74,9 @@ _ERROR_TYPES = {
     UPSTREAM_TIMEOUT: "timeout_error",
     BAD_REQUEST: "invalid_request_error",
     AUDIT_UNAVAILABLE: "api_error",
+    RATE_LIMITED: "rate_limit_error",
+    BUDGET_EXCEEDED: "rate_limit_error",
+    LEDGER_UNAVAILABLE: "api_error",
 }
 
 

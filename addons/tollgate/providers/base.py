@@ -56,6 +56,12 @@ UPSTREAM_TIMEOUT = "upstream_timeout"
 BAD_REQUEST = "bad_request"
 # The audit cannot be written: a call that cannot be recorded is not served.
 AUDIT_UNAVAILABLE = "audit_unavailable"
+# A limit's minute window is full: a retry after `Retry-After` seconds goes.
+RATE_LIMITED = "rate_limited"
+# A limit's day or month window is full: retrying before the window ends is in vain.
+BUDGET_EXCEEDED = "budget_exceeded"
+# The ledger's store cannot be reached, and `ledger.on_store_error` is deny.
+LEDGER_UNAVAILABLE = "ledger_unavailable"
 
 STATUS = {
     UNAUTHENTICATED: 401,
@@ -68,6 +74,9 @@ STATUS = {
     UPSTREAM_TIMEOUT: 504,
     BAD_REQUEST: 400,
     AUDIT_UNAVAILABLE: 503,
+    RATE_LIMITED: 429,
+    BUDGET_EXCEEDED: 429,
+    LEDGER_UNAVAILABLE: 503,
 }
 
 
@@ -345,7 +354,7 @@ class Provider:
                 "x-tollgate-error": reason,
                 # The official SDKs retry 5xx answers unless told not to: a refusal or a missing
                 # credential does not heal by retrying, an unreachable upstream may.
-                **({"x-should-retry": "false"} if STATUS[reason] < 502 else {}),
+                **({"x-should-retry": "false"} if STATUS[reason] < 502 and reason != RATE_LIMITED else {}),
                 **headers,
             },
             json.dumps(payload).encode(),

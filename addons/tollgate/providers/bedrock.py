@@ -35,11 +35,14 @@ from . import anthropic, openai
 from .base import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
+    BUDGET_EXCEEDED,
     INTERNAL_ERROR,
     INVALID_SIGNATURE,
+    LEDGER_UNAVAILABLE,
     MISCONFIGURED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
+    RATE_LIMITED,
     UNAUTHENTICATED,
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
@@ -87,6 +90,9 @@ _ERRORS = {
     UPSTREAM_TIMEOUT: (504, "ModelTimeoutException"),
     BAD_REQUEST: (400, "ValidationException"),
     AUDIT_UNAVAILABLE: (503, "ServiceUnavailableException"),
+    RATE_LIMITED: (429, "ThrottlingException"),
+    BUDGET_EXCEEDED: (429, "ThrottlingException"),
+    LEDGER_UNAVAILABLE: (503, "ServiceUnavailableException"),
 }
 
 

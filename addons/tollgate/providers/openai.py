@@ -26,11 +26,14 @@ from ..usage_readers import SSEReader, UsageReader, add_totals, is_event_stream
 from .base import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
+    BUDGET_EXCEEDED,
     INTERNAL_ERROR,
     INVALID_SIGNATURE,
+    LEDGER_UNAVAILABLE,
     MISCONFIGURED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
+    RATE_LIMITED,
     UNAUTHENTICATED,
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
@@ -371,11 +374,22 @@ _ERROR_TYPES = {
     UPSTREAM_TIMEOUT: "server_error",
     BAD_REQUEST: "invalid_request_error",
     AUDIT_UNAVAILABLE: "server_error",
+    RATE_LIMITED: "requests",
+    BUDGET_EXCEEDED: "insufficient_quota",
+    LEDGER_UNAVAILABLE: "server_error",
+}
+
+
+# OpenAI's own codes where a reason has one; else the reason itself.
+_ERROR_CODES = {
+    UNAUTHENTICATED: "invalid_api_key",
+    RATE_LIMITED: "rate_limit_exceeded",
+    BUDGET_EXCEEDED: "insufficient_quota",
 }
 
 
 def refusal_body(reason: str, message: str) -> dict[str, Any]:
-    code = "invalid_api_key" if reason == UNAUTHENTICATED else reason
+    code = _ERROR_CODES.get(reason, reason)
     return {"error": {"message": message, "type": _ERROR_TYPES[reason], "param": None, "code": code}}
 
 

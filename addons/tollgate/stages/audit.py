@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -15,11 +17,14 @@ from .shared import CALL, Shared, call_of, refuse
 
 REQUEST_ID_HEADER = "x-tollgate-request-id"
 
+logger = logging.getLogger(__name__)
+
 
 class Audit:
-    def __init__(self, shared: Shared) -> None:
+    def __init__(self, shared: Shared, recorded: Callable[[Call, dict[str, Any]], None] | None = None) -> None:
         self.shared = shared
         self._live: set[http.HTTPFlow] = set()
+        self._recorded = recorded  # told of every call's record (the ledger settles the call's counters)
 
     def request(self, flow: http.HTTPFlow) -> None:
         if call_of(flow) is not None:
@@ -69,6 +74,11 @@ class Audit:
         record = call.audit_record()
         if self.shared.audit is not None:
             self.shared.audit.write(record)
+        if self._recorded is not None:
+            try:
+                self._recorded(call, record)
+            except Exception:  # the flow's comment and marker still follow
+                logger.exception("Tollgate: settling the call in the ledger failed")
         flow.comment = encodable(call.summary())
         if marker := call.flow_marker():  # left alone otherwise: a marker the user set in the meantime
             flow.marked = marker

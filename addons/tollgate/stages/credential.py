@@ -4,11 +4,12 @@ caller's credential never goes upstream otherwise."""
 
 from __future__ import annotations
 
+import time
 from functools import partial
 
 from mitmproxy import http
 
-from ..call import Call
+from ..call import Call, fingerprint
 from ..keypool import retry_after_seconds
 from ..providers import PROVIDERS
 from ..providers.base import NO_UPSTREAM_CREDENTIAL, CredentialUnavailable
@@ -97,4 +98,7 @@ class Credential:
             return
         if flow.response.status_code in RESTING_STATUSES:
             pool, key = call.pooled_key
-            pool.rest(key, retry_after_seconds(flow.response.headers.get("retry-after")))
+            seconds = retry_after_seconds(flow.response.headers.get("retry-after"))
+            pool.rest(key, seconds)
+            if self.shared.ledger is not None:  # every process sharing the store rests it too
+                self.shared.ledger.rest(fingerprint(key), time.time() + seconds)

@@ -15,7 +15,9 @@ from ..config import PROVIDER_NAMES, Config, ConfigError, load_config
 from ..jwt_identity import Verifier
 from ..policy import Policy, PolicyError
 from ..providers import PROVIDERS, allow_hosts
-from .shared import Loaded, Shared
+from ..ledger import StoreError, open_store
+from ..ledger.store import Store
+from .shared import Loaded, Shared, close_later
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +40,12 @@ def stamp_of(path: str) -> Stamp:
     return st.st_mtime_ns, st.st_size, st.st_ino
 
 
-def load(path: str, previous: Loaded | None, audit: AuditLog | None) -> tuple[Loaded, AuditLog]:
+def load(
+    path: str, previous: Loaded | None, audit: AuditLog | None, ledger: tuple[str, Store] | None = None
+) -> tuple[Loaded, AuditLog, Store]:
     """The configuration at `path` built for use, with what it leaves unchanged taken from
-    `previous` and `audit` (its policy, what its providers loaded, the audit log itself) rather than made
-    anew. Raises ConfigError naming the file and the field."""
+    `previous`, `audit` and `ledger` (its policy, what its providers loaded, the audit log, the
+    ledger's store and its URL) rather than made anew. Raises ConfigError naming the file and the field."""
     config = load_config(path)
     policy = previous.policy if previous is not None and same_policy(previous.policy, config) else None
     if policy is None and config.policy.rego:
@@ -60,13 +64,21 @@ def load(path: str, previous: Loaded | None, audit: AuditLog | None) -> tuple[Lo
         jwt = Verifier(config.identity.jwt, previous.jwt if previous is not None else None)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    # Last: the one step that opens something (a file, its writer thread), after every check that can fail.
+    # Last: the steps that open something (files, writer threads), after every check that can fail.
+    store = ledger[1] if ledger is not None and ledger[0] == config.ledger_store else None
+    if store is None:
+        try:
+            store = open_store(config.ledger_store)
+        except StoreError as e:
+            raise ConfigError(f"ledger.store: {e}") from None
     if audit is None or audit.path != config.audit.path:
         try:
             audit = AuditLog(config.audit.path)
         except OSError as e:
+            if ledger is None or store is not ledger[1]:
+                close_later(store)
             raise ConfigError(f"audit.path: cannot open {config.audit.path}: {e.strerror}") from None
-    return Loaded.build(config, policy, runtimes, previous, jwt), audit
+    return Loaded.build(config, policy, runtimes, previous, jwt), audit, store
 
 
 def same_policy(policy: Policy | None, config: Config) -> bool:
@@ -138,8 +150,12 @@ class Settings:
         task.add_done_callback(self._fetches.discard)
 
     def _apply(self, path: str) -> None:
-        loaded, audit = load(path, self.shared.loaded, self.shared.audit)
-        self.shared.apply(loaded, audit)
+        shared = self.shared
+        ledger = (shared.ledger_url, shared.ledger) if shared.ledger is not None and shared.ledger_url else None
+        loaded, audit, store = load(path, shared.loaded, shared.audit, ledger)
+        if ledger is None or store is not ledger[1]:
+            store.on_rest(shared.rest_elsewhere)
+        shared.apply(loaded, audit, store)
         self._fetch_keys()
         config = loaded.config
         if config.anonymous_allowed and any(config.providers.get(n).keys for n in PROVIDER_NAMES):

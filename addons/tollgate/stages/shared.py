@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -16,6 +18,8 @@ from ..config import Config, ProviderConfig
 from ..json_codec import encode_json
 from ..jwt_identity import Verifier
 from ..keypool import KeyPool
+from ..ledger.store import Store
+from ..limits import Limits
 from ..overrides import RuleBook
 from ..policy import Policy
 from ..providers import PROVIDERS
@@ -41,6 +45,7 @@ class Loaded:
     policy: Policy | None = None
     runtimes: dict[str, Any] = field(default_factory=dict)  # what each provider loaded (`Provider.load_runtime`)
     jwt: Verifier = field(default_factory=lambda: Verifier(()))  # the JWT issuers (`identity.jwt`)
+    limits: Limits = field(default_factory=lambda: Limits(()))
 
     @classmethod
     def build(
@@ -62,32 +67,51 @@ class Loaded:
         runtimes = {name: (runtimes or {}).get(name) for name in PROVIDERS}
         if jwt is None:
             jwt = Verifier(config.identity.jwt, previous.jwt if previous is not None else None)
-        return cls(config, providers, Directory(config), RuleBook(config.overrides), pools, policy, runtimes, jwt)
+        return cls(
+            config, providers, Directory(config), RuleBook(config.overrides), pools, policy, runtimes, jwt,
+            Limits(config.limits),
+        )  # fmt: skip
 
 
 class Shared:
     """What the stages share: the configuration loaded (None until one has: a broken one must not
-    leave Tollgate open), and the audit log, which outlives a reload that keeps its path."""
+    leave Tollgate open), the audit log, which outlives a reload that keeps its path, and the
+    ledger's store, which outlives one that keeps its URL."""
 
     def __init__(self) -> None:
         self.loaded: Loaded | None = None
         self.audit: AuditLog | None = None
+        self.ledger: Store | None = None
+        self.ledger_url: str | None = None
         # mitmproxy's `proxyauth` is `any`: it takes every login, and Tollgate judges its password,
         # which must be a JWT of a configured issuer (the user name says nothing).
         self.logins_unchecked = False
 
-    def apply(self, loaded: Loaded, audit: AuditLog | None) -> None:
-        """Swap in a configuration and its audit log; stop the policy and audit log no longer used
-        (a policy once the evaluations under way have ended, an audit log once it has written what
-        it holds)."""
-        old, old_audit = self.loaded, self.audit
+    def apply(self, loaded: Loaded, audit: AuditLog | None, ledger: Store | None = None) -> None:
+        """Swap in a configuration, its audit log and its ledger's store; stop the policy, audit log
+        and store no longer used (a policy once the evaluations under way have ended, an audit log
+        and a store once they have written what they hold)."""
+        old, old_audit, old_ledger = self.loaded, self.audit, self.ledger
         self.loaded, self.audit = loaded, audit
+        self.ledger, self.ledger_url = ledger, loaded.config.ledger_store if ledger is not None else None
         if old_audit is not None and old_audit is not audit:
             old_audit.close()
+        if old_ledger is not None and old_ledger is not ledger:
+            close_later(old_ledger)
         if old is not None and old.policy is not None and old.policy is not loaded.policy:
             old.policy.close()
         if loaded.policy is not None and (old is None or old.policy is not loaded.policy):
             loaded.policy.start()  # needs the event loop: at start-up `Decide.running` starts it
+
+    def rest_elsewhere(self, fingerprint: str, until: float) -> None:
+        """A key that another process sharing the ledger's store rested, until `until` (epoch seconds)."""
+        loaded = self.loaded
+        if loaded is None:
+            return
+        seconds = until - time.time()
+        if seconds > 0:
+            for pool in loaded.pools.values():
+                pool.rest_fingerprint(fingerprint, seconds)
 
     def replace_policy(self, current: Policy, fresh: Policy) -> bool:
         """Swap in a reloaded policy, unless a configuration replaced `current` meanwhile."""
@@ -98,6 +122,21 @@ class Shared:
         current.close()
         fresh.start()
         return True
+
+
+def close_later(store: Store) -> None:
+    """Close a store once it has written what it holds, without waiting for it (a reload)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(store.aclose())
+        return
+    task = loop.create_task(store.aclose())
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+
+
+_closing: set[asyncio.Task[None]] = set()  # kept, so that a task is not collected before it ends
 
 
 def write_body(request: http.Request, call: Call) -> None:
@@ -147,12 +186,14 @@ def provider_of(call: Call) -> Provider:
     return PROVIDERS[call.provider]
 
 
-def refuse(flow: http.HTTPFlow, call: Call, reason: str, message: str) -> None:
+def refuse(
+    flow: http.HTTPFlow, call: Call, reason: str, message: str, headers: Mapping[str, str] | None = None
+) -> None:
     """Answer the call in the provider's own error shape instead of forwarding it."""
     refusal = provider_of(call).refusal(reason, message)
     call.answered_by_tollgate = True
     # mitmproxy cannot answer a request it streams upstream; the refused body is read instead.
     flow.request.stream = False
     flow.response = http.Response.make(
-        refusal.status, refusal.body, {**refusal.headers, "x-tollgate-request-id": call.request_id}
+        refusal.status, refusal.body, {**refusal.headers, **(headers or {}), "x-tollgate-request-id": call.request_id}
     )

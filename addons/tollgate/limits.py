@@ -1,0 +1,167 @@
+"""The limits (`limits:`): which apply to a call, the counters each keeps for it, what the call
+reserves on them before it goes, and what it settles to once its usage is known. Pure: the store
+that keeps the counters is `ledger/`, the step that asks it `stages/ledger.py`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from fnmatch import fnmatchcase
+
+from .config import WINDOWS, LimitRule
+from .ledger.store import Charge
+from .ledger.windows import window_bounds
+from .overrides import matches
+
+NANO = Decimal(1_000_000_000)  # nano-dollars in a dollar: what money is counted in
+ANONYMOUS = "anonymous"  # the subject of every anonymous caller's per-client counters
+BYTES_PER_TOKEN = 4  # a prompt's tokens, estimated from its body's size until its usage is read
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    """One counter a call charges: a limit's cap on one metric in one window, for one subject."""
+
+    label: str  # the limit's name
+    field: str  # e.g. tokens_per_day
+    metric: str  # requests, tokens or usd
+    window: str  # minute, day or month
+    subject: str  # the client, the group, or "all"
+    cap: int  # in the counter's unit: requests, tokens, nano-dollars
+    end: int  # the window's end, epoch seconds
+    key: str  # the store's name for it
+
+    def amount(self, requests: int, tokens: int, nanousd: int) -> int:
+        return requests if self.metric == "requests" else tokens if self.metric == "tokens" else nanousd
+
+    def show(self, value: int) -> str:
+        """A value of this counter as users read it: dollars for money."""
+        return f"${Decimal(value) / NANO:f}" if self.metric == "usd" else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """What a call may use, reserved before it goes: an upper bound where the request says one
+    (its max_tokens), an estimate where it does not (its prompt's tokens)."""
+
+    requests: int
+    tokens: int
+    nanousd: int | None  # None: the model's price is unknown
+
+
+class Limits:
+    """The configured limits, with the ones applying to each call shape found once."""
+
+    LIMIT = 4096  # shapes remembered; past that, the book starts afresh
+
+    def __init__(self, rules: Sequence[LimitRule]) -> None:
+        self.rules = tuple(rules)
+        self._found: dict[tuple[object, ...], tuple[LimitRule, ...]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.rules)
+
+    def applying(
+        self, provider: str, model: str | None, client: str | None, groups: tuple[str, ...]
+    ) -> tuple[LimitRule, ...]:
+        shape = (provider, model, client, groups)
+        try:
+            return self._found[shape]
+        except KeyError:
+            pass
+        if len(self._found) >= self.LIMIT:
+            self._found.clear()
+        found = tuple(r for r in self.rules if matches(r.match, provider, model, client, groups))
+        self._found[shape] = found
+        return found
+
+
+def subjects(rule: LimitRule, client: str | None, groups: Iterable[str]) -> tuple[str, ...]:
+    """Whose counters a call charges under a limit: its client's, each of its groups' that the
+    limit matches (none for a caller in no group), or everyone's together."""
+    if rule.per == "client":
+        return (client or ANONYMOUS,)
+    if rule.per == "all":
+        return ("all",)
+    if rule.match.group is None:
+        return tuple(groups)
+    return tuple(g for g in groups if fnmatchcase(g, rule.match.group))
+
+
+def counters(rules: Iterable[LimitRule], client: str | None, groups: tuple[str, ...], now: float) -> list[Counter]:
+    """Every counter the limits keep for a call made at `now`."""
+    bounds = {window: window_bounds(window, now) for window in WINDOWS}
+    found = []
+    for rule in rules:
+        who = subjects(rule, client, groups)
+        for field, cap in rule.caps().items():
+            metric, window = field.split("_per_")
+            start, end = bounds[window]
+            units = int(Decimal(cap) * NANO) if metric == "usd" else int(cap)
+            for subject in who:
+                key = f"{rule.label}|{rule.per}:{subject}|{metric}|{window}|{start}"
+                found.append(Counter(rule.label, field, metric, window, subject, units, end, key))
+    return found
+
+
+def estimate_tokens(body_size: int, max_tokens: int | None, generates: bool, reserve_output: int) -> tuple[int, int]:
+    """A call's prompt and answer tokens before it runs: its body's bytes over four (a token is about
+    four bytes of English text; JSON's syntax makes the estimate high rather than low), and its
+    max_tokens, or `reserve_output` when a call that generates text sets none."""
+    answer = max_tokens if max_tokens is not None else reserve_output if generates else 0
+    return math.ceil(body_size / BYTES_PER_TOKEN), max(answer, 0)
+
+
+def charges(found: Sequence[Counter], estimate: Estimate) -> list[Charge]:
+    nanousd = estimate.nanousd or 0
+    return [
+        Charge(c.key, c.amount(estimate.requests, estimate.tokens, nanousd), c.cap, c.end + EXPIRY_GRACE)
+        for c in found
+    ]
+
+
+# Counters are kept a while past their window's end, so that a call that ends after its window
+# still settles a counter that exists (and the report's latest windows can be read).
+EXPIRY_GRACE = 3600
+
+
+def adjustments(
+    found: Sequence[Counter], reserved: Estimate, used: Estimate
+) -> list[tuple[str, int, int]]:
+    """What settles a call's reservation to what it used: (counter, delta, expires), zero deltas left out."""
+    changes = []
+    for c in found:
+        delta = c.amount(used.requests, used.tokens, used.nanousd or 0) - c.amount(
+            reserved.requests, reserved.tokens, reserved.nanousd or 0
+        )
+        if delta:
+            changes.append((c.key, delta, c.end + EXPIRY_GRACE))
+    return changes
+
+
+def retry_after(counter: Counter, now: float) -> int:
+    """Whole seconds until the counter's window ends (at least one)."""
+    return max(1, math.ceil(counter.end - now))
+
+
+def refusal_message(counter: Counter, used: int, needed: int, now: float) -> str:
+    return (
+        f"Tollgate limit {counter.label!r}: {counter.field} is {counter.show(counter.cap)} for {counter.subject};"
+        f" {counter.show(used)} used, this call needs up to {counter.show(needed)}."
+        f" The {counter.window} window ends in {retry_after(counter, now)} s."
+    )
+
+
+def deny_reason(counter: Counter) -> str:
+    return f"limit {counter.label!r}: {counter.field} {counter.show(counter.cap)} reached for {counter.subject}"
+
+
+# (limit, subject, field, used, cap, metric) per counter: `policy.usage_input` makes `input.usage` of it.
+UsageFacts = tuple[tuple[str, str, str, int, int, str], ...]
+
+
+def usage_facts(found: Sequence[Counter], values: Sequence[int]) -> UsageFacts:
+    """The counters as the policy sees them (before this call), in a hashable form."""
+    return tuple((c.label, c.subject, c.field, v, c.cap, c.metric) for c, v in zip(found, values, strict=True))

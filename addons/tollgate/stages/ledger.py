@@ -1,0 +1,175 @@
+"""The ledger: a call that a limit applies to reserves what it may use on the limit's counters
+before it goes (429 when one has no room), and settles them to what it used when it ends; every
+call's usage is recorded for the report. The counters live in the store (`ledger/`), shared by
+every Tollgate process that uses it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
+
+from mitmproxy import http
+
+from ..call import Call, Usage
+from ..ledger.store import Store, StoreError
+from ..limits import (
+    Counter,
+    Estimate,
+    adjustments,
+    charges,
+    counters,
+    deny_reason,
+    estimate_tokens,
+    refusal_message,
+    retry_after,
+    usage_facts,
+)
+from ..pricing import cost_nanousd
+from ..providers.base import BUDGET_EXCEEDED, LEDGER_UNAVAILABLE, POLICY_DENIED, RATE_LIMITED
+from .shared import Shared, refuse
+
+logger = logging.getLogger(__name__)
+
+# The audit record's fields the ledger keeps of every call, for the usage report.
+ROW_FIELDS = (
+    "client", "groups", "provider", "requested_provider", "model", "endpoint", "status", "decision",
+    "input_tokens", "output_tokens", "total_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens",
+    "cost_usd",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Reserved:
+    """What a call reserved, and where: settled in the same store even when a reload changes it."""
+
+    store: Store
+    counters: tuple[Counter, ...]
+    estimate: Estimate
+
+
+class Ledger:
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+
+    def handle(self, flow: http.HTTPFlow, call: Call) -> Awaitable[None] | None:
+        limits = call.loaded.limits
+        if not limits:
+            return None
+        model = call.model if call.model is not None else call.classification.model
+        applying = limits.applying(call.provider, model, call.client, call.groups)
+        if not applying:
+            return None
+        now = time.time()
+        found = counters(applying, call.client, call.groups, now)
+        if not found:  # limits per group, and a caller in none of their groups
+            return None
+        estimate = self._estimate(flow, call, model)
+        if estimate.nanousd is None and any(c.metric == "usd" for c in found):
+            # Spending that cannot be counted is not let go past a cap on it.
+            unpriced = next(c for c in found if c.metric == "usd")
+            call.decision = "deny"
+            call.deny_reasons = (f"limit {unpriced.label!r}: no price known for {call.provider}/{model}",)
+            refuse(
+                flow,
+                call,
+                POLICY_DENIED,
+                f"Tollgate limit {unpriced.label!r} caps spending, and no price is known for {call.provider}"
+                f" model {model!r}: add it under prices: in Tollgate's configuration.",
+            )
+            return None
+        store = self.shared.ledger
+        if store is None:
+            return None
+        return self._reserve(flow, call, store, found, estimate, now)
+
+    def _estimate(self, flow: http.HTTPFlow, call: Call, model: str | None) -> Estimate:
+        facts = call.classification.facts
+        body_size = 0 if call.streamed_upload else len(flow.request.raw_content or b"")
+        prompt, answer = estimate_tokens(
+            body_size, facts.max_tokens, facts.message_count is not None, call.loaded.config.ledger.reserve_output_tokens
+        )
+        rate = call.loaded.prices.rate(call.provider, model, call.client, call.groups)
+        nanousd = None if rate is None else cost_nanousd(rate, Usage(input_tokens=prompt, output_tokens=answer))
+        return Estimate(1, prompt + answer, nanousd)
+
+    async def _reserve(
+        self, flow: http.HTTPFlow, call: Call, store: Store, found: list[Counter], estimate: Estimate, now: float
+    ) -> None:
+        try:
+            reservation = await store.reserve(charges(found, estimate))
+        except StoreError as e:
+            self._store_failed(flow, call, str(e))
+            return
+        if not reservation.granted:
+            assert reservation.refused is not None
+            full = found[reservation.refused]
+            needed = full.amount(estimate.requests, estimate.tokens, estimate.nanousd or 0)
+            reason = RATE_LIMITED if full.window == "minute" else BUDGET_EXCEEDED
+            call.decision = "deny"
+            call.deny_reasons = (deny_reason(full),)
+            refuse(
+                flow,
+                call,
+                reason,
+                refusal_message(full, reservation.values[reservation.refused], needed, now),
+                {"retry-after": str(retry_after(full, now))},
+            )
+            return
+        call.reserved = Reserved(store, tuple(found), estimate)
+        call.usage_counters = usage_facts(found, reservation.values)
+
+    def _store_failed(self, flow: http.HTTPFlow, call: Call, error: str) -> None:
+        call.ledger_error = error
+        if call.loaded.config.ledger.on_store_error == "allow":
+            logger.error(f"Tollgate: LEDGER STORE FAILED, call let through unlimited (on_store_error: allow): {error}")
+            return
+        logger.error(f"Tollgate: ledger store failed, call refused (on_store_error: deny): {error}")
+        refuse(flow, call, LEDGER_UNAVAILABLE, "Tollgate cannot reach its ledger, so it serves no limited calls.")
+
+    def done(self) -> Awaitable[None] | None:
+        """After the audit's `done`, which ends the calls still live: what the store holds is written."""
+        store, self.shared.ledger = self.shared.ledger, None
+        return None if store is None else store.aclose()
+
+    def settle(self, call: Call, record: dict[str, Any]) -> None:
+        """At the call's end, with its audit record: its reservation settled to what it used, its
+        usage recorded."""
+        store = self.shared.ledger
+        reserved = call.reserved
+        if reserved is not None:
+            call.reserved = None
+            changes = adjustments(reserved.counters, reserved.estimate, used(call, reserved.estimate, record))
+            if changes:
+                reserved.store.adjust(changes)
+        if store is not None:
+            row = {name: record[name] for name in ROW_FIELDS}
+            row["ts"] = call.started
+            store.record(row)
+
+
+def used(call: Call, reserved: Estimate, record: dict[str, Any]) -> Estimate:
+    """What a call used, as its counters are settled: nothing when it did not reach the upstream
+    (refused, or the upstream never answered); its usage as read; and when none was read from an
+    answer that came (a stream broken off before its usage), what it reserved."""
+    if call.answered_by_tollgate:
+        return Estimate(0, 0, 0)
+    tokens = token_count(record)
+    if tokens is None:
+        if call.status is not None and call.status < 400:
+            return reserved
+        return Estimate(1, 0, 0)
+    cost = record.get("cost_usd")
+    nanousd = round(cost * 1_000_000_000) if cost is not None else 0
+    return Estimate(1, tokens, nanousd)
+
+
+def token_count(record: dict[str, Any]) -> int | None:
+    """The tokens a limit counts: prompt and answer; the total where only it is known."""
+    inputs, outputs = record.get("input_tokens"), record.get("output_tokens")
+    if inputs is None and outputs is None:
+        return record.get("total_tokens")
+    return (inputs or 0) + (outputs or 0)
+

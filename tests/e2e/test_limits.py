@@ -1,0 +1,287 @@
+"""Limits end to end: what a call may use is reserved before it goes, and a call that would cross a
+limit gets 429 in its provider's own shape, which each official SDK raises as its own error."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from tests.support import streams
+from tests.support.fake_upstream import Reply
+
+REAL = {
+    "openai": "sk-real-openai-limits-0001",
+    "gemini": "AIza-real-gemini-limits-0001",
+    "anthropic": "sk-ant-real-limits-0001",
+    "bedrock": "ABSK-real-bedrock-limits-0001",
+}
+CLIENTS = {
+    # name: groups
+    **{f"daily-{sdk}": () for sdk in REAL},
+    "rpm": (),
+    "streamer": (),
+    "spender": (),
+    "pc1": ("pc",),
+    "pc2": ("pc",),
+    "pg1": ("pg",),
+    "pg2": ("pg",),
+    "all-1": ("x",),
+    "all-2": ("y",),
+    "watched": (),
+}
+
+
+def key(name: str) -> str:
+    return f"tg-{name}-limits-key"
+
+
+POLICY = """
+package tollgate
+import rego.v1
+
+# Exactly two: a denied call that still counted would make the next call the fourth, and let it go.
+deny contains "two calls a day is the policy's limit" if {
+    input.usage.counted[input.client.name].requests_per_day.used == 2
+}
+"""
+
+
+def config(urls: dict[str, str]) -> dict:
+    return {
+        "providers": {name: {"upstream": url, "keys": [REAL[name]]} for name, url in urls.items()},
+        "clients": [{"name": name, "keys": [key(name)], "groups": list(groups)} for name, groups in CLIENTS.items()],
+        "prices": [
+            # Whole dollars per token, so that the costs below are exact in a glance.
+            {
+                "match": {"provider": "openai", "model": "gpt-4o-priced"},
+                "input_per_mtok": 1_000_000,
+                "cached_input_per_mtok": 500_000,
+                "output_per_mtok": 2_000_000,
+            }
+        ],
+        "limits": [
+            {"name": "one a day", "match": {"client": "daily-*"}, "requests_per_day": 1},
+            {"name": "two a minute", "match": {"client": "rpm"}, "requests_per_minute": 2},
+            {"name": "tokens", "match": {"client": "streamer"}, "tokens_per_day": 120},
+            {"name": "spend", "match": {"client": "spender"}, "usd_per_day": 60},
+            {"match": {"group": "pc"}, "per": "client", "requests_per_day": 1},
+            {"match": {"group": "pg"}, "per": "group", "requests_per_day": 1},
+            {"match": {"client": "all-*"}, "per": "all", "requests_per_day": 1},
+            {"name": "counted", "match": {"client": "watched"}, "requests_per_day": 100},
+        ],
+        "policy": {"rego": ["policy.rego"]},
+    }
+
+
+@pytest.fixture(scope="module")
+def gw(start_gateway, tmp_path_factory):
+    gateway = start_gateway(config)
+    assert gateway.config_path is not None
+    (gateway.config_path.parent / "policy.rego").write_text(POLICY)
+    gateway.reconfigure(config)  # now that the policy file is there
+    return gateway
+
+
+@pytest.fixture
+def g(gw):
+    gw.reset()
+    return gw
+
+
+def seconds_to_midnight() -> float:
+    now = datetime.now(UTC)
+    return (datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC) - now).total_seconds()
+
+
+CALLS = {
+    "openai": """
+        from openai import OpenAI
+        client = OpenAI(api_key="{key}")  # the SDK's own retries: told not to retry a spent budget
+        outcomes = []
+        for _ in range(2):
+            try:
+                client.chat.completions.create(model="gpt-4o-mini", max_tokens=5, messages=[{{"role": "user", "content": "hi"}}])
+                outcomes.append(200)
+            except Exception as e:
+                outcomes.append([type(e).__name__, e.status_code, e.code, e.response.headers.get("retry-after"),
+                                 e.response.headers.get("x-tollgate-error")])
+        report(outcomes=outcomes)
+    """,
+    "anthropic": """
+        import anthropic
+        client = anthropic.Anthropic(api_key="{key}")
+        outcomes = []
+        for _ in range(2):
+            try:
+                client.messages.create(model="claude-sonnet-4-5", max_tokens=5, messages=[{{"role": "user", "content": "hi"}}])
+                outcomes.append(200)
+            except Exception as e:
+                outcomes.append([type(e).__name__, e.status_code, e.body["error"]["type"],
+                                 e.response.headers.get("retry-after"), e.response.headers.get("x-tollgate-error")])
+        report(outcomes=outcomes)
+    """,
+    "gemini": """
+        from google import genai
+        client = genai.Client(api_key="{key}")
+        outcomes = []
+        for _ in range(2):
+            try:
+                client.models.generate_content(model="gemini-2.0-flash", contents="hi")
+                outcomes.append(200)
+            except Exception as e:
+                outcomes.append([type(e).__name__, e.code, e.status, None, None])
+        report(outcomes=outcomes)
+    """,
+    "bedrock": """
+        import boto3
+        from botocore.config import Config
+        client = boto3.client("bedrock-runtime", region_name="us-east-1", config=Config(retries={{"total_max_attempts": 1}}))
+        outcomes = []
+        for _ in range(2):
+            try:
+                client.converse(modelId="amazon.nova-lite-v1:0", messages=[{{"role": "user", "content": [{{"text": "hi"}}]}}])
+                outcomes.append(200)
+            except Exception as e:
+                meta = e.response["ResponseMetadata"]
+                outcomes.append([type(e).__name__, meta["HTTPStatusCode"], e.response["Error"]["Code"],
+                                 meta["HTTPHeaders"].get("retry-after"), meta["HTTPHeaders"].get("x-tollgate-error")])
+        report(outcomes=outcomes)
+    """,
+}
+EXPECTED = {
+    "openai": ["RateLimitError", 429, "insufficient_quota"],
+    "anthropic": ["RateLimitError", 429, "rate_limit_error"],
+    "gemini": ["ClientError", 429, "RESOURCE_EXHAUSTED"],
+    "bedrock": ["ClientError", 429, "ThrottlingException"],
+}
+
+
+@pytest.mark.parametrize("sdk", list(CALLS))
+def test_a_spent_daily_limit_raises_each_sdks_own_rate_limit_error(g, sdk):
+    client = f"daily-{sdk}"
+    env = {"AWS_BEARER_TOKEN_BEDROCK": key(client)} if sdk == "bedrock" else None
+    outcomes = g.run(textwrap.dedent(CALLS[sdk]).format(key=key(client)), env=env)["outcomes"]
+    assert outcomes[0] == 200
+    refused = outcomes[1]
+    assert refused[:3] == EXPECTED[sdk], refused
+    if refused[3] is not None:  # the SDKs that show the answer's headers
+        assert abs(int(refused[3]) - seconds_to_midnight()) < 5
+        assert refused[4] == "budget_exceeded"
+    assert len(g.fakes[sdk].received) == 1  # the refused call never went, and was not retried
+    served, denied = g.new_audit(2)
+    assert (served["status"], served["decision"], served["client"]) == (200, "allow", client)
+    assert (denied["status"], denied["decision"], denied["client"]) == (429, "deny", client)
+    assert denied["deny_reasons"] == [f"limit 'one a day': requests_per_day 1 reached for {client}"]
+
+
+def test_a_full_minute_is_rate_limited_with_the_seconds_to_wait(g):
+    # Three calls in one UTC minute: started early enough in a minute that they all fall in it.
+    if datetime.now(UTC).second > 45:
+        time.sleep(61 - datetime.now(UTC).second)
+    result = g.run(f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{key("rpm")}", max_retries=0)
+        outcomes = []
+        for _ in range(3):
+            try:
+                client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}])
+                outcomes.append(200)
+            except Exception as e:
+                outcomes.append([type(e).__name__, e.status_code, e.code, int(e.response.headers["retry-after"]),
+                                 e.response.headers.get("x-should-retry"), e.response.headers["x-tollgate-error"]])
+        report(outcomes=outcomes, second=__import__("datetime").datetime.now(__import__("datetime").UTC).second)
+    """)
+    outcomes = result["outcomes"]
+    assert outcomes[:2] == [200, 200]
+    name, status, code, wait, should_retry, reason = outcomes[2]
+    assert (name, status, code, reason) == ("RateLimitError", 429, "rate_limit_exceeded", "rate_limited")
+    # The minute's end: the SDK's own retries wait that long (it honours Retry-After up to 60 s).
+    assert should_retry is None and 1 <= wait <= 60 and abs(wait - (60 - result["second"])) <= 2
+    denied = g.new_audit(3)[2]
+    assert denied["deny_reasons"] == ["limit 'two a minute': requests_per_minute 2 reached for rpm"]
+
+
+def test_a_streamed_call_settles_its_tokens_and_stops_the_next_call(g):
+    g.fakes["anthropic"].handler = lambda r: Reply(
+        200, headers={"content-type": "text/event-stream"}, chunks=streams.anthropic()
+    )
+    result = g.run(f"""
+        import anthropic
+        client = anthropic.Anthropic(api_key="{key("streamer")}", max_retries=0)
+        outcomes = []
+        for _ in range(2):
+            try:
+                with client.messages.stream(model="claude-sonnet-4-5", max_tokens=20,
+                                            messages=[{{"role": "user", "content": "hi"}}]) as stream:
+                    outcomes.append(stream.get_final_message().usage.output_tokens)
+            except Exception as e:
+                outcomes.append([type(e).__name__, e.status_code, str(e)])
+        report(outcomes=outcomes)
+    """)
+    first, second = result["outcomes"]
+    assert first == 9
+    assert second[:2] == ["RateLimitError", 429]
+    # 80 prompt tokens (50 of them cache reads) and 9 answer tokens used; the next call's reservation does not fit.
+    assert "tokens_per_day is 120 for streamer; 89 used" in second[2]
+    streamed, denied = g.new_audit(2)
+    assert (streamed["input_tokens"], streamed["output_tokens"], streamed["status"]) == (80, 9, 200)
+    assert (denied["status"], denied["deny_reasons"]) == (429, ["limit 'tokens': tokens_per_day 120 reached for streamer"])
+    assert len(g.fakes["anthropic"].received) == 1
+
+
+def test_usd_per_day_counts_exact_costs(g):
+    result = g.run(f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{key("spender")}", max_retries=0)
+        outcomes = []
+        for _ in range(2):
+            try:
+                client.chat.completions.create(model="gpt-4o-priced", max_tokens=5, messages=[{{"role": "user", "content": "hi"}}])
+                outcomes.append(200)
+            except Exception as e:
+                outcomes.append([e.status_code, e.code, e.message])
+        report(outcomes=outcomes)
+    """)
+    first, second = result["outcomes"]
+    assert first == 200
+    assert second[:2] == [429, "insufficient_quota"]
+    # 16 uncached prompt tokens at $1, 5 cached at $0.50, 7 answer tokens at $2: $32.50.
+    assert "usd_per_day is $60 for spender; $32.5 used" in second[2]
+    served, denied = g.new_audit(2)
+    assert served["cost_usd"] == 32.5
+    assert denied["deny_reasons"] == ["limit 'spend': usd_per_day $60 reached for spender"]
+    assert denied["cost_usd"] is None  # never sent: nothing spent
+
+
+def outcomes_of(g, names: list[str]) -> list[int]:
+    code = "from openai import OpenAI\noutcomes = []\n"
+    for name in names:
+        code += f"""
+try:
+    OpenAI(api_key="{key(name)}", max_retries=0).chat.completions.create(
+        model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}])
+    outcomes.append(200)
+except Exception as e:
+    outcomes.append(e.status_code)
+"""
+    return g.run(code + "report(outcomes=outcomes)")["outcomes"]
+
+
+def test_limits_per_client_per_group_and_for_all(g):
+    # Per client: each client of the group has its own call a day.
+    assert outcomes_of(g, ["pc1", "pc2", "pc1", "pc2"]) == [200, 200, 429, 429]
+    # Per group: the group's one call a day, whoever makes it.
+    assert outcomes_of(g, ["pg1", "pg2"]) == [200, 429]
+    # For all: one call a day among all the clients it matches, whatever their groups.
+    assert outcomes_of(g, ["all-2", "all-1"]) == [200, 429]
+    reasons = [r["deny_reasons"] for r in g.new_audit(2)]
+    assert reasons == [[], ["limit 'client=all-* per all': requests_per_day 1 reached for all"]]
+
+
+def test_the_policy_sees_the_counters_and_its_denial_frees_the_reservation(g):
+    assert outcomes_of(g, ["watched"] * 4) == [200, 200, 403, 403]
+    records = g.new_audit(4)
+    assert [r["deny_reasons"] for r in records[2:]] == [["two calls a day is the policy's limit"]] * 2
+    assert len(g.fakes["openai"].received) == 2

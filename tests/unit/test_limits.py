@@ -1,0 +1,130 @@
+"""Which limits apply to a call, the counters each keeps for it, reservations and settlements."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from tollgate.config import LimitRule, parse_config
+from tollgate.limits import (
+    Estimate,
+    Limits,
+    adjustments,
+    charges,
+    counters,
+    deny_reason,
+    estimate_tokens,
+    refusal_message,
+    retry_after,
+    subjects,
+    usage_facts,
+)
+from tollgate.policy import usage_input
+
+
+def rule(**fields) -> LimitRule:
+    return parse_config({"limits": [fields]}).limits[0]
+
+
+def at(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+def test_every_matching_limit_applies_not_only_the_first():
+    limits = Limits(
+        [
+            rule(name="a", match={"provider": "openai"}, requests_per_minute=1),
+            rule(name="b", match={"group": "in*"}, requests_per_day=1),
+            rule(name="c", match={"model": "claude-*"}, requests_per_day=1),
+        ]
+    )
+    assert [r.label for r in limits.applying("openai", "gpt-4o", "alice", ("interns",))] == ["a", "b"]
+    assert [r.label for r in limits.applying("anthropic", "claude-x", None, ())] == ["c"]
+    assert limits.applying("gemini", "gemini-2.0-flash", "bob", ("staff",)) == ()
+
+
+def test_a_limit_is_named_by_its_match_and_per_unless_named():
+    assert rule(match={"group": "interns"}, per="client", requests_per_day=1).label == "group=interns per client"
+    assert rule(requests_per_day=1).label == "every call per client"
+    assert rule(name="daily", requests_per_day=1).label == "daily"
+
+
+@pytest.mark.parametrize(
+    ("fields", "client", "groups", "expected"),
+    [
+        ({"per": "client"}, "alice", ("a", "b"), ("alice",)),
+        ({"per": "client"}, None, (), ("anonymous",)),
+        ({"per": "all"}, "alice", ("a",), ("all",)),
+        ({"per": "group"}, "alice", ("a", "b"), ("a", "b")),
+        ({"per": "group", "match": {"group": "team-*"}}, "alice", ("team-x", "staff", "team-y"), ("team-x", "team-y")),
+        ({"per": "group"}, "alice", (), ()),
+    ],
+)
+def test_whose_counters_a_call_charges(fields, client, groups, expected):
+    assert subjects(rule(requests_per_day=1, **fields), client, groups) == expected
+
+
+def test_counters_per_cap_and_subject_in_their_utc_windows():
+    limit = rule(name="interns", per="group", requests_per_minute=30, tokens_per_day=1000, usd_per_month="5.5")
+    now = at("2026-02-28T23:59:30")
+    found = counters([limit], "alice", ("x", "y"), now)
+    assert [(c.field, c.subject, c.cap) for c in found] == [
+        ("requests_per_minute", "x", 30),
+        ("requests_per_minute", "y", 30),
+        ("tokens_per_day", "x", 1000),
+        ("tokens_per_day", "y", 1000),
+        ("usd_per_month", "x", 5_500_000_000),  # nano-dollars
+        ("usd_per_month", "y", 5_500_000_000),
+    ]
+    ends = {c.window: c.end for c in found}
+    assert ends == {"minute": at("2026-03-01T00:00:00"), "day": at("2026-03-01T00:00:00"), "month": at("2026-03-01")}
+    # A counter's key names its limit, subject, metric and window: the next window is another counter.
+    later = counters([limit], "alice", ("x",), at("2026-03-01T00:00:00"))
+    assert not {c.key for c in found} & {c.key for c in later}
+    assert len({c.key for c in found}) == 6
+
+
+def test_the_estimate_is_the_prompts_bytes_over_four_and_the_answers_bound():
+    assert estimate_tokens(400, 50, True, 4096) == (100, 50)
+    assert estimate_tokens(401, None, True, 4096) == (101, 4096)
+    assert estimate_tokens(0, None, False, 4096) == (0, 0)  # a listing generates nothing
+    assert estimate_tokens(10, 0, True, 4096) == (3, 0)
+
+
+def test_charges_and_settlement():
+    limit = rule(name="l", requests_per_day=10, tokens_per_day=1000, usd_per_day=1)
+    found = counters([limit], "alice", (), at("2026-11-23T10:00:00"))
+    reserved = Estimate(1, 300, 2_000)
+    assert [(c.amount, c.cap) for c in charges(found, reserved)] == [(1, 10), (300, 1000), (2_000, 1_000_000_000)]
+    assert all(c.expires > at("2026-11-24T00:00:00") for c in charges(found, reserved))
+    # Used less than reserved: the difference given back; the request stays counted.
+    changes = adjustments(found, reserved, Estimate(1, 120, 1_500))
+    assert [(delta) for _, delta, _ in changes] == [-180, -500]
+    # Refused after reserving: everything given back.
+    assert [delta for _, delta, _ in adjustments(found, reserved, Estimate(0, 0, 0))] == [-1, -300, -2_000]
+    assert adjustments(found, reserved, reserved) == []
+
+
+def test_refusals_say_which_cap_what_is_used_and_when_it_resets():
+    limit = rule(name="spend", usd_per_day="60")
+    now = at("2026-11-23T23:59:58.5")
+    (counter,) = counters([limit], "spender", (), now)
+    assert retry_after(counter, now) == 2
+    assert refusal_message(counter, 32_500_000_000, 30_000_000_000, now) == (
+        "Tollgate limit 'spend': usd_per_day is $60 for spender; $32.5 used, this call needs up to $30."
+        " The day window ends in 2 s."
+    )
+    assert deny_reason(counter) == "limit 'spend': usd_per_day $60 reached for spender"
+
+
+def test_the_policy_sees_counters_by_limit_subject_and_cap():
+    limit = rule(name="interns", per="group", requests_per_minute=30, usd_per_day=Decimal("5"))
+    found = counters([limit], "alice", ("a",), at("2026-11-23T10:00:00"))
+    facts = usage_facts(found, [12, 1_250_000_000])
+    assert hash(facts)  # a cache key
+    assert usage_input(facts) == {
+        "interns": {"a": {"requests_per_minute": {"used": 12, "limit": 30}, "usd_per_day": {"used": 1.25, "limit": 5.0}}}
+    }
+    assert usage_input(()) == {}
