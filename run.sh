@@ -268,17 +268,45 @@ lint() {
   fi
 }
 
+# The ledger's tests run a real redis-server (Debian's redis-server package, Redis 7). Installed here
+# when it can be (root, apt-get); else said, and those tests fail with the same words.
+ensure_redis_server() {
+  command -v redis-server >/dev/null 2>&1 && return 0
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    say "installing redis-server with apt-get (the ledger's tests run a real one)"
+    local log
+    log="$(mktemp)"
+    # A fresh machine's package lists may be missing or stale: update once and try again.
+    if DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >"$log" 2>&1 ||
+      { DEBIAN_FRONTEND=noninteractive apt-get update -q >>"$log" 2>&1 &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >>"$log" 2>&1; }; then
+      rm -f "$log"
+      command -v redis-server >/dev/null 2>&1 && return 0
+    else
+      tail -n 20 "$log" >&2
+      rm -f "$log"
+    fi
+    say "apt-get could not install redis-server (above)"
+  fi
+  say "redis-server is not installed, so the ledger's Redis tests will fail: install Redis 7"
+  say "(Debian/Ubuntu: sudo apt-get install -y redis-server; macOS: brew install redis) and run the tests again"
+}
+
 run_tests() {
   ensure_venv
   ensure_clients_venv
+  ensure_redis_server
   cd "$ROOT"
   lint
   TOLLGATE_CLIENT_PYTHON="$CLIENTS_VENV/bin/python" exec "$VENV/bin/python" -m pytest "$@"
 }
 
-case "${1:-}" in
-  web) shift; run_proxy mitmweb "$@" ;;
-  env) shift; print_env "$@" ;;
-  test) shift; run_tests "$@" ;;
-  *) run_proxy mitmdump "$@" ;;
-esac
+# Sourced (by the tests of its functions), it only defines them.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  case "${1:-}" in
+    web) shift; run_proxy mitmweb "$@" ;;
+    env) shift; print_env "$@" ;;
+    test) shift; run_tests "$@" ;;
+    *) run_proxy mitmdump "$@" ;;
+  esac
+fi

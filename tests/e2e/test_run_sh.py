@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from tests.support.canned import provider_answers
 from tests.support.clients import run_client
@@ -170,3 +172,67 @@ def test_the_tollgate_command_works_from_any_directory(tmp_path):
     assert (done.returncode, done.stdout) == (0, "tollgate.yaml: ok (1 clients)\n"), done.stderr
     done = subprocess.run([str(script), "check", "bad.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "providers.openai.keyz: unknown key" in done.stderr
+
+
+def redis_install(tmp_path: Path, uid: int, apt_get: str | None) -> tuple[subprocess.CompletedProcess, Path]:
+    """run.sh's `ensure_redis_server` on a PATH without redis-server, as user `uid`, with `apt-get`
+    (a script body; None: no apt-get) standing in for the real one; its run and its log of calls."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "apt-get.log"
+    bin_dir.mkdir()
+    for tool in ("dirname", "mktemp", "tail", "rm", "chmod", "printf", "touch"):
+        (bin_dir / tool).symlink_to(shutil.which(tool) or tool)
+    (bin_dir / "id").write_text(f"#!/bin/sh\necho {uid}\n")
+    if apt_get is not None:
+        (bin_dir / "apt-get").write_text(f'#!/bin/sh\necho "$DEBIAN_FRONTEND $*" >> {log}\n{apt_get}\n')
+    for script in ("id", "apt-get"):
+        if (bin_dir / script).exists():
+            (bin_dir / script).chmod(0o755)
+    done = subprocess.run(
+        ["/bin/bash", "-c", f'source "{ROOT}/run.sh" && ensure_redis_server'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": str(bin_dir), "HOME": str(tmp_path)},
+    )
+    return done, log
+
+
+def installs_redis_server(tmp_path: Path) -> str:
+    """Shell that puts a stand-in redis-server where the PATH finds it."""
+    server = tmp_path / "bin" / "redis-server"
+    return f'printf "#!/bin/sh\\n" > {server} && chmod +x {server}'
+
+
+def test_run_sh_installs_redis_server_for_the_tests_when_root_with_apt_get(tmp_path):
+    done, log = redis_install(tmp_path, 0, f'[ "$1" = install ] && {installs_redis_server(tmp_path)}; exit 0')
+    assert done.returncode == 0, done.stderr
+    assert log.read_text() == "noninteractive install -y -q redis-server\n"
+    assert "installing redis-server with apt-get" in done.stderr and "not installed" not in done.stderr
+
+
+def test_run_sh_updates_the_package_lists_when_apt_get_does_not_find_redis_server(tmp_path):
+    updated = tmp_path / "updated"
+    apt_get = (
+        f'if [ "$1" = update ]; then touch {updated}; exit 0; fi\n'
+        f"if [ -e {updated} ]; then {installs_redis_server(tmp_path)}; exit 0; fi\n"
+        'echo "E: Unable to locate package redis-server" >&2; exit 100'
+    )
+    done, log = redis_install(tmp_path, 0, apt_get)
+    assert done.returncode == 0, done.stderr
+    assert log.read_text().splitlines() == [
+        "noninteractive install -y -q redis-server",
+        "noninteractive update -q",
+        "noninteractive install -y -q redis-server",
+    ]
+    assert "not installed" not in done.stderr
+
+
+@pytest.mark.parametrize(("uid", "apt_get"), [(1000, "exit 0"), (0, None), (0, 'echo "E: no network" >&2; exit 100')])
+def test_run_sh_says_what_to_install_when_it_cannot_install_redis_server(tmp_path, uid, apt_get):
+    done, log = redis_install(tmp_path, uid, apt_get)
+    assert done.returncode == 0  # the tests still run; the Redis ones fail, saying the same
+    assert "redis-server is not installed" in done.stderr and "apt-get install -y redis-server" in done.stderr
+    if uid:
+        assert not log.exists()  # not root: apt-get left alone
+    elif apt_get:
+        assert "E: no network" in done.stderr and "apt-get could not install redis-server" in done.stderr

@@ -1,0 +1,94 @@
+"""A real `redis-server` for the ledger's tests: on a free port of 127.0.0.1, its files in a
+directory of the test's own, stopped after it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from .proxy import free_port
+
+INSTALL = (
+    "redis-server is not installed, and the ledger's Redis tests need a real one: install Redis 7"
+    " (Debian/Ubuntu: `sudo apt-get install -y redis-server`; macOS: `brew install redis`)."
+    " ./run.sh test and .ci/run install it themselves when run as root on a system with apt-get."
+)
+
+
+def redis_server_command() -> str | None:
+    return shutil.which("redis-server")
+
+
+class RedisServer:
+    def __init__(self, directory: Path, persist: bool = False, password: str | None = None) -> None:
+        """`persist`: an append-only file in `directory`, so that the counts survive a restart."""
+        command = redis_server_command()
+        if command is None:
+            raise RuntimeError(INSTALL)
+        self.command = command
+        self.directory = directory
+        self.persist = persist
+        self.password = password
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        directory.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        args = [self.command, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory)]
+        args += ["--save", "", "--appendonly", "yes" if self.persist else "no", "--daemonize", "no"]
+        args += ["--logfile", str(self.directory / "redis.log")]
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password, socket_timeout=1)
+        try:
+            while True:
+                try:
+                    if client.ping():
+                        return self
+                except redis.RedisError:
+                    pass
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"redis-server did not start on {self.port}: {self.log()}")
+                time.sleep(0.02)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        """Stopped as an operator stops it (SIGTERM: the append-only file is written out first)."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        os.kill(process.pid, signal.SIGCONT)  # a paused server must wake to stop
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+    def pause(self) -> None:
+        """A server that hangs: connections stay open, nothing answers."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGCONT)
+
+    def log(self) -> str:
+        path = self.directory / "redis.log"
+        return path.read_text(errors="replace")[-2000:] if path.exists() else ""

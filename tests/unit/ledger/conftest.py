@@ -1,0 +1,73 @@
+"""The ledger's stores under test: each store test runs on a SQLite file and on a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.support.redis import INSTALL, RedisServer, redis_server_command
+
+from tollgate.ledger import Store, open_store
+
+
+def run[T](coroutine: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+    """A test's coroutine on a loop of its own, held to a time limit."""
+
+    async def limited() -> T:
+        async with asyncio.timeout(timeout):
+            return await coroutine
+
+    return asyncio.run(limited())
+
+
+async def eventually[T](read: Callable[[], Awaitable[T]], expected: T, seconds: float = 5.0) -> T:
+    """What `read` gives once it is `expected` (queued writes land moments later), or its last answer."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = await read()
+        if value == expected or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(0.02)
+
+
+def redis_server(directory: Path, persist: bool = False, password: str | None = None) -> RedisServer:
+    if redis_server_command() is None:
+        pytest.fail(INSTALL)  # not skipped: a missing server would pass the Redis store off as tested
+    return RedisServer(directory, persist, password).start()
+
+
+@dataclass
+class Backend:
+    kind: str
+    url: str
+    server: RedisServer | None = None
+
+    def open(self) -> Store:
+        return open_store(self.url)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    if request.param == "sqlite":
+        yield Backend("sqlite", f"sqlite:///{tmp_path}/ledger/ledger.sqlite")  # tmp_path is absolute: ////
+        return
+    # Persistent, for the tests that restart it; a test's few writes cost the append-only file little.
+    server = redis_server(tmp_path / "redis", persist=True)
+    try:
+        yield Backend("redis", server.url, server)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_backend(tmp_path: Path) -> Iterator[Backend]:
+    server = redis_server(tmp_path / "redis", password="s3cret-pw")
+    try:
+        yield Backend("redis", server.url, server)
+    finally:
+        server.stop()

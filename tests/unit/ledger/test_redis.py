@@ -1,0 +1,138 @@
+"""What only the Redis store does: fail fast when Redis is gone, write what waited once it is
+back, and share key rests between processes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+
+from tollgate.ledger import Charge, StoreError, open_store
+from tollgate.ledger import redis_store as module
+
+from .conftest import Backend, eventually, run
+
+LATER = int(time.time()) + 3600
+
+
+def test_a_stopped_redis_fails_a_reservation_at_once_naming_it_without_its_password(redis_backend: Backend):
+    server = redis_backend.server
+    assert server is not None
+
+    async def scenario() -> None:
+        store = redis_backend.open()
+        try:
+            assert (await store.reserve([Charge("c", 1, None, LATER)])).granted  # the password works
+            server.stop()
+            started = time.monotonic()
+            with pytest.raises(StoreError) as raised:
+                await store.reserve([Charge("c", 1, None, LATER)])
+            assert time.monotonic() - started < 1.0
+            message = str(raised.value)
+            assert f"127.0.0.1:{server.port}/0" in message and "reserve" in message, message
+            assert "s3cret-pw" not in message and "s3cret-pw" not in repr(raised.value.__cause__)
+            with pytest.raises(StoreError, match=f"127.0.0.1:{server.port}/0"):
+                await store.read(["c"])
+        finally:
+            await store.aclose()
+
+    run(scenario())
+
+
+def test_a_redis_that_hangs_fails_a_reservation_within_the_timeout(redis_backend: Backend):
+    server = redis_backend.server
+    assert server is not None
+
+    async def scenario() -> None:
+        store = redis_backend.open()
+        try:
+            assert (await store.reserve([Charge("c", 1, None, LATER)])).granted
+            server.pause()
+            started = time.monotonic()
+            with pytest.raises(StoreError, match=f"127.0.0.1:{server.port}/0"):
+                await store.reserve([Charge("c", 1, None, LATER)])
+            assert time.monotonic() - started < module.COMMAND_TIMEOUT + 1.0
+        finally:
+            server.resume()
+            await store.aclose()
+
+    run(scenario())
+
+
+def test_queued_writes_wait_for_redis_and_one_line_says_so(
+    redis_backend: Backend, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+):
+    server = redis_backend.server
+    assert server is not None
+    monkeypatch.setattr(module, "RETRY_DELAY", 0.1)
+    caplog.set_level(logging.INFO, logger="tollgate.ledger")
+
+    async def scenario() -> None:
+        store = redis_backend.open()
+        try:
+            server.stop()
+            store.adjust([("waiting", 5, LATER)])
+            store.record({"ts": time.time(), "client": "while-down"})
+            await asyncio.sleep(0.6)  # several attempts fail meanwhile
+            store.adjust([("waiting", 2, LATER)])
+            await asyncio.sleep(0.3)
+            server.start()
+            assert await eventually(lambda: store.read(["waiting"]), (7,), seconds=10) == (7,)
+        finally:
+            await store.aclose()
+
+    run(scenario())
+    assert [r["client"] for r in redis_backend.open().calls(0)] == ["while-down"]
+    failed = [r for r in caplog.records if "failed" in r.getMessage()]
+    assert len(failed) == 1 and failed[0].levelno == logging.ERROR, [r.getMessage() for r in caplog.records]
+    assert f"127.0.0.1:{server.port}/0" in failed[0].getMessage()
+    assert "s3cret-pw" not in caplog.text
+    assert sum("works again" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_rests_reach_the_other_processes_stores(redis_backend: Backend):
+    async def scenario() -> None:
+        first, second = redis_backend.open(), redis_backend.open()
+        heard_by_first: list[tuple[str, float]] = []
+        heard_by_second: list[tuple[str, float]] = []
+        first.on_rest(lambda key, until: heard_by_first.append((key, until)))
+        second.on_rest(lambda key, until: heard_by_second.append((key, until)))
+        try:
+            await asyncio.sleep(0.2)  # both listening
+            until = time.time() + 60
+            first.rest("sk-…abcd", until)
+            first.rest("sk-…gone", time.time() - 1)  # over already: not announced
+            deadline = time.monotonic() + 5
+            while not heard_by_second and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert heard_by_second == [("sk-…abcd", until)]
+            assert heard_by_first == []  # its own rest is no news to it
+            # A store that starts later hears of the rests in force.
+            third = redis_backend.open()
+            heard_by_third: list[tuple[str, float]] = []
+            third.on_rest(lambda key, until: heard_by_third.append((key, until)))
+            deadline = time.monotonic() + 5
+            while not heard_by_third and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert heard_by_third == [("sk-…abcd", until)]
+            await third.aclose()
+        finally:
+            await first.aclose()
+            await second.aclose()
+
+    run(scenario())
+
+
+def test_the_sqlite_store_keeps_rests_to_itself(tmp_path):
+    async def scenario() -> None:
+        store = open_store(f"sqlite:///{tmp_path}/ledger.sqlite")
+        heard: list[tuple[str, float]] = []
+        store.on_rest(lambda key, until: heard.append((key, until)))
+        store.rest("sk-…abcd", time.time() + 60)
+        await asyncio.sleep(0.1)
+        await store.aclose()
+        assert heard == []
+
+    run(scenario())
