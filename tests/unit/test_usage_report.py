@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import types
@@ -606,3 +607,32 @@ def test_a_ledger_that_cannot_be_read_exits_with_status_1(ledger, tmp_path: Path
     Path("bad.yaml").write_text("ledger: {store: 'mysql://x'}\n")
     assert main(["usage", "--config", "bad.yaml"]) == 1
     assert "bad.yaml: ledger.store: must be sqlite:///path or redis://host:port/db" in capsys.readouterr().err
+
+
+# The audit file behind the examples in docs/configuration.md's "Usage report".
+DOCS_AUDIT = lines(
+    audit_record(ts="2026-11-20T08:30:00.123Z", client="alice", groups=["research", "ops"], model="gpt-4o",
+                 input_tokens=1200, output_tokens=340, total_tokens=1540, cached_tokens=1024, cost_usd=0.00518),
+    audit_record(ts="2026-11-20T09:12:44.002Z", client="alice", groups=["research", "ops"], model="gpt-4o",
+                 input_tokens=800, output_tokens=120, total_tokens=920, cached_tokens=0, cost_usd=0.0032),
+    audit_record(ts="2026-11-21T14:02:10.555Z", client="etl", groups=["batch"], provider="anthropic",
+                 requested_provider="anthropic", endpoint="messages", model="claude-sonnet-4-5", input_tokens=5200,
+                 output_tokens=900, total_tokens=6100, cached_tokens=4000, cache_write_tokens=1000,
+                 reasoning_tokens=None, cost_usd=0.02205),
+    audit_record(ts="2026-11-21T15:40:00.000Z", client="etl", groups=["batch"], model="ft:gpt-4o-mini:acme",
+                 input_tokens=300, output_tokens=80, total_tokens=380, cached_tokens=0, cost_usd=None),
+    audit_record(ts="2026-11-22T07:00:00.000Z", client="alice", groups=["research", "ops"], model="gpt-4o",
+                 decision="deny", status=403, input_tokens=None, output_tokens=None, total_tokens=None,
+                 cached_tokens=None, reasoning_tokens=None, cost_usd=None),
+)  # fmt: skip
+_EXAMPLE = re.compile(r"```\n\$ tollgate (usage --from-audit audit\.jsonl .*?)\n(.*?)```", re.DOTALL)
+
+
+def test_the_docs_examples_are_what_the_command_prints(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("audit.jsonl").write_bytes(b"".join(DOCS_AUDIT))
+    examples = _EXAMPLE.findall((ROOT / "docs" / "configuration.md").read_text(encoding="utf-8"))
+    assert len(examples) == 4
+    for command, printed in examples:
+        assert main(command.split()) == 0
+        assert capsys.readouterr().out == printed, command
