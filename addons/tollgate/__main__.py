@@ -148,7 +148,7 @@ def print_usage(
 ) -> int:
     """Exit status 0 with the report on standard output; 2 for a bad --since or --by; 1 when the
     configuration, the ledger or an audit file cannot be read."""
-    from .usage_report import RENDER, Malformed, aggregate, audit_file_calls, parse_by, parse_since
+    from .usage_report import RENDER, Malformed, aggregate, audit_file_calls, parse_by, parse_since, records
 
     try:
         since = parse_since(since_text, time.time())
@@ -178,10 +178,10 @@ def print_usage(
     except OSError as e:
         print(f"error: {e.filename}: cannot read: {e.strerror}", file=sys.stderr)
         return 1
-    if len(malformed) > MALFORMED_SHOWN:
-        print(f"warning: {len(malformed) - MALFORMED_SHOWN} more malformed records skipped", file=sys.stderr)
-    if malformed and form == "csv":
-        print(f"warning: {len(malformed)} malformed records skipped in all", file=sys.stderr)
+    if (more := len(malformed) - MALFORMED_SHOWN) > 0:
+        print(f"warning: {more} more malformed {'record' if more == 1 else 'records'} skipped", file=sys.stderr)
+    if malformed and form == "csv":  # a CSV has no place for the count
+        print(f"warning: {records(len(malformed))} skipped in all", file=sys.stderr)
     sys.stdout.write(RENDER[form](report, len(malformed)))
     return 0
 

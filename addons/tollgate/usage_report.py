@@ -335,14 +335,20 @@ def notes(report: Report, malformed: int) -> list[str]:
     if "group" in report.by:
         lines.append("a call in several groups counts in each group's row; the total counts it once")
     if report.total.unpriced:
-        lines.append(f"{_calls(report.total.unpriced)} used tokens but had no known price: cost_usd leaves them out")
+        n = report.total.unpriced
+        lines.append(f"{_calls(n)} used tokens but had no known price (unpriced): {'its' if n == 1 else 'their'}"
+                     " cost is not in cost_usd")  # fmt: skip
     if malformed:
-        lines.append(f"{malformed} malformed {'record' if malformed == 1 else 'records'} skipped (see standard error)")
+        lines.append(f"{records(malformed)} skipped (see standard error)")
     return lines
 
 
 def _calls(n: int) -> str:
     return "1 call" if n == 1 else f"{n} calls"
+
+
+def records(n: int) -> str:
+    return "1 malformed record" if n == 1 else f"{n} malformed records"
 
 
 def table(report: Report, malformed: int = 0) -> str:

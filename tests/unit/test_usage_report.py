@@ -395,7 +395,7 @@ def test_table() -> None:
         "(total)                            4    122      58    180       5           10  0.100000001         1\n"
         "\n"
         "calls since 2026-11-01T00:00:00.000Z\n"
-        "1 call used tokens but had no known price: cost_usd leaves them out\n"
+        "1 call used tokens but had no known price (unpriced): its cost is not in cost_usd\n"
         "2 malformed records skipped (see standard error)\n"
     )
 
@@ -412,7 +412,7 @@ def test_table_by_group_says_how_calls_in_several_groups_count() -> None:
         "\n"
         "calls since 2026-11-01T00:00:00.000Z\n"
         "a call in several groups counts in each group's row; the total counts it once\n"
-        "1 call used tokens but had no known price: cost_usd leaves them out\n"
+        "1 call used tokens but had no known price (unpriced): its cost is not in cost_usd\n"
     )
 
 
@@ -493,7 +493,7 @@ def test_the_command_sums_several_files_and_writes_csv(audit_file: Path, tmp_pat
     assert out.splitlines()[1] == "carol,gpt-4o,1,21,7,28,5,0,2.00,0"
     assert out.splitlines()[-1] == "(total),,5,143,65,208,10,10,2.100000001,1"
     # The count of malformed lines is no CSV row: standard error says it.
-    assert err.splitlines()[-1] == "warning: 1 malformed records skipped in all"
+    assert err.splitlines()[-1] == "warning: 1 malformed record skipped in all"
 
 
 @pytest.mark.parametrize(
@@ -636,3 +636,14 @@ def test_the_docs_examples_are_what_the_command_prints(tmp_path: Path, monkeypat
     for command, printed in examples:
         assert main(command.split()) == 0
         assert capsys.readouterr().out == printed, command
+
+
+def test_many_malformed_lines_are_named_up_to_a_limit_and_all_counted(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b"".join(lines(audit_record())) + b"garbage\n" * 25)
+    assert main(["usage", "--from-audit", str(path), "--since", "2026-11-01"]) == 0
+    out, err = capsys.readouterr()
+    assert err.splitlines()[0].startswith(f"warning: {path}:2: not JSON (")
+    assert err.splitlines()[19].startswith(f"warning: {path}:21: not JSON (")
+    assert err.splitlines()[20:] == ["warning: 5 more malformed records skipped"]
+    assert out.endswith("\n25 malformed records skipped (see standard error)\n")
