@@ -176,7 +176,7 @@ def print_usage(
         print(f"error: {e}", file=sys.stderr)
         return 1
     except OSError as e:
-        print(f"error: {e.filename}: cannot read: {e.strerror}", file=sys.stderr)
+        print(f"error: {e.filename}: cannot read: {e.strerror}" if e.filename else f"error: {e}", file=sys.stderr)
         return 1
     if (more := len(malformed) - MALFORMED_SHOWN) > 0:
         print(f"warning: {more} more malformed {'record' if more == 1 else 'records'} skipped", file=sys.stderr)
