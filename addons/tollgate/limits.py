@@ -117,8 +117,7 @@ def estimate_tokens(body_size: int, max_tokens: int | None, generates: bool, res
 def charges(found: Sequence[Counter], estimate: Estimate) -> list[Charge]:
     nanousd = estimate.nanousd or 0
     return [
-        Charge(c.key, c.amount(estimate.requests, estimate.tokens, nanousd), c.cap, c.end + EXPIRY_GRACE)
-        for c in found
+        Charge(c.key, c.amount(estimate.requests, estimate.tokens, nanousd), c.cap, c.end + EXPIRY_GRACE) for c in found
     ]
 
 
@@ -127,9 +126,7 @@ def charges(found: Sequence[Counter], estimate: Estimate) -> list[Charge]:
 EXPIRY_GRACE = 3600
 
 
-def adjustments(
-    found: Sequence[Counter], reserved: Estimate, used: Estimate
-) -> list[tuple[str, int, int]]:
+def adjustments(found: Sequence[Counter], reserved: Estimate, used: Estimate) -> list[tuple[str, int, int]]:
     """What settles a call's reservation to what it used: (counter, delta, expires), zero deltas left out."""
     changes = []
     for c in found:

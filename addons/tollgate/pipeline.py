@@ -96,6 +96,12 @@ def gateway() -> Gateway:
         websocket_message=[websocket.websocket_message],  # relayed; kept out of the flow
         websocket_end=[websocket.websocket_end, audit.websocket_end],
         done=[
-            settings.done, decide.done, upstream_watch.done, stream_tap.done, redact.done, audit.done, ledger.done,
-        ],  # fmt: skip
+            settings.done,
+            decide.done,
+            upstream_watch.done,
+            stream_tap.done,
+            redact.done,
+            audit.done,
+            ledger.done,
+        ],
     )

@@ -227,7 +227,10 @@ def test_a_streamed_call_settles_its_tokens_and_stops_the_next_call(g):
     assert "tokens_per_day is 120 for streamer; 89 used" in second[2]
     streamed, denied = g.new_audit(2)
     assert (streamed["input_tokens"], streamed["output_tokens"], streamed["status"]) == (80, 9, 200)
-    assert (denied["status"], denied["deny_reasons"]) == (429, ["limit 'tokens': tokens_per_day 120 reached for streamer"])
+    assert (denied["status"], denied["deny_reasons"]) == (
+        429,
+        ["limit 'tokens': tokens_per_day 120 reached for streamer"],
+    )
     assert len(g.fakes["anthropic"].received) == 1
 
 

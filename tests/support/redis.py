@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import redis
 
 from .proxy import free_port
@@ -92,3 +93,11 @@ class RedisServer:
     def log(self) -> str:
         path = self.directory / "redis.log"
         return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+
+
+def redis_server(directory: Path, persist: bool = False, password: str | None = None) -> RedisServer:
+    """A started server; the test fails (is not skipped) without redis-server: a missing server
+    would pass the Redis store off as tested."""
+    if redis_server_command() is None:
+        pytest.fail(INSTALL)
+    return RedisServer(directory, persist, password).start()

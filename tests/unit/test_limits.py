@@ -125,6 +125,8 @@ def test_the_policy_sees_counters_by_limit_subject_and_cap():
     facts = usage_facts(found, [12, 1_250_000_000])
     assert hash(facts)  # a cache key
     assert usage_input(facts) == {
-        "interns": {"a": {"requests_per_minute": {"used": 12, "limit": 30}, "usd_per_day": {"used": 1.25, "limit": 5.0}}}
+        "interns": {
+            "a": {"requests_per_minute": {"used": 12, "limit": 30}, "usd_per_day": {"used": 1.25, "limit": 5.0}}
+        }
     }
     assert usage_input(()) == {}

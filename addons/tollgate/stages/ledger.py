@@ -89,7 +89,10 @@ class Ledger:
         facts = call.classification.facts
         body_size = 0 if call.streamed_upload else len(flow.request.raw_content or b"")
         prompt, answer = estimate_tokens(
-            body_size, facts.max_tokens, facts.message_count is not None, call.loaded.config.ledger.reserve_output_tokens
+            body_size,
+            facts.max_tokens,
+            facts.message_count is not None,
+            call.loaded.config.ledger.reserve_output_tokens,
         )
         rate = call.loaded.prices.rate(call.provider, model, call.client, call.groups)
         nanousd = None if rate is None else cost_nanousd(rate, Usage(input_tokens=prompt, output_tokens=answer))
@@ -127,6 +130,7 @@ class Ledger:
             logger.error(f"Tollgate: LEDGER STORE FAILED, call let through unlimited (on_store_error: allow): {error}")
             return
         logger.error(f"Tollgate: ledger store failed, call refused (on_store_error: deny): {error}")
+        call.error = "ledger unavailable"
         refuse(flow, call, LEDGER_UNAVAILABLE, "Tollgate cannot reach its ledger, so it serves no limited calls.")
 
     def done(self) -> Awaitable[None] | None:
@@ -172,4 +176,3 @@ def token_count(record: dict[str, Any]) -> int | None:
     if inputs is None and outputs is None:
         return record.get("total_tokens")
     return (inputs or 0) + (outputs or 0)
-

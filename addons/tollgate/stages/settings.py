@@ -13,10 +13,10 @@ from .. import compat
 from ..auditlog import AuditLog
 from ..config import PROVIDER_NAMES, Config, ConfigError, load_config
 from ..jwt_identity import Verifier
-from ..policy import Policy, PolicyError
-from ..providers import PROVIDERS, allow_hosts
 from ..ledger import StoreError, open_store
 from ..ledger.store import Store
+from ..policy import Policy, PolicyError
+from ..providers import PROVIDERS, allow_hosts
 from .shared import Loaded, Shared, close_later
 
 logger = logging.getLogger(__name__)

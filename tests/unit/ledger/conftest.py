@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.redis import INSTALL, RedisServer, redis_server_command
+from tests.support.redis import RedisServer, redis_server
 
 from tollgate.ledger import Store, open_store
 
@@ -33,12 +33,6 @@ async def eventually[T](read: Callable[[], Awaitable[T]], expected: T, seconds: 
         if value == expected or time.monotonic() > deadline:
             return value
         await asyncio.sleep(0.02)
-
-
-def redis_server(directory: Path, persist: bool = False, password: str | None = None) -> RedisServer:
-    if redis_server_command() is None:
-        pytest.fail(INSTALL)  # not skipped: a missing server would pass the Redis store off as tested
-    return RedisServer(directory, persist, password).start()
 
 
 @dataclass
