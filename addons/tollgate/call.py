@@ -35,8 +35,10 @@ class Usage:
     input_tokens: int | None = None
     output_tokens: int | None = None
     total_tokens: int | None = None
-    cached_tokens: int | None = None
-    reasoning_tokens: int | None = None
+    cached_tokens: int | None = None  # cache reads, among input_tokens
+    # Cache writes, among input_tokens too: Anthropic and Bedrock price them apart (above input).
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None  # among output_tokens
     finish_reason: str | None = None
 
 
