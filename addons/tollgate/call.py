@@ -30,7 +30,7 @@ class RequestFacts:
     max_tokens: int | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)  # by name: a field added must not shift the others
 class Usage:
     input_tokens: int | None = None
     output_tokens: int | None = None
@@ -72,6 +72,17 @@ class Classification:
     # What the call holds but Tollgate did not read (a body streamed unread): "model", "request"
     # (its facts). The policy sees it, so that an unread model is never taken for no model.
     unread: tuple[str, ...] = ()
+
+
+def usd(nano: int) -> float:
+    """Nano-dollars as the audit writes them: US dollars, to 9 decimals."""
+    return round(nano / 1e9, 9)
+
+
+def dollars_text(nano: int) -> str:
+    """Nano-dollars as a person reads them: `$0.000123`, to the micro-dollar, half up."""
+    micro = (nano + 500) // 1000
+    return f"${micro // 1_000_000}.{micro % 1_000_000:06d}"
 
 
 @lru_cache(maxsize=256)  # the same few keys go upstream call after call
@@ -138,8 +149,20 @@ class Call:
     # Tollgate asked an OpenAI stream for usage the client did not ask for (`stream_usage: inject`).
     usage_asked: bool = False
 
+    def cost_nanousd(self) -> int | None:
+        """What the call cost by its usage and its model's price, in nano-dollars; None when
+        either is unknown (or the call never had a configuration to price it with)."""
+        if self.usage is None or self.loaded is None:
+            return None
+        model = self.model if self.model is not None else self.classification.model
+        c = self.classification
+        return self.loaded.prices.cost(
+            self.provider, model, self.client, self.groups, c.endpoint, self.usage, self.started
+        )
+
     def audit_record(self) -> dict[str, Any]:
         c, u = self.classification, self.usage or NO_USAGE
+        cost = self.cost_nanousd()
         ended = self.ended or time.time()
         return {
             "event": "llm_call",
@@ -173,15 +196,20 @@ class Call:
             "total_tokens": u.total_tokens,
             "cached_tokens": u.cached_tokens,
             "reasoning_tokens": u.reasoning_tokens,
+            "cache_write_tokens": u.cache_write_tokens,
+            "cost_usd": None if cost is None else usd(cost),
             "finish_reason": u.finish_reason,
             "error": self.error,
         }
 
     def summary(self) -> str:
-        """The one line mitmweb shows as the flow's comment."""
+        """The one line mitmweb shows as the flow's comment; the cost beside the tokens when known."""
         tokens, u = "? tokens", self.usage or NO_USAGE
         if u.input_tokens is not None or u.output_tokens is not None:
             tokens = f"{u.input_tokens or 0}→{u.output_tokens or 0} tokens"
+        cost = self.cost_nanousd()
+        if cost is not None:
+            tokens += f" · {dollars_text(cost)}"
         model = self.model or self.classification.model or "?"
         who = self.client or "anonymous"
         tail = f" · {self.error}" if self.error else ""

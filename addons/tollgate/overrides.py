@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from fnmatch import fnmatchcase
 
-from .config import Override
+from .config import Override, OverrideMatch
 from .providers import PROVIDERS
 
 # What each provider's OpenAI-compatible API offers, and under which path prefix.
@@ -27,19 +27,23 @@ def find_rule(
     endpoints its target offers in the OpenAI format."""
     groups = tuple(groups)
     for rule in rules:
-        m = rule.match
-        if m.provider is not None and m.provider != provider:
-            continue
-        if m.model is not None and (model is None or not fnmatchcase(model, m.model)):
-            continue
-        if m.client is not None and (client is None or not fnmatchcase(client, m.client)):
-            continue
-        if m.group is not None and not any(fnmatchcase(g, m.group) for g in groups):
+        if not matches(rule.match, provider, model, client, groups):
             continue
         if rule.provider not in (None, provider) and endpoint not in ROUTED_ENDPOINTS[rule.provider]:
             continue
         return rule
     return None
+
+
+def matches(m: OverrideMatch, provider: str, model: str | None, client: str | None, groups: tuple[str, ...]) -> bool:
+    """Whether a rule's match (globs, all optional) fits the call; a glob never fits what is unknown."""
+    if m.provider is not None and m.provider != provider:
+        return False
+    if m.model is not None and (model is None or not fnmatchcase(model, m.model)):
+        return False
+    if m.client is not None and (client is None or not fnmatchcase(client, m.client)):
+        return False
+    return m.group is None or any(fnmatchcase(g, m.group) for g in groups)
 
 
 class RuleBook:

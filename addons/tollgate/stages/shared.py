@@ -18,6 +18,7 @@ from ..jwt_identity import Verifier
 from ..keypool import KeyPool
 from ..overrides import RuleBook
 from ..policy import Policy
+from ..pricing import Prices
 from ..providers import PROVIDERS
 from ..providers.base import Provider, Query, RequestParts
 from ..raw_headers import decoded, with_header
@@ -41,6 +42,7 @@ class Loaded:
     policy: Policy | None = None
     runtimes: dict[str, Any] = field(default_factory=dict)  # what each provider loaded (`Provider.load_runtime`)
     jwt: Verifier = field(default_factory=lambda: Verifier(()))  # the JWT issuers (`identity.jwt`)
+    prices: Prices = field(default_factory=lambda: Prices(()))  # `prices:`, then the price table
 
     @classmethod
     def build(
@@ -62,7 +64,17 @@ class Loaded:
         runtimes = {name: (runtimes or {}).get(name) for name in PROVIDERS}
         if jwt is None:
             jwt = Verifier(config.identity.jwt, previous.jwt if previous is not None else None)
-        return cls(config, providers, Directory(config), RuleBook(config.overrides), pools, policy, runtimes, jwt)
+        return cls(
+            config,
+            providers,
+            Directory(config),
+            RuleBook(config.overrides),
+            pools,
+            policy,
+            runtimes,
+            jwt,
+            Prices(config.prices),
+        )
 
 
 class Shared:
