@@ -31,13 +31,15 @@ class RequestFacts:
     max_tokens: int | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)  # by name: a field added must not shift the others
 class Usage:
     input_tokens: int | None = None
     output_tokens: int | None = None
     total_tokens: int | None = None
-    cached_tokens: int | None = None
-    reasoning_tokens: int | None = None
+    cached_tokens: int | None = None  # cache reads, among input_tokens
+    # Cache writes, among input_tokens too: Anthropic and Bedrock price them apart (above input).
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None  # among output_tokens
     finish_reason: str | None = None
 
 
@@ -71,6 +73,17 @@ class Classification:
     # What the call holds but Tollgate did not read (a body streamed unread): "model", "request"
     # (its facts). The policy sees it, so that an unread model is never taken for no model.
     unread: tuple[str, ...] = ()
+
+
+def usd(nano: int) -> float:
+    """Nano-dollars as the audit writes them: US dollars, to 9 decimals."""
+    return round(nano / 1e9, 9)
+
+
+def dollars_text(nano: int) -> str:
+    """Nano-dollars as a person reads them: `$0.000123`, to the micro-dollar, half up."""
+    micro = (nano + 500) // 1000
+    return f"${micro // 1_000_000}.{micro % 1_000_000:06d}"
 
 
 @lru_cache(maxsize=256)  # the same few keys go upstream call after call
@@ -143,8 +156,20 @@ class Call:
     # The ledger's store failed this call (`ledger.on_store_error` says whether it went on).
     ledger_error: str | None = None
 
+    def cost_nanousd(self) -> int | None:
+        """What the call cost by its usage and its model's price, in nano-dollars; None when
+        either is unknown (or the call never had a configuration to price it with)."""
+        if self.usage is None or self.loaded is None:
+            return None
+        model = self.model if self.model is not None else self.classification.model
+        c = self.classification
+        return self.loaded.prices.cost(
+            self.provider, model, self.client, self.groups, c.endpoint, self.usage, self.started
+        )
+
     def audit_record(self) -> dict[str, Any]:
         c, u = self.classification, self.usage or NO_USAGE
+        cost = self.cost_nanousd()
         ended = self.ended or time.time()
         return {
             "event": "llm_call",
@@ -178,16 +203,21 @@ class Call:
             "total_tokens": u.total_tokens,
             "cached_tokens": u.cached_tokens,
             "reasoning_tokens": u.reasoning_tokens,
+            "cache_write_tokens": u.cache_write_tokens,
+            "cost_usd": None if cost is None else usd(cost),
             "finish_reason": u.finish_reason,
             "error": self.error,
             "ledger_error": self.ledger_error,
         }
 
     def summary(self) -> str:
-        """The one line mitmweb shows as the flow's comment."""
+        """The one line mitmweb shows as the flow's comment; the cost beside the tokens when known."""
         tokens, u = "? tokens", self.usage or NO_USAGE
         if u.input_tokens is not None or u.output_tokens is not None:
             tokens = f"{u.input_tokens or 0}→{u.output_tokens or 0} tokens"
+        cost = self.cost_nanousd()
+        if cost is not None:
+            tokens += f" · {dollars_text(cost)}"
         model = self.model or self.classification.model or "?"
         who = self.client or "anonymous"
         tail = f" · {self.error}" if self.error else ""

@@ -35,18 +35,15 @@ def find_rule(
     return None
 
 
-def matches(
-    match: OverrideMatch, provider: str | None, model: str | None, client: str | None, groups: Iterable[str]
-) -> bool:
-    """Whether a call fits a rule's match (overrides, prices, limits): each field set is a glob
-    that must fit (the provider exactly), a group glob any of the call's groups."""
-    if match.provider is not None and match.provider != provider:
+def matches(m: OverrideMatch, provider: str, model: str | None, client: str | None, groups: tuple[str, ...]) -> bool:
+    """Whether a rule's match (globs, all optional) fits the call; a glob never fits what is unknown."""
+    if m.provider is not None and m.provider != provider:
         return False
-    if match.model is not None and (model is None or not fnmatchcase(model, match.model)):
+    if m.model is not None and (model is None or not fnmatchcase(model, m.model)):
         return False
-    if match.client is not None and (client is None or not fnmatchcase(client, match.client)):
+    if m.client is not None and (client is None or not fnmatchcase(client, m.client)):
         return False
-    return match.group is None or any(fnmatchcase(g, match.group) for g in groups)
+    return m.group is None or any(fnmatchcase(g, m.group) for g in groups)
 
 
 class RuleBook:

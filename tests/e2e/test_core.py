@@ -5,6 +5,8 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from tests.support.canned import ANTHROPIC_MESSAGE, BEDROCK_INVOKE_BODY
+from tests.support.fake_upstream import Reply
 
 REAL = {
     "openai": "sk-real-openai-000000000001",
@@ -69,6 +71,8 @@ def test_openai_chat_with_virtual_key(g):
     )
     assert (record["input_tokens"], record["output_tokens"], record["total_tokens"]) == (21, 7, 28)
     assert (record["cached_tokens"], record["reasoning_tokens"], record["finish_reason"]) == (5, 2, "stop")
+    # gpt-4o-mini ($ per Mtok): 16 x 0.15 + 5 cache reads x 0.075 + 7 x 0.60
+    assert (record["cache_write_tokens"], record["cost_usd"]) == (None, 0.000006975)
     assert record["status"] == 200 and record["decision"] == "allow" and record["error"] is None
     assert record["upstream"] == g.fakes["openai"].url
     assert record["upstream_key"].startswith("sha256:")
@@ -151,6 +155,8 @@ def test_gemini_key_in_query_parameter(g):
 
 
 def test_anthropic_messages(g):
+    answer = {**ANTHROPIC_MESSAGE, "usage": {**ANTHROPIC_MESSAGE["usage"], "cache_creation_input_tokens": 40}}
+    g.fakes["anthropic"].handler = lambda r: Reply(200, answer)
     result = g.run(f"""
         import anthropic
         client = anthropic.Anthropic(api_key="{BOB}", max_retries=0)
@@ -171,14 +177,16 @@ def test_anthropic_messages(g):
         "claude-sonnet-4-5",
     )
     assert (record["has_system"], record["has_tools"], record["message_count"]) == (True, True, 1)
-    # Anthropic reports cache reads apart; the audit's input_tokens counts every prompt token.
+    # Anthropic reports cache reads and writes apart; the audit's input_tokens counts every prompt token.
     assert (record["input_tokens"], record["cached_tokens"], record["output_tokens"], record["total_tokens"]) == (
-        125,
+        165,
         100,
         11,
-        136,
+        176,
     )
     assert record["finish_reason"] == "end_turn"
+    # claude-sonnet-4-5 ($ per Mtok): 25 x 3 + 100 cache reads x 0.30 + 40 cache writes x 3.75 + 11 x 15
+    assert (record["cache_write_tokens"], record["cost_usd"]) == (40, 0.00042)
 
 
 BEDROCK_PROFILE = (
@@ -214,9 +222,14 @@ def test_bedrock_converse_with_virtual_bearer_key(g):
         99,
         "end_turn",
     )
+    # A us. profile is priced as a regional call: 17 x $3 + 6 x $15 per Mtok.
+    assert (record["cache_write_tokens"], record["cost_usd"]) == (None, 0.000141)
 
 
 def test_bedrock_invoke_model_usage_from_headers(g):
+    counts = {"input": "13", "output": "64", "cache-read-input": "100", "cache-write-input": "20"}
+    headers = {f"x-amzn-bedrock-{kind}-token-count": n for kind, n in counts.items()}
+    g.fakes["bedrock"].handler = lambda r: Reply(200, BEDROCK_INVOKE_BODY, headers)
     result = g.run(
         """
         import boto3, json
@@ -234,12 +247,15 @@ def test_bedrock_invoke_model_usage_from_headers(g):
         "anthropic.claude-3-haiku-20240307-v1:0",
         "bedrock-runtime.eu-west-1.amazonaws.com",
     )
+    # The input token count header counts neither cache reads nor writes; input_tokens counts all.
     assert (record["input_tokens"], record["output_tokens"], record["total_tokens"], record["finish_reason"]) == (
-        13,
+        133,
         64,
-        77,
+        197,
         "max_tokens",
     )
+    # Claude 3 Haiku on Bedrock prices no cache apart: 133 x $0.25 + 64 x $1.25 per Mtok.
+    assert (record["cached_tokens"], record["cache_write_tokens"], record["cost_usd"]) == (100, 20, 0.00011325)
 
 
 def test_side_header_wins_and_is_stripped(g):

@@ -108,6 +108,8 @@ def test_an_sdk_session_goes_with_the_real_key_and_is_audited_once_with_its_summ
     assert (record["decision"], record["status"], record["error"]) == ("allow", 101, None)
     assert (record["input_tokens"], record["output_tokens"], record["total_tokens"]) == (250, 50, 300)
     assert (record["cached_tokens"], record["reasoning_tokens"], record["finish_reason"]) == (104, None, "completed")
+    # The session's usage counts audio with text tokens, which the table prices apart: not guessed.
+    assert (record["cache_write_tokens"], record["cost_usd"]) == (None, None)
     assert record["upstream"] == fake.url and record["upstream_key"].startswith("sha256:")
     # Written when the WebSocket ended: the whole session, not its handshake.
     assert record["ttfb_ms"] is not None and record["latency_ms"] > record["ttfb_ms"]

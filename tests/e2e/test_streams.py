@@ -85,6 +85,8 @@ report(text=text, events=ack.n)
     assert (record["stream"], record["status"], record["error"]) == (True, 200, None)
     assert (record["input_tokens"], record["output_tokens"], record["total_tokens"]) == (19, 5, 24)
     assert (record["cached_tokens"], record["reasoning_tokens"], record["finish_reason"]) == (3, 1, "stop")
+    # gpt-4o-mini ($ per Mtok): 16 x 0.15 + 3 cache reads x 0.075 + 5 x 0.60
+    assert (record["cache_write_tokens"], record["cost_usd"]) == (None, 0.000005625)
     assert record["ttfb_ms"] is not None and record["latency_ms"] > record["ttfb_ms"]
 
 
@@ -318,6 +320,7 @@ def test_a_stream_without_include_usage_is_counted_by_default(gw):
         "stop",
     )
     assert (record["cached_tokens"], record["reasoning_tokens"]) == (3, 1)
+    assert (record["cache_write_tokens"], record["cost_usd"]) == (None, 0.000005625)
 
 
 def test_inject_asks_for_usage_and_hides_it_from_the_client(gw):

@@ -57,7 +57,7 @@ def test_flow_list_shows_each_calls_summary_and_marks_refused_and_failed_calls(w
 
     flows = web.proxy.api("/flows")
     assert [(f["comment"], f["marked"], f["response"]["status_code"]) for f in flows] == [
-        ("alice · openai/gpt-4o-mini · 21→7 tokens · allow", "", 200),
+        ("alice · openai/gpt-4o-mini · 21→7 tokens · $0.000007 · allow", "", 200),
         ("anonymous · openai/gpt-4o-mini · ? tokens · deny", "⛔", 401),  # mitmweb sends the marker's emoji
         (f"alice · anthropic/claude-sonnet-4-5 · ? tokens · allow · {unreachable}", "⚠", 502),
     ]

@@ -23,6 +23,10 @@ from tollgate.call import (
     fingerprint,
     utc_timestamp,
 )
+from tollgate.config import Config, parse_config
+from tollgate.stages.shared import Loaded
+
+LOADED = Loaded.build(Config())
 
 # Every field DESIGN.md's "Audit record" table names.
 DESIGN_FIELDS = {
@@ -54,6 +58,8 @@ DESIGN_FIELDS = {
     "total_tokens",
     "cached_tokens",
     "reasoning_tokens",
+    "cache_write_tokens",
+    "cost_usd",
     "finish_reason",
     "error",
 }
@@ -96,6 +102,7 @@ def full_call() -> Call:
             finish_reason="stop",
         ),
         error=None,
+        loaded=LOADED,
     )
 
 
@@ -139,9 +146,38 @@ def test_audit_record_values() -> None:
         "total_tokens": 150,
         "cached_tokens": 64,
         "reasoning_tokens": 10,
+        "cache_write_tokens": None,
+        # gpt-4o-mini ($ per Mtok): 36 x 0.15 + 64 cache reads x 0.075 + 50 x 0.6
+        "cost_usd": 0.0000402,
         "finish_reason": "stop",
         "error": None,
     }
+
+
+def test_cost_of_a_call_uses_its_configuration_and_start() -> None:
+    call = full_call()
+    assert call.cost_nanousd() == 40_200
+    call.loaded = Loaded.build(
+        parse_config({"prices": [{"match": {"group": "research"}, "input_per_mtok": 1, "output_per_mtok": 2}]}, {})
+    )
+    assert call.cost_nanousd() == 100_000 + 100_000
+    assert call.audit_record()["cost_usd"] == 0.0002
+    call.usage = None
+    assert call.audit_record()["cost_usd"] is None
+    unloaded = full_call()
+    unloaded.loaded = None  # type: ignore[assignment]  # a call refused for want of a configuration
+    assert unloaded.cost_nanousd() is None
+
+
+def test_cache_writes_and_unknown_prices_in_the_record() -> None:
+    call = full_call()
+    call.provider, call.model = "anthropic", "claude-sonnet-4-5"
+    call.usage = Usage(input_tokens=165, cached_tokens=100, cache_write_tokens=40, output_tokens=11)
+    record = call.audit_record()
+    # 25 x 3 + 100 reads x 0.3 + 40 writes x 3.75 + 11 x 15 ($ per Mtok)
+    assert (record["cache_write_tokens"], record["cost_usd"]) == (40, 0.00042)
+    call.model = "claude-unreleased"
+    assert call.audit_record()["cost_usd"] is None
 
 
 def test_audit_record_is_json_serialisable() -> None:
@@ -282,7 +318,7 @@ def test_fingerprint_handles_any_text(secret: str) -> None:
 
 
 def test_summary_full() -> None:
-    assert full_call().summary() == "alice · openai/gpt-4o-mini · 100→50 tokens · allow"
+    assert full_call().summary() == "alice · openai/gpt-4o-mini · 100→50 tokens · $0.000040 · allow"
 
 
 def test_summary_anonymous_unknown_tokens() -> None:
@@ -306,7 +342,7 @@ def test_summary_denied_with_error() -> None:
     call = full_call()
     call.decision = "deny"
     call.error = "upstream unreachable"
-    assert call.summary() == "alice · openai/gpt-4o-mini · 100→50 tokens · deny · upstream unreachable"
+    assert call.summary() == "alice · openai/gpt-4o-mini · 100→50 tokens · $0.000040 · deny · upstream unreachable"
 
 
 @pytest.mark.parametrize("auth", ["virtual_key", "sigv4", "proxyauth", "anonymous"])

@@ -905,22 +905,23 @@ def test_openai_responses_stream_cut_before_completion_has_no_usage() -> None:
 
 
 @st.composite
-def anthropic_streams(draw: st.DrawFn) -> tuple[list[list[str]], tuple]:
+def anthropic_streams(draw: st.DrawFn) -> tuple[list[list[str]], tuple, int]:
     input_, read_, write, output = draw(COUNT), draw(COUNT), draw(COUNT), draw(COUNT)
     stop = draw(st.sampled_from(["end_turn", "max_tokens", "stop_sequence", "tool_use", "pause_turn", "refusal"]))
     blocks = anthropic_blocks(draw(PIECES), input_, read_, write, output, stop, delta_has_input=draw(st.booleans()))
     # input_tokens = input + cache reads + cache writes; cached_tokens = cache reads.
     prompt = input_ + read_ + write
-    return blocks, (prompt, output, prompt + output, read_, None, stop)
+    return blocks, (prompt, output, prompt + output, read_, None, stop), write
 
 
 @PROPERTY
 @given(stream=anthropic_streams(), eol=st.sampled_from(EOLS), how=CHUNKINGS)
 def test_anthropic_stream_usage_however_split(stream: tuple, eol: str, how: tuple) -> None:
-    blocks, expected = stream
+    blocks, expected, write = stream
     data = sse(blocks, eol)
     reader = reader_for(ANTHROPIC, "/v1/messages", SSE_TYPE)
-    assert usage_tuple(read(reader, chunk(data, how))) == expected
+    usage = read(reader, chunk(data, how))
+    assert (usage_tuple(usage), usage.cache_write_tokens) == (expected, write)
     assert reader.error is None
     assert frames_of(SSEFramer(), chunk(data, how)) == lf_blocks(blocks)
 
@@ -932,7 +933,8 @@ def test_anthropic_stream_exact(eol: str) -> None:
     data = sse(blocks, eol)
     for pieces in ([data], bytewise(data)):
         reader = MessagesStreamReader()
-        assert usage_tuple(read(reader, pieces)) == (2125, 15, 2140, 2000, None, "end_turn")
+        usage = read(reader, pieces)
+        assert (usage_tuple(usage), usage.cache_write_tokens) == ((2125, 15, 2140, 2000, None, "end_turn"), 100)
         assert reader.error is None
 
 
@@ -1410,21 +1412,22 @@ def test_event_stream_framer_crc_valid_garbage_is_an_error_not_an_exception(data
 
 
 @st.composite
-def converse_streams(draw: st.DrawFn) -> tuple[list[bytes], tuple]:
+def converse_streams(draw: st.DrawFn) -> tuple[list[bytes], tuple, int | None]:
     input_, output = draw(COUNT), draw(COUNT)
     read_, write = draw(st.one_of(st.none(), COUNT)), draw(st.one_of(st.none(), COUNT))
     stop = draw(st.sampled_from(["end_turn", "tool_use", "max_tokens", "stop_sequence", "guardrail_intervened"]))
     frames = converse_frames(draw(PIECES), input_, output, read_, write, stop)
-    return frames, converse_expected(input_, output, read_, write, stop)
+    return frames, converse_expected(input_, output, read_, write, stop), write
 
 
 @PROPERTY
 @given(stream=converse_streams(), how=CHUNKINGS)
 def test_bedrock_converse_stream_usage_however_split(stream: tuple, how: tuple) -> None:
-    frames, expected = stream
+    frames, expected, write = stream
     data = b"".join(frames)
     reader = converse_reader()
-    assert usage_tuple(read(reader, chunk(data, how))) == expected
+    usage = read(reader, chunk(data, how))
+    assert (usage_tuple(usage), usage.cache_write_tokens) == (expected, write)
     assert reader.error is None
     got = frames_of(EventStreamFramer(), chunk(data, how))
     assert [f.headers[":event-type"] for f in got][-2:] == ["messageStop", "metadata"]
@@ -1435,7 +1438,8 @@ def test_bedrock_converse_stream_exact() -> None:
     data = b"".join(converse_frames(["Hello", " world"], 11, 7, 1024, 32, "end_turn"))
     for pieces in ([data], bytewise(data)):
         reader = converse_reader()
-        assert usage_tuple(read(reader, pieces)) == (1067, 7, 1074, 1024, None, "end_turn")
+        usage = read(reader, pieces)
+        assert (usage_tuple(usage), usage.cache_write_tokens) == ((1067, 7, 1074, 1024, None, "end_turn"), 32)
         assert reader.error is None
 
 
@@ -1507,10 +1511,13 @@ def test_bedrock_invoke_stream_exact() -> None:
         assert reader.error is None
 
 
-def test_bedrock_invoke_stream_cache_read_metric() -> None:
+def test_bedrock_invoke_stream_cache_metrics() -> None:
+    """inputTokenCount counts neither cache reads nor writes (as Claude's own input_tokens); the
+    audit's input_tokens counts every prompt token."""
     events = claude_invoke_events(["x"], 14, 9, "end_turn", cacheReadInputTokenCount=1000, cacheWriteInputTokenCount=5)
     usage = read(invoke_reader(), [b"".join(invoke_chunk(e) for e in events)])
-    assert (usage.output_tokens, usage.cached_tokens, usage.finish_reason) == (9, 1000, "end_turn")
+    assert usage_tuple(usage) == (1019, 9, 1028, 1000, None, "end_turn")
+    assert usage.cache_write_tokens == 5
 
 
 @pytest.mark.parametrize(

@@ -146,8 +146,8 @@ class Anthropic(Provider):
 
 def usage_from_object(raw: object) -> Usage:
     """Anthropic reports input tokens apart from cache reads and writes; the audit's
-    `input_tokens` is every prompt token, as for the other providers, and `cached_tokens`
-    the cache reads among them."""
+    `input_tokens` is every prompt token, as for the other providers, `cached_tokens` the cache
+    reads among them and `cache_write_tokens` the cache writes."""
     if not isinstance(raw, dict):
         return Usage()
     fresh = as_int(raw.get("input_tokens"))
@@ -156,7 +156,9 @@ def usage_from_object(raw: object) -> Usage:
     output = as_int(raw.get("output_tokens"))
     prompt = None if fresh is None else fresh + (read or 0) + (written or 0)
     total = None if prompt is None or output is None else prompt + output
-    return Usage(input_tokens=prompt, output_tokens=output, total_tokens=total, cached_tokens=read)
+    return Usage(
+        input_tokens=prompt, output_tokens=output, total_tokens=total, cached_tokens=read, cache_write_tokens=written
+    )
 
 
 _MESSAGE_START = re.compile(rb'"type"\s*:\s*"message_start"')

@@ -128,6 +128,7 @@ class Bedrock(Provider):
         b"x-amzn-bedrock-input-token-count",
         b"x-amzn-bedrock-output-token-count",
         b"x-amzn-bedrock-cache-read-input-token-count",
+        b"x-amzn-bedrock-cache-write-input-token-count",
     }
 
     def load_runtime(
@@ -300,10 +301,11 @@ class Bedrock(Provider):
         if endpoint == "count-tokens":
             return Usage(input_tokens=as_int(data.get("inputTokens")))
         if endpoint == "invoke":
-            u = Usage(
-                input_tokens=as_int(headers.get("x-amzn-bedrock-input-token-count")),
-                output_tokens=as_int(headers.get("x-amzn-bedrock-output-token-count")),
-                cached_tokens=as_int(headers.get("x-amzn-bedrock-cache-read-input-token-count")),
+            u = prompt_usage(
+                as_int(headers.get("x-amzn-bedrock-input-token-count")),
+                as_int(headers.get("x-amzn-bedrock-cache-read-input-token-count")),
+                as_int(headers.get("x-amzn-bedrock-cache-write-input-token-count")),
+                as_int(headers.get("x-amzn-bedrock-output-token-count")),
             )
             if u.input_tokens is None:
                 u = anthropic.usage_from_object(data.get("usage"))  # Claude's own body usage
@@ -405,20 +407,28 @@ def _read_facts(op: str, data: dict[str, Any] | None, facts: RequestFacts) -> No
         _invoke_facts(data, facts)
 
 
-def converse_usage(raw: Any, stop_reason: Any) -> Usage:
-    """Bedrock, like Anthropic, counts cache reads and writes apart from `inputTokens`; the
-    audit's input_tokens is every prompt token."""
-    raw = raw if isinstance(raw, dict) else {}
-    fresh = as_int(raw.get("inputTokens"))
-    read = as_int(raw.get("cacheReadInputTokens"))
-    written = as_int(raw.get("cacheWriteInputTokens"))
-    u = Usage(
+def prompt_usage(fresh: int | None, read: int | None, written: int | None, output: int | None) -> Usage:
+    """Bedrock, like Anthropic, counts cache reads and writes apart from the input tokens it
+    reports (Converse's `inputTokens`, InvokeModel's input token count header and invocation
+    metrics); the audit's input_tokens is every prompt token."""
+    return Usage(
         input_tokens=None if fresh is None else fresh + (read or 0) + (written or 0),
-        output_tokens=as_int(raw.get("outputTokens")),
-        total_tokens=as_int(raw.get("totalTokens")),
+        output_tokens=output,
         cached_tokens=read,
-        finish_reason=stop_reason if isinstance(stop_reason, str) else None,
+        cache_write_tokens=written,
     )
+
+
+def converse_usage(raw: Any, stop_reason: Any) -> Usage:
+    raw = raw if isinstance(raw, dict) else {}
+    u = prompt_usage(
+        as_int(raw.get("inputTokens")),
+        as_int(raw.get("cacheReadInputTokens")),
+        as_int(raw.get("cacheWriteInputTokens")),
+        as_int(raw.get("outputTokens")),
+    )
+    u.total_tokens = as_int(raw.get("totalTokens"))
+    u.finish_reason = stop_reason if isinstance(stop_reason, str) else None
     return add_totals(u)
 
 
@@ -514,10 +524,11 @@ class EventStreamReader(UsageReader):
         metrics = data.get("amazon-bedrock-invocationMetrics")
         if isinstance(metrics, dict):
             self._usage = add_totals(
-                Usage(
-                    input_tokens=as_int(metrics.get("inputTokenCount")),
-                    output_tokens=as_int(metrics.get("outputTokenCount")),
-                    cached_tokens=as_int(metrics.get("cacheReadInputTokenCount")),
+                prompt_usage(
+                    as_int(metrics.get("inputTokenCount")),
+                    as_int(metrics.get("cacheReadInputTokenCount")),
+                    as_int(metrics.get("cacheWriteInputTokenCount")),
+                    as_int(metrics.get("outputTokenCount")),
                 )
             )
         nested = [data.get(k) for k in ("delta", "messageStop")]  # Claude's and Nova's events

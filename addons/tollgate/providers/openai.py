@@ -344,12 +344,13 @@ def summed(total: Usage | None, more: Usage) -> Usage:
     if total is None:
         return more
     return Usage(
-        _plus(total.input_tokens, more.input_tokens),
-        _plus(total.output_tokens, more.output_tokens),
-        _plus(total.total_tokens, more.total_tokens),
-        _plus(total.cached_tokens, more.cached_tokens),
-        _plus(total.reasoning_tokens, more.reasoning_tokens),
-        more.finish_reason if more.finish_reason is not None else total.finish_reason,
+        input_tokens=_plus(total.input_tokens, more.input_tokens),
+        output_tokens=_plus(total.output_tokens, more.output_tokens),
+        total_tokens=_plus(total.total_tokens, more.total_tokens),
+        cached_tokens=_plus(total.cached_tokens, more.cached_tokens),
+        cache_write_tokens=_plus(total.cache_write_tokens, more.cache_write_tokens),
+        reasoning_tokens=_plus(total.reasoning_tokens, more.reasoning_tokens),
+        finish_reason=more.finish_reason if more.finish_reason is not None else total.finish_reason,
     )
 
 

@@ -165,9 +165,7 @@ def used(call: Call, reserved: Estimate, record: dict[str, Any]) -> Estimate:
         if call.status is not None and call.status < 400:
             return reserved
         return Estimate(1, 0, 0)
-    cost = record.get("cost_usd")
-    nanousd = round(cost * 1_000_000_000) if cost is not None else 0
-    return Estimate(1, tokens, nanousd)
+    return Estimate(1, tokens, call.cost_nanousd() or 0)
 
 
 def token_count(record: dict[str, Any]) -> int | None:

@@ -22,6 +22,7 @@ from ..ledger.store import Store
 from ..limits import Limits
 from ..overrides import RuleBook
 from ..policy import Policy
+from ..pricing import Prices
 from ..providers import PROVIDERS
 from ..providers.base import Provider, Query, RequestParts
 from ..raw_headers import decoded, with_header
@@ -46,6 +47,7 @@ class Loaded:
     runtimes: dict[str, Any] = field(default_factory=dict)  # what each provider loaded (`Provider.load_runtime`)
     jwt: Verifier = field(default_factory=lambda: Verifier(()))  # the JWT issuers (`identity.jwt`)
     limits: Limits = field(default_factory=lambda: Limits(()))
+    prices: Prices = field(default_factory=lambda: Prices(()))  # `prices:`, then the price table
 
     @classmethod
     def build(
@@ -69,7 +71,7 @@ class Loaded:
             jwt = Verifier(config.identity.jwt, previous.jwt if previous is not None else None)
         return cls(
             config, providers, Directory(config), RuleBook(config.overrides), pools, policy, runtimes, jwt,
-            Limits(config.limits),
+            Limits(config.limits), Prices(config.prices),
         )  # fmt: skip
 
 

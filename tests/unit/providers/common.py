@@ -287,6 +287,7 @@ _FIELD_NAMES = [
     "outputTokens",
     "totalTokens",
     "cacheReadInputTokens",
+    "cacheWriteInputTokens",
     "inferenceConfig",
     "maxTokens",
     "max_new_tokens",

@@ -114,13 +114,14 @@ def test_anthropic_usage_normalised() -> None:
         }
     )
     c = classify(ANTHROPIC, "POST", "/v1/messages", None)
-    assert usage_tuple(ANTHROPIC.usage(c, headers(), body)) == (160, 20, 180, 100, None, "end_turn")
+    u = ANTHROPIC.usage(c, headers(), body)
+    assert (usage_tuple(u), u.cache_write_tokens) == ((160, 20, 180, 100, None, "end_turn"), 50)
 
 
 def test_anthropic_usage_without_cache() -> None:
     body = j({"stop_reason": "max_tokens", "usage": {"input_tokens": 12, "output_tokens": 30}})
     u = ANTHROPIC.usage(Classification(endpoint="messages"), headers(), body)
-    assert usage_tuple(u) == (12, 30, 42, None, None, "max_tokens")
+    assert (usage_tuple(u), u.cache_write_tokens) == ((12, 30, 42, None, None, "max_tokens"), None)
 
 
 def test_anthropic_usage_cache_zero_and_null() -> None:
@@ -136,7 +137,7 @@ def test_anthropic_usage_cache_zero_and_null() -> None:
         }
     )
     u = ANTHROPIC.usage(Classification(endpoint="messages"), headers(), body)
-    assert usage_tuple(u) == (12, 3, 15, 0, None, "tool_use")
+    assert (usage_tuple(u), u.cache_write_tokens) == ((12, 3, 15, 0, None, "tool_use"), None)
 
 
 def test_anthropic_count_tokens_usage() -> None:

@@ -318,19 +318,26 @@ def test_bedrock_converse_usage() -> None:
         {
             "output": {"message": {"role": "assistant", "content": [{"text": "secret"}]}},
             "stopReason": "end_turn",
-            "usage": {"inputTokens": 10, "outputTokens": 20, "totalTokens": 30, "cacheReadInputTokens": 5},
+            "usage": {
+                "inputTokens": 10,
+                "outputTokens": 20,
+                "totalTokens": 37,
+                "cacheReadInputTokens": 5,
+                "cacheWriteInputTokens": 2,
+            },
             "metrics": {"latencyMs": 100},
         }
     )
     c = classify(BEDROCK, "POST", "/model/amazon.nova-lite-v1%3A0/converse", None)
-    # Bedrock counts cache reads apart from inputTokens; the audit's input_tokens has them all.
-    assert usage_tuple(BEDROCK.usage(c, headers(), body)) == (15, 20, 30, 5, None, "end_turn")
+    # Bedrock counts cache reads and writes apart from inputTokens; the audit's input_tokens has them all.
+    u = BEDROCK.usage(c, headers(), body)
+    assert (usage_tuple(u), u.cache_write_tokens) == ((17, 20, 37, 5, None, "end_turn"), 2)
 
 
 def test_bedrock_converse_usage_total_computed() -> None:
     body = j({"stopReason": "max_tokens", "usage": {"inputTokens": 2, "outputTokens": 3}})
     u = BEDROCK.usage(Classification(endpoint="converse"), headers(), body)
-    assert usage_tuple(u) == (2, 3, 5, None, None, "max_tokens")
+    assert (usage_tuple(u), u.cache_write_tokens) == ((2, 3, 5, None, None, "max_tokens"), None)
 
 
 def test_bedrock_invoke_usage_from_headers() -> None:
@@ -344,22 +351,34 @@ def test_bedrock_invoke_usage_from_headers() -> None:
     assert usage_tuple(BEDROCK.usage(c, h, body)) == (12, 34, 46, None, None, "end_turn")
 
 
-def test_bedrock_invoke_usage_cache_read_header() -> None:
+def test_bedrock_invoke_usage_cache_headers() -> None:
+    """The input token count header counts neither cache reads nor writes (as Claude's body
+    `usage.input_tokens`, which it equals); the audit's input_tokens counts every prompt token."""
+    h = headers(
+        ("x-amzn-bedrock-input-token-count", "100"),
+        ("x-amzn-bedrock-output-token-count", "1"),
+        ("x-amzn-bedrock-cache-read-input-token-count", "64"),
+        ("x-amzn-bedrock-cache-write-input-token-count", "16"),
+    )
+    u = BEDROCK.usage(Classification(endpoint="invoke"), h, j({}))
+    assert (usage_tuple(u), u.cache_write_tokens) == ((180, 1, 181, 64, None, None), 16)
+
+
+def test_bedrock_invoke_usage_cache_read_header_only() -> None:
     h = headers(
         ("x-amzn-bedrock-input-token-count", "100"),
         ("x-amzn-bedrock-output-token-count", "1"),
         ("x-amzn-bedrock-cache-read-input-token-count", "64"),
     )
     u = BEDROCK.usage(Classification(endpoint="invoke"), h, j({}))
-    assert usage_tuple(u) == (100, 1, 101, 64, None, None)
+    assert (usage_tuple(u), u.cache_write_tokens) == ((164, 1, 165, 64, None, None), None)
 
 
 def test_bedrock_invoke_usage_from_claude_body_without_headers() -> None:
-    body = j(
-        {"stop_reason": "end_turn", "usage": {"input_tokens": 10, "cache_read_input_tokens": 5, "output_tokens": 2}}
-    )
+    usage = {"input_tokens": 10, "cache_read_input_tokens": 5, "cache_creation_input_tokens": 3, "output_tokens": 2}
+    body = j({"stop_reason": "end_turn", "usage": usage})
     u = BEDROCK.usage(Classification(endpoint="invoke"), headers(), body)
-    assert usage_tuple(u) == (15, 2, 17, 5, None, "end_turn")
+    assert (usage_tuple(u), u.cache_write_tokens) == ((18, 2, 20, 5, None, "end_turn"), 3)
 
 
 def test_bedrock_invoke_usage_headers_and_non_json_body() -> None:

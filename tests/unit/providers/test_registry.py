@@ -223,6 +223,7 @@ def test_classify_reads_or_refuses(name: str, data: st.DataObject, body: bytes |
                     "x-amzn-bedrock-input-token-count",
                     "x-amzn-bedrock-output-token-count",
                     "x-amzn-bedrock-cache-read-input-token-count",
+                    "x-amzn-bedrock-cache-write-input-token-count",
                     "content-type",
                 ]
             ),
@@ -237,6 +238,8 @@ def test_usage_never_raises(
     provider = PROVIDERS[name]
     u = provider.usage(Classification(endpoint=endpoint, wire_format=wire), headers(*header_pairs), body)
     assert isinstance(u, Usage)
-    for value in (u.input_tokens, u.output_tokens, u.total_tokens, u.cached_tokens, u.reasoning_tokens):
+    for value in (
+        u.input_tokens, u.output_tokens, u.total_tokens, u.cached_tokens, u.cache_write_tokens, u.reasoning_tokens
+    ):  # fmt: skip
         assert value is None or (isinstance(value, int) and not isinstance(value, bool))
     assert u.finish_reason is None or isinstance(u.finish_reason, str)

@@ -78,10 +78,11 @@ def test_an_answered_call_gets_its_request_id_header_and_one_record_at_response(
         17,
         "stop",
     )
+    assert record["cost_usd"] == 0.00008  # gpt-4o: 12 x $2.50 + 5 x $10 per Mtok
     assert call.ended is not None and record["latency_ms"] == round((call.ended - call.started) * 10000) / 10
     # The flow keeps the plain record (what a saved flow can hold), its summary and no marker.
     assert flow.metadata[CALL] == record and type(flow.metadata[CALL]) is dict
-    assert flow.comment == "alice · openai/gpt-4o · 12→5 tokens · allow"
+    assert flow.comment == "alice · openai/gpt-4o · 12→5 tokens · $0.000080 · allow"
     assert flow.marked == ""
 
 

@@ -141,13 +141,17 @@ def test_a_response_done_event_gives_the_responses_usage_and_status():
     event = _done({"input_tokens": 120, "output_tokens": 30, "total_tokens": 150,
                    "input_token_details": {"cached_tokens": 64, "text_tokens": 20, "audio_tokens": 100},
                    "output_token_details": {"text_tokens": 10, "audio_tokens": 20}})  # fmt: skip
-    assert response_done_usage(event) == Usage(120, 30, 150, 64, None, "completed")
+    assert response_done_usage(event) == Usage(
+        input_tokens=120, output_tokens=30, total_tokens=150, cached_tokens=64, finish_reason="completed"
+    )
     incomplete = _done(
         {"input_tokens": 5, "output_tokens": 7},
         "incomplete",
         status_details={"type": "incomplete", "reason": "max_output_tokens"},
     )
-    assert response_done_usage(incomplete) == Usage(5, 7, 12, None, None, "max_output_tokens")
+    assert response_done_usage(incomplete) == Usage(
+        input_tokens=5, output_tokens=7, total_tokens=12, finish_reason="max_output_tokens"
+    )
     cancelled = _done(None, "cancelled", status_details={"type": "cancelled", "reason": "turn_detected"})
     assert response_done_usage(cancelled) == Usage(finish_reason="cancelled")
 
@@ -161,9 +165,13 @@ def test_only_a_response_done_event_counts_not_text_that_names_one():
 
 
 def test_a_sessions_usage_is_the_sum_of_its_responses_with_the_latest_finish_reason():
-    first = Usage(100, 20, 120, 40, None, "completed")
-    total = summed(summed(None, first), Usage(150, 30, 180, None, None, "cancelled"))
-    assert total == Usage(250, 50, 300, 40, None, "cancelled")
+    first = Usage(input_tokens=100, output_tokens=20, total_tokens=120, cached_tokens=40, finish_reason="completed")
+    total = summed(
+        summed(None, first), Usage(input_tokens=150, output_tokens=30, total_tokens=180, finish_reason="cancelled")
+    )
+    assert total == Usage(
+        input_tokens=250, output_tokens=50, total_tokens=300, cached_tokens=40, finish_reason="cancelled"
+    )
     assert summed(total, Usage()) == total
 
 
@@ -261,7 +269,7 @@ def test_each_message_leaves_a_stand_in_in_the_flow_and_server_usage_is_added_up
         assert flow.websocket.messages[-1].content == b"[redacted by Tollgate: %d bytes]" % len(content)
         assert flow.websocket.messages[-1].from_client is from_client
     assert [m.content[:5] for m in sent] == [b'{"typ'] * 3 and not any(m.dropped for m in sent)
-    assert call.usage == Usage(8, 10, 18, None, None, "failed")
+    assert call.usage == Usage(input_tokens=8, output_tokens=10, total_tokens=18, finish_reason="failed")
 
 
 def test_the_close_reason_is_kept_out_and_an_abnormal_close_recorded():
