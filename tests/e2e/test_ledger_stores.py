@@ -93,9 +93,7 @@ def test_a_restart_keeps_the_counts(start_gateway, tmp_path: Path, kind: str, re
     assert calls(second, "again", 2) == [200, ["RateLimitError", 429, "budget_exceeded"]]
 
 
-def test_a_redis_that_stops_gives_the_configured_behaviour_and_every_call_is_audited(
-    start_gateway, redis: RedisServer
-):
+def test_a_redis_that_stops_gives_the_configured_behaviour_and_every_call_is_audited(start_gateway, redis: RedisServer):
     gw = start_gateway(config(redis.url))
     assert calls(gw, "fragile") == [200]
     redis.stop()

@@ -62,6 +62,7 @@ DESIGN_FIELDS = {
     "cost_usd",
     "finish_reason",
     "error",
+    "ledger_error",
 }
 
 STARTED = datetime(2025, 3, 4, 5, 6, 7, 891000, tzinfo=UTC).timestamp()
@@ -151,6 +152,7 @@ def test_audit_record_values() -> None:
         "cost_usd": 0.0000402,
         "finish_reason": "stop",
         "error": None,
+        "ledger_error": None,
     }
 
 

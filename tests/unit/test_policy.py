@@ -619,6 +619,7 @@ def test_policy_input_is_designs_input_document() -> None:
         "model": "gpt-4o-mini",
         "request": {"message_count": 3, "has_system": True, "has_tools": False, "stream": False, "max_tokens": 256},
         "unread": [],
+        "usage": {},
     }
     # Exactly these keys, in this order, and nothing else (no wire format, no credentials, no ids).
     assert list(document) == [
@@ -632,6 +633,7 @@ def test_policy_input_is_designs_input_document() -> None:
         "model",
         "request",
         "unread",
+        "usage",
     ]
     assert list(document["client"]) == ["name", "groups", "auth"]
     assert list(document["request"]) == ["message_count", "has_system", "has_tools", "stream", "max_tokens"]
@@ -651,6 +653,7 @@ def test_policy_input_without_override_or_facts() -> None:
         "model": None,
         "request": {"message_count": None, "has_system": None, "has_tools": None, "stream": None, "max_tokens": None},
         "unread": [],
+        "usage": {},
     }
 
 
@@ -679,6 +682,7 @@ def test_policy_input_model_falls_back_to_the_requested_one() -> None:
         "model": "amazon.nova-lite-v1:0",
         "request": {"message_count": 1, "has_system": True, "has_tools": False, "stream": True, "max_tokens": 100},
         "unread": [],
+        "usage": {},
     }
 
 
@@ -1717,6 +1721,7 @@ def test_the_layout_is_where_the_input_document_puts_each_fact(system: bool, too
     document = policy_input(call)
     assert call.identity is not None
     document["identity"] = call.identity  # the fact; the document holds its issuer and claims
+    document["usage"] = list(call.usage_counters)  # likewise: the document holds them by limit and subject
     assert policy_input(call)["identity"] == {
         "issuer": "https://issuer.example",
         "claims": {"sub": "alice", "agent_role": "read-only"},

@@ -191,6 +191,7 @@ def test_tollgates_pipeline_is_one_addon_with_its_call_steps_in_order():
         "Identify",
         "Override",
         "Route",
+        "Ledger",
         "Decide",
         "AskForUsage",
         "Credential",

@@ -189,7 +189,8 @@ class SQLiteStore:
 
     def _connect(self) -> sqlite3.Connection:
         parent = Path(self.path).parent
-        parent.mkdir(parents=True, exist_ok=True)
+        if not parent.is_dir():  # as for the audit log: a mistyped path is not made
+            raise OSError(f"its directory {parent} does not exist")
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")

@@ -17,7 +17,7 @@ from ..ledger import StoreError, open_store
 from ..ledger.store import Store
 from ..policy import Policy, PolicyError
 from ..providers import PROVIDERS, allow_hosts
-from .shared import Loaded, Shared, close_later
+from .shared import Loaded, Shared
 
 logger = logging.getLogger(__name__)
 
@@ -65,19 +65,20 @@ def load(
     except ValueError as e:
         raise ConfigError(str(e)) from None
     # Last: the steps that open something (files, writer threads), after every check that can fail.
+    opened = None
+    if audit is None or audit.path != config.audit.path:
+        try:
+            audit = opened = AuditLog(config.audit.path)
+        except OSError as e:
+            raise ConfigError(f"audit.path: cannot open {config.audit.path}: {e.strerror}") from None
     store = ledger[1] if ledger is not None and ledger[0] == config.ledger_store else None
     if store is None:
         try:
             store = open_store(config.ledger_store)
         except StoreError as e:
+            if opened is not None:
+                opened.close()
             raise ConfigError(f"ledger.store: {e}") from None
-    if audit is None or audit.path != config.audit.path:
-        try:
-            audit = AuditLog(config.audit.path)
-        except OSError as e:
-            if ledger is None or store is not ledger[1]:
-                close_later(store)
-            raise ConfigError(f"audit.path: cannot open {config.audit.path}: {e.strerror}") from None
     return Loaded.build(config, policy, runtimes, previous, jwt), audit, store
 
 

@@ -48,6 +48,7 @@ class Backend:
 @pytest.fixture(params=["sqlite", "redis"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     if request.param == "sqlite":
+        (tmp_path / "ledger").mkdir()
         yield Backend("sqlite", f"sqlite:///{tmp_path}/ledger/ledger.sqlite")  # tmp_path is absolute: ////
         return
     # Persistent, for the tests that restart it; a test's few writes cost the append-only file little.

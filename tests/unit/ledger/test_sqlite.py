@@ -74,8 +74,13 @@ def test_two_processes_on_one_file_never_pass_a_cap(tmp_path: Path):
     assert run(counted()) == (cap,)
 
 
-def test_a_relative_path_is_made_with_its_directories(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_a_relative_path_is_relative_to_the_working_directory_which_must_hold_its_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreError, match="its directory state/tollgate does not exist"):
+        open_store("sqlite:///state/tollgate/ledger.sqlite")
+    (tmp_path / "state" / "tollgate").mkdir(parents=True)
 
     async def scenario() -> None:
         store = open_store("sqlite:///state/tollgate/ledger.sqlite")

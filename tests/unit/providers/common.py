@@ -18,11 +18,14 @@ from tollgate.providers import PROVIDERS
 from tollgate.providers.base import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
+    BUDGET_EXCEEDED,
     INTERNAL_ERROR,
     INVALID_SIGNATURE,
+    LEDGER_UNAVAILABLE,
     MISCONFIGURED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
+    RATE_LIMITED,
     UNAUTHENTICATED,
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
@@ -57,6 +60,9 @@ REASONS = (
     UPSTREAM_TIMEOUT,
     BAD_REQUEST,
     AUDIT_UNAVAILABLE,
+    RATE_LIMITED,
+    BUDGET_EXCEEDED,
+    LEDGER_UNAVAILABLE,
 )
 
 
@@ -182,6 +188,9 @@ OPENAI_REFUSALS = {
     UPSTREAM_TIMEOUT: (504, "server_error", "upstream_timeout"),
     BAD_REQUEST: (400, "invalid_request_error", "bad_request"),
     AUDIT_UNAVAILABLE: (503, "server_error", "audit_unavailable"),
+    RATE_LIMITED: (429, "requests", "rate_limit_exceeded"),
+    BUDGET_EXCEEDED: (429, "insufficient_quota", "insufficient_quota"),
+    LEDGER_UNAVAILABLE: (503, "server_error", "ledger_unavailable"),
 }
 
 
@@ -196,6 +205,9 @@ GEMINI_REFUSALS = {
     UPSTREAM_TIMEOUT: (504, "DEADLINE_EXCEEDED"),
     BAD_REQUEST: (400, "INVALID_ARGUMENT"),
     AUDIT_UNAVAILABLE: (503, "UNAVAILABLE"),
+    RATE_LIMITED: (429, "RESOURCE_EXHAUSTED"),
+    BUDGET_EXCEEDED: (429, "RESOURCE_EXHAUSTED"),
+    LEDGER_UNAVAILABLE: (503, "UNAVAILABLE"),
 }
 
 
@@ -210,6 +222,9 @@ ANTHROPIC_REFUSALS = {
     UPSTREAM_TIMEOUT: (504, "timeout_error"),
     BAD_REQUEST: (400, "invalid_request_error"),
     AUDIT_UNAVAILABLE: (503, "api_error"),
+    RATE_LIMITED: (429, "rate_limit_error"),
+    BUDGET_EXCEEDED: (429, "rate_limit_error"),
+    LEDGER_UNAVAILABLE: (503, "api_error"),
 }
 
 
@@ -224,6 +239,9 @@ BEDROCK_REFUSALS = {
     UPSTREAM_TIMEOUT: (504, "ModelTimeoutException"),
     BAD_REQUEST: (400, "ValidationException"),
     AUDIT_UNAVAILABLE: (503, "ServiceUnavailableException"),
+    RATE_LIMITED: (429, "ThrottlingException"),
+    BUDGET_EXCEEDED: (429, "ThrottlingException"),
+    LEDGER_UNAVAILABLE: (503, "ServiceUnavailableException"),
 }
 
 

@@ -4,6 +4,7 @@ settings and what it loads)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import sys
@@ -416,13 +417,14 @@ def test_a_reload_keeps_what_each_provider_loaded_and_names_the_setting_at_fault
     path = tmp_path / "tollgate.yaml"
     audit = str(tmp_path / "audit.jsonl")
     path.write_text(yaml.safe_dump({"providers": {"bedrock": {"credentials": static}}, "audit": {"path": audit}}))
-    first, log = load(str(path), None, None)
+    first, log, store = load(str(path), None, None)
     source = first.runtimes["bedrock"]
     assert source().access_key == REAL[0] and first.runtimes["openai"] is None
     path.write_text(
         yaml.safe_dump({"providers": {"bedrock": {"credentials": static, "keys": ["k"]}}, "audit": {"path": audit}})
     )
-    second, _ = load(str(path), first, log)
+    second, _, same_store = load(str(path), first, log, (first.config.ledger_store, store))
+    assert same_store is store
     assert second.runtimes["bedrock"] is source  # its setting unchanged
 
     def no_chain(setting: object) -> None:
@@ -431,6 +433,7 @@ def test_a_reload_keeps_what_each_provider_loaded_and_names_the_setting_at_fault
     monkeypatch.setattr(sigv4, "credential_source", no_chain)
     path.write_text(yaml.safe_dump({"providers": {"bedrock": {"credentials": "default"}}, "audit": {"path": audit}}))
     with pytest.raises(ConfigError) as info:
-        load(str(path), second, log)
+        load(str(path), second, log, (second.config.ledger_store, store))
     assert str(info.value) == "providers.bedrock.credentials: default: botocore's credential chain found no credentials"
     log.close()
+    asyncio.run(store.aclose())

@@ -22,11 +22,14 @@ from tollgate.providers import openai as openai_mod
 from tollgate.providers.base import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
+    BUDGET_EXCEEDED,
     INTERNAL_ERROR,
     INVALID_SIGNATURE,
+    LEDGER_UNAVAILABLE,
     MISCONFIGURED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
+    RATE_LIMITED,
     STATUS,
     UNAUTHENTICATED,
     UPSTREAM_TIMEOUT,
@@ -121,6 +124,9 @@ def test_status_per_reason() -> None:
         UPSTREAM_TIMEOUT: 504,
         BAD_REQUEST: 400,
         AUDIT_UNAVAILABLE: 503,
+        RATE_LIMITED: 429,
+        BUDGET_EXCEEDED: 429,
+        LEDGER_UNAVAILABLE: 503,
     }
 
 
@@ -147,9 +153,10 @@ def test_every_reason_has_a_status_and_an_entry_in_every_providers_error_table()
 @pytest.mark.parametrize("provider", [OPENAI, GEMINI, ANTHROPIC])
 @pytest.mark.parametrize("reason", REASONS)
 def test_sdk_retry_hint(provider: Any, reason: str) -> None:
-    # Refusals and a missing credential do not heal by retrying; an unreachable upstream may.
+    # Refusals and a missing credential do not heal by retrying; an unreachable upstream may, and a
+    # full minute window does once its Retry-After has passed.
     r = provider.refusal(reason, "m")
-    if STATUS[reason] < 502:
+    if STATUS[reason] < 502 and reason != RATE_LIMITED:
         assert r.headers["x-should-retry"] == "false"
     else:
         assert "x-should-retry" not in r.headers
