@@ -82,6 +82,7 @@ def test_a_restart_keeps_the_counts(start_gateway, tmp_path: Path, kind: str, re
         server = request.getfixturevalue("redis")
         store = server.url
     else:
+        (tmp_path / "kept").mkdir()
         store = f"sqlite:///{tmp_path / 'kept' / 'ledger.sqlite'}"
     first = start_gateway(config(store))
     assert calls(first, "again") == [200]

@@ -3,12 +3,18 @@ limit gets 429 in its provider's own shape, which each official SDK raises as it
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import textwrap
 import time
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from tests.support import streams
+from tests.support.clients import ROOT
 from tests.support.fake_upstream import Reply
 
 REAL = {
@@ -154,7 +160,7 @@ EXPECTED = {
     "openai": ["RateLimitError", 429, "insufficient_quota"],
     "anthropic": ["RateLimitError", 429, "rate_limit_error"],
     "gemini": ["ClientError", 429, "RESOURCE_EXHAUSTED"],
-    "bedrock": ["ClientError", 429, "ThrottlingException"],
+    "bedrock": ["ThrottlingException", 429, "ThrottlingException"],  # botocore's modelled error class
 }
 
 
@@ -288,3 +294,25 @@ def test_the_policy_sees_the_counters_and_its_denial_frees_the_reservation(g):
     records = g.new_audit(4)
     assert [r["deny_reasons"] for r in records[2:]] == [["two calls a day is the policy's limit"]] * 2
     assert len(g.fakes["openai"].received) == 2
+
+
+def test_the_usage_report_from_the_ledger_totals_what_the_audit_says(gw):
+    """Last in this module: every call above is in both."""
+    time.sleep(0.5)  # the ledger writes its rows in batches, a tenth of a second apart
+    audit = gw.audit()
+    done = subprocess.run(
+        [sys.executable, "-m", "tollgate", "usage", "--config", str(gw.config_path), "--since", "1d",
+         "--by", "client", "--format", "json"],
+        capture_output=True, text=True, timeout=60, cwd=gw.config_path.parent,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "addons")},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    total = report["total"]
+    assert total["requests"] == len(audit) > 20
+    for field in ("input_tokens", "output_tokens", "total_tokens"):
+        assert total[field] == sum(r[field] or 0 for r in audit), field
+    assert Decimal(str(total["cost_usd"])) == sum(Decimal(str(r["cost_usd"])) for r in audit if r["cost_usd"])
+    by_client = {row["client"]: row["requests"] for row in report["rows"]}
+    assert by_client["pc1"] == 2 and by_client["spender"] == 2
+    assert report["malformed"] == 0

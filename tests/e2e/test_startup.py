@@ -19,6 +19,18 @@ from tests.support.proxy import run_to_exit
         ("providers:\n  openai:\n    timeout: -1\n", {}, "providers.openai.timeout: Input should be greater than 0"),
         ("providers:\n  openai:\n    upstream: api.openai.com\n", {}, "providers.openai.upstream: must look like"),
         ("providers: [\n", {}, "not valid YAML at line"),
+        (
+            "ledger:\n  store: sqlite:////nonexistent-tollgate-dir/ledger.sqlite\n",
+            {},
+            "ledger.store: cannot open the ledger at /nonexistent-tollgate-dir/ledger.sqlite: its directory",
+        ),
+        ("ledger:\n  store: redis://host:port/0\n", {}, "ledger.store: bad port"),
+        (
+            "limits:\n  - match: {group: interns}\n",
+            {},
+            "limits.0: a limit must set at least one of requests_per_minute",
+        ),
+        ("prices:\n  - input_per_mtok: 1\n", {}, "prices.0.output_per_mtok: Field required"),
     ],
 )
 def test_bad_configuration_stops_start_up(tmp_path, confdir, monkeypatch, text, env, expected):
