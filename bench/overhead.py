@@ -25,8 +25,12 @@ the last body byte (perf_counter_ns). Modes:
                tollgate.yaml: two clients with virtual keys, providers.openai.upstream = the fake with
                one real-looking key, an override rule (gpt-4o -> gpt-4o-mini for group support), the
                Rego policy docs/examples/policies/model_allowlist.rego with
-               bench/policies/max_tokens_ceiling.rego, audit.path = a file; the client sends its
-               virtual key, the fake must see the real key and gpt-4o-mini;
+               bench/policies/max_tokens_ceiling.rego, two limits (a rate limit per client and a
+               budget per group: five counters each call reserves and settles, caps never reached)
+               with the ledger in SQLite beside audit.path = a file; the client sends its virtual
+               key, the fake must see the real key and gpt-4o-mini;
+  tollgate-redis  the same Tollgate configuration in a second mitmdump, its ledger.store on a
+               redis-server started for the run (skipped when there is none);
   gemini-calo  reverse proxy at http://127.0.0.1:PORT (its own server: the `gemini-calo` entry point's
                start_server(), with the middlewares it installs: logging, proxy-key auth, model
                override, conversation roll-up), configured by its environment variables; the built-in
@@ -155,6 +159,7 @@ LABELS = {
     "tollgate": "Tollgate",
     "tollgate-distinct": "Tollgate, distinct requests",
     "tollgate-jwt": "Tollgate, JWT caller",
+    "tollgate-redis": "Tollgate, ledger on Redis",
     "gemini-calo": "gemini-calo",
     "litellm": "LiteLLM proxy",
 }
@@ -761,9 +766,12 @@ def tollgate_config(
     other_key: str = "tg-alice-7f3c9b2e41d8a0b6",
     policies: tuple[Path, ...] = POLICIES,
     jwt_secret: str | None = None,
+    ledger_store: str | None = None,
 ) -> dict:
     """Tollgate's configuration in the benchmarks: virtual keys (and, given a secret, a JWT issuer), an
-    override rule, a policy, an audit file."""
+    override rule, a policy, two limits whose counters every call charges (never reached: the run
+    measures their cost, not refusals), an audit file, and the ledger's store (default: SQLite
+    beside the audit)."""
     identity = {"identity": {"jwt": [jwt_issuer(jwt_secret)]}} if jwt_secret else {}
     return {
         "providers": {"openai": {"upstream": upstream, "keys": [real_key], "timeout": 60}},
@@ -776,9 +784,19 @@ def tollgate_config(
             {"match": {"provider": "openai", "model": REQUESTED_MODEL, "group": "support"}, "model": OVERRIDDEN_MODEL}
         ],
         **({"policy": {"rego": [str(p) for p in policies]}} if policies else {}),
+        "limits": BENCH_LIMITS,
         "audit": {"path": str(audit_path)},
+        **({"ledger": {"store": ledger_store}} if ledger_store else {}),
         **identity,
     }
+
+
+# A rate limit per client and a budget per group: five counters a call (requests and tokens a
+# minute; tokens, dollars and requests a day), each checked and charged in one reservation.
+BENCH_LIMITS = [
+    {"name": "per client", "per": "client", "requests_per_minute": 10**9, "tokens_per_minute": 10**12},
+    {"name": "per group", "per": "group", "tokens_per_day": 10**13, "usd_per_day": 10**6, "requests_per_day": 10**10},
+]
 
 
 JWT_ISSUER = "https://idp.bench.invalid"
@@ -908,6 +926,7 @@ class Bench:
             process=self.modes["tollgate"].process,
         )
         self.commands.append("tollgate.yaml: " + json.dumps(self.tollgate_config(redact=True)))
+        self.start_redis_tollgate(common, proxy_ctx)
 
         for name, python in installed.items():
             try:
@@ -916,17 +935,73 @@ class Bench:
                 self.skipped[name] = str(exc)
                 say(f"SKIPPED {LABELS[name]}: {exc}")
 
-    def tollgate_config(self, redact: bool = False) -> dict:
+    def tollgate_config(self, redact: bool = False, ledger_store: str | None = None) -> dict:
         hide = (lambda s: s[:12] + "…") if redact else (lambda s: s)
         assert self.fake is not None
         return tollgate_config(
             self.fake.url,
             hide(self.real_key),
             hide(self.virtual_key),
-            self.audit_path,
+            self.audit_path if ledger_store is None else self.workdir / "audit-redis.jsonl",
             hide("tg-alice-" + "7f3c9b2e41d8a0b6"),
             jwt_secret=hide(self.jwt_secret),
+            ledger_store=ledger_store,
         )
+
+    def start_redis_tollgate(self, common: list[str], proxy_ctx: ssl.SSLContext) -> None:
+        """A second Tollgate, its ledger on a redis-server of its own (when there is one to start)."""
+        server = shutil.which("redis-server")
+        if server is None:
+            self.skipped["tollgate-redis"] = "redis-server is not installed"
+            return
+        port = free_port()
+        redis_dir = self.workdir / "redis"
+        redis_dir.mkdir()
+        redis = Service(
+            "redis",
+            [
+                server,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(redis_dir),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            clean_env(),
+            self.workdir,
+            port,
+            "",
+        )
+        self.processes.append(redis)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.skipped["tollgate-redis"] = "redis-server did not start: " + redis.console(500)
+                    return
+                time.sleep(0.05)
+        config = self.workdir / "tollgate-redis.yaml"
+        store = f"redis://127.0.0.1:{port}/0"
+        config.write_text(yaml.safe_dump(self.tollgate_config(ledger_store=store), sort_keys=False))
+        args = ["-s", str(ROOT / "addons" / "gateway.py"), "--set", f"tollgate_config={config}", *common]
+        proxy = Proxy("tollgate-redis", args, self.workdir)
+        self.processes.append(proxy)
+        proxy.wait_ready()
+        self.commands.append(f"tollgate-redis: {proxy.command_line()} (ledger.store {store})")
+        self.modes["tollgate-redis"] = ModeState(
+            Target("tollgate-redis", "connect", proxy.port, self.virtual_key, OVERRIDDEN_MODEL,
+                   context=proxy_ctx, server_hostname=API_HOST),
+            version=self.modes["tollgate"].version,
+            process=proxy,
+        )  # fmt: skip
 
     def start_peer(self, name: str, python: Path) -> None:
         args = self.args
@@ -1450,7 +1525,14 @@ def report(bench: Bench, elapsed: float) -> bool:
     )
     # Tollgate's other modes, each beside bare mitmdump: its added p50 (with a target where it has
     # one) and its requests/s.
-    for mode, label, target in (("tollgate-distinct", "distinct requests", None), ("tollgate-jwt", "JWT caller", 1.10)):
+    for mode, label, target in (
+        ("tollgate-distinct", "distinct requests", None),
+        ("tollgate-jwt", "JWT caller", 1.10),
+        ("tollgate-redis", "ledger on Redis", None),
+    ):
+        if mode not in stats:
+            checks.append((f"added p50, {label}", f"not measured: {bench.skipped.get(mode, '?')}", "", None))
+            continue
         m = stats[mode]
         added = m["p50"] - base["p50"]
         checks.append(

@@ -212,7 +212,7 @@ def ledger_report(
         )
     # The ledger package is another part of issue #21; until it is on this branch the import is
     # unresolved (drop the ignore then).
-    from .ledger import StoreError, open_store  # type: ignore[import-not-found, import-untyped, unused-ignore]
+    from .ledger import StoreError, open_store
 
     try:
         store = open_store(store_url)
