@@ -33,6 +33,7 @@ from mitmproxy import http  # noqa: E402
 from mitmproxy.addons import proxyserver  # noqa: E402
 from mitmproxy.test import taddons, tflow, tutils  # noqa: E402
 
+from overhead import BENCH_LIMITS  # noqa: E402
 from tollgate.pipeline import gateway as tollgate  # noqa: E402
 from tollgate.stages.shared import call_of  # noqa: E402
 from tollgate.steps import CallSteps  # noqa: E402
@@ -93,6 +94,7 @@ def config(workdir: Path) -> Path:
                     {"match": {"provider": "openai", "model": "gpt-4o", "group": "support"}, "model": "gpt-4o-mini"}
                 ],
                 "policy": {"rego": [str(POLICY)]},
+                "limits": BENCH_LIMITS,
                 "audit": {"path": str(workdir / "audit.jsonl")},
             }
         )
