@@ -302,6 +302,36 @@ class LedgerConfig(Strict):
         raise ValueError("must be sqlite:///path or redis://host:port/db")
 
 
+class OtlpConfig(Strict):
+    """`metrics.otlp`: where spans go, over OTLP/HTTP (protobuf)."""
+
+    endpoint: str  # e.g. http://127.0.0.1:4318 (spans are posted to <endpoint>/v1/traces)
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)  # e.g. an API key of the collector
+    service_name: str = Field(default="tollgate", min_length=1)
+
+    _endpoint = field_validator("endpoint")(classmethod(lambda cls, value: base_url(value)))
+
+
+class MetricsConfig(Strict):
+    """`metrics:` Prometheus metrics and OpenTelemetry traces of the calls (both off by default)."""
+
+    listen: str | None = None  # host:port where /metrics is served, e.g. 127.0.0.1:9464
+    # Label values kept per label before the rest are counted as "other": clients and models are
+    # named by callers, and each new value is a new time series.
+    max_label_values: int = Field(default=200, ge=1)
+    otlp: OtlpConfig | None = None  # else from OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT, when set
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:9464")
+        return value
+
+
 class Config(Strict):
     providers: Providers = Providers()
     clients: tuple[Client, ...] = ()
@@ -313,6 +343,7 @@ class Config(Strict):
     prices: tuple[PriceRule, ...] = ()
     limits: tuple[LimitRule, ...] = ()
     ledger: LedgerConfig = LedgerConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     @property
     def anonymous_allowed(self) -> bool:

@@ -42,7 +42,7 @@ def gateway() -> Gateway:
     upstream_watch = UpstreamWatch(shared)
     stream_tap = StreamTap(shared)
     redact = Redact(shared)
-    audit = Audit(shared, recorded=ledger.settle)
+    audit = Audit(shared, recorded=[ledger.settle])
 
     call_steps = CallSteps(
         audit_gate.handle,  # 503 while the audit cannot be written

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -21,10 +21,11 @@ logger = logging.getLogger(__name__)
 
 
 class Audit:
-    def __init__(self, shared: Shared, recorded: Callable[[Call, dict[str, Any]], None] | None = None) -> None:
+    def __init__(self, shared: Shared, recorded: Sequence[Callable[[Call, dict[str, Any]], None]] = ()) -> None:
         self.shared = shared
         self._live: set[http.HTTPFlow] = set()
-        self._recorded = recorded  # told of every call's record (the ledger settles the call's counters)
+        # Told of every call's end with its record: the ledger settles the call's counters, …
+        self._recorded = tuple(recorded)
 
     def request(self, flow: http.HTTPFlow) -> None:
         if call_of(flow) is not None:
@@ -74,11 +75,11 @@ class Audit:
         record = call.audit_record()
         if self.shared.audit is not None:
             self.shared.audit.write(record)
-        if self._recorded is not None:
+        for recorded in self._recorded:
             try:
-                self._recorded(call, record)
+                recorded(call, record)
             except Exception:  # the flow's comment and marker still follow
-                logger.exception("Tollgate: settling the call in the ledger failed")
+                logger.exception(f"Tollgate: {recorded.__qualname__} failed")
         flow.comment = encodable(call.summary())
         if marker := call.flow_marker():  # left alone otherwise: a marker the user set in the meantime
             flow.marked = marker
