@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from fnmatch import fnmatchcase
 
-from .config import WINDOWS, LimitRule
+from .config import LimitRule
 from .ledger.store import Charge
 from .ledger.windows import window_bounds
 from .overrides import matches
@@ -51,6 +51,18 @@ class Estimate:
     nanousd: int | None  # None: the model's price is unknown
 
 
+# A limit's caps as counters count them: (field, metric, window, cap in the counter's unit).
+Caps = tuple[tuple[str, str, str, int], ...]
+
+
+def caps_of(rule: LimitRule) -> Caps:
+    caps = []
+    for field, cap in rule.caps().items():
+        metric, window = field.split("_per_")
+        caps.append((field, metric, window, int(Decimal(cap) * NANO) if metric == "usd" else int(cap)))
+    return tuple(caps)
+
+
 class Limits:
     """The configured limits, with the ones applying to each call shape found once."""
 
@@ -58,14 +70,16 @@ class Limits:
 
     def __init__(self, rules: Sequence[LimitRule]) -> None:
         self.rules = tuple(rules)
-        self._found: dict[tuple[object, ...], tuple[LimitRule, ...]] = {}
+        self._found: dict[tuple[object, ...], tuple[tuple[LimitRule, Caps], ...]] = {}
+        self._caps = {rule.label: caps_of(rule) for rule in self.rules}
 
     def __bool__(self) -> bool:
         return bool(self.rules)
 
     def applying(
         self, provider: str, model: str | None, client: str | None, groups: tuple[str, ...]
-    ) -> tuple[LimitRule, ...]:
+    ) -> tuple[tuple[LimitRule, Caps], ...]:
+        """The limits that apply to a call, each with its caps."""
         shape = (provider, model, client, groups)
         try:
             return self._found[shape]
@@ -73,7 +87,7 @@ class Limits:
             pass
         if len(self._found) >= self.LIMIT:
             self._found.clear()
-        found = tuple(r for r in self.rules if matches(r.match, provider, model, client, groups))
+        found = tuple((r, self._caps[r.label]) for r in self.rules if matches(r.match, provider, model, client, groups))
         self._found[shape] = found
         return found
 
@@ -90,19 +104,21 @@ def subjects(rule: LimitRule, client: str | None, groups: Iterable[str]) -> tupl
     return tuple(g for g in groups if fnmatchcase(g, rule.match.group))
 
 
-def counters(rules: Iterable[LimitRule], client: str | None, groups: tuple[str, ...], now: float) -> list[Counter]:
+def counters(
+    applying: Iterable[tuple[LimitRule, Caps]], client: str | None, groups: tuple[str, ...], now: float
+) -> list[Counter]:
     """Every counter the limits keep for a call made at `now`."""
-    bounds = {window: window_bounds(window, now) for window in WINDOWS}
+    bounds: dict[str, tuple[int, int]] = {}
     found = []
-    for rule in rules:
+    for rule, caps in applying:
         who = subjects(rule, client, groups)
-        for field, cap in rule.caps().items():
-            metric, window = field.split("_per_")
+        for field, metric, window, cap in caps:
+            if window not in bounds:
+                bounds[window] = window_bounds(window, now)
             start, end = bounds[window]
-            units = int(Decimal(cap) * NANO) if metric == "usd" else int(cap)
             for subject in who:
                 key = f"{rule.label}|{rule.per}:{subject}|{metric}|{window}|{start}"
-                found.append(Counter(rule.label, field, metric, window, subject, units, end, key))
+                found.append(Counter(rule.label, field, metric, window, subject, cap, end, key))
     return found
 
 

@@ -12,6 +12,7 @@ from tollgate.limits import (
     Estimate,
     Limits,
     adjustments,
+    caps_of,
     charges,
     counters,
     deny_reason,
@@ -40,8 +41,8 @@ def test_every_matching_limit_applies_not_only_the_first():
             rule(name="c", match={"model": "claude-*"}, requests_per_day=1),
         ]
     )
-    assert [r.label for r in limits.applying("openai", "gpt-4o", "alice", ("interns",))] == ["a", "b"]
-    assert [r.label for r in limits.applying("anthropic", "claude-x", None, ())] == ["c"]
+    assert [r.label for r, _ in limits.applying("openai", "gpt-4o", "alice", ("interns",))] == ["a", "b"]
+    assert [r.label for r, _ in limits.applying("anthropic", "claude-x", None, ())] == ["c"]
     assert limits.applying("gemini", "gemini-2.0-flash", "bob", ("staff",)) == ()
 
 
@@ -69,7 +70,7 @@ def test_whose_counters_a_call_charges(fields, client, groups, expected):
 def test_counters_per_cap_and_subject_in_their_utc_windows():
     limit = rule(name="interns", per="group", requests_per_minute=30, tokens_per_day=1000, usd_per_month="5.5")
     now = at("2026-02-28T23:59:30")
-    found = counters([limit], "alice", ("x", "y"), now)
+    found = counters([(limit, caps_of(limit))], "alice", ("x", "y"), now)
     assert [(c.field, c.subject, c.cap) for c in found] == [
         ("requests_per_minute", "x", 30),
         ("requests_per_minute", "y", 30),
@@ -81,7 +82,7 @@ def test_counters_per_cap_and_subject_in_their_utc_windows():
     ends = {c.window: c.end for c in found}
     assert ends == {"minute": at("2026-03-01T00:00:00"), "day": at("2026-03-01T00:00:00"), "month": at("2026-03-01")}
     # A counter's key names its limit, subject, metric and window: the next window is another counter.
-    later = counters([limit], "alice", ("x",), at("2026-03-01T00:00:00"))
+    later = counters([(limit, caps_of(limit))], "alice", ("x",), at("2026-03-01T00:00:00"))
     assert not {c.key for c in found} & {c.key for c in later}
     assert len({c.key for c in found}) == 6
 
@@ -95,7 +96,7 @@ def test_the_estimate_is_the_prompts_bytes_over_four_and_the_answers_bound():
 
 def test_charges_and_settlement():
     limit = rule(name="l", requests_per_day=10, tokens_per_day=1000, usd_per_day=1)
-    found = counters([limit], "alice", (), at("2026-11-23T10:00:00"))
+    found = counters([(limit, caps_of(limit))], "alice", (), at("2026-11-23T10:00:00"))
     reserved = Estimate(1, 300, 2_000)
     assert [(c.amount, c.cap) for c in charges(found, reserved)] == [(1, 10), (300, 1000), (2_000, 1_000_000_000)]
     assert all(c.expires > at("2026-11-24T00:00:00") for c in charges(found, reserved))
@@ -110,7 +111,7 @@ def test_charges_and_settlement():
 def test_refusals_say_which_cap_what_is_used_and_when_it_resets():
     limit = rule(name="spend", usd_per_day="60")
     now = at("2026-11-23T23:59:58.5")
-    (counter,) = counters([limit], "spender", (), now)
+    (counter,) = counters([(limit, caps_of(limit))], "spender", (), now)
     assert retry_after(counter, now) == 2
     assert refusal_message(counter, 32_500_000_000, 30_000_000_000, now) == (
         "Tollgate limit 'spend': usd_per_day is $60 for spender; $32.5 used, this call needs up to $30."
@@ -121,7 +122,7 @@ def test_refusals_say_which_cap_what_is_used_and_when_it_resets():
 
 def test_the_policy_sees_counters_by_limit_subject_and_cap():
     limit = rule(name="interns", per="group", requests_per_minute=30, usd_per_day=Decimal("5"))
-    found = counters([limit], "alice", ("a",), at("2026-11-23T10:00:00"))
+    found = counters([(limit, caps_of(limit))], "alice", ("a",), at("2026-11-23T10:00:00"))
     facts = usage_facts(found, [12, 1_250_000_000])
     assert hash(facts)  # a cache key
     assert usage_input(facts) == {

@@ -1,11 +1,11 @@
-"""The ledger in a SQLite file: nothing to install, exact across the processes that share the file.
+"""The ledger in a SQLite file: nothing to install; exact within one Tollgate process.
 
-One connection, used only by a worker thread of its own: the event loop hands it jobs and awaits a
-future the thread resolves, so a slow disk or a lock held by another process never stalls the loop.
-`reserve` runs in `BEGIN IMMEDIATE` (the file's write lock taken before the counters are read), so
-processes sharing the file never both take the last of a cap. Counter changes and call rows are
-queued and written in batches; a reservation's transaction takes the queued ones along, so this
-process's reservations see its own settled calls."""
+The process keeps the counters in memory and decides reservations there, at once, never waiting
+on the disk; a worker thread of its own writes every change to the file behind it (in batches, a
+tenth of a second apart at most) with the call rows, and reads the file's counters back every
+second. So the counts survive a restart (a crash loses at most the last batch), and processes
+sharing one file see each other's counts within about a second (each is exact for its own calls;
+Redis is the store for limits exact across processes)."""
 
 from __future__ import annotations
 
@@ -17,14 +17,14 @@ import queue
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .backlog import Backlog
+from .backlog import MAX_HELD, Backlog
 from .outage import Outage
 from .rows import decode_row, encode_row
 from .store import CALLS_KEPT, Charge, Reservation, StoreError
@@ -32,11 +32,11 @@ from .store import CALLS_KEPT, Charge, Reservation, StoreError
 logger = logging.getLogger(__name__)
 
 BUSY_TIMEOUT = 5.0  # seconds a statement waits for another process's lock before it fails
-# Longest a caller awaits the worker: a lock wait plus the transaction, then StoreError.
-WAIT_TIMEOUT = BUSY_TIMEOUT + 2.0
+OPEN_TIMEOUT = BUSY_TIMEOUT + 2.0  # longest the file takes to open (and its counters to be read)
 # Queued writes wait at most this long for others to join them: each wake-up of the worker costs
 # the event loop's thread a hand-over of the interpreter lock. A write after a quiet spell goes at once.
 BATCH_DELAY = 0.1
+REFRESH_INTERVAL = 1.0  # seconds between two readings of the file's counters (other processes' counts)
 RETRY_DELAY = 1.0  # seconds between two attempts while writing fails
 PRUNE_INTERVAL = 600.0  # seconds between two deletions of expired counters and old call rows
 
@@ -55,17 +55,9 @@ ON CONFLICT (key) DO UPDATE SET
     expires = excluded.expires
 """
 
-type _Write = tuple[str, int, int] | tuple[float, str]  # (counter, delta, expires) or (ts, row as JSON)
-
-
-@dataclass(slots=True)
-class _Job:
-    what: str  # for the error message
-    work: Callable[[sqlite3.Connection, float], Any]  # (connection, now) → result, in a transaction
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[Any]
-    on_cancelled: Callable[[Any], None] | None = None  # given the result the cancelled caller missed
-
+# (counter, delta, expires, sequence number) or (ts, row as JSON)
+type _Write = tuple[str, int, int, int] | tuple[float, str]
+type _Counts = dict[str, tuple[int, int]]  # counter → (value, expires)
 
 _WAKE = object()  # queued writes to look at
 _CLOSE = object()
@@ -78,33 +70,51 @@ class SQLiteStore:
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writes: Backlog[_Write] = Backlog(logger, self.name)
         self._outage = Outage(logger, self.name)
+        self._loop: asyncio.AbstractEventLoop | None = None  # where the worker sends the file's counters
+        # The counters as this process knows them, and its changes since the file's were last read
+        # (sequence number, counter, delta, expires): a reading of the file holds them up to a number.
+        self._counts: _Counts = {}
+        self._unread: deque[tuple[int, str, int, int]] = deque(maxlen=MAX_HELD)
+        self._sequence = 0
         # Raised by the worker before it waits without a timeout: a write queued then must wake it.
         self._idle = False
         self._closed = False
         self._stopped: str | None = None  # why the worker stopped, if it did
-        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        ready: concurrent.futures.Future[_Counts] = concurrent.futures.Future()
         self._worker = threading.Thread(target=self._run, args=(ready,), name=f"tollgate-ledger {path}", daemon=True)
         self._worker.start()
         try:
-            ready.result(timeout=WAIT_TIMEOUT)
+            self._counts = ready.result(timeout=OPEN_TIMEOUT)
         except concurrent.futures.TimeoutError:
-            raise StoreError(f"{self.name} could not be opened within {WAIT_TIMEOUT:g} s") from None
+            raise StoreError(f"{self.name} could not be opened within {OPEN_TIMEOUT:g} s") from None
 
     # ---- the event loop's side
 
     async def reserve(self, charges: Sequence[Charge]) -> Reservation:
-        charges = tuple(charges)
-        return await self._submit(
-            "reserve", lambda conn, now: _reserve(conn, charges, now), lambda r: self._release(charges, r)
-        )
+        self._check_open("reserve")
+        self._loop = asyncio.get_running_loop()
+        now = time.time()
+        values = tuple(self._value(c.counter, now) for c in charges)
+        after = dict(zip((c.counter for c in charges), values, strict=True))  # a counter charged twice: both
+        for i, charge in enumerate(charges):
+            total = after[charge.counter] + charge.amount
+            if charge.cap is not None and total > charge.cap:
+                return Reservation(False, values, i)
+            after[charge.counter] = total
+        for charge in charges:
+            self._change(charge.counter, charge.amount, charge.expires, now)
+        self._wake()
+        return Reservation(True, values, None)
 
     async def read(self, counters: Sequence[str]) -> tuple[int, ...]:
-        counters = tuple(counters)
-        return await self._submit("read", lambda conn, now: _read(conn, counters, now))
+        self._check_open("read")
+        now = time.time()
+        return tuple(self._value(c, now) for c in counters)
 
     def adjust(self, changes: Sequence[tuple[str, int, int]]) -> None:
+        now = time.time()
         for counter, delta, expires in changes:
-            self._writes.add((counter, delta, expires))
+            self._change(counter, delta, expires, now)
         self._wake()
 
     def record(self, row: dict[str, Any]) -> None:
@@ -127,7 +137,7 @@ class SQLiteStore:
             done: asyncio.Future[None] = loop.create_future()
             self._jobs.put((_CLOSE, loop, done))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(done), WAIT_TIMEOUT)
+                await asyncio.wait_for(asyncio.shield(done), OPEN_TIMEOUT)
         await asyncio.to_thread(self._worker.join, 1.0)
 
     def calls(self, since: float) -> Iterator[dict[str, Any]]:
@@ -145,23 +155,33 @@ class SQLiteStore:
         finally:
             conn.close()
 
-    async def _submit(
-        self, what: str, work: Callable[[sqlite3.Connection, float], Any], on_cancelled: Any = None
-    ) -> Any:
+    def _check_open(self, what: str) -> None:
         if self._closed or self._stopped is not None:
             raise StoreError(f"{self.name}: {what} failed: it is {'closed' if self._closed else self._stopped}")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._jobs.put(_Job(what, work, loop, future, on_cancelled))
-        try:
-            return await asyncio.wait_for(future, WAIT_TIMEOUT)
-        except TimeoutError:
-            raise StoreError(f"{self.name}: {what} failed: no answer within {WAIT_TIMEOUT:g} s") from None
 
-    def _release(self, charges: Sequence[Charge], reservation: Reservation) -> None:
-        """A reservation whose caller gave up waiting (cancelled, timed out) is taken back."""
-        if reservation.granted:
-            self.adjust([(c.counter, -c.amount, c.expires) for c in charges])
+    def _value(self, counter: str, now: float) -> int:
+        value, expires = self._counts.get(counter, (0, 0))
+        return value if expires > now else 0
+
+    def _change(self, counter: str, delta: int, expires: int, now: float) -> None:
+        """A counter changed here at once, and in the file behind."""
+        self._counts[counter] = (self._value(counter, now) + delta, expires)
+        sequence = self._sequence + 1
+        self._unread.append((sequence, counter, delta, expires))
+        self._writes.add((counter, delta, expires, sequence))
+        self._sequence = sequence  # after the write is queued: the worker reads it before it takes writes
+
+    def _read_back(self, written: int, counts: _Counts) -> None:
+        """On the event loop: the file's counters, which hold this process's changes up to
+        number `written`, with the changes made since."""
+        unread = self._unread
+        while unread and unread[0][0] <= written:
+            unread.popleft()
+        now = time.time()
+        for _, counter, delta, expires in unread:
+            value, until = counts.get(counter, (0, 0))
+            counts[counter] = ((value if until > now else 0) + delta, expires)
+        self._counts = counts
 
     def _wake(self) -> None:
         if self._idle:
@@ -170,20 +190,21 @@ class SQLiteStore:
 
     # ---- the worker thread
 
-    def _run(self, ready: concurrent.futures.Future[None]) -> None:
+    def _run(self, ready: concurrent.futures.Future[_Counts]) -> None:
         try:
             conn = self._connect()
+            counts = _in_transaction(conn, partial(_counts, conn))
         except (sqlite3.Error, OSError) as e:
             self._stopped = "not open"
             ready.set_exception(StoreError(f"cannot open {self.name}: {e}"))
             return
-        ready.set_result(None)
+        ready.set_result(counts)
         try:
             self._serve(conn)
-        except BaseException as e:  # a bug: callers get StoreError rather than wait forever
+        except BaseException as e:  # a bug: what is queued is lost, and said
             self._stopped = f"stopped ({e!r})"
             logger.exception(f"Tollgate: the writer of {self.name} stopped")
-            self._fail_waiting()
+            self._release_closers()
         finally:
             conn.close()
 
@@ -191,7 +212,7 @@ class SQLiteStore:
         parent = Path(self.path).parent
         if not parent.is_dir():  # as for the audit log: a mistyped path is not made
             raise OSError(f"its directory {parent} does not exist")
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")
@@ -204,36 +225,33 @@ class SQLiteStore:
         return conn
 
     def _serve(self, conn: sqlite3.Connection) -> None:
-        last_write = last_prune = 0.0
+        last_write = last_prune = last_read = time.monotonic()
         retry_at = 0.0
         while True:
-            timeout = self._wait_for_writes(last_write, retry_at)
             try:
-                first = self._jobs.get(timeout=timeout)
+                job = self._jobs.get(timeout=self._wait(last_write, last_read, retry_at))
             except queue.Empty:
-                first = _WAKE
+                job = _WAKE
             self._idle = False
-            jobs = [first]
+            closing = job if isinstance(job, tuple) else None
             with contextlib.suppress(queue.Empty):
-                while True:
-                    jobs.append(self._jobs.get_nowait())
-            closing = None
-            for job in jobs:
-                if isinstance(job, _Job):
-                    self._do(conn, job)
-                elif isinstance(job, tuple):
-                    closing = job
+                while closing is None:
+                    job = self._jobs.get_nowait()
+                    closing = job if isinstance(job, tuple) else None
             now = time.monotonic()
             if closing is not None:
-                self._write_queued(conn)
+                self._write_queued(conn, read_back=False)
                 self._say_lost()
                 _, loop, done = closing
-                loop.call_soon_threadsafe(_resolve, done, None, None, None)
+                loop.call_soon_threadsafe(_done, done)
                 return
             due = retry_at if self._outage.failing else last_write + BATCH_DELAY
-            if len(self._writes) and now >= due:
-                if self._write_queued(conn):
+            read_due = now >= last_read + REFRESH_INTERVAL
+            if (len(self._writes) and now >= due) or read_due:
+                if self._write_queued(conn, read_back=read_due):
                     last_write = now
+                    if read_due:
+                        last_read = now
                 else:
                     retry_at = now + RETRY_DELAY
             if now - last_prune >= PRUNE_INTERVAL:
@@ -241,91 +259,63 @@ class SQLiteStore:
                 with contextlib.suppress(sqlite3.Error):
                     _prune(conn, time.time())
 
-    def _wait_for_writes(self, last_write: float, retry_at: float) -> float | None:
-        """How long the worker may wait for a job: until queued writes are due, else for ever."""
+    def _wait(self, last_write: float, last_read: float, retry_at: float) -> float | None:
+        """How long the worker may wait for a job: until queued writes are due, or the file's
+        counters are to be read again (while there are counters); else for ever."""
+        read_at = last_read + REFRESH_INTERVAL if self._counts or self._unread else None
         if not len(self._writes):
             self._idle = True
             if not len(self._writes):  # checked again once the flag is up: `_wake` sees one or the other
-                return None
+                return None if read_at is None else max(0.0, read_at - time.monotonic())
         due = retry_at if self._outage.failing else last_write + BATCH_DELAY
+        if read_at is not None:
+            due = min(due, read_at)
         return max(0.0, due - time.monotonic())
 
-    def _do(self, conn: sqlite3.Connection, job: _Job) -> None:
-        result = error = None
-        try:
-            result = self._transaction(conn, job.what, job.work)
-        except StoreError as e:
-            error = e
-        job.loop.call_soon_threadsafe(_resolve, job.future, result, error, job.on_cancelled)
-
-    def _transaction(
-        self, conn: sqlite3.Connection, what: str, work: Callable[[sqlite3.Connection, float], Any]
-    ) -> Any:
-        """`work` in one transaction with the queued writes: one commit for both."""
+    def _write_queued(self, conn: sqlite3.Connection, read_back: bool) -> bool:
+        """The queued writes, in one transaction; with `read_back`, the file's counters read in it
+        too and sent to the event loop."""
+        written = self._sequence  # every change up to it is queued, so written once this succeeds
         writes = self._writes.take()
 
-        def both(now: float) -> Any:
+        def write(now: float) -> _Counts | None:
             _apply(conn, writes, now)
-            return work(conn, now)
+            return _counts(conn, now) if read_back else None
 
         try:
-            result = _in_transaction(conn, both)
+            counts = _in_transaction(conn, write)
         except sqlite3.Error as e:
-            if writes:
-                self._writes.put_back(writes)
-                self._outage.failed("writing to", e)
-            raise StoreError(f"{self.name}: {what} failed: {e}") from None
+            self._writes.put_back(writes)
+            self._outage.failed("writing to", e)
+            return False
         if writes:
-            self._written()
-        return result
-
-    def _write_queued(self, conn: sqlite3.Connection) -> bool:
-        while len(self._writes):
-            writes = self._writes.take()
-            try:
-                _in_transaction(conn, partial(_apply, conn, writes))
-            except sqlite3.Error as e:
-                self._writes.put_back(writes)
-                self._outage.failed("writing to", e)
-                return False
-        self._written()
+            self._outage.recovered("writing to")
+            self._writes.written()
+        loop = self._loop
+        if counts is not None and loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed
+                loop.call_soon_threadsafe(self._read_back, written, counts)
         return True
-
-    def _written(self) -> None:
-        self._outage.recovered("writing to")
-        self._writes.written()
 
     def _say_lost(self) -> None:
         lost = len(self._writes) + self._writes.dropped
         if lost:
             logger.error(f"Tollgate: {lost} writes to {self.name} could not be made before closing and are lost")
 
-    def _fail_waiting(self) -> None:
+    def _release_closers(self) -> None:
         with contextlib.suppress(queue.Empty):
             while True:
                 job = self._jobs.get_nowait()
-                if isinstance(job, _Job):
-                    error = StoreError(f"{self.name} is {self._stopped}")
-                    job.loop.call_soon_threadsafe(_resolve, job.future, None, error, None)
-                elif isinstance(job, tuple):
-                    job[1].call_soon_threadsafe(_resolve, job[2], None, None, None)
+                if isinstance(job, tuple):
+                    job[1].call_soon_threadsafe(_done, job[2])
 
 
-def _resolve(
-    future: asyncio.Future[Any], result: Any, error: BaseException | None, on_cancelled: Callable[[Any], None] | None
-) -> None:
-    """On the event loop: the worker's answer to a caller that may have stopped waiting."""
-    if future.done():
-        if error is None and on_cancelled is not None:
-            on_cancelled(result)
-    elif error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+def _done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _in_transaction(conn: sqlite3.Connection, work: Callable[[float], Any]) -> Any:
-    # IMMEDIATE: the write lock before the first read, so that what is read is still so at the commit.
     conn.execute("BEGIN IMMEDIATE")
     try:
         result = work(time.time())
@@ -337,33 +327,9 @@ def _in_transaction(conn: sqlite3.Connection, work: Callable[[float], Any]) -> A
     return result
 
 
-def _values(conn: sqlite3.Connection, counters: Sequence[str], now: float) -> dict[str, int]:
-    keys = list(dict.fromkeys(counters))
-    marks = ",".join("?" * len(keys))
-    rows = conn.execute(f"SELECT key, value FROM counters WHERE key IN ({marks}) AND expires > ?", (*keys, now))
-    return dict(rows)
-
-
-def _reserve(conn: sqlite3.Connection, charges: Sequence[Charge], now: float) -> Reservation:
-    if not charges:
-        return Reservation(True, (), None)
-    before = _values(conn, [c.counter for c in charges], now)
-    values = tuple(before.get(c.counter, 0) for c in charges)
-    after = dict(before)  # a counter charged twice is checked with both amounts
-    for i, charge in enumerate(charges):
-        total = after.get(charge.counter, 0) + charge.amount
-        if charge.cap is not None and total > charge.cap:
-            return Reservation(False, values, i)
-        after[charge.counter] = total
-    conn.executemany(_ADD, [(c.counter, c.amount, c.expires, now) for c in charges])
-    return Reservation(True, values, None)
-
-
-def _read(conn: sqlite3.Connection, counters: Sequence[str], now: float) -> tuple[int, ...]:
-    if not counters:
-        return ()
-    values = _values(conn, counters, now)
-    return tuple(values.get(c, 0) for c in counters)
+def _counts(conn: sqlite3.Connection, now: float) -> _Counts:
+    rows = conn.execute("SELECT key, value, expires FROM counters WHERE expires > ?", (now,))
+    return {key: (value, expires) for key, value, expires in rows}
 
 
 def _apply(conn: sqlite3.Connection, writes: Sequence[_Write], now: float) -> None:
@@ -371,8 +337,8 @@ def _apply(conn: sqlite3.Connection, writes: Sequence[_Write], now: float) -> No
     changes: dict[str, list[int]] = {}  # counter → [delta, expires]: one statement per counter
     rows: list[tuple[float, str]] = []
     for write in writes:
-        if len(write) == 3:
-            counter, delta, expires = write
+        if len(write) == 4:
+            counter, delta, expires, _ = write
             change = changes.setdefault(counter, [0, expires])
             change[0] += delta
             change[1] = expires

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 # Call rows are kept this long (seconds): a year's report, with a month to spare.
 CALLS_KEPT = 400 * 86400
 
 
-@dataclass(frozen=True, slots=True)
-class Charge:
-    """One counter a call adds to, and how far it may go."""
+class Charge(NamedTuple):
+    """One counter a call adds to, and how far it may go. (A tuple: a call makes several, and a
+    frozen dataclass costs several times as much to make.)"""
 
     counter: str  # opaque key, e.g. "interns per client|alice|tokens|day|1763856000"
     amount: int  # ≥ 0: requests, tokens or nano-USD
