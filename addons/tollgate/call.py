@@ -155,17 +155,25 @@ class Call:
     usage_counters: tuple[tuple[str, str, str, int, int, str], ...] = ()
     # The ledger's store failed this call (`ledger.on_store_error` says whether it went on).
     ledger_error: str | None = None
+    # `cost_nanousd`, with the usage, configuration and model it priced
+    _cost: tuple[Usage, Loaded, str | None, int | None] | None = field(default=None, repr=False)
 
     def cost_nanousd(self) -> int | None:
         """What the call cost by its usage and its model's price, in nano-dollars; None when
-        either is unknown (or the call never had a configuration to price it with)."""
+        either is unknown (or the call never had a configuration to price it with). Priced once
+        its usage is known: the audit, the summary and the ledger all ask."""
         if self.usage is None or self.loaded is None:
             return None
         model = self.model if self.model is not None else self.classification.model
+        priced = self._cost
+        if priced is not None and priced[0] is self.usage and priced[1] is self.loaded and priced[2] == model:
+            return priced[3]
         c = self.classification
-        return self.loaded.prices.cost(
+        cost = self.loaded.prices.cost(
             self.provider, model, self.client, self.groups, c.endpoint, self.usage, self.started
         )
+        self._cost = (self.usage, self.loaded, model, cost)
+        return cost
 
     def audit_record(self) -> dict[str, Any]:
         c, u = self.classification, self.usage or NO_USAGE

@@ -55,8 +55,8 @@ ON CONFLICT (key) DO UPDATE SET
     expires = excluded.expires
 """
 
-# (counter, delta, expires, sequence number) or (ts, row as JSON)
-type _Write = tuple[str, int, int, int] | tuple[float, str]
+# (counter, delta, expires, sequence number) or (ts, row): the row made JSON by the worker
+type _Write = tuple[str, int, int, int] | tuple[float, dict[str, Any]]
 type _Counts = dict[str, tuple[int, int]]  # counter → (value, expires)
 
 _WAKE = object()  # queued writes to look at
@@ -119,7 +119,7 @@ class SQLiteStore:
 
     def record(self, row: dict[str, Any]) -> None:
         ts = row.get("ts")
-        self._writes.add((float(ts) if isinstance(ts, (int, float)) else time.time(), encode_row(row)))
+        self._writes.add((float(ts) if isinstance(ts, (int, float)) else time.time(), row))
         self._wake()
 
     def rest(self, fingerprint: str, until: float) -> None:
@@ -343,7 +343,7 @@ def _apply(conn: sqlite3.Connection, writes: Sequence[_Write], now: float) -> No
             change[0] += delta
             change[1] = expires
         else:
-            rows.append(write)
+            rows.append((write[0], encode_row(write[1])))
     if changes:
         conn.executemany(_ADD, [(k, delta, expires, now) for k, (delta, expires) in changes.items()])
     if rows:
