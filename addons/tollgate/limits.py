@@ -13,6 +13,7 @@ from fnmatch import fnmatchcase
 from .config import LimitRule
 from .ledger.store import Charge
 from .ledger.windows import window_bounds
+from .memo import ShapeMemo
 from .overrides import matches
 
 NANO = Decimal(1_000_000_000)  # nano-dollars in a dollar: what money is counted in
@@ -66,12 +67,10 @@ def caps_of(rule: LimitRule) -> Caps:
 class Limits:
     """The configured limits, with the ones applying to each call shape found once."""
 
-    LIMIT = 4096  # shapes remembered; past that, the book starts afresh
-
     def __init__(self, rules: Sequence[LimitRule]) -> None:
         self.rules = tuple(rules)
-        self._found: dict[tuple[object, ...], tuple[tuple[LimitRule, Caps], ...]] = {}
         self._caps = {rule.label: caps_of(rule) for rule in self.rules}
+        self.memo: ShapeMemo[tuple[tuple[LimitRule, Caps], ...]] = ShapeMemo(self._applying)
 
     def __bool__(self) -> bool:
         return bool(self.rules)
@@ -81,15 +80,12 @@ class Limits:
     ) -> tuple[tuple[LimitRule, Caps], ...]:
         """The limits that apply to a call, each with its caps."""
         shape = (provider, model, client, groups)
-        try:
-            return self._found[shape]
-        except KeyError:
-            pass
-        if len(self._found) >= self.LIMIT:
-            self._found.clear()
-        found = tuple((r, self._caps[r.label]) for r in self.rules if matches(r.match, provider, model, client, groups))
-        self._found[shape] = found
-        return found
+        return self.memo.get(shape, *shape)
+
+    def _applying(
+        self, provider: str, model: str | None, client: str | None, groups: tuple[str, ...]
+    ) -> tuple[tuple[LimitRule, Caps], ...]:
+        return tuple((r, self._caps[r.label]) for r in self.rules if matches(r.match, provider, model, client, groups))
 
 
 def subjects(rule: LimitRule, client: str | None, groups: Iterable[str]) -> tuple[str, ...]:

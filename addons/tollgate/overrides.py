@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from fnmatch import fnmatchcase
+from functools import partial
 
 from .config import Override, OverrideMatch
+from .memo import ShapeMemo
 from .providers import PROVIDERS
 
 # What each provider's OpenAI-compatible API offers, and under which path prefix.
@@ -48,26 +50,17 @@ def matches(m: OverrideMatch, provider: str, model: str | None, client: str | No
 
 class RuleBook:
     """The configured rules, with each call shape (provider, model, client, groups, endpoint)
-    matched against them once: calls repeat their shapes, and globbing every rule costs more."""
-
-    LIMIT = 4096  # shapes remembered; past that, the book starts afresh
+    matched against them once."""
 
     def __init__(self, rules: Sequence[Override]) -> None:
         self.rules = tuple(rules)
-        self._found: dict[tuple[object, ...], Override | None] = {}
+        self.memo: ShapeMemo[Override | None] = ShapeMemo(partial(find_rule, self.rules))
 
     def find(
         self, provider: str, model: str | None, client: str | None, groups: tuple[str, ...], endpoint: str | None
     ) -> Override | None:
         shape = (provider, model, client, groups, endpoint)
-        try:
-            return self._found[shape]
-        except KeyError:
-            pass
-        if len(self._found) >= self.LIMIT:
-            self._found.clear()
-        rule = self._found[shape] = find_rule(self.rules, provider, model, client, groups, endpoint)
-        return rule
+        return self.memo.get(shape, *shape)
 
 
 def routed_path(target: str, path: str) -> str:

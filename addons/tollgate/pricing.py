@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from genai_prices.data import providers as _TABLE_PROVIDERS
 from genai_prices.types import ModelPrice, TieredPrices
 
+from .memo import ShapeMemo
 from .overrides import matches
 
 if TYPE_CHECKING:
@@ -187,12 +188,10 @@ class Prices:
     groups, UTC day) looked up once: calls repeat their shapes, and a table search costs some
     100 µs where a call's whole overhead is about 1 ms."""
 
-    LIMIT = 4096  # shapes remembered; past that, the cache starts afresh
-
     def __init__(self, rules: Sequence[PriceRule]) -> None:
         self.rules = tuple(rules)
         self._rates = tuple(configured_rate(rule, f"prices.{i}") for i, rule in enumerate(self.rules))
-        self._found: dict[tuple[object, ...], Rate | None] = {}
+        self.memo: ShapeMemo[Rate | None] = ShapeMemo(self._find)
 
     def rate(
         self,
@@ -204,15 +203,9 @@ class Prices:
     ) -> Rate | None:
         """The rate of a call made at `when` (default: now); None when its price is unknown."""
         when = time.time() if when is None else when
-        shape = (provider, model, client, groups, int(when // _DAY))
-        try:
-            return self._found[shape]
-        except KeyError:
-            pass
-        if len(self._found) >= self.LIMIT:
-            self._found.clear()
-        rate = self._found[shape] = self._find(provider, model, client, groups, when)
-        return rate
+        return self.memo.get(
+            (provider, model, client, groups, int(when // _DAY)), provider, model, client, groups, when
+        )
 
     def _find(
         self, provider: str, model: str | None, client: str | None, groups: tuple[str, ...], when: float

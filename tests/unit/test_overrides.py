@@ -47,11 +47,11 @@ def test_find_rule(provider, model, client, groups, endpoint, expected):
 
 
 def test_a_rule_book_remembers_a_bounded_number_of_call_shapes(monkeypatch):
-    monkeypatch.setattr(RuleBook, "LIMIT", 3)
     book = RuleBook(RULES)
+    book.memo.limit = 3
     for i in range(10):
         assert book.find("openai", f"gpt-4o-{i}", "ci-x", (), "chat.completions") is RULES[0]
-        assert len(book._found) <= 3
+        assert len(book.memo.found) <= 3
 
 
 def test_no_rules_no_change():

@@ -328,12 +328,12 @@ def test_lookups_are_cached_per_shape_and_day() -> None:
     prices = Prices(RULES)
     first = prices.rate("openai", "gpt-4o-mini", "alice", ("x",), WHEN)
     assert prices.rate("openai", "gpt-4o-mini", "alice", ("x",), WHEN + 60) is first
-    assert len(prices._found) == 1
+    assert len(prices.memo.found) == 1
     prices.rate("openai", "gpt-4o-mini", "alice", ("x",), WHEN + 86_400)  # the next UTC day: looked up again
-    assert len(prices._found) == 2
-    prices.LIMIT = 2
+    assert len(prices.memo.found) == 2
+    prices.memo.limit = 2
     prices.rate("openai", "gpt-4o", "alice", ("x",), WHEN)
-    assert len(prices._found) == 1  # full: started afresh
+    assert len(prices.memo.found) == 1  # full: started afresh
 
 
 def test_money_as_text() -> None:
