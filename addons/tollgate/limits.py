@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from fnmatch import fnmatchcase
+from typing import NamedTuple
 
 from .config import LimitRule
 from .ledger.store import Charge
@@ -21,9 +21,9 @@ ANONYMOUS = "anonymous"  # the subject of every anonymous caller's per-client co
 BYTES_PER_TOKEN = 4  # a prompt's tokens, estimated from its body's size until its usage is read
 
 
-@dataclass(frozen=True, slots=True)
-class Counter:
-    """One counter a call charges: a limit's cap on one metric in one window, for one subject."""
+class Counter(NamedTuple):
+    """One counter a call charges: a limit's cap on one metric in one window, for one subject.
+    (Tuples: a call makes several, and frozen dataclasses cost several times as much to make.)"""
 
     label: str  # the limit's name
     field: str  # e.g. tokens_per_day
@@ -42,8 +42,7 @@ class Counter:
         return f"${Decimal(value) / NANO:f}" if self.metric == "usd" else str(value)
 
 
-@dataclass(frozen=True, slots=True)
-class Estimate:
+class Estimate(NamedTuple):
     """What a call may use, reserved before it goes: an upper bound where the request says one
     (its max_tokens), an estimate where it does not (its prompt's tokens)."""
 
