@@ -767,11 +767,12 @@ def tollgate_config(
     policies: tuple[Path, ...] = POLICIES,
     jwt_secret: str | None = None,
     ledger_store: str | None = None,
+    metrics_listen: str | None = None,
 ) -> dict:
     """Tollgate's configuration in the benchmarks: virtual keys (and, given a secret, a JWT issuer), an
     override rule, a policy, two limits whose counters every call charges (never reached: the run
-    measures their cost, not refusals), an audit file, and the ledger's store (default: SQLite
-    beside the audit)."""
+    measures their cost, not refusals), an audit file, the ledger's store (default: SQLite
+    beside the audit), and Prometheus metrics served (every call counted) where `metrics_listen` says."""
     identity = {"identity": {"jwt": [jwt_issuer(jwt_secret)]}} if jwt_secret else {}
     return {
         "providers": {"openai": {"upstream": upstream, "keys": [real_key], "timeout": 60}},
@@ -787,6 +788,7 @@ def tollgate_config(
         "limits": BENCH_LIMITS,
         "audit": {"path": str(audit_path)},
         **({"ledger": {"store": ledger_store}} if ledger_store else {}),
+        **({"metrics": {"listen": metrics_listen}} if metrics_listen else {}),
         **identity,
     }
 
@@ -825,6 +827,7 @@ class Bench:
         self.real_key = "sk-proj-" + secrets.token_urlsafe(48)
         self.virtual_key = "tg-bench-app-" + secrets.token_hex(12)
         self.jwt_secret = secrets.token_urlsafe(48)
+        self.metrics_ports: dict[str | None, int] = {}  # each Tollgate's /metrics port, by its ledger store
         self.calo_key = "calo-bench-" + secrets.token_hex(12)
         self.litellm_key = "sk-litellm-master-" + secrets.token_hex(12)
         self.commands: list[str] = []
@@ -946,6 +949,7 @@ class Bench:
             hide("tg-alice-" + "7f3c9b2e41d8a0b6"),
             jwt_secret=hide(self.jwt_secret),
             ledger_store=ledger_store,
+            metrics_listen=f"127.0.0.1:{self.metrics_ports.setdefault(ledger_store, free_port())}",
         )
 
     def start_redis_tollgate(self, common: list[str], proxy_ctx: ssl.SSLContext) -> None:

@@ -2,7 +2,7 @@
 
 The pipeline is loaded as mitmdump loads it (`tollgate.pipeline.gateway()`, configured through
 mitmproxy's test context with the configuration bench/overhead.py uses: virtual keys, an override,
-`model_allowlist.rego`, an audit file). Calls are made as mitmproxy makes them: a fresh flow per
+`model_allowlist.rego`, an audit file, Prometheus metrics served). Calls are made as mitmproxy makes them: a fresh flow per
 call with an OpenAI SDK's request headers and a chat-completion body, then every hook in order
 (`requestheaders`, `request`, `responseheaders`, the stream callable, `response`). Each step of
 each hook is timed over all calls of a round, step by step (each call step on its own); the best
@@ -33,7 +33,7 @@ from mitmproxy import http  # noqa: E402
 from mitmproxy.addons import proxyserver  # noqa: E402
 from mitmproxy.test import taddons, tflow, tutils  # noqa: E402
 
-from overhead import BENCH_LIMITS  # noqa: E402
+from overhead import BENCH_LIMITS, free_port  # noqa: E402
 from tollgate.pipeline import gateway as tollgate  # noqa: E402
 from tollgate.stages.shared import call_of  # noqa: E402
 from tollgate.steps import CallSteps  # noqa: E402
@@ -79,7 +79,7 @@ REQUEST_HEADERS = (
 HOOKS = ("requestheaders", "request", "responseheaders", "stream", "response")
 
 
-def config(workdir: Path) -> Path:
+def config(workdir: Path, metrics: bool = True) -> Path:
     path = workdir / "tollgate.yaml"
     path.write_text(
         yaml.safe_dump(
@@ -96,6 +96,7 @@ def config(workdir: Path) -> Path:
                 "policy": {"rego": [str(POLICY)]},
                 "limits": BENCH_LIMITS,
                 "audit": {"path": str(workdir / "audit.jsonl")},
+                **({"metrics": {"listen": f"127.0.0.1:{free_port()}"}} if metrics else {}),
             }
         )
     )
@@ -183,7 +184,7 @@ async def one_round(gateway, calls: int) -> dict[str, float]:
 async def measure(args: argparse.Namespace) -> dict[str, float]:
     gateway = tollgate()
     with tempfile.TemporaryDirectory() as work, taddons.context(proxyserver.Proxyserver(), gateway) as tctx:
-        tctx.configure(gateway, tollgate_config=str(config(Path(work))))
+        tctx.configure(gateway, tollgate_config=str(config(Path(work), args.metrics)))
         await one_round(gateway, min(args.calls, 300))  # warm-up
         best: dict[str, float] = {}
         for _ in range(args.rounds):
@@ -201,6 +202,9 @@ def main() -> int:
     )
     parser.add_argument("--calls", type=int, default=3000, help="flows per round")
     parser.add_argument("--rounds", type=int, default=5, help="rounds; the best per stage is printed")
+    parser.add_argument(
+        "--metrics", action=argparse.BooleanOptionalAction, default=True, help="Prometheus metrics on (metrics.listen)"
+    )
     args = parser.parse_args()
     best = asyncio.run(measure(args))
     width = max(map(len, best))

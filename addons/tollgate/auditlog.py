@@ -74,6 +74,11 @@ class AuditLog:
         writer, so that the writer holds the interpreter lock only to hand lines to the file."""
         self._queue.put(self._render(None, "info", record))
 
+    def queued(self) -> int:
+        """Records not yet written: queued for the writer, or held by it while writing fails. Safe
+        from any thread (it only reads)."""
+        return self._queue.qsize() + len(self._held)
+
     def close(self) -> None:
         """Write what is queued and held (one last attempt), then close the file."""
         self._closed.set()

@@ -135,12 +135,14 @@ class Call:
     upstream_key: str | None = None
     status: int | None = None
     first_byte: float | None = None
+    first_chunk: float | None = None  # when the answer's first body chunk came (`UsageTap`)
     ended: float | None = None
     usage: Usage | None = None  # once read from the answer
     error: str | None = None
     failure: Failure | None = None  # set with `error` when the call failed in one of these ways
     # True when Tollgate answered the call itself (a refusal or an upstream failure).
     answered_by_tollgate: bool = False
+    refused: str | None = None  # the reason Tollgate answered it with (`providers.base.STATUS`)
     # A large upload streamed upstream as it arrives: decided at its headers, its body unread.
     streamed_upload: bool = False
     # SHA-256 of the body as verified with SigV4, while Tollgate has not changed the body.

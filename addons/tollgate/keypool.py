@@ -63,6 +63,14 @@ class KeyPool:
     def __bool__(self) -> bool:
         return bool(self._keys)
 
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def resting(self, now: float | None = None) -> int:
+        """How many keys rest now. Safe from another thread (a scrape): it only reads."""
+        now = self._clock() if now is None else now
+        return sum(1 for until in list(self._resting_until.values()) if until > now)
+
     def take(self) -> str | None:
         """The next key in turn that is not resting; if all rest, the one that is free soonest."""
         if not self._keys:

@@ -8,13 +8,16 @@ import math
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from fnmatch import fnmatchcase
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .config import LimitRule
 from .ledger.store import Charge
 from .ledger.windows import window_bounds
 from .memo import ShapeMemo
 from .overrides import matches
+
+if TYPE_CHECKING:
+    from .call import Call
 
 NANO = Decimal(1_000_000_000)  # nano-dollars in a dollar: what money is counted in
 ANONYMOUS = "anonymous"  # the subject of every anonymous caller's per-client counters
@@ -173,3 +176,25 @@ UsageFacts = tuple[tuple[str, str, str, int, int, str], ...]
 def usage_facts(found: Sequence[Counter], values: Sequence[int]) -> UsageFacts:
     """The counters as the policy sees them (before this call), in a hashable form."""
     return tuple((c.label, c.subject, c.field, v, c.cap, c.metric) for c, v in zip(found, values, strict=True))
+
+
+def used(call: Call, reserved: Estimate, record: dict[str, Any]) -> Estimate:
+    """What a call used, as its counters are settled: nothing when it did not reach the upstream
+    (refused, or the upstream never answered); its usage as read; and when none was read from an
+    answer that came (a stream broken off before its usage), what it reserved."""
+    if call.answered_by_tollgate:
+        return Estimate(0, 0, 0)
+    tokens = token_count(record)
+    if tokens is None:
+        if call.status is not None and call.status < 400:
+            return reserved
+        return Estimate(1, 0, 0)
+    return Estimate(1, tokens, call.cost_nanousd() or 0)
+
+
+def token_count(record: dict[str, Any]) -> int | None:
+    """The tokens a limit counts: prompt and answer; the total where only it is known."""
+    inputs, outputs = record.get("input_tokens"), record.get("output_tokens")
+    if inputs is None and outputs is None:
+        return record.get("total_tokens")
+    return (inputs or 0) + (outputs or 0)

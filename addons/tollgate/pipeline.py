@@ -14,6 +14,7 @@ from .stages.credential import Credential
 from .stages.decide import Decide
 from .stages.identify import Identify
 from .stages.ledger import Ledger
+from .stages.metrics import Metrics
 from .stages.override import Override
 from .stages.redact import Redact
 from .stages.route import Route
@@ -28,7 +29,10 @@ from .steps import CallSteps, Gateway
 def gateway() -> Gateway:
     """Tollgate's one addon: its stages share one `Shared` (the configuration loaded)."""
     shared = Shared()
-    settings = Settings(shared)  # the tollgate_config option, the file watched, the proxy options set
+    metrics = Metrics(shared)  # /metrics served where `metrics.listen` says
+    # The tollgate_config option, the file watched, the proxy options set; the metrics' server
+    # opened for each configuration before it is applied.
+    settings = Settings(shared, opening=[metrics.open])
     classify = Classify(shared)
     audit_gate = AuditGate(shared)
     websocket = WebSocket(shared)
@@ -42,7 +46,8 @@ def gateway() -> Gateway:
     upstream_watch = UpstreamWatch(shared)
     stream_tap = StreamTap(shared)
     redact = Redact(shared)
-    audit = Audit(shared, recorded=[ledger.settle])
+    # At each call's end: the metrics counted (before the ledger settles and forgets its reservation).
+    audit = Audit(shared, recorded=[metrics.recorded, ledger.settle])
 
     call_steps = CallSteps(
         audit_gate.handle,  # 503 while the audit cannot be written
@@ -103,5 +108,6 @@ def gateway() -> Gateway:
             redact.done,
             audit.done,
             ledger.done,
+            metrics.done,
         ],
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable
 
 from mitmproxy import http
@@ -36,8 +37,14 @@ class Decide:
             return None
         return self._apply_once_decided(flow, call, decision)  # type: ignore[arg-type]
 
-    async def _apply_once_decided(self, flow: http.HTTPFlow, call: Call, decision: Awaitable[Decision]) -> None:
-        self._apply(flow, call, await decision)
+    async def _apply_once_decided(self, flow: http.HTTPFlow, call: Call, evaluation: Awaitable[Decision]) -> None:
+        start = time.perf_counter()
+        decision = await evaluation
+        metrics = self.shared.metrics
+        if metrics is not None:
+            outcome = "error" if decision.error else "allow" if decision.allowed else "deny"
+            metrics.policy_evaluated(time.perf_counter() - start, outcome)
+        self._apply(flow, call, decision)
 
     def _apply(self, flow: http.HTTPFlow, call: Call, decision: Decision) -> None:
         if decision.allowed:

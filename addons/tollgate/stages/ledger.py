@@ -26,6 +26,7 @@ from ..limits import (
     refusal_message,
     retry_after,
     usage_facts,
+    used,
 )
 from ..pricing import cost_nanousd
 from ..providers.base import BUDGET_EXCEEDED, LEDGER_UNAVAILABLE, POLICY_DENIED, RATE_LIMITED
@@ -152,25 +153,3 @@ class Ledger:
             row = {name: record[name] for name in ROW_FIELDS}
             row["ts"] = call.started
             store.record(row)
-
-
-def used(call: Call, reserved: Estimate, record: dict[str, Any]) -> Estimate:
-    """What a call used, as its counters are settled: nothing when it did not reach the upstream
-    (refused, or the upstream never answered); its usage as read; and when none was read from an
-    answer that came (a stream broken off before its usage), what it reserved."""
-    if call.answered_by_tollgate:
-        return Estimate(0, 0, 0)
-    tokens = token_count(record)
-    if tokens is None:
-        if call.status is not None and call.status < 400:
-            return reserved
-        return Estimate(1, 0, 0)
-    return Estimate(1, tokens, call.cost_nanousd() or 0)
-
-
-def token_count(record: dict[str, Any]) -> int | None:
-    """The tokens a limit counts: prompt and answer; the total where only it is known."""
-    inputs, outputs = record.get("input_tokens"), record.get("output_tokens")
-    if inputs is None and outputs is None:
-        return record.get("total_tokens")
-    return (inputs or 0) + (outputs or 0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable, Sequence
 
 from mitmproxy import ctx, exceptions
 
@@ -17,7 +18,7 @@ from ..ledger import StoreError, open_store
 from ..ledger.store import Store
 from ..policy import Policy, PolicyError
 from ..providers import PROVIDERS, allow_hosts
-from .shared import Loaded, Shared
+from .shared import Loaded, Shared, close_later
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +99,11 @@ def summary(config: Config) -> str:
 
 
 class Settings:
-    def __init__(self, shared: Shared) -> None:
+    def __init__(self, shared: Shared, opening: Sequence[Callable[[Config], None]] = ()) -> None:
         self.shared = shared
+        # Told of each configuration before it is swapped in, to open what it asks for (the metrics'
+        # HTTP server); one that cannot raises ConfigError, and the configuration is not applied.
+        self._opening = tuple(opening)
         self._path = ""  # the configuration file in force, watched
         self._seen: Stamp = None  # its stamp when last read
         self._watcher: asyncio.Task | None = None
@@ -154,6 +158,15 @@ class Settings:
         shared = self.shared
         ledger = (shared.ledger_url, shared.ledger) if shared.ledger is not None and shared.ledger_url else None
         loaded, audit, store = load(path, shared.loaded, shared.audit, ledger)
+        try:
+            for opening in self._opening:
+                opening(loaded.config)
+        except ConfigError:  # what `load` opened for this configuration is closed again
+            if audit is not shared.audit:
+                audit.close()
+            if ledger is None or store is not ledger[1]:
+                close_later(store)
+            raise
         if ledger is None or store is not ledger[1]:
             store.on_rest(shared.rest_elsewhere)
         shared.apply(loaded, audit, store)

@@ -20,6 +20,7 @@ from ..jwt_identity import Verifier
 from ..keypool import KeyPool
 from ..ledger.store import Store
 from ..limits import Limits
+from ..metrics import MetricSet
 from ..overrides import RuleBook
 from ..policy import Policy
 from ..pricing import Prices
@@ -85,6 +86,7 @@ class Shared:
         self.audit: AuditLog | None = None
         self.ledger: Store | None = None
         self.ledger_url: str | None = None
+        self.metrics: MetricSet | None = None  # while `metrics.listen` serves them
         # mitmproxy's `proxyauth` is `any`: it takes every login, and Tollgate judges its password,
         # which must be a JWT of a configured issuer (the user name says nothing).
         self.logins_unchecked = False
@@ -194,6 +196,7 @@ def refuse(
     """Answer the call in the provider's own error shape instead of forwarding it."""
     refusal = provider_of(call).refusal(reason, message)
     call.answered_by_tollgate = True
+    call.refused = reason
     # mitmproxy cannot answer a request it streams upstream; the refused body is read instead.
     flow.request.stream = False
     flow.response = http.Response.make(

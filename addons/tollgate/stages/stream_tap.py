@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from functools import partial
 
@@ -32,8 +33,10 @@ class UsageTap:
         decoder: Decompressor | None,
         on_end: Callable[[UsageReader], None],
         hide: SSEEventFilter | None = None,
+        call: Call | None = None,
     ) -> None:
         self.reader: UsageReader | None = reader
+        self._first: Call | None = call  # told when the first chunk comes (`Call.first_chunk`), then let go
         self._decoder = decoder
         self._on_end: Callable[[UsageReader], None] | None = on_end
         self._reading = True
@@ -43,6 +46,9 @@ class UsageTap:
         if not chunk:
             self.end()
             return self._hide.flush() if self._hide else chunk
+        if self._first is not None:
+            self._first.first_chunk = time.time()
+            self._first = None
         if self._reading and self.reader is not None:
             try:
                 self.reader.feed(self._decoder.feed(chunk) if self._decoder else chunk)
@@ -64,7 +70,7 @@ class UsageTap:
         mitmproxy's flows are freed by the garbage collector, some time after the call: the reader
         and the call record are let go here, to be freed at once rather than wait with the flow."""
         reader, on_end = self.reader, self._on_end
-        self.reader = self._decoder = self._on_end = None
+        self.reader = self._decoder = self._on_end = self._first = None
         if reader is None or on_end is None:
             return
         try:
@@ -147,7 +153,7 @@ class StreamTap:
         if decoder is not None:
             hide = None  # an encoded stream cannot be cut at event boundaries: the client gets it whole
         # Streamed bodies are not stored in the flow either: a saved flow holds no completion text.
-        flow.response.stream = UsageTap(reader, decoder, partial(record_usage, call), hide)
+        flow.response.stream = UsageTap(reader, decoder, partial(record_usage, call), hide, call)
 
     def error(self, flow: http.HTTPFlow) -> None:
         """A stream cut short (client gone, upstream reset): the usage seen so far still counts."""

@@ -1,11 +1,10 @@
-"""What a call's counters settle to when it ends (`stages/ledger.py`)."""
+"""What a call's counters settle to when it ends (`limits.used`)."""
 
 from __future__ import annotations
 
 from tollgate.call import Call, Usage
 from tollgate.config import parse_config
-from tollgate.limits import Estimate
-from tollgate.stages.ledger import token_count, used
+from tollgate.limits import Estimate, token_count, used
 from tollgate.stages.shared import Loaded
 
 RESERVED = Estimate(1, 500, 9_000)

@@ -1,0 +1,272 @@
+"""The metric families (`tollgate.metrics`) from synthetic call records, read back through
+prometheus-client's own text parser; the examples in docs/examples name only metrics Tollgate exports."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tollgate.call import Call, Classification, Failure, RequestFacts, Usage
+from tollgate.keypool import KeyPool
+from tollgate.limits import Estimate
+from tollgate.metrics import OTHER, LabelCap, MetricSet, error_kind, status_class
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def call(
+    client: str | None = "app",
+    model: str | None = "gpt-4o",
+    provider: str = "openai",
+    endpoint: str = "chat.completions",
+    status: int | None = 200,
+    stream: bool | None = False,
+    usage: Usage | None = None,
+    **fields: Any,
+) -> Call:
+    c = Call(provider, "api.example", "POST", "/v1/x", Classification(endpoint, model, RequestFacts(stream=stream)))
+    c.client, c.status, c.usage = client, status, usage
+    c.ended = c.started + 0.5
+    for name, value in fields.items():
+        setattr(c, name, value)
+    return c
+
+
+def record(c: Call, cost: float | None = None) -> dict[str, Any]:
+    r = c.audit_record()
+    r["cost_usd"] = cost  # no prices loaded in these calls
+    return r
+
+
+def samples(metrics: MetricSet) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Every sample by its name, as Prometheus reads the exposition."""
+    text = generate_latest(metrics.registry).decode()
+    found: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            found.setdefault(s.name, []).append((s.labels, s.value))
+    return found
+
+
+def value(metrics: MetricSet, name: str, **labels: str) -> float:
+    return sum(v for ls, v in samples(metrics).get(name, []) if all(ls.get(k) == x for k, x in labels.items()))
+
+
+def test_status_classes() -> None:
+    assert [status_class(s) for s in (None, 101, 200, 204, 302, 404, 429, 500, 504)] == [
+        "none", "1xx", "2xx", "2xx", "3xx", "4xx", "4xx", "5xx", "5xx",
+    ]  # fmt: skip
+
+
+def test_error_kinds() -> None:
+    assert error_kind(call()) == ""
+    assert error_kind(call(status=404)) == ""  # the upstream's answer
+    assert error_kind(call(status=502)) == "upstream_5xx"
+    refused = call(status=403, answered_by_tollgate=True, refused="policy_denied")
+    assert error_kind(refused) == "policy_denied"
+    timed_out = call(
+        status=504, answered_by_tollgate=True, refused="upstream_timeout", failure=Failure.UPSTREAM_TIMEOUT
+    )
+    assert error_kind(timed_out) == "upstream_timeout"
+    assert error_kind(call(status=200, failure=Failure.CLIENT_DISCONNECTED)) == "client_disconnected"
+
+
+def test_label_cap_keeps_the_first_values_then_other() -> None:
+    cap = LabelCap(2)
+    assert [cap("client", v) for v in ("a", "b", "c", "a", "d", "b")] == ["a", "b", OTHER, "a", OTHER, "b"]
+    assert cap("model", "c") == "c"  # each label has its own
+    cap.limit = 3
+    assert cap("client", "e") == "e"
+
+
+def test_clients_and_models_past_the_cap_are_other() -> None:
+    metrics = MetricSet(max_label_values=3)
+    for i in range(6):
+        metrics.observe(
+            call(client=f"client-{i}", model=f"model-{i}"), record(call(client=f"client-{i}", model=f"model-{i}"))
+        )
+    calls = samples(metrics)["tollgate_calls_total"]
+    assert sorted(ls["client"] for ls, _ in calls) == ["client-0", "client-1", "client-2", OTHER]
+    assert sum(v for ls, v in calls if ls["client"] == OTHER) == 3
+    assert {ls["gen_ai_request_model"] for ls, _ in samples(metrics)["gen_ai_client_operation_duration_seconds_count"]} == {
+        "model-0", "model-1", "model-2", OTHER,
+    }  # fmt: skip
+
+
+def test_each_call_family() -> None:
+    metrics = MetricSet()
+    usage = Usage(input_tokens=100, output_tokens=20)
+    streamed = call(stream=True, usage=usage, groups=("a", "b"))
+    streamed.first_chunk = streamed.started + 0.25
+    metrics.observe(streamed, record(streamed, cost=0.0012))
+    plain = call(usage=Usage(input_tokens=7, output_tokens=3), first_chunk=None)
+    plain.first_chunk = plain.started + 0.1  # not a stream: no time to first token
+    metrics.observe(plain, record(plain, cost=0.0001))
+    anonymous = call(client=None, provider="bedrock", endpoint="converse", model="anthropic.claude", status=None)
+    metrics.observe(anonymous, record(anonymous))
+
+    assert value(metrics, "tollgate_calls_total") == 3
+    assert value(metrics, "tollgate_calls_total", groups="a,b", status_class="2xx", decision="allow") == 1
+    assert value(metrics, "tollgate_calls_total", client="anonymous", provider="bedrock", status_class="none") == 1
+    assert value(metrics, "gen_ai_client_token_usage_sum", gen_ai_token_type="input") == 107
+    assert value(metrics, "gen_ai_client_token_usage_sum", gen_ai_token_type="output") == 23
+    assert value(metrics, "gen_ai_client_token_usage_count", gen_ai_token_type="input") == 2
+    assert value(metrics, "tollgate_tokens_total", client="app", gen_ai_token_type="input") == 107
+    assert value(metrics, "tollgate_cost_usd_total", client="app", model="gpt-4o") == pytest.approx(0.0013)
+    ttft = samples(metrics)["gen_ai_server_time_to_first_token_seconds_count"]
+    assert ttft == [
+        ({"gen_ai_operation_name": "chat", "gen_ai_provider_name": "openai", "gen_ai_request_model": "gpt-4o"}, 1)
+    ]
+    assert value(metrics, "gen_ai_server_time_to_first_token_seconds_sum") == pytest.approx(0.25)
+    duration = samples(metrics)["gen_ai_client_operation_duration_seconds_count"]
+    assert {(ls["gen_ai_provider_name"], ls["gen_ai_operation_name"], ls["endpoint"]) for ls, _ in duration} == {
+        ("openai", "chat", "chat.completions"),
+        ("aws.bedrock", "chat", "converse"),
+    }
+    assert value(metrics, "gen_ai_client_operation_duration_seconds_sum") == pytest.approx(1.5)
+    # The semantic conventions' buckets, cumulative, ending at +Inf.
+    buckets = [
+        (ls["le"], v)
+        for ls, v in samples(metrics)["gen_ai_client_token_usage_bucket"]
+        if ls["gen_ai_token_type"] == "input" and v
+    ]
+    assert buckets[0] == ("16.0", 1) and buckets[-1] == ("+Inf", 2)
+
+
+def test_tokens_unknown_are_not_observed() -> None:
+    metrics = MetricSet()
+    c = call(usage=None)
+    metrics.observe(c, record(c))
+    assert value(metrics, "gen_ai_client_token_usage_count") == 0
+    assert value(metrics, "tollgate_calls_total") == 1
+
+
+def test_denials_and_upstream_errors() -> None:
+    metrics = MetricSet()
+    denied = call(status=403, decision="deny", answered_by_tollgate=True, refused="policy_denied")
+    unreachable = call(
+        status=502, answered_by_tollgate=True, refused="upstream_unreachable", failure=Failure.UPSTREAM_UNREACHABLE
+    )
+    failing = call(status=500)
+    for c in (denied, unreachable, failing):
+        metrics.observe(c, record(c))
+    assert value(metrics, "tollgate_calls_total", decision="deny", error_kind="policy_denied", status_class="4xx") == 1
+    errors = {ls["kind"]: v for ls, v in samples(metrics)["tollgate_upstream_errors_total"]}
+    assert errors == {"upstream_unreachable": 1, "upstream_5xx": 1}
+    assert value(metrics, "gen_ai_client_operation_duration_seconds_count", error_type="upstream_5xx") == 1
+
+
+def test_limit_remaining_after_the_call() -> None:
+    metrics = MetricSet()
+    c = call(
+        usage_counters=(
+            ("daily", "app", "requests_per_day", 4, 10, "requests"),
+            ("daily", "app", "tokens_per_day", 1000, 5000, "tokens"),
+            ("spend", "team", "usd_per_day", 2_000_000_000, 5_000_000_000, "usd"),
+        )
+    )
+    metrics.observe(c, record(c), Estimate(1, 300, 500_000_000))
+    remaining = {(ls["limit"], ls["subject"], ls["cap"]): v for ls, v in samples(metrics)["tollgate_limit_remaining"]}
+    assert remaining == {
+        ("daily", "app", "requests_per_day"): 5,
+        ("daily", "app", "tokens_per_day"): 3700,
+        ("spend", "team", "usd_per_day"): 2.5,
+    }
+    # Without a reservation (no limit applied), nothing is set.
+    other = MetricSet()
+    other.observe(c, record(c))
+    assert "tollgate_limit_remaining" not in samples(other)
+
+
+def test_policy_seconds() -> None:
+    metrics = MetricSet()
+    metrics.policy_evaluated(0.002, "allow")
+    metrics.policy_evaluated(0.004, "deny")
+    metrics.policy_evaluated(1.0, "error")
+    counts = {ls["outcome"]: v for ls, v in samples(metrics)["tollgate_policy_seconds_count"]}
+    assert counts == {"allow": 1, "deny": 1, "error": 1}
+    assert value(metrics, "tollgate_policy_seconds_sum") == pytest.approx(1.006)
+
+
+def test_scrape_time_state() -> None:
+    clock = [100.0]
+    pool = KeyPool(["k1", "k2", "k3"], clock=lambda: clock[0])
+    pool.rest("k2", 30)
+    metrics = MetricSet(pools=lambda: {"openai": pool, "gemini": KeyPool([])}, audit_depth=lambda: 7)
+    assert samples(metrics)["tollgate_pool_keys_resting"] == [({"provider": "openai"}, 1)]
+    assert samples(metrics)["tollgate_pool_keys"] == [({"provider": "openai"}, 3)]
+    assert samples(metrics)["tollgate_audit_queue_depth"] == [({}, 7)]
+    clock[0] += 31
+    assert samples(metrics)["tollgate_pool_keys_resting"] == [({"provider": "openai"}, 0)]
+    # The process's own metrics, from prometheus-client's collectors on Tollgate's registry.
+    assert "process_cpu_seconds_total" in samples(metrics)
+    assert "python_info" in samples(metrics)
+
+
+def test_no_secret_or_text_in_labels() -> None:
+    """Label values come from names: a call's key, credentials and body never reach them."""
+    metrics = MetricSet()
+    c = call(usage=Usage(input_tokens=1, output_tokens=1), upstream_key="sk-real-secret-1234")
+    c.body = {"messages": [{"role": "user", "content": "the secret prompt"}]}
+    c.headers = {b"authorization": b"Bearer tg-virtual-key"}
+    metrics.observe(c, record(c))
+    text = generate_latest(metrics.registry).decode()
+    for secret in ("sk-real-secret", "secret prompt", "tg-virtual-key", "sha256:"):
+        assert secret not in text
+
+
+# ---- the examples in docs/examples use only metrics Tollgate exports
+
+EXAMPLES = ROOT / "docs" / "examples"
+_NAME = re.compile(r"\b((?:gen_ai|tollgate|process|python)_[a-z0-9_]+)")
+_SUFFIXES = ("_bucket", "_count", "_sum", "_total")
+
+
+def exports() -> tuple[set[str], set[str]]:
+    """The names of every metric and sample, and of every label, Tollgate exports once each family has a series."""
+    metrics = MetricSet(pools=lambda: {"openai": KeyPool(["k"])}, audit_depth=lambda: 0)
+    c = call(stream=True, usage=Usage(input_tokens=1, output_tokens=1), first_chunk=None)
+    c.first_chunk = c.started
+    c.usage_counters = (("l", "s", "requests_per_day", 0, 1, "requests"),)
+    metrics.observe(c, record(c, cost=0.1), Estimate(1, 1, 1))
+    failed = call(status=500)
+    metrics.observe(failed, record(failed))
+    metrics.policy_evaluated(0.001, "allow")
+    names, labels = set(), set()
+    for family in text_string_to_metric_families(generate_latest(metrics.registry).decode()):
+        names.add(family.name)
+        names.update(s.name for s in family.samples)
+        labels.update(name for s in family.samples for name in s.labels)
+    return names, labels
+
+
+def promql_expressions() -> list[str]:
+    dashboard = json.loads((EXAMPLES / "grafana-dashboard.json").read_text())
+    found = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
+    found += [v["query"] for v in dashboard.get("templating", {}).get("list", []) if "query" in v]
+    alerts = yaml.safe_load((EXAMPLES / "prometheus-alerts.yaml").read_text())
+    found += [rule["expr"] for group in alerts["groups"] for rule in group["rules"]]
+    return [e if isinstance(e, str) else e.get("query", "") for e in found]
+
+
+def test_dashboard_and_alerts_name_only_exported_metrics() -> None:
+    exported_metrics, exported_labels = exports()
+    expressions = promql_expressions()
+    assert len(expressions) >= 10
+    used = {name for e in expressions for name in _NAME.findall(e)} - exported_labels
+    assert used
+    missing = {n for n in used if n not in exported_metrics and not any(n + s in exported_metrics for s in _SUFFIXES)}
+    assert not missing
+    # Every family of Tollgate's own is on the dashboard or in an alert.
+    for family in ("gen_ai_client_token_usage", "gen_ai_client_operation_duration_seconds",
+                   "gen_ai_server_time_to_first_token_seconds", "tollgate_calls_total", "tollgate_cost_usd_total",
+                   "tollgate_limit_remaining", "tollgate_upstream_errors_total", "tollgate_pool_keys_resting",
+                   "tollgate_policy_seconds", "tollgate_audit_queue_depth"):  # fmt: skip
+        assert any(family in e for e in expressions), family
