@@ -12,7 +12,11 @@ Use it to see where per-call time goes and whether a change helps: its figures a
 bench/overhead.py's, which measures the whole proxy. Inside mitmdump the same work costs about
 twice as much (colder caches between the proxy's own work); see docs/performance.md.
 
-    .venv/bin/python bench/stages.py [--calls 3000] [--rounds 5]
+    .venv/bin/python bench/stages.py [--calls 3000] [--rounds 5] [--otlp]
+
+With --otlp the configuration also has metrics.otlp, to a collector stand-in of this process
+(bench/overhead.py's OtlpCollector): each call's span is made in `Audit.response` (the audit tells
+`Tracing.record`), and exported by the SDK's thread.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from mitmproxy import http  # noqa: E402
 from mitmproxy.addons import proxyserver  # noqa: E402
 from mitmproxy.test import taddons, tflow, tutils  # noqa: E402
 
-from overhead import BENCH_LIMITS  # noqa: E402
+from overhead import BENCH_LIMITS, OtlpCollector  # noqa: E402
 from tollgate.pipeline import gateway as tollgate  # noqa: E402
 from tollgate.stages.shared import call_of  # noqa: E402
 from tollgate.steps import CallSteps  # noqa: E402
@@ -79,7 +83,7 @@ REQUEST_HEADERS = (
 HOOKS = ("requestheaders", "request", "responseheaders", "stream", "response")
 
 
-def config(workdir: Path) -> Path:
+def config(workdir: Path, otlp: str | None = None) -> Path:
     path = workdir / "tollgate.yaml"
     path.write_text(
         yaml.safe_dump(
@@ -96,6 +100,7 @@ def config(workdir: Path) -> Path:
                 "policy": {"rego": [str(POLICY)]},
                 "limits": BENCH_LIMITS,
                 "audit": {"path": str(workdir / "audit.jsonl")},
+                **({"metrics": {"otlp": {"endpoint": otlp}}} if otlp else {}),
             }
         )
     )
@@ -182,8 +187,9 @@ async def one_round(gateway, calls: int) -> dict[str, float]:
 
 async def measure(args: argparse.Namespace) -> dict[str, float]:
     gateway = tollgate()
+    collector = OtlpCollector() if args.otlp else None
     with tempfile.TemporaryDirectory() as work, taddons.context(proxyserver.Proxyserver(), gateway) as tctx:
-        tctx.configure(gateway, tollgate_config=str(config(Path(work))))
+        tctx.configure(gateway, tollgate_config=str(config(Path(work), collector.url if collector else None)))
         await one_round(gateway, min(args.calls, 300))  # warm-up
         best: dict[str, float] = {}
         for _ in range(args.rounds):
@@ -192,6 +198,9 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
         # Audit's done() closes the audit file; Decide's stops its watcher and the policy's worker
         if (pending := gateway.done()) is not None:
             await pending
+        if collector is not None:
+            collector.close()
+            print(f"OTLP stand-in: {collector.posts} exports, {collector.bytes / 1024:.0f} KiB of spans")
         return best
 
 
@@ -201,10 +210,12 @@ def main() -> int:
     )
     parser.add_argument("--calls", type=int, default=3000, help="flows per round")
     parser.add_argument("--rounds", type=int, default=5, help="rounds; the best per stage is printed")
+    parser.add_argument("--otlp", action="store_true", help="metrics.otlp on: a span per call, to a stand-in")
     args = parser.parse_args()
     best = asyncio.run(measure(args))
     width = max(map(len, best))
-    print(f"µs per call, best of {args.rounds} rounds of {args.calls} calls (Python {sys.version.split()[0]})")
+    traces = ", OTLP traces on" if args.otlp else ""
+    print(f"µs per call, best of {args.rounds} rounds of {args.calls} calls (Python {sys.version.split()[0]}){traces}")
     for label, us in sorted(best.items(), key=lambda item: -item[1]):
         if us >= 0.5:
             print(f"  {label:<{width}}  {us:6.1f}")

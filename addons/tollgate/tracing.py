@@ -177,12 +177,10 @@ def span_attributes(call: Call, record: Mapping[str, Any]) -> dict[str, Any]:
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": operation_name(c.endpoint),
         "gen_ai.provider.name": PROVIDER_NAMES.get(call.provider, call.provider),
-        "tollgate.provider": call.provider,
         "tollgate.request_id": call.request_id,
         "tollgate.decision": call.decision,
         "tollgate.groups": call.groups,
         "tollgate.deny_reasons": call.deny_reasons,
-        "tollgate.auth": call.auth,
     }
     if c.endpoint is not None:
         attributes["tollgate.endpoint"] = c.endpoint
