@@ -31,6 +31,9 @@ the last body byte (perf_counter_ns). Modes:
                key, the fake must see the real key and gpt-4o-mini;
   tollgate-redis  the same Tollgate configuration in a second mitmdump, its ledger.store on a
                redis-server started for the run (skipped when there is none);
+  tollgate-otlp  the same Tollgate configuration in another mitmdump, plus metrics.otlp: a span per
+               call exported over OTLP/HTTP to a collector stand-in (threads of this process that
+               take and count the POSTs; see OtlpCollector);
   gemini-calo  reverse proxy at http://127.0.0.1:PORT (its own server: the `gemini-calo` entry point's
                start_server(), with the middlewares it installs: logging, proxy-key auth, model
                override, conversation roll-up), configured by its environment variables; the built-in
@@ -160,6 +163,7 @@ LABELS = {
     "tollgate-distinct": "Tollgate, distinct requests",
     "tollgate-jwt": "Tollgate, JWT caller",
     "tollgate-redis": "Tollgate, ledger on Redis",
+    "tollgate-otlp": "Tollgate, OTLP traces",
     "gemini-calo": "gemini-calo",
     "litellm": "LiteLLM proxy",
 }
@@ -832,6 +836,7 @@ class Bench:
         self.litellm_key = "sk-litellm-master-" + secrets.token_hex(12)
         self.commands: list[str] = []
         self.notes: list[str] = []
+        self.collector: OtlpCollector | None = None
 
     # ---- set-up
 
@@ -930,6 +935,7 @@ class Bench:
         )
         self.commands.append("tollgate.yaml: " + json.dumps(self.tollgate_config(redact=True)))
         self.start_redis_tollgate(common, proxy_ctx)
+        self.start_otlp_tollgate(common, proxy_ctx)
 
         for name, python in installed.items():
             try:
@@ -1002,6 +1008,27 @@ class Bench:
         self.commands.append(f"tollgate-redis: {proxy.command_line()} (ledger.store {store})")
         self.modes["tollgate-redis"] = ModeState(
             Target("tollgate-redis", "connect", proxy.port, self.virtual_key, OVERRIDDEN_MODEL,
+                   context=proxy_ctx, server_hostname=API_HOST),
+            version=self.modes["tollgate"].version,
+            process=proxy,
+        )  # fmt: skip
+
+    def start_otlp_tollgate(self, common: list[str], proxy_ctx: ssl.SSLContext) -> None:
+        """A third Tollgate, exporting a span per call to a collector stand-in of this process."""
+        self.collector = OtlpCollector()
+        config = self.workdir / "tollgate-otlp.yaml"
+        data = self.tollgate_config()
+        data["audit"] = {"path": str(self.workdir / "audit-otlp.jsonl")}
+        data["ledger"] = {"store": f"sqlite:///{self.workdir / 'ledger-otlp.sqlite'}"}
+        data["metrics"] = {"otlp": {"endpoint": self.collector.url}}
+        config.write_text(yaml.safe_dump(data, sort_keys=False))
+        args = ["-s", str(ROOT / "addons" / "gateway.py"), "--set", f"tollgate_config={config}", *common]
+        proxy = Proxy("tollgate-otlp", args, self.workdir)
+        self.processes.append(proxy)
+        proxy.wait_ready()
+        self.commands.append(f"tollgate-otlp: {proxy.command_line()} (metrics.otlp.endpoint {self.collector.url})")
+        self.modes["tollgate-otlp"] = ModeState(
+            Target("tollgate-otlp", "connect", proxy.port, self.virtual_key, OVERRIDDEN_MODEL,
                    context=proxy_ctx, server_hostname=API_HOST),
             version=self.modes["tollgate"].version,
             process=proxy,
@@ -1354,6 +1381,47 @@ class Bench:
                 pass
         if self.fake is not None:
             self.fake.close()
+        if self.collector is not None:
+            self.collector.close()
+
+
+class OtlpCollector:
+    """A stand-in for an OpenTelemetry collector: threads of this process on 127.0.0.1 that take
+    every POST (the OTLP/HTTP exports, not decoded), count them and their bytes, and answer 200 with
+    an empty ExportTraceServiceResponse (which is zero bytes of protobuf)."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.posts = 0
+        self.bytes = 0
+        lock = threading.Lock()
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                with lock:
+                    collector.posts += 1
+                    collector.bytes += len(body)
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, name="otlp-collector", daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class PeerSkipped(Exception):
@@ -1533,6 +1601,7 @@ def report(bench: Bench, elapsed: float) -> bool:
         ("tollgate-distinct", "distinct requests", None),
         ("tollgate-jwt", "JWT caller", 1.10),
         ("tollgate-redis", "ledger on Redis", None),
+        ("tollgate-otlp", "OTLP traces", None),
     ):
         if mode not in stats:
             checks.append((f"added p50, {label}", f"not measured: {bench.skipped.get(mode, '?')}", "", None))
@@ -1597,6 +1666,13 @@ def report(bench: Bench, elapsed: float) -> bool:
     tollgates = [modes["tollgate"], modes["tollgate-distinct"], modes["tollgate-jwt"]]
     through = sum(s.calls + s.untimed_calls + args.warmup + min(args.warmup, 5) for s in tollgates)
     print(f"\nTollgate audit records: {audit_lines} (calls through Tollgate incl. warm-up: {through})")
+    if "tollgate-otlp" in modes and bench.collector is not None:
+        bench.modes["tollgate-otlp"].process.stop()  # exports what it still holds
+        otlp = modes["tollgate-otlp"]
+        print(
+            f"OTLP stand-in: {bench.collector.posts} exports, {bench.collector.bytes / 1024:.0f} KiB of spans "
+            f"(calls through Tollgate with traces incl. warm-up: {otlp.calls + otlp.untimed_calls + args.warmup + min(args.warmup, 5)})"
+        )
     print(
         "the fake upstream saw, per mode in warm-up (path, model, real key): "
         + "; ".join(

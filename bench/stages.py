@@ -12,7 +12,11 @@ Use it to see where per-call time goes and whether a change helps: its figures a
 bench/overhead.py's, which measures the whole proxy. Inside mitmdump the same work costs about
 twice as much (colder caches between the proxy's own work); see docs/performance.md.
 
-    .venv/bin/python bench/stages.py [--calls 3000] [--rounds 5]
+    .venv/bin/python bench/stages.py [--calls 3000] [--rounds 5] [--otlp]
+
+With --otlp the configuration also has metrics.otlp, to a collector stand-in of this process
+(bench/overhead.py's OtlpCollector): each call's span is made in `Audit.response` (the audit tells
+`Tracing.record`), and exported by the SDK's thread.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from mitmproxy import http  # noqa: E402
 from mitmproxy.addons import proxyserver  # noqa: E402
 from mitmproxy.test import taddons, tflow, tutils  # noqa: E402
 
-from overhead import BENCH_LIMITS, free_port  # noqa: E402
+from overhead import BENCH_LIMITS, OtlpCollector, free_port  # noqa: E402
 from tollgate.pipeline import gateway as tollgate  # noqa: E402
 from tollgate.stages.shared import call_of  # noqa: E402
 from tollgate.steps import CallSteps  # noqa: E402
@@ -79,7 +83,7 @@ REQUEST_HEADERS = (
 HOOKS = ("requestheaders", "request", "responseheaders", "stream", "response")
 
 
-def config(workdir: Path, metrics: bool = True) -> Path:
+def config(workdir: Path, metrics: bool = True, otlp: str | None = None) -> Path:
     path = workdir / "tollgate.yaml"
     path.write_text(
         yaml.safe_dump(
@@ -96,7 +100,10 @@ def config(workdir: Path, metrics: bool = True) -> Path:
                 "policy": {"rego": [str(POLICY)]},
                 "limits": BENCH_LIMITS,
                 "audit": {"path": str(workdir / "audit.jsonl")},
-                **({"metrics": {"listen": f"127.0.0.1:{free_port()}"}} if metrics else {}),
+                "metrics": {
+                    **({"listen": f"127.0.0.1:{free_port()}"} if metrics else {}),
+                    **({"otlp": {"endpoint": otlp}} if otlp else {}),
+                },
             }
         )
     )
@@ -183,8 +190,11 @@ async def one_round(gateway, calls: int) -> dict[str, float]:
 
 async def measure(args: argparse.Namespace) -> dict[str, float]:
     gateway = tollgate()
+    collector = OtlpCollector() if args.otlp else None
     with tempfile.TemporaryDirectory() as work, taddons.context(proxyserver.Proxyserver(), gateway) as tctx:
-        tctx.configure(gateway, tollgate_config=str(config(Path(work), args.metrics)))
+        tctx.configure(
+            gateway, tollgate_config=str(config(Path(work), args.metrics, collector.url if collector else None))
+        )
         await one_round(gateway, min(args.calls, 300))  # warm-up
         best: dict[str, float] = {}
         for _ in range(args.rounds):
@@ -193,6 +203,9 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
         # Audit's done() closes the audit file; Decide's stops its watcher and the policy's worker
         if (pending := gateway.done()) is not None:
             await pending
+        if collector is not None:
+            collector.close()
+            print(f"OTLP stand-in: {collector.posts} exports, {collector.bytes / 1024:.0f} KiB of spans")
         return best
 
 
@@ -205,10 +218,12 @@ def main() -> int:
     parser.add_argument(
         "--metrics", action=argparse.BooleanOptionalAction, default=True, help="Prometheus metrics on (metrics.listen)"
     )
+    parser.add_argument("--otlp", action="store_true", help="metrics.otlp on: a span per call, to a stand-in")
     args = parser.parse_args()
     best = asyncio.run(measure(args))
     width = max(map(len, best))
-    print(f"µs per call, best of {args.rounds} rounds of {args.calls} calls (Python {sys.version.split()[0]})")
+    traces = ", OTLP traces on" if args.otlp else ""
+    print(f"µs per call, best of {args.rounds} rounds of {args.calls} calls (Python {sys.version.split()[0]}){traces}")
     for label, us in sorted(best.items(), key=lambda item: -item[1]):
         if us >= 0.5:
             print(f"  {label:<{width}}  {us:6.1f}")

@@ -152,7 +152,12 @@ def start_gateway(
 ) -> Iterator[Callable[..., Gateway]]:
     started: list[tuple[Mitmdump, dict[str, FakeUpstream]]] = []
 
-    def start(config: ConfigBuilder | dict | None, *extra: str, tool: type[Mitmdump] = Mitmdump) -> Gateway:
+    def start(
+        config: ConfigBuilder | dict | None,
+        *extra: str,
+        tool: type[Mitmdump] = Mitmdump,
+        env: dict[str, str] | None = None,
+    ) -> Gateway:
         workdir = tmp_path_factory.mktemp("gateway")
         fakes = {name: FakeUpstream(upstream_ca, provider_answers) for name in PROVIDERS}
         audit_path = workdir / "audit.jsonl"
@@ -160,7 +165,7 @@ def start_gateway(
         if config is not None:
             config_path = workdir / "tollgate.yaml"
             config_path.write_text(yaml.safe_dump(config_data(config, fakes, audit_path)))
-        proxy = tool(workdir, confdir, upstream_ca_pem, config_path, *extra)
+        proxy = tool(workdir, confdir, upstream_ca_pem, config_path, *extra, env=env)
         started.append((proxy, fakes))
         proxy.wait_ready()
         return Gateway(proxy, fakes, audit_path, bundle, config_path)

@@ -21,6 +21,7 @@ from .stages.route import Route
 from .stages.settings import Settings
 from .stages.shared import Shared
 from .stages.stream_tap import AskForUsage, StreamTap
+from .stages.tracing import Tracing
 from .stages.upstream_watch import UpstreamWatch
 from .stages.websocket import WebSocket
 from .steps import CallSteps, Gateway
@@ -46,8 +47,9 @@ def gateway() -> Gateway:
     upstream_watch = UpstreamWatch(shared)
     stream_tap = StreamTap(shared)
     redact = Redact(shared)
+    tracing = Tracing(shared)  # a span per call, exported over OTLP (metrics.otlp)
     # At each call's end: the metrics counted (before the ledger settles and forgets its reservation).
-    audit = Audit(shared, recorded=[metrics.recorded, ledger.settle])
+    audit = Audit(shared, recorded=[metrics.recorded, ledger.settle, tracing.record])
 
     call_steps = CallSteps(
         audit_gate.handle,  # 503 while the audit cannot be written
@@ -63,7 +65,7 @@ def gateway() -> Gateway:
 
     return Gateway(
         load=[settings.load, upstream_watch.load, stream_tap.load],
-        configure=[settings.configure, websocket.configure],
+        configure=[settings.configure, websocket.configure, tracing.configure],
         running=[settings.running, decide.running],
         http_connect=[identify.forget_proxy_password, redact.http_connect],
         # An upload streamed unread is decided at its headers; every other call at `request`.
@@ -107,6 +109,7 @@ def gateway() -> Gateway:
             stream_tap.done,
             redact.done,
             audit.done,
+            tracing.done,  # after the audit's: the spans of the calls it ended exported
             ledger.done,
             metrics.done,
         ],

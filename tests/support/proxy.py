@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,13 @@ class Mitmdump:
     TOOL = "mitmdump"
 
     def __init__(
-        self, workdir: Path, confdir: Path, upstream_ca: Path | None, config: Path | None, *extra: str
+        self,
+        workdir: Path,
+        confdir: Path,
+        upstream_ca: Path | None,
+        config: Path | None,
+        *extra: str,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.workdir = workdir
         self.port = free_port()
@@ -61,8 +68,9 @@ class Mitmdump:
         args += [*self.tool_args(), *extra]
         self._log = open(self.output, "wb")  # noqa: SIM115 - open as long as the process
         # Unbuffered: a line logged between flows (a reload) is in the file when it is logged.
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(args, cwd=workdir, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        # `env`: variables set for it (e.g. OTEL_EXPORTER_OTLP_ENDPOINT), on top of the tests' own.
+        full_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(args, cwd=workdir, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def tool_args(self) -> list[str]:
         return []
@@ -111,10 +119,16 @@ class Mitmweb(Mitmdump):
     PASSWORD = "web-ui-password-for-tests"
 
     def __init__(
-        self, workdir: Path, confdir: Path, upstream_ca: Path | None, config: Path | None, *extra: str
+        self,
+        workdir: Path,
+        confdir: Path,
+        upstream_ca: Path | None,
+        config: Path | None,
+        *extra: str,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.web_port = free_port()
-        super().__init__(workdir, confdir, upstream_ca, config, *extra)
+        super().__init__(workdir, confdir, upstream_ca, config, *extra, env=env)
 
     def tool_args(self) -> list[str]:
         return [

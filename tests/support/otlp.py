@@ -1,0 +1,138 @@
+"""A stand-in for an OpenTelemetry collector: OTLP/HTTP on 127.0.0.1, POST /v1/traces decoded with
+opentelemetry-proto's `ExportTraceServiceRequest` (gzip or deflate when Content-Encoding says so).
+It keeps each span as a plain dict (its attributes as Python values) and each request's headers."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from tests.support.proxy import free_port
+
+SPAN_KINDS = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
+STATUS_CODES = {0: "UNSET", 1: "OK", 2: "ERROR"}
+
+
+def value_of(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return [value_of(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: value_of(kv.value) for kv in value.kvlist_value.values}
+    return None if kind is None else getattr(value, kind)
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]  # lower-case names
+
+
+@dataclass
+class Collector:
+    """Start with `Collector.start()`; `url` is its endpoint (what `metrics.otlp.endpoint` takes)."""
+
+    port: int = field(default_factory=free_port)
+    spans: list[dict[str, Any]] = field(default_factory=list)
+    requests: list[Received] = field(default_factory=list)
+    status: int = 200  # what it answers; another status makes the exporter retry or drop
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                encoding = (self.headers.get("content-encoding") or "").lower()
+                if encoding == "gzip":
+                    body = gzip.decompress(body)
+                elif encoding == "deflate":
+                    body = zlib.decompress(body)
+                received = Received(self.path, {k.lower(): v for k, v in self.headers.items()})
+                spans = []
+                if self.path == "/v1/traces":
+                    request = ExportTraceServiceRequest()
+                    request.ParseFromString(body)
+                    spans = list(collector.spans_of(request))
+                with collector._lock:
+                    collector.requests.append(received)
+                    if collector.status == 200:
+                        collector.spans.extend(spans)
+                status = collector.status if self.path == "/v1/traces" else 404
+                answer = ExportTraceServiceResponse().SerializeToString() if status == 200 else b""
+                self.send_response(status)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @classmethod
+    def start(cls) -> Collector:
+        collector = cls()
+        collector._thread.start()
+        return collector
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @staticmethod
+    def spans_of(request: ExportTraceServiceRequest):
+        for resource_spans in request.resource_spans:
+            resource = {kv.key: value_of(kv.value) for kv in resource_spans.resource.attributes}
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    yield {
+                        "name": span.name,
+                        "kind": SPAN_KINDS[span.kind],
+                        "trace_id": span.trace_id.hex(),
+                        "span_id": span.span_id.hex(),
+                        "parent_span_id": span.parent_span_id.hex(),
+                        "start_ns": span.start_time_unix_nano,
+                        "end_ns": span.end_time_unix_nano,
+                        "attributes": {kv.key: value_of(kv.value) for kv in span.attributes},
+                        "status": STATUS_CODES[span.status.code],
+                        "status_message": span.status.message,
+                        "resource": resource,
+                        "scope": scope_spans.scope.name,
+                        "events": len(span.events),
+                    }
+
+    def clear(self) -> None:
+        with self._lock:
+            self.spans.clear()
+            self.requests.clear()
+
+    def wait_spans(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The spans received, once there are at least `count`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.spans) >= count:
+                    return list(self.spans)
+            time.sleep(0.02)
+        raise AssertionError(f"expected {count} spans, have {len(self.spans)}: {self.spans}")
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
