@@ -9,8 +9,8 @@ import orjson
 
 
 def encode_row(row: dict[str, Any]) -> str:
-    """Encoded by the caller, on `record`: a row that cannot be encoded fails there, never in a
-    batch of writes it would keep failing."""
+    """One line of JSON (orjson writes no raw newline); never fails: a row that would fail a batch
+    of writes would fail it at every retry."""
     try:
         return orjson.dumps(row).decode()
     except TypeError:  # a value orjson cannot write (a lone surrogate, a set): its text instead
