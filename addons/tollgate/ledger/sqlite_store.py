@@ -91,8 +91,12 @@ class SQLiteStore:
     # ---- the event loop's side
 
     async def reserve(self, charges: Sequence[Charge]) -> Reservation:
+        return self.reserve_now(charges)
+
+    def reserve_now(self, charges: Sequence[Charge]) -> Reservation:
         self._check_open("reserve")
-        self._loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
         now = time.time()
         values = tuple(self._value(c.counter, now) for c in charges)
         after = dict(zip((c.counter for c in charges), values, strict=True))  # a counter charged twice: both

@@ -62,6 +62,11 @@ class Store(Protocol):
         """Write what is queued (one last attempt), then close."""
         ...
 
+    def reserve_now(self, charges: Sequence[Charge]) -> Reservation | None:
+        """`reserve`, done at once by a store that decides in memory (SQLite); None from a store
+        that must be asked over the network (Redis): then `reserve` is awaited."""
+        ...
+
     def rest(self, fingerprint: str, until: float) -> None:
         """Tell the other processes that the key with this fingerprint rests until `until` (epoch
         seconds); queued."""

@@ -14,7 +14,7 @@ from typing import Any
 from mitmproxy import http
 
 from ..call import Call, Usage
-from ..ledger.store import Store, StoreError
+from ..ledger.store import Charge, Reservation, Store, StoreError
 from ..limits import (
     Counter,
     Estimate,
@@ -84,7 +84,16 @@ class Ledger:
         store = self.shared.ledger
         if store is None:
             return None
-        return self._reserve(flow, call, store, found, estimate, now)
+        wanted = charges(found, estimate)
+        try:
+            reservation = store.reserve_now(wanted)
+        except StoreError as e:
+            self._store_failed(flow, call, str(e))
+            return None
+        if reservation is None:  # asked over the network
+            return self._reserve(flow, call, store, wanted, found, estimate, now)
+        self._reserved(flow, call, store, reservation, found, estimate, now)
+        return None
 
     def _estimate(self, flow: http.HTTPFlow, call: Call, model: str | None) -> Estimate:
         facts = call.classification.facts
@@ -100,13 +109,33 @@ class Ledger:
         return Estimate(1, prompt + answer, nanousd)
 
     async def _reserve(
-        self, flow: http.HTTPFlow, call: Call, store: Store, found: list[Counter], estimate: Estimate, now: float
+        self,
+        flow: http.HTTPFlow,
+        call: Call,
+        store: Store,
+        wanted: list[Charge],
+        found: list[Counter],
+        estimate: Estimate,
+        now: float,
     ) -> None:
         try:
-            reservation = await store.reserve(charges(found, estimate))
+            reservation = await store.reserve(wanted)
         except StoreError as e:
             self._store_failed(flow, call, str(e))
             return
+        self._reserved(flow, call, store, reservation, found, estimate, now)
+
+    def _reserved(
+        self,
+        flow: http.HTTPFlow,
+        call: Call,
+        store: Store,
+        reservation: Reservation,
+        found: list[Counter],
+        estimate: Estimate,
+        now: float,
+    ) -> None:
+        """The call goes, its reservation kept, or is refused with the limit that had no room."""
         if not reservation.granted:
             assert reservation.refused is not None
             full = found[reservation.refused]
