@@ -298,16 +298,13 @@ def test_the_policy_sees_the_counters_and_its_denial_frees_the_reservation(g):
 
 def test_the_usage_report_from_the_ledger_totals_what_the_audit_says(gw):
     """Last in this module: every call above is in both."""
-    time.sleep(0.5)  # the ledger writes its rows in batches, a tenth of a second apart
     audit = gw.audit()
-    done = subprocess.run(
-        [sys.executable, "-m", "tollgate", "usage", "--config", str(gw.config_path), "--since", "1d",
-         "--by", "client", "--format", "json"],
-        capture_output=True, text=True, timeout=60, cwd=gw.config_path.parent,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "addons")},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    deadline = time.monotonic() + 10  # the ledger writes its rows in batches, half a second apart
+    while True:
+        report = usage_report(gw)
+        if report["total"]["requests"] == len(audit) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     total = report["total"]
     assert total["requests"] == len(audit) > 20
     for field in ("input_tokens", "output_tokens", "total_tokens"):
@@ -316,3 +313,14 @@ def test_the_usage_report_from_the_ledger_totals_what_the_audit_says(gw):
     by_client = {row["client"]: row["requests"] for row in report["rows"]}
     assert by_client["pc1"] == 2 and by_client["spender"] == 2
     assert report["malformed"] == 0
+
+
+def usage_report(gw) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-m", "tollgate", "usage", "--config", str(gw.config_path), "--since", "1d",
+         "--by", "client", "--format", "json"],
+        capture_output=True, text=True, timeout=60, cwd=gw.config_path.parent,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "addons")},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
