@@ -1,7 +1,7 @@
 """The ledger: a call that a limit applies to reserves what it may use on the limit's counters
 before it goes (429 when one has no room), and settles them to what it used when it ends; every
-call's usage is recorded for the report. The counters live in the store (`ledger/`), shared by
-every Tollgate process that uses it."""
+call's usage is recorded for the report. The counters live in the store (`ledger/`): SQLite's in
+this process's memory, written behind to the file; Redis's shared by every process that uses it."""
 
 from __future__ import annotations
 
