@@ -150,11 +150,13 @@ def server_of(upstream: str) -> tuple[str, int | None]:
 
 def error_type(call: Call) -> str | None:
     """error.type of a call that failed, None for one that did not: how it failed (Tollgate's
-    failure kinds: upstream_timeout, …), else the HTTP status of an error answer (Tollgate's own
-    refusals too: 401, 403, 429, …), else `_OTHER` for a call without an answer or whose answer
-    ended in an error."""
+    failure kinds: upstream_timeout, …), else why Tollgate refused it (policy_denied,
+    rate_limited, …, as in X-Tollgate-Error), else the HTTP status of an upstream's error answer,
+    else `_OTHER` for a call without an answer or whose answer ended in an error."""
     if call.failure is not None:
         return call.failure.value
+    if call.refused is not None:
+        return call.refused
     status = call.status
     if status is not None and status >= 400:
         return str(status)

@@ -187,7 +187,7 @@ def test_a_denied_call_is_an_error_span_with_the_policys_reasons(g, collector):
     span = span_of(collector, record)
     a = span["attributes"]
     assert (span["name"], span["status"]) == ("chat gpt-forbidden", "ERROR")
-    assert (a["error.type"], a["http.response.status_code"], a["tollgate.decision"]) == ("403", 403, "deny")
+    assert (a["error.type"], a["http.response.status_code"], a["tollgate.decision"]) == ("policy_denied", 403, "deny")
     assert a["tollgate.deny_reasons"] == record["deny_reasons"] == ["model gpt-forbidden is not allowed"]
     assert "gen_ai.usage.input_tokens" not in a
     assert len(g.fakes["openai"].received) == 0

@@ -268,9 +268,10 @@ def test_a_denied_call_is_an_error_with_its_status_and_reasons() -> None:
         status=403,
         usage=None,
         answered_by_tollgate=True,
+        refused="policy_denied",
     )
     attributes = span_attributes(call, {"cost_usd": None})
-    assert attributes["error.type"] == "403"
+    assert attributes["error.type"] == "policy_denied"
     assert attributes["tollgate.decision"] == "deny"
     assert attributes["tollgate.deny_reasons"] == ("model gpt-4o is not allowed",)
     assert "gen_ai.usage.input_tokens" not in attributes
@@ -280,7 +281,8 @@ def test_a_denied_call_is_an_error_with_its_status_and_reasons() -> None:
     ("changes", "kind"),
     [
         ({}, None),
-        ({"status": 429}, "429"),
+        ({"status": 429}, "429"),  # the upstream's
+        ({"status": 429, "refused": "budget_exceeded"}, "budget_exceeded"),  # Tollgate's
         ({"status": 500}, "500"),
         ({"status": 504, "failure": Failure.UPSTREAM_TIMEOUT, "error": "upstream timed out"}, "upstream_timeout"),
         ({"status": 502, "failure": Failure.UPSTREAM_UNREACHABLE}, "upstream_unreachable"),
