@@ -51,6 +51,9 @@ class Reserved:
     estimate: Estimate
 
 
+NOTHING = Estimate(0, 0, 0)
+
+
 class Ledger:
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
@@ -175,9 +178,15 @@ class Ledger:
         reserved = call.reserved
         if reserved is not None:
             call.reserved = None
-            changes = adjustments(reserved.counters, reserved.estimate, used(call, reserved.estimate, record))
+            spent = used(call, reserved.estimate, record)
+            if store is None or store is reserved.store:
+                target, changes = reserved.store, adjustments(reserved.counters, reserved.estimate, spent)
+            else:
+                # A reload replaced the store while the call ran: the one closing would lose the
+                # settlement, and the new one never held the reservation. It counts what was used.
+                target, changes = store, adjustments(reserved.counters, NOTHING, spent)
             if changes:
-                reserved.store.adjust(changes)
+                target.adjust(changes)
         if store is not None:
             row = {name: record[name] for name in ROW_FIELDS}
             row["ts"] = call.started
