@@ -998,37 +998,33 @@ class Bench:
                     self.skipped["tollgate-redis"] = "redis-server did not start: " + redis.console(500)
                     return
                 time.sleep(0.05)
-        config = self.workdir / "tollgate-redis.yaml"
         store = f"redis://127.0.0.1:{port}/0"
-        config.write_text(yaml.safe_dump(self.tollgate_config(ledger_store=store), sort_keys=False))
-        args = ["-s", str(ROOT / "addons" / "gateway.py"), "--set", f"tollgate_config={config}", *common]
-        proxy = Proxy("tollgate-redis", args, self.workdir)
-        self.processes.append(proxy)
-        proxy.wait_ready()
-        self.commands.append(f"tollgate-redis: {proxy.command_line()} (ledger.store {store})")
-        self.modes["tollgate-redis"] = ModeState(
-            Target("tollgate-redis", "connect", proxy.port, self.virtual_key, OVERRIDDEN_MODEL,
-                   context=proxy_ctx, server_hostname=API_HOST),
-            version=self.modes["tollgate"].version,
-            process=proxy,
-        )  # fmt: skip
+        data = self.tollgate_config(ledger_store=store)
+        self.start_another_tollgate("tollgate-redis", data, f"ledger.store {store}", common, proxy_ctx)
 
     def start_otlp_tollgate(self, common: list[str], proxy_ctx: ssl.SSLContext) -> None:
         """A third Tollgate, exporting a span per call to a collector stand-in of this process."""
         self.collector = OtlpCollector()
-        config = self.workdir / "tollgate-otlp.yaml"
         data = self.tollgate_config()
         data["audit"] = {"path": str(self.workdir / "audit-otlp.jsonl")}
         data["ledger"] = {"store": f"sqlite:///{self.workdir / 'ledger-otlp.sqlite'}"}
         data["metrics"] = {"otlp": {"endpoint": self.collector.url}}
+        note = f"metrics.otlp.endpoint {self.collector.url}"
+        self.start_another_tollgate("tollgate-otlp", data, note, common, proxy_ctx)
+
+    def start_another_tollgate(
+        self, mode: str, data: dict, note: str, common: list[str], proxy_ctx: ssl.SSLContext
+    ) -> None:
+        """A mitmdump of its own running Tollgate with configuration `data`, measured as `mode`."""
+        config = self.workdir / f"{mode}.yaml"
         config.write_text(yaml.safe_dump(data, sort_keys=False))
         args = ["-s", str(ROOT / "addons" / "gateway.py"), "--set", f"tollgate_config={config}", *common]
-        proxy = Proxy("tollgate-otlp", args, self.workdir)
+        proxy = Proxy(mode, args, self.workdir)
         self.processes.append(proxy)
         proxy.wait_ready()
-        self.commands.append(f"tollgate-otlp: {proxy.command_line()} (metrics.otlp.endpoint {self.collector.url})")
-        self.modes["tollgate-otlp"] = ModeState(
-            Target("tollgate-otlp", "connect", proxy.port, self.virtual_key, OVERRIDDEN_MODEL,
+        self.commands.append(f"{mode}: {proxy.command_line()} ({note})")
+        self.modes[mode] = ModeState(
+            Target(mode, "connect", proxy.port, self.virtual_key, OVERRIDDEN_MODEL,
                    context=proxy_ctx, server_hostname=API_HOST),
             version=self.modes["tollgate"].version,
             process=proxy,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from .jwt_identity import JwtIdentity
     from .keypool import KeyPool
+    from .limits import Estimate
     from .stages.ledger import Reserved
     from .stages.shared import Loaded
 
@@ -153,6 +154,8 @@ class Call:
     usage_asked: bool = False
     # The limits' counters this call charged and what it reserved on them, settled when it ends.
     reserved: Reserved | None = field(default=None, repr=False)
+    # What the call used on those counters, as its end settled them (the metrics show the room left).
+    spent: Estimate | None = None
     # The limits' counters as they stood before this call, which the policy sees (`input.usage`).
     usage_counters: tuple[tuple[str, str, str, int, int, str], ...] = ()
     # The ledger's store failed this call (`ledger.on_store_error` says whether it went on).

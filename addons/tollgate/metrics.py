@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from .call import Call
+from .memo import ShapeMemo
 
 if TYPE_CHECKING:
     from .keypool import KeyPool
@@ -53,7 +54,6 @@ OPERATION = {
     "completions": "text_completion",
 }
 
-SHAPES = 4096  # call shapes whose label values are remembered; past that, they are found afresh
 
 GEN_AI = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model")
 TOKEN_FIELDS = (("input", "input_tokens"), ("output", "output_tokens"))
@@ -278,8 +278,9 @@ class MetricSet:
             POLICY_BUCKETS,
         )
         self._lock = threading.Lock()
-        self._shapes: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-        self._limit_keys: dict[tuple[str, str, str], tuple[str, str, str]] = {}
+        # Most calls repeat a few shapes: their label values, capped, are found once.
+        self._shapes: ShapeMemo[tuple[Any, ...]] = ShapeMemo(self._labels)
+        self._limit_keys: ShapeMemo[tuple[str, str, str]] = ShapeMemo(self._limit_key)
         registry.register(
             Families(
                 [
@@ -302,19 +303,13 @@ class MetricSet:
         """One call's end: `record` is its audit record; `used` what it used as the ledger settles
         it, when it reserved on limits' counters."""
         shape = (record["client"], call.groups, call.provider, record["model"], record["endpoint"])
-        labels = self._shapes.get(shape)
-        if labels is None:
-            labels = self._labels(shape)
-        client, groups, provider, model, endpoint, gen_ai = labels
+        client, groups, provider, model, endpoint, gen_ai = self._shapes.get(shape, shape)
         status = status_class(call.status)
         error = error_kind(call)
         limits: list[tuple[tuple[str, str, str], float]] = []
         if used is not None and call.usage_counters:
-            keys = self._limit_keys
             for label, subject, field, before, most, metric in call.usage_counters:
-                key = keys.get((label, subject, field))
-                if key is None:
-                    key = self._limit_key(label, subject, field)
+                key = self._limit_keys.get((label, subject, field), label, subject, field)
                 limits.append((key, remaining(before, most, metric, used)))
         with self._lock:
             self.calls.inc((client, groups, provider, model, call.decision, status, error))
@@ -337,25 +332,17 @@ class MetricSet:
                 self.limit_remaining.set(key, left)
 
     def _labels(self, shape: tuple[Any, ...]) -> tuple[Any, ...]:
-        """A call shape's label values, capped, found once: most calls repeat a few shapes."""
+        """A call shape's label values, capped."""
         client, groups, provider, model, endpoint = shape
         cap = self.cap
         endpoint = cap("endpoint", endpoint or "")
         model = cap("model", model or "")
         gen_ai = (OPERATION.get(endpoint, endpoint), SEMCONV_PROVIDER.get(provider, provider), model)
         client, groups = cap("client", client or "anonymous"), cap("groups", ",".join(groups))
-        labels = (client, groups, provider, model, endpoint, gen_ai)
-        if len(self._shapes) >= SHAPES:
-            self._shapes.clear()
-        self._shapes[shape] = labels
-        return labels
+        return (client, groups, provider, model, endpoint, gen_ai)
 
     def _limit_key(self, label: str, subject: str, field: str) -> tuple[str, str, str]:
-        key = (self.cap("limit", label), self.cap("subject", subject), field)
-        if len(self._limit_keys) >= SHAPES:
-            self._limit_keys.clear()
-        self._limit_keys[label, subject, field] = key
-        return key
+        return (self.cap("limit", label), self.cap("subject", subject), field)
 
     def policy_evaluated(self, seconds: float, outcome: str) -> None:
         """One evaluation in the policy's worker: `allow`, `deny` or `error` (a time-out among them)."""

@@ -48,8 +48,8 @@ def gateway() -> Gateway:
     stream_tap = StreamTap(shared)
     redact = Redact(shared)
     tracing = Tracing(shared)  # a span per call, exported over OTLP (metrics.otlp)
-    # At each call's end: the metrics counted (before the ledger settles and forgets its reservation).
-    audit = Audit(shared, recorded=[metrics.recorded, ledger.settle, tracing.record])
+    # At each call's end: its counters settled, then counted in the metrics and traced.
+    audit = Audit(shared, recorded=[ledger.settle, metrics.recorded, tracing.record])
 
     call_steps = CallSteps(
         audit_gate.handle,  # 503 while the audit cannot be written

@@ -33,9 +33,9 @@ logger = logging.getLogger(__name__)
 
 BUSY_TIMEOUT = 5.0  # seconds a statement waits for another process's lock before it fails
 OPEN_TIMEOUT = BUSY_TIMEOUT + 2.0  # longest the file takes to open (and its counters to be read)
-# Queued writes wait at most this long for others to join them: each batch's transaction costs
-# about as much whether it holds one call or a hundred (measured: at 0.1 s, the writer cost a
-# busy proxy 3 % of its CPU). A write after a quiet spell goes at once.
+# Queued writes wait at most this long for others to join them: a batch's transaction costs about
+# as much whether it holds one call or a hundred, and the writer shares the proxy's CPU. A write
+# after a quiet spell goes at once.
 BATCH_DELAY = 0.5
 REFRESH_INTERVAL = 1.0  # seconds between two readings of the file's counters (other processes' counts)
 RETRY_DELAY = 1.0  # seconds between two attempts while writing fails
@@ -342,8 +342,8 @@ def _counts(conn: sqlite3.Connection, now: float) -> _Counts:
 
 def _apply(conn: sqlite3.Connection, writes: Sequence[_Write], now: float) -> None:
     """The queued writes: counter changes summed per counter, and the call rows as one batch of JSON
-    lines (one insert a batch rather than one a call: inserting a row per call cost the writer as
-    much as all of Tollgate's steps)."""
+    lines in one insert (an insert a call would cost the writer about as much CPU as all of
+    Tollgate's steps)."""
     changes: dict[str, list[int]] = {}  # counter → [delta, expires]: one statement per counter
     times: list[float] = []
     lines: list[str] = []

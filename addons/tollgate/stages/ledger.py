@@ -178,7 +178,7 @@ class Ledger:
         reserved = call.reserved
         if reserved is not None:
             call.reserved = None
-            spent = used(call, reserved.estimate, record)
+            spent = call.spent = used(call, reserved.estimate, record)
             if store is None or store is reserved.store:
                 target, changes = reserved.store, adjustments(reserved.counters, reserved.estimate, spent)
             else:

@@ -12,7 +12,6 @@ from prometheus_client import start_http_server
 
 from ..call import Call
 from ..config import Config, ConfigError
-from ..limits import used
 from ..metrics import MetricSet
 from .shared import Shared
 
@@ -75,13 +74,10 @@ class Metrics:
         return None if audit is None else audit.queued()
 
     def recorded(self, call: Call, record: dict[str, Any]) -> None:
-        """At the call's end, with its audit record; before the ledger settles its reservation
-        (which forgets it), so that a limit's remaining room counts what the call used."""
+        """At the call's end, with its audit record, once the ledger has settled what the call used."""
         metrics = self.shared.metrics
-        if metrics is None:
-            return
-        reserved = call.reserved
-        metrics.observe(call, record, None if reserved is None else used(call, reserved.estimate, record))
+        if metrics is not None:
+            metrics.observe(call, record, call.spent)
 
     def done(self) -> None:
         self._stop()

@@ -156,7 +156,9 @@ class Settings:
 
     def _apply(self, path: str) -> None:
         shared = self.shared
-        ledger = (shared.ledger_url, shared.ledger) if shared.ledger is not None and shared.ledger_url else None
+        ledger = None
+        if shared.ledger is not None and shared.loaded is not None:
+            ledger = (shared.loaded.config.ledger_store, shared.ledger)
         loaded, audit, store = load(path, shared.loaded, shared.audit, ledger)
         try:
             for opening in self._opening:

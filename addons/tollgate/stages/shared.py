@@ -85,7 +85,6 @@ class Shared:
         self.loaded: Loaded | None = None
         self.audit: AuditLog | None = None
         self.ledger: Store | None = None
-        self.ledger_url: str | None = None
         self.metrics: MetricSet | None = None  # while `metrics.listen` serves them
         # mitmproxy's `proxyauth` is `any`: it takes every login, and Tollgate judges its password,
         # which must be a JWT of a configured issuer (the user name says nothing).
@@ -97,7 +96,7 @@ class Shared:
         and a store once they have written what they hold)."""
         old, old_audit, old_ledger = self.loaded, self.audit, self.ledger
         self.loaded, self.audit = loaded, audit
-        self.ledger, self.ledger_url = ledger, loaded.config.ledger_store if ledger is not None else None
+        self.ledger = ledger  # the store `loaded.config.ledger_store` names
         if old_audit is not None and old_audit is not audit:
             old_audit.close()
         if old_ledger is not None and old_ledger is not ledger:
