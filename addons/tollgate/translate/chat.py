@@ -1,0 +1,369 @@
+"""A chat call in no provider's wire format: what each format module reads a call, an answer, a
+stream or an error into, and writes one out of. N formats, not N² translators.
+
+Plain data, knowing nothing of mitmproxy. Token counts follow one convention whatever the format:
+`input_tokens` counts every prompt token (cache reads and writes among them), `output_tokens`
+every generated one (reasoning among them); a format that counts otherwise (Anthropic's input
+without its cache, Gemini's candidates without thoughts) converts on reading and writing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+Role = Literal["user", "assistant"]
+# Why an answer ended: its natural end or a stop sequence, the token limit, tool calls to make, a
+# filter (safety, recitation, a refusal), or anything else.
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "other"]
+# What went wrong, as every format's error shape can say it (the HTTP status is kept apart).
+ErrorKind = Literal[
+    "invalid_request",  # 400
+    "authentication",  # 401
+    "permission",  # 403
+    "not_found",  # 404
+    "too_large",  # 413
+    "rate_limit",  # 429
+    "server",  # 500
+    "overloaded",  # 503, Anthropic's 529
+    "timeout",  # 504
+]
+Effort = Literal["minimal", "low", "medium", "high"]
+
+
+class Untranslatable(ValueError):
+    """A call (or a part of one) the target format cannot carry without changing what it means:
+    the caller gets a 400 in its own format with this message, which names the parameter."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Content
+
+
+@dataclass(slots=True)
+class Text:
+    text: str
+
+
+@dataclass(slots=True)
+class Image:
+    """An image given inline (base64 `data`) or by reference (`url`: https, or a provider's file
+    URI); `media_type` as the caller gave it, or guessed from nothing ("image/*" stays unknown)."""
+
+    media_type: str | None = None
+    data: str | None = None  # base64, as every format carries inline images
+    url: str | None = None
+
+
+@dataclass(slots=True)
+class Thinking:
+    """Reasoning the model showed. `signature` (Anthropic's, Bedrock's) or Gemini's thought
+    signature must go back with it on the next turn; `redacted` is Anthropic's encrypted form."""
+
+    text: str = ""
+    signature: str | None = None
+    redacted: str | None = None
+
+
+@dataclass(slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # the arguments object as JSON text, as OpenAI carries it
+
+
+@dataclass(slots=True)
+class ToolResult:
+    id: str  # the ToolCall's id it answers
+    name: str | None  # the tool's name where the format carries it (Gemini needs it: `tool_names`)
+    content: list[Text | Image]
+    is_error: bool = False
+
+
+Part = Text | Image | Thinking | ToolCall | ToolResult
+
+
+@dataclass(slots=True)
+class Message:
+    """One turn. Tool results are parts of a user message (as in Anthropic's and Bedrock's
+    formats); OpenAI's `tool` messages and Gemini's function responses are read into one."""
+
+    role: Role
+    parts: list[Part]
+
+
+@dataclass(slots=True)
+class Tool:
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None  # a JSON Schema object
+    strict: bool | None = None
+
+
+@dataclass(slots=True)
+class ToolChoice:
+    mode: Literal["auto", "none", "required", "tool"]
+    name: str | None = None  # for "tool": the one tool to call
+
+
+@dataclass(slots=True)
+class OutputFormat:
+    kind: Literal["text", "json", "json_schema"]
+    schema: dict[str, Any] | None = None  # for json_schema
+    name: str | None = None
+    strict: bool | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# A call
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    model: str | None
+    messages: list[Message]
+    system: list[Text] = field(default_factory=list)
+    tools: list[Tool] = field(default_factory=list)
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    stop: list[str] = field(default_factory=list)
+    n: int | None = None  # answers wanted (OpenAI's n, Gemini's candidateCount)
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    output: OutputFormat | None = None
+    reasoning_effort: Effort | None = None
+    thinking_budget: int | None = None  # tokens; 0 turns thinking off where the target can
+    include_thoughts: bool | None = None
+    user: str | None = None  # the end user's id (OpenAI's user, Anthropic's metadata.user_id)
+    stream: bool = False
+    # The caller asked its stream for usage (OpenAI's stream_options.include_usage); formats that
+    # always report it ignore this.
+    stream_usage: bool = False
+    # Parameters read but not carried to the target, by name: the proxy warns of them once per
+    # call. Readers add what their format has and the model does not (OpenAI's logit_bias);
+    # writers add what the target cannot honour and dropping does not change the answer's meaning.
+    dropped: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# An answer
+
+
+@dataclass(slots=True)
+class TokenUsage:
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_tokens: int | None = None  # cache reads, among input_tokens
+    cache_write_tokens: int | None = None  # among input_tokens
+    reasoning_tokens: int | None = None  # among output_tokens
+
+    @property
+    def total_tokens(self) -> int | None:
+        if self.input_tokens is None or self.output_tokens is None:
+            return None
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(slots=True)
+class Choice:
+    index: int
+    parts: list[Part]  # Text, Thinking and ToolCall
+    finish: FinishReason | None = None
+    stop_sequence: str | None = None  # the one that ended it, where the format says
+
+
+@dataclass(slots=True)
+class ChatResponse:
+    id: str | None
+    model: str | None
+    choices: list[Choice]
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    created: int | None = None  # epoch seconds
+
+
+@dataclass(slots=True)
+class ChatError:
+    status: int
+    kind: ErrorKind
+    message: str
+
+
+# ---------------------------------------------------------------------------------------------
+# A stream, as events in order. `choice` tells candidates apart (OpenAI's n, Gemini's candidates).
+
+
+@dataclass(slots=True)
+class Started:
+    id: str | None = None
+    model: str | None = None
+    created: int | None = None
+
+
+@dataclass(slots=True)
+class TextDelta:
+    text: str
+    choice: int = 0
+
+
+@dataclass(slots=True)
+class ThinkingDelta:
+    text: str = ""
+    signature: str | None = None  # comes once, after the text, in Anthropic's and Bedrock's streams
+    redacted: str | None = None
+    choice: int = 0
+
+
+@dataclass(slots=True)
+class ToolCallStarted:
+    index: int  # the call's position among its choice's tool calls, from 0
+    id: str
+    name: str
+    choice: int = 0
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    index: int
+    arguments: str  # the next piece of the arguments' JSON text
+    choice: int = 0
+
+
+@dataclass(slots=True)
+class Finished:
+    reason: FinishReason
+    choice: int = 0
+    stop_sequence: str | None = None
+
+
+@dataclass(slots=True)
+class UsageReported:
+    """The usage so far; a later report replaces an earlier one field by field (None keeps it)."""
+
+    usage: TokenUsage
+
+
+@dataclass(slots=True)
+class Failed:
+    """The upstream sent an error inside its stream."""
+
+    error: ChatError
+
+
+StreamEvent = Started | TextDelta | ThinkingDelta | ToolCallStarted | ToolCallDelta | Finished | UsageReported | Failed
+
+
+class StreamReader(Protocol):
+    """Reads a format's stream incrementally: the same events however the bytes are cut."""
+
+    error: str | None  # set (and reading stops) when the stream cannot be read
+
+    def feed(self, chunk: bytes) -> list[StreamEvent]: ...
+
+    def end(self) -> list[StreamEvent]:
+        """The stream ended: whatever a last incomplete frame completes (usually nothing)."""
+        ...
+
+
+class StreamWriter(Protocol):
+    """Writes a format's stream as events arrive: never holds back what it can already write,
+    except where the format needs a whole thing at once (Gemini's function calls)."""
+
+    content_type: str
+
+    def write(self, event: StreamEvent) -> bytes: ...
+
+    def end(self) -> bytes:
+        """The upstream stream ended: what closes this format's stream (OpenAI's `[DONE]`)."""
+        ...
+
+
+class ChatFormat(Protocol):
+    """One wire format of chat calls."""
+
+    name: str
+
+    def read_request(self, body: dict[str, Any]) -> ChatRequest:
+        """Raises Untranslatable for what it cannot read exactly (an unknown field, a content
+        type it does not know), naming it."""
+        ...
+
+    def write_request(self, request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]:
+        """The body, and headers the target needs (an Anthropic beta, say). Raises Untranslatable
+        where dropping a parameter would change the answer's meaning; adds to `request.dropped`
+        what it leaves out otherwise."""
+        ...
+
+    def read_response(self, body: dict[str, Any]) -> ChatResponse: ...
+
+    def write_response(self, response: ChatResponse, request: ChatRequest) -> dict[str, Any]: ...
+
+    def stream_reader(self) -> StreamReader: ...
+
+    def stream_writer(self, request: ChatRequest) -> StreamWriter: ...
+
+    def read_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ChatError: ...
+
+    def write_error(self, error: ChatError) -> tuple[int, dict[str, str], bytes]:
+        """Status, headers (content-type among them) and body in this format's error shape."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------
+# What several formats need
+
+
+# Reasoning effort ↔ thinking budget, for formats that speak one and targets that take the other.
+EFFORT_BUDGET: dict[str, int] = {"minimal": 512, "low": 1024, "medium": 8192, "high": 24576}
+
+
+def effort_of_budget(budget: int) -> Effort:
+    """The effort whose budget is the nearest at or above `budget` (the largest past it)."""
+    for effort, tokens in EFFORT_BUDGET.items():
+        if budget <= tokens:
+            return effort  # type: ignore[return-value]
+    return "high"
+
+
+def tool_names(messages: Iterable[Message]) -> dict[str, str]:
+    """Each tool call's name by its id, for formats whose tool results must name their tool."""
+    return {p.id: p.name for m in messages for p in m.parts if isinstance(p, ToolCall)}
+
+
+STATUS_OF_KIND: dict[str, int] = {
+    "invalid_request": 400,
+    "authentication": 401,
+    "permission": 403,
+    "not_found": 404,
+    "too_large": 413,
+    "rate_limit": 429,
+    "server": 500,
+    "overloaded": 503,
+    "timeout": 504,
+}
+
+
+def kind_of_status(status: int) -> ErrorKind:
+    """The error kind an HTTP status says, where the body says no more."""
+    for kind, code in STATUS_OF_KIND.items():
+        if code == status:
+            return kind  # type: ignore[return-value]
+    if status == 529:
+        return "overloaded"
+    if status == 408:
+        return "timeout"
+    return "server" if status >= 500 else "invalid_request"
+
+
+def sse(data: str | bytes, event: str | None = None) -> bytes:
+    """One server-sent event; `data` holds no newline (compact JSON never does)."""
+    payload = data.encode() if isinstance(data, str) else data
+    head = b"event: " + event.encode() + b"\n" if event else b""
+    return head + b"data: " + payload + b"\n\n"
