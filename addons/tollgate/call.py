@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .limits import Estimate
     from .stages.ledger import Reserved
     from .stages.shared import Loaded
+    from .translate.translator import Translation
 
 Auth = Literal["virtual_key", "sigv4", "proxyauth", "jwt", "anonymous"]
 
@@ -130,6 +131,9 @@ class Call:
     model: str | None = None  # set when an override changed the model
     # The provider whose host the client called, when a route sent the call to another.
     requested_provider: str | None = None
+    # A route that translated the call into its provider's own format, and what it sent there.
+    translated: Translation | None = field(default=None, repr=False)
+    upstream_classification: Classification | None = None
     decision: Literal["allow", "deny"] = "allow"
     deny_reasons: tuple[str, ...] = ()
     upstream: str | None = None
@@ -163,6 +167,10 @@ class Call:
     # `cost_nanousd`, with the usage, configuration and model it priced
     _cost: tuple[Usage, Loaded, str | None, int | None] | None = field(default=None, repr=False)
 
+    def sent(self) -> Classification:
+        """What the upstream is asked: the call as classified, or as a route translated it."""
+        return self.upstream_classification or self.classification
+
     def cost_nanousd(self) -> int | None:
         """What the call cost by its usage and its model's price, in nano-dollars; None when
         either is unknown (or the call never had a configuration to price it with). Priced once
@@ -194,6 +202,7 @@ class Call:
             "provider": self.provider,
             "requested_provider": self.requested_provider or self.provider,
             "endpoint": c.endpoint,
+            "upstream_endpoint": self.sent().endpoint,
             "method": self.method,
             "host": self.host,
             "path": self.path,

@@ -70,11 +70,8 @@ class OverrideMatch(Strict):
     group: str | None = None
 
 
-# Which providers can take calls in another provider's wire format: OpenAI's, which every provider
-# with an OpenAI-compatible API (`Provider.openai_compatible_prefix`) also speaks.
-_ROUTE_TARGETS = tuple(name for name, p in PROVIDERS.items() if p.openai_compatible_prefix is not None)
-ROUTES = {(OpenAI.name, target) for target in _ROUTE_TARGETS}
-_TARGETS_TEXT = " or ".join(filter(None, (", ".join(_ROUTE_TARGETS[:-1]), _ROUTE_TARGETS[-1])))
+# The providers whose OpenAI-compatible API takes OpenAI's calls as they are (`api: openai_compatible`).
+OPENAI_COMPATIBLE_TARGETS = tuple(name for name, p in PROVIDERS.items() if p.openai_compatible_prefix is not None)
 
 
 class Override(Strict):
@@ -82,28 +79,27 @@ class Override(Strict):
     model: str | None = Field(default=None, min_length=1)
     provider: str | None = None
     upstream: str | None = None
+    # How a route reaches its provider: `openai_compatible` sends an OpenAI call as it is to the
+    # provider's OpenAI-compatible API; `native` translates it into the provider's own format. By
+    # default, the OpenAI-compatible API where it offers the endpoint called, else the native one.
+    api: Literal["native", "openai_compatible"] | None = None
 
     _upstream = field_validator("upstream")(classmethod(lambda cls, value: base_url(value)))
 
     @model_validator(mode="after")
-    def _a_route_speaks_the_same_format(self) -> Override:
+    def _a_route_reaches_its_provider(self) -> Override:
         if self.model is None and self.provider is None and self.upstream is None:
             raise ValueError("a rule must set model, provider or upstream")
         for name in (self.match.provider, self.provider):
             if name is not None and name not in PROVIDER_NAMES:
                 raise ValueError(f"unknown provider {name!r}; one of {', '.join(PROVIDER_NAMES)}")
-        if self.provider is not None and self.provider != self.match.provider:
-            if self.match.provider is None:
-                raise ValueError("a route (provider:) needs match.provider, the format its calls arrive in")
-            if (self.match.provider, self.provider) not in ROUTES:
-                raise ValueError(
-                    f"calls to {self.match.provider} cannot be routed to {self.provider}: their wire formats differ"
-                    f" (routes go from {OpenAI.name} to {_TARGETS_TEXT},"
-                    " whose OpenAI-compatible endpoints take them)"
-                )
-            target = PROVIDERS[self.provider]
-            if target.default_host is None and self.upstream is None:
-                raise ValueError(f"a route to {target.name} needs upstream: ({target.upstream_hint})")
+        if self.api is not None and (self.provider is None or self.provider == self.match.provider):
+            raise ValueError("api: applies to a route (provider: another provider than match.provider)")
+        if self.api == "openai_compatible":
+            if self.provider not in OPENAI_COMPATIBLE_TARGETS:
+                raise ValueError(f"{self.provider} has no OpenAI-compatible API: use api: native")
+            if self.match.provider != OpenAI.name:
+                raise ValueError("api: openai_compatible takes OpenAI's calls: set match.provider: openai")
         return self
 
 
@@ -385,6 +381,14 @@ class Config(Strict):
                     " would share; set name: on one of them"
                 )
             labels[limit.label] = i
+        for i, rule in enumerate(self.overrides):
+            target = PROVIDERS[rule.provider] if rule.provider is not None else None
+            configured = target is not None and self.providers.get(target.name).upstream is not None
+            if target is not None and target.default_host is None and rule.upstream is None and not configured:
+                raise ValueError(
+                    f"overrides.{i}: a route to {target.name} needs upstream: here or under"
+                    f" providers.{target.name} ({target.upstream_hint})"
+                )
         issuers: set[str] = set()
         for i, entry in enumerate(self.identity.jwt):
             if entry.issuer in issuers:

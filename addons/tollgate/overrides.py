@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from fnmatch import fnmatchcase
 from functools import partial
+from typing import Literal
 
 from .config import Override, OverrideMatch
 from .memo import ShapeMemo
 from .providers import PROVIDERS
 
+OPENAI = "openai"
 # What each provider's OpenAI-compatible API offers, and under which path prefix.
 ROUTED_ENDPOINTS = {name: p.openai_compatible_endpoints for name, p in PROVIDERS.items() if p.openai_compatible_prefix}
 OPENAI_COMPATIBLE_PREFIX = {
@@ -26,14 +28,27 @@ def find_rule(
     endpoint: str | None,
 ) -> Override | None:
     """The first rule whose match (globs, all optional) fits the call. A route applies only to
-    endpoints its target offers in the OpenAI format."""
+    calls it can take to its provider (`route_api`)."""
     groups = tuple(groups)
     for rule in rules:
         if not matches(rule.match, provider, model, client, groups):
             continue
-        if rule.provider not in (None, provider) and endpoint not in ROUTED_ENDPOINTS[rule.provider]:
+        if rule.provider not in (None, provider) and route_api(rule, provider, endpoint) is None:
             continue
         return rule
+    return None
+
+
+def route_api(rule: Override, provider: str, endpoint: str | None) -> Literal["native", "openai_compatible"] | None:
+    """How a route takes a call to `provider`'s `endpoint` to its own provider: an OpenAI call as it
+    is to the target's OpenAI-compatible API, or a chat call translated into the target's own
+    format (`rule.api` may insist on one); None where neither can."""
+    assert rule.provider is not None
+    compatible = provider == OPENAI and endpoint in ROUTED_ENDPOINTS.get(rule.provider, ())
+    if compatible and rule.api != "native":
+        return "openai_compatible"
+    if endpoint in PROVIDERS[provider].chat_formats and rule.api != "openai_compatible":
+        return "native"
     return None
 
 

@@ -22,6 +22,7 @@ from .stages.settings import Settings
 from .stages.shared import Shared
 from .stages.stream_tap import AskForUsage, StreamTap
 from .stages.tracing import Tracing
+from .stages.translate import Translate
 from .stages.upstream_watch import UpstreamWatch
 from .stages.websocket import WebSocket
 from .steps import CallSteps, Gateway
@@ -39,6 +40,7 @@ def gateway() -> Gateway:
     websocket = WebSocket(shared)
     identify = Identify(shared)
     override = Override(shared)
+    translate = Translate(shared)
     route = Route(shared)
     ledger = Ledger(shared)
     decide = Decide(shared)
@@ -55,6 +57,7 @@ def gateway() -> Gateway:
         audit_gate.handle,  # 503 while the audit cannot be written
         identify.handle,  # who is calling: proxy login, virtual key, JWT, verified signature, anonymous; else 401
         override.handle,  # the first matching rule: the model called, the provider routed to
+        translate.handle,  # a route to another provider's own format: the request rewritten in it (400 if it cannot be)
         route.handle,  # the upstream's scheme, host and port
         ledger.handle,  # the limits that apply: what the call may use reserved on their counters (429 when full)
         decide.handle,  # the policy: 403 with its reasons (a decision not cached is awaited from its worker)
@@ -94,11 +97,12 @@ def gateway() -> Gateway:
         responseheaders=[
             credential.responseheaders,  # a pooled key the upstream refused (401, 429) rests
             upstream_watch.responseheaders,
-            stream_tap.responseheaders,  # the answer streams through a reader of its usage
+            stream_tap.responseheaders,  # the answer streams through a reader of its usage (and a translator)
+            translate.responseheaders,  # a translated answer's headers as the caller's format sends them
             redact.responseheaders,
             audit.responseheaders,
         ],
-        response=[audit.response],
+        response=[translate.response, audit.response],  # a translated call's error in the caller's shape
         error=[upstream_watch.error, stream_tap.error, redact.error, audit.error],
         websocket_message=[websocket.websocket_message],  # relayed; kept out of the flow
         websocket_end=[websocket.websocket_end, audit.websocket_end],

@@ -125,6 +125,7 @@ def test_audit_record_values() -> None:
         "provider": "openai",
         "requested_provider": "openai",
         "endpoint": "chat.completions",
+        "upstream_endpoint": "chat.completions",
         "method": "POST",
         "host": "api.openai.com",
         "path": "/v1/chat/completions",

@@ -18,6 +18,13 @@ RULES = rules(
     {"match": {"provider": "openai", "model": "gpt-4*", "group": "research"}, "model": "gpt-4.1"},
     {"match": {"provider": "openai", "model": "gemini-*"}, "provider": "gemini"},
     {"match": {"model": "claude-*"}, "model": "claude-haiku-4-5"},
+    {"match": {"provider": "gemini", "model": "gpt-5*"}, "provider": "openai"},
+    {
+        "match": {"provider": "openai", "model": "nova-*"},
+        "provider": "bedrock",
+        "api": "native",
+        "upstream": "https://b.example",
+    },
 )
 
 
@@ -36,6 +43,12 @@ RULES = rules(
         ("anthropic", "claude-opus-4-1", None, (), "messages", 3),  # no provider in match: any
         ("bedrock", None, "alice", (), "converse", None),
         ("openai", "GPT-4o", "ci-nightly", (), "chat.completions", None),  # globs are case-sensitive
+        # Routes that translate: any chat call, in any provider's format
+        ("gemini", "gpt-5", None, (), "generateContent", 4),
+        ("gemini", "gpt-5", None, (), "streamGenerateContent", 4),
+        ("gemini", "gpt-5", None, (), "embedContent", None),  # not a chat call: nothing to translate
+        ("openai", "nova-lite", None, (), "chat.completions", 5),
+        ("openai", "nova-lite", None, (), "embeddings", None),  # api: native takes only chat calls
     ],
 )
 def test_find_rule(provider, model, client, groups, endpoint, expected):
@@ -118,14 +131,17 @@ def test_bedrock_rewritten_path_classifies_back_to_the_model():
     ("rule", "message"),
     [
         (
-            {"match": {"provider": "gemini"}, "provider": "openai"},
-            "overrides.0: calls to gemini cannot be routed to openai",
+            {"match": {"provider": "gemini"}, "provider": "openai", "api": "openai_compatible"},
+            "overrides.0: openai has no OpenAI-compatible API: use api: native",
         ),
         (
-            {"match": {"provider": "anthropic"}, "provider": "gemini"},
-            "overrides.0: calls to anthropic cannot be routed",
+            {"match": {"provider": "anthropic"}, "provider": "gemini", "api": "openai_compatible"},
+            "overrides.0: api: openai_compatible takes OpenAI's calls: set match.provider: openai",
         ),
-        ({"match": {"model": "x"}, "provider": "gemini"}, "overrides.0: a route (provider:) needs match.provider"),
+        (
+            {"match": {"provider": "openai"}, "model": "x", "api": "native"},
+            "overrides.0: api: applies to a route (provider: another provider than match.provider)",
+        ),
         ({"match": {"provider": "openai"}, "provider": "bedrock"}, "overrides.0: a route to bedrock needs upstream"),
         ({"match": {"provider": "openai"}}, "overrides.0: a rule must set model, provider or upstream"),
         ({"match": {"provider": "azure"}, "model": "x"}, "overrides.0: unknown provider 'azure'"),

@@ -190,6 +190,7 @@ def test_tollgates_pipeline_is_one_addon_with_its_call_steps_in_order():
         "AuditGate",
         "Identify",
         "Override",
+        "Translate",
         "Route",
         "Ledger",
         "Decide",

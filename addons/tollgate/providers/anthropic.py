@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from ..call import Classification, RequestFacts, Usage
 from ..exact_reading import (
@@ -20,6 +21,7 @@ from ..exact_reading import (
 )
 from ..json_codec import json_object, parse_json
 from ..streams import split_events
+from ..translate.formats import ANTHROPIC_MESSAGES, OPENAI_CHAT
 from ..usage_readers import SSEReader, UsageReader, is_event_stream
 from . import openai
 from .base import (
@@ -36,6 +38,7 @@ from .base import (
     UNAUTHENTICATED,
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
+    ChatLeg,
     Headers,
     Provider,
     Refusal,
@@ -89,6 +92,10 @@ class Anthropic(Provider):
     default_host = "api.anthropic.com"
     openai_compatible_prefix = "/v1/"
     openai_compatible_endpoints = frozenset(("chat.completions",))
+    chat_formats: ClassVar[Mapping[str, str]] = {"messages": ANTHROPIC_MESSAGES, "chat.completions": OPENAI_CHAT}
+
+    def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
+        return ChatLeg("/v1/messages", ANTHROPIC_MESSAGES)
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
         segments = path_segments(path)

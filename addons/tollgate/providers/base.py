@@ -28,6 +28,15 @@ Headers = MutableMapping[str, str]
 Query = MutableMapping[str, str]
 
 
+@dataclass(frozen=True, slots=True)
+class ChatLeg:
+    """How a chat call goes to a provider's own API, a route having translated it: the path it is
+    sent to and the wire format (`translate/translator.py`) its body is written in."""
+
+    path: str
+    format: str
+
+
 @dataclass(slots=True)  # not frozen: made on every call, and a frozen one costs twice as much to make
 class Presented:
     """A credential the client put into the request, and where."""
@@ -205,6 +214,9 @@ class Provider:
     credential_settings: ClassVar[str] = "keys"
     # Other headers a client may send its own upstream credential in (removed before forwarding).
     extra_side_headers: ClassVar[tuple[str, ...]] = ()
+    # Its chat endpoints a route may translate from (`overrides: … provider:`), and the wire format
+    # each speaks (`translate/translator.py`'s names).
+    chat_formats: ClassVar[Mapping[str, str]] = {}
     # Whether `verify_caller` is its own (Identify asks only then): set for each subclass.
     verifies_callers: ClassVar[bool] = False
 
@@ -231,6 +243,11 @@ class Provider:
     def model_in_body(self, sent: object, model: str) -> str:
         """What a body's `model` field says to call `model`, given what the client sent there."""
         return model
+
+    def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
+        """Where a chat call in the wire format `source` goes on this provider's own API, for
+        `model`, streamed or not, once translated."""
+        raise NotImplementedError
 
     def load_runtime(self, config: Any, settings: ProviderConfig, previous: tuple[ProviderConfig, Any] | None) -> Any:
         """What this provider needs built for a configuration (`config`, its settings `settings`),

@@ -6,8 +6,8 @@ import base64
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import unquote
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from urllib.parse import quote, unquote
 
 from pydantic import Field
 
@@ -30,6 +30,7 @@ from ..raw_headers import Fields
 from ..settings_models import AwsCredentials, ProviderConfig
 from ..sigv4 import CredentialSource
 from ..streams import EventStreamFramer
+from ..translate.formats import ANTHROPIC_MESSAGES, BEDROCK_CONVERSE, CLAUDE_ON_BEDROCK, OPENAI_CHAT
 from ..usage_readers import UsageReader, add_totals, is_event_stream
 from . import anthropic, openai
 from .base import (
@@ -47,6 +48,7 @@ from .base import (
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
     Applied,
+    ChatLeg,
     CredentialUnavailable,
     Headers,
     OwnCredential,
@@ -104,6 +106,11 @@ class BedrockConfig(ProviderConfig):
     bearer_token: str | None = Field(default=None, min_length=1)
 
 
+def is_claude(model: str) -> bool:
+    """A Claude model id, inference profile or ARN (`anthropic.claude-…`, `us.anthropic.claude-…`)."""
+    return "anthropic.claude" in model
+
+
 def region_of(host: str) -> str | None:
     m = _HOST.match(host)
     return m["region"] if m else None
@@ -121,6 +128,11 @@ class Bedrock(Provider):
     openai_compatible_prefix = "/openai/v1/"
     openai_compatible_endpoints = frozenset(("chat.completions",))
     settings_model = BedrockConfig
+    chat_formats: ClassVar[Mapping[str, str]] = {
+        "converse": BEDROCK_CONVERSE,
+        "converse-stream": BEDROCK_CONVERSE,
+        "chat.completions": OPENAI_CHAT,
+    }
     credential_settings = "keys, `bearer_token` or `credentials`"
     # The seed Bedrock proxy's side headers: AWS credentials (and region) Tollgate signs with.
     extra_side_headers = ("X-AWS-Access-Key", "X-AWS-Secret-Key", "X-AWS-Session-Token", "X-AWS-Region")
@@ -227,6 +239,16 @@ class Bedrock(Provider):
         except sigv4.SignatureError:
             key_id = ""
         return OwnCredential(fingerprint(key_id) if key_id else None, signed=True)
+
+    def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
+        """Claude takes an Anthropic call in its own body (InvokeModel), every other model and
+        format goes through Converse."""
+        model_id = quote(model, safe="-_.~")  # one path segment, as botocore sends it
+        if source == ANTHROPIC_MESSAGES and is_claude(model):
+            return ChatLeg(
+                f"/model/{model_id}/{'invoke-with-response-stream' if stream else 'invoke'}", CLAUDE_ON_BEDROCK
+            )
+        return ChatLeg(f"/model/{model_id}/{'converse-stream' if stream else 'converse'}", BEDROCK_CONVERSE)
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
         segments = path_segments(path, percent=True)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
+from urllib.parse import quote
 
 from ..call import Classification, RequestFacts, Usage
 from ..exact_reading import (
@@ -19,6 +21,7 @@ from ..exact_reading import (
 )
 from ..json_codec import parse_json
 from ..streams import JSONArrayFramer, SSEFramer
+from ..translate.formats import GEMINI_GENERATE, OPENAI_CHAT
 from ..usage_readers import SSEReader, UsageReader, add_totals, is_event_stream
 from . import openai
 from .base import (
@@ -36,6 +39,7 @@ from .base import (
     UNAUTHENTICATED,
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
+    ChatLeg,
     Headers,
     Provider,
     Refusal,
@@ -107,6 +111,16 @@ class Gemini(Provider):
     default_host = "generativelanguage.googleapis.com"
     openai_compatible_prefix = "/v1beta/openai/"
     openai_compatible_endpoints = frozenset(("chat.completions", "embeddings"))
+    chat_formats: ClassVar[Mapping[str, str]] = {
+        "generateContent": GEMINI_GENERATE,
+        "streamGenerateContent": GEMINI_GENERATE,
+        "chat.completions": OPENAI_CHAT,
+    }
+
+    def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
+        # The SDKs' own choice: server-sent events rather than one JSON array.
+        method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        return ChatLeg(f"/v1beta/models/{quote(model, safe='-_.~')}:{method}", GEMINI_GENERATE)
 
     def model_in_body(self, sent: object, model: str) -> str:
         # A resource names its model as `models/{model}` (cachedContents, batches): kept in that form.

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 from urllib.parse import unquote_plus
 
 from ..call import Classification, RequestFacts, Usage
@@ -22,6 +22,7 @@ from ..exact_reading import (
     words,
 )
 from ..json_codec import parse_json
+from ..translate.formats import OPENAI_CHAT
 from ..usage_readers import SSEReader, UsageReader, add_totals, is_event_stream
 from .base import (
     AUDIT_UNAVAILABLE,
@@ -37,6 +38,7 @@ from .base import (
     UNAUTHENTICATED,
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
+    ChatLeg,
     Headers,
     Provider,
     Refusal,
@@ -401,6 +403,10 @@ class OpenAI(Provider):
     key_positions = positions = ("authorization",)
     key_header = "authorization"
     default_host = "api.openai.com"
+    chat_formats: ClassVar[Mapping[str, str]] = {"chat.completions": OPENAI_CHAT}
+
+    def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
+        return ChatLeg("/v1/chat/completions", OPENAI_CHAT)
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
         segments = path_segments(path)

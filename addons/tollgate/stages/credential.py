@@ -39,7 +39,7 @@ class Credential:
         loaded = call.loaded
         pool = loaded.pools[call.provider]
         credential = provider.upstream_credential(
-            call.classification, side, pool, loaded.providers[call.provider], loaded.runtimes[call.provider]
+            call.sent(), side, pool, loaded.providers[call.provider], loaded.runtimes[call.provider]
         )
         if credential is None:
             self._pass_through(flow, call)

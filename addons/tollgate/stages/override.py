@@ -1,14 +1,16 @@
 """Model overrides and routes: the first matching rule sets the model actually called, and may
-send an OpenAI-format call to another provider's OpenAI-compatible API."""
+send the call to another provider: an OpenAI-format call as it is to that provider's
+OpenAI-compatible API, any chat call translated into its own format (`Translate`)."""
 
 from __future__ import annotations
 
 from mitmproxy import http
 
 from ..call import Call
-from ..overrides import routed_path
+from ..overrides import route_api, routed_path
 from ..providers.openai_format import OPENAI_FORMAT
 from .shared import Shared, provider_of, write_body
+from .translate import translation_for
 
 
 class Override:
@@ -25,13 +27,21 @@ class Override:
         if rule is None:
             return
         if rule.provider is not None and rule.provider != call.provider:
+            if route_api(rule, call.provider, c.endpoint) == "native":
+                call.translated = translation_for(
+                    call, flow.request
+                )  # the model goes where the target's format keeps it
+            else:
+                flow.request.path = routed_path(rule.provider, flow.request.path)
             call.requested_provider = call.provider
             call.provider = rule.provider
-            flow.request.path = routed_path(rule.provider, flow.request.path)
         if rule.upstream is not None:
             call.upstream = rule.upstream
         if rule.model is not None and rule.model != c.model:
-            self._call_model(flow, call, rule.model)
+            if call.translated is not None:
+                call.model = rule.model
+            else:
+                self._call_model(flow, call, rule.model)
 
     def _call_model(self, flow: http.HTTPFlow, call: Call, model: str) -> None:
         path = (

@@ -192,8 +192,14 @@ def provider_of(call: Call) -> Provider:
 def refuse(
     flow: http.HTTPFlow, call: Call, reason: str, message: str, headers: Mapping[str, str] | None = None
 ) -> None:
-    """Answer the call in the provider's own error shape instead of forwarding it."""
-    refusal = provider_of(call).refusal(reason, message)
+    """Answer the call in the provider's own error shape instead of forwarding it: the provider
+    the client called, where a route translated the call into another's format."""
+    shape = (
+        PROVIDERS[call.requested_provider]
+        if call.translated is not None and call.requested_provider
+        else provider_of(call)
+    )
+    refusal = shape.refusal(reason, message)
     call.answered_by_tollgate = True
     call.refused = reason
     # mitmproxy cannot answer a request it streams upstream; the refused body is read instead.

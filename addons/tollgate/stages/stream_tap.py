@@ -13,6 +13,7 @@ from ..call import Call, Failure
 from ..json_codec import parse_json
 from ..raw_headers import decoded, header_index
 from ..streams import Decompressor, SSEEventFilter, parse_sse_block
+from ..translate.translator import Rewrite
 from ..usage_readers import UsageReader, is_event_stream
 from .shared import Shared, call_of, provider_of, write_body
 
@@ -22,7 +23,8 @@ MITMPROXY_CONNECTION_LOGGER = "mitmproxy.proxy.server"  # where a connection's l
 
 
 class UsageTap:
-    """mitmproxy's stream callable: returns every chunk as it came while a reader reads it.
+    """mitmproxy's stream callable: returns every chunk as it came while a reader reads it, or as a
+    rewrite makes it (the usage chunk Tollgate asked for hidden, or the answer translated).
 
     It never raises (an exception there drops the chunk) and never returns b"" mid-stream (on
     HTTP/1 chunked that ends the body): a reader that fails is dropped and its fault recorded."""
@@ -32,7 +34,7 @@ class UsageTap:
         reader: UsageReader,
         decoder: Decompressor | None,
         on_end: Callable[[UsageReader], None],
-        hide: SSEEventFilter | None = None,
+        rewrite: Rewrite | None = None,
         call: Call | None = None,
     ) -> None:
         self.reader: UsageReader | None = reader
@@ -40,28 +42,30 @@ class UsageTap:
         self._decoder = decoder
         self._on_end: Callable[[UsageReader], None] | None = on_end
         self._reading = True
-        self._hide = hide
+        self._rewrite = rewrite
 
     def __call__(self, chunk: bytes) -> bytes | list[bytes]:
         if not chunk:
             self.end()
-            return self._hide.flush() if self._hide else chunk
+            return self._rewrite.flush() if self._rewrite else chunk
         if self._first is not None:
             self._first.first_chunk = time.time()
             self._first = None
+        data = chunk
         if self._reading and self.reader is not None:
             try:
-                self.reader.feed(self._decoder.feed(chunk) if self._decoder else chunk)
+                data = self._decoder.feed(chunk) if self._decoder else chunk
+                self.reader.feed(data)
             except Exception as e:
                 self._reading = False
                 self.reader.error = self.reader.error or f"usage reader failed: {type(e).__name__}: {e}"
-        if self._hide is None:
+        if self._rewrite is None:
             return chunk
         try:
-            return self._hide.feed(chunk) or []
-        except Exception:  # never lose bytes: give up hiding, forward what is held
-            logger.exception("Tollgate: hiding the usage chunk failed")
-            held, self._hide = self._hide.flush(), None
+            return self._rewrite.feed(data) or []  # decoded: a rewritten answer goes unencoded
+        except Exception:  # never lose bytes: give up rewriting, forward what is held
+            logger.exception("Tollgate: rewriting the answer failed")
+            held, self._rewrite = self._rewrite.flush(), None
             return held + chunk
 
     def end(self) -> None:
@@ -111,6 +115,8 @@ class AskForUsage:
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         inject = call.loaded.config.audit.stream_usage == "inject"
+        if call.translated is not None:
+            return  # its translation asked for the usage the caller's format needs
         if provider_of(call).prepare(call.classification, call.body, call.headers, inject):
             write_body(flow.request, call)
             call.usage_asked = True
@@ -137,13 +143,16 @@ class StreamTap:
         call = call_of(flow)
         if call is None or flow.response is None or call.answered_by_tollgate:
             return
+        translation = call.translated
+        if translation is not None and flow.response.status_code >= 400:
+            return  # an error, read whole by mitmproxy to be put in the caller's shape (`Translate`)
         provider = provider_of(call)
         # Every header read here, in one pass
         headers = decoded(header_index(flow.response.headers.fields), provider.response_headers)
-        hide = None
+        rewrite: Rewrite | None = None
         if call.usage_asked and is_event_stream(headers):
-            hide = SSEEventFilter(is_usage_only_chunk)
-        reader = provider.usage_reader(call.classification, headers)
+            rewrite = SSEEventFilter(is_usage_only_chunk)
+        reader = provider.usage_reader(call.sent(), headers)
         decoder = None
         if encoding := headers.get("content-encoding", "").strip():
             try:
@@ -151,9 +160,11 @@ class StreamTap:
             except (ValueError, ImportError) as e:
                 reader.error = str(e)
         if decoder is not None:
-            hide = None  # an encoded stream cannot be cut at event boundaries: the client gets it whole
+            rewrite = None  # an encoded stream cannot be cut at event boundaries: the client gets it whole
+        if translation is not None:
+            rewrite = translation.rewriter(bool(call.classification.facts.stream))
         # Streamed bodies are not stored in the flow either: a saved flow holds no completion text.
-        flow.response.stream = UsageTap(reader, decoder, partial(record_usage, call), hide, call)
+        flow.response.stream = UsageTap(reader, decoder, partial(record_usage, call), rewrite, call)
 
     def error(self, flow: http.HTTPFlow) -> None:
         """A stream cut short (client gone, upstream reset): the usage seen so far still counts."""

@@ -1255,7 +1255,8 @@ class InvokeStreamUnwrapper:
         self.error = self.error or self._framer.error
         return b"".join(out)
 
-    def end(self) -> bytes:
+    def flush(self) -> bytes:
+        """The stream ended: every frame was whole, so nothing is held."""
         return b""
 
     def _unwrap(self, frame: EventStreamFrame) -> bytes:

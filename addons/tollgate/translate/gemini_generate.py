@@ -458,6 +458,8 @@ class _RequestReader:
             raise Untranslatable(f"{where} holds both {kinds[0]} and {kinds[1]}")
         thought = _boolean(part.get("thought"), f"{where}.thought")
         signature = _optional_string(part.get("thoughtSignature"), f"{where}.thoughtSignature")
+        if signature == SKIP_SIGNATURE:
+            signature = None  # no signature: the marker that history from elsewhere carries none
         model = message.role == "assistant"
         if (thought or signature is not None) and not model:
             raise Untranslatable(f"{where}: a thought or thoughtSignature in a user content cannot be translated")

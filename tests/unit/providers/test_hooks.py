@@ -17,7 +17,7 @@ from botocore.credentials import ReadOnlyCredentials
 
 from tollgate import sigv4
 from tollgate.call import Classification, RequestFacts, fingerprint
-from tollgate.config import ROUTES, Config, ConfigError, parse_config
+from tollgate.config import OPENAI_COMPATIBLE_TARGETS, Config, ConfigError, parse_config
 from tollgate.keypool import KeyPool
 from tollgate.overrides import OPENAI_COMPATIBLE_PREFIX, ROUTED_ENDPOINTS
 from tollgate.providers import PROVIDERS
@@ -129,7 +129,7 @@ def verifies_with(applied_fields: tuple[tuple[bytes, bytes], ...], body: bytes, 
 
 
 def test_routes_prefixes_and_settings_come_from_the_registry() -> None:
-    assert {("openai", "gemini"), ("openai", "anthropic"), ("openai", "bedrock")} == ROUTES
+    assert OPENAI_COMPATIBLE_TARGETS == ("gemini", "anthropic", "bedrock")
     assert OPENAI_COMPATIBLE_PREFIX == {"gemini": "/v1beta/openai/", "anthropic": "/v1/", "bedrock": "/openai/v1/"}
     assert {
         "gemini": {"chat.completions", "embeddings"},
@@ -148,9 +148,11 @@ def test_a_route_to_a_provider_without_a_default_host_needs_upstream() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config({"overrides": [rule]})
     assert str(info.value) == (
-        "overrides.0: a route to bedrock needs upstream: (its region's https://bedrock-runtime.REGION.amazonaws.com)"
+        "overrides.0: a route to bedrock needs upstream: here or under providers.bedrock"
+        " (its region's https://bedrock-runtime.REGION.amazonaws.com)"
     )
     parse_config({"overrides": [{**rule, "upstream": f"https://{HOST}"}]})
+    parse_config({"overrides": [rule], "providers": {"bedrock": {"upstream": f"https://{HOST}"}}})
     parse_config({"overrides": [{"match": {"provider": "openai"}, "provider": "gemini"}]})  # a default host
 
 

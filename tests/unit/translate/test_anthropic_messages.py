@@ -1033,7 +1033,7 @@ def invoke_stream() -> tuple[bytes, bytes]:
 def test_unwraps_bedrock_invoke_stream() -> None:
     wrapped, inner = invoke_stream()
     unwrapper = InvokeStreamUnwrapper()
-    assert unwrapper.feed(wrapped) + unwrapper.end() == inner
+    assert unwrapper.feed(wrapped) + unwrapper.flush() == inner
     assert unwrapper.error is None
     assert read_all(inner) == DOCS_TOOL_STREAM_EVENTS
 

@@ -4,11 +4,13 @@ into the common chat model and written out of it, against the API reference's ow
 from __future__ import annotations
 
 import json
+import subprocess
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.support.clients import client_python
 
 from tollgate.translate.chat import (
     ChatError,
@@ -993,18 +995,24 @@ def test_writes_errors(kind: Any, status: int, code: str) -> None:
 # What google-genai makes of the written answers (where the client venv's package is importable)
 
 
+GENAI_READS = """
+import json, sys
+from google.genai import types
+chunks = [types.GenerateContentResponse.model_validate(json.loads(b.removeprefix("data: ")))
+          for b in sys.stdin.read().split("\\r\\n\\r\\n") if b]
+calls = [[f.name, f.args, f.id] for c in chunks for f in c.function_calls or []]
+print(json.dumps(["".join(c.text or "" for c in chunks), calls, chunks[-1].usage_metadata.total_token_count]))
+"""
+
+
 def test_google_genai_reads_the_written_chunks() -> None:
-    types = pytest.importorskip("google.genai.types")
+    """google-genai lives with the other SDKs, apart from mitmproxy's pins: it reads in its own Python."""
     written = _write_all(STREAM_EVENTS)
-    chunks = [
-        types.GenerateContentResponse.model_validate(json.loads(b.removeprefix(b"data: ")))
-        for b in written.split(b"\r\n\r\n")
-        if b
-    ]
-    assert "".join(c.text or "" for c in chunks) == "Hello world"  # each chunk holds one candidate but the last
-    calls = [f for c in chunks for f in c.function_calls or []]
-    assert [(f.name, f.args, f.id) for f in calls] == [
-        ("get_weather", {"city": "Paris"}, "call_a"),
-        ("get_time", {}, "call_b"),
-    ]
-    assert chunks[-1].usage_metadata.total_token_count == 30
+    done = subprocess.run(
+        [client_python(), "-c", GENAI_READS], input=written.decode(), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    text, calls, total = json.loads(done.stdout)
+    assert text == "Hello world"  # each chunk holds one candidate but the last
+    assert calls == [["get_weather", {"city": "Paris"}, "call_a"], ["get_time", {}, "call_b"]]
+    assert total == 30

@@ -1,0 +1,12 @@
+"""The chat wire formats a route translates between, by name (`translator.FORMATS` holds each one's
+module): providers name the formats they speak without importing the translators."""
+
+from __future__ import annotations
+
+OPENAI_CHAT = "openai-chat"
+ANTHROPIC_MESSAGES = "anthropic-messages"
+GEMINI_GENERATE = "gemini-generate"
+BEDROCK_CONVERSE = "bedrock-converse"
+# Claude's own Messages body on Bedrock's InvokeModel: an Anthropic call goes there nearly as it
+# came (every Anthropic feature Claude on Bedrock has), its stream's event-stream frames unwrapped.
+CLAUDE_ON_BEDROCK = "claude-on-bedrock"

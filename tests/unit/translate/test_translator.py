@@ -1,0 +1,214 @@
+"""Every pair of formats through one Translation: a call written in one format reaches the other
+meaning the same, and the other's answer, stream (however its bytes are cut) and errors come back
+meaning the same in the first. N formats make N×(N−1) routes with no code per pair."""
+
+from __future__ import annotations
+
+import json
+from itertools import pairwise, permutations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tollgate.json_codec import encode_json, parse_json
+from tollgate.translate.chat import (
+    ChatError,
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    Finished,
+    Message,
+    Started,
+    StreamEvent,
+    Text,
+    TextDelta,
+    TokenUsage,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallStarted,
+    ToolResult,
+    UsageReported,
+)
+from tollgate.translate.formats import ANTHROPIC_MESSAGES, BEDROCK_CONVERSE, GEMINI_GENERATE, OPENAI_CHAT
+from tollgate.translate.translator import FORMATS, Translation
+
+NAMES = (OPENAI_CHAT, ANTHROPIC_MESSAGES, GEMINI_GENERATE, BEDROCK_CONVERSE)
+PAIRS = list(permutations(NAMES, 2))
+WEATHER = Tool("get_weather", "The weather in a city", {"type": "object", "properties": {"city": {"type": "string"}}})
+
+
+def conversation(stream: bool = False) -> ChatRequest:
+    return ChatRequest(
+        model="m",
+        system=[Text("Answer briefly.")],
+        messages=[
+            Message("user", [Text("Weather in Paris?")]),
+            Message("assistant", [ToolCall("call_1", "get_weather", '{"city": "Paris"}')]),
+            Message("user", [ToolResult("call_1", "get_weather", [Text("18C and sunny")])]),
+            Message("user", [Text("And tomorrow?")]),
+        ],
+        tools=[WEATHER],
+        max_tokens=100,
+        temperature=0.5,
+        stop=["END"],
+        stream=stream,
+    )
+
+
+def written(fmt: str, chat: ChatRequest) -> dict:
+    """A call as a client of `fmt` sends it (through the JSON it travels as)."""
+    body, _ = FORMATS[fmt].write_request(chat)
+    return parse_json(encode_json(body)) or {}
+
+
+def gist(chat: ChatRequest) -> list:
+    """What a call means, whatever its format: roles, texts, tool calls (arguments parsed) and results."""
+    out: list = [[t.text for t in chat.system]]
+    for m in chat.messages:
+        for p in m.parts:
+            if isinstance(p, Text):
+                out.append((m.role, p.text))
+            elif isinstance(p, ToolCall):
+                out.append((m.role, p.name, json.loads(p.arguments)))
+            elif isinstance(p, ToolResult):
+                texts = "".join(c.text for c in p.content if isinstance(c, Text))
+                out.append((m.role, "result", unwrapped(texts)))
+    return out
+
+
+def unwrapped(text: str) -> object:
+    """A tool result as text; Gemini's are objects, and a text one goes there as {"result": text}."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value.get("result", value) if isinstance(value, dict) else value
+
+
+@pytest.mark.parametrize(("source", "target"), PAIRS)
+def test_a_call_means_the_same_in_the_target_format(source, target):
+    t = Translation(source)
+    t.target = target
+    body, _, dropped = t.request(written(source, conversation()), "target-model", False, {})
+    back = FORMATS[target].read_request(parse_json(encode_json(body)) or {})
+    back.model = "target-model"
+    assert gist(back) == gist(conversation())
+    assert (back.max_tokens, back.temperature, back.stop, [x.name for x in back.tools]) == (
+        100,
+        0.5,
+        ["END"],
+        ["get_weather"],
+    )
+    assert dropped == []
+
+
+def answer(tool: bool) -> ChatResponse:
+    parts = [ToolCall("call_9", "get_weather", '{"city": "Paris"}')] if tool else [Text("Paris is the capital.")]
+    usage = TokenUsage(input_tokens=21, output_tokens=7, cached_tokens=5)
+    return ChatResponse("id-1", "target-model", [Choice(0, parts, "tool_calls" if tool else "stop")], usage)
+
+
+@pytest.mark.parametrize(("source", "target"), PAIRS)
+@pytest.mark.parametrize("tool", [False, True])
+def test_an_answer_comes_back_meaning_the_same(source, target, tool):
+    t = Translation(source)
+    t.target = target
+    t.request(written(source, conversation()), "target-model", False, {})
+    upstream = encode_json(FORMATS[target].write_response(answer(tool), conversation()))
+    rewrite = t.rewriter(stream=False)
+    assert rewrite is not None
+    got = b"".join([rewrite.feed(upstream[:7]), rewrite.feed(upstream[7:]), rewrite.flush()])
+    back = FORMATS[source].read_response(parse_json(got) or {})
+    choice = back.choices[0]
+    assert choice.finish == ("tool_calls" if tool else "stop")
+    if tool:
+        (call,) = [p for p in choice.parts if isinstance(p, ToolCall)]
+        assert (call.name, json.loads(call.arguments)) == ("get_weather", {"city": "Paris"})
+    else:
+        assert "".join(p.text for p in choice.parts if isinstance(p, Text)) == "Paris is the capital."
+    u = back.usage
+    assert (u.input_tokens, u.output_tokens, u.cached_tokens) == (21, 7, 5)
+
+
+def upstream_events(tool: bool) -> list[StreamEvent]:
+    events: list[StreamEvent] = [Started("id-1", "target-model")]
+    if tool:
+        events += [
+            ToolCallStarted(0, "call_9", "get_weather"),
+            ToolCallDelta(0, '{"city": '),
+            ToolCallDelta(0, '"Paris"}'),
+        ]
+    else:
+        events += [TextDelta("Paris is "), TextDelta("the capital.")]
+    events += [
+        Finished("tool_calls" if tool else "stop"),
+        UsageReported(TokenUsage(input_tokens=21, output_tokens=7, cached_tokens=5)),
+    ]
+    return events
+
+
+def stream_bytes(fmt: str, events: list[StreamEvent]) -> bytes:
+    asked = conversation(stream=True)
+    asked.stream_usage = True  # as a translated call always asks an OpenAI stream
+    writer = FORMATS[fmt].stream_writer(asked)
+    return b"".join([writer.write(e) for e in events]) + writer.end()
+
+
+def meaning(events: list[StreamEvent]) -> tuple:
+    """A stream's text, tool calls, finish and usage, however its events were split."""
+    text, calls, finish, usage = "", {}, None, TokenUsage()
+    for e in events:
+        if isinstance(e, TextDelta):
+            text += e.text
+        elif isinstance(e, ToolCallStarted):
+            calls[e.index] = [e.name, ""]
+        elif isinstance(e, ToolCallDelta):
+            calls[e.index][1] += e.arguments
+        elif isinstance(e, Finished):
+            finish = e.reason
+        elif isinstance(e, UsageReported):
+            for field in ("input_tokens", "output_tokens", "cached_tokens"):
+                if getattr(e.usage, field) is not None:
+                    setattr(usage, field, getattr(e.usage, field))
+    tools = [(name, json.loads(args)) for name, args in calls.values()]
+    return text, tools, finish, (usage.input_tokens, usage.output_tokens, usage.cached_tokens)
+
+
+@settings(max_examples=15, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=8), tool=st.booleans())
+def test_a_stream_comes_back_meaning_the_same_however_it_is_cut(cuts, tool):
+    for source, target in PAIRS:
+        t = Translation(source)
+        t.target = target
+        t.request(written(source, conversation(stream=True)), "target-model", True, {})
+        upstream = stream_bytes(target, upstream_events(tool))
+        rewrite = t.rewriter(stream=True)
+        assert rewrite is not None
+        bounds = sorted({0, len(upstream), *(c % (len(upstream) + 1) for c in cuts)})
+        got = b"".join(rewrite.feed(upstream[a:b]) for a, b in pairwise(bounds)) + rewrite.flush()
+        reader = FORMATS[source].stream_reader()
+        events = reader.feed(got) + reader.end()
+        assert reader.error is None, (source, target, got)
+        expected = (
+            "" if tool else "Paris is the capital.",
+            [("get_weather", {"city": "Paris"})] if tool else [],
+            "tool_calls" if tool else "stop",
+            (21, 7, 5),
+        )
+        assert meaning(events) == expected, (source, target)
+
+
+@pytest.mark.parametrize(("source", "target"), PAIRS)
+@pytest.mark.parametrize(
+    ("status", "kind"), [(400, "invalid_request"), (401, "authentication"), (429, "rate_limit"), (500, "server")]
+)
+def test_an_error_keeps_its_status_and_kind(source, target, status, kind):
+    t = Translation(source)
+    t.target = target
+    _, headers, body = FORMATS[target].write_error(ChatError(status, kind, "it went wrong"))  # type: ignore[arg-type]
+    got_status, got_headers, got_body = t.error(status, {k.lower(): v for k, v in headers.items()}, body)
+    back = FORMATS[source].read_error(got_status, got_headers, got_body)
+    assert (got_status, back.status, back.kind) == (status, status, kind)
+    assert "it went wrong" in back.message
