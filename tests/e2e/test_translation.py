@@ -379,3 +379,33 @@ def test_an_upstream_error_is_the_callers_own_exception(routes, route):
     result, audit, _ = routes[route]
     assert result["error"]["error"] == RATE_LIMIT_ERROR[sdk], result
     assert audit[6]["status"] == 429
+
+
+def test_a_call_in_the_targets_own_format_goes_untranslated(gw):
+    """An OpenAI-format call to Gemini's OpenAI-compatible API, routed to OpenAI, which speaks that
+    format: only its path changes, and no credential the client put where Gemini keeps one goes."""
+    for fake in gw.fakes.values():
+        fake.received.clear()
+    result = gw.run(f"""
+        from openai import OpenAI
+        c = OpenAI(api_key={VIRTUAL!r}, base_url="https://generativelanguage.googleapis.com/v1beta/openai/",
+                   default_headers={{"x-goog-api-key": {VIRTUAL!r}}}, max_retries=0)
+        r = c.chat.completions.create(model="gpt-4o", messages=[{{"role": "user", "content": "Capital of France?"}}])
+        report(text=r.choices[0].message.content, tokens=r.usage.total_tokens)
+    """)
+    assert result == {"text": "Paris is the capital.", "tokens": 28}
+    (seen,) = gw.fakes["openai"].received
+    assert (seen.path, seen.json()["model"], seen.headers["authorization"]) == (
+        "/v1/chat/completions",
+        "gpt-4o",
+        f"Bearer {KEYS['openai']}",
+    )
+    assert VIRTUAL not in json.dumps(seen.headers) and "x-goog-api-key" not in seen.headers
+    record = gw.last_audit()
+    assert (record["requested_provider"], record["provider"], record["endpoint"], record["upstream_endpoint"]) == (
+        "gemini",
+        "openai",
+        "chat.completions",
+        "chat.completions",
+    )
+    assert (record["input_tokens"], record["output_tokens"]) == (21, 7)

@@ -12,7 +12,7 @@ from mitmproxy import http
 from ..call import Call, fingerprint
 from ..keypool import retry_after_seconds
 from ..providers import PROVIDERS
-from ..providers.base import NO_UPSTREAM_CREDENTIAL, CredentialUnavailable
+from ..providers.base import NO_UPSTREAM_CREDENTIAL, CredentialUnavailable, Provider
 from ..raw_headers import decoded
 from .shared import Shared, call_of, credentials_of, provider_of, refuse, request_parts
 
@@ -36,6 +36,8 @@ class Credential:
             request.headers.fields = tuple(
                 [f for f in request.headers.fields if f[0].lower() not in _SIDE_HEADER_NAMES]
             )
+        if call.requested_provider is not None:
+            drop_credentials_of(PROVIDERS[call.requested_provider], request)
         loaded = call.loaded
         pool = loaded.pools[call.provider]
         credential = provider.upstream_credential(
@@ -102,3 +104,15 @@ class Credential:
             pool.rest(key, seconds)
             if self.shared.ledger is not None:  # every process sharing the store rests it too
                 self.shared.ledger.rest(fingerprint(key), time.time() + seconds)
+
+
+def drop_credentials_of(provider: Provider, request: http.Request) -> None:
+    """A routed call carries no credential where the provider the client called keeps one (its
+    virtual key, say, in `x-goog-api-key`): the target's own positions are dropped as its credential
+    goes in, these are not among them."""
+    positions = provider.header_positions
+    if any(name.lower() in positions for name, _ in request.headers.fields):
+        request.headers.fields = tuple(f for f in request.headers.fields if f[0].lower() not in positions)
+    for parameter in provider.query_positions:
+        if parameter in request.query:
+            request.query.pop(parameter, None)

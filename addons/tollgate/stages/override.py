@@ -10,7 +10,7 @@ from ..call import Call
 from ..overrides import route_api, routed_path
 from ..providers.openai_format import OPENAI_FORMAT
 from .shared import Shared, provider_of, write_body
-from .translate import translation_for
+from .translate import own_api_path, translation_for
 
 
 class Override:
@@ -27,12 +27,13 @@ class Override:
         if rule is None:
             return
         if rule.provider is not None and rule.provider != call.provider:
-            if route_api(rule, call.provider, c.endpoint) == "native":
-                call.translated = translation_for(
-                    call, flow.request
-                )  # the model goes where the target's format keeps it
-            else:
+            if route_api(rule, call.provider, c.endpoint) != "native":
                 flow.request.path = routed_path(rule.provider, flow.request.path)
+            elif (own := own_api_path(call, rule.provider)) is not None:
+                flow.request.path = own  # the target speaks the caller's format: nothing to translate
+            else:
+                # Translated into the target's own format, the model written where that format keeps it
+                call.translated = translation_for(call, flow.request)
             call.requested_provider = call.provider
             call.provider = rule.provider
         if rule.upstream is not None:

@@ -126,6 +126,15 @@ class Translate:
         response.content = body
 
 
+def own_api_path(call: Call, target: str) -> str | None:
+    """Where a call goes on `target`'s own API when that API speaks the call's format already (an
+    OpenAI-format call to a provider's OpenAI-compatible endpoint, routed to OpenAI); None when it
+    must be translated."""
+    source = PROVIDERS[call.provider].chat_formats[call.classification.endpoint or ""]
+    leg = PROVIDERS[target].native_chat(call.classification.model or "", bool(call.classification.facts.stream), source)
+    return leg.path if leg.format == source else None
+
+
 def translation_for(call: Call, request: http.Request) -> Translation:
     """The translation of a call Override routes to another provider's own format; a Gemini caller's
     stream comes back as it asked for it, server-sent events (`alt=sse`) or one JSON array."""
