@@ -8,6 +8,7 @@ One client run per route makes seven calls in this order; each test reads its pa
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -57,6 +58,7 @@ def config(urls: dict[str, str]) -> dict:
 
 PRELUDE = """
 import json
+import time
 out = {}
 def step(name, fn):
     try:
@@ -409,3 +411,40 @@ def test_a_call_in_the_targets_own_format_goes_untranslated(gw):
         "chat.completions",
     )
     assert (record["input_tokens"], record["output_tokens"]) == (21, 7)
+
+
+def test_a_translated_stream_is_not_held_back(gw, tmp_path):
+    """The Gemini upstream sends its second event only once the OpenAI client has the first one,
+    translated: a proxy that held the stream back would leave the upstream waiting."""
+    waited_in_vain = []
+
+    def gate(i: int) -> None:
+        deadline = time.monotonic() + 5
+        while not (tmp_path / "first").exists():
+            if time.monotonic() > deadline:
+                waited_in_vain.append(i)
+                return
+            time.sleep(0.002)
+
+    def answer(r):
+        reply = chat_fakes.answer(r)
+        reply.gate = gate
+        return reply
+
+    gw.fakes["gemini"].handler = answer
+    try:
+        result = gw.run(f"""
+            from openai import OpenAI
+            c = OpenAI(api_key={VIRTUAL!r}, max_retries=0)
+            texts = []
+            for chunk in c.chat.completions.create(model="gemini-2.5-flash", stream=True,
+                    messages=[{{"role": "user", "content": "Capital of France?"}}]):
+                if chunk.choices and chunk.choices[0].delta.content:
+                    texts.append(chunk.choices[0].delta.content)
+                    open({str(tmp_path / "first")!r}, "w").close()
+            report(texts=texts)
+        """)
+    finally:
+        gw.fakes["gemini"].handler = chat_fakes.answer
+    assert result == {"texts": chat_fakes.ANSWER}
+    assert waited_in_vain == []
