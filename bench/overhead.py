@@ -29,6 +29,18 @@ the last body byte (perf_counter_ns). Modes:
                budget per group: five counters each call reserves and settles, caps never reached)
                with the ledger in SQLite beside audit.path = a file; the client sends its virtual
                key, the fake must see the real key and gpt-4o-mini;
+  tollgate-translated  the same Tollgate process, called by a Gemini client: CONNECT
+               generativelanguage.googleapis.com:443 (the mitmproxy CA signs any host; the lazy
+               connection strategy keeps mitmproxy from resolving it), POST
+               /v1beta/models/gpt-4o:generateContent with x-goog-api-key: the virtual key, the same
+               call as a Gemini body (systemInstruction, one user message, maxOutputTokens 64). A
+               second override rule, {match: {provider: gemini, model: gpt-4o}, provider: openai,
+               model: gpt-4o-mini}, which the other modes' calls never reach (the first fits them),
+               routes it to OpenAI: the fake must see an OpenAI chat call (/v1/chat/completions,
+               gpt-4o-mini, the real key), and its chat.completion comes back translated into a
+               GenerateContentResponse (warm-up checks candidates[0].content.parts[0].text and
+               usageMetadata). Its added latency is printed beside untranslated Tollgate's, as a
+               ratio to bare mitmdump's, with no target (informational);
   tollgate-redis  the same Tollgate configuration in a second mitmdump, its ledger.store on a
                redis-server started for the run (skipped when there is none);
   tollgate-otlp  the same Tollgate configuration in another mitmdump, plus metrics.otlp: a span per
@@ -47,7 +59,7 @@ the last body byte (perf_counter_ns). Modes:
                model_list entry gpt-4o -> openai/gpt-4o-mini with api_base = the fake and the real
                key, general_settings.master_key (the client's key); no database.
 
-Every mode gets the same request body (model gpt-4o, a system and a user message, max_tokens 64).
+Every mode makes the same call (model gpt-4o, a system and a user message, max_tokens 64).
 The peers reach the fake over TLS with verification on: SSL_CERT_FILE = the trustme CA (httpx, which
 both use, honours it; so does litellm's own SSL set-up) — no ssl_verify: false. Their per-request
 logging is off: LITELLM_LOG=ERROR (uvicorn log level error, so no access log), the LITELLM_LOCAL_*
@@ -150,6 +162,23 @@ def request_body(max_tokens: int = 64) -> bytes:
 
 
 REQUEST_BODY = request_body()
+
+GEMINI_HOST = "generativelanguage.googleapis.com"
+GEMINI_PATH = f"/v1beta/models/{REQUESTED_MODEL}:generateContent"
+
+
+def gemini_request_body(max_tokens: int = 64) -> bytes:
+    """request_body()'s call in Gemini's generateContent format (the mode "tollgate-translated")."""
+    return json.dumps(
+        {
+            "systemInstruction": {"parts": [{"text": "You are a terse assistant."}]},
+            "contents": [{"role": "user", "parts": [{"text": "Say hello in five words."}]}],
+            "generationConfig": {"maxOutputTokens": max_tokens},
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
 # Tollgate caches a pure policy's decision by the input facts it reads (CACHE_SIZE of them); the
 # mode "tollgate-distinct" sends this many different max_tokens, which the max_tokens ceiling reads,
 # so that every call is decided anew.
@@ -162,6 +191,7 @@ LABELS = {
     "tollgate": "Tollgate",
     "tollgate-distinct": "Tollgate, distinct requests",
     "tollgate-jwt": "Tollgate, JWT caller",
+    "tollgate-translated": "Tollgate, Gemini call to OpenAI",
     "tollgate-redis": "Tollgate, ledger on Redis",
     "tollgate-otlp": "Tollgate, OTLP traces",
     "gemini-calo": "gemini-calo",
@@ -315,21 +345,25 @@ class Target:
     mode: str
     kind: str  # "tls" (straight to the fake), "connect" (CONNECT through a forward proxy), "plain" (reverse proxy)
     port: int
-    key: str  # what goes in Authorization: Bearer
+    key: str  # what goes in Authorization: Bearer (x-goog-api-key for a Gemini client)
     expect_model: str  # what the fake must be asked for
     expect_real_key: bool = True
     context: ssl.SSLContext | None = None
     server_hostname: str | None = None
     distinct: int = 1  # how many different requests it cycles through (max_tokens 64, 65, ...)
+    gemini: bool = False  # a Gemini client (generateContent on generativelanguage.googleapis.com)
     requests: list[bytes] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        host = API_HOST if self.kind == "connect" else f"127.0.0.1:{self.port}"
+        self.connect_host = GEMINI_HOST if self.gemini else API_HOST
+        self.answer_marker = b'"candidates"' if self.gemini else b'"choices"'
+        host = self.connect_host if self.kind == "connect" else f"127.0.0.1:{self.port}"
+        path, auth = (GEMINI_PATH, "x-goog-api-key: ") if self.gemini else (PATH, "Authorization: Bearer ")
         for i in range(self.distinct):
-            body = request_body(64 + i)
+            body = gemini_request_body(64 + i) if self.gemini else request_body(64 + i)
             self.requests.append(
                 (
-                    f"POST {PATH} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {self.key}\r\n"
+                    f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{auth}{self.key}\r\n"
                     f"Content-Type: application/json\r\nAccept: application/json\r\nUser-Agent: tollgate-bench/1\r\n"
                     f"Content-Length: {len(body)}\r\n\r\n"
                 ).encode()
@@ -366,7 +400,8 @@ class Conn:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if t.kind == "connect":
-                sock.sendall(f"CONNECT {API_HOST}:443 HTTP/1.1\r\nHost: {API_HOST}:443\r\n\r\n".encode())
+                host = t.connect_host
+                sock.sendall(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
                 reply = b""
                 while b"\r\n\r\n" not in reply:
                     data = sock.recv(4096)
@@ -479,7 +514,7 @@ class Conn:
                 self.close()
             if status != 200:
                 raise CallError(f"HTTP {status}: {body[:300]!r}")
-            if not body.startswith(b"{") or b'"choices"' not in body:
+            if not body.startswith(b"{") or self.target.answer_marker not in body:
                 raise CallError(f"not a chat completion: {body[:300]!r}")
             return elapsed
         raise CallError("unreachable")
@@ -933,6 +968,22 @@ class Bench:
             version=self.modes["tollgate"].version,
             process=self.modes["tollgate"].process,
         )
+        # The same Tollgate, called by a Gemini client whose call the second override rule routes to
+        # OpenAI: translated there and back.
+        self.modes["tollgate-translated"] = ModeState(
+            Target(
+                "tollgate-translated",
+                "connect",
+                self.modes["tollgate"].target.port,
+                self.virtual_key,
+                OVERRIDDEN_MODEL,
+                context=proxy_ctx,
+                server_hostname=GEMINI_HOST,
+                gemini=True,
+            ),
+            version=self.modes["tollgate"].version,
+            process=self.modes["tollgate"].process,
+        )
         self.commands.append("tollgate.yaml: " + json.dumps(self.tollgate_config(redact=True)))
         self.start_redis_tollgate(common, proxy_ctx)
         self.start_otlp_tollgate(common, proxy_ctx)
@@ -947,7 +998,7 @@ class Bench:
     def tollgate_config(self, redact: bool = False, ledger_store: str | None = None) -> dict:
         hide = (lambda s: s[:12] + "…") if redact else (lambda s: s)
         assert self.fake is not None
-        return tollgate_config(
+        data = tollgate_config(
             self.fake.url,
             hide(self.real_key),
             hide(self.virtual_key),
@@ -957,6 +1008,12 @@ class Bench:
             ledger_store=ledger_store,
             metrics_listen=f"127.0.0.1:{self.metrics_ports.setdefault(ledger_store, free_port())}",
         )
+        # The mode "tollgate-translated": a Gemini call routed to OpenAI. Second, so that the other
+        # modes' calls, which the first rule fits, never reach it.
+        data["overrides"].append(
+            {"match": {"provider": "gemini", "model": REQUESTED_MODEL}, "provider": "openai", "model": OVERRIDDEN_MODEL}
+        )
+        return data
 
     def start_redis_tollgate(self, common: list[str], proxy_ctx: ssl.SSLContext) -> None:
         """A second Tollgate, its ledger on a redis-server of its own (when there is one to start)."""
@@ -1140,8 +1197,13 @@ class Bench:
                     conn.call()
                 if name.startswith("tollgate") and "x-tollgate-request-id" not in conn.last_headers:
                     problem = "no X-Tollgate-Request-Id header: the calls did not go through Tollgate"
-                json.loads(conn.last_body)
-            except (CallError, OSError, ValueError) as exc:
+                answer = json.loads(conn.last_body)
+                if state.target.gemini and not (
+                    isinstance(answer["candidates"][0]["content"]["parts"][0]["text"], str)
+                    and isinstance(answer["usageMetadata"], dict)
+                ):
+                    problem = f"not a GenerateContentResponse: {conn.last_body[:300]!r}"
+            except (CallError, OSError, ValueError, LookupError, TypeError) as exc:
                 problem = f"call failed: {exc!r}" if isinstance(exc, OSError) else f"call failed: {exc}"
             finally:
                 conn.close()
@@ -1444,7 +1506,8 @@ def report(bench: Bench, elapsed: float) -> bool:
     print("versions: " + ", ".join(dict.fromkeys(s.version for s in modes.values() if s.version)))
     print(
         f"request: POST {PATH}, model {REQUESTED_MODEL}, {len(REQUEST_BODY)}-byte body, non-streamed; response "
-        f"{len(bench.fake._payload(OVERRIDDEN_MODEL)) if bench.fake else 0}-byte JSON"
+        f"{len(bench.fake._payload(OVERRIDDEN_MODEL)) if bench.fake else 0}-byte JSON; translated: POST "
+        f"{GEMINI_PATH} on {GEMINI_HOST}, {len(gemini_request_body())}-byte Gemini body, routed to OpenAI"
     )
     print(
         f"sequential: {args.calls} calls per mode on one kept-alive connection, after warm-up, in blocks of "
@@ -1620,6 +1683,22 @@ def report(bench: Bench, elapsed: float) -> bool:
                 None,
             )
         )
+    # A Gemini call translated to OpenAI and back, beside the same Tollgate's untranslated OpenAI call
+    # (informational: no target).
+    tr = stats["tollgate-translated"]
+    for q, bare_q, tg_q in (("p50", bare_added, tg_added), ("p99", bare_added99, tg_added99)):
+        tr_q = tr[q] - base[q]
+        checks.append(
+            (
+                f"added {q}, Gemini call translated to OpenAI: (Tollgate - direct) / (bare - direct)",
+                f"{tr_q / bare_q:.2f}x ({tr_q:+.3f} / {bare_q:+.3f} ms); untranslated "
+                f"{tg_q / bare_q:.2f}x ({tg_q:+.3f} ms)"
+                if bare_q > 0
+                else f"({tr_q:+.3f} / {bare_q:+.3f} ms); untranslated {tg_q:+.3f} ms",
+                "(no target)",
+                None,
+            )
+        )
     for peer in PEERS:
         label = LABELS[peer]
         if peer in stats:
@@ -1659,7 +1738,7 @@ def report(bench: Bench, elapsed: float) -> bool:
             audit_lines = sum(1 for _ in f)
     except OSError:
         pass
-    tollgates = [modes["tollgate"], modes["tollgate-distinct"], modes["tollgate-jwt"]]
+    tollgates = [modes[n] for n in ("tollgate", "tollgate-distinct", "tollgate-jwt", "tollgate-translated")]
     through = sum(s.calls + s.untimed_calls + args.warmup + min(args.warmup, 5) for s in tollgates)
     print(f"\nTollgate audit records: {audit_lines} (calls through Tollgate incl. warm-up: {through})")
     if "tollgate-otlp" in modes and bench.collector is not None:
