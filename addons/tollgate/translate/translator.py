@@ -45,6 +45,7 @@ class Translation:
         self.chat: ChatRequest | None = None  # the call as read, which the answer's writers read
         # What rewrites the answer as it streams by (`UsageTap`); None where it goes as it came.
         self.rewrite: Rewrite | None = None
+        self.stream_type = "text/event-stream"  # what the caller's stream is sent as
 
     @property
     def passthrough(self) -> bool:
@@ -67,11 +68,7 @@ class Translation:
 
     def content_type(self, stream: bool) -> str:
         """What the caller's answer is, as its format sends it."""
-        if not stream:
-            return "application/json"
-        if self.passthrough:
-            return "text/event-stream"
-        return self._writer().content_type
+        return self.stream_type if stream else "application/json"
 
     def rewriter(self, stream: bool) -> Rewrite | None:
         """What rewrites the (successful) answer as it streams by, kept as `rewrite`."""
@@ -81,7 +78,9 @@ class Translation:
     def stream(self) -> Rewrite:
         if self.passthrough:
             return anthropic_messages.InvokeStreamUnwrapper()
-        return ChatStream(FORMATS[self.target].stream_reader(), self._writer())
+        writer = self._writer()
+        self.stream_type = writer.content_type
+        return ChatStream(FORMATS[self.target].stream_reader(), writer)
 
     def answer(self) -> Rewrite | None:
         """What rewrites a whole (non-streamed) answer; None where it goes as it came."""

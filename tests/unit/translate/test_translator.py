@@ -212,3 +212,31 @@ def test_an_error_keeps_its_status_and_kind(source, target, status, kind):
     back = FORMATS[source].read_error(got_status, got_headers, got_body)
     assert (got_status, back.status, back.kind) == (status, status, kind)
     assert "it went wrong" in back.message
+
+
+def test_a_stream_the_target_breaks_ends_with_the_callers_error_event():
+    t = Translation(OPENAI_CHAT)
+    t.target = BEDROCK_CONVERSE
+    t.request(written(OPENAI_CHAT, conversation(stream=True)), "target-model", True, {})
+    rewrite = t.rewriter(stream=True)
+    assert rewrite is not None
+    good = stream_bytes(BEDROCK_CONVERSE, upstream_events(tool=False)[:2])  # messageStart, a delta
+    corrupt = b"\x00\x00\x00\x20\x00\x00\x00\x00" + b"\xff" * 24  # a frame whose CRCs do not hold
+    got = rewrite.feed(good) + rewrite.feed(corrupt) + rewrite.feed(good) + rewrite.flush()
+    reader = FORMATS[OPENAI_CHAT].stream_reader()
+    events = reader.feed(got) + reader.end()
+    assert [e.text for e in events if isinstance(e, TextDelta)] == ["Paris is "]  # nothing after the break
+    (failed,) = [e for e in events if type(e).__name__ == "Failed"]
+    assert failed.error.kind == "server" and "could not translate the stream" in failed.error.message
+
+
+@pytest.mark.parametrize("source", NAMES)
+def test_an_answer_that_cannot_be_read_becomes_the_callers_error(source):
+    t = Translation(source)
+    t.target = OPENAI_CHAT if source != OPENAI_CHAT else ANTHROPIC_MESSAGES
+    t.request(written(source, conversation()), "target-model", False, {})
+    rewrite = t.rewriter(stream=False)
+    assert rewrite is not None
+    got = rewrite.feed(b"<html>Bad gateway</html>") + rewrite.flush()
+    error = FORMATS[source].read_error(502, {}, got)
+    assert error.kind == "server" and "not a JSON object" in error.message
