@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from ..json_codec import encode_json, parse_json
 from ..streams import EventStreamFrame, EventStreamFramer, SSEFramer, parse_sse_block
-from . import chat
+from . import chat, formats
 from .chat import (
     ChatError,
     ChatRequest,
@@ -43,6 +43,7 @@ from .chat import (
     UsageReported,
 )
 
+NAME = formats.ANTHROPIC_MESSAGES
 Handling = Literal["translated", "dropped", "refused"]
 
 # Every top-level field of a Messages call, and what becomes of it when read. A field not listed
@@ -106,6 +107,7 @@ WRITE_FIELDS: dict[str, tuple[Handling, str]] = {
     "frequency_penalty": ("dropped", "Anthropic has none"),
     "include_thoughts": ("dropped", "when false: Anthropic shows the thinking it is asked for"),
     "thinking without signature": ("dropped", "another provider's reasoning in the history: Anthropic needs its own"),
+    "thinking signed by another provider": ("dropped", "its signature (or redacted data) is valid there only"),
 }
 
 DEFAULT_MAX_TOKENS = 4096
@@ -334,13 +336,17 @@ def _read_block(raw: Any, role: str, where: str, dropped: list[str]) -> Part:
         return _read_tool_use(block, where, dropped)
     if kind == "thinking" and not by_user:
         _only(block, ("type", "thinking", "signature"), where)
-        return Thinking(
-            text=_string(block.get("thinking"), f"{where}.thinking"),
-            signature=_optional_string(block.get("signature"), f"{where}.signature"),
-        )
+        thinking = Thinking(text=_string(block.get("thinking"), f"{where}.thinking"))
+        signature = _optional_string(block.get("signature"), f"{where}.signature")
+        if signature is not None:
+            # Another model's, sealed when this client was given it; else Anthropic's own.
+            thinking.signature, origin = chat.unseal(signature)
+            thinking.origin = origin or NAME
+        return thinking
     if kind == "redacted_thinking" and not by_user:
         _only(block, ("type", "data"), where)
-        return Thinking(redacted=_string(block.get("data"), f"{where}.data"))
+        data, origin = chat.unseal(_string(block.get("data"), f"{where}.data"))
+        return Thinking(redacted=data, origin=origin or NAME)
     if kind in ("image", "tool_result", "tool_use", "thinking", "redacted_thinking"):
         raise Untranslatable(f"{where}.type {kind!r} cannot be translated in a {role} message")
     raise Untranslatable(f"{where}.type {kind!r} cannot be translated")
@@ -613,6 +619,9 @@ def _write_part(part: Part, role: str, where: str, dropped: list[str]) -> dict[s
             return _write_tool_result(part, where)
         raise Untranslatable(f"{where}: a {type(part).__name__} cannot be in a user message")
     if isinstance(part, Thinking):
+        if part.origin not in (None, NAME):  # Anthropic refuses a thinking block it did not sign
+            _drop(dropped, "thinking signed by another provider")
+            return None
         if part.redacted is not None:
             return {"type": "redacted_thinking", "data": part.redacted}
         if part.signature is None:
@@ -796,9 +805,11 @@ def _read_content_block(block: dict[str, Any]) -> Part | None:
     if kind == "text":
         return Text(_as_str(block.get("text")) or "")
     if kind == "thinking":
-        return Thinking(text=_as_str(block.get("thinking")) or "", signature=_as_str(block.get("signature")))
+        signature = _as_str(block.get("signature"))
+        origin = NAME if signature is not None else None
+        return Thinking(text=_as_str(block.get("thinking")) or "", signature=signature, origin=origin)
     if kind == "redacted_thinking":
-        return Thinking(redacted=_as_str(block.get("data")) or "")
+        return Thinking(redacted=_as_str(block.get("data")) or "", origin=NAME)
     if kind == "tool_use":
         arguments = block.get("input")
         return ToolCall(
@@ -832,8 +843,9 @@ def _write_content_block(part: Part, index: int, message_id: str) -> dict[str, A
         return {"type": "text", "text": part.text}
     if isinstance(part, Thinking):
         if part.redacted is not None:
-            return {"type": "redacted_thinking", "data": part.redacted}
-        return {"type": "thinking", "thinking": part.text, "signature": part.signature or ""}
+            return {"type": "redacted_thinking", "data": chat.signed_for(part.redacted, part.origin, NAME)}
+        signature = chat.signed_for(part.signature, part.origin, NAME) if part.signature else ""
+        return {"type": "thinking", "thinking": part.text, "signature": signature}
     if isinstance(part, ToolCall):
         return {
             "type": "tool_use",
@@ -956,11 +968,11 @@ class MessagesStreamReader:
             if text:
                 events.append(ThinkingDelta(text=text))
             if signature:
-                events.append(ThinkingDelta(signature=signature))
+                events.append(ThinkingDelta(signature=signature, origin=NAME))
             return events
         if kind == "redacted_thinking":
             self._blocks[index] = ("redacted", 0)
-            return [ThinkingDelta(redacted=_as_str(block.get("data")) or "")]
+            return [ThinkingDelta(redacted=_as_str(block.get("data")) or "", origin=NAME)]
         if kind == "tool_use":
             tool = self._tools
             self._tools += 1
@@ -985,7 +997,7 @@ class MessagesStreamReader:
             return [ThinkingDelta(text=text)] if text else []
         if delta_kind == "signature_delta" and kind == "thinking":
             signature = _as_str(delta.get("signature"))
-            return [ThinkingDelta(signature=signature)] if signature else []
+            return [ThinkingDelta(signature=signature, origin=NAME)] if signature else []
         if delta_kind == "input_json_delta" and kind == "tool":
             partial = _as_str(delta.get("partial_json"))
             return [ToolCallDelta(tool, partial)] if partial else []
@@ -1110,13 +1122,15 @@ class MessagesStreamWriter:
     def _thinking(self, event: ThinkingDelta) -> bytes:
         out = b""
         if event.redacted is not None:
-            out += self._close() + self._open_block("redacted", {"type": "redacted_thinking", "data": event.redacted})
+            data = chat.signed_for(event.redacted, event.origin, NAME)
+            out += self._close() + self._open_block("redacted", {"type": "redacted_thinking", "data": data})
         if event.text or event.signature:
             out += self._open_block("thinking", {"type": "thinking", "thinking": "", "signature": ""})
         if event.text:
             out += self._delta(self._index, {"type": "thinking_delta", "thinking": event.text})
         if event.signature:
-            out += self._delta(self._index, {"type": "signature_delta", "signature": event.signature})
+            signature = chat.signed_for(event.signature, event.origin, NAME)
+            out += self._delta(self._index, {"type": "signature_delta", "signature": signature})
             self._open = "signed"  # the block is whole: more thinking starts another
         return out
 
@@ -1184,7 +1198,7 @@ def write_error(error: ChatError) -> tuple[int, dict[str, str], bytes]:
 
 
 class AnthropicMessages:
-    name = "anthropic-messages"
+    name = NAME
 
     def read_request(self, body: dict[str, Any]) -> ChatRequest:
         return read_request(body)

@@ -52,6 +52,8 @@ from .chat import (
     Untranslatable,
     UsageReported,
     kind_of_status,
+    signed_for,
+    unseal,
 )
 
 NAME = "bedrock-converse"
@@ -108,6 +110,7 @@ WRITTEN_FIELDS: dict[str, Treatment] = {
     "seed, presence_penalty, frequency_penalty": "dropped",
     "parallel_tool_calls, user": "dropped",
     "thinking without a signature (history)": "dropped",
+    "thinking signed by another provider (history)": "dropped",
 }
 
 _TOP_LEVEL = frozenset(
@@ -291,19 +294,22 @@ def _read_tool_result(value: Any, where: str) -> ToolResult:
 
 
 def _read_reasoning(value: Any, where: str) -> Thinking:
+    """Reasoning in the history: another model's was sealed when this client was given it (unsealed
+    here, to go back there only); Bedrock's own is not."""
     kind, inner = _member(_object(value, where), where)
     if kind == "redactedContent":
-        return Thinking(redacted=_string(inner, f"{where}.redactedContent"))
+        redacted, origin = unseal(_string(inner, f"{where}.redactedContent"))
+        return Thinking(redacted=redacted, origin=origin or NAME)
     if kind != "reasoningText":
         raise Untranslatable(f"{where}.{kind} cannot be translated")
     at = f"{where}.reasoningText"
     text = _object(inner, at)
     _only(text, ("text", "signature"), at)
-    signature = text.get("signature")
-    return Thinking(
-        text=_string(text.get("text"), f"{at}.text"),
-        signature=None if signature is None else _string(signature, f"{at}.signature"),
-    )
+    thinking = Thinking(text=_string(text.get("text"), f"{at}.text"))
+    if text.get("signature") is not None:
+        thinking.signature, origin = unseal(_string(text["signature"], f"{at}.signature"))
+        thinking.origin = origin or NAME
+    return thinking
 
 
 def _read_block(block: Any, role: str, where: str, request: ChatRequest) -> Part | None:
@@ -592,6 +598,8 @@ def _content_blocks(message: Message, where: str, request: ChatRequest) -> list[
                 blocks.append({"text": part.text})
         elif isinstance(part, Image):
             blocks.append({"image": _image_block(part, at)})
+        elif isinstance(part, Thinking) and part.origin not in (None, NAME):
+            _drop(request, "thinking signed by another provider")  # a model verifies its own reasoning only
         elif isinstance(part, Thinking):
             reasoning = _reasoning_block(part) if message.role == "assistant" else None
             if reasoning is None:
@@ -784,12 +792,15 @@ def _response_part(block: dict[str, Any]) -> Part | None:
     reasoning = block.get("reasoningContent")
     if isinstance(reasoning, dict):
         if isinstance(reasoning.get("redactedContent"), str):
-            return Thinking(redacted=reasoning["redactedContent"])
+            return Thinking(redacted=reasoning["redactedContent"], origin=NAME)
         text = reasoning.get("reasoningText")
         if isinstance(text, dict):
             signature = text.get("signature")
+            signed = isinstance(signature, str)
             return Thinking(
-                text=str(text.get("text") or ""), signature=signature if isinstance(signature, str) else None
+                text=str(text.get("text") or ""),
+                signature=signature if signed else None,
+                origin=NAME if signed else None,
             )
     cited = block.get("citationsContent")
     if isinstance(cited, dict) and isinstance(cited.get("content"), list):
@@ -822,10 +833,10 @@ def _response_block(part: Part) -> dict[str, Any] | None:
         return {"text": part.text} if part.text else None
     if isinstance(part, Thinking):
         if part.redacted is not None:
-            return {"reasoningContent": {"redactedContent": part.redacted}}
+            return {"reasoningContent": {"redactedContent": signed_for(part.redacted, part.origin, NAME)}}
         text: dict[str, Any] = {"text": part.text}
         if part.signature is not None:
-            text["signature"] = part.signature
+            text["signature"] = signed_for(part.signature, part.origin, NAME)
         return {"reasoningContent": {"reasoningText": text}}
     if isinstance(part, ToolCall):
         return {"toolUse": {"toolUseId": part.id, "name": part.name, "input": _lenient_input(part.arguments)}}
@@ -928,9 +939,9 @@ class ConverseStreamReader:
             if isinstance(text, str):
                 return [ThinkingDelta(text=text)]
             if isinstance(signature, str):
-                return [ThinkingDelta(signature=signature)]
+                return [ThinkingDelta(signature=signature, origin=NAME)]
             if isinstance(redacted, str):
-                return [ThinkingDelta(redacted=redacted)]
+                return [ThinkingDelta(redacted=redacted, origin=NAME)]
         return []
 
 
@@ -1055,12 +1066,14 @@ class ConverseStreamWriter:
         out = b""
         if event.redacted is not None:  # redacted reasoning is a block of its own
             out += self._close()
-            out += self._delta("thinking", {"reasoningContent": {"redactedContent": event.redacted}})
+            redacted = signed_for(event.redacted, event.origin, NAME)
+            out += self._delta("thinking", {"reasoningContent": {"redactedContent": redacted}})
             self._signed = True
         if event.text:
             out += self._delta("thinking", {"reasoningContent": {"text": event.text}})
         if event.signature is not None:
-            out += self._delta("thinking", {"reasoningContent": {"signature": event.signature}})
+            signature = signed_for(event.signature, event.origin, NAME)
+            out += self._delta("thinking", {"reasoningContent": {"signature": signature}})
             self._signed = True
         return out
 

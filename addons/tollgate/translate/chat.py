@@ -9,6 +9,8 @@ without its cache, Gemini's candidates without thoughts) converts on reading and
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -59,11 +61,14 @@ class Image:
 @dataclass(slots=True)
 class Thinking:
     """Reasoning the model showed. `signature` (Anthropic's, Bedrock's) or Gemini's thought
-    signature must go back with it on the next turn; `redacted` is Anthropic's encrypted form."""
+    signature must go back with it on the next turn; `redacted` is Anthropic's encrypted form.
+    Both are valid only for the provider that made them: `origin` names the format of its model
+    (a `formats` name), so that a signature goes back to it and to no other (`seal`)."""
 
     text: str = ""
     signature: str | None = None
     redacted: str | None = None
+    origin: str | None = None
 
 
 @dataclass(slots=True)
@@ -219,6 +224,7 @@ class ThinkingDelta:
     signature: str | None = None  # comes once, after the text, in Anthropic's and Bedrock's streams
     redacted: str | None = None
     choice: int = 0
+    origin: str | None = None  # as Thinking's: the format whose model signed it
 
 
 @dataclass(slots=True)
@@ -330,6 +336,41 @@ def effort_of_budget(budget: int) -> Effort:
         if budget <= tokens:
             return effort  # type: ignore[return-value]
     return "high"
+
+
+# A sealed signature's bytes begin so; base64 spells their first 12 bytes as below in either alphabet.
+_SEAL = b"tollgate-sig:"
+_SEALED_START = "dG9sbGdhdGUtc2ln"
+
+
+def seal(signature: str, origin: str) -> str:
+    """A signature (or redacted reasoning) made by `origin`'s model, as a caller of another format
+    is given it: its origin travels with it, so that when the caller sends it back in its history
+    it goes to that model and to no other (`unseal`). Canonical base64: google-genai decodes a
+    thoughtSignature into bytes and encodes them again when it sends them back, and to the
+    Anthropic SDK and boto3 it is an opaque string."""
+    return base64.b64encode(_SEAL + origin.encode() + b":" + signature.encode()).decode()
+
+
+def unseal(value: str) -> tuple[str, str | None]:
+    """(signature, origin) of a sealed signature; (value, None) of anything else. google-genai sends
+    bytes back in URL-safe base64, which is read too."""
+    if not value.startswith(_SEALED_START):
+        return value, None
+    try:
+        raw = base64.b64decode(value.replace("-", "+").replace("_", "/"), validate=True)
+        origin, colon, signature = raw.removeprefix(_SEAL).partition(b":")
+        if not raw.startswith(_SEAL) or not colon or not origin:
+            return value, None
+        return signature.decode(), origin.decode()
+    except (binascii.Error, ValueError):  # not base64, or not UTF-8 (UnicodeDecodeError)
+        return value, None
+
+
+def signed_for(value: str, origin: str | None, writer: str) -> str:
+    """A signature as the format `writer` gives it to its caller: as it is if `writer`'s own model
+    made it (or no one knows which), else sealed with its origin."""
+    return seal(value, origin) if origin is not None and origin != writer else value
 
 
 def tool_names(messages: Iterable[Message]) -> dict[str, str]:

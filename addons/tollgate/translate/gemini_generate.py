@@ -14,9 +14,11 @@ followed by a signed part reads as one `Thinking(summary, signature)`, an unsign
 part as `Thinking("", signature)` before it. Writing a call, a `Thinking`'s signature goes on the part
 that follows it (its text is dropped: Gemini needs no thought text back), or on an empty text part
 when nothing follows. Writing an answer or a stream, a `Thinking` is a thought part carrying its
-signature, which reads back the same. A model turn whose first function call comes with no signature
-(history written by another provider's client) gets Google's documented validator-skipping signature,
-as Gemini 3 refuses such a turn otherwise.
+signature, which reads back the same. A signature another provider's model made goes to a Gemini
+client sealed (`chat.seal`), so that it reaches that provider again when the client sends it back;
+one not Gemini's own is never sent to Gemini (it answers 400). A model turn whose first function call
+comes with no signature (history written by another provider's client, or its signature so left out)
+gets Google's documented validator-skipping signature, as Gemini 3 refuses such a turn otherwise.
 
 Ids. Gemini's function calls often carry no id: calls in a request get `call_<n>` by their position
 in the contents, and a function response without an id answers the latest unanswered call of its
@@ -37,6 +39,7 @@ from typing import Any, Literal
 
 from ..json_codec import parse_json
 from ..streams import JSONArrayFramer, SSEFramer, parse_sse_block
+from . import formats
 from .chat import (
     EFFORT_BUDGET,
     ChatError,
@@ -68,8 +71,12 @@ from .chat import (
     Untranslatable,
     UsageReported,
     kind_of_status,
+    signed_for,
     tool_names,
+    unseal,
 )
+
+NAME = formats.GEMINI_GENERATE
 
 Disposition = Literal["translated", "dropped", "refused"]
 _T: Disposition = "translated"
@@ -187,7 +194,8 @@ FIELDS: dict[str, Disposition] = {
 FIELD_NOTES: dict[str, str] = {
     "contents[].role": "user, model, function (read as user); absent reads as user",
     "contents[].parts[].thought": "thought text → Thinking; written only in answers and streams",
-    "contents[].parts[].thoughtSignature": "→ Thinking.signature, placed before the part that carried it",
+    "contents[].parts[].thoughtSignature": "→ Thinking.signature, placed before the part that carried it; "
+    "another provider's, sealed, is unsealed",
     "contents[].parts[].inlineData": "images only; other media types are refused",
     "contents[].parts[].fileData": "images only (Image.url = fileUri); other media types are refused",
     "contents[].parts[].functionCall.id": "absent → call_<n>, n its position among the contents' calls",
@@ -206,7 +214,13 @@ FIELD_NOTES: dict[str, str] = {
 }
 
 # Written from the model: what the Gemini API cannot carry and is left out, by ChatRequest field.
-WRITE_DROPPED = ("parallel_tool_calls", "user", "tools[].strict", "thinking in history")
+WRITE_DROPPED = (
+    "parallel_tool_calls",
+    "user",
+    "tools[].strict",
+    "thinking in history",
+    "thinking signed by another provider",
+)
 # Google's documented thought signature for function calls it did not sign (history from elsewhere).
 SKIP_SIGNATURE = "skip_thought_signature_validator"
 
@@ -415,15 +429,15 @@ def json_schema_of_openapi(schema: Any, where: str) -> Any:
 # Requests: reading
 
 
-def _add_thinking(parts: list[Part], text: str, signature: str | None) -> None:
+def _add_thinking(parts: list[Part], text: str, signature: str | None, origin: str | None) -> None:
     """A thought, or a signature, joining the unsigned Thinking just before it: Gemini signs the
     part after its thought summary, which the model keeps as one signed Thinking."""
     last = parts[-1] if parts else None
     if isinstance(last, Thinking) and last.signature is None and last.redacted is None:
         last.text += text
-        last.signature = signature
+        last.signature, last.origin = signature, origin
     else:
-        parts.append(Thinking(text=text, signature=signature))
+        parts.append(Thinking(text=text, signature=signature, origin=origin))
 
 
 class _RequestReader:
@@ -435,7 +449,7 @@ class _RequestReader:
         self.answered: set[str] = set()
 
     def contents(self, value: Any) -> list[Message]:
-        messages = []
+        messages: list[Message] = []
         for i, raw in enumerate(_list(value, "contents")):
             where = f"contents[{i}]"
             content = _fields(raw, "contents[]", where, self.request)
@@ -446,9 +460,14 @@ class _RequestReader:
                 message = Message("assistant", [])
             else:
                 raise Untranslatable(f"{where}.role '{role}' cannot be translated")
+            if message.role == "assistant" and messages and messages[-1].role == "assistant":
+                # One turn: google-genai's chats keep a streamed answer as a content per chunk, and a
+                # thought summary must join the signature after it (`_add_thinking`).
+                message = messages[-1]
+            else:
+                messages.append(message)
             for j, part in enumerate(_list(content.get("parts"), f"{where}.parts")):
                 self.part(part, f"{where}.parts[{j}]", message)
-            messages.append(message)
         return messages
 
     def part(self, raw: Any, where: str, message: Message) -> None:
@@ -458,8 +477,12 @@ class _RequestReader:
             raise Untranslatable(f"{where} holds both {kinds[0]} and {kinds[1]}")
         thought = _boolean(part.get("thought"), f"{where}.thought")
         signature = _optional_string(part.get("thoughtSignature"), f"{where}.thoughtSignature")
+        origin = None
         if signature == SKIP_SIGNATURE:
             signature = None  # no signature: the marker that history from elsewhere carries none
+        elif signature is not None:
+            signature, origin = unseal(signature)  # another model's, sealed when this client was given it
+            origin = origin or NAME
         model = message.role == "assistant"
         if (thought or signature is not None) and not model:
             raise Untranslatable(f"{where}: a thought or thoughtSignature in a user content cannot be translated")
@@ -467,10 +490,10 @@ class _RequestReader:
         if thought:
             if kind not in (None, "text"):
                 raise Untranslatable(f"{where}.thought on a {kind} part cannot be translated")
-            _add_thinking(message.parts, _string(part.get("text", ""), f"{where}.text"), signature)
+            _add_thinking(message.parts, _string(part.get("text", ""), f"{where}.text"), signature, origin)
             return
         if signature is not None:
-            _add_thinking(message.parts, "", signature)
+            _add_thinking(message.parts, "", signature, origin)
         if kind is None:
             if signature is None:
                 raise Untranslatable(f"{where} holds no content")
@@ -739,7 +762,9 @@ def _content_parts(message: Message, i: int, request: ChatRequest, names: dict[s
         if isinstance(part, Thinking):
             if part.text or part.redacted:
                 _drop(request, "thinking in history")
-            if part.signature is not None:
+            if part.signature is not None and part.origin not in (None, NAME):
+                _drop(request, "thinking signed by another provider")  # Gemini refuses it as corrupted
+            elif part.signature is not None:
                 if signature is not None:
                     parts.append({"text": "", "thoughtSignature": signature})
                 signature = part.signature
@@ -910,12 +935,13 @@ def _answer_parts(content: Any, prefix: str, choice: int) -> list[Part]:
         if not isinstance(raw, dict):
             continue
         signature = _loose_str(raw.get("thoughtSignature"))
+        origin = NAME if signature is not None else None
         text = raw.get("text")
         if raw.get("thought") is True and isinstance(text, str):
-            _add_thinking(parts, text, signature)
+            _add_thinking(parts, text, signature, origin)
             continue
         if signature is not None:
-            _add_thinking(parts, "", signature)
+            _add_thinking(parts, "", signature, origin)
         call = raw.get("functionCall")
         if isinstance(text, str) and text:
             parts.append(Text(text))
@@ -950,10 +976,11 @@ def _read_response(body: dict[str, Any]) -> ChatResponse:
     )
 
 
-def _thought_part(text: str, signature: str | None) -> dict[str, Any]:
+def _thought_part(text: str, signature: str | None, origin: str | None) -> dict[str, Any]:
+    """A thought as a Gemini client is given it: another provider's signature sealed."""
     part: dict[str, Any] = {"text": text, "thought": True}
     if signature is not None:
-        part["thoughtSignature"] = signature
+        part["thoughtSignature"] = signed_for(signature, origin, NAME)
     return part
 
 
@@ -969,7 +996,7 @@ def _answer_part(part: Part) -> dict[str, Any] | None:
     if isinstance(part, Thinking):
         if not part.text and part.signature is None:
             return None  # redacted thinking: Gemini has no form for it
-        return _thought_part(part.text, part.signature)
+        return _thought_part(part.text, part.signature, part.origin)
     if isinstance(part, ToolCall):
         return _written_call(part.id, part.name, part.arguments)[0]
     return None
@@ -1126,12 +1153,13 @@ class GeminiStreamReader:
 
     def _part(self, part: dict[str, Any], choice: int) -> list[StreamEvent]:
         signature = _loose_str(part.get("thoughtSignature"))
+        origin = NAME if signature is not None else None
         text = part.get("text")
         if part.get("thought") is True and isinstance(text, str):
-            return [ThinkingDelta(text, signature, choice=choice)]
+            return [ThinkingDelta(text, signature, choice=choice, origin=origin)]
         events: list[StreamEvent] = []
         if signature is not None:
-            events.append(ThinkingDelta("", signature, choice=choice))
+            events.append(ThinkingDelta("", signature, choice=choice, origin=origin))
         call = part.get("functionCall")
         if isinstance(text, str) and text:
             events.append(TextDelta(text, choice))
@@ -1181,7 +1209,8 @@ class GeminiStreamWriter:
             return self._content(event.choice, {"text": event.text} if event.text else None)
         if isinstance(event, ThinkingDelta):
             empty = not event.text and event.signature is None
-            return self._content(event.choice, None if empty else _thought_part(event.text, event.signature))
+            thought = None if empty else _thought_part(event.text, event.signature, event.origin)
+            return self._content(event.choice, thought)
         if isinstance(event, ToolCallStarted):
             out = self._flush_calls(event.choice)
             self._calls.setdefault(event.choice, {})[event.index] = _PendingCall(event.id, event.name)
@@ -1285,7 +1314,7 @@ class GeminiStreamWriter:
 class GeminiGenerate:
     """generateContent / streamGenerateContent of the Gemini API (a chat.ChatFormat)."""
 
-    name = "gemini-generate"
+    name = NAME
 
     def read_request(self, body: dict[str, Any]) -> ChatRequest:
         request = ChatRequest(model=None, messages=[])

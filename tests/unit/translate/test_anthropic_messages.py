@@ -16,6 +16,7 @@ from tests.support.eventstream import exception, frame, invoke_chunk
 from tollgate.translate import chat
 from tollgate.translate.anthropic_messages import (
     ANTHROPIC_MESSAGES,
+    NAME,
     REQUEST_FIELDS,
     InvokeStreamUnwrapper,
     bedrock_invoke_body,
@@ -152,7 +153,11 @@ DOCS_TOOL_CALL_MODEL = ChatRequest(
         Message(
             "assistant",
             [
-                Thinking("The user wants the weather: call get_weather.", signature="EqQBCgIYAhIM1gbcDa9GJwZA2b3h"),
+                Thinking(
+                    "The user wants the weather: call get_weather.",
+                    signature="EqQBCgIYAhIM1gbcDa9GJwZA2b3h",
+                    origin=NAME,
+                ),
                 Text("I'll check the weather."),
                 ToolCall("toolu_01A09q90qw90lq917835lq9", "get_weather", '{"location":"San Francisco, CA"}'),
             ],
@@ -526,8 +531,8 @@ DOCS_ANSWER_MODEL = ChatResponse(
         Choice(
             0,
             [
-                Thinking("Plan the call.", signature="WaUjzkypQ2mUEVM36O2TxuC06KN8xyfbJwyem2dw3URve"),
-                Thinking(redacted="EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP"),
+                Thinking("Plan the call.", signature="WaUjzkypQ2mUEVM36O2TxuC06KN8xyfbJwyem2dw3URve", origin=NAME),
+                Thinking(redacted="EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP", origin=NAME),
                 Text("I'll check the weather."),
                 ToolCall("toolu_01A09q90qw90lq917835lq9", "get_weather", '{"location":"San Francisco, CA"}'),
             ],
@@ -731,7 +736,7 @@ DOCS_TOOL_STREAM_EVENTS: list[chat.StreamEvent] = [
     Started("msg_014p7gG3wDgGV9EUtLvnow3U", "claude-opus-4-6"),
     UsageReported(TokenUsage(input_tokens=572, output_tokens=2, cached_tokens=100)),
     ThinkingDelta("Weather: use the tool."),
-    ThinkingDelta(signature="EqQBCgIYAhIM"),
+    ThinkingDelta(signature="EqQBCgIYAhIM", origin=NAME),
     TextDelta("Okay"),
     TextDelta(", let's check."),
     ToolCallStarted(0, "toolu_01T1x1fJ34qAmk2tNTrN7Up6", "get_weather"),
@@ -811,7 +816,7 @@ def test_reads_usage_updates_and_errors_in_a_stream() -> None:
         Started("msg_1", "m"),
         UsageReported(TokenUsage(input_tokens=15, output_tokens=1, cache_write_tokens=5)),
         TextDelta("Hi"),
-        ThinkingDelta(redacted="abc"),
+        ThinkingDelta(redacted="abc", origin=NAME),
         ToolCallStarted(0, "t", "f"),
         ToolCallDelta(0, '{"a":1}'),
         Finished("stop", stop_sequence="END"),
@@ -1091,3 +1096,79 @@ def test_bedrock_oddities() -> None:
     broken = InvokeStreamUnwrapper()
     assert broken.feed(b"\x00\x00\x00\x10garbage-garbage-garbage") == b""
     assert broken.error is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# Signatures: each valid only for the provider that made it
+
+
+def test_an_answer_seals_another_providers_signatures() -> None:
+    gemini_signed = Thinking("plan", signature="c2ln+/==", origin="gemini-generate")
+    converse_redacted = Thinking(redacted="cmVk", origin="bedrock-converse")
+    own = Thinking("mine", signature="EqQB", origin=NAME)
+    response = ChatResponse("msg_1", "m", [Choice(0, [gemini_signed, converse_redacted, own, Text("Hi")], "stop")])
+    content = FMT.write_response(response, call())["content"]
+    assert content[:3] == [
+        {"type": "thinking", "thinking": "plan", "signature": chat.seal("c2ln+/==", "gemini-generate")},
+        {"type": "redacted_thinking", "data": chat.seal("cmVk", "bedrock-converse")},
+        {"type": "thinking", "thinking": "mine", "signature": "EqQB"},
+    ]
+    # The client sends them back in its history: each goes back to its own provider.
+    history = FMT.read_request(
+        {"model": "m", "max_tokens": 10, "messages": [{"role": "assistant", "content": content}]}
+    )
+    assert history.messages[0].parts == [gemini_signed, converse_redacted, own, Text("Hi")]
+
+
+def test_a_stream_seals_another_providers_signatures() -> None:
+    events: list[chat.StreamEvent] = [
+        ThinkingDelta("plan"),
+        ThinkingDelta(signature="c2ln", origin="gemini-generate"),
+        ThinkingDelta(redacted="cmVk", origin="bedrock-converse"),
+        ThinkingDelta(signature="EqQB", origin=NAME),
+        Finished("stop"),
+    ]
+    written = sse_events(write_all(events))
+    deltas = [data["delta"] for name, data in written if name == "content_block_delta"]
+    blocks = [data["content_block"] for name, data in written if name == "content_block_start"]
+    assert {"type": "signature_delta", "signature": chat.seal("c2ln", "gemini-generate")} in deltas
+    assert {"type": "signature_delta", "signature": "EqQB"} in deltas
+    assert {"type": "redacted_thinking", "data": chat.seal("cmVk", "bedrock-converse")} in blocks
+
+
+def test_reading_a_call_unseals_signatures_and_knows_anthropics_own() -> None:
+    sealed = chat.seal("c2ln", "gemini-generate")
+    blocks = [
+        {"type": "thinking", "thinking": "a", "signature": sealed},
+        {"type": "thinking", "thinking": "b", "signature": "EqQB"},
+        {"type": "redacted_thinking", "data": "EnCr"},
+    ]
+    request = FMT.read_request({"model": "m", "max_tokens": 10, "messages": [{"role": "assistant", "content": blocks}]})
+    assert request.messages[0].parts == [
+        Thinking("a", signature="c2ln", origin="gemini-generate"),
+        Thinking("b", signature="EqQB", origin=NAME),
+        Thinking(redacted="EnCr", origin=NAME),
+    ]
+
+
+def test_writing_a_call_leaves_out_thinking_another_provider_signed() -> None:
+    request = call(
+        messages=[
+            Message("user", [Text("hi")]),
+            Message(
+                "assistant",
+                [
+                    Thinking("theirs", signature="c2ln", origin="gemini-generate"),
+                    Thinking(redacted="cmVk", origin="bedrock-converse"),
+                    Thinking("mine", signature="EqQB", origin=NAME),
+                    ToolCall("toolu_1", "f", "{}"),
+                ],
+            ),
+        ]
+    )
+    body, _ = FMT.write_request(request)
+    assert body["messages"][1]["content"] == [
+        {"type": "thinking", "thinking": "mine", "signature": "EqQB"},
+        {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}},
+    ]
+    assert request.dropped == ["thinking signed by another provider"]

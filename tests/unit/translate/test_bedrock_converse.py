@@ -22,6 +22,7 @@ from tollgate.providers.bedrock import converse_usage
 from tollgate.translate.bedrock_converse import (
     BEDROCK_CONVERSE,
     EVENT_STREAM,
+    NAME,
     REQUEST_FIELDS,
     ConverseStreamReader,
     event_stream_frame,
@@ -51,6 +52,7 @@ from tollgate.translate.chat import (
     ToolResult,
     Untranslatable,
     UsageReported,
+    seal,
 )
 
 FMT = BEDROCK_CONVERSE
@@ -267,8 +269,8 @@ def test_reads_what_botocore_sends() -> None:
         Message(
             "assistant",
             [
-                Thinking("A picture.", signature="c2ln"),
-                Thinking(redacted=base64.b64encode(b"\x01\x02").decode()),
+                Thinking("A picture.", signature="c2ln", origin=NAME),
+                Thinking(redacted=base64.b64encode(b"\x01\x02").decode(), origin=NAME),
                 ToolCall("t1", "describe", '{"detail":"high"}'),
             ],
         ),
@@ -375,7 +377,12 @@ def test_round_trips_a_request() -> None:
             Message("user", [Text("a"), Image("image/gif", "R0lGODlh")]),
             Message(
                 "assistant",
-                [Thinking("t", signature="s"), Thinking(redacted="cmVk"), Text("b"), ToolCall("i", "n", '{"x":[1,2]}')],
+                [
+                    Thinking("t", signature="s", origin=NAME),
+                    Thinking(redacted="cmVk", origin=NAME),
+                    Text("b"),
+                    ToolCall("i", "n", '{"x":[1,2]}'),
+                ],
             ),
             Message("user", [ToolResult("i", None, [Text("r")], is_error=True), Text("c")]),
         ],
@@ -613,7 +620,11 @@ def test_reads_a_tool_use_answer_with_cache_and_reasoning() -> None:
     }
     response = FMT.read_response(body)
     assert response.choices == [
-        Choice(0, [Thinking("Look it up.", "sig"), ToolCall("tooluse_1", "top_song", '{"sign":"WZPZ"}')], "tool_calls")
+        Choice(
+            0,
+            [Thinking("Look it up.", "sig", origin=NAME), ToolCall("tooluse_1", "top_song", '{"sign":"WZPZ"}')],
+            "tool_calls",
+        )
     ]
     assert response.usage == TokenUsage(input_tokens=1967, output_tokens=80, cached_tokens=0, cache_write_tokens=1956)
     assert response.usage.total_tokens == 2047
@@ -758,7 +769,7 @@ BEDROCK_EVENTS: list[StreamEvent] = [
     Started(),
     ThinkingDelta("The user wants "),
     ThinkingDelta("a song."),
-    ThinkingDelta(signature="EqoBCkgIARAB"),
+    ThinkingDelta(signature="EqoBCkgIARAB", origin=NAME),
     TextDelta("Let me "),
     TextDelta("check."),
     ToolCallStarted(0, "tooluse_abc", "top_song"),
@@ -980,3 +991,68 @@ def test_writes_errors_botocore_reads(error: ChatError, error_type: str) -> None
     assert raised.value.response["Error"] == {"Code": error_type, "Message": error.message}
     assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == error.status
     assert FMT.read_error(status, headers, body).message == error.message
+
+
+# ---------------------------------------------------------------------------------------------
+# Signatures: each valid only for the provider that made it
+
+
+def test_an_answer_seals_another_providers_reasoning_and_botocore_sends_it_back() -> None:
+    theirs = Thinking("plan", signature="EqQB", origin="anthropic-messages")
+    redacted = Thinking(redacted="EnCr", origin="anthropic-messages")
+    own = Thinking("mine", signature="own", origin=NAME)
+    call = ToolCall("c1", "f", '{"a":1}')
+    response = ChatResponse(None, None, [Choice(0, [theirs, redacted, own, call], "tool_calls")])
+    body = FMT.write_response(response, ChatRequest(None, []))
+    assert body["output"]["message"]["content"][:3] == [
+        {"reasoningContent": {"reasoningText": {"text": "plan", "signature": seal("EqQB", "anthropic-messages")}}},
+        {"reasoningContent": {"redactedContent": seal("EnCr", "anthropic-messages")}},
+        {"reasoningContent": {"reasoningText": {"text": "mine", "signature": "own"}}},
+    ]
+    # boto3 holds redactedContent as bytes and encodes them again: the seal comes back the same.
+    parsed = _client((200, {"content-type": "application/json"}, json.dumps(body).encode())).converse(
+        modelId="m", messages=[]
+    )
+    result = {"toolResult": {"toolUseId": "c1", "content": [{"text": "ok"}]}}
+    sent = _botocore_body(messages=[parsed["output"]["message"], {"role": "user", "content": [result]}])
+    assert FMT.read_request(sent).messages[0].parts == [theirs, redacted, own, call]
+
+
+def test_a_stream_seals_another_providers_reasoning() -> None:
+    events: list[StreamEvent] = [
+        ThinkingDelta("plan"),
+        ThinkingDelta(signature="g", origin="gemini-generate"),
+        ThinkingDelta(redacted="EnCr", origin="anthropic-messages"),
+        ThinkingDelta(signature="own", origin=NAME),
+    ]
+    deltas = [payload["delta"] for _, payload in _frames(_written(events)) if "delta" in payload]
+    assert deltas == [
+        {"reasoningContent": {"text": "plan"}},
+        {"reasoningContent": {"signature": seal("g", "gemini-generate")}},
+        {"reasoningContent": {"redactedContent": seal("EnCr", "anthropic-messages")}},
+        {"reasoningContent": {"signature": "own"}},
+    ]
+
+
+def test_writing_a_call_leaves_out_reasoning_another_provider_signed() -> None:
+    request = ChatRequest(
+        None,
+        [
+            Message("user", [Text("hi")]),
+            Message(
+                "assistant",
+                [
+                    Thinking("theirs", signature="c2ln", origin="gemini-generate"),
+                    Thinking(redacted="EnCr", origin="anthropic-messages"),
+                    Thinking("mine", signature="own", origin=NAME),
+                    ToolCall("c1", "f", "{}"),
+                ],
+            ),
+        ],
+    )
+    body, _ = FMT.write_request(request)
+    assert body["messages"][1]["content"] == [
+        {"reasoningContent": {"reasoningText": {"text": "mine", "signature": "own"}}},
+        {"toolUse": {"toolUseId": "c1", "name": "f", "input": {}}},
+    ]
+    assert request.dropped == ["thinking signed by another provider"]

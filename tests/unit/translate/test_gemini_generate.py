@@ -37,8 +37,9 @@ from tollgate.translate.chat import (
     ToolResult,
     Untranslatable,
     UsageReported,
+    seal,
 )
-from tollgate.translate.gemini_generate import FIELDS, GEMINI_GENERATE, SKIP_SIGNATURE, json_schema_of_openapi
+from tollgate.translate.gemini_generate import FIELDS, GEMINI_GENERATE, NAME, SKIP_SIGNATURE, json_schema_of_openapi
 
 G = GEMINI_GENERATE
 
@@ -119,7 +120,7 @@ def test_reads_the_function_calling_example() -> None:
         Message(
             "assistant",
             [
-                Thinking("", signature="c2lnbmF0dXJl"),
+                Thinking("", signature="c2lnbmF0dXJl", origin=NAME),
                 ToolCall("call_0", "get_current_temperature", '{"location":"London"}'),
             ],
         ),
@@ -186,7 +187,9 @@ def test_reads_structured_output_thinking_and_images() -> None:
                 Text("Describe both."),
             ],
         ),
-        Message("assistant", [Thinking("Looking at the pictures", signature="AAAA"), Text("A cat and a dog.")]),
+        Message(
+            "assistant", [Thinking("Looking at the pictures", signature="AAAA", origin=NAME), Text("A cat and a dog.")]
+        ),
     ]
     assert request.system == [Text("Be brief.")]
     assert (request.n, request.seed, request.presence_penalty, request.frequency_penalty) == (2, 7, 0.5, -0.5)
@@ -550,7 +553,7 @@ def test_write_refuses_what_gemini_cannot_carry(message: Message, expected: str)
 
 def test_request_round_trip() -> None:
     request = _full_request()
-    request.messages[1].parts[0] = Thinking("", signature="sig1")  # thought text is not sent back
+    request.messages[1].parts[0] = Thinking("", signature="sig1", origin=NAME)  # thought text is not sent back
     request.reasoning_effort = None
     request.thinking_budget = 2048
     request.output = OutputFormat("json_schema", schema={"type": "object"})
@@ -624,7 +627,7 @@ def test_reads_function_calls_thoughts_and_finish_reasons() -> None:
         Choice(
             0,
             [
-                Thinking("I should check.", signature="sig"),
+                Thinking("I should check.", signature="sig", origin=NAME),
                 ToolCall("call_r1_0_0", "get_weather", '{"city":"Paris"}'),
                 ToolCall("call_r1_0_1", "get_time", "{}"),
             ],
@@ -688,7 +691,7 @@ def test_writes_an_answer() -> None:
 
 @pytest.mark.parametrize("finish", ["stop", "length", "tool_calls", "content_filter", "other", None])
 def test_response_round_trip(finish: Any) -> None:
-    parts: list[Any] = [Thinking("plan", signature="s"), Text("Hi")]
+    parts: list[Any] = [Thinking("plan", signature="s", origin=NAME), Text("Hi")]
     if finish == "tool_calls":
         parts.append(ToolCall("c1", "f", '{"a":[1,2]}'))
     response = ChatResponse(
@@ -786,7 +789,7 @@ def test_reads_a_stream_of_function_calls_and_thoughts() -> None:
     assert _read_all(_sse(chunks)) == [
         Started("r", None),
         ThinkingDelta("Hmm"),
-        ThinkingDelta("", signature="s"),
+        ThinkingDelta("", signature="s", origin=NAME),
         ToolCallStarted(0, "call_r_0_0", "f"),
         ToolCallDelta(0, '{"x":1}'),
         ToolCallStarted(1, "own", "g"),
@@ -823,7 +826,7 @@ def test_stream_reading_does_not_depend_on_cuts(cuts: list[int], array: bool) ->
 STREAM_EVENTS: list[StreamEvent] = [
     Started("resp1", "gemini-2.5-flash"),
     ThinkingDelta("hmm"),
-    ThinkingDelta("", signature="c2ln"),
+    ThinkingDelta("", signature="c2ln", origin=NAME),
     TextDelta("Hello"),
     TextDelta(" world", choice=1),
     ToolCallStarted(0, "call_a", "get_weather"),
@@ -885,7 +888,7 @@ def test_stream_round_trip(array: bool) -> None:
     assert back == [
         Started("resp1", "gemini-2.5-flash"),
         ThinkingDelta("hmm"),
-        ThinkingDelta("", signature="c2ln"),
+        ThinkingDelta("", signature="c2ln", origin=NAME),
         TextDelta("Hello"),
         TextDelta(" world", choice=1),
         ToolCallStarted(0, "call_a", "get_weather"),
@@ -1016,3 +1019,144 @@ def test_google_genai_reads_the_written_chunks() -> None:
     assert text == "Hello world"  # each chunk holds one candidate but the last
     assert calls == [["get_weather", {"city": "Paris"}, "call_a"], ["get_time", {}, "call_b"]]
     assert total == 30
+
+
+# ---------------------------------------------------------------------------------------------
+# Signatures: each valid only for the provider that made it
+
+# Sealed, this one holds "+" and "/", which google-genai sends back URL-safe.
+CLAUDE_SIGNATURE = "c2ln>>>???"
+
+
+def test_an_answer_and_a_stream_seal_another_providers_signatures() -> None:
+    theirs = Thinking("plan", signature=CLAUDE_SIGNATURE, origin="anthropic-messages")
+    response = ChatResponse("r", None, [Choice(0, [theirs, Thinking("", "own", origin=NAME), Text("Hi")], "stop")])
+    parts = G.write_response(response, ChatRequest("gemini-3-pro-preview", []))["candidates"][0]["content"]["parts"]
+    assert parts[:2] == [
+        {"text": "plan", "thought": True, "thoughtSignature": seal(CLAUDE_SIGNATURE, "anthropic-messages")},
+        {"text": "", "thought": True, "thoughtSignature": "own"},
+    ]
+    streamed = _write_all([ThinkingDelta("", "s", origin="bedrock-converse"), ThinkingDelta("", "g", origin=NAME)])
+    chunks = [json.loads(block.removeprefix(b"data: ")) for block in streamed.split(b"\r\n\r\n") if block]
+    assert [c["candidates"][0]["content"]["parts"] for c in chunks] == [
+        [{"text": "", "thought": True, "thoughtSignature": seal("s", "bedrock-converse")}],
+        [{"text": "", "thought": True, "thoughtSignature": "g"}],
+    ]
+
+
+def test_reading_a_call_unseals_signatures_and_knows_geminis_own() -> None:
+    sealed = seal(CLAUDE_SIGNATURE, "anthropic-messages")
+    url_safe = sealed.replace("+", "-").replace("/", "_")  # as google-genai sends bytes back
+    assert url_safe != sealed
+    body = {
+        "contents": [
+            {
+                "role": "model",
+                "parts": [
+                    {"text": "plan", "thought": True, "thoughtSignature": url_safe},
+                    {"text": "Hi", "thoughtSignature": "own"},
+                    {"functionCall": {"name": "f", "args": {}}, "thoughtSignature": SKIP_SIGNATURE},
+                ],
+            }
+        ]
+    }
+    assert G.read_request(body).messages[0].parts == [
+        Thinking("plan", signature=CLAUDE_SIGNATURE, origin="anthropic-messages"),
+        Thinking("", signature="own", origin=NAME),
+        Text("Hi"),
+        ToolCall("call_0", "f", "{}"),
+    ]
+
+
+def test_writing_a_call_leaves_out_another_providers_signature() -> None:
+    request = ChatRequest(
+        "gemini-3-pro-preview",
+        [
+            Message("user", [Text("Weather?")]),
+            Message(
+                "assistant",
+                [
+                    Thinking("", signature="EqQB", origin="anthropic-messages"),
+                    ToolCall("c1", "get_weather", "{}"),
+                    Thinking("", signature="own", origin=NAME),
+                    Text("Checking."),
+                ],
+            ),
+        ],
+    )
+    body, _ = G.write_request(request)
+    assert body["contents"][1]["parts"] == [
+        {"functionCall": {"id": "c1", "name": "get_weather", "args": {}}, "thoughtSignature": SKIP_SIGNATURE},
+        {"text": "Checking.", "thoughtSignature": "own"},
+    ]
+    assert request.dropped == ["thinking signed by another provider"]
+
+
+def test_a_streamed_turn_kept_as_a_content_per_chunk_reads_as_one() -> None:
+    """As google-genai's chats keep it: the thought summary joins the signature that follows it."""
+    chunks = [
+        [{"text": "pl", "thought": True}],
+        [{"text": "an", "thought": True}],
+        [{"text": "", "thought": True, "thoughtSignature": "sig"}],
+        [{"functionCall": {"name": "f", "args": {}}}],
+    ]
+    body = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}, *({"role": "model", "parts": p} for p in chunks)]}
+    assert G.read_request(body).messages == [
+        Message("user", [Text("Hi")]),
+        Message("assistant", [Thinking("plan", signature="sig", origin=NAME), ToolCall("call_0", "f", "{}")]),
+    ]
+
+
+GENAI_CHATS = """
+import json, sys
+try:
+    import httpx2 as httpx  # what google-genai uses where it is installed
+except ImportError:
+    import httpx
+from google import genai
+from google.genai import types
+answers, sent = json.loads(sys.stdin.read()), []
+def upstream(request):
+    sent.append(json.loads(request.content))
+    streamed = "streamGenerateContent" in request.url.path
+    kind = "text/event-stream" if streamed else "application/json"
+    return httpx.Response(200, content=answers[streamed], headers={"content-type": kind})
+http = httpx.Client(transport=httpx.MockTransport(upstream))
+client = genai.Client(api_key="k", http_options=types.HttpOptions(httpx_client=http))
+result = types.Part.from_function_response(name="get_weather", response={"result": "18C"})
+chat = client.chats.create(model="gemini-3-pro-preview")
+chat.send_message("Weather in Paris?")
+chat.send_message(result)
+streamed = client.chats.create(model="gemini-3-pro-preview")
+list(streamed.send_message_stream("Weather in Paris?"))
+list(streamed.send_message_stream(result))
+print(json.dumps([sent[1], sent[3]]))
+"""
+
+
+def test_a_sealed_signature_survives_google_genai() -> None:
+    """google-genai keeps a thoughtSignature as bytes and sends them back in URL-safe base64; its
+    chats keep a streamed answer as one content per chunk."""
+    theirs = Thinking("plan", signature=CLAUDE_SIGNATURE, origin="anthropic-messages")
+    call = ToolCall("call_9", "get_weather", '{"city": "Paris"}')
+    answer = ChatResponse("r", None, [Choice(0, [theirs, call], "tool_calls")])
+    stream = [
+        ThinkingDelta("pl"),
+        ThinkingDelta("an"),
+        ThinkingDelta(signature=CLAUDE_SIGNATURE, origin="anthropic-messages"),
+        ToolCallStarted(0, "call_9", "get_weather"),
+        ToolCallDelta(0, '{"city": "Paris"}'),
+        Finished("tool_calls"),
+    ]
+    request = ChatRequest("gemini-3-pro-preview", [])
+    answers = [json.dumps(G.write_response(answer, request)), _write_all(stream).decode()]
+    done = subprocess.run(
+        [client_python(), "-c", GENAI_CHATS], input=json.dumps(answers), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    url_safe = seal(CLAUDE_SIGNATURE, "anthropic-messages").replace("+", "-").replace("/", "_")
+    for sent in json.loads(done.stdout):
+        signatures = [p["thoughtSignature"] for c in sent["contents"] for p in c["parts"] if "thoughtSignature" in p]
+        assert signatures == [url_safe]
+        assistant = G.read_request(sent).messages[1]
+        assert assistant.parts[:2] == [theirs, ToolCall("call_9", "get_weather", '{"city":"Paris"}')]

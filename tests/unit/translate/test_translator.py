@@ -4,6 +4,7 @@ meaning the same in the first. N formats make N×(N−1) routes with no code per
 
 from __future__ import annotations
 
+import base64
 import json
 from itertools import pairwise, permutations
 
@@ -23,6 +24,8 @@ from tollgate.translate.chat import (
     StreamEvent,
     Text,
     TextDelta,
+    Thinking,
+    ThinkingDelta,
     TokenUsage,
     Tool,
     ToolCall,
@@ -30,6 +33,8 @@ from tollgate.translate.chat import (
     ToolCallStarted,
     ToolResult,
     UsageReported,
+    seal,
+    unseal,
 )
 from tollgate.translate.formats import ANTHROPIC_MESSAGES, BEDROCK_CONVERSE, GEMINI_GENERATE, OPENAI_CHAT
 from tollgate.translate.translator import FORMATS, Translation
@@ -240,3 +245,144 @@ def test_an_answer_that_cannot_be_read_becomes_the_callers_error(source):
     got = rewrite.feed(b"<html>Bad gateway</html>") + rewrite.flush()
     error = FORMATS[source].read_error(502, {}, got)
     assert error.kind == "server" and "not a JSON object" in error.message
+
+
+# ---------------------------------------------------------------------------------------------
+# Signatures: each valid only for the provider that made it
+
+
+@given(signature=st.text(), origin=st.sampled_from(NAMES))
+def test_a_sealed_signature_unseals_to_itself_and_its_origin(signature, origin):
+    sealed = seal(signature, origin)
+    raw = base64.b64decode(sealed, validate=True)
+    assert base64.b64encode(raw).decode() == sealed  # canonical: google-genai's bytes round trip keeps it
+    assert unseal(sealed) == (signature, origin)
+    assert unseal(base64.urlsafe_b64encode(raw).decode()) == (signature, origin)  # as google-genai sends it
+
+
+@given(value=st.text() | st.binary().map(lambda b: base64.b64encode(b).decode()))
+def test_anything_not_sealed_unseals_to_itself(value):
+    assert unseal(value) == (value, None)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "dG9sbGdhdGUtc2ln",  # "tollgate-sig" with no colon
+        base64.b64encode(b"tollgate-sig:").decode(),  # no origin
+        base64.b64encode(b"tollgate-sig::sig").decode(),  # an empty origin
+        base64.b64encode(b"tollgate-sig:\xff:sig").decode(),  # not UTF-8
+        "dG9sbGdhdGUtc2lnOm!!",  # not base64
+    ],
+)
+def test_unsealing_something_nearly_sealed_never_raises(value):
+    assert unseal(value) == (value, None)
+
+
+SIGNING = (ANTHROPIC_MESSAGES, GEMINI_GENERATE, BEDROCK_CONVERSE)
+SIGNATURE = "c2ln>>>???"  # opaque to everyone but its maker; sealed, it holds "+" and "/"
+THOUGHT = "Look it up."
+
+
+def signed_answer(stream: bool) -> ChatResponse | list[StreamEvent]:
+    """The target's answer: its reasoning, signed, and a tool call."""
+    if stream:
+        return [
+            Started("id-1", "target-model"),
+            ThinkingDelta(THOUGHT),
+            ThinkingDelta(signature=SIGNATURE),
+            ToolCallStarted(0, "call_9", "get_weather"),
+            ToolCallDelta(0, '{"city": "Paris"}'),
+            Finished("tool_calls"),
+        ]
+    parts = [Thinking(THOUGHT, signature=SIGNATURE), ToolCall("call_9", "get_weather", '{"city": "Paris"}')]
+    return ChatResponse("id-1", "target-model", [Choice(0, parts, "tool_calls")])
+
+
+def whole(fmt: str, events: list[StreamEvent]) -> dict:
+    """A stream the caller read, as the whole answer its client makes of it (as the SDKs do)."""
+    thinking, call = Thinking(), ToolCall("", "", "")
+    for e in events:
+        if isinstance(e, ThinkingDelta):
+            thinking.text += e.text
+            thinking.signature = e.signature or thinking.signature
+        elif isinstance(e, ToolCallStarted):
+            call.id, call.name = e.id, e.name
+        elif isinstance(e, ToolCallDelta):
+            call.arguments += e.arguments
+    answer = ChatResponse("id-1", "m", [Choice(0, [thinking, call], "tool_calls")])
+    return parse_json(encode_json(FORMATS[fmt].write_response(answer, conversation()))) or {}
+
+
+def history_turn(fmt: str, answer: dict) -> dict:
+    """The assistant turn of an answer in `fmt`, as its client keeps it for the next call."""
+    if fmt == ANTHROPIC_MESSAGES:
+        return {"role": "assistant", "content": answer["content"]}
+    if fmt == GEMINI_GENERATE:
+        return answer["candidates"][0]["content"]
+    return answer["output"]["message"]
+
+
+def next_call(fmt: str, turn: dict) -> dict:
+    """The caller's next call: its question, the answer's turn as it was given, and the tool's result."""
+    chat = ChatRequest(
+        "m",
+        [
+            Message("user", [Text("Weather in Paris?")]),
+            Message("assistant", [ToolCall("call_9", "get_weather", "{}")]),  # its place: the turn given goes there
+            Message("user", [ToolResult("call_9", "get_weather", [Text("18C and sunny")])]),
+        ],
+        tools=[WEATHER],
+        max_tokens=100,
+    )
+    body = written(fmt, chat)
+    body["contents" if fmt == GEMINI_GENERATE else "messages"][1] = turn
+    return body
+
+
+def reasoning_sent(target: str, body: dict) -> list[Thinking]:
+    sent = FORMATS[target].read_request(parse_json(encode_json(body)) or {})
+    return [p for m in sent.messages for p in m.parts if isinstance(p, Thinking) and p.signature is not None]
+
+
+@pytest.mark.parametrize(("source", "target"), list(permutations(SIGNING, 2)))
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_signature_goes_back_to_the_provider_that_made_it(source, target, stream):
+    """A caller of another format gets the target's signature (sealed) and sends it back next turn:
+    the target gets it as it made it, with its reasoning."""
+    t = Translation(source)
+    t.target = target
+    t.request(written(source, conversation(stream)), "target-model", stream, {})
+    upstream = signed_answer(stream)
+    rewrite = t.rewriter(stream)
+    assert rewrite is not None
+    if isinstance(upstream, list):
+        got = rewrite.feed(stream_bytes(target, upstream)) + rewrite.flush()
+        reader = FORMATS[source].stream_reader()
+        answer = whole(source, reader.feed(got) + reader.end())
+    else:
+        got = rewrite.feed(encode_json(FORMATS[target].write_response(upstream, conversation()))) + rewrite.flush()
+        answer = parse_json(got) or {}
+    assert SIGNATURE not in json.dumps(answer)  # not as it is: sealed
+
+    following = Translation(source)
+    following.target = target
+    body, _, dropped = following.request(next_call(source, history_turn(source, answer)), "target-model", False, {})
+    thought = "" if target == GEMINI_GENERATE else THOUGHT  # Gemini takes no thought text back
+    assert reasoning_sent(target, body) == [Thinking(thought, SIGNATURE, origin=target)]
+    assert "thinking signed by another provider" not in dropped
+
+
+@pytest.mark.parametrize(("source", "target"), list(permutations(SIGNING, 2)))
+def test_a_signature_never_goes_to_another_provider(source, target):
+    """The caller's own provider's signature (history from before the route), or a third's."""
+    for origin in [source, *(f for f in SIGNING if f not in (source, target))]:
+        signed = Thinking(THOUGHT, signature=SIGNATURE, origin=origin)
+        answer = ChatResponse("id-1", "m", [Choice(0, [signed, ToolCall("call_9", "get_weather", "{}")], "tool_calls")])
+        kept = parse_json(encode_json(FORMATS[source].write_response(answer, conversation()))) or {}
+        t = Translation(source)
+        t.target = target
+        body, _, dropped = t.request(next_call(source, history_turn(source, kept)), "target-model", False, {})
+        assert reasoning_sent(target, body) == []
+        assert SIGNATURE not in json.dumps(body)
+        assert "thinking signed by another provider" in dropped
