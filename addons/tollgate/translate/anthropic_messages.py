@@ -16,6 +16,7 @@ from ..streams import EventStreamFrame, EventStreamFramer, SSEFramer, parse_sse_
 from . import chat, formats
 from .chat import (
     ChatError,
+    ChatFormat,
     ChatRequest,
     ChatResponse,
     Choice,
@@ -1194,41 +1195,6 @@ def write_error(error: ChatError) -> tuple[int, dict[str, str], bytes]:
 
 
 # ---------------------------------------------------------------------------------------------
-# The format
-
-
-class AnthropicMessages:
-    name = NAME
-
-    def read_request(self, body: dict[str, Any]) -> ChatRequest:
-        return read_request(body)
-
-    def write_request(self, request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]:
-        return write_request(request)
-
-    def read_response(self, body: dict[str, Any]) -> ChatResponse:
-        return read_response(body)
-
-    def write_response(self, response: ChatResponse, request: ChatRequest) -> dict[str, Any]:
-        return write_response(response, request)
-
-    def stream_reader(self) -> MessagesStreamReader:
-        return MessagesStreamReader()
-
-    def stream_writer(self, request: ChatRequest) -> MessagesStreamWriter:
-        return MessagesStreamWriter(request)
-
-    def read_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ChatError:
-        return read_error(status, headers, body)
-
-    def write_error(self, error: ChatError) -> tuple[int, dict[str, str], bytes]:
-        return write_error(error)
-
-
-ANTHROPIC_MESSAGES = AnthropicMessages()
-
-
-# ---------------------------------------------------------------------------------------------
 # Claude on Bedrock's InvokeModel: the Messages call as it is, in Bedrock's envelope
 
 
@@ -1299,3 +1265,20 @@ class InvokeStreamUnwrapper:
         if b"\n" in raw or b"\r" in raw:
             raw = encode_json(data)  # an SSE data line holds no line break
         return chat.sse(raw.strip(), _as_str(data.get("type")) or "message")
+
+
+# ---------------------------------------------------------------------------------------------
+# The format
+
+
+ANTHROPIC_MESSAGES = ChatFormat(
+    name=NAME,
+    read_request=read_request,
+    write_request=write_request,
+    read_response=read_response,
+    write_response=write_response,
+    stream_reader=MessagesStreamReader,
+    stream_writer=MessagesStreamWriter,
+    read_error=read_error,
+    write_error=write_error,
+)

@@ -21,9 +21,11 @@ from typing import Any, Literal, cast
 
 from ..json_codec import parse_json
 from ..streams import EventStreamFramer
+from . import formats
 from .chat import (
     EFFORT_BUDGET,
     ChatError,
+    ChatFormat,
     ChatRequest,
     ChatResponse,
     Choice,
@@ -56,7 +58,7 @@ from .chat import (
     unseal,
 )
 
-NAME = "bedrock-converse"
+NAME = formats.BEDROCK_CONVERSE
 EVENT_STREAM = "application/vnd.amazon.eventstream"
 
 Treatment = Literal["translated", "dropped", "refused"]
@@ -980,7 +982,7 @@ class ConverseStreamWriter:
 
     content_type = EVENT_STREAM
 
-    def __init__(self) -> None:
+    def __init__(self, request: ChatRequest) -> None:  # a Converse stream names neither model nor id
         self._started = False
         self._blocks = 0  # content blocks begun so far
         self._open: tuple[str, int] | None = None  # the open block's kind ("text", "thinking", "tool") and index
@@ -1133,32 +1135,14 @@ def write_error(error: ChatError) -> tuple[int, dict[str, str], bytes]:
 # ---------------------------------------------------------------------------------------------
 
 
-class BedrockConverse:
-    name = NAME
-
-    def read_request(self, body: dict[str, Any]) -> ChatRequest:
-        return read_request(body)
-
-    def write_request(self, request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]:
-        return write_request(request)
-
-    def read_response(self, body: dict[str, Any]) -> ChatResponse:
-        return read_response(body)
-
-    def write_response(self, response: ChatResponse, request: ChatRequest) -> dict[str, Any]:
-        return write_response(response, request)
-
-    def stream_reader(self) -> ConverseStreamReader:
-        return ConverseStreamReader()
-
-    def stream_writer(self, request: ChatRequest) -> ConverseStreamWriter:
-        return ConverseStreamWriter()
-
-    def read_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ChatError:
-        return read_error(status, headers, body)
-
-    def write_error(self, error: ChatError) -> tuple[int, dict[str, str], bytes]:
-        return write_error(error)
-
-
-BEDROCK_CONVERSE = BedrockConverse()
+BEDROCK_CONVERSE = ChatFormat(
+    name=NAME,
+    read_request=read_request,
+    write_request=write_request,
+    read_response=read_response,
+    write_response=write_response,
+    stream_reader=ConverseStreamReader,
+    stream_writer=ConverseStreamWriter,
+    read_error=read_error,
+    write_error=write_error,
+)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -291,35 +291,29 @@ class StreamWriter(Protocol):
         ...
 
 
-class ChatFormat(Protocol):
-    """One wire format of chat calls."""
+@dataclass(frozen=True, slots=True)
+class ChatFormat:
+    """One wire format of chat calls: its name, and what reads and writes each thing in it (a format
+    module's functions and stream classes)."""
 
     name: str
-
-    def read_request(self, body: dict[str, Any]) -> ChatRequest:
-        """Raises Untranslatable for what it cannot read exactly (an unknown field, a content
-        type it does not know), naming it."""
-        ...
-
-    def write_request(self, request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]:
-        """The body, and headers the target needs (an Anthropic beta, say). Raises Untranslatable
-        where dropping a parameter would change the answer's meaning; adds to `request.dropped`
-        what it leaves out otherwise."""
-        ...
-
-    def read_response(self, body: dict[str, Any]) -> ChatResponse: ...
-
-    def write_response(self, response: ChatResponse, request: ChatRequest) -> dict[str, Any]: ...
-
-    def stream_reader(self) -> StreamReader: ...
-
-    def stream_writer(self, request: ChatRequest) -> StreamWriter: ...
-
-    def read_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ChatError: ...
-
-    def write_error(self, error: ChatError) -> tuple[int, dict[str, str], bytes]:
-        """Status, headers (content-type among them) and body in this format's error shape."""
-        ...
+    read_request: Callable[[dict[str, Any]], ChatRequest]
+    """Raises Untranslatable for what it cannot read exactly (an unknown field, a content type it
+    does not know), naming it."""
+    write_request: Callable[[ChatRequest], tuple[dict[str, Any], dict[str, str]]]
+    """The body, and headers the target needs (an Anthropic beta, say). Raises Untranslatable where
+    dropping a parameter would change the answer's meaning; adds to `request.dropped` what it leaves
+    out otherwise."""
+    read_response: Callable[[dict[str, Any]], ChatResponse]
+    write_response: Callable[[ChatResponse, ChatRequest], dict[str, Any]]
+    """The answer in this format, for the call it answers (`request`: its model, where the answer
+    names none)."""
+    stream_reader: Callable[[], StreamReader]
+    stream_writer: Callable[[ChatRequest], StreamWriter]
+    read_error: Callable[[int, Mapping[str, str], bytes], ChatError]
+    """An error answer (status, headers, body) as a ChatError."""
+    write_error: Callable[[ChatError], tuple[int, dict[str, str], bytes]]
+    """Status, headers (content-type among them) and body in this format's error shape."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from . import formats
 from .chat import (
     EFFORT_BUDGET,
     ChatError,
+    ChatFormat,
     ChatRequest,
     ChatResponse,
     Choice,
@@ -676,6 +677,20 @@ def _read_config(value: Any, request: ChatRequest) -> None:
         _read_thinking(config["thinkingConfig"], request)
 
 
+def read_request(body: dict[str, Any]) -> ChatRequest:
+    request = ChatRequest(model=None, messages=[])
+    top = _fields(body, "", "", request)
+    request.messages = _RequestReader(request).contents(top.get("contents"))
+    if "systemInstruction" in top:
+        request.system = _read_system(top["systemInstruction"], request)
+    request.tools = _read_tools(top.get("tools"), request)
+    if "toolConfig" in top:
+        request.tool_choice = _read_tool_choice(top["toolConfig"], request.tools, request)
+    if "generationConfig" in top:
+        _read_config(top["generationConfig"], request)
+    return request
+
+
 # ---------------------------------------------------------------------------------------------
 # Requests: writing
 
@@ -859,6 +874,24 @@ def _write_config(request: ChatRequest) -> dict[str, Any]:
     return config
 
 
+def write_request(request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]:
+    body: dict[str, Any] = {"contents": _write_contents(request)}
+    if request.system:
+        body["systemInstruction"] = {"parts": [{"text": t.text} for t in request.system]}
+    if request.tools:
+        body["tools"] = [{"functionDeclarations": [_write_declaration(t, request) for t in request.tools]}]
+    if request.tool_choice is not None:
+        body["toolConfig"] = _write_tool_config(request.tool_choice)
+    config = _write_config(request)
+    if config:
+        body["generationConfig"] = config
+    if request.parallel_tool_calls is not None:
+        _drop(request, "parallel_tool_calls")
+    if request.user is not None:
+        _drop(request, "user")
+    return body, {}
+
+
 # ---------------------------------------------------------------------------------------------
 # Answers
 
@@ -953,7 +986,7 @@ def _answer_parts(content: Any, prefix: str, choice: int) -> list[Part]:
     return parts
 
 
-def _read_response(body: dict[str, Any]) -> ChatResponse:
+def read_response(body: dict[str, Any]) -> ChatResponse:
     prefix = _call_id_prefix(body.get("responseId"))
     choices = []
     candidates = body.get("candidates")
@@ -1002,7 +1035,7 @@ def _answer_part(part: Part) -> dict[str, Any] | None:
     return None
 
 
-def _write_response(response: ChatResponse, request: ChatRequest) -> dict[str, Any]:
+def write_response(response: ChatResponse, request: ChatRequest) -> dict[str, Any]:
     candidates = []
     for choice in response.choices:
         candidate: dict[str, Any] = {}
@@ -1047,7 +1080,7 @@ def _error_of(error: Any, status: int | None) -> ChatError:
     return ChatError(status=status, kind=kind, message=message)
 
 
-def _read_error(status: int, body: bytes) -> ChatError:
+def read_error(status: int, headers: Mapping[str, str], body: bytes) -> ChatError:
     try:
         value: Any = json.loads(body) if body else None
     except (ValueError, UnicodeDecodeError):
@@ -1064,6 +1097,10 @@ def _read_error(status: int, body: bytes) -> ChatError:
 
 def _error_body(error: ChatError) -> dict[str, Any]:
     return {"error": {"code": error.status, "message": error.message, "status": _STATUS_OF_KIND[error.kind]}}
+
+
+def write_error(error: ChatError) -> tuple[int, dict[str, str], bytes]:
+    return error.status, {"content-type": "application/json"}, _json_bytes(_error_body(error))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1311,63 +1348,21 @@ class GeminiStreamWriter:
 # The format
 
 
-class GeminiGenerate:
-    """generateContent / streamGenerateContent of the Gemini API (a chat.ChatFormat)."""
-
-    name = NAME
-
-    def read_request(self, body: dict[str, Any]) -> ChatRequest:
-        request = ChatRequest(model=None, messages=[])
-        top = _fields(body, "", "", request)
-        request.messages = _RequestReader(request).contents(top.get("contents"))
-        if "systemInstruction" in top:
-            request.system = _read_system(top["systemInstruction"], request)
-        request.tools = _read_tools(top.get("tools"), request)
-        if "toolConfig" in top:
-            request.tool_choice = _read_tool_choice(top["toolConfig"], request.tools, request)
-        if "generationConfig" in top:
-            _read_config(top["generationConfig"], request)
-        return request
-
-    def write_request(self, request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]:
-        body: dict[str, Any] = {"contents": _write_contents(request)}
-        if request.system:
-            body["systemInstruction"] = {"parts": [{"text": t.text} for t in request.system]}
-        if request.tools:
-            body["tools"] = [{"functionDeclarations": [_write_declaration(t, request) for t in request.tools]}]
-        if request.tool_choice is not None:
-            body["toolConfig"] = _write_tool_config(request.tool_choice)
-        config = _write_config(request)
-        if config:
-            body["generationConfig"] = config
-        if request.parallel_tool_calls is not None:
-            _drop(request, "parallel_tool_calls")
-        if request.user is not None:
-            _drop(request, "user")
-        return body, {}
-
-    def read_response(self, body: dict[str, Any]) -> ChatResponse:
-        return _read_response(body)
-
-    def write_response(self, response: ChatResponse, request: ChatRequest) -> dict[str, Any]:
-        return _write_response(response, request)
-
-    def stream_reader(self) -> GeminiStreamReader:
-        return GeminiStreamReader()
-
-    def stream_writer(self, request: ChatRequest) -> GeminiStreamWriter:
-        """Server-sent events, as streamGenerateContent?alt=sse answers (google-genai asks that)."""
-        return GeminiStreamWriter(request)
-
-    def array_stream_writer(self, request: ChatRequest) -> GeminiStreamWriter:
-        """A JSON array written element by element, as streamGenerateContent without alt=sse answers."""
-        return GeminiStreamWriter(request, array=True)
-
-    def read_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ChatError:
-        return _read_error(status, body)
-
-    def write_error(self, error: ChatError) -> tuple[int, dict[str, str], bytes]:
-        return error.status, {"content-type": "application/json"}, _json_bytes(_error_body(error))
+def array_stream_writer(request: ChatRequest) -> GeminiStreamWriter:
+    """A JSON array written element by element, as streamGenerateContent without alt=sse answers (the
+    format's own `stream_writer` writes server-sent events, as it answers with alt=sse: google-genai
+    asks that)."""
+    return GeminiStreamWriter(request, array=True)
 
 
-GEMINI_GENERATE = GeminiGenerate()
+GEMINI_GENERATE = ChatFormat(
+    name=NAME,
+    read_request=read_request,
+    write_request=write_request,
+    read_response=read_response,
+    write_response=write_response,
+    stream_reader=GeminiStreamReader,
+    stream_writer=GeminiStreamWriter,
+    read_error=read_error,
+    write_error=write_error,
+)

@@ -15,9 +15,11 @@ from typing import Any, Literal
 
 from ..json_codec import encode_json, parse_json
 from ..streams import SSEFramer, parse_sse_block
+from . import formats
 from .chat import (
     STATUS_OF_KIND,
     ChatError,
+    ChatFormat,
     ChatRequest,
     ChatResponse,
     Choice,
@@ -50,7 +52,9 @@ from .chat import (
     sse,
 )
 
-__all__ = ["OPENAI_CHAT", "REQUEST_FIELDS", "OpenAIChat"]
+__all__ = ["OPENAI_CHAT", "REQUEST_FIELDS"]
+
+NAME = formats.OPENAI_CHAT
 
 Fate = Literal["translated", "dropped", "refused"]
 
@@ -1090,34 +1094,14 @@ class ChatStreamWriter:
 # ---------------------------------------------------------------------------------------------
 
 
-class OpenAIChat:
-    """OpenAI's Chat Completions as a ChatFormat."""
-
-    name = "openai-chat"
-
-    def read_request(self, body: dict[str, Any]) -> ChatRequest:
-        return read_request(body)
-
-    def write_request(self, request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]:
-        return write_request(request)
-
-    def read_response(self, body: dict[str, Any]) -> ChatResponse:
-        return read_response(body)
-
-    def write_response(self, response: ChatResponse, request: ChatRequest) -> dict[str, Any]:
-        return write_response(response, request)
-
-    def stream_reader(self) -> ChatStreamReader:
-        return ChatStreamReader()
-
-    def stream_writer(self, request: ChatRequest) -> ChatStreamWriter:
-        return ChatStreamWriter(request)
-
-    def read_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ChatError:
-        return read_error(status, headers, body)
-
-    def write_error(self, error: ChatError) -> tuple[int, dict[str, str], bytes]:
-        return write_error(error)
-
-
-OPENAI_CHAT = OpenAIChat()
+OPENAI_CHAT = ChatFormat(
+    name=NAME,
+    read_request=read_request,
+    write_request=write_request,
+    read_response=read_response,
+    write_response=write_response,
+    stream_reader=ChatStreamReader,
+    stream_writer=ChatStreamWriter,
+    read_error=read_error,
+    write_error=write_error,
+)

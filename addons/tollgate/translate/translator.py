@@ -108,10 +108,9 @@ class Translation:
         return FORMATS[self.source].write_error(error)[2]
 
     def _writer(self) -> StreamWriter:
-        source = FORMATS[self.source]
         if self.json_array:
-            return gemini_generate.GEMINI_GENERATE.array_stream_writer(self._chat())
-        return source.stream_writer(self._chat())
+            return gemini_generate.array_stream_writer(self._chat())
+        return FORMATS[self.source].stream_writer(self._chat())
 
     def _chat(self) -> ChatRequest:
         assert self.chat is not None, "the request is translated before its answer"

@@ -39,7 +39,14 @@ from tollgate.translate.chat import (
     UsageReported,
     seal,
 )
-from tollgate.translate.gemini_generate import FIELDS, GEMINI_GENERATE, NAME, SKIP_SIGNATURE, json_schema_of_openapi
+from tollgate.translate.gemini_generate import (
+    FIELDS,
+    GEMINI_GENERATE,
+    NAME,
+    SKIP_SIGNATURE,
+    array_stream_writer,
+    json_schema_of_openapi,
+)
 
 G = GEMINI_GENERATE
 
@@ -842,7 +849,7 @@ STREAM_EVENTS: list[StreamEvent] = [
 
 def _write_all(events: list[StreamEvent], array: bool = False) -> bytes:
     request = ChatRequest("gemini-2.5-flash", [])
-    writer = G.array_stream_writer(request) if array else G.stream_writer(request)
+    writer = array_stream_writer(request) if array else G.stream_writer(request)
     assert writer.content_type == ("application/json" if array else "text/event-stream")
     return b"".join(writer.write(e) for e in events) + writer.end()
 
@@ -911,10 +918,10 @@ def test_stream_writer_holds_what_it_must_and_never_raises() -> None:
     tail = writer.end()
     assert b'"finishReason":"STOP"' in tail and b"usageMetadata" not in tail
     assert writer.end() == b""
-    failing = G.array_stream_writer(ChatRequest("m", []))
+    failing = array_stream_writer(ChatRequest("m", []))
     out = failing.write(Failed(ChatError(429, "rate_limit", "slow"))) + failing.end()
     assert json.loads(out) == [{"error": {"code": 429, "message": "slow", "status": "RESOURCE_EXHAUSTED"}}]
-    assert G.array_stream_writer(ChatRequest("m", [])).end() == b"[]"
+    assert array_stream_writer(ChatRequest("m", [])).end() == b"[]"
 
 
 def test_usage_after_the_finish_chunk_goes_out_in_a_chunk_of_its_own() -> None:
