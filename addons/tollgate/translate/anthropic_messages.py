@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from ..json_codec import encode_json, parse_json
 from ..streams import EventStreamFrame, EventStreamFramer, SSEFramer, parse_sse_block
-from . import chat, formats
+from . import chat, fields, formats
 from .chat import (
     ChatError,
     ChatFormat,
@@ -197,104 +197,47 @@ _ERROR_TYPE_OF_BEDROCK_EXCEPTION = {
 # Reading a call exactly
 
 
-def _object(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise Untranslatable(f"{where} must be an object")
-    return value
-
-
-def _array(value: Any, where: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise Untranslatable(f"{where} must be an array")
-    return value
-
-
-def _string(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise Untranslatable(f"{where} must be a string")
-    return value
-
-
-def _optional_string(value: Any, where: str) -> str | None:
-    return None if value is None else _string(value, where)
-
-
-def _optional_int(value: Any, where: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise Untranslatable(f"{where} must be an integer")
-    return value
-
-
-def _optional_number(value: Any, where: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise Untranslatable(f"{where} must be a number")
-    return value
-
-
-def _optional_bool(value: Any, where: str) -> bool | None:
-    if value is None:
-        return None
-    if not isinstance(value, bool):
-        raise Untranslatable(f"{where} must be true or false")
-    return value
-
-
-def _only(obj: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
-    for key in obj:
-        if key not in keys:
-            raise Untranslatable(f"{where}.{key} cannot be translated")
-
-
-def _drop(dropped: list[str], name: str) -> None:
-    if name not in dropped:
-        dropped.append(name)
-
-
 def _drop_marks(block: dict[str, Any], dropped: list[str]) -> None:
     """cache_control and citations on a block: hints to Anthropic, not part of what is said."""
     for mark in ("cache_control", "citations"):
         if block.get(mark) is not None:
-            _drop(dropped, mark)
+            fields.drop(dropped, mark)
 
 
 def _read_text_block(block: dict[str, Any], where: str, dropped: list[str]) -> Text:
-    _only(block, ("type", "text", "cache_control", "citations"), where)
+    fields.only(block, ("type", "text", "cache_control", "citations"), where)
     _drop_marks(block, dropped)
-    return Text(_string(block.get("text"), f"{where}.text"))
+    return Text(fields.string(block.get("text"), f"{where}.text"))
 
 
 def _read_image_block(block: dict[str, Any], where: str, dropped: list[str]) -> Image:
-    _only(block, ("type", "source", "cache_control"), where)
+    fields.only(block, ("type", "source", "cache_control"), where)
     _drop_marks(block, dropped)
-    source = _object(block.get("source"), f"{where}.source")
+    source = fields.obj(block.get("source"), f"{where}.source")
     kind = source.get("type")
     if kind == "base64":
-        _only(source, ("type", "media_type", "data"), f"{where}.source")
+        fields.only(source, ("type", "media_type", "data"), f"{where}.source")
         return Image(
-            media_type=_string(source.get("media_type"), f"{where}.source.media_type"),
-            data=_string(source.get("data"), f"{where}.source.data"),
+            media_type=fields.string(source.get("media_type"), f"{where}.source.media_type"),
+            data=fields.string(source.get("data"), f"{where}.source.data"),
         )
     if kind == "url":
-        _only(source, ("type", "url"), f"{where}.source")
-        return Image(url=_string(source.get("url"), f"{where}.source.url"))
+        fields.only(source, ("type", "url"), f"{where}.source")
+        return Image(url=fields.string(source.get("url"), f"{where}.source.url"))
     raise Untranslatable(f"{where}.source.type {kind!r} cannot be translated")
 
 
 def _read_tool_result(block: dict[str, Any], where: str, dropped: list[str]) -> ToolResult:
-    _only(block, ("type", "tool_use_id", "content", "is_error", "cache_control"), where)
+    fields.only(block, ("type", "tool_use_id", "content", "is_error", "cache_control"), where)
     _drop_marks(block, dropped)
     content = block.get("content")
     parts: list[Text | Image] = []
     if isinstance(content, str):
         parts.append(Text(content))
     elif content is not None:
-        for j, raw in enumerate(_array(content, f"{where}.content")):
+        for j, raw in enumerate(fields.array(content, f"{where}.content")):
             inner = f"{where}.content[{j}]"
-            item = _object(raw, inner)
+            item = fields.obj(raw, inner)
             kind = item.get("type")
             if kind == "text":
                 parts.append(_read_text_block(item, inner, dropped))
@@ -303,28 +246,28 @@ def _read_tool_result(block: dict[str, Any], where: str, dropped: list[str]) -> 
             else:
                 raise Untranslatable(f"{inner}.type {kind!r} cannot be translated")
     return ToolResult(
-        id=_string(block.get("tool_use_id"), f"{where}.tool_use_id"),
+        id=fields.string(block.get("tool_use_id"), f"{where}.tool_use_id"),
         name=None,
         content=parts,
-        is_error=bool(_optional_bool(block.get("is_error"), f"{where}.is_error")),
+        is_error=bool(fields.optional_bool(block.get("is_error"), f"{where}.is_error")),
     )
 
 
 def _read_tool_use(block: dict[str, Any], where: str, dropped: list[str]) -> ToolCall:
-    _only(block, ("type", "id", "name", "input", "cache_control", "caller"), where)
+    fields.only(block, ("type", "id", "name", "input", "cache_control", "caller"), where)
     _drop_marks(block, dropped)
     caller = block.get("caller")
     if caller is not None and caller != {"type": "direct"}:
         raise Untranslatable(f"{where}.caller cannot be translated (a call made by a server tool)")
     return ToolCall(
-        id=_string(block.get("id"), f"{where}.id"),
-        name=_string(block.get("name"), f"{where}.name"),
-        arguments=_json_text(_object(block.get("input"), f"{where}.input")),
+        id=fields.string(block.get("id"), f"{where}.id"),
+        name=fields.string(block.get("name"), f"{where}.name"),
+        arguments=_json_text(fields.obj(block.get("input"), f"{where}.input")),
     )
 
 
 def _read_block(raw: Any, role: str, where: str, dropped: list[str]) -> Part:
-    block = _object(raw, where)
+    block = fields.obj(raw, where)
     kind = block.get("type")
     by_user = role == "user"
     if kind == "text":
@@ -336,17 +279,17 @@ def _read_block(raw: Any, role: str, where: str, dropped: list[str]) -> Part:
     if kind == "tool_use" and not by_user:
         return _read_tool_use(block, where, dropped)
     if kind == "thinking" and not by_user:
-        _only(block, ("type", "thinking", "signature"), where)
-        thinking = Thinking(text=_string(block.get("thinking"), f"{where}.thinking"))
-        signature = _optional_string(block.get("signature"), f"{where}.signature")
+        fields.only(block, ("type", "thinking", "signature"), where)
+        thinking = Thinking(text=fields.string(block.get("thinking"), f"{where}.thinking"))
+        signature = fields.optional_string(block.get("signature"), f"{where}.signature")
         if signature is not None:
             # Another model's, sealed when this client was given it; else Anthropic's own.
             thinking.signature, origin = chat.unseal(signature)
             thinking.origin = origin or NAME
         return thinking
     if kind == "redacted_thinking" and not by_user:
-        _only(block, ("type", "data"), where)
-        data, origin = chat.unseal(_string(block.get("data"), f"{where}.data"))
+        fields.only(block, ("type", "data"), where)
+        data, origin = chat.unseal(fields.string(block.get("data"), f"{where}.data"))
         return Thinking(redacted=data, origin=origin or NAME)
     if kind in ("image", "tool_result", "tool_use", "thinking", "redacted_thinking"):
         raise Untranslatable(f"{where}.type {kind!r} cannot be translated in a {role} message")
@@ -354,15 +297,15 @@ def _read_block(raw: Any, role: str, where: str, dropped: list[str]) -> Part:
 
 
 def _read_message(raw: Any, where: str, dropped: list[str]) -> Message:
-    obj = _object(raw, where)
-    _only(obj, ("role", "content"), where)
+    obj = fields.obj(raw, where)
+    fields.only(obj, ("role", "content"), where)
     role = obj.get("role")
     if role not in ("user", "assistant"):
         raise Untranslatable(f"{where}.role {role!r} cannot be translated")
     content = obj.get("content")
     if isinstance(content, str):
         return Message(role, [Text(content)])
-    blocks = _array(content, f"{where}.content")
+    blocks = fields.array(content, f"{where}.content")
     return Message(role, [_read_block(b, role, f"{where}.content[{j}]", dropped) for j, b in enumerate(blocks)])
 
 
@@ -372,8 +315,8 @@ def _read_system(value: Any, dropped: list[str]) -> list[Text]:
     if isinstance(value, str):
         return [Text(value)] if value else []
     texts = []
-    for i, raw in enumerate(_array(value, "system")):
-        block = _object(raw, f"system[{i}]")
+    for i, raw in enumerate(fields.array(value, "system")):
+        block = fields.obj(raw, f"system[{i}]")
         if block.get("type") != "text":
             raise Untranslatable(f"system[{i}].type {block.get('type')!r} cannot be translated")
         texts.append(_read_text_block(block, f"system[{i}]", dropped))
@@ -381,34 +324,34 @@ def _read_system(value: Any, dropped: list[str]) -> list[Text]:
 
 
 def _read_tool(raw: Any, where: str, dropped: list[str]) -> Tool:
-    tool = _object(raw, where)
+    tool = fields.obj(raw, where)
     kind = tool.get("type")
     if kind not in (None, "custom"):
         raise Untranslatable(f"{where}.type {kind!r} (a server tool) cannot be translated")
-    _only(tool, ("type", "name", "description", "input_schema", "strict", *DROPPED_TOOL_FIELDS), where)
+    fields.only(tool, ("type", "name", "description", "input_schema", "strict", *DROPPED_TOOL_FIELDS), where)
     for mark in DROPPED_TOOL_FIELDS:
         if tool.get(mark) is not None:
-            _drop(dropped, mark)
+            fields.drop(dropped, mark)
     return Tool(
-        name=_string(tool.get("name"), f"{where}.name"),
-        description=_optional_string(tool.get("description"), f"{where}.description"),
-        parameters=_object(tool.get("input_schema"), f"{where}.input_schema"),
-        strict=_optional_bool(tool.get("strict"), f"{where}.strict"),
+        name=fields.string(tool.get("name"), f"{where}.name"),
+        description=fields.optional_string(tool.get("description"), f"{where}.description"),
+        parameters=fields.obj(tool.get("input_schema"), f"{where}.input_schema"),
+        strict=fields.optional_bool(tool.get("strict"), f"{where}.strict"),
     )
 
 
 def _read_tool_choice(value: Any, request: ChatRequest) -> None:
     if value is None:
         return
-    choice = _object(value, "tool_choice")
-    _only(choice, ("type", "name", "disable_parallel_tool_use"), "tool_choice")
+    choice = fields.obj(value, "tool_choice")
+    fields.only(choice, ("type", "name", "disable_parallel_tool_use"), "tool_choice")
     kind = choice.get("type")
     mode = _TOOL_CHOICE_MODES.get(kind) if isinstance(kind, str) else None
     if mode is None:
         raise Untranslatable(f"tool_choice.type {kind!r} cannot be translated")
-    name = _string(choice.get("name"), "tool_choice.name") if mode == "tool" else None
+    name = fields.string(choice.get("name"), "tool_choice.name") if mode == "tool" else None
     request.tool_choice = ToolChoice(mode, name)
-    disable = _optional_bool(choice.get("disable_parallel_tool_use"), "tool_choice.disable_parallel_tool_use")
+    disable = fields.optional_bool(choice.get("disable_parallel_tool_use"), "tool_choice.disable_parallel_tool_use")
     if disable is not None:
         request.parallel_tool_calls = not disable
 
@@ -416,17 +359,17 @@ def _read_tool_choice(value: Any, request: ChatRequest) -> None:
 def _read_output_format(value: Any, where: str) -> OutputFormat | None:
     if value is None:
         return None
-    fmt = _object(value, where)
-    _only(fmt, ("type", "schema"), where)
+    fmt = fields.obj(value, where)
+    fields.only(fmt, ("type", "schema"), where)
     if fmt.get("type") != "json_schema":
         raise Untranslatable(f"{where}.type {fmt.get('type')!r} cannot be translated")
-    return OutputFormat("json_schema", schema=_object(fmt.get("schema"), f"{where}.schema"))
+    return OutputFormat("json_schema", schema=fields.obj(fmt.get("schema"), f"{where}.schema"))
 
 
 def _read_output_config(body: dict[str, Any], request: ChatRequest) -> None:
     if body.get("output_config") is not None:
-        config = _object(body["output_config"], "output_config")
-        _only(config, ("format", "effort"), "output_config")
+        config = fields.obj(body["output_config"], "output_config")
+        fields.only(config, ("format", "effort"), "output_config")
         request.output = _read_output_format(config.get("format"), "output_config.format")
         effort = config.get("effort")
         if effort is not None:
@@ -434,7 +377,7 @@ def _read_output_config(body: dict[str, Any], request: ChatRequest) -> None:
                 raise Untranslatable(f"output_config.effort {effort!r} cannot be translated")
             request.reasoning_effort = _EFFORTS[effort]
             if effort in ("xhigh", "max"):
-                _drop(request.dropped, "output_config.effort")  # read as "high", the most the model says
+                fields.drop(request.dropped, "output_config.effort")  # read as "high", the most the model says
     beta = _read_output_format(body.get("output_format"), "output_format")
     if beta is not None:
         if request.output is not None:
@@ -445,19 +388,19 @@ def _read_output_config(body: dict[str, Any], request: ChatRequest) -> None:
 def _read_thinking(value: Any, request: ChatRequest) -> None:
     if value is None:
         return
-    thinking = _object(value, "thinking")
+    thinking = fields.obj(value, "thinking")
     kind = thinking.get("type")
     if kind == "enabled":
-        _only(thinking, ("type", "budget_tokens", "display"), "thinking")
-        budget = _optional_int(thinking.get("budget_tokens"), "thinking.budget_tokens")
+        fields.only(thinking, ("type", "budget_tokens", "display"), "thinking")
+        budget = fields.optional_integer(thinking.get("budget_tokens"), "thinking.budget_tokens")
         if budget is None:
             raise Untranslatable("thinking.budget_tokens must be an integer")
         request.thinking_budget = budget
     elif kind == "adaptive":
-        _only(thinking, ("type", "display"), "thinking")
+        fields.only(thinking, ("type", "display"), "thinking")
         request.reasoning_effort = request.reasoning_effort or "medium"  # the model decides: its default effort
     elif kind == "disabled":
-        _only(thinking, ("type",), "thinking")
+        fields.only(thinking, ("type",), "thinking")
         request.thinking_budget = 0
         return
     else:
@@ -472,32 +415,34 @@ def _read_thinking(value: Any, request: ChatRequest) -> None:
 def _read_metadata(value: Any, request: ChatRequest) -> None:
     if value is None:
         return
-    metadata = _object(value, "metadata")
-    _only(metadata, ("user_id",), "metadata")
-    request.user = _optional_string(metadata.get("user_id"), "metadata.user_id")
+    metadata = fields.obj(value, "metadata")
+    fields.only(metadata, ("user_id",), "metadata")
+    request.user = fields.optional_string(metadata.get("user_id"), "metadata.user_id")
 
 
 def read_request(body: dict[str, Any]) -> ChatRequest:
     for key in body:
         if key not in REQUEST_FIELDS:
             raise Untranslatable(f"{key} cannot be translated")
-    request = ChatRequest(model=_optional_string(body.get("model"), "model"), messages=[])
+    request = ChatRequest(model=fields.optional_string(body.get("model"), "model"), messages=[])
     dropped = request.dropped
-    request.max_tokens = _optional_int(body.get("max_tokens"), "max_tokens")
-    messages = _array(body.get("messages"), "messages")
+    request.max_tokens = fields.optional_integer(body.get("max_tokens"), "max_tokens")
+    messages = fields.array(body.get("messages"), "messages")
     request.messages = [_read_message(m, f"messages[{i}]", dropped) for i, m in enumerate(messages)]
     request.system = _read_system(body.get("system"), dropped)
     tools = body.get("tools")
     if tools is not None:
-        request.tools = [_read_tool(t, f"tools[{i}]", dropped) for i, t in enumerate(_array(tools, "tools"))]
+        request.tools = [_read_tool(t, f"tools[{i}]", dropped) for i, t in enumerate(fields.array(tools, "tools"))]
     _read_tool_choice(body.get("tool_choice"), request)
-    request.temperature = _optional_number(body.get("temperature"), "temperature")
-    request.top_p = _optional_number(body.get("top_p"), "top_p")
-    request.top_k = _optional_int(body.get("top_k"), "top_k")
+    request.temperature = fields.optional_number(body.get("temperature"), "temperature")
+    request.top_p = fields.optional_number(body.get("top_p"), "top_p")
+    request.top_k = fields.optional_integer(body.get("top_k"), "top_k")
     stops = body.get("stop_sequences")
     if stops is not None:
-        request.stop = [_string(s, f"stop_sequences[{i}]") for i, s in enumerate(_array(stops, "stop_sequences"))]
-    request.stream = bool(_optional_bool(body.get("stream"), "stream"))
+        request.stop = [
+            fields.string(s, f"stop_sequences[{i}]") for i, s in enumerate(fields.array(stops, "stop_sequences"))
+        ]
+    request.stream = bool(fields.optional_bool(body.get("stream"), "stream"))
     _read_metadata(body.get("metadata"), request)
     _read_output_config(body, request)
     _read_thinking(body.get("thinking"), request)
@@ -506,7 +451,7 @@ def read_request(body: dict[str, Any]) -> ChatRequest:
         raise Untranslatable("mcp_servers cannot be translated (remote MCP servers run inside Anthropic's API)")
     for key, (handling, _) in REQUEST_FIELDS.items():
         if handling != "translated" and body.get(key) is not None:
-            _drop(dropped, key)
+            fields.drop(dropped, key)
     return request
 
 
@@ -621,18 +566,18 @@ def _write_part(part: Part, role: str, where: str, dropped: list[str]) -> dict[s
         raise Untranslatable(f"{where}: a {type(part).__name__} cannot be in a user message")
     if isinstance(part, Thinking):
         if part.origin not in (None, NAME):  # Anthropic refuses a thinking block it did not sign
-            _drop(dropped, "thinking signed by another provider")
+            fields.drop(dropped, "thinking signed by another provider")
             return None
         if part.redacted is not None:
             return {"type": "redacted_thinking", "data": part.redacted}
         if part.signature is None:
-            _drop(dropped, "thinking without signature")
+            fields.drop(dropped, "thinking without signature")
             return None
         return {"type": "thinking", "thinking": part.text, "signature": part.signature}
     if isinstance(part, ToolCall):
         arguments = _tool_input(part.arguments)
         if arguments is None:
-            _drop(dropped, "tool call arguments that are not a JSON object")
+            fields.drop(dropped, "tool call arguments that are not a JSON object")
         return {"type": "tool_use", "id": part.id, "name": part.name, "input": arguments or {}}
     raise Untranslatable(f"{where}: a {type(part).__name__} cannot be in an assistant message")
 
@@ -685,9 +630,9 @@ def _write_system(system: list[Text]) -> str | list[dict[str, Any]] | None:
 def _drop_what_anthropic_lacks(request: ChatRequest, thinking: dict[str, Any] | None) -> None:
     for name in ("seed", "presence_penalty", "frequency_penalty"):
         if getattr(request, name) is not None:
-            _drop(request.dropped, name)
+            fields.drop(request.dropped, name)
     if request.include_thoughts is False and thinking is not None and thinking["type"] == "enabled":
-        _drop(request.dropped, "include_thoughts")
+        fields.drop(request.dropped, "include_thoughts")
 
 
 def _sampling(request: ChatRequest, thinking: dict[str, Any] | None) -> dict[str, Any]:
@@ -700,7 +645,7 @@ def _sampling(request: ChatRequest, thinking: dict[str, Any] | None) -> dict[str
     for name, value in list(sampling.items()):
         if (name == "temperature" and value != 1) or name == "top_k" or (name == "top_p" and value < 0.95):
             del sampling[name]
-            _drop(request.dropped, name)
+            fields.drop(request.dropped, name)
     return sampling
 
 
@@ -740,14 +685,6 @@ def write_request(request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]
 # Answers
 
 
-def _as_int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _as_str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
 def _json_text(value: Any) -> str:
     return encode_json(value).decode()
 
@@ -770,16 +707,16 @@ def _read_usage(raw: Any) -> TokenUsage:
     """Anthropic's input_tokens leaves out cache reads and writes: the model's counts them in."""
     if not isinstance(raw, dict):
         return TokenUsage()
-    fresh = _as_int(raw.get("input_tokens"))
-    read = _as_int(raw.get("cache_read_input_tokens"))
-    written = _as_int(raw.get("cache_creation_input_tokens"))
+    fresh = fields.int_or_none(raw.get("input_tokens"))
+    read = fields.int_or_none(raw.get("cache_read_input_tokens"))
+    written = fields.int_or_none(raw.get("cache_creation_input_tokens"))
     details = raw.get("output_tokens_details")
     return TokenUsage(
         input_tokens=None if fresh is None else fresh + (read or 0) + (written or 0),
-        output_tokens=_as_int(raw.get("output_tokens")),
+        output_tokens=fields.int_or_none(raw.get("output_tokens")),
         cached_tokens=read,
         cache_write_tokens=written,
-        reasoning_tokens=_as_int(details.get("thinking_tokens")) if isinstance(details, dict) else None,
+        reasoning_tokens=fields.int_or_none(details.get("thinking_tokens")) if isinstance(details, dict) else None,
     )
 
 
@@ -804,18 +741,18 @@ def _write_usage(usage: TokenUsage) -> dict[str, Any]:
 def _read_content_block(block: dict[str, Any]) -> Part | None:
     kind = block.get("type")
     if kind == "text":
-        return Text(_as_str(block.get("text")) or "")
+        return Text(fields.str_or_none(block.get("text")) or "")
     if kind == "thinking":
-        signature = _as_str(block.get("signature"))
+        signature = fields.str_or_none(block.get("signature"))
         origin = NAME if signature is not None else None
-        return Thinking(text=_as_str(block.get("thinking")) or "", signature=signature, origin=origin)
+        return Thinking(text=fields.str_or_none(block.get("thinking")) or "", signature=signature, origin=origin)
     if kind == "redacted_thinking":
-        return Thinking(redacted=_as_str(block.get("data")) or "", origin=NAME)
+        return Thinking(redacted=fields.str_or_none(block.get("data")) or "", origin=NAME)
     if kind == "tool_use":
         arguments = block.get("input")
         return ToolCall(
-            id=_as_str(block.get("id")) or "",
-            name=_as_str(block.get("name")) or "",
+            id=fields.str_or_none(block.get("id")) or "",
+            name=fields.str_or_none(block.get("name")) or "",
             arguments=_json_text(arguments if isinstance(arguments, dict) else {}),
         )
     return None  # server tool blocks and the like: not the caller's to see in another format
@@ -826,9 +763,9 @@ def read_response(body: dict[str, Any]) -> ChatResponse:
     blocks = [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
     parts = [p for p in map(_read_content_block, blocks) if p is not None]
     return ChatResponse(
-        id=_as_str(body.get("id")),
-        model=_as_str(body.get("model")),
-        choices=[Choice(0, parts, _finish_of(body.get("stop_reason")), _as_str(body.get("stop_sequence")))],
+        id=fields.str_or_none(body.get("id")),
+        model=fields.str_or_none(body.get("model")),
+        choices=[Choice(0, parts, _finish_of(body.get("stop_reason")), fields.str_or_none(body.get("stop_sequence")))],
         usage=_read_usage(body.get("usage")),
     )
 
@@ -883,11 +820,11 @@ def _error_of(body: dict[str, Any], status: int | None) -> ChatError:
     """An error body's kind and message; a stream's error event has no status but its type's."""
     error = body.get("error")
     error = error if isinstance(error, dict) else {}
-    type_name = _as_str(error.get("type")) or ""
+    type_name = fields.str_or_none(error.get("type")) or ""
     if status is None:
         status = _STATUS_OF_ERROR_TYPE.get(type_name, 500)
     kind = _KIND_OF_ERROR_TYPE.get(type_name) or chat.kind_of_status(status)
-    message = _as_str(error.get("message")) or f"Anthropic answered HTTP {status}"
+    message = fields.str_or_none(error.get("message")) or f"Anthropic answered HTTP {status}"
     return ChatError(status, kind, message)
 
 
@@ -919,7 +856,7 @@ class MessagesStreamReader:
                 self.error = f"a stream event's data is not a JSON object: {sse.data[:80]!r}"
                 return events
             try:
-                events.extend(self._read_event(_as_str(data.get("type")) or sse.event, data))
+                events.extend(self._read_event(fields.str_or_none(data.get("type")) or sse.event, data))
             except Exception as e:  # a shape no branch expected: stop reading rather than crash the proxy
                 self.error = f"unreadable stream event: {type(e).__name__}"
                 return events
@@ -934,10 +871,10 @@ class MessagesStreamReader:
             return self._message_start(data.get("message"))
         if kind == "content_block_start":
             block = data.get("content_block")
-            return self._block_start(_as_int(data.get("index")), block if isinstance(block, dict) else {})
+            return self._block_start(fields.int_or_none(data.get("index")), block if isinstance(block, dict) else {})
         if kind == "content_block_delta":
             delta = data.get("delta")
-            return self._block_delta(_as_int(data.get("index")), delta if isinstance(delta, dict) else {})
+            return self._block_delta(fields.int_or_none(data.get("index")), delta if isinstance(delta, dict) else {})
         if kind == "message_delta":
             return self._message_delta(data)
         if kind == "error":
@@ -949,7 +886,9 @@ class MessagesStreamReader:
         events: list[StreamEvent] = []
         if not self._started:
             self._started = True
-            events.append(Started(id=_as_str(message.get("id")), model=_as_str(message.get("model"))))
+            events.append(
+                Started(id=fields.str_or_none(message.get("id")), model=fields.str_or_none(message.get("model")))
+            )
         if isinstance(message.get("usage"), dict):
             events.append(UsageReported(self._usage(message["usage"])))
         return events
@@ -960,12 +899,12 @@ class MessagesStreamReader:
         kind = block.get("type")
         if kind == "text":
             self._blocks[index] = ("text", 0)
-            text = _as_str(block.get("text"))
+            text = fields.str_or_none(block.get("text"))
             return [TextDelta(text)] if text else []
         if kind == "thinking":
             self._blocks[index] = ("thinking", 0)
             events: list[StreamEvent] = []
-            text, signature = _as_str(block.get("thinking")), _as_str(block.get("signature"))
+            text, signature = fields.str_or_none(block.get("thinking")), fields.str_or_none(block.get("signature"))
             if text:
                 events.append(ThinkingDelta(text=text))
             if signature:
@@ -973,13 +912,15 @@ class MessagesStreamReader:
             return events
         if kind == "redacted_thinking":
             self._blocks[index] = ("redacted", 0)
-            return [ThinkingDelta(redacted=_as_str(block.get("data")) or "", origin=NAME)]
+            return [ThinkingDelta(redacted=fields.str_or_none(block.get("data")) or "", origin=NAME)]
         if kind == "tool_use":
             tool = self._tools
             self._tools += 1
             self._blocks[index] = ("tool", tool)
             started: list[StreamEvent] = [
-                ToolCallStarted(tool, _as_str(block.get("id")) or "", _as_str(block.get("name")) or "")
+                ToolCallStarted(
+                    tool, fields.str_or_none(block.get("id")) or "", fields.str_or_none(block.get("name")) or ""
+                )
             ]
             given = block.get("input")
             if isinstance(given, dict) and given:
@@ -991,16 +932,16 @@ class MessagesStreamReader:
         kind, tool = self._blocks.get(index if index is not None else -1, ("", 0))
         delta_kind = delta.get("type")
         if delta_kind == "text_delta" and kind == "text":
-            text = _as_str(delta.get("text"))
+            text = fields.str_or_none(delta.get("text"))
             return [TextDelta(text)] if text else []
         if delta_kind == "thinking_delta" and kind == "thinking":
-            text = _as_str(delta.get("thinking"))
+            text = fields.str_or_none(delta.get("thinking"))
             return [ThinkingDelta(text=text)] if text else []
         if delta_kind == "signature_delta" and kind == "thinking":
-            signature = _as_str(delta.get("signature"))
+            signature = fields.str_or_none(delta.get("signature"))
             return [ThinkingDelta(signature=signature, origin=NAME)] if signature else []
         if delta_kind == "input_json_delta" and kind == "tool":
-            partial = _as_str(delta.get("partial_json"))
+            partial = fields.str_or_none(delta.get("partial_json"))
             return [ToolCallDelta(tool, partial)] if partial else []
         return []  # citations_delta, and deltas of blocks this reader does not pass on
 
@@ -1010,7 +951,7 @@ class MessagesStreamReader:
         if isinstance(delta, dict):
             finish = _finish_of(delta.get("stop_reason"))
             if finish is not None:
-                events.append(chat.Finished(finish, stop_sequence=_as_str(delta.get("stop_sequence"))))
+                events.append(chat.Finished(finish, stop_sequence=fields.str_or_none(delta.get("stop_sequence"))))
         if isinstance(data.get("usage"), dict):
             events.append(UsageReported(self._usage(data["usage"])))
         return events
@@ -1018,7 +959,7 @@ class MessagesStreamReader:
     def _usage(self, raw: dict[str, Any]) -> TokenUsage:
         """A report's counts, the input total made of the latest of each of its three parts."""
         usage = _read_usage(raw)
-        fresh = _as_int(raw.get("input_tokens"))
+        fresh = fields.int_or_none(raw.get("input_tokens"))
         self._fresh = fresh if fresh is not None else self._fresh
         self._read = usage.cached_tokens if usage.cached_tokens is not None else self._read
         self._written = usage.cache_write_tokens if usage.cache_write_tokens is not None else self._written
@@ -1246,8 +1187,8 @@ class InvokeStreamUnwrapper:
         if kind in ("exception", "error"):
             name = frame.headers.get(":exception-type") or frame.headers.get(":error-code")
             name = name if isinstance(name, str) else "unknown"
-            message = _as_str((parse_json(frame.payload) or {}).get("message"))
-            message = message or _as_str(frame.headers.get(":error-message")) or f"Bedrock: {name}"
+            message = fields.str_or_none((parse_json(frame.payload) or {}).get("message"))
+            message = message or fields.str_or_none(frame.headers.get(":error-message")) or f"Bedrock: {name}"
             error = {"type": _ERROR_TYPE_OF_BEDROCK_EXCEPTION.get(name, "api_error"), "message": message}
             return _event("error", {"error": error})
         return b""
@@ -1264,7 +1205,7 @@ class InvokeStreamUnwrapper:
             return b""
         if b"\n" in raw or b"\r" in raw:
             raw = encode_json(data)  # an SSE data line holds no line break
-        return chat.sse(raw.strip(), _as_str(data.get("type")) or "message")
+        return chat.sse(raw.strip(), fields.str_or_none(data.get("type")) or "message")
 
 
 # ---------------------------------------------------------------------------------------------

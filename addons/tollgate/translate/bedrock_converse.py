@@ -21,7 +21,7 @@ from typing import Any, Literal, cast
 
 from ..json_codec import parse_json
 from ..streams import EventStreamFramer
-from . import formats
+from . import fields, formats
 from .chat import (
     EFFORT_BUDGET,
     ChatError,
@@ -197,42 +197,6 @@ def _compact(value: Any) -> str:
 # Reading a request exactly
 
 
-def _object(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise Untranslatable(f"{where} must be an object")
-    return value
-
-
-def _array(value: Any, where: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise Untranslatable(f"{where} must be an array")
-    return value
-
-
-def _string(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise Untranslatable(f"{where} must be a string")
-    return value
-
-
-def _integer(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise Untranslatable(f"{where} must be an integer")
-    return value
-
-
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise Untranslatable(f"{where} must be a number")
-    return value
-
-
-def _only(obj: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
-    for key in obj:
-        if key not in allowed:
-            raise Untranslatable(f"{where}.{key} cannot be translated")
-
-
 def _member(obj: dict[str, Any], where: str) -> tuple[str, Any]:
     """The one member of a union (a content block, a tool, a tool choice)."""
     if len(obj) != 1:
@@ -240,44 +204,39 @@ def _member(obj: dict[str, Any], where: str) -> tuple[str, Any]:
     return next(iter(obj.items()))
 
 
-def _drop(request: ChatRequest, name: str) -> None:
-    if name not in request.dropped:
-        request.dropped.append(name)
-
-
 def _read_image(value: Any, where: str) -> Image:
-    image = _object(value, where)
-    _only(image, ("format", "source"), where)
-    fmt = _string(image.get("format"), f"{where}.format")
+    image = fields.obj(value, where)
+    fields.only(image, ("format", "source"), where)
+    fmt = fields.string(image.get("format"), f"{where}.format")
     if fmt not in _IMAGE_FORMATS:
         raise Untranslatable(f"{where}.format '{fmt}' cannot be translated")
-    kind, source = _member(_object(image.get("source"), f"{where}.source"), f"{where}.source")
+    kind, source = _member(fields.obj(image.get("source"), f"{where}.source"), f"{where}.source")
     if kind != "bytes":
         raise Untranslatable(f"{where}.source.{kind} cannot be translated")
-    return Image(media_type=f"image/{fmt}", data=_string(source, f"{where}.source.bytes"))
+    return Image(media_type=f"image/{fmt}", data=fields.string(source, f"{where}.source.bytes"))
 
 
 def _read_tool_use(value: Any, where: str) -> ToolCall:
-    use = _object(value, where)
-    _only(use, ("toolUseId", "name", "input"), where)
+    use = fields.obj(value, where)
+    fields.only(use, ("toolUseId", "name", "input"), where)
     if "input" not in use:
         raise Untranslatable(f"{where}.input is missing")
     return ToolCall(
-        id=_string(use.get("toolUseId"), f"{where}.toolUseId"),
-        name=_string(use.get("name"), f"{where}.name"),
+        id=fields.string(use.get("toolUseId"), f"{where}.toolUseId"),
+        name=fields.string(use.get("name"), f"{where}.name"),
         arguments=_compact(use["input"]),
     )
 
 
 def _read_tool_result(value: Any, where: str) -> ToolResult:
-    result = _object(value, where)
-    _only(result, ("toolUseId", "content", "status"), where)
+    result = fields.obj(value, where)
+    fields.only(result, ("toolUseId", "content", "status"), where)
     content: list[Text | Image] = []
-    for k, item in enumerate(_array(result.get("content"), f"{where}.content")):
+    for k, item in enumerate(fields.array(result.get("content"), f"{where}.content")):
         at = f"{where}.content[{k}]"
-        kind, inner = _member(_object(item, at), at)
+        kind, inner = _member(fields.obj(item, at), at)
         if kind == "text":
-            content.append(Text(_string(inner, f"{at}.text")))
+            content.append(Text(fields.string(inner, f"{at}.text")))
         elif kind == "json":
             content.append(Text(_compact(inner)))
         elif kind == "image":
@@ -288,7 +247,7 @@ def _read_tool_result(value: Any, where: str) -> ToolResult:
     if status not in ("success", "error"):
         raise Untranslatable(f"{where}.status must be 'success' or 'error'")
     return ToolResult(
-        id=_string(result.get("toolUseId"), f"{where}.toolUseId"),
+        id=fields.string(result.get("toolUseId"), f"{where}.toolUseId"),
         name=None,
         content=content,
         is_error=status == "error",
@@ -298,30 +257,30 @@ def _read_tool_result(value: Any, where: str) -> ToolResult:
 def _read_reasoning(value: Any, where: str) -> Thinking:
     """Reasoning in the history: another model's was sealed when this client was given it (unsealed
     here, to go back there only); Bedrock's own is not."""
-    kind, inner = _member(_object(value, where), where)
+    kind, inner = _member(fields.obj(value, where), where)
     if kind == "redactedContent":
-        redacted, origin = unseal(_string(inner, f"{where}.redactedContent"))
+        redacted, origin = unseal(fields.string(inner, f"{where}.redactedContent"))
         return Thinking(redacted=redacted, origin=origin or NAME)
     if kind != "reasoningText":
         raise Untranslatable(f"{where}.{kind} cannot be translated")
     at = f"{where}.reasoningText"
-    text = _object(inner, at)
-    _only(text, ("text", "signature"), at)
-    thinking = Thinking(text=_string(text.get("text"), f"{at}.text"))
+    text = fields.obj(inner, at)
+    fields.only(text, ("text", "signature"), at)
+    thinking = Thinking(text=fields.string(text.get("text"), f"{at}.text"))
     if text.get("signature") is not None:
-        thinking.signature, origin = unseal(_string(text["signature"], f"{at}.signature"))
+        thinking.signature, origin = unseal(fields.string(text["signature"], f"{at}.signature"))
         thinking.origin = origin or NAME
     return thinking
 
 
 def _read_block(block: Any, role: str, where: str, request: ChatRequest) -> Part | None:
-    kind, value = _member(_object(block, where), where)
+    kind, value = _member(fields.obj(block, where), where)
     at = f"{where}.{kind}"
     if kind == "cachePoint":
-        _drop(request, "cachePoint")
+        fields.drop(request.dropped, "cachePoint")
         return None
     if kind == "text":
-        return Text(_string(value, at))
+        return Text(fields.string(value, at))
     if kind == "image":
         return _read_image(value, at)
     # Bedrock takes tool calls and reasoning from the assistant only, tool results from the user only.
@@ -336,15 +295,15 @@ def _read_block(block: Any, role: str, where: str, request: ChatRequest) -> Part
 
 def _read_messages(value: Any, request: ChatRequest) -> list[Message]:
     messages: list[Message] = []
-    for i, item in enumerate(_array(value, "messages")):
+    for i, item in enumerate(fields.array(value, "messages")):
         where = f"messages[{i}]"
-        message = _object(item, where)
-        _only(message, ("role", "content"), where)
+        message = fields.obj(item, where)
+        fields.only(message, ("role", "content"), where)
         role = message.get("role")
         if role not in ("user", "assistant"):
             raise Untranslatable(f"{where}.role must be 'user' or 'assistant'")
         parts = []
-        for j, block in enumerate(_array(message.get("content"), f"{where}.content")):
+        for j, block in enumerate(fields.array(message.get("content"), f"{where}.content")):
             part = _read_block(block, role, f"{where}.content[{j}]", request)
             if part is not None:
                 parts.append(part)
@@ -354,75 +313,71 @@ def _read_messages(value: Any, request: ChatRequest) -> list[Message]:
 
 def _read_system(value: Any, request: ChatRequest) -> list[Text]:
     system: list[Text] = []
-    for i, block in enumerate(_array(value, "system")):
+    for i, block in enumerate(fields.array(value, "system")):
         where = f"system[{i}]"
-        kind, inner = _member(_object(block, where), where)
+        kind, inner = _member(fields.obj(block, where), where)
         if kind == "text":
-            system.append(Text(_string(inner, f"{where}.text")))
+            system.append(Text(fields.string(inner, f"{where}.text")))
         elif kind == "cachePoint":
-            _drop(request, "cachePoint")
+            fields.drop(request.dropped, "cachePoint")
         else:
             raise Untranslatable(f"{where}.{kind} cannot be translated")
     return system
 
 
 def _read_inference(value: Any, request: ChatRequest) -> None:
-    config = _object(value, "inferenceConfig")
-    _only(config, ("maxTokens", "temperature", "topP", "stopSequences"), "inferenceConfig")
+    config = fields.obj(value, "inferenceConfig")
+    fields.only(config, ("maxTokens", "temperature", "topP", "stopSequences"), "inferenceConfig")
     if "maxTokens" in config:
-        request.max_tokens = _integer(config["maxTokens"], "inferenceConfig.maxTokens")
+        request.max_tokens = fields.integer(config["maxTokens"], "inferenceConfig.maxTokens")
     if "temperature" in config:
-        request.temperature = _number(config["temperature"], "inferenceConfig.temperature")
+        request.temperature = fields.number(config["temperature"], "inferenceConfig.temperature")
     if "topP" in config:
-        request.top_p = _number(config["topP"], "inferenceConfig.topP")
+        request.top_p = fields.number(config["topP"], "inferenceConfig.topP")
     if "stopSequences" in config:
-        stops = _array(config["stopSequences"], "inferenceConfig.stopSequences")
-        request.stop = [_string(s, f"inferenceConfig.stopSequences[{k}]") for k, s in enumerate(stops)]
+        stops = fields.array(config["stopSequences"], "inferenceConfig.stopSequences")
+        request.stop = [fields.string(s, f"inferenceConfig.stopSequences[{k}]") for k, s in enumerate(stops)]
 
 
 def _read_tool_spec(value: Any, where: str) -> Tool:
-    spec = _object(value, where)
-    _only(spec, ("name", "description", "inputSchema", "strict"), where)
+    spec = fields.obj(value, where)
+    fields.only(spec, ("name", "description", "inputSchema", "strict"), where)
     parameters = None
     if "inputSchema" in spec:
-        kind, schema = _member(_object(spec["inputSchema"], f"{where}.inputSchema"), f"{where}.inputSchema")
+        kind, schema = _member(fields.obj(spec["inputSchema"], f"{where}.inputSchema"), f"{where}.inputSchema")
         if kind != "json":
             raise Untranslatable(f"{where}.inputSchema.{kind} cannot be translated")
-        parameters = _object(schema, f"{where}.inputSchema.json")
-    strict = spec.get("strict")
-    if strict is not None and not isinstance(strict, bool):
-        raise Untranslatable(f"{where}.strict must be a boolean")
-    description = spec.get("description")
+        parameters = fields.obj(schema, f"{where}.inputSchema.json")
     return Tool(
-        name=_string(spec.get("name"), f"{where}.name"),
-        description=None if description is None else _string(description, f"{where}.description"),
+        name=fields.string(spec.get("name"), f"{where}.name"),
+        description=fields.optional_string(spec.get("description"), f"{where}.description"),
         parameters=parameters,
-        strict=strict,
+        strict=fields.optional_bool(spec.get("strict"), f"{where}.strict"),
     )
 
 
 def _read_tool_config(value: Any, request: ChatRequest) -> None:
-    config = _object(value, "toolConfig")
-    _only(config, ("tools", "toolChoice"), "toolConfig")
-    for i, item in enumerate(_array(config.get("tools", []), "toolConfig.tools")):
+    config = fields.obj(value, "toolConfig")
+    fields.only(config, ("tools", "toolChoice"), "toolConfig")
+    for i, item in enumerate(fields.array(config.get("tools", []), "toolConfig.tools")):
         where = f"toolConfig.tools[{i}]"
-        kind, inner = _member(_object(item, where), where)
+        kind, inner = _member(fields.obj(item, where), where)
         if kind == "toolSpec":
             request.tools.append(_read_tool_spec(inner, f"{where}.toolSpec"))
         elif kind == "cachePoint":
-            _drop(request, "cachePoint")
+            fields.drop(request.dropped, "cachePoint")
         else:
             raise Untranslatable(f"{where}.{kind} cannot be translated")
     if "toolChoice" in config:
-        kind, inner = _member(_object(config["toolChoice"], "toolConfig.toolChoice"), "toolConfig.toolChoice")
+        kind, inner = _member(fields.obj(config["toolChoice"], "toolConfig.toolChoice"), "toolConfig.toolChoice")
         where = f"toolConfig.toolChoice.{kind}"
-        choice = _object(inner, where)
+        choice = fields.obj(inner, where)
         if kind in ("auto", "any"):
-            _only(choice, (), where)
+            fields.only(choice, (), where)
             request.tool_choice = ToolChoice("auto" if kind == "auto" else "required")
         elif kind == "tool":
-            _only(choice, ("name",), where)
-            request.tool_choice = ToolChoice("tool", _string(choice.get("name"), f"{where}.name"))
+            fields.only(choice, ("name",), where)
+            request.tool_choice = ToolChoice("tool", fields.string(choice.get("name"), f"{where}.name"))
         else:
             raise Untranslatable(f"{where} cannot be translated")
 
@@ -436,8 +391,8 @@ def _read_effort(value: Any, where: str) -> Effort:
 def _read_thinking(value: Any, where: str, request: ChatRequest) -> None:
     """Claude's `thinking` ({type, budget_tokens}), its early `reasoning_config`, and Nova's
     `reasoningConfig` ({type, maxReasoningEffort})."""
-    config = _object(value, where)
-    _only(config, ("type", "budget_tokens", "maxReasoningEffort", "max_reasoning_effort"), where)
+    config = fields.obj(value, where)
+    fields.only(config, ("type", "budget_tokens", "maxReasoningEffort", "max_reasoning_effort"), where)
     kind = config.get("type")
     if kind == "disabled":
         request.thinking_budget = 0
@@ -446,7 +401,7 @@ def _read_thinking(value: Any, where: str, request: ChatRequest) -> None:
         raise Untranslatable(f"{where}.type must be 'enabled' or 'disabled'")
     request.include_thoughts = True  # Bedrock's thinking models show their reasoning
     if "budget_tokens" in config:
-        request.thinking_budget = _integer(config["budget_tokens"], f"{where}.budget_tokens")
+        request.thinking_budget = fields.integer(config["budget_tokens"], f"{where}.budget_tokens")
     for key in ("maxReasoningEffort", "max_reasoning_effort"):
         if key in config:
             request.reasoning_effort = _read_effort(config[key], f"{where}.{key}")
@@ -456,16 +411,16 @@ def _read_thinking(value: Any, where: str, request: ChatRequest) -> None:
 
 def _read_additional(value: Any, request: ChatRequest) -> None:
     """The model's own parameters, passed through by Bedrock: those the common model has."""
-    fields = _object(value, "additionalModelRequestFields")
-    for key, inner in fields.items():
+    given = fields.obj(value, "additionalModelRequestFields")
+    for key, inner in given.items():
         where = f"additionalModelRequestFields.{key}"
         if key in ("top_k", "topK"):
-            request.top_k = _integer(inner, where)
+            request.top_k = fields.integer(inner, where)
         elif key == "inferenceConfig":  # Nova's own
-            config = _object(inner, where)
-            _only(config, ("topK",), where)
+            config = fields.obj(inner, where)
+            fields.only(config, ("topK",), where)
             if "topK" in config:
-                request.top_k = _integer(config["topK"], f"{where}.topK")
+                request.top_k = fields.integer(config["topK"], f"{where}.topK")
         elif key in ("thinking", "reasoning_config", "reasoningConfig"):
             _read_thinking(inner, where, request)
         elif key == "reasoning_effort":  # OpenAI's open-weight models
@@ -475,31 +430,31 @@ def _read_additional(value: Any, request: ChatRequest) -> None:
 
 
 def _read_output_config(value: Any, request: ChatRequest) -> None:
-    config = _object(value, "outputConfig")
-    _only(config, ("textFormat",), "outputConfig")
+    config = fields.obj(value, "outputConfig")
+    fields.only(config, ("textFormat",), "outputConfig")
     if "textFormat" not in config:
         return
     where = "outputConfig.textFormat"
-    text_format = _object(config["textFormat"], where)
-    _only(text_format, ("type", "structure"), where)
+    text_format = fields.obj(config["textFormat"], where)
+    fields.only(text_format, ("type", "structure"), where)
     if text_format.get("type") != "json_schema":
         raise Untranslatable(f"{where}.type must be 'json_schema'")
-    kind, inner = _member(_object(text_format.get("structure"), f"{where}.structure"), f"{where}.structure")
+    kind, inner = _member(fields.obj(text_format.get("structure"), f"{where}.structure"), f"{where}.structure")
     at = f"{where}.structure.{kind}"
     if kind != "jsonSchema":
         raise Untranslatable(f"{at} cannot be translated")
-    definition = _object(inner, at)
-    _only(definition, ("schema", "name", "description"), at)
-    schema = parse_json(_string(definition.get("schema"), f"{at}.schema").encode())
+    definition = fields.obj(inner, at)
+    fields.only(definition, ("schema", "name", "description"), at)
+    schema = parse_json(fields.string(definition.get("schema"), f"{at}.schema").encode())
     if schema is None:
         raise Untranslatable(f"{at}.schema must be a JSON object's text")
     name = definition.get("name")
     # A description of the schema has no place in the common model; it guides, it does not constrain.
     if "description" in definition:
-        _string(definition["description"], f"{at}.description")
-        _drop(request, f"{at}.description")
+        fields.string(definition["description"], f"{at}.description")
+        fields.drop(request.dropped, f"{at}.description")
     request.output = OutputFormat(
-        "json_schema", schema=schema, name=None if name is None else _string(name, f"{at}.name")
+        "json_schema", schema=schema, name=None if name is None else fields.string(name, f"{at}.name")
     )
 
 
@@ -511,7 +466,7 @@ def read_request(body: dict[str, Any]) -> ChatRequest:
         if key in _REFUSED_TOP_LEVEL:
             raise Untranslatable(_REFUSED_TOP_LEVEL[key])
         if key in _DROPPED_TOP_LEVEL:
-            _drop(request, key)
+            fields.drop(request.dropped, key)
     request.messages = _read_messages(body.get("messages"), request)
     if "system" in body:
         request.system = _read_system(body["system"], request)
@@ -601,11 +556,13 @@ def _content_blocks(message: Message, where: str, request: ChatRequest) -> list[
         elif isinstance(part, Image):
             blocks.append({"image": _image_block(part, at)})
         elif isinstance(part, Thinking) and part.origin not in (None, NAME):
-            _drop(request, "thinking signed by another provider")  # a model verifies its own reasoning only
+            fields.drop(
+                request.dropped, "thinking signed by another provider"
+            )  # a model verifies its own reasoning only
         elif isinstance(part, Thinking):
             reasoning = _reasoning_block(part) if message.role == "assistant" else None
             if reasoning is None:
-                _drop(request, "thinking without a signature")
+                fields.drop(request.dropped, "thinking without a signature")
             else:
                 blocks.append({"reasoningContent": reasoning})
         elif isinstance(part, ToolCall):
@@ -693,7 +650,7 @@ def _refuse_unwritable(request: ChatRequest) -> None:
         raise Untranslatable("response format 'json' cannot be translated: Converse takes a JSON schema only")
     for name in ("seed", "presence_penalty", "frequency_penalty", "parallel_tool_calls", "user"):
         if getattr(request, name) is not None:
-            _drop(request, name)
+            fields.drop(request.dropped, name)
 
 
 def write_request(request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]:
@@ -737,19 +694,15 @@ def write_request(request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]
 # Responses
 
 
-def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def read_usage(raw: Any) -> TokenUsage:
     """Converse's usage: `inputTokens` excludes the cache reads and writes counted beside it."""
     raw = raw if isinstance(raw, dict) else {}
-    fresh = _int_or_none(raw.get("inputTokens"))
-    read = _int_or_none(raw.get("cacheReadInputTokens"))
-    written = _int_or_none(raw.get("cacheWriteInputTokens"))
+    fresh = fields.int_or_none(raw.get("inputTokens"))
+    read = fields.int_or_none(raw.get("cacheReadInputTokens"))
+    written = fields.int_or_none(raw.get("cacheWriteInputTokens"))
     return TokenUsage(
         input_tokens=None if fresh is None else fresh + (read or 0) + (written or 0),
-        output_tokens=_int_or_none(raw.get("outputTokens")),
+        output_tokens=fields.int_or_none(raw.get("outputTokens")),
         cached_tokens=read,
         cache_write_tokens=written,
     )

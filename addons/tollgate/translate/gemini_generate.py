@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 from ..json_codec import parse_json
 from ..streams import JSONArrayFramer, SSEFramer, parse_sse_block
-from . import formats
+from . import fields, formats
 from .chat import (
     EFFORT_BUDGET,
     ChatError,
@@ -278,14 +278,12 @@ _SNAKE = re.compile(r"_([a-z0-9])")
 # ---------------------------------------------------------------------------------------------
 # Small readers of JSON values
 
+# Gemini's refusals say "contents[0].parts[0].text is not a string" (the other formats': "must be").
+_exact = fields.Exact("is not")
+
 
 def _camel(name: str) -> str:
     return _SNAKE.sub(lambda m: m.group(1).upper(), name)
-
-
-def _drop(request: ChatRequest, name: str) -> None:
-    if name not in request.dropped:
-        request.dropped.append(name)
 
 
 def _fields(value: Any, level: str, where: str, request: ChatRequest) -> dict[str, Any]:
@@ -306,61 +304,17 @@ def _fields(value: Any, level: str, where: str, request: ChatRequest) -> dict[st
         if disposition is None or disposition == "refused":
             raise Untranslatable(f"{path} cannot be translated")
         if disposition == "dropped":
-            _drop(request, f"{level}.{name}" if level else name)
+            fields.drop(request.dropped, f"{level}.{name}" if level else name)
             continue
         out[name] = item
     return out
 
 
-def _list(value: Any, where: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise Untranslatable(f"{where} is not a list")
-    return value
-
-
-def _string(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise Untranslatable(f"{where} is not a string")
-    return value
-
-
-def _optional_string(value: Any, where: str) -> str | None:
-    return None if value is None else _string(value, where)
-
-
-def _boolean(value: Any, where: str) -> bool | None:
-    if value is not None and type(value) is not bool:
-        raise Untranslatable(f"{where} is not a boolean")
-    return value
-
-
-def _number(value: Any, where: str) -> float | None:
-    if value is None:
-        return None
-    if type(value) not in (int, float):
-        raise Untranslatable(f"{where} is not a number")
-    return float(value) if type(value) is float else int(value)
-
-
 def _integer(value: Any, where: str) -> int | None:
     """As proto3 JSON reads an integer: a number with no fraction, or a string of digits."""
-    if value is None:
-        return None
-    if type(value) is int:
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
     if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,18}", value):
         return int(value)
-    raise Untranslatable(f"{where} is not an integer")
-
-
-def _object(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise Untranslatable(f"{where} is not a JSON object")
-    return value
+    return _exact.optional_integer(value, where, whole_floats=True)
 
 
 def _json_text(value: Any) -> str:
@@ -383,10 +337,6 @@ def _loose_int(value: Any) -> int | None:
     if isinstance(value, str) and value.isascii() and value.isdigit():
         return int(value)
     return None
-
-
-def _loose_str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,10 +401,10 @@ class _RequestReader:
 
     def contents(self, value: Any) -> list[Message]:
         messages: list[Message] = []
-        for i, raw in enumerate(_list(value, "contents")):
+        for i, raw in enumerate(_exact.array_or_empty(value, "contents")):
             where = f"contents[{i}]"
             content = _fields(raw, "contents[]", where, self.request)
-            role = _optional_string(content.get("role"), f"{where}.role")
+            role = _exact.optional_string(content.get("role"), f"{where}.role")
             if role in (None, "", "user", "function"):
                 message = Message("user", [])
             elif role == "model":
@@ -467,7 +417,7 @@ class _RequestReader:
                 message = messages[-1]
             else:
                 messages.append(message)
-            for j, part in enumerate(_list(content.get("parts"), f"{where}.parts")):
+            for j, part in enumerate(_exact.array_or_empty(content.get("parts"), f"{where}.parts")):
                 self.part(part, f"{where}.parts[{j}]", message)
         return messages
 
@@ -476,8 +426,8 @@ class _RequestReader:
         kinds = [k for k in ("text", "inlineData", "fileData", "functionCall", "functionResponse") if k in part]
         if len(kinds) > 1:
             raise Untranslatable(f"{where} holds both {kinds[0]} and {kinds[1]}")
-        thought = _boolean(part.get("thought"), f"{where}.thought")
-        signature = _optional_string(part.get("thoughtSignature"), f"{where}.thoughtSignature")
+        thought = _exact.optional_bool(part.get("thought"), f"{where}.thought")
+        signature = _exact.optional_string(part.get("thoughtSignature"), f"{where}.thoughtSignature")
         origin = None
         if signature == SKIP_SIGNATURE:
             signature = None  # no signature: the marker that history from elsewhere carries none
@@ -491,7 +441,7 @@ class _RequestReader:
         if thought:
             if kind not in (None, "text"):
                 raise Untranslatable(f"{where}.thought on a {kind} part cannot be translated")
-            _add_thinking(message.parts, _string(part.get("text", ""), f"{where}.text"), signature, origin)
+            _add_thinking(message.parts, _exact.string(part.get("text", ""), f"{where}.text"), signature, origin)
             return
         if signature is not None:
             _add_thinking(message.parts, "", signature, origin)
@@ -499,7 +449,7 @@ class _RequestReader:
             if signature is None:
                 raise Untranslatable(f"{where} holds no content")
         elif kind == "text":
-            text = _string(part["text"], f"{where}.text")
+            text = _exact.string(part["text"], f"{where}.text")
             if text or signature is None:
                 message.parts.append(Text(text))
         elif kind in ("inlineData", "fileData"):
@@ -515,27 +465,27 @@ class _RequestReader:
 
     def image(self, raw: Any, kind: str, where: str) -> Image:
         blob = _fields(raw, f"contents[].parts[].{kind}", where, self.request)
-        mime = _optional_string(blob.get("mimeType"), f"{where}.mimeType")
+        mime = _exact.optional_string(blob.get("mimeType"), f"{where}.mimeType")
         if mime is None or not mime.lower().startswith("image/"):
             raise Untranslatable(f"{where}.mimeType '{mime}' cannot be translated (images only)")
         if kind == "inlineData":
-            return Image(media_type=mime, data=_string(blob.get("data"), f"{where}.data"))
-        return Image(media_type=mime, url=_string(blob.get("fileUri"), f"{where}.fileUri"))
+            return Image(media_type=mime, data=_exact.string(blob.get("data"), f"{where}.data"))
+        return Image(media_type=mime, url=_exact.string(blob.get("fileUri"), f"{where}.fileUri"))
 
     def call(self, raw: Any, where: str) -> ToolCall:
         call = _fields(raw, "contents[].parts[].functionCall", where, self.request)
-        name = _string(call.get("name"), f"{where}.name")
-        args = _object(call.get("args", {}), f"{where}.args")
-        given = _optional_string(call.get("id"), f"{where}.id")
+        name = _exact.string(call.get("name"), f"{where}.name")
+        args = _exact.obj(call.get("args", {}), f"{where}.args")
+        given = _exact.optional_string(call.get("id"), f"{where}.id")
         tool_call = ToolCall(id=given or f"call_{len(self.calls)}", name=name, arguments=_json_text(args))
         self.calls.append(tool_call)
         return tool_call
 
     def result(self, raw: Any, where: str) -> ToolResult:
         answer = _fields(raw, "contents[].parts[].functionResponse", where, self.request)
-        name = _string(answer.get("name"), f"{where}.name")
-        response = _object(answer.get("response", {}), f"{where}.response")
-        call_id = _optional_string(answer.get("id"), f"{where}.id") or self.unanswered(name, where)
+        name = _exact.string(answer.get("name"), f"{where}.name")
+        response = _exact.obj(answer.get("response", {}), f"{where}.response")
+        call_id = _exact.optional_string(answer.get("id"), f"{where}.id") or self.unanswered(name, where)
         self.answered.add(call_id)
         # Gemini's convention: {"output": …} for a result, {"error": …} for a failure.
         return ToolResult(call_id, name, [Text(_json_text(response))], is_error=set(response) == {"error"})
@@ -552,18 +502,18 @@ def _read_system(value: Any, request: ChatRequest) -> list[Text]:
         return [Text(value)]
     content = _fields(value, "systemInstruction", "systemInstruction", request)
     texts = []
-    for i, raw in enumerate(_list(content.get("parts"), "systemInstruction.parts")):
+    for i, raw in enumerate(_exact.array_or_empty(content.get("parts"), "systemInstruction.parts")):
         where = f"systemInstruction.parts[{i}]"
         part = _fields(raw, "systemInstruction.parts[]", where, request)
-        texts.append(Text(_string(part.get("text"), f"{where}.text")))
+        texts.append(Text(_exact.string(part.get("text"), f"{where}.text")))
     return texts
 
 
 def _read_tools(value: Any, request: ChatRequest) -> list[Tool]:
     tools = []
-    for i, raw in enumerate(_list(value, "tools")):
+    for i, raw in enumerate(_exact.array_or_empty(value, "tools")):
         tool = _fields(raw, "tools[]", f"tools[{i}]", request)
-        declarations = _list(tool.get("functionDeclarations"), f"tools[{i}].functionDeclarations")
+        declarations = _exact.array_or_empty(tool.get("functionDeclarations"), f"tools[{i}].functionDeclarations")
         for j, raw_declaration in enumerate(declarations):
             where = f"tools[{i}].functionDeclarations[{j}]"
             declaration = _fields(raw_declaration, "tools[].functionDeclarations[]", where, request)
@@ -571,16 +521,16 @@ def _read_tools(value: Any, request: ChatRequest) -> list[Tool]:
                 raise Untranslatable(f"{where} sets both parameters and parametersJsonSchema")
             if "parameters" in declaration:
                 parameters = json_schema_of_openapi(
-                    _object(declaration["parameters"], f"{where}.parameters"), f"{where}.parameters"
+                    _exact.obj(declaration["parameters"], f"{where}.parameters"), f"{where}.parameters"
                 )
             else:
                 parameters = declaration.get("parametersJsonSchema")
                 if parameters is not None:
-                    _object(parameters, f"{where}.parametersJsonSchema")
+                    _exact.obj(parameters, f"{where}.parametersJsonSchema")
             tools.append(
                 Tool(
-                    name=_string(declaration.get("name"), f"{where}.name"),
-                    description=_optional_string(declaration.get("description"), f"{where}.description"),
+                    name=_exact.string(declaration.get("name"), f"{where}.name"),
+                    description=_exact.optional_string(declaration.get("description"), f"{where}.description"),
                     parameters=parameters,
                 )
             )
@@ -593,9 +543,9 @@ def _read_tool_choice(value: Any, tools: list[Tool], request: ChatRequest) -> To
         return None
     where = "toolConfig.functionCallingConfig"
     calling = _fields(config["functionCallingConfig"], where, where, request)
-    mode = (_optional_string(calling.get("mode"), f"{where}.mode") or "MODE_UNSPECIFIED").upper()
-    allowed = _list(calling.get("allowedFunctionNames"), f"{where}.allowedFunctionNames")
-    names = {_string(n, f"{where}.allowedFunctionNames[{i}]") for i, n in enumerate(allowed)}
+    mode = (_exact.optional_string(calling.get("mode"), f"{where}.mode") or "MODE_UNSPECIFIED").upper()
+    allowed = _exact.array_or_empty(calling.get("allowedFunctionNames"), f"{where}.allowedFunctionNames")
+    names = {_exact.string(n, f"{where}.allowedFunctionNames[{i}]") for i, n in enumerate(allowed)}
     if names == {t.name for t in tools} and not (mode == "ANY" and len(names) == 1):
         names = set()  # naming every declared function restricts nothing
     if names and mode != "ANY":
@@ -615,16 +565,16 @@ def _read_tool_choice(value: Any, tools: list[Tool], request: ChatRequest) -> To
 
 def _read_output(config: dict[str, Any]) -> OutputFormat | None:
     where = "generationConfig"
-    mime = _optional_string(config.get("responseMimeType"), f"{where}.responseMimeType")
+    mime = _exact.optional_string(config.get("responseMimeType"), f"{where}.responseMimeType")
     if "responseSchema" in config and "responseJsonSchema" in config:
         raise Untranslatable(f"{where} sets both responseSchema and responseJsonSchema")
     schema: Any = None
     if "responseSchema" in config:
         schema = json_schema_of_openapi(
-            _object(config["responseSchema"], f"{where}.responseSchema"), f"{where}.responseSchema"
+            _exact.obj(config["responseSchema"], f"{where}.responseSchema"), f"{where}.responseSchema"
         )
     elif "responseJsonSchema" in config:
-        schema = _object(config["responseJsonSchema"], f"{where}.responseJsonSchema")
+        schema = _exact.obj(config["responseJsonSchema"], f"{where}.responseJsonSchema")
     if mime is not None and mime.lower() == "application/json":
         return OutputFormat("json") if schema is None else OutputFormat("json_schema", schema=schema)
     if schema is not None:
@@ -640,8 +590,8 @@ def _read_thinking(value: Any, request: ChatRequest) -> None:
     thinking = _fields(value, where, where, request)
     budget = _integer(thinking.get("thinkingBudget"), f"{where}.thinkingBudget")
     request.thinking_budget = None if budget == -1 else budget  # -1: dynamic, the default
-    request.include_thoughts = _boolean(thinking.get("includeThoughts"), f"{where}.includeThoughts")
-    level = _optional_string(thinking.get("thinkingLevel"), f"{where}.thinkingLevel")
+    request.include_thoughts = _exact.optional_bool(thinking.get("includeThoughts"), f"{where}.includeThoughts")
+    level = _exact.optional_string(thinking.get("thinkingLevel"), f"{where}.thinkingLevel")
     if level is not None and level.upper() != "THINKING_LEVEL_UNSPECIFIED":
         effort = _EFFORT_OF_LEVEL.get(level.lower())
         if effort is None:
@@ -652,24 +602,24 @@ def _read_thinking(value: Any, request: ChatRequest) -> None:
 def _read_config(value: Any, request: ChatRequest) -> None:
     where = "generationConfig"
     config = _fields(value, where, where, request)
-    request.temperature = _number(config.get("temperature"), f"{where}.temperature")
-    request.top_p = _number(config.get("topP"), f"{where}.topP")
+    request.temperature = _exact.optional_number(config.get("temperature"), f"{where}.temperature")
+    request.top_p = _exact.optional_number(config.get("topP"), f"{where}.topP")
     request.top_k = _integer(config.get("topK"), f"{where}.topK")
     request.max_tokens = _integer(config.get("maxOutputTokens"), f"{where}.maxOutputTokens")
     request.stop = [
-        _string(s, f"{where}.stopSequences[{i}]")
-        for i, s in enumerate(_list(config.get("stopSequences"), f"{where}.stopSequences"))
+        _exact.string(s, f"{where}.stopSequences[{i}]")
+        for i, s in enumerate(_exact.array_or_empty(config.get("stopSequences"), f"{where}.stopSequences"))
     ]
     request.n = _integer(config.get("candidateCount"), f"{where}.candidateCount")
     request.seed = _integer(config.get("seed"), f"{where}.seed")
-    request.presence_penalty = _number(config.get("presencePenalty"), f"{where}.presencePenalty")
-    request.frequency_penalty = _number(config.get("frequencyPenalty"), f"{where}.frequencyPenalty")
-    request.logprobs = _boolean(config.get("responseLogprobs"), f"{where}.responseLogprobs")
+    request.presence_penalty = _exact.optional_number(config.get("presencePenalty"), f"{where}.presencePenalty")
+    request.frequency_penalty = _exact.optional_number(config.get("frequencyPenalty"), f"{where}.frequencyPenalty")
+    request.logprobs = _exact.optional_bool(config.get("responseLogprobs"), f"{where}.responseLogprobs")
     request.top_logprobs = _integer(config.get("logprobs"), f"{where}.logprobs")
     request.output = _read_output(config)
     modalities = [
-        _string(m, f"{where}.responseModalities[{i}]").upper()
-        for i, m in enumerate(_list(config.get("responseModalities"), f"{where}.responseModalities"))
+        _exact.string(m, f"{where}.responseModalities[{i}]").upper()
+        for i, m in enumerate(_exact.array_or_empty(config.get("responseModalities"), f"{where}.responseModalities"))
     ]
     if modalities and modalities != ["TEXT"]:
         raise Untranslatable(f"{where}.responseModalities {modalities} cannot be translated (only TEXT)")
@@ -776,9 +726,9 @@ def _content_parts(message: Message, i: int, request: ChatRequest, names: dict[s
         where = f"messages[{i}].parts[{j}]"
         if isinstance(part, Thinking):
             if part.text or part.redacted:
-                _drop(request, "thinking in history")
+                fields.drop(request.dropped, "thinking in history")
             if part.signature is not None and part.origin not in (None, NAME):
-                _drop(request, "thinking signed by another provider")  # Gemini refuses it as corrupted
+                fields.drop(request.dropped, "thinking signed by another provider")  # Gemini refuses it as corrupted
             elif part.signature is not None:
                 if signature is not None:
                     parts.append({"text": "", "thoughtSignature": signature})
@@ -837,7 +787,7 @@ def _write_declaration(tool: Tool, request: ChatRequest) -> dict[str, Any]:
     if tool.parameters is not None:
         declaration["parametersJsonSchema"] = tool.parameters
     if tool.strict:
-        _drop(request, "tools[].strict")
+        fields.drop(request.dropped, "tools[].strict")
     return declaration
 
 
@@ -886,9 +836,9 @@ def write_request(request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]
     if config:
         body["generationConfig"] = config
     if request.parallel_tool_calls is not None:
-        _drop(request, "parallel_tool_calls")
+        fields.drop(request.dropped, "parallel_tool_calls")
     if request.user is not None:
-        _drop(request, "user")
+        fields.drop(request.dropped, "user")
     return body, {}
 
 
@@ -967,7 +917,7 @@ def _answer_parts(content: Any, prefix: str, choice: int) -> list[Part]:
     for raw in raw_parts if isinstance(raw_parts, list) else []:
         if not isinstance(raw, dict):
             continue
-        signature = _loose_str(raw.get("thoughtSignature"))
+        signature = fields.str_or_none(raw.get("thoughtSignature"))
         origin = NAME if signature is not None else None
         text = raw.get("text")
         if raw.get("thought") is True and isinstance(text, str):
@@ -980,7 +930,7 @@ def _answer_parts(content: Any, prefix: str, choice: int) -> list[Part]:
             parts.append(Text(text))
         elif isinstance(call, dict) and isinstance(call.get("name"), str):
             args = call.get("args")
-            call_id = _loose_str(call.get("id")) or f"call_{prefix}_{choice}_{calls}"
+            call_id = fields.str_or_none(call.get("id")) or f"call_{prefix}_{choice}_{calls}"
             parts.append(ToolCall(call_id, call["name"], _json_text(args if isinstance(args, dict) else {})))
             calls += 1
     return parts
@@ -1001,8 +951,8 @@ def read_response(body: dict[str, Any]) -> ChatResponse:
     if not choices and isinstance(feedback, dict) and feedback.get("blockReason"):
         choices.append(Choice(0, [], "content_filter"))
     return ChatResponse(
-        id=_loose_str(body.get("responseId")),
-        model=_loose_str(body.get("modelVersion")),
+        id=fields.str_or_none(body.get("responseId")),
+        model=fields.str_or_none(body.get("modelVersion")),
         choices=choices,
         usage=_usage(body.get("usageMetadata")),
         created=_created(body.get("createTime")),
@@ -1069,8 +1019,8 @@ def _error_of(error: Any, status: int | None) -> ChatError:
     error = error if isinstance(error, dict) else {}
     code = _loose_int(error.get("code"))
     status = code if code is not None and 100 <= code < 600 else (status or 500)
-    message = _loose_str(error.get("message")) or f"Gemini API error (HTTP {status})"
-    kind = _KIND_OF_STATUS.get(_loose_str(error.get("status")) or "") or kind_of_status(status)
+    message = fields.str_or_none(error.get("message")) or f"Gemini API error (HTTP {status})"
+    kind = _KIND_OF_STATUS.get(fields.str_or_none(error.get("status")) or "") or kind_of_status(status)
     if kind == "invalid_request" and kind_of_status(status) == "too_large":
         kind = "too_large"
     details = error.get("details")
@@ -1160,8 +1110,8 @@ class GeminiStreamReader:
             self._prefix = _call_id_prefix(data.get("responseId"))
             events.append(
                 Started(
-                    _loose_str(data.get("responseId")),
-                    _loose_str(data.get("modelVersion")),
+                    fields.str_or_none(data.get("responseId")),
+                    fields.str_or_none(data.get("modelVersion")),
                     _created(data.get("createTime")),
                 )
             )
@@ -1189,7 +1139,7 @@ class GeminiStreamReader:
         return events
 
     def _part(self, part: dict[str, Any], choice: int) -> list[StreamEvent]:
-        signature = _loose_str(part.get("thoughtSignature"))
+        signature = fields.str_or_none(part.get("thoughtSignature"))
         origin = NAME if signature is not None else None
         text = part.get("text")
         if part.get("thought") is True and isinstance(text, str):
@@ -1204,7 +1154,7 @@ class GeminiStreamReader:
             index = self._calls.get(choice, 0)
             self._calls[choice] = index + 1
             args = call.get("args")
-            call_id = _loose_str(call.get("id")) or f"call_{self._prefix}_{choice}_{index}"
+            call_id = fields.str_or_none(call.get("id")) or f"call_{self._prefix}_{choice}_{index}"
             events.append(ToolCallStarted(index, call_id, call["name"], choice))
             events.append(ToolCallDelta(index, _json_text(args if isinstance(args, dict) else {}), choice))
         return events

@@ -8,14 +8,13 @@ in none of them is refused too. Answers, streams and errors from an upstream are
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from ..json_codec import encode_json, parse_json
 from ..streams import SSEFramer, parse_sse_block
-from . import formats
+from . import fields, formats
 from .chat import (
     STATUS_OF_KIND,
     ChatError,
@@ -201,22 +200,12 @@ KIND_OF_TYPE: dict[str, ErrorKind] = {
 # Types so broad that the status says more (a 404 of type invalid_request_error is a not_found).
 _BROAD_TYPES = ("invalid_request_error", "server_error", "api_error")
 
-_INDEX = re.compile(r"\[\d+\]")
-
-
 # ---------------------------------------------------------------------------------------------
 # Reading a request
 
 
 def _at(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
-
-
-def _drop(request: ChatRequest, name: str) -> None:
-    """Names a dropped field once, whatever message or part it came in."""
-    name = _INDEX.sub("[]", name)
-    if name not in request.dropped:
-        request.dropped.append(name)
 
 
 def _check_fields(obj: Mapping[str, Any], table: Mapping[str, Fate], where: str, request: ChatRequest) -> None:
@@ -227,62 +216,14 @@ def _check_fields(obj: Mapping[str, Any], table: Mapping[str, Fate], where: str,
         if value is None or fate == "translated":
             continue
         if fate == "dropped":
-            _drop(request, _at(where, key))
+            fields.drop(request.dropped, _at(where, key))
         else:
             raise Untranslatable(f"{_at(where, key)} cannot be translated")
 
 
-def _object(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise Untranslatable(f"{where} must be an object")
-    return value
-
-
-def _list(value: Any, where: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise Untranslatable(f"{where} must be a list")
-    return value
-
-
-def _string(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise Untranslatable(f"{where} must be a string")
-    return value
-
-
-def _optional_string(value: Any, where: str) -> str | None:
-    return None if value is None else _string(value, where)
-
-
-def _optional_int(value: Any, where: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if type(value) is not int:
-        raise Untranslatable(f"{where} must be an integer")
-    return value
-
-
-def _optional_number(value: Any, where: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise Untranslatable(f"{where} must be a number")
-    return value
-
-
-def _optional_bool(value: Any, where: str) -> bool | None:
-    if value is None:
-        return None
-    if type(value) is not bool:
-        raise Untranslatable(f"{where} must be a boolean")
-    return value
-
-
 def _part_type(part: Any, where: str, allowed: tuple[str, ...], request: ChatRequest) -> str:
     """A content part's type, its keys checked; refused when not among `allowed`."""
-    part = _object(part, where)
+    part = fields.obj(part, where)
     kind = part.get("type")
     if not isinstance(kind, str) or kind not in allowed or kind in REFUSED_PART_TYPES:
         raise Untranslatable(f"{where}.type {kind!r} cannot be translated")
@@ -295,16 +236,16 @@ def _read_texts(content: Any, where: str, request: ChatRequest) -> list[Text]:
     if isinstance(content, str):
         return [Text(content)]
     texts = []
-    for j, part in enumerate(_list(content, where)):
+    for j, part in enumerate(fields.array(content, where)):
         _part_type(part, f"{where}[{j}]", ("text",), request)
-        texts.append(Text(_string(part.get("text"), f"{where}[{j}].text")))
+        texts.append(Text(fields.string(part.get("text"), f"{where}[{j}].text")))
     return texts
 
 
 def _read_image(image_url: Any, where: str, request: ChatRequest) -> Image:
-    image_url = _object(image_url, where)
+    image_url = fields.obj(image_url, where)
     _check_fields(image_url, IMAGE_URL_FIELDS, where, request)
-    url = _string(image_url.get("url"), f"{where}.url")
+    url = fields.string(image_url.get("url"), f"{where}.url")
     if url.startswith("data:"):
         head, comma, data = url[5:].partition(",")
         media_type, *options = head.split(";")
@@ -320,10 +261,10 @@ def _read_user_content(content: Any, where: str, request: ChatRequest) -> list[P
     if isinstance(content, str):
         return [Text(content)]
     parts: list[Part] = []
-    for j, part in enumerate(_list(content, where)):
+    for j, part in enumerate(fields.array(content, where)):
         at = f"{where}[{j}]"
         if _part_type(part, at, ("text", "image_url"), request) == "text":
-            parts.append(Text(_string(part.get("text"), f"{at}.text")))
+            parts.append(Text(fields.string(part.get("text"), f"{at}.text")))
         else:
             parts.append(_read_image(part.get("image_url"), f"{at}.image_url", request))
     return parts
@@ -331,19 +272,19 @@ def _read_user_content(content: Any, where: str, request: ChatRequest) -> list[P
 
 def _read_tool_calls(value: Any, where: str, request: ChatRequest) -> list[ToolCall]:
     calls = []
-    for j, item in enumerate(_list(value, where)):
+    for j, item in enumerate(fields.array(value, where)):
         at = f"{where}[{j}]"
-        call = _object(item, at)
+        call = fields.obj(item, at)
         if call.get("type") != "function":
             raise Untranslatable(f"{at}.type {call.get('type')!r} cannot be translated")
         _check_fields(call, TOOL_CALL_FIELDS, at, request)
-        function = _object(call.get("function"), f"{at}.function")
+        function = fields.obj(call.get("function"), f"{at}.function")
         _check_fields(function, CALLED_FUNCTION_FIELDS, f"{at}.function", request)
         calls.append(
             ToolCall(
-                id=_string(call.get("id"), f"{at}.id"),
-                name=_string(function.get("name"), f"{at}.function.name"),
-                arguments=_string(function.get("arguments"), f"{at}.function.arguments"),
+                id=fields.string(call.get("id"), f"{at}.id"),
+                name=fields.string(function.get("name"), f"{at}.function.name"),
+                arguments=fields.string(function.get("arguments"), f"{at}.function.arguments"),
             )
         )
     return calls
@@ -351,7 +292,7 @@ def _read_tool_calls(value: Any, where: str, request: ChatRequest) -> list[ToolC
 
 def _read_assistant(raw: dict[str, Any], where: str, request: ChatRequest) -> list[Part]:
     parts: list[Part] = []
-    reasoning = _optional_string(raw.get("reasoning_content"), f"{where}.reasoning_content")
+    reasoning = fields.optional_string(raw.get("reasoning_content"), f"{where}.reasoning_content")
     if reasoning:
         parts.append(Thinking(reasoning))
     content = raw.get("content")
@@ -359,11 +300,11 @@ def _read_assistant(raw: dict[str, Any], where: str, request: ChatRequest) -> li
         if content:  # compatible endpoints send "" beside tool calls
             parts.append(Text(content))
     elif content is not None:
-        for j, part in enumerate(_list(content, f"{where}.content")):
+        for j, part in enumerate(fields.array(content, f"{where}.content")):
             at = f"{where}.content[{j}]"
             kind = _part_type(part, at, ("text", "refusal"), request)
-            parts.append(Text(_string(part.get(kind), f"{at}.{kind}")))
-    refusal = _optional_string(raw.get("refusal"), f"{where}.refusal")
+            parts.append(Text(fields.string(part.get(kind), f"{at}.{kind}")))
+    refusal = fields.optional_string(raw.get("refusal"), f"{where}.refusal")
     if refusal:
         parts.append(Text(refusal))
     if raw.get("tool_calls") is not None:
@@ -372,7 +313,7 @@ def _read_assistant(raw: dict[str, Any], where: str, request: ChatRequest) -> li
 
 
 def _read_tool_result(raw: dict[str, Any], where: str, request: ChatRequest) -> ToolResult:
-    call_id = _string(raw.get("tool_call_id"), f"{where}.tool_call_id")
+    call_id = fields.string(raw.get("tool_call_id"), f"{where}.tool_call_id")
     texts = _read_texts(raw.get("content"), f"{where}.content", request)
     content: list[Text | Image] = [] if texts == [Text("")] else list(texts)  # "": the tool returned nothing
     return ToolResult(id=call_id, name=None, content=content)
@@ -382,9 +323,9 @@ def _read_messages(value: Any, request: ChatRequest) -> None:
     """System and developer messages hoisted to `request.system` in order; consecutive tool
     messages as one user message of tool results."""
     tool_turn: Message | None = None
-    for i, item in enumerate(_list(value, "messages")):
+    for i, item in enumerate(fields.array(value, "messages")):
         where = f"messages[{i}]"
-        raw = _object(item, where)
+        raw = fields.obj(item, where)
         role = raw.get("role")
         table = MESSAGE_FIELDS.get(role) if isinstance(role, str) else None
         if table is None:
@@ -409,21 +350,21 @@ def _read_messages(value: Any, request: ChatRequest) -> None:
 
 def _read_tools(value: Any, request: ChatRequest) -> list[Tool]:
     tools = []
-    for i, item in enumerate(_list(value, "tools")):
+    for i, item in enumerate(fields.array(value, "tools")):
         where = f"tools[{i}]"
-        tool = _object(item, where)
+        tool = fields.obj(item, where)
         if tool.get("type") != "function":
             raise Untranslatable(f"{where}.type {tool.get('type')!r} cannot be translated")
         _check_fields(tool, TOOL_FIELDS, where, request)
-        function = _object(tool.get("function"), f"{where}.function")
+        function = fields.obj(tool.get("function"), f"{where}.function")
         _check_fields(function, FUNCTION_FIELDS, f"{where}.function", request)
         parameters = function.get("parameters")
         tools.append(
             Tool(
-                name=_string(function.get("name"), f"{where}.function.name"),
-                description=_optional_string(function.get("description"), f"{where}.function.description"),
-                parameters=None if parameters is None else _object(parameters, f"{where}.function.parameters"),
-                strict=_optional_bool(function.get("strict"), f"{where}.function.strict"),
+                name=fields.string(function.get("name"), f"{where}.function.name"),
+                description=fields.optional_string(function.get("description"), f"{where}.function.description"),
+                parameters=None if parameters is None else fields.obj(parameters, f"{where}.function.parameters"),
+                strict=fields.optional_bool(function.get("strict"), f"{where}.function.strict"),
             )
         )
     return tools
@@ -435,29 +376,29 @@ def _read_tool_choice(value: Any) -> ToolChoice | None:
     if value in ("auto", "none", "required"):
         return ToolChoice(value)
     if isinstance(value, dict) and value.get("type") == "function" and set(value) == {"type", "function"}:
-        function = _object(value["function"], "tool_choice.function")
+        function = fields.obj(value["function"], "tool_choice.function")
         if set(function) != {"name"}:
             raise Untranslatable("tool_choice.function may hold only a name")
-        return ToolChoice("tool", _string(function["name"], "tool_choice.function.name"))
+        return ToolChoice("tool", fields.string(function["name"], "tool_choice.function.name"))
     raise Untranslatable("tool_choice cannot be translated: only auto, none, required or one function")
 
 
 def _read_output(value: Any, request: ChatRequest) -> OutputFormat | None:
     if value is None:
         return None
-    value = _object(value, "response_format")
+    value = fields.obj(value, "response_format")
     kind = value.get("type")
     if kind in ("text", "json_object") and set(value) == {"type"}:
         return OutputFormat("text" if kind == "text" else "json")
     if kind == "json_schema" and set(value) == {"type", "json_schema"}:
-        spec = _object(value["json_schema"], "response_format.json_schema")
+        spec = fields.obj(value["json_schema"], "response_format.json_schema")
         _check_fields(spec, JSON_SCHEMA_FIELDS, "response_format.json_schema", request)
         schema = spec.get("schema")
         return OutputFormat(
             "json_schema",
-            schema=None if schema is None else _object(schema, "response_format.json_schema.schema"),
-            name=_optional_string(spec.get("name"), "response_format.json_schema.name"),
-            strict=_optional_bool(spec.get("strict"), "response_format.json_schema.strict"),
+            schema=None if schema is None else fields.obj(schema, "response_format.json_schema.schema"),
+            name=fields.optional_string(spec.get("name"), "response_format.json_schema.name"),
+            strict=fields.optional_bool(spec.get("strict"), "response_format.json_schema.strict"),
         )
     raise Untranslatable(f"response_format.type {kind!r} cannot be translated")
 
@@ -471,14 +412,14 @@ def _read_effort(value: Any, request: ChatRequest) -> None:
         request.reasoning_effort = value
     elif value in ("xhigh", "max"):  # beyond the model's efforts: the most it has
         request.reasoning_effort = "high"
-        _drop(request, f"reasoning_effort {value!r} (read as 'high')")
+        fields.drop(request.dropped, f"reasoning_effort {value!r} (read as 'high')")
     else:
         raise Untranslatable(f"reasoning_effort {value!r} cannot be translated")
 
 
 def _read_max_tokens(body: dict[str, Any]) -> int | None:
-    legacy = _optional_int(body.get("max_tokens"), "max_tokens")
-    current = _optional_int(body.get("max_completion_tokens"), "max_completion_tokens")
+    legacy = fields.optional_integer(body.get("max_tokens"), "max_tokens", whole_floats=True)
+    current = fields.optional_integer(body.get("max_completion_tokens"), "max_completion_tokens", whole_floats=True)
     if legacy is not None and current is not None and legacy != current:
         raise Untranslatable("max_completion_tokens disagrees with max_tokens")
     return current if current is not None else legacy
@@ -489,15 +430,15 @@ def _read_stop(value: Any) -> list[str]:
         return []
     if isinstance(value, str):
         return [value]
-    return [_string(s, f"stop[{i}]") for i, s in enumerate(_list(value, "stop"))]
+    return [fields.string(s, f"stop[{i}]") for i, s in enumerate(fields.array(value, "stop"))]
 
 
 def _read_stream_usage(value: Any, request: ChatRequest) -> bool:
     if value is None:
         return False
-    options = _object(value, "stream_options")
+    options = fields.obj(value, "stream_options")
     _check_fields(options, STREAM_OPTIONS_FIELDS, "stream_options", request)
-    return _optional_bool(options.get("include_usage"), "stream_options.include_usage") is True
+    return fields.optional_bool(options.get("include_usage"), "stream_options.include_usage") is True
 
 
 def read_request(body: dict[str, Any]) -> ChatRequest:
@@ -506,28 +447,28 @@ def read_request(body: dict[str, Any]) -> ChatRequest:
     if modalities is not None and modalities != ["text"]:
         raise Untranslatable("modalities cannot be translated: only ['text']")
     _check_fields({k: v for k, v in body.items() if k != "modalities"}, REQUEST_FIELDS, "", request)
-    request.model = _optional_string(body.get("model"), "model")
+    request.model = fields.optional_string(body.get("model"), "model")
     _read_messages(body.get("messages"), request)
     if body.get("tools") is not None:
         request.tools = _read_tools(body["tools"], request)
     request.tool_choice = _read_tool_choice(body.get("tool_choice"))
-    request.parallel_tool_calls = _optional_bool(body.get("parallel_tool_calls"), "parallel_tool_calls")
+    request.parallel_tool_calls = fields.optional_bool(body.get("parallel_tool_calls"), "parallel_tool_calls")
     request.max_tokens = _read_max_tokens(body)
-    request.temperature = _optional_number(body.get("temperature"), "temperature")
-    request.top_p = _optional_number(body.get("top_p"), "top_p")
+    request.temperature = fields.optional_number(body.get("temperature"), "temperature")
+    request.top_p = fields.optional_number(body.get("top_p"), "top_p")
     request.stop = _read_stop(body.get("stop"))
-    request.n = _optional_int(body.get("n"), "n")
-    request.seed = _optional_int(body.get("seed"), "seed")
-    request.presence_penalty = _optional_number(body.get("presence_penalty"), "presence_penalty")
-    request.frequency_penalty = _optional_number(body.get("frequency_penalty"), "frequency_penalty")
-    request.logprobs = _optional_bool(body.get("logprobs"), "logprobs")
-    request.top_logprobs = _optional_int(body.get("top_logprobs"), "top_logprobs")
+    request.n = fields.optional_integer(body.get("n"), "n", whole_floats=True)
+    request.seed = fields.optional_integer(body.get("seed"), "seed", whole_floats=True)
+    request.presence_penalty = fields.optional_number(body.get("presence_penalty"), "presence_penalty")
+    request.frequency_penalty = fields.optional_number(body.get("frequency_penalty"), "frequency_penalty")
+    request.logprobs = fields.optional_bool(body.get("logprobs"), "logprobs")
+    request.top_logprobs = fields.optional_integer(body.get("top_logprobs"), "top_logprobs", whole_floats=True)
     request.output = _read_output(body.get("response_format"), request)
     _read_effort(body.get("reasoning_effort"), request)
-    request.stream = _optional_bool(body.get("stream"), "stream") is True
+    request.stream = fields.optional_bool(body.get("stream"), "stream") is True
     request.stream_usage = _read_stream_usage(body.get("stream_options"), request)
-    user = _optional_string(body.get("user"), "user")
-    request.user = _optional_string(body.get("safety_identifier"), "safety_identifier") or user
+    user = fields.optional_string(body.get("user"), "user")
+    request.user = fields.optional_string(body.get("safety_identifier"), "safety_identifier") or user
     return request
 
 
@@ -569,7 +510,7 @@ def _write_tool_result(result: ToolResult, where: str, request: ChatRequest) -> 
             raise Untranslatable(f"{where}: an image in a tool result cannot be translated")
         texts.append(part)
     if result.is_error:
-        _drop(request, "is_error")
+        fields.drop(request.dropped, "is_error")
     return {"role": "tool", "tool_call_id": result.id, "content": _texts_content(texts)}
 
 
@@ -610,7 +551,7 @@ def _write_assistant(message: Message, where: str, request: ChatRequest) -> dict
         elif isinstance(part, ToolCall):
             calls.append(_tool_call_body(part))
         elif isinstance(part, Thinking):
-            _drop(request, "reasoning in history")  # Chat Completions cannot carry it back
+            fields.drop(request.dropped, "reasoning in history")  # Chat Completions cannot carry it back
         else:
             raise Untranslatable(f"{where}.parts[{j}]: a {type(part).__name__} from the assistant cannot be translated")
     body: dict[str, Any] = {"role": "assistant", "content": _texts_content(texts) if texts or not calls else None}
@@ -657,13 +598,13 @@ def _write_reasoning(request: ChatRequest, body: dict[str, Any]) -> None:
     if request.reasoning_effort is not None:
         body["reasoning_effort"] = request.reasoning_effort
         if request.thinking_budget is not None:
-            _drop(request, "thinking_budget")
+            fields.drop(request.dropped, "thinking_budget")
     elif request.thinking_budget == 0:
         body["reasoning_effort"] = "none"  # newer models' "no reasoning", as read
     elif request.thinking_budget is not None:
         body["reasoning_effort"] = effort_of_budget(request.thinking_budget)
     if request.include_thoughts:
-        _drop(request, "include_thoughts")
+        fields.drop(request.dropped, "include_thoughts")
 
 
 def write_request(request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]:
@@ -702,7 +643,7 @@ def write_request(request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]
     body.update((k, v) for k, v in optional.items() if v is not None)
     _write_reasoning(request, body)
     if request.top_k is not None:
-        _drop(request, "top_k")  # OpenAI has none
+        fields.drop(request.dropped, "top_k")  # OpenAI has none
     if request.stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}  # Tollgate needs the usage whatever the caller asked
@@ -713,14 +654,6 @@ def write_request(request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]
 # Answers
 
 
-def _int_or_none(value: Any) -> int | None:
-    return value if type(value) is int else None
-
-
-def _str_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
 def _get(data: Any, outer: str, inner: str) -> Any:
     value = data.get(outer) if isinstance(data, dict) else None
     return value.get(inner) if isinstance(value, dict) else None
@@ -728,11 +661,11 @@ def _get(data: Any, outer: str, inner: str) -> Any:
 
 def _read_usage(raw: dict[str, Any]) -> TokenUsage:
     return TokenUsage(
-        input_tokens=_int_or_none(raw.get("prompt_tokens")),
-        output_tokens=_int_or_none(raw.get("completion_tokens")),
-        cached_tokens=_int_or_none(_get(raw, "prompt_tokens_details", "cached_tokens")),
-        cache_write_tokens=_int_or_none(_get(raw, "prompt_tokens_details", "cache_write_tokens")),
-        reasoning_tokens=_int_or_none(_get(raw, "completion_tokens_details", "reasoning_tokens")),
+        input_tokens=fields.int_or_none(raw.get("prompt_tokens")),
+        output_tokens=fields.int_or_none(raw.get("completion_tokens")),
+        cached_tokens=fields.int_or_none(_get(raw, "prompt_tokens_details", "cached_tokens")),
+        cache_write_tokens=fields.int_or_none(_get(raw, "prompt_tokens_details", "cache_write_tokens")),
+        reasoning_tokens=fields.int_or_none(_get(raw, "completion_tokens_details", "reasoning_tokens")),
     )
 
 
@@ -785,9 +718,13 @@ def _read_message_parts(message: dict[str, Any]) -> list[Part]:
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict):
             continue
-        call_id = _str_or_none(call.get("id")) or f"call_{position}"
+        call_id = fields.str_or_none(call.get("id")) or f"call_{position}"
         parts.append(
-            ToolCall(call_id, _str_or_none(function.get("name")) or "", _str_or_none(function.get("arguments")) or "")
+            ToolCall(
+                call_id,
+                fields.str_or_none(function.get("name")) or "",
+                fields.str_or_none(function.get("arguments")) or "",
+            )
         )
     return parts
 
@@ -795,7 +732,7 @@ def _read_message_parts(message: dict[str, Any]) -> list[Part]:
 def _read_choice(raw: dict[str, Any], position: int) -> Choice:
     message = raw.get("message")
     parts = _read_message_parts(message) if isinstance(message, dict) else []
-    index = _int_or_none(raw.get("index"))
+    index = fields.int_or_none(raw.get("index"))
     has_calls = any(isinstance(p, ToolCall) for p in parts)
     return Choice(
         index=position if index is None else index,
@@ -808,15 +745,15 @@ def read_response(body: dict[str, Any]) -> ChatResponse:
     choices = body.get("choices")
     usage = body.get("usage")
     return ChatResponse(
-        id=_str_or_none(body.get("id")),
-        model=_str_or_none(body.get("model")),
+        id=fields.str_or_none(body.get("id")),
+        model=fields.str_or_none(body.get("model")),
         choices=[
             _read_choice(c, i)
             for i, c in enumerate(choices if isinstance(choices, list) else [])
             if isinstance(c, dict)
         ],
         usage=_read_usage(usage) if isinstance(usage, dict) else TokenUsage(),
-        created=_int_or_none(body.get("created")),
+        created=fields.int_or_none(body.get("created")),
     )
 
 
@@ -867,8 +804,8 @@ def write_response(response: ChatResponse, request: ChatRequest) -> dict[str, An
 def _error_of(error: Any, status: int | None) -> ChatError:
     """An error object (`{"message", "type", "code"}`) as a ChatError; a status from the HTTP answer,
     else the object's numeric code (compatible endpoints put it there), else the kind's."""
-    fields = error if isinstance(error, dict) else {}
-    code, kind_name = fields.get("code"), fields.get("type")
+    given = error if isinstance(error, dict) else {}
+    code, kind_name = given.get("code"), given.get("type")
     if status is None and type(code) is int and 400 <= code < 600:
         status = code
     kind: ErrorKind | None = KIND_OF_CODE.get(code) if isinstance(code, str) else None
@@ -879,7 +816,7 @@ def _error_of(error: Any, status: int | None) -> ChatError:
             kind = kind_of_status(status)
         else:
             kind = "invalid_request" if kind_name == "invalid_request_error" else "server"
-    message = _str_or_none(fields.get("message")) or _str_or_none(error)
+    message = fields.str_or_none(given.get("message")) or fields.str_or_none(error)
     if status is None:
         status = STATUS_OF_KIND[kind]
     return ChatError(status=status, kind=kind, message=message or f"the upstream answered HTTP {status}")
@@ -950,8 +887,8 @@ class ChatStreamReader:
         events: list[StreamEvent] = []
         if not self._started:
             self._started = True
-            created = _int_or_none(data.get("created"))
-            events.append(Started(_str_or_none(data.get("id")), _str_or_none(data.get("model")), created))
+            created = fields.int_or_none(data.get("created"))
+            events.append(Started(fields.str_or_none(data.get("id")), fields.str_or_none(data.get("model")), created))
         choices = data.get("choices")
         for choice in choices if isinstance(choices, list) else []:
             if isinstance(choice, dict):
@@ -962,7 +899,7 @@ class ChatStreamReader:
         return events
 
     def _read_choice(self, choice: dict[str, Any]) -> list[StreamEvent]:
-        index = _int_or_none(choice.get("index")) or 0
+        index = fields.int_or_none(choice.get("index")) or 0
         delta = choice.get("delta")
         delta = delta if isinstance(delta, dict) else {}
         events: list[StreamEvent] = []
@@ -988,8 +925,8 @@ class ChatStreamReader:
         calls = self._calls.setdefault(choice, {})
         function = entry.get("function")
         function = function if isinstance(function, dict) else {}
-        call_id, name = _str_or_none(entry.get("id")), _str_or_none(function.get("name"))
-        index = _int_or_none(entry.get("index"))
+        call_id, name = fields.str_or_none(entry.get("id")), fields.str_or_none(function.get("name"))
+        index = fields.int_or_none(entry.get("index"))
         if index is None:
             known = [i for i, known_id in calls.items() if known_id == call_id]
             index = known[0] if known else len(calls) if call_id or name else self._last_call.get(choice)
