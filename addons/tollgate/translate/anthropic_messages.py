@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
-import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -262,7 +260,7 @@ def _read_tool_use(block: dict[str, Any], where: str, dropped: list[str]) -> Too
     return ToolCall(
         id=fields.string(block.get("id"), f"{where}.id"),
         name=fields.string(block.get("name"), f"{where}.name"),
-        arguments=_json_text(fields.obj(block.get("input"), f"{where}.input")),
+        arguments=chat.json_text(fields.obj(block.get("input"), f"{where}.input")),
     )
 
 
@@ -501,16 +499,6 @@ def _thinking_and_max_tokens(request: ChatRequest) -> tuple[dict[str, Any] | Non
     return {"type": "enabled", "budget_tokens": budget}, given if given is not None else budget + ANSWER_ROOM
 
 
-def _media_type_of(data: str) -> str | None:
-    """The image type from the first bytes of its base64 text, for a caller that gave none."""
-    for prefix, media in (("/9j/", "image/jpeg"), ("iVBORw0KGgo", "image/png"), ("R0lGOD", "image/gif")):
-        if data.startswith(prefix):
-            return media
-    if data.startswith("UklGR") and data[8:16].startswith("V0VCU"):  # RIFF....WEBP
-        return "image/webp"
-    return None
-
-
 def _write_image(image: Image, where: str) -> dict[str, Any]:
     data, media = image.data, image.media_type
     url = image.url or ""
@@ -522,7 +510,7 @@ def _write_image(image: Image, where: str) -> dict[str, Any]:
     if data is not None:
         media = "image/jpeg" if media == "image/jpg" else media
         if media is None or media == "image/*":
-            media = _media_type_of(data)
+            media = chat.sniffed_media_type(data)
         if media not in IMAGE_TYPES:
             raise Untranslatable(
                 f"{where}: an image of type {media or 'unknown'} cannot be translated "
@@ -532,14 +520,6 @@ def _write_image(image: Image, where: str) -> dict[str, Any]:
     if url.startswith(("https://", "http://")):
         return {"type": "image", "source": {"type": "url", "url": url}}
     raise Untranslatable(f"{where}: an image at {url.partition(':')[0] or 'no'} URL cannot be translated")
-
-
-def _tool_input(arguments: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(arguments) if arguments.strip() else {}
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _write_tool_result(result: ToolResult, where: str) -> dict[str, Any]:
@@ -575,7 +555,7 @@ def _write_part(part: Part, role: str, where: str, dropped: list[str]) -> dict[s
             return None
         return {"type": "thinking", "thinking": part.text, "signature": part.signature}
     if isinstance(part, ToolCall):
-        arguments = _tool_input(part.arguments)
+        arguments = chat.arguments_object(part.arguments)
         if arguments is None:
             fields.drop(dropped, "tool call arguments that are not a JSON object")
         return {"type": "tool_use", "id": part.id, "name": part.name, "input": arguments or {}}
@@ -685,10 +665,6 @@ def write_request(request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]
 # Answers
 
 
-def _json_text(value: Any) -> str:
-    return encode_json(value).decode()
-
-
 def _finish_of(stop_reason: Any) -> FinishReason | None:
     if not isinstance(stop_reason, str):
         return None
@@ -712,7 +688,7 @@ def _read_usage(raw: Any) -> TokenUsage:
     written = fields.int_or_none(raw.get("cache_creation_input_tokens"))
     details = raw.get("output_tokens_details")
     return TokenUsage(
-        input_tokens=None if fresh is None else fresh + (read or 0) + (written or 0),
+        input_tokens=chat.input_with_cache(fresh, read, written),
         output_tokens=fields.int_or_none(raw.get("output_tokens")),
         cached_tokens=read,
         cache_write_tokens=written,
@@ -720,14 +696,8 @@ def _read_usage(raw: Any) -> TokenUsage:
     )
 
 
-def _fresh_input(usage: TokenUsage) -> int | None:
-    if usage.input_tokens is None:
-        return None
-    return max(0, usage.input_tokens - (usage.cached_tokens or 0) - (usage.cache_write_tokens or 0))
-
-
 def _write_usage(usage: TokenUsage) -> dict[str, Any]:
-    out: dict[str, Any] = {"input_tokens": _fresh_input(usage) or 0}
+    out: dict[str, Any] = {"input_tokens": usage.uncached_input_tokens or 0}
     if usage.cache_write_tokens is not None:
         out["cache_creation_input_tokens"] = usage.cache_write_tokens
     if usage.cached_tokens is not None:
@@ -753,7 +723,7 @@ def _read_content_block(block: dict[str, Any]) -> Part | None:
         return ToolCall(
             id=fields.str_or_none(block.get("id")) or "",
             name=fields.str_or_none(block.get("name")) or "",
-            arguments=_json_text(arguments if isinstance(arguments, dict) else {}),
+            arguments=chat.json_text(arguments if isinstance(arguments, dict) else {}),
         )
     return None  # server tool blocks and the like: not the caller's to see in another format
 
@@ -770,12 +740,6 @@ def read_response(body: dict[str, Any]) -> ChatResponse:
     )
 
 
-def _message_id(given: str | None) -> str:
-    if given and given.startswith("msg_"):
-        return given
-    return "msg_" + (given or os.urandom(12).hex())
-
-
 def _write_content_block(part: Part, index: int, message_id: str) -> dict[str, Any] | None:
     if isinstance(part, Text):
         return {"type": "text", "text": part.text}
@@ -789,14 +753,15 @@ def _write_content_block(part: Part, index: int, message_id: str) -> dict[str, A
             "type": "tool_use",
             "id": part.id or f"toolu_{message_id.removeprefix('msg_')}_{index}",
             "name": part.name,
-            "input": _tool_input(part.arguments) or {},  # the model's broken JSON: an empty input, not a crash
+            # The model's broken JSON: an empty input, not a crash.
+            "input": chat.arguments_object(part.arguments) or {},
         }
     return None
 
 
 def write_response(response: ChatResponse, request: ChatRequest) -> dict[str, Any]:
     choice = next((c for c in response.choices if c.index == 0), response.choices[0] if response.choices else None)
-    message_id = _message_id(response.id)
+    message_id = chat.answer_id("msg_", response.id)
     parts = choice.parts if choice else []
     blocks = [_write_content_block(p, k, message_id) for k, p in enumerate(parts)]
     stop_sequence = choice.stop_sequence if choice and choice.finish == "stop" else None
@@ -924,7 +889,7 @@ class MessagesStreamReader:
             ]
             given = block.get("input")
             if isinstance(given, dict) and given:
-                started.append(ToolCallDelta(tool, _json_text(given)))
+                started.append(ToolCallDelta(tool, chat.json_text(given)))
             return started
         return []
 
@@ -965,7 +930,7 @@ class MessagesStreamReader:
         self._written = usage.cache_write_tokens if usage.cache_write_tokens is not None else self._written
         reported = fresh is not None or usage.cached_tokens is not None or usage.cache_write_tokens is not None
         if reported and self._fresh is not None:
-            usage.input_tokens = self._fresh + (self._read or 0) + (self._written or 0)
+            usage.input_tokens = chat.input_with_cache(self._fresh, self._read, self._written)
         return usage
 
 
@@ -1000,7 +965,7 @@ class MessagesStreamWriter:
         if isinstance(event, Started):
             return self._start(event)
         if isinstance(event, UsageReported):
-            self._merge(event.usage)
+            self._usage.update(event.usage)
             return b""
         if isinstance(event, chat.Failed):
             self._done = True
@@ -1015,7 +980,7 @@ class MessagesStreamWriter:
             return b""
         self._done = True
         usage: dict[str, Any] = {}
-        fresh = _fresh_input(self._usage)
+        fresh = self._usage.uncached_input_tokens
         if fresh is not None:
             usage["input_tokens"] = fresh
             if self._usage.cache_write_tokens is not None:
@@ -1082,7 +1047,7 @@ class MessagesStreamWriter:
             return b""
         started = started or Started()
         self._started = True
-        self._id = _message_id(started.id)
+        self._id = chat.answer_id("msg_", started.id)
         usage = _write_usage(self._usage)
         usage.pop("output_tokens_details", None)
         message: dict[str, Any] = {
@@ -1114,12 +1079,6 @@ class MessagesStreamWriter:
     @staticmethod
     def _delta(index: int, delta: dict[str, Any]) -> bytes:
         return _event("content_block_delta", {"index": index, "delta": delta})
-
-    def _merge(self, usage: TokenUsage) -> None:
-        for name in ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens"):
-            value = getattr(usage, name)
-            if value is not None:
-                setattr(self._usage, name, value)
 
 
 # ---------------------------------------------------------------------------------------------

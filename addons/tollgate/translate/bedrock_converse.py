@@ -11,15 +11,13 @@ The streams are AWS event streams (application/vnd.amazon.eventstream), framed b
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import struct
 import zlib
 from collections.abc import Mapping
 from typing import Any, Literal, cast
 
-from ..json_codec import parse_json
+from ..json_codec import encode_json, parse_json
 from ..streams import EventStreamFramer
 from . import fields, formats
 from .chat import (
@@ -53,8 +51,11 @@ from .chat import (
     ToolResult,
     Untranslatable,
     UsageReported,
+    input_with_cache,
+    json_text,
     kind_of_status,
     signed_for,
+    sniffed_media_type,
     unseal,
 )
 
@@ -189,10 +190,6 @@ _STREAM_EXCEPTION_OF_KIND: dict[str, str] = {
 }
 
 
-def _compact(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
 # ---------------------------------------------------------------------------------------------
 # Reading a request exactly
 
@@ -224,7 +221,7 @@ def _read_tool_use(value: Any, where: str) -> ToolCall:
     return ToolCall(
         id=fields.string(use.get("toolUseId"), f"{where}.toolUseId"),
         name=fields.string(use.get("name"), f"{where}.name"),
-        arguments=_compact(use["input"]),
+        arguments=json_text(use["input"]),
     )
 
 
@@ -238,7 +235,7 @@ def _read_tool_result(value: Any, where: str) -> ToolResult:
         if kind == "text":
             content.append(Text(fields.string(inner, f"{at}.text")))
         elif kind == "json":
-            content.append(Text(_compact(inner)))
+            content.append(Text(json_text(inner)))
         elif kind == "image":
             content.append(_read_image(inner, f"{at}.image"))
         else:
@@ -485,32 +482,15 @@ def read_request(body: dict[str, Any]) -> ChatRequest:
 # Writing a request
 
 
-def _sniffed_format(data: str) -> str | None:
-    """An image's format from its first bytes, for an image given without its media type."""
-    try:
-        head = base64.b64decode(data[:24] + "=" * (-len(data[:24]) % 4))
-    except (binascii.Error, ValueError):
-        return None
-    if head.startswith(b"\x89PNG"):
-        return "png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head.startswith(b"GIF8"):
-        return "gif"
-    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
-        return "webp"
-    return None
-
-
 def _image_block(image: Image, where: str) -> dict[str, Any]:
     if image.data is None:
         raise Untranslatable(f"{where}: an image by URL cannot be translated: Bedrock takes images as bytes")
     media_type = (image.media_type or "").lower()
-    fmt: str | None = media_type.removeprefix("image/")
+    if media_type in ("", "image/*"):
+        media_type = sniffed_media_type(image.data) or ""
+    fmt = media_type.removeprefix("image/")
     if fmt == "jpg":
         fmt = "jpeg"
-    if media_type in ("", "image/*"):
-        fmt = _sniffed_format(image.data)
     if fmt not in _IMAGE_FORMATS:
         raise Untranslatable(
             f"{where}: an image of type '{image.media_type}' cannot be translated (png, jpeg, gif, webp)"
@@ -683,7 +663,7 @@ def write_request(request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]
         body["additionalModelRequestFields"] = additional
     output = request.output
     if output is not None and output.kind == "json_schema":
-        definition: dict[str, Any] = {"schema": _compact(output.schema or {})}
+        definition: dict[str, Any] = {"schema": json_text(output.schema or {})}
         if output.name:
             definition["name"] = output.name
         body["outputConfig"] = {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": definition}}}
@@ -701,7 +681,7 @@ def read_usage(raw: Any) -> TokenUsage:
     read = fields.int_or_none(raw.get("cacheReadInputTokens"))
     written = fields.int_or_none(raw.get("cacheWriteInputTokens"))
     return TokenUsage(
-        input_tokens=None if fresh is None else fresh + (read or 0) + (written or 0),
+        input_tokens=input_with_cache(fresh, read, written),
         output_tokens=fields.int_or_none(raw.get("outputTokens")),
         cached_tokens=read,
         cache_write_tokens=written,
@@ -712,7 +692,7 @@ def write_usage(usage: TokenUsage) -> dict[str, Any]:
     """The three counts Bedrock always sends (0 where unknown: SDK users read them unguarded); its
     totalTokens counts the cache too, as `providers.bedrock.converse_usage` reads it."""
     read, written = usage.cached_tokens or 0, usage.cache_write_tokens or 0
-    fresh = max(0, (usage.input_tokens or 0) - read - written)
+    fresh = usage.uncached_input_tokens or 0
     output = usage.output_tokens or 0
     raw: dict[str, Any] = {"inputTokens": fresh, "outputTokens": output, "totalTokens": fresh + output + read + written}
     if usage.cached_tokens is not None:
@@ -742,7 +722,7 @@ def _response_part(block: dict[str, Any]) -> Part | None:
         return ToolCall(
             id=str(use.get("toolUseId") or ""),
             name=str(use.get("name") or ""),
-            arguments=_compact(use.get("input", {})),
+            arguments=json_text(use.get("input", {})),
         )
     reasoning = block.get("reasoningContent")
     if isinstance(reasoning, dict):
@@ -914,19 +894,13 @@ def event_stream_frame(headers: Mapping[str, str], payload: bytes) -> bytes:
 
 def _event(name: str, payload: dict[str, Any]) -> bytes:
     headers = {":event-type": name, ":content-type": "application/json", ":message-type": "event"}
-    return event_stream_frame(headers, _compact(payload).encode())
+    return event_stream_frame(headers, encode_json(payload))
 
 
 def _exception(error: ChatError) -> bytes:
     name = _STREAM_EXCEPTION_OF_KIND.get(error.kind, "validationException")
     headers = {":exception-type": name, ":content-type": "application/json", ":message-type": "exception"}
-    return event_stream_frame(headers, _compact({"message": error.message}).encode())
-
-
-def _merge_usage(old: TokenUsage, new: TokenUsage) -> TokenUsage:
-    return TokenUsage(
-        **{f: getattr(new, f) if getattr(new, f) is not None else getattr(old, f) for f in TokenUsage.__slots__}
-    )
+    return event_stream_frame(headers, encode_json({"message": error.message}))
 
 
 class ConverseStreamWriter:
@@ -1035,7 +1009,9 @@ class ConverseStreamWriter:
     def _report(self, usage: TokenUsage) -> bytes:
         if self._reported:
             return b""
-        self._usage = usage if self._usage is None else _merge_usage(self._usage, usage)
+        if self._usage is None:
+            self._usage = TokenUsage()
+        self._usage.update(usage)
         return self._start() + self._metadata() if self._finished else b""
 
     def _metadata(self) -> bytes:
@@ -1082,7 +1058,7 @@ def write_error(error: ChatError) -> tuple[int, dict[str, str], bytes]:
     if error.kind == "server" and error.status == 424:
         name = "ModelErrorException"
     headers = {"content-type": "application/json", "x-amzn-errortype": name}
-    return error.status, headers, _compact({"message": error.message}).encode()
+    return error.status, headers, encode_json({"message": error.message})
 
 
 # ---------------------------------------------------------------------------------------------

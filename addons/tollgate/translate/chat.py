@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Protocol
+
+from ..json_codec import encode_json
 
 Role = Literal["user", "assistant"]
 # Why an answer ended: its natural end or a stop sequence, the token limit, tool calls to make, a
@@ -176,6 +180,29 @@ class TokenUsage:
             return None
         return self.input_tokens + self.output_tokens
 
+    @property
+    def uncached_input_tokens(self) -> int | None:
+        """The input less its cache reads and writes, as Anthropic and Bedrock count their input."""
+        if self.input_tokens is None:
+            return None
+        return max(0, self.input_tokens - (self.cached_tokens or 0) - (self.cache_write_tokens or 0))
+
+    def update(self, later: TokenUsage) -> None:
+        """Takes a later report's counts over these, field by field (None keeps the earlier one)."""
+        for name in _USAGE_COUNTS:
+            value = getattr(later, name)
+            if value is not None:
+                setattr(self, name, value)
+
+
+_USAGE_COUNTS = tuple(f.name for f in fields(TokenUsage))
+
+
+def input_with_cache(uncached: int | None, cache_read: int | None, cache_write: int | None) -> int | None:
+    """The input as the model counts it, cache reads and writes among it, from a format that counts
+    them apart (Anthropic, Bedrock); None where the uncached input is not known."""
+    return None if uncached is None else uncached + (cache_read or 0) + (cache_write or 0)
+
 
 @dataclass(slots=True)
 class Choice:
@@ -251,7 +278,8 @@ class Finished:
 
 @dataclass(slots=True)
 class UsageReported:
-    """The usage so far; a later report replaces an earlier one field by field (None keeps it)."""
+    """The usage so far; a later report replaces an earlier one field by field (None keeps it:
+    `TokenUsage.update`)."""
 
     usage: TokenUsage
 
@@ -402,3 +430,47 @@ def sse(data: str | bytes, event: str | None = None) -> bytes:
     payload = data.encode() if isinstance(data, str) else data
     head = b"event: " + event.encode() + b"\n" if event else b""
     return head + b"data: " + payload + b"\n\n"
+
+
+def answer_id(prefix: str, given: str | None) -> str:
+    """An answer's id as a format spells it ("chatcmpl-…", "msg_…"): the upstream's, prefixed where it
+    is not already, else a random one."""
+    if given and given.startswith(prefix):
+        return given
+    return prefix + (given or os.urandom(12).hex())
+
+
+def json_text(value: Any) -> str:
+    """A JSON value as compact text (a tool call's arguments, a tool result's object)."""
+    return encode_json(value).decode()
+
+
+def arguments_object(text: str) -> dict[str, Any] | None:
+    """A tool call's arguments as the JSON object they spell (none at all: an empty one), or None
+    where they spell something else or are not JSON."""
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+# The first bytes of each image type the formats take.
+_IMAGE_MAGIC = ((b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"))
+
+
+def sniffed_media_type(data: str) -> str | None:
+    """An image's media type from its first bytes (`data` base64, as images are carried inline), for
+    an image given without one: PNG, JPEG, GIF or WebP, else None."""
+    try:
+        head = base64.b64decode(data[:24] + "=" * (-len(data[:24]) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    for magic, media_type in _IMAGE_MAGIC:
+        if head.startswith(magic):
+            return media_type
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    return None

@@ -27,8 +27,6 @@ name; calls in an answer get `call_<responseId>_<candidate>_<index>`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import os
 import re
@@ -37,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from ..json_codec import parse_json
+from ..json_codec import encode_json, parse_json
 from ..streams import JSONArrayFramer, SSEFramer, parse_sse_block
 from . import fields, formats
 from .chat import (
@@ -71,8 +69,11 @@ from .chat import (
     ToolResult,
     Untranslatable,
     UsageReported,
+    arguments_object,
+    json_text,
     kind_of_status,
     signed_for,
+    sniffed_media_type,
     tool_names,
     unseal,
 )
@@ -317,17 +318,6 @@ def _integer(value: Any, where: str) -> int | None:
     return _exact.optional_integer(value, where, whole_floats=True)
 
 
-def _json_text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _json_bytes(value: Any) -> bytes:
-    try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-    except UnicodeEncodeError:  # a lone surrogate: escaped, as the standard library writes it
-        return json.dumps(value, separators=(",", ":")).encode()
-
-
 def _loose_int(value: Any) -> int | None:
     """An integer from an answer, leniently: proto3 JSON may write one as a string."""
     if type(value) is int:
@@ -477,7 +467,7 @@ class _RequestReader:
         name = _exact.string(call.get("name"), f"{where}.name")
         args = _exact.obj(call.get("args", {}), f"{where}.args")
         given = _exact.optional_string(call.get("id"), f"{where}.id")
-        tool_call = ToolCall(id=given or f"call_{len(self.calls)}", name=name, arguments=_json_text(args))
+        tool_call = ToolCall(id=given or f"call_{len(self.calls)}", name=name, arguments=json_text(args))
         self.calls.append(tool_call)
         return tool_call
 
@@ -488,7 +478,7 @@ class _RequestReader:
         call_id = _exact.optional_string(answer.get("id"), f"{where}.id") or self.unanswered(name, where)
         self.answered.add(call_id)
         # Gemini's convention: {"output": …} for a result, {"error": …} for a failure.
-        return ToolResult(call_id, name, [Text(_json_text(response))], is_error=set(response) == {"error"})
+        return ToolResult(call_id, name, [Text(json_text(response))], is_error=set(response) == {"error"})
 
     def unanswered(self, name: str, where: str) -> str:
         for call in reversed(self.calls):
@@ -645,22 +635,6 @@ def read_request(body: dict[str, Any]) -> ChatRequest:
 # Requests: writing
 
 
-_MAGIC = ((b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"))
-
-
-def _sniffed_media_type(data: str) -> str | None:
-    try:
-        head = base64.b64decode(data[:24] + "=" * (-len(data[:24]) % 4))
-    except (binascii.Error, ValueError):
-        return None
-    for magic, media_type in _MAGIC:
-        if head.startswith(magic):
-            return media_type
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    return None
-
-
 def _image_part(image: Image, where: str) -> dict[str, Any]:
     known = image.media_type if image.media_type and image.media_type != "image/*" else None
     data = image.data
@@ -671,7 +645,7 @@ def _image_part(image: Image, where: str) -> dict[str, Any]:
             raise Untranslatable(f"{where}: an image data URL that is not base64 cannot be translated")
         known = known or header.removesuffix(";base64") or None
     if data is not None:
-        media_type = known or _sniffed_media_type(data)
+        media_type = known or sniffed_media_type(data)
         if media_type is None:
             raise Untranslatable(f"{where}: the image's media type is unknown and Gemini needs it")
         return {"inlineData": {"mimeType": media_type, "data": data}}
@@ -683,19 +657,8 @@ def _image_part(image: Image, where: str) -> dict[str, Any]:
     raise Untranslatable(f"{where}: an image by URL cannot be sent to Gemini (inline data or Gemini file URIs only)")
 
 
-def _arguments(text: str) -> dict[str, Any] | None:
-    """A tool call's arguments as the object they spell, or None when they spell none."""
-    if not text.strip():
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def _call_part(call: ToolCall, where: str) -> dict[str, Any]:
-    args = _arguments(call.arguments)
+    args = arguments_object(call.arguments)
     if args is None:
         raise Untranslatable(f"{where}: the tool call's arguments are not a JSON object")
     return {"functionCall": {"id": call.id, "name": call.name, "args": args}}
@@ -713,7 +676,7 @@ def _result_part(result: ToolResult, where: str, names: dict[str, str]) -> dict[
             raise Untranslatable(f"{where}.content[{k}]: an image in a tool result cannot be sent to Gemini")
         texts.append(content.text)
     text = "\n".join(texts)
-    response = _arguments(text) if text.strip() else None
+    response = arguments_object(text) if text.strip() else None
     if response is None:
         response = {"error" if result.is_error else "result": text}
     return {"functionResponse": {"id": result.id, "name": name, "response": response}}
@@ -931,7 +894,7 @@ def _answer_parts(content: Any, prefix: str, choice: int) -> list[Part]:
         elif isinstance(call, dict) and isinstance(call.get("name"), str):
             args = call.get("args")
             call_id = fields.str_or_none(call.get("id")) or f"call_{prefix}_{choice}_{calls}"
-            parts.append(ToolCall(call_id, call["name"], _json_text(args if isinstance(args, dict) else {})))
+            parts.append(ToolCall(call_id, call["name"], json_text(args if isinstance(args, dict) else {})))
             calls += 1
     return parts
 
@@ -969,7 +932,7 @@ def _thought_part(text: str, signature: str | None, origin: str | None) -> dict[
 
 def _written_call(call_id: str, name: str, arguments: str) -> tuple[dict[str, Any], bool]:
     """A function call part; False when its arguments were not a JSON object (written as {})."""
-    args = _arguments(arguments)
+    args = arguments_object(arguments)
     return {"functionCall": {"id": call_id, "name": name, "args": args or {}}}, args is not None
 
 
@@ -1050,7 +1013,7 @@ def _error_body(error: ChatError) -> dict[str, Any]:
 
 
 def write_error(error: ChatError) -> tuple[int, dict[str, str], bytes]:
-    return error.status, {"content-type": "application/json"}, _json_bytes(_error_body(error))
+    return error.status, {"content-type": "application/json"}, encode_json(_error_body(error))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1156,7 +1119,7 @@ class GeminiStreamReader:
             args = call.get("args")
             call_id = fields.str_or_none(call.get("id")) or f"call_{self._prefix}_{choice}_{index}"
             events.append(ToolCallStarted(index, call_id, call["name"], choice))
-            events.append(ToolCallDelta(index, _json_text(args if isinstance(args, dict) else {}), choice))
+            events.append(ToolCallDelta(index, json_text(args if isinstance(args, dict) else {}), choice))
         return events
 
 
@@ -1226,10 +1189,7 @@ class GeminiStreamWriter:
         return out
 
     def _usage_reported(self, usage: TokenUsage) -> bytes:
-        for name in ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens"):
-            value = getattr(usage, name)
-            if value is not None:
-                setattr(self._usage, name, value)
+        self._usage.update(usage)
         if self._finishes:
             return self._finish_chunk()
         if self._finish_written:  # a later count: a chunk of its own, with the empty part chats need
@@ -1286,7 +1246,7 @@ class GeminiStreamWriter:
         return chunk
 
     def _frame(self, value: dict[str, Any]) -> bytes:
-        data = _json_bytes(value)
+        data = encode_json(value)
         if not self._array:
             return b"data: " + data + b"\r\n\r\n"
         head = b",\r\n" if self._opened else b"["

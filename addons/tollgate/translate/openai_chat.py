@@ -7,7 +7,6 @@ in none of them is refused too. Answers, streams and errors from an upstream are
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -46,8 +45,10 @@ from .chat import (
     ToolResult,
     Untranslatable,
     UsageReported,
+    answer_id,
     effort_of_budget,
     kind_of_status,
+    sniffed_media_type,
     sse,
 )
 
@@ -475,15 +476,12 @@ def read_request(body: dict[str, Any]) -> ChatRequest:
 # ---------------------------------------------------------------------------------------------
 # Writing a request
 
-_IMAGE_MAGIC = (("iVBORw0KGgo", "image/png"), ("/9j/", "image/jpeg"), ("R0lGOD", "image/gif"), ("UklGR", "image/webp"))
-
 
 def _media_type(image: Image) -> str:
     """A data URL needs a media type: the image's own, else its bytes' signature says it."""
     if image.media_type and image.media_type != "image/*":
         return image.media_type
-    data = image.data or ""
-    return next((media for magic, media in _IMAGE_MAGIC if data.startswith(magic)), "image/png")
+    return sniffed_media_type(image.data or "") or "image/png"
 
 
 def _image_url(image: Image, where: str) -> str:
@@ -757,12 +755,6 @@ def read_response(body: dict[str, Any]) -> ChatResponse:
     )
 
 
-def _completion_id(upstream: str | None) -> str:
-    if upstream and upstream.startswith("chatcmpl-"):
-        return upstream
-    return "chatcmpl-" + (upstream or os.urandom(12).hex())
-
-
 def _message_body(parts: list[Part]) -> dict[str, Any]:
     texts = [p.text for p in parts if isinstance(p, Text)]
     reasoning = "".join(p.text for p in parts if isinstance(p, Thinking))
@@ -777,7 +769,7 @@ def _message_body(parts: list[Part]) -> dict[str, Any]:
 
 def write_response(response: ChatResponse, request: ChatRequest) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "id": _completion_id(response.id),
+        "id": answer_id("chatcmpl-", response.id),
         "object": "chat.completion",
         "created": response.created if response.created is not None else int(time.time()),
         "model": response.model or request.model or "",
@@ -978,7 +970,8 @@ class ChatStreamWriter:
         if isinstance(event, Finished):
             return self._delta(event.choice, {}, OPENAI_OF_FINISH[event.reason])
         if isinstance(event, UsageReported):
-            self._remember(event.usage)
+            self._usage.update(event.usage)
+            self._usage_known = True
             return b""
         self._closed = True  # Failed: OpenAI's SDK raises on the error; nothing follows it
         return sse(encode_json(_error_body(event.error)))
@@ -999,18 +992,11 @@ class ChatStreamWriter:
         created = event.created if event.created is not None else int(time.time())
         model = event.model or self._request.model or ""
         self._head = {
-            "id": _completion_id(event.id),
+            "id": answer_id("chatcmpl-", event.id),
             "object": "chat.completion.chunk",
             "created": created,
             "model": model,
         }
-
-    def _remember(self, usage: TokenUsage) -> None:
-        self._usage_known = True
-        for name in ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens"):
-            value = getattr(usage, name)
-            if value is not None:
-                setattr(self._usage, name, value)
 
     def _delta(self, choice: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
         if choice not in self._opened:
