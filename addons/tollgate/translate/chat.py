@@ -425,11 +425,12 @@ def kind_of_status(status: int) -> ErrorKind:
     return "server" if status >= 500 else "invalid_request"
 
 
-def sse(data: str | bytes, event: str | None = None) -> bytes:
-    """One server-sent event; `data` holds no newline (compact JSON never does)."""
+def sse(data: str | bytes, event: str | None = None, newline: bytes = b"\n") -> bytes:
+    """One server-sent event; `data` holds no newline (compact JSON never does). `newline`: CRLF
+    where the provider writes its lines so (Gemini)."""
     payload = data.encode() if isinstance(data, str) else data
-    head = b"event: " + event.encode() + b"\n" if event else b""
-    return head + b"data: " + payload + b"\n\n"
+    head = b"event: " + event.encode() + newline if event else b""
+    return head + b"data: " + payload + newline + newline
 
 
 def answer_id(prefix: str, given: str | None) -> str:

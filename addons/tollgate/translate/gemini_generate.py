@@ -74,6 +74,7 @@ from .chat import (
     kind_of_status,
     signed_for,
     sniffed_media_type,
+    sse,
     tool_names,
     unseal,
 )
@@ -1248,7 +1249,7 @@ class GeminiStreamWriter:
     def _frame(self, value: dict[str, Any]) -> bytes:
         data = encode_json(value)
         if not self._array:
-            return b"data: " + data + b"\r\n\r\n"
+            return sse(data, newline=b"\r\n")
         head = b",\r\n" if self._opened else b"["
         self._opened = True
         return head + data
