@@ -780,6 +780,20 @@ class Proxy:
         return " ".join(quote(a) for a in self.args)
 
 
+def cpu_ns(pid: int) -> int:
+    """CPU time the process's threads have used, in ns (schedstat: finer than /proc/<pid>/stat's ticks)."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+    except OSError:
+        pass
+    return total
+
+
 def proc_status(pid: int) -> dict[str, int]:
     """VmRSS / VmHWM in bytes."""
     values = {}
@@ -1102,6 +1116,7 @@ class Bench:
         size = self.args.size_mb * MiB
         timeout = self.args.bulk_timeout or 60 + self.args.size_mb * 0.6
         rates: dict[str, list[float]] = {m: [] for m in MODES}
+        cpu: dict[str, list[float]] = {m: [] for m in MODES}  # the proxy's CPU µs per upstream MB
         memory: dict[str, dict[str, float]] = {}
         body_bytes = 0
         for round_ in range(self.args.bulk_rounds):
@@ -1116,8 +1131,10 @@ class Bench:
                     hwm_reset = reset_hwm(proxy.pid)
                     if hwm_reset:
                         before = proc_status(proxy.pid)
+                    cpu_before = cpu_ns(proxy.pid)
                     with RssSampler(proxy.pid, 0.02, timeout + 5) as sampler:
                         result = self.run_call(mode, scenario, timeout)
+                    cpu[mode].append((cpu_ns(proxy.pid) - cpu_before) / 1000 / (scenario.bytes_sent / MB))
                     after = proc_status(proxy.pid)
                     peak = max(sampler.peak, after.get("VmRSS", 0))
                     if hwm_reset:
@@ -1141,6 +1158,8 @@ class Bench:
                 "mbps_min": min(rates[mode]),
                 "mbps_max": max(rates[mode]),
                 "ratios": [t / b for t, b in zip(rates["tollgate"], rates["bare"], strict=True)],
+                "cpu_us_per_mb": percentile(cpu[mode], 50),
+                "cpu_ratios": [t / b for t, b in zip(cpu["tollgate"], cpu["bare"], strict=True)],
                 **memory.get(mode, {}),
             }
         return out
@@ -1346,7 +1365,9 @@ def cell_report(result: CellResult) -> None:
 
 
 def summary(results: list[CellResult]) -> None:
-    """Every cell in one line: format x event size -> Tollgate / bare, and the other targets."""
+    """Every cell in one line: format x event size -> Tollgate / bare, and the other targets. CPU/MB:
+    the proxy process's CPU time per upstream MB (median round; in brackets the median of the rounds'
+    Tollgate / bare ratios), steadier than throughput on a busy machine."""
     print()
     header = [
         "format",
@@ -1356,6 +1377,8 @@ def summary(results: list[CellResult]) -> None:
         "Tollgate / bare",
         "rounds",
         "target",
+        "CPU/MB bare",
+        "CPU/MB Tollgate",
         "added p99 ms",
         "RSS growth MB",
         "load",
@@ -1364,6 +1387,7 @@ def summary(results: list[CellResult]) -> None:
     rows = []
     for r in results:
         ratios = r.bulk["tollgate"]["ratios"]
+        cpu_ratio = percentile(r.bulk["tollgate"]["cpu_ratios"], 50)
         rows.append(
             [
                 r.cell.fmt.name,
@@ -1373,6 +1397,8 @@ def summary(results: list[CellResult]) -> None:
                 f"{r.ratio():.2f}x",
                 f"{min(ratios):.2f}-{max(ratios):.2f}",
                 f">= {r.target_ratio():g}x",
+                f"{r.bulk['bare']['cpu_us_per_mb']:.0f} µs",
+                f"{r.bulk['tollgate']['cpu_us_per_mb']:.0f} µs ({cpu_ratio:.2f}x)",
                 fmt(r.added_p99(), 3, True),
                 fmt(r.bulk["tollgate"].get("rss_growth", float("nan")), 1, True),
                 r.load,
