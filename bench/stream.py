@@ -511,32 +511,51 @@ class RoutedView:
     events (CRC-32, in order), its last usageMetadata and finishReason, and for a paced stream when
     the event carrying each content event's text (`w000123 ...`) was read."""
 
-    TEXT = re.compile(rb'"text":"([^"\\]*)"')
+    TEXT_KEY = b'"text":"'
     SEQ = re.compile(rb'"text":"w(\d{6}) ')
 
     def __init__(self, paced: bool) -> None:
         self.paced = paced
-        self.pending = b""
+        self.pending: list[bytes] = []  # the pieces of the event not yet complete
         self.text_crc = 0
         self.last_usage: bytes | None = None
         self.seq_times: dict[int, int] = {}
         self.escaped = False  # a text with an escape: not what the fake sent
 
     def feed(self, piece: bytes, t_read: int) -> None:
-        data = self.pending + piece
-        end = data.rfind(b"\r\n\r\n")
+        # Only the new piece (and the seam before it) is searched: a large event comes in many.
+        seam = self.pending[-1][-3:] if self.pending else b""
+        end = piece.rfind(b"\r\n\r\n")
+        if end < 0 and seam:
+            at = (seam + piece[:3]).rfind(b"\r\n\r\n")
+            end = at - len(seam) if at >= 0 else -1
         if end < 0:
-            self.pending = data
+            self.pending.append(piece)
             return
-        region, self.pending = data[: end + 4], data[end + 4 :]
-        for text in self.TEXT.findall(region):
-            self.text_crc = zlib.crc32(text, self.text_crc)
-        self.escaped = self.escaped or region.count(b'"text":"') != len(self.TEXT.findall(region))
+        region = b"".join([*self.pending, piece[: end + 4]])
+        rest = piece[end + 4 :]
+        self.pending = [rest] if rest else []
+        self.read_texts(region)
         if self.paced:
             for seq in self.SEQ.findall(region):
                 self.seq_times.setdefault(int(seq), t_read)
         if b'"usageMetadata"' in region:
             self.last_usage = region[region.rfind(b"data: ") + 6 :].strip()
+
+    def read_texts(self, region: bytes) -> None:
+        """The texts of complete events into the CRC, found by memchr (a regular expression reads
+        a megabyte of text slower than Tollgate translates it)."""
+        view = memoryview(region)
+        at = region.find(self.TEXT_KEY)
+        while at >= 0:
+            start = at + len(self.TEXT_KEY)
+            end = region.find(b'"', start)
+            if end < 0:
+                self.escaped = True
+                return
+            self.escaped = self.escaped or region.find(b"\\", start, end) >= 0
+            self.text_crc = zlib.crc32(view[start:end], self.text_crc)
+            at = region.find(self.TEXT_KEY, end)
 
     def usage(self) -> dict:
         data = json.loads(self.last_usage) if self.last_usage else {}

@@ -26,7 +26,7 @@ def parse_sse_block(block: bytes) -> SSEEvent | None:
     """One event block (lines joined by "\\n", no blank line) → its name and data; None if it has no data."""
     name: str | None = None
     data: list[bytes] = []
-    for line in block.split(b"\n"):
+    for line in _lines(block):
         if not line or line.startswith(b":"):
             continue
         field, _, value = line.partition(b":")
@@ -39,6 +39,17 @@ def parse_sse_block(block: bytes) -> SSEEvent | None:
     if not data:
         return None
     return SSEEvent(name, b"\n".join(data).decode("utf-8", "replace"))
+
+
+def _lines(block: bytes) -> Iterator[bytes]:
+    """The lines of an LF-joined block, found one memchr at a time (a data line may be megabytes)."""
+    start = 0
+    end = block.find(b"\n")
+    while end >= 0:
+        yield block[start:end]
+        start = end + 1
+        end = block.find(b"\n", start)
+    yield block[start:]
 
 
 class SSEFramer:
@@ -208,7 +219,28 @@ class StreamTail:
 
 
 def split_events(region: bytes) -> list[bytes]:
-    return [b.strip(b"\n") for b in region.split(b"\n\n") if b.strip(b"\n")]
+    """The events of an LF-normalised region: what lies between blank lines, without line ends
+    around it. Line ends are found one memchr at a time (bytes.split compares byte by byte)."""
+    events = []
+    size = len(region)
+    start = 0
+    while start < size and region[start] == _LF:
+        start += 1
+    i = region.find(b"\n", start)
+    while i >= 0:
+        if i + 1 < size and region[i + 1] == _LF:  # a blank line ends the event
+            events.append(region[start:i])
+            start = i + 2
+            while start < size and region[start] == _LF:
+                start += 1
+            i = region.find(b"\n", start)
+        else:
+            i = region.find(b"\n", i + 1)
+    if start < size:
+        last = region[start:].rstrip(b"\n")
+        if last:
+            events.append(last)
+    return events
 
 
 _EVENT_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
