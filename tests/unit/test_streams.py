@@ -2109,3 +2109,9 @@ def test_sse_event_filter_with_a_needle_forwards_what_judging_every_event_does(
     judged, needled = SSEEventFilter(drop), SSEEventFilter(drop, needle=MARK.encode())
     out = [(judged.feed(p), needled.feed(p)) for p in pieces]
     assert b"".join(a for a, _ in out) + judged.flush() == b"".join(b for _, b in out) + needled.flush()
+
+
+@PROPERTY
+@given(region=st.lists(st.sampled_from([b"\n", b"\n\n", b"data: x", b"a", b": c", b"\xff"]), max_size=40).map(b"".join))
+def test_split_events_splits_at_blank_lines(region: bytes) -> None:
+    assert split_events(region) == [b.strip(b"\n") for b in region.split(b"\n\n") if b.strip(b"\n")]
