@@ -41,6 +41,40 @@ def parse_sse_block(block: bytes) -> SSEEvent | None:
     return SSEEvent(name, b"\n".join(data).decode("utf-8", "replace"))
 
 
+def _line_ends(data: bytes) -> Iterator[tuple[int, int]]:
+    """Where each line end of raw server-sent events begins and ends, in order (CR LF is one),
+    found one memchr at a time."""
+    lf, cr = data.find(b"\n"), data.find(b"\r")
+    while lf >= 0 or cr >= 0:
+        if cr >= 0 and (lf < 0 or cr < lf):
+            if lf == cr + 1:
+                yield cr, cr + 2
+                lf = data.find(b"\n", cr + 2)
+            else:
+                yield cr, cr + 1
+            cr = data.find(b"\r", cr + 1)
+        else:
+            yield lf, lf + 1
+            lf = data.find(b"\n", lf + 1)
+
+
+def raw_events(data: bytes) -> list[bytes]:
+    """The complete events of raw server-sent events (any line ends), each without the line ends
+    around it but with its own inside: what `split_events` gives for the LF-normalised data, but
+    for the line ends inside each event. An event not ended by a blank line is left out."""
+    events = []
+    start = 0  # where the event being read begins
+    line_end = (-1, -1)  # the last line end
+    for begin, end in _line_ends(data):
+        if begin == start:  # an empty line where an event would begin: nothing to dispatch
+            start = end
+        elif begin == line_end[1]:  # a line end right after another: a blank line ends the event
+            events.append(data[start : line_end[0]])
+            start = end
+        line_end = (begin, end)
+    return events
+
+
 def _lines(block: bytes) -> Iterator[bytes]:
     """The lines of an LF-joined block, found one memchr at a time (a data line may be megabytes)."""
     start = 0

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from . import streams
 from .call import Usage
 from .json_codec import parse_json
-from .streams import SSEFramer, StreamTail, parse_sse_block, split_events, sse_event_start
+from .streams import SSEFramer, StreamTail, parse_sse_block, raw_events, sse_event_start
 
 
 def add_totals(usage: Usage) -> Usage:
@@ -95,18 +95,11 @@ class SSEReader(UsageReader):
         raise NotImplementedError
 
     def result(self) -> Usage:
-        for block in self.events():
+        for block in raw_events(self._tail.data()):
             if any(w in block for w in self.wanted):
-                self.keep(block)
+                # LF line ends, as SSEFramer gives them: only the few events kept are rewritten.
+                self.keep(block.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in block else block)
         return self.read()
-
-    def events(self) -> list[bytes]:
-        """The complete events of the tail (LF line ends, as `SSEFramer` gives them)."""
-        data = self._tail.data()
-        if b"\r" in data:
-            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        end = data.rfind(b"\n\n")
-        return split_events(data[: end + 2]) if end >= 0 else []
 
     @staticmethod
     def data(block: bytes | None) -> dict[str, Any] | None:

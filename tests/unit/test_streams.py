@@ -2115,3 +2115,12 @@ def test_sse_event_filter_with_a_needle_forwards_what_judging_every_event_does(
 @given(region=st.lists(st.sampled_from([b"\n", b"\n\n", b"data: x", b"a", b": c", b"\xff"]), max_size=40).map(b"".join))
 def test_split_events_splits_at_blank_lines(region: bytes) -> None:
     assert split_events(region) == [b.strip(b"\n") for b in region.split(b"\n\n") if b.strip(b"\n")]
+
+
+@PROPERTY
+@given(data=SSE_NOISE)
+def test_raw_events_are_the_events_of_the_lf_normalised_stream(data: bytes) -> None:
+    lf_data = lf(data)
+    end = lf_data.rfind(b"\n\n")
+    complete = split_events(lf_data[: end + 2]) if end >= 0 else []
+    assert [lf(e) for e in streams.raw_events(data)] == complete
