@@ -3,7 +3,7 @@ it reads and a range of event sizes.
 
 Run from the checkout:
 
-    .venv/bin/python bench/stream.py                  # every format x 256 B, 64 KiB, 1 MiB events (~6 min on 2 CPUs)
+    .venv/bin/python bench/stream.py                  # every format x 256 B, 64 KiB, 1 MiB events (~5 min on 2 CPUs)
     .venv/bin/python bench/stream.py --format openai-chat --event-bytes 0 --size-mb 1024   # one cell, 1 GiB
     .venv/bin/python bench/stream.py --format gemini-array,bedrock-invoke --event-bytes 256,1048576
     .venv/bin/python bench/stream.py --help
@@ -45,7 +45,8 @@ Bulk phase (one large stream, events back to back, in 64-KiB HTTP chunks or one 
 upstream's bytes over the time the client took to read the translated stream), every byte checked
 (length and CRC-32; for the routed format through Tollgate, the text and usage the client got), and
 the proxy's resident memory: VmRSS before, peak during (VmHWM after resetting it via
-/proc/<pid>/clear_refs when allowed, and VmRSS sampled every 20 ms). Tollgate / bare is the median
+/proc/<pid>/clear_refs when allowed, and VmRSS sampled every 20 ms), and its CPU time per upstream MB
+(its threads' schedstat; steadier than throughput on a busy machine). Tollgate / bare is the median
 of the rounds' ratios (single rounds swing by ±20 % on a busy 2-CPU machine).
 
 Every call through Tollgate is looked up in its audit file (by the X-Tollgate-Request-Id it

@@ -198,7 +198,7 @@ def sse_event_start(piece: bytes, before: int) -> int | None:
 class StreamTail:
     """The latest bytes of a stream, kept as the pieces that came (nothing is copied while the
     stream flows), from the start of an event: far enough back to hold the last `window` bytes and
-    the last complete event, however large. What reads usage from a stream's last events keeps
+    the last complete events, however large. What reads usage from a stream's last events keeps
     this instead of framing every event as it passes, and frames the tail once, at the end.
 
     Its owner says, for each piece, where the last event that begins in it begins: every start is

@@ -57,9 +57,9 @@ class WholeBodyReader(UsageReader):
 class SSEReader(UsageReader):
     """Server-sent events. Providers report usage and the finish reason in a stream's last events,
     so the reader frames nothing while the stream flows (what a large stream costs): it keeps the
-    stream's tail, from an event's start (`StreamTail`: the latest 64 KiB or more, never cutting
-    into the last complete event, whatever its size), finding in each piece only where its last
-    event begins. At the end, the tail's events that hold one of the `wanted` byte strings go to
+    stream's tail, from an event's start (`StreamTail`: the latest 64 KiB or more, and the last
+    three events whole, whatever their size), finding in each piece only where its last event
+    begins. At the end, the tail's events that hold one of the `wanted` byte strings go to
     `keep`, and `read` parses what it kept. A reader that needs what only a stream's start holds
     says so (`reads_start`): `first` sees the complete events as they pass until it returns True."""
 
