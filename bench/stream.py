@@ -1,40 +1,59 @@
-"""Streaming benchmark: what Tollgate adds to an SSE stream, next to bare mitmdump.
+"""Streaming benchmark: what Tollgate adds to a stream, next to bare mitmdump, for every wire format
+it reads and a range of event sizes.
 
 Run from the checkout:
 
-    .venv/bin/python bench/stream.py                 # 1 GiB bulk stream per mode (~1 min on 2 CPUs)
-    .venv/bin/python bench/stream.py --size-mb 64 --chunks 100    # ~10 s
+    .venv/bin/python bench/stream.py                  # every format x 256 B, 64 KiB, 1 MiB events (~5 min on 2 CPUs)
+    .venv/bin/python bench/stream.py --format openai-chat --event-bytes 0 --size-mb 1024   # one cell, 1 GiB
+    .venv/bin/python bench/stream.py --format gemini-array,bedrock-invoke --event-bytes 256,1048576
     .venv/bin/python bench/stream.py --help
 
 One TLS fake upstream (a thread of this process, on 127.0.0.1, certificate from a trustme CA) serves
-OpenAI-style chat-completion streams: `text/event-stream`, `data: {...}\\n\\n` chat.completion.chunk
-events, a usage chunk, then `data: [DONE]`. The client (this process too, raw sockets + ssl, HTTP/1.1)
-calls it three ways:
+the streams of bench/stream_wires.py: OpenAI chat and Responses server-sent events, Anthropic's,
+Gemini's (server-sent events and the JSON array), Bedrock's AWS event stream (ConverseStream and
+InvokeModelWithResponseStream), each made of content events of `--event-bytes` bytes, and a tail
+that reports the usage (input tokens drawn per call, output tokens = content events). One more
+format, gemini-via-openai, is a Gemini client (streamGenerateContent?alt=sse) that an override rule
+routes to OpenAI: the fake answers OpenAI chat events and Tollgate translates them into Gemini's.
+The client (this process too, raw sockets + ssl, HTTP/1.1) calls it three ways:
 
   direct    straight to the fake upstream;
-  bare      through plain mitmdump with only --map-remote api.openai.com -> the fake, made to stream
-            responses instead of buffering them, and connection_strategy=lazy (Tollgate sets it too;
-            it keeps mitmproxy from resolving api.openai.com at CONNECT time). Streaming: bare
-            mitmdump buffers bodies unless told otherwise; `--set stream_large_bodies=1` cannot be
-            used with --map-remote for a POST, since it streams the request body as well and a
+  bare      through plain mitmdump with only --map-remote <API host> -> the fake (one per host), made
+            to stream responses instead of buffering them, and connection_strategy=lazy (Tollgate
+            sets it too; it keeps mitmproxy from resolving the API host at CONNECT time). Streaming:
+            bare mitmdump buffers bodies unless told otherwise; `--set stream_large_bodies=1` cannot
+            be used with --map-remote for a POST, since it streams the request body as well and a
             streamed request is sent upstream before the `request` hook (where map-remote works)
-            runs (502: mitmproxy looks up the real api.openai.com). So a two-line script sets
+            runs (502: mitmproxy looks up the real host). So a two-line script sets
             flow.response.stream = True in `responseheaders`: what stream_large_bodies=1 does to
-            the response, and what Tollgate itself does (with a callable);
+            the response, and what Tollgate itself does (with a callable). Bare mitmdump passes the
+            routed format's OpenAI events untranslated;
   tollgate  through `mitmdump -s addons/gateway.py --set tollgate_config=<yaml>` whose YAML sets
-            providers.openai.upstream to the fake.
+            every provider's upstream to the fake and the override rule.
 
-Latency phase (paced stream, chunks a few ms apart; rounds interleaved across the modes): the fake
-records perf_counter_ns() just before writing each event, the client when the event's last byte was
-read; the difference is the per-chunk delay. TTFB is from the request write (on a fresh connection,
-tunnel and TLS to the proxy already set up) to the first body byte.
+For each format and event size (a cell):
 
-Bulk phase (one large stream, events back to back): throughput, byte-for-byte check (length and
-CRC-32), and the proxy's resident memory: VmRSS before, peak during (VmHWM after resetting it via
-/proc/<pid>/clear_refs when allowed, and VmRSS sampled every 20 ms).
+Latency phase (paced stream, events a few ms apart, more for large events; rounds interleaved across
+the modes): the fake records perf_counter_ns() just before writing each event, the client when the
+event's last byte was read; the difference is the per-chunk delay. For the routed format through
+Tollgate, the Gemini event carrying a content event's text counts as that event. TTFB is from the
+request write (on a fresh connection, tunnel and TLS to the proxy already set up) to the first body
+byte.
+
+Bulk phase (one large stream, events back to back, in 64-KiB HTTP chunks or one per larger event;
+`--bulk-rounds` rounds, the modes' order alternating): throughput (for the routed format, the
+upstream's bytes over the time the client took to read the translated stream), every byte checked
+(length and CRC-32; for the routed format through Tollgate, the text and usage the client got), and
+the proxy's resident memory: VmRSS before, peak during (VmHWM after resetting it via
+/proc/<pid>/clear_refs when allowed, and VmRSS sampled every 20 ms), and its CPU time per upstream MB
+(its threads' schedstat; steadier than throughput on a busy machine). Tollgate / bare is the median
+of the rounds' ratios (single rounds swing by ±20 % on a busy 2-CPU machine).
+
+Every call through Tollgate is looked up in its audit file (by the X-Tollgate-Request-Id it
+answered with): the input and output tokens and the finish reason must be those the fake sent.
 
 Only the command-line interface of Tollgate is used (the script, the tollgate_config option, the
-YAML `providers.openai.upstream`); the CA bundle comes from tollgate.certs.ensure_bundle.
+YAML); the CA bundle comes from tollgate.certs.ensure_bundle.
 """
 
 from __future__ import annotations
@@ -44,6 +63,7 @@ import json
 import math
 import os
 import platform
+import random
 import re
 import signal
 import socket
@@ -59,19 +79,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-for _p in (ROOT, ROOT / "addons"):
+for _p in (ROOT, ROOT / "addons", ROOT / "bench"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
 import trustme  # noqa: E402
 import yaml  # noqa: E402
 
+from stream_wires import FORMATS, HOSTS, OPENAI_HOST, ROUTED_MODEL, VIRTUAL_KEY, Counts, Format  # noqa: E402
 from tollgate.certs import ensure_bundle  # noqa: E402
 
 MiB = 1024 * 1024
 MB = 1_000_000
-MODEL = "gpt-4o-mini"
-API_HOST = "api.openai.com"
+API_HOST = OPENAI_HOST  # what bench/overhead.py and bench/instructions.py call
 MODES = ("direct", "bare", "tollgate")
 LABELS = {"direct": "direct", "bare": "bare mitmdump", "tollgate": "Tollgate"}
 TARGET_ADDED_P99_MS = 2.0
@@ -81,11 +101,16 @@ BARE_STREAM_ADDON = "def responseheaders(flow):\n    flow.response.stream = True
 BARE_STREAMING_NOTE = (
     "bare mitmdump (which buffers bodies by default) streams responses through a two-line script "
     "(responseheaders: flow.response.stream = True), not --set stream_large_bodies=1: that option streams the "
-    "~250-byte request body too, and a streamed request connects upstream before map-remote's request hook runs "
-    "(502, api.openai.com looked up instead of the fake upstream)"
+    "request body too, and a streamed request connects upstream before map-remote's request hook runs "
+    "(502, the real API host looked up instead of the fake upstream)"
 )
-TARGET_THROUGHPUT_RATIO = 0.8
+TARGET_THROUGHPUT_RATIO = 0.95
+TARGET_ROUTED_RATIO = 0.8  # translating every event costs more than reading a stream
 TARGET_RSS_GROWTH_MB = 50.0
+DEFAULT_FORMATS = tuple(FORMATS)
+DEFAULT_EVENT_BYTES = (256, 64 * 1024, MiB)
+BLOCK_BYTES = 64 * 1024  # bulk: content events are written in HTTP chunks of about this size
+PACED_BYTES_PER_S = 20 * MB  # paced: large events are spaced so that the stream stays this slow
 
 
 def now_ns() -> int:
@@ -98,53 +123,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def size_label(event_bytes: int) -> str:
+    if event_bytes == 0:
+        return "natural"
+    if event_bytes % MiB == 0:
+        return f"{event_bytes // MiB} MiB"
+    if event_bytes % 1024 == 0:
+        return f"{event_bytes // 1024} KiB"
+    return f"{event_bytes} B"
+
+
 # --------------------------------------------------------------------------------------------------
 # The stream the fake upstream sends
-
-
-def _chunk_obj(delta: dict | None, finish: str | None = None, usage: dict | None = None) -> bytes:
-    obj = {
-        "id": "chatcmpl-bench000000000000000000000",
-        "object": "chat.completion.chunk",
-        "created": 1700000000,
-        "model": MODEL,
-        "system_fingerprint": "fp_bench0000",
-        "choices": [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        "usage": usage,
-    }
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
-
-
-def role_event() -> bytes:
-    return _chunk_obj({"role": "assistant", "content": "", "refusal": None})
-
-
-def content_event(seq: int) -> bytes:
-    return _chunk_obj({"content": f" w{seq:06d}"})
-
-
-def finish_event() -> bytes:
-    return _chunk_obj({}, "stop")
-
-
-def usage_event(completion_tokens: int) -> bytes:
-    usage = {
-        "prompt_tokens": 12,
-        "completion_tokens": completion_tokens,
-        "total_tokens": 12 + completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
-    }
-    return _chunk_obj(None, usage=usage)
-
-
-DONE_EVENT = b"data: [DONE]\n\n"
-
-
-def paced_events(count: int) -> list[bytes]:
-    """`count` events: role, content..., finish, usage, [DONE]."""
-    contents = [content_event(i) for i in range(1, count - 3)]
-    return [role_event(), *contents, finish_event(), usage_event(len(contents)), DONE_EVENT]
 
 
 def http_chunk(data: bytes) -> bytes:
@@ -153,46 +143,90 @@ def http_chunk(data: bytes) -> bytes:
 
 @dataclass
 class Scenario:
+    """One call's answer: a head, content events, a tail with the usage. Paced: every event its own
+    HTTP chunk, `delay_s` apart. Bulk: `blocks` HTTP chunks of the same `block` of content events."""
+
+    fmt: Format
     kind: str  # "paced" or "bulk"
-    events: list[bytes] = field(default_factory=list)  # paced
-    delay_s: float = 0.0  # paced: between events
-    block: bytes = b""  # bulk: one HTTP chunk of back-to-back content events
+    counts: Counts
+    pieces: list[bytes] = field(default_factory=list)  # paced: what is written, one HTTP chunk each
+    seq_piece: dict[int, int] = field(default_factory=dict)  # paced: content event seq -> its piece
+    delay_s: float = 0.0
+    head: bytes = b""  # bulk
+    block: bytes = b""
     blocks: int = 0
-    head: bytes = b""
     tail: bytes = b""
+    text_crc: int = 0  # CRC-32 of the content events' texts in order (what a routed client must get)
+    event_bytes: int = 0  # the content events' actual size
     # filled in by the fake upstream
+    path: str = ""
     write_ns: list[int] = field(default_factory=list)
     bytes_sent: int = 0
     served: threading.Event = field(default_factory=threading.Event)
     error: str | None = None
 
-    @classmethod
-    def paced(cls, count: int, delay_s: float) -> Scenario:
-        return cls("paced", events=paced_events(count), delay_s=delay_s)
+    @staticmethod
+    def _counts(output_tokens: int) -> Counts:
+        return Counts(random.randrange(1000, 100_000), output_tokens)
 
     @classmethod
-    def bulk(cls, size_bytes: int, block_bytes: int = 64 * 1024) -> Scenario:
-        one = len(content_event(0))
-        per_block = max(1, block_bytes // one)
-        head = role_event()
-        blocks = max(1, round(size_bytes / (per_block * one)))
+    def paced(cls, fmt: Format, event_bytes: int, count: int, delay_s: float) -> Scenario:
+        stream = fmt.stream
+        length = stream.text_length(event_bytes)
+        counts = cls._counts(count)
+        texts = [stream.text_of(seq, length) for seq in range(1, count + 1)]
+        head = stream.head(counts)
+        pieces = [head] if head else []
+        seq_piece = {}
+        for seq, text in enumerate(texts, 1):
+            seq_piece[seq] = len(pieces)
+            pieces.append(stream.content(seq, text))
+        pieces.append(stream.tail(counts, stream.final_text_of(length)))
+        crc = zlib.crc32("".join(texts).encode())
+        return cls(fmt, "paced", counts, pieces, seq_piece, delay_s, text_crc=crc, event_bytes=len(pieces[-2]))
+
+    @classmethod
+    def bulk(cls, fmt: Format, event_bytes: int, size_bytes: int) -> Scenario:
+        stream = fmt.stream
+        length = stream.text_length(event_bytes)
+        one = len(stream.content(0, stream.text_of(0, length)))
+        per_block = max(1, BLOCK_BYTES // one)
         # content differs between events of a block (sequence numbers), identical between blocks
-        block = b"".join(content_event(i) for i in range(per_block))
-        tail = finish_event() + usage_event(blocks * per_block) + DONE_EVENT
-        return cls("bulk", block=block, blocks=blocks, head=head, tail=tail)
+        texts = [stream.text_of(seq, length) for seq in range(per_block)]
+        block = b"".join(stream.content(seq, text) for seq, text in enumerate(texts))
+        blocks = max(1, round(size_bytes / len(block)))
+        counts = cls._counts(blocks * per_block)
+        crc = 0
+        block_text = "".join(texts).encode()
+        for _ in range(blocks):
+            crc = zlib.crc32(block_text, crc)
+        return cls(
+            fmt,
+            "bulk",
+            counts,
+            head=stream.head(counts),
+            block=block,
+            blocks=blocks,
+            tail=stream.tail(counts, stream.final_text_of(length)),
+            text_crc=crc,
+            event_bytes=one,
+        )
 
     def expected_size(self) -> int:
         if self.kind == "paced":
-            return sum(map(len, self.events))
+            return sum(map(len, self.pieces))
         return len(self.head) + self.blocks * len(self.block) + len(self.tail)
 
     def expected_crc(self) -> int:
         if self.kind == "paced":
-            return zlib.crc32(b"".join(self.events))
+            return zlib.crc32(b"".join(self.pieces))
         crc = zlib.crc32(self.head)
         for _ in range(self.blocks):
             crc = zlib.crc32(self.block, crc)
         return zlib.crc32(self.tail, crc)
+
+    def expected_tail(self) -> bytes:
+        return (self.pieces[-1] if self.kind == "paced" else self.tail)[-64:]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -332,39 +366,40 @@ class FakeUpstream:
         del buffer[:length]
         return method, path, headers, body
 
+    TOKEN = re.compile(rb"bench-\d+")
+
     def _answer(self, tls: ssl.SSLSocket, method: str, path: str, headers: dict, body: bytes) -> None:
-        scenario = None
-        try:
-            scenario = self.scenarios.get(json.loads(body).get("user", ""))
-        except (ValueError, AttributeError):
-            pass
-        if scenario is None or method != "POST" or not path.startswith("/v1/chat/completions"):
+        found = self.TOKEN.search(body)
+        scenario = self.scenarios.get(found.group().decode()) if found else None
+        if scenario is None or method != "POST":
             payload = json.dumps({"error": {"message": f"bench fake upstream: unexpected {method} {path}"}}).encode()
             tls.sendall(
                 b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%b"
                 % (len(payload), payload)
             )
             return
+        scenario.path = path
         tls.settimeout(120)
         head = (
-            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+            b"HTTP/1.1 200 OK\r\ncontent-type: %b\r\n"
             b"transfer-encoding: chunked\r\ncache-control: no-cache\r\nx-request-id: req_bench\r\n\r\n"
+            % scenario.fmt.stream.content_type.encode()
         )
         sent = 0
         try:
             if scenario.kind == "paced":
                 tls.sendall(head)
                 start = time.perf_counter()
-                for index, event in enumerate(scenario.events):
+                for index, piece in enumerate(scenario.pieces):
                     due = start + index * scenario.delay_s
                     pause = due - time.perf_counter()
                     if pause > 0 and self._stop.wait(pause):
                         raise OSError("stopped")
                     scenario.write_ns.append(now_ns())
-                    tls.sendall(http_chunk(event))
-                    sent += len(event)
+                    tls.sendall(http_chunk(piece))
+                    sent += len(piece)
             else:
-                tls.sendall(head + http_chunk(scenario.head))
+                tls.sendall(head + (http_chunk(scenario.head) if scenario.head else b""))
                 sent = len(scenario.head)
                 framed = http_chunk(scenario.block)
                 scenario.write_ns.append(now_ns())
@@ -472,6 +507,68 @@ class LengthDecoder:
         return [data]
 
 
+class RoutedView:
+    """What a Gemini client gets from Tollgate's translation, read as it arrives: the text of its
+    events (CRC-32, in order), its last usageMetadata and finishReason, and for a paced stream when
+    the event carrying each content event's text (`w000123 ...`) was read."""
+
+    TEXT_KEY = b'"text":"'
+    SEQ = re.compile(rb'"text":"w(\d{6}) ')
+
+    def __init__(self, paced: bool) -> None:
+        self.paced = paced
+        self.pending: list[bytes] = []  # the pieces of the event not yet complete
+        self.text_crc = 0
+        self.last_usage: bytes | None = None
+        self.seq_times: dict[int, int] = {}
+        self.escaped = False  # a text with an escape: not what the fake sent
+
+    def feed(self, piece: bytes, t_read: int) -> None:
+        # Only the new piece (and the seam before it) is searched: a large event comes in many.
+        seam = self.pending[-1][-3:] if self.pending else b""
+        end = piece.rfind(b"\r\n\r\n")
+        if end < 0 and seam:
+            at = (seam + piece[:3]).rfind(b"\r\n\r\n")
+            end = at - len(seam) if at >= 0 else -1
+        if end < 0:
+            self.pending.append(piece)
+            return
+        region = b"".join([*self.pending, piece[: end + 4]])
+        rest = piece[end + 4 :]
+        self.pending = [rest] if rest else []
+        self.read_texts(region)
+        if self.paced:
+            for seq in self.SEQ.findall(region):
+                self.seq_times.setdefault(int(seq), t_read)
+        if b'"usageMetadata"' in region:
+            self.last_usage = region[region.rfind(b"data: ") + 6 :].strip()
+
+    def read_texts(self, region: bytes) -> None:
+        """The texts of complete events into the CRC, found by memchr (a regular expression reads
+        a megabyte of text slower than Tollgate translates it)."""
+        view = memoryview(region)
+        at = region.find(self.TEXT_KEY)
+        while at >= 0:
+            start = at + len(self.TEXT_KEY)
+            end = region.find(b'"', start)
+            if end < 0:
+                self.escaped = True
+                return
+            self.escaped = self.escaped or region.find(b"\\", start, end) >= 0
+            self.text_crc = zlib.crc32(view[start:end], self.text_crc)
+            at = region.find(self.TEXT_KEY, end)
+
+    def usage(self) -> dict:
+        data = json.loads(self.last_usage) if self.last_usage else {}
+        meta = data.get("usageMetadata", {})
+        finish = (data.get("candidates") or [{}])[0].get("finishReason")
+        return {
+            "input_tokens": meta.get("promptTokenCount"),
+            "output_tokens": meta.get("candidatesTokenCount"),
+            "finish_reason": finish,
+        }
+
+
 @dataclass
 class Result:
     status: int = 0
@@ -481,11 +578,12 @@ class Result:
     t_first_body: int = 0
     t_last_body: int = 0
     connect_ms: float = 0.0
-    events: list[tuple[bytes, int]] = field(default_factory=list)  # paced: (event, read time)
+    piece_times: list[int] = field(default_factory=list)  # paced: when each piece's last byte was read
     body_bytes: int = 0
     crc: int = 0
     tail: bytes = b""
     complete: bool = False
+    routed: RoutedView | None = None  # a routed call through Tollgate: what the Gemini client got
 
 
 class Target:
@@ -498,63 +596,62 @@ class Target:
         if proxy_port is None:
             self.context = ssl.create_default_context()
             ca.configure_trust(self.context)
-            self.server_hostname = "127.0.0.1"
-            self.host_header = f"127.0.0.1:{fake.port}"
         else:
             self.context = ssl.create_default_context(cafile=str(bundle))
-            self.server_hostname = API_HOST
-            self.host_header = API_HOST
         self.context.set_alpn_protocols(["http/1.1"])
 
-    def open(self, timeout: float) -> ssl.SSLSocket:
+    def host_header(self, host: str) -> str:
+        return f"127.0.0.1:{self.fake.port}" if self.proxy_port is None else host
+
+    def open(self, host: str, timeout: float) -> ssl.SSLSocket:
         if self.proxy_port is None:
             sock = socket.create_connection(("127.0.0.1", self.fake.port), timeout=timeout)
         else:
             sock = socket.create_connection(("127.0.0.1", self.proxy_port), timeout=timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.proxy_port is not None:
-                sock.sendall(f"CONNECT {API_HOST}:443 HTTP/1.1\r\nHost: {API_HOST}:443\r\n\r\n".encode())
-                reply = b""
-                while b"\r\n\r\n" not in reply:
-                    data = sock.recv(4096)
-                    if not data or len(reply) > 65536:
-                        raise ConnectionError(f"proxy closed the CONNECT: {reply[:200]!r}")
-                    reply += data
-                status = reply.split(b"\r\n", 1)[0]
-                if b" 200" not in status:
-                    raise ConnectionError(f"CONNECT refused: {status!r}")
-            return self.context.wrap_socket(sock, server_hostname=self.server_hostname)
+            if self.proxy_port is None:
+                return self.context.wrap_socket(sock, server_hostname="127.0.0.1")
+            sock.sendall(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
+            reply = b""
+            while b"\r\n\r\n" not in reply:
+                data = sock.recv(4096)
+                if not data or len(reply) > 65536:
+                    raise ConnectionError(f"proxy closed the CONNECT: {reply[:200]!r}")
+                reply += data
+            status = reply.split(b"\r\n", 1)[0]
+            if b" 200" not in status:
+                raise ConnectionError(f"CONNECT refused: {status!r}")
+            return self.context.wrap_socket(sock, server_hostname=host)
         except BaseException:
             sock.close()
             raise
 
 
-def request_body(token: str) -> bytes:
-    return json.dumps(
-        {
-            "model": MODEL,
-            "messages": [{"role": "user", "content": "Say something long."}],
-            "stream": True,
-            "stream_options": {"include_usage": True},
-            "user": token,
-        }
-    ).encode()
+def piece_ends(pieces: list[bytes]) -> list[int]:
+    ends, total = [], 0
+    for piece in pieces:
+        total += len(piece)
+        ends.append(total)
+    return ends
 
 
-def call(target: Target, token: str, paced: bool, timeout: float) -> Result:
-    """One streaming call on a fresh connection; reads the whole response within `timeout` s."""
+def call(target: Target, scenario: Scenario, token: str, timeout: float, routed_view: bool) -> Result:
+    """One streaming call on a fresh connection; reads the whole response within `timeout` s.
+    `routed_view`: the answer is Tollgate's translation, read as a Gemini client would."""
     deadline = time.monotonic() + timeout
+    request = scenario.fmt.request
+    paced = scenario.kind == "paced"
     result = Result()
     t0 = now_ns()
-    tls = target.open(timeout=min(timeout, 30))
+    tls = target.open(request.host, timeout=min(timeout, 30))
     try:
         result.connect_ms = (now_ns() - t0) / 1e6
-        body = request_body(token)
+        body = request.body(token)
+        extra = "".join(f"{name}: {value}\r\n" for name, value in request.headers)
         head = (
-            f"POST /v1/chat/completions HTTP/1.1\r\nHost: {target.host_header}\r\n"
-            f"Authorization: Bearer sk-bench-not-a-real-key\r\nContent-Type: application/json\r\n"
-            f"Accept: text/event-stream\r\nUser-Agent: tollgate-bench/1\r\nContent-Length: {len(body)}\r\n\r\n"
+            f"POST {request.path} HTTP/1.1\r\nHost: {target.host_header(request.host)}\r\n{extra}"
+            f"Content-Type: application/json\r\nUser-Agent: tollgate-bench/1\r\nContent-Length: {len(body)}\r\n\r\n"
         )
         result.t_send = now_ns()
         tls.sendall(head.encode() + body)
@@ -597,7 +694,8 @@ def call(target: Target, token: str, paced: bool, timeout: float) -> Result:
                 error_body += b"".join(decoder.feed(data))
             raise RuntimeError(f"{target.mode}: HTTP {result.status}: {error_body[:300]!r}")
 
-        pending = bytearray()  # paced: an event not yet complete
+        view = result.routed = RoutedView(paced) if routed_view else None
+        ends = piece_ends(scenario.pieces) if paced and view is None else []
         crc = 0
         size = 0
         tail = b""
@@ -613,11 +711,10 @@ def call(target: Target, token: str, paced: bool, timeout: float) -> Result:
                     size += len(piece)
                     crc = zlib.crc32(piece, crc)
                     tail = (tail + piece[-64:])[-64:]
-                    if paced:
-                        pending += piece
-                        while (i := pending.find(b"\n\n")) >= 0:
-                            result.events.append((bytes(pending[: i + 2]), t_read))
-                            del pending[: i + 2]
+                    if view is not None:
+                        view.feed(piece, t_read)
+                    while len(result.piece_times) < len(ends) and size >= ends[len(result.piece_times)]:
+                        result.piece_times.append(t_read)
                 result.t_last_body = t_read
             if decoder.done:
                 result.complete = True
@@ -703,6 +800,20 @@ class Proxy:
         return " ".join(quote(a) for a in self.args)
 
 
+def cpu_ns(pid: int) -> int:
+    """CPU time the process's threads have used, in ns (schedstat: finer than /proc/<pid>/stat's ticks)."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+    except OSError:
+        pass
+    return total
+
+
 def proc_status(pid: int) -> dict[str, int]:
     """VmRSS / VmHWM in bytes."""
     values = {}
@@ -772,6 +883,51 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
 
 
+class Audit:
+    """Tollgate's audit file, read as it grows: records by request id."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.records: dict[str, dict] = {}
+
+    def find(self, request_id: str, wait_s: float = 5.0) -> dict | None:
+        deadline = time.monotonic() + wait_s
+        while True:
+            self._read()
+            record = self.records.pop(request_id, None)
+            if record is not None or time.monotonic() > deadline:
+                return record
+            time.sleep(0.05)  # the audit writer batches records a quarter of a second apart
+
+    def _read(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except OSError:
+            return
+        complete = data.rfind(b"\n") + 1
+        self.offset += complete
+        for line in data[:complete].splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("request_id"):
+                self.records[record["request_id"]] = record
+
+
+@dataclass(frozen=True)
+class Cell:
+    fmt: Format
+    event_bytes: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.fmt.name} {size_label(self.event_bytes)}"
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.args = args
@@ -780,7 +936,10 @@ class Bench:
         self.proxies: dict[str, Proxy] = {}
         self.targets: dict[str, Target] = {}
         self.fake: FakeUpstream | None = None
+        self.audit: Audit | None = None
         self.loadavg_start = loadavg()
+        self.usage_checked = 0
+        self.usage_problems: list[str] = []
 
     def token(self, scenario: Scenario) -> str:
         assert self.fake is not None
@@ -797,22 +956,35 @@ class Bench:
         bundle = ensure_bundle(confdir)
         self.fake = FakeUpstream(ca)
         audit = self.workdir / "audit.jsonl"
+        self.audit = Audit(audit)
         config = self.workdir / "tollgate.yaml"
+        providers: dict = {name: {"upstream": self.fake.url} for name in ("openai", "anthropic", "gemini", "bedrock")}
+        providers["openai"]["keys"] = ["sk-bench-upstream"]  # the routed calls' key
         config.write_text(
-            yaml.safe_dump({"providers": {"openai": {"upstream": self.fake.url}}, "audit": {"path": str(audit)}})
+            yaml.safe_dump(
+                {
+                    "providers": providers,
+                    # Native calls come with their own keys (anonymous callers); the routed call
+                    # with a virtual key, as a route needs Tollgate's key for the other provider.
+                    "clients": [{"name": "bench", "keys": [VIRTUAL_KEY]}],
+                    "allow_anonymous": True,
+                    "overrides": [
+                        {
+                            "match": {"provider": "gemini", "model": ROUTED_MODEL},
+                            "provider": "openai",
+                            "model": "gpt-4o-mini",
+                        }
+                    ],
+                    "audit": {"path": str(audit)},
+                }
+            )
         )
         common = ["--set", f"confdir={confdir}", "--set", f"ssl_verify_upstream_trusted_ca={ca_pem}"]
         if self.args.quiet_proxies:
             common += ["--set", "flow_detail=0"]
-        bare = [
-            "--mode",
-            "regular",
-            "--map-remote",
-            f"|^https://api\\.openai\\.com|{self.fake.url}",
-            "--set",
-            "connection_strategy=lazy",
-            *common,
-        ]
+        bare = ["--mode", "regular", "--set", "connection_strategy=lazy", *common]
+        for host in HOSTS:
+            bare += ["--map-remote", f"|^https://{re.escape(host)}|{self.fake.url}"]
         addon = self.workdir / "bare_stream.py"
         addon.write_text(BARE_STREAM_ADDON)
         bare += ["-s", str(addon)]
@@ -826,10 +998,11 @@ class Bench:
             self.targets[name] = Target(name, self.fake, ca, bundle, proxy.port)
 
     def run_call(self, mode: str, scenario: Scenario, timeout: float) -> Result:
-        paced = scenario.kind == "paced"
+        assert self.fake is not None
         token = self.token(scenario)
+        routed_view = scenario.fmt.routed and mode == "tollgate"
         try:
-            result = call(self.targets[mode], token, paced, timeout)
+            result = call(self.targets[mode], scenario, token, timeout, routed_view)
         except Exception as exc:
             proxy = self.proxies.get(mode)
             console = f"\n--- {mode} mitmdump console (tail) ---\n{proxy.console()}" if proxy else ""
@@ -841,26 +1014,60 @@ class Bench:
             problems.append(scenario.error)
         if not result.complete:
             problems.append("response ended early")
-        if result.body_bytes != scenario.expected_size() or result.crc != scenario.expected_crc():
-            problems.append(
-                f"body differs from what the upstream sent ({result.body_bytes} bytes read, "
-                f"{scenario.expected_size()} sent)"
-            )
-        if not result.tail.endswith(DONE_EVENT):
-            problems.append("body does not end with data: [DONE]")
-        if mode == "tollgate" and "x-tollgate-request-id" not in result.headers:
-            problems.append("no X-Tollgate-Request-Id header: the call did not go through Tollgate")
+        if result.routed is not None:
+            problems += self.routed_problems(scenario, result.routed)
+        else:
+            if result.body_bytes != scenario.expected_size() or result.crc != scenario.expected_crc():
+                problems.append(
+                    f"body differs from what the upstream sent ({result.body_bytes} bytes read, "
+                    f"{scenario.expected_size()} sent)"
+                )
+            if not result.tail.endswith(scenario.expected_tail()):
+                problems.append("body does not end as the upstream's")
+        if mode == "tollgate":
+            problems += self.audit_problems(scenario, result)
         if problems:
-            raise RuntimeError(f"{LABELS[mode]}: " + "; ".join(problems))
+            raise RuntimeError(f"{LABELS[mode]}, {scenario.fmt.name}: " + "; ".join(problems))
         return result
 
-    def warm_up(self) -> None:
+    @staticmethod
+    def routed_problems(scenario: Scenario, view: RoutedView) -> list[str]:
+        problems = []
+        if not scenario.path.startswith("/v1/chat/completions"):
+            problems.append(f"the upstream was called at {scenario.path}, not OpenAI's /v1/chat/completions")
+        if view.escaped or view.text_crc != scenario.text_crc:
+            problems.append("the translated text differs from the text the upstream sent")
+        counts = scenario.counts
+        expected = {"input_tokens": counts.input_tokens, "output_tokens": counts.output_tokens, "finish_reason": "STOP"}
+        if view.usage() != expected:
+            problems.append(f"the client got usage {view.usage()}, the upstream sent {expected}")
+        return problems
+
+    def audit_problems(self, scenario: Scenario, result: Result) -> list[str]:
+        assert self.audit is not None
+        request_id = result.headers.get("x-tollgate-request-id")
+        if not request_id:
+            return ["no X-Tollgate-Request-Id header: the call did not go through Tollgate"]
+        record = self.audit.find(request_id)
+        if record is None:
+            return [f"no audit record for {request_id}"]
+        got = (record.get("input_tokens"), record.get("output_tokens"), record.get("finish_reason"))
+        counts = scenario.counts
+        expected = (counts.input_tokens, counts.output_tokens, scenario.fmt.stream.finish)
+        self.usage_checked += 1
+        if got != expected or record.get("error"):
+            problem = f"audit has usage {got} (error {record.get('error')!r}), the upstream sent {expected}"
+            self.usage_problems.append(f"{scenario.fmt.name}: {problem}")
+            return [problem]
+        return []
+
+    def warm_up(self, cell: Cell) -> None:
         for mode in MODES:
             last: Exception | None = None
             for _ in range(3):
                 try:
-                    self.run_call(mode, Scenario.paced(5, 0.0), timeout=30)
-                    self.run_call(mode, Scenario.bulk(256 * 1024), timeout=30)
+                    self.run_call(mode, Scenario.paced(cell.fmt, cell.event_bytes, 5, 0.0), timeout=30)
+                    self.run_call(mode, Scenario.bulk(cell.fmt, cell.event_bytes, 2 * MiB), timeout=30)
                     last = None
                     break
                 except RuntimeError as exc:
@@ -869,26 +1076,25 @@ class Bench:
             if last is not None:
                 raise last
 
-    def latency(self) -> dict[str, dict[str, float]]:
-        chunks, delay = self.args.chunks, self.args.delay_ms / 1000
+    def paced_shape(self, cell: Cell) -> tuple[int, float]:
+        """Events per paced call and the pause between them: large events fewer and further apart,
+        so that the paced stream stays a trickle (PACED_BYTES_PER_S) rather than a bulk transfer."""
+        size = max(cell.event_bytes, 256)
+        count = min(self.args.chunks, max(20, (4 * MiB) // size))
+        delay = max(self.args.delay_ms / 1000, size / PACED_BYTES_PER_S)
+        return count, delay
+
+    def latency(self, cell: Cell) -> dict[str, dict[str, float]]:
+        count, delay = self.paced_shape(cell)
         delays: dict[str, list[float]] = {m: [] for m in MODES}
         ttfb: dict[str, list[float]] = {m: [] for m in MODES}
         connect: dict[str, list[float]] = {m: [] for m in MODES}
-        timeout = 30 + chunks * delay * 4
+        timeout = 30 + count * delay * 4
         for _ in range(self.args.rounds):
             for mode in MODES:
-                scenario = Scenario.paced(chunks, delay)
+                scenario = Scenario.paced(cell.fmt, cell.event_bytes, count, delay)
                 result = self.run_call(mode, scenario, timeout)
-                if len(result.events) != len(scenario.write_ns):
-                    raise RuntimeError(
-                        f"{LABELS[mode]}: {len(result.events)} events read, {len(scenario.write_ns)} written"
-                    )
-                for (event, t_read), expected, t_write in zip(
-                    result.events, scenario.events, scenario.write_ns, strict=False
-                ):
-                    if event != expected:
-                        raise RuntimeError(f"{LABELS[mode]}: event changed in transit")
-                    delays[mode].append((t_read - t_write) / 1e6)
+                delays[mode] += self.chunk_delays(mode, scenario, result)
                 ttfb[mode].append((result.t_first_body - result.t_send) / 1e6)
                 connect[mode].append(result.connect_ms)
         out = {}
@@ -901,20 +1107,42 @@ class Bench:
                 "delay_p99": percentile(delays[mode], 99),
                 "delay_max": max(delays[mode]),
                 "samples": len(delays[mode]),
+                "events": count,
+                "delay_ms": delay * 1000,
             }
         return out
 
-    def bulk(self) -> dict[str, dict[str, float]]:
-        """`--bulk-rounds` large streams per mode, interleaved. Throughput: the median round.
-        RSS growth: the highest peak over all rounds minus VmRSS before the first."""
+    @staticmethod
+    def chunk_delays(mode: str, scenario: Scenario, result: Result) -> list[float]:
+        """Per-chunk delays in ms: every piece, or for a routed call through Tollgate, every content
+        event whose text the client got."""
+        if result.routed is not None:
+            times = result.routed.seq_times
+            if len(times) != len(scenario.seq_piece):
+                raise RuntimeError(
+                    f"{LABELS[mode]}: {len(times)} content events read, {len(scenario.seq_piece)} written"
+                )
+            return [(t - scenario.write_ns[scenario.seq_piece[seq]]) / 1e6 for seq, t in times.items()]
+        if len(result.piece_times) != len(scenario.write_ns):
+            raise RuntimeError(
+                f"{LABELS[mode]}: {len(result.piece_times)} events read, {len(scenario.write_ns)} written"
+            )
+        return [(t_read - t_write) / 1e6 for t_read, t_write in zip(result.piece_times, scenario.write_ns, strict=True)]
+
+    def bulk(self, cell: Cell) -> dict[str, dict[str, float]]:
+        """`--bulk-rounds` large streams per mode, interleaved, bare mitmdump and Tollgate taking
+        turns to go first. Throughput: the median round; Tollgate / bare: the median of the rounds'
+        ratios. RSS growth: the highest peak over all rounds minus VmRSS before the first."""
         size = self.args.size_mb * MiB
         timeout = self.args.bulk_timeout or 60 + self.args.size_mb * 0.6
         rates: dict[str, list[float]] = {m: [] for m in MODES}
+        cpu: dict[str, list[float]] = {m: [] for m in MODES}  # the proxy's CPU µs per upstream MB
         memory: dict[str, dict[str, float]] = {}
         body_bytes = 0
-        for _ in range(self.args.bulk_rounds):
-            for mode in MODES:
-                scenario = Scenario.bulk(size)
+        for round_ in range(self.args.bulk_rounds):
+            order = MODES if round_ % 2 == 0 else ("direct", "tollgate", "bare")
+            for mode in order:
+                scenario = Scenario.bulk(cell.fmt, cell.event_bytes, size)
                 proxy = self.proxies.get(mode)
                 if proxy is None:
                     result = self.run_call(mode, scenario, timeout)
@@ -923,8 +1151,10 @@ class Bench:
                     hwm_reset = reset_hwm(proxy.pid)
                     if hwm_reset:
                         before = proc_status(proxy.pid)
+                    cpu_before = cpu_ns(proxy.pid)
                     with RssSampler(proxy.pid, 0.02, timeout + 5) as sampler:
                         result = self.run_call(mode, scenario, timeout)
+                    cpu[mode].append((cpu_ns(proxy.pid) - cpu_before) / 1000 / (scenario.bytes_sent / MB))
                     after = proc_status(proxy.pid)
                     peak = max(sampler.peak, after.get("VmRSS", 0))
                     if hwm_reset:
@@ -937,8 +1167,9 @@ class Bench:
                     m["rss_growth"] = m["rss_peak"] - m["rss_before"]
                     m["hwm_reset"] = min(m["hwm_reset"], float(hwm_reset))
                 seconds = (result.t_last_body - result.t_send) / 1e9
-                rates[mode].append(result.body_bytes / MB / seconds)
-                body_bytes = result.body_bytes
+                # The upstream's bytes: for the routed format, what Tollgate read and translated.
+                rates[mode].append(scenario.bytes_sent / MB / seconds)
+                body_bytes = scenario.bytes_sent
         out = {}
         for mode in MODES:
             out[mode] = {
@@ -946,6 +1177,9 @@ class Bench:
                 "mbps": percentile(rates[mode], 50),
                 "mbps_min": min(rates[mode]),
                 "mbps_max": max(rates[mode]),
+                "ratios": [t / b for t, b in zip(rates["tollgate"], rates["bare"], strict=True)],
+                "cpu_us_per_mb": percentile(cpu[mode], 50),
+                "cpu_ratios": [t / b for t, b in zip(cpu["tollgate"], cpu["bare"], strict=True)],
                 **memory.get(mode, {}),
             }
         return out
@@ -1005,23 +1239,78 @@ def dist_version(name: str) -> str:
         return "?"
 
 
-def report(bench: Bench, lat: dict, bulk: dict, elapsed: float) -> bool:
-    args = bench.args
+@dataclass
+class CellResult:
+    cell: Cell
+    lat: dict
+    bulk: dict
+    load: str  # load average after the cell
+
+    def ratio(self) -> float:
+        return percentile(self.bulk["tollgate"]["ratios"], 50)
+
+    def added_p99(self) -> float:
+        return self.lat["tollgate"]["delay_p99"] - self.lat["bare"]["delay_p99"]
+
+    def target_ratio(self) -> float:
+        return TARGET_ROUTED_RATIO if self.cell.fmt.routed else TARGET_THROUGHPUT_RATIO
+
+    def checks(self) -> list[Check]:
+        t_bulk, b_bulk = self.bulk["tollgate"], self.bulk["bare"]
+        growth = t_bulk.get("rss_growth", float("nan"))
+        ratios = " ".join(f"{r:.2f}" for r in t_bulk["ratios"])
+        return [
+            (
+                "per-chunk delay p99, Tollgate - bare mitmdump",
+                f"{self.added_p99():+.3f} ms (p50 {self.lat['tollgate']['delay_p50'] - self.lat['bare']['delay_p50']:+.3f} ms)",
+                f"<= {TARGET_ADDED_P99_MS:g} ms",
+                self.added_p99() <= TARGET_ADDED_P99_MS,
+            ),
+            (
+                "TTFB p50, Tollgate - bare mitmdump",
+                f"{self.lat['tollgate']['ttfb_p50'] - self.lat['bare']['ttfb_p50']:+.2f} ms",
+                "(no target)",
+                None,
+            ),
+            (
+                "throughput, Tollgate / bare mitmdump (median of rounds)",
+                f"{self.ratio():.2f}x (rounds {ratios}; {t_bulk['mbps']:.1f} / {b_bulk['mbps']:.1f} MB/s)",
+                f">= {self.target_ratio():g}x",
+                self.ratio() >= self.target_ratio(),
+            ),
+            (
+                "peak RSS growth, Tollgate",
+                f"{growth:+.1f} MB (bare mitmdump {b_bulk.get('rss_growth', float('nan')):+.1f} MB)",
+                f"<= {TARGET_RSS_GROWTH_MB:g} MB",
+                growth <= TARGET_RSS_GROWTH_MB,
+            ),
+        ]
+
+    def passed(self) -> bool:
+        return all(ok for *_, ok in self.checks() if ok is not None)
+
+
+def preamble(bench: Bench) -> None:
     import mitmproxy.version
 
+    args = bench.args
     print()
     print(
         f"Tollgate streaming benchmark — mitmproxy {mitmproxy.version.VERSION}, Python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs, {platform.machine()}; all on 127.0.0.1, client and fake upstream in one process"
     )
     print(
-        f"latency phase: {args.rounds} rounds x {args.chunks} SSE events {args.delay_ms:g} ms apart per mode "
-        f"({lat['direct']['samples']} per-chunk samples per mode), a fresh connection per call"
+        f"latency phase: {args.rounds} rounds per mode of up to {args.chunks} events, {args.delay_ms:g} ms apart or "
+        f"further for large events ({PACED_BYTES_PER_S / MB:g} MB/s at most), a fresh connection per call"
     )
     print(
-        f"bulk phase: {args.bulk_rounds} x {args.size_mb} MiB SSE stream per mode "
-        f"({bulk['direct']['bytes']:,} body bytes, ~{len(content_event(0))}-byte events back to back), every byte "
-        f"checked (length + CRC-32); MB/s is the median round"
+        f"bulk phase: {args.bulk_rounds} x {args.size_mb} MiB stream per mode and cell, the modes' order alternating, "
+        f"every byte checked (length + CRC-32; the routed format through Tollgate: text and usage); MB/s is the "
+        f"median round, Tollgate / bare the median of the rounds' ratios; routed: the upstream's bytes per second"
+    )
+    print(
+        f"usage: every call through Tollgate found in its audit with the fake's input and output tokens and finish "
+        f"reason ({bench.usage_checked} calls checked, {len(bench.usage_problems)} differed)"
     )
     print(
         f"load average at start: {bench.loadavg_start}, at end: {loadavg()} (other processes on the machine add noise)"
@@ -1032,7 +1321,17 @@ def report(bench: Bench, lat: dict, bulk: dict, elapsed: float) -> bool:
         "units: ms; MB = 10^6 bytes; 'added' = over direct; RSS of the mitmdump process (VmRSS before, "
         "peak = max(VmHWM after reset, VmRSS sampled every 20 ms))"
     )
+
+
+def cell_report(result: CellResult) -> None:
+    """One cell in full: every mode's latency, throughput and memory, then the checks."""
+    lat, bulk = result.lat, result.bulk
     print()
+    print(
+        f"{result.cell.name}: content events of {bulk['direct'].get('event_bytes', 0) or '?'} bytes; paced: "
+        f"{lat['direct']['events']} events {lat['direct']['delay_ms']:.1f} ms apart; bulk: {bulk['direct']['bytes']:,} "
+        f"upstream bytes; load {result.load}"
+    )
     header = [
         "mode",
         "connect p50",
@@ -1075,34 +1374,7 @@ def report(bench: Bench, lat: dict, bulk: dict, elapsed: float) -> bool:
         )
     print(table(rows, header))
     print()
-
-    t, b = lat["tollgate"], lat["bare"]
-    added_p99 = t["delay_p99"] - b["delay_p99"]
-    added_p50 = t["delay_p50"] - b["delay_p50"]
-    ratio = bulk["tollgate"]["mbps"] / bulk["bare"]["mbps"]
-    growth = bulk["tollgate"]["rss_growth"]
-    checks = [
-        (
-            "per-chunk delay p99, Tollgate - bare mitmdump",
-            f"{added_p99:+.3f} ms (p50 {added_p50:+.3f} ms)",
-            f"<= {TARGET_ADDED_P99_MS:g} ms",
-            added_p99 <= TARGET_ADDED_P99_MS,
-        ),
-        ("TTFB p50, Tollgate - bare mitmdump", f"{t['ttfb_p50'] - b['ttfb_p50']:+.2f} ms", "(no target)", None),
-        (
-            "throughput, Tollgate / bare mitmdump",
-            f"{ratio:.2f}x ({bulk['tollgate']['mbps']:.1f} / {bulk['bare']['mbps']:.1f} MB/s)",
-            f">= {TARGET_THROUGHPUT_RATIO:g}x",
-            ratio >= TARGET_THROUGHPUT_RATIO,
-        ),
-        (
-            "peak RSS growth, Tollgate",
-            f"{growth:+.1f} MB (bare mitmdump {bulk['bare']['rss_growth']:+.1f} MB)",
-            f"<= {TARGET_RSS_GROWTH_MB:g} MB",
-            growth <= TARGET_RSS_GROWTH_MB,
-        ),
-    ]
-    print(checks_table(checks, "vs bare mitmdump"))
+    print(checks_table(result.checks(), "vs bare mitmdump"))
     if not all(bulk[m].get("hwm_reset", 1.0) for m in ("bare", "tollgate")):
         print("note: /proc/<pid>/clear_refs was not writable; peak RSS is from 20 ms VmRSS samples only")
     if bulk["direct"]["mbps"] < 2 * max(bulk["bare"]["mbps"], bulk["tollgate"]["mbps"]):
@@ -1110,20 +1382,75 @@ def report(bench: Bench, lat: dict, bulk: dict, elapsed: float) -> bool:
             "note: the direct (harness) throughput is less than twice the proxies'; the client/upstream harness "
             "may limit the figures"
         )
-    print(f"\ntotal {elapsed:.1f} s")
-    return all(ok for *_, ok in checks if ok is not None)
+
+
+def summary(results: list[CellResult]) -> None:
+    """Every cell in one line: format x event size -> Tollgate / bare, and the other targets. CPU/MB:
+    the proxy process's CPU time per upstream MB (median round; in brackets the median of the rounds'
+    Tollgate / bare ratios), steadier than throughput on a busy machine."""
+    print()
+    header = [
+        "format",
+        "event",
+        "bare MB/s",
+        "Tollgate MB/s",
+        "Tollgate / bare",
+        "rounds",
+        "target",
+        "CPU/MB bare",
+        "CPU/MB Tollgate",
+        "added p99 ms",
+        "RSS growth MB",
+        "load",
+        "result",
+    ]
+    rows = []
+    for r in results:
+        ratios = r.bulk["tollgate"]["ratios"]
+        cpu_ratio = percentile(r.bulk["tollgate"]["cpu_ratios"], 50)
+        rows.append(
+            [
+                r.cell.fmt.name,
+                size_label(r.cell.event_bytes),
+                fmt(r.bulk["bare"]["mbps"], 1),
+                fmt(r.bulk["tollgate"]["mbps"], 1),
+                f"{r.ratio():.2f}x",
+                f"{min(ratios):.2f}-{max(ratios):.2f}",
+                f">= {r.target_ratio():g}x",
+                f"{r.bulk['bare']['cpu_us_per_mb']:.0f} µs",
+                f"{r.bulk['tollgate']['cpu_us_per_mb']:.0f} µs ({cpu_ratio:.2f}x)",
+                fmt(r.added_p99(), 3, True),
+                fmt(r.bulk["tollgate"].get("rss_growth", float("nan")), 1, True),
+                r.load,
+                "PASS" if r.passed() else "FAIL",
+            ]
+        )
+    print(table(rows, header))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument("--size-mb", type=int, default=1024, help="bulk stream size in MiB")
-    parser.add_argument("--chunks", type=int, default=200, help="SSE events per paced call (>= 4)")
-    parser.add_argument("--delay-ms", type=float, default=5.0, help="pause between paced events")
-    parser.add_argument("--rounds", type=int, default=5, help="paced calls per mode")
     parser.add_argument(
-        "--bulk-rounds", type=int, default=1, help="large streams per mode (interleaved); throughput is the median"
+        "--format",
+        default=",".join(DEFAULT_FORMATS),
+        help=f"comma-separated stream formats, of: {', '.join(FORMATS)}",
+    )
+    parser.add_argument(
+        "--event-bytes",
+        default=",".join(str(n) for n in DEFAULT_EVENT_BYTES),
+        help="comma-separated sizes of the content events in bytes (0: as small as the format makes them)",
+    )
+    parser.add_argument("--size-mb", type=int, default=64, help="bulk stream size in MiB")
+    parser.add_argument("--chunks", type=int, default=100, help="events per paced call at most (>= 4)")
+    parser.add_argument("--delay-ms", type=float, default=5.0, help="pause between paced events, at least")
+    parser.add_argument("--rounds", type=int, default=3, help="paced calls per mode and cell")
+    parser.add_argument(
+        "--bulk-rounds",
+        type=int,
+        default=3,
+        help="large streams per mode and cell (interleaved); throughput is the median",
     )
     parser.add_argument(
         "--bulk-timeout", type=float, default=0.0, help="seconds allowed for one bulk call (0: 60 + 0.6 s per MiB)"
@@ -1136,6 +1463,14 @@ def main() -> int:
         parser.error("need --chunks >= 4, --rounds >= 1, --size-mb >= 1, --delay-ms >= 0, 1 <= --bulk-rounds <= 100")
     if args.chunks * args.rounds > 1_000_000:
         parser.error("--chunks x --rounds is limited to 1,000,000")
+    try:
+        formats = [FORMATS[name.strip()] for name in args.format.split(",") if name.strip()]
+        sizes = [int(n) for n in args.event_bytes.split(",") if n.strip()]
+    except (KeyError, ValueError) as exc:
+        parser.error(f"--format takes {', '.join(FORMATS)}; --event-bytes takes numbers ({exc})")
+    if not formats or not sizes or any(not 0 <= n <= 16 * MiB for n in sizes):
+        parser.error("need a format and event sizes from 0 to 16 MiB")
+    cells = [Cell(f, n) for f in formats for n in sizes]
 
     def on_term(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)
@@ -1145,7 +1480,7 @@ def main() -> int:
     start = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="tollgate-bench-"))
     bench = Bench(args, workdir)
-    ok = False
+    results: list[CellResult] = []
     try:
         bench.setup()
         print("commands:")
@@ -1155,16 +1490,25 @@ def main() -> int:
             f"  fake upstream: {bench.fake.url} (thread of this process); tollgate.yaml: "
             f"{(workdir / 'tollgate.yaml').read_text().strip().replace(chr(10), ' | ')}"
         )
-        print("warming up ...", flush=True)
-        bench.warm_up()
-        print(f"latency phase: {args.rounds} x {args.chunks} events per mode ...", flush=True)
-        lat = bench.latency()
-        print(f"bulk phase: {args.size_mb} MiB per mode ...", flush=True)
-        bulk_stats = bench.bulk()
-        for name, proxy in bench.proxies.items():
-            if not proxy.alive():
-                raise RuntimeError(f"{name} mitmdump died:\n{proxy.console()}")
-        ok = report(bench, lat, bulk_stats, time.monotonic() - start)
+        for cell in cells:
+            print(
+                f"{cell.name}: warm-up, latency ({args.rounds} rounds), bulk ({args.bulk_rounds} x {args.size_mb} MiB) ...",
+                flush=True,
+            )
+            bench.warm_up(cell)
+            lat = bench.latency(cell)
+            bulk_stats = bench.bulk(cell)
+            bulk_stats["direct"]["event_bytes"] = Scenario.bulk(cell.fmt, cell.event_bytes, 1).event_bytes
+            for name, proxy in bench.proxies.items():
+                if not proxy.alive():
+                    raise RuntimeError(f"{name} mitmdump died:\n{proxy.console()}")
+            result = CellResult(cell, lat, bulk_stats, loadavg())
+            results.append(result)
+            print(
+                f"  Tollgate / bare {result.ratio():.2f}x, added p99 {result.added_p99():+.3f} ms, "
+                f"RSS growth {bulk_stats['tollgate'].get('rss_growth', 0):+.1f} MB, load {result.load}",
+                flush=True,
+            )
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
@@ -1179,6 +1523,12 @@ def main() -> int:
             import shutil
 
             shutil.rmtree(workdir, ignore_errors=True)
+    preamble(bench)
+    if len(results) == 1:
+        cell_report(results[0])
+    summary(results)
+    print(f"\ntotal {time.monotonic() - start:.1f} s")
+    ok = all(r.passed() for r in results) and not bench.usage_problems
     return 1 if args.check and not ok else 0
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
+from . import streams
 from .call import Usage
 from .json_codec import parse_json
-from .streams import SSEFramer, parse_sse_block, split_events
+from .streams import SSEFramer, StreamTail, parse_sse_block, raw_events, sse_event_start
 
 
 def add_totals(usage: Usage) -> Usage:
@@ -55,33 +56,37 @@ class WholeBodyReader(UsageReader):
 
 class SSEReader(UsageReader):
     """Server-sent events. Providers report usage and the finish reason in a stream's last events,
-    so the reader only frames the stream and keeps a window of its latest complete events; nothing
-    is searched while the stream flows (what a large stream costs). `first` sees every region as
-    it passes, for what only a stream's start holds. At the end, the window's events that hold one
-    of the `wanted` byte strings go to `keep`, and `read` parses what it kept."""
+    so the reader frames nothing while the stream flows (what a large stream costs): it keeps the
+    stream's tail, from an event's start (`StreamTail`: the latest 64 KiB or more, and the last
+    three events whole, whatever their size), finding in each piece only where its last event
+    begins. At the end, the tail's events that hold one of the `wanted` byte strings go to
+    `keep`, and `read` parses what it kept. A reader that needs what only a stream's start holds
+    says so (`reads_start`): `first` sees the complete events as they pass until it returns True."""
 
     WINDOW = 64 * 1024
     wanted: ClassVar[tuple[bytes, ...]]
+    reads_start = False
 
     def __init__(self) -> None:
-        self._framer = SSEFramer()
-        self._window = b""
+        self._tail = StreamTail(self.WINDOW)
+        self._last_byte = -1  # the stream's byte before the next piece
+        self._start: SSEFramer | None = SSEFramer() if self.reads_start else None
 
     def feed(self, chunk: bytes) -> None:
-        region = self._framer.feed_region(chunk)
-        if region:
-            self.first(region)
-            window = self._window + region
-            if len(window) > self.WINDOW:
-                # Cut at an event boundary, and never into the last event: the one that
-                # reports usage may be large (a Responses API `response.completed` repeats all).
-                last = window.rfind(b"\n\n", 0, len(window) - 2) + 2
-                window = window[min(window.find(b"\n\n", len(window) - self.WINDOW) + 2, last) :]
-            self._window = window
-        self.error = self.error or self._framer.error
+        if self.error is not None or not chunk:
+            return
+        if self._start is not None:
+            region = self._start.feed_region(chunk)
+            if (region and self.first(region)) or self._start.error is not None:
+                self._start = None
+        self._tail.add(chunk, sse_event_start(chunk, self._last_byte))
+        self._last_byte = chunk[-1]
+        if self._tail.since_last_start() > streams.MAX_FRAME:
+            self.error = "server-sent event larger than 16 MiB"
 
-    def first(self, region: bytes) -> None:
-        pass
+    def first(self, region: bytes) -> bool:
+        """Reads what it needs from the complete events of `region`; True once it has it."""
+        return True
 
     def keep(self, block: bytes) -> None:
         raise NotImplementedError
@@ -90,9 +95,10 @@ class SSEReader(UsageReader):
         raise NotImplementedError
 
     def result(self) -> Usage:
-        for block in split_events(self._window):
+        for block in raw_events(self._tail.data()):
             if any(w in block for w in self.wanted):
-                self.keep(block)
+                # LF line ends, as SSEFramer gives them: only the few events kept are rewritten.
+                self.keep(block.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in block else block)
         return self.read()
 
     @staticmethod

@@ -31,7 +31,7 @@ from tollgate.json_codec import parse_json
 from tollgate.providers import PROVIDERS
 from tollgate.providers.anthropic import MessagesStreamReader
 from tollgate.providers.bedrock import EventStreamReader
-from tollgate.providers.gemini import GenerateStreamReader
+from tollgate.providers.gemini import GenerateArrayReader, GenerateStreamReader
 from tollgate.providers.openai import ChatStreamReader, ResponsesStreamReader, stream_reader
 from tollgate.streams import (
     Decompressor,
@@ -526,7 +526,7 @@ def invoke_reader() -> UsageReader:
             GEMINI,
             "/v1/models/gemini-2.5-flash:streamGenerateContent",
             "application/json; charset=UTF-8",
-            GenerateStreamReader,
+            GenerateArrayReader,
         ),
         (GEMINI, "/v1beta/models/gemini-2.5-flash:generateContent", "application/json", WholeBodyReader),
         (GEMINI, "/v1beta/openai/chat/completions", SSE_TYPE, ChatStreamReader),
@@ -541,10 +541,10 @@ def test_usage_reader_selection(provider: Any, path: str, content_type: str, kin
     assert type(reader_for(provider, path, content_type)) is kind
 
 
-def test_gemini_reader_framer_follows_the_content_type() -> None:
+def test_gemini_reader_follows_the_content_type() -> None:
     path = "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
-    assert isinstance(reader_for(GEMINI, path, SSE_TYPE)._framer, SSEFramer)
-    assert isinstance(reader_for(GEMINI, path, "application/json")._framer, JSONArrayFramer)
+    assert type(reader_for(GEMINI, path, SSE_TYPE)) is GenerateStreamReader
+    assert type(reader_for(GEMINI, path, "application/json")) is GenerateArrayReader
 
 
 def test_openai_stream_reader_by_endpoint() -> None:
@@ -1127,7 +1127,7 @@ def test_gemini_sse_stream_exact() -> None:
     objects = gemini_chunks(["The", " answer [is] {42}"], 9, 20, 31, 4, "STOP")
     data = sse(gemini_sse(objects), "\r\n")
     for pieces in ([data], bytewise(data)):
-        reader = GenerateStreamReader(SSEFramer(), sse=True)
+        reader = GenerateStreamReader()
         assert usage_tuple(read(reader, pieces)) == (9, 51, 60, 4, 31, "STOP")
         assert reader.error is None
 
@@ -1141,7 +1141,7 @@ def test_gemini_json_array_stream_exact() -> None:
         framer = JSONArrayFramer()
         assert [json.loads(e) for e in frames_of(framer, pieces)] == objects
         assert framer.error is None
-        reader = GenerateStreamReader(JSONArrayFramer(), sse=False)
+        reader = GenerateArrayReader()
         assert usage_tuple(read(reader, pieces)) == (12, 7, 19, None, None, "MAX_TOKENS")
 
 
@@ -1153,7 +1153,7 @@ def test_gemini_last_usage_metadata_counts_and_finish_reason_may_come_earlier() 
         },
         {"usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 3, "totalTokenCount": 8}},
     ]
-    assert usage_tuple(read(GenerateStreamReader(JSONArrayFramer(), sse=False), [gemini_array(objects)])) == (
+    assert usage_tuple(read(GenerateArrayReader(), [gemini_array(objects)])) == (
         5,
         3,
         8,
@@ -1162,7 +1162,7 @@ def test_gemini_last_usage_metadata_counts_and_finish_reason_may_come_earlier() 
         "STOP",
     )
     data = sse(gemini_sse(objects))
-    assert usage_tuple(read(GenerateStreamReader(SSEFramer(), sse=True), [data])) == (5, 3, 8, None, None, "STOP")
+    assert usage_tuple(read(GenerateStreamReader(), [data])) == (5, 3, 8, None, None, "STOP")
 
 
 # --- JSONArrayFramer ----------------------------------------------------------------------------
@@ -1642,8 +1642,8 @@ READERS: dict[str, Callable[[], UsageReader]] = {
     "openai-chat": ChatStreamReader,
     "openai-responses": ResponsesStreamReader,
     "anthropic": MessagesStreamReader,
-    "gemini-sse": lambda: GenerateStreamReader(SSEFramer(), sse=True),
-    "gemini-json": lambda: GenerateStreamReader(JSONArrayFramer(), sse=False),
+    "gemini-sse": GenerateStreamReader,
+    "gemini-json": GenerateArrayReader,
     "bedrock-converse": lambda: EventStreamReader(invoke=False),
     "bedrock-invoke": lambda: EventStreamReader(invoke=True),
 }
@@ -1833,3 +1833,294 @@ def test_decompressor_multi_frame_zstd() -> None:
     d = Decompressor("zstd")
     body = c.compress(b"data: one\n\n") + c.compress(b"data: two\n\n")
     assert b"".join(d.feed(p) for p in chunk(body, ("every", 7))) == b"data: one\n\ndata: two\n\n"
+
+
+# --- reading a stream's tail --------------------------------------------------------------------
+# The readers frame nothing while a stream flows: they keep its tail (StreamTail), cut where an
+# event begins, and frame it at the end. Where the events begin is found in each piece alone (and
+# at the seams between pieces); the tail keeps the last window and the last complete event whole.
+
+
+def blank_line_ends(data: bytes) -> set[int]:
+    """Where each event of raw server-sent events ends, reading the whole stream at once."""
+    ends, i = set(), 0
+    while i < len(data):
+        first = data[i : i + 1]
+        step = 2 if data[i : i + 2] == b"\r\n" else 1
+        if first in (b"\r", b"\n") and data[i + step : i + step + 1] in (b"\r", b"\n"):
+            second = i + step
+            ends.add(second + (2 if data[second : second + 2] == b"\r\n" else 1))
+        i += step if first in (b"\r", b"\n") else 1
+    return ends
+
+
+def lf(data: bytes) -> bytes:
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+
+MIXED_EOL_BLOCKS = st.lists(st.tuples(st.lists(SSE_LINE, min_size=1, max_size=3), st.sampled_from(EOLS)), max_size=8)
+
+
+@PROPERTY
+@given(blocks=MIXED_EOL_BLOCKS, how=CHUNKINGS)
+def test_sse_event_start_is_where_the_events_of_the_rest_begin(blocks: list[tuple[list[str], str]], how: tuple) -> None:
+    data = b"".join(sse([lines], eol) for lines, eol in blocks)  # line ends mixed from event to event
+    whole = split_events(lf(data))
+    ends = blank_line_ends(data)
+    offset, before, recorded = 0, -1, {-1}
+    for piece in chunk(data, how):
+        start = streams.sse_event_start(piece, before)
+        # the events that end in this piece, but for the LF of a CR LF whose CR ended the last one
+        inside = [e for e in ends if offset < e <= offset + len(piece) and e - 1 not in recorded]
+        if start is None:
+            assert inside == []
+        else:
+            at = offset + start
+            recorded.add(at)
+            # the last event end in the piece (before the LF of its CR LF, if that is not there yet)
+            assert (inside and at == max(inside)) or (at == offset + len(piece) and at + 1 in ends)
+            rest = split_events(lf(data[at:]))
+            assert rest == whole[len(whole) - len(rest) :]
+        offset += len(piece)
+        before = piece[-1] if piece else before
+
+
+@PROPERTY
+@given(sizes=st.lists(st.integers(1, 50), min_size=1, max_size=60), data=st.data())
+def test_stream_tail_keeps_the_window_and_the_last_complete_event(sizes: list[int], data: st.DataObject) -> None:
+    window = data.draw(st.integers(1, 200), label="window")
+    tail = streams.StreamTail(window)
+    stream, starts = b"", [0]
+    for n in sizes:
+        piece = bytes(range(len(stream) % 200, len(stream) % 200 + n)) if len(stream) % 200 + n <= 256 else b"x" * n
+        start = data.draw(st.one_of(st.none(), st.integers(0, n)), label="start")
+        if start is not None and len(stream) + start > starts[-1]:
+            starts.append(len(stream) + start)
+        stream += piece
+        tail.add(piece, start)
+        kept = tail.data()
+        assert kept == stream[tail.cut :] and tail.cut in starts and tail.cut_at_start
+        # the first start after the cut is within `window` of the end, or the cut is one of the
+        # last starts (the last complete events are kept whole)
+        later = [s for s in starts if s > tail.cut]
+        assert len(later) <= streams.StreamTail.LAST_EVENTS or len(stream) - later[0] < window
+
+
+@pytest.mark.parametrize("limit", [100, 250])
+def test_stream_tail_limit_keeps_the_last_bytes_without_starts(limit: int) -> None:
+    tail = streams.StreamTail(10, limit=limit)
+    stream = b""
+    for i in range(40):
+        piece = bytes([65 + i % 26]) * 30
+        stream += piece
+        tail.add(piece, None)
+    assert tail.data() == stream[-limit:] and not tail.cut_at_start
+    for piece in (b"yz", b"a" * 20, b"bc", b"de"):
+        tail.add(piece, 1)  # events begin at "z", at the second "a", at "c" and at "e"
+    assert tail.cut_at_start and tail.data() == b"z" + b"a" * 20 + b"bcde"  # the latest cut leaving 10
+
+
+@PROPERTY
+@given(
+    objects=st.lists(JSON_OBJECTS | st.lists(JSON_VALUES, max_size=4), max_size=6),
+    indent=st.sampled_from([None, 1, 2]),
+    ascii_=st.booleans(),
+    separator=st.sampled_from([",", "\r\n,\r\n", " , ", ",\n", "\n,"]),
+    data=st.data(),
+)
+def test_array_elements_backward_are_the_whole_elements_of_any_tail(
+    objects: list, indent: int | None, ascii_: bool, separator: str, data: st.DataObject
+) -> None:
+    texts = [json.dumps(o, indent=indent, ensure_ascii=ascii_).encode() for o in objects]
+    stream = b"[" + separator.encode().join(texts) + b"]" + data.draw(st.sampled_from([b"", b"\r\n", b" \n"]))
+    starts, at = [], 1
+    for text in texts:
+        starts.append(at)
+        at += len(text) + len(separator.encode())
+    cut = data.draw(st.integers(0, len(stream)), label="cut")
+    got = list(streams.array_elements_backward(stream[cut:]))
+    assert got == [t for t, s in zip(texts, starts, strict=True) if s >= cut][::-1]
+
+
+def test_array_elements_backward_needs_the_array_end() -> None:
+    assert list(streams.array_elements_backward(b'[{"a": 1}, {"b": 2}')) == []
+    assert list(streams.array_elements_backward(b'{"b": 2}]')) == [b'{"b": 2}']
+    assert list(streams.array_elements_backward(b'"x\\\\"}, {"b": "\\\\\\""}]')) == [b'{"b": "\\\\\\""}']
+
+
+def test_array_separator_is_a_line_that_starts_with_a_comma() -> None:
+    data = gemini_array(gemini_chunks(["a", "b", "c"], 1, 2, None, None, "STOP"))
+    last = data.rindex(b"\r\n,\r\n") + 2
+    assert streams.array_separator(data) == last
+    assert streams.array_separator(data[:last]) == data.index(b"\r\n,\r\n") + 2
+    assert streams.array_separator(b'[{"a": [1,\n2]},{"b": ",\\n"}]') == -1
+
+
+def es_frames_of(data: bytes) -> set[int]:
+    starts, at = set(), 0
+    while at + 12 <= len(data):
+        starts.add(at)
+        at += struct.unpack(">I", data[at : at + 4])[0]
+    return starts
+
+
+@PROPERTY
+@given(frames=ES_FRAMES.filter(bool), how=CHUNKINGS)
+def test_eventstream_frame_starts_are_frames_starts(frames: list[tuple[dict, bytes]], how: tuple) -> None:
+    data = b"".join(es_frame(h, p) for h, p in frames)
+    starts = es_frames_of(data)
+    offset = 0
+    for piece in chunk(data, how):
+        start = streams.eventstream_frame_start(piece)
+        if start >= 0:
+            assert offset + start in starts
+        offset += len(piece)
+    assert streams.eventstream_frame_start(data) == max(s for s in starts if s + 12 <= len(data))
+    assert streams.eventstream_first_frame(data[1:]) == (
+        min(s for s in starts if s > 0) - 1 if len(frames) > 1 else len(data) - 1
+    )
+
+
+# Streams much longer than a (small) window, ending in a usage event larger than the window.
+SMALL_WINDOW = 512
+
+
+def padded(obj: dict, size: int) -> dict:
+    return {**obj, "padding": "z" * size}
+
+
+def long_streams(pad: int) -> dict[str, tuple[bytes, tuple, Callable[[], UsageReader]]]:
+    """Every format's stream of 60 events of text, its usage event padded with `pad` bytes."""
+    pieces = [f"word {i} " * 20 for i in range(60)]  # ~9 KB of text
+    chat = openai_chat_blocks(pieces, 19, 10, 4, 2, "stop", usage_with_choices=False)
+    usage_chunk = json.loads(chat[-2][0].removeprefix("data: "))
+    chat[-2] = [f"data: {compact(padded(usage_chunk, pad))}"]
+    responses = responses_blocks(pieces, 36, 87, 10, 20, None)
+    anthropic = anthropic_blocks(pieces, 25, 2000, 100, 15, "end_turn")
+    delta = json.loads(anthropic[-2][1].removeprefix("data: "))
+    anthropic[-2] = ["event: message_delta", f"data: {compact(padded(delta, pad))}"]
+    gemini = gemini_chunks(pieces, 9, 20, 31, 4, "STOP")
+    gemini[-1] = padded(gemini[-1], pad)
+    converse = converse_frames(pieces, 11, 7, 1024, 32, "end_turn")
+    converse[-1] = es_event(
+        "metadata",
+        padded(
+            {
+                "usage": {
+                    "inputTokens": 11,
+                    "outputTokens": 7,
+                    "totalTokens": 1074,
+                    "cacheReadInputTokens": 1024,
+                    "cacheWriteInputTokens": 32,
+                }
+            },
+            pad,
+        ),
+    )
+    invoke = claude_invoke_events(pieces, 14, 9, "end_turn")
+    invoke[-1] = padded(invoke[-1], pad)
+    return {
+        "openai-chat": (sse(chat), (19, 10, 29, 4, 2, "stop"), ChatStreamReader),
+        "openai-responses": (sse(responses), (36, 87, 123, 10, 20, "completed"), ResponsesStreamReader),
+        "anthropic": (sse(anthropic, "\r\n"), (2125, 15, 2140, 2000, None, "end_turn"), MessagesStreamReader),
+        "gemini-sse": (sse(gemini_sse(gemini), "\r\n"), (9, 51, 60, 4, 31, "STOP"), GenerateStreamReader),
+        "gemini-json": (gemini_array(gemini), (9, 51, 60, 4, 31, "STOP"), GenerateArrayReader),
+        "bedrock-converse": (b"".join(converse), (1067, 7, 1074, 1024, None, "end_turn"), converse_reader),
+        "bedrock-invoke": (
+            b"".join(invoke_chunk(e) for e in invoke),
+            (14, 9, 23, None, None, "end_turn"),
+            invoke_reader,
+        ),
+    }
+
+
+def small_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    for cls in (SSEReader, GenerateArrayReader, EventStreamReader):
+        monkeypatch.setattr(cls, "WINDOW", SMALL_WINDOW)
+
+
+@pytest.mark.parametrize("big_final", [False, True], ids=["small-final", "final-larger-than-the-window"])
+@pytest.mark.parametrize("kind", list(long_streams(0)))
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(how=st.one_of(CHUNKINGS, st.tuples(st.just("every"), st.integers(13, 3000))))
+def test_readers_read_usage_exactly_from_the_tail_of_a_long_stream(
+    monkeypatch: pytest.MonkeyPatch, kind: str, big_final: bool, how: tuple
+) -> None:
+    small_window(monkeypatch)
+    data, expected, make = long_streams(4 * SMALL_WINDOW if big_final else 0)[kind]
+    assert len(data) > 10 * SMALL_WINDOW
+    reader = make()
+    pieces = chunk(data, how)
+    assert usage_tuple(read(reader, pieces)) == expected
+    assert reader.error is None
+    if max(map(len, pieces)) < len(data) // 4:
+        assert reader._tail.cut > 0  # the tail was cut: what was read came from it
+
+
+def test_a_final_usage_event_larger_than_the_window_is_read_exactly() -> None:
+    for kind, (data, expected, make) in long_streams(2 * SSEReader.WINDOW).items():
+        reader = make()
+        assert usage_tuple(read(reader, chunk(data, ("every", 4096)))) == expected, kind
+
+
+@pytest.mark.parametrize("cut", ["between-elements", "mid-element"])
+def test_gemini_array_that_broke_off_reads_the_last_whole_element(monkeypatch: pytest.MonkeyPatch, cut: str) -> None:
+    small_window(monkeypatch)
+    objects = gemini_chunks([f"word {i} " * 20 for i in range(60)], 9, 20, None, None, "STOP")
+    data = gemini_array(objects)
+    end = data.rindex(b"\r\n,\r\n") if cut == "between-elements" else data.rindex(b"\r\n,\r\n") - 40
+    reader = GenerateArrayReader()
+    usage = read(reader, chunk(data[:end], ("every", 300)))
+    # The last whole element is the last but one (or two): its running count, no finish reason yet.
+    last = 58 if cut == "between-elements" else 57
+    assert usage_tuple(usage) == (9, None, 9 + last, None, None, None)
+    assert reader._tail.cut > 0 and reader.error is None
+
+
+def test_gemini_array_written_otherwise_is_kept_up_to_a_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    small_window(monkeypatch)
+    monkeypatch.setattr(streams, "MAX_FRAME", 4096)
+    objects = gemini_chunks([f"word {i} " * 20 for i in range(60)], 9, 20, None, None, "STOP")
+    data = ("[" + ",".join(compact(o) for o in objects) + "]").encode()  # no line starts with a comma
+    reader = GenerateArrayReader()
+    assert usage_tuple(read(reader, chunk(data, ("every", 300)))) == (9, 20, 29, None, None, "STOP")
+    assert not reader._tail.cut_at_start and len(reader._tail.data()) <= 4096 + SMALL_WINDOW
+
+
+@PROPERTY
+@given(
+    blocks=SSE_BLOCKS.filter(lambda bs: all(MARK not in line for b in bs for line in b)),
+    eol=st.sampled_from(EOLS),
+    data=st.data(),
+)
+def test_sse_event_filter_with_a_needle_forwards_what_judging_every_event_does(
+    blocks: list[list[str]], eol: str, data: st.DataObject
+) -> None:
+    dropped = data.draw(st.sets(st.integers(0, max(len(blocks) - 1, 0))), label="dropped") if blocks else set()
+    blocks = [[*b, f"data: {MARK}"] if i in dropped else b for i, b in enumerate(blocks)]
+    stream = sse(blocks, eol) + b"data: [DONE]"
+    pieces = chunk(stream, data.draw(CHUNKINGS, label="how"))
+
+    def drop(event: bytes) -> bool:
+        return MARK.encode() in event
+
+    judged, needled = SSEEventFilter(drop), SSEEventFilter(drop, needle=MARK.encode())
+    out = [(judged.feed(p), needled.feed(p)) for p in pieces]
+    assert b"".join(a for a, _ in out) + judged.flush() == b"".join(b for _, b in out) + needled.flush()
+
+
+@PROPERTY
+@given(region=st.lists(st.sampled_from([b"\n", b"\n\n", b"data: x", b"a", b": c", b"\xff"]), max_size=40).map(b"".join))
+def test_split_events_splits_at_blank_lines(region: bytes) -> None:
+    assert split_events(region) == [b.strip(b"\n") for b in region.split(b"\n\n") if b.strip(b"\n")]
+
+
+@PROPERTY
+@given(data=SSE_NOISE)
+def test_raw_events_are_the_events_of_the_lf_normalised_stream(data: bytes) -> None:
+    lf_data = lf(data)
+    end = lf_data.rfind(b"\n\n")
+    complete = split_events(lf_data[: end + 2]) if end >= 0 else []
+    assert [lf(e) for e in streams.raw_events(data)] == complete

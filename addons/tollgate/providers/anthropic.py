@@ -178,15 +178,17 @@ class MessagesStreamReader(SSEReader):
     (and, in newer API versions, updated input) counts and the stop reason in `message_delta`."""
 
     wanted = (b'"message_delta"', b"event: error", b"event:error")
+    reads_start = True  # message_start, the stream's first event
 
     def __init__(self) -> None:
         super().__init__()
-        self._start: bytes | None = None
+        self._message_start: bytes | None = None
         self._delta: bytes | None = None
 
-    def first(self, region: bytes) -> None:
-        if self._start is None and b'"message_start"' in region:
-            self._start = next((b for b in split_events(region) if _MESSAGE_START.search(b)), None)
+    def first(self, region: bytes) -> bool:
+        if b'"message_start"' in region:
+            self._message_start = next((b for b in split_events(region) if _MESSAGE_START.search(b)), None)
+        return self._message_start is not None
 
     def keep(self, block: bytes) -> None:
         if _MESSAGE_DELTA.search(block):
@@ -197,7 +199,7 @@ class MessagesStreamReader(SSEReader):
             self.error = f"the stream ended in an error event: {kind or 'unknown'}"
 
     def read(self) -> Usage:
-        start = self.data(self._start) or {}
+        start = self.data(self._message_start) or {}
         message = json_object(start.get("message"))
         counts = dict(json_object(message.get("usage")))
         delta = self.data(self._delta) or {}

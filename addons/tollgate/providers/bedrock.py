@@ -29,7 +29,16 @@ from ..json_codec import json_object, parse_json
 from ..raw_headers import Fields
 from ..settings_models import AwsCredentials, ProviderConfig
 from ..sigv4 import CredentialSource
-from ..streams import EventStreamFramer
+from ..streams import (
+    MAX_EVENT_HEADERS,
+    MAX_EVENT_PAYLOAD,
+    PRELUDE_SPAN,
+    EventStreamFrame,
+    EventStreamFramer,
+    StreamTail,
+    eventstream_first_frame,
+    eventstream_frame_start,
+)
 from ..translate.formats import ANTHROPIC_MESSAGES, BEDROCK_CONVERSE, CLAUDE_ON_BEDROCK, OPENAI_CHAT
 from ..usage_readers import UsageReader, add_totals, is_event_stream
 from . import anthropic, openai
@@ -508,44 +517,79 @@ def _invoke_facts(data: dict[str, Any], facts: RequestFacts) -> None:
 class EventStreamReader(UsageReader):
     """ConverseStream (`metadata` and `messageStop` events) and InvokeModelWithResponseStream
     (`chunk` events whose base64 payload is the model's own event; the last one carries
-    `amazon-bedrock-invocationMetrics`). Exception frames end the stream with an error."""
+    `amazon-bedrock-invocationMetrics`). Exception frames end the stream with an error.
+
+    What counts is in the last frames: as for server-sent events, nothing is framed while the
+    stream flows. The reader keeps the stream's tail (`StreamTail`, cut at frames' starts, found
+    by their CRC-checked preludes) and reads its frames at the end."""
+
+    WINDOW = 64 * 1024
 
     def __init__(self, invoke: bool) -> None:
-        self._framer = EventStreamFramer()
+        self._tail = StreamTail(self.WINDOW, limit=MAX_EVENT_PAYLOAD + MAX_EVENT_HEADERS + self.WINDOW)
+        self._before = b""  # the stream's last bytes: a frame's prelude may begin in them
         self._invoke = invoke
-        self._usage = Usage()
-        self._finish: str | None = None
 
     def feed(self, chunk: bytes) -> None:
-        for frame in self._framer.feed(chunk):
-            kind = frame.headers.get(":message-type")
-            if kind in {"exception", "error"}:
+        if not chunk:
+            return
+        start = eventstream_frame_start(chunk)
+        self._tail.add(chunk, start if start >= 0 else self._start_across(chunk))
+        self._before = (self._before + chunk[-PRELUDE_SPAN:])[-PRELUDE_SPAN:]
+
+    def _start_across(self, chunk: bytes) -> int | None:
+        """A frame's start in the pieces before `chunk`, found now that its prelude is whole."""
+        start = eventstream_frame_start(self._before + chunk[:PRELUDE_SPAN])
+        return start - len(self._before) if start >= 0 else None
+
+    def result(self) -> Usage:
+        data = self._tail.data()
+        if not self._tail.cut_at_start:  # cut wherever the limit fell: from the first frame after
+            data = data[eventstream_first_frame(data) :]
+        framer = EventStreamFramer()
+        frames = framer.feed(data)
+        for frame in frames:
+            if frame.headers.get(":message-type") in {"exception", "error"}:
                 name = frame.headers.get(":exception-type") or frame.headers.get(":error-code") or "unknown"
                 self.error = f"the stream ended in an exception: {name}"
-                continue
-            event = frame.headers.get(":event-type")
-            if self._invoke:
-                if event == "chunk":
-                    self._read_chunk(parse_json(frame.payload) or {})
-            elif event == "metadata":
-                data = parse_json(frame.payload) or {}
-                self._usage = converse_usage(data.get("usage"), None)
-            elif event == "messageStop":
-                reason = (parse_json(frame.payload) or {}).get("stopReason")
-                self._finish = reason if isinstance(reason, str) else self._finish
-        self.error = self.error or self._framer.error
+        self.error = self.error or framer.error
+        usage: Usage | None = None
+        finish: str | None = None
+        for frame in reversed(frames):  # the last frame that tells counts: read from the newest
+            told_usage, told_finish = self._read_frame(frame)
+            usage, finish = usage or told_usage, finish or told_finish
+            if usage is not None and finish is not None:
+                break
+        result = Usage(**{f: getattr(usage, f) for f in Usage.__slots__}) if usage else Usage()
+        result.finish_reason = finish
+        return result
 
-    def _read_chunk(self, wrapper: dict[str, Any]) -> None:
+    def _read_frame(self, frame: EventStreamFrame) -> tuple[Usage | None, str | None]:
+        """The usage and the finish reason one frame tells, if any."""
+        if frame.headers.get(":message-type") in {"exception", "error"}:
+            return None, None
+        event = frame.headers.get(":event-type")
+        if self._invoke:
+            return self._read_chunk(parse_json(frame.payload) or {}) if event == "chunk" else (None, None)
+        if event == "metadata":
+            return converse_usage((parse_json(frame.payload) or {}).get("usage"), None), None
+        if event == "messageStop":
+            reason = (parse_json(frame.payload) or {}).get("stopReason")
+            return None, reason if isinstance(reason, str) else None
+        return None, None
+
+    def _read_chunk(self, wrapper: dict[str, Any]) -> tuple[Usage | None, str | None]:
         encoded = wrapper.get("bytes")
         if not isinstance(encoded, str):
-            return
+            return None, None
         try:
             data = parse_json(base64.b64decode(encoded, validate=True)) or {}
         except ValueError:
-            return
+            return None, None
+        usage = None
         metrics = data.get("amazon-bedrock-invocationMetrics")
         if isinstance(metrics, dict):
-            self._usage = add_totals(
+            usage = add_totals(
                 prompt_usage(
                     as_int(metrics.get("inputTokenCount")),
                     as_int(metrics.get("cacheReadInputTokenCount")),
@@ -557,10 +601,4 @@ class EventStreamReader(UsageReader):
         reason = next(
             (invoke_finish_reason(n) for n in nested if isinstance(n, dict) and invoke_finish_reason(n)), None
         )
-        reason = reason or invoke_finish_reason(data)
-        self._finish = reason or self._finish
-
-    def result(self) -> Usage:
-        usage = Usage(**{f: getattr(self._usage, f) for f in Usage.__slots__})
-        usage.finish_reason = self._finish
-        return usage
+        return usage, reason or invoke_finish_reason(data)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+from .. import streams
 from ..call import Classification, RequestFacts, Usage
 from ..exact_reading import (
     UNREAD_BODY,
@@ -20,7 +21,7 @@ from ..exact_reading import (
     words,
 )
 from ..json_codec import parse_json
-from ..streams import JSONArrayFramer, SSEFramer
+from ..streams import JSONArrayFramer, StreamTail, array_elements_backward, array_separator
 from ..translate.formats import GEMINI_GENERATE, OPENAI_CHAT
 from ..usage_readers import SSEReader, UsageReader, add_totals, is_event_stream
 from . import openai
@@ -179,9 +180,9 @@ class Gemini(Provider):
             if is_event_stream(headers):
                 return openai.stream_reader(classification.endpoint)
         elif is_event_stream(headers):
-            return GenerateStreamReader(SSEFramer(), sse=True)
+            return GenerateStreamReader()
         elif classification.endpoint == "streamGenerateContent":
-            return GenerateStreamReader(JSONArrayFramer(), sse=False)
+            return GenerateArrayReader()
         return super().usage_reader(classification, headers)
 
     def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
@@ -222,33 +223,83 @@ _USAGE_METADATA = re.compile(rb'"usageMetadata"\s*:')
 _FINISH_REASON = re.compile(rb'"finishReason"\s*:')
 
 
-class GenerateStreamReader(UsageReader):
-    """streamGenerateContent, as server-sent events (alt=sse) or as one JSON array written element
-    by element: each element is a GenerateContentResponse; the last usageMetadata counts."""
+def usage_from_frames(usage: dict, finish: dict) -> Usage:
+    """The usage of the last element that reports one, the finish reason of the last that does."""
+    result = usage_from_object(usage)
+    result.finish_reason = usage_from_object(finish).finish_reason or result.finish_reason
+    return result
 
-    def __init__(self, framer: SSEFramer | JSONArrayFramer, sse: bool) -> None:
-        self._framer = framer
-        self._sse = sse
+
+class GenerateStreamReader(SSEReader):
+    """streamGenerateContent as server-sent events (alt=sse): each event a GenerateContentResponse;
+    the last usageMetadata counts, and the last finishReason (in the last events, which the window
+    keeps)."""
+
+    wanted = (b'"usageMetadata"', b'"finishReason"')
+
+    def __init__(self) -> None:
+        super().__init__()
         self._usage: bytes | None = None
         self._finish: bytes | None = None
 
-    def feed(self, chunk: bytes) -> None:
-        for frame in self._framer.feed(chunk):
-            if _USAGE_METADATA.search(frame):
-                self._usage = frame
-            if _FINISH_REASON.search(frame):
-                self._finish = frame
-        self.error = self._framer.error
+    def keep(self, block: bytes) -> None:
+        if _USAGE_METADATA.search(block):
+            self._usage = block
+        if _FINISH_REASON.search(block):
+            self._finish = block
 
-    def _object(self, frame: bytes | None) -> dict:
-        if frame is None:
-            return {}
-        if self._sse:
-            return SSEReader.data(frame) or {}
-        return parse_json(frame) or {}
+    def read(self) -> Usage:
+        return usage_from_frames(self.data(self._usage) or {}, self.data(self._finish) or {})
+
+
+class GenerateArrayReader(UsageReader):
+    """streamGenerateContent as one JSON array written element by element (no alt=sse). As for
+    server-sent events, nothing is framed while the stream flows: the reader keeps its tail
+    (`StreamTail`, cut where a line starts with a comma, the separator Gemini writes between its
+    indented elements; an array written otherwise is kept up to 16 MiB and a window), and frames
+    it at the end: a stream kept whole is framed from its start (`JSONArrayFramer`), any other read
+    backward from the array's closing `]` (exact whatever was cut off), or, if the stream broke off
+    before that `]`, from the separator the tail begins at."""
+
+    WINDOW = 64 * 1024
+
+    def __init__(self) -> None:
+        self._tail = StreamTail(self.WINDOW, limit=streams.MAX_FRAME + self.WINDOW)
+        self._line_ended = False  # the stream's last byte so far is a line end
+
+    def feed(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        separator = array_separator(chunk)
+        if separator < 0 and self._line_ended and chunk.startswith(b","):
+            separator = 0  # the separator's line end came in the piece before
+        self._tail.add(chunk, separator if separator >= 0 else None)
+        self._line_ended = chunk.endswith(b"\n")
 
     def result(self) -> Usage:
-        usage = usage_from_object(self._object(self._usage))
-        finish = usage_from_object(self._object(self._finish)).finish_reason
-        usage.finish_reason = finish or usage.finish_reason
-        return usage
+        usage = finish = None
+        for element in self._elements_newest_first():
+            if usage is None and _USAGE_METADATA.search(element):
+                usage = element
+            if finish is None and _FINISH_REASON.search(element):
+                finish = element
+            if usage is not None and finish is not None:
+                break
+        return usage_from_frames(parse_json(usage) or {}, parse_json(finish) or {})
+
+    def _elements_newest_first(self) -> Iterable[bytes]:
+        """The tail's elements, newest first (read backward lazily where the array ended)."""
+        data = self._tail.data()
+        if self._tail.cut == 0:
+            return reversed(self._framed(JSONArrayFramer(), data))
+        if data.rstrip(b" \t\r\n").endswith(b"]"):
+            return array_elements_backward(data)
+        if self._tail.cut_at_start:  # it broke off: framed from the separator the tail begins at
+            return reversed(self._framed(JSONArrayFramer.between_elements(), data))
+        self.error = "the JSON array broke off, and its tail does not begin between elements"
+        return []
+
+    def _framed(self, framer: JSONArrayFramer, data: bytes) -> list[bytes]:
+        elements = framer.feed(data)
+        self.error = framer.error
+        return elements

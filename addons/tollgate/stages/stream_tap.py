@@ -151,7 +151,7 @@ class StreamTap:
         headers = decoded(header_index(flow.response.headers.fields), provider.response_headers)
         rewrite: Rewrite | None = None
         if call.usage_asked and is_event_stream(headers):
-            rewrite = SSEEventFilter(is_usage_only_chunk)
+            rewrite = SSEEventFilter(is_usage_only_chunk, needle=USAGE)
         reader = provider.usage_reader(call.sent(), headers)
         decoder = None
         if encoding := headers.get("content-encoding", "").strip():
@@ -180,9 +180,12 @@ class StreamTap:
             call.error = call.failure = None
 
 
+USAGE = b'"usage"'  # in every usage-only chunk, and in no other chunk of most streams
+
+
 def is_usage_only_chunk(event: bytes) -> bool:
     """The chunk `include_usage` adds: no choices, only usage."""
-    if b'"usage"' not in event or b'"choices"' not in event:
+    if USAGE not in event or b'"choices"' not in event:
         return False
     parsed = parse_sse_block(event.replace(b"\r\n", b"\n").replace(b"\r", b"\n").strip(b"\n"))
     data = parse_json(parsed.data.encode()) if parsed else None
