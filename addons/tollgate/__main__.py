@@ -210,9 +210,7 @@ def ledger_report(
         raise LedgerUnavailable(
             f"no ledger at {missing} (Tollgate makes it when it runs; --store or --config name another)"
         )
-    # The ledger package is another part of issue #21; until it is on this branch the import is
-    # unresolved (drop the ignore then).
-    from .ledger import StoreError, open_store
+    from .ledger import StoreError, open_store  # only the report reads the ledger: not at every command's start
 
     try:
         store = open_store(store_url)

@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 # The caller's headers a translated request keeps: the rest speak the caller's API (its key, its
 # version, its SDK's telemetry), not the target's.
 _KEPT = frozenset((b"host", b"user-agent"))
-_CALLER_HEADERS = (b"anthropic-beta", b"content-encoding")
+_CALLER_HEADERS = (b"anthropic-beta",)
 _ACCEPT = {"bedrock": "application/vnd.amazon.eventstream"}
 # What the target's API needs beside the body.
 _TARGET_HEADERS = {"anthropic": ((b"anthropic-version", b"2023-06-01"),)}
@@ -41,10 +41,10 @@ class Translate:
         if translation is None:
             return
         request, c = flow.request, call.classification
-        caller = decoded(call.headers, _CALLER_HEADERS)
-        if "content-encoding" in caller or call.body is None:
-            refuse(flow, call, BAD_REQUEST, "Tollgate translates only a plain JSON body for this route.")
+        if call.body is None:  # Classify read the body exactly (its encoding undone), or refused it
+            refuse(flow, call, BAD_REQUEST, "Tollgate translates only a JSON body for this route.")
             return
+        caller = decoded(call.headers, _CALLER_HEADERS)
         model = call.model if call.model is not None else c.model
         if model is None:
             refuse(flow, call, BAD_REQUEST, "This call names no model for its route to translate.")
@@ -93,10 +93,10 @@ class Translate:
         shape at `response`, its status kept."""
         call = call_of(flow)
         response = flow.response
-        translation = call.translated if call is not None else None
-        if translation is None or response is None or translation.rewrite is None:
+        if call is None or call.translated is None or response is None or call.translated.rewrite is None:
             return
-        stream = bool(call.classification.facts.stream)  # type: ignore[union-attr]
+        translation = call.translated
+        stream = bool(call.classification.facts.stream)
         fields = [f for f in response.headers.fields if f[0].lower() not in _ANSWER_DROPPED]
         fields.append((b"content-type", translation.content_type(stream).encode()))
         if flow.request.http_version.startswith("HTTP/1"):

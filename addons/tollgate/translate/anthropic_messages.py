@@ -818,7 +818,7 @@ class MessagesStreamReader:
                 continue
             data = parse_json(sse.data.encode())
             if data is None:
-                self.error = f"a stream event's data is not a JSON object: {sse.data[:80]!r}"
+                self.error = "a stream event's data is not a JSON object"  # its text is the answer's: not quoted
                 return events
             try:
                 events.extend(self._read_event(fields.str_or_none(data.get("type")) or sse.event, data))

@@ -140,8 +140,9 @@ class WholeAnswer:
         try:
             return self._convert(b"".join(self._chunks))
         except Exception as e:  # an answer Tollgate cannot read: said in the caller's shape
-            self.error = f"{type(e).__name__}: {e}"
-            return self._failed(str(e) if isinstance(e, Untranslatable) else self.error)
+            # Only Tollgate's own messages: another exception's may quote the answer.
+            self.error = str(e) if isinstance(e, Untranslatable) else type(e).__name__
+            return self._failed(self.error)
 
 
 class ChatStream:
@@ -157,7 +158,7 @@ class ChatStream:
         try:
             out = b"".join([self._writer.write(event) for event in self._reader.feed(chunk)])
         except Exception as e:  # never lose the stream's end: say it broke, in the caller's format
-            return self._break(f"{type(e).__name__}: {e}")
+            return self._break(type(e).__name__)  # not its message, which may quote the answer
         if self._reader.error is not None:
             out += self._break(self._reader.error)
         return out
@@ -168,7 +169,7 @@ class ChatStream:
         try:
             out = b"".join([self._writer.write(event) for event in self._reader.end()])
         except Exception as e:
-            return self._break(f"{type(e).__name__}: {e}")
+            return self._break(type(e).__name__)
         return out + self._end()
 
     def _break(self, message: str) -> bytes:
