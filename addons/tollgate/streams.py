@@ -164,7 +164,9 @@ def sse_event_end(data: bytes) -> int:
     with its second line end, which is CR LF when the CR is followed by an LF."""
     end = len(data)
     for _ in range(_LINE_ENDS_TRIED):
-        i = max(data.rfind(b"\n", 0, end), data.rfind(b"\r", 0, end))
+        lf = data.rfind(b"\n", 0, end)
+        # Only after the last LF: most streams have no CR, for which a search would read the whole piece.
+        i = max(lf, data.rfind(b"\r", max(lf, 0), end))
         if i <= 0:
             return -1
         if _is_blank_line(data[i - 1], data[i]):
@@ -241,6 +243,11 @@ class StreamTail:
                 starts.popleft()
         while len(self._pieces) > 1 and self._first + len(self._pieces[0]) <= self.cut:
             self._first += len(self._pieces.popleft())
+
+    @property
+    def end(self) -> int:
+        """The stream's bytes so far."""
+        return self._end
 
     def since_last_start(self) -> int:
         """The bytes of the event still incomplete (or of the last one), so far."""
@@ -639,6 +646,7 @@ class EventStreamFramer:
 
 # How many of a piece's zero bytes, from its end, are tried as a frame's start (see below).
 _ZEROS_TRIED = 32
+_MAX_HEADERS_LENGTH_SECOND_BYTE = MAX_EVENT_HEADERS >> 16
 
 
 def eventstream_frame_start(data: bytes, start: int = 0) -> int:
@@ -650,14 +658,23 @@ def eventstream_frame_start(data: bytes, start: int = 0) -> int:
     CRC-32 is checked too. Zero bytes are rare elsewhere: a payload is JSON, which writes none, so
     that those tried are the frames' headers and CRCs, and a chance match of a CRC is 1 in 2^32."""
     end = len(data) - _PRELUDE_LENGTH + 1
+    if end <= start:
+        return -1
     for _ in range(_ZEROS_TRIED):
         i = data.rfind(b"\x00", start, end)
         if i < 0:
             return -1
-        if eventstream_frame_at(data, i):
+        # A prelude's headers length is at most 128 KiB: its first two bytes are 0 and 0 to 2, a
+        # test that spares the CRC for the zero bytes that are not a frame's start.
+        if data[i + 4] == 0 and data[i + 5] <= _MAX_HEADERS_LENGTH_SECOND_BYTE and eventstream_frame_at(data, i):
             return i
         end = i
     return -1
+
+
+def eventstream_frame_length(data: bytes, i: int) -> int:
+    """The total length the prelude at `i` declares."""
+    return int(_PRELUDE.unpack_from(data, i)[0])
 
 
 def eventstream_first_frame(data: bytes) -> int:

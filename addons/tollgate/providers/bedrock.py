@@ -37,6 +37,7 @@ from ..streams import (
     EventStreamFramer,
     StreamTail,
     eventstream_first_frame,
+    eventstream_frame_length,
     eventstream_frame_start,
 )
 from ..translate.formats import ANTHROPIC_MESSAGES, BEDROCK_CONVERSE, CLAUDE_ON_BEDROCK, OPENAI_CHAT
@@ -528,19 +529,30 @@ class EventStreamReader(UsageReader):
     def __init__(self, invoke: bool) -> None:
         self._tail = StreamTail(self.WINDOW, limit=MAX_EVENT_PAYLOAD + MAX_EVENT_HEADERS + self.WINDOW)
         self._before = b""  # the stream's last bytes: a frame's prelude may begin in them
+        self._next_frame = 0  # where the frame after the last one found begins, by its prelude
         self._invoke = invoke
 
     def feed(self, chunk: bytes) -> None:
         if not chunk:
             return
-        start = eventstream_frame_start(chunk)
-        self._tail.add(chunk, start if start >= 0 else self._start_across(chunk))
+        # A piece that the frame last found goes on past holds no frame's start: a large frame's
+        # pieces are not searched.
+        inside = self._next_frame >= self._tail.end + len(chunk)
+        self._tail.add(chunk, None if inside else self._frame_start(chunk))
         self._before = (self._before + chunk[-PRELUDE_SPAN:])[-PRELUDE_SPAN:]
 
-    def _start_across(self, chunk: bytes) -> int | None:
-        """A frame's start in the pieces before `chunk`, found now that its prelude is whole."""
-        start = eventstream_frame_start(self._before + chunk[:PRELUDE_SPAN])
-        return start - len(self._before) if start >= 0 else None
+    def _frame_start(self, chunk: bytes) -> int | None:
+        """Where the last frame whose prelude ends in `chunk` begins (negative: in the pieces
+        before), None if none does; the frame after it is noted."""
+        data, shift = chunk, 0
+        start = eventstream_frame_start(chunk)
+        if start < 0:  # a prelude begun in the pieces before, whole now
+            data, shift = self._before + chunk[:PRELUDE_SPAN], len(self._before)
+            start = eventstream_frame_start(data)
+            if start < 0:
+                return None
+        self._next_frame = self._tail.end + start - shift + eventstream_frame_length(data, start)
+        return start - shift
 
     def result(self) -> Usage:
         data = self._tail.data()
