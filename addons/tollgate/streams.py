@@ -471,6 +471,7 @@ _BETWEEN_ELEMENTS = b" \t\r\n,"
 _BACKSLASH = 0x5C
 # A separator line "\r\n,\r\n" between Gemini's indented elements; tried from a piece's end.
 _LINES_TRIED = 64
+_SEPARATOR_SEARCHED = 1024
 
 
 def array_separator(piece: bytes) -> int:
@@ -478,7 +479,14 @@ def array_separator(piece: bytes) -> int:
     comma, is in `piece` (the comma), or -1: a place where a new element begins. A raw line end
     is never inside a JSON string, and Gemini indents its elements, so that only the array's own
     separators start a line with a comma; other arrays may have none (their tail is then kept
-    whole up to a limit)."""
+    whole up to a limit).
+
+    Small elements' separators are near the end, found by one search of the last KiB for the two
+    bytes (some forty times slower than a search for one, so only there); else the lines are
+    tried from the end, one memrchr each."""
+    near_end = piece.rfind(b"\n,", max(0, len(piece) - _SEPARATOR_SEARCHED))
+    if near_end >= 0:
+        return near_end + 1
     end = len(piece)
     for _ in range(_LINES_TRIED):
         i = piece.rfind(b"\n", 0, end)
