@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -37,6 +38,7 @@ sys.path.insert(0, str(BENCH))
 import trustme  # noqa: E402
 import yaml  # noqa: E402
 
+import stream  # noqa: E402
 from overhead import (  # noqa: E402
     OVERRIDDEN_MODEL,
     REQUESTED_MODEL,
@@ -52,6 +54,8 @@ ROOT = BENCH.parent
 VIRTUAL_KEY = "tg-bench-app-0123456789abcdef"
 REAL_KEY = "sk-proj-bench-0123456789abcdef"
 START_TIMEOUT = 600.0  # mitmdump's imports alone take about a minute under valgrind
+SMALLER_STREAM_MB = 4  # the stream whose count is taken from the larger one's (3 events of 1 MiB and more)
+STREAM_TIMEOUT = 900.0  # one counted stream: time runs some 50x slower under valgrind
 
 
 class Counted(Proxy):
@@ -61,9 +65,24 @@ class Counted(Proxy):
         self.out = workdir / f"{name}.callgrind"
         valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={self.out}"]
         super().__init__(name, args, workdir, launcher=[*valgrind, sys.executable])
+        self.dumps = 0
 
     def control(self, *args: str) -> None:
         subprocess.run(["callgrind_control", *args, str(self.pid)], check=True, capture_output=True, timeout=120)
+
+    def counted(self, work: Callable[[], float]) -> float:
+        """Instructions this mitmdump executes while `work` runs, per unit of what it returns."""
+        self.control("--zero")
+        self.control("--instr=on")
+        units = work()
+        self.control("--instr=off")
+        self.dumps += 1
+        trigger = f"counted-{self.dumps}"
+        self.control(f"--dump={trigger}")
+        marker = f"Trigger: dump {trigger}\n".encode()
+        dumped = [p for p in self.out.parent.glob(f"{self.out.name}*") if marker in p.read_bytes()]
+        totals = re.search(rb"^totals: (\d+)", dumped[0].read_bytes(), re.MULTILINE)
+        return int(totals.group(1)) / units
 
     def count(self, target: Target, calls: int, connections: int) -> float:
         """Instructions per call over `calls` calls on `connections` connections opened and warmed before."""
@@ -72,29 +91,94 @@ class Counted(Proxy):
             for _ in range(3):
                 conn.call()
         per_conn = calls // connections
-        self.control("--instr=on")
-        workers = [threading.Thread(target=lambda c=c: [c.call() for _ in range(per_conn)]) for c in conns]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join(timeout=900)
-        self.control("--instr=off")
-        self.control("--dump=counted")
-        for conn in conns:
-            conn.close()
-        dumped = [p for p in self.out.parent.glob(f"{self.out.name}*") if b"Trigger: dump counted" in p.read_bytes()]
-        totals = re.search(rb"^totals: (\d+)", dumped[0].read_bytes(), re.MULTILINE)
-        return int(totals.group(1)) / (per_conn * connections)
+
+        def work() -> float:
+            workers = [threading.Thread(target=lambda c=c: [c.call() for _ in range(per_conn)]) for c in conns]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join(timeout=900)
+            return per_conn * connections
+
+        try:
+            return self.counted(work)
+        finally:
+            for conn in conns:
+                conn.close()
+
+
+class CountedStreams(stream.Bench):
+    """bench/stream.py's two mitmdumps and fake upstream, each mitmdump under callgrind."""
+
+    proxy_class = Counted
+    start_timeout = START_TIMEOUT
+
+    def per_mb(self, mode: str, cell: stream.Cell, size_mb: int) -> float:
+        """Instructions per upstream MB that a stream's body costs, its call's own cost taken out:
+        a `size_mb` stream's count less a smaller one's, over the MB between them (after a warm-up).
+        Both are long enough to end in the same events: what is read at the end cancels out."""
+        self.run_call(mode, stream.Scenario.bulk(cell.fmt, cell.event_bytes, stream.MiB), STREAM_TIMEOUT)
+        small, small_mb = self.count_stream(mode, cell, SMALLER_STREAM_MB)
+        large, large_mb = self.count_stream(mode, cell, size_mb)
+        return (large - small) / (large_mb - small_mb)
+
+    def count_stream(self, mode: str, cell: stream.Cell, size_mb: int) -> tuple[float, float]:
+        """Instructions of one bulk stream of `size_mb`, and its upstream MB."""
+        scenario = stream.Scenario.bulk(cell.fmt, cell.event_bytes, size_mb * stream.MiB)
+        proxy = self.proxies[mode]
+        assert isinstance(proxy, Counted)
+        return proxy.counted(
+            lambda: (self.run_call(mode, scenario, STREAM_TIMEOUT), 1)[1]
+        ), scenario.bytes_sent / stream.MB
+
+
+def count_streams(args: argparse.Namespace) -> int:
+    """Instructions per MB of stream, bare mitmdump and Tollgate, for each format and event size."""
+    formats = [stream.FORMATS[name.strip()] for name in args.stream.split(",") if name.strip()]
+    sizes = [int(size) for size in args.event_bytes.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        bench = CountedStreams(argparse.Namespace(quiet_proxies=True, size_mb=args.size_mb, bulk_timeout=0), Path(work))
+        try:
+            bench.setup()
+            for fmt in formats:
+                for event_bytes in sizes:
+                    cell = stream.Cell(fmt, event_bytes)
+                    counts = {mode: bench.per_mb(mode, cell, args.size_mb) for mode in ("bare", "tollgate")}
+                    rows.append((cell.name, counts["bare"], counts["tollgate"]))
+                    print(f"  {cell.name}: {counts['tollgate'] / counts['bare']:.3f}x", file=sys.stderr)
+        finally:
+            bench.stop()
+    print(
+        f"instructions per upstream MB of stream body ({args.size_mb}-MiB stream less a {SMALLER_STREAM_MB}-MiB one):"
+    )
+    print(f"  {'format':<40} {'bare':>10} {'Tollgate':>10} {'Tollgate / bare':>16}")
+    for name, bare, tollgate in rows:
+        print(f"  {name:<40} {bare / 1e6:9.2f}M {tollgate / 1e6:9.2f}M {tollgate / bare:15.3f}x")
+    return 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=200, help="calls counted per mitmdump")
     parser.add_argument("--connections", type=int, default=1, help="connections the calls are spread over")
+    parser.add_argument(
+        "--stream",
+        metavar="FORMATS",
+        help=f"count streams instead of calls: comma-separated formats of bench/stream.py ({', '.join(stream.FORMATS)})",
+    )
+    parser.add_argument("--event-bytes", default="256,65536,1048576", help="with --stream: comma-separated event sizes")
+    parser.add_argument(
+        "--size-mb", type=int, default=8, help="with --stream: MiB of the larger stream counted per cell"
+    )
     args = parser.parse_args()
+    if args.stream and args.size_mb <= SMALLER_STREAM_MB:
+        parser.error(f"--size-mb must be over {SMALLER_STREAM_MB}")
     if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
         print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
         return 2
+    if args.stream:
+        return count_streams(args)
     with tempfile.TemporaryDirectory() as work:
         workdir = Path(work)
         ca = trustme.CA()
