@@ -481,10 +481,13 @@ def array_separator(piece: bytes) -> int:
     separators start a line with a comma; other arrays may have none (their tail is then kept
     whole up to a limit).
 
-    Small elements' separators are near the end, found by one search of the last KiB for the two
-    bytes (some forty times slower than a search for one, so only there); else the lines are
-    tried from the end, one memrchr each."""
-    near_end = piece.rfind(b"\n,", max(0, len(piece) - _SEPARATOR_SEARCHED))
+    Small elements' separators are near the piece's last line end, found by one search of the KiB
+    before it for the two bytes (some forty times slower than a search for one, so only there);
+    else the lines are tried from the end, one memrchr each."""
+    last = piece.rfind(b"\n")
+    if last < 0:
+        return -1
+    near_end = piece.rfind(b"\n,", max(0, last - _SEPARATOR_SEARCHED), last + 2)
     if near_end >= 0:
         return near_end + 1
     end = len(piece)

@@ -1,0 +1,81 @@
+"""What reading usage from a stream costs, in process: each stream format's reader, fed a bulk stream
+of bench/stream.py in pieces as mitmproxy hands them over, through the same `UsageTap` the proxy
+uses. No proxy, no network: the figure to set beside mitmdump's own work per piece (its CPU per MB
+in bench/stream.py), steady where a whole proxy's ratios are not.
+
+    .venv/bin/python bench/readers.py                     # every format x 256 B, 64 KiB, 1 MiB events (~1 min)
+    .venv/bin/python bench/readers.py --piece-kib 16,64 --format bedrock-invoke
+
+Each cell is the best of `--repeat` passes over a `--size-mb` stream; the usage the reader reports
+must be what the stream carries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent / "addons"))
+sys.path.insert(0, str(BENCH))
+
+from stream import MB, MiB, Scenario  # noqa: E402
+from stream_wires import FORMATS  # noqa: E402
+from tollgate.providers import provider_for  # noqa: E402
+from tollgate.stages.stream_tap import UsageTap  # noqa: E402
+from tollgate.usage_readers import UsageReader  # noqa: E402
+
+READ_FORMATS = [name for name, fmt in FORMATS.items() if not fmt.routed]
+# mitmproxy reads up to 64 KiB from the socket; h11 splits that at the stream's HTTP chunks
+# (bench/stream.py writes 64-KiB ones): pieces of some 32 KiB on average in bench/stream.py's runs.
+PIECE_KIB = "32"
+
+
+def reader_for(name: str) -> UsageReader:
+    """The reader the provider picks for this format's request and answer headers."""
+    fmt = FORMATS[name]
+    provider = provider_for(fmt.request.host)
+    assert provider is not None
+    path, _, query = fmt.request.path.partition("?")
+    classification = provider.classify("POST", path, None, query)
+    return provider.usage_reader(classification, {"content-type": fmt.stream.content_type})
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--format", default=",".join(READ_FORMATS), help="comma-separated stream formats")
+    parser.add_argument("--event-bytes", default="256,65536,1048576", help="comma-separated event sizes")
+    parser.add_argument("--piece-kib", default=PIECE_KIB, help="comma-separated piece sizes in KiB")
+    parser.add_argument("--size-mb", type=int, default=64, help="stream size in MiB")
+    parser.add_argument("--repeat", type=int, default=3, help="passes per cell; the best counts")
+    args = parser.parse_args()
+    print(f"{'format':<18} {'event':>7} {'piece':>7} {'µs/piece':>9} {'µs/MB':>8}  usage")
+    for name in args.format.split(","):
+        for event_bytes in map(int, args.event_bytes.split(",")):
+            scenario = Scenario.bulk(FORMATS[name], event_bytes, args.size_mb * MiB)
+            body = scenario.head + scenario.block * scenario.blocks + scenario.tail
+            for kib in map(int, args.piece_kib.split(",")):
+                pieces = [body[i : i + kib * 1024] for i in range(0, len(body), kib * 1024)]
+                best = float("inf")
+                for _ in range(args.repeat):
+                    reader = reader_for(name)
+                    tap = UsageTap(reader, None, lambda _reader: None)
+                    start = time.perf_counter_ns()
+                    for piece in pieces:
+                        tap(piece)
+                    tap(b"")
+                    best = min(best, time.perf_counter_ns() - start)
+                usage = reader.result()
+                expected = (scenario.counts.input_tokens, scenario.counts.output_tokens)
+                exact = (usage.input_tokens, usage.output_tokens) == expected and reader.error is None
+                print(
+                    f"{name:<18} {event_bytes:>7} {kib:>5}Ki {best / 1e3 / len(pieces):9.2f} "
+                    f"{best / 1e3 / (len(body) / MB):8.1f}  {'exact' if exact else f'WRONG: {usage} {reader.error}'}"
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
