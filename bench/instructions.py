@@ -14,9 +14,16 @@ valgrind (it aborts the process). The calls are non-streamed OpenAI chat calls o
 connections, made after a warm-up; with --connections N they are spread over N connections at
 once, as in overhead.py's concurrent phase.
 
+With --stream, it counts streams instead: bench/stream.py's mitmdumps and fake upstream, for each
+format and event size the instructions per upstream MB of a stream's body (an 8-MiB stream's count
+less a 4-MiB one's, so that what the call costs once cancels out). These move by several percent
+from run to run: where mitmproxy's reads fall in a stream depends on timing, and so does its work
+per piece.
+
     sudo apt-get install valgrind                  # once
     .venv/bin/python bench/instructions.py         # about 3 min
     .venv/bin/python bench/instructions.py --connections 16 --calls 192
+    .venv/bin/python bench/instructions.py --stream openai-chat,bedrock-invoke --event-bytes 256   # about 1 min
 """
 
 from __future__ import annotations
