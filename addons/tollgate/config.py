@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
-from .jwt_identity import HMAC_ALGORITHMS, HMAC_MIN_BYTES, JWKS_REFRESH_S, PUBLIC_KEY_ALGORITHMS
+from .jwt_identity import HMAC_ALGORITHMS, HMAC_MIN_BYTES, JWKS_MAX_AGE_S, JWKS_REFRESH_S, PUBLIC_KEY_ALGORITHMS
 from .policy import TIMEOUT as POLICY_TIMEOUT
 from .providers import PROVIDERS
 from .providers.openai import OpenAI
@@ -118,6 +118,7 @@ class JwtIssuer(Strict):
     client_prefix: str = ""
     leeway_s: float = Field(default=30.0, ge=0)
     jwks_refresh_s: float = Field(default=JWKS_REFRESH_S, ge=0)
+    jwks_max_age_s: float = Field(default=JWKS_MAX_AGE_S, gt=0)
 
     @property
     def audiences(self) -> tuple[str, ...]:

@@ -9,7 +9,10 @@ An issuer's JWKS is fetched over HTTPS (the system's roots or `ca_file`) in a th
 event loop: `Verifier.verify` answers at once when it knows the token's key, and returns an
 awaitable when the key must be fetched first. A token naming a key id the issuer's keys do not hold
 makes the keys be fetched again, at most once per `jwks_refresh_s`: a flood of made-up key ids
-cannot hammer the issuer. Nothing here imports mitmproxy; no message quotes a token or a secret.
+cannot hammer the issuer. Keys held longer than `jwks_max_age_s` are fetched again in the background
+on the next call, so that a key the issuer withdrew stops being trusted: a token verified with the
+keys before they changed is verified again. Nothing here imports mitmproxy; no message quotes a
+token or a secret.
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ REJECTED = "Tollgate: JWT rejected: "
 # Seconds after a fetch before a token naming a key id the keys do not hold fetches them again
 # (`jwks_refresh_s`).
 JWKS_REFRESH_S = 60.0
+# Seconds after a fetch before the next call fetches the keys again, in the background
+# (`jwks_max_age_s`): how long a key the issuer withdrew may still be trusted.
+JWKS_MAX_AGE_S = 300.0
 FETCH_TIMEOUT = 5.0  # seconds a JWKS fetch may take, connecting and reading
 MAX_JWKS_BYTES = 1 << 20
 VERIFIED_CACHE_SIZE = 4096  # tokens remembered as verified until they expire
@@ -174,6 +180,8 @@ class Issuer:
         self.keys: dict[str | None, _Key] = {}
         self.fetched_at: float | None = None  # monotonic time of the last fetch attempt
         self.fetch_error: str | None = None
+        self.generation = 0  # counts the fetched keys' changes: what was verified with others is verified again
+        self._document: bytes | None = None  # the JWKS as last fetched
         self._fetching: asyncio.Future[None] | None = None
         self._fetch: Callable[[], bytes] | None = None
         if settings.secret is not None:
@@ -194,6 +202,7 @@ class Issuer:
                 raise ValueError(f"ca_file: cannot load {settings.ca_file}: {why}") from None
             if previous is not None and previous.settings == settings:
                 self.keys, self.fetched_at, self.fetch_error = previous.keys, previous.fetched_at, previous.fetch_error
+                self.generation, self._document = previous.generation, previous._document
 
     @property
     def fetches(self) -> bool:
@@ -220,6 +229,11 @@ class Issuer:
             return True  # the fetch under way is awaited, not repeated
         return self.fetched_at is None or now - self.fetched_at >= self.settings.jwks_refresh_s
 
+    def stale(self, now: float) -> bool:
+        """Whether the fetched keys are older than `jwks_max_age_s` (and no fetch is under way)."""
+        fetched_at = self.fetched_at
+        return fetched_at is not None and self._fetching is None and now - fetched_at >= self.settings.jwks_max_age_s
+
     def refresh(self) -> Awaitable[None]:
         """Fetch the keys in a thread, once for all who ask meanwhile; a failed fetch keeps the keys held."""
         if self._fetching is None:
@@ -242,7 +256,9 @@ class Issuer:
         else:
             if not keys:
                 logger.warning(f"Tollgate: the JWKS of issuer {self.settings.issuer} holds no key Tollgate can use")
-            self.keys, self.fetch_error = keys, None
+            if body != self._document:
+                self.generation += 1
+            self.keys, self.fetch_error, self._document = keys, None, body
         finally:
             self._fetching = None
 
@@ -268,7 +284,9 @@ class Verifier:
                 self.issuers[s.issuer] = Issuer(s, before.get(s.issuer))
             except ValueError as e:
                 raise ValueError(f"identity.jwt.{i}.{e}") from None
-        self._verified: dict[str, JwtIdentity] = {}
+        # Tokens verified and not expired: the caller, its issuer, and the generation of the
+        # issuer's keys that verified it.
+        self._verified: dict[str, tuple[JwtIdentity, Issuer, int]] = {}
 
     def __bool__(self) -> bool:
         return bool(self.issuers)
@@ -288,10 +306,14 @@ class Verifier:
         Raises (or the awaitable raises) JwtRejected."""
         known = self._verified.get(token)
         if known is not None:
-            if time.time() < known.valid_until:
-                return known
-            del self._verified[token]
-            raise JwtRejected(EXPIRED)
+            identity, issuer, generation = known
+            if time.time() >= identity.valid_until:
+                del self._verified[token]
+                raise JwtRejected(EXPIRED)
+            if generation == issuer.generation:
+                self._keep_fresh(issuer)
+                return identity
+            del self._verified[token]  # the keys changed since: verified again below
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
@@ -308,6 +330,7 @@ class Verifier:
             raise JwtRejected(MALFORMED)
         key = issuer.key_for(kid)
         if key is not None:
+            self._keep_fresh(issuer)
             return self._verified_with(issuer, token, key, alg)
         if issuer.may_fetch(time.monotonic()):
             return self._after_fetch(issuer, token, kid, alg)
@@ -319,6 +342,12 @@ class Verifier:
         if key is None:
             raise self._no_key(issuer)
         return self._verified_with(issuer, token, key, alg)
+
+    @staticmethod
+    def _keep_fresh(issuer: Issuer) -> None:
+        """Fetch the issuer's keys again, in the background, once they are older than their age."""
+        if issuer.fetches and issuer.stale(time.monotonic()):
+            issuer.refresh()
 
     @staticmethod
     def _no_key(issuer: Issuer) -> JwtRejected:
@@ -345,12 +374,12 @@ class Verifier:
         identity = self._identity(settings, claims)
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
             self._forget_expired()
-        self._verified[token] = identity
+        self._verified[token] = (identity, issuer, issuer.generation)
         return identity
 
     def _forget_expired(self) -> None:
         now = time.time()
-        self._verified = {t: i for t, i in self._verified.items() if i.valid_until > now}
+        self._verified = {t: known for t, known in self._verified.items() if known[0].valid_until > now}
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
             self._verified.clear()
 

@@ -63,7 +63,7 @@ def token(sub: str, key=RSA, audience: str | list[str] = AUDIENCE, **options) ->
     return issued(key.token(claims(ISSUER, audience, sub, **options)))
 
 
-def identity(jwks: JwksServer, ca_file, *more: dict) -> dict:
+def identity(jwks: JwksServer, ca_file, *more: dict, **settings: object) -> dict:
     issuers = [
         {
             "issuer": ISSUER,
@@ -73,6 +73,7 @@ def identity(jwks: JwksServer, ca_file, *more: dict) -> dict:
             "algorithms": ["RS256", "ES256"],
             "client_prefix": PREFIX,
             **REFRESH,
+            **settings,
         },
         {
             "issuer": LOCAL_ISSUER,
@@ -91,12 +92,14 @@ def _saving(tmp_path_factory, name: str):
     return saved, ("--set", f"save_stream_file={saved}", "--set", "flow_detail=4")
 
 
-def _started(start_gateway, tmp_path_factory, jwks, ca_file, name: str, *extra: str, more=(), **config):
+def _started(
+    start_gateway, tmp_path_factory, jwks, ca_file, name: str, *extra: str, more=(), issuer_settings=None, **config
+):
     saved, saving = _saving(tmp_path_factory, name)
     gateway = start_gateway(
         lambda urls: {
             "providers": {p: {"upstream": url, "keys": [REAL[p]]} for p, url in urls.items()},
-            "identity": identity(jwks, ca_file, *more),
+            "identity": identity(jwks, ca_file, *more, **(issuer_settings or {})),
             **config,
         },
         *saving,
@@ -514,6 +517,51 @@ def test_the_jwks_down_at_start_and_mid_run(gw_down, idp_down):
     assert_denied_record(gina, "unknown key id", unseen)
     assert len(gw_down.fakes["openai"].received) == 2
     assert "Traceback" not in gw_down.proxy.console()
+
+
+MAX_AGE_S = 1.0  # the keys' age before a call fetches them again, as configured for gw_aging
+
+
+@pytest.fixture(scope="module")
+def idp_aging(upstream_ca):
+    server = JwksServer(upstream_ca, [RSA, EC])
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def gw_aging(start_gateway, tmp_path_factory, idp_aging, upstream_ca_pem):
+    return _started(
+        start_gateway,
+        tmp_path_factory,
+        idp_aging,
+        upstream_ca_pem,
+        "aging",
+        issuer_settings={"jwks_max_age_s": MAX_AGE_S},
+    )
+
+
+def test_a_key_the_issuer_withdraws_stops_verifying(gw_aging, idp_aging):
+    gw_aging.reset()
+    withdrawn, kept = token("erin", key=EC), token("rick")
+    assert openai_calls(gw_aging, [withdrawn, kept]) == [OK, OK]
+    fetches = idp_aging.fetches
+    idp_aging.publish([RSA])
+    time.sleep(MAX_AGE_S + 0.3)
+    # The keys are older than their age: the next call is verified with them, and fetches them again.
+    assert openai_calls(gw_aging, [withdrawn]) == [OK]
+    deadline = time.monotonic() + 10
+    while idp_aging.fetches == fetches and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert idp_aging.fetches == fetches + 1
+    time.sleep(0.5)  # the fetched keys read
+    outcomes = openai_calls(gw_aging, [withdrawn, kept])
+    assert_refused(outcomes[0], "unknown key id", withdrawn)
+    assert outcomes[1] == OK
+    refused, verified = gw_aging.new_audit(2)
+    assert_denied_record(refused, "unknown key id", withdrawn)
+    assert_jwt_record(verified, "idp:rick", [])
+    assert len(gw_aging.fakes["openai"].received) == 4
 
 
 # ---- a token as the proxy-login password

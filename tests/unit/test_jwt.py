@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -313,7 +313,9 @@ def test_equal_claims_are_one_identity_for_the_policy_cache(tmp_path: Path) -> N
 def test_an_unknown_kid_fetches_the_keys_again_then_verifies() -> None:
     fake = FakeJwks(jwks(jwk(RSA_KEY, "k1")))
     verifier = fetching(issuer(), fake)
-    assert isinstance(verifier.verify(rs256(claims())), Awaitable)  # no keys yet: awaited, not blocked on
+    pending = verifier.verify(rs256(claims()))
+    assert isinstance(pending, Coroutine)  # no keys yet: awaited, not blocked on
+    pending.close()
     assert verified(verifier, rs256(claims())).client == "repo:acme/app"
     assert fake.fetches == 1
     # The issuer rotates its keys: a token with the new kid fetches them again.
@@ -374,6 +376,53 @@ def test_a_fetch_that_is_no_jwks_keeps_the_keys_held() -> None:
     fake.body = b"<html>oops</html>"
     assert rejected(verifier, rs256(claims(), kid="k2")).reason == UNKNOWN_KEY_ID
     assert verified(verifier, rs256(claims(sub="b"))).client == "b"
+
+
+def test_keys_older_than_their_age_are_fetched_again_and_a_withdrawn_key_stops_verifying() -> None:
+    fake = FakeJwks(jwks(jwk(RSA_KEY, "k1"), jwk(OTHER_RSA_KEY, "k2")))
+    verifier = fetching(issuer(jwks_max_age_s=300), fake)
+    held = verifier.issuers[ISSUER]
+    withdrawn = rs256(claims(sub="withdrawn"), kid="k2", key=OTHER_RSA_KEY)
+    kept = rs256(claims(sub="kept"))
+    assert verified(verifier, withdrawn).client == "withdrawn" and verified(verifier, kept).client == "kept"
+    fake.body = jwks(jwk(RSA_KEY, "k1"))  # the issuer withdraws k2
+    assert isinstance(verifier.verify(withdrawn), JwtIdentity) and fake.fetches == 1  # within the age
+
+    async def after_the_age() -> None:
+        assert held.fetched_at is not None
+        held.fetched_at -= 300
+        # Answered at once with the keys held, the next call fetches them again in the background.
+        assert isinstance(verifier.verify(withdrawn), JwtIdentity)
+        assert held.fetching
+        await asyncio.wait_for(held.refresh(), 5)
+
+    asyncio.run(after_the_age())
+    assert fake.fetches == 2
+    assert rejected(verifier, withdrawn).reason == UNKNOWN_KEY_ID  # remembered, but verified again
+    assert verified(verifier, kept).client == "kept"
+    assert fake.fetches == 2  # k2's absence within `jwks_refresh_s` fetches nothing
+
+
+def test_keys_fetched_again_unchanged_keep_the_tokens_verified() -> None:
+    fake = FakeJwks(jwks(jwk(RSA_KEY, "k1")))
+    verifier = fetching(issuer(jwks_max_age_s=1), fake)
+    held = verifier.issuers[ISSUER]
+    token = rs256(claims())
+    verified(verifier, token)
+    generation = held.generation
+
+    async def after_the_age() -> None:
+        assert held.fetched_at is not None
+        held.fetched_at -= 1
+        verifier.verify(token)
+        await asyncio.wait_for(held.refresh(), 5)
+
+    asyncio.run(after_the_age())
+    assert fake.fetches == 2 and held.generation == generation
+    fake.body = OSError("down")  # a failed fetch keeps the keys, and what they verified
+    asyncio.run(after_the_age())
+    assert fake.fetches == 3 and held.generation == generation
+    assert verified(verifier, token).client == "repo:acme/app"
 
 
 def test_a_reload_keeps_the_keys_of_an_unchanged_issuer(tmp_path: Path) -> None:
