@@ -119,6 +119,9 @@ class Call:
     # that reloads meanwhile applies to the next call. None only on a call refused for want of one.
     loaded: Loaded = field(default=None, repr=False)  # type: ignore[assignment]
     request_id: str = field(default_factory=new_request_id)
+    # The client's W3C trace context (`traceparent`, `tracestate`), when it sent one: the call's
+    # span joins the client's trace.
+    trace_context: tuple[bytes, bytes | None] | None = None
     started: float = field(default_factory=time.time)
     # Where the client put credentials, for any provider (names only, see `stages/redact.py`);
     # None until Identify has looked.

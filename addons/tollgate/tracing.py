@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
+    from opentelemetry.context import Context
+
     from .call import Call
     from .config import OtlpConfig
 
@@ -247,6 +249,7 @@ class Traces:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
         from opentelemetry.trace import SpanKind, Status, StatusCode
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         self.settings = settings
         version = tollgate_version()
@@ -259,7 +262,8 @@ class Traces:
         )
         self._provider.add_span_processor(self._processor)
         self._tracer = self._provider.get_tracer("tollgate", version)
-        self._root = Context()  # a call's span has no parent in Tollgate's process
+        self._root = Context()  # a call's span has no parent in Tollgate's process, but the client's
+        self._trace_context = TraceContextTextMapPropagator()
         self._client = SpanKind.CLIENT
         self._status_error = Status
         self._error = StatusCode.ERROR
@@ -270,7 +274,7 @@ class Traces:
         attributes = span_attributes(call, record)
         span = self._tracer.start_span(
             span_name(call),
-            context=self._root,
+            context=self._parent(call.trace_context),
             kind=self._client,
             attributes=attributes,
             start_time=int(call.started * 1e9),
@@ -278,6 +282,17 @@ class Traces:
         if "error.type" in attributes:
             span.set_status(self._status_error(self._error, call.error))
         span.end(end_time=int(ended * 1e9))
+
+    def _parent(self, trace_context: tuple[bytes, bytes | None] | None) -> Context:
+        """The client's span, as its `traceparent` and `tracestate` name it; none if it sent no
+        valid one."""
+        if trace_context is None:
+            return self._root
+        parent, state = trace_context
+        carrier = {"traceparent": parent.decode("latin-1")}
+        if state is not None:
+            carrier["tracestate"] = state.decode("latin-1")
+        return self._trace_context.extract(carrier, context=self._root)
 
     def stop(self) -> threading.Thread:
         """Export what is queued, then stop, in a thread of its own (returned): the event loop never

@@ -173,6 +173,36 @@ def test_each_call_makes_one_span_with_the_audits_numbers(g, collector, sdk):
     assert all(r.headers["x-collector-key"] == COLLECTOR_KEY for r in collector.requests)
 
 
+TRACE_ID, CLIENT_SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+
+
+@pytest.mark.parametrize(
+    ("traceparent", "joins"),
+    [(f"00-{TRACE_ID}-{CLIENT_SPAN}-01", True), (f"00-{'0' * 32}-{CLIENT_SPAN}-01", False), ("garbage", False)],
+    ids=["valid", "zero-trace-id", "malformed"],
+)
+def test_a_clients_traceparent_makes_the_span_its_child(g, collector, traceparent, joins):
+    g.run(f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{KEY}", max_retries=0,
+                        default_headers={{"traceparent": "{traceparent}", "tracestate": "vendor=opaque"}})
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "{PROMPT}"}}])
+        report()
+    """)
+    span = span_of(collector, g.last_audit())
+    if joins:
+        assert (span["trace_id"], span["parent_span_id"], span["trace_state"]) == (
+            TRACE_ID,
+            CLIENT_SPAN,
+            "vendor=opaque",
+        )
+        assert span["span_id"] != CLIENT_SPAN
+    else:  # not valid: a trace of its own
+        assert span["parent_span_id"] == "" and span["trace_id"] not in (TRACE_ID, "0" * 32)
+    received = g.fakes["openai"].received[-1].headers
+    assert (received["traceparent"], received["tracestate"]) == (traceparent, "vendor=opaque")
+
+
 def test_a_denied_call_is_an_error_span_with_the_policys_reasons(g, collector):
     result = g.run(f"""
         from openai import OpenAI

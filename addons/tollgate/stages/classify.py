@@ -92,6 +92,8 @@ class Classify:
             return call
         call = Call(provider=provider.name, host=host, method=request.method, path=path, headers=headers, loaded=loaded)
         flow.metadata[CALL] = call
+        if (traceparent := headers.get(b"traceparent")) is not None:
+            call.trace_context = (traceparent, headers.get(b"tracestate"))
         try:
             check_transport(request, headers, host)
             data = read_request_json(request_body(request, headers)) if read_body else None
