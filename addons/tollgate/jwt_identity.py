@@ -306,12 +306,12 @@ class Verifier:
         Raises (or the awaitable raises) JwtRejected."""
         known = self._verified.get(token)
         if known is not None:
-            identity, issuer, generation = known
+            identity, verified_by, generation = known
             if time.time() >= identity.valid_until:
                 del self._verified[token]
                 raise JwtRejected(EXPIRED)
-            if generation == issuer.generation:
-                self._keep_fresh(issuer)
+            if generation == verified_by.generation:
+                self._keep_fresh(verified_by)
                 return identity
             del self._verified[token]  # the keys changed since: verified again below
         try:
