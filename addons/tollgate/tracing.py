@@ -262,7 +262,7 @@ class Traces:
         )
         self._provider.add_span_processor(self._processor)
         self._tracer = self._provider.get_tracer("tollgate", version)
-        self._root = Context()  # a call's span has no parent in Tollgate's process, but the client's
+        self._root = Context()  # no span of Tollgate's is a call's parent; the client's may be (`_parent`)
         self._trace_context = TraceContextTextMapPropagator()
         self._client = SpanKind.CLIENT
         self._status_error = Status
