@@ -3,7 +3,7 @@ it reads and a range of event sizes.
 
 Run from the checkout:
 
-    .venv/bin/python bench/stream.py                  # every format x 256 B, 64 KiB, 1 MiB events (~5 min on 2 CPUs)
+    .venv/bin/python bench/stream.py                  # every format x 256 B, 64 KiB, 1 MiB events (~6 min on 2 CPUs)
     .venv/bin/python bench/stream.py --format openai-chat --event-bytes 0 --size-mb 1024   # one cell, 1 GiB
     .venv/bin/python bench/stream.py --format gemini-array,bedrock-invoke --event-bytes 256,1048576
     .venv/bin/python bench/stream.py --help
