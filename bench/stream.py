@@ -45,9 +45,8 @@ Bulk phase (one large stream, events back to back, in 64-KiB HTTP chunks or one 
 time from the first body byte the client read to the last (what a call costs before its answer
 flows, the proxy's per-call work and its connection to the upstream, is TTFB's, measured in the
 latency phase; for the routed format, the time the client took to read the translated stream),
-every byte checked
-(length and CRC-32; for the routed format through Tollgate, the text and usage the client got), and
-the proxy's resident memory: VmRSS before, peak during (VmHWM after resetting it via
+every byte checked (length and CRC-32; for the routed format through Tollgate, the text and usage
+the client got), and the proxy's resident memory: VmRSS before, peak during (VmHWM after resetting it via
 /proc/<pid>/clear_refs when allowed, and VmRSS sampled every 20 ms), and its CPU time per upstream MB
 (its threads' schedstat; steadier than throughput on a busy machine). Tollgate / bare is the median
 of the rounds' ratios: single rounds swing by ±20 % on a 2-CPU virtual machine, so that the
@@ -1365,6 +1364,10 @@ def preamble(bench: Bench) -> None:
         f"bulk phase: {args.bulk_rounds} x {args.size_mb} MiB stream per mode and cell, the modes' order alternating, "
         f"every byte checked (length + CRC-32; the routed format through Tollgate: text and usage); MB/s is the "
         f"median round, Tollgate / bare the median of the rounds' ratios; routed: the upstream's bytes per second"
+    )
+    print(
+        f"side by side: {args.bulk_rounds} x {args.size_mb} MiB through both mitmdumps at once; CPU per MB, "
+        f"Tollgate / bare: the median of the rounds' ratios (throughput not compared: the client limits both alike)"
     )
     print(
         f"usage: every call through Tollgate found in its audit with the fake's input and output tokens and finish "
