@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import base64
 import json
-import struct
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
+
+from tollgate.translate.bedrock_converse import event_stream_frame  # what Tollgate writes Bedrock's frames with
 
 MiB = 1024 * 1024
 FILLER = "abcdefghijklmnopqrstuvwxyz0123456789+/ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -354,22 +354,9 @@ class Gemini(Stream):
         return b"\r\n,\r\n" + element + b"\r\n]" if self.array else element
 
 
-def eventstream_frame(headers: dict[str, str], payload: bytes) -> bytes:
-    """An AWS event-stream message: prelude, headers, payload, two CRC-32s."""
-    encoded = b""
-    for name, value in headers.items():
-        raw = value.encode()
-        encoded += bytes([len(name)]) + name.encode() + b"\x07" + struct.pack(">H", len(raw)) + raw
-    total = 12 + len(encoded) + len(payload) + 4
-    prelude = struct.pack(">II", total, len(encoded))
-    prelude += struct.pack(">I", zlib.crc32(prelude))
-    message = prelude + encoded + payload
-    return message + struct.pack(">I", zlib.crc32(message))
-
-
 def bedrock_event(kind: str, payload: dict) -> bytes:
     headers = {":event-type": kind, ":content-type": "application/json", ":message-type": "event"}
-    return eventstream_frame(headers, compact(payload))
+    return event_stream_frame(headers, compact(payload))
 
 
 class BedrockConverse(Stream):
