@@ -658,11 +658,15 @@ class EventStreamFramer:
 # How many of a piece's zero bytes, from its end, are tried as a frame's start (see below).
 _ZEROS_TRIED = 32
 _MAX_HEADERS_LENGTH_SECOND_BYTE = MAX_EVENT_HEADERS >> 16
+# How far back from a piece's end a frame with short headers is looked for in one search (a search
+# for three bytes reads some 0.4 ns a byte, twenty times what a search for one byte takes).
+_SHORT_FRAMES_SPAN = 4096
 
 
-def eventstream_frame_start(data: bytes, start: int = 0) -> int:
+def eventstream_frame_start(data: bytes, start: int = 0, known: int = -1) -> int:
     """Where the last frame that begins in `data[start:]` and whose prelude `data` holds begins,
-    or -1: a place where a reader can start again.
+    or -1: a place where a reader can start again. `known`: where a frame is known to begin (the
+    end of the last one found), tried first: in a stream of large frames it is the last.
 
     A frame begins with its total length, under 25 MiB, so with a zero byte, and its 12-byte
     prelude ends in the CRC-32 of its first 8 bytes; when `data` holds the whole frame its own
@@ -671,6 +675,11 @@ def eventstream_frame_start(data: bytes, start: int = 0) -> int:
     end = len(data) - _PRELUDE_LENGTH + 1
     if end <= start:
         return -1
+    if start <= known < end and _is_last_frame(data, known, end) and eventstream_frame_at(data, known):
+        return known
+    i = _last_frame_with_short_headers(data, start, end)
+    if i >= 0:
+        return i
     for _ in range(_ZEROS_TRIED):
         i = data.rfind(b"\x00", start, end)
         if i < 0:
@@ -681,6 +690,24 @@ def eventstream_frame_start(data: bytes, start: int = 0) -> int:
             return i
         end = i
     return -1
+
+
+def _last_frame_with_short_headers(data: bytes, start: int, end: int) -> int:
+    """The last frame that begins in `data[start:end]`, found in one search when its headers are
+    under 256 bytes, as Bedrock's are; -1 when not found so (`eventstream_frame_start` then tries
+    each zero byte, nine or so for each of Bedrock's small frames).
+
+    Such a prelude's headers length begins with three zero bytes, which no JSON payload holds: the
+    last three in a row, in the bytes a last frame of that size would span, are tried."""
+    three = data.rfind(b"\x00\x00\x00", max(start + 4, end - _SHORT_FRAMES_SPAN), end + 6)
+    i = three - 4  # the headers length follows the 4-byte total length
+    return i if three >= 0 and eventstream_frame_at(data, i) and _is_last_frame(data, i, end) else -1
+
+
+def _is_last_frame(data: bytes, i: int, end: int) -> bool:
+    """Whether no frame after the one at `i` has its prelude in `data` (`end`: past the last place
+    where a whole prelude may begin)."""
+    return i + eventstream_frame_length(data, i) >= end
 
 
 def eventstream_frame_length(data: bytes, i: int) -> int:

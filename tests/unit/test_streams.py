@@ -1967,8 +1967,8 @@ def es_frames_of(data: bytes) -> set[int]:
 
 
 @PROPERTY
-@given(frames=ES_FRAMES.filter(bool), how=CHUNKINGS)
-def test_eventstream_frame_starts_are_frames_starts(frames: list[tuple[dict, bytes]], how: tuple) -> None:
+@given(frames=ES_FRAMES.filter(bool), how=CHUNKINGS, guess=st.integers(-2, 2000))
+def test_eventstream_frame_starts_are_frames_starts(frames: list[tuple[dict, bytes]], how: tuple, guess: int) -> None:
     data = b"".join(es_frame(h, p) for h, p in frames)
     starts = es_frames_of(data)
     offset = 0
@@ -1977,10 +1977,23 @@ def test_eventstream_frame_starts_are_frames_starts(frames: list[tuple[dict, byt
         if start >= 0:
             assert offset + start in starts
         offset += len(piece)
-    assert streams.eventstream_frame_start(data) == max(s for s in starts if s + 12 <= len(data))
+    last = max(s for s in starts if s + 12 <= len(data))
+    for known in (-1, *starts, guess):  # a frame's start, or what is not one
+        assert streams.eventstream_frame_start(data, known=known) == last
     assert streams.eventstream_first_frame(data[1:]) == (
         min(s for s in starts if s > 0) - 1 if len(frames) > 1 else len(data) - 1
     )
+
+
+def test_eventstream_frame_start_beyond_short_headers() -> None:
+    """Frames with headers of 256 bytes or more, or zero bytes in their payload, are found too (by
+    trying each zero byte rather than in one search), and a frame's start is found only where its
+    whole prelude is."""
+    long_headers = es_frame({":event-type": "x" * 300}, b'{"a": 1}')
+    zeros = es_frame({":event-type": "chunk"}, bytes(10))
+    assert streams.eventstream_frame_start(long_headers + zeros) == len(long_headers)
+    assert streams.eventstream_frame_start(zeros + long_headers + zeros[:11]) == len(zeros)
+    assert streams.eventstream_frame_start(zeros + long_headers + zeros[:12]) == len(zeros + long_headers)
 
 
 # Streams much longer than a (small) window, ending in a usage event larger than the window.

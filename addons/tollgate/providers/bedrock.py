@@ -545,7 +545,7 @@ class EventStreamReader(UsageReader):
         """Where the last frame whose prelude ends in `chunk` begins (negative: in the pieces
         before), None if none does; the frame after it is noted."""
         data, shift = chunk, 0
-        start = eventstream_frame_start(chunk)
+        start = eventstream_frame_start(chunk, known=self._next_frame - self._tail.end)
         if start < 0:  # a prelude begun in the pieces before, whole now
             data, shift = self._before + chunk[:PRELUDE_SPAN], len(self._before)
             start = eventstream_frame_start(data)
