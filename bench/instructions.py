@@ -145,7 +145,9 @@ def count_streams(args: argparse.Namespace) -> int:
     sizes = [int(size) for size in args.event_bytes.split(",")]
     rows = []
     with tempfile.TemporaryDirectory() as work:
-        bench = CountedStreams(argparse.Namespace(quiet_proxies=True, size_mb=args.size_mb, bulk_timeout=0), Path(work))
+        bench = CountedStreams(
+            argparse.Namespace(quiet_proxies=True, size_mb=args.size_mb, bulk_timeout=0, time_tap=False), Path(work)
+        )
         try:
             bench.setup()
             for fmt in formats:

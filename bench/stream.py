@@ -6,6 +6,7 @@ Run from the checkout:
     .venv/bin/python bench/stream.py                  # every format x 256 B, 64 KiB, 1 MiB events (~6 min on 2 CPUs)
     .venv/bin/python bench/stream.py --format openai-chat --event-bytes 0 --size-mb 1024   # one cell, 1 GiB
     .venv/bin/python bench/stream.py --format gemini-array,bedrock-invoke --event-bytes 256,1048576
+    .venv/bin/python bench/stream.py --time-tap --format bedrock-invoke --event-bytes 256   # and Tollgate's tap timed
     .venv/bin/python bench/stream.py --help
 
 One TLS fake upstream (a thread of this process, on 127.0.0.1, certificate from a trustme CA) serves
@@ -59,6 +60,12 @@ time): Tollgate's CPU per upstream MB over bare mitmdump's. The two share the ma
 moment, so that its drift cancels: two identical bare mitmdumps come out at 1.00x this way. Their
 throughput is not compared here, as the client serving both limits them alike (a bare mitmdump
 made 13 % more costly per MB streamed as fast as the other, but used 1.17x its CPU).
+
+With --time-tap, Tollgate's mitmdump also loads bench/tap_timer.py, which times every piece through
+its stream tap (usage read, or the answer rewritten) in the CPU time of mitmproxy's thread: the
+summary's "tap in proxy" is the median bulk stream's time in the tap per MB, and its share of bare
+mitmdump's CPU per MB. It is what Tollgate's own code costs in the proxy, cold caches included, and
+does not drift with the machine as the ratios do.
 
 Every call through Tollgate is looked up in its audit file (by the X-Tollgate-Request-Id it
 answered with): the input and output tokens and the finish reason must be those the fake sent.
@@ -954,6 +961,7 @@ class Bench:
         self.loadavg_start = loadavg()
         self.usage_checked = 0
         self.usage_problems: list[str] = []
+        self.tap_times = workdir / "tap_times.jsonl"  # bench/tap_timer.py's lines, with --time-tap
 
     def token(self, scenario: Scenario) -> str:
         assert self.fake is not None
@@ -1003,6 +1011,8 @@ class Bench:
         addon.write_text(BARE_STREAM_ADDON)
         bare += ["-s", str(addon)]
         tollgate = ["-s", str(ROOT / "addons" / "gateway.py"), "--set", f"tollgate_config={config}", *common]
+        if self.args.time_tap:
+            tollgate += ["-s", str(ROOT / "bench" / "tap_timer.py"), "--set", f"tap_timer_file={self.tap_times}"]
         self.proxies["bare"] = self.proxy_class("bare", bare, self.workdir)
         self.proxies["tollgate"] = self.proxy_class("tollgate", tollgate, self.workdir)
         for proxy in self.proxies.values():
@@ -1153,6 +1163,7 @@ class Bench:
         cpu: dict[str, list[float]] = {m: [] for m in MODES}  # the proxy's CPU µs per upstream MB
         memory: dict[str, dict[str, float]] = {}
         body_bytes = 0
+        taps_before = self.tap_lines()
         for round_ in range(self.args.bulk_rounds):
             order = MODES if round_ % 2 == 0 else ("direct", "tollgate", "bare")
             for mode in order:
@@ -1196,7 +1207,17 @@ class Bench:
                 "cpu_ratios": [t / b for t, b in zip(cpu["tollgate"], cpu["bare"], strict=True)],
                 **memory.get(mode, {}),
             }
+        if self.args.time_tap:
+            out["tollgate"]["tap_us_per_mb"] = percentile(
+                [t["ns"] / 1000 / (t["bytes"] / MB) for t in self.tap_lines()[len(taps_before) :]], 50
+            )
         return out
+
+    def tap_lines(self) -> list[dict]:
+        """The streams timed through Tollgate's tap so far (`--time-tap`): pieces, bytes, ns each."""
+        if not self.tap_times.exists():
+            return []
+        return [json.loads(line) for line in self.tap_times.read_text().splitlines()]
 
     def side_by_side(self, cell: Cell) -> list[float]:
         """`--bulk-rounds` rounds of one bulk stream through each mitmdump at once: Tollgate's CPU
@@ -1467,6 +1488,9 @@ def summary(results: list[CellResult]) -> None:
         "load",
         "result",
     ]
+    timed = "tap_us_per_mb" in results[0].bulk["tollgate"] if results else False
+    if timed:
+        header.insert(header.index("added p99 ms"), "tap in proxy, of bare's CPU")
     rows = []
     for r in results:
         ratios = r.bulk["tollgate"]["ratios"]
@@ -1489,6 +1513,10 @@ def summary(results: list[CellResult]) -> None:
                 "PASS" if r.passed() else "FAIL",
             ]
         )
+        if timed:
+            tap = r.bulk["tollgate"]["tap_us_per_mb"]
+            share = tap / r.bulk["bare"]["cpu_us_per_mb"]
+            rows[-1].insert(header.index("tap in proxy, of bare's CPU"), f"{tap:.0f} µs/MB ({share:.1%})")
     print(table(rows, header))
 
 
@@ -1520,6 +1548,11 @@ def main() -> int:
         "--bulk-timeout", type=float, default=0.0, help="seconds allowed for one bulk call (0: 60 + 0.6 s per MiB)"
     )
     parser.add_argument("--quiet-proxies", action="store_true", help="flow_detail=0 for both mitmdumps")
+    parser.add_argument(
+        "--time-tap",
+        action="store_true",
+        help="time Tollgate's stream tap inside its mitmdump (bench/tap_timer.py): its share of bare's CPU per MB",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, config, audit)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()

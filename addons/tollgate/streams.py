@@ -666,7 +666,8 @@ _SHORT_FRAMES_SPAN = 4096
 def eventstream_frame_start(data: bytes, start: int = 0, known: int = -1) -> int:
     """Where the last frame that begins in `data[start:]` and whose prelude `data` holds begins,
     or -1: a place where a reader can start again. `known`: where a frame is known to begin (the
-    end of the last one found), tried first: in a stream of large frames it is the last.
+    end of the last one found), tried first, only its prelude checked: in a stream of large frames
+    it is the last.
 
     A frame begins with its total length, under 25 MiB, so with a zero byte, and its 12-byte
     prelude ends in the CRC-32 of its first 8 bytes; when `data` holds the whole frame its own
@@ -675,7 +676,7 @@ def eventstream_frame_start(data: bytes, start: int = 0, known: int = -1) -> int
     end = len(data) - _PRELUDE_LENGTH + 1
     if end <= start:
         return -1
-    if start <= known < end and _is_last_frame(data, known, end) and eventstream_frame_at(data, known):
+    if start <= known < end and _is_last_frame(data, known, end) and eventstream_prelude_at(data, known):
         return known
     i = _last_frame_with_short_headers(data, start, end)
     if i >= 0:
@@ -728,15 +729,23 @@ def eventstream_first_frame(data: bytes) -> int:
 
 def eventstream_frame_at(data: bytes, i: int) -> bool:
     """Whether a frame begins at `i`: its prelude's CRC-32 right, and its own when `data` holds it."""
-    if len(data) - i < _PRELUDE_LENGTH:
+    if not eventstream_prelude_at(data, i):
         return False
-    total, headers_length, crc = _PRELUDE.unpack_from(data, i)
-    if zlib.crc32(memoryview(data)[i : i + 8]) != crc or total < _MESSAGE_OVERHEAD + headers_length:
-        return False
+    total, _, crc = _PRELUDE.unpack_from(data, i)
     if i + total > len(data):
         return True
     (message_crc,) = struct.unpack_from(">I", data, i + total - 4)
     return zlib.crc32(memoryview(data)[i + 8 : i + total - 4], crc) == message_crc
+
+
+def eventstream_prelude_at(data: bytes, i: int) -> bool:
+    """Whether a frame's prelude is at `i`, whole, its CRC-32 right."""
+    if len(data) - i < _PRELUDE_LENGTH:
+        return False
+    total, headers_length, crc = _PRELUDE.unpack_from(data, i)
+    return (
+        zlib.crc32(data[i : i + 8]) == crc and total >= _MESSAGE_OVERHEAD + headers_length
+    )  # 8 bytes: a copy is cheaper than a view
 
 
 class Decompressor:
