@@ -1469,6 +1469,20 @@ def test_bedrock_error_message_type() -> None:
     assert usage_tuple(reader.result()) == (1, 2, 3, None, None, "end_turn")
 
 
+def test_bedrock_reader_reads_the_headers_of_the_frames_it_reads() -> None:
+    """Only the frames read from the newest have their headers read: garbage in an older frame's
+    headers (its CRCs right) does not count; in the last frame's, it is an error, and the frames
+    before it are read still."""
+    garbage = crc_valid_frame(bytes([1]) + b"a" + bytes([42]) + b"xx")  # header value type 42
+    usage_frames = converse_frames(["a"], 1, 2, None, None, "end_turn")
+    reader = converse_reader()
+    assert usage_tuple(read(reader, [garbage + b"".join(usage_frames)])) == (1, 2, 3, None, None, "end_turn")
+    assert reader.error is None
+    reader = converse_reader()
+    assert usage_tuple(read(reader, [b"".join(usage_frames) + garbage])) == (1, 2, 3, None, None, "end_turn")
+    assert reader.error == "broken AWS event stream: KeyError"
+
+
 def test_bedrock_converse_broken_crc_stops_reading() -> None:
     frames = converse_frames(["a", "b"], 11, 7, None, None, "end_turn")
     broken = bytearray(frames[1])

@@ -558,16 +558,20 @@ class EventStreamReader(UsageReader):
         data = self._tail.data()
         if not self._tail.cut_at_start:  # cut wherever the limit fell: from the first frame after
             data = data[eventstream_first_frame(data) :]
-        framer = EventStreamFramer()
+        framer = EventStreamFramer(read_headers=False)  # only the frames read below have theirs read
         frames = framer.feed(data)
-        for frame in frames:
-            if frame.headers.get(":message-type") in {"exception", "error"}:
-                name = frame.headers.get(":exception-type") or frame.headers.get(":error-code") or "unknown"
-                self.error = f"the stream ended in an exception: {name}"
         self.error = self.error or framer.error
         usage: Usage | None = None
         finish: str | None = None
-        for frame in reversed(frames):  # the last frame that tells counts: read from the newest
+        for unread in reversed(frames):  # the last frame that tells counts: read from the newest
+            frame = framer.with_headers(unread)
+            if frame is None:  # the frames before it may still tell
+                self.error = self.error or framer.error
+                continue
+            if frame.headers.get(":message-type") in {"exception", "error"}:  # the stream's last frame
+                name = frame.headers.get(":exception-type") or frame.headers.get(":error-code") or "unknown"
+                self.error = f"the stream ended in an exception: {name}"
+                continue
             told_usage, told_finish = self._read_frame(frame)
             usage, finish = usage or told_usage, finish or told_finish
             if usage is not None and finish is not None:
@@ -578,8 +582,6 @@ class EventStreamReader(UsageReader):
 
     def _read_frame(self, frame: EventStreamFrame) -> tuple[Usage | None, str | None]:
         """The usage and the finish reason one frame tells, if any."""
-        if frame.headers.get(":message-type") in {"exception", "error"}:
-            return None, None
         event = frame.headers.get(":event-type")
         if self._invoke:
             return self._read_chunk(parse_json(frame.payload) or {}) if event == "chunk" else (None, None)
