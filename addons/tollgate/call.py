@@ -122,6 +122,9 @@ class Call:
     # The client's W3C trace context (`traceparent`, `tracestate`), when it sent one: the call's
     # span joins the client's trace.
     trace_context: tuple[bytes, bytes | None] | None = None
+    # The trace and span ids the call's span is given (when traces are on): its request goes
+    # upstream with that span as its parent, before the span itself is made at the call's end.
+    span_ids: tuple[int, int] | None = None
     started: float = field(default_factory=time.time)
     # Where the client put credentials, for any provider (names only, see `stages/redact.py`);
     # None until Identify has looked.

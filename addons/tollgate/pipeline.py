@@ -62,6 +62,7 @@ def gateway() -> Gateway:
         ledger.handle,  # the limits that apply: what the call may use reserved on their counters (429 when full)
         decide.handle,  # the policy: 403 with its reasons (a decision not cached is awaited from its worker)
         ask_for_usage.handle,  # an OpenAI-format stream asked for its usage (before anything is signed)
+        tracing.handle,  # with traces on, the upstream's traceparent names the call's span
         credential.handle,  # the caller's credential out, the upstream one in (a header, or a SigV4 signature)
         upstream_watch.handle,  # the clock for the upstream's response headers (504 when it runs out)
     )

@@ -8,6 +8,7 @@ Where spans go is `metrics.otlp`, else the standard OTEL_EXPORTER_OTLP_* variabl
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -236,11 +237,37 @@ def tollgate_version() -> str:
         return "unknown"
 
 
+class SpanIds:
+    """The SDK's id generator: the ids a call's span was given when its request went upstream
+    (`Traces.upstream_traceparent`), while `preset` holds them; else new ones, never the invalid 0."""
+
+    def __init__(self) -> None:
+        self.preset: tuple[int, int] | None = None
+
+    def generate_span_id(self) -> int:
+        return self.preset[1] if self.preset is not None else _new_id(8)
+
+    def generate_trace_id(self) -> int:
+        return self.preset[0] if self.preset is not None else _new_id(16)
+
+    def is_trace_id_random(self) -> bool:
+        return True  # made by `_new_id`, preset or not (W3C trace context level 2's "random" flag)
+
+
+def _new_id(size: int) -> int:
+    while not (n := int.from_bytes(os.urandom(size))):
+        pass
+    return n
+
+
 class Traces:
     """A TracerProvider exporting over OTLP/HTTP: `record` makes a call's span (on the event loop:
     a queue append, no I/O); the batch processor's thread exports them, 512 at most per request,
     every 5 s or sooner when 512 wait (OTEL_BSP_* change that). The queue holds 2048 spans: while
-    the collector cannot take them, the newest replace the oldest."""
+    the collector cannot take them, the newest replace the oldest.
+
+    A call's span is made when the call ends, but its request goes upstream with that span as its
+    parent (`upstream_traceparent`): the span's ids are chosen then, and given to it by `SpanIds`."""
 
     def __init__(self, settings: OtlpSettings) -> None:
         from opentelemetry.context import Context
@@ -248,7 +275,7 @@ class Traces:
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
-        from opentelemetry.trace import SpanKind, Status, StatusCode
+        from opentelemetry.trace import SpanKind, Status, StatusCode, get_current_span
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         self.settings = settings
@@ -256,29 +283,46 @@ class Traces:
         exporter = OTLPSpanExporter(endpoint=settings.endpoint, headers=dict(settings.headers))
         self._processor = BatchSpanProcessor(exporter)
         # Not shut down at exit by the SDK (which would wait up to 30 s): `shutdown` is bounded.
+        self._ids = SpanIds()
         self._provider = TracerProvider(
             resource=Resource.create({"service.name": settings.service_name, "service.version": version}),
             shutdown_on_exit=False,
+            id_generator=self._ids,  # type: ignore[arg-type]  # an IdGenerator but for its base, which would import the SDK
         )
         self._provider.add_span_processor(self._processor)
         self._tracer = self._provider.get_tracer("tollgate", version)
         self._root = Context()  # no span of Tollgate's is a call's parent; the client's may be (`_parent`)
         self._trace_context = TraceContextTextMapPropagator()
+        self._span_of = get_current_span
         self._client = SpanKind.CLIENT
         self._status_error = Status
         self._error = StatusCode.ERROR
+
+    def upstream_traceparent(self, call: Call) -> str:
+        """The `traceparent` the call's request goes upstream with: the call's span, its ids chosen
+        now, as the parent, in the client's trace or else a new one; sampled as the span will be."""
+        parent = self._parent(call.trace_context)
+        client = self._span_of(parent).get_span_context()
+        trace_id = client.trace_id if client.is_valid else self._ids.generate_trace_id()
+        call.span_ids = (trace_id, self._ids.generate_span_id())
+        sampling = self._provider.sampler.should_sample(parent, trace_id, span_name(call), self._client)
+        return f"00-{trace_id:032x}-{call.span_ids[1]:016x}-{'01' if sampling.decision.is_sampled() else '00'}"
 
     def record(self, call: Call, record: Mapping[str, Any]) -> None:
         """The call's span, made now that it has ended, queued for export."""
         ended = call.ended if call.ended is not None else time.time()
         attributes = span_attributes(call, record)
-        span = self._tracer.start_span(
-            span_name(call),
-            context=self._parent(call.trace_context),
-            kind=self._client,
-            attributes=attributes,
-            start_time=int(call.started * 1e9),
-        )
+        self._ids.preset = call.span_ids
+        try:
+            span = self._tracer.start_span(
+                span_name(call),
+                context=self._parent(call.trace_context),
+                kind=self._client,
+                attributes=attributes,
+                start_time=int(call.started * 1e9),
+            )
+        finally:
+            self._ids.preset = None
         if "error.type" in attributes:
             span.set_status(self._status_error(self._error, call.error))
         span.end(end_time=int(ended * 1e9))

@@ -6,6 +6,7 @@ in any span; a collector that is down or hangs slows and fails no call."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 
@@ -178,14 +179,21 @@ TRACE_ID, CLIENT_SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 
 @pytest.mark.parametrize(
     ("traceparent", "joins"),
-    [(f"00-{TRACE_ID}-{CLIENT_SPAN}-01", True), (f"00-{'0' * 32}-{CLIENT_SPAN}-01", False), ("garbage", False)],
-    ids=["valid", "zero-trace-id", "malformed"],
+    [
+        (f"00-{TRACE_ID}-{CLIENT_SPAN}-01", True),
+        (f"00-{'0' * 32}-{CLIENT_SPAN}-01", False),
+        ("garbage", False),
+        (None, False),
+    ],
+    ids=["valid", "zero-trace-id", "malformed", "none"],
 )
-def test_a_clients_traceparent_makes_the_span_its_child(g, collector, traceparent, joins):
+def test_a_clients_traceparent_makes_the_span_its_child_and_the_span_the_upstreams_parent(
+    g, collector, traceparent, joins
+):
+    headers = {"tracestate": "vendor=opaque"} | ({"traceparent": traceparent} if traceparent else {})
     g.run(f"""
         from openai import OpenAI
-        client = OpenAI(api_key="{KEY}", max_retries=0,
-                        default_headers={{"traceparent": "{traceparent}", "tracestate": "vendor=opaque"}})
+        client = OpenAI(api_key="{KEY}", max_retries=0, default_headers={headers!r})
         client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "{PROMPT}"}}])
         report()
     """)
@@ -199,8 +207,25 @@ def test_a_clients_traceparent_makes_the_span_its_child(g, collector, traceparen
         assert span["span_id"] != CLIENT_SPAN
     else:  # not valid: a trace of its own
         assert span["parent_span_id"] == "" and span["trace_id"] not in (TRACE_ID, "0" * 32)
+    # What the upstream does is a child of Tollgate's span, in the same trace.
     received = g.fakes["openai"].received[-1].headers
-    assert (received["traceparent"], received["tracestate"]) == (traceparent, "vendor=opaque")
+    assert received["traceparent"] == f"00-{span['trace_id']}-{span['span_id']}-01"
+    assert received["tracestate"] == "vendor=opaque"
+
+
+def test_a_client_that_does_not_sample_gets_no_span_and_the_upstream_its_choice(g, collector):
+    g.run(f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{KEY}", max_retries=0, default_headers={{"traceparent": "00-{TRACE_ID}-{CLIENT_SPAN}-00"}})
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "{PROMPT}"}}])
+        report()
+    """)
+    record = g.last_audit()
+    assert record["status"] == 200
+    time.sleep(0.7)  # several export rounds
+    assert collector.spans == []
+    upstream = g.fakes["openai"].received[-1].headers["traceparent"]
+    assert re.fullmatch(f"00-{TRACE_ID}-[0-9a-f]{{16}}-00", upstream) and CLIENT_SPAN not in upstream
 
 
 def test_a_denied_call_is_an_error_span_with_the_policys_reasons(g, collector):

@@ -11,6 +11,8 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
+from mitmproxy import http
+
 from ..call import Call
 from ..tracing import SHUTDOWN_SECONDS, OtlpSettings, Traces, otlp_settings
 from .shared import Loaded, Shared
@@ -29,14 +31,25 @@ class Tracing:
     def configure(self, updated: set[str]) -> None:
         self._follow(self.shared.loaded)
 
+    def handle(self, flow: http.HTTPFlow, call: Call) -> None:
+        """The request goes upstream with the call's span as the parent of what the upstream does
+        (`traceparent`, in place of the client's; `tracestate` as it came). Before the credential
+        step: a request that Tollgate signs is signed with it."""
+        traces = self._current()
+        if traces is not None:
+            flow.request.headers["traceparent"] = traces.upstream_traceparent(call)
+
     def record(self, call: Call, record: dict[str, Any]) -> None:
         """At the call's end, with its audit record: its span queued for export."""
+        traces = self._current()
+        if traces is not None:
+            traces.record(call, record)
+
+    def _current(self) -> Traces | None:
         loaded = self.shared.loaded
         if loaded is not self._seen:  # a reload (the watcher's, not a mitmproxy `configure`)
             self._follow(loaded)
-        traces = self._traces
-        if traces is not None:
-            traces.record(call, record)
+        return self._traces
 
     def _follow(self, loaded: Loaded | None) -> None:
         """The exporter the configuration asks for: made anew only when the settings changed; the
