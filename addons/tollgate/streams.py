@@ -255,8 +255,10 @@ class StreamTail:
 
     def data(self) -> bytes:
         """The bytes kept, from the cut to the end (joined: once, when the stream ends)."""
-        joined = b"".join(self._pieces)
-        return joined[self.cut - self._first :] if self.cut > self._first else joined
+        pieces: list[bytes | memoryview] = list(self._pieces)
+        if self.cut > self._first:  # from the cut, in the one copy the join makes
+            pieces[0] = memoryview(pieces[0])[self.cut - self._first :]
+        return b"".join(pieces)
 
 
 def split_events(region: bytes) -> list[bytes]:
