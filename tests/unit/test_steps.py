@@ -195,6 +195,7 @@ def test_tollgates_pipeline_is_one_addon_with_its_call_steps_in_order():
         "Ledger",
         "Decide",
         "AskForUsage",
+        "Tracing",
         "Credential",
         "UpstreamWatch",
     ]
