@@ -300,13 +300,16 @@ class Traces:
 
     def upstream_traceparent(self, call: Call) -> str:
         """The `traceparent` the call's request goes upstream with: the call's span, its ids chosen
-        now, as the parent, in the client's trace or else a new one; sampled as the span will be."""
+        now, as the parent, in the client's trace or else a new one; its flags those the span will
+        have (sampled, and the trace id random as W3C trace context level 2 says), as the SDK sets them."""
         parent = self._parent(call.trace_context)
         client = self._span_of(parent).get_span_context()
         trace_id = client.trace_id if client.is_valid else self._ids.generate_trace_id()
         call.span_ids = (trace_id, self._ids.generate_span_id())
         sampling = self._provider.sampler.should_sample(parent, trace_id, span_name(call), self._client)
-        return f"00-{trace_id:032x}-{call.span_ids[1]:016x}-{'01' if sampling.decision.is_sampled() else '00'}"
+        random = client.trace_flags.random_trace_id if client.is_valid else self._ids.is_trace_id_random()
+        flags = (1 if sampling.decision.is_sampled() else 0) | (2 if random else 0)
+        return f"00-{trace_id:032x}-{call.span_ids[1]:016x}-{flags:02x}"
 
     def record(self, call: Call, record: Mapping[str, Any]) -> None:
         """The call's span, made now that it has ended, queued for export."""

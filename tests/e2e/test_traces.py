@@ -207,9 +207,10 @@ def test_a_clients_traceparent_makes_the_span_its_child_and_the_span_the_upstrea
         assert span["span_id"] != CLIENT_SPAN
     else:  # not valid: a trace of its own
         assert span["parent_span_id"] == "" and span["trace_id"] not in (TRACE_ID, "0" * 32)
-    # What the upstream does is a child of Tollgate's span, in the same trace.
+    # What the upstream does is a child of Tollgate's span, in the same trace; a trace of Tollgate's
+    # own has a random trace id (W3C trace context level 2's flag 02, as the SDK sets it).
     received = g.fakes["openai"].received[-1].headers
-    assert received["traceparent"] == f"00-{span['trace_id']}-{span['span_id']}-01"
+    assert received["traceparent"] == f"00-{span['trace_id']}-{span['span_id']}-{'01' if joins else '03'}"
     assert received["tracestate"] == "vendor=opaque"
 
 
