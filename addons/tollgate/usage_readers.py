@@ -60,7 +60,9 @@ class SSEReader(UsageReader):
     stream's tail, from an event's start (`StreamTail`: the latest 64 KiB or more, and the last
     three events whole, whatever their size), finding in each piece only where its last event
     begins. At the end, the tail's events that hold one of the `wanted` byte strings go to
-    `keep`, and `read` parses what it kept. A reader that needs what only a stream's start holds
+    `keep`, newest first, until `has_all` says the reader has what it reads (an event older than
+    the ones it reads is not searched: with large events, most of the tail), and `read` parses
+    what it kept. A reader that needs what only a stream's start holds
     says so (`reads_start`): `first` sees the complete events as they pass until it returns True."""
 
     WINDOW = 64 * 1024
@@ -89,16 +91,22 @@ class SSEReader(UsageReader):
         return True
 
     def keep(self, block: bytes) -> None:
+        """Reads what it needs from an event, given newest first: the first one of a kind counts."""
+        raise NotImplementedError
+
+    def has_all(self) -> bool:
         raise NotImplementedError
 
     def read(self) -> Usage:
         raise NotImplementedError
 
     def result(self) -> Usage:
-        for block in raw_events(self._tail.data()):
+        for block in reversed(raw_events(self._tail.data())):
             if any(w in block for w in self.wanted):
                 # LF line ends, as SSEFramer gives them: only the few events kept are rewritten.
                 self.keep(block.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in block else block)
+                if self.has_all():
+                    break
         return self.read()
 
     @staticmethod

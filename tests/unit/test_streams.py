@@ -31,7 +31,7 @@ from tollgate.json_codec import parse_json
 from tollgate.providers import PROVIDERS
 from tollgate.providers.anthropic import MessagesStreamReader
 from tollgate.providers.bedrock import EventStreamReader
-from tollgate.providers.gemini import GenerateArrayReader, GenerateStreamReader
+from tollgate.providers.gemini import GenerateArrayReader, GenerateStreamReader, has_key
 from tollgate.providers.openai import ChatStreamReader, ResponsesStreamReader, stream_reader
 from tollgate.streams import (
     Decompressor,
@@ -1163,6 +1163,45 @@ def test_gemini_last_usage_metadata_counts_and_finish_reason_may_come_earlier() 
     )
     data = sse(gemini_sse(objects))
     assert usage_tuple(read(GenerateStreamReader(), [data])) == (5, 3, 8, None, None, "STOP")
+
+
+class KeptChat(ChatStreamReader):
+    """A chat reader that records the events it is given to keep."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kept: list[bytes] = []
+
+    def keep(self, block: bytes) -> None:
+        self.kept.append(block)
+        super().keep(block)
+
+
+def test_sse_readers_keep_the_newest_events_and_stop_once_they_have_what_they_read() -> None:
+    # Two answers (n=2): index 1 finishes first, then index 0, then the usage chunk.
+    blocks = openai_chat_blocks(["a", "b"], 19, 10, 4, 2, "stop", usage_with_choices=False)
+    choice_1 = json.loads(blocks[1][0].removeprefix("data: "))
+    choice_1["choices"] = [{"index": 1, "delta": {}, "logprobs": None, "finish_reason": "length"}]
+    blocks.insert(2, [f"data: {compact(choice_1)}"])
+    reader = KeptChat()
+    assert usage_tuple(read(reader, [sse(blocks)])) == (19, 10, 29, 4, 2, "stop")
+    usage_chunk, finish_chunk = lf_blocks(blocks[-2:-4:-1])
+    assert reader.kept == [usage_chunk, finish_chunk]  # index 1's finish, older, is never searched
+
+
+@pytest.mark.parametrize(
+    ("element", "expected"),
+    [
+        (b'{"usageMetadata":{"promptTokenCount":1}}', True),
+        (b'{"usageMetadata" \r\n : {}}', True),
+        (b'{"usageMetadata":{},"candidates":[{"content":{"parts":[{"text":"usageMetadata"}]}}]}', True),
+        (b'{"candidates":[{"content":{"parts":[{"text":"\\"usageMetadata\\": 1"}]}}]}', False),
+        (b'{"text":"usageMetadata","x":["usageMetadata"]}', False),
+        (b'{"usageMetadataX":{}}', False),
+    ],
+)
+def test_gemini_has_key_finds_the_key_from_the_end_whatever_text_holds(element: bytes, expected: bool) -> None:
+    assert has_key(element, b'"usageMetadata"') is expected
 
 
 # --- JSONArrayFramer ----------------------------------------------------------------------------

@@ -191,12 +191,15 @@ class MessagesStreamReader(SSEReader):
         return self._message_start is not None
 
     def keep(self, block: bytes) -> None:
-        if _MESSAGE_DELTA.search(block):
+        if self._delta is None and _MESSAGE_DELTA.search(block):
             self._delta = block
         elif _ERROR_EVENT.search(block):
             error = (self.data(block) or {}).get("error")
             kind = error.get("type") if isinstance(error, dict) else None
             self.error = f"the stream ended in an error event: {kind or 'unknown'}"
+
+    def has_all(self) -> bool:
+        return self._delta is not None
 
     def read(self) -> Usage:
         start = self.data(self._message_start) or {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -219,14 +219,29 @@ def usage_from_object(data: dict) -> Usage:
     return add_totals(u)
 
 
-_USAGE_METADATA = re.compile(rb'"usageMetadata"\s*:')
-_FINISH_REASON = re.compile(rb'"finishReason"\s*:')
+_COLON = re.compile(rb"\s*:")
 
 
-def usage_from_frames(usage: dict, finish: dict) -> Usage:
-    """The usage of the last element that reports one, the finish reason of the last that does."""
-    result = usage_from_object(usage)
-    result.finish_reason = usage_from_object(finish).finish_reason or result.finish_reason
+def has_key(element: bytes, key: bytes) -> bool:
+    """Whether `element` has the JSON key `key` (quoted), found from its end: Gemini writes
+    finishReason and usageMetadata after the text, which a search from the start reads whole."""
+    end = len(element)
+    while (i := element.rfind(key, 0, end)) >= 0:
+        if _COLON.match(element, i + len(key)):
+            return True
+        end = i
+    return False
+
+
+def usage_from_frames(
+    usage: bytes | None, finish: bytes | None, parse: Callable[[bytes | None], dict[str, Any] | None]
+) -> Usage:
+    """The usage of the last element that reports one, the finish reason of the last that does
+    (parsed once where they are the same element, as a stream's last one usually is)."""
+    usage_data = parse(usage) or {}
+    result = usage_from_object(usage_data)
+    finish_data = usage_data if finish is usage else parse(finish) or {}
+    result.finish_reason = usage_from_object(finish_data).finish_reason or result.finish_reason
     return result
 
 
@@ -243,13 +258,16 @@ class GenerateStreamReader(SSEReader):
         self._finish: bytes | None = None
 
     def keep(self, block: bytes) -> None:
-        if _USAGE_METADATA.search(block):
+        if self._usage is None and has_key(block, b'"usageMetadata"'):
             self._usage = block
-        if _FINISH_REASON.search(block):
+        if self._finish is None and has_key(block, b'"finishReason"'):
             self._finish = block
 
+    def has_all(self) -> bool:
+        return self._usage is not None and self._finish is not None
+
     def read(self) -> Usage:
-        return usage_from_frames(self.data(self._usage) or {}, self.data(self._finish) or {})
+        return usage_from_frames(self._usage, self._finish, self.data)
 
 
 class GenerateArrayReader(UsageReader):
@@ -279,13 +297,13 @@ class GenerateArrayReader(UsageReader):
     def result(self) -> Usage:
         usage = finish = None
         for element in self._elements_newest_first():
-            if usage is None and _USAGE_METADATA.search(element):
+            if usage is None and has_key(element, b'"usageMetadata"'):
                 usage = element
-            if finish is None and _FINISH_REASON.search(element):
+            if finish is None and has_key(element, b'"finishReason"'):
                 finish = element
             if usage is not None and finish is not None:
                 break
-        return usage_from_frames(parse_json(usage) or {}, parse_json(finish) or {})
+        return usage_from_frames(usage, finish, parse_json)
 
     def _elements_newest_first(self) -> Iterable[bytes]:
         """The tail's elements, newest first (read backward lazily where the array ended)."""

@@ -249,15 +249,18 @@ class ChatStreamReader(SSEReader):
         self._finish: bytes | None = None
 
     def keep(self, block: bytes) -> None:
-        if _USAGE_OBJECT.search(block):
+        if self._usage is None and _USAGE_OBJECT.search(block):
             self._usage = block
-        if _FINISH_REASON.search(block):
+        if self._finish is None and _FINISH_REASON.search(block):
             self._finish = block
         if b'"error"' in block:
             error = (self.data(block) or {}).get("error")
             if isinstance(error, dict):
                 kind = error.get("type") or error.get("code") or "unknown"
                 self.error = f"the stream ended in an error: {kind}"
+
+    def has_all(self) -> bool:
+        return self._usage is not None and self._finish is not None
 
     def read(self) -> Usage:
         usage = usage_from_object("chat.completions", self.data(self._usage) or {})
@@ -279,6 +282,9 @@ class ResponsesStreamReader(SSEReader):
     def keep(self, block: bytes) -> None:
         if _RESPONSE_DONE.search(block):
             self._done = block
+
+    def has_all(self) -> bool:
+        return self._done is not None
 
     def read(self) -> Usage:
         event = self.data(self._done) or {}
