@@ -13,7 +13,7 @@ NODE_PROXY="$ROOT/node-proxy"
 LISTEN_HOST="127.0.0.1"
 LISTEN_PORT="8080"
 # The official SDKs the end-to-end tests drive, newest releases, in a venv of their own:
-# mitmproxy's pins hold the main venv's typing-extensions (and so the SDKs) back.
+# mitmproxy pins typing-extensions (on Python < 3.13), which the SDKs' newest releases may outgrow.
 CLIENT_PACKAGES=(openai anthropic google-genai boto3 websockets)
 
 say() { printf 'tollgate: %s\n' "$*" >&2; }

@@ -1,4 +1,4 @@
-"""What mitmproxy 12.2 cannot do through its addon API, and Tollgate needs: answer a failed
+"""What mitmproxy 12 cannot do through its addon API, and Tollgate needs: answer a failed
 upstream in the provider's own error shape, and end one call that waits too long for its upstream.
 
 mitmproxy sends a fixed HTML page when the upstream is unreachable or breaks before its headers,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import struct
+import sys
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -769,7 +770,7 @@ class Decompressor:
 
     def __init__(self, encoding: str) -> None:
         encoding = encoding.strip().lower()
-        self._new: Callable[[], Any]  # a decompression object: zlib's, brotli's or zstandard's
+        self._new: Callable[[], Any]  # a decompression object: zlib's, brotli's or zstd's
         if encoding in ("gzip", "x-gzip", "deflate"):
             wbits = zlib.MAX_WBITS | (16 if "gzip" in encoding else 0)
             self._new = lambda: zlib.decompressobj(wbits)
@@ -778,9 +779,12 @@ class Decompressor:
 
             self._new = brotli.Decompressor
         elif encoding == "zstd":
-            import zstandard  # a mitmproxy dependency
+            if sys.version_info >= (3, 14):
+                from compression import zstd
+            else:
+                from backports import zstd  # a mitmproxy dependency before Python 3.14
 
-            self._new = lambda: zstandard.ZstdDecompressor().decompressobj()
+            self._new = zstd.ZstdDecompressor
         else:
             raise ValueError(f"cannot read a {encoding}-encoded body")
         self._object: Any = self._new()
@@ -788,10 +792,10 @@ class Decompressor:
     def feed(self, chunk: bytes) -> bytes:
         out = []
         while chunk:
+            # gzip and zstd allow several members (frames) one after another: each its own object.
+            if getattr(self._object, "eof", False):
+                self._object = self._new()
             decompress = getattr(self._object, "decompress", None) or self._object.process
             out.append(decompress(chunk))
-            # gzip and zstd allow several members (frames) one after another.
             chunk = getattr(self._object, "unused_data", b"") if getattr(self._object, "eof", False) else b""
-            if chunk:
-                self._object = self._new()
         return b"".join(out)
