@@ -146,7 +146,8 @@ def count_streams(args: argparse.Namespace) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as work:
         bench = CountedStreams(
-            argparse.Namespace(quiet_proxies=True, size_mb=args.size_mb, bulk_timeout=0, time_tap=False), Path(work)
+            argparse.Namespace(quiet_proxies=True, size_mb=args.size_mb, bulk_timeout=0, time_tap=False, control=False),
+            Path(work),
         )
         try:
             bench.setup()

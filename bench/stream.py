@@ -7,6 +7,7 @@ Run from the checkout:
     .venv/bin/python bench/stream.py --format openai-chat --event-bytes 0 --size-mb 1024   # one cell, 1 GiB
     .venv/bin/python bench/stream.py --format gemini-array,bedrock-invoke --event-bytes 256,1048576
     .venv/bin/python bench/stream.py --time-tap --format bedrock-invoke --event-bytes 256   # and Tollgate's tap timed
+    .venv/bin/python bench/stream.py --control --time-tap   # beside a second bare mitmdump: the run's own noise
     .venv/bin/python bench/stream.py --help
 
 One TLS fake upstream (a thread of this process, on 127.0.0.1, certificate from a trustme CA) serves
@@ -30,16 +31,20 @@ The client (this process too, raw sockets + ssl, HTTP/1.1) calls it three ways:
             the response, and what Tollgate itself does (with a callable). Bare mitmdump passes the
             routed format's OpenAI events untranslated;
   tollgate  through `mitmdump -s addons/gateway.py --set tollgate_config=<yaml>` whose YAML sets
-            every provider's upstream to the fake and the override rule.
+            every provider's upstream to the fake and the override rule;
+  control   with --control, a second bare mitmdump started as the first, measured in the latency
+            and bulk phases as Tollgate is: what two identical proxies differ by in the same run,
+            the noise to read each Tollgate / bare figure against.
 
 For each format and event size (a cell):
 
 Latency phase (paced stream, events a few ms apart, more for large events; rounds interleaved across
-the modes): the fake records perf_counter_ns() just before writing each event, the client when the
-event's last byte was read; the difference is the per-chunk delay. For the routed format through
-Tollgate, the Gemini event carrying a content event's text counts as that event. TTFB is from the
-request write (on a fresh connection, tunnel and TLS to the proxy already set up) to the first body
-byte.
+the modes, as many as `--min-samples` events per mode need: a p99 of fewer than 100 is their
+largest, which one pause of the machine decides): the fake records perf_counter_ns() just before
+writing each event, the client when the event's last byte was read; the difference is the
+per-chunk delay. For the routed format through Tollgate, the Gemini event carrying a content
+event's text counts as that event. TTFB is from the request write (on a fresh connection, tunnel
+and TLS to the proxy already set up) to the first body byte.
 
 Bulk phase (one large stream, events back to back, in 64-KiB HTTP chunks or one per larger event;
 `--bulk-rounds` rounds, the modes' order alternating): throughput, the upstream's bytes over the
@@ -86,6 +91,7 @@ import re
 import signal
 import socket
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -111,7 +117,8 @@ MiB = 1024 * 1024
 MB = 1_000_000
 API_HOST = OPENAI_HOST  # what bench/overhead.py and bench/instructions.py call
 MODES = ("direct", "bare", "tollgate")
-LABELS = {"direct": "direct", "bare": "bare mitmdump", "tollgate": "Tollgate"}
+CONTROL = "control"  # --control: a second bare mitmdump, measured as Tollgate is
+LABELS = {"direct": "direct", "bare": "bare mitmdump", "tollgate": "Tollgate", CONTROL: "bare mitmdump, again"}
 TARGET_ADDED_P99_MS = 2.0
 # How bare mitmdump is made to stream responses by default (see --bare-streaming): mitmproxy's own
 # switch, response.stream = True, set as soon as the response headers are in.
@@ -962,6 +969,7 @@ class Bench:
         self.usage_checked = 0
         self.usage_problems: list[str] = []
         self.tap_times = workdir / "tap_times.jsonl"  # bench/tap_timer.py's lines, with --time-tap
+        self.modes = (*MODES, CONTROL) if args.control else MODES
 
     def token(self, scenario: Scenario) -> str:
         assert self.fake is not None
@@ -1015,6 +1023,8 @@ class Bench:
             tollgate += ["-s", str(ROOT / "bench" / "tap_timer.py"), "--set", f"tap_timer_file={self.tap_times}"]
         self.proxies["bare"] = self.proxy_class("bare", bare, self.workdir)
         self.proxies["tollgate"] = self.proxy_class("tollgate", tollgate, self.workdir)
+        if CONTROL in self.modes:
+            self.proxies[CONTROL] = self.proxy_class(CONTROL, bare, self.workdir)
         for proxy in self.proxies.values():
             proxy.wait_ready(self.start_timeout)
         self.targets["direct"] = Target("direct", self.fake, ca, bundle, None)
@@ -1086,7 +1096,7 @@ class Bench:
         return []
 
     def warm_up(self, cell: Cell) -> None:
-        for mode in MODES:
+        for mode in self.modes:
             last: Exception | None = None
             for _ in range(3):
                 try:
@@ -1108,21 +1118,27 @@ class Bench:
         delay = max(self.args.delay_ms / 1000, size / PACED_BYTES_PER_S)
         return count, delay
 
+    def latency_rounds(self, cell: Cell) -> int:
+        """`--rounds`, or more where a call has few events: enough for `--min-samples` delays per mode
+        (a p99 of fewer than 100 is their largest, one pause of the machine)."""
+        count, _ = self.paced_shape(cell)
+        return max(self.args.rounds, math.ceil(self.args.min_samples / count))
+
     def latency(self, cell: Cell) -> dict[str, dict[str, float]]:
         count, delay = self.paced_shape(cell)
-        delays: dict[str, list[float]] = {m: [] for m in MODES}
-        ttfb: dict[str, list[float]] = {m: [] for m in MODES}
-        connect: dict[str, list[float]] = {m: [] for m in MODES}
+        delays: dict[str, list[float]] = {m: [] for m in self.modes}
+        ttfb: dict[str, list[float]] = {m: [] for m in self.modes}
+        connect: dict[str, list[float]] = {m: [] for m in self.modes}
         timeout = 30 + count * delay * 4
-        for _ in range(self.args.rounds):
-            for mode in MODES:
+        for _ in range(self.latency_rounds(cell)):
+            for mode in self.modes:
                 scenario = Scenario.paced(cell.fmt, cell.event_bytes, count, delay)
                 result = self.run_call(mode, scenario, timeout)
                 delays[mode] += self.chunk_delays(mode, scenario, result)
                 ttfb[mode].append((result.t_first_body - result.t_send) / 1e6)
                 connect[mode].append(result.connect_ms)
         out = {}
-        for mode in MODES:
+        for mode in self.modes:
             out[mode] = {
                 "ttfb_p50": percentile(ttfb[mode], 50),
                 "ttfb_max": max(ttfb[mode]),
@@ -1155,17 +1171,19 @@ class Bench:
 
     def bulk(self, cell: Cell) -> dict[str, dict[str, float]]:
         """`--bulk-rounds` large streams per mode, interleaved, bare mitmdump and Tollgate taking
-        turns to go first. Throughput: the median round; Tollgate / bare: the median of the rounds'
+        turns to go first (with --control, the two bare mitmdumps first and last in turn, Tollgate
+        between them). Throughput: the median round; Tollgate / bare: the median of the rounds'
         ratios. RSS growth: the highest peak over all rounds minus VmRSS before the first."""
         size = self.args.size_mb * MiB
         timeout = self.args.bulk_timeout or 60 + self.args.size_mb * 0.6
-        rates: dict[str, list[float]] = {m: [] for m in MODES}
-        cpu: dict[str, list[float]] = {m: [] for m in MODES}  # the proxy's CPU µs per upstream MB
+        rates: dict[str, list[float]] = {m: [] for m in self.modes}
+        cpu: dict[str, list[float]] = {m: [] for m in self.modes}  # the proxy's CPU µs per upstream MB
         memory: dict[str, dict[str, float]] = {}
         body_bytes = 0
         taps_before = self.tap_lines()
         for round_ in range(self.args.bulk_rounds):
-            order = MODES if round_ % 2 == 0 else ("direct", "tollgate", "bare")
+            proxies = self.modes[1:]
+            order = ("direct", *(proxies if round_ % 2 == 0 else reversed(proxies)))
             for mode in order:
                 scenario = Scenario.bulk(cell.fmt, cell.event_bytes, size)
                 proxy = self.proxies.get(mode)
@@ -1196,15 +1214,20 @@ class Bench:
                 rates[mode].append(scenario.bytes_sent / MB / seconds)
                 body_bytes = scenario.bytes_sent
         out = {}
-        for mode in MODES:
+        for mode in self.modes:
             out[mode] = {
                 "bytes": body_bytes,
                 "mbps": percentile(rates[mode], 50),
                 "mbps_min": min(rates[mode]),
                 "mbps_max": max(rates[mode]),
-                "ratios": [t / b for t, b in zip(rates["tollgate"], rates["bare"], strict=True)],
                 "cpu_us_per_mb": percentile(cpu[mode], 50),
-                "cpu_ratios": [t / b for t, b in zip(cpu["tollgate"], cpu["bare"], strict=True)],
+                # A proxy's over bare mitmdump's, round by round.
+                "ratios": [t / b for t, b in zip(rates[mode], rates["bare"], strict=True)]
+                if mode in self.proxies
+                else [],
+                "cpu_ratios": [t / b for t, b in zip(cpu[mode], cpu["bare"], strict=True)]
+                if mode in self.proxies
+                else [],
                 **memory.get(mode, {}),
             }
         if self.args.time_tap:
@@ -1227,13 +1250,14 @@ class Bench:
         size = self.args.size_mb * MiB
         timeout = self.args.bulk_timeout or 60 + self.args.size_mb * 0.6
         ratios = []
+        proxies = {mode: self.proxies[mode] for mode in ("bare", "tollgate")}
         for _ in range(self.args.bulk_rounds):
-            scenarios = {mode: Scenario.bulk(cell.fmt, cell.event_bytes, size) for mode in self.proxies}
-            before = {mode: cpu_ns(proxy.pid) for mode, proxy in self.proxies.items()}
+            scenarios = {mode: Scenario.bulk(cell.fmt, cell.event_bytes, size) for mode in proxies}
+            before = {mode: cpu_ns(proxy.pid) for mode, proxy in proxies.items()}
             failures: list[BaseException] = []
             threads = [
                 threading.Thread(target=self._call_into, args=(mode, scenarios[mode], timeout, failures))
-                for mode in self.proxies
+                for mode in proxies
             ]
             for thread in threads:
                 thread.start()
@@ -1243,7 +1267,7 @@ class Bench:
                 raise failures[0]
             per_mb = {
                 mode: (cpu_ns(proxy.pid) - before[mode]) / (scenarios[mode].bytes_sent / MB)
-                for mode, proxy in self.proxies.items()
+                for mode, proxy in proxies.items()
             }
             ratios.append(per_mb["tollgate"] / per_mb["bare"])
         return ratios
@@ -1321,8 +1345,12 @@ class CellResult:
     def ratio(self) -> float:
         return percentile(self.bulk["tollgate"]["ratios"], 50)
 
-    def added_p99(self) -> float:
-        return self.lat["tollgate"]["delay_p99"] - self.lat["bare"]["delay_p99"]
+    def added_p99(self, mode: str = "tollgate") -> float:
+        return self.lat[mode]["delay_p99"] - self.lat["bare"]["delay_p99"]
+
+    def control_ratio(self) -> float | None:
+        """The second bare mitmdump's throughput over the first's (--control): the run's own noise."""
+        return percentile(self.bulk[CONTROL]["ratios"], 50) if CONTROL in self.bulk else None
 
     def target_ratio(self) -> float:
         return TARGET_ROUTED_RATIO if self.cell.fmt.routed else TARGET_THROUGHPUT_RATIO
@@ -1350,6 +1378,7 @@ class CellResult:
                 f">= {self.target_ratio():g}x",
                 self.ratio() >= self.target_ratio(),
             ),
+            *self.control_checks(),
             (
                 "CPU per MB, Tollgate / bare mitmdump, streaming side by side (median of rounds)",
                 f"{percentile(self.side, 50):.3f}x (rounds {' '.join(f'{r:.2f}' for r in self.side)})",
@@ -1361,6 +1390,26 @@ class CellResult:
                 f"{growth:+.1f} MB (bare mitmdump {b_bulk.get('rss_growth', float('nan')):+.1f} MB)",
                 f"<= {TARGET_RSS_GROWTH_MB:g} MB",
                 growth <= TARGET_RSS_GROWTH_MB,
+            ),
+        ]
+
+    def control_checks(self) -> list[Check]:
+        """What the same figures are for a second bare mitmdump (--control): how far noise goes."""
+        if CONTROL not in self.bulk:
+            return []
+        ratios = " ".join(f"{r:.2f}" for r in self.bulk[CONTROL]["ratios"])
+        return [
+            (
+                "per-chunk delay p99, bare mitmdump again - bare mitmdump",
+                f"{self.added_p99(CONTROL):+.3f} ms",
+                "(no target)",
+                None,
+            ),
+            (
+                "throughput, bare mitmdump again / bare mitmdump",
+                f"{self.control_ratio():.2f}x (rounds {ratios})",
+                "(no target)",
+                None,
             ),
         ]
 
@@ -1378,7 +1427,8 @@ def preamble(bench: Bench) -> None:
         f"{os.cpu_count()} CPUs, {platform.machine()}; all on 127.0.0.1, client and fake upstream in one process"
     )
     print(
-        f"latency phase: {args.rounds} rounds per mode of up to {args.chunks} events, {args.delay_ms:g} ms apart or "
+        f"latency phase: {args.rounds} rounds per mode (more for at least {args.min_samples} events) of up to "
+        f"{args.chunks} events, {args.delay_ms:g} ms apart or "
         f"further for large events ({PACED_BYTES_PER_S / MB:g} MB/s at most), a fresh connection per call"
     )
     print(
@@ -1397,6 +1447,11 @@ def preamble(bench: Bench) -> None:
     print(
         f"load average at start: {bench.loadavg_start}, at end: {loadavg()} (other processes on the machine add noise)"
     )
+    if CONTROL in bench.modes:
+        print(
+            "control: a second bare mitmdump, started as the first and measured in the same rounds ('again'): "
+            "how far two identical proxies differ in this run"
+        )
     print(BARE_STREAMING_NOTE)
     print("bare mitmdump also gets --set connection_strategy=lazy, as Tollgate sets it")
     print(
@@ -1433,7 +1488,7 @@ def cell_report(result: CellResult) -> None:
     ]
     rows = []
     base = lat["direct"]
-    for mode in MODES:
+    for mode in lat:
         latm, bulkm = lat[mode], bulk[mode]
         rows.append(
             [
@@ -1491,6 +1546,9 @@ def summary(results: list[CellResult]) -> None:
     timed = "tap_us_per_mb" in results[0].bulk["tollgate"] if results else False
     if timed:
         header.insert(header.index("added p99 ms"), "tap in proxy, of bare's CPU")
+    controlled = bool(results) and results[0].control_ratio() is not None
+    if controlled:
+        header[header.index("target") + 1 : header.index("target") + 1] = ["again / bare", "again: added p99 ms"]
     rows = []
     for r in results:
         ratios = r.bulk["tollgate"]["ratios"]
@@ -1513,11 +1571,36 @@ def summary(results: list[CellResult]) -> None:
                 "PASS" if r.passed() else "FAIL",
             ]
         )
+        if controlled:
+            at = header.index("again / bare")
+            rows[-1][at:at] = [f"{r.control_ratio():.2f}x", fmt(r.added_p99(CONTROL), 3, True)]
         if timed:
             tap = r.bulk["tollgate"]["tap_us_per_mb"]
             share = tap / r.bulk["bare"]["cpu_us_per_mb"]
             rows[-1].insert(header.index("tap in proxy, of bare's CPU"), f"{tap:.0f} µs/MB ({share:.1%})")
     print(table(rows, header))
+    if controlled:
+        pooled(results)
+
+
+def pooled(results: list[CellResult]) -> None:
+    """Tollgate / bare over all the cells of the formats Tollgate reads, beside the control's: one
+    cell's ratio moves by about the control's spread, their mean by that over the root of their
+    number, which tells apart what no single cell can."""
+    read = [r for r in results if not r.cell.fmt.routed]
+    if len(read) < 3:
+        return
+    tollgate = [math.log(r.ratio()) for r in read]
+    control = [math.log(r.control_ratio() or 1.0) for r in read]
+    spread = statistics.stdev(control)
+    margin = 2 * spread / math.sqrt(len(read))
+    mean = statistics.mean(tollgate)
+    print(
+        f"\nover the {len(read)} cells Tollgate reads: Tollgate / bare {math.exp(mean):.3f}x (geometric mean; "
+        f"{math.exp(mean - margin):.3f}-{math.exp(mean + margin):.3f} at two standard errors), bare again / bare "
+        f"{math.exp(statistics.mean(control)):.3f}x; one cell's ratio moves by ±{spread:.0%} (the control's "
+        f"standard deviation)"
+    )
 
 
 def main() -> int:
@@ -1539,6 +1622,9 @@ def main() -> int:
     parser.add_argument("--delay-ms", type=float, default=5.0, help="pause between paced events, at least")
     parser.add_argument("--rounds", type=int, default=3, help="paced calls per mode and cell")
     parser.add_argument(
+        "--min-samples", type=int, default=200, help="paced events per mode and cell at least (more rounds if need be)"
+    )
+    parser.add_argument(
         "--bulk-rounds",
         type=int,
         default=9,
@@ -1553,13 +1639,18 @@ def main() -> int:
         action="store_true",
         help="time Tollgate's stream tap inside its mitmdump (bench/tap_timer.py): its share of bare's CPU per MB",
     )
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="run a second bare mitmdump, measured as Tollgate is: the run's own noise, beside each Tollgate figure",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, config, audit)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
     if args.chunks < 4 or args.rounds < 1 or args.size_mb < 1 or args.delay_ms < 0 or not 1 <= args.bulk_rounds <= 100:
         parser.error("need --chunks >= 4, --rounds >= 1, --size-mb >= 1, --delay-ms >= 0, 1 <= --bulk-rounds <= 100")
-    if args.chunks * args.rounds > 1_000_000:
-        parser.error("--chunks x --rounds is limited to 1,000,000")
+    if args.chunks * args.rounds > 1_000_000 or not 0 <= args.min_samples <= 100_000:
+        parser.error("--chunks x --rounds is limited to 1,000,000, --min-samples to 100,000")
     try:
         formats = [FORMATS[name.strip()] for name in args.format.split(",") if name.strip()]
         sizes = [int(n) for n in args.event_bytes.split(",") if n.strip()]
@@ -1589,7 +1680,8 @@ def main() -> int:
         )
         for cell in cells:
             print(
-                f"{cell.name}: warm-up, latency ({args.rounds} rounds), bulk ({args.bulk_rounds} x {args.size_mb} MiB), "
+                f"{cell.name}: warm-up, latency ({bench.latency_rounds(cell)} rounds), "
+                f"bulk ({args.bulk_rounds} x {args.size_mb} MiB), "
                 "side by side ...",
                 flush=True,
             )
@@ -1603,8 +1695,9 @@ def main() -> int:
                     raise RuntimeError(f"{name} mitmdump died:\n{proxy.console()}")
             result = CellResult(cell, lat, bulk_stats, side, loadavg())
             results.append(result)
+            control = f", bare again / bare {result.control_ratio():.2f}x" if args.control else ""
             print(
-                f"  Tollgate / bare {result.ratio():.2f}x (CPU side by side {percentile(side, 50):.3f}x), "
+                f"  Tollgate / bare {result.ratio():.2f}x{control} (CPU side by side {percentile(side, 50):.3f}x), "
                 f"added p99 {result.added_p99():+.3f} ms, "
                 f"RSS growth {bulk_stats['tollgate'].get('rss_growth', 0):+.1f} MB, load {result.load}",
                 flush=True,
