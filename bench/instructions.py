@@ -146,7 +146,9 @@ def count_streams(args: argparse.Namespace) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as work:
         bench = CountedStreams(
-            argparse.Namespace(quiet_proxies=True, size_mb=args.size_mb, bulk_timeout=0, time_tap=False, control=False),
+            argparse.Namespace(
+                quiet_proxies=True, size_mb=args.size_mb, bulk_timeout=0, time_tap=False, control=False, unread=False
+            ),
             Path(work),
         )
         try:

@@ -8,6 +8,7 @@ Run from the checkout:
     .venv/bin/python bench/stream.py --format gemini-array,bedrock-invoke --event-bytes 256,1048576
     .venv/bin/python bench/stream.py --time-tap --format bedrock-invoke --event-bytes 256   # and Tollgate's tap timed
     .venv/bin/python bench/stream.py --control --time-tap   # beside a second bare mitmdump: the run's own noise
+    .venv/bin/python bench/stream.py --control --unread     # Tollgate reading no usage: all it costs but the reading
     .venv/bin/python bench/stream.py --help
 
 One TLS fake upstream (a thread of this process, on 127.0.0.1, certificate from a trustme CA) serves
@@ -71,6 +72,10 @@ its stream tap (usage read, or the answer rewritten) in the CPU time of mitmprox
 summary's "tap in proxy" is the median bulk stream's time in the tap per MB, and its share of bare
 mitmdump's CPU per MB. It is what Tollgate's own code costs in the proxy, cold caches included, and
 does not drift with the machine as the ratios do.
+
+With --unread, Tollgate's mitmdump also loads bench/unread_tap.py: its tap passes every piece on
+(rewritten where a stream is) without reading usage. Tollgate / bare is then what Tollgate costs in
+a stream besides the reading; set beside a run without it, the reading as the proxy pays for it.
 
 Every call through Tollgate is looked up in its audit file (by the X-Tollgate-Request-Id it
 answered with): the input and output tokens and the finish reason must be those the fake sent.
@@ -1019,6 +1024,8 @@ class Bench:
         addon.write_text(BARE_STREAM_ADDON)
         bare += ["-s", str(addon)]
         tollgate = ["-s", str(ROOT / "addons" / "gateway.py"), "--set", f"tollgate_config={config}", *common]
+        if self.args.unread:
+            tollgate += ["-s", str(ROOT / "bench" / "unread_tap.py")]
         if self.args.time_tap:
             tollgate += ["-s", str(ROOT / "bench" / "tap_timer.py"), "--set", f"tap_timer_file={self.tap_times}"]
         self.proxies["bare"] = self.proxy_class("bare", bare, self.workdir)
@@ -1085,6 +1092,8 @@ class Bench:
         record = self.audit.find(request_id)
         if record is None:
             return [f"no audit record for {request_id}"]
+        if self.args.unread:
+            return []  # no usage read
         got = (record.get("input_tokens"), record.get("output_tokens"), record.get("finish_reason"))
         counts = scenario.counts
         expected = (counts.input_tokens, counts.output_tokens, scenario.fmt.stream.finish)
@@ -1447,6 +1456,8 @@ def preamble(bench: Bench) -> None:
     print(
         f"load average at start: {bench.loadavg_start}, at end: {loadavg()} (other processes on the machine add noise)"
     )
+    if args.unread:
+        print("Tollgate reads no usage (--unread, bench/unread_tap.py): its audit's usage is not checked")
     if CONTROL in bench.modes:
         print(
             "control: a second bare mitmdump, started as the first and measured in the same rounds ('again'): "
@@ -1643,6 +1654,11 @@ def main() -> int:
         "--control",
         action="store_true",
         help="run a second bare mitmdump, measured as Tollgate is: the run's own noise, beside each Tollgate figure",
+    )
+    parser.add_argument(
+        "--unread",
+        action="store_true",
+        help="Tollgate's tap reads no usage (bench/unread_tap.py): what Tollgate costs in a stream besides the reading",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, config, audit)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
