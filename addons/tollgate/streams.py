@@ -797,5 +797,5 @@ class Decompressor:
                 self._object = self._new()
             decompress = getattr(self._object, "decompress", None) or self._object.process
             out.append(decompress(chunk))
-            chunk = getattr(self._object, "unused_data", b"") if getattr(self._object, "eof", False) else b""
+            chunk = getattr(self._object, "unused_data", b"")  # empty until the member ends
         return b"".join(out)

@@ -28,11 +28,6 @@ from mitmproxy.http import Headers
 from tollgate import streams
 from tollgate.call import Usage
 from tollgate.json_codec import parse_json
-
-if sys.version_info >= (3, 14):
-    from compression import zstd
-else:
-    from backports import zstd
 from tollgate.providers import PROVIDERS
 from tollgate.providers.anthropic import MessagesStreamReader
 from tollgate.providers.bedrock import EventStreamReader
@@ -50,6 +45,11 @@ from tollgate.streams import (
     split_events,
 )
 from tollgate.usage_readers import SSEReader, UsageReader, WholeBodyReader, is_event_stream
+
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
 
 OPENAI = PROVIDERS["openai"]
 GEMINI = PROVIDERS["gemini"]
