@@ -4,11 +4,21 @@ shape, audited, and absent from the upstream; and the cases an SDK can send."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
+import sys
+import zlib
 
+import brotli
 import pytest
+from tests.support.fake_upstream import Reply
 from tests.support.raw import send
+
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
 
 REAL = {
     "openai": "sk-REAL-openai-fc-1",
@@ -144,6 +154,8 @@ def test_a_path_not_in_canonical_form_is_refused(g, provider, target, body, why)
     assert_refused(g, provider, response, record, why)
 
 
+# Valid JSON of just over 64 MiB, some 65 KB gzipped.
+GZIP_BOMB = gzip.compress(CHAT[:-1] + b" " * (64 * 1024 * 1024) + b"}", 1)
 MAX_TOKENS_2_63 = b'{"model": "gpt-4o-mini", "max_tokens": 9223372036854775808, "messages": []}'
 
 
@@ -155,6 +167,9 @@ MAX_TOKENS_2_63 = b'{"model": "gpt-4o-mini", "max_tokens": 9223372036854775808, 
         ("large non-JSON", b"x" * (5 * 1024 * 1024), [("Content-Type", "text/plain")], {}, "not a JSON object"),
         ("unknown encoding", CHAT, [("Content-Encoding", "x-unknown")], {}, "Content-Encoding cannot be decoded"),
         ("gzip on a plain body", CHAT, [("Content-Encoding", "gzip")], {}, "Content-Encoding cannot be decoded"),
+        ("a codec, not a coding", base64.b64encode(CHAT), [("Content-Encoding", "base64")], {}, "cannot be decoded"),
+        ("gzip cut short", gzip.compress(CHAT)[:-4], [("Content-Encoding", "gzip")], {}, "it ends before its encoded"),
+        ("gzip bomb", GZIP_BOMB, [("Content-Encoding", "gzip")], {}, "the body decodes to more than 64 MiB"),
         ("invalid UTF-8", CHAT.replace(PROMPT.encode(), b"caf\xe9"), [], {}, "not UTF-8"),
         (
             "deep nesting",
@@ -194,9 +209,11 @@ def test_an_unreadable_body_is_refused(g, case, body, headers, kw, why):
     assert_refused(g, "openai", response, record, why)
 
 
-def test_a_gzipped_body_is_read_and_a_max_tokens_cap_holds(g):
-    body = gzip.compress(json.dumps({"model": "gpt-4o-mini", "max_tokens": 5000, "messages": []}).encode())
-    response, record = raw(g, "openai", "/v1/chat/completions", body, [("Content-Encoding", "gzip")])
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd"])
+def test_an_encoded_body_is_read_and_a_max_tokens_cap_holds(g, encoding):
+    body = json.dumps({"model": "gpt-4o-mini", "max_tokens": 5000, "messages": []}).encode()
+    encode = {"gzip": gzip.compress, "deflate": zlib.compress, "br": brotli.compress, "zstd": zstd.compress}[encoding]
+    response, record = raw(g, "openai", "/v1/chat/completions", encode(body), [("Content-Encoding", encoding)])
     assert response.status == 403 and response.headers["x-tollgate-error"] == "policy_denied"
     assert record["max_tokens"] == 5000 and record["deny_reasons"] == ["max_tokens over 1000"]
     assert g.fakes["openai"].received == []
@@ -311,3 +328,27 @@ def test_nothing_refused_leaks_to_the_console_or_saved_flows(g):
     for secret in (ALICE, PROMPT, "aws-5ecret-fc", *REAL.values()):
         assert secret not in console
         assert secret.encode() not in saved
+
+
+def test_an_answer_that_decodes_to_more_than_any_event_goes_through_as_sent_unread(g):
+    """A gzip-encoded stream whose middle decodes to some 200 MiB of blank lines: the client gets
+    every byte as the upstream sent it, and the reading stops there rather than inflate it."""
+    z = zlib.compressobj(wbits=zlib.MAX_WBITS | 16)
+    chunk = b'data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n'
+    usage = b'data: {"id":"c","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}\n\n'
+    pieces = [
+        z.compress(chunk) + z.flush(zlib.Z_SYNC_FLUSH),
+        z.compress(b"\n" * (200 * 1024 * 1024)) + z.flush(zlib.Z_SYNC_FLUSH),
+        z.compress(usage + b"data: [DONE]\n\n") + z.flush(),
+    ]
+    g.fakes["openai"].handler = lambda _r: Reply(200, chunks=pieces, headers={"content-encoding": "gzip"})
+    body = json.dumps({"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": PROMPT}]})
+    response, record = raw(g, "openai", "/v1/chat/completions", body.encode())
+    assert response.status == 200 and response.body == b"".join(pieces)
+    assert record["status"] == 200 and record["input_tokens"] is None
+    assert record["error"] == (
+        "the answer's Content-Encoding: the body decodes to more than 16 MiB at once; not read for usage"
+    )
+    g.reset()
+    follow, after = raw(g, "openai", "/v1/chat/completions", CHAT)  # and the proxy keeps serving
+    assert follow.status == 200 and after["error"] is None

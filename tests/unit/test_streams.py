@@ -1893,6 +1893,61 @@ def test_decompressor_members_one_after_another(encoding: str, how: tuple) -> No
     assert [d.feed(m) for m in members] == [b"data: one\n\n", b"data: two\n\n"]
 
 
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@DECOMPRESS
+@given(body=st.binary(max_size=3000), limit=st.integers(0, 3000), how=CHUNKINGS)
+def test_decompressor_limit_is_on_what_one_piece_decodes_to(encoding: str, body: bytes, limit: int, how: tuple) -> None:
+    whole = Decompressor(encoding, limit=limit)
+    if len(body) <= limit:
+        assert whole.feed(compress(encoding, body)) == body and whole.finished
+    else:
+        with pytest.raises(streams.DecodedTooLarge):
+            whole.feed(compress(encoding, body))
+    pieces = Decompressor(encoding, limit=limit)
+    out = []
+    try:
+        out = [pieces.feed(p) for p in chunk(compress(encoding, body), how)]
+    except streams.DecodedTooLarge:
+        assert len(body) > limit  # some piece decoded to more than the limit
+    else:
+        assert b"".join(out) == body and all(len(o) <= limit for o in out)
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_decompressor_stops_a_compression_bomb_at_its_limit(encoding: str) -> None:
+    bomb = compress(encoding, bytes(64 * 1024 * 1024))  # 64 MiB of zeros, a few KiB encoded
+    assert len(bomb) < 100_000
+    d = Decompressor(encoding, limit=1024 * 1024)
+    with pytest.raises(streams.DecodedTooLarge, match="more than 1 MiB at once"):
+        d.feed(bomb[:4096] if encoding != "br" else bomb)
+
+
+@pytest.mark.parametrize("how", [("every", 1), ("every", 5)])
+@pytest.mark.parametrize("wbits", [zlib.MAX_WBITS, -zlib.MAX_WBITS], ids=["zlib-wrapped", "raw"])
+def test_decompressor_reads_deflate_wrapped_or_raw(wbits: int, how: tuple) -> None:
+    z = zlib.compressobj(wbits=wbits)
+    encoded = z.compress(VALID["anthropic"]) + z.flush()
+    d = Decompressor("deflate")
+    assert b"".join(d.feed(p) for p in chunk(encoded, how)) == VALID["anthropic"] and d.finished
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_decompressor_finished_only_where_the_encoded_body_ends(encoding: str) -> None:
+    encoded = compress(encoding, VALID["openai-chat"])
+    d = Decompressor(encoding)
+    assert d.feed(encoded[:-3]) is not None and not d.finished
+    d.feed(encoded[-3:])
+    assert d.finished
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_decompressor_refuses_bytes_after_the_end_and_bytes_that_do_not_decode(encoding: str) -> None:
+    with pytest.raises(streams.Undecodable):
+        Decompressor(encoding).feed(compress(encoding, b"data: one\n\n") + b"trailing garbage")
+    with pytest.raises(streams.Undecodable, match="does not decode"):
+        Decompressor(encoding).feed(b"not encoded at all, plain text" * 3)
+
+
 # --- reading a stream's tail --------------------------------------------------------------------
 # The readers frame nothing while a stream flows: they keep its tail (StreamTail), cut where an
 # event begins, and frame it at the end. Where the events begin is found in each piece alone (and

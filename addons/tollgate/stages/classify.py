@@ -12,6 +12,7 @@ from ..json_codec import read_request_json
 from ..providers import host_name, provider_for
 from ..providers.base import BAD_REQUEST, MISCONFIGURED, Provider
 from ..raw_headers import header_index
+from ..streams import DecodedTooLarge, Decompressor, Undecodable
 from .shared import CALL, Shared, refuse
 
 # What an LLM API is called with; CONNECT (HTTP/2's extended CONNECT opens a tunnel), TRACE and
@@ -19,14 +20,30 @@ from .shared import CALL, Shared, refuse
 METHODS = frozenset(("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"))
 
 
+# A request body decodes to no more than this: above every provider's own limit on a request, and
+# far below what a few MiB of brotli or zstd can decode to.
+MAX_DECODED_BODY = 64 * 1024 * 1024
+
+
 def request_body(request: http.Request, headers: dict[bytes, bytes]) -> bytes | None:
-    """The body with its content-encoding undone; `Unreadable` when it cannot be."""
-    if b"content-encoding" not in headers:  # several times cheaper than get_content
-        return request.raw_content
+    """The body with its content-encoding undone; `Unreadable` when it cannot be exactly: an
+    encoding other than gzip, deflate, br and zstd (mitmproxy's own decoding also reads Python's
+    codecs, such as base64 or hex, which no provider does), bytes that end before the encoded body
+    does or go on after it, or a body that decodes to more than MAX_DECODED_BODY."""
+    encoding = headers.get(b"content-encoding")
+    raw = request.raw_content
+    if encoding is None or not raw or encoding.strip().lower() == b"identity":
+        return raw
     try:
-        return request.get_content(strict=True)
-    except ValueError:
+        decoder = Decompressor(encoding.decode("latin-1"), limit=MAX_DECODED_BODY)
+        body = decoder.feed(raw)
+    except DecodedTooLarge:
+        raise Unreadable(f"the body decodes to more than {MAX_DECODED_BODY // 2**20} MiB") from None
+    except Undecodable:
         raise Unreadable("the body's Content-Encoding cannot be decoded") from None
+    if not decoder.finished:
+        raise Unreadable("the body's Content-Encoding cannot be decoded: it ends before its encoded data does")
+    return body
 
 
 def check_transport(request: http.Request, headers: dict[bytes, bytes], host: str) -> None:

@@ -12,7 +12,7 @@ from mitmproxy import http
 from ..call import Call, Failure
 from ..json_codec import parse_json
 from ..raw_headers import decoded, header_index
-from ..streams import Decompressor, SSEEventFilter, parse_sse_block
+from ..streams import MAX_FRAME, Decompressor, SSEEventFilter, Undecodable, parse_sse_block
 from ..translate.translator import Rewrite
 from ..usage_readers import UsageReader, is_event_stream
 from .shared import Shared, call_of, provider_of, write_body
@@ -56,6 +56,11 @@ class UsageTap:
             try:
                 data = self._decoder.feed(chunk) if self._decoder else chunk
                 self.reader.feed(data)
+            except Undecodable as e:
+                self._reading = False
+                self.reader.error = (
+                    self.reader.error or f"the answer's Content-Encoding: the body {e}; not read for usage"
+                )
             except Exception as e:
                 self._reading = False
                 self.reader.error = self.reader.error or f"usage reader failed: {type(e).__name__}: {e}"
@@ -156,7 +161,7 @@ class StreamTap:
         decoder = None
         if encoding := headers.get("content-encoding", "").strip():
             try:
-                decoder = Decompressor(encoding)
+                decoder = Decompressor(encoding, limit=MAX_FRAME)  # a piece that decodes to more is no event
             except (ValueError, ImportError) as e:
                 reader.error = str(e)
         if decoder is not None:

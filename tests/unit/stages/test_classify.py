@@ -4,18 +4,27 @@ for; an upload streamed unread decided at its headers; a request it cannot read 
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
+import sys
+import zlib
 
+import brotli
 import pytest
 from mitmproxy.test import tflow
 
 from tollgate.call import Classification, RequestFacts
 from tollgate.raw_headers import header_index
-from tollgate.stages.classify import Classify
+from tollgate.stages.classify import MAX_DECODED_BODY, Classify
 from tollgate.stages.shared import CALL, Shared
 
 from .conftest import HOSTS, PROVIDERS, VALID, api_flow, assert_refused, classified, configured
+
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
 
 # ---- each provider's main endpoint, read exactly
 
@@ -93,6 +102,24 @@ def test_a_gzip_encoded_body_is_read_decoded() -> None:
     path, body, expected = MAIN_ENDPOINTS["openai"]
     flow = api_flow(HOSTS["openai"], path, headers=(("Content-Encoding", "gzip"),))
     flow.request.raw_content = gzip.compress(json.dumps(body).encode())
+    call = classified(configured(), flow)
+    assert call.classification == expected and call.body == body
+
+
+def encoded(encoding: str, data: bytes) -> bytes:
+    if encoding == "gzip, two members":
+        return gzip.compress(data[:7]) + gzip.compress(data[7:])
+    if encoding == "deflate, raw":
+        z = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+        return z.compress(data) + z.flush()
+    return {"deflate": zlib.compress, "br": brotli.compress, "zstd": zstd.compress}[encoding](data)
+
+
+@pytest.mark.parametrize("encoding", ["gzip, two members", "deflate", "deflate, raw", "br", "zstd"])
+def test_a_body_in_any_content_coding_providers_take_is_read_decoded(encoding: str) -> None:
+    path, body, expected = MAIN_ENDPOINTS["openai"]
+    flow = api_flow(HOSTS["openai"], path, headers=(("Content-Encoding", encoding.partition(",")[0]),))
+    flow.request.raw_content = encoded(encoding, json.dumps(body).encode())
     call = classified(configured(), flow)
     assert call.classification == expected and call.body == body
 
@@ -221,6 +248,26 @@ def bad_gzip(flow) -> None:
     flow.request.headers["Content-Encoding"] = "gzip"  # the body is plain JSON
 
 
+def base64_encoding(flow) -> None:
+    flow.request.headers["Content-Encoding"] = "base64"  # a Python codec mitmproxy would decode; no provider does
+    flow.request.raw_content = base64.b64encode(flow.request.raw_content)
+
+
+def truncated_gzip(flow) -> None:
+    flow.request.headers["Content-Encoding"] = "gzip"
+    flow.request.raw_content = gzip.compress(flow.request.raw_content)[:-4]
+
+
+def gzip_then_more(flow) -> None:
+    flow.request.headers["Content-Encoding"] = "gzip"
+    flow.request.raw_content = gzip.compress(flow.request.raw_content) + b"{}"
+
+
+def gzip_bomb(flow) -> None:
+    flow.request.headers["Content-Encoding"] = "gzip"
+    flow.request.raw_content = gzip.compress(flow.request.raw_content[:-1] + b" " * MAX_DECODED_BODY + b"}", 1)
+
+
 def h2c_upgrade(flow) -> None:
     flow.request.headers["Upgrade"] = "h2c"
 
@@ -237,6 +284,10 @@ FAULTS = [
     (two_objects, "the body is not one JSON object"),
     (an_array, "the body is not a JSON object"),
     (bad_gzip, "the body's Content-Encoding cannot be decoded"),
+    (base64_encoding, "the body's Content-Encoding cannot be decoded"),
+    (truncated_gzip, "the body's Content-Encoding cannot be decoded: it ends before its encoded data does"),
+    (gzip_then_more, "the body's Content-Encoding cannot be decoded"),
+    (gzip_bomb, "the body decodes to more than 64 MiB"),
     (h2c_upgrade, "Tollgate does not upgrade this connection to another protocol"),
     (websocket_upgrade, "Tollgate does not upgrade this connection to another protocol"),
 ]
