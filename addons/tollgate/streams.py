@@ -851,6 +851,18 @@ class Decompressor:
         return bool(is_finished()) if is_finished is not None else bool(self._object.eof)
 
 
+def decode_whole(body: bytes, encoding: str, limit: int) -> bytes:
+    """A whole body with its Content-Encoding undone (`identity`: as it is); `Undecodable` if it
+    cannot be exactly, or `DecodedTooLarge` past `limit` bytes."""
+    if not body or encoding.strip().lower() == "identity":
+        return body
+    decoder = Decompressor(encoding, limit)
+    decoded = decoder.feed(body)
+    if not decoder.finished:
+        raise Undecodable("it ends before its encoded data does")
+    return decoded
+
+
 def _size(n: int) -> str:
     return f"{n // 2**20} MiB" if n % 2**20 == 0 else f"{n} bytes"
 

@@ -1948,6 +1948,18 @@ def test_decompressor_refuses_bytes_after_the_end_and_bytes_that_do_not_decode(e
         Decompressor(encoding).feed(b"not encoded at all, plain text" * 3)
 
 
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_decode_whole_reads_a_whole_body_exactly(encoding: str) -> None:
+    body = VALID["openai-chat"]
+    assert streams.decode_whole(compress(encoding, body), encoding, len(body)) == body
+    assert streams.decode_whole(b"", encoding, 0) == b""
+    with pytest.raises(streams.DecodedTooLarge):
+        streams.decode_whole(compress(encoding, body), encoding, len(body) - 1)
+    with pytest.raises(streams.Undecodable, match="ends before"):
+        streams.decode_whole(compress(encoding, body)[:-4], encoding, len(body))
+    assert streams.decode_whole(body, " Identity ", 0) == body  # nothing to undo
+
+
 # --- reading a stream's tail --------------------------------------------------------------------
 # The readers frame nothing while a stream flows: they keep its tail (StreamTail), cut where an
 # event begins, and frame it at the end. Where the events begin is found in each piece alone (and

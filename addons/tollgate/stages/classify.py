@@ -12,7 +12,7 @@ from ..json_codec import read_request_json
 from ..providers import host_name, provider_for
 from ..providers.base import BAD_REQUEST, MISCONFIGURED, Provider
 from ..raw_headers import header_index
-from ..streams import DecodedTooLarge, Decompressor, Undecodable
+from ..streams import DecodedTooLarge, Undecodable, decode_whole
 from .shared import CALL, Shared, refuse
 
 # What an LLM API is called with; CONNECT (HTTP/2's extended CONNECT opens a tunnel), TRACE and
@@ -31,19 +31,14 @@ def request_body(request: http.Request, headers: dict[bytes, bytes]) -> bytes | 
     codecs, such as base64 or hex, which no provider does), bytes that end before the encoded body
     does or go on after it, or a body that decodes to more than MAX_DECODED_BODY."""
     encoding = headers.get(b"content-encoding")
-    raw = request.raw_content
-    if encoding is None or not raw or encoding.strip().lower() == b"identity":
-        return raw
+    if encoding is None or not request.raw_content:
+        return request.raw_content
     try:
-        decoder = Decompressor(encoding.decode("latin-1"), limit=MAX_DECODED_BODY)
-        body = decoder.feed(raw)
+        return decode_whole(request.raw_content, encoding.decode("latin-1"), MAX_DECODED_BODY)
     except DecodedTooLarge:
         raise Unreadable(f"the body decodes to more than {MAX_DECODED_BODY // 2**20} MiB") from None
     except Undecodable:
         raise Unreadable("the body's Content-Encoding cannot be decoded") from None
-    if not decoder.finished:
-        raise Unreadable("the body's Content-Encoding cannot be decoded: it ends before its encoded data does")
-    return body
 
 
 def check_transport(request: http.Request, headers: dict[bytes, bytes], host: str) -> None:

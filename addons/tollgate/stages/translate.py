@@ -14,6 +14,7 @@ from ..json_codec import encode_json
 from ..providers import PROVIDERS
 from ..providers.base import BAD_REQUEST, INTERNAL_ERROR
 from ..raw_headers import decoded
+from ..streams import MAX_FRAME, Undecodable, decode_whole
 from ..translate.chat import Untranslatable
 from ..translate.translator import Translation
 from .shared import Shared, call_of, provider_of, refuse
@@ -113,7 +114,10 @@ class Translate:
         if response.status_code < 400 or response.raw_content is None:
             return
         headers = {k.lower(): v for k, v in response.headers.items()}
-        content = response.get_content(strict=False) or b""
+        try:  # read as a streamed answer is: a bomb or an undecodable body is not read
+            content = decode_whole(response.raw_content, headers.get("content-encoding", "identity"), MAX_FRAME)
+        except Undecodable:
+            content = b""  # the caller still gets the status, in its own shape
         try:
             status, shaped, body = translation.error(response.status_code, headers, content)
         except Exception:

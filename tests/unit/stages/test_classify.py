@@ -285,7 +285,7 @@ FAULTS = [
     (an_array, "the body is not a JSON object"),
     (bad_gzip, "the body's Content-Encoding cannot be decoded"),
     (base64_encoding, "the body's Content-Encoding cannot be decoded"),
-    (truncated_gzip, "the body's Content-Encoding cannot be decoded: it ends before its encoded data does"),
+    (truncated_gzip, "the body's Content-Encoding cannot be decoded"),
     (gzip_then_more, "the body's Content-Encoding cannot be decoded"),
     (gzip_bomb, "the body decodes to more than 64 MiB"),
     (h2c_upgrade, "Tollgate does not upgrade this connection to another protocol"),
