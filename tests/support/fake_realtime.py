@@ -132,7 +132,7 @@ class FakeRealtime:
                     with self._lock:
                         self.sessions.append(session)
                     chosen = "realtime" if "realtime" in event.subprotocols else None
-                    # Compression as the client offers it: mitmproxy then relays inflated messages.
+                    # Compression where the client offers it (Tollgate takes the offer out).
                     sock.sendall(ws.send(AcceptConnection(subprotocol=chosen, extensions=[PerMessageDeflate()])))
                     self._send(
                         sock,

@@ -20,6 +20,7 @@ from .shared import Shared, call_of, refuse
 logger = logging.getLogger(__name__)
 
 SUBPROTOCOLS = b"sec-websocket-protocol"
+EXTENSIONS = b"sec-websocket-extensions"
 # Close codes of a WebSocket that ended as meant to: normal, going away, no code given.
 NORMAL_CLOSE = frozenset((1000, 1001, 1005))
 
@@ -65,6 +66,11 @@ class WebSocket:
         ):
             call.error = "bad request: not a WebSocket upgrade Tollgate relays"
             refuse(flow, call, BAD_REQUEST, "Tollgate relays the Realtime API over WebSocket (version 13) only.")
+        if realtime and EXTENSIONS in headers and flow.response is None:
+            # No extension is negotiated: with permessage-deflate, mitmproxy would inflate every
+            # message whole, without bound, before any hook sees it (a few KiB can inflate to GiB).
+            flow.request.headers.fields = tuple(f for f in flow.request.headers.fields if f[0].lower() != EXTENSIONS)
+            del headers[EXTENSIONS]
         offered = headers.get(SUBPROTOCOLS)
         if offered is None:
             return
