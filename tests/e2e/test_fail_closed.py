@@ -13,6 +13,7 @@ import zlib
 import brotli
 import pytest
 from tests.support.fake_upstream import Reply
+from tests.support.h2 import H2Reply, H2Request, H2Upstream, h2_calls
 from tests.support.raw import send
 
 if sys.version_info >= (3, 14):
@@ -352,3 +353,41 @@ def test_an_answer_that_decodes_to_more_than_any_event_goes_through_as_sent_unre
     g.reset()
     follow, after = raw(g, "openai", "/v1/chat/completions", CHAT)  # and the proxy keeps serving
     assert follow.status == 200 and after["error"] is None
+
+
+def test_request_trailers_are_refused_where_the_body_is_read_and_dropped_where_it_streams(start_gateway, upstream_ca):
+    # HTTP/2 on both sides: mitmproxy's HTTP/1 layer fails a request with trailers before any hook
+    # sees it, and sends none to an HTTP/1 upstream.
+    upstream = H2Upstream(
+        upstream_ca, lambda _r: H2Reply(200, {"content-type": "application/json"}, [b'{"text": "ok"}'])
+    )
+    try:
+        config = {
+            "providers": {"openai": {"upstream": upstream.url, "keys": [REAL["openai"]]}},
+            "clients": [{"name": "uma", "keys": ["tg-uma-uploads-6"]}],
+        }
+        gw = start_gateway(config)
+        boundary = "tollgate-boundary"
+        form = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\nwhisper-1\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
+            f"Content-Type: audio/wav\r\n\r\nRIFF....WAVE\r\n--{boundary}--\r\n"
+        ).encode()
+        key = {"authorization": "Bearer tg-uma-uploads-6"}
+        chat = H2Request("/v1/chat/completions", CHAT, key, {"x-api-key": "tg-uma-uploads-6"})
+        upload = H2Request(
+            "/v1/audio/transcriptions",
+            form,
+            {**key, "content-type": f"multipart/form-data; boundary={boundary}"},
+            {"x-extra": "after the body"},
+        )
+        refused, served = h2_calls(gw.proxy.port, gw.bundle, HOSTS["openai"], [chat, upload], timeout=20)
+        records = {r["status"]: r for r in gw.wait_audit(2)}
+    finally:
+        upstream.close()
+    assert refused.status == 400 and refused.headers["x-tollgate-error"] == "bad_request"
+    assert records[400]["error"] == "bad request: Tollgate does not forward request trailers"
+    # The upload streams on unread: its trailers, which come after its body, are not forwarded.
+    assert (served.status, records[200]["client"], records[200]["endpoint"]) == (200, "uma", "audio.transcriptions")
+    (seen,) = upstream.received
+    assert (seen.headers[":path"], seen.body, seen.trailers) == ("/v1/audio/transcriptions", form, {})

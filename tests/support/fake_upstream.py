@@ -22,6 +22,7 @@ class Received:
     headers: dict[str, str]  # lower-cased names
     body: bytes
     sni: str | None
+    trailers: list[str] = field(default_factory=list)  # a chunked body's trailer lines
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -77,8 +78,9 @@ class FakeUpstream:
                 super().setup()
 
             def _serve(self) -> None:
+                trailers: list[str] = []
                 if "chunked" in self.headers.get("transfer-encoding", "").lower():
-                    body = self._read_chunked()
+                    body = self._read_chunked(trailers)
                 else:
                     length = int(self.headers.get("content-length") or 0)
                     body = self.rfile.read(length) if length else b""
@@ -88,6 +90,7 @@ class FakeUpstream:
                     {k.lower(): v for k, v in self.headers.items()},
                     body,
                     snis.get(id(self.connection)),
+                    trailers,
                 )
                 with upstream._lock:
                     upstream.received.append(received)
@@ -106,13 +109,13 @@ class FakeUpstream:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            def _read_chunked(self) -> bytes:
+            def _read_chunked(self, trailers: list[str]) -> bytes:
                 body = b""
                 while True:
                     size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                     if size == 0:
-                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
-                            pass
+                        while (line := self.rfile.readline()) not in (b"\r\n", b"\n", b""):
+                            trailers.append(line.decode("latin-1").strip())
                         return body
                     body += self.rfile.read(size)
                     self.rfile.readline()

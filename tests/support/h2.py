@@ -27,6 +27,7 @@ class H2Received:
     stream_id: int
     headers: dict[str, str]  # pseudo-headers too (":path"); lower-case names
     body: bytes
+    trailers: dict[str, str] = field(default_factory=dict)
 
     def json(self) -> dict:
         return json.loads(self.body)
@@ -103,6 +104,7 @@ class _H2ServerConnection:
         self.upstream, self.tls, self.number = upstream, tls, number
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
         self.requests: dict[int, tuple[dict[str, str], bytearray]] = {}
+        self.trailers: dict[int, dict[str, str]] = {}
         self.schedule: list[tuple[float, int, Callable[[], None]]] = []  # (when, stream, send step)
 
     def run(self, closing: threading.Event) -> None:
@@ -135,9 +137,12 @@ class _H2ServerConnection:
         elif isinstance(event, h2.events.DataReceived):
             self.requests[event.stream_id][1].extend(event.data)
             self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        elif isinstance(event, h2.events.TrailersReceived):
+            self.trailers[event.stream_id] = dict(event.headers)
         elif isinstance(event, h2.events.StreamEnded):
             headers, body = self.requests[event.stream_id]
-            received = H2Received(self.number, event.stream_id, headers, bytes(body))
+            trailers = self.trailers.pop(event.stream_id, {})
+            received = H2Received(self.number, event.stream_id, headers, bytes(body), trailers)
             self.upstream.received.append(received)
             self.answer(event.stream_id, self.upstream.handler(received))
         elif isinstance(event, h2.events.StreamReset):
@@ -179,6 +184,7 @@ class H2Request:
     path: str
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+    trailers: dict[str, str] = field(default_factory=dict)  # a HEADERS frame after the body
 
 
 def h2_calls(proxy_port: int, bundle: Path, host: str, requests: list[H2Request], timeout: float) -> list[H2Answer]:
@@ -217,7 +223,9 @@ def h2_calls(proxy_port: int, bundle: Path, host: str, requests: list[H2Request]
                 *request.headers.items(),
             ]
             conn.send_headers(stream_id, headers)
-            conn.send_data(stream_id, request.body, end_stream=True)
+            conn.send_data(stream_id, request.body, end_stream=not request.trailers)
+            if request.trailers:
+                conn.send_headers(stream_id, list(request.trailers.items()), end_stream=True)
         tls.sendall(conn.data_to_send())
         open_streams = set(ids)
         deadline = started + timeout

@@ -84,7 +84,10 @@ class Classify:
             request.stream = True
 
     def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response is not None or flow.error is not None or CALL in flow.metadata:
+        if flow.response is not None or flow.error is not None:
+            return
+        if CALL in flow.metadata:  # classified at its headers, its body streamed on unread
+            flow.request.trailers = None  # sent after this hook: dropped, as a read body's are refused
             return
         provider = provider_for(flow.request.host)
         if provider is not None:
@@ -108,6 +111,8 @@ class Classify:
             call.trace_context = (traceparent, headers.get(b"tracestate"))
         try:
             check_transport(request, headers, host)
+            if read_body and request.trailers:
+                raise Unreadable("Tollgate does not forward request trailers")
             data = read_request_json(request_body(request, headers)) if read_body else None
             call.classification = provider.classify(request.method, path, data, query)
             check_upgrade(headers, call.classification.endpoint)

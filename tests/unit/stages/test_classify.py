@@ -12,6 +12,7 @@ import zlib
 
 import brotli
 import pytest
+from mitmproxy.http import Headers
 from mitmproxy.test import tflow
 
 from tollgate.call import Classification, RequestFacts
@@ -268,6 +269,10 @@ def gzip_bomb(flow) -> None:
     flow.request.raw_content = gzip.compress(flow.request.raw_content[:-1] + b" " * MAX_DECODED_BODY + b"}", 1)
 
 
+def trailers(flow) -> None:
+    flow.request.trailers = Headers(x_api_key="tg-key-in-a-trailer")
+
+
 def h2c_upgrade(flow) -> None:
     flow.request.headers["Upgrade"] = "h2c"
 
@@ -288,6 +293,7 @@ FAULTS = [
     (truncated_gzip, "the body's Content-Encoding cannot be decoded"),
     (gzip_then_more, "the body's Content-Encoding cannot be decoded"),
     (gzip_bomb, "the body decodes to more than 64 MiB"),
+    (trailers, "Tollgate does not forward request trailers"),
     (h2c_upgrade, "Tollgate does not upgrade this connection to another protocol"),
     (websocket_upgrade, "Tollgate does not upgrade this connection to another protocol"),
 ]
