@@ -391,3 +391,31 @@ def test_request_trailers_are_refused_where_the_body_is_read_and_dropped_where_i
     assert (served.status, records[200]["client"], records[200]["endpoint"]) == (200, "uma", "audio.transcriptions")
     (seen,) = upstream.received
     assert (seen.headers[":path"], seen.body, seen.trailers) == ("/v1/audio/transcriptions", form, {})
+
+
+def test_a_gemini_call_asking_for_a_partial_answer_is_refused_as_the_sdk_sends_it(g):
+    result = g.run(f"""
+        from google import genai
+        from google.genai import types
+        client = genai.Client(api_key="{ALICE}", http_options=types.HttpOptions(headers={{"X-Goog-FieldMask": "candidates"}}))
+        client.models.generate_content(model="gemini-2.0-flash", contents="{PROMPT}")
+        report(error=None)
+    """)
+    assert (result["error"], result["status"]) == ("ClientError", 400), str(result)
+    record = g.last_audit()
+    assert record["error"] == ("bad request: X-Goog-FieldMask asks for a partial answer, which may leave out its usage")
+    assert g.fakes["gemini"].received == [] and record["upstream_key"] is None
+
+
+@pytest.mark.parametrize(
+    ("query", "why"),
+    [
+        ("fields=candidates", "asks for a partial answer ('fields')"),
+        ("alt=proto", "asks for an answer format ('alt') Tollgate does not read"),
+        ("%24alt=media", "asks for an answer format ('alt') Tollgate does not read"),
+    ],
+)
+def test_a_gemini_call_asking_for_an_answer_without_readable_usage_is_refused(g, query, why):
+    target = f"/v1beta/models/gemini-2.0-flash:generateContent?{query}"
+    response, record = raw(g, "gemini", target, GEMINI_BODY)
+    assert_refused(g, "gemini", response, record, why)

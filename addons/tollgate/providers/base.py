@@ -261,6 +261,10 @@ class Provider:
         body (None: no body, or one streamed unread); `Unreadable` when it cannot be read exactly."""
         raise NotImplementedError
 
+    def check_headers(self, headers: Mapping[bytes, bytes]) -> None:
+        """`Unreadable` where a request header (lower-case name) would make the provider answer in a
+        way Tollgate does not read. Default: no header does."""
+
     def streams_unread(self, method: str, path: str) -> bool:
         """Whether this endpoint's body goes upstream as it arrives, unread: only endpoints that take
         files or audio, whose model and facts the policy then sees as unread."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
-from urllib.parse import quote
+from urllib.parse import quote, unquote_plus
 
 from .. import streams
 from ..call import Classification, RequestFacts, Usage
@@ -144,6 +144,7 @@ class Gemini(Provider):
         if kind == "openai":
             return openai.classify_request(method, segments[2:], data, query)
         if kind in ("models", "tunedModels") and len(segments) == 3:
+            check_system_parameters(query)  # a model call's answer is read for its usage
             return self._model_call(method, segments[2], data)
         # Listings, files, cached contents, batches, operations…: named by their first segment.
         model = request_model(data) if data is not None and method == "POST" else None
@@ -166,6 +167,10 @@ class Gemini(Provider):
         except Unreadable as e:
             raise e.at(action) from None
         return Classification(endpoint=action, model=model, facts=facts)
+
+    def check_headers(self, headers: Mapping[bytes, bytes]) -> None:
+        if b"x-goog-fieldmask" in headers:
+            raise Unreadable("X-Goog-FieldMask asks for a partial answer, which may leave out its usage")
 
     def streams_unread(self, method: str, path: str) -> bool:
         upload = path.startswith("/upload/") and path.endswith("/files") and path.count("/") == 3
@@ -191,6 +196,28 @@ class Gemini(Provider):
         if classification.endpoint == "countTokens":
             return Usage(input_tokens=as_int((parse_json(body) or {}).get("totalTokens")))
         return usage_of(body)
+
+
+# Google's system parameters that change what an answer holds: a partial one (`fields`) may leave
+# its usage out; another format (`alt=proto`, `alt=media`, a JSONP `callback`) is not one Tollgate reads.
+_PARTIAL = frozenset(("fields", "$fields"))
+_FORMAT = frozenset(("alt", "$alt"))
+_CALLBACK = frozenset(("callback", "$callback"))
+_ALTS_READ = frozenset(("json", "sse"))
+
+
+def check_system_parameters(query: str) -> None:
+    """`Unreadable` where the query asks Google for an answer Tollgate could not read its usage
+    from. Names are compared as Google's front end may decode them, in any case."""
+    for parameter in query.split("&") if query else ():
+        name, _, value = parameter.partition("=")
+        name = unquote_plus(name, errors="replace").lower()
+        if name in _PARTIAL:
+            raise Unreadable("the query asks for a partial answer ('fields'), which may leave out its usage")
+        if name in _CALLBACK:
+            raise Unreadable("the query asks for a JSONP answer ('callback'), which Tollgate does not read")
+        if name in _FORMAT and unquote_plus(value, errors="replace").lower().partition(";")[0] not in _ALTS_READ:
+            raise Unreadable("the query asks for an answer format ('alt') Tollgate does not read")
 
 
 def usage_of(body: bytes | None) -> Usage:

@@ -111,6 +111,7 @@ class Classify:
             call.trace_context = (traceparent, headers.get(b"tracestate"))
         try:
             check_transport(request, headers, host)
+            provider.check_headers(headers)
             if read_body and request.trailers:
                 raise Unreadable("Tollgate does not forward request trailers")
             data = read_request_json(request_body(request, headers)) if read_body else None

@@ -259,3 +259,43 @@ def test_gemini_presented_in_each_position() -> None:
         Presented("AIza-q", "query:key"),
     ]
     assert GEMINI.presented(headers(("x-goog-api-key", "   ")), {"key": ""}) == []
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "alt=sse",
+        "alt=json",
+        "%24alt=json%3Benum-encoding%3Dint",  # Google's REST clients
+        "prettyPrint=false&%24.xgafv=2",
+        "",
+    ],
+)
+def test_gemini_model_call_query_asking_for_an_answer_tollgate_reads(query: str) -> None:
+    c = GEMINI.classify("POST", "/v1beta/models/gemini-2.0-flash:streamGenerateContent", {}, query)
+    assert (c.endpoint, c.model) == ("streamGenerateContent", "gemini-2.0-flash")
+
+
+@pytest.mark.parametrize(
+    ("query", "why"),
+    [
+        ("fields=candidates", "partial answer"),
+        ("alt=sse&%24fields=candidates.content", "partial answer"),
+        ("Fields=candidates", "partial answer"),
+        ("alt=proto", "answer format"),
+        ("%24alt=media", "answer format"),
+        ("alt=sse&alt=proto", "answer format"),
+        ("callback=f", "JSONP"),
+    ],
+)
+def test_gemini_model_call_query_asking_for_an_answer_without_readable_usage_is_refused(query: str, why: str) -> None:
+    with pytest.raises(Unreadable, match=why):
+        GEMINI.classify("POST", "/v1beta/models/gemini-2.0-flash:generateContent", {}, query)
+    # Elsewhere the answer is not read for usage: a file's bytes come with alt=media.
+    assert GEMINI.classify("GET", "/v1beta/files/abc:download", None, query).endpoint == "files"
+
+
+def test_gemini_field_mask_header_is_refused() -> None:
+    with pytest.raises(Unreadable, match="X-Goog-FieldMask"):
+        GEMINI.check_headers({b"x-goog-fieldmask": b"candidates"})
+    GEMINI.check_headers({b"x-goog-api-key": b"k"})
