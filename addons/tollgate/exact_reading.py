@@ -134,6 +134,8 @@ def largest(*values: int | None) -> int | None:
 # The facts of a body streamed unread, as the policy input's `unread` names them.
 UNREAD_BODY = ("model", "request")
 UNREAD_FACTS = ("request",)
+# A call whose model the provider takes from elsewhere: a batch's file, an Assistant, its default.
+UNREAD_MODEL = ("model",)
 
 
 def count(value: Any) -> int | None:

@@ -100,6 +100,40 @@ def test_denied_model_raises_the_sdks_permission_error(gw, provider, code, expec
     )
 
 
+@pytest.mark.parametrize(
+    ("provider", "code", "reason"),
+    [
+        (
+            "openai",
+            f"""
+            import openai
+            openai.OpenAI(api_key="{SAM}", max_retries=0).batches.create(
+                input_file_id="file-abc", endpoint="/v1/chat/completions", completion_window="24h")
+        """,
+            'the model of this batches call is not read; groups ["support"] may not make one',
+        ),
+        (
+            "anthropic",
+            f"""
+            import anthropic
+            anthropic.Anthropic(api_key="{SAM}", max_retries=0).messages.batches.create(requests=[
+                {{"custom_id": "a", "params": {{"model": "claude-opus-4-1", "max_tokens": 10,
+                                               "messages": [{{"role": "user", "content": "hi"}}]}}}}])
+        """,
+            'model claude-opus-4-1 is not allowed for groups ["support"]',
+        ),
+    ],
+)
+def test_a_batch_is_decided_on_the_models_it_runs(gw, provider, code, reason):
+    gw.reset()
+    result = gw.run(textwrap.dedent(code) + "\nreport(error=None)")
+    assert (result["error"], result["status"]) == ("PermissionDeniedError", 403), str(result)
+    assert reason in result["message"]
+    assert gw.fakes[provider].received == []
+    record = gw.last_audit()
+    assert (record["client"], record["decision"], record["deny_reasons"]) == ("sam", "deny", [reason])
+
+
 def test_allowed_call_goes_through(gw):
     gw.reset()
     result = gw.run(f"""

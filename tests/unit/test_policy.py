@@ -235,6 +235,29 @@ ALLOWLIST_CASES = [
     pytest.param(list_models(**ANONYMOUS), [], id="model-null-list-models"),
     pytest.param(chat(model=None, client="eve", groups=()), [], id="model-null-body-without-model"),
     pytest.param(request("openai", "GET", "/v1/files/file-abc", **ANONYMOUS), [], id="model-null-files"),
+    # A call whose model the provider takes from elsewhere is decided as an upload is.
+    pytest.param(
+        request("openai", "POST", "/v1/batches", {"input_file_id": "file-1", "completion_window": "24h"}, **SUPPORT),
+        ['the model of this batches call is not read; groups ["support"] may not make one'],
+        id="support-openai-batch",
+    ),
+    pytest.param(request("openai", "POST", "/v1/batches", {"input_file_id": "file-1"}), [], id="research-openai-batch"),
+    pytest.param(
+        request("openai", "POST", "/v1/threads/thread_1/runs", {"assistant_id": "asst_1"}, **SUPPORT),
+        ['the model of this threads.runs call is not read; groups ["support"] may not make one'],
+        id="support-assistant-run",
+    ),
+    pytest.param(
+        request(
+            "anthropic",
+            "POST",
+            "/v1/messages/batches",
+            {"requests": [{"custom_id": "a", "params": {"model": "claude-opus-4-1", "max_tokens": 5}}]},
+            **SUPPORT,
+        ),
+        [not_allowed("claude-opus-4-1", '["support"]')],
+        id="support-anthropic-batch-of-one-model",
+    ),
     # The policy sees the model actually called, not only the one asked for.
     pytest.param(
         request("openai", "POST", "/v1/chat/completions", {"model": "gpt-4o-mini", "messages": []}, model="o1"),

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from ..call import Classification, RequestFacts, Usage
 from ..exact_reading import (
     UNREAD_BODY,
+    UNREAD_MODEL,
     Unreadable,
     as_int,
     check_case,
@@ -83,6 +84,23 @@ _ERROR_TYPES = {
 }
 
 
+def _batch(data: dict[str, Any]) -> Classification:
+    """A Message Batch: its requests' one model, which the policy decides on as a call's; where
+    they name several (or the batch is not as Anthropic reads it), the model is unread."""
+    requests = data.get("requests")
+    models = (
+        {
+            request_model(r["params"]) if isinstance(r, dict) and isinstance(r.get("params"), dict) else None
+            for r in requests
+        }
+        if isinstance(requests, list)
+        else {None}
+    )
+    if len(models) == 1 and None not in models:
+        return Classification(endpoint="messages.batches", model=models.pop())
+    return Classification(endpoint="messages.batches", unread=UNREAD_MODEL)
+
+
 class Anthropic(Provider):
     name = "anthropic"
     host_pattern = r"api\.anthropic\.com"
@@ -110,6 +128,8 @@ class Anthropic(Provider):
         endpoint = _ENDPOINTS.get("/".join(rest)) or openai.endpoint_of(rest)
         if data is None or method != "POST":
             return Classification(endpoint=endpoint)
+        if rest == ["messages", "batches"]:
+            return _batch(data)
         try:
             facts = RequestFacts(
                 message_count=count(data.get("messages")),

@@ -10,6 +10,7 @@ from urllib.parse import unquote_plus
 from ..call import Classification, RequestFacts, Usage
 from ..exact_reading import (
     UNREAD_BODY,
+    UNREAD_MODEL,
     Unreadable,
     as_int,
     check_case,
@@ -98,14 +99,31 @@ def endpoint_of(segments: Sequence[str]) -> str | None:
     return ".".join(named) or None
 
 
+# Calls that generate with a model their body need not name, the provider taking it from elsewhere:
+# a batch's uploaded file, an Assistant (a run, or the run its tool outputs continue), a stored
+# prompt (Responses), or its default (moderations, images). None stands for an id.
+_MODEL_FROM_ELSEWHERE = (
+    ("batches",),
+    ("threads", "runs"),
+    ("threads", None, "runs"),
+    ("threads", None, "runs", None, "submit_tool_outputs"),
+    ("responses",),
+    ("moderations",),
+    ("images", "generations"),
+)
+
+
+def _is_shaped(segments: Sequence[str], shapes: Sequence[tuple[str | None, ...]]) -> bool:
+    """Whether the segments are one of the shapes, each None standing for any one segment."""
+    return any(
+        len(shape) == len(segments) and all(w is None or w == s for w, s in zip(shape, segments, strict=True))
+        for shape in shapes
+    )
+
+
 def is_upload(method: str, segments: Sequence[str]) -> bool:
     """Whether an OpenAI-format path (segments after `/v1/`) takes a file or audio."""
-    if method != "POST" or segments[0] not in _UPLOAD_FIRST:
-        return False
-    for shape in _UPLOADS:
-        if len(shape) == len(segments) and all(w is None or w == s for w, s in zip(shape, segments, strict=True)):
-            return True
-    return False
+    return method == "POST" and segments[0] in _UPLOAD_FIRST and _is_shaped(segments, _UPLOADS)
 
 
 def classify_request(method: str, segments: Sequence[str], data: dict[str, Any] | None, query: str) -> Classification:
@@ -118,7 +136,10 @@ def classify_request(method: str, segments: Sequence[str], data: dict[str, Any] 
     try:
         if endpoint == REALTIME and method == "GET":
             return Classification(REALTIME, realtime_model(query), RequestFacts(stream=True), OPENAI_FORMAT)
-        return classify_body(endpoint, method, data)
+        classification = classify_body(endpoint, method, data)
+        if classification.model is None and method == "POST" and _is_shaped(segments, _MODEL_FROM_ELSEWHERE):
+            classification.unread = UNREAD_MODEL  # never taken for a call with no model
+        return classification
     except Unreadable as e:
         raise e.at(endpoint) from None
 

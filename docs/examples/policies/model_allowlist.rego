@@ -1,7 +1,9 @@
 # Each group may call only the models listed for it (globs); a caller in no listed group may
-# call nothing. The seed proxy's "only approved models" rule, per group. A file or audio upload
-# goes upstream unread, so its model is unknown (`"model" in input.unread`): only the groups in
-# `uploaders` may make one.
+# call nothing. The seed proxy's "only approved models" rule, per group. Where the model is not
+# read (`"model" in input.unread`: a file or audio upload, which goes upstream unread; an OpenAI
+# batch, whose requests are in a file; an Assistant's run; a call that leaves its model to the
+# provider's default; an Anthropic batch of several models), only the groups in `uploaders` may
+# make the call.
 package tollgate
 
 import rego.v1
@@ -28,7 +30,7 @@ deny contains msg if {
 deny contains msg if {
 	"model" in input.unread
 	not uploader
-	msg := sprintf("the model of a %s upload is not read; groups %v may not upload", [input.endpoint, input.client.groups])
+	msg := sprintf("the model of this %s call is not read; groups %v may not make one", [input.endpoint, input.client.groups])
 }
 
 uploader if {

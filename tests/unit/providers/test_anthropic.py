@@ -177,3 +177,30 @@ def test_anthropic_presented_in_each_position() -> None:
     assert ANTHROPIC.presented(headers(("Authorization", "Bearer sk-ant-2")), {}) == [
         Presented("sk-ant-2", "authorization")
     ]
+
+
+def batch(*models: object) -> dict:
+    return {"requests": [{"custom_id": str(i), "params": {"model": m, "max_tokens": 5}} for i, m in enumerate(models)]}
+
+
+@pytest.mark.parametrize(
+    ("body", "model", "unread"),
+    [
+        (batch("claude-haiku-4-5", "claude-haiku-4-5"), "claude-haiku-4-5", ()),
+        (batch("claude-haiku-4-5", "claude-opus-4-1"), None, ("model",)),  # several: no one model to decide on
+        (batch("claude-haiku-4-5", None), None, ("model",)),
+        ({"requests": [{"custom_id": "0"}]}, None, ("model",)),
+        ({"requests": "not a list"}, None, ("model",)),
+        ({"requests": []}, None, ("model",)),
+    ],
+)
+def test_anthropic_a_message_batch_is_decided_on_its_requests_model(
+    body: dict, model: str | None, unread: tuple
+) -> None:
+    c = ANTHROPIC.classify("POST", "/v1/messages/batches", body)
+    assert (c.endpoint, c.model, c.unread) == ("messages.batches", model, unread)
+
+
+def test_anthropic_a_message_batch_model_that_is_not_a_string_is_refused() -> None:
+    with pytest.raises(Unreadable, match="'model' is not a string"):
+        ANTHROPIC.classify("POST", "/v1/messages/batches", batch(7))

@@ -324,3 +324,40 @@ def test_openai_presented() -> None:
     assert OPENAI.presented(headers(), {}) == []
     # A `key` query parameter is not an OpenAI credential position.
     assert OPENAI.presented(headers(), {"key": "sk-abc"}) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/batches", {"input_file_id": "file-1", "endpoint": "/v1/chat/completions", "completion_window": "24h"}),
+        ("/v1/threads/runs", {"assistant_id": "asst_1"}),
+        ("/v1/threads/thread_1/runs", {"assistant_id": "asst_1"}),
+        ("/v1/threads/thread_1/runs/run_1/submit_tool_outputs", {"tool_outputs": []}),
+        ("/v1/responses", {"prompt": {"id": "pmpt_1"}, "input": "hi"}),
+        ("/v1/moderations", {"input": "hi"}),
+        ("/v1/images/generations", {"prompt": "a cat"}),
+    ],
+)
+def test_openai_a_call_whose_model_the_provider_takes_from_elsewhere_has_its_model_unread(
+    path: str, body: dict
+) -> None:
+    c = OPENAI.classify("POST", path, body)
+    assert (c.model, c.unread) == (None, ("model",))
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "model"),
+    [
+        ("POST", "/v1/threads/thread_1/runs", {"assistant_id": "asst_1", "model": "gpt-4o"}, "gpt-4o"),
+        ("POST", "/v1/moderations", {"input": "hi", "model": "omni-moderation-latest"}, "omni-moderation-latest"),
+        ("POST", "/v1/responses/resp_1/cancel", {}, None),  # no call of a model
+        ("POST", "/v1/batches/batch_1/cancel", {}, None),
+        ("GET", "/v1/batches", None, None),
+        ("POST", "/v1/chat/completions/chatcmpl_1", {"metadata": {}}, None),
+    ],
+)
+def test_openai_a_call_that_names_its_model_or_calls_none_reads_as_it_is(
+    method: str, path: str, body: dict | None, model: str | None
+) -> None:
+    c = OPENAI.classify(method, path, body)
+    assert (c.model, c.unread) == (model, ())
