@@ -88,17 +88,16 @@ def _batch(data: dict[str, Any]) -> Classification:
     """A Message Batch: its requests' one model, which the policy decides on as a call's; where
     they name several (or the batch is not as Anthropic reads it), the model is unread."""
     requests = data.get("requests")
-    models = (
-        {
-            request_model(r["params"]) if isinstance(r, dict) and isinstance(r.get("params"), dict) else None
-            for r in requests
-        }
-        if isinstance(requests, list)
-        else {None}
-    )
+    models = {_model_of(r) for r in requests} if isinstance(requests, list) else set()
     if len(models) == 1 and None not in models:
         return Classification(endpoint="messages.batches", model=models.pop())
     return Classification(endpoint="messages.batches", unread=UNREAD_MODEL)
+
+
+def _model_of(request: Any) -> str | None:
+    """The model one request of a batch names in its `params`."""
+    params = request.get("params") if isinstance(request, dict) else None
+    return request_model(params) if isinstance(params, dict) else None
 
 
 class Anthropic(Provider):
