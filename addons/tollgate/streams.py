@@ -830,16 +830,16 @@ class Decompressor:
             while chunk:
                 if self.finished:
                     if self._new is None:
-                        raise Undecodable("bytes after the end of the encoded body")
+                        raise Undecodable("bytes follow the end of the encoded body")
                     self._object = self._new()  # the next member
                 decoded = self._decode(self._object, chunk, -1 if self.limit is None else self.limit - size + 1)
                 size += len(decoded)
                 if self.limit is not None and size > self.limit:
-                    raise DecodedTooLarge(f"decodes to more than {_size(self.limit)} at once")
+                    raise DecodedTooLarge(f"the body decodes to more than {_size(self.limit)} at once")
                 out.append(decoded)
                 chunk = getattr(self._object, "unused_data", b"")  # empty until the member ends
         except self._errors as e:
-            raise Undecodable(f"does not decode: {e}") from None
+            raise Undecodable(f"the body does not decode: {e}") from None
         return b"".join(out)
 
     @property
@@ -859,7 +859,7 @@ def decode_whole(body: bytes, encoding: str, limit: int) -> bytes:
     decoder = Decompressor(encoding, limit)
     decoded = decoder.feed(body)
     if not decoder.finished:
-        raise Undecodable("it ends before its encoded data does")
+        raise Undecodable("the body ends before its encoded data does")
     return decoded
 
 

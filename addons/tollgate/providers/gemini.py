@@ -208,8 +208,9 @@ _ALTS_READ = frozenset(("json", "sse"))
 
 def check_system_parameters(query: str) -> None:
     """`Unreadable` where the query asks Google for an answer Tollgate could not read its usage
-    from. Names are compared as Google's front end may decode them, in any case."""
-    for parameter in query.split("&") if query else ():
+    from. Names are compared as Google's front end may decode them, in any case, and parameters
+    split at ";" as well as "&" (as some servers split them; `$alt=json;enum-encoding=int` reads so too)."""
+    for parameter in re.split("[&;]", query) if query else ():
         name, _, value = parameter.partition("=")
         name = unquote_plus(name, errors="replace").lower()
         if name in _PARTIAL:

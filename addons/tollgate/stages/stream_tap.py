@@ -58,9 +58,7 @@ class UsageTap:
                 self.reader.feed(data)
             except Undecodable as e:
                 self._reading = False
-                self.reader.error = (
-                    self.reader.error or f"the answer's Content-Encoding: the body {e}; not read for usage"
-                )
+                self.reader.error = self.reader.error or f"the answer's Content-Encoding: {e}; not read for usage"
             except Exception as e:
                 self._reading = False
                 self.reader.error = self.reader.error or f"usage reader failed: {type(e).__name__}: {e}"

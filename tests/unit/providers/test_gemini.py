@@ -286,6 +286,7 @@ def test_gemini_model_call_query_asking_for_an_answer_tollgate_reads(query: str)
         ("%24alt=media", "answer format"),
         ("alt=sse&alt=proto", "answer format"),
         ("callback=f", "JSONP"),
+        ("alt=sse;fields=candidates", "partial answer"),  # ";" separates parameters too
     ],
 )
 def test_gemini_model_call_query_asking_for_an_answer_without_readable_usage_is_refused(query: str, why: str) -> None:
