@@ -55,24 +55,32 @@ def g(gw, fake):
     return gw
 
 
+# The async clients throughout: websockets' sync client reads and writes one TLS socket from two
+# threads, and with TLS 1.3 (a session ticket arriving as it sends its upgrade) about one connection
+# in a hundred then never sends the upgrade, through any TLS-intercepting proxy (bare mitmdump too).
 SDK_SESSION = f"""
-    from openai import OpenAI
-    client = OpenAI(api_key="{ALICE}", max_retries=0)
-    texts = []
-    with client.realtime.connect(model="{MODEL}") as conn:
-        conn.session.update(session={{"type": "realtime", "instructions": "{SYSTEM}"}})
-        conn.conversation.item.create(item={{"type": "message", "role": "user",
-                                              "content": [{{"type": "input_text", "text": "{PROMPT}"}}]}})
-        for _ in range(2):
-            conn.response.create()
-            text = ""
-            for event in conn:
-                if event.type == "response.output_text.delta":
-                    text += event.delta
-                elif event.type == "response.done":
-                    break
-            texts.append(text)
-    report(texts=texts)
+    import asyncio
+    from openai import AsyncOpenAI
+
+    async def session():
+        client = AsyncOpenAI(api_key="{ALICE}", max_retries=0)
+        texts = []
+        async with client.realtime.connect(model="{MODEL}") as conn:
+            await conn.session.update(session={{"type": "realtime", "instructions": "{SYSTEM}"}})
+            await conn.conversation.item.create(item={{"type": "message", "role": "user",
+                                                      "content": [{{"type": "input_text", "text": "{PROMPT}"}}]}})
+            for _ in range(2):
+                await conn.response.create()
+                text = ""
+                async for event in conn:
+                    if event.type == "response.output_text.delta":
+                        text += event.delta
+                    elif event.type == "response.done":
+                        break
+                texts.append(text)
+        return texts
+
+    report(texts=asyncio.run(session()))
 """
 
 
@@ -118,10 +126,15 @@ def test_an_sdk_session_goes_with_the_real_key_and_is_audited_once_with_its_summ
 def test_a_denied_model_fails_the_upgrade_with_403_and_reaches_no_upstream(g, fake):
     before = fake.connections
     result = g.run(f"""
-        from openai import OpenAI
+        import asyncio
+        from openai import AsyncOpenAI
+
+        async def session():
+            async with AsyncOpenAI(api_key="{SAM}", max_retries=0).realtime.connect(model="{MODEL}") as conn:
+                await conn.response.create()
+
         try:
-            with OpenAI(api_key="{SAM}", max_retries=0).realtime.connect(model="{MODEL}") as conn:
-                conn.response.create()
+            asyncio.run(session())
             report(error=None)
         except Exception as e:
             body = json.loads(e.response.body)
@@ -143,20 +156,24 @@ def test_a_denied_model_fails_the_upgrade_with_403_and_reaches_no_upstream(g, fa
 
 
 BROWSER_SESSION = f"""
-    import json
-    from websockets.sync.client import connect
-    with connect("wss://api.openai.com/v1/realtime?model={MODEL}",
-                 subprotocols={BROWSER_SUBPROTOCOLS!r}) as ws:
-        chosen, extensions = ws.subprotocol, [e.name for e in ws.protocol.extensions]
-        ws.send(json.dumps({{"type": "response.create"}}))
-        text = ""
-        for _ in range(10):
-            event = json.loads(ws.recv(timeout=10))
-            if event["type"] == "response.output_text.delta":
-                text += event["delta"]
-            if event["type"] == "response.done":
-                break
-    report(subprotocol=chosen, extensions=extensions, text=text)
+    import asyncio, json
+    from websockets.asyncio.client import connect
+
+    async def session():
+        async with connect("wss://api.openai.com/v1/realtime?model={MODEL}",
+                           subprotocols={BROWSER_SUBPROTOCOLS!r}) as ws:
+            chosen, extensions = ws.subprotocol, [e.name for e in ws.protocol.extensions]
+            await ws.send(json.dumps({{"type": "response.create"}}))
+            text = ""
+            for _ in range(10):
+                event = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                if event["type"] == "response.output_text.delta":
+                    text += event["delta"]
+                if event["type"] == "response.done":
+                    break
+        return dict(subprotocol=chosen, extensions=extensions, text=text)
+
+    report(**asyncio.run(session()))
 """
 
 
@@ -176,21 +193,25 @@ def test_a_browsers_key_among_the_subprotocols_identifies_it_and_never_goes_upst
 
 def test_a_session_the_server_drops_is_audited_with_the_usage_read_and_the_close(g, fake):
     result = g.run(f"""
-        import json
-        from websockets.sync.client import connect
+        import asyncio, json
+        from websockets.asyncio.client import connect
         from websockets.exceptions import ConnectionClosed
-        with connect("wss://api.openai.com/v1/realtime?model={MODEL}",
-                     additional_headers={{"Authorization": "Bearer {ALICE}"}}) as ws:
-            ws.send(json.dumps({{"type": "response.create"}}))
-            for _ in range(10):
-                if json.loads(ws.recv(timeout=10))["type"] == "response.done":
-                    break
-            ws.send(json.dumps({{"type": "{HANG_UP}"}}))
-            try:
-                ws.recv(timeout=10)
-                report(closed=False)
-            except ConnectionClosed:
-                report(closed=True)
+
+        async def session():
+            async with connect("wss://api.openai.com/v1/realtime?model={MODEL}",
+                               additional_headers={{"Authorization": "Bearer {ALICE}"}}) as ws:
+                await ws.send(json.dumps({{"type": "response.create"}}))
+                for _ in range(10):
+                    if json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "response.done":
+                        break
+                await ws.send(json.dumps({{"type": "{HANG_UP}"}}))
+                try:
+                    await asyncio.wait_for(ws.recv(), 10)
+                    return False
+                except ConnectionClosed:
+                    return True
+
+        report(closed=asyncio.run(session()))
     """)
     assert result == {"closed": True}
     (record,) = g.new_audit(1)
@@ -229,11 +250,16 @@ def test_a_client_secret_for_a_denied_model_is_not_minted(g, fake):
 def test_a_session_naming_no_one_model_is_refused_400_and_reaches_no_upstream(g, fake, query):
     before = fake.connections
     result = g.run(f"""
-        import json
-        from websockets.sync.client import connect
+        import asyncio, json
+        from websockets.asyncio.client import connect
         from websockets.exceptions import InvalidStatus
+
+        async def session():
+            async with connect("wss://api.openai.com/v1/realtime{query}", subprotocols={BROWSER_SUBPROTOCOLS!r}):
+                pass
+
         try:
-            connect("wss://api.openai.com/v1/realtime{query}", subprotocols={BROWSER_SUBPROTOCOLS!r}).close()
+            asyncio.run(session())
             report(status=101)
         except InvalidStatus as e:
             report(status=e.response.status_code, tollgate=e.response.headers.get("x-tollgate-error"),
