@@ -284,6 +284,7 @@ def test_a_host_header_naming_another_host_is_refused(g):
         ("/v1/chat/completions", "POST", [("Connection", "Upgrade"), ("Upgrade", "websocket")], "does not upgrade"),
         ("/v1/models", "GET", [("Connection", "Upgrade"), ("Upgrade", "custom/1")], "does not upgrade"),
         ("/v1/models", "TRACE", [], "does not forward TRACE"),
+        ("/v1/chat/completions", "GET", [("X-HTTP-Method-Override", "POST")], "taken for another method"),
     ],
 )
 def test_upgrades_and_odd_methods_are_refused(g, target, method, headers, why):
@@ -393,6 +394,21 @@ def test_request_trailers_are_refused_where_the_body_is_read_and_dropped_where_i
     assert (seen.headers[":path"], seen.body, seen.trailers) == ("/v1/audio/transcriptions", form, {})
 
 
+def test_a_gemini_call_taken_for_another_method_is_refused_as_the_sdk_sends_it(g):
+    # Google's front end would run this GET as the POST it names, over a body Tollgate reads only on a POST.
+    result = g.run(f"""
+        from google import genai
+        from google.genai import types
+        client = genai.Client(api_key="{ALICE}", http_options=types.HttpOptions(headers={{"X-HTTP-Method-Override": "POST"}}))
+        client.models.generate_content(model="gemini-2.0-flash", contents="{PROMPT}")
+        report(error=None)
+    """)
+    assert (result["error"], result["status"]) == ("ClientError", 400), str(result)
+    record = g.last_audit()
+    assert record["error"] == "bad request: the request asks to be taken for another method (X-HTTP-Method-Override)"
+    assert g.fakes["gemini"].received == [] and record["upstream_key"] is None
+
+
 def test_a_gemini_call_asking_for_a_partial_answer_is_refused_as_the_sdk_sends_it(g):
     result = g.run(f"""
         from google import genai
@@ -413,6 +429,8 @@ def test_a_gemini_call_asking_for_a_partial_answer_is_refused_as_the_sdk_sends_i
         ("fields=candidates", "asks for a partial answer ('fields')"),
         ("alt=proto", "asks for an answer format ('alt') Tollgate does not read"),
         ("%24alt=media", "asks for an answer format ('alt') Tollgate does not read"),
+        ("%24httpMethod=GET", "asks Google to take the request for another method ('$httpMethod')"),
+        ("%24ct=application%2Fx-protobuf", "asks Google to read the body as another Content-Type ('$ct')"),
     ],
 )
 def test_a_gemini_call_asking_for_an_answer_without_readable_usage_is_refused(g, query, why):

@@ -24,7 +24,8 @@ PROMPT = "PROMPT-TEXT-that-must-not-leak-i9"
 SYSTEM = "SYSTEM-PROMPT-that-must-not-leak-j0"
 TOOL_ARGS = "TOOL-ARGUMENT-that-must-not-leak-k1"
 COMPLETION = "COMPLETION-TEXT-that-must-not-leak-l2"
-SECRETS = [*REAL.values(), VIRTUAL, CAROL, PASSWORD, OWN, PROMPT, SYSTEM, TOOL_ARGS, COMPLETION]
+OAUTH = "ya29.CALLERS-OAUTH-token-5ecret-m0"  # Google reads an OAuth token from ?access_token= too
+SECRETS = [*REAL.values(), VIRTUAL, CAROL, PASSWORD, OWN, OAUTH, PROMPT, SYSTEM, TOOL_ARGS, COMPLETION]
 
 
 def answers(received):
@@ -96,7 +97,7 @@ def test_nothing_secret_reaches_any_output(gw, gw_login):
         f"""
         import json, urllib.request
         req = urllib.request.Request(
-            "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.0-flash:generateContent?key={VIRTUAL}",
+            "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.0-flash:generateContent?key={VIRTUAL}&access_token={OAUTH}",
             data=json.dumps({{"contents": [{{"parts": [{{"text": "{PROMPT}"}}]}}],
                               "systemInstruction": {{"parts": [{{"text": "{SYSTEM}"}}]}}}}).encode(),
             headers={{"content-type": "application/json"}})
@@ -129,6 +130,10 @@ def test_nothing_secret_reaches_any_output(gw, gw_login):
     env = {"AWS_BEARER_TOKEN_BEDROCK": VIRTUAL}
     for code in calls:
         assert gw.run(code, env=env) == {"ok": True}
+    # The caller's own credentials stay behind, the OAuth token in the query too.
+    (gemini,) = gw.fakes["gemini"].received
+    assert gemini.path == "/v1beta/models/gemini-2.0-flash:generateContent"
+    assert gemini.headers["x-goog-api-key"] == REAL["gemini"]
     # carol logs in at the proxy: the login wins over the virtual key she also sends.
     from tests.support.clients import run_client
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote, unquote_plus
 
@@ -106,7 +106,9 @@ class Gemini(Provider):
     name = "gemini"
     host_pattern = r"generativelanguage\.googleapis\.com"
     side_header = "X-Gemini-Key"
-    key_positions = positions = ("x-goog-api-key", "authorization", "query:key")
+    key_positions = ("x-goog-api-key", "authorization", "query:key")
+    # Google's front end also takes an OAuth token from these query parameters, as `Authorization`.
+    positions = (*key_positions, "query:access_token", "query:oauth_token")
     model_in_path = _MODEL_CALL
     key_header = "x-goog-api-key"
     default_host = "generativelanguage.googleapis.com"
@@ -130,6 +132,7 @@ class Gemini(Provider):
         return model
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
+        check_request_overrides(query)
         segments = path_segments(path)
         check_case(segments, WORDS)
         if segments[0] == "upload":
@@ -204,15 +207,32 @@ _PARTIAL = frozenset(("fields", "$fields"))
 _FORMAT = frozenset(("alt", "$alt"))
 _CALLBACK = frozenset(("callback", "$callback"))
 _ALTS_READ = frozenset(("json", "sse"))
+# And those that change how the request is read: as another method, or its body as another type.
+_OVERRIDES = {
+    "$httpmethod": "the query asks Google to take the request for another method ('$httpMethod')",
+    "$ct": "the query asks Google to read the body as another Content-Type ('$ct')",
+}
+
+
+def system_parameters(query: str) -> Iterator[tuple[str, str]]:
+    """The query's parameters as Google's front end may read them: names decoded and in lower case,
+    split at ";" as well as "&" (as some servers split them; `$alt=json;enum-encoding=int` reads
+    so too). Values stay encoded."""
+    for parameter in re.split("[&;]", query) if query else ():
+        name, _, value = parameter.partition("=")
+        yield unquote_plus(name, errors="replace").lower(), value
+
+
+def check_request_overrides(query: str) -> None:
+    """`Unreadable` where the query asks Google to read the request otherwise than it was sent."""
+    for name, _ in system_parameters(query):
+        if name in _OVERRIDES:
+            raise Unreadable(_OVERRIDES[name])
 
 
 def check_system_parameters(query: str) -> None:
-    """`Unreadable` where the query asks Google for an answer Tollgate could not read its usage
-    from. Names are compared as Google's front end may decode them, in any case, and parameters
-    split at ";" as well as "&" (as some servers split them; `$alt=json;enum-encoding=int` reads so too)."""
-    for parameter in re.split("[&;]", query) if query else ():
-        name, _, value = parameter.partition("=")
-        name = unquote_plus(name, errors="replace").lower()
+    """`Unreadable` where the query asks Google for an answer Tollgate could not read its usage from."""
+    for name, value in system_parameters(query):
         if name in _PARTIAL:
             raise Unreadable("the query asks for a partial answer ('fields'), which may leave out its usage")
         if name in _CALLBACK:

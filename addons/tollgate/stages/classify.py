@@ -18,6 +18,9 @@ from .shared import CALL, Shared, refuse
 # What an LLM API is called with; CONNECT (HTTP/2's extended CONNECT opens a tunnel), TRACE and
 # anything else are refused.
 METHODS = frozenset(("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"))
+# Headers with which a server may take the request for another method than the one it came with
+# (Google's front end honours the first): Tollgate reads a call by the method it was sent with.
+METHOD_OVERRIDES = (b"x-http-method-override", b"x-http-method", b"x-method-override")
 
 
 # A request body decodes to no more than this: above every provider's own limit on a request, and
@@ -47,6 +50,8 @@ def check_transport(request: http.Request, headers: dict[bytes, bytes], host: st
         raise Unreadable("LLM APIs are called over HTTPS; Tollgate refuses plain HTTP")
     if request.method not in METHODS:
         raise Unreadable(f"Tollgate does not forward {request.method} requests")
+    if any(name in headers for name in METHOD_OVERRIDES):
+        raise Unreadable("the request asks to be taken for another method (X-HTTP-Method-Override)")
     named = request.host_header
     if named is not None and named != request.host:  # the common case: the Host header made request.host
         try:

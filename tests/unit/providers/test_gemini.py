@@ -296,6 +296,32 @@ def test_gemini_model_call_query_asking_for_an_answer_without_readable_usage_is_
     assert GEMINI.classify("GET", "/v1beta/files/abc:download", None, query).endpoint == "files"
 
 
+@pytest.mark.parametrize(
+    ("query", "why"),
+    [
+        ("%24httpMethod=POST", "another method"),
+        ("$HTTPMETHOD=POST", "another method"),
+        ("alt=sse;$httpMethod=GET", "another method"),
+        ("%24ct=application%2Fx-protobuf", "another Content-Type"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1beta/models/gemini-2.0-flash:generateContent"),  # a POST to Google: facts unread
+        ("POST", "/v1beta/models/gemini-2.0-flash:countTokens"),
+        ("POST", "/v1beta/files/abc"),
+        ("POST", "/upload/v1beta/files"),
+        ("POST", "/v1beta/openai/chat/completions"),
+    ],
+)
+def test_gemini_query_asking_google_to_read_the_request_otherwise_is_refused_on_every_path(
+    method: str, path: str, query: str, why: str
+) -> None:
+    with pytest.raises(Unreadable, match=why):
+        GEMINI.classify(method, path, None, query)
+
+
 def test_gemini_field_mask_header_is_refused() -> None:
     with pytest.raises(Unreadable, match="X-Goog-FieldMask"):
         GEMINI.check_headers({b"x-goog-fieldmask": b"candidates"})

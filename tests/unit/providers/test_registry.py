@@ -173,7 +173,8 @@ def test_refusal_body_is_json_and_keeps_any_message(provider: Any, reason: str) 
 
 def test_positions() -> None:
     assert OPENAI.key_positions == OPENAI.positions == ("authorization",)
-    assert GEMINI.key_positions == GEMINI.positions == ("x-goog-api-key", "authorization", "query:key")
+    assert GEMINI.key_positions == ("x-goog-api-key", "authorization", "query:key")
+    assert GEMINI.positions == (*GEMINI.key_positions, "query:access_token", "query:oauth_token")
     assert ANTHROPIC.key_positions == ANTHROPIC.positions == ("x-api-key", "authorization")
     assert BEDROCK.key_positions == ("authorization",)
     assert BEDROCK.positions == ("authorization", "x-amz-security-token")
@@ -181,7 +182,7 @@ def test_positions() -> None:
 
 def test_credential_positions_as_headers_and_query_parameters() -> None:
     assert GEMINI.header_positions == {b"x-goog-api-key", b"authorization"}
-    assert GEMINI.query_positions == ("key",)
+    assert GEMINI.query_positions == ("key", "access_token", "oauth_token")
     assert BEDROCK.header_positions == {b"authorization", b"x-amz-security-token"}
     assert ANTHROPIC.header_positions == {b"x-api-key", b"authorization"} and ANTHROPIC.query_positions == ()
     assert OPENAI.header_positions == {b"authorization"}

@@ -229,6 +229,10 @@ def trace(flow) -> None:
     flow.request.method = "TRACE"
 
 
+def method_override(flow) -> None:
+    flow.request.headers["X-HTTP-Method-Override"] = "GET"
+
+
 def another_host(flow) -> None:
     flow.request.headers["Host"] = "attacker.example"
 
@@ -284,6 +288,7 @@ def websocket_upgrade(flow) -> None:
 FAULTS = [
     (plain_http, "LLM APIs are called over HTTPS; Tollgate refuses plain HTTP"),
     (trace, "Tollgate does not forward TRACE requests"),
+    (method_override, "the request asks to be taken for another method (X-HTTP-Method-Override)"),
     (another_host, "the Host header names another host than the one called"),
     (another_port, "the Host header names another host than the one called"),
     (two_objects, "the body is not one JSON object"),
