@@ -202,8 +202,17 @@ WRONG_PASSWORD = "WRONG-proxy-PASSWORD-5ecret-n4"
 ALICE_AWS = ("TGALICE0000000000000", "alice-aws-SECRET-5ecret-n5")
 WRONG_AWS_SECRET = "wrong-aws-SECRET-5ecret-n6"
 OWN_AWS = ("AKIDOWN0000000000000", "own-aws-SECRET-5ecret-n7")
+# Credentials that go in a query: Gemini's key and OAuth token, a presigned AWS URL's signature and token.
+QUERY_SECRETS = {
+    "key": VIRTUAL,
+    "access_token": "ya29.QUERY-oauth-5ecret-n8",
+    "oauth_token": "ya29.QUERY-oauth-5ecret-n9",
+    "X-Amz-Signature": "QUERY-aws-signature-5ecret-o1",
+    "X-Amz-Security-Token": "QUERY-aws-session-5ecret-o2",
+}
 REFUSAL_SECRETS = [
     *SIDE.values(),
+    *QUERY_SECRETS.values(),
     COOKIE,
     WS_KEY,
     UNKNOWN,
@@ -275,11 +284,11 @@ def _boto3_with_headers(headers: dict[str, str], key: tuple[str, str] | None = N
 
 REFUSED_CALLS = [
     # 401: an unknown key, with every side header, virtual keys where OpenAI takes none (x-api-key,
-    # x-goog-api-key, ?key=), a cookie and a Realtime key as a WebSocket subprotocol.
+    # x-goog-api-key), credentials in the query, a cookie and a Realtime key as a WebSocket subprotocol.
     (
         f"""
         import openai
-        openai.OpenAI(api_key="{UNKNOWN}", max_retries=0, default_query={{"key": "{VIRTUAL}"}},
+        openai.OpenAI(api_key="{UNKNOWN}", max_retries=0, default_query={QUERY_SECRETS!r},
             default_headers={{**{SIDE!r}, "x-api-key": "{VIRTUAL}", "x-goog-api-key": "{CAROL}",
                               "Cookie": "session={COOKIE}", "Sec-WebSocket-Protocol": "{PROTOCOLS}"}},
         ).chat.completions.create(model="gpt-4o", messages=[{{"role": "user", "content": "{PROMPT}"}}])
@@ -367,7 +376,7 @@ def test_refused_calls_keep_no_credential_in_any_output(gw_refusing):
         assert unknown.headers[name] == "[redacted by Tollgate]", name
     # The Realtime subprotocol key is taken out of every call before it is read: it is never forwarded.
     assert unknown.headers["sec-websocket-protocol"] == "realtime, openai-beta.realtime-v1"
-    assert unknown.query["key"] == "[redacted by Tollgate]"
+    assert dict(unknown.query) == dict.fromkeys(QUERY_SECRETS, "[redacted by Tollgate]")
     assert denied.headers["authorization"] == denied.headers["x-goog-api-key"] == "[redacted by Tollgate]"
     assert gemini.headers["x-goog-api-key"] == gemini.headers["x-api-key"] == "[redacted by Tollgate]"
     assert bedrock.headers["authorization"] == bedrock.headers["x-goog-api-key"] == "[redacted by Tollgate]"

@@ -131,7 +131,8 @@ class Bedrock(Provider):
     host_pattern = r"bedrock-runtime(?:-fips)?\.[a-z0-9-]+\.amazonaws\.com"
     side_header = "X-AWS-Bearer-Token"
     key_positions = ("authorization",)
-    positions = ("authorization", "x-amz-security-token")
+    # And SigV4 in the query (a presigned URL): its signature and session token are credentials too.
+    positions = ("authorization", "x-amz-security-token", "query:X-Amz-Signature", "query:X-Amz-Security-Token")
     model_in_path = _MODEL_CALL
     key_header = "authorization"
     upstream_hint = "its region's https://bedrock-runtime.REGION.amazonaws.com"
@@ -349,7 +350,9 @@ class Bedrock(Provider):
 # The SigV4 service Bedrock's runtime signs for.
 SERVICE = "bedrock"
 # What a request re-signed for Bedrock must not carry on: the caller's credential and signature.
-_UNSIGNABLE = frozenset(h.encode() for h in (*Bedrock.positions, *sigv4.SIGNATURE_HEADERS))
+_UNSIGNABLE = frozenset(
+    h.encode() for h in (*Bedrock.positions, *sigv4.SIGNATURE_HEADERS) if not h.startswith("query:")
+)
 
 
 def _signed(index: Mapping[bytes, bytes]) -> bool:

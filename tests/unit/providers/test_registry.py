@@ -177,13 +177,19 @@ def test_positions() -> None:
     assert GEMINI.positions == (*GEMINI.key_positions, "query:access_token", "query:oauth_token")
     assert ANTHROPIC.key_positions == ANTHROPIC.positions == ("x-api-key", "authorization")
     assert BEDROCK.key_positions == ("authorization",)
-    assert BEDROCK.positions == ("authorization", "x-amz-security-token")
+    assert BEDROCK.positions == (
+        "authorization",
+        "x-amz-security-token",
+        "query:X-Amz-Signature",
+        "query:X-Amz-Security-Token",
+    )
 
 
 def test_credential_positions_as_headers_and_query_parameters() -> None:
     assert GEMINI.header_positions == {b"x-goog-api-key", b"authorization"}
     assert GEMINI.query_positions == ("key", "access_token", "oauth_token")
     assert BEDROCK.header_positions == {b"authorization", b"x-amz-security-token"}
+    assert BEDROCK.query_positions == ("X-Amz-Signature", "X-Amz-Security-Token")
     assert ANTHROPIC.header_positions == {b"x-api-key", b"authorization"} and ANTHROPIC.query_positions == ()
     assert OPENAI.header_positions == {b"authorization"}
 
