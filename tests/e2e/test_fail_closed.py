@@ -409,6 +409,18 @@ def test_a_gemini_call_taken_for_another_method_is_refused_as_the_sdk_sends_it(g
     assert g.fakes["gemini"].received == [] and record["upstream_key"] is None
 
 
+def test_a_gemini_body_declared_protobuf_is_refused(g):
+    # Valid JSON to Tollgate; Google's front end would parse the same bytes as protobuf.
+    response, record = raw(
+        g,
+        "gemini",
+        "/v1beta/models/gemini-2.0-flash:generateContent",
+        GEMINI_BODY,
+        headers=[("Content-Type", "application/x-protobuf")],
+    )
+    assert_refused(g, "gemini", response, record, "the body is declared protobuf (Content-Type)")
+
+
 def test_a_gemini_call_asking_for_a_partial_answer_is_refused_as_the_sdk_sends_it(g):
     result = g.run(f"""
         from google import genai

@@ -49,6 +49,33 @@ def test_keys_are_used_in_turn(gw):
     assert len(set(fingerprints)) == 2 and fingerprints[0] == fingerprints[2]
 
 
+def test_a_pool_key_bills_the_account_it_was_issued_for_whatever_organization_the_sdk_names(gw):
+    # OPENAI_ORG_ID and OPENAI_PROJECT_ID name the caller's own account: with a key of Tollgate's,
+    # OpenAI would refuse them (mismatched_organization) or bill another organization of its user.
+    gw.reset()
+    env = {"OPENAI_ORG_ID": "org-callers-own", "OPENAI_PROJECT_ID": "proj_callers_own"}
+    assert gw.run(CHAT % (ALICE, 1), env=env) == {"outcomes": [200]}
+    # With the caller's own key (its side header) they go along.
+    result = gw.run(
+        f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{ALICE}", max_retries=0, default_headers={{"X-OpenAI-Key": "sk-callers-own"}})
+        client.chat.completions.create(model="gpt-4o", messages=[{{"role": "user", "content": "hi"}}])
+        report(ok=True)
+    """,
+        env=env,
+    )
+    assert result == {"ok": True}
+    pooled, own = gw.fakes["openai"].received
+    assert pooled.headers["authorization"] in (f"Bearer {K1}", f"Bearer {K2}")
+    assert "openai-organization" not in pooled.headers and "openai-project" not in pooled.headers
+    assert own.headers["authorization"] == "Bearer sk-callers-own"
+    assert (own.headers["openai-organization"], own.headers["openai-project"]) == (
+        "org-callers-own",
+        "proj_callers_own",
+    )
+
+
 def test_a_key_that_got_429_rests_for_its_retry_after(gw):
     gw.reset()
     limited = {K1: 0}
@@ -65,9 +92,11 @@ def test_a_key_that_got_429_rests_for_its_retry_after(gw):
 
     gw.fakes["openai"].handler = answer
     first = gw.run(CHAT % (ALICE, 5))["outcomes"]
-    # At most one call meets K1 (and its 429); then K1 rests and K2 serves every call.
+    # At most one call meets K1 (and its 429), whichever key's turn came first; then K1 rests and
+    # K2 serves every call (in turn, K1 would have served two or three of the five).
     assert limited[K1] <= 1 and first.count(429) == limited[K1]
-    assert used_keys(gw.fakes["openai"])[limited[K1] :] == [K2] * (5 - limited[K1])
+    keys = used_keys(gw.fakes["openai"])
+    assert (len(keys), keys.count(K1)) == (5, limited[K1])
     time.sleep(2.2)
     gw.fakes["openai"].received.clear()
     gw.fakes["openai"].handler = lambda r: Reply(200, {"choices": []})

@@ -198,6 +198,9 @@ class Provider:
     # "query:<parameter>"; `positions` adds what else carries a secret there.
     key_positions: ClassVar[tuple[str, ...]]
     positions: ClassVar[tuple[str, ...]]
+    # Headers that pick the account a key bills (lower-case): a caller's go with its own key, never
+    # with one of Tollgate's, which bills the account it was issued for.
+    billing_headers: ClassVar[frozenset[bytes]] = frozenset()
     # Where Tollgate puts the upstream key for the provider's own wire format.
     key_header: ClassVar[str]
     # Where a call routed here goes when no upstream is configured (None: it must be, and
@@ -341,10 +344,14 @@ class Provider:
 
     def header_key(self, key: str, classification: Classification, pooled: bool = False) -> HeaderKey:
         name, value = self.injected(key, classification)
+        drop = self._pooled_key_drops if pooled else self.header_positions
         return HeaderKey(
-            name.encode(), value.encode("utf-8", "surrogateescape"), self.header_positions, fingerprint(key),
-            key if pooled else None,
-        )  # fmt: skip
+            name.encode(), value.encode("utf-8", "surrogateescape"), drop, fingerprint(key), key if pooled else None
+        )
+
+    @cached_property
+    def _pooled_key_drops(self) -> frozenset[bytes]:
+        return self.header_positions | self.billing_headers
 
     def own_credential(self, index: Mapping[bytes, bytes], headers: Headers, query: Query) -> OwnCredential:
         """What of an anonymous caller's own goes upstream when Tollgate has no credential: here,

@@ -174,6 +174,9 @@ class Gemini(Provider):
     def check_headers(self, headers: Mapping[bytes, bytes]) -> None:
         if b"x-goog-fieldmask" in headers:
             raise Unreadable("X-Goog-FieldMask asks for a partial answer, which may leave out its usage")
+        # Google's front end reads a body declared protobuf as protobuf: not the JSON Tollgate read.
+        if b"proto" in headers.get(b"content-type", b"").lower():
+            raise Unreadable("the body is declared protobuf (Content-Type), which Tollgate does not read")
 
     def streams_unread(self, method: str, path: str) -> bool:
         upload = path.startswith("/upload/") and path.endswith("/files") and path.count("/") == 3

@@ -428,6 +428,7 @@ class OpenAI(Provider):
     host_pattern = r"api\.openai\.com"
     side_header = "X-OpenAI-Key"
     key_positions = positions = ("authorization",)
+    billing_headers = frozenset((b"openai-organization", b"openai-project"))
     key_header = "authorization"
     default_host = "api.openai.com"
     chat_formats: ClassVar[Mapping[str, str]] = {"chat.completions": OPENAI_CHAT}

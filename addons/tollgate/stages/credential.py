@@ -108,9 +108,9 @@ class Credential:
 
 def drop_credentials_of(provider: Provider, request: http.Request) -> None:
     """A routed call carries no credential where the provider the client called keeps one (its
-    virtual key, say, in `x-goog-api-key`): the target's own positions are dropped as its credential
-    goes in, these are not among them."""
-    positions = provider.header_positions
+    virtual key, say, in `x-goog-api-key`), nor what picks an account there: the target's own
+    positions are dropped as its credential goes in, these are not among them."""
+    positions = provider.header_positions | provider.billing_headers
     if any(name.lower() in positions for name, _ in request.headers.fields):
         request.headers.fields = tuple(f for f in request.headers.fields if f[0].lower() not in positions)
     for parameter in provider.query_positions:

@@ -326,3 +326,10 @@ def test_gemini_field_mask_header_is_refused() -> None:
     with pytest.raises(Unreadable, match="X-Goog-FieldMask"):
         GEMINI.check_headers({b"x-goog-fieldmask": b"candidates"})
     GEMINI.check_headers({b"x-goog-api-key": b"k"})
+
+
+@pytest.mark.parametrize("content_type", [b"application/x-protobuf", b"application/vnd.google.Protobuf; proto=x"])
+def test_gemini_body_declared_protobuf_is_refused(content_type: bytes) -> None:
+    with pytest.raises(Unreadable, match="declared protobuf"):
+        GEMINI.check_headers({b"content-type": content_type})
+    GEMINI.check_headers({b"content-type": b"application/json; charset=utf-8"})

@@ -223,6 +223,20 @@ def test_a_header_key_replaces_the_callers_credentials_in_one_pass() -> None:
     assert gemini.header_key("AIza", Classification("generateContent")).name == b"x-goog-api-key"
 
 
+def test_a_pooled_key_bills_its_own_account_and_a_callers_key_the_callers() -> None:
+    fields = (
+        (b"Authorization", b"Bearer tg-virtual"),
+        (b"OpenAI-Organization", b"org-callers"),
+        (b"OpenAI-Project", b"proj_callers"),
+    )
+    pooled = OPENAI.upstream_credential(CHAT, {}, KeyPool(["sk-pooled"]), ProviderConfig(), None)
+    assert pooled is not None
+    assert pooled.apply(fields, not_read).fields == ((b"authorization", b"Bearer sk-pooled"),)
+    own = OPENAI.upstream_credential(CHAT, {"x-openai-key": "sk-own"}, KeyPool(["sk-pooled"]), ProviderConfig(), None)
+    assert own is not None
+    assert own.apply(fields, not_read).fields == (*fields[1:], (b"authorization", b"Bearer sk-own"))
+
+
 def test_the_default_own_credential_is_the_first_key_presented() -> None:
     own = OPENAI.own_credential({}, {"authorization": "Bearer sk-own"}, {})
     assert own == OwnCredential(fingerprint("sk-own"))
