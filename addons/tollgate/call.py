@@ -43,6 +43,9 @@ class Usage:
     cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None  # among output_tokens
     finish_reason: str | None = None
+    # The processing tier the provider says it ran the call at (OpenAI's `service_tier`: `default`,
+    # `flex`, `priority`…), which some models are priced by.
+    service_tier: str | None = None
 
 
 class Failure(enum.Enum):
@@ -232,6 +235,7 @@ class Call:
             "cached_tokens": u.cached_tokens,
             "reasoning_tokens": u.reasoning_tokens,
             "cache_write_tokens": u.cache_write_tokens,
+            "service_tier": u.service_tier,
             "cost_usd": None if cost is None else usd(cost),
             "finish_reason": u.finish_reason,
             "error": self.error,

@@ -114,9 +114,10 @@ def configured_rate(rule: PriceRule, source: str) -> Rate:
     )
 
 
-def table_rate(provider: str, model: str, when: float) -> Rate | None:
+def table_rate(provider: str, model: str, when: float, service_tier: str | None = None) -> Rate | None:
     """The model's rate in genai-prices' bundled table, at the UTC date of `when` (some prices
-    change on a date); None when the table does not know the model or prices it by anything but
+    change on a date) and the service tier the call ran at (the table prices OpenAI's `flex` and
+    `priority` apart); None when the table does not know the model or prices it by anything but
     tokens. Bedrock's regional, cross-region (`us.`, `eu.`, `global.`…) and ARN model ids are
     the table's own concern: it knows that a `global.` profile costs less than a regional one."""
     table = _TABLE.get(provider)
@@ -128,7 +129,8 @@ def table_rate(provider: str, model: str, when: float) -> Rate | None:
     if info is None:
         return None
     # genai-prices' table starts a price at a UTC date; naive datetimes are UTC to it.
-    prices = info.get_prices(datetime.fromtimestamp(when, UTC))
+    context = None if service_tier is None else {"service_tier": service_tier}
+    prices = info.get_prices(datetime.fromtimestamp(when, UTC), context)
     if not isinstance(prices.input_mtok, Decimal | TieredPrices):
         return None  # priced per image, per second of audio, per request…
     return _rate_of(prices, f"genai-prices {table.id}/{info.id}")
@@ -200,20 +202,29 @@ class Prices:
         client: str | None,
         groups: tuple[str, ...],
         when: float | None = None,
+        service_tier: str | None = None,
     ) -> Rate | None:
-        """The rate of a call made at `when` (default: now); None when its price is unknown."""
+        """The rate of a call made at `when` (default: now), at the service tier it ran at (a
+        configured rule prices every tier alike); None when its price is unknown."""
         when = time.time() if when is None else when
         return self.memo.get(
-            (provider, model, client, groups, int(when // _DAY)), provider, model, client, groups, when
-        )
+            (provider, model, client, groups, int(when // _DAY), service_tier),
+            provider, model, client, groups, when, service_tier,
+        )  # fmt: skip
 
     def _find(
-        self, provider: str, model: str | None, client: str | None, groups: tuple[str, ...], when: float
+        self,
+        provider: str,
+        model: str | None,
+        client: str | None,
+        groups: tuple[str, ...],
+        when: float,
+        service_tier: str | None,
     ) -> Rate | None:
         for rule, rate in zip(self.rules, self._rates, strict=True):
             if matches(rule.match, provider, model, client, groups):
                 return rate
-        return None if model is None else table_rate(provider, model, when)
+        return None if model is None else table_rate(provider, model, when, service_tier)
 
     def cost(
         self,
@@ -231,7 +242,7 @@ class Prices:
             return None
         if endpoint in COUNTING_ENDPOINTS:
             return 0
-        rate = self.rate(provider, model, client, groups, when)
+        rate = self.rate(provider, model, client, groups, when, usage.service_tier)
         if rate is None or (rate.other_modalities and endpoint in MIXED_MODALITY_ENDPOINTS):
             return None
         return cost_nanousd(rate, usage)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-from tests.support.canned import ANTHROPIC_MESSAGE, BEDROCK_INVOKE_BODY
+from tests.support.canned import ANTHROPIC_MESSAGE, BEDROCK_INVOKE_BODY, OPENAI_CHAT
 from tests.support.fake_upstream import Reply
 
 REAL = {
@@ -79,6 +79,28 @@ def test_openai_chat_with_virtual_key(g):
     assert record["ttfb_ms"] is not None and record["latency_ms"] >= record["ttfb_ms"]
     # Every answer is streamed: mitmproxy's per-response notice of it is not repeated on the console.
     assert "POST https://127.0.0.1" in g.proxy.console() and "Streaming response from" not in g.proxy.console()
+
+
+def test_an_openai_call_is_priced_at_the_service_tier_it_ran_at(g):
+    g.fakes["openai"].handler = lambda r: Reply(
+        200, {**OPENAI_CHAT, "model": "gpt-4.1-2025-04-14", "service_tier": r.json()["service_tier"]}
+    )
+    result = g.run(f"""
+        from openai import OpenAI
+        r = OpenAI(api_key="{ALICE}", max_retries=0).chat.completions.create(
+            model="gpt-4.1", service_tier="priority", messages=[{{"role": "user", "content": "hi"}}])
+        report(tier=r.service_tier)
+    """)
+    assert result == {"tier": "priority"}
+    record = g.last_audit()
+    assert (record["model"], record["service_tier"], record["input_tokens"], record["output_tokens"]) == (
+        "gpt-4.1",
+        "priority",
+        21,
+        7,
+    )
+    # gpt-4.1 at priority ($ per Mtok): 16 x 3.50 + 5 cache reads x 0.875 + 7 x 14.00 (standard: 0.0000905)
+    assert record["cost_usd"] == 0.000158375
 
 
 def test_openai_responses_and_embeddings(g):

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tollgate.call import Usage, dollars_text, usd
-from tollgate.config import PriceRule, parse_config
+from tollgate.config import OverrideMatch, PriceRule, parse_config
 from tollgate.pricing import TABLE_IDS, Prices, Rate, cost_nanousd, table_rate
 
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -106,6 +106,22 @@ def test_table_prices_that_change_on_a_date() -> None:
     old, new = prices.rate("openai", "o3", None, (), before), prices.rate("openai", "o3", None, (), after)
     assert old is not None and new is not None
     assert (old.input, old.output, new.input, new.output) == (D(10), D(40), D(2), D(8))
+
+
+def test_a_service_tier_the_table_prices_apart() -> None:
+    """gpt-4.1 at OpenAI's priority tier: 1.75x the standard rate; a tier the table does not know
+    pays the standard one, and a configured rule prices every tier alike."""
+    prices = Prices(())
+    standard, priority = (prices.rate("openai", "gpt-4.1", None, (), WHEN, tier) for tier in (None, "priority"))
+    assert standard is not None and priority is not None
+    assert (standard.input, standard.output, priority.input, priority.output) == (D(2), D(8), D("3.5"), D(14))
+    assert prices.rate("openai", "gpt-4.1", None, (), WHEN, "no-such-tier") == standard
+    usage = Usage(input_tokens=1000, output_tokens=100, service_tier="priority")
+    assert prices.cost("openai", "gpt-4.1", None, (), "chat.completions", usage, WHEN) == 1000 * 3500 + 100 * 14_000
+    rule = PriceRule(match=OverrideMatch(model="gpt-4.1"), input_per_mtok=D(1), output_per_mtok=D(2))
+    assert (
+        Prices((rule,)).cost("openai", "gpt-4.1", None, (), "chat.completions", usage, WHEN) == 1000 * 1000 + 100 * 2000
+    )
 
 
 def test_tiers_by_prompt_size() -> None:

@@ -232,6 +232,7 @@ def responses_blocks(
         "model": "gpt-4.1-2025-04-14",
         "output": [],
         "parallel_tool_calls": True,
+        "service_tier": "flex",
         "previous_response_id": None,
         "reasoning": {"effort": None, "summary": None},
         "store": True,
@@ -829,7 +830,9 @@ def test_openai_chat_stream_exact(usage_with_choices: bool, eol: str) -> None:
         assert '"choices":[],"usage":{' in blocks[-2][0]
     for pieces in ([data], bytewise(data)):
         reader = openai_chat_reader()
-        assert usage_tuple(read(reader, pieces)) == (19, 10, 29, 4, 2, "stop")
+        usage = read(reader, pieces)
+        assert usage_tuple(usage) == (19, 10, 29, 4, 2, "stop")
+        assert usage.service_tier == "default"  # the tier it ran at, priced by
         assert reader.error is None
 
 
@@ -880,7 +883,8 @@ def test_openai_responses_stream_exact(reason: str | None, expected: tuple) -> N
     assert blocks[-1][0] == f"event: response.{'incomplete' if reason else 'completed'}"
     data = sse(blocks)
     for pieces in ([data], bytewise(data)):
-        assert usage_tuple(read(reader_for(OPENAI, "/v1/responses", SSE_TYPE), pieces)) == expected
+        usage = read(reader_for(OPENAI, "/v1/responses", SSE_TYPE), pieces)
+        assert (usage_tuple(usage), usage.service_tier) == (expected, "flex")
 
 
 def test_openai_responses_failed_event() -> None:

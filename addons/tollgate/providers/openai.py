@@ -230,6 +230,7 @@ def usage_from_object(endpoint: str | None, data: dict[str, Any]) -> Usage:
         status = data.get("status")
         reason = _get(data, "incomplete_details", "reason")
         u.finish_reason = reason if isinstance(reason, str) else status if isinstance(status, str) else None
+        u.service_tier = _service_tier(data)
         return add_totals(u)
     u = Usage(
         input_tokens=as_int(raw.get("prompt_tokens")),
@@ -239,9 +240,15 @@ def usage_from_object(endpoint: str | None, data: dict[str, Any]) -> Usage:
         reasoning_tokens=as_int(_get(raw, "completion_tokens_details", "reasoning_tokens")),
     )
     u.finish_reason = _finish_reason(data)
+    u.service_tier = _service_tier(data)
     if endpoint == "embeddings" and u.input_tokens is not None and u.output_tokens is None:
         u.output_tokens = 0
     return add_totals(u)
+
+
+def _service_tier(data: dict[str, Any]) -> str | None:
+    tier = data.get("service_tier")
+    return tier if isinstance(tier, str) else None
 
 
 def _finish_reason(data: dict[str, Any]) -> str | None:

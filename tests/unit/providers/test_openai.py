@@ -228,6 +228,21 @@ def test_openai_chat_usage_with_cached_and_reasoning() -> None:
     assert usage_tuple(OPENAI.usage(c, headers(), body)) == (100, 50, 150, 64, 32, "stop")
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "path", "tier", "read"),
+    [
+        ("chat.completions", "/v1/chat/completions", "priority", "priority"),
+        ("responses", "/v1/responses", "flex", "flex"),
+        ("chat.completions", "/v1/chat/completions", 1, None),
+    ],
+)
+def test_openai_usage_tells_the_service_tier_the_call_ran_at(
+    endpoint: str, path: str, tier: Any, read: str | None
+) -> None:
+    body = j({"object": "x", "service_tier": tier, "usage": {"prompt_tokens": 1, "input_tokens": 1}})
+    assert OPENAI.usage(Classification(endpoint=endpoint), headers(), body).service_tier == read
+
+
 def test_openai_chat_usage_total_computed_when_missing() -> None:
     body = j({"choices": [{"finish_reason": "length"}], "usage": {"prompt_tokens": 7, "completion_tokens": 3}})
     u = OPENAI.usage(Classification(endpoint="chat.completions"), headers(), body)
