@@ -43,9 +43,15 @@ class Usage:
     cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None  # among output_tokens
     finish_reason: str | None = None
-    # The processing tier the provider says it ran the call at (OpenAI's `service_tier`: `default`,
-    # `flex`, `priority`…), which some models are priced by.
+    # How the provider says it ran the call, which some models are priced by: its processing tier
+    # (`service_tier`: OpenAI's `default`, `flex`, `priority`…; Anthropic's `standard`, `priority`)
+    # and Anthropic's fast mode (`speed`: `fast`, `standard`).
     service_tier: str | None = None
+    speed: str | None = None
+
+    def price_context(self) -> tuple[tuple[str, str], ...]:
+        """What the price table's variants are chosen by (genai-prices' keys)."""
+        return tuple((k, v) for k, v in (("service_tier", self.service_tier), ("speed", self.speed)) if v is not None)
 
 
 class Failure(enum.Enum):
@@ -236,6 +242,7 @@ class Call:
             "reasoning_tokens": u.reasoning_tokens,
             "cache_write_tokens": u.cache_write_tokens,
             "service_tier": u.service_tier,
+            "speed": u.speed,
             "cost_usd": None if cost is None else usd(cost),
             "finish_reason": u.finish_reason,
             "error": self.error,

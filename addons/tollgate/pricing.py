@@ -114,12 +114,13 @@ def configured_rate(rule: PriceRule, source: str) -> Rate:
     )
 
 
-def table_rate(provider: str, model: str, when: float, service_tier: str | None = None) -> Rate | None:
+def table_rate(provider: str, model: str, when: float, context: tuple[tuple[str, str], ...] = ()) -> Rate | None:
     """The model's rate in genai-prices' bundled table, at the UTC date of `when` (some prices
-    change on a date) and the service tier the call ran at (the table prices OpenAI's `flex` and
-    `priority` apart); None when the table does not know the model or prices it by anything but
-    tokens. Bedrock's regional, cross-region (`us.`, `eu.`, `global.`…) and ARN model ids are
-    the table's own concern: it knows that a `global.` profile costs less than a regional one."""
+    change on a date) and how the call ran (`Usage.price_context`: the table prices OpenAI's `flex`
+    and `priority` tiers and Anthropic's fast mode apart); None when the table does not know the
+    model or prices it by anything but tokens. Bedrock's regional, cross-region (`us.`, `eu.`,
+    `global.`…) and ARN model ids are the table's own concern: it knows that a `global.` profile
+    costs less than a regional one."""
     table = _TABLE.get(provider)
     if table is None:
         return None
@@ -129,8 +130,7 @@ def table_rate(provider: str, model: str, when: float, service_tier: str | None 
     if info is None:
         return None
     # genai-prices' table starts a price at a UTC date; naive datetimes are UTC to it.
-    context = None if service_tier is None else {"service_tier": service_tier}
-    prices = info.get_prices(datetime.fromtimestamp(when, UTC), context)
+    prices = info.get_prices(datetime.fromtimestamp(when, UTC), dict(context))
     if not isinstance(prices.input_mtok, Decimal | TieredPrices):
         return None  # priced per image, per second of audio, per request…
     return _rate_of(prices, f"genai-prices {table.id}/{info.id}")
@@ -202,15 +202,21 @@ class Prices:
         client: str | None,
         groups: tuple[str, ...],
         when: float | None = None,
-        service_tier: str | None = None,
+        context: tuple[tuple[str, str], ...] = (),
     ) -> Rate | None:
-        """The rate of a call made at `when` (default: now), at the service tier it ran at (a
-        configured rule prices every tier alike); None when its price is unknown."""
+        """The rate of a call made at `when` (default: now), run as `context` says
+        (`Usage.price_context`; a configured rule prices every way alike); None when its price is
+        unknown."""
         when = time.time() if when is None else when
         return self.memo.get(
-            (provider, model, client, groups, int(when // _DAY), service_tier),
-            provider, model, client, groups, when, service_tier,
-        )  # fmt: skip
+            (provider, model, client, groups, int(when // _DAY), context),
+            provider,
+            model,
+            client,
+            groups,
+            when,
+            context,
+        )
 
     def _find(
         self,
@@ -219,12 +225,12 @@ class Prices:
         client: str | None,
         groups: tuple[str, ...],
         when: float,
-        service_tier: str | None,
+        context: tuple[tuple[str, str], ...],
     ) -> Rate | None:
         for rule, rate in zip(self.rules, self._rates, strict=True):
             if matches(rule.match, provider, model, client, groups):
                 return rate
-        return None if model is None else table_rate(provider, model, when, service_tier)
+        return None if model is None else table_rate(provider, model, when, context)
 
     def cost(
         self,
@@ -242,7 +248,7 @@ class Prices:
             return None
         if endpoint in COUNTING_ENDPOINTS:
             return 0
-        rate = self.rate(provider, model, client, groups, when, usage.service_tier)
+        rate = self.rate(provider, model, client, groups, when, usage.price_context())
         if rate is None or (rate.other_modalities and endpoint in MIXED_MODALITY_ENDPOINTS):
             return None
         return cost_nanousd(rate, usage)

@@ -211,6 +211,31 @@ def test_anthropic_messages(g):
     assert (record["cache_write_tokens"], record["cost_usd"]) == (40, 0.00042)
 
 
+def test_an_anthropic_call_in_fast_mode_is_priced_at_the_fast_rate(g):
+    def fast(r):
+        speed = r.json()["speed"]
+        return Reply(200, {**ANTHROPIC_MESSAGE, "usage": {**ANTHROPIC_MESSAGE["usage"], "speed": speed}})
+
+    g.fakes["anthropic"].handler = fast
+    result = g.run(f"""
+        import anthropic
+        r = anthropic.Anthropic(api_key="{BOB}", max_retries=0).beta.messages.create(
+            model="claude-opus-5", max_tokens=256, speed="fast", betas=["fast-mode-2026-02-01"],
+            messages=[{{"role": "user", "content": "hello"}}])
+        report(speed=r.usage.speed)
+    """)
+    assert result == {"speed": "fast"}
+    record = g.last_audit()
+    assert (record["model"], record["speed"], record["input_tokens"], record["output_tokens"]) == (
+        "claude-opus-5",
+        "fast",
+        125,
+        11,
+    )
+    # claude-opus-5 in fast mode ($ per Mtok): 25 x 10 + 100 cache reads x 1 + 11 x 50 (standard: half)
+    assert record["cost_usd"] == 0.0009
+
+
 BEDROCK_PROFILE = (
     "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-5-sonnet-20241022-v2:0"
 )

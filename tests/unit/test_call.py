@@ -60,6 +60,7 @@ DESIGN_FIELDS = {
     "reasoning_tokens",
     "cache_write_tokens",
     "service_tier",
+    "speed",
     "cost_usd",
     "finish_reason",
     "error",
@@ -151,6 +152,7 @@ def test_audit_record_values() -> None:
         "reasoning_tokens": 10,
         "cache_write_tokens": None,
         "service_tier": None,
+        "speed": None,
         # gpt-4o-mini ($ per Mtok): 36 x 0.15 + 64 cache reads x 0.075 + 50 x 0.6
         "cost_usd": 0.0000402,
         "finish_reason": "stop",

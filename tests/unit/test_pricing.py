@@ -108,19 +108,33 @@ def test_table_prices_that_change_on_a_date() -> None:
     assert (old.input, old.output, new.input, new.output) == (D(10), D(40), D(2), D(8))
 
 
+PRIORITY = (("service_tier", "priority"),)
+
+
 def test_a_service_tier_the_table_prices_apart() -> None:
     """gpt-4.1 at OpenAI's priority tier: 1.75x the standard rate; a tier the table does not know
     pays the standard one, and a configured rule prices every tier alike."""
     prices = Prices(())
-    standard, priority = (prices.rate("openai", "gpt-4.1", None, (), WHEN, tier) for tier in (None, "priority"))
+    standard, priority = (prices.rate("openai", "gpt-4.1", None, (), WHEN, c) for c in ((), PRIORITY))
     assert standard is not None and priority is not None
     assert (standard.input, standard.output, priority.input, priority.output) == (D(2), D(8), D("3.5"), D(14))
-    assert prices.rate("openai", "gpt-4.1", None, (), WHEN, "no-such-tier") == standard
+    assert prices.rate("openai", "gpt-4.1", None, (), WHEN, (("service_tier", "no-such-tier"),)) == standard
     usage = Usage(input_tokens=1000, output_tokens=100, service_tier="priority")
     assert prices.cost("openai", "gpt-4.1", None, (), "chat.completions", usage, WHEN) == 1000 * 3500 + 100 * 14_000
     rule = PriceRule(match=OverrideMatch(model="gpt-4.1"), input_per_mtok=D(1), output_per_mtok=D(2))
     assert (
         Prices((rule,)).cost("openai", "gpt-4.1", None, (), "chat.completions", usage, WHEN) == 1000 * 1000 + 100 * 2000
+    )
+
+
+def test_anthropic_fast_mode_is_priced_apart() -> None:
+    usage = Usage(input_tokens=1000, output_tokens=100, service_tier="standard", speed="fast")
+    assert usage.price_context() == (("service_tier", "standard"), ("speed", "fast"))
+    cost = Prices(()).cost("anthropic", "claude-opus-5", None, (), "messages", usage, WHEN)
+    assert cost == 1000 * 10_000 + 100 * 50_000  # $10 and $50 per Mtok; standard speed: $5 and $25
+    usage.speed = "standard"
+    assert (
+        Prices(()).cost("anthropic", "claude-opus-5", None, (), "messages", usage, WHEN) == 1000 * 5000 + 100 * 25_000
     )
 
 

@@ -944,6 +944,7 @@ def test_anthropic_stream_exact(eol: str) -> None:
         reader = MessagesStreamReader()
         usage = read(reader, pieces)
         assert (usage_tuple(usage), usage.cache_write_tokens) == ((2125, 15, 2140, 2000, None, "end_turn"), 100)
+        assert (usage.service_tier, usage.speed) == ("standard", None)  # how it ran, priced by
         assert reader.error is None
 
 

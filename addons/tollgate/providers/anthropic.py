@@ -182,9 +182,11 @@ def usage_from_object(raw: object) -> Usage:
     output = as_int(raw.get("output_tokens"))
     prompt = None if fresh is None else fresh + (read or 0) + (written or 0)
     total = None if prompt is None or output is None else prompt + output
+    tier, speed = raw.get("service_tier"), raw.get("speed")
     return Usage(
-        input_tokens=prompt, output_tokens=output, total_tokens=total, cached_tokens=read, cache_write_tokens=written
-    )
+        input_tokens=prompt, output_tokens=output, total_tokens=total, cached_tokens=read, cache_write_tokens=written,
+        service_tier=tier if isinstance(tier, str) else None, speed=speed if isinstance(speed, str) else None,
+    )  # fmt: skip
 
 
 _MESSAGE_START = re.compile(rb'"type"\s*:\s*"message_start"')
