@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 Auth = Literal["virtual_key", "sigv4", "proxyauth", "jwt", "anonymous"]
 
 
+def price_context(service_tier: str | None, speed: str | None) -> tuple[tuple[str, str], ...]:
+    """How a call runs, as the price table's variants are chosen by (genai-prices' keys)."""
+    return tuple((k, v) for k, v in (("service_tier", service_tier), ("speed", speed)) if v is not None)
+
+
 @dataclass(slots=True)
 class RequestFacts:
     """What a request asks for, counted, never copied."""
@@ -31,6 +36,14 @@ class RequestFacts:
     has_tools: bool | None = None
     stream: bool | None = None
     max_tokens: int | None = None
+    # How the request asks to be run, which the price may depend on: OpenAI's and Anthropic's
+    # `service_tier`, Anthropic's fast mode (`speed`).
+    service_tier: str | None = None
+    speed: str | None = None
+
+    def price_context(self) -> tuple[tuple[str, str], ...]:
+        """What the price table's variants would be chosen by, were the call run as asked."""
+        return price_context(self.service_tier, self.speed)
 
 
 @dataclass(slots=True, kw_only=True)  # by name: a field added must not shift the others
@@ -50,8 +63,8 @@ class Usage:
     speed: str | None = None
 
     def price_context(self) -> tuple[tuple[str, str], ...]:
-        """What the price table's variants are chosen by (genai-prices' keys)."""
-        return tuple((k, v) for k, v in (("service_tier", self.service_tier), ("speed", self.speed)) if v is not None)
+        """What the price table's variants are chosen by."""
+        return price_context(self.service_tier, self.speed)
 
 
 class Failure(enum.Enum):

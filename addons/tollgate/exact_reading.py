@@ -29,6 +29,14 @@ def request_model(data: dict[str, Any], key: str = "model") -> str | None:
     raise Unreadable(f"'{key}' is not a string" if type(value) is not str else f"'{key}' is not valid Unicode")
 
 
+def request_text(value: Any, name: str) -> str | None:
+    """A string the request sets (a service tier): absent or null is None; anything else but a
+    string in valid Unicode is refused."""
+    if value is None or (type(value) is str and (value.isascii() or _is_unicode(value))):
+        return value
+    raise Unreadable(f"'{name}' is not a string" if type(value) is not str else f"'{name}' is not valid Unicode")
+
+
 def _is_unicode(text: str) -> bool:
     try:
         text.encode("utf-8")

@@ -254,7 +254,7 @@ def input_facts(call: Any) -> tuple[Any, ...]:
     return (
         call.client, tuple(call.groups), call.auth, call.provider, call.host, call.method, call.path, c.endpoint,
         c.model, model, f.message_count, f.has_system, f.has_tools, f.stream, f.max_tokens, c.unread,
-        call.identity, call.usage_counters,
+        call.identity, call.usage_counters, f.service_tier, f.speed,
     )  # fmt: skip
 
 
@@ -262,7 +262,10 @@ def input_facts(call: Any) -> tuple[Any, ...]:
 INPUT_LAYOUT: dict[str, Any] = {
     "client": {"name": 0, "groups": 1, "auth": 2},
     "provider": 3, "host": 4, "method": 5, "path": 6, "endpoint": 7, "requested_model": 8, "model": 9,
-    "request": {"message_count": 10, "has_system": 11, "has_tools": 12, "stream": 13, "max_tokens": 14},
+    "request": {
+        "message_count": 10, "has_system": 11, "has_tools": 12, "stream": 13, "max_tokens": 14,
+        "service_tier": 18, "speed": 19,
+    },
     "unread": 15,
     "identity": 16,  # a JWT caller's: issuer and claims, one fact (`JwtIdentity`)
     "usage": 17,  # the limits' counters (`limits.usage_facts`), one fact
@@ -315,7 +318,8 @@ def input_document(facts: tuple[Any, ...]) -> dict[str, Any]:
     """The JSON document a policy evaluates as `input` (who calls, where the call goes, what it asks
     for), built from `input_facts` so that it holds exactly what the decision cache is keyed on."""
     (client, groups, auth, provider, host, method, path, endpoint, requested_model, model,
-     message_count, has_system, has_tools, stream, max_tokens, unread, identity, usage) = facts  # fmt: skip
+     message_count, has_system, has_tools, stream, max_tokens, unread, identity, usage,
+     service_tier, speed) = facts  # fmt: skip
     document = {
         "client": {"name": client, "groups": list(groups), "auth": auth},
         "provider": provider,
@@ -331,6 +335,8 @@ def input_document(facts: tuple[Any, ...]) -> dict[str, Any]:
             "has_tools": has_tools,
             "stream": stream,
             "max_tokens": max_tokens,
+            "service_tier": service_tier,
+            "speed": speed,
         },
         "unread": list(unread),
         "usage": usage_input(usage),

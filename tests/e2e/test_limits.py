@@ -29,6 +29,7 @@ CLIENTS = {
     "rpm": (),
     "streamer": (),
     "spender": (),
+    "sprinter": (),
     "pc1": ("pc",),
     "pc2": ("pc",),
     "pg1": ("pg",),
@@ -72,6 +73,7 @@ def config(urls: dict[str, str]) -> dict:
             {"name": "two a minute", "match": {"client": "rpm"}, "requests_per_minute": 2},
             {"name": "tokens", "match": {"client": "streamer"}, "tokens_per_day": 120},
             {"name": "spend", "match": {"client": "spender"}, "usd_per_day": 60},
+            {"name": "sprint", "match": {"client": "sprinter"}, "usd_per_day": 0.04},
             {"match": {"group": "pc"}, "per": "client", "requests_per_day": 1},
             {"match": {"group": "pg"}, "per": "group", "requests_per_day": 1},
             {"match": {"client": "all-*"}, "per": "all", "requests_per_day": 1},
@@ -262,6 +264,28 @@ def test_usd_per_day_counts_exact_costs(g):
     assert served["cost_usd"] == 32.5
     assert denied["deny_reasons"] == ["limit 'spend': usd_per_day $60 reached for spender"]
     assert denied["cost_usd"] is None  # never sent: nothing spent
+
+
+def test_a_call_is_reserved_at_the_speed_it_asks_for(g):
+    # claude-opus-5's 1000 answer tokens: $0.025 at standard speed, $0.05 in fast mode (2x), over the $0.04 a day.
+    result = g.run(f"""
+        import anthropic
+        client = anthropic.Anthropic(api_key="{key("sprinter")}", max_retries=0)
+        outcomes = []
+        for speed in ("fast", "standard"):
+            try:
+                client.beta.messages.create(model="claude-opus-5", max_tokens=1000, speed=speed,
+                    betas=["fast-mode-2026-02-01"], messages=[{{"role": "user", "content": "hi"}}])
+                outcomes.append(200)
+            except Exception as e:
+                outcomes.append([type(e).__name__, e.status_code])
+        report(outcomes=outcomes)
+    """)
+    assert result["outcomes"] == [["RateLimitError", 429], 200]
+    denied, served = g.new_audit(2)
+    assert denied["deny_reasons"] == ["limit 'sprint': usd_per_day $0.04 reached for sprinter"]
+    assert (served["status"], served["speed"]) == (200, None)  # the fake's answer does not say
+    assert len(g.fakes["anthropic"].received) == 1
 
 
 def outcomes_of(g, names: list[str]) -> list[int]:

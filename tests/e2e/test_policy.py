@@ -23,7 +23,23 @@ def policy_dir(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("policy")
     (directory / "allowlist.rego").write_text((EXAMPLES / "model_allowlist.rego").read_text())
     (directory / "live.rego").write_text("package tollgate\n")
+    (directory / "tiers.rego").write_text(TIERS)
     return directory
+
+
+# A rule on how a call asks to be run, which the price depends on.
+TIERS = """package tollgate
+import rego.v1
+
+premium if input.request.service_tier == "priority"
+
+premium if input.request.speed == "fast"
+
+deny contains "group support may not buy priority or fast mode" if {
+	"support" in input.client.groups
+	premium
+}
+"""
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +51,7 @@ def gw(start_gateway, policy_dir):
                 {"name": "alice", "keys": [ALICE], "groups": ["research"]},
                 {"name": "sam", "keys": [SAM], "groups": ["support"]},
             ],
-            "policy": {"rego": [str(policy_dir / "allowlist.rego"), str(policy_dir / "live.rego")]},
+            "policy": {"rego": [str(policy_dir / name) for name in ("allowlist.rego", "live.rego", "tiers.rego")]},
         }
     )
 
@@ -145,6 +161,32 @@ def test_allowed_call_goes_through(gw):
     assert result == {"tokens": 28}
     record = gw.last_audit()
     assert (record["decision"], record["deny_reasons"]) == ("allow", [])
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        f"""
+        import openai
+        openai.OpenAI(api_key="{SAM}", max_retries=0).chat.completions.create(
+            model="gpt-4o-mini", service_tier="priority", messages=[{{"role": "user", "content": "hi"}}])
+    """,
+        f"""
+        import anthropic
+        anthropic.Anthropic(api_key="{SAM}", max_retries=0).beta.messages.create(
+            model="claude-opus-5", max_tokens=10, speed="fast", betas=["fast-mode-2026-02-01"],
+            messages=[{{"role": "user", "content": "hi"}}])
+    """,
+    ],
+    ids=["openai-priority", "anthropic-fast"],
+)
+def test_a_rule_on_the_tier_a_call_asks_for(gw, code):
+    gw.reset()
+    result = gw.run(textwrap.dedent(code) + "report(error=None)\n")
+    assert (result["error"], result["status"]) == ("PermissionDeniedError", 403), str(result)
+    record = gw.last_audit()
+    assert "group support may not buy priority or fast mode" in record["deny_reasons"]
+    assert not any(fake.received for fake in gw.fakes.values())
 
 
 def test_an_edit_takes_effect_without_restart_and_a_broken_one_keeps_the_last_good(gw, policy_dir):

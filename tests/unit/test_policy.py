@@ -621,7 +621,9 @@ def test_policy_input_is_designs_input_document() -> None:
         classification=Classification(
             endpoint="chat.completions",
             model="gpt-4o",
-            facts=RequestFacts(message_count=3, has_system=True, has_tools=False, stream=False, max_tokens=256),
+            facts=RequestFacts(
+                message_count=3, has_system=True, has_tools=False, stream=False, max_tokens=256, service_tier="flex"
+            ),
             wire_format="openai",
         ),
         credential_positions=("authorization",),
@@ -640,7 +642,15 @@ def test_policy_input_is_designs_input_document() -> None:
         "endpoint": "chat.completions",
         "requested_model": "gpt-4o",
         "model": "gpt-4o-mini",
-        "request": {"message_count": 3, "has_system": True, "has_tools": False, "stream": False, "max_tokens": 256},
+        "request": {
+            "message_count": 3,
+            "has_system": True,
+            "has_tools": False,
+            "stream": False,
+            "max_tokens": 256,
+            "service_tier": "flex",
+            "speed": None,
+        },
         "unread": [],
         "usage": {},
     }
@@ -659,7 +669,15 @@ def test_policy_input_is_designs_input_document() -> None:
         "usage",
     ]
     assert list(document["client"]) == ["name", "groups", "auth"]
-    assert list(document["request"]) == ["message_count", "has_system", "has_tools", "stream", "max_tokens"]
+    assert list(document["request"]) == [
+        "message_count",
+        "has_system",
+        "has_tools",
+        "stream",
+        "max_tokens",
+        "service_tier",
+        "speed",
+    ]
     assert json.loads(json.dumps(document)) == document  # plain JSON: groups is a list, not a tuple
 
 
@@ -674,7 +692,15 @@ def test_policy_input_without_override_or_facts() -> None:
         "endpoint": None,
         "requested_model": None,
         "model": None,
-        "request": {"message_count": None, "has_system": None, "has_tools": None, "stream": None, "max_tokens": None},
+        "request": {
+            "message_count": None,
+            "has_system": None,
+            "has_tools": None,
+            "stream": None,
+            "max_tokens": None,
+            "service_tier": None,
+            "speed": None,
+        },
         "unread": [],
         "usage": {},
     }
@@ -703,7 +729,15 @@ def test_policy_input_model_falls_back_to_the_requested_one() -> None:
         "endpoint": "converse-stream",
         "requested_model": "amazon.nova-lite-v1:0",
         "model": "amazon.nova-lite-v1:0",
-        "request": {"message_count": 1, "has_system": True, "has_tools": False, "stream": True, "max_tokens": 100},
+        "request": {
+            "message_count": 1,
+            "has_system": True,
+            "has_tools": False,
+            "stream": True,
+            "max_tokens": 100,
+            "service_tier": None,
+            "speed": None,
+        },
         "unread": [],
         "usage": {},
     }
@@ -1650,6 +1684,8 @@ def test_facts_read_by_the_examples() -> None:
                 "request.has_tools",
                 "request.stream",
                 "request.max_tokens",
+                "request.service_tier",
+                "request.speed",
             ],
             id="a-path-reads-what-is-beneath",
         ),
@@ -1668,6 +1704,8 @@ def test_facts_read_by_the_examples() -> None:
                 "request.has_tools",
                 "request.stream",
                 "request.max_tokens",
+                "request.service_tier",
+                "request.speed",
             ],
             id="import-of-a-path",
         ),

@@ -18,6 +18,7 @@ from ..exact_reading import (
     request_flag,
     request_int,
     request_model,
+    request_text,
     words,
 )
 from ..json_codec import json_object, parse_json
@@ -136,6 +137,8 @@ class Anthropic(Provider):
                 has_tools=bool(data.get("tools")),
                 stream=request_flag(data.get("stream"), "stream"),
                 max_tokens=request_int(data.get("max_tokens"), "max_tokens"),
+                service_tier=request_text(data.get("service_tier"), "service_tier"),
+                speed=request_text(data.get("speed"), "speed"),
             )
             return Classification(endpoint=endpoint, model=request_model(data), facts=facts)
         except Unreadable as e:

@@ -20,6 +20,7 @@ from ..exact_reading import (
     request_flag,
     request_int,
     request_model,
+    request_text,
     words,
 )
 from ..json_codec import parse_json
@@ -173,7 +174,10 @@ def classify_body(endpoint: str | None, method: str, data: dict[str, Any] | None
     """Model and request facts from an OpenAI-format request body (its JSON object)."""
     if data is None or method != "POST":
         return Classification(endpoint=endpoint, wire_format=OPENAI_FORMAT)
-    facts = RequestFacts(stream=request_flag(data.get("stream"), "stream"))
+    facts = RequestFacts(
+        stream=request_flag(data.get("stream"), "stream"),
+        service_tier=request_text(data.get("service_tier"), "service_tier"),
+    )
     if endpoint == "chat.completions":
         messages = data.get("messages")
         facts.message_count = count(messages)

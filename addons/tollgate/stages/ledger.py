@@ -107,7 +107,7 @@ class Ledger:
             facts.message_count is not None,
             call.loaded.config.ledger.reserve_output_tokens,
         )
-        rate = call.loaded.prices.rate(call.provider, model, call.client, call.groups)
+        rate = call.loaded.prices.rate(call.provider, model, call.client, call.groups, None, facts.price_context())
         nanousd = None if rate is None else cost_nanousd(rate, Usage(input_tokens=prompt, output_tokens=answer))
         return Estimate(1, prompt + answer, nanousd)
 

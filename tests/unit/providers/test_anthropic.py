@@ -45,6 +45,15 @@ def test_anthropic_messages_facts() -> None:
     assert facts(c) == (2, True, True, True, 1024)
 
 
+def test_anthropic_messages_tier_and_speed() -> None:
+    body = {"model": "claude-opus-5", "messages": [], "max_tokens": 5, "service_tier": "auto", "speed": "fast"}
+    c = classify(ANTHROPIC, "POST", "/v1/messages", j(body))
+    assert (c.facts.service_tier, c.facts.speed) == ("auto", "fast")
+    assert c.facts.price_context() == (("service_tier", "auto"), ("speed", "fast"))
+    with pytest.raises(Unreadable, match="'speed' is not a string"):
+        classify(ANTHROPIC, "POST", "/v1/messages", j({**body, "speed": ["fast"]}))
+
+
 def test_anthropic_messages_minimal() -> None:
     c = classify(
         ANTHROPIC, "POST", "/v1/messages", j({"model": "claude-3-5-haiku-latest", "messages": [{}], "max_tokens": 5})

@@ -243,6 +243,14 @@ def test_openai_usage_tells_the_service_tier_the_call_ran_at(
     assert OPENAI.usage(Classification(endpoint=endpoint), headers(), body).service_tier == read
 
 
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/responses"])
+def test_openai_the_service_tier_asked_for_is_read_exactly(path: str) -> None:
+    body = {"model": "gpt-4.1", "service_tier": "priority"}
+    assert classify(OPENAI, "POST", path, j(body)).facts.service_tier == "priority"
+    with pytest.raises(Unreadable, match="'service_tier' is not a string"):
+        classify(OPENAI, "POST", path, j({**body, "service_tier": 1}))
+
+
 def test_openai_chat_usage_total_computed_when_missing() -> None:
     body = j({"choices": [{"finish_reason": "length"}], "usage": {"prompt_tokens": 7, "completion_tokens": 3}})
     u = OPENAI.usage(Classification(endpoint="chat.completions"), headers(), body)
