@@ -23,7 +23,10 @@ Auth = Literal["virtual_key", "sigv4", "proxyauth", "jwt", "anonymous"]
 
 
 def price_context(service_tier: str | None, speed: str | None) -> tuple[tuple[str, str], ...]:
-    """How a call runs, as the price table's variants are chosen by (genai-prices' keys)."""
+    """How a call runs, as the price table's variants are chosen by (genai-prices' keys and values:
+    Gemini's `SERVICE_TIER_PRIORITY` is `priority` there)."""
+    if service_tier is not None:
+        service_tier = service_tier.lower().removeprefix("service_tier_")
     return tuple((k, v) for k, v in (("service_tier", service_tier), ("speed", speed)) if v is not None)
 
 

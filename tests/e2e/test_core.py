@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-from tests.support.canned import ANTHROPIC_MESSAGE, BEDROCK_INVOKE_BODY, OPENAI_CHAT
+from tests.support.canned import ANTHROPIC_MESSAGE, BEDROCK_INVOKE_BODY, GEMINI_GENERATE, OPENAI_CHAT
 from tests.support.fake_upstream import Reply
 
 REAL = {
@@ -151,6 +151,30 @@ def test_gemini_generate_content(g):
         3,
     )
     assert record["finish_reason"] == "STOP"
+
+
+def test_a_gemini_call_is_priced_at_the_tier_its_answer_names(g):
+    # A priority call over its priority limit runs at standard: the answer's header tells which.
+    tiers = []
+
+    def answer(r):
+        tiers.append(r.json()["serviceTier"])
+        return Reply(200, GEMINI_GENERATE, {"x-gemini-service-tier": "priority" if len(tiers) == 1 else "standard"})
+
+    g.fakes["gemini"].handler = answer
+    result = g.run(f"""
+        from google import genai
+        client = genai.Client(api_key="{ALICE}")
+        for _ in range(2):
+            client.models.generate_content(model="gemini-3.8-flash-tts", contents="hello",
+                                           config={{"service_tier": "priority"}})
+        report(ok=True)
+    """)
+    assert result == {"ok": True} and tiers == ["priority", "priority"]
+    priority, standard = g.new_audit(2)
+    # gemini-3.8-flash-tts ($ per Mtok): 12 x 0.90 + 3 x 16.20 at priority; 12 x 0.50 + 3 x 9.00 at standard
+    assert (priority["service_tier"], priority["cost_usd"]) == ("priority", 0.0000594)
+    assert (standard["service_tier"], standard["cost_usd"]) == ("standard", 0.000033)
 
 
 def test_gemini_key_in_query_parameter(g):

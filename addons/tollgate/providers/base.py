@@ -264,6 +264,11 @@ class Provider:
         body (None: no body, or one streamed unread); `Unreadable` when it cannot be read exactly."""
         raise NotImplementedError
 
+    def answer_service_tier(self, headers: Headers) -> str | None:
+        """The service tier an answer's headers (`response_headers`) say the call ran at, where its
+        body does not say. Default: none."""
+        return None
+
     def check_headers(self, headers: Mapping[bytes, bytes]) -> None:
         """`Unreadable` where a request header (lower-case name) would make the provider answer in a
         way Tollgate does not read. Default: no header does."""

@@ -18,6 +18,7 @@ from ..exact_reading import (
     path_segments,
     request_int,
     request_model,
+    request_text,
     words,
 )
 from ..json_codec import parse_json
@@ -100,12 +101,18 @@ def _read_facts(facts: RequestFacts, method: str, data: dict[str, Any] | None) -
     facts.max_tokens = request_int(
         one_of(config, "maxOutputTokens", "max_output_tokens"), "generationConfig.maxOutputTokens"
     )
+    facts.service_tier = request_text(one_of(data, "serviceTier", "service_tier"), "serviceTier")
+
+
+# The tier a call ran at (`standard`, `flex`, `priority`): a priority call over its limit runs at standard.
+_SERVICE_TIER_HEADER = "x-gemini-service-tier"
 
 
 class Gemini(Provider):
     name = "gemini"
     host_pattern = r"generativelanguage\.googleapis\.com"
     side_header = "X-Gemini-Key"
+    response_headers = Provider.response_headers | {_SERVICE_TIER_HEADER.encode()}
     key_positions = ("x-goog-api-key", "authorization", "query:key")
     # Google's front end also takes an OAuth token from these query parameters, as `Authorization`.
     positions = (*key_positions, "query:access_token", "query:oauth_token")
@@ -170,6 +177,9 @@ class Gemini(Provider):
         except Unreadable as e:
             raise e.at(action) from None
         return Classification(endpoint=action, model=model, facts=facts)
+
+    def answer_service_tier(self, headers: Headers) -> str | None:
+        return headers.get(_SERVICE_TIER_HEADER) or None
 
     def check_headers(self, headers: Mapping[bytes, bytes]) -> None:
         if b"x-goog-fieldmask" in headers:

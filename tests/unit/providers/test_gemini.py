@@ -322,6 +322,23 @@ def test_gemini_query_asking_google_to_read_the_request_otherwise_is_refused_on_
         GEMINI.classify(method, path, None, query)
 
 
+def test_gemini_the_service_tier_asked_for_is_read_exactly() -> None:
+    path = "/v1beta/models/gemini-3.8-flash-tts:generateContent"
+    facts = GEMINI.classify("POST", path, {"contents": [], "serviceTier": "SERVICE_TIER_PRIORITY"}).facts
+    assert facts.service_tier == "SERVICE_TIER_PRIORITY"  # as written, for the policy
+    assert facts.price_context() == (("service_tier", "priority"),)  # as the price table names it
+    with pytest.raises(Unreadable, match="both 'serviceTier' and 'service_tier'"):
+        GEMINI.classify("POST", path, {"serviceTier": "flex", "service_tier": "priority"})
+    with pytest.raises(Unreadable, match="'serviceTier' is not a string"):
+        GEMINI.classify("POST", path, {"serviceTier": 2})
+
+
+def test_gemini_answer_names_its_service_tier_in_a_header() -> None:
+    assert b"x-gemini-service-tier" in GEMINI.response_headers
+    assert GEMINI.answer_service_tier({"x-gemini-service-tier": "standard"}) == "standard"
+    assert GEMINI.answer_service_tier({}) is None
+
+
 def test_gemini_field_mask_header_is_refused() -> None:
     with pytest.raises(Unreadable, match="X-Goog-FieldMask"):
         GEMINI.check_headers({b"x-goog-fieldmask": b"candidates"})
