@@ -39,8 +39,8 @@ class RequestFacts:
     has_tools: bool | None = None
     stream: bool | None = None
     max_tokens: int | None = None
-    # How the request asks to be run, which the price may depend on: OpenAI's and Anthropic's
-    # `service_tier`, Anthropic's fast mode (`speed`).
+    # How the request asks to be run, which the price may depend on: its `service_tier` (OpenAI's,
+    # Anthropic's, Gemini's `serviceTier`) and Anthropic's fast mode (`speed`).
     service_tier: str | None = None
     speed: str | None = None
 
@@ -60,8 +60,8 @@ class Usage:
     reasoning_tokens: int | None = None  # among output_tokens
     finish_reason: str | None = None
     # How the provider says it ran the call, which some models are priced by: its processing tier
-    # (`service_tier`: OpenAI's `default`, `flex`, `priority`…; Anthropic's `standard`, `priority`)
-    # and Anthropic's fast mode (`speed`: `fast`, `standard`).
+    # (`service_tier`: OpenAI's `default`, `flex`, `priority`…; Anthropic's `standard`, `priority`;
+    # Gemini's, from a header) and Anthropic's fast mode (`speed`: `fast`, `standard`).
     service_tier: str | None = None
     speed: str | None = None
 
