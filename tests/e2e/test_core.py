@@ -5,7 +5,13 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-from tests.support.canned import ANTHROPIC_MESSAGE, BEDROCK_INVOKE_BODY, GEMINI_GENERATE, OPENAI_CHAT
+from tests.support.canned import (
+    ANTHROPIC_MESSAGE,
+    BEDROCK_CONVERSE,
+    BEDROCK_INVOKE_BODY,
+    GEMINI_GENERATE,
+    OPENAI_CHAT,
+)
 from tests.support.fake_upstream import Reply
 
 REAL = {
@@ -295,6 +301,37 @@ def test_bedrock_converse_with_virtual_bearer_key(g):
     )
     # A us. profile is priced as a regional call: 17 x $3 + 6 x $15 per Mtok.
     assert (record["cache_write_tokens"], record["cost_usd"]) == (None, 0.000141)
+
+
+def test_a_bedrock_call_names_the_service_tier_it_asked_for_and_ran_at(g):
+    # Converse asks in its body and is answered in it; InvokeModel asks and is answered in a header.
+    asked = []
+
+    def answer(r):
+        asked.append(r.json().get("serviceTier") or r.headers.get("x-amzn-bedrock-service-tier"))
+        if r.path.endswith("/converse"):
+            return Reply(200, {**BEDROCK_CONVERSE, "serviceTier": {"type": "priority"}})
+        tier = {"x-amzn-bedrock-service-tier": "flex", "x-amzn-bedrock-input-token-count": "13"}
+        return Reply(200, BEDROCK_INVOKE_BODY, {**tier, "x-amzn-bedrock-output-token-count": "64"})
+
+    g.fakes["bedrock"].handler = answer
+    result = g.run(
+        f"""
+        import boto3, json
+        client = boto3.client("bedrock-runtime", region_name="us-east-1")
+        r = client.converse(modelId="{BEDROCK_PROFILE}", serviceTier={{"type": "priority"}},
+            messages=[{{"role": "user", "content": [{{"text": "hello"}}]}}])
+        i = client.invoke_model(modelId="anthropic.claude-3-haiku-20240307-v1:0", serviceTier="flex", body=json.dumps(
+            {{"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64, "messages": [{{"role": "user", "content": "hi"}}]}}))
+        report(converse=r["serviceTier"]["type"], invoke=i["serviceTier"])
+    """,
+        env={"AWS_BEARER_TOKEN_BEDROCK": ALICE},
+    )
+    assert result == {"converse": "priority", "invoke": "flex"}
+    assert asked == [{"type": "priority"}, "flex"]
+    converse, invoke = g.new_audit(2)
+    assert (converse["endpoint"], converse["service_tier"], converse["input_tokens"]) == ("converse", "priority", 17)
+    assert (invoke["endpoint"], invoke["service_tier"], invoke["output_tokens"]) == ("invoke", "flex", 64)
 
 
 def test_bedrock_invoke_model_usage_from_headers(g):

@@ -177,13 +177,20 @@ def test_allowed_call_goes_through(gw):
             model="claude-opus-5", max_tokens=10, speed="fast", betas=["fast-mode-2026-02-01"],
             messages=[{{"role": "user", "content": "hi"}}])
     """,
+        """
+        import boto3
+        boto3.client("bedrock-runtime", region_name="us-east-1").converse(
+            modelId="amazon.nova-pro-v1:0", serviceTier={"type": "priority"},
+            messages=[{"role": "user", "content": [{"text": "hi"}]}])
+    """,
     ],
-    ids=["openai-priority", "anthropic-fast"],
+    ids=["openai-priority", "anthropic-fast", "bedrock-priority"],
 )
 def test_a_rule_on_the_tier_a_call_asks_for(gw, code):
     gw.reset()
-    result = gw.run(textwrap.dedent(code) + "report(error=None)\n")
-    assert (result["error"], result["status"]) == ("PermissionDeniedError", 403), str(result)
+    result = gw.run(textwrap.dedent(code) + "report(error=None)\n", env={"AWS_BEARER_TOKEN_BEDROCK": SAM})
+    error = "AccessDeniedException" if "boto3" in code else "PermissionDeniedError"
+    assert (result["error"], result["status"]) == (error, 403), str(result)
     record = gw.last_audit()
     assert "group support may not buy priority or fast mode" in record["deny_reasons"]
     assert not any(fake.received for fake in gw.fakes.values())

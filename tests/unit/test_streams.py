@@ -1485,6 +1485,15 @@ def test_bedrock_converse_stream_usage_however_split(stream: tuple, how: tuple) 
     assert len(got) == len(frames)
 
 
+def test_bedrock_converse_stream_names_its_service_tier_in_its_metadata() -> None:
+    frames = converse_frames(["Hello"], 11, 7, None, None, "end_turn")
+    frames[-1] = es_event(
+        "metadata", {"usage": {"inputTokens": 11, "outputTokens": 7}, "serviceTier": {"type": "flex"}}
+    )
+    usage = read(converse_reader(), [b"".join(frames)])
+    assert (usage.service_tier, usage.input_tokens, usage.finish_reason) == ("flex", 11, "end_turn")
+
+
 def test_bedrock_converse_stream_exact() -> None:
     data = b"".join(converse_frames(["Hello", " world"], 11, 7, 1024, 32, "end_turn"))
     for pieces in ([data], bytewise(data)):

@@ -273,6 +273,10 @@ class Provider:
         """`Unreadable` where a request header (lower-case name) would make the provider answer in a
         way Tollgate does not read. Default: no header does."""
 
+    def read_headers(self, headers: Mapping[bytes, bytes], classification: Classification) -> None:
+        """What a request's headers (lower-case names) tell of the call, set on its classification's
+        facts; `Unreadable` where one cannot be read exactly. Default: nothing."""
+
     def streams_unread(self, method: str, path: str) -> bool:
         """Whether this endpoint's body goes upstream as it arrives, unread: only endpoints that take
         files or audio, whose model and facts the policy then sees as unread."""

@@ -23,6 +23,7 @@ from ..exact_reading import (
     path_segments,
     request_int,
     request_model,
+    request_text,
     words,
 )
 from ..json_codec import json_object, parse_json
@@ -90,6 +91,12 @@ _BIDIRECTIONAL = "invoke-with-bidirectional-stream"
 _ID_SEGMENTS = {"model": (1,), "guardrail": (1, 3), "async-invoke": (1,)}
 WORDS = words("model", "guardrail", "version", "apply", "openai", "v1", "async-invoke", *_OPERATIONS)
 
+# InvokeModel's tier, asked for and answered (`priority`, `default`, `flex`, `reserved`); Converse's is
+# in its bodies, as `serviceTier: {"type": ...}`.
+_SERVICE_TIER_HEADER = b"x-amzn-bedrock-service-tier"
+_TIER_NAME = re.compile(rb"[A-Za-z0-9_-]+")
+
+
 # (status, x-amzn-ErrorType) per reason: AWS answers 403 for unknown keys too.
 _ERRORS = {
     UNAUTHENTICATED: (403, "UnrecognizedClientException"),
@@ -148,6 +155,7 @@ class Bedrock(Provider):
     # The seed Bedrock proxy's side headers: AWS credentials (and region) Tollgate signs with.
     extra_side_headers = ("X-AWS-Access-Key", "X-AWS-Secret-Key", "X-AWS-Session-Token", "X-AWS-Region")
     response_headers = Provider.response_headers | {
+        _SERVICE_TIER_HEADER,
         b"x-amzn-bedrock-input-token-count",
         b"x-amzn-bedrock-output-token-count",
         b"x-amzn-bedrock-cache-read-input-token-count",
@@ -307,6 +315,22 @@ class Bedrock(Provider):
     def streams_unread(self, method: str, path: str) -> bool:
         return path.startswith("/model/") and path.endswith("/" + _BIDIRECTIONAL)
 
+    def read_headers(self, headers: Mapping[bytes, bytes], classification: Classification) -> None:
+        """InvokeModel's service tier is a header. It is read on every call (nothing says Bedrock
+        reads it on InvokeModel alone), and where the body names a tier too, the two must agree."""
+        raw = headers.get(_SERVICE_TIER_HEADER)
+        if raw is None:
+            return
+        if not _TIER_NAME.fullmatch(raw):
+            raise Unreadable("X-Amzn-Bedrock-Service-Tier is not one service tier's name").at(classification.endpoint)
+        tier, facts = raw.decode("ascii"), classification.facts
+        if facts.service_tier not in (None, tier):
+            raise Unreadable("X-Amzn-Bedrock-Service-Tier names another tier than the body").at(classification.endpoint)
+        facts.service_tier = tier
+
+    def answer_service_tier(self, headers: Headers) -> str | None:
+        return headers.get(_SERVICE_TIER_HEADER.decode()) or None
+
     def refusal(self, reason: str, message: str) -> Refusal:
         status, error_type = _ERRORS[reason]
         headers = {
@@ -330,7 +354,9 @@ class Bedrock(Provider):
         data = parse_json(body) or {}
         endpoint = classification.endpoint
         if endpoint == "converse":
-            return converse_usage(data.get("usage"), data.get("stopReason"))
+            u = converse_usage(data.get("usage"), data.get("stopReason"))
+            u.service_tier = converse_tier(data)
+            return u
         if endpoint == "count-tokens":
             return Usage(input_tokens=as_int(data.get("inputTokens")))
         if endpoint == "invoke":
@@ -427,6 +453,10 @@ def _read_facts(op: str, data: dict[str, Any] | None, facts: RequestFacts) -> No
     if data is not None and (op.startswith("converse") or op == "count-tokens"):
         if op == "count-tokens":
             data = _counted_request(data)
+        tier = data.get("serviceTier")
+        if tier is not None and not isinstance(tier, dict):
+            raise Unreadable("'serviceTier' is not an object")
+        facts.service_tier = request_text(tier.get("type"), "serviceTier.type") if tier else None
         inference = json_object(data.get("inferenceConfig"))
         facts.message_count = count(data.get("messages"))
         facts.has_system = bool(data.get("system"))
@@ -465,6 +495,12 @@ def converse_usage(raw: Any, stop_reason: Any) -> Usage:
     u.total_tokens = as_int(raw.get("totalTokens"))
     u.finish_reason = stop_reason if isinstance(stop_reason, str) else None
     return add_totals(u)
+
+
+def converse_tier(data: dict[str, Any]) -> str | None:
+    """The service tier a Converse answer (or ConverseStream's metadata) says the call ran at."""
+    tier = json_object(data.get("serviceTier")).get("type")
+    return tier if isinstance(tier, str) else None
 
 
 def invoke_finish_reason(data: dict[str, Any]) -> str | None:
@@ -589,7 +625,10 @@ class EventStreamReader(UsageReader):
         if self._invoke:
             return self._read_chunk(parse_json(frame.payload) or {}) if event == "chunk" else (None, None)
         if event == "metadata":
-            return converse_usage((parse_json(frame.payload) or {}).get("usage"), None), None
+            metadata = parse_json(frame.payload) or {}
+            usage = converse_usage(metadata.get("usage"), None)
+            usage.service_tier = converse_tier(metadata)
+            return usage, None
         if event == "messageStop":
             reason = (parse_json(frame.payload) or {}).get("stopReason")
             return None, reason if isinstance(reason, str) else None

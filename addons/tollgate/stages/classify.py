@@ -121,6 +121,7 @@ class Classify:
                 raise Unreadable("Tollgate does not forward request trailers")
             data = read_request_json(request_body(request, headers)) if read_body else None
             call.classification = provider.classify(request.method, path, data, query)
+            provider.read_headers(headers, call.classification)
             check_upgrade(headers, call.classification.endpoint)
         except Unreadable as e:
             call.classification = Classification(endpoint=e.endpoint)

@@ -334,6 +334,40 @@ def test_bedrock_converse_usage() -> None:
     assert (usage_tuple(u), u.cache_write_tokens) == ((17, 20, 37, 5, None, "end_turn"), 2)
 
 
+CONVERSE = "/model/amazon.nova-pro-v1%3A0/converse"
+INVOKE = "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke"
+TIER = b"x-amzn-bedrock-service-tier"
+
+
+def test_bedrock_the_service_tier_asked_for_is_read_exactly() -> None:
+    message = [{"role": "user", "content": [{"text": "a"}]}]
+    converse = classify(BEDROCK, "POST", CONVERSE, j({"messages": message, "serviceTier": {"type": "priority"}}))
+    assert converse.facts.service_tier == "priority"
+    BEDROCK.read_headers({TIER: b"priority"}, converse)  # the same tier twice
+    assert converse.facts.service_tier == "priority"
+    invoke = classify(BEDROCK, "POST", INVOKE, j({"anthropic_version": "bedrock-2023-05-31", "messages": message}))
+    assert invoke.facts.service_tier is None
+    BEDROCK.read_headers({TIER: b"flex"}, invoke)
+    assert (invoke.facts.service_tier, invoke.facts.price_context()) == ("flex", (("service_tier", "flex"),))
+    for tier, why in (("priority", "'serviceTier' is not an object"), ({"type": 1}, "'serviceTier.type' is not")):
+        with pytest.raises(Unreadable, match=why):
+            classify(BEDROCK, "POST", CONVERSE, j({"messages": message, "serviceTier": tier}))
+    with pytest.raises(Unreadable, match="another tier than the body"):
+        BEDROCK.read_headers({TIER: b"flex"}, converse)
+    with pytest.raises(Unreadable, match="not one service tier's name"):
+        BEDROCK.read_headers({TIER: b"priority, flex"}, invoke)  # the header twice
+
+
+def test_bedrock_answers_name_their_service_tier() -> None:
+    body = j(
+        {"stopReason": "end_turn", "usage": {"inputTokens": 2, "outputTokens": 3}, "serviceTier": {"type": "flex"}}
+    )
+    assert BEDROCK.usage(Classification(endpoint="converse"), headers(), body).service_tier == "flex"
+    assert BEDROCK.answer_service_tier({"x-amzn-bedrock-service-tier": "priority"}) == "priority"
+    assert BEDROCK.answer_service_tier({}) is None
+    assert TIER in BEDROCK.response_headers
+
+
 def test_bedrock_converse_usage_total_computed() -> None:
     body = j({"stopReason": "max_tokens", "usage": {"inputTokens": 2, "outputTokens": 3}})
     u = BEDROCK.usage(Classification(endpoint="converse"), headers(), body)
