@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from weakref import WeakKeyDictionary
 
 from mitmproxy import ctx
 from mitmproxy.addonmanager import Loader
@@ -26,7 +27,8 @@ from tollgate.stages.stream_tap import UsageTap
 class TapTimer:
     def __init__(self) -> None:
         self._untimed = UsageTap.__call__
-        self._streams: dict[int, list[int]] = {}  # id of a tap -> [pieces, bytes, ns]
+        # Each tap's [pieces, bytes, ns], let go with the tap (a stream that broke off has no end piece)
+        self._streams: WeakKeyDictionary[UsageTap, list[int]] = WeakKeyDictionary()
 
     def load(self, loader: Loader) -> None:
         loader.add_option("tap_timer_file", str, "", "where each stream's time in the tap is appended (JSON lines)")
@@ -42,13 +44,13 @@ class TapTimer:
             start = clock()
             out = untimed(tap, chunk)
             took = clock() - start - reading
-            totals = streams.setdefault(id(tap), [0, 0, 0])
+            totals = streams.setdefault(tap, [0, 0, 0])
             if chunk:
                 totals[0] += 1
                 totals[1] += len(chunk)
             totals[2] += took
             if not chunk:  # the stream's end
-                del streams[id(tap)]
+                del streams[tap]
                 with path.open("a") as out_file:
                     out_file.write(json.dumps({"pieces": totals[0], "bytes": totals[1], "ns": totals[2]}) + "\n")
             return out
