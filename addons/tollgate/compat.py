@@ -1,5 +1,6 @@
 """What mitmproxy 12 cannot do through its addon API, and Tollgate needs: answer a failed
-upstream in the provider's own error shape, and end one call that waits too long for its upstream.
+upstream in the provider's own error shape, end one call that waits too long for its upstream, and
+see the trailer fields of a request that came over HTTP/1.
 
 mitmproxy sends a fixed HTML page when the upstream is unreachable or breaks before its headers,
 whatever the `error` hook did; mitmproxy PR #7999 proposes that a response set by the error hook be
@@ -12,18 +13,23 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
+import h11
 from mitmproxy import http
 from mitmproxy.proxy import events
 from mitmproxy.proxy.layers import http as http_layers
 from mitmproxy.proxy.layers.http import (
     ErrorCode,
+    ReceiveHttp,
+    RequestEndOfMessage,
     RequestProtocolError,
+    RequestTrailers,
     ResponseData,
     ResponseEndOfMessage,
     ResponseHeaders,
     ResponseProtocolError,
     SendHttp,
 )
+from mitmproxy.proxy.layers.http._http1 import Http1Server
 
 
 def serve_responses_set_by_error_hook() -> None:
@@ -123,3 +129,54 @@ def _end_if_waiting(stream: Any, event: EndIfWaiting) -> Generator[Any, Any, Non
     # Only now: an answer that arrives while the error hook runs finds the stream ended.
     if upstream.connected:
         yield SendHttp(RequestProtocolError(stream.stream_id, event.message, ErrorCode.CANCEL), upstream)
+
+
+class _TrailersApart:
+    """h11's reader of a request body, whose end of message comes without its trailer fields:
+    they are kept apart, for the HTTP/1 layer to report as HTTP/2's does."""
+
+    def __init__(self, reader: Any) -> None:
+        self._reader = reader
+        self.trailers: list[tuple[bytes, bytes]] | None = None
+
+    def __call__(self, buf: Any) -> Any:
+        event = self._reader(buf)
+        if isinstance(event, h11.EndOfMessage) and event.headers:
+            self.trailers = list(event.headers)
+            return h11.EndOfMessage()
+        return event
+
+    def read_eof(self) -> Any:
+        return self._reader.read_eof()
+
+
+def report_http1_request_trailers() -> None:
+    """mitmproxy's HTTP/1 layer raises on a chunked request's trailer fields (NotImplementedError),
+    before any hook: the client waits for an answer that never comes, and the call goes unaudited.
+    Its HTTP/2 layer reports them (`RequestTrailers`, into `flow.request.trailers`) before the
+    request's end; taught here, the HTTP/1 layer does the same, so that `Classify` refuses a read
+    body's trailers (and drops a streamed one's) whichever the protocol."""
+    if getattr(Http1Server, "_tollgate_reports_trailers", False):
+        return
+    original = Http1Server.read_body
+
+    def read_body(self: Any, event: Any) -> Generator[Any, Any, None]:
+        if not isinstance(self.body_reader, _TrailersApart):
+            self.body_reader = _TrailersApart(self.body_reader)
+        reader = self.body_reader
+        steps = original(self, event)
+        reply = None
+        while True:
+            try:
+                command = steps.send(reply)
+            except StopIteration:
+                return
+            ends = isinstance(command, ReceiveHttp) and isinstance(command.event, RequestEndOfMessage)
+            if ends and reader.trailers is not None:
+                trailers = http.Headers(tuple((bytes(name), bytes(value)) for name, value in reader.trailers))
+                reader.trailers = None
+                yield ReceiveHttp(RequestTrailers(self.stream_id, trailers))
+            reply = yield command
+
+    Http1Server.read_body = read_body  # type: ignore[method-assign]
+    Http1Server._tollgate_reports_trailers = True  # type: ignore[attr-defined]

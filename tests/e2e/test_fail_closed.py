@@ -357,8 +357,7 @@ def test_an_answer_that_decodes_to_more_than_any_event_goes_through_as_sent_unre
 
 
 def test_request_trailers_are_refused_where_the_body_is_read_and_dropped_where_it_streams(start_gateway, upstream_ca):
-    # HTTP/2 on both sides: mitmproxy's HTTP/1 layer fails a request with trailers before any hook
-    # sees it, and sends none to an HTTP/1 upstream.
+    # HTTP/2 on both sides (mitmproxy sends no trailers to an HTTP/1 upstream); HTTP/1 below.
     upstream = H2Upstream(
         upstream_ca, lambda _r: H2Reply(200, {"content-type": "application/json"}, [b'{"text": "ok"}'])
     )
@@ -392,6 +391,47 @@ def test_request_trailers_are_refused_where_the_body_is_read_and_dropped_where_i
     assert (served.status, records[200]["client"], records[200]["endpoint"]) == (200, "uma", "audio.transcriptions")
     (seen,) = upstream.received
     assert (seen.headers[":path"], seen.body, seen.trailers) == ("/v1/audio/transcriptions", form, {})
+
+
+def test_request_trailers_over_http1_are_refused_where_the_body_is_read_and_dropped_where_it_streams(start_gateway):
+    gw = start_gateway(
+        lambda urls: {
+            "providers": {"openai": {"upstream": urls["openai"], "keys": [REAL["openai"]]}},
+            "clients": [{"name": "uma", "keys": ["tg-uma-uploads-7"]}],
+        }
+    )
+    boundary = "tollgate-boundary"
+    form = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\nwhisper-1\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
+        f"Content-Type: audio/wav\r\n\r\nRIFF....WAVE\r\n--{boundary}--\r\n"
+    ).encode()
+    key, trailers = ("Authorization", "Bearer tg-uma-uploads-7"), [("X-Extra", "after the body")]
+    calls = [
+        ("/v1/chat/completions", CHAT, "application/json"),
+        ("/v1/audio/transcriptions", form, f"multipart/form-data; boundary={boundary}"),
+    ]
+    refused, served = [
+        send(
+            gw.proxy.port,
+            gw.bundle,
+            HOSTS["openai"],
+            target,
+            body=body,
+            headers=[key, ("Content-Type", kind)],
+            chunked=True,
+            trailers=trailers,
+        )
+        for target, body, kind in calls
+    ]
+    records = gw.wait_audit(2)
+    assert refused.status == 400 and refused.headers["x-tollgate-error"] == "bad_request"
+    assert records[0]["error"] == "bad request: Tollgate does not forward request trailers"
+    # The upload streams on unread: its trailers, which come after its body, are not forwarded.
+    assert served.status == 200 and served.json() == {"text": f"{len(form)} bytes heard"}
+    assert (records[1]["client"], records[1]["endpoint"]) == ("uma", "audio.transcriptions")
+    (seen,) = gw.fakes["openai"].received
+    assert (seen.path, seen.body, seen.trailers) == ("/v1/audio/transcriptions", form, [])
 
 
 @pytest.mark.parametrize(

@@ -33,17 +33,20 @@ def send(
     connect: str | None = None,
     tls: bool = True,
     chunked: bool = False,
+    trailers: list[tuple[str, str]] | None = None,
     timeout: float = 20.0,
 ) -> RawResponse:
     """One request to `host` (its Host header) through the proxy; `connect` is the CONNECT
-    authority (default host:443). With `tls=False` the request goes as plain HTTP in absolute form."""
+    authority (default host:443). With `tls=False` the request goes as plain HTTP in absolute form.
+    `trailers` go after a chunked body."""
     pairs = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
     names = {n.lower() for n, _ in pairs}
     if "host" not in names:
         pairs.insert(0, ("Host", host))
     if chunked:
         pairs.append(("Transfer-Encoding", "chunked"))
-        payload = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in _pieces(body)) + b"0\r\n\r\n"
+        fields = b"".join(f"{name}: {value}\r\n".encode() for name, value in trailers or [])
+        payload = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in _pieces(body)) + b"0\r\n" + fields + b"\r\n"
     else:
         if body and "content-length" not in names:
             pairs.append(("Content-Length", str(len(body))))
