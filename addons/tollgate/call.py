@@ -40,7 +40,8 @@ class RequestFacts:
     stream: bool | None = None
     max_tokens: int | None = None
     # How the request asks to be run, which the price may depend on: its `service_tier` (OpenAI's,
-    # Anthropic's, Gemini's `serviceTier`) and Anthropic's fast mode (`speed`).
+    # Anthropic's, Gemini's and Bedrock's `serviceTier`) and its `speed` (Anthropic's fast mode,
+    # Bedrock's latency-optimized models).
     service_tier: str | None = None
     speed: str | None = None
 
@@ -61,7 +62,8 @@ class Usage:
     finish_reason: str | None = None
     # How the provider says it ran the call, which some models are priced by: its processing tier
     # (`service_tier`: OpenAI's `default`, `flex`, `priority`…; Anthropic's `standard`, `priority`;
-    # Gemini's, from a header) and Anthropic's fast mode (`speed`: `fast`, `standard`).
+    # Gemini's, from a header; Bedrock's) and its `speed` (Anthropic's `fast`, `standard`; Bedrock's
+    # latency, `optimized`, `standard`).
     service_tier: str | None = None
     speed: str | None = None
 

@@ -303,16 +303,19 @@ def test_bedrock_converse_with_virtual_bearer_key(g):
     assert (record["cache_write_tokens"], record["cost_usd"]) == (None, 0.000141)
 
 
-def test_a_bedrock_call_names_the_service_tier_it_asked_for_and_ran_at(g):
-    # Converse asks in its body and is answered in it; InvokeModel asks and is answered in a header.
+def test_a_bedrock_call_names_the_tier_and_latency_it_asked_for_and_ran_at(g):
+    # Converse asks in its body and is answered in it; InvokeModel asks and is answered in headers.
     asked = []
+    tier, latency = "x-amzn-bedrock-service-tier", "x-amzn-bedrock-performanceconfig-latency"
 
     def answer(r):
-        asked.append(r.json().get("serviceTier") or r.headers.get("x-amzn-bedrock-service-tier"))
         if r.path.endswith("/converse"):
-            return Reply(200, {**BEDROCK_CONVERSE, "serviceTier": {"type": "priority"}})
-        tier = {"x-amzn-bedrock-service-tier": "flex", "x-amzn-bedrock-input-token-count": "13"}
-        return Reply(200, BEDROCK_INVOKE_BODY, {**tier, "x-amzn-bedrock-output-token-count": "64"})
+            asked.append((r.json()["serviceTier"], r.json()["performanceConfig"]))
+            ran = {"serviceTier": {"type": "priority"}, "performanceConfig": {"latency": "optimized"}}
+            return Reply(200, {**BEDROCK_CONVERSE, **ran})
+        asked.append((r.headers[tier], r.headers[latency]))
+        counts = {"x-amzn-bedrock-input-token-count": "13", "x-amzn-bedrock-output-token-count": "64"}
+        return Reply(200, BEDROCK_INVOKE_BODY, {tier: "flex", latency: "standard", **counts})
 
     g.fakes["bedrock"].handler = answer
     result = g.run(
@@ -320,18 +323,21 @@ def test_a_bedrock_call_names_the_service_tier_it_asked_for_and_ran_at(g):
         import boto3, json
         client = boto3.client("bedrock-runtime", region_name="us-east-1")
         r = client.converse(modelId="{BEDROCK_PROFILE}", serviceTier={{"type": "priority"}},
-            messages=[{{"role": "user", "content": [{{"text": "hello"}}]}}])
-        i = client.invoke_model(modelId="anthropic.claude-3-haiku-20240307-v1:0", serviceTier="flex", body=json.dumps(
-            {{"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64, "messages": [{{"role": "user", "content": "hi"}}]}}))
-        report(converse=r["serviceTier"]["type"], invoke=i["serviceTier"])
+            performanceConfig={{"latency": "optimized"}}, messages=[{{"role": "user", "content": [{{"text": "hello"}}]}}])
+        i = client.invoke_model(modelId="anthropic.claude-3-haiku-20240307-v1:0", serviceTier="flex",
+            performanceConfigLatency="standard", body=json.dumps({{"anthropic_version": "bedrock-2023-05-31",
+            "max_tokens": 64, "messages": [{{"role": "user", "content": "hi"}}]}}))
+        report(converse=[r["serviceTier"]["type"], r["performanceConfig"]["latency"]],
+               invoke=[i["serviceTier"], i["performanceConfigLatency"]])
     """,
         env={"AWS_BEARER_TOKEN_BEDROCK": ALICE},
     )
-    assert result == {"converse": "priority", "invoke": "flex"}
-    assert asked == [{"type": "priority"}, "flex"]
+    assert result == {"converse": ["priority", "optimized"], "invoke": ["flex", "standard"]}
+    assert asked == [({"type": "priority"}, {"latency": "optimized"}), ("flex", "standard")]
     converse, invoke = g.new_audit(2)
-    assert (converse["endpoint"], converse["service_tier"], converse["input_tokens"]) == ("converse", "priority", 17)
-    assert (invoke["endpoint"], invoke["service_tier"], invoke["output_tokens"]) == ("invoke", "flex", 64)
+    assert (converse["endpoint"], converse["service_tier"], converse["speed"]) == ("converse", "priority", "optimized")
+    assert (invoke["endpoint"], invoke["service_tier"], invoke["speed"]) == ("invoke", "flex", "standard")
+    assert (converse["input_tokens"], invoke["output_tokens"]) == (17, 64)
 
 
 def test_bedrock_invoke_model_usage_from_headers(g):

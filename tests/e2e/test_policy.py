@@ -33,7 +33,7 @@ import rego.v1
 
 premium if input.request.service_tier == "priority"
 
-premium if input.request.speed == "fast"
+premium if input.request.speed in {"fast", "optimized"}
 
 deny contains "group support may not buy priority or fast mode" if {
 	"support" in input.client.groups
@@ -183,8 +183,14 @@ def test_allowed_call_goes_through(gw):
             modelId="amazon.nova-pro-v1:0", serviceTier={"type": "priority"},
             messages=[{"role": "user", "content": [{"text": "hi"}]}])
     """,
+        """
+        import boto3, json
+        boto3.client("bedrock-runtime", region_name="us-east-1").invoke_model(
+            modelId="anthropic.claude-3-5-haiku-20241022-v1:0", performanceConfigLatency="optimized",
+            body=json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 9, "messages": []}))
+    """,
     ],
-    ids=["openai-priority", "anthropic-fast", "bedrock-priority"],
+    ids=["openai-priority", "anthropic-fast", "bedrock-priority", "bedrock-optimized"],
 )
 def test_a_rule_on_the_tier_a_call_asks_for(gw, code):
     gw.reset()

@@ -1485,13 +1485,12 @@ def test_bedrock_converse_stream_usage_however_split(stream: tuple, how: tuple) 
     assert len(got) == len(frames)
 
 
-def test_bedrock_converse_stream_names_its_service_tier_in_its_metadata() -> None:
+def test_bedrock_converse_stream_names_its_service_tier_and_latency_in_its_metadata() -> None:
     frames = converse_frames(["Hello"], 11, 7, None, None, "end_turn")
-    frames[-1] = es_event(
-        "metadata", {"usage": {"inputTokens": 11, "outputTokens": 7}, "serviceTier": {"type": "flex"}}
-    )
+    ran = {"serviceTier": {"type": "flex"}, "performanceConfig": {"latency": "optimized"}}
+    frames[-1] = es_event("metadata", {"usage": {"inputTokens": 11, "outputTokens": 7}, **ran})
     usage = read(converse_reader(), [b"".join(frames)])
-    assert (usage.service_tier, usage.input_tokens, usage.finish_reason) == ("flex", 11, "end_turn")
+    assert (usage.service_tier, usage.speed, usage.input_tokens) == ("flex", "optimized", 11)
 
 
 def test_bedrock_converse_stream_exact() -> None:

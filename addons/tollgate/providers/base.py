@@ -269,6 +269,11 @@ class Provider:
         body does not say. Default: none."""
         return None
 
+    def answer_speed(self, headers: Headers) -> str | None:
+        """The speed an answer's headers (`response_headers`) say the call ran at, where its body
+        does not say. Default: none."""
+        return None
+
     def check_headers(self, headers: Mapping[bytes, bytes]) -> None:
         """`Unreadable` where a request header (lower-case name) would make the provider answer in a
         way Tollgate does not read. Default: no header does."""

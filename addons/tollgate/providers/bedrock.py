@@ -91,10 +91,14 @@ _BIDIRECTIONAL = "invoke-with-bidirectional-stream"
 _ID_SEGMENTS = {"model": (1,), "guardrail": (1, 3), "async-invoke": (1,)}
 WORDS = words("model", "guardrail", "version", "apply", "openai", "v1", "async-invoke", *_OPERATIONS)
 
-# InvokeModel's tier, asked for and answered (`priority`, `default`, `flex`, `reserved`); Converse's is
-# in its bodies, as `serviceTier: {"type": ...}`.
-_SERVICE_TIER_HEADER = b"x-amzn-bedrock-service-tier"
-_TIER_NAME = re.compile(rb"[A-Za-z0-9_-]+")
+# How a call asks to run and ran, in InvokeModel's headers and Converse's bodies: its service tier
+# (`priority`, `default`, `flex`, `reserved`) and its latency (`standard`, `optimized`: a faster
+# version of the model, at a higher price), which the audit and the policy call its speed.
+_SERVICE_TIER_HEADER = "X-Amzn-Bedrock-Service-Tier"
+_LATENCY_HEADER = "X-Amzn-Bedrock-PerformanceConfig-Latency"
+_SERVICE_TIER_FIELD = ("serviceTier", "type")
+_LATENCY_FIELD = ("performanceConfig", "latency")
+_NAME = re.compile(rb"[A-Za-z0-9_-]+")
 
 
 # (status, x-amzn-ErrorType) per reason: AWS answers 403 for unknown keys too.
@@ -155,7 +159,8 @@ class Bedrock(Provider):
     # The seed Bedrock proxy's side headers: AWS credentials (and region) Tollgate signs with.
     extra_side_headers = ("X-AWS-Access-Key", "X-AWS-Secret-Key", "X-AWS-Session-Token", "X-AWS-Region")
     response_headers = Provider.response_headers | {
-        _SERVICE_TIER_HEADER,
+        _SERVICE_TIER_HEADER.lower().encode(),
+        _LATENCY_HEADER.lower().encode(),
         b"x-amzn-bedrock-input-token-count",
         b"x-amzn-bedrock-output-token-count",
         b"x-amzn-bedrock-cache-read-input-token-count",
@@ -316,20 +321,20 @@ class Bedrock(Provider):
         return path.startswith("/model/") and path.endswith("/" + _BIDIRECTIONAL)
 
     def read_headers(self, headers: Mapping[bytes, bytes], classification: Classification) -> None:
-        """InvokeModel's service tier is a header. It is read on every call (nothing says Bedrock
-        reads it on InvokeModel alone), and where the body names a tier too, the two must agree."""
-        raw = headers.get(_SERVICE_TIER_HEADER)
-        if raw is None:
-            return
-        if not _TIER_NAME.fullmatch(raw):
-            raise Unreadable("X-Amzn-Bedrock-Service-Tier is not one service tier's name").at(classification.endpoint)
-        tier, facts = raw.decode("ascii"), classification.facts
-        if facts.service_tier not in (None, tier):
-            raise Unreadable("X-Amzn-Bedrock-Service-Tier names another tier than the body").at(classification.endpoint)
-        facts.service_tier = tier
+        """InvokeModel's tier and latency are headers. They are read on every call (nothing says
+        Bedrock reads them on InvokeModel alone), and where the body names them too, they must agree."""
+        facts = classification.facts
+        try:
+            facts.service_tier = _header_name(headers, _SERVICE_TIER_HEADER, facts.service_tier)
+            facts.speed = _header_name(headers, _LATENCY_HEADER, facts.speed)
+        except Unreadable as e:
+            raise e.at(classification.endpoint) from None
 
     def answer_service_tier(self, headers: Headers) -> str | None:
-        return headers.get(_SERVICE_TIER_HEADER.decode()) or None
+        return headers.get(_SERVICE_TIER_HEADER.lower()) or None
+
+    def answer_speed(self, headers: Headers) -> str | None:
+        return headers.get(_LATENCY_HEADER.lower()) or None
 
     def refusal(self, reason: str, message: str) -> Refusal:
         status, error_type = _ERRORS[reason]
@@ -355,7 +360,7 @@ class Bedrock(Provider):
         endpoint = classification.endpoint
         if endpoint == "converse":
             u = converse_usage(data.get("usage"), data.get("stopReason"))
-            u.service_tier = converse_tier(data)
+            u.service_tier, u.speed = answered_name(data, *_SERVICE_TIER_FIELD), answered_name(data, *_LATENCY_FIELD)
             return u
         if endpoint == "count-tokens":
             return Usage(input_tokens=as_int(data.get("inputTokens")))
@@ -453,10 +458,8 @@ def _read_facts(op: str, data: dict[str, Any] | None, facts: RequestFacts) -> No
     if data is not None and (op.startswith("converse") or op == "count-tokens"):
         if op == "count-tokens":
             data = _counted_request(data)
-        tier = data.get("serviceTier")
-        if tier is not None and not isinstance(tier, dict):
-            raise Unreadable("'serviceTier' is not an object")
-        facts.service_tier = request_text(tier.get("type"), "serviceTier.type") if tier else None
+        facts.service_tier = _requested_name(data, *_SERVICE_TIER_FIELD)
+        facts.speed = _requested_name(data, *_LATENCY_FIELD)
         inference = json_object(data.get("inferenceConfig"))
         facts.message_count = count(data.get("messages"))
         facts.has_system = bool(data.get("system"))
@@ -470,6 +473,28 @@ def _read_facts(op: str, data: dict[str, Any] | None, facts: RequestFacts) -> No
         )
     elif data is not None:
         _invoke_facts(data, facts)
+
+
+def _requested_name(data: dict[str, Any], key: str, field: str) -> str | None:
+    """A name a Converse body sets as `{key: {field: name}}`, read exactly."""
+    value = data.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise Unreadable(f"'{key}' is not an object")
+    return request_text(value.get(field), f"{key}.{field}") if value else None
+
+
+def _header_name(headers: Mapping[bytes, bytes], header: str, body: str | None) -> str | None:
+    """The name a header gives, where the body (`body`) gives none or the same; as the body has it
+    without the header."""
+    raw = headers.get(header.lower().encode())
+    if raw is None:
+        return body
+    if not _NAME.fullmatch(raw):  # a header sent twice is joined with a comma
+        raise Unreadable(f"{header} is not one name")
+    value = raw.decode("ascii")
+    if body not in (None, value):
+        raise Unreadable(f"{header} differs from the body")
+    return value
 
 
 def prompt_usage(fresh: int | None, read: int | None, written: int | None, output: int | None) -> Usage:
@@ -497,10 +522,10 @@ def converse_usage(raw: Any, stop_reason: Any) -> Usage:
     return add_totals(u)
 
 
-def converse_tier(data: dict[str, Any]) -> str | None:
-    """The service tier a Converse answer (or ConverseStream's metadata) says the call ran at."""
-    tier = json_object(data.get("serviceTier")).get("type")
-    return tier if isinstance(tier, str) else None
+def answered_name(data: dict[str, Any], key: str, field: str) -> str | None:
+    """How a Converse answer (or ConverseStream's metadata) says the call ran, as `{key: {field: name}}`."""
+    name = json_object(data.get(key)).get(field)
+    return name if isinstance(name, str) else None
 
 
 def invoke_finish_reason(data: dict[str, Any]) -> str | None:
@@ -627,7 +652,8 @@ class EventStreamReader(UsageReader):
         if event == "metadata":
             metadata = parse_json(frame.payload) or {}
             usage = converse_usage(metadata.get("usage"), None)
-            usage.service_tier = converse_tier(metadata)
+            usage.service_tier = answered_name(metadata, *_SERVICE_TIER_FIELD)
+            usage.speed = answered_name(metadata, *_LATENCY_FIELD)
             return usage, None
         if event == "messageStop":
             reason = (parse_json(frame.payload) or {}).get("stopReason")

@@ -167,8 +167,8 @@ class StreamTap:
         if translation is not None:
             rewrite = translation.rewriter(bool(call.classification.facts.stream))
         # Streamed bodies are not stored in the flow either: a saved flow holds no completion text.
-        tier = provider.answer_service_tier(headers)
-        flow.response.stream = UsageTap(reader, decoder, partial(record_usage, call, tier), rewrite, call)
+        told = partial(record_usage, call, provider.answer_service_tier(headers), provider.answer_speed(headers))
+        flow.response.stream = UsageTap(reader, decoder, told, rewrite, call)
 
     def error(self, flow: http.HTTPFlow) -> None:
         """A stream cut short (client gone, upstream reset): the usage seen so far still counts."""
@@ -196,10 +196,11 @@ def is_usage_only_chunk(event: bytes) -> bool:
     return data is not None and data.get("choices") == [] and isinstance(data.get("usage"), dict)
 
 
-def record_usage(call: Call, service_tier: str | None, reader: UsageReader) -> None:
-    """What the reader read, and the service tier the answer's headers told where its body did not."""
-    call.usage = reader.result()
-    if service_tier is not None and call.usage.service_tier is None:
-        call.usage.service_tier = service_tier
+def record_usage(call: Call, service_tier: str | None, speed: str | None, reader: UsageReader) -> None:
+    """What the reader read, and the service tier and speed the answer's headers told where its
+    body did not."""
+    usage = call.usage = reader.result()
+    usage.service_tier = usage.service_tier or service_tier
+    usage.speed = usage.speed or speed
     if reader.error and call.error is None:
         call.error = reader.error

@@ -337,35 +337,47 @@ def test_bedrock_converse_usage() -> None:
 CONVERSE = "/model/amazon.nova-pro-v1%3A0/converse"
 INVOKE = "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke"
 TIER = b"x-amzn-bedrock-service-tier"
+LATENCY = b"x-amzn-bedrock-performanceconfig-latency"
 
 
-def test_bedrock_the_service_tier_asked_for_is_read_exactly() -> None:
+def test_bedrock_the_service_tier_and_latency_asked_for_are_read_exactly() -> None:
     message = [{"role": "user", "content": [{"text": "a"}]}]
-    converse = classify(BEDROCK, "POST", CONVERSE, j({"messages": message, "serviceTier": {"type": "priority"}}))
-    assert converse.facts.service_tier == "priority"
-    BEDROCK.read_headers({TIER: b"priority"}, converse)  # the same tier twice
-    assert converse.facts.service_tier == "priority"
+    asked = {"serviceTier": {"type": "priority"}, "performanceConfig": {"latency": "optimized"}}
+    converse = classify(BEDROCK, "POST", CONVERSE, j({"messages": message, **asked}))
+    assert (converse.facts.service_tier, converse.facts.speed) == ("priority", "optimized")
+    BEDROCK.read_headers({TIER: b"priority", LATENCY: b"optimized"}, converse)  # the same, twice
+    assert (converse.facts.service_tier, converse.facts.speed) == ("priority", "optimized")
     invoke = classify(BEDROCK, "POST", INVOKE, j({"anthropic_version": "bedrock-2023-05-31", "messages": message}))
-    assert invoke.facts.service_tier is None
-    BEDROCK.read_headers({TIER: b"flex"}, invoke)
-    assert (invoke.facts.service_tier, invoke.facts.price_context()) == ("flex", (("service_tier", "flex"),))
-    for tier, why in (("priority", "'serviceTier' is not an object"), ({"type": 1}, "'serviceTier.type' is not")):
+    assert (invoke.facts.service_tier, invoke.facts.speed) == (None, None)
+    BEDROCK.read_headers({TIER: b"flex", LATENCY: b"standard"}, invoke)
+    assert (invoke.facts.service_tier, invoke.facts.speed) == ("flex", "standard")
+    assert invoke.facts.price_context() == (("service_tier", "flex"), ("speed", "standard"))
+    wrong = [
+        ({"serviceTier": "priority"}, "'serviceTier' is not an object"),
+        ({"serviceTier": {"type": 1}}, "'serviceTier.type' is not"),
+        ({"performanceConfig": ["optimized"]}, "'performanceConfig' is not an object"),
+        ({"performanceConfig": {"latency": True}}, "'performanceConfig.latency' is not"),
+    ]
+    for fields, why in wrong:
         with pytest.raises(Unreadable, match=why):
-            classify(BEDROCK, "POST", CONVERSE, j({"messages": message, "serviceTier": tier}))
-    with pytest.raises(Unreadable, match="another tier than the body"):
+            classify(BEDROCK, "POST", CONVERSE, j({"messages": message, **fields}))
+    with pytest.raises(Unreadable, match="X-Amzn-Bedrock-Service-Tier differs from the body"):
         BEDROCK.read_headers({TIER: b"flex"}, converse)
-    with pytest.raises(Unreadable, match="not one service tier's name"):
+    with pytest.raises(Unreadable, match="X-Amzn-Bedrock-PerformanceConfig-Latency differs from the body"):
+        BEDROCK.read_headers({LATENCY: b"standard"}, converse)
+    with pytest.raises(Unreadable, match="X-Amzn-Bedrock-Service-Tier is not one name"):
         BEDROCK.read_headers({TIER: b"priority, flex"}, invoke)  # the header twice
 
 
-def test_bedrock_answers_name_their_service_tier() -> None:
-    body = j(
-        {"stopReason": "end_turn", "usage": {"inputTokens": 2, "outputTokens": 3}, "serviceTier": {"type": "flex"}}
-    )
-    assert BEDROCK.usage(Classification(endpoint="converse"), headers(), body).service_tier == "flex"
-    assert BEDROCK.answer_service_tier({"x-amzn-bedrock-service-tier": "priority"}) == "priority"
-    assert BEDROCK.answer_service_tier({}) is None
-    assert TIER in BEDROCK.response_headers
+def test_bedrock_answers_name_their_service_tier_and_latency() -> None:
+    ran = {"serviceTier": {"type": "flex"}, "performanceConfig": {"latency": "optimized"}}
+    body = j({"stopReason": "end_turn", "usage": {"inputTokens": 2, "outputTokens": 3}, **ran})
+    u = BEDROCK.usage(Classification(endpoint="converse"), headers(), body)
+    assert (u.service_tier, u.speed) == ("flex", "optimized")
+    answer = {"x-amzn-bedrock-service-tier": "priority", "x-amzn-bedrock-performanceconfig-latency": "optimized"}
+    assert (BEDROCK.answer_service_tier(answer), BEDROCK.answer_speed(answer)) == ("priority", "optimized")
+    assert (BEDROCK.answer_service_tier({}), BEDROCK.answer_speed({})) == (None, None)
+    assert {TIER, LATENCY} <= BEDROCK.response_headers
 
 
 def test_bedrock_converse_usage_total_computed() -> None:

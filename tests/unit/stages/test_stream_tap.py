@@ -93,7 +93,7 @@ def test_a_stream_broken_off_records_what_was_read_when_it_ends_by_error():
     call = flow.metadata[CALL]
     flow.response = tflow.tresp()
     reader = CountingReader()
-    flow.response.stream = tap = UsageTap(reader, None, partial(record_usage, call, None))
+    flow.response.stream = tap = UsageTap(reader, None, partial(record_usage, call, None, None))
     tap(b"data: {}\n\n")
     StreamTap(Shared()).error(flow)
     assert call.usage.output_tokens == 1 and tap.reader is None
