@@ -32,6 +32,24 @@ from mitmproxy.proxy.layers.http import (
 from mitmproxy.proxy.layers.http._http1 import Http1Server
 
 
+def _relayed(steps: Generator[Any, Any, None], instead: Callable[[Any], list[Any] | None]) -> Generator[Any, Any, None]:
+    """A layer's commands as `steps` yields them, but for those `instead` gives others for (in its
+    list, each sent without a reply); the replies to the others go back to `steps`."""
+    reply = None
+    while True:
+        try:
+            command = steps.send(reply)
+        except StopIteration:
+            return
+        replacement = instead(command)
+        if replacement is None:
+            reply = yield command
+            continue
+        for other in replacement:  # noqa: UP028 (`yield from` a list fails on a reply; none is needed)
+            yield other
+        reply = None
+
+
 def serve_responses_set_by_error_hook() -> None:
     stream_class = http_layers.HttpStream
     if getattr(stream_class, "_tollgate_serves_error_responses", False):
@@ -40,13 +58,8 @@ def serve_responses_set_by_error_hook() -> None:
 
     def handle_protocol_error(self: Any, event: Any) -> Generator[Any, Any, None]:
         had_response = self.flow.response is not None
-        steps = original(self, event)
-        reply = None
-        while True:
-            try:
-                command = steps.send(reply)
-            except StopIteration:
-                return
+
+        def instead(command: Any) -> list[Any] | None:
             replace = (
                 not had_response
                 and isinstance(self.flow.response, http.Response)
@@ -54,15 +67,19 @@ def serve_responses_set_by_error_hook() -> None:
                 and command.event is event
                 and command.connection is self.context.client
             )
-            if replace:
-                response = self.flow.response
-                yield SendHttp(ResponseHeaders(self.stream_id, response, end_stream=False), self.context.client)
-                if response.raw_content:
-                    yield SendHttp(ResponseData(self.stream_id, response.raw_content), self.context.client)
-                yield SendHttp(ResponseEndOfMessage(self.stream_id), self.context.client)
-                reply = None
-            else:
-                reply = yield command
+            if not replace:
+                return None
+            response, client = self.flow.response, self.context.client
+            body = (
+                [SendHttp(ResponseData(self.stream_id, response.raw_content), client)] if response.raw_content else []
+            )
+            return [
+                SendHttp(ResponseHeaders(self.stream_id, response, end_stream=False), client),
+                *body,
+                SendHttp(ResponseEndOfMessage(self.stream_id), client),
+            ]
+
+        return _relayed(original(self, event), instead)
 
     stream_class.handle_protocol_error = handle_protocol_error  # type: ignore[method-assign]
     stream_class._tollgate_serves_error_responses = True  # type: ignore[attr-defined]
@@ -164,19 +181,16 @@ def report_http1_request_trailers() -> None:
         if not isinstance(self.body_reader, _TrailersApart):
             self.body_reader = _TrailersApart(self.body_reader)
         reader = self.body_reader
-        steps = original(self, event)
-        reply = None
-        while True:
-            try:
-                command = steps.send(reply)
-            except StopIteration:
-                return
+
+        def instead(command: Any) -> list[Any] | None:
             ends = isinstance(command, ReceiveHttp) and isinstance(command.event, RequestEndOfMessage)
-            if ends and reader.trailers is not None:
-                trailers = http.Headers(tuple((bytes(name), bytes(value)) for name, value in reader.trailers))
-                reader.trailers = None
-                yield ReceiveHttp(RequestTrailers(self.stream_id, trailers))
-            reply = yield command
+            if not ends or reader.trailers is None:
+                return None
+            trailers = http.Headers(tuple((bytes(name), bytes(value)) for name, value in reader.trailers))
+            reader.trailers = None
+            return [ReceiveHttp(RequestTrailers(self.stream_id, trailers)), command]
+
+        return _relayed(original(self, event), instead)
 
     Http1Server.read_body = read_body  # type: ignore[method-assign]
     Http1Server._tollgate_reports_trailers = True  # type: ignore[attr-defined]

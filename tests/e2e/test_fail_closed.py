@@ -119,6 +119,13 @@ def assert_refused(g, provider: str, response, record, why: str) -> None:
 
 
 CHAT = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": PROMPT}]}).encode()
+# An upload's multipart body: it streams upstream unread.
+BOUNDARY = "tollgate-boundary"
+FORM = (
+    f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="model"\r\n\r\nwhisper-1\r\n'
+    f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
+    f"Content-Type: audio/wav\r\n\r\nRIFF....WAVE\r\n--{BOUNDARY}--\r\n"
+).encode()
 GEMINI_BODY = json.dumps({"contents": [{"parts": [{"text": PROMPT}]}]}).encode()
 CONVERSE = json.dumps({"messages": [{"role": "user", "content": [{"text": PROMPT}]}]}).encode()
 
@@ -367,18 +374,12 @@ def test_request_trailers_are_refused_where_the_body_is_read_and_dropped_where_i
             "clients": [{"name": "uma", "keys": ["tg-uma-uploads-6"]}],
         }
         gw = start_gateway(config)
-        boundary = "tollgate-boundary"
-        form = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\nwhisper-1\r\n'
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
-            f"Content-Type: audio/wav\r\n\r\nRIFF....WAVE\r\n--{boundary}--\r\n"
-        ).encode()
         key = {"authorization": "Bearer tg-uma-uploads-6"}
         chat = H2Request("/v1/chat/completions", CHAT, key, {"x-api-key": "tg-uma-uploads-6"})
         upload = H2Request(
             "/v1/audio/transcriptions",
-            form,
-            {**key, "content-type": f"multipart/form-data; boundary={boundary}"},
+            FORM,
+            {**key, "content-type": f"multipart/form-data; boundary={BOUNDARY}"},
             {"x-extra": "after the body"},
         )
         refused, served = h2_calls(gw.proxy.port, gw.bundle, HOSTS["openai"], [chat, upload], timeout=20)
@@ -390,7 +391,7 @@ def test_request_trailers_are_refused_where_the_body_is_read_and_dropped_where_i
     # The upload streams on unread: its trailers, which come after its body, are not forwarded.
     assert (served.status, records[200]["client"], records[200]["endpoint"]) == (200, "uma", "audio.transcriptions")
     (seen,) = upstream.received
-    assert (seen.headers[":path"], seen.body, seen.trailers) == ("/v1/audio/transcriptions", form, {})
+    assert (seen.headers[":path"], seen.body, seen.trailers) == ("/v1/audio/transcriptions", FORM, {})
 
 
 def test_request_trailers_over_http1_are_refused_where_the_body_is_read_and_dropped_where_it_streams(start_gateway):
@@ -400,16 +401,10 @@ def test_request_trailers_over_http1_are_refused_where_the_body_is_read_and_drop
             "clients": [{"name": "uma", "keys": ["tg-uma-uploads-7"]}],
         }
     )
-    boundary = "tollgate-boundary"
-    form = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\nwhisper-1\r\n'
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
-        f"Content-Type: audio/wav\r\n\r\nRIFF....WAVE\r\n--{boundary}--\r\n"
-    ).encode()
     key, trailers = ("Authorization", "Bearer tg-uma-uploads-7"), [("X-Extra", "after the body")]
     calls = [
         ("/v1/chat/completions", CHAT, "application/json"),
-        ("/v1/audio/transcriptions", form, f"multipart/form-data; boundary={boundary}"),
+        ("/v1/audio/transcriptions", FORM, f"multipart/form-data; boundary={BOUNDARY}"),
     ]
     refused, served = [
         send(
@@ -428,10 +423,10 @@ def test_request_trailers_over_http1_are_refused_where_the_body_is_read_and_drop
     assert refused.status == 400 and refused.headers["x-tollgate-error"] == "bad_request"
     assert records[0]["error"] == "bad request: Tollgate does not forward request trailers"
     # The upload streams on unread: its trailers, which come after its body, are not forwarded.
-    assert served.status == 200 and served.json() == {"text": f"{len(form)} bytes heard"}
+    assert served.status == 200 and served.json() == {"text": f"{len(FORM)} bytes heard"}
     assert (records[1]["client"], records[1]["endpoint"]) == ("uma", "audio.transcriptions")
     (seen,) = gw.fakes["openai"].received
-    assert (seen.path, seen.body, seen.trailers) == ("/v1/audio/transcriptions", form, [])
+    assert (seen.path, seen.body, seen.trailers) == ("/v1/audio/transcriptions", FORM, [])
 
 
 @pytest.mark.parametrize(
