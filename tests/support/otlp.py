@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -21,6 +22,22 @@ from tests.support.proxy import free_port
 
 SPAN_KINDS = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
 STATUS_CODES = {0: "UNSET", 1: "OK", 2: "ERROR"}
+
+
+def no_collector(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The endpoint of a collector that is down, for an exporter made after this call that gives
+    up within a second: it retries until its timeout, with jitter drawn from the `random` module."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+    return f"http://127.0.0.1:{free_port()}"
+
+
+def wait_for_trace_exports_to_stop(timeout: float = 10) -> None:
+    """Every exporter stopping in the background (`Traces.stop`) stopped: none retries on into
+    the tests after (Hypothesis warns of a `random` drawn from during its examples)."""
+    for thread in threading.enumerate():
+        if thread.name == "tollgate-traces-shutdown":
+            thread.join(timeout)
+            assert not thread.is_alive()
 
 
 def value_of(value: AnyValue) -> Any:

@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from tests.support.otlp import Collector
+from tests.support.otlp import Collector, no_collector, wait_for_trace_exports_to_stop
 
 from tollgate.config import parse_config
 from tollgate.stages.audit import Audit
@@ -124,15 +124,14 @@ def test_the_otel_variables_alone_turn_traces_on(collector: Collector, monkeypat
 def test_done_waits_no_longer_than_its_bound_for_a_collector_that_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
-    from tests.support.proxy import free_port
-
     from tollgate.stages import tracing as stage
 
     monkeypatch.setattr(stage, "SHUTDOWN_SECONDS", 0.3)
-    shared = configured({"metrics": {"otlp": {"endpoint": f"http://127.0.0.1:{free_port()}"}}})
+    shared = configured({"metrics": {"otlp": {"endpoint": no_collector(monkeypatch)}}})
     tracing = Tracing(shared)
     tracing.configure({"tollgate_config"})
     finish_call(shared, Audit(shared, recorded=[tracing.record]))
     start = time.monotonic()
     done(tracing)
     assert time.monotonic() - start < 1.5
+    wait_for_trace_exports_to_stop()
