@@ -1,6 +1,6 @@
 """What mitmproxy 12 cannot do through its addon API, and Tollgate needs: answer a failed
-upstream in the provider's own error shape, end one call that waits too long for its upstream, and
-see the trailer fields of a request that came over HTTP/1.
+upstream in the provider's own error shape, end one call that waits too long for its upstream, see
+the trailer fields of a request that came over HTTP/1, and bound what a WebSocket message holds.
 
 mitmproxy sends a fixed HTML page when the upstream is unreachable or breaks before its headers,
 whatever the `error` hook did; mitmproxy PR #7999 proposes that a response set by the error hook be
@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary, WeakSet
 
 import h11
-from mitmproxy import http
+import wsproto.events
+from mitmproxy import connection, http
 from mitmproxy.proxy import events
 from mitmproxy.proxy.layers import http as http_layers
 from mitmproxy.proxy.layers.http import (
@@ -30,6 +32,7 @@ from mitmproxy.proxy.layers.http import (
     SendHttp,
 )
 from mitmproxy.proxy.layers.http._http1 import Http1Server
+from mitmproxy.proxy.layers.websocket import WebsocketConnection
 
 
 def _relayed(steps: Generator[Any, Any, None], instead: Callable[[Any], list[Any] | None]) -> Generator[Any, Any, None]:
@@ -194,3 +197,38 @@ def report_http1_request_trailers() -> None:
 
     Http1Server.read_body = read_body  # type: ignore[method-assign]
     Http1Server._tollgate_reports_trailers = True  # type: ignore[attr-defined]
+
+
+MESSAGE_TOO_BIG = 1009  # the WebSocket close code for a message too big to process (RFC 6455)
+
+# The connections whose peer sent a WebSocket message past the bound, closed for it.
+closed_for_a_large_message: WeakSet[connection.Connection] = WeakSet()
+
+
+def bound_websocket_messages(limit: int) -> None:
+    """mitmproxy's WebSocket layer gathers each message whole before its hook, however large: a
+    peer could make the proxy hold any amount. Taught here, a message that grows past `limit`
+    bytes is taken as its sender's close with code 1009 (message too big): mitmproxy closes the
+    WebSocket on both sides with it, and drops what it gathered. The sender's connection is noted
+    in `closed_for_a_large_message`. Called again, it sets the bound anew."""
+    original = vars(WebsocketConnection).get("_tollgate_unbounded_events", WebsocketConnection.events)
+    gathered: WeakKeyDictionary[WebsocketConnection, int] = WeakKeyDictionary()  # a message's bytes so far
+
+    def events(self: Any) -> Generator[wsproto.events.Event, None, None]:
+        for event in original(self):
+            if self.conn in closed_for_a_large_message:
+                continue  # what the sender sends after its close is not relayed
+            if isinstance(event, wsproto.events.Message):
+                data = event.data
+                size = gathered.pop(self, 0) + len(data.encode() if isinstance(data, str) else data)
+                if size > limit:
+                    closed_for_a_large_message.add(self.conn)
+                    self.frame_buf = [b""]
+                    yield wsproto.events.CloseConnection(MESSAGE_TOO_BIG, "message too big")
+                    continue
+                if not event.message_finished:
+                    gathered[self] = size
+            yield event
+
+    WebsocketConnection.events = events  # type: ignore[method-assign]
+    WebsocketConnection._tollgate_unbounded_events = original  # type: ignore[attr-defined]

@@ -68,7 +68,7 @@ def gateway() -> Gateway:
     )
 
     return Gateway(
-        load=[settings.load, upstream_watch.load, stream_tap.load],
+        load=[settings.load, upstream_watch.load, stream_tap.load, websocket.load],
         configure=[settings.configure, websocket.configure, tracing.configure],
         running=[settings.running, decide.running],
         http_connect=[identify.forget_proxy_password, redact.http_connect],

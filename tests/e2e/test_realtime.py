@@ -12,6 +12,8 @@ import pytest
 from tests.support.fake_realtime import HANG_UP, FakeRealtime, answering, usage
 from tests.support.proxy import ROOT
 
+from tollgate.stages.websocket import MAX_MESSAGE
+
 REAL = "sk-REAL-openai-realtime-5ecret-a1"
 ALICE = "tg-VIRTUAL-alice-realtime-5ecret-b2"
 SAM = "tg-VIRTUAL-sam-realtime-5ecret-c3"
@@ -270,6 +272,68 @@ def test_a_session_naming_no_one_model_is_refused_400_and_reaches_no_upstream(g,
     (record,) = g.new_audit(1)
     assert (record["endpoint"], record["status"], record["model"]) == ("realtime", 400, None)
     assert record["error"].startswith("bad request: ")
+
+
+TOO_BIG = MAX_MESSAGE + 1024
+
+
+def test_a_client_message_past_the_bound_closes_the_websocket_with_1009_and_never_goes_upstream(g, fake):
+    result = g.run(f"""
+        import asyncio, json
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosedError
+
+        async def session():
+            async with connect("wss://api.openai.com/v1/realtime?model={MODEL}",
+                               additional_headers={{"Authorization": "Bearer {ALICE}"}}) as ws:
+                await ws.send(json.dumps({{"type": "session.update", "session": {{"type": "realtime"}}}}))
+                await ws.send(json.dumps({{"type": "input_audio_buffer.append", "audio": "A" * {TOO_BIG}}}))
+                try:
+                    for _ in range(10):
+                        await asyncio.wait_for(ws.recv(), 30)
+                except ConnectionClosedError as e:
+                    return e.rcvd.code if e.rcvd else None
+
+        report(code=asyncio.run(session()))
+    """)
+    assert result == {"code": 1009}
+    (session,) = fake.sessions
+    assert session.closed.wait(10)
+    assert [json.loads(m)["type"] for m in session.received] == ["session.update"]  # not the large one
+    assert session.close_code == 1009
+    (record,) = g.new_audit(1)
+    assert (record["client"], record["status"], record["decision"]) == ("alice", 101, "allow")
+    assert record["error"] == "the client sent a WebSocket message larger than 32 MiB (closed with code 1009)"
+    # The proxy goes on serving.
+    assert g.run(BROWSER_SESSION)["text"] == ANSWERS[0]
+    g.new_audit(1)
+
+
+def test_a_server_message_past_the_bound_closes_the_websocket_with_1009_on_both_sides(g, fake):
+    fake.script = lambda event: [{"type": "response.output_audio.delta", "delta": "A" * TOO_BIG}]
+    result = g.run(f"""
+        import asyncio, json
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosedError
+
+        async def session():
+            async with connect("wss://api.openai.com/v1/realtime?model={MODEL}", max_size=None,
+                               additional_headers={{"Authorization": "Bearer {ALICE}"}}) as ws:
+                await ws.send(json.dumps({{"type": "response.create"}}))
+                types = []
+                try:
+                    for _ in range(10):
+                        types.append(json.loads(await asyncio.wait_for(ws.recv(), 30))["type"])
+                except ConnectionClosedError as e:
+                    return types, e.rcvd.code if e.rcvd else None
+
+        types, code = asyncio.run(session())
+        report(types=types, code=code)
+    """)
+    assert result == {"types": ["session.created"], "code": 1009}
+    (record,) = g.new_audit(1)
+    assert (record["client"], record["status"]) == ("alice", 101)
+    assert record["error"] == "the server sent a WebSocket message larger than 32 MiB (closed with code 1009)"
 
 
 def test_no_message_key_or_prompt_reaches_the_console_or_saved_flows(g, fake):

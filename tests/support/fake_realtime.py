@@ -37,6 +37,7 @@ class Session:
     headers: dict[str, str]  # lower-cased names; a repeated header's values joined with ", "
     subprotocols: list[str]
     received: list[str] = field(default_factory=list)  # the client's text messages as they arrived
+    close_code: int | None = None  # the code of the closing handshake the client began, if any
     closed: threading.Event = field(default_factory=threading.Event)
 
 
@@ -160,6 +161,7 @@ class FakeRealtime:
                 elif isinstance(event, CloseConnection):
                     sock.sendall(ws.send(event.response()))
                     if session is not None:
+                        session.close_code = event.code
                         session.closed.set()
                     return
                 elif isinstance(event, (BytesMessage, RejectConnection)):

@@ -11,6 +11,7 @@ from mitmproxy import ctx, http
 from mitmproxy.websocket import WebSocketMessage
 from wsproto.handshake import WEBSOCKET_VERSION
 
+from .. import compat
 from ..call import Call
 from ..providers.base import BAD_REQUEST
 from ..providers.openai import REALTIME, insecure_keys, response_done_usage, summed
@@ -23,6 +24,9 @@ SUBPROTOCOLS = b"sec-websocket-protocol"
 EXTENSIONS = b"sec-websocket-extensions"
 # Close codes of a WebSocket that ended as meant to: normal, going away, no code given.
 NORMAL_CLOSE = frozenset((1000, 1001, 1005))
+# The largest message relayed: above OpenAI's largest Realtime event (15 MiB of audio in one
+# `input_audio_buffer.append`, some 20 MiB once base64-encoded). mitmproxy holds each one whole.
+MAX_MESSAGE = 32 * 1024 * 1024
 
 
 def stand_in(size: int) -> bytes:
@@ -40,6 +44,9 @@ class WebSocket:
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
         self.relays_websocket = False  # mitmproxy's `websocket` option, once configured
+
+    def load(self, _loader: object) -> None:
+        compat.bound_websocket_messages(MAX_MESSAGE)
 
     def configure(self, updated: set[str]) -> None:
         if "websocket" in updated:
@@ -125,7 +132,18 @@ class WebSocket:
         assert websocket is not None
         if websocket.close_reason:  # free text from either side, shown and saved like a message
             websocket.close_reason = stand_in(len(websocket.close_reason.encode())).decode()
+        too_big = compat.closed_for_a_large_message
+        from_client, from_server = flow.client_conn in too_big, flow.server_conn in too_big
+        if from_client or from_server:
+            # Tollgate closed it: what either side did after (a dropped connection: 1006) is not the close.
+            websocket.close_code, websocket.closed_by_client = compat.MESSAGE_TOO_BIG, from_client
         call = call_of(flow)
-        if call is not None and websocket.close_code not in NORMAL_CLOSE and call.error is None:
-            who = "client" if websocket.closed_by_client else "server"
+        if call is None or call.error is not None or websocket.close_code in NORMAL_CLOSE:
+            return
+        who = "client" if websocket.closed_by_client else "server"
+        if from_client or from_server:
+            call.error = (
+                f"the {who} sent a WebSocket message larger than {MAX_MESSAGE // 2**20} MiB (closed with code 1009)"
+            )
+        else:
             call.error = f"the {who} closed the WebSocket with code {websocket.close_code}"

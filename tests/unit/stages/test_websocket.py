@@ -10,10 +10,14 @@ from urllib.parse import parse_qs, quote_plus
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mitmproxy.proxy.layers.websocket import WebsocketConnection
 from mitmproxy.test import tflow
 from mitmproxy.websocket import WebSocketMessage
+from wsproto import Connection, ConnectionType
+from wsproto.events import CloseConnection, Message, TextMessage
 from wsproto.frame_protocol import Opcode
 
+from tollgate import compat
 from tollgate.call import Call, Usage
 from tollgate.exact_reading import Unreadable
 from tollgate.providers import PROVIDERS
@@ -26,7 +30,7 @@ from tollgate.providers.openai import (
 )
 from tollgate.raw_headers import header_index
 from tollgate.stages.shared import CALL, Shared
-from tollgate.stages.websocket import WebSocket
+from tollgate.stages.websocket import MAX_MESSAGE, WebSocket
 
 # ---- the model, from the query
 
@@ -306,3 +310,40 @@ def test_the_realtime_apis_http_calls_name_their_model(path, body, endpoint, mod
 def test_a_client_secrets_session_model_of_the_wrong_type_is_refused():
     with pytest.raises(Unreadable, match="'model' is not a string"):
         PROVIDERS["openai"].classify("POST", "/v1/realtime/client_secrets", {"session": {"model": ["gpt-realtime"]}})
+
+
+# ---- the bound on a message
+
+
+@pytest.fixture
+def bound_of_1000():
+    compat.bound_websocket_messages(1000)
+    yield
+    compat.bound_websocket_messages(MAX_MESSAGE)
+
+
+def relayed(frames: list[tuple[str, bool]]) -> tuple[list[object], bool]:
+    """What mitmproxy's side facing the client reads of these text frames (data, fin), and
+    whether the client's connection was noted as closed for a large message."""
+    client = Connection(ConnectionType.CLIENT)  # past the handshake, as mitmproxy's are
+    proxy = WebsocketConnection(ConnectionType.SERVER, conn=tflow.tclient_conn())
+    events = []
+    for data, fin in frames:
+        proxy.receive_data(client.send(Message(data=data, message_finished=fin)))
+        events += list(proxy.events())
+    return events, proxy.conn in compat.closed_for_a_large_message
+
+
+def test_a_message_past_the_bound_is_its_senders_close_with_1009_whatever_its_frames(bound_of_1000):
+    events, closed = relayed([("a" * 600, False), ("b" * 600, True), ("c" * 10, True)])
+    assert [type(e) for e in events] == [TextMessage, CloseConnection]
+    assert (events[1].code, events[1].reason) == (1009, "message too big")
+    assert closed  # and what the sender sent after it is not relayed
+
+
+def test_the_bound_counts_a_messages_utf8_bytes_and_starts_anew_with_each_message(bound_of_1000):
+    events, closed = relayed([("é" * 500, True), ("é" * 250, False), ("é" * 250, True), ("x" * 1000, True)])
+    assert [type(e) for e in events] == [TextMessage, TextMessage, TextMessage, TextMessage]
+    assert not closed
+    events, closed = relayed([("é" * 501, True)])
+    assert [type(e) for e in events] == [CloseConnection] and closed
