@@ -1,6 +1,6 @@
 """What mitmproxy 12 cannot do through its addon API, and Tollgate needs: answer a failed
-upstream in the provider's own error shape, end one call that waits too long for its upstream, see
-the trailer fields of a request that came over HTTP/1, and bound what a WebSocket message holds.
+upstream in the provider's own error shape, end one call that waits too long for its upstream, read
+the trailer fields of a body that came over HTTP/1, and bound what a WebSocket message holds.
 
 mitmproxy sends a fixed HTML page when the upstream is unreachable or breaks before its headers,
 whatever the `error` hook did; mitmproxy PR #7999 proposes that a response set by the error hook be
@@ -22,16 +22,16 @@ from mitmproxy.proxy.layers import http as http_layers
 from mitmproxy.proxy.layers.http import (
     ErrorCode,
     ReceiveHttp,
-    RequestEndOfMessage,
     RequestProtocolError,
     RequestTrailers,
     ResponseData,
     ResponseEndOfMessage,
     ResponseHeaders,
     ResponseProtocolError,
+    ResponseTrailers,
     SendHttp,
 )
-from mitmproxy.proxy.layers.http._http1 import Http1Server
+from mitmproxy.proxy.layers.http._http1 import Http1Connection, Http1Server
 from mitmproxy.proxy.layers.websocket import WebsocketConnection
 
 
@@ -152,8 +152,8 @@ def _end_if_waiting(stream: Any, event: EndIfWaiting) -> Generator[Any, Any, Non
 
 
 class _TrailersApart:
-    """h11's reader of a request body, whose end of message comes without its trailer fields:
-    they are kept apart, for the HTTP/1 layer to report as HTTP/2's does."""
+    """h11's reader of a body, whose end of message comes without its trailer fields: they are
+    kept apart, for the HTTP/1 layer to report as HTTP/2's does."""
 
     def __init__(self, reader: Any) -> None:
         self._reader = reader
@@ -170,33 +170,43 @@ class _TrailersApart:
         return self._reader.read_eof()
 
 
-def report_http1_request_trailers() -> None:
-    """mitmproxy's HTTP/1 layer raises on a chunked request's trailer fields (NotImplementedError),
-    before any hook: the client waits for an answer that never comes, and the call goes unaudited.
-    Its HTTP/2 layer reports them (`RequestTrailers`, into `flow.request.trailers`) before the
-    request's end; taught here, the HTTP/1 layer does the same, so that `Classify` refuses a read
-    body's trailers (and drops a streamed one's) whichever the protocol."""
-    if getattr(Http1Server, "_tollgate_reports_trailers", False):
+def relay_http1_trailers() -> None:
+    """mitmproxy's HTTP/1 layer raises on a chunked body's trailer fields (NotImplementedError),
+    before any hook: a client whose request has them waits for an answer that never comes, an
+    answer that has them breaks off, and neither call is audited as it went. Its HTTP/2 layer
+    reports them (`RequestTrailers`, `ResponseTrailers`, into the flow) before the message's end;
+    taught here, the HTTP/1 layer does the same, so that `Classify` refuses a read request body's
+    trailers (and drops a streamed one's) whichever the protocol. An answer's trailers go on to a
+    client over HTTP/2; to one over HTTP/1 they are dropped, as mitmproxy has ended its chunked
+    body before it would send them (and its HTTP/1 layer cannot)."""
+    if getattr(Http1Connection, "_tollgate_relays_trailers", False):
         return
-    original = Http1Server.read_body
+    read_body_of, send_of = Http1Connection.read_body, Http1Server.send
 
     def read_body(self: Any, event: Any) -> Generator[Any, Any, None]:
         if not isinstance(self.body_reader, _TrailersApart):
             self.body_reader = _TrailersApart(self.body_reader)
         reader = self.body_reader
+        trailers_event = RequestTrailers if isinstance(self, Http1Server) else ResponseTrailers
 
         def instead(command: Any) -> list[Any] | None:
-            ends = isinstance(command, ReceiveHttp) and isinstance(command.event, RequestEndOfMessage)
+            ends = isinstance(command, ReceiveHttp) and isinstance(command.event, self.ReceiveEndOfMessage)
             if not ends or reader.trailers is None:
                 return None
             trailers = http.Headers(tuple((bytes(name), bytes(value)) for name, value in reader.trailers))
             reader.trailers = None
-            return [ReceiveHttp(RequestTrailers(self.stream_id, trailers)), command]
+            return [ReceiveHttp(trailers_event(self.stream_id, trailers)), command]
 
-        return _relayed(original(self, event), instead)
+        return _relayed(read_body_of(self, event), instead)
 
-    Http1Server.read_body = read_body  # type: ignore[method-assign]
-    Http1Server._tollgate_reports_trailers = True  # type: ignore[attr-defined]
+    def send(self: Any, event: Any) -> Generator[Any, Any, None]:
+        if isinstance(event, ResponseTrailers):
+            return
+        yield from send_of(self, event)
+
+    Http1Connection.read_body = read_body  # type: ignore[method-assign]
+    Http1Server.send = send  # type: ignore[method-assign]
+    Http1Connection._tollgate_relays_trailers = True  # type: ignore[attr-defined]
 
 
 MESSAGE_TOO_BIG = 1009  # the WebSocket close code for a message too big to process (RFC 6455)

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from tests.support import streams
 from tests.support.fake_upstream import Reply
+from tests.support.h2 import H2Request, h2_calls
+from tests.support.raw import send
 
 EVENTSTREAM = {"content-type": "application/vnd.amazon.eventstream"}
 
@@ -289,6 +291,39 @@ except Exception as e:
     assert record["status"] == 200 and record["error"].startswith("upstream broke off the response")
     assert record["input_tokens"] is None  # the usage chunk never came
     assert len(gw.audit()) == count + 1
+
+
+PATH = "/v1/chat/completions"
+SDK_STREAM = """
+from openai import OpenAI
+stream = OpenAI(api_key="sk-own", max_retries=0).chat.completions.create(model="gpt-4o-mini", stream=True,
+    stream_options={"include_usage": True}, messages=[{"role": "user", "content": "hi"}])
+report(text="".join(c.delta.content or "" for chunk in stream for c in chunk.choices))
+"""
+
+
+def test_trailer_fields_after_an_http1_stream_are_dropped_and_the_call_goes_on(gw):
+    # mitmproxy's HTTP/1 layer raised on them: the client got no end, the call no audit record.
+    gw.reset()
+    pieces = streams.openai_chat()
+    trailers = [("X-Upstream-Note", "the end"), ("Server-Timing", "total;dur=12")]
+    gw.fakes["openai"].handler = lambda r: Reply(200, chunks=pieces, trailers=trailers)
+    assert gw.run(SDK_STREAM) == {"text": "Hello"}
+    record = gw.last_audit()
+    assert (record["status"], record["error"], record["finish_reason"]) == (200, None, "stop")
+    assert (record["input_tokens"], record["output_tokens"], record["total_tokens"]) == (19, 5, 24)
+    # Over HTTP/1 the client's chunked body has ended before them: they are not sent on.
+    body = json.dumps(CHAT | {"stream_options": {"include_usage": True}}).encode()
+    headers = {"Authorization": "Bearer sk-own", "Content-Type": "application/json"}
+    answer = send(gw.proxy.port, gw.bundle, "api.openai.com", PATH, headers=headers, body=body)
+    assert (answer.status, answer.body, answer.trailers) == (200, b"".join(pieces), [])
+    # To a client over HTTP/2 they go on, as HTTP/2 sends them.
+    headers = {"authorization": "Bearer sk-own", "content-type": "application/json"}
+    (h2_answer,) = h2_calls(gw.proxy.port, gw.bundle, "api.openai.com", [H2Request(PATH, body, headers)], timeout=20)
+    assert (h2_answer.status, h2_answer.body) == (200, b"".join(pieces))
+    assert h2_answer.trailers == {"x-upstream-note": "the end", "server-timing": "total;dur=12"}
+    for record in gw.new_audit(3)[1:]:
+        assert (record["status"], record["error"], record["total_tokens"]) == (200, None, 24)
 
 
 RAW_CHAT = """

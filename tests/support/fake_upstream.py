@@ -39,6 +39,7 @@ class Reply:
     chunks: list[bytes] | None = None
     gate: Callable[[int], None] | None = None
     reset_after: int | None = None  # drop the connection after this many pieces
+    trailers: list[tuple[str, str]] = field(default_factory=list)  # after the last piece
     sent_at: list[float] = field(default_factory=list)
 
     def encoded(self) -> bytes:
@@ -137,7 +138,8 @@ class FakeUpstream:
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
                     self.wfile.flush()
                     reply.sent_at.append(time.monotonic())
-                self.wfile.write(b"0\r\n\r\n")
+                fields = b"".join(b"%s: %s\r\n" % (n.encode(), v.encode()) for n, v in reply.trailers)
+                self.wfile.write(b"0\r\n%s\r\n" % fields)
                 self.wfile.flush()
 
             do_GET = do_POST = do_PUT = do_DELETE = _serve

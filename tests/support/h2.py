@@ -173,6 +173,7 @@ class H2Answer:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     reset: int | None = None  # the error code, when the proxy reset the stream
+    trailers: dict[str, str] = field(default_factory=dict)  # a HEADERS frame after the body
     seconds: float | None = None  # from the first request sent to the stream's end
 
     def json(self) -> dict:
@@ -242,6 +243,8 @@ def h2_calls(proxy_port: int, bundle: Path, host: str, requests: list[H2Request]
                 if isinstance(event, h2.events.ResponseReceived) and answer:
                     answer.headers = dict(event.headers)
                     answer.status = int(answer.headers[":status"])
+                elif isinstance(event, h2.events.TrailersReceived) and answer:
+                    answer.trailers = dict(event.headers)
                 elif isinstance(event, h2.events.DataReceived) and answer:
                     answer.body += event.data
                     conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)

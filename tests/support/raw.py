@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ class RawResponse:
     status: int
     headers: dict[str, str]  # lower-case names
     body: bytes
+    trailers: list[str] = field(default_factory=list)  # a chunked body's trailer lines
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -104,17 +105,18 @@ def _read_response(sock: socket.socket) -> RawResponse:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     if headers.get("transfer-encoding", "").lower() == "chunked":
-        body = _dechunk(body)
+        body, trailers = _dechunk(body)
+        return RawResponse(status, headers, body, trailers)
     return RawResponse(status, headers, body)
 
 
-def _dechunk(data: bytes) -> bytes:
+def _dechunk(data: bytes) -> tuple[bytes, list[str]]:
     out = b""
     while data:
         size_line, _, data = data.partition(b"\r\n")
         size = int(size_line.split(b";")[0], 16)
         if size == 0:
-            break
+            return out, [line.decode("latin-1") for line in data.split(b"\r\n") if line]
         out += data[:size]
         data = data[size + 2 :]
-    return out
+    return out, []

@@ -115,7 +115,7 @@ class Settings:
             "tollgate_config", str, "", "Path of Tollgate's YAML configuration; empty: built-in defaults."
         )
         compat.serve_responses_set_by_error_hook()
-        compat.report_http1_request_trailers()
+        compat.relay_http1_trailers()
 
     def configure(self, updated: set[str]) -> None:
         if "tollgate_config" in updated:
