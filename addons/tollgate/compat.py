@@ -9,21 +9,20 @@ sent instead. `serve_responses_set_by_error_hook` is that behaviour, until it sh
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary, WeakSet
 
 import h11
 import wsproto.events
+from h11._readers import ChunkedReader
 from mitmproxy import connection, http
 from mitmproxy.proxy import events
 from mitmproxy.proxy.layers import http as http_layers
 from mitmproxy.proxy.layers.http import (
     ErrorCode,
-    ReceiveHttp,
     RequestProtocolError,
-    RequestTrailers,
     ResponseData,
     ResponseEndOfMessage,
     ResponseHeaders,
@@ -152,17 +151,17 @@ def _end_if_waiting(stream: Any, event: EndIfWaiting) -> Generator[Any, Any, Non
 
 
 class _TrailersApart:
-    """h11's reader of a body, whose end of message comes without its trailer fields: they are
-    kept apart, for the HTTP/1 layer to report as HTTP/2's does."""
+    """h11's reader of a chunked body, whose end of message comes without its trailer fields: they
+    go into the message, as mitmproxy's HTTP/2 layer puts them (before the message's end)."""
 
-    def __init__(self, reader: Any) -> None:
+    def __init__(self, reader: ChunkedReader, message: http.Message) -> None:
         self._reader = reader
-        self.trailers: list[tuple[bytes, bytes]] | None = None
+        self._message = message
 
     def __call__(self, buf: Any) -> Any:
         event = self._reader(buf)
         if isinstance(event, h11.EndOfMessage) and event.headers:
-            self.trailers = list(event.headers)
+            self._message.trailers = http.Headers(tuple((bytes(n), bytes(v)) for n, v in event.headers))
             return h11.EndOfMessage()
         return event
 
@@ -173,39 +172,28 @@ class _TrailersApart:
 def relay_http1_trailers() -> None:
     """mitmproxy's HTTP/1 layer raises on a chunked body's trailer fields (NotImplementedError),
     before any hook: a client whose request has them waits for an answer that never comes, an
-    answer that has them breaks off, and neither call is audited as it went. Its HTTP/2 layer
-    reports them (`RequestTrailers`, `ResponseTrailers`, into the flow) before the message's end;
-    taught here, the HTTP/1 layer does the same, so that `Classify` refuses a read request body's
+    answer that has them breaks off, and neither call is audited as it went. Taught here, the
+    HTTP/1 layer puts them into the flow (`flow.request.trailers`, `flow.response.trailers`) as its
+    HTTP/2 layer does, before the message's end, so that `Classify` refuses a read request body's
     trailers (and drops a streamed one's) whichever the protocol. An answer's trailers go on to a
-    client over HTTP/2; to one over HTTP/1 they are dropped, as mitmproxy has ended its chunked
-    body before it would send them (and its HTTP/1 layer cannot)."""
+    client over HTTP/2; to one over HTTP/1 they are dropped, as mitmproxy has ended its chunked body
+    before it would send them (and its HTTP/1 layer cannot)."""
     if getattr(Http1Connection, "_tollgate_relays_trailers", False):
         return
     read_body_of, send_of = Http1Connection.read_body, Http1Server.send
 
     def read_body(self: Any, event: Any) -> Generator[Any, Any, None]:
-        if not isinstance(self.body_reader, _TrailersApart):
-            self.body_reader = _TrailersApart(self.body_reader)
-        reader = self.body_reader
-        trailers_event = RequestTrailers if isinstance(self, Http1Server) else ResponseTrailers
+        if type(self.body_reader) is ChunkedReader:  # the one reader that meets trailers
+            message = self.request if isinstance(self, Http1Server) else self.response
+            assert message is not None  # its head came before its body
+            self.body_reader = _TrailersApart(self.body_reader, message)
+        return read_body_of(self, event)
 
-        def instead(command: Any) -> list[Any] | None:
-            ends = isinstance(command, ReceiveHttp) and isinstance(command.event, self.ReceiveEndOfMessage)
-            if not ends or reader.trailers is None:
-                return None
-            trailers = http.Headers(tuple((bytes(name), bytes(value)) for name, value in reader.trailers))
-            reader.trailers = None
-            return [ReceiveHttp(trailers_event(self.stream_id, trailers)), command]
-
-        return _relayed(read_body_of(self, event), instead)
-
-    def send(self: Any, event: Any) -> Generator[Any, Any, None]:
-        if isinstance(event, ResponseTrailers):
-            return
-        yield from send_of(self, event)
+    def send(self: Any, event: Any) -> Iterator[Any]:
+        return iter(()) if isinstance(event, ResponseTrailers) else send_of(self, event)
 
     Http1Connection.read_body = read_body  # type: ignore[method-assign]
-    Http1Server.send = send  # type: ignore[method-assign]
+    Http1Server.send = send  # type: ignore[method-assign, assignment]
     Http1Connection._tollgate_relays_trailers = True  # type: ignore[attr-defined]
 
 
