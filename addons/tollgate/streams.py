@@ -59,21 +59,22 @@ def _line_ends(data: bytes) -> Iterator[tuple[int, int]]:
             lf = data.find(b"\n", lf + 1)
 
 
-def raw_events(data: bytes) -> list[bytes]:
-    """The complete events of raw server-sent events (any line ends), each without the line ends
-    around it but with its own inside: what `split_events` gives for the LF-normalised data, but
-    for the line ends inside each event. An event not ended by a blank line is left out."""
-    events = []
+def raw_event_spans(data: bytes) -> list[tuple[int, int]]:
+    """Where each complete event of raw server-sent events (any line ends) begins and ends in
+    `data`, without the line ends around it but with its own inside: the events `split_events`
+    gives for the LF-normalised data, but for the line ends inside each. An event not ended by a
+    blank line is left out. Spans, not copies: a reader copies only the few events it reads."""
+    spans = []
     start = 0  # where the event being read begins
     line_end = (-1, -1)  # the last line end
     for begin, end in _line_ends(data):
         if begin == start:  # an empty line where an event would begin: nothing to dispatch
             start = end
         elif begin == line_end[1]:  # a line end right after another: a blank line ends the event
-            events.append(data[start : line_end[0]])
+            spans.append((start, line_end[0]))
             start = end
         line_end = (begin, end)
-    return events
+    return spans
 
 
 def _lines(block: bytes) -> Iterator[bytes]:

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from . import streams
 from .call import Usage
 from .json_codec import parse_json
-from .streams import SSEFramer, StreamTail, parse_sse_block, raw_events, sse_event_start
+from .streams import SSEFramer, StreamTail, parse_sse_block, raw_event_spans, sse_event_start
 
 
 def add_totals(usage: Usage) -> Usage:
@@ -101,8 +101,10 @@ class SSEReader(UsageReader):
         raise NotImplementedError
 
     def result(self) -> Usage:
-        for block in reversed(raw_events(self._tail.data())):
-            if any(w in block for w in self.wanted):
+        data = self._tail.data()
+        for start, end in reversed(raw_event_spans(data)):
+            if any(data.find(w, start, end) >= 0 for w in self.wanted):
+                block = data[start:end]
                 # LF line ends, as SSEFramer gives them: only the few events kept are rewritten.
                 self.keep(block.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in block else block)
                 if self.has_all():
