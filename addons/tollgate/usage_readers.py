@@ -29,6 +29,18 @@ class UsageReader:
         raise NotImplementedError
 
 
+class NoUsage(UsageReader):
+    """An answer that reports no usage of its own: one to a request other than a POST, which
+    fetches what was made before (a stored response, a cache, a batch) and may hold the usage
+    counted when it was made, not that of this call."""
+
+    def feed(self, chunk: bytes) -> None:
+        pass
+
+    def result(self) -> Usage:
+        return Usage()
+
+
 class WholeBodyReader(UsageReader):
     """A non-streamed answer: keeps a bounded copy and parses it once it is complete."""
 

@@ -14,8 +14,9 @@ from decimal import Decimal
 
 import pytest
 from tests.support import streams
+from tests.support.canned import OPENAI_RESPONSES, provider_answers
 from tests.support.clients import ROOT
-from tests.support.fake_upstream import Reply
+from tests.support.fake_upstream import Received, Reply
 
 REAL = {
     "openai": "sk-real-openai-limits-0001",
@@ -37,6 +38,7 @@ CLIENTS = {
     "all-1": ("x",),
     "all-2": ("y",),
     "watched": (),
+    "retriever": (),
 }
 
 
@@ -78,6 +80,7 @@ def config(urls: dict[str, str]) -> dict:
             {"match": {"group": "pg"}, "per": "group", "requests_per_day": 1},
             {"match": {"client": "all-*"}, "per": "all", "requests_per_day": 1},
             {"name": "counted", "match": {"client": "watched"}, "requests_per_day": 100},
+            {"name": "kept", "match": {"client": "retriever"}, "tokens_per_day": 100},
         ],
         "policy": {"rego": ["policy.rego"]},
     }
@@ -264,6 +267,45 @@ def test_usd_per_day_counts_exact_costs(g):
     assert served["cost_usd"] == 32.5
     assert denied["deny_reasons"] == ["limit 'spend': usd_per_day $60 reached for spender"]
     assert denied["cost_usd"] is None  # never sent: nothing spent
+
+
+def test_fetching_a_stored_response_counts_none_of_its_tokens_again(g):
+    def answers(r: Received) -> Reply:  # made (POST) or fetched (GET): the same stored response
+        return Reply(200, OPENAI_RESPONSES) if r.path.startswith("/v1/responses") else provider_answers(r)
+
+    g.fakes["openai"].handler = answers
+    result = g.run(f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{key("retriever")}", max_retries=0)
+        made = client.responses.create(model="gpt-4o-mini", input="hi", max_output_tokens=5)
+        fetched = [client.responses.retrieve(made.id).usage.total_tokens for _ in range(2)]
+        try:
+            client.responses.create(model="gpt-4o-mini", input="hi", max_output_tokens=90)
+            refused = None
+        except Exception as e:
+            refused = [type(e).__name__, e.status_code, e.message]
+        report(made=made.usage.total_tokens, fetched=fetched, refused=refused)
+    """)
+    # The client gets the stored usage as it was; the limit counted it once: 40 used, not 120.
+    assert (result["made"], result["fetched"]) == (40, [40, 40])
+    assert result["refused"][:2] == ["RateLimitError", 429]
+    assert "tokens_per_day is 100 for retriever; 40 used" in result["refused"][2]
+    made, *fetched, refused = g.new_audit(4)
+    assert (made["method"], made["input_tokens"], made["output_tokens"], made["total_tokens"]) == ("POST", 31, 9, 40)
+    for record in fetched:
+        assert (record["method"], record["path"], record["endpoint"], record["status"]) == (
+            "GET",
+            "/v1/responses/resp_1",
+            "responses",
+            200,
+        )
+        assert (record["input_tokens"], record["output_tokens"], record["total_tokens"], record["cost_usd"]) == (
+            None,
+            None,
+            None,
+            None,
+        )
+    assert refused["status"] == 429
 
 
 def test_a_call_is_reserved_at_the_speed_it_asks_for(g):

@@ -14,7 +14,7 @@ from ..json_codec import parse_json
 from ..raw_headers import decoded, header_index
 from ..streams import MAX_FRAME, Decompressor, SSEEventFilter, Undecodable, parse_sse_block
 from ..translate.translator import Rewrite
-from ..usage_readers import UsageReader, is_event_stream
+from ..usage_readers import NoUsage, UsageReader, is_event_stream
 from .shared import Shared, call_of, provider_of, write_body
 
 logger = logging.getLogger(__name__)
@@ -155,7 +155,8 @@ class StreamTap:
         rewrite: Rewrite | None = None
         if call.usage_asked and is_event_stream(headers):
             rewrite = SSEEventFilter(is_usage_only_chunk, needle=USAGE)
-        reader = provider.usage_reader(call.sent(), headers)
+        # Providers generate only for a POST; what another method fetches was counted when made.
+        reader = provider.usage_reader(call.sent(), headers) if call.method == "POST" else NoUsage()
         decoder = None
         if encoding := headers.get("content-encoding", "").strip():
             try:
