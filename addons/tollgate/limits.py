@@ -15,6 +15,7 @@ from .ledger.store import Charge
 from .ledger.windows import window_bounds
 from .memo import ShapeMemo
 from .overrides import matches
+from .pricing import COUNTING_ENDPOINTS
 
 if TYPE_CHECKING:
     from .call import Call
@@ -120,6 +121,12 @@ def counters(
     return found
 
 
+def spends_nothing(call: Call) -> bool:
+    """Whether a call generates nothing, and so costs nothing whatever its model: a request other
+    than a POST (which fetches what was made before) or a count of a prompt's tokens."""
+    return call.method != "POST" or call.classification.endpoint in COUNTING_ENDPOINTS
+
+
 def estimate_tokens(body_size: int, max_tokens: int | None, generates: bool, reserve_output: int) -> tuple[int, int]:
     """A call's prompt and answer tokens before it runs: its body's bytes over four (a token is about
     four bytes of English text; JSON's syntax makes the estimate high rather than low), and its
@@ -180,10 +187,13 @@ def usage_facts(found: Sequence[Counter], values: Sequence[int]) -> UsageFacts:
 
 def used(call: Call, reserved: Estimate, record: dict[str, Any]) -> Estimate:
     """What a call used, as its counters are settled: nothing when it did not reach the upstream
-    (refused, or the upstream never answered); its usage as read; and when none was read from an
-    answer that came (a stream broken off before its usage), what it reserved."""
+    (refused, or the upstream never answered); one request when it generates nothing (a fetch, a
+    count of tokens); its usage as read; and when none was read from an answer that came (a stream
+    broken off before its usage), what it reserved."""
     if call.answered_by_tollgate:
         return Estimate(0, 0, 0)
+    if spends_nothing(call):
+        return Estimate(1, 0, 0)
     tokens = token_count(record)
     if tokens is None:
         if call.status is not None and call.status < 400:

@@ -39,6 +39,7 @@ CLIENTS = {
     "all-2": ("y",),
     "watched": (),
     "retriever": (),
+    "fetcher": (),
 }
 
 
@@ -81,6 +82,7 @@ def config(urls: dict[str, str]) -> dict:
             {"match": {"client": "all-*"}, "per": "all", "requests_per_day": 1},
             {"name": "counted", "match": {"client": "watched"}, "requests_per_day": 100},
             {"name": "kept", "match": {"client": "retriever"}, "tokens_per_day": 100},
+            {"name": "thrifty", "match": {"client": "fetcher"}, "tokens_per_day": 50, "usd_per_day": 1},
         ],
         "policy": {"rego": ["policy.rego"]},
     }
@@ -304,6 +306,40 @@ def test_fetching_a_stored_response_counts_none_of_its_tokens_again(g):
             None,
             None,
             None,
+        )
+    assert refused["status"] == 429
+
+
+def test_calls_that_generate_nothing_need_no_price_and_use_no_tokens(g):
+    # A listing names no model (no price to find under a usd cap); a count of tokens is free.
+    def answers(r: Received) -> Reply:
+        return Reply(200, {"input_tokens": 40}) if r.path == "/v1/messages/count_tokens" else provider_answers(r)
+
+    g.fakes["anthropic"].handler = answers
+    result = g.run(f"""
+        import anthropic
+        from openai import OpenAI
+        listed = len(OpenAI(api_key="{key("fetcher")}", max_retries=0).models.list().data)
+        client = anthropic.Anthropic(api_key="{key("fetcher")}", max_retries=0)
+        hi = [{{"role": "user", "content": "hi"}}]
+        counted = [client.messages.count_tokens(model="claude-sonnet-4-5", messages=hi).input_tokens for _ in range(3)]
+        try:
+            client.messages.create(model="claude-sonnet-4-5", max_tokens=100, messages=hi)
+            refused = None
+        except Exception as e:
+            refused = [e.status_code, str(e)]
+        report(listed=listed, counted=counted, refused=refused)
+    """)
+    assert (result["listed"], result["counted"]) == (0, [40, 40, 40])
+    assert result["refused"][0] == 429 and "tokens_per_day is 50 for fetcher; 0 used" in result["refused"][1]
+    listed, *counted, refused = g.new_audit(5)
+    assert (listed["endpoint"], listed["status"], listed["decision"]) == ("models", 200, "allow")
+    for record in counted:  # the audit says what the count was; the limit counted no tokens for it
+        assert (record["endpoint"], record["status"], record["input_tokens"], record["cost_usd"]) == (
+            "messages.count_tokens",
+            200,
+            40,
+            0.0,
         )
     assert refused["status"] == 429
 

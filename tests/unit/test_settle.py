@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tollgate.call import Call, Usage
+from tollgate.call import Call, Classification, Usage
 from tollgate.config import parse_config
 from tollgate.limits import Estimate, token_count, used
 from tollgate.stages.shared import Loaded
@@ -43,6 +43,14 @@ def test_a_call_with_usage_settles_to_its_tokens_and_exact_cost():
     done = call(status=200, usage=Usage(input_tokens=30, output_tokens=7, total_tokens=37))
     # 30 prompt tokens at $1 and 7 answer tokens at $2: $44, in nano-dollars.
     assert used(done, RESERVED, record_of(done)) == Estimate(1, 37, 44_000_000_000)
+
+
+def test_a_call_that_generates_nothing_is_one_request_whatever_its_answer_says():
+    counted = call(status=200, usage=Usage(input_tokens=4000), classification=Classification("messages.count_tokens"))
+    fetched = Call("openai", "api.openai.com", "GET", "/v1/responses/resp_1", status=200, usage=Usage(input_tokens=31))
+    fetched.loaded = Loaded.build(PRICED)
+    for c in (counted, fetched):
+        assert used(c, RESERVED, record_of(c)) == Estimate(1, 0, 0)
 
 
 def test_the_tokens_a_limit_counts():

@@ -25,6 +25,7 @@ from ..limits import (
     estimate_tokens,
     refusal_message,
     retry_after,
+    spends_nothing,
     usage_facts,
     used,
 )
@@ -99,6 +100,8 @@ class Ledger:
         return None
 
     def _estimate(self, flow: http.HTTPFlow, call: Call, model: str | None) -> Estimate:
+        if spends_nothing(call):
+            return Estimate(1, 0, 0)  # one request, priced or not
         facts = call.classification.facts
         body_size = 0 if call.streamed_upload else len(flow.request.raw_content or b"")
         prompt, answer = estimate_tokens(
