@@ -16,6 +16,7 @@ from .ledger.windows import window_bounds
 from .memo import ShapeMemo
 from .overrides import matches
 from .pricing import COUNTING_ENDPOINTS
+from .providers import PROVIDERS
 
 if TYPE_CHECKING:
     from .call import Call
@@ -123,8 +124,12 @@ def counters(
 
 def spends_nothing(call: Call) -> bool:
     """Whether a call generates nothing, and so costs nothing whatever its model: a request other
-    than a POST (which fetches what was made before) or a count of a prompt's tokens."""
-    return call.method != "POST" or call.classification.endpoint in COUNTING_ENDPOINTS
+    than a POST (which fetches what was made before), a count of a prompt's tokens, or a call to
+    one of its provider's free endpoints (a file's upload)."""
+    endpoint = call.classification.endpoint
+    return (
+        call.method != "POST" or endpoint in COUNTING_ENDPOINTS or endpoint in PROVIDERS[call.provider].free_endpoints
+    )
 
 
 def estimate_tokens(body_size: int, max_tokens: int | None, generates: bool, reserve_output: int) -> tuple[int, int]:

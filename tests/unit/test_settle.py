@@ -49,7 +49,8 @@ def test_a_call_that_generates_nothing_is_one_request_whatever_its_answer_says()
     counted = call(status=200, usage=Usage(input_tokens=4000), classification=Classification("messages.count_tokens"))
     fetched = Call("openai", "api.openai.com", "GET", "/v1/responses/resp_1", status=200, usage=Usage(input_tokens=31))
     fetched.loaded = Loaded.build(PRICED)
-    for c in (counted, fetched):
+    uploaded = call(status=200, classification=Classification("files"))
+    for c in (counted, fetched, uploaded):
         assert used(c, RESERVED, record_of(c)) == Estimate(1, 0, 0)
 
 

@@ -107,6 +107,7 @@ class Anthropic(Provider):
     side_header = "X-Anthropic-Key"
     key_positions = positions = ("x-api-key", "authorization")
     key_header = "x-api-key"
+    free_endpoints = frozenset(("files",))
     default_host = "api.anthropic.com"
     openai_compatible_prefix = "/v1/"
     openai_compatible_endpoints = frozenset(("chat.completions",))

@@ -217,6 +217,9 @@ class Provider:
     credential_settings: ClassVar[str] = "keys"
     # Other headers a client may send its own upstream credential in (removed before forwarding).
     extra_side_headers: ClassVar[tuple[str, ...]] = ()
+    # Endpoints no call to which is billed: uploading a file (storing it, where that is billed, is
+    # billed apart, by the day). Under a `usd_*` cap they need no price.
+    free_endpoints: ClassVar[frozenset[str]] = frozenset()
     # Its chat endpoints a route may translate from (`overrides: … provider:`), and the wire format
     # each speaks (`translate/translator.py`'s names).
     chat_formats: ClassVar[Mapping[str, str]] = {}

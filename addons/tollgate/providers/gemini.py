@@ -118,6 +118,7 @@ class Gemini(Provider):
     positions = (*key_positions, "query:access_token", "query:oauth_token")
     model_in_path = _MODEL_CALL
     key_header = "x-goog-api-key"
+    free_endpoints = frozenset(("files.upload",))
     default_host = "generativelanguage.googleapis.com"
     openai_compatible_prefix = "/v1beta/openai/"
     openai_compatible_endpoints = frozenset(("chat.completions", "embeddings"))
