@@ -200,6 +200,12 @@ class Call:
     # `cost_nanousd`, with the usage, configuration and model it priced
     _cost: tuple[Usage, Loaded, str | None, int | None] | None = field(default=None, repr=False)
 
+    @property
+    def fetches(self) -> bool:
+        """A request other than a POST: it fetches what was made before, as providers generate only
+        for a POST (an answer's usage, if any, was counted when it was made)."""
+        return self.method != "POST"
+
     def sent(self) -> Classification:
         """What the upstream is asked: the call as classified, or as a route translated it."""
         return self.upstream_classification or self.classification

@@ -34,24 +34,6 @@ from mitmproxy.proxy.layers.http._http1 import Http1Connection, Http1Server
 from mitmproxy.proxy.layers.websocket import WebsocketConnection
 
 
-def _relayed(steps: Generator[Any, Any, None], instead: Callable[[Any], list[Any] | None]) -> Generator[Any, Any, None]:
-    """A layer's commands as `steps` yields them, but for those `instead` gives others for (in its
-    list, each sent without a reply); the replies to the others go back to `steps`."""
-    reply = None
-    while True:
-        try:
-            command = steps.send(reply)
-        except StopIteration:
-            return
-        replacement = instead(command)
-        if replacement is None:
-            reply = yield command
-            continue
-        for other in replacement:  # noqa: UP028 (`yield from` a list fails on a reply; none is needed)
-            yield other
-        reply = None
-
-
 def serve_responses_set_by_error_hook() -> None:
     stream_class = http_layers.HttpStream
     if getattr(stream_class, "_tollgate_serves_error_responses", False):
@@ -60,8 +42,13 @@ def serve_responses_set_by_error_hook() -> None:
 
     def handle_protocol_error(self: Any, event: Any) -> Generator[Any, Any, None]:
         had_response = self.flow.response is not None
-
-        def instead(command: Any) -> list[Any] | None:
+        steps = original(self, event)
+        reply = None
+        while True:
+            try:
+                command = steps.send(reply)
+            except StopIteration:
+                return
             replace = (
                 not had_response
                 and isinstance(self.flow.response, http.Response)
@@ -69,19 +56,15 @@ def serve_responses_set_by_error_hook() -> None:
                 and command.event is event
                 and command.connection is self.context.client
             )
-            if not replace:
-                return None
-            response, client = self.flow.response, self.context.client
-            body = (
-                [SendHttp(ResponseData(self.stream_id, response.raw_content), client)] if response.raw_content else []
-            )
-            return [
-                SendHttp(ResponseHeaders(self.stream_id, response, end_stream=False), client),
-                *body,
-                SendHttp(ResponseEndOfMessage(self.stream_id), client),
-            ]
-
-        return _relayed(original(self, event), instead)
+            if replace:
+                response, client = self.flow.response, self.context.client
+                yield SendHttp(ResponseHeaders(self.stream_id, response, end_stream=False), client)
+                if response.raw_content:
+                    yield SendHttp(ResponseData(self.stream_id, response.raw_content), client)
+                yield SendHttp(ResponseEndOfMessage(self.stream_id), client)
+                reply = None
+            else:
+                reply = yield command
 
     stream_class.handle_protocol_error = handle_protocol_error  # type: ignore[method-assign]
     stream_class._tollgate_serves_error_responses = True  # type: ignore[attr-defined]

@@ -127,9 +127,7 @@ def spends_nothing(call: Call) -> bool:
     than a POST (which fetches what was made before), a count of a prompt's tokens, or a call to
     one of its provider's free endpoints (a file's upload)."""
     endpoint = call.classification.endpoint
-    return (
-        call.method != "POST" or endpoint in COUNTING_ENDPOINTS or endpoint in PROVIDERS[call.provider].free_endpoints
-    )
+    return call.fetches or endpoint in COUNTING_ENDPOINTS or endpoint in PROVIDERS[call.provider].free_endpoints
 
 
 def estimate_tokens(body_size: int, max_tokens: int | None, generates: bool, reserve_output: int) -> tuple[int, int]:

@@ -359,9 +359,7 @@ class Bedrock(Provider):
         data = parse_json(body) or {}
         endpoint = classification.endpoint
         if endpoint == "converse":
-            u = converse_usage(data.get("usage"), data.get("stopReason"))
-            u.service_tier, u.speed = answered_name(data, *_SERVICE_TIER_FIELD), answered_name(data, *_LATENCY_FIELD)
-            return u
+            return ran_as(converse_usage(data.get("usage"), data.get("stopReason")), data)
         if endpoint == "count-tokens":
             return Usage(input_tokens=as_int(data.get("inputTokens")))
         if endpoint == "invoke":
@@ -522,8 +520,15 @@ def converse_usage(raw: Any, stop_reason: Any) -> Usage:
     return add_totals(u)
 
 
-def answered_name(data: dict[str, Any], key: str, field: str) -> str | None:
-    """How a Converse answer (or ConverseStream's metadata) says the call ran, as `{key: {field: name}}`."""
+def ran_as(usage: Usage, data: dict[str, Any]) -> Usage:
+    """The usage with the tier and latency a Converse answer (or ConverseStream's metadata) says the
+    call ran at, each as `{key: {field: name}}`."""
+    usage.service_tier = _answered_name(data, *_SERVICE_TIER_FIELD)
+    usage.speed = _answered_name(data, *_LATENCY_FIELD)
+    return usage
+
+
+def _answered_name(data: dict[str, Any], key: str, field: str) -> str | None:
     name = json_object(data.get(key)).get(field)
     return name if isinstance(name, str) else None
 
@@ -651,10 +656,7 @@ class EventStreamReader(UsageReader):
             return self._read_chunk(parse_json(frame.payload) or {}) if event == "chunk" else (None, None)
         if event == "metadata":
             metadata = parse_json(frame.payload) or {}
-            usage = converse_usage(metadata.get("usage"), None)
-            usage.service_tier = answered_name(metadata, *_SERVICE_TIER_FIELD)
-            usage.speed = answered_name(metadata, *_LATENCY_FIELD)
-            return usage, None
+            return ran_as(converse_usage(metadata.get("usage"), None), metadata), None
         if event == "messageStop":
             reason = (parse_json(frame.payload) or {}).get("stopReason")
             return None, reason if isinstance(reason, str) else None

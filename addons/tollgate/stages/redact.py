@@ -144,4 +144,6 @@ def redact(request: http.Request, present: Collection[str] | None, body: bool = 
                 query[parameter] = REDACTED
     if body:
         # None is mitmproxy's "content not kept"; the Content-Length header still tells its size.
+        # Trailer fields come after the body and may carry what it does.
         request.raw_content = None
+        request.trailers = None

@@ -155,8 +155,7 @@ class StreamTap:
         rewrite: Rewrite | None = None
         if call.usage_asked and is_event_stream(headers):
             rewrite = SSEEventFilter(is_usage_only_chunk, needle=USAGE)
-        # Providers generate only for a POST; what another method fetches was counted when made.
-        reader = provider.usage_reader(call.sent(), headers) if call.method == "POST" else NoUsage()
+        reader = NoUsage() if call.fetches else provider.usage_reader(call.sent(), headers)
         decoder = None
         if encoding := headers.get("content-encoding", "").strip():
             try:

@@ -133,15 +133,16 @@ class WebSocket:
         if websocket.close_reason:  # free text from either side, shown and saved like a message
             websocket.close_reason = stand_in(len(websocket.close_reason.encode())).decode()
         too_big = compat.closed_for_a_large_message
-        from_client, from_server = flow.client_conn in too_big, flow.server_conn in too_big
-        if from_client or from_server:
+        from_client = flow.client_conn in too_big
+        closed_here = from_client or flow.server_conn in too_big
+        if closed_here:
             # Tollgate closed it: what either side did after (a dropped connection: 1006) is not the close.
             websocket.close_code, websocket.closed_by_client = compat.MESSAGE_TOO_BIG, from_client
         call = call_of(flow)
         if call is None or call.error is not None or websocket.close_code in NORMAL_CLOSE:
             return
         who = "client" if websocket.closed_by_client else "server"
-        if from_client or from_server:
+        if closed_here:
             call.error = (
                 f"the {who} sent a WebSocket message larger than {MAX_MESSAGE // 2**20} MiB (closed with code 1009)"
             )

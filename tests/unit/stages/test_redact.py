@@ -129,6 +129,17 @@ def test_a_call_still_open_at_shutdown_is_redacted():
     assert not redact._sent
 
 
+def test_a_refused_calls_trailers_leave_the_flow_with_its_body():
+    from mitmproxy import http
+
+    from tollgate.stages.redact import Redact
+
+    shared, flow = refused_flow((b"authorization", b"Bearer tg-alice-1"))
+    flow.request.trailers = http.Headers(x_extra="tg-alice-1 after the body")
+    Redact(shared).responseheaders(flow)
+    assert flow.request.trailers is None and flow.request.raw_content is None
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(
