@@ -91,9 +91,11 @@ class Gateway:
             self._last_run_end = time.monotonic()
 
     def audit(self) -> list[dict[str, Any]]:
+        """The records written so far: whole lines (a record being written may show in part)."""
         if not self.audit_path.exists():
             return []
-        return [json.loads(line) for line in self.audit_path.read_text().splitlines() if line.strip()]
+        whole = self.audit_path.read_text().rpartition("\n")[0]
+        return [json.loads(line) for line in whole.splitlines() if line.strip()]
 
     def wait_audit(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout

@@ -310,8 +310,15 @@ for n in range(1, 41):  # one batch of about 40 KB: the first part fits, the res
     log.write(record(n))
 failed = wait(lambda: log.failing)
 time.sleep(0.3)  # retries fail too
-with open(path, "rb") as f:
-    during = f.read()
+
+def read():
+    with open(path, "rb") as f:
+        return f.read()
+
+# A retry shows what fits for as long as it takes to cut it off again: what stays is what counts.
+deadline = time.monotonic() + 1
+while not (during := read()).endswith(b"\n") and time.monotonic() < deadline:
+    time.sleep(0.01)
 make_room()
 recovered = wait(lambda: not log.failing)
 log.write(record(41))
