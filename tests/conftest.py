@@ -159,9 +159,11 @@ def start_gateway(
         *extra: str,
         tool: type[Mitmdump] = Mitmdump,
         env: dict[str, str] | None = None,
+        providers: tuple[str, ...] = PROVIDERS,
     ) -> Gateway:
+        """A gateway with a fake upstream for each of `providers` (the config builder gets their URLs)."""
         workdir = tmp_path_factory.mktemp("gateway")
-        fakes = {name: FakeUpstream(upstream_ca, provider_answers) for name in PROVIDERS}
+        fakes = {name: FakeUpstream(upstream_ca, provider_answers) for name in providers}
         audit_path = workdir / "audit.jsonl"
         config_path = None
         if config is not None:

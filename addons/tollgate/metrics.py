@@ -22,6 +22,7 @@ from prometheus_client.utils import floatToGoString
 
 from .call import Call
 from .memo import ShapeMemo
+from .providers import SEMCONV_NAMES
 
 if TYPE_CHECKING:
     from .keypool import KeyPool
@@ -36,8 +37,7 @@ TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75
 # A policy evaluation in the worker: a few hundred µs, up to the policy's time limit (1 s by default).
 POLICY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
-# gen_ai.provider.name: the conventions' well-known value where one applies, else Tollgate's name.
-SEMCONV_PROVIDER = {"openai": "openai", "anthropic": "anthropic", "gemini": "gcp.gemini", "bedrock": "aws.bedrock"}
+# gen_ai.provider.name: each provider's `semconv_name`.
 # gen_ai.operation.name: the conventions' well-known value for an endpoint where one applies, else
 # the endpoint's name as Tollgate gives it (docs/policy.md#endpoint-names).
 OPERATION = {
@@ -337,7 +337,7 @@ class MetricSet:
         cap = self.cap
         endpoint = cap("endpoint", endpoint or "")
         model = cap("model", model or "")
-        gen_ai = (OPERATION.get(endpoint, endpoint), SEMCONV_PROVIDER.get(provider, provider), model)
+        gen_ai = (OPERATION.get(endpoint, endpoint), SEMCONV_NAMES[provider], model)
         client, groups = cap("client", client or "anonymous"), cap("groups", ",".join(groups))
         return (client, groups, provider, model, endpoint, gen_ai)
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .config import PriceRule
 
 # Tollgate's provider names, and genai-prices' ids for them.
-TABLE_IDS = {"openai": "openai", "gemini": "google", "anthropic": "anthropic", "bedrock": "aws"}
+TABLE_IDS = {"openai": "openai", "gemini": "google", "anthropic": "anthropic", "bedrock": "aws", "vertex": "google"}
 _TABLE = {name: next(p for p in _TABLE_PROVIDERS if p.id == table_id) for name, table_id in TABLE_IDS.items()}
 
 # Endpoints that count a prompt's tokens without generating: free with every provider.

@@ -17,6 +17,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from .providers import SEMCONV_NAMES
+
 if TYPE_CHECKING:
     from opentelemetry.context import Context
 
@@ -45,14 +47,6 @@ OPERATIONS = {
     "embeddings": "embeddings",
     "embedContent": "embeddings",  # Gemini
     "batchEmbedContents": "embeddings",
-}
-
-# gen_ai.provider.name per Tollgate provider (the conventions' well-known values).
-PROVIDER_NAMES = {
-    "openai": "openai",
-    "gemini": "gcp.gemini",  # the Gemini API (AI Studio), generativelanguage.googleapis.com
-    "anthropic": "anthropic",
-    "bedrock": "aws.bedrock",
 }
 
 
@@ -181,7 +175,7 @@ def span_attributes(call: Call, record: Mapping[str, Any]) -> dict[str, Any]:
     c = call.classification
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": operation_name(c.endpoint),
-        "gen_ai.provider.name": PROVIDER_NAMES.get(call.provider, call.provider),
+        "gen_ai.provider.name": SEMCONV_NAMES[call.provider],
         "tollgate.request_id": call.request_id,
         "tollgate.decision": call.decision,
         "tollgate.groups": call.groups,

@@ -151,11 +151,10 @@ def test_every_mapped_operation_is_one_the_conventions_define() -> None:
 def test_every_provider_name_is_one_the_conventions_define() -> None:
     from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import GenAiProviderNameValues
 
-    from tollgate.providers import PROVIDERS
-    from tollgate.tracing import PROVIDER_NAMES
+    from tollgate.providers import PROVIDERS, SEMCONV_NAMES
 
-    assert set(PROVIDER_NAMES) == set(PROVIDERS)
-    assert set(PROVIDER_NAMES.values()) <= {v.value for v in GenAiProviderNameValues}
+    assert set(SEMCONV_NAMES) == set(PROVIDERS)
+    assert set(SEMCONV_NAMES.values()) <= {v.value for v in GenAiProviderNameValues}
 
 
 # ---- the span's attributes

@@ -10,8 +10,12 @@ from .base import Provider
 from .bedrock import Bedrock
 from .gemini import Gemini
 from .openai import OpenAI
+from .vertex import Vertex
 
-PROVIDERS: dict[str, Provider] = {p.name: p for p in (OpenAI(), Gemini(), Anthropic(), Bedrock())}
+PROVIDERS: dict[str, Provider] = {p.name: p for p in (OpenAI(), Gemini(), Anthropic(), Bedrock(), Vertex())}
+
+# gen_ai.provider.name per provider, as metrics and traces name it.
+SEMCONV_NAMES = {name: p.semconv_name for name, p in PROVIDERS.items()}
 
 _BY_HOST = [(re.compile(p.host_pattern), p) for p in PROVIDERS.values()]
 

@@ -102,7 +102,7 @@ def _model_of(request: Any) -> str | None:
 
 
 class Anthropic(Provider):
-    name = "anthropic"
+    name = semconv_name = "anthropic"
     host_pattern = r"api\.anthropic\.com"
     side_header = "X-Anthropic-Key"
     key_positions = positions = ("x-api-key", "authorization")
@@ -132,16 +132,7 @@ class Anthropic(Provider):
         if rest == ["messages", "batches"]:
             return _batch(data)
         try:
-            facts = RequestFacts(
-                message_count=count(data.get("messages")),
-                has_system=bool(data.get("system")),
-                has_tools=bool(data.get("tools")),
-                stream=request_flag(data.get("stream"), "stream"),
-                max_tokens=request_int(data.get("max_tokens"), "max_tokens"),
-                service_tier=request_text(data.get("service_tier"), "service_tier"),
-                speed=request_text(data.get("speed"), "speed"),
-            )
-            return Classification(endpoint=endpoint, model=request_model(data), facts=facts)
+            return Classification(endpoint=endpoint, model=request_model(data), facts=messages_facts(data))
         except Unreadable as e:
             raise e.at(endpoint) from None
 
@@ -163,15 +154,33 @@ class Anthropic(Provider):
     def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
         if classification.wire_format == OPENAI_FORMAT:
             return openai.usage_of(classification.endpoint, body)
-        data = parse_json(body)
-        if data is None:
-            return Usage()
-        if classification.endpoint == "messages.count_tokens":
-            return Usage(input_tokens=as_int(data.get("input_tokens")))
-        usage = usage_from_object(data.get("usage"))
-        reason = data.get("stop_reason")
-        usage.finish_reason = reason if isinstance(reason, str) else None
-        return usage
+        return messages_usage(body, counted=classification.endpoint == "messages.count_tokens")
+
+
+def messages_facts(data: dict[str, Any]) -> RequestFacts:
+    """A Messages API body's facts (also Claude's on Vertex AI)."""
+    return RequestFacts(
+        message_count=count(data.get("messages")),
+        has_system=bool(data.get("system")),
+        has_tools=bool(data.get("tools")),
+        stream=request_flag(data.get("stream"), "stream"),
+        max_tokens=request_int(data.get("max_tokens"), "max_tokens"),
+        service_tier=request_text(data.get("service_tier"), "service_tier"),
+        speed=request_text(data.get("speed"), "speed"),
+    )
+
+
+def messages_usage(body: bytes | None, counted: bool = False) -> Usage:
+    """Usage from a whole Messages API answer, or from a count of tokens' (`counted`)."""
+    data = parse_json(body)
+    if data is None:
+        return Usage()
+    if counted:
+        return Usage(input_tokens=as_int(data.get("input_tokens")))
+    usage = usage_from_object(data.get("usage"))
+    reason = data.get("stop_reason")
+    usage.finish_reason = reason if isinstance(reason, str) else None
+    return usage
 
 
 def usage_from_object(raw: object) -> Usage:

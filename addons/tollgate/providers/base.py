@@ -130,6 +130,7 @@ class Applied:
     fields: tuple[tuple[bytes, bytes], ...]  # its header fields
     fingerprint: str | None  # tells the credential apart in the audit
     host: str | None = None  # another host to send it to (same scheme and port), or None
+    path: bytes | None = None  # another path to send it to (with its query), or None
 
 
 class CredentialUnavailable(Exception):
@@ -190,6 +191,8 @@ class Provider:
     """One LLM provider: its hosts, wire format, credentials and error shape."""
 
     name: ClassVar[str]
+    # Its gen_ai.provider.name in OpenTelemetry's GenAI conventions (metrics and traces).
+    semconv_name: ClassVar[str]
     # Regular expression over the host name in lower case without a trailing dot; any port.
     host_pattern: ClassVar[str]
     # Header a client may send its own upstream key in (removed before forwarding).

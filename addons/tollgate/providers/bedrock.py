@@ -139,6 +139,7 @@ def region_of(host: str) -> str | None:
 
 class Bedrock(Provider):
     name = "bedrock"
+    semconv_name = "aws.bedrock"
     host_pattern = r"bedrock-runtime(?:-fips)?\.[a-z0-9-]+\.amazonaws\.com"
     side_header = "X-AWS-Bearer-Token"
     key_positions = ("authorization",)

@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote, unquote_plus
 
+from pydantic import Field
+
 from .. import streams
 from ..call import Classification, RequestFacts, Usage
 from ..exact_reading import (
@@ -22,6 +24,7 @@ from ..exact_reading import (
     words,
 )
 from ..json_codec import parse_json
+from ..settings_models import ProviderConfig
 from ..streams import JSONArrayFramer, StreamTail, array_elements_backward, array_separator
 from ..translate.formats import GEMINI_GENERATE, OPENAI_CHAT
 from ..usage_readers import SSEReader, UsageReader, add_totals, is_event_stream
@@ -45,7 +48,9 @@ from .base import (
     Headers,
     Provider,
     Refusal,
+    UpstreamCredential,
 )
+from .google_oauth import CLOUD_PLATFORM, GENERATIVE_LANGUAGE, BearerToken, GoogleTokens, load_tokens
 from .openai_format import OPENAI_FORMAT
 
 # /v1beta/models/gemini-2.0-flash:generateContent, /v1/tunedModels/x:generateContent, …
@@ -89,7 +94,7 @@ _REASONS = {
 }
 
 
-def _read_facts(facts: RequestFacts, method: str, data: dict[str, Any] | None) -> None:
+def read_facts(facts: RequestFacts, method: str, data: dict[str, Any] | None) -> None:
     """A generateContent-shaped body's facts."""
     if data is None or method != "POST":
         return
@@ -108,8 +113,16 @@ def _read_facts(facts: RequestFacts, method: str, data: dict[str, Any] | None) -
 _SERVICE_TIER_HEADER = "x-gemini-service-tier"
 
 
+class GeminiConfig(ProviderConfig):
+    """`providers.gemini`: besides keys, Google credentials Tollgate asks OAuth tokens of, sent in
+    place of a key (`default`: Application Default Credentials; else a credentials file)."""
+
+    credentials: str | None = Field(default=None, min_length=1)
+
+
 class Gemini(Provider):
     name = "gemini"
+    semconv_name = "gcp.gemini"  # the Gemini API (AI Studio)
     host_pattern = r"generativelanguage\.googleapis\.com"
     side_header = "X-Gemini-Key"
     response_headers = Provider.response_headers | {_SERVICE_TIER_HEADER.encode()}
@@ -119,6 +132,8 @@ class Gemini(Provider):
     model_in_path = _MODEL_CALL
     key_header = "x-goog-api-key"
     free_endpoints = frozenset(("files.upload",))
+    settings_model = GeminiConfig
+    credential_settings = "keys or `credentials`"
     default_host = "generativelanguage.googleapis.com"
     openai_compatible_prefix = "/v1beta/openai/"
     openai_compatible_endpoints = frozenset(("chat.completions", "embeddings"))
@@ -127,6 +142,29 @@ class Gemini(Provider):
         "streamGenerateContent": GEMINI_GENERATE,
         "chat.completions": OPENAI_CHAT,
     }
+
+    def load_runtime(
+        self, config: Any, settings: ProviderConfig, previous: tuple[ProviderConfig, Any] | None
+    ) -> GoogleTokens | None:
+        """The credentials Tollgate asks tokens of, kept from `previous` while `credentials` is unchanged."""
+        assert isinstance(settings, GeminiConfig)
+        if settings.credentials is None:
+            return None
+        if previous is not None:
+            old, runtime = previous
+            if isinstance(old, GeminiConfig) and old.credentials == settings.credentials:
+                return runtime
+        return load_tokens(settings.credentials, (CLOUD_PLATFORM, GENERATIVE_LANGUAGE))
+
+    def upstream_credential(
+        self, classification: Classification, side: Mapping[str, str], pool: Any, settings: ProviderConfig, runtime: Any
+    ) -> UpstreamCredential | None:
+        """The caller's key in X-Gemini-Key, else the provider's keys in turn, else a token of
+        Tollgate's credentials (`runtime`)."""
+        credential = super().upstream_credential(classification, side, pool, settings, runtime)
+        if credential is None and isinstance(runtime, GoogleTokens):
+            return BearerToken(runtime, self.header_positions)
+        return credential
 
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
         # The SDKs' own choice: server-sent events rather than one JSON array.
@@ -174,7 +212,7 @@ class Gemini(Provider):
             raise Unreadable("the path's method is not one Gemini names (e.g. :generateContent)")
         facts = RequestFacts(stream=action == "streamGenerateContent")
         try:
-            _read_facts(facts, method, data)
+            read_facts(facts, method, data)
         except Unreadable as e:
             raise e.at(action) from None
         return Classification(endpoint=action, model=model, facts=facts)

@@ -435,7 +435,7 @@ def refusal_body(reason: str, message: str) -> dict[str, Any]:
 
 
 class OpenAI(Provider):
-    name = "openai"
+    name = semconv_name = "openai"
     host_pattern = r"api\.openai\.com"
     side_header = "X-OpenAI-Key"
     key_positions = positions = ("authorization",)

@@ -57,6 +57,8 @@ class Credential:
             self._refuse(flow, call, str(e))
             return
         request.headers.fields = applied.fields
+        if applied.path is not None:
+            request.data.path = applied.path
         if applied.host is not None:
             request.host = applied.host  # its Host header and :authority follow, as signed
             call.upstream = f"https://{request.host}"

@@ -19,6 +19,8 @@ inference := {
 	# Bedrock
 	"converse", "converse-stream", "invoke", "invoke-with-response-stream", "invoke-with-bidirectional-stream",
 	"count-tokens", "apply-guardrail",
+	# Vertex AI (its Google models' methods are Gemini's, above)
+	"rawPredict", "streamRawPredict", "computeTokens",
 }
 
 # Endpoints each group may call besides, as globs split at ".": `*` stays within one part of the

@@ -5,7 +5,7 @@ import rego.v1
 
 cap := 4096
 
-generating := {"chat.completions", "responses", "messages", "generateContent", "streamGenerateContent", "converse", "converse-stream", "invoke", "invoke-with-response-stream"}
+generating := {"chat.completions", "responses", "messages", "generateContent", "streamGenerateContent", "converse", "converse-stream", "invoke", "invoke-with-response-stream", "rawPredict", "streamRawPredict"}
 
 deny contains msg if {
 	is_number(input.request.max_tokens) # regopy, unlike OPA, orders null above every number

@@ -43,6 +43,9 @@ ANTHROPIC = PROVIDERS["anthropic"]
 BEDROCK = PROVIDERS["bedrock"]
 
 
+VERTEX = PROVIDERS["vertex"]
+
+
 def classify(provider: Any, method: str, target: str, body: bytes | None) -> Classification:
     """A request as the Classify stage hands it over: its path and query apart, its body parsed once."""
     path, _, query = target.partition("?")
@@ -393,6 +396,17 @@ PATHS = {
         "/guardrail/g/version/1/apply",
         "/openai/v1/chat/completions",
         "/openai/v1/responses",
+    ],
+    "vertex": [
+        "/v1/projects/p-1/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent",
+        "/v1beta1/projects/p-1/locations/global/publishers/google/models/gemini-2.5-flash:streamGenerateContent",
+        "/v1beta1/publishers/google/models/gemini-2.5-flash:countTokens",
+        "/v1/projects/p-1/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:rawPredict",
+        "/v1/projects/p-1/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:streamRawPredict",
+        "/v1/projects/p-1/locations/us-east5/publishers/anthropic/models/count-tokens:rawPredict",
+        "/v1/projects/p-1/locations/us-central1/endpoints/openapi/chat/completions",
+        "/v1/projects/p-1/locations/us-central1/endpoints/123:generateContent",
+        "/v1/projects/p-1/locations/us-central1/cachedContents",
     ],
 }
 

@@ -162,6 +162,7 @@ def test_only_bedrock_verifies_its_callers() -> None:
         "gemini": False,
         "anthropic": False,
         "bedrock": True,
+        "vertex": False,
     }
 
 

@@ -77,7 +77,15 @@ from .common import (
         ("bedrock-runtime.us-east-1.amazonaws.com.evil.example", 443, None),
         ("s3.amazonaws.com", 443, None),
         ("example.com", 443, None),
-        ("aiplatform.googleapis.com", 443, None),
+        ("aiplatform.googleapis.com", 443, "vertex"),
+        ("us-central1-aiplatform.googleapis.com", 443, "vertex"),
+        ("aiplatform.eu.rep.googleapis.com", 443, "vertex"),
+        ("AIPlatform.GoogleAPIs.com.", 443, "vertex"),
+        ("aiplatform.googleapis.com.evil.example", 443, None),
+        ("xaiplatform.googleapis.com", 443, None),
+        ("-aiplatform.googleapis.com", 443, None),
+        ("aiplatform.eu.rep.googleapis.com.evil.example", 443, None),
+        ("ml.googleapis.com", 443, None),
     ],
 )
 def test_provider_for(host: str, port: int, expected: str | None) -> None:
@@ -102,7 +110,7 @@ def test_provider_for(host: str, port: int, expected: str | None) -> None:
 def test_allow_hosts_decrypt_every_provider_host_on_any_port(address: str, decrypted: bool) -> None:
     # As mitmproxy's next_layer matches them: re.search, ignoring case.
     assert any(re.search(pattern, address, re.IGNORECASE) for pattern in allow_hosts()) is decrypted
-    assert sorted(PROVIDERS) == ["anthropic", "bedrock", "gemini", "openai"]
+    assert sorted(PROVIDERS) == ["anthropic", "bedrock", "gemini", "openai", "vertex"]
 
 
 def test_side_headers() -> None:
@@ -144,6 +152,7 @@ def test_every_reason_has_a_status_and_an_entry_in_every_providers_error_table()
         "gemini": gemini_mod._REASONS,
         "anthropic": anthropic_mod._ERROR_TYPES,
         "bedrock": bedrock_mod._ERRORS,
+        "vertex": gemini_mod._REASONS,  # Google's error shape, as the Gemini API's
     }
     assert tables.keys() == PROVIDERS.keys()
     for name, table in tables.items():

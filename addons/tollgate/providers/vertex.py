@@ -1,0 +1,289 @@
+"""Vertex AI: aiplatform.googleapis.com and its regional (`us-central1-aiplatform…`) and
+multi-regional (`aiplatform.eu.rep…`) hosts. Google's models speak the Gemini API's generateContent
+format, Claude's the Messages API's (`rawPredict`), and `endpoints/openapi` is Vertex's
+OpenAI-compatible API. Tollgate's own credential is an OAuth token for a project (`credentials`,
+`project`, `location`), or an express-mode API key (`keys`)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+from pydantic import Field
+
+from ..call import Classification, RequestFacts, Usage, fingerprint
+from ..exact_reading import Unreadable, check_case, path_segments, request_model, words
+from ..settings_models import ProviderConfig
+from ..translate.formats import ANTHROPIC_MESSAGES, GEMINI_GENERATE, OPENAI_CHAT
+from ..usage_readers import UsageReader, WholeBodyReader, is_event_stream
+from . import anthropic, gemini, openai
+from .base import ChatLeg, HeaderKey, Headers, Provider, Refusal, RequestParts, UpstreamCredential
+from .google_oauth import CLOUD_PLATFORM, BearerToken, GoogleTokens, load_tokens
+
+_VERSION = re.compile(r"v\d+(?:alpha|beta)?\d*")
+# Project ids and numbers, locations, publishers: lower-case, as Google names them (a resource
+# name in another case names another resource, or none).
+_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
+# Model ids: Claude's carry their version after an '@' (claude-sonnet-4-5@20250929).
+_MODEL_ID = re.compile(r"[a-z0-9][a-z0-9._@-]*")
+_ENDPOINT_ID = re.compile(r"[a-z0-9][a-z0-9-]*")
+_METHOD = re.compile(r"[a-z][A-Za-z]*")
+GOOGLE, ANTHROPIC = "google", "anthropic"
+# Claude's methods on Vertex: its Messages body (without `model`, which the path names), whole or streamed.
+_CLAUDE_CALLS = frozenset(("rawPredict", "streamRawPredict"))
+# Claude's token count: a Messages body naming its model, at models/count-tokens:rawPredict.
+_CLAUDE_COUNT = "count-tokens"
+WORDS = words(
+    "projects", "locations", "publishers", "models", "endpoints", "openapi", "chat", "completions",
+    "embeddings", "generateContent", "streamGenerateContent", "countTokens", "computeTokens",
+    "embedContent", "predict", "rawPredict", "streamRawPredict", "predictLongRunning",
+    "fetchPredictOperation", "cachedContents", "batchPredictionJobs", "operations", "google", "anthropic",
+)  # fmt: skip
+# /v1/projects/{project}/locations/{location}/…, as Tollgate moves a call to its own project.
+_PROJECT_PATH = re.compile(r"^/(?P<version>[^/]+)/projects/[^/]+/locations/(?P<location>[^/]+)(?P<rest>/.*)?$")
+# Where the SDKs send each location (google-genai's own choice of host).
+_MULTI_REGIONS = frozenset(("us", "eu"))
+_GEMINI = gemini.Gemini()
+
+
+def host_of(location: str) -> str:
+    """Vertex AI's host for a location."""
+    if location == "global":
+        return "aiplatform.googleapis.com"
+    if location in _MULTI_REGIONS:
+        return f"aiplatform.{location}.rep.googleapis.com"
+    return f"{location}-aiplatform.googleapis.com"
+
+
+class VertexConfig(ProviderConfig):
+    """`providers.vertex`: besides keys (express-mode API keys), Google credentials Tollgate asks
+    OAuth tokens of (`default`: Application Default Credentials; else a credentials file), and the
+    project and location its calls go to (the credentials' project, and the caller's location or
+    `global`, where not set)."""
+
+    credentials: str | None = Field(default=None, min_length=1)
+    project: str | None = Field(default=None, pattern=_NAME.pattern)
+    location: str | None = Field(default=None, pattern=_NAME.pattern)
+
+
+@dataclass(frozen=True, slots=True)
+class VertexProject:
+    """Tollgate's own project on Vertex AI, and the credentials that call it."""
+
+    tokens: GoogleTokens
+    project: str
+    location: str | None  # None: the location the caller names, else `global`
+
+    def move(self, request: RequestParts) -> tuple[bytes | None, str | None]:
+        """The request's path in Tollgate's project (an express-mode path, which names none, moved
+        into it), and the location's host where the call goes to the host the client called."""
+        raw, question, query = request.path.decode("utf-8", "surrogateescape").partition("?")
+        m = _PROJECT_PATH.match(raw)
+        if m is not None:
+            version, location, rest = m["version"], self.location or m["location"], m["rest"] or ""
+        else:
+            version, _, rest = raw[1:].partition("/")
+            location, rest = self.location or "global", f"/{rest}"
+        path = f"/{version}/projects/{self.project}/locations/{location}{rest}{question}{query}"
+        host = None
+        if request.upstream == f"https://{request.called_host}" and host_of(location) != request.called_host:
+            host = host_of(location)
+        return path.encode("utf-8", "surrogateescape"), host
+
+
+class Vertex(Provider):
+    name = "vertex"
+    semconv_name = "gcp.vertex_ai"
+    # The global host, a region's (us-central1-aiplatform…), a multi-region's (aiplatform.eu.rep…).
+    host_pattern = "|".join(
+        (
+            r"aiplatform\.googleapis\.com",
+            r"[a-z0-9-]+-aiplatform\.googleapis\.com",
+            r"aiplatform\.[a-z0-9-]+\.rep\.googleapis\.com",
+        )
+    )
+    side_header = "X-Vertex-Token"  # a caller's own OAuth access token
+    key_positions = ("authorization", "x-goog-api-key", "query:key")
+    positions = (*key_positions, "query:access_token", "query:oauth_token")
+    # The project whose quota a call counts against: a caller's goes only with its own credential.
+    billing_headers = frozenset((b"x-goog-user-project",))
+    key_header = "x-goog-api-key"
+    default_host = "aiplatform.googleapis.com"
+    settings_model = VertexConfig
+    credential_settings = "`credentials` (and `project`) or keys"
+    model_in_path = re.compile(
+        r"^/[^/]+/(?:projects/[^/]+/locations/[^/]+/)?publishers/[^/]+/models/(?P<model>[^/:]+)(?::[A-Za-z]+)?$"
+    )
+    chat_formats: ClassVar[Mapping[str, str]] = {
+        "generateContent": GEMINI_GENERATE,
+        "streamGenerateContent": GEMINI_GENERATE,
+        "chat.completions": OPENAI_CHAT,
+    }
+
+    def load_runtime(
+        self, config: Any, settings: ProviderConfig, previous: tuple[ProviderConfig, Any] | None
+    ) -> VertexProject | None:
+        """The credentials Tollgate asks tokens of and the project they call, kept from `previous`
+        while the settings that make them are unchanged."""
+        assert isinstance(settings, VertexConfig)
+        if settings.credentials is None:
+            if settings.project is not None or settings.location is not None:
+                raise ValueError("credentials: project and location apply to Tollgate's credentials: set them too")
+            return None
+        if previous is not None:
+            old, runtime = previous
+            same = ("credentials", "project", "location")
+            if isinstance(old, VertexConfig) and all(getattr(old, f) == getattr(settings, f) for f in same):
+                return runtime
+        tokens = load_tokens(settings.credentials, (CLOUD_PLATFORM,))
+        project = settings.project or tokens.project
+        if project is None:
+            raise ValueError("project: the credentials name no project: set the project Tollgate's calls go to")
+        return VertexProject(tokens, project, settings.location)
+
+    def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
+        # Express mode's path: Tollgate's credentials move it into their project (`VertexProject.move`).
+        method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        return ChatLeg(f"/v1/publishers/google/models/{quote(model, safe='-_.~@')}:{method}", GEMINI_GENERATE)
+
+    def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
+        gemini.check_request_overrides(query)
+        segments = path_segments(path)
+        check_case(segments, WORDS)
+        if not _VERSION.fullmatch(segments[0]):
+            raise Unreadable("Vertex AI paths start with a version (/v1/…)")
+        rest = segments[1:]
+        if rest[:1] == ["projects"]:
+            if len(rest) < 4 or rest[2] != "locations" or not (_NAME.fullmatch(rest[1]) and _NAME.fullmatch(rest[3])):
+                raise Unreadable("a project's path is /{version}/projects/{project}/locations/{location}/…")
+            rest = rest[4:]
+        if not rest:
+            raise Unreadable("the path names no endpoint")
+        if rest[:2] == ["endpoints", "openapi"]:
+            return openai.classify_request(method, rest[2:], data, query)
+        if rest[0] == "publishers" and len(rest) == 4 and rest[2] == "models":
+            gemini.check_system_parameters(query)  # a model call's answer is read for its usage
+            return self._model_call(method, rest[1], rest[3], data)
+        if rest[0] == "endpoints" and len(rest) == 2 and ":" in rest[1]:
+            gemini.check_system_parameters(query)
+            return self._endpoint_call(method, rest[1], data)
+        # Listings, cached contents, batch prediction jobs, operations…: named by their first segment.
+        model = request_model(data) if data is not None and method == "POST" else None
+        return Classification(endpoint=rest[0], model=model_id(model) if model else model)
+
+    @staticmethod
+    def _model_call(method: str, publisher: str, resource: str, data: dict[str, Any] | None) -> Classification:
+        """publishers/{publisher}/models/{model}[:{method}]: a model, or a call to one."""
+        model, colon, action = resource.partition(":")
+        if not _NAME.fullmatch(publisher) or not _MODEL_ID.fullmatch(model):
+            raise Unreadable(
+                "Vertex AI's publishers and model ids are lower-case letters, digits, '.', '_', '@' and '-'"
+            )
+        if not colon:
+            return Classification(endpoint="models.get", model=model)
+        check_case((action,), WORDS)
+        if not _METHOD.fullmatch(action):
+            raise Unreadable("the path's method is not one Vertex AI names (e.g. :generateContent)")
+        if publisher == ANTHROPIC and action in _CLAUDE_CALLS:
+            return _claude_call(method, model, action, data)
+        if publisher != GOOGLE:
+            raise Unreadable(
+                f"Tollgate reads the models of Vertex AI's publishers {GOOGLE} and {ANTHROPIC}; call"
+                " other publishers' models through endpoints/openapi/chat/completions"
+            )
+        facts = RequestFacts(stream=action == "streamGenerateContent")
+        try:
+            gemini.read_facts(facts, method, data)
+        except Unreadable as e:
+            raise e.at(action) from None
+        return Classification(endpoint=action, model=model, facts=facts)
+
+    @staticmethod
+    def _endpoint_call(method: str, resource: str, data: dict[str, Any] | None) -> Classification:
+        """endpoints/{id}:{method}: a model deployed to an endpoint (a tuned Gemini model, say),
+        named `endpoints/{id}`."""
+        endpoint_id, _, action = resource.partition(":")
+        check_case((action,), WORDS)
+        if not _ENDPOINT_ID.fullmatch(endpoint_id) or not _METHOD.fullmatch(action):
+            raise Unreadable("an endpoint's call is endpoints/{id}:{method}")
+        facts = RequestFacts(stream=action == "streamGenerateContent")
+        if action in ("generateContent", "streamGenerateContent", "countTokens"):
+            try:
+                gemini.read_facts(facts, method, data)
+            except Unreadable as e:
+                raise e.at(action) from None
+        return Classification(endpoint=action, model=f"endpoints/{endpoint_id}", facts=facts)
+
+    def model_in_body(self, sent: object, model: str) -> str:
+        # A resource names its model by its resource name: kept in that form, the model replaced.
+        if isinstance(sent, str) and "/models/" in sent and "/" not in model:
+            return f"{sent.rpartition('/models/')[0]}/models/{model}"
+        return model
+
+    def check_headers(self, headers: Mapping[bytes, bytes]) -> None:
+        _GEMINI.check_headers(headers)
+
+    def refusal(self, reason: str, message: str) -> Refusal:
+        return _GEMINI.refusal(reason, message)
+
+    def upstream_credential(
+        self,
+        classification: Classification,
+        side: Mapping[str, str],
+        pool: Any,
+        settings: ProviderConfig,
+        runtime: Any,
+    ) -> UpstreamCredential | None:
+        """The caller's own token in X-Vertex-Token, else the provider's keys in turn (express
+        mode: the path goes as it came), else Tollgate's credentials, the call moved into their
+        project (`runtime`)."""
+        token = side.get(self._side_name)
+        if token:
+            return HeaderKey(b"authorization", f"Bearer {token}".encode(), self.header_positions, fingerprint(token))
+        key = pool.take()
+        if key is not None:
+            return self.header_key(key, classification, pooled=True)
+        if isinstance(runtime, VertexProject):
+            return BearerToken(runtime.tokens, self.header_positions, runtime.move)
+        return None
+
+    def injected(self, key: str, classification: Classification) -> tuple[str, str]:
+        return self.key_header, key  # an API key, whatever the call's wire format
+
+    def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
+        if classification.wire_format == ANTHROPIC_MESSAGES:
+            if is_event_stream(headers):
+                return anthropic.MessagesStreamReader()
+            return WholeBodyReader(lambda body: self.usage(classification, headers, body))
+        return _GEMINI.usage_reader(classification, headers)
+
+    def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
+        if classification.wire_format == ANTHROPIC_MESSAGES:
+            return anthropic.messages_usage(body, counted=classification.endpoint == _CLAUDE_COUNT)
+        return _GEMINI.usage(classification, headers, body)
+
+
+def _claude_call(method: str, model: str, action: str, data: dict[str, Any] | None) -> Classification:
+    """Claude on Vertex AI: a Messages body at models/{model}:rawPredict (whole) or
+    :streamRawPredict; its token count at models/count-tokens:rawPredict, naming the model it counts for."""
+    if model == _CLAUDE_COUNT:
+        counted = request_model(data) if data is not None and method == "POST" else None
+        return Classification(endpoint=_CLAUDE_COUNT, model=counted, wire_format=ANTHROPIC_MESSAGES)
+    if data is None or method != "POST":
+        return Classification(endpoint=action, model=model, wire_format=ANTHROPIC_MESSAGES)
+    try:
+        facts = anthropic.messages_facts(data)
+    except Unreadable as e:
+        raise e.at(action) from None
+    if action == "streamRawPredict":
+        facts.stream = True
+    return Classification(endpoint=action, model=model, facts=facts, wire_format=ANTHROPIC_MESSAGES)
+
+
+def model_id(name: str) -> str:
+    """A model as a body names it by its resource name (`projects/…/publishers/google/models/x`,
+    `publishers/google/models/x`, `models/x`): its id."""
+    return name.rpartition("models/")[2] if name.startswith(("projects/", "publishers/", "models/")) else name
