@@ -23,6 +23,7 @@ from prometheus_client.utils import floatToGoString
 from .call import Call
 from .memo import ShapeMemo
 from .providers import SEMCONV_NAMES
+from .tracing import operation_name
 
 if TYPE_CHECKING:
     from .keypool import KeyPool
@@ -36,23 +37,6 @@ DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 # A policy evaluation in the worker: a few hundred µs, up to the policy's time limit (1 s by default).
 POLICY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-
-# gen_ai.provider.name: each provider's `semconv_name`.
-# gen_ai.operation.name: the conventions' well-known value for an endpoint where one applies, else
-# the endpoint's name as Tollgate gives it (docs/policy.md#endpoint-names).
-OPERATION = {
-    "chat.completions": "chat",
-    "responses": "chat",
-    "messages": "chat",
-    "converse": "chat",
-    "converse-stream": "chat",
-    "generateContent": "generate_content",
-    "streamGenerateContent": "generate_content",
-    "embeddings": "embeddings",
-    "embedContent": "embeddings",
-    "batchEmbedContents": "embeddings",
-    "completions": "text_completion",
-}
 
 
 GEN_AI = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model")
@@ -337,7 +321,7 @@ class MetricSet:
         cap = self.cap
         endpoint = cap("endpoint", endpoint or "")
         model = cap("model", model or "")
-        gen_ai = (OPERATION.get(endpoint, endpoint), SEMCONV_NAMES[provider], model)
+        gen_ai = (operation_name(endpoint), SEMCONV_NAMES[provider], model)
         client, groups = cap("client", client or "anonymous"), cap("groups", ",".join(groups))
         return (client, groups, provider, model, endpoint, gen_ai)
 

@@ -28,7 +28,7 @@ TABLE_IDS = {"openai": "openai", "gemini": "google", "anthropic": "anthropic", "
 _TABLE = {name: next(p for p in _TABLE_PROVIDERS if p.id == table_id) for name, table_id in TABLE_IDS.items()}
 
 # Endpoints that count a prompt's tokens without generating: free with every provider.
-COUNTING_ENDPOINTS = frozenset(("messages.count_tokens", "count-tokens", "countTokens"))
+COUNTING_ENDPOINTS = frozenset(("messages.count_tokens", "count-tokens", "countTokens", "computeTokens"))
 # Endpoints whose usage counts audio tokens with text ones. Tollgate's usage does not tell them
 # apart, so a model that prices audio apart (some 8x text) cannot be priced exactly from it.
 MIXED_MODALITY_ENDPOINTS = frozenset(("realtime", "audio.speech", "audio.transcriptions", "audio.translations"))

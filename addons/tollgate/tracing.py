@@ -41,8 +41,10 @@ OPERATIONS = {
     "converse-stream": "chat",
     "invoke": "chat",  # Bedrock's InvokeModel: mostly chat models (Claude, Nova, Llama)
     "invoke-with-response-stream": "chat",
-    "generateContent": "generate_content",  # Gemini
+    "generateContent": "generate_content",  # Gemini, and Google's models on Vertex AI
     "streamGenerateContent": "generate_content",
+    "rawPredict": "chat",  # Claude on Vertex AI
+    "streamRawPredict": "chat",
     "completions": "text_completion",  # OpenAI's legacy completions, Anthropic's /v1/complete
     "embeddings": "embeddings",
     "embedContent": "embeddings",  # Gemini

@@ -191,6 +191,7 @@ class Gemini(Provider):
             raise Unreadable("the path names no endpoint")
         kind = segments[1]
         if kind == "openai":
+            check_system_parameters(query)  # Google's front end reads them on every path
             return openai.classify_request(method, segments[2:], data, query)
         if kind in ("models", "tunedModels") and len(segments) == 3:
             check_system_parameters(query)  # a model call's answer is read for its usage

@@ -163,6 +163,7 @@ class Vertex(Provider):
         if not rest:
             raise Unreadable("the path names no endpoint")
         if rest[:2] == ["endpoints", "openapi"]:
+            gemini.check_system_parameters(query)  # Google's front end reads them on every path
             return openai.classify_request(method, rest[2:], data, query)
         if rest[0] == "publishers" and len(rest) == 4 and rest[2] == "models":
             gemini.check_system_parameters(query)  # a model call's answer is read for its usage

@@ -292,6 +292,8 @@ def test_gemini_model_call_query_asking_for_an_answer_tollgate_reads(query: str)
 def test_gemini_model_call_query_asking_for_an_answer_without_readable_usage_is_refused(query: str, why: str) -> None:
     with pytest.raises(Unreadable, match=why):
         GEMINI.classify("POST", "/v1beta/models/gemini-2.0-flash:generateContent", {}, query)
+    with pytest.raises(Unreadable, match=why):  # the OpenAI-compatible API's answers are read too
+        GEMINI.classify("POST", "/v1beta/openai/chat/completions", {"model": "gemini-2.0-flash"}, query)
     # Elsewhere the answer is not read for usage: a file's bytes come with alt=media.
     assert GEMINI.classify("GET", "/v1beta/files/abc:download", None, query).endpoint == "files"
 

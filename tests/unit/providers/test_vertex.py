@@ -102,9 +102,10 @@ def test_what_is_not_read_exactly_is_refused(path: str, fault: str) -> None:
 
 
 @pytest.mark.parametrize("query", ["fields=candidates", "alt=proto", "%24httpMethod=GET", "callback=f"])
-def test_queries_that_change_the_answer_or_the_request_are_refused(query: str) -> None:
+@pytest.mark.parametrize("path", ["publishers/google/models/m:generateContent", "endpoints/openapi/chat/completions"])
+def test_queries_that_change_the_answer_or_the_request_are_refused(query: str, path: str) -> None:
     with pytest.raises(Unreadable):
-        classify(VERTEX, "POST", f"{PROJECT_PATH}/publishers/google/models/m:generateContent?{query}", j({}))
+        classify(VERTEX, "POST", f"{PROJECT_PATH}/{path}?{query}", j({"model": "google/gemini-2.5-flash"}))
 
 
 def test_a_protobuf_body_is_refused() -> None:
