@@ -69,6 +69,17 @@ class FakeVertex:
             return Reply(200, GEMINI_GENERATE)
         if path.endswith(":streamGenerateContent"):
             return Reply(200, headers={"content-type": "text/event-stream"}, chunks=streams.gemini_sse())
+        if "/models/claude-quota" in path:  # Vertex AI's own error, in Google's shape
+            quota = {
+                "code": 429,
+                "message": "Quota exceeded for aiplatform.googleapis.com",
+                "status": "RESOURCE_EXHAUSTED",
+            }
+            return Reply(429, {"error": quota})
+        if "/models/claude-bad" in path:  # Claude's, in Anthropic's
+            return Reply(
+                400, {"type": "error", "error": {"type": "invalid_request_error", "message": "max_tokens: too big"}}
+            )
         if path.endswith(":rawPredict"):
             return Reply(200, ANTHROPIC_MESSAGE)
         if path.endswith(":streamRawPredict"):
@@ -462,3 +473,83 @@ def test_a_route_takes_openai_sdk_calls_to_vertex_ais_gemini(start_gateway, tmp_
     first, second = gw.new_audit(2)
     assert (first["requested_provider"], first["provider"], first["total_tokens"]) == ("openai", "vertex", 15)
     assert (second["stream"], second["input_tokens"], second["output_tokens"]) == (True, 8, 6)
+
+
+CLAUDE_ROUTES = {
+    "overrides": [
+        {"match": {"provider": "anthropic", "model": "claude-*"}, "provider": "vertex"},
+        {"match": {"provider": "openai", "model": "claude-*"}, "provider": "vertex"},
+    ]
+}
+
+
+@pytest.fixture(scope="module")
+def routed(start_gateway, tmp_path_factory, upstream_ca_pem):
+    settings = {"credentials": "service-account", "location": "us-east5"}
+    return start(start_gateway, tmp_path_factory, upstream_ca_pem, settings, more=CLAUDE_ROUTES)
+
+
+def test_a_route_takes_anthropic_sdk_calls_to_claude_on_vertex_as_they_came(routed):
+    routed.fakes["vertex"].received.clear()
+    result = routed.run(f"""
+    import anthropic
+    client = anthropic.Anthropic(api_key="{ALICE}", max_retries=0)
+    ask = dict(model="claude-sonnet-4-5@20250929", max_tokens=100, messages=[{{"role": "user", "content": "hi"}}],
+               extra_headers={{"anthropic-beta": "context-1m-2025-08-07"}})
+    r = client.messages.create(**ask)
+    with client.messages.stream(**ask) as s:
+        text = "".join(s.text_stream)
+        final = s.get_final_message()
+    report(whole=[r.content[0].text, r.usage.output_tokens], streamed=[text, final.usage.output_tokens])
+    """)
+    assert result == {"whole": ["Hello!", 11], "streamed": ["Hello", 9]}
+    whole, streamed = model_calls(routed)
+    base = f"/v1/projects/{PROJECT}/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929"
+    assert (whole.path, streamed.path) == (f"{base}:rawPredict", f"{base}:streamRawPredict")
+    body = whole.json()
+    assert "model" not in body and body["anthropic_version"] == "vertex-2023-10-16"
+    assert (body["max_tokens"], body["messages"]) == (100, [{"role": "user", "content": "hi"}])
+    assert streamed.json()["stream"] is True
+    assert whole.headers["anthropic-beta"] == "context-1m-2025-08-07"
+    assert whole.headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
+    assert "x-api-key" not in whole.headers and "anthropic-version" not in whole.headers
+    first, second = routed.new_audit(2)
+    assert (first["requested_provider"], first["provider"], first["endpoint"]) == ("anthropic", "vertex", "messages")
+    assert (first["input_tokens"], first["output_tokens"], first["cost_usd"]) == (125, 11, 0.00027)
+    assert (second["stream"], second["input_tokens"], second["output_tokens"]) == (True, 80, 9)
+
+
+def test_a_route_translates_openai_sdk_calls_for_claude_on_vertex(routed):
+    routed.fakes["vertex"].received.clear()
+    result = routed.run(f"""
+    from openai import OpenAI
+    client = OpenAI(api_key="{ALICE}", max_retries=0)
+    r = client.chat.completions.create(model="claude-sonnet-4-5@20250929", max_tokens=100,
+        messages=[{{"role": "system", "content": "be brief"}}, {{"role": "user", "content": "hi"}}])
+    report(text=r.choices[0].message.content, usage=[r.usage.prompt_tokens, r.usage.completion_tokens])
+    """)
+    assert result == {"text": "Hello!", "usage": [125, 11]}
+    (seen,) = model_calls(routed)
+    assert seen.path.endswith("/publishers/anthropic/models/claude-sonnet-4-5@20250929:rawPredict")
+    body = seen.json()
+    assert "model" not in body and body["anthropic_version"] == "vertex-2023-10-16"
+    assert (body["system"], body["messages"][0]["role"]) == ("be brief", "user")
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("claude-quota", ["RateLimitError", 429, "Quota exceeded for aiplatform.googleapis.com"]),
+        ("claude-bad", ["BadRequestError", 400, "max_tokens: too big"]),
+    ],
+)
+def test_vertex_ais_errors_and_claudes_reach_the_anthropic_sdk_in_its_shape(routed, model, expected):
+    result = routed.run(f"""
+    import anthropic
+    try:
+        anthropic.Anthropic(api_key="{ALICE}", max_retries=0).messages.create(
+            model="{model}", max_tokens=10, messages=[{{"role": "user", "content": "hi"}}])
+    except anthropic.APIStatusError as e:
+        report(error=[type(e).__name__, e.status_code, e.body["error"]["message"]])
+    """)
+    assert result == {"error": expected}

@@ -17,7 +17,7 @@ from pydantic import Field
 from ..call import Classification, RequestFacts, Usage, fingerprint
 from ..exact_reading import Unreadable, check_case, path_segments, request_model, words
 from ..settings_models import ProviderConfig
-from ..translate.formats import ANTHROPIC_MESSAGES, GEMINI_GENERATE, OPENAI_CHAT
+from ..translate.formats import ANTHROPIC_MESSAGES, CLAUDE_ON_VERTEX, GEMINI_GENERATE, OPENAI_CHAT
 from ..usage_readers import UsageReader, WholeBodyReader, is_event_stream
 from . import anthropic, gemini, openai
 from .base import ChatLeg, HeaderKey, Headers, Provider, Refusal, RequestParts, UpstreamCredential
@@ -145,9 +145,14 @@ class Vertex(Provider):
         return VertexProject(tokens, project, settings.location)
 
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
-        # Express mode's path: Tollgate's credentials move it into their project (`VertexProject.move`).
+        """Claude's models by rawPredict, Google's by generateContent; at express mode's path, which
+        Tollgate's credentials move into their project (`VertexProject.move`)."""
+        model_id = quote(model, safe="-_.~@")
+        if model.startswith("claude"):
+            method = "streamRawPredict" if stream else "rawPredict"
+            return ChatLeg(f"/v1/publishers/{ANTHROPIC}/models/{model_id}:{method}", CLAUDE_ON_VERTEX)
         method = "streamGenerateContent?alt=sse" if stream else "generateContent"
-        return ChatLeg(f"/v1/publishers/google/models/{quote(model, safe='-_.~@')}:{method}", GEMINI_GENERATE)
+        return ChatLeg(f"/v1/publishers/{GOOGLE}/models/{model_id}:{method}", GEMINI_GENERATE)
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
         gemini.check_request_overrides(query)

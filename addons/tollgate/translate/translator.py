@@ -9,9 +9,16 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from ..json_codec import encode_json, parse_json
-from . import anthropic_messages, bedrock_converse, gemini_generate, openai_chat
+from . import anthropic_messages, bedrock_converse, claude_on_vertex, gemini_generate, openai_chat
 from .chat import ChatError, ChatFormat, ChatRequest, Failed, StreamReader, StreamWriter, Untranslatable
-from .formats import ANTHROPIC_MESSAGES, BEDROCK_CONVERSE, CLAUDE_ON_BEDROCK, GEMINI_GENERATE, OPENAI_CHAT
+from .formats import (
+    ANTHROPIC_MESSAGES,
+    BEDROCK_CONVERSE,
+    CLAUDE_ON_BEDROCK,
+    CLAUDE_ON_VERTEX,
+    GEMINI_GENERATE,
+    OPENAI_CHAT,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +27,7 @@ FORMATS: dict[str, ChatFormat] = {
     ANTHROPIC_MESSAGES: anthropic_messages.ANTHROPIC_MESSAGES,
     GEMINI_GENERATE: gemini_generate.GEMINI_GENERATE,
     BEDROCK_CONVERSE: bedrock_converse.BEDROCK_CONVERSE,
+    CLAUDE_ON_VERTEX: claude_on_vertex.CLAUDE_ON_VERTEX,
 }
 
 # A whole answer larger than this is not translated (as `WholeBodyReader` does not read one).
@@ -49,7 +57,9 @@ class Translation:
 
     @property
     def passthrough(self) -> bool:
-        return self.target == CLAUDE_ON_BEDROCK
+        """An Anthropic call to Claude on Bedrock or Vertex AI: it goes nearly as it came (every
+        Anthropic feature Claude has there), not through the common model."""
+        return self.source == ANTHROPIC_MESSAGES and self.target in (CLAUDE_ON_BEDROCK, CLAUDE_ON_VERTEX)
 
     def request(
         self, body: dict[str, Any], model: str, stream: bool, headers: Mapping[str, str]
@@ -57,6 +67,9 @@ class Translation:
         """The body for the target, the headers it needs, and the parameters left out (named).
         Raises Untranslatable. `headers`: the caller's own (lower-case names), for what the
         caller's format carries there (Anthropic's betas)."""
+        if self.passthrough and self.target == CLAUDE_ON_VERTEX:  # betas go on in their header
+            beta = headers.get("anthropic-beta")
+            return claude_on_vertex.raw_predict_body(body), {"anthropic-beta": beta} if beta else {}, []
         if self.passthrough:
             betas = anthropic_messages.betas_of_header(headers.get("anthropic-beta"))
             return anthropic_messages.bedrock_invoke_body(body, betas), {}, []
@@ -75,9 +88,9 @@ class Translation:
         self.rewrite = self.stream() if stream else self.answer()
         return self.rewrite
 
-    def stream(self) -> Rewrite:
-        if self.passthrough:
-            return anthropic_messages.InvokeStreamUnwrapper()
+    def stream(self) -> Rewrite | None:
+        if self.passthrough:  # Vertex AI streams Claude's own events; Bedrock wraps them
+            return anthropic_messages.InvokeStreamUnwrapper() if self.target == CLAUDE_ON_BEDROCK else None
         writer = self._writer()
         self.stream_type = writer.content_type
         return ChatStream(FORMATS[self.target].stream_reader(), writer)
@@ -85,15 +98,14 @@ class Translation:
     def answer(self) -> Rewrite | None:
         """What rewrites a whole (non-streamed) answer; None where it goes as it came."""
         if self.passthrough:
-            return None  # Claude on Bedrock answers in Anthropic's own shape
+            return None  # Claude on Bedrock and Vertex AI answers in Anthropic's own shape
         return WholeAnswer(self._answer, self._failed)
 
     def error(self, status: int, headers: Mapping[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
         """The target's error answer in the caller's error shape, its status kept."""
-        source = ANTHROPIC_MESSAGES if self.passthrough else self.source
-        target = BEDROCK_CONVERSE if self.passthrough else self.target
+        target = BEDROCK_CONVERSE if self.target == CLAUDE_ON_BEDROCK else self.target  # Bedrock's error shape
         error = FORMATS[target].read_error(status, headers, body)
-        return FORMATS[source].write_error(error)
+        return FORMATS[self.source].write_error(error)
 
     def _answer(self, body: bytes) -> bytes:
         data = parse_json(body)

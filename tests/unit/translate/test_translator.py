@@ -36,11 +36,20 @@ from tollgate.translate.chat import (
     seal,
     unseal,
 )
-from tollgate.translate.formats import ANTHROPIC_MESSAGES, BEDROCK_CONVERSE, GEMINI_GENERATE, OPENAI_CHAT
+from tollgate.translate.formats import (
+    ANTHROPIC_MESSAGES,
+    BEDROCK_CONVERSE,
+    CLAUDE_ON_VERTEX,
+    GEMINI_GENERATE,
+    OPENAI_CHAT,
+)
 from tollgate.translate.translator import FORMATS, Translation
 
 NAMES = (OPENAI_CHAT, ANTHROPIC_MESSAGES, GEMINI_GENERATE, BEDROCK_CONVERSE)
 PAIRS = list(permutations(NAMES, 2))
+# Claude on Vertex AI is a target only (its callers speak Anthropic's format); from Anthropic's a
+# call goes there as it came, through no translation.
+TO_VERTEX = [(source, CLAUDE_ON_VERTEX) for source in NAMES if source != ANTHROPIC_MESSAGES]
 WEATHER = Tool("get_weather", "The weather in a city", {"type": "object", "properties": {"city": {"type": "string"}}})
 
 
@@ -109,13 +118,48 @@ def test_a_call_means_the_same_in_the_target_format(source, target):
     assert dropped == []
 
 
+@pytest.mark.parametrize(("source", "target"), TO_VERTEX)
+def test_a_call_to_claude_on_vertex_is_anthropics_with_its_model_in_the_path(source, target):
+    t = Translation(source)
+    t.target = target
+    body, _, dropped = t.request(written(source, conversation()), "claude-x@1", False, {})
+    assert (body.pop("anthropic_version"), "model" in body, dropped) == ("vertex-2023-10-16", False, [])
+    back = FORMATS[ANTHROPIC_MESSAGES].read_request({**body, "model": "claude-x@1"})
+    assert gist(back) == gist(conversation())
+
+
+def test_an_anthropic_call_goes_to_claude_on_vertex_as_it_came():
+    t = Translation(ANTHROPIC_MESSAGES)
+    t.target = CLAUDE_ON_VERTEX
+    sent = {"model": "claude-x@1", "max_tokens": 9, "stream": True, "messages": [{"role": "user", "content": "hi"}],
+            "thinking": {"type": "enabled", "budget_tokens": 4}, "context_management": {"edits": []}}  # fmt: skip
+    body, headers, dropped = t.request(sent, "claude-x@1", True, {"anthropic-beta": "context-1m-2025-08-07"})
+    assert body == {**{k: v for k, v in sent.items() if k != "model"}, "anthropic_version": "vertex-2023-10-16"}
+    assert (headers, dropped) == ({"anthropic-beta": "context-1m-2025-08-07"}, [])
+    assert t.rewriter(stream=True) is None and t.rewriter(stream=False) is None  # Claude's own answers
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [  # Vertex AI's own errors are Google's, Claude's are Anthropic's
+        ({"error": {"code": 429, "message": "Quota exceeded", "status": "RESOURCE_EXHAUSTED"}}, "rate_limit_error"),
+        ({"type": "error", "error": {"type": "overloaded_error", "message": "Quota exceeded"}}, "overloaded_error"),
+    ],
+)
+def test_claude_on_vertex_errors_in_either_shape_reach_an_anthropic_caller(body, expected):
+    t = Translation(ANTHROPIC_MESSAGES)
+    t.target = CLAUDE_ON_VERTEX
+    status, _, out = t.error(429, {"content-type": "application/json"}, encode_json(body))
+    assert (status, json.loads(out)["error"]) == (429, {"type": expected, "message": "Quota exceeded"})
+
+
 def answer(tool: bool) -> ChatResponse:
     parts = [ToolCall("call_9", "get_weather", '{"city": "Paris"}')] if tool else [Text("Paris is the capital.")]
     usage = TokenUsage(input_tokens=21, output_tokens=7, cached_tokens=5)
     return ChatResponse("id-1", "target-model", [Choice(0, parts, "tool_calls" if tool else "stop")], usage)
 
 
-@pytest.mark.parametrize(("source", "target"), PAIRS)
+@pytest.mark.parametrize(("source", "target"), PAIRS + TO_VERTEX)
 @pytest.mark.parametrize("tool", [False, True])
 def test_an_answer_comes_back_meaning_the_same(source, target, tool):
     t = Translation(source)
@@ -184,7 +228,7 @@ def meaning(events: list[StreamEvent]) -> tuple:
 @settings(max_examples=15, deadline=None)
 @given(cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=8), tool=st.booleans())
 def test_a_stream_comes_back_meaning_the_same_however_it_is_cut(cuts, tool):
-    for source, target in PAIRS:
+    for source, target in PAIRS + TO_VERTEX:
         t = Translation(source)
         t.target = target
         t.request(written(source, conversation(stream=True)), "target-model", True, {})
@@ -205,7 +249,7 @@ def test_a_stream_comes_back_meaning_the_same_however_it_is_cut(cuts, tool):
         assert meaning(events) == expected, (source, target)
 
 
-@pytest.mark.parametrize(("source", "target"), PAIRS)
+@pytest.mark.parametrize(("source", "target"), PAIRS + TO_VERTEX)
 @pytest.mark.parametrize(
     ("status", "kind"), [(400, "invalid_request"), (401, "authentication"), (429, "rate_limit"), (500, "server")]
 )

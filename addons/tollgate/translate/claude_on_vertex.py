@@ -1,0 +1,43 @@
+"""Claude on Vertex AI's rawPredict: the Messages format, but the model named in the path and the
+API version in the body; the answers and streams are Anthropic's own, the platform's errors
+Google's."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from ..json_codec import parse_json
+from . import anthropic_messages, formats, gemini_generate
+from .chat import ChatError, ChatRequest
+
+VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"
+
+
+def raw_predict_body(body: dict[str, Any]) -> dict[str, Any]:
+    """A Messages body as rawPredict takes it (`stream` stays: streamRawPredict reads it too)."""
+    out = {k: v for k, v in body.items() if k != "model"}
+    out["anthropic_version"] = VERTEX_ANTHROPIC_VERSION
+    return out
+
+
+def write_request(request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]:
+    body, headers = anthropic_messages.write_request(request)
+    return raw_predict_body(body), headers
+
+
+def read_error(status: int, headers: Mapping[str, str], body: bytes) -> ChatError:
+    """Claude's own errors come in Anthropic's shape, Vertex AI's (authentication, quota) in Google's."""
+    data = parse_json(body)
+    if data is not None and data.get("type") == "error":
+        return anthropic_messages.read_error(status, headers, body)
+    return gemini_generate.read_error(status, headers, body)
+
+
+CLAUDE_ON_VERTEX = replace(
+    anthropic_messages.ANTHROPIC_MESSAGES,
+    name=formats.CLAUDE_ON_VERTEX,
+    write_request=write_request,
+    read_error=read_error,
+)
