@@ -102,23 +102,27 @@ def start(
     more: dict | None = None,
 ):
     """A gateway whose `provider` has these settings, and "service-account" as its credentials
-    means a service account's key file whose token endpoint is the fake's; `more` is the rest of
-    the configuration."""
+    means a service account's key file whose token endpoint is the fake's ("adc": that file as
+    Application Default Credentials, `default`); `more` is the rest of the configuration."""
     directory = tmp_path_factory.mktemp("google")
     fake = FakeVertex(token_status)
+    # google-auth asks the token endpoint through requests, which trusts the fake's CA so.
+    env = {"REQUESTS_CA_BUNDLE": str(upstream_ca_pem)}
 
     def config(urls: dict[str, str]) -> dict:
         provider_settings = {"upstream": urls[provider], **settings}
-        if provider_settings.get("credentials") == "service-account":
-            provider_settings["credentials"] = str(service_account(directory, f"{urls[provider]}/token"))
+        if provider_settings.get("credentials") in ("service-account", "adc"):
+            key_file = str(service_account(directory, f"{urls[provider]}/token"))
+            if provider_settings["credentials"] == "adc":  # mitmdump starts after the configuration is written
+                env["GOOGLE_APPLICATION_CREDENTIALS"] = key_file
+            provider_settings["credentials"] = "default" if "GOOGLE_APPLICATION_CREDENTIALS" in env else key_file
         return {
             "providers": {provider: provider_settings},
             "clients": [{"name": "alice", "keys": [ALICE]}],
             **(more or {}),
         }
 
-    # google-auth asks the token endpoint through requests, which trusts the fake's CA so.
-    gw = start_gateway(config, *extra, env={"REQUESTS_CA_BUNDLE": str(upstream_ca_pem)}, providers=(provider,))
+    gw = start_gateway(config, *extra, env=env, providers=(provider,))
     gw.fakes[provider].handler = fake
     gw.vertex = fake
     return gw
@@ -192,8 +196,11 @@ def test_the_token_is_reused_while_fresh(g):
     assert given >= 1 and g.vertex.tokens_given == given
 
 
-def test_the_token_grant_holds_the_service_accounts_signature(start_gateway, tmp_path_factory, upstream_ca_pem):
-    gw = start(start_gateway, tmp_path_factory, upstream_ca_pem, {"credentials": "service-account"})
+@pytest.mark.parametrize("credentials", ["service-account", "adc"])
+def test_the_token_grant_holds_the_service_accounts_signature(
+    start_gateway, tmp_path_factory, upstream_ca_pem, credentials
+):
+    gw = start(start_gateway, tmp_path_factory, upstream_ca_pem, {"credentials": credentials})
     result = gw.run(
         GENAI_PROJECT
         + """

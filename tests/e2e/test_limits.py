@@ -315,10 +315,13 @@ FILE = {"id": "file-1", "object": "file", "bytes": 3, "created_at": 1700000000, 
 
 
 def test_calls_that_generate_nothing_need_no_price_and_use_no_tokens(g):
-    # A listing or an upload names no model (no price to find under a usd cap); a count of tokens is free.
+    # A listing, an upload or a moderation names no model (no price to find under a usd cap); a
+    # count of tokens is free.
     def answers(r: Received) -> Reply:
         if r.path == "/v1/messages/count_tokens":
             return Reply(200, {"input_tokens": 40})
+        if r.path == "/v1/moderations":
+            return Reply(200, {"id": "modr-1", "model": "omni-moderation-latest", "results": [{"flagged": False}]})
         return Reply(200, FILE) if r.path == "/v1/files" else provider_answers(r)
 
     g.fakes["anthropic"].handler = g.fakes["openai"].handler = answers
@@ -328,6 +331,7 @@ def test_calls_that_generate_nothing_need_no_price_and_use_no_tokens(g):
         openai = OpenAI(api_key="{key("fetcher")}", max_retries=0)
         listed = len(openai.models.list().data)
         uploaded = openai.files.create(file=("in.jsonl", b"{{}}\\n"), purpose="batch").id
+        moderated = openai.moderations.create(input="hi").results[0].flagged
         client = anthropic.Anthropic(api_key="{key("fetcher")}", max_retries=0)
         hi = [{{"role": "user", "content": "hi"}}]
         counted = [client.messages.count_tokens(model="claude-sonnet-4-5", messages=hi).input_tokens for _ in range(3)]
@@ -336,13 +340,19 @@ def test_calls_that_generate_nothing_need_no_price_and_use_no_tokens(g):
             refused = None
         except Exception as e:
             refused = [e.status_code, str(e)]
-        report(listed=listed, uploaded=uploaded, counted=counted, refused=refused)
+        report(listed=listed, uploaded=uploaded, moderated=moderated, counted=counted, refused=refused)
     """)
-    assert (result["listed"], result["uploaded"], result["counted"]) == (0, "file-1", [40, 40, 40])
+    assert (result["listed"], result["uploaded"], result["moderated"], result["counted"]) == (
+        0,
+        "file-1",
+        False,
+        [40, 40, 40],
+    )
     assert result["refused"][0] == 429 and "tokens_per_day is 50 for fetcher; 0 used" in result["refused"][1]
-    listed, uploaded, *counted, refused = g.new_audit(6)
+    listed, uploaded, moderated, *counted, refused = g.new_audit(7)
     assert (listed["endpoint"], listed["status"], listed["decision"]) == ("models", 200, "allow")
     assert (uploaded["endpoint"], uploaded["status"], uploaded["decision"]) == ("files", 200, "allow")
+    assert (moderated["endpoint"], moderated["status"], moderated["decision"]) == ("moderations", 200, "allow")
     for record in counted:  # the audit says what the count was; the limit counted no tokens for it
         assert (record["endpoint"], record["status"], record["input_tokens"], record["cost_usd"]) == (
             "messages.count_tokens",

@@ -440,7 +440,10 @@ class OpenAI(Provider):
     side_header = "X-OpenAI-Key"
     key_positions = positions = ("authorization",)
     billing_headers = frozenset((b"openai-organization", b"openai-project"))
-    free_endpoints = frozenset(("files", "uploads", "uploads.parts", "uploads.complete", "uploads.cancel"))
+    # And moderation, which OpenAI does not bill.
+    free_endpoints = frozenset(
+        ("files", "uploads", "uploads.parts", "uploads.complete", "uploads.cancel", "moderations")
+    )
     key_header = "authorization"
     default_host = "api.openai.com"
     chat_formats: ClassVar[Mapping[str, str]] = {"chat.completions": OPENAI_CHAT}
