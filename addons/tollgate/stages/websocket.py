@@ -27,6 +27,9 @@ NORMAL_CLOSE = frozenset((1000, 1001, 1005))
 # The largest message relayed: above OpenAI's largest Realtime event (15 MiB of audio in one
 # `input_audio_buffer.append`, some 20 MiB once base64-encoded). mitmproxy holds each one whole.
 MAX_MESSAGE = 32 * 1024 * 1024
+# A session relays messages many times a second for as long as it lasts (audio): the flow keeps the
+# stand-ins of the latest KEPT_MESSAGES to twice as many, so that a long session's memory stays flat.
+KEPT_MESSAGES = 1000
 
 
 def stand_in(size: int) -> bytes:
@@ -115,6 +118,8 @@ class WebSocket:
         # flow's list entry: the entry becomes a stand-in, for every later addon and saved flows.
         content = stand_in(len(message.content))
         messages[-1] = WebSocketMessage(message.type, message.from_client, content, message.timestamp)
+        if len(messages) > 2 * KEPT_MESSAGES:
+            del messages[:-KEPT_MESSAGES]
         call = call_of(flow)
         if message.from_client or call is None:
             return

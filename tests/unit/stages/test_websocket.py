@@ -30,7 +30,7 @@ from tollgate.providers.openai import (
 )
 from tollgate.raw_headers import header_index
 from tollgate.stages.shared import CALL, Shared
-from tollgate.stages.websocket import MAX_MESSAGE, WebSocket
+from tollgate.stages.websocket import KEPT_MESSAGES, MAX_MESSAGE, WebSocket
 
 # ---- the model, from the query
 
@@ -274,6 +274,20 @@ def test_each_message_leaves_a_stand_in_in_the_flow_and_server_usage_is_added_up
         assert flow.websocket.messages[-1].from_client is from_client
     assert [m.content[:5] for m in sent] == [b'{"typ'] * 3 and not any(m.dropped for m in sent)
     assert call.usage == Usage(input_tokens=8, output_tokens=10, total_tokens=18, finish_reason="failed")
+
+
+def test_a_long_sessions_flow_keeps_the_latest_stand_ins_only_and_counts_every_message():
+    flow, call = _realtime_flow()
+    flow.websocket.messages = []
+    stage = _stage()
+    for n in range(2 * KEPT_MESSAGES + 500):
+        usage = _done({"input_tokens": 1, "output_tokens": 1}) if n % 2 else b'{"type": "input_audio_buffer.append"}'
+        flow.websocket.messages.append(WebSocketMessage(Opcode.TEXT, n % 2 == 0, usage))
+        stage.websocket_message(flow)
+        assert KEPT_MESSAGES <= len(flow.websocket.messages) <= 2 * KEPT_MESSAGES or n < KEPT_MESSAGES
+        assert flow.websocket.messages[-1].content == b"[redacted by Tollgate: %d bytes]" % len(usage)
+    assert len(flow.websocket.messages) == KEPT_MESSAGES + 499  # trimmed at the 2001st, 499 since
+    assert (call.usage.input_tokens, call.usage.output_tokens) == (KEPT_MESSAGES + 250, KEPT_MESSAGES + 250)
 
 
 def test_the_close_reason_is_kept_out_and_an_abnormal_close_recorded():
