@@ -560,3 +560,22 @@ def test_vertex_ais_errors_and_claudes_reach_the_anthropic_sdk_in_its_shape(rout
         report(error=[type(e).__name__, e.status_code, e.body["error"]["message"]])
     """)
     assert result == {"error": expected}
+
+
+def test_anonymous_callers_spend_tollgates_credentials_and_start_up_says_so(
+    start_gateway, tmp_path_factory, upstream_ca_pem
+):
+    gw = start(
+        start_gateway, tmp_path_factory, upstream_ca_pem, {"credentials": "service-account"}, more={"clients": []}
+    )
+    gw.wait_console("anonymous callers are allowed and provider keys or credentials are configured (vertex)")
+    result = gw.run(
+        GENAI_PROJECT
+        + """
+    r = client.models.generate_content(model="gemini-2.5-flash", contents="hi")
+    report(total=r.usage_metadata.total_token_count)
+    """
+    )
+    assert result == {"total": 15}
+    assert model_calls(gw)[-1].headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
+    assert gw.last_audit()["auth"] == "anonymous"

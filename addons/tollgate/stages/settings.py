@@ -175,10 +175,12 @@ class Settings:
         shared.apply(loaded, audit, store)
         self._fetch_keys()
         config = loaded.config
-        if config.anonymous_allowed and any(config.providers.get(n).keys for n in PROVIDER_NAMES):
+        spent = [n for n in PROVIDER_NAMES if config.providers.get(n).keys or loaded.runtimes[n] is not None]
+        if config.anonymous_allowed and spent:
             logger.warning(
-                "Tollgate: anonymous callers are allowed and provider keys are configured: anyone who can"
-                " reach this proxy calls with those keys (set clients, or allow_anonymous: false)"
+                "Tollgate: anonymous callers are allowed and provider keys or credentials are configured"
+                f" ({', '.join(spent)}): anyone who can reach this proxy calls with them (set clients, or"
+                " allow_anonymous: false)"
             )
 
     def running(self) -> None:
