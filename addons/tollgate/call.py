@@ -72,6 +72,29 @@ class Usage:
         return price_context(self.service_tier, self.speed)
 
 
+@dataclass(slots=True)
+class RolledUp:
+    """A conversation's earlier turns, summarized (`rollup:`): how many, and the summarizer's call
+    (its usage and cost; none when the summary was one made before)."""
+
+    messages: int
+    summarizer: str  # provider/model
+    usage: Usage | None = None
+    cost_nanousd: int | None = None
+    cached: bool = False
+
+    def audit(self) -> dict[str, Any]:
+        u = self.usage or NO_USAGE
+        cost = self.cost_nanousd
+        return {
+            "summarizer": self.summarizer,
+            "cached": self.cached,
+            "input_tokens": u.input_tokens,
+            "output_tokens": u.output_tokens,
+            "cost_usd": 0.0 if self.cached else None if cost is None else usd(cost),
+        }
+
+
 class Failure(enum.Enum):
     """How a call failed, where code must tell (the audit's `error` says it in words)."""
 
@@ -197,6 +220,8 @@ class Call:
     usage_counters: tuple[tuple[str, str, str, int, int, str], ...] = ()
     # The ledger's store failed this call (`ledger.on_store_error` says whether it went on).
     ledger_error: str | None = None
+    # Its conversation's earlier turns went upstream as a summary (`rollup:`).
+    rolled_up: RolledUp | None = None
     # `cost_nanousd`, with the usage, configuration and model it priced
     _cost: tuple[Usage, Loaded, str | None, int | None] | None = field(default=None, repr=False)
 
@@ -271,6 +296,8 @@ class Call:
             "finish_reason": u.finish_reason,
             "error": self.error,
             "ledger_error": self.ledger_error,
+            "rolled_up_messages": None if self.rolled_up is None else self.rolled_up.messages,
+            "rollup": None if self.rolled_up is None else self.rolled_up.audit(),
         }
 
     def summary(self) -> str:

@@ -103,6 +103,34 @@ class Override(Strict):
         return self
 
 
+class Summarizer(Strict):
+    provider: str
+    model: str = Field(min_length=1)
+
+
+class RollupRule(Strict):
+    """One `rollup:` rule: a conversation past `above_messages` turns (or an estimated `above_tokens`)
+    goes upstream with all but its last `keep_last` turns summarized by `summarizer`."""
+
+    match: OverrideMatch = OverrideMatch()
+    above_messages: int | None = Field(default=None, ge=1)
+    above_tokens: int | None = Field(default=None, ge=1)
+    keep_last: int = Field(default=4, ge=1)
+    summarizer: Summarizer
+    cache_entries: int = Field(default=256, ge=0)
+
+    @model_validator(mode="after")
+    def _one_size(self) -> RollupRule:
+        if (self.above_messages is None) == (self.above_tokens is None):
+            raise ValueError("set one of above_messages and above_tokens")
+        if self.above_messages is not None and self.keep_last >= self.above_messages:
+            raise ValueError("keep_last must be below above_messages")
+        for name in (self.match.provider, self.summarizer.provider):
+            if name is not None and name not in PROVIDER_NAMES:
+                raise ValueError(f"unknown provider {name!r}; one of {', '.join(PROVIDER_NAMES)}")
+        return self
+
+
 class JwtIssuer(Strict):
     """One `identity.jwt` entry: an issuer whose tokens identify callers (`jwt_identity.py`)."""
 
@@ -335,6 +363,7 @@ class Config(Strict):
     identity: IdentityConfig = IdentityConfig()
     allow_anonymous: bool | None = None
     overrides: tuple[Override, ...] = ()
+    rollup: tuple[RollupRule, ...] = ()
     policy: PolicyConfig = PolicyConfig()
     audit: AuditConfig = AuditConfig()
     prices: tuple[PriceRule, ...] = ()
@@ -389,6 +418,13 @@ class Config(Strict):
                 raise ValueError(
                     f"overrides.{i}: a route to {target.name} needs upstream: here or under"
                     f" providers.{target.name} ({target.upstream_hint})"
+                )
+        for i, rollup in enumerate(self.rollup):
+            target = PROVIDERS[rollup.summarizer.provider]
+            if target.default_host is None and self.providers.get(target.name).upstream is None:
+                raise ValueError(
+                    f"rollup.{i}.summarizer: {target.name} needs providers.{target.name}.upstream"
+                    f" ({target.upstream_hint})"
                 )
         issuers: set[str] = set()
         for i, entry in enumerate(self.identity.jwt):

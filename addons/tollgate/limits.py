@@ -189,10 +189,21 @@ def usage_facts(found: Sequence[Counter], values: Sequence[int]) -> UsageFacts:
 
 
 def used(call: Call, reserved: Estimate, record: dict[str, Any]) -> Estimate:
-    """What a call used, as its counters are settled: nothing when it did not reach the upstream
-    (refused, or the upstream never answered); one request when it generates nothing (a fetch, a
-    count of tokens); its usage as read; and when none was read from an answer that came (a stream
-    broken off before its usage), what it reserved."""
+    """What a call used, as its counters are settled (`_used_upstream`), and the summary its
+    conversation's roll-up asked for (`rollup:`), which its caller spent too."""
+    spent = _used_upstream(call, reserved, record)
+    rolled = call.rolled_up
+    if rolled is None or rolled.usage is None:
+        return spent
+    summary = (rolled.usage.input_tokens or 0) + (rolled.usage.output_tokens or 0)
+    return Estimate(spent.requests, spent.tokens + summary, (spent.nanousd or 0) + (rolled.cost_nanousd or 0))
+
+
+def _used_upstream(call: Call, reserved: Estimate, record: dict[str, Any]) -> Estimate:
+    """What a call used upstream: nothing when it did not reach the upstream (refused, or the
+    upstream never answered); one request when it generates nothing (a fetch, a count of tokens);
+    its usage as read; and when none was read from an answer that came (a stream broken off before
+    its usage), what it reserved."""
     if call.answered_by_tollgate:
         return Estimate(0, 0, 0)
     if spends_nothing(call):

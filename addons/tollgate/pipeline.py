@@ -17,6 +17,7 @@ from .stages.ledger import Ledger
 from .stages.metrics import Metrics
 from .stages.override import Override
 from .stages.redact import Redact
+from .stages.rollup import RollUp
 from .stages.route import Route
 from .stages.settings import Settings
 from .stages.shared import Shared
@@ -44,6 +45,7 @@ def gateway() -> Gateway:
     route = Route(shared)
     ledger = Ledger(shared)
     decide = Decide(shared)
+    rollup = RollUp(shared)
     ask_for_usage = AskForUsage(shared)
     credential = Credential(shared)
     upstream_watch = UpstreamWatch(shared)
@@ -61,6 +63,7 @@ def gateway() -> Gateway:
         route.handle,  # the upstream's scheme, host and port
         ledger.handle,  # the limits that apply: what the call may use reserved on their counters (429 when full)
         decide.handle,  # the policy: 403 with its reasons (a decision not cached is awaited from its worker)
+        rollup.handle,  # a long conversation's earlier turns summarized (a summary not kept is awaited)
         ask_for_usage.handle,  # an OpenAI-format stream asked for its usage (before anything is signed)
         tracing.handle,  # with traces on, the upstream's traceparent names the call's span
         credential.handle,  # the caller's credential out, the upstream one in (a header, or a SigV4 signature)

@@ -151,6 +151,14 @@ GENAI_PROJECT = f"""
     client = genai.Client(vertexai=True, project="caller-proj", location="europe-west4",
         credentials=google.oauth2.credentials.Credentials(token="{ALICE}"))
 """
+# The call most tests make: what the caller gets is the total its answer reports.
+GENAI_CALL = (
+    GENAI_PROJECT
+    + """
+    r = client.models.generate_content(model="gemini-2.5-flash", contents="hi")
+    report(total=r.usage_metadata.total_token_count)
+"""
+)
 
 
 def test_google_genai_on_a_project_goes_to_tollgates_project_with_its_token(g):
@@ -182,17 +190,10 @@ def test_google_genai_on_a_project_goes_to_tollgates_project_with_its_token(g):
 
 
 def test_the_token_is_reused_while_fresh(g):
-    call = (
-        GENAI_PROJECT
-        + """
-    r = client.models.generate_content(model="gemini-2.5-flash", contents="hi")
-    report(total=r.usage_metadata.total_token_count)
-    """
-    )
-    assert g.run(call) == {"total": 15}
+    assert g.run(GENAI_CALL) == {"total": 15}
     given = g.vertex.tokens_given
     for _ in range(2):
-        assert g.run(call) == {"total": 15}
+        assert g.run(GENAI_CALL) == {"total": 15}
     assert given >= 1 and g.vertex.tokens_given == given
 
 
@@ -201,13 +202,7 @@ def test_the_token_grant_holds_the_service_accounts_signature(
     start_gateway, tmp_path_factory, upstream_ca_pem, credentials
 ):
     gw = start(start_gateway, tmp_path_factory, upstream_ca_pem, {"credentials": credentials})
-    result = gw.run(
-        GENAI_PROJECT
-        + """
-    r = client.models.generate_content(model="gemini-2.5-flash", contents="hi")
-    report(total=r.usage_metadata.total_token_count)
-    """
-    )
+    result = gw.run(GENAI_CALL)
     assert result == {"total": 15}
     grant = next(r for r in gw.fakes["vertex"].received if r.path == "/token")
     form = parse_qs(grant.body.decode())
@@ -569,13 +564,7 @@ def test_anonymous_callers_spend_tollgates_credentials_and_start_up_says_so(
         start_gateway, tmp_path_factory, upstream_ca_pem, {"credentials": "service-account"}, more={"clients": []}
     )
     gw.wait_console("anonymous callers are allowed and provider keys or credentials are configured (vertex)")
-    result = gw.run(
-        GENAI_PROJECT
-        + """
-    r = client.models.generate_content(model="gemini-2.5-flash", contents="hi")
-    report(total=r.usage_metadata.total_token_count)
-    """
-    )
+    result = gw.run(GENAI_CALL)
     assert result == {"total": 15}
     assert model_calls(gw)[-1].headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
     assert gw.last_audit()["auth"] == "anonymous"

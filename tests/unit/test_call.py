@@ -65,6 +65,8 @@ DESIGN_FIELDS = {
     "finish_reason",
     "error",
     "ledger_error",
+    "rolled_up_messages",
+    "rollup",
 }
 
 STARTED = datetime(2025, 3, 4, 5, 6, 7, 891000, tzinfo=UTC).timestamp()
@@ -158,6 +160,8 @@ def test_audit_record_values() -> None:
         "finish_reason": "stop",
         "error": None,
         "ledger_error": None,
+        "rolled_up_messages": None,
+        "rollup": None,
     }
 
 

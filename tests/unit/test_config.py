@@ -505,3 +505,36 @@ def test_botocore_is_loaded_only_for_a_configuration_that_mentions_bedrock(
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-1] == str(loaded)
+
+
+ROLLUP = {"above_messages": 20, "summarizer": {"provider": "openai", "model": "gpt-4o-mini"}}
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ({**ROLLUP, "above_tokens": 5000}, "rollup.0: set one of above_messages and above_tokens"),
+        ({"summarizer": ROLLUP["summarizer"]}, "rollup.0: set one of above_messages and above_tokens"),
+        ({**ROLLUP, "keep_last": 20}, "rollup.0: keep_last must be below above_messages"),
+        ({**ROLLUP, "keep_last": 0}, "rollup.0.keep_last: Input should be greater than or equal to 1"),
+        ({"above_messages": 20}, "rollup.0.summarizer: Field required"),
+        ({**ROLLUP, "summarizer": {"provider": "cohere", "model": "m"}}, "rollup.0: unknown provider 'cohere'"),
+        (
+            {**ROLLUP, "summarizer": {"provider": "bedrock", "model": "m"}},
+            "rollup.0.summarizer: bedrock needs providers.bedrock.upstream",
+        ),
+        ({**ROLLUP, "within": 3}, "rollup.0.within: unknown key"),
+    ],
+)
+def test_a_rollup_rule_that_cannot_apply_is_refused_naming_it(rule: dict, message: str) -> None:
+    assert message in error_of({"rollup": [rule]})
+
+
+def test_a_rollup_rules_defaults() -> None:
+    (rule,) = parse_config(
+        {
+            "rollup": [{"above_tokens": 90000, "summarizer": {"provider": "bedrock", "model": "m"}}],
+            "providers": {"bedrock": {"upstream": "https://bedrock-runtime.us-east-1.amazonaws.com"}},
+        }
+    ).rollup
+    assert (rule.keep_last, rule.cache_entries, rule.above_messages, rule.match.provider) == (4, 256, None, None)

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from tollgate.call import Call, Classification, RolledUp, Usage
 from tollgate.config import LimitRule, parse_config
 from tollgate.limits import (
     Estimate,
@@ -21,6 +22,7 @@ from tollgate.limits import (
     retry_after,
     subjects,
     usage_facts,
+    used,
 )
 from tollgate.policy import usage_input
 
@@ -131,3 +133,14 @@ def test_the_policy_sees_counters_by_limit_subject_and_cap():
         }
     }
     assert usage_input(()) == {}
+
+
+def test_a_rolled_up_call_uses_its_summary_too() -> None:
+    call = Call(provider="openai", host="api.openai.com", method="POST", path="/v1/chat/completions", status=200)
+    call.classification = Classification("chat.completions", "gpt-4o")
+    record = {"input_tokens": 100, "output_tokens": 20, "total_tokens": 120}
+    assert used(call, Estimate(1, 500, 9), record) == Estimate(1, 120, 0)
+    call.rolled_up = RolledUp(8, "openai/gpt-4o-mini", Usage(input_tokens=21, output_tokens=7), 6975)
+    assert used(call, Estimate(1, 500, 9), record) == Estimate(1, 148, 6975)
+    call.rolled_up = RolledUp(8, "openai/gpt-4o-mini", cached=True)  # a summary made before costs nothing now
+    assert used(call, Estimate(1, 500, 9), record) == Estimate(1, 120, 0)

@@ -194,6 +194,7 @@ def test_tollgates_pipeline_is_one_addon_with_its_call_steps_in_order():
         "Route",
         "Ledger",
         "Decide",
+        "RollUp",
         "AskForUsage",
         "Tracing",
         "Credential",

@@ -27,7 +27,7 @@ _KEPT = frozenset((b"host", b"user-agent"))
 _CALLER_HEADERS = (b"anthropic-beta",)
 _ACCEPT = {"bedrock": "application/vnd.amazon.eventstream"}
 # What the target's API needs beside the body.
-_TARGET_HEADERS = {"anthropic": ((b"anthropic-version", b"2023-06-01"),)}
+TARGET_HEADERS = {"anthropic": ((b"anthropic-version", b"2023-06-01"),)}
 # The answer's headers that no longer hold once its body is translated.
 _ANSWER_DROPPED = frozenset((b"content-length", b"content-encoding", b"content-type", b"transfer-encoding"))
 
@@ -80,7 +80,7 @@ class Translate:
             (b"accept", accept.encode()),
             # The answer is read whole to be translated: not compressed on the way.
             (b"accept-encoding", b"identity"),
-            *_TARGET_HEADERS.get(call.provider, ()),
+            *TARGET_HEADERS.get(call.provider, ()),
             *((k.encode(), v.encode()) for k, v in extra.items()),
         ]
         request.headers.fields = tuple(fields)

@@ -1,0 +1,163 @@
+"""Conversation roll-up (`rollup:`): a chat call whose conversation is past a rule's size goes
+upstream with its earlier turns summarized into its system prompt. The summary is asked of the
+rule's summarizer (any provider, in its own format, with Tollgate's credential for it) off the
+event loop, and kept for the conversation's next call. A caller opts out with `X-Tollgate-Rollup: off`.
+A summary that cannot be had leaves the call as it came: a roll-up saves tokens, it is not a gate."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from mitmproxy import ctx, http
+
+from ..call import Call, RolledUp, Usage
+from ..config import RollupRule
+from ..json_codec import encode_json, parse_json
+from ..overrides import matches
+from ..providers import PROVIDERS
+from ..providers.base import CredentialUnavailable, RequestParts
+from ..rollup import Plan, Size, Summaries, plan, roll_up, summary_of, summary_request
+from ..translate.formats import ANTHROPIC_MESSAGES, CLAUDE_ON_BEDROCK, CLAUDE_ON_VERTEX, OPENAI_CHAT
+from ..translate.translator import FORMATS
+from .shared import Shared, write_body
+from .translate import TARGET_HEADERS
+
+logger = logging.getLogger(__name__)
+
+OPT_OUT = b"x-tollgate-rollup"
+
+
+class SummaryUnavailable(Exception):
+    """The summarizer could not be asked, or gave no summary (the message names no content)."""
+
+
+def body_format(call: Call) -> str | None:
+    """The wire format of the body as it goes upstream: the caller's, or a route's target's (Claude's
+    bodies on Bedrock and Vertex AI keep their turns as Anthropic's do)."""
+    if call.translated is not None:
+        target = call.translated.target
+        return ANTHROPIC_MESSAGES if target in (CLAUDE_ON_BEDROCK, CLAUDE_ON_VERTEX) else target
+    return PROVIDERS[call.provider].chat_formats.get(call.classification.endpoint or "")
+
+
+class RollUp:
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+        self._summaries: dict[RollupRule, Summaries] = {}  # a rule a reload keeps keeps its summaries
+
+    def handle(self, flow: http.HTTPFlow, call: Call) -> Any:
+        opt_out = call.headers.get(OPT_OUT)
+        if opt_out is not None:
+            flow.request.headers.fields = tuple(f for f in flow.request.headers.fields if f[0].lower() != OPT_OUT)
+        rules = call.loaded.config.rollup
+        off = opt_out is not None and opt_out.strip().lower() == b"off"
+        if not rules or call.body is None or call.fetches or off:
+            return None
+        if call.auth == "anonymous" and call.headers.get(b"authorization", b"").startswith(b"AWS4-"):
+            return None  # signed by the caller, and going upstream as signed: its body stays as it is
+        fmt = body_format(call)
+        model = call.model if call.model is not None else call.classification.model
+        called = call.requested_provider or call.provider  # rules match the provider called, as overrides do
+        rule = next((r for r in rules if matches(r.match, called, model, call.client, call.groups)), None)
+        if fmt is None or rule is None:
+            return None
+        summaries = self._summaries.setdefault(rule, Summaries(rule.cache_entries))
+        summarizer = f"{rule.summarizer.provider}/{rule.summarizer.model}"
+        size = Size(rule.above_messages, rule.above_tokens, rule.keep_last)
+        rolled = plan(fmt, call.body, size, summarizer, summaries)
+        if rolled is None:
+            return None
+        if rolled.summary is not None:
+            self._apply(flow, call, rolled, rolled.summary, RolledUp(rolled.count, summarizer, cached=True))
+            return None
+        return self._summarize(flow, call, rule, rolled, summaries)
+
+    async def _summarize(
+        self, flow: http.HTTPFlow, call: Call, rule: RollupRule, rolled: Plan, summaries: Summaries
+    ) -> None:
+        verify = False if ctx.options.ssl_insecure else ctx.options.ssl_verify_upstream_trusted_ca or True
+        summarizer = f"{rule.summarizer.provider}/{rule.summarizer.model}"
+        try:
+            summary, usage = await asyncio.to_thread(ask_summarizer, call, rule, rolled, verify)
+        except SummaryUnavailable as e:
+            logger.warning("Tollgate: a conversation was not rolled up: %s", e)
+            return
+        summaries.put(rolled.key, summary)
+        cost = call.loaded.prices.cost(
+            rule.summarizer.provider, rule.summarizer.model, call.client, call.groups, None, usage, time.time()
+        )
+        self._apply(flow, call, rolled, summary, RolledUp(rolled.count, summarizer, usage, cost))
+
+    @staticmethod
+    def _apply(flow: http.HTTPFlow, call: Call, rolled: Plan, summary: str, done: RolledUp) -> None:
+        assert call.body is not None
+        roll_up(call.body, rolled, summary)
+        write_body(flow.request, call)
+        call.rolled_up = done
+
+
+def ask_summarizer(call: Call, rule: RollupRule, rolled: Plan, verify: bool | str) -> tuple[str, Usage]:
+    """The summary of the rolled-up turns, and the summarizer's usage: one call to its provider's
+    own chat API, with Tollgate's credential for it (its key, token or signature), in a thread."""
+    import requests
+
+    loaded, name, model = call.loaded, rule.summarizer.provider, rule.summarizer.model
+    provider, settings = PROVIDERS[name], loaded.providers[name]
+    leg = provider.native_chat(model, False, OPENAI_CHAT)
+    path = leg.path
+    body, extra = FORMATS[leg.format].write_request(summary_request(model, rolled))
+    content = encode_json(body)
+    upstream = urlsplit(settings.upstream or f"https://{provider.default_host}")
+    authority = upstream.netloc
+    fields = (
+        (b"host", authority.encode()),
+        (b"content-type", b"application/json"),
+        (b"accept", b"application/json"),
+        *TARGET_HEADERS.get(name, ()),
+        *((k.encode(), v.encode()) for k, v in extra.items()),
+    )
+    classification = provider.classify("POST", path, body, "")
+    credential = provider.upstream_credential(classification, {}, loaded.pools[name], settings, loaded.runtimes[name])
+    if credential is None:
+        raise SummaryUnavailable(f"Tollgate has no {name} credential for the summarizer (providers.{name})")
+    parts = RequestParts(
+        b"POST", upstream.scheme.encode(), upstream.hostname or "", "", path.encode(), fields, content, {},
+        upstream.hostname or "", f"{upstream.scheme}://{authority}",
+    )  # fmt: skip
+    try:
+        applied = credential.apply(fields, lambda: parts)
+    except CredentialUnavailable as e:
+        raise SummaryUnavailable(str(e)) from None
+    sent_path = applied.path.decode() if applied.path is not None else path
+    host = applied.host or authority
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in applied.fields}
+    if applied.host is not None:
+        headers = {k: (host if k.lower() == "host" else v) for k, v in headers.items()}
+    with requests.Session() as session:
+        session.trust_env = False  # not through a proxy the environment names (Tollgate itself, say)
+        try:
+            answer = session.post(
+                f"{upstream.scheme}://{host}{sent_path}", data=content, headers=headers, timeout=settings.timeout,
+                verify=verify,
+            )  # fmt: skip
+        except requests.RequestException as e:
+            raise SummaryUnavailable(f"the summarizer ({name}) could not be reached: {type(e).__name__}") from None
+    if answer.status_code != 200:
+        raise SummaryUnavailable(f"the summarizer ({name}/{model}) answered HTTP {answer.status_code}")
+    data = parse_json(answer.content)
+    try:
+        if data is None:
+            raise ValueError("not a JSON object")
+        response = FORMATS[leg.format].read_response(data)
+        summary = summary_of(response)
+    except Exception as e:  # never its message: it may quote the answer
+        raise SummaryUnavailable(f"the summarizer's answer could not be read: {type(e).__name__}") from None
+    u = response.usage
+    return summary, Usage(
+        input_tokens=u.input_tokens, output_tokens=u.output_tokens, total_tokens=u.total_tokens,
+        cached_tokens=u.cached_tokens, cache_write_tokens=u.cache_write_tokens, reasoning_tokens=u.reasoning_tokens,
+    )  # fmt: skip
