@@ -568,3 +568,33 @@ def test_anonymous_callers_spend_tollgates_credentials_and_start_up_says_so(
     assert result == {"total": 15}
     assert model_calls(gw)[-1].headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
     assert gw.last_audit()["auth"] == "anonymous"
+
+
+def test_claude_on_vertex_rolled_up_by_vertex_ais_gemini(start_gateway, tmp_path_factory, upstream_ca_pem):
+    rollup = {
+        "rollup": [
+            {"above_messages": 6, "keep_last": 2, "summarizer": {"provider": "vertex", "model": "gemini-2.5-flash"}}
+        ]
+    }
+    settings = {"credentials": "service-account", "location": "us-east5"}
+    gw = start(start_gateway, tmp_path_factory, upstream_ca_pem, settings, more=rollup)
+    result = gw.run(f"""
+    from anthropic import AnthropicVertex
+    client = AnthropicVertex(region="us-east5", project_id="caller-proj", access_token="{ALICE}", max_retries=0)
+    messages = [{{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {{i}}"}} for i in range(8)]
+    r = client.messages.create(model="claude-sonnet-4-5@20250929", max_tokens=100, messages=messages)
+    report(text=r.content[0].text)
+    """)
+    assert result == {"text": "Hello!"}
+    summarized, sent = model_calls(gw)
+    # The summarizer: Vertex AI's Gemini, with Tollgate's token, in Tollgate's project.
+    assert (
+        summarized.path
+        == f"/v1/projects/{PROJECT}/locations/us-east5/publishers/google/models/gemini-2.5-flash:generateContent"
+    )
+    assert summarized.headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
+    assert sent.path.endswith("/publishers/anthropic/models/claude-sonnet-4-5@20250929:rawPredict")
+    body = sent.json()
+    assert body["system"].endswith("(rolled up by the gateway):\nHello!")
+    assert [m["content"] for m in body["messages"]] == ["turn 6", "turn 7"]
+    assert gw.last_audit()["rolled_up_messages"] == 6

@@ -230,3 +230,23 @@ def test_a_growing_conversation_asks_for_a_summary_once_every_so_many_turns(g):
     assert [len(a) for a in asked] == [1, 0, 0, 0, 1]
     assert [m["content"] for m in asked[0][0]] == [f"growing turn {i}" for i in range(8)]
     assert [m["content"] for m in asked[4][0]] == [f"growing turn {i}" for i in range(8, 16)]  # after the first summary
+
+
+def test_claudes_invoke_model_body_is_rolled_up_on_bedrock(g):
+    result = g.run(
+        f"""
+    import boto3, json
+    client = boto3.client("bedrock-runtime", region_name="us-east-1")
+    messages = [{{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {{i}}"}} for i in range({TURNS})]
+    body = {{"anthropic_version": "bedrock-2023-05-31", "max_tokens": 100, "messages": messages}}
+    r = client.invoke_model(modelId="anthropic.claude-3-haiku-20240307-v1:0", body=json.dumps(body))
+    report(status=r["ResponseMetadata"]["HTTPStatusCode"])
+    """,
+        env={"AWS_BEARER_TOKEN_BEDROCK": ALICE},
+    )
+    assert result == {"status": 200}
+    (sent,) = [r for r in g.fakes["bedrock"].received if not is_summary_request(r)]
+    body = sent.json()
+    assert body["system"] == SUMMARY_HEADING + SUMMARY["anthropic"]
+    assert [m["content"] for m in body["messages"]] == [f"turn {i}" for i in range(8, 12)]
+    assert g.last_audit()["rolled_up_messages"] == 8

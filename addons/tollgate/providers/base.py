@@ -253,6 +253,11 @@ class Provider:
         """What a body's `model` field says to call `model`, given what the client sent there."""
         return model
 
+    def conversation_format(self, classification: Classification) -> str | None:
+        """The wire format (`translate/formats.py`) in which this call's body holds a conversation
+        that `rollup:` may roll up, or None. Default: its chat endpoints' (`chat_formats`)."""
+        return self.chat_formats.get(classification.endpoint or "")
+
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
         """Where a chat call in the wire format `source` goes on this provider's own API, for
         `model`, streamed or not, once translated."""

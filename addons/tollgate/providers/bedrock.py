@@ -346,6 +346,12 @@ class Bedrock(Provider):
         }
         return Refusal(status, headers, json.dumps({"message": message}).encode())
 
+    def conversation_format(self, classification: Classification) -> str | None:
+        model = classification.model or ""
+        if classification.endpoint in ("invoke", "invoke-with-response-stream") and is_claude(model):
+            return ANTHROPIC_MESSAGES  # Claude's own Messages body on InvokeModel
+        return super().conversation_format(classification)
+
     def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
         if classification.wire_format == OPENAI_FORMAT:
             if is_event_stream(headers):

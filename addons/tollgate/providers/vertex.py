@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import quote
 
 from pydantic import Field
@@ -17,7 +17,7 @@ from pydantic import Field
 from ..call import Classification, RequestFacts, Usage, fingerprint
 from ..exact_reading import Unreadable, check_case, path_segments, request_model, words
 from ..settings_models import ProviderConfig
-from ..translate.formats import ANTHROPIC_MESSAGES, CLAUDE_ON_VERTEX, GEMINI_GENERATE, OPENAI_CHAT
+from ..translate.formats import ANTHROPIC_MESSAGES, CLAUDE_ON_VERTEX, GEMINI_GENERATE
 from ..usage_readers import UsageReader, WholeBodyReader, is_event_stream
 from . import anthropic, gemini, openai
 from .base import ChatLeg, HeaderKey, Headers, Provider, Refusal, RequestParts, UpstreamCredential
@@ -117,11 +117,7 @@ class Vertex(Provider):
     model_in_path = re.compile(
         r"^/[^/]+/(?:projects/[^/]+/locations/[^/]+/)?publishers/[^/]+/models/(?P<model>[^/:]+)(?::[A-Za-z]+)?$"
     )
-    chat_formats: ClassVar[Mapping[str, str]] = {
-        "generateContent": GEMINI_GENERATE,
-        "streamGenerateContent": GEMINI_GENERATE,
-        "chat.completions": OPENAI_CHAT,
-    }
+    chat_formats = gemini.Gemini.chat_formats  # Google's models speak the Gemini API's, and OpenAI's
 
     def load_runtime(
         self, config: Any, settings: ProviderConfig, previous: tuple[ProviderConfig, Any] | None
@@ -222,6 +218,11 @@ class Vertex(Provider):
             except Unreadable as e:
                 raise e.at(action) from None
         return Classification(endpoint=action, model=f"endpoints/{endpoint_id}", facts=facts)
+
+    def conversation_format(self, classification: Classification) -> str | None:
+        if classification.wire_format == ANTHROPIC_MESSAGES and classification.endpoint in _CLAUDE_CALLS:
+            return ANTHROPIC_MESSAGES  # Claude's Messages body (the model in the path)
+        return super().conversation_format(classification)
 
     def model_in_body(self, sent: object, model: str) -> str:
         # A resource names its model by its resource name: kept in that form, the model replaced.

@@ -36,12 +36,13 @@ class SummaryUnavailable(Exception):
 
 
 def body_format(call: Call) -> str | None:
-    """The wire format of the body as it goes upstream: the caller's, or a route's target's (Claude's
-    bodies on Bedrock and Vertex AI keep their turns as Anthropic's do)."""
+    """The wire format of the body as it goes upstream: a route's target's, or the call's own
+    (`Provider.conversation_format`); Claude's bodies on Bedrock and Vertex AI keep their turns
+    as Anthropic's do."""
     if call.translated is not None:
         target = call.translated.target
         return ANTHROPIC_MESSAGES if target in (CLAUDE_ON_BEDROCK, CLAUDE_ON_VERTEX) else target
-    return PROVIDERS[call.provider].chat_formats.get(call.classification.endpoint or "")
+    return PROVIDERS[call.provider].conversation_format(call.sent())
 
 
 class RollUp:

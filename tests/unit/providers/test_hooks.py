@@ -454,3 +454,27 @@ def test_a_reload_keeps_what_each_provider_loaded_and_names_the_setting_at_fault
     assert str(info.value) == "providers.bedrock.credentials: default: botocore's credential chain found no credentials"
     log.close()
     asyncio.run(store.aclose())
+
+
+# --- conversation_format: where rollup: finds a conversation ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "classification", "fmt"),
+    [
+        ("openai", Classification("chat.completions", "gpt-4o"), "openai-chat"),
+        ("openai", Classification("responses", "gpt-4o"), None),
+        ("gemini", Classification("streamGenerateContent", "gemini-2.5-flash"), "gemini-generate"),
+        ("anthropic", Classification("messages", "claude-sonnet-4-5"), "anthropic-messages"),
+        ("bedrock", Classification("converse", "amazon.nova-lite-v1:0"), "bedrock-converse"),
+        ("bedrock", Classification("invoke", "us.anthropic.claude-sonnet-4-5-20250929-v1:0"), "anthropic-messages"),
+        ("bedrock", Classification("invoke", "meta.llama3-70b-instruct-v1:0"), None),  # Llama's own body
+        ("vertex", Classification("rawPredict", "claude-x@1", wire_format="anthropic-messages"), "anthropic-messages"),
+        ("vertex", Classification("generateContent", "gemini-2.5-flash"), "gemini-generate"),
+        ("vertex", Classification("predict", "text-embedding-005"), None),
+    ],
+)
+def test_the_conversation_format_of_each_providers_calls(
+    name: str, classification: Classification, fmt: str | None
+) -> None:
+    assert PROVIDERS[name].conversation_format(classification) == fmt
