@@ -84,8 +84,9 @@ class RollUp:
         summarizer = f"{rule.summarizer.provider}/{rule.summarizer.model}"
         try:
             summary, usage = await asyncio.to_thread(ask_summarizer, call, rule, rolled, verify)
-        except SummaryUnavailable as e:
-            logger.warning("Tollgate: a conversation was not rolled up: %s", e)
+        except Exception as e:  # the call goes as it came; another exception's message may quote it
+            why = str(e) if isinstance(e, SummaryUnavailable) else f"asking {summarizer} failed: {type(e).__name__}"
+            logger.warning("Tollgate: a conversation was not rolled up: %s", why)
             return
         summaries.put(rolled.key, summary)
         cost = call.loaded.prices.cost(

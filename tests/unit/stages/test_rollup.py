@@ -1,0 +1,27 @@
+"""The roll-up stage's summarizer call where it cannot be made: the call goes on as it came."""
+
+from __future__ import annotations
+
+import pytest
+
+from tollgate.call import Call, Classification
+from tollgate.config import parse_config
+from tollgate.rollup import Size, Summaries, plan
+from tollgate.stages.rollup import SummaryUnavailable, ask_summarizer
+from tollgate.stages.shared import Loaded
+from tollgate.translate.formats import OPENAI_CHAT
+
+RULE = {"above_messages": 3, "keep_last": 2, "summarizer": {"provider": "anthropic", "model": "claude-haiku-4-5"}}
+
+
+def test_a_summarizer_without_a_credential_of_tollgates_is_unavailable_naming_the_setting() -> None:
+    loaded = Loaded.build(parse_config({"rollup": [RULE]}, {}))
+    call = Call(provider="openai", host="api.openai.com", method="POST", path="/v1/chat/completions", loaded=loaded)
+    call.classification = Classification("chat.completions", "gpt-4o")
+    body = {"messages": [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i}"} for i in range(6)]}
+    rolled = plan(OPENAI_CHAT, body, Size(3, None, 2), "anthropic/claude-haiku-4-5", Summaries(0))
+    assert rolled is not None
+    with pytest.raises(
+        SummaryUnavailable, match=r"^Tollgate has no anthropic credential for the summarizer \(providers\.anthropic\)$"
+    ):
+        ask_summarizer(call, loaded.config.rollup[0], rolled, True)
