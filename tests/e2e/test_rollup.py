@@ -250,3 +250,43 @@ def test_claudes_invoke_model_body_is_rolled_up_on_bedrock(g):
     assert body["system"] == SUMMARY_HEADING + SUMMARY["anthropic"]
     assert [m["content"] for m in body["messages"]] == [f"turn {i}" for i in range(8, 12)]
     assert g.last_audit()["rolled_up_messages"] == 8
+
+
+def test_a_summarizers_key_it_refuses_rests(start_gateway):
+    keys = ["sk-real-openai-rollup-first", "sk-real-openai-rollup-second"]
+
+    def settings(urls: dict[str, str]) -> dict:
+        return {
+            "providers": {
+                "anthropic": {"upstream": urls["anthropic"], "keys": [REAL["anthropic"]]},
+                "openai": {"upstream": urls["openai"], "keys": keys},
+            },
+            "clients": [{"name": "alice", "keys": [ALICE]}],
+            "rollup": [
+                {"above_messages": 3, "keep_last": 2, "summarizer": {"provider": "openai", "model": "gpt-4o-mini"}}
+            ],
+        }
+
+    gw = start_gateway(settings)
+
+    def answers(r: Received) -> Reply:
+        if r.headers.get("authorization") == f"Bearer {keys[0]}":
+            return Reply(429, {"error": {"message": "slow down", "type": "requests"}}, {"retry-after": "60"})
+        return provider_answers(r)
+
+    gw.fakes["openai"].handler = answers
+    for conversation in range(3):  # three conversations: no summary kept serves another
+        result = gw.run(f"""
+        import anthropic
+        client = anthropic.Anthropic(api_key="{ALICE}", max_retries=0)
+        messages = [{{"role": "user" if i % 2 == 0 else "assistant", "content": f"talk {conversation} turn {{i}}"}}
+                    for i in range(6)]
+        r = client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=messages)
+        report(text=r.content[0].text)
+        """)
+        assert result == {"text": "Hello!"}
+    used = [r.headers["authorization"].removeprefix("Bearer ") for r in gw.fakes["openai"].received]
+    # The first key, refused, rests for its Retry-After: the second serves the rest (in turn: 1, 2, 1).
+    assert used == [keys[0], keys[1], keys[1]]
+    records = gw.wait_audit(3)[-3:]
+    assert [r["rolled_up_messages"] for r in records] == [None, 4, 4]

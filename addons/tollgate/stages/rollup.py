@@ -9,20 +9,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from mitmproxy import ctx, http
 
-from ..call import Call, RolledUp, Usage
+from ..call import Call, RolledUp, Usage, fingerprint
 from ..config import RollupRule
 from ..json_codec import encode_json, parse_json
+from ..keypool import KeyPool, retry_after_seconds
 from ..overrides import matches
 from ..providers import PROVIDERS
-from ..providers.base import CredentialUnavailable, RequestParts
+from ..providers.base import ChatLeg, CredentialUnavailable, RequestParts, UpstreamCredential
 from ..rollup import Plan, Size, Summaries, plan, roll_up, summary_of, summary_request
 from ..translate.formats import ANTHROPIC_MESSAGES, CLAUDE_ON_BEDROCK, CLAUDE_ON_VERTEX, OPENAI_CHAT
 from ..translate.translator import FORMATS
+from .credential import RESTING_STATUSES
 from .shared import Shared, write_body
 from .translate import TARGET_HEADERS
 
@@ -32,7 +35,12 @@ OPT_OUT = b"x-tollgate-rollup"
 
 
 class SummaryUnavailable(Exception):
-    """The summarizer could not be asked, or gave no summary (the message names no content)."""
+    """The summarizer could not be asked, or gave no summary (the message names no content);
+    `rest`: the pooled key the provider refused, and for how long it rests."""
+
+    def __init__(self, message: str, rest: tuple[str, float] | None = None) -> None:
+        super().__init__(message)
+        self.rest = rest
 
 
 def body_format(call: Call) -> str | None:
@@ -83,16 +91,25 @@ class RollUp:
         verify = False if ctx.options.ssl_insecure else ctx.options.ssl_verify_upstream_trusted_ca or True
         summarizer = f"{rule.summarizer.provider}/{rule.summarizer.model}"
         try:
-            summary, usage = await asyncio.to_thread(ask_summarizer, call, rule, rolled, verify)
+            request = summarizer_call(call, rule, rolled)
+            summary, usage = await asyncio.to_thread(ask, request, verify)
         except Exception as e:  # the call goes as it came; another exception's message may quote it
             why = str(e) if isinstance(e, SummaryUnavailable) else f"asking {summarizer} failed: {type(e).__name__}"
             logger.warning("Tollgate: a conversation was not rolled up: %s", why)
+            if isinstance(e, SummaryUnavailable) and e.rest is not None:
+                self._rest(call.loaded.pools[rule.summarizer.provider], *e.rest)
             return
         summaries.put(rolled.key, summary)
         cost = call.loaded.prices.cost(
             rule.summarizer.provider, rule.summarizer.model, call.client, call.groups, None, usage, time.time()
         )
         self._apply(flow, call, rolled, summary, RolledUp(rolled.count, summarizer, usage, cost))
+
+    def _rest(self, pool: KeyPool, key: str, seconds: float) -> None:
+        """A pooled key the summarizer's provider refused rests, as after a call's (`Credential`)."""
+        pool.rest(key, seconds)
+        if self.shared.ledger is not None:  # every process sharing the store rests it too
+            self.shared.ledger.rest(fingerprint(key), time.time() + seconds)
 
     @staticmethod
     def _apply(flow: http.HTTPFlow, call: Call, rolled: Plan, summary: str, done: RolledUp) -> None:
@@ -102,59 +119,82 @@ class RollUp:
         call.rolled_up = done
 
 
-def ask_summarizer(call: Call, rule: RollupRule, rolled: Plan, verify: bool | str) -> tuple[str, Usage]:
-    """The summary of the rolled-up turns, and the summarizer's usage: one call to its provider's
-    own chat API, with Tollgate's credential for it (its key, token or signature), in a thread."""
-    import requests
+@dataclass(slots=True)
+class SummarizerCall:
+    """One request to the summarizer, made on the event loop (its key taken from the pool there),
+    sent in a thread (`ask`): its credential may wait for a token, its answer for the model."""
 
+    name: str  # provider/model
+    leg: ChatLeg
+    upstream: SplitResult
+    fields: tuple[tuple[bytes, bytes], ...]
+    content: bytes
+    credential: UpstreamCredential
+    timeout: float
+
+
+def summarizer_call(call: Call, rule: RollupRule, rolled: Plan) -> SummarizerCall:
+    """The summarizer's request for the rolled-up turns: its provider's own chat API, in its format,
+    with Tollgate's credential for it (its key, token or signature)."""
     loaded, name, model = call.loaded, rule.summarizer.provider, rule.summarizer.model
     provider, settings = PROVIDERS[name], loaded.providers[name]
     leg = provider.native_chat(model, False, OPENAI_CHAT)
-    path = leg.path
     body, extra = FORMATS[leg.format].write_request(summary_request(model, rolled))
-    content = encode_json(body)
     upstream = urlsplit(settings.upstream or f"https://{provider.default_host}")
-    authority = upstream.netloc
     fields = (
-        (b"host", authority.encode()),
+        (b"host", upstream.netloc.encode()),
         (b"content-type", b"application/json"),
         (b"accept", b"application/json"),
         *TARGET_HEADERS.get(name, ()),
         *((k.encode(), v.encode()) for k, v in extra.items()),
     )
-    classification = provider.classify("POST", path, body, "")
+    classification = provider.classify("POST", leg.path, body, "")
     credential = provider.upstream_credential(classification, {}, loaded.pools[name], settings, loaded.runtimes[name])
     if credential is None:
         raise SummaryUnavailable(f"Tollgate has no {name} credential for the summarizer (providers.{name})")
+    return SummarizerCall(f"{name}/{model}", leg, upstream, fields, encode_json(body), credential, settings.timeout)
+
+
+def ask(summarizer: SummarizerCall, verify: bool | str) -> tuple[str, Usage]:
+    """The summary, and the summarizer's usage; in a thread. SummaryUnavailable says why not, and
+    which pooled key to rest when the provider refused it (401, 429)."""
+    import requests
+
+    upstream, path = summarizer.upstream, summarizer.leg.path
     parts = RequestParts(
-        b"POST", upstream.scheme.encode(), upstream.hostname or "", "", path.encode(), fields, content, {},
-        upstream.hostname or "", f"{upstream.scheme}://{authority}",
+        b"POST", upstream.scheme.encode(), upstream.hostname or "", "", path.encode(), summarizer.fields,
+        summarizer.content, {}, upstream.hostname or "", f"{upstream.scheme}://{upstream.netloc}",
     )  # fmt: skip
     try:
-        applied = credential.apply(fields, lambda: parts)
+        applied = summarizer.credential.apply(summarizer.fields, lambda: parts)
     except CredentialUnavailable as e:
         raise SummaryUnavailable(str(e)) from None
-    sent_path = applied.path.decode() if applied.path is not None else path
-    host = applied.host or authority
+    host = applied.host or upstream.netloc
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in applied.fields}
     if applied.host is not None:
         headers = {k: (host if k.lower() == "host" else v) for k, v in headers.items()}
+    url = f"{upstream.scheme}://{host}{applied.path.decode() if applied.path is not None else path}"
     with requests.Session() as session:
         session.trust_env = False  # not through a proxy the environment names (Tollgate itself, say)
         try:
             answer = session.post(
-                f"{upstream.scheme}://{host}{sent_path}", data=content, headers=headers, timeout=settings.timeout,
-                verify=verify,
-            )  # fmt: skip
+                url, data=summarizer.content, headers=headers, timeout=summarizer.timeout, verify=verify
+            )
         except requests.RequestException as e:
-            raise SummaryUnavailable(f"the summarizer ({name}) could not be reached: {type(e).__name__}") from None
+            raise SummaryUnavailable(
+                f"the summarizer ({summarizer.name}) could not be reached: {type(e).__name__}"
+            ) from None
     if answer.status_code != 200:
-        raise SummaryUnavailable(f"the summarizer ({name}/{model}) answered HTTP {answer.status_code}")
+        key = summarizer.credential.pooled_key
+        rest = None
+        if key is not None and answer.status_code in RESTING_STATUSES:
+            rest = (key, retry_after_seconds(answer.headers.get("retry-after")))
+        raise SummaryUnavailable(f"the summarizer ({summarizer.name}) answered HTTP {answer.status_code}", rest)
     data = parse_json(answer.content)
     try:
         if data is None:
             raise ValueError("not a JSON object")
-        response = FORMATS[leg.format].read_response(data)
+        response = FORMATS[summarizer.leg.format].read_response(data)
         summary = summary_of(response)
     except Exception as e:  # never its message: it may quote the answer
         raise SummaryUnavailable(f"the summarizer's answer could not be read: {type(e).__name__}") from None

@@ -7,7 +7,7 @@ import pytest
 from tollgate.call import Call, Classification
 from tollgate.config import parse_config
 from tollgate.rollup import Size, Summaries, plan
-from tollgate.stages.rollup import SummaryUnavailable, ask_summarizer
+from tollgate.stages.rollup import SummaryUnavailable, summarizer_call
 from tollgate.stages.shared import Loaded
 from tollgate.translate.formats import OPENAI_CHAT
 
@@ -24,4 +24,4 @@ def test_a_summarizer_without_a_credential_of_tollgates_is_unavailable_naming_th
     with pytest.raises(
         SummaryUnavailable, match=r"^Tollgate has no anthropic credential for the summarizer \(providers\.anthropic\)$"
     ):
-        ask_summarizer(call, loaded.config.rollup[0], rolled, True)
+        summarizer_call(call, loaded.config.rollup[0], rolled)
