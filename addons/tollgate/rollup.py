@@ -150,27 +150,26 @@ def plan(fmt: str, body: dict[str, Any], size: Size, summarizer: str, summaries:
     listed = body.get(turns.key) if turns is not None else None
     if turns is None or not isinstance(listed, list):
         return None
-    conversation = [turn for turn in listed if turns.is_turn(turn)]
     positions = [i for i, turn in enumerate(listed) if turns.is_turn(turn)]
-    encoded = [encode_json(turn) for turn in conversation]
-    whole = len(encode_json(body))
+    conversation = [listed[i] for i in positions]
+    whole = len(encode_json(body)) if size.above_tokens is not None else 0  # only a size in tokens reads it
     if not size.exceeded(len(conversation), whole):
         return None
-    keys = prefix_keys(summarizer, fmt, encoded)
-    cuts = [k for k in range(len(conversation) - size.keep_last, 0, -1) if turns.opens(conversation[k])]
-    if not cuts:
+    # Keep at least the last `keep_last` turns, from a turn that opens an exchange.
+    cut = next((k for k in range(len(conversation) - size.keep_last, 0, -1) if turns.opens(conversation[k])), 0)
+    if not cut:
         return None
+    encoded = [encode_json(turn) for turn in conversation]
+    keys = prefix_keys(summarizer, fmt, encoded)
     # The longest start of the conversation summarized before: used again while what follows it
     # stays within the size, else extended.
-    earlier_at = next((k for k in range(cuts[0], 0, -1) if summaries.get(keys[k]) is not None), 0)
-    if earlier_at:
-        summary = summaries.get(keys[earlier_at])
+    found = ((k, s) for k in range(cut, 0, -1) if (s := summaries.get(keys[k])) is not None)
+    earlier_at, earlier = next(found, (0, None))
+    if earlier is not None:
         rest = whole - sum(len(e) for e in encoded[:earlier_at])
-        if earlier_at == cuts[0] or not size.exceeded(len(conversation) - earlier_at, rest):
-            return Plan(fmt, positions[earlier_at], earlier_at, keys[earlier_at], summary=summary)
-    k = cuts[0]
-    earlier = summaries.get(keys[earlier_at]) if earlier_at else None
-    return Plan(fmt, positions[k], k, keys[k], earlier=earlier, turns=tuple(conversation[earlier_at:k]))
+        if earlier_at == cut or not size.exceeded(len(conversation) - earlier_at, rest):
+            return Plan(fmt, positions[earlier_at], earlier_at, keys[earlier_at], summary=earlier)
+    return Plan(fmt, positions[cut], cut, keys[cut], earlier=earlier, turns=tuple(conversation[earlier_at:cut]))
 
 
 def prefix_keys(summarizer: str, fmt: str, encoded: list[bytes]) -> list[str]:

@@ -23,8 +23,8 @@ REFRESH_TIMEOUT_S = 10.0
 # What google-auth's credentials put into a request that Tollgate forwards: the token, and the
 # project whose quota the call counts against where the credentials name one (a caller's never
 # goes with Tollgate's token).
-_FORWARDED = ("authorization", "x-goog-user-project")
-_QUOTA_PROJECT = b"x-goog-user-project"
+QUOTA_PROJECT = b"x-goog-user-project"
+_FORWARDED = ("authorization", QUOTA_PROJECT.decode())
 
 
 def _timed_request() -> Any:
@@ -150,7 +150,7 @@ class BearerToken(UpstreamCredential):
         move: Callable[[RequestParts], tuple[bytes | None, str | None]] | None = None,
     ) -> None:
         self._tokens = tokens
-        self._drop = drop | {_QUOTA_PROJECT}
+        self._drop = drop | {QUOTA_PROJECT}
         self._move = move
         self.pooled_key = None
 

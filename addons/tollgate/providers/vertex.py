@@ -18,10 +18,10 @@ from ..call import Classification, RequestFacts, Usage, fingerprint
 from ..exact_reading import Unreadable, check_case, path_segments, request_model, words
 from ..settings_models import ProviderConfig
 from ..translate.formats import ANTHROPIC_MESSAGES, CLAUDE_ON_VERTEX, GEMINI_GENERATE
-from ..usage_readers import UsageReader, WholeBodyReader, is_event_stream
+from ..usage_readers import UsageReader, is_event_stream
 from . import anthropic, gemini, openai
 from .base import ChatLeg, HeaderKey, Headers, Provider, Refusal, RequestParts, UpstreamCredential
-from .google_oauth import CLOUD_PLATFORM, BearerToken, GoogleTokens, load_tokens
+from .google_oauth import CLOUD_PLATFORM, QUOTA_PROJECT, BearerToken, GoogleTokens, load_tokens
 
 _VERSION = re.compile(r"v\d+(?:alpha|beta)?\d*")
 # Project ids and numbers, locations, publishers: lower-case, as Google names them (a resource
@@ -109,11 +109,11 @@ class Vertex(Provider):
     key_positions = ("authorization", "x-goog-api-key", "query:key")
     positions = (*key_positions, "query:access_token", "query:oauth_token")
     # The project whose quota a call counts against: a caller's goes only with its own credential.
-    billing_headers = frozenset((b"x-goog-user-project",))
+    billing_headers = frozenset((QUOTA_PROJECT,))
     key_header = "x-goog-api-key"
     default_host = "aiplatform.googleapis.com"
     settings_model = VertexConfig
-    credential_settings = "`credentials` (and `project`) or keys"
+    credential_settings = "keys or `credentials`"
     model_in_path = re.compile(
         r"^/[^/]+/(?:projects/[^/]+/locations/[^/]+/)?publishers/[^/]+/models/(?P<model>[^/:]+)(?::[A-Za-z]+)?$"
     )
@@ -261,11 +261,11 @@ class Vertex(Provider):
         return self.key_header, key  # an API key, whatever the call's wire format
 
     def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
-        if classification.wire_format == ANTHROPIC_MESSAGES:
-            if is_event_stream(headers):
-                return anthropic.MessagesStreamReader()
-            return WholeBodyReader(lambda body: self.usage(classification, headers, body))
-        return _GEMINI.usage_reader(classification, headers)
+        if classification.wire_format != ANTHROPIC_MESSAGES:
+            return _GEMINI.usage_reader(classification, headers)
+        if is_event_stream(headers):
+            return anthropic.MessagesStreamReader()
+        return super().usage_reader(classification, headers)
 
     def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
         if classification.wire_format == ANTHROPIC_MESSAGES:
@@ -282,6 +282,10 @@ def _claude_call(method: str, model: str, action: str, data: dict[str, Any] | No
     if data is None or method != "POST":
         return Classification(endpoint=action, model=model, wire_format=ANTHROPIC_MESSAGES)
     try:
+        named = request_model(data)
+        if named is not None and named != model:
+            # Which of the two Vertex AI would call is not Tollgate's to guess.
+            raise Unreadable("the body names another model than the path")
         facts = anthropic.messages_facts(data)
     except Unreadable as e:
         raise e.at(action) from None

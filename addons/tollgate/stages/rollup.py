@@ -74,7 +74,10 @@ class RollUp:
         rule = next((r for r in rules if matches(r.match, called, model, call.client, call.groups)), None)
         if fmt is None or rule is None:
             return None
-        summaries = self._summaries.setdefault(rule, Summaries(rule.cache_entries))
+        summaries = self._summaries.get(rule)
+        if summaries is None:  # a rule new to this configuration: those a reload dropped let go
+            self._summaries = {r: s for r, s in self._summaries.items() if r in rules}
+            summaries = self._summaries[rule] = Summaries(rule.cache_entries)
         summarizer = f"{rule.summarizer.provider}/{rule.summarizer.model}"
         size = Size(rule.above_messages, rule.above_tokens, rule.keep_last)
         rolled = plan(fmt, call.body, size, summarizer, summaries)

@@ -44,6 +44,14 @@ def test_claude_calls_read_as_the_messages_api(method: str, stream: bool) -> Non
     assert (c.facts.stream, c.facts.message_count, c.facts.max_tokens) == (stream, 1, 9)
 
 
+def test_a_claude_body_naming_another_model_than_its_path_is_refused() -> None:
+    path = f"{PROJECT_PATH}/publishers/anthropic/models/claude-sonnet-4-5@20250929:rawPredict"
+    with pytest.raises(Unreadable, match="another model than the path"):
+        classify(VERTEX, "POST", path, j({**CLAUDE_BODY, "model": "claude-opus-4-1@20250805"}))
+    same = classify(VERTEX, "POST", path, j({**CLAUDE_BODY, "model": "claude-sonnet-4-5@20250929"}))
+    assert same.model == "claude-sonnet-4-5@20250929"
+
+
 def test_claudes_token_count_names_its_model_in_the_body() -> None:
     path = f"{PROJECT_PATH}/publishers/anthropic/models/count-tokens:rawPredict"
     c = classify(VERTEX, "POST", path, j({**CLAUDE_BODY, "model": "claude-sonnet-4-5@20250929"}))
