@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 if TYPE_CHECKING:
     from .jwt_identity import JwtIdentity
@@ -30,6 +30,23 @@ def price_context(service_tier: str | None, speed: str | None) -> tuple[tuple[st
     return tuple((k, v) for k, v in (("service_tier", service_tier), ("speed", speed)) if v is not None)
 
 
+class McpServer(NamedTuple):
+    """An MCP server a call grants its model (Anthropic's `mcp_servers`, a Responses `mcp` tool)."""
+
+    url: str | None
+    name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A batch or asynchronous job: one call that starts many requests' work."""
+
+    requests: int | None  # None: they are in a file or a bucket, which Tollgate does not read
+
+    def policy_input(self) -> dict[str, Any]:
+        return {"requests": self.requests}
+
+
 @dataclass(slots=True)
 class RequestFacts:
     """What a request asks for, counted, never copied."""
@@ -44,6 +61,10 @@ class RequestFacts:
     # Bedrock's latency-optimized models).
     service_tier: str | None = None
     speed: str | None = None
+    # A batch or asynchronous job (None: one call's own work).
+    batch: Batch | None = None
+    # The MCP servers the call lets its model use.
+    mcp_servers: tuple[McpServer, ...] = ()
 
     def price_context(self) -> tuple[tuple[str, str], ...]:
         """What the price table's variants would be chosen by, were the call run as asked."""
@@ -125,6 +146,9 @@ class Classification:
     # What the call holds but Tollgate did not read (a body streamed unread): "model", "request"
     # (its facts). The policy sees it, so that an unread model is never taken for no model.
     unread: tuple[str, ...] = ()
+    # Who publishes the model, where the provider names models by publisher (Vertex AI's
+    # `publishers/{publisher}/models/{model}`); `model` is then the model's id alone.
+    publisher: str | None = None
 
 
 def usd(nano: int) -> float:
@@ -271,6 +295,7 @@ class Call:
             "host": self.host,
             "path": self.path,
             "requested_model": c.model,
+            "publisher": c.publisher,
             "model": self.model if self.model is not None else c.model,
             "message_count": c.facts.message_count,
             "has_system": c.facts.has_system,

@@ -254,7 +254,7 @@ def input_facts(call: Any) -> tuple[Any, ...]:
     return (
         call.client, tuple(call.groups), call.auth, call.provider, call.host, call.method, call.path, c.endpoint,
         c.model, model, f.message_count, f.has_system, f.has_tools, f.stream, f.max_tokens, c.unread,
-        call.identity, call.usage_counters, f.service_tier, f.speed,
+        call.identity, call.usage_counters, f.service_tier, f.speed, f.batch, f.mcp_servers, c.publisher,
     )  # fmt: skip
 
 
@@ -264,8 +264,9 @@ INPUT_LAYOUT: dict[str, Any] = {
     "provider": 3, "host": 4, "method": 5, "path": 6, "endpoint": 7, "requested_model": 8, "model": 9,
     "request": {
         "message_count": 10, "has_system": 11, "has_tools": 12, "stream": 13, "max_tokens": 14,
-        "service_tier": 18, "speed": 19,
+        "service_tier": 18, "speed": 19, "batch": 20, "mcp_servers": 21,
     },
+    "publisher": 22,
     "unread": 15,
     "identity": 16,  # a JWT caller's: issuer and claims, one fact (`JwtIdentity`)
     "usage": 17,  # the limits' counters (`limits.usage_facts`), one fact
@@ -319,7 +320,7 @@ def input_document(facts: tuple[Any, ...]) -> dict[str, Any]:
     for), built from `input_facts` so that it holds exactly what the decision cache is keyed on."""
     (client, groups, auth, provider, host, method, path, endpoint, requested_model, model,
      message_count, has_system, has_tools, stream, max_tokens, unread, identity, usage,
-     service_tier, speed) = facts  # fmt: skip
+     service_tier, speed, batch, mcp_servers, publisher) = facts  # fmt: skip
     document = {
         "client": {"name": client, "groups": list(groups), "auth": auth},
         "provider": provider,
@@ -329,6 +330,7 @@ def input_document(facts: tuple[Any, ...]) -> dict[str, Any]:
         "endpoint": endpoint,
         "requested_model": requested_model,
         "model": model,
+        "publisher": publisher,
         "request": {
             "message_count": message_count,
             "has_system": has_system,
@@ -337,6 +339,8 @@ def input_document(facts: tuple[Any, ...]) -> dict[str, Any]:
             "max_tokens": max_tokens,
             "service_tier": service_tier,
             "speed": speed,
+            "batch": None if batch is None else batch.policy_input(),
+            "mcp_servers": [{"url": url, "name": name} for url, name in mcp_servers],
         },
         "unread": list(unread),
         "usage": usage_input(usage),

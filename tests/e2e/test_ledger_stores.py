@@ -100,7 +100,8 @@ def test_a_redis_that_stops_gives_the_configured_behaviour_and_every_call_is_aud
     redis.stop()
     assert calls(gw, "fragile") == [["InternalServerError", 503, "ledger_unavailable"]]
     refused = gw.last_audit()
-    assert (refused["status"], refused["decision"], refused["error"]) == (503, "allow", "ledger unavailable")
+    assert (refused["status"], refused["decision"], refused["error"]) == (503, "deny", "ledger unavailable")
+    assert refused["deny_reasons"] == ["ledger_unavailable"]
     assert refused["ledger_error"].startswith("the ledger on Redis at 127.0.0.1:")
     assert "call refused (on_store_error: deny)" in gw.proxy.console()
     # Let through while the store is away, loudly.

@@ -134,6 +134,7 @@ def test_audit_record_values() -> None:
         "host": "api.openai.com",
         "path": "/v1/chat/completions",
         "requested_model": "gpt-4o",
+        "publisher": None,
         "model": "gpt-4o-mini",
         "message_count": 3,
         "has_system": True,

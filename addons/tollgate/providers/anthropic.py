@@ -30,9 +30,11 @@ from .base import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
     BUDGET_EXCEEDED,
+    HEADERS_TOO_LARGE,
     INTERNAL_ERROR,
     INVALID_SIGNATURE,
     LEDGER_UNAVAILABLE,
+    LIMIT_UNENFORCEABLE,
     MISCONFIGURED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
@@ -82,6 +84,8 @@ _ERROR_TYPES = {
     RATE_LIMITED: "rate_limit_error",
     BUDGET_EXCEEDED: "rate_limit_error",
     LEDGER_UNAVAILABLE: "api_error",
+    LIMIT_UNENFORCEABLE: "permission_error",
+    HEADERS_TOO_LARGE: "invalid_request_error",
 }
 
 

@@ -71,6 +71,11 @@ RATE_LIMITED = "rate_limited"
 BUDGET_EXCEEDED = "budget_exceeded"
 # The ledger's store cannot be reached, and `ledger.on_store_error` is deny.
 LEDGER_UNAVAILABLE = "ledger_unavailable"
+# A limit caps tokens or money, and the call starts work whose use Tollgate cannot bound (a batch
+# job whose requests are in a file or a bucket).
+LIMIT_UNENFORCEABLE = "limit_unenforceable"
+# The request's header fields are larger in all than Tollgate reads (`MAX_REQUEST_HEADERS`).
+HEADERS_TOO_LARGE = "headers_too_large"
 
 STATUS = {
     UNAUTHENTICATED: 401,
@@ -86,7 +91,11 @@ STATUS = {
     RATE_LIMITED: 429,
     BUDGET_EXCEEDED: 429,
     LEDGER_UNAVAILABLE: 503,
+    LIMIT_UNENFORCEABLE: 403,
+    HEADERS_TOO_LARGE: 431,
 }
+# Reasons that say the call failed on its way, not that Tollgate refused it.
+FAILURES = frozenset((UPSTREAM_UNREACHABLE, UPSTREAM_TIMEOUT))
 
 
 REDACTED = "[redacted by Tollgate]"

@@ -48,9 +48,11 @@ from .base import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
     BUDGET_EXCEEDED,
+    HEADERS_TOO_LARGE,
     INTERNAL_ERROR,
     INVALID_SIGNATURE,
     LEDGER_UNAVAILABLE,
+    LIMIT_UNENFORCEABLE,
     MISCONFIGURED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
@@ -116,6 +118,8 @@ _ERRORS = {
     RATE_LIMITED: (429, "ThrottlingException"),
     BUDGET_EXCEEDED: (429, "ThrottlingException"),
     LEDGER_UNAVAILABLE: (503, "ServiceUnavailableException"),
+    LIMIT_UNENFORCEABLE: (403, "AccessDeniedException"),
+    HEADERS_TOO_LARGE: (431, "ValidationException"),
 }
 
 

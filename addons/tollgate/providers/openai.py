@@ -30,9 +30,11 @@ from .base import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
     BUDGET_EXCEEDED,
+    HEADERS_TOO_LARGE,
     INTERNAL_ERROR,
     INVALID_SIGNATURE,
     LEDGER_UNAVAILABLE,
+    LIMIT_UNENFORCEABLE,
     MISCONFIGURED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
@@ -418,6 +420,8 @@ _ERROR_TYPES = {
     RATE_LIMITED: "requests",
     BUDGET_EXCEEDED: "insufficient_quota",
     LEDGER_UNAVAILABLE: "server_error",
+    LIMIT_UNENFORCEABLE: "permission_denied",
+    HEADERS_TOO_LARGE: "invalid_request_error",
 }
 
 

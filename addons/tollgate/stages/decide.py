@@ -49,7 +49,6 @@ class Decide:
     def _apply(self, flow: http.HTTPFlow, call: Call, decision: Decision) -> None:
         if decision.allowed:
             return
-        call.decision = "deny"
         call.deny_reasons = decision.deny_reasons
         if decision.error:
             call.error = decision.error

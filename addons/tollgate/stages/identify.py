@@ -65,7 +65,6 @@ class Identify:
             try:
                 verified = provider.verify_caller(request_parts(flow.request, call), call.loaded.directory.aws_secrets)
             except SignatureError as e:
-                call.decision = "deny"
                 call.deny_reasons = (str(e),)
                 refuse(flow, call, UNAUTHENTICATED if e.code == UNKNOWN_KEY else INVALID_SIGNATURE, str(e))
                 return None
@@ -77,7 +76,6 @@ class Identify:
         if isinstance(caller, Token):
             return self._by_token(flow, call, caller.value, login=False)
         if caller is None:
-            call.decision = "deny"
             call.deny_reasons = ("unknown or missing API key",)
             refuse(
                 flow,
@@ -120,7 +118,6 @@ class Identify:
     def _rejected(flow: http.HTTPFlow, call: Call, e: JwtRejected, login: bool) -> None:
         if not e.ours and not login and call.loaded.config.anonymous_allowed:
             return  # no token of Tollgate's issuers: an anonymous caller's own credential, perhaps
-        call.decision = "deny"
         call.deny_reasons = (e.reason,)
         refuse(flow, call, UNAUTHENTICATED, e.message)
 

@@ -75,7 +75,6 @@ class Ledger:
         if estimate.nanousd is None and any(c.metric == "usd" for c in found):
             # Spending that cannot be counted is not let go past a cap on it.
             unpriced = next(c for c in found if c.metric == "usd")
-            call.decision = "deny"
             call.deny_reasons = (f"limit {unpriced.label!r}: no price known for {call.provider}/{model}",)
             refuse(
                 flow,
@@ -147,7 +146,6 @@ class Ledger:
             full = found[reservation.refused]
             needed = full.amount(estimate.requests, estimate.tokens, estimate.nanousd or 0)
             reason = RATE_LIMITED if full.window == "minute" else BUDGET_EXCEEDED
-            call.decision = "deny"
             call.deny_reasons = (deny_reason(full),)
             refuse(
                 flow,

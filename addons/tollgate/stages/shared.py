@@ -25,7 +25,7 @@ from ..overrides import RuleBook
 from ..policy import Policy
 from ..pricing import Prices
 from ..providers import PROVIDERS
-from ..providers.base import Provider, Query, RequestParts
+from ..providers.base import FAILURES, Provider, Query, RequestParts
 from ..raw_headers import decoded, with_header
 
 CALL = "tollgate"
@@ -202,6 +202,11 @@ def refuse(
     refusal = shape.refusal(reason, message)
     call.answered_by_tollgate = True
     call.refused = reason
+    if reason not in FAILURES:
+        # Tollgate's own refusal is its decision: the call was denied, for the stage's reasons
+        # (the policy's, a limit's, an unknown key) where it gave some, else for this one.
+        call.decision = "deny"
+        call.deny_reasons = call.deny_reasons or (reason,)
     # mitmproxy cannot answer a request it streams upstream; the refused body is read instead.
     flow.request.stream = False
     flow.response = http.Response.make(

@@ -19,9 +19,11 @@ from tollgate.providers.base import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
     BUDGET_EXCEEDED,
+    HEADERS_TOO_LARGE,
     INTERNAL_ERROR,
     INVALID_SIGNATURE,
     LEDGER_UNAVAILABLE,
+    LIMIT_UNENFORCEABLE,
     MISCONFIGURED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
@@ -66,6 +68,8 @@ REASONS = (
     RATE_LIMITED,
     BUDGET_EXCEEDED,
     LEDGER_UNAVAILABLE,
+    LIMIT_UNENFORCEABLE,
+    HEADERS_TOO_LARGE,
 )
 
 
@@ -194,6 +198,8 @@ OPENAI_REFUSALS = {
     RATE_LIMITED: (429, "requests", "rate_limit_exceeded"),
     BUDGET_EXCEEDED: (429, "insufficient_quota", "insufficient_quota"),
     LEDGER_UNAVAILABLE: (503, "server_error", "ledger_unavailable"),
+    LIMIT_UNENFORCEABLE: (403, "permission_denied", "limit_unenforceable"),
+    HEADERS_TOO_LARGE: (431, "invalid_request_error", "headers_too_large"),
 }
 
 
@@ -211,6 +217,8 @@ GEMINI_REFUSALS = {
     RATE_LIMITED: (429, "RESOURCE_EXHAUSTED"),
     BUDGET_EXCEEDED: (429, "RESOURCE_EXHAUSTED"),
     LEDGER_UNAVAILABLE: (503, "UNAVAILABLE"),
+    LIMIT_UNENFORCEABLE: (403, "PERMISSION_DENIED"),
+    HEADERS_TOO_LARGE: (431, "INVALID_ARGUMENT"),
 }
 
 
@@ -228,6 +236,8 @@ ANTHROPIC_REFUSALS = {
     RATE_LIMITED: (429, "rate_limit_error"),
     BUDGET_EXCEEDED: (429, "rate_limit_error"),
     LEDGER_UNAVAILABLE: (503, "api_error"),
+    LIMIT_UNENFORCEABLE: (403, "permission_error"),
+    HEADERS_TOO_LARGE: (431, "invalid_request_error"),
 }
 
 
@@ -245,6 +255,8 @@ BEDROCK_REFUSALS = {
     RATE_LIMITED: (429, "ThrottlingException"),
     BUDGET_EXCEEDED: (429, "ThrottlingException"),
     LEDGER_UNAVAILABLE: (503, "ServiceUnavailableException"),
+    LIMIT_UNENFORCEABLE: (403, "AccessDeniedException"),
+    HEADERS_TOO_LARGE: (431, "ValidationException"),
 }
 
 

@@ -23,9 +23,11 @@ from tollgate.providers.base import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
     BUDGET_EXCEEDED,
+    HEADERS_TOO_LARGE,
     INTERNAL_ERROR,
     INVALID_SIGNATURE,
     LEDGER_UNAVAILABLE,
+    LIMIT_UNENFORCEABLE,
     MISCONFIGURED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
@@ -135,6 +137,8 @@ def test_status_per_reason() -> None:
         RATE_LIMITED: 429,
         BUDGET_EXCEEDED: 429,
         LEDGER_UNAVAILABLE: 503,
+        LIMIT_UNENFORCEABLE: 403,
+        HEADERS_TOO_LARGE: 431,
     }
 
 

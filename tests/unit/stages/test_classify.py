@@ -317,6 +317,7 @@ def test_a_request_that_cannot_be_read_exactly_is_refused_400_in_the_providers_s
     )
     assert call.error == f"bad request: {detail}"
     assert call.answered_by_tollgate is True
+    assert (call.decision, call.deny_reasons) == ("deny", ("bad_request",))  # Tollgate's own refusal
     assert call.body is None and call.classification.model is None
 
 
