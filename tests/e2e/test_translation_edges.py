@@ -558,8 +558,8 @@ def test_a_gemini_stream_asked_as_a_json_array_comes_as_one(sdk_run):
 def refused_record(record: dict, requested: str, target: str) -> None:
     assert (record["status"], record["decision"], record["deny_reasons"], record["error"]) == (
         400,
-        "allow",
-        [],
+        "deny",
+        ["bad_request"],
         "untranslatable request",
     )
     assert (record["requested_provider"], record["provider"], record["upstream_key"]) == (requested, target, None)
