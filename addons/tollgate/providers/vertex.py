@@ -165,7 +165,9 @@ class Vertex(Provider):
             raise Unreadable("the path names no endpoint")
         if rest[:2] == ["endpoints", "openapi"]:
             gemini.check_system_parameters(query)  # Google's front end reads them on every path
-            return openai.classify_request(method, rest[2:], data, query)
+            classification = openai.classify_request(method, rest[2:], data, query)
+            gemini.read_openai_extensions(classification, data)
+            return classification
         if rest[0] == "publishers" and len(rest) == 4 and rest[2] == "models":
             gemini.check_system_parameters(query)  # a model call's answer is read for its usage
             return self._model_call(method, rest[1], rest[3], data)
