@@ -32,7 +32,7 @@ deny contains "{TOOLS_DENIED}" if {{
 	input.request.has_tools
 }}
 
-deny contains sprintf("MCP server %v is not allowed", [s.url]) if {{
+deny contains sprintf("MCP server %v is not allowed", [s.name]) if {{
 	some s in input.request.mcp_servers
 	s.url != "{INTERNAL}"
 }}
@@ -203,8 +203,8 @@ def test_what_tollgate_cannot_see_into_is_listed_as_unread(g, provider, error, c
     assert (record["has_tools"], record["has_system"], record["deny_reasons"]) == (True, True, [reason])
 
 
-def mcp_tool(url: str) -> str:
-    return json.dumps({"type": "mcp", "server_label": "wiki", "server_url": url, "require_approval": "never"})
+def mcp_tool(url: str, label: str) -> str:
+    return json.dumps({"type": "mcp", "server_label": label, "server_url": url, "require_approval": "never"})
 
 
 def test_a_rule_denies_an_mcp_server_by_its_url_and_lets_another_through(g):
@@ -212,12 +212,12 @@ def test_a_rule_denies_an_mcp_server_by_its_url_and_lets_another_through(g):
         sdk(
             MIA,
             f"""
-        oai.responses.create(model="gpt-5", input="hi", tools=[{mcp_tool(EVIL)}])
+        oai.responses.create(model="gpt-5", input="hi", tools=[{mcp_tool(EVIL, "evil")}])
         report(error=None)
     """,
         )
     )
-    reason = f"MCP server {EVIL} is not allowed"
+    reason = "MCP server evil is not allowed"
     assert (denied["error"], denied["status"]) == ("PermissionDeniedError", 403), denied
     assert reason in denied["message"]
     assert g.fakes["openai"].received == []
@@ -226,14 +226,14 @@ def test_a_rule_denies_an_mcp_server_by_its_url_and_lets_another_through(g):
         sdk(
             MIA,
             f"""
-        r = oai.responses.create(model="gpt-5", input="hi", tools=[{mcp_tool(INTERNAL)}])
+        r = oai.responses.create(model="gpt-5", input="hi", tools=[{mcp_tool(INTERNAL, "wiki")}])
         report(id=r.id)
     """,
         )
     )
     assert "error" not in allowed, allowed
     (seen,) = g.fakes["openai"].received
-    assert seen.json()["tools"] == [json.loads(mcp_tool(INTERNAL))]
+    assert seen.json()["tools"] == [json.loads(mcp_tool(INTERNAL, "wiki"))]
     record = g.last_audit()
     assert (record["decision"], record["has_tools"], record["status"]) == ("allow", True, 200)
 
@@ -243,24 +243,24 @@ def test_a_rule_denies_an_mcp_server_by_its_url_and_lets_another_through(g):
     [
         ("anthropic", "PermissionDeniedError", f"""
             claude.beta.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER,
-                mcp_servers=[{{"type": "url", "url": "{INTERNAL}", "name": "a"}}, {{"type": "url", "url": "{EVIL}", "name": "b"}}],
+                mcp_servers=[{{"type": "url", "url": "{INTERNAL}", "name": "a"}}, {{"type": "url", "url": "{EVIL}", "name": "evil"}}],
                 betas=["mcp-client-2025-04-04"])
         """),
         ("gemini", "ClientError", f"""
-            server = types.McpServer(name="b", streamable_http_transport=types.StreamableHttpTransport(url="{EVIL}"))
+            server = types.McpServer(name="evil", streamable_http_transport=types.StreamableHttpTransport(url="{EVIL}"))
             gemini.models.generate_content(model="gemini-2.5-flash", contents="hi",
                 config=types.GenerateContentConfig(tools=[types.Tool(mcp_servers=[server])]))
         """),
         ("bedrock", "AccessDeniedException", f"""
             bedrock.converse(modelId="anthropic.claude-sonnet-4-5-v1:0", messages=[{{"role": "user", "content": [{{"text": "hi"}}]}}],
-                additionalModelRequestFields={{"mcp_servers": [{{"type": "url", "url": "{EVIL}", "name": "b"}}]}})
+                additionalModelRequestFields={{"mcp_servers": [{{"type": "url", "url": "{EVIL}", "name": "evil"}}]}})
         """),
     ],
     ids=["anthropic", "gemini", "bedrock-converse"],
 )  # fmt: skip
 def test_the_mcp_servers_of_every_provider_reach_the_policy(g, provider, error, code):
     result = g.run(sdk(MIA, code) + "\nreport(error=None)", env={"AWS_BEARER_TOKEN_BEDROCK": MIA})
-    reason = f"MCP server {EVIL} is not allowed"
+    reason = "MCP server evil is not allowed"
     assert (result["error"], result["status"]) == (error, 403), result
     assert reason in result["message"]
     assert g.fakes[provider].received == []
@@ -279,7 +279,7 @@ def test_an_mcp_server_a_connector_names_has_no_url(g):
         )
     )
     assert (result["error"], result["status"]) == ("PermissionDeniedError", 403), result
-    assert "MCP server null is not allowed" in result["message"]
+    assert "MCP server Dropbox is not allowed" in result["message"]  # its url is null
 
 
 def test_an_mcp_server_not_read_exactly_is_refused_400_in_the_providers_shape(g):
@@ -289,7 +289,7 @@ def test_an_mcp_server_not_read_exactly_is_refused_400_in_the_providers_shape(g)
             f"""
         try:
             oai.responses.create(model="gpt-5", input="hi",
-                tools=[{{**{mcp_tool(INTERNAL)}, "connector_id": "connector_gmail"}}])
+                tools=[{{**{mcp_tool(INTERNAL, "wiki")}, "connector_id": "connector_gmail"}}])
         except openai.BadRequestError as e:
             report(error=type(e).__name__, status=e.status_code, code=e.code,
                    tollgate=e.response.headers.get("x-tollgate-error"), message=e.message)
