@@ -844,7 +844,14 @@ JWT_ISSUER = "https://idp.bench.invalid"
 
 
 def jwt_issuer(secret: str) -> dict:
-    return {"issuer": JWT_ISSUER, "audience": "tollgate", "secret": secret, "algorithms": ["HS256"]}
+    # Its token names the virtual-key caller, a configured client: written out, as Tollgate asks.
+    return {
+        "issuer": JWT_ISSUER,
+        "audience": "tollgate",
+        "secret": secret,
+        "algorithms": ["HS256"],
+        "client_prefix": "",
+    }
 
 
 def jwt_token(secret: str) -> str:

@@ -65,10 +65,28 @@ class RequestFacts:
     batch: Batch | None = None
     # The MCP servers the call lets its model use.
     mcp_servers: tuple[McpServer, ...] = ()
+    # What the request uses that Tollgate cannot read: a stored prompt, a cached content, an
+    # Assistant, a Realtime session's later events (`exact_reading.STORED_PROMPT`, …). The policy's
+    # `unread` lists them after the classification's.
+    unread: tuple[str, ...] = ()
 
     def price_context(self) -> tuple[tuple[str, str], ...]:
         """What the price table's variants would be chosen by, were the call run as asked."""
         return price_context(self.service_tier, self.speed)
+
+    def unseen(self, what: str) -> None:
+        """The request uses `what`, which Tollgate cannot read and which may give the model tools and
+        a system prompt: both are taken as given, so that a rule against them fails closed, and
+        `what` is named in `unread`."""
+        self.has_tools = self.has_system = True
+        if what not in self.unread:
+            self.unread += (what,)
+
+    def grants(self, servers: tuple[McpServer, ...]) -> None:
+        """The request lets its model use these MCP servers (tools, each of them)."""
+        if servers:
+            self.mcp_servers += servers
+            self.has_tools = True
 
 
 @dataclass(slots=True, kw_only=True)  # by name: a field added must not shift the others

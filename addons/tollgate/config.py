@@ -143,7 +143,8 @@ class JwtIssuer(Strict):
     algorithms: tuple[str, ...]
     client_claim: str = Field(default="sub", min_length=1)
     groups_claim: str = Field(default="groups", min_length=1)
-    client_prefix: str = ""
+    # None: not written out, which configured clients forbid (a token could take one's name).
+    client_prefix: str | None = None
     leeway_s: float = Field(default=30.0, ge=0)
     jwks_refresh_s: float = Field(default=JWKS_REFRESH_S, ge=0)
     jwks_max_age_s: float = Field(default=JWKS_MAX_AGE_S, gt=0)
@@ -151,6 +152,11 @@ class JwtIssuer(Strict):
     @property
     def audiences(self) -> tuple[str, ...]:
         return (self.audience,) if isinstance(self.audience, str) else self.audience
+
+    @property
+    def prefix(self) -> str:
+        """What goes before the client claim: `client_prefix`, or nothing."""
+        return self.client_prefix or ""
 
     @field_validator("audience")
     @classmethod
@@ -431,6 +437,15 @@ class Config(Strict):
             if entry.issuer in issuers:
                 raise ValueError(f"identity.jwt.{i}.issuer: {entry.issuer} is configured twice")
             issuers.add(entry.issuer)
+            if self.clients and entry.client_prefix is None:
+                # A token's client claim would be taken for a configured client's name: its
+                # counters, overrides and policy rules.
+                raise ValueError(
+                    f"identity.jwt.{i}.client_prefix: not set, and clients are configured: a token of"
+                    f" {entry.issuer} could take a configured client's name (sub: {self.clients[0].name!r}"
+                    f' would be client {self.clients[0].name!r}); set a prefix such as "jwt:", or'
+                    ' client_prefix: "" to let its tokens name configured clients'
+                )
         return self
 
 

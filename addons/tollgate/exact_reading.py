@@ -144,6 +144,14 @@ UNREAD_BODY = ("model", "request")
 UNREAD_FACTS = ("request",)
 # A call whose model the provider takes from elsewhere: a batch's file, an Assistant, its default.
 UNREAD_MODEL = ("model",)
+# What a request uses that the provider keeps and Tollgate cannot read, each of which may give the
+# model tools and a system prompt (`RequestFacts.unseen`): a stored prompt (OpenAI's `prompt: {id}`,
+# a Bedrock prompt ARN as the model), a cached content (Gemini's and Vertex AI's `cachedContent`),
+# an Assistant (an OpenAI run), and a Realtime session's later events (`session.update`).
+STORED_PROMPT = "stored_prompt"
+CACHED_CONTENT = "cached_content"
+ASSISTANT = "assistant"
+SESSION_UPDATES = "session_updates"
 
 
 def count(value: Any) -> int | None:

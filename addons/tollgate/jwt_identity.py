@@ -404,7 +404,7 @@ class Verifier:
             claims_key = json.dumps(claims, sort_keys=True, separators=(",", ":"))
         except (TypeError, ValueError):
             raise JwtRejected(MALFORMED) from None
-        return JwtIdentity(settings.issuer, settings.client_prefix + client, groups, claims, claims_key, valid_until)
+        return JwtIdentity(settings.issuer, settings.prefix + client, groups, claims, claims_key, valid_until)
 
 
 def _reason(e: jwt.PyJWTError) -> str:

@@ -251,9 +251,11 @@ def input_facts(call: Any) -> tuple[Any, ...]:
     c = call.classification
     f = c.facts
     model = call.model if call.model is not None else c.model
+    # What the request uses that Tollgate cannot read (a stored prompt…) is unread too.
+    unread = c.unread + f.unread if f.unread else c.unread
     return (
         call.client, tuple(call.groups), call.auth, call.provider, call.host, call.method, call.path, c.endpoint,
-        c.model, model, f.message_count, f.has_system, f.has_tools, f.stream, f.max_tokens, c.unread,
+        c.model, model, f.message_count, f.has_system, f.has_tools, f.stream, f.max_tokens, unread,
         call.identity, call.usage_counters, f.service_tier, f.speed, f.batch, f.mcp_servers, c.publisher,
     )  # fmt: skip
 

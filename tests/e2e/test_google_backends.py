@@ -183,6 +183,7 @@ def test_google_genai_on_a_project_goes_to_tollgates_project_with_its_token(g):
     assert (record["provider"], record["endpoint"], record["model"], record["client"]) == (
         "vertex", "generateContent", "gemini-2.5-flash", "alice",
     )  # fmt: skip
+    assert record["publisher"] == "google"  # publishers/google/models/…
     assert (record["input_tokens"], record["output_tokens"], record["total_tokens"]) == (12, 3, 15)
     assert (record["has_system"], record["max_tokens"], record["status"]) == (True, 64, 200)
     assert record["upstream_key"].startswith("sha256:")
@@ -283,6 +284,7 @@ def test_claude_on_vertex_whole_and_streamed(g):
         "streamRawPredict", True, 80, 9,
     )  # fmt: skip
     assert second["finish_reason"] == "end_turn"
+    assert (first["publisher"], second["publisher"]) == ("anthropic", "anthropic")
 
 
 def test_openai_sdk_on_vertex_openai_compatible_endpoint(g):
@@ -303,12 +305,80 @@ def test_openai_sdk_on_vertex_openai_compatible_endpoint(g):
     assert whole.headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
     assert streamed.json()["stream_options"] == {"include_usage": True}
     first, second = g.new_audit(2)
-    assert (first["endpoint"], first["model"], first["total_tokens"]) == (
-        "chat.completions",
-        "google/gemini-2.5-flash",
-        28,
-    )
+    # The model as Vertex AI's own paths name it, its publisher apart.
+    assert (first["endpoint"], first["requested_model"], first["model"], first["publisher"]) == (
+        "chat.completions", "gemini-2.5-flash", "gemini-2.5-flash", "google",
+    )  # fmt: skip
+    assert first["total_tokens"] == 28
     assert (second["stream"], second["input_tokens"], second["output_tokens"]) == (True, 19, 5)
+
+
+OPUS_DENIED = """package tollgate
+import rego.v1
+deny contains sprintf("%s's %s is not allowed", [input.publisher, input.model]) if startswith(input.model, "claude-opus")
+"""
+
+
+@pytest.fixture(scope="module")
+def by_publisher(start_gateway, tmp_path_factory, upstream_ca_pem):
+    """Vertex AI's OpenAI-compatible endpoint under a policy, an override and limits on model ids."""
+    policy = tmp_path_factory.mktemp("policy") / "opus.rego"
+    policy.write_text(OPUS_DENIED)
+    more = {
+        "policy": {"rego": [str(policy)]},
+        "overrides": [{"match": {"provider": "vertex", "model": "claude-haiku-*"}, "model": "claude-sonnet-4-5"}],
+        "limits": [{"match": {"provider": "vertex", "model": "claude-sonnet-4-5"}, "requests_per_day": 1,
+                    "usd_per_day": 1}],
+    }  # fmt: skip
+    settings = {"credentials": "service-account", "location": "us-central1"}
+    return start(start_gateway, tmp_path_factory, upstream_ca_pem, settings, more=more)
+
+
+OPENAPI_CLIENT = f"""
+    import openai
+    client = openai.OpenAI(api_key="{ALICE}", max_retries=0,
+        base_url="https://us-central1-aiplatform.googleapis.com/v1/projects/caller-proj/locations/us-central1/endpoints/openapi")
+"""
+
+
+def test_a_rule_on_the_model_id_holds_on_the_openai_compatible_endpoint(by_publisher):
+    result = by_publisher.run(
+        OPENAPI_CLIENT
+        + """
+    client.chat.completions.create(model="anthropic/claude-opus-4", messages=[{"role": "user", "content": "hi"}])
+    """
+    )
+    assert (result["error"], result["status"]) == ("PermissionDeniedError", 403), result
+    assert "anthropic's claude-opus-4 is not allowed" in result["message"]
+    assert not model_calls(by_publisher)
+    record = by_publisher.last_audit()
+    assert (record["requested_model"], record["model"], record["publisher"], record["decision"]) == (
+        "claude-opus-4", "claude-opus-4", "anthropic", "deny",
+    )  # fmt: skip
+
+
+def test_an_override_limits_and_prices_match_the_model_id_and_it_goes_back_with_its_publisher(by_publisher):
+    result = by_publisher.run(
+        OPENAPI_CLIENT
+        + """
+    ask = dict(model="anthropic/claude-haiku-4-5", messages=[{"role": "user", "content": "hi"}])
+    r = client.chat.completions.create(**ask)
+    try:
+        client.chat.completions.create(**ask)
+    except openai.RateLimitError as e:
+        report(total=r.usage.total_tokens, second=[e.status_code, e.response.headers["x-tollgate-error"]])
+    """
+    )
+    assert result == {"total": 28, "second": [429, "budget_exceeded"]}
+    (sent,) = model_calls(by_publisher)
+    assert sent.json()["model"] == "anthropic/claude-sonnet-4-5"
+    first, second = by_publisher.new_audit(2)
+    assert (first["requested_model"], first["model"], first["publisher"], first["status"]) == (
+        "claude-haiku-4-5", "claude-sonnet-4-5", "anthropic", 200,
+    )  # fmt: skip
+    assert first["cost_usd"] == 0.0001545  # 16 x $3 + 5 cache reads x $0.30 + 7 x $15 per Mtok
+    assert second["status"] == 429
+    assert "vertex model=claude-sonnet-4-5 per client" in second["deny_reasons"][0], second
 
 
 def test_another_publishers_model_call_is_refused(g):

@@ -31,6 +31,13 @@ from tests.support.proxy import run_to_exit
             "limits.0: a limit must set at least one of requests_per_minute",
         ),
         ("prices:\n  - input_per_mtok: 1\n", {}, "prices.0.output_per_mtok: Field required"),
+        (
+            "clients:\n  - name: alice\n    keys: [tg-alice-1]\nidentity:\n  jwt:\n    - issuer: https://idp.example\n"
+            "      audience: tollgate\n      secret: 0123456789abcdef0123456789abcdef\n      algorithms: [HS256]\n",
+            {},
+            "identity.jwt.0.client_prefix: not set, and clients are configured: a token of https://idp.example"
+            " could take a configured client's name",
+        ),
     ],
 )
 def test_bad_configuration_stops_start_up(tmp_path, confdir, monkeypatch, text, env, expected):

@@ -477,7 +477,7 @@ def test_a_virtual_key_wins_and_a_jwt_is_a_token_only_with_issuers(tmp_path: Pat
     data: dict[str, Any] = {"clients": [{"name": "alice", "keys": ["tg-alice-1"]}]}
     without = Directory(parse_config(data, {}))
     assert without.identify(None, [Presented(token, "authorization")]) is None
-    data["identity"] = {"jwt": [secret_issuer().model_dump(exclude_none=True)]}
+    data["identity"] = {"jwt": [secret_issuer(client_prefix="").model_dump(exclude_none=True)]}
     directory = Directory(parse_config(data, {}))
     assert directory.identify(None, [Presented(token, "authorization")]) == Token(token)
     assert token not in repr(Token(token))
@@ -520,6 +520,29 @@ def test_configuration_errors_name_the_field() -> None:
     )
     with pytest.raises(ConfigError, match=r"identity\.jwt\.1\.issuer: .* configured twice"):
         parse_config({"identity": {"jwt": [BASE, {**BASE, "audience": ["a", "b"]}]}}, {})
+
+
+ALICE = {"name": "alice", "keys": ["tg-alice-1"]}
+
+
+def test_an_issuer_without_client_prefix_may_not_name_configured_clients(tmp_path: Path) -> None:
+    """A token with `sub: alice` would be client alice: her counters, overrides and policy rules."""
+    error = config_error(BASE, clients=[ALICE])
+    assert error.startswith("identity.jwt.0.client_prefix: not set, and clients are configured"), error
+    assert f"a token of {ISSUER} could take a configured client's name (sub: 'alice' would be client 'alice')" in error
+    assert 'client_prefix: "" to let its tokens name configured clients' in error
+    second = {**BASE, "issuer": "https://other.example"}
+    with pytest.raises(ConfigError, match=r"^identity\.jwt\.1\.client_prefix: not set"):
+        parse_config({"identity": {"jwt": [{**BASE, "client_prefix": "a:"}, second]}, "clients": [ALICE]}, {})
+    # A prefix written out, even an empty one, says what its tokens may name.
+    for prefix, client in (("", "alice"), ("jwt:", "jwt:alice")):
+        data = {"identity": {"jwt": [{**BASE, "client_prefix": prefix}]}, "clients": [ALICE]}
+        assert parse_config(data, {}).identity.jwt[0].client_prefix == prefix
+        verifier = Verifier([file_issuer(tmp_path, client_prefix=prefix)])
+        assert verifier.verify(rs256(claims(sub="alice"))).client == client  # type: ignore[union-attr]
+    # Without clients a token names no one else's: no prefix is needed.
+    assert Verifier([file_issuer(tmp_path)]).verify(rs256(claims(sub="alice"))).client == "alice"  # type: ignore[union-attr]
+    assert parse_config({"identity": {"jwt": [BASE]}}, {}).identity.jwt[0].client_prefix is None
 
 
 def test_secrets_never_appear_in_a_configuration_error_or_repr() -> None:

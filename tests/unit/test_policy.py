@@ -755,6 +755,30 @@ def test_policy_input_model_falls_back_to_the_requested_one() -> None:
     }
 
 
+def test_policy_input_names_the_tools_a_call_grants_and_what_it_cannot_see_into(tmp_path: Path) -> None:
+    """A stored prompt's tools are unseen: has_tools is true and `unread` says why; the MCP servers a
+    call grants are named, so that a rule may deny one by its URL."""
+    stored = request("openai", "POST", "/v1/responses", {"input": "hi", "prompt": {"id": "pmpt_1"}})
+    assert (stored["request"]["has_tools"], stored["request"]["has_system"]) == (True, True)
+    assert stored["unread"] == ["model", "stored_prompt"]
+    mcp = {"type": "mcp", "server_label": "deepwiki", "server_url": "https://mcp.deepwiki.com/mcp"}
+    granted = request("openai", "POST", "/v1/responses", {"model": "gpt-5", "input": "hi", "tools": [mcp]})
+    assert granted["request"]["mcp_servers"] == [{"url": "https://mcp.deepwiki.com/mcp", "name": "deepwiki"}]
+    assert granted["unread"] == []
+    source = """package tollgate
+import rego.v1
+deny contains sprintf("MCP server %s is not allowed", [s.url]) if {
+	some s in input.request.mcp_servers
+	not startswith(s.url, "https://mcp.internal.example/")
+}
+deny contains "stored prompts are not allowed" if "stored_prompt" in input.unread
+"""
+    policy = Policy([write(tmp_path / "mcp.rego", source)])
+    assert policy.decide(granted) == Decision(("MCP server https://mcp.deepwiki.com/mcp is not allowed",))
+    assert policy.decide(stored) == Decision(("stored prompts are not allowed",))
+    assert policy.decide(responses()) == Decision(())
+
+
 def test_policy_input_takes_what_the_policy_can_check() -> None:
     """The document carries what the classify stage counted, so a policy can test it."""
     policy = Policy([EXAMPLES / "streaming_clients.rego"])

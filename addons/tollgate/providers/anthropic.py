@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..call import Classification, RequestFacts, Usage
+from ..call import Classification, McpServer, RequestFacts, Usage
 from ..exact_reading import (
     UNREAD_BODY,
     UNREAD_MODEL,
@@ -163,15 +163,46 @@ class Anthropic(Provider):
 
 def messages_facts(data: dict[str, Any]) -> RequestFacts:
     """A Messages API body's facts (also Claude's on Vertex AI)."""
-    return RequestFacts(
+    facts = RequestFacts(
         message_count=count(data.get("messages")),
         has_system=bool(data.get("system")),
-        has_tools=bool(data.get("tools")),
+        # Server tools (web search, code execution, bash, computer use…) are tools too.
+        has_tools=bool(data.get("tools")) or loads_skills(data.get("container")),
         stream=request_flag(data.get("stream"), "stream"),
         max_tokens=request_int(data.get("max_tokens"), "max_tokens"),
         service_tier=request_text(data.get("service_tier"), "service_tier"),
         speed=request_text(data.get("speed"), "speed"),
     )
+    facts.grants(mcp_servers(data.get("mcp_servers")))
+    return facts
+
+
+def loads_skills(container: Any) -> bool:
+    """Whether a Messages body's `container` loads Agent Skills into the code execution container:
+    capabilities the model may use, as tools."""
+    return isinstance(container, dict) and bool(container.get("skills"))
+
+
+def mcp_servers(value: Any) -> tuple[McpServer, ...]:
+    """The remote MCP servers a Messages body's `mcp_servers` gives the model, each a `{"type":
+    "url", "url", "name"}` (Anthropic runs them inside its API); anything else is refused, never
+    skipped: a server the policy did not see would still be called."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise Unreadable("'mcp_servers' is not a list")
+    servers = []
+    for i, entry in enumerate(value):
+        where = f"mcp_servers[{i}]"
+        if not isinstance(entry, dict):
+            raise Unreadable(f"{where} is not an object")
+        if entry.get("type") != "url":
+            raise Unreadable(f"{where}.type is not 'url'")
+        url, name = request_text(entry.get("url"), f"{where}.url"), request_text(entry.get("name"), f"{where}.name")
+        if url is None or name is None:
+            raise Unreadable(f"{where} names no {'url' if url is None else 'name'}")
+        servers.append(McpServer(url, name))
+    return tuple(servers)
 
 
 def messages_usage(body: bytes | None, counted: bool = False) -> Usage:

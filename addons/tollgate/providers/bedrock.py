@@ -14,7 +14,9 @@ from pydantic import Field
 from .. import sigv4
 from ..call import Classification, RequestFacts, Usage, fingerprint
 from ..exact_reading import (
+    STORED_PROMPT,
     UNREAD_FACTS,
+    UNREAD_MODEL,
     Unreadable,
     as_int,
     check_case,
@@ -134,6 +136,11 @@ class BedrockConfig(ProviderConfig):
 def is_claude(model: str) -> bool:
     """A Claude model id, inference profile or ARN (`anthropic.claude-…`, `us.anthropic.claude-…`)."""
     return "anthropic.claude" in model
+
+
+def is_prompt(model: str) -> bool:
+    """A prompt's ARN as the model (`arn:aws:bedrock:REGION:ACCOUNT:prompt/ID[:VERSION]`)."""
+    return ":prompt/" in model.lower()
 
 
 def region_of(host: str) -> str | None:
@@ -320,6 +327,11 @@ class Bedrock(Provider):
             _read_facts(op, data, facts)
         except Unreadable as e:
             raise e.at(op) from None
+        if is_prompt(model):
+            # A prompt of Bedrock's Prompt management: it holds the messages, system prompt, tools
+            # and the model they go to, none of which Tollgate reads.
+            facts.unseen(STORED_PROMPT)
+            return Classification(endpoint=op, model=model, facts=facts, unread=UNREAD_MODEL)
         return Classification(endpoint=op, model=model, facts=facts)
 
     def streams_unread(self, method: str, path: str) -> bool:
@@ -480,8 +492,39 @@ def _read_facts(op: str, data: dict[str, Any] | None, facts: RequestFacts) -> No
             request_int(inference.get("maxTokens"), "inferenceConfig.maxTokens"),
             request_int(data.get("max_tokens"), "max_tokens"),
         )
+        _passed_to_model(data.get("additionalModelRequestFields"), facts)
     elif data is not None:
         _invoke_facts(data, facts)
+
+
+def _passed_to_model(extra: Any, facts: RequestFacts) -> None:
+    """Converse's `additionalModelRequestFields`, which Bedrock passes on in the model's own body:
+    tools there are tools (Claude's computer use and server tools, its `mcp_servers`), a system
+    prompt there a system prompt."""
+    if extra is None:
+        return
+    if not isinstance(extra, dict):
+        raise Unreadable("'additionalModelRequestFields' is not an object")
+    try:
+        _family_tools(extra, facts)
+    except Unreadable as e:
+        raise Unreadable(f"additionalModelRequestFields: {e}") from None
+    facts.has_system = facts.has_system or bool(extra.get("system"))
+
+
+def _family_tools(data: dict[str, Any], facts: RequestFacts) -> None:
+    """The tools a model family's own body gives the model: `tools` (Claude, Mistral, Cohere, AI21,
+    OpenAI's open-weight models…), Nova's `toolConfig`, `functions` and `web_search_options` (the
+    OpenAI format's), Claude's `mcp_servers` (read exactly) and the skills its `container` loads."""
+    facts.has_tools = bool(
+        facts.has_tools
+        or data.get("tools")
+        or data.get("toolConfig")
+        or data.get("functions")
+        or data.get("web_search_options") is not None
+        or anthropic.loads_skills(data.get("container"))
+    )
+    facts.grants(anthropic.mcp_servers(data.get("mcp_servers")))
 
 
 def _requested_name(data: dict[str, Any], key: str, field: str) -> str | None:
@@ -583,7 +626,7 @@ def _invoke_facts(data: dict[str, Any], facts: RequestFacts) -> None:
     facts.has_system = bool(data.get("system")) or (
         isinstance(messages, list) and any(isinstance(m, dict) and m.get("role") == "system" for m in messages)
     )
-    facts.has_tools = bool(data.get("tools") or data.get("toolConfig"))
+    _family_tools(data, facts)
     inference = json_object(data.get("inferenceConfig"))
     titan = json_object(data.get("textGenerationConfig"))
     facts.max_tokens = largest(

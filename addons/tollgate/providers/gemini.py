@@ -10,8 +10,9 @@ from urllib.parse import quote, unquote_plus
 from pydantic import Field
 
 from .. import streams
-from ..call import Classification, RequestFacts, Usage
+from ..call import Classification, McpServer, RequestFacts, Usage
 from ..exact_reading import (
+    CACHED_CONTENT,
     UNREAD_BODY,
     Unreadable,
     as_int,
@@ -106,11 +107,52 @@ def read_facts(facts: RequestFacts, method: str, data: dict[str, Any] | None) ->
     config = config if isinstance(config, dict) else {}
     facts.message_count = count(data.get("contents"))
     facts.has_system = bool(one_of(data, "systemInstruction", "system_instruction"))
-    facts.has_tools = bool(data.get("tools"))
+    tools = data.get("tools")
+    # Every kind of tool is one: functions, Google Search, code execution, URL context, computer
+    # use, file search, Maps, MCP servers…
+    facts.has_tools = bool(tools)
+    if isinstance(tools, list):
+        for i, tool in enumerate(tools):
+            if isinstance(tool, dict):
+                facts.grants(mcp_servers(one_of(tool, "mcpServers", "mcp_servers"), f"tools[{i}].mcpServers"))
     facts.max_tokens = request_int(
         one_of(config, "maxOutputTokens", "max_output_tokens"), "generationConfig.maxOutputTokens"
     )
     facts.service_tier = request_text(one_of(data, "serviceTier", "service_tier"), "serviceTier")
+    if one_of(data, "cachedContent", "cached_content") is not None:
+        facts.unseen(CACHED_CONTENT)  # a cached content may hold tools and a system instruction
+
+
+def mcp_servers(value: Any, where: str) -> tuple[McpServer, ...]:
+    """A tool's `mcpServers`: each `{name, streamableHttpTransport: {url, …}}`, either may be absent;
+    anything else is refused, never skipped."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise Unreadable(f"{where} is not a list")
+    servers = []
+    for i, server in enumerate(value):
+        at = f"{where}[{i}]"
+        if not isinstance(server, dict):
+            raise Unreadable(f"{at} is not an object")
+        transport = one_of(server, "streamableHttpTransport", "streamable_http_transport")
+        if transport is not None and not isinstance(transport, dict):
+            raise Unreadable(f"{at}.streamableHttpTransport is not an object")
+        url = request_text((transport or {}).get("url"), f"{at}.streamableHttpTransport.url")
+        servers.append(McpServer(url, request_text(server.get("name"), f"{at}.name")))
+    return tuple(servers)
+
+
+def read_openai_extensions(classification: Classification, data: dict[str, Any] | None) -> None:
+    """What Google reads in an OpenAI-format body beside OpenAI's fields: its `google` extensions
+    (as the OpenAI SDKs send them, `extra_body: {"google": {…}}`), of which a cached content may hold
+    tools and a system instruction."""
+    if data is None:
+        return
+    nested = data.get("extra_body")
+    for google in (data.get("google"), nested.get("google") if isinstance(nested, dict) else None):
+        if isinstance(google, dict) and one_of(google, "cachedContent", "cached_content") is not None:
+            classification.facts.unseen(CACHED_CONTENT)
 
 
 # The tier a call ran at (`standard`, `flex`, `priority`): a priority call over its limit runs at standard.
@@ -196,7 +238,9 @@ class Gemini(Provider):
         kind = segments[1]
         if kind == "openai":
             check_system_parameters(query)  # Google's front end reads them on every path
-            return openai.classify_request(method, segments[2:], data, query)
+            classification = openai.classify_request(method, segments[2:], data, query)
+            read_openai_extensions(classification, data)
+            return classification
         if kind in ("models", "tunedModels") and len(segments) == 3:
             check_system_parameters(query)  # a model call's answer is read for its usage
             return self._model_call(method, segments[2], data)

@@ -7,8 +7,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import unquote_plus
 
-from ..call import Classification, RequestFacts, Usage
+from ..call import Classification, McpServer, RequestFacts, Usage
 from ..exact_reading import (
+    ASSISTANT,
+    SESSION_UPDATES,
+    STORED_PROMPT,
     UNREAD_BODY,
     UNREAD_MODEL,
     Unreadable,
@@ -129,6 +132,15 @@ def is_upload(method: str, segments: Sequence[str]) -> bool:
     return method == "POST" and segments[0] in _UPLOAD_FIRST and _is_shaped(segments, _UPLOADS)
 
 
+# An Assistant's run, and the run its tool outputs continue: the Assistant (its tools, its
+# instructions) is kept by OpenAI, where Tollgate cannot read it.
+_RUNS = (
+    ("threads", "runs"),
+    ("threads", None, "runs"),
+    ("threads", None, "runs", None, "submit_tool_outputs"),
+)
+
+
 def classify_request(method: str, segments: Sequence[str], data: dict[str, Any] | None, query: str) -> Classification:
     """An OpenAI-format request, from its path's segments after the version prefix."""
     if not segments:
@@ -138,10 +150,15 @@ def classify_request(method: str, segments: Sequence[str], data: dict[str, Any] 
         return Classification(endpoint=endpoint, wire_format=OPENAI_FORMAT, unread=UNREAD_BODY)
     try:
         if endpoint == REALTIME and method == "GET":
-            return Classification(REALTIME, realtime_model(query), RequestFacts(stream=True), OPENAI_FORMAT)
+            facts = RequestFacts(stream=True)
+            facts.unseen(SESSION_UPDATES)  # its tools and instructions come in its events, after the decision
+            return Classification(REALTIME, realtime_model(query), facts, OPENAI_FORMAT)
         classification = classify_body(endpoint, method, data)
-        if classification.model is None and method == "POST" and _is_shaped(segments, _MODEL_FROM_ELSEWHERE):
-            classification.unread = UNREAD_MODEL  # never taken for a call with no model
+        if method == "POST" and _is_shaped(segments, _MODEL_FROM_ELSEWHERE):
+            if _is_shaped(segments, _RUNS):
+                classification.facts.unseen(ASSISTANT)
+            if classification.model is None:
+                classification.unread = UNREAD_MODEL  # never taken for a call with no model
         return classification
     except Unreadable as e:
         raise e.at(endpoint) from None
@@ -184,7 +201,9 @@ def classify_body(endpoint: str | None, method: str, data: dict[str, Any] | None
         messages = data.get("messages")
         facts.message_count = count(messages)
         facts.has_system = _has_system_message(messages)
-        facts.has_tools = bool(data.get("tools") or data.get("functions"))
+        # `functions` is the older form of tools; `web_search_options` (even `{}`) has a search
+        # model search the web.
+        facts.has_tools = bool(data.get("tools") or data.get("functions")) or data.get("web_search_options") is not None
         facts.max_tokens = largest(
             request_int(data.get("max_completion_tokens"), "max_completion_tokens"),
             request_int(data.get("max_tokens"), "max_tokens"),
@@ -193,16 +212,62 @@ def classify_body(endpoint: str | None, method: str, data: dict[str, Any] | None
         inputs = data.get("input")
         facts.message_count = 1 if isinstance(inputs, str) else count(inputs)
         facts.has_system = bool(data.get("instructions")) or _has_system_message(inputs)
-        facts.has_tools = bool(data.get("tools"))
+        read_tools(data, facts)
         facts.max_tokens = request_int(data.get("max_output_tokens"), "max_output_tokens")
     elif endpoint == "completions":
         facts.max_tokens = request_int(data.get("max_tokens"), "max_tokens")
     session = data.get("session")
-    if endpoint is not None and endpoint.startswith("realtime.") and isinstance(session, dict) and "model" in session:
-        # A Realtime client secret names the model of the session it opens (and whoever holds the
-        # secret then calls OpenAI directly): the policy decides on that model.
-        return Classification(endpoint, request_model(session), facts, OPENAI_FORMAT)
+    if endpoint is not None and endpoint.startswith("realtime."):
+        # A Realtime session's settings, the body's own or its `session`'s (a client secret's): its
+        # holder then calls OpenAI directly, with the tools and instructions they give.
+        settings = session if isinstance(session, dict) else data
+        facts.has_system = bool(settings.get("instructions"))
+        read_tools(settings, facts)
+        if isinstance(session, dict) and "model" in session:
+            # A Realtime client secret names the model of the session it opens: the policy decides
+            # on that model.
+            return Classification(endpoint, request_model(session), facts, OPENAI_FORMAT)
     return Classification(endpoint, request_model(data), facts, OPENAI_FORMAT)
+
+
+def read_tools(data: dict[str, Any], facts: RequestFacts) -> None:
+    """The tools a Responses body (or a Realtime session's settings) gives the model: every type in
+    `tools` (functions, web and file search, code interpreter, computer use, shells, MCP servers…),
+    and a stored prompt (`prompt: {id}`), which may hold tools and instructions Tollgate cannot read."""
+    tools = data.get("tools")
+    facts.has_tools = bool(tools)
+    if isinstance(tools, list):
+        facts.grants(tuple(_mcp_server(t, f"tools[{i}]") for i, t in enumerate(tools) if _is_mcp(t, f"tools[{i}]")))
+    if data.get("prompt") is not None:
+        facts.unseen(STORED_PROMPT)
+
+
+def _is_mcp(tool: Any, where: str) -> bool:
+    kind = tool.get("type") if isinstance(tool, dict) else None
+    if not isinstance(kind, str) or kind.lower() != "mcp":
+        return False
+    if kind != "mcp":
+        raise Unreadable(f"{where}.type is not written 'mcp'")
+    return True
+
+
+_MCP_TARGETS = ("server_url", "connector_id", "tunnel_id")
+
+
+def _mcp_server(tool: dict[str, Any], where: str) -> McpServer:
+    """A Responses `mcp` tool: its `server_label` and where it goes, exactly one of `server_url`
+    (the server's URL), `connector_id` (one of OpenAI's connectors) and `tunnel_id` (a tunnel to a
+    private server); the last two have no URL the request shows. Anything else is refused: which
+    server OpenAI would call is not Tollgate's to guess."""
+    label = request_text(tool.get("server_label"), f"{where}.server_label")
+    if label is None:
+        raise Unreadable(f"{where} names no server_label")
+    targets = {name: request_text(tool.get(name), f"{where}.{name}") for name in _MCP_TARGETS}
+    given = [name for name, value in targets.items() if value is not None]
+    if len(given) != 1:
+        how_many = "more than one" if given else "none"
+        raise Unreadable(f"{where} gives {how_many} of server_url, connector_id and tunnel_id")
+    return McpServer(targets["server_url"], label)
 
 
 _SYSTEM_ROLES = ("system", "developer")  # compared, not hashed: a role may be any JSON value

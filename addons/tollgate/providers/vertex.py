@@ -165,7 +165,9 @@ class Vertex(Provider):
             raise Unreadable("the path names no endpoint")
         if rest[:2] == ["endpoints", "openapi"]:
             gemini.check_system_parameters(query)  # Google's front end reads them on every path
-            return openai.classify_request(method, rest[2:], data, query)
+            classification = openai.classify_request(method, rest[2:], data, query)
+            gemini.read_openai_extensions(classification, data)
+            return by_publisher(classification)
         if rest[0] == "publishers" and len(rest) == 4 and rest[2] == "models":
             gemini.check_system_parameters(query)  # a model call's answer is read for its usage
             return self._model_call(method, rest[1], rest[3], data)
@@ -185,12 +187,14 @@ class Vertex(Provider):
                 "Vertex AI's publishers and model ids are lower-case letters, digits, '.', '_', '@' and '-'"
             )
         if not colon:
-            return Classification(endpoint="models.get", model=model)
+            return Classification(endpoint="models.get", model=model, publisher=publisher)
         check_case((action,), WORDS)
         if not _METHOD.fullmatch(action):
             raise Unreadable("the path's method is not one Vertex AI names (e.g. :generateContent)")
         if publisher == ANTHROPIC and action in _CLAUDE_CALLS:
-            return _claude_call(method, model, action, data)
+            classification = _claude_call(method, model, action, data)
+            classification.publisher = ANTHROPIC
+            return classification
         if publisher != GOOGLE:
             raise Unreadable(
                 f"Tollgate reads the models of Vertex AI's publishers {GOOGLE} and {ANTHROPIC}; call"
@@ -201,7 +205,7 @@ class Vertex(Provider):
             gemini.read_facts(facts, method, data)
         except Unreadable as e:
             raise e.at(action) from None
-        return Classification(endpoint=action, model=model, facts=facts)
+        return Classification(endpoint=action, model=model, facts=facts, publisher=GOOGLE)
 
     @staticmethod
     def _endpoint_call(method: str, resource: str, data: dict[str, Any] | None) -> Classification:
@@ -225,9 +229,11 @@ class Vertex(Provider):
         return super().conversation_format(classification)
 
     def model_in_body(self, sent: object, model: str) -> str:
-        # A resource names its model by its resource name: kept in that form, the model replaced.
-        if isinstance(sent, str) and "/models/" in sent and "/" not in model:
-            return f"{sent.rpartition('/models/')[0]}/models/{model}"
+        # A model named with its publisher (`anthropic/claude-opus-4`, the OpenAI-compatible
+        # endpoint's form) or by its resource name (`publishers/google/models/x`) is kept in that
+        # form, the model id replaced; a model given with its own publisher goes as it is.
+        if isinstance(sent, str) and "/" in sent and "/" not in model:
+            return f"{sent.rpartition('/')[0]}/{model}"
         return model
 
     def check_headers(self, headers: Mapping[bytes, bytes]) -> None:
@@ -292,6 +298,23 @@ def _claude_call(method: str, model: str, action: str, data: dict[str, Any] | No
     if action == "streamRawPredict":
         facts.stream = True
     return Classification(endpoint=action, model=model, facts=facts, wire_format=ANTHROPIC_MESSAGES)
+
+
+def by_publisher(classification: Classification) -> Classification:
+    """An OpenAI-compatible call's model as Vertex AI names it in its own paths: the endpoint's
+    `publisher/model` (`anthropic/claude-opus-4`) read as the model's id and its publisher apart, so
+    that rules, limits and prices on the model's id hold whichever way it is called. A name of more
+    parts, or a publisher not in lower case, is refused: which model Vertex AI would call is not
+    Tollgate's to guess."""
+    model = classification.model
+    if model is None or "/" not in model:
+        return classification
+    publisher, _, model_id = model.partition("/")
+    if not _NAME.fullmatch(publisher) or not model_id or "/" in model_id:
+        problem = "Vertex AI's OpenAI-compatible endpoint names a model as publisher/model, in lower case"
+        raise Unreadable(problem).at(classification.endpoint)
+    classification.model, classification.publisher = model_id, publisher
+    return classification
 
 
 def model_id(name: str) -> str:

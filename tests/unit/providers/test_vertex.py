@@ -61,9 +61,54 @@ def test_claudes_token_count_names_its_model_in_the_body() -> None:
 def test_the_openai_compatible_endpoint() -> None:
     body = {"model": "google/gemini-2.5-flash", "messages": [{"role": "user", "content": "hi"}], "stream": True}
     c = classify(VERTEX, "POST", f"{PROJECT_PATH}/endpoints/openapi/chat/completions", j(body))
-    assert (c.endpoint, c.model, c.wire_format, c.facts.stream) == (
-        "chat.completions", "google/gemini-2.5-flash", "openai", True,
+    assert (c.endpoint, c.model, c.publisher, c.wire_format, c.facts.stream) == (
+        "chat.completions", "gemini-2.5-flash", "google", "openai", True,
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("anthropic/claude-opus-4", ("claude-opus-4", "anthropic")),
+        ("google/gemini-2.0-flash", ("gemini-2.0-flash", "google")),
+        ("meta/llama-4-maverick-17b-128e-instruct-maas", ("llama-4-maverick-17b-128e-instruct-maas", "meta")),
+        ("gemini-2.0-flash", ("gemini-2.0-flash", None)),  # no publisher named: the model as it came
+    ],
+)
+def test_the_openai_compatible_endpoint_names_the_model_as_vertex_paths_do(model: str, expected: tuple) -> None:
+    """Its `publisher/model` is the model's id, the publisher apart: rules, limits and prices on the id hold."""
+    for endpoint in ("chat/completions", "embeddings"):
+        c = classify(VERTEX, "POST", f"{PROJECT_PATH}/endpoints/openapi/{endpoint}", j({"model": model}))
+        assert (c.model, c.publisher) == expected
+
+
+@pytest.mark.parametrize("model", ["publishers/anthropic/models/claude-opus-4", "Anthropic/claude-opus-4", "/x", "a/"])
+def test_a_model_the_openai_compatible_endpoint_does_not_name_so_is_refused(model: str) -> None:
+    with pytest.raises(Unreadable, match="names a model as publisher/model") as info:
+        classify(VERTEX, "POST", f"{PROJECT_PATH}/endpoints/openapi/chat/completions", j({"model": model}))
+    assert info.value.endpoint == "chat.completions"
+
+
+@pytest.mark.parametrize(
+    ("path", "publisher"),
+    [
+        ("/publishers/google/models/gemini-2.5-flash:generateContent", "google"),
+        ("/publishers/google/models/gemini-2.5-flash", "google"),
+        ("/publishers/meta/models/llama-4", "meta"),
+        ("/publishers/anthropic/models/claude-opus-4:rawPredict", "anthropic"),
+        ("/publishers/anthropic/models/count-tokens:rawPredict", "anthropic"),
+        ("/endpoints/4567:generateContent", None),
+    ],
+)
+def test_the_publisher_of_a_model_path(path: str, publisher: str | None) -> None:
+    body = j({**CLAUDE_BODY, "model": "claude-opus-4"}) if "count-tokens" in path else j(CLAUDE_BODY)
+    assert classify(VERTEX, "POST", PROJECT_PATH + path, body).publisher == publisher
+
+
+def test_an_override_writes_the_model_back_with_its_publisher() -> None:
+    assert VERTEX.model_in_body("anthropic/claude-opus-4", "claude-sonnet-4-5") == "anthropic/claude-sonnet-4-5"
+    assert VERTEX.model_in_body("anthropic/claude-opus-4", "google/gemini-2.5-pro") == "google/gemini-2.5-pro"
+    assert VERTEX.model_in_body("models/gemini-2.5-flash", "gemini-2.5-pro") == "models/gemini-2.5-pro"
 
 
 def test_a_deployed_endpoint_is_its_model() -> None:

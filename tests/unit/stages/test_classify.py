@@ -347,7 +347,9 @@ def test_the_realtime_websocket_is_the_one_upgrade_let_through() -> None:
     )
     call = classified(configured(), flow)
     assert call.path == "/v1/realtime"
-    assert call.classification == Classification("realtime", "gpt-realtime", RequestFacts(stream=True), "openai")
+    # Its tools and instructions come in its events, which no decision sees: taken as given.
+    facts = RequestFacts(has_system=True, has_tools=True, stream=True, unread=("session_updates",))
+    assert call.classification == Classification("realtime", "gpt-realtime", facts, "openai")
 
 
 # ---- no configuration: nothing is served
