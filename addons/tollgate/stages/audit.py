@@ -58,7 +58,7 @@ class Audit:
                 call.error = call.error or "proxy shut down during the call"
             self._finish(flow)
         if self.shared.audit is not None:
-            self.shared.audit.close()  # after the last record: it writes what is queued
+            self.shared.audit.stop()  # after the last call's record: the stopped record, then closed
             self.shared.audit = None
 
     def _finish(self, flow: http.HTTPFlow) -> None:
