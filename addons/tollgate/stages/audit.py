@@ -48,6 +48,9 @@ class Audit:
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         self._finish(flow)
 
+    def http_connect_error(self, flow: http.HTTPFlow) -> None:
+        self._finish(flow)  # a CONNECT Tollgate refused as a provider's call (Classify.http_connect)
+
     def error(self, flow: http.HTTPFlow) -> None:
         self._finish(flow)
 

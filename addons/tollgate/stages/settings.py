@@ -14,6 +14,7 @@ from mitmproxy.proxy.mode_specs import ProxyMode
 from .. import compat
 from ..auditlog import AuditLog, started_record
 from ..config import PROVIDER_NAMES, Config, ConfigError, read_config
+from ..heads import MAX_REQUEST_HEAD, MAX_RESPONSE_HEAD
 from ..jwt_identity import Verifier
 from ..ledger import StoreError, open_store
 from ..ledger.store import Store
@@ -134,6 +135,8 @@ class Settings:
         )
         compat.serve_responses_set_by_error_hook()
         compat.relay_http1_trailers()
+        compat.bound_message_heads(MAX_REQUEST_HEAD, MAX_RESPONSE_HEAD)
+        compat.close_connections_cancelled_while_waiting()
 
     def configure(self, updated: set[str]) -> None:
         if "tollgate_config" in updated:
@@ -269,6 +272,10 @@ class Settings:
         # when `upstream` sends calls elsewhere.
         if ctx.options.connection_strategy != "lazy":
             wanted["connection_strategy"] = "lazy"
+        # A decrypted connection is HTTP: mitmproxy would relay one whose first read does not
+        # look like HTTP (a request line longer than a TLS record) as raw TCP, ungoverned.
+        if ctx.options.rawtcp:
+            wanted["rawtcp"] = False
         # Decrypt only LLM hosts; every other TLS connection is tunnelled untouched.
         if ctx.options.ignore_hosts:
             raise exceptions.OptionsError(

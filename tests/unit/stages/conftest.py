@@ -43,6 +43,10 @@ REFUSALS = {
     "bad_request": (400, ("invalid_request_error", "INVALID_ARGUMENT", "invalid_request_error", "ValidationException")),
     "misconfigured": (500, ("server_error", "INTERNAL", "api_error", "InternalServerException")),
     "audit_unavailable": (503, ("server_error", "UNAVAILABLE", "api_error", "ServiceUnavailableException")),
+    "headers_too_large": (
+        431,
+        ("invalid_request_error", "INVALID_ARGUMENT", "invalid_request_error", "ValidationException"),
+    ),
 }
 
 
