@@ -86,13 +86,14 @@ class BoundedDecoder(hpack.Decoder):
             name, at = _coded(view, 1)
         value: bytes | _Coded
         value, at = _coded(view, at)
-        if not self.cut and 32 + _least(name) + _least(value) + self._size <= self.limit:
+        least = 32 + _least(name) + _least(value)  # its size as decoded, at the fewest
+        if not self.cut and least + self._size <= self.limit:
             name, value = _text(name), _text(value)  # it may fit: its decoded size says
             kept = self._kept(HeaderTuple(name, value), len(name) + len(value))
         else:
             kept = self._kept(None, None)
         if should_index:
-            if 32 + _least(name) + _least(value) > self.header_table.maxsize:
+            if least > self.header_table.maxsize:
                 # Too large for the table whatever it decodes to: adding it empties the table, as
                 # adding its coded bytes (no shorter than its least decoded size) does.
                 self.header_table.add(_bytes(name), _bytes(value))
