@@ -219,6 +219,19 @@ def test_the_audit_opens_with_the_started_record_naming_the_configuration_by_its
     }
 
 
+def test_without_a_configuration_file_the_started_record_names_none(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the built-in defaults' audit.jsonl is in the working directory
+    r = Running(tmp_path / "unused.yaml")
+    with taddons.context(r.gateway) as tctx:
+        tctx.configure(r.gateway, tollgate_config="")
+        pending = r.gateway.done()  # type: ignore[attr-defined]
+        if pending is not None:
+            asyncio.run(pending)
+    first, last = (json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines())
+    assert (first["event"], first["config_sha256"]) == ("tollgate_started", None)
+    assert (last["event"], last["calls"]) == ("tollgate_stopped", 0)
+
+
 def test_a_reload_that_opens_another_audit_file_writes_the_started_record_there_first(
     running: Running, caplog, tmp_path: Path
 ) -> None:
