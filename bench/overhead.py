@@ -1742,7 +1742,7 @@ def report(bench: Bench, elapsed: float) -> bool:
     bench.modes["tollgate"].process.stop()
     try:
         with open(bench.audit_path, "rb") as f:
-            audit_lines = sum(1 for _ in f)
+            audit_lines = sum(1 for line in f if b'"event":"llm_call"' in line)  # not the started and stopped records
     except OSError:
         pass
     tollgates = [modes[n] for n in ("tollgate", "tollgate-distinct", "tollgate-jwt", "tollgate-translated")]

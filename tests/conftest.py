@@ -15,7 +15,7 @@ from tests.support.clients import run_client
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.proxy import Mitmdump
 
-from tollgate.auditlog import BATCH_DELAY
+from tollgate.auditlog import BATCH_DELAY, PROCESS_EVENTS
 from tollgate.certs import ensure_bundle
 
 PROVIDERS = ("openai", "gemini", "anthropic", "bedrock")
@@ -91,7 +91,12 @@ class Gateway:
             self._last_run_end = time.monotonic()
 
     def audit(self) -> list[dict[str, Any]]:
-        """The records written so far: whole lines (a record being written may show in part)."""
+        """The calls' records written so far (not the process's own: `audit_records`)."""
+        return [r for r in self.audit_records() if r.get("event") not in PROCESS_EVENTS]
+
+    def audit_records(self) -> list[dict[str, Any]]:
+        """Every record written so far, the process's `tollgate_started` and `tollgate_stopped` too:
+        whole lines (a record being written may show in part)."""
         if not self.audit_path.exists():
             return []
         whole = self.audit_path.read_text().rpartition("\n")[0]

@@ -4,10 +4,16 @@ own, so that a slow disk never stalls the proxy's event loop (and with it every 
 An audited gateway must not serve calls it cannot record: while the file cannot be written (a full
 disk, its directory gone, a closed pipe) `failing` is true, and the records are held in memory, in
 order, until a retry succeeds. A failed write never leaves part of a line behind, and a file that
-logrotate moved, deleted or truncated is followed."""
+logrotate moved, deleted or truncated is followed.
+
+Besides the calls' records, the process writes its own: `tollgate_started` first, written at once
+(`begin`), so that a file that cannot take it stops start-up before any call is served, and
+`tollgate_stopped` last (`stop`)."""
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import itertools
 import json
 import logging
@@ -18,12 +24,20 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 import structlog
 
+from .call import utc_timestamp
+
 logger = logging.getLogger(__name__)
+
+STARTED = "tollgate_started"
+STOPPED = "tollgate_stopped"
+# The records of the process rather than of a call: readers of calls skip them.
+PROCESS_EVENTS = frozenset((STARTED, STOPPED))
 
 _CLOSE = object()
 
@@ -42,11 +56,40 @@ _CHUNK = 1 << 20  # bytes per write of held records: a failure part-way keeps wh
 _FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 
 
+@functools.cache
+def tollgate_version() -> str | None:
+    try:
+        return importlib.metadata.version("tollgate")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return None
+
+
+# A worker of several sharing one file will name itself in each record (after `event`); the
+# records are plain dicts so that a field can join them.
+def started_record(listen: Sequence[str], config_sha256: str | None) -> dict[str, Any]:
+    """The record that opens the process's part of the file: when and what started, where it
+    listens, and which configuration file (by its bytes' SHA-256; None without one)."""
+    return {
+        "event": STARTED,
+        "ts": utc_timestamp(time.time()),
+        "version": tollgate_version(),
+        "pid": os.getpid(),
+        "listen": list(listen),
+        "config_sha256": config_sha256,
+    }
+
+
+def stopped_record(calls: int) -> dict[str, Any]:
+    """The record that closes it: the call records the process wrote since its started record."""
+    return {"event": STOPPED, "ts": utc_timestamp(time.time()), "pid": os.getpid(), "calls": calls}
+
+
 class AuditLog:
     def __init__(self, path: str) -> None:
         self.path = path
         # Read by AuditGate on every call, written by the writer thread only.
         self.failing = False
+        self.calls = 0  # the call records given to `write` (the event loop's count)
         # structlog's renderer, without a bound logger around it: a record is a whole event dict
         # already (its "event" first). A file gets UTF-8 from orjson (the standard library's
         # encoder cost several times more per record); standard output, whose encoding may not be
@@ -68,11 +111,23 @@ class AuditLog:
         self._writer = threading.Thread(target=self._run, name=f"tollgate-audit {path}", daemon=True)
         self._writer.start()
 
+    def begin(self, record: dict[str, Any]) -> None:
+        """Write `record` (`started_record`) before any other, at once and from this thread: OSError
+        when the file cannot take it. Nothing is queued yet, so the writer thread is idle."""
+        line = self._render(None, "info", record)
+        self._write_whole((line.encode() if isinstance(line, str) else line) + b"\n")
+
     def write(self, record: dict[str, Any]) -> None:
-        """Render one record (an event dict) and queue it. It reaches the file at once or, while
-        calls keep coming, within `BATCH_DELAY`; records keep their order. Rendered here, not by the
-        writer, so that the writer holds the interpreter lock only to hand lines to the file."""
+        """Render one call's record (an event dict) and queue it. It reaches the file at once or,
+        while calls keep coming, within `BATCH_DELAY`; records keep their order. Rendered here, not
+        by the writer, so that the writer holds the interpreter lock only to hand lines to the file."""
+        self.calls += 1
         self._queue.put(self._render(None, "info", record))
+
+    def stop(self) -> None:
+        """As the process stops: `stopped_record` after every other record, then `close`."""
+        self._queue.put(self._render(None, "info", stopped_record(self.calls)))
+        self.close()
 
     def queued(self) -> int:
         """Records not yet written: queued for the writer, or held by it while writing fails. Safe

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -500,13 +501,21 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
 
 def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
     """Read and validate a configuration file; None or "" means the built-in defaults."""
+    return read_config(path, env)[0]
+
+
+def read_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> tuple[Config, str | None]:
+    """`load_config`, and the SHA-256 (hex) of the file's bytes as they were read: the audit's
+    `tollgate_started` record names the configuration by it. None for the built-in defaults."""
     if not path:
-        return Config()
+        return Config(), None
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
     try:
@@ -532,9 +541,10 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
         )
         for issuer in config.identity.jwt
     )
-    return config.model_copy(
+    config = config.model_copy(
         update={
             "policy": config.policy.model_copy(update={"rego": rego}),
             "identity": config.identity.model_copy(update={"jwt": issuers}),
         }
     )
+    return config, hashlib.sha256(raw).hexdigest()

@@ -74,7 +74,9 @@ def gateway() -> Gateway:
         load=[settings.load, upstream_watch.load, stream_tap.load, websocket.load],
         configure=[settings.configure, websocket.configure, tracing.configure],
         running=[settings.running, decide.running],
-        http_connect=[identify.forget_proxy_password, redact.http_connect],
+        # A CONNECT whose head passed 64 KiB is refused (431), and audited when its host is a provider's.
+        http_connect=[classify.http_connect, identify.forget_proxy_password, redact.http_connect],
+        http_connect_error=[audit.http_connect_error],
         # An upload streamed unread is decided at its headers; every other call at `request`.
         requestheaders=[
             identify.forget_proxy_password,  # a JWT login's password kept aside for Identify, out of the flow

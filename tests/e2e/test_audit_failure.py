@@ -61,7 +61,7 @@ ANTHROPIC_CALL = f"""
 def gw(start_gateway, tmp_path_factory):
     directory = tmp_path_factory.mktemp("audit")
     link = directory / "audit.jsonl"
-    link.symlink_to("/dev/full")  # every write fails with ENOSPC, as on a full disk
+    link.symlink_to(directory / "first.jsonl")  # the file Tollgate starts with, then a full disk
 
     def config(urls: dict[str, str]) -> dict:
         return {
@@ -77,6 +77,12 @@ def gw(start_gateway, tmp_path_factory):
 
 def test_calls_are_refused_while_the_audit_cannot_be_written_and_every_record_follows(gw):
     openai_fake, anthropic_fake = gw.fakes["openai"], gw.fakes["anthropic"]
+    first_file = gw.link.with_name("first.jsonl")
+    # Written as Tollgate loads (mitmdump may take a connection before then).
+    started = _wait_for(lambda: first_file.exists() and first_file.read_text(), "the started record")
+    assert [json.loads(line)["event"] for line in started.splitlines()] == ["tollgate_started"]
+    # The disk fills up (every write fails with ENOSPC): the audit writer follows the path there.
+    _point(gw.link, "/dev/full")
     # The first call is served: nothing has failed yet. Its record is the one that cannot be written.
     first = gw.run(OPENAI_CALL)
     assert first == {"status": 200, "tokens": 28}

@@ -17,6 +17,8 @@ from tests.support.fake_upstream import FakeUpstream
 from tests.support.proxy import ROOT, free_port
 from tests.support.run_sh import env_exports, env_run, wait_listening
 
+from tollgate.auditlog import PROCESS_EVENTS
+
 NODE_CLIENTS = ROOT / ".node-clients"
 SDKS = ("openai", "@anthropic-ai/sdk")
 PRELOAD = f"--require={ROOT}/node-proxy/proxy.cjs"
@@ -98,11 +100,13 @@ def run_sh_proxy(tmp_path: Path, upstream_ca, upstream_ca_pem) -> Iterator[tuple
 
 
 def audit_records(path: Path, count: int) -> list[dict]:
+    """The calls' records (not the process's started and stopped ones), once there are `count`."""
     deadline = time.monotonic() + 10  # the audit writer writes in batches, moments later
     while time.monotonic() < deadline:
         lines = path.read_text().splitlines() if path.exists() else []
-        if len(lines) >= count:
-            return [json.loads(line) for line in lines]
+        records = [r for r in map(json.loads, lines) if r["event"] not in PROCESS_EVENTS]
+        if len(records) >= count:
+            return records
         time.sleep(0.05)
     raise AssertionError(f"expected {count} audit records in {path}")
 

@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 from tests.support.proxy import run_to_exit
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -71,3 +82,64 @@ def test_environment_variables_are_expanded(tmp_path, confdir, start_gateway, mo
     """)
     assert result == {"ok": True}
     assert gw.fakes["openai"].received[-1].headers["authorization"] == "Bearer sk-from-the-environment"
+
+
+def test_an_audit_that_cannot_take_its_first_record_stops_start_up_naming_it(tmp_path, confdir):
+    config = tmp_path / "tollgate.yaml"
+    config.write_text("audit:\n  path: /dev/full\n")  # every write fails with ENOSPC, as on a full disk
+    began = time.monotonic()
+    done = run_to_exit(confdir, config)
+    assert time.monotonic() - began < 15
+    assert done.returncode != 0
+    assert "audit.path: cannot write to /dev/full: No space left on device" in done.stdout + done.stderr
+
+
+def test_the_audit_opens_with_the_started_record_and_closes_with_the_stopped_one(start_gateway):
+    gw = start_gateway(
+        lambda urls: {
+            "providers": {"openai": {"upstream": urls["openai"], "keys": ["sk-REAL-startup-1"]}},
+            "clients": [{"name": "alice", "keys": ["tg-alice-startup-2"]}],
+        }
+    )
+    result = gw.run("""
+        import openai
+        served = openai.OpenAI(api_key="tg-alice-startup-2", max_retries=0).chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+        try:
+            openai.OpenAI(api_key="tg-nobody", max_retries=0).chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+        except openai.AuthenticationError as e:
+            report(tokens=served.usage.total_tokens, refused=e.status_code)
+    """)
+    assert result == {"tokens": 28, "refused": 401}
+    assert len(gw.wait_audit(2)) == 2  # the calls' records, as every test reads them
+    pid = gw.proxy.process.pid
+    gw.proxy.stop()  # SIGTERM, as a service manager stops it
+    assert gw.proxy.process.returncode == 0
+    started, served, refused, stopped = gw.audit_records()
+    assert started == {
+        "event": "tollgate_started",
+        "ts": started["ts"],
+        "version": importlib.metadata.version("tollgate"),
+        "pid": pid,
+        "listen": [f"127.0.0.1:{gw.proxy.port}"],
+        "config_sha256": hashlib.sha256(gw.config_path.read_bytes()).hexdigest(),
+    }
+    assert [(r["event"], r["status"]) for r in (served, refused)] == [("llm_call", 200), ("llm_call", 401)]
+    assert stopped == {"event": "tollgate_stopped", "ts": stopped["ts"], "pid": pid, "calls": 2}
+    assert started["ts"] <= served["ts"] <= refused["ts"] <= stopped["ts"]
+
+    # `tollgate usage` sums the calls and nothing else: the process's records are no calls, nor malformed.
+    done = subprocess.run(
+        [sys.executable, "-m", "tollgate", "usage", "--from-audit", str(gw.audit_path), "--since", "1d",
+         "--by", "client", "--format", "json"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "addons")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["total"]["requests"], report["total"]["total_tokens"], report["malformed"]) == (2, 28, 0)
+    assert done.stderr == ""

@@ -35,6 +35,43 @@ def test_close_writes_every_queued_record_in_order(tmp_path: Path) -> None:
     assert records[0]["event"] == "llm_call"
 
 
+def test_begin_writes_the_started_record_at_once_and_stop_the_stopped_record_last(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_text('{"event": "llm_call", "n": 0}\n')  # an earlier run's
+    log = AuditLog(str(path))
+    log.begin(auditlog.started_record(["127.0.0.1:8080"], "ab" * 32))
+    # Written before begin returns, by this thread: nothing waits for the writer.
+    started = _lines(path)[1]
+    assert list(started) == ["event", "ts", "version", "pid", "listen", "config_sha256"]
+    assert (started["event"], started["pid"], started["listen"], started["config_sha256"]) == (
+        "tollgate_started",
+        os.getpid(),
+        ["127.0.0.1:8080"],
+        "ab" * 32,
+    )
+    assert started["version"] == auditlog.tollgate_version() and started["version"]
+    for i in range(1, 4):
+        log.write({"event": "llm_call", "n": i})
+    log.stop()
+    records = _lines(path)
+    assert [r.get("n") for r in records] == [0, None, 1, 2, 3, None]
+    stopped = records[-1]
+    assert list(stopped) == ["event", "ts", "pid", "calls"]
+    assert (stopped["event"], stopped["pid"], stopped["calls"]) == ("tollgate_stopped", os.getpid(), 3)
+    assert started["ts"] <= stopped["ts"] and stopped["ts"].endswith("Z")
+
+
+def test_a_file_that_cannot_take_the_started_record_says_so_at_begin(tmp_path: Path) -> None:
+    path = tmp_path / "full.jsonl"
+    path.symlink_to("/dev/full")
+    log = AuditLog(str(path))
+    try:
+        with pytest.raises(OSError, match="No space left on device"):
+            log.begin(auditlog.started_record(["127.0.0.1:8080"], None))
+    finally:
+        log.close()
+
+
 def test_a_record_reaches_the_file_without_close(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     log = AuditLog(str(path))

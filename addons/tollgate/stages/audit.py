@@ -48,6 +48,9 @@ class Audit:
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         self._finish(flow)
 
+    def http_connect_error(self, flow: http.HTTPFlow) -> None:
+        self._finish(flow)  # a CONNECT Tollgate refused as a provider's call (Classify.http_connect)
+
     def error(self, flow: http.HTTPFlow) -> None:
         self._finish(flow)
 
@@ -58,7 +61,7 @@ class Audit:
                 call.error = call.error or "proxy shut down during the call"
             self._finish(flow)
         if self.shared.audit is not None:
-            self.shared.audit.close()  # after the last record: it writes what is queued
+            self.shared.audit.stop()  # after the last call's record: the stopped record, then closed
             self.shared.audit = None
 
     def _finish(self, flow: http.HTTPFlow) -> None:

@@ -6,11 +6,13 @@ from __future__ import annotations
 from mitmproxy import http
 from mitmproxy.net.http import url
 
+from .. import compat
 from ..call import Call, Classification
 from ..exact_reading import Unreadable
+from ..heads import MAX_REQUEST_HEAD
 from ..json_codec import read_request_json
 from ..providers import host_name, provider_for
-from ..providers.base import BAD_REQUEST, MISCONFIGURED, Provider
+from ..providers.base import BAD_REQUEST, HEADERS_TOO_LARGE, MISCONFIGURED, Provider
 from ..raw_headers import header_index
 from ..streams import DecodedTooLarge, Undecodable, decode_whole
 from .shared import CALL, Shared, refuse
@@ -72,11 +74,23 @@ def check_upgrade(headers: dict[bytes, bytes], endpoint: str | None) -> None:
         raise Unreadable("Tollgate does not upgrade this connection to another protocol").at(endpoint)
 
 
+HEAD_TOO_LARGE = (
+    f"The request's headers are past {MAX_REQUEST_HEAD // 1024} KiB in all; Tollgate did not read or forward them."
+)
+
+
 class Classify:
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
 
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        if compat.head_was_cut(flow.request):
+            self._refuse_cut_head(flow)
+
     def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if compat.head_was_cut(flow.request):
+            self._refuse_cut_head(flow)
+            return
         if flow.response is not None:
             return
         request = flow.request
@@ -97,6 +111,25 @@ class Classify:
         provider = provider_for(flow.request.host)
         if provider is not None:
             self._classify(flow, provider, read_body=True)
+
+    def _refuse_cut_head(self, flow: http.HTTPFlow) -> None:
+        """A request (or the proxy's own CONNECT) whose head passed MAX_REQUEST_HEAD, which mitmproxy
+        read no further than its first line or pseudo-header fields (`compat.bound_message_heads`):
+        refused 431, in the provider's shape and audited when its host is a provider's, else in
+        plain text. Whatever another addon answered (a proxy login's 407): none of it was read."""
+        request = flow.request
+        provider = provider_for(request.host)
+        if provider is None:
+            flow.response = http.Response.make(431, HEAD_TOO_LARGE, {"content-type": "text/plain; charset=utf-8"})
+            return
+        path = request.path.partition("?")[0]
+        call = Call(provider.name, host_name(request.host), request.method, path)
+        if self.shared.loaded is not None:  # else none to price or count it with
+            call.loaded = self.shared.loaded
+        call.error = f"request headers past {MAX_REQUEST_HEAD // 1024} KiB"
+        flow.metadata[CALL] = call
+        flow.response = None
+        refuse(flow, call, HEADERS_TOO_LARGE, HEAD_TOO_LARGE)
 
     def _classify(self, flow: http.HTTPFlow, provider: Provider, read_body: bool) -> Call:
         request = flow.request

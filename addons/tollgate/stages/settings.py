@@ -9,10 +9,12 @@ import os
 from collections.abc import Callable, Sequence
 
 from mitmproxy import ctx, exceptions
+from mitmproxy.proxy.mode_specs import ProxyMode
 
 from .. import compat
-from ..auditlog import AuditLog
-from ..config import PROVIDER_NAMES, Config, ConfigError, load_config
+from ..auditlog import AuditLog, started_record
+from ..config import PROVIDER_NAMES, Config, ConfigError, read_config
+from ..heads import MAX_REQUEST_HEAD, MAX_RESPONSE_HEAD
 from ..jwt_identity import Verifier
 from ..ledger import StoreError, open_store
 from ..ledger.store import Store
@@ -47,7 +49,7 @@ def load(
     """The configuration at `path` built for use, with what it leaves unchanged taken from
     `previous`, `audit` and `ledger` (its policy, what its providers loaded, the audit log, the
     ledger's store and its URL) rather than made anew. Raises ConfigError naming the file and the field."""
-    config = load_config(path)
+    config, config_sha256 = read_config(path)
     policy = previous.policy if previous is not None and same_policy(previous.policy, config) else None
     if policy is None and config.policy.rego:
         try:
@@ -80,7 +82,7 @@ def load(
             if opened is not None:
                 opened.close()
             raise ConfigError(f"ledger.store: {e}") from None
-    return Loaded.build(config, policy, runtimes, previous, jwt), audit, store
+    return Loaded.build(config, policy, runtimes, previous, jwt, config_sha256), audit, store
 
 
 def same_policy(policy: Policy | None, config: Config) -> bool:
@@ -88,6 +90,23 @@ def same_policy(policy: Policy | None, config: Config) -> bool:
     if policy is None:
         return False
     return tuple(map(str, policy.files)) == config.policy.rego and policy.timeout == config.policy.timeout
+
+
+def listen_addresses(modes: Sequence[str], host: str, port: int | None) -> list[str]:
+    """Where the proxy listens, one entry per mitmproxy mode (`--mode`, `--listen-host`,
+    `--listen-port`): `127.0.0.1:8080` for the regular proxy, `wireguard@*:51820` for another mode
+    (`*`: every address), the mode alone where it listens on none (`local`)."""
+    addresses = []
+    for spec in modes:
+        mode = ProxyMode.parse(spec)
+        mode_port = mode.listen_port(port)
+        if mode_port is None:
+            addresses.append(mode.full_spec)
+            continue
+        mode_host = mode.listen_host(host) or "*"
+        address = f"[{mode_host}]:{mode_port}" if ":" in mode_host else f"{mode_host}:{mode_port}"
+        addresses.append(address if mode.type_name == "regular" else f"{mode.type_name}@{address}")
+    return addresses
 
 
 def summary(config: Config) -> str:
@@ -116,6 +135,8 @@ class Settings:
         )
         compat.serve_responses_set_by_error_hook()
         compat.relay_http1_trailers()
+        compat.bound_message_heads(MAX_REQUEST_HEAD, MAX_RESPONSE_HEAD)
+        compat.close_connections_cancelled_while_waiting()
 
     def configure(self, updated: set[str]) -> None:
         if "tollgate_config" in updated:
@@ -164,6 +185,8 @@ class Settings:
         try:
             for opening in self._opening:
                 opening(loaded.config)
+            if audit is not shared.audit:
+                self._begin(audit, loaded)
         except ConfigError:  # what `load` opened for this configuration is closed again
             if audit is not shared.audit:
                 audit.close()
@@ -182,6 +205,24 @@ class Settings:
                 f" ({', '.join(spent)}): anyone who can reach this proxy calls with them (set clients, or"
                 " allow_anonymous: false)"
             )
+
+    def _begin(self, audit: AuditLog, loaded: Loaded) -> None:
+        """The audit file just opened takes the started record, last of all the checks: one that
+        cannot stops start-up (or the reload) before any call is served, rather than at the first
+        call's end. ConfigError naming its path otherwise, with what the configuration in force had
+        opened (its /metrics address) opened again."""
+        options = ctx.options
+        listen = listen_addresses(options.mode, options.listen_host, options.listen_port)
+        try:
+            audit.begin(started_record(listen, loaded.config_sha256))
+        except OSError as e:
+            if self.shared.loaded is not None:
+                try:
+                    for opening in self._opening:
+                        opening(self.shared.loaded.config)
+                except ConfigError as again:
+                    logger.error(f"Tollgate: {again}")
+            raise ConfigError(f"audit.path: cannot write to {audit.path}: {e.strerror or e}") from None
 
     def running(self) -> None:
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
@@ -231,6 +272,10 @@ class Settings:
         # when `upstream` sends calls elsewhere.
         if ctx.options.connection_strategy != "lazy":
             wanted["connection_strategy"] = "lazy"
+        # A decrypted connection is HTTP: mitmproxy would relay one whose first read does not
+        # look like HTTP (a request line longer than a TLS record) as raw TCP, ungoverned.
+        if ctx.options.rawtcp:
+            wanted["rawtcp"] = False
         # Decrypt only LLM hosts; every other TLS connection is tunnelled untouched.
         if ctx.options.ignore_hosts:
             raise exceptions.OptionsError(

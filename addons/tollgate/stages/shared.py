@@ -49,6 +49,9 @@ class Loaded:
     jwt: Verifier = field(default_factory=lambda: Verifier(()))  # the JWT issuers (`identity.jwt`)
     limits: Limits = field(default_factory=lambda: Limits(()))
     prices: Prices = field(default_factory=lambda: Prices(()))  # `prices:`, then the price table
+    # The SHA-256 of the configuration file's bytes (None: the built-in defaults), which the audit's
+    # `tollgate_started` record names.
+    config_sha256: str | None = None
 
     @classmethod
     def build(
@@ -58,6 +61,7 @@ class Loaded:
         runtimes: Mapping[str, Any] | None = None,
         previous: Loaded | None = None,
         jwt: Verifier | None = None,
+        config_sha256: str | None = None,
     ) -> Loaded:
         """What `config` makes; the key pools carry over the rests of `previous`'s, the JWT issuers
         the keys fetched for those unchanged (`jwt`: made already, else here). A provider missing
@@ -72,7 +76,7 @@ class Loaded:
             jwt = Verifier(config.identity.jwt, previous.jwt if previous is not None else None)
         return cls(
             config, providers, Directory(config), RuleBook(config.overrides), pools, policy, runtimes, jwt,
-            Limits(config.limits), Prices(config.prices),
+            Limits(config.limits), Prices(config.prices), config_sha256,
         )  # fmt: skip
 
 

@@ -14,7 +14,7 @@ from mitmproxy import http
 from mitmproxy.test import tflow, tutils
 
 from tollgate import auditlog
-from tollgate.auditlog import AuditLog
+from tollgate.auditlog import PROCESS_EVENTS, AuditLog
 from tollgate.call import Call
 from tollgate.config import Config, parse_config
 from tollgate.raw_headers import header_index
@@ -43,6 +43,10 @@ REFUSALS = {
     "bad_request": (400, ("invalid_request_error", "INVALID_ARGUMENT", "invalid_request_error", "ValidationException")),
     "misconfigured": (500, ("server_error", "INTERNAL", "api_error", "InternalServerException")),
     "audit_unavailable": (503, ("server_error", "UNAVAILABLE", "api_error", "ServiceUnavailableException")),
+    "headers_too_large": (
+        431,
+        ("invalid_request_error", "INVALID_ARGUMENT", "invalid_request_error", "ValidationException"),
+    ),
 }
 
 
@@ -129,6 +133,11 @@ def wait_for(condition: Callable[[], object], timeout: float = 5.0) -> bool:
 
 
 def audit_lines(path: Path) -> list[dict[str, Any]]:
+    """The calls' records in an audit file (not the process's started and stopped records)."""
+    return [r for r in all_audit_lines(path) if r.get("event") not in PROCESS_EVENTS]
+
+
+def all_audit_lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 

@@ -4,6 +4,7 @@ with its summary, its marker and the plain record; no call served while the audi
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,18 @@ from tollgate.stages.audit import Audit, AuditGate
 from tollgate.stages.shared import CALL, Shared, refuse
 from tollgate.steps import CallSteps
 
-from .conftest import HOSTS, PROVIDERS, VALID, api_flow, assert_refused, audit_lines, classified, configured, wait_for
+from .conftest import (
+    HOSTS,
+    PROVIDERS,
+    VALID,
+    all_audit_lines,
+    api_flow,
+    assert_refused,
+    audit_lines,
+    classified,
+    configured,
+    wait_for,
+)
 
 
 def openai_call(shared: Shared) -> tuple[http.HTTPFlow, Call]:
@@ -228,6 +240,9 @@ def test_calls_still_open_at_shutdown_are_recorded_and_the_audit_log_closed(audi
     assert records[failed_call.request_id]["error"] == "upstream broke off"
     assert open_one.metadata[CALL] == records[open_call.request_id]
     assert shared.audit is None and audit_log._closed.is_set()
+    # Then the process's own last record: how many calls it recorded.
+    stopped = all_audit_lines(audit_path)[-1]
+    assert (stopped["event"], stopped["calls"], stopped["pid"]) == ("tollgate_stopped", 3, os.getpid())
 
 
 def test_a_flow_without_a_call_is_not_recorded(audit_log, audit_path) -> None:

@@ -12,12 +12,14 @@ import zlib
 
 import brotli
 import pytest
+from mitmproxy import http
 from mitmproxy.http import Headers
 from mitmproxy.test import tflow
 
+from tollgate import compat
 from tollgate.call import Classification, RequestFacts
 from tollgate.raw_headers import header_index
-from tollgate.stages.classify import MAX_DECODED_BODY, Classify
+from tollgate.stages.classify import HEAD_TOO_LARGE, MAX_DECODED_BODY, Classify
 from tollgate.stages.shared import CALL, Shared
 
 from .conftest import HOSTS, PROVIDERS, VALID, api_flow, assert_refused, classified, configured
@@ -372,3 +374,56 @@ def test_without_a_configuration_an_upload_is_refused_at_its_headers_and_not_str
     call = flow.metadata[CALL]
     assert flow.response.status_code == 500 and flow.response.headers["x-tollgate-error"] == "misconfigured"
     assert call.streamed_upload is False and flow.request.stream is False
+
+
+# ---- a request whose head passed 64 KiB (compat.bound_message_heads read its first line alone)
+
+
+def cut(flow: http.HTTPFlow) -> http.HTTPFlow:
+    flow.request.headers.clear()
+    flow.request.raw_content = b""
+    compat.cut_head(flow.request)
+    return flow
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_request_whose_head_was_cut_is_refused_431_at_its_headers(provider: str) -> None:
+    flow = cut(api_flow(HOSTS[provider], VALID[provider][0] + "?key=AIza-in-the-query"))
+    Classify(configured()).requestheaders(flow)
+    assert_refused(flow, provider, "headers_too_large", HEAD_TOO_LARGE)
+    call = flow.metadata[CALL]
+    assert flow.response.status_code == 431
+    assert (call.decision, call.deny_reasons) == ("deny", ("headers_too_large",))
+    assert call.error == "request headers past 64 KiB"
+    assert (call.method, call.path, call.client) == ("POST", VALID[provider][0], None)
+
+
+def test_a_cut_head_is_refused_whatever_another_addon_answered_and_whatever_the_configuration() -> None:
+    flow = cut(api_flow(HOSTS["anthropic"], "/v1/messages"))
+    flow.response = http.Response.make(407)  # a proxy login's demand, made of a head never read whole
+    Classify(Shared()).requestheaders(flow)
+    assert_refused(flow, "anthropic", "headers_too_large", HEAD_TOO_LARGE)
+
+
+def test_a_cut_head_to_another_host_is_refused_in_plain_text_and_makes_no_call() -> None:
+    flow = cut(api_flow("example.com", "/"))
+    Classify(configured()).requestheaders(flow)
+    assert flow.response.status_code == 431 and flow.response.text == HEAD_TOO_LARGE
+    assert CALL not in flow.metadata
+
+
+def test_a_cut_connect_to_a_provider_is_refused_as_its_call() -> None:
+    connect = http.Request(
+        HOSTS["openai"], 443, b"CONNECT", b"", b"api.openai.com:443", b"", b"HTTP/1.1", http.Headers(), b"", None, 0, 0
+    )
+    flow = tflow.tflow(req=connect)
+    compat.cut_head(flow.request)
+    Classify(configured()).http_connect(flow)
+    assert_refused(flow, "openai", "headers_too_large", HEAD_TOO_LARGE)
+    assert flow.metadata[CALL].method == "CONNECT"
+
+
+def test_a_whole_head_is_not_taken_for_a_cut_one() -> None:
+    flow = api_flow(HOSTS["openai"], *VALID["openai"])
+    Classify(configured()).http_connect(flow)
+    assert flow.response is None and CALL not in flow.metadata

@@ -4,6 +4,9 @@ does, and what a reload carries over (audit log, policy, key rests) or leaves to
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import importlib.metadata
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -18,7 +21,7 @@ from tollgate.pipeline import gateway
 from tollgate.stages import settings as settings_module
 from tollgate.stages.classify import Classify
 from tollgate.stages.credential import Credential
-from tollgate.stages.settings import Settings, stamp_of
+from tollgate.stages.settings import Settings, listen_addresses, stamp_of
 from tollgate.stages.shared import CALL, Shared
 from tollgate.steps import CallSteps
 
@@ -194,6 +197,74 @@ def test_the_audit_log_survives_a_reload_that_keeps_its_path(running: Running, c
     running.check(caplog)
     assert running.shared.audit is not audit and running.shared.audit.path == str(tmp_path / "other.jsonl")
     assert audit._closed.is_set()  # the old one was closed once it had written what it held
+
+
+def started(path: Path) -> dict:
+    first = json.loads(path.read_text().splitlines()[0])
+    assert first["event"] == "tollgate_started", first
+    return first
+
+
+def test_the_audit_opens_with_the_started_record_naming_the_configuration_by_its_bytes(
+    running: Running, tmp_path: Path
+) -> None:
+    record = started(tmp_path / "audit.jsonl")
+    assert record == {
+        "event": "tollgate_started",
+        "ts": record["ts"],
+        "version": importlib.metadata.version("tollgate"),
+        "pid": os.getpid(),
+        "listen": ["*:8080"],  # mitmproxy's defaults: every address, port 8080
+        "config_sha256": hashlib.sha256(running.path.read_bytes()).hexdigest(),
+    }
+
+
+def test_without_a_configuration_file_the_started_record_names_none(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the built-in defaults' audit.jsonl is in the working directory
+    r = Running(tmp_path / "unused.yaml")
+    with taddons.context(r.gateway) as tctx:
+        tctx.configure(r.gateway, tollgate_config="")
+        pending = r.gateway.done()  # type: ignore[attr-defined]
+        if pending is not None:
+            asyncio.run(pending)
+    first, last = (json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines())
+    assert (first["event"], first["config_sha256"]) == ("tollgate_started", None)
+    assert (last["event"], last["calls"]) == ("tollgate_stopped", 0)
+
+
+def test_a_reload_that_opens_another_audit_file_writes_the_started_record_there_first(
+    running: Running, caplog, tmp_path: Path
+) -> None:
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"event": "llm_call", "n": 0}\n')  # an earlier run's records stay first
+    edit(running, lambda d: d["audit"].update(path=str(other)))
+    running.tctx.options.update(listen_host="127.0.0.1", listen_port=9099)  # type: ignore[attr-defined]
+    assert "configuration reloaded" in running.check(caplog)
+    record = json.loads(other.read_text().splitlines()[1])
+    assert (record["event"], record["listen"]) == ("tollgate_started", ["127.0.0.1:9099"])
+    assert record["config_sha256"] == hashlib.sha256(running.path.read_bytes()).hexdigest()
+    # The file left behind gets no stopped record: the process goes on.
+    assert [json.loads(line)["event"] for line in (tmp_path / "audit.jsonl").read_text().splitlines()] == [
+        "tollgate_started"
+    ]
+
+
+def test_a_reload_to_an_audit_file_that_cannot_take_the_started_record_is_refused(
+    running: Running, caplog, tmp_path: Path
+) -> None:
+    full = tmp_path / "full.jsonl"
+    full.symlink_to("/dev/full")
+    good, audit = running.shared.loaded, running.shared.audit
+    edit(running, lambda d: d["audit"].update(path=str(full)))
+    logged = running.check(caplog)
+    assert f"the last good one stays in force: audit.path: cannot write to {full}: No space left on device" in logged
+    assert running.shared.loaded is good and running.shared.audit is audit and not audit.failing
+
+
+def test_where_the_proxy_listens_one_address_per_mode() -> None:
+    assert listen_addresses(["regular"], "127.0.0.1", 8080) == ["127.0.0.1:8080"]
+    assert listen_addresses(["regular", "wireguard"], "", None) == ["*:8080", "wireguard@*:51820"]
+    assert listen_addresses(["regular@::1:9000", "local"], "", 8080) == ["[::1]:9000", "local"]
 
 
 def test_the_policy_survives_a_reload_that_keeps_its_files_and_timeout(running: Running, caplog) -> None:
