@@ -52,12 +52,14 @@ Handler = Callable[[Received], Reply]
 
 
 class FakeUpstream:
-    def __init__(self, ca: trustme.CA, handler: Handler | None = None) -> None:
+    def __init__(self, ca: trustme.CA, handler: Handler | None = None, names: tuple[str, ...] = ()) -> None:
+        """`names`: more host names its certificate covers, for a test that sends them here by
+        name (`support/resolve.py`)."""
         self.received: list[Received] = []
         self.handler: Handler = handler or (lambda r: Reply(200, {"ok": True}))
         self.handshake_delay = 0.0  # before each connection's TLS handshake
         self._lock = threading.Lock()
-        cert = ca.issue_cert("127.0.0.1", "localhost")
+        cert = ca.issue_cert("127.0.0.1", "localhost", *names)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         cert.configure_cert(context)
         snis: dict[int, str | None] = {}

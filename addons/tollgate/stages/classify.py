@@ -9,11 +9,11 @@ from mitmproxy.net.http import url
 from ..call import Call, Classification
 from ..exact_reading import Unreadable
 from ..json_codec import read_request_json
-from ..providers import host_name, provider_for
+from ..providers import host_name
 from ..providers.base import BAD_REQUEST, MISCONFIGURED, Provider
 from ..raw_headers import header_index
 from ..streams import DecodedTooLarge, Undecodable, decode_whole
-from .shared import CALL, Shared, refuse
+from .shared import CALL, Shared, hosts_of, refuse
 
 # What an LLM API is called with; CONNECT (HTTP/2's extended CONNECT opens a tunnel), TRACE and
 # anything else are refused.
@@ -80,7 +80,7 @@ class Classify:
         if flow.response is not None:
             return
         request = flow.request
-        provider = provider_for(request.host)
+        provider = hosts_of(self.shared).provider_for(request.host)
         if provider is None or not provider.streams_unread(request.method, request.path.partition("?")[0]):
             return
         call = self._classify(flow, provider, read_body=False)
@@ -94,7 +94,7 @@ class Classify:
         if CALL in flow.metadata:  # classified at its headers, its body streamed on unread
             flow.request.trailers = None  # sent after this hook: dropped, as a read body's are refused
             return
-        provider = provider_for(flow.request.host)
+        provider = hosts_of(self.shared).provider_for(flow.request.host)
         if provider is not None:
             self._classify(flow, provider, read_body=True)
 

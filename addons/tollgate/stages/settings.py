@@ -17,8 +17,8 @@ from ..jwt_identity import Verifier
 from ..ledger import StoreError, open_store
 from ..ledger.store import Store
 from ..policy import Policy, PolicyError
-from ..providers import PROVIDERS, allow_hosts
-from .shared import Loaded, Shared, close_later
+from ..providers import PROVIDERS
+from .shared import Loaded, Shared, close_later, hosts_of
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +108,7 @@ class Settings:
         self._seen: Stamp = None  # its stamp when last read
         self._watcher: asyncio.Task | None = None
         self._fetches: set[asyncio.Task] = set()  # JWKS fetched at start and after a reload
+        self._allowed: tuple[str, ...] = ()  # the allow_hosts patterns Tollgate added
 
     def load(self, loader) -> None:
         # Declared as str: mitmproxy silently drops a script whose typed option gets a bad value.
@@ -223,6 +224,7 @@ class Settings:
             logger.error(f"Tollgate: configuration not reloaded, the last good one stays in force: {type(e).__name__}")
             return
         assert self.shared.loaded is not None
+        self._allow_governed_hosts()  # the hosts it adds decrypted, those it dropped no longer
         logger.info(f"Tollgate: configuration reloaded from {path}: {summary(self.shared.loaded.config)}")
 
     def _require_proxy_options(self) -> None:
@@ -236,9 +238,24 @@ class Settings:
             raise exceptions.OptionsError(
                 "Tollgate decrypts only LLM hosts through allow_hosts; ignore_hosts cannot be combined with it"
             )
-        hosts = list(ctx.options.allow_hosts)
-        missing = [h for h in allow_hosts() if h not in hosts]
-        if missing:
-            wanted["allow_hosts"] = hosts + missing
+        allowed = self._allowed_hosts()
+        if allowed is not None:
+            wanted["allow_hosts"] = allowed
         if wanted:
             ctx.options.update(**wanted)
+
+    def _allow_governed_hosts(self) -> None:
+        allowed = self._allowed_hosts()
+        if allowed is not None:
+            ctx.options.update(allow_hosts=allowed)
+
+    def _allowed_hosts(self) -> list[str] | None:
+        """`allow_hosts` with the providers' hosts and those the configuration adds, without the
+        ones an earlier configuration added and this one does not (the user's own stay); None when
+        it is so already."""
+        governed = hosts_of(self.shared).allow_hosts()
+        hosts = list(ctx.options.allow_hosts)
+        kept = [h for h in hosts if h in governed or h not in self._allowed]
+        missing = [h for h in governed if h not in kept]
+        self._allowed = tuple(h for h in governed if h not in hosts or h in self._allowed)
+        return kept + missing if missing or len(kept) != len(hosts) else None

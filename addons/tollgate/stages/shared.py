@@ -24,7 +24,7 @@ from ..metrics import MetricSet
 from ..overrides import RuleBook
 from ..policy import Policy
 from ..pricing import Prices
-from ..providers import PROVIDERS
+from ..providers import BUILT_IN_HOSTS, PROVIDERS, Hosts
 from ..providers.base import FAILURES, Provider, Query, RequestParts
 from ..raw_headers import decoded, with_header
 
@@ -49,6 +49,7 @@ class Loaded:
     jwt: Verifier = field(default_factory=lambda: Verifier(()))  # the JWT issuers (`identity.jwt`)
     limits: Limits = field(default_factory=lambda: Limits(()))
     prices: Prices = field(default_factory=lambda: Prices(()))  # `prices:`, then the price table
+    hosts: Hosts = BUILT_IN_HOSTS  # which provider serves a host: its own, and those `hosts:` adds
 
     @classmethod
     def build(
@@ -70,9 +71,11 @@ class Loaded:
         runtimes = {name: (runtimes or {}).get(name) for name in PROVIDERS}
         if jwt is None:
             jwt = Verifier(config.identity.jwt, previous.jwt if previous is not None else None)
+        added = {name: settings.hosts for name, settings in providers.items()}
+        hosts = Hosts(added) if any(added.values()) else BUILT_IN_HOSTS
         return cls(
             config, providers, Directory(config), RuleBook(config.overrides), pools, policy, runtimes, jwt,
-            Limits(config.limits), Prices(config.prices),
+            Limits(config.limits), Prices(config.prices), hosts,
         )  # fmt: skip
 
 
@@ -187,6 +190,12 @@ def call_of(flow: http.HTTPFlow) -> Call | None:
 
 def provider_of(call: Call) -> Provider:
     return PROVIDERS[call.provider]
+
+
+def hosts_of(shared: Shared) -> Hosts:
+    """The hosts the configuration in force governs (the providers' own before one has loaded)."""
+    loaded = shared.loaded
+    return BUILT_IN_HOSTS if loaded is None else loaded.hosts
 
 
 def refuse(

@@ -15,6 +15,7 @@ from mitmproxy.test import taddons, tflow
 
 from tollgate.call import fingerprint
 from tollgate.pipeline import gateway
+from tollgate.providers import BUILT_IN_HOSTS
 from tollgate.stages import settings as settings_module
 from tollgate.stages.classify import Classify
 from tollgate.stages.credential import Credential
@@ -259,3 +260,21 @@ def test_a_new_tollgate_config_is_watched_instead_of_the_old(running: Running, c
     write(other, {"clients": [{"name": "frank", "keys": ["tg-frank"]}], "audit": {"path": str(tmp_path / "a.jsonl")}})
     assert "configuration reloaded" in running.check(caplog)
     assert clients(running) == ["frank"]
+
+
+def test_the_hosts_a_reload_adds_are_decrypted_and_those_it_drops_no_longer(running: Running, caplog) -> None:
+    tctx = running.tctx  # type: ignore[attr-defined]
+    options = tctx.options
+    options.add_option("connection_strategy", str, "lazy", "")  # mitmproxy's proxy server declares it
+    tctx.configure(running.gateway, connection_strategy="lazy")  # as mitmdump configures at start-up
+    built_in = list(options.allow_hosts)
+    assert built_in == BUILT_IN_HOSTS.allow_hosts()
+    options.update(allow_hosts=[*built_in, "^own\\.example:443$"])  # the user's own stays throughout
+    edit(running, lambda d: d["providers"].update(vertex={"hosts": ["*.llm.corp.example"]}))
+    assert "configuration reloaded" in running.check(caplog)
+    added = r"^(?:[a-z0-9_-]*\.llm\.corp\.example)\.?:\d+$"
+    assert list(options.allow_hosts) == [*built_in, "^own\\.example:443$", added]
+    assert running.shared.loaded is not None and running.shared.loaded.hosts.provider_for("eu.llm.corp.example")
+    edit(running, lambda d: d["providers"].pop("vertex"))
+    assert "configuration reloaded" in running.check(caplog)
+    assert list(options.allow_hosts) == [*built_in, "^own\\.example:443$"]
