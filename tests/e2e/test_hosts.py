@@ -17,9 +17,22 @@ from tests.support.fake_upstream import FakeUpstream
 
 RESOLVE = Path(__file__).resolve().parents[1] / "support" / "resolve.py"
 REAL_OPENAI = "sk-real-openai-hosts-000000000001"
+REAL_GEMINI = "AIza-real-gemini-hosts-000000000001"
+REAL_VERTEX = "AQ.real-vertex-express-hosts-000000000001"
 ALICE = "tg-alice-hosts-0123456789"
+DEDICATED = "1234567890.us-central1-987654321.prediction.vertexai.goog"
 # The hosts a call may go to here, by name, all to one fake.
-NAMED = ("eu.api.openai.com", "us.api.openai.com", "gpt.llm.corp.example")
+NAMED = (
+    "eu.api.openai.com",
+    "us.api.openai.com",
+    "gpt.llm.corp.example",
+    "generativelanguage.googleapis.com",
+    "generativelanguage.mtls.googleapis.com",
+    "us-central1-aiplatform.googleapis.com",
+    "us-central1-aiplatform.mtls.googleapis.com",
+    "us-central1-aiplatform-corp1.p.googleapis.com",
+    DEDICATED,
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +45,11 @@ def named(upstream_ca) -> Iterator[FakeUpstream]:
 @pytest.fixture(scope="module")
 def gw(start_gateway, named):
     config = {
-        "providers": {"openai": {"keys": [REAL_OPENAI], "hosts": ["*.llm.corp.example"]}},
+        "providers": {
+            "openai": {"keys": [REAL_OPENAI], "hosts": ["*.llm.corp.example"]},
+            "gemini": {"keys": [REAL_GEMINI]},
+            "vertex": {"keys": [REAL_VERTEX]},
+        },
         "clients": [{"name": "alice", "keys": [ALICE]}],
     }
     env = {"TOLLGATE_TEST_RESOLVE": json.dumps(dict.fromkeys(NAMED, named.port))}
@@ -105,3 +122,60 @@ def test_a_host_the_configuration_adds_is_its_providers(g, named):
         "gpt.llm.corp.example",
         28,
     )
+
+
+def genai_call(base_url: str, vertexai: bool) -> str:
+    return f"""
+        from google import genai
+        from google.genai import types
+        client = genai.Client(api_key="{ALICE}", vertexai={vertexai},
+            http_options=types.HttpOptions(base_url="{base_url}"))
+        r = client.models.generate_content(model="gemini-2.5-flash", contents="hi")
+        report(tokens=r.usage_metadata.total_token_count)
+    """
+
+
+@pytest.mark.parametrize(
+    ("provider", "host", "goes_to", "vertexai"),
+    [
+        # An mTLS host takes only a client certificate's calls: its twin serves the same API.
+        ("gemini", "generativelanguage.mtls.googleapis.com", "generativelanguage.googleapis.com", False),
+        ("vertex", "us-central1-aiplatform.mtls.googleapis.com", "us-central1-aiplatform.googleapis.com", True),
+        # A Private Service Connect name stays private: the call goes to it.
+        ("vertex", "us-central1-aiplatform-corp1.p.googleapis.com", "us-central1-aiplatform-corp1.p.googleapis.com", True),
+    ],
+)  # fmt: skip
+def test_google_genai_at_an_mtls_or_private_host_is_governed(g, named, provider, host, goes_to, vertexai):
+    assert g.run(genai_call(f"https://{host}", vertexai)) == {"tokens": 15}
+    seen = named.received[-1]
+    assert (seen.sni, seen.headers["host"]) == (goes_to, goes_to)
+    assert seen.headers["x-goog-api-key"] == (REAL_VERTEX if vertexai else REAL_GEMINI)
+    assert ALICE not in str(seen.headers)
+    assert seen.path.endswith("/models/gemini-2.5-flash:generateContent")
+    record = g.last_audit()
+    assert (record["client"], record["provider"], record["endpoint"], record["model"]) == (
+        "alice",
+        provider,
+        "generateContent",
+        "gemini-2.5-flash",
+    )
+    assert (record["host"], record["upstream"], record["total_tokens"]) == (host, f"https://{goes_to}", 15)
+
+
+def test_the_openai_sdk_at_a_vertex_ai_dedicated_endpoint_is_governed(g, named):
+    base = f"https://{DEDICATED}/v1beta1/projects/p/locations/us-central1/endpoints/1234567890"
+    assert g.run(openai_chat(base)) == {"tokens": 28}
+    seen = named.received[-1]
+    assert (seen.sni, seen.path) == (
+        DEDICATED,
+        "/v1beta1/projects/p/locations/us-central1/endpoints/1234567890/chat/completions",
+    )
+    assert seen.headers["x-goog-api-key"] == REAL_VERTEX and "authorization" not in seen.headers
+    record = g.last_audit()
+    assert (record["provider"], record["endpoint"], record["model"], record["host"]) == (
+        "vertex",
+        "chat.completions",
+        "endpoints/1234567890",
+        DEDICATED,
+    )
+    assert (record["input_tokens"], record["output_tokens"]) == (21, 7)

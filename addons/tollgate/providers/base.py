@@ -272,6 +272,11 @@ class Provider:
         `model`, streamed or not, once translated."""
         raise NotImplementedError
 
+    def upstream_host(self, host: str, settings: ProviderConfig) -> str | None:
+        """Where a call to `host` (lower case) goes when no upstream is configured: None for that
+        host itself. Default: itself (Google's mTLS hosts go to their twins)."""
+        return None
+
     def load_runtime(self, config: Any, settings: ProviderConfig, previous: tuple[ProviderConfig, Any] | None) -> Any:
         """What this provider needs built for a configuration (`config`, its settings `settings`),
         kept in `Loaded.runtimes` and handed to `upstream_credential`. `previous` is the last

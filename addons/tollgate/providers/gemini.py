@@ -1,4 +1,5 @@
-"""Gemini API: generativelanguage.googleapis.com, every API version, and its OpenAI-compatible endpoint."""
+"""Gemini API: generativelanguage.googleapis.com (its mTLS twin and Private Service Connect names
+too), every API version, and its OpenAI-compatible endpoint."""
 
 from __future__ import annotations
 
@@ -71,6 +72,16 @@ WORDS = words(
 )  # fmt: skip
 
 
+# Google's mTLS hosts (foo.mtls.googleapis.com) take only a client certificate's calls: Tollgate,
+# which holds none, sends their calls to the host's twin without mTLS, which serves the same API.
+_MTLS = ".mtls.googleapis.com"
+
+
+def mtls_twin(host: str) -> str | None:
+    """The host without mTLS that serves what a Google mTLS host does; None for another host."""
+    return host.removesuffix(_MTLS) + ".googleapis.com" if host.endswith(_MTLS) else None
+
+
 def one_of(data: dict[str, Any], name: str, snake_name: str) -> Any:
     """A field Gemini's JSON reads under its camelCase or its snake_case name; both is refused,
     as which one Google's parser takes is not Tollgate's to guess."""
@@ -127,7 +138,14 @@ class GeminiConfig(ProviderConfig):
 class Gemini(Provider):
     name = "gemini"
     semconv_name = "gcp.gemini"  # the Gemini API (AI Studio)
-    host_pattern = r"generativelanguage\.googleapis\.com"
+    host_pattern = "|".join(
+        (
+            r"generativelanguage\.googleapis\.com",
+            r"generativelanguage\.mtls\.googleapis\.com",
+            # A Private Service Connect endpoint's name (generativelanguage-<endpoint>.p.googleapis.com).
+            r"generativelanguage-[a-z0-9]+\.p\.googleapis\.com",
+        )
+    )
     side_header = "X-Gemini-Key"
     response_headers = Provider.response_headers | {_SERVICE_TIER_HEADER.encode()}
     key_positions = ("x-goog-api-key", "authorization", "query:key")
@@ -159,6 +177,9 @@ class Gemini(Provider):
             if isinstance(old, GeminiConfig) and old.credentials == settings.credentials:
                 return runtime
         return load_tokens(settings.credentials, (CLOUD_PLATFORM, GENERATIVE_LANGUAGE))
+
+    def upstream_host(self, host: str, settings: ProviderConfig) -> str | None:
+        return mtls_twin(host)
 
     def upstream_credential(
         self, classification: Classification, side: Mapping[str, str], pool: Any, settings: ProviderConfig, runtime: Any

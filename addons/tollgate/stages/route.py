@@ -1,4 +1,5 @@
-"""Where a call goes: an override's or the provider's configured `upstream`, or the host the client asked for."""
+"""Where a call goes: an override's or the provider's configured `upstream`, or the host the client
+asked for (an mTLS host of Google's: its twin without mTLS)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,10 @@ class Route:
         if upstream is None and call.requested_provider is not None:
             upstream = f"https://{provider_of(call).default_host}"
         request = flow.request
+        if upstream is None:
+            twin = provider_of(call).upstream_host(call.host, call.loaded.providers[call.provider])
+            if twin is not None:
+                upstream = f"{request.scheme}://{url.hostport(request.scheme, twin, request.port)}"
         if upstream is None:
             scheme, host, port = request.scheme, request.host, request.port
             # url.hostport's, without the dict it builds on every call (docs/performance.md)

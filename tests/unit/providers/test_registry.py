@@ -144,7 +144,33 @@ def mitmproxy_decrypts(patterns: list[str], address: str) -> bool:
 EVERY_HOST_FORM = {
     "eu.api.openai.com": "openai",
     "us.api.openai.com": "openai",
+    # Google's mTLS hosts, Private Service Connect names and Vertex AI's dedicated endpoints.
+    "generativelanguage.mtls.googleapis.com": "gemini",
+    "generativelanguage-corp1.p.googleapis.com": "gemini",
+    "aiplatform.mtls.googleapis.com": "vertex",
+    "us-central1-aiplatform.mtls.googleapis.com": "vertex",
+    "aiplatform-corp1.p.googleapis.com": "vertex",
+    "europe-west4-aiplatform-corp1.p.googleapis.com": "vertex",
+    "1234567890.us-central1-987654321.prediction.vertexai.goog": "vertex",
+    "1234567890.europe-west4-fasttryout.prediction.vertexai.goog": "vertex",
 }
+# Names that look like them and are not a provider's.
+NOT_A_PROVIDERS = (
+    "generativelanguage.mtls.googleapis.com.evil.example",
+    "storage-corp1.p.googleapis.com",
+    "generativelanguage-corp1.p.googleapis.com.evil.example",
+    "aiplatform-corp1.googleapis.com",
+    "prediction.vertexai.goog",
+    "x.prediction.vertexai.goog.evil.example",
+    "mtls.googleapis.com",
+    "storage.mtls.googleapis.com",
+)
+
+
+@pytest.mark.parametrize("host", NOT_A_PROVIDERS)
+def test_names_like_a_providers_hosts_are_tunnelled(host: str) -> None:
+    assert provider_for(host) is None
+    assert not mitmproxy_decrypts(allow_hosts(), f"{host}:443")
 
 
 @pytest.mark.parametrize(("host", "provider"), EVERY_HOST_FORM.items())
