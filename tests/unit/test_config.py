@@ -152,7 +152,7 @@ def test_anonymous_default(data: dict, expected: bool) -> None:
         ({"provider": {}}, "provider"),
         ({"providers": {"mistral": {}}}, "providers.mistral"),
         ({"providers": {"openai": {"keyz": ["x"]}}}, "providers.openai.keyz"),
-        ({"providers": {"bedrock": {"region": "us-east-1"}}}, "providers.bedrock.region"),
+        ({"providers": {"bedrock": {"regions": ["us-east-1"]}}}, "providers.bedrock.regions"),
         ({"clients": [{"nmae": "alice"}]}, "clients.0.nmae"),
         ({"clients": [{"name": "a"}, {"name": "b", "group": ["x"]}]}, "clients.1.group"),
         (
@@ -389,6 +389,17 @@ def test_hosts_two_providers_share_are_an_error_naming_both(first: str, second: 
 def test_hosts_of_two_providers_that_cannot_meet_are_accepted(first: str, second: str) -> None:
     config = parse_config({"providers": {"openai": {"hosts": [first]}, "anthropic": {"hosts": [second]}}}, {})
     assert (config.providers.openai.hosts, config.providers.anthropic.hosts) == ((first,), (second,))
+
+
+def test_bedrock_hosts_need_the_region_their_names_do_not_say() -> None:
+    assert error_of({"providers": {"bedrock": {"hosts": ["bedrock.corp.example"]}}}) == (
+        "providers.bedrock: hosts: set region too, the AWS region of these hosts (their names do not say it; Tollgate"
+        " signs for it)"
+    )
+    config = parse_config({"providers": {"bedrock": {"hosts": ["bedrock.corp.example"], "region": "eu-west-1"}}}, {})
+    assert (config.providers.bedrock.hosts, config.providers.bedrock.region) == (("bedrock.corp.example",), "eu-west-1")
+    assert parse_config({"providers": {"bedrock": {"region": "eusc-de-east-1"}}}, {}).providers.bedrock.region
+    assert error_of({"providers": {"bedrock": {"region": "Europe"}}}).startswith("providers.bedrock.region: ")
 
 
 def test_timeout_of_wrong_type_names_the_field() -> None:

@@ -289,6 +289,14 @@ class Provider:
         body (None: no body, or one streamed unread); `Unreadable` when it cannot be read exactly."""
         raise NotImplementedError
 
+    def classify_at(
+        self, host: str, method: str, path: str, data: dict[str, Any] | None, query: str = ""
+    ) -> Classification:
+        """`classify` for a call to `host` (lower case, no trailing dot), for a provider whose hosts
+        serve different APIs (Bedrock's runtime, agent runtime and control plane). Default: the
+        host makes no difference."""
+        return self.classify(method, path, data, query)
+
     def answer_service_tier(self, headers: Headers) -> str | None:
         """The service tier an answer's headers (`response_headers`) say the call ran at, where its
         body does not say. Default: none."""

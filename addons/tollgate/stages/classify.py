@@ -120,7 +120,7 @@ class Classify:
             if read_body and request.trailers:
                 raise Unreadable("Tollgate does not forward request trailers")
             data = read_request_json(request_body(request, headers)) if read_body else None
-            call.classification = provider.classify(request.method, path, data, query)
+            call.classification = provider.classify_at(host, request.method, path, data, query)
             provider.read_headers(headers, call.classification)
             check_upgrade(headers, call.classification.endpoint)
         except Unreadable as e:

@@ -86,8 +86,9 @@ from .common import (
         ("evilapi.openai.com", 443, None),
         ("xapi.anthropic.com", 443, None),
         ("files.openai.com", 443, None),
-        ("bedrock.us-east-1.amazonaws.com", 443, None),  # control plane, not runtime
-        ("bedrock-agent-runtime.us-east-1.amazonaws.com", 443, None),
+        ("bedrock.us-east-1.amazonaws.com", 443, "bedrock"),  # the control plane: its jobs
+        ("bedrock-agent-runtime.us-east-1.amazonaws.com", 443, "bedrock"),
+        ("bedrock-agent.us-east-1.amazonaws.com", 443, None),  # where agents are built, no model runs
         ("bedrock-runtime.us-east-1.amazonaws.com.evil.example", 443, None),
         ("s3.amazonaws.com", 443, None),
         ("example.com", 443, None),
@@ -153,6 +154,20 @@ EVERY_HOST_FORM = {
     "europe-west4-aiplatform-corp1.p.googleapis.com": "vertex",
     "1234567890.us-central1-987654321.prediction.vertexai.goog": "vertex",
     "1234567890.europe-west4-fasttryout.prediction.vertexai.goog": "vertex",
+    # Bedrock's agent runtime and control plane, dual-stack, FIPS, other partitions, VPC endpoints.
+    "bedrock-agent-runtime.us-east-1.amazonaws.com": "bedrock",
+    "bedrock-agent-runtime-fips.us-east-1.amazonaws.com": "bedrock",
+    "bedrock.eu-west-1.amazonaws.com": "bedrock",
+    "bedrock-fips.us-gov-west-1.amazonaws.com": "bedrock",
+    "bedrock-runtime.us-east-1.api.aws": "bedrock",
+    "bedrock-runtime-fips.us-east-1.api.aws": "bedrock",
+    "bedrock-agent-runtime.eu-west-1.api.aws": "bedrock",
+    "bedrock-runtime.cn-north-1.amazonaws.com.cn": "bedrock",
+    "bedrock-runtime.eusc-de-east-1.amazonaws.eu": "bedrock",
+    "vpce-0a1b2c3d4e5f6a7b8-abcdefgh.bedrock-runtime.us-east-1.vpce.amazonaws.com": "bedrock",
+    "vpce-0a1b2c3d4e5f6a7b8-abcdefgh-us-east-1a.bedrock-runtime.us-east-1.vpce.amazonaws.com": "bedrock",
+    "vpce-0a1b2c3d4e5f6a7b8-abcdefgh.bedrock-agent-runtime.us-east-1.vpce.amazonaws.com": "bedrock",
+    "vpce-0a1b2c3d4e5f6a7b8-abcdefgh.bedrock.us-east-1.vpce.amazonaws.com": "bedrock",
 }
 # Names that look like them and are not a provider's.
 NOT_A_PROVIDERS = (
@@ -164,6 +179,11 @@ NOT_A_PROVIDERS = (
     "x.prediction.vertexai.goog.evil.example",
     "mtls.googleapis.com",
     "storage.mtls.googleapis.com",
+    "bedrock-runtime.us-east-1.amazonaws.com.evil.example",
+    "bedrock-runtime.us-east-1.example.com",
+    "vpce-x.bedrock-runtime.us-east-1.amazonaws.com",
+    "vpce-x.s3.us-east-1.vpce.amazonaws.com",
+    "bedrock-agentcore.us-east-1.amazonaws.com",
 )
 
 
