@@ -102,6 +102,7 @@ def gateway() -> Gateway:
             audit.request,
         ],
         server_connect=[upstream_watch.server_connect],
+        tls_start_server=[route.tls_start_server],  # an mTLS host's client certificate (`client_cert`)
         server_connected=[upstream_watch.server_connected],
         tls_established_server=[upstream_watch.tls_established_server],
         tls_failed_server=[upstream_watch.tls_failed_server],

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 from tests.support import eventstream
 from tests.support.aws import botocore_accepts
 from tests.support.canned import BEDROCK_CONVERSE, provider_answers
@@ -454,3 +455,64 @@ def test_no_credential_of_any_of_these_hosts_reaches_the_console_or_the_audit(g)
     assert "llm_call" in audit
     for secret in (REAL_OPENAI, REAL_GEMINI, REAL_VERTEX, ALICE, *REAL_AWS[1:], ALICE_AWS[1], BOB_AWS[1], OWN_AWS[1]):
         assert secret not in console and secret not in audit, secret
+
+
+# --- a client certificate for Google's mTLS hosts ---------------------------------------------------
+
+MTLS = "us-central1-aiplatform.mtls.googleapis.com"
+MTLS_GEMINI = "generativelanguage.mtls.googleapis.com"
+
+
+@pytest.fixture(scope="module")
+def mtls(upstream_ca) -> Iterator[tuple[FakeUpstream, trustme.CA]]:
+    """A Google mTLS host that serves only a client with a certificate of its own CA."""
+    client_ca = trustme.CA()
+    fake = FakeUpstream(upstream_ca, provider_answers, names=(MTLS, MTLS_GEMINI), client_ca=client_ca)
+    yield fake, client_ca
+    fake.close()
+
+
+@pytest.fixture(scope="module")
+def mg(start_gateway, mtls, named, tmp_path_factory):
+    fake, client_ca = mtls
+    pem = tmp_path_factory.mktemp("client-cert") / "tollgate-client.pem"
+    client_ca.issue_cert("tollgate-client", common_name="tollgate-client").private_key_and_cert_chain_pem.write_to_path(
+        str(pem)
+    )
+    config = {
+        "providers": {"vertex": {"keys": [REAL_VERTEX], "client_cert": str(pem)}, "gemini": {"keys": [REAL_GEMINI]}},
+        "clients": [{"name": "alice", "keys": [ALICE]}],
+    }
+    # The mTLS hosts to the fake that asks for a client certificate; the Gemini API's twin to the other.
+    resolve = {MTLS: fake.port, MTLS_GEMINI: fake.port, "generativelanguage.googleapis.com": named.port}
+    env = {"TOLLGATE_TEST_RESOLVE": json.dumps(resolve)}
+    return start_gateway(config, "-s", str(RESOLVE), env=env)
+
+
+def test_a_client_certificate_keeps_an_mtls_hosts_calls_there_and_is_presented(mg, mtls):
+    fake, _ = mtls
+    fake.received.clear()
+    assert mg.run(genai_call(f"https://{MTLS}", vertexai=True)) == {"tokens": 15}
+    seen = fake.received[-1]
+    assert (seen.sni, seen.headers["host"], seen.client_cert) == (MTLS, MTLS, "tollgate-client")
+    assert seen.headers["x-goog-api-key"] == REAL_VERTEX
+    record = mg.last_audit()
+    assert (record["client"], record["provider"], record["host"], record["upstream"]) == (
+        "alice",
+        "vertex",
+        MTLS,
+        f"https://{MTLS}",
+    )
+
+
+def test_a_provider_without_a_client_certificate_still_sends_its_mtls_hosts_calls_to_the_twin(mg, mtls, named):
+    """The Gemini API has none here: its mTLS host's call goes to the twin, never to the mTLS host."""
+    fake, _ = mtls
+    fake.received.clear()
+    named.received.clear()
+    assert mg.run(genai_call(f"https://{MTLS_GEMINI}", vertexai=False)) == {"tokens": 15}
+    assert fake.received == []
+    seen = named.received[-1]
+    assert (seen.sni, seen.headers["x-goog-api-key"]) == ("generativelanguage.googleapis.com", REAL_GEMINI)
+    record = mg.last_audit()
+    assert (record["host"], record["upstream"]) == (MTLS_GEMINI, "https://generativelanguage.googleapis.com")

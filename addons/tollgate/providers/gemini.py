@@ -82,6 +82,16 @@ def mtls_twin(host: str) -> str | None:
     return host.removesuffix(_MTLS) + ".googleapis.com" if host.endswith(_MTLS) else None
 
 
+def is_mtls(host: str) -> bool:
+    return host.endswith(_MTLS)
+
+
+def client_cert_of(settings: ProviderConfig) -> str | None:
+    """The client certificate a Google provider's settings give it for its mTLS hosts (`client_cert`)."""
+    cert = getattr(settings, "client_cert", None)
+    return cert if isinstance(cert, str) else None
+
+
 def one_of(data: dict[str, Any], name: str, snake_name: str) -> Any:
     """A field Gemini's JSON reads under its camelCase or its snake_case name; both is refused,
     as which one Google's parser takes is not Tollgate's to guess."""
@@ -133,6 +143,8 @@ class GeminiConfig(ProviderConfig):
     place of a key (`default`: Application Default Credentials; else a credentials file)."""
 
     credentials: str | None = Field(default=None, min_length=1)
+    # A client certificate (and its key, in one PEM file) for its mTLS host, which then keeps its calls.
+    client_cert: str | None = Field(default=None, min_length=1)
 
 
 class Gemini(Provider):
@@ -179,7 +191,7 @@ class Gemini(Provider):
         return load_tokens(settings.credentials, (CLOUD_PLATFORM, GENERATIVE_LANGUAGE))
 
     def upstream_host(self, host: str, settings: ProviderConfig) -> str | None:
-        return mtls_twin(host)
+        return None if client_cert_of(settings) else mtls_twin(host)
 
     def upstream_credential(
         self, classification: Classification, side: Mapping[str, str], pool: Any, settings: ProviderConfig, runtime: Any

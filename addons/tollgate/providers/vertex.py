@@ -69,6 +69,8 @@ class VertexConfig(ProviderConfig):
     credentials: str | None = Field(default=None, min_length=1)
     project: str | None = Field(default=None, pattern=_NAME.pattern)
     location: str | None = Field(default=None, pattern=_NAME.pattern)
+    # A client certificate (and its key, in one PEM file) for its mTLS hosts, which then keep their calls.
+    client_cert: str | None = Field(default=None, min_length=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +95,10 @@ class VertexProject:
         path = f"/{version}/projects/{self.project}/locations/{location}{rest}{question}{query}"
         host = None
         if _goes_where_called(request) and _LOCATION_HOST.fullmatch(request.called_host):
-            host = host_of(location) if host_of(location) != request.host else None
+            to = host_of(location)
+            if gemini.is_mtls(request.host) and ".rep." not in to:  # an mTLS host kept (`client_cert`)
+                to = to.removesuffix(".googleapis.com") + ".mtls.googleapis.com"
+            host = to if to != request.host else None
         return path.encode("utf-8", "surrogateescape"), host
 
 
@@ -141,7 +146,7 @@ class Vertex(Provider):
     chat_formats = gemini.Gemini.chat_formats  # Google's models speak the Gemini API's, and OpenAI's
 
     def upstream_host(self, host: str, settings: ProviderConfig) -> str | None:
-        return gemini.mtls_twin(host)
+        return None if gemini.client_cert_of(settings) else gemini.mtls_twin(host)
 
     def load_runtime(
         self, config: Any, settings: ProviderConfig, previous: tuple[ProviderConfig, Any] | None

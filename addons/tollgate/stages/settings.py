@@ -12,12 +12,14 @@ from mitmproxy import ctx, exceptions
 
 from .. import compat
 from ..auditlog import AuditLog
+from ..certs import load_client_cert
 from ..config import PROVIDER_NAMES, Config, ConfigError, load_config
 from ..jwt_identity import Verifier
 from ..ledger import StoreError, open_store
 from ..ledger.store import Store
 from ..policy import Policy, PolicyError
 from ..providers import PROVIDERS
+from ..providers.gemini import client_cert_of
 from .shared import Loaded, Shared, close_later, hosts_of
 
 logger = logging.getLogger(__name__)
@@ -61,6 +63,14 @@ def load(
             runtimes[name] = provider.load_runtime(config, config.providers.get(name), before)
         except ValueError as e:
             raise ConfigError(f"providers.{name}.{e}") from None
+    client_certs = {}
+    for name in PROVIDERS:
+        cert = client_cert_of(config.providers.get(name))
+        if cert is not None:
+            try:
+                client_certs[name] = load_client_cert(cert)
+            except ValueError as e:
+                raise ConfigError(f"providers.{name}.client_cert: {e}") from None
     try:
         jwt = Verifier(config.identity.jwt, previous.jwt if previous is not None else None)
     except ValueError as e:
@@ -80,7 +90,7 @@ def load(
             if opened is not None:
                 opened.close()
             raise ConfigError(f"ledger.store: {e}") from None
-    return Loaded.build(config, policy, runtimes, previous, jwt), audit, store
+    return Loaded.build(config, policy, runtimes, previous, jwt, client_certs), audit, store
 
 
 def same_policy(policy: Policy | None, config: Config) -> bool:

@@ -13,6 +13,7 @@ from mitmproxy import http
 
 from ..auditlog import AuditLog
 from ..call import Call
+from ..certs import ClientCert
 from ..clients import Directory
 from ..config import Config, ProviderConfig
 from ..json_codec import encode_json
@@ -50,6 +51,8 @@ class Loaded:
     limits: Limits = field(default_factory=lambda: Limits(()))
     prices: Prices = field(default_factory=lambda: Prices(()))  # `prices:`, then the price table
     hosts: Hosts = BUILT_IN_HOSTS  # which provider serves a host: its own, and those `hosts:` adds
+    # Each provider's client certificate for its mTLS hosts (`client_cert`), loaded.
+    client_certs: dict[str, ClientCert] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -59,6 +62,7 @@ class Loaded:
         runtimes: Mapping[str, Any] | None = None,
         previous: Loaded | None = None,
         jwt: Verifier | None = None,
+        client_certs: Mapping[str, ClientCert] | None = None,
     ) -> Loaded:
         """What `config` makes; the key pools carry over the rests of `previous`'s, the JWT issuers
         the keys fetched for those unchanged (`jwt`: made already, else here). A provider missing
@@ -75,7 +79,7 @@ class Loaded:
         hosts = Hosts(added) if any(added.values()) else BUILT_IN_HOSTS
         return cls(
             config, providers, Directory(config), RuleBook(config.overrides), pools, policy, runtimes, jwt,
-            Limits(config.limits), Prices(config.prices), hosts,
+            Limits(config.limits), Prices(config.prices), hosts, dict(client_certs or {}),
         )  # fmt: skip
 
 

@@ -162,6 +162,10 @@ def test_a_call_moves_into_tollgates_project(
          "europe-west4-aiplatform.googleapis.com"),
         (None, "us-central1-aiplatform.mtls.googleapis.com", "https://us-central1-aiplatform.googleapis.com", None),
         ("global", "aiplatform.mtls.googleapis.com", "https://aiplatform.googleapis.com", None),
+        # An mTLS host its client certificate keeps: the location's mTLS host (a multi-region has none).
+        ("europe-west4", "us-central1-aiplatform.mtls.googleapis.com", None, "europe-west4-aiplatform.mtls.googleapis.com"),
+        ("global", "us-central1-aiplatform.mtls.googleapis.com", None, "aiplatform.mtls.googleapis.com"),
+        ("eu", "aiplatform.mtls.googleapis.com", None, "aiplatform.eu.rep.googleapis.com"),
         # A private endpoint keeps its host, wherever Tollgate's location is.
         ("europe-west4", "us-central1-aiplatform-corp.p.googleapis.com", None, None),
         ("europe-west4", "aiplatform-corp.p.googleapis.com", None, None),

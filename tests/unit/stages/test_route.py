@@ -78,3 +78,14 @@ def test_an_mtls_host_goes_to_its_twin_without_mtls(provider: str, host: str, pa
     assert (call.provider, call.host, flow.response) == (provider, host, None)
     CallSteps(Route(shared).handle).at_request(flow)
     assert (call.upstream, flow.request.host, flow.request.host_header) == (f"https://{twin}", twin, twin)
+
+
+def test_a_client_certificate_keeps_an_mtls_hosts_calls_there() -> None:
+    shared = configured({"providers": {"vertex": {"client_cert": "/etc/tollgate/client.pem"}}})
+    host = "us-central1-aiplatform.mtls.googleapis.com"
+    request = tutils.treq(host=host, port=443, path="/v1/publishers/google/models/m:generateContent", method=b"POST")
+    flow = tflow.tflow(req=request)
+    flow.request.scheme, flow.request.content = "https", b"{}"
+    Classify(shared).request(flow)
+    CallSteps(Route(shared).handle).at_request(flow)
+    assert (flow.metadata[CALL].upstream, flow.request.host) == (f"https://{host}", host)
