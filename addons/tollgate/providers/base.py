@@ -258,6 +258,12 @@ class Provider:
         rewritten = f"{raw[: m.start('model')]}{quote(model, safe='-_.~')}{raw[m.end('model') :]}"
         return f"{rewritten}?{query}" if query else rewritten
 
+    def model_field(self, classification: Classification) -> str | None:
+        """The body's field that names the model, where the path does not: an override writes the
+        model it calls there. None where the body names it deeper, or not at all: the call then goes
+        as asked. Default: `model`."""
+        return "model"
+
     def model_in_body(self, sent: object, model: str) -> str:
         """What a body's `model` field says to call `model`, given what the client sent there."""
         return model

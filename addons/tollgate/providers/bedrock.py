@@ -184,8 +184,6 @@ def _public(host: str) -> bool:
 
 # The first segments of the runtime's paths.
 _RUNTIME_FIRST = frozenset(("model", "guardrail", "async-invoke", "openai"))
-# A path outside the model API, on a host that also serves other products.
-_OUTSIDE = Classification(passthrough=True)
 
 
 class Bedrock(Provider):
@@ -329,6 +327,12 @@ class Bedrock(Provider):
             )
         return ChatLeg(f"/model/{model_id}/{'converse-stream' if stream else 'converse'}", BEDROCK_CONVERSE)
 
+    def model_field(self, classification: Classification) -> str | None:
+        endpoint = classification.endpoint
+        if endpoint in bedrock_apis.ENDPOINTS:
+            return bedrock_apis.MODEL_FIELDS.get(endpoint)
+        return "modelId" if endpoint == "async-invoke" else "model"
+
     def classify_at(
         self, host: str, method: str, path: str, data: dict[str, Any] | None, query: str = ""
     ) -> Classification:
@@ -344,7 +348,8 @@ class Bedrock(Provider):
                 return found
             if api == AGENT_RUNTIME:
                 raise Unreadable("not an operation of Bedrock's agent runtime")
-        return bedrock_apis.control_job_call(method, path, data) or _OUTSIDE
+        # Else a path outside the model API, on a host that also serves other products.
+        return bedrock_apis.control_job_call(method, path, data) or Classification(passthrough=True)
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
         segments = path_segments(path, percent=True)

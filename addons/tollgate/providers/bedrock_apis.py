@@ -120,6 +120,14 @@ def control_job_call(method: str, path: str, data: dict[str, Any] | None) -> Cla
     return None if name is None else _classified(name, method, data)
 
 
+# The body's field naming the model, where it is one at the top (an override writes it there).
+MODEL_FIELDS = {
+    "invoke-inline-agent": "foundationModel",
+    "create-model-invocation-job": "modelId",
+    "create-model-customization-job": "baseModelIdentifier",
+}
+
+
 def first_segment(path: str) -> str:
     return path.lstrip("/").partition("/")[0]
 
