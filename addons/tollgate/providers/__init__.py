@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 
 from ..host_globs import glob_pattern
@@ -61,13 +61,13 @@ class Hosts:
         alternatives = [f"(?P<{name}>{'|'.join(glob_pattern(g) for g in globs)})" for name, globs in self.added.items()]
         self._pattern = re.compile("|".join(alternatives)) if alternatives else None
         self._found: dict[str, Provider | None] = {}
+        # The provider whose API lives at a host, on any port, or None: with no hosts added, the
+        # providers' own lookup itself (it runs on every call).
+        self.provider_for: Callable[[str], Provider | None] = provider_for if self._pattern is None else self._either
 
-    def provider_for(self, host: str) -> Provider | None:
-        """The provider whose API lives at this host, on any port, or None."""
+    def _either(self, host: str) -> Provider | None:
         provider = provider_for(host)
-        if provider is not None or self._pattern is None:
-            return provider
-        return self._added_for(host_name(host))
+        return provider if provider is not None else self._added_for(host_name(host))
 
     def _added_for(self, name: str) -> Provider | None:
         try:
