@@ -167,6 +167,10 @@ class Classification:
     # Who publishes the model, where the provider names models by publisher (Vertex AI's
     # `publishers/{publisher}/models/{model}`); `model` is then the model's id alone.
     publisher: str | None = None
+    # A path outside the model API, on a host that also serves other products (Bedrock's control
+    # plane): it goes with the caller's own credential, never one of Tollgate's, undecided and
+    # uncounted, and is audited with no endpoint.
+    passthrough: bool = False
 
 
 def usd(nano: int) -> float:

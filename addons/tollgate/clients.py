@@ -40,6 +40,13 @@ class Directory:
     def is_virtual_aws_key(self, access_key_id: str) -> bool:
         return access_key_id in self._by_aws_key
 
+    def is_virtual_key(self, value: str) -> bool:
+        return value in self._by_key
+
+    @property
+    def takes_jwts(self) -> bool:
+        return self._takes_jwts
+
     def identify(
         self, login: str | None, presented: Iterable[Presented], signed_with: str | None = None
     ) -> Caller | Token | None:

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
+from .host_globs import globs_overlap
 from .jwt_identity import HMAC_ALGORITHMS, HMAC_MIN_BYTES, JWKS_MAX_AGE_S, JWKS_REFRESH_S, PUBLIC_KEY_ALGORITHMS
 from .policy import TIMEOUT as POLICY_TIMEOUT
 from .providers import PROVIDERS
@@ -433,6 +434,7 @@ class Config(Strict):
                     f"rollup.{i}.summarizer: {target.name} needs providers.{target.name}.upstream"
                     f" ({target.upstream_hint})"
                 )
+        self._hosts_apart()
         issuers: set[str] = set()
         for i, entry in enumerate(self.identity.jwt):
             if entry.issuer in issuers:
@@ -448,6 +450,17 @@ class Config(Strict):
                     ' client_prefix: "" to let its tokens name configured clients'
                 )
         return self
+
+    def _hosts_apart(self) -> None:
+        """No host is added to two providers: which one would read its calls is not to be guessed."""
+        added = [(name, i, glob) for name in PROVIDER_NAMES for i, glob in enumerate(self.providers.get(name).hosts)]
+        for k, (name, i, glob) in enumerate(added):
+            for other, j, other_glob in added[:k]:
+                if other != name and globs_overlap(glob, other_glob):
+                    raise ValueError(
+                        f"providers.{name}.hosts.{i}: {glob!r} and providers.{other}.hosts.{j} ({other_glob!r})"
+                        " match the same hosts; a host belongs to one provider"
+                    )
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

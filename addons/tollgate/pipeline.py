@@ -68,6 +68,15 @@ def gateway() -> Gateway:
         tracing.handle,  # with traces on, the upstream's traceparent names the call's span
         credential.handle,  # the caller's credential out, the upstream one in (a header, or a SigV4 signature)
         upstream_watch.handle,  # the clock for the upstream's response headers (504 when it runs out)
+        # A path outside the model API (Bedrock's control plane): no virtual credential, and the
+        # caller's own credential goes upstream; nothing decided or counted.
+        passthrough=(
+            audit_gate.handle,
+            identify.own_credential_only,  # a virtual key or AWS credential is refused (401/403)
+            route.handle,
+            credential.own,  # side headers out; the caller's own credential, as it came
+            upstream_watch.handle,
+        ),
     )
 
     return Gateway(
@@ -95,6 +104,7 @@ def gateway() -> Gateway:
             audit.request,
         ],
         server_connect=[upstream_watch.server_connect],
+        tls_start_server=[route.tls_start_server],  # an mTLS host's client certificate (`client_cert`)
         server_connected=[upstream_watch.server_connected],
         tls_established_server=[upstream_watch.tls_established_server],
         tls_failed_server=[upstream_watch.tls_failed_server],

@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .host_globs import host_glob
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -39,14 +41,21 @@ def base_url(value: str | None) -> str | None:
 
 
 class ProviderConfig(Strict):
-    """`providers.<name>`: where its calls go, Tollgate's keys for it, and how long it may take.
-    A provider that takes more settings subclasses this (`Provider.settings_model`)."""
+    """`providers.<name>`: where its calls go, Tollgate's keys for it, how long it may take, and the
+    hosts it has besides its own (private endpoints, a company's own names for them). A provider
+    that takes more settings subclasses this (`Provider.settings_model`)."""
 
     upstream: str | None = None
     keys: tuple[str, ...] = ()
     timeout: float = Field(default=120.0, gt=0)
+    hosts: tuple[str, ...] = ()
 
     _upstream = field_validator("upstream")(classmethod(lambda cls, value: base_url(value)))
+
+    @field_validator("hosts")
+    @classmethod
+    def _host_globs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(host_glob(glob) for glob in value)
 
     @field_validator("keys")
     @classmethod

@@ -64,6 +64,20 @@ def parse_authorization(value: str) -> Authorization:
     return Authorization(parts[0], parts[1], parts[2], parts[3], signed, m["signature"])
 
 
+_KEY_ID = re.compile(rb"Credential=([^/,\s]+)/")
+
+
+def signing_key_id(index: Mapping[bytes, bytes], query: Mapping[str, str]) -> str | None:
+    """The access key id a SigV4 request is signed with, in its Authorization header or its query
+    (a presigned URL), read however the rest of the signature looks; None when it is not signed."""
+    authorization = index.get(b"authorization", b"")
+    if authorization.startswith(b"AWS4-"):
+        m = _KEY_ID.search(authorization)
+        return m[1].decode("utf-8", "surrogateescape") if m else None
+    credential = query.get("X-Amz-Credential")
+    return credential.partition("/")[0] or None if credential else None
+
+
 def _encode(value: str) -> str:
     # mitmproxy keeps undecodable bytes as surrogates: they are encoded back to the bytes sent.
     return quote(value, safe="-_.~", errors="surrogateescape")

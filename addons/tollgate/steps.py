@@ -64,8 +64,10 @@ class CallSteps:
     raises refuses the call: mitmproxy would log the exception and run the later addons, and the
     call would go out unidentified or with the caller's credential."""
 
-    def __init__(self, *steps: CallStep) -> None:
+    def __init__(self, *steps: CallStep, passthrough: tuple[CallStep, ...] = ()) -> None:
         self.steps = steps
+        # The steps of a call outside the model API (`Classification.passthrough`), in their place.
+        self.passthrough = passthrough
 
     def at_request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         return self._run(flow, at_headers=False)
@@ -77,29 +79,32 @@ class CallSteps:
         call = call_of(flow)
         if call is None or call.streamed_upload is not at_headers:
             return None
-        return self._from(0, flow, call)
+        steps = self.passthrough if call.classification.passthrough else self.steps
+        return self._from(steps, 0, flow, call)
 
-    def _from(self, first: int, flow: http.HTTPFlow, call: Call) -> Awaitable[None] | None:
-        for i in range(first, len(self.steps)):
+    def _from(self, steps: tuple[CallStep, ...], first: int, flow: http.HTTPFlow, call: Call) -> Awaitable[None] | None:
+        for i in range(first, len(steps)):
             if flow.response is not None:
                 return None
-            step = self.steps[i]
+            step = steps[i]
             try:
                 pending = step(flow, call)
             except Exception:
                 _refuse_after_failure(flow, call, step)
                 return None
             if pending is not None:
-                return self._after(pending, i, flow, call)
+                return self._after(steps, pending, i, flow, call)
         return None
 
-    async def _after(self, pending: Awaitable[None], i: int, flow: http.HTTPFlow, call: Call) -> None:
+    async def _after(
+        self, steps: tuple[CallStep, ...], pending: Awaitable[None], i: int, flow: http.HTTPFlow, call: Call
+    ) -> None:
         try:
             await pending
         except Exception:
-            _refuse_after_failure(flow, call, self.steps[i])
+            _refuse_after_failure(flow, call, steps[i])
             return
-        rest = self._from(i + 1, flow, call)
+        rest = self._from(steps, i + 1, flow, call)
         if rest is not None:
             await rest
 

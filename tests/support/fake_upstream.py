@@ -23,6 +23,7 @@ class Received:
     body: bytes
     sni: str | None
     trailers: list[str] = field(default_factory=list)  # a chunked body's trailer lines
+    client_cert: str | None = None  # the common name of the certificate the client presented
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -52,14 +53,26 @@ Handler = Callable[[Received], Reply]
 
 
 class FakeUpstream:
-    def __init__(self, ca: trustme.CA, handler: Handler | None = None) -> None:
+    def __init__(
+        self,
+        ca: trustme.CA,
+        handler: Handler | None = None,
+        names: tuple[str, ...] = (),
+        client_ca: trustme.CA | None = None,
+    ) -> None:
+        """`names`: more host names its certificate covers, for a test that sends them here by
+        name (`support/resolve.py`); `client_ca`: only a client with a certificate of it is served
+        (mutual TLS)."""
         self.received: list[Received] = []
         self.handler: Handler = handler or (lambda r: Reply(200, {"ok": True}))
         self.handshake_delay = 0.0  # before each connection's TLS handshake
         self._lock = threading.Lock()
-        cert = ca.issue_cert("127.0.0.1", "localhost")
+        cert = ca.issue_cert("127.0.0.1", "localhost", *names)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         cert.configure_cert(context)
+        if client_ca is not None:
+            context.verify_mode = ssl.CERT_REQUIRED
+            client_ca.configure_trust(context)
         snis: dict[int, str | None] = {}
 
         def remember_sni(sock: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
@@ -85,6 +98,8 @@ class FakeUpstream:
                 else:
                     length = int(self.headers.get("content-length") or 0)
                     body = self.rfile.read(length) if length else b""
+                peer = self.connection.getpeercert() if client_ca is not None else None
+                names = [value for rdn in (peer or {}).get("subject", ()) for key, value in rdn if key == "commonName"]
                 received = Received(
                     self.command,
                     self.path,
@@ -92,6 +107,7 @@ class FakeUpstream:
                     body,
                     snis.get(id(self.connection)),
                     trailers,
+                    names[0] if names else None,
                 )
                 with upstream._lock:
                     upstream.received.append(received)

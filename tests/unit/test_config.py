@@ -152,7 +152,7 @@ def test_anonymous_default(data: dict, expected: bool) -> None:
         ({"provider": {}}, "provider"),
         ({"providers": {"mistral": {}}}, "providers.mistral"),
         ({"providers": {"openai": {"keyz": ["x"]}}}, "providers.openai.keyz"),
-        ({"providers": {"bedrock": {"region": "us-east-1"}}}, "providers.bedrock.region"),
+        ({"providers": {"bedrock": {"regions": ["us-east-1"]}}}, "providers.bedrock.regions"),
         ({"clients": [{"nmae": "alice"}]}, "clients.0.nmae"),
         ({"clients": [{"name": "a"}, {"name": "b", "group": ["x"]}]}, "clients.1.group"),
         (
@@ -327,6 +327,79 @@ def test_timeout_must_be_positive(provider: str, timeout: float) -> None:
     assert error_of({"providers": {provider: {"timeout": timeout}}}) == (
         f"providers.{provider}.timeout: Input should be greater than 0"
     )
+
+
+# --- providers.<name>.hosts --------------------------------------------------------------------
+
+
+def test_hosts_are_kept_as_hosts_are_matched() -> None:
+    config = parse_config(
+        {"providers": {"vertex": {"hosts": ["AIPlatform-Corp.p.GoogleAPIs.com.", "*.llm.corp.example"]}}}, {}
+    )
+    assert config.providers.vertex.hosts == ("aiplatform-corp.p.googleapis.com", "*.llm.corp.example")
+    assert config.providers.openai.hosts == ()
+
+
+@pytest.mark.parametrize(
+    ("glob", "why"),
+    [
+        ("localhost", "is not a host name glob"),
+        ("llm..corp.example", "is not a host name glob"),
+        ("llm corp.example", "is not a host name glob"),
+        ("llm.corp.example:443", "is not a host name glob"),
+        ("https://llm.corp.example", "is not a host name glob"),
+        ("*.com", "write out its last two labels"),
+        ("llm.*.example", "write out its last two labels"),
+        ("llm.corp.*", "write out its last two labels"),
+        ("llm.corp*.example", "write out its last two labels"),
+    ],
+)
+def test_a_host_glob_that_names_no_domain_is_refused(glob: str, why: str) -> None:
+    message = error_of({"providers": {"openai": {"hosts": ["ok.corp.example", glob]}}})
+    assert message.startswith("providers.openai.hosts: ") and why in message, message
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("llm.corp.example", "LLM.corp.example."),
+        ("*.corp.example", "llm.corp.example"),
+        ("llm-*.corp.example", "*-eu.corp.example"),
+        ("a*b.corp.example", "*b.corp.example"),
+        ("*.*.corp.example", "x.y.corp.example"),
+    ],
+)
+def test_hosts_two_providers_share_are_an_error_naming_both(first: str, second: str) -> None:
+    message = error_of({"providers": {"openai": {"hosts": [first]}, "vertex": {"hosts": ["other.example", second]}}})
+    assert message == (
+        f"providers.vertex.hosts.1: {second.lower().removesuffix('.')!r} and providers.openai.hosts.0"
+        f" ({first.lower()!r}) match the same hosts; a host belongs to one provider"
+    )
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("llm-*.corp.example", "*-x.corp.dev"),
+        ("llm-*.corp.example", "gpt-*.corp.example"),
+        ("*.corp.example", "a.b.corp.example"),  # a '*' is one label
+        ("a*b.corp.example", "*c.corp.example"),
+    ],
+)
+def test_hosts_of_two_providers_that_cannot_meet_are_accepted(first: str, second: str) -> None:
+    config = parse_config({"providers": {"openai": {"hosts": [first]}, "anthropic": {"hosts": [second]}}}, {})
+    assert (config.providers.openai.hosts, config.providers.anthropic.hosts) == ((first,), (second,))
+
+
+def test_bedrock_hosts_need_the_region_their_names_do_not_say() -> None:
+    assert error_of({"providers": {"bedrock": {"hosts": ["bedrock.corp.example"]}}}) == (
+        "providers.bedrock: hosts: set region too, the AWS region of these hosts (their names do not say it; Tollgate"
+        " signs for it)"
+    )
+    config = parse_config({"providers": {"bedrock": {"hosts": ["bedrock.corp.example"], "region": "eu-west-1"}}}, {})
+    assert (config.providers.bedrock.hosts, config.providers.bedrock.region) == (("bedrock.corp.example",), "eu-west-1")
+    assert parse_config({"providers": {"bedrock": {"region": "eusc-de-east-1"}}}, {}).providers.bedrock.region
+    assert error_of({"providers": {"bedrock": {"region": "Europe"}}}).startswith("providers.bedrock.region: ")
 
 
 def test_timeout_of_wrong_type_names_the_field() -> None:

@@ -10,7 +10,7 @@ import pytest
 from mitmproxy.test import tflow
 
 from tollgate import pipeline
-from tollgate.call import Call
+from tollgate.call import Call, Classification
 from tollgate.stages.shared import CALL
 from tollgate.steps import CallSteps, Gateway
 
@@ -122,6 +122,18 @@ def test_call_steps_run_in_order_at_the_hook_their_call_takes():
     assert seen == ["plain.request"]
 
 
+def test_a_call_outside_the_model_api_runs_the_passthrough_steps_in_their_place():
+    seen: list[str] = []
+    steps = CallSteps(
+        *(Handles(n, seen).handle for n in "abc"),
+        passthrough=(Handles("p", seen).handle, Awaits("q", seen).handle, Handles("r", seen).handle),
+    )
+    flow = _call_flow()
+    flow.metadata[CALL].classification = Classification(passthrough=True)
+    asyncio.run(_gateway(steps, Recorder("plain", seen)).request(flow))
+    assert seen == ["p.handle", "q.handle", "q.awaited", "r.handle", "plain.request"]
+
+
 def test_no_call_step_runs_after_one_answered_the_call():
     seen: list[str] = []
     steps = CallSteps(Handles("a", seen, refuses=True).handle, Handles("b", seen).handle, Handles("c", seen).handle)
@@ -197,6 +209,21 @@ def test_tollgates_pipeline_is_one_addon_with_its_call_steps_in_order():
         "RollUp",
         "AskForUsage",
         "Tracing",
+        "Credential",
+        "UpstreamWatch",
+    ]
+    # A call outside the model API: refused with a virtual credential, else sent with its own.
+    assert [step.__name__ for step in call_steps.passthrough] == [
+        "handle",
+        "own_credential_only",
+        "handle",
+        "own",
+        "handle",
+    ]
+    assert [type(step.__self__).__name__ for step in call_steps.passthrough] == [
+        "AuditGate",
+        "Identify",
+        "Route",
         "Credential",
         "UpstreamWatch",
     ]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 
+from ..host_globs import glob_pattern
 from .anthropic import Anthropic
 from .base import Provider
 from .bedrock import Bedrock
@@ -39,4 +41,50 @@ def provider_for(host: str) -> Provider | None:
 def allow_hosts() -> list[str]:
     """mitmproxy `allow_hosts` patterns over "host:port": only these connections are decrypted,
     on any port, the host in any case and with or without a trailing dot (mitmproxy ignores case)."""
-    return [rf"^(?:{p.host_pattern})\.?:\d+$" for p in PROVIDERS.values()]
+    return [_allowed(p.host_pattern) for p in PROVIDERS.values()]
+
+
+def _allowed(pattern: str) -> str:
+    return rf"^(?:{pattern})\.?:\d+$"
+
+
+class Hosts:
+    """Which provider serves a host: a provider's own hosts (`host_pattern`), else the ones a
+    configuration adds (`providers.<name>.hosts`, globs), which never take a host from the provider
+    it is one of. The hosts added are looked at only for a host no provider owns: they cost the
+    providers' own hosts nothing."""
+
+    _CACHED = 1024  # hosts whose lookup is kept (a few recur on every call)
+
+    def __init__(self, added: Mapping[str, Sequence[str]] | None = None) -> None:
+        self.added = {name: tuple(globs) for name, globs in (added or {}).items() if globs}
+        alternatives = [f"(?P<{name}>{'|'.join(glob_pattern(g) for g in globs)})" for name, globs in self.added.items()]
+        self._pattern = re.compile("|".join(alternatives)) if alternatives else None
+        self._found: dict[str, Provider | None] = {}
+        # The provider whose API lives at a host, on any port, or None: with no hosts added, the
+        # providers' own lookup itself (it runs on every call).
+        self.provider_for: Callable[[str], Provider | None] = provider_for if self._pattern is None else self._either
+
+    def _either(self, host: str) -> Provider | None:
+        provider = provider_for(host)
+        return provider if provider is not None else self._added_for(host_name(host))
+
+    def _added_for(self, name: str) -> Provider | None:
+        try:
+            return self._found[name]
+        except KeyError:
+            pass
+        assert self._pattern is not None
+        m = self._pattern.fullmatch(name)
+        provider = PROVIDERS[m.lastgroup] if m is not None and m.lastgroup is not None else None
+        if len(self._found) < self._CACHED:
+            self._found[name] = provider
+        return provider
+
+    def allow_hosts(self) -> list[str]:
+        """`allow_hosts()`, and a pattern for each host glob added."""
+        return allow_hosts() + [_allowed(glob_pattern(g)) for globs in self.added.values() for g in globs]
+
+
+# The providers' own hosts alone: what a configuration that adds none has.
+BUILT_IN_HOSTS = Hosts()

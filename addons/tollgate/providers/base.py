@@ -258,6 +258,12 @@ class Provider:
         rewritten = f"{raw[: m.start('model')]}{quote(model, safe='-_.~')}{raw[m.end('model') :]}"
         return f"{rewritten}?{query}" if query else rewritten
 
+    def model_field(self, classification: Classification) -> str | None:
+        """The body's field that names the model, where the path does not: an override writes the
+        model it calls there. None where the body names it deeper, or not at all: the call then goes
+        as asked. Default: `model`."""
+        return "model"
+
     def model_in_body(self, sent: object, model: str) -> str:
         """What a body's `model` field says to call `model`, given what the client sent there."""
         return model
@@ -272,6 +278,11 @@ class Provider:
         `model`, streamed or not, once translated."""
         raise NotImplementedError
 
+    def upstream_host(self, host: str, settings: ProviderConfig) -> str | None:
+        """Where a call to `host` (lower case) goes when no upstream is configured: None for that
+        host itself. Default: itself (Google's mTLS hosts go to their twins)."""
+        return None
+
     def load_runtime(self, config: Any, settings: ProviderConfig, previous: tuple[ProviderConfig, Any] | None) -> Any:
         """What this provider needs built for a configuration (`config`, its settings `settings`),
         kept in `Loaded.runtimes` and handed to `upstream_credential`. `previous` is the last
@@ -283,6 +294,14 @@ class Provider:
         """What the request is, read from its path (without the query), its query and its JSON
         body (None: no body, or one streamed unread); `Unreadable` when it cannot be read exactly."""
         raise NotImplementedError
+
+    def classify_at(
+        self, host: str, method: str, path: str, data: dict[str, Any] | None, query: str = ""
+    ) -> Classification:
+        """`classify` for a call to `host` (lower case, no trailing dot), for a provider whose hosts
+        serve different APIs (Bedrock's runtime, agent runtime and control plane). Default: the
+        host makes no difference."""
+        return self.classify(method, path, data, query)
 
     def answer_service_tier(self, headers: Headers) -> str | None:
         """The service tier an answer's headers (`response_headers`) say the call ran at, where its

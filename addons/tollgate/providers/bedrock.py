@@ -1,4 +1,6 @@
-"""AWS Bedrock runtime: bedrock-runtime[-fips].<region>.amazonaws.com."""
+"""AWS Bedrock: its runtime (bedrock-runtime[-fips].<region>.amazonaws.com), its agents' runtime
+(bedrock-agent-runtime…) and its control plane's jobs (bedrock…), at every DNS name AWS gives them
+(FIPS, dual-stack, every partition's, VPC endpoints'), and at the hosts a configuration adds."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import quote, unquote
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .. import sigv4
 from ..call import Classification, RequestFacts, Usage, fingerprint
@@ -45,7 +47,7 @@ from ..streams import (
 )
 from ..translate.formats import ANTHROPIC_MESSAGES, BEDROCK_CONVERSE, CLAUDE_ON_BEDROCK, OPENAI_CHAT
 from ..usage_readers import UsageReader, add_totals, is_event_stream
-from . import anthropic, openai
+from . import anthropic, bedrock_apis, openai
 from .base import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
@@ -79,7 +81,21 @@ from .openai_format import OPENAI_FORMAT
 if TYPE_CHECKING:
     from ..keypool import KeyPool
 
-_HOST = re.compile(r"^bedrock-runtime(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com$")
+# The DNS suffixes of AWS's partitions, public and dual-stack (botocore's partitions.json).
+AWS_DNS_SUFFIXES = (
+    "amazonaws.com", "api.aws", "amazonaws.com.cn", "api.amazonwebservices.com.cn", "amazonaws.eu",
+    "api.amazonwebservices.eu", "c2s.ic.gov", "api.aws.ic.gov", "sc2s.sgov.gov", "api.aws.scloud",
+    "cloud.adc-e.uk", "api.cloud-aws.adc-e.uk", "csp.hci.ic.gov", "api.aws.hci.ic.gov",
+)  # fmt: skip
+# Bedrock's APIs, as their hosts name them.
+RUNTIME, AGENT_RUNTIME, CONTROL = "bedrock-runtime", "bedrock-agent-runtime", "bedrock"
+_APIS = "bedrock-agent-runtime|bedrock-runtime|bedrock"
+_SUFFIXES = "|".join(re.escape(suffix) for suffix in AWS_DNS_SUFFIXES)
+# `<api>[-fips].<region>.<suffix>`, or a VPC endpoint's `vpce-<id>[-<zone>].<api>.<region>.vpce.<suffix>`.
+_HOST = re.compile(
+    rf"^(?:(?P<api>{_APIS})(?:-fips)?\.(?P<region>[a-z0-9-]+)"
+    rf"|vpce-[a-z0-9-]+\.(?P<vpce_api>{_APIS})(?:-fips)?\.(?P<vpce_region>[a-z0-9-]+)\.vpce)\.(?:{_SUFFIXES})$"
+)
 _OPERATIONS = (
     "invoke", "invoke-with-response-stream", "converse", "converse-stream", "count-tokens",
     "invoke-with-bidirectional-stream",
@@ -127,10 +143,21 @@ _ERRORS = {
 
 class BedrockConfig(ProviderConfig):
     """`providers.bedrock`: besides keys (Bedrock API keys, sent as bearer tokens), one bearer
-    token, or AWS credentials Tollgate signs with (`default`: botocore's chain)."""
+    token, or AWS credentials Tollgate signs with (`default`: botocore's chain); and the region of
+    the hosts it adds, whose names do not say it."""
 
     credentials: Literal["default"] | AwsCredentials | None = None
     bearer_token: str | None = Field(default=None, min_length=1)
+    region: str | None = Field(default=None, pattern=r"^[a-z]+(?:-[a-z]+)+-\d+$")
+
+    @model_validator(mode="after")
+    def _hosts_have_a_region(self) -> BedrockConfig:
+        if self.hosts and self.region is None:
+            raise ValueError(
+                "hosts: set region too, the AWS region of these hosts"
+                " (their names do not say it; Tollgate signs for it)"
+            )
+        return self
 
 
 def is_claude(model: str) -> bool:
@@ -144,14 +171,32 @@ def is_prompt(model: str) -> bool:
 
 
 def region_of(host: str) -> str | None:
+    """The AWS region a Bedrock host's name says (None for another name)."""
     m = _HOST.match(host)
-    return m["region"] if m else None
+    return None if m is None else m["region"] or m["vpce_region"]
+
+
+def api_of(host: str) -> str | None:
+    """The API of Bedrock's that a host serves: RUNTIME, AGENT_RUNTIME or CONTROL; None for a host
+    whose name does not say (one a configuration adds)."""
+    m = _HOST.match(host)
+    return None if m is None else m["api"] or m["vpce_api"]
+
+
+def _public(host: str) -> bool:
+    """A public endpoint's name (not a VPC endpoint's, nor one a configuration adds)."""
+    m = _HOST.match(host)
+    return m is not None and m["api"] is not None
+
+
+# The first segments of the runtime's paths.
+_RUNTIME_FIRST = frozenset(("model", "guardrail", "async-invoke", "openai"))
 
 
 class Bedrock(Provider):
     name = "bedrock"
     semconv_name = "aws.bedrock"
-    host_pattern = r"bedrock-runtime(?:-fips)?\.[a-z0-9-]+\.amazonaws\.com"
+    host_pattern = _HOST.pattern[1:-1]
     side_header = "X-AWS-Bearer-Token"
     key_positions = ("authorization",)
     # And SigV4 in the query (a presigned URL): its signature and session token are credentials too.
@@ -168,6 +213,8 @@ class Bedrock(Provider):
         "chat.completions": OPENAI_CHAT,
     }
     credential_settings = "keys, `bearer_token` or `credentials`"
+    # What an agent's runtime and the control plane's jobs offer besides running a model.
+    free_endpoints = bedrock_apis.FREE_ENDPOINTS
     # The seed Bedrock proxy's side headers: AWS credentials (and region) Tollgate signs with.
     extra_side_headers = ("X-AWS-Access-Key", "X-AWS-Secret-Key", "X-AWS-Session-Token", "X-AWS-Region")
     response_headers = Provider.response_headers | {
@@ -255,15 +302,16 @@ class Bedrock(Provider):
             return self.header_key(key, classification)  # a bearer token wins over keys to sign with
         region = side.get("x-aws-region") or None
         access, secret = side.get("x-aws-access-key"), side.get("x-aws-secret-key")
+        assert isinstance(settings, BedrockConfig)  # the model `settings_model` names
         if access and secret:
             frozen = sigv4.frozen_credentials(access, secret, side.get("x-aws-session-token") or None)
-            return SigV4Signature(lambda: frozen, region)
+            return SigV4Signature(lambda: frozen, region, settings.region)
         key = pool.take()
         if key is not None:
             return self.header_key(key, classification, pooled=True)
-        if settings.bearer_token:  # type: ignore[attr-defined]
-            return self.header_key(settings.bearer_token, classification)  # type: ignore[attr-defined]
-        return None if runtime is None else SigV4Signature(runtime, region)
+        if settings.bearer_token:
+            return self.header_key(settings.bearer_token, classification)
+        return None if runtime is None else SigV4Signature(runtime, region, settings.region)
 
     def own_credential(self, index: Mapping[bytes, bytes], headers: Headers, query: Query) -> OwnCredential:
         """A SigV4-signed request goes as signed (the access key id tells callers apart, never the
@@ -285,6 +333,30 @@ class Bedrock(Provider):
                 f"/model/{model_id}/{'invoke-with-response-stream' if stream else 'invoke'}", CLAUDE_ON_BEDROCK
             )
         return ChatLeg(f"/model/{model_id}/{'converse-stream' if stream else 'converse'}", BEDROCK_CONVERSE)
+
+    def model_field(self, classification: Classification) -> str | None:
+        endpoint = classification.endpoint
+        if endpoint in bedrock_apis.ENDPOINTS:
+            return bedrock_apis.MODEL_FIELDS.get(endpoint)
+        return "modelId" if endpoint == "async-invoke" else "model"
+
+    def classify_at(
+        self, host: str, method: str, path: str, data: dict[str, Any] | None, query: str = ""
+    ) -> Classification:
+        """A call read by the API its host serves. A host a configuration adds may serve any of
+        them: its path says which, and a path outside them goes on with the caller's own
+        credential, as on the control plane."""
+        api = api_of(host)
+        if api == RUNTIME or (api is None and bedrock_apis.first_segment(path) in _RUNTIME_FIRST):
+            return self.classify(method, path, data, query)
+        if api in (AGENT_RUNTIME, None):
+            found = bedrock_apis.agent_runtime_call(method, path, data)
+            if found is not None:
+                return found
+            if api == AGENT_RUNTIME:
+                raise Unreadable("not an operation of Bedrock's agent runtime")
+        # Else a path outside the model API, on a host that also serves other products.
+        return bedrock_apis.control_job_call(method, path, data) or Classification(passthrough=True)
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
         segments = path_segments(path, percent=True)
@@ -369,6 +441,8 @@ class Bedrock(Provider):
         return super().conversation_format(classification)
 
     def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
+        if classification.endpoint in bedrock_apis.ENDPOINTS:
+            return bedrock_apis.usage_reader(classification)
         if classification.wire_format == OPENAI_FORMAT:
             if is_event_stream(headers):
                 return openai.stream_reader(classification.endpoint)
@@ -415,11 +489,12 @@ def _signed(index: Mapping[bytes, bytes]) -> bool:
 class SigV4Signature(UpstreamCredential):
     """AWS credentials Tollgate signs the request with (SigV4), over the request as it will go."""
 
-    __slots__ = ("_region", "_source", "pooled_key")
+    __slots__ = ("_configured_region", "_region", "_source", "pooled_key")
 
-    def __init__(self, source: CredentialSource, region: str | None) -> None:
+    def __init__(self, source: CredentialSource, region: str | None, configured_region: str | None = None) -> None:
         self._source = source
         self._region = region  # X-AWS-Region, if sent
+        self._configured_region = configured_region  # `region`: that of the hosts a configuration adds
         self.pooled_key = None
 
     def apply(self, fields: Fields, request_of: Callable[[], RequestParts]) -> Applied:
@@ -433,10 +508,12 @@ class SigV4Signature(UpstreamCredential):
         host, moved_to = request.host, None
         called_region = region_of(request.called_host)
         region = self._region
-        if region and request.upstream == f"https://{request.called_host}" and region != called_region:
-            # X-AWS-Region picks the region when no upstream is configured.
+        direct = request.upstream == f"https://{request.called_host}"
+        if region and direct and _public(request.called_host) and region != called_region:
+            # X-AWS-Region picks the region when no upstream is configured (a VPC endpoint, or a
+            # host a configuration adds, serves its own region only).
             host = moved_to = request.called_host.replace(f".{called_region}.", f".{region}.", 1)
-        region = region or region_of(host) or called_region or "us-east-1"
+        region = region or region_of(host) or called_region or self._configured_region or "us-east-1"
         # One pass over the raw header fields: drop the caller's credentials and signature, keep
         # what the new signature covers, and find the Host it is signed for.
         kept: list[tuple[bytes, bytes]] = []

@@ -1,4 +1,5 @@
-"""Gemini API: generativelanguage.googleapis.com, every API version, and its OpenAI-compatible endpoint."""
+"""Gemini API: generativelanguage.googleapis.com (its mTLS twin and Private Service Connect names
+too), every API version, and its OpenAI-compatible endpoint."""
 
 from __future__ import annotations
 
@@ -70,6 +71,26 @@ WORDS = words(
     "streamGenerateContent", "countTokens", "embedContent", "batchEmbedContents", "batchGenerateContent",
     "predict", "predictLongRunning", "generateAnswer", "asyncBatchEmbedContent",
 )  # fmt: skip
+
+
+# Google's mTLS hosts (foo.mtls.googleapis.com) take only a client certificate's calls: Tollgate,
+# which holds none, sends their calls to the host's twin without mTLS, which serves the same API.
+_MTLS = ".mtls.googleapis.com"
+
+
+def mtls_twin(host: str) -> str | None:
+    """The host without mTLS that serves what a Google mTLS host does; None for another host."""
+    return host.removesuffix(_MTLS) + ".googleapis.com" if host.endswith(_MTLS) else None
+
+
+def is_mtls(host: str) -> bool:
+    return host.endswith(_MTLS)
+
+
+def client_cert_of(settings: ProviderConfig) -> str | None:
+    """The client certificate a Google provider's settings give it for its mTLS hosts (`client_cert`)."""
+    cert = getattr(settings, "client_cert", None)
+    return cert if isinstance(cert, str) else None
 
 
 def one_of(data: dict[str, Any], name: str, snake_name: str) -> Any:
@@ -164,12 +185,21 @@ class GeminiConfig(ProviderConfig):
     place of a key (`default`: Application Default Credentials; else a credentials file)."""
 
     credentials: str | None = Field(default=None, min_length=1)
+    # A client certificate (and its key, in one PEM file) for its mTLS host, which then keeps its calls.
+    client_cert: str | None = Field(default=None, min_length=1)
 
 
 class Gemini(Provider):
     name = "gemini"
     semconv_name = "gcp.gemini"  # the Gemini API (AI Studio)
-    host_pattern = r"generativelanguage\.googleapis\.com"
+    host_pattern = "|".join(
+        (
+            r"generativelanguage\.googleapis\.com",
+            r"generativelanguage\.mtls\.googleapis\.com",
+            # A Private Service Connect endpoint's name (generativelanguage-<endpoint>.p.googleapis.com).
+            r"generativelanguage-[a-z0-9]+\.p\.googleapis\.com",
+        )
+    )
     side_header = "X-Gemini-Key"
     response_headers = Provider.response_headers | {_SERVICE_TIER_HEADER.encode()}
     key_positions = ("x-goog-api-key", "authorization", "query:key")
@@ -201,6 +231,9 @@ class Gemini(Provider):
             if isinstance(old, GeminiConfig) and old.credentials == settings.credentials:
                 return runtime
         return load_tokens(settings.credentials, (CLOUD_PLATFORM, GENERATIVE_LANGUAGE))
+
+    def upstream_host(self, host: str, settings: ProviderConfig) -> str | None:
+        return None if client_cert_of(settings) else mtls_twin(host)
 
     def upstream_credential(
         self, classification: Classification, side: Mapping[str, str], pool: Any, settings: ProviderConfig, runtime: Any

@@ -1,4 +1,5 @@
-"""OpenAI: api.openai.com, and the OpenAI wire format other providers also speak."""
+"""OpenAI: api.openai.com and its data-residency hosts (eu.api.openai.com, …), and the OpenAI wire
+format other providers also speak."""
 
 from __future__ import annotations
 
@@ -505,7 +506,8 @@ def refusal_body(reason: str, message: str) -> dict[str, Any]:
 
 class OpenAI(Provider):
     name = semconv_name = "openai"
-    host_pattern = r"api\.openai\.com"
+    # Its data-residency hosts (eu., us.) and any other region's: a call to one goes there, and stays there.
+    host_pattern = r"(?:[a-z0-9-]+\.)?api\.openai\.com"
     side_header = "X-OpenAI-Key"
     key_positions = positions = ("authorization",)
     billing_headers = frozenset((b"openai-organization", b"openai-project"))

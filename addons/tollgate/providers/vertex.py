@@ -1,8 +1,10 @@
 """Vertex AI: aiplatform.googleapis.com and its regional (`us-central1-aiplatform…`) and
-multi-regional (`aiplatform.eu.rep…`) hosts. Google's models speak the Gemini API's generateContent
-format, Claude's the Messages API's (`rawPredict`), and `endpoints/openapi` is Vertex's
-OpenAI-compatible API. Tollgate's own credential is an OAuth token for a project (`credentials`,
-`project`, `location`), or an express-mode API key (`keys`)."""
+multi-regional (`aiplatform.eu.rep…`) hosts, their mTLS twins, Private Service Connect names
+(`aiplatform-<endpoint>.p.googleapis.com`) and dedicated endpoints (`….prediction.vertexai.goog`).
+Google's models speak the Gemini API's generateContent format, Claude's the Messages API's
+(`rawPredict`), and `endpoints/openapi` is Vertex's OpenAI-compatible API. Tollgate's own
+credential is an OAuth token for a project (`credentials`, `project`, `location`), or an
+express-mode API key (`keys`)."""
 
 from __future__ import annotations
 
@@ -67,6 +69,8 @@ class VertexConfig(ProviderConfig):
     credentials: str | None = Field(default=None, min_length=1)
     project: str | None = Field(default=None, pattern=_NAME.pattern)
     location: str | None = Field(default=None, pattern=_NAME.pattern)
+    # A client certificate (and its key, in one PEM file) for its mTLS hosts, which then keep their calls.
+    client_cert: str | None = Field(default=None, min_length=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +83,8 @@ class VertexProject:
 
     def move(self, request: RequestParts) -> tuple[bytes | None, str | None]:
         """The request's path in Tollgate's project (an express-mode path, which names none, moved
-        into it), and the location's host where the call goes to the host the client called."""
+        into it), and the location's host where the call goes to the public host the client called
+        (or its twin): a private endpoint keeps its host."""
         raw, question, query = request.path.decode("utf-8", "surrogateescape").partition("?")
         m = _PROJECT_PATH.match(raw)
         if m is not None:
@@ -89,20 +94,41 @@ class VertexProject:
             location, rest = self.location or "global", f"/{rest}"
         path = f"/{version}/projects/{self.project}/locations/{location}{rest}{question}{query}"
         host = None
-        if request.upstream == f"https://{request.called_host}" and host_of(location) != request.called_host:
-            host = host_of(location)
+        if _goes_where_called(request) and _LOCATION_HOST.fullmatch(request.called_host):
+            to = host_of(location)
+            if gemini.is_mtls(request.host) and ".rep." not in to:  # an mTLS host kept (`client_cert`)
+                to = to.removesuffix(".googleapis.com") + ".mtls.googleapis.com"
+            host = to if to != request.host else None
         return path.encode("utf-8", "surrogateescape"), host
+
+
+# Vertex AI's public hosts, each serving a location (and their mTLS twins).
+_LOCATION_HOST = re.compile(
+    r"(?:[a-z0-9-]+-)?aiplatform(?:\.mtls)?\.googleapis\.com|aiplatform\.[a-z0-9-]+\.rep\.googleapis\.com"
+)
+
+
+def _goes_where_called(request: RequestParts) -> bool:
+    """Whether the call goes to the host the client called (or, for an mTLS host, its twin), no
+    upstream configured."""
+    twin = gemini.mtls_twin(request.called_host)
+    return request.upstream in (f"https://{request.called_host}", f"https://{twin}")
 
 
 class Vertex(Provider):
     name = "vertex"
     semconv_name = "gcp.vertex_ai"
-    # The global host, a region's (us-central1-aiplatform…), a multi-region's (aiplatform.eu.rep…).
+    # The global host, a region's (us-central1-aiplatform…), a multi-region's (aiplatform.eu.rep…),
+    # the mTLS twins of the first two, their Private Service Connect names, and dedicated endpoints'
+    # own names ({endpoint}.{region}-{uid}.prediction.vertexai.goog).
     host_pattern = "|".join(
         (
             r"aiplatform\.googleapis\.com",
             r"[a-z0-9-]+-aiplatform\.googleapis\.com",
             r"aiplatform\.[a-z0-9-]+\.rep\.googleapis\.com",
+            r"(?:[a-z0-9-]+-)?aiplatform\.mtls\.googleapis\.com",
+            r"(?:[a-z0-9-]+-)?aiplatform-[a-z0-9]+\.p\.googleapis\.com",
+            r"(?:[a-z0-9-]+\.)+prediction\.vertexai\.goog",
         )
     )
     side_header = "X-Vertex-Token"  # a caller's own OAuth access token
@@ -118,6 +144,9 @@ class Vertex(Provider):
         r"^/[^/]+/(?:projects/[^/]+/locations/[^/]+/)?publishers/[^/]+/models/(?P<model>[^/:]+)(?::[A-Za-z]+)?$"
     )
     chat_formats = gemini.Gemini.chat_formats  # Google's models speak the Gemini API's, and OpenAI's
+
+    def upstream_host(self, host: str, settings: ProviderConfig) -> str | None:
+        return None if gemini.client_cert_of(settings) else gemini.mtls_twin(host)
 
     def load_runtime(
         self, config: Any, settings: ProviderConfig, previous: tuple[ProviderConfig, Any] | None
@@ -174,6 +203,16 @@ class Vertex(Provider):
         if rest[0] == "endpoints" and len(rest) == 2 and ":" in rest[1]:
             gemini.check_system_parameters(query)
             return self._endpoint_call(method, rest[1], data)
+        if rest[0] == "endpoints" and rest[2:] == ["chat", "completions"]:
+            # A model deployed to an endpoint (a dedicated one's own host, say), called in OpenAI's
+            # format: the endpoint's model is what runs, whatever the body names.
+            gemini.check_system_parameters(query)
+            if not _ENDPOINT_ID.fullmatch(rest[1]):
+                raise Unreadable("an endpoint's chat completions are at endpoints/{id}/chat/completions")
+            classification = openai.classify_request(method, rest[2:], data, query)
+            classification.model = f"endpoints/{rest[1]}"
+            classification.unread = tuple(u for u in classification.unread if u != "model")
+            return classification
         # Listings, cached contents, batch prediction jobs, operations…: named by their first segment.
         model = request_model(data) if data is not None and method == "POST" else None
         return Classification(endpoint=rest[0], model=model_id(model) if model else model)

@@ -11,11 +11,11 @@ from ..call import Call, Classification
 from ..exact_reading import Unreadable
 from ..heads import MAX_REQUEST_HEAD
 from ..json_codec import read_request_json
-from ..providers import host_name, provider_for
+from ..providers import host_name
 from ..providers.base import BAD_REQUEST, HEADERS_TOO_LARGE, MISCONFIGURED, Provider
 from ..raw_headers import header_index
 from ..streams import DecodedTooLarge, Undecodable, decode_whole
-from .shared import CALL, Shared, refuse
+from .shared import CALL, Shared, hosts_of, refuse
 
 # What an LLM API is called with; CONNECT (HTTP/2's extended CONNECT opens a tunnel), TRACE and
 # anything else are refused.
@@ -94,7 +94,7 @@ class Classify:
         if flow.response is not None:
             return
         request = flow.request
-        provider = provider_for(request.host)
+        provider = hosts_of(self.shared).provider_for(request.host)
         if provider is None or not provider.streams_unread(request.method, request.path.partition("?")[0]):
             return
         call = self._classify(flow, provider, read_body=False)
@@ -108,7 +108,7 @@ class Classify:
         if CALL in flow.metadata:  # classified at its headers, its body streamed on unread
             flow.request.trailers = None  # sent after this hook: dropped, as a read body's are refused
             return
-        provider = provider_for(flow.request.host)
+        provider = hosts_of(self.shared).provider_for(flow.request.host)
         if provider is not None:
             self._classify(flow, provider, read_body=True)
 
@@ -118,7 +118,7 @@ class Classify:
         refused 431, in the provider's shape and audited when its host is a provider's, else in
         plain text. Whatever another addon answered (a proxy login's 407): none of it was read."""
         request = flow.request
-        provider = provider_for(request.host)
+        provider = hosts_of(self.shared).provider_for(request.host)
         if provider is None:
             flow.response = http.Response.make(431, HEAD_TOO_LARGE, {"content-type": "text/plain; charset=utf-8"})
             return
@@ -153,7 +153,7 @@ class Classify:
             if read_body and request.trailers:
                 raise Unreadable("Tollgate does not forward request trailers")
             data = read_request_json(request_body(request, headers)) if read_body else None
-            call.classification = provider.classify(request.method, path, data, query)
+            call.classification = provider.classify_at(host, request.method, path, data, query)
             provider.read_headers(headers, call.classification)
             check_upgrade(headers, call.classification.endpoint)
         except Unreadable as e:

@@ -12,7 +12,7 @@ from mitmproxy import http
 from ..call import Call, fingerprint
 from ..keypool import retry_after_seconds
 from ..providers import PROVIDERS
-from ..providers.base import NO_UPSTREAM_CREDENTIAL, CredentialUnavailable, Provider
+from ..providers.base import NO_UPSTREAM_CREDENTIAL, CredentialUnavailable, OwnCredential, Provider
 from ..raw_headers import decoded
 from .shared import Shared, call_of, credentials_of, provider_of, refuse, request_parts
 
@@ -31,11 +31,7 @@ class Credential:
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         provider = provider_of(call)
         request = flow.request
-        side = {name: value.strip() for name, value in decoded(call.headers, _SIDE_HEADER_NAMES).items()}
-        if side:
-            request.headers.fields = tuple(
-                [f for f in request.headers.fields if f[0].lower() not in _SIDE_HEADER_NAMES]
-            )
+        side = self._side_headers_out(request, call)
         if call.requested_provider is not None:
             drop_credentials_of(PROVIDERS[call.requested_provider], request)
         loaded = call.loaded
@@ -64,6 +60,23 @@ class Credential:
             call.upstream = f"https://{request.host}"
         call.upstream_key = applied.fingerprint
 
+    @staticmethod
+    def _side_headers_out(request: http.Request, call: Call) -> dict[str, str]:
+        """The side headers the caller sent, taken out of the request."""
+        side = {name: value.strip() for name, value in decoded(call.headers, _SIDE_HEADER_NAMES).items()}
+        if side:
+            request.headers.fields = tuple(
+                [f for f in request.headers.fields if f[0].lower() not in _SIDE_HEADER_NAMES]
+            )
+        return side
+
+    def own(self, flow: http.HTTPFlow, call: Call) -> None:
+        """A call outside the model API (`Classification.passthrough`): the caller's own credential
+        goes as it came (a signed request with the Host it signed), never one of Tollgate's."""
+        self._side_headers_out(flow.request, call)
+        provider = provider_of(call)
+        self._send_own(flow, call, provider.own_credential(call.headers, *credentials_of(call, flow.request, provider)))
+
     def _pass_through(self, flow: http.HTTPFlow, call: Call) -> None:
         """Only an anonymous caller's own credential goes upstream, and only to its own provider,
         and only on a request as the caller made it when that request is signed."""
@@ -86,6 +99,10 @@ class Credential:
                 flow, call, f"Tollgate changed this request (model override) and cannot re-sign it: {setting}."
             )
             return
+        self._send_own(flow, call, own)
+
+    @staticmethod
+    def _send_own(flow: http.HTTPFlow, call: Call, own: OwnCredential) -> None:
         if own.signed:
             # A signature covers the Host header: it goes upstream as signed, wherever it goes.
             flow.request.host_header = call.host

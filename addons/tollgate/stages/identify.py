@@ -11,7 +11,7 @@ from ..call import Call
 from ..clients import Token
 from ..jwt_identity import MALFORMED, UNKNOWN_ISSUER, JwtIdentity, JwtRejected, looks_like_jwt
 from ..providers.base import INVALID_SIGNATURE, UNAUTHENTICATED
-from ..sigv4 import UNKNOWN_KEY, SignatureError
+from ..sigv4 import UNKNOWN_KEY, SignatureError, signing_key_id
 from .redact import credential_positions
 from .shared import Shared, credentials_of, provider_of, refuse, request_parts
 
@@ -86,6 +86,36 @@ class Identify:
             return None
         call.client, call.groups, call.auth = caller.name, caller.groups, caller.auth
         return None
+
+    def own_credential_only(self, flow: http.HTTPFlow, call: Call) -> None:
+        """A call outside the model API (`Classification.passthrough`) goes with the caller's own
+        credential, whoever calls: one of Tollgate's virtual credentials (a virtual key or AWS
+        key, a JWT of its issuers) is refused there, since no real one takes its place."""
+        request = flow.request
+        query = request.query if b"?" in request.data.path else ()
+        call.credential_positions = credential_positions(call.headers, query)
+        if not self._presents_virtual(call, request):
+            return
+        call.deny_reasons = ("a virtual credential outside the model API",)
+        refuse(
+            flow,
+            call,
+            UNAUTHENTICATED,
+            f"Tollgate: {call.host}{call.path} is outside the model API Tollgate governs: call it with your own"
+            " credentials, not a virtual one.",
+        )
+
+    @staticmethod
+    def _presents_virtual(call: Call, request: http.Request) -> bool:
+        directory = call.loaded.directory
+        key_id = signing_key_id(call.headers, request.query if b"?" in request.data.path else {})
+        if key_id is not None and directory.is_virtual_aws_key(key_id):
+            return True
+        provider = provider_of(call)
+        return any(
+            directory.is_virtual_key(p.value) or (directory.takes_jwts and looks_like_jwt(p.value))
+            for p in provider.presented(*credentials_of(call, request, provider))
+        )
 
     def _by_token(self, flow: http.HTTPFlow, call: Call, token: str, login: bool) -> Awaitable[None] | None:
         """The caller a JWT names, verified: at once when its keys are known, else awaited."""

@@ -54,8 +54,9 @@ class Override:
             flow.request.path = path
             call.model = model
             return
-        if call.body is None:
-            return  # no JSON body to rewrite: the call goes as asked, and the audit says so
-        call.body["model"] = provider_of(call).model_in_body(call.body.get("model"), model)
+        field = provider_of(call).model_field(call.classification)
+        if call.body is None or field is None:
+            return  # no JSON body, or no field of it, to rewrite: the call goes as asked, and the audit says so
+        call.body[field] = provider_of(call).model_in_body(call.body.get(field), model)
         write_body(flow.request, call)
         call.model = model

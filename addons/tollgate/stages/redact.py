@@ -9,12 +9,12 @@ from collections.abc import Collection, Mapping
 
 from mitmproxy import http
 
-from ..providers import PROVIDERS, provider_for
+from ..providers import PROVIDERS
 from ..providers.base import REDACTED
 from ..providers.openai import INSECURE_KEY_PREFIX
 from ..raw_headers import Fields, header_index
 from .credential import SIDE_HEADERS
-from .shared import Shared, call_of
+from .shared import Shared, call_of, hosts_of
 
 # Every header that carries a credential, whichever provider the request is for (a virtual key sent
 # where this provider does not look is a secret all the same): every provider's positions, every
@@ -122,7 +122,7 @@ class Redact:
             # Where Identify saw the client's credentials; None if it has not looked (the request is
             # then as the client sent it).
             redact(request, call.credential_positions)
-        elif provider_for(request.host) is not None:  # an LLM call Tollgate never read
+        elif hosts_of(self.shared).provider_for(request.host) is not None:  # an LLM call Tollgate never read
             redact(request, None)
 
 

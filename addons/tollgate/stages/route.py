@@ -1,4 +1,5 @@
-"""Where a call goes: an override's or the provider's configured `upstream`, or the host the client asked for."""
+"""Where a call goes: an override's or the provider's configured `upstream`, or the host the client
+asked for (an mTLS host of Google's: its twin without mTLS)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ from functools import lru_cache
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-from mitmproxy import http
+from mitmproxy import ctx, http, tls
 from mitmproxy.net.http import url
 
 from ..call import Call
+from ..providers import host_name
+from ..providers.gemini import is_mtls
 from ..raw_headers import with_header
 from .shared import Shared, provider_of
 
@@ -44,6 +47,10 @@ class Route:
             upstream = f"https://{provider_of(call).default_host}"
         request = flow.request
         if upstream is None:
+            twin = provider_of(call).upstream_host(call.host, call.loaded.providers[call.provider])
+            if twin is not None:
+                upstream = f"{request.scheme}://{url.hostport(request.scheme, twin, request.port)}"
+        if upstream is None:
             scheme, host, port = request.scheme, request.host, request.port
             # url.hostport's, without the dict it builds on every call (docs/performance.md)
             authority = host if port == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
@@ -59,3 +66,21 @@ class Route:
         if data.authority:  # HTTP/2's :authority
             request.authority = authority
         call.upstream = upstream
+
+    def tls_start_server(self, tls_start: tls.TlsData) -> None:
+        """A connection to an mTLS host whose provider has a client certificate (`client_cert`)
+        presents it. mitmproxy's TLS settings make the connection first, exactly as for any other
+        (its own hook, run later, then leaves it be), and the certificate is added to it."""
+        loaded = self.shared.loaded
+        sni = tls_start.conn.sni
+        if loaded is None or not loaded.client_certs or not sni or tls_start.ssl_conn is not None:
+            return
+        name = host_name(sni)
+        provider = loaded.hosts.provider_for(name) if is_mtls(name) else None
+        cert = loaded.client_certs.get(provider.name) if provider is not None else None
+        if cert is None:
+            return
+        ctx.master.addons.get("tlsconfig").tls_start_server(tls_start)
+        assert tls_start.ssl_conn is not None
+        tls_start.ssl_conn.use_certificate(cert.certificate)
+        tls_start.ssl_conn.use_privatekey(cert.key)

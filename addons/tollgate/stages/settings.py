@@ -13,14 +13,16 @@ from mitmproxy.proxy.mode_specs import ProxyMode
 
 from .. import compat
 from ..auditlog import AuditLog, started_record
+from ..certs import load_client_cert
 from ..config import PROVIDER_NAMES, Config, ConfigError, read_config
 from ..heads import MAX_REQUEST_HEAD, MAX_RESPONSE_HEAD
 from ..jwt_identity import Verifier
 from ..ledger import StoreError, open_store
 from ..ledger.store import Store
 from ..policy import Policy, PolicyError
-from ..providers import PROVIDERS, allow_hosts
-from .shared import Loaded, Shared, close_later
+from ..providers import PROVIDERS
+from ..providers.gemini import client_cert_of
+from .shared import Loaded, Shared, close_later, hosts_of
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,14 @@ def load(
             runtimes[name] = provider.load_runtime(config, config.providers.get(name), before)
         except ValueError as e:
             raise ConfigError(f"providers.{name}.{e}") from None
+    client_certs = {}
+    for name in PROVIDERS:
+        cert = client_cert_of(config.providers.get(name))
+        if cert is not None:
+            try:
+                client_certs[name] = load_client_cert(cert)
+            except ValueError as e:
+                raise ConfigError(f"providers.{name}.client_cert: {e}") from None
     try:
         jwt = Verifier(config.identity.jwt, previous.jwt if previous is not None else None)
     except ValueError as e:
@@ -82,7 +92,7 @@ def load(
             if opened is not None:
                 opened.close()
             raise ConfigError(f"ledger.store: {e}") from None
-    return Loaded.build(config, policy, runtimes, previous, jwt, config_sha256), audit, store
+    return Loaded.build(config, policy, runtimes, previous, jwt, client_certs, config_sha256), audit, store
 
 
 def same_policy(policy: Policy | None, config: Config) -> bool:
@@ -127,6 +137,7 @@ class Settings:
         self._seen: Stamp = None  # its stamp when last read
         self._watcher: asyncio.Task | None = None
         self._fetches: set[asyncio.Task] = set()  # JWKS fetched at start and after a reload
+        self._allowed: tuple[str, ...] = ()  # the allow_hosts patterns Tollgate added
 
     def load(self, loader) -> None:
         # Declared as str: mitmproxy silently drops a script whose typed option gets a bad value.
@@ -264,6 +275,7 @@ class Settings:
             logger.error(f"Tollgate: configuration not reloaded, the last good one stays in force: {type(e).__name__}")
             return
         assert self.shared.loaded is not None
+        self._allow_governed_hosts()  # the hosts it adds decrypted, those it dropped no longer
         logger.info(f"Tollgate: configuration reloaded from {path}: {summary(self.shared.loaded.config)}")
 
     def _require_proxy_options(self) -> None:
@@ -281,9 +293,24 @@ class Settings:
             raise exceptions.OptionsError(
                 "Tollgate decrypts only LLM hosts through allow_hosts; ignore_hosts cannot be combined with it"
             )
-        hosts = list(ctx.options.allow_hosts)
-        missing = [h for h in allow_hosts() if h not in hosts]
-        if missing:
-            wanted["allow_hosts"] = hosts + missing
+        allowed = self._allowed_hosts()
+        if allowed is not None:
+            wanted["allow_hosts"] = allowed
         if wanted:
             ctx.options.update(**wanted)
+
+    def _allow_governed_hosts(self) -> None:
+        allowed = self._allowed_hosts()
+        if allowed is not None:
+            ctx.options.update(allow_hosts=allowed)
+
+    def _allowed_hosts(self) -> list[str] | None:
+        """`allow_hosts` with the providers' hosts and those the configuration adds, without the
+        ones an earlier configuration added and this one does not (the user's own stay); None when
+        it is so already."""
+        governed = hosts_of(self.shared).allow_hosts()
+        hosts = list(ctx.options.allow_hosts)
+        kept = [h for h in hosts if h in governed or h not in self._allowed]
+        missing = [h for h in governed if h not in kept]
+        self._allowed = tuple(h for h in governed if h not in hosts or h in self._allowed)
+        return kept + missing if missing or len(kept) != len(hosts) else None

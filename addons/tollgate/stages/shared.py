@@ -13,6 +13,7 @@ from mitmproxy import http
 
 from ..auditlog import AuditLog
 from ..call import Call
+from ..certs import ClientCert
 from ..clients import Directory
 from ..config import Config, ProviderConfig
 from ..json_codec import encode_json
@@ -24,7 +25,7 @@ from ..metrics import MetricSet
 from ..overrides import RuleBook
 from ..policy import Policy
 from ..pricing import Prices
-from ..providers import PROVIDERS
+from ..providers import BUILT_IN_HOSTS, PROVIDERS, Hosts
 from ..providers.base import FAILURES, Provider, Query, RequestParts
 from ..raw_headers import decoded, with_header
 
@@ -49,6 +50,9 @@ class Loaded:
     jwt: Verifier = field(default_factory=lambda: Verifier(()))  # the JWT issuers (`identity.jwt`)
     limits: Limits = field(default_factory=lambda: Limits(()))
     prices: Prices = field(default_factory=lambda: Prices(()))  # `prices:`, then the price table
+    hosts: Hosts = BUILT_IN_HOSTS  # which provider serves a host: its own, and those `hosts:` adds
+    # Each provider's client certificate for its mTLS hosts (`client_cert`), loaded.
+    client_certs: dict[str, ClientCert] = field(default_factory=dict)
     # The SHA-256 of the configuration file's bytes (None: the built-in defaults), which the audit's
     # `tollgate_started` record names.
     config_sha256: str | None = None
@@ -61,6 +65,7 @@ class Loaded:
         runtimes: Mapping[str, Any] | None = None,
         previous: Loaded | None = None,
         jwt: Verifier | None = None,
+        client_certs: Mapping[str, ClientCert] | None = None,
         config_sha256: str | None = None,
     ) -> Loaded:
         """What `config` makes; the key pools carry over the rests of `previous`'s, the JWT issuers
@@ -74,9 +79,11 @@ class Loaded:
         runtimes = {name: (runtimes or {}).get(name) for name in PROVIDERS}
         if jwt is None:
             jwt = Verifier(config.identity.jwt, previous.jwt if previous is not None else None)
+        added = {name: settings.hosts for name, settings in providers.items()}
+        hosts = Hosts(added) if any(added.values()) else BUILT_IN_HOSTS
         return cls(
             config, providers, Directory(config), RuleBook(config.overrides), pools, policy, runtimes, jwt,
-            Limits(config.limits), Prices(config.prices), config_sha256,
+            Limits(config.limits), Prices(config.prices), hosts, dict(client_certs or {}), config_sha256,
         )  # fmt: skip
 
 
@@ -191,6 +198,12 @@ def call_of(flow: http.HTTPFlow) -> Call | None:
 
 def provider_of(call: Call) -> Provider:
     return PROVIDERS[call.provider]
+
+
+def hosts_of(shared: Shared) -> Hosts:
+    """The hosts the configuration in force governs (the providers' own before one has loaded)."""
+    loaded = shared.loaded
+    return BUILT_IN_HOSTS if loaded is None else loaded.hosts
 
 
 def refuse(

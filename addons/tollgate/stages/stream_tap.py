@@ -155,7 +155,8 @@ class StreamTap:
         rewrite: Rewrite | None = None
         if call.usage_asked and is_event_stream(headers):
             rewrite = SSEEventFilter(is_usage_only_chunk, needle=USAGE)
-        reader = NoUsage() if call.fetches else provider.usage_reader(call.sent(), headers)
+        passed = call.fetches or call.classification.passthrough  # fetched, or outside the model API
+        reader = NoUsage() if passed else provider.usage_reader(call.sent(), headers)
         decoder = None
         if encoding := headers.get("content-encoding", "").strip():
             try:

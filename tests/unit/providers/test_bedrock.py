@@ -44,12 +44,48 @@ from .common import (
     [
         ("bedrock-runtime.us-east-1.amazonaws.com", "us-east-1"),
         ("bedrock-runtime-fips.us-gov-west-1.amazonaws.com", "us-gov-west-1"),
-        ("bedrock.us-east-1.amazonaws.com", None),
+        ("bedrock.us-east-1.amazonaws.com", "us-east-1"),
+        ("bedrock-agent-runtime.eu-central-1.amazonaws.com", "eu-central-1"),
+        ("bedrock-runtime.us-east-1.api.aws", "us-east-1"),
+        ("bedrock-runtime.cn-north-1.amazonaws.com.cn", "cn-north-1"),
+        ("vpce-0a1b2c3d4e5f6a7b8-abcdefgh.bedrock-runtime.eu-west-1.vpce.amazonaws.com", "eu-west-1"),
+        ("vpce-0a1b2c3d4e5f6a7b8-abcdefgh-eu-west-1a.bedrock-agent-runtime.eu-west-1.vpce.amazonaws.com", "eu-west-1"),
+        ("bedrock.corp.example", None),
         ("api.openai.com", None),
     ],
 )
 def test_bedrock_region_of(host: str, region: str | None) -> None:
     assert bedrock_mod.region_of(host) == region
+
+
+def test_every_aws_dns_suffix_is_botocores() -> None:
+    """A partition's suffix missing would leave its Bedrock hosts to be tunnelled ungoverned."""
+    import json
+    from pathlib import Path
+
+    import botocore
+
+    partitions = json.loads((Path(botocore.__file__).parent / "data" / "partitions.json").read_text())["partitions"]
+    suffixes = {p["outputs"][kind] for p in partitions for kind in ("dnsSuffix", "dualStackDnsSuffix")}
+    assert suffixes == set(bedrock_mod.AWS_DNS_SUFFIXES)
+
+
+@pytest.mark.parametrize(
+    ("host", "api"),
+    [
+        ("bedrock-runtime.us-east-1.amazonaws.com", "bedrock-runtime"),
+        ("bedrock-runtime-fips.us-east-1.api.aws", "bedrock-runtime"),
+        ("bedrock-agent-runtime.us-east-1.amazonaws.com", "bedrock-agent-runtime"),
+        ("bedrock-agent-runtime-fips.us-gov-west-1.amazonaws.com", "bedrock-agent-runtime"),
+        ("bedrock.us-east-1.amazonaws.com", "bedrock"),
+        ("bedrock-fips.us-east-1.amazonaws.com", "bedrock"),
+        ("vpce-0abc-def.bedrock-runtime.us-east-1.vpce.amazonaws.com", "bedrock-runtime"),
+        ("vpce-0abc-def.bedrock.us-east-1.vpce.amazonaws.com", "bedrock"),
+        ("bedrock.corp.example", None),
+    ],
+)
+def test_which_api_a_host_serves(host: str, api: str | None) -> None:
+    assert bedrock_mod.api_of(host) == api
 
 
 @pytest.mark.parametrize("op", BEDROCK_OPS)
@@ -540,3 +576,198 @@ def test_bedrock_model_id_round_trips_through_percent_encoding(model: str) -> No
     path = f"/model/{quote(model, safe='')}/converse"
     assert bedrock_model(path) == model
     assert classify(BEDROCK, "POST", path, None).model == model
+
+
+# --- the agent runtime and the control plane's jobs ------------------------------------------------
+
+AGENTS = "bedrock-agent-runtime.us-east-1.amazonaws.com"
+CONTROL = "bedrock.us-east-1.amazonaws.com"
+RUNTIME = "bedrock-runtime.us-east-1.amazonaws.com"
+ADDED = "bedrock.corp.example"  # a host a configuration adds: its name says no API
+HAIKU = "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0"
+
+
+def classify_at(host: str, method: str, target: str, body: Any = None) -> Classification:
+    path, _, query = target.partition("?")
+    return BEDROCK.classify_at(host, method, path, body, query)
+
+
+@pytest.mark.parametrize("host", [AGENTS, ADDED])
+@pytest.mark.parametrize(
+    ("method", "path", "body", "expected"),
+    [
+        ("POST", "/agents/AGENT12345/agentAliases/ALIAS12345/sessions/s-1/text", {"inputText": "hi", "enableTrace": True},
+         ("invoke-agent", None, True, 1, None, None, ("model", "request"))),
+        ("POST", "/agents/session-7", {"foundationModel": "anthropic.claude-3-haiku-20240307-v1:0", "inputText": "hi",
+                                       "instruction": "be brief", "actionGroups": [{"actionGroupName": "x"}]},
+         ("invoke-inline-agent", "anthropic.claude-3-haiku-20240307-v1:0", True, 1, True, None, ())),
+        ("POST", "/retrieveAndGenerate", {"input": {"text": "q"}, "retrieveAndGenerateConfiguration": {
+            "type": "KNOWLEDGE_BASE", "knowledgeBaseConfiguration": {"knowledgeBaseId": "KB12345678", "modelArn": HAIKU,
+            "generationConfiguration": {"inferenceConfig": {"textInferenceConfig": {"maxTokens": 300}}}}}},
+         ("retrieve-and-generate", HAIKU, False, 1, None, 300, ())),
+        ("POST", "/retrieveAndGenerateStream", {"retrieveAndGenerateConfiguration": {
+            "type": "EXTERNAL_SOURCES", "externalSourcesConfiguration": {"modelArn": HAIKU, "sources": []}}},
+         ("retrieve-and-generate-stream", HAIKU, True, 1, None, None, ())),
+        ("POST", "/knowledgebases/KB12345678/retrieve", {"retrievalQuery": {"text": "q"}},
+         ("retrieve", None, False, None, None, None, ("model",))),
+        ("POST", "/rerank", {"rerankingConfiguration": {"type": "BEDROCK_RERANKING_MODEL", "bedrockRerankingConfiguration": {
+            "modelConfiguration": {"modelArn": "arn:aws:bedrock:us-west-2::foundation-model/amazon.rerank-v1:0"}}}},
+         ("rerank", "arn:aws:bedrock:us-west-2::foundation-model/amazon.rerank-v1:0", False, None, None, None, ())),
+        ("POST", "/flows/FLOW123456/aliases/ALIAS12345", {"inputs": []},
+         ("invoke-flow", None, True, None, None, None, ("model", "request"))),
+        ("POST", "/flows/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Aflow%2FFLOW123456/aliases/TSTALIASID/executions",
+         {"inputs": []}, ("start-flow-execution", None, False, None, None, None, ("model", "request"))),
+        ("PUT", "/sessions/", {}, ("create-session", None, False, None, None, None, ())),
+        ("POST", "/sessions/", {}, ("list-sessions", None, False, None, None, None, ())),
+        ("GET", "/sessions/s-1/", None, ("get-session", None, False, None, None, None, ())),
+        ("PATCH", "/sessions/s-1", None, ("end-session", None, False, None, None, None, ())),
+        ("GET", "/agents/AGENT12345/agentAliases/ALIAS12345/memories?memoryType=SESSION_SUMMARY", None,
+         ("get-agent-memory", None, False, None, None, None, ())),
+        ("DELETE", "/tags/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Aflow%2FFLOW123456", None,
+         ("untag-resource", None, False, None, None, None, ())),
+    ],
+)  # fmt: skip
+def test_the_agent_runtimes_operations_are_read(host, method, path, body, expected) -> None:
+    c = classify_at(host, method, path, body)
+    assert (
+        c.endpoint,
+        c.model,
+        c.facts.stream,
+        c.facts.message_count,
+        c.facts.has_tools,
+        c.facts.max_tokens,
+        c.unread,
+    ) == expected
+    assert c.facts.batch is None and not c.passthrough
+    assert (c.endpoint in BEDROCK.free_endpoints) is (method != "POST" or c.endpoint in ("list-sessions",))
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "fault"),
+    [
+        ("GET", "/retrieveAndGenerate", "called with POST"),
+        ("POST", "/sessions/s-1/", "called with DELETE or GET or PUT"),
+        ("POST", "/agents/AGENT12345/agentAliases/ALIAS12345/sessions/s-1/voice", "none of this API's operations"),
+        ("POST", "/Agents/session-7", "is not written 'agents'"),
+        ("POST", "/agents/session-7/", "none of this API's operations"),
+        ("POST", "/retrieveAndGenerate%2F", "not an operation of Bedrock's agent runtime"),
+        ("POST", "/agents//x", "empty segment"),
+        ("POST", "/model/amazon.nova-lite-v1%3A0/converse", "not an operation of Bedrock's agent runtime"),
+        ("POST", "/model-invocation-job", "not an operation of Bedrock's agent runtime"),
+    ],
+)
+def test_what_the_agent_runtime_does_not_serve_is_refused(method: str, path: str, fault: str) -> None:
+    with pytest.raises(Unreadable, match=fault):
+        classify_at(AGENTS, method, path, {})
+
+
+@pytest.mark.parametrize("host", [CONTROL, ADDED, "vpce-0abc-def.bedrock.us-east-1.vpce.amazonaws.com"])
+@pytest.mark.parametrize(
+    ("method", "path", "body", "expected"),
+    [
+        ("POST", "/model-invocation-job", {"jobName": "j", "modelId": "anthropic.claude-3-haiku-20240307-v1:0",
+                                           "inputDataConfig": {"s3InputDataConfig": {"s3Uri": "s3://b/in.jsonl"}}},
+         ("create-model-invocation-job", "anthropic.claude-3-haiku-20240307-v1:0", True, ())),
+        ("POST", "/model-customization-jobs", {"baseModelIdentifier": "amazon.titan-text-express-v1"},
+         ("create-model-customization-job", "amazon.titan-text-express-v1", True, ())),
+        ("POST", "/evaluation-jobs", {"jobName": "e"}, ("create-evaluation-job", None, True, ("model",))),
+        ("GET", "/model-invocation-job/arn%3Aaws%3Abedrock%3Aus-east-1%3A123%3Amodel-invocation-job%2Fabc", None,
+         ("get-model-invocation-job", None, False, ())),
+        ("POST", "/model-invocation-job/abc123/stop", None, ("stop-model-invocation-job", None, False, ())),
+        ("GET", "/model-invocation-jobs?maxResults=10", None, ("list-model-invocation-jobs", None, False, ())),
+    ],
+)  # fmt: skip
+def test_the_control_planes_jobs_are_read_and_a_jobs_requests_are_unbounded(host, method, path, body, expected) -> None:
+    c = classify_at(host, method, path, body)
+    assert (c.endpoint, c.model, c.facts.batch is not None, c.unread) == expected
+    if c.facts.batch is not None:
+        assert c.facts.batch.requests is None  # in S3: Tollgate reads none of them
+        assert c.endpoint not in BEDROCK.free_endpoints
+    else:
+        assert c.endpoint in BEDROCK.free_endpoints
+
+
+@pytest.mark.parametrize("host", [CONTROL, ADDED])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/foundation-models"),
+        ("GET", "/foundation-models/anthropic.claude-3-haiku-20240307-v1:0"),
+        ("POST", "/guardrails"),
+        ("POST", "/provisioned-model-throughput"),
+        ("PUT", "/logging/modelinvocations"),
+        ("GET", "/anything/Else//at-all/"),
+    ],
+)
+def test_the_rest_of_the_control_plane_is_outside_the_model_api(host: str, method: str, path: str) -> None:
+    c = classify_at(host, method, path, None)
+    assert (c.passthrough, c.endpoint, c.model) == (True, None, None)
+
+
+@pytest.mark.parametrize(
+    ("host", "path", "fault"),
+    [
+        (CONTROL, "/model-invocation-job/a/b/c", "none of this API's operations"),
+        # In another letter case: a server that ignored case would start a job passed on unread.
+        (CONTROL, "/Model-Invocation-Job", "is not written 'model-invocation-job'"),
+        (CONTROL, "/foundation-models", None),
+        (RUNTIME, "/model-invocation-job", "not a Bedrock runtime operation"),
+        (RUNTIME, "/foundation-models", "not a Bedrock runtime operation"),
+        (ADDED, "/agents/x/y", "none of this API's operations"),
+    ],
+)
+def test_a_path_a_host_does_not_serve_as_asked_is_refused(host: str, path: str, fault: str | None) -> None:
+    if fault is None:
+        assert classify_at(host, "POST", path, {}).passthrough
+        return
+    with pytest.raises(Unreadable, match=fault):
+        classify_at(host, "POST", path, {})
+
+
+def test_a_runtime_call_at_a_host_a_configuration_adds_is_read_as_the_runtimes() -> None:
+    c = classify_at(
+        ADDED, "POST", "/model/amazon.nova-lite-v1%3A0/converse", {"messages": [], "inferenceConfig": {"maxTokens": 5}}
+    )
+    assert (c.endpoint, c.model, c.facts.max_tokens) == ("converse", "amazon.nova-lite-v1:0", 5)
+
+
+def trace(kind: str, given: int, made: int) -> bytes:
+    from tests.support.eventstream import event
+
+    usage = {"inputTokens": given, "outputTokens": made}
+    return event("trace", {"agentId": "A", "trace": {kind: {"modelInvocationOutput": {"metadata": {"usage": usage}}}}})
+
+
+def test_an_agents_traces_tell_the_usage_of_each_of_its_model_calls() -> None:
+    from tests.support.eventstream import event, exception
+
+    c = classify_at(AGENTS, "POST", "/agents/AGENT12345/agentAliases/ALIAS12345/sessions/s-1/text", {"inputText": "hi"})
+    reader = BEDROCK.usage_reader(c, headers(("content-type", "application/vnd.amazon.eventstream")))
+    stream = b"".join(
+        [
+            trace("preProcessingTrace", 100, 10),
+            event("trace", {"trace": {"orchestrationTrace": {"rationale": {"text": "thinking"}}}}),
+            trace("orchestrationTrace", 1200, 80),
+            event("chunk", {"bytes": base64.b64encode(b"Hello").decode()}),
+            trace("postProcessingTrace", 300, 20),
+        ]
+    )
+    for i in range(0, len(stream), 7):  # in pieces that cut frames anywhere
+        reader.feed(stream[i : i + 7])
+    u = reader.result()
+    assert (u.input_tokens, u.output_tokens, u.total_tokens, reader.error) == (1600, 110, 1710, None)
+    quiet = BEDROCK.usage_reader(c, headers(("content-type", "application/vnd.amazon.eventstream")))
+    quiet.feed(event("chunk", {"bytes": "SGk="}) + exception("throttlingException", "slow down"))
+    assert (quiet.result().input_tokens, quiet.error) == (None, "the stream ended in an exception: throttlingException")
+
+
+def test_the_other_apis_report_no_usage() -> None:
+    for host, method, path in (
+        (AGENTS, "POST", "/retrieveAndGenerate"),
+        (AGENTS, "POST", "/retrieveAndGenerateStream"),
+        (CONTROL, "POST", "/model-invocation-job"),
+    ):
+        c = classify_at(host, method, path, {})
+        reader = BEDROCK.usage_reader(c, headers(("content-type", "application/json")))
+        reader.feed(json.dumps({"usage": {"inputTokens": 5, "outputTokens": 5}}).encode())
+        assert reader.result().input_tokens is None

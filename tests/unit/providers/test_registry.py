@@ -10,10 +10,14 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mitmproxy.addons.next_layer import NextLayer
+from mitmproxy.connection import Client, Server
+from mitmproxy.proxy.context import Context
+from mitmproxy.test import taddons
 
 from tollgate.call import Classification, RequestFacts, Usage
 from tollgate.exact_reading import Unreadable
-from tollgate.providers import PROVIDERS, allow_hosts, provider_for
+from tollgate.providers import BUILT_IN_HOSTS, PROVIDERS, Hosts, allow_hosts, provider_for
 from tollgate.providers import anthropic as anthropic_mod
 from tollgate.providers import base as base_mod
 from tollgate.providers import bedrock as bedrock_mod
@@ -70,12 +74,21 @@ from .common import (
         ("API.OPENAI.COM.", 443, "openai"),
         ("Bedrock-Runtime.US-East-1.amazonaws.com.", 443, "bedrock"),
         ("api.openai.com..", 443, None),
+        # Data residency: each region's host is OpenAI's API too.
+        ("eu.api.openai.com", 443, "openai"),
+        ("us.api.openai.com", 443, "openai"),
+        ("EU.API.OpenAI.com.", 443, "openai"),
+        ("jp.api.openai.com", 443, "openai"),
+        ("x.eu.api.openai.com", 443, None),
+        ("eu.api.openai.com.evil.example", 443, None),
+        ("euapi.openai.com", 443, None),
         ("api.openai.com.evil.example", 443, None),
         ("evilapi.openai.com", 443, None),
         ("xapi.anthropic.com", 443, None),
         ("files.openai.com", 443, None),
-        ("bedrock.us-east-1.amazonaws.com", 443, None),  # control plane, not runtime
-        ("bedrock-agent-runtime.us-east-1.amazonaws.com", 443, None),
+        ("bedrock.us-east-1.amazonaws.com", 443, "bedrock"),  # the control plane: its jobs
+        ("bedrock-agent-runtime.us-east-1.amazonaws.com", 443, "bedrock"),
+        ("bedrock-agent.us-east-1.amazonaws.com", 443, None),  # where agents are built, no model runs
         ("bedrock-runtime.us-east-1.amazonaws.com.evil.example", 443, None),
         ("s3.amazonaws.com", 443, None),
         ("example.com", 443, None),
@@ -110,9 +123,119 @@ def test_provider_for(host: str, port: int, expected: str | None) -> None:
     ],
 )
 def test_allow_hosts_decrypt_every_provider_host_on_any_port(address: str, decrypted: bool) -> None:
-    # As mitmproxy's next_layer matches them: re.search, ignoring case.
-    assert any(re.search(pattern, address, re.IGNORECASE) for pattern in allow_hosts()) is decrypted
+    assert mitmproxy_decrypts(allow_hosts(), address) is decrypted
     assert sorted(PROVIDERS) == ["anthropic", "bedrock", "gemini", "openai", "vertex"]
+
+
+def mitmproxy_decrypts(patterns: list[str], address: str) -> bool:
+    """Whether mitmproxy, given these `allow_hosts`, decrypts a connection to `address` (host:port),
+    by its own test (next_layer's), not one of the tests' own."""
+    host, _, port = address.rpartition(":")
+    layer = NextLayer()
+    with taddons.context(layer) as tctx:
+        tctx.configure(layer, allow_hosts=patterns)
+        context = Context(Client(peername=("127.0.0.1", 50000), sockname=("127.0.0.1", 8080)), tctx.options)
+        context.server = Server(address=(host, int(port)))
+        context.layers = []
+        return not layer._ignore_connection(context, b"", b"")
+
+
+# Hosts every provider's API is served at, which a caller may pick: each one decrypted and read as
+# its provider's.
+EVERY_HOST_FORM = {
+    "eu.api.openai.com": "openai",
+    "us.api.openai.com": "openai",
+    # Google's mTLS hosts, Private Service Connect names and Vertex AI's dedicated endpoints.
+    "generativelanguage.mtls.googleapis.com": "gemini",
+    "generativelanguage-corp1.p.googleapis.com": "gemini",
+    "aiplatform.mtls.googleapis.com": "vertex",
+    "us-central1-aiplatform.mtls.googleapis.com": "vertex",
+    "aiplatform-corp1.p.googleapis.com": "vertex",
+    "europe-west4-aiplatform-corp1.p.googleapis.com": "vertex",
+    "1234567890.us-central1-987654321.prediction.vertexai.goog": "vertex",
+    "1234567890.europe-west4-fasttryout.prediction.vertexai.goog": "vertex",
+    # Bedrock's agent runtime and control plane, dual-stack, FIPS, other partitions, VPC endpoints.
+    "bedrock-agent-runtime.us-east-1.amazonaws.com": "bedrock",
+    "bedrock-agent-runtime-fips.us-east-1.amazonaws.com": "bedrock",
+    "bedrock.eu-west-1.amazonaws.com": "bedrock",
+    "bedrock-fips.us-gov-west-1.amazonaws.com": "bedrock",
+    "bedrock-runtime.us-east-1.api.aws": "bedrock",
+    "bedrock-runtime-fips.us-east-1.api.aws": "bedrock",
+    "bedrock-agent-runtime.eu-west-1.api.aws": "bedrock",
+    "bedrock-runtime.cn-north-1.amazonaws.com.cn": "bedrock",
+    "bedrock-runtime.eusc-de-east-1.amazonaws.eu": "bedrock",
+    "vpce-0a1b2c3d4e5f6a7b8-abcdefgh.bedrock-runtime.us-east-1.vpce.amazonaws.com": "bedrock",
+    "vpce-0a1b2c3d4e5f6a7b8-abcdefgh-us-east-1a.bedrock-runtime.us-east-1.vpce.amazonaws.com": "bedrock",
+    "vpce-0a1b2c3d4e5f6a7b8-abcdefgh.bedrock-agent-runtime.us-east-1.vpce.amazonaws.com": "bedrock",
+    "vpce-0a1b2c3d4e5f6a7b8-abcdefgh.bedrock.us-east-1.vpce.amazonaws.com": "bedrock",
+}
+# Names that look like them and are not a provider's.
+NOT_A_PROVIDERS = (
+    "generativelanguage.mtls.googleapis.com.evil.example",
+    "storage-corp1.p.googleapis.com",
+    "generativelanguage-corp1.p.googleapis.com.evil.example",
+    "aiplatform-corp1.googleapis.com",
+    "prediction.vertexai.goog",
+    "x.prediction.vertexai.goog.evil.example",
+    "mtls.googleapis.com",
+    "storage.mtls.googleapis.com",
+    "bedrock-runtime.us-east-1.amazonaws.com.evil.example",
+    "bedrock-runtime.us-east-1.example.com",
+    "vpce-x.bedrock-runtime.us-east-1.amazonaws.com",
+    "vpce-x.s3.us-east-1.vpce.amazonaws.com",
+    "bedrock-agentcore.us-east-1.amazonaws.com",
+)
+
+
+@pytest.mark.parametrize("host", NOT_A_PROVIDERS)
+def test_names_like_a_providers_hosts_are_tunnelled(host: str) -> None:
+    assert provider_for(host) is None
+    assert not mitmproxy_decrypts(allow_hosts(), f"{host}:443")
+
+
+@pytest.mark.parametrize(("host", "provider"), EVERY_HOST_FORM.items())
+def test_every_host_of_every_provider_is_decrypted_and_read_as_its_providers(host: str, provider: str) -> None:
+    assert mitmproxy_decrypts(allow_hosts(), f"{host}:443")
+    assert mitmproxy_decrypts(allow_hosts(), f"{host.upper()}.:8443")
+    found = provider_for(host)
+    assert found is not None and found.name == provider
+
+
+ADDED = Hosts({"vertex": ("aiplatform-*.llm.corp.example", "vertex.corp.example"), "openai": ("gpt.corp.example",)})
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("aiplatform-eu.llm.corp.example", "vertex"),
+        ("AIPlatform-EU.llm.corp.example.", "vertex"),
+        ("aiplatform-.llm.corp.example", "vertex"),
+        ("vertex.corp.example", "vertex"),
+        ("gpt.corp.example", "openai"),
+        ("api.openai.com", "openai"),  # a provider's own hosts stay its own
+        ("eu.api.openai.com", "openai"),
+        ("x.aiplatform-eu.llm.corp.example", None),  # a '*' is within one label
+        ("aiplatform.llm.corp.example", None),
+        ("gpt.corp.example.evil.example", None),
+        ("corp.example", None),
+    ],
+)
+def test_hosts_a_configuration_adds_are_its_providers(host: str, expected: str | None) -> None:
+    provider = ADDED.provider_for(host)
+    assert (provider.name if provider else None) == expected
+    assert mitmproxy_decrypts(ADDED.allow_hosts(), f"{host}:443") is (expected is not None)
+    assert mitmproxy_decrypts(BUILT_IN_HOSTS.allow_hosts(), f"{host}:443") is (
+        expected == "openai" and "corp" not in host
+    )
+
+
+def test_a_configured_host_glob_never_takes_a_providers_own_host() -> None:
+    greedy = Hosts({"anthropic": ("*.openai.com",)})
+    assert [greedy.provider_for(h).name for h in ("api.openai.com", "eu.api.openai.com", "chat.openai.com")] == [
+        "openai",
+        "openai",
+        "anthropic",
+    ]
 
 
 def test_side_headers() -> None:

@@ -167,9 +167,10 @@ def test_a_protobuf_body_is_refused() -> None:
 
 
 def request(path: str, called_host: str, upstream: str | None = None) -> RequestParts:
+    upstream = upstream or f"https://{called_host}"
     return RequestParts(
-        method=b"POST", scheme=b"https", host=called_host, authority="", path=path.encode(), fields=(), body=b"",
-        index={}, called_host=called_host, upstream=upstream or f"https://{called_host}",
+        method=b"POST", scheme=b"https", host=upstream.partition("://")[2].partition(":")[0], authority="",
+        path=path.encode(), fields=(), body=b"", index={}, called_host=called_host, upstream=upstream,
     )  # fmt: skip
 
 
@@ -196,6 +197,49 @@ def test_a_call_moves_into_tollgates_project(
 ) -> None:
     project = VertexProject(tokens=None, project="tg", location=location)  # type: ignore[arg-type]
     assert project.move(request(path, called)) == (moved.encode(), host)
+
+
+@pytest.mark.parametrize(
+    ("location", "called", "upstream", "host"),
+    [
+        # An mTLS host's call goes to its twin, and from there to Tollgate's location's host.
+        ("europe-west4", "us-central1-aiplatform.mtls.googleapis.com", "https://us-central1-aiplatform.googleapis.com",
+         "europe-west4-aiplatform.googleapis.com"),
+        (None, "us-central1-aiplatform.mtls.googleapis.com", "https://us-central1-aiplatform.googleapis.com", None),
+        ("global", "aiplatform.mtls.googleapis.com", "https://aiplatform.googleapis.com", None),
+        # An mTLS host its client certificate keeps: the location's mTLS host (a multi-region has none).
+        ("europe-west4", "us-central1-aiplatform.mtls.googleapis.com", None, "europe-west4-aiplatform.mtls.googleapis.com"),
+        ("global", "us-central1-aiplatform.mtls.googleapis.com", None, "aiplatform.mtls.googleapis.com"),
+        ("eu", "aiplatform.mtls.googleapis.com", None, "aiplatform.eu.rep.googleapis.com"),
+        # A private endpoint keeps its host, wherever Tollgate's location is.
+        ("europe-west4", "us-central1-aiplatform-corp.p.googleapis.com", None, None),
+        ("europe-west4", "aiplatform-corp.p.googleapis.com", None, None),
+        ("europe-west4", "123.us-central1-456.prediction.vertexai.goog", None, None),
+    ],
+)  # fmt: skip
+def test_a_call_moved_into_tollgates_location_leaves_no_private_endpoint(
+    location: str | None, called: str, upstream: str | None, host: str | None
+) -> None:
+    project = VertexProject(tokens=None, project="tg", location=location)  # type: ignore[arg-type]
+    path, moved_to = project.move(request(f"{PROJECT_PATH}/endpoints/123:predict", called, upstream))
+    assert (path.startswith(b"/v1/projects/tg/locations/"), moved_to) == (True, host)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("version", ["v1", "v1beta1"])
+def test_an_endpoints_chat_completions_are_read_in_openais_format_as_its_model(version: str) -> None:
+    path = f"/{version}/projects/p/locations/us-central1/endpoints/1234567/chat/completions"
+    body = {"model": "whatever-the-body-says", "max_tokens": 9, "stream": True, "messages": [{"role": "user"}]}
+    c = classify(VERTEX, "POST", path, j(body))
+    assert (c.endpoint, c.model, c.wire_format, c.facts.max_tokens, c.facts.stream, c.unread) == (
+        "chat.completions",
+        "endpoints/1234567",
+        "openai",
+        9,
+        True,
+        (),
+    )
+    with pytest.raises(Unreadable, match="endpoints/"):
+        classify(VERTEX, "POST", f"/{version}/projects/p/locations/l/endpoints/Bad_Id/chat/completions", j(body))
 
 
 def test_a_configured_upstream_keeps_its_host() -> None:

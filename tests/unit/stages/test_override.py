@@ -115,6 +115,43 @@ def test_a_gemini_body_that_names_its_model_as_a_resource_keeps_the_resource_for
     assert flow.request.raw_content == b'{"model":"models/gemini-2.5-flash","contents":[]}'
 
 
+@pytest.mark.parametrize(
+    ("host", "path", "body", "field"),
+    [
+        ("bedrock-agent-runtime.us-east-1.amazonaws.com", "/agents/session-7",
+         {"foundationModel": "anthropic.claude-3-haiku-20240307-v1:0", "inputText": "hi"}, "foundationModel"),
+        ("bedrock.us-east-1.amazonaws.com", "/model-invocation-job",
+         {"modelId": "anthropic.claude-3-haiku-20240307-v1:0", "jobName": "j"}, "modelId"),
+        ("bedrock-runtime.us-east-1.amazonaws.com", "/async-invoke",
+         {"modelId": "anthropic.claude-3-haiku-20240307-v1:0", "modelInput": {}}, "modelId"),
+    ],
+)  # fmt: skip
+def test_a_bedrock_body_that_names_its_model_in_its_own_field_gets_it_rewritten_there(host, path, body, field) -> None:
+    shared = configured(RULES)
+    flow = api_flow(host, path, body)
+    call = classified(shared, flow)
+    CallSteps(Override(shared).handle).at_request(flow)
+    sent = json.loads(flow.request.raw_content)
+    assert (sent[field], "model" in sent) == ("anthropic.claude-3-5-haiku-20241022-v1:0", False)
+    assert call.model == "anthropic.claude-3-5-haiku-20241022-v1:0"
+
+
+def test_a_bedrock_body_that_names_its_model_deep_inside_goes_as_asked() -> None:
+    arn = "anthropic.claude-3-haiku-20240307-v1:0"
+    body = {
+        "retrieveAndGenerateConfiguration": {
+            "type": "EXTERNAL_SOURCES",
+            "externalSourcesConfiguration": {"modelArn": arn},
+        }
+    }
+    shared = configured(RULES)
+    flow = api_flow("bedrock-agent-runtime.us-east-1.amazonaws.com", "/retrieveAndGenerate", body)
+    call = classified(shared, flow)
+    sent = flow.request.raw_content
+    CallSteps(Override(shared).handle).at_request(flow)
+    assert (flow.request.raw_content, call.model, call.audit_record()["model"]) == (sent, None, arn)
+
+
 # ---- routes to another provider's OpenAI-compatible API
 
 

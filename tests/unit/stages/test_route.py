@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from mitmproxy.test import tflow, tutils
 
+from tollgate.stages.classify import Classify
 from tollgate.stages.route import Route
-from tollgate.stages.shared import Shared
+from tollgate.stages.shared import CALL, Shared
 from tollgate.steps import CallSteps
 
 from .conftest import configured, openai_flow
@@ -54,3 +56,36 @@ def test_route_retargets_an_http2_requests_authority_and_adds_no_host_header():
     CallSteps(Route(configured()).handle).at_request(flow)
     assert (flow.request.authority, flow.request.host, flow.request.port) == ("127.0.0.1:8443", "127.0.0.1", 8443)
     assert flow.request.headers.fields == ((b"content-type", b"application/json"),)
+
+
+@pytest.mark.parametrize(
+    ("provider", "host", "path", "twin"),
+    [
+        ("gemini", "generativelanguage.mtls.googleapis.com", "/v1beta/models/m:generateContent",
+         "generativelanguage.googleapis.com"),
+        ("vertex", "us-central1-aiplatform.mtls.googleapis.com", "/v1/publishers/google/models/m:generateContent",
+         "us-central1-aiplatform.googleapis.com"),
+    ],
+)  # fmt: skip
+def test_an_mtls_host_goes_to_its_twin_without_mtls(provider: str, host: str, path: str, twin: str) -> None:
+    """Tollgate holds no client certificate: the mTLS host would refuse its call."""
+    shared = configured()
+    request = tutils.treq(host=host, port=443, path=path, method=b"POST", headers=((b"Host", host.encode()),))
+    flow = tflow.tflow(req=request)
+    flow.request.scheme, flow.request.content = "https", b"{}"
+    Classify(shared).request(flow)
+    call = flow.metadata[CALL]
+    assert (call.provider, call.host, flow.response) == (provider, host, None)
+    CallSteps(Route(shared).handle).at_request(flow)
+    assert (call.upstream, flow.request.host, flow.request.host_header) == (f"https://{twin}", twin, twin)
+
+
+def test_a_client_certificate_keeps_an_mtls_hosts_calls_there() -> None:
+    shared = configured({"providers": {"vertex": {"client_cert": "/etc/tollgate/client.pem"}}})
+    host = "us-central1-aiplatform.mtls.googleapis.com"
+    request = tutils.treq(host=host, port=443, path="/v1/publishers/google/models/m:generateContent", method=b"POST")
+    flow = tflow.tflow(req=request)
+    flow.request.scheme, flow.request.content = "https", b"{}"
+    Classify(shared).request(flow)
+    CallSteps(Route(shared).handle).at_request(flow)
+    assert (flow.metadata[CALL].upstream, flow.request.host) == (f"https://{host}", host)

@@ -18,6 +18,7 @@ from mitmproxy.test import taddons, tflow
 
 from tollgate.call import fingerprint
 from tollgate.pipeline import gateway
+from tollgate.providers import BUILT_IN_HOSTS
 from tollgate.stages import settings as settings_module
 from tollgate.stages.classify import Classify
 from tollgate.stages.credential import Credential
@@ -330,3 +331,64 @@ def test_a_new_tollgate_config_is_watched_instead_of_the_old(running: Running, c
     write(other, {"clients": [{"name": "frank", "keys": ["tg-frank"]}], "audit": {"path": str(tmp_path / "a.jsonl")}})
     assert "configuration reloaded" in running.check(caplog)
     assert clients(running) == ["frank"]
+
+
+def test_the_hosts_a_reload_adds_are_decrypted_and_those_it_drops_no_longer(running: Running, caplog) -> None:
+    tctx = running.tctx  # type: ignore[attr-defined]
+    options = tctx.options
+    options.add_option("connection_strategy", str, "lazy", "")  # mitmproxy's proxy server declares it
+    tctx.configure(running.gateway, connection_strategy="lazy")  # as mitmdump configures at start-up
+    built_in = list(options.allow_hosts)
+    assert built_in == BUILT_IN_HOSTS.allow_hosts()
+    options.update(allow_hosts=[*built_in, "^own\\.example:443$"])  # the user's own stays throughout
+    edit(running, lambda d: d["providers"].update(vertex={"hosts": ["*.llm.corp.example"]}))
+    assert "configuration reloaded" in running.check(caplog)
+    added = r"^(?:[a-z0-9_-]*\.llm\.corp\.example)\.?:\d+$"
+    assert list(options.allow_hosts) == [*built_in, "^own\\.example:443$", added]
+    assert running.shared.loaded is not None and running.shared.loaded.hosts.provider_for("eu.llm.corp.example")
+    edit(running, lambda d: d["providers"].pop("vertex"))
+    assert "configuration reloaded" in running.check(caplog)
+    assert list(options.allow_hosts) == [*built_in, "^own\\.example:443$"]
+
+
+def test_a_client_certificate_that_cannot_be_used_fails_the_configuration_naming_it(tmp_path: Path) -> None:
+    import trustme
+
+    from tollgate.config import ConfigError
+
+    ca = trustme.CA()
+    good, other = ca.issue_cert("tollgate-client"), ca.issue_cert("someone-else")
+    files = {
+        "missing.pem": None,
+        "no-cert.pem": good.private_key_pem.bytes(),
+        "no-key.pem": good.cert_chain_pems[0].bytes(),
+        "mismatch.pem": other.private_key_pem.bytes() + good.cert_chain_pems[0].bytes(),
+        "good.pem": good.private_key_and_cert_chain_pem.bytes(),
+    }
+    for name, data in files.items():
+        if data is not None:
+            (tmp_path / name).write_bytes(data)
+    why = {
+        "missing.pem": "cannot read",
+        "no-cert.pem": "holds no PEM certificate",
+        "no-key.pem": "holds no unencrypted PEM private key",
+        "mismatch.pem": "the private key is not the certificate's",
+    }
+    audit = {"path": str(tmp_path / "audit.jsonl")}
+    for name, fault in why.items():
+        path = write(
+            tmp_path / "t.yaml", {"providers": {"vertex": {"client_cert": str(tmp_path / name)}}, "audit": audit}
+        )
+        with pytest.raises(ConfigError) as e:
+            settings_module.load(str(path), None, None)
+        assert str(e.value).startswith("providers.vertex.client_cert: ") and fault in str(e.value), str(e.value)
+        assert "PRIVATE KEY" not in str(e.value)
+    path = write(
+        tmp_path / "t.yaml", {"providers": {"gemini": {"client_cert": str(tmp_path / "good.pem")}}, "audit": audit}
+    )
+    loaded, log, store = settings_module.load(str(path), None, None)
+    try:
+        assert list(loaded.client_certs) == ["gemini"]
+    finally:
+        log.close()
+        asyncio.run(store.aclose())
