@@ -227,6 +227,9 @@ class Call:
     failure: Failure | None = None  # set with `error` when the call failed in one of these ways
     # True when Tollgate answered the call itself (a refusal or an upstream failure).
     answered_by_tollgate: bool = False
+    # The request's last byte went to the upstream's connection (`compat.note_requests_sent`), or
+    # an answer came from it: the provider may bill the call whatever its client does next.
+    request_sent: bool = False
     refused: str | None = None  # the reason Tollgate answered it with (`providers.base.STATUS`)
     # A large upload streamed upstream as it arrives: decided at its headers, its body unread.
     streamed_upload: bool = False

@@ -200,19 +200,19 @@ def used(call: Call, reserved: Estimate, record: dict[str, Any]) -> Estimate:
 
 
 def _used_upstream(call: Call, reserved: Estimate, record: dict[str, Any]) -> Estimate:
-    """What a call used upstream: nothing when it did not reach the upstream (refused, or the
-    upstream never answered); one request when it generates nothing (a fetch, a count of tokens);
-    its usage as read; and when none was read from an answer that came (a stream broken off before
-    its usage), what it reserved."""
-    if call.answered_by_tollgate:
+    """What a call used upstream: nothing when its request never went there (refused, or the
+    upstream unreachable); one request when it generates nothing (a fetch, a count of tokens) or
+    the upstream refused it; its usage as read; and when none was read, what it reserved: the
+    provider may bill work it started whatever became of the answer (a client that left, a timeout,
+    a stream broken off before its usage)."""
+    if not call.request_sent:
         return Estimate(0, 0, 0)
     if spends_nothing(call):
         return Estimate(1, 0, 0)
+    refused_upstream = not call.answered_by_tollgate and call.status is not None and call.status >= 400
     tokens = token_count(record)
     if tokens is None:
-        if call.status is not None and call.status < 400:
-            return reserved
-        return Estimate(1, 0, 0)
+        return Estimate(1, 0, 0) if refused_upstream else reserved
     return Estimate(1, tokens, call.cost_nanousd() or 0)
 
 
