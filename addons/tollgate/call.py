@@ -55,7 +55,10 @@ class RequestFacts:
     has_system: bool | None = None
     has_tools: bool | None = None
     stream: bool | None = None
-    max_tokens: int | None = None
+    max_tokens: int | None = None  # the bound on one answer
+    # How many answers it asks for, each up to `max_tokens`: OpenAI's `n` (and `best_of`, which is
+    # billed), Gemini's `candidateCount`, an image generation's `n`, …
+    answers: int = 1
     # How the request asks to be run, which the price may depend on: its `service_tier` (OpenAI's,
     # Anthropic's, Gemini's and Bedrock's `serviceTier`) and its `speed` (Anthropic's fast mode,
     # Bedrock's latency-optimized models).

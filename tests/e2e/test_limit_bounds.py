@@ -112,6 +112,74 @@ def used_and_needed(message: str) -> tuple[int, int]:
     return int(found[1]), int(found[2])
 
 
+def test_every_answer_is_reserved_and_parallel_calls_cannot_pass_the_limit(g):
+    # Held upstream, so that every call reserves before any settles.
+    g.fakes["openai"].handler = lambda r: Reply(200, OPENAI_CHAT, delay=1.5)
+    result = g.run(f"""
+        from concurrent.futures import ThreadPoolExecutor
+        from openai import OpenAI
+        client = OpenAI(api_key="{key("many")}", max_retries=0)
+        def call(_):
+            try:
+                client.chat.completions.create(model="gpt-4o-mini", n=20, max_tokens=500,
+                                               messages=[{{"role": "user", "content": "hi"}}])
+                return 200
+            except Exception as e:
+                return [type(e).__name__, e.status_code, e.message]
+        with ThreadPoolExecutor(20) as pool:
+            report(outcomes=list(pool.map(call, range(20))))
+    """)
+    outcomes = result["outcomes"]
+    # 20 answers of up to 500 tokens each: two such calls fit in 30 000 tokens, the third does not.
+    assert outcomes.count(200) == 2 and len(g.fakes["openai"].received) == 2
+    (body,) = {r.body for r in g.fakes["openai"].received}
+    needed = 20 * 500 + prompt_tokens(body)
+    refused = [o for o in outcomes if o != 200]
+    assert len(refused) == 18
+    for name, status, message in refused:
+        assert (name, status) == ("RateLimitError", 429)
+        assert used_and_needed(message) == (2 * needed, needed)
+
+
+def test_gemini_reserves_every_candidate(g):
+    code = f"""
+        from google import genai
+        from google.genai import types
+        client = genai.Client(api_key="{key("candidates")}")
+        outcomes = []
+        for count in (1, 8):
+            try:
+                r = client.models.generate_content(model="gemini-2.5-flash", contents="hi",
+                    config=types.GenerateContentConfig(candidate_count=count, max_output_tokens=10000))
+                outcomes.append(r.usage_metadata.total_token_count)
+            except Exception as e:
+                outcomes.append([type(e).__name__, e.code, e.status, e.message])
+        report(outcomes=outcomes)
+    """
+    one, eight = g.run(code)["outcomes"]
+    assert one == 15
+    assert eight[:3] == ["ClientError", 429, "RESOURCE_EXHAUSTED"]
+    (body,) = [r.body for r in g.fakes["gemini"].received]  # the same size with 8 as with 1
+    assert used_and_needed(eight[3]) == (15, 8 * 10_000 + prompt_tokens(body))
+
+
+def test_a_call_without_a_bound_reserves_its_models_maximum_output(g):
+    result = g.run(f"""
+        from openai import OpenAI
+        try:
+            OpenAI(api_key="{key("unbounded")}", max_retries=0).chat.completions.create(
+                model="gpt-4o", messages=[{{"role": "user", "content": "hi"}}])
+            report(outcome=200)
+        except Exception as e:
+            report(outcome=[e.status_code, e.message])
+    """)
+    status, message = result["outcome"]
+    used, needed = used_and_needed(message)
+    # gpt-4o writes up to 16 384 tokens: more than the 16 000 a day, whatever the prompt.
+    assert status == 429 and used == 0 and 16_384 < needed < 16_384 + 40
+    assert g.fakes["openai"].received == []
+
+
 def test_a_client_that_leaves_before_the_answer_keeps_its_reservation(g):
     # The upstream answers after the client has given up, as an SDK's timeout does.
     g.fakes["openai"].handler = lambda r: Reply(200, OPENAI_CHAT, delay=1.5)

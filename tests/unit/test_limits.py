@@ -144,3 +144,12 @@ def test_a_rolled_up_call_uses_its_summary_too() -> None:
     assert used(call, Estimate(1, 500, 9), record) == Estimate(1, 148, 6975)
     call.rolled_up = RolledUp(8, "openai/gpt-4o-mini", cached=True)  # a summary made before costs nothing now
     assert used(call, Estimate(1, 500, 9), record) == Estimate(1, 120, 0)
+
+
+def test_each_answer_a_call_asks_for_is_reserved_at_its_bound():
+    # n=100 answers of up to 500 tokens: 50 000, not 500.
+    assert estimate_tokens(92, 500, True, 4096, answers=100) == (23, 50_000)
+    # No bound set: the model's maximum output where known, else reserve_output_tokens.
+    assert estimate_tokens(0, None, True, 4096, answers=8, model_max=65_536) == (0, 524_288)
+    assert estimate_tokens(0, None, True, 4096, answers=2) == (0, 8192)
+    assert estimate_tokens(0, 500, False, 4096, answers=3) == (0, 0)  # generates nothing

@@ -21,6 +21,7 @@ from ..exact_reading import (
     count,
     largest,
     path_segments,
+    request_count,
     request_int,
     request_model,
     request_text,
@@ -480,8 +481,20 @@ def _read_facts(op: str, data: dict[str, Any] | None, facts: RequestFacts) -> No
             request_int(inference.get("maxTokens"), "inferenceConfig.maxTokens"),
             request_int(data.get("max_tokens"), "max_tokens"),
         )
+        # Fields the model takes in its own format, passed to it as they are.
+        facts.answers = _answers(json_object(data.get("additionalModelRequestFields")), "additionalModelRequestFields.")
     elif data is not None:
         _invoke_facts(data, facts)
+
+
+# The fields of the model families' own bodies that ask for several answers: Cohere's
+# `num_generations`, AI21 Jamba's and the OpenAI format's `n`, AI21 Jurassic's `numResults`.
+_ANSWERS = ("n", "num_generations", "numResults")
+
+
+def _answers(data: dict[str, Any], prefix: str = "") -> int:
+    """How many answers a model's own body asks for: the most any of its fields says."""
+    return max(request_count(data.get(name), prefix + name) for name in _ANSWERS)
 
 
 def _requested_name(data: dict[str, Any], key: str, field: str) -> str | None:
@@ -588,11 +601,14 @@ def _invoke_facts(data: dict[str, Any], facts: RequestFacts) -> None:
     titan = json_object(data.get("textGenerationConfig"))
     facts.max_tokens = largest(
         request_int(data.get("max_tokens"), "max_tokens"),
+        request_int(data.get("max_completion_tokens"), "max_completion_tokens"),  # the OpenAI format's
+        request_int(data.get("maxTokens"), "maxTokens"),  # AI21 Jurassic's
         request_int(inference.get("max_new_tokens"), "inferenceConfig.max_new_tokens"),
         request_int(inference.get("maxTokens"), "inferenceConfig.maxTokens"),
         request_int(titan.get("maxTokenCount"), "textGenerationConfig.maxTokenCount"),
         request_int(data.get("max_gen_len"), "max_gen_len"),
     )
+    facts.answers = _answers(data)
 
 
 class EventStreamReader(UsageReader):

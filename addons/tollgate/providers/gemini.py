@@ -18,6 +18,7 @@ from ..exact_reading import (
     check_case,
     count,
     path_segments,
+    request_count,
     request_int,
     request_model,
     request_text,
@@ -110,6 +111,8 @@ def read_facts(facts: RequestFacts, method: str, data: dict[str, Any] | None) ->
     facts.max_tokens = request_int(
         one_of(config, "maxOutputTokens", "max_output_tokens"), "generationConfig.maxOutputTokens"
     )
+    candidates = one_of(config, "candidateCount", "candidate_count")
+    facts.answers = request_count(candidates, "generationConfig.candidateCount")
     facts.service_tier = request_text(one_of(data, "serviceTier", "service_tier"), "serviceTier")
 
 

@@ -17,6 +17,7 @@ from ..exact_reading import (
     count,
     largest,
     path_segments,
+    request_count,
     request_flag,
     request_int,
     request_model,
@@ -189,6 +190,7 @@ def classify_body(endpoint: str | None, method: str, data: dict[str, Any] | None
             request_int(data.get("max_completion_tokens"), "max_completion_tokens"),
             request_int(data.get("max_tokens"), "max_tokens"),
         )
+        facts.answers = request_count(data.get("n"), "n")
     elif endpoint == "responses":
         inputs = data.get("input")
         facts.message_count = 1 if isinstance(inputs, str) else count(inputs)
@@ -197,6 +199,10 @@ def classify_body(endpoint: str | None, method: str, data: dict[str, Any] | None
         facts.max_tokens = request_int(data.get("max_output_tokens"), "max_output_tokens")
     elif endpoint == "completions":
         facts.max_tokens = request_int(data.get("max_tokens"), "max_tokens")
+        # best_of completions are generated (and billed), n of them returned: n <= best_of.
+        facts.answers = max(request_count(data.get("n"), "n"), request_count(data.get("best_of"), "best_of"))
+    elif endpoint == "images.generations":
+        facts.answers = request_count(data.get("n"), "n")
     session = data.get("session")
     if endpoint is not None and endpoint.startswith("realtime.") and isinstance(session, dict) and "model" in session:
         # A Realtime client secret names the model of the session it opens (and whoever holds the

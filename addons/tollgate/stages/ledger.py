@@ -23,12 +23,14 @@ from ..limits import (
     counters,
     deny_reason,
     estimate_tokens,
+    generates,
     refusal_message,
     retry_after,
     spends_nothing,
     usage_facts,
     used,
 )
+from ..max_output import max_output_tokens
 from ..pricing import cost_nanousd
 from ..providers.base import BUDGET_EXCEEDED, LEDGER_UNAVAILABLE, POLICY_DENIED, RATE_LIMITED
 from .shared import Shared, refuse
@@ -99,15 +101,21 @@ class Ledger:
         return None
 
     def _estimate(self, flow: http.HTTPFlow, call: Call, model: str | None) -> Estimate:
+        """What the call may use: its prompt (its body's size), and each answer's bound times the
+        answers it asks for."""
         if spends_nothing(call):
             return Estimate(1, 0, 0)  # one request, priced or not
-        facts = call.classification.facts
+        classification = call.classification
+        facts = classification.facts
         body_size = 0 if call.streamed_upload else len(flow.request.raw_content or b"")
+        reserve_output = call.loaded.config.ledger.reserve_output_tokens
         prompt, answer = estimate_tokens(
             body_size,
             facts.max_tokens,
-            facts.message_count is not None,
-            call.loaded.config.ledger.reserve_output_tokens,
+            generates(classification.endpoint, facts),
+            reserve_output,
+            facts.answers,
+            None if facts.max_tokens is not None else max_output_tokens(model),
         )
         rate = call.loaded.prices.rate(call.provider, model, call.client, call.groups, None, facts.price_context())
         nanousd = None if rate is None else cost_nanousd(rate, Usage(input_tokens=prompt, output_tokens=answer))
@@ -144,7 +152,7 @@ class Ledger:
         if not reservation.granted:
             assert reservation.refused is not None
             full = found[reservation.refused]
-            needed = full.amount(estimate.requests, estimate.tokens, estimate.nanousd or 0)
+            needed = full.charged(estimate)
             reason = RATE_LIMITED if full.window == "minute" else BUDGET_EXCEEDED
             call.deny_reasons = (deny_reason(full),)
             refuse(
