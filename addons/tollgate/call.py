@@ -42,6 +42,17 @@ class Batch:
     """A batch or asynchronous job: one call that starts many requests' work."""
 
     requests: int | None  # None: they are in a file or a bucket, which Tollgate does not read
+    # What its requests may generate together, where every one is in the body: the output bounds
+    # they set, each times its answers (`output_tokens`), and how many answers set none
+    # (`open_answers`, each reserving its model's maximum output). None: Tollgate cannot bound it
+    # (its requests in a file or a bucket, or work that is not counted in tokens: a video, a
+    # fine-tuning, an Assistant's run).
+    output_tokens: int | None = None
+    open_answers: int = 0
+
+    @property
+    def bounded(self) -> bool:
+        return self.requests is not None and self.output_tokens is not None
 
     def policy_input(self) -> dict[str, Any]:
         return {"requests": self.requests}

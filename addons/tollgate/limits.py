@@ -19,7 +19,7 @@ from .pricing import COUNTING_ENDPOINTS
 from .providers import PROVIDERS
 
 if TYPE_CHECKING:
-    from .call import Call, RequestFacts
+    from .call import Batch, Call, RequestFacts
 
 NANO = Decimal(1_000_000_000)  # nano-dollars in a dollar: what money is counted in
 ANONYMOUS = "anonymous"  # the subject of every anonymous caller's per-client counters
@@ -43,7 +43,10 @@ class Counter(NamedTuple):
         return requests if self.metric == "requests" else tokens if self.metric == "tokens" else nanousd
 
     def charged(self, estimate: Estimate) -> int:
-        """What this counter is charged for the estimate."""
+        """What this counter is charged for the estimate: a batch or job counts on a minute window
+        as one request, and its work on the day and month windows it runs in."""
+        if estimate.job and self.window == "minute":
+            return 1 if self.metric == "requests" else 0
         return self.amount(estimate.requests, estimate.tokens, estimate.nanousd or 0)
 
     def show(self, value: int) -> str:
@@ -58,6 +61,7 @@ class Estimate(NamedTuple):
     requests: int
     tokens: int
     nanousd: int | None  # None: the model's price is unknown
+    job: bool = False  # a batch or asynchronous job's: charged whole to its day and month windows
 
 
 # A limit's caps as counters count them: (field, metric, window, cap in the counter's unit).
@@ -164,6 +168,35 @@ def estimate_tokens(
     return math.ceil(body_size / BYTES_PER_TOKEN), answer
 
 
+def batch_output(batch: Batch, model_max: int | None, reserve_output: int) -> int:
+    """What a batch whose requests Tollgate read may generate: their bounds, and each answer that
+    sets none at its model's maximum output (else `reserve_output`)."""
+    assert batch.output_tokens is not None
+    return batch.output_tokens + batch.open_answers * answer_bound(None, model_max, reserve_output)
+
+
+def unenforceable(found: Sequence[Counter]) -> Counter | None:
+    """The first counter of tokens or money: a job whose use Tollgate cannot bound is not served
+    under one."""
+    return next((c for c in found if c.metric != "requests"), None)
+
+
+def unenforceable_message(counter: Counter, endpoint: str, batch: Batch) -> str:
+    why = (
+        "its requests are in a file or a bucket, which Tollgate does not read"
+        if batch.requests is None
+        else "its work is not counted in tokens"
+    )
+    return (
+        f"Tollgate limit {counter.label!r} caps {counter.field} for {counter.subject}, and this {endpoint} call"
+        f" starts a job whose use Tollgate cannot bound ({why}): it is not served under a token or USD limit."
+    )
+
+
+def unenforceable_reason(counter: Counter, endpoint: str) -> str:
+    return f"limit {counter.label!r}: {counter.field} cannot bound a {endpoint} job for {counter.subject}"
+
+
 def charges(found: Sequence[Counter], estimate: Estimate) -> list[Charge]:
     return [Charge(c.key, c.charged(estimate), c.cap, c.end + EXPIRY_GRACE) for c in found]
 
@@ -223,7 +256,8 @@ def used(call: Call, reserved: Estimate, record: dict[str, Any]) -> Estimate:
 def _used_upstream(call: Call, reserved: Estimate, record: dict[str, Any]) -> Estimate:
     """What a call used upstream: nothing when its request never went there (refused, or the
     upstream unreachable); one request when it generates nothing (a fetch, a count of tokens) or
-    the upstream refused it; its usage as read; and when none was read, what it reserved: the provider may bill work it
+    the upstream refused it; a batch or job, all it reserved (Tollgate never sees what it used);
+    its usage as read; and when none was read, what it reserved: the provider may bill work it
     started whatever became of the answer (a client that left, a timeout, a stream broken off
     before its usage)."""
     if not call.request_sent:
@@ -231,6 +265,8 @@ def _used_upstream(call: Call, reserved: Estimate, record: dict[str, Any]) -> Es
     if spends_nothing(call):
         return Estimate(1, 0, 0)
     refused_upstream = not call.answered_by_tollgate and call.status is not None and call.status >= 400
+    if reserved.job:
+        return Estimate(1, 0, 0, job=True) if refused_upstream else reserved
     tokens = token_count(record)
     if tokens is None:
         return Estimate(1, 0, 0) if refused_upstream else reserved

@@ -78,3 +78,16 @@ def test_a_call_whose_request_never_reached_the_upstream_gives_it_all_back():
     assert used(unreachable, RESERVED, record_of(unreachable)) == Estimate(0, 0, 0)
     left = call(status=None, request_sent=False)  # the client left while its call was decided
     assert used(left, RESERVED, record_of(left)) == Estimate(0, 0, 0)
+
+
+JOB = Estimate(1000, 64_000_000, 9_000, job=True)
+
+
+def test_a_batch_keeps_its_whole_reservation_unless_the_upstream_refused_its_creation():
+    # Its creation's answer says nothing of what its requests will use (or zeros): never settled.
+    created = call(status=200, usage=Usage(input_tokens=0, output_tokens=0, total_tokens=0))
+    assert used(created, JOB, record_of(created)) == JOB
+    refused = call(status=400)
+    assert used(refused, JOB, record_of(refused)) == Estimate(1, 0, 0, job=True)
+    never = call(status=502, answered_by_tollgate=True, request_sent=False)
+    assert used(never, JOB, record_of(never)) == Estimate(0, 0, 0)

@@ -12,7 +12,7 @@ from urllib.parse import quote, unquote
 from pydantic import Field
 
 from .. import sigv4
-from ..call import Classification, RequestFacts, Usage, fingerprint
+from ..call import Batch, Classification, RequestFacts, Usage, fingerprint
 from ..exact_reading import (
     UNREAD_FACTS,
     Unreadable,
@@ -299,8 +299,11 @@ class Bedrock(Provider):
                 raise Unreadable("guardrails are applied at /guardrail/{id}/version/{version}/apply")
             return Classification(endpoint="apply-guardrail")
         if first == "async-invoke":
-            model = request_model(data, "modelId") if data is not None and method == "POST" else None
-            return Classification(endpoint="async-invoke", model=model)
+            if method != "POST":
+                return Classification(endpoint="async-invoke")
+            model = request_model(data, "modelId") if data is not None else None
+            # StartAsyncInvoke: one request whose work (a video, with Nova Reel) is not counted in tokens.
+            return Classification(endpoint="async-invoke", model=model, facts=RequestFacts(batch=Batch(1)))
         raise Unreadable("not a Bedrock runtime operation")
 
     def _model_call(self, segments: list[str], data: dict[str, Any] | None) -> Classification:

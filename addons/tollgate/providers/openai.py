@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import unquote_plus
 
-from ..call import Classification, RequestFacts, Usage
+from ..call import Batch, Classification, RequestFacts, Usage
 from ..exact_reading import (
     UNREAD_BODY,
     UNREAD_MODEL,
@@ -87,7 +87,7 @@ WORDS = words(
     "v1", "assistants", "threads", "runs", "steps", "messages", "vector_stores", "file_batches",
     "batches", "fine_tuning", "jobs", "checkpoints", "events", "content", "cancel", "sessions",
     "client_secrets", "calls", "conversations", "items", "input_items", "evals", "organization",
-    "traces", "ingest", "complete",
+    "traces", "ingest", "complete", "remix",
 )  # fmt: skip
 _NON_ID = re.compile(r"^[a-z_]+$")
 
@@ -125,6 +125,30 @@ def _is_shaped(segments: Sequence[str], shapes: Sequence[tuple[str | None, ...]]
     )
 
 
+# Asynchronous jobs, each started by a POST here (None stands for an id): how many requests each
+# starts where known. None of them can be bounded: a batch's requests and a fine-tuning's data are
+# in a file, an Assistant's run or an eval's run calls the model as often as it takes, a video is
+# not counted in tokens.
+_JOBS: tuple[tuple[tuple[str | None, ...], Batch], ...] = (
+    (("batches",), Batch(None)),
+    (("fine_tuning", "jobs"), Batch(None)),
+    (("threads", "runs"), Batch(None)),
+    (("threads", None, "runs"), Batch(None)),
+    (("threads", None, "runs", None, "submit_tool_outputs"), Batch(None)),
+    (("evals", None, "runs"), Batch(None)),
+    (("videos",), Batch(1)),
+    (("videos", None, "remix"), Batch(1)),
+)
+_JOB_FIRST = frozenset(shape[0] for shape, _ in _JOBS)
+
+
+def job_of(method: str, segments: Sequence[str]) -> Batch | None:
+    """The asynchronous job a POST to this OpenAI-format path starts, if it starts one."""
+    if method != "POST" or segments[0] not in _JOB_FIRST:
+        return None
+    return next((job for shape, job in _JOBS if _is_shaped(segments, (shape,))), None)
+
+
 def is_upload(method: str, segments: Sequence[str]) -> bool:
     """Whether an OpenAI-format path (segments after `/v1/`) takes a file or audio."""
     return method == "POST" and segments[0] in _UPLOAD_FIRST and _is_shaped(segments, _UPLOADS)
@@ -135,12 +159,15 @@ def classify_request(method: str, segments: Sequence[str], data: dict[str, Any] 
     if not segments:
         raise Unreadable("the path names no endpoint")
     endpoint = endpoint_of(segments)
+    job = job_of(method, segments)
     if is_upload(method, segments):
-        return Classification(endpoint=endpoint, wire_format=OPENAI_FORMAT, unread=UNREAD_BODY)
+        facts = RequestFacts(batch=job)
+        return Classification(endpoint=endpoint, facts=facts, wire_format=OPENAI_FORMAT, unread=UNREAD_BODY)
     try:
         if endpoint == REALTIME and method == "GET":
             return Classification(REALTIME, realtime_model(query), RequestFacts(stream=True), OPENAI_FORMAT)
         classification = classify_body(endpoint, method, data)
+        classification.facts.batch = job
         if classification.model is None and method == "POST" and _is_shaped(segments, _MODEL_FROM_ELSEWHERE):
             classification.unread = UNREAD_MODEL  # never taken for a call with no model
         return classification
