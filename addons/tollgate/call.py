@@ -42,6 +42,17 @@ class Batch:
     """A batch or asynchronous job: one call that starts many requests' work."""
 
     requests: int | None  # None: they are in a file or a bucket, which Tollgate does not read
+    # What its requests may generate together, where every one is in the body: the output bounds
+    # they set, each times its answers (`output_tokens`), and how many answers set none
+    # (`open_answers`, each reserving its model's maximum output). None: Tollgate cannot bound it
+    # (its requests in a file or a bucket, or work that is not counted in tokens: a video, a
+    # fine-tuning, an Assistant's run).
+    output_tokens: int | None = None
+    open_answers: int = 0
+
+    @property
+    def bounded(self) -> bool:
+        return self.requests is not None and self.output_tokens is not None
 
     def policy_input(self) -> dict[str, Any]:
         return {"requests": self.requests}
@@ -55,7 +66,10 @@ class RequestFacts:
     has_system: bool | None = None
     has_tools: bool | None = None
     stream: bool | None = None
-    max_tokens: int | None = None
+    max_tokens: int | None = None  # the bound on one answer
+    # How many answers it asks for, each up to `max_tokens`: OpenAI's `n` (and `best_of`, which is
+    # billed), Gemini's `candidateCount`, an image generation's `n`, …
+    answers: int = 1
     # How the request asks to be run, which the price may depend on: its `service_tier` (OpenAI's,
     # Anthropic's, Gemini's and Bedrock's `serviceTier`) and its `speed` (Anthropic's fast mode,
     # Bedrock's latency-optimized models).
@@ -249,6 +263,9 @@ class Call:
     failure: Failure | None = None  # set with `error` when the call failed in one of these ways
     # True when Tollgate answered the call itself (a refusal or an upstream failure).
     answered_by_tollgate: bool = False
+    # The request's last byte went to the upstream's connection (`compat.note_requests_sent`), or
+    # an answer came from it: the provider may bill the call whatever its client does next.
+    request_sent: bool = False
     refused: str | None = None  # the reason Tollgate answered it with (`providers.base.STATUS`)
     # A large upload streamed upstream as it arrives: decided at its headers, its body unread.
     streamed_upload: bool = False

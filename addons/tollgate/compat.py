@@ -85,6 +85,50 @@ def serve_responses_set_by_error_hook() -> None:
     stream_class._tollgate_serves_error_responses = True  # type: ignore[attr-defined]
 
 
+# Called with a flow whose request's last byte has gone to its upstream connection.
+_on_request_sent: list[Callable[[http.HTTPFlow], None]] = []
+
+
+def note_requests_sent(on_sent: Callable[[http.HTTPFlow], None]) -> None:
+    """Have `on_sent(flow)` called once the end of a flow's request has been handed to its upstream
+    connection: the moment a provider has the whole request, and may bill work it starts, whatever
+    the client does next. mitmproxy has no hook for it (`request` runs before the connection is
+    even opened). Its HTTP stream sends a read body as headers, data and an end of message, and a
+    streamed one piece by piece then the end; each is passed down to the connection's layer, which
+    writes its bytes to the socket before the stream goes on. So the end of message, once passed,
+    has gone: over HTTP/1 at once; over HTTP/2 into the connection's flow-control window, which
+    holds back what the upstream has not made room for (a call cut off then is counted as sent).
+    Called again, it replaces the callback."""
+    _on_request_sent[:] = [on_sent]
+    stream_class = http_layers.HttpStream
+    if getattr(stream_class, "_tollgate_notes_requests_sent", False):
+        return
+    for name in ("state_consume_request_body", "state_stream_request_body"):
+        setattr(stream_class, name, _noting_the_request_sent(getattr(stream_class, name)))
+    stream_class._tollgate_notes_requests_sent = True  # type: ignore[attr-defined]
+
+
+def _noting_the_request_sent(state: Callable[..., Generator[Any, Any, None]]) -> Callable[..., Any]:
+    def noting(self: Any, event: Any) -> Generator[Any, Any, None]:
+        steps = state(self, event)
+        reply = None
+        while True:
+            try:
+                command = steps.send(reply)
+            except StopIteration:
+                return
+            reply = yield command  # the command has been carried out: its bytes are written
+            if (
+                type(command) is SendHttp
+                and type(command.event) is RequestEndOfMessage
+                and command.connection is self.context.server
+            ):
+                for on_sent in _on_request_sent:
+                    on_sent(self.flow)
+
+    return noting
+
+
 @dataclass
 class EndIfWaiting(events.MessageInjected[str]):
     """Injected through mitmproxy's proxyserver addon (`inject_event`): end `flow` if it still waits

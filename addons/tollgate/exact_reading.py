@@ -67,6 +67,17 @@ def request_int(value: Any, name: str) -> int | None:
     return number
 
 
+def request_count(value: Any, name: str) -> int:
+    """How many of something a request asks for (`n`, `candidateCount`): 1 when absent; an integer
+    as `request_int` reads it, at least 1 (the providers refuse fewer), else refused."""
+    number = request_int(value, name)
+    if number is None:
+        return 1
+    if number < 1:
+        raise Unreadable(f"'{name}' is out of range")
+    return number
+
+
 def request_flag(value: Any, name: str) -> bool:
     """A boolean the request sets (`stream`): absent or null is false; anything but a boolean is
     refused (a server that reads "true" would stream what Tollgate took for a whole answer)."""

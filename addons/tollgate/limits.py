@@ -19,7 +19,7 @@ from .pricing import COUNTING_ENDPOINTS
 from .providers import PROVIDERS
 
 if TYPE_CHECKING:
-    from .call import Call
+    from .call import Batch, Call, RequestFacts
 
 NANO = Decimal(1_000_000_000)  # nano-dollars in a dollar: what money is counted in
 ANONYMOUS = "anonymous"  # the subject of every anonymous caller's per-client counters
@@ -42,6 +42,13 @@ class Counter(NamedTuple):
     def amount(self, requests: int, tokens: int, nanousd: int) -> int:
         return requests if self.metric == "requests" else tokens if self.metric == "tokens" else nanousd
 
+    def charged(self, estimate: Estimate) -> int:
+        """What this counter is charged for the estimate: a batch or job counts on a minute window
+        as one request, and its work on the day and month windows it runs in."""
+        if estimate.job and self.window == "minute":
+            return 1 if self.metric == "requests" else 0
+        return self.amount(estimate.requests, estimate.tokens, estimate.nanousd or 0)
+
     def show(self, value: int) -> str:
         """A value of this counter as users read it: dollars for money."""
         return f"${Decimal(value) / NANO:f}" if self.metric == "usd" else str(value)
@@ -49,11 +56,12 @@ class Counter(NamedTuple):
 
 class Estimate(NamedTuple):
     """What a call may use, reserved before it goes: an upper bound where the request says one
-    (its max_tokens), an estimate where it does not (its prompt's tokens)."""
+    (its max_tokens times its answers), an estimate where it does not (its prompt's tokens)."""
 
     requests: int
     tokens: int
     nanousd: int | None  # None: the model's price is unknown
+    job: bool = False  # a batch or asynchronous job's: charged whole to its day and month windows
 
 
 # A limit's caps as counters count them: (field, metric, window, cap in the counter's unit).
@@ -130,19 +138,67 @@ def spends_nothing(call: Call) -> bool:
     return call.fetches or endpoint in COUNTING_ENDPOINTS or endpoint in PROVIDERS[call.provider].free_endpoints
 
 
-def estimate_tokens(body_size: int, max_tokens: int | None, generates: bool, reserve_output: int) -> tuple[int, int]:
+# Endpoints that generate without a conversation (their facts count no messages), each answer up
+# to its model's output: an image's tokens.
+GENERATING_ENDPOINTS = frozenset(("images.generations",))
+
+
+def generates(endpoint: str | None, facts: RequestFacts) -> bool:
+    """Whether a call writes an answer its output bound applies to: a conversation, or an image."""
+    return facts.message_count is not None or endpoint in GENERATING_ENDPOINTS
+
+
+def answer_bound(max_tokens: int | None, model_max: int | None, reserve_output: int) -> int:
+    """What one answer may hold: the request's bound, else its model's maximum output where
+    known, else `ledger.reserve_output_tokens`."""
+    if max_tokens is not None:
+        return max(max_tokens, 0)
+    return model_max if model_max is not None else reserve_output
+
+
+def estimate_tokens(
+    body_size: int, max_tokens: int | None, generates: bool, reserve_output: int, answers: int = 1,
+    model_max: int | None = None,
+) -> tuple[int, int]:  # fmt: skip
     """A call's prompt and answer tokens before it runs: its body's bytes over four (a token is about
-    four bytes of English text; JSON's syntax makes the estimate high rather than low), and its
-    max_tokens, or `reserve_output` when a call that generates text sets none."""
-    answer = max_tokens if max_tokens is not None else reserve_output if generates else 0
-    return math.ceil(body_size / BYTES_PER_TOKEN), max(answer, 0)
+    four bytes of English text; JSON's syntax makes the estimate high rather than low), and each of
+    its answers' bound (`answer_bound`) times how many it asks for; none for a call that generates
+    nothing."""
+    answer = answer_bound(max_tokens, model_max, reserve_output) * answers if generates else 0
+    return math.ceil(body_size / BYTES_PER_TOKEN), answer
+
+
+def batch_output(batch: Batch, model_max: int | None, reserve_output: int) -> int:
+    """What a batch whose requests Tollgate read may generate: their bounds, and each answer that
+    sets none at its model's maximum output (else `reserve_output`)."""
+    assert batch.output_tokens is not None
+    return batch.output_tokens + batch.open_answers * answer_bound(None, model_max, reserve_output)
+
+
+def unenforceable(found: Sequence[Counter]) -> Counter | None:
+    """The first counter of tokens or money: a job whose use Tollgate cannot bound is not served
+    under one."""
+    return next((c for c in found if c.metric != "requests"), None)
+
+
+def unenforceable_message(counter: Counter, endpoint: str, batch: Batch) -> str:
+    why = (
+        "its requests are in a file or a bucket, which Tollgate does not read"
+        if batch.requests is None
+        else "its work is not counted in tokens"
+    )
+    return (
+        f"Tollgate limit {counter.label!r} caps {counter.field} for {counter.subject}, and this {endpoint} call"
+        f" starts a job whose use Tollgate cannot bound ({why}): it is not served under a token or USD limit."
+    )
+
+
+def unenforceable_reason(counter: Counter, endpoint: str) -> str:
+    return f"limit {counter.label!r}: {counter.field} cannot bound a {endpoint} job for {counter.subject}"
 
 
 def charges(found: Sequence[Counter], estimate: Estimate) -> list[Charge]:
-    nanousd = estimate.nanousd or 0
-    return [
-        Charge(c.key, c.amount(estimate.requests, estimate.tokens, nanousd), c.cap, c.end + EXPIRY_GRACE) for c in found
-    ]
+    return [Charge(c.key, c.charged(estimate), c.cap, c.end + EXPIRY_GRACE) for c in found]
 
 
 # Counters are kept a while past their window's end, so that a call that ends after its window
@@ -154,9 +210,7 @@ def adjustments(found: Sequence[Counter], reserved: Estimate, used: Estimate) ->
     """What settles a call's reservation to what it used: (counter, delta, expires), zero deltas left out."""
     changes = []
     for c in found:
-        delta = c.amount(used.requests, used.tokens, used.nanousd or 0) - c.amount(
-            reserved.requests, reserved.tokens, reserved.nanousd or 0
-        )
+        delta = c.charged(used) - c.charged(reserved)
         if delta:
             changes.append((c.key, delta, c.end + EXPIRY_GRACE))
     return changes
@@ -196,23 +250,26 @@ def used(call: Call, reserved: Estimate, record: dict[str, Any]) -> Estimate:
     if rolled is None or rolled.usage is None:
         return spent
     summary = (rolled.usage.input_tokens or 0) + (rolled.usage.output_tokens or 0)
-    return Estimate(spent.requests, spent.tokens + summary, (spent.nanousd or 0) + (rolled.cost_nanousd or 0))
+    return spent._replace(tokens=spent.tokens + summary, nanousd=(spent.nanousd or 0) + (rolled.cost_nanousd or 0))
 
 
 def _used_upstream(call: Call, reserved: Estimate, record: dict[str, Any]) -> Estimate:
-    """What a call used upstream: nothing when it did not reach the upstream (refused, or the
-    upstream never answered); one request when it generates nothing (a fetch, a count of tokens);
-    its usage as read; and when none was read from an answer that came (a stream broken off before
-    its usage), what it reserved."""
-    if call.answered_by_tollgate:
+    """What a call used upstream: nothing when its request never went there (refused, or the
+    upstream unreachable); one request when it generates nothing (a fetch, a count of tokens) or
+    the upstream refused it; a batch or job, all it reserved (Tollgate never sees what it used);
+    its usage as read; and when none was read, what it reserved: the provider may bill work it
+    started whatever became of the answer (a client that left, a timeout, a stream broken off
+    before its usage)."""
+    if not call.request_sent:
         return Estimate(0, 0, 0)
     if spends_nothing(call):
         return Estimate(1, 0, 0)
+    refused_upstream = not call.answered_by_tollgate and call.status is not None and call.status >= 400
+    if reserved.job:
+        return Estimate(1, 0, 0, job=True) if refused_upstream else reserved
     tokens = token_count(record)
     if tokens is None:
-        if call.status is not None and call.status < 400:
-            return reserved
-        return Estimate(1, 0, 0)
+        return Estimate(1, 0, 0) if refused_upstream else reserved
     return Estimate(1, tokens, call.cost_nanousd() or 0)
 
 

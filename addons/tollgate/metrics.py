@@ -294,7 +294,7 @@ class MetricSet:
         if used is not None and call.usage_counters:
             for label, subject, field, before, most, metric in call.usage_counters:
                 key = self._limit_keys.get((label, subject, field), label, subject, field)
-                limits.append((key, remaining(before, most, metric, used)))
+                limits.append((key, remaining(before, most, metric, used, field.endswith("_minute"))))
         with self._lock:
             self.calls.inc((client, groups, provider, model, call.decision, status, error))
             if call.ended is not None:
@@ -334,8 +334,12 @@ class MetricSet:
             self.policy_seconds.observe((outcome,), seconds)
 
 
-def remaining(before: int, cap: int, metric: str, used: Estimate) -> float:
-    """What a counter has left once a call that found it at `before` used `used`: dollars for money."""
-    spent = used.requests if metric == "requests" else used.tokens if metric == "tokens" else used.nanousd or 0
+def remaining(before: int, cap: int, metric: str, used: Estimate, minute: bool = False) -> float:
+    """What a counter has left once a call that found it at `before` used `used`: dollars for money.
+    A batch counts on a minute window as one request (`limits.Counter.charged`)."""
+    if used.job and minute:
+        spent = 1 if metric == "requests" else 0
+    else:
+        spent = used.requests if metric == "requests" else used.tokens if metric == "tokens" else used.nanousd or 0
     left = cap - before - spent
     return left / 1e9 if metric == "usd" else left

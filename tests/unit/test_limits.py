@@ -7,12 +7,13 @@ from decimal import Decimal
 
 import pytest
 
-from tollgate.call import Call, Classification, RolledUp, Usage
+from tollgate.call import Batch, Call, Classification, RolledUp, Usage
 from tollgate.config import LimitRule, parse_config
 from tollgate.limits import (
     Estimate,
     Limits,
     adjustments,
+    batch_output,
     caps_of,
     charges,
     counters,
@@ -136,7 +137,7 @@ def test_the_policy_sees_counters_by_limit_subject_and_cap():
 
 
 def test_a_rolled_up_call_uses_its_summary_too() -> None:
-    call = Call(provider="openai", host="api.openai.com", method="POST", path="/v1/chat/completions", status=200)
+    call = Call("openai", "api.openai.com", "POST", "/v1/chat/completions", status=200, request_sent=True)
     call.classification = Classification("chat.completions", "gpt-4o")
     record = {"input_tokens": 100, "output_tokens": 20, "total_tokens": 120}
     assert used(call, Estimate(1, 500, 9), record) == Estimate(1, 120, 0)
@@ -144,3 +145,34 @@ def test_a_rolled_up_call_uses_its_summary_too() -> None:
     assert used(call, Estimate(1, 500, 9), record) == Estimate(1, 148, 6975)
     call.rolled_up = RolledUp(8, "openai/gpt-4o-mini", cached=True)  # a summary made before costs nothing now
     assert used(call, Estimate(1, 500, 9), record) == Estimate(1, 120, 0)
+
+
+def test_each_answer_a_call_asks_for_is_reserved_at_its_bound():
+    # n=100 answers of up to 500 tokens: 50 000, not 500.
+    assert estimate_tokens(92, 500, True, 4096, answers=100) == (23, 50_000)
+    # No bound set: the model's maximum output where known, else reserve_output_tokens.
+    assert estimate_tokens(0, None, True, 4096, answers=8, model_max=65_536) == (0, 524_288)
+    assert estimate_tokens(0, None, True, 4096, answers=2) == (0, 8192)
+    assert estimate_tokens(0, 500, False, 4096, answers=3) == (0, 0)  # generates nothing
+
+
+def test_a_batch_is_charged_whole_to_its_day_and_month_and_as_one_request_to_its_minute():
+    limit = rule(name="l", requests_per_minute=5, tokens_per_minute=100, requests_per_day=5000, tokens_per_day=10**9)
+    found = counters([(limit, caps_of(limit))], "alice", (), at("2026-11-23T10:00:00"))
+    job = Estimate(1000, 64_000_000, 0, job=True)
+    assert [(c.field, c.charged(job)) for c in found] == [
+        ("requests_per_minute", 1),
+        ("requests_per_day", 1000),
+        ("tokens_per_minute", 0),
+        ("tokens_per_day", 64_000_000),
+    ]
+    assert [c.amount for c in charges(found, job)] == [1, 1000, 0, 64_000_000]
+    # Its creation refused by the upstream: one request stays counted, its work given back.
+    back = adjustments(found, job, Estimate(1, 0, 0, job=True))
+    assert [delta for _, delta, _ in back] == [-999, -64_000_000]
+
+
+def test_a_batchs_output_is_its_requests_bounds_and_each_open_answer_at_its_models_maximum():
+    assert batch_output(Batch(3, 1500, 0), None, 4096) == 1500
+    assert batch_output(Batch(3, 1500, 2), 8192, 4096) == 1500 + 2 * 8192
+    assert batch_output(Batch(3, 1500, 2), None, 4096) == 1500 + 2 * 4096

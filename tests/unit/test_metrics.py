@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tollgate.call import Call, Classification, Failure, RequestFacts, Usage
 from tollgate.keypool import KeyPool
 from tollgate.limits import Estimate
-from tollgate.metrics import OTHER, LabelCap, MetricSet, error_kind, status_class
+from tollgate.metrics import OTHER, LabelCap, MetricSet, error_kind, remaining, status_class
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -270,3 +270,10 @@ def test_dashboard_and_alerts_name_only_exported_metrics() -> None:
                    "tollgate_limit_remaining", "tollgate_upstream_errors_total", "tollgate_pool_keys_resting",
                    "tollgate_policy_seconds", "tollgate_audit_queue_depth"):  # fmt: skip
         assert any(family in e for e in expressions), family
+
+
+def test_a_batch_leaves_its_minute_window_all_but_one_request() -> None:
+    job = Estimate(1000, 64_000, 0, job=True)
+    assert remaining(10, 100, "requests", job, minute=True) == 89
+    assert remaining(10, 100_000, "tokens", job, minute=True) == 99_990
+    assert remaining(10, 100_000, "tokens", job) == 35_990

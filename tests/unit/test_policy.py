@@ -480,7 +480,12 @@ INFERENCE_ONLY_CASES = [
         id="anthropic-batches-data",
     ),
     pytest.param(
-        gemini(method="batchGenerateContent"),
+        request(
+            "gemini",
+            "POST",
+            "/v1beta/models/gemini-2.0-flash:batchGenerateContent",
+            {"batch": {"inputConfig": {"fileName": "files/requests"}}},
+        ),
         [not_inference("batchGenerateContent", '["research"]')],
         id="gemini-batch",
     ),

@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..call import Classification, McpServer, RequestFacts, Usage
+from ..call import Batch, Classification, McpServer, RequestFacts, Usage
 from ..exact_reading import (
     UNREAD_BODY,
     UNREAD_MODEL,
@@ -91,12 +91,31 @@ _ERROR_TYPES = {
 
 def _batch(data: dict[str, Any]) -> Classification:
     """A Message Batch: its requests' one model, which the policy decides on as a call's; where
-    they name several (or the batch is not as Anthropic reads it), the model is unread."""
+    they name several (or the batch is not as Anthropic reads it), the model is unread. Every
+    request is in the body, and each sets its `max_tokens` (a request without is one whose
+    answer is bounded by its model's)."""
     requests = data.get("requests")
+    facts = RequestFacts(batch=_batch_bound(requests))
     models = {_model_of(r) for r in requests} if isinstance(requests, list) else set()
     if len(models) == 1 and None not in models:
-        return Classification(endpoint="messages.batches", model=models.pop())
-    return Classification(endpoint="messages.batches", unread=UNREAD_MODEL)
+        return Classification(endpoint="messages.batches", model=models.pop(), facts=facts)
+    return Classification(endpoint="messages.batches", facts=facts, unread=UNREAD_MODEL)
+
+
+def _batch_bound(requests: Any) -> Batch:
+    """What a Message Batch's requests may generate together; unbounded where they are not a list
+    (which Anthropic refuses)."""
+    if not isinstance(requests, list):
+        return Batch(None)
+    bounded = unbounded = 0
+    for request in requests:
+        params = request.get("params") if isinstance(request, dict) else None
+        bound = request_int(params.get("max_tokens"), "max_tokens") if isinstance(params, dict) else None
+        if bound is None:
+            unbounded += 1
+        else:
+            bounded += max(bound, 0)
+    return Batch(len(requests), bounded, unbounded)
 
 
 def _model_of(request: Any) -> str | None:
@@ -134,7 +153,10 @@ class Anthropic(Provider):
         if data is None or method != "POST":
             return Classification(endpoint=endpoint)
         if rest == ["messages", "batches"]:
-            return _batch(data)
+            try:
+                return _batch(data)
+            except Unreadable as e:
+                raise e.at(endpoint) from None
         try:
             return Classification(endpoint=endpoint, model=request_model(data), facts=messages_facts(data))
         except Unreadable as e:

@@ -14,7 +14,7 @@ from urllib.parse import quote, unquote
 from pydantic import Field, model_validator
 
 from .. import sigv4
-from ..call import Classification, RequestFacts, Usage, fingerprint
+from ..call import Batch, Classification, RequestFacts, Usage, fingerprint
 from ..exact_reading import (
     STORED_PROMPT,
     UNREAD_FACTS,
@@ -25,6 +25,7 @@ from ..exact_reading import (
     count,
     largest,
     path_segments,
+    request_count,
     request_int,
     request_model,
     request_text,
@@ -377,8 +378,11 @@ class Bedrock(Provider):
                 raise Unreadable("guardrails are applied at /guardrail/{id}/version/{version}/apply")
             return Classification(endpoint="apply-guardrail")
         if first == "async-invoke":
-            model = request_model(data, "modelId") if data is not None and method == "POST" else None
-            return Classification(endpoint="async-invoke", model=model)
+            if method != "POST":
+                return Classification(endpoint="async-invoke")
+            model = request_model(data, "modelId") if data is not None else None
+            # StartAsyncInvoke: one request whose work (a video, with Nova Reel) is not counted in tokens.
+            return Classification(endpoint="async-invoke", model=model, facts=RequestFacts(batch=Batch(1)))
         raise Unreadable("not a Bedrock runtime operation")
 
     def _model_call(self, segments: list[str], data: dict[str, Any] | None) -> Classification:
@@ -570,6 +574,7 @@ def _read_facts(op: str, data: dict[str, Any] | None, facts: RequestFacts) -> No
             request_int(data.get("max_tokens"), "max_tokens"),
         )
         _passed_to_model(data.get("additionalModelRequestFields"), facts)
+        facts.answers = _answers(json_object(data.get("additionalModelRequestFields")), "additionalModelRequestFields.")
     elif data is not None:
         _invoke_facts(data, facts)
 
@@ -602,6 +607,16 @@ def _family_tools(data: dict[str, Any], facts: RequestFacts) -> None:
         or anthropic.loads_skills(data.get("container"))
     )
     facts.grants(anthropic.mcp_servers(data.get("mcp_servers")))
+
+
+# The fields of the model families' own bodies that ask for several answers: Cohere's
+# `num_generations`, AI21 Jamba's and the OpenAI format's `n`, AI21 Jurassic's `numResults`.
+_ANSWERS = ("n", "num_generations", "numResults")
+
+
+def _answers(data: dict[str, Any], prefix: str = "") -> int:
+    """How many answers a model's own body asks for: the most any of its fields says."""
+    return max(request_count(data.get(name), prefix + name) for name in _ANSWERS)
 
 
 def _requested_name(data: dict[str, Any], key: str, field: str) -> str | None:
@@ -708,11 +723,14 @@ def _invoke_facts(data: dict[str, Any], facts: RequestFacts) -> None:
     titan = json_object(data.get("textGenerationConfig"))
     facts.max_tokens = largest(
         request_int(data.get("max_tokens"), "max_tokens"),
+        request_int(data.get("max_completion_tokens"), "max_completion_tokens"),  # the OpenAI format's
+        request_int(data.get("maxTokens"), "maxTokens"),  # AI21 Jurassic's
         request_int(inference.get("max_new_tokens"), "inferenceConfig.max_new_tokens"),
         request_int(inference.get("maxTokens"), "inferenceConfig.maxTokens"),
         request_int(titan.get("maxTokenCount"), "textGenerationConfig.maxTokenCount"),
         request_int(data.get("max_gen_len"), "max_gen_len"),
     )
+    facts.answers = _answers(data)
 
 
 class EventStreamReader(UsageReader):

@@ -11,7 +11,7 @@ from urllib.parse import quote, unquote_plus
 from pydantic import Field
 
 from .. import streams
-from ..call import Classification, McpServer, RequestFacts, Usage
+from ..call import Batch, Classification, McpServer, RequestFacts, Usage
 from ..exact_reading import (
     CACHED_CONTENT,
     UNREAD_BODY,
@@ -20,6 +20,7 @@ from ..exact_reading import (
     check_case,
     count,
     path_segments,
+    request_count,
     request_int,
     request_model,
     request_text,
@@ -139,6 +140,8 @@ def read_facts(facts: RequestFacts, method: str, data: dict[str, Any] | None) ->
     facts.max_tokens = request_int(
         one_of(config, "maxOutputTokens", "max_output_tokens"), "generationConfig.maxOutputTokens"
     )
+    candidates = one_of(config, "candidateCount", "candidate_count")
+    facts.answers = request_count(candidates, "generationConfig.candidateCount")
     facts.service_tier = request_text(one_of(data, "serviceTier", "service_tier"), "serviceTier")
     if one_of(data, "cachedContent", "cached_content") is not None:
         facts.unseen(CACHED_CONTENT)  # a cached content may hold tools and a system instruction
@@ -174,6 +177,57 @@ def read_openai_extensions(classification: Classification, data: dict[str, Any] 
     for google in (data.get("google"), nested.get("google") if isinstance(nested, dict) else None):
         if isinstance(google, dict) and one_of(google, "cachedContent", "cached_content") is not None:
             classification.facts.unseen(CACHED_CONTENT)
+
+
+# Batch jobs started by a call to a model: its requests inline, or in a file.
+BATCH_METHODS = frozenset(("batchGenerateContent", "asyncBatchEmbedContent"))
+# Long-running model calls whose work is not counted in tokens (Veo's videos).
+LONG_RUNNING = "predictLongRunning"
+
+
+def job_of(action: str, model: str, data: dict[str, Any] | None) -> Batch | None:
+    """The batch or long-running job a POST to a model's method starts, if any."""
+    if action in BATCH_METHODS:
+        return batch_of(data, model, embeds=action == "asyncBatchEmbedContent")
+    return Batch(1) if action == LONG_RUNNING else None
+
+
+def batch_of(data: dict[str, Any] | None, model: str, embeds: bool) -> Batch:
+    """A batch job (`:batchGenerateContent`, `:asyncBatchEmbedContent`): its requests given inline
+    (`batch.inputConfig.requests.requests[].request`), which are read and bounded, or in a file
+    (`batch.inputConfig.fileName`), which is not. A request naming another model than the path is
+    refused: which one Google would run is not Tollgate's to guess."""
+    batch = (data or {}).get("batch")
+    if not isinstance(batch, dict):
+        raise Unreadable("'batch' is not an object")
+    config = one_of(batch, "inputConfig", "input_config")
+    if not isinstance(config, dict):
+        raise Unreadable("'batch.inputConfig' is not an object")
+    inline, file = config.get("requests"), one_of(config, "fileName", "file_name")
+    if inline is None:
+        return Batch(None)  # in a file (or nowhere, which Google refuses)
+    if file is not None:
+        raise Unreadable("the batch gives both a file and inline requests")
+    items = inline.get("requests") if isinstance(inline, dict) else None
+    if not isinstance(items, list):
+        raise Unreadable("'batch.inputConfig.requests.requests' is not a list")
+    bounded = unbounded = 0
+    for item in items:
+        request = item.get("request") if isinstance(item, dict) else None
+        if not isinstance(request, dict):
+            raise Unreadable("a batch's request is not an object")
+        named = request_model(request)
+        if named is not None and named.removeprefix("models/") != model:
+            raise Unreadable("a batch's request names another model than the path")
+        if embeds:
+            continue  # an embedding generates nothing
+        facts = RequestFacts()
+        read_facts(facts, "POST", request)
+        if facts.max_tokens is None:
+            unbounded += facts.answers
+        else:
+            bounded += max(facts.max_tokens, 0) * facts.answers
+    return Batch(len(items), bounded, unbounded)
 
 
 # The tier a call ran at (`standard`, `flex`, `priority`): a priority call over its limit runs at standard.
@@ -279,7 +333,10 @@ class Gemini(Provider):
             return self._model_call(method, segments[2], data)
         # Listings, files, cached contents, batches, operations…: named by their first segment.
         model = request_model(data) if data is not None and method == "POST" else None
-        return Classification(endpoint=kind, model=model.removeprefix("models/") if model else model)
+        facts = RequestFacts()
+        if kind == "tunedModels" and len(segments) == 2 and method == "POST":
+            facts.batch = Batch(None)  # a tuning job: its training data is not counted in tokens here
+        return Classification(endpoint=kind, model=model.removeprefix("models/") if model else model, facts=facts)
 
     @staticmethod
     def _model_call(method: str, resource: str, data: dict[str, Any] | None) -> Classification:
@@ -295,6 +352,8 @@ class Gemini(Provider):
         facts = RequestFacts(stream=action == "streamGenerateContent")
         try:
             read_facts(facts, method, data)
+            if method == "POST":
+                facts.batch = job_of(action, model, data)
         except Unreadable as e:
             raise e.at(action) from None
         return Classification(endpoint=action, model=model, facts=facts)

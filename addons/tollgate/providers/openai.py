@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import unquote_plus
 
-from ..call import Classification, McpServer, RequestFacts, Usage
+from ..call import Batch, Classification, McpServer, RequestFacts, Usage
 from ..exact_reading import (
     ASSISTANT,
     SESSION_UPDATES,
@@ -21,6 +21,7 @@ from ..exact_reading import (
     count,
     largest,
     path_segments,
+    request_count,
     request_flag,
     request_int,
     request_model,
@@ -90,7 +91,7 @@ WORDS = words(
     "v1", "assistants", "threads", "runs", "steps", "messages", "vector_stores", "file_batches",
     "batches", "fine_tuning", "jobs", "checkpoints", "events", "content", "cancel", "sessions",
     "client_secrets", "calls", "conversations", "items", "input_items", "evals", "organization",
-    "traces", "ingest", "complete",
+    "traces", "ingest", "complete", "remix",
 )  # fmt: skip
 _NON_ID = re.compile(r"^[a-z_]+$")
 
@@ -128,6 +129,30 @@ def _is_shaped(segments: Sequence[str], shapes: Sequence[tuple[str | None, ...]]
     )
 
 
+# Asynchronous jobs, each started by a POST here (None stands for an id): how many requests each
+# starts where known. None of them can be bounded: a batch's requests and a fine-tuning's data are
+# in a file, an Assistant's run or an eval's run calls the model as often as it takes, a video is
+# not counted in tokens.
+_JOBS: tuple[tuple[tuple[str | None, ...], Batch], ...] = (
+    (("batches",), Batch(None)),
+    (("fine_tuning", "jobs"), Batch(None)),
+    (("threads", "runs"), Batch(None)),
+    (("threads", None, "runs"), Batch(None)),
+    (("threads", None, "runs", None, "submit_tool_outputs"), Batch(None)),
+    (("evals", None, "runs"), Batch(None)),
+    (("videos",), Batch(1)),
+    (("videos", None, "remix"), Batch(1)),
+)
+_JOB_FIRST = frozenset(shape[0] for shape, _ in _JOBS)
+
+
+def job_of(method: str, segments: Sequence[str]) -> Batch | None:
+    """The asynchronous job a POST to this OpenAI-format path starts, if it starts one."""
+    if method != "POST" or segments[0] not in _JOB_FIRST:
+        return None
+    return next((job for shape, job in _JOBS if _is_shaped(segments, (shape,))), None)
+
+
 def is_upload(method: str, segments: Sequence[str]) -> bool:
     """Whether an OpenAI-format path (segments after `/v1/`) takes a file or audio."""
     return method == "POST" and segments[0] in _UPLOAD_FIRST and _is_shaped(segments, _UPLOADS)
@@ -147,14 +172,17 @@ def classify_request(method: str, segments: Sequence[str], data: dict[str, Any] 
     if not segments:
         raise Unreadable("the path names no endpoint")
     endpoint = endpoint_of(segments)
+    job = job_of(method, segments)
     if is_upload(method, segments):
-        return Classification(endpoint=endpoint, wire_format=OPENAI_FORMAT, unread=UNREAD_BODY)
+        facts = RequestFacts(batch=job)
+        return Classification(endpoint=endpoint, facts=facts, wire_format=OPENAI_FORMAT, unread=UNREAD_BODY)
     try:
         if endpoint == REALTIME and method == "GET":
             facts = RequestFacts(stream=True)
             facts.unseen(SESSION_UPDATES)  # its tools and instructions come in its events, after the decision
             return Classification(REALTIME, realtime_model(query), facts, OPENAI_FORMAT)
         classification = classify_body(endpoint, method, data)
+        classification.facts.batch = job
         if method == "POST" and _is_shaped(segments, _MODEL_FROM_ELSEWHERE):
             if _is_shaped(segments, _RUNS):
                 classification.facts.unseen(ASSISTANT)
@@ -209,6 +237,7 @@ def classify_body(endpoint: str | None, method: str, data: dict[str, Any] | None
             request_int(data.get("max_completion_tokens"), "max_completion_tokens"),
             request_int(data.get("max_tokens"), "max_tokens"),
         )
+        facts.answers = request_count(data.get("n"), "n")
     elif endpoint == "responses":
         inputs = data.get("input")
         facts.message_count = 1 if isinstance(inputs, str) else count(inputs)
@@ -217,6 +246,10 @@ def classify_body(endpoint: str | None, method: str, data: dict[str, Any] | None
         facts.max_tokens = request_int(data.get("max_output_tokens"), "max_output_tokens")
     elif endpoint == "completions":
         facts.max_tokens = request_int(data.get("max_tokens"), "max_tokens")
+        # best_of completions are generated (and billed), n of them returned: n <= best_of.
+        facts.answers = max(request_count(data.get("n"), "n"), request_count(data.get("best_of"), "best_of"))
+    elif endpoint == "images.generations":
+        facts.answers = request_count(data.get("n"), "n")
     session = data.get("session")
     if endpoint is not None and endpoint.startswith("realtime."):
         # A Realtime session's settings, the body's own or its `session`'s (a client secret's): its

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from pydantic import Field
 
-from ..call import Classification, RequestFacts, Usage, fingerprint
+from ..call import Batch, Classification, RequestFacts, Usage, fingerprint
 from ..exact_reading import Unreadable, check_case, path_segments, request_model, words
 from ..settings_models import ProviderConfig
 from ..translate.formats import ANTHROPIC_MESSAGES, CLAUDE_ON_VERTEX, GEMINI_GENERATE
@@ -42,13 +42,16 @@ WORDS = words(
     "projects", "locations", "publishers", "models", "endpoints", "openapi", "chat", "completions",
     "embeddings", "generateContent", "streamGenerateContent", "countTokens", "computeTokens",
     "embedContent", "predict", "rawPredict", "streamRawPredict", "predictLongRunning",
-    "fetchPredictOperation", "cachedContents", "batchPredictionJobs", "operations", "google", "anthropic",
+    "fetchPredictOperation", "cachedContents", "batchPredictionJobs", "tuningJobs", "operations", "google",
+    "anthropic",
 )  # fmt: skip
 # /v1/projects/{project}/locations/{location}/…, as Tollgate moves a call to its own project.
 _PROJECT_PATH = re.compile(r"^/(?P<version>[^/]+)/projects/[^/]+/locations/(?P<location>[^/]+)(?P<rest>/.*)?$")
 # Where the SDKs send each location (google-genai's own choice of host).
 _MULTI_REGIONS = frozenset(("us", "eu"))
 _GEMINI = gemini.Gemini()
+# Jobs a POST to a location's collection starts, their requests in a bucket or a BigQuery table.
+_JOBS = frozenset(("batchPredictionJobs", "tuningJobs"))
 
 
 def host_of(location: str) -> str:
@@ -215,7 +218,10 @@ class Vertex(Provider):
             return classification
         # Listings, cached contents, batch prediction jobs, operations…: named by their first segment.
         model = request_model(data) if data is not None and method == "POST" else None
-        return Classification(endpoint=rest[0], model=model_id(model) if model else model)
+        facts = RequestFacts()
+        if method == "POST" and len(rest) == 1 and rest[0] in _JOBS:
+            facts.batch = Batch(None)  # its requests (its training data) in a bucket or a table
+        return Classification(endpoint=rest[0], model=model_id(model) if model else model, facts=facts)
 
     @staticmethod
     def _model_call(method: str, publisher: str, resource: str, data: dict[str, Any] | None) -> Classification:
@@ -244,6 +250,7 @@ class Vertex(Provider):
             gemini.read_facts(facts, method, data)
         except Unreadable as e:
             raise e.at(action) from None
+        facts.batch = _long_running(method, action)
         return Classification(endpoint=action, model=model, facts=facts, publisher=GOOGLE)
 
     @staticmethod
@@ -260,6 +267,7 @@ class Vertex(Provider):
                 gemini.read_facts(facts, method, data)
             except Unreadable as e:
                 raise e.at(action) from None
+        facts.batch = _long_running(method, action)
         return Classification(endpoint=action, model=f"endpoints/{endpoint_id}", facts=facts)
 
     def conversation_format(self, classification: Classification) -> str | None:
@@ -316,6 +324,11 @@ class Vertex(Provider):
         if classification.wire_format == ANTHROPIC_MESSAGES:
             return anthropic.messages_usage(body, counted=classification.endpoint == _CLAUDE_COUNT)
         return _GEMINI.usage(classification, headers, body)
+
+
+def _long_running(method: str, action: str) -> Batch | None:
+    """A long-running prediction (Veo's videos): a job whose work is not counted in tokens."""
+    return Batch(1) if method == "POST" and action == gemini.LONG_RUNNING else None
 
 
 def _claude_call(method: str, model: str, action: str, data: dict[str, Any] | None) -> Classification:

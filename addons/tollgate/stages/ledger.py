@@ -19,18 +19,24 @@ from ..limits import (
     Counter,
     Estimate,
     adjustments,
+    batch_output,
     charges,
     counters,
     deny_reason,
     estimate_tokens,
+    generates,
     refusal_message,
     retry_after,
     spends_nothing,
+    unenforceable,
+    unenforceable_message,
+    unenforceable_reason,
     usage_facts,
     used,
 )
+from ..max_output import max_output_tokens
 from ..pricing import cost_nanousd
-from ..providers.base import BUDGET_EXCEEDED, LEDGER_UNAVAILABLE, POLICY_DENIED, RATE_LIMITED
+from ..providers.base import BUDGET_EXCEEDED, LEDGER_UNAVAILABLE, LIMIT_UNENFORCEABLE, POLICY_DENIED, RATE_LIMITED
 from .shared import Shared, refuse
 
 logger = logging.getLogger(__name__)
@@ -71,6 +77,12 @@ class Ledger:
         found = counters(applying, call.client, call.groups, now)
         if not found:  # limits per group, and a caller in none of their groups
             return None
+        batch = call.classification.facts.batch
+        if batch is not None and not batch.bounded and (counter := unenforceable(found)) is not None:
+            endpoint = call.classification.endpoint or call.path
+            call.deny_reasons = (unenforceable_reason(counter, endpoint),)
+            refuse(flow, call, LIMIT_UNENFORCEABLE, unenforceable_message(counter, endpoint, batch))
+            return None
         estimate = self._estimate(flow, call, model)
         if estimate.nanousd is None and any(c.metric == "usd" for c in found):
             # Spending that cannot be counted is not let go past a cap on it.
@@ -99,19 +111,32 @@ class Ledger:
         return None
 
     def _estimate(self, flow: http.HTTPFlow, call: Call, model: str | None) -> Estimate:
+        """What the call may use: its prompt (its body's size), and each answer's bound times the
+        answers it asks for; a batch's, all its requests' together."""
         if spends_nothing(call):
             return Estimate(1, 0, 0)  # one request, priced or not
-        facts = call.classification.facts
+        classification = call.classification
+        facts = classification.facts
         body_size = 0 if call.streamed_upload else len(flow.request.raw_content or b"")
-        prompt, answer = estimate_tokens(
-            body_size,
-            facts.max_tokens,
-            facts.message_count is not None,
-            call.loaded.config.ledger.reserve_output_tokens,
-        )
+        reserve_output = call.loaded.config.ledger.reserve_output_tokens
+        batch = facts.batch
+        if batch is not None:  # bounded: an unbounded one was refused, or no token or USD cap applies
+            prompt = estimate_tokens(body_size, None, False, reserve_output)[0]
+            answer = batch_output(batch, max_output_tokens(model), reserve_output) if batch.bounded else 0
+            requests = batch.requests or 1
+        else:
+            prompt, answer = estimate_tokens(
+                body_size,
+                facts.max_tokens,
+                generates(classification.endpoint, facts),
+                reserve_output,
+                facts.answers,
+                None if facts.max_tokens is not None else max_output_tokens(model),
+            )
+            requests = 1
         rate = call.loaded.prices.rate(call.provider, model, call.client, call.groups, None, facts.price_context())
         nanousd = None if rate is None else cost_nanousd(rate, Usage(input_tokens=prompt, output_tokens=answer))
-        return Estimate(1, prompt + answer, nanousd)
+        return Estimate(requests, prompt + answer, nanousd, job=batch is not None)
 
     async def _reserve(
         self,
@@ -144,7 +169,7 @@ class Ledger:
         if not reservation.granted:
             assert reservation.refused is not None
             full = found[reservation.refused]
-            needed = full.amount(estimate.requests, estimate.tokens, estimate.nanousd or 0)
+            needed = full.charged(estimate)
             reason = RATE_LIMITED if full.window == "minute" else BUDGET_EXCEEDED
             call.deny_reasons = (deny_reason(full),)
             refuse(

@@ -52,6 +52,7 @@ class UpstreamWatch:
 
     def load(self, _loader: object) -> None:
         compat.end_flows_waiting_for_response()
+        compat.note_requests_sent(_request_sent)
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         self._open.add(data.server.id)
@@ -152,6 +153,7 @@ class UpstreamWatch:
         if call is None or call.answered_by_tollgate:
             return
         call.first_byte = time.time()
+        call.request_sent = True  # an answer came from the upstream
         if call.failure is Failure.UPSTREAM_TIMEOUT:  # its connection came after all
             call.failure = call.error = None
 
@@ -182,6 +184,12 @@ class UpstreamWatch:
         self._deadlines.clear()
         if self._sweeper is not None:
             self._sweeper.cancel()
+
+
+def _request_sent(flow: http.HTTPFlow) -> None:
+    call = call_of(flow)
+    if call is not None:
+        call.request_sent = True
 
 
 def timeout_message(timeout: float) -> str:

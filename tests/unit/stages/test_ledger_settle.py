@@ -17,7 +17,9 @@ CONFIG = parse_config({"limits": [{"name": "day", "tokens_per_day": 1000, "reque
 
 
 def ended_call(loaded: Loaded) -> Call:
-    call = Call("openai", "api.openai.com", "POST", "/v1/chat/completions", client="alice", status=200)
+    call = Call(
+        "openai", "api.openai.com", "POST", "/v1/chat/completions", client="alice", status=200, request_sent=True
+    )
     call.loaded = loaded
     call.usage = Usage(input_tokens=30, output_tokens=12, total_tokens=42)
     return call
