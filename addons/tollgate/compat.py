@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary, WeakSet
 
+import h2.errors
 import h2.events
 import h11
 import wsproto.events
@@ -42,6 +43,7 @@ from mitmproxy.proxy.layers.http import (
 from mitmproxy.proxy.layers.http._base import ReceiveHttp
 from mitmproxy.proxy.layers.http._http1 import Http1Client, Http1Connection, Http1Server, make_error_response
 from mitmproxy.proxy.layers.http._http2 import Http2Server, parse_h2_request_headers
+from mitmproxy.proxy.layers.http._http_h2 import BufferedH2Connection
 from mitmproxy.proxy.layers.websocket import WebsocketConnection
 from mitmproxy.proxy.server import ConnectionHandler
 from mitmproxy.utils import human
@@ -301,6 +303,29 @@ def close_connections_cancelled_while_waiting() -> None:
 
     handler_class.handle_connection = handle_connection  # type: ignore[method-assign, assignment]
     handler_class._tollgate_closes_cancelled = True  # type: ignore[attr-defined]
+
+
+def finish_streams_after_a_clients_goaway() -> None:
+    """A client may close an HTTP/2 connection gracefully while its requests are in flight: GOAWAY
+    with NO_ERROR, then the answers to the streams it opened, then its socket closed. (The AWS SDK
+    for JavaScript does so once an answer's headers have come, on the connection it opens for one
+    call.) A client's GOAWAY names the last of the streams the server opened, never its own. h2
+    takes any GOAWAY as the connection's end and mitmproxy closes it at once, answers cut off.
+    Taught here, the connection to a client that says a graceful GOAWAY while it has streams open
+    goes on, for the answers to end; the client closes it. Any other GOAWAY ends it as before."""
+    connection_class = BufferedH2Connection
+    if getattr(connection_class, "_tollgate_finishes_after_goaway", False):
+        return
+    receive_goaway_of = connection_class._receive_goaway_frame
+
+    def receive_goaway(self: Any, frame: Any) -> Any:
+        graceful = frame.error_code == h2.errors.ErrorCodes.NO_ERROR
+        if not self.config.client_side and graceful and self.open_inbound_streams:
+            return [], []
+        return receive_goaway_of(self, frame)
+
+    connection_class._receive_goaway_frame = receive_goaway  # type: ignore[method-assign]
+    connection_class._tollgate_finishes_after_goaway = True  # type: ignore[attr-defined]
 
 
 # The requests whose head passed the bound of `bound_message_heads`: read no further than their

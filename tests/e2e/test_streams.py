@@ -426,3 +426,18 @@ chunks = list(OpenAI(api_key="sk-own", max_retries=0).chat.completions.create(mo
 report(usage=[c.usage.total_tokens for c in chunks if c.usage])
 """)
     assert result == {"usage": [24]}
+
+
+def test_a_client_that_says_goaway_with_its_request_still_gets_the_answer(gw):
+    """A graceful GOAWAY names the streams the server opened: the client's own go on (the AWS SDK
+    for JavaScript sends one once an answer's headers have come, on a connection it used once)."""
+    gw.reset()
+    before = len(gw.audit())
+    body = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}'
+    request = H2Request(
+        "/v1/chat/completions", body, {"authorization": "Bearer sk-own", "content-type": "application/json"}
+    )
+    (answer,) = h2_calls(gw.proxy.port, gw.bundle, "api.openai.com", [request], timeout=20, goaway=True)
+    assert (answer.status, answer.reset, answer.json()["usage"]["total_tokens"]) == (200, None, 28)
+    (record,) = gw.wait_audit(before + 1)[before:]
+    assert (record["status"], record["total_tokens"], record["error"]) == (200, 28, None)

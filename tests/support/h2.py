@@ -19,6 +19,7 @@ import h2.config
 import h2.connection
 import h2.events
 import trustme
+from hyperframe.frame import GoAwayFrame
 
 
 @dataclass
@@ -188,9 +189,13 @@ class H2Request:
     trailers: dict[str, str] = field(default_factory=dict)  # a HEADERS frame after the body
 
 
-def h2_calls(proxy_port: int, bundle: Path, host: str, requests: list[H2Request], timeout: float) -> list[H2Answer]:
+def h2_calls(
+    proxy_port: int, bundle: Path, host: str, requests: list[H2Request], timeout: float, *, goaway: bool = False
+) -> list[H2Answer]:
     """Send `requests` as concurrent streams of one HTTP/2 connection to `host` through the proxy;
-    return each one's answer, once all have ended or `timeout` has passed."""
+    return each one's answer, once all have ended or `timeout` has passed. With `goaway`, a graceful
+    GOAWAY (NO_ERROR, last stream 0) follows the requests at once, as a client that will open no
+    more streams sends it (h2 would stop reading after its own: the frame is written past it)."""
     raw = socket.create_connection(("127.0.0.1", proxy_port), timeout=timeout)
     raw.sendall(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
     reply = b""
@@ -228,6 +233,8 @@ def h2_calls(proxy_port: int, bundle: Path, host: str, requests: list[H2Request]
             if request.trailers:
                 conn.send_headers(stream_id, list(request.trailers.items()), end_stream=True)
         tls.sendall(conn.data_to_send())
+        if goaway:
+            tls.sendall(GoAwayFrame(0, last_stream_id=0, error_code=0).serialize())
         open_streams = set(ids)
         deadline = started + timeout
         while open_streams and time.monotonic() < deadline:

@@ -148,6 +148,7 @@ class Settings:
         compat.relay_http1_trailers()
         compat.bound_message_heads(MAX_REQUEST_HEAD, MAX_RESPONSE_HEAD)
         compat.close_connections_cancelled_while_waiting()
+        compat.finish_streams_after_a_clients_goaway()
 
     def configure(self, updated: set[str]) -> None:
         if "tollgate_config" in updated:
