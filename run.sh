@@ -8,7 +8,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="$ROOT/.venv"
 CLIENTS_VENV="$ROOT/.venv-clients"
 CERTS="$ROOT/certs"
-# undici for the fetch of Node before 22.21 (its package.json and preload are committed there).
+# The Node preload (fetch, http, https, http2 through HTTPS_PROXY) and its package.json, committed
+# there; undici is installed beside it for the fetch of Node before 22.21.
 NODE_PROXY="$ROOT/node-proxy"
 LISTEN_HOST="127.0.0.1"
 LISTEN_PORT="8080"
@@ -207,7 +208,10 @@ node_routes_fetch() {  # node_routes_fetch MAJOR MINOR
   (($1 >= 24 || ($1 == 22 && $2 >= 21)))
 }
 
-node_options_export() {  # the NODE_OPTIONS with which the node on the PATH sends its fetch to HTTPS_PROXY
+# The NODE_OPTIONS with which the node on the PATH sends fetch and its http, https and http2 modules
+# to HTTPS_PROXY: the preload, on every Node (NODE_USE_ENV_PROXY reaches only fetch and the default
+# agents), with undici installed beside it where Node's fetch ignores HTTPS_PROXY.
+node_options_export() {
   command -v node >/dev/null 2>&1 || return 0
   local version
   version="$(node --version 2>/dev/null || true)"
@@ -216,14 +220,13 @@ node_options_export() {  # the NODE_OPTIONS with which the node on the PATH send
     return 0
   fi
   local major="$((10#${BASH_REMATCH[1]}))" minor="$((10#${BASH_REMATCH[2]}))"
-  node_routes_fetch "$major" "$minor" && return 0
   if ((major < 18)); then
-    say "node $version has no built-in fetch for Tollgate to route: use Node 18 or newer"
+    say "node $version is older than Tollgate's preload supports: use Node 18 or newer"
     return 0
   fi
   local flag="--require=$NODE_PROXY/proxy.cjs"
   [[ "$flag" != *[[:space:]]* ]] || flag="--require=\"$NODE_PROXY/proxy.cjs\""  # Node's own quoting
-  ensure_node_proxy "$version" "$flag" || return 0
+  node_routes_fetch "$major" "$minor" || ensure_node_proxy "$version" "$flag" || return 0
   local options="${NODE_OPTIONS:-}"
   # Evaluated again in the same shell, the exports must not add the preload twice.
   [[ " $options " == *" $flag "* ]] || options="${options:+$options }$flag"

@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from tests.support import streams
 from tests.support.canned import provider_answers
-from tests.support.fake_upstream import FakeUpstream
+from tests.support.fake_upstream import FakeUpstream, Received, Reply
 from tests.support.proxy import ROOT, free_port
 from tests.support.run_sh import env_exports, env_run, wait_listening
 
 from tollgate.auditlog import PROCESS_EVENTS
 
 NODE_CLIENTS = ROOT / ".node-clients"
-SDKS = ("openai", "@anthropic-ai/sdk")
+SDKS = ("openai", "@anthropic-ai/sdk", "@aws-sdk/client-bedrock-runtime")
 PRELOAD = f"--require={ROOT}/node-proxy/proxy.cjs"
 APP = """
 import OpenAI from "openai";
@@ -34,6 +38,86 @@ console.log(JSON.stringify({
   openai: [chat.choices[0].message.content, chat.usage.total_tokens],
   anthropic: [message.content[0].text, message.usage.input_tokens, message.usage.output_tokens],
 }));
+"""
+# The AWS SDK for JavaScript speaks HTTP/2 (node:http2) to Bedrock's runtime; forced onto HTTP/1.1 it
+# uses an https.Agent of its own, or the one it is given (here Node's default agent).
+AWS_APP = """
+import https from "node:https";
+import { BedrockRuntimeClient, ConverseCommand, ConverseStreamCommand } from "@aws-sdk/client-bedrock-runtime";
+import { NodeHttpHandler } from "@smithy/node-http-handler";
+const input = { modelId: "amazon.nova-lite-v1:0", inferenceConfig: { maxTokens: 64 },
+  messages: [{ role: "user", content: [{ text: "Hello" }] }] };
+const converse = async (requestHandler) => {
+  const client = new BedrockRuntimeClient({ region: "us-east-1", maxAttempts: 1, requestHandler });
+  try {
+    const answer = await client.send(new ConverseCommand(input));
+    return [answer.output.message.content[0].text, answer.usage.totalTokens];
+  } finally {
+    client.destroy();
+  }
+};
+const client = new BedrockRuntimeClient({ region: "us-east-1", maxAttempts: 1 });
+const streamed = await client.send(new ConverseStreamCommand(input));
+let text = "", usage = null;
+for await (const event of streamed.stream) {
+  if (event.contentBlockDelta) text += event.contentBlockDelta.delta.text;
+  if (event.metadata) usage = event.metadata.usage;
+}
+client.destroy();
+console.log(JSON.stringify({
+  http2: await converse(undefined),
+  stream: [text, usage.inputTokens, usage.outputTokens],
+  own_agent: await converse(new NodeHttpHandler()),
+  default_agent: await converse(new NodeHttpHandler({ httpsAgent: https.globalAgent })),
+}));
+"""
+# Loaded first (`node --require`): every connection or name look-up to anything but loopback is
+# written down and refused, so a client that went around Tollgate fails here and reaches nothing.
+GUARD = """
+"use strict";
+const fs = require("node:fs"), net = require("node:net"), dns = require("node:dns");
+const loopback = (host) => host === "localhost" || /^127\\./.test(host) || host === "::1";
+const refuse = (host) => {
+  fs.appendFileSync(process.env.GUARD_LOG, host + "\\n");
+  return new Error(`guard: ${host} is not loopback`);
+};
+const connect = net.Socket.prototype.connect;
+net.Socket.prototype.connect = function (...args) {
+  const first = Array.isArray(args[0]) ? args[0][0] : args[0];
+  const options = typeof first === "object" && first !== null ? first : { port: first, host: args[1] };
+  const host = options.path ? "localhost" : String(options.host ?? "localhost");
+  if (!loopback(host)) throw refuse(host);
+  return connect.apply(this, args);
+};
+const lookup = dns.lookup;
+dns.lookup = function (host, ...rest) {
+  if (!loopback(host)) throw refuse(host);
+  return lookup.call(this, host, ...rest);
+};
+"""
+# Node's own modules, each through the preload: an agent of the program's own, http2, and a host of NO_PROXY.
+MODULES_APP = """
+const https = require("node:https"), http2 = require("node:http2");
+const results = {};
+const failure = (name, resolve) => (error) => { results[name] = error.message; resolve(); };
+const get = (name, url) => new Promise((resolve) => {
+  try {
+    const request = https.request(url, { agent: new https.Agent({ keepAlive: true }) }, () => resolve());
+    request.on("error", failure(name, resolve)).end();
+  } catch (error) {
+    failure(name, resolve)(error);
+  }
+});
+const connect = (name, url) => new Promise((resolve) => {
+  const session = http2.connect(url);
+  session.on("error", (error) => { session.destroy(); failure(name, resolve)(error); });
+});
+(async () => {
+  await get("agent", "https://api.openai.com/v1/models");
+  await connect("http2", "https://api.anthropic.com");
+  await get("no_proxy", "https://bypass.example/");
+  console.log(JSON.stringify(results));
+})();
 """
 # What a user's shell may carry that would route Node without run.sh's help.
 PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NODE_USE_ENV_PROXY", "NODE_OPTIONS")
@@ -58,19 +142,51 @@ def node_clients() -> Path:
         )
         assert done.returncode == 0, f"npm could not install {SDKS}: {done.stderr[-500:]}"
     (NODE_CLIENTS / "app.mjs").write_text(APP)
+    (NODE_CLIENTS / "aws.mjs").write_text(AWS_APP)
+    (NODE_CLIENTS / "guard.cjs").write_text(GUARD)
+    (NODE_CLIENTS / "modules.cjs").write_text(MODULES_APP)
     return NODE_CLIENTS
+
+
+@pytest.fixture(scope="module")
+def node24(node_clients) -> str:
+    """Node 24 from the npm registry (the `node` package ships its binary), once: its node binary."""
+    binary = node_clients / "node24" / "node_modules" / "node" / "bin" / "node"
+    if not binary.exists():
+        (node_clients / "node24").mkdir(exist_ok=True)
+        (node_clients / "node24" / "package.json").write_text("{}\n")  # npm installs here, not a level up
+        done = subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", "--fetch-timeout=60000", "node@24"],
+            cwd=node_clients / "node24",
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if done.returncode != 0 or not binary.exists():
+            pytest.skip(f"npm could not install node@24: {done.stderr[-300:]}")
+    return str(binary)
+
+
+def bedrock_answers(received: Received) -> Reply:
+    if received.path.endswith("/converse-stream"):
+        return Reply(
+            200, chunks=streams.bedrock_converse(), headers={"content-type": "application/vnd.amazon.eventstream"}
+        )
+    return provider_answers(received)
 
 
 @pytest.fixture
 def run_sh_proxy(tmp_path: Path, upstream_ca, upstream_ca_pem) -> Iterator[tuple[int, dict[str, FakeUpstream]]]:
     """`./run.sh` on a free port, its tollgate.yaml in tmp_path: the audit lands in tmp_path too."""
     fakes = {name: FakeUpstream(upstream_ca, provider_answers) for name in ("openai", "anthropic")}
+    fakes["bedrock"] = FakeUpstream(upstream_ca, bedrock_answers)
     (tmp_path / "tollgate.yaml").write_text(
         yaml.safe_dump(
             {
                 "providers": {
                     "openai": {"upstream": fakes["openai"].url, "keys": ["sk-real-for-node"]},
                     "anthropic": {"upstream": fakes["anthropic"].url, "keys": ["sk-ant-real-for-node"]},
+                    "bedrock": {"upstream": fakes["bedrock"].url, "bearer_token": "ABSK-real-for-node"},
                 },
                 "clients": [{"name": "node-app", "keys": ["tg-node-1"]}],
             }
@@ -133,6 +249,112 @@ def test_node_sdks_through_run_sh_env(node_clients, run_sh_proxy, tmp_path):
     ]
 
 
+@pytest.mark.parametrize("node", ["node", "node24"])
+def test_aws_sdk_for_javascript_through_run_sh_env(node_clients, run_sh_proxy, tmp_path, request, node):
+    """HTTP/2 to Bedrock (Converse and ConverseStream), on the machine's Node and on Node 24."""
+    binary = request.getfixturevalue("node24") if node == "node24" else shutil.which("node")
+    port, fakes = run_sh_proxy
+    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES and not k.startswith("AWS_")}
+    guard_log = tmp_path / "guard.log"
+    env |= {"PATH": f"{Path(binary).parent}:{env['PATH']}", "AWS_BEARER_TOKEN_BEDROCK": "tg-node-1"}
+    done = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f'eval "$("{ROOT}/run.sh" env -p {port})" && exec node --require ./guard.cjs aws.mjs',
+        ],
+        cwd=node_clients,
+        env={**env, "GUARD_LOG": str(guard_log)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert not guard_log.exists(), f"went around Tollgate to {guard_log.read_text()}"
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "http2": ["Hello!", 23],
+        "stream": ["Hello", 14, 7],
+        "own_agent": ["Hello!", 23],
+        "default_agent": ["Hello!", 23],
+    }
+    converse, stream = "/model/amazon.nova-lite-v1%3A0/converse", "/model/amazon.nova-lite-v1%3A0/converse-stream"
+    assert [r.path for r in fakes["bedrock"].received] == [stream, converse, converse, converse]
+    assert {r.headers["authorization"] for r in fakes["bedrock"].received} == {"Bearer ABSK-real-for-node"}
+    records = audit_records(tmp_path / "audit.jsonl", 4)
+    assert [(r["client"], r["endpoint"], r["input_tokens"], r["output_tokens"], r["status"]) for r in records] == [
+        ("node-app", "converse-stream", 14, 7, 200),
+        *[("node-app", "converse", 17, 6, 200)] * 3,
+    ]
+
+
+class RefusingProxy:
+    """A proxy that writes down each CONNECT head it gets and answers 407."""
+
+    def __init__(self) -> None:
+        self.heads: list[str] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self.port = self._listener.getsockname()[1]
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._closing.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                head = b""
+                while b"\r\n\r\n" not in head and (chunk := conn.recv(4096)):
+                    head += chunk
+                self.heads.append(head.decode("latin-1"))
+                conn.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+
+    def close(self) -> None:
+        self._closing.set()
+        self._thread.join(timeout=5)
+        self._listener.close()
+
+
+def test_preload_tunnels_node_modules_with_the_proxy_login_and_honours_no_proxy(node_clients, tmp_path):
+    proxy = RefusingProxy()
+    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES}
+    guard_log = tmp_path / "guard.log"
+    try:
+        done = subprocess.run(
+            [
+                "bash",
+                "-c",
+                f'eval "$("{ROOT}/run.sh" env -p {proxy.port})"'
+                f' && export HTTPS_PROXY="http://alice:s%3Acret@127.0.0.1:{proxy.port}" NO_PROXY=".example, localhost"'
+                " && exec node --require ./guard.cjs modules.cjs",
+            ],
+            cwd=node_clients,
+            env={**env, "GUARD_LOG": str(guard_log)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        proxy.close()
+    assert done.returncode == 0, done.stderr
+    refused = f"the proxy 127.0.0.1:{proxy.port} refused CONNECT %s:443: HTTP/1.1 407 Proxy Authentication Required"
+    assert json.loads(done.stdout) == {
+        "agent": refused % "api.openai.com",
+        "http2": refused % "api.anthropic.com",
+        "no_proxy": "guard: bypass.example is not loopback",
+    }
+    login = base64.b64encode(b"alice:s:cret").decode()
+    assert proxy.heads == [
+        f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\nProxy-Authorization: Basic {login}\r\n\r\n"
+        for host in ("api.openai.com", "api.anthropic.com")
+    ]
+    assert guard_log.read_text() == "bypass.example\n"  # NO_PROXY's host went straight, past the proxy
+
+
 def fake_node(directory: Path, version: str) -> dict[str, str]:
     """An environment whose `node --version` says `version`; the real node does everything else (npm)."""
     directory.mkdir(exist_ok=True)
@@ -146,7 +368,9 @@ def fake_node(directory: Path, version: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("version", ["v22.21.0", "v22.22.1", "v24.0.0", "v24.5.0", "v25.2.1"])
-def test_env_leaves_node_options_alone_where_node_routes_fetch_itself(tmp_path, version):
+def test_env_preloads_without_undici_where_node_routes_fetch_itself(tmp_path, version):
+    """Node's own NODE_USE_ENV_PROXY routes fetch and the default agents, not the agents libraries
+    make nor http2: the preload, which needs nothing installed for them."""
     node_and_npm()
     env = fake_node(tmp_path / "bin", version)
     # An npm that leaves a trace: nothing may be installed for this node.
@@ -154,7 +378,7 @@ def test_env_leaves_node_options_alone_where_node_routes_fetch_itself(tmp_path, 
     npm.write_text(f"#!/bin/sh\ntouch {tmp_path}/npm-ran\nexit 1\n")
     npm.chmod(0o755)
     done = env_run(env=env)
-    assert "NODE_OPTIONS" not in done.stdout
+    assert f'export NODE_OPTIONS="{PRELOAD}"\n' in done.stdout
     assert "export NODE_USE_ENV_PROXY=1\n" in done.stdout
     assert not (tmp_path / "npm-ran").exists()
     assert done.stderr == ""
