@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from mitmproxy import http
 from mitmproxy.net.http import url
+from mitmproxy.proxy.mode_specs import LocalMode, ProxyMode, TransparentMode, WireGuardMode
 
 from .. import compat
 from ..call import Call, Classification
@@ -64,6 +65,35 @@ def check_transport(request: http.Request, headers: dict[bytes, bytes], host: st
             raise Unreadable("the Host header names another host than the one called")
 
 
+# mitmproxy's modes that take connections a client did not send to a proxy (`./run.sh --capture`).
+CAPTURE_MODES = (TransparentMode, WireGuardMode, LocalMode)
+
+
+def captures(mode: str) -> bool:
+    """Whether the `mode` option's entry is one of the capture modes."""
+    try:
+        return isinstance(ProxyMode.parse(mode), CAPTURE_MODES)
+    except ValueError:
+        return False  # mitmproxy refuses it itself
+
+
+def name_captured_host(flow: http.HTTPFlow) -> None:
+    """A captured request's host is, to mitmproxy, the address its client dialled: what the
+    client's resolver said, which names no provider and which Tollgate does not trust. It is named
+    as a request through the proxy is, by its Host header (HTTP/2: :authority), else by the TLS
+    server name; the call then goes where that name goes, as through the proxy, never to the
+    address dialled."""
+    if not isinstance(flow.client_conn.proxy_mode, CAPTURE_MODES):
+        return
+    request, sni = flow.request, flow.client_conn.sni
+    try:
+        host = url.parse_authority(request.host_header, check=True)[0] if request.host_header else sni
+    except ValueError:
+        host = sni  # a provider's call is then refused: its Host header is not a host
+    if host:
+        request.data.host = host  # the Host header as it came: `request.host = …` would rewrite it
+
+
 def check_upgrade(headers: dict[bytes, bytes], endpoint: str | None) -> None:
     """Only OpenAI's Realtime WebSocket is upgraded: Tollgate reads its messages. Any other upgrade
     would turn the connection into one Tollgate cannot read."""
@@ -88,6 +118,7 @@ class Classify:
             self._refuse_cut_head(flow)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
+        name_captured_host(flow)
         if compat.head_was_cut(flow.request):
             self._refuse_cut_head(flow)
             return

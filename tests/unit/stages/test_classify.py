@@ -14,6 +14,7 @@ import brotli
 import pytest
 from mitmproxy import http
 from mitmproxy.http import Headers
+from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import tflow
 
 from tollgate import compat
@@ -171,6 +172,63 @@ def test_a_host_header_naming_the_host_called_in_another_case_and_with_its_port_
     flow.request.headers["Host"] = "API.Anthropic.com.:443"
     call = classified(configured(), flow)
     assert (call.provider, call.host, call.classification.endpoint) == ("anthropic", "api.anthropic.com", "models")
+
+
+# ---- a captured request (./run.sh --capture): named by what it asked for, not the address dialled
+
+
+def captured(mode: str, host_header: str | None, sni: str | None) -> http.HTTPFlow:
+    flow = api_flow(HOSTS["openai"], "/v1/chat/completions", {"model": "gpt-4o"})
+    flow.client_conn.proxy_mode = ProxyMode.parse(mode)
+    flow.client_conn.sni = sni
+    flow.request.host = "10.213.0.3"  # mitmproxy's: the address the client's resolver gave
+    if host_header is None:
+        del flow.request.headers["Host"]
+    else:
+        flow.request.headers["Host"] = host_header
+    return flow
+
+
+@pytest.mark.parametrize("mode", ["transparent", "wireguard", "local:go_client"])
+def test_a_captured_call_is_named_by_its_host_header_and_goes_there(mode: str) -> None:
+    shared = configured()
+    flow = captured(mode, "api.openai.com", "api.openai.com")
+    Classify(shared).requestheaders(flow)
+    call = classified(shared, flow)
+    assert (call.provider, call.host, flow.request.host, flow.request.port) == (
+        "openai",
+        "api.openai.com",
+        "api.openai.com",
+        443,
+    )
+
+
+def test_a_captured_call_without_a_host_header_is_named_by_its_server_name() -> None:
+    shared = configured()
+    flow = captured("transparent", None, "api.openai.com")
+    Classify(shared).requestheaders(flow)
+    assert classified(shared, flow).host == "api.openai.com"
+
+
+def test_a_captured_call_whose_host_header_names_another_host_goes_there_not_to_the_address_dialled() -> None:
+    flow = captured("wireguard", "example.com", "api.openai.com")
+    classify = Classify(configured())
+    classify.requestheaders(flow)
+    classify.request(flow)
+    assert flow.request.host == "example.com" and CALL not in flow.metadata
+
+
+def test_a_captured_call_whose_host_header_is_not_a_host_is_refused_as_its_server_names_provider() -> None:
+    shared = configured()
+    flow = captured("transparent", "api.openai.com:https", "api.openai.com")
+    Classify(shared).requestheaders(flow)
+    Classify(shared).request(flow)
+    assert_refused(
+        flow,
+        "openai",
+        "bad_request",
+        "Tollgate cannot read this request exactly and did not forward it: the Host header is not a host.",
+    )
 
 
 # ---- uploads streamed unread, decided at their headers
