@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Tollgate: ./run.sh [mitmdump args…] | ./run.sh web [mitmweb args…] | ./run.sh env [listen args…] | ./run.sh test [pytest args…]
+# Tollgate: ./run.sh [--capture MODE] [mitmdump args…] | ./run.sh web [--capture MODE] [mitmweb args…]
+#           | ./run.sh env [listen args…] | ./run.sh test [pytest args…]
 # Where the proxy listens: --listen-host/--listen-port (-p), else TOLLGATE_LISTEN=HOST:PORT (or :PORT),
 # else 127.0.0.1:8080; `./run.sh env` reads the same to print the matching HTTPS_PROXY.
 set -euo pipefail
@@ -168,17 +169,72 @@ proxy_args() {
   printf '%s\n' -s "$ROOT/addons/gateway.py" "${args[@]}"
 }
 
+# --capture MODE (repeatable) adds one of mitmproxy's modes that take connections clients did not
+# send to a proxy, beside the proxy itself: transparent[@[HOST:]PORT] (an iptables/nftables redirect
+# sends them; by default the port after the proxy's), wireguard[@[HOST:]PORT] (WireGuard peers; by
+# default UDP 51820) and local[:PROCESS] (eBPF, this host's programs). CAPTURE gets their --mode
+# arguments, ARGS the arguments left for mitmproxy.
+CAPTURE=()
+ARGS=()
+capture_args() {  # capture_args ARGS…
+  local arg spec
+  CAPTURE=() ARGS=()
+  while (($# > 0)); do
+    arg="$1"
+    shift
+    case "$arg" in
+      --capture)
+        if (($# == 0)); then
+          say "--capture needs a mode: transparent, wireguard or local[:PROCESS]"
+          exit 1
+        fi
+        spec="$1"
+        shift
+        ;;
+      --capture=*) spec="${arg#--capture=}" ;;
+      *)
+        ARGS+=("$arg")
+        continue
+        ;;
+    esac
+    case "$spec" in
+      transparent)
+        valid_port "$LISTEN_PORT" && ((10#$LISTEN_PORT < 65535)) || {
+          say "--capture transparent: give it a port (transparent@PORT): the proxy's port is '$LISTEN_PORT'"
+          exit 1
+        }
+        spec="transparent@$((10#$LISTEN_PORT + 1))"
+        ;;
+      wireguard) spec="wireguard@51820" ;;
+      transparent@?* | wireguard@?* | local | local:?*) ;;
+      *)
+        say "--capture $spec: expected transparent[@[HOST:]PORT], wireguard[@[HOST:]PORT] or local[:PROCESS]"
+        exit 1
+        ;;
+    esac
+    CAPTURE+=(--mode "$spec")
+  done
+  # A --mode replaces mitmproxy's regular proxy: keep it, unless the caller gave modes of their own.
+  if ((${#CAPTURE[@]} > 0)) && ! caller_sets mode ${ARGS[@]+"${ARGS[@]}"} && ! [[ " ${ARGS[*]-} " == *" -m "* ]]; then
+    CAPTURE=(--mode regular "${CAPTURE[@]}")
+  fi
+  return 0
+}
+
 run_proxy() {  # run_proxy mitmdump|mitmweb ARGS…
   local tool="$1"
   shift
   listen_from_env
+  listen_from_args "$@"
+  capture_args "$@"
+  set -- ${ARGS[@]+"${ARGS[@]}"}
   ensure_venv
   ensure_certs
   local defaults=()
   while IFS= read -r line; do defaults+=("$line"); done < <(proxy_args "$@")
   [[ -f "$PWD/tollgate.yaml" ]] || caller_sets tollgate_config "$@" ||
     say "no tollgate.yaml here: pure audit mode (anyone may call, their own keys pass through)"
-  exec "$VENV/bin/$tool" "${defaults[@]}" "$@"
+  exec "$VENV/bin/$tool" "${defaults[@]}" ${CAPTURE[@]+"${CAPTURE[@]}"} "$@"
 }
 
 print_env() {
@@ -271,34 +327,64 @@ lint() {
   fi
 }
 
+# apt_install [apt-get install options] PACKAGE… (where can_apt_install), quietly; a fresh machine's
+# package lists may be missing or stale, so on failure they are updated once and it is tried again.
+apt_install() {
+  local log
+  log="$(mktemp)"
+  if DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >"$log" 2>&1 ||
+    { DEBIAN_FRONTEND=noninteractive apt-get update -q >>"$log" 2>&1 &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >>"$log" 2>&1; }; then
+    rm -f "$log"
+    return 0
+  fi
+  tail -n 20 "$log" >&2
+  rm -f "$log"
+  return 1
+}
+
+can_apt_install() {
+  [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1
+}
+
 # The ledger's tests run a real redis-server (Debian's redis-server package, Redis 7). Installed here
 # when it can be (root, apt-get); else said, and those tests fail with the same words.
 ensure_redis_server() {
   command -v redis-server >/dev/null 2>&1 && return 0
-  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+  if can_apt_install; then
     say "installing redis-server with apt-get (the ledger's tests run a real one)"
-    local log
-    log="$(mktemp)"
-    # A fresh machine's package lists may be missing or stale: update once and try again.
-    if DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >"$log" 2>&1 ||
-      { DEBIAN_FRONTEND=noninteractive apt-get update -q >>"$log" 2>&1 &&
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >>"$log" 2>&1; }; then
-      rm -f "$log"
-      command -v redis-server >/dev/null 2>&1 && return 0
-    else
-      tail -n 20 "$log" >&2
-      rm -f "$log"
-    fi
+    apt_install redis-server && command -v redis-server >/dev/null 2>&1 && return 0
     say "apt-get could not install redis-server (above)"
   fi
   say "redis-server is not installed, so the ledger's Redis tests will fail: install Redis 7"
   say "(Debian/Ubuntu: sudo apt-get install -y redis-server; macOS: brew install redis) and run the tests again"
 }
 
+# The capture tests (tests/e2e/test_capture.py) make a network namespace (iproute2, iptables), build
+# a Go client (golang-go) and run a WireGuard peer (wireguard-go, wireguard-tools), as root. Installed
+# here when they can be; else said, and those tests skip saying the same.
+CAPTURE_TOOLS=(ip:iproute2 iptables:iptables go:golang-go wireguard-go:wireguard-go wg:wireguard-tools)
+
+ensure_capture_tools() {
+  local pair wanted=()
+  for pair in "${CAPTURE_TOOLS[@]}"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || wanted+=("${pair#*:}")
+  done
+  ((${#wanted[@]} > 0)) || return 0
+  if can_apt_install; then
+    say "installing ${wanted[*]} with apt-get (the capture tests use them)"
+    apt_install --no-install-recommends "${wanted[@]}" && return 0
+    say "apt-get could not install ${wanted[*]} (above)"
+  fi
+  say "${wanted[*]} not installed, so the capture tests will skip (they also need root):"
+  say "Debian/Ubuntu: sudo apt-get install -y ${wanted[*]}"
+}
+
 run_tests() {
   ensure_venv
   ensure_clients_venv
   ensure_redis_server
+  ensure_capture_tools
   cd "$ROOT"
   lint
   TOLLGATE_CLIENT_PYTHON="$CLIENTS_VENV/bin/python" exec "$VENV/bin/python" -m pytest "$@"

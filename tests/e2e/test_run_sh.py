@@ -174,9 +174,12 @@ def test_the_tollgate_command_works_from_any_directory(tmp_path):
     assert done.returncode == 1 and "providers.openai.keyz: unknown key" in done.stderr
 
 
-def redis_install(tmp_path: Path, uid: int, apt_get: str | None) -> tuple[subprocess.CompletedProcess, Path]:
-    """run.sh's `ensure_redis_server` on a PATH without redis-server, as user `uid`, with `apt-get`
-    (a script body; None: no apt-get) standing in for the real one; its run and its log of calls."""
+def redis_install(
+    tmp_path: Path, uid: int, apt_get: str | None, function: str = "ensure_redis_server"
+) -> tuple[subprocess.CompletedProcess, Path]:
+    """run.sh's `function` on a PATH without redis-server (nor the capture tests' tools), as user
+    `uid`, with `apt-get` (a script body; None: no apt-get) standing in for the real one; its run
+    and its log of calls."""
     bin_dir, log = tmp_path / "bin", tmp_path / "apt-get.log"
     bin_dir.mkdir()
     for tool in ("dirname", "mktemp", "tail", "rm", "chmod", "printf", "touch"):
@@ -188,7 +191,7 @@ def redis_install(tmp_path: Path, uid: int, apt_get: str | None) -> tuple[subpro
         if (bin_dir / script).exists():
             (bin_dir / script).chmod(0o755)
     done = subprocess.run(
-        ["/bin/bash", "-c", f'source "{ROOT}/run.sh" && ensure_redis_server'],
+        ["/bin/bash", "-c", f'source "{ROOT}/run.sh" && {function}'],
         capture_output=True,
         text=True,
         timeout=60,
@@ -236,3 +239,26 @@ def test_run_sh_says_what_to_install_when_it_cannot_install_redis_server(tmp_pat
         assert not log.exists()  # not root: apt-get left alone
     elif apt_get:
         assert "E: no network" in done.stderr and "apt-get could not install redis-server" in done.stderr
+
+
+CAPTURE_PACKAGES = "iproute2 iptables golang-go wireguard-go wireguard-tools"
+
+
+def test_run_sh_installs_the_capture_tests_tools_when_root_with_apt_get(tmp_path):
+    done, log = redis_install(tmp_path, 0, "exit 0", "ensure_capture_tools")
+    assert done.returncode == 0, done.stderr
+    assert log.read_text() == f"noninteractive install -y -q --no-install-recommends {CAPTURE_PACKAGES}\n"
+    assert f"installing {CAPTURE_PACKAGES} with apt-get (the capture tests use them)" in done.stderr
+    assert "skip" not in done.stderr
+
+
+@pytest.mark.parametrize(("uid", "apt_get"), [(1000, "exit 0"), (0, 'echo "E: no network" >&2; exit 100')])
+def test_run_sh_says_the_capture_tests_will_skip_when_it_cannot_install_their_tools(tmp_path, uid, apt_get):
+    done, log = redis_install(tmp_path, uid, apt_get, "ensure_capture_tools")
+    assert done.returncode == 0  # the tests still run; the capture ones skip, saying the same
+    assert "not installed, so the capture tests will skip" in done.stderr
+    assert f"sudo apt-get install -y {CAPTURE_PACKAGES}" in done.stderr
+    if uid:
+        assert not log.exists()
+    else:
+        assert "E: no network" in done.stderr and f"apt-get could not install {CAPTURE_PACKAGES}" in done.stderr

@@ -22,6 +22,7 @@ from ..ledger.store import Store
 from ..policy import Policy, PolicyError
 from ..providers import PROVIDERS
 from ..providers.gemini import client_cert_of
+from .classify import captures
 from .shared import Loaded, Shared, close_later, hosts_of
 
 logger = logging.getLogger(__name__)
@@ -293,6 +294,13 @@ class Settings:
         if ctx.options.ignore_hosts:
             raise exceptions.OptionsError(
                 "Tollgate decrypts only LLM hosts through allow_hosts; ignore_hosts cannot be combined with it"
+            )
+        # mitmproxy asks a connection it did not get as a proxy for the login in its Authorization
+        # header, where a captured call carries its API key: every captured call would be refused.
+        if getattr(ctx.options, "proxyauth", None) and any(map(captures, ctx.options.mode)):
+            raise exceptions.OptionsError(
+                "proxyauth identifies the proxy's clients by their login, which captured connections"
+                " (transparent, wireguard, local) cannot give: capture without proxyauth"
             )
         allowed = self._allowed_hosts()
         if allowed is not None:
