@@ -1489,6 +1489,37 @@ def test_a_policy_in_force_is_stopped_when_a_configuration_replaces_it(tmp_path:
     asyncio.run(scenario())
 
 
+def test_a_start_up_that_fails_before_running_leaves_no_worker_to_wait_for(tmp_path: Path) -> None:
+    # mitmproxy stops at start-up (a busy port) by raising SystemExit out of its event loop, after
+    # `configure` and before `running`. asyncio then cancels every task, and waits for ever for one
+    # cancelled while it makes a process (its pipes never connect): the proxy would never exit.
+    script = (
+        "import asyncio, sys\n"
+        "from tollgate.config import Config\n"
+        "from tollgate.policy import Policy\n"
+        "from tollgate.stages.shared import Loaded, Shared\n"
+        "async def main():\n"
+        "    Shared().apply(Loaded.build(Config(), Policy([sys.argv[1]], 1.0)), None)  # as configure does\n"
+        "    await asyncio.sleep(0)\n"
+        "    sys.exit(3)  # as mitmproxy's errorcheck does\n"
+        "asyncio.run(main())\n"
+    )
+    path = write(tmp_path / "open.rego", OPEN)
+    began = time.monotonic()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(path)],
+            env={**os.environ, "PYTHONPATH": str(ADDONS)},
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the event loop never ended: a task waits for a worker process being made")
+    assert done.returncode == 3, done.stderr
+    assert time.monotonic() - began < 10
+
+
 # --- python -m tollgate policy eval ----------------------------------------------------------------
 
 
