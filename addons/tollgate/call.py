@@ -185,6 +185,11 @@ class Classification:
     # plane): it goes with the caller's own credential, never one of Tollgate's, undecided and
     # uncounted, and is audited with no endpoint.
     passthrough: bool = False
+    # A known endpoint of the provider's own service outside the model API (Anthropic's `/api/…`,
+    # which Claude Code calls for its settings, limits and event logging): identified, its
+    # credential swapped, decided and audited like any call, but it names no model, reports no
+    # tokens and is counted against no limit.
+    service: bool = False
 
 
 def usd(nano: int) -> float:
