@@ -242,7 +242,7 @@ def evaluate_policy(files: list[Path], input_path: Path, timeout: float = POLICY
     """Exit status 0 when the input is allowed, 1 when denied, 2 when the policy or input is broken.
     The policy is compiled here, and evaluated in a worker process within the time limit, as the
     proxy does."""
-    from .policy import Policy, PolicyError
+    from .policy import Policy, PolicyError, lacking, paths_read
 
     try:
         text = sys.stdin.read() if str(input_path) == "-" else input_path.read_text(encoding="utf-8")
@@ -255,6 +255,14 @@ def evaluate_policy(files: list[Path], input_path: Path, timeout: float = POLICY
     except PolicyError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    missing = lacking(document, paths_read(policy.sources.values()) or ())
+    if missing:
+        # Undefined in Rego: a rule that reads one does not hold, as it would for a real call.
+        print(
+            f"warning: {input_path} lacks what the policy reads: {', '.join(missing)}; the proxy gives every"
+            " call these (rules that read them do not hold here)",
+            file=sys.stderr,
+        )
 
     async def in_worker() -> Decision:
         try:

@@ -185,6 +185,11 @@ class Classification:
     # plane): it goes with the caller's own credential, never one of Tollgate's, undecided and
     # uncounted, and is audited with no endpoint.
     passthrough: bool = False
+    # A known endpoint of the provider's own service outside the model API (Anthropic's `/api/…`,
+    # which Claude Code calls for its settings, limits and event logging): identified, its
+    # credential swapped, decided and audited like any call, but it names no model, reports no
+    # tokens and is counted against no limit.
+    service: bool = False
 
 
 def usd(nano: int) -> float:
@@ -365,17 +370,28 @@ class Call:
         }
 
     def summary(self) -> str:
-        """The one line mitmweb shows as the flow's comment; the cost beside the tokens when known."""
-        tokens, u = "? tokens", self.usage or NO_USAGE
-        if u.input_tokens is not None or u.output_tokens is not None:
-            tokens = f"{u.input_tokens or 0}→{u.output_tokens or 0} tokens"
-        cost = self.cost_nanousd()
-        if cost is not None:
-            tokens += f" · {dollars_text(cost)}"
-        model = self.model or self.classification.model or "?"
-        who = self.client or "anonymous"
-        tail = f" · {self.error}" if self.error else ""
-        return f"{who} · {self.provider}/{model} · {tokens} · {self.decision}{tail}"
+        """The one line mitmweb shows as the flow's comment. Its column is narrow, so what matters
+        comes first: a refusal and its reason, a failure, else the tokens and cost; then who called
+        and what; last the policy's reasons or the error, in words."""
+        head, detail = self._outcome()
+        model = self.model or self.classification.model
+        what = f"{self.provider}/{model}" if model else f"{self.provider} {self.classification.endpoint or '?'}"
+        line = f"{head} · {self.client or 'anonymous'} · {what}"
+        return f"{line} · {detail}" if detail else line
+
+    def _outcome(self) -> tuple[str, str | None]:
+        if self.failure is not None:
+            return f"⚠ {self.failure.value}", self.error
+        if self.refused is not None:
+            reasons = "; ".join(r for r in self.deny_reasons if r != self.refused)
+            return f"⛔ {self.refused}", reasons or self.error
+        if self.status is not None and self.status >= 500:
+            return f"⚠ {self.status}", self.error
+        u = self.usage or NO_USAGE
+        if u.input_tokens is None and u.output_tokens is None:
+            return "no tokens", self.error
+        head, cost = f"{u.input_tokens or 0}→{u.output_tokens or 0}", self.cost_nanousd()
+        return (head if cost is None else f"{head} {dollars_text(cost)}"), self.error
 
     def flow_marker(self) -> str:
         """How mitmweb marks the flow: refused by Tollgate, failed, or not at all. Failed is a call

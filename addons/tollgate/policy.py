@@ -275,24 +275,57 @@ INPUT_LAYOUT: dict[str, Any] = {
 }  # fmt: skip
 
 
-def facts_read(sources: Iterable[str]) -> tuple[int, ...] | None:
-    """Which of `input_facts` Rego sources can read (indices), found in their text; None (all of
-    them) when one uses `input` other than by a path of names: `input[k]`, `walk(input, …)`,
-    `with input as …`, `import input`. A path read reads everything beneath it; a path the input
-    document does not have reads nothing."""
-    read: set[int] = set()
+def paths_read(sources: Iterable[str]) -> list[tuple[str, ...]] | None:
+    """The paths of `input` Rego sources read (`input.client.groups` is `("client", "groups")`),
+    each once, in the order first read; None when one uses `input` other than by a path of names:
+    `input[k]`, `walk(input, …)`, `with input as …`, `import input`."""
+    paths: dict[tuple[str, ...], None] = {}
     for source in sources:
         for match in _INPUT_PATH.finditer(_STRING_OR_COMMENT.sub(_without_comment, source)):
-            names = _NAME.findall(match.group(1))
+            names = tuple(_NAME.findall(match.group(1)))
             if not names:
                 return None
-            node: Any = INPUT_LAYOUT
-            for name in names:
-                if not isinstance(node, dict):
-                    break
-                node = node.get(name)
-            read.update(_leaves(node))
+            paths.setdefault(names)
+    return list(paths)
+
+
+def facts_read(sources: Iterable[str]) -> tuple[int, ...] | None:
+    """Which of `input_facts` Rego sources can read (indices), found in their text; None (all of
+    them) when one uses `input` other than by a path of names (`paths_read`). A path read reads
+    everything beneath it; a path the input document does not have reads nothing."""
+    paths = paths_read(sources)
+    if paths is None:
+        return None
+    read: set[int] = set()
+    for names in paths:
+        node: Any = INPUT_LAYOUT
+        for name in names:
+            if not isinstance(node, dict):
+                break
+            node = node.get(name)
+        read.update(_leaves(node))
     return tuple(sorted(read))
+
+
+def lacking(document: Any, paths: Iterable[tuple[str, ...]]) -> list[str]:
+    """The paths read that an input document lacks (where Rego finds them undefined, so that a rule
+    reading one does not hold), each as its shortest lacking part, dotted. A path into a value that
+    is no object (a `null` batch) is not lacking: the proxy gives such values. Nor is `identity`,
+    which the proxy gives only for a caller a JWT identified."""
+    if not isinstance(document, dict):
+        return []
+    found: dict[str, None] = {}
+    for names in paths:
+        node: Any = document
+        for depth, name in enumerate(names):
+            if not isinstance(node, dict):
+                break
+            if name not in node:
+                if (depth, name) != (0, "identity"):
+                    found.setdefault(".".join(names[: depth + 1]))
+                break
+            node = node[name]
+    return list(found)
 
 
 def _without_comment(match: re.Match[str]) -> str:

@@ -6,13 +6,15 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from tests.support.proxy import run_to_exit
+from tests.support.proxy import free_port, run_to_exit
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -143,3 +145,50 @@ def test_the_audit_opens_with_the_started_record_and_closes_with_the_stopped_one
     report = json.loads(done.stdout)
     assert (report["total"]["requests"], report["total"]["total_tokens"], report["malformed"]) == (2, 28, 0)
     assert done.stderr == ""
+
+
+POLICY = 'package tollgate\n\nimport rego.v1\n\ndeny contains "no" if input.model == "nope"\n'
+
+
+def run_sh_to_exit(directory: Path, confdir: Path, port: int, limit: float = 30) -> tuple[int, str, float]:
+    """`./run.sh` in `directory` as a user starts it: how it ended, what it said, and after how long."""
+    began = time.monotonic()
+    proxy = subprocess.Popen(
+        [str(ROOT / "run.sh"), "--listen-port", str(port), "--set", f"confdir={confdir}"],
+        cwd=directory,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = proxy.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        os.killpg(proxy.pid, signal.SIGKILL)  # it ignores SIGTERM when hung: only this ends it
+        output, _ = proxy.communicate()
+        pytest.fail(f"run.sh did not exit within {limit:g} s:\n{output}")
+    return proxy.returncode, output, time.monotonic() - began
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ("policy:\n  rego: [policy.rego]\n", "address already in use"),
+        ("policy:\n  rego: [policy.rego]\nclients: [{name: a, keyz: [x]}]\n", "clients.0.keyz: unknown key"),
+        ("policy:\n  rego: [policy.rego]\naudit:\n  path: /dev/full\n", "audit.path: cannot write to /dev/full"),
+        ("policy:\n  rego: [broken.rego]\n", "broken.rego:3"),
+    ],
+    ids=["busy port", "bad configuration", "unwritable audit", "policy that does not compile"],
+)
+def test_a_start_up_failure_exits_within_seconds_naming_why(tmp_path, confdir, config, expected):
+    (tmp_path / "tollgate.yaml").write_text(config)
+    (tmp_path / "policy.rego").write_text(POLICY)
+    (tmp_path / "broken.rego").write_text("package tollgate\n\ndeny contains if {\n")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1] if expected == "address already in use" else free_port()
+        code, output, took = run_sh_to_exit(tmp_path, confdir, port)
+    assert code != 0, output
+    assert expected in output, output
+    assert took < 10, f"{took:.1f} s:\n{output}"

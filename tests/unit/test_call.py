@@ -329,13 +329,13 @@ def test_fingerprint_handles_any_text(secret: str) -> None:
 # --- summary -----------------------------------------------------------------------------------------
 
 
-def test_summary_full() -> None:
-    assert full_call().summary() == "alice · openai/gpt-4o-mini · 100→50 tokens · $0.000040 · allow"
+def test_summary_puts_tokens_and_cost_first() -> None:
+    assert full_call().summary() == "100→50 $0.000040 · alice · openai/gpt-4o-mini"
 
 
-def test_summary_anonymous_unknown_tokens() -> None:
-    call = Call(provider="gemini", host="h", method="POST", path="/")
-    assert call.summary() == "anonymous · gemini/? · ? tokens · allow"
+def test_summary_anonymous_without_usage_names_the_endpoint() -> None:
+    call = Call(provider="gemini", host="h", method="GET", path="/", classification=Classification(endpoint="models"))
+    assert call.summary() == "no tokens · anonymous · gemini models"
 
 
 def test_summary_requested_model_and_partial_tokens() -> None:
@@ -347,14 +347,28 @@ def test_summary_requested_model_and_partial_tokens() -> None:
         classification=Classification(model="claude-sonnet-4"),
         usage=Usage(input_tokens=42),
     )
-    assert call.summary() == "anonymous · anthropic/claude-sonnet-4 · 42→0 tokens · allow"
+    assert call.summary() == "42→0 · anonymous · anthropic/claude-sonnet-4"
 
 
-def test_summary_denied_with_error() -> None:
+def test_summary_of_a_refusal_starts_with_its_reason_and_ends_with_the_policys() -> None:
     call = full_call()
-    call.decision = "deny"
-    call.error = "upstream unreachable"
-    assert call.summary() == "alice · openai/gpt-4o-mini · 100→50 tokens · $0.000040 · deny · upstream unreachable"
+    call.usage = None
+    call.refused, call.decision, call.deny_reasons = "policy_denied", "deny", ("model gpt-4o-mini is not allowed",)
+    assert call.summary() == "⛔ policy_denied · alice · openai/gpt-4o-mini · model gpt-4o-mini is not allowed"
+    call.refused, call.deny_reasons = "unauthenticated", ("unauthenticated",)
+    assert call.summary() == "⛔ unauthenticated · alice · openai/gpt-4o-mini"
+
+
+def test_summary_of_a_failure_starts_with_it_and_ends_with_the_error() -> None:
+    call = full_call()
+    call.failure, call.error = Failure.UPSTREAM_UNREACHABLE, "upstream unreachable: connection refused"
+    call.refused = "upstream_unreachable"
+    assert call.summary() == (
+        "⚠ upstream_unreachable · alice · openai/gpt-4o-mini · upstream unreachable: connection refused"
+    )
+    call = full_call()
+    call.status = 503
+    assert call.summary() == "⚠ 503 · alice · openai/gpt-4o-mini"
 
 
 @pytest.mark.parametrize("auth", ["virtual_key", "sigv4", "proxyauth", "anonymous"])

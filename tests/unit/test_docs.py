@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from tollgate.auditlog import BATCH_DELAY
+from tollgate.config import LEDGER_FILE, AuditConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 _CITED = re.compile(r"[A-Za-z0-9_./-]+\.md\b")
@@ -35,3 +38,21 @@ def test_the_docs_give_the_audit_writers_batch_delay_as_the_code_has_it(document
     text = re.search(passage, (ROOT / document).read_text(encoding="utf-8"), re.DOTALL)
     assert text is not None
     assert {float(ms) for ms in re.findall(r"(\d+) ms", text.group())} == {BATCH_DELAY * 1000}
+
+
+def test_what_tollgate_writes_in_a_checkout_is_ignored_by_git() -> None:
+    # Run from the checkout, Tollgate writes its audit and, beside it, the ledger's SQLite files
+    # (with its write-ahead log); logrotate leaves the audit's older files there too.
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    audit = AuditConfig().path
+    written = [audit, f"{audit}.1", f"{audit}.2.gz", LEDGER_FILE, f"{LEDGER_FILE}-wal", f"{LEDGER_FILE}-shm"]
+    done = subprocess.run(
+        ["git", "check-ignore", "--no-index", "--verbose", "--non-matching", *written],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    tracked = [line.split("\t")[1] for line in done.stdout.splitlines() if line.startswith("::")]
+    assert tracked == [], done.stdout

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -1489,6 +1490,37 @@ def test_a_policy_in_force_is_stopped_when_a_configuration_replaces_it(tmp_path:
     asyncio.run(scenario())
 
 
+def test_a_start_up_that_fails_before_running_leaves_no_worker_to_wait_for(tmp_path: Path) -> None:
+    # mitmproxy stops at start-up (a busy port) by raising SystemExit out of its event loop, after
+    # `configure` and before `running`. asyncio then cancels every task, and waits for ever for one
+    # cancelled while it makes a process (its pipes never connect): the proxy would never exit.
+    script = (
+        "import asyncio, sys\n"
+        "from tollgate.config import Config\n"
+        "from tollgate.policy import Policy\n"
+        "from tollgate.stages.shared import Loaded, Shared\n"
+        "async def main():\n"
+        "    Shared().apply(Loaded.build(Config(), Policy([sys.argv[1]], 1.0)), None)  # as configure does\n"
+        "    await asyncio.sleep(0)\n"
+        "    sys.exit(3)  # as mitmproxy's errorcheck does\n"
+        "asyncio.run(main())\n"
+    )
+    path = write(tmp_path / "open.rego", OPEN)
+    began = time.monotonic()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(path)],
+            env={**os.environ, "PYTHONPATH": str(ADDONS)},
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the event loop never ended: a task waits for a worker process being made")
+    assert done.returncode == 3, done.stderr
+    assert time.monotonic() - began < 10
+
+
 # --- python -m tollgate policy eval ----------------------------------------------------------------
 
 
@@ -1960,3 +1992,40 @@ def test_a_cached_decision_on_claims_is_the_decision_evaluated_anew(calls: list[
             body = {"model": "gpt-4o", "messages": []} if method == "POST" else None
             call = call_of("openai", method, facts["endpoint"], body, claims=facts["claims"], issuer=facts["issuer"])
             assert policy.decide_call(call) == policy._evaluate(policy_input(call))
+
+
+def test_cli_names_what_the_policy_reads_that_the_input_lacks(tmp_path: Path, capsys) -> None:
+    # The fields a hand-written input leaves out are undefined in Rego, so the rules reading them
+    # do not hold: without its groups, sam's gpt-4o passes here, where the proxy would deny it.
+    document = chat("gpt-4o", client="sam", groups=("support",))
+    del document["unread"], document["request"]["max_tokens"]
+    document["client"] = {"name": "sam"}
+    path = write_input(tmp_path, document)
+    code, out, err = run_eval(capsys, "--policy", ALLOWLIST, "--policy", CAP, "--input", path)
+    assert (code, json.loads(out)) == (0, {"allowed": True, "deny": []})
+    assert err == (
+        f"warning: {path} lacks what the policy reads: client.groups, unread, request.max_tokens; the proxy"
+        " gives every call these (rules that read them do not hold here)\n"
+    )
+    # Not lacking: `identity`, which only a JWT caller's call has, nor a path into a null value.
+    policy = write(
+        tmp_path / "p.rego",
+        "package tollgate\nimport rego.v1\n"
+        'deny contains "batch" if input.request.batch.requests > 1\n'
+        'deny contains "jwt" if input.identity.claims.role == "x"\n',
+    )
+    code, out, err = run_eval(capsys, "--policy", policy, "--input", write_input(tmp_path, chat()))
+    assert (code, json.loads(out), err) == (0, {"allowed": True, "deny": []}, "")
+
+
+def test_readme_policy_eval_example_is_what_the_command_does(tmp_path: Path, capsys) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    example = re.search(r"cat > input\.json <<'EOF'\n(.*?)\nEOF\n(tollgate policy eval [^\n]*)\n", readme, re.DOTALL)
+    assert example is not None
+    document = write(tmp_path / "input.json", example.group(1))
+    args = [str(ROOT / a) if a.startswith("docs/") else a for a in example.group(2).split()[1:]]
+    code = main([str(document) if a == "input.json" else a for a in args])
+    out, err = capsys.readouterr()
+    said = re.search(r"It prints `(.*?)`\s*\(indented\) and exits (\d)", readme, re.DOTALL)
+    assert said is not None
+    assert (code, json.loads(out), err) == (int(said.group(2)), json.loads(said.group(1).replace("\n", " ")), "")

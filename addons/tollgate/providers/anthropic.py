@@ -57,6 +57,22 @@ _ENDPOINTS = {
     "models": "models",
 }
 
+# The calls Claude Code makes to Anthropic's own service beside the model API (its settings, limits,
+# feature flags and event logging), each by its method and path after /api/ (`{id}` one segment of
+# the form given), and the endpoint each is audited as. Any other /api/ path is refused: a key of
+# Tollgate's must not reach what it does not know (an organisation's settings may be written).
+SERVICE_ENDPOINTS = {
+    ("GET", "claude_code/settings"): "api.claude_code.settings",
+    ("GET", "claude_code/policy_limits"): "api.claude_code.policy_limits",
+    ("GET", "claude_code/organizations/metrics_enabled"): "api.claude_code.organizations.metrics_enabled",
+    ("GET", "claude_cli/bootstrap"): "api.claude_cli.bootstrap",
+    ("GET", "claude_code_penguin_mode"): "api.claude_code_penguin_mode",
+    ("POST", "event_logging/v2/batch"): "api.event_logging.batch",
+    ("POST", "eval/sdk-{id}"): "api.eval",  # feature flags, by the client's SDK key
+}
+# The MCP server registry Claude Code lists servers from: public, read without a credential.
+MCP_REGISTRY = ("mcp-registry", "v0", "servers")
+
 WORDS = words(
     "v1", "messages", "count_tokens", "batches", "results", "cancel", "complete", "models", "files",
     "content", "chat", "completions", "skills", "versions", "organizations",
@@ -142,8 +158,12 @@ class Anthropic(Provider):
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
         segments = path_segments(path)
         check_case(segments, WORDS)
+        if segments[0] == "api":
+            return service_call(method, segments[1:])
+        if tuple(segments) == MCP_REGISTRY and method == "GET":
+            return Classification(passthrough=True)
         if segments[0] != "v1" or len(segments) == 1:
-            raise Unreadable("Anthropic's paths start with /v1/")
+            raise Unreadable("Anthropic's paths start with /v1/ (or are a known /api/ path of Claude Code's)")
         rest = segments[1:]
         if rest == ["chat", "completions"]:  # Anthropic's OpenAI SDK compatibility layer
             return openai.classify_body("chat.completions", method, data)
@@ -181,6 +201,17 @@ class Anthropic(Provider):
         if classification.wire_format == OPENAI_FORMAT:
             return openai.usage_of(classification.endpoint, body)
         return messages_usage(body, counted=classification.endpoint == "messages.count_tokens")
+
+
+def service_call(method: str, rest: list[str]) -> Classification:
+    """A known call to Anthropic's own service (`SERVICE_ENDPOINTS`), else refused."""
+    key = "/".join(rest)
+    if len(rest) == 2 and rest[0] == "eval" and rest[1].startswith("sdk-") and len(rest[1]) > 4:
+        key = "eval/sdk-{id}"
+    endpoint = SERVICE_ENDPOINTS.get((method, key))
+    if endpoint is None:
+        raise Unreadable(f"{method} /api/{'/'.join(rest)} is not a path of Anthropic's service Tollgate knows")
+    return Classification(endpoint=endpoint, service=True)
 
 
 def messages_facts(data: dict[str, Any]) -> RequestFacts:

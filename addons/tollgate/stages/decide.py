@@ -56,6 +56,7 @@ class Decide:
         refuse(flow, call, POLICY_DENIED, "Tollgate policy denied this call: " + "; ".join(decision.deny_reasons))
 
     def running(self) -> None:
+        self.shared.running = True
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
         policy = self._policy()
         if policy is not None:

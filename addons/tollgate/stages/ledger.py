@@ -67,7 +67,7 @@ class Ledger:
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> Awaitable[None] | None:
         limits = call.loaded.limits
-        if not limits:
+        if not limits or call.classification.service:  # the provider's own service: no limit counts it
             return None
         model = call.model if call.model is not None else call.classification.model
         applying = limits.applying(call.provider, model, call.client, call.groups)

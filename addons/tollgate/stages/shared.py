@@ -100,6 +100,10 @@ class Shared:
         # mitmproxy's `proxyauth` is `any`: it takes every login, and Tollgate judges its password,
         # which must be a JWT of a configured issuer (the user name says nothing).
         self.logins_unchecked = False
+        # Set by `Decide.running`. Until then no policy worker is started: mitmproxy may still stop
+        # at start-up (a busy port) by raising out of its event loop, and asyncio waits for ever
+        # for a process cancelled while it is being made (its pipes are never connected).
+        self.running = False
 
     def apply(self, loaded: Loaded, audit: AuditLog | None, ledger: Store | None = None) -> None:
         """Swap in a configuration, its audit log and its ledger's store; stop the policy, audit log
@@ -114,8 +118,8 @@ class Shared:
             close_later(old_ledger)
         if old is not None and old.policy is not None and old.policy is not loaded.policy:
             old.policy.close()
-        if loaded.policy is not None and (old is None or old.policy is not loaded.policy):
-            loaded.policy.start()  # needs the event loop: at start-up `Decide.running` starts it
+        if self.running and loaded.policy is not None and (old is None or old.policy is not loaded.policy):
+            loaded.policy.start()  # at start-up `Decide.running` starts it
 
     def rest_elsewhere(self, fingerprint: str, until: float) -> None:
         """A key that another process sharing the ledger's store rested, until `until` (epoch seconds)."""

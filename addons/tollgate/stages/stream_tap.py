@@ -155,7 +155,9 @@ class StreamTap:
         rewrite: Rewrite | None = None
         if call.usage_asked and is_event_stream(headers):
             rewrite = SSEEventFilter(is_usage_only_chunk, needle=USAGE)
-        passed = call.fetches or call.classification.passthrough  # fetched, or outside the model API
+        classification = call.classification
+        # Fetched, or outside the model API: no usage to read (nor to be fooled by)
+        passed = call.fetches or classification.passthrough or classification.service
         reader = NoUsage() if passed else provider.usage_reader(call.sent(), headers)
         decoder = None
         if encoding := headers.get("content-encoding", "").strip():

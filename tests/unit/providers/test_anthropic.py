@@ -82,6 +82,49 @@ def test_anthropic_endpoints(method: str, path: str, endpoint: str) -> None:
     assert classify(ANTHROPIC, method, path, None).endpoint == endpoint
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "endpoint"),
+    [  # what Claude Code 2.1 calls beside its model calls, recorded
+        ("GET", "/api/claude_code/settings", "api.claude_code.settings"),
+        ("GET", "/api/claude_code/policy_limits", "api.claude_code.policy_limits"),
+        ("GET", "/api/claude_code/organizations/metrics_enabled", "api.claude_code.organizations.metrics_enabled"),
+        ("GET", "/api/claude_cli/bootstrap", "api.claude_cli.bootstrap"),
+        ("GET", "/api/claude_code_penguin_mode", "api.claude_code_penguin_mode"),
+        ("POST", "/api/event_logging/v2/batch", "api.event_logging.batch"),
+        ("POST", "/api/eval/sdk-zAZezfDKGoZuXXKe", "api.eval"),
+    ],
+)
+def test_anthropic_service_endpoints_name_no_model(method: str, path: str, endpoint: str) -> None:
+    body = {"model": "claude-opus-4-8", "events": []} if method == "POST" else None
+    assert ANTHROPIC.classify(method, path, body) == Classification(endpoint=endpoint, service=True)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/claude_code/unknown"),
+        ("PUT", "/api/claude_code/settings"),  # a key of Tollgate's must not write settings
+        ("POST", "/api/claude_code/settings"),
+        ("GET", "/api/event_logging/v2/batch"),
+        ("POST", "/api/eval/sdk-"),
+        ("POST", "/api/eval/key-1"),
+        ("POST", "/api/eval/sdk-1/more"),
+        ("GET", "/api/Claude_code/settings"),
+        ("GET", "/api"),
+        ("GET", "/api/oauth/profile"),
+        ("POST", "/mcp-registry/v0/servers"),
+        ("GET", "/mcp-registry/v0/servers/x"),
+    ],
+)
+def test_anthropic_unknown_service_paths_are_refused(method: str, path: str) -> None:
+    with pytest.raises(Unreadable):
+        ANTHROPIC.classify(method, path, None)
+
+
+def test_anthropic_the_mcp_registry_is_outside_the_model_api() -> None:
+    assert ANTHROPIC.classify("GET", "/mcp-registry/v0/servers", None) == Classification(passthrough=True)
+
+
 def test_anthropic_get_has_no_facts() -> None:
     c = classify(ANTHROPIC, "GET", "/v1/models", None)
     assert c.model is None

@@ -132,7 +132,7 @@ def test_a_virtual_key_call_goes_upstream_with_the_upstream_key_and_is_audited(t
     assert flow.request.raw_content is None
     assert flow.metadata[CALL] == record
     assert record["cost_usd"] == 0.0000039  # gpt-4o-mini: 14 x $0.15 + 3 x $0.60 per Mtok
-    assert flow.comment == "alice · openai/gpt-4o-mini · 14→3 tokens · $0.000004 · allow"
+    assert flow.comment == "14→3 $0.000004 · alice · openai/gpt-4o-mini"
 
     assert {k: record[k] for k in ("client", "auth", "groups", "provider", "endpoint", "requested_model", "model")} == {
         "client": "alice",
