@@ -380,11 +380,24 @@ ensure_capture_tools() {
   say "Debian/Ubuntu: sudo apt-get install -y ${wanted[*]}"
 }
 
+# The mitmweb test looks at the flow list in headless Chromium (about a minute to install); without it
+# that one test is skipped.
+ensure_chromium() {
+  command -v chromium >/dev/null 2>&1 && return 0
+  if can_apt_install; then
+    say "installing chromium with apt-get (the mitmweb test looks at the flow list in it)"
+    apt_install --no-install-recommends chromium fonts-noto-color-emoji && return 0
+    say "apt-get could not install chromium (above)"
+  fi
+  say "chromium is not installed, so the mitmweb browser test will skip (Debian: sudo apt-get install -y chromium)"
+}
+
 run_tests() {
   ensure_venv
   ensure_clients_venv
   ensure_redis_server
   ensure_capture_tools
+  ensure_chromium
   cd "$ROOT"
   lint
   TOLLGATE_CLIENT_PYTHON="$CLIENTS_VENV/bin/python" exec "$VENV/bin/python" -m pytest "$@"

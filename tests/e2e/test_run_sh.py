@@ -262,3 +262,19 @@ def test_run_sh_says_the_capture_tests_will_skip_when_it_cannot_install_their_to
         assert not log.exists()
     else:
         assert "E: no network" in done.stderr and f"apt-get could not install {CAPTURE_PACKAGES}" in done.stderr
+
+
+def test_run_sh_installs_chromium_for_the_mitmweb_test_when_root_with_apt_get(tmp_path):
+    done, log = redis_install(tmp_path, 0, "exit 0", "ensure_chromium")
+    assert done.returncode == 0, done.stderr
+    assert log.read_text() == "noninteractive install -y -q --no-install-recommends chromium fonts-noto-color-emoji\n"
+    assert "installing chromium with apt-get" in done.stderr and "skip" not in done.stderr
+
+
+@pytest.mark.parametrize(("uid", "apt_get"), [(1000, "exit 0"), (0, 'echo "E: no network" >&2; exit 100')])
+def test_run_sh_says_the_mitmweb_test_will_skip_without_chromium(tmp_path, uid, apt_get):
+    done, log = redis_install(tmp_path, uid, apt_get, "ensure_chromium")
+    assert done.returncode == 0  # the tests still run; the browser one skips
+    assert "chromium is not installed, so the mitmweb browser test will skip" in done.stderr
+    if uid:
+        assert not log.exists()
