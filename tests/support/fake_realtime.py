@@ -9,6 +9,7 @@ import json
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,11 +41,14 @@ class HttpRequest:
     body: bytes
 
 
-# A plain HTTP request → status, headers and body of its answer.
-HttpHandler = Callable[[HttpRequest], tuple[int, dict[str, str], bytes]]
+# A plain HTTP request → status, headers and body of its answer; a body given as pieces is sent
+# chunked, each piece on its own, and its end HOLD_END seconds after the last (as a server that
+# closes a stream only after its last event: a client that stops reading there cancels it).
+HttpHandler = Callable[[HttpRequest], tuple[int, dict[str, str], bytes | list[bytes]]]
+HOLD_END = 1.0
 
 
-def not_found(request: HttpRequest) -> tuple[int, dict[str, str], bytes]:
+def not_found(request: HttpRequest) -> tuple[int, dict[str, str], bytes | list[bytes]]:
     return (
         404,
         {"content-type": "application/json"},
@@ -132,13 +136,16 @@ def responding(texts: list[str], usages: list[dict[str, Any]], incomplete: str |
             "role": "assistant",
             "content": [{"type": "output_text", "text": texts[n], "annotations": []}],
         }
+        started = {**item, "status": "in_progress", "content": []}
         return [
             {"type": "response.created", "sequence_number": 0, **lane,
              "response": {"id": rid, "object": "response", "status": "in_progress", "model": model, "output": []}},
-            *({"type": "response.output_text.delta", "sequence_number": i + 1, **lane, "item_id": f"msg_{n}",
+            {"type": "response.output_item.added", "sequence_number": 1, **lane, "output_index": 0, "item": started},
+            *({"type": "response.output_text.delta", "sequence_number": i + 2, **lane, "item_id": f"msg_{n}",
                "output_index": 0, "content_index": 0, "delta": piece, "logprobs": []}
               for i, piece in enumerate((texts[n][:half], texts[n][half:]))),
-            {"type": f"response.{status}", "sequence_number": 3, **lane,
+            {"type": "response.output_item.done", "sequence_number": 4, **lane, "output_index": 0, "item": item},
+            {"type": f"response.{status}", "sequence_number": 5, **lane,
              "response": {"id": rid, "object": "response", "created_at": 1700000000, "status": status,
                           "incomplete_details": details, "model": model, "output": [item],
                           "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
@@ -146,6 +153,20 @@ def responding(texts: list[str], usages: list[dict[str, Any]], incomplete: str |
         ]  # fmt: skip
 
     return script
+
+
+def over_http(script: Script) -> HttpHandler:
+    """The Responses API over HTTP, answered as `script` answers over the WebSocket: a POST
+    /v1/responses streamed as server-sent events; anything else is not found."""
+
+    def answer(request: HttpRequest) -> tuple[int, dict[str, str], bytes | list[bytes]]:
+        if request.method != "POST" or request.target.partition("?")[0] != "/v1/responses":
+            return not_found(request)
+        events = script({**json.loads(request.body), "type": "response.create"})
+        sse = [f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events]
+        return 200, {"content-type": "text/event-stream"}, sse
+
+    return answer
 
 
 class FakeRealtime:
@@ -212,9 +233,16 @@ class FakeRealtime:
             with self._lock:
                 self.requests.append(request)
             status, answer_headers, answer = self.http(request)
-            lines = [f"HTTP/1.1 {status} OK", f"content-length: {len(answer)}"]
-            lines += [f"{name}: {value}" for name, value in answer_headers.items()]
-            sock.sendall("\r\n".join(lines).encode() + b"\r\n\r\n" + answer)
+            framing = "transfer-encoding: chunked" if isinstance(answer, list) else f"content-length: {len(answer)}"
+            lines = [f"HTTP/1.1 {status} OK", framing, *(f"{name}: {value}" for name, value in answer_headers.items())]
+            sock.sendall("\r\n".join(lines).encode() + b"\r\n\r\n")
+            if not isinstance(answer, list):
+                sock.sendall(answer)
+                continue
+            for piece in answer:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+            time.sleep(HOLD_END)
+            sock.sendall(b"0\r\n\r\n")
         ws = WSConnection(ConnectionType.SERVER)
         ws.receive_data(head + buffered)
         session: Session | None = None
