@@ -1,7 +1,7 @@
 """What mitmproxy 12 cannot do through its addon API, and Tollgate needs: answer a failed
-upstream in the provider's own error shape, end one call that waits too long for its upstream, read
-the trailer fields of a body that came over HTTP/1, bound what a WebSocket message holds, and bound
-what a message's head holds.
+upstream in the provider's own error shape, end one call that waits too long for its upstream, tell a
+call its client ended from one its upstream did, read the trailer fields of a body that came over
+HTTP/1, bound what a WebSocket message holds, and bound what a message's head holds.
 
 mitmproxy sends a fixed HTML page when the upstream is unreachable or breaks before its headers,
 whatever the `error` hook did; mitmproxy PR #7999 proposes that a response set by the error hook be

@@ -48,6 +48,8 @@ def gw(start_gateway, fake, tmp_path_factory):
             "prices": [{"match": {"provider": "openai", "model": "gpt-4o*"},
                         "input_per_mtok": 1000, "cached_input_per_mtok": 500, "output_per_mtok": 2000}],
             "limits": [{"name": "tokens", "match": {"client": "bounded"}, "tokens_per_day": 1000}],
+            "overrides": [{"match": {"model": "gpt-4o-alias"}, "model": "gpt-4o-mini"},
+                          {"match": {"model": "gpt-4o-elsewhere"}, "upstream": "https://127.0.0.1:9"}],
         },
         "--set", f"save_stream_file={saved}", "--set", "flow_detail=4", "--set", "termlog_verbosity=debug",
     )  # fmt: skip
@@ -205,6 +207,18 @@ def test_an_incomplete_responses_usage_and_reason_are_audited(g, fake):
     (record,) = g.new_audit(1)
     assert (record["status"], record["error"], record["finish_reason"]) == (200, None, "max_output_tokens")
     assert (record["input_tokens"], record["output_tokens"], record["cost_usd"]) == (100, 20, 0.12)
+
+
+def test_an_override_rewrites_the_messages_model_and_one_that_sends_it_elsewhere_refuses_it(g, fake):
+    creates = [{"model": "gpt-4o-elsewhere", "input": "hi"}, {"model": "gpt-4o-alias", "input": "hi"}]
+    refused, served = g.run(session(ALICE, creates))["got"]
+    assert (refused["error"]["status"], refused["error"]["error"]["code"]) == (400, "bad_request")
+    assert served["text"] == ANSWERS[0]
+    (upstream,) = fake.sessions
+    assert [json.loads(m)["model"] for m in upstream.received] == ["gpt-4o-mini"]
+    elsewhere, alias = g.new_audit(2)
+    assert (elsewhere["status"], elsewhere["error"]) == (400, "bad request: an override routes this response elsewhere")
+    assert (alias["requested_model"], alias["model"], alias["status"]) == ("gpt-4o-alias", "gpt-4o-mini", 200)
 
 
 def test_a_message_that_could_start_an_undecided_response_is_refused_and_audited(g, fake):

@@ -22,6 +22,7 @@ from tollgate.providers.openai import (
     socket_error,
     socket_event,
 )
+from tollgate.stages.classify import check_upgrade
 from tollgate.stages.responses_socket import ResponsesSocket
 from tollgate.stages.shared import CALL, Shared
 from tollgate.steps import CallSteps
@@ -74,6 +75,16 @@ def test_only_the_upgrade_of_v1_responses_is_a_session():
     assert openai.classify("GET", "/v1/responses", None).session
     assert not openai.classify("GET", "/v1/responses/resp_1", None).session
     assert not openai.classify("POST", "/v1/responses", {"model": "m", "input": "x"}).session
+
+
+def test_the_sessions_path_is_a_websocket_upgrade_or_refused():
+    session = PROVIDERS["openai"].classify("GET", "/v1/responses", None)
+    check_upgrade({b"upgrade": b"websocket"}, session)
+    for headers in ({}, {b"upgrade": b"h2c"}):
+        with pytest.raises(Unreadable):
+            check_upgrade(headers, session)
+    with pytest.raises(Unreadable):  # nor is any other OpenAI call upgraded
+        check_upgrade({b"upgrade": b"websocket"}, PROVIDERS["openai"].classify("GET", "/v1/responses/r1", None))
 
 
 # ---- what the server's events tell
