@@ -11,6 +11,7 @@ import json
 import pytest
 from tests.support.fake_realtime import FakeRealtime, responding, responses_usage
 from tests.support.proxy import ROOT
+from tests.support.redis import redis_server
 
 REAL = "sk-REAL-openai-responses-ws-5ecret-a1"
 ALICE = "tg-VIRTUAL-alice-responses-ws-5ecret-b2"
@@ -306,3 +307,76 @@ def test_no_message_key_or_prompt_reaches_the_console_or_saved_flows(g, fake):
     last = flows[-1]
     assert last.metadata["tollgate"]["event"] == "responses_websocket"
     assert last.comment == "alice · openai · Responses WebSocket · 1 responses · 100→20 tokens · $0.120000"
+
+
+WAITER = "tg-VIRTUAL-waiter-responses-ws-5ecret-i9"
+
+
+@pytest.fixture(scope="module")
+def redis(tmp_path_factory):
+    server = redis_server(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.resume()
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def on_redis(start_gateway, fake, redis):
+    """A gateway whose limits' counters are in Redis: a reservation is awaited over the network."""
+    return start_gateway(
+        lambda urls: {
+            "providers": {"openai": {"upstream": fake.url, "keys": [REAL]}},
+            "clients": [{"name": "waiter", "keys": [WAITER]}],
+            "limits": [{"name": "requests", "match": {"client": "waiter"}, "requests_per_day": 100}],
+            "ledger": {"store": redis.url, "on_store_error": "deny"},
+        }
+    )
+
+
+def test_a_message_awaiting_its_reservation_holds_back_nothing_the_server_sends(on_redis, fake, redis):
+    # The first response's events after response.created come 1 s later; meanwhile the second
+    # response.create waits for a Redis that does not answer (2 s or more). Relayed as they come, the
+    # first response's events reach the client long before the second's refusal.
+    fake.sessions.clear()
+    fake.script = responding(ANSWERS, USAGES, hold=1.0)
+    # Events are timed as their bytes arrive: the SDK's first parse of an event takes a while.
+    result = on_redis.run(f"""
+        import asyncio, json, os, signal, time
+        from openai import AsyncOpenAI
+
+        async def session():
+            async with AsyncOpenAI(api_key="{WAITER}", max_retries=0).responses.connect() as conn:
+                await conn.response.create(model="{MODEL}", input="first")
+                assert json.loads(await asyncio.wait_for(conn.recv_bytes(), 20))["type"] == "response.created"
+                os.kill({redis.process.pid}, signal.SIGSTOP)
+                try:
+                    sent, got = time.monotonic(), []
+                    await conn.response.create(model="{MODEL}", input="second")
+                    while not got or got[-1][0] != "error":
+                        event = json.loads(await asyncio.wait_for(conn.recv_bytes(), 20))
+                        got.append((event["type"], round(time.monotonic() - sent, 2), event.get("status")))
+                finally:
+                    os.kill({redis.process.pid}, signal.SIGCONT)
+            return got
+
+        report(got=asyncio.run(session()))
+    """)
+    got = result["got"]
+    print("GOT", got)
+    assert [kind for kind, _, _ in got] == [
+        "response.output_item.added",
+        "response.output_text.delta",
+        "response.output_text.delta",
+        "response.output_item.done",
+        "response.completed",
+        "error",
+    ]
+    (_, completed, _), (_, refused, status) = got[-2:]
+    assert status == 503
+    assert refused - completed > 0.5, got  # not relayed only once the second message was decided
+    first, second = on_redis.new_audit(2)
+    assert (first["status"], first["total_tokens"], first["ledger_error"]) == (200, 120, None)
+    assert (second["status"], second["error"]) == (503, "ledger unavailable")
+    assert second["ledger_error"] is not None
+    (upstream,) = fake.sessions
+    assert len(upstream.received) == 1  # the second never went

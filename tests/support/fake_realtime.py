@@ -10,7 +10,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,8 @@ from wsproto.events import (
 from wsproto.extensions import PerMessageDeflate
 
 # Client event → the server events answering it.
-Script = Callable[[dict[str, Any]], list[dict[str, Any]]]
+# (Events given lazily are sent as they come: a generator may pause between them.)
+Script = Callable[[dict[str, Any]], Iterable[dict[str, Any]]]
 # A client event the fake answers by dropping the connection, without a closing handshake.
 HANG_UP = "test.hang_up"
 
@@ -113,13 +114,20 @@ def responses_usage(input_tokens: int, output_tokens: int, cached: int = 0, reas
     }
 
 
-def responding(texts: list[str], usages: list[dict[str, Any]], incomplete: str | None = None) -> Script:
+def responding(
+    texts: list[str], usages: list[dict[str, Any]], incomplete: str | None = None, hold: float = 0.0
+) -> Script:
     """The Responses API's WebSocket mode: each `response.create` is answered with the next text as
     deltas and a `response.completed` carrying the next usage (`response.incomplete` with that
-    reason, when `incomplete` is given); events echo the create's `stream_id`, as OpenAI's do."""
+    reason, when `incomplete` is given); events echo the create's `stream_id`, as OpenAI's do. With
+    `hold`, the events after `response.created` come that many seconds after it."""
     answered = iter(range(len(usages)))
 
-    def script(event: dict[str, Any]) -> list[dict[str, Any]]:
+    def script(event: dict[str, Any]) -> Iterable[dict[str, Any]]:
+        events = answer(event)
+        return _held(events, hold) if hold else events
+
+    def answer(event: dict[str, Any]) -> list[dict[str, Any]]:
         if event.get("type") != "response.create":
             return []
         n = next(answered)
@@ -155,6 +163,12 @@ def responding(texts: list[str], usages: list[dict[str, Any]], incomplete: str |
     return script
 
 
+def _held(events: list[dict[str, Any]], hold: float) -> Iterator[dict[str, Any]]:
+    yield from events[:1]
+    time.sleep(hold)
+    yield from events[1:]
+
+
 def over_http(script: Script) -> HttpHandler:
     """The Responses API over HTTP, answered as `script` answers over the WebSocket: a POST
     /v1/responses streamed as server-sent events; anything else is not found."""
@@ -162,7 +176,7 @@ def over_http(script: Script) -> HttpHandler:
     def answer(request: HttpRequest) -> tuple[int, dict[str, str], bytes | list[bytes]]:
         if request.method != "POST" or request.target.partition("?")[0] != "/v1/responses":
             return not_found(request)
-        events = script({**json.loads(request.body), "type": "response.create"})
+        events = list(script({**json.loads(request.body), "type": "response.create"}))
         sse = [f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events]
         return 200, {"content-type": "text/event-stream"}, sse
 
@@ -288,7 +302,7 @@ class FakeRealtime:
             ws.receive_data(data)
 
     @staticmethod
-    def _send(sock: ssl.SSLSocket, ws: WSConnection, events: list[dict[str, Any]]) -> None:
+    def _send(sock: ssl.SSLSocket, ws: WSConnection, events: Iterable[dict[str, Any]]) -> None:
         for event in events:
             sock.sendall(ws.send(TextMessage(data=json.dumps(event))))
 

@@ -68,6 +68,35 @@ class Sent(NamedTuple):
 
 
 @dataclass(slots=True)
+class Tally:
+    """What a session's ended calls came to, for its flow (not the calls: a session may be long)."""
+
+    request_ids: list[str] = field(default_factory=list)
+    refused: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_nanousd: int | None = None
+
+    def add(self, call: Call) -> None:
+        self.request_ids.append(call.request_id)
+        self.refused += call.answered_by_tollgate
+        if call.usage is not None:
+            self.input_tokens += call.usage.input_tokens or 0
+            self.output_tokens += call.usage.output_tokens or 0
+        cost = call.cost_nanousd()
+        if cost is not None:
+            self.cost_nanousd = (self.cost_nanousd or 0) + cost
+
+    def summary(self, session: Call) -> str:
+        """mitmweb's one line for the session: its responses, their tokens and cost together."""
+        refused = f" ({self.refused} refused)" if self.refused else ""
+        cost = "" if self.cost_nanousd is None else f" · {dollars_text(self.cost_nanousd)}"
+        tokens = f"{self.input_tokens}→{self.output_tokens} tokens{cost}"
+        responses = f"{len(self.request_ids)} responses{refused}"
+        return f"{session.client or 'anonymous'} · {session.provider} · Responses WebSocket · {responses} · {tokens}"
+
+
+@dataclass(slots=True)
 class Session:
     """One Responses WebSocket: its upgrade's call, and its messages' calls as they go."""
 
@@ -78,7 +107,7 @@ class Session:
     # Sent upstream, their `response.created` not yet come: by lane (`stream_id`), in order.
     unanswered: dict[str | None, deque[Call]] = field(default_factory=dict)
     answering: dict[str, Call] = field(default_factory=dict)  # by response id
-    ended: list[Call] = field(default_factory=list)
+    ended: Tally = field(default_factory=Tally)
 
     def open_calls(self) -> list[Call]:
         return [*(c for queue in self.unanswered.values() for c in queue), *self.answering.values()]
@@ -123,7 +152,11 @@ class ResponsesSocket:
             message.drop()
             session.waiting.append(Waiting(message.content, message.is_text))
             return
-        self._take(flow, session, message.content, message.is_text, message)
+        try:
+            self._take(flow, session, message.content, message.is_text, message)
+        except Exception:  # never sent undecided; and the hook goes on, to keep the message out of the flow
+            logger.exception("Tollgate: deciding a message on the Responses WebSocket failed; it was not sent")
+            message.drop()
 
     def _session(self, flow: http.HTTPFlow) -> Session | None:
         session = self._sessions.get(flow)
@@ -197,10 +230,16 @@ class ResponsesSocket:
             call.body = None
             self._end(session, call)
             return
-        self._conclude(flow, session, call, exchange, sent, None)
+        try:
+            self._conclude(flow, session, call, exchange, sent, None)
+        except Exception:
+            logger.exception("Tollgate: deciding a message on the Responses WebSocket failed; it was not sent")
         while session.waiting and not session.busy and not session.closed:
             waiting = session.waiting.popleft()
-            self._take(flow, session, waiting.content, waiting.is_text, None)
+            try:
+                self._take(flow, session, waiting.content, waiting.is_text, None)
+            except Exception:
+                logger.exception("Tollgate: deciding a message on the Responses WebSocket failed; it was not sent")
 
     def _conclude(
         self,
@@ -285,7 +324,7 @@ class ResponsesSocket:
         try:
             self._record(call)
         finally:
-            session.ended.append(call)
+            session.ended.add(call)
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         """After `WebSocket.websocket_end`, which says how the WebSocket ended: each response still
@@ -321,26 +360,12 @@ class ResponsesSocket:
         session.unanswered.clear()
         session.answering.clear()
         session.waiting.clear()
-        ended = session.ended
-        flow.comment = summary(session.call, ended)
+        flow.comment = session.ended.summary(session.call)
         flow.metadata[CALL] = {
             "event": "responses_websocket",
             "client": session.call.client,
-            "request_ids": [c.request_id for c in ended],
+            "request_ids": session.ended.request_ids,
         }
-
-
-def summary(session: Call, ended: list[Call]) -> str:
-    """mitmweb's one line for the session: its responses, their tokens and cost together."""
-    tokens_in = sum((c.usage.input_tokens or 0) for c in ended if c.usage is not None)
-    tokens_out = sum((c.usage.output_tokens or 0) for c in ended if c.usage is not None)
-    costs = [c.cost_nanousd() for c in ended]
-    cost = f" · {dollars_text(sum(c for c in costs if c is not None))}" if any(c is not None for c in costs) else ""
-    refused = sum(1 for c in ended if c.answered_by_tollgate)
-    denied = f" ({refused} refused)" if refused else ""
-    who = session.client or "anonymous"
-    responses = f"{len(ended)} responses{denied}"
-    return f"{who} · {session.provider} · Responses WebSocket · {responses} · {tokens_in}→{tokens_out} tokens{cost}"
 
 
 def _inject(flow: http.HTTPFlow, to_client: bool, content: bytes) -> None:
