@@ -25,6 +25,8 @@ from tollgate.auditlog import PROCESS_EVENTS
 
 NODE_CLIENTS = ROOT / ".node-clients"
 CODEX = NODE_CLIENTS / "node_modules" / ".bin" / "codex"
+# The release these tests were written against: a newer one may warm up or ask otherwise.
+CODEX_VERSION = "0.169.0"
 REAL = "sk-REAL-openai-for-codex-5ecret"
 VIRTUAL = "tg-VIRTUAL-codex-user-5ecret"
 ANSWER = "Hello from the fake upstream."
@@ -38,16 +40,18 @@ PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "AL
 def codex() -> Path:
     if not shutil.which("node") or not shutil.which("npm"):
         pytest.skip("node and npm are not installed")
-    if not CODEX.exists():
+    installed = NODE_CLIENTS / "node_modules" / "@openai" / "codex" / "package.json"
+    if not CODEX.exists() or json.loads(installed.read_text()).get("version") != CODEX_VERSION:
         NODE_CLIENTS.mkdir(exist_ok=True)
+        package = f"@openai/codex@{CODEX_VERSION}"
         done = subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", "--fetch-timeout=60000", "@openai/codex"],
+            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", "--fetch-timeout=60000", package],
             cwd=NODE_CLIENTS,
             capture_output=True,
             text=True,
             timeout=600,
         )
-        assert done.returncode == 0, f"npm could not install @openai/codex: {done.stderr[-500:]}"
+        assert done.returncode == 0, f"npm could not install {package}: {done.stderr[-500:]}"
     return CODEX
 
 
