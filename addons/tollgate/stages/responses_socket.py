@@ -92,7 +92,8 @@ class Tally:
         refused = f" ({self.refused} refused)" if self.refused else ""
         cost = "" if self.cost_nanousd is None else f" · {dollars_text(self.cost_nanousd)}"
         tokens = f"{self.input_tokens}→{self.output_tokens} tokens{cost}"
-        responses = f"{len(self.request_ids)} responses{refused}"
+        count = len(self.request_ids)
+        responses = f"{count} response{'' if count == 1 else 's'}{refused}"
         return f"{session.client or 'anonymous'} · {session.provider} · Responses WebSocket · {responses} · {tokens}"
 
 

@@ -279,4 +279,4 @@ def test_a_response_open_when_the_websocket_ends_is_audited_with_how_it_ended():
         "client": "alice",
         "request_ids": [record["request_id"]],
     }
-    assert flow.comment == "alice · openai · Responses WebSocket · 1 responses · 0→0 tokens"
+    assert flow.comment == "alice · openai · Responses WebSocket · 1 response · 0→0 tokens"
