@@ -190,6 +190,9 @@ class Classification:
     # credential swapped, decided and audited like any call, but it names no model, reports no
     # tokens and is counted against no limit.
     service: bool = False
+    # An upgrade to a WebSocket whose messages are the calls (the Responses API's WebSocket mode):
+    # the connection is identified and given its credential, each message is decided and audited.
+    session: bool = False
 
 
 def usd(nano: int) -> float:
@@ -290,6 +293,9 @@ class Call:
     ledger_error: str | None = None
     # Its conversation's earlier turns went upstream as a summary (`rollup:`).
     rolled_up: RolledUp | None = None
+    # How it went: an HTTP request, or over a WebSocket (a Realtime session, a message of the
+    # Responses API's WebSocket mode).
+    transport: Literal["http", "websocket"] = "http"
     # `cost_nanousd`, with the usage, configuration and model it priced
     _cost: tuple[Usage, Loaded, str | None, int | None] | None = field(default=None, repr=False)
 
@@ -336,6 +342,7 @@ class Call:
             "endpoint": c.endpoint,
             "upstream_endpoint": self.sent().endpoint,
             "method": self.method,
+            "transport": self.transport,
             "host": self.host,
             "path": self.path,
             "requested_model": c.model,

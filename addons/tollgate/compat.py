@@ -1,7 +1,7 @@
 """What mitmproxy 12 cannot do through its addon API, and Tollgate needs: answer a failed
-upstream in the provider's own error shape, end one call that waits too long for its upstream, read
-the trailer fields of a body that came over HTTP/1, bound what a WebSocket message holds, and bound
-what a message's head holds.
+upstream in the provider's own error shape, end one call that waits too long for its upstream, tell a
+call its client ended from one its upstream did, read the trailer fields of a body that came over
+HTTP/1, bound what a WebSocket message holds, and bound what a message's head holds.
 
 mitmproxy sends a fixed HTML page when the upstream is unreachable or breaks before its headers,
 whatever the `error` hook did; mitmproxy PR #7999 proposes that a response set by the error hook be
@@ -85,6 +85,35 @@ def serve_responses_set_by_error_hook() -> None:
 
     stream_class.handle_protocol_error = handle_protocol_error  # type: ignore[method-assign]
     stream_class._tollgate_serves_error_responses = True  # type: ignore[attr-defined]
+
+
+# The flows whose client ended them: its connection closed, or its HTTP/2 (HTTP/3) stream reset.
+_ended_by_client: WeakSet[http.HTTPFlow] = WeakSet()
+
+
+def note_flows_ended_by_client() -> None:
+    """mitmproxy's `error` hook says why a flow failed only in words, and an HTTP/2 client that
+    resets its stream (CANCEL, as clients do when they stop reading) is worded as an upstream's
+    reset is ("stream reset by client"). Taught here, its HTTP stream notes each flow whose failure
+    came from the client's side of the proxy (a `RequestProtocolError`: the client left, reset the
+    stream or broke the protocol), for `ended_by_client`."""
+    stream_class = http_layers.HttpStream
+    if getattr(stream_class, "_tollgate_notes_client_ends", False):
+        return
+    original = stream_class.handle_protocol_error
+
+    def handle_protocol_error(self: Any, event: Any) -> Generator[Any, Any, None]:
+        if isinstance(event, RequestProtocolError):
+            _ended_by_client.add(self.flow)
+        return original(self, event)
+
+    stream_class.handle_protocol_error = handle_protocol_error  # type: ignore[method-assign]
+    stream_class._tollgate_notes_client_ends = True  # type: ignore[attr-defined]
+
+
+def ended_by_client(flow: http.HTTPFlow) -> bool:
+    """Whether the flow failed from its client's side (`note_flows_ended_by_client`)."""
+    return flow in _ended_by_client
 
 
 # Called with a flow whose request's last byte has gone to its upstream connection.

@@ -17,6 +17,7 @@ from .stages.ledger import Ledger
 from .stages.metrics import Metrics
 from .stages.override import Override
 from .stages.redact import Redact
+from .stages.responses_socket import ResponsesSocket, stays_on_the_socket
 from .stages.rollup import RollUp
 from .stages.route import Route
 from .stages.settings import Settings
@@ -77,6 +78,16 @@ def gateway() -> Gateway:
             credential.own,  # side headers out; the caller's own credential, as it came
             upstream_watch.handle,
         ),
+        # The Responses API's WebSocket: the connection identified and given its credential; its
+        # messages are the calls, each decided by `responses_socket`.
+        session=(audit_gate.handle, identify.handle, route.handle, credential.handle, upstream_watch.handle),
+    )
+    # Each response.create on the Responses API's WebSocket, as a POST /v1/responses would be
+    # (its caller and credential are its session's; its answer is the session's events).
+    responses_socket = ResponsesSocket(
+        shared,
+        CallSteps(audit_gate.handle, override.handle, stays_on_the_socket, ledger.handle, decide.handle),
+        audit.record,
     )
 
     return Gateway(
@@ -120,14 +131,18 @@ def gateway() -> Gateway:
         ],
         response=[translate.response, audit.response],  # a translated call's error in the caller's shape
         error=[upstream_watch.error, stream_tap.error, redact.error, audit.error],
-        websocket_message=[websocket.websocket_message],  # relayed; kept out of the flow
-        websocket_end=[websocket.websocket_end, audit.websocket_end],
+        websocket_message=[
+            responses_socket.websocket_message,  # a response.create decided, an answer's usage read
+            websocket.websocket_message,  # relayed; kept out of the flow
+        ],
+        websocket_end=[websocket.websocket_end, responses_socket.websocket_end, audit.websocket_end],
         done=[
             settings.done,
             decide.done,
             upstream_watch.done,
             stream_tap.done,
             redact.done,
+            responses_socket.done,  # the responses still open on a WebSocket, audited
             audit.done,
             tracing.done,  # after the audit's: the spans of the calls it ended exported
             ledger.done,

@@ -64,10 +64,14 @@ class CallSteps:
     raises refuses the call: mitmproxy would log the exception and run the later addons, and the
     call would go out unidentified or with the caller's credential."""
 
-    def __init__(self, *steps: CallStep, passthrough: tuple[CallStep, ...] = ()) -> None:
+    def __init__(
+        self, *steps: CallStep, passthrough: tuple[CallStep, ...] = (), session: tuple[CallStep, ...] = ()
+    ) -> None:
         self.steps = steps
         # The steps of a call outside the model API (`Classification.passthrough`), in their place.
         self.passthrough = passthrough
+        # The steps of an upgrade whose messages are the calls (`Classification.session`).
+        self.session = session
 
     def at_request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         return self._run(flow, at_headers=False)
@@ -79,8 +83,14 @@ class CallSteps:
         call = call_of(flow)
         if call is None or call.streamed_upload is not at_headers:
             return None
-        steps = self.passthrough if call.classification.passthrough else self.steps
+        c = call.classification
+        steps = self.passthrough if c.passthrough else self.session if c.session else self.steps
         return self._from(steps, 0, flow, call)
+
+    def run(self, flow: http.HTTPFlow, call: Call) -> Awaitable[None] | None:
+        """All the steps on a call of another kind than a request (a WebSocket message), with a
+        flow made for it: as for a request, the first that answers it ends them."""
+        return self._from(self.steps, 0, flow, call)
 
     def _from(self, steps: tuple[CallStep, ...], first: int, flow: http.HTTPFlow, call: Call) -> Awaitable[None] | None:
         for i in range(first, len(steps)):

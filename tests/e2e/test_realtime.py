@@ -115,7 +115,12 @@ def test_an_sdk_session_goes_with_the_real_key_and_is_audited_once_with_its_summ
         MODEL,
         MODEL,
     )
-    assert (record["decision"], record["status"], record["error"]) == ("allow", 101, None)
+    assert (record["decision"], record["status"], record["error"], record["transport"]) == (
+        "allow",
+        101,
+        None,
+        "websocket",
+    )
     assert (record["input_tokens"], record["output_tokens"], record["total_tokens"]) == (250, 50, 300)
     assert (record["cached_tokens"], record["reasoning_tokens"], record["finish_reason"]) == (104, None, "completed")
     # The session's usage counts audio with text tokens, which the table prices apart: not guessed.

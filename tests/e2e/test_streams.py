@@ -441,3 +441,30 @@ def test_a_client_that_says_goaway_with_its_request_still_gets_the_answer(gw):
     assert (answer.status, answer.reset, answer.json()["usage"]["total_tokens"]) == (200, None, 28)
     (record,) = gw.wait_audit(before + 1)[before:]
     assert (record["status"], record["total_tokens"], record["error"]) == (200, 28, None)
+
+
+ANTHROPIC_STREAM = json.dumps(
+    {"model": "claude-sonnet-4-5", "max_tokens": 100, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+).encode()
+ANTHROPIC_HEADERS = {"x-api-key": "sk-ant-own", "anthropic-version": "2023-06-01", "content-type": "application/json"}
+
+
+def test_an_http2_client_that_cancels_its_stream_has_disconnected_as_over_http1(gw):
+    # HTTP/2 clients (Codex, Node's fetch) stop reading a stream by resetting it (CANCEL): the
+    # client's doing, not the upstream's, before the answer's headers as after them.
+    gw.reset()
+    pieces = streams.anthropic()
+    gw.fakes["anthropic"].handler = lambda r: Reply(200, chunks=pieces, gate=lambda i: time.sleep(0.2))
+    mid_stream = H2Request("/v1/messages", ANTHROPIC_STREAM, ANTHROPIC_HEADERS, cancel_after=len(pieces[0]))
+    count = len(gw.audit())
+    (answer,) = h2_calls(gw.proxy.port, gw.bundle, "api.anthropic.com", [mid_stream], timeout=20)
+    assert (answer.status, answer.cancelled, answer.body) == (200, True, pieces[0])
+    record = gw.wait_audit(count + 1)[-1]
+    assert (record["status"], record["error"]) == (200, "client disconnected")
+    assert (record["input_tokens"], record["output_tokens"]) == (80, 1)  # what message_start said
+    gw.fakes["anthropic"].handler = lambda r: Reply(200, chunks=pieces, delay=1.0)
+    waiting = H2Request("/v1/messages", ANTHROPIC_STREAM, ANTHROPIC_HEADERS, cancel_in=0.3)
+    (answer,) = h2_calls(gw.proxy.port, gw.bundle, "api.anthropic.com", [waiting], timeout=20)
+    assert (answer.status, answer.cancelled) == (None, True)
+    record = gw.wait_audit(count + 2)[-1]
+    assert (record["status"], record["error"], record["decision"]) == (None, "client disconnected", "allow")

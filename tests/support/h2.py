@@ -17,6 +17,7 @@ from pathlib import Path
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import trustme
 from hyperframe.frame import GoAwayFrame
@@ -174,6 +175,7 @@ class H2Answer:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     reset: int | None = None  # the error code, when the proxy reset the stream
+    cancelled: bool = False  # the client reset it (CANCEL), as `H2Request` asked
     trailers: dict[str, str] = field(default_factory=dict)  # a HEADERS frame after the body
     seconds: float | None = None  # from the first request sent to the stream's end
 
@@ -187,6 +189,11 @@ class H2Request:
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
     trailers: dict[str, str] = field(default_factory=dict)  # a HEADERS frame after the body
+    # The client resets the stream (CANCEL), as HTTP/2 clients do when they stop reading: once this
+    # many bytes of its answer's body came (0: once its headers came), or this many seconds after it
+    # was sent, whichever is first.
+    cancel_after: int | None = None
+    cancel_in: float | None = None
 
 
 def h2_calls(
@@ -237,12 +244,30 @@ def h2_calls(
             tls.sendall(GoAwayFrame(0, last_stream_id=0, error_code=0).serialize())
         open_streams = set(ids)
         deadline = started + timeout
-        while open_streams and time.monotonic() < deadline:
-            tls.settimeout(max(0.01, deadline - time.monotonic()))
+        asked = dict(zip(ids, requests, strict=True))
+
+        def cancel_due() -> None:
+            for stream_id in list(open_streams):
+                request, answer = asked[stream_id], answers[stream_id]
+                late = request.cancel_in is not None and time.monotonic() >= started + request.cancel_in
+                read = request.cancel_after is not None and answer.status is not None
+                if late or (read and len(answer.body) >= (request.cancel_after or 0)):
+                    conn.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+                    answer.cancelled, answer.seconds = True, time.monotonic() - started
+                    open_streams.discard(stream_id)
+            if data_out := conn.data_to_send():
+                tls.sendall(data_out)
+
+        while True:
+            cancel_due()
+            if not open_streams or time.monotonic() >= deadline:
+                break
+            due = [started + asked[s].cancel_in for s in open_streams if asked[s].cancel_in is not None]  # type: ignore[operator]
+            tls.settimeout(max(0.01, min([*due, deadline]) - time.monotonic()))
             try:
                 data = tls.recv(65535)
             except TimeoutError:
-                break
+                continue
             if not data:
                 break
             for event in conn.receive_data(data):

@@ -131,6 +131,7 @@ def test_audit_record_values() -> None:
         "endpoint": "chat.completions",
         "upstream_endpoint": "chat.completions",
         "method": "POST",
+        "transport": "http",
         "host": "api.openai.com",
         "path": "/v1/chat/completions",
         "requested_model": "gpt-4o",

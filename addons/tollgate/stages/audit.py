@@ -69,12 +69,22 @@ class Audit:
         call = call_of(flow)
         if call is None:
             return
-        call.ended = time.time()
         if flow.response is not None:
             # Set at `responseheaders`, or with Tollgate's own answers; else (a response an addon set) now.
             if call.status is None and REQUEST_ID_HEADER not in flow.response.headers:
                 flow.response.headers[REQUEST_ID_HEADER] = call.request_id
             call.status = flow.response.status_code
+        record = self.record(call)
+        flow.comment = encodable(call.summary())
+        if marker := call.flow_marker():  # left alone otherwise: a marker the user set in the meantime
+            flow.marked = marker
+        # From here on the flow carries plain data that saved flows can hold: the audit record.
+        flow.metadata[CALL] = storable(record)
+
+    def record(self, call: Call) -> dict[str, Any]:
+        """The call has ended: its record written and told to those who follow the calls' ends (and
+        returned). A flow's call ends at its flow's end; a WebSocket message's when its answer does."""
+        call.ended = time.time()
         record = call.audit_record()
         if self.shared.audit is not None:
             self.shared.audit.write(record)
@@ -83,11 +93,7 @@ class Audit:
                 recorded(call, record)
             except Exception:  # the flow's comment and marker still follow
                 logger.exception(f"Tollgate: {recorded.__qualname__} failed")
-        flow.comment = encodable(call.summary())
-        if marker := call.flow_marker():  # left alone otherwise: a marker the user set in the meantime
-            flow.marked = marker
-        # From here on the flow carries plain data that saved flows can hold: the audit record.
-        flow.metadata[CALL] = storable(record)
+        return record
 
 
 class AuditGate:

@@ -94,13 +94,20 @@ def name_captured_host(flow: http.HTTPFlow) -> None:
         request.data.host = host  # the Host header as it came: `request.host = …` would rewrite it
 
 
-def check_upgrade(headers: dict[bytes, bytes], endpoint: str | None) -> None:
-    """Only OpenAI's Realtime WebSocket is upgraded: Tollgate reads its messages. Any other upgrade
-    would turn the connection into one Tollgate cannot read."""
+def check_upgrade(headers: dict[bytes, bytes], classification: Classification) -> None:
+    """Only OpenAI's WebSockets are upgraded, Realtime and the Responses API's, whose messages
+    Tollgate reads. Any other upgrade would turn the connection into one Tollgate cannot read; and
+    the Responses API's WebSocket endpoint is nothing else."""
     upgrade = headers.get(b"upgrade")
+    endpoint = classification.endpoint
     if upgrade is None:
+        if classification.session:
+            raise Unreadable("this path opens the Responses API's WebSocket, and this request is no upgrade").at(
+                endpoint
+            )
         return
-    if endpoint != "realtime" or upgrade.lower() != b"websocket":
+    relayed = endpoint == "realtime" or classification.session
+    if not relayed or upgrade.lower() != b"websocket":
         raise Unreadable("Tollgate does not upgrade this connection to another protocol").at(endpoint)
 
 
@@ -186,7 +193,7 @@ class Classify:
             data = read_request_json(request_body(request, headers)) if read_body else None
             call.classification = provider.classify_at(host, request.method, path, data, query)
             provider.read_headers(headers, call.classification)
-            check_upgrade(headers, call.classification.endpoint)
+            check_upgrade(headers, call.classification)
         except Unreadable as e:
             call.classification = Classification(endpoint=e.endpoint)
             call.error = f"bad request: {e}"

@@ -53,6 +53,7 @@ class UpstreamWatch:
     def load(self, _loader: object) -> None:
         compat.end_flows_waiting_for_response()
         compat.note_requests_sent(_request_sent)
+        compat.note_flows_ended_by_client()
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         self._open.add(data.server.id)
@@ -163,7 +164,9 @@ class UpstreamWatch:
         if call is None:
             return
         message = flow.error.msg if flow.error else "unknown error"
-        if "Client disconnected" in message or not flow.client_conn.connected:
+        # The client left: its connection closed, or its HTTP/2 stream reset (mitmproxy's message
+        # for that reads as an upstream's reset does).
+        if compat.ended_by_client(flow) or "Client disconnected" in message or not flow.client_conn.connected:
             if call.error is None:
                 call.error, call.failure = CLIENT_DISCONNECTED, Failure.CLIENT_DISCONNECTED
             return

@@ -68,15 +68,16 @@ class WebSocket:
     def _check(self, flow: http.HTTPFlow, call: Call) -> None:
         headers = call.headers
         realtime = call.classification.endpoint == REALTIME
+        relayed = realtime or call.classification.session  # the WebSockets whose messages Tollgate reads
         if (
-            realtime
+            relayed
             and b"upgrade" in headers
             and flow.response is None
             and not (self.relays_websocket and is_relayed_upgrade(headers))
         ):
             call.error = "bad request: not a WebSocket upgrade Tollgate relays"
-            refuse(flow, call, BAD_REQUEST, "Tollgate relays the Realtime API over WebSocket (version 13) only.")
-        if realtime and EXTENSIONS in headers and flow.response is None:
+            refuse(flow, call, BAD_REQUEST, "Tollgate relays OpenAI's WebSockets over WebSocket (version 13) only.")
+        if relayed and EXTENSIONS in headers and flow.response is None:
             # No extension is negotiated: with permessage-deflate, mitmproxy would inflate every
             # message whole, without bound, before any hook sees it (a few KiB can inflate to GiB).
             flow.request.headers.fields = tuple(f for f in flow.request.headers.fields if f[0].lower() != EXTENSIONS)
@@ -121,7 +122,7 @@ class WebSocket:
         if len(messages) > 2 * KEPT_MESSAGES:
             del messages[:-KEPT_MESSAGES]
         call = call_of(flow)
-        if message.from_client or call is None:
+        if message.from_client or call is None or call.classification.session:  # a session's: `ResponsesSocket`
             return
         try:
             usage = response_done_usage(message.content)
@@ -144,6 +145,8 @@ class WebSocket:
             # Tollgate closed it: what either side did after (a dropped connection: 1006) is not the close.
             websocket.close_code, websocket.closed_by_client = compat.MESSAGE_TOO_BIG, from_client
         call = call_of(flow)
+        if call is not None:
+            call.transport = "websocket"
         if call is None or call.error is not None or websocket.close_code in NORMAL_CLOSE:
             return
         who = "client" if websocket.closed_by_client else "server"
