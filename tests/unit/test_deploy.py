@@ -1,0 +1,416 @@
+"""deploy/ checked offline: the Dockerfile lints clean and runs `tollgate serve` as the contract
+says; the Kubernetes manifests render with kustomize, validate against Kubernetes' schemas, and
+agree with the image and the configuration they carry (ports, probes, drain, non-root)."""
+
+from __future__ import annotations
+
+import http.server
+import importlib.util
+import itertools
+import re
+import subprocess
+import sys
+import threading
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from tests.support.deploy import (
+    CA_FILES,
+    DEPLOY,
+    DOCKERFILE,
+    INSTALL,
+    KUBERNETES,
+    ROOT,
+    env_file,
+    example_copy,
+    find,
+    instructions,
+    kustomize,
+    tool,
+)
+from tests.support.dockerignore import context_files, excluded, rules
+from tests.support.proxy import free_port
+
+from tollgate.config import load_config
+from tollgate.policy import Policy
+
+# drain_s's default (docs/configuration.md): how long a pod's calls may take to finish after SIGTERM.
+DRAIN_S_DEFAULT = 30
+# Kubernetes releases validated against: the oldest still common, and the newest the schemas know.
+KUBERNETES_VERSIONS = ("1.29", "latest")
+
+
+# --- the image ----------------------------------------------------------------------------------
+
+
+def test_the_dockerfile_lints_clean(tmp_path: Path) -> None:
+    # Every rule, at every level down to style, and no rule switched off inside the file; no
+    # configuration file of the machine's (hadolint reads one from the directory and HOME).
+    done = subprocess.run(
+        [tool("hadolint"), "--no-color", "--failure-threshold", "style", "--disable-ignore-pragma", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
+
+
+def image_command() -> list[str]:
+    (entrypoint,) = instructions("ENTRYPOINT")
+    (cmd,) = instructions("CMD")
+    return entrypoint.exec_form() + cmd.exec_form()
+
+
+def option(command: list[str], name: str) -> str:
+    """The value of mitmdump's `--name VALUE` or `--set name=VALUE` in a command."""
+    for flag, value in itertools.pairwise(command):
+        if flag == f"--{name.replace('_', '-')}":
+            return value
+        if flag == "--set" and value.startswith(f"{name}="):
+            return value.split("=", 1)[1]
+    raise AssertionError(f"{name} not in {command}")
+
+
+def test_the_image_runs_tollgate_serve_as_a_user_of_its_own_on_a_slim_python() -> None:
+    (base,) = instructions("FROM")
+    found = re.fullmatch(r"python:3\.(\d+)-slim(-\w+)?", base.arguments)
+    assert found is not None and int(found.group(1)) >= 12, base
+    (user,) = instructions("USER")
+    uid, _, gid = user.arguments.partition(":")
+    assert uid.isdigit() and int(uid) != 0 and gid != "0", user  # numeric: runAsNonRoot can check it
+    command = image_command()
+    assert command[:2] == ["tollgate", "serve"] and "--workers" not in command  # TOLLGATE_WORKERS, else 1
+    assert (option(command, "listen_host"), option(command, "listen_port")) == ("0.0.0.0", "8080")
+    assert option(command, "confdir") == "/etc/tollgate/ca"
+    assert option(command, "tollgate_config") == "/etc/tollgate/config/tollgate.yaml"
+    assert [i.arguments for i in instructions("STOPSIGNAL")] == ["SIGTERM"]
+    assert instructions("EXPOSE")[0].arguments.split() == ["8080", "9464"]
+    (check,) = instructions("HEALTHCHECK")
+    assert check.arguments.endswith('CMD ["python", "/opt/tollgate/src/deploy/healthcheck.py"]'), check
+
+
+def test_the_image_is_installed_by_the_script_its_test_runs() -> None:
+    steps = [(i.keyword, i.arguments) for i in instructions("COPY") + instructions("RUN")]
+    assert ("COPY", ". /opt/tollgate/src") in steps
+    assert ("RUN", "/opt/tollgate/src/deploy/install.sh /opt/tollgate/venv") in steps
+    # The context as Docker reads .dockerignore (its documentation's examples, read as it says)...
+    documented = rules("*/temp*\n*/*/temp*\ntemp?\n**/*.go\n")
+    assert excluded("somedir/temporary.txt", documented) and excluded("somedir/subdir/temporary.txt", documented)
+    assert excluded("tempa", documented) and excluded("a/b/c/x.go", documented) and excluded("x.go", documented)
+    assert not excluded("temporary.txt", documented) and not excluded("tempab", documented)
+    readme = rules("*.md\n!README*.md\nREADME-secret.md\n")
+    assert not excluded("README.md", readme) and not excluded("README-public.md", readme)
+    assert excluded("README-secret.md", readme) and excluded("notes.md", readme)
+    # A directory's exclusion is its files', and a later exception takes one back.
+    nested = rules("*\n!deploy/install.sh\n/ignored/**\n")
+    assert excluded("deploy/Dockerfile", nested) and not excluded("deploy/install.sh", nested)
+    # ... holds what that script installs and the image runs, and nothing else.
+    files = context_files(ROOT, ROOT / ".dockerignore")
+    assert {"pyproject.toml", "README.md", "addons/gateway.py", "addons/tollgate/__main__.py"} <= set(files)
+    assert {"deploy/install.sh", "deploy/healthcheck.py"} <= set(files)
+    outside = {f for f in files if not f.startswith("addons/tollgate/")} - {
+        "pyproject.toml",
+        "README.md",
+        "addons/gateway.py",
+        "deploy/install.sh",
+        "deploy/healthcheck.py",
+    }
+    assert outside == set()
+    assert not [f for f in files if "__pycache__" in f or ".egg-info" in f]
+
+
+HEALTHCHECK = DEPLOY / "healthcheck.py"
+
+
+@pytest.fixture
+def healthz() -> Iterator[tuple[str, list[tuple[int, bytes]]]]:
+    """A /healthz that answers what the test puts first in its list (status, body)."""
+    answers: list[tuple[int, bytes]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status, body = answers[0] if self.path == "/healthz" else (404, b"no such page")
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/healthz", answers
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+def health_check(url: str) -> subprocess.CompletedProcess[str]:
+    # A proxy in the environment (nothing listens there) must not be used for the check.
+    env = {"TOLLGATE_HEALTHZ": url, "HTTP_PROXY": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"}
+    return subprocess.run(
+        [sys.executable, str(HEALTHCHECK)], capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin", **env}
+    )
+
+
+def test_the_healthcheck_passes_on_200_and_fails_saying_why_otherwise(healthz) -> None:
+    url, answers = healthz
+    answers[:] = [(200, b"ok\n")]
+    done = health_check(url)
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"{url}: 200 ok\n", "")
+    answers[:] = [(503, b"draining\n")]
+    done = health_check(url)
+    assert (done.returncode, done.stdout, done.stderr) == (1, "", f"{url}: 503 draining\n")
+    nothing = f"http://127.0.0.1:{free_port()}/healthz"
+    done = health_check(nothing)
+    assert done.returncode == 1 and done.stderr.startswith(f"{nothing}: ") and "refused" in done.stderr
+
+
+def test_the_healthcheck_asks_the_port_the_configuration_serves_healthz_on() -> None:
+    spec = importlib.util.spec_from_file_location("healthcheck", HEALTHCHECK)
+    assert spec is not None and spec.loader is not None
+    healthcheck = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(healthcheck)
+    url = urlsplit(healthcheck.DEFAULT_URL)
+    listen = cluster_config()["metrics"]["listen"]
+    assert (url.hostname, url.port, url.path) == ("127.0.0.1", int(listen.rsplit(":", 1)[1]), "/healthz")
+
+
+# --- the Kubernetes manifests -------------------------------------------------------------------
+
+
+def cluster_config() -> dict[str, Any]:
+    return yaml.safe_load((KUBERNETES / "base" / "config" / "tollgate.yaml").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def base() -> list[dict[str, Any]]:
+    return kustomize(KUBERNETES / "base")
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    return kustomize(example_copy(tmp_path_factory.mktemp("kubernetes") / "kubernetes"))
+
+
+@pytest.fixture(scope="module")
+def autoscaled(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    return kustomize(example_copy(tmp_path_factory.mktemp("kubernetes") / "kubernetes", autoscale=True))
+
+
+def validate(objects: list[dict[str, Any]]) -> None:
+    """Each object against Kubernetes' schemas, strictly (an unknown field is an error)."""
+    try:
+        import kubernetes_validate
+    except ImportError:
+        pytest.skip(f"kubernetes-validate is not installed: {INSTALL}")
+    for version in KUBERNETES_VERSIONS:
+        release = kubernetes_validate.latest_version() if version == "latest" else version
+        for o in objects:
+            try:
+                kubernetes_validate.validate(o, release, strict=True)
+            except kubernetes_validate.ValidationError as e:
+                raise AssertionError(f"{o['kind']} {o['metadata']['name']} on Kubernetes {release}: {e}") from None
+
+
+def kinds(objects: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return sorted((o["kind"], re.sub(r"-[a-z0-9]{10}$", "", o["metadata"]["name"])) for o in objects)
+
+
+def test_the_base_renders_and_validates(base) -> None:
+    assert kinds(base) == [
+        ("ConfigMap", "tollgate-config"),
+        ("Deployment", "tollgate"),
+        ("Deployment", "tollgate-redis"),
+        ("NetworkPolicy", "tollgate-redis"),
+        ("PersistentVolumeClaim", "tollgate-redis-data"),
+        ("PodDisruptionBudget", "tollgate"),
+        ("Service", "tollgate"),
+        ("Service", "tollgate-redis"),
+    ]
+    validate(base)
+
+
+def test_the_example_renders_with_its_secrets_and_validates(example, base) -> None:
+    assert kinds(example) == sorted(
+        [*kinds(base), ("Namespace", "tollgate"), ("Secret", "tollgate-ca"), ("Secret", "tollgate-keys")]
+    )
+    validate(example)
+    assert {o["metadata"].get("namespace") for o in example if o["kind"] != "Namespace"} == {"tollgate"}
+    ca = find(example, "Secret", "tollgate-ca")
+    assert sorted(ca["data"]) == sorted(CA_FILES)
+    # The Deployment names the generated Secrets (their names carry a hash of their content).
+    pod = find(example, "Deployment", "tollgate")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "ca")
+    assert volume["secret"]["secretName"] == ca["metadata"]["name"]
+    keys = find(example, "Secret", "tollgate-keys")
+    assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": keys["metadata"]["name"]}}]
+    assert pod["containers"][0]["image"] == f"registry.example.com/tollgate:{project_version()}"
+
+
+def test_the_autoscale_component_adds_an_autoscaler_that_owns_the_replicas(autoscaled, example) -> None:
+    assert kinds(autoscaled) == sorted([*kinds(example), ("HorizontalPodAutoscaler", "tollgate")])
+    validate(autoscaled)
+    hpa = find(autoscaled, "HorizontalPodAutoscaler", "tollgate")
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", "tollgate")
+    assert "replicas" not in find(autoscaled, "Deployment", "tollgate")["spec"]
+    assert find(example, "Deployment", "tollgate")["spec"]["replicas"] >= 2
+
+
+def project_version() -> str:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+
+
+def gateway_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (container,) = find(objects, "Deployment", "tollgate")["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def port(container: dict[str, Any], name: str) -> int:
+    (number,) = [p["containerPort"] for p in container["ports"] if p["name"] == name]
+    return number
+
+
+def test_the_pods_listen_where_the_image_and_the_configuration_say(base) -> None:
+    container = gateway_container(base)
+    assert container["image"] == f"tollgate:{project_version()}"
+    assert "command" not in container and "args" not in container  # the image's `tollgate serve …`
+    command = image_command()
+    assert port(container, "proxy") == int(option(command, "listen_port"))
+    host, _, metrics = cluster_config()["metrics"]["listen"].rpartition(":")
+    assert host == "0.0.0.0"  # the kubelet probes the pod's address, not its loopback
+    assert port(container, "metrics") == int(metrics)
+    service = find(base, "Service", "tollgate")["spec"]
+    assert {(p["port"], p["targetPort"]) for p in service["ports"]} == {(8080, "proxy"), (int(metrics), "metrics")}
+    # A core for each worker the pod runs.
+    (workers,) = [v["value"] for v in container["env"] if v["name"] == "TOLLGATE_WORKERS"]
+    assert container["resources"]["requests"]["cpu"] == workers
+
+
+def test_probes_ask_healthz_and_a_pod_stops_only_after_its_drain(base) -> None:
+    pod = find(base, "Deployment", "tollgate")["spec"]["template"]["spec"]
+    container = gateway_container(base)
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}, probe
+    drain_s = cluster_config().get("drain_s", DRAIN_S_DEFAULT)
+    command = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep" and int(command[1]) > 0
+    pause = int(command[1])
+    # The grace period counts from the preStop: the pause and a whole drain must fit in it.
+    assert pod["terminationGracePeriodSeconds"] > pause + drain_s
+    # A draining pod answers 503: liveness must not restart it before its drain has ended.
+    liveness = container["livenessProbe"]
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] > pause + drain_s
+
+
+def pod_templates(objects: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    return [(o["metadata"]["name"], o["spec"]["template"]["spec"]) for o in objects if o["kind"] == "Deployment"]
+
+
+def test_every_pod_runs_as_the_restricted_pod_security_standard_asks(base) -> None:
+    (user,) = instructions("USER")
+    for name, pod in pod_templates(base):
+        security = pod["securityContext"]
+        assert security["runAsNonRoot"] is True and security["runAsUser"] != 0, name
+        assert security["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert pod["automountServiceAccountToken"] is False and pod["enableServiceLinks"] is False, name
+        for container in pod["containers"]:
+            assert container["securityContext"] == {
+                "allowPrivilegeEscalation": False,
+                "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"]},
+            }, name
+            assert "memory" in container["resources"]["limits"] and container["resources"]["requests"], name
+    gateway = find(base, "Deployment", "tollgate")["spec"]["template"]["spec"]["securityContext"]
+    assert f"{gateway['runAsUser']}:{gateway['runAsGroup']}" == user.arguments
+
+
+def mounts(objects: list[dict[str, Any]]) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """The gateway container's mount paths: (the mount, its volume)."""
+    pod = find(objects, "Deployment", "tollgate")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    return {m["mountPath"]: (m, volumes[m["name"]]) for m in gateway_container(objects)["volumeMounts"]}
+
+
+def test_the_configuration_ca_and_audit_are_mounted_where_the_image_reads_them(example) -> None:
+    command, mounted = image_command(), mounts(example)
+    config_path = Path(option(command, "tollgate_config"))
+    mount, volume = mounted[str(config_path.parent)]
+    assert mount["readOnly"] is True
+    config_map = find(example, "ConfigMap", volume["configMap"]["name"])
+    files = set(config_map["data"])
+    policy = cluster_config()["policy"]["rego"]
+    assert files == {config_path.name, *policy}
+    mount, volume = mounted[option(command, "confdir")]
+    assert mount["readOnly"] is True
+    assert sorted(find(example, "Secret", volume["secret"]["secretName"])["data"]) == sorted(CA_FILES)
+    # Writable places on a read-only root: the audit's directory, and /tmp for the supervisor.
+    audit = Path(cluster_config()["audit"]["path"])
+    for path in (str(audit.parent), "/tmp"):
+        mount, volume = mounted[path]
+        assert "emptyDir" in volume and not mount.get("readOnly"), path
+
+
+def variables(value: Any) -> Iterator[str]:
+    """The ${NAME}s of a configuration's string values, where Tollgate expands them."""
+    if isinstance(value, str):
+        yield from re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", value)
+    elif isinstance(value, dict | list):
+        for item in value.values() if isinstance(value, dict) else value:
+            yield from variables(item)
+
+
+def test_every_variable_of_the_configuration_is_in_the_keys_secret(example) -> None:
+    named = set(variables(cluster_config()))
+    keys = find(example, "Secret", "tollgate-keys")
+    assert named and named == set(keys["data"]) == set(env_file())
+    redis = find(example, "Deployment", "tollgate-redis")["spec"]["template"]["spec"]["containers"][0]
+    for variable in redis["env"]:
+        reference = variable["valueFrom"]["secretKeyRef"]
+        assert (reference["name"], reference["key"] in keys["data"]) == (keys["metadata"]["name"], True)
+
+
+def test_the_cluster_configuration_loads_and_its_policy_decides() -> None:
+    config_dir = KUBERNETES / "base" / "config"
+    config = load_config(config_dir / "tollgate.yaml", env=env_file())
+    assert [c.name for c in config.clients] == ["team-a"] and config.limits
+    policy = Policy(config.policy.rego)
+    document = {"client": {"name": "team-a", "groups": ["research"]}, "model": "gpt-4o-mini", "unread": []}
+    assert policy.decide(document).allowed
+    document["client"]["groups"] = ["suspended"]
+    assert policy.decide(document).deny_reasons == ("group suspended is blocked",)
+
+
+def test_the_ledger_is_the_redis_the_manifests_run_and_only_tollgate_reaches_it(base) -> None:
+    store = urlsplit(cluster_config()["ledger"]["store"])
+    assert store.scheme == "redis"
+    service = find(base, "Service", store.hostname or "")
+    assert [p["port"] for p in service["spec"]["ports"]] == [store.port]
+    redis = find(base, "Deployment", "tollgate-redis")
+    assert service["spec"]["selector"] == redis["spec"]["selector"]["matchLabels"]
+    assert "--appendonly" in redis["spec"]["template"]["spec"]["containers"][0]["args"]
+    gateway = find(base, "Deployment", "tollgate")["spec"]["selector"]["matchLabels"]
+    rule = find(base, "NetworkPolicy", "tollgate-redis")["spec"]
+    assert rule["podSelector"]["matchLabels"] == service["spec"]["selector"]
+    assert rule["ingress"] == [{"from": [{"podSelector": {"matchLabels": gateway}}], "ports": [{"port": "redis"}]}]
+
+
+def test_the_service_budget_and_template_select_the_same_pods(base) -> None:
+    deployment = find(base, "Deployment", "tollgate")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= labels.items()
+    assert find(base, "Service", "tollgate")["spec"]["selector"] == selector
+    assert find(base, "PodDisruptionBudget", "tollgate")["spec"]["selector"]["matchLabels"] == selector
+    ledger = find(base, "Deployment", "tollgate-redis")["spec"]["template"]["metadata"]["labels"]
+    assert not selector.items() <= ledger.items()  # the gateway's selector takes no Redis pod
