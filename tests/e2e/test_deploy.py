@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,7 @@ import trustme
 import yaml
 from tests.support.canned import provider_answers
 from tests.support.clients import run_client
-from tests.support.deploy import ROOT, example_copy, find, kustomize
+from tests.support.deploy import ROOT, dockerfile, example_copy, find, kustomize
 from tests.support.dockerignore import copy_context
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.proxy import free_port
@@ -165,6 +166,11 @@ def test_the_installed_image_serves_the_cluster_configuration_with_its_ca_secret
     ca = mounted(tmp_path / "etc" / "tollgate" / "ca", find(example, "Secret", "tollgate-ca")["data"], binary=True)
     bundle = tmp_path / "kubernetes" / "example" / "ca" / "ca-bundle.pem"
     before = sorted((p.name, p.stat().st_mtime_ns) for p in ca.iterdir())
+    # The image's environment and working directory (its ENV and WORKDIR), laid out here.
+    workdir = tmp_path / Path(instruction("WORKDIR")).relative_to("/")
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = {**image_env(image, tmp_path), **keys}
+    files = image_files(image)
 
     port = free_port()
     log = tmp_path / "mitmdump.log"
@@ -185,10 +191,10 @@ def test_the_installed_image_serves_the_cluster_configuration_with_its_ca_secret
                 "--set",
                 f"ssl_verify_upstream_trusted_ca={upstream_ca_pem}",
             ],
-            cwd=tmp_path,
+            cwd=workdir,
             stdout=output,
             stderr=subprocess.STDOUT,
-            env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), **keys},
+            env=env,
         )
     try:
         wait_listening(port, proxy)
@@ -222,6 +228,36 @@ def test_the_installed_image_serves_the_cluster_configuration_with_its_ca_secret
         proxy.wait(timeout=30)
         for fake in fakes.values():
             fake.close()
+    # Nor to the image's own files, from start to stop: its root filesystem may be read-only.
+    assert image_files(image) == files
+
+
+def instruction(keyword: str) -> str:
+    (found,) = [i.arguments for i in dockerfile() if i.keyword == keyword]
+    return found
+
+
+def image_env(image: Path, tmp_path: Path) -> dict[str, str]:
+    """The variables the image's ENV lines set, its paths laid out under `image` (/opt/tollgate)
+    and `tmp_path` (the rest), $PATH this machine's."""
+    env: dict[str, str] = {}
+    for line in (i.arguments for i in dockerfile() if i.keyword == "ENV"):
+        for pair in shlex.split(line):
+            name, _, value = pair.partition("=")
+            value = value.replace("$PATH", os.environ["PATH"])
+            value = value.replace("/opt/tollgate", str(image / "opt" / "tollgate"))
+            env[name] = value.replace("/var/lib/tollgate", str(tmp_path / "var" / "lib" / "tollgate"))
+    assert env["PYTHONDONTWRITEBYTECODE"] == "1" and "HOME" in env
+    return env
+
+
+def image_files(image: Path) -> dict[str, tuple[int, int]]:
+    """Every file of the image's tree: its modification time and size."""
+    return {
+        str(p.relative_to(image)): (p.lstat().st_mtime_ns, p.lstat().st_size)
+        for p in image.rglob("*")
+        if not p.is_dir() or p.is_symlink()
+    }
 
 
 def wait_call_record(audit: Path, timeout: float = 10.0) -> dict[str, Any]:
