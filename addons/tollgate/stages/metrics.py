@@ -1,10 +1,13 @@
 """Prometheus metrics (`metrics.listen`): Tollgate's process serves /metrics on its own port, from
 prometheus-client's HTTP server in a thread of its own, and every call's end is counted
-(`tollgate/metrics.py` says what)."""
+(`tollgate/metrics.py` says what). A worker of a fleet (`tollgate serve --workers N`) serves them on
+the loopback port `TOLLGATE_METRICS_LISTEN` names, whatever the configuration says: HAProxy serves
+the fleet's on `metrics.listen` from the workers'."""
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
@@ -12,6 +15,7 @@ from prometheus_client import start_http_server
 
 from ..call import Call
 from ..config import Config, ConfigError
+from ..fleet import METRICS_LISTEN_ENV
 from ..metrics import MetricSet
 from .shared import Shared
 
@@ -25,13 +29,15 @@ class Metrics:
         self._set: MetricSet | None = None
         self._server: WSGIServer | None = None
         self._listen: str | None = None
+        # A worker of a fleet serves on a loopback port of its own, HAProxy on metrics.listen.
+        self._fleet_listen = os.environ.get(METRICS_LISTEN_ENV) or None
 
     def open(self, config: Config) -> None:
         """Before a configuration is swapped in (`Settings`): /metrics served where it says, the
         server restarted when that changed, stopped when it says nothing. ConfigError when the
         address cannot be listened on (the server in force keeps serving)."""
         settings = config.metrics
-        listen = settings.listen
+        listen = self._fleet_listen or settings.listen
         if listen is None:
             self._stop()
             self.shared.metrics = None
