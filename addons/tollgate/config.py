@@ -22,6 +22,7 @@ from .providers.openai import OpenAI
 from .settings_models import ProviderConfig, Strict, base_url
 
 PROVIDER_NAMES = tuple(PROVIDERS)
+DRAIN_S = 30.0  # `drain_s` when the file names none
 
 
 class ConfigError(Exception):
@@ -378,6 +379,9 @@ class Config(Strict):
     limits: tuple[LimitRule, ...] = ()
     ledger: LedgerConfig = LedgerConfig()
     metrics: MetricsConfig = MetricsConfig()
+    # Seconds a SIGTERM gives the calls in flight to finish before the process exits (0: exit at
+    # once, as mitmproxy would); see stages/drain.py.
+    drain_s: float = Field(default=DRAIN_S, ge=0, allow_inf_nan=False)
 
     @property
     def anonymous_allowed(self) -> bool:

@@ -9,6 +9,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -212,6 +213,7 @@ def test_the_audit_opens_with_the_started_record_naming_the_configuration_by_its
     record = started(tmp_path / "audit.jsonl")
     assert record == {
         "event": "tollgate_started",
+        "instance": socket.gethostname(),  # no TOLLGATE_INSTANCE: the host's name
         "ts": record["ts"],
         "version": importlib.metadata.version("tollgate"),
         "pid": os.getpid(),
