@@ -11,25 +11,23 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .auditlog import INSTANCE_ENV, instance_name
 from .config import Config
 
 # The environment a worker of a fleet gets (and `tollgate serve` reads).
 WORKERS_ENV = "TOLLGATE_WORKERS"  # serve's --workers when the command line gives none
 LISTEN_ENV = "TOLLGATE_LISTEN"  # HOST:PORT or :PORT, as run.sh reads it
-INSTANCE_ENV = "TOLLGATE_INSTANCE"  # the audit's `instance`: <host>/w<i>
 FLEET_ENV = "TOLLGATE_FLEET_WORKERS"  # how many workers share the configuration (set only for N > 1)
 METRICS_LISTEN_ENV = "TOLLGATE_METRICS_LISTEN"  # a worker's own /metrics and /healthz, in place of metrics.listen
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # where the workers' metrics meet
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
-DEFAULT_DRAIN_S = 30.0  # a worker's drain, when the configuration names none
 
 REGULAR = "regular"  # mitmproxy's mode without --mode: a proxy its clients are told of
 # The options whose value a fleet reads, each with its value in the next argument or after "=".
@@ -182,9 +180,10 @@ def fleet_workers(env: Mapping[str, str]) -> int:
     return int(text) if text.isdigit() else 1
 
 
-def instance_name(env: Mapping[str, str], index: int) -> str:
-    """A worker's `instance`: the host (TOLLGATE_INSTANCE when set, else the host name) and the worker."""
-    return f"{env.get(INSTANCE_ENV) or socket.gethostname()}/w{index}"
+def worker_instance(env: Mapping[str, str], index: int) -> str:
+    """A worker's `instance` (TOLLGATE_INSTANCE): the host's (TOLLGATE_INSTANCE when set, else the
+    host name), then the worker's number."""
+    return f"{instance_name(env)}/w{index}"
 
 
 def host_port(host: str, port: int) -> str:
@@ -284,7 +283,7 @@ def worker_args(passed: Sequence[str], worker: Worker) -> list[str]:
 def worker_env(base: Mapping[str, str], worker: Worker, workers: int, metrics_dir: Path) -> dict[str, str]:
     return {
         **base,
-        INSTANCE_ENV: instance_name(base, worker.index),
+        INSTANCE_ENV: worker_instance(base, worker.index),
         FLEET_ENV: str(workers),
         METRICS_LISTEN_ENV: f"127.0.0.1:{worker.health_port}",
         MULTIPROC_ENV: str(metrics_dir),

@@ -30,10 +30,9 @@ from functools import partial
 from pathlib import Path
 from typing import IO
 
+from .auditlog import INSTANCE_ENV
 from .config import ConfigError, load_config
 from .fleet import (
-    DEFAULT_DRAIN_S,
-    INSTANCE_ENV,
     FleetError,
     ServeArgs,
     Worker,
@@ -42,11 +41,11 @@ from .fleet import (
     fleet_config_problem,
     fleet_mode_problem,
     haproxy_config,
-    instance_name,
     metrics_address,
     parse_serve_args,
     worker_args,
     worker_env,
+    worker_instance,
 )
 
 START_TIMEOUT = 60.0  # seconds for a worker, or HAProxy, to serve after it was started
@@ -103,7 +102,7 @@ def serve(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
         if args.workers == 1:
             # One worker: mitmdump itself, as ./run.sh runs it.
             listen = ["--listen-host", args.listen_host, "--listen-port", str(args.listen_port)]
-            env[INSTANCE_ENV] = instance_name(env, 1)
+            env[INSTANCE_ENV] = worker_instance(env, 1)
             sys.stdout.flush()
             os.execvpe(command[0], [*command, *args.passed, *listen], env)
         plan = fleet_plan(args)
@@ -138,7 +137,7 @@ def fleet_plan(args: ServeArgs) -> tuple[float, tuple[str, int] | None]:
         raise FleetError(f"Tollgate configuration: {problem}")
     if shutil.which("haproxy") is None:
         raise FleetError(HAPROXY_INSTALL)
-    return float(getattr(config, "drain_s", DEFAULT_DRAIN_S)), metrics_address(config)
+    return config.drain_s, metrics_address(config)
 
 
 def free_ports(count: int) -> list[int]:

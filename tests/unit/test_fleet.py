@@ -4,6 +4,7 @@ configuration, the back-off."""
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -20,10 +21,10 @@ from tollgate.fleet import (
     fleet_mode_problem,
     haproxy_config,
     host_port,
-    instance_name,
     parse_serve_args,
     worker_args,
     worker_env,
+    worker_instance,
 )
 
 
@@ -128,7 +129,7 @@ def test_each_worker_has_its_port_instance_and_the_fleets_metrics(tmp_path):
         "TOLLGATE_METRICS_LISTEN": "127.0.0.1:40002",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
     }
-    assert instance_name({}, 1).endswith("/w1")
+    assert worker_instance({}, 1) == f"{socket.gethostname()}/w1"
 
 
 @pytest.mark.parametrize(("host", "address"), [("127.0.0.1", "127.0.0.1:8080"), ("::1", "[::1]:8080"), ("", ":::8080")])
