@@ -102,6 +102,7 @@ class AuditLog:
         self.instance = instance_name() if instance is None else instance
         # Read by AuditGate on every call, written by the writer thread only.
         self.failing = False
+        self.problem: str | None = None  # while failing: why, in words (for /healthz)
         self.calls = 0  # the call records given to `write` (the event loop's count)
         # structlog's renderer, without a bound logger around it: a record is a whole event dict
         # already (its "event" first). A file gets UTF-8 from orjson (the standard library's
@@ -171,6 +172,7 @@ class AuditLog:
         try:
             self._write_all()
         except BaseException:  # a bug: refuse calls rather than serve them unrecorded
+            self.problem = f"the writer for {self.path} stopped"
             self.failing = True
             logger.exception(f"Tollgate: the audit writer for {self.path} stopped; calls are refused")
 
@@ -241,6 +243,7 @@ class AuditLog:
                     self._held.popleft()
         except OSError as e:
             self._retry_at = time.monotonic() + RETRY_DELAY
+            self.problem = f"cannot write to {self.path}: {e.strerror or e}"
             if not self.failing:
                 self.failing = True
                 self._say(
@@ -251,6 +254,7 @@ class AuditLog:
             return
         if self.failing:
             self.failing = False
+            self.problem = None
             self._say(
                 logging.INFO,
                 f"Tollgate: the audit is written to {self.path} again ({held} held records written); calls are"

@@ -358,12 +358,15 @@ class MetricsConfig(Strict):
     @field_validator("listen")
     @classmethod
     def _host_port(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError("must be host:port, e.g. 127.0.0.1:9464")
-        return value
+        return None if value is None else listen_address(value)
+
+
+def listen_address(value: str) -> str:
+    """`value` when it is a `host:port` to serve on; else ValueError saying what it should be."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be host:port, e.g. 127.0.0.1:9464")
+    return value
 
 
 class Config(Strict):

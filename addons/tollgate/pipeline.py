@@ -93,7 +93,7 @@ def gateway() -> Gateway:
     return Gateway(
         load=[settings.load, upstream_watch.load, stream_tap.load, websocket.load],
         configure=[settings.configure, websocket.configure, tracing.configure],
-        running=[settings.running, decide.running],
+        running=[settings.running, decide.running, metrics.running],
         # A CONNECT whose head passed 64 KiB is refused (431), and audited when its host is a provider's.
         http_connect=[classify.http_connect, identify.forget_proxy_password, redact.http_connect],
         http_connect_error=[audit.http_connect_error],

@@ -166,3 +166,9 @@ def test_metrics_count_what_was_done_and_agree_with_the_audit(g) -> None:
     # Names only: no key, no token, no text.
     for secret in (*KEYS.values(), *REAL.values(), PROMPT, "purple", "sha256:"):
         assert secret not in text
+
+
+def test_healthz_answers_ok_beside_metrics(g) -> None:
+    """A balancer's or Kubernetes' probe: 200 `ok` while the proxy serves, on metrics.listen."""
+    with urllib.request.urlopen(f"http://{LISTEN}/healthz", timeout=10) as r:
+        assert (r.status, r.headers["content-type"], r.read()) == (200, "text/plain; charset=utf-8", b"ok\n")

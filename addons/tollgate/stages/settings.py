@@ -276,10 +276,13 @@ class Settings:
             self._apply(path)
         except ConfigError as e:
             logger.error(f"Tollgate: configuration not reloaded, the last good one stays in force: {e}")
+            self.shared.config_problem = str(e)
             return
         except Exception as e:  # the watch must go on; the type alone: a message might quote a secret
             logger.error(f"Tollgate: configuration not reloaded, the last good one stays in force: {type(e).__name__}")
+            self.shared.config_problem = type(e).__name__
             return
+        self.shared.config_problem = None
         assert self.shared.loaded is not None
         self._allow_governed_hosts()  # the hosts it adds decrypted, those it dropped no longer
         logger.info(f"Tollgate: configuration reloaded from {path}: {summary(self.shared.loaded.config)}")

@@ -104,6 +104,11 @@ class Shared:
         # at start-up (a busy port) by raising out of its event loop, and asyncio waits for ever
         # for a process cancelled while it is being made (its pipes are never connected).
         self.running = False
+        # Set by `Drain` at SIGTERM: the proxy takes no new connection and ends once its calls have.
+        self.draining = False
+        # Why the configuration file's last edit was not loaded (the last good one is in force);
+        # None when it was. Read by /healthz.
+        self.config_problem: str | None = None
 
     def apply(self, loaded: Loaded, audit: AuditLog | None, ledger: Store | None = None) -> None:
         """Swap in a configuration, its audit log and its ledger's store; stop the policy, audit log
