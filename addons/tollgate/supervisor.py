@@ -49,7 +49,10 @@ from .fleet import (
 )
 
 START_TIMEOUT = 60.0  # seconds for a worker, or HAProxy, to serve after it was started
-POLL = 0.1  # seconds between two looks at the processes
+POLL = 0.1  # seconds between two looks at a process starting
+# Seconds between two looks at the processes when no signal wakes the supervisor first (SIGCHLD
+# does when one exits): a worker's death is seen at once, and an idle fleet costs nothing.
+WATCH = 5.0
 STAYED_UP = 30.0  # seconds up after which a worker's next death is not counted as soon after its last
 DRAIN_MARGIN = 10.0  # seconds past drain_s before a worker still draining is killed
 TAIL_LINES = 20  # console lines kept per process, to say why one failed
@@ -298,11 +301,13 @@ class Fleet:
         )
         self.haproxy = Child("haproxy", [shutil.which("haproxy") or "haproxy", "-db", "-f", str(config)], env)
         self.stopping = 0  # signals received asking the fleet to stop
+        self._wake = threading.Event()  # a signal came: a child exited, or a stop is asked
 
     # ---- the command's life
 
     def run(self) -> int:
         previous = {s: signal.signal(s, self._stop_asked) for s in (signal.SIGTERM, signal.SIGINT)}
+        previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, lambda _signum, _frame: self._wake.set())
         try:
             try:
                 self._start()
@@ -318,6 +323,7 @@ class Fleet:
 
     def _stop_asked(self, signum: int, _frame: object) -> None:
         self.stopping += 1
+        self._wake.set()
         if self.stopping > 1:  # asked again while draining: the workers are told again, HAProxy stops
             for child in self.children:
                 child.signal(signal.SIGTERM)
@@ -366,10 +372,12 @@ class Fleet:
     def _watch(self) -> int:
         """Until asked to stop: dead workers started again, after their back-off."""
         while not self.stopping:
+            self._wake.clear()
             now = time.monotonic()
             for child in [*self.children, self.haproxy]:
                 self._look_after(child, now)
-            time.sleep(POLL)
+            restarts = [c.restart_at for c in [*self.children, self.haproxy] if c.restart_at is not None]
+            self._wake.wait(min([WATCH, *(at - time.monotonic() for at in restarts)]) if restarts else WATCH)
         return self._drain()
 
     def _look_after(self, child: Child, now: float) -> None:
