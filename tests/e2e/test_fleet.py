@@ -11,6 +11,7 @@ import time
 import urllib.request
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -353,5 +354,22 @@ def test_what_a_fleet_cannot_run_is_refused_at_start(tmp_path, confdir, upstream
         assert said in fleet.console()
         assert "mitmdump" not in " ".join(p[2] for p in processes() if p[1] == fleet.process.pid)
         assert not fleet.audit_path.exists()  # no worker started
+    finally:
+        fleet.stop()
+
+
+def test_one_worker_is_mitmdump_itself_without_haproxy(tmp_path, fakes, confdir, upstream_ca_pem, bundle):
+    data = {"providers": {"openai": {"upstream": fakes["openai"].url, "keys": [REAL_OPENAI]}}}
+    fleet = Fleet(tmp_path, data, confdir, upstream_ca_pem, workers=1)
+    try:
+        deadline = time.monotonic() + 60
+        while not accepts(fleet.port) and fleet.process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        command = Path(f"/proc/{fleet.process.pid}/cmdline").read_bytes().split(b"\0")
+        assert Path(command[1].decode()).name == "mitmdump"  # run.sh and tollgate serve became it (its script)
+        assert not [p for p in processes() if p[1] == fleet.process.pid and "haproxy" in p[2]]
+        assert openai_calls(fleet, bundle, "sk-caller-own", 1) == {"outcomes": ["ok"]}
+        [call] = fleet.wait_calls(1)
+        assert call["instance"] == f"{HOST}/w1"
     finally:
         fleet.stop()
