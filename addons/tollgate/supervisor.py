@@ -41,6 +41,7 @@ from .fleet import (
     fleet_config_problem,
     fleet_mode_problem,
     haproxy_config,
+    host_port,
     metrics_address,
     parse_serve_args,
     worker_args,
@@ -140,7 +141,24 @@ def fleet_plan(args: ServeArgs) -> tuple[float, tuple[str, int] | None]:
         raise FleetError(f"Tollgate configuration: {problem}")
     if shutil.which("haproxy") is None:
         raise FleetError(HAPROXY_INSTALL)
-    return config.drain_s, metrics_address(config)
+    metrics = metrics_address(config)
+    check_listenable(args.listen_host, args.listen_port, "the listen address")
+    if metrics is not None:
+        check_listenable(*metrics, "metrics.listen")
+    return config.drain_s, metrics
+
+
+def check_listenable(host: str, port: int, what: str) -> None:
+    """FleetError unless HAProxy will be able to listen there (taken, or a port this user may not
+    open): found before any worker starts, rather than once they all have."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as HAProxy binds
+            probe.bind(address)
+    except OSError as e:
+        raise FleetError(f"{what}: cannot listen on {host_port(host, port)}: {e.strerror or e}") from None
 
 
 def free_ports(count: int) -> list[int]:
@@ -312,8 +330,11 @@ class Fleet:
             try:
                 self._start()
             except FleetError as e:
-                say(str(e))
                 self._stop_now()
+                if self.stopping:  # asked to stop: nothing was served yet, nothing is left to drain
+                    say("stopped while starting")
+                    return 0
+                say(str(e))
                 return 1
             return self._watch()
         finally:

@@ -358,6 +358,19 @@ def test_what_a_fleet_cannot_run_is_refused_at_start(tmp_path, confdir, upstream
         fleet.stop()
 
 
+def test_a_listen_address_taken_stops_the_fleet_before_any_worker_starts(tmp_path, confdir, upstream_ca_pem):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        fleet = Fleet(tmp_path, {}, confdir, upstream_ca_pem, port=port)
+        try:
+            assert fleet.wait_exit(30) == 1
+            said = f"tollgate serve: the listen address: cannot listen on 127.0.0.1:{port}: Address already in use"
+            assert said in fleet.console()
+            assert not fleet.audit_path.exists()  # no worker started
+        finally:
+            fleet.stop()
+
+
 def test_one_worker_is_mitmdump_itself_without_haproxy(tmp_path, fakes, confdir, upstream_ca_pem, bundle):
     data = {"providers": {"openai": {"upstream": fakes["openai"].url, "keys": [REAL_OPENAI]}}}
     fleet = Fleet(tmp_path, data, confdir, upstream_ca_pem, workers=1)

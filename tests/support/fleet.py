@@ -37,9 +37,10 @@ class Fleet:
         upstream_ca_pem: Path,
         *extra: str,
         workers: int = 2,
+        port: int | None = None,
     ) -> None:
         self.workdir = workdir
-        self.port = free_port()
+        self.port = port or free_port()
         self.audit_path = workdir / "audit.jsonl"
         self.config_path = workdir / "tollgate.yaml"
         if config is not None:
