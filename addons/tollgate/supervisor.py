@@ -16,6 +16,7 @@ import contextlib
 import ctypes
 import http.client
 import os
+import re
 import shutil
 import signal
 import socket
@@ -289,8 +290,24 @@ class Child:
 
     def why(self, status: int) -> str:
         how = f"was killed by {signal.Signals(-status).name}" if status < 0 else f"exited with status {status}"
-        said = [line for line in self.tail if line.strip()]
-        return f"{self.name} {how}" + (f": {said[-1].strip()}" if said else "")
+        said = last_reason(self.tail)
+        return f"{self.name} {how}" + (f": {said}" if said else "")
+
+
+# mitmdump's last words after any error at start-up: the error itself was logged before them.
+_GENERIC = ("Error logged during startup, exiting...",)
+_ERROR_LINE = re.compile(r"^(?:[\w.]+(?:Error|Exception)): (.+)$")
+
+
+def last_reason(lines: Sequence[str]) -> str | None:
+    """What a process's last lines say went wrong: the last error it logged (an exception's
+    message, without its class), else its last line."""
+    said = [line.strip() for line in lines if line.strip() and line.strip() not in _GENERIC]
+    for line in reversed(said):
+        found = _ERROR_LINE.match(line)
+        if found:
+            return found.group(1)
+    return said[-1] if said else None
 
 
 class Fleet:

@@ -3,6 +3,7 @@ the official SDKs as clients, fake upstreams behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -78,6 +79,24 @@ def fleet(tmp_path_factory, fakes, redis_url, confdir, upstream_ca_pem):
         yield started.wait_ready()
     finally:
         started.stop()
+
+
+# `count` chat calls at once, each on a connection of its own.
+CONCURRENT = """
+import asyncio, collections, openai
+async def main():
+    client = openai.AsyncOpenAI(api_key={key!r}, max_retries=0, timeout=60)
+    async def one():
+        try:
+            await client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "Hi"}}])
+            return "ok"
+        except openai.APIError as e:
+            return type(e).__name__
+    outcomes = await asyncio.gather(*(one() for _ in range({count})))
+    await client.close()
+    return outcomes
+report(outcomes=dict(collections.Counter(asyncio.run(main()))))
+"""
 
 
 def openai_calls(fleet: Fleet, bundle, key: str, count: int, timeout: float = 60) -> dict:
@@ -168,21 +187,7 @@ report(outcomes=outcomes)
 
 def test_audit_lines_stay_whole_under_200_concurrent_calls(fleet, bundle):
     before = len(fleet.calls())
-    code = f"""
-import asyncio, openai
-async def main():
-    client = openai.AsyncOpenAI(api_key={KEYS["alice"]!r}, max_retries=0, timeout=60)
-    async def one():
-        try:
-            await client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "Hi"}}])
-            return "ok"
-        except openai.APIError as e:
-            return type(e).__name__
-    outcomes = await asyncio.gather(*(one() for _ in range(200)))
-    await client.close()
-    return outcomes
-report(outcomes=dict(__import__("collections").Counter(asyncio.run(main()))))
-"""
+    code = CONCURRENT.format(key=KEYS["alice"], count=200)
     assert run_client(code, fleet.proxy_url, bundle, timeout=120) == {"outcomes": {"ok": 200}}
     calls = fleet.wait_calls(before + 200)[before:]  # every line parsed as one JSON object
     assert len(calls) == 200
@@ -190,6 +195,25 @@ report(outcomes=dict(__import__("collections").Counter(asyncio.run(main()))))
     text = fleet.audit_path.read_bytes()
     assert text.endswith(b"\n")
     assert all(line.startswith(b'{"event":') and line.endswith(b"}") for line in text.splitlines())
+
+
+def test_audit_records_on_standard_output_stay_whole_lines(tmp_path, fakes, confdir, upstream_ca_pem, bundle):
+    data = {"providers": {"openai": {"upstream": fakes["openai"].url, "keys": [REAL_OPENAI]}}, "audit": {"path": "-"}}
+    fleet = Fleet(tmp_path, data, confdir, upstream_ca_pem)
+    try:
+        fleet.wait_ready()
+        code = CONCURRENT.format(key="sk-caller-own", count=200)
+        assert run_client(code, fleet.proxy_url, bundle, timeout=120) == {"outcomes": {"ok": 200}}
+        fleet.stop()  # the workers' last records written
+        # Each record whole on the rest of its line, never two on one. (Within one mitmdump, its own
+        # console line may be written in two pieces around a record: a record may follow one's text.)
+        lines = [line[line.index('{"event":') :] for line in fleet.console().splitlines() if '{"event":' in line]
+        assert not [line for line in lines if line.count('{"event":') > 1]
+        records = [json.loads(line) for line in lines]
+        assert Counter(r["event"] for r in records) == {"llm_call": 200, "tollgate_started": 2, "tollgate_stopped": 2}
+        assert {r["instance"] for r in records if r["event"] == "llm_call"} == INSTANCES
+    finally:
+        fleet.stop()
 
 
 def test_metrics_and_healthz_of_the_host_sum_both_workers(fleet, bundle):
@@ -320,10 +344,10 @@ def test_a_worker_that_fails_at_start_stops_the_fleet(tmp_path, confdir, upstrea
         started = time.monotonic()
         assert fleet.wait_exit(30) == 1
         assert time.monotonic() - started < 20
-        console = fleet.console()
-        assert "tollgate serve: w1 exited with status 1" in console
-        assert "(at start: the fleet stops)" in console
-        assert "policy.rego" in console
+        [said] = [line for line in fleet.console().splitlines() if line.startswith("tollgate serve: w1 exited")]
+        assert said.startswith("tollgate serve: w1 exited with status 1: ")  # and the worker's last line:
+        assert "policy.rego" in said
+        assert said.endswith("(at start: the fleet stops)")
         assert not accepts(fleet.port)
         assert not [p for p in processes() if "--listen-port\0" in p[2] and p[1] == fleet.process.pid]
     finally:

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,17 @@ class Fleet:
         args += ["--set", f"confdir={confdir}", "--set", f"ssl_verify_upstream_trusted_ca={upstream_ca_pem}", *extra]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("TOLLGATE_LISTEN", None)
-        self.process = subprocess.Popen(args, cwd=workdir, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        # Through a pipe, as a container's runtime reads a process's output.
+        self.process = subprocess.Popen(args, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        self._pump = threading.Thread(target=self._read_output, daemon=True)
+        self._pump.start()
+
+    def _read_output(self) -> None:
+        assert self.process.stdout is not None
+        with self.process.stdout as pipe:
+            for data in iter(lambda: pipe.read1(65536), b""):
+                self._log.write(data)
+                self._log.flush()
 
     @property
     def proxy_url(self) -> str:
@@ -65,7 +76,6 @@ class Fleet:
         os.replace(written, self.config_path)
 
     def console(self) -> str:
-        self._log.flush()
         return self.output.read_text(errors="replace")
 
     def wait_console(self, text: str, count: int = 1, timeout: float = 30) -> str:
@@ -129,6 +139,7 @@ class Fleet:
             except subprocess.TimeoutExpired:
                 self.process.kill()  # its children get SIGTERM as it dies (PR_SET_PDEATHSIG)
                 self.process.wait(10)
+        self._pump.join(10)
         self._log.close()
 
 

@@ -169,3 +169,19 @@ def test_the_gateway_script_is_found_in_the_checkout():
     from tollgate.supervisor import gateway_script
 
     assert gateway_script() == Path(__file__).resolve().parents[2] / "addons" / "gateway.py"
+
+
+def test_a_process_that_failed_is_named_by_the_last_error_it_logged():
+    from tollgate.supervisor import last_reason
+
+    mitmdump = [
+        "[19:18:35.356] error in script addons/gateway.py",
+        "Traceback (most recent call last):",
+        '  File "settings.py", line 165, in configure',
+        "mitmproxy.exceptions.OptionsError: Tollgate configuration: policy.rego: broken.rego:2:22: this is unclosed",
+        "[19:18:35.366] HTTP(S) proxy listening at 127.0.0.1:44495.",
+        "Error logged during startup, exiting...",
+    ]
+    assert last_reason(mitmdump) == "Tollgate configuration: policy.rego: broken.rego:2:22: this is unclosed"
+    assert last_reason(["[ALERT] Cannot raise FD limit", ""]) == "[ALERT] Cannot raise FD limit"
+    assert last_reason([]) is None
