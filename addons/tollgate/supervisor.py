@@ -208,7 +208,8 @@ _LIBC = _libc()  # loaded here: a child between fork and exec only calls it
 
 def _die_with_parent() -> None:
     """In a child, before it runs its program: SIGTERM when the supervisor dies (even by SIGKILL), so
-    that no worker serves on unwatched. Linux's prctl; elsewhere nothing."""
+    that no worker serves on unwatched. Linux's prctl; elsewhere nothing. Linux sends it when the
+    thread that started the child ends, so children are started from the main thread only."""
     if _LIBC is not None:
         with contextlib.suppress(AttributeError):
             _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
