@@ -4,7 +4,8 @@ call's end is counted (`tollgate/metrics.py` says what).
 
 `TOLLGATE_METRICS_LISTEN`, when set, is where the process serves them instead of `metrics.listen`:
 `tollgate serve` gives each worker of a fleet an address of its own, as they share one
-configuration."""
+configuration. `PROMETHEUS_MULTIPROC_DIR`, when set, is where the processes of a host share their
+values (`tollgate/multiprocess.py`): each writes its own there, and /metrics serves them all."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
@@ -20,8 +21,9 @@ from prometheus_client import make_wsgi_app
 
 from ..call import Call
 from ..config import Config, ConfigError, listen_address
-from ..health import LOOP_TIMEOUT, Health, serve, with_health
+from ..health import LOOP_TIMEOUT, Health, WsgiApp, serve, with_health
 from ..metrics import MetricSet
+from ..multiprocess import DIRECTORY_ENV, SharedFiles, host_registry, usable_directory
 from .shared import Shared
 
 logger = logging.getLogger(__name__)
@@ -39,6 +41,9 @@ class Metrics:
         # Where the environment says to serve them, whatever the configuration says.
         self._listen_env = (os.environ if env is None else env).get(LISTEN_ENV) or None
         self._loop: asyncio.AbstractEventLoop | None = None  # the proxy's, once it runs
+        # Where the processes of a host share their values, when the environment says so.
+        self._directory = (os.environ if env is None else env).get(DIRECTORY_ENV) or None
+        self._files: SharedFiles | None = None
 
     def open(self, config: Config) -> None:
         """Before a configuration is swapped in (`Settings`): /metrics served where it says (or
@@ -59,7 +64,15 @@ class Metrics:
             self.shared.metrics = None
             return
         if self._set is None:
+            if self._directory is not None:
+                try:
+                    usable_directory(self._directory)
+                except ValueError as e:
+                    raise ConfigError(f"{DIRECTORY_ENV}={self._directory}: {e}") from None
             self._set = MetricSet(settings.max_label_values, self._pools, self._audit_depth)
+            if self._directory is not None:
+                self._files = SharedFiles(self._directory, self._set.registry)
+                self._files.start()
         self._set.max_label_values = settings.max_label_values
         if listen != self._listen:
             previous = self._listen
@@ -79,8 +92,13 @@ class Metrics:
     def _start(self, listen: str) -> None:
         host, _, port = listen.rpartition(":")
         assert self._set is not None
-        app = with_health(make_wsgi_app(self._set.registry), self.health)
-        self._server = serve(host.strip("[]"), int(port), app)
+        files = self._files
+        if files is None:
+            metrics = make_wsgi_app(self._set.registry)
+        else:
+            assert self._directory is not None
+            metrics = _fresh(files, make_wsgi_app(host_registry(self._directory)))
+        self._server = serve(host.strip("[]"), int(port), with_health(metrics, self.health))
         self._listen = listen
 
     def _stop(self) -> None:
@@ -137,3 +155,15 @@ class Metrics:
     def done(self) -> None:
         self._stop()
         self.shared.metrics = None
+        if self._files is not None:
+            self._files.stop()  # after the last call's end: counted in the others' totals
+
+
+def _fresh(files: SharedFiles, app: WsgiApp) -> WsgiApp:
+    """`app` (the processes' values, from their files), this process's own written first."""
+
+    def fresh(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        files.write()
+        return app(environ, start_response)
+
+    return fresh
