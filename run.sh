@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Tollgate: ./run.sh [--capture MODE] [mitmdump args…] | ./run.sh web [--capture MODE] [mitmweb args…]
-#           | ./run.sh env [listen args…] | ./run.sh test [pytest args…]
+# Tollgate: ./run.sh [--workers N|auto] [--capture MODE] [mitmdump args…]
+#           | ./run.sh web [--capture MODE] [mitmweb args…] | ./run.sh env [listen args…] | ./run.sh test [pytest args…]
 # Where the proxy listens: --listen-host/--listen-port (-p), else TOLLGATE_LISTEN=HOST:PORT (or :PORT),
 # else 127.0.0.1:8080; `./run.sh env` reads the same to print the matching HTTPS_PROXY.
 set -euo pipefail
@@ -221,9 +221,29 @@ capture_args() {  # capture_args ARGS…
   return 0
 }
 
+# --workers N|auto: the value given (the last one), else "" (one mitmdump, as without it).
+workers_asked() {  # workers_asked ARGS…
+  local arg workers=""
+  while (($# > 0)); do
+    arg="$1"
+    shift
+    case "$arg" in
+      --workers) workers="${1-}" ;;
+      --workers=*) workers="${arg#--workers=}" ;;
+    esac
+  done
+  printf '%s' "$workers"
+}
+
 run_proxy() {  # run_proxy mitmdump|mitmweb ARGS…
   local tool="$1"
   shift
+  local workers
+  workers="$(workers_asked "$@")"
+  if [[ -n "$workers" || " $* " == *" --workers "* ]] && [[ "$tool" != mitmdump ]]; then
+    say "--workers runs mitmdump workers behind HAProxy; mitmweb is one process: ./run.sh --workers N"
+    exit 1
+  fi
   listen_from_env
   listen_from_args "$@"
   capture_args "$@"
@@ -234,6 +254,13 @@ run_proxy() {  # run_proxy mitmdump|mitmweb ARGS…
   while IFS= read -r line; do defaults+=("$line"); done < <(proxy_args "$@")
   [[ -f "$PWD/tollgate.yaml" ]] || caller_sets tollgate_config "$@" ||
     say "no tollgate.yaml here: pure audit mode (anyone may call, their own keys pass through)"
+  if [[ -n "$workers" || " $* " == *" --workers "* ]]; then
+    # `tollgate serve` takes --workers out of the arguments, and refuses what a fleet cannot run. It
+    # runs from this checkout's addons/, as mitmdump's script does, whichever checkout the venv names.
+    [[ "$workers" == 1 ]] || ensure_haproxy
+    PYTHONPATH="$ROOT/addons${PYTHONPATH:+:$PYTHONPATH}" exec "$VENV/bin/python" -m tollgate serve \
+      "${defaults[@]}" ${CAPTURE[@]+"${CAPTURE[@]}"} "$@"
+  fi
   exec "$VENV/bin/$tool" "${defaults[@]}" ${CAPTURE[@]+"${CAPTURE[@]}"} "$@"
 }
 
@@ -360,6 +387,20 @@ ensure_redis_server() {
   say "(Debian/Ubuntu: sudo apt-get install -y redis-server; macOS: brew install redis) and run the tests again"
 }
 
+# --workers N puts Debian's haproxy in front of the workers (and the fleet's tests run it). Installed
+# here when it can be (root, apt-get); else said, and `tollgate serve --workers N` refuses to start.
+ensure_haproxy() {
+  command -v haproxy >/dev/null 2>&1 && return 0
+  if can_apt_install; then
+    say "installing haproxy with apt-get (--workers N runs it in front of the workers)"
+    apt_install --no-install-recommends haproxy && command -v haproxy >/dev/null 2>&1 && return 0
+    say "apt-get could not install haproxy (above)"
+  fi
+  say "haproxy is not installed, and --workers N runs one in front of the workers: install it"
+  say "(Debian/Ubuntu: sudo apt-get install -y haproxy; macOS: brew install haproxy)"
+  return 1
+}
+
 # The capture tests (tests/e2e/test_capture.py) make a network namespace (iproute2, iptables), build
 # a Go client (golang-go) and run a WireGuard peer (wireguard-go, wireguard-tools), as root. Installed
 # here when they can be; else said, and those tests skip saying the same.
@@ -407,6 +448,7 @@ run_tests() {
   ensure_venv
   ensure_clients_venv
   ensure_redis_server
+  ensure_haproxy || say "so the fleet's tests (tests/e2e/test_fleet.py) will fail"
   ensure_capture_tools
   ensure_chromium
   ensure_kubectl

@@ -21,9 +21,29 @@ if TYPE_CHECKING:
     from .usage_report import Report
 
 
+SERVE_USAGE = """usage: tollgate serve [--workers N|auto] [mitmdump arguments…]
+
+Runs Tollgate's proxy: one mitmdump (--workers 1, the default), or N mitmdump workers on loopback
+ports behind HAProxy on the listen address (--listen-host, --listen-port; else TOLLGATE_LISTEN;
+else 127.0.0.1:8080). auto: one worker per core. TOLLGATE_WORKERS gives --workers when it is not
+on the command line. The other arguments go to every worker (--set confdir=…, --set
+tollgate_config=…). SIGTERM drains: no new connections, calls in flight finish, exit 0.
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:
+        # Its arguments are mitmdump's, which argparse would try to read.
+        if argv[1:2] in (["-h"], ["--help"]):
+            print(SERVE_USAGE, end="")
+            return 0
+        from .supervisor import serve
+
+        return serve(argv[1:])
     parser = argparse.ArgumentParser(prog="tollgate")
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the proxy: one mitmdump, or --workers N behind HAProxy (see serve --help)")
     ca = commands.add_parser("certs", help="create the CA and certs/ca-bundle.pem if missing")
     ca.add_argument("--confdir", default="certs", type=Path)
     check = commands.add_parser("check", help="validate a configuration file")

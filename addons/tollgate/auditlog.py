@@ -8,7 +8,8 @@ logrotate moved, deleted or truncated is followed.
 
 Besides the calls' records, the process writes its own: `tollgate_started` first, written at once
 (`begin`), so that a file that cannot take it stops start-up before any call is served, and
-`tollgate_stopped` last (`stop`)."""
+`tollgate_stopped` last (`stop`). Every record names the process's `instance` (`instance_name`), right
+after its `event`: several processes (a fleet's workers) may append to one file."""
 
 from __future__ import annotations
 
@@ -19,12 +20,13 @@ import json
 import logging
 import os
 import queue
+import socket
 import stat
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -64,8 +66,18 @@ def tollgate_version() -> str | None:
         return None
 
 
-# A worker of several sharing one file will name itself in each record (after `event`); the
-# records are plain dicts so that a field can join them.
+# The variable that names a process in its records; `tollgate serve` sets it for each worker.
+INSTANCE_ENV = "TOLLGATE_INSTANCE"
+
+
+def instance_name(env: Mapping[str, str] | None = None) -> str:
+    """What this process's records call it (`instance`): TOLLGATE_INSTANCE when set and not empty
+    (a fleet's supervisor gives each worker `<host>/w<i>`), else the host's name, which names a lone
+    process (a container's is its pod's or container's name)."""
+    value = (os.environ if env is None else env).get(INSTANCE_ENV, "")
+    return value or socket.gethostname()
+
+
 def started_record(listen: Sequence[str], config_sha256: str | None) -> dict[str, Any]:
     """The record that opens the process's part of the file: when and what started, where it
     listens, and which configuration file (by its bytes' SHA-256; None without one)."""
@@ -85,10 +97,12 @@ def stopped_record(calls: int) -> dict[str, Any]:
 
 
 class AuditLog:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, instance: str | None = None) -> None:
         self.path = path
+        self.instance = instance_name() if instance is None else instance
         # Read by AuditGate on every call, written by the writer thread only.
         self.failing = False
+        self.problem: str | None = None  # while failing: why, in words (for /healthz)
         self.calls = 0  # the call records given to `write` (the event loop's count)
         # structlog's renderer, without a bound logger around it: a record is a whole event dict
         # already (its "event" first). A file gets UTF-8 from orjson (the standard library's
@@ -114,7 +128,7 @@ class AuditLog:
     def begin(self, record: dict[str, Any]) -> None:
         """Write `record` (`started_record`) before any other, at once and from this thread: OSError
         when the file cannot take it. Nothing is queued yet, so the writer thread is idle."""
-        line = self._render(None, "info", record)
+        line = self._render(None, "info", self._named(record))
         self._write_whole((line.encode() if isinstance(line, str) else line) + b"\n")
 
     def write(self, record: dict[str, Any]) -> None:
@@ -122,12 +136,19 @@ class AuditLog:
         while calls keep coming, within `BATCH_DELAY`; records keep their order. Rendered here, not
         by the writer, so that the writer holds the interpreter lock only to hand lines to the file."""
         self.calls += 1
-        self._queue.put(self._render(None, "info", record))
+        self._queue.put(self._render(None, "info", self._named(record)))
 
     def stop(self) -> None:
         """As the process stops: `stopped_record` after every other record, then `close`."""
-        self._queue.put(self._render(None, "info", stopped_record(self.calls)))
+        self._queue.put(self._render(None, "info", self._named(stopped_record(self.calls))))
         self.close()
+
+    def _named(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The record as written: its `event`, then this process's `instance`, then the rest (a copy:
+        the caller's record, which the flow keeps, is left as it was). A record cannot name another."""
+        named = {"event": record.get("event"), "instance": None, **record}
+        named["instance"] = self.instance
+        return named
 
     def queued(self) -> int:
         """Records not yet written: queued for the writer, or held by it while writing fails. Safe
@@ -151,6 +172,7 @@ class AuditLog:
         try:
             self._write_all()
         except BaseException:  # a bug: refuse calls rather than serve them unrecorded
+            self.problem = f"the writer for {self.path} stopped"
             self.failing = True
             logger.exception(f"Tollgate: the audit writer for {self.path} stopped; calls are refused")
 
@@ -221,6 +243,7 @@ class AuditLog:
                     self._held.popleft()
         except OSError as e:
             self._retry_at = time.monotonic() + RETRY_DELAY
+            self.problem = f"cannot write to {self.path}: {e.strerror or e}"
             if not self.failing:
                 self.failing = True
                 self._say(
@@ -231,6 +254,7 @@ class AuditLog:
             return
         if self.failing:
             self.failing = False
+            self.problem = None
             self._say(
                 logging.INFO,
                 f"Tollgate: the audit is written to {self.path} again ({held} held records written); calls are"

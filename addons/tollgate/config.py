@@ -22,6 +22,7 @@ from .providers.openai import OpenAI
 from .settings_models import ProviderConfig, Strict, base_url
 
 PROVIDER_NAMES = tuple(PROVIDERS)
+DRAIN_S = 30.0  # `drain_s` when the file names none
 
 
 class ConfigError(Exception):
@@ -357,12 +358,15 @@ class MetricsConfig(Strict):
     @field_validator("listen")
     @classmethod
     def _host_port(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError("must be host:port, e.g. 127.0.0.1:9464")
-        return value
+        return None if value is None else listen_address(value)
+
+
+def listen_address(value: str) -> str:
+    """`value` when it is a `host:port` to serve on; else ValueError saying what it should be."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be host:port, e.g. 127.0.0.1:9464")
+    return value
 
 
 class Config(Strict):
@@ -378,6 +382,9 @@ class Config(Strict):
     limits: tuple[LimitRule, ...] = ()
     ledger: LedgerConfig = LedgerConfig()
     metrics: MetricsConfig = MetricsConfig()
+    # Seconds a SIGTERM gives the calls in flight to finish before the process exits (0: exit at
+    # once, as mitmproxy would); see stages/drain.py.
+    drain_s: float = Field(default=DRAIN_S, ge=0, allow_inf_nan=False)
 
     @property
     def anonymous_allowed(self) -> bool:

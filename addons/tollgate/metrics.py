@@ -20,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from .auditlog import instance_name, tollgate_version
 from .call import Call
 from .memo import ShapeMemo
 from .providers import SEMCONV_NAMES
@@ -115,6 +116,21 @@ class State(Collector):
         if queued is not None:
             depth.add_metric([], queued)
         return [keys, resting, depth]
+
+
+class ProcessInfo(Collector):
+    """`tollgate_info`: 1, labelled with the process's `instance` (as the audit names it) and
+    Tollgate's version; with several processes, one series per live one."""
+
+    def __init__(self, instance: str, version: str | None) -> None:
+        self._labels = [instance, version or ""]
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        info = GaugeMetricFamily(
+            "tollgate_info", "The Tollgate process: its instance and version.", labels=["instance", "version"]
+        )
+        info.add_metric(self._labels, 1)
+        return [info]
 
 
 class Family:
@@ -215,6 +231,7 @@ class MetricSet:
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
         registry.register(State(pools, audit_depth))
+        registry.register(ProcessInfo(instance_name(), tollgate_version()))
         self.token_usage = HistogramFamily(
             "gen_ai_client_token_usage",
             "Input and output tokens per call, as the upstream reported them.",

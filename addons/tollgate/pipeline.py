@@ -12,6 +12,7 @@ from .stages.audit import Audit, AuditGate
 from .stages.classify import Classify
 from .stages.credential import Credential
 from .stages.decide import Decide
+from .stages.drain import Drain
 from .stages.identify import Identify
 from .stages.ledger import Ledger
 from .stages.metrics import Metrics
@@ -89,30 +90,34 @@ def gateway() -> Gateway:
         CallSteps(audit_gate.handle, override.handle, stays_on_the_socket, ledger.handle, decide.handle),
         audit.record,
     )
+    # SIGTERM: no new connection, the calls in flight (the audit's) given drain_s to end, then exit.
+    drain = Drain(shared, audit.in_flight, draining=[responses_socket.drain])
 
     return Gateway(
-        load=[settings.load, upstream_watch.load, stream_tap.load, websocket.load],
+        load=[settings.load, upstream_watch.load, stream_tap.load, websocket.load, drain.load],
         configure=[settings.configure, websocket.configure, tracing.configure],
-        running=[settings.running, decide.running],
+        running=[settings.running, decide.running, metrics.running, drain.running],
+        client_connected=[drain.client_connected],  # refused while draining
         # A CONNECT whose head passed 64 KiB is refused (431), and audited when its host is a provider's.
         http_connect=[classify.http_connect, identify.forget_proxy_password, redact.http_connect],
         http_connect_error=[audit.http_connect_error],
         # An upload streamed unread is decided at its headers; every other call at `request`.
         requestheaders=[
+            drain.requestheaders,  # a request in flight, until its answer has ended
             identify.forget_proxy_password,  # a JWT login's password kept aside for Identify, out of the flow
             classify.requestheaders,
+            audit.requestheaders,  # a streamed upload's call in flight from here: awaited steps follow
             websocket.requestheaders,
             call_steps.at_headers,
             redact.requestheaders,
-            audit.requestheaders,
         ],
         request=[
             classify.request,
+            audit.request,  # the call in flight from here (a drain waits for it, a shutdown audits it)
             websocket.request,
             call_steps.at_request,
             identify.request,  # a login's password not judged (the call was refused first) let go
             redact.request,
-            audit.request,
         ],
         server_connect=[upstream_watch.server_connect],
         tls_start_server=[route.tls_start_server],  # an mTLS host's client certificate (`client_cert`)
@@ -129,14 +134,18 @@ def gateway() -> Gateway:
             redact.responseheaders,
             audit.responseheaders,
         ],
-        response=[translate.response, audit.response],  # a translated call's error in the caller's shape
-        error=[upstream_watch.error, stream_tap.error, redact.error, audit.error],
+        # A request's answer has ended (first: whatever a later step does); a translated call's error
+        # in the caller's shape.
+        response=[drain.ended, translate.response, audit.response],
+        error=[drain.ended, upstream_watch.error, stream_tap.error, redact.error, audit.error],
+        websocket_start=[responses_socket.websocket_start],
         websocket_message=[
             responses_socket.websocket_message,  # a response.create decided, an answer's usage read
             websocket.websocket_message,  # relayed; kept out of the flow
         ],
         websocket_end=[websocket.websocket_end, responses_socket.websocket_end, audit.websocket_end],
         done=[
+            drain.done,
             settings.done,
             decide.done,
             upstream_watch.done,

@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from .auditlog import instance_name
 from .providers import SEMCONV_NAMES
 
 if TYPE_CHECKING:
@@ -275,13 +276,16 @@ class Traces:
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         self.settings = settings
-        version = tollgate_version()
+        version, instance = tollgate_version(), instance_name()
         exporter = OTLPSpanExporter(endpoint=settings.endpoint, headers=dict(settings.headers))
         self._processor = BatchSpanProcessor(exporter)
         # Not shut down at exit by the SDK (which would wait up to 30 s): `shutdown` is bounded.
         self._ids = SpanIds()
         self._provider = TracerProvider(
-            resource=Resource.create({"service.name": settings.service_name, "service.version": version}),
+            # service.instance.id: the process, as the audit's records name it (`instance_name`).
+            resource=Resource.create(
+                {"service.name": settings.service_name, "service.version": version, "service.instance.id": instance}
+            ),
             shutdown_on_exit=False,
             id_generator=self._ids,  # type: ignore[arg-type]  # an IdGenerator but for its base, which would import the SDK
         )

@@ -5,6 +5,8 @@ prometheus-client's own parser: what it counts is what was done, and what the au
 from __future__ import annotations
 
 import json
+import signal
+import time
 import urllib.request
 from collections import Counter
 
@@ -166,3 +168,68 @@ def test_metrics_count_what_was_done_and_agree_with_the_audit(g) -> None:
     # Names only: no key, no token, no text.
     for secret in (*KEYS.values(), *REAL.values(), PROMPT, "purple", "sha256:"):
         assert secret not in text
+
+
+def test_healthz_answers_ok_beside_metrics(g) -> None:
+    """A balancer's or Kubernetes' probe: 200 `ok` while the proxy serves, on metrics.listen."""
+    with urllib.request.urlopen(f"http://{LISTEN}/healthz", timeout=10) as r:
+        assert (r.status, r.headers["content-type"], r.read()) == (200, "text/plain; charset=utf-8", b"ok\n")
+
+
+ONE_CALL = f"""
+    from openai import OpenAI
+    served = OpenAI(api_key="{KEYS["alice"]}", max_retries=0).chat.completions.create(
+        model="gpt-4o-mini", messages=[{{"role": "user", "content": "{PROMPT}"}}])
+    report(tokens=served.usage.total_tokens)
+"""
+
+
+def worker_config(urls: dict[str, str]) -> dict:
+    return {
+        "providers": {"openai": {"upstream": urls["openai"], "keys": [REAL["openai"]]}},
+        "clients": [{"name": "alice", "keys": [KEYS["alice"]]}],
+        "metrics": {"listen": LISTEN},  # the fleet's: each worker serves on its own address instead
+    }
+
+
+def scrape_at(listen: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    with urllib.request.urlopen(f"http://{listen}/metrics", timeout=10) as r:
+        return samples(r.read().decode())
+
+
+def test_two_processes_sharing_prometheus_multiproc_dir_are_summed_at_one_metrics(start_gateway, tmp_path) -> None:
+    """A host's workers share one configuration: each serves /metrics on its own address
+    (TOLLGATE_METRICS_LISTEN) with what all of them counted (PROMETHEUS_MULTIPROC_DIR)."""
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    listens = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
+    workers = []
+    for i, listen in enumerate(listens, 1):
+        env = {
+            "PROMETHEUS_MULTIPROC_DIR": str(shared),
+            "TOLLGATE_METRICS_LISTEN": listen,
+            "TOLLGATE_INSTANCE": f"h/w{i}",
+        }
+        worker = start_gateway(worker_config, env=env)
+        worker.wait_console(f"Prometheus metrics served on http://{listen}/metrics")
+        workers.append(worker)
+    for worker, calls in zip(workers, (2, 3), strict=True):
+        for _ in range(calls):
+            assert worker.run(ONE_CALL) == {"tokens": 28}
+    for listen in listens:  # either one serves them all (the other's within the second it writes them in)
+        found = scrape_at(listen)
+        deadline = time.monotonic() + 5
+        while total(found, "tollgate_calls_total", client="alice") < 5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            found = scrape_at(listen)
+        assert total(found, "tollgate_calls_total", client="alice") == 5
+        assert total(found, "tollgate_tokens_total", client="alice") == 5 * 28
+        assert total(found, "gen_ai_client_operation_duration_seconds_count") == 5
+        assert sorted(ls["instance"] for ls, _ in found["tollgate_info"]) == ["h/w1", "h/w2"]
+        assert total(found, "tollgate_pool_keys", provider="openai") == 1  # the same pool in both: not 2
+    # A worker that stops leaves its counts, and takes its live values (its info, its queue).
+    workers[0].proxy.process.send_signal(signal.SIGTERM)
+    assert workers[0].proxy.process.wait(20) == 0
+    found = scrape_at(listens[1])
+    assert total(found, "tollgate_calls_total", client="alice") == 5
+    assert [ls["instance"] for ls, _ in found["tollgate_info"]] == ["h/w2"]

@@ -1,6 +1,6 @@
 """A policy evaluation that runs away (rego-cpp's backtracking regex) is stopped at `policy.timeout`:
 the call is denied and audited as such, reaches no upstream, and other calls are served meanwhile;
-mitmdump still stops on SIGTERM while an evaluation hangs."""
+mitmdump still stops on SIGTERM while an evaluation hangs (once its drain's drain_s has passed)."""
 
 from __future__ import annotations
 
@@ -25,12 +25,13 @@ LIMIT = 0.5
 EXCEEDED = f"policy evaluation exceeded its time limit of {LIMIT:g} s"
 
 
-def configuration(policy_dir: Path, timeout: float):
+def configuration(policy_dir: Path, timeout: float, drain_s: float = 30):
     (policy_dir / "backtracking.rego").write_text(BACKTRACKING)
     return lambda urls: {
         "providers": {"openai": {"upstream": urls["openai"], "keys": ["sk-real-o"]}},
         "clients": [{"name": "alice", "keys": [ALICE], "groups": ["research"]}],
         "policy": {"rego": [str(policy_dir / "backtracking.rego")], "timeout": timeout},
+        "drain_s": drain_s,
     }
 
 
@@ -146,7 +147,8 @@ def running(pid: int) -> bool:
 
 
 def test_mitmdump_stops_on_sigterm_while_an_evaluation_hangs(start_gateway, tmp_path):
-    gw = start_gateway(configuration(tmp_path, 600))  # a limit the test never reaches
+    # A limit the test never reaches; SIGTERM's drain waits for the call 1 s, then mitmdump stops.
+    gw = start_gateway(configuration(tmp_path, 600, drain_s=1))
     outcome: dict = {}
     client = threading.Thread(
         target=lambda: outcome.update(

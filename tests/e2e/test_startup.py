@@ -101,7 +101,8 @@ def test_the_audit_opens_with_the_started_record_and_closes_with_the_stopped_one
         lambda urls: {
             "providers": {"openai": {"upstream": urls["openai"], "keys": ["sk-REAL-startup-1"]}},
             "clients": [{"name": "alice", "keys": ["tg-alice-startup-2"]}],
-        }
+        },
+        env={"TOLLGATE_INSTANCE": "gw-test-host/w2"},  # as `tollgate serve` names a fleet's worker
     )
     result = gw.run("""
         import openai
@@ -121,14 +122,24 @@ def test_the_audit_opens_with_the_started_record_and_closes_with_the_stopped_one
     started, served, refused, stopped = gw.audit_records()
     assert started == {
         "event": "tollgate_started",
+        "instance": "gw-test-host/w2",
         "ts": started["ts"],
         "version": importlib.metadata.version("tollgate"),
         "pid": pid,
         "listen": [f"127.0.0.1:{gw.proxy.port}"],
         "config_sha256": hashlib.sha256(gw.config_path.read_bytes()).hexdigest(),
     }
-    assert [(r["event"], r["status"]) for r in (served, refused)] == [("llm_call", 200), ("llm_call", 401)]
-    assert stopped == {"event": "tollgate_stopped", "ts": stopped["ts"], "pid": pid, "calls": 2}
+    assert [(r["event"], r["instance"], r["status"]) for r in (served, refused)] == [
+        ("llm_call", "gw-test-host/w2", 200),
+        ("llm_call", "gw-test-host/w2", 401),
+    ]
+    assert stopped == {
+        "event": "tollgate_stopped",
+        "instance": "gw-test-host/w2",
+        "ts": stopped["ts"],
+        "pid": pid,
+        "calls": 2,
+    }
     assert started["ts"] <= served["ts"] <= refused["ts"] <= stopped["ts"]
 
     # `tollgate usage` sums the calls and nothing else: the process's records are no calls, nor malformed.

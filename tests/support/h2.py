@@ -196,13 +196,35 @@ class H2Request:
     cancel_in: float | None = None
 
 
+class _GoawaysNoted(h2.connection.H2Connection):
+    """A client connection that notes each GOAWAY it gets and goes on reading its streams, as
+    browsers and Go's client do after a graceful one (h2 would take it as the connection's end)."""
+
+    def __init__(self, config: h2.config.H2Configuration, goaways: list[tuple[int, int]]) -> None:
+        super().__init__(config)
+        self._goaways = goaways
+
+    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list, list]:
+        self._goaways.append((frame.last_stream_id, frame.error_code))
+        return [], []
+
+
 def h2_calls(
-    proxy_port: int, bundle: Path, host: str, requests: list[H2Request], timeout: float, *, goaway: bool = False
+    proxy_port: int,
+    bundle: Path,
+    host: str,
+    requests: list[H2Request],
+    timeout: float,
+    *,
+    goaway: bool = False,
+    goaways: list[tuple[int, int]] | None = None,
 ) -> list[H2Answer]:
     """Send `requests` as concurrent streams of one HTTP/2 connection to `host` through the proxy;
     return each one's answer, once all have ended or `timeout` has passed. With `goaway`, a graceful
     GOAWAY (NO_ERROR, last stream 0) follows the requests at once, as a client that will open no
-    more streams sends it (h2 would stop reading after its own: the frame is written past it)."""
+    more streams sends it (h2 would stop reading after its own: the frame is written past it).
+    With `goaways`, the proxy's GOAWAY frames are noted there (last stream id, error code), the
+    streams read on after them, and the connection read until the proxy closes it."""
     raw = socket.create_connection(("127.0.0.1", proxy_port), timeout=timeout)
     raw.sendall(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
     reply = b""
@@ -218,7 +240,8 @@ def h2_calls(
     with context.wrap_socket(raw, server_hostname=host) as tls:
         if tls.selected_alpn_protocol() != "h2":
             raise ConnectionError(f"the proxy did not speak HTTP/2: {tls.selected_alpn_protocol()}")
-        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        config = h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        conn = h2.connection.H2Connection(config) if goaways is None else _GoawaysNoted(config, goaways)
         conn.initiate_connection()
         started = time.monotonic()
         answers: dict[int, H2Answer] = {}
@@ -260,7 +283,8 @@ def h2_calls(
 
         while True:
             cancel_due()
-            if not open_streams or time.monotonic() >= deadline:
+            # Noting GOAWAYs: read on until the proxy closes the connection (a GOAWAY may follow the streams' end).
+            if (not open_streams and goaways is None) or time.monotonic() >= deadline:
                 break
             due = [started + asked[s].cancel_in for s in open_streams if asked[s].cancel_in is not None]  # type: ignore[operator]
             tls.settimeout(max(0.01, min([*due, deadline]) - time.monotonic()))

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -31,20 +32,22 @@ def test_close_writes_every_queued_record_in_order(tmp_path: Path) -> None:
     log.close()
     records = _lines(path)
     assert [r["n"] for r in records] == list(range(500))
-    assert list(records[0]) == ["event", "n", "client"]  # the event first, the rest as given
-    assert records[0]["event"] == "llm_call"
+    # The event first, then the process's instance, then the rest as given.
+    assert list(records[0]) == ["event", "instance", "n", "client"]
+    assert (records[0]["event"], records[0]["instance"]) == ("llm_call", auditlog.instance_name())
 
 
 def test_begin_writes_the_started_record_at_once_and_stop_the_stopped_record_last(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     path.write_text('{"event": "llm_call", "n": 0}\n')  # an earlier run's
-    log = AuditLog(str(path))
+    log = AuditLog(str(path), instance="gw-host-1/w2")
     log.begin(auditlog.started_record(["127.0.0.1:8080"], "ab" * 32))
     # Written before begin returns, by this thread: nothing waits for the writer.
     started = _lines(path)[1]
-    assert list(started) == ["event", "ts", "version", "pid", "listen", "config_sha256"]
-    assert (started["event"], started["pid"], started["listen"], started["config_sha256"]) == (
+    assert list(started) == ["event", "instance", "ts", "version", "pid", "listen", "config_sha256"]
+    assert (started["event"], started["instance"], started["pid"], started["listen"], started["config_sha256"]) == (
         "tollgate_started",
+        "gw-host-1/w2",
         os.getpid(),
         ["127.0.0.1:8080"],
         "ab" * 32,
@@ -55,10 +58,27 @@ def test_begin_writes_the_started_record_at_once_and_stop_the_stopped_record_las
     log.stop()
     records = _lines(path)
     assert [r.get("n") for r in records] == [0, None, 1, 2, 3, None]
+    assert [r.get("instance") for r in records] == [None, *["gw-host-1/w2"] * 5]  # the earlier run's had none
     stopped = records[-1]
-    assert list(stopped) == ["event", "ts", "pid", "calls"]
+    assert list(stopped) == ["event", "instance", "ts", "pid", "calls"]
     assert (stopped["event"], stopped["pid"], stopped["calls"]) == ("tollgate_stopped", os.getpid(), 3)
     assert started["ts"] <= stopped["ts"] and stopped["ts"].endswith("Z")
+
+
+def test_the_instance_is_tollgate_instance_else_the_host_name() -> None:
+    assert auditlog.instance_name({"TOLLGATE_INSTANCE": "gw-7/w3"}) == "gw-7/w3"
+    assert auditlog.instance_name({"TOLLGATE_INSTANCE": ""}) == socket.gethostname()
+    assert auditlog.instance_name({}) == socket.gethostname()
+
+
+def test_the_instance_is_read_when_the_audit_log_is_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOLLGATE_INSTANCE", "edge-2/w1")
+    log = AuditLog(str(tmp_path / "audit.jsonl"))
+    log.write({"event": "llm_call", "instance": "forged", "n": 1})  # a record cannot name another
+    log.close()
+    (record,) = _lines(tmp_path / "audit.jsonl")
+    assert list(record) == ["event", "instance", "n"]
+    assert (record["instance"], record["n"]) == ("edge-2/w1", 1)
 
 
 def test_a_file_that_cannot_take_the_started_record_says_so_at_begin(tmp_path: Path) -> None:
@@ -80,7 +100,7 @@ def test_a_record_reaches_the_file_without_close(tmp_path: Path) -> None:
         deadline = time.monotonic() + 5
         while not path.read_text() and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert _lines(path) == [{"event": "llm_call", "n": 1}]
+        assert _lines(path) == [{"event": "llm_call", "instance": log.instance, "n": 1}]
     finally:
         log.close()
 
@@ -128,7 +148,7 @@ def test_a_record_orjson_cannot_write_is_written_escaped_and_the_records_after_i
     log.close()
     first, second = _lines(path)
     assert first["path"] == "/v1/\udcff" and first["n"] == 2**70 and first["other"] == repr(object)
-    assert second == {"event": "llm_call", "client": "grüß"}
+    assert second == {"event": "llm_call", "instance": log.instance, "client": "grüß"}
     assert "grüß".encode() in path.read_bytes()  # UTF-8 as it is, not escaped
 
 
@@ -255,7 +275,11 @@ def test_a_file_that_does_not_end_a_line_gets_the_records_on_lines_of_their_own(
     log.write({"event": "llm_call", "n": 1})
     log.close()
     lines = path.read_bytes().split(b"\n")
-    assert lines[1] == b'{"event": "llm_ca' and json.loads(lines[2]) == {"event": "llm_call", "n": 1}
+    assert lines[1] == b'{"event": "llm_ca' and json.loads(lines[2]) == {
+        "event": "llm_call",
+        "instance": log.instance,
+        "n": 1,
+    }
     assert lines[3:] == [b""]
 
 

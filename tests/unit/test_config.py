@@ -62,6 +62,7 @@ def test_defaults() -> None:
     assert config.policy.rego == ()
     assert config.audit.path == "audit.jsonl"
     assert config.audit.stream_usage == "inject"
+    assert config.drain_s == 30.0
 
 
 def test_empty_file_and_empty_mapping_are_defaults(tmp_path: Path) -> None:
@@ -319,6 +320,27 @@ def test_bad_upstream_urls(upstream: str, expected: str) -> None:
 )
 def test_good_upstream_urls(upstream: str, stored: str) -> None:
     assert parse_config({"providers": {"anthropic": {"upstream": upstream}}}, {}).providers.anthropic.upstream == stored
+
+
+def test_drain_s_is_a_top_level_number_of_seconds(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "drain_s: 5\n"), {}).drain_s == 5.0
+    assert load_config(write(tmp_path, "drain_s: 0.5\n", "b.yaml"), {}).drain_s == 0.5
+    assert load_config(write(tmp_path, "drain_s: 0\n", "c.yaml"), {}).drain_s == 0.0  # exit at once
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (-1, "drain_s: Input should be greater than or equal to 0"),
+        (".inf", "drain_s: Input should be a finite number"),
+        ("soon", "drain_s: Input should be a valid number, unable to parse string as a number"),
+        ("[30]", "drain_s: Input should be a valid number"),
+    ],
+)
+def test_drain_s_must_be_a_finite_number_of_seconds(tmp_path: Path, value: object, expected: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, f"drain_s: {value}\n"), {})
+    assert str(e.value) == f"{tmp_path / 'tollgate.yaml'}: {expected}"
 
 
 @pytest.mark.parametrize("provider", PROVIDER_NAMES)

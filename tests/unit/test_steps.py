@@ -197,7 +197,9 @@ def test_an_awaited_call_step_that_fails_refuses_the_call_in_the_providers_shape
 
 def test_tollgates_pipeline_is_one_addon_with_its_call_steps_in_order():
     gateway = pipeline.gateway()
-    call_steps = gateway.steps["request"][2].__self__
+    # The call is in flight once classified (Audit), before any step that may be awaited.
+    assert [type(step.__self__).__name__ for step in gateway.steps["request"][:3]] == ["Classify", "Audit", "WebSocket"]
+    call_steps = gateway.steps["request"][3].__self__
     assert [type(step.__self__).__name__ for step in call_steps.steps] == [
         "AuditGate",
         "Identify",
@@ -227,11 +229,12 @@ def test_tollgates_pipeline_is_one_addon_with_its_call_steps_in_order():
         "Credential",
         "UpstreamWatch",
     ]
-    assert gateway.steps["requestheaders"][3].__self__ is call_steps
+    assert gateway.steps["requestheaders"][5].__self__ is call_steps
     for hook in (
         "load",
         "configure",
         "running",
+        "client_connected",
         "done",
         "requestheaders",
         "request",

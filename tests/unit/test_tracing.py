@@ -9,6 +9,7 @@ import time
 import pytest
 from tests.support.otlp import Collector, no_collector, wait_for_trace_exports_to_stop
 
+from tollgate.auditlog import instance_name
 from tollgate.call import Call, Classification, Failure, RequestFacts, Usage
 from tollgate.config import OtlpConfig
 from tollgate.tracing import (
@@ -319,6 +320,7 @@ def test_a_calls_span_as_the_collector_receives_it() -> None:
     assert ok["attributes"]["tollgate.groups"] == ["support", "eu"]
     assert ok["resource"]["service.name"] == "gw-test"
     assert ok["resource"]["service.version"]
+    assert ok["resource"]["service.instance.id"] == instance_name()  # as the audit names the process
     assert ok["scope"] == "tollgate"
     assert (timed_out["status"], timed_out["status_message"]) == ("ERROR", "upstream timed out")
     assert timed_out["attributes"]["error.type"] == "upstream_timeout"

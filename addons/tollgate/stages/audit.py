@@ -54,11 +54,15 @@ class Audit:
     def error(self, flow: http.HTTPFlow) -> None:
         self._finish(flow)
 
+    def in_flight(self) -> set[http.HTTPFlow]:
+        """The flows of the calls begun and not yet ended (refusals not yet answered among them)."""
+        return self._live
+
     def done(self) -> None:
         for flow in list(self._live):
             call = call_of(flow)
             if call is not None:
-                call.error = call.error or "proxy shut down during the call"
+                call.error = call.error or self.shared.shut_down_error
             self._finish(flow)
         if self.shared.audit is not None:
             self.shared.audit.stop()  # after the last call's record: the stopped record, then closed

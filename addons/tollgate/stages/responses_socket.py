@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from mitmproxy import ctx, http
 from mitmproxy.websocket import WebSocketMessage
 
+from .. import compat
 from ..call import Call, Classification, Failure, dollars_text
 from ..exact_reading import Unreadable
 from ..json_codec import encode_json, parse_json, read_request_json
@@ -47,7 +48,6 @@ logger = logging.getLogger(__name__)
 
 # The headers of a refusal that its error event carries (inside its `error`, as OpenAI's do).
 EVENT_HEADERS = ("x-tollgate-error", "x-tollgate-request-id", "retry-after")
-SHUT_DOWN = "proxy shut down during the call"
 # Where a message's exchange keeps the upstream its session goes to (`stays_on_the_socket`).
 SESSION_UPSTREAM = "tollgate.session_upstream"
 
@@ -109,9 +109,14 @@ class Session:
     unanswered: dict[str | None, deque[Call]] = field(default_factory=dict)
     answering: dict[str, Call] = field(default_factory=dict)  # by response id
     ended: Tally = field(default_factory=Tally)
+    going_away: bool = False  # closed by the drain, its close under way
 
     def open_calls(self) -> list[Call]:
         return [*(c for queue in self.unanswered.values() for c in queue), *self.answering.values()]
+
+    def idle(self) -> bool:
+        """No response is being decided, nor sent and not yet ended."""
+        return not self.busy and not self.closed and not any(self.unanswered.values()) and not self.answering
 
 
 def stays_on_the_socket(flow: http.HTTPFlow, call: Call) -> None:
@@ -137,6 +142,10 @@ class ResponsesSocket:
         self._record = record  # the audit's: a message's call ends
         self._sessions: dict[http.HTTPFlow, Session] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def websocket_start(self, flow: http.HTTPFlow) -> None:
+        """The session begins with its WebSocket (a drain closes one that has carried nothing yet)."""
+        self._session(flow)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
         session = self._session(flow)
@@ -190,6 +199,14 @@ class ResponsesSocket:
                 return
             if kind != RESPONSE_CREATE:
                 raise Unreadable("Tollgate forwards only response.create messages (and acknowledgements) here")
+            if self.shared.draining:
+                # Never sent: the WebSocket closes once its responses in flight have ended, and
+                # the client sends it again on a new connection.
+                if message is not None:
+                    message.drop()
+                session.waiting.append(Waiting(content, is_text))
+                self._close_if_idle(flow, session)
+                return
             call.classification = classify_response_create(data)
             where = lane(data)
         except Unreadable as e:
@@ -235,7 +252,7 @@ class ResponsesSocket:
             self._conclude(flow, session, call, exchange, sent, None)
         except Exception:
             logger.exception("Tollgate: deciding a message on the Responses WebSocket failed; it was not sent")
-        while session.waiting and not session.busy and not session.closed:
+        while session.waiting and not session.busy and not session.closed and not self.shared.draining:
             waiting = session.waiting.popleft()
             try:
                 self._take(flow, session, waiting.content, waiting.is_text, None)
@@ -326,6 +343,21 @@ class ResponsesSocket:
             self._record(call)
         finally:
             session.ended.add(call)
+        if self.shared.draining:
+            flow = next((f for f, s in self._sessions.items() if s is session), None)
+            if flow is not None:
+                self._close_if_idle(flow, session)
+
+    def drain(self) -> None:
+        """The drain begins: each WebSocket with no response in flight closes now (1001, going
+        away), the others once theirs have ended; none takes a new response meanwhile."""
+        for flow, session in list(self._sessions.items()):
+            self._close_if_idle(flow, session)
+
+    def _close_if_idle(self, flow: http.HTTPFlow, session: Session) -> None:
+        if session.idle() and not session.going_away:
+            session.going_away = True
+            compat.close_websocket(flow)
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         """After `WebSocket.websocket_end`, which says how the WebSocket ended: each response still
@@ -348,7 +380,7 @@ class ResponsesSocket:
         """Before the audit's `done`: the responses still open end with the proxy."""
         for flow, session in list(self._sessions.items()):
             for call in session.open_calls():
-                call.error = SHUT_DOWN
+                call.error = self.shared.shut_down_error
             self._close(flow, session)
         self._sessions.clear()
 

@@ -15,6 +15,7 @@ from .. import compat
 from ..auditlog import AuditLog, started_record
 from ..certs import load_client_cert
 from ..config import PROVIDER_NAMES, Config, ConfigError, read_config
+from ..fleet import fleet_config_problem, fleet_workers
 from ..heads import MAX_REQUEST_HEAD, MAX_RESPONSE_HEAD
 from ..jwt_identity import Verifier
 from ..ledger import StoreError, open_store
@@ -53,6 +54,9 @@ def load(
     `previous`, `audit` and `ledger` (its policy, what its providers loaded, the audit log, the
     ledger's store and its URL) rather than made anew. Raises ConfigError naming the file and the field."""
     config, config_sha256 = read_config(path)
+    problem = fleet_config_problem(config, fleet_workers(os.environ))
+    if problem is not None:
+        raise ConfigError(problem)
     policy = previous.policy if previous is not None and same_policy(previous.policy, config) else None
     if policy is None and config.policy.rego:
         try:
@@ -272,10 +276,13 @@ class Settings:
             self._apply(path)
         except ConfigError as e:
             logger.error(f"Tollgate: configuration not reloaded, the last good one stays in force: {e}")
+            self.shared.config_problem = str(e)
             return
         except Exception as e:  # the watch must go on; the type alone: a message might quote a secret
             logger.error(f"Tollgate: configuration not reloaded, the last good one stays in force: {type(e).__name__}")
+            self.shared.config_problem = type(e).__name__
             return
+        self.shared.config_problem = None
         assert self.shared.loaded is not None
         self._allow_governed_hosts()  # the hosts it adds decrypted, those it dropped no longer
         logger.info(f"Tollgate: configuration reloaded from {path}: {summary(self.shared.loaded.config)}")

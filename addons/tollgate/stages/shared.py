@@ -30,6 +30,8 @@ from ..providers.base import FAILURES, Provider, Query, RequestParts
 from ..raw_headers import decoded, with_header
 
 CALL = "tollgate"
+# The error of a call the process's end breaks off.
+SHUT_DOWN = "proxy shut down during the call"
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +106,14 @@ class Shared:
         # at start-up (a busy port) by raising out of its event loop, and asyncio waits for ever
         # for a process cancelled while it is being made (its pipes are never connected).
         self.running = False
+        # Set by `Drain` at SIGTERM: the proxy takes no new connection and ends once its calls have.
+        self.draining = False
+        # The error of the calls still in flight when the process ends (`Drain` says why, when the
+        # drain ran out of time).
+        self.shut_down_error = SHUT_DOWN
+        # Why the configuration file's last edit was not loaded (the last good one is in force);
+        # None when it was. Read by /healthz.
+        self.config_problem: str | None = None
 
     def apply(self, loaded: Loaded, audit: AuditLog | None, ledger: Store | None = None) -> None:
         """Swap in a configuration, its audit log and its ledger's store; stop the policy, audit log

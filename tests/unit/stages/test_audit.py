@@ -11,7 +11,7 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import tflow, tutils
 
-from tollgate.auditlog import AuditLog
+from tollgate.auditlog import AuditLog, instance_name
 from tollgate.call import FAILED_MARKER, REFUSED_MARKER, Call, Failure, Usage
 from tollgate.stages.audit import Audit, AuditGate
 from tollgate.stages.shared import CALL, Shared, refuse
@@ -41,6 +41,11 @@ def openai_call(shared: Shared) -> tuple[http.HTTPFlow, Call]:
 def answer(flow: http.HTTPFlow, status: int = 200, *fields: tuple[bytes, bytes]) -> None:
     flow.response = tutils.tresp(status_code=status, content=b"")
     flow.response.headers.fields = ((b"content-type", b"application/json"), *fields)
+
+
+def as_written(record: dict) -> dict:
+    """A call's record as the audit file has it: the process's instance after its event."""
+    return {"event": record["event"], "instance": instance_name(), **record}
 
 
 def written(log: AuditLog, path: Path) -> list[dict]:
@@ -93,7 +98,7 @@ def test_an_answered_call_gets_its_request_id_header_and_one_record_at_response(
     assert record["cost_usd"] == 0.00008  # gpt-4o: 12 x $2.50 + 5 x $10 per Mtok
     assert call.ended is not None and record["latency_ms"] == round((call.ended - call.started) * 10000) / 10
     # The flow keeps the plain record (what a saved flow can hold), its summary and no marker.
-    assert flow.metadata[CALL] == record and type(flow.metadata[CALL]) is dict
+    assert as_written(flow.metadata[CALL]) == record and type(flow.metadata[CALL]) is dict
     assert flow.comment == "12→5 $0.000080 · alice · openai/gpt-4o"
     assert flow.marked == ""
 
@@ -180,7 +185,7 @@ def test_a_call_that_failed_is_recorded_at_error_with_why(audit_log, audit_path)
     assert (record["status"], record["error"]) == (None, "upstream unreachable: connection refused")
     assert flow.marked == FAILED_MARKER
     assert flow.comment == ("⚠ upstream_unreachable · alice · openai/gpt-4o · upstream unreachable: connection refused")
-    assert flow.metadata[CALL] == record
+    assert as_written(flow.metadata[CALL]) == record
 
 
 def test_a_failure_answered_at_error_is_recorded_with_that_answer(audit_log, audit_path) -> None:
@@ -217,7 +222,7 @@ def test_a_websocket_call_is_recorded_when_the_websocket_ends_not_at_its_upgrade
         40,
         8,
     )
-    assert flow.metadata[CALL] == record
+    assert as_written(flow.metadata[CALL]) == record
 
 
 def test_calls_still_open_at_shutdown_are_recorded_and_the_audit_log_closed(audit_log, audit_path) -> None:
@@ -238,7 +243,7 @@ def test_calls_still_open_at_shutdown_are_recorded_and_the_audit_log_closed(audi
     assert records[ended_call.request_id]["error"] is None
     assert records[open_call.request_id]["error"] == "proxy shut down during the call"
     assert records[failed_call.request_id]["error"] == "upstream broke off"
-    assert open_one.metadata[CALL] == records[open_call.request_id]
+    assert as_written(open_one.metadata[CALL]) == records[open_call.request_id]
     assert shared.audit is None and audit_log._closed.is_set()
     # Then the process's own last record: how many calls it recorded.
     stopped = all_audit_lines(audit_path)[-1]

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
+import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,9 @@ from mitmproxy.test import taddons
 from prometheus_client.parser import text_string_to_metric_families
 from tests.support.proxy import free_port
 
+from tollgate.health import LOOP_TIMEOUT
 from tollgate.pipeline import gateway
+from tollgate.stages.metrics import Metrics
 from tollgate.stages.settings import Settings
 from tollgate.stages.shared import Shared
 
@@ -133,3 +137,112 @@ def test_done_stops_the_server(tmp_path: Path) -> None:
         if pending is not None:
             asyncio.run(pending)
     assert refused(listen)
+
+
+# ---- /healthz
+
+
+def healthz(listen: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://{listen}/healthz", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def metrics_stage(r: Running) -> Metrics:
+    return next(step.__self__ for step in r.gateway.steps["running"] if isinstance(step.__self__, Metrics))  # type: ignore[attr-defined]
+
+
+def while_running(r: Running, check: Callable[[], None]) -> None:
+    """`check` run in a thread while the stages' event loop turns, after mitmproxy's `running`."""
+
+    async def main() -> None:
+        r.shared.running = True  # as Decide.running says
+        metrics_stage(r).running()
+        await asyncio.to_thread(check)
+
+    asyncio.run(main())
+
+
+def test_healthz_says_whether_the_process_serves_calls(running: Running, tmp_path: Path, caplog) -> None:
+    listen = running.listen  # type: ignore[attr-defined]
+    assert healthz(listen) == (503, "starting\n")  # served as soon as the configuration is, before the proxy listens
+    audit = running.shared.audit
+    assert audit is not None
+
+    def check() -> None:
+        assert healthz(listen) == (200, "ok\n")
+        audit.failing, audit.problem = True, "cannot write to audit.jsonl: No space left on device"
+        assert healthz(listen) == (503, "audit failing: cannot write to audit.jsonl: No space left on device\n")
+        audit.failing, audit.problem = False, None
+        running.shared.draining = True
+        assert healthz(listen) == (503, "draining\n")
+        running.shared.draining = False
+        loop = metrics_stage(running)._loop
+        assert loop is not None
+        loop.call_soon_threadsafe(time.sleep, LOOP_TIMEOUT + 0.5)  # the loop stuck in a callback
+        assert healthz(listen) == (503, "event loop not responding\n")
+        assert healthz(listen) == (200, "ok\n")  # it turns again
+
+    while_running(running, check)
+    # The loop no longer turns (it has ended): the probe fails rather than answer for it.
+    assert healthz(listen) == (503, "event loop not responding\n")
+
+
+def test_a_broken_edit_keeps_healthz_ok_and_says_so(running: Running, tmp_path: Path, caplog) -> None:
+    listen = running.listen  # type: ignore[attr-defined]
+    broken = {**config(tmp_path, listen), "drain_s": -1}
+    assert "configuration not reloaded" in reload(running, broken, caplog)
+    replies: list[tuple[int, str]] = []
+    while_running(running, lambda: replies.append(healthz(listen)))
+    assert replies == [
+        (
+            200,
+            f"ok; the configuration file's last edit was not loaded: {running.path}: drain_s: Input should be"
+            " greater than or equal to 0\n",
+        )
+    ]
+    assert "configuration reloaded" in reload(running, config(tmp_path, listen), caplog)
+    while_running(running, lambda: replies.append(healthz(listen)))
+    assert replies[-1] == (200, "ok\n")
+
+
+def test_tollgate_metrics_listen_serves_them_elsewhere(tmp_path: Path, monkeypatch) -> None:
+    """A fleet's workers share one configuration: each serves /metrics and /healthz where its own
+    TOLLGATE_METRICS_LISTEN says, and metrics.listen is left to the fleet."""
+    configured, own = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    monkeypatch.setenv("TOLLGATE_METRICS_LISTEN", own)
+    path = tmp_path / "tollgate.yaml"
+    path.write_text(yaml.safe_dump(config(tmp_path, configured)))
+    r = Running(path)
+    with taddons.context(r.gateway) as tctx:
+        tctx.configure(r.gateway, tollgate_config=str(path))
+        try:
+            assert refused(configured) and "tollgate_audit_queue_depth" in scrape(own)
+            replies: list[tuple[int, str]] = []
+            while_running(r, lambda: replies.append(healthz(own)))
+            assert replies == [(200, "ok\n")]
+        finally:
+            pending = r.gateway.done()  # type: ignore[attr-defined]
+            if pending is not None:
+                asyncio.run(pending)
+    assert refused(own)
+
+
+def test_a_bad_tollgate_metrics_listen_stops_start_up(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TOLLGATE_METRICS_LISTEN", "9464")
+    path = tmp_path / "tollgate.yaml"
+    path.write_text(yaml.safe_dump(config(tmp_path, None)))
+    g = gateway()
+    with (
+        taddons.context(g) as tctx,
+        pytest.raises(
+            exceptions.OptionsError, match=r"TOLLGATE_METRICS_LISTEN=9464: must be host:port, e\.g\. 127\.0\.0\.1:9464"
+        ),
+    ):
+        tctx.configure(g, tollgate_config=str(path))
+    pending = g.done()  # type: ignore[attr-defined]
+    if pending is not None:
+        asyncio.run(pending)

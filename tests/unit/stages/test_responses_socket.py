@@ -12,6 +12,7 @@ from mitmproxy.test import taddons, tflow
 from mitmproxy.websocket import WebSocketMessage
 from wsproto.frame_protocol import Opcode
 
+from tollgate import compat
 from tollgate.call import Call, Usage
 from tollgate.exact_reading import Unreadable
 from tollgate.providers import PROVIDERS
@@ -280,3 +281,40 @@ def test_a_response_open_when_the_websocket_ends_is_audited_with_how_it_ended():
         "request_ids": [record["request_id"]],
     }
     assert flow.comment == "alice · openai · Responses WebSocket · 1 response · 0→0 tokens"
+
+
+def test_draining_a_socket_ends_its_response_then_closes_it_and_takes_no_new_one(monkeypatch):
+    closed: list[object] = []
+    monkeypatch.setattr(compat, "close_websocket", closed.append)
+    shared = Shared()
+    records: list[dict] = []
+    stage = ResponsesSocket(
+        shared, CallSteps(lambda flow, call: None), lambda c: records.append(c.audit_record()) or {}
+    )
+    busy, _ = _session_flow()
+    idle, _ = _session_flow()
+    proxy = Injected()
+    with taddons.context(proxy):
+        stage.websocket_start(idle)  # has carried nothing yet
+        _message(busy, CREATE, from_client=True)
+        stage.websocket_message(busy)
+        _message(busy, _event("response.created", response={"id": "r1"}), False)
+        stage.websocket_message(busy)
+        shared.draining = True
+        stage.drain()
+        assert closed == [idle]  # at once: it has no response in flight
+        # A new response on the busy socket is not sent (nor made a call): the client sends it again elsewhere.
+        later = _message(busy, CREATE, from_client=True)
+        stage.websocket_message(busy)
+        assert later.dropped and proxy.messages == []
+        assert closed == [idle]
+        # The response in flight ends and is audited; then the socket closes.
+        _message(
+            busy, _event("response.completed", response={"id": "r1", "status": "completed", "usage": USAGE}), False
+        )
+        stage.websocket_message(busy)
+        assert closed == [idle, busy]
+        stage.drain()  # once only
+        assert closed == [idle, busy]
+    (record,) = records
+    assert (record["status"], record["total_tokens"], record["error"]) == (200, 14, None)

@@ -9,6 +9,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -165,6 +166,24 @@ def test_a_bad_edit_keeps_the_last_good_configuration_and_says_why_once(
     assert running.check(caplog) == ""  # reported once, not at every look
 
 
+def test_a_worker_of_a_fleet_keeps_its_configuration_when_an_edit_adds_limits_without_redis(
+    running: Running, caplog, monkeypatch
+) -> None:
+    monkeypatch.setenv("TOLLGATE_FLEET_WORKERS", "2")  # as `tollgate serve --workers 2` sets it
+    good = running.shared.loaded
+    edit(running, lambda d: d.update(limits=[{"name": "rpm", "requests_per_minute": 5}]))
+    logged = running.check(caplog)
+    assert running.shared.loaded is good
+    assert (
+        "configuration not reloaded, the last good one stays in force: ledger.store: 2 workers with limits must"
+        " share their counters on Redis" in logged
+    )
+    monkeypatch.delenv("TOLLGATE_FLEET_WORKERS")
+    edit(running, lambda d: d.update(clients=[{"name": "bob", "keys": ["tg-bob"]}]))
+    running.check(caplog)
+    assert clients(running) == ["bob"]  # one process alone counts exactly in SQLite
+
+
 def test_environment_variables_are_read_again_on_reload(running: Running, caplog, monkeypatch) -> None:
     monkeypatch.delenv("TOLLGATE_TEST_RELOAD_KEY", raising=False)
     edit(running, lambda d: d["providers"]["openai"].update(keys=["${TOLLGATE_TEST_RELOAD_KEY}"]))
@@ -212,6 +231,7 @@ def test_the_audit_opens_with_the_started_record_naming_the_configuration_by_its
     record = started(tmp_path / "audit.jsonl")
     assert record == {
         "event": "tollgate_started",
+        "instance": socket.gethostname(),  # no TOLLGATE_INSTANCE: the host's name
         "ts": record["ts"],
         "version": importlib.metadata.version("tollgate"),
         "pid": os.getpid(),
