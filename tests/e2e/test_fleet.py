@@ -216,21 +216,29 @@ def test_audit_records_on_standard_output_stay_whole_lines(tmp_path, fakes, conf
         fleet.stop()
 
 
-def test_metrics_and_healthz_of_the_host_sum_both_workers(fleet, bundle):
-    before = len(fleet.calls())
-    assert openai_calls(fleet, bundle, KEYS["alice"], 4) == {"outcomes": ["ok"] * 4}
-    calls = fleet.wait_calls(before + 4)
-    assert {c["instance"] for c in calls[before:]} == INSTANCES
+def calls_counted_at_metrics() -> float:
     with urllib.request.urlopen(f"http://{METRICS}/metrics", timeout=10) as response:
         text = response.read().decode()
-    counted = sum(
+    return sum(
         sample.value
         for family in text_string_to_metric_families(text)
         if family.name == "tollgate_calls"
         for sample in family.samples
         if sample.name == "tollgate_calls_total"
     )
-    assert counted == len(calls)  # every call of both workers, whichever answered the scrape
+
+
+def test_metrics_and_healthz_of_the_host_sum_both_workers(fleet, bundle):
+    before = len(fleet.calls())
+    assert openai_calls(fleet, bundle, KEYS["alice"], 4) == {"outcomes": ["ok"] * 4}
+    calls = fleet.wait_calls(before + 4)
+    assert {c["instance"] for c in calls[before:]} == INSTANCES
+    # Every call of both workers, whichever answered the scrape: the other's counts reach the shared
+    # files within a second (multiprocess.WRITE_INTERVAL).
+    deadline = time.monotonic() + 5
+    while (counted := calls_counted_at_metrics()) < len(calls) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert counted == len(calls)
     with urllib.request.urlopen(f"http://{METRICS}/healthz", timeout=10) as response:
         assert response.status == 200
 
