@@ -6,9 +6,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from . import streams
-from .call import Usage
 from .json_codec import parse_json
 from .streams import SSEFramer, StreamTail, parse_sse_block, raw_event_spans, sse_event_start
+from .usage import Usage
 
 
 def add_totals(usage: Usage) -> Usage:
