@@ -202,8 +202,4 @@ def ask(summarizer: SummarizerCall, verify: bool | str) -> tuple[str, Usage]:
         summary = summary_of(response)
     except Exception as e:  # never its message: it may quote the answer
         raise SummaryUnavailable(f"the summarizer's answer could not be read: {type(e).__name__}") from None
-    u = response.usage
-    return summary, Usage(
-        input_tokens=u.input_tokens, output_tokens=u.output_tokens, total_tokens=u.total_tokens,
-        cached_tokens=u.cached_tokens, cache_write_tokens=u.cache_write_tokens, reasoning_tokens=u.reasoning_tokens,
-    )  # fmt: skip
+    return summary, response.usage
