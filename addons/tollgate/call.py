@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
+from .usage import Usage, price_context
+
 if TYPE_CHECKING:
     from .jwt_identity import JwtIdentity
     from .keypool import KeyPool
@@ -20,14 +22,6 @@ if TYPE_CHECKING:
     from .translate.translator import Translation
 
 Auth = Literal["virtual_key", "sigv4", "proxyauth", "jwt", "anonymous"]
-
-
-def price_context(service_tier: str | None, speed: str | None) -> tuple[tuple[str, str], ...]:
-    """How a call runs, as the price table's variants are chosen by (genai-prices' keys and values:
-    Gemini's `SERVICE_TIER_PRIORITY` is `priority` there)."""
-    if service_tier is not None:
-        service_tier = service_tier.lower().removeprefix("service_tier_")
-    return tuple((k, v) for k, v in (("service_tier", service_tier), ("speed", speed)) if v is not None)
 
 
 class McpServer(NamedTuple):
@@ -101,28 +95,6 @@ class RequestFacts:
         if servers:
             self.mcp_servers += servers
             self.has_tools = True
-
-
-@dataclass(slots=True, kw_only=True)  # by name: a field added must not shift the others
-class Usage:
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    total_tokens: int | None = None
-    cached_tokens: int | None = None  # cache reads, among input_tokens
-    # Cache writes, among input_tokens too: Anthropic and Bedrock price them apart (above input).
-    cache_write_tokens: int | None = None
-    reasoning_tokens: int | None = None  # among output_tokens
-    finish_reason: str | None = None
-    # How the provider says it ran the call, which some models are priced by: its processing tier
-    # (`service_tier`: OpenAI's `default`, `flex`, `priority`…; Anthropic's `standard`, `priority`;
-    # Gemini's, from a header; Bedrock's) and its `speed` (Anthropic's `fast`, `standard`; Bedrock's
-    # latency, `optimized`, `standard`).
-    service_tier: str | None = None
-    speed: str | None = None
-
-    def price_context(self) -> tuple[tuple[str, str], ...]:
-        """What the price table's variants are chosen by."""
-        return price_context(self.service_tier, self.speed)
 
 
 @dataclass(slots=True)

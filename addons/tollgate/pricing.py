@@ -20,8 +20,8 @@ from .memo import ShapeMemo
 from .overrides import matches
 
 if TYPE_CHECKING:
-    from .call import Usage
     from .config import PriceRule
+    from .usage import Usage
 
 # Tollgate's provider names, and genai-prices' ids for them.
 TABLE_IDS = {"openai": "openai", "gemini": "google", "anthropic": "anthropic", "bedrock": "aws", "vertex": "google"}

@@ -6,14 +6,15 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from . import streams
-from .call import Usage
 from .json_codec import parse_json
 from .streams import SSEFramer, StreamTail, parse_sse_block, raw_event_spans, sse_event_start
+from .usage import Usage
 
 
 def add_totals(usage: Usage) -> Usage:
-    if usage.total_tokens is None and usage.input_tokens is not None and usage.output_tokens is not None:
-        usage.total_tokens = usage.input_tokens + usage.output_tokens
+    """The total as reported; input plus output where the provider reported none."""
+    if usage.total_tokens is None:
+        usage.total_tokens = usage.counted_total
     return usage
 
 

@@ -19,12 +19,12 @@ from tollgate.call import (
     Classification,
     Failure,
     RequestFacts,
-    Usage,
     fingerprint,
     utc_timestamp,
 )
 from tollgate.config import Config, parse_config
 from tollgate.stages.shared import Loaded
+from tollgate.usage import Usage
 
 LOADED = Loaded.build(Config())
 

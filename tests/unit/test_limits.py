@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from tollgate.call import Batch, Call, Classification, RolledUp, Usage
+from tollgate.call import Batch, Call, Classification, RolledUp
 from tollgate.config import LimitRule, parse_config
 from tollgate.limits import (
     Estimate,
@@ -26,6 +26,7 @@ from tollgate.limits import (
     used,
 )
 from tollgate.policy import usage_input
+from tollgate.usage import Usage
 
 
 def rule(**fields) -> LimitRule:

@@ -13,10 +13,11 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tollgate.call import Call, Classification, Failure, RequestFacts, Usage
+from tollgate.call import Call, Classification, Failure, RequestFacts
 from tollgate.keypool import KeyPool
 from tollgate.limits import Estimate
 from tollgate.metrics import OTHER, LabelCap, MetricSet, error_kind, remaining, status_class
+from tollgate.usage import Usage
 
 ROOT = Path(__file__).resolve().parents[2]
 

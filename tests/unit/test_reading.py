@@ -17,7 +17,6 @@ from tests.unit.providers.common import (
     read_request,
 )
 
-from tollgate.call import Usage
 from tollgate.exact_reading import Unreadable, as_int, count
 from tollgate.json_codec import encode_json, parse_json, read_request_json
 from tollgate.providers import openai as openai_mod
@@ -25,6 +24,7 @@ from tollgate.providers.base import (
     bearer,
 )
 from tollgate.raw_headers import decoded, header_index, with_header
+from tollgate.usage import Usage
 from tollgate.usage_readers import add_totals
 
 

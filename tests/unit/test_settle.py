@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from tollgate.call import Call, Classification, Usage
+from tollgate.call import Call, Classification
 from tollgate.config import parse_config
 from tollgate.limits import Estimate, token_count, used
 from tollgate.stages.shared import Loaded
+from tollgate.usage import Usage
 
 RESERVED = Estimate(1, 500, 9_000)
 PRICED = parse_config(

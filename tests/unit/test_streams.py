@@ -26,7 +26,6 @@ from hypothesis import strategies as st
 from mitmproxy.http import Headers
 
 from tollgate import streams
-from tollgate.call import Usage
 from tollgate.json_codec import parse_json
 from tollgate.providers import PROVIDERS
 from tollgate.providers.anthropic import MessagesStreamReader
@@ -44,6 +43,7 @@ from tollgate.streams import (
     parse_sse_block,
     split_events,
 )
+from tollgate.usage import Usage
 from tollgate.usage_readers import SSEReader, UsageReader, WholeBodyReader, is_event_stream
 
 if sys.version_info >= (3, 14):

@@ -10,7 +10,7 @@ import pytest
 from tests.support.otlp import Collector, no_collector, wait_for_trace_exports_to_stop
 
 from tollgate.auditlog import instance_name
-from tollgate.call import Call, Classification, Failure, RequestFacts, Usage
+from tollgate.call import Call, Classification, Failure, RequestFacts
 from tollgate.config import OtlpConfig
 from tollgate.tracing import (
     OPERATIONS,
@@ -22,6 +22,7 @@ from tollgate.tracing import (
     span_attributes,
     span_name,
 )
+from tollgate.usage import Usage
 
 # ---- where spans go
 

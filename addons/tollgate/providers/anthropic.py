@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..call import Batch, Classification, McpServer, RequestFacts, Usage
+from ..call import Batch, Classification, McpServer, RequestFacts
 from ..exact_reading import (
     UNREAD_BODY,
     UNREAD_MODEL,
@@ -24,6 +24,7 @@ from ..exact_reading import (
 from ..json_codec import json_object, parse_json
 from ..streams import split_events
 from ..translate.formats import ANTHROPIC_MESSAGES, OPENAI_CHAT
+from ..usage import Usage
 from ..usage_readers import SSEReader, UsageReader, is_event_stream
 from . import openai
 from .base import (

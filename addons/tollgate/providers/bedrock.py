@@ -14,7 +14,7 @@ from urllib.parse import quote, unquote
 from pydantic import Field, model_validator
 
 from .. import sigv4
-from ..call import Batch, Classification, RequestFacts, Usage, fingerprint
+from ..call import Batch, Classification, RequestFacts, fingerprint
 from ..exact_reading import (
     STORED_PROMPT,
     UNREAD_FACTS,
@@ -47,6 +47,7 @@ from ..streams import (
     eventstream_frame_start,
 )
 from ..translate.formats import ANTHROPIC_MESSAGES, BEDROCK_CONVERSE, CLAUDE_ON_BEDROCK, OPENAI_CHAT
+from ..usage import Usage
 from ..usage_readers import UsageReader, add_totals, is_event_stream
 from . import anthropic, bedrock_apis, openai
 from .base import (

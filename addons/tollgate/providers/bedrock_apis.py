@@ -8,10 +8,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..call import Batch, Classification, RequestFacts, Usage
+from ..call import Batch, Classification, RequestFacts
 from ..exact_reading import Unreadable, check_case, path_segments, request_int, request_model, words
 from ..json_codec import parse_json
 from ..streams import EventStreamFramer
+from ..usage import Usage
 from ..usage_readers import NoUsage, UsageReader, add_totals
 
 # Each operation: its method, its path with `{}` for each id (a trailing '/' as the SDKs send it),

@@ -11,7 +11,7 @@ from urllib.parse import quote, unquote_plus
 from pydantic import Field
 
 from .. import streams
-from ..call import Batch, Classification, McpServer, RequestFacts, Usage
+from ..call import Batch, Classification, McpServer, RequestFacts
 from ..exact_reading import (
     CACHED_CONTENT,
     UNREAD_BODY,
@@ -30,6 +30,7 @@ from ..json_codec import parse_json
 from ..settings_models import ProviderConfig
 from ..streams import JSONArrayFramer, StreamTail, array_elements_backward, array_separator
 from ..translate.formats import GEMINI_GENERATE, OPENAI_CHAT
+from ..usage import Usage
 from ..usage_readers import SSEReader, UsageReader, add_totals, is_event_stream
 from . import openai
 from .base import (

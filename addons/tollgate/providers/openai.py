@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 from urllib.parse import unquote_plus
 
-from ..call import Batch, Classification, McpServer, RequestFacts, Usage
+from ..call import Batch, Classification, McpServer, RequestFacts
 from ..exact_reading import (
     ASSISTANT,
     SESSION_UPDATES,
@@ -31,6 +31,7 @@ from ..exact_reading import (
 )
 from ..json_codec import parse_json
 from ..translate.formats import OPENAI_CHAT
+from ..usage import Usage
 from ..usage_readers import SSEReader, UsageReader, add_totals, is_event_stream
 from .base import (
     AUDIT_UNAVAILABLE,

@@ -13,7 +13,7 @@ from typing import Any
 
 from mitmproxy import http
 
-from ..call import Call, Usage
+from ..call import Call
 from ..ledger.store import Charge, Reservation, Store, StoreError
 from ..limits import (
     Counter,
@@ -37,6 +37,7 @@ from ..limits import (
 from ..max_output import max_output_tokens
 from ..pricing import cost_nanousd
 from ..providers.base import BUDGET_EXCEEDED, LEDGER_UNAVAILABLE, LIMIT_UNENFORCEABLE, POLICY_DENIED, RATE_LIMITED
+from ..usage import Usage
 from .shared import Shared, refuse
 
 logger = logging.getLogger(__name__)

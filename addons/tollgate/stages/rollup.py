@@ -15,7 +15,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from mitmproxy import ctx, http
 
-from ..call import Call, RolledUp, Usage, fingerprint
+from ..call import Call, RolledUp, fingerprint
 from ..config import RollupRule
 from ..json_codec import encode_json, parse_json
 from ..keypool import KeyPool, retry_after_seconds
@@ -25,6 +25,7 @@ from ..providers.base import ChatLeg, CredentialUnavailable, RequestParts, Upstr
 from ..rollup import Plan, Size, Summaries, plan, roll_up, summary_of, summary_request
 from ..translate.formats import ANTHROPIC_MESSAGES, CLAUDE_ON_BEDROCK, CLAUDE_ON_VERTEX, OPENAI_CHAT
 from ..translate.translator import FORMATS
+from ..usage import Usage
 from .credential import RESTING_STATUSES
 from .shared import Shared, write_body
 from .translate import TARGET_HEADERS
@@ -201,8 +202,4 @@ def ask(summarizer: SummarizerCall, verify: bool | str) -> tuple[str, Usage]:
         summary = summary_of(response)
     except Exception as e:  # never its message: it may quote the answer
         raise SummaryUnavailable(f"the summarizer's answer could not be read: {type(e).__name__}") from None
-    u = response.usage
-    return summary, Usage(
-        input_tokens=u.input_tokens, output_tokens=u.output_tokens, total_tokens=u.total_tokens,
-        cached_tokens=u.cached_tokens, cache_write_tokens=u.cache_write_tokens, reasoning_tokens=u.reasoning_tokens,
-    )  # fmt: skip
+    return summary, response.usage

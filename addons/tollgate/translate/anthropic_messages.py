@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from ..json_codec import encode_json, parse_json
 from ..streams import EventStreamFrame, EventStreamFramer, SSEFramer, parse_sse_block
+from ..usage import Usage
 from . import chat, fields, formats
 from .chat import (
     ChatError,
@@ -31,7 +32,6 @@ from .chat import (
     TextDelta,
     Thinking,
     ThinkingDelta,
-    TokenUsage,
     Tool,
     ToolCall,
     ToolCallDelta,
@@ -679,15 +679,15 @@ def _stop_reason_of(finish: FinishReason | None, stop_sequence: str | None) -> s
     return _STOP_REASON_OF_FINISH[finish]
 
 
-def _read_usage(raw: Any) -> TokenUsage:
+def _read_usage(raw: Any) -> Usage:
     """Anthropic's input_tokens leaves out cache reads and writes: the model's counts them in."""
     if not isinstance(raw, dict):
-        return TokenUsage()
+        return Usage()
     fresh = fields.int_or_none(raw.get("input_tokens"))
     read = fields.int_or_none(raw.get("cache_read_input_tokens"))
     written = fields.int_or_none(raw.get("cache_creation_input_tokens"))
     details = raw.get("output_tokens_details")
-    return TokenUsage(
+    return Usage(
         input_tokens=chat.input_with_cache(fresh, read, written),
         output_tokens=fields.int_or_none(raw.get("output_tokens")),
         cached_tokens=read,
@@ -696,7 +696,7 @@ def _read_usage(raw: Any) -> TokenUsage:
     )
 
 
-def _write_usage(usage: TokenUsage) -> dict[str, Any]:
+def _write_usage(usage: Usage) -> dict[str, Any]:
     out: dict[str, Any] = {"input_tokens": usage.uncached_input_tokens or 0}
     if usage.cache_write_tokens is not None:
         out["cache_creation_input_tokens"] = usage.cache_write_tokens
@@ -921,7 +921,7 @@ class MessagesStreamReader:
             events.append(UsageReported(self._usage(data["usage"])))
         return events
 
-    def _usage(self, raw: dict[str, Any]) -> TokenUsage:
+    def _usage(self, raw: dict[str, Any]) -> Usage:
         """A report's counts, the input total made of the latest of each of its three parts."""
         usage = _read_usage(raw)
         fresh = fields.int_or_none(raw.get("input_tokens"))
@@ -954,7 +954,7 @@ class MessagesStreamWriter:
         self._open: str | None = None  # the kind of the content block open, if one is
         self._index = -1  # the last content block's index
         self._tool_blocks: dict[int, int] = {}  # tool call index → its content block
-        self._usage = TokenUsage()
+        self._usage = Usage()
         self._finish: FinishReason | None = None
         self._stop_sequence: str | None = None
         self._done = False

@@ -19,6 +19,7 @@ from typing import Any, Literal, cast
 
 from ..json_codec import encode_json, parse_json
 from ..streams import EventStreamFramer
+from ..usage import Usage
 from . import fields, formats
 from .chat import (
     EFFORT_BUDGET,
@@ -42,7 +43,6 @@ from .chat import (
     TextDelta,
     Thinking,
     ThinkingDelta,
-    TokenUsage,
     Tool,
     ToolCall,
     ToolCallDelta,
@@ -674,13 +674,13 @@ def write_request(request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]
 # Responses
 
 
-def read_usage(raw: Any) -> TokenUsage:
+def read_usage(raw: Any) -> Usage:
     """Converse's usage: `inputTokens` excludes the cache reads and writes counted beside it."""
     raw = raw if isinstance(raw, dict) else {}
     fresh = fields.int_or_none(raw.get("inputTokens"))
     read = fields.int_or_none(raw.get("cacheReadInputTokens"))
     written = fields.int_or_none(raw.get("cacheWriteInputTokens"))
-    return TokenUsage(
+    return Usage(
         input_tokens=input_with_cache(fresh, read, written),
         output_tokens=fields.int_or_none(raw.get("outputTokens")),
         cached_tokens=read,
@@ -688,7 +688,7 @@ def read_usage(raw: Any) -> TokenUsage:
     )
 
 
-def write_usage(usage: TokenUsage) -> dict[str, Any]:
+def write_usage(usage: Usage) -> dict[str, Any]:
     """The three counts Bedrock always sends (0 where unknown: SDK users read them unguarded); its
     totalTokens counts the cache too, as `providers.bedrock.converse_usage` reads it."""
     read, written = usage.cached_tokens or 0, usage.cache_write_tokens or 0
@@ -915,7 +915,7 @@ class ConverseStreamWriter:
         self._open: tuple[str, int] | None = None  # the open block's kind ("text", "thinking", "tool") and index
         self._signed = False  # the open thinking block has its signature: more thinking is another block
         self._block_of_tool: dict[int, int] = {}
-        self._usage: TokenUsage | None = None
+        self._usage: Usage | None = None
         self._finished = False
         self._reported = False
         self._failed = False
@@ -1006,17 +1006,17 @@ class ConverseStreamWriter:
             self._signed = True
         return out
 
-    def _report(self, usage: TokenUsage) -> bytes:
+    def _report(self, usage: Usage) -> bytes:
         if self._reported:
             return b""
         if self._usage is None:
-            self._usage = TokenUsage()
+            self._usage = Usage()
         self._usage.update(usage)
         return self._start() + self._metadata() if self._finished else b""
 
     def _metadata(self) -> bytes:
         self._reported = True
-        usage = write_usage(self._usage or TokenUsage())
+        usage = write_usage(self._usage or Usage())
         return _event("metadata", {"usage": usage, "metrics": {"latencyMs": 0}})
 
 

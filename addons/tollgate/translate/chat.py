@@ -1,10 +1,10 @@
 """A chat call in no provider's wire format: what each format module reads a call, an answer, a
 stream or an error into, and writes one out of. N formats, not N² translators.
 
-Plain data, knowing nothing of mitmproxy. Token counts follow one convention whatever the format:
-`input_tokens` counts every prompt token (cache reads and writes among them), `output_tokens`
-every generated one (reasoning among them); a format that counts otherwise (Anthropic's input
-without its cache, Gemini's candidates without thoughts) converts on reading and writing.
+Plain data, knowing nothing of mitmproxy. Token counts are the project's one `usage.Usage`, in
+its one convention whatever the format (every prompt token in `input_tokens`, every generated one
+in `output_tokens`); a format that counts otherwise (Anthropic's input without its cache, Gemini's
+candidates without thoughts) converts on reading and writing.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import binascii
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from ..json_codec import encode_json
+from ..usage import Usage
 
 Role = Literal["user", "assistant"]
 # Why an answer ended: its natural end or a stop sequence, the token limit, tool calls to make, a
@@ -166,38 +167,6 @@ class ChatRequest:
 # An answer
 
 
-@dataclass(slots=True)
-class TokenUsage:
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cached_tokens: int | None = None  # cache reads, among input_tokens
-    cache_write_tokens: int | None = None  # among input_tokens
-    reasoning_tokens: int | None = None  # among output_tokens
-
-    @property
-    def total_tokens(self) -> int | None:
-        if self.input_tokens is None or self.output_tokens is None:
-            return None
-        return self.input_tokens + self.output_tokens
-
-    @property
-    def uncached_input_tokens(self) -> int | None:
-        """The input less its cache reads and writes, as Anthropic and Bedrock count their input."""
-        if self.input_tokens is None:
-            return None
-        return max(0, self.input_tokens - (self.cached_tokens or 0) - (self.cache_write_tokens or 0))
-
-    def update(self, later: TokenUsage) -> None:
-        """Takes a later report's counts over these, field by field (None keeps the earlier one)."""
-        for name in _USAGE_COUNTS:
-            value = getattr(later, name)
-            if value is not None:
-                setattr(self, name, value)
-
-
-_USAGE_COUNTS = tuple(f.name for f in fields(TokenUsage))
-
-
 def input_with_cache(uncached: int | None, cache_read: int | None, cache_write: int | None) -> int | None:
     """The input as the model counts it, cache reads and writes among it, from a format that counts
     them apart (Anthropic, Bedrock); None where the uncached input is not known."""
@@ -217,7 +186,7 @@ class ChatResponse:
     id: str | None
     model: str | None
     choices: list[Choice]
-    usage: TokenUsage = field(default_factory=TokenUsage)
+    usage: Usage = field(default_factory=Usage)
     created: int | None = None  # epoch seconds
 
 
@@ -279,9 +248,9 @@ class Finished:
 @dataclass(slots=True)
 class UsageReported:
     """The usage so far; a later report replaces an earlier one field by field (None keeps it:
-    `TokenUsage.update`)."""
+    `Usage.update`)."""
 
-    usage: TokenUsage
+    usage: Usage
 
 
 @dataclass(slots=True)

@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 from ..json_codec import encode_json, parse_json
 from ..streams import JSONArrayFramer, SSEFramer, parse_sse_block
+from ..usage import Usage
 from . import fields, formats
 from .chat import (
     EFFORT_BUDGET,
@@ -60,7 +61,6 @@ from .chat import (
     TextDelta,
     Thinking,
     ThinkingDelta,
-    TokenUsage,
     Tool,
     ToolCall,
     ToolCallDelta,
@@ -817,12 +817,12 @@ def _finish(value: Any, has_calls: bool) -> FinishReason | None:
     return "tool_calls" if reason == "stop" and has_calls else reason
 
 
-def _usage(value: Any) -> TokenUsage:
+def _usage(value: Any) -> Usage:
     """usageMetadata in the model's convention: the prompt with the tools' own prompts, and every
     generated token (Gemini's candidates exclude thoughts). Proto3 JSON omits zeros: a total with no
     candidates or thoughts counted means none were generated."""
     if not isinstance(value, dict):
-        return TokenUsage()
+        return Usage()
     prompt = _loose_int(value.get("promptTokenCount"))
     tool_prompt = _loose_int(value.get("toolUsePromptTokenCount"))
     candidates = _loose_int(value.get("candidatesTokenCount"))
@@ -832,7 +832,7 @@ def _usage(value: Any) -> TokenUsage:
     output_tokens = None if candidates is None and thoughts is None else (candidates or 0) + (thoughts or 0)
     if output_tokens is None and total is not None and input_tokens is not None and total >= input_tokens:
         output_tokens = total - input_tokens
-    return TokenUsage(
+    return Usage(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         cached_tokens=_loose_int(value.get("cachedContentTokenCount")),
@@ -840,7 +840,7 @@ def _usage(value: Any) -> TokenUsage:
     )
 
 
-def _usage_metadata(usage: TokenUsage) -> dict[str, Any] | None:
+def _usage_metadata(usage: Usage) -> dict[str, Any] | None:
     meta: dict[str, Any] = {}
     if usage.input_tokens is not None:
         meta["promptTokenCount"] = usage.input_tokens
@@ -850,8 +850,8 @@ def _usage_metadata(usage: TokenUsage) -> dict[str, Any] | None:
         meta["thoughtsTokenCount"] = usage.reasoning_tokens
     if usage.cached_tokens is not None:
         meta["cachedContentTokenCount"] = usage.cached_tokens
-    if usage.total_tokens is not None:
-        meta["totalTokenCount"] = usage.total_tokens
+    if (total := usage.counted_total) is not None:
+        meta["totalTokenCount"] = total
     return meta or None
 
 
@@ -1147,7 +1147,7 @@ class GeminiStreamWriter:
         self._calls: dict[int, dict[int, _PendingCall]] = {}
         self._finishes: dict[int, FinishReason] = {}  # held for the usage
         self._finish_written = False
-        self._usage = TokenUsage()
+        self._usage = Usage()
 
     def write(self, event: StreamEvent) -> bytes:
         if self._closed:
@@ -1189,7 +1189,7 @@ class GeminiStreamWriter:
             out += b"]" if self._opened else b"[]"
         return out
 
-    def _usage_reported(self, usage: TokenUsage) -> bytes:
+    def _usage_reported(self, usage: Usage) -> bytes:
         self._usage.update(usage)
         if self._finishes:
             return self._finish_chunk()

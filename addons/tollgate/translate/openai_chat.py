@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from ..json_codec import encode_json, parse_json
 from ..streams import SSEFramer, parse_sse_block
+from ..usage import Usage
 from . import fields, formats
 from .chat import (
     STATUS_OF_KIND,
@@ -36,7 +37,6 @@ from .chat import (
     TextDelta,
     Thinking,
     ThinkingDelta,
-    TokenUsage,
     Tool,
     ToolCall,
     ToolCallDelta,
@@ -657,8 +657,8 @@ def _get(data: Any, outer: str, inner: str) -> Any:
     return value.get(inner) if isinstance(value, dict) else None
 
 
-def _read_usage(raw: dict[str, Any]) -> TokenUsage:
-    return TokenUsage(
+def _read_usage(raw: dict[str, Any]) -> Usage:
+    return Usage(
         input_tokens=fields.int_or_none(raw.get("prompt_tokens")),
         output_tokens=fields.int_or_none(raw.get("completion_tokens")),
         cached_tokens=fields.int_or_none(_get(raw, "prompt_tokens_details", "cached_tokens")),
@@ -667,14 +667,14 @@ def _read_usage(raw: dict[str, Any]) -> TokenUsage:
     )
 
 
-def _usage_body(usage: TokenUsage) -> dict[str, Any] | None:
+def _usage_body(usage: Usage) -> dict[str, Any] | None:
     body: dict[str, Any] = {}
     if usage.input_tokens is not None:
         body["prompt_tokens"] = usage.input_tokens
     if usage.output_tokens is not None:
         body["completion_tokens"] = usage.output_tokens
-    if usage.total_tokens is not None:
-        body["total_tokens"] = usage.total_tokens
+    if (total := usage.counted_total) is not None:
+        body["total_tokens"] = total
     prompt_details = {"cached_tokens": usage.cached_tokens, "cache_write_tokens": usage.cache_write_tokens}
     if any(v is not None for v in prompt_details.values()):
         body["prompt_tokens_details"] = {k: v for k, v in prompt_details.items() if v is not None}
@@ -750,7 +750,7 @@ def read_response(body: dict[str, Any]) -> ChatResponse:
             for i, c in enumerate(choices if isinstance(choices, list) else [])
             if isinstance(c, dict)
         ],
-        usage=_read_usage(usage) if isinstance(usage, dict) else TokenUsage(),
+        usage=_read_usage(usage) if isinstance(usage, dict) else Usage(),
         created=fields.int_or_none(body.get("created")),
     )
 
@@ -946,7 +946,7 @@ class ChatStreamWriter:
         self._request = request
         self._head: dict[str, Any] | None = None  # id, object, created, model: the same in every chunk
         self._opened: set[int] = set()  # choices whose role went out
-        self._usage = TokenUsage()
+        self._usage = Usage()
         self._usage_known = False
         self._closed = False
 

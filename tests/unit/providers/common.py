@@ -11,7 +11,7 @@ import pytest
 from hypothesis import strategies as st
 from mitmproxy.http import Headers
 
-from tollgate.call import Classification, Usage
+from tollgate.call import Classification
 from tollgate.exact_reading import Unreadable
 from tollgate.json_codec import read_request_json
 from tollgate.providers import PROVIDERS
@@ -32,6 +32,7 @@ from tollgate.providers.base import (
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
 )
+from tollgate.usage import Usage
 
 OPENAI = PROVIDERS["openai"]
 

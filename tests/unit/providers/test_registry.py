@@ -15,7 +15,7 @@ from mitmproxy.connection import Client, Server
 from mitmproxy.proxy.context import Context
 from mitmproxy.test import taddons
 
-from tollgate.call import Classification, RequestFacts, Usage
+from tollgate.call import Classification, RequestFacts
 from tollgate.exact_reading import Unreadable
 from tollgate.providers import BUILT_IN_HOSTS, PROVIDERS, Hosts, allow_hosts, provider_for
 from tollgate.providers import anthropic as anthropic_mod
@@ -41,6 +41,7 @@ from tollgate.providers.base import (
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
 )
+from tollgate.usage import Usage
 
 from .common import (
     ALL_ENDPOINTS,

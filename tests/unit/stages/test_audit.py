@@ -12,10 +12,11 @@ from mitmproxy import http
 from mitmproxy.test import tflow, tutils
 
 from tollgate.auditlog import AuditLog, instance_name
-from tollgate.call import FAILED_MARKER, REFUSED_MARKER, Call, Failure, Usage
+from tollgate.call import FAILED_MARKER, REFUSED_MARKER, Call, Failure
 from tollgate.stages.audit import Audit, AuditGate
 from tollgate.stages.shared import CALL, Shared, refuse
 from tollgate.steps import CallSteps
+from tollgate.usage import Usage
 
 from .conftest import (
     HOSTS,

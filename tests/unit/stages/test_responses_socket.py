@@ -13,7 +13,7 @@ from mitmproxy.websocket import WebSocketMessage
 from wsproto.frame_protocol import Opcode
 
 from tollgate import compat
-from tollgate.call import Call, Usage
+from tollgate.call import Call
 from tollgate.exact_reading import Unreadable
 from tollgate.providers import PROVIDERS
 from tollgate.providers.openai import (
@@ -27,6 +27,7 @@ from tollgate.stages.classify import check_upgrade
 from tollgate.stages.responses_socket import ResponsesSocket
 from tollgate.stages.shared import CALL, Shared
 from tollgate.steps import CallSteps
+from tollgate.usage import Usage
 
 # ---- what a message asks for
 

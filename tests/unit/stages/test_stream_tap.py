@@ -8,9 +8,10 @@ from functools import partial
 
 from mitmproxy.test import tflow
 
-from tollgate.call import Call, Usage
+from tollgate.call import Call
 from tollgate.stages.shared import CALL, Shared
 from tollgate.stages.stream_tap import MITMPROXY_CONNECTION_LOGGER, StreamTap, UsageTap, record_usage
+from tollgate.usage import Usage
 from tollgate.usage_readers import UsageReader
 
 # ---- mitmproxy's per-response streaming notice

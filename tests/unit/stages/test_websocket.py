@@ -18,7 +18,7 @@ from wsproto.events import CloseConnection, Message, TextMessage
 from wsproto.frame_protocol import Opcode
 
 from tollgate import compat
-from tollgate.call import Call, Usage
+from tollgate.call import Call
 from tollgate.exact_reading import Unreadable
 from tollgate.providers import PROVIDERS
 from tollgate.providers.openai import (
@@ -31,6 +31,7 @@ from tollgate.providers.openai import (
 from tollgate.raw_headers import header_index
 from tollgate.stages.shared import CALL, Shared
 from tollgate.stages.websocket import KEPT_MESSAGES, MAX_MESSAGE, WebSocket
+from tollgate.usage import Usage
 
 # ---- the model, from the query
 

@@ -37,7 +37,6 @@ from tollgate.translate.chat import (
     TextDelta,
     Thinking,
     ThinkingDelta,
-    TokenUsage,
     Tool,
     ToolCall,
     ToolCallDelta,
@@ -47,6 +46,7 @@ from tollgate.translate.chat import (
     Untranslatable,
     UsageReported,
 )
+from tollgate.usage import Usage
 
 FMT = ANTHROPIC_MESSAGES
 WEATHER_SCHEMA = {
@@ -539,9 +539,7 @@ DOCS_ANSWER_MODEL = ChatResponse(
             "tool_calls",
         )
     ],
-    usage=TokenUsage(
-        input_tokens=3195, output_tokens=503, cached_tokens=1000, cache_write_tokens=100, reasoning_tokens=200
-    ),
+    usage=Usage(input_tokens=3195, output_tokens=503, cached_tokens=1000, cache_write_tokens=100, reasoning_tokens=200),
 )
 
 
@@ -573,7 +571,7 @@ def test_writes_an_answer_exactly_and_back() -> None:
 def test_stop_reasons_read(stop_reason: str | None, finish: str | None) -> None:
     answer = FMT.read_response({"id": "msg_1", "content": [], "stop_reason": stop_reason})
     assert answer.choices[0].finish == finish
-    assert answer.usage == TokenUsage()
+    assert answer.usage == Usage()
 
 
 def test_stop_sequence_both_ways() -> None:
@@ -611,7 +609,7 @@ def test_writes_the_first_of_several_answers_and_survives_broken_arguments() -> 
             Choice(1, [Text("second")], "stop"),
             Choice(0, [ToolCall("", "f", "{not json"), ToolCall("call_2", "g", "[1]")], "tool_calls"),
         ],
-        usage=TokenUsage(input_tokens=10, output_tokens=5),
+        usage=Usage(input_tokens=10, output_tokens=5),
     )
     written = FMT.write_response(response, call())
     assert written["id"] == "msg_chatcmpl-9"
@@ -631,7 +629,7 @@ def test_reads_odd_answers_without_crashing() -> None:
     answer = FMT.read_response(odd)
     assert answer.id is None
     assert answer.choices[0].parts == [Text(""), ToolCall("", "", "{}")]
-    assert answer.usage == TokenUsage()
+    assert answer.usage == Usage()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -734,7 +732,7 @@ DOCS_TOOL_STREAM = stream_of(
 
 DOCS_TOOL_STREAM_EVENTS: list[chat.StreamEvent] = [
     Started("msg_014p7gG3wDgGV9EUtLvnow3U", "claude-opus-4-6"),
-    UsageReported(TokenUsage(input_tokens=572, output_tokens=2, cached_tokens=100)),
+    UsageReported(Usage(input_tokens=572, output_tokens=2, cached_tokens=100)),
     ThinkingDelta("Weather: use the tool."),
     ThinkingDelta(signature="EqQBCgIYAhIM", origin=NAME),
     TextDelta("Okay"),
@@ -743,7 +741,7 @@ DOCS_TOOL_STREAM_EVENTS: list[chat.StreamEvent] = [
     ToolCallDelta(0, '{"location":'),
     ToolCallDelta(0, ' "San Francisco, CA"}'),
     Finished("tool_calls"),
-    UsageReported(TokenUsage(output_tokens=89)),
+    UsageReported(Usage(output_tokens=89)),
 ]
 
 
@@ -814,13 +812,13 @@ def test_reads_usage_updates_and_errors_in_a_stream() -> None:
     )
     assert read_all(raw) == [
         Started("msg_1", "m"),
-        UsageReported(TokenUsage(input_tokens=15, output_tokens=1, cache_write_tokens=5)),
+        UsageReported(Usage(input_tokens=15, output_tokens=1, cache_write_tokens=5)),
         TextDelta("Hi"),
         ThinkingDelta(redacted="abc", origin=NAME),
         ToolCallStarted(0, "t", "f"),
         ToolCallDelta(0, '{"a":1}'),
         Finished("stop", stop_sequence="END"),
-        UsageReported(TokenUsage(input_tokens=17, output_tokens=30)),
+        UsageReported(Usage(input_tokens=17, output_tokens=30)),
         Failed(ChatError(529, "overloaded", "Overloaded")),
     ]
 
@@ -835,7 +833,7 @@ def test_a_broken_stream_sets_error_and_stops() -> None:
 def test_writes_a_stream_exactly() -> None:
     events: list[chat.StreamEvent] = [
         Started("chatcmpl-1", "gpt-x"),
-        UsageReported(TokenUsage(input_tokens=20, cached_tokens=5)),
+        UsageReported(Usage(input_tokens=20, cached_tokens=5)),
         ThinkingDelta("hmm"),
         ThinkingDelta(signature="sig"),
         TextDelta("Hel"),
@@ -845,7 +843,7 @@ def test_writes_a_stream_exactly() -> None:
         ToolCallDelta(0, '{"a":'),
         ToolCallDelta(0, "1}"),
         Finished("tool_calls"),
-        UsageReported(TokenUsage(output_tokens=7)),
+        UsageReported(Usage(output_tokens=7)),
     ]
     raw = write_all(events)
     assert raw.startswith(b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_chatcmpl-1",')
@@ -962,9 +960,9 @@ def test_the_documented_stream_round_trips() -> None:
     # message_start goes out before any usage is known; message_delta carries all of it at the end.
     assert again == [
         DOCS_TOOL_STREAM_EVENTS[0],
-        UsageReported(TokenUsage(input_tokens=0, output_tokens=0)),
+        UsageReported(Usage(input_tokens=0, output_tokens=0)),
         *DOCS_TOOL_STREAM_EVENTS[2:-1],
-        UsageReported(TokenUsage(input_tokens=572, output_tokens=89, cached_tokens=100)),
+        UsageReported(Usage(input_tokens=572, output_tokens=89, cached_tokens=100)),
     ]
 
 

@@ -43,7 +43,6 @@ from tollgate.translate.chat import (
     TextDelta,
     Thinking,
     ThinkingDelta,
-    TokenUsage,
     Tool,
     ToolCall,
     ToolCallDelta,
@@ -54,6 +53,7 @@ from tollgate.translate.chat import (
     UsageReported,
     seal,
 )
+from tollgate.usage import Usage
 
 FMT = BEDROCK_CONVERSE
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16).decode()
@@ -592,7 +592,7 @@ def test_reads_the_documented_response() -> None:
         id=None,
         model=None,
         choices=[Choice(0, [Text("High inflation can have a significant impact.")], "stop")],
-        usage=TokenUsage(input_tokens=30, output_tokens=628),
+        usage=Usage(input_tokens=30, output_tokens=628),
     )
     assert FMT.write_response(response, ChatRequest(None, [])) == {**DOC_RESPONSE, "metrics": {"latencyMs": 0}}
 
@@ -626,8 +626,8 @@ def test_reads_a_tool_use_answer_with_cache_and_reasoning() -> None:
             "tool_calls",
         )
     ]
-    assert response.usage == TokenUsage(input_tokens=1967, output_tokens=80, cached_tokens=0, cache_write_tokens=1956)
-    assert response.usage.total_tokens == 2047
+    assert response.usage == Usage(input_tokens=1967, output_tokens=80, cached_tokens=0, cache_write_tokens=1956)
+    assert response.usage.counted_total == 2047
     assert FMT.write_response(response, ChatRequest(None, [])) == {**body, "metrics": {"latencyMs": 0}}
 
 
@@ -670,7 +670,7 @@ def test_reads_leniently() -> None:
         {"output": {"message": {"content": [{"text": 3}, "x", {"video": {}}, {"text": "ok"}]}}, "usage": "?"}
     )
     assert response.choices == [Choice(0, [Text("ok")], None)]
-    assert response.usage == TokenUsage()
+    assert response.usage == Usage()
     assert FMT.read_response({}).choices == [Choice(0, [], None)]
 
 
@@ -682,14 +682,19 @@ def test_reads_leniently() -> None:
 )
 @settings(max_examples=60, deadline=None)
 def test_usage_agrees_with_what_the_audit_reads(fresh: int, read: int | None, written: int | None, output: int) -> None:
-    usage = TokenUsage(fresh + (read or 0) + (written or 0), output, read, written)
+    usage = Usage(
+        input_tokens=fresh + (read or 0) + (written or 0),
+        output_tokens=output,
+        cached_tokens=read,
+        cache_write_tokens=written,
+    )
     body = FMT.write_response(ChatResponse(None, None, [Choice(0, [Text("x")], "stop")], usage), ChatRequest(None, []))
     assert FMT.read_response(body).usage == usage
     audited = converse_usage(body["usage"], body["stopReason"])
     assert (audited.input_tokens, audited.output_tokens, audited.total_tokens) == (
         usage.input_tokens,
         usage.output_tokens,
-        usage.total_tokens,
+        usage.counted_total,
     )
     assert (audited.cached_tokens, audited.cache_write_tokens) == (read, written)
 
@@ -705,7 +710,7 @@ def test_botocore_reads_a_written_response() -> None:
                 "tool_calls",
             )
         ],
-        TokenUsage(12, 3, cached_tokens=2),
+        Usage(input_tokens=12, output_tokens=3, cached_tokens=2),
     )
     body = json.dumps(FMT.write_response(response, ChatRequest(None, []))).encode()
     parsed = _client((200, {"content-type": "application/json"}, body)).converse(modelId="m", messages=[])
@@ -776,7 +781,7 @@ BEDROCK_EVENTS: list[StreamEvent] = [
     ToolCallDelta(0, '{"sign": '),
     ToolCallDelta(0, '"WZPZ"}'),
     Finished("tool_calls"),
-    UsageReported(TokenUsage(input_tokens=30, output_tokens=45, cached_tokens=10)),
+    UsageReported(Usage(input_tokens=30, output_tokens=45, cached_tokens=10)),
 ]
 
 
@@ -856,7 +861,7 @@ def test_botocore_reads_a_written_stream() -> None:
         ToolCallDelta(0, '{"a":1}'),
         TextDelta("ignored", choice=1),
         Finished("tool_calls"),
-        UsageReported(TokenUsage(5, 7)),
+        UsageReported(Usage(input_tokens=5, output_tokens=7)),
     ]
     data = _written(events)
     answer = (200, {"content-type": EVENT_STREAM}, data)
@@ -878,8 +883,8 @@ def test_botocore_reads_a_written_stream() -> None:
 
 def test_usage_before_the_finish_waits_for_the_end() -> None:
     writer = FMT.stream_writer(ChatRequest(None, []))
-    assert writer.write(UsageReported(TokenUsage(input_tokens=4))) == b""
-    assert writer.write(UsageReported(TokenUsage(output_tokens=2))) == b""
+    assert writer.write(UsageReported(Usage(input_tokens=4))) == b""
+    assert writer.write(UsageReported(Usage(output_tokens=2))) == b""
     finish = writer.write(Finished("stop"))
     assert [h[":event-type"] for h, _ in _frames(finish)] == ["messageStart", "messageStop"]
     assert _frames(writer.end()) == [
@@ -894,10 +899,10 @@ def test_usage_after_the_finish_goes_at_once() -> None:
     writer = FMT.stream_writer(ChatRequest(None, []))
     writer.write(TextDelta("x"))
     writer.write(Finished("length"))
-    assert [p for _, p in _frames(writer.write(UsageReported(TokenUsage(3, 4))))] == [
+    assert [p for _, p in _frames(writer.write(UsageReported(Usage(input_tokens=3, output_tokens=4))))] == [
         {"usage": {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7}, "metrics": {"latencyMs": 0}}
     ]
-    assert writer.write(UsageReported(TokenUsage(3, 5))) == b""
+    assert writer.write(UsageReported(Usage(input_tokens=3, output_tokens=5))) == b""
     assert writer.end() == b""
 
 

@@ -28,7 +28,6 @@ from tollgate.translate.chat import (
     TextDelta,
     Thinking,
     ThinkingDelta,
-    TokenUsage,
     Tool,
     ToolCall,
     ToolCallDelta,
@@ -47,6 +46,7 @@ from tollgate.translate.gemini_generate import (
     array_stream_writer,
     json_schema_of_openapi,
 )
+from tollgate.usage import Usage
 
 G = GEMINI_GENERATE
 
@@ -604,7 +604,7 @@ def test_reads_the_documented_answer() -> None:
         id="mAitaLmkHPPlz7IPvtfUqQ4",
         model="gemini-2.5-flash",
         choices=[Choice(0, [Text("Hello! How can I help?")], "stop")],
-        usage=TokenUsage(input_tokens=8, output_tokens=37, cached_tokens=4, reasoning_tokens=25),
+        usage=Usage(input_tokens=8, output_tokens=37, cached_tokens=4, reasoning_tokens=25),
     )
 
 
@@ -644,7 +644,7 @@ def test_reads_function_calls_thoughts_and_finish_reasons() -> None:
         Choice(2, [], "content_filter"),
         Choice(3, [], "other"),
     ]
-    assert response.usage == TokenUsage(input_tokens=15, output_tokens=0)
+    assert response.usage == Usage(input_tokens=15, output_tokens=0)
 
 
 def test_a_blocked_prompt_reads_as_a_filtered_choice() -> None:
@@ -657,7 +657,7 @@ def test_a_blocked_prompt_reads_as_a_filtered_choice() -> None:
 def test_reads_odd_answers_without_crashing() -> None:
     for body in ({}, {"candidates": "x"}, {"candidates": [None, {"content": {"parts": [1, {"functionCall": 3}]}}]}):
         G.read_response(body)
-    assert G.read_response({}).usage == TokenUsage()
+    assert G.read_response({}).usage == Usage()
 
 
 def test_writes_an_answer() -> None:
@@ -667,7 +667,7 @@ def test_writes_an_answer() -> None:
         choices=[
             Choice(0, [Thinking("plan", signature="c2ln"), Text("Hi"), ToolCall("c1", "f", '{"a":1}')], "tool_calls")
         ],
-        usage=TokenUsage(input_tokens=10, output_tokens=30, cached_tokens=2, reasoning_tokens=20),
+        usage=Usage(input_tokens=10, output_tokens=30, cached_tokens=2, reasoning_tokens=20),
     )
     assert G.write_response(response, ChatRequest("gemini-2.5-pro", [])) == {
         "candidates": [
@@ -705,7 +705,7 @@ def test_response_round_trip(finish: Any) -> None:
         id="r1",
         model="gemini-2.5-flash",
         choices=[Choice(0, parts, finish), Choice(1, [Text("Other")], "stop" if finish else None)],
-        usage=TokenUsage(input_tokens=5, output_tokens=9, reasoning_tokens=4),
+        usage=Usage(input_tokens=5, output_tokens=9, reasoning_tokens=4),
     )
     assert G.read_response(G.write_response(response, ChatRequest(None, []))) == response
 
@@ -732,10 +732,10 @@ GOLDEN_SSE_CHUNKS: list[dict[str, Any]] = [
 GOLDEN_EVENTS: list[StreamEvent] = [
     Started("abc", "gemini-2.0-flash"),
     TextDelta("The"),
-    UsageReported(TokenUsage(input_tokens=9, output_tokens=1)),
+    UsageReported(Usage(input_tokens=9, output_tokens=1)),
     TextDelta(" sky is blue."),
     Finished("stop"),
-    UsageReported(TokenUsage(input_tokens=9, output_tokens=5)),
+    UsageReported(Usage(input_tokens=9, output_tokens=5)),
 ]
 
 
@@ -802,7 +802,7 @@ def test_reads_a_stream_of_function_calls_and_thoughts() -> None:
         ToolCallStarted(1, "own", "g"),
         ToolCallDelta(1, "{}"),
         Finished("tool_calls"),
-        UsageReported(TokenUsage(input_tokens=3, output_tokens=6, reasoning_tokens=2)),
+        UsageReported(Usage(input_tokens=3, output_tokens=6, reasoning_tokens=2)),
     ]
 
 
@@ -843,7 +843,7 @@ STREAM_EVENTS: list[StreamEvent] = [
     ToolCallDelta(1, ""),
     Finished("tool_calls"),
     Finished("length", choice=1),
-    UsageReported(TokenUsage(input_tokens=10, output_tokens=20, cached_tokens=2, reasoning_tokens=5)),
+    UsageReported(Usage(input_tokens=10, output_tokens=20, cached_tokens=2, reasoning_tokens=5)),
 ]
 
 
@@ -904,7 +904,7 @@ def test_stream_round_trip(array: bool) -> None:
         ToolCallDelta(1, "{}"),
         Finished("tool_calls"),
         Finished("length", choice=1),
-        UsageReported(TokenUsage(input_tokens=10, output_tokens=20, cached_tokens=2, reasoning_tokens=5)),
+        UsageReported(Usage(input_tokens=10, output_tokens=20, cached_tokens=2, reasoning_tokens=5)),
     ]
 
 
@@ -927,8 +927,8 @@ def test_stream_writer_holds_what_it_must_and_never_raises() -> None:
 def test_usage_after_the_finish_chunk_goes_out_in_a_chunk_of_its_own() -> None:
     writer = G.stream_writer(ChatRequest("m", []))
     writer.write(Finished("stop"))
-    first = writer.write(UsageReported(TokenUsage(input_tokens=5)))
-    second = writer.write(UsageReported(TokenUsage(output_tokens=3)))
+    first = writer.write(UsageReported(Usage(input_tokens=5)))
+    second = writer.write(UsageReported(Usage(output_tokens=3)))
     assert b'"finishReason":"STOP"' in first and b'"promptTokenCount":5' in first
     assert json.loads(second.removeprefix(b"data: "))["usageMetadata"] == {
         "promptTokenCount": 5,

@@ -28,7 +28,6 @@ from tollgate.translate.chat import (
     TextDelta,
     Thinking,
     ThinkingDelta,
-    TokenUsage,
     Tool,
     ToolCall,
     ToolCallDelta,
@@ -39,6 +38,7 @@ from tollgate.translate.chat import (
     UsageReported,
 )
 from tollgate.translate.openai_chat import OPENAI_CHAT, REQUEST_FIELDS
+from tollgate.usage import Usage
 
 FORMAT: ChatFormat = OPENAI_CHAT
 CUTS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -625,7 +625,7 @@ def test_reads_the_documented_answers() -> None:
         id="chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT",
         model="gpt-4.1-2025-04-14",
         choices=[Choice(0, [Text("Hello! How can I assist you today?")], "stop")],
-        usage=TokenUsage(19, 10, cached_tokens=0, reasoning_tokens=0),
+        usage=Usage(input_tokens=19, output_tokens=10, cached_tokens=0, reasoning_tokens=0),
         created=1741569952,
     )
     assert FORMAT.read_response(DOCS_TOOL_RESPONSE) == ChatResponse(
@@ -634,7 +634,7 @@ def test_reads_the_documented_answers() -> None:
         choices=[
             Choice(0, [ToolCall("call_abc123", "get_current_weather", '{\n"location": "Boston, MA"\n}')], "tool_calls")
         ],
-        usage=TokenUsage(82, 17),
+        usage=Usage(input_tokens=82, output_tokens=17),
         created=1699896916,
     )
 
@@ -655,7 +655,7 @@ def test_writes_an_answer_exactly() -> None:
             Choice(0, [Thinking("Let me think", signature="s"), Text("Hello"), Text(" there")], "other"),
             Choice(1, [ToolCall("toolu_1", "f", "{}")], None),
         ],
-        usage=TokenUsage(100, 50, cached_tokens=80, cache_write_tokens=10, reasoning_tokens=20),
+        usage=Usage(input_tokens=100, output_tokens=50, cached_tokens=80, cache_write_tokens=10, reasoning_tokens=20),
         created=1700000000,
     )
     assert FORMAT.write_response(response, ChatRequest("alias", [])) == {
@@ -705,7 +705,7 @@ def test_makes_up_what_an_answer_lacks() -> None:
     assert "usage" not in body
     assert body["choices"][0]["message"]["content"] is None
     assert "tool_calls" not in body["choices"][0]["message"]
-    partial = FORMAT.write_response(ChatResponse("x", "m", [], TokenUsage(input_tokens=3)), ChatRequest("m", []))
+    partial = FORMAT.write_response(ChatResponse("x", "m", [], Usage(input_tokens=3)), ChatRequest("m", []))
     assert partial["usage"] == {"prompt_tokens": 3}
 
 
@@ -718,7 +718,7 @@ def test_an_answer_reads_back() -> None:
             Choice(1, [Text("b")], "length"),
             Choice(2, [Text("c")], "content_filter"),
         ],
-        usage=TokenUsage(10, 20, cached_tokens=1, cache_write_tokens=2, reasoning_tokens=3),
+        usage=Usage(input_tokens=10, output_tokens=20, cached_tokens=1, cache_write_tokens=2, reasoning_tokens=3),
         created=5,
     )
     assert FORMAT.read_response(FORMAT.write_response(response, ChatRequest("m", []))) == response
@@ -746,7 +746,7 @@ def test_reads_odd_answers_leniently() -> None:
             Choice(4, [], "other"),
             Choice(5, [Text("pq")]),
         ],
-        usage=TokenUsage(output_tokens=2),
+        usage=Usage(output_tokens=2),
     )
     assert FORMAT.read_response({}) == ChatResponse(None, None, [])
 
@@ -807,7 +807,7 @@ def test_reads_the_documented_stream() -> None:
         TextDelta("Hello"),
         TextDelta("!"),
         Finished("stop"),
-        UsageReported(TokenUsage(9, 2)),
+        UsageReported(Usage(input_tokens=9, output_tokens=2)),
     ]
 
 
@@ -848,7 +848,9 @@ def test_reads_what_compatible_endpoints_stream() -> None:
 
 
 def test_reads_a_last_event_without_its_blank_line() -> None:
-    assert read_all(DOCS_STREAM[:-2].replace(b"data: [DONE]", b""))[-1] == UsageReported(TokenUsage(9, 2))
+    assert read_all(DOCS_STREAM[:-2].replace(b"data: [DONE]", b""))[-1] == UsageReported(
+        Usage(input_tokens=9, output_tokens=2)
+    )
     assert read_all(sse(chunk({"content": "a"})).rstrip(b"\n")) == [
         Started("chatcmpl-123", "gpt-4o-mini", 1694268190),
         TextDelta("a"),
@@ -909,8 +911,8 @@ EVENTS: list[StreamEvent] = [
     ToolCallDelta(0, '{"a":1}'),
     Finished("tool_calls"),
     Finished("other", choice=1),
-    UsageReported(TokenUsage(10, 5)),
-    UsageReported(TokenUsage(output_tokens=7, cached_tokens=2)),
+    UsageReported(Usage(input_tokens=10, output_tokens=5)),
+    UsageReported(Usage(output_tokens=7, cached_tokens=2)),
 ]
 
 
@@ -954,7 +956,10 @@ def test_writes_a_stream_exactly() -> None:
 
 def test_writes_usage_only_when_the_caller_asked() -> None:
     written = chunks_of(
-        write_all(ChatRequest("gpt-4o", [], stream=True), [TextDelta("a"), UsageReported(TokenUsage(1, 1))])
+        write_all(
+            ChatRequest("gpt-4o", [], stream=True),
+            [TextDelta("a"), UsageReported(Usage(input_tokens=1, output_tokens=1))],
+        )
     )
     assert written[-1] == "[DONE]"
     assert len(written) == 2 and "usage" not in written[0]
@@ -990,7 +995,7 @@ def test_a_written_stream_reads_back() -> None:
         ToolCallDelta(0, '{"a":1}'),
         Finished("tool_calls"),
         Finished("stop", choice=1),  # "other" has no name in the format
-        UsageReported(TokenUsage(10, 7, cached_tokens=2)),  # the reports, merged
+        UsageReported(Usage(input_tokens=10, output_tokens=7, cached_tokens=2)),  # the reports, merged
     ]
 
 

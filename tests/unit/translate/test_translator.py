@@ -26,7 +26,6 @@ from tollgate.translate.chat import (
     TextDelta,
     Thinking,
     ThinkingDelta,
-    TokenUsage,
     Tool,
     ToolCall,
     ToolCallDelta,
@@ -44,6 +43,7 @@ from tollgate.translate.formats import (
     OPENAI_CHAT,
 )
 from tollgate.translate.translator import FORMATS, Translation
+from tollgate.usage import Usage
 
 NAMES = (OPENAI_CHAT, ANTHROPIC_MESSAGES, GEMINI_GENERATE, BEDROCK_CONVERSE)
 PAIRS = list(permutations(NAMES, 2))
@@ -155,7 +155,7 @@ def test_claude_on_vertex_errors_in_either_shape_reach_an_anthropic_caller(body,
 
 def answer(tool: bool) -> ChatResponse:
     parts = [ToolCall("call_9", "get_weather", '{"city": "Paris"}')] if tool else [Text("Paris is the capital.")]
-    usage = TokenUsage(input_tokens=21, output_tokens=7, cached_tokens=5)
+    usage = Usage(input_tokens=21, output_tokens=7, cached_tokens=5)
     return ChatResponse("id-1", "target-model", [Choice(0, parts, "tool_calls" if tool else "stop")], usage)
 
 
@@ -193,7 +193,7 @@ def upstream_events(tool: bool) -> list[StreamEvent]:
         events += [TextDelta("Paris is "), TextDelta("the capital.")]
     events += [
         Finished("tool_calls" if tool else "stop"),
-        UsageReported(TokenUsage(input_tokens=21, output_tokens=7, cached_tokens=5)),
+        UsageReported(Usage(input_tokens=21, output_tokens=7, cached_tokens=5)),
     ]
     return events
 
@@ -207,7 +207,7 @@ def stream_bytes(fmt: str, events: list[StreamEvent]) -> bytes:
 
 def meaning(events: list[StreamEvent]) -> tuple:
     """A stream's text, tool calls, finish and usage, however its events were split."""
-    text, calls, finish, usage = "", {}, None, TokenUsage()
+    text, calls, finish, usage = "", {}, None, Usage()
     for e in events:
         if isinstance(e, TextDelta):
             text += e.text
