@@ -25,9 +25,8 @@ from ..providers.base import ChatLeg, CredentialUnavailable, RequestParts, Upstr
 from ..rollup import Plan, Size, Summaries, plan, roll_up, summary_of, summary_request
 from ..translate.formats import ANTHROPIC_MESSAGES, CLAUDE_ON_BEDROCK, CLAUDE_ON_VERTEX, OPENAI_CHAT
 from ..translate.translator import FORMATS
-from .credential import RESTING_STATUSES
+from ..upstream import RESTING_STATUSES, TARGET_HEADERS
 from .shared import Shared, write_body
-from .translate import TARGET_HEADERS
 
 logger = logging.getLogger(__name__)
 
