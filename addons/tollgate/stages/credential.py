@@ -4,23 +4,19 @@ caller's credential never goes upstream otherwise."""
 
 from __future__ import annotations
 
-import time
 from functools import partial
 
 from mitmproxy import http
 
-from ..call import Call, fingerprint
-from ..keypool import retry_after_seconds
+from ..call import Call
 from ..providers import PROVIDERS
 from ..providers.base import NO_UPSTREAM_CREDENTIAL, CredentialUnavailable, OwnCredential, Provider
 from ..raw_headers import decoded
+from ..upstream import RESTING_STATUSES, SIDE_HEADERS, credential_for, rest_key
 from .shared import Shared, call_of, credentials_of, provider_of, refuse, request_parts
 
-# Statuses after which a pooled key rests for the provider's Retry-After.
-RESTING_STATUSES = (401, 429)
 # Every side header is removed from every call, whichever provider it names: a key sent to the
 # wrong provider must not travel on, nor stay in a saved flow.
-SIDE_HEADERS = tuple(h for p in PROVIDERS.values() for h in (p.side_header, *p.extra_side_headers))
 _SIDE_HEADER_NAMES = frozenset(h.lower().encode() for h in SIDE_HEADERS)
 
 
@@ -34,16 +30,12 @@ class Credential:
         side = self._side_headers_out(request, call)
         if call.requested_provider is not None:
             drop_credentials_of(PROVIDERS[call.requested_provider], request)
-        loaded = call.loaded
-        pool = loaded.pools[call.provider]
-        credential = provider.upstream_credential(
-            call.sent(), side, pool, loaded.providers[call.provider], loaded.runtimes[call.provider]
-        )
+        credential = credential_for(call.loaded, provider, call.sent(), side)
         if credential is None:
             self._pass_through(flow, call)
             return
         if credential.pooled_key is not None:
-            call.pooled_key = (pool, credential.pooled_key)
+            call.pooled_key = (call.loaded.pools[call.provider], credential.pooled_key)
         for parameter in provider.query_positions:
             request.query.pop(parameter, None)
         try:
@@ -119,10 +111,7 @@ class Credential:
             return
         if flow.response.status_code in RESTING_STATUSES:
             pool, key = call.pooled_key
-            seconds = retry_after_seconds(flow.response.headers.get("retry-after"))
-            pool.rest(key, seconds)
-            if self.shared.ledger is not None:  # every process sharing the store rests it too
-                self.shared.ledger.rest(fingerprint(key), time.time() + seconds)
+            rest_key(pool, key, flow.response.headers.get("retry-after"), self.shared.ledger)
 
 
 def drop_credentials_of(provider: Provider, request: http.Request) -> None:

@@ -13,7 +13,7 @@ from ..providers import PROVIDERS
 from ..providers.base import REDACTED
 from ..providers.openai import INSECURE_KEY_PREFIX
 from ..raw_headers import Fields, header_index
-from .credential import SIDE_HEADERS
+from ..upstream import SIDE_HEADERS
 from .shared import Shared, call_of, hosts_of
 
 # Every header that carries a credential, whichever provider the request is for (a virtual key sent

@@ -11,24 +11,21 @@ import logging
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import SplitResult, urlsplit
 
 from mitmproxy import ctx, http
 
-from ..call import Call, RolledUp, fingerprint
+from ..call import Call, RolledUp
 from ..config import RollupRule
 from ..json_codec import encode_json, parse_json
-from ..keypool import KeyPool, retry_after_seconds
 from ..overrides import matches
 from ..providers import PROVIDERS
-from ..providers.base import ChatLeg, CredentialUnavailable, RequestParts, UpstreamCredential
+from ..providers.base import CredentialUnavailable, UpstreamCredential
 from ..rollup import Plan, Size, Summaries, plan, roll_up, summary_of, summary_request
 from ..translate.formats import ANTHROPIC_MESSAGES, CLAUDE_ON_BEDROCK, CLAUDE_ON_VERTEX, OPENAI_CHAT
 from ..translate.translator import FORMATS
+from ..upstream import RESTING_STATUSES, Outgoing, Unreachable, credential_for, json_request, rest_key, send
 from ..usage import Usage
-from .credential import RESTING_STATUSES
 from .shared import Shared, write_body
-from .translate import TARGET_HEADERS
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +34,9 @@ OPT_OUT = b"x-tollgate-rollup"
 
 class SummaryUnavailable(Exception):
     """The summarizer could not be asked, or gave no summary (the message names no content);
-    `rest`: the pooled key the provider refused, and for how long it rests."""
+    `rest`: the pooled key the provider refused, and its answer's Retry-After."""
 
-    def __init__(self, message: str, rest: tuple[str, float] | None = None) -> None:
+    def __init__(self, message: str, rest: tuple[str, str | None] | None = None) -> None:
         super().__init__(message)
         self.rest = rest
 
@@ -101,19 +98,15 @@ class RollUp:
             why = str(e) if isinstance(e, SummaryUnavailable) else f"asking {summarizer} failed: {type(e).__name__}"
             logger.warning("Tollgate: a conversation was not rolled up: %s", why)
             if isinstance(e, SummaryUnavailable) and e.rest is not None:
-                self._rest(call.loaded.pools[rule.summarizer.provider], *e.rest)
+                # A pooled key the summarizer's provider refused rests, as after a call's (`Credential`).
+                key, retry_after = e.rest
+                rest_key(call.loaded.pools[rule.summarizer.provider], key, retry_after, self.shared.ledger)
             return
         summaries.put(rolled.key, summary)
         cost = call.loaded.prices.cost(
             rule.summarizer.provider, rule.summarizer.model, call.client, call.groups, None, usage, time.time()
         )
         self._apply(flow, call, rolled, summary, RolledUp(rolled.count, summarizer, usage, cost))
-
-    def _rest(self, pool: KeyPool, key: str, seconds: float) -> None:
-        """A pooled key the summarizer's provider refused rests, as after a call's (`Credential`)."""
-        pool.rest(key, seconds)
-        if self.shared.ledger is not None:  # every process sharing the store rests it too
-            self.shared.ledger.rest(fingerprint(key), time.time() + seconds)
 
     @staticmethod
     def _apply(flow: http.HTTPFlow, call: Call, rolled: Plan, summary: str, done: RolledUp) -> None:
@@ -129,10 +122,8 @@ class SummarizerCall:
     sent in a thread (`ask`): its credential may wait for a token, its answer for the model."""
 
     name: str  # provider/model
-    leg: ChatLeg
-    upstream: SplitResult
-    fields: tuple[tuple[bytes, bytes], ...]
-    content: bytes
+    format: str  # the wire format it is written in, and its answer read in
+    request: Outgoing
     credential: UpstreamCredential
     timeout: float
 
@@ -144,61 +135,36 @@ def summarizer_call(call: Call, rule: RollupRule, rolled: Plan) -> SummarizerCal
     provider, settings = PROVIDERS[name], loaded.providers[name]
     leg = provider.native_chat(model, False, OPENAI_CHAT)
     body, extra = FORMATS[leg.format].write_request(summary_request(model, rolled))
-    upstream = urlsplit(settings.upstream or f"https://{provider.default_host}")
-    fields = (
-        (b"host", upstream.netloc.encode()),
-        (b"content-type", b"application/json"),
-        (b"accept", b"application/json"),
-        *TARGET_HEADERS.get(name, ()),
-        *((k.encode(), v.encode()) for k, v in extra.items()),
-    )
     classification = provider.classify("POST", leg.path, body, "")
-    credential = provider.upstream_credential(classification, {}, loaded.pools[name], settings, loaded.runtimes[name])
+    credential = credential_for(loaded, provider, classification)
     if credential is None:
         raise SummaryUnavailable(f"Tollgate has no {name} credential for the summarizer (providers.{name})")
-    return SummarizerCall(f"{name}/{model}", leg, upstream, fields, encode_json(body), credential, settings.timeout)
+    request = json_request(provider, settings, leg.path, encode_json(body), extra)
+    return SummarizerCall(f"{name}/{model}", leg.format, request, credential, settings.timeout)
 
 
 def ask(summarizer: SummarizerCall, verify: bool | str) -> tuple[str, Usage]:
     """The summary, and the summarizer's usage; in a thread. SummaryUnavailable says why not, and
     which pooled key to rest when the provider refused it (401, 429)."""
-    import requests
-
-    upstream, path = summarizer.upstream, summarizer.leg.path
-    parts = RequestParts(
-        b"POST", upstream.scheme.encode(), upstream.hostname or "", "", path.encode(), summarizer.fields,
-        summarizer.content, {}, upstream.hostname or "", f"{upstream.scheme}://{upstream.netloc}",
-    )  # fmt: skip
     try:
-        applied = summarizer.credential.apply(summarizer.fields, lambda: parts)
+        request = summarizer.request.with_credential(summarizer.credential)
     except CredentialUnavailable as e:
         raise SummaryUnavailable(str(e)) from None
-    host = applied.host or upstream.netloc
-    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in applied.fields}
-    if applied.host is not None:
-        headers = {k: (host if k.lower() == "host" else v) for k, v in headers.items()}
-    url = f"{upstream.scheme}://{host}{applied.path.decode() if applied.path is not None else path}"
-    with requests.Session() as session:
-        session.trust_env = False  # not through a proxy the environment names (Tollgate itself, say)
-        try:
-            answer = session.post(
-                url, data=summarizer.content, headers=headers, timeout=summarizer.timeout, verify=verify
-            )
-        except requests.RequestException as e:
-            raise SummaryUnavailable(
-                f"the summarizer ({summarizer.name}) could not be reached: {type(e).__name__}"
-            ) from None
-    if answer.status_code != 200:
+    try:
+        answer = send(request, summarizer.timeout, verify)
+    except Unreachable as e:
+        raise SummaryUnavailable(f"the summarizer ({summarizer.name}) could not be reached: {e}") from None
+    if answer.status != 200:
         key = summarizer.credential.pooled_key
         rest = None
-        if key is not None and answer.status_code in RESTING_STATUSES:
-            rest = (key, retry_after_seconds(answer.headers.get("retry-after")))
-        raise SummaryUnavailable(f"the summarizer ({summarizer.name}) answered HTTP {answer.status_code}", rest)
-    data = parse_json(answer.content)
+        if key is not None and answer.status in RESTING_STATUSES:
+            rest = (key, answer.headers.get("retry-after"))
+        raise SummaryUnavailable(f"the summarizer ({summarizer.name}) answered HTTP {answer.status}", rest)
+    data = parse_json(answer.body)
     try:
         if data is None:
             raise ValueError("not a JSON object")
-        response = FORMATS[summarizer.leg.format].read_response(data)
+        response = FORMATS[summarizer.format].read_response(data)
         summary = summary_of(response)
     except Exception as e:  # never its message: it may quote the answer
         raise SummaryUnavailable(f"the summarizer's answer could not be read: {type(e).__name__}") from None

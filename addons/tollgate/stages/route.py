@@ -14,6 +14,7 @@ from ..call import Call
 from ..providers import host_name
 from ..providers.gemini import is_mtls
 from ..raw_headers import with_header
+from ..upstream import target_upstream
 from .shared import Shared, provider_of
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -42,12 +43,11 @@ class Route:
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         # A rule's upstream, else the provider's; a call routed to another provider goes to
         # that provider's real host; else to the host the client asked for.
-        upstream = call.upstream or call.loaded.providers[call.provider].upstream
-        if upstream is None and call.requested_provider is not None:
-            upstream = f"https://{provider_of(call).default_host}"
+        provider, settings = provider_of(call), call.loaded.providers[call.provider]
+        upstream = target_upstream(provider, settings, call.upstream, routed=call.requested_provider is not None)
         request = flow.request
         if upstream is None:
-            twin = provider_of(call).upstream_host(call.host, call.loaded.providers[call.provider])
+            twin = provider.upstream_host(call.host, settings)
             if twin is not None:
                 upstream = f"{request.scheme}://{url.hostport(request.scheme, twin, request.port)}"
         if upstream is None:

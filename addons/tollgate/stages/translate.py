@@ -17,6 +17,7 @@ from ..raw_headers import decoded
 from ..streams import MAX_FRAME, Undecodable, decode_whole
 from ..translate.chat import Untranslatable
 from ..translate.translator import Translation
+from ..upstream import TARGET_HEADERS
 from .shared import Shared, call_of, provider_of, refuse
 
 logger = logging.getLogger(__name__)
@@ -26,8 +27,6 @@ logger = logging.getLogger(__name__)
 _KEPT = frozenset((b"host", b"user-agent"))
 _CALLER_HEADERS = (b"anthropic-beta",)
 _ACCEPT = {"bedrock": "application/vnd.amazon.eventstream"}
-# What the target's API needs beside the body.
-TARGET_HEADERS = {"anthropic": ((b"anthropic-version", b"2023-06-01"),)}
 # The answer's headers that no longer hold once its body is translated.
 _ANSWER_DROPPED = frozenset((b"content-length", b"content-encoding", b"content-type", b"transfer-encoding"))
 
