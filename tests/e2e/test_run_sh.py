@@ -332,3 +332,28 @@ def test_run_sh_says_the_deploy_tests_will_skip_when_it_cannot_install_kubectl(t
     assert done.returncode == 0  # the tests still run; those that render the manifests skip
     assert "ERROR: no network" in done.stderr
     assert "the deploy tests that render the manifests will skip: install kubectl" in done.stderr
+
+
+def pytest_args(*given: str) -> list[str]:
+    done = subprocess.run(
+        ["/bin/bash", "-c", f'source "{ROOT}/run.sh" && pytest_args "$@"', "run.sh", *given],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    return done.stdout.splitlines()
+
+
+def test_run_sh_test_runs_the_suite_on_every_core_a_files_tests_together():
+    assert pytest_args() == ["-n", "auto", "--dist", "loadfile"]
+    assert pytest_args("-q", "-k", "claude code") == ["-n", "auto", "--dist", "loadfile", "-q", "-k", "claude code"]
+
+
+def test_run_sh_test_unit_runs_the_tests_that_start_no_proxy():
+    assert pytest_args("unit", "-x") == ["-n", "auto", "--dist", "loadfile", "tests/unit", "-x"]
+
+
+@pytest.mark.parametrize("count", [["-n", "0"], ["-n4"], ["--numprocesses", "2"], ["--numprocesses=2"]])
+def test_run_sh_test_leaves_a_process_count_given_alone(count):
+    assert pytest_args("tests/e2e/test_core.py", *count) == ["tests/e2e/test_core.py", *count]
