@@ -71,8 +71,9 @@ from tollgate.call import Call  # noqa: E402
 from tollgate.config import parse_config  # noqa: E402
 from tollgate.providers import PROVIDERS  # noqa: E402
 from tollgate.raw_headers import header_index  # noqa: E402
+from tollgate.runtime import Loaded  # noqa: E402
 from tollgate.stages.credential import Credential  # noqa: E402
-from tollgate.stages.shared import Loaded, Shared, request_parts  # noqa: E402
+from tollgate.stages.shared import Shared, request_parts  # noqa: E402
 
 TARGET_P50_US = 300.0  # the target: verify + re-sign p50 <= 300 µs per request
 REGION = "us-east-1"

@@ -16,9 +16,8 @@ from .usage import Usage, price_context
 if TYPE_CHECKING:
     from .jwt_identity import JwtIdentity
     from .keypool import KeyPool
-    from .limits import Estimate
-    from .stages.ledger import Reserved
-    from .stages.shared import Loaded
+    from .limits import Estimate, Reserved
+    from .runtime import Loaded
     from .translate.translator import Translation
 
 Auth = Literal["virtual_key", "sigv4", "proxyauth", "jwt", "anonymous"]

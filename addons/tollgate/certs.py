@@ -10,7 +10,6 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from mitmproxy import certs
 
 CA_NAME = "mitmproxy"
 CA_CERT = f"{CA_NAME}-ca-cert.pem"
@@ -29,6 +28,8 @@ def system_roots() -> Path:
 
 def ensure_ca(confdir: Path) -> Path:
     """Create the CA in confdir unless it is there; return its certificate's path."""
+    from mitmproxy import certs  # here: the client certificates below are plain data, built without it
+
     confdir.mkdir(parents=True, exist_ok=True)
     certs.CertStore.from_store(confdir, CA_NAME, 2048)
     return confdir / CA_CERT

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .config import LimitRule
-from .ledger.store import Charge
+from .ledger.store import Charge, Store
 from .ledger.windows import window_bounds
 from .memo import ShapeMemo
 from .overrides import matches
@@ -62,6 +63,15 @@ class Estimate(NamedTuple):
     tokens: int
     nanousd: int | None  # None: the model's price is unknown
     job: bool = False  # a batch or asynchronous job's: charged whole to its day and month windows
+
+
+@dataclass(frozen=True, slots=True)
+class Reserved:
+    """What a call reserved, and where: settled in the same store even when a reload changes it."""
+
+    store: Store
+    counters: tuple[Counter, ...]
+    estimate: Estimate
 
 
 # A limit's caps as counters count them: (field, metric, window, cap in the counter's unit).

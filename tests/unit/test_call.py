@@ -23,7 +23,7 @@ from tollgate.call import (
     utc_timestamp,
 )
 from tollgate.config import Config, parse_config
-from tollgate.stages.shared import Loaded
+from tollgate.runtime import Loaded
 from tollgate.usage import Usage
 
 LOADED = Loaded.build(Config())

@@ -36,9 +36,10 @@ from tollgate.policy import (
     policy_input,
 )
 from tollgate.providers import PROVIDERS
+from tollgate.runtime import Loaded
 from tollgate.stages import decide as decide_module
 from tollgate.stages.decide import Decide
-from tollgate.stages.shared import CALL, Loaded, Shared
+from tollgate.stages.shared import CALL, Shared
 from tollgate.steps import CallSteps
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -1498,7 +1499,8 @@ def test_a_start_up_that_fails_before_running_leaves_no_worker_to_wait_for(tmp_p
         "import asyncio, sys\n"
         "from tollgate.config import Config\n"
         "from tollgate.policy import Policy\n"
-        "from tollgate.stages.shared import Loaded, Shared\n"
+        "from tollgate.runtime import Loaded\n"
+        "from tollgate.stages.shared import Shared\n"
         "async def main():\n"
         "    Shared().apply(Loaded.build(Config(), Policy([sys.argv[1]], 1.0)), None)  # as configure does\n"
         "    await asyncio.sleep(0)\n"

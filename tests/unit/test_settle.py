@@ -5,7 +5,7 @@ from __future__ import annotations
 from tollgate.call import Call, Classification
 from tollgate.config import parse_config
 from tollgate.limits import Estimate, token_count, used
-from tollgate.stages.shared import Loaded
+from tollgate.runtime import Loaded
 from tollgate.usage import Usage
 
 RESERVED = Estimate(1, 500, 9_000)

@@ -222,7 +222,7 @@ def test_a_served_calls_attributes() -> None:
 def test_the_cost_is_the_audits() -> None:
     """The audit record's cost_usd is call.cost_nanousd() in dollars: the span takes it from there."""
     from tollgate.config import parse_config
-    from tollgate.stages.shared import Loaded
+    from tollgate.runtime import Loaded
 
     loaded = Loaded.build(
         parse_config(

@@ -20,8 +20,8 @@ from tollgate.keypool import KeyPool
 from tollgate.providers import PROVIDERS
 from tollgate.providers.base import Applied, RequestParts, UpstreamCredential
 from tollgate.raw_headers import Fields
+from tollgate.runtime import Loaded
 from tollgate.settings_models import ProviderConfig
-from tollgate.stages.shared import Loaded
 from tollgate.upstream import (
     TARGET_HEADERS,
     Outgoing,

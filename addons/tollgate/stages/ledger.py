@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from typing import Any
 
 from mitmproxy import http
@@ -18,6 +17,7 @@ from ..ledger.store import Charge, Reservation, Store, StoreError
 from ..limits import (
     Counter,
     Estimate,
+    Reserved,
     adjustments,
     batch_output,
     charges,
@@ -48,15 +48,6 @@ ROW_FIELDS = (
     "input_tokens", "output_tokens", "total_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens",
     "cost_usd",
 )  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class Reserved:
-    """What a call reserved, and where: settled in the same store even when a reload changes it."""
-
-    store: Store
-    counters: tuple[Counter, ...]
-    estimate: Estimate
 
 
 NOTHING = Estimate(0, 0, 0)

@@ -23,8 +23,9 @@ from ..ledger.store import Store
 from ..policy import Policy, PolicyError
 from ..providers import PROVIDERS
 from ..providers.gemini import client_cert_of
+from ..runtime import Loaded
 from .classify import captures
-from .shared import Loaded, Shared, close_later, hosts_of
+from .shared import Shared, close_later, hosts_of
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""What the addons share: the loaded configuration and what is built from it, and per-flow access."""
+"""What the stages share (`Shared`: the configuration loaded, `runtime.Loaded`, its audit log and ledger's
+store), and per-flow access: the call record, the request as plain data, refusals."""
 
 from __future__ import annotations
 
@@ -6,87 +7,26 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import replace
 
 from mitmproxy import http
 
 from ..auditlog import AuditLog
 from ..call import Call
-from ..certs import ClientCert
-from ..clients import Directory
-from ..config import Config, ProviderConfig
 from ..json_codec import encode_json
-from ..jwt_identity import Verifier
-from ..keypool import KeyPool
 from ..ledger.store import Store
-from ..limits import Limits
 from ..metrics import MetricSet
-from ..overrides import RuleBook
 from ..policy import Policy
-from ..pricing import Prices
 from ..providers import BUILT_IN_HOSTS, PROVIDERS, Hosts
 from ..providers.base import FAILURES, Provider, Query, RequestParts
 from ..raw_headers import decoded, with_header
+from ..runtime import Loaded
 
 CALL = "tollgate"
 # The error of a call the process's end breaks off.
 SHUT_DOWN = "proxy shut down during the call"
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True, repr=False)  # its configuration holds keys: never in a message
-class Loaded:
-    """Everything built from one configuration, swapped in as a whole. Each call keeps the one
-    current when it was classified (`Call.loaded`), so that all its stages read the same one even
-    when a reload lands while it waits for the policy."""
-
-    config: Config
-    providers: dict[str, ProviderConfig]  # each one's settings
-    directory: Directory
-    rules: RuleBook
-    pools: dict[str, KeyPool]
-    policy: Policy | None = None
-    runtimes: dict[str, Any] = field(default_factory=dict)  # what each provider loaded (`Provider.load_runtime`)
-    jwt: Verifier = field(default_factory=lambda: Verifier(()))  # the JWT issuers (`identity.jwt`)
-    limits: Limits = field(default_factory=lambda: Limits(()))
-    prices: Prices = field(default_factory=lambda: Prices(()))  # `prices:`, then the price table
-    hosts: Hosts = BUILT_IN_HOSTS  # which provider serves a host: its own, and those `hosts:` adds
-    # Each provider's client certificate for its mTLS hosts (`client_cert`), loaded.
-    client_certs: dict[str, ClientCert] = field(default_factory=dict)
-    # The SHA-256 of the configuration file's bytes (None: the built-in defaults), which the audit's
-    # `tollgate_started` record names.
-    config_sha256: str | None = None
-
-    @classmethod
-    def build(
-        cls,
-        config: Config,
-        policy: Policy | None = None,
-        runtimes: Mapping[str, Any] | None = None,
-        previous: Loaded | None = None,
-        jwt: Verifier | None = None,
-        client_certs: Mapping[str, ClientCert] | None = None,
-        config_sha256: str | None = None,
-    ) -> Loaded:
-        """What `config` makes; the key pools carry over the rests of `previous`'s, the JWT issuers
-        the keys fetched for those unchanged (`jwt`: made already, else here). A provider missing
-        from `runtimes` has loaded nothing (None). ValueError when a JWKS file cannot be read."""
-        providers = {name: config.providers.get(name) for name in PROVIDERS}
-        pools = {
-            name: previous.pools[name].renewed(settings.keys) if previous else KeyPool(settings.keys)
-            for name, settings in providers.items()
-        }
-        runtimes = {name: (runtimes or {}).get(name) for name in PROVIDERS}
-        if jwt is None:
-            jwt = Verifier(config.identity.jwt, previous.jwt if previous is not None else None)
-        added = {name: settings.hosts for name, settings in providers.items()}
-        hosts = Hosts(added) if any(added.values()) else BUILT_IN_HOSTS
-        return cls(
-            config, providers, Directory(config), RuleBook(config.overrides), pools, policy, runtimes, jwt,
-            Limits(config.limits), Prices(config.prices), hosts, dict(client_certs or {}), config_sha256,
-        )  # fmt: skip
 
 
 class Shared:

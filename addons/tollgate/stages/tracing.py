@@ -14,8 +14,9 @@ from typing import Any
 from mitmproxy import http
 
 from ..call import Call
+from ..runtime import Loaded
 from ..tracing import SHUTDOWN_SECONDS, OtlpSettings, Traces, otlp_settings
-from .shared import Loaded, Shared
+from .shared import Shared
 
 logger = logging.getLogger(__name__)
 

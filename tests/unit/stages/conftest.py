@@ -18,8 +18,9 @@ from tollgate.auditlog import PROCESS_EVENTS, AuditLog
 from tollgate.call import Call
 from tollgate.config import Config, parse_config
 from tollgate.raw_headers import header_index
+from tollgate.runtime import Loaded
 from tollgate.stages.classify import Classify
-from tollgate.stages.shared import CALL, Loaded, Shared
+from tollgate.stages.shared import CALL, Shared
 
 # Each provider's public host, as clients call it.
 HOSTS = {

@@ -13,9 +13,10 @@ from mitmproxy.test import taddons, tflow
 
 from tollgate import compat
 from tollgate.config import Config
+from tollgate.runtime import Loaded
 from tollgate.stages import drain as drain_module
 from tollgate.stages.drain import Drain
-from tollgate.stages.shared import Loaded, Shared
+from tollgate.stages.shared import Shared
 
 
 class Proxyserver:

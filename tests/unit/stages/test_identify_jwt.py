@@ -190,7 +190,7 @@ def test_a_token_whose_key_must_be_fetched_makes_identify_awaitable() -> None:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     from tollgate.config import parse_config
-    from tollgate.stages.shared import Loaded
+    from tollgate.runtime import Loaded
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))

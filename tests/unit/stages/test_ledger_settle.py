@@ -9,9 +9,10 @@ from pathlib import Path
 from tollgate.call import Call
 from tollgate.config import parse_config
 from tollgate.ledger import open_store
-from tollgate.limits import Estimate, charges, counters
-from tollgate.stages.ledger import Ledger, Reserved
-from tollgate.stages.shared import Loaded, Shared
+from tollgate.limits import Estimate, Reserved, charges, counters
+from tollgate.runtime import Loaded
+from tollgate.stages.ledger import Ledger
+from tollgate.stages.shared import Shared
 from tollgate.usage import Usage
 
 CONFIG = parse_config({"limits": [{"name": "day", "tokens_per_day": 1000, "requests_per_day": 10}]})

@@ -7,8 +7,8 @@ import pytest
 from tollgate.call import Call, Classification
 from tollgate.config import parse_config
 from tollgate.rollup import Size, Summaries, plan
+from tollgate.runtime import Loaded
 from tollgate.stages.rollup import SummaryUnavailable, summarizer_call
-from tollgate.stages.shared import Loaded
 from tollgate.translate.formats import OPENAI_CHAT
 
 RULE = {"above_messages": 3, "keep_last": 2, "summarizer": {"provider": "anthropic", "model": "claude-haiku-4-5"}}

@@ -12,8 +12,9 @@ import pytest
 from tests.support.otlp import Collector, no_collector, wait_for_trace_exports_to_stop
 
 from tollgate.config import parse_config
+from tollgate.runtime import Loaded
 from tollgate.stages.audit import Audit
-from tollgate.stages.shared import Loaded, Shared
+from tollgate.stages.shared import Shared
 from tollgate.stages.tracing import Tracing
 
 from .conftest import HOSTS, api_flow, classified, configured

@@ -11,7 +11,8 @@ from mitmproxy.test import tflow
 
 from tollgate.call import Call, Failure
 from tollgate.config import parse_config
-from tollgate.stages.shared import CALL, Loaded, Shared
+from tollgate.runtime import Loaded
+from tollgate.stages.shared import CALL, Shared
 from tollgate.stages.upstream_watch import UpstreamWatch, timeout_message
 
 
