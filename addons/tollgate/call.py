@@ -276,6 +276,16 @@ class Call:
         for a POST (an answer's usage, if any, was counted when it was made)."""
         return self.method != "POST"
 
+    @property
+    def target_model(self) -> str | None:
+        """The model the call goes to: an override's (`model`), else the one the client asked for."""
+        return self.model if self.model is not None else self.classification.model
+
+    @property
+    def called_provider(self) -> str:
+        """The provider whose host the client called (`provider` is where a route sent the call)."""
+        return self.requested_provider or self.provider
+
     def sent(self) -> Classification:
         """What the upstream is asked: the call as classified, or as a route translated it."""
         return self.upstream_classification or self.classification
@@ -286,7 +296,7 @@ class Call:
         its usage is known: the audit, the summary and the ledger all ask."""
         if self.usage is None or self.loaded is None:
             return None
-        model = self.model if self.model is not None else self.classification.model
+        model = self.target_model
         priced = self._cost
         if priced is not None and priced[0] is self.usage and priced[1] is self.loaded and priced[2] == model:
             return priced[3]
@@ -309,7 +319,7 @@ class Call:
             "auth": self.auth,
             "groups": list(self.groups),
             "provider": self.provider,
-            "requested_provider": self.requested_provider or self.provider,
+            "requested_provider": self.called_provider,
             "endpoint": c.endpoint,
             "upstream_endpoint": self.sent().endpoint,
             "method": self.method,
@@ -318,7 +328,7 @@ class Call:
             "path": self.path,
             "requested_model": c.model,
             "publisher": c.publisher,
-            "model": self.model if self.model is not None else c.model,
+            "model": self.target_model,
             "message_count": c.facts.message_count,
             "has_system": c.facts.has_system,
             "has_tools": c.facts.has_tools,
@@ -352,7 +362,7 @@ class Call:
         comes first: a refusal and its reason, a failure, else the tokens and cost; then who called
         and what; last the policy's reasons or the error, in words."""
         head, detail = self._outcome()
-        model = self.model or self.classification.model
+        model = self.target_model
         what = f"{self.provider}/{model}" if model else f"{self.provider} {self.classification.endpoint or '?'}"
         line = f"{head} · {self.client or 'anonymous'} · {what}"
         return f"{line} · {detail}" if detail else line

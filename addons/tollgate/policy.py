@@ -250,7 +250,7 @@ def input_facts(call: Any) -> tuple[Any, ...]:
     """Everything a call's input document holds, in `input_document`'s order: a cache key."""
     c = call.classification
     f = c.facts
-    model = call.model if call.model is not None else c.model
+    model = call.target_model
     # What the request uses that Tollgate cannot read (a stored prompt…) is unread too.
     unread = c.unread + f.unread if f.unread else c.unread
     return (

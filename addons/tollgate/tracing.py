@@ -188,7 +188,7 @@ def span_attributes(call: Call, record: Mapping[str, Any]) -> dict[str, Any]:
         attributes["tollgate.endpoint"] = c.endpoint
     if c.model is not None:
         attributes["gen_ai.request.model"] = c.model
-    model = call.model if call.model is not None else c.model
+    model = call.target_model
     if model is not None:
         attributes["gen_ai.response.model"] = model  # the model called (an override's, if one applied)
     if c.facts.max_tokens is not None:

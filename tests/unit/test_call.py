@@ -255,6 +255,21 @@ def test_model_falls_back_to_the_requested_model() -> None:
     assert record["requested_model"] == record["model"] == "gpt-4o"
 
 
+def test_target_model_is_the_overrides_else_the_requested_one() -> None:
+    call = Call(provider="openai", host="h", method="POST", path="/", classification=Classification(model="gpt-4o"))
+    assert (call.target_model, call.model) == ("gpt-4o", None)
+    call.model = "gpt-4o-mini"  # an override changed it
+    assert (call.target_model, call.classification.model) == ("gpt-4o-mini", "gpt-4o")
+    assert Call(provider="openai", host="h", method="GET", path="/v1/files").target_model is None
+
+
+def test_called_provider_is_the_one_whose_host_the_client_called() -> None:
+    call = Call(provider="openai", host="api.openai.com", method="POST", path="/")
+    assert call.called_provider == "openai"
+    call.requested_provider, call.provider = "openai", "anthropic"  # a route sent it to Anthropic
+    assert (call.called_provider, call.audit_record()["requested_provider"]) == ("openai", "openai")
+
+
 def test_denied_call() -> None:
     call = full_call()
     call.decision = "deny"

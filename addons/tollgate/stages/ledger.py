@@ -61,7 +61,7 @@ class Ledger:
         limits = call.loaded.limits
         if not limits or call.classification.service:  # the provider's own service: no limit counts it
             return None
-        model = call.model if call.model is not None else call.classification.model
+        model = call.target_model
         applying = limits.applying(call.provider, model, call.client, call.groups)
         if not applying:
             return None

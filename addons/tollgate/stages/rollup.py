@@ -67,8 +67,7 @@ class RollUp:
         if call.auth == "anonymous" and call.headers.get(b"authorization", b"").startswith(b"AWS4-"):
             return None  # signed by the caller, and going upstream as signed: its body stays as it is
         fmt = body_format(call)
-        model = call.model if call.model is not None else call.classification.model
-        called = call.requested_provider or call.provider  # rules match the provider called, as overrides do
+        model, called = call.target_model, call.called_provider  # rules match the provider called, as overrides do
         rule = next((r for r in rules if matches(r.match, called, model, call.client, call.groups)), None)
         if fmt is None or rule is None:
             return None

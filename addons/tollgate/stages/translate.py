@@ -45,7 +45,7 @@ class Translate:
             refuse(flow, call, BAD_REQUEST, "Tollgate translates only a JSON body for this route.")
             return
         caller = decoded(call.headers, _CALLER_HEADERS)
-        model = call.model if call.model is not None else c.model
+        model = call.target_model
         if model is None:
             refuse(flow, call, BAD_REQUEST, "This call names no model for its route to translate.")
             return
