@@ -22,9 +22,8 @@ from ..ledger import StoreError, open_store
 from ..ledger.store import Store
 from ..policy import Policy, PolicyError
 from ..providers import PROVIDERS
-from ..providers.gemini import client_cert_of
-from .classify import captures
-from .shared import Loaded, Shared, close_later, hosts_of
+from ..providers.base import client_cert_of
+from .shared import Loaded, Shared, captures, close_later, hosts_of
 
 logger = logging.getLogger(__name__)
 
