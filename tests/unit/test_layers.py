@@ -91,9 +91,7 @@ def in_layer(path: str, layer: tuple[str, ...]) -> bool:
 
 
 def test_only_the_proxy_layer_imports_mitmproxy() -> None:
-    importers = {
-        path for path in modules() if any(name.split(".")[0] == "mitmproxy" for name in imports(path))
-    }
+    importers = {path for path in modules() if any(name.split(".")[0] == "mitmproxy" for name in imports(path))}
     assert {p for p in importers if not in_layer(p, PROXY_LAYER)} == set()
 
 
