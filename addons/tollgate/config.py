@@ -17,8 +17,7 @@ from pydantic import Field, ValidationError, create_model, field_validator, mode
 from .host_globs import globs_overlap
 from .jwt_identity import HMAC_ALGORITHMS, HMAC_MIN_BYTES, JWKS_MAX_AGE_S, JWKS_REFRESH_S, PUBLIC_KEY_ALGORITHMS
 from .policy import TIMEOUT as POLICY_TIMEOUT
-from .providers import PROVIDERS
-from .providers.openai import OpenAI
+from .providers import OPENAI_COMPATIBLE_SOURCE, PROVIDERS
 from .settings_models import ProviderConfig, Strict, base_url
 
 PROVIDER_NAMES = tuple(PROVIDERS)
@@ -101,7 +100,7 @@ class Override(Strict):
         if self.api == "openai_compatible":
             if self.provider not in OPENAI_COMPATIBLE_TARGETS:
                 raise ValueError(f"{self.provider} has no OpenAI-compatible API: use api: native")
-            if self.match.provider != OpenAI.name:
+            if self.match.provider != OPENAI_COMPATIBLE_SOURCE:
                 raise ValueError("api: openai_compatible takes OpenAI's calls: set match.provider: openai")
         return self
 

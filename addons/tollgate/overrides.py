@@ -7,11 +7,12 @@ from fnmatch import fnmatchcase
 from functools import partial
 from typing import Literal
 
+from .call import Call
 from .config import Override, OverrideMatch
 from .memo import ShapeMemo
-from .providers import PROVIDERS
+from .providers import OPENAI_COMPATIBLE_SOURCE, PROVIDERS
+from .translate.translator import Translation
 
-OPENAI = "openai"
 # What each provider's OpenAI-compatible API offers, and under which path prefix.
 ROUTED_ENDPOINTS = {name: p.openai_compatible_endpoints for name, p in PROVIDERS.items() if p.openai_compatible_prefix}
 OPENAI_COMPATIBLE_PREFIX = {
@@ -44,7 +45,7 @@ def route_api(rule: Override, provider: str, endpoint: str | None) -> Literal["n
     is to the target's OpenAI-compatible API, or a chat call translated into the target's own
     format (`rule.api` may insist on one); None where neither can."""
     assert rule.provider is not None
-    compatible = provider == OPENAI and endpoint in ROUTED_ENDPOINTS.get(rule.provider, ())
+    compatible = provider == OPENAI_COMPATIBLE_SOURCE and endpoint in ROUTED_ENDPOINTS.get(rule.provider, ())
     if compatible and rule.api != "native":
         return "openai_compatible"
     if endpoint in PROVIDERS[provider].chat_formats and rule.api != "openai_compatible":
@@ -82,3 +83,21 @@ def routed_path(target: str, path: str) -> str:
     """An OpenAI API path (`/v1/chat/completions?…`) on the target's OpenAI-compatible API."""
     rest = path.removeprefix("/v1/") if path.startswith("/v1/") else path.lstrip("/")
     return OPENAI_COMPATIBLE_PREFIX[target] + rest
+
+
+def own_api_path(call: Call, target: str) -> str | None:
+    """Where a call goes on `target`'s own API when that API speaks the call's format already (an
+    OpenAI-format call to a provider's OpenAI-compatible endpoint, routed to OpenAI); None when it
+    must be translated."""
+    source = PROVIDERS[call.provider].chat_formats[call.classification.endpoint or ""]
+    leg = PROVIDERS[target].native_chat(call.classification.model or "", bool(call.classification.facts.stream), source)
+    return leg.path if leg.format == source else None
+
+
+def translation_for(call: Call, alt: str | None) -> Translation:
+    """The translation of a call Override routes to another provider's own format; a Gemini caller's
+    stream comes back as it asked for it, server-sent events (`alt=sse`, the query's `alt`) or one JSON
+    array."""
+    endpoint = call.classification.endpoint or ""
+    json_array = endpoint == "streamGenerateContent" and alt != "sse"
+    return Translation(PROVIDERS[call.provider].chat_formats[endpoint], json_array)

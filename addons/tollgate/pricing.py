@@ -18,13 +18,14 @@ from genai_prices.types import ModelPrice, TieredPrices
 
 from .memo import ShapeMemo
 from .overrides import matches
+from .providers import PROVIDERS
 
 if TYPE_CHECKING:
     from .config import PriceRule
     from .usage import Usage
 
 # Tollgate's provider names, and genai-prices' ids for them.
-TABLE_IDS = {"openai": "openai", "gemini": "google", "anthropic": "anthropic", "bedrock": "aws", "vertex": "google"}
+TABLE_IDS = {name: p.price_table for name, p in PROVIDERS.items() if p.price_table is not None}
 _TABLE = {name: next(p for p in _TABLE_PROVIDERS if p.id == table_id) for name, table_id in TABLE_IDS.items()}
 
 # Endpoints that count a prompt's tokens without generating: free with every provider.
@@ -124,8 +125,7 @@ def table_rate(provider: str, model: str, when: float, context: tuple[tuple[str,
     table = _TABLE.get(provider)
     if table is None:
         return None
-    if provider == "gemini":
-        model = model.removeprefix("models/")  # how resources name models (cachedContents, batches)
+    model = PROVIDERS[provider].priced_model(model)
     info = table.find_model(model, all_providers=_TABLE_PROVIDERS)
     if info is None:
         return None

@@ -1,6 +1,6 @@
 """Sending to a provider's API, the target: where a request for it goes (`target_upstream`), the
-headers its API needs beside the body (`TARGET_HEADERS`), the credential Tollgate puts on it
-(`credential_for`: a pooled key, a SigV4 signature or a Google access token, as the provider's
+headers its API needs beside the body (`Provider.target_headers`), the credential Tollgate puts on
+it (`credential_for`: a pooled key, a SigV4 signature or a Google access token, as the provider's
 `upstream_credential` chooses) and the rest of a pooled key the provider refused (`rest_key`).
 
 Plain data, no mitmproxy. A client's call that the proxy forwards goes through it, and so does a
@@ -22,7 +22,6 @@ from .call import Classification, fingerprint
 from .keypool import KeyPool, retry_after_seconds
 from .providers import PROVIDERS
 from .providers.base import Provider, RequestParts, UpstreamCredential
-from .raw_headers import Fields
 from .settings_models import ProviderConfig
 from .streams import MAX_FRAME, Undecodable, decode_whole
 
@@ -31,8 +30,6 @@ if TYPE_CHECKING:
 
 # Statuses after which a pooled key rests for the provider's Retry-After.
 RESTING_STATUSES = (401, 429)
-# What a target's API needs beside the body.
-TARGET_HEADERS: dict[str, Fields] = {"anthropic": ((b"anthropic-version", b"2023-06-01"),)}
 # The headers a caller sends its own upstream credential in, every provider's: each is removed from
 # every call whichever provider it names (a key sent to the wrong provider must not travel on).
 SIDE_HEADERS = tuple(h for p in PROVIDERS.values() for h in (p.side_header, *p.extra_side_headers))
@@ -127,7 +124,7 @@ def json_request(
         (b"host", urlsplit(upstream).netloc.encode()),
         (b"content-type", b"application/json"),
         (b"accept", b"application/json"),
-        *TARGET_HEADERS.get(provider.name, ()),
+        *provider.target_headers,
         *((k.encode(), v.encode()) for k, v in extra.items()),
     )
     return Outgoing(upstream, path, fields, body)

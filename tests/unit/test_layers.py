@@ -1,45 +1,122 @@
-"""The layers of the code: nothing below the stages names one, and the loaded configuration is plain Python."""
+"""The layers the code is built in, read from its imports and string literals (`ast`, nothing
+imported): the proxy layer alone knows mitmproxy, a stage uses no other stage but `shared`, nothing
+below the stages imports one, and nothing outside `providers/` names a provider
+(docs/architecture.md, "Layers")."""
 
 from __future__ import annotations
 
 import ast
 import subprocess
 import sys
+from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[2] / "addons" / "tollgate"
-# What may import the stages: themselves, the pipeline that lists them, and the runner of their steps.
-ABOVE_THE_STAGES = ("stages/", "pipeline.py", "steps.py")
+import tollgate
+from tollgate.providers import PROVIDERS
+
+PACKAGE = Path(tollgate.__file__).parent
+
+# The modules that import mitmproxy, and why each must.
+MITMPROXY_ALLOWED = {
+    "stages/": "each stage is a mitmproxy addon over flows",
+    "pipeline.py": "the addon mitmproxy loads, which runs the stages in order",
+    "steps.py": "the runner that calls the stages from mitmproxy's hooks",
+    "compat.py": "the patches to mitmproxy's own layers",
+    "certs.py": "mitmproxy's certificate store holds the client certificates mTLS hosts get",
+}
+# The proxy layer: the modules above everything else, which may use the stages.
+PROXY_LAYER = tuple(MITMPROXY_ALLOWED)
+
+# Modules in providers/ that belong to no one provider: any module may import them.
+SHARED_PROVIDER_MODULES = {
+    "tollgate.providers": "the registry: every provider, by name",
+    "tollgate.providers.base": "what every provider is (`Provider`) and shares (error shapes)",
+    "tollgate.providers.openai_format": "OpenAI's format, which other providers' OpenAI-compatible APIs speak",
+}
+# Modules outside providers/ allowed to import one provider's module, and why.
+PROVIDER_IMPORT_EXCEPTIONS = {
+    ("stages/websocket.py", "tollgate.providers.openai"): (
+        "OpenAI's Realtime WebSocket protocol (its messages, usage, key subprotocol) lives in"
+        " providers/openai.py; the stage runs only on that endpoint, it does not test a provider's name"
+    ),
+    ("stages/responses_socket.py", "tollgate.providers.openai"): (
+        "OpenAI's Responses WebSocket mode (its messages, lanes, errors) lives in providers/openai.py;"
+        " the stage runs only on that endpoint, it does not test a provider's name"
+    ),
+}
 
 
-def imported(path: Path) -> set[str]:
-    """The modules a file imports, by absolute name, type-only imports included."""
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    package = parts[:-1]  # the package a relative import starts from (an __init__'s is its own)
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            start = package[: len(package) - node.level + 1] if node.level else ()
-            module = ".".join((*start, *([node.module] if node.module else [])))
-            names.add(module)
-            names.update(f"{module}.{alias.name}" for alias in node.names)
-    return names
-
-
-def test_nothing_below_the_stages_imports_one() -> None:
-    below = [
-        path
+@cache
+def modules() -> dict[str, ast.Module]:
+    """Every module of the package by its path under it (`stages/translate.py`), parsed."""
+    return {
+        path.relative_to(PACKAGE).as_posix(): ast.parse(path.read_text(encoding="utf-8"), str(path))
         for path in sorted(PACKAGE.rglob("*.py"))
-        if not path.relative_to(PACKAGE).as_posix().startswith(ABOVE_THE_STAGES)
-    ]
-    assert len(below) > 50  # the walk found the package
-    naming = {
-        path.relative_to(PACKAGE).as_posix(): sorted(n for n in imported(path) if n.startswith("tollgate.stages"))
-        for path in below
     }
-    assert {name: stages for name, stages in naming.items() if stages} == {}
+
+
+def module_name(path: str) -> str:
+    """`stages/translate.py` → `tollgate.stages.translate`; a package's `__init__.py` is the package."""
+    parts = ["tollgate", *path.removesuffix(".py").split("/")]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def is_module(name: str) -> bool:
+    rest = name.split(".")[1:]
+    return name.startswith("tollgate.") and (
+        PACKAGE.joinpath(*rest).with_suffix(".py").is_file() or PACKAGE.joinpath(*rest, "__init__.py").is_file()
+    )
+
+
+def imports(path: str) -> Iterator[str]:
+    """The absolute names of the modules `path` imports, anywhere in it (also under TYPE_CHECKING
+    and in functions); `from . import x` and `from .p import x` count x when it is a module."""
+    package = module_name(path).split(".")
+    if not path.endswith("__init__.py"):
+        package = package[:-1]
+    for node in ast.walk(modules()[path]):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(package[: len(package) - node.level + 1]) if node.level else ""
+            name = ".".join(p for p in (base, node.module or "") if p)
+            yield name
+            for alias in node.names:
+                if is_module(f"{name}.{alias.name}"):
+                    yield f"{name}.{alias.name}"
+
+
+def in_layer(path: str, layer: tuple[str, ...]) -> bool:
+    return any(path == entry or (entry.endswith("/") and path.startswith(entry)) for entry in layer)
+
+
+def test_only_the_proxy_layer_imports_mitmproxy() -> None:
+    importers = {path for path in modules() if any(name.split(".")[0] == "mitmproxy" for name in imports(path))}
+    assert {p for p in importers if not in_layer(p, PROXY_LAYER)} == set()
+
+
+def test_a_stage_uses_no_other_stage_but_shared() -> None:
+    allowed = {"tollgate.stages", "tollgate.stages.shared"}
+    found = {
+        (path, name)
+        for path in modules()
+        if path.startswith("stages/")
+        for name in imports(path)
+        if name.startswith("tollgate.stages") and name not in allowed and name != module_name(path)
+    }
+    assert found == set()
+
+
+def test_nothing_below_the_stages_imports_a_stage() -> None:
+    found = {
+        (path, name)
+        for path in modules()
+        if not in_layer(path, PROXY_LAYER)
+        for name in imports(path)
+        if name == "tollgate.stages" or name.startswith("tollgate.stages.")
+    }
+    assert found == set()
 
 
 def test_the_loaded_configuration_loads_without_mitmproxy() -> None:
@@ -52,3 +129,52 @@ def test_the_loaded_configuration_loads_without_mitmproxy() -> None:
         check=True,
     )
     assert shown.stdout == "False\n"
+
+
+def test_only_providers_import_a_provider() -> None:
+    found = {
+        (path, name)
+        for path in modules()
+        if not path.startswith("providers/")
+        for name in imports(path)
+        if name.startswith("tollgate.providers")
+        and name not in SHARED_PROVIDER_MODULES
+        and (path, name) not in PROVIDER_IMPORT_EXCEPTIONS
+    }
+    assert found == set()
+
+
+def docstrings(tree: ast.Module) -> set[int]:
+    """The ids of the docstrings' nodes (a module's, a class's, a function's): prose, not names."""
+    return {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+
+
+def test_only_providers_name_a_provider() -> None:
+    names = set(PROVIDERS)
+    found = set()
+    for path, tree in modules().items():
+        if path.startswith("providers/"):
+            continue
+        prose = docstrings(tree)
+        found |= {
+            (path, node.lineno, node.value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and node.value in names and id(node) not in prose
+        }
+    assert found == set()
+
+
+def test_the_checks_see_what_they_look_for() -> None:
+    """The reading itself: the imports and names the rules above look for are found where they are."""
+    assert "mitmproxy" in set(imports("stages/shared.py"))
+    assert "tollgate.stages.shared" in set(imports("stages/translate.py"))
+    assert "tollgate.providers.gemini" in set(imports("providers/vertex.py"))
+    assert "tollgate.providers.openai" in set(imports("stages/websocket.py"))
+    assert {"openai", "anthropic", "gemini", "vertex", "bedrock"} <= set(PROVIDERS)

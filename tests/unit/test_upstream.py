@@ -23,7 +23,6 @@ from tollgate.raw_headers import Fields
 from tollgate.runtime import Loaded
 from tollgate.settings_models import ProviderConfig
 from tollgate.upstream import (
-    TARGET_HEADERS,
     Outgoing,
     Unreachable,
     credential_for,
@@ -55,7 +54,7 @@ def test_a_json_request_carries_what_its_target_needs_and_no_credential() -> Non
         (b"host", b"127.0.0.1:9443"),
         (b"content-type", b"application/json"),
         (b"accept", b"application/json"),
-        *TARGET_HEADERS["anthropic"],
+        (b"anthropic-version", b"2023-06-01"),
         (b"x-a", b"b"),
     )
 

@@ -18,6 +18,8 @@ PROVIDERS: dict[str, Provider] = {p.name: p for p in (OpenAI(), Gemini(), Anthro
 
 # gen_ai.provider.name per provider, as metrics and traces name it.
 SEMCONV_NAMES = {name: p.semconv_name for name, p in PROVIDERS.items()}
+# The provider whose calls an OpenAI-compatible API takes as they are (`api: openai_compatible`).
+(OPENAI_COMPATIBLE_SOURCE,) = (name for name, p in PROVIDERS.items() if p.openai_compatible_source)
 
 _BY_HOST = [(re.compile(p.host_pattern), p) for p in PROVIDERS.values()]
 

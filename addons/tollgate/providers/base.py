@@ -197,6 +197,12 @@ def bearer(headers: Headers) -> str | None:
     return None
 
 
+def client_cert_of(settings: ProviderConfig | None) -> str | None:
+    """The client certificate a provider's settings give it for its mTLS hosts (`client_cert`)."""
+    cert = getattr(settings, "client_cert", None)
+    return cert if isinstance(cert, str) else None
+
+
 class Provider:
     """One LLM provider: its hosts, wire format, credentials and error shape."""
 
@@ -236,6 +242,19 @@ class Provider:
     # Its chat endpoints a route may translate from (`overrides: … provider:`), and the wire format
     # each speaks (`translate/translator.py`'s names).
     chat_formats: ClassVar[Mapping[str, str]] = {}
+    # Whether OpenAI-compatible APIs take its calls as they are: its own API is the one they copy
+    # (`api: openai_compatible` routes only its calls).
+    openai_compatible_source: ClassVar[bool] = False
+    # The prefix, in lower case, of a WebSocket subprotocol that carries its API key (a browser
+    # cannot set headers on a WebSocket); None where it takes no key so.
+    key_subprotocol: ClassVar[str | None] = None
+    # Headers its own API needs on every request Tollgate writes for it (a translated call, the
+    # summarizer's), beside the body's own.
+    target_headers: ClassVar[Fields] = ()
+    # The media type a streamed answer comes in (what a translated streamed call accepts).
+    stream_media_type: ClassVar[str] = "text/event-stream"
+    # The id of its table in genai-prices' bundled prices; None where the table has none.
+    price_table: ClassVar[str | None] = None
     # Whether `verify_caller` is its own (Identify asks only then): set for each subclass.
     verifies_callers: ClassVar[bool] = False
 
@@ -273,6 +292,15 @@ class Provider:
         """The wire format (`translate/formats.py`) in which this call's body holds a conversation
         that `rollup:` may roll up, or None. Default: its chat endpoints' (`chat_formats`)."""
         return self.chat_formats.get(classification.endpoint or "")
+
+    def is_mtls_host(self, host: str) -> bool:
+        """Whether `host` (lower case, no trailing dot) is one of its mTLS hosts, where a client
+        certificate (`client_cert`) is presented."""
+        return False
+
+    def priced_model(self, model: str) -> str:
+        """The model as its price table names it."""
+        return model
 
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
         """Where a chat call in the wire format `source` goes on this provider's own API, for

@@ -215,6 +215,8 @@ class Bedrock(Provider):
         "chat.completions": OPENAI_CHAT,
     }
     credential_settings = "keys, `bearer_token` or `credentials`"
+    stream_media_type = "application/vnd.amazon.eventstream"
+    price_table = "aws"
     # What an agent's runtime and the control plane's jobs offer besides running a model.
     free_endpoints = bedrock_apis.FREE_ENDPOINTS
     # The seed Bedrock proxy's side headers: AWS credentials (and region) Tollgate signs with.

@@ -55,6 +55,7 @@ from .base import (
     Provider,
     Refusal,
     UpstreamCredential,
+    client_cert_of,
 )
 from .google_oauth import CLOUD_PLATFORM, GENERATIVE_LANGUAGE, BearerToken, GoogleTokens, load_tokens
 from .openai_format import OPENAI_FORMAT
@@ -87,12 +88,6 @@ def mtls_twin(host: str) -> str | None:
 
 def is_mtls(host: str) -> bool:
     return host.endswith(_MTLS)
-
-
-def client_cert_of(settings: ProviderConfig) -> str | None:
-    """The client certificate a Google provider's settings give it for its mTLS hosts (`client_cert`)."""
-    cert = getattr(settings, "client_cert", None)
-    return cert if isinstance(cert, str) else None
 
 
 def one_of(data: dict[str, Any], name: str, snake_name: str) -> Any:
@@ -273,6 +268,13 @@ class Gemini(Provider):
         "streamGenerateContent": GEMINI_GENERATE,
         "chat.completions": OPENAI_CHAT,
     }
+    price_table = "google"
+
+    def priced_model(self, model: str) -> str:
+        return model.removeprefix("models/")  # how resources name models (cachedContents, batches)
+
+    def is_mtls_host(self, host: str) -> bool:
+        return is_mtls(host)
 
     def load_runtime(
         self, config: Any, settings: ProviderConfig, previous: tuple[ProviderConfig, Any] | None

@@ -667,6 +667,9 @@ class OpenAI(Provider):
     key_header = "authorization"
     default_host = "api.openai.com"
     chat_formats: ClassVar[Mapping[str, str]] = {"chat.completions": OPENAI_CHAT}
+    openai_compatible_source = True
+    key_subprotocol = INSECURE_KEY_PREFIX
+    price_table = "openai"
 
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
         return ChatLeg("/v1/chat/completions", OPENAI_CHAT)

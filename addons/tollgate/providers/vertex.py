@@ -23,7 +23,7 @@ from ..translate.formats import ANTHROPIC_MESSAGES, CLAUDE_ON_VERTEX, GEMINI_GEN
 from ..usage import Usage
 from ..usage_readers import UsageReader, is_event_stream
 from . import anthropic, gemini, openai
-from .base import ChatLeg, HeaderKey, Headers, Provider, Refusal, RequestParts, UpstreamCredential
+from .base import ChatLeg, HeaderKey, Headers, Provider, Refusal, RequestParts, UpstreamCredential, client_cert_of
 from .google_oauth import CLOUD_PLATFORM, QUOTA_PROJECT, BearerToken, GoogleTokens, load_tokens
 
 _VERSION = re.compile(r"v\d+(?:alpha|beta)?\d*")
@@ -148,9 +148,13 @@ class Vertex(Provider):
         r"^/[^/]+/(?:projects/[^/]+/locations/[^/]+/)?publishers/[^/]+/models/(?P<model>[^/:]+)(?::[A-Za-z]+)?$"
     )
     chat_formats = gemini.Gemini.chat_formats  # Google's models speak the Gemini API's, and OpenAI's
+    price_table = "google"
+
+    def is_mtls_host(self, host: str) -> bool:
+        return gemini.is_mtls(host)
 
     def upstream_host(self, host: str, settings: ProviderConfig) -> str | None:
-        return None if gemini.client_cert_of(settings) else gemini.mtls_twin(host)
+        return None if client_cert_of(settings) else gemini.mtls_twin(host)
 
     def load_runtime(
         self, config: Any, settings: ProviderConfig, previous: tuple[ProviderConfig, Any] | None

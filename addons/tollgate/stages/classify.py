@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from mitmproxy import http
 from mitmproxy.net.http import url
-from mitmproxy.proxy.mode_specs import LocalMode, ProxyMode, TransparentMode, WireGuardMode
 
 from .. import compat
 from ..call import Call, Classification
@@ -16,7 +15,7 @@ from ..providers import host_name
 from ..providers.base import BAD_REQUEST, HEADERS_TOO_LARGE, MISCONFIGURED, Provider
 from ..raw_headers import header_index
 from ..streams import DecodedTooLarge, Undecodable, decode_whole
-from .shared import CALL, Shared, hosts_of, refuse
+from .shared import CALL, CAPTURE_MODES, Shared, hosts_of, refuse
 
 # What an LLM API is called with; CONNECT (HTTP/2's extended CONNECT opens a tunnel), TRACE and
 # anything else are refused.
@@ -63,18 +62,6 @@ def check_transport(request: http.Request, headers: dict[bytes, bytes], host: st
             raise Unreadable("the Host header is not a host") from None
         if host_name(other) != host or (port is not None and port != request.port):
             raise Unreadable("the Host header names another host than the one called")
-
-
-# mitmproxy's modes that take connections a client did not send to a proxy (`./run.sh --capture`).
-CAPTURE_MODES = (TransparentMode, WireGuardMode, LocalMode)
-
-
-def captures(mode: str) -> bool:
-    """Whether the `mode` option's entry is one of the capture modes."""
-    try:
-        return isinstance(ProxyMode.parse(mode), CAPTURE_MODES)
-    except ValueError:
-        return False  # mitmproxy refuses it itself
 
 
 def name_captured_host(flow: http.HTTPFlow) -> None:

@@ -11,8 +11,8 @@ from ..call import Call
 from ..clients import Token
 from ..jwt_identity import MALFORMED, UNKNOWN_ISSUER, JwtIdentity, JwtRejected, looks_like_jwt
 from ..providers.base import INVALID_SIGNATURE, UNAUTHENTICATED
+from ..redaction import credential_positions
 from ..sigv4 import UNKNOWN_KEY, SignatureError, signing_key_id
-from .redact import credential_positions
 from .shared import Shared, credentials_of, provider_of, refuse, request_parts
 
 PROXYAUTH = "proxyauth"

@@ -7,10 +7,9 @@ from __future__ import annotations
 from mitmproxy import http
 
 from ..call import Call
-from ..overrides import route_api, routed_path
+from ..overrides import own_api_path, route_api, routed_path, translation_for
 from ..providers.openai_format import OPENAI_FORMAT
 from .shared import Shared, provider_of, write_body
-from .translate import own_api_path, translation_for
 
 
 class Override:
@@ -33,7 +32,7 @@ class Override:
                 flow.request.path = own  # the target speaks the caller's format: nothing to translate
             else:
                 # Translated into the target's own format, the model written where that format keeps it
-                call.translated = translation_for(call, flow.request)
+                call.translated = translation_for(call, flow.request.query.get("alt"))
             call.requested_provider = call.provider
             call.provider = rule.provider
         if rule.upstream is not None:

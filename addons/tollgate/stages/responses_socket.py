@@ -38,8 +38,7 @@ from ..providers.openai import (
     socket_event,
     socket_message_type,
 )
-from .shared import CALL, Shared, call_of, refuse
-from .upstream_watch import CLIENT_DISCONNECTED
+from .shared import CALL, CLIENT_DISCONNECTED, Shared, call_of, refuse
 
 if TYPE_CHECKING:
     from ..steps import CallSteps

@@ -12,7 +12,6 @@ from mitmproxy.net.http import url
 
 from ..call import Call
 from ..providers import host_name
-from ..providers.gemini import is_mtls
 from ..raw_headers import with_header
 from ..upstream import target_upstream
 from .shared import Shared, provider_of
@@ -76,8 +75,8 @@ class Route:
         if loaded is None or not loaded.client_certs or not sni or tls_start.ssl_conn is not None:
             return
         name = host_name(sni)
-        provider = loaded.hosts.provider_for(name) if is_mtls(name) else None
-        cert = loaded.client_certs.get(provider.name) if provider is not None else None
+        provider = loaded.hosts.provider_for(name)
+        cert = loaded.client_certs.get(provider.name) if provider is not None and provider.is_mtls_host(name) else None
         if cert is None:
             return
         ctx.master.addons.get("tlsconfig").tls_start_server(tls_start)

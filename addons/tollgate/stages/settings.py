@@ -22,10 +22,9 @@ from ..ledger import StoreError, open_store
 from ..ledger.store import Store
 from ..policy import Policy, PolicyError
 from ..providers import PROVIDERS
-from ..providers.gemini import client_cert_of
+from ..providers.base import client_cert_of
 from ..runtime import Loaded
-from .classify import captures
-from .shared import Shared, close_later, hosts_of
+from .shared import Shared, captures, close_later, hosts_of
 
 logger = logging.getLogger(__name__)
 

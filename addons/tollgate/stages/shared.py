@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from mitmproxy import http
+from mitmproxy.proxy.mode_specs import LocalMode, ProxyMode, TransparentMode, WireGuardMode
 
 from ..auditlog import AuditLog
 from ..call import Call
@@ -25,6 +26,8 @@ from ..runtime import Loaded
 CALL = "tollgate"
 # The error of a call the process's end breaks off.
 SHUT_DOWN = "proxy shut down during the call"
+# The error of a call whose client went away before its answer ended.
+CLIENT_DISCONNECTED = "client disconnected"
 
 logger = logging.getLogger(__name__)
 
@@ -183,3 +186,15 @@ def refuse(
     flow.response = http.Response.make(
         refusal.status, refusal.body, {**refusal.headers, **(headers or {}), "x-tollgate-request-id": call.request_id}
     )
+
+
+# mitmproxy's modes that take connections a client did not send to a proxy (`./run.sh --capture`).
+CAPTURE_MODES = (TransparentMode, WireGuardMode, LocalMode)
+
+
+def captures(mode: str) -> bool:
+    """Whether the `mode` option's entry is one of the capture modes."""
+    try:
+        return isinstance(ProxyMode.parse(mode), CAPTURE_MODES)
+    except ValueError:
+        return False  # mitmproxy refuses it itself

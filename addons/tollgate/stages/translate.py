@@ -11,13 +11,10 @@ from mitmproxy import http
 from ..call import Call
 from ..exact_reading import Unreadable
 from ..json_codec import encode_json
-from ..providers import PROVIDERS
 from ..providers.base import BAD_REQUEST, INTERNAL_ERROR
 from ..raw_headers import decoded
 from ..streams import MAX_FRAME, Undecodable, decode_whole
 from ..translate.chat import Untranslatable
-from ..translate.translator import Translation
-from ..upstream import TARGET_HEADERS
 from .shared import Shared, call_of, provider_of, refuse
 
 logger = logging.getLogger(__name__)
@@ -26,7 +23,6 @@ logger = logging.getLogger(__name__)
 # version, its SDK's telemetry), not the target's.
 _KEPT = frozenset((b"host", b"user-agent"))
 _CALLER_HEADERS = (b"anthropic-beta",)
-_ACCEPT = {"bedrock": "application/vnd.amazon.eventstream"}
 # The answer's headers that no longer hold once its body is translated.
 _ANSWER_DROPPED = frozenset((b"content-length", b"content-encoding", b"content-type", b"transfer-encoding"))
 
@@ -71,7 +67,7 @@ class Translate:
             refuse(flow, call, INTERNAL_ERROR, "Tollgate could not translate this call.")
             return
         content = encode_json(body)
-        accept = _ACCEPT.get(call.provider, "text/event-stream") if stream else "application/json"
+        accept = provider_of(call).stream_media_type if stream else "application/json"
         fields = [f for f in request.headers.fields if f[0].lower() in _KEPT]
         fields += [
             (b"content-type", b"application/json"),
@@ -79,7 +75,7 @@ class Translate:
             (b"accept", accept.encode()),
             # The answer is read whole to be translated: not compressed on the way.
             (b"accept-encoding", b"identity"),
-            *TARGET_HEADERS.get(call.provider, ()),
+            *provider_of(call).target_headers,
             *((k.encode(), v.encode()) for k, v in extra.items()),
         ]
         request.headers.fields = tuple(fields)
@@ -127,20 +123,3 @@ class Translate:
         response.headers.fields = tuple(kept)
         response.headers.update(shaped)
         response.content = body
-
-
-def own_api_path(call: Call, target: str) -> str | None:
-    """Where a call goes on `target`'s own API when that API speaks the call's format already (an
-    OpenAI-format call to a provider's OpenAI-compatible endpoint, routed to OpenAI); None when it
-    must be translated."""
-    source = PROVIDERS[call.provider].chat_formats[call.classification.endpoint or ""]
-    leg = PROVIDERS[target].native_chat(call.classification.model or "", bool(call.classification.facts.stream), source)
-    return leg.path if leg.format == source else None
-
-
-def translation_for(call: Call, request: http.Request) -> Translation:
-    """The translation of a call Override routes to another provider's own format; a Gemini caller's
-    stream comes back as it asked for it, server-sent events (`alt=sse`) or one JSON array."""
-    endpoint = call.classification.endpoint or ""
-    json_array = endpoint == "streamGenerateContent" and request.query.get("alt") != "sse"
-    return Translation(PROVIDERS[call.provider].chat_formats[endpoint], json_array)

@@ -15,11 +15,10 @@ from mitmproxy.proxy import server_hooks
 from .. import compat
 from ..call import Call, Failure
 from ..providers.base import UPSTREAM_TIMEOUT, UPSTREAM_UNREACHABLE
-from .shared import Shared, call_of, refuse
+from .shared import CLIENT_DISCONNECTED, Shared, call_of, refuse
 
 logger = logging.getLogger(__name__)
 
-CLIENT_DISCONNECTED = "client disconnected"
 # How often deadlines are checked: a timeout fires at most this much late. One sweep for all calls
 # costs less per call than a timer each (docs/performance.md).
 SWEEP_INTERVAL = 0.1

@@ -151,7 +151,7 @@ def test_a_refused_calls_trailers_leave_the_flow_with_its_body():
     )
 )
 def test_a_websocket_subprotocol_keeps_its_entries_but_no_key(entries):
-    from tollgate.stages.redact import redacted_protocols
+    from tollgate.redaction import redacted_protocols
 
     value = b", ".join((prefix + rest).encode() for prefix, rest in entries)
     out = redacted_protocols(value)
