@@ -78,6 +78,15 @@ def healthz(listen: str) -> tuple[int, bytes]:
         return e.code, e.read()
 
 
+def ready(listen: str) -> tuple[int, bytes]:
+    """/healthz once the proxy serves: `starting` until mitmproxy's servers are up, a moment after
+    /metrics is (a few seconds at most, on a loaded machine)."""
+    deadline = time.monotonic() + 10
+    while (answer := healthz(listen)) == (503, b"starting\n") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return answer
+
+
 def refused(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=2):
@@ -111,7 +120,7 @@ def test_sigterm_lets_a_slow_stream_finish_audited_then_exits_0(start_gateway) -
     drip = Drip(streams.openai_chat())
     gw.fakes["openai"].handler = drip.reply
     gw.wait_console("Prometheus metrics served")
-    assert healthz(listen) == (200, b"ok\n")
+    assert ready(listen) == (200, b"ok\n")
 
     client, out = in_thread(lambda: gw.run(STREAM, timeout=60))
     assert drip.first_sent.wait(30), "the stream never began"

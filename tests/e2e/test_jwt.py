@@ -234,8 +234,9 @@ def test_a_jwks_file_issuer_with_its_own_claims_and_no_leeway(g):
     good = file_token(email="dev@example.com", roles=["builders"], groups=["ignored"])
     late = file_token(email="dev@example.com", ttl=-5)  # leeway_s: 0
     nameless = file_token(roles=["builders"])  # no email claim: no one to call it
-    # Valid for a few seconds: accepted (and remembered as verified), then expired.
-    short = file_token(email="brief@example.com", ttl=4)
+    # Valid for some seconds (a loaded machine's client takes several to start): accepted (and
+    # remembered as verified), then expired.
+    short = file_token(email="brief@example.com", ttl=15)
     after_exp = payload_of(short)["exp"] + 1.1
     short_ok, ok, expired, unnamed, short_expired = openai_calls(g, [short, good, late, nameless, after_exp, short])
     assert ok == short_ok == OK
