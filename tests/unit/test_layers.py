@@ -22,7 +22,7 @@ MITMPROXY_ALLOWED = {
     "stages/": "each stage is a mitmproxy addon over flows",
     "pipeline.py": "the addon mitmproxy loads, which runs the stages in order",
     "steps.py": "the runner that calls the stages from mitmproxy's hooks",
-    "compat.py": "the patches to mitmproxy's own layers",
+    "compat/": "the patches to mitmproxy's own layers",
     "certs.py": "mitmproxy's certificate store holds the client certificates mTLS hosts get",
 }
 # The proxy layer: the modules above everything else, which may use the stages.

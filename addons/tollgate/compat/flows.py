@@ -1,0 +1,200 @@
+"""A call's flow where mitmproxy's addon API does not reach it: the response the error hook set
+is served, a flow its client ended is told from one its upstream did, a request is noted once it
+has gone upstream, and a flow that waits too long for its answer is ended.
+
+mitmproxy sends a fixed HTML page when the upstream is unreachable or breaks before its headers,
+whatever the `error` hook did; mitmproxy PR #7999 proposes that a response set by the error hook be
+sent instead. `serve_responses_set_by_error_hook` is that behaviour, until it ships."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+from weakref import WeakSet
+
+from mitmproxy import http
+from mitmproxy.proxy import events
+from mitmproxy.proxy.layers import http as http_layers
+from mitmproxy.proxy.layers.http import (
+    ErrorCode,
+    RequestEndOfMessage,
+    RequestProtocolError,
+    ResponseData,
+    ResponseEndOfMessage,
+    ResponseHeaders,
+    ResponseProtocolError,
+    SendHttp,
+)
+
+
+def serve_responses_set_by_error_hook() -> None:
+    stream_class = http_layers.HttpStream
+    if getattr(stream_class, "_tollgate_serves_error_responses", False):
+        return
+    original = stream_class.handle_protocol_error
+
+    def handle_protocol_error(self: Any, event: Any) -> Generator[Any, Any, None]:
+        had_response = self.flow.response is not None
+        steps = original(self, event)
+        reply = None
+        while True:
+            try:
+                command = steps.send(reply)
+            except StopIteration:
+                return
+            replace = (
+                not had_response
+                and isinstance(self.flow.response, http.Response)
+                and isinstance(command, SendHttp)
+                and command.event is event
+                and command.connection is self.context.client
+            )
+            if replace:
+                response, client = self.flow.response, self.context.client
+                yield SendHttp(ResponseHeaders(self.stream_id, response, end_stream=False), client)
+                if response.raw_content:
+                    yield SendHttp(ResponseData(self.stream_id, response.raw_content), client)
+                yield SendHttp(ResponseEndOfMessage(self.stream_id), client)
+                reply = None
+            else:
+                reply = yield command
+
+    stream_class.handle_protocol_error = handle_protocol_error  # type: ignore[method-assign]
+    stream_class._tollgate_serves_error_responses = True  # type: ignore[attr-defined]
+
+
+# The flows whose client ended them: its connection closed, or its HTTP/2 (HTTP/3) stream reset.
+_ended_by_client: WeakSet[http.HTTPFlow] = WeakSet()
+
+
+def note_flows_ended_by_client() -> None:
+    """mitmproxy's `error` hook says why a flow failed only in words, and an HTTP/2 client that
+    resets its stream (CANCEL, as clients do when they stop reading) is worded as an upstream's
+    reset is ("stream reset by client"). Taught here, its HTTP stream notes each flow whose failure
+    came from the client's side of the proxy (a `RequestProtocolError`: the client left, reset the
+    stream or broke the protocol), for `ended_by_client`."""
+    stream_class = http_layers.HttpStream
+    if getattr(stream_class, "_tollgate_notes_client_ends", False):
+        return
+    original = stream_class.handle_protocol_error
+
+    def handle_protocol_error(self: Any, event: Any) -> Generator[Any, Any, None]:
+        if isinstance(event, RequestProtocolError):
+            _ended_by_client.add(self.flow)
+        return original(self, event)
+
+    stream_class.handle_protocol_error = handle_protocol_error  # type: ignore[method-assign]
+    stream_class._tollgate_notes_client_ends = True  # type: ignore[attr-defined]
+
+
+def ended_by_client(flow: http.HTTPFlow) -> bool:
+    """Whether the flow failed from its client's side (`note_flows_ended_by_client`)."""
+    return flow in _ended_by_client
+
+
+# Called with a flow whose request's last byte has gone to its upstream connection.
+_on_request_sent: list[Callable[[http.HTTPFlow], None]] = []
+
+
+def note_requests_sent(on_sent: Callable[[http.HTTPFlow], None]) -> None:
+    """Have `on_sent(flow)` called once the end of a flow's request has been handed to its upstream
+    connection: the moment a provider has the whole request, and may bill work it starts, whatever
+    the client does next. mitmproxy has no hook for it (`request` runs before the connection is
+    even opened). Its HTTP stream sends a read body as headers, data and an end of message, and a
+    streamed one piece by piece then the end; each is passed down to the connection's layer, which
+    writes its bytes to the socket before the stream goes on. So the end of message, once passed,
+    has gone: over HTTP/1 at once; over HTTP/2 into the connection's flow-control window, which
+    holds back what the upstream has not made room for (a call cut off then is counted as sent).
+    Called again, it replaces the callback."""
+    _on_request_sent[:] = [on_sent]
+    stream_class = http_layers.HttpStream
+    if getattr(stream_class, "_tollgate_notes_requests_sent", False):
+        return
+    for name in ("state_consume_request_body", "state_stream_request_body"):
+        setattr(stream_class, name, _noting_the_request_sent(getattr(stream_class, name)))
+    stream_class._tollgate_notes_requests_sent = True  # type: ignore[attr-defined]
+
+
+def _noting_the_request_sent(state: Callable[..., Generator[Any, Any, None]]) -> Callable[..., Any]:
+    def noting(self: Any, event: Any) -> Generator[Any, Any, None]:
+        steps = state(self, event)
+        reply = None
+        while True:
+            try:
+                command = steps.send(reply)
+            except StopIteration:
+                return
+            reply = yield command  # the command has been carried out: its bytes are written
+            if (
+                type(command) is SendHttp
+                and type(command.event) is RequestEndOfMessage
+                and command.connection is self.context.server
+            ):
+                for on_sent in _on_request_sent:
+                    on_sent(self.flow)
+
+    return noting
+
+
+@dataclass
+class EndIfWaiting(events.MessageInjected[str]):
+    """Injected through mitmproxy's proxyserver addon (`inject_event`): end `flow` if it still waits
+    for its response headers, with `message` as its error, as if the upstream had failed it. Only
+    that flow ends: its request is cancelled upstream (on HTTP/2 its stream is reset, the connection
+    and the other streams on it carry on; an HTTP/1 connection, which serves one request at a time,
+    is closed). `on_end` is called just before the `error` hook, and only if the flow was ended; a
+    flow whose response headers came first is left alone.
+
+    mitmproxy cannot end a flow in transit (its issue #4711; PR #8200 proposes a `KillInjected`
+    event): this is the part of that Tollgate needs, until it ships."""
+
+    on_end: Callable[[], None] = lambda: None
+
+
+def end_flows_waiting_for_response() -> None:
+    """Teach mitmproxy's HTTP layers `EndIfWaiting`."""
+    layer_class, stream_class = http_layers.HttpLayer, http_layers.HttpStream
+    if getattr(stream_class, "_tollgate_ends_waiting_flows", False):
+        return
+    layer_events, stream_events = layer_class._handle_event, stream_class._handle_event
+
+    def layer_handle_event(self: Any, event: Any) -> Generator[Any, Any, None]:
+        if type(event) is EndIfWaiting:
+            return _to_stream_of_flow(self, event)
+        return layer_events(self, event)
+
+    def stream_handle_event(self: Any, event: Any) -> Generator[Any, Any, None]:
+        if type(event) is EndIfWaiting:
+            return _end_if_waiting(self, event)
+        return stream_events(self, event)
+
+    layer_class._handle_event = layer_handle_event  # type: ignore[method-assign]
+    stream_class._handle_event = stream_handle_event  # type: ignore[method-assign]
+    stream_class._tollgate_ends_waiting_flows = True  # type: ignore[attr-defined]
+
+
+def _to_stream_of_flow(layer: Any, event: EndIfWaiting) -> Generator[Any, Any, None]:
+    """To the flow's stream if it is this layer's, else into the tunnel (a CONNECT) that carries
+    the flow's connection to the layers inside it; nowhere if the flow has ended."""
+    streams = layer.streams.values()
+    target = next((s for s in streams if getattr(s, "flow", None) is event.flow), None)
+    if target is None:
+        tunnel = layer.connections.get(event.flow.server_conn)
+        target = tunnel if any(s is tunnel for s in streams) else None
+    if target is not None:
+        yield from layer.event_to_child(target, event)
+
+
+def _end_if_waiting(stream: Any, event: EndIfWaiting) -> Generator[Any, Any, None]:
+    flow = stream.flow
+    if stream.server_state != stream.state_wait_for_response_headers or flow.response is not None or flow.error:
+        return
+    upstream = stream.context.server
+    event.on_end()
+    yield from stream.handle_protocol_error(
+        ResponseProtocolError(stream.stream_id, event.message, ErrorCode.GENERIC_SERVER_ERROR)
+    )
+    # Only now: an answer that arrives while the error hook runs finds the stream ended.
+    if upstream.connected:
+        yield SendHttp(RequestProtocolError(stream.stream_id, event.message, ErrorCode.CANCEL), upstream)
