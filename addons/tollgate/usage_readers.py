@@ -96,7 +96,7 @@ class SSEReader(UsageReader):
                 self._start = None
         self._tail.add(chunk, sse_event_start(chunk, self._last_byte))
         self._last_byte = chunk[-1]
-        if self._tail.since_last_start() > streams.MAX_FRAME:
+        if self._tail.since_last_start() > streams.bounds.MAX_FRAME:
             self.error = "server-sent event larger than 16 MiB"
 
     def first(self, region: bytes) -> bool:

@@ -713,7 +713,7 @@ def test_sse_framer_cap_is_on_what_is_buffered() -> None:
 
 @pytest.mark.parametrize("eol", EOLS)
 def test_sse_framer_cap_with_small_max_frame(monkeypatch: pytest.MonkeyPatch, eol: str) -> None:
-    monkeypatch.setattr(streams, "MAX_FRAME", 64)
+    monkeypatch.setattr(streams.bounds, "MAX_FRAME", 64)
     framer = SSEFramer()
     small = [["data: small"]]
     big = [["data: " + "z" * 200]]
@@ -985,7 +985,7 @@ def test_anthropic_error_event_sets_error(pieces: str) -> None:
 
 
 def test_anthropic_stream_error_from_the_framer_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(streams, "MAX_FRAME", 2048)
+    monkeypatch.setattr(streams.bounds, "MAX_FRAME", 2048)
     blocks = anthropic_blocks(["x" * 5000], 25, 0, 0, 15, "end_turn")
     reader = MessagesStreamReader()
     usage = read(reader, chunk(sse(blocks), ("every", 100)))
@@ -1311,7 +1311,7 @@ def test_gemini_reader_on_a_non_array_body_is_an_error() -> None:
 
 
 def test_json_array_framer_cap_on_completed_brackets(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(streams, "MAX_FRAME", 100)
+    monkeypatch.setattr(streams.bounds, "MAX_FRAME", 100)
     framer = JSONArrayFramer()
     frames_of(framer, [b'[{"a": [' + b"[1], " * 10] + [b"[2], "] * 30)
     assert framer.error == "JSON array element larger than 16 MiB"
@@ -1322,7 +1322,7 @@ def test_json_array_framer_cap_on_completed_brackets(monkeypatch: pytest.MonkeyP
 def test_json_array_framer_caps_an_element_growing_without_brackets(
     monkeypatch: pytest.MonkeyPatch, opening: bytes
 ) -> None:
-    monkeypatch.setattr(streams, "MAX_FRAME", 100)
+    monkeypatch.setattr(streams.bounds, "MAX_FRAME", 100)
     framer = JSONArrayFramer()
     filler = b"x" if b'"' in opening[-1:] else b"1"
     frames_of(framer, [opening] + [filler * 50] * 20)  # 1000 bytes of one element, never closed
@@ -2232,7 +2232,7 @@ def test_gemini_array_that_broke_off_reads_the_last_whole_element(monkeypatch: p
 
 def test_gemini_array_written_otherwise_is_kept_up_to_a_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     small_window(monkeypatch)
-    monkeypatch.setattr(streams, "MAX_FRAME", 4096)
+    monkeypatch.setattr(streams.bounds, "MAX_FRAME", 4096)
     objects = gemini_chunks([f"word {i} " * 20 for i in range(60)], 9, 20, None, None, "STOP")
     data = ("[" + ",".join(compact(o) for o in objects) + "]").encode()  # no line starts with a comma
     reader = GenerateArrayReader()

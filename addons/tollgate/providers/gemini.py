@@ -526,7 +526,7 @@ class GenerateArrayReader(UsageReader):
     WINDOW = 64 * 1024
 
     def __init__(self) -> None:
-        self._tail = StreamTail(self.WINDOW, limit=streams.MAX_FRAME + self.WINDOW)
+        self._tail = StreamTail(self.WINDOW, limit=streams.bounds.MAX_FRAME + self.WINDOW)
         self._line_ended = False  # the stream's last byte so far is a line end
 
     def feed(self, chunk: bytes) -> None:
