@@ -18,8 +18,8 @@ import yaml
 from tests.support import streams
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
-from tests.support.proxy import ROOT, free_port
-from tests.support.run_sh import wait_listening
+from tests.support.proxy import ROOT
+from tests.support.run_sh import run_sh_listening
 
 from tollgate.auditlog import PROCESS_EVENTS
 
@@ -175,25 +175,8 @@ def run_sh_proxy(directory: Path, fake: FakeUpstream, upstream_ca_pem: Path, set
     there too), the Anthropic upstream `fake`."""
     providers = {"anthropic": {"upstream": fake.url, **settings.pop("anthropic", {})}}
     (directory / "tollgate.yaml").write_text(yaml.safe_dump({"providers": providers, **settings}))
-    port = free_port()
-    proxy = subprocess.Popen(
-        [
-            str(ROOT / "run.sh"),
-            "--listen-port",
-            str(port),
-            "--set",
-            f"ssl_verify_upstream_trusted_ca={upstream_ca_pem}",
-        ],
-        cwd=directory,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_listening(port, proxy)
+    with run_sh_listening(directory, upstream_ca_pem) as port:
         yield port
-    finally:
-        proxy.terminate()
-        proxy.wait(timeout=10)
 
 
 def claude_p(claude: Path, port: int, home: Path, **env: str) -> subprocess.CompletedProcess:

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 from tests.support.fake_realtime import FakeRealtime, over_http, responding, responses_usage
-from tests.support.proxy import ROOT, free_port
-from tests.support.run_sh import wait_listening
+from tests.support.proxy import ROOT
+from tests.support.run_sh import run_sh_listening
 
 from tollgate.auditlog import PROCESS_EVENTS
 
@@ -73,25 +73,8 @@ def proxy(tmp_path: Path, upstream: FakeRealtime, upstream_ca_pem: Path) -> Iter
             }
         )
     )
-    port = free_port()
-    running = subprocess.Popen(
-        [
-            str(ROOT / "run.sh"),
-            "--listen-port",
-            str(port),
-            "--set",
-            f"ssl_verify_upstream_trusted_ca={upstream_ca_pem}",
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_listening(port, running)
+    with run_sh_listening(tmp_path, upstream_ca_pem) as port:
         yield port
-    finally:
-        running.terminate()
-        running.wait(timeout=10)
 
 
 def run_codex(codex: Path, port: int, home: Path, *options: str) -> subprocess.CompletedProcess[str]:

@@ -18,8 +18,8 @@ import yaml
 from tests.support import streams
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
-from tests.support.proxy import ROOT, free_port
-from tests.support.run_sh import env_exports, env_run, wait_listening
+from tests.support.proxy import ROOT
+from tests.support.run_sh import env_exports, env_run, run_sh_listening
 
 from tollgate.auditlog import PROCESS_EVENTS
 
@@ -192,25 +192,10 @@ def run_sh_proxy(tmp_path: Path, upstream_ca, upstream_ca_pem) -> Iterator[tuple
             }
         )
     )
-    port = free_port()
-    proxy = subprocess.Popen(
-        [
-            str(ROOT / "run.sh"),
-            "--listen-port",
-            str(port),
-            "--set",
-            f"ssl_verify_upstream_trusted_ca={upstream_ca_pem}",
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     try:
-        wait_listening(port, proxy)
-        yield port, fakes
+        with run_sh_listening(tmp_path, upstream_ca_pem) as port:
+            yield port, fakes
     finally:
-        proxy.terminate()
-        proxy.wait(timeout=10)
         for fake in fakes.values():
             fake.close()
 

@@ -6,9 +6,11 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from .proxy import ROOT
+from .proxy import ROOT, free_port
 
 
 def env_run(*args: str, listen: str | None = None, env: dict[str, str] | None = None, root: Path = ROOT):
@@ -36,3 +38,28 @@ def wait_listening(port: int, proxy: subprocess.Popen, seconds: float = 60) -> N
         except OSError:
             time.sleep(0.2)
     raise AssertionError(f"nothing listens on {port} (run.sh exit {proxy.poll()})")
+
+
+@contextmanager
+def run_sh_listening(directory: Path, upstream_ca_pem: Path) -> Iterator[int]:
+    """`./run.sh` in `directory` (its tollgate.yaml, its audit) on a free port, trusting the fake
+    upstreams' CA; its port once it listens, and it is stopped after."""
+    port = free_port()
+    proxy = subprocess.Popen(
+        [
+            str(ROOT / "run.sh"),
+            "--listen-port",
+            str(port),
+            "--set",
+            f"ssl_verify_upstream_trusted_ca={upstream_ca_pem}",
+        ],
+        cwd=directory,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_listening(port, proxy)
+        yield port
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=10)
