@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -13,44 +12,21 @@ from urllib.parse import quote, unquote
 
 from pydantic import Field, model_validator
 
-from .. import sigv4
-from ..call import Batch, Classification, RequestFacts, fingerprint
-from ..exact_reading import (
+from tollgate import sigv4
+from tollgate.call import Batch, Classification, RequestFacts, fingerprint
+from tollgate.exact_reading import (
     STORED_PROMPT,
     UNREAD_FACTS,
     UNREAD_MODEL,
     Unreadable,
-    as_int,
     check_case,
-    count,
-    largest,
     path_segments,
-    request_count,
-    request_int,
     request_model,
-    request_text,
     words,
 )
-from ..json_codec import json_object, parse_json
-from ..raw_headers import Fields
-from ..settings_models import AwsCredentials, ProviderConfig
-from ..sigv4 import CredentialSource
-from ..streams import (
-    MAX_EVENT_HEADERS,
-    MAX_EVENT_PAYLOAD,
-    PRELUDE_SPAN,
-    EventStreamFrame,
-    EventStreamFramer,
-    StreamTail,
-    eventstream_first_frame,
-    eventstream_frame_length,
-    eventstream_frame_start,
-)
-from ..translate.formats import ANTHROPIC_MESSAGES, BEDROCK_CONVERSE, CLAUDE_ON_BEDROCK, OPENAI_CHAT
-from ..usage import Usage
-from ..usage_readers import UsageReader, add_totals, is_event_stream
-from . import anthropic, bedrock_apis, openai
-from .base import (
+from tollgate.json_codec import parse_json
+from tollgate.providers import anthropic, bedrock_apis, openai
+from tollgate.providers.base import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
     BUDGET_EXCEEDED,
@@ -78,10 +54,27 @@ from .base import (
     UpstreamCredential,
     VerifiedCaller,
 )
-from .openai_format import OPENAI_FORMAT
+from tollgate.providers.openai_format import OPENAI_FORMAT
+from tollgate.raw_headers import Fields
+from tollgate.settings_models import AwsCredentials, ProviderConfig
+from tollgate.sigv4 import CredentialSource
+from tollgate.translate.bedrock_converse import EventStreamReader, answer_usage, converse_facts, counted_usage
+from tollgate.translate.bedrock_invoke import (
+    LATENCY_HEADER,
+    SERVICE_TIER_HEADER,
+    USAGE_HEADERS,
+    counted_request,
+    header_name,
+    header_usage,
+    invoke_facts,
+    invoke_finish_reason,
+)
+from tollgate.translate.formats import ANTHROPIC_MESSAGES, BEDROCK_CONVERSE, CLAUDE_ON_BEDROCK, OPENAI_CHAT
+from tollgate.usage import Usage
+from tollgate.usage_readers import UsageReader, add_totals, is_event_stream
 
 if TYPE_CHECKING:
-    from ..keypool import KeyPool
+    from tollgate.keypool import KeyPool
 
 # The DNS suffixes of AWS's partitions, public and dual-stack (botocore's partitions.json).
 AWS_DNS_SUFFIXES = (
@@ -112,15 +105,6 @@ _BIDIRECTIONAL = "invoke-with-bidirectional-stream"
 # Which segments of a path starting with the key are ids.
 _ID_SEGMENTS = {"model": (1,), "guardrail": (1, 3), "async-invoke": (1,)}
 WORDS = words("model", "guardrail", "version", "apply", "openai", "v1", "async-invoke", *_OPERATIONS)
-
-# How a call asks to run and ran, in InvokeModel's headers and Converse's bodies: its service tier
-# (`priority`, `default`, `flex`, `reserved`) and its latency (`standard`, `optimized`: a faster
-# version of the model, at a higher price), which the audit and the policy call its speed.
-_SERVICE_TIER_HEADER = "X-Amzn-Bedrock-Service-Tier"
-_LATENCY_HEADER = "X-Amzn-Bedrock-PerformanceConfig-Latency"
-_SERVICE_TIER_FIELD = ("serviceTier", "type")
-_LATENCY_FIELD = ("performanceConfig", "latency")
-_NAME = re.compile(rb"[A-Za-z0-9_-]+")
 
 
 # (status, x-amzn-ErrorType) per reason: AWS answers 403 for unknown keys too.
@@ -221,13 +205,9 @@ class Bedrock(Provider):
     free_endpoints = bedrock_apis.FREE_ENDPOINTS
     # The seed Bedrock proxy's side headers: AWS credentials (and region) Tollgate signs with.
     extra_side_headers = ("X-AWS-Access-Key", "X-AWS-Secret-Key", "X-AWS-Session-Token", "X-AWS-Region")
+    # The tier and latency a call ran at, and its usage (InvokeModel's).
     response_headers = Provider.response_headers | {
-        _SERVICE_TIER_HEADER.lower().encode(),
-        _LATENCY_HEADER.lower().encode(),
-        b"x-amzn-bedrock-input-token-count",
-        b"x-amzn-bedrock-output-token-count",
-        b"x-amzn-bedrock-cache-read-input-token-count",
-        b"x-amzn-bedrock-cache-write-input-token-count",
+        name.lower().encode() for name in (SERVICE_TIER_HEADER, LATENCY_HEADER, *USAGE_HEADERS)
     }
 
     def load_runtime(
@@ -421,16 +401,16 @@ class Bedrock(Provider):
         Bedrock reads them on InvokeModel alone), and where the body names them too, they must agree."""
         facts = classification.facts
         try:
-            facts.service_tier = _header_name(headers, _SERVICE_TIER_HEADER, facts.service_tier)
-            facts.speed = _header_name(headers, _LATENCY_HEADER, facts.speed)
+            facts.service_tier = header_name(headers, SERVICE_TIER_HEADER, facts.service_tier)
+            facts.speed = header_name(headers, LATENCY_HEADER, facts.speed)
         except Unreadable as e:
             raise e.at(classification.endpoint) from None
 
     def answer_service_tier(self, headers: Headers) -> str | None:
-        return headers.get(_SERVICE_TIER_HEADER.lower()) or None
+        return headers.get(SERVICE_TIER_HEADER.lower()) or None
 
     def answer_speed(self, headers: Headers) -> str | None:
-        return headers.get(_LATENCY_HEADER.lower()) or None
+        return headers.get(LATENCY_HEADER.lower()) or None
 
     def refusal(self, reason: str, message: str) -> Refusal:
         status, error_type = _ERRORS[reason]
@@ -463,16 +443,11 @@ class Bedrock(Provider):
         data = parse_json(body) or {}
         endpoint = classification.endpoint
         if endpoint == "converse":
-            return ran_as(converse_usage(data.get("usage"), data.get("stopReason")), data)
+            return answer_usage(data)
         if endpoint == "count-tokens":
-            return Usage(input_tokens=as_int(data.get("inputTokens")))
+            return counted_usage(data)
         if endpoint == "invoke":
-            u = prompt_usage(
-                as_int(headers.get("x-amzn-bedrock-input-token-count")),
-                as_int(headers.get("x-amzn-bedrock-cache-read-input-token-count")),
-                as_int(headers.get("x-amzn-bedrock-cache-write-input-token-count")),
-                as_int(headers.get("x-amzn-bedrock-output-token-count")),
-            )
+            u = header_usage(headers)
             if u.input_tokens is None:
                 u = anthropic.usage_from_object(data.get("usage"))  # Claude's own body usage
             u.finish_reason = invoke_finish_reason(data)
@@ -560,281 +535,19 @@ class SigV4Signature(UpstreamCredential):
 
 def _read_facts(op: str, data: dict[str, Any] | None, facts: RequestFacts) -> None:
     """A model call's facts: Converse (and CountTokens) bodies, or the model family's own."""
-    if data is not None and (op.startswith("converse") or op == "count-tokens"):
-        if op == "count-tokens":
-            data = _counted_request(data)
-        facts.service_tier = _requested_name(data, *_SERVICE_TIER_FIELD)
-        facts.speed = _requested_name(data, *_LATENCY_FIELD)
-        inference = json_object(data.get("inferenceConfig"))
-        facts.message_count = count(data.get("messages"))
-        facts.has_system = bool(data.get("system"))
-        tool_config = data.get("toolConfig")
-        facts.has_tools = bool(
-            (tool_config.get("tools") if isinstance(tool_config, dict) else tool_config) or data.get("tools")
-        )
-        facts.max_tokens = largest(
-            request_int(inference.get("maxTokens"), "inferenceConfig.maxTokens"),
-            request_int(data.get("max_tokens"), "max_tokens"),
-        )
-        _passed_to_model(data.get("additionalModelRequestFields"), facts)
-        facts.answers = _answers(json_object(data.get("additionalModelRequestFields")), "additionalModelRequestFields.")
-    elif data is not None:
-        _invoke_facts(data, facts)
-
-
-def _passed_to_model(extra: Any, facts: RequestFacts) -> None:
-    """Converse's `additionalModelRequestFields`, which Bedrock passes on in the model's own body:
-    tools there are tools (Claude's computer use and server tools, its `mcp_servers`), a system
-    prompt there a system prompt."""
-    if extra is None:
+    if data is None:
         return
-    if not isinstance(extra, dict):
-        raise Unreadable("'additionalModelRequestFields' is not an object")
-    try:
-        _family_tools(extra, facts)
-    except Unreadable as e:
-        raise Unreadable(f"additionalModelRequestFields: {e}") from None
-    facts.has_system = facts.has_system or bool(extra.get("system"))
+    if op.startswith("converse"):
+        converse_facts(data, facts, _claude_tools)
+    elif op == "count-tokens":
+        converse_facts(counted_request(data), facts, _claude_tools)
+    else:
+        invoke_facts(data, facts, _claude_tools)
 
 
-def _family_tools(data: dict[str, Any], facts: RequestFacts) -> None:
-    """The tools a model family's own body gives the model: `tools` (Claude, Mistral, Cohere, AI21,
-    OpenAI's open-weight models…), Nova's `toolConfig`, `functions` and `web_search_options` (the
-    OpenAI format's), Claude's `mcp_servers` (read exactly) and the skills its `container` loads."""
-    facts.has_tools = bool(
-        facts.has_tools
-        or data.get("tools")
-        or data.get("toolConfig")
-        or data.get("functions")
-        or data.get("web_search_options") is not None
-        or anthropic.loads_skills(data.get("container"))
-    )
+def _claude_tools(data: dict[str, Any], facts: RequestFacts) -> None:
+    """What Claude's own body (an InvokeModel body, or Converse's `additionalModelRequestFields`)
+    gives its model as tools, as the Anthropic format reads it: the skills its `container` loads and
+    its `mcp_servers` (read exactly)."""
+    facts.has_tools = facts.has_tools or anthropic.loads_skills(data.get("container"))
     facts.grants(anthropic.mcp_servers(data.get("mcp_servers")))
-
-
-# The fields of the model families' own bodies that ask for several answers: Cohere's
-# `num_generations`, AI21 Jamba's and the OpenAI format's `n`, AI21 Jurassic's `numResults`.
-_ANSWERS = ("n", "num_generations", "numResults")
-
-
-def _answers(data: dict[str, Any], prefix: str = "") -> int:
-    """How many answers a model's own body asks for: the most any of its fields says."""
-    return max(request_count(data.get(name), prefix + name) for name in _ANSWERS)
-
-
-def _requested_name(data: dict[str, Any], key: str, field: str) -> str | None:
-    """A name a Converse body sets as `{key: {field: name}}`, read exactly."""
-    value = data.get(key)
-    if value is not None and not isinstance(value, dict):
-        raise Unreadable(f"'{key}' is not an object")
-    return request_text(value.get(field), f"{key}.{field}") if value else None
-
-
-def _header_name(headers: Mapping[bytes, bytes], header: str, body: str | None) -> str | None:
-    """The name a header gives, where the body (`body`) gives none or the same; as the body has it
-    without the header."""
-    raw = headers.get(header.lower().encode())
-    if raw is None:
-        return body
-    if not _NAME.fullmatch(raw):  # a header sent twice is joined with a comma
-        raise Unreadable(f"{header} is not one name")
-    value = raw.decode("ascii")
-    if body not in (None, value):
-        raise Unreadable(f"{header} differs from the body")
-    return value
-
-
-def prompt_usage(fresh: int | None, read: int | None, written: int | None, output: int | None) -> Usage:
-    """Bedrock, like Anthropic, counts cache reads and writes apart from the input tokens it
-    reports (Converse's `inputTokens`, InvokeModel's input token count header and invocation
-    metrics); the audit's input_tokens is every prompt token."""
-    return Usage(
-        input_tokens=None if fresh is None else fresh + (read or 0) + (written or 0),
-        output_tokens=output,
-        cached_tokens=read,
-        cache_write_tokens=written,
-    )
-
-
-def converse_usage(raw: Any, stop_reason: Any) -> Usage:
-    raw = raw if isinstance(raw, dict) else {}
-    u = prompt_usage(
-        as_int(raw.get("inputTokens")),
-        as_int(raw.get("cacheReadInputTokens")),
-        as_int(raw.get("cacheWriteInputTokens")),
-        as_int(raw.get("outputTokens")),
-    )
-    u.total_tokens = as_int(raw.get("totalTokens"))
-    u.finish_reason = stop_reason if isinstance(stop_reason, str) else None
-    return add_totals(u)
-
-
-def ran_as(usage: Usage, data: dict[str, Any]) -> Usage:
-    """The usage with the tier and latency a Converse answer (or ConverseStream's metadata) says the
-    call ran at, each as `{key: {field: name}}`."""
-    usage.service_tier = _answered_name(data, *_SERVICE_TIER_FIELD)
-    usage.speed = _answered_name(data, *_LATENCY_FIELD)
-    return usage
-
-
-def _answered_name(data: dict[str, Any], key: str, field: str) -> str | None:
-    name = json_object(data.get(key)).get(field)
-    return name if isinstance(name, str) else None
-
-
-def invoke_finish_reason(data: dict[str, Any]) -> str | None:
-    """The stop reason in the model family's own InvokeModel body."""
-    for key in ("stop_reason", "stopReason", "finish_reason", "completionReason"):
-        if isinstance(data.get(key), str):
-            return data[key]
-    for key in ("choices", "results", "generations", "outputs"):
-        items = data.get(key)
-        if isinstance(items, list) and items and isinstance(items[0], dict):
-            for inner in ("finish_reason", "completionReason", "stop_reason"):
-                if isinstance(items[0].get(inner), str):
-                    return items[0][inner]
-    return None
-
-
-def _counted_request(data: dict[str, Any]) -> dict[str, Any]:
-    """The request a CountTokens call counts: a Converse body, or an InvokeModel body as a string."""
-    given = data.get("input")
-    given = given if isinstance(given, dict) else {}
-    if isinstance(given.get("converse"), dict):
-        return given["converse"]
-    invoke = given.get("invokeModel")
-    if isinstance(invoke, dict) and isinstance(invoke.get("body"), str):
-        # botocore sends the counted InvokeModel body base64-encoded (a blob in the API model).
-        try:
-            return parse_json(base64.b64decode(invoke["body"], validate=True)) or {}
-        except ValueError:
-            return parse_json(invoke["body"].encode()) or {}
-    return {}
-
-
-def _invoke_facts(data: dict[str, Any], facts: RequestFacts) -> None:
-    """InvokeModel bodies are the model family's own format: Claude, Nova, Titan, Llama, Mistral, …"""
-    messages = data.get("messages")
-    facts.message_count = count(messages)
-    if facts.message_count is None and isinstance(data.get("inputText") or data.get("prompt"), str):
-        facts.message_count = 1
-    facts.has_system = bool(data.get("system")) or (
-        isinstance(messages, list) and any(isinstance(m, dict) and m.get("role") == "system" for m in messages)
-    )
-    _family_tools(data, facts)
-    inference = json_object(data.get("inferenceConfig"))
-    titan = json_object(data.get("textGenerationConfig"))
-    facts.max_tokens = largest(
-        request_int(data.get("max_tokens"), "max_tokens"),
-        request_int(data.get("max_completion_tokens"), "max_completion_tokens"),  # the OpenAI format's
-        request_int(data.get("maxTokens"), "maxTokens"),  # AI21 Jurassic's
-        request_int(inference.get("max_new_tokens"), "inferenceConfig.max_new_tokens"),
-        request_int(inference.get("maxTokens"), "inferenceConfig.maxTokens"),
-        request_int(titan.get("maxTokenCount"), "textGenerationConfig.maxTokenCount"),
-        request_int(data.get("max_gen_len"), "max_gen_len"),
-    )
-    facts.answers = _answers(data)
-
-
-class EventStreamReader(UsageReader):
-    """ConverseStream (`metadata` and `messageStop` events) and InvokeModelWithResponseStream
-    (`chunk` events whose base64 payload is the model's own event; the last one carries
-    `amazon-bedrock-invocationMetrics`). Exception frames end the stream with an error.
-
-    What counts is in the last frames: as for server-sent events, nothing is framed while the
-    stream flows. The reader keeps the stream's tail (`StreamTail`, cut at frames' starts, found
-    by their CRC-checked preludes) and reads its frames at the end."""
-
-    WINDOW = 64 * 1024
-
-    def __init__(self, invoke: bool) -> None:
-        self._tail = StreamTail(self.WINDOW, limit=MAX_EVENT_PAYLOAD + MAX_EVENT_HEADERS + self.WINDOW)
-        self._before = b""  # the stream's last bytes: a frame's prelude may begin in them
-        self._next_frame = 0  # where the frame after the last one found begins, by its prelude
-        self._invoke = invoke
-
-    def feed(self, chunk: bytes) -> None:
-        if not chunk:
-            return
-        # A piece that the frame last found goes on past holds no frame's start: a large frame's
-        # pieces are not searched.
-        inside = self._next_frame >= self._tail.end + len(chunk)
-        self._tail.add(chunk, None if inside else self._frame_start(chunk))
-        self._before = (self._before + chunk[-PRELUDE_SPAN:])[-PRELUDE_SPAN:]
-
-    def _frame_start(self, chunk: bytes) -> int | None:
-        """Where the last frame whose prelude ends in `chunk` begins (negative: in the pieces
-        before), None if none does; the frame after it is noted."""
-        data, shift = chunk, 0
-        start = eventstream_frame_start(chunk, known=self._next_frame - self._tail.end)
-        if start < 0:  # a prelude begun in the pieces before, whole now
-            data, shift = self._before + chunk[:PRELUDE_SPAN], len(self._before)
-            start = eventstream_frame_start(data)
-            if start < 0:
-                return None
-        self._next_frame = self._tail.end + start - shift + eventstream_frame_length(data, start)
-        return start - shift
-
-    def result(self) -> Usage:
-        data = self._tail.data()
-        if not self._tail.cut_at_start:  # cut wherever the limit fell: from the first frame after
-            data = data[eventstream_first_frame(data) :]
-        framer = EventStreamFramer(read_headers=False)  # only the frames read below have theirs read
-        frames = framer.feed(data)
-        self.error = self.error or framer.error
-        usage: Usage | None = None
-        finish: str | None = None
-        for unread in reversed(frames):  # the last frame that tells counts: read from the newest
-            frame = framer.with_headers(unread)
-            if frame is None:  # the frames before it may still tell
-                self.error = self.error or framer.error
-                continue
-            if frame.headers.get(":message-type") in {"exception", "error"}:  # the stream's last frame
-                name = frame.headers.get(":exception-type") or frame.headers.get(":error-code") or "unknown"
-                self.error = f"the stream ended in an exception: {name}"
-                continue
-            told_usage, told_finish = self._read_frame(frame)
-            usage, finish = usage or told_usage, finish or told_finish
-            if usage is not None and finish is not None:
-                break
-        result = Usage(**{f: getattr(usage, f) for f in Usage.__slots__}) if usage else Usage()
-        result.finish_reason = finish
-        return result
-
-    def _read_frame(self, frame: EventStreamFrame) -> tuple[Usage | None, str | None]:
-        """The usage and the finish reason one frame tells, if any."""
-        event = frame.headers.get(":event-type")
-        if self._invoke:
-            return self._read_chunk(parse_json(frame.payload) or {}) if event == "chunk" else (None, None)
-        if event == "metadata":
-            metadata = parse_json(frame.payload) or {}
-            return ran_as(converse_usage(metadata.get("usage"), None), metadata), None
-        if event == "messageStop":
-            reason = (parse_json(frame.payload) or {}).get("stopReason")
-            return None, reason if isinstance(reason, str) else None
-        return None, None
-
-    def _read_chunk(self, wrapper: dict[str, Any]) -> tuple[Usage | None, str | None]:
-        encoded = wrapper.get("bytes")
-        if not isinstance(encoded, str):
-            return None, None
-        try:
-            data = parse_json(base64.b64decode(encoded, validate=True)) or {}
-        except ValueError:
-            return None, None
-        usage = None
-        metrics = data.get("amazon-bedrock-invocationMetrics")
-        if isinstance(metrics, dict):
-            usage = add_totals(
-                prompt_usage(
-                    as_int(metrics.get("inputTokenCount")),
-                    as_int(metrics.get("cacheReadInputTokenCount")),
-                    as_int(metrics.get("cacheWriteInputTokenCount")),
-                    as_int(metrics.get("outputTokenCount")),
-                )
-            )
-        nested = [data.get(k) for k in ("delta", "messageStop")]  # Claude's and Nova's events
-        reason = next(
-            (invoke_finish_reason(n) for n in nested if isinstance(n, dict) and invoke_finish_reason(n)), None
-        )
-        return usage, reason or invoke_finish_reason(data)

@@ -1,19 +1,18 @@
 """Bedrock's APIs besides its runtime, read from their paths: Agents for Amazon Bedrock's runtime
 (bedrock-agent-runtime: agents, flows, knowledge bases, sessions) and the jobs of Bedrock's control
-plane (bedrock: model invocation, evaluation and model customization jobs); and the usage an
-agent's traces report. `bedrock.py` reads a host's calls by its API."""
+plane (bedrock: model invocation, evaluation and model customization jobs); and which of their
+answers report usage (an agent's traces, read by `translate.bedrock_invoke`). `bedrock.py` reads a
+host's calls by its API."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from ..call import Batch, Classification, RequestFacts
-from ..exact_reading import Unreadable, check_case, path_segments, request_int, request_model, words
-from ..json_codec import parse_json
-from ..streams import EventStreamFramer
-from ..usage import Usage
-from ..usage_readers import NoUsage, UsageReader, add_totals
+from tollgate.call import Batch, Classification, RequestFacts
+from tollgate.exact_reading import Unreadable, check_case, path_segments, request_int, request_model, words
+from tollgate.translate.bedrock_invoke import AgentTraceReader
+from tollgate.usage_readers import NoUsage, UsageReader
 
 # Each operation: its method, its path with `{}` for each id (a trailing '/' as the SDKs send it),
 # and its endpoint name (the operation's name in botocore, in Bedrock's endpoint names' style).
@@ -226,48 +225,3 @@ def usage_reader(classification: Classification) -> UsageReader:
     if classification.endpoint in ("invoke-agent", "invoke-inline-agent"):
         return AgentTraceReader()
     return NoUsage()
-
-
-# The traces in which an agent reports a model call of its own, each with its usage.
-_MODEL_TRACES = ("preProcessingTrace", "orchestrationTrace", "postProcessingTrace", "routingClassifierTrace")
-
-
-class AgentTraceReader(UsageReader):
-    """InvokeAgent's and InvokeInlineAgent's event stream: each `trace` event may tell one model
-    call's `modelInvocationOutput.metadata.usage`; what they tell is summed (an agent calls its model
-    several times, and its collaborators theirs). Every frame is read as it passes, none kept."""
-
-    def __init__(self) -> None:
-        self._framer = EventStreamFramer()
-        self._input = self._output = 0
-        self._told = False
-
-    def feed(self, chunk: bytes) -> None:
-        for frame in self._framer.feed(chunk):
-            headers = frame.headers
-            if headers.get(":message-type") in ("exception", "error"):
-                name = headers.get(":exception-type") or headers.get(":error-code") or "unknown"
-                self.error = f"the stream ended in an exception: {name}"
-            elif headers.get(":event-type") == "trace":
-                self._add((parse_json(frame.payload) or {}).get("trace"))
-        self.error = self.error or self._framer.error
-
-    def _add(self, trace: Any) -> None:
-        if not isinstance(trace, dict):
-            return
-        for kind in _MODEL_TRACES:
-            step = trace.get(kind)
-            output = step.get("modelInvocationOutput") if isinstance(step, dict) else None
-            metadata = output.get("metadata") if isinstance(output, dict) else None
-            usage = metadata.get("usage") if isinstance(metadata, dict) else None
-            if isinstance(usage, dict):
-                given, made = usage.get("inputTokens"), usage.get("outputTokens")
-                if type(given) is int and type(made) is int and given >= 0 and made >= 0:
-                    self._input += given
-                    self._output += made
-                    self._told = True
-
-    def result(self) -> Usage:
-        if not self._told:
-            return Usage()
-        return add_totals(Usage(input_tokens=self._input, output_tokens=self._output))

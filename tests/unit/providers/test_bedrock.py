@@ -16,6 +16,7 @@ from tollgate.providers import bedrock as bedrock_mod
 from tollgate.providers.base import (
     Presented,
 )
+from tollgate.translate.bedrock_invoke import invoke_finish_reason
 
 from .common import (
     _CLAUDE_INVOKE,
@@ -492,7 +493,7 @@ def test_bedrock_invoke_usage_headers_and_non_json_body() -> None:
     ],
 )
 def test_bedrock_invoke_finish_reason(body: dict, reason: str | None) -> None:
-    assert bedrock_mod.invoke_finish_reason(body) == reason
+    assert invoke_finish_reason(body) == reason
     assert BEDROCK.usage(Classification(endpoint="invoke"), headers(), j(body)).finish_reason == reason
 
 

@@ -18,13 +18,13 @@ from botocore.exceptions import ClientError, EventStreamError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tollgate.providers.bedrock import converse_usage
 from tollgate.translate.bedrock_converse import (
     BEDROCK_CONVERSE,
     EVENT_STREAM,
     NAME,
     REQUEST_FIELDS,
     ConverseStreamReader,
+    converse_usage,
     event_stream_frame,
 )
 from tollgate.translate.chat import (
