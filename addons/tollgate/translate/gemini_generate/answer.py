@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -74,25 +75,26 @@ def finish_of(value: Any, has_calls: bool) -> FinishReason | None:
 # Usage
 
 
-def readwrite_usage_metadata(value: Any) -> Usage:
+def read_usage_metadata(value: Any, number: Callable[[Any], int | None] = as_int) -> Usage:
     """`usageMetadata` as the audit counts it: the prompt, every generated token (thinking included,
     as OpenAI's completion_tokens counts them: Gemini's candidates exclude thoughts), and the total
-    as reported, which counts the tools' own prompts too."""
+    as reported, which counts the tools' own prompts too. `number` reads each count (the audit's
+    `as_int`, or a translation's more lenient `loose_int`)."""
     meta = value if isinstance(value, dict) else {}
-    candidates = as_int(meta.get("candidatesTokenCount"))
-    thoughts = as_int(meta.get("thoughtsTokenCount"))
+    candidates = number(meta.get("candidatesTokenCount"))
+    thoughts = number(meta.get("thoughtsTokenCount"))
     return Usage(
-        input_tokens=as_int(meta.get("promptTokenCount")),
+        input_tokens=number(meta.get("promptTokenCount")),
         output_tokens=None if candidates is None and thoughts is None else (candidates or 0) + (thoughts or 0),
-        total_tokens=as_int(meta.get("totalTokenCount")),
-        cached_tokens=as_int(meta.get("cachedContentTokenCount")),
+        total_tokens=number(meta.get("totalTokenCount")),
+        cached_tokens=number(meta.get("cachedContentTokenCount")),
         reasoning_tokens=thoughts,
     )
 
 
 def usage_from_object(data: dict) -> Usage:
     """Usage from one GenerateContentResponse object (also one element of a stream)."""
-    u = readwrite_usage_metadata(data.get("usageMetadata"))
+    u = read_usage_metadata(data.get("usageMetadata"))
     candidates = data.get("candidates")
     if isinstance(candidates, list) and candidates and isinstance(candidates[0], dict):
         reason = candidates[0].get("finishReason")
@@ -114,9 +116,9 @@ def chat_usage(value: Any) -> Usage:
     """usageMetadata in the model's convention: the prompt with the tools' own prompts, and every
     generated token. Proto3 JSON omits zeros: a total with no candidates or thoughts counted means
     none were generated. No total is kept: a translated answer writes input plus output."""
-    usage = readwrite_usage_metadata(value)
+    usage = read_usage_metadata(value, loose_int)
     total, usage.total_tokens = usage.total_tokens, None
-    tool_prompt = as_int(value.get("toolUsePromptTokenCount")) if isinstance(value, dict) else None
+    tool_prompt = loose_int(value.get("toolUsePromptTokenCount")) if isinstance(value, dict) else None
     if tool_prompt is not None:
         usage.input_tokens = (usage.input_tokens or 0) + tool_prompt
     counted_in = usage.input_tokens
