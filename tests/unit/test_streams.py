@@ -29,7 +29,6 @@ from tollgate import streams
 from tollgate.json_codec import parse_json
 from tollgate.providers import PROVIDERS
 from tollgate.providers.anthropic import MessagesStreamReader
-from tollgate.providers.gemini import GenerateArrayReader, GenerateStreamReader, has_key
 from tollgate.providers.openai import ChatStreamReader, ResponsesStreamReader, stream_reader
 from tollgate.streams import (
     Decompressor,
@@ -43,6 +42,7 @@ from tollgate.streams import (
     split_events,
 )
 from tollgate.translate.bedrock_converse import EventStreamReader
+from tollgate.translate.gemini_generate.stream import GenerateArrayReader, GenerateStreamReader, has_key
 from tollgate.usage import Usage
 from tollgate.usage_readers import SSEReader, UsageReader, WholeBodyReader, is_event_stream
 

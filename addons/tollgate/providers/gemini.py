@@ -4,36 +4,24 @@ too), every API version, and its OpenAI-compatible endpoint."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote, unquote_plus
 
 from pydantic import Field
 
-from .. import streams
-from ..call import Batch, Classification, McpServer, RequestFacts
-from ..exact_reading import (
+from tollgate.call import Batch, Classification, RequestFacts
+from tollgate.exact_reading import (
     CACHED_CONTENT,
     UNREAD_BODY,
     Unreadable,
-    as_int,
     check_case,
-    count,
     path_segments,
-    request_count,
-    request_int,
     request_model,
-    request_text,
     words,
 )
-from ..json_codec import parse_json
-from ..settings_models import ProviderConfig
-from ..streams import JSONArrayFramer, StreamTail, array_elements_backward, array_separator
-from ..translate.formats import GEMINI_GENERATE, OPENAI_CHAT
-from ..usage import Usage
-from ..usage_readers import SSEReader, UsageReader, add_totals, is_event_stream
-from . import openai
-from .base import (
+from tollgate.providers import openai
+from tollgate.providers.base import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
     BUDGET_EXCEEDED,
@@ -57,8 +45,21 @@ from .base import (
     UpstreamCredential,
     client_cert_of,
 )
-from .google_oauth import CLOUD_PLATFORM, GENERATIVE_LANGUAGE, BearerToken, GoogleTokens, load_tokens
-from .openai_format import OPENAI_FORMAT
+from tollgate.providers.google_oauth import (
+    CLOUD_PLATFORM,
+    GENERATIVE_LANGUAGE,
+    BearerToken,
+    GoogleTokens,
+    load_tokens,
+)
+from tollgate.providers.openai_format import OPENAI_FORMAT
+from tollgate.settings_models import ProviderConfig
+from tollgate.translate.formats import GEMINI_GENERATE, OPENAI_CHAT
+from tollgate.translate.gemini_generate.answer import counted_usage, usage_of
+from tollgate.translate.gemini_generate.facts import one_of, read_facts
+from tollgate.translate.gemini_generate.stream import GenerateArrayReader, GenerateStreamReader
+from tollgate.usage import Usage
+from tollgate.usage_readers import UsageReader, is_event_stream
 
 # /v1beta/models/gemini-2.0-flash:generateContent, /v1/tunedModels/x:generateContent, …
 _MODEL_CALL = re.compile(
@@ -90,14 +91,6 @@ def is_mtls(host: str) -> bool:
     return host.endswith(_MTLS)
 
 
-def one_of(data: dict[str, Any], name: str, snake_name: str) -> Any:
-    """A field Gemini's JSON reads under its camelCase or its snake_case name; both is refused,
-    as which one Google's parser takes is not Tollgate's to guess."""
-    if name in data and snake_name in data:
-        raise Unreadable(f"the body sets both '{name}' and '{snake_name}'")
-    return data.get(name, data.get(snake_name))
-
-
 _REASONS = {
     UNAUTHENTICATED: "UNAUTHENTICATED",
     POLICY_DENIED: "PERMISSION_DENIED",
@@ -115,52 +108,6 @@ _REASONS = {
     LIMIT_UNENFORCEABLE: "PERMISSION_DENIED",
     HEADERS_TOO_LARGE: "INVALID_ARGUMENT",
 }
-
-
-def read_facts(facts: RequestFacts, method: str, data: dict[str, Any] | None) -> None:
-    """A generateContent-shaped body's facts."""
-    if data is None or method != "POST":
-        return
-    config = one_of(data, "generationConfig", "generation_config")
-    config = config if isinstance(config, dict) else {}
-    facts.message_count = count(data.get("contents"))
-    facts.has_system = bool(one_of(data, "systemInstruction", "system_instruction"))
-    tools = data.get("tools")
-    # Every kind of tool is one: functions, Google Search, code execution, URL context, computer
-    # use, file search, Maps, MCP servers…
-    facts.has_tools = bool(tools)
-    if isinstance(tools, list):
-        for i, tool in enumerate(tools):
-            if isinstance(tool, dict):
-                facts.grants(mcp_servers(one_of(tool, "mcpServers", "mcp_servers"), f"tools[{i}].mcpServers"))
-    facts.max_tokens = request_int(
-        one_of(config, "maxOutputTokens", "max_output_tokens"), "generationConfig.maxOutputTokens"
-    )
-    candidates = one_of(config, "candidateCount", "candidate_count")
-    facts.answers = request_count(candidates, "generationConfig.candidateCount")
-    facts.service_tier = request_text(one_of(data, "serviceTier", "service_tier"), "serviceTier")
-    if one_of(data, "cachedContent", "cached_content") is not None:
-        facts.unseen(CACHED_CONTENT)  # a cached content may hold tools and a system instruction
-
-
-def mcp_servers(value: Any, where: str) -> tuple[McpServer, ...]:
-    """A tool's `mcpServers`: each `{name, streamableHttpTransport: {url, …}}`, either may be absent;
-    anything else is refused, never skipped."""
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise Unreadable(f"{where} is not a list")
-    servers = []
-    for i, server in enumerate(value):
-        at = f"{where}[{i}]"
-        if not isinstance(server, dict):
-            raise Unreadable(f"{at} is not an object")
-        transport = one_of(server, "streamableHttpTransport", "streamable_http_transport")
-        if transport is not None and not isinstance(transport, dict):
-            raise Unreadable(f"{at}.streamableHttpTransport is not an object")
-        url = request_text((transport or {}).get("url"), f"{at}.streamableHttpTransport.url")
-        servers.append(McpServer(url, request_text(server.get("name"), f"{at}.name")))
-    return tuple(servers)
 
 
 def read_openai_extensions(classification: Classification, data: dict[str, Any] | None) -> None:
@@ -393,7 +340,7 @@ class Gemini(Provider):
         if classification.wire_format == OPENAI_FORMAT:
             return openai.usage_of(classification.endpoint, body)
         if classification.endpoint == "countTokens":
-            return Usage(input_tokens=as_int((parse_json(body) or {}).get("totalTokens")))
+            return counted_usage(body)
         return usage_of(body)
 
 
@@ -435,133 +382,3 @@ def check_system_parameters(query: str) -> None:
             raise Unreadable("the query asks for a JSONP answer ('callback'), which Tollgate does not read")
         if name in _FORMAT and unquote_plus(value, errors="replace").lower().partition(";")[0] not in _ALTS_READ:
             raise Unreadable("the query asks for an answer format ('alt') Tollgate does not read")
-
-
-def usage_of(body: bytes | None) -> Usage:
-    data = parse_json(body)
-    return usage_from_object(data) if data is not None else Usage()
-
-
-def usage_from_object(data: dict) -> Usage:
-    """Usage from one GenerateContentResponse object (also one element of a stream)."""
-    meta = data.get("usageMetadata")
-    meta = meta if isinstance(meta, dict) else {}
-    candidates = as_int(meta.get("candidatesTokenCount"))
-    thoughts = as_int(meta.get("thoughtsTokenCount"))
-    u = Usage(
-        input_tokens=as_int(meta.get("promptTokenCount")),
-        # Every generated token, thinking included, as OpenAI's completion_tokens counts them.
-        output_tokens=None if candidates is None and thoughts is None else (candidates or 0) + (thoughts or 0),
-        total_tokens=as_int(meta.get("totalTokenCount")),
-        cached_tokens=as_int(meta.get("cachedContentTokenCount")),
-        reasoning_tokens=thoughts,
-    )
-    candidates = data.get("candidates")
-    if isinstance(candidates, list) and candidates and isinstance(candidates[0], dict):
-        reason = candidates[0].get("finishReason")
-        u.finish_reason = reason if isinstance(reason, str) else None
-    return add_totals(u)
-
-
-_COLON = re.compile(rb"\s*:")
-
-
-def has_key(element: bytes, key: bytes) -> bool:
-    """Whether `element` has the JSON key `key` (quoted), found from its end: Gemini writes
-    finishReason and usageMetadata after the text, which a search from the start reads whole."""
-    end = len(element)
-    while (i := element.rfind(key, 0, end)) >= 0:
-        if _COLON.match(element, i + len(key)):
-            return True
-        end = i
-    return False
-
-
-def usage_from_frames(
-    usage: bytes | None, finish: bytes | None, parse: Callable[[bytes | None], dict[str, Any] | None]
-) -> Usage:
-    """The usage of the last element that reports one, the finish reason of the last that does
-    (parsed once where they are the same element, as a stream's last one usually is)."""
-    usage_data = parse(usage) or {}
-    result = usage_from_object(usage_data)
-    finish_data = usage_data if finish is usage else parse(finish) or {}
-    result.finish_reason = usage_from_object(finish_data).finish_reason or result.finish_reason
-    return result
-
-
-class GenerateStreamReader(SSEReader):
-    """streamGenerateContent as server-sent events (alt=sse): each event a GenerateContentResponse;
-    the last usageMetadata counts, and the last finishReason (in the last events, which the window
-    keeps)."""
-
-    wanted = (b'"usageMetadata"', b'"finishReason"')
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._usage: bytes | None = None
-        self._finish: bytes | None = None
-
-    def keep(self, block: bytes) -> None:
-        if self._usage is None and has_key(block, b'"usageMetadata"'):
-            self._usage = block
-        if self._finish is None and has_key(block, b'"finishReason"'):
-            self._finish = block
-
-    def has_all(self) -> bool:
-        return self._usage is not None and self._finish is not None
-
-    def read(self) -> Usage:
-        return usage_from_frames(self._usage, self._finish, self.data)
-
-
-class GenerateArrayReader(UsageReader):
-    """streamGenerateContent as one JSON array written element by element (no alt=sse). As for
-    server-sent events, nothing is framed while the stream flows: the reader keeps its tail
-    (`StreamTail`, cut where a line starts with a comma, the separator Gemini writes between its
-    indented elements; an array written otherwise is kept up to 16 MiB and a window), and frames
-    it at the end: a stream kept whole is framed from its start (`JSONArrayFramer`), any other read
-    backward from the array's closing `]` (exact whatever was cut off), or, if the stream broke off
-    before that `]`, from the separator the tail begins at."""
-
-    WINDOW = 64 * 1024
-
-    def __init__(self) -> None:
-        self._tail = StreamTail(self.WINDOW, limit=streams.bounds.MAX_FRAME + self.WINDOW)
-        self._line_ended = False  # the stream's last byte so far is a line end
-
-    def feed(self, chunk: bytes) -> None:
-        if not chunk:
-            return
-        separator = array_separator(chunk)
-        if separator < 0 and self._line_ended and chunk.startswith(b","):
-            separator = 0  # the separator's line end came in the piece before
-        self._tail.add(chunk, separator if separator >= 0 else None)
-        self._line_ended = chunk.endswith(b"\n")
-
-    def result(self) -> Usage:
-        usage = finish = None
-        for element in self._elements_newest_first():
-            if usage is None and has_key(element, b'"usageMetadata"'):
-                usage = element
-            if finish is None and has_key(element, b'"finishReason"'):
-                finish = element
-            if usage is not None and finish is not None:
-                break
-        return usage_from_frames(usage, finish, parse_json)
-
-    def _elements_newest_first(self) -> Iterable[bytes]:
-        """The tail's elements, newest first (read backward lazily where the array ended)."""
-        data = self._tail.data()
-        if self._tail.cut == 0:
-            return reversed(self._framed(JSONArrayFramer(), data))
-        if data.rstrip(b" \t\r\n").endswith(b"]"):
-            return array_elements_backward(data)
-        if self._tail.cut_at_start:  # it broke off: framed from the separator the tail begins at
-            return reversed(self._framed(JSONArrayFramer.between_elements(), data))
-        self.error = "the JSON array broke off, and its tail does not begin between elements"
-        return []
-
-    def _framed(self, framer: JSONArrayFramer, data: bytes) -> list[bytes]:
-        elements = framer.feed(data)
-        self.error = framer.error
-        return elements

@@ -8,10 +8,10 @@ import pytest
 
 from tollgate.call import Classification
 from tollgate.exact_reading import Unreadable
-from tollgate.providers import gemini as gemini_mod
 from tollgate.providers.base import (
     Presented,
 )
+from tollgate.translate.gemini_generate.answer import usage_from_object
 
 from .common import (
     EMPTY_USAGE,
@@ -206,9 +206,7 @@ def test_gemini_usage_total_computed() -> None:
 
 
 def test_gemini_usage_from_object_is_the_stream_element_parser() -> None:
-    u = gemini_mod.usage_from_object(
-        {"usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 2, "totalTokenCount": 3}}
-    )
+    u = usage_from_object({"usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 2, "totalTokenCount": 3}})
     assert usage_tuple(u) == (1, 2, 3, None, None, None)
 
 
