@@ -28,7 +28,6 @@ from mitmproxy.http import Headers
 from tollgate import streams
 from tollgate.json_codec import parse_json
 from tollgate.providers import PROVIDERS
-from tollgate.providers.anthropic import MessagesStreamReader
 from tollgate.providers.bedrock import EventStreamReader
 from tollgate.providers.gemini import GenerateArrayReader, GenerateStreamReader, has_key
 from tollgate.providers.openai import ChatStreamReader, ResponsesStreamReader, stream_reader
@@ -43,6 +42,7 @@ from tollgate.streams import (
     parse_sse_block,
     split_events,
 )
+from tollgate.translate.anthropic_messages import MessagesStreamReader
 from tollgate.usage import Usage
 from tollgate.usage_readers import SSEReader, UsageReader, WholeBodyReader, is_event_stream
 

@@ -13,6 +13,8 @@ from urllib.parse import quote, unquote
 
 from pydantic import Field, model_validator
 
+from tollgate.translate import anthropic_messages as anthropic
+
 from .. import sigv4
 from ..call import Batch, Classification, RequestFacts, fingerprint
 from ..exact_reading import (
@@ -49,7 +51,7 @@ from ..streams import (
 from ..translate.formats import ANTHROPIC_MESSAGES, BEDROCK_CONVERSE, CLAUDE_ON_BEDROCK, OPENAI_CHAT
 from ..usage import Usage
 from ..usage_readers import UsageReader, add_totals, is_event_stream
-from . import anthropic, bedrock_apis, openai
+from . import bedrock_apis, openai
 from .base import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,

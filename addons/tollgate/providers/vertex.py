@@ -16,13 +16,15 @@ from urllib.parse import quote
 
 from pydantic import Field
 
+from tollgate.translate import anthropic_messages as anthropic
+
 from ..call import Batch, Classification, RequestFacts, fingerprint
 from ..exact_reading import Unreadable, check_case, path_segments, request_model, words
 from ..settings_models import ProviderConfig
 from ..translate.formats import ANTHROPIC_MESSAGES, CLAUDE_ON_VERTEX, GEMINI_GENERATE
 from ..usage import Usage
 from ..usage_readers import UsageReader, is_event_stream
-from . import anthropic, gemini, openai
+from . import gemini, openai
 from .base import ChatLeg, HeaderKey, Headers, Provider, Refusal, RequestParts, UpstreamCredential, client_cert_of
 from .google_oauth import CLOUD_PLATFORM, QUOTA_PROJECT, BearerToken, GoogleTokens, load_tokens
 
