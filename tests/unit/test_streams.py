@@ -28,7 +28,6 @@ from mitmproxy.http import Headers
 from tollgate import streams
 from tollgate.json_codec import parse_json
 from tollgate.providers import PROVIDERS
-from tollgate.providers.anthropic import MessagesStreamReader
 from tollgate.providers.openai import ChatStreamReader, ResponsesStreamReader, stream_reader
 from tollgate.streams import (
     Decompressor,
@@ -41,6 +40,7 @@ from tollgate.streams import (
     parse_sse_block,
     split_events,
 )
+from tollgate.translate.anthropic_messages import MessagesStreamReader
 from tollgate.translate.bedrock_converse import EventStreamReader
 from tollgate.translate.gemini_generate.stream import GenerateArrayReader, GenerateStreamReader, has_key
 from tollgate.usage import Usage

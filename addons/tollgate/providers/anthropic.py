@@ -1,33 +1,23 @@
-"""Anthropic: api.anthropic.com, the Messages API."""
+"""Anthropic: api.anthropic.com, the Messages API (its format: `translate/anthropic_messages/`)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..call import Batch, Classification, McpServer, RequestFacts
-from ..exact_reading import (
+from tollgate.call import Batch, Classification, RequestFacts
+from tollgate.exact_reading import (
     UNREAD_BODY,
     UNREAD_MODEL,
     Unreadable,
-    as_int,
     check_case,
-    count,
     path_segments,
-    request_flag,
     request_int,
     request_model,
-    request_text,
     words,
 )
-from ..json_codec import json_object, parse_json
-from ..streams import split_events
-from ..translate.formats import ANTHROPIC_MESSAGES, OPENAI_CHAT
-from ..usage import Usage
-from ..usage_readers import SSEReader, UsageReader, is_event_stream
-from . import openai
-from .base import (
+from tollgate.providers import openai
+from tollgate.providers.base import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
     BUDGET_EXCEEDED,
@@ -48,7 +38,11 @@ from .base import (
     Provider,
     Refusal,
 )
-from .openai_format import OPENAI_FORMAT
+from tollgate.providers.openai_format import OPENAI_FORMAT
+from tollgate.translate.anthropic_messages import MessagesStreamReader, messages_facts, messages_usage
+from tollgate.translate.formats import ANTHROPIC_MESSAGES, OPENAI_CHAT
+from tollgate.usage import Usage
+from tollgate.usage_readers import UsageReader, is_event_stream
 
 _ENDPOINTS = {
     "messages": "messages",
@@ -215,125 +209,3 @@ def service_call(method: str, rest: list[str]) -> Classification:
     if endpoint is None:
         raise Unreadable(f"{method} /api/{'/'.join(rest)} is not a path of Anthropic's service Tollgate knows")
     return Classification(endpoint=endpoint, service=True)
-
-
-def messages_facts(data: dict[str, Any]) -> RequestFacts:
-    """A Messages API body's facts (also Claude's on Vertex AI)."""
-    facts = RequestFacts(
-        message_count=count(data.get("messages")),
-        has_system=bool(data.get("system")),
-        # Server tools (web search, code execution, bash, computer use…) are tools too.
-        has_tools=bool(data.get("tools")) or loads_skills(data.get("container")),
-        stream=request_flag(data.get("stream"), "stream"),
-        max_tokens=request_int(data.get("max_tokens"), "max_tokens"),
-        service_tier=request_text(data.get("service_tier"), "service_tier"),
-        speed=request_text(data.get("speed"), "speed"),
-    )
-    facts.grants(mcp_servers(data.get("mcp_servers")))
-    return facts
-
-
-def loads_skills(container: Any) -> bool:
-    """Whether a Messages body's `container` loads Agent Skills into the code execution container:
-    capabilities the model may use, as tools."""
-    return isinstance(container, dict) and bool(container.get("skills"))
-
-
-def mcp_servers(value: Any) -> tuple[McpServer, ...]:
-    """The remote MCP servers a Messages body's `mcp_servers` gives the model, each a `{"type":
-    "url", "url", "name"}` (Anthropic runs them inside its API); anything else is refused, never
-    skipped: a server the policy did not see would still be called."""
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise Unreadable("'mcp_servers' is not a list")
-    servers = []
-    for i, entry in enumerate(value):
-        where = f"mcp_servers[{i}]"
-        if not isinstance(entry, dict):
-            raise Unreadable(f"{where} is not an object")
-        if entry.get("type") != "url":
-            raise Unreadable(f"{where}.type is not 'url'")
-        url, name = request_text(entry.get("url"), f"{where}.url"), request_text(entry.get("name"), f"{where}.name")
-        if url is None or name is None:
-            raise Unreadable(f"{where} names no {'url' if url is None else 'name'}")
-        servers.append(McpServer(url, name))
-    return tuple(servers)
-
-
-def messages_usage(body: bytes | None, counted: bool = False) -> Usage:
-    """Usage from a whole Messages API answer, or from a count of tokens' (`counted`)."""
-    data = parse_json(body)
-    if data is None:
-        return Usage()
-    if counted:
-        return Usage(input_tokens=as_int(data.get("input_tokens")))
-    usage = usage_from_object(data.get("usage"))
-    reason = data.get("stop_reason")
-    usage.finish_reason = reason if isinstance(reason, str) else None
-    return usage
-
-
-def usage_from_object(raw: object) -> Usage:
-    """Anthropic reports input tokens apart from cache reads and writes; the audit's
-    `input_tokens` is every prompt token, as for the other providers, `cached_tokens` the cache
-    reads among them and `cache_write_tokens` the cache writes."""
-    if not isinstance(raw, dict):
-        return Usage()
-    fresh = as_int(raw.get("input_tokens"))
-    read = as_int(raw.get("cache_read_input_tokens"))
-    written = as_int(raw.get("cache_creation_input_tokens"))
-    output = as_int(raw.get("output_tokens"))
-    prompt = None if fresh is None else fresh + (read or 0) + (written or 0)
-    total = None if prompt is None or output is None else prompt + output
-    tier, speed = raw.get("service_tier"), raw.get("speed")
-    return Usage(
-        input_tokens=prompt, output_tokens=output, total_tokens=total, cached_tokens=read, cache_write_tokens=written,
-        service_tier=tier if isinstance(tier, str) else None, speed=speed if isinstance(speed, str) else None,
-    )  # fmt: skip
-
-
-_MESSAGE_START = re.compile(rb'"type"\s*:\s*"message_start"')
-_MESSAGE_DELTA = re.compile(rb'"type"\s*:\s*"message_delta"')
-_ERROR_EVENT = re.compile(rb"^event:\s*error\s*$", re.MULTILINE)
-
-
-class MessagesStreamReader(SSEReader):
-    """Messages API stream: input and cache tokens in `message_start`, the cumulative output
-    (and, in newer API versions, updated input) counts and the stop reason in `message_delta`."""
-
-    wanted = (b'"message_delta"', b"event: error", b"event:error")
-    reads_start = True  # message_start, the stream's first event
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._message_start: bytes | None = None
-        self._delta: bytes | None = None
-
-    def first(self, region: bytes) -> bool:
-        if b'"message_start"' in region:
-            self._message_start = next((b for b in split_events(region) if _MESSAGE_START.search(b)), None)
-        return self._message_start is not None
-
-    def keep(self, block: bytes) -> None:
-        if self._delta is None and _MESSAGE_DELTA.search(block):
-            self._delta = block
-        elif _ERROR_EVENT.search(block):
-            error = (self.data(block) or {}).get("error")
-            kind = error.get("type") if isinstance(error, dict) else None
-            self.error = f"the stream ended in an error event: {kind or 'unknown'}"
-
-    def has_all(self) -> bool:
-        return self._delta is not None
-
-    def read(self) -> Usage:
-        start = self.data(self._message_start) or {}
-        message = json_object(start.get("message"))
-        counts = dict(json_object(message.get("usage")))
-        delta = self.data(self._delta) or {}
-        if isinstance(delta.get("usage"), dict):
-            counts.update({k: v for k, v in delta["usage"].items() if v is not None})
-        usage = usage_from_object(counts)
-        reason = delta.get("delta", {}).get("stop_reason") if isinstance(delta.get("delta"), dict) else None
-        usage.finish_reason = reason if isinstance(reason, str) else None
-        return usage

@@ -25,7 +25,7 @@ from tollgate.exact_reading import (
     words,
 )
 from tollgate.json_codec import parse_json
-from tollgate.providers import anthropic, bedrock_apis, openai
+from tollgate.providers import bedrock_apis, openai
 from tollgate.providers.base import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
@@ -58,6 +58,7 @@ from tollgate.providers.openai_format import OPENAI_FORMAT
 from tollgate.raw_headers import Fields
 from tollgate.settings_models import AwsCredentials, ProviderConfig
 from tollgate.sigv4 import CredentialSource
+from tollgate.translate import anthropic_messages
 from tollgate.translate.bedrock_converse import EventStreamReader, answer_usage, converse_facts, counted_usage
 from tollgate.translate.bedrock_invoke import (
     LATENCY_HEADER,
@@ -449,7 +450,7 @@ class Bedrock(Provider):
         if endpoint == "invoke":
             u = header_usage(headers)
             if u.input_tokens is None:
-                u = anthropic.usage_from_object(data.get("usage"))  # Claude's own body usage
+                u = anthropic_messages.usage_from_object(data.get("usage"))  # Claude's own body usage
             u.finish_reason = invoke_finish_reason(data)
             return add_totals(u)
         return Usage()
@@ -549,5 +550,5 @@ def _claude_tools(data: dict[str, Any], facts: RequestFacts) -> None:
     """What Claude's own body (an InvokeModel body, or Converse's `additionalModelRequestFields`)
     gives its model as tools, as the Anthropic format reads it: the skills its `container` loads and
     its `mcp_servers` (read exactly)."""
-    facts.has_tools = facts.has_tools or anthropic.loads_skills(data.get("container"))
-    facts.grants(anthropic.mcp_servers(data.get("mcp_servers")))
+    facts.has_tools = facts.has_tools or anthropic_messages.loads_skills(data.get("container"))
+    facts.grants(anthropic_messages.mcp_servers(data.get("mcp_servers")))

@@ -16,13 +16,16 @@ from urllib.parse import quote
 
 from pydantic import Field
 
+from tollgate.translate import anthropic_messages
+from tollgate.translate.gemini_generate.facts import read_facts
+
 from ..call import Batch, Classification, RequestFacts, fingerprint
 from ..exact_reading import Unreadable, check_case, path_segments, request_model, words
 from ..settings_models import ProviderConfig
 from ..translate.formats import ANTHROPIC_MESSAGES, CLAUDE_ON_VERTEX, GEMINI_GENERATE
 from ..usage import Usage
 from ..usage_readers import UsageReader, is_event_stream
-from . import anthropic, gemini, openai
+from . import gemini, openai
 from .base import ChatLeg, HeaderKey, Headers, Provider, Refusal, RequestParts, UpstreamCredential, client_cert_of
 from .google_oauth import CLOUD_PLATFORM, QUOTA_PROJECT, BearerToken, GoogleTokens, load_tokens
 
@@ -252,7 +255,7 @@ class Vertex(Provider):
             )
         facts = RequestFacts(stream=action == "streamGenerateContent")
         try:
-            gemini.read_facts(facts, method, data)
+            read_facts(facts, method, data)
         except Unreadable as e:
             raise e.at(action) from None
         facts.batch = _long_running(method, action)
@@ -269,7 +272,7 @@ class Vertex(Provider):
         facts = RequestFacts(stream=action == "streamGenerateContent")
         if action in ("generateContent", "streamGenerateContent", "countTokens"):
             try:
-                gemini.read_facts(facts, method, data)
+                read_facts(facts, method, data)
             except Unreadable as e:
                 raise e.at(action) from None
         facts.batch = _long_running(method, action)
@@ -322,12 +325,12 @@ class Vertex(Provider):
         if classification.wire_format != ANTHROPIC_MESSAGES:
             return _GEMINI.usage_reader(classification, headers)
         if is_event_stream(headers):
-            return anthropic.MessagesStreamReader()
+            return anthropic_messages.MessagesStreamReader()
         return super().usage_reader(classification, headers)
 
     def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
         if classification.wire_format == ANTHROPIC_MESSAGES:
-            return anthropic.messages_usage(body, counted=classification.endpoint == _CLAUDE_COUNT)
+            return anthropic_messages.messages_usage(body, counted=classification.endpoint == _CLAUDE_COUNT)
         return _GEMINI.usage(classification, headers, body)
 
 
@@ -349,7 +352,7 @@ def _claude_call(method: str, model: str, action: str, data: dict[str, Any] | No
         if named is not None and named != model:
             # Which of the two Vertex AI would call is not Tollgate's to guess.
             raise Unreadable("the body names another model than the path")
-        facts = anthropic.messages_facts(data)
+        facts = anthropic_messages.messages_facts(data)
     except Unreadable as e:
         raise e.at(action) from None
     if action == "streamRawPredict":

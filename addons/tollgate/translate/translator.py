@@ -8,8 +8,10 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from tollgate.translate.anthropic_messages import on_vertex as claude_on_vertex
+
 from ..json_codec import encode_json, parse_json
-from . import anthropic_messages, bedrock_converse, claude_on_vertex, gemini_generate, openai_chat
+from . import anthropic_messages, bedrock_converse, gemini_generate, openai_chat
 from .chat import ChatError, ChatFormat, ChatRequest, Failed, StreamReader, StreamWriter, Untranslatable
 from .formats import (
     ANTHROPIC_MESSAGES,

@@ -8,10 +8,10 @@ import pytest
 
 from tollgate.call import Classification
 from tollgate.exact_reading import Unreadable
-from tollgate.providers import anthropic as anthropic_mod
 from tollgate.providers.base import (
     Presented,
 )
+from tollgate.translate.anthropic_messages import usage_from_object
 
 from .common import (
     ANTHROPIC,
@@ -203,9 +203,9 @@ def test_anthropic_error_body_has_no_usage() -> None:
 
 
 def test_anthropic_usage_from_object() -> None:
-    assert usage_tuple(anthropic_mod.usage_from_object(None)) == EMPTY_USAGE
-    assert usage_tuple(anthropic_mod.usage_from_object({"output_tokens": 5})) == (None, 5, None, None, None, None)
-    assert usage_tuple(anthropic_mod.usage_from_object({"input_tokens": 5, "cache_read_input_tokens": 2})) == (
+    assert usage_tuple(usage_from_object(None)) == EMPTY_USAGE
+    assert usage_tuple(usage_from_object({"output_tokens": 5})) == (None, 5, None, None, None, None)
+    assert usage_tuple(usage_from_object({"input_tokens": 5, "cache_read_input_tokens": 2})) == (
         7,
         None,
         None,

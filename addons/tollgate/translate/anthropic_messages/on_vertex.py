@@ -8,9 +8,12 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from ..json_codec import parse_json
-from . import anthropic_messages, formats, gemini_generate
-from .chat import ChatError, ChatRequest
+from tollgate.json_codec import parse_json
+from tollgate.translate import formats, gemini_generate
+from tollgate.translate.anthropic_messages import ANTHROPIC_MESSAGES
+from tollgate.translate.anthropic_messages.errors import read_error as read_messages_error
+from tollgate.translate.anthropic_messages.write_request import write_request as write_messages_request
+from tollgate.translate.chat import ChatError, ChatRequest
 
 VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"
 
@@ -23,7 +26,7 @@ def raw_predict_body(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_request(request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]:
-    body, headers = anthropic_messages.write_request(request)
+    body, headers = write_messages_request(request)
     return raw_predict_body(body), headers
 
 
@@ -31,12 +34,12 @@ def read_error(status: int, headers: Mapping[str, str], body: bytes) -> ChatErro
     """Claude's own errors come in Anthropic's shape, Vertex AI's (authentication, quota) in Google's."""
     data = parse_json(body)
     if data is not None and data.get("type") == "error":
-        return anthropic_messages.read_error(status, headers, body)
+        return read_messages_error(status, headers, body)
     return gemini_generate.read_error(status, headers, body)
 
 
 CLAUDE_ON_VERTEX = replace(
-    anthropic_messages.ANTHROPIC_MESSAGES,
+    ANTHROPIC_MESSAGES,
     name=formats.CLAUDE_ON_VERTEX,
     write_request=write_request,
     read_error=read_error,
