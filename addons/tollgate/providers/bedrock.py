@@ -539,16 +539,8 @@ def _read_facts(op: str, data: dict[str, Any] | None, facts: RequestFacts) -> No
     if data is None:
         return
     if op.startswith("converse"):
-        converse_facts(data, facts, _claude_tools)
+        converse_facts(data, facts)
     elif op == "count-tokens":
-        converse_facts(counted_request(data), facts, _claude_tools)
+        converse_facts(counted_request(data), facts)
     else:
-        invoke_facts(data, facts, _claude_tools)
-
-
-def _claude_tools(data: dict[str, Any], facts: RequestFacts) -> None:
-    """What Claude's own body (an InvokeModel body, or Converse's `additionalModelRequestFields`)
-    gives its model as tools, as the Anthropic format reads it: the skills its `container` loads and
-    its `mcp_servers` (read exactly)."""
-    facts.has_tools = facts.has_tools or anthropic_messages.loads_skills(data.get("container"))
-    facts.grants(anthropic_messages.mcp_servers(data.get("mcp_servers")))
+        invoke_facts(data, facts)

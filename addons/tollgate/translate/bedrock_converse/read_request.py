@@ -18,7 +18,7 @@ from tollgate.translate.bedrock_converse.fields import (
     SERVICE_TIER_FIELD,
     TOP_LEVEL,
 )
-from tollgate.translate.bedrock_invoke.request import ClaudeTools, answers, family_tools
+from tollgate.translate.bedrock_invoke.request import answers, family_tools
 from tollgate.translate.chat import (
     EFFORT_BUDGET,
     ChatRequest,
@@ -327,7 +327,7 @@ def read_request(body: dict[str, Any]) -> ChatRequest:
 # The facts classification reads
 
 
-def converse_facts(data: dict[str, Any], facts: RequestFacts, claude_tools: ClaudeTools) -> None:
+def converse_facts(data: dict[str, Any], facts: RequestFacts) -> None:
     """A Converse body's facts (CountTokens counts one too)."""
     facts.service_tier = _requested_name(data, *SERVICE_TIER_FIELD)
     facts.speed = _requested_name(data, *LATENCY_FIELD)
@@ -342,11 +342,11 @@ def converse_facts(data: dict[str, Any], facts: RequestFacts, claude_tools: Clau
         request_int(inference.get("maxTokens"), "inferenceConfig.maxTokens"),
         request_int(data.get("max_tokens"), "max_tokens"),
     )
-    _passed_to_model(data.get("additionalModelRequestFields"), facts, claude_tools)
+    _passed_to_model(data.get("additionalModelRequestFields"), facts)
     facts.answers = answers(json_object(data.get("additionalModelRequestFields")), "additionalModelRequestFields.")
 
 
-def _passed_to_model(extra: Any, facts: RequestFacts, claude_tools: ClaudeTools) -> None:
+def _passed_to_model(extra: Any, facts: RequestFacts) -> None:
     """Converse's `additionalModelRequestFields`, which Bedrock passes on in the model's own body:
     tools there are tools (Claude's computer use and server tools, its `mcp_servers`), a system
     prompt there a system prompt."""
@@ -355,7 +355,7 @@ def _passed_to_model(extra: Any, facts: RequestFacts, claude_tools: ClaudeTools)
     if not isinstance(extra, dict):
         raise Unreadable("'additionalModelRequestFields' is not an object")
     try:
-        family_tools(extra, facts, claude_tools)
+        family_tools(extra, facts)
     except Unreadable as e:
         raise Unreadable(f"additionalModelRequestFields: {e}") from None
     facts.has_system = facts.has_system or bool(extra.get("system"))

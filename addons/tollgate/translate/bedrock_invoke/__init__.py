@@ -13,7 +13,6 @@ from tollgate.translate.bedrock_invoke.answer import USAGE_HEADERS, header_usage
 from tollgate.translate.bedrock_invoke.request import (
     LATENCY_HEADER,
     SERVICE_TIER_HEADER,
-    ClaudeTools,
     counted_request,
     family_tools,
     header_name,
@@ -26,7 +25,6 @@ __all__ = [
     "SERVICE_TIER_HEADER",
     "USAGE_HEADERS",
     "AgentTraceReader",
-    "ClaudeTools",
     "counted_request",
     "family_tools",
     "header_name",

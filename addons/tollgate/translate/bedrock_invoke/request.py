@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from tollgate.call import RequestFacts
 from tollgate.exact_reading import Unreadable, count, largest, request_count, request_int
 from tollgate.json_codec import json_object, parse_json
+from tollgate.translate.anthropic_messages import loads_skills, mcp_servers
 
 # How a call asks to run in InvokeModel's headers: its service tier (`priority`, `default`, `flex`,
 # `reserved`) and its latency (`standard`, `optimized`: a faster version of the model, at a higher
@@ -20,16 +21,12 @@ SERVICE_TIER_HEADER = "X-Amzn-Bedrock-Service-Tier"
 LATENCY_HEADER = "X-Amzn-Bedrock-PerformanceConfig-Latency"
 _NAME = re.compile(rb"[A-Za-z0-9_-]+")
 
-# What reads the fields of Claude's own body that give its model tools (the skills its `container`
-# loads, its `mcp_servers`): the Anthropic Messages format's readers, which the caller passes in.
-ClaudeTools = Callable[[dict[str, Any], RequestFacts], None]
-
 # The fields of the model families' own bodies that ask for several answers: Cohere's
 # `num_generations`, AI21 Jamba's and the OpenAI format's `n`, AI21 Jurassic's `numResults`.
 _ANSWERS = ("n", "num_generations", "numResults")
 
 
-def invoke_facts(data: dict[str, Any], facts: RequestFacts, claude_tools: ClaudeTools) -> None:
+def invoke_facts(data: dict[str, Any], facts: RequestFacts) -> None:
     """InvokeModel bodies are the model family's own format: Claude, Nova, Titan, Llama, Mistral, …"""
     messages = data.get("messages")
     facts.message_count = count(messages)
@@ -38,7 +35,7 @@ def invoke_facts(data: dict[str, Any], facts: RequestFacts, claude_tools: Claude
     facts.has_system = bool(data.get("system")) or (
         isinstance(messages, list) and any(isinstance(m, dict) and m.get("role") == "system" for m in messages)
     )
-    family_tools(data, facts, claude_tools)
+    family_tools(data, facts)
     inference = json_object(data.get("inferenceConfig"))
     titan = json_object(data.get("textGenerationConfig"))
     facts.max_tokens = largest(
@@ -53,7 +50,7 @@ def invoke_facts(data: dict[str, Any], facts: RequestFacts, claude_tools: Claude
     facts.answers = answers(data)
 
 
-def family_tools(data: dict[str, Any], facts: RequestFacts, claude_tools: ClaudeTools) -> None:
+def family_tools(data: dict[str, Any], facts: RequestFacts) -> None:
     """The tools a model family's own body gives the model: `tools` (Claude, Mistral, Cohere, AI21,
     OpenAI's open-weight models…), Nova's `toolConfig`, `functions` and `web_search_options` (the
     OpenAI format's), Claude's `mcp_servers` (read exactly) and the skills its `container` loads."""
@@ -64,7 +61,9 @@ def family_tools(data: dict[str, Any], facts: RequestFacts, claude_tools: Claude
         or data.get("functions")
         or data.get("web_search_options") is not None
     )
-    claude_tools(data, facts)
+    # Claude's own fields, as the Anthropic format reads them
+    facts.has_tools = facts.has_tools or loads_skills(data.get("container"))
+    facts.grants(mcp_servers(data.get("mcp_servers")))
 
 
 def answers(data: dict[str, Any], prefix: str = "") -> int:
