@@ -31,7 +31,7 @@ from tollgate.providers import PROVIDERS
 from tollgate.providers.anthropic import MessagesStreamReader
 from tollgate.providers.bedrock import EventStreamReader
 from tollgate.providers.gemini import GenerateArrayReader, GenerateStreamReader, has_key
-from tollgate.providers.openai import ChatStreamReader, ResponsesStreamReader, stream_reader
+from tollgate.providers.openai import stream_reader
 from tollgate.streams import (
     Decompressor,
     EventStreamFrame,
@@ -43,6 +43,8 @@ from tollgate.streams import (
     parse_sse_block,
     split_events,
 )
+from tollgate.translate.openai_chat import ChatStreamReader
+from tollgate.translate.openai_responses import ResponsesStreamReader
 from tollgate.usage import Usage
 from tollgate.usage_readers import SSEReader, UsageReader, WholeBodyReader, is_event_stream
 
