@@ -28,7 +28,7 @@ from mitmproxy.http import Headers
 from tollgate import streams
 from tollgate.json_codec import parse_json
 from tollgate.providers import PROVIDERS
-from tollgate.providers.openai import ChatStreamReader, ResponsesStreamReader, stream_reader
+from tollgate.providers.openai import stream_reader
 from tollgate.streams import (
     Decompressor,
     EventStreamFrame,
@@ -43,6 +43,8 @@ from tollgate.streams import (
 from tollgate.translate.anthropic_messages import MessagesStreamReader
 from tollgate.translate.bedrock_converse import EventStreamReader
 from tollgate.translate.gemini_generate.stream import GenerateArrayReader, GenerateStreamReader, has_key
+from tollgate.translate.openai_chat import ChatStreamReader
+from tollgate.translate.openai_responses import ResponsesStreamReader
 from tollgate.usage import Usage
 from tollgate.usage_readers import SSEReader, UsageReader, WholeBodyReader, is_event_stream
 

@@ -14,13 +14,14 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
+from tollgate.translate.openai_chat import ask_for_usage
+
 from ..call import Classification, fingerprint
 from ..raw_headers import Fields
 from ..settings_models import ProviderConfig
 from ..usage import Usage
 from ..usage_readers import UsageReader, WholeBodyReader
 from .openai_format import OPENAI_FORMAT as _OPENAI_FORMAT  # not a refusal reason, as base.py's other constants are
-from .openai_format import ask_for_usage
 
 if TYPE_CHECKING:
     from ..keypool import KeyPool

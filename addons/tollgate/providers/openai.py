@@ -1,39 +1,30 @@
-"""OpenAI: api.openai.com and its data-residency hosts (eu.api.openai.com, …), and the OpenAI wire
-format other providers also speak."""
+"""OpenAI: api.openai.com and its data-residency hosts (eu.api.openai.com, …), its paths and the
+endpoints they are, its jobs, and the errors it refuses with. Its wire formats have their own homes
+(`translate/openai_chat/`, `translate/openai_responses/`, `translate/openai_realtime/`), which other
+providers' OpenAI-compatible endpoints speak too."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
-from urllib.parse import unquote_plus
+from typing import Any, ClassVar
 
-from ..call import Batch, Classification, McpServer, RequestFacts
-from ..exact_reading import (
+from tollgate.call import Batch, Classification, RequestFacts
+from tollgate.exact_reading import (
     ASSISTANT,
     SESSION_UPDATES,
-    STORED_PROMPT,
     UNREAD_BODY,
     UNREAD_MODEL,
     Unreadable,
-    as_int,
     check_case,
-    count,
-    largest,
     path_segments,
     request_count,
-    request_flag,
     request_int,
     request_model,
-    request_text,
     words,
 )
-from ..json_codec import parse_json
-from ..translate.formats import OPENAI_CHAT
-from ..usage import Usage
-from ..usage_readers import SSEReader, UsageReader, add_totals, is_event_stream
-from .base import (
+from tollgate.json_codec import parse_json
+from tollgate.providers.base import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
     BUDGET_EXCEEDED,
@@ -54,10 +45,15 @@ from .base import (
     Provider,
     Refusal,
 )
-from .openai_format import OPENAI_FORMAT
+from tollgate.providers.openai_format import OPENAI_FORMAT
+from tollgate.translate import openai_chat, openai_responses
+from tollgate.translate.formats import OPENAI_CHAT
+from tollgate.translate.openai_chat import ChatStreamReader, answer_usage, body_facts
+from tollgate.translate.openai_realtime import INSECURE_KEY_PREFIX, REALTIME, read_settings, realtime_model
+from tollgate.translate.openai_responses import RESPONSES, ResponsesStreamReader, response_usage
+from tollgate.usage import Usage
+from tollgate.usage_readers import UsageReader, is_event_stream
 
-REALTIME = "realtime"  # a WebSocket session (GET /v1/realtime?model=…, upgraded)
-RESPONSES = "responses"
 # Path segments (after the version prefix) → endpoint kind; a path under one of these is that kind.
 # No prefix begins another, so a path matches one at most and the order does not matter.
 _ENDPOINTS = (
@@ -199,426 +195,36 @@ def classify_request(method: str, segments: Sequence[str], data: dict[str, Any] 
         raise e.at(endpoint) from None
 
 
-def realtime_model(query: str) -> str:
-    """The model a Realtime session asks for: the query's one `model` parameter, decoded as servers
-    decode a query string. Unreadable (saying what is wrong, never what was sent) where that is not
-    exactly one printable name, or where servers could read the query differently."""
-    if ";" in query:  # some servers split parameters at ";" as well as at "&"
-        raise Unreadable("a Realtime session's query holds a ';'")
-    models = []
-    for parameter in query.split("&"):
-        name, _, value = parameter.partition("=")
-        name = unquote_plus(name, errors="replace")
-        if name.lower() == "model":
-            if name != "model":
-                raise Unreadable("a Realtime session's query names its model in another case")
-            models.append(value)
-    if len(models) != 1:
-        raise Unreadable("a Realtime session names exactly one model in its query (?model=…)")
-    try:
-        model = unquote_plus(models[0], errors="strict")
-    except UnicodeDecodeError:
-        raise Unreadable("a Realtime session's model is not UTF-8") from None
-    if not model or not model.isprintable():
-        raise Unreadable("a Realtime session's model is empty or not printable")
-    return model
-
-
 def classify_body(endpoint: str | None, method: str, data: dict[str, Any] | None) -> Classification:
-    """Model and request facts from an OpenAI-format request body (its JSON object)."""
+    """Model and request facts from an OpenAI-format request body (its JSON object), read as its
+    endpoint's format reads them."""
     if data is None or method != "POST":
         return Classification(endpoint=endpoint, wire_format=OPENAI_FORMAT)
-    facts = RequestFacts(
-        stream=request_flag(data.get("stream"), "stream"),
-        service_tier=request_text(data.get("service_tier"), "service_tier"),
-    )
+    facts = body_facts(data)
     if endpoint == "chat.completions":
-        messages = data.get("messages")
-        facts.message_count = count(messages)
-        facts.has_system = _has_system_message(messages)
-        # `functions` is the older form of tools; `web_search_options` (even `{}`) has a search
-        # model search the web.
-        facts.has_tools = bool(data.get("tools") or data.get("functions")) or data.get("web_search_options") is not None
-        facts.max_tokens = largest(
-            request_int(data.get("max_completion_tokens"), "max_completion_tokens"),
-            request_int(data.get("max_tokens"), "max_tokens"),
-        )
-        facts.answers = request_count(data.get("n"), "n")
+        openai_chat.read_facts(data, facts)
     elif endpoint == "responses":
-        inputs = data.get("input")
-        facts.message_count = 1 if isinstance(inputs, str) else count(inputs)
-        facts.has_system = bool(data.get("instructions")) or _has_system_message(inputs)
-        read_tools(data, facts)
-        facts.max_tokens = request_int(data.get("max_output_tokens"), "max_output_tokens")
+        openai_responses.read_facts(data, facts)
     elif endpoint == "completions":
         facts.max_tokens = request_int(data.get("max_tokens"), "max_tokens")
         # best_of completions are generated (and billed), n of them returned: n <= best_of.
         facts.answers = max(request_count(data.get("n"), "n"), request_count(data.get("best_of"), "best_of"))
     elif endpoint == "images.generations":
         facts.answers = request_count(data.get("n"), "n")
-    session = data.get("session")
-    if endpoint is not None and endpoint.startswith("realtime."):
-        # A Realtime session's settings, the body's own or its `session`'s (a client secret's): its
-        # holder then calls OpenAI directly, with the tools and instructions they give.
-        settings = session if isinstance(session, dict) else data
-        facts.has_system = bool(settings.get("instructions"))
-        read_tools(settings, facts)
-        if isinstance(session, dict) and "model" in session:
-            # A Realtime client secret names the model of the session it opens: the policy decides
-            # on that model.
-            return Classification(endpoint, request_model(session), facts, OPENAI_FORMAT)
-    return Classification(endpoint, request_model(data), facts, OPENAI_FORMAT)
-
-
-def read_tools(data: dict[str, Any], facts: RequestFacts) -> None:
-    """The tools a Responses body (or a Realtime session's settings) gives the model: every type in
-    `tools` (functions, web and file search, code interpreter, computer use, shells, MCP servers…),
-    and a stored prompt (`prompt: {id}`), which may hold tools and instructions Tollgate cannot read."""
-    tools = data.get("tools")
-    facts.has_tools = bool(tools)
-    if isinstance(tools, list):
-        facts.grants(tuple(_mcp_server(t, f"tools[{i}]") for i, t in enumerate(tools) if _is_mcp(t, f"tools[{i}]")))
-    if data.get("prompt") is not None:
-        facts.unseen(STORED_PROMPT)
-
-
-def _is_mcp(tool: Any, where: str) -> bool:
-    kind = tool.get("type") if isinstance(tool, dict) else None
-    if not isinstance(kind, str) or kind.lower() != "mcp":
-        return False
-    if kind != "mcp":
-        raise Unreadable(f"{where}.type is not written 'mcp'")
-    return True
-
-
-_MCP_TARGETS = ("server_url", "connector_id", "tunnel_id")
-
-
-def _mcp_server(tool: dict[str, Any], where: str) -> McpServer:
-    """A Responses `mcp` tool: its `server_label` and where it goes, exactly one of `server_url`
-    (the server's URL), `connector_id` (one of OpenAI's connectors) and `tunnel_id` (a tunnel to a
-    private server); the last two have no URL the request shows. Anything else is refused: which
-    server OpenAI would call is not Tollgate's to guess."""
-    label = request_text(tool.get("server_label"), f"{where}.server_label")
-    if label is None:
-        raise Unreadable(f"{where} names no server_label")
-    targets = {name: request_text(tool.get(name), f"{where}.{name}") for name in _MCP_TARGETS}
-    given = [name for name, value in targets.items() if value is not None]
-    if len(given) != 1:
-        how_many = "more than one" if given else "none"
-        raise Unreadable(f"{where} gives {how_many} of server_url, connector_id and tunnel_id")
-    return McpServer(targets["server_url"], label)
-
-
-_SYSTEM_ROLES = ("system", "developer")  # compared, not hashed: a role may be any JSON value
-
-
-def _has_system_message(messages: Any) -> bool:
-    if not isinstance(messages, list):
-        return False
-    return any(isinstance(m, dict) and m.get("role") in _SYSTEM_ROLES for m in messages)
+    named = read_settings(data, facts) if endpoint is not None and endpoint.startswith("realtime.") else data
+    return Classification(endpoint, request_model(named), facts, OPENAI_FORMAT)
 
 
 def usage_of(endpoint: str | None, body: bytes | None) -> Usage:
     """Token usage and finish reason from a non-streamed OpenAI-format response."""
     data = parse_json(body)
-    return usage_from_object(endpoint, data) if data is not None else Usage()
-
-
-def usage_from_object(endpoint: str | None, data: dict[str, Any]) -> Usage:
-    """From a response object: a whole answer, a Responses API `response`, or a stream chunk."""
-    raw = data.get("usage")
-    if not isinstance(raw, dict):
-        raw = {}
-    if endpoint == "responses":
-        u = Usage(
-            input_tokens=as_int(raw.get("input_tokens")),
-            output_tokens=as_int(raw.get("output_tokens")),
-            total_tokens=as_int(raw.get("total_tokens")),
-            cached_tokens=as_int(_get(raw, "input_tokens_details", "cached_tokens")),
-            reasoning_tokens=as_int(_get(raw, "output_tokens_details", "reasoning_tokens")),
-        )
-        status = data.get("status")
-        reason = _get(data, "incomplete_details", "reason")
-        u.finish_reason = reason if isinstance(reason, str) else status if isinstance(status, str) else None
-        u.service_tier = _service_tier(data)
-        return add_totals(u)
-    u = Usage(
-        input_tokens=as_int(raw.get("prompt_tokens")),
-        output_tokens=as_int(raw.get("completion_tokens")),
-        total_tokens=as_int(raw.get("total_tokens")),
-        cached_tokens=as_int(_get(raw, "prompt_tokens_details", "cached_tokens")),
-        reasoning_tokens=as_int(_get(raw, "completion_tokens_details", "reasoning_tokens")),
-    )
-    u.finish_reason = _finish_reason(data)
-    u.service_tier = _service_tier(data)
-    if endpoint == "embeddings" and u.input_tokens is not None and u.output_tokens is None:
-        u.output_tokens = 0
-    return add_totals(u)
-
-
-def _service_tier(data: dict[str, Any]) -> str | None:
-    tier = data.get("service_tier")
-    return tier if isinstance(tier, str) else None
-
-
-def _finish_reason(data: dict[str, Any]) -> str | None:
-    choices = data.get("choices")
-    if isinstance(choices, list):
-        for choice in choices:
-            if isinstance(choice, dict) and isinstance(choice.get("finish_reason"), str):
-                return choice["finish_reason"]
-    return None
-
-
-_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
-_FINISH_REASON = re.compile(rb'"finish_reason"\s*:\s*"')
-_RESPONSE_DONE = re.compile(rb'"type"\s*:\s*"response\.(?:completed|incomplete|failed)"')
-
-
-class ChatStreamReader(SSEReader):
-    """Chat completions: usage comes in the last chunk (which may also carry choices)."""
-
-    # Servers write compact JSON or one space after colons; `keep` checks each with a regex.
-    wanted = (b'"usage":{', b'"usage": {', b'"finish_reason":"', b'"finish_reason": "', b'"error"')
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._usage: bytes | None = None
-        self._finish: bytes | None = None
-
-    def keep(self, block: bytes) -> None:
-        if self._usage is None and _USAGE_OBJECT.search(block):
-            self._usage = block
-        if self._finish is None and _FINISH_REASON.search(block):
-            self._finish = block
-        if b'"error"' in block:
-            error = (self.data(block) or {}).get("error")
-            if isinstance(error, dict):
-                kind = error.get("type") or error.get("code") or "unknown"
-                self.error = f"the stream ended in an error: {kind}"
-
-    def has_all(self) -> bool:
-        return self._usage is not None and self._finish is not None
-
-    def read(self) -> Usage:
-        usage = usage_from_object("chat.completions", self.data(self._usage) or {})
-        finish = self.data(self._finish)
-        if finish is not None:
-            usage.finish_reason = _finish_reason(finish)
-        return usage
-
-
-class ResponsesStreamReader(SSEReader):
-    """Responses API: the final response.completed / incomplete / failed event has the usage."""
-
-    wanted = (b'"response.completed"', b'"response.incomplete"', b'"response.failed"')
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._done: bytes | None = None
-
-    def keep(self, block: bytes) -> None:
-        if _RESPONSE_DONE.search(block):
-            self._done = block
-
-    def has_all(self) -> bool:
-        return self._done is not None
-
-    def read(self) -> Usage:
-        event = self.data(self._done) or {}
-        response = event.get("response")
-        return usage_from_object("responses", response if isinstance(response, dict) else {})
+    if data is None:
+        return Usage()
+    return response_usage(data) if endpoint == RESPONSES else answer_usage(data, endpoint)
 
 
 def stream_reader(endpoint: str | None) -> UsageReader:
-    return ResponsesStreamReader() if endpoint == "responses" else ChatStreamReader()
-
-
-# A browser cannot set headers on a WebSocket: it sends its key as one of the offered subprotocols.
-INSECURE_KEY_PREFIX = "openai-insecure-api-key."
-
-
-def insecure_keys(subprotocols: str) -> tuple[list[str], str]:
-    """The API keys among a WebSocket's offered subprotocols (`Sec-WebSocket-Protocol: realtime,
-    openai-insecure-api-key.<key>, …`), and the header's value without them. Matched in any case: a
-    key in any spelling is a key, never to be shown or forwarded."""
-    keys, rest = [], []
-    for offered in subprotocols.split(","):
-        entry = offered.strip()
-        if entry[: len(INSECURE_KEY_PREFIX)].lower() == INSECURE_KEY_PREFIX:
-            keys.append(entry[len(INSECURE_KEY_PREFIX) :])
-        elif entry:
-            rest.append(entry)
-    return keys, ", ".join(rest)
-
-
-# The Responses API's WebSocket mode (`wss://api.openai.com/v1/responses`): each `response.create`
-# message is a call, read as a POST /v1/responses body is (the body's fields at its top level), with
-# `stream_id` (the lane it runs in, for responses run side by side) and `generate` (false: a warm-up
-# that writes no answer). Codex acknowledges each answer it has read with `response.processed`,
-# which asks for nothing. Every other message (`response.steer`, `response.inject`, …) may start a
-# response no `response.create` asked for: refused.
-RESPONSE_CREATE = "response.create"
-SOCKET_ACKNOWLEDGEMENTS = frozenset(("response.processed",))
-
-
-def socket_message_type(data: dict[str, Any]) -> str:
-    kind = data.get("type")
-    if type(kind) is not str:
-        raise Unreadable("a message on the Responses WebSocket names no type")
-    return kind
-
-
-def classify_response_create(data: dict[str, Any]) -> Classification:
-    """A `response.create` message, read as its body would be over HTTP; every answer over the
-    WebSocket streams. `Unreadable` where it cannot be read exactly."""
-    if "response" in data:  # the Realtime API's nesting: which fields the server reads is not known
-        raise Unreadable("a response.create nests its fields under 'response'").at(RESPONSES)
-    try:
-        lane(data)
-        generate = data.get("generate")
-        generates = generate is None or request_flag(generate, "generate")
-        classification = classify_body(RESPONSES, "POST", data)
-    except Unreadable as e:
-        raise e.at(RESPONSES) from None
-    facts = classification.facts
-    facts.stream = True
-    if not generates:
-        facts.answers = 0  # a warm-up: the request's state prepared, no answer written
-    if classification.model is None:
-        classification.unread = UNREAD_MODEL  # from a stored prompt, or the previous response's
-    return classification
-
-
-def lane(data: dict[str, Any]) -> str | None:
-    """The WebSocket lane (`stream_id`) a message or event belongs to; None for the default one."""
-    return request_text(data.get("stream_id"), "stream_id")
-
-
-@dataclass(frozen=True, slots=True)
-class SocketEvent:
-    """What a server event of the Responses WebSocket tells of a response: it began (`created`),
-    ended with its usage (`done`: completed, incomplete or failed), or its request failed
-    (`error`)."""
-
-    kind: Literal["created", "done", "error"]
-    lane: str | None
-    response_id: str | None = None
-    usage: Usage | None = None
-    status: int | None = None  # an error's HTTP status
-    error: str | None = None  # what went wrong, in a few words (a code, never a message)
-
-
-# Before an event is parsed: only these few are, every delta passes on a byte search.
-_SOCKET_EVENT = re.compile(rb'"type"\s*:\s*"(?:response\.(?:created|completed|incomplete|failed)|error)"')
-_DONE_EVENTS = frozenset(("response.completed", "response.incomplete", "response.failed"))
-
-
-def socket_event(message: bytes) -> SocketEvent | None:
-    """What a server message of the Responses WebSocket tells, if it is one of the events that
-    begin or end a response."""
-    if not _SOCKET_EVENT.search(message):
-        return None
-    event = parse_json(message)
-    kind = event.get("type") if event is not None else None
-    if event is None or not isinstance(kind, str):
-        return None
-    where = event.get("stream_id")
-    where = where if isinstance(where, str) else None
-    if kind == "error":
-        error = event.get("error")
-        error = error if isinstance(error, dict) else event  # flat, as over SSE
-        status = event.get("status")
-        code = error.get("code") or error.get("type")
-        return SocketEvent(
-            "error",
-            where,
-            status=status if type(status) is int else None,
-            error=code if isinstance(code, str) else "unknown",
-        )
-    response = event.get("response")
-    if not isinstance(response, dict) or not isinstance(response.get("id"), str):
-        return None
-    if kind == "response.created":
-        return SocketEvent("created", where, response["id"])
-    if kind not in _DONE_EVENTS:
-        return None
-    error = None
-    if kind == "response.failed":
-        code = _get(response, "error", "code")
-        error = f"the response failed: {code if isinstance(code, str) else 'unknown'}"
-    return SocketEvent("done", where, response["id"], usage_from_object(RESPONSES, response), error=error)
-
-
-def socket_error(status: int, body: dict[str, Any], headers: Mapping[str, str], where: str | None) -> dict[str, Any]:
-    """Tollgate's refusal of a `response.create` as the Responses WebSocket's `error` event: the
-    status and error object it would have had over HTTP, the headers inside it."""
-    error = body.get("error")
-    error = dict(error) if isinstance(error, dict) else {"message": str(error), "type": "server_error"}
-    error["headers"] = dict(headers)
-    event: dict[str, Any] = {"type": "error", "status": status, "error": error}
-    if where is not None:
-        event["stream_id"] = where
-    return event
-
-
-_RESPONSE_DONE_EVENT = b'"response.done"'
-
-
-def response_done_usage(message: bytes) -> Usage | None:
-    """A response's usage and status from a Realtime server event, if it is `response.done`."""
-    if _RESPONSE_DONE_EVENT not in message:  # the one test nearly every event needs
-        return None
-    event = parse_json(message)
-    if event is None or event.get("type") != "response.done":
-        return None
-    response = event.get("response")
-    if not isinstance(response, dict):
-        response = {}
-    raw = response.get("usage")
-    if not isinstance(raw, dict):
-        raw = {}
-    u = Usage(
-        input_tokens=as_int(raw.get("input_tokens")),
-        output_tokens=as_int(raw.get("output_tokens")),
-        total_tokens=as_int(raw.get("total_tokens")),
-        cached_tokens=as_int(_get(raw, "input_token_details", "cached_tokens")),
-        reasoning_tokens=as_int(_get(raw, "output_token_details", "reasoning_tokens")),
-    )
-    # As for the Responses API: why a response is incomplete (max_output_tokens, content_filter)
-    # says more than that it is.
-    status, reason = response.get("status"), _get(response, "status_details", "reason")
-    u.finish_reason = (
-        reason if status == "incomplete" and isinstance(reason, str) else (status if isinstance(status, str) else None)
-    )
-    return add_totals(u)
-
-
-def summed(total: Usage | None, more: Usage) -> Usage:
-    """A session's usage so far with one more response's: counts added where known, the finish
-    reason the latest one given."""
-    if total is None:
-        return more
-    return Usage(
-        input_tokens=_plus(total.input_tokens, more.input_tokens),
-        output_tokens=_plus(total.output_tokens, more.output_tokens),
-        total_tokens=_plus(total.total_tokens, more.total_tokens),
-        cached_tokens=_plus(total.cached_tokens, more.cached_tokens),
-        cache_write_tokens=_plus(total.cache_write_tokens, more.cache_write_tokens),
-        reasoning_tokens=_plus(total.reasoning_tokens, more.reasoning_tokens),
-        finish_reason=more.finish_reason if more.finish_reason is not None else total.finish_reason,
-    )
-
-
-def _plus(a: int | None, b: int | None) -> int | None:
-    return b if a is None else a if b is None else a + b
-
-
-def _get(data: Any, outer: str, inner: str) -> Any:
-    """data[outer][inner], or None where either is missing or not an object."""
-    value = data.get(outer) if isinstance(data, dict) else None
-    return value.get(inner) if isinstance(value, dict) else None
+    return ResponsesStreamReader() if endpoint == RESPONSES else ChatStreamReader()
 
 
 _ERROR_TYPES = {

@@ -23,14 +23,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from mitmproxy import ctx, http
 from mitmproxy.websocket import WebSocketMessage
 
-from .. import compat
-from ..call import Call, Classification, Failure, dollars_text
-from ..exact_reading import Unreadable
-from ..json_codec import encode_json, parse_json, read_request_json
-from ..providers.base import BAD_REQUEST
-from ..providers.openai import (
+from tollgate.translate.openai_responses import RESPONSES
+from tollgate.translate.openai_responses.socket import (
     RESPONSE_CREATE,
-    RESPONSES,
     SOCKET_ACKNOWLEDGEMENTS,
     classify_response_create,
     lane,
@@ -38,6 +33,12 @@ from ..providers.openai import (
     socket_event,
     socket_message_type,
 )
+
+from .. import compat
+from ..call import Call, Classification, Failure, dollars_text
+from ..exact_reading import Unreadable
+from ..json_codec import encode_json, parse_json, read_request_json
+from ..providers.base import BAD_REQUEST
 from .shared import CALL, CLIENT_DISCONNECTED, Shared, call_of, refuse
 
 if TYPE_CHECKING:

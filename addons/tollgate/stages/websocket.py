@@ -11,10 +11,11 @@ from mitmproxy import ctx, http
 from mitmproxy.websocket import WebSocketMessage
 from wsproto.handshake import WEBSOCKET_VERSION
 
+from tollgate.translate.openai_realtime import REALTIME, insecure_keys, response_done_usage, summed
+
 from .. import compat
 from ..call import Call
 from ..providers.base import BAD_REQUEST
-from ..providers.openai import REALTIME, insecure_keys, response_done_usage, summed
 from ..raw_headers import with_header
 from .shared import Shared, call_of, refuse
 

@@ -31,10 +31,11 @@ from tollgate.providers.base import (
     VerifiedCaller,
 )
 from tollgate.providers.bedrock import BedrockConfig, SigV4Signature
-from tollgate.providers.openai_format import OPENAI_FORMAT, ask_for_usage
+from tollgate.providers.openai_format import OPENAI_FORMAT
 from tollgate.raw_headers import header_index
 from tollgate.settings_models import ProviderConfig
 from tollgate.stages.settings import load
+from tollgate.translate.openai_chat import ask_for_usage
 
 BEDROCK = PROVIDERS["bedrock"]
 OPENAI = PROVIDERS["openai"]

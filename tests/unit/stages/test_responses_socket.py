@@ -16,17 +16,17 @@ from tollgate import compat
 from tollgate.call import Call
 from tollgate.exact_reading import Unreadable
 from tollgate.providers import PROVIDERS
-from tollgate.providers.openai import (
-    RESPONSES,
+from tollgate.stages.classify import check_upgrade
+from tollgate.stages.responses_socket import ResponsesSocket
+from tollgate.stages.shared import CALL, Shared
+from tollgate.steps import CallSteps
+from tollgate.translate.openai_responses import RESPONSES
+from tollgate.translate.openai_responses.socket import (
     SocketEvent,
     classify_response_create,
     socket_error,
     socket_event,
 )
-from tollgate.stages.classify import check_upgrade
-from tollgate.stages.responses_socket import ResponsesSocket
-from tollgate.stages.shared import CALL, Shared
-from tollgate.steps import CallSteps
 from tollgate.usage import Usage
 
 # ---- what a message asks for

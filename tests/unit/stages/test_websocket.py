@@ -21,16 +21,16 @@ from tollgate import compat
 from tollgate.call import Call
 from tollgate.exact_reading import Unreadable
 from tollgate.providers import PROVIDERS
-from tollgate.providers.openai import (
+from tollgate.raw_headers import header_index
+from tollgate.stages.shared import CALL, Shared
+from tollgate.stages.websocket import KEPT_MESSAGES, MAX_MESSAGE, WebSocket
+from tollgate.translate.openai_realtime import (
     REALTIME,
     insecure_keys,
     realtime_model,
     response_done_usage,
     summed,
 )
-from tollgate.raw_headers import header_index
-from tollgate.stages.shared import CALL, Shared
-from tollgate.stages.websocket import KEPT_MESSAGES, MAX_MESSAGE, WebSocket
 from tollgate.usage import Usage
 
 # ---- the model, from the query
