@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
+from .failover import Attempt
 from .usage import Usage, price_context
 
 if TYPE_CHECKING:
@@ -254,6 +255,12 @@ class Call:
     pooled_key: tuple[KeyPool, str] | None = field(default=None, repr=False)
     # Tollgate asked an OpenAI stream for usage the client did not ask for (`stream_usage: inject`).
     usage_asked: bool = False
+    # Failover (`providers.<name>.retry`): the attempts that failed before this one, when this one
+    # began, and whether the credential is the caller's own (its side header: never another key).
+    attempts: list[Attempt] | None = field(default=None, repr=False)
+    attempt_started: float | None = None
+    caller_credential: bool = False
+    retrying: bool = False  # an `attempt_failed` hook's steps are making the call go again
     # The limits' counters this call charged and what it reserved on them, settled when it ends.
     reserved: Reserved | None = field(default=None, repr=False)
     # What the call used on those counters, as its end settled them (the metrics show the room left).
@@ -355,7 +362,19 @@ class Call:
             "ledger_error": self.ledger_error,
             "rolled_up_messages": None if self.rolled_up is None else self.rolled_up.messages,
             "rollup": None if self.rolled_up is None else self.rolled_up.audit(),
+            "attempts": None if not self.attempts else self.attempt_records(ended),
         }
+
+    def attempt_records(self, ended: float) -> list[dict[str, Any]]:
+        """Every attempt of a call that went more than once, the last the one that answered (or
+        failed last)."""
+        begun = self.attempt_started or self.started
+        until = self.first_byte or ended
+        last = Attempt(
+            self.provider, self.target_model, self.status, self.upstream_key, self.error,
+            round((until - begun) * 1000, 1),
+        )  # fmt: skip
+        return [a.record() for a in (*(self.attempts or ()), last)]
 
     def summary(self) -> str:
         """The one line mitmweb shows as the flow's comment. Its column is narrow, so what matters

@@ -89,6 +89,11 @@ class KeyPool:
                 return key
         return min(self._keys, key=lambda k: self._resting_until[k])
 
+    def rest_left(self, key: str) -> float:
+        """How long the key rests still (0 when it does not)."""
+        until = self._resting_until.get(key)
+        return 0.0 if until is None else max(0.0, until - self._clock())
+
     def rest(self, key: str, seconds: float) -> None:
         if key in self._keys:
             self._resting_until[key] = self._clock() + seconds

@@ -266,6 +266,12 @@ class MetricSet:
             "Calls whose upstream failed: unreachable, timed out, broke off, or answered 5xx.",
             ("provider", "kind"),
         )
+        self.retries = CounterFamily(
+            "tollgate_retries",
+            "Attempts that failed before their answer began and were made again (providers.<name>.retry),"
+            " by what failed: a status, connect or timeout.",
+            ("provider", "model", "failed"),
+        )
         self.limit_remaining = GaugeFamily(
             "tollgate_limit_remaining",
             "What a limit's counter has left in its window, as of the latest call it counted"
@@ -286,7 +292,7 @@ class MetricSet:
             Families(
                 [
                     self.token_usage, self.duration, self.ttft, self.calls, self.tokens, self.cost,
-                    self.upstream_errors, self.limit_remaining, self.policy_seconds,
+                    self.upstream_errors, self.retries, self.limit_remaining, self.policy_seconds,
                 ],
                 self._lock,
             )
@@ -329,6 +335,9 @@ class MetricSet:
                 self.cost.inc((client, provider, model), cost)
             if error.startswith("upstream_"):
                 self.upstream_errors.inc((provider, error))
+            if call.attempts:
+                for attempt in call.attempts:
+                    self.retries.inc((provider, model, retry_cause(attempt.status, attempt.error)))
             for key, left in limits:
                 self.limit_remaining.set(key, left)
 
@@ -360,3 +369,11 @@ def remaining(before: int, cap: int, metric: str, used: Estimate, minute: bool =
         spent = used.requests if metric == "requests" else used.tokens if metric == "tokens" else used.nanousd or 0
     left = cap - before - spent
     return left / 1e9 if metric == "usd" else left
+
+
+def retry_cause(status: int | None, error: str | None) -> str:
+    """What made an attempt fail, as the retries counter labels it: its status, else `timeout` or
+    `connect`."""
+    if status is not None:
+        return str(status)
+    return "timeout" if error is not None and error.startswith("upstream timeout") else "connect"

@@ -126,6 +126,9 @@ def gateway() -> Gateway:
         tls_failed_server=[upstream_watch.tls_failed_server],
         server_connect_error=[upstream_watch.server_connect_error],
         server_disconnected=[upstream_watch.server_disconnected],
+        # An attempt failed before its answer began (`compat.resend`): recorded, and with
+        # `providers.<name>.retry`, the call goes again on the next key (after a wait it asks).
+        attempt_failed=[upstream_watch.attempt_failed, credential.again, upstream_watch.go_again],
         responseheaders=[
             credential.responseheaders,  # a pooled key the upstream refused (401, 429) rests
             upstream_watch.responseheaders,

@@ -40,6 +40,32 @@ def base_url(value: str | None) -> str | None:
     return value.rstrip("/")
 
 
+# What a retry may be made on (`providers.<name>.retry.when`): these statuses, any 5xx, a failed
+# connection (or an upstream that closed before its answer's headers), an attempt's timeout.
+RETRY_STATUSES = (408, 409, 429, 529)
+RETRY_KINDS = ("5xx", "connect", "timeout")
+
+
+class RetryConfig(Strict):
+    """`providers.<name>.retry`: a call that fails before its answer begins goes again, on the next
+    pooled key that is not resting, at most `attempts` times in all."""
+
+    attempts: int = Field(default=2, ge=1, le=10)
+    when: tuple[int | str, ...] = (429, 529, "5xx", "connect", "timeout")
+    max_wait_s: float = Field(default=10.0, ge=0, le=300)
+
+    @field_validator("when")
+    @classmethod
+    def _known_conditions(cls, value: tuple[int | str, ...]) -> tuple[int | str, ...]:
+        for item in value:
+            if isinstance(item, bool) or (
+                item not in (*RETRY_STATUSES, *RETRY_KINDS) and not (isinstance(item, int) and 500 <= item <= 599)
+            ):
+                known = ", ".join(str(k) for k in (*RETRY_STATUSES, *RETRY_KINDS))
+                raise ValueError(f"{item!r} is not a condition to retry on; use {known} or a 5xx status")
+        return value
+
+
 class ProviderConfig(Strict):
     """`providers.<name>`: where its calls go, Tollgate's keys for it, how long it may take, and the
     hosts it has besides its own (private endpoints, a company's own names for them). A provider
@@ -49,6 +75,7 @@ class ProviderConfig(Strict):
     keys: tuple[str, ...] = ()
     timeout: float = Field(default=120.0, gt=0)
     hosts: tuple[str, ...] = ()
+    retry: RetryConfig | None = None  # off unless set
 
     _upstream = field_validator("upstream")(classmethod(lambda cls, value: base_url(value)))
 

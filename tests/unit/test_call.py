@@ -67,6 +67,7 @@ DESIGN_FIELDS = {
     "ledger_error",
     "rolled_up_messages",
     "rollup",
+    "attempts",
 }
 
 STARTED = datetime(2025, 3, 4, 5, 6, 7, 891000, tzinfo=UTC).timestamp()
@@ -164,6 +165,7 @@ def test_audit_record_values() -> None:
         "ledger_error": None,
         "rolled_up_messages": None,
         "rollup": None,
+        "attempts": None,
     }
 
 

@@ -14,6 +14,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tollgate.call import Call, Classification, Failure, RequestFacts
+from tollgate.failover import Attempt
 from tollgate.keypool import KeyPool
 from tollgate.limits import Estimate
 from tollgate.metrics import OTHER, LabelCap, MetricSet, error_kind, remaining, status_class
@@ -162,6 +163,20 @@ def test_denials_and_upstream_errors() -> None:
     errors = {ls["kind"]: v for ls, v in samples(metrics)["tollgate_upstream_errors_total"]}
     assert errors == {"upstream_unreachable": 1, "upstream_5xx": 1}
     assert value(metrics, "gen_ai_client_operation_duration_seconds_count", error_type="upstream_5xx") == 1
+
+
+def test_retries_are_counted_by_what_failed() -> None:
+    metrics = MetricSet()
+    c = call(status=200)
+    c.attempts = [
+        Attempt("openai", "gpt-4o", 429, "fp", "upstream answered 429", 3.0),
+        Attempt("openai", "gpt-4o", None, "fp", "upstream timeout: no response within 1 s", 1000.0),
+        Attempt("openai", "gpt-4o", None, "fp", "upstream unreachable: connection refused", 1.0),
+    ]
+    metrics.observe(c, record(c))
+    metrics.observe(call(status=200), record(call(status=200)))  # went once: no retry
+    retries = {ls["failed"]: v for ls, v in samples(metrics)["tollgate_retries_total"]}
+    assert retries == {"429": 1, "timeout": 1, "connect": 1}
 
 
 def test_limit_remaining_after_the_call() -> None:

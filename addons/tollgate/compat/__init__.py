@@ -2,7 +2,8 @@
 a call's flow (`flows.py`: the error hook's response served, a flow its client ended, a request
 gone upstream, a flow that waits too long ended), what a message carries (`messages.py`: HTTP/1
 trailers, a WebSocket message's size), connections ended too soon or never (`connections.py`), a
-message's head bounded as it is read (`head_bounds.py`), and the drain (`drain.py`). Each patch is
+message's head bounded as it is read (`head_bounds.py`), and the drain (`drain.py`), a
+request sent again before its answer began (`resend.py`). Each patch is
 a function that installs it once; the stages call them through this package."""
 
 from .connections import close_connections_cancelled_while_waiting, finish_streams_after_a_clients_goaway
@@ -17,9 +18,11 @@ from .flows import (
 )
 from .head_bounds import bound_message_heads, cut_head, head_was_cut
 from .messages import MESSAGE_TOO_BIG, bound_websocket_messages, closed_for_a_large_message, relay_http1_trailers
+from .resend import AttemptFailedHook, may_resend, no_more_resends, resend, resend_failed_attempts, resends
 
 __all__ = [
     "MESSAGE_TOO_BIG",
+    "AttemptFailedHook",
     "CloseInjected",
     "EndIfWaiting",
     "begin_drain",
@@ -34,8 +37,13 @@ __all__ = [
     "ended_by_client",
     "finish_streams_after_a_clients_goaway",
     "head_was_cut",
+    "may_resend",
+    "no_more_resends",
     "note_flows_ended_by_client",
     "note_requests_sent",
     "relay_http1_trailers",
+    "resend",
+    "resend_failed_attempts",
+    "resends",
     "serve_responses_set_by_error_hook",
 ]

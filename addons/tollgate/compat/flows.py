@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
-from weakref import WeakSet
+from weakref import WeakKeyDictionary, WeakSet
 
 from mitmproxy import http
 from mitmproxy.proxy import events
@@ -63,6 +63,9 @@ def serve_responses_set_by_error_hook() -> None:
     stream_class.handle_protocol_error = handle_protocol_error  # type: ignore[method-assign]
     stream_class._tollgate_serves_error_responses = True  # type: ignore[attr-defined]
 
+
+# How many times each flow's request went again (`resend.py` counts them).
+_resends: WeakKeyDictionary[http.HTTPFlow, int] = WeakKeyDictionary()
 
 # The flows whose client ended them: its connection closed, or its HTTP/2 (HTTP/3) stream reset.
 _ended_by_client: WeakSet[http.HTTPFlow] = WeakSet()
@@ -192,9 +195,11 @@ def _end_if_waiting(stream: Any, event: EndIfWaiting) -> Generator[Any, Any, Non
         return
     upstream = stream.context.server
     event.on_end()
+    sent = _resends.get(flow, 0)
     yield from stream.handle_protocol_error(
         ResponseProtocolError(stream.stream_id, event.message, ErrorCode.GENERIC_SERVER_ERROR)
     )
-    # Only now: an answer that arrives while the error hook runs finds the stream ended.
-    if upstream.connected:
+    # Only now: an answer that arrives while the error hook runs finds the stream ended. A request
+    # sent again in its place (`resend`) cancelled this attempt itself.
+    if upstream.connected and _resends.get(flow, 0) == sent:
         yield SendHttp(RequestProtocolError(stream.stream_id, event.message, ErrorCode.CANCEL), upstream)

@@ -16,6 +16,7 @@ from ..raw_headers import with_header
 from .shared import CALL, Shared, call_of, refuse
 
 REQUEST_ID_HEADER = "x-tollgate-request-id"
+ATTEMPTS_HEADER = b"x-tollgate-attempts"
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ class Audit:
             return
         headers = flow.response.headers
         headers.fields = with_header(headers.fields, REQUEST_ID_HEADER.encode(), call.request_id.encode())
+        if call.attempts:  # it went more than once: how many times in all
+            headers.fields = with_header(headers.fields, ATTEMPTS_HEADER, str(len(call.attempts) + 1).encode())
         call.status = flow.response.status_code
 
     def response(self, flow: http.HTTPFlow) -> None:

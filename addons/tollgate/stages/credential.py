@@ -4,13 +4,23 @@ caller's credential never goes upstream otherwise."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from functools import partial
 
 from mitmproxy import http
 
 from ..call import Call
+from ..failover import wait_for
+from ..keypool import KeyPool, retry_after_seconds
 from ..providers import PROVIDERS
-from ..providers.base import NO_UPSTREAM_CREDENTIAL, CredentialUnavailable, OwnCredential, Provider
+from ..providers.base import (
+    NO_UPSTREAM_CREDENTIAL,
+    CredentialUnavailable,
+    OwnCredential,
+    Provider,
+    UpstreamCredential,
+)
 from ..raw_headers import decoded
 from ..upstream import RESTING_STATUSES, SIDE_HEADERS, credential_for, rest_key
 from .shared import Shared, call_of, credentials_of, provider_of, refuse, request_parts
@@ -34,16 +44,22 @@ class Credential:
         if credential is None:
             self._pass_through(flow, call)
             return
+        call.caller_credential = bool(side)
+        try:
+            self._apply(flow, call, credential)
+        except CredentialUnavailable as e:
+            self._refuse(flow, call, str(e))
+
+    def _apply(self, flow: http.HTTPFlow, call: Call, credential: UpstreamCredential) -> None:
+        provider = provider_of(call)
+        request = flow.request
         if credential.pooled_key is not None:
             call.pooled_key = (call.loaded.pools[call.provider], credential.pooled_key)
         for parameter in provider.query_positions:
             request.query.pop(parameter, None)
-        try:
-            # The caller's credentials out and the upstream's in, in one pass over the header fields.
-            applied = credential.apply(request.headers.fields, partial(request_parts, request, call))
-        except CredentialUnavailable as e:
-            self._refuse(flow, call, str(e))
-            return
+        # The caller's credentials out and the upstream's in, in one pass over the header fields
+        # (CredentialUnavailable when it cannot be had).
+        applied = credential.apply(request.headers.fields, partial(request_parts, request, call))
         request.headers.fields = applied.fields
         if applied.path is not None:
             request.data.path = applied.path
@@ -109,9 +125,43 @@ class Credential:
         call = call_of(flow)
         if call is None or call.pooled_key is None or flow.response is None:
             return
-        if flow.response.status_code in RESTING_STATUSES:
-            pool, key = call.pooled_key
-            rest_key(pool, key, flow.response.headers.get("retry-after"), self.shared.ledger)
+        self._rest_refused_key(flow.response, call.pooled_key)
+
+    def _rest_refused_key(self, response: http.Response, pooled: tuple[KeyPool, str]) -> None:
+        if response.status_code in RESTING_STATUSES:
+            pool, key = pooled
+            rest_key(pool, key, response.headers.get("retry-after"), self.shared.ledger)
+
+    def again(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """A failed attempt's call goes again (`UpstreamWatch.attempt_failed`): the key the provider
+        refused rests, and the next credential goes on the request (a signature made anew over it),
+        after the wait its Retry-After or the next key's rest asks; none past `retry.max_wait_s`."""
+        call = call_of(flow)
+        if call is None or not call.retrying:
+            return None
+        retry = call.loaded.providers[call.provider].retry
+        assert retry is not None
+        response = flow.response
+        refused_key = response is not None and response.status_code in RESTING_STATUSES
+        if call.pooled_key is not None and response is not None:
+            self._rest_refused_key(response, call.pooled_key)
+        credential = credential_for(call.loaded, provider_of(call), call.sent())
+        rest_left = None
+        if credential is not None and credential.pooled_key is not None:
+            rest_left = call.loaded.pools[call.provider].rest_left(credential.pooled_key)
+        retry_after = None
+        if response is not None and "retry-after" in response.headers:
+            retry_after = retry_after_seconds(response.headers["retry-after"])
+        wait = wait_for(rest_left, retry_after, refused_key, retry.max_wait_s)
+        if credential is None or wait is None:
+            call.retrying = False
+            return None
+        try:
+            self._apply(flow, call, credential)
+        except CredentialUnavailable:  # the failed attempt's answer stands
+            call.retrying = False
+            return None
+        return asyncio.sleep(wait) if wait > 0 else None
 
 
 def drop_credentials_of(provider: Provider, request: http.Request) -> None:

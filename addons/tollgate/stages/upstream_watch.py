@@ -14,6 +14,7 @@ from mitmproxy.proxy import server_hooks
 
 from .. import compat
 from ..call import Call, Failure
+from ..failover import CONNECT, TIMEOUT, Attempt, failed_status_error, retries_errors, retry_statuses, status_condition
 from ..providers.base import UPSTREAM_TIMEOUT, UPSTREAM_UNREACHABLE
 from .shared import CLIENT_DISCONNECTED, Shared, call_of, refuse
 
@@ -53,6 +54,7 @@ class UpstreamWatch:
         compat.end_flows_waiting_for_response()
         compat.note_requests_sent(_request_sent)
         compat.note_flows_ended_by_client()
+        compat.resend_failed_attempts()
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         self._open.add(data.server.id)
@@ -90,7 +92,12 @@ class UpstreamWatch:
         self._abandoned.discard(server.id)
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
-        timeout = call.loaded.providers[call.provider].timeout
+        settings = call.loaded.providers[call.provider]
+        if settings.retry is not None and settings.retry.attempts > 1:
+            self._may_go_again(flow, call)
+        self._start_clock(flow, settings.timeout)
+
+    def _start_clock(self, flow: http.HTTPFlow, timeout: float) -> None:
         self._deadlines[flow] = (time.monotonic() + timeout, timeout)
         if self._sweeper is None or self._sweeper.done():
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
@@ -146,6 +153,65 @@ class UpstreamWatch:
             ):
                 _timed_out(other_call, other_timeout)
         return True
+
+    @staticmethod
+    def _may_go_again(flow: http.HTTPFlow, call: Call) -> None:
+        """A call that failover may send again: read whole (not an upload streamed unread), of the
+        model API, with a credential of Tollgate's."""
+        c = call.classification
+        if call.streamed_upload or c.passthrough or c.session or call.caller_credential:
+            return
+        retry = call.loaded.providers[call.provider].retry
+        assert retry is not None
+        call.attempt_started = time.time()
+        compat.may_resend(flow, retry_statuses(retry), retries_errors(retry))
+
+    def attempt_failed(self, flow: http.HTTPFlow) -> None:
+        """An attempt failed before its answer began (`compat.AttemptFailedHook`): it is recorded,
+        and the call goes again (`Credential.again`, then `go_again`) while its provider's
+        `retry` allows, the client still waits, and an attempt is left."""
+        self._stop_clock(flow)
+        call = call_of(flow)
+        if call is None:
+            return
+        retry = call.loaded.providers[call.provider].retry
+        if retry is None:
+            return
+        status = flow.response.status_code if flow.response is not None else None
+        if status is not None:
+            wanted = status_condition(status, retry.when)
+            error = failed_status_error(status)
+        else:
+            timed_out = call.failure is Failure.UPSTREAM_TIMEOUT
+            wanted = (TIMEOUT if timed_out else CONNECT) in retry.when
+            message = flow.error.msg if flow.error else "unknown error"
+            error = call.error if timed_out and call.error else f"upstream unreachable: {message}"
+        if not wanted or not flow.client_conn.connected or compat.ended_by_client(flow):
+            return
+        now = time.time()
+        attempts = call.attempts if call.attempts is not None else []
+        begun = call.attempt_started or call.started
+        attempts.append(
+            Attempt(call.provider, call.target_model, status, call.upstream_key, error, round((now - begun) * 1000, 1))
+        )
+        call.attempts = attempts
+        call.retrying = len(attempts) < retry.attempts
+
+    def go_again(self, flow: http.HTTPFlow) -> None:
+        """Last of `attempt_failed`: the call goes again, on its new credential, with a clock of its
+        own; the failed attempt's status, error and first byte are forgotten."""
+        call = call_of(flow)
+        if call is None or not call.retrying:
+            return
+        call.retrying = False
+        call.status = call.error = call.failure = call.first_byte = None
+        call.attempt_started = time.time()
+        settings = call.loaded.providers[call.provider]
+        assert settings.retry is not None and call.attempts is not None
+        if len(call.attempts) + 1 >= settings.retry.attempts:
+            compat.no_more_resends(flow)
+        compat.resend(flow)
+        self._start_clock(flow, settings.timeout)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         self._stop_clock(flow)

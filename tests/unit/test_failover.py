@@ -1,0 +1,53 @@
+"""Failover's plain logic: which answers make an attempt failed, how long the next one waits, and
+what `providers.<name>.retry` accepts."""
+
+from __future__ import annotations
+
+import pytest
+
+from tollgate.config import ConfigError, parse_config
+from tollgate.failover import retry_statuses, status_condition, wait_for
+from tollgate.settings_models import RetryConfig
+
+
+def test_a_status_is_a_condition_when_named_or_a_5xx_under_5xx() -> None:
+    when = (429, "5xx")
+    assert [status_condition(s, when) for s in (429, 500, 503, 529, 400, 401, 408, 200)] == [
+        True, True, True, True, False, False, False, False,
+    ]  # fmt: skip
+    assert status_condition(529, (529,)) and not status_condition(503, (529,))
+    assert retry_statuses(RetryConfig(when=(429, "connect"))) == frozenset({429})
+    assert len(retry_statuses(RetryConfig(when=("5xx",)))) == 100
+
+
+def test_the_wait_is_the_next_keys_rest_after_a_refused_key_else_the_retry_after() -> None:
+    assert wait_for(0.0, 1.0, True, 5) == 0.0  # another key, not resting: at once
+    assert wait_for(2.5, 1.0, True, 5) == 2.5  # the key it goes with rests still
+    assert wait_for(60.0, 1.0, True, 5) is None  # longer than max_wait_s: not made
+    assert wait_for(None, 3.0, True, 5) == 3.0  # not pooled: the Retry-After
+    assert wait_for(0.0, 2.0, False, 5) == 2.0  # an overloaded upstream asked every key to wait
+    assert wait_for(None, None, False, 5) == 0.0
+    assert wait_for(None, 6.0, False, 5) is None
+
+
+@pytest.mark.parametrize(
+    ("retry", "message"),
+    [
+        ({"when": [404]}, "providers.openai.retry.when"),
+        ({"when": ["on"]}, "'on' is not a condition to retry on"),
+        ({"when": [True]}, "providers.openai.retry.when"),
+        ({"attempts": 0}, "providers.openai.retry.attempts"),
+        ({"max_wait_s": -1}, "providers.openai.retry.max_wait_s"),
+        ({"on": [429]}, "providers.openai.retry.on"),
+    ],
+)
+def test_a_bad_retry_setting_names_its_field(retry: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"providers": {"openai": {"retry": retry}}}, {})
+    assert message in str(info.value)
+
+
+def test_retry_is_off_by_default_and_read_when_set() -> None:
+    assert parse_config({}, {}).providers.get("openai").retry is None
+    retry = parse_config({"providers": {"openai": {"retry": {"attempts": 3, "when": [429, "5xx"]}}}}, {})
+    assert retry.providers.get("openai").retry == RetryConfig(attempts=3, when=(429, "5xx"), max_wait_s=10.0)
