@@ -1,5 +1,5 @@
 """Tollgate: the script mitmdump loads (`mitmdump -s addons/gateway.py`)."""
 
-from tollgate.pipeline import gateway
+from tollgate.proxy.pipeline import gateway
 
 addons = [gateway()]

@@ -1,6 +1,6 @@
 """What identifying a caller by JWT costs, in process: no proxy, no network, no sockets.
 
-The pipeline is loaded as mitmdump loads it (`tollgate.pipeline.gateway()`, configured through
+The pipeline is loaded as mitmdump loads it (`tollgate.proxy.pipeline.gateway()`, configured through
 mitmproxy's test context) with a virtual key and one JWT issuer whose RS256 and ES256 keys are
 in a `jwks_file` (so that no fetch is timed). Each call is a fresh OpenAI chat-completion flow;
 the hooks before the identify step run outside the timing, then the identify step alone (the call
@@ -40,9 +40,9 @@ from mitmproxy import http  # noqa: E402
 from mitmproxy.addons import proxyserver  # noqa: E402
 from mitmproxy.test import taddons, tflow  # noqa: E402
 
-from tollgate.pipeline import gateway as tollgate  # noqa: E402
-from tollgate.stages.shared import call_of  # noqa: E402
-from tollgate.steps import CallSteps  # noqa: E402
+from tollgate.proxy.flows import call_of  # noqa: E402
+from tollgate.proxy.pipeline import gateway as tollgate  # noqa: E402
+from tollgate.proxy.runner import CallSteps  # noqa: E402
 
 VIRTUAL_KEY = "tg-bench-app-0123456789abcdef"
 ISSUER, AUDIENCE, PREFIX = "https://idp.bench.test", "tollgate", "idp:"

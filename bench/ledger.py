@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "addons"), str(ROOT)]
 
-from tollgate.ledger import Charge, Store, open_store, window_bounds  # noqa: E402
+from tollgate.records.ledger import Charge, Store, open_store, window_bounds  # noqa: E402
 
 WARM_UP = 200
 

@@ -7,7 +7,7 @@ Run from the checkout:
     .venv/bin/python bench/policy.py --worker         # as the proxy decides a call not in its cache
     .venv/bin/python bench/policy.py --help
 
-What is timed per call is exactly what the decide stage (tollgate/stages/decide.py) does:
+What is timed per call is exactly what the decide stage (tollgate/proxy/stages/decide.py) does:
 `policy.decide(policy_input(call))` — building the input document from a `tollgate.call.Call`
 record, handing it to regopy, evaluating `data.tollgate.deny` and reading the answer back. One
 `time.perf_counter_ns()` before, one after policy_input, one after decide; the garbage collector
@@ -56,8 +56,9 @@ for _p in (ROOT, ROOT / "addons"):
 
 from bench.stream import dist_version, loadavg, percentile, table, us  # noqa: E402
 
-from tollgate.call import Call, Classification, RequestFacts  # noqa: E402
-from tollgate.policy import POLICY_ERROR, Policy, policy_input  # noqa: E402
+from tollgate.call import Call  # noqa: E402
+from tollgate.formats.request_facts import Classification, RequestFacts  # noqa: E402
+from tollgate.governance.policy import POLICY_ERROR, Policy, policy_input  # noqa: E402
 
 EXAMPLES = ROOT / "docs" / "examples" / "policies"
 TARGET_P50_US = 500.0  # the target: p50 <= 0.5 ms per decision, for the example policies

@@ -24,9 +24,9 @@ sys.path.insert(0, str(BENCH))
 
 from stream import MB, MiB, Scenario  # noqa: E402
 from stream_wires import FORMATS  # noqa: E402
+from tollgate.formats.usage_reading import UsageReader  # noqa: E402
 from tollgate.providers import provider_for  # noqa: E402
-from tollgate.stages.stream_tap import UsageTap  # noqa: E402
-from tollgate.usage_readers import UsageReader  # noqa: E402
+from tollgate.proxy.stages.stream_tap import UsageTap  # noqa: E402
 
 READ_FORMATS = [name for name, fmt in FORMATS.items() if not fmt.routed]
 # mitmproxy reads up to 64 KiB from the socket; h11 splits that at the stream's HTTP chunks

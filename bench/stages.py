@@ -1,6 +1,6 @@
 """What each Tollgate stage costs per call, in process: no proxy, no network, no sockets.
 
-The pipeline is loaded as mitmdump loads it (`tollgate.pipeline.gateway()`, configured through
+The pipeline is loaded as mitmdump loads it (`tollgate.proxy.pipeline.gateway()`, configured through
 mitmproxy's test context with the configuration bench/overhead.py uses: virtual keys, an override,
 `model_allowlist.rego`, an audit file, Prometheus metrics served). Calls are made as mitmproxy makes them: a fresh flow per
 call with an OpenAI SDK's request headers and a chat-completion body, then every hook in order
@@ -38,9 +38,9 @@ from mitmproxy.addons import proxyserver  # noqa: E402
 from mitmproxy.test import taddons, tflow, tutils  # noqa: E402
 
 from overhead import BENCH_LIMITS, OtlpCollector, free_port  # noqa: E402
-from tollgate.pipeline import gateway as tollgate  # noqa: E402
-from tollgate.stages.shared import call_of  # noqa: E402
-from tollgate.steps import CallSteps  # noqa: E402
+from tollgate.proxy.flows import call_of  # noqa: E402
+from tollgate.proxy.pipeline import gateway as tollgate  # noqa: E402
+from tollgate.proxy.runner import CallSteps  # noqa: E402
 
 POLICY = BENCH.parent / "docs" / "examples" / "policies" / "model_allowlist.rego"
 VIRTUAL_KEY = "tg-bench-app-0123456789abcdef"

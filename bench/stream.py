@@ -81,7 +81,7 @@ Every call through Tollgate is looked up in its audit file (by the X-Tollgate-Re
 answered with): the input and output tokens and the finish reason must be those the fake sent.
 
 Only the command-line interface of Tollgate is used (the script, the tollgate_config option, the
-YAML); the CA bundle comes from tollgate.certs.ensure_bundle.
+YAML); the CA bundle comes from tollgate.proxy.certs.ensure_bundle.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ import trustme  # noqa: E402
 import yaml  # noqa: E402
 
 from stream_wires import FORMATS, HOSTS, OPENAI_HOST, ROUTED_MODEL, VIRTUAL_KEY, Counts, Format  # noqa: E402
-from tollgate.certs import ensure_bundle  # noqa: E402
+from tollgate.proxy.certs import ensure_bundle  # noqa: E402
 
 MiB = 1024 * 1024
 MB = 1_000_000

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from tollgate.translate.bedrock_converse import event_stream_frame  # what Tollgate writes Bedrock's frames with
+from tollgate.formats.bedrock_converse import event_stream_frame  # what Tollgate writes Bedrock's frames with
 
 MiB = 1024 * 1024
 FILLER = "abcdefghijklmnopqrstuvwxyz0123456789+/ABCDEFGHIJKLMNOPQRSTUVWXYZ"

@@ -36,5 +36,5 @@ say "installing Tollgate from $SRC into $VENV with $("$PYTHON" --version 2>&1)"
 # What the image runs must be there: the command, mitmdump, and the pipeline the gateway loads.
 "$VENV/bin/tollgate" --help >/dev/null
 "$VENV/bin/mitmdump" --version >/dev/null
-"$VENV/bin/python" -c 'import tollgate.pipeline' >/dev/null
+"$VENV/bin/python" -c 'import tollgate.proxy.pipeline' >/dev/null
 say "done: $VENV/bin/tollgate, and mitmdump loads $SRC/addons/gateway.py"

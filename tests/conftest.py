@@ -15,8 +15,8 @@ from tests.support.clients import run_client
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.proxy import Mitmdump
 
-from tollgate.auditlog import BATCH_DELAY, PROCESS_EVENTS
-from tollgate.certs import ensure_bundle
+from tollgate.proxy.certs import ensure_bundle
+from tollgate.records.auditlog import BATCH_DELAY, PROCESS_EVENTS
 
 PROVIDERS = ("openai", "gemini", "anthropic", "bedrock")
 

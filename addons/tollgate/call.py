@@ -3,98 +3,24 @@
 from __future__ import annotations
 
 import enum
-import hashlib
 import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal
 
-from .failover import Attempt
-from .usage import Usage, price_context
+from tollgate.formats.request_facts import Classification
+from tollgate.formats.usage import Usage
+from tollgate.governance.failover import Attempt
 
 if TYPE_CHECKING:
-    from .jwt_identity import JwtIdentity
-    from .keypool import KeyPool
-    from .limits import Estimate, Reserved
-    from .runtime import Loaded
-    from .translate.translator import Translation
+    from tollgate.formats.translation import Translation
+    from tollgate.governance.jwt_identity import JwtIdentity
+    from tollgate.governance.limits import Estimate, Reserved
+    from tollgate.providers.keypool import KeyPool
+    from tollgate.runtime import Loaded
 
 Auth = Literal["virtual_key", "sigv4", "proxyauth", "jwt", "anonymous"]
-
-
-class McpServer(NamedTuple):
-    """An MCP server a call grants its model (Anthropic's `mcp_servers`, a Responses `mcp` tool)."""
-
-    url: str | None
-    name: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """A batch or asynchronous job: one call that starts many requests' work."""
-
-    requests: int | None  # None: they are in a file or a bucket, which Tollgate does not read
-    # What its requests may generate together, where every one is in the body: the output bounds
-    # they set, each times its answers (`output_tokens`), and how many answers set none
-    # (`open_answers`, each reserving its model's maximum output). None: Tollgate cannot bound it
-    # (its requests in a file or a bucket, or work that is not counted in tokens: a video, a
-    # fine-tuning, an Assistant's run).
-    output_tokens: int | None = None
-    open_answers: int = 0
-
-    @property
-    def bounded(self) -> bool:
-        return self.requests is not None and self.output_tokens is not None
-
-    def policy_input(self) -> dict[str, Any]:
-        return {"requests": self.requests}
-
-
-@dataclass(slots=True)
-class RequestFacts:
-    """What a request asks for, counted, never copied."""
-
-    message_count: int | None = None
-    has_system: bool | None = None
-    has_tools: bool | None = None
-    stream: bool | None = None
-    max_tokens: int | None = None  # the bound on one answer
-    # How many answers it asks for, each up to `max_tokens`: OpenAI's `n` (and `best_of`, which is
-    # billed), Gemini's `candidateCount`, an image generation's `n`, …
-    answers: int = 1
-    # How the request asks to be run, which the price may depend on: its `service_tier` (OpenAI's,
-    # Anthropic's, Gemini's and Bedrock's `serviceTier`) and its `speed` (Anthropic's fast mode,
-    # Bedrock's latency-optimized models).
-    service_tier: str | None = None
-    speed: str | None = None
-    # A batch or asynchronous job (None: one call's own work).
-    batch: Batch | None = None
-    # The MCP servers the call lets its model use.
-    mcp_servers: tuple[McpServer, ...] = ()
-    # What the request uses that Tollgate cannot read: a stored prompt, a cached content, an
-    # Assistant, a Realtime session's later events (`exact_reading.STORED_PROMPT`, …). The policy's
-    # `unread` lists them after the classification's.
-    unread: tuple[str, ...] = ()
-
-    def price_context(self) -> tuple[tuple[str, str], ...]:
-        """What the price table's variants would be chosen by, were the call run as asked."""
-        return price_context(self.service_tier, self.speed)
-
-    def unseen(self, what: str) -> None:
-        """The request uses `what`, which Tollgate cannot read and which may give the model tools and
-        a system prompt: both are taken as given, so that a rule against them fails closed, and
-        `what` is named in `unread`."""
-        self.has_tools = self.has_system = True
-        if what not in self.unread:
-            self.unread += (what,)
-
-    def grants(self, servers: tuple[McpServer, ...]) -> None:
-        """The request lets its model use these MCP servers (tools, each of them)."""
-        if servers:
-            self.mcp_servers += servers
-            self.has_tools = True
 
 
 @dataclass(slots=True)
@@ -136,37 +62,6 @@ FAILED_MARKER = ":warning:"
 NO_USAGE = Usage()  # read only: a call's usage before (or without) an answer to read it from
 
 
-@dataclass(slots=True)
-class Classification:
-    """What a provider module makes of a request."""
-
-    endpoint: str | None = None
-    model: str | None = None
-    facts: RequestFacts = field(default_factory=RequestFacts)
-    # The wire format the body speaks, when it is not the provider's own (e.g. the OpenAI
-    # format, `providers.openai_format.OPENAI_FORMAT`, for Gemini's /v1beta/openai/… endpoints);
-    # it decides how usage is read.
-    wire_format: str | None = None
-    # What the call holds but Tollgate did not read (a body streamed unread): "model", "request"
-    # (its facts). The policy sees it, so that an unread model is never taken for no model.
-    unread: tuple[str, ...] = ()
-    # Who publishes the model, where the provider names models by publisher (Vertex AI's
-    # `publishers/{publisher}/models/{model}`); `model` is then the model's id alone.
-    publisher: str | None = None
-    # A path outside the model API, on a host that also serves other products (Bedrock's control
-    # plane): it goes with the caller's own credential, never one of Tollgate's, undecided and
-    # uncounted, and is audited with no endpoint.
-    passthrough: bool = False
-    # A known endpoint of the provider's own service outside the model API (Anthropic's `/api/…`,
-    # which Claude Code calls for its settings, limits and event logging): identified, its
-    # credential swapped, decided and audited like any call, but it names no model, reports no
-    # tokens and is counted against no limit.
-    service: bool = False
-    # An upgrade to a WebSocket whose messages are the calls (the Responses API's WebSocket mode):
-    # the connection is identified and given its credential, each message is decided and audited.
-    session: bool = False
-
-
 def usd(nano: int) -> float:
     """Nano-dollars as the audit writes them: US dollars, to 9 decimals."""
     return round(nano / 1e9, 9)
@@ -176,12 +71,6 @@ def dollars_text(nano: int) -> str:
     """Nano-dollars as a person reads them: `$0.000123`, to the micro-dollar, half up."""
     micro = (nano + 500) // 1000
     return f"${micro // 1_000_000}.{micro % 1_000_000:06d}"
-
-
-@lru_cache(maxsize=256)  # the same few keys go upstream call after call
-def fingerprint(secret: str) -> str:
-    """A short, non-reversible tag telling credentials apart in the audit."""
-    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:12]
 
 
 def utc_timestamp(seconds: float) -> str:

@@ -14,11 +14,17 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
-from .host_globs import globs_overlap
-from .jwt_identity import HMAC_ALGORITHMS, HMAC_MIN_BYTES, JWKS_MAX_AGE_S, JWKS_REFRESH_S, PUBLIC_KEY_ALGORITHMS
-from .policy import TIMEOUT as POLICY_TIMEOUT
-from .providers import OPENAI_COMPATIBLE_SOURCE, PROVIDERS
-from .settings_models import ProviderConfig, Strict, base_url
+from tollgate.config_base import ProviderConfig, Strict, base_url
+from tollgate.governance.jwt_identity import (
+    HMAC_ALGORITHMS,
+    HMAC_MIN_BYTES,
+    JWKS_MAX_AGE_S,
+    JWKS_REFRESH_S,
+    PUBLIC_KEY_ALGORITHMS,
+)
+from tollgate.governance.policy import TIMEOUT as POLICY_TIMEOUT
+from tollgate.host_globs import globs_overlap
+from tollgate.providers import OPENAI_COMPATIBLE_SOURCE, PROVIDERS
 
 PROVIDER_NAMES = tuple(PROVIDERS)
 DRAIN_S = 30.0  # `drain_s` when the file names none

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .auditlog import INSTANCE_ENV, instance_name
-from .config import Config
+from tollgate.config import Config
+from tollgate.records.auditlog import INSTANCE_ENV, instance_name
 
 # The environment a worker of a fleet gets (and `tollgate serve` reads).
 WORKERS_ENV = "TOLLGATE_WORKERS"  # serve's --workers when the command line gives none

@@ -9,16 +9,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .certs import ClientCert
-from .clients import Directory
-from .config import Config, ProviderConfig
-from .jwt_identity import Verifier
-from .keypool import KeyPool
-from .limits import Limits
-from .overrides import RuleBook
-from .policy import Policy
-from .pricing import Prices
-from .providers import BUILT_IN_HOSTS, PROVIDERS, Hosts
+from tollgate.config import Config, ProviderConfig
+from tollgate.governance.clients import Directory
+from tollgate.governance.jwt_identity import Verifier
+from tollgate.governance.limits import Limits
+from tollgate.governance.overrides import RuleBook
+from tollgate.governance.policy import Policy
+from tollgate.governance.pricing import Prices
+from tollgate.providers import BUILT_IN_HOSTS, PROVIDERS, Hosts
+from tollgate.providers.client_certs import ClientCert
+from tollgate.providers.keypool import KeyPool
 
 
 @dataclass(frozen=True, slots=True, repr=False)  # its configuration holds keys: never in a message

@@ -18,15 +18,16 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from .call import Classification, fingerprint
-from .keypool import KeyPool, retry_after_seconds
-from .providers import PROVIDERS
-from .providers.base import Provider, RequestParts, UpstreamCredential
-from .settings_models import ProviderConfig
-from .streams import MAX_FRAME, Undecodable, decode_whole
+from tollgate.config_base import ProviderConfig
+from tollgate.fingerprint import fingerprint
+from tollgate.formats.framing import MAX_FRAME, Undecodable, decode_whole
+from tollgate.formats.request_facts import Classification
+from tollgate.providers import PROVIDERS
+from tollgate.providers.base import Provider, RequestParts, UpstreamCredential
+from tollgate.providers.keypool import KeyPool, retry_after_seconds
 
 if TYPE_CHECKING:
-    from .ledger.store import Store
+    from tollgate.records.ledger.store import Store
 
 # Statuses after which a pooled key rests for the provider's Retry-After.
 RESTING_STATUSES = (401, 429)

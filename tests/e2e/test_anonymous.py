@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tests.support.fake_upstream import Reply
 
-from tollgate.call import fingerprint
+from tollgate.fingerprint import fingerprint
 
 
 @pytest.fixture(scope="module")

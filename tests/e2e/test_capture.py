@@ -21,7 +21,7 @@ from tests.support.netns import TOOLS, Namespace, missing
 from tests.support.proxy import ROOT, free_port
 from tests.support.run_sh import wait_listening
 
-from tollgate.auditlog import PROCESS_EVENTS
+from tollgate.records.auditlog import PROCESS_EVENTS
 
 GO_CLIENT = Path(__file__).parents[1] / "support" / "go_client" / "main.go"
 HOST = "api.openai.com"

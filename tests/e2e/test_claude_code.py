@@ -21,7 +21,7 @@ from tests.support.fake_upstream import FakeUpstream, Received, Reply
 from tests.support.proxy import ROOT
 from tests.support.run_sh import run_sh_listening
 
-from tollgate.auditlog import PROCESS_EVENTS
+from tollgate.records.auditlog import PROCESS_EVENTS
 
 CLAUDE_CODE = ROOT / ".node-clients" / "claude-code"
 REAL_KEY = "sk-ant-REAL-claude-code"

@@ -21,7 +21,7 @@ from tests.support.fake_realtime import FakeRealtime, over_http, responding, res
 from tests.support.proxy import ROOT
 from tests.support.run_sh import run_sh_listening
 
-from tollgate.auditlog import PROCESS_EVENTS
+from tollgate.records.auditlog import PROCESS_EVENTS
 
 NODE_CLIENTS = ROOT / ".node-clients"
 CODEX = NODE_CLIENTS / "node_modules" / ".bin" / "codex"

@@ -7,7 +7,7 @@ import pytest
 from tests.support import streams
 from tests.support.fake_upstream import Reply
 
-from tollgate.call import fingerprint
+from tollgate.fingerprint import fingerprint
 
 K1, K2 = "sk-failover-key-one-111", "sk-failover-key-two-222"
 ALICE = "tg-alice-failover-test"

@@ -21,7 +21,7 @@ from tests.support.fake_upstream import FakeUpstream, Received, Reply
 from tests.support.proxy import ROOT
 from tests.support.run_sh import env_exports, env_run, run_sh_listening
 
-from tollgate.auditlog import PROCESS_EVENTS
+from tollgate.records.auditlog import PROCESS_EVENTS
 
 NODE_CLIENTS = ROOT / ".node-clients"
 SDKS = ("openai", "@anthropic-ai/sdk", "@aws-sdk/client-bedrock-runtime")

@@ -12,7 +12,7 @@ import pytest
 from tests.support.fake_realtime import HANG_UP, FakeRealtime, answering, usage
 from tests.support.proxy import ROOT
 
-from tollgate.stages.websocket import MAX_MESSAGE
+from tollgate.proxy.stages.websocket import MAX_MESSAGE
 
 REAL = "sk-REAL-openai-realtime-5ecret-a1"
 ALICE = "tg-VIRTUAL-alice-realtime-5ecret-b2"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from tests.e2e.test_policy_timeout import children
 
-from tollgate.call import fingerprint
+from tollgate.fingerprint import fingerprint
 
 ALICE, BOB, CAROL = "tg-alice-reload-1", "tg-bob-reload-1", "tg-carol-reload-1"
 OLD_KEY, NEW_KEY = "sk-real-before-reload", "sk-real-after-reload"

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tollgate.certs import ensure_ca
+from tollgate.proxy.certs import ensure_ca
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

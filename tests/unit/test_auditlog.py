@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tollgate import auditlog
-from tollgate.auditlog import AuditLog
+from tollgate.records import auditlog
+from tollgate.records.auditlog import AuditLog
 
 ADDONS = Path(__file__).resolve().parents[2] / "addons"
 
@@ -341,7 +341,7 @@ def test_rotation_by_copytruncate_continues_at_the_new_end_without_a_hole(tmp_pa
 _FILLING = r"""
 import json, os, resource, subprocess, sys, time
 sys.path.insert(0, sys.argv[1])
-from tollgate import auditlog
+from tollgate.records import auditlog
 auditlog.RETRY_DELAY = 0.1
 directory, mode = sys.argv[2], sys.argv[3]
 path, filler = os.path.join(directory, "audit.jsonl"), os.path.join(directory, "filler")
@@ -423,7 +423,7 @@ def test_a_write_that_fails_part_way_leaves_no_half_line_and_its_records_follow_
 _BROKEN_PIPE = r"""
 import json, logging, os, sys, time
 sys.path.insert(0, sys.argv[1])
-from tollgate import auditlog
+from tollgate.records import auditlog
 auditlog.RETRY_DELAY = 0.1
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
 sys.stdin.read()  # until the reader of our standard output has closed it

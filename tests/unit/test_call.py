@@ -12,19 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mitmproxy.utils.emoji import emoji
 
-from tollgate.call import (
-    FAILED_MARKER,
-    REFUSED_MARKER,
-    Call,
-    Classification,
-    Failure,
-    RequestFacts,
-    fingerprint,
-    utc_timestamp,
-)
+from tollgate.call import FAILED_MARKER, REFUSED_MARKER, Call, Failure, utc_timestamp
 from tollgate.config import Config, parse_config
+from tollgate.fingerprint import fingerprint
+from tollgate.formats.request_facts import Classification, RequestFacts
+from tollgate.formats.usage import Usage
 from tollgate.runtime import Loaded
-from tollgate.usage import Usage
 
 LOADED = Loaded.build(Config())
 
@@ -85,7 +78,7 @@ def full_call() -> Call:
             endpoint="chat.completions",
             model="gpt-4o",
             facts=RequestFacts(message_count=3, has_system=True, has_tools=False, stream=True, max_tokens=256),
-            wire_format="openai",
+            wire_format="openai-api",
         ),
         credential_positions=("authorization",),
         client="alice",

@@ -54,7 +54,7 @@ def test_token_signs_with_the_issuer_that_has_a_secret(tollgate, tmp_path: Path,
     import jwt
 
     from tollgate.config import load_config
-    from tollgate.jwt_identity import Verifier
+    from tollgate.governance.jwt_identity import Verifier
 
     monkeypatch.setenv("TOLLGATE_JWT_SECRET", JWT_SECRET)
     Path("tollgate.yaml").write_text(

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from mitmproxy.http import Headers
 
-from tollgate.clients import Caller, Directory
 from tollgate.config import parse_config
+from tollgate.governance.clients import Caller, Directory
 from tollgate.providers import PROVIDERS
 from tollgate.providers.base import Presented
 

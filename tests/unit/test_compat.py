@@ -10,7 +10,7 @@ import pytest
 from mitmproxy import options
 from mitmproxy.proxy import mode_specs, server
 
-from tollgate import compat
+from tollgate.proxy import patches
 
 
 class Writer:
@@ -32,7 +32,7 @@ class Handler(server.LiveConnectionHandler):
 
 
 def test_a_connection_cancelled_while_its_reader_waits_for_the_event_lock_is_closed() -> None:
-    compat.close_connections_cancelled_while_waiting()
+    patches.close_connections_cancelled_while_waiting()
 
     async def scenario() -> Writer:
         reader, writer = asyncio.StreamReader(), Writer()

@@ -547,7 +547,7 @@ ADDONS = Path(__file__).resolve().parents[2] / "addons"
 BOTOCORE_LOADED = """
 import sys
 from mitmproxy.test import taddons
-from tollgate.pipeline import gateway as tollgate
+from tollgate.proxy.pipeline import gateway as tollgate
 
 gateway = tollgate()
 with taddons.context(gateway) as tctx:

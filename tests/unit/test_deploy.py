@@ -37,7 +37,7 @@ from tests.support.dockerignore import context_files, excluded, rules
 from tests.support.proxy import free_port
 
 from tollgate.config import load_config
-from tollgate.policy import Policy
+from tollgate.governance.policy import Policy
 
 # drain_s's default (docs/configuration.md): how long a pod's calls may take to finish after SIGTERM.
 DRAIN_S_DEFAULT = 30
@@ -113,7 +113,7 @@ def test_the_image_is_installed_by_the_script_its_test_runs() -> None:
     assert excluded("deploy/Dockerfile", nested) and not excluded("deploy/install.sh", nested)
     # ... holds what that script installs and the image runs, and nothing else.
     files = context_files(ROOT, ROOT / ".dockerignore")
-    assert {"pyproject.toml", "README.md", "addons/gateway.py", "addons/tollgate/__main__.py"} <= set(files)
+    assert {"pyproject.toml", "README.md", "addons/gateway.py", "addons/tollgate/cli/main.py"} <= set(files)
     assert {"deploy/install.sh", "deploy/healthcheck.py"} <= set(files)
     outside = {f for f in files if not f.startswith("addons/tollgate/")} - {
         "pyproject.toml",

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tollgate.auditlog import BATCH_DELAY
 from tollgate.config import LEDGER_FILE, AuditConfig
+from tollgate.records.auditlog import BATCH_DELAY
 
 ROOT = Path(__file__).resolve().parents[2]
 _CITED = re.compile(r"[A-Za-z0-9_./-]+\.md\b")

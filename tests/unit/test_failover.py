@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tollgate.config import ConfigError, parse_config
-from tollgate.failover import retry_statuses, status_condition, wait_for
-from tollgate.settings_models import RetryConfig
+from tollgate.config_base import RetryConfig
+from tollgate.governance.failover import retry_statuses, status_condition, wait_for
 
 
 def test_a_status_is_a_condition_when_named_or_a_5xx_under_5xx() -> None:

@@ -166,13 +166,13 @@ def test_backoff_doubles_up_to_thirty_seconds():
 
 
 def test_the_gateway_script_is_found_in_the_checkout():
-    from tollgate.supervisor import gateway_script
+    from tollgate.cli.supervisor import gateway_script
 
     assert gateway_script() == Path(__file__).resolve().parents[2] / "addons" / "gateway.py"
 
 
 def test_a_process_that_failed_is_named_by_the_last_error_it_logged():
-    from tollgate.supervisor import last_reason
+    from tollgate.cli.supervisor import last_reason
 
     mitmdump = [
         "[19:18:35.356] error in script addons/gateway.py",

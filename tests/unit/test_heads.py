@@ -8,8 +8,8 @@ import pytest
 from hpack.exceptions import OversizedHeaderListError
 from hpack.struct import NeverIndexedHeaderTuple
 
-from tollgate import heads
-from tollgate.heads import MAX_REQUEST_HEAD, BoundedDecoder, http1_first_line, http1_head_past
+from tollgate.proxy import heads
+from tollgate.proxy.heads import MAX_REQUEST_HEAD, BoundedDecoder, http1_first_line, http1_head_past
 
 LIMIT = 1024
 

@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 from tests.support.proxy import free_port
 
-from tollgate.health import Health, serve, with_health
+from tollgate.proxy.health import Health, serve, with_health
 
 SERVING = Health(running=True, draining=False, audit_problem=None, loop_answers=True)
 

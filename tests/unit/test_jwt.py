@@ -1,4 +1,4 @@
-"""The JWT verifier (`tollgate.jwt_identity`) without a proxy: every reason a token is refused, the
+"""The JWT verifier (`tollgate.governance.jwt_identity`) without a proxy: every reason a token is refused, the
 algorithms it refuses, keys fetched again for an unknown key id (at most once per interval), tokens
 remembered until they expire; and the configuration of `identity.jwt`."""
 
@@ -18,10 +18,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tollgate import jwt_identity
-from tollgate.clients import Caller, Directory, Token
 from tollgate.config import ConfigError, JwtIssuer, load_config, parse_config
-from tollgate.jwt_identity import (
+from tollgate.governance import jwt_identity
+from tollgate.governance.clients import Caller, Directory, Token
+from tollgate.governance.jwt_identity import (
     ALGORITHM_NOT_ALLOWED,
     BAD_SIGNATURE,
     EXPIRED,

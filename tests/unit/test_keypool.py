@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tollgate.keypool import DEFAULT_REST, MAX_REST, KeyPool, retry_after_seconds
+from tollgate.providers.keypool import DEFAULT_REST, MAX_REST, KeyPool, retry_after_seconds
 
 
 class Clock:

@@ -1,7 +1,6 @@
 """The layers the code is built in, read from its imports and string literals (`ast`, nothing
-imported): the proxy layer alone knows mitmproxy, a stage uses no other stage but `shared`, nothing
-below the stages imports one, and nothing outside `providers/` names a provider
-(docs/architecture.md, "Layers")."""
+imported): `proxy/` alone knows mitmproxy, no module imports a layer above its own, a stage uses no
+other stage, and nothing outside `providers/` names a provider (docs/architecture.md, "Layers")."""
 
 from __future__ import annotations
 
@@ -17,22 +16,24 @@ from tollgate.providers import PROVIDERS
 
 PACKAGE = Path(tollgate.__file__).parent
 
-# The modules that import mitmproxy, and why each must.
-MITMPROXY_ALLOWED = {
-    "stages/": "each stage is a mitmproxy addon over flows",
-    "pipeline.py": "the addon mitmproxy loads, which runs the stages in order",
-    "steps.py": "the runner that calls the stages from mitmproxy's hooks",
-    "compat/": "the patches to mitmproxy's own layers",
-    "certs.py": "mitmproxy's certificate store holds the client certificates mTLS hosts get",
-}
-# The proxy layer: the modules above everything else, which may use the stages.
-PROXY_LAYER = tuple(MITMPROXY_ALLOWED)
+# The layers, top down: a module may import its own layer and the ones below it, never one above.
+# `proxy/` alone knows mitmproxy; `cli/` starts processes and reads records, never the proxy.
+LAYERS = (
+    ("proxy/", "cli/"),
+    ("governance/", "records/", "call.py", "config.py", "runtime.py", "upstream.py", "fleet.py"),
+    ("providers/",),
+    ("config_base.py", "fingerprint.py", "host_globs.py", "shape_memo.py"),
+    ("formats/",),
+)
+PROXY_LAYER = ("proxy/",)
 
 # Modules in providers/ that belong to no one provider: any module may import them.
 SHARED_PROVIDER_MODULES = {
     "tollgate.providers": "the registry: every provider, by name",
     "tollgate.providers.base": "what every provider is (`Provider`) and shares (error shapes)",
-    "tollgate.providers.openai_format": "OpenAI's format, which other providers' OpenAI-compatible APIs speak",
+    "tollgate.providers.keypool": "a provider's real keys, used in turn",
+    "tollgate.providers.client_certs": "the client certificates an mTLS upstream asks for",
+    "tollgate.providers.sigv4": "AWS Signature Version 4, which the Bedrock credential and a caller's check use",
 }
 # Modules outside providers/ allowed to import one provider's module, and why.
 PROVIDER_IMPORT_EXCEPTIONS: dict[tuple[str, str], str] = {}
@@ -48,7 +49,7 @@ def modules() -> dict[str, ast.Module]:
 
 
 def module_name(path: str) -> str:
-    """`stages/translate.py` → `tollgate.stages.translate`; a package's `__init__.py` is the package."""
+    """`stages/translate.py` → `tollgate.proxy.stages.translate`; a package's `__init__.py` is the package."""
     parts = ["tollgate", *path.removesuffix(".py").split("/")]
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
@@ -87,14 +88,43 @@ def test_only_the_proxy_layer_imports_mitmproxy() -> None:
     assert {p for p in importers if not in_layer(p, PROXY_LAYER)} == set()
 
 
-def test_a_stage_uses_no_other_stage_but_shared() -> None:
-    allowed = {"tollgate.stages", "tollgate.stages.shared"}
+def layer_of(path: str) -> int | None:
+    return next((i for i, layer in enumerate(LAYERS) if in_layer(path, layer)), None)
+
+
+def path_of(name: str) -> str:
+    """`tollgate.proxy.stages` → `proxy/stages/__init__.py`; a module → its file."""
+    rest = name.split(".")[1:]
+    file = PACKAGE.joinpath(*rest).with_suffix(".py")
+    return "/".join(rest) + ".py" if file.is_file() else "/".join([*rest, "__init__.py"])
+
+
+def test_every_module_is_in_a_layer() -> None:
+    top = {"__init__.py", "__main__.py"}
+    assert {p for p in modules() if layer_of(p) is None and p not in top} == set()
+
+
+def test_no_module_imports_a_layer_above_its_own() -> None:
+    found = set()
+    for path in modules():
+        own = layer_of(path)
+        for name in imports(path):
+            if own is None or not is_module(name):
+                continue
+            theirs = layer_of(path_of(name))
+            if theirs is not None and theirs < own:
+                found.add((path, name))
+    assert found == set()
+
+
+def test_a_stage_uses_no_other_stage() -> None:
+    allowed = {"tollgate.proxy.stages"}
     found = {
         (path, name)
         for path in modules()
-        if path.startswith("stages/")
+        if path.startswith("proxy/stages/")
         for name in imports(path)
-        if name.startswith("tollgate.stages") and name not in allowed and name != module_name(path)
+        if name.startswith("tollgate.proxy.stages") and name not in allowed and name != module_name(path)
     }
     assert found == set()
 
@@ -105,7 +135,7 @@ def test_nothing_below_the_stages_imports_a_stage() -> None:
         for path in modules()
         if not in_layer(path, PROXY_LAYER)
         for name in imports(path)
-        if name == "tollgate.stages" or name.startswith("tollgate.stages.")
+        if name == "tollgate.proxy.stages" or name.startswith("tollgate.proxy.stages.")
     }
     assert found == set()
 
@@ -164,9 +194,10 @@ def test_only_providers_name_a_provider() -> None:
 
 def test_the_checks_see_what_they_look_for() -> None:
     """The reading itself: the imports and names the rules above look for are found where they are."""
-    assert "mitmproxy" in set(imports("stages/shared.py"))
-    assert "tollgate.stages.shared" in set(imports("stages/translate.py"))
+    assert "mitmproxy" in set(imports("proxy/flows.py"))
+    assert "tollgate.proxy.flows" in set(imports("proxy/stages/translate.py"))
     assert "tollgate.providers.gemini" in set(imports("providers/vertex.py"))
-    assert "tollgate.translate.openai_realtime" in set(imports("stages/websocket.py"))
-    assert "tollgate.providers.base" in set(imports("stages/websocket.py"))
+    assert "tollgate.formats.openai_realtime" in set(imports("proxy/stages/websocket.py"))
+    assert "tollgate.call" in set(imports("records/metrics.py"))
+    assert layer_of("proxy/flows.py") == 0 and layer_of("formats/framing/sse.py") == len(LAYERS) - 1
     assert {"openai", "anthropic", "gemini", "vertex", "bedrock"} <= set(PROVIDERS)

@@ -7,9 +7,11 @@ from decimal import Decimal
 
 import pytest
 
-from tollgate.call import Batch, Call, Classification, RolledUp
+from tollgate.call import Call, RolledUp
 from tollgate.config import LimitRule, parse_config
-from tollgate.limits import (
+from tollgate.formats.request_facts import Batch, Classification
+from tollgate.formats.usage import Usage
+from tollgate.governance.limits import (
     Estimate,
     Limits,
     adjustments,
@@ -25,8 +27,7 @@ from tollgate.limits import (
     usage_facts,
     used,
 )
-from tollgate.policy import usage_input
-from tollgate.usage import Usage
+from tollgate.governance.policy import usage_input
 
 
 def rule(**fields) -> LimitRule:

@@ -1,4 +1,4 @@
-"""The metric families (`tollgate.metrics`) from synthetic call records, read back through
+"""The metric families (`tollgate.records.metrics`) from synthetic call records, read back through
 prometheus-client's own text parser; the examples in docs/examples name only metrics Tollgate exports."""
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tollgate.call import Call, Classification, Failure, RequestFacts
-from tollgate.failover import Attempt
-from tollgate.keypool import KeyPool
-from tollgate.limits import Estimate
-from tollgate.metrics import OTHER, LabelCap, MetricSet, error_kind, remaining, status_class
-from tollgate.usage import Usage
+from tollgate.call import Call, Failure
+from tollgate.formats.request_facts import Classification, RequestFacts
+from tollgate.formats.usage import Usage
+from tollgate.governance.failover import Attempt
+from tollgate.governance.limits import Estimate
+from tollgate.providers.keypool import KeyPool
+from tollgate.records.metrics import OTHER, LabelCap, MetricSet, error_kind, remaining, status_class
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,10 +12,10 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tollgate import multiprocess
-from tollgate.keypool import KeyPool
-from tollgate.metrics import MetricSet
-from tollgate.multiprocess import SharedFiles, host_registry
+from tollgate.providers.keypool import KeyPool
+from tollgate.records import multiprocess
+from tollgate.records.metrics import MetricSet
+from tollgate.records.multiprocess import SharedFiles, host_registry
 
 CALL = ("alice", "", "openai", "gpt-4o", "allow", "2xx", "")
 GEN_AI = ("chat", "openai", "gpt-4o")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tollgate.config import ConfigError, Override, parse_config
-from tollgate.overrides import RuleBook, find_rule, routed_path
+from tollgate.governance.overrides import RuleBook, find_rule, routed_path
 from tollgate.providers import PROVIDERS
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tollgate.exact_reading import Unreadable
+from tollgate.formats.exact import Unreadable
 from tollgate.providers import PROVIDERS, anthropic, bedrock, gemini, openai
 
 # Letter case changes the meaning of an id (a file id, a Bedrock model name), not of a fixed word.

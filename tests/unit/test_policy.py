@@ -21,11 +21,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mitmproxy.test import tflow
 
-from tollgate.__main__ import main
-from tollgate.call import Call, Classification, RequestFacts
+from tollgate.call import Call
+from tollgate.cli.main import main
 from tollgate.config import Config, load_config
-from tollgate.jwt_identity import JwtIdentity
-from tollgate.policy import (
+from tollgate.formats.request_facts import Classification, RequestFacts
+from tollgate.governance.jwt_identity import JwtIdentity
+from tollgate.governance.policy import (
     INPUT_LAYOUT,
     POLICY_ERROR,
     Decision,
@@ -36,11 +37,12 @@ from tollgate.policy import (
     policy_input,
 )
 from tollgate.providers import PROVIDERS
+from tollgate.proxy.flows import CALL
+from tollgate.proxy.runner import CallSteps
+from tollgate.proxy.stages import decide as decide_module
+from tollgate.proxy.stages.decide import Decide
+from tollgate.proxy.state import Shared
 from tollgate.runtime import Loaded
-from tollgate.stages import decide as decide_module
-from tollgate.stages.decide import Decide
-from tollgate.stages.shared import CALL, Shared
-from tollgate.steps import CallSteps
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDONS = ROOT / "addons"
@@ -631,7 +633,7 @@ def test_policy_input_is_designs_input_document() -> None:
             facts=RequestFacts(
                 message_count=3, has_system=True, has_tools=False, stream=False, max_tokens=256, service_tier="flex"
             ),
-            wire_format="openai",
+            wire_format="openai-api",
         ),
         credential_positions=("authorization",),
         client="alice",
@@ -965,7 +967,7 @@ def run_isolated(code: str) -> subprocess.CompletedProcess:
 def decisions_in_a_child(path: Path) -> list[str]:
     """Load the policy in a child process; decide a call that streams and one that does not."""
     code = (
-        "from tollgate.policy import Policy, PolicyError\n"
+        "from tollgate.governance.policy import Policy, PolicyError\n"
         "try:\n"
         f"    policy = Policy([{str(path)!r}])\n"
         "except PolicyError as e:\n"
@@ -1474,7 +1476,7 @@ def test_a_reload_replaces_the_worker(tmp_path: Path) -> None:
 
 
 def test_a_policy_in_force_is_stopped_when_a_configuration_replaces_it(tmp_path: Path) -> None:
-    from tollgate.auditlog import AuditLog
+    from tollgate.records.auditlog import AuditLog
 
     shared = shared_with(backtracking_policy(tmp_path))
     old = shared.loaded.policy
@@ -1498,9 +1500,9 @@ def test_a_start_up_that_fails_before_running_leaves_no_worker_to_wait_for(tmp_p
     script = (
         "import asyncio, sys\n"
         "from tollgate.config import Config\n"
-        "from tollgate.policy import Policy\n"
+        "from tollgate.governance.policy import Policy\n"
         "from tollgate.runtime import Loaded\n"
-        "from tollgate.stages.shared import Shared\n"
+        "from tollgate.proxy.state import Shared\n"
         "async def main():\n"
         "    Shared().apply(Loaded.build(Config(), Policy([sys.argv[1]], 1.0)), None)  # as configure does\n"
         "    await asyncio.sleep(0)\n"
@@ -1683,7 +1685,7 @@ def evaluations(policy) -> list[dict]:
 
 
 def test_equal_inputs_are_decided_once(tmp_path: Path) -> None:
-    from tollgate.policy import Policy
+    from tollgate.governance.policy import Policy
 
     path = tmp_path / "p.rego"
     path.write_text('package tollgate\nimport rego.v1\ndeny contains "big" if input.request.max_tokens > 10\n')
@@ -1695,7 +1697,7 @@ def test_equal_inputs_are_decided_once(tmp_path: Path) -> None:
 
 
 def test_a_call_is_decided_on_its_input_document_and_equal_calls_once(tmp_path: Path) -> None:
-    from tollgate.policy import Policy
+    from tollgate.governance.policy import Policy
 
     path = tmp_path / "p.rego"
     path.write_text(
@@ -1721,7 +1723,7 @@ def test_a_call_is_decided_on_its_input_document_and_equal_calls_once(tmp_path: 
 
 
 def test_the_overrides_model_is_read_by_a_policy_that_reads_the_model(tmp_path: Path) -> None:
-    from tollgate.policy import Policy
+    from tollgate.governance.policy import Policy
 
     path = tmp_path / "p.rego"
     path.write_text('package tollgate\nimport rego.v1\ndeny contains "mini" if input.model == "gpt-4o-mini"\n')
@@ -1914,7 +1916,7 @@ def test_a_cached_decision_is_the_decision_evaluated_anew(calls: list[dict]) -> 
 
 
 def test_a_policy_that_reads_the_clock_is_evaluated_every_time(tmp_path: Path) -> None:
-    from tollgate.policy import Policy
+    from tollgate.governance.policy import Policy
 
     path = tmp_path / "p.rego"
     path.write_text('package tollgate\nimport rego.v1\ndeny contains "late" if time.now_ns() < 0\n')

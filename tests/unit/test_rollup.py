@@ -8,10 +8,19 @@ import json
 
 import pytest
 
-from tollgate.json_codec import encode_json
-from tollgate.rollup import SUMMARY_HEADING, Size, Summaries, plan, prefix_keys, roll_up, summary_of, summary_request
-from tollgate.translate.chat import ChatResponse, Choice, Text, ToolCall
-from tollgate.translate.formats import ANTHROPIC_MESSAGES, BEDROCK_CONVERSE, GEMINI_GENERATE, OPENAI_CHAT
+from tollgate.formats import ANTHROPIC_MESSAGES, BEDROCK_CONVERSE, GEMINI_GENERATE, OPENAI_CHAT
+from tollgate.formats.chat import ChatResponse, Choice, Text, ToolCall
+from tollgate.formats.json_codec import encode_json
+from tollgate.governance.rollup import (
+    SUMMARY_HEADING,
+    Size,
+    Summaries,
+    plan,
+    prefix_keys,
+    roll_up,
+    summary_of,
+    summary_request,
+)
 
 
 def openai(n: int) -> dict:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from tollgate.call import Call, Classification
+from tollgate.call import Call
 from tollgate.config import parse_config
-from tollgate.limits import Estimate, token_count, used
+from tollgate.formats.request_facts import Classification
+from tollgate.formats.usage import Usage
+from tollgate.governance.limits import Estimate, token_count, used
 from tollgate.runtime import Loaded
-from tollgate.usage import Usage
 
 RESERVED = Estimate(1, 500, 9_000)
 PRICED = parse_config(

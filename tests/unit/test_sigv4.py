@@ -19,8 +19,8 @@ from botocore.credentials import ReadOnlyCredentials
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tollgate import sigv4
-from tollgate.sigv4 import BAD_SIGNATURE, UNKNOWN_KEY, Authorization, SignatureError
+from tollgate.providers import sigv4
+from tollgate.providers.sigv4 import BAD_SIGNATURE, UNKNOWN_KEY, Authorization, SignatureError
 
 VECTORS = Path(__file__).parent / "sigv4_vectors"
 ACCESS_KEY = "AKIDEXAMPLE"

@@ -9,10 +9,11 @@ import asyncio
 import pytest
 from mitmproxy.test import tflow
 
-from tollgate import pipeline
-from tollgate.call import Call, Classification
-from tollgate.stages.shared import CALL
-from tollgate.steps import CallSteps, Gateway
+from tollgate.call import Call
+from tollgate.formats.request_facts import Classification
+from tollgate.proxy import pipeline
+from tollgate.proxy.flows import CALL
+from tollgate.proxy.runner import CallSteps, Gateway
 
 
 class Broken:

@@ -25,11 +25,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mitmproxy.http import Headers
 
-from tollgate import streams
-from tollgate.json_codec import parse_json
-from tollgate.providers import PROVIDERS
-from tollgate.providers.openai import stream_reader
-from tollgate.streams import (
+from tollgate.formats import framing
+from tollgate.formats.anthropic_messages import MessagesStreamReader
+from tollgate.formats.bedrock_converse import EventStreamReader
+from tollgate.formats.framing import (
     Decompressor,
     EventStreamFrame,
     EventStreamFramer,
@@ -40,13 +39,14 @@ from tollgate.streams import (
     parse_sse_block,
     split_events,
 )
-from tollgate.translate.anthropic_messages import MessagesStreamReader
-from tollgate.translate.bedrock_converse import EventStreamReader
-from tollgate.translate.gemini_generate.stream import GenerateArrayReader, GenerateStreamReader, has_key
-from tollgate.translate.openai_chat import ChatStreamReader
-from tollgate.translate.openai_responses import ResponsesStreamReader
-from tollgate.usage import Usage
-from tollgate.usage_readers import SSEReader, UsageReader, WholeBodyReader, is_event_stream
+from tollgate.formats.gemini_generate.stream import GenerateArrayReader, GenerateStreamReader, has_key
+from tollgate.formats.json_codec import parse_json
+from tollgate.formats.openai_chat import ChatStreamReader
+from tollgate.formats.openai_responses import ResponsesStreamReader
+from tollgate.formats.usage import Usage
+from tollgate.formats.usage_reading import SSEReader, UsageReader, WholeBodyReader, is_event_stream
+from tollgate.providers import PROVIDERS
+from tollgate.providers.openai import stream_reader
 
 if sys.version_info >= (3, 14):
     from compression import zstd
@@ -697,10 +697,10 @@ def test_sse_framer_holds_an_unfinished_event() -> None:
 
 
 def test_sse_framer_rejects_an_event_over_16_mib() -> None:
-    assert streams.MAX_FRAME == 16 * 1024 * 1024
+    assert framing.MAX_FRAME == 16 * 1024 * 1024
     framer = SSEFramer()
     assert framer.feed(b"data: ok\n\n") == [b"data: ok"]
-    assert framer.feed(b"data: " + b"x" * streams.MAX_FRAME) == []
+    assert framer.feed(b"data: " + b"x" * framing.MAX_FRAME) == []
     assert framer.error == "server-sent event larger than 16 MiB"
     assert framer.feed(b"\n\ndata: later\n\n") == []
 
@@ -715,7 +715,7 @@ def test_sse_framer_cap_is_on_what_is_buffered() -> None:
 
 @pytest.mark.parametrize("eol", EOLS)
 def test_sse_framer_cap_with_small_max_frame(monkeypatch: pytest.MonkeyPatch, eol: str) -> None:
-    monkeypatch.setattr(streams.bounds, "MAX_FRAME", 64)
+    monkeypatch.setattr(framing.bounds, "MAX_FRAME", 64)
     framer = SSEFramer()
     small = [["data: small"]]
     big = [["data: " + "z" * 200]]
@@ -987,7 +987,7 @@ def test_anthropic_error_event_sets_error(pieces: str) -> None:
 
 
 def test_anthropic_stream_error_from_the_framer_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(streams.bounds, "MAX_FRAME", 2048)
+    monkeypatch.setattr(framing.bounds, "MAX_FRAME", 2048)
     blocks = anthropic_blocks(["x" * 5000], 25, 0, 0, 15, "end_turn")
     reader = MessagesStreamReader()
     usage = read(reader, chunk(sse(blocks), ("every", 100)))
@@ -1313,7 +1313,7 @@ def test_gemini_reader_on_a_non_array_body_is_an_error() -> None:
 
 
 def test_json_array_framer_cap_on_completed_brackets(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(streams.bounds, "MAX_FRAME", 100)
+    monkeypatch.setattr(framing.bounds, "MAX_FRAME", 100)
     framer = JSONArrayFramer()
     frames_of(framer, [b'[{"a": [' + b"[1], " * 10] + [b"[2], "] * 30)
     assert framer.error == "JSON array element larger than 16 MiB"
@@ -1324,7 +1324,7 @@ def test_json_array_framer_cap_on_completed_brackets(monkeypatch: pytest.MonkeyP
 def test_json_array_framer_caps_an_element_growing_without_brackets(
     monkeypatch: pytest.MonkeyPatch, opening: bytes
 ) -> None:
-    monkeypatch.setattr(streams.bounds, "MAX_FRAME", 100)
+    monkeypatch.setattr(framing.bounds, "MAX_FRAME", 100)
     framer = JSONArrayFramer()
     filler = b"x" if b'"' in opening[-1:] else b"1"
     frames_of(framer, [opening] + [filler * 50] * 20)  # 1000 bytes of one element, never closed
@@ -1916,13 +1916,13 @@ def test_decompressor_limit_is_on_what_one_piece_decodes_to(encoding: str, body:
     if len(body) <= limit:
         assert whole.feed(compress(encoding, body)) == body and whole.finished
     else:
-        with pytest.raises(streams.DecodedTooLarge):
+        with pytest.raises(framing.DecodedTooLarge):
             whole.feed(compress(encoding, body))
     pieces = Decompressor(encoding, limit=limit)
     out = []
     try:
         out = [pieces.feed(p) for p in chunk(compress(encoding, body), how)]
-    except streams.DecodedTooLarge:
+    except framing.DecodedTooLarge:
         assert len(body) > limit  # some piece decoded to more than the limit
     else:
         assert b"".join(out) == body and all(len(o) <= limit for o in out)
@@ -1933,7 +1933,7 @@ def test_decompressor_stops_a_compression_bomb_at_its_limit(encoding: str) -> No
     bomb = compress(encoding, bytes(64 * 1024 * 1024))  # 64 MiB of zeros, a few KiB encoded
     assert len(bomb) < 100_000
     d = Decompressor(encoding, limit=1024 * 1024)
-    with pytest.raises(streams.DecodedTooLarge, match="more than 1 MiB at once"):
+    with pytest.raises(framing.DecodedTooLarge, match="more than 1 MiB at once"):
         d.feed(bomb[:4096] if encoding != "br" else bomb)
 
 
@@ -1957,22 +1957,22 @@ def test_decompressor_finished_only_where_the_encoded_body_ends(encoding: str) -
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_decompressor_refuses_bytes_after_the_end_and_bytes_that_do_not_decode(encoding: str) -> None:
-    with pytest.raises(streams.Undecodable):
+    with pytest.raises(framing.Undecodable):
         Decompressor(encoding).feed(compress(encoding, b"data: one\n\n") + b"trailing garbage")
-    with pytest.raises(streams.Undecodable, match="does not decode"):
+    with pytest.raises(framing.Undecodable, match="does not decode"):
         Decompressor(encoding).feed(b"not encoded at all, plain text" * 3)
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_decode_whole_reads_a_whole_body_exactly(encoding: str) -> None:
     body = VALID["openai-chat"]
-    assert streams.decode_whole(compress(encoding, body), encoding, len(body)) == body
-    assert streams.decode_whole(b"", encoding, 0) == b""
-    with pytest.raises(streams.DecodedTooLarge):
-        streams.decode_whole(compress(encoding, body), encoding, len(body) - 1)
-    with pytest.raises(streams.Undecodable, match="ends before"):
-        streams.decode_whole(compress(encoding, body)[:-4], encoding, len(body))
-    assert streams.decode_whole(body, " Identity ", 0) == body  # nothing to undo
+    assert framing.decode_whole(compress(encoding, body), encoding, len(body)) == body
+    assert framing.decode_whole(b"", encoding, 0) == b""
+    with pytest.raises(framing.DecodedTooLarge):
+        framing.decode_whole(compress(encoding, body), encoding, len(body) - 1)
+    with pytest.raises(framing.Undecodable, match="ends before"):
+        framing.decode_whole(compress(encoding, body)[:-4], encoding, len(body))
+    assert framing.decode_whole(body, " Identity ", 0) == body  # nothing to undo
 
 
 # --- reading a stream's tail --------------------------------------------------------------------
@@ -2009,7 +2009,7 @@ def test_sse_event_start_is_where_the_events_of_the_rest_begin(blocks: list[tupl
     ends = blank_line_ends(data)
     offset, before, recorded = 0, -1, {-1}
     for piece in chunk(data, how):
-        start = streams.sse_event_start(piece, before)
+        start = framing.sse_event_start(piece, before)
         # the events that end in this piece, but for the LF of a CR LF whose CR ended the last one
         inside = [e for e in ends if offset < e <= offset + len(piece) and e - 1 not in recorded]
         if start is None:
@@ -2029,7 +2029,7 @@ def test_sse_event_start_is_where_the_events_of_the_rest_begin(blocks: list[tupl
 @given(sizes=st.lists(st.integers(1, 50), min_size=1, max_size=60), data=st.data())
 def test_stream_tail_keeps_the_window_and_the_last_complete_event(sizes: list[int], data: st.DataObject) -> None:
     window = data.draw(st.integers(1, 200), label="window")
-    tail = streams.StreamTail(window)
+    tail = framing.StreamTail(window)
     stream, starts = b"", [0]
     for n in sizes:
         piece = bytes(range(len(stream) % 200, len(stream) % 200 + n)) if len(stream) % 200 + n <= 256 else b"x" * n
@@ -2043,12 +2043,12 @@ def test_stream_tail_keeps_the_window_and_the_last_complete_event(sizes: list[in
         # the first start after the cut is within `window` of the end, or the cut is one of the
         # last starts (the last complete events are kept whole)
         later = [s for s in starts if s > tail.cut]
-        assert len(later) <= streams.StreamTail.LAST_EVENTS or len(stream) - later[0] < window
+        assert len(later) <= framing.StreamTail.LAST_EVENTS or len(stream) - later[0] < window
 
 
 @pytest.mark.parametrize("limit", [100, 250])
 def test_stream_tail_limit_keeps_the_last_bytes_without_starts(limit: int) -> None:
-    tail = streams.StreamTail(10, limit=limit)
+    tail = framing.StreamTail(10, limit=limit)
     stream = b""
     for i in range(40):
         piece = bytes([65 + i % 26]) * 30
@@ -2078,22 +2078,22 @@ def test_array_elements_backward_are_the_whole_elements_of_any_tail(
         starts.append(at)
         at += len(text) + len(separator.encode())
     cut = data.draw(st.integers(0, len(stream)), label="cut")
-    got = list(streams.array_elements_backward(stream[cut:]))
+    got = list(framing.array_elements_backward(stream[cut:]))
     assert got == [t for t, s in zip(texts, starts, strict=True) if s >= cut][::-1]
 
 
 def test_array_elements_backward_needs_the_array_end() -> None:
-    assert list(streams.array_elements_backward(b'[{"a": 1}, {"b": 2}')) == []
-    assert list(streams.array_elements_backward(b'{"b": 2}]')) == [b'{"b": 2}']
-    assert list(streams.array_elements_backward(b'"x\\\\"}, {"b": "\\\\\\""}]')) == [b'{"b": "\\\\\\""}']
+    assert list(framing.array_elements_backward(b'[{"a": 1}, {"b": 2}')) == []
+    assert list(framing.array_elements_backward(b'{"b": 2}]')) == [b'{"b": 2}']
+    assert list(framing.array_elements_backward(b'"x\\\\"}, {"b": "\\\\\\""}]')) == [b'{"b": "\\\\\\""}']
 
 
 def test_array_separator_is_a_line_that_starts_with_a_comma() -> None:
     data = gemini_array(gemini_chunks(["a", "b", "c"], 1, 2, None, None, "STOP"))
     last = data.rindex(b"\r\n,\r\n") + 2
-    assert streams.array_separator(data) == last
-    assert streams.array_separator(data[:last]) == data.index(b"\r\n,\r\n") + 2
-    assert streams.array_separator(b'[{"a": [1,\n2]},{"b": ",\\n"}]') == -1
+    assert framing.array_separator(data) == last
+    assert framing.array_separator(data[:last]) == data.index(b"\r\n,\r\n") + 2
+    assert framing.array_separator(b'[{"a": [1,\n2]},{"b": ",\\n"}]') == -1
 
 
 def es_frames_of(data: bytes) -> set[int]:
@@ -2111,14 +2111,14 @@ def test_eventstream_frame_starts_are_frames_starts(frames: list[tuple[dict, byt
     starts = es_frames_of(data)
     offset = 0
     for piece in chunk(data, how):
-        start = streams.eventstream_frame_start(piece)
+        start = framing.eventstream_frame_start(piece)
         if start >= 0:
             assert offset + start in starts
         offset += len(piece)
     last = max(s for s in starts if s + 12 <= len(data))
     for known in (-1, *starts, guess):  # a frame's start, or what is not one
-        assert streams.eventstream_frame_start(data, known=known) == last
-    assert streams.eventstream_first_frame(data[1:]) == (
+        assert framing.eventstream_frame_start(data, known=known) == last
+    assert framing.eventstream_first_frame(data[1:]) == (
         min(s for s in starts if s > 0) - 1 if len(frames) > 1 else len(data) - 1
     )
 
@@ -2129,9 +2129,9 @@ def test_eventstream_frame_start_beyond_short_headers() -> None:
     whole prelude is."""
     long_headers = es_frame({":event-type": "x" * 300}, b'{"a": 1}')
     zeros = es_frame({":event-type": "chunk"}, bytes(10))
-    assert streams.eventstream_frame_start(long_headers + zeros) == len(long_headers)
-    assert streams.eventstream_frame_start(zeros + long_headers + zeros[:11]) == len(zeros)
-    assert streams.eventstream_frame_start(zeros + long_headers + zeros[:12]) == len(zeros + long_headers)
+    assert framing.eventstream_frame_start(long_headers + zeros) == len(long_headers)
+    assert framing.eventstream_frame_start(zeros + long_headers + zeros[:11]) == len(zeros)
+    assert framing.eventstream_frame_start(zeros + long_headers + zeros[:12]) == len(zeros + long_headers)
 
 
 # Streams much longer than a (small) window, ending in a usage event larger than the window.
@@ -2234,7 +2234,7 @@ def test_gemini_array_that_broke_off_reads_the_last_whole_element(monkeypatch: p
 
 def test_gemini_array_written_otherwise_is_kept_up_to_a_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     small_window(monkeypatch)
-    monkeypatch.setattr(streams.bounds, "MAX_FRAME", 4096)
+    monkeypatch.setattr(framing.bounds, "MAX_FRAME", 4096)
     objects = gemini_chunks([f"word {i} " * 20 for i in range(60)], 9, 20, None, None, "STOP")
     data = ("[" + ",".join(compact(o) for o in objects) + "]").encode()  # no line starts with a comma
     reader = GenerateArrayReader()
@@ -2276,4 +2276,4 @@ def test_raw_event_spans_are_the_events_of_the_lf_normalised_stream(data: bytes)
     lf_data = lf(data)
     end = lf_data.rfind(b"\n\n")
     complete = split_events(lf_data[: end + 2]) if end >= 0 else []
-    assert [lf(data[begin:stop]) for begin, stop in streams.raw_event_spans(data)] == complete
+    assert [lf(data[begin:stop]) for begin, stop in framing.raw_event_spans(data)] == complete

@@ -9,10 +9,12 @@ import time
 import pytest
 from tests.support.otlp import Collector, no_collector, wait_for_trace_exports_to_stop
 
-from tollgate.auditlog import instance_name
-from tollgate.call import Call, Classification, Failure, RequestFacts
+from tollgate.call import Call, Failure
 from tollgate.config import OtlpConfig
-from tollgate.tracing import (
+from tollgate.formats.request_facts import Classification, RequestFacts
+from tollgate.formats.usage import Usage
+from tollgate.records.auditlog import instance_name
+from tollgate.records.traces import (
     OPERATIONS,
     OtlpSettings,
     Traces,
@@ -22,7 +24,6 @@ from tollgate.tracing import (
     span_attributes,
     span_name,
 )
-from tollgate.usage import Usage
 
 # ---- where spans go
 

@@ -14,14 +14,15 @@ import pytest
 import trustme
 from tests.support.fake_upstream import FakeUpstream, Reply
 
-from tollgate.call import Classification, fingerprint
 from tollgate.config import parse_config
-from tollgate.keypool import KeyPool
+from tollgate.config_base import ProviderConfig
+from tollgate.fingerprint import fingerprint
+from tollgate.formats.raw_headers import Fields
+from tollgate.formats.request_facts import Classification
 from tollgate.providers import PROVIDERS
 from tollgate.providers.base import Applied, RequestParts, UpstreamCredential
-from tollgate.raw_headers import Fields
+from tollgate.providers.keypool import KeyPool
 from tollgate.runtime import Loaded
-from tollgate.settings_models import ProviderConfig
 from tollgate.upstream import (
     Outgoing,
     Unreachable,
@@ -169,9 +170,6 @@ def imports(path: Path) -> set[str]:
     return found
 
 
-def test_nothing_sends_with_requests_and_the_summarizer_imports_no_other_stage() -> None:
+def test_nothing_sends_with_requests_and_the_upstream_module_knows_no_mitmproxy() -> None:
     assert not [p.name for p in ADDONS.rglob("*.py") if "requests" in imports(p)]
-    assert {m for m in imports(ADDONS / "stages" / "rollup.py") if m.startswith(".") and not m.startswith("..")} == {
-        ".shared"
-    }
     assert "mitmproxy" not in {m.split(".")[0] for m in imports(ADDONS / "upstream.py")}

@@ -1,4 +1,4 @@
-from tollgate.usage import Usage
+from tollgate.formats.usage import Usage
 
 
 def test_counted_total_is_input_plus_output_whatever_was_reported() -> None:

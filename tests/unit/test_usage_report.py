@@ -19,8 +19,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tollgate.__main__ import main
-from tollgate.usage_report import (
+from tollgate.cli.main import main
+from tollgate.records.usage_report import (
     KEYS,
     Call,
     Malformed,
@@ -540,7 +540,7 @@ class StandInStoreError(Exception):
 
 @pytest.fixture
 def ledger(monkeypatch, tmp_path: Path) -> list[StandInStore]:
-    """`tollgate.ledger` replaced by a stand-in whose stores hold SMALL's calls as ledger rows."""
+    """`tollgate.records.ledger` replaced by a stand-in whose stores hold SMALL's calls as ledger rows."""
     rows = []
     for line in SMALL:
         row = {k: v for k, v in json.loads(line).items() if k != "event"}
@@ -551,10 +551,10 @@ def ledger(monkeypatch, tmp_path: Path) -> list[StandInStore]:
         opened.append(StandInStore(url, rows, fail=url.endswith("/down")))
         return opened[-1]
 
-    stand_in = types.ModuleType("tollgate.ledger")
+    stand_in = types.ModuleType("tollgate.records.ledger")
     stand_in.open_store = open_store
     stand_in.StoreError = StandInStoreError
-    monkeypatch.setitem(sys.modules, "tollgate.ledger", stand_in)
+    monkeypatch.setitem(sys.modules, "tollgate.records.ledger", stand_in)
     monkeypatch.chdir(tmp_path)
     return opened
 

@@ -6,13 +6,13 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 
-from ..host_globs import glob_pattern
-from .anthropic import Anthropic
-from .base import Provider
-from .bedrock import Bedrock
-from .gemini import Gemini
-from .openai import OpenAI
-from .vertex import Vertex
+from tollgate.host_globs import glob_pattern
+from tollgate.providers.anthropic import Anthropic
+from tollgate.providers.base import Provider
+from tollgate.providers.bedrock import Bedrock
+from tollgate.providers.gemini import Gemini
+from tollgate.providers.openai import OpenAI
+from tollgate.providers.vertex import Vertex
 
 PROVIDERS: dict[str, Provider] = {p.name: p for p in (OpenAI(), Gemini(), Anthropic(), Bedrock(), Vertex())}
 

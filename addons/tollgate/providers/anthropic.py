@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from tollgate.call import Batch, Classification, RequestFacts
-from tollgate.exact_reading import (
+from tollgate.formats import ANTHROPIC_MESSAGES, OPENAI_API, OPENAI_CHAT
+from tollgate.formats.anthropic_messages import MessagesStreamReader, messages_facts, messages_usage
+from tollgate.formats.exact import (
     UNREAD_BODY,
     UNREAD_MODEL,
     Unreadable,
@@ -16,6 +17,9 @@ from tollgate.exact_reading import (
     request_model,
     words,
 )
+from tollgate.formats.request_facts import Batch, Classification, RequestFacts
+from tollgate.formats.usage import Usage
+from tollgate.formats.usage_reading import UsageReader, is_event_stream
 from tollgate.providers import openai
 from tollgate.providers.base import (
     AUDIT_UNAVAILABLE,
@@ -38,11 +42,6 @@ from tollgate.providers.base import (
     Provider,
     Refusal,
 )
-from tollgate.providers.openai_format import OPENAI_FORMAT
-from tollgate.translate.anthropic_messages import MessagesStreamReader, messages_facts, messages_usage
-from tollgate.translate.formats import ANTHROPIC_MESSAGES, OPENAI_CHAT
-from tollgate.usage import Usage
-from tollgate.usage_readers import UsageReader, is_event_stream
 
 _ENDPOINTS = {
     "messages": "messages",
@@ -190,12 +189,12 @@ class Anthropic(Provider):
     def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
         if not is_event_stream(headers):
             return super().usage_reader(classification, headers)
-        if classification.wire_format == OPENAI_FORMAT:
+        if classification.wire_format == OPENAI_API:
             return openai.stream_reader(classification.endpoint)
         return MessagesStreamReader()
 
     def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
-        if classification.wire_format == OPENAI_FORMAT:
+        if classification.wire_format == OPENAI_API:
             return openai.usage_of(classification.endpoint, body)
         return messages_usage(body, counted=classification.endpoint == "messages.count_tokens")
 

@@ -14,17 +14,17 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
-from tollgate.translate.openai_chat import ask_for_usage
-
-from ..call import Classification, fingerprint
-from ..raw_headers import Fields
-from ..settings_models import ProviderConfig
-from ..usage import Usage
-from ..usage_readers import UsageReader, WholeBodyReader
-from .openai_format import OPENAI_FORMAT as _OPENAI_FORMAT  # not a refusal reason, as base.py's other constants are
+from tollgate.config_base import ProviderConfig
+from tollgate.fingerprint import fingerprint
+from tollgate.formats import OPENAI_API
+from tollgate.formats.openai_chat import ask_for_usage
+from tollgate.formats.raw_headers import Fields
+from tollgate.formats.request_facts import Classification
+from tollgate.formats.usage import Usage
+from tollgate.formats.usage_reading import UsageReader, WholeBodyReader
 
 if TYPE_CHECKING:
-    from ..keypool import KeyPool
+    from tollgate.providers.keypool import KeyPool
 
 Headers = MutableMapping[str, str]
 Query = MutableMapping[str, str]
@@ -381,7 +381,7 @@ class Provider:
         """The header carrying the upstream key where the call's wire format wants it: `Authorization:
         Bearer` for the OpenAI format (every provider's OpenAI-compatible endpoints too), else the
         provider's header."""
-        if classification.wire_format == _OPENAI_FORMAT or self.key_header == "authorization":
+        if classification.wire_format == OPENAI_API or self.key_header == "authorization":
             return "authorization", f"Bearer {key}"
         return self.key_header, key
 
@@ -403,7 +403,7 @@ class Provider:
         signature over it); returns whether it asked the answer for usage the client did not ask
         for, changing `body`. `inject_usage` is `audit.stream_usage: inject`. Default: a call in the
         OpenAI wire format (any provider's OpenAI-compatible endpoint) asks for stream usage."""
-        if inject_usage and classification.wire_format == _OPENAI_FORMAT:
+        if inject_usage and classification.wire_format == OPENAI_API:
             return ask_for_usage(classification, body)
         return False
 

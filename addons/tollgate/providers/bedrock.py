@@ -12,9 +12,28 @@ from urllib.parse import quote, unquote
 
 from pydantic import Field, model_validator
 
-from tollgate import sigv4
-from tollgate.call import Batch, Classification, RequestFacts, fingerprint
-from tollgate.exact_reading import (
+from tollgate.config_base import AwsCredentials, ProviderConfig
+from tollgate.fingerprint import fingerprint
+from tollgate.formats import (
+    ANTHROPIC_MESSAGES,
+    BEDROCK_CONVERSE,
+    CLAUDE_ON_BEDROCK,
+    OPENAI_API,
+    OPENAI_CHAT,
+    anthropic_messages,
+)
+from tollgate.formats.bedrock_converse import EventStreamReader, answer_usage, converse_facts, counted_usage
+from tollgate.formats.bedrock_invoke import (
+    LATENCY_HEADER,
+    SERVICE_TIER_HEADER,
+    USAGE_HEADERS,
+    counted_request,
+    header_name,
+    header_usage,
+    invoke_facts,
+    invoke_finish_reason,
+)
+from tollgate.formats.exact import (
     STORED_PROMPT,
     UNREAD_FACTS,
     UNREAD_MODEL,
@@ -24,8 +43,12 @@ from tollgate.exact_reading import (
     request_model,
     words,
 )
-from tollgate.json_codec import parse_json
-from tollgate.providers import bedrock_apis, openai
+from tollgate.formats.json_codec import parse_json
+from tollgate.formats.raw_headers import Fields
+from tollgate.formats.request_facts import Batch, Classification, RequestFacts
+from tollgate.formats.usage import Usage
+from tollgate.formats.usage_reading import UsageReader, add_totals, is_event_stream
+from tollgate.providers import bedrock_apis, openai, sigv4
 from tollgate.providers.base import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
@@ -54,28 +77,10 @@ from tollgate.providers.base import (
     UpstreamCredential,
     VerifiedCaller,
 )
-from tollgate.providers.openai_format import OPENAI_FORMAT
-from tollgate.raw_headers import Fields
-from tollgate.settings_models import AwsCredentials, ProviderConfig
-from tollgate.sigv4 import CredentialSource
-from tollgate.translate import anthropic_messages
-from tollgate.translate.bedrock_converse import EventStreamReader, answer_usage, converse_facts, counted_usage
-from tollgate.translate.bedrock_invoke import (
-    LATENCY_HEADER,
-    SERVICE_TIER_HEADER,
-    USAGE_HEADERS,
-    counted_request,
-    header_name,
-    header_usage,
-    invoke_facts,
-    invoke_finish_reason,
-)
-from tollgate.translate.formats import ANTHROPIC_MESSAGES, BEDROCK_CONVERSE, CLAUDE_ON_BEDROCK, OPENAI_CHAT
-from tollgate.usage import Usage
-from tollgate.usage_readers import UsageReader, add_totals, is_event_stream
+from tollgate.providers.sigv4 import CredentialSource
 
 if TYPE_CHECKING:
-    from tollgate.keypool import KeyPool
+    from tollgate.providers.keypool import KeyPool
 
 # The DNS suffixes of AWS's partitions, public and dual-stack (botocore's partitions.json).
 AWS_DNS_SUFFIXES = (
@@ -431,7 +436,7 @@ class Bedrock(Provider):
     def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
         if classification.endpoint in bedrock_apis.ENDPOINTS:
             return bedrock_apis.usage_reader(classification)
-        if classification.wire_format == OPENAI_FORMAT:
+        if classification.wire_format == OPENAI_API:
             if is_event_stream(headers):
                 return openai.stream_reader(classification.endpoint)
         elif "amazon.eventstream" in headers.get("content-type", ""):
@@ -439,7 +444,7 @@ class Bedrock(Provider):
         return super().usage_reader(classification, headers)
 
     def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
-        if classification.wire_format == OPENAI_FORMAT:
+        if classification.wire_format == OPENAI_API:
             return openai.usage_of(classification.endpoint, body)
         data = parse_json(body) or {}
         endpoint = classification.endpoint

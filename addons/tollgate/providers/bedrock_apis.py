@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tollgate.call import Batch, Classification, RequestFacts
-from tollgate.exact_reading import Unreadable, check_case, path_segments, request_int, request_model, words
-from tollgate.translate.bedrock_invoke import AgentTraceReader
-from tollgate.usage_readers import NoUsage, UsageReader
+from tollgate.formats.bedrock_invoke import AgentTraceReader
+from tollgate.formats.exact import Unreadable, check_case, path_segments, request_int, request_model, words
+from tollgate.formats.request_facts import Batch, Classification, RequestFacts
+from tollgate.formats.usage_reading import NoUsage, UsageReader
 
 # Each operation: its method, its path with `{}` for each id (a trailing '/' as the SDKs send it),
 # and its endpoint name (the operation's name in botocore, in Bedrock's endpoint names' style).

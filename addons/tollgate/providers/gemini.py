@@ -10,8 +10,9 @@ from urllib.parse import quote, unquote_plus
 
 from pydantic import Field
 
-from tollgate.call import Batch, Classification, RequestFacts
-from tollgate.exact_reading import (
+from tollgate.config_base import ProviderConfig
+from tollgate.formats import GEMINI_GENERATE, OPENAI_API, OPENAI_CHAT
+from tollgate.formats.exact import (
     CACHED_CONTENT,
     UNREAD_BODY,
     Unreadable,
@@ -20,6 +21,12 @@ from tollgate.exact_reading import (
     request_model,
     words,
 )
+from tollgate.formats.gemini_generate.answer import counted_usage, usage_of
+from tollgate.formats.gemini_generate.facts import one_of, read_facts
+from tollgate.formats.gemini_generate.stream import GenerateArrayReader, GenerateStreamReader
+from tollgate.formats.request_facts import Batch, Classification, RequestFacts
+from tollgate.formats.usage import Usage
+from tollgate.formats.usage_reading import UsageReader, is_event_stream
 from tollgate.providers import openai
 from tollgate.providers.base import (
     AUDIT_UNAVAILABLE,
@@ -52,14 +59,6 @@ from tollgate.providers.google_oauth import (
     GoogleTokens,
     load_tokens,
 )
-from tollgate.providers.openai_format import OPENAI_FORMAT
-from tollgate.settings_models import ProviderConfig
-from tollgate.translate.formats import GEMINI_GENERATE, OPENAI_CHAT
-from tollgate.translate.gemini_generate.answer import counted_usage, usage_of
-from tollgate.translate.gemini_generate.facts import one_of, read_facts
-from tollgate.translate.gemini_generate.stream import GenerateArrayReader, GenerateStreamReader
-from tollgate.usage import Usage
-from tollgate.usage_readers import UsageReader, is_event_stream
 
 # /v1beta/models/gemini-2.0-flash:generateContent, /v1/tunedModels/x:generateContent, …
 _MODEL_CALL = re.compile(
@@ -327,7 +326,7 @@ class Gemini(Provider):
         return self._json_refusal(reason, body)
 
     def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
-        if classification.wire_format == OPENAI_FORMAT:
+        if classification.wire_format == OPENAI_API:
             if is_event_stream(headers):
                 return openai.stream_reader(classification.endpoint)
         elif is_event_stream(headers):
@@ -337,7 +336,7 @@ class Gemini(Provider):
         return super().usage_reader(classification, headers)
 
     def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
-        if classification.wire_format == OPENAI_FORMAT:
+        if classification.wire_format == OPENAI_API:
             return openai.usage_of(classification.endpoint, body)
         if classification.endpoint == "countTokens":
             return counted_usage(body)

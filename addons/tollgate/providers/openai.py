@@ -9,8 +9,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from tollgate.call import Batch, Classification, RequestFacts
-from tollgate.exact_reading import (
+from tollgate.formats import OPENAI_API, OPENAI_CHAT, openai_chat, openai_responses
+from tollgate.formats.exact import (
     ASSISTANT,
     SESSION_UPDATES,
     UNREAD_BODY,
@@ -23,7 +23,13 @@ from tollgate.exact_reading import (
     request_model,
     words,
 )
-from tollgate.json_codec import parse_json
+from tollgate.formats.json_codec import parse_json
+from tollgate.formats.openai_chat import ChatStreamReader, answer_usage, body_facts
+from tollgate.formats.openai_realtime import INSECURE_KEY_PREFIX, REALTIME, read_settings, realtime_model
+from tollgate.formats.openai_responses import RESPONSES, ResponsesStreamReader, response_usage
+from tollgate.formats.request_facts import Batch, Classification, RequestFacts
+from tollgate.formats.usage import Usage
+from tollgate.formats.usage_reading import UsageReader, is_event_stream
 from tollgate.providers.base import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
@@ -45,14 +51,6 @@ from tollgate.providers.base import (
     Provider,
     Refusal,
 )
-from tollgate.providers.openai_format import OPENAI_FORMAT
-from tollgate.translate import openai_chat, openai_responses
-from tollgate.translate.formats import OPENAI_CHAT
-from tollgate.translate.openai_chat import ChatStreamReader, answer_usage, body_facts
-from tollgate.translate.openai_realtime import INSECURE_KEY_PREFIX, REALTIME, read_settings, realtime_model
-from tollgate.translate.openai_responses import RESPONSES, ResponsesStreamReader, response_usage
-from tollgate.usage import Usage
-from tollgate.usage_readers import UsageReader, is_event_stream
 
 # Path segments (after the version prefix) → endpoint kind; a path under one of these is that kind.
 # No prefix begins another, so a path matches one at most and the order does not matter.
@@ -174,15 +172,15 @@ def classify_request(method: str, segments: Sequence[str], data: dict[str, Any] 
     job = job_of(method, segments)
     if is_upload(method, segments):
         facts = RequestFacts(batch=job)
-        return Classification(endpoint=endpoint, facts=facts, wire_format=OPENAI_FORMAT, unread=UNREAD_BODY)
+        return Classification(endpoint=endpoint, facts=facts, wire_format=OPENAI_API, unread=UNREAD_BODY)
     if endpoint == RESPONSES and method == "GET" and len(segments) == 1:
         # The Responses API's WebSocket mode: no call of its own, each response.create on it is one.
-        return Classification(RESPONSES, facts=RequestFacts(stream=True), wire_format=OPENAI_FORMAT, session=True)
+        return Classification(RESPONSES, facts=RequestFacts(stream=True), wire_format=OPENAI_API, session=True)
     try:
         if endpoint == REALTIME and method == "GET":
             facts = RequestFacts(stream=True)
             facts.unseen(SESSION_UPDATES)  # its tools and instructions come in its events, after the decision
-            return Classification(REALTIME, realtime_model(query), facts, OPENAI_FORMAT)
+            return Classification(REALTIME, realtime_model(query), facts, OPENAI_API)
         classification = classify_body(endpoint, method, data)
         classification.facts.batch = job
         if method == "POST" and _is_shaped(segments, _MODEL_FROM_ELSEWHERE):
@@ -199,7 +197,7 @@ def classify_body(endpoint: str | None, method: str, data: dict[str, Any] | None
     """Model and request facts from an OpenAI-format request body (its JSON object), read as its
     endpoint's format reads them."""
     if data is None or method != "POST":
-        return Classification(endpoint=endpoint, wire_format=OPENAI_FORMAT)
+        return Classification(endpoint=endpoint, wire_format=OPENAI_API)
     facts = body_facts(data)
     if endpoint == "chat.completions":
         openai_chat.read_facts(data, facts)
@@ -212,7 +210,7 @@ def classify_body(endpoint: str | None, method: str, data: dict[str, Any] | None
     elif endpoint == "images.generations":
         facts.answers = request_count(data.get("n"), "n")
     named = read_settings(data, facts) if endpoint is not None and endpoint.startswith("realtime.") else data
-    return Classification(endpoint, request_model(named), facts, OPENAI_FORMAT)
+    return Classification(endpoint, request_model(named), facts, OPENAI_API)
 
 
 def usage_of(endpoint: str | None, body: bytes | None) -> Usage:

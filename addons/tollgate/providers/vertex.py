@@ -16,18 +16,26 @@ from urllib.parse import quote
 
 from pydantic import Field
 
-from tollgate.translate import anthropic_messages
-from tollgate.translate.gemini_generate.facts import read_facts
-
-from ..call import Batch, Classification, RequestFacts, fingerprint
-from ..exact_reading import Unreadable, check_case, path_segments, request_model, words
-from ..settings_models import ProviderConfig
-from ..translate.formats import ANTHROPIC_MESSAGES, CLAUDE_ON_VERTEX, GEMINI_GENERATE
-from ..usage import Usage
-from ..usage_readers import UsageReader, is_event_stream
-from . import gemini, openai
-from .base import ChatLeg, HeaderKey, Headers, Provider, Refusal, RequestParts, UpstreamCredential, client_cert_of
-from .google_oauth import CLOUD_PLATFORM, QUOTA_PROJECT, BearerToken, GoogleTokens, load_tokens
+from tollgate.config_base import ProviderConfig
+from tollgate.fingerprint import fingerprint
+from tollgate.formats import ANTHROPIC_MESSAGES, CLAUDE_ON_VERTEX, GEMINI_GENERATE, anthropic_messages
+from tollgate.formats.exact import Unreadable, check_case, path_segments, request_model, words
+from tollgate.formats.gemini_generate.facts import read_facts
+from tollgate.formats.request_facts import Batch, Classification, RequestFacts
+from tollgate.formats.usage import Usage
+from tollgate.formats.usage_reading import UsageReader, is_event_stream
+from tollgate.providers import gemini, openai
+from tollgate.providers.base import (
+    ChatLeg,
+    HeaderKey,
+    Headers,
+    Provider,
+    Refusal,
+    RequestParts,
+    UpstreamCredential,
+    client_cert_of,
+)
+from tollgate.providers.google_oauth import CLOUD_PLATFORM, QUOTA_PROJECT, BearerToken, GoogleTokens, load_tokens
 
 _VERSION = re.compile(r"v\d+(?:alpha|beta)?\d*")
 # Project ids and numbers, locations, publishers: lower-case, as Google names them (a resource

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tollgate.ledger import Charge, Reservation, Store
+from tollgate.records.ledger import Charge, Reservation, Store
 
 from .conftest import Backend, eventually, run
 

@@ -11,9 +11,10 @@ import pytest
 from hypothesis import strategies as st
 from mitmproxy.http import Headers
 
-from tollgate.call import Classification
-from tollgate.exact_reading import Unreadable
-from tollgate.json_codec import read_request_json
+from tollgate.formats.exact import Unreadable
+from tollgate.formats.json_codec import read_request_json
+from tollgate.formats.request_facts import Classification
+from tollgate.formats.usage import Usage
 from tollgate.providers import PROVIDERS
 from tollgate.providers.base import (
     AUDIT_UNAVAILABLE,
@@ -32,7 +33,6 @@ from tollgate.providers.base import (
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
 )
-from tollgate.usage import Usage
 
 OPENAI = PROVIDERS["openai"]
 

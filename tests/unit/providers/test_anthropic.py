@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from tollgate.call import Classification
-from tollgate.exact_reading import Unreadable
+from tollgate.formats.anthropic_messages import usage_from_object
+from tollgate.formats.exact import Unreadable
+from tollgate.formats.request_facts import Classification
 from tollgate.providers.base import (
     Presented,
 )
-from tollgate.translate.anthropic_messages import usage_from_object
 
 from .common import (
     ANTHROPIC,
@@ -147,7 +147,7 @@ def test_anthropic_openai_compatible_chat() -> None:
         {"model": "claude-opus-4-1", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]}
     )
     c = classify(ANTHROPIC, "POST", "/v1/chat/completions", body)
-    assert (c.endpoint, c.model, c.wire_format) == ("chat.completions", "claude-opus-4-1", "openai")
+    assert (c.endpoint, c.model, c.wire_format) == ("chat.completions", "claude-opus-4-1", "openai-api")
     assert facts(c) == (2, True, False, False, None)
 
 

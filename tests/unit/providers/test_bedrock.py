@@ -10,13 +10,13 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tollgate.call import Classification
-from tollgate.exact_reading import Unreadable
+from tollgate.formats.bedrock_invoke import invoke_finish_reason
+from tollgate.formats.exact import Unreadable
+from tollgate.formats.request_facts import Classification
 from tollgate.providers import bedrock as bedrock_mod
 from tollgate.providers.base import (
     Presented,
 )
-from tollgate.translate.bedrock_invoke import invoke_finish_reason
 
 from .common import (
     _CLAUDE_INVOKE,
@@ -158,7 +158,7 @@ def test_bedrock_openai_chat_completions() -> None:
         }
     )
     c = classify(BEDROCK, "POST", "/openai/v1/chat/completions", body)
-    assert (c.endpoint, c.model, c.wire_format) == ("chat.completions", "openai.gpt-oss-120b-1:0", "openai")
+    assert (c.endpoint, c.model, c.wire_format) == ("chat.completions", "openai.gpt-oss-120b-1:0", "openai-api")
     assert facts(c) == (2, True, True, True, 64)
 
 

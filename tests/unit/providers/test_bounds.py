@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from tollgate.call import Batch
-from tollgate.exact_reading import Unreadable
-from tollgate.max_output import max_output_tokens
+from tollgate.formats.exact import Unreadable
+from tollgate.formats.request_facts import Batch
+from tollgate.governance.max_output import max_output_tokens
 
 from .common import ANTHROPIC, BEDROCK, GEMINI, OPENAI, VERTEX
 

@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from tollgate.call import Classification
-from tollgate.exact_reading import Unreadable
+from tollgate.formats.exact import Unreadable
+from tollgate.formats.gemini_generate.answer import usage_from_object
+from tollgate.formats.request_facts import Classification
 from tollgate.providers.base import (
     Presented,
 )
-from tollgate.translate.gemini_generate.answer import usage_from_object
 
 from .common import (
     EMPTY_USAGE,
@@ -158,15 +158,15 @@ def test_gemini_openai_compatible_chat(version: str) -> None:
     c = classify(GEMINI, "POST", f"/{version}/openai/chat/completions", body)
     assert c.endpoint == "chat.completions"
     assert c.model == "gemini-2.0-flash"
-    assert c.wire_format == "openai"
+    assert c.wire_format == "openai-api"
     assert facts(c) == (2, True, False, True, 99)
 
 
 def test_gemini_openai_compatible_embeddings_and_models() -> None:
     c = classify(GEMINI, "POST", "/v1beta/openai/embeddings", j({"model": "text-embedding-004", "input": "x"}))
-    assert (c.endpoint, c.model, c.wire_format) == ("embeddings", "text-embedding-004", "openai")
+    assert (c.endpoint, c.model, c.wire_format) == ("embeddings", "text-embedding-004", "openai-api")
     c = classify(GEMINI, "GET", "/v1beta/openai/models", None)
-    assert (c.endpoint, c.model, c.wire_format) == ("models", None, "openai")
+    assert (c.endpoint, c.model, c.wire_format) == ("models", None, "openai-api")
 
 
 def test_gemini_native_usage() -> None:

@@ -15,12 +15,15 @@ import pytest
 import yaml
 from botocore.credentials import ReadOnlyCredentials
 
-from tollgate import sigv4
-from tollgate.call import Classification, RequestFacts, fingerprint
 from tollgate.config import OPENAI_COMPATIBLE_TARGETS, Config, ConfigError, parse_config
-from tollgate.keypool import KeyPool
-from tollgate.overrides import OPENAI_COMPATIBLE_PREFIX, ROUTED_ENDPOINTS
-from tollgate.providers import PROVIDERS
+from tollgate.config_base import ProviderConfig
+from tollgate.fingerprint import fingerprint
+from tollgate.formats import OPENAI_API
+from tollgate.formats.openai_chat import ask_for_usage
+from tollgate.formats.raw_headers import header_index
+from tollgate.formats.request_facts import Classification, RequestFacts
+from tollgate.governance.overrides import OPENAI_COMPATIBLE_PREFIX, ROUTED_ENDPOINTS
+from tollgate.providers import PROVIDERS, sigv4
 from tollgate.providers.base import (
     Applied,
     CredentialUnavailable,
@@ -31,11 +34,8 @@ from tollgate.providers.base import (
     VerifiedCaller,
 )
 from tollgate.providers.bedrock import BedrockConfig, SigV4Signature
-from tollgate.providers.openai_format import OPENAI_FORMAT
-from tollgate.raw_headers import header_index
-from tollgate.settings_models import ProviderConfig
-from tollgate.stages.settings import load
-from tollgate.translate.openai_chat import ask_for_usage
+from tollgate.providers.keypool import KeyPool
+from tollgate.proxy.stages.settings import load
 
 BEDROCK = PROVIDERS["bedrock"]
 OPENAI = PROVIDERS["openai"]
@@ -44,7 +44,7 @@ PATH = "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse"
 BODY = b'{"messages":[{"role":"user","content":[{"text":"hi"}]}]}'
 VIRTUAL = ("AKIAVIRTUAL0000000001", "virtual-secret")
 REAL = ("AKIAREAL000000000001", "real-secret", "real-session-token")
-CHAT = Classification(endpoint="chat.completions", facts=RequestFacts(stream=True), wire_format=OPENAI_FORMAT)
+CHAT = Classification(endpoint="chat.completions", facts=RequestFacts(stream=True), wire_format=OPENAI_API)
 CONVERSE = Classification(endpoint="converse", model="m")
 
 
@@ -182,7 +182,7 @@ def test_the_default_prepare_asks_an_openai_format_chat_stream_for_usage() -> No
     assert not OPENAI.prepare(CHAT, body, {}, inject_usage=True)
     untouched = {"model": "gpt-4o", "stream": True}
     assert not OPENAI.prepare(CHAT, untouched, {}, inject_usage=False)
-    assert not OPENAI.prepare(Classification("chat.completions", wire_format=OPENAI_FORMAT), untouched, {}, True)
+    assert not OPENAI.prepare(Classification("chat.completions", wire_format=OPENAI_API), untouched, {}, True)
     assert not OPENAI.prepare(Classification("embeddings", facts=RequestFacts(stream=True)), untouched, {}, True)
     native = Classification("messages", facts=RequestFacts(stream=True))
     assert not PROVIDERS["anthropic"].prepare(native, untouched, {}, True)

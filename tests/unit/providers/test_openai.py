@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tollgate.call import Classification
-from tollgate.exact_reading import Unreadable
+from tollgate.formats.exact import Unreadable
+from tollgate.formats.request_facts import Classification
 from tollgate.providers import openai as openai_mod
 from tollgate.providers.base import (
     Presented,
@@ -86,7 +86,7 @@ def test_openai_chat_completions_facts() -> None:
     c = classify(OPENAI, "POST", "/v1/chat/completions", body)
     assert c.endpoint == "chat.completions"
     assert c.model == "gpt-4o"
-    assert c.wire_format == "openai"
+    assert c.wire_format == "openai-api"
     assert facts(c) == (3, True, True, True, 256)
 
 
@@ -164,7 +164,7 @@ def test_openai_legacy_completions() -> None:
 
 def test_openai_get_has_no_body_facts() -> None:
     c = classify(OPENAI, "GET", "/v1/models", None)
-    assert (c.endpoint, c.model, c.wire_format) == ("models", None, "openai")
+    assert (c.endpoint, c.model, c.wire_format) == ("models", None, "openai-api")
     assert facts(c) == NO_FACTS
     # A body on a GET is not read.
     c = classify(OPENAI, "GET", "/v1/models/gpt-4o", j({"model": "gpt-4o"}))

@@ -15,8 +15,9 @@ from mitmproxy.connection import Client, Server
 from mitmproxy.proxy.context import Context
 from mitmproxy.test import taddons
 
-from tollgate.call import Classification, RequestFacts
-from tollgate.exact_reading import Unreadable
+from tollgate.formats.exact import Unreadable
+from tollgate.formats.request_facts import Classification, RequestFacts
+from tollgate.formats.usage import Usage
 from tollgate.providers import BUILT_IN_HOSTS, PROVIDERS, Hosts, allow_hosts, provider_for
 from tollgate.providers import anthropic as anthropic_mod
 from tollgate.providers import base as base_mod
@@ -41,7 +42,6 @@ from tollgate.providers.base import (
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
 )
-from tollgate.usage import Usage
 
 from .common import (
     ALL_ENDPOINTS,
@@ -333,7 +333,7 @@ def test_credential_positions_as_headers_and_query_parameters() -> None:
 
 def test_injected_header_follows_the_wire_format() -> None:
     native = Classification()
-    compat = Classification(wire_format="openai")
+    compat = Classification(wire_format="openai-api")
     assert OPENAI.injected("sk-real", compat) == ("authorization", "Bearer sk-real")
     assert GEMINI.injected("AIza-real", native) == ("x-goog-api-key", "AIza-real")
     assert GEMINI.injected("AIza-real", compat) == ("authorization", "Bearer AIza-real")
@@ -366,7 +366,7 @@ def test_classify_reads_or_refuses(name: str, data: st.DataObject, body: bytes |
 @given(
     body=json_bodies,
     endpoint=st.sampled_from(ALL_ENDPOINTS),
-    wire=st.sampled_from([None, "openai"]),
+    wire=st.sampled_from([None, "openai-api"]),
     header_pairs=st.lists(
         st.tuples(
             st.sampled_from(

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tollgate.call import Classification, McpServer
-from tollgate.exact_reading import Unreadable
+from tollgate.formats.exact import Unreadable
+from tollgate.formats.request_facts import Classification, McpServer
 
 from .common import ANTHROPIC, BEDROCK, GEMINI, OPENAI, VERTEX, classify, j
 

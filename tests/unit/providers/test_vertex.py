@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tollgate.exact_reading import Unreadable
+from tollgate.formats.exact import Unreadable
 from tollgate.providers import vertex as vertex_mod
 from tollgate.providers.base import RequestParts
 from tollgate.providers.vertex import VertexConfig, VertexProject
@@ -62,7 +62,7 @@ def test_the_openai_compatible_endpoint() -> None:
     body = {"model": "google/gemini-2.5-flash", "messages": [{"role": "user", "content": "hi"}], "stream": True}
     c = classify(VERTEX, "POST", f"{PROJECT_PATH}/endpoints/openapi/chat/completions", j(body))
     assert (c.endpoint, c.model, c.publisher, c.wire_format, c.facts.stream) == (
-        "chat.completions", "gemini-2.5-flash", "google", "openai", True,
+        "chat.completions", "gemini-2.5-flash", "google", "openai-api", True,
     )  # fmt: skip
 
 
@@ -233,7 +233,7 @@ def test_an_endpoints_chat_completions_are_read_in_openais_format_as_its_model(v
     assert (c.endpoint, c.model, c.wire_format, c.facts.max_tokens, c.facts.stream, c.unread) == (
         "chat.completions",
         "endpoints/1234567",
-        "openai",
+        "openai-api",
         9,
         True,
         (),

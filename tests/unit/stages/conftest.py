@@ -13,14 +13,15 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import tflow, tutils
 
-from tollgate import auditlog
-from tollgate.auditlog import PROCESS_EVENTS, AuditLog
 from tollgate.call import Call
 from tollgate.config import Config, parse_config
-from tollgate.raw_headers import header_index
+from tollgate.formats.raw_headers import header_index
+from tollgate.proxy.flows import CALL
+from tollgate.proxy.stages.classify import Classify
+from tollgate.proxy.state import Shared
+from tollgate.records import auditlog
+from tollgate.records.auditlog import PROCESS_EVENTS, AuditLog
 from tollgate.runtime import Loaded
-from tollgate.stages.classify import Classify
-from tollgate.stages.shared import CALL, Shared
 
 # Each provider's public host, as clients call it.
 HOSTS = {

@@ -10,9 +10,9 @@ import pytest
 from mitmproxy import http
 
 from tollgate.call import Call
-from tollgate.stages.shared import Shared
-from tollgate.stages.stream_tap import AskForUsage
-from tollgate.steps import CallSteps
+from tollgate.proxy.runner import CallSteps
+from tollgate.proxy.stages.stream_tap import AskForUsage
+from tollgate.proxy.state import Shared
 
 from .conftest import HOSTS, api_flow, classified, configured
 

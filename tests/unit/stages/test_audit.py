@@ -11,12 +11,13 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import tflow, tutils
 
-from tollgate.auditlog import AuditLog, instance_name
 from tollgate.call import FAILED_MARKER, REFUSED_MARKER, Call, Failure
-from tollgate.stages.audit import Audit, AuditGate
-from tollgate.stages.shared import CALL, Shared, refuse
-from tollgate.steps import CallSteps
-from tollgate.usage import Usage
+from tollgate.formats.usage import Usage
+from tollgate.proxy.flows import CALL, refuse
+from tollgate.proxy.runner import CallSteps
+from tollgate.proxy.stages.audit import Audit, AuditGate
+from tollgate.proxy.state import Shared
+from tollgate.records.auditlog import AuditLog, instance_name
 
 from .conftest import (
     HOSTS,

@@ -17,11 +17,12 @@ from mitmproxy.http import Headers
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import tflow
 
-from tollgate import compat
-from tollgate.call import Classification, RequestFacts
-from tollgate.raw_headers import header_index
-from tollgate.stages.classify import HEAD_TOO_LARGE, MAX_DECODED_BODY, Classify
-from tollgate.stages.shared import CALL, Shared
+from tollgate.formats.raw_headers import header_index
+from tollgate.formats.request_facts import Classification, RequestFacts
+from tollgate.proxy import patches
+from tollgate.proxy.flows import CALL
+from tollgate.proxy.stages.classify import HEAD_TOO_LARGE, MAX_DECODED_BODY, Classify
+from tollgate.proxy.state import Shared
 
 from .conftest import HOSTS, PROVIDERS, VALID, api_flow, assert_refused, classified, configured
 
@@ -43,7 +44,7 @@ MAIN_ENDPOINTS = {
             "max_tokens": 50,
             "max_completion_tokens": 80,
         },
-        Classification("chat.completions", "gpt-4o", RequestFacts(2, True, True, True, 80), "openai"),
+        Classification("chat.completions", "gpt-4o", RequestFacts(2, True, True, True, 80), "openai-api"),
     ),
     "gemini": (
         "/v1beta/models/gemini-2.0-flash:streamGenerateContent",
@@ -98,7 +99,7 @@ def test_an_openai_compatible_endpoint_of_another_provider_speaks_the_openai_for
     body = {"model": "gemini-2.0-flash", "messages": [{"role": "system", "content": "x"}], "stream": True}
     call = classified(configured(), api_flow(HOSTS["gemini"], "/v1beta/openai/chat/completions", body))
     assert call.classification == Classification(
-        "chat.completions", "gemini-2.0-flash", RequestFacts(1, True, False, True, None), "openai"
+        "chat.completions", "gemini-2.0-flash", RequestFacts(1, True, False, True, None), "openai-api"
     )
 
 
@@ -130,7 +131,7 @@ def test_a_body_in_any_content_coding_providers_take_is_read_decoded(encoding: s
 
 def test_a_listing_has_no_model_and_no_body() -> None:
     call = classified(configured(), api_flow(HOSTS["openai"], "/v1/models", method="GET"))
-    assert call.classification == Classification(endpoint="models", wire_format="openai")
+    assert call.classification == Classification(endpoint="models", wire_format="openai-api")
     assert (call.method, call.body) == ("GET", None)
 
 
@@ -234,7 +235,7 @@ def test_a_captured_call_whose_host_header_is_not_a_host_is_refused_as_its_serve
 # ---- uploads streamed unread, decided at their headers
 
 UPLOADS = [
-    ("openai", "/v1/files", Classification("files", None, RequestFacts(), "openai", ("model", "request"))),
+    ("openai", "/v1/files", Classification("files", None, RequestFacts(), "openai-api", ("model", "request"))),
     ("gemini", "/upload/v1beta/files", Classification("files.upload", unread=("model", "request"))),
     ("anthropic", "/v1/files", Classification("files", unread=("model", "request"))),
     (
@@ -409,7 +410,7 @@ def test_the_realtime_websocket_is_the_one_upgrade_let_through() -> None:
     assert call.path == "/v1/realtime"
     # Its tools and instructions come in its events, which no decision sees: taken as given.
     facts = RequestFacts(has_system=True, has_tools=True, stream=True, unread=("session_updates",))
-    assert call.classification == Classification("realtime", "gpt-realtime", facts, "openai")
+    assert call.classification == Classification("realtime", "gpt-realtime", facts, "openai-api")
 
 
 # ---- no configuration: nothing is served
@@ -440,7 +441,7 @@ def test_without_a_configuration_an_upload_is_refused_at_its_headers_and_not_str
 def cut(flow: http.HTTPFlow) -> http.HTTPFlow:
     flow.request.headers.clear()
     flow.request.raw_content = b""
-    compat.cut_head(flow.request)
+    patches.cut_head(flow.request)
     return flow
 
 
@@ -475,7 +476,7 @@ def test_a_cut_connect_to_a_provider_is_refused_as_its_call() -> None:
         HOSTS["openai"], 443, b"CONNECT", b"", b"api.openai.com:443", b"", b"HTTP/1.1", http.Headers(), b"", None, 0, 0
     )
     flow = tflow.tflow(req=connect)
-    compat.cut_head(flow.request)
+    patches.cut_head(flow.request)
     Classify(configured()).http_connect(flow)
     assert_refused(flow, "openai", "headers_too_large", HEAD_TOO_LARGE)
     assert flow.metadata[CALL].method == "CONNECT"

@@ -3,10 +3,10 @@ pass over the header fields."""
 
 from __future__ import annotations
 
-from tollgate.call import fingerprint
 from tollgate.config import Config
-from tollgate.stages.credential import Credential
-from tollgate.steps import CallSteps
+from tollgate.fingerprint import fingerprint
+from tollgate.proxy.runner import CallSteps
+from tollgate.proxy.stages.credential import Credential
 
 from .conftest import configured, openai_flow
 

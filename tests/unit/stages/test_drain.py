@@ -11,12 +11,12 @@ import pytest
 from mitmproxy import connection
 from mitmproxy.test import taddons, tflow
 
-from tollgate import compat
 from tollgate.config import Config
+from tollgate.proxy import patches
+from tollgate.proxy.stages import drain as drain_module
+from tollgate.proxy.stages.drain import Drain
+from tollgate.proxy.state import Shared
 from tollgate.runtime import Loaded
-from tollgate.stages import drain as drain_module
-from tollgate.stages.drain import Drain
-from tollgate.stages.shared import Shared
 
 
 class Proxyserver:
@@ -29,7 +29,7 @@ def scenario(
     """Run `body(drain, calls, stopped)` in a running loop, mitmproxy's master about it; what
     `compat.begin_drain` was given."""
     begun: list[object] = []
-    monkeypatch.setattr(compat, "begin_drain", lambda proxyserver: begun.append(proxyserver) or 0)
+    monkeypatch.setattr(patches, "begin_drain", lambda proxyserver: begun.append(proxyserver) or 0)
     monkeypatch.setattr(drain_module, "POLL", 0.01)
 
     async def run() -> None:
@@ -114,7 +114,7 @@ def test_a_connection_accepted_while_draining_is_refused() -> None:
 def test_a_goaway_is_written_apart_from_h2s_state() -> None:
     from hyperframe.frame import Frame, GoAwayFrame
 
-    frame, length = Frame.parse_frame_header(memoryview(compat.drain._goaway(2**31 - 1)[:9]))
-    frame.parse_body(memoryview(compat.drain._goaway(2**31 - 1)[9 : 9 + length]))
+    frame, length = Frame.parse_frame_header(memoryview(patches.drain._goaway(2**31 - 1)[:9]))
+    frame.parse_body(memoryview(patches.drain._goaway(2**31 - 1)[9 : 9 + length]))
     assert isinstance(frame, GoAwayFrame)
     assert (frame.stream_id, frame.last_stream_id, frame.error_code) == (0, 2**31 - 1, 0)

@@ -14,9 +14,9 @@ import pytest
 from mitmproxy import http
 
 from tollgate.call import Call
-from tollgate.jwt_identity import JwtIdentity
-from tollgate.stages.identify import PROXYAUTH, Identify
-from tollgate.stages.shared import Shared
+from tollgate.governance.jwt_identity import JwtIdentity
+from tollgate.proxy.stages.identify import PROXYAUTH, Identify
+from tollgate.proxy.state import Shared
 
 from .conftest import HOSTS, VALID, api_flow, classified, configured
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from tollgate.call import Call
 from tollgate.config import parse_config
-from tollgate.ledger import open_store
-from tollgate.limits import Estimate, Reserved, charges, counters
+from tollgate.formats.usage import Usage
+from tollgate.governance.limits import Estimate, Reserved, charges, counters
+from tollgate.proxy.stages.ledger import Ledger
+from tollgate.proxy.state import Shared
+from tollgate.records.ledger import open_store
 from tollgate.runtime import Loaded
-from tollgate.stages.ledger import Ledger
-from tollgate.stages.shared import Shared
-from tollgate.usage import Usage
 
 CONFIG = parse_config({"limits": [{"name": "day", "tokens_per_day": 1000, "requests_per_day": 10}]})
 

@@ -19,11 +19,11 @@ from mitmproxy.test import taddons
 from prometheus_client.parser import text_string_to_metric_families
 from tests.support.proxy import free_port
 
-from tollgate.health import LOOP_TIMEOUT
-from tollgate.pipeline import gateway
-from tollgate.stages.metrics import Metrics
-from tollgate.stages.settings import Settings
-from tollgate.stages.shared import Shared
+from tollgate.proxy.health import LOOP_TIMEOUT
+from tollgate.proxy.pipeline import gateway
+from tollgate.proxy.stages.metrics import Metrics
+from tollgate.proxy.stages.settings import Settings
+from tollgate.proxy.state import Shared
 
 from .test_settings import Running, replace_by_rename
 

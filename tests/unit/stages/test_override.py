@@ -10,9 +10,9 @@ import pytest
 from mitmproxy import http
 
 from tollgate.call import Call
-from tollgate.stages.override import Override
-from tollgate.stages.shared import Shared
-from tollgate.steps import CallSteps
+from tollgate.proxy.runner import CallSteps
+from tollgate.proxy.stages.override import Override
+from tollgate.proxy.state import Shared
 
 from .conftest import HOSTS, api_flow, classified, configured
 

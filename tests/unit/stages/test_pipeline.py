@@ -16,11 +16,11 @@ from mitmproxy import http
 from mitmproxy.addons import proxyserver
 from mitmproxy.test import taddons, tutils
 
-from tollgate.call import fingerprint
-from tollgate.pipeline import gateway
+from tollgate.fingerprint import fingerprint
 from tollgate.providers.base import REDACTED
-from tollgate.stages.shared import CALL
-from tollgate.steps import Gateway
+from tollgate.proxy.flows import CALL
+from tollgate.proxy.pipeline import gateway
+from tollgate.proxy.runner import Gateway
 
 from .conftest import HOSTS, api_flow, audit_lines
 

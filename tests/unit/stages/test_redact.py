@@ -8,9 +8,10 @@ from hypothesis import strategies as st
 from mitmproxy.test import tflow
 
 from tollgate.config import Config
-from tollgate.stages.credential import Credential
-from tollgate.stages.shared import CALL, Shared
-from tollgate.steps import CallSteps
+from tollgate.proxy.flows import CALL
+from tollgate.proxy.runner import CallSteps
+from tollgate.proxy.stages.credential import Credential
+from tollgate.proxy.state import Shared
 
 from .conftest import configured
 
@@ -18,9 +19,9 @@ from .conftest import configured
 @pytest.mark.parametrize("identified", [True, False])
 def test_a_saved_flow_shows_where_the_credentials_were_whether_or_not_identify_looked(identified):
     from tollgate.providers.base import REDACTED
-    from tollgate.stages.classify import Classify
-    from tollgate.stages.identify import Identify
-    from tollgate.stages.redact import Redact
+    from tollgate.proxy.stages.classify import Classify
+    from tollgate.proxy.stages.identify import Identify
+    from tollgate.proxy.stages.redact import Redact
 
     # Without a configuration Classify refuses before Identify looks.
     shared = configured() if identified else Shared()
@@ -42,8 +43,8 @@ def test_a_saved_flow_shows_where_the_credentials_were_whether_or_not_identify_l
 
 def refused_flow(*fields: tuple[bytes, bytes], path: str = "/v1/chat/completions"):
     """An OpenAI call as the client sent it, refused by Identify (no such client)."""
-    from tollgate.stages.classify import Classify
-    from tollgate.stages.identify import Identify
+    from tollgate.proxy.stages.classify import Classify
+    from tollgate.proxy.stages.identify import Identify
 
     shared = configured(
         Config(clients=[{"name": "alice", "keys": ["tg-alice-1"]}], providers={"openai": {"keys": ["sk-real"]}})
@@ -59,7 +60,7 @@ def refused_flow(*fields: tuple[bytes, bytes], path: str = "/v1/chat/completions
 
 def test_a_refused_call_shows_where_every_credential_was_whichever_provider_it_is_for():
     from tollgate.providers.base import REDACTED
-    from tollgate.stages.redact import Redact
+    from tollgate.proxy.stages.redact import Redact
 
     sent = (
         (b"Authorization", b"Bearer tg-unknown"),
@@ -97,7 +98,7 @@ def test_a_refused_call_shows_where_every_credential_was_whichever_provider_it_i
 
 def test_a_sent_call_shows_where_the_client_put_its_credentials_not_tollgates_key():
     from tollgate.providers.base import REDACTED
-    from tollgate.stages.redact import Redact
+    from tollgate.proxy.stages.redact import Redact
 
     shared, flow = refused_flow((b"x-api-key", b"tg-other"), (b"X-Anthropic-Key", b"sk-side"))
     flow.response = None
@@ -117,7 +118,7 @@ def test_a_sent_call_shows_where_the_client_put_its_credentials_not_tollgates_ke
 
 
 def test_a_call_still_open_at_shutdown_is_redacted():
-    from tollgate.stages.redact import Redact
+    from tollgate.proxy.stages.redact import Redact
 
     shared, flow = refused_flow((b"authorization", b"Bearer tg-alice-1"))
     flow.response = None
@@ -132,7 +133,7 @@ def test_a_call_still_open_at_shutdown_is_redacted():
 def test_a_refused_calls_trailers_leave_the_flow_with_its_body():
     from mitmproxy import http
 
-    from tollgate.stages.redact import Redact
+    from tollgate.proxy.stages.redact import Redact
 
     shared, flow = refused_flow((b"authorization", b"Bearer tg-alice-1"))
     flow.request.trailers = http.Headers(x_extra="tg-alice-1 after the body")
@@ -151,7 +152,7 @@ def test_a_refused_calls_trailers_leave_the_flow_with_its_body():
     )
 )
 def test_a_websocket_subprotocol_keeps_its_entries_but_no_key(entries):
-    from tollgate.redaction import redacted_protocols
+    from tollgate.governance.redaction import redacted_protocols
 
     value = b", ".join((prefix + rest).encode() for prefix, rest in entries)
     out = redacted_protocols(value)

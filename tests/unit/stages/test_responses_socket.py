@@ -12,22 +12,23 @@ from mitmproxy.test import taddons, tflow
 from mitmproxy.websocket import WebSocketMessage
 from wsproto.frame_protocol import Opcode
 
-from tollgate import compat
 from tollgate.call import Call
-from tollgate.exact_reading import Unreadable
-from tollgate.providers import PROVIDERS
-from tollgate.stages.classify import check_upgrade
-from tollgate.stages.responses_socket import ResponsesSocket
-from tollgate.stages.shared import CALL, Shared
-from tollgate.steps import CallSteps
-from tollgate.translate.openai_responses import RESPONSES
-from tollgate.translate.openai_responses.socket import (
+from tollgate.formats.exact import Unreadable
+from tollgate.formats.openai_responses import RESPONSES
+from tollgate.formats.openai_responses.socket import (
     SocketEvent,
     classify_response_create,
     socket_error,
     socket_event,
 )
-from tollgate.usage import Usage
+from tollgate.formats.usage import Usage
+from tollgate.providers import PROVIDERS
+from tollgate.proxy import patches
+from tollgate.proxy.flows import CALL
+from tollgate.proxy.runner import CallSteps
+from tollgate.proxy.stages.classify import check_upgrade
+from tollgate.proxy.stages.responses_socket import ResponsesSocket
+from tollgate.proxy.state import Shared
 
 # ---- what a message asks for
 
@@ -286,7 +287,7 @@ def test_a_response_open_when_the_websocket_ends_is_audited_with_how_it_ended():
 
 def test_draining_a_socket_ends_its_response_then_closes_it_and_takes_no_new_one(monkeypatch):
     closed: list[object] = []
-    monkeypatch.setattr(compat, "close_websocket", closed.append)
+    monkeypatch.setattr(patches, "close_websocket", closed.append)
     shared = Shared()
     records: list[dict] = []
     stage = ResponsesSocket(

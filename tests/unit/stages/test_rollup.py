@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tollgate.call import Call, Classification
+from tollgate.call import Call
 from tollgate.config import parse_config
-from tollgate.rollup import Size, Summaries, plan
+from tollgate.formats import OPENAI_CHAT
+from tollgate.formats.request_facts import Classification
+from tollgate.governance.rollup import Size, Summaries, plan
+from tollgate.proxy.stages.rollup import SummaryUnavailable, summarizer_call
 from tollgate.runtime import Loaded
-from tollgate.stages.rollup import SummaryUnavailable, summarizer_call
-from tollgate.translate.formats import OPENAI_CHAT
 
 RULE = {"above_messages": 3, "keep_last": 2, "summarizer": {"provider": "anthropic", "model": "claude-haiku-4-5"}}
 

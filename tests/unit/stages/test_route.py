@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from mitmproxy.test import tflow, tutils
 
-from tollgate.stages.classify import Classify
-from tollgate.stages.route import Route
-from tollgate.stages.shared import CALL, Shared
-from tollgate.steps import CallSteps
+from tollgate.proxy.flows import CALL
+from tollgate.proxy.runner import CallSteps
+from tollgate.proxy.stages.classify import Classify
+from tollgate.proxy.stages.route import Route
+from tollgate.proxy.state import Shared
 
 from .conftest import configured, openai_flow
 

@@ -17,15 +17,16 @@ import pytest
 import yaml
 from mitmproxy.test import taddons, tflow
 
-from tollgate.call import fingerprint
-from tollgate.pipeline import gateway
+from tollgate.fingerprint import fingerprint
 from tollgate.providers import BUILT_IN_HOSTS
-from tollgate.stages import settings as settings_module
-from tollgate.stages.classify import Classify
-from tollgate.stages.credential import Credential
-from tollgate.stages.settings import Settings, listen_addresses, stamp_of
-from tollgate.stages.shared import CALL, Shared
-from tollgate.steps import CallSteps
+from tollgate.proxy.flows import CALL
+from tollgate.proxy.pipeline import gateway
+from tollgate.proxy.runner import CallSteps
+from tollgate.proxy.stages import settings as settings_module
+from tollgate.proxy.stages.classify import Classify
+from tollgate.proxy.stages.credential import Credential
+from tollgate.proxy.stages.settings import Settings, listen_addresses, stamp_of
+from tollgate.proxy.state import Shared
 
 POLICY = 'package tollgate\nimport rego.v1\ndeny contains "no" if input.model == "forbidden"\n'
 

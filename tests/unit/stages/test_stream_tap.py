@@ -9,10 +9,11 @@ from functools import partial
 from mitmproxy.test import tflow
 
 from tollgate.call import Call
-from tollgate.stages.shared import CALL, Shared
-from tollgate.stages.stream_tap import MITMPROXY_CONNECTION_LOGGER, StreamTap, UsageTap, record_usage
-from tollgate.usage import Usage
-from tollgate.usage_readers import UsageReader
+from tollgate.formats.usage import Usage
+from tollgate.formats.usage_reading import UsageReader
+from tollgate.proxy.flows import CALL
+from tollgate.proxy.stages.stream_tap import MITMPROXY_CONNECTION_LOGGER, StreamTap, UsageTap, record_usage
+from tollgate.proxy.state import Shared
 
 # ---- mitmproxy's per-response streaming notice
 

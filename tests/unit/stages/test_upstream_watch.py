@@ -11,9 +11,10 @@ from mitmproxy.test import tflow
 
 from tollgate.call import Call, Failure
 from tollgate.config import parse_config
+from tollgate.proxy.flows import CALL
+from tollgate.proxy.stages.upstream_watch import UpstreamWatch, timeout_message
+from tollgate.proxy.state import Shared
 from tollgate.runtime import Loaded
-from tollgate.stages.shared import CALL, Shared
-from tollgate.stages.upstream_watch import UpstreamWatch, timeout_message
 
 
 def flow_with_call(client: connection.Client | None = None):

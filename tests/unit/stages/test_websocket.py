@@ -17,21 +17,22 @@ from wsproto import Connection, ConnectionType
 from wsproto.events import CloseConnection, Message, TextMessage
 from wsproto.frame_protocol import Opcode
 
-from tollgate import compat
 from tollgate.call import Call
-from tollgate.exact_reading import Unreadable
-from tollgate.providers import PROVIDERS
-from tollgate.raw_headers import header_index
-from tollgate.stages.shared import CALL, Shared
-from tollgate.stages.websocket import KEPT_MESSAGES, MAX_MESSAGE, WebSocket
-from tollgate.translate.openai_realtime import (
+from tollgate.formats.exact import Unreadable
+from tollgate.formats.openai_realtime import (
     REALTIME,
     insecure_keys,
     realtime_model,
     response_done_usage,
     summed,
 )
-from tollgate.usage import Usage
+from tollgate.formats.raw_headers import header_index
+from tollgate.formats.usage import Usage
+from tollgate.providers import PROVIDERS
+from tollgate.proxy import patches
+from tollgate.proxy.flows import CALL
+from tollgate.proxy.stages.websocket import KEPT_MESSAGES, MAX_MESSAGE, WebSocket
+from tollgate.proxy.state import Shared
 
 # ---- the model, from the query
 
@@ -98,7 +99,7 @@ def test_only_a_get_on_the_realtime_endpoint_is_classified_from_its_query():
         REALTIME,
         "gpt-realtime",
         True,
-        "openai",
+        "openai-api",
     )
     with pytest.raises(Unreadable):
         openai.classify("GET", "/v1/realtime", None, "")
@@ -332,9 +333,9 @@ def test_a_client_secrets_session_model_of_the_wrong_type_is_refused():
 
 @pytest.fixture
 def bound_of_1000():
-    compat.bound_websocket_messages(1000)
+    patches.bound_websocket_messages(1000)
     yield
-    compat.bound_websocket_messages(MAX_MESSAGE)
+    patches.bound_websocket_messages(MAX_MESSAGE)
 
 
 def relayed(frames: list[tuple[str, bool]]) -> tuple[list[object], bool]:
@@ -346,7 +347,7 @@ def relayed(frames: list[tuple[str, bool]]) -> tuple[list[object], bool]:
     for data, fin in frames:
         proxy.receive_data(client.send(Message(data=data, message_finished=fin)))
         events += list(proxy.events())
-    return events, proxy.conn in compat.closed_for_a_large_message
+    return events, proxy.conn in patches.closed_for_a_large_message
 
 
 def test_a_message_past_the_bound_is_its_senders_close_with_1009_whatever_its_frames(bound_of_1000):

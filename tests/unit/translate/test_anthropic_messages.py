@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from tests.support.eventstream import event as aws_event
 from tests.support.eventstream import exception, frame, invoke_chunk
 
-from tollgate.translate import chat
-from tollgate.translate.anthropic_messages import (
+from tollgate.formats import chat
+from tollgate.formats.anthropic_messages import (
     ANTHROPIC_MESSAGES,
     NAME,
     REQUEST_FIELDS,
@@ -22,7 +22,7 @@ from tollgate.translate.anthropic_messages import (
     bedrock_invoke_body,
     betas_of_header,
 )
-from tollgate.translate.chat import (
+from tollgate.formats.chat import (
     ChatError,
     ChatRequest,
     ChatResponse,
@@ -46,7 +46,7 @@ from tollgate.translate.chat import (
     Untranslatable,
     UsageReported,
 )
-from tollgate.usage import Usage
+from tollgate.formats.usage import Usage
 
 FMT = ANTHROPIC_MESSAGES
 WEATHER_SCHEMA = {

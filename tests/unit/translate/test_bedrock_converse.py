@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError, EventStreamError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tollgate.translate.bedrock_converse import (
+from tollgate.formats.bedrock_converse import (
     BEDROCK_CONVERSE,
     EVENT_STREAM,
     NAME,
@@ -27,7 +27,7 @@ from tollgate.translate.bedrock_converse import (
     converse_usage,
     event_stream_frame,
 )
-from tollgate.translate.chat import (
+from tollgate.formats.chat import (
     ChatError,
     ChatRequest,
     ChatResponse,
@@ -53,7 +53,7 @@ from tollgate.translate.chat import (
     UsageReported,
     seal,
 )
-from tollgate.usage import Usage
+from tollgate.formats.usage import Usage
 
 FMT = BEDROCK_CONVERSE
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16).decode()

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.support.clients import client_python
 
-from tollgate.translate.chat import (
+from tollgate.formats.chat import (
     ChatError,
     ChatRequest,
     ChatResponse,
@@ -38,7 +38,7 @@ from tollgate.translate.chat import (
     UsageReported,
     seal,
 )
-from tollgate.translate.gemini_generate import (
+from tollgate.formats.gemini_generate import (
     FIELDS,
     GEMINI_GENERATE,
     NAME,
@@ -46,7 +46,7 @@ from tollgate.translate.gemini_generate import (
     array_stream_writer,
     json_schema_of_openapi,
 )
-from tollgate.usage import Usage
+from tollgate.formats.usage import Usage
 
 G = GEMINI_GENERATE
 

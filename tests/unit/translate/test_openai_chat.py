@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tollgate.translate.chat import (
+from tollgate.formats.chat import (
     ChatError,
     ChatFormat,
     ChatRequest,
@@ -37,8 +37,8 @@ from tollgate.translate.chat import (
     Untranslatable,
     UsageReported,
 )
-from tollgate.translate.openai_chat import OPENAI_CHAT, REQUEST_FIELDS
-from tollgate.usage import Usage
+from tollgate.formats.openai_chat import OPENAI_CHAT, REQUEST_FIELDS
+from tollgate.formats.usage import Usage
 
 FORMAT: ChatFormat = OPENAI_CHAT
 CUTS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -12,8 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tollgate.json_codec import encode_json, parse_json
-from tollgate.translate.chat import (
+from tollgate.formats import (
+    ANTHROPIC_MESSAGES,
+    BEDROCK_CONVERSE,
+    CLAUDE_ON_VERTEX,
+    GEMINI_GENERATE,
+    OPENAI_CHAT,
+)
+from tollgate.formats.chat import (
     ChatError,
     ChatRequest,
     ChatResponse,
@@ -35,15 +41,9 @@ from tollgate.translate.chat import (
     seal,
     unseal,
 )
-from tollgate.translate.formats import (
-    ANTHROPIC_MESSAGES,
-    BEDROCK_CONVERSE,
-    CLAUDE_ON_VERTEX,
-    GEMINI_GENERATE,
-    OPENAI_CHAT,
-)
-from tollgate.translate.translator import FORMATS, Translation
-from tollgate.usage import Usage
+from tollgate.formats.json_codec import encode_json, parse_json
+from tollgate.formats.translation import FORMATS, Translation
+from tollgate.formats.usage import Usage
 
 NAMES = (OPENAI_CHAT, ANTHROPIC_MESSAGES, GEMINI_GENERATE, BEDROCK_CONVERSE)
 PAIRS = list(permutations(NAMES, 2))

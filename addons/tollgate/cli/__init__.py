@@ -1,0 +1,1 @@
+"""The `tollgate` command and the supervisor of a fleet. Plain Python, no mitmproxy."""

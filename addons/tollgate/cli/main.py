@@ -1,0 +1,313 @@
+"""The `tollgate` command (also `python -m tollgate …`): helpers for run.sh and for operators."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from tollgate.config import ConfigError, load_config
+from tollgate.governance.policy import TIMEOUT as POLICY_TIMEOUT
+
+if TYPE_CHECKING:
+    from tollgate.governance.policy import Decision
+    from tollgate.records.usage_report import Report
+
+
+SERVE_USAGE = """usage: tollgate serve [--workers N|auto] [mitmdump arguments…]
+
+Runs Tollgate's proxy: one mitmdump (--workers 1, the default), or N mitmdump workers on loopback
+ports behind HAProxy on the listen address (--listen-host, --listen-port; else TOLLGATE_LISTEN;
+else 127.0.0.1:8080). auto: one worker per core. TOLLGATE_WORKERS gives --workers when it is not
+on the command line. The other arguments go to every worker (--set confdir=…, --set
+tollgate_config=…). SIGTERM drains: no new connections, calls in flight finish, exit 0.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:
+        # Its arguments are mitmdump's, which argparse would try to read.
+        if argv[1:2] in (["-h"], ["--help"]):
+            print(SERVE_USAGE, end="")
+            return 0
+        from tollgate.cli.supervisor import serve
+
+        return serve(argv[1:])
+    parser = argparse.ArgumentParser(prog="tollgate")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the proxy: one mitmdump, or --workers N behind HAProxy (see serve --help)")
+    ca = commands.add_parser("certs", help="create the CA and certs/ca-bundle.pem if missing")
+    ca.add_argument("--confdir", default="certs", type=Path)
+    check = commands.add_parser("check", help="validate a configuration file")
+    check.add_argument("config", type=Path)
+    policy = commands.add_parser("policy", help="work with Rego policies")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    evaluate = policy_commands.add_parser("eval", help="print the decision for a sample input, like `opa eval`")
+    evaluate.add_argument("--policy", action="append", required=True, type=Path, help="a .rego file (repeatable)")
+    evaluate.add_argument("--input", required=True, type=Path, help="the input document, JSON ('-': stdin)")
+    evaluate.add_argument(
+        "--timeout",
+        type=positive,
+        default=POLICY_TIMEOUT,
+        metavar="SECONDS",
+        help="the evaluation's time limit, as policy.timeout in tollgate.yaml (default: %(default)g)",
+    )
+    token = commands.add_parser(
+        "token", help="print an HS256 token signed with the secret of an identity.jwt issuer, for a client"
+    )
+    token.add_argument("--client", required=True, help="the client claim (sub, or the issuer's client_claim)")
+    token.add_argument("--groups", default="", help="comma-separated groups, e.g. a,b")
+    token.add_argument("--ttl", default="1h", type=duration, help="lifetime: 90s, 30m, 1h, 7d (default: 1h)")
+    token.add_argument("--config", default="tollgate.yaml", type=Path, help="default: %(default)s")
+    token.add_argument("--issuer", help="the issuer whose secret signs (needed when several have one)")
+    usage = commands.add_parser(
+        "usage",
+        help="requests, tokens and cost per client, group, model, … from the ledger or audit files",
+        description="Sums the calls since --since per value of the --by keys, costliest first, with a total. A"
+        " call in several groups counts once in each group's row when grouped by group; the total counts it"
+        " once. Calls that used tokens but have no known price are counted as unpriced, their cost left out.",
+    )
+    usage.add_argument(
+        "--config",
+        type=Path,
+        help="whose ledger.store to read (default: ./tollgate.yaml when present, else the built-in defaults)",
+    )
+    usage.add_argument("--store", metavar="URL", help="the ledger store to read instead: sqlite:///path, redis://…")
+    usage.add_argument(
+        "--since", default="7d", help="a span back from now (90s, 30m, 24h, 7d) or an ISO date or datetime, UTC"
+        " (2026-11-01, 2026-11-01T08:00); default: %(default)s",
+    )  # fmt: skip
+    usage.add_argument(
+        "--by", default="client,model", help="comma-separated keys: client, group, provider, requested_provider,"
+        " model, endpoint, day, month, status, decision (UTC days and months); default: %(default)s",
+    )  # fmt: skip
+    usage.add_argument("--format", choices=("table", "json", "csv"), default="table", help="default: %(default)s")
+    usage.add_argument(
+        "--from-audit", nargs="+", type=Path, metavar="FILE", help="sum these audit files' calls, not the ledger's"
+    )
+    args = parser.parse_args(argv)
+
+    if args.command == "certs":
+        from tollgate.proxy.certs import ensure_bundle, ensure_ca
+
+        print(ensure_ca(args.confdir).resolve())
+        print(ensure_bundle(args.confdir).resolve())
+        return 0
+    if args.command == "policy":
+        return evaluate_policy(args.policy, args.input, args.timeout)
+    if args.command == "token":
+        return print_token(args.config, args.client, args.groups, args.ttl, args.issuer)
+    if args.command == "usage":
+        return print_usage(args.config, args.store, args.since, args.by, args.format, args.from_audit)
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"{args.config}: ok ({len(config.clients)} clients)")
+    return 0
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> timedelta:
+    """90s, 30m, 1h, 7d, or plain seconds."""
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in _UNITS else (text, "s")
+    seconds = float(number) * _UNITS[unit]
+    if not seconds > 0:
+        raise ValueError(text)
+    return timedelta(seconds=seconds)
+
+
+def print_token(config_path: Path, client: str, groups: str, ttl: timedelta, issuer: str | None) -> int:
+    """Exit status 0 with the token on standard output; 1 when no issuer can sign one."""
+    from tollgate.governance.jwt_identity import mint
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    signers = [i for i in config.identity.jwt if i.secret is not None]
+    if issuer is not None:
+        signers = [i for i in signers if i.issuer == issuer]
+    if not signers:
+        which = f"issuer {issuer} with" if issuer else "issuer with"
+        print(
+            f"error: {config_path}: no identity.jwt {which} a secret; `tollgate token` signs with one"
+            ' (secret: "${TOLLGATE_JWT_SECRET}", algorithms: [HS256])',
+            file=sys.stderr,
+        )
+        return 1
+    if len(signers) > 1:
+        names = ", ".join(i.issuer for i in signers)
+        print(f"error: {config_path}: several issuers have a secret ({names}); name one with --issuer", file=sys.stderr)
+        return 1
+    if not client:
+        print("error: --client is empty", file=sys.stderr)
+        return 1
+    print(mint(signers[0], client, [g.strip() for g in groups.split(",") if g.strip()], ttl))
+    return 0
+
+
+# Malformed records named on standard error, at most: the count covers the rest.
+MALFORMED_SHOWN = 20
+
+
+def print_usage(
+    config_path: Path | None, store: str | None, since_text: str, by_text: str, form: str, audit: list[Path] | None
+) -> int:
+    """Exit status 0 with the report on standard output; 2 for a bad --since or --by; 1 when the
+    configuration, the ledger or an audit file cannot be read."""
+    from tollgate.records.usage_report import (
+        RENDER,
+        Malformed,
+        aggregate,
+        audit_file_calls,
+        parse_by,
+        parse_since,
+        records,
+    )
+
+    try:
+        since = parse_since(since_text, time.time())
+        by = parse_by(by_text)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    malformed: list[Malformed] = []
+
+    def calls(items: Iterable[object]) -> Iterator[Any]:
+        for item in items:
+            if isinstance(item, Malformed):
+                if len(malformed) < MALFORMED_SHOWN:
+                    print(f"warning: {item}; skipped", file=sys.stderr)
+                malformed.append(item)
+            else:
+                yield item
+
+    try:
+        if audit:
+            report = aggregate(calls(audit_file_calls(audit)), by, since)
+        else:
+            report = ledger_report(config_path, store, calls, by, since)
+    except (ConfigError, LedgerUnavailable) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"error: {e.filename}: cannot read: {e.strerror}" if e.filename else f"error: {e}", file=sys.stderr)
+        return 1
+    if (more := len(malformed) - MALFORMED_SHOWN) > 0:
+        print(f"warning: {more} more malformed {'record' if more == 1 else 'records'} skipped", file=sys.stderr)
+    if malformed and form == "csv":  # a CSV has no place for the count
+        print(f"warning: {records(len(malformed))} skipped in all", file=sys.stderr)
+    sys.stdout.write(RENDER[form](report, len(malformed)))
+    return 0
+
+
+class LedgerUnavailable(Exception):
+    """The ledger cannot be read; the message says which and why."""
+
+
+def ledger_report(
+    config_path: Path | None,
+    store_url: str | None,
+    calls: Callable[[Iterable[object]], Iterator[Any]],
+    by: Sequence[str],
+    since: float,
+) -> Report:
+    """The report over the ledger store's calls: --store, else the configuration's ledger.store."""
+    from tollgate.records.usage_report import aggregate, ledger_calls
+
+    if store_url is None:
+        if config_path is None and Path("tollgate.yaml").is_file():
+            config_path = Path("tollgate.yaml")
+        store_url = load_config(config_path).ledger_store
+    missing = missing_sqlite_file(store_url)
+    if missing is not None:
+        # Opening it would make an empty ledger, and the report would say nothing was spent.
+        raise LedgerUnavailable(
+            f"no ledger at {missing} (Tollgate makes it when it runs; --store or --config name another)"
+        )
+    from tollgate.records.ledger import (  # only the report reads the ledger: not at every command's start
+        StoreError,
+        open_store,
+    )
+
+    try:
+        store = open_store(store_url)
+        try:
+            return aggregate(calls(ledger_calls(store.calls(since))), by, since)
+        finally:
+            asyncio.run(store.aclose())
+    except StoreError as e:
+        raise LedgerUnavailable(str(e)) from None
+
+
+def missing_sqlite_file(url: str) -> Path | None:
+    """The file of a sqlite:/// store URL when it does not exist."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite":
+        return None
+    path = Path(parts.path[1:])  # sqlite:///relative, sqlite:////absolute
+    return None if path.exists() else path
+
+
+def positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(text)
+    return value
+
+
+def evaluate_policy(files: list[Path], input_path: Path, timeout: float = POLICY_TIMEOUT) -> int:
+    """Exit status 0 when the input is allowed, 1 when denied, 2 when the policy or input is broken.
+    The policy is compiled here, and evaluated in a worker process within the time limit, as the
+    proxy does."""
+    from tollgate.governance.policy import Policy, PolicyError, lacking, paths_read
+
+    try:
+        text = sys.stdin.read() if str(input_path) == "-" else input_path.read_text(encoding="utf-8")
+        document = json.loads(text)
+    except (OSError, ValueError) as e:
+        print(f"error: {input_path}: {e}", file=sys.stderr)
+        return 2
+    try:
+        policy = Policy(files, timeout)
+    except PolicyError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    missing = lacking(document, paths_read(policy.sources.values()) or ())
+    if missing:
+        # Undefined in Rego: a rule that reads one does not hold, as it would for a real call.
+        print(
+            f"warning: {input_path} lacks what the policy reads: {', '.join(missing)}; the proxy gives every"
+            " call these (rules that read them do not hold here)",
+            file=sys.stderr,
+        )
+
+    async def in_worker() -> Decision:
+        try:
+            return await policy.decide_in_worker(document)
+        finally:
+            await policy.aclose()
+
+    decision = asyncio.run(in_worker())
+    result = {"allowed": decision.allowed, "deny": list(decision.deny_reasons)}
+    if decision.error:
+        result["error"] = decision.error
+    print(json.dumps(result, indent=2))
+    return 0 if decision.allowed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

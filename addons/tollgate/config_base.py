@@ -1,0 +1,98 @@
+"""The settings every provider takes under `providers.<name>` in tollgate.yaml, and the pydantic
+base of every configuration model: what both `config.py` and the provider modules build on."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tollgate.host_globs import host_glob
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_default(cls, data: Any) -> Any:
+        # In YAML `clients:` with nothing after it is null: it means "none", not an error.
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {k: v for k, v in data.items() if v is not None or k not in fields or fields[k].default is None}
+
+
+def base_url(value: str | None) -> str | None:
+    """An upstream: scheme://host[:port], nothing more."""
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must look like scheme://host[:port], e.g. https://api.openai.com")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("must be scheme://host[:port] without a path or query")
+    try:
+        _ = parts.port  # urlsplit checks the port only when it is read
+    except ValueError as e:
+        raise ValueError(f"bad port: {e}") from None
+    return value.rstrip("/")
+
+
+# What a retry may be made on (`providers.<name>.retry.when`): these statuses, any 5xx, a failed
+# connection (or an upstream that closed before its answer's headers), an attempt's timeout.
+RETRY_STATUSES = (408, 409, 429, 529)
+RETRY_KINDS = ("5xx", "connect", "timeout")
+
+
+class RetryConfig(Strict):
+    """`providers.<name>.retry`: a call that fails before its answer begins goes again, on the next
+    pooled key that is not resting, at most `attempts` times in all."""
+
+    attempts: int = Field(default=2, ge=1, le=10)
+    when: tuple[int | str, ...] = (429, 529, "5xx", "connect", "timeout")
+    max_wait_s: float = Field(default=10.0, ge=0, le=300)
+
+    @field_validator("when")
+    @classmethod
+    def _known_conditions(cls, value: tuple[int | str, ...]) -> tuple[int | str, ...]:
+        for item in value:
+            if isinstance(item, bool) or (
+                item not in (*RETRY_STATUSES, *RETRY_KINDS) and not (isinstance(item, int) and 500 <= item <= 599)
+            ):
+                known = ", ".join(str(k) for k in (*RETRY_STATUSES, *RETRY_KINDS))
+                raise ValueError(f"{item!r} is not a condition to retry on; use {known} or a 5xx status")
+        return value
+
+
+class ProviderConfig(Strict):
+    """`providers.<name>`: where its calls go, Tollgate's keys for it, how long it may take, and the
+    hosts it has besides its own (private endpoints, a company's own names for them). A provider
+    that takes more settings subclasses this (`Provider.settings_model`)."""
+
+    upstream: str | None = None
+    keys: tuple[str, ...] = ()
+    timeout: float = Field(default=120.0, gt=0)
+    hosts: tuple[str, ...] = ()
+    retry: RetryConfig | None = None  # off unless set
+
+    _upstream = field_validator("upstream")(classmethod(lambda cls, value: base_url(value)))
+
+    @field_validator("hosts")
+    @classmethod
+    def _host_globs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(host_glob(glob) for glob in value)
+
+    @field_validator("keys")
+    @classmethod
+    def _keys_not_blank(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not k.strip() for k in value):
+            raise ValueError("a key is empty")
+        return value
+
+
+class AwsCredentials(Strict):
+    access_key_id: str = Field(min_length=1)
+    secret_access_key: str = Field(min_length=1)
+    session_token: str | None = None

@@ -1,0 +1,23 @@
+"""The wire formats, one package each: how a request in the format is read exactly (its facts at
+classification, and into the common chat model of `chat.py`), written, and how its answers, streams,
+errors and usage are read and written. This module names them, so that providers can say which
+format each endpoint speaks; `translation.FORMATS` holds the chat formats a route translates
+between."""
+
+from __future__ import annotations
+
+# Any endpoint of OpenAI's API in its own format (chat, responses, embeddings, …), as
+# `Classification.wire_format` names it where a provider's endpoint speaks it (the OpenAI-compatible
+# APIs); the chat formats below name what a translation reads and writes.
+OPENAI_API = "openai-api"
+
+OPENAI_CHAT = "openai-chat"
+ANTHROPIC_MESSAGES = "anthropic-messages"
+GEMINI_GENERATE = "gemini-generate"
+BEDROCK_CONVERSE = "bedrock-converse"
+# Claude's own Messages body on Bedrock's InvokeModel: an Anthropic call goes there nearly as it
+# came (every Anthropic feature Claude on Bedrock has), its stream's event-stream frames unwrapped.
+CLAUDE_ON_BEDROCK = "claude-on-bedrock"
+# Claude's Messages body on Vertex AI's rawPredict: the model in the path, Vertex's API version in
+# the body; an Anthropic call goes there as it came.
+CLAUDE_ON_VERTEX = "claude-on-vertex"

@@ -1,0 +1,168 @@
+"""ConverseStream's events written from the common chat model's, frame by frame as boto3's
+`converse_stream` reads them (`event_stream_frame`: one AWS event stream message)."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Mapping
+from typing import Any
+
+from tollgate.formats.bedrock_converse.answer import stop_of_finish, write_usage
+from tollgate.formats.bedrock_converse.errors import STREAM_EXCEPTION_OF_KIND
+from tollgate.formats.bedrock_converse.fields import EVENT_STREAM, NAME
+from tollgate.formats.chat import (
+    ChatError,
+    ChatRequest,
+    Failed,
+    Finished,
+    StreamEvent,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallDelta,
+    ToolCallStarted,
+    UsageReported,
+    signed_for,
+)
+from tollgate.formats.json_codec import encode_json
+from tollgate.formats.usage import Usage
+
+
+def event_stream_frame(headers: Mapping[str, str], payload: bytes) -> bytes:
+    """One AWS event stream message: prelude (total length, headers length, their CRC32), headers
+    (all strings: type 7), payload, and the CRC32 of all before it; big-endian throughout."""
+    encoded = bytearray()
+    for name, value in headers.items():
+        raw_name, raw_value = name.encode(), value.encode()
+        encoded += bytes([len(raw_name)]) + raw_name + b"\x07" + struct.pack(">H", len(raw_value)) + raw_value
+    prelude = struct.pack(">II", 12 + len(encoded) + len(payload) + 4, len(encoded))
+    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + bytes(encoded) + payload
+    return message + struct.pack(">I", zlib.crc32(message))
+
+
+def _event(name: str, payload: dict[str, Any]) -> bytes:
+    headers = {":event-type": name, ":content-type": "application/json", ":message-type": "event"}
+    return event_stream_frame(headers, encode_json(payload))
+
+
+def _exception(error: ChatError) -> bytes:
+    name = STREAM_EXCEPTION_OF_KIND.get(error.kind, "validationException")
+    headers = {":exception-type": name, ":content-type": "application/json", ":message-type": "exception"}
+    return event_stream_frame(headers, encode_json({"message": error.message}))
+
+
+class ConverseStreamWriter:
+    """ConverseStream's events, written as they come: a block is stopped when the next begins or the
+    answer finishes; the usage (metadata) goes last, at the end or when it comes after the finish."""
+
+    content_type = EVENT_STREAM
+
+    def __init__(self, request: ChatRequest) -> None:  # a Converse stream names neither model nor id
+        self._started = False
+        self._blocks = 0  # content blocks begun so far
+        self._open: tuple[str, int] | None = None  # the open block's kind ("text", "thinking", "tool") and index
+        self._signed = False  # the open thinking block has its signature: more thinking is another block
+        self._block_of_tool: dict[int, int] = {}
+        self._usage: Usage | None = None
+        self._finished = False
+        self._reported = False
+        self._failed = False
+
+    def write(self, event: StreamEvent) -> bytes:
+        if self._failed or getattr(event, "choice", 0) != 0:
+            return b""
+        if isinstance(event, Failed):
+            self._failed = True
+            return _exception(event.error)
+        if isinstance(event, UsageReported):
+            return self._report(event.usage)
+        out = self._start()
+        if isinstance(event, TextDelta):
+            if event.text:
+                out += self._delta("text", {"text": event.text})
+        elif isinstance(event, ThinkingDelta):
+            out += self._thinking(event)
+        elif isinstance(event, ToolCallStarted):
+            out += self._close()
+            index = self._begin("tool")
+            self._block_of_tool[event.index] = index
+            out += _event(
+                "contentBlockStart",
+                {"contentBlockIndex": index, "start": {"toolUse": {"toolUseId": event.id, "name": event.name}}},
+            )
+        elif isinstance(event, ToolCallDelta):
+            block = self._block_of_tool.get(event.index)
+            if block is not None and event.arguments:
+                delta = {"contentBlockIndex": block, "delta": {"toolUse": {"input": event.arguments}}}
+                out += _event("contentBlockDelta", delta)
+        elif isinstance(event, Finished) and not self._finished:
+            self._finished = True
+            out += self._close() + _event(
+                "messageStop", {"stopReason": stop_of_finish(event.reason, event.stop_sequence)}
+            )
+        return out
+
+    def end(self) -> bytes:
+        if self._failed:
+            return b""
+        out = self._close()
+        if not self._reported and (self._finished or self._usage is not None):
+            out += self._start() + self._metadata()
+        return out
+
+    def _start(self) -> bytes:
+        if self._started:
+            return b""
+        self._started = True
+        return _event("messageStart", {"role": "assistant"})
+
+    def _begin(self, kind: str) -> int:
+        index = self._blocks
+        self._blocks += 1
+        self._open = (kind, index)
+        self._signed = False
+        return index
+
+    def _close(self) -> bytes:
+        if self._open is None:
+            return b""
+        _, index = self._open
+        self._open = None
+        return _event("contentBlockStop", {"contentBlockIndex": index})
+
+    def _delta(self, kind: str, delta: dict[str, Any]) -> bytes:
+        """A delta of a text or thinking block: the open one if of its kind, else a new one."""
+        out = b""
+        if self._open is None or self._open[0] != kind or (kind == "thinking" and self._signed):
+            out += self._close()
+            self._begin(kind)
+        assert self._open is not None
+        return out + _event("contentBlockDelta", {"contentBlockIndex": self._open[1], "delta": delta})
+
+    def _thinking(self, event: ThinkingDelta) -> bytes:
+        out = b""
+        if event.redacted is not None:  # redacted reasoning is a block of its own
+            out += self._close()
+            redacted = signed_for(event.redacted, event.origin, NAME)
+            out += self._delta("thinking", {"reasoningContent": {"redactedContent": redacted}})
+            self._signed = True
+        if event.text:
+            out += self._delta("thinking", {"reasoningContent": {"text": event.text}})
+        if event.signature is not None:
+            signature = signed_for(event.signature, event.origin, NAME)
+            out += self._delta("thinking", {"reasoningContent": {"signature": signature}})
+            self._signed = True
+        return out
+
+    def _report(self, usage: Usage) -> bytes:
+        if self._reported:
+            return b""
+        if self._usage is None:
+            self._usage = Usage()
+        self._usage.update(usage)
+        return self._start() + self._metadata() if self._finished else b""
+
+    def _metadata(self) -> bytes:
+        self._reported = True
+        usage = write_usage(self._usage or Usage())
+        return _event("metadata", {"usage": usage, "metrics": {"latencyMs": 0}})

@@ -1,0 +1,101 @@
+"""What an InvokeModel body asks, read at classification: its messages, system prompt, tools, the
+most tokens it may answer with and how many answers, in whichever model family's format it is; the
+tier and latency InvokeModel asks for in its headers; and the request a CountTokens call counts."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from tollgate.formats.anthropic_messages import loads_skills, mcp_servers
+from tollgate.formats.exact import Unreadable, count, largest, request_count, request_int
+from tollgate.formats.json_codec import json_object, parse_json
+from tollgate.formats.request_facts import RequestFacts
+
+# How a call asks to run in InvokeModel's headers: its service tier (`priority`, `default`, `flex`,
+# `reserved`) and its latency (`standard`, `optimized`: a faster version of the model, at a higher
+# price), which the audit and the policy call its speed. Its answer names them in the same headers.
+SERVICE_TIER_HEADER = "X-Amzn-Bedrock-Service-Tier"
+LATENCY_HEADER = "X-Amzn-Bedrock-PerformanceConfig-Latency"
+_NAME = re.compile(rb"[A-Za-z0-9_-]+")
+
+# The fields of the model families' own bodies that ask for several answers: Cohere's
+# `num_generations`, AI21 Jamba's and the OpenAI format's `n`, AI21 Jurassic's `numResults`.
+_ANSWERS = ("n", "num_generations", "numResults")
+
+
+def invoke_facts(data: dict[str, Any], facts: RequestFacts) -> None:
+    """InvokeModel bodies are the model family's own format: Claude, Nova, Titan, Llama, Mistral, …"""
+    messages = data.get("messages")
+    facts.message_count = count(messages)
+    if facts.message_count is None and isinstance(data.get("inputText") or data.get("prompt"), str):
+        facts.message_count = 1
+    facts.has_system = bool(data.get("system")) or (
+        isinstance(messages, list) and any(isinstance(m, dict) and m.get("role") == "system" for m in messages)
+    )
+    family_tools(data, facts)
+    inference = json_object(data.get("inferenceConfig"))
+    titan = json_object(data.get("textGenerationConfig"))
+    facts.max_tokens = largest(
+        request_int(data.get("max_tokens"), "max_tokens"),
+        request_int(data.get("max_completion_tokens"), "max_completion_tokens"),  # the OpenAI format's
+        request_int(data.get("maxTokens"), "maxTokens"),  # AI21 Jurassic's
+        request_int(inference.get("max_new_tokens"), "inferenceConfig.max_new_tokens"),
+        request_int(inference.get("maxTokens"), "inferenceConfig.maxTokens"),
+        request_int(titan.get("maxTokenCount"), "textGenerationConfig.maxTokenCount"),
+        request_int(data.get("max_gen_len"), "max_gen_len"),
+    )
+    facts.answers = answers(data)
+
+
+def family_tools(data: dict[str, Any], facts: RequestFacts) -> None:
+    """The tools a model family's own body gives the model: `tools` (Claude, Mistral, Cohere, AI21,
+    OpenAI's open-weight models…), Nova's `toolConfig`, `functions` and `web_search_options` (the
+    OpenAI format's), Claude's `mcp_servers` (read exactly) and the skills its `container` loads."""
+    facts.has_tools = bool(
+        facts.has_tools
+        or data.get("tools")
+        or data.get("toolConfig")
+        or data.get("functions")
+        or data.get("web_search_options") is not None
+    )
+    # Claude's own fields, as the Anthropic format reads them
+    facts.has_tools = facts.has_tools or loads_skills(data.get("container"))
+    facts.grants(mcp_servers(data.get("mcp_servers")))
+
+
+def answers(data: dict[str, Any], prefix: str = "") -> int:
+    """How many answers a model's own body asks for: the most any of its fields says."""
+    return max(request_count(data.get(name), prefix + name) for name in _ANSWERS)
+
+
+def counted_request(data: dict[str, Any]) -> dict[str, Any]:
+    """The request a CountTokens call counts: a Converse body, or an InvokeModel body as a string."""
+    given = data.get("input")
+    given = given if isinstance(given, dict) else {}
+    if isinstance(given.get("converse"), dict):
+        return given["converse"]
+    invoke = given.get("invokeModel")
+    if isinstance(invoke, dict) and isinstance(invoke.get("body"), str):
+        # botocore sends the counted InvokeModel body base64-encoded (a blob in the API model).
+        try:
+            return parse_json(base64.b64decode(invoke["body"], validate=True)) or {}
+        except ValueError:
+            return parse_json(invoke["body"].encode()) or {}
+    return {}
+
+
+def header_name(headers: Mapping[bytes, bytes], header: str, body: str | None) -> str | None:
+    """The name a header gives, where the body (`body`) gives none or the same; as the body has it
+    without the header."""
+    raw = headers.get(header.lower().encode())
+    if raw is None:
+        return body
+    if not _NAME.fullmatch(raw):  # a header sent twice is joined with a comma
+        raise Unreadable(f"{header} is not one name")
+    value = raw.decode("ascii")
+    if body not in (None, value):
+        raise Unreadable(f"{header} differs from the body")
+    return value

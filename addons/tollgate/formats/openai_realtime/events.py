@@ -1,0 +1,61 @@
+"""A Realtime session's server events: the usage each `response.done` reports, added up over the
+session."""
+
+from __future__ import annotations
+
+from tollgate.formats.exact import as_int
+from tollgate.formats.json_codec import parse_json
+from tollgate.formats.openai_chat import nested
+from tollgate.formats.usage import Usage
+from tollgate.formats.usage_reading import add_totals
+
+_RESPONSE_DONE_EVENT = b'"response.done"'
+
+
+def response_done_usage(message: bytes) -> Usage | None:
+    """A response's usage and status from a Realtime server event, if it is `response.done`."""
+    if _RESPONSE_DONE_EVENT not in message:  # the one test nearly every event needs
+        return None
+    event = parse_json(message)
+    if event is None or event.get("type") != "response.done":
+        return None
+    response = event.get("response")
+    if not isinstance(response, dict):
+        response = {}
+    raw = response.get("usage")
+    if not isinstance(raw, dict):
+        raw = {}
+    u = Usage(
+        input_tokens=as_int(raw.get("input_tokens")),
+        output_tokens=as_int(raw.get("output_tokens")),
+        total_tokens=as_int(raw.get("total_tokens")),
+        cached_tokens=as_int(nested(raw, "input_token_details", "cached_tokens")),
+        reasoning_tokens=as_int(nested(raw, "output_token_details", "reasoning_tokens")),
+    )
+    # As for the Responses API: why a response is incomplete (max_output_tokens, content_filter)
+    # says more than that it is.
+    status, reason = response.get("status"), nested(response, "status_details", "reason")
+    u.finish_reason = (
+        reason if status == "incomplete" and isinstance(reason, str) else (status if isinstance(status, str) else None)
+    )
+    return add_totals(u)
+
+
+def summed(total: Usage | None, more: Usage) -> Usage:
+    """A session's usage so far with one more response's: counts added where known, the finish
+    reason the latest one given."""
+    if total is None:
+        return more
+    return Usage(
+        input_tokens=_plus(total.input_tokens, more.input_tokens),
+        output_tokens=_plus(total.output_tokens, more.output_tokens),
+        total_tokens=_plus(total.total_tokens, more.total_tokens),
+        cached_tokens=_plus(total.cached_tokens, more.cached_tokens),
+        cache_write_tokens=_plus(total.cache_write_tokens, more.cache_write_tokens),
+        reasoning_tokens=_plus(total.reasoning_tokens, more.reasoning_tokens),
+        finish_reason=more.finish_reason if more.finish_reason is not None else total.finish_reason,
+    )
+
+
+def _plus(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else a + b

@@ -1,0 +1,86 @@
+"""Failover: whether a call whose attempt failed before its answer began goes again, and what each
+attempt was (`Attempt`), for its audit record. Plain logic, no mitmproxy.
+
+How a call goes again, through mitmproxy's own upstream path: `compat.resend` teaches mitmproxy's
+HTTP stream (`HttpStream`) to stop, when an attempt's answer has only its status and headers, or
+when its connection failed or it timed out, before it runs the `responseheaders` or `error` hook:
+it runs Tollgate's `attempt_failed` hook instead (`compat.AttemptFailedHook`). The stages then
+decide (this module), rest the key, put the next key on the request (a signature made anew), and
+may wait out a Retry-After. When they ask for it, the stream cancels the attempt upstream (an
+HTTP/2 stream reset, an HTTP/1 connection closed, with what it may still report dropped) and sends
+the request again as it first did: the connection comes from mitmproxy's own pool (its TLS trust,
+ALPN, HTTP/2, client certificates and upstream proxy), the answer then goes through the usual
+hooks and streams to the client unbuffered. Nothing of a failed attempt reaches the client, since
+mitmproxy sends an answer's headers only after `responseheaders`.
+
+Other ways were weighed and left: a second HTTP client (httpx, `upstream.send`) would trust other
+CAs, speak another HTTP and buffer or re-stream the answer outside mitmproxy's flow; mitmproxy's
+`replay.client` makes a new flow whose answer never reaches the waiting client; and setting
+`flow.response = None` in a hook does not make mitmproxy send the request again."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tollgate.config_base import RetryConfig
+
+CONNECT = "connect"
+TIMEOUT = "timeout"
+
+
+def status_condition(status: int, when: tuple[int | str, ...]) -> bool:
+    """Whether an answer's status is one `retry.when` names (itself, or `5xx`). A 4xx other than
+    408, 409 and 429 never is: the configuration refuses it."""
+    return status in when or (500 <= status <= 599 and "5xx" in when)
+
+
+def retry_statuses(retry: RetryConfig) -> frozenset[int]:
+    """The statuses on which an attempt's answer is looked at before it goes to the client."""
+    named = {w for w in retry.when if isinstance(w, int)}
+    if "5xx" in retry.when:
+        named.update(range(500, 600))
+    return frozenset(named)
+
+
+def retries_errors(retry: RetryConfig) -> bool:
+    return CONNECT in retry.when or TIMEOUT in retry.when
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One attempt of a call, as its audit record lists it."""
+
+    provider: str
+    model: str | None
+    status: int | None
+    upstream_key: str | None
+    error: str | None
+    latency_ms: float
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "model": self.model,
+            "status": self.status,
+            "upstream_key": self.upstream_key,
+            "error": self.error,
+            "latency_ms": self.latency_ms,
+        }
+
+
+def failed_status_error(status: int) -> str:
+    return f"upstream answered {status}"
+
+
+def wait_for(rest_left: float | None, retry_after: float | None, refused_key: bool, max_wait_s: float) -> float | None:
+    """How long to wait before the next attempt, or None when it is not to be made (a wait past
+    `max_wait_s`). A key the provider refused (401, 429) rests for its Retry-After, and the next
+    attempt waits only for the rest left of the key it goes with (`rest_left`: None when the
+    credential is not pooled); an upstream that failed otherwise (5xx, 529) asked every key to wait
+    its Retry-After."""
+    if refused_key:
+        wait = rest_left if rest_left is not None else (retry_after or 0.0)
+    else:
+        wait = max(rest_left or 0.0, retry_after or 0.0)
+    return None if wait > max_wait_s else wait

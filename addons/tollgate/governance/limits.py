@@ -1,0 +1,292 @@
+"""The limits (`limits:`): which apply to a call, the counters each keeps for it, what the call
+reserves on them before it goes, and what it settles to once its usage is known. Pure: the store
+that keeps the counters is `ledger/`, the step that asks it `stages/ledger.py`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from tollgate.config import LimitRule
+from tollgate.governance.overrides import matches
+from tollgate.governance.pricing import COUNTING_ENDPOINTS
+from tollgate.providers import PROVIDERS
+from tollgate.records.ledger.store import Charge, Store
+from tollgate.records.ledger.windows import window_bounds
+from tollgate.shape_memo import ShapeMemo
+
+if TYPE_CHECKING:
+    from tollgate.call import Call
+    from tollgate.formats.request_facts import Batch, RequestFacts
+
+NANO = Decimal(1_000_000_000)  # nano-dollars in a dollar: what money is counted in
+ANONYMOUS = "anonymous"  # the subject of every anonymous caller's per-client counters
+BYTES_PER_TOKEN = 4  # a prompt's tokens, estimated from its body's size until its usage is read
+
+
+class Counter(NamedTuple):
+    """One counter a call charges: a limit's cap on one metric in one window, for one subject.
+    (Tuples: a call makes several, and frozen dataclasses cost several times as much to make.)"""
+
+    label: str  # the limit's name
+    field: str  # e.g. tokens_per_day
+    metric: str  # requests, tokens or usd
+    window: str  # minute, day or month
+    subject: str  # the client, the group, or "all"
+    cap: int  # in the counter's unit: requests, tokens, nano-dollars
+    end: int  # the window's end, epoch seconds
+    key: str  # the store's name for it
+
+    def amount(self, requests: int, tokens: int, nanousd: int) -> int:
+        return requests if self.metric == "requests" else tokens if self.metric == "tokens" else nanousd
+
+    def charged(self, estimate: Estimate) -> int:
+        """What this counter is charged for the estimate: a batch or job counts on a minute window
+        as one request, and its work on the day and month windows it runs in."""
+        if estimate.job and self.window == "minute":
+            return 1 if self.metric == "requests" else 0
+        return self.amount(estimate.requests, estimate.tokens, estimate.nanousd or 0)
+
+    def show(self, value: int) -> str:
+        """A value of this counter as users read it: dollars for money."""
+        return f"${Decimal(value) / NANO:f}" if self.metric == "usd" else str(value)
+
+
+class Estimate(NamedTuple):
+    """What a call may use, reserved before it goes: an upper bound where the request says one
+    (its max_tokens times its answers), an estimate where it does not (its prompt's tokens)."""
+
+    requests: int
+    tokens: int
+    nanousd: int | None  # None: the model's price is unknown
+    job: bool = False  # a batch or asynchronous job's: charged whole to its day and month windows
+
+
+@dataclass(frozen=True, slots=True)
+class Reserved:
+    """What a call reserved, and where: settled in the same store even when a reload changes it."""
+
+    store: Store
+    counters: tuple[Counter, ...]
+    estimate: Estimate
+
+
+# A limit's caps as counters count them: (field, metric, window, cap in the counter's unit).
+Caps = tuple[tuple[str, str, str, int], ...]
+
+
+def caps_of(rule: LimitRule) -> Caps:
+    caps = []
+    for field, cap in rule.caps().items():
+        metric, window = field.split("_per_")
+        caps.append((field, metric, window, int(Decimal(cap) * NANO) if metric == "usd" else int(cap)))
+    return tuple(caps)
+
+
+class Limits:
+    """The configured limits, with the ones applying to each call shape found once."""
+
+    def __init__(self, rules: Sequence[LimitRule]) -> None:
+        self.rules = tuple(rules)
+        self._caps = {rule.label: caps_of(rule) for rule in self.rules}
+        self.memo: ShapeMemo[tuple[tuple[LimitRule, Caps], ...]] = ShapeMemo(self._applying)
+
+    def __bool__(self) -> bool:
+        return bool(self.rules)
+
+    def applying(
+        self, provider: str, model: str | None, client: str | None, groups: tuple[str, ...]
+    ) -> tuple[tuple[LimitRule, Caps], ...]:
+        """The limits that apply to a call, each with its caps."""
+        shape = (provider, model, client, groups)
+        return self.memo.get(shape, *shape)
+
+    def _applying(
+        self, provider: str, model: str | None, client: str | None, groups: tuple[str, ...]
+    ) -> tuple[tuple[LimitRule, Caps], ...]:
+        return tuple((r, self._caps[r.label]) for r in self.rules if matches(r.match, provider, model, client, groups))
+
+
+def subjects(rule: LimitRule, client: str | None, groups: Iterable[str]) -> tuple[str, ...]:
+    """Whose counters a call charges under a limit: its client's, each of its groups' that the
+    limit matches (none for a caller in no group), or everyone's together."""
+    if rule.per == "client":
+        return (client or ANONYMOUS,)
+    if rule.per == "all":
+        return ("all",)
+    if rule.match.group is None:
+        return tuple(groups)
+    return tuple(g for g in groups if fnmatchcase(g, rule.match.group))
+
+
+def counters(
+    applying: Iterable[tuple[LimitRule, Caps]], client: str | None, groups: tuple[str, ...], now: float
+) -> list[Counter]:
+    """Every counter the limits keep for a call made at `now`."""
+    bounds: dict[str, tuple[int, int]] = {}
+    found = []
+    for rule, caps in applying:
+        who = subjects(rule, client, groups)
+        for field, metric, window, cap in caps:
+            if window not in bounds:
+                bounds[window] = window_bounds(window, now)
+            start, end = bounds[window]
+            for subject in who:
+                key = f"{rule.label}|{rule.per}:{subject}|{metric}|{window}|{start}"
+                found.append(Counter(rule.label, field, metric, window, subject, cap, end, key))
+    return found
+
+
+def spends_nothing(call: Call) -> bool:
+    """Whether a call generates nothing, and so costs nothing whatever its model: a request other
+    than a POST (which fetches what was made before), a count of a prompt's tokens, or a call to
+    one of its provider's free endpoints (a file's upload)."""
+    endpoint = call.classification.endpoint
+    return call.fetches or endpoint in COUNTING_ENDPOINTS or endpoint in PROVIDERS[call.provider].free_endpoints
+
+
+# Endpoints that generate without a conversation (their facts count no messages), each answer up
+# to its model's output: an image's tokens.
+GENERATING_ENDPOINTS = frozenset(("images.generations",))
+
+
+def generates(endpoint: str | None, facts: RequestFacts) -> bool:
+    """Whether a call writes an answer its output bound applies to: a conversation, or an image."""
+    return facts.message_count is not None or endpoint in GENERATING_ENDPOINTS
+
+
+def answer_bound(max_tokens: int | None, model_max: int | None, reserve_output: int) -> int:
+    """What one answer may hold: the request's bound, else its model's maximum output where
+    known, else `ledger.reserve_output_tokens`."""
+    if max_tokens is not None:
+        return max(max_tokens, 0)
+    return model_max if model_max is not None else reserve_output
+
+
+def estimate_tokens(
+    body_size: int, max_tokens: int | None, generates: bool, reserve_output: int, answers: int = 1,
+    model_max: int | None = None,
+) -> tuple[int, int]:  # fmt: skip
+    """A call's prompt and answer tokens before it runs: its body's bytes over four (a token is about
+    four bytes of English text; JSON's syntax makes the estimate high rather than low), and each of
+    its answers' bound (`answer_bound`) times how many it asks for; none for a call that generates
+    nothing."""
+    answer = answer_bound(max_tokens, model_max, reserve_output) * answers if generates else 0
+    return math.ceil(body_size / BYTES_PER_TOKEN), answer
+
+
+def batch_output(batch: Batch, model_max: int | None, reserve_output: int) -> int:
+    """What a batch whose requests Tollgate read may generate: their bounds, and each answer that
+    sets none at its model's maximum output (else `reserve_output`)."""
+    assert batch.output_tokens is not None
+    return batch.output_tokens + batch.open_answers * answer_bound(None, model_max, reserve_output)
+
+
+def unenforceable(found: Sequence[Counter]) -> Counter | None:
+    """The first counter of tokens or money: a job whose use Tollgate cannot bound is not served
+    under one."""
+    return next((c for c in found if c.metric != "requests"), None)
+
+
+def unenforceable_message(counter: Counter, endpoint: str, batch: Batch) -> str:
+    why = (
+        "its requests are in a file or a bucket, which Tollgate does not read"
+        if batch.requests is None
+        else "its work is not counted in tokens"
+    )
+    return (
+        f"Tollgate limit {counter.label!r} caps {counter.field} for {counter.subject}, and this {endpoint} call"
+        f" starts a job whose use Tollgate cannot bound ({why}): it is not served under a token or USD limit."
+    )
+
+
+def unenforceable_reason(counter: Counter, endpoint: str) -> str:
+    return f"limit {counter.label!r}: {counter.field} cannot bound a {endpoint} job for {counter.subject}"
+
+
+def charges(found: Sequence[Counter], estimate: Estimate) -> list[Charge]:
+    return [Charge(c.key, c.charged(estimate), c.cap, c.end + EXPIRY_GRACE) for c in found]
+
+
+# Counters are kept a while past their window's end, so that a call that ends after its window
+# still settles a counter that exists (and the report's latest windows can be read).
+EXPIRY_GRACE = 3600
+
+
+def adjustments(found: Sequence[Counter], reserved: Estimate, used: Estimate) -> list[tuple[str, int, int]]:
+    """What settles a call's reservation to what it used: (counter, delta, expires), zero deltas left out."""
+    changes = []
+    for c in found:
+        delta = c.charged(used) - c.charged(reserved)
+        if delta:
+            changes.append((c.key, delta, c.end + EXPIRY_GRACE))
+    return changes
+
+
+def retry_after(counter: Counter, now: float) -> int:
+    """Whole seconds until the counter's window ends (at least one)."""
+    return max(1, math.ceil(counter.end - now))
+
+
+def refusal_message(counter: Counter, used: int, needed: int, now: float) -> str:
+    return (
+        f"Tollgate limit {counter.label!r}: {counter.field} is {counter.show(counter.cap)} for {counter.subject};"
+        f" {counter.show(used)} used, this call needs up to {counter.show(needed)}."
+        f" The {counter.window} window ends in {retry_after(counter, now)} s."
+    )
+
+
+def deny_reason(counter: Counter) -> str:
+    return f"limit {counter.label!r}: {counter.field} {counter.show(counter.cap)} reached for {counter.subject}"
+
+
+# (limit, subject, field, used, cap, metric) per counter: `policy.usage_input` makes `input.usage` of it.
+UsageFacts = tuple[tuple[str, str, str, int, int, str], ...]
+
+
+def usage_facts(found: Sequence[Counter], values: Sequence[int]) -> UsageFacts:
+    """The counters as the policy sees them (before this call), in a hashable form."""
+    return tuple((c.label, c.subject, c.field, v, c.cap, c.metric) for c, v in zip(found, values, strict=True))
+
+
+def used(call: Call, reserved: Estimate, record: dict[str, Any]) -> Estimate:
+    """What a call used, as its counters are settled (`_used_upstream`), and the summary its
+    conversation's roll-up asked for (`rollup:`), which its caller spent too."""
+    spent = _used_upstream(call, reserved, record)
+    rolled = call.rolled_up
+    if rolled is None or rolled.usage is None:
+        return spent
+    summary = (rolled.usage.input_tokens or 0) + (rolled.usage.output_tokens or 0)
+    return spent._replace(tokens=spent.tokens + summary, nanousd=(spent.nanousd or 0) + (rolled.cost_nanousd or 0))
+
+
+def _used_upstream(call: Call, reserved: Estimate, record: dict[str, Any]) -> Estimate:
+    """What a call used upstream: nothing when its request never went there (refused, or the
+    upstream unreachable); one request when it generates nothing (a fetch, a count of tokens) or
+    the upstream refused it; a batch or job, all it reserved (Tollgate never sees what it used);
+    its usage as read; and when none was read, what it reserved: the provider may bill work it
+    started whatever became of the answer (a client that left, a timeout, a stream broken off
+    before its usage)."""
+    if not call.request_sent:
+        return Estimate(0, 0, 0)
+    if spends_nothing(call):
+        return Estimate(1, 0, 0)
+    refused_upstream = not call.answered_by_tollgate and call.status is not None and call.status >= 400
+    if reserved.job:
+        return Estimate(1, 0, 0, job=True) if refused_upstream else reserved
+    tokens = token_count(record)
+    if tokens is None:
+        return Estimate(1, 0, 0) if refused_upstream else reserved
+    return Estimate(1, tokens, call.cost_nanousd() or 0)
+
+
+def token_count(record: dict[str, Any]) -> int | None:
+    """The tokens a limit counts: prompt and answer; the total where only it is known."""
+    inputs, outputs = record.get("input_tokens"), record.get("output_tokens")
+    if inputs is None and outputs is None:
+        return record.get("total_tokens")
+    return (inputs or 0) + (outputs or 0)

@@ -1,0 +1,103 @@
+"""Model overrides and routes: which rule applies to a call, and where a routed call goes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from fnmatch import fnmatchcase
+from functools import partial
+from typing import Literal
+
+from tollgate.call import Call
+from tollgate.config import Override, OverrideMatch
+from tollgate.formats.translation import Translation
+from tollgate.providers import OPENAI_COMPATIBLE_SOURCE, PROVIDERS
+from tollgate.shape_memo import ShapeMemo
+
+# What each provider's OpenAI-compatible API offers, and under which path prefix.
+ROUTED_ENDPOINTS = {name: p.openai_compatible_endpoints for name, p in PROVIDERS.items() if p.openai_compatible_prefix}
+OPENAI_COMPATIBLE_PREFIX = {
+    name: p.openai_compatible_prefix for name, p in PROVIDERS.items() if p.openai_compatible_prefix
+}
+
+
+def find_rule(
+    rules: Sequence[Override],
+    provider: str,
+    model: str | None,
+    client: str | None,
+    groups: Iterable[str],
+    endpoint: str | None,
+) -> Override | None:
+    """The first rule whose match (globs, all optional) fits the call. A route applies only to
+    calls it can take to its provider (`route_api`)."""
+    groups = tuple(groups)
+    for rule in rules:
+        if not matches(rule.match, provider, model, client, groups):
+            continue
+        if rule.provider not in (None, provider) and route_api(rule, provider, endpoint) is None:
+            continue
+        return rule
+    return None
+
+
+def route_api(rule: Override, provider: str, endpoint: str | None) -> Literal["native", "openai_compatible"] | None:
+    """How a route takes a call to `provider`'s `endpoint` to its own provider: an OpenAI call as it
+    is to the target's OpenAI-compatible API, or a chat call translated into the target's own
+    format (`rule.api` may insist on one); None where neither can."""
+    assert rule.provider is not None
+    compatible = provider == OPENAI_COMPATIBLE_SOURCE and endpoint in ROUTED_ENDPOINTS.get(rule.provider, ())
+    if compatible and rule.api != "native":
+        return "openai_compatible"
+    if endpoint in PROVIDERS[provider].chat_formats and rule.api != "openai_compatible":
+        return "native"
+    return None
+
+
+def matches(m: OverrideMatch, provider: str, model: str | None, client: str | None, groups: tuple[str, ...]) -> bool:
+    """Whether a rule's match (globs, all optional) fits the call; a glob never fits what is unknown."""
+    if m.provider is not None and m.provider != provider:
+        return False
+    if m.model is not None and (model is None or not fnmatchcase(model, m.model)):
+        return False
+    if m.client is not None and (client is None or not fnmatchcase(client, m.client)):
+        return False
+    return m.group is None or any(fnmatchcase(g, m.group) for g in groups)
+
+
+class RuleBook:
+    """The configured rules, with each call shape (provider, model, client, groups, endpoint)
+    matched against them once."""
+
+    def __init__(self, rules: Sequence[Override]) -> None:
+        self.rules = tuple(rules)
+        self.memo: ShapeMemo[Override | None] = ShapeMemo(partial(find_rule, self.rules))
+
+    def find(
+        self, provider: str, model: str | None, client: str | None, groups: tuple[str, ...], endpoint: str | None
+    ) -> Override | None:
+        shape = (provider, model, client, groups, endpoint)
+        return self.memo.get(shape, *shape)
+
+
+def routed_path(target: str, path: str) -> str:
+    """An OpenAI API path (`/v1/chat/completions?…`) on the target's OpenAI-compatible API."""
+    rest = path.removeprefix("/v1/") if path.startswith("/v1/") else path.lstrip("/")
+    return OPENAI_COMPATIBLE_PREFIX[target] + rest
+
+
+def own_api_path(call: Call, target: str) -> str | None:
+    """Where a call goes on `target`'s own API when that API speaks the call's format already (an
+    OpenAI-format call to a provider's OpenAI-compatible endpoint, routed to OpenAI); None when it
+    must be translated."""
+    source = PROVIDERS[call.provider].chat_formats[call.classification.endpoint or ""]
+    leg = PROVIDERS[target].native_chat(call.classification.model or "", bool(call.classification.facts.stream), source)
+    return leg.path if leg.format == source else None
+
+
+def translation_for(call: Call, alt: str | None) -> Translation:
+    """The translation of a call Override routes to another provider's own format; a Gemini caller's
+    stream comes back as it asked for it, server-sent events (`alt=sse`, the query's `alt`) or one JSON
+    array."""
+    endpoint = call.classification.endpoint or ""
+    json_array = endpoint == "streamGenerateContent" and alt != "sse"
+    return Translation(PROVIDERS[call.provider].chat_formats[endpoint], json_array)

@@ -1,0 +1,406 @@
+"""OPA Rego policies, evaluated with regopy: compiled once, evaluated per call.
+
+A call is allowed when `data.tollgate.deny` (a set of strings) is empty; the strings are the
+reasons. Anything that is not a clean answer — an evaluation error, a `deny` that is not a set of
+strings, an evaluation that exceeds its time limit — denies with the reason "policy error": a
+policy never fails open. The proxy evaluates in a worker process (`policy_worker`), which can be
+stopped; the policy is still compiled in the proxy, so that a broken one is reported at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from operator import itemgetter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from regopy import Interpreter, RegoError
+
+    from tollgate.governance.policy_worker import PolicyWorker
+
+# `object.get`, not `data.tollgate.deny` itself: regopy aborts the whole process when a queried
+# binding is undefined (a policy with no deny rule), and no deny rule means no reason to deny.
+QUERY = 'deny := object.get(data, ["tollgate", "deny"], set())'
+CACHE_SIZE = 4096
+TIMEOUT = 1.0  # seconds an evaluation may take; `policy.timeout`
+# Built-ins whose answer is not a function of the input: time, HTTP, randomness, UUIDs, DNS, runtime.
+_IMPURE = re.compile(r"\b(?:time|http|rand|uuid|net|opa)\.[a-z_]+\s*\(")
+_PACKAGE = re.compile(r"^\s*package\s+tollgate\s*(?:#.*)?$", re.MULTILINE)
+_DENY_RULE = re.compile(r"^\s*(?:default\s+)?deny\b", re.MULTILINE)
+# Rego's comments, and its strings so that a `#` in one starts no comment. Strings are not
+# dropped: a template string can read `input` (an `input` in any other costs only cache hits).
+_STRING_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"|`[^`]*`|#[^\n]*')
+# `input` and the names that follow it: `input.client.groups[_]` is input, client, groups.
+_INPUT_PATH = re.compile(r"\binput\b((?:\s*\.\s*[A-Za-z_][A-Za-z0-9_]*)*)")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+POLICY_ERROR = "policy error"
+
+
+class PolicyError(Exception):
+    """A policy that cannot be loaded; the message names the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    deny_reasons: tuple[str, ...]
+    error: str | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return not self.deny_reasons
+
+
+class Rules:
+    """Rego sources compiled into one bundle, evaluated on input documents: in the proxy for
+    `Policy.decide`, in a worker process for the proxy's calls."""
+
+    def __init__(self, sources: Mapping[str, str]) -> None:
+        # regopy is loaded with the first policy: Tollgate without one never needs it (nor does
+        # bench/instructions.py, which runs Tollgate under valgrind, where regopy cannot start).
+        import regopy
+
+        self._errors = (regopy.RegoError, KeyError, ValueError, TypeError)
+        builder = quiet(regopy.Interpreter())
+        try:
+            for name, source in sources.items():
+                builder.add_module(name, source)
+            self._bundle = builder.build(QUERY)
+        except regopy.RegoError as e:
+            raise PolicyError(describe_compile_error(e, dict(sources))) from None
+        self._runner = quiet(regopy.Interpreter())
+
+    def evaluate(self, document: Any) -> Decision:
+        try:
+            self._runner.set_input(document)
+            # Keep `output` referenced while its binding is read: regopy crashes the process when
+            # an Output is collected under its own binding (seen with a chained expression).
+            output = self._runner.query_bundle(self._bundle)
+            if not output.ok():
+                return Decision((POLICY_ERROR,), f"policy evaluation failed: {_first_line(output)}")
+            reasons = json.loads(output.binding("deny").json())
+        except self._errors as e:
+            return Decision((POLICY_ERROR,), f"policy evaluation failed: {_first_line(e)}")
+        if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
+            return Decision((POLICY_ERROR,), "data.tollgate.deny is not a set of strings")
+        return Decision(tuple(sorted(reasons)))
+
+
+class Policy:
+    """The compiled modules of some Rego files, ready to decide: in-process (`decide`,
+    `decide_call`), or as the proxy does, in a worker process within a time limit
+    (`decide_call_in_worker`)."""
+
+    def __init__(self, files: Sequence[str | Path], timeout: float = TIMEOUT) -> None:
+        self.files = tuple(Path(f) for f in files)
+        self.timeout = timeout
+        # Before reading: an edit made while they are read is a change still to be seen.
+        self.loaded_mtimes = self.mtimes()
+        sources: dict[str, str] = {}
+        for path in self.files:
+            try:
+                source = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise PolicyError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
+            sources[str(path)] = source
+        self._rules = Rules(sources)
+        # A policy that never defines data.tollgate.deny (a misspelt package or rule name) would
+        # allow every call: refuse it at load.
+        if not any(_PACKAGE.search(s) and _DENY_RULE.search(s) for s in sources.values()):
+            raise PolicyError(
+                f"{', '.join(map(str, self.files))}: no rule defines data.tollgate.deny"
+                " (package tollgate; deny contains reason if { … })"
+            )
+        # The worker compiles these sources, not the files: they may have changed since.
+        self.sources = sources
+        self._worker: PolicyWorker | None = None
+        # A policy is a function of its input unless it asks the clock, the network or chance:
+        # then equal inputs get equal decisions, and a repeated input is not evaluated again.
+        self._cache: dict[Hashable, Decision] | None = None if any(_IMPURE.search(s) for s in sources.values()) else {}
+        # ... and of only the facts it reads: a call that differs from an earlier one only in
+        # facts no rule reads (a conversation's growing message count) gets that call's decision.
+        self._key = cache_key(facts_read(sources.values()))
+
+    def decide(self, document: dict[str, Any]) -> Decision:
+        """The decision on any input document, evaluated in this process without a time limit."""
+        return self._cached(json.dumps(document, separators=(",", ":")), lambda: document)
+
+    def decide_call(self, call: Any) -> Decision:
+        """The decision on a call (`tollgate.call.Call`), in this process: its input document is
+        built only when the same facts have not been decided before."""
+        facts = input_facts(call)
+        return self._cached(self._key(facts), lambda: input_document(facts))
+
+    def decide_call_in_worker(self, call: Any) -> Decision | Awaitable[Decision]:
+        """The decision on a call as the proxy makes it: a cached one at once; else an awaitable
+        evaluation in the worker process, within the time limit."""
+        facts = input_facts(call)
+        cache = self._cache
+        if cache is None:
+            return self._in_worker(None, input_document(facts))
+        key = self._key(facts)
+        decision = cache.get(key)
+        if decision is None:
+            return self._in_worker(key, input_document(facts))
+        return decision
+
+    async def decide_in_worker(self, document: Any) -> Decision:
+        """The decision on any input document, evaluated in the worker process within the time limit."""
+        return await self._in_worker(None, document)
+
+    async def _in_worker(self, key: Hashable | None, document: Any) -> Decision:
+        from tollgate.governance.policy_worker import WorkerUnavailable
+
+        try:
+            decision = await self.worker.evaluate(document)
+        except WorkerUnavailable as e:
+            return Decision((POLICY_ERROR,), str(e))  # not remembered: the next call tries again
+        # A timeout is remembered too: the same input would take as long again.
+        if key is not None:
+            self._remember(key, decision)
+        return decision
+
+    @property
+    def worker(self) -> PolicyWorker:
+        if self._worker is None:
+            from tollgate.governance.policy_worker import PolicyWorker
+
+            self._worker = PolicyWorker(self.sources, self.timeout)
+        return self._worker
+
+    def start(self) -> None:
+        """Start the worker process now rather than at the first call (needs a running event loop)."""
+        self.worker.start()
+
+    def close(self) -> None:
+        """Stop the worker process, once the evaluation it may be running has ended."""
+        if self._worker is not None:
+            self._worker.close()
+
+    async def aclose(self) -> None:
+        """Stop the worker process now and wait for it to exit."""
+        if self._worker is not None:
+            await self._worker.aclose()
+
+    def _cached(self, key: Hashable, document: Callable[[], dict[str, Any]]) -> Decision:
+        if self._cache is None:
+            return self._evaluate(document())
+        decision = self._cache.get(key)
+        if decision is None:
+            decision = self._evaluate(document())
+            self._remember(key, decision)
+        return decision
+
+    def _remember(self, key: Hashable, decision: Decision) -> None:
+        cache = self._cache
+        if cache is None:
+            return
+        if len(cache) >= CACHE_SIZE:
+            cache.clear()
+        cache[key] = decision
+
+    def _evaluate(self, document: dict[str, Any]) -> Decision:
+        return self._rules.evaluate(document)
+
+    def mtimes(self) -> tuple[int | None, ...]:
+        return tuple(_mtime(p) for p in self.files)
+
+
+def quiet(interpreter: Interpreter) -> Interpreter:
+    """regopy prints compile errors to standard output itself; Tollgate reports them."""
+    from regopy import LogLevel
+
+    interpreter.log_level = LogLevel.NONE
+    return interpreter
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+_COMPILE_ERROR = re.compile(r"\(error \d+:(?P<file>[^|]*)\|(?P<offset>\d+)\|\d+\s*\(errormsg \d+:(?P<message>[^)]*)\)")
+
+
+def describe_compile_error(error: RegoError, sources: dict[str, str]) -> str:
+    """regopy reports compile errors as an S-expression with byte offsets: name file, line, column."""
+    found = _COMPILE_ERROR.search(str(error))
+    if not found:
+        return f"{', '.join(sources) or 'policy'}: does not compile: {_first_line(error)}"
+    name, offset = found["file"], int(found["offset"])
+    before = sources.get(name, "").encode()[:offset].decode(errors="ignore")  # a byte offset
+    line, column = before.count("\n") + 1, len(before) - before.rfind("\n")
+    return f"{name}:{line}:{column}: {found['message']}"
+
+
+def _first_line(error: object) -> str:
+    text = str(error).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip() and line.strip() != "Errors:"]
+    return lines[0] if lines else text or type(error).__name__
+
+
+def input_facts(call: Any) -> tuple[Any, ...]:
+    """Everything a call's input document holds, in `input_document`'s order: a cache key."""
+    c = call.classification
+    f = c.facts
+    model = call.target_model
+    # What the request uses that Tollgate cannot read (a stored prompt…) is unread too.
+    unread = c.unread + f.unread if f.unread else c.unread
+    return (
+        call.client, tuple(call.groups), call.auth, call.provider, call.host, call.method, call.path, c.endpoint,
+        c.model, model, f.message_count, f.has_system, f.has_tools, f.stream, f.max_tokens, unread,
+        call.identity, call.usage_counters, f.service_tier, f.speed, f.batch, f.mcp_servers, c.publisher,
+    )  # fmt: skip
+
+
+# Where `input_document` puts each of `input_facts`: a leaf is the fact's index.
+INPUT_LAYOUT: dict[str, Any] = {
+    "client": {"name": 0, "groups": 1, "auth": 2},
+    "provider": 3, "host": 4, "method": 5, "path": 6, "endpoint": 7, "requested_model": 8, "model": 9,
+    "request": {
+        "message_count": 10, "has_system": 11, "has_tools": 12, "stream": 13, "max_tokens": 14,
+        "service_tier": 18, "speed": 19, "batch": 20, "mcp_servers": 21,
+    },
+    "publisher": 22,
+    "unread": 15,
+    "identity": 16,  # a JWT caller's: issuer and claims, one fact (`JwtIdentity`)
+    "usage": 17,  # the limits' counters (`limits.usage_facts`), one fact
+}  # fmt: skip
+
+
+def paths_read(sources: Iterable[str]) -> list[tuple[str, ...]] | None:
+    """The paths of `input` Rego sources read (`input.client.groups` is `("client", "groups")`),
+    each once, in the order first read; None when one uses `input` other than by a path of names:
+    `input[k]`, `walk(input, …)`, `with input as …`, `import input`."""
+    paths: dict[tuple[str, ...], None] = {}
+    for source in sources:
+        for match in _INPUT_PATH.finditer(_STRING_OR_COMMENT.sub(_without_comment, source)):
+            names = tuple(_NAME.findall(match.group(1)))
+            if not names:
+                return None
+            paths.setdefault(names)
+    return list(paths)
+
+
+def facts_read(sources: Iterable[str]) -> tuple[int, ...] | None:
+    """Which of `input_facts` Rego sources can read (indices), found in their text; None (all of
+    them) when one uses `input` other than by a path of names (`paths_read`). A path read reads
+    everything beneath it; a path the input document does not have reads nothing."""
+    paths = paths_read(sources)
+    if paths is None:
+        return None
+    read: set[int] = set()
+    for names in paths:
+        node: Any = INPUT_LAYOUT
+        for name in names:
+            if not isinstance(node, dict):
+                break
+            node = node.get(name)
+        read.update(_leaves(node))
+    return tuple(sorted(read))
+
+
+def lacking(document: Any, paths: Iterable[tuple[str, ...]]) -> list[str]:
+    """The paths read that an input document lacks (where Rego finds them undefined, so that a rule
+    reading one does not hold), each as its shortest lacking part, dotted. A path into a value that
+    is no object (a `null` batch) is not lacking: the proxy gives such values. Nor is `identity`,
+    which the proxy gives only for a caller a JWT identified."""
+    if not isinstance(document, dict):
+        return []
+    found: dict[str, None] = {}
+    for names in paths:
+        node: Any = document
+        for depth, name in enumerate(names):
+            if not isinstance(node, dict):
+                break
+            if name not in node:
+                if (depth, name) != (0, "identity"):
+                    found.setdefault(".".join(names[: depth + 1]))
+                break
+            node = node[name]
+    return list(found)
+
+
+def _without_comment(match: re.Match[str]) -> str:
+    return " " if match.group().startswith("#") else match.group()
+
+
+def _leaves(node: Any) -> Iterable[int]:
+    if isinstance(node, int):
+        yield node
+    elif isinstance(node, dict):
+        for child in node.values():
+            yield from _leaves(child)
+
+
+def cache_key(read: tuple[int, ...] | None) -> Callable[[tuple[Any, ...]], Hashable]:
+    """The decision cache's key for a call's facts: the facts read, or all of them."""
+    if read is None:
+        return lambda facts: facts
+    if not read:
+        return lambda facts: ()
+    pick = itemgetter(*read)
+    return (lambda facts: (pick(facts),)) if len(read) == 1 else pick
+
+
+def input_document(facts: tuple[Any, ...]) -> dict[str, Any]:
+    """The JSON document a policy evaluates as `input` (who calls, where the call goes, what it asks
+    for), built from `input_facts` so that it holds exactly what the decision cache is keyed on."""
+    (client, groups, auth, provider, host, method, path, endpoint, requested_model, model,
+     message_count, has_system, has_tools, stream, max_tokens, unread, identity, usage,
+     service_tier, speed, batch, mcp_servers, publisher) = facts  # fmt: skip
+    document = {
+        "client": {"name": client, "groups": list(groups), "auth": auth},
+        "provider": provider,
+        "host": host,
+        "method": method,
+        "path": path,
+        "endpoint": endpoint,
+        "requested_model": requested_model,
+        "model": model,
+        "publisher": publisher,
+        "request": {
+            "message_count": message_count,
+            "has_system": has_system,
+            "has_tools": has_tools,
+            "stream": stream,
+            "max_tokens": max_tokens,
+            "service_tier": service_tier,
+            "speed": speed,
+            "batch": None if batch is None else batch.policy_input(),
+            "mcp_servers": [{"url": url, "name": name} for url, name in mcp_servers],
+        },
+        "unread": list(unread),
+        "usage": usage_input(usage),
+    }
+    if identity is not None:  # a JWT caller: `input.identity` is undefined for every other
+        document["identity"] = identity.policy_input()
+    return document
+
+
+NANO = Decimal(1_000_000_000)  # nano-dollars, the counters' unit of money, in a dollar
+
+
+def usage_input(counters: tuple[tuple[str, str, str, int, int, str], ...]) -> dict[str, Any]:
+    """`input.usage`: by limit, subject (client, group or "all") and field (e.g. usd_per_day), what
+    was used before this call and the cap; money in dollars."""
+    usage: dict[str, Any] = {}
+    for label, subject, field, used, cap, metric in counters:
+        if metric == "usd":
+            entry: dict[str, Any] = {"used": float(Decimal(used) / NANO), "limit": float(Decimal(cap) / NANO)}
+        else:
+            entry = {"used": used, "limit": cap}
+        usage.setdefault(label, {}).setdefault(subject, {})[field] = entry
+    return usage
+
+
+def policy_input(call: Any) -> dict[str, Any]:
+    """The `input` a policy gets for a call record (`tollgate.call.Call`)."""
+    return input_document(input_facts(call))

@@ -1,0 +1,254 @@
+"""What a call costs: its model's price (the configured `prices:` first, then the price table that
+genai-prices bundles) applied to the usage the answer reported, exactly, in nano-dollars."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+# The bundled table only: genai-prices fetches newer prices only when asked (`UpdatePrices`),
+# which Tollgate never does. The package's own lookup caches every model name it is asked for,
+# without bound; the providers' model lists are searched here instead, with a bounded cache.
+from genai_prices.data import providers as _TABLE_PROVIDERS
+from genai_prices.types import ModelPrice, TieredPrices
+
+from tollgate.governance.overrides import matches
+from tollgate.providers import PROVIDERS
+from tollgate.shape_memo import ShapeMemo
+
+if TYPE_CHECKING:
+    from tollgate.config import PriceRule
+    from tollgate.formats.usage import Usage
+
+# Tollgate's provider names, and genai-prices' ids for them.
+TABLE_IDS = {name: p.price_table for name, p in PROVIDERS.items() if p.price_table is not None}
+_TABLE = {name: next(p for p in _TABLE_PROVIDERS if p.id == table_id) for name, table_id in TABLE_IDS.items()}
+
+# Endpoints that count a prompt's tokens without generating: free with every provider.
+COUNTING_ENDPOINTS = frozenset(("messages.count_tokens", "count-tokens", "countTokens", "computeTokens"))
+# Endpoints whose usage counts audio tokens with text ones. Tollgate's usage does not tell them
+# apart, so a model that prices audio apart (some 8x text) cannot be priced exactly from it.
+MIXED_MODALITY_ENDPOINTS = frozenset(("realtime", "audio.speech", "audio.transcriptions", "audio.translations"))
+# genai-prices' price keys for tokens Tollgate counts apart; any other token price (audio, image,
+# video) makes a model's price depend on what its usage does not say.
+_TEXT_KEYS = ("input_mtok", "cache_read_mtok", "cache_write_mtok", "output_mtok", "output_reasoning_mtok")
+_NOT_TOKENS = frozenset(("cache_write_1h_mtok", "web_searches_kcount", "storage_searches_kcount", "requests_kcount"))
+
+_NANO_PER_USD_PER_MTOK = 1000  # a price per million tokens, per token, in nano-dollars
+_DAY = 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """US dollars per million tokens of each kind a call's usage tells apart. The cached input
+    and cache writes are among the input, the reasoning among the output (as the audit counts)."""
+
+    input: Decimal
+    cached_input: Decimal
+    cache_write: Decimal
+    output: Decimal
+    reasoning: Decimal
+    # Price tiers by prompt size: a prompt of more than `start` tokens pays the tier's rate for
+    # every token, input and output (genai-prices' tiers: Gemini 2.5 Pro's prompts over 200k
+    # tokens, Claude's long context, GPT-5.4's over 272k). Ascending by start.
+    tiers: tuple[tuple[int, Rate], ...] = ()
+    source: str = ""  # "prices.0" (the configuration's) or "genai-prices aws/regional.anthropic…"
+    # The table prices audio, image or video tokens apart from text for this model.
+    other_modalities: bool = False
+    # The five prices as integers over one power of ten, for exact integer arithmetic per call.
+    _scaled: tuple[int, int, int, int, int] = field(init=False, repr=False, compare=False)
+    _denominator: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        prices = (self.input, self.cached_input, self.cache_write, self.output, self.reasoning)
+        parts = [p.as_tuple() for p in prices]
+        scale = max(0, *(-int(e.exponent) for e in parts))
+        scaled = tuple(int("".join(map(str, e.digits)) or "0") * 10 ** (int(e.exponent) + scale) for e in parts)
+        object.__setattr__(self, "_scaled", scaled)
+        object.__setattr__(self, "_denominator", 10**scale)
+
+    def for_prompt(self, input_tokens: int) -> Rate:
+        """The rate a prompt of this many tokens pays."""
+        rate = self
+        for start, tier in self.tiers:
+            if input_tokens <= start:
+                break
+            rate = tier
+        return rate
+
+
+def cost_nanousd(rate: Rate, usage: Usage) -> int:
+    """What the usage costs at this rate, in nano-dollars: exact, rounded half up once, on the
+    total. Counts an answer could make inconsistent (negative, or cache reads above the prompt)
+    are held within the prompt and the output, so that no part is priced twice or below zero."""
+    prompt = max(usage.input_tokens or 0, 0)
+    read = min(max(usage.cached_tokens or 0, 0), prompt)
+    written = min(max(usage.cache_write_tokens or 0, 0), prompt - read)
+    output = max(usage.output_tokens or 0, 0)
+    reasoning = min(max(usage.reasoning_tokens or 0, 0), output)
+    rate = rate.for_prompt(prompt)
+    p_input, p_read, p_write, p_output, p_reasoning = rate._scaled
+    numerator = _NANO_PER_USD_PER_MTOK * (
+        (prompt - read - written) * p_input
+        + read * p_read
+        + written * p_write
+        + (output - reasoning) * p_output
+        + reasoning * p_reasoning
+    )
+    return (2 * numerator + rate._denominator) // (2 * rate._denominator)
+
+
+def configured_rate(rule: PriceRule, source: str) -> Rate:
+    """A `prices:` rule's rate: cached input and cache writes at the input price, reasoning at the
+    output price, unless set."""
+    return Rate(
+        input=rule.input_per_mtok,
+        cached_input=rule.input_per_mtok if rule.cached_input_per_mtok is None else rule.cached_input_per_mtok,
+        cache_write=rule.input_per_mtok if rule.cache_write_per_mtok is None else rule.cache_write_per_mtok,
+        output=rule.output_per_mtok,
+        reasoning=rule.output_per_mtok if rule.reasoning_per_mtok is None else rule.reasoning_per_mtok,
+        source=source,
+    )
+
+
+def table_rate(provider: str, model: str, when: float, context: tuple[tuple[str, str], ...] = ()) -> Rate | None:
+    """The model's rate in genai-prices' bundled table, at the UTC date of `when` (some prices
+    change on a date) and how the call ran (`Usage.price_context`: the table prices OpenAI's `flex`
+    and `priority` tiers and Anthropic's fast mode apart); None when the table does not know the
+    model or prices it by anything but tokens. Bedrock's regional, cross-region (`us.`, `eu.`,
+    `global.`…) and ARN model ids are the table's own concern: it knows that a `global.` profile
+    costs less than a regional one."""
+    table = _TABLE.get(provider)
+    if table is None:
+        return None
+    model = PROVIDERS[provider].priced_model(model)
+    info = table.find_model(model, all_providers=_TABLE_PROVIDERS)
+    if info is None:
+        return None
+    # genai-prices' table starts a price at a UTC date; naive datetimes are UTC to it.
+    prices = info.get_prices(datetime.fromtimestamp(when, UTC), dict(context))
+    if not isinstance(prices.input_mtok, Decimal | TieredPrices):
+        return None  # priced per image, per second of audio, per request…
+    return _rate_of(prices, f"genai-prices {table.id}/{info.id}")
+
+
+def _rate_of(prices: ModelPrice, source: str) -> Rate:
+    """genai-prices' prices as a Rate: cache reads and writes the table does not price apart pay
+    the input price, reasoning the output price (as genai-prices counts them); tiers made one
+    Rate per tier start, every price at what it is above that start."""
+    values = {key: getattr(prices, key) for key in _TEXT_KEYS}
+    starts = sorted({t.start for v in values.values() if isinstance(v, TieredPrices) for t in v.tiers})
+    others = any(
+        value is not None and key not in _NOT_TOKENS and key not in _TEXT_KEYS
+        for key, value in vars(prices).items()
+        if not key.startswith("_")
+    )
+
+    def at(key: str, start: int | None) -> Decimal | None:
+        value = values[key]
+        if not isinstance(value, TieredPrices):
+            return value
+        price = value.base
+        for tier in value.tiers:  # sorted by start
+            if start is not None and tier.start <= start:
+                price = tier.price
+        return price
+
+    def flat(start: int | None) -> Rate:
+        input_ = at("input_mtok", start) or Decimal(0)
+        output = at("output_mtok", start) or Decimal(0)  # an embedding model's: it has no output
+        read, write, reasoning = (
+            at("cache_read_mtok", start),
+            at("cache_write_mtok", start),
+            at("output_reasoning_mtok", start),
+        )
+        return Rate(
+            input=input_,
+            cached_input=input_ if read is None else read,
+            cache_write=input_ if write is None else write,
+            output=output,
+            reasoning=output if reasoning is None else reasoning,
+            source=source,
+            other_modalities=others,
+        )
+
+    base = flat(None)
+    if not starts:
+        return base
+    return Rate(
+        base.input, base.cached_input, base.cache_write, base.output, base.reasoning,
+        tiers=tuple((start, flat(start)) for start in starts), source=source, other_modalities=others,
+    )  # fmt: skip
+
+
+class Prices:
+    """The configured price rules, then the table; each call shape (provider, model, client,
+    groups, UTC day) looked up once: calls repeat their shapes, and a table search costs some
+    100 µs where a call's whole overhead is about 1 ms."""
+
+    def __init__(self, rules: Sequence[PriceRule]) -> None:
+        self.rules = tuple(rules)
+        self._rates = tuple(configured_rate(rule, f"prices.{i}") for i, rule in enumerate(self.rules))
+        self.memo: ShapeMemo[Rate | None] = ShapeMemo(self._find)
+
+    def rate(
+        self,
+        provider: str,
+        model: str | None,
+        client: str | None,
+        groups: tuple[str, ...],
+        when: float | None = None,
+        context: tuple[tuple[str, str], ...] = (),
+    ) -> Rate | None:
+        """The rate of a call made at `when` (default: now), run as `context` says
+        (`Usage.price_context`; a configured rule prices every way alike); None when its price is
+        unknown."""
+        when = time.time() if when is None else when
+        return self.memo.get(
+            (provider, model, client, groups, int(when // _DAY), context),
+            provider,
+            model,
+            client,
+            groups,
+            when,
+            context,
+        )
+
+    def _find(
+        self,
+        provider: str,
+        model: str | None,
+        client: str | None,
+        groups: tuple[str, ...],
+        when: float,
+        context: tuple[tuple[str, str], ...],
+    ) -> Rate | None:
+        for rule, rate in zip(self.rules, self._rates, strict=True):
+            if matches(rule.match, provider, model, client, groups):
+                return rate
+        return None if model is None else table_rate(provider, model, when, context)
+
+    def cost(
+        self,
+        provider: str,
+        model: str | None,
+        client: str | None,
+        groups: tuple[str, ...],
+        endpoint: str | None,
+        usage: Usage | None,
+        when: float,
+    ) -> int | None:
+        """What a call cost, in nano-dollars; None when unknown: no usage read (or no prompt count
+        in it), no price for the model, or usage that does not say what the price depends on."""
+        if usage is None or usage.input_tokens is None:
+            return None
+        if endpoint in COUNTING_ENDPOINTS:
+            return 0
+        rate = self.rate(provider, model, client, groups, when, usage.price_context())
+        if rate is None or (rate.other_modalities and endpoint in MIXED_MODALITY_ENDPOINTS):
+            return None
+        return cost_nanousd(rate, usage)

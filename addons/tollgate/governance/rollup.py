@@ -1,0 +1,241 @@
+"""Conversation roll-up: a chat call whose conversation has grown past a rule's size goes upstream
+with its earlier turns replaced by a summary (in its system prompt) and only its latest turns kept.
+A summary is kept by the turns it summarizes: the conversation's next calls use it again while
+the turns after it stay within the rule's size, and the next summary extends it with the turns
+since, so that a conversation asks the summarizer once every so many turns, never for its whole
+history again. Plain Python, knowing nothing of mitmproxy."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tollgate.formats import ANTHROPIC_MESSAGES, BEDROCK_CONVERSE, GEMINI_GENERATE, OPENAI_CHAT
+from tollgate.formats.chat import ChatRequest, ChatResponse, Message, Text
+from tollgate.formats.json_codec import encode_json
+
+# A token is about four bytes of text (as the limits estimate a prompt's tokens).
+BYTES_PER_TOKEN = 4
+SUMMARY_MAX_TOKENS = 1024
+SUMMARIZER_SYSTEM = (
+    "You condense conversations. Write a summary of the conversation you are given, for the assistant"
+    " who continues it without seeing it: every fact, name, number, decision, instruction, result of a"
+    " tool and open question it holds, in plain notes. Answer with the summary only."
+)
+SUMMARY_HEADING = "Summary of the conversation's earlier turns (rolled up by the gateway):\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Turns:
+    """Where a format keeps a conversation: the body's list of turns, which of them are turns of
+    the conversation (OpenAI's format keeps its system messages among them), and whether one opens
+    an exchange (a user's turn that answers no tool call: the conversation may be cut before it)."""
+
+    key: str
+    is_turn: Callable[[Any], bool]
+    opens: Callable[[Any], bool]
+    add_system: Callable[[dict[str, Any], str], None]
+
+
+def _role(turn: Any) -> Any:
+    return turn.get("role") if isinstance(turn, dict) else None
+
+
+def _blocks(turn: Any, key: str) -> list[Any]:
+    content = turn.get(key) if isinstance(turn, dict) else None
+    return content if isinstance(content, list) else []
+
+
+def _openai_is_turn(turn: Any) -> bool:
+    return _role(turn) not in ("system", "developer")
+
+
+def _openai_add_system(body: dict[str, Any], summary: str) -> None:
+    messages = body["messages"]
+    role = next((m["role"] for m in messages if not _openai_is_turn(m)), "system")
+    first = next((i for i, m in enumerate(messages) if _openai_is_turn(m)), len(messages))
+    messages.insert(first, {"role": role, "content": summary})
+
+
+def _anthropic_opens(turn: Any) -> bool:
+    return _role(turn) == "user" and not any(
+        isinstance(b, dict) and b.get("type") == "tool_result" for b in _blocks(turn, "content")
+    )
+
+
+def _anthropic_add_system(body: dict[str, Any], summary: str) -> None:
+    system = body.get("system")
+    if isinstance(system, list):
+        system.append({"type": "text", "text": summary})
+    else:
+        body["system"] = f"{system}\n\n{summary}" if isinstance(system, str) and system else summary
+
+
+def _gemini_opens(turn: Any) -> bool:
+    return _role(turn) in ("user", None) and not any(
+        isinstance(p, dict) and ("functionResponse" in p or "function_response" in p) for p in _blocks(turn, "parts")
+    )
+
+
+def _gemini_add_system(body: dict[str, Any], summary: str) -> None:
+    key = "system_instruction" if "system_instruction" in body else "systemInstruction"
+    system = body.get(key)
+    if isinstance(system, dict) and isinstance(system.get("parts"), list):
+        system["parts"].append({"text": summary})
+    else:
+        body[key] = {"parts": [{"text": summary}]}
+
+
+def _converse_opens(turn: Any) -> bool:
+    return _role(turn) == "user" and not any(
+        isinstance(b, dict) and "toolResult" in b for b in _blocks(turn, "content")
+    )
+
+
+def _converse_add_system(body: dict[str, Any], summary: str) -> None:
+    system = body.get("system")
+    body["system"] = [*system, {"text": summary}] if isinstance(system, list) else [{"text": summary}]
+
+
+def _always(_turn: Any) -> bool:
+    return True
+
+
+TURNS = {
+    OPENAI_CHAT: Turns("messages", _openai_is_turn, lambda t: _role(t) == "user", _openai_add_system),
+    ANTHROPIC_MESSAGES: Turns("messages", _always, _anthropic_opens, _anthropic_add_system),
+    GEMINI_GENERATE: Turns("contents", _always, _gemini_opens, _gemini_add_system),
+    BEDROCK_CONVERSE: Turns("messages", _always, _converse_opens, _converse_add_system),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A conversation to roll up: its first `count` turns (those before `cut` in the body's list),
+    summarized by `summary` where one is kept; else by the summarizer, from the kept summary
+    `earlier` of its first turns (if any) and the turns after them, `turns`."""
+
+    fmt: str
+    cut: int  # index in the body's list of the first turn kept
+    count: int  # the conversation's turns rolled up (not OpenAI's system messages)
+    key: str  # the summary's, by those turns and the summarizer (`Summaries`)
+    summary: str | None = None
+    earlier: str | None = None
+    turns: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Size:
+    """A rule's size: a conversation past it is rolled up, and the turns kept after a summary may
+    grow up to it before the next (its turns, or its body's tokens estimated from bytes)."""
+
+    above_messages: int | None
+    above_tokens: int | None
+    keep_last: int
+
+    def exceeded(self, turns: int, size: int) -> bool:
+        if self.above_messages is not None:
+            return turns > self.above_messages
+        return self.above_tokens is not None and size > self.above_tokens * BYTES_PER_TOKEN
+
+
+def plan(fmt: str, body: dict[str, Any], size: Size, summarizer: str, summaries: Summaries) -> Plan | None:
+    """What of this call's conversation to roll up, or None: the conversation is not past the
+    rule's size, is not in a list of turns, or cannot be cut (no user's turn opens an exchange
+    among the turns before the last `keep_last`: a tool's call and result stay together)."""
+    turns = TURNS.get(fmt)
+    listed = body.get(turns.key) if turns is not None else None
+    if turns is None or not isinstance(listed, list):
+        return None
+    positions = [i for i, turn in enumerate(listed) if turns.is_turn(turn)]
+    conversation = [listed[i] for i in positions]
+    whole = len(encode_json(body)) if size.above_tokens is not None else 0  # only a size in tokens reads it
+    if not size.exceeded(len(conversation), whole):
+        return None
+    # Keep at least the last `keep_last` turns, from a turn that opens an exchange.
+    cut = next((k for k in range(len(conversation) - size.keep_last, 0, -1) if turns.opens(conversation[k])), 0)
+    if not cut:
+        return None
+    encoded = [encode_json(turn) for turn in conversation]
+    keys = prefix_keys(summarizer, fmt, encoded)
+    # The longest start of the conversation summarized before: used again while what follows it
+    # stays within the size, else extended.
+    found = ((k, s) for k in range(cut, 0, -1) if (s := summaries.get(keys[k])) is not None)
+    earlier_at, earlier = next(found, (0, None))
+    if earlier is not None:
+        rest = whole - sum(len(e) for e in encoded[:earlier_at])
+        if earlier_at == cut or not size.exceeded(len(conversation) - earlier_at, rest):
+            return Plan(fmt, positions[earlier_at], earlier_at, keys[earlier_at], summary=earlier)
+    return Plan(fmt, positions[cut], cut, keys[cut], earlier=earlier, turns=tuple(conversation[earlier_at:cut]))
+
+
+def prefix_keys(summarizer: str, fmt: str, encoded: list[bytes]) -> list[str]:
+    """Each start of the conversation's key, by its turns (as encoded) and who summarizes them:
+    `keys[k]` for its first k turns, one hash chained through them all."""
+    digest = hashlib.sha256(f"{summarizer}\n{fmt}".encode()).digest()
+    keys = [digest.hex()]
+    for turn in encoded:
+        digest = hashlib.sha256(digest + turn).digest()
+        keys.append(digest.hex())
+    return keys
+
+
+def roll_up(body: dict[str, Any], rolled: Plan, summary: str) -> None:
+    """The body with the rolled-up turns out and the summary in its system prompt."""
+    turns = TURNS[rolled.fmt]
+    listed = body[turns.key]
+    body[turns.key] = [t for i, t in enumerate(listed) if i >= rolled.cut or not turns.is_turn(t)]
+    turns.add_system(body, SUMMARY_HEADING + summary)
+
+
+def summary_request(model: str, rolled: Plan) -> ChatRequest:
+    """What the summarizer is asked, in no provider's format (`translate/`): the turns as the JSON
+    the caller sent, after the summary of those before them where there is one."""
+    turns = encode_json(list(rolled.turns)).decode("utf-8", "surrogateescape")
+    if rolled.earlier is None:
+        prompt = f"The conversation, as the JSON list of its turns in the {rolled.fmt} format:\n\n{turns}"
+    else:
+        prompt = (
+            f"A summary of the conversation's start:\n\n{rolled.earlier}\n\nThe turns that followed, as the"
+            f" JSON list of them in the {rolled.fmt} format:\n\n{turns}"
+        )
+    return ChatRequest(
+        model=model,
+        messages=[Message("user", [Text(prompt)])],
+        system=[Text(SUMMARIZER_SYSTEM)],
+        max_tokens=SUMMARY_MAX_TOKENS,
+    )
+
+
+def summary_of(answer: ChatResponse) -> str:
+    """The summary an answer gives: its first choice's text. ValueError when it gives none."""
+    text = "".join(p.text for p in answer.choices[0].parts if isinstance(p, Text)) if answer.choices else ""
+    if not text.strip():
+        raise ValueError("the summarizer answered with no text")
+    return text.strip()
+
+
+class Summaries:
+    """The summaries made, by the turns they summarize and who summarized them (`prefix_keys`),
+    the least recently used let go past `size`."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._kept: OrderedDict[str, str] = OrderedDict()
+
+    def get(self, key: str) -> str | None:
+        summary = self._kept.get(key)
+        if summary is not None:
+            self._kept.move_to_end(key)
+        return summary
+
+    def put(self, key: str, summary: str) -> None:
+        if self.size <= 0:
+            return
+        self._kept[key] = summary
+        self._kept.move_to_end(key)
+        while len(self._kept) > self.size:
+            self._kept.popitem(last=False)

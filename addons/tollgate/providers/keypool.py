@@ -1,0 +1,107 @@
+"""A provider's real keys, used in turn, resting the ones the provider just refused."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+
+from tollgate.fingerprint import fingerprint
+
+DEFAULT_REST = 60.0
+MAX_REST = 86400.0
+# delay-seconds is 1*DIGIT (RFC 9110); a fraction is read too, as OpenAI's SDK reads one. ASCII
+# only: int() and float() would also read other scripts' digits, signs, exponents and "inf".
+_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), at most a day; 60 when
+    absent or unreadable, as a provider that refused a key did not say when to try it again."""
+    if not value:
+        return DEFAULT_REST
+    value = value.strip(" \t")
+    if _SECONDS.fullmatch(value):
+        return min(float(value), MAX_REST)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return DEFAULT_REST
+    if when.tzinfo is None:  # an HTTP-date is GMT, and its asctime form names no zone
+        when = when.replace(tzinfo=UTC)
+    seconds = when.timestamp() - (time.time() if now is None else now)
+    return min(max(0.0, seconds), MAX_REST)
+
+
+class KeyPool:
+    def __init__(
+        self,
+        keys: Sequence[str],
+        clock: Callable[[], float] = time.monotonic,
+        fingerprint: Callable[[str], str] = fingerprint,
+    ) -> None:
+        self._fingerprint = fingerprint
+        self._keys = list(keys)
+        self._clock = clock
+        self._next = 0
+        self._resting_until: dict[str, float] = {}
+
+    def renewed(self, keys: Sequence[str]) -> KeyPool:
+        """The pool of a reloaded configuration: this one when its keys are the same; else a pool
+        of the new keys that shares this one's rests, so that a key resting stays resting, even
+        when a call that took it from this pool is refused after the reload."""
+        if list(keys) == self._keys:
+            return self
+        pool = KeyPool(keys, self._clock, self._fingerprint)
+        for key in [k for k in self._resting_until if k not in pool._keys]:
+            del self._resting_until[key]
+        pool._resting_until = self._resting_until
+        return pool
+
+    def __bool__(self) -> bool:
+        return bool(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def resting(self, now: float | None = None) -> int:
+        """How many keys rest now. Safe from another thread (a scrape): it only reads."""
+        now = self._clock() if now is None else now
+        return sum(1 for until in list(self._resting_until.values()) if until > now)
+
+    def take(self) -> str | None:
+        """The next key in turn that is not resting; if all rest, the one that is free soonest."""
+        if not self._keys:
+            return None
+        if not self._resting_until:  # none rests: the next in turn, without asking the clock
+            index = self._next % len(self._keys)
+            self._next = index + 1
+            return self._keys[index]
+        now = self._clock()
+        for i in range(len(self._keys)):
+            index = (self._next + i) % len(self._keys)
+            key = self._keys[index]
+            if self._resting_until.get(key, 0.0) <= now:
+                self._resting_until.pop(key, None)  # rested: so that the pool is seen resting no more
+                self._next = index + 1
+                return key
+        return min(self._keys, key=lambda k: self._resting_until[k])
+
+    def rest_left(self, key: str) -> float:
+        """How long the key rests still (0 when it does not)."""
+        until = self._resting_until.get(key)
+        return 0.0 if until is None else max(0.0, until - self._clock())
+
+    def rest(self, key: str, seconds: float) -> None:
+        if key in self._keys:
+            self._resting_until[key] = self._clock() + seconds
+
+    def rest_fingerprint(self, fingerprint: str, seconds: float) -> None:
+        """Rest the key of this fingerprint, if the pool has it: another process was refused it."""
+        for key in self._keys:
+            if self._fingerprint(key) == fingerprint:
+                until = self._clock() + seconds
+                if until > self._resting_until.get(key, 0.0):
+                    self._resting_until[key] = until

@@ -1,0 +1,42 @@
+"""Tollgate's CA (mitmproxy's, in `confdir`) and the bundle clients trust: system roots plus that CA.
+The client certificates Tollgate presents upstream are `providers/client_certs.py`."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+CA_NAME = "mitmproxy"
+CA_CERT = f"{CA_NAME}-ca-cert.pem"
+BUNDLE = "ca-bundle.pem"
+
+
+def system_roots() -> Path:
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    import certifi  # mitmproxy depends on it
+
+    return Path(certifi.where())
+
+
+def ensure_ca(confdir: Path) -> Path:
+    """Create the CA in confdir unless it is there; return its certificate's path."""
+    from mitmproxy import certs  # here: the client certificates below are plain data, built without it
+
+    confdir.mkdir(parents=True, exist_ok=True)
+    certs.CertStore.from_store(confdir, CA_NAME, 2048)
+    return confdir / CA_CERT
+
+
+def ensure_bundle(confdir: Path) -> Path:
+    """certs/ca-bundle.pem: `SSL_CERT_FILE` replaces a client's trust store, and hosts other than
+    the LLM APIs are not intercepted, so clients need the system's roots as well as Tollgate's CA."""
+    ca = ensure_ca(confdir)
+    bundle = confdir / BUNDLE
+    roots = system_roots().read_text(encoding="ascii", errors="ignore").rstrip("\n")
+    content = f"{roots}\n\n# Tollgate CA\n{ca.read_text(encoding='ascii')}"
+    if not bundle.exists() or bundle.read_text(encoding="ascii", errors="ignore") != content:
+        bundle.write_text(content, encoding="ascii")
+    return bundle

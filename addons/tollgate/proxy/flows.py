@@ -1,0 +1,103 @@
+"""A flow and its call: the call record a flow carries, the request as plain data, the body written
+back, and refusals in the provider's own error shape."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from mitmproxy import http
+from mitmproxy.proxy.mode_specs import LocalMode, ProxyMode, TransparentMode, WireGuardMode
+
+from tollgate.call import Call
+from tollgate.formats.json_codec import encode_json
+from tollgate.formats.raw_headers import decoded, with_header
+from tollgate.providers import PROVIDERS
+from tollgate.providers.base import FAILURES, Provider, Query, RequestParts
+
+CALL = "tollgate"
+# The error of a call whose client went away before its answer ended.
+CLIENT_DISCONNECTED = "client disconnected"
+
+
+def write_body(request: http.Request, call: Call) -> None:
+    """The call's changed JSON body into the request, with its Content-Length corrected. A SigV4
+    hash of the old body no longer holds."""
+    body = encode_json(call.body)
+    call.body_sha256 = None
+    if b"content-encoding" in call.headers or b"transfer-encoding" in call.headers:
+        request.content = body  # mitmproxy's setter re-applies the encoding, keeps the chunking
+        return
+    # Most bodies are plain: the setter's four header scans are one pass here.
+    request.raw_content = body
+    request.headers.fields = with_header(request.headers.fields, b"content-length", str(len(body)).encode())
+
+
+def credentials_of(call: Call, request: http.Request, provider: Provider) -> tuple[dict[str, str], Query]:
+    """Where the provider's keys go in this request: its credential headers, and its query if keys go there."""
+    return decoded(call.headers, provider.header_positions), (request.query if provider.query_positions else {})
+
+
+def request_parts(request: http.Request, call: Call) -> RequestParts:
+    """The request as plain data for the providers' hooks that read or sign it whole (Bedrock's):
+    as mitmproxy holds it, nothing copied."""
+    data = request.data
+    return RequestParts(
+        method=data.method,
+        scheme=data.scheme,
+        host=data.host,
+        authority=request.authority if request.is_http2 or request.is_http3 else "",
+        path=data.path,
+        fields=data.headers.fields,
+        body=data.content or b"",
+        index=call.headers,
+        called_host=call.host,
+        upstream=call.upstream,
+        payload_hash=call.body_sha256,
+    )
+
+
+def call_of(flow: http.HTTPFlow) -> Call | None:
+    """The flow's call record while the call is live; None for flows Tollgate does not handle."""
+    call = flow.metadata.get(CALL)
+    return call if isinstance(call, Call) else None
+
+
+def provider_of(call: Call) -> Provider:
+    return PROVIDERS[call.provider]
+
+
+def refuse(
+    flow: http.HTTPFlow, call: Call, reason: str, message: str, headers: Mapping[str, str] | None = None
+) -> None:
+    """Answer the call in the provider's own error shape instead of forwarding it: the provider
+    the client called, where a route translated the call into another's format."""
+    shape = (
+        PROVIDERS[call.requested_provider]
+        if call.translated is not None and call.requested_provider
+        else provider_of(call)
+    )
+    refusal = shape.refusal(reason, message)
+    call.answered_by_tollgate = True
+    call.refused = reason
+    if reason not in FAILURES:
+        # Tollgate's own refusal is its decision: the call was denied, for the stage's reasons
+        # (the policy's, a limit's, an unknown key) where it gave some, else for this one.
+        call.decision = "deny"
+        call.deny_reasons = call.deny_reasons or (reason,)
+    # mitmproxy cannot answer a request it streams upstream; the refused body is read instead.
+    flow.request.stream = False
+    flow.response = http.Response.make(
+        refusal.status, refusal.body, {**refusal.headers, **(headers or {}), "x-tollgate-request-id": call.request_id}
+    )
+
+
+# mitmproxy's modes that take connections a client did not send to a proxy (`./run.sh --capture`).
+CAPTURE_MODES = (TransparentMode, WireGuardMode, LocalMode)
+
+
+def captures(mode: str) -> bool:
+    """Whether the `mode` option's entry is one of the capture modes."""
+    try:
+        return isinstance(ProxyMode.parse(mode), CAPTURE_MODES)
+    except ValueError:
+        return False  # mitmproxy refuses it itself

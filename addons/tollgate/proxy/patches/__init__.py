@@ -1,0 +1,64 @@
+"""What mitmproxy 12 cannot do through its addon API, and Tollgate needs, patched into its layers:
+a call's flow (`flows.py`: the error hook's response served, a flow its client ended, a request
+gone upstream, a flow that waits too long ended), what a message carries (`messages.py`: HTTP/1
+trailers, a WebSocket message's size), connections ended too soon or never (`connections.py`), a
+message's head bounded as it is read (`head_bounds.py`), and the drain (`drain.py`), a
+request sent again before its answer began (`resend.py`). Each patch is
+a function that installs it once; the stages call them through this package."""
+
+from tollgate.proxy.patches.connections import (
+    close_connections_cancelled_while_waiting,
+    finish_streams_after_a_clients_goaway,
+)
+from tollgate.proxy.patches.drain import CloseInjected, begin_drain, close_websocket, drain_connections
+from tollgate.proxy.patches.flows import (
+    EndIfWaiting,
+    end_flows_waiting_for_response,
+    ended_by_client,
+    note_flows_ended_by_client,
+    note_requests_sent,
+    serve_responses_set_by_error_hook,
+)
+from tollgate.proxy.patches.head_bounds import bound_message_heads, cut_head, head_was_cut
+from tollgate.proxy.patches.messages import (
+    MESSAGE_TOO_BIG,
+    bound_websocket_messages,
+    closed_for_a_large_message,
+    relay_http1_trailers,
+)
+from tollgate.proxy.patches.resend import (
+    AttemptFailedHook,
+    may_resend,
+    no_more_resends,
+    resend,
+    resend_failed_attempts,
+    resends,
+)
+
+__all__ = [
+    "MESSAGE_TOO_BIG",
+    "AttemptFailedHook",
+    "CloseInjected",
+    "EndIfWaiting",
+    "begin_drain",
+    "bound_message_heads",
+    "bound_websocket_messages",
+    "close_connections_cancelled_while_waiting",
+    "close_websocket",
+    "closed_for_a_large_message",
+    "cut_head",
+    "drain_connections",
+    "end_flows_waiting_for_response",
+    "ended_by_client",
+    "finish_streams_after_a_clients_goaway",
+    "head_was_cut",
+    "may_resend",
+    "no_more_resends",
+    "note_flows_ended_by_client",
+    "note_requests_sent",
+    "relay_http1_trailers",
+    "resend",
+    "resend_failed_attempts",
+    "resends",
+    "serve_responses_set_by_error_hook",
+]

@@ -1,0 +1,163 @@
+"""Tollgate as mitmproxy runs it: for each mitmproxy hook, the steps it takes, in order.
+
+The life of a call: `request` classifies it (provider, endpoint, model, facts; 400 if it cannot be
+read exactly), then the call steps decide it before it goes upstream; the first step that answers
+the call (a refusal in the provider's own error shape) ends them. At `responseheaders` the answer
+is tapped to read its usage as it streams by; `response` or `error` ends the call with its audit
+record. A call's flow keeps no credential and no prompt once sent or answered (`redact`)."""
+
+from __future__ import annotations
+
+from tollgate.proxy.runner import CallSteps, Gateway
+from tollgate.proxy.stages.audit import Audit, AuditGate
+from tollgate.proxy.stages.classify import Classify
+from tollgate.proxy.stages.credential import Credential
+from tollgate.proxy.stages.decide import Decide
+from tollgate.proxy.stages.drain import Drain
+from tollgate.proxy.stages.identify import Identify
+from tollgate.proxy.stages.ledger import Ledger
+from tollgate.proxy.stages.metrics import Metrics
+from tollgate.proxy.stages.override import Override
+from tollgate.proxy.stages.redact import Redact
+from tollgate.proxy.stages.responses_socket import ResponsesSocket, stays_on_the_socket
+from tollgate.proxy.stages.rollup import RollUp
+from tollgate.proxy.stages.route import Route
+from tollgate.proxy.stages.settings import Settings
+from tollgate.proxy.stages.stream_tap import AskForUsage, StreamTap
+from tollgate.proxy.stages.tracing import Tracing
+from tollgate.proxy.stages.translate import Translate
+from tollgate.proxy.stages.upstream_watch import UpstreamWatch
+from tollgate.proxy.stages.websocket import WebSocket
+from tollgate.proxy.state import Shared
+
+
+def gateway() -> Gateway:
+    """Tollgate's one addon: its stages share one `Shared` (the configuration loaded)."""
+    shared = Shared()
+    metrics = Metrics(shared)  # /metrics served where `metrics.listen` says
+    # The tollgate_config option, the file watched, the proxy options set; the metrics' server
+    # opened for each configuration before it is applied.
+    settings = Settings(shared, opening=[metrics.open])
+    classify = Classify(shared)
+    audit_gate = AuditGate(shared)
+    websocket = WebSocket(shared)
+    identify = Identify(shared)
+    override = Override(shared)
+    translate = Translate(shared)
+    route = Route(shared)
+    ledger = Ledger(shared)
+    decide = Decide(shared)
+    rollup = RollUp(shared)
+    ask_for_usage = AskForUsage(shared)
+    credential = Credential(shared)
+    upstream_watch = UpstreamWatch(shared)
+    stream_tap = StreamTap(shared)
+    redact = Redact(shared)
+    tracing = Tracing(shared)  # a span per call, exported over OTLP (metrics.otlp)
+    # At each call's end: its counters settled, then counted in the metrics and traced.
+    audit = Audit(shared, recorded=[ledger.settle, metrics.recorded, tracing.record])
+
+    call_steps = CallSteps(
+        audit_gate.handle,  # 503 while the audit cannot be written
+        identify.handle,  # who is calling: proxy login, virtual key, JWT, verified signature, anonymous; else 401
+        override.handle,  # the first matching rule: the model called, the provider routed to
+        translate.handle,  # a route to another provider's own format: the request rewritten in it (400 if it cannot be)
+        route.handle,  # the upstream's scheme, host and port
+        ledger.handle,  # the limits that apply: what the call may use reserved on their counters (429 when full)
+        decide.handle,  # the policy: 403 with its reasons (a decision not cached is awaited from its worker)
+        rollup.handle,  # a long conversation's earlier turns summarized (a summary not kept is awaited)
+        ask_for_usage.handle,  # an OpenAI-format stream asked for its usage (before anything is signed)
+        tracing.handle,  # with traces on, the upstream's traceparent names the call's span
+        credential.handle,  # the caller's credential out, the upstream one in (a header, or a SigV4 signature)
+        upstream_watch.handle,  # the clock for the upstream's response headers (504 when it runs out)
+        # A path outside the model API (Bedrock's control plane): no virtual credential, and the
+        # caller's own credential goes upstream; nothing decided or counted.
+        passthrough=(
+            audit_gate.handle,
+            identify.own_credential_only,  # a virtual key or AWS credential is refused (401/403)
+            route.handle,
+            credential.own,  # side headers out; the caller's own credential, as it came
+            upstream_watch.handle,
+        ),
+        # The Responses API's WebSocket: the connection identified and given its credential; its
+        # messages are the calls, each decided by `responses_socket`.
+        session=(audit_gate.handle, identify.handle, route.handle, credential.handle, upstream_watch.handle),
+    )
+    # Each response.create on the Responses API's WebSocket, as a POST /v1/responses would be
+    # (its caller and credential are its session's; its answer is the session's events).
+    responses_socket = ResponsesSocket(
+        shared,
+        CallSteps(audit_gate.handle, override.handle, stays_on_the_socket, ledger.handle, decide.handle),
+        audit.record,
+    )
+    # SIGTERM: no new connection, the calls in flight (the audit's) given drain_s to end, then exit.
+    drain = Drain(shared, audit.in_flight, draining=[responses_socket.drain])
+
+    return Gateway(
+        load=[settings.load, upstream_watch.load, stream_tap.load, websocket.load, drain.load],
+        configure=[settings.configure, websocket.configure, tracing.configure],
+        running=[settings.running, decide.running, metrics.running, drain.running],
+        client_connected=[drain.client_connected],  # refused while draining
+        # A CONNECT whose head passed 64 KiB is refused (431), and audited when its host is a provider's.
+        http_connect=[classify.http_connect, identify.forget_proxy_password, redact.http_connect],
+        http_connect_error=[audit.http_connect_error],
+        # An upload streamed unread is decided at its headers; every other call at `request`.
+        requestheaders=[
+            drain.requestheaders,  # a request in flight, until its answer has ended
+            identify.forget_proxy_password,  # a JWT login's password kept aside for Identify, out of the flow
+            classify.requestheaders,
+            audit.requestheaders,  # a streamed upload's call in flight from here: awaited steps follow
+            websocket.requestheaders,
+            call_steps.at_headers,
+            redact.requestheaders,
+        ],
+        request=[
+            classify.request,
+            audit.request,  # the call in flight from here (a drain waits for it, a shutdown audits it)
+            websocket.request,
+            call_steps.at_request,
+            identify.request,  # a login's password not judged (the call was refused first) let go
+            redact.request,
+        ],
+        server_connect=[upstream_watch.server_connect],
+        tls_start_server=[route.tls_start_server],  # an mTLS host's client certificate (`client_cert`)
+        server_connected=[upstream_watch.server_connected],
+        tls_established_server=[upstream_watch.tls_established_server],
+        tls_failed_server=[upstream_watch.tls_failed_server],
+        server_connect_error=[upstream_watch.server_connect_error],
+        server_disconnected=[upstream_watch.server_disconnected],
+        # An attempt failed before its answer began (`compat.resend`): recorded, and with
+        # `providers.<name>.retry`, the call goes again on the next key (after a wait it asks).
+        attempt_failed=[upstream_watch.attempt_failed, credential.again, upstream_watch.go_again],
+        responseheaders=[
+            credential.responseheaders,  # a pooled key the upstream refused (401, 429) rests
+            upstream_watch.responseheaders,
+            stream_tap.responseheaders,  # the answer streams through a reader of its usage (and a translator)
+            translate.responseheaders,  # a translated answer's headers as the caller's format sends them
+            redact.responseheaders,
+            audit.responseheaders,
+        ],
+        # A request's answer has ended (first: whatever a later step does); a translated call's error
+        # in the caller's shape.
+        response=[drain.ended, translate.response, audit.response],
+        error=[drain.ended, upstream_watch.error, stream_tap.error, redact.error, audit.error],
+        websocket_start=[responses_socket.websocket_start],
+        websocket_message=[
+            responses_socket.websocket_message,  # a response.create decided, an answer's usage read
+            websocket.websocket_message,  # relayed; kept out of the flow
+        ],
+        websocket_end=[websocket.websocket_end, responses_socket.websocket_end, audit.websocket_end],
+        done=[
+            drain.done,
+            settings.done,
+            decide.done,
+            upstream_watch.done,
+            stream_tap.done,
+            redact.done,
+            responses_socket.done,  # the responses still open on a WebSocket, audited
+            audit.done,
+            tracing.done,  # after the audit's: the spans of the calls it ended exported
+            ledger.done,
+            metrics.done,
+        ],
+    )

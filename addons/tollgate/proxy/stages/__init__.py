@@ -1,0 +1,1 @@
+"""Tollgate's stages, one concern each; `tollgate.proxy.pipeline` runs them, hook by hook."""

@@ -1,0 +1,194 @@
+"""Which provider, endpoint and model a call is, and what it asks for; a call Tollgate cannot read
+exactly as the provider would is refused (400 `bad_request`), never guessed at."""
+
+from __future__ import annotations
+
+from mitmproxy import http
+from mitmproxy.net.http import url
+
+from tollgate.call import Call
+from tollgate.formats.exact import Unreadable
+from tollgate.formats.framing import DecodedTooLarge, Undecodable, decode_whole
+from tollgate.formats.json_codec import read_request_json
+from tollgate.formats.raw_headers import header_index
+from tollgate.formats.request_facts import Classification
+from tollgate.providers import host_name
+from tollgate.providers.base import BAD_REQUEST, HEADERS_TOO_LARGE, MISCONFIGURED, Provider
+from tollgate.proxy import patches
+from tollgate.proxy.flows import CALL, CAPTURE_MODES, refuse
+from tollgate.proxy.heads import MAX_REQUEST_HEAD
+from tollgate.proxy.state import Shared, hosts_of
+
+# What an LLM API is called with; CONNECT (HTTP/2's extended CONNECT opens a tunnel), TRACE and
+# anything else are refused.
+METHODS = frozenset(("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"))
+# Headers with which a server may take the request for another method than the one it came with
+# (Google's front end honours the first): Tollgate reads a call by the method it was sent with.
+METHOD_OVERRIDES = (b"x-http-method-override", b"x-http-method", b"x-method-override")
+
+
+# A request body decodes to no more than this: above every provider's own limit on a request, and
+# far below what a few MiB of brotli or zstd can decode to.
+MAX_DECODED_BODY = 64 * 1024 * 1024
+
+
+def request_body(request: http.Request, headers: dict[bytes, bytes]) -> bytes | None:
+    """The body with its content-encoding undone; `Unreadable` when it cannot be exactly: an
+    encoding other than gzip, deflate, br and zstd (mitmproxy's own decoding also reads Python's
+    codecs, such as base64 or hex, which no provider does), bytes that end before the encoded body
+    does or go on after it, or a body that decodes to more than MAX_DECODED_BODY."""
+    encoding = headers.get(b"content-encoding")
+    if encoding is None or not request.raw_content:
+        return request.raw_content
+    try:
+        return decode_whole(request.raw_content, encoding.decode("latin-1"), MAX_DECODED_BODY)
+    except DecodedTooLarge:
+        raise Unreadable(f"the body decodes to more than {MAX_DECODED_BODY // 2**20} MiB") from None
+    except Undecodable:
+        raise Unreadable("the body's Content-Encoding cannot be decoded") from None
+
+
+def check_transport(request: http.Request, headers: dict[bytes, bytes], host: str) -> None:
+    """What every call must be before its path and body are read: HTTPS, one host, a plain method."""
+    if request.scheme != "https":
+        raise Unreadable("LLM APIs are called over HTTPS; Tollgate refuses plain HTTP")
+    if request.method not in METHODS:
+        raise Unreadable(f"Tollgate does not forward {request.method} requests")
+    if any(name in headers for name in METHOD_OVERRIDES):
+        raise Unreadable("the request asks to be taken for another method (X-HTTP-Method-Override)")
+    named = request.host_header
+    if named is not None and named != request.host:  # the common case: the Host header made request.host
+        try:
+            other, port = url.parse_authority(named, check=True)
+        except ValueError:
+            raise Unreadable("the Host header is not a host") from None
+        if host_name(other) != host or (port is not None and port != request.port):
+            raise Unreadable("the Host header names another host than the one called")
+
+
+def name_captured_host(flow: http.HTTPFlow) -> None:
+    """A captured request's host is, to mitmproxy, the address its client dialled: what the
+    client's resolver said, which names no provider and which Tollgate does not trust. It is named
+    as a request through the proxy is, by its Host header (HTTP/2: :authority), else by the TLS
+    server name; the call then goes where that name goes, as through the proxy, never to the
+    address dialled."""
+    if not isinstance(flow.client_conn.proxy_mode, CAPTURE_MODES):
+        return
+    request, sni = flow.request, flow.client_conn.sni
+    try:
+        host = url.parse_authority(request.host_header, check=True)[0] if request.host_header else sni
+    except ValueError:
+        host = sni  # a provider's call is then refused: its Host header is not a host
+    if host:
+        request.data.host = host  # the Host header as it came: `request.host = …` would rewrite it
+
+
+def check_upgrade(headers: dict[bytes, bytes], classification: Classification) -> None:
+    """Only OpenAI's WebSockets are upgraded, Realtime and the Responses API's, whose messages
+    Tollgate reads. Any other upgrade would turn the connection into one Tollgate cannot read; and
+    the Responses API's WebSocket endpoint is nothing else."""
+    upgrade = headers.get(b"upgrade")
+    endpoint = classification.endpoint
+    if upgrade is None:
+        if classification.session:
+            raise Unreadable("this path opens the Responses API's WebSocket, and this request is no upgrade").at(
+                endpoint
+            )
+        return
+    relayed = endpoint == "realtime" or classification.session
+    if not relayed or upgrade.lower() != b"websocket":
+        raise Unreadable("Tollgate does not upgrade this connection to another protocol").at(endpoint)
+
+
+HEAD_TOO_LARGE = (
+    f"The request's headers are past {MAX_REQUEST_HEAD // 1024} KiB in all; Tollgate did not read or forward them."
+)
+
+
+class Classify:
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        if patches.head_was_cut(flow.request):
+            self._refuse_cut_head(flow)
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        name_captured_host(flow)
+        if patches.head_was_cut(flow.request):
+            self._refuse_cut_head(flow)
+            return
+        if flow.response is not None:
+            return
+        request = flow.request
+        provider = hosts_of(self.shared).provider_for(request.host)
+        if provider is None or not provider.streams_unread(request.method, request.path.partition("?")[0]):
+            return
+        call = self._classify(flow, provider, read_body=False)
+        if flow.response is None:
+            call.streamed_upload = True
+            request.stream = True
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None or flow.error is not None:
+            return
+        if CALL in flow.metadata:  # classified at its headers, its body streamed on unread
+            flow.request.trailers = None  # sent after this hook: dropped, as a read body's are refused
+            return
+        provider = hosts_of(self.shared).provider_for(flow.request.host)
+        if provider is not None:
+            self._classify(flow, provider, read_body=True)
+
+    def _refuse_cut_head(self, flow: http.HTTPFlow) -> None:
+        """A request (or the proxy's own CONNECT) whose head passed MAX_REQUEST_HEAD, which mitmproxy
+        read no further than its first line or pseudo-header fields (`compat.bound_message_heads`):
+        refused 431, in the provider's shape and audited when its host is a provider's, else in
+        plain text. Whatever another addon answered (a proxy login's 407): none of it was read."""
+        request = flow.request
+        provider = hosts_of(self.shared).provider_for(request.host)
+        if provider is None:
+            flow.response = http.Response.make(431, HEAD_TOO_LARGE, {"content-type": "text/plain; charset=utf-8"})
+            return
+        path = request.path.partition("?")[0]
+        call = Call(provider.name, host_name(request.host), request.method, path)
+        if self.shared.loaded is not None:  # else none to price or count it with
+            call.loaded = self.shared.loaded
+        call.error = f"request headers past {MAX_REQUEST_HEAD // 1024} KiB"
+        flow.metadata[CALL] = call
+        flow.response = None
+        refuse(flow, call, HEADERS_TOO_LARGE, HEAD_TOO_LARGE)
+
+    def _classify(self, flow: http.HTTPFlow, provider: Provider, read_body: bool) -> Call:
+        request = flow.request
+        path, _, query = request.path.partition("?")
+        headers = header_index(request.headers.fields)
+        host = host_name(request.host)
+        loaded = self.shared.loaded
+        if loaded is None:
+            call = Call(provider=provider.name, host=host, method=request.method, path=path, headers=headers)
+            flow.metadata[CALL] = call
+            refuse(flow, call, MISCONFIGURED, "Tollgate has no valid configuration; see its console.")
+            call.error = "no valid configuration"
+            return call
+        call = Call(provider=provider.name, host=host, method=request.method, path=path, headers=headers, loaded=loaded)
+        flow.metadata[CALL] = call
+        if (traceparent := headers.get(b"traceparent")) is not None:
+            call.trace_context = (traceparent, headers.get(b"tracestate"))
+        try:
+            check_transport(request, headers, host)
+            provider.check_headers(headers)
+            if read_body and request.trailers:
+                raise Unreadable("Tollgate does not forward request trailers")
+            data = read_request_json(request_body(request, headers)) if read_body else None
+            call.classification = provider.classify_at(host, request.method, path, data, query)
+            provider.read_headers(headers, call.classification)
+            check_upgrade(headers, call.classification)
+        except Unreadable as e:
+            call.classification = Classification(endpoint=e.endpoint)
+            call.error = f"bad request: {e}"
+            refuse(flow, call, BAD_REQUEST, f"Tollgate cannot read this request exactly and did not forward it: {e}.")
+            return call
+        call.body = data
+        if host != request.host:  # the upstream gets the host as Tollgate read it
+            request.host = host
+        return call

@@ -1,0 +1,102 @@
+"""The policy decides every call: 403 in the provider's own shape with the reasons, or on it goes.
+A decision not in the policy's cache is awaited from its worker process, within the time limit,
+while mitmproxy serves other calls. Policy files are watched: a good edit takes effect at once
+(with a new worker), a broken one keeps the last good policy."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+
+from mitmproxy import http
+
+from tollgate.call import Call
+from tollgate.governance.policy import Decision, Policy, PolicyError
+from tollgate.providers.base import POLICY_DENIED
+from tollgate.proxy.flows import refuse
+from tollgate.proxy.state import Shared
+
+logger = logging.getLogger(__name__)
+
+RELOAD_INTERVAL = 1.0
+
+
+class Decide:
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+        self._watcher: asyncio.Task | None = None
+
+    def handle(self, flow: http.HTTPFlow, call: Call) -> Awaitable[None] | None:
+        policy = call.loaded.policy
+        if policy is None:
+            return None
+        decision = policy.decide_call_in_worker(call)
+        if type(decision) is Decision:
+            self._apply(flow, call, decision)
+            return None
+        return self._apply_once_decided(flow, call, decision)  # type: ignore[arg-type]
+
+    async def _apply_once_decided(self, flow: http.HTTPFlow, call: Call, evaluation: Awaitable[Decision]) -> None:
+        start = time.perf_counter()
+        decision = await evaluation
+        metrics = self.shared.metrics
+        if metrics is not None:
+            outcome = "error" if decision.error else "allow" if decision.allowed else "deny"
+            metrics.policy_evaluated(time.perf_counter() - start, outcome)
+        self._apply(flow, call, decision)
+
+    def _apply(self, flow: http.HTTPFlow, call: Call, decision: Decision) -> None:
+        if decision.allowed:
+            return
+        call.deny_reasons = decision.deny_reasons
+        if decision.error:
+            call.error = decision.error
+            logger.error(f"Tollgate: {decision.error}")
+        refuse(flow, call, POLICY_DENIED, "Tollgate policy denied this call: " + "; ".join(decision.deny_reasons))
+
+    def running(self) -> None:
+        self.shared.running = True
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        policy = self._policy()
+        if policy is not None:
+            policy.start()
+
+    def done(self) -> Awaitable[None] | None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+        policy = self._policy()
+        # Awaited, so that the worker has exited before the event loop ends.
+        return None if policy is None else policy.aclose()
+
+    def _policy(self) -> Policy | None:
+        loaded = self.shared.loaded
+        return None if loaded is None else loaded.policy
+
+    async def _watch(self) -> None:
+        watched: Policy | None = None
+        seen: tuple[float | None, ...] = ()
+        while True:
+            await asyncio.sleep(RELOAD_INTERVAL)
+            current = self._policy()
+            if current is None:
+                continue
+            if current is not watched:
+                # A policy new to the watch (reloaded, or a reloaded configuration's) is compared with
+                # its files as they were when it was compiled, not compiled again.
+                watched, seen = current, current.loaded_mtimes
+            mtimes = current.mtimes()
+            if mtimes == seen:
+                continue
+            seen = mtimes
+            self.reload(current)
+
+    def reload(self, current: Policy) -> None:
+        try:
+            fresh = Policy(current.files, current.timeout)
+        except PolicyError as e:
+            logger.error(f"Tollgate: policy not reloaded, the last good one stays in force: {e}")
+            return
+        if self.shared.replace_policy(current, fresh):
+            logger.info(f"Tollgate: policy reloaded from {', '.join(map(str, fresh.files))}")

@@ -1,0 +1,157 @@
+"""Who is calling: the proxy login, a virtual key, a JWT, or anonymous; 401 otherwise."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from weakref import WeakKeyDictionary
+
+from mitmproxy import http
+
+from tollgate.call import Call
+from tollgate.governance.clients import Token
+from tollgate.governance.jwt_identity import MALFORMED, UNKNOWN_ISSUER, JwtIdentity, JwtRejected, looks_like_jwt
+from tollgate.governance.redaction import credential_positions
+from tollgate.providers.base import INVALID_SIGNATURE, UNAUTHENTICATED
+from tollgate.providers.sigv4 import UNKNOWN_KEY, SignatureError, signing_key_id
+from tollgate.proxy.flows import credentials_of, provider_of, refuse, request_parts
+from tollgate.proxy.state import Shared
+
+PROXYAUTH = "proxyauth"
+
+
+def forget_proxy_password(flow: http.HTTPFlow) -> None:
+    """mitmproxy's proxyauth keeps (user, password) in the flow's metadata, which saved flows carry."""
+    login = flow.metadata.get(PROXYAUTH)
+    if isinstance(login, (tuple, list)) and len(login) == 2 and login[1]:
+        flow.metadata[PROXYAUTH] = (login[0], "")
+
+
+class Identify:
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+        # With `proxyauth=any` the login's password is a JWT to verify. It leaves the flow at
+        # `requestheaders` (saved flows carry the metadata) and waits here until `handle` judges it.
+        self._passwords: WeakKeyDictionary[http.HTTPFlow, str] = WeakKeyDictionary()
+
+    def forget_proxy_password(self, flow: http.HTTPFlow) -> None:
+        """At `http_connect` and `requestheaders`: the login's password out of the flow, kept aside
+        for `handle` when Tollgate judges logins. mitmproxy puts it back into each request's flow
+        from the connection's CONNECT, so each request is judged."""
+        if self.shared.logins_unchecked and flow.request.method != "CONNECT":
+            login = flow.metadata.get(PROXYAUTH)
+            if isinstance(login, (tuple, list)) and len(login) == 2 and isinstance(login[1], str):
+                self._passwords[flow] = login[1]
+        forget_proxy_password(flow)
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        """After the call steps: a password `handle` did not judge (the call was refused before) goes."""
+        if self._passwords:  # only ever filled when Tollgate judges logins
+            self._passwords.pop(flow, None)
+
+    def handle(self, flow: http.HTTPFlow, call: Call) -> Awaitable[None] | None:
+        provider = provider_of(call)
+        credentials = credentials_of(call, flow.request, provider)
+        # Every credential the request carries, for any provider: Redact shows where they were.
+        call.credential_positions = credential_positions(
+            call.headers, flow.request.query if b"?" in flow.request.data.path else ()
+        )
+        login = flow.metadata.get(PROXYAUTH)
+        if self.shared.logins_unchecked and login is not None:
+            # mitmproxy took any login: the user name is whatever the caller claims. Only a JWT
+            # of a configured issuer as the password says who calls.
+            return self._by_token(flow, call, self._passwords.pop(flow, ""), login=True)
+        name = login[0] if isinstance(login, (tuple, list)) and login and login[0] else None
+        signed_with = None
+        if name is None and provider.verifies_callers:
+            try:
+                verified = provider.verify_caller(request_parts(flow.request, call), call.loaded.directory.aws_secrets)
+            except SignatureError as e:
+                call.deny_reasons = (str(e),)
+                refuse(flow, call, UNAUTHENTICATED if e.code == UNKNOWN_KEY else INVALID_SIGNATURE, str(e))
+                return None
+            if verified is not None:
+                call.body_sha256 = verified.payload_hash
+                signed_with = verified.key_id
+        presented = provider.presented(*credentials)
+        caller = call.loaded.directory.identify(name, presented, signed_with)
+        if isinstance(caller, Token):
+            return self._by_token(flow, call, caller.value, login=False)
+        if caller is None:
+            call.deny_reasons = ("unknown or missing API key",)
+            refuse(
+                flow,
+                call,
+                UNAUTHENTICATED,
+                "Tollgate: unknown or missing API key. Use the virtual key Tollgate's operator gave you.",
+            )
+            return None
+        call.client, call.groups, call.auth = caller.name, caller.groups, caller.auth
+        return None
+
+    def own_credential_only(self, flow: http.HTTPFlow, call: Call) -> None:
+        """A call outside the model API (`Classification.passthrough`) goes with the caller's own
+        credential, whoever calls: one of Tollgate's virtual credentials (a virtual key or AWS
+        key, a JWT of its issuers) is refused there, since no real one takes its place."""
+        request = flow.request
+        query = request.query if b"?" in request.data.path else ()
+        call.credential_positions = credential_positions(call.headers, query)
+        if not self._presents_virtual(call, request):
+            return
+        call.deny_reasons = ("a virtual credential outside the model API",)
+        refuse(
+            flow,
+            call,
+            UNAUTHENTICATED,
+            f"Tollgate: {call.host}{call.path} is outside the model API Tollgate governs: call it with your own"
+            " credentials, not a virtual one.",
+        )
+
+    @staticmethod
+    def _presents_virtual(call: Call, request: http.Request) -> bool:
+        directory = call.loaded.directory
+        key_id = signing_key_id(call.headers, request.query if b"?" in request.data.path else {})
+        if key_id is not None and directory.is_virtual_aws_key(key_id):
+            return True
+        provider = provider_of(call)
+        return any(
+            directory.is_virtual_key(p.value) or (directory.takes_jwts and looks_like_jwt(p.value))
+            for p in provider.presented(*credentials_of(call, request, provider))
+        )
+
+    def _by_token(self, flow: http.HTTPFlow, call: Call, token: str, login: bool) -> Awaitable[None] | None:
+        """The caller a JWT names, verified: at once when its keys are known, else awaited."""
+        verifier = call.loaded.jwt
+        try:
+            if not looks_like_jwt(token):
+                raise JwtRejected(MALFORMED, ours=False)
+            if not verifier:
+                raise JwtRejected(UNKNOWN_ISSUER, ours=False)
+            outcome = verifier.verify(token)
+        except JwtRejected as e:
+            self._rejected(flow, call, e, login)
+            return None
+        if isinstance(outcome, JwtIdentity):
+            _identified(call, outcome)
+            return None
+        return self._verified_later(flow, call, outcome, login)
+
+    async def _verified_later(
+        self, flow: http.HTTPFlow, call: Call, outcome: Awaitable[JwtIdentity], login: bool
+    ) -> None:
+        try:
+            identity = await outcome
+        except JwtRejected as e:
+            self._rejected(flow, call, e, login)
+            return
+        _identified(call, identity)
+
+    @staticmethod
+    def _rejected(flow: http.HTTPFlow, call: Call, e: JwtRejected, login: bool) -> None:
+        if not e.ours and not login and call.loaded.config.anonymous_allowed:
+            return  # no token of Tollgate's issuers: an anonymous caller's own credential, perhaps
+        call.deny_reasons = (e.reason,)
+        refuse(flow, call, UNAUTHENTICATED, e.message)
+
+
+def _identified(call: Call, identity: JwtIdentity) -> None:
+    call.client, call.groups, call.auth, call.identity = identity.client, identity.groups, "jwt", identity

@@ -1,0 +1,218 @@
+"""The ledger: a call that a limit applies to reserves what it may use on the limit's counters
+before it goes (429 when one has no room), and settles them to what it used when it ends; every
+call's usage is recorded for the report. The counters live in the store (`ledger/`): SQLite's in
+this process's memory, written behind to the file; Redis's shared by every process that uses it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable
+from typing import Any
+
+from mitmproxy import http
+
+from tollgate.call import Call
+from tollgate.formats.usage import Usage
+from tollgate.governance.limits import (
+    Counter,
+    Estimate,
+    Reserved,
+    adjustments,
+    batch_output,
+    charges,
+    counters,
+    deny_reason,
+    estimate_tokens,
+    generates,
+    refusal_message,
+    retry_after,
+    spends_nothing,
+    unenforceable,
+    unenforceable_message,
+    unenforceable_reason,
+    usage_facts,
+    used,
+)
+from tollgate.governance.max_output import max_output_tokens
+from tollgate.governance.pricing import cost_nanousd
+from tollgate.providers.base import (
+    BUDGET_EXCEEDED,
+    LEDGER_UNAVAILABLE,
+    LIMIT_UNENFORCEABLE,
+    POLICY_DENIED,
+    RATE_LIMITED,
+)
+from tollgate.proxy.flows import refuse
+from tollgate.proxy.state import Shared
+from tollgate.records.ledger.store import Charge, Reservation, Store, StoreError
+
+logger = logging.getLogger(__name__)
+
+# The audit record's fields the ledger keeps of every call, for the usage report.
+ROW_FIELDS = (
+    "client", "groups", "provider", "requested_provider", "model", "endpoint", "status", "decision",
+    "input_tokens", "output_tokens", "total_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens",
+    "cost_usd",
+)  # fmt: skip
+
+
+NOTHING = Estimate(0, 0, 0)
+
+
+class Ledger:
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+
+    def handle(self, flow: http.HTTPFlow, call: Call) -> Awaitable[None] | None:
+        limits = call.loaded.limits
+        if not limits or call.classification.service:  # the provider's own service: no limit counts it
+            return None
+        model = call.target_model
+        applying = limits.applying(call.provider, model, call.client, call.groups)
+        if not applying:
+            return None
+        now = time.time()
+        found = counters(applying, call.client, call.groups, now)
+        if not found:  # limits per group, and a caller in none of their groups
+            return None
+        batch = call.classification.facts.batch
+        if batch is not None and not batch.bounded and (counter := unenforceable(found)) is not None:
+            endpoint = call.classification.endpoint or call.path
+            call.deny_reasons = (unenforceable_reason(counter, endpoint),)
+            refuse(flow, call, LIMIT_UNENFORCEABLE, unenforceable_message(counter, endpoint, batch))
+            return None
+        estimate = self._estimate(flow, call, model)
+        if estimate.nanousd is None and any(c.metric == "usd" for c in found):
+            # Spending that cannot be counted is not let go past a cap on it.
+            unpriced = next(c for c in found if c.metric == "usd")
+            call.deny_reasons = (f"limit {unpriced.label!r}: no price known for {call.provider}/{model}",)
+            refuse(
+                flow,
+                call,
+                POLICY_DENIED,
+                f"Tollgate limit {unpriced.label!r} caps spending, and no price is known for {call.provider}"
+                f" model {model!r}: add it under prices: in Tollgate's configuration.",
+            )
+            return None
+        store = self.shared.ledger
+        if store is None:
+            return None
+        wanted = charges(found, estimate)
+        try:
+            reservation = store.reserve_now(wanted)
+        except StoreError as e:
+            self._store_failed(flow, call, str(e))
+            return None
+        if reservation is None:  # asked over the network
+            return self._reserve(flow, call, store, wanted, found, estimate, now)
+        self._reserved(flow, call, store, reservation, found, estimate, now)
+        return None
+
+    def _estimate(self, flow: http.HTTPFlow, call: Call, model: str | None) -> Estimate:
+        """What the call may use: its prompt (its body's size), and each answer's bound times the
+        answers it asks for; a batch's, all its requests' together."""
+        if spends_nothing(call):
+            return Estimate(1, 0, 0)  # one request, priced or not
+        classification = call.classification
+        facts = classification.facts
+        body_size = 0 if call.streamed_upload else len(flow.request.raw_content or b"")
+        reserve_output = call.loaded.config.ledger.reserve_output_tokens
+        batch = facts.batch
+        if batch is not None:  # bounded: an unbounded one was refused, or no token or USD cap applies
+            prompt = estimate_tokens(body_size, None, False, reserve_output)[0]
+            answer = batch_output(batch, max_output_tokens(model), reserve_output) if batch.bounded else 0
+            requests = batch.requests or 1
+        else:
+            prompt, answer = estimate_tokens(
+                body_size,
+                facts.max_tokens,
+                generates(classification.endpoint, facts),
+                reserve_output,
+                facts.answers,
+                None if facts.max_tokens is not None else max_output_tokens(model),
+            )
+            requests = 1
+        rate = call.loaded.prices.rate(call.provider, model, call.client, call.groups, None, facts.price_context())
+        nanousd = None if rate is None else cost_nanousd(rate, Usage(input_tokens=prompt, output_tokens=answer))
+        return Estimate(requests, prompt + answer, nanousd, job=batch is not None)
+
+    async def _reserve(
+        self,
+        flow: http.HTTPFlow,
+        call: Call,
+        store: Store,
+        wanted: list[Charge],
+        found: list[Counter],
+        estimate: Estimate,
+        now: float,
+    ) -> None:
+        try:
+            reservation = await store.reserve(wanted)
+        except StoreError as e:
+            self._store_failed(flow, call, str(e))
+            return
+        self._reserved(flow, call, store, reservation, found, estimate, now)
+
+    def _reserved(
+        self,
+        flow: http.HTTPFlow,
+        call: Call,
+        store: Store,
+        reservation: Reservation,
+        found: list[Counter],
+        estimate: Estimate,
+        now: float,
+    ) -> None:
+        """The call goes, its reservation kept, or is refused with the limit that had no room."""
+        if not reservation.granted:
+            assert reservation.refused is not None
+            full = found[reservation.refused]
+            needed = full.charged(estimate)
+            reason = RATE_LIMITED if full.window == "minute" else BUDGET_EXCEEDED
+            call.deny_reasons = (deny_reason(full),)
+            refuse(
+                flow,
+                call,
+                reason,
+                refusal_message(full, reservation.values[reservation.refused], needed, now),
+                {"retry-after": str(retry_after(full, now))},
+            )
+            return
+        call.reserved = Reserved(store, tuple(found), estimate)
+        call.usage_counters = usage_facts(found, reservation.values)
+
+    def _store_failed(self, flow: http.HTTPFlow, call: Call, error: str) -> None:
+        call.ledger_error = error
+        if call.loaded.config.ledger.on_store_error == "allow":
+            logger.error(f"Tollgate: LEDGER STORE FAILED, call let through unlimited (on_store_error: allow): {error}")
+            return
+        logger.error(f"Tollgate: ledger store failed, call refused (on_store_error: deny): {error}")
+        call.error = "ledger unavailable"
+        refuse(flow, call, LEDGER_UNAVAILABLE, "Tollgate cannot reach its ledger, so it serves no limited calls.")
+
+    def done(self) -> Awaitable[None] | None:
+        """After the audit's `done`, which ends the calls still live: what the store holds is written."""
+        store, self.shared.ledger = self.shared.ledger, None
+        return None if store is None else store.aclose()
+
+    def settle(self, call: Call, record: dict[str, Any]) -> None:
+        """At the call's end, with its audit record: its reservation settled to what it used, its
+        usage recorded."""
+        store = self.shared.ledger
+        reserved = call.reserved
+        if reserved is not None:
+            call.reserved = None
+            spent = call.spent = used(call, reserved.estimate, record)
+            if store is None or store is reserved.store:
+                target, changes = reserved.store, adjustments(reserved.counters, reserved.estimate, spent)
+            else:
+                # A reload replaced the store while the call ran: the one closing would lose the
+                # settlement, and the new one never held the reservation. It counts what was used.
+                target, changes = store, adjustments(reserved.counters, NOTHING, spent)
+            if changes:
+                target.adjust(changes)
+        if store is not None:
+            row = {name: record[name] for name in ROW_FIELDS}
+            row["ts"] = call.started
+            store.record(row)

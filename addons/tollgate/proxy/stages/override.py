@@ -1,0 +1,62 @@
+"""Model overrides and routes: the first matching rule sets the model actually called, and may
+send the call to another provider: an OpenAI-format call as it is to that provider's
+OpenAI-compatible API, any chat call translated into its own format (`Translate`)."""
+
+from __future__ import annotations
+
+from mitmproxy import http
+
+from tollgate.call import Call
+from tollgate.formats import OPENAI_API
+from tollgate.governance.overrides import own_api_path, route_api, routed_path, translation_for
+from tollgate.proxy.flows import provider_of, write_body
+from tollgate.proxy.state import Shared
+
+
+class Override:
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+
+    def handle(self, flow: http.HTTPFlow, call: Call) -> None:
+        rules = call.loaded.rules
+        c = call.classification
+        # Listings and other GETs carry no model to change and go as they came.
+        if not rules.rules or c.model is None or flow.request.method != "POST":
+            return
+        rule = rules.find(call.provider, c.model, call.client, call.groups, c.endpoint)
+        if rule is None:
+            return
+        if rule.provider is not None and rule.provider != call.provider:
+            if route_api(rule, call.provider, c.endpoint) != "native":
+                flow.request.path = routed_path(rule.provider, flow.request.path)
+            elif (own := own_api_path(call, rule.provider)) is not None:
+                flow.request.path = own  # the target speaks the caller's format: nothing to translate
+            else:
+                # Translated into the target's own format, the model written where that format keeps it
+                call.translated = translation_for(call, flow.request.query.get("alt"))
+            call.requested_provider = call.provider
+            call.provider = rule.provider
+        if rule.upstream is not None:
+            call.upstream = rule.upstream
+        if rule.model is not None and rule.model != c.model:
+            if call.translated is not None:
+                call.model = rule.model
+            else:
+                self._call_model(flow, call, rule.model)
+
+    def _call_model(self, flow: http.HTTPFlow, call: Call, model: str) -> None:
+        path = (
+            None
+            if call.classification.wire_format == OPENAI_API
+            else provider_of(call).path_with_model(flow.request.path, model)
+        )
+        if path is not None:
+            flow.request.path = path
+            call.model = model
+            return
+        field = provider_of(call).model_field(call.classification)
+        if call.body is None or field is None:
+            return  # no JSON body, or no field of it, to rewrite: the call goes as asked, and the audit says so
+        call.body[field] = provider_of(call).model_in_body(call.body.get(field), model)
+        write_body(flow.request, call)
+        call.model = model

@@ -1,0 +1,94 @@
+"""Once a request has been sent, or answered without being sent, the flow keeps no credential and no
+prompt: what mitmdump prints and what `-w` saves is where the caller's credentials were, not what
+they were. mitmproxy's dumper and flow saver run after Tollgate's addon, at `response`, `error` and
+`http_connect_error`, and at shutdown for flows still open."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from mitmproxy import http
+
+from tollgate.formats.raw_headers import header_index
+from tollgate.governance.redaction import (
+    QUERY_PARAMETERS,
+    QUERY_POSITION_SET,
+    QUERY_POSITIONS,
+    credential_positions,
+    redacted_fields,
+)
+from tollgate.providers.base import REDACTED
+from tollgate.proxy.flows import call_of
+from tollgate.proxy.state import Shared, hosts_of
+
+
+class Redact:
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+        # Calls sent upstream and not answered yet: at shutdown mitmproxy saves them as they are.
+        self._sent: set[http.HTTPFlow] = set()
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        # mitmproxy's proxyauth has read the proxy login (and answered 407 to a wrong one, which
+        # the console prints): the CONNECT request goes no further.
+        redact(flow.request, None, body=False)
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None:  # answered before it was read (proxyauth's 407): it goes nowhere
+            redact(flow.request, None)
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        # The request stages are done with the parsed body and headers (a prompt, a virtual key): let
+        # them go now, not when the answer comes.
+        call = call_of(flow)
+        if call is not None:
+            call.body, call.headers = None, {}
+            if flow.response is None:
+                self._sent.add(flow)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        # Also for an answer an addon set: mitmproxy runs `responseheaders` before `response` then too.
+        self._sent.discard(flow)
+        self._redact(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._sent.discard(flow)
+        self._redact(flow)
+
+    def done(self) -> None:
+        for flow in self._sent:
+            self._redact(flow)
+        self._sent.clear()
+
+    def _redact(self, flow: http.HTTPFlow) -> None:
+        call = call_of(flow)
+        request = flow.request
+        if call is not None:
+            # Where Identify saw the client's credentials; None if it has not looked (the request is
+            # then as the client sent it).
+            redact(request, call.credential_positions)
+        elif hosts_of(self.shared).provider_for(request.host) is not None:  # an LLM call Tollgate never read
+            redact(request, None)
+
+
+def redact(request: http.Request, present: Collection[str] | None, body: bool = True) -> None:
+    """Take every credential out of the request, marking where the client had put one (`present`:
+    its `credential_positions`, or None for wherever the request carries one now), and its body."""
+    has_query = b"?" in request.data.path
+    if present is None:
+        present = credential_positions(header_index(request.headers.fields), request.query if has_query else ())
+        has_query = False  # what its query carries is in `present`
+        if present:
+            request.headers.fields = redacted_fields(request.headers.fields, present)
+    else:
+        request.headers.fields = redacted_fields(request.headers.fields, present)
+    if has_query or not QUERY_POSITION_SET.isdisjoint(present):
+        query = request.query
+        for parameter, position in zip(QUERY_PARAMETERS, QUERY_POSITIONS, strict=True):
+            if position in present or parameter in query:
+                query[parameter] = REDACTED
+    if body:
+        # None is mitmproxy's "content not kept"; the Content-Length header still tells its size.
+        # Trailer fields come after the body and may carry what it does.
+        request.raw_content = None
+        request.trailers = None

@@ -1,0 +1,406 @@
+"""The Responses API's WebSocket mode (`wss://api.openai.com/v1/responses`), as Codex uses it.
+
+The connection is a session: identified and given its upstream credential at its upgrade, and not a
+call itself. Each `response.create` message on it is a call of its own: classified, reserved on the
+limits and decided by the policy as a POST /v1/responses would be, and audited when its answer ends,
+with the usage its `response.completed` (or `incomplete`, `failed`) reports. A refused one never
+goes upstream: the client gets an `error` event in OpenAI's shape, and the connection goes on.
+
+While a message waits for the ledger or the policy, it is held back (dropped, then sent by Tollgate
+once allowed): the server's events keep flowing to the client, and the client's later messages wait
+their turn behind it, so that none overtakes another."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from mitmproxy import ctx, http
+from mitmproxy.websocket import WebSocketMessage
+
+from tollgate.call import Call, Failure, dollars_text
+from tollgate.formats.exact import Unreadable
+from tollgate.formats.json_codec import encode_json, parse_json, read_request_json
+from tollgate.formats.openai_responses import RESPONSES
+from tollgate.formats.openai_responses.socket import (
+    RESPONSE_CREATE,
+    SOCKET_ACKNOWLEDGEMENTS,
+    classify_response_create,
+    lane,
+    socket_error,
+    socket_event,
+    socket_message_type,
+)
+from tollgate.formats.request_facts import Classification
+from tollgate.providers.base import BAD_REQUEST
+from tollgate.proxy import patches
+from tollgate.proxy.flows import CALL, CLIENT_DISCONNECTED, call_of, refuse
+from tollgate.proxy.state import Shared
+
+if TYPE_CHECKING:
+    from tollgate.proxy.runner import CallSteps
+
+logger = logging.getLogger(__name__)
+
+# The headers of a refusal that its error event carries (inside its `error`, as OpenAI's do).
+EVENT_HEADERS = ("x-tollgate-error", "x-tollgate-request-id", "retry-after")
+# Where a message's exchange keeps the upstream its session goes to (`stays_on_the_socket`).
+SESSION_UPSTREAM = "tollgate.session_upstream"
+
+
+@dataclass(slots=True)
+class Waiting:
+    """A client message that came while one before it was being decided: it waits its turn."""
+
+    content: bytes
+    is_text: bool
+
+
+class Sent(NamedTuple):
+    """A message as the client sent it, and the lane (`stream_id`) it asked for."""
+
+    content: bytes
+    lane: str | None
+
+
+@dataclass(slots=True)
+class Tally:
+    """What a session's ended calls came to, for its flow (not the calls: a session may be long)."""
+
+    request_ids: list[str] = field(default_factory=list)
+    refused: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_nanousd: int | None = None
+
+    def add(self, call: Call) -> None:
+        self.request_ids.append(call.request_id)
+        self.refused += call.answered_by_tollgate
+        if call.usage is not None:
+            self.input_tokens += call.usage.input_tokens or 0
+            self.output_tokens += call.usage.output_tokens or 0
+        cost = call.cost_nanousd()
+        if cost is not None:
+            self.cost_nanousd = (self.cost_nanousd or 0) + cost
+
+    def summary(self, session: Call) -> str:
+        """mitmweb's one line for the session: its responses, their tokens and cost together."""
+        refused = f" ({self.refused} refused)" if self.refused else ""
+        cost = "" if self.cost_nanousd is None else f" · {dollars_text(self.cost_nanousd)}"
+        tokens = f"{self.input_tokens}→{self.output_tokens} tokens{cost}"
+        count = len(self.request_ids)
+        responses = f"{count} response{'' if count == 1 else 's'}{refused}"
+        return f"{session.client or 'anonymous'} · {session.provider} · Responses WebSocket · {responses} · {tokens}"
+
+
+@dataclass(slots=True)
+class Session:
+    """One Responses WebSocket: its upgrade's call, and its messages' calls as they go."""
+
+    call: Call
+    waiting: deque[Waiting] = field(default_factory=deque)
+    busy: bool = False  # a message is being decided (the ledger's store, the policy's worker)
+    closed: bool = False
+    # Sent upstream, their `response.created` not yet come: by lane (`stream_id`), in order.
+    unanswered: dict[str | None, deque[Call]] = field(default_factory=dict)
+    answering: dict[str, Call] = field(default_factory=dict)  # by response id
+    ended: Tally = field(default_factory=Tally)
+    going_away: bool = False  # closed by the drain, its close under way
+
+    def open_calls(self) -> list[Call]:
+        return [*(c for queue in self.unanswered.values() for c in queue), *self.answering.values()]
+
+    def idle(self) -> bool:
+        """No response is being decided, nor sent and not yet ended."""
+        return not self.busy and not self.closed and not any(self.unanswered.values()) and not self.answering
+
+
+def stays_on_the_socket(flow: http.HTTPFlow, call: Call) -> None:
+    """A call step, after `Override`: a message goes up the WebSocket it came on, to its provider and
+    upstream. A rule that routes it elsewhere cannot be followed there: refused (over HTTP it can)."""
+    upstream = flow.metadata.get(SESSION_UPSTREAM)
+    if call.requested_provider is None and call.translated is None and call.upstream == upstream:
+        return
+    call.error = "bad request: an override routes this response elsewhere"
+    refuse(
+        flow,
+        call,
+        BAD_REQUEST,
+        "Tollgate: an override routes this model to another provider or upstream, which a response on the"
+        " Responses WebSocket cannot go to; call POST /v1/responses over HTTP instead.",
+    )
+
+
+class ResponsesSocket:
+    def __init__(self, shared: Shared, steps: CallSteps, record: Callable[[Call], dict[str, Any]]) -> None:
+        self.shared = shared
+        self._steps = steps  # what a response.create goes through: the audit gate, overrides, limits, policy
+        self._record = record  # the audit's: a message's call ends
+        self._sessions: dict[http.HTTPFlow, Session] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def websocket_start(self, flow: http.HTTPFlow) -> None:
+        """The session begins with its WebSocket (a drain closes one that has carried nothing yet)."""
+        self._session(flow)
+
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        session = self._session(flow)
+        if session is None:
+            return
+        assert flow.websocket is not None
+        message = flow.websocket.messages[-1]
+        if message.injected:  # Tollgate's own: a message it let go once decided, or its error event
+            return
+        if not message.from_client:
+            self._server_event(session, message.content)
+            return
+        if session.busy or session.waiting:
+            message.drop()
+            session.waiting.append(Waiting(message.content, message.is_text))
+            return
+        try:
+            self._take(flow, session, message.content, message.is_text, message)
+        except Exception:  # never sent undecided; and the hook goes on, to keep the message out of the flow
+            logger.exception("Tollgate: deciding a message on the Responses WebSocket failed; it was not sent")
+            message.drop()
+
+    def _session(self, flow: http.HTTPFlow) -> Session | None:
+        session = self._sessions.get(flow)
+        if session is None:
+            call = call_of(flow)
+            if call is None or not call.classification.session:
+                return None
+            session = self._sessions[flow] = Session(call)
+        return session
+
+    def _take(
+        self, flow: http.HTTPFlow, session: Session, content: bytes, is_text: bool, message: WebSocketMessage | None
+    ) -> None:
+        """A client message's turn: an acknowledgement goes on; a response.create is decided (at once,
+        or held back while the ledger or policy is awaited); anything else is refused."""
+        call = self._message_call(session)
+        exchange = http.HTTPFlow(flow.client_conn, flow.server_conn)
+        exchange.request = http.Request.make(
+            "POST", f"https://{call.host}{call.path}", content, ((b"content-type", b"application/json"),)
+        )
+        exchange.metadata[CALL] = call
+        exchange.metadata[SESSION_UPSTREAM] = call.upstream
+        try:
+            if not is_text:
+                raise Unreadable("a binary message")
+            data = read_request_json(content) or {}
+            kind = socket_message_type(data)
+            if kind in SOCKET_ACKNOWLEDGEMENTS:
+                self._send(flow, content, message)
+                return
+            if kind != RESPONSE_CREATE:
+                raise Unreadable("Tollgate forwards only response.create messages (and acknowledgements) here")
+            if self.shared.draining:
+                # Never sent: the WebSocket closes once its responses in flight have ended, and
+                # the client sends it again on a new connection.
+                if message is not None:
+                    message.drop()
+                session.waiting.append(Waiting(content, is_text))
+                self._close_if_idle(flow, session)
+                return
+            call.classification = classify_response_create(data)
+            where = lane(data)
+        except Unreadable as e:
+            call.classification = Classification(endpoint=RESPONSES)
+            call.error = f"bad request: {e}"
+            why = f"Tollgate cannot read this message exactly and did not forward it: {e}."
+            refuse(exchange, call, BAD_REQUEST, why)
+            self._conclude(flow, session, call, exchange, Sent(content, None), message)
+            return
+        call.body = data
+        sent = Sent(content, where)
+        pending = self._steps.run(exchange, call)
+        if pending is None:
+            self._conclude(flow, session, call, exchange, sent, message)
+            return
+        if message is not None:
+            message.drop()  # sent by Tollgate once allowed, in its turn
+        session.busy = True
+        task = asyncio.get_running_loop().create_task(self._once_decided(flow, session, call, exchange, pending, sent))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _once_decided(
+        self,
+        flow: http.HTTPFlow,
+        session: Session,
+        call: Call,
+        exchange: http.HTTPFlow,
+        pending: Awaitable[None],
+        sent: Sent,
+    ) -> None:
+        try:
+            await pending
+        finally:
+            session.busy = False
+        if session.closed:  # the WebSocket ended meanwhile: the message never went
+            if exchange.response is None:
+                call.error = call.error or "the WebSocket closed before the request was sent"
+            call.body = None
+            self._end(session, call)
+            return
+        try:
+            self._conclude(flow, session, call, exchange, sent, None)
+        except Exception:
+            logger.exception("Tollgate: deciding a message on the Responses WebSocket failed; it was not sent")
+        while session.waiting and not session.busy and not session.closed and not self.shared.draining:
+            waiting = session.waiting.popleft()
+            try:
+                self._take(flow, session, waiting.content, waiting.is_text, None)
+            except Exception:
+                logger.exception("Tollgate: deciding a message on the Responses WebSocket failed; it was not sent")
+
+    def _conclude(
+        self,
+        flow: http.HTTPFlow,
+        session: Session,
+        call: Call,
+        exchange: http.HTTPFlow,
+        sent: Sent,
+        message: WebSocketMessage | None,
+    ) -> None:
+        """The message decided: refused with an error event to the client (audited at once), or sent
+        upstream (as an override rewrote it), its answer awaited."""
+        call.body = None
+        content, where = sent
+        refused = exchange.response
+        if refused is not None:
+            if message is not None:
+                message.drop()
+            body = parse_json(refused.content) or {}
+            headers = {name: refused.headers[name] for name in EVENT_HEADERS if name in refused.headers}
+            event = socket_error(refused.status_code, body, headers, where)
+            _inject(flow, to_client=True, content=encode_json(event))
+            call.status = refused.status_code
+            self._end(session, call)
+            return
+        if call.model is not None:  # an override changed the model: the message as it rewrote it
+            content = exchange.request.raw_content or content
+        self._send(flow, content, message)
+        call.request_sent = True
+        session.unanswered.setdefault(where, deque()).append(call)
+
+    @staticmethod
+    def _send(flow: http.HTTPFlow, content: bytes, message: WebSocketMessage | None) -> None:
+        if message is not None:
+            message.content = content  # mitmproxy sends it on after the hook
+        else:
+            _inject(flow, to_client=False, content=content)
+
+    def _message_call(self, session: Session) -> Call:
+        """A message's call: the session's caller and upstream, the configuration now in force."""
+        s = session.call
+        call = Call(s.provider, s.host, "POST", s.path, loaded=self.shared.loaded or s.loaded)
+        call.client, call.groups, call.auth, call.identity = s.client, s.groups, s.auth, s.identity
+        call.upstream, call.upstream_key, call.trace_context = s.upstream, s.upstream_key, s.trace_context
+        call.transport = "websocket"
+        return call
+
+    def _server_event(self, session: Session, content: bytes) -> None:
+        try:
+            event = socket_event(content)
+        except Exception:  # a reader fault must not stop the hook: the message goes on regardless
+            logger.exception("Tollgate: reading a Responses WebSocket event failed")
+            return
+        if event is None:
+            return
+        queue = session.unanswered.get(event.lane)
+        if event.kind == "created":
+            if not queue:
+                logger.warning("Tollgate: the upstream began a response no message on its WebSocket asked for")
+                return
+            call = queue.popleft()
+            call.first_byte, call.status = time.time(), 200
+            assert event.response_id is not None
+            session.answering[event.response_id] = call
+        elif event.kind == "done":
+            found = session.answering.pop(event.response_id or "", None)
+            if found is None and queue:  # ended without having begun
+                found = queue.popleft()
+                found.status = 200
+            if found is None:
+                return
+            found.usage = event.usage
+            found.error = found.error or event.error
+            self._end(session, found)
+        elif queue:  # an error before its response began: the request failed
+            call = queue.popleft()
+            call.status = event.status
+            call.error = f"upstream error: {event.error}"
+            self._end(session, call)
+
+    def _end(self, session: Session, call: Call) -> None:
+        try:
+            self._record(call)
+        finally:
+            session.ended.add(call)
+        if self.shared.draining:
+            flow = next((f for f, s in self._sessions.items() if s is session), None)
+            if flow is not None:
+                self._close_if_idle(flow, session)
+
+    def drain(self) -> None:
+        """The drain begins: each WebSocket with no response in flight closes now (1001, going
+        away), the others once theirs have ended; none takes a new response meanwhile."""
+        for flow, session in list(self._sessions.items()):
+            self._close_if_idle(flow, session)
+
+    def _close_if_idle(self, flow: http.HTTPFlow, session: Session) -> None:
+        if session.idle() and not session.going_away:
+            session.going_away = True
+            patches.close_websocket(flow)
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        """After `WebSocket.websocket_end`, which says how the WebSocket ended: each response still
+        open ends with it."""
+        session = self._sessions.pop(flow, None)
+        if session is None:
+            return
+        websocket = flow.websocket
+        assert websocket is not None
+        by_client = bool(websocket.closed_by_client)
+        for call in session.open_calls():
+            if by_client:
+                call.error, call.failure = CLIENT_DISCONNECTED, Failure.CLIENT_DISCONNECTED
+            else:
+                why = session.call.error or "the server closed the WebSocket"
+                call.error, call.failure = f"upstream broke off the response: {why}", Failure.UPSTREAM_BROKE_OFF
+        self._close(flow, session)
+
+    def done(self) -> None:
+        """Before the audit's `done`: the responses still open end with the proxy."""
+        for flow, session in list(self._sessions.items()):
+            for call in session.open_calls():
+                call.error = self.shared.shut_down_error
+            self._close(flow, session)
+        self._sessions.clear()
+
+    def _close(self, flow: http.HTTPFlow, session: Session) -> None:
+        """The session ends: its open responses audited; the flow keeps what it was (the records of
+        its responses went to the audit), and no call record, so that no record is written for it."""
+        session.closed = True
+        for call in session.open_calls():
+            self._end(session, call)
+        session.unanswered.clear()
+        session.answering.clear()
+        session.waiting.clear()
+        flow.comment = session.ended.summary(session.call)
+        flow.metadata[CALL] = {
+            "event": "responses_websocket",
+            "client": session.call.client,
+            "request_ids": session.ended.request_ids,
+        }
+
+
+def _inject(flow: http.HTTPFlow, to_client: bool, content: bytes) -> None:
+    ctx.master.addons.get("proxyserver").inject_websocket(flow, to_client, content, True)

@@ -1,0 +1,171 @@
+"""Conversation roll-up (`rollup:`): a chat call whose conversation is past a rule's size goes
+upstream with its earlier turns summarized into its system prompt. The summary is asked of the
+rule's summarizer (any provider, in its own format, with Tollgate's credential for it) off the
+event loop, and kept for the conversation's next call. A caller opts out with `X-Tollgate-Rollup: off`.
+A summary that cannot be had leaves the call as it came: a roll-up saves tokens, it is not a gate."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from mitmproxy import ctx, http
+
+from tollgate.call import Call, RolledUp
+from tollgate.config import RollupRule
+from tollgate.formats import ANTHROPIC_MESSAGES, CLAUDE_ON_BEDROCK, CLAUDE_ON_VERTEX, OPENAI_CHAT
+from tollgate.formats.json_codec import encode_json, parse_json
+from tollgate.formats.translation import FORMATS
+from tollgate.formats.usage import Usage
+from tollgate.governance.overrides import matches
+from tollgate.governance.rollup import Plan, Size, Summaries, plan, roll_up, summary_of, summary_request
+from tollgate.providers import PROVIDERS
+from tollgate.providers.base import CredentialUnavailable, UpstreamCredential
+from tollgate.proxy.flows import write_body
+from tollgate.proxy.state import Shared
+from tollgate.upstream import RESTING_STATUSES, Outgoing, Unreachable, credential_for, json_request, rest_key, send
+
+logger = logging.getLogger(__name__)
+
+OPT_OUT = b"x-tollgate-rollup"
+
+
+class SummaryUnavailable(Exception):
+    """The summarizer could not be asked, or gave no summary (the message names no content);
+    `rest`: the pooled key the provider refused, and its answer's Retry-After."""
+
+    def __init__(self, message: str, rest: tuple[str, str | None] | None = None) -> None:
+        super().__init__(message)
+        self.rest = rest
+
+
+def body_format(call: Call) -> str | None:
+    """The wire format of the body as it goes upstream: a route's target's, or the call's own
+    (`Provider.conversation_format`); Claude's bodies on Bedrock and Vertex AI keep their turns
+    as Anthropic's do."""
+    if call.translated is not None:
+        target = call.translated.target
+        return ANTHROPIC_MESSAGES if target in (CLAUDE_ON_BEDROCK, CLAUDE_ON_VERTEX) else target
+    return PROVIDERS[call.provider].conversation_format(call.sent())
+
+
+class RollUp:
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+        self._summaries: dict[RollupRule, Summaries] = {}  # a rule a reload keeps keeps its summaries
+
+    def handle(self, flow: http.HTTPFlow, call: Call) -> Any:
+        opt_out = call.headers.get(OPT_OUT)
+        if opt_out is not None:
+            flow.request.headers.fields = tuple(f for f in flow.request.headers.fields if f[0].lower() != OPT_OUT)
+        rules = call.loaded.config.rollup
+        off = opt_out is not None and opt_out.strip().lower() == b"off"
+        if not rules or call.body is None or call.fetches or off:
+            return None
+        if call.auth == "anonymous" and call.headers.get(b"authorization", b"").startswith(b"AWS4-"):
+            return None  # signed by the caller, and going upstream as signed: its body stays as it is
+        fmt = body_format(call)
+        model, called = call.target_model, call.called_provider  # rules match the provider called, as overrides do
+        rule = next((r for r in rules if matches(r.match, called, model, call.client, call.groups)), None)
+        if fmt is None or rule is None:
+            return None
+        summaries = self._summaries.get(rule)
+        if summaries is None:  # a rule new to this configuration: those a reload dropped let go
+            self._summaries = {r: s for r, s in self._summaries.items() if r in rules}
+            summaries = self._summaries[rule] = Summaries(rule.cache_entries)
+        summarizer = f"{rule.summarizer.provider}/{rule.summarizer.model}"
+        size = Size(rule.above_messages, rule.above_tokens, rule.keep_last)
+        rolled = plan(fmt, call.body, size, summarizer, summaries)
+        if rolled is None:
+            return None
+        if rolled.summary is not None:
+            self._apply(flow, call, rolled, rolled.summary, RolledUp(rolled.count, summarizer, cached=True))
+            return None
+        return self._summarize(flow, call, rule, rolled, summaries)
+
+    async def _summarize(
+        self, flow: http.HTTPFlow, call: Call, rule: RollupRule, rolled: Plan, summaries: Summaries
+    ) -> None:
+        verify = False if ctx.options.ssl_insecure else ctx.options.ssl_verify_upstream_trusted_ca or True
+        summarizer = f"{rule.summarizer.provider}/{rule.summarizer.model}"
+        try:
+            request = summarizer_call(call, rule, rolled)
+            summary, usage = await asyncio.to_thread(ask, request, verify)
+        except Exception as e:  # the call goes as it came; another exception's message may quote it
+            why = str(e) if isinstance(e, SummaryUnavailable) else f"asking {summarizer} failed: {type(e).__name__}"
+            logger.warning("Tollgate: a conversation was not rolled up: %s", why)
+            if isinstance(e, SummaryUnavailable) and e.rest is not None:
+                # A pooled key the summarizer's provider refused rests, as after a call's (`Credential`).
+                key, retry_after = e.rest
+                rest_key(call.loaded.pools[rule.summarizer.provider], key, retry_after, self.shared.ledger)
+            return
+        summaries.put(rolled.key, summary)
+        cost = call.loaded.prices.cost(
+            rule.summarizer.provider, rule.summarizer.model, call.client, call.groups, None, usage, time.time()
+        )
+        self._apply(flow, call, rolled, summary, RolledUp(rolled.count, summarizer, usage, cost))
+
+    @staticmethod
+    def _apply(flow: http.HTTPFlow, call: Call, rolled: Plan, summary: str, done: RolledUp) -> None:
+        assert call.body is not None
+        roll_up(call.body, rolled, summary)
+        write_body(flow.request, call)
+        call.rolled_up = done
+
+
+@dataclass(slots=True)
+class SummarizerCall:
+    """One request to the summarizer, made on the event loop (its key taken from the pool there),
+    sent in a thread (`ask`): its credential may wait for a token, its answer for the model."""
+
+    name: str  # provider/model
+    format: str  # the wire format it is written in, and its answer read in
+    request: Outgoing
+    credential: UpstreamCredential
+    timeout: float
+
+
+def summarizer_call(call: Call, rule: RollupRule, rolled: Plan) -> SummarizerCall:
+    """The summarizer's request for the rolled-up turns: its provider's own chat API, in its format,
+    with Tollgate's credential for it (its key, token or signature)."""
+    loaded, name, model = call.loaded, rule.summarizer.provider, rule.summarizer.model
+    provider, settings = PROVIDERS[name], loaded.providers[name]
+    leg = provider.native_chat(model, False, OPENAI_CHAT)
+    body, extra = FORMATS[leg.format].write_request(summary_request(model, rolled))
+    classification = provider.classify("POST", leg.path, body, "")
+    credential = credential_for(loaded, provider, classification)
+    if credential is None:
+        raise SummaryUnavailable(f"Tollgate has no {name} credential for the summarizer (providers.{name})")
+    request = json_request(provider, settings, leg.path, encode_json(body), extra)
+    return SummarizerCall(f"{name}/{model}", leg.format, request, credential, settings.timeout)
+
+
+def ask(summarizer: SummarizerCall, verify: bool | str) -> tuple[str, Usage]:
+    """The summary, and the summarizer's usage; in a thread. SummaryUnavailable says why not, and
+    which pooled key to rest when the provider refused it (401, 429)."""
+    try:
+        request = summarizer.request.with_credential(summarizer.credential)
+    except CredentialUnavailable as e:
+        raise SummaryUnavailable(str(e)) from None
+    try:
+        answer = send(request, summarizer.timeout, verify)
+    except Unreachable as e:
+        raise SummaryUnavailable(f"the summarizer ({summarizer.name}) could not be reached: {e}") from None
+    if answer.status != 200:
+        key = summarizer.credential.pooled_key
+        rest = None
+        if key is not None and answer.status in RESTING_STATUSES:
+            rest = (key, answer.headers.get("retry-after"))
+        raise SummaryUnavailable(f"the summarizer ({summarizer.name}) answered HTTP {answer.status}", rest)
+    data = parse_json(answer.body)
+    try:
+        if data is None:
+            raise ValueError("not a JSON object")
+        response = FORMATS[summarizer.format].read_response(data)
+        summary = summary_of(response)
+    except Exception as e:  # never its message: it may quote the answer
+        raise SummaryUnavailable(f"the summarizer's answer could not be read: {type(e).__name__}") from None
+    return summary, response.usage

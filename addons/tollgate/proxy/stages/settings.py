@@ -1,0 +1,333 @@
+"""The `tollgate_config` option, and the mitmproxy options Tollgate depends on. The configuration
+file is watched: a good edit takes effect at once, a broken one keeps the last good configuration."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Sequence
+
+from mitmproxy import ctx, exceptions
+from mitmproxy.proxy.mode_specs import ProxyMode
+
+from tollgate.config import PROVIDER_NAMES, Config, ConfigError, read_config
+from tollgate.fleet import fleet_config_problem, fleet_workers
+from tollgate.governance.jwt_identity import Verifier
+from tollgate.governance.policy import Policy, PolicyError
+from tollgate.providers import PROVIDERS
+from tollgate.providers.base import client_cert_of
+from tollgate.providers.client_certs import load_client_cert
+from tollgate.proxy import patches
+from tollgate.proxy.flows import captures
+from tollgate.proxy.heads import MAX_REQUEST_HEAD, MAX_RESPONSE_HEAD
+from tollgate.proxy.state import Shared, close_later, hosts_of
+from tollgate.records.auditlog import AuditLog, started_record
+from tollgate.records.ledger import StoreError, open_store
+from tollgate.records.ledger.store import Store
+from tollgate.runtime import Loaded
+
+logger = logging.getLogger(__name__)
+
+# mitmweb's flow list column that shows each call's summary (`Call.summary`, set as the flow's comment).
+COMMENT_COLUMN = "comment"
+
+RELOAD_INTERVAL = 1.0
+
+# What tells one version of a file from the next: an editor that saves by renaming a new file
+# over the old one may leave its modification time as it was, never its inode.
+Stamp = tuple[int, int, int] | None
+
+
+def stamp_of(path: str) -> Stamp:
+    """The file's modification time, size and inode; None when there is none to read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+def load(
+    path: str, previous: Loaded | None, audit: AuditLog | None, ledger: tuple[str, Store] | None = None
+) -> tuple[Loaded, AuditLog, Store]:
+    """The configuration at `path` built for use, with what it leaves unchanged taken from
+    `previous`, `audit` and `ledger` (its policy, what its providers loaded, the audit log, the
+    ledger's store and its URL) rather than made anew. Raises ConfigError naming the file and the field."""
+    config, config_sha256 = read_config(path)
+    problem = fleet_config_problem(config, fleet_workers(os.environ))
+    if problem is not None:
+        raise ConfigError(problem)
+    policy = previous.policy if previous is not None and same_policy(previous.policy, config) else None
+    if policy is None and config.policy.rego:
+        try:
+            policy = Policy(config.policy.rego, config.policy.timeout)
+        except PolicyError as e:
+            raise ConfigError(f"policy.rego: {e}") from None
+    runtimes = {}
+    for name, provider in PROVIDERS.items():
+        before = (previous.providers[name], previous.runtimes[name]) if previous is not None else None
+        try:
+            runtimes[name] = provider.load_runtime(config, config.providers.get(name), before)
+        except ValueError as e:
+            raise ConfigError(f"providers.{name}.{e}") from None
+    client_certs = {}
+    for name in PROVIDERS:
+        cert = client_cert_of(config.providers.get(name))
+        if cert is not None:
+            try:
+                client_certs[name] = load_client_cert(cert)
+            except ValueError as e:
+                raise ConfigError(f"providers.{name}.client_cert: {e}") from None
+    try:
+        jwt = Verifier(config.identity.jwt, previous.jwt if previous is not None else None)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    # Last: the steps that open something (files, writer threads), after every check that can fail.
+    opened = None
+    if audit is None or audit.path != config.audit.path:
+        try:
+            audit = opened = AuditLog(config.audit.path)
+        except OSError as e:
+            raise ConfigError(f"audit.path: cannot open {config.audit.path}: {e.strerror}") from None
+    store = ledger[1] if ledger is not None and ledger[0] == config.ledger_store else None
+    if store is None:
+        try:
+            store = open_store(config.ledger_store)
+        except StoreError as e:
+            if opened is not None:
+                opened.close()
+            raise ConfigError(f"ledger.store: {e}") from None
+    return Loaded.build(config, policy, runtimes, previous, jwt, client_certs, config_sha256), audit, store
+
+
+def same_policy(policy: Policy | None, config: Config) -> bool:
+    """Whether `policy` is what `config` asks for (its own watcher follows edits to its files)."""
+    if policy is None:
+        return False
+    return tuple(map(str, policy.files)) == config.policy.rego and policy.timeout == config.policy.timeout
+
+
+def listen_addresses(modes: Sequence[str], host: str, port: int | None) -> list[str]:
+    """Where the proxy listens, one entry per mitmproxy mode (`--mode`, `--listen-host`,
+    `--listen-port`): `127.0.0.1:8080` for the regular proxy, `wireguard@*:51820` for another mode
+    (`*`: every address), the mode alone where it listens on none (`local`)."""
+    addresses = []
+    for spec in modes:
+        mode = ProxyMode.parse(spec)
+        mode_port = mode.listen_port(port)
+        if mode_port is None:
+            addresses.append(mode.full_spec)
+            continue
+        mode_host = mode.listen_host(host) or "*"
+        address = f"[{mode_host}]:{mode_port}" if ":" in mode_host else f"{mode_host}:{mode_port}"
+        addresses.append(address if mode.type_name == "regular" else f"{mode.type_name}@{address}")
+    return addresses
+
+
+def summary(config: Config) -> str:
+    issuers = f", {len(config.identity.jwt)} JWT issuer(s)" if config.identity.jwt else ""
+    return (
+        f"{len(config.clients)} client(s){issuers}, anonymous callers "
+        f"{'allowed' if config.anonymous_allowed else 'refused'}, audit to {config.audit.path}"
+    )
+
+
+class Settings:
+    def __init__(self, shared: Shared, opening: Sequence[Callable[[Config], None]] = ()) -> None:
+        self.shared = shared
+        # Told of each configuration before it is swapped in, to open what it asks for (the metrics'
+        # HTTP server); one that cannot raises ConfigError, and the configuration is not applied.
+        self._opening = tuple(opening)
+        self._path = ""  # the configuration file in force, watched
+        self._seen: Stamp = None  # its stamp when last read
+        self._watcher: asyncio.Task | None = None
+        self._fetches: set[asyncio.Task] = set()  # JWKS fetched at start and after a reload
+        self._allowed: tuple[str, ...] = ()  # the allow_hosts patterns Tollgate added
+
+    def load(self, loader) -> None:
+        # Declared as str: mitmproxy silently drops a script whose typed option gets a bad value.
+        loader.add_option(
+            "tollgate_config", str, "", "Path of Tollgate's YAML configuration; empty: built-in defaults."
+        )
+        patches.serve_responses_set_by_error_hook()
+        patches.relay_http1_trailers()
+        patches.bound_message_heads(MAX_REQUEST_HEAD, MAX_RESPONSE_HEAD)
+        patches.close_connections_cancelled_while_waiting()
+        patches.finish_streams_after_a_clients_goaway()
+
+    def configure(self, updated: set[str]) -> None:
+        if "tollgate_config" in updated:
+            path = ctx.options.tollgate_config
+            stamp = stamp_of(path) if path else None  # before reading: an edit meanwhile is seen next time
+            try:
+                self._apply(path)
+            except ConfigError as e:
+                raise exceptions.OptionsError(f"Tollgate configuration: {e}") from None
+            self._path, self._seen = path, stamp
+            assert self.shared.loaded is not None
+            logger.info(f"Tollgate: {summary(self.shared.loaded.config)}")
+        if "proxyauth" in updated or "tollgate_config" in updated:
+            self.shared.logins_unchecked = "proxyauth" in ctx.options and ctx.options.proxyauth == "any"
+            self._warn_unchecked_logins()
+        self._require_proxy_options()
+
+    def _warn_unchecked_logins(self) -> None:
+        loaded = self.shared.loaded
+        if self.shared.logins_unchecked and loaded is not None and not loaded.config.identity.jwt:
+            logger.warning(
+                "Tollgate: proxyauth=any and no identity.jwt issuer: every proxy login is refused"
+                " (its password must be a JWT of a configured issuer)"
+            )
+
+    def _fetch_keys(self) -> None:
+        """Fetch the JWKS of the issuers that have none yet, without waiting: Tollgate starts (or
+        reloads) even when an issuer cannot be reached, and refuses its tokens until it can."""
+        loaded = self.shared.loaded
+        if loaded is None or not loaded.jwt.issuers_to_fetch():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # `running` fetches them
+        task = loop.create_task(loaded.jwt.fetch_missing())
+        self._fetches.add(task)
+        task.add_done_callback(self._fetches.discard)
+
+    def _apply(self, path: str) -> None:
+        shared = self.shared
+        ledger = None
+        if shared.ledger is not None and shared.loaded is not None:
+            ledger = (shared.loaded.config.ledger_store, shared.ledger)
+        loaded, audit, store = load(path, shared.loaded, shared.audit, ledger)
+        try:
+            for opening in self._opening:
+                opening(loaded.config)
+            if audit is not shared.audit:
+                self._begin(audit, loaded)
+        except ConfigError:  # what `load` opened for this configuration is closed again
+            if audit is not shared.audit:
+                audit.close()
+            if ledger is None or store is not ledger[1]:
+                close_later(store)
+            raise
+        if ledger is None or store is not ledger[1]:
+            store.on_rest(shared.rest_elsewhere)
+        shared.apply(loaded, audit, store)
+        self._fetch_keys()
+        config = loaded.config
+        spent = [n for n in PROVIDER_NAMES if config.providers.get(n).keys or loaded.runtimes[n] is not None]
+        if config.anonymous_allowed and spent:
+            logger.warning(
+                "Tollgate: anonymous callers are allowed and provider keys or credentials are configured"
+                f" ({', '.join(spent)}): anyone who can reach this proxy calls with them (set clients, or"
+                " allow_anonymous: false)"
+            )
+
+    def _begin(self, audit: AuditLog, loaded: Loaded) -> None:
+        """The audit file just opened takes the started record, last of all the checks: one that
+        cannot stops start-up (or the reload) before any call is served, rather than at the first
+        call's end. ConfigError naming its path otherwise, with what the configuration in force had
+        opened (its /metrics address) opened again."""
+        options = ctx.options
+        listen = listen_addresses(options.mode, options.listen_host, options.listen_port)
+        try:
+            audit.begin(started_record(listen, loaded.config_sha256))
+        except OSError as e:
+            if self.shared.loaded is not None:
+                try:
+                    for opening in self._opening:
+                        opening(self.shared.loaded.config)
+                except ConfigError as again:
+                    logger.error(f"Tollgate: {again}")
+            raise ConfigError(f"audit.path: cannot write to {audit.path}: {e.strerror or e}") from None
+
+    def running(self) -> None:
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        self._fetch_keys()
+        # At start-up rather than in `configure`: a user who later picks mitmweb's default columns
+        # in its options gets them as picked. `web_columns` exists only under mitmweb, and by now
+        # holds what the user set on the command line or in config.yaml.
+        if "web_columns" in ctx.options and not ctx.options.has_changed("web_columns"):
+            columns = list(ctx.options.web_columns)
+            if COMMENT_COLUMN not in columns:
+                ctx.options.update(web_columns=[*columns, COMMENT_COLUMN])
+
+    def done(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+        for task in self._fetches:
+            task.cancel()
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(RELOAD_INTERVAL)
+            self.check()
+
+    def check(self) -> None:
+        """Reload the configuration file if it changed since it was last read."""
+        path = self._path
+        if not path:
+            return
+        stamp = stamp_of(path)
+        if stamp == self._seen:
+            return
+        self._seen = stamp  # a broken version is reported once, not at every look
+        try:
+            self._apply(path)
+        except ConfigError as e:
+            logger.error(f"Tollgate: configuration not reloaded, the last good one stays in force: {e}")
+            self.shared.config_problem = str(e)
+            return
+        except Exception as e:  # the watch must go on; the type alone: a message might quote a secret
+            logger.error(f"Tollgate: configuration not reloaded, the last good one stays in force: {type(e).__name__}")
+            self.shared.config_problem = type(e).__name__
+            return
+        self.shared.config_problem = None
+        assert self.shared.loaded is not None
+        self._allow_governed_hosts()  # the hosts it adds decrypted, those it dropped no longer
+        logger.info(f"Tollgate: configuration reloaded from {path}: {summary(self.shared.loaded.config)}")
+
+    def _require_proxy_options(self) -> None:
+        wanted: dict[str, object] = {}
+        # Connect upstream only once the request is known: the real host may be unreachable
+        # when `upstream` sends calls elsewhere.
+        if ctx.options.connection_strategy != "lazy":
+            wanted["connection_strategy"] = "lazy"
+        # A decrypted connection is HTTP: mitmproxy would relay one whose first read does not
+        # look like HTTP (a request line longer than a TLS record) as raw TCP, ungoverned.
+        if ctx.options.rawtcp:
+            wanted["rawtcp"] = False
+        # Decrypt only LLM hosts; every other TLS connection is tunnelled untouched.
+        if ctx.options.ignore_hosts:
+            raise exceptions.OptionsError(
+                "Tollgate decrypts only LLM hosts through allow_hosts; ignore_hosts cannot be combined with it"
+            )
+        # mitmproxy asks a connection it did not get as a proxy for the login in its Authorization
+        # header, where a captured call carries its API key: every captured call would be refused.
+        if getattr(ctx.options, "proxyauth", None) and any(map(captures, ctx.options.mode)):
+            raise exceptions.OptionsError(
+                "proxyauth identifies the proxy's clients by their login, which captured connections"
+                " (transparent, wireguard, local) cannot give: capture without proxyauth"
+            )
+        allowed = self._allowed_hosts()
+        if allowed is not None:
+            wanted["allow_hosts"] = allowed
+        if wanted:
+            ctx.options.update(**wanted)
+
+    def _allow_governed_hosts(self) -> None:
+        allowed = self._allowed_hosts()
+        if allowed is not None:
+            ctx.options.update(allow_hosts=allowed)
+
+    def _allowed_hosts(self) -> list[str] | None:
+        """`allow_hosts` with the providers' hosts and those the configuration adds, without the
+        ones an earlier configuration added and this one does not (the user's own stay); None when
+        it is so already."""
+        governed = hosts_of(self.shared).allow_hosts()
+        hosts = list(ctx.options.allow_hosts)
+        kept = [h for h in hosts if h in governed or h not in self._allowed]
+        missing = [h for h in governed if h not in kept]
+        self._allowed = tuple(h for h in governed if h not in hosts or h in self._allowed)
+        return kept + missing if missing or len(kept) != len(hosts) else None

@@ -1,0 +1,210 @@
+"""Every upstream answer passes through unbuffered; usage is read from it on the way."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from functools import partial
+
+from mitmproxy import http
+
+from tollgate.call import Call, Failure
+from tollgate.formats.framing import MAX_FRAME, Decompressor, SSEEventFilter, Undecodable, parse_sse_block
+from tollgate.formats.json_codec import parse_json
+from tollgate.formats.raw_headers import decoded, header_index
+from tollgate.formats.translation import Rewrite
+from tollgate.formats.usage_reading import NoUsage, UsageReader, is_event_stream
+from tollgate.proxy.flows import call_of, provider_of, write_body
+from tollgate.proxy.state import Shared
+
+logger = logging.getLogger(__name__)
+
+MITMPROXY_CONNECTION_LOGGER = "mitmproxy.proxy.server"  # where a connection's log lines come from
+
+
+class UsageTap:
+    """mitmproxy's stream callable: returns every chunk as it came while a reader reads it, or as a
+    rewrite makes it (the usage chunk Tollgate asked for hidden, or the answer translated).
+
+    It never raises (an exception there drops the chunk) and never returns b"" mid-stream (on
+    HTTP/1 chunked that ends the body): a reader that fails is dropped and its fault recorded."""
+
+    def __init__(
+        self,
+        reader: UsageReader,
+        decoder: Decompressor | None,
+        on_end: Callable[[UsageReader], None],
+        rewrite: Rewrite | None = None,
+        call: Call | None = None,
+    ) -> None:
+        self.reader: UsageReader | None = reader
+        self._first: Call | None = call  # told when the first chunk comes (`Call.first_chunk`), then let go
+        self._decoder = decoder
+        self._on_end: Callable[[UsageReader], None] | None = on_end
+        self._reading = True
+        self._rewrite = rewrite
+
+    def __call__(self, chunk: bytes) -> bytes | list[bytes]:
+        if not chunk:
+            self.end()
+            return self._rewrite.flush() if self._rewrite else chunk
+        if self._first is not None:
+            self._first.first_chunk = time.time()
+            self._first = None
+        data = chunk
+        if self._reading and self.reader is not None:
+            try:
+                data = self._decoder.feed(chunk) if self._decoder else chunk
+                self.reader.feed(data)
+            except Undecodable as e:
+                self._reading = False
+                self.reader.error = self.reader.error or f"the answer's Content-Encoding: {e}; not read for usage"
+            except Exception as e:
+                self._reading = False
+                self.reader.error = self.reader.error or f"usage reader failed: {type(e).__name__}: {e}"
+        if self._rewrite is None:
+            return chunk
+        try:
+            return self._rewrite.feed(data) or []  # decoded: a rewritten answer goes unencoded
+        except Exception:  # never lose bytes: give up rewriting, forward what is held
+            logger.exception("Tollgate: rewriting the answer failed")
+            held, self._rewrite = self._rewrite.flush(), None
+            return held + chunk
+
+    def end(self) -> None:
+        """The stream ended, or broke off: what the reader read is recorded, once.
+
+        mitmproxy's flows are freed by the garbage collector, some time after the call: the reader
+        and the call record are let go here, to be freed at once rather than wait with the flow."""
+        reader, on_end = self.reader, self._on_end
+        self.reader = self._decoder = self._on_end = self._first = None
+        if reader is None or on_end is None:
+            return
+        try:
+            on_end(reader)
+        except Exception:
+            logger.exception("Tollgate: recording stream usage failed")
+
+
+STREAMING_NOTICE = "Streaming response from "
+
+
+def without_streaming_notices(log: Callable[..., None]) -> Callable[..., None]:
+    """A logger's `log` method that drops mitmproxy's "Streaming response from <host>." lines.
+
+    mitmproxy logs that line at info level for each streamed response; Tollgate streams every
+    response, so it tells nothing, and through the log handlers it cost more CPU than all of
+    Tollgate's stages (docs/performance.md). A `logging.Filter` sees it only once its record is made
+    (the caller's frame looked up, the task named), most of that cost, so the line is dropped before
+    that, in the one method mitmproxy's connection handler logs through. Every other line goes on as
+    it came."""
+
+    def log_without_streaming_notices(level: int, msg: object, *args: object, **kwargs: object) -> None:
+        if type(msg) is str and msg.startswith(STREAMING_NOTICE):
+            return
+        log(level, msg, *args, **kwargs)
+
+    return log_without_streaming_notices
+
+
+class AskForUsage:
+    """The provider prepares the request (`Provider.prepare`): with `audit.stream_usage: inject`, an
+    OpenAI-format chat stream asks for the usage the client did not ask for (StreamTap hides it
+    from the client). Before the credential stage: a request that Tollgate signs is signed over the
+    body as it goes."""
+
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+
+    def handle(self, flow: http.HTTPFlow, call: Call) -> None:
+        inject = call.loaded.config.audit.stream_usage == "inject"
+        if call.translated is not None:
+            return  # its translation asked for the usage the caller's format needs
+        if provider_of(call).prepare(call.classification, call.body, call.headers, inject):
+            write_body(flow.request, call)
+            call.usage_asked = True
+
+
+class StreamTap:
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+        self._quiet_log: Callable[..., None] | None = None
+
+    def load(self, _loader: object) -> None:
+        connections = logging.getLogger(MITMPROXY_CONNECTION_LOGGER)
+        if "log" not in vars(connections):  # not twice over
+            self._quiet_log = without_streaming_notices(connections.log)
+            connections.log = self._quiet_log  # type: ignore[method-assign]
+
+    def done(self) -> None:
+        connections = logging.getLogger(MITMPROXY_CONNECTION_LOGGER)
+        if self._quiet_log is not None and vars(connections).get("log") is self._quiet_log:
+            del connections.log
+        self._quiet_log = None
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        call = call_of(flow)
+        if call is None or flow.response is None or call.answered_by_tollgate:
+            return
+        translation = call.translated
+        if translation is not None and flow.response.status_code >= 400:
+            return  # an error, read whole by mitmproxy to be put in the caller's shape (`Translate`)
+        provider = provider_of(call)
+        # Every header read here, in one pass
+        headers = decoded(header_index(flow.response.headers.fields), provider.response_headers)
+        rewrite: Rewrite | None = None
+        if call.usage_asked and is_event_stream(headers):
+            rewrite = SSEEventFilter(is_usage_only_chunk, needle=USAGE)
+        classification = call.classification
+        # Fetched, or outside the model API: no usage to read (nor to be fooled by)
+        passed = call.fetches or classification.passthrough or classification.service
+        reader = NoUsage() if passed else provider.usage_reader(call.sent(), headers)
+        decoder = None
+        if encoding := headers.get("content-encoding", "").strip():
+            try:
+                decoder = Decompressor(encoding, limit=MAX_FRAME)  # a piece that decodes to more is no event
+            except (ValueError, ImportError) as e:
+                reader.error = str(e)
+        if decoder is not None:
+            rewrite = None  # an encoded stream cannot be cut at event boundaries: the client gets it whole
+        if translation is not None:
+            rewrite = translation.rewriter(bool(call.classification.facts.stream))
+        # Streamed bodies are not stored in the flow either: a saved flow holds no completion text.
+        told = partial(record_usage, call, provider.answer_service_tier(headers), provider.answer_speed(headers))
+        flow.response.stream = UsageTap(reader, decoder, told, rewrite, call)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        """A stream cut short (client gone, upstream reset): the usage seen so far still counts."""
+        call = call_of(flow)
+        tap = flow.response.stream if flow.response is not None else None
+        if call is None or not isinstance(tap, UsageTap):
+            return
+        tap.end()
+        ended = call.usage is not None and call.usage.finish_reason is not None
+        if call.failure is Failure.CLIENT_DISCONNECTED and ended:
+            # The stream had told its end (clients stop reading at e.g. `data: [DONE]` and hang up
+            # before the upstream's last bytes): nothing was lost.
+            call.error = call.failure = None
+
+
+USAGE = b'"usage"'  # in every usage-only chunk, and in no other chunk of most streams
+
+
+def is_usage_only_chunk(event: bytes) -> bool:
+    """The chunk `include_usage` adds: no choices, only usage."""
+    if USAGE not in event or b'"choices"' not in event:
+        return False
+    parsed = parse_sse_block(event.replace(b"\r\n", b"\n").replace(b"\r", b"\n").strip(b"\n"))
+    data = parse_json(parsed.data.encode()) if parsed else None
+    return data is not None and data.get("choices") == [] and isinstance(data.get("usage"), dict)
+
+
+def record_usage(call: Call, service_tier: str | None, speed: str | None, reader: UsageReader) -> None:
+    """What the reader read, and the service tier and speed the answer's headers told where its
+    body did not."""
+    usage = call.usage = reader.result()
+    usage.service_tier = usage.service_tier or service_tier
+    usage.speed = usage.speed or speed
+    if reader.error and call.error is None:
+        call.error = reader.error

@@ -1,0 +1,126 @@
+"""Routes across wire formats: a chat call that a rule sends to a provider speaking another format
+goes there translated, and its answer, stream or error comes back in the caller's format, the
+stream translated event by event as it arrives (`translate/`)."""
+
+from __future__ import annotations
+
+import logging
+
+from mitmproxy import http
+
+from tollgate.call import Call
+from tollgate.formats.chat import Untranslatable
+from tollgate.formats.exact import Unreadable
+from tollgate.formats.framing import MAX_FRAME, Undecodable, decode_whole
+from tollgate.formats.json_codec import encode_json
+from tollgate.formats.raw_headers import decoded
+from tollgate.providers.base import BAD_REQUEST, INTERNAL_ERROR
+from tollgate.proxy.flows import call_of, provider_of, refuse
+from tollgate.proxy.state import Shared
+
+logger = logging.getLogger(__name__)
+
+# The caller's headers a translated request keeps: the rest speak the caller's API (its key, its
+# version, its SDK's telemetry), not the target's.
+_KEPT = frozenset((b"host", b"user-agent"))
+_CALLER_HEADERS = (b"anthropic-beta",)
+# The answer's headers that no longer hold once its body is translated.
+_ANSWER_DROPPED = frozenset((b"content-length", b"content-encoding", b"content-type", b"transfer-encoding"))
+
+
+class Translate:
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+
+    def handle(self, flow: http.HTTPFlow, call: Call) -> None:
+        """The request, rewritten for the target's own API (Override chose the route)."""
+        translation = call.translated
+        if translation is None:
+            return
+        request, c = flow.request, call.classification
+        if call.body is None:  # Classify read the body exactly (its encoding undone), or refused it
+            refuse(flow, call, BAD_REQUEST, "Tollgate translates only a JSON body for this route.")
+            return
+        caller = decoded(call.headers, _CALLER_HEADERS)
+        model = call.target_model
+        if model is None:
+            refuse(flow, call, BAD_REQUEST, "This call names no model for its route to translate.")
+            return
+        stream = bool(c.facts.stream)
+        leg = provider_of(call).native_chat(model, stream, translation.source)
+        translation.target = leg.format
+        try:
+            body, extra, dropped = translation.request(call.body, model, stream, caller)
+        except Untranslatable as e:
+            refuse(flow, call, BAD_REQUEST, f"Tollgate cannot route this call to {call.provider}: {e}")
+            call.error = "untranslatable request"
+            return
+        if dropped:
+            logger.warning(
+                "Tollgate: %s call routed to %s without %s (no equivalent there)",
+                call.requested_provider, call.provider, ", ".join(dict.fromkeys(dropped)),
+            )  # fmt: skip
+        path, _, query = leg.path.partition("?")
+        try:
+            call.upstream_classification = provider_of(call).classify("POST", path, body, query)
+        except Unreadable as e:  # Tollgate's own translation is at fault: never sent
+            logger.error("Tollgate: a translated %s call does not classify: %s", call.provider, e)
+            refuse(flow, call, INTERNAL_ERROR, "Tollgate could not translate this call.")
+            return
+        content = encode_json(body)
+        accept = provider_of(call).stream_media_type if stream else "application/json"
+        fields = [f for f in request.headers.fields if f[0].lower() in _KEPT]
+        fields += [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(content)).encode()),
+            (b"accept", accept.encode()),
+            # The answer is read whole to be translated: not compressed on the way.
+            (b"accept-encoding", b"identity"),
+            *provider_of(call).target_headers,
+            *((k.encode(), v.encode()) for k, v in extra.items()),
+        ]
+        request.headers.fields = tuple(fields)
+        request.path = leg.path
+        request.raw_content = content
+        call.body, call.body_sha256 = body, None
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        """The headers of an answer StreamTap translates, as the caller's format sends them. An
+        error is left to mitmproxy to read whole (it holds no completion), to be put in the caller's
+        shape at `response`, its status kept."""
+        call = call_of(flow)
+        response = flow.response
+        if call is None or call.translated is None or response is None or call.translated.rewrite is None:
+            return
+        translation = call.translated
+        stream = bool(call.classification.facts.stream)
+        fields = [f for f in response.headers.fields if f[0].lower() not in _ANSWER_DROPPED]
+        fields.append((b"content-type", translation.content_type(stream).encode()))
+        if flow.request.http_version.startswith("HTTP/1"):
+            # The translated body's length is known only at its end.
+            fields.append((b"transfer-encoding", b"chunked"))
+        response.headers.fields = tuple(fields)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        call = call_of(flow)
+        response = flow.response
+        translation = call.translated if call is not None else None
+        if call is None or translation is None or response is None or call.answered_by_tollgate:
+            return
+        if response.status_code < 400 or response.raw_content is None:
+            return
+        headers = {k.lower(): v for k, v in response.headers.items()}
+        try:  # read as a streamed answer is: a bomb or an undecodable body is not read
+            content = decode_whole(response.raw_content, headers.get("content-encoding", "identity"), MAX_FRAME)
+        except Undecodable:
+            content = b""  # the caller still gets the status, in its own shape
+        try:
+            status, shaped, body = translation.error(response.status_code, headers, content)
+        except Exception:
+            logger.exception("Tollgate: translating an upstream error failed")
+            return
+        response.status_code = status
+        kept = [f for f in response.headers.fields if f[0].lower() not in _ANSWER_DROPPED]
+        response.headers.fields = tuple(kept)
+        response.headers.update(shaped)
+        response.content = body

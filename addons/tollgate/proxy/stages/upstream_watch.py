@@ -1,0 +1,277 @@
+"""Upstream failures in the provider's own shape: 502 when unreachable, 504 when it does not
+answer within `providers.<name>.timeout`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from functools import partial
+from typing import NamedTuple
+
+from mitmproxy import connection, ctx, http, tls
+from mitmproxy.proxy import server_hooks
+
+from tollgate.call import Call, Failure
+from tollgate.governance.failover import (
+    CONNECT,
+    TIMEOUT,
+    Attempt,
+    failed_status_error,
+    retries_errors,
+    retry_statuses,
+    status_condition,
+)
+from tollgate.providers.base import UPSTREAM_TIMEOUT, UPSTREAM_UNREACHABLE
+from tollgate.proxy import patches
+from tollgate.proxy.flows import CLIENT_DISCONNECTED, call_of, refuse
+from tollgate.proxy.state import Shared
+
+logger = logging.getLogger(__name__)
+
+# How often deadlines are checked: a timeout fires at most this much late. One sweep for all calls
+# costs less per call than a timer each (docs/performance.md).
+SWEEP_INTERVAL = 0.1
+
+
+class SettingUp(NamedTuple):
+    """An upstream connection not yet ready for requests (connecting, or in its TLS handshake)."""
+
+    task: asyncio.Task  # mitmproxy's task that opens and then reads the connection
+    client: str  # the id of the client connection it is for
+    server: connection.Server
+
+
+class UpstreamWatch:
+    """A call that has not had its upstream's response headers by its deadline ends with a 504.
+
+    Waiting for a connection to be set up, the call is ended by abandoning that connection (and with
+    it every call waiting for it, all timed out). Once its request has gone upstream, it is ended
+    alone, by mitmproxy's HTTP layer (`compat.EndIfWaiting`), which decides in order with the
+    upstream's answer: a call whose headers arrived first is never a timeout."""
+
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+        # Each waiting call's deadline (monotonic clock) and timeout.
+        self._deadlines: dict[http.HTTPFlow, tuple[float, float]] = {}
+        self._sweeper: asyncio.Task | None = None
+        self._open: set[str] = set()  # ids of the upstream connections open or opening
+        self._setting_up: dict[str, SettingUp] = {}  # by server connection id
+        self._abandoned: set[str] = set()  # ids of the connections given up while being set up
+
+    def load(self, _loader: object) -> None:
+        patches.end_flows_waiting_for_response()
+        patches.note_requests_sent(_request_sent)
+        patches.note_flows_ended_by_client()
+        patches.resend_failed_attempts()
+
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        self._open.add(data.server.id)
+        task = asyncio.current_task()
+        if task is not None:
+            self._setting_up[data.server.id] = SettingUp(task, data.client.id, data.server)
+
+    def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
+        if not data.server.tls:
+            self._setting_up.pop(data.server.id, None)
+
+    def tls_established_server(self, data: tls.TlsData) -> None:
+        self._setting_up.pop(data.conn.id, None)
+
+    def tls_failed_server(self, data: tls.TlsData) -> None:
+        self._may_be_tried_again(data.conn)
+
+    def server_connect_error(self, data: server_hooks.ServerConnectionHookData) -> None:
+        self._may_be_tried_again(data.server)
+        self._forget(data.server)
+
+    def _may_be_tried_again(self, server: connection.Connection) -> None:
+        """mitmproxy fails a client's later requests to an address at once with the error of a
+        connection to it that could not be set up; given up for a timeout, the next may try again."""
+        if server.id in self._abandoned:
+            self._abandoned.discard(server.id)
+            server.error = None
+
+    def server_disconnected(self, data: server_hooks.ServerConnectionHookData) -> None:
+        self._forget(data.server)
+
+    def _forget(self, server: connection.Server) -> None:
+        self._open.discard(server.id)
+        self._setting_up.pop(server.id, None)
+        self._abandoned.discard(server.id)
+
+    def handle(self, flow: http.HTTPFlow, call: Call) -> None:
+        settings = call.loaded.providers[call.provider]
+        if settings.retry is not None and settings.retry.attempts > 1:
+            self._may_go_again(flow, call)
+        self._start_clock(flow, settings.timeout)
+
+    def _start_clock(self, flow: http.HTTPFlow, timeout: float) -> None:
+        self._deadlines[flow] = (time.monotonic() + timeout, timeout)
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        while self._deadlines:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            now = time.monotonic()
+            for flow, (deadline, timeout) in list(self._deadlines.items()):
+                if deadline > now:
+                    continue
+                try:
+                    expired = self._expire(flow, timeout)
+                except Exception:  # one call's fault must not stop the watch over the others
+                    logger.exception("Tollgate: ending a call that timed out failed")
+                    expired = True
+                if expired:
+                    # Possibly gone already: mitmproxy runs new tasks eagerly, the `error` hook included.
+                    self._deadlines.pop(flow, None)
+
+    def _expire(self, flow: http.HTTPFlow, timeout: float) -> bool:
+        """End the flow for want of an answer; False if there is nothing to end yet (its connection is
+        about to be opened)."""
+        call = call_of(flow)
+        if call is None or flow.response is not None or flow.error is not None:
+            return True
+        if flow.server_conn.id in self._open:  # the flow has its connection: its request went upstream
+            message = timeout_message(timeout)
+            try:
+                ctx.master.addons.get("proxyserver").inject_event(
+                    patches.EndIfWaiting(flow, message, partial(_timed_out, call, timeout))
+                )
+            except ValueError:  # the client has gone: the flow is ending anyway
+                pass
+            return True
+        # Still waiting for a connection: the client's connections to that address not set up yet.
+        address = (flow.request.host, flow.request.port)
+        client = flow.client_conn.id
+        stalled = [s for s in self._setting_up.values() if s.client == client and s.server.address == address]
+        if not stalled:
+            return False
+        for setting_up in stalled:
+            # mitmproxy reports the connection failed to every flow waiting for it (the `error` hook).
+            self._abandoned.add(setting_up.server.id)
+            setting_up.task.cancel("tollgate: upstream timeout")
+        for other, (_, other_timeout) in list(self._deadlines.items()):
+            waiting = other.client_conn is flow.client_conn and other.server_conn.id not in self._open
+            if (
+                waiting
+                and other.response is None
+                and (other_call := call_of(other)) is not None
+                and (other.request.host, other.request.port) == address
+            ):
+                _timed_out(other_call, other_timeout)
+        return True
+
+    @staticmethod
+    def _may_go_again(flow: http.HTTPFlow, call: Call) -> None:
+        """A call that failover may send again: read whole (not an upload streamed unread), of the
+        model API, with a credential of Tollgate's."""
+        c = call.classification
+        if call.streamed_upload or c.passthrough or c.session or call.caller_credential:
+            return
+        retry = call.loaded.providers[call.provider].retry
+        assert retry is not None
+        call.attempt_started = time.time()
+        patches.may_resend(flow, retry_statuses(retry), retries_errors(retry))
+
+    def attempt_failed(self, flow: http.HTTPFlow) -> None:
+        """An attempt failed before its answer began (`compat.AttemptFailedHook`): it is recorded,
+        and the call goes again (`Credential.again`, then `go_again`) while its provider's
+        `retry` allows, the client still waits, and an attempt is left."""
+        self._stop_clock(flow)
+        call = call_of(flow)
+        if call is None:
+            return
+        retry = call.loaded.providers[call.provider].retry
+        if retry is None:
+            return
+        status = flow.response.status_code if flow.response is not None else None
+        if status is not None:
+            wanted = status_condition(status, retry.when)
+            error = failed_status_error(status)
+        else:
+            timed_out = call.failure is Failure.UPSTREAM_TIMEOUT
+            wanted = (TIMEOUT if timed_out else CONNECT) in retry.when
+            message = flow.error.msg if flow.error else "unknown error"
+            error = call.error if timed_out and call.error else f"upstream unreachable: {message}"
+        if not wanted or not flow.client_conn.connected or patches.ended_by_client(flow):
+            return
+        now = time.time()
+        attempts = call.attempts if call.attempts is not None else []
+        begun = call.attempt_started or call.started
+        attempts.append(
+            Attempt(call.provider, call.target_model, status, call.upstream_key, error, round((now - begun) * 1000, 1))
+        )
+        call.attempts = attempts
+        call.retrying = len(attempts) < retry.attempts
+
+    def go_again(self, flow: http.HTTPFlow) -> None:
+        """Last of `attempt_failed`: the call goes again, on its new credential, with a clock of its
+        own; the failed attempt's status, error and first byte are forgotten."""
+        call = call_of(flow)
+        if call is None or not call.retrying:
+            return
+        call.retrying = False
+        call.status = call.error = call.failure = call.first_byte = None
+        call.attempt_started = time.time()
+        settings = call.loaded.providers[call.provider]
+        assert settings.retry is not None and call.attempts is not None
+        if len(call.attempts) + 1 >= settings.retry.attempts:
+            patches.no_more_resends(flow)
+        patches.resend(flow)
+        self._start_clock(flow, settings.timeout)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        self._stop_clock(flow)
+        call = call_of(flow)
+        if call is None or call.answered_by_tollgate:
+            return
+        call.first_byte = time.time()
+        call.request_sent = True  # an answer came from the upstream
+        if call.failure is Failure.UPSTREAM_TIMEOUT:  # its connection came after all
+            call.failure = call.error = None
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._stop_clock(flow)
+        call = call_of(flow)
+        if call is None:
+            return
+        message = flow.error.msg if flow.error else "unknown error"
+        # The client left: its connection closed, or its HTTP/2 stream reset (mitmproxy's message
+        # for that reads as an upstream's reset does).
+        if patches.ended_by_client(flow) or "Client disconnected" in message or not flow.client_conn.connected:
+            if call.error is None:
+                call.error, call.failure = CLIENT_DISCONNECTED, Failure.CLIENT_DISCONNECTED
+            return
+        if flow.response is not None:
+            if call.error is None:
+                call.error, call.failure = f"upstream broke off the response: {message}", Failure.UPSTREAM_BROKE_OFF
+            return
+        if call.failure is Failure.UPSTREAM_TIMEOUT:
+            refuse(flow, call, UPSTREAM_TIMEOUT, f"Tollgate: {call.error} ({call.upstream})")
+            return
+        call.error, call.failure = f"upstream unreachable: {message}", Failure.UPSTREAM_UNREACHABLE
+        refuse(flow, call, UPSTREAM_UNREACHABLE, f"Tollgate: {call.upstream} is unreachable: {message}")
+
+    def _stop_clock(self, flow: http.HTTPFlow) -> None:
+        self._deadlines.pop(flow, None)
+
+    def done(self) -> None:
+        self._deadlines.clear()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+
+
+def _request_sent(flow: http.HTTPFlow) -> None:
+    call = call_of(flow)
+    if call is not None:
+        call.request_sent = True
+
+
+def timeout_message(timeout: float) -> str:
+    return f"upstream timeout: no response within {timeout:g} s"
+
+
+def _timed_out(call: Call, timeout: float) -> None:
+    call.error, call.failure = timeout_message(timeout), Failure.UPSTREAM_TIMEOUT

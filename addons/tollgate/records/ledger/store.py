@@ -1,0 +1,102 @@
+"""What every ledger store offers the pipeline and the report, and which store a URL names.
+
+A store keeps counters (requests, tokens, nano-dollars per limit and window) and one row per call.
+`reserve` is the only call the hot path awaits; the other writes are queued and written in the
+background, so the event loop never waits for a disk or a network."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+from urllib.parse import urlsplit
+
+# Call rows are kept this long (seconds): a year's report, with a month to spare.
+CALLS_KEPT = 400 * 86400
+
+
+class Charge(NamedTuple):
+    """One counter a call adds to, and how far it may go. (A tuple: a call makes several, and a
+    frozen dataclass costs several times as much to make.)"""
+
+    counter: str  # opaque key, e.g. "interns per client|alice|tokens|day|1763856000"
+    amount: int  # ≥ 0: requests, tokens or nano-USD
+    cap: int | None  # the counter after adding may not exceed it; None: count only
+    expires: int  # epoch seconds: the counter may be dropped after (its window's end)
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    granted: bool
+    values: tuple[int, ...]  # each counter's value before this reservation, in the charges' order
+    refused: int | None  # index of the first charge that did not fit (None when granted)
+
+
+class StoreError(Exception):
+    """The store could not answer; the message names the store (never a password) and what failed."""
+
+
+class Store(Protocol):
+    async def reserve(self, charges: Sequence[Charge]) -> Reservation:
+        """Add every charge, or none: none when one of them would go past its cap."""
+        ...
+
+    async def read(self, counters: Sequence[str]) -> tuple[int, ...]:
+        """The counters' values, 0 for one that does not exist (or expired)."""
+        ...
+
+    def adjust(self, changes: Sequence[tuple[str, int, int]]) -> None:
+        """Queue (counter, delta, expires) changes; a delta may be negative (a reservation settled)."""
+        ...
+
+    def record(self, row: dict[str, Any]) -> None:
+        """Queue one call's row (its `ts`, epoch seconds, says when; now when absent)."""
+        ...
+
+    def calls(self, since: float) -> Iterator[dict[str, Any]]:
+        """The rows of the calls from `since` (epoch seconds) on, oldest first as far as the store
+        knows; synchronous, for the report."""
+        ...
+
+    async def aclose(self) -> None:
+        """Write what is queued (one last attempt), then close."""
+        ...
+
+    def reserve_now(self, charges: Sequence[Charge]) -> Reservation | None:
+        """`reserve`, done at once by a store that decides in memory (SQLite); None from a store
+        that must be asked over the network (Redis): then `reserve` is awaited."""
+        ...
+
+    def rest(self, fingerprint: str, until: float) -> None:
+        """Tell the other processes that the key with this fingerprint rests until `until` (epoch
+        seconds); queued."""
+        ...
+
+    def on_rest(self, callback: Callable[[str, float], None]) -> None:
+        """Have `callback(fingerprint, until)` called, on the event loop, for the rests the other
+        processes announce (and for those in force when it starts listening)."""
+        ...
+
+
+def open_store(url: str) -> Store:
+    """The store `url` names: sqlite:///relative/path, sqlite:////absolute/path, or
+    redis://[:password@]host[:port][/db] (rediss:// over TLS)."""
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        from tollgate.records.ledger.sqlite_store import SQLiteStore
+
+        return SQLiteStore(sqlite_path(url))
+    if scheme in ("redis", "rediss"):
+        from tollgate.records.ledger.redis_store import RedisStore
+
+        return RedisStore(url)
+    raise StoreError(f"unknown ledger store scheme {scheme!r}: sqlite:///path or redis://host:port/db")
+
+
+def sqlite_path(url: str) -> str:
+    """The file of sqlite:///relative or sqlite:////absolute: the path after the third slash."""
+    parts = urlsplit(url)
+    path = parts.path.removeprefix("/")
+    if parts.netloc or not path:
+        raise StoreError("a SQLite ledger store is sqlite:///relative/path or sqlite:////absolute/path")
+    return path
