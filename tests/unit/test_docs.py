@@ -56,3 +56,24 @@ def test_what_tollgate_writes_in_a_checkout_is_ignored_by_git() -> None:
     )
     tracked = [line.split("\t")[1] for line in done.stdout.splitlines() if line.startswith("::")]
     assert tracked == [], done.stdout
+
+
+def test_the_architectures_map_names_modules_that_exist() -> None:
+    """Each module in the first column of docs/architecture.md's map is where it says, under its
+    section's folder (`### \\`proxy/\\`: …`) or the package's top."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = text[text.index("## Where each concern lives") : text.index("## Layers")]
+    package = ROOT / "addons" / "tollgate"
+    named, missing = 0, []
+    for part in re.split(r"\n### ", section)[1:]:
+        heading, _, body = part.partition("\n")
+        folder = re.match(r"`([a-z_]+/)`", heading)
+        base = package / folder.group(1) if folder else package
+        for row in re.findall(r"^\| ([^|]+) \|", body, re.MULTILINE):
+            for name in re.findall(r"`([a-z_/<>]+(?:\.py|/))`", row):
+                if "<" in name:
+                    continue
+                named += 1
+                if not (base / name).exists():
+                    missing.append(f"{heading}: {name}")
+    assert named > 60 and missing == []
