@@ -6,6 +6,7 @@ Run from the checkout:
     .venv/bin/python bench/overhead.py                       # first run installs the peers (~1-3 min)
     .venv/bin/python bench/overhead.py --calls 100 --concurrent-seconds 3 --concurrent-rounds 1 --ab-pairs 4   # quick
     .venv/bin/python bench/overhead.py --peers none          # only direct, bare mitmdump, Tollgate
+    .venv/bin/python bench/overhead.py --baseline DIR        # and another checkout's Tollgate beside it
     .venv/bin/python bench/overhead.py --help
 
 One TLS fake upstream (threads of this process, on 127.0.0.1, certificate from a trustme CA, the same
@@ -43,6 +44,9 @@ the last body byte (perf_counter_ns). Modes:
                ratio to bare mitmdump's, with no target (informational);
   tollgate-redis  the same Tollgate configuration in a second mitmdump, its ledger.store on a
                redis-server started for the run (skipped when there is none);
+  tollgate-baseline  with --baseline DIR: the same configuration in a mitmdump running DIR's
+               addons/gateway.py (another checkout, e.g. `git worktree add DIR main`): a change's
+               cost, measured in the run that measures the change;
   tollgate-otlp  the same Tollgate configuration in another mitmdump, plus metrics.otlp: a span per
                call exported over OTLP/HTTP to a collector stand-in (threads of this process that
                take and count the POSTs; see OtlpCollector);
@@ -194,6 +198,7 @@ LABELS = {
     "tollgate-translated": "Tollgate, Gemini call to OpenAI",
     "tollgate-redis": "Tollgate, ledger on Redis",
     "tollgate-otlp": "Tollgate, OTLP traces",
+    "tollgate-baseline": "Tollgate of the --baseline checkout",
     "gemini-calo": "gemini-calo",
     "litellm": "LiteLLM proxy",
 }
@@ -994,6 +999,8 @@ class Bench:
         self.commands.append("tollgate.yaml: " + json.dumps(self.tollgate_config(redact=True)))
         self.start_redis_tollgate(common, proxy_ctx)
         self.start_otlp_tollgate(common, proxy_ctx)
+        if self.args.baseline is not None:
+            self.start_baseline_tollgate(common, proxy_ctx)
 
         for name, python in installed.items():
             try:
@@ -1076,13 +1083,29 @@ class Bench:
         note = f"metrics.otlp.endpoint {self.collector.url}"
         self.start_another_tollgate("tollgate-otlp", data, note, common, proxy_ctx)
 
+    def start_baseline_tollgate(self, common: list[str], proxy_ctx: ssl.SSLContext) -> None:
+        """Another checkout's Tollgate (`--baseline`), with the same configuration: what a change
+        costs, measured in the same run as the checkout's own."""
+        data = self.tollgate_config()
+        data["audit"] = {"path": str(self.workdir / "audit-baseline.jsonl")}
+        data["ledger"] = {"store": f"sqlite:///{self.workdir / 'ledger-baseline.sqlite'}"}
+        script = self.args.baseline.resolve() / "addons" / "gateway.py"
+        self.start_another_tollgate("tollgate-baseline", data, f"the script {script}", common, proxy_ctx, script)
+
     def start_another_tollgate(
-        self, mode: str, data: dict, note: str, common: list[str], proxy_ctx: ssl.SSLContext
+        self,
+        mode: str,
+        data: dict,
+        note: str,
+        common: list[str],
+        proxy_ctx: ssl.SSLContext,
+        script: Path = ROOT / "addons" / "gateway.py",
     ) -> None:
-        """A mitmdump of its own running Tollgate with configuration `data`, measured as `mode`."""
+        """A mitmdump of its own running Tollgate (`script`, which puts its own package first on
+        mitmproxy's path) with configuration `data`, measured as `mode`."""
         config = self.workdir / f"{mode}.yaml"
         config.write_text(yaml.safe_dump(data, sort_keys=False))
-        args = ["-s", str(ROOT / "addons" / "gateway.py"), "--set", f"tollgate_config={config}", *common]
+        args = ["-s", str(script), "--set", f"tollgate_config={config}", *common]
         proxy = Proxy(mode, args, self.workdir)
         self.processes.append(proxy)
         proxy.wait_ready()
@@ -1668,6 +1691,7 @@ def report(bench: Bench, elapsed: float) -> bool:
         ("tollgate-jwt", "JWT caller", 1.10),
         ("tollgate-redis", "ledger on Redis", None),
         ("tollgate-otlp", "OTLP traces", None),
+        ("tollgate-baseline", "the --baseline checkout", None),
     ):
         if mode not in stats:
             checks.append((f"added p50, {label}", f"not measured: {bench.skipped.get(mode, '?')}", "", None))
@@ -1809,6 +1833,11 @@ def main() -> int:
         "--proxy-console",
         action="store_true",
         help="keep mitmdump's per-flow console line (flow_detail default) for both mitmdumps",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout (e.g. a git worktree of main) whose Tollgate is measured beside this one's",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs, audit)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
