@@ -135,8 +135,9 @@ class Credential:
 
     def again(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """A failed attempt's call goes again (`UpstreamWatch.attempt_failed`): the key the provider
-        refused rests, and the next credential goes on the request (a signature made anew over it),
-        after the wait its Retry-After or the next key's rest asks; none past `retry.max_wait_s`."""
+        refused rests, and after the wait its Retry-After or the next key's rest asks (none past
+        `retry.max_wait_s`) the next credential goes on the request: a signature made anew over
+        it, a token current then."""
         call = call_of(flow)
         if call is None or not call.retrying:
             return None
@@ -157,12 +158,21 @@ class Credential:
         if credential is None or wait is None:
             call.retrying = False
             return None
+        if wait > 0:
+            return self._apply_after(flow, call, credential, wait)
+        self._apply_again(flow, call, credential)
+        return None
+
+    async def _apply_after(self, flow: http.HTTPFlow, call: Call, credential: UpstreamCredential, wait: float) -> None:
+        # Applied once the wait is over: a signature is dated, and a token may expire meanwhile.
+        await asyncio.sleep(wait)
+        self._apply_again(flow, call, credential)
+
+    def _apply_again(self, flow: http.HTTPFlow, call: Call, credential: UpstreamCredential) -> None:
         try:
             self._apply(flow, call, credential)
         except CredentialUnavailable:  # the failed attempt's answer stands
             call.retrying = False
-            return None
-        return asyncio.sleep(wait) if wait > 0 else None
 
 
 def drop_credentials_of(provider: Provider, request: http.Request) -> None:
