@@ -11,6 +11,7 @@ from tests.support import streams
 from tests.support.aws import botocore_accepts
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Reply
+from tests.support.redis import redis_server
 
 from tollgate.fingerprint import fingerprint
 
@@ -345,3 +346,127 @@ def test_a_call_that_timed_out_goes_again(clouds):
     assert (timed_out["status"], timed_out["error"]) == (None, "upstream timeout: no response within 1 s")
     assert 1000 <= timed_out["latency_ms"] < 2000
     assert (answered["status"], answered["error"], record["status"], record["total_tokens"]) == (200, None, 200, 7)
+
+
+# Circuit breaking: a key, or an upstream called with no pooled key, that failed 3 calls in a row
+# rests 2 s.
+CIRCUIT = {"failures": 3, "rest_s": 2}
+OWN_ANTHROPIC_KEY = "sk-ant-callers-own-key-0001"
+DOWN_OPENAI = {"error": {"message": "down", "type": "server_error", "code": None}}
+DOWN_ANTHROPIC = {"type": "error", "error": {"type": "api_error", "message": "down"}}
+
+
+def circuit_config(store: str | None = None, rest_s: float = 2):
+    def build(urls):
+        config = {
+            "providers": {
+                "openai": {"upstream": urls["openai"], "keys": [K1], "circuit": {**CIRCUIT, "rest_s": rest_s}},
+                "anthropic": {"upstream": urls["anthropic"], "circuit": CIRCUIT},
+            },
+            "clients": [{"name": "alice", "keys": [ALICE]}],
+        }
+        if store is not None:
+            config["ledger"] = {"store": store}
+        return config
+
+    return build
+
+
+def outcomes(gw, count: int) -> list:
+    """`count` OpenAI SDK calls: 200, or the status and X-Tollgate-Error of the error."""
+    return gw.run(f"""
+    from openai import OpenAI
+    client = OpenAI(api_key="{ALICE}", max_retries=0)
+    outcomes = []
+    for _ in range({count}):
+        try:
+            client.chat.completions.create(model="gpt-4o", messages=[{{"role": "user", "content": "hi"}}])
+            outcomes.append(200)
+        except Exception as e:
+            outcomes.append([type(e).__name__, e.status_code, e.response.headers.get("x-tollgate-error"),
+                             e.response.headers.get("retry-after")])
+    report(outcomes=outcomes)
+    """)["outcomes"]
+
+
+@pytest.fixture(scope="module")
+def breaker(start_gateway):
+    return start_gateway(circuit_config(), providers=("openai", "anthropic"))
+
+
+def test_a_keys_circuit_opens_after_3_failures_and_closes_after_its_rest(breaker):
+    breaker.reset()
+    fake = breaker.fakes["openai"]
+    fake.handler = lambda r: Reply(503, DOWN_OPENAI)
+    failing = ["InternalServerError", 503, None, None]
+    assert outcomes(breaker, 4) == [failing, failing, failing, ["InternalServerError", 503, "circuit_open", "2"]]
+    assert len(fake.received) == 3  # the fourth call never went upstream
+    refused = breaker.last_audit()
+    assert (refused["status"], refused["decision"], refused["deny_reasons"]) == (503, "deny", ["circuit_open"])
+    assert "failed 3 calls in a row: it rests 2 s" in breaker.proxy.console()
+    time.sleep(2.1)
+    fake.handler = lambda r: Reply(200, ANSWER)
+    assert outcomes(breaker, 2) == [200, 200]
+    assert len(fake.received) == 5
+    assert breaker.last_audit()["decision"] == "allow"
+
+
+def test_an_answer_between_failures_keeps_the_circuit_closed(breaker):
+    breaker.reset()
+    answers = iter([503, 503, 200, 503, 503, 200])
+    breaker.fakes["openai"].handler = lambda r: (
+        Reply(200, ANSWER) if (s := next(answers)) == 200 else Reply(s, DOWN_OPENAI)
+    )
+    failing = ["InternalServerError", 503, None, None]
+    assert outcomes(breaker, 6) == [failing, failing, 200, failing, failing, 200]
+
+
+def test_an_upstream_called_with_no_pooled_key_rests_too(breaker):
+    breaker.reset()
+    fake = breaker.fakes["anthropic"]
+    fake.handler = lambda r: Reply(503, DOWN_ANTHROPIC)
+    result = breaker.run(f"""
+    import anthropic
+    client = anthropic.Anthropic(api_key="{ALICE}", max_retries=0,
+                                 default_headers={{"X-Anthropic-Key": "{OWN_ANTHROPIC_KEY}"}})
+    outcomes = []
+    for _ in range(4):
+        try:
+            client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=[{{"role": "user", "content": "hi"}}])
+            outcomes.append(200)
+        except anthropic.APIStatusError as e:
+            outcomes.append([type(e).__name__, e.status_code, e.response.headers.get("x-tollgate-error"),
+                             e.body["error"]["type"]])
+    report(outcomes=outcomes)
+    """)
+    failing = ["ServiceUnavailableError", 503, None, "api_error"]
+    assert result["outcomes"] == [
+        failing,
+        failing,
+        failing,
+        ["ServiceUnavailableError", 503, "circuit_open", "api_error"],
+    ]
+    assert len(fake.received) == 3
+    assert {r.headers["x-api-key"] for r in fake.received} == {OWN_ANTHROPIC_KEY}
+
+
+def test_a_circuit_opened_in_one_process_rests_in_another_sharing_redis(start_gateway, tmp_path):
+    redis = redis_server(tmp_path / "redis")
+    try:
+        # A rest long enough for the other process's client to start within it.
+        a = start_gateway(circuit_config(redis.url, rest_s=6), providers=("openai", "anthropic"))
+        b = start_gateway(circuit_config(redis.url, rest_s=6), providers=("openai", "anthropic"))
+        a.fakes["openai"].handler = lambda r: Reply(503, DOWN_OPENAI)
+        failing = ["InternalServerError", 503, None, None]
+        assert outcomes(a, 3) == [failing, failing, failing]
+        opened = time.monotonic()
+        time.sleep(0.3)  # published on a Redis channel: a moment to arrive
+        ((error, status, reason, retry_after),) = outcomes(b, 1)
+        assert (error, status, reason) == ("InternalServerError", 503, "circuit_open")
+        assert 1 <= int(retry_after) <= 6
+        assert b.fakes["openai"].received == []
+        time.sleep(max(0.0, opened + 6.2 - time.monotonic()))
+        assert outcomes(b, 1) == [200]
+        assert len(b.fakes["openai"].received) == 1
+    finally:
+        redis.stop()
