@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -470,3 +471,36 @@ def test_a_circuit_opened_in_one_process_rests_in_another_sharing_redis(start_ga
         assert len(b.fakes["openai"].received) == 1
     finally:
         redis.stop()
+
+
+def test_a_call_whose_connection_timed_out_goes_again(clouds):
+    clouds.reset()
+    fake = clouds.fakes["openai"]
+    fake.handler = lambda r: Reply(200, ANSWER)
+    fake.handshake_delay = 3  # the first connection's handshake outlasts the 1 s timeout
+    done = threading.Event()
+
+    def quicken_once_connected():
+        """The next connection shakes hands at once: the fake serves each in a thread of its own."""
+        serving = {t for t in threading.enumerate() if "process_request" in t.name}
+        deadline = time.monotonic() + 30
+        while not done.is_set() and time.monotonic() < deadline:
+            if {t for t in threading.enumerate() if "process_request" in t.name} - serving:
+                time.sleep(0.3)  # its first step reads the delay
+                fake.handshake_delay = 0.0
+                return
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=quicken_once_connected)
+    watcher.start()
+    try:
+        result = clouds.run(CHAT)
+    finally:
+        done.set()
+        watcher.join(5)
+        fake.handshake_delay = 0.0
+    assert (result["status"], result["content"], result["attempts"]) == (200, "hi", "2"), result
+    assert len(fake.received) == 1
+    timed_out, answered = clouds.last_audit()["attempts"]
+    assert (timed_out["status"], timed_out["error"]) == (None, "upstream timeout: no response within 1 s")
+    assert (answered["status"], answered["error"]) == (200, None)
