@@ -314,6 +314,7 @@ def test_a_key_whose_circuit_is_open_is_not_taken_until_it_has_rested() -> None:
     clock = Clock()
     pool = KeyPool(["a", "b"], clock=clock)
     pool.open_circuit("a", 30)
+    assert pool.resting() == 1
     assert [pool.take() for _ in range(3)] == ["b", "b", "b"]
     clock.now += 30
     assert sorted(pool.take() for _ in range(2)) == ["a", "b"]
@@ -325,6 +326,7 @@ def test_a_pool_whose_every_circuit_is_open_refuses_and_says_how_long() -> None:
     pool.open_circuit("a", 30)
     pool.open_circuit("b", 10)
     pool.rest("a", 5)  # a Retry-After rest does not make a key usable
+    assert pool.resting() == 2
     with pytest.raises(CircuitOpen) as e:
         pool.take()
     assert e.value.rest_left == 10

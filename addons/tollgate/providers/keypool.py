@@ -81,9 +81,13 @@ class KeyPool:
         return len(self._keys)
 
     def resting(self, now: float | None = None) -> int:
-        """How many keys rest now. Safe from another thread (a scrape): it only reads."""
+        """How many keys rest now, refused or with their circuit open. Safe from another thread (a
+        scrape): it only reads."""
         now = self._clock() if now is None else now
-        return sum(1 for until in list(self._resting_until.values()) if until > now)
+        refused = {k for k, until in list(self._resting_until.items()) if until > now}
+        if not self._open_until:
+            return len(refused)
+        return len(refused | {k for k, until in list(self._open_until.items()) if until > now})
 
     def take(self) -> str | None:
         """The next key in turn that is not resting; if all rest, the one that is free soonest.
