@@ -150,6 +150,8 @@ class Call:
     attempt_started: float | None = None
     caller_credential: bool = False
     retrying: bool = False  # an `attempt_failed` hook's steps are making the call go again
+    # The attempt's failure is counted for its key's or upstream's circuit (`providers.<name>.circuit`).
+    circuit_counted: bool = False
     # The limits' counters this call charged and what it reserved on them, settled when it ends.
     reserved: Reserved | None = field(default=None, repr=False)
     # What the call used on those counters, as its end settled them (the metrics show the room left).

@@ -66,6 +66,15 @@ class RetryConfig(Strict):
         return value
 
 
+class CircuitConfig(Strict):
+    """`providers.<name>.circuit`: a key, or an upstream called with no pooled key, that failed
+    `failures` calls in a row (as `retry.when` says, else on 429, 529, 5xx, connect and timeout)
+    rests `rest_s` seconds; after it, one more failure rests it again."""
+
+    failures: int = Field(default=5, ge=1, le=1000)
+    rest_s: float = Field(default=30.0, gt=0, le=3600)
+
+
 class ProviderConfig(Strict):
     """`providers.<name>`: where its calls go, Tollgate's keys for it, how long it may take, and the
     hosts it has besides its own (private endpoints, a company's own names for them). A provider
@@ -76,6 +85,7 @@ class ProviderConfig(Strict):
     timeout: float = Field(default=120.0, gt=0)
     hosts: tuple[str, ...] = ()
     retry: RetryConfig | None = None  # off unless set
+    circuit: CircuitConfig | None = None  # off unless set
 
     _upstream = field_validator("upstream")(classmethod(lambda cls, value: base_url(value)))
 

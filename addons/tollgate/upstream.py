@@ -27,6 +27,7 @@ from tollgate.providers.base import Provider, RequestParts, UpstreamCredential
 from tollgate.providers.keypool import KeyPool, retry_after_seconds
 
 if TYPE_CHECKING:
+    from tollgate.governance.failover import Circuits
     from tollgate.records.ledger.store import Store
 
 # Statuses after which a pooled key rests for the provider's Retry-After.
@@ -35,6 +36,8 @@ RESTING_STATUSES = (401, 429)
 # every call whichever provider it names (a key sent to the wrong provider must not travel on).
 SIDE_HEADERS = tuple(h for p in PROVIDERS.values() for h in (p.side_header, *p.extra_side_headers))
 NO_SIDE: Mapping[str, str] = MappingProxyType({})
+# What a rest shared through the ledger's store is named when it is a circuit's, not a key's.
+CIRCUIT = "circuit:"
 
 
 class Configured(Protocol):
@@ -73,6 +76,21 @@ def credential_for(
     return provider.upstream_credential(
         classification, side, loaded.pools[name], loaded.providers[name], loaded.runtimes[name]
     )
+
+
+def open_circuit(
+    pool: KeyPool | None, key: str | None, name: str, seconds: float, circuits: Circuits, ledger: Store | None
+) -> None:
+    """A key (`pool`, `key`) or an upstream (`name`, `upstream_circuit`) failed too often in a row:
+    it rests `seconds`, here and, where a ledger's store is shared, in every process sharing it
+    (announced as a rest named `CIRCUIT` + its fingerprint or name)."""
+    if pool is not None and key is not None:
+        pool.open_circuit(key, seconds)
+        name = fingerprint(key)
+    else:
+        circuits.open(name, seconds)
+    if ledger is not None:
+        ledger.rest(CIRCUIT + name, time.time() + seconds)
 
 
 def rest_key(pool: KeyPool, key: str, retry_after: str | None, ledger: Store | None) -> None:

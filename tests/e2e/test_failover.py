@@ -3,9 +3,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
+from tests.e2e.test_google_backends import PROJECT, FakeVertex, service_account
 from tests.support import streams
+from tests.support.aws import botocore_accepts
+from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Reply
+from tests.support.redis import redis_server
 
 from tollgate.fingerprint import fingerprint
 
@@ -185,3 +192,315 @@ def test_an_unreachable_upstream_is_tried_again(gw):
     record = gw.last_audit()
     assert [a["status"] for a in record["attempts"]] == [None, 200]
     assert record["attempts"][0]["error"].startswith("upstream unreachable")
+
+
+# Bedrock signed with Tollgate's AWS credentials, Vertex AI with its Google token, and OpenAI with a
+# short timeout: each call's second attempt goes with a credential applied anew.
+VIRTUAL = ("TGALICE0000000000000", "alice-virtual-SECRET-0000")
+REAL = ("AKIAREAL000000000000", "real-aws-SECRET-key-0000", "real-session-TOKEN-0000")
+DOWN = {"message": "fake Bedrock: service unavailable"}
+CONVERSE = f"""
+    import boto3
+    from botocore.config import Config
+    client = boto3.client("bedrock-runtime", region_name="us-east-1", aws_access_key_id="{VIRTUAL[0]}",
+        aws_secret_access_key="{VIRTUAL[1]}", config=Config(retries={{"total_max_attempts": 1}}))
+    r = client.converse(modelId="amazon.nova-lite-v1:0", messages=[{{"role": "user", "content": [{{"text": "hi"}}]}}])
+    report(total=r["usage"]["totalTokens"])
+"""
+GENAI = f"""
+    import google.oauth2.credentials
+    from google import genai
+    client = genai.Client(vertexai=True, project="caller-proj", location="europe-west4",
+        credentials=google.oauth2.credentials.Credentials(token="{ALICE}"),
+        http_options={{"retry_options": {{"attempts": 1}}}})
+    r = client.models.generate_content(model="gemini-2.5-flash", contents="hi")
+    report(total=r.usage_metadata.total_token_count)
+"""
+
+
+@pytest.fixture(scope="module")
+def clouds(start_gateway, tmp_path_factory, upstream_ca_pem):
+    directory = tmp_path_factory.mktemp("google")
+    vertex = FakeVertex()
+
+    def config(urls):
+        return {
+            "providers": {
+                "openai": {
+                    "upstream": urls["openai"],
+                    "keys": [K1, K2],
+                    "timeout": 1,
+                    "retry": {"attempts": 2, "when": ["timeout"]},
+                },
+                "bedrock": {
+                    "upstream": urls["bedrock"],
+                    "credentials": {"access_key_id": REAL[0], "secret_access_key": REAL[1], "session_token": REAL[2]},
+                    "retry": {"attempts": 2, "when": ["5xx"]},
+                },
+                "vertex": {
+                    "upstream": urls["vertex"],
+                    "credentials": str(service_account(directory, f"{urls['vertex']}/token")),
+                    "location": "us-central1",
+                    "retry": {"attempts": 2, "when": [429]},
+                },
+            },
+            "clients": [
+                {
+                    "name": "alice",
+                    "keys": [ALICE],
+                    "aws_credentials": [{"access_key_id": VIRTUAL[0], "secret_access_key": VIRTUAL[1]}],
+                }
+            ],
+        }
+
+    gw = start_gateway(
+        config, env={"REQUESTS_CA_BUNDLE": str(upstream_ca_pem)}, providers=("openai", "bedrock", "vertex")
+    )
+    gw.vertex = vertex
+    return gw
+
+
+def first_fails(then, failed: Reply, calls: list):
+    """`failed` to the first model call, `then`'s answer to the others; `calls` gets each."""
+
+    def answer(r):
+        if r.path.split("?", 1)[0] == "/token":
+            return then(r)
+        calls.append(r)
+        return failed if len(calls) == 1 else then(r)
+
+    return answer
+
+
+def test_a_sigv4_signed_call_is_signed_again(clouds):
+    clouds.reset()
+    calls: list = []
+
+    def signed(r):
+        if not botocore_accepts(r, *REAL):
+            return Reply(403, {"message": "bad signature"}, {"x-amzn-errortype": "InvalidSignatureException"})
+        return provider_answers(r)
+
+    clouds.fakes["bedrock"].handler = first_fails(
+        signed, Reply(503, DOWN, {"x-amzn-errortype": "ServiceUnavailableException", "retry-after": "1"}), calls
+    )
+    result = clouds.run(CONVERSE)
+    assert result == {"total": 23}, result
+    first, second = calls
+    # Both attempts went signed with Tollgate's credentials, over the request as it went; the second
+    # signed anew, a second later (its Retry-After).
+    assert botocore_accepts(first, *REAL) and botocore_accepts(second, *REAL)
+    assert second.headers["x-amz-date"] > first.headers["x-amz-date"]
+    assert second.headers["authorization"] != first.headers["authorization"]
+    assert second.headers["x-amz-security-token"] == REAL[2]
+    assert VIRTUAL[0] not in str(second.headers) and first.body == second.body
+    record = clouds.last_audit()
+    assert [(a["provider"], a["status"], a["error"]) for a in record["attempts"]] == [
+        ("bedrock", 503, "upstream answered 503"), ("bedrock", 200, None),
+    ]  # fmt: skip
+    assert record["attempts"][0]["upstream_key"] == record["attempts"][1]["upstream_key"] == fingerprint(REAL[0])
+    assert (record["auth"], record["status"], record["total_tokens"]) == ("sigv4", 200, 23)
+
+
+def test_a_vertex_token_call_goes_again_with_a_fresh_token(clouds):
+    clouds.reset()
+    calls: list = []
+    given: dict[str, float] = {}
+
+    def vertex(r):
+        if r.path.split("?", 1)[0] == "/token":  # each token lasts a second: every call asks for one
+            token = f"ya29.failover-token-{len(given)}"
+            given[token] = time.time() + 1
+            return Reply(200, {"access_token": token, "expires_in": 1, "token_type": "Bearer"})
+        token = r.headers.get("authorization", "").removeprefix("Bearer ")
+        if given.get(token, 0) <= time.time():
+            return Reply(401, {"error": {"code": 401, "message": "expired token", "status": "UNAUTHENTICATED"}})
+        return clouds.vertex(r)
+
+    quota = {"error": {"code": 429, "message": "Quota exceeded", "status": "RESOURCE_EXHAUSTED"}}
+    clouds.fakes["vertex"].handler = first_fails(vertex, Reply(429, quota, {"retry-after": "1"}), calls)
+    result = clouds.run(GENAI)
+    assert result == {"total": 15}, result
+    first, second = calls
+    path = (
+        f"/v1beta1/projects/{PROJECT}/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent"
+    )
+    assert first.path == second.path == path
+    # The second attempt went with the token current then, not the first attempt's.
+    assert first.headers["authorization"] != second.headers["authorization"] == f"Bearer {list(given)[-1]}"
+    assert ALICE not in str(second.headers) and first.body == second.body
+    record = clouds.last_audit()
+    assert [(a["provider"], a["status"]) for a in record["attempts"]] == [("vertex", 429), ("vertex", 200)]
+    assert (record["status"], record["total_tokens"]) == (200, 15)
+
+
+def test_a_call_that_timed_out_goes_again(clouds):
+    clouds.reset()
+    calls: list = []
+    clouds.fakes["openai"].handler = first_fails(lambda r: Reply(200, ANSWER), Reply(200, ANSWER, delay=3), calls)
+    result = clouds.run(CHAT)
+    assert (result["status"], result["content"], result["attempts"]) == (200, "hi", "2"), result
+    first, second = calls
+    assert {first.headers["authorization"], second.headers["authorization"]} == {f"Bearer {K1}", f"Bearer {K2}"}
+    record = clouds.last_audit()
+    timed_out, answered = record["attempts"]
+    assert (timed_out["status"], timed_out["error"]) == (None, "upstream timeout: no response within 1 s")
+    assert 1000 <= timed_out["latency_ms"] < 2000
+    assert (answered["status"], answered["error"], record["status"], record["total_tokens"]) == (200, None, 200, 7)
+
+
+# Circuit breaking: a key, or an upstream called with no pooled key, that failed 3 calls in a row
+# rests 2 s.
+CIRCUIT = {"failures": 3, "rest_s": 2}
+OWN_ANTHROPIC_KEY = "sk-ant-callers-own-key-0001"
+DOWN_OPENAI = {"error": {"message": "down", "type": "server_error", "code": None}}
+DOWN_ANTHROPIC = {"type": "error", "error": {"type": "api_error", "message": "down"}}
+
+
+def circuit_config(store: str | None = None, rest_s: float = 2):
+    def build(urls):
+        config = {
+            "providers": {
+                "openai": {"upstream": urls["openai"], "keys": [K1], "circuit": {**CIRCUIT, "rest_s": rest_s}},
+                "anthropic": {"upstream": urls["anthropic"], "circuit": CIRCUIT},
+            },
+            "clients": [{"name": "alice", "keys": [ALICE]}],
+        }
+        if store is not None:
+            config["ledger"] = {"store": store}
+        return config
+
+    return build
+
+
+def outcomes(gw, count: int) -> list:
+    """`count` OpenAI SDK calls: 200, or the status and X-Tollgate-Error of the error."""
+    return gw.run(f"""
+    from openai import OpenAI
+    client = OpenAI(api_key="{ALICE}", max_retries=0)
+    outcomes = []
+    for _ in range({count}):
+        try:
+            client.chat.completions.create(model="gpt-4o", messages=[{{"role": "user", "content": "hi"}}])
+            outcomes.append(200)
+        except Exception as e:
+            outcomes.append([type(e).__name__, e.status_code, e.response.headers.get("x-tollgate-error"),
+                             e.response.headers.get("retry-after")])
+    report(outcomes=outcomes)
+    """)["outcomes"]
+
+
+@pytest.fixture(scope="module")
+def breaker(start_gateway):
+    return start_gateway(circuit_config(), providers=("openai", "anthropic"))
+
+
+def test_a_keys_circuit_opens_after_3_failures_and_closes_after_its_rest(breaker):
+    breaker.reset()
+    fake = breaker.fakes["openai"]
+    fake.handler = lambda r: Reply(503, DOWN_OPENAI)
+    failing = ["InternalServerError", 503, None, None]
+    assert outcomes(breaker, 4) == [failing, failing, failing, ["InternalServerError", 503, "circuit_open", "2"]]
+    assert len(fake.received) == 3  # the fourth call never went upstream
+    refused = breaker.last_audit()
+    assert (refused["status"], refused["decision"], refused["deny_reasons"]) == (503, "deny", ["circuit_open"])
+    assert "failed 3 calls in a row: it rests 2 s" in breaker.proxy.console()
+    time.sleep(2.1)
+    fake.handler = lambda r: Reply(200, ANSWER)
+    assert outcomes(breaker, 2) == [200, 200]
+    assert len(fake.received) == 5
+    assert breaker.last_audit()["decision"] == "allow"
+
+
+def test_an_answer_between_failures_keeps_the_circuit_closed(breaker):
+    breaker.reset()
+    answers = iter([503, 503, 200, 503, 503, 200])
+    breaker.fakes["openai"].handler = lambda r: (
+        Reply(200, ANSWER) if (s := next(answers)) == 200 else Reply(s, DOWN_OPENAI)
+    )
+    failing = ["InternalServerError", 503, None, None]
+    assert outcomes(breaker, 6) == [failing, failing, 200, failing, failing, 200]
+
+
+def test_an_upstream_called_with_no_pooled_key_rests_too(breaker):
+    breaker.reset()
+    fake = breaker.fakes["anthropic"]
+    fake.handler = lambda r: Reply(503, DOWN_ANTHROPIC)
+    result = breaker.run(f"""
+    import anthropic
+    client = anthropic.Anthropic(api_key="{ALICE}", max_retries=0,
+                                 default_headers={{"X-Anthropic-Key": "{OWN_ANTHROPIC_KEY}"}})
+    outcomes = []
+    for _ in range(4):
+        try:
+            client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=[{{"role": "user", "content": "hi"}}])
+            outcomes.append(200)
+        except anthropic.APIStatusError as e:
+            outcomes.append([type(e).__name__, e.status_code, e.response.headers.get("x-tollgate-error"),
+                             e.body["error"]["type"]])
+    report(outcomes=outcomes)
+    """)
+    failing = ["ServiceUnavailableError", 503, None, "api_error"]
+    assert result["outcomes"] == [
+        failing,
+        failing,
+        failing,
+        ["ServiceUnavailableError", 503, "circuit_open", "api_error"],
+    ]
+    assert len(fake.received) == 3
+    assert {r.headers["x-api-key"] for r in fake.received} == {OWN_ANTHROPIC_KEY}
+
+
+def test_a_circuit_opened_in_one_process_rests_in_another_sharing_redis(start_gateway, tmp_path):
+    redis = redis_server(tmp_path / "redis")
+    try:
+        # A rest long enough for the other process's client to start within it.
+        a = start_gateway(circuit_config(redis.url, rest_s=6), providers=("openai", "anthropic"))
+        b = start_gateway(circuit_config(redis.url, rest_s=6), providers=("openai", "anthropic"))
+        a.fakes["openai"].handler = lambda r: Reply(503, DOWN_OPENAI)
+        failing = ["InternalServerError", 503, None, None]
+        assert outcomes(a, 3) == [failing, failing, failing]
+        opened = time.monotonic()
+        time.sleep(0.3)  # published on a Redis channel: a moment to arrive
+        ((error, status, reason, retry_after),) = outcomes(b, 1)
+        assert (error, status, reason) == ("InternalServerError", 503, "circuit_open")
+        assert 1 <= int(retry_after) <= 6
+        assert b.fakes["openai"].received == []
+        time.sleep(max(0.0, opened + 6.2 - time.monotonic()))
+        assert outcomes(b, 1) == [200]
+        assert len(b.fakes["openai"].received) == 1
+    finally:
+        redis.stop()
+
+
+def test_a_call_whose_connection_timed_out_goes_again(clouds):
+    clouds.reset()
+    fake = clouds.fakes["openai"]
+    fake.handler = lambda r: Reply(200, ANSWER)
+    fake.handshake_delay = 3  # the first connection's handshake outlasts the 1 s timeout
+    done = threading.Event()
+
+    def quicken_once_connected():
+        """The next connection shakes hands at once: the fake serves each in a thread of its own."""
+        serving = {t for t in threading.enumerate() if "process_request" in t.name}
+        deadline = time.monotonic() + 30
+        while not done.is_set() and time.monotonic() < deadline:
+            if {t for t in threading.enumerate() if "process_request" in t.name} - serving:
+                time.sleep(0.3)  # its first step reads the delay
+                fake.handshake_delay = 0.0
+                return
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=quicken_once_connected)
+    watcher.start()
+    try:
+        result = clouds.run(CHAT)
+    finally:
+        done.set()
+        watcher.join(5)
+        fake.handshake_delay = 0.0
+    assert (result["status"], result["content"], result["attempts"]) == (200, "hi", "2"), result
+    assert len(fake.received) == 1
+    timed_out, answered = clouds.last_audit()["attempts"]
+    assert (timed_out["status"], timed_out["error"]) == (None, "upstream timeout: no response within 1 s")
+    assert (answered["status"], answered["error"]) == (200, None)

@@ -7,7 +7,7 @@ import pytest
 
 from tollgate.config import ConfigError, parse_config
 from tollgate.config_base import RetryConfig
-from tollgate.governance.failover import retry_statuses, status_condition, wait_for
+from tollgate.governance.failover import DEFAULT_WHEN, Circuits, failed, retry_statuses, status_condition, wait_for
 
 
 def test_a_status_is_a_condition_when_named_or_a_5xx_under_5xx() -> None:
@@ -51,3 +51,34 @@ def test_retry_is_off_by_default_and_read_when_set() -> None:
     assert parse_config({}, {}).providers.get("openai").retry is None
     retry = parse_config({"providers": {"openai": {"retry": {"attempts": 3, "when": [429, "5xx"]}}}}, {})
     assert retry.providers.get("openai").retry == RetryConfig(attempts=3, when=(429, "5xx"), max_wait_s=10.0)
+
+
+def test_an_attempt_failed_as_when_says() -> None:
+    when = (429, "5xx", "timeout")
+    assert [failed(s, None, when) for s in (429, 503, 200, 400)] == [True, True, False, False]
+    assert failed(None, "timeout", when) and not failed(None, "connect", when) and not failed(None, None, when)
+    assert DEFAULT_WHEN == (429, 529, "5xx", "connect", "timeout")
+
+
+def test_a_circuit_opens_after_failures_in_a_row_and_half_opens_after_its_rest() -> None:
+    now = [100.0]
+    circuits = Circuits(clock=lambda: now[0])
+    assert [circuits.failed("k", 3) for _ in range(2)] == [False, False]
+    circuits.succeeded("k")  # a call that did not fail: the count starts again
+    assert [circuits.failed("k", 3) for _ in range(3)] == [False, False, True]
+    circuits.open("k", 10)
+    assert circuits.rest_left("k") == 10
+    now[0] += 10
+    assert circuits.rest_left("k") == 0
+    assert circuits.failed("k", 3)  # one more failure after the rest opens it again
+    circuits.succeeded("k")
+    assert not circuits.failed("k", 3)
+
+
+def test_circuit_settings() -> None:
+    config = parse_config({"providers": {"openai": {"circuit": {"failures": 3, "rest_s": 2}}}})
+    circuit = config.providers.get("openai").circuit
+    assert circuit is not None and (circuit.failures, circuit.rest_s) == (3, 2)
+    for bad in ({"failures": 0}, {"rest_s": 0}, {"when": [429]}):
+        with pytest.raises(ConfigError):
+            parse_config({"providers": {"openai": {"circuit": bad}}})

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tollgate.providers.keypool import DEFAULT_REST, MAX_REST, KeyPool, retry_after_seconds
+from tollgate.providers.keypool import DEFAULT_REST, MAX_REST, CircuitOpen, KeyPool, retry_after_seconds
 
 
 class Clock:
@@ -305,3 +305,47 @@ def test_a_key_removed_by_a_reload_is_no_longer_resting_nor_taken() -> None:
     renewed = pool.renewed(["k1"])
     assert not renewed._resting_until  # the common case again: no clock asked on take
     assert [renewed.take() for _ in range(2)] == ["k1", "k1"]
+
+
+# --- circuits -----------------------------------------------------------------------------------------
+
+
+def test_a_key_whose_circuit_is_open_is_not_taken_until_it_has_rested() -> None:
+    clock = Clock()
+    pool = KeyPool(["a", "b"], clock=clock)
+    pool.open_circuit("a", 30)
+    assert pool.resting() == 1
+    assert [pool.take() for _ in range(3)] == ["b", "b", "b"]
+    clock.now += 30
+    assert sorted(pool.take() for _ in range(2)) == ["a", "b"]
+
+
+def test_a_pool_whose_every_circuit_is_open_refuses_and_says_how_long() -> None:
+    clock = Clock()
+    pool = KeyPool(["a", "b"], clock=clock)
+    pool.open_circuit("a", 30)
+    pool.open_circuit("b", 10)
+    pool.rest("a", 5)  # a Retry-After rest does not make a key usable
+    assert pool.resting() == 2
+    with pytest.raises(CircuitOpen) as e:
+        pool.take()
+    assert e.value.rest_left == 10
+    clock.now += 10
+    assert pool.take() == "b"
+
+
+def test_a_key_resting_for_retry_after_is_still_taken_when_no_other_is_free() -> None:
+    clock = Clock()
+    pool = KeyPool(["a", "b"], clock=clock)
+    pool.open_circuit("b", 30)
+    pool.rest("a", 5)
+    assert pool.take() == "a"  # the soonest free of those whose circuit is closed
+
+
+def test_a_circuit_opened_elsewhere_and_kept_across_a_reload() -> None:
+    clock = Clock()
+    pool = KeyPool(["a", "b"], clock=clock, fingerprint=lambda k: f"fp-{k}")
+    pool.open_fingerprint("fp-a", 30)
+    pool.open_fingerprint("fp-unknown", 30)
+    renewed = pool.renewed(["a", "b", "c"])
+    assert {renewed.take() for _ in range(4)} == {"b", "c"}

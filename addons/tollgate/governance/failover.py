@@ -20,6 +20,8 @@ CAs, speak another HTTP and buffer or re-stream the answer outside mitmproxy's f
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +29,8 @@ from tollgate.config_base import RetryConfig
 
 CONNECT = "connect"
 TIMEOUT = "timeout"
+# What counts as a failure for a circuit when the provider has no `retry` to say.
+DEFAULT_WHEN = RetryConfig().when
 
 
 def status_condition(status: int, when: tuple[int | str, ...]) -> bool:
@@ -84,3 +88,57 @@ def wait_for(rest_left: float | None, retry_after: float | None, refused_key: bo
     else:
         wait = max(rest_left or 0.0, retry_after or 0.0)
     return None if wait > max_wait_s else wait
+
+
+def failed(status: int | None, kind: str | None, when: tuple[int | str, ...]) -> bool:
+    """Whether an attempt failed as `when` says: its answer's status, else how it failed (`CONNECT`,
+    `TIMEOUT`; None: it did not fail on its way, its client left, say)."""
+    if status is not None:
+        return status_condition(status, when)
+    return kind is not None and kind in when
+
+
+def upstream_circuit(provider: str, upstream: str | None) -> str:
+    """The name of the circuit of an upstream a call goes to with no pooled key."""
+    return f"{provider} {upstream}"
+
+
+class Circuits:
+    """How many calls in a row each key (by its fingerprint) and upstream (`upstream_circuit`)
+    failed, and which upstreams' circuits are open (a key's is open in its pool, which then does
+    not take it). Once a circuit has rested, one more failure opens it again; a call that did not
+    fail closes it. Counted in this process; an opening is shared (`upstream.open_circuit`)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._failures: dict[str, int] = {}
+        self._open_until: dict[str, float] = {}
+
+    def failed(self, name: str, failures: int) -> bool:
+        """One more failure in a row; True when the circuit opens with it."""
+        count = self._failures.get(name, 0) + 1
+        if count < failures:
+            self._failures[name] = count
+            return False
+        self._failures[name] = failures - 1  # half open once it has rested
+        return True
+
+    def succeeded(self, name: str) -> None:
+        if self._failures:
+            self._failures.pop(name, None)
+
+    def open(self, name: str, seconds: float) -> None:
+        self._open_until[name] = max(self._clock() + seconds, self._open_until.get(name, 0.0))
+
+    def rest_left(self, name: str) -> float:
+        """How long the upstream's circuit stays open (0: it is closed)."""
+        if not self._open_until:
+            return 0.0
+        until = self._open_until.get(name)
+        if until is None:
+            return 0.0
+        left = until - self._clock()
+        if left <= 0:
+            del self._open_until[name]
+            return 0.0
+        return left

@@ -25,6 +25,7 @@ from tollgate.providers.base import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
     BUDGET_EXCEEDED,
+    CIRCUIT_OPEN,
     HEADERS_TOO_LARGE,
     INTERNAL_ERROR,
     INVALID_SIGNATURE,
@@ -96,6 +97,7 @@ _ERROR_TYPES = {
     LEDGER_UNAVAILABLE: "api_error",
     LIMIT_UNENFORCEABLE: "permission_error",
     HEADERS_TOO_LARGE: "invalid_request_error",
+    CIRCUIT_OPEN: "api_error",
 }
 
 

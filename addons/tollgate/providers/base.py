@@ -78,6 +78,9 @@ LEDGER_UNAVAILABLE = "ledger_unavailable"
 LIMIT_UNENFORCEABLE = "limit_unenforceable"
 # The request's header fields are larger in all than Tollgate reads (`MAX_REQUEST_HEADERS`).
 HEADERS_TOO_LARGE = "headers_too_large"
+# Every key of the provider, or the upstream the call goes to, failed `circuit.failures` calls in a
+# row and rests (`providers.<name>.circuit`).
+CIRCUIT_OPEN = "circuit_open"
 
 STATUS = {
     UNAUTHENTICATED: 401,
@@ -95,6 +98,7 @@ STATUS = {
     LEDGER_UNAVAILABLE: 503,
     LIMIT_UNENFORCEABLE: 403,
     HEADERS_TOO_LARGE: 431,
+    CIRCUIT_OPEN: 503,
 }
 # Reasons that say the call failed on its way, not that Tollgate refused it.
 FAILURES = frozenset((UPSTREAM_UNREACHABLE, UPSTREAM_TIMEOUT))

@@ -53,6 +53,7 @@ from tollgate.providers.base import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
     BUDGET_EXCEEDED,
+    CIRCUIT_OPEN,
     HEADERS_TOO_LARGE,
     INTERNAL_ERROR,
     INVALID_SIGNATURE,
@@ -130,6 +131,7 @@ _ERRORS = {
     LEDGER_UNAVAILABLE: (503, "ServiceUnavailableException"),
     LIMIT_UNENFORCEABLE: (403, "AccessDeniedException"),
     HEADERS_TOO_LARGE: (431, "ValidationException"),
+    CIRCUIT_OPEN: (503, "ServiceUnavailableException"),
 }
 
 

@@ -1,4 +1,5 @@
-"""A provider's real keys, used in turn, resting the ones the provider just refused."""
+"""A provider's real keys, used in turn, resting the ones the provider just refused, and skipping
+those whose circuit is open (`providers.<name>.circuit`: they failed too often in a row)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 from tollgate.fingerprint import fingerprint
+from tollgate.providers.base import CredentialUnavailable
 
 DEFAULT_REST = 60.0
 MAX_REST = 86400.0
@@ -35,6 +37,14 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float:
     return min(max(0.0, seconds), MAX_REST)
 
 
+class CircuitOpen(CredentialUnavailable):
+    """Every key of the pool has its circuit open; `rest_left`: until the first closes (seconds)."""
+
+    def __init__(self, rest_left: float) -> None:
+        super().__init__("every key failed too often in a row and rests")
+        self.rest_left = rest_left
+
+
 class KeyPool:
     def __init__(
         self,
@@ -47,6 +57,7 @@ class KeyPool:
         self._clock = clock
         self._next = 0
         self._resting_until: dict[str, float] = {}
+        self._open_until: dict[str, float] = {}  # the keys whose circuit is open, until when
 
     def renewed(self, keys: Sequence[str]) -> KeyPool:
         """The pool of a reloaded configuration: this one when its keys are the same; else a pool
@@ -58,6 +69,9 @@ class KeyPool:
         for key in [k for k in self._resting_until if k not in pool._keys]:
             del self._resting_until[key]
         pool._resting_until = self._resting_until
+        for key in [k for k in self._open_until if k not in pool._keys]:
+            del self._open_until[key]
+        pool._open_until = self._open_until
         return pool
 
     def __bool__(self) -> bool:
@@ -67,27 +81,40 @@ class KeyPool:
         return len(self._keys)
 
     def resting(self, now: float | None = None) -> int:
-        """How many keys rest now. Safe from another thread (a scrape): it only reads."""
+        """How many keys rest now, refused or with their circuit open. Safe from another thread (a
+        scrape): it only reads."""
         now = self._clock() if now is None else now
-        return sum(1 for until in list(self._resting_until.values()) if until > now)
+        refused = {k for k, until in list(self._resting_until.items()) if until > now}
+        if not self._open_until:
+            return len(refused)
+        return len(refused | {k for k, until in list(self._open_until.items()) if until > now})
 
     def take(self) -> str | None:
-        """The next key in turn that is not resting; if all rest, the one that is free soonest."""
+        """The next key in turn that is not resting; if all rest, the one that is free soonest.
+        Keys whose circuit is open are not taken: CircuitOpen when every key's is."""
         if not self._keys:
             return None
-        if not self._resting_until:  # none rests: the next in turn, without asking the clock
+        if not self._resting_until and not self._open_until:  # the next in turn, without asking the clock
             index = self._next % len(self._keys)
             self._next = index + 1
             return self._keys[index]
         now = self._clock()
+        if self._open_until:
+            for key, until in list(self._open_until.items()):
+                if until <= now:
+                    del self._open_until[key]  # it has rested: it is tried again
+        open_ = self._open_until
         for i in range(len(self._keys)):
             index = (self._next + i) % len(self._keys)
             key = self._keys[index]
-            if self._resting_until.get(key, 0.0) <= now:
+            if key not in open_ and self._resting_until.get(key, 0.0) <= now:
                 self._resting_until.pop(key, None)  # rested: so that the pool is seen resting no more
                 self._next = index + 1
                 return key
-        return min(self._keys, key=lambda k: self._resting_until[k])
+        usable = [k for k in self._keys if k not in open_]
+        if not usable:
+            raise CircuitOpen(min(open_.values()) - now)
+        return min(usable, key=lambda k: self._resting_until[k])
 
     def rest_left(self, key: str) -> float:
         """How long the key rests still (0 when it does not)."""
@@ -97,6 +124,18 @@ class KeyPool:
     def rest(self, key: str, seconds: float) -> None:
         if key in self._keys:
             self._resting_until[key] = self._clock() + seconds
+
+    def open_circuit(self, key: str, seconds: float) -> None:
+        """The key failed too often in a row: it is not taken for `seconds`."""
+        if key in self._keys:
+            self._open_until[key] = max(self._clock() + seconds, self._open_until.get(key, 0.0))
+
+    def open_fingerprint(self, fingerprint: str, seconds: float) -> None:
+        """Open the circuit of the key of this fingerprint, if the pool has it: it failed too often
+        in a row in another process."""
+        for key in self._keys:
+            if self._fingerprint(key) == fingerprint:
+                self.open_circuit(key, seconds)
 
     def rest_fingerprint(self, fingerprint: str, seconds: float) -> None:
         """Rest the key of this fingerprint, if the pool has it: another process was refused it."""

@@ -34,6 +34,7 @@ from tollgate.providers.base import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
     BUDGET_EXCEEDED,
+    CIRCUIT_OPEN,
     HEADERS_TOO_LARGE,
     INTERNAL_ERROR,
     INVALID_SIGNATURE,
@@ -241,6 +242,7 @@ _ERROR_TYPES = {
     LEDGER_UNAVAILABLE: "server_error",
     LIMIT_UNENFORCEABLE: "permission_denied",
     HEADERS_TOO_LARGE: "invalid_request_error",
+    CIRCUIT_OPEN: "server_error",
 }
 
 

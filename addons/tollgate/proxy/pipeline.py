@@ -140,7 +140,8 @@ def gateway() -> Gateway:
         # A request's answer has ended (first: whatever a later step does); a translated call's error
         # in the caller's shape.
         response=[drain.ended, translate.response, audit.response],
-        error=[drain.ended, upstream_watch.error, stream_tap.error, redact.error, audit.error],
+        # A failed call ends in the provider's shape (502/504), counted for its key's or upstream's circuit.
+        error=[drain.ended, upstream_watch.error, credential.error, stream_tap.error, redact.error, audit.error],
         websocket_start=[responses_socket.websocket_start],
         websocket_message=[
             responses_socket.websocket_message,  # a response.create decided, an answer's usage read

@@ -7,12 +7,14 @@ import asyncio
 import time
 from dataclasses import replace
 
+from tollgate.governance.failover import Circuits
 from tollgate.governance.policy import Policy
 from tollgate.providers import BUILT_IN_HOSTS, Hosts
 from tollgate.records.auditlog import AuditLog
 from tollgate.records.ledger.store import Store
 from tollgate.records.metrics import MetricSet
 from tollgate.runtime import Loaded
+from tollgate.upstream import CIRCUIT
 
 # The error of a call the process's end breaks off.
 SHUT_DOWN = "proxy shut down during the call"
@@ -43,6 +45,8 @@ class Shared:
         # Why the configuration file's last edit was not loaded (the last good one is in force);
         # None when it was. Read by /healthz.
         self.config_problem: str | None = None
+        # Each key's and upstream's failures in a row (`providers.<name>.circuit`), across reloads.
+        self.circuits = Circuits()
 
     def apply(self, loaded: Loaded, audit: AuditLog | None, ledger: Store | None = None) -> None:
         """Swap in a configuration, its audit log and its ledger's store; stop the policy, audit log
@@ -61,14 +65,22 @@ class Shared:
             loaded.policy.start()  # at start-up `Decide.running` starts it
 
     def rest_elsewhere(self, fingerprint: str, until: float) -> None:
-        """A key that another process sharing the ledger's store rested, until `until` (epoch seconds)."""
+        """A key that another process sharing the ledger's store rested, until `until` (epoch
+        seconds), or a key's or upstream's circuit it opened (named `CIRCUIT` + its name)."""
         loaded = self.loaded
         if loaded is None:
             return
         seconds = until - time.time()
-        if seconds > 0:
+        if seconds <= 0:
+            return
+        if fingerprint.startswith(CIRCUIT):
+            name = fingerprint.removeprefix(CIRCUIT)
+            self.circuits.open(name, seconds)  # an upstream's, or a key's no pool here has
             for pool in loaded.pools.values():
-                pool.rest_fingerprint(fingerprint, seconds)
+                pool.open_fingerprint(name, seconds)
+            return
+        for pool in loaded.pools.values():
+            pool.rest_fingerprint(fingerprint, seconds)
 
     def replace_policy(self, current: Policy, fresh: Policy) -> bool:
         """Swap in a reloaded policy, unless a configuration replaced `current` meanwhile."""

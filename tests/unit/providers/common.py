@@ -20,6 +20,7 @@ from tollgate.providers.base import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
     BUDGET_EXCEEDED,
+    CIRCUIT_OPEN,
     HEADERS_TOO_LARGE,
     INTERNAL_ERROR,
     INVALID_SIGNATURE,
@@ -71,6 +72,7 @@ REASONS = (
     LEDGER_UNAVAILABLE,
     LIMIT_UNENFORCEABLE,
     HEADERS_TOO_LARGE,
+    CIRCUIT_OPEN,
 )
 
 
@@ -201,6 +203,7 @@ OPENAI_REFUSALS = {
     LEDGER_UNAVAILABLE: (503, "server_error", "ledger_unavailable"),
     LIMIT_UNENFORCEABLE: (403, "permission_denied", "limit_unenforceable"),
     HEADERS_TOO_LARGE: (431, "invalid_request_error", "headers_too_large"),
+    CIRCUIT_OPEN: (503, "server_error", "circuit_open"),
 }
 
 
@@ -220,6 +223,7 @@ GEMINI_REFUSALS = {
     LEDGER_UNAVAILABLE: (503, "UNAVAILABLE"),
     LIMIT_UNENFORCEABLE: (403, "PERMISSION_DENIED"),
     HEADERS_TOO_LARGE: (431, "INVALID_ARGUMENT"),
+    CIRCUIT_OPEN: (503, "UNAVAILABLE"),
 }
 
 
@@ -239,6 +243,7 @@ ANTHROPIC_REFUSALS = {
     LEDGER_UNAVAILABLE: (503, "api_error"),
     LIMIT_UNENFORCEABLE: (403, "permission_error"),
     HEADERS_TOO_LARGE: (431, "invalid_request_error"),
+    CIRCUIT_OPEN: (503, "api_error"),
 }
 
 
@@ -258,6 +263,7 @@ BEDROCK_REFUSALS = {
     LEDGER_UNAVAILABLE: (503, "ServiceUnavailableException"),
     LIMIT_UNENFORCEABLE: (403, "AccessDeniedException"),
     HEADERS_TOO_LARGE: (431, "ValidationException"),
+    CIRCUIT_OPEN: (503, "ServiceUnavailableException"),
 }
 
 

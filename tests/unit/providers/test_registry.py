@@ -28,6 +28,7 @@ from tollgate.providers.base import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
     BUDGET_EXCEEDED,
+    CIRCUIT_OPEN,
     HEADERS_TOO_LARGE,
     INTERNAL_ERROR,
     INVALID_SIGNATURE,
@@ -263,6 +264,7 @@ def test_status_per_reason() -> None:
         LEDGER_UNAVAILABLE: 503,
         LIMIT_UNENFORCEABLE: 403,
         HEADERS_TOO_LARGE: 431,
+        CIRCUIT_OPEN: 503,
     }
 
 

@@ -3,6 +3,8 @@ pass over the header fields."""
 
 from __future__ import annotations
 
+from mitmproxy import http
+
 from tollgate.config import Config
 from tollgate.fingerprint import fingerprint
 from tollgate.proxy.runner import CallSteps
@@ -37,3 +39,45 @@ def test_credential_prefers_the_callers_side_header_and_removes_it():
     CallSteps(Credential(shared).handle).at_request(flow)
     assert flow.request.headers.fields == ((b"authorization", b"Bearer sk-own"),)
     assert call.upstream_key == fingerprint("sk-own")
+
+
+def test_each_attempt_counts_once_for_its_keys_circuit():
+    """A retried call's failed attempts count at `again`, its last attempt at its answer's headers;
+    a key whose circuit opens is not taken, and a call whose every key's is gets 503 circuit_open."""
+    shared = configured(
+        {
+            "providers": {
+                "openai": {
+                    "keys": ["sk-one", "sk-two"],
+                    "retry": {"attempts": 3, "when": [503], "max_wait_s": 0},
+                    "circuit": {"failures": 2, "rest_s": 60},
+                }
+            }
+        }
+    )
+    credential = Credential(shared)
+    flow, call = openai_flow(("authorization", "Bearer tg-virtual"), shared=shared)
+    CallSteps(credential.handle).at_request(flow)
+    used = [call.upstream_key]
+    for _ in range(2):  # two attempts fail and go again (as `UpstreamWatch.go_again` then resets the count)
+        flow.response = http.Response.make(503)
+        call.retrying = True
+        assert credential.again(flow) is None and call.retrying
+        used.append(call.upstream_key)
+        call.circuit_counted = False
+    assert used == [fingerprint("sk-one"), fingerprint("sk-two"), fingerprint("sk-one")]
+    flow.response = http.Response.make(503)  # the last attempt's answer goes to the client
+    credential.responseheaders(flow)
+    credential.responseheaders(flow)  # counted once, however often it is seen
+    # sk-one failed twice in a row: only sk-two is taken now, until it fails once more.
+    flow, call = openai_flow(("authorization", "Bearer tg-virtual"), shared=shared)
+    CallSteps(credential.handle).at_request(flow)
+    assert call.upstream_key == fingerprint("sk-two")
+    flow.response = http.Response.make(503)
+    credential.responseheaders(flow)
+    flow, call = openai_flow(("authorization", "Bearer tg-virtual"), shared=shared)
+    CallSteps(credential.handle).at_request(flow)
+    assert flow.response is not None and flow.response.status_code == 503
+    assert flow.response.headers["x-tollgate-error"] == "circuit_open"
+    assert flow.response.headers["retry-after"] == "60"
+    assert (call.decision, call.deny_reasons) == ("deny", ("circuit_open",))

@@ -5,26 +5,31 @@ caller's credential never goes upstream otherwise."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 from collections.abc import Awaitable
 from functools import partial
 
 from mitmproxy import http
 
-from tollgate.call import Call
+from tollgate.call import Call, Failure
 from tollgate.formats.raw_headers import decoded
-from tollgate.governance.failover import wait_for
+from tollgate.governance.failover import CONNECT, DEFAULT_WHEN, TIMEOUT, failed, upstream_circuit, wait_for
 from tollgate.providers import PROVIDERS
 from tollgate.providers.base import (
+    CIRCUIT_OPEN,
     NO_UPSTREAM_CREDENTIAL,
     CredentialUnavailable,
     OwnCredential,
     Provider,
     UpstreamCredential,
 )
-from tollgate.providers.keypool import KeyPool, retry_after_seconds
+from tollgate.providers.keypool import CircuitOpen, KeyPool, retry_after_seconds
 from tollgate.proxy.flows import call_of, credentials_of, provider_of, refuse, request_parts
 from tollgate.proxy.state import Shared
-from tollgate.upstream import RESTING_STATUSES, SIDE_HEADERS, credential_for, rest_key
+from tollgate.upstream import RESTING_STATUSES, SIDE_HEADERS, credential_for, open_circuit, rest_key
+
+logger = logging.getLogger(__name__)
 
 # Every side header is removed from every call, whichever provider it names: a key sent to the
 # wrong provider must not travel on, nor stay in a saved flow.
@@ -41,15 +46,44 @@ class Credential:
         side = self._side_headers_out(request, call)
         if call.requested_provider is not None:
             drop_credentials_of(PROVIDERS[call.requested_provider], request)
-        credential = credential_for(call.loaded, provider, call.sent(), side)
+        try:
+            credential = credential_for(call.loaded, provider, call.sent(), side)
+        except CircuitOpen as e:
+            self._circuit_open(flow, call, e.rest_left)
+            return
         if credential is None:
-            self._pass_through(flow, call)
+            if not self._upstream_rests(flow, call):
+                self._pass_through(flow, call)
             return
         call.caller_credential = bool(side)
         try:
             self._apply(flow, call, credential)
         except CredentialUnavailable as e:
             self._refuse(flow, call, str(e))
+            return
+        if credential.pooled_key is None:
+            self._upstream_rests(flow, call)
+
+    def _upstream_rests(self, flow: http.HTTPFlow, call: Call) -> bool:
+        """A call with no pooled key is refused while its upstream's circuit is open."""
+        if call.loaded.providers[call.provider].circuit is None:
+            return False
+        left = self.shared.circuits.rest_left(upstream_circuit(call.provider, call.upstream))
+        if left <= 0:
+            return False
+        self._circuit_open(flow, call, left)
+        return True
+
+    @staticmethod
+    def _circuit_open(flow: http.HTTPFlow, call: Call, rest_left: float) -> None:
+        refuse(
+            flow,
+            call,
+            CIRCUIT_OPEN,
+            f"Tollgate: every {call.provider} key or upstream for this call failed too often in a row and"
+            f" rests ({math.ceil(rest_left)} s left)",
+            {"retry-after": str(max(1, math.ceil(rest_left)))},
+        )
 
     def _apply(self, flow: http.HTTPFlow, call: Call, credential: UpstreamCredential) -> None:
         provider = provider_of(call)
@@ -124,9 +158,41 @@ class Credential:
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         call = call_of(flow)
-        if call is None or call.pooled_key is None or flow.response is None:
+        if call is None or flow.response is None or call.answered_by_tollgate:
             return
-        self._rest_refused_key(flow.response, call.pooled_key)
+        if call.pooled_key is not None:
+            self._rest_refused_key(flow.response, call.pooled_key)
+        self._count(call, flow.response.status_code, None)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        """After `UpstreamWatch.error`: an upstream unreachable or late counts for its circuit."""
+        call = call_of(flow)
+        if call is not None and call.failure in (Failure.UPSTREAM_UNREACHABLE, Failure.UPSTREAM_TIMEOUT):
+            self._count(call, None, self._failure_kind(call))
+
+    def _count(self, call: Call, status: int | None, kind: str | None) -> None:
+        """The attempt's outcome for its key's or upstream's circuit (`providers.<name>.circuit`):
+        a failure as `retry.when` says (else `DEFAULT_WHEN`) counts, any other answer closes it."""
+        settings = call.loaded.providers[call.provider]
+        circuit = settings.circuit
+        if circuit is None or call.circuit_counted:
+            return
+        call.circuit_counted = True
+        pooled = call.pooled_key
+        name = call.upstream_key if pooled is not None else upstream_circuit(call.provider, call.upstream)
+        assert name is not None
+        circuits = self.shared.circuits
+        if not failed(status, kind, settings.retry.when if settings.retry is not None else DEFAULT_WHEN):
+            circuits.succeeded(name)
+            return
+        if circuits.failed(name, circuit.failures):
+            pool, key = pooled if pooled is not None else (None, None)
+            open_circuit(pool, key, name, circuit.rest_s, circuits, self.shared.ledger)
+            what = f"key {name}" if pooled is not None else f"upstream {call.upstream}"
+            rest = f"{circuit.rest_s:g} s"
+            logger.warning(
+                f"Tollgate: {call.provider} {what} failed {circuit.failures} calls in a row: it rests {rest}"
+            )
 
     def _rest_refused_key(self, response: http.Response, pooled: tuple[KeyPool, str]) -> None:
         if response.status_code in RESTING_STATUSES:
@@ -135,8 +201,9 @@ class Credential:
 
     def again(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """A failed attempt's call goes again (`UpstreamWatch.attempt_failed`): the key the provider
-        refused rests, and the next credential goes on the request (a signature made anew over it),
-        after the wait its Retry-After or the next key's rest asks; none past `retry.max_wait_s`."""
+        refused rests, and after the wait its Retry-After or the next key's rest asks (none past
+        `retry.max_wait_s`) the next credential goes on the request: a signature made anew over
+        it, a token current then."""
         call = call_of(flow)
         if call is None or not call.retrying:
             return None
@@ -146,7 +213,16 @@ class Credential:
         refused_key = response is not None and response.status_code in RESTING_STATUSES
         if call.pooled_key is not None and response is not None:
             self._rest_refused_key(response, call.pooled_key)
-        credential = credential_for(call.loaded, provider_of(call), call.sent())
+        status = response.status_code if response is not None else None
+        self._count(call, status, None if status is not None else self._failure_kind(call))
+        try:
+            credential = credential_for(call.loaded, provider_of(call), call.sent())
+        except CircuitOpen:  # every key rests: the failed attempt's answer stands
+            call.retrying = False
+            return None
+        if credential is not None and credential.pooled_key is None and self._upstream_circuit_open(call):
+            call.retrying = False
+            return None
         rest_left = None
         if credential is not None and credential.pooled_key is not None:
             rest_left = call.loaded.pools[call.provider].rest_left(credential.pooled_key)
@@ -157,12 +233,30 @@ class Credential:
         if credential is None or wait is None:
             call.retrying = False
             return None
+        if wait > 0:
+            return self._apply_after(flow, call, credential, wait)
+        self._apply_again(flow, call, credential)
+        return None
+
+    @staticmethod
+    def _failure_kind(call: Call) -> str:
+        return TIMEOUT if call.failure is Failure.UPSTREAM_TIMEOUT else CONNECT
+
+    def _upstream_circuit_open(self, call: Call) -> bool:
+        if call.loaded.providers[call.provider].circuit is None:
+            return False
+        return self.shared.circuits.rest_left(upstream_circuit(call.provider, call.upstream)) > 0
+
+    async def _apply_after(self, flow: http.HTTPFlow, call: Call, credential: UpstreamCredential, wait: float) -> None:
+        # Applied once the wait is over: a signature is dated, and a token may expire meanwhile.
+        await asyncio.sleep(wait)
+        self._apply_again(flow, call, credential)
+
+    def _apply_again(self, flow: http.HTTPFlow, call: Call, credential: UpstreamCredential) -> None:
         try:
             self._apply(flow, call, credential)
         except CredentialUnavailable:  # the failed attempt's answer stands
             call.retrying = False
-            return None
-        return asyncio.sleep(wait) if wait > 0 else None
 
 
 def drop_credentials_of(provider: Provider, request: http.Request) -> None:

@@ -214,6 +214,7 @@ class UpstreamWatch:
             return
         call.retrying = False
         call.status = call.error = call.failure = call.first_byte = None
+        call.circuit_counted = False
         call.attempt_started = time.time()
         settings = call.loaded.providers[call.provider]
         assert settings.retry is not None and call.attempts is not None
