@@ -175,9 +175,22 @@ class Call:
         return self.method != "POST"
 
     @property
-    def target_model(self) -> str | None:
-        """The model the call goes to: an override's (`model`), else the one the client asked for."""
+    def sent_model(self) -> str | None:
+        """The model name the upstream is asked for: an override's (`model`), else the one the client
+        asked for (an Azure deployment, say)."""
         return self.model if self.model is not None else self.classification.model
+
+    @property
+    def target_model(self) -> str | None:
+        """The model the call goes to (`sent_model`), as the provider's settings name it where they
+        name models apart from what callers ask for (Azure's `deployments`): what prices, limits,
+        the policy and the audit go by."""
+        model = self.model if self.model is not None else self.classification.model
+        loaded = self.loaded
+        if model is None or loaded is None or not loaded.model_names:
+            return model
+        names = loaded.model_names.get(self.provider)
+        return model if names is None else names(model)
 
     @property
     def called_provider(self) -> str:

@@ -5,7 +5,7 @@ it was classified (`Call.loaded`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,9 @@ class Loaded:
     # The SHA-256 of the configuration file's bytes (None: the built-in defaults), which the audit's
     # `tollgate_started` record names.
     config_sha256: str | None = None
+    # What model each model name a caller asks a provider for is, where its settings say
+    # (`Provider.model_names`: Azure's deployments); only the providers whose settings do.
+    model_names: dict[str, Callable[[str], str]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -68,7 +71,9 @@ class Loaded:
             jwt = Verifier(config.identity.jwt, previous.jwt if previous is not None else None)
         added = {name: settings.hosts for name, settings in providers.items()}
         hosts = Hosts(added) if any(added.values()) else BUILT_IN_HOSTS
+        named = {name: PROVIDERS[name].model_names(settings) for name, settings in providers.items()}
         return cls(
             config, providers, Directory(config), RuleBook(config.overrides), pools, policy, runtimes, jwt,
             Limits(config.limits), Prices(config.prices), hosts, dict(client_certs or {}), config_sha256,
+            {name: names for name, names in named.items() if names is not None},
         )  # fmt: skip

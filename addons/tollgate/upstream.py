@@ -55,12 +55,17 @@ class Configured(Protocol):
 
 
 def target_upstream(
-    provider: Provider, settings: ProviderConfig, override: str | None = None, routed: bool = True
+    provider: Provider,
+    settings: ProviderConfig,
+    override: str | None = None,
+    routed: bool = True,
+    classification: Classification | None = None,
 ) -> str | None:
     """Where a request for `provider` goes, scheme://host[:port]: an override rule's upstream, else
-    the provider's configured one, else, for a request Tollgate sends there itself (a route's, a
-    summary's), the provider's own host; None: the host the client called."""
-    upstream = override or settings.upstream
+    the provider's configured one (for the call's `classification`: an Azure resource's own), else,
+    for a request Tollgate sends there itself (a route's, a summary's), the provider's own host;
+    None: the host the client called."""
+    upstream = override or provider.configured_upstream(settings, classification)
     if upstream is None and routed:
         upstream = f"https://{provider.default_host}"
     return upstream

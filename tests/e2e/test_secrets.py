@@ -493,3 +493,77 @@ def _ignoring_errors(port: int, request: bytes, bundle) -> None:
         https_exchange(port, "api.openai.com", request, bundle)
     except OSError:
         pass  # the proxy went away
+
+
+# ---- Azure: a resource's key, Tollgate's Entra ID client secret and the tokens it gets
+
+AZURE_KEY = "azure-REAL-resource-5ecret-p1"
+AZURE_OWN = "azure-CALLERS-own-5ecret-p2"
+
+
+def test_azure_keys_and_entra_id_secrets_reach_no_output(start_gateway, tmp_path_factory, upstream_ca_pem):
+    from tests.support.azure import CLIENT_SECRET, ENTRA_TOKEN, FakeAzure, entra_env
+
+    saved = tmp_path_factory.mktemp("saved") / "azure.mitm"
+    env: dict[str, str] = {}
+
+    def config(urls: dict[str, str]) -> dict:
+        # mitmdump starts after the configuration is written: the token endpoint is the fake's.
+        env.update(entra_env(upstream_ca_pem), AZURE_AUTHORITY_HOST=urls["azure"])
+        return {
+            "providers": {
+                "azure": {
+                    "credentials": "default",
+                    "upstream": urls["azure"],
+                    "resources": {"contoso": {"keys": [AZURE_KEY], "upstream": urls["azure"]}},
+                }
+            },
+            "clients": [{"name": "alice", "keys": [VIRTUAL]}],
+        }
+
+    gw = start_gateway(
+        config,
+        "--set", f"save_stream_file={saved}", "--set", "flow_detail=4", "--set", "termlog_verbosity=debug",
+        env=env, providers=("azure",),
+    )  # fmt: skip
+    gw.fakes["azure"].handler = FakeAzure(gw.fakes["azure"].url)
+    chat = """
+        import openai
+        client = openai.AzureOpenAI(api_key="{key}", azure_endpoint="https://{resource}.openai.azure.com",
+            api_version="2024-10-21", max_retries=0)
+        try:
+            client.chat.completions.create(model="prod", messages=[{{"role": "user", "content": "{prompt}"}}])
+            report(status=200)
+        except openai.APIStatusError as e:
+            report(status=e.status_code)
+    """
+    own = f"""
+        import urllib.request, urllib.error
+        req = urllib.request.Request("https://contoso.cognitiveservices.azure.com/language/:analyze-text",
+            data=b"{{}}", headers={{"content-type": "application/json", "api-key": "{AZURE_OWN}"}})
+        try:
+            urllib.request.urlopen(req)
+            report(status=200)
+        except urllib.error.HTTPError as e:
+            report(status=e.code)
+    """
+    assert gw.run(chat.format(key=VIRTUAL, resource="contoso", prompt=PROMPT)) == {"status": 200}
+    assert gw.run(chat.format(key=VIRTUAL, resource="fabrikam", prompt=PROMPT)) == {"status": 200}
+    assert gw.run(chat.format(key=UNKNOWN, resource="contoso", prompt=PROMPT)) == {"status": 401}
+    assert gw.run(own) == {"status": 404}
+    model_calls = [r for r in gw.fakes["azure"].received if r.path.startswith("/openai/")]
+    assert [r.headers.get("api-key") or r.headers.get("authorization") for r in model_calls] == [
+        AZURE_KEY,
+        f"Bearer {ENTRA_TOKEN}",
+    ]
+    gw.wait_audit(4)
+    gw.proxy.stop()  # flushes the saved flows
+    outputs = {
+        "audit": gw.audit_path.read_bytes(),
+        "console": gw.proxy.output.read_bytes(),
+        "saved flows": saved.read_bytes(),
+    }
+    assert len(outputs["saved flows"]) > 1000
+    for where, content in outputs.items():
+        for secret in (AZURE_KEY, AZURE_OWN, CLIENT_SECRET, ENTRA_TOKEN, VIRTUAL, UNKNOWN, PROMPT):
+            assert secret.encode() not in content, f"{secret} found in {where}"

@@ -48,7 +48,7 @@ def test_no_path_means_built_in_defaults() -> None:
 
 def test_defaults() -> None:
     config = Config()
-    assert PROVIDER_NAMES == ("openai", "gemini", "anthropic", "bedrock", "vertex")
+    assert PROVIDER_NAMES == ("openai", "gemini", "anthropic", "bedrock", "vertex", "azure")
     for name in PROVIDER_NAMES:
         p = config.providers.get(name)
         assert p.upstream is None

@@ -99,6 +99,9 @@ class Classification:
     # Who publishes the model, where the provider names models by publisher (Vertex AI's
     # `publishers/{publisher}/models/{model}`); `model` is then the model's id alone.
     publisher: str | None = None
+    # The provider's resource the host called names, where a resource has keys and an upstream of
+    # its own (Azure's `{resource}.openai.azure.com`); None for a call classified without its host.
+    resource: str | None = None
     # A path outside the model API, on a host that also serves other products (Bedrock's control
     # plane): it goes with the caller's own credential, never one of Tollgate's, undecided and
     # uncounted, and is audited with no endpoint.

@@ -8,13 +8,14 @@ from functools import lru_cache
 
 from tollgate.host_globs import glob_pattern
 from tollgate.providers.anthropic import Anthropic
+from tollgate.providers.azure import Azure
 from tollgate.providers.base import Provider
 from tollgate.providers.bedrock import Bedrock
 from tollgate.providers.gemini import Gemini
 from tollgate.providers.openai import OpenAI
 from tollgate.providers.vertex import Vertex
 
-PROVIDERS: dict[str, Provider] = {p.name: p for p in (OpenAI(), Gemini(), Anthropic(), Bedrock(), Vertex())}
+PROVIDERS: dict[str, Provider] = {p.name: p for p in (OpenAI(), Gemini(), Anthropic(), Bedrock(), Vertex(), Azure())}
 
 # gen_ai.provider.name per provider, as metrics and traces name it.
 SEMCONV_NAMES = {name: p.semconv_name for name, p in PROVIDERS.items()}

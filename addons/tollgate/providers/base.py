@@ -159,6 +159,8 @@ class UpstreamCredential:
     __slots__ = ()
     # A key taken from the provider's pool, which rests when the provider refuses it.
     pooled_key: str | None
+    # The pool it was taken from, where that is not the provider's own (a resource's: Azure's).
+    pool: KeyPool | None = None
 
     def apply(self, fields: Fields, request: Callable[[], RequestParts]) -> Applied:
         """The credential put into the request as it will go (after every change Tollgate made),
@@ -177,6 +179,7 @@ class HeaderKey(UpstreamCredential):
     drop: frozenset[bytes]
     fingerprint: str
     pooled_key: str | None = None
+    pool: KeyPool | None = None
 
     def apply(self, fields: Fields, request: Callable[[], RequestParts]) -> Applied:
         kept = [f for f in fields if f[0].lower() not in self.drop]
@@ -311,6 +314,17 @@ class Provider:
         """Where a chat call in the wire format `source` goes on this provider's own API, for
         `model`, streamed or not, once translated."""
         raise NotImplementedError
+
+    def configured_upstream(self, settings: ProviderConfig, classification: Classification | None) -> str | None:
+        """The upstream the settings give a call (scheme://host[:port]), or None. Default: `upstream`;
+        Azure's a resource's own, for a call to that resource's host."""
+        return settings.upstream
+
+    def model_names(self, settings: ProviderConfig) -> Callable[[str], str] | None:
+        """What model a model name the caller asked for is, for prices, limits, the policy and the
+        audit, where the settings name models apart from what callers ask for (Azure's deployments);
+        None where they do not. Default: None."""
+        return None
 
     def upstream_host(self, host: str, settings: ProviderConfig) -> str | None:
         """Where a call to `host` (lower case) goes when no upstream is configured: None for that

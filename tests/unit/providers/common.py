@@ -416,6 +416,15 @@ PATHS = {
         "/openai/v1/chat/completions",
         "/openai/v1/responses",
     ],
+    "azure": [
+        "/openai/deployments/gpt4o-prod/chat/completions",
+        "/openai/deployments/gpt4o-prod/embeddings",
+        "/openai/deployments/gpt4o-prod/audio/transcriptions",
+        "/openai/responses",
+        "/openai/v1/chat/completions",
+        "/openai/v1/responses",
+        "/openai/files",
+    ],
     "vertex": [
         "/v1/projects/p-1/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent",
         "/v1beta1/projects/p-1/locations/global/publishers/google/models/gemini-2.5-flash:streamGenerateContent",

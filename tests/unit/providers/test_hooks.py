@@ -130,12 +130,18 @@ def verifies_with(applied_fields: tuple[tuple[bytes, bytes], ...], body: bytes, 
 
 
 def test_routes_prefixes_and_settings_come_from_the_registry() -> None:
-    assert OPENAI_COMPATIBLE_TARGETS == ("gemini", "anthropic", "bedrock")
-    assert OPENAI_COMPATIBLE_PREFIX == {"gemini": "/v1beta/openai/", "anthropic": "/v1/", "bedrock": "/openai/v1/"}
+    assert OPENAI_COMPATIBLE_TARGETS == ("gemini", "anthropic", "bedrock", "azure")
+    assert OPENAI_COMPATIBLE_PREFIX == {
+        "gemini": "/v1beta/openai/",
+        "anthropic": "/v1/",
+        "bedrock": "/openai/v1/",
+        "azure": "/openai/v1/",
+    }
     assert {
         "gemini": {"chat.completions", "embeddings"},
         "anthropic": {"chat.completions"},
         "bedrock": {"chat.completions"},
+        "azure": {"chat.completions", "embeddings", "responses"},
     } == ROUTED_ENDPOINTS
     for name, provider in PROVIDERS.items():
         assert type(Config().providers.get(name)) is provider.settings_model
@@ -164,6 +170,7 @@ def test_only_bedrock_verifies_its_callers() -> None:
         "anthropic": False,
         "bedrock": True,
         "vertex": False,
+        "azure": False,
     }
 
 

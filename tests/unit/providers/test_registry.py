@@ -103,6 +103,15 @@ from .common import (
         ("-aiplatform.googleapis.com", 443, None),
         ("aiplatform.eu.rep.googleapis.com.evil.example", 443, None),
         ("ml.googleapis.com", 443, None),
+        ("my-res.openai.azure.com", 443, "azure"),
+        ("My-Res.OpenAI.Azure.com.", 443, "azure"),
+        ("my-res.cognitiveservices.azure.com", 443, "azure"),
+        ("my-res.services.ai.azure.com", 443, "azure"),
+        ("a.b.openai.azure.com", 443, None),
+        ("-res.openai.azure.com", 443, None),
+        ("openai.azure.com", 443, None),
+        ("management.azure.com", 443, None),
+        ("my-res.openai.azure.com.evil.example", 443, None),
     ],
 )
 def test_provider_for(host: str, port: int, expected: str | None) -> None:
@@ -119,14 +128,19 @@ def test_provider_for(host: str, port: int, expected: str | None) -> None:
         ("generativelanguage.googleapis.com:8443", True),
         ("bedrock-runtime-fips.us-east-1.amazonaws.com.:443", True),
         ("api.anthropic.com:443", True),
+        ("my-res.openai.azure.com:443", True),
+        ("my-res.cognitiveservices.azure.com:443", True),
+        ("my-res.services.ai.azure.com:443", True),
         ("api.openai.com.evil.example:443", False),
+        ("my-res.openai.azure.com.evil.example:443", False),
+        ("openai.azure.com:443", False),
         ("evilapi.openai.com:443", False),
         ("example.com:443", False),
     ],
 )
 def test_allow_hosts_decrypt_every_provider_host_on_any_port(address: str, decrypted: bool) -> None:
     assert mitmproxy_decrypts(allow_hosts(), address) is decrypted
-    assert sorted(PROVIDERS) == ["anthropic", "bedrock", "gemini", "openai", "vertex"]
+    assert sorted(PROVIDERS) == ["anthropic", "azure", "bedrock", "gemini", "openai", "vertex"]
 
 
 def mitmproxy_decrypts(patterns: list[str], address: str) -> bool:
@@ -283,6 +297,7 @@ def test_every_reason_has_a_status_and_an_entry_in_every_providers_error_table()
         "anthropic": anthropic_mod._ERROR_TYPES,
         "bedrock": bedrock_mod._ERRORS,
         "vertex": gemini_mod._REASONS,  # Google's error shape, as the Gemini API's
+        "azure": openai_mod._ERROR_TYPES,  # OpenAI's error shape
     }
     assert tables.keys() == PROVIDERS.keys()
     for name, table in tables.items():

@@ -89,7 +89,8 @@ class Credential:
         provider = provider_of(call)
         request = flow.request
         if credential.pooled_key is not None:
-            call.pooled_key = (call.loaded.pools[call.provider], credential.pooled_key)
+            pool = credential.pool if credential.pool is not None else call.loaded.pools[call.provider]
+            call.pooled_key = (pool, credential.pooled_key)
         for parameter in provider.query_positions:
             request.query.pop(parameter, None)
         # The caller's credentials out and the upstream's in, in one pass over the header fields
@@ -225,7 +226,8 @@ class Credential:
             return None
         rest_left = None
         if credential is not None and credential.pooled_key is not None:
-            rest_left = call.loaded.pools[call.provider].rest_left(credential.pooled_key)
+            pool = credential.pool if credential.pool is not None else call.loaded.pools[call.provider]
+            rest_left = pool.rest_left(credential.pooled_key)
         retry_after = None
         if response is not None and "retry-after" in response.headers:
             retry_after = retry_after_seconds(response.headers["retry-after"])

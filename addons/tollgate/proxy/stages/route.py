@@ -44,7 +44,9 @@ class Route:
         # A rule's upstream, else the provider's; a call routed to another provider goes to
         # that provider's real host; else to the host the client asked for.
         provider, settings = provider_of(call), call.loaded.providers[call.provider]
-        upstream = target_upstream(provider, settings, call.upstream, routed=call.requested_provider is not None)
+        upstream = target_upstream(
+            provider, settings, call.upstream, routed=call.requested_provider is not None, classification=call.sent()
+        )
         request = flow.request
         if upstream is None:
             twin = provider.upstream_host(call.host, settings)

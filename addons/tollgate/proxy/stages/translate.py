@@ -42,7 +42,7 @@ class Translate:
             refuse(flow, call, BAD_REQUEST, "Tollgate translates only a JSON body for this route.")
             return
         caller = decoded(call.headers, _CALLER_HEADERS)
-        model = call.target_model
+        model = call.sent_model  # the name the target's API takes (an Azure deployment's)
         if model is None:
             refuse(flow, call, BAD_REQUEST, "This call names no model for its route to translate.")
             return

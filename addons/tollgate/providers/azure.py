@@ -1,0 +1,318 @@
+"""Azure OpenAI: a resource's hosts (`{resource}.openai.azure.com`, and the Azure AI services hosts
+`{resource}.cognitiveservices.azure.com` and `{resource}.services.ai.azure.com`, which serve other
+products too), its deployments paths (`/openai/deployments/{deployment}/chat/completions`, whose
+model is the deployment) and its paths that name the model in the body as OpenAI's do
+(`/openai/v1/…`, and `/openai/responses`, `/openai/files`… as `AzureOpenAI` calls them). The wire
+format is OpenAI's (`formats/openai_chat/`, `formats/openai_responses/`), read as `openai.py`
+reads it. Keys go in `api-key`; Tollgate's own credential is a resource's key, the provider's, or
+an Entra ID token (`credentials: default`, `entra_id.py`)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from tollgate.config_base import ProviderConfig, Strict, base_url
+from tollgate.formats import OPENAI_CHAT
+from tollgate.formats.exact import UNREAD_FACTS, Unreadable, check_case, path_segments, words
+from tollgate.formats.openai_chat import ask_for_usage
+from tollgate.formats.request_facts import Classification, RequestFacts
+from tollgate.formats.usage import Usage
+from tollgate.formats.usage_reading import UsageReader, is_event_stream
+from tollgate.providers import openai
+from tollgate.providers.base import ChatLeg, HeaderKey, Headers, Provider, Refusal, UpstreamCredential
+from tollgate.providers.entra_id import EntraToken, EntraTokens, load_tokens
+from tollgate.providers.keypool import KeyPool
+
+# A resource's custom subdomain: lower-case letters, digits and hyphens.
+_RESOURCE = r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?"
+# Where only the OpenAI API lives, and the Azure AI services hosts, which serve other products too.
+OPENAI_SUFFIX = "openai.azure.com"
+_SUFFIXES = (OPENAI_SUFFIX, "cognitiveservices.azure.com", "services.ai.azure.com")
+_HOST = re.compile(rf"(?P<resource>{_RESOURCE})\.(?P<suffix>{'|'.join(re.escape(s) for s in _SUFFIXES)})")
+# A deployment's name, as Azure allows it.
+_DEPLOYMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# What a deployment serves, by the path's segments after `/openai/deployments/{deployment}/`.
+_DEPLOYMENT_ENDPOINTS = {
+    ("chat", "completions"): "chat.completions",
+    ("completions",): "completions",
+    ("embeddings",): "embeddings",
+    ("images", "generations"): "images.generations",
+    ("images", "edits"): "images.edits",
+    ("audio", "speech"): "audio.speech",
+    ("audio", "transcriptions"): "audio.transcriptions",
+    ("audio", "translations"): "audio.translations",
+}
+# The first segments of the APIs an Azure AI services host serves models at, in any letter case:
+# the OpenAI API is read, the model inference API (`/models/…`) and Foundry's projects (`/api/…`,
+# whose agents call models) are refused; every other path there is another product's.
+_MODEL_APIS = frozenset(("openai", "models", "api"))
+WORDS = words("openai", "deployments", "v1")
+_IN_PATH = re.compile(r"^/openai/deployments/(?P<model>[^/]+)/")
+
+
+class AzureResource(Strict):
+    """`providers.azure.resources.<resource>`: the resource's own keys, and where its calls go."""
+
+    keys: tuple[str, ...] = ()
+    upstream: str | None = None
+
+    _upstream = field_validator("upstream")(classmethod(lambda cls, value: base_url(value)))
+
+    @field_validator("keys")
+    @classmethod
+    def _keys_not_blank(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not k.strip() for k in value):
+            raise ValueError("a key is empty")
+        return value
+
+
+class AzureConfig(ProviderConfig):
+    """`providers.azure`: besides keys (sent to every resource without keys of its own), each
+    resource's keys and upstream (`resources`), an Entra ID credential Tollgate asks tokens of
+    (`default`: azure-identity's DefaultAzureCredential), and the model each deployment runs
+    (`deployments`), which prices, limits and the policy go by."""
+
+    credentials: Literal["default"] | None = None
+    resources: dict[str, AzureResource] = Field(default_factory=dict)
+    deployments: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("resources")
+    @classmethod
+    def _resource_names(cls, value: dict[str, AzureResource]) -> dict[str, AzureResource]:
+        for name in value:
+            if not re.fullmatch(_RESOURCE, name):
+                raise ValueError(
+                    f"{name!r} is not a resource's name as its host names it ({{resource}}.openai.azure.com:"
+                    " lower-case letters, digits and hyphens)"
+                )
+        return value
+
+    @field_validator("deployments")
+    @classmethod
+    def _deployment_names(cls, value: dict[str, str]) -> dict[str, str]:
+        seen: dict[str, str] = {}
+        for name, model in value.items():
+            if not _DEPLOYMENT.fullmatch(name):
+                raise ValueError(f"{name!r} is not a deployment's name (letters, digits, '.', '_' and '-')")
+            if not model.strip():
+                raise ValueError(f"{name}: the model is empty")
+            if name.lower() in seen:
+                raise ValueError(f"{name!r} and {seen[name.lower()]!r} are one deployment (Azure ignores case)")
+            seen[name.lower()] = name
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class AzureRuntime:
+    """What Azure's settings load: each configured resource's key pool, and the Entra ID tokens."""
+
+    pools: dict[str, KeyPool] = field(default_factory=dict)
+    tokens: EntraTokens | None = None
+
+
+def resource_of(host: str) -> tuple[str, str] | None:
+    """The resource an Azure host (lower case) names, and its suffix; None for a host it does not."""
+    m = _HOST.fullmatch(host)
+    return None if m is None else (m["resource"], m["suffix"])
+
+
+def _first_segment(path: str) -> str:
+    return path[1:].partition("/")[0]
+
+
+class Azure(Provider):
+    name = "azure"
+    semconv_name = "azure.ai.openai"
+    host_pattern = _HOST.pattern.replace("?P<resource>", "?:").replace("?P<suffix>", "?:")
+    side_header = "X-Azure-Key"
+    # AzureOpenAI(api_key=…) sends `api-key`; the OpenAI SDK on `/openai/v1/`, and an Entra ID
+    # token, `Authorization: Bearer`.
+    key_positions = positions = ("api-key", "authorization")
+    key_header = "api-key"
+    upstream_hint = "your resource's https://RESOURCE.openai.azure.com"
+    model_in_path = _IN_PATH
+    openai_compatible_prefix = "/openai/v1/"
+    openai_compatible_endpoints = frozenset(("chat.completions", "embeddings", "responses"))
+    settings_model = AzureConfig
+    credential_settings = "keys, `resources` or `credentials`"
+    chat_formats: ClassVar[Mapping[str, str]] = {"chat.completions": OPENAI_CHAT}
+    free_endpoints = openai.OpenAI.free_endpoints
+    # genai-prices' Azure table, which falls back on OpenAI's for the models it does not list.
+    price_table = "azure"
+
+    def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
+        # The v1 API names the deployment in the body, as OpenAI names the model.
+        return ChatLeg("/openai/v1/chat/completions", OPENAI_CHAT)
+
+    def injected(self, key: str, classification: Classification) -> tuple[str, str]:
+        return "api-key", key  # whatever path: the v1 API takes it there too
+
+    def configured_upstream(self, settings: ProviderConfig, classification: Classification | None) -> str | None:
+        """A resource's own upstream for a call to its host, else the provider's."""
+        assert isinstance(settings, AzureConfig)
+        resource = settings.resources.get(classification.resource or "") if classification is not None else None
+        return resource.upstream if resource is not None and resource.upstream else settings.upstream
+
+    def model_names(self, settings: ProviderConfig) -> Callable[[str], str] | None:
+        assert isinstance(settings, AzureConfig)
+        if not settings.deployments:
+            return None
+        # Azure's deployment names ignore case: so does the lookup, as a caller may write either.
+        names = {name.lower(): model for name, model in settings.deployments.items()}
+        return lambda deployment: names.get(deployment.lower(), deployment)
+
+    def load_runtime(
+        self, config: Any, settings: ProviderConfig, previous: tuple[ProviderConfig, Any] | None
+    ) -> AzureRuntime | None:
+        """Each resource's key pool (keeping the rests of `previous`'s), and the Entra ID tokens, kept
+        from `previous` while `credentials` is unchanged."""
+        assert isinstance(settings, AzureConfig)
+        old = previous[1] if previous is not None and isinstance(previous[1], AzureRuntime) else None
+        old_settings = previous[0] if previous is not None else None
+        if not settings.resources and settings.credentials is None:
+            return None
+        pools = {
+            name: old.pools[name].renewed(r.keys) if old is not None and name in old.pools else KeyPool(r.keys)
+            for name, r in settings.resources.items()
+            if r.keys
+        }
+        tokens = None
+        if settings.credentials is not None:
+            kept = isinstance(old_settings, AzureConfig) and old_settings.credentials == settings.credentials
+            if kept and old is not None and old.tokens is not None:
+                tokens = old.tokens
+            else:
+                tokens = load_tokens(settings.credentials)
+        return AzureRuntime(pools, tokens)
+
+    def classify_at(
+        self, host: str, method: str, path: str, data: dict[str, Any] | None, query: str = ""
+    ) -> Classification:
+        """A call read by its resource's host. An Azure AI services host serves other products too: a
+        path outside its model APIs goes on with the caller's own credential."""
+        found = resource_of(host)
+        resource = found[0] if found is not None else None
+        if found is not None and found[1] != OPENAI_SUFFIX:
+            first = _first_segment(path)
+            path_segments(path, percent=True)  # canonical, as the server will read it
+            if "%" in first:
+                raise Unreadable("the path's first segment is percent-encoded")
+            if first.lower() not in _MODEL_APIS:
+                return Classification(passthrough=True, resource=resource)
+            if first != "openai":
+                check_case((first,), WORDS)
+                raise Unreadable("Tollgate reads Azure's OpenAI API (/openai/…) only, not this API of its models")
+        classification = self.classify(method, path, data, query)
+        classification.resource = resource
+        return classification
+
+    def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
+        segments = path_segments(path)
+        check_case(segments[:2], WORDS)
+        if segments[0] != "openai":
+            raise Unreadable("Azure OpenAI's paths start with /openai/")
+        rest = segments[1:]
+        if not rest:
+            raise Unreadable("the path names no endpoint")
+        tail = rest[1:] if rest[0] == "v1" else rest
+        if tail[:1] == ["realtime"]:
+            raise Unreadable("Tollgate does not relay Azure OpenAI's WebSockets (Realtime, Responses)")
+        if rest[0] == "deployments":
+            classification = _deployment_call(method, rest[1:], data)
+        else:
+            # `/openai/v1/…`, or `/openai/…` as AzureOpenAI calls what names its model in the body.
+            classification = openai.classify_request(method, tail, data, query)
+        endpoint = classification.endpoint or ""
+        if classification.session or endpoint == "realtime" or endpoint.startswith("realtime."):
+            raise Unreadable("Tollgate does not relay Azure OpenAI's WebSockets (Realtime, Responses)").at(endpoint)
+        return classification
+
+    def streams_unread(self, method: str, path: str) -> bool:
+        segments = path[1:].split("/")
+        if segments[0] != "openai" or len(segments) < 2:
+            return False
+        if segments[1] == "deployments":
+            return len(segments) > 3 and openai.is_upload(method, segments[3:])
+        tail = segments[2:] if segments[1] == "v1" else segments[1:]
+        return bool(tail) and openai.is_upload(method, tail)
+
+    def prepare(
+        self,
+        classification: Classification,
+        body: dict[str, Any] | None,
+        index: Mapping[bytes, bytes],
+        inject_usage: bool,
+    ) -> bool:
+        # Every chat stream, the deployments' too (their wire format is OpenAI's, left unnamed so
+        # that an override rewrites the deployment in the path).
+        return inject_usage and ask_for_usage(classification, body)
+
+    def upstream_credential(
+        self,
+        classification: Classification,
+        side: Mapping[str, str],
+        pool: KeyPool,
+        settings: ProviderConfig,
+        runtime: AzureRuntime | None,
+    ) -> UpstreamCredential | None:
+        """The caller's key in X-Azure-Key, else the resource's keys in turn (for a call to a resource
+        that has some), else the provider's, else an Entra ID token of Tollgate's."""
+        key = side.get("x-azure-key")
+        if key:
+            return self.header_key(key, classification)
+        own = runtime.pools.get(classification.resource or "") if runtime is not None else None
+        if own is not None:
+            key = own.take()
+            if key is not None:
+                credential: HeaderKey = self.header_key(key, classification, pooled=True)
+                credential.pool = own
+                return credential
+        key = pool.take()
+        if key is not None:
+            return self.header_key(key, classification, pooled=True)
+        if runtime is not None and runtime.tokens is not None:
+            return EntraToken(runtime.tokens, self.header_positions)
+        return None
+
+    def refusal(self, reason: str, message: str) -> Refusal:
+        # Azure's errors are OpenAI's shape: the openai SDK's AzureOpenAI reads them so.
+        return self._json_refusal(reason, openai.refusal_body(reason, message))
+
+    def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
+        return openai.usage_of(classification.endpoint, body)
+
+    def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
+        if is_event_stream(headers):
+            return openai.stream_reader(classification.endpoint)
+        return super().usage_reader(classification, headers)
+
+
+def _deployment_call(method: str, parts: list[str], data: dict[str, Any] | None) -> Classification:
+    """`/openai/deployments/{deployment}/{endpoint}`: the model is the deployment, whatever the
+    body's `model` says (Azure reads the path)."""
+    if len(parts) < 2:
+        raise Unreadable("deployment paths are /openai/deployments/{deployment}/{endpoint}")
+    deployment, tail = parts[0], parts[1:]
+    if not _DEPLOYMENT.fullmatch(deployment):
+        raise Unreadable("the deployment's name holds characters Azure's do not")
+    check_case(tail, openai.WORDS)
+    endpoint = _DEPLOYMENT_ENDPOINTS.get(tuple(tail))
+    if endpoint is None:
+        raise Unreadable("not an endpoint of an Azure OpenAI deployment")
+    if method != "POST":
+        raise Unreadable("an Azure OpenAI deployment's endpoints take POST").at(endpoint)
+    if openai.is_upload(method, tail):
+        return Classification(endpoint, deployment, RequestFacts(), unread=UNREAD_FACTS)
+    try:
+        classification = openai.classify_body(endpoint, method, data)
+    except Unreadable as e:
+        raise e.at(endpoint) from None
+    classification.model = deployment
+    # The wire format is OpenAI's but the model is the path's: an override rewrites the path.
+    classification.wire_format = None
+    return classification

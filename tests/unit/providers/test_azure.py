@@ -1,0 +1,280 @@
+"""Azure OpenAI: its hosts and paths, the deployments as models, its settings, its upstream
+credential and refusals; plain data in, plain data out."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tollgate.call import Call
+from tollgate.config import Config, ConfigError, parse_config
+from tollgate.formats.exact import Unreadable
+from tollgate.formats.request_facts import Classification
+from tollgate.providers import PROVIDERS
+from tollgate.providers.azure import AzureConfig, AzureRuntime
+from tollgate.providers.base import HeaderKey
+from tollgate.providers.keypool import KeyPool
+from tollgate.runtime import Loaded
+from tollgate.upstream import target_upstream
+
+from .common import headers, j
+
+AZURE = PROVIDERS["azure"]
+CHAT = {"model": "ignored-by-azure", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 9, "stream": True}
+RES = "my-res"
+
+
+def at(host: str, method: str, target: str, body: Any = None) -> Classification:
+    path, _, query = target.partition("?")
+    return AZURE.classify_at(host, method, path, body, query)
+
+
+# (host, method, path with query, body) → (endpoint, model, wire format); the table of what is read.
+READ = [
+    ("/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21", CHAT,
+     ("chat.completions", "gpt4o-prod", None)),
+    ("/openai/deployments/gpt4o-prod/completions?api-version=2024-10-21", {"prompt": "x"},
+     ("completions", "gpt4o-prod", None)),
+    ("/openai/deployments/emb.small_1/embeddings?api-version=2024-10-21", {"input": "x"},
+     ("embeddings", "emb.small_1", None)),
+    ("/openai/deployments/dalle/images/generations?api-version=2024-10-21", {"prompt": "x"},
+     ("images.generations", "dalle", None)),
+    ("/openai/deployments/tts/audio/speech?api-version=2024-10-21", {"input": "x"}, ("audio.speech", "tts", None)),
+    ("/openai/responses?api-version=2025-03-01-preview", {"model": "gpt4o-prod", "input": "hi"},
+     ("responses", "gpt4o-prod", "openai-api")),
+    ("/openai/v1/chat/completions", {**CHAT, "model": "gpt4o-prod"}, ("chat.completions", "gpt4o-prod", "openai-api")),
+    ("/openai/v1/responses?api-version=preview", {"model": "gpt4o-prod", "input": "hi"},
+     ("responses", "gpt4o-prod", "openai-api")),
+    ("/openai/v1/embeddings", {"model": "emb", "input": "x"}, ("embeddings", "emb", "openai-api")),
+    ("/openai/files?api-version=2024-10-21", None, ("files", None, "openai-api")),
+    ("/openai/v1/models", None, ("models", None, "openai-api")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("suffix", ["openai.azure.com", "cognitiveservices.azure.com", "services.ai.azure.com"])
+@pytest.mark.parametrize(("target", "body", "expected"), READ)
+def test_the_model_api_is_read_on_every_host_of_a_resource(
+    suffix: str, target: str, body: Any, expected: tuple[Any, ...]
+) -> None:
+    c = at(f"{RES}.{suffix}", "POST" if body is not None else "GET", target, body)
+    assert (c.endpoint, c.model, c.wire_format) == expected
+    assert c.resource == RES and not c.passthrough
+
+
+def test_a_deployments_chat_reads_the_body_and_the_model_is_the_deployment() -> None:
+    c = at(f"{RES}.openai.azure.com", "POST", "/openai/deployments/gpt4o-prod/chat/completions", CHAT)
+    assert (c.model, c.facts.message_count, c.facts.max_tokens, c.facts.stream) == ("gpt4o-prod", 1, 9, True)
+
+
+def test_a_deployments_upload_is_unread_and_its_model_is_the_deployment() -> None:
+    path = "/openai/deployments/whisper/audio/transcriptions"
+    assert AZURE.streams_unread("POST", path)
+    assert AZURE.streams_unread("POST", "/openai/v1/audio/transcriptions")
+    assert AZURE.streams_unread("POST", "/openai/files")
+    assert not AZURE.streams_unread("POST", "/openai/deployments/d/chat/completions")
+    assert not AZURE.streams_unread("POST", "/openai")
+    c = at(f"{RES}.openai.azure.com", "POST", path)
+    # Its facts are unread, not its model: the path names it.
+    assert (c.endpoint, c.model, c.unread) == ("audio.transcriptions", "whisper", ("request",))
+
+
+REFUSED = [
+    "/openai/deployments/gpt4o-prod/chat/completion",  # unknown endpoint
+    "/openai/deployments/gpt4o-prod/extensions/chat/completions",  # "on your data": not read
+    "/openai/deployments/gpt4o-prod",
+    "/openai/deployments",
+    "/openai/deployments/gpt4o prod/chat/completions",
+    "/openai/deployments/gpt%34o/chat/completions",
+    "/openai/deployments/gpt4o-prod/Chat/completions",
+    "/OpenAI/deployments/gpt4o-prod/chat/completions",
+    "/openai/Deployments/gpt4o-prod/chat/completions",
+    "/openai/deployments/gpt4o-prod/chat/completions/",
+    "/openai//deployments/gpt4o-prod/chat/completions",
+    "/openai/deployments/./gpt4o-prod/chat/completions",
+    "/openai/V1/chat/completions",
+    "/openai",
+    "/openai/realtime",
+    "/openai/v1/realtime",
+]
+
+
+@pytest.mark.parametrize("path", REFUSED)
+def test_what_is_not_read_exactly_is_refused(path: str) -> None:
+    with pytest.raises(Unreadable):
+        at(f"{RES}.openai.azure.com", "POST", path, CHAT)
+    with pytest.raises(Unreadable):
+        at(f"{RES}.cognitiveservices.azure.com", "POST", path, CHAT)
+
+
+def test_a_deployments_endpoint_takes_only_post_and_a_websocket_is_refused() -> None:
+    with pytest.raises(Unreadable, match="take POST"):
+        at(f"{RES}.openai.azure.com", "GET", "/openai/deployments/d/chat/completions")
+    with pytest.raises(Unreadable, match="WebSockets"):
+        at(f"{RES}.openai.azure.com", "GET", "/openai/realtime?deployment=gpt-realtime")
+    with pytest.raises(Unreadable, match="WebSockets"):
+        at(f"{RES}.openai.azure.com", "GET", "/openai/v1/responses")  # the Responses API's WebSocket
+
+
+def test_a_bad_body_is_refused_at_its_endpoint() -> None:
+    with pytest.raises(Unreadable) as e:
+        at(f"{RES}.openai.azure.com", "POST", "/openai/deployments/d/chat/completions", {**CHAT, "max_tokens": "x"})
+    assert e.value.endpoint == "chat.completions"
+
+
+@pytest.mark.parametrize("suffix", ["cognitiveservices.azure.com", "services.ai.azure.com"])
+@pytest.mark.parametrize(
+    "path", ["/language/:analyze-text", "/speechtotext/v3.2/transcriptions", "/contentsafety/text:analyze"]
+)
+def test_other_products_on_an_ai_services_host_pass_through(suffix: str, path: str) -> None:
+    c = at(f"{RES}.{suffix}", "POST", path, {})
+    assert (c.passthrough, c.endpoint, c.model, c.resource) == (True, None, None, RES)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/models/chat/completions",  # the model inference API: a model API Tollgate does not read
+        "/Models/chat/completions",
+        "/api/projects/p1/threads/runs",  # Foundry's agents
+        "/API/projects/p1/openai/responses",
+        "/OpenAI/v1/chat/completions",
+        "/%6Fpenai/v1/chat/completions",
+        "//openai/v1/chat/completions",
+        "/x/../openai/v1/chat/completions",
+    ],
+)
+def test_the_model_apis_never_pass_through(path: str) -> None:
+    with pytest.raises(Unreadable):
+        at(f"{RES}.services.ai.azure.com", "POST", path, CHAT)
+
+
+@pytest.mark.parametrize("path", ["/language/:analyze-text", "/v1/chat/completions", "/chat/completions"])
+def test_the_openai_host_has_nothing_to_pass_through(path: str) -> None:
+    with pytest.raises(Unreadable, match="start with /openai/"):
+        at(f"{RES}.openai.azure.com", "POST", path, {})
+
+
+def test_a_host_the_configuration_adds_is_read_without_a_resource() -> None:
+    c = at("aoai.internal.example", "POST", "/openai/deployments/d/chat/completions", CHAT)
+    assert (c.model, c.resource, c.passthrough) == ("d", None, False)
+
+
+# --- settings ---------------------------------------------------------------------------------------
+
+
+def azure(**settings: Any) -> AzureConfig:
+    config = parse_config({"providers": {"azure": settings}})
+    assert isinstance(config.providers.azure, AzureConfig)
+    return config.providers.azure
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"resources": {"My_Res": {"keys": ["k"]}}}, "providers.azure.resources"),
+        ({"resources": {"r": {"upstream": "https://x/openai"}}}, "providers.azure.resources.r.upstream"),
+        ({"resources": {"r": {"keys": [" "]}}}, "providers.azure.resources.r.keys"),
+        ({"resources": {"r": {"key": "k"}}}, "providers.azure.resources.r.key"),
+        ({"deployments": {"gpt4o": ""}}, "providers.azure.deployments"),
+        ({"deployments": {"a/b": "gpt-4o"}}, "providers.azure.deployments"),
+        ({"deployments": {"Prod": "gpt-4o", "prod": "gpt-4o-mini"}}, "providers.azure.deployments"),
+        ({"credentials": "managed"}, "providers.azure.credentials"),
+    ],
+)
+def test_bad_settings_name_their_field(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config({"providers": {"azure": settings}})
+    assert message in str(e.value)
+
+
+def test_deployments_name_models_for_prices_limits_and_the_policy_whatever_their_case() -> None:
+    config = parse_config({"providers": {"azure": {"deployments": {"Prod-4o": "gpt-4o"}}}})
+    loaded = Loaded.build(config)
+    call = Call("azure", f"{RES}.openai.azure.com", "POST", "/openai/deployments/prod-4o/chat/completions")
+    call.loaded = loaded
+    call.classification = Classification("chat.completions", "prod-4o")
+    assert (call.sent_model, call.target_model) == ("prod-4o", "gpt-4o")
+    call.classification = Classification("chat.completions", "other")
+    assert call.target_model == "other"
+    assert Loaded.build(Config()).model_names == {}
+
+
+def test_a_resources_upstream_and_keys_are_its_own() -> None:
+    settings = azure(
+        upstream="https://gateway.example",
+        keys=["provider-key"],
+        resources={RES: {"keys": ["res-key-1", "res-key-2"], "upstream": "https://res.example:8443"}, "bare": {}},
+    )
+    runtime = AzureRuntime(pools={RES: KeyPool(["res-key-1", "res-key-2"])})
+    mine = Classification("chat.completions", "d", resource=RES)
+    other = Classification("chat.completions", "d", resource="elsewhere")
+    assert target_upstream(AZURE, settings, routed=False, classification=mine) == "https://res.example:8443"
+    assert target_upstream(AZURE, settings, routed=False, classification=other) == "https://gateway.example"
+    assert target_upstream(AZURE, settings, routed=False) == "https://gateway.example"
+    provider_pool = KeyPool(settings.keys)
+    first = AZURE.upstream_credential(mine, {}, provider_pool, settings, runtime)
+    second = AZURE.upstream_credential(mine, {}, provider_pool, settings, runtime)
+    assert isinstance(first, HeaderKey) and isinstance(second, HeaderKey)
+    assert (first.name, first.value, first.pooled_key, first.pool) == (
+        b"api-key",
+        b"res-key-1",
+        "res-key-1",
+        runtime.pools[RES],
+    )
+    assert second.value == b"res-key-2"
+    elsewhere = AZURE.upstream_credential(other, {}, provider_pool, settings, runtime)
+    assert isinstance(elsewhere, HeaderKey)
+    assert (elsewhere.value, elsewhere.pool) == (b"provider-key", None)
+    # The caller's own key in X-Azure-Key wins; it goes in api-key too, whatever the path.
+    side = AZURE.upstream_credential(mine, {"x-azure-key": "own"}, provider_pool, settings, runtime)
+    assert isinstance(side, HeaderKey) and (side.name, side.value, side.pooled_key) == (b"api-key", b"own", None)
+    assert side.drop == {b"api-key", b"authorization"}
+    assert AZURE.upstream_credential(mine, {}, KeyPool(()), azure(), None) is None
+
+
+def test_load_runtime_keeps_the_rests_of_a_resources_keys() -> None:
+    settings = azure(resources={RES: {"keys": ["a", "b"]}})
+    first = AZURE.load_runtime(Config(), settings, None)
+    assert isinstance(first, AzureRuntime) and first.tokens is None
+    first.pools[RES].rest("a", 60)
+    again = AZURE.load_runtime(Config(), azure(resources={RES: {"keys": ["a", "c"]}}), (settings, first))
+    assert isinstance(again, AzureRuntime)
+    assert again.pools[RES].rest_left("a") > 0
+    assert AZURE.load_runtime(Config(), azure(), None) is None
+
+
+def test_refusals_are_in_openais_shape() -> None:
+    refusal = AZURE.refusal("policy_denied", "no")
+    assert refusal.status == 403
+    assert json.loads(refusal.body) == {
+        "error": {"message": "no", "type": "permission_denied", "param": None, "code": "policy_denied"}
+    }
+    assert refusal.headers["x-tollgate-error"] == "policy_denied"
+
+
+def test_an_override_rewrites_the_deployment_in_the_path() -> None:
+    assert AZURE.path_with_model("/openai/deployments/a/chat/completions?api-version=1", "b") == (
+        "/openai/deployments/b/chat/completions?api-version=1"
+    )
+    assert AZURE.path_with_model("/openai/v1/chat/completions", "b") is None
+
+
+def test_a_stream_asks_for_its_usage_on_every_path() -> None:
+    for target in ("/openai/deployments/d/chat/completions", "/openai/v1/chat/completions"):
+        body = {**CHAT, "model": "d"}
+        c = at(f"{RES}.openai.azure.com", "POST", target, body)
+        assert AZURE.prepare(c, body, {}, inject_usage=True)
+        assert body["stream_options"] == {"include_usage": True}
+
+
+def test_usage_is_read_as_openais() -> None:
+    body = j({"usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}, "choices": []})
+    u = AZURE.usage(Classification("chat.completions", "d"), headers(), body)
+    assert (u.input_tokens, u.output_tokens, u.total_tokens) == (3, 4, 7)
+
+
+def test_a_caller_presents_keys_in_api_key_or_as_a_bearer() -> None:
+    found = AZURE.presented(headers(("api-key", "vk-1"), ("authorization", "Bearer tok")), {})
+    assert [(p.value, p.position) for p in found] == [("vk-1", "api-key"), ("tok", "authorization")]
