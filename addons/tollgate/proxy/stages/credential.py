@@ -13,7 +13,6 @@ from mitmproxy import http
 from tollgate.call import Call
 from tollgate.formats.raw_headers import decoded
 from tollgate.governance.failover import wait_for
-from tollgate.providers import PROVIDERS
 from tollgate.providers.base import (
     NO_UPSTREAM_CREDENTIAL,
     CredentialUnavailable,
@@ -40,7 +39,7 @@ class Credential:
         request = flow.request
         side = self._side_headers_out(request, call)
         if call.requested_provider is not None:
-            drop_credentials_of(PROVIDERS[call.requested_provider], request)
+            drop_credentials_of(call.registry[call.requested_provider], request)
         credential = credential_for(call.loaded, provider, call.sent(), side)
         if credential is None:
             self._pass_through(flow, call)
