@@ -13,6 +13,7 @@ from tests.support.fake_upstream import Reply
 
 REAL = {
     "openai": "sk-real-openai-vendors-01",
+    "anthropic": "sk-ant-real-vendors-07",
     "groq": "gsk_real-groq-vendors-02",
     "mistral": "real-mistral-vendors-03",
     "openrouter": "sk-or-real-openrouter-04",
@@ -37,13 +38,15 @@ def config(urls: dict[str, str]) -> dict:
                 "provider": "groq",
                 "model": "llama-3.3-70b-versatile",
             },
+            {"match": {"provider": "anthropic", "model": "claude-*"}, "provider": "acme", "model": "acme-large"},
+            {"match": {"provider": "groq", "model": "gpt-*"}, "provider": "openai"},
         ],
     }
 
 
 @pytest.fixture(scope="module")
 def gw(start_gateway):
-    return start_gateway(config, providers=("openai", "groq", "mistral", "openrouter", "acme"))
+    return start_gateway(config, providers=("openai", "anthropic", "groq", "mistral", "openrouter", "acme"))
 
 
 @pytest.fixture
@@ -206,6 +209,33 @@ def test_a_route_from_openai_to_groq(g):
     assert (record["requested_provider"], record["provider"], record["host"]) == ("openai", "groq", "api.openai.com")
     assert (record["requested_model"], record["model"]) == ("fast-chat", "llama-3.3-70b-versatile")
     assert usage_of(record) == (21, 7, 5, 2, 28, 0.00001792)
+
+
+def test_a_route_from_anthropic_to_a_configured_vendor_is_translated(g):
+    result = g.run(f"""
+        import anthropic
+        r = anthropic.Anthropic(api_key="{ALICE}", max_retries=0).messages.create(
+            model="claude-sonnet-4-5", max_tokens=50, messages=[{{"role": "user", "content": "hi"}}])
+        report(text=r.content[0].text, usage=[r.usage.input_tokens, r.usage.output_tokens])
+    """)
+    # Anthropic's input_tokens leave out the 5 read from the cache.
+    assert result == {"text": "Hi there.", "usage": [16, 7]}
+    assert g.fakes["anthropic"].received == []
+    (seen,) = g.fakes["acme"].received
+    assert (seen.path, seen.headers["authorization"]) == ("/api/v2/chat/completions", f"Bearer {REAL['acme']}")
+    assert seen.json()["model"] == "acme-large" and seen.json()["max_completion_tokens"] == 50
+    record = g.last_audit()
+    assert (record["requested_provider"], record["provider"], record["model"]) == ("anthropic", "acme", "acme-large")
+    assert (record["input_tokens"], record["output_tokens"]) == (21, 7)
+
+
+def test_a_vendors_call_routed_to_openai_goes_as_it_is(g):
+    assert g.run(chat(GROQ, "gpt-4o-mini")) == {"text": "Hi there.", "tokens": 28}
+    assert g.fakes["groq"].received == []
+    (seen,) = g.fakes["openai"].received
+    assert (seen.path, seen.headers["authorization"]) == ("/v1/chat/completions", f"Bearer {REAL['openai']}")
+    record = g.last_audit()
+    assert (record["requested_provider"], record["provider"], record["host"]) == ("groq", "openai", "api.groq.com")
 
 
 CREDITS = """
