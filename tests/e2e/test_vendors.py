@@ -271,6 +271,27 @@ def test_openrouters_site_goes_with_the_callers_own_key(g):
     assert (refused["endpoint"], refused["decision"]) == (None, "deny")
 
 
+def test_a_vendor_added_by_a_reload_is_governed_at_once(g):
+    def with_beta(urls: dict[str, str]) -> dict:
+        data = config(urls)
+        beta = {
+            "kind": "openai_compatible",
+            "hosts": ["llm.beta.example"],
+            "upstream": urls["acme"],
+            "keys": ["sk-beta"],
+        }
+        data["providers"]["beta"] = beta
+        return data
+
+    g.reconfigure(with_beta)
+    assert g.run(chat("https://llm.beta.example/v1", "b-1")) == {"text": "Hi there.", "tokens": 28}
+    (seen,) = g.fakes["acme"].received
+    assert (seen.path, seen.headers["authorization"]) == ("/v1/chat/completions", "Bearer sk-beta")
+    record = g.last_audit()
+    assert (record["provider"], record["host"], record["client"]) == ("beta", "llm.beta.example", "alice")
+    g.reconfigure(config)
+
+
 def test_no_vendor_key_reaches_the_console_or_the_audit(g):
     """Runs last in this module: every call above has been made through this gateway."""
     console, audit = g.proxy.console(), g.audit_path.read_text()
