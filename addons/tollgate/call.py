@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from tollgate.formats.request_facts import Classification
 from tollgate.formats.usage import Usage
 from tollgate.governance.failover import Attempt
+from tollgate.providers import PROVIDERS, Provider
 
 if TYPE_CHECKING:
     from tollgate.formats.translation import Translation
@@ -191,6 +193,11 @@ class Call:
             return model
         names = loaded.model_names.get(self.provider)
         return model if names is None else names(model)
+
+    @property
+    def registry(self) -> Mapping[str, Provider]:
+        """The providers by name as its configuration has them: the built-in ones and those it adds."""
+        return PROVIDERS if self.loaded is None else self.loaded.registry
 
     @property
     def called_provider(self) -> str:

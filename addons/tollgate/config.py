@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator, model_validator
 
 from tollgate.config_base import ProviderConfig, Strict, base_url
 from tollgate.governance.jwt_identity import (
@@ -24,9 +24,14 @@ from tollgate.governance.jwt_identity import (
 )
 from tollgate.governance.policy import TIMEOUT as POLICY_TIMEOUT
 from tollgate.host_globs import globs_overlap
-from tollgate.providers import OPENAI_COMPATIBLE_SOURCE, PROVIDERS
+from tollgate.providers import OPENAI_COMPATIBLE_SOURCE, PROVIDERS, ConfiguredVendorSettings
 
 PROVIDER_NAMES = tuple(PROVIDERS)
+# The validation context's key for the names of the providers a file adds (`providers.<name>:
+# {kind: …}`), which its rules may name (`parse_config` sets it).
+CONFIGURED = "configured_providers"
+# A provider's name as the configuration adds one: what the audit, the policy and the metrics call it.
+_PROVIDER_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 DRAIN_S = 30.0  # `drain_s` when the file names none
 
 
@@ -34,9 +39,47 @@ class ConfigError(Exception):
     """A configuration problem, its message naming the file and the field."""
 
 
+def known_providers(info: ValidationInfo | None) -> tuple[str, ...]:
+    """The providers a rule may name: the built-in ones and those the file adds."""
+    context = info.context if info is not None else None
+    return PROVIDER_NAMES + tuple((context or {}).get(CONFIGURED, ()))
+
+
+def unknown_provider(name: str, known: tuple[str, ...]) -> str:
+    return f"unknown provider {name!r}; one of {', '.join(known)}"
+
+
+def configured_names(data: Any) -> tuple[str, ...]:
+    """The names under `providers:` of a parsed file that are not built in: those it adds."""
+    providers = data.get("providers") if isinstance(data, dict) else None
+    return tuple(n for n in providers if n not in PROVIDERS) if isinstance(providers, dict) else ()
+
+
 class _ProviderSettings(Strict):
+    # A name that is no built-in provider adds one (`kind: openai_compatible`).
+    model_config = ConfigDict(extra="allow", frozen=True)
+    __pydantic_extra__: dict[str, ConfiguredVendorSettings] = Field(init=False)
+
     def get(self, name: str) -> ProviderConfig:
         return getattr(self, name)
+
+    def configured(self) -> dict[str, ConfiguredVendorSettings]:
+        """The providers the file adds, by name."""
+        return dict(self.__pydantic_extra__ or {})
+
+    def names(self) -> tuple[str, ...]:
+        """Every provider's name: the built-in ones, then those the file adds."""
+        return PROVIDER_NAMES + tuple(self.__pydantic_extra__ or ())
+
+    @model_validator(mode="after")
+    def _names_usable(self) -> _ProviderSettings:
+        for name in self.__pydantic_extra__ or ():
+            if not isinstance(name, str) or _PROVIDER_NAME.fullmatch(name) is None:
+                raise ValueError(
+                    f"{name!r}: a provider's name is lower-case letters, digits, '_' and '-', starting with a"
+                    " letter (at most 40)"
+                )
+        return self
 
 
 # `providers:`, one field per registered provider, each of the provider's own settings model. A
@@ -95,16 +138,18 @@ class Override(Strict):
     _upstream = field_validator("upstream")(classmethod(lambda cls, value: base_url(value)))
 
     @model_validator(mode="after")
-    def _a_route_reaches_its_provider(self) -> Override:
+    def _a_route_reaches_its_provider(self, info: ValidationInfo) -> Override:
         if self.model is None and self.provider is None and self.upstream is None:
             raise ValueError("a rule must set model, provider or upstream")
+        known = known_providers(info)
         for name in (self.match.provider, self.provider):
-            if name is not None and name not in PROVIDER_NAMES:
-                raise ValueError(f"unknown provider {name!r}; one of {', '.join(PROVIDER_NAMES)}")
+            if name is not None and name not in known:
+                raise ValueError(unknown_provider(name, known))
         if self.api is not None and (self.provider is None or self.provider == self.match.provider):
             raise ValueError("api: applies to a route (provider: another provider than match.provider)")
         if self.api == "openai_compatible":
-            if self.provider not in OPENAI_COMPATIBLE_TARGETS:
+            # Every provider a file adds is an OpenAI-compatible API.
+            if self.provider not in OPENAI_COMPATIBLE_TARGETS and self.provider not in known[len(PROVIDER_NAMES) :]:
                 raise ValueError(f"{self.provider} has no OpenAI-compatible API: use api: native")
             if self.match.provider != OPENAI_COMPATIBLE_SOURCE:
                 raise ValueError("api: openai_compatible takes OpenAI's calls: set match.provider: openai")
@@ -128,14 +173,15 @@ class RollupRule(Strict):
     cache_entries: int = Field(default=256, ge=0)
 
     @model_validator(mode="after")
-    def _one_size(self) -> RollupRule:
+    def _one_size(self, info: ValidationInfo) -> RollupRule:
         if (self.above_messages is None) == (self.above_tokens is None):
             raise ValueError("set one of above_messages and above_tokens")
         if self.above_messages is not None and self.keep_last >= self.above_messages:
             raise ValueError("keep_last must be below above_messages")
+        known = known_providers(info)
         for name in (self.match.provider, self.summarizer.provider):
-            if name is not None and name not in PROVIDER_NAMES:
-                raise ValueError(f"unknown provider {name!r}; one of {', '.join(PROVIDER_NAMES)}")
+            if name is not None and name not in known:
+                raise ValueError(unknown_provider(name, known))
         return self
 
 
@@ -249,9 +295,10 @@ class PriceRule(Strict):
 
     @field_validator("match")
     @classmethod
-    def _provider_known(cls, value: OverrideMatch) -> OverrideMatch:
-        if value.provider is not None and value.provider not in PROVIDER_NAMES:
-            raise ValueError(f"unknown provider {value.provider!r}; one of {', '.join(PROVIDER_NAMES)}")
+    def _provider_known(cls, value: OverrideMatch, info: ValidationInfo) -> OverrideMatch:
+        known = known_providers(info)
+        if value.provider is not None and value.provider not in known:
+            raise ValueError(unknown_provider(value.provider, known))
         return value
 
 
@@ -296,11 +343,12 @@ class LimitRule(Strict):
         return {name: value for name in LIMIT_FIELDS if (value := getattr(self, name)) is not None}
 
     @model_validator(mode="after")
-    def _something_capped(self) -> LimitRule:
+    def _something_capped(self, info: ValidationInfo) -> LimitRule:
         if not self.caps():
             raise ValueError(f"a limit must set at least one of {', '.join(LIMIT_FIELDS)}")
-        if self.match.provider is not None and self.match.provider not in PROVIDER_NAMES:
-            raise ValueError(f"unknown provider {self.match.provider!r}; one of {', '.join(PROVIDER_NAMES)}")
+        known = known_providers(info)
+        if self.match.provider is not None and self.match.provider not in known:
+            raise ValueError(unknown_provider(self.match.provider, known))
         return self
 
 
@@ -432,19 +480,17 @@ class Config(Strict):
                 )
             labels[limit.label] = i
         for i, rule in enumerate(self.overrides):
-            target = PROVIDERS[rule.provider] if rule.provider is not None else None
-            configured = target is not None and self.providers.get(target.name).upstream is not None
-            if target is not None and target.default_host is None and rule.upstream is None and not configured:
+            name = rule.provider
+            if name is not None and rule.upstream is None and not self._reachable(name):
                 raise ValueError(
-                    f"overrides.{i}: a route to {target.name} needs upstream: here or under"
-                    f" providers.{target.name} ({target.upstream_hint})"
+                    f"overrides.{i}: a route to {name} needs upstream: here or under"
+                    f" providers.{name} ({self._upstream_hint(name)})"
                 )
         for i, rollup in enumerate(self.rollup):
-            target = PROVIDERS[rollup.summarizer.provider]
-            if target.default_host is None and self.providers.get(target.name).upstream is None:
+            name = rollup.summarizer.provider
+            if not self._reachable(name):
                 raise ValueError(
-                    f"rollup.{i}.summarizer: {target.name} needs providers.{target.name}.upstream"
-                    f" ({target.upstream_hint})"
+                    f"rollup.{i}.summarizer: {name} needs providers.{name}.upstream ({self._upstream_hint(name)})"
                 )
         self._hosts_apart()
         issuers: set[str] = set()
@@ -463,9 +509,23 @@ class Config(Strict):
                 )
         return self
 
+    def _reachable(self, name: str) -> bool:
+        """Whether Tollgate knows where a request it sends to `name` goes: its upstream, else its host."""
+        settings = self.providers.get(name)
+        if settings.upstream is not None:
+            return True
+        if isinstance(settings, ConfiguredVendorSettings):
+            return settings.default_host is not None
+        return PROVIDERS[name].default_host is not None
+
+    def _upstream_hint(self, name: str) -> str:
+        return PROVIDERS[name].upstream_hint if name in PROVIDERS else f"the scheme://host of {name}'s API"
+
     def _hosts_apart(self) -> None:
         """No host is added to two providers: which one would read its calls is not to be guessed."""
-        added = [(name, i, glob) for name in PROVIDER_NAMES for i, glob in enumerate(self.providers.get(name).hosts)]
+        added = [
+            (name, i, glob) for name in self.providers.names() for i, glob in enumerate(self.providers.get(name).hosts)
+        ]
         for k, (name, i, glob) in enumerate(added):
             for other, j, other_glob in added[:k]:
                 if other != name and globs_overlap(glob, other_glob):
@@ -519,7 +579,7 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
         raise ConfigError("the file must hold a mapping (providers:, clients:, …)")
     expanded = expand_env(data, os.environ if env is None else env)
     try:
-        return Config.model_validate(expanded)
+        return Config.model_validate(expanded, context={CONFIGURED: configured_names(expanded)})
     except ValidationError as e:
         raise ConfigError(_describe(e)) from None
 

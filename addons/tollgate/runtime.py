@@ -16,7 +16,7 @@ from tollgate.governance.limits import Limits
 from tollgate.governance.overrides import RuleBook
 from tollgate.governance.policy import Policy
 from tollgate.governance.pricing import Prices
-from tollgate.providers import BUILT_IN_HOSTS, PROVIDERS, Hosts
+from tollgate.providers import BUILT_IN_HOSTS, PROVIDERS, Hosts, Provider, configured
 from tollgate.providers.client_certs import ClientCert
 from tollgate.providers.keypool import KeyPool
 
@@ -46,6 +46,9 @@ class Loaded:
     # What model each model name a caller asks a provider for is, where its settings say
     # (`Provider.model_names`: Azure's deployments); only the providers whose settings do.
     model_names: dict[str, Callable[[str], str]] = field(default_factory=dict)
+    # Every provider by name: the built-in ones, then those the configuration adds
+    # (`providers.<name>: {kind: openai_compatible}`). A call's provider is looked up here.
+    registry: Mapping[str, Provider] = field(default_factory=lambda: PROVIDERS)
 
     @classmethod
     def build(
@@ -61,19 +64,23 @@ class Loaded:
         """What `config` makes; the key pools carry over the rests of `previous`'s, the JWT issuers
         the keys fetched for those unchanged (`jwt`: made already, else here). A provider missing
         from `runtimes` has loaded nothing (None). ValueError when a JWKS file cannot be read."""
-        providers = {name: config.providers.get(name) for name in PROVIDERS}
+        added_providers = config.providers.configured()
+        registry = {**PROVIDERS, **configured(added_providers)} if added_providers else PROVIDERS
+        providers = {name: config.providers.get(name) for name in registry}
         pools = {
-            name: previous.pools[name].renewed(settings.keys) if previous else KeyPool(settings.keys)
+            name: previous.pools[name].renewed(settings.keys)
+            if previous and name in previous.pools
+            else KeyPool(settings.keys)
             for name, settings in providers.items()
         }
-        runtimes = {name: (runtimes or {}).get(name) for name in PROVIDERS}
+        runtimes = {name: (runtimes or {}).get(name) for name in registry}
         if jwt is None:
             jwt = Verifier(config.identity.jwt, previous.jwt if previous is not None else None)
         added = {name: settings.hosts for name, settings in providers.items()}
-        hosts = Hosts(added) if any(added.values()) else BUILT_IN_HOSTS
-        named = {name: PROVIDERS[name].model_names(settings) for name, settings in providers.items()}
+        hosts = Hosts(added, registry) if any(added.values()) else BUILT_IN_HOSTS
+        named = {name: registry[name].model_names(settings) for name, settings in providers.items()}
         return cls(
-            config, providers, Directory(config), RuleBook(config.overrides), pools, policy, runtimes, jwt,
-            Limits(config.limits), Prices(config.prices), hosts, dict(client_certs or {}), config_sha256,
-            {name: names for name, names in named.items() if names is not None},
+            config, providers, Directory(config), RuleBook(config.overrides, registry), pools, policy, runtimes,
+            jwt, Limits(config.limits), Prices(config.prices, registry), hosts, dict(client_certs or {}),
+            config_sha256, {name: names for name, names in named.items() if names is not None}, registry,
         )  # fmt: skip

@@ -22,7 +22,7 @@ from tollgate.config_base import ProviderConfig
 from tollgate.fingerprint import fingerprint
 from tollgate.formats.framing import MAX_FRAME, Undecodable, decode_whole
 from tollgate.formats.request_facts import Classification
-from tollgate.providers import PROVIDERS
+from tollgate.providers import CONFIGURED_SIDE_HEADERS, PROVIDERS
 from tollgate.providers.base import Provider, RequestParts, UpstreamCredential
 from tollgate.providers.keypool import KeyPool, retry_after_seconds
 
@@ -34,7 +34,10 @@ if TYPE_CHECKING:
 RESTING_STATUSES = (401, 429)
 # The headers a caller sends its own upstream credential in, every provider's: each is removed from
 # every call whichever provider it names (a key sent to the wrong provider must not travel on).
-SIDE_HEADERS = tuple(h for p in PROVIDERS.values() for h in (p.side_header, *p.extra_side_headers))
+SIDE_HEADERS = (
+    *(h for p in PROVIDERS.values() for h in (p.side_header, *p.extra_side_headers)),
+    *CONFIGURED_SIDE_HEADERS,
+)
 NO_SIDE: Mapping[str, str] = MappingProxyType({})
 # What a rest shared through the ledger's store is named when it is a circuit's, not a key's.
 CIRCUIT = "circuit:"

@@ -15,7 +15,11 @@ REAL = {
     "gemini": "AIza-REAL-gemini-5ecret-b2",
     "anthropic": "sk-ant-REAL-5ecret-c3",
     "bedrock": "ABSK-REAL-bedrock-5ecret-d4",
+    "groq": "gsk_REAL-groq-5ecret-d5",  # an OpenAI-compatible preset
+    "acme": "sk-REAL-acme-5ecret-d6",  # an OpenAI-compatible vendor the configuration adds
 }
+ACME = {"kind": "openai_compatible", "hosts": ["api.acme.example"]}
+OWN_VENDOR = "sk-CALLERS-OWN-vendor-5ecret-h9"
 VIRTUAL = "tg-VIRTUAL-alice-5ecret-e5"
 CAROL = "tg-VIRTUAL-carol-5ecret-f6"
 PASSWORD = "pr0xy-PASSWORD-5ecret-g7"
@@ -25,7 +29,7 @@ SYSTEM = "SYSTEM-PROMPT-that-must-not-leak-j0"
 TOOL_ARGS = "TOOL-ARGUMENT-that-must-not-leak-k1"
 COMPLETION = "COMPLETION-TEXT-that-must-not-leak-l2"
 OAUTH = "ya29.CALLERS-OAUTH-token-5ecret-m0"  # Google reads an OAuth token from ?access_token= too
-SECRETS = [*REAL.values(), VIRTUAL, CAROL, PASSWORD, OWN, OAUTH, PROMPT, SYSTEM, TOOL_ARGS, COMPLETION]
+SECRETS = [*REAL.values(), VIRTUAL, CAROL, PASSWORD, OWN, OWN_VENDOR, OAUTH, PROMPT, SYSTEM, TOOL_ARGS, COMPLETION]
 
 
 def answers(received):
@@ -47,8 +51,10 @@ def _start(start_gateway, tmp_path_factory, *extra: str, drain_s: float | None =
     saved = tmp_path_factory.mktemp("saved") / "flows.mitm"
 
     def config(urls: dict[str, str]) -> dict:
+        providers = {name: {"upstream": url, "keys": [REAL[name]]} for name, url in urls.items()}
+        providers["acme"].update(ACME)
         return {
-            "providers": {name: {"upstream": url, "keys": [REAL[name]]} for name, url in urls.items()},
+            "providers": providers,
             "clients": [
                 {"name": "alice", "keys": [VIRTUAL], "groups": ["research"]},
                 {"name": "carol", "keys": [CAROL]},
@@ -56,7 +62,15 @@ def _start(start_gateway, tmp_path_factory, *extra: str, drain_s: float | None =
             **({} if drain_s is None else {"drain_s": drain_s}),
         }
 
-    gateway = start_gateway(config, "--set", f"save_stream_file={saved}", "--set", "flow_detail=4", *extra)
+    gateway = start_gateway(
+        config,
+        "--set",
+        f"save_stream_file={saved}",
+        "--set",
+        "flow_detail=4",
+        *extra,
+        providers=("openai", "gemini", "anthropic", "bedrock", "groq", "acme"),
+    )
     gateway.saved = saved
     for fake in gateway.fakes.values():
         fake.handler = answers
@@ -119,6 +133,20 @@ def test_nothing_secret_reaches_any_output(gw, gw_login):
         report(ok=r["output"]["message"]["content"][0]["text"] == "{COMPLETION}")
         """,
         f"""
+        from openai import OpenAI
+        r = OpenAI(base_url="https://api.groq.com/openai/v1", api_key="{VIRTUAL}", max_retries=0
+            ).chat.completions.create(model="llama-3.3-70b-versatile",
+            messages=[{{"role": "system", "content": "{SYSTEM}"}}, {{"role": "user", "content": "{PROMPT}"}}])
+        report(ok=r.choices[0].message.content == "{COMPLETION}")
+        """,
+        f"""
+        from openai import OpenAI
+        r = OpenAI(base_url="https://api.acme.example/v1", api_key="{VIRTUAL}", max_retries=0,
+            default_headers={{"X-Vendor-Key": "{OWN_VENDOR}"}}).chat.completions.create(model="acme-1",
+            messages=[{{"role": "user", "content": "{PROMPT}"}}])
+        report(ok=r.choices[0].message.content == "{COMPLETION}")
+        """,
+        f"""
         import openai
         try:
             openai.OpenAI(api_key="tg-unknown-key", max_retries=0).chat.completions.create(
@@ -135,6 +163,10 @@ def test_nothing_secret_reaches_any_output(gw, gw_login):
     (gemini,) = gw.fakes["gemini"].received
     assert gemini.path == "/v1beta/models/gemini-2.0-flash:generateContent"
     assert gemini.headers["x-goog-api-key"] == REAL["gemini"]
+    # A preset's call goes with its real key; a configured vendor's with the caller's own from its side header.
+    assert gw.fakes["groq"].received[-1].headers["authorization"] == f"Bearer {REAL['groq']}"
+    (acme,) = gw.fakes["acme"].received
+    assert acme.headers["authorization"] == f"Bearer {OWN_VENDOR}" and "x-vendor-key" not in acme.headers
     # carol logs in at the proxy: the login wins over the virtual key she also sends.
     from tests.support.clients import run_client
 
@@ -154,7 +186,8 @@ def test_nothing_secret_reaches_any_output(gw, gw_login):
     assert (login_record["client"], login_record["auth"], login_record["groups"]) == ("carol", "proxyauth", [])
 
     records = gw.wait_audit(len(calls))
-    assert [r["client"] for r in records] == ["alice", "alice", "alice", "alice", None]
+    assert [r["client"] for r in records] == ["alice", "alice", "alice", "alice", "alice", "alice", None]
+    assert [r["provider"] for r in records[4:6]] == ["groq", "acme"]
     for gateway in (gw, gw_login):
         gateway.proxy.stop()  # flushes the saved flows
 
@@ -195,6 +228,9 @@ SIDE = {
     "X-AWS-Access-Key": "AKIASIDE5ECRETM5",
     "X-AWS-Secret-Key": "aws-SIDE-secret-5ecret-m6",
     "X-AWS-Session-Token": "aws-SIDE-session-5ecret-m7",
+    "X-Groq-Key": "gsk_SIDE-groq-5ecret-m8",
+    "X-Mistral-Key": "SIDE-mistral-5ecret-m9",
+    "X-Vendor-Key": "sk-SIDE-vendor-5ecret-m0",
 }
 COOKIE = "COOKIE-session-5ecret-n1"
 WS_KEY = "sk-WEBSOCKET-5ecret-n2"
@@ -341,6 +377,17 @@ REFUSED_CALLS = [
         {},
         ("ClientError", 403),
     ),
+    # 401: an unknown key to an OpenAI-compatible preset, with every side header and a cookie.
+    (
+        f"""
+        import openai
+        openai.OpenAI(base_url="https://api.groq.com/openai/v1", api_key="{UNKNOWN}", max_retries=0,
+            default_headers={{**{SIDE!r}, "x-api-key": "{VIRTUAL}", "Cookie": "session={COOKIE}"}},
+        ).chat.completions.create(model="llama-3.3-70b-versatile", messages=[{{"role": "user", "content": "{PROMPT}"}}])
+    """,
+        {},
+        ("AuthenticationError", 401),
+    ),
 ]
 
 
@@ -351,8 +398,8 @@ def test_refused_calls_keep_no_credential_in_any_output(gw_refusing):
         result = run_client(code, gw_refusing.proxy.proxy_url, gw_refusing.bundle, env)
         assert (result.get("error"), result.get("status")) == (error, status), str(result)
     records = gw_refusing.wait_audit(len(REFUSED_CALLS))
-    assert [r["status"] for r in records] == [401, 403, 500, 500, 403]
-    assert [r["decision"] for r in records] == ["deny"] * 5  # each a refusal of Tollgate's
+    assert [r["status"] for r in records] == [401, 403, 500, 500, 403, 401]
+    assert [r["decision"] for r in records] == ["deny"] * 6  # each a refusal of Tollgate's
     assert not any(fake.received for fake in gw_refusing.fakes.values())
     gw_refusing.proxy.stop()  # flushes the saved flows
 
@@ -370,11 +417,13 @@ def test_refused_calls_keep_no_credential_in_any_output(gw_refusing):
 
     with open(gw_refusing.saved, "rb") as f:
         flows = list(io.FlowReader(f).stream())
-    assert [f.response.status_code for f in flows] == [401, 403, 500, 500, 403]
-    unknown, denied, gemini, bedrock, badly_signed = (f.request for f in flows)
+    assert [f.response.status_code for f in flows] == [401, 403, 500, 500, 403, 401]
+    unknown, denied, gemini, bedrock, badly_signed, groq = (f.request for f in flows)
     # Where the credentials were stays visible.
     for name in (*SIDE, "authorization", "x-api-key", "x-goog-api-key", "cookie"):
         assert unknown.headers[name] == "[redacted by Tollgate]", name
+    for name in (*SIDE, "authorization", "x-api-key", "cookie"):
+        assert groq.headers[name] == "[redacted by Tollgate]", name
     # The Realtime subprotocol key is taken out of every call before it is read: it is never forwarded.
     assert unknown.headers["sec-websocket-protocol"] == "realtime, openai-beta.realtime-v1"
     assert dict(unknown.query) == dict.fromkeys(QUERY_SECRETS, "[redacted by Tollgate]")

@@ -48,7 +48,10 @@ def test_no_path_means_built_in_defaults() -> None:
 
 def test_defaults() -> None:
     config = Config()
-    assert PROVIDER_NAMES == ("openai", "gemini", "anthropic", "bedrock", "vertex", "azure")
+    assert PROVIDER_NAMES == (
+        "openai", "gemini", "anthropic", "bedrock", "vertex", "azure",
+        "mistral", "groq", "deepseek", "xai", "openrouter", "together", "fireworks", "cerebras", "perplexity",
+    )  # fmt: skip
     for name in PROVIDER_NAMES:
         p = config.providers.get(name)
         assert p.upstream is None
@@ -151,7 +154,6 @@ def test_anonymous_default(data: dict, expected: bool) -> None:
     [
         ({"bogus": 1}, "bogus"),
         ({"provider": {}}, "provider"),
-        ({"providers": {"mistral": {}}}, "providers.mistral"),
         ({"providers": {"openai": {"keyz": ["x"]}}}, "providers.openai.keyz"),
         ({"providers": {"bedrock": {"regions": ["us-east-1"]}}}, "providers.bedrock.regions"),
         ({"clients": [{"nmae": "alice"}]}, "clients.0.nmae"),
@@ -170,6 +172,75 @@ def test_anonymous_default(data: dict, expected: bool) -> None:
 )
 def test_unknown_keys_are_errors_naming_the_field(data: dict, field: str) -> None:
     assert f"{field}: unknown key" in error_of(data)
+
+
+# --- OpenAI-compatible vendors ----------------------------------------------------------------
+
+ACME = {"kind": "openai_compatible", "hosts": ["api.acme.example"], "keys": ["sk-acme"]}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"providers": {"mistrall": {"keys": ["k"]}}},
+            "providers.mistrall: not a provider Tollgate knows; add an OpenAI-compatible one with kind:"
+            " openai_compatible",
+        ),
+        ({"providers": {"acme": {"kind": "openai"}}}, "providers.acme.kind: Input should be 'openai_compatible'"),
+        ({"providers": {"acme": {**ACME, "hosts": []}}}, "providers.acme: hosts: name the hosts of its API"),
+        ({"providers": {"acme": {**ACME, "keys": [" "]}}}, "providers.acme.keys: a key is empty"),
+        ({"providers": {"acme": {**ACME, "base_path": "v1"}}}, "providers.acme.base_path: 'v1' is not a base path"),
+        ({"providers": {"acme": {**ACME, "base_path": "/V1"}}}, "providers.acme.base_path: '/V1' is not a base path"),
+        (
+            {"providers": {"acme": {**ACME, "endpoints": ["chat.completions", "images"]}}},
+            "providers.acme.endpoints.1: Input should be 'chat.completions', 'embeddings', 'responses',",
+        ),
+        (
+            {"providers": {"acme": {**ACME, "price_table": "acme"}}},
+            "providers.acme.price_table: 'acme' is not a provider of genai-prices' table",
+        ),
+        ({"providers": {"acme": {**ACME, "upstream": "https://x/v1"}}}, "providers.acme.upstream: must be scheme"),
+        ({"providers": {"Acme": ACME}}, "providers: 'Acme': a provider's name is lower-case letters"),
+        ({"providers": {"acme": {**ACME, "keyz": []}}}, "providers.acme.keyz: unknown key"),
+        (
+            {"providers": {"acme": ACME, "other": {**ACME, "hosts": ["*.acme.example"]}}},
+            "providers.other.hosts.0: '*.acme.example' and providers.acme.hosts.0 ('api.acme.example') match the"
+            " same hosts",
+        ),
+        ({"overrides": [{"match": {"provider": "acme"}, "model": "m"}]}, "overrides.0: unknown provider 'acme'"),
+        ({"limits": [{"match": {"provider": "acme"}, "requests_per_day": 1}]}, "limits.0: unknown provider 'acme'"),
+        (
+            {
+                "providers": {"acme": {**ACME, "hosts": ["*.acme.example"]}},
+                "overrides": [{"match": {"provider": "openai"}, "provider": "acme"}],
+            },
+            "overrides.0: a route to acme needs upstream: here or under providers.acme",
+        ),
+    ],
+)
+def test_a_vendor_misconfigured_is_an_error_naming_the_field(data: dict, message: str) -> None:
+    assert message in error_of(data)
+
+
+def test_a_configured_vendor_is_a_provider_its_rules_may_name() -> None:
+    config = parse_config(
+        {
+            "providers": {"acme": ACME, "groq": {"kind": "openai_compatible", "keys": ["gsk"]}},
+            "overrides": [
+                {"match": {"provider": "openai", "model": "gpt-*"}, "provider": "acme", "api": "openai_compatible"}
+            ],
+            "limits": [{"match": {"provider": "acme"}, "requests_per_day": 5}],
+            "prices": [{"match": {"provider": "acme"}, "input_per_mtok": 1, "output_per_mtok": 2}],
+            "rollup": [{"above_messages": 9, "summarizer": {"provider": "acme", "model": "small"}}],
+        },
+        {},
+    )
+    assert config.providers.names()[-1] == "acme"
+    assert config.providers.configured()["acme"].keys == ("sk-acme",)
+    assert config.providers.configured()["acme"].base_paths == ("/v1",)
+    assert config.providers.get("groq").keys == ("gsk",)  # a preset: configured or not, built in
+    assert "groq" not in config.providers.configured()
 
 
 def test_misspelt_client_name_also_reports_the_missing_name() -> None:

@@ -81,7 +81,7 @@ def test_no_rules_no_change():
     ],
 )
 def test_routed_path(target, path, expected):
-    assert routed_path(target, path) == expected
+    assert routed_path(PROVIDERS[target], path) == expected
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from tollgate.config import LimitRule
 from tollgate.governance.overrides import matches
 from tollgate.governance.pricing import COUNTING_ENDPOINTS
-from tollgate.providers import PROVIDERS
 from tollgate.records.ledger.store import Charge, Store
 from tollgate.records.ledger.windows import window_bounds
 from tollgate.shape_memo import ShapeMemo
@@ -146,7 +145,7 @@ def spends_nothing(call: Call) -> bool:
     than a POST (which fetches what was made before), a count of a prompt's tokens, or a call to
     one of its provider's free endpoints (a file's upload)."""
     endpoint = call.classification.endpoint
-    return call.fetches or endpoint in COUNTING_ENDPOINTS or endpoint in PROVIDERS[call.provider].free_endpoints
+    return call.fetches or endpoint in COUNTING_ENDPOINTS or endpoint in call.registry[call.provider].free_endpoints
 
 
 # Endpoints that generate without a conversation (their facts count no messages), each answer up

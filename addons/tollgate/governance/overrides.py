@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from functools import partial
 from typing import Literal
@@ -10,14 +10,8 @@ from typing import Literal
 from tollgate.call import Call
 from tollgate.config import Override, OverrideMatch
 from tollgate.formats.translation import Translation
-from tollgate.providers import OPENAI_COMPATIBLE_SOURCE, PROVIDERS
+from tollgate.providers import OPENAI_COMPATIBLE_SOURCE, PROVIDERS, Provider
 from tollgate.shape_memo import ShapeMemo
-
-# What each provider's OpenAI-compatible API offers, and under which path prefix.
-ROUTED_ENDPOINTS = {name: p.openai_compatible_endpoints for name, p in PROVIDERS.items() if p.openai_compatible_prefix}
-OPENAI_COMPATIBLE_PREFIX = {
-    name: p.openai_compatible_prefix for name, p in PROVIDERS.items() if p.openai_compatible_prefix
-}
 
 
 def find_rule(
@@ -27,28 +21,36 @@ def find_rule(
     client: str | None,
     groups: Iterable[str],
     endpoint: str | None,
+    registry: Mapping[str, Provider] = PROVIDERS,
 ) -> Override | None:
     """The first rule whose match (globs, all optional) fits the call. A route applies only to
-    calls it can take to its provider (`route_api`)."""
+    calls it can take to its provider (`route_api`; `registry`: the providers by name)."""
     groups = tuple(groups)
     for rule in rules:
         if not matches(rule.match, provider, model, client, groups):
             continue
-        if rule.provider not in (None, provider) and route_api(rule, provider, endpoint) is None:
+        if rule.provider not in (None, provider) and route_api(rule, provider, endpoint, registry) is None:
             continue
         return rule
     return None
 
 
-def route_api(rule: Override, provider: str, endpoint: str | None) -> Literal["native", "openai_compatible"] | None:
+def route_api(
+    rule: Override, provider: str, endpoint: str | None, registry: Mapping[str, Provider] = PROVIDERS
+) -> Literal["native", "openai_compatible"] | None:
     """How a route takes a call to `provider`'s `endpoint` to its own provider: an OpenAI call as it
     is to the target's OpenAI-compatible API, or a chat call translated into the target's own
-    format (`rule.api` may insist on one); None where neither can."""
+    format (`rule.api` may insist on one); None where neither can. `registry`: the providers by name."""
     assert rule.provider is not None
-    compatible = provider == OPENAI_COMPATIBLE_SOURCE and endpoint in ROUTED_ENDPOINTS.get(rule.provider, ())
+    target = registry[rule.provider]
+    compatible = (
+        provider == OPENAI_COMPATIBLE_SOURCE
+        and target.openai_compatible_prefix is not None
+        and endpoint in target.openai_compatible_endpoints
+    )
     if compatible and rule.api != "native":
         return "openai_compatible"
-    if endpoint in PROVIDERS[provider].chat_formats and rule.api != "openai_compatible":
+    if endpoint in registry[provider].chat_formats and rule.api != "openai_compatible":
         return "native"
     return None
 
@@ -68,9 +70,10 @@ class RuleBook:
     """The configured rules, with each call shape (provider, model, client, groups, endpoint)
     matched against them once."""
 
-    def __init__(self, rules: Sequence[Override]) -> None:
+    def __init__(self, rules: Sequence[Override], registry: Mapping[str, Provider] = PROVIDERS) -> None:
         self.rules = tuple(rules)
-        self.memo: ShapeMemo[Override | None] = ShapeMemo(partial(find_rule, self.rules))
+        self.registry = registry
+        self.memo: ShapeMemo[Override | None] = ShapeMemo(partial(find_rule, self.rules, registry=registry))
 
     def find(
         self, provider: str, model: str | None, client: str | None, groups: tuple[str, ...], endpoint: str | None
@@ -79,18 +82,21 @@ class RuleBook:
         return self.memo.get(shape, *shape)
 
 
-def routed_path(target: str, path: str) -> str:
+def routed_path(target: Provider, path: str) -> str:
     """An OpenAI API path (`/v1/chat/completions?…`) on the target's OpenAI-compatible API."""
+    assert target.openai_compatible_prefix is not None
     rest = path.removeprefix("/v1/") if path.startswith("/v1/") else path.lstrip("/")
-    return OPENAI_COMPATIBLE_PREFIX[target] + rest
+    return target.openai_compatible_prefix + rest
 
 
 def own_api_path(call: Call, target: str) -> str | None:
     """Where a call goes on `target`'s own API when that API speaks the call's format already (an
     OpenAI-format call to a provider's OpenAI-compatible endpoint, routed to OpenAI); None when it
     must be translated."""
-    source = PROVIDERS[call.provider].chat_formats[call.classification.endpoint or ""]
-    leg = PROVIDERS[target].native_chat(call.classification.model or "", bool(call.classification.facts.stream), source)
+    source = call.registry[call.provider].chat_formats[call.classification.endpoint or ""]
+    leg = call.registry[target].native_chat(
+        call.classification.model or "", bool(call.classification.facts.stream), source
+    )
     return leg.path if leg.format == source else None
 
 
@@ -100,4 +106,4 @@ def translation_for(call: Call, alt: str | None) -> Translation:
     array."""
     endpoint = call.classification.endpoint or ""
     json_array = endpoint == "streamGenerateContent" and alt != "sse"
-    return Translation(PROVIDERS[call.provider].chat_formats[endpoint], json_array)
+    return Translation(call.registry[call.provider].chat_formats[endpoint], json_array)

@@ -4,7 +4,7 @@ genai-prices bundles) applied to the usage the answer reported, exactly, in nano
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -17,16 +17,16 @@ from genai_prices.data import providers as _TABLE_PROVIDERS
 from genai_prices.types import ModelPrice, TieredPrices
 
 from tollgate.governance.overrides import matches
-from tollgate.providers import PROVIDERS
+from tollgate.providers import PROVIDERS, Provider
 from tollgate.shape_memo import ShapeMemo
 
 if TYPE_CHECKING:
     from tollgate.config import PriceRule
     from tollgate.formats.usage import Usage
 
-# Tollgate's provider names, and genai-prices' ids for them.
+# Tollgate's provider names, and genai-prices' ids for them (a configured provider names its own).
 TABLE_IDS = {name: p.price_table for name, p in PROVIDERS.items() if p.price_table is not None}
-_TABLE = {name: next(p for p in _TABLE_PROVIDERS if p.id == table_id) for name, table_id in TABLE_IDS.items()}
+_TABLES = {p.id: p for p in _TABLE_PROVIDERS}
 
 # Endpoints that count a prompt's tokens without generating: free with every provider.
 COUNTING_ENDPOINTS = frozenset(("messages.count_tokens", "count-tokens", "countTokens", "computeTokens"))
@@ -115,17 +115,24 @@ def configured_rate(rule: PriceRule, source: str) -> Rate:
     )
 
 
-def table_rate(provider: str, model: str, when: float, context: tuple[tuple[str, str], ...] = ()) -> Rate | None:
+def table_rate(
+    provider: str,
+    model: str,
+    when: float,
+    context: tuple[tuple[str, str], ...] = (),
+    registry: Mapping[str, Provider] = PROVIDERS,
+) -> Rate | None:
     """The model's rate in genai-prices' bundled table, at the UTC date of `when` (some prices
     change on a date) and how the call ran (`Usage.price_context`: the table prices OpenAI's `flex`
     and `priority` tiers and Anthropic's fast mode apart); None when the table does not know the
     model or prices it by anything but tokens. Bedrock's regional, cross-region (`us.`, `eu.`,
     `global.`…) and ARN model ids are the table's own concern: it knows that a `global.` profile
     costs less than a regional one."""
-    table = _TABLE.get(provider)
-    if table is None:
+    priced = registry.get(provider)
+    table = _TABLES.get(priced.price_table or "") if priced is not None else None
+    if priced is None or table is None:
         return None
-    model = PROVIDERS[provider].priced_model(model)
+    model = priced.priced_model(model)
     info = table.find_model(model, all_providers=_TABLE_PROVIDERS)
     if info is None:
         return None
@@ -190,8 +197,9 @@ class Prices:
     groups, UTC day) looked up once: calls repeat their shapes, and a table search costs some
     100 µs where a call's whole overhead is about 1 ms."""
 
-    def __init__(self, rules: Sequence[PriceRule]) -> None:
+    def __init__(self, rules: Sequence[PriceRule], registry: Mapping[str, Provider] = PROVIDERS) -> None:
         self.rules = tuple(rules)
+        self.registry = registry  # the providers by name, whose price tables the table's rates come from
         self._rates = tuple(configured_rate(rule, f"prices.{i}") for i, rule in enumerate(self.rules))
         self.memo: ShapeMemo[Rate | None] = ShapeMemo(self._find)
 
@@ -230,7 +238,7 @@ class Prices:
         for rule, rate in zip(self.rules, self._rates, strict=True):
             if matches(rule.match, provider, model, client, groups):
                 return rate
-        return None if model is None else table_rate(provider, model, when, context)
+        return None if model is None else table_rate(provider, model, when, context, self.registry)
 
     def cost(
         self,

@@ -1,4 +1,6 @@
-"""The providers Tollgate knows; adding one means adding its module here."""
+"""The providers Tollgate knows; adding one means adding its module here. The OpenAI-compatible
+vendors' presets are built in; a configuration adds others (`configured`), which a loaded
+configuration's registry holds beside these (`runtime.Loaded.registry`)."""
 
 from __future__ import annotations
 
@@ -13,12 +15,32 @@ from tollgate.providers.base import Provider
 from tollgate.providers.bedrock import Bedrock
 from tollgate.providers.gemini import Gemini
 from tollgate.providers.openai import OpenAI
+from tollgate.providers.vendors import CONFIGURED_SIDE_HEADER, PRESETS, ConfiguredVendorSettings, OpenAICompatible
 from tollgate.providers.vertex import Vertex
 
-PROVIDERS: dict[str, Provider] = {p.name: p for p in (OpenAI(), Gemini(), Anthropic(), Bedrock(), Vertex(), Azure())}
+PROVIDERS: dict[str, Provider] = {
+    p.name: p for p in (OpenAI(), Gemini(), Anthropic(), Bedrock(), Vertex(), Azure(), *PRESETS)
+}
 
 # gen_ai.provider.name per provider, as metrics and traces name it.
 SEMCONV_NAMES = {name: p.semconv_name for name, p in PROVIDERS.items()}
+
+# `ConfiguredVendorSettings` is what `providers.<name>` of a provider the configuration adds holds
+# (`kind: openai_compatible`); a caller sends its own key for one in these headers.
+CONFIGURED_SIDE_HEADERS = (CONFIGURED_SIDE_HEADER,)
+__all__ = ["PROVIDERS", "ConfiguredVendorSettings", "Hosts", "Provider", "configured", "provider_for", "semconv_name"]
+
+
+def semconv_name(provider: str) -> str:
+    """gen_ai.provider.name of a provider: a configured one's is its name."""
+    return SEMCONV_NAMES.get(provider, provider)
+
+
+def configured(settings: Mapping[str, ConfiguredVendorSettings]) -> dict[str, Provider]:
+    """The providers a configuration adds, by name (`providers.<name>: {kind: …}`)."""
+    return {name: OpenAICompatible.configured(name, s) for name, s in settings.items()}
+
+
 # The provider whose calls an OpenAI-compatible API takes as they are (`api: openai_compatible`).
 (OPENAI_COMPATIBLE_SOURCE,) = (name for name, p in PROVIDERS.items() if p.openai_compatible_source)
 
@@ -59,9 +81,16 @@ class Hosts:
 
     _CACHED = 1024  # hosts whose lookup is kept (a few recur on every call)
 
-    def __init__(self, added: Mapping[str, Sequence[str]] | None = None) -> None:
+    def __init__(
+        self, added: Mapping[str, Sequence[str]] | None = None, registry: Mapping[str, Provider] = PROVIDERS
+    ) -> None:
         self.added = {name: tuple(globs) for name, globs in (added or {}).items() if globs}
-        alternatives = [f"(?P<{name}>{'|'.join(glob_pattern(g) for g in globs)})" for name, globs in self.added.items()]
+        self.registry = registry  # the providers by name: the built-in ones and those configured
+        # A group per provider, named by its place (a configured provider's name may hold a "-").
+        self._names = tuple(self.added)
+        alternatives = [
+            f"(?P<p{i}>{'|'.join(glob_pattern(g) for g in globs)})" for i, globs in enumerate(self.added.values())
+        ]
         self._pattern = re.compile("|".join(alternatives)) if alternatives else None
         self._found: dict[str, Provider | None] = {}
         # The provider whose API lives at a host, on any port, or None: with no hosts added, the
@@ -79,7 +108,8 @@ class Hosts:
             pass
         assert self._pattern is not None
         m = self._pattern.fullmatch(name)
-        provider = PROVIDERS[m.lastgroup] if m is not None and m.lastgroup is not None else None
+        found = m.lastgroup if m is not None else None
+        provider = self.registry[self._names[int(found[1:])]] if found is not None else None
         if len(self._found) < self._CACHED:
             self._found[name] = provider
         return provider

@@ -11,7 +11,6 @@ from mitmproxy.proxy.mode_specs import LocalMode, ProxyMode, TransparentMode, Wi
 from tollgate.call import Call
 from tollgate.formats.json_codec import encode_json
 from tollgate.formats.raw_headers import decoded, with_header
-from tollgate.providers import PROVIDERS
 from tollgate.providers.base import FAILURES, Provider, Query, RequestParts
 
 CALL = "tollgate"
@@ -63,7 +62,7 @@ def call_of(flow: http.HTTPFlow) -> Call | None:
 
 
 def provider_of(call: Call) -> Provider:
-    return PROVIDERS[call.provider]
+    return call.registry[call.provider]
 
 
 def refuse(
@@ -72,7 +71,7 @@ def refuse(
     """Answer the call in the provider's own error shape instead of forwarding it: the provider
     the client called, where a route translated the call into another's format."""
     shape = (
-        PROVIDERS[call.requested_provider]
+        call.registry[call.requested_provider]
         if call.translated is not None and call.requested_provider
         else provider_of(call)
     )

@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from tollgate.call import Call
-from tollgate.providers import SEMCONV_NAMES
+from tollgate.providers import semconv_name
 from tollgate.records.auditlog import instance_name, tollgate_version
 from tollgate.records.traces import operation_name
 from tollgate.shape_memo import ShapeMemo
@@ -347,7 +347,7 @@ class MetricSet:
         cap = self.cap
         endpoint = cap("endpoint", endpoint or "")
         model = cap("model", model or "")
-        gen_ai = (operation_name(endpoint), SEMCONV_NAMES[provider], model)
+        gen_ai = (operation_name(endpoint), semconv_name(provider), model)
         client, groups = cap("client", client or "anonymous"), cap("groups", ",".join(groups))
         return (client, groups, provider, model, endpoint, gen_ai)
 

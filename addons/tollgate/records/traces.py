@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from tollgate.providers import SEMCONV_NAMES
+from tollgate.providers import semconv_name
 from tollgate.records.auditlog import instance_name
 
 if TYPE_CHECKING:
@@ -178,7 +178,7 @@ def span_attributes(call: Call, record: Mapping[str, Any]) -> dict[str, Any]:
     c = call.classification
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": operation_name(c.endpoint),
-        "gen_ai.provider.name": SEMCONV_NAMES[call.provider],
+        "gen_ai.provider.name": semconv_name(call.provider),
         "tollgate.request_id": call.request_id,
         "tollgate.decision": call.decision,
         "tollgate.groups": call.groups,

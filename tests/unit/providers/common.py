@@ -34,8 +34,11 @@ from tollgate.providers.base import (
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
 )
+from tollgate.providers.vendors import OpenAICompatible
 
 OPENAI = PROVIDERS["openai"]
+# The OpenAI-compatible vendors' presets.
+VENDORS = [p for p in PROVIDERS.values() if isinstance(p, OpenAICompatible)]
 
 
 GEMINI = PROVIDERS["gemini"]
@@ -436,6 +439,15 @@ PATHS = {
         "/v1/projects/p-1/locations/us-central1/endpoints/123:generateContent",
         "/v1/projects/p-1/locations/us-central1/cachedContents",
     ],
+    **{
+        vendor.name: [
+            f"{base}/{path}"
+            for base in vendor.base_paths
+            for path in ("chat/completions", "embeddings", "responses", "completions", "models", "files")
+        ]
+        for vendor in PROVIDERS.values()
+        if isinstance(vendor, OpenAICompatible)
+    },
 }
 
 

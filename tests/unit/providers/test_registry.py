@@ -52,6 +52,7 @@ from .common import (
     OPENAI,
     PATHS,
     REASONS,
+    VENDORS,
     classify,
     header_texts,
     headers,
@@ -140,7 +141,10 @@ def test_provider_for(host: str, port: int, expected: str | None) -> None:
 )
 def test_allow_hosts_decrypt_every_provider_host_on_any_port(address: str, decrypted: bool) -> None:
     assert mitmproxy_decrypts(allow_hosts(), address) is decrypted
-    assert sorted(PROVIDERS) == ["anthropic", "azure", "bedrock", "gemini", "openai", "vertex"]
+    assert sorted(PROVIDERS) == [
+        "anthropic", "azure", "bedrock", "cerebras", "deepseek", "fireworks", "gemini", "groq", "mistral", "openai",
+        "openrouter", "perplexity", "together", "vertex", "xai",
+    ]  # fmt: skip
 
 
 def mitmproxy_decrypts(patterns: list[str], address: str) -> bool:
@@ -298,6 +302,8 @@ def test_every_reason_has_a_status_and_an_entry_in_every_providers_error_table()
         "bedrock": bedrock_mod._ERRORS,
         "vertex": gemini_mod._REASONS,  # Google's error shape, as the Gemini API's
         "azure": openai_mod._ERROR_TYPES,  # OpenAI's error shape
+        # The OpenAI-compatible vendors answer in OpenAI's error shape.
+        **{vendor.name: openai_mod._ERROR_TYPES for vendor in VENDORS},
     }
     assert tables.keys() == PROVIDERS.keys()
     for name, table in tables.items():

@@ -35,10 +35,14 @@ def nested(data: Any, outer: str, inner: str) -> Any:
 def read_usage(raw: dict[str, Any]) -> Usage:
     """A `usage` object's counts (`prompt_tokens`, `completion_tokens`, their details), as reported:
     what the audit's readers (`answer_usage`) and a translation (`translated_usage`) both read."""
+    cached = as_int(nested(raw, "prompt_tokens_details", "cached_tokens"))
+    if cached is None:
+        # DeepSeek's name for the same count: the prompt's tokens read from its context cache.
+        cached = as_int(raw.get("prompt_cache_hit_tokens"))
     return Usage(
         input_tokens=as_int(raw.get("prompt_tokens")),
         output_tokens=as_int(raw.get("completion_tokens")),
-        cached_tokens=as_int(nested(raw, "prompt_tokens_details", "cached_tokens")),
+        cached_tokens=cached,
         reasoning_tokens=as_int(nested(raw, "completion_tokens_details", "reasoning_tokens")),
     )
 

@@ -15,7 +15,6 @@ from mitmproxy import http
 from tollgate.call import Call, Failure
 from tollgate.formats.raw_headers import decoded
 from tollgate.governance.failover import CONNECT, DEFAULT_WHEN, TIMEOUT, failed, upstream_circuit, wait_for
-from tollgate.providers import PROVIDERS
 from tollgate.providers.base import (
     CIRCUIT_OPEN,
     NO_UPSTREAM_CREDENTIAL,
@@ -45,7 +44,7 @@ class Credential:
         request = flow.request
         side = self._side_headers_out(request, call)
         if call.requested_provider is not None:
-            drop_credentials_of(PROVIDERS[call.requested_provider], request)
+            drop_credentials_of(call.registry[call.requested_provider], request)
         try:
             credential = credential_for(call.loaded, provider, call.sent(), side)
         except CircuitOpen as e:

@@ -27,8 +27,8 @@ class Override:
         if rule is None:
             return
         if rule.provider is not None and rule.provider != call.provider:
-            if route_api(rule, call.provider, c.endpoint) != "native":
-                flow.request.path = routed_path(rule.provider, flow.request.path)
+            if route_api(rule, call.provider, c.endpoint, call.registry) != "native":
+                flow.request.path = routed_path(call.registry[rule.provider], flow.request.path)
             elif (own := own_api_path(call, rule.provider)) is not None:
                 flow.request.path = own  # the target speaks the caller's format: nothing to translate
             else:

@@ -22,7 +22,6 @@ from tollgate.formats.translation import FORMATS
 from tollgate.formats.usage import Usage
 from tollgate.governance.overrides import matches
 from tollgate.governance.rollup import Plan, Size, Summaries, plan, roll_up, summary_of, summary_request
-from tollgate.providers import PROVIDERS
 from tollgate.providers.base import CredentialUnavailable, UpstreamCredential
 from tollgate.proxy.flows import write_body
 from tollgate.proxy.state import Shared
@@ -49,7 +48,7 @@ def body_format(call: Call) -> str | None:
     if call.translated is not None:
         target = call.translated.target
         return ANTHROPIC_MESSAGES if target in (CLAUDE_ON_BEDROCK, CLAUDE_ON_VERTEX) else target
-    return PROVIDERS[call.provider].conversation_format(call.sent())
+    return call.registry[call.provider].conversation_format(call.sent())
 
 
 class RollUp:
@@ -132,7 +131,7 @@ def summarizer_call(call: Call, rule: RollupRule, rolled: Plan) -> SummarizerCal
     """The summarizer's request for the rolled-up turns: its provider's own chat API, in its format,
     with Tollgate's credential for it (its key, token or signature)."""
     loaded, name, model = call.loaded, rule.summarizer.provider, rule.summarizer.model
-    provider, settings = PROVIDERS[name], loaded.providers[name]
+    provider, settings = loaded.registry[name], loaded.providers[name]
     leg = provider.native_chat(model, False, OPENAI_CHAT)
     body, extra = FORMATS[leg.format].write_request(summary_request(model, rolled))
     classification = provider.classify("POST", leg.path, body, "")

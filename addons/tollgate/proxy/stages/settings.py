@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from mitmproxy import ctx, exceptions
 from mitmproxy.proxy.mode_specs import ProxyMode
 
-from tollgate.config import PROVIDER_NAMES, Config, ConfigError, read_config
+from tollgate.config import Config, ConfigError, read_config
 from tollgate.fleet import fleet_config_problem, fleet_workers
 from tollgate.governance.jwt_identity import Verifier
 from tollgate.governance.policy import Policy, PolicyError
@@ -216,7 +216,7 @@ class Settings:
         shared.apply(loaded, audit, store)
         self._fetch_keys()
         config = loaded.config
-        spent = [n for n in PROVIDER_NAMES if config.providers.get(n).keys or loaded.runtimes[n] is not None]
+        spent = [n for n in config.providers.names() if config.providers.get(n).keys or loaded.runtimes[n] is not None]
         if config.anonymous_allowed and spent:
             logger.warning(
                 "Tollgate: anonymous callers are allowed and provider keys or credentials are configured"

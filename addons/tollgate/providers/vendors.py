@@ -1,0 +1,345 @@
+"""OpenAI-compatible vendors: APIs that speak OpenAI's formats (Chat Completions, and where they
+offer them embeddings, Responses and legacy completions) under a base path of their own. The
+presets (Mistral, Groq, DeepSeek, xAI, OpenRouter, Together, Fireworks, Cerebras, Perplexity) are
+built in, their hosts intercepted whether configured or not; `providers.<name>: {kind:
+openai_compatible, hosts: [...]}` makes any other one a provider (`OpenAICompatible.configured`).
+
+The formats are OpenAI's (`formats/openai_chat`, `formats/openai_responses`), read as OpenAI's
+provider reads them (`providers/openai.py`); what is a vendor's own is its hosts, its base paths,
+the endpoints it offers there, whether it takes `stream_options`, and its price table."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal
+
+from genai_prices.data import providers as _TABLE_PROVIDERS
+from pydantic import Field, field_validator, model_validator
+
+from tollgate.config_base import ProviderConfig
+from tollgate.formats import OPENAI_CHAT
+from tollgate.formats.exact import Unreadable, check_case, path_segments
+from tollgate.formats.request_facts import Classification
+from tollgate.formats.usage import Usage
+from tollgate.formats.usage_reading import UsageReader, is_event_stream
+from tollgate.providers import openai
+from tollgate.providers.base import ChatLeg, Headers, Provider, Refusal
+
+# The endpoints of OpenAI's API a vendor may offer, as `openai.endpoint_of` names them. Any other
+# path under a vendor's base path is refused: Tollgate reads only what it knows the vendor serves.
+Endpoint = Literal["chat.completions", "embeddings", "responses", "completions", "models"]
+CHAT: Endpoint = "chat.completions"
+EMBEDDINGS: Endpoint = "embeddings"
+RESPONSES: Endpoint = "responses"
+COMPLETIONS: Endpoint = "completions"
+MODELS: Endpoint = "models"
+
+# The paths (after the base path) of each endpoint, None standing for an id: no other path is read
+# as one (a vendor may serve another endpoint at a path OpenAI's reading would take for it).
+_SHAPES: tuple[tuple[tuple[str | None, ...], Endpoint], ...] = (
+    (("chat", "completions"), CHAT),
+    (("embeddings",), EMBEDDINGS),
+    (("completions",), COMPLETIONS),
+    (("models",), MODELS),
+    (("models", None), MODELS),
+    (("responses",), RESPONSES),
+    (("responses", None), RESPONSES),
+    (("responses", None, "input_items"), RESPONSES),
+    (("responses", None, "cancel"), RESPONSES),
+)
+
+
+def endpoint_at(rest: Sequence[str]) -> Endpoint | None:
+    """The endpoint a path's segments after the base path are, or None."""
+    for shape, endpoint in _SHAPES:
+        if len(shape) == len(rest) and all(w is None or w == s for w, s in zip(shape, rest, strict=True)):
+            return endpoint
+    return None
+
+
+# The side header of every configured vendor (a preset has its own): a caller's own key for it.
+CONFIGURED_SIDE_HEADER = "X-Vendor-Key"
+# A configured vendor's name: what the audit, the policy, the metrics and `overrides:` call it.
+_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
+_BASE_PATH = re.compile(r"(?:/[a-z0-9._-]+)*")
+
+
+def base_path(value: str) -> str:
+    """A base path as a vendor's API serves it: "" (the root) or /segment/…, in lower case, without
+    a trailing slash."""
+    path = value.rstrip("/")
+    if _BASE_PATH.fullmatch(path) is None:
+        raise ValueError(f"{value!r} is not a base path such as /v1 or /openai/v1 (lower case, no query)")
+    return path
+
+
+class VendorSettings(ProviderConfig):
+    """`providers.<preset>`: an OpenAI-compatible preset's settings, those of every provider;
+    `kind: openai_compatible` may be said, and changes nothing."""
+
+    kind: Literal["openai_compatible"] | None = None
+
+
+class ConfiguredVendorSettings(VendorSettings):
+    """`providers.<name>` of a vendor the presets lack: its hosts (at least one), its base path
+    (`/v1` unless said), the endpoints it offers there, whether it takes OpenAI's `stream_options`
+    (else its streams must report usage unasked, or their usage is unknown) and its price table in
+    genai-prices, if it has one (else `prices:` prices it)."""
+
+    base_path: str | tuple[str, ...] = "/v1"
+    endpoints: tuple[Endpoint, ...] = (CHAT, EMBEDDINGS, MODELS)
+    stream_options: bool = True
+    price_table: str | None = Field(default=None, min_length=1)
+
+    @property
+    def base_paths(self) -> tuple[str, ...]:
+        return (self.base_path,) if isinstance(self.base_path, str) else self.base_path
+
+    @field_validator("base_path")
+    @classmethod
+    def _base_paths(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        if isinstance(value, str):
+            return base_path(value)
+        if not value:
+            raise ValueError("name at least one base path, e.g. /v1")
+        return tuple(base_path(v) for v in value)
+
+    @field_validator("price_table")
+    @classmethod
+    def _table_known(cls, value: str | None) -> str | None:
+        if value is not None and value not in price_table_ids():
+            raise ValueError(f"{value!r} is not a provider of genai-prices' table (e.g. groq, mistral, together)")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_kind(cls, data: Any) -> Any:
+        # Said first: a misspelt provider's name is not taken for a vendor missing its hosts.
+        if isinstance(data, dict) and "kind" not in data:
+            raise ValueError("not a provider Tollgate knows; add an OpenAI-compatible one with kind: openai_compatible")
+        return data
+
+    @model_validator(mode="after")
+    def _a_vendor(self) -> ConfiguredVendorSettings:
+        if not self.hosts:
+            raise ValueError("hosts: name the hosts of its API, e.g. [api.example.com]")
+        if not self.endpoints:
+            raise ValueError("endpoints: name at least one, e.g. [chat.completions]")
+        return self
+
+    @property
+    def default_host(self) -> str | None:
+        """Where a call routed to it goes when it has no `upstream`: its first host without a
+        wildcard, else none."""
+        return next((h for h in self.hosts if "*" not in h), None)
+
+
+def price_table_ids() -> frozenset[str]:
+    """The provider ids of genai-prices' bundled table."""
+    return frozenset(p.id for p in _TABLE_PROVIDERS)
+
+
+class OpenAICompatible(Provider):
+    """An API in OpenAI's formats under `base_paths` on its hosts, offering `endpoints` there."""
+
+    key_positions = positions = ("authorization",)
+    key_header = "authorization"
+    settings_model: ClassVar[type[ProviderConfig]] = VendorSettings
+    # Its base paths, longest first as matched ("" is the root), and the endpoints it offers there.
+    base_paths: ClassVar[tuple[str, ...]] = ("/v1",)
+    endpoints: ClassVar[frozenset[str]] = frozenset((CHAT, EMBEDDINGS, MODELS))
+    chat_formats: ClassVar[Mapping[str, str]] = {CHAT: OPENAI_CHAT}
+    # Whether it takes OpenAI's `stream_options` (`audit.stream_usage: inject` asks a stream for
+    # usage with it); one that refuses fields it does not know reports a stream's usage unasked.
+    takes_stream_options: ClassVar[bool] = True
+    # Whether the paths of its hosts outside its API (a web site) go as they came, with the caller's
+    # own credential (`Classification.passthrough`), rather than being refused.
+    site_passes: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "base_paths" in vars(cls) or "endpoints" in vars(cls):
+            cls.base_paths = tuple(sorted(cls.base_paths, key=len, reverse=True))
+            cls.openai_compatible_prefix = f"{cls.base_paths[-1]}/"
+            cls.openai_compatible_endpoints = frozenset(cls.endpoints) - {MODELS}
+            cls._bases = tuple(tuple(p.split("/")[1:]) if p else () for p in cls.base_paths)
+
+    _bases: ClassVar[tuple[tuple[str, ...], ...]] = (("v1",),)
+
+    @classmethod
+    def configured(cls, name: str, settings: ConfiguredVendorSettings) -> OpenAICompatible:
+        """A vendor the configuration adds: its hosts are its settings' (`Hosts`), not a pattern of
+        its own, and it names itself in the metrics and traces."""
+        vendor = type(
+            f"Configured_{name}",
+            (cls,),
+            {
+                "name": name,
+                "semconv_name": name,
+                "host_pattern": r"(?!)",  # matches no host: its hosts are those configured
+                "side_header": CONFIGURED_SIDE_HEADER,
+                "default_host": settings.default_host,
+                "upstream_hint": f"the scheme://host of {name}'s API",
+                "base_paths": settings.base_paths,
+                "endpoints": frozenset(settings.endpoints),
+                "takes_stream_options": settings.stream_options,
+                "price_table": settings.price_table,
+                "settings_model": ConfiguredVendorSettings,
+            },
+        )
+        return vendor()
+
+    def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
+        return ChatLeg(f"{self.openai_compatible_prefix}chat/completions", OPENAI_CHAT)
+
+    def api_segments(self, segments: Sequence[str]) -> list[str] | None:
+        """The path's segments after its base path, or None where it is under none of them."""
+        for base in self._bases:
+            if tuple(segments[: len(base)]) == base and len(segments) > len(base):
+                return list(segments[len(base) :])
+        return None
+
+    def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
+        if path == "/" and self.site_passes:
+            return Classification(passthrough=True)
+        segments = path_segments(path)
+        rest = self.api_segments(segments)
+        if rest is None:
+            if self.site_passes:
+                return Classification(passthrough=True)
+            bases = " or ".join(f"{b}/" for b in self.base_paths)
+            raise Unreadable(f"{self.name}'s API paths start with {bases}")
+        check_case([*segments[: len(segments) - len(rest)], *rest], openai.WORDS)
+        endpoint = endpoint_at(rest)
+        if endpoint not in self.endpoints:
+            if self.site_passes:
+                return Classification(passthrough=True)
+            raise Unreadable(f"{method} {path} is not an endpoint of {self.name} that Tollgate reads")
+        classification = openai.classify_request(method, rest, data, query)
+        if classification.session:
+            raise Unreadable(f"{self.name} offers no Responses WebSocket that Tollgate reads")
+        return classification
+
+    def prepare(
+        self,
+        classification: Classification,
+        body: dict[str, Any] | None,
+        index: Mapping[bytes, bytes],
+        inject_usage: bool,
+    ) -> bool:
+        return self.takes_stream_options and super().prepare(classification, body, index, inject_usage)
+
+    def refusal(self, reason: str, message: str) -> Refusal:
+        return self._json_refusal(reason, openai.refusal_body(reason, message))
+
+    def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
+        return openai.usage_of(classification.endpoint, body)
+
+    def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
+        if is_event_stream(headers):
+            return openai.stream_reader(classification.endpoint)
+        return super().usage_reader(classification, headers)
+
+
+class Mistral(OpenAICompatible):
+    name = "mistral"
+    semconv_name = "mistral_ai"
+    host_pattern = r"api\.mistral\.ai"
+    side_header = "X-Mistral-Key"
+    default_host = "api.mistral.ai"
+    base_paths = ("/v1",)
+    endpoints = frozenset((CHAT, EMBEDDINGS, MODELS))
+    # Its API refuses a field it does not know; its streams end in a chunk with the usage unasked.
+    takes_stream_options = False
+    price_table = "mistral"
+
+
+class Groq(OpenAICompatible):
+    name = semconv_name = "groq"
+    host_pattern = r"api\.groq\.com"
+    side_header = "X-Groq-Key"
+    default_host = "api.groq.com"
+    base_paths = ("/openai/v1",)
+    endpoints = frozenset((CHAT, RESPONSES, MODELS))
+    price_table = "groq"
+
+
+class DeepSeek(OpenAICompatible):
+    name = semconv_name = "deepseek"
+    host_pattern = r"api\.deepseek\.com"
+    side_header = "X-DeepSeek-Key"
+    default_host = "api.deepseek.com"
+    base_paths = ("", "/v1")
+    endpoints = frozenset((CHAT, MODELS))
+    price_table = "deepseek"
+
+
+class XAI(OpenAICompatible):
+    name = "xai"
+    semconv_name = "x_ai"
+    host_pattern = r"api\.x\.ai"
+    side_header = "X-XAI-Key"
+    default_host = "api.x.ai"
+    base_paths = ("/v1",)
+    endpoints = frozenset((CHAT, RESPONSES, MODELS))
+    price_table = "x-ai"
+
+
+class OpenRouter(OpenAICompatible):
+    name = semconv_name = "openrouter"
+    host_pattern = r"openrouter\.ai"
+    side_header = "X-OpenRouter-Key"
+    default_host = "openrouter.ai"
+    base_paths = ("/api/v1",)
+    endpoints = frozenset((CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, MODELS))
+    # Its web site and its account API share the host: they go with the caller's own credential.
+    site_passes = True
+    # Its streams report usage unasked (it ignores `stream_options`).
+    takes_stream_options = False
+    price_table = "openrouter"
+
+
+class Together(OpenAICompatible):
+    name = semconv_name = "together"
+    host_pattern = r"api\.together\.xyz"
+    side_header = "X-Together-Key"
+    default_host = "api.together.xyz"
+    base_paths = ("/v1",)
+    endpoints = frozenset((CHAT, COMPLETIONS, EMBEDDINGS, MODELS))
+    price_table = "together"
+
+
+class Fireworks(OpenAICompatible):
+    name = semconv_name = "fireworks"
+    host_pattern = r"api\.fireworks\.ai"
+    side_header = "X-Fireworks-Key"
+    default_host = "api.fireworks.ai"
+    base_paths = ("/inference/v1",)
+    endpoints = frozenset((CHAT, COMPLETIONS, EMBEDDINGS, MODELS))
+    price_table = "fireworks"
+
+
+class Cerebras(OpenAICompatible):
+    name = semconv_name = "cerebras"
+    host_pattern = r"api\.cerebras\.ai"
+    side_header = "X-Cerebras-Key"
+    default_host = "api.cerebras.ai"
+    base_paths = ("/v1",)
+    endpoints = frozenset((CHAT, COMPLETIONS, MODELS))
+    price_table = "cerebras"
+
+
+class Perplexity(OpenAICompatible):
+    name = semconv_name = "perplexity"
+    host_pattern = r"api\.perplexity\.ai"
+    side_header = "X-Perplexity-Key"
+    default_host = "api.perplexity.ai"
+    base_paths = ("",)  # chat/completions at the root
+    endpoints = frozenset((CHAT,))
+    price_table = "perplexity"
+
+
+PRESETS: tuple[OpenAICompatible, ...] = (
+    Mistral(), Groq(), DeepSeek(), XAI(), OpenRouter(), Together(), Fireworks(), Cerebras(), Perplexity(),
+)  # fmt: skip

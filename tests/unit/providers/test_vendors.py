@@ -1,0 +1,272 @@
+"""The OpenAI-compatible vendors: the presets' hosts and paths, what each reads and refuses, their
+stream usage and price tables; a vendor the configuration adds."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from genai_prices.data import providers as table_providers
+
+from tollgate.config import parse_config
+from tollgate.formats import OPENAI_API
+from tollgate.formats.exact import Unreadable
+from tollgate.formats.request_facts import Classification, RequestFacts
+from tollgate.governance.overrides import RuleBook, routed_path
+from tollgate.governance.pricing import table_rate
+from tollgate.providers import PROVIDERS, Hosts, allow_hosts, configured, provider_for
+from tollgate.runtime import Loaded
+
+from .common import VENDORS, classify
+
+CHAT = json.dumps({"model": "m-1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 7}).encode()
+STREAM = json.dumps({"model": "m-1", "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
+EMBED = json.dumps({"model": "e-1", "input": "hi"}).encode()
+
+# name: (API host, the chat path, the embeddings path or None, the models listing's path)
+PRESETS = {
+    "mistral": ("api.mistral.ai", "/v1/chat/completions", "/v1/embeddings", "/v1/models"),
+    "groq": ("api.groq.com", "/openai/v1/chat/completions", None, "/openai/v1/models"),
+    "deepseek": ("api.deepseek.com", "/chat/completions", None, "/models"),
+    "xai": ("api.x.ai", "/v1/chat/completions", None, "/v1/models"),
+    "openrouter": ("openrouter.ai", "/api/v1/chat/completions", "/api/v1/embeddings", "/api/v1/models"),
+    "together": ("api.together.xyz", "/v1/chat/completions", "/v1/embeddings", "/v1/models"),
+    "fireworks": (
+        "api.fireworks.ai",
+        "/inference/v1/chat/completions",
+        "/inference/v1/embeddings",
+        "/inference/v1/models",
+    ),
+    "cerebras": ("api.cerebras.ai", "/v1/chat/completions", None, "/v1/models"),
+    "perplexity": ("api.perplexity.ai", "/chat/completions", None, None),
+}
+
+
+def test_every_preset_is_listed_here() -> None:
+    assert {v.name for v in VENDORS} == set(PRESETS)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_a_presets_host_is_its_own_and_decrypted(name: str) -> None:
+    host = PRESETS[name][0]
+    assert provider_for(host) is PROVIDERS[name]
+    assert provider_for(host.upper() + ".") is PROVIDERS[name]
+    assert provider_for(f"evil{host}") is None
+    assert provider_for(f"{host}.evil.example") is None
+    assert any(__import__("re").fullmatch(p, f"{host}:443") for p in allow_hosts())
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_a_presets_chat_is_read_as_openais(name: str) -> None:
+    vendor = PROVIDERS[name]
+    c = classify(vendor, "POST", PRESETS[name][1], CHAT)
+    assert (c.endpoint, c.model, c.wire_format) == ("chat.completions", "m-1", OPENAI_API)
+    assert (c.facts.max_tokens, c.facts.message_count, c.facts.stream) == (7, 1, False)
+    assert classify(vendor, "POST", PRESETS[name][1], STREAM).facts.stream is True
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_a_presets_embeddings_where_it_has_them(name: str) -> None:
+    vendor = PROVIDERS[name]
+    path = PRESETS[name][2]
+    if path is None:
+        chat = PRESETS[name][1]
+        with pytest.raises(Unreadable, match="is not an endpoint of"):
+            classify(vendor, "POST", chat.replace("chat/completions", "embeddings"), EMBED)
+        return
+    c = classify(vendor, "POST", path, EMBED)
+    assert (c.endpoint, c.model) == ("embeddings", "e-1")
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_a_presets_models_listing(name: str) -> None:
+    path = PRESETS[name][3]
+    if path is None:
+        return
+    c = classify(PROVIDERS[name], "GET", path, None)
+    assert (c.endpoint, c.model, c.passthrough) == ("models", None, False)
+
+
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [
+        ("groq", "/v1/chat/completions"),  # not under its base path
+        ("groq", "/openai/V1/chat/completions"),  # a letter case a server may not tell apart
+        ("groq", "/openai/v1/chat/Completions"),
+        ("mistral", "/v1/fim/completions"),  # its own endpoint: not read, so refused
+        ("mistral", "/v1/files"),  # an upload
+        ("mistral", "/v1/batch/jobs"),
+        ("together", "/v1/batches"),  # a job
+        ("perplexity", "/v1/chat/completions"),
+        ("fireworks", "/v1/chat/completions"),
+        ("deepseek", "/beta/completions"),
+        ("xai", "/v1/messages"),
+        ("mistral", "/v1/chat/completions/"),
+        ("groq", "/openai/v1/x1/chat/completions"),  # OpenAI's reading skips ids: a vendor's is exact
+        ("groq", "/openai/v1/chat/completions/x"),
+        ("openrouter", "/api//v1/chat/completions"),  # a path a server may normalise is not passed
+    ],
+)
+def test_paths_a_preset_does_not_serve_as_read_are_refused(name: str, path: str) -> None:
+    with pytest.raises(Unreadable):
+        classify(PROVIDERS[name], "POST", path, CHAT)
+
+
+def test_deepseek_serves_its_api_at_the_root_and_under_v1() -> None:
+    deepseek = PROVIDERS["deepseek"]
+    for path in ("/chat/completions", "/v1/chat/completions"):
+        assert classify(deepseek, "POST", path, CHAT).endpoint == "chat.completions"
+    with pytest.raises(Unreadable):
+        classify(deepseek, "POST", "/V1/chat/completions", CHAT)
+
+
+def test_openrouters_site_passes_with_the_callers_own_credential() -> None:
+    openrouter = PROVIDERS["openrouter"]
+    for method, path in (
+        ("GET", "/"),
+        ("GET", "/docs/quickstart"),
+        ("GET", "/api/v1/credits"),
+        ("POST", "/api/v1/keys"),
+    ):
+        c = classify(openrouter, method, path, None)
+        assert c.passthrough is True and c.endpoint is None, path
+    # Its model API is read, never passed.
+    assert classify(openrouter, "POST", "/api/v1/chat/completions", CHAT).passthrough is False
+    assert (
+        classify(openrouter, "POST", "/api/v1/completions", json.dumps({"model": "m", "prompt": "x"}).encode()).endpoint
+        == "completions"
+    )
+    # A path another vendor would refuse is none of OpenRouter's model API: it passes, unread.
+    assert classify(openrouter, "POST", "/api/v1/files", None).passthrough is True
+
+
+@pytest.mark.parametrize("name", ["groq", "xai", "openrouter"])
+def test_the_responses_api_where_a_preset_has_it(name: str) -> None:
+    vendor = PROVIDERS[name]
+    base = vendor.base_paths[0]
+    body = json.dumps({"model": "r-1", "input": "hi", "max_output_tokens": 9}).encode()
+    c = classify(vendor, "POST", f"{base}/responses", body)
+    assert (c.endpoint, c.model, c.facts.max_tokens) == ("responses", "r-1", 9)
+    with pytest.raises(Unreadable, match="WebSocket"):
+        classify(vendor, "GET", f"{base}/responses", None)
+
+
+def test_mistral_is_not_asked_for_stream_usage_the_others_are() -> None:
+    # Mistral refuses a field it does not know, and ends each stream with its usage unasked.
+    for vendor in VENDORS:
+        body = json.loads(STREAM)
+        c = Classification("chat.completions", "m-1", RequestFacts(stream=True), OPENAI_API)
+        asked = vendor.prepare(c, body, {}, inject_usage=True)
+        expected = vendor.name not in ("mistral", "openrouter")
+        assert asked is expected, vendor.name
+        assert ("stream_options" in body) is expected
+
+
+def test_deepseeks_cache_hits_are_the_cached_tokens() -> None:
+    deepseek = PROVIDERS["deepseek"]
+    answer = {
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hi"}}],
+        "usage": {
+            "prompt_tokens": 120,
+            "completion_tokens": 30,
+            "total_tokens": 150,
+            "prompt_cache_hit_tokens": 100,
+            "prompt_cache_miss_tokens": 20,
+            "completion_tokens_details": {"reasoning_tokens": 12},
+        },
+    }
+    c = classify(deepseek, "POST", "/chat/completions", CHAT)
+    usage = deepseek.usage(c, {}, json.dumps(answer).encode())
+    assert (usage.input_tokens, usage.output_tokens, usage.cached_tokens, usage.reasoning_tokens) == (120, 30, 100, 12)
+    # OpenAI's own field, where an answer has it, is the count.
+    answer["usage"]["prompt_tokens_details"] = {"cached_tokens": 90}
+    assert deepseek.usage(c, {}, json.dumps(answer).encode()).cached_tokens == 90
+
+
+@pytest.mark.parametrize(
+    ("name", "table", "model"),
+    [
+        ("mistral", "mistral", "mistral-large-latest"),
+        ("groq", "groq", "llama-3.3-70b-versatile"),
+        ("deepseek", "deepseek", "deepseek-chat"),
+        ("xai", "x-ai", "grok-3"),
+        ("openrouter", "openrouter", "openai/gpt-4o"),
+        ("together", "together", "meta-llama/Llama-3.3-70B-Instruct-Turbo"),
+        ("fireworks", "fireworks", "accounts/fireworks/models/llama-v3p1-8b-instruct"),
+        ("cerebras", "cerebras", "llama3.1-8b"),
+        ("perplexity", "perplexity", "sonar"),
+    ],
+)
+def test_a_presets_prices_come_from_its_genai_prices_table(name: str, table: str, model: str) -> None:
+    assert PROVIDERS[name].price_table == table
+    assert table in {p.id for p in table_providers}
+    rate = table_rate(name, model, 1_767_225_600)  # 2026-01-01
+    assert rate is not None and rate.input > 0 and rate.source.startswith(f"genai-prices {table}/")
+
+
+# --- a vendor the configuration adds ----------------------------------------------------------
+
+
+ACME = {"kind": "openai_compatible", "hosts": ["api.acme.example", "*.acme-eu.example"], "keys": ["sk-acme"]}
+
+
+def loaded_with(**acme: object) -> Loaded:
+    return Loaded.build(parse_config({"providers": {"acme": {**ACME, **acme}}}, {}))
+
+
+def test_a_configured_vendor_joins_the_registry_its_hosts_and_its_pool() -> None:
+    loaded = loaded_with(base_path="/api/v2", price_table="groq")
+    acme = loaded.registry["acme"]
+    assert loaded.hosts.provider_for("api.acme.example") is acme
+    assert loaded.hosts.provider_for("X.ACME-EU.example.") is acme
+    assert loaded.hosts.provider_for("acme.example") is None
+    assert loaded.hosts.provider_for("api.groq.com") is PROVIDERS["groq"]
+    assert loaded.pools["acme"].take() == "sk-acme"
+    assert (acme.name, acme.semconv_name, acme.side_header) == ("acme", "acme", "X-Vendor-Key")
+    c = classify(acme, "POST", "/api/v2/chat/completions", CHAT)
+    assert (c.endpoint, c.model, c.wire_format) == ("chat.completions", "m-1", OPENAI_API)
+    with pytest.raises(Unreadable):
+        classify(acme, "POST", "/v1/chat/completions", CHAT)
+    with pytest.raises(Unreadable):
+        classify(acme, "POST", "/api/v2/responses", CHAT)  # not among its endpoints
+    # Its price table is the one it names; built in, no provider is called acme.
+    assert loaded.prices.rate("acme", "llama-3.3-70b-versatile", None, (), 1_767_225_600) is not None
+    assert "acme" not in PROVIDERS
+    assert Loaded.build(parse_config({}, {})).registry is PROVIDERS
+
+
+def test_a_configured_vendors_endpoints_and_stream_options() -> None:
+    acme = loaded_with(endpoints=["chat.completions", "responses"], stream_options=False).registry["acme"]
+    body = json.dumps({"model": "r", "input": "x"}).encode()
+    assert classify(acme, "POST", "/v1/responses", body).endpoint == "responses"
+    with pytest.raises(Unreadable):
+        classify(acme, "POST", "/v1/embeddings", EMBED)
+    c = Classification("chat.completions", "m-1", RequestFacts(stream=True), OPENAI_API)
+    body = json.loads(STREAM)
+    assert acme.prepare(c, body, {}, inject_usage=True) is False and "stream_options" not in body
+
+
+def test_a_route_from_openai_goes_to_a_vendors_compatible_api() -> None:
+    config = parse_config(
+        {
+            "providers": {"acme": {**ACME, "base_path": "/api/v2"}},
+            "overrides": [
+                {"match": {"provider": "openai", "model": "to-acme"}, "provider": "acme"},
+                {"match": {"provider": "openai", "model": "to-groq"}, "provider": "groq"},
+            ],
+        },
+        {},
+    )
+    loaded = Loaded.build(config)
+    book: RuleBook = loaded.rules
+    assert book.find("openai", "to-acme", None, (), "chat.completions") is config.overrides[0]
+    assert book.find("openai", "to-groq", None, (), "chat.completions") is config.overrides[1]
+    assert routed_path(loaded.registry["acme"], "/v1/chat/completions") == "/api/v2/chat/completions"
+    assert routed_path(PROVIDERS["groq"], "/v1/chat/completions?x=1") == "/openai/v1/chat/completions?x=1"
+    assert routed_path(PROVIDERS["perplexity"], "/v1/chat/completions") == "/chat/completions"
+
+
+def test_hosts_of_configured_vendors_may_hold_names_no_regex_group_takes() -> None:
+    vendors = configured(parse_config({"providers": {"a-b": ACME}}, {}).providers.configured())
+    hosts = Hosts({"a-b": ACME["hosts"]}, {**PROVIDERS, **vendors})
+    assert hosts.provider_for("api.acme.example") is vendors["a-b"]
