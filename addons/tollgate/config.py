@@ -148,8 +148,8 @@ class Override(Strict):
 
     @model_validator(mode="after")
     def _a_route_reaches_its_provider(self, info: ValidationInfo) -> Override:
-        if self.model is None and self.provider is None and self.upstream is None:
-            raise ValueError("a rule must set model, provider or upstream")
+        if self.model is None and self.provider is None and self.upstream is None and not self.fallbacks:
+            raise ValueError("a rule must set model, provider, upstream or fallbacks")
         known = known_providers(info)
         for name in (self.match.provider, self.provider):
             if name is not None and name not in known:

@@ -5,6 +5,7 @@ the client sees one answer."""
 from __future__ import annotations
 
 import pytest
+from tests.support import streams
 from tests.support.fake_upstream import Reply
 
 from tollgate.fingerprint import fingerprint
@@ -171,3 +172,75 @@ def test_every_fallback_denied_leaves_the_first_answer(gw):
     assert models_asked(fake) == ["gpt-4o"]
     record = gw.last_audit()
     assert (record["status"], record["model"], record["attempts"], record["decision"]) == (503, "gpt-4o", None, "allow")
+
+
+STREAM = """
+    from openai import OpenAI
+    client = OpenAI(api_key="{key}", max_retries=0)
+    with client.chat.completions.with_streaming_response.create(
+            model="gpt-4o", messages=[{{"role": "user", "content": "hi"}}], stream=True) as raw:
+        text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+        report(status=raw.status_code, attempts=raw.headers.get("x-tollgate-attempts"), content=text)
+"""
+
+
+def test_a_stream_falls_back_before_its_answer_begins(gw):
+    gw.reset()
+    fake = gw.fakes["openai"]
+    fake.handler = lambda r: (
+        Reply(503, OVERLOADED) if r.json()["model"] == "gpt-4o" else Reply(200, chunks=streams.openai_chat())
+    )
+    result = gw.run(STREAM.format(key=ALICE))
+    assert result == {"status": 200, "attempts": "2", "content": "Hello"}
+    assert models_asked(fake) == ["gpt-4o", "gpt-4o-mini"]
+    assert all(r.json()["stream"] is True for r in fake.received)
+    record = gw.last_audit()
+    assert [(a["model"], a["status"]) for a in record["attempts"]] == [("gpt-4o", 503), ("gpt-4o-mini", 200)]
+    assert (record["status"], record["model"], record["stream"]) == (200, "gpt-4o-mini", True)
+
+
+K1, K2 = "sk-fallback-pool-one-111", "sk-fallback-pool-two-222"
+
+
+@pytest.fixture(scope="module")
+def retrying(start_gateway):
+    return start_gateway(
+        lambda urls: {
+            "providers": {
+                "openai": {"upstream": urls["openai"], "keys": [K1, K2], "retry": {"attempts": 2, "when": ["5xx"]}}
+            },
+            "clients": [{"name": "alice", "keys": [ALICE]}],
+            "overrides": [
+                {"match": {"provider": "openai"}, "fallbacks": [{"provider": "openai", "model": "gpt-4o-mini"}]}
+            ],
+        },
+        providers=("openai",),
+    )
+
+
+def test_a_fallback_comes_after_the_targets_retries(retrying):
+    retrying.reset()
+    fake = retrying.fakes["openai"]
+    fake.handler = gpt_4o_overloaded
+    result = retrying.run(CHAT.format(key=ALICE))
+    assert result == {"status": 200, "attempts": "3", "model": "gpt-4o-mini", "tokens": 7}
+    assert models_asked(fake) == ["gpt-4o", "gpt-4o", "gpt-4o-mini"]
+    keys = [r.headers["authorization"].removeprefix("Bearer ") for r in fake.received]
+    assert {keys[0], keys[1]} == {K1, K2}  # the retry went on the other key
+    record = retrying.last_audit()
+    assert [(a["model"], a["status"], a["upstream_key"]) for a in record["attempts"]] == [
+        ("gpt-4o", 503, fingerprint(keys[0])), ("gpt-4o", 503, fingerprint(keys[1])),
+        ("gpt-4o-mini", 200, fingerprint(keys[2])),
+    ]  # fmt: skip
+
+
+def test_a_fallback_that_fails_has_its_own_retries(retrying):
+    retrying.reset()
+    fake = retrying.fakes["openai"]
+    fake.handler = lambda r: Reply(503, OVERLOADED)
+    result = retrying.run(CHAT.format(key=ALICE))
+    assert result == {"error": "InternalServerError", "status": 503, "attempts": "4"}
+    assert models_asked(fake) == ["gpt-4o", "gpt-4o", "gpt-4o-mini", "gpt-4o-mini"]
+    assert [(a["model"], a["status"]) for a in retrying.last_audit()["attempts"]] == [
+        ("gpt-4o", 503), ("gpt-4o", 503), ("gpt-4o-mini", 503), ("gpt-4o-mini", 503),
+    ]  # fmt: skip
