@@ -244,3 +244,46 @@ def test_a_fallback_that_fails_has_its_own_retries(retrying):
     assert [(a["model"], a["status"]) for a in retrying.last_audit()["attempts"]] == [
         ("gpt-4o", 503), ("gpt-4o", 503), ("gpt-4o-mini", 503), ("gpt-4o-mini", 503),
     ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def limited(start_gateway):
+    return start_gateway(
+        lambda urls: {
+            "providers": {"openai": {"upstream": urls["openai"], "keys": [KEY]}},
+            "clients": [{"name": "alice", "keys": [ALICE]}],
+            "overrides": [
+                {
+                    "match": {"provider": "openai", "model": "gpt-4o"},
+                    "fallbacks": [
+                        {"provider": "openai", "model": "gpt-4o-mini"},
+                        {"provider": "openai", "model": "o3"},
+                    ],
+                }
+            ],
+            "limits": [
+                {"name": "first", "match": {"model": "gpt-4o"}, "requests_per_day": 5},
+                {"name": "mini", "match": {"model": "gpt-4o-mini"}, "requests_per_day": 1},
+            ],
+        },
+        providers=("openai",),
+    )
+
+
+def test_the_limits_count_the_fallback_that_answered(limited):
+    limited.reset()
+    fake = limited.fakes["openai"]
+    fake.handler = gpt_4o_overloaded
+    first = limited.run(CHAT.format(key=ALICE))
+    assert first == {"status": 200, "attempts": "2", "model": "gpt-4o-mini", "tokens": 7}
+    # The one call gpt-4o-mini may take a day went to it: the next call's fallback skips it.
+    second = limited.run(CHAT.format(key=ALICE))
+    assert second == {"status": 200, "attempts": "2", "model": "o3", "tokens": 7}
+    assert models_asked(fake) == ["gpt-4o", "gpt-4o-mini", "gpt-4o", "o3"]
+    record = limited.last_audit()
+    assert [(a["model"], a["status"]) for a in record["attempts"]] == [("gpt-4o", 503), ("o3", 200)]
+    # gpt-4o's limit was given back each time: five calls that it answers still go.
+    fake.handler = lambda r: Reply(200, answer(r.json()["model"]))
+    results = [limited.run(CHAT.format(key=ALICE)) for _ in range(5)]
+    assert [r["status"] for r in results] == [200] * 5
+    assert limited.run(CHAT.format(key=ALICE))["status"] == 429

@@ -51,7 +51,7 @@ def gateway() -> Gateway:
     rollup = RollUp(shared)
     ask_for_usage = AskForUsage(shared)
     credential = Credential(shared)
-    fallback = Fallback(shared, credential.fall_back)
+    fallback = Fallback(shared, credential.fall_back, ledger.reserve_fallback, ledger.release)
     upstream_watch = UpstreamWatch(shared)
     stream_tap = StreamTap(shared)
     redact = Redact(shared)

@@ -14,6 +14,7 @@ from tollgate.call import Call
 from tollgate.formats import OPENAI_API
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.json_codec import encode_json, read_request_json
+from tollgate.governance.limits import Reserved
 from tollgate.governance.policy import Decision
 from tollgate.proxy.flows import call_of, provider_of
 from tollgate.proxy.state import Shared
@@ -22,9 +23,16 @@ logger = logging.getLogger(__name__)
 
 
 class Fallback:
-    def __init__(self, shared: Shared, apply_credential: Callable[[http.HTTPFlow, Call], bool]) -> None:
+    def __init__(
+        self,
+        shared: Shared,
+        apply_credential: Callable[[http.HTTPFlow, Call], bool],
+        reserve: Callable[[http.HTTPFlow, Call], Awaitable[Reserved | bool | None]],
+        release: Callable[[Reserved | None], None],
+    ) -> None:
         self.shared = shared
         self._apply_credential = apply_credential  # `Credential.fall_back`
+        self._reserve, self._release = reserve, release  # `Ledger.reserve_fallback`, `Ledger.release`
 
     def attempt_failed(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """After `Credential.again`, before `UpstreamWatch.go_again`: a failed target with no retry
@@ -40,14 +48,26 @@ class Fallback:
             (provider, model), call.fallbacks = call.fallbacks[0], call.fallbacks[1:]
             if provider != call.provider:  # the configuration allows none other (not translated again)
                 continue
-            before = (call.model, call.fallback_of)
+            before = (call.model, call.fallback_of, call.usage_counters)
             call.model, call.fallback_of = model, (call.provider, call.target_model)
-            if await self._allowed(call) and self._call_model(flow, call, model) and self._apply_credential(flow, call):
-                assert call.attempts is not None
-                call.target_attempts_from = len(call.attempts)
-                call.retrying = True
-                return
-            call.model, call.fallback_of = before
+            # Its own reservation first (the policy sees its counters), the failed target's kept
+            # until it goes.
+            reserved = await self._reserve(flow, call)
+            if reserved is not False:
+                assert reserved is not True
+                if (
+                    await self._allowed(call)
+                    and self._call_model(flow, call, model)
+                    and self._apply_credential(flow, call)
+                ):
+                    self._release(call.reserved)
+                    call.reserved = reserved
+                    assert call.attempts is not None
+                    call.target_attempts_from = len(call.attempts)
+                    call.retrying = True
+                    return
+                self._release(reserved)
+            call.model, call.fallback_of, call.usage_counters = before
         if call.attempts:  # nothing goes again: the failed attempt is the call's last
             call.attempts.pop()
 
