@@ -152,6 +152,12 @@ class Call:
     attempt_started: float | None = None
     caller_credential: bool = False
     retrying: bool = False  # an `attempt_failed` hook's steps are making the call go again
+    # An override rule's `fallbacks` (provider, model) not tried yet, where in `attempts` the
+    # current target's began, and the target a fallback took the call from (`input.fallback_of`).
+    fallbacks: tuple[tuple[str, str], ...] = ()
+    target_attempts_from: int = 0
+    fallback_of: tuple[str, str | None] | None = None
+    falling_back: bool = False  # the failed target has no retry left: the next fallback is due
     # The attempt's failure is counted for its key's or upstream's circuit (`providers.<name>.circuit`).
     circuit_counted: bool = False
     # The limits' counters this call charged and what it reserved on them, settled when it ends.

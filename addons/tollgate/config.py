@@ -125,6 +125,13 @@ class OverrideMatch(Strict):
 OPENAI_COMPATIBLE_TARGETS = tuple(name for name, p in PROVIDERS.items() if p.openai_compatible_prefix is not None)
 
 
+class Fallback(Strict):
+    """One of an override rule's `fallbacks`: where its call goes when its target fails."""
+
+    provider: str
+    model: str = Field(min_length=1)
+
+
 class Override(Strict):
     match: OverrideMatch = OverrideMatch()
     model: str | None = Field(default=None, min_length=1)
@@ -134,13 +141,15 @@ class Override(Strict):
     # provider's OpenAI-compatible API; `native` translates it into the provider's own format. By
     # default, the OpenAI-compatible API where it offers the endpoint called, else the native one.
     api: Literal["native", "openai_compatible"] | None = None
+    # Tried in order when the target fails as its provider's `retry.when` says (after its retries).
+    fallbacks: tuple[Fallback, ...] = ()
 
     _upstream = field_validator("upstream")(classmethod(lambda cls, value: base_url(value)))
 
     @model_validator(mode="after")
     def _a_route_reaches_its_provider(self, info: ValidationInfo) -> Override:
-        if self.model is None and self.provider is None and self.upstream is None:
-            raise ValueError("a rule must set model, provider or upstream")
+        if self.model is None and self.provider is None and self.upstream is None and not self.fallbacks:
+            raise ValueError("a rule must set model, provider, upstream or fallbacks")
         known = known_providers(info)
         for name in (self.match.provider, self.provider):
             if name is not None and name not in known:
@@ -153,7 +162,24 @@ class Override(Strict):
                 raise ValueError(f"{self.provider} has no OpenAI-compatible API: use api: native")
             if self.match.provider != OPENAI_COMPATIBLE_SOURCE:
                 raise ValueError("api: openai_compatible takes OpenAI's calls: set match.provider: openai")
+        self._fallbacks_reachable(known)
         return self
+
+    def _fallbacks_reachable(self, known: tuple[str, ...]) -> None:
+        """A fallback goes to the rule's own provider (another model of it), in the call's format:
+        one to another provider would need the call translated again, which fallbacks do not do."""
+        target = self.provider or self.match.provider
+        for i, fallback in enumerate(self.fallbacks):
+            where = f"fallbacks[{i}].provider"
+            if fallback.provider not in known:
+                raise ValueError(f"{where}: {unknown_provider(fallback.provider, known)}")
+            if target is None:
+                raise ValueError(f"{where}: a rule with fallbacks names its provider (provider or match.provider)")
+            if fallback.provider != target:
+                raise ValueError(
+                    f"{where}: {fallback.provider} is not the rule's provider ({target}); a fallback"
+                    " goes to another model of the same provider"
+                )
 
 
 class Summarizer(Strict):

@@ -704,3 +704,49 @@ def test_a_rollup_rules_defaults() -> None:
         }
     ).rollup
     assert (rule.keep_last, rule.cache_entries, rule.above_messages, rule.match.provider) == (4, 256, None, None)
+
+
+def test_an_override_rules_fallbacks_are_read_in_order() -> None:
+    fallbacks = [{"provider": "openai", "model": "gpt-4o-mini"}, {"provider": "openai", "model": "o3"}]
+    config = parse_config(
+        {"overrides": [{"match": {"provider": "openai"}, "model": "gpt-4o", "fallbacks": fallbacks}]}, {}
+    )
+    assert [(f.provider, f.model) for f in config.overrides[0].fallbacks] == [
+        ("openai", "gpt-4o-mini"),
+        ("openai", "o3"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fallbacks", "match", "message"),
+    [
+        (
+            [{"provider": "acme", "model": "m"}],
+            {"provider": "openai"},
+            "overrides.0: fallbacks[0].provider: unknown provider 'acme'",
+        ),
+        (
+            [{"provider": "openai", "model": "m"}, {"provider": "anthropic", "model": "claude"}],
+            {"provider": "openai"},
+            "overrides.0: fallbacks[1].provider: anthropic is not the rule's provider (openai)",
+        ),
+        (
+            [{"provider": "openai", "model": "m"}],
+            {"model": "gpt-*"},
+            "overrides.0: fallbacks[0].provider: a rule with fallbacks names its provider",
+        ),
+        (
+            [{"provider": "openai", "model": ""}],
+            {"provider": "openai"},
+            "overrides.0.fallbacks.0.model: String should have at least 1 character",
+        ),
+        ([{"provider": "openai"}], {"provider": "openai"}, "overrides.0.fallbacks.0.model: Field required"),
+        (
+            [{"provider": "openai", "model": "m", "upstream": "x"}],
+            {"provider": "openai"},
+            "overrides.0.fallbacks.0.upstream",
+        ),
+    ],
+)
+def test_a_bad_fallback_is_an_error_naming_the_field(fallbacks: list, match: dict, message: str) -> None:
+    assert message in error_of({"overrides": [{"match": match, "model": "gpt-4o", "fallbacks": fallbacks}]})

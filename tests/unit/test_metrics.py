@@ -294,3 +294,19 @@ def test_a_batch_leaves_its_minute_window_all_but_one_request() -> None:
     assert remaining(10, 100, "requests", job, minute=True) == 89
     assert remaining(10, 100_000, "tokens", job, minute=True) == 99_990
     assert remaining(10, 100_000, "tokens", job) == 35_990
+
+
+def test_fallbacks_are_counted_by_the_model_that_ended_the_call() -> None:
+    metrics = MetricSet()
+    c = call(status=200)
+    c.model = "o3"
+    c.attempts = [
+        Attempt("openai", "gpt-4o", 503, "fp", "upstream answered 503", 3.0),
+        Attempt("openai", "gpt-4o", 429, "fp", "upstream answered 429", 3.0),  # a retry, no fallback
+        Attempt("openai", "gpt-4o-mini", 503, "fp", "upstream answered 503", 3.0),
+    ]
+    metrics.observe(c, record(c))
+    retried = call(status=200)
+    retried.attempts = [Attempt("openai", "gpt-4o", 429, "fp", "upstream answered 429", 3.0)]
+    metrics.observe(retried, record(retried))  # went again to the same model: no fallback
+    assert [(ls["model"], v) for ls, v in samples(metrics)["tollgate_fallbacks_total"]] == [("o3", 2)]

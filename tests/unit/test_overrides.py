@@ -143,7 +143,7 @@ def test_bedrock_rewritten_path_classifies_back_to_the_model():
             "overrides.0: api: applies to a route (provider: another provider than match.provider)",
         ),
         ({"match": {"provider": "openai"}, "provider": "bedrock"}, "overrides.0: a route to bedrock needs upstream"),
-        ({"match": {"provider": "openai"}}, "overrides.0: a rule must set model, provider or upstream"),
+        ({"match": {"provider": "openai"}}, "overrides.0: a rule must set model, provider, upstream or fallbacks"),
         ({"match": {"provider": "nosuch"}, "model": "x"}, "overrides.0: unknown provider 'nosuch'"),
         ({"match": {"provider": "openai", "modle": "x"}, "model": "y"}, "overrides.0.match.modle: unknown key"),
         ({"match": {"provider": "openai"}, "upstream": "ftp://x"}, "overrides.0.upstream: must look like"),

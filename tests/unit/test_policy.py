@@ -652,6 +652,7 @@ def test_policy_input_is_designs_input_document() -> None:
         "requested_model": "gpt-4o",
         "model": "gpt-4o-mini",
         "publisher": None,
+        "fallback_of": None,
         "request": {
             "message_count": 3,
             "has_system": True,
@@ -677,6 +678,7 @@ def test_policy_input_is_designs_input_document() -> None:
         "requested_model",
         "model",
         "publisher",
+        "fallback_of",
         "request",
         "unread",
         "usage",
@@ -708,6 +710,7 @@ def test_policy_input_without_override_or_facts() -> None:
         "requested_model": None,
         "model": None,
         "publisher": None,
+        "fallback_of": None,
         "request": {
             "message_count": None,
             "has_system": None,
@@ -748,6 +751,7 @@ def test_policy_input_model_falls_back_to_the_requested_one() -> None:
         "requested_model": "amazon.nova-lite-v1:0",
         "model": "amazon.nova-lite-v1:0",
         "publisher": None,
+        "fallback_of": None,
         "request": {
             "message_count": 1,
             "has_system": True,
@@ -2033,3 +2037,10 @@ def test_readme_policy_eval_example_is_what_the_command_does(tmp_path: Path, cap
     said = re.search(r"It prints `(.*?)`\s*\(indented\) and exits (\d)", readme, re.DOTALL)
     assert said is not None
     assert (code, json.loads(out), err) == (int(said.group(2)), json.loads(said.group(1).replace("\n", " ")), "")
+
+
+def test_policy_input_names_the_target_a_fallback_takes_the_call_from() -> None:
+    call = Call(provider="openai", host="api.openai.com", method="POST", path="/v1/chat/completions", model="o3")
+    call.fallback_of = ("openai", "gpt-4o")
+    assert policy_input(call)["fallback_of"] == {"provider": "openai", "model": "gpt-4o"}
+    assert facts_read(['input.fallback_of.model == "gpt-4o"']) == (23,)

@@ -257,6 +257,7 @@ def input_facts(call: Any) -> tuple[Any, ...]:
         call.client, tuple(call.groups), call.auth, call.provider, call.host, call.method, call.path, c.endpoint,
         c.model, model, f.message_count, f.has_system, f.has_tools, f.stream, f.max_tokens, unread,
         call.identity, call.usage_counters, f.service_tier, f.speed, f.batch, f.mcp_servers, c.publisher,
+        call.fallback_of,
     )  # fmt: skip
 
 
@@ -269,6 +270,7 @@ INPUT_LAYOUT: dict[str, Any] = {
         "service_tier": 18, "speed": 19, "batch": 20, "mcp_servers": 21,
     },
     "publisher": 22,
+    "fallback_of": 23,  # the target a fallback takes the call from: {provider, model}, else null
     "unread": 15,
     "identity": 16,  # a JWT caller's: issuer and claims, one fact (`JwtIdentity`)
     "usage": 17,  # the limits' counters (`limits.usage_facts`), one fact
@@ -355,7 +357,7 @@ def input_document(facts: tuple[Any, ...]) -> dict[str, Any]:
     for), built from `input_facts` so that it holds exactly what the decision cache is keyed on."""
     (client, groups, auth, provider, host, method, path, endpoint, requested_model, model,
      message_count, has_system, has_tools, stream, max_tokens, unread, identity, usage,
-     service_tier, speed, batch, mcp_servers, publisher) = facts  # fmt: skip
+     service_tier, speed, batch, mcp_servers, publisher, fallback_of) = facts  # fmt: skip
     document = {
         "client": {"name": client, "groups": list(groups), "auth": auth},
         "provider": provider,
@@ -366,6 +368,7 @@ def input_document(facts: tuple[Any, ...]) -> dict[str, Any]:
         "requested_model": requested_model,
         "model": model,
         "publisher": publisher,
+        "fallback_of": None if fallback_of is None else {"provider": fallback_of[0], "model": fallback_of[1]},
         "request": {
             "message_count": message_count,
             "has_system": has_system,

@@ -14,6 +14,7 @@ from tollgate.proxy.stages.classify import Classify
 from tollgate.proxy.stages.credential import Credential
 from tollgate.proxy.stages.decide import Decide
 from tollgate.proxy.stages.drain import Drain
+from tollgate.proxy.stages.fallback import Fallback
 from tollgate.proxy.stages.identify import Identify
 from tollgate.proxy.stages.ledger import Ledger
 from tollgate.proxy.stages.metrics import Metrics
@@ -50,6 +51,7 @@ def gateway() -> Gateway:
     rollup = RollUp(shared)
     ask_for_usage = AskForUsage(shared)
     credential = Credential(shared)
+    fallback = Fallback(shared, credential.fall_back, ledger.reserve_fallback, ledger.release)
     upstream_watch = UpstreamWatch(shared)
     stream_tap = StreamTap(shared)
     redact = Redact(shared)
@@ -127,8 +129,14 @@ def gateway() -> Gateway:
         server_connect_error=[upstream_watch.server_connect_error],
         server_disconnected=[upstream_watch.server_disconnected],
         # An attempt failed before its answer began (`compat.resend`): recorded, and with
-        # `providers.<name>.retry`, the call goes again on the next key (after a wait it asks).
-        attempt_failed=[upstream_watch.attempt_failed, credential.again, upstream_watch.go_again],
+        # `providers.<name>.retry`, the call goes again on the next key (after a wait it asks), then
+        # on its rule's next `fallbacks` target the policy allows.
+        attempt_failed=[
+            upstream_watch.attempt_failed,
+            credential.again,
+            fallback.attempt_failed,
+            upstream_watch.go_again,
+        ],
         responseheaders=[
             credential.responseheaders,  # a pooled key the upstream refused (401, 429) rests
             upstream_watch.responseheaders,

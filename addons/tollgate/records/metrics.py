@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
@@ -27,6 +28,7 @@ from tollgate.records.traces import operation_name
 from tollgate.shape_memo import ShapeMemo
 
 if TYPE_CHECKING:
+    from tollgate.governance.failover import Attempt
     from tollgate.governance.limits import Estimate
     from tollgate.providers.keypool import KeyPool
 
@@ -272,6 +274,12 @@ class MetricSet:
             " by what failed: a status, connect or timeout.",
             ("provider", "model", "failed"),
         )
+        self.fallbacks = CounterFamily(
+            "tollgate_fallbacks",
+            "Fallbacks made (an override rule's fallbacks): a call sent to another model after its target"
+            " failed, by the provider and model that ended the call.",
+            ("provider", "model"),
+        )
         self.limit_remaining = GaugeFamily(
             "tollgate_limit_remaining",
             "What a limit's counter has left in its window, as of the latest call it counted"
@@ -292,7 +300,8 @@ class MetricSet:
             Families(
                 [
                     self.token_usage, self.duration, self.ttft, self.calls, self.tokens, self.cost,
-                    self.upstream_errors, self.retries, self.limit_remaining, self.policy_seconds,
+                    self.upstream_errors, self.retries, self.fallbacks, self.limit_remaining,
+                    self.policy_seconds,
                 ],
                 self._lock,
             )
@@ -338,6 +347,8 @@ class MetricSet:
             if call.attempts:
                 for attempt in call.attempts:
                     self.retries.inc((provider, model, retry_cause(attempt.status, attempt.error)))
+                if fallbacks := fallbacks_made(call.attempts, record["model"]):
+                    self.fallbacks.inc((provider, model), fallbacks)
             for key, left in limits:
                 self.limit_remaining.set(key, left)
 
@@ -369,6 +380,12 @@ def remaining(before: int, cap: int, metric: str, used: Estimate, minute: bool =
         spent = used.requests if metric == "requests" else used.tokens if metric == "tokens" else used.nanousd or 0
     left = cap - before - spent
     return left / 1e9 if metric == "usd" else left
+
+
+def fallbacks_made(attempts: list[Attempt], model: str | None) -> int:
+    """How many times a call's attempts went on to another model (a fallback), the last to `model`."""
+    models = [a.model for a in attempts] + [model]
+    return sum(1 for before, after in pairwise(models) if before != after)
 
 
 def retry_cause(status: int | None, error: str | None) -> str:

@@ -205,16 +205,17 @@ class Credential:
         `retry.max_wait_s`) the next credential goes on the request: a signature made anew over
         it, a token current then."""
         call = call_of(flow)
-        if call is None or not call.retrying:
+        if call is None or not (call.retrying or call.falling_back):
             return None
-        retry = call.loaded.providers[call.provider].retry
-        assert retry is not None
         response = flow.response
         refused_key = response is not None and response.status_code in RESTING_STATUSES
         if call.pooled_key is not None and response is not None:
             self._rest_refused_key(response, call.pooled_key)
         status = response.status_code if response is not None else None
         self._count(call, status, None if status is not None else self._failure_kind(call))
+        retry = call.loaded.providers[call.provider].retry
+        if not call.retrying or retry is None:
+            return None  # no retry left: a fallback, if any, is next (`Fallback`)
         try:
             credential = credential_for(call.loaded, provider_of(call), call.sent())
         except CircuitOpen:  # every key rests: the failed attempt's answer stands
@@ -238,6 +239,20 @@ class Credential:
             return self._apply_after(flow, call, credential, wait)
         self._apply_again(flow, call, credential)
         return None
+
+    def fall_back(self, flow: http.HTTPFlow, call: Call) -> bool:
+        """A fallback's credential on the request (`Fallback`): False when none can be had."""
+        try:
+            credential = credential_for(call.loaded, provider_of(call), call.sent())
+        except CircuitOpen:
+            return False
+        if credential is None or (credential.pooled_key is None and self._upstream_circuit_open(call)):
+            return False
+        try:
+            self._apply(flow, call, credential)
+        except CredentialUnavailable:
+            return False
+        return True
 
     @staticmethod
     def _failure_kind(call: Call) -> str:

@@ -182,6 +182,47 @@ class Ledger:
         call.reserved = Reserved(store, tuple(found), estimate)
         call.usage_counters = usage_facts(found, reservation.values)
 
+    async def reserve_fallback(self, flow: http.HTTPFlow, call: Call) -> Reserved | bool | None:
+        """A fallback's own reservation, on the limits its model matches (`call.model` is the
+        fallback's), made while the failed target's is still held: the new one (None: no limit
+        applies), or False when the fallback is not to be tried (a limit without room, a USD cap
+        without a price, a job it cannot bound, the store failed under `on_store_error: deny`).
+        Nothing is refused: the failed attempt's answer stands if no fallback goes."""
+        limits = call.loaded.limits
+        store = self.shared.ledger
+        if not limits or call.classification.service or store is None:
+            return None
+        model = call.target_model
+        found = counters(limits.applying(call.provider, model, call.client, call.groups), call.client, call.groups,
+                         time.time())  # fmt: skip
+        if not found:
+            return None
+        batch = call.classification.facts.batch
+        if batch is not None and not batch.bounded and unenforceable(found) is not None:
+            return False
+        estimate = self._estimate(flow, call, model)
+        if estimate.nanousd is None and any(c.metric == "usd" for c in found):
+            return False
+        wanted = charges(found, estimate)
+        try:
+            reservation = store.reserve_now(wanted)
+            if reservation is None:
+                reservation = await store.reserve(wanted)
+        except StoreError as e:
+            call.ledger_error = str(e)
+            logger.error(f"Tollgate: ledger store failed on a fallback: {e}")
+            return None if call.loaded.config.ledger.on_store_error == "allow" else False
+        if not reservation.granted:
+            return False
+        call.usage_counters = usage_facts(found, reservation.values)
+        return Reserved(store, tuple(found), estimate)
+
+    @staticmethod
+    def release(reserved: Reserved | None) -> None:
+        """A reservation given back whole: its call's attempt used nothing of it (a fallback goes)."""
+        if reserved is not None and (changes := adjustments(reserved.counters, reserved.estimate, NOTHING)):
+            reserved.store.adjust(changes)
+
     def _store_failed(self, flow: http.HTTPFlow, call: Call, error: str) -> None:
         call.ledger_error = error
         if call.loaded.config.ledger.on_store_error == "allow":

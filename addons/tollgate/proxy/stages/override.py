@@ -38,6 +38,8 @@ class Override:
             call.provider = rule.provider
         if rule.upstream is not None:
             call.upstream = rule.upstream
+        if rule.fallbacks and call.translated is None:  # a translated call is not translated again
+            call.fallbacks = tuple((f.provider, f.model) for f in rule.fallbacks)
         if rule.model is not None and rule.model != c.model:
             if call.translated is not None:
                 call.model = rule.model

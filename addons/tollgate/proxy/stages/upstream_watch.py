@@ -13,6 +13,7 @@ from mitmproxy import connection, ctx, http, tls
 from mitmproxy.proxy import server_hooks
 
 from tollgate.call import Call, Failure
+from tollgate.config_base import RetryConfig
 from tollgate.governance.failover import (
     CONNECT,
     TIMEOUT,
@@ -102,7 +103,7 @@ class UpstreamWatch:
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         settings = call.loaded.providers[call.provider]
-        if settings.retry is not None and settings.retry.attempts > 1:
+        if (settings.retry is not None and settings.retry.attempts > 1) or call.fallbacks:
             self._may_go_again(flow, call)
         self._start_clock(flow, settings.timeout)
 
@@ -170,8 +171,7 @@ class UpstreamWatch:
         c = call.classification
         if call.streamed_upload or c.passthrough or c.session or call.caller_credential:
             return
-        retry = call.loaded.providers[call.provider].retry
-        assert retry is not None
+        retry = retry_of(call)
         call.attempt_started = time.time()
         patches.may_resend(flow, retry_statuses(retry), retries_errors(retry))
 
@@ -183,9 +183,9 @@ class UpstreamWatch:
         call = call_of(flow)
         if call is None:
             return
-        retry = call.loaded.providers[call.provider].retry
-        if retry is None:
+        if call.loaded.providers[call.provider].retry is None and not call.fallbacks:
             return
+        retry = retry_of(call)
         status = flow.response.status_code if flow.response is not None else None
         if status is not None:
             wanted = status_condition(status, retry.when)
@@ -197,6 +197,9 @@ class UpstreamWatch:
             error = call.error if timed_out and call.error else f"upstream unreachable: {message}"
         if not wanted or not flow.client_conn.connected or patches.ended_by_client(flow):
             return
+        retries_left = len(call.attempts or ()) - call.target_attempts_from + 1 < retry.attempts
+        if not retries_left and not call.fallbacks:
+            return  # nothing goes again: this attempt is the call's last
         now = time.time()
         attempts = call.attempts if call.attempts is not None else []
         begun = call.attempt_started or call.started
@@ -204,7 +207,8 @@ class UpstreamWatch:
             Attempt(call.provider, call.target_model, status, call.upstream_key, error, round((now - begun) * 1000, 1))
         )
         call.attempts = attempts
-        call.retrying = len(attempts) < retry.attempts
+        call.retrying = retries_left
+        call.falling_back = bool(call.fallbacks)  # once no retry is left (`Fallback`)
 
     def go_again(self, flow: http.HTTPFlow) -> None:
         """Last of `attempt_failed`: the call goes again, on its new credential, with a clock of its
@@ -217,8 +221,8 @@ class UpstreamWatch:
         call.circuit_counted = False
         call.attempt_started = time.time()
         settings = call.loaded.providers[call.provider]
-        assert settings.retry is not None and call.attempts is not None
-        if len(call.attempts) + 1 >= settings.retry.attempts:
+        assert call.attempts is not None
+        if len(call.attempts) - call.target_attempts_from + 1 >= retry_of(call).attempts and not call.fallbacks:
             patches.no_more_resends(flow)
         patches.resend(flow)
         self._start_clock(flow, settings.timeout)
@@ -262,6 +266,15 @@ class UpstreamWatch:
         self._deadlines.clear()
         if self._sweeper is not None:
             self._sweeper.cancel()
+
+
+def retry_of(call: Call) -> RetryConfig:
+    """The provider's `retry`; for a call with fallbacks but none, one attempt on the default conditions."""
+    retry = call.loaded.providers[call.provider].retry
+    return retry if retry is not None else NO_RETRY
+
+
+NO_RETRY = RetryConfig(attempts=1)
 
 
 def _request_sent(flow: http.HTTPFlow) -> None:

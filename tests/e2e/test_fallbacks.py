@@ -1,0 +1,289 @@
+"""Fallback routes: an override rule's `fallbacks` take a call whose target failed (after its
+retries) to another model of the same provider, each one the policy allows, through the same proxy;
+the client sees one answer."""
+
+from __future__ import annotations
+
+import pytest
+from tests.support import streams
+from tests.support.fake_upstream import Reply
+
+from tollgate.fingerprint import fingerprint
+
+KEY = "sk-fallback-key-one-111"
+ALICE = "tg-alice-fallback-test"
+BOB = "tg-bob-fallback-test"
+CAROL = "tg-carol-fallback-test"
+OVERLOADED = {"error": {"message": "The server is overloaded", "type": "server_error", "code": None}}
+
+
+def answer(model: str) -> dict:
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+    }
+
+
+CHAT = """
+    from openai import OpenAI
+    client = OpenAI(api_key="{key}", max_retries=0)
+    try:
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=[{{"role": "user", "content": "hi"}}])
+        answer = raw.parse()
+        report(status=raw.status_code, attempts=raw.headers.get("x-tollgate-attempts"),
+               model=answer.model, tokens=answer.usage.total_tokens)
+    except Exception as e:
+        report(error=type(e).__name__, status=getattr(e, "status_code", None),
+               attempts=e.response.headers.get("x-tollgate-attempts") if hasattr(e, "response") else None)
+"""
+
+# Bob may not fall back to gpt-4o-mini, Carol to anything; nobody is denied anything else.
+POLICY = """
+package tollgate
+import rego.v1
+
+deny contains "bob may not fall back to gpt-4o-mini" if {
+    input.client.name == "bob"
+    input.model == "gpt-4o-mini"
+    input.fallback_of == {"provider": "openai", "model": "gpt-4o"}
+}
+
+deny contains "carol may not fall back" if {
+    input.client.name == "carol"
+    input.fallback_of != null
+}
+"""
+
+
+def config(urls: dict[str, str]) -> dict:
+    return {
+        "providers": {"openai": {"upstream": urls["openai"], "keys": [KEY]}},  # no `retry`
+        "clients": [
+            {"name": "alice", "keys": [ALICE]},
+            {"name": "bob", "keys": [BOB]},
+            {"name": "carol", "keys": [CAROL]},
+        ],
+        "overrides": [
+            {
+                "match": {"provider": "openai", "model": "gpt-4o"},
+                "model": "gpt-4o",
+                "fallbacks": [{"provider": "openai", "model": "gpt-4o-mini"}, {"provider": "openai", "model": "o3"}],
+            }
+        ],
+        "policy": {"rego": ["policy.rego"]},
+    }
+
+
+@pytest.fixture(scope="module")
+def gw(start_gateway):
+    gateway = start_gateway(config, providers=("openai",))
+    assert gateway.config_path is not None
+    (gateway.config_path.parent / "policy.rego").write_text(POLICY)
+    gateway.reconfigure(config)  # now that the policy file is there
+    return gateway
+
+
+def gpt_4o_overloaded(r):
+    model = r.json()["model"]
+    if model == "gpt-4o":
+        return Reply(503, OVERLOADED, {"x-request-id": "req_overloaded"})
+    return Reply(200, answer(model), {"x-request-id": "req_answered"})
+
+
+def models_asked(fake) -> list[str]:
+    return [r.json()["model"] for r in fake.received]
+
+
+def test_a_503_falls_back_to_the_rules_next_model(gw):
+    gw.reset()
+    fake = gw.fakes["openai"]
+    fake.handler = gpt_4o_overloaded
+    result = gw.run(CHAT.format(key=ALICE))
+    assert result == {"status": 200, "attempts": "2", "model": "gpt-4o-mini", "tokens": 7}
+    assert models_asked(fake) == ["gpt-4o", "gpt-4o-mini"]
+    # The same request both times, with only its model changed.
+    first, second = (r.json() for r in fake.received)
+    assert {**first, "model": "gpt-4o-mini"} == second
+    assert fake.received[1].headers["content-length"] == str(len(fake.received[1].body))
+    record = gw.last_audit()
+    failed, answered = record["attempts"]
+    assert failed == {
+        "provider": "openai", "model": "gpt-4o", "status": 503, "upstream_key": fingerprint(KEY),
+        "error": "upstream answered 503", "latency_ms": failed["latency_ms"],
+    }  # fmt: skip
+    assert answered == {
+        "provider": "openai", "model": "gpt-4o-mini", "status": 200, "upstream_key": fingerprint(KEY),
+        "error": None, "latency_ms": answered["latency_ms"],
+    }  # fmt: skip
+    assert (record["status"], record["provider"], record["model"], record["total_tokens"], record["decision"]) == (
+        200, "openai", "gpt-4o-mini", 7, "allow",
+    )  # fmt: skip
+
+
+def test_a_fallback_the_policy_denies_is_skipped(gw):
+    gw.reset()
+    fake = gw.fakes["openai"]
+    fake.handler = gpt_4o_overloaded
+    result = gw.run(CHAT.format(key=BOB))
+    assert result == {"status": 200, "attempts": "2", "model": "o3", "tokens": 7}
+    assert models_asked(fake) == ["gpt-4o", "o3"]  # gpt-4o-mini never asked
+    record = gw.last_audit()
+    assert [(a["model"], a["status"]) for a in record["attempts"]] == [("gpt-4o", 503), ("o3", 200)]
+    assert (record["status"], record["model"], record["decision"]) == (200, "o3", "allow")
+
+
+def test_when_every_target_fails_the_last_answer_stands(gw):
+    gw.reset()
+    fake = gw.fakes["openai"]
+    fake.handler = lambda r: Reply(503, OVERLOADED)
+    result = gw.run(CHAT.format(key=ALICE))
+    assert result == {"error": "InternalServerError", "status": 503, "attempts": "3"}
+    assert models_asked(fake) == ["gpt-4o", "gpt-4o-mini", "o3"]
+    record = gw.last_audit()
+    assert [(a["model"], a["status"]) for a in record["attempts"]] == [
+        ("gpt-4o", 503), ("gpt-4o-mini", 503), ("o3", 503),
+    ]  # fmt: skip
+    assert (record["status"], record["model"]) == (503, "o3")
+
+
+def test_a_denied_fallback_is_skipped_when_the_next_fails_too(gw):
+    gw.reset()
+    fake = gw.fakes["openai"]
+    # o3 fails too for bob, whose policy denies gpt-4o-mini: the last answer is o3's 503.
+    fake.handler = lambda r: Reply(503, OVERLOADED)
+    result = gw.run(CHAT.format(key=BOB))
+    assert result == {"error": "InternalServerError", "status": 503, "attempts": "2"}
+    assert models_asked(fake) == ["gpt-4o", "o3"]
+    record = gw.last_audit()
+    assert [(a["model"], a["status"]) for a in record["attempts"]] == [("gpt-4o", 503), ("o3", 503)]
+
+
+def test_every_fallback_denied_leaves_the_first_answer(gw):
+    gw.reset()
+    fake = gw.fakes["openai"]
+    fake.handler = gpt_4o_overloaded
+    result = gw.run(CHAT.format(key=CAROL))
+    assert result == {"error": "InternalServerError", "status": 503, "attempts": None}
+    assert models_asked(fake) == ["gpt-4o"]
+    record = gw.last_audit()
+    assert (record["status"], record["model"], record["attempts"], record["decision"]) == (503, "gpt-4o", None, "allow")
+
+
+STREAM = """
+    from openai import OpenAI
+    client = OpenAI(api_key="{key}", max_retries=0)
+    with client.chat.completions.with_streaming_response.create(
+            model="gpt-4o", messages=[{{"role": "user", "content": "hi"}}], stream=True) as raw:
+        text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+        report(status=raw.status_code, attempts=raw.headers.get("x-tollgate-attempts"), content=text)
+"""
+
+
+def test_a_stream_falls_back_before_its_answer_begins(gw):
+    gw.reset()
+    fake = gw.fakes["openai"]
+    fake.handler = lambda r: (
+        Reply(503, OVERLOADED) if r.json()["model"] == "gpt-4o" else Reply(200, chunks=streams.openai_chat())
+    )
+    result = gw.run(STREAM.format(key=ALICE))
+    assert result == {"status": 200, "attempts": "2", "content": "Hello"}
+    assert models_asked(fake) == ["gpt-4o", "gpt-4o-mini"]
+    assert all(r.json()["stream"] is True for r in fake.received)
+    record = gw.last_audit()
+    assert [(a["model"], a["status"]) for a in record["attempts"]] == [("gpt-4o", 503), ("gpt-4o-mini", 200)]
+    assert (record["status"], record["model"], record["stream"]) == (200, "gpt-4o-mini", True)
+
+
+K1, K2 = "sk-fallback-pool-one-111", "sk-fallback-pool-two-222"
+
+
+@pytest.fixture(scope="module")
+def retrying(start_gateway):
+    return start_gateway(
+        lambda urls: {
+            "providers": {
+                "openai": {"upstream": urls["openai"], "keys": [K1, K2], "retry": {"attempts": 2, "when": ["5xx"]}}
+            },
+            "clients": [{"name": "alice", "keys": [ALICE]}],
+            "overrides": [
+                {"match": {"provider": "openai"}, "fallbacks": [{"provider": "openai", "model": "gpt-4o-mini"}]}
+            ],
+        },
+        providers=("openai",),
+    )
+
+
+def test_a_fallback_comes_after_the_targets_retries(retrying):
+    retrying.reset()
+    fake = retrying.fakes["openai"]
+    fake.handler = gpt_4o_overloaded
+    result = retrying.run(CHAT.format(key=ALICE))
+    assert result == {"status": 200, "attempts": "3", "model": "gpt-4o-mini", "tokens": 7}
+    assert models_asked(fake) == ["gpt-4o", "gpt-4o", "gpt-4o-mini"]
+    keys = [r.headers["authorization"].removeprefix("Bearer ") for r in fake.received]
+    assert {keys[0], keys[1]} == {K1, K2}  # the retry went on the other key
+    record = retrying.last_audit()
+    assert [(a["model"], a["status"], a["upstream_key"]) for a in record["attempts"]] == [
+        ("gpt-4o", 503, fingerprint(keys[0])), ("gpt-4o", 503, fingerprint(keys[1])),
+        ("gpt-4o-mini", 200, fingerprint(keys[2])),
+    ]  # fmt: skip
+
+
+def test_a_fallback_that_fails_has_its_own_retries(retrying):
+    retrying.reset()
+    fake = retrying.fakes["openai"]
+    fake.handler = lambda r: Reply(503, OVERLOADED)
+    result = retrying.run(CHAT.format(key=ALICE))
+    assert result == {"error": "InternalServerError", "status": 503, "attempts": "4"}
+    assert models_asked(fake) == ["gpt-4o", "gpt-4o", "gpt-4o-mini", "gpt-4o-mini"]
+    assert [(a["model"], a["status"]) for a in retrying.last_audit()["attempts"]] == [
+        ("gpt-4o", 503), ("gpt-4o", 503), ("gpt-4o-mini", 503), ("gpt-4o-mini", 503),
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def limited(start_gateway):
+    return start_gateway(
+        lambda urls: {
+            "providers": {"openai": {"upstream": urls["openai"], "keys": [KEY]}},
+            "clients": [{"name": "alice", "keys": [ALICE]}],
+            "overrides": [
+                {
+                    "match": {"provider": "openai", "model": "gpt-4o"},
+                    "fallbacks": [
+                        {"provider": "openai", "model": "gpt-4o-mini"},
+                        {"provider": "openai", "model": "o3"},
+                    ],
+                }
+            ],
+            "limits": [
+                {"name": "first", "match": {"model": "gpt-4o"}, "requests_per_day": 5},
+                {"name": "mini", "match": {"model": "gpt-4o-mini"}, "requests_per_day": 1},
+            ],
+        },
+        providers=("openai",),
+    )
+
+
+def test_the_limits_count_the_fallback_that_answered(limited):
+    limited.reset()
+    fake = limited.fakes["openai"]
+    fake.handler = gpt_4o_overloaded
+    first = limited.run(CHAT.format(key=ALICE))
+    assert first == {"status": 200, "attempts": "2", "model": "gpt-4o-mini", "tokens": 7}
+    # The one call gpt-4o-mini may take a day went to it: the next call's fallback skips it.
+    second = limited.run(CHAT.format(key=ALICE))
+    assert second == {"status": 200, "attempts": "2", "model": "o3", "tokens": 7}
+    assert models_asked(fake) == ["gpt-4o", "gpt-4o-mini", "gpt-4o", "o3"]
+    record = limited.last_audit()
+    assert [(a["model"], a["status"]) for a in record["attempts"]] == [("gpt-4o", 503), ("o3", 200)]
+    # gpt-4o's limit was given back each time: five calls that it answers still go.
+    fake.handler = lambda r: Reply(200, answer(r.json()["model"]))
+    results = [limited.run(CHAT.format(key=ALICE)) for _ in range(5)]
+    assert [r["status"] for r in results] == [200] * 5
+    assert limited.run(CHAT.format(key=ALICE))["status"] == 429
