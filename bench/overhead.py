@@ -1086,9 +1086,9 @@ class Bench:
     def start_baseline_tollgate(self, common: list[str], proxy_ctx: ssl.SSLContext) -> None:
         """Another checkout's Tollgate (`--baseline`), with the same configuration: what a change
         costs, measured in the same run as the checkout's own."""
-        data = self.tollgate_config()
+        # A ledger of its own, and with it a /metrics port of its own
+        data = self.tollgate_config(ledger_store=f"sqlite:///{self.workdir / 'ledger-baseline.sqlite'}")
         data["audit"] = {"path": str(self.workdir / "audit-baseline.jsonl")}
-        data["ledger"] = {"store": f"sqlite:///{self.workdir / 'ledger-baseline.sqlite'}"}
         script = self.args.baseline.resolve() / "addons" / "gateway.py"
         self.start_another_tollgate("tollgate-baseline", data, f"the script {script}", common, proxy_ctx, script)
 
