@@ -21,10 +21,8 @@ from tollgate.formats import OPENAI_CHAT
 from tollgate.formats.exact import UNREAD_FACTS, Unreadable, check_case, path_segments, words
 from tollgate.formats.openai_chat import ask_for_usage
 from tollgate.formats.request_facts import Classification, RequestFacts
-from tollgate.formats.usage import Usage
-from tollgate.formats.usage_reading import UsageReader, is_event_stream
 from tollgate.providers import openai
-from tollgate.providers.base import ChatLeg, HeaderKey, Headers, Provider, Refusal, UpstreamCredential
+from tollgate.providers.base import ChatLeg, HeaderKey, UpstreamCredential
 from tollgate.providers.entra_id import EntraToken, EntraTokens, load_tokens
 from tollgate.providers.keypool import KeyPool
 
@@ -125,7 +123,7 @@ def _first_segment(path: str) -> str:
     return path[1:].partition("/")[0]
 
 
-class Azure(Provider):
+class Azure(openai.AnswersInOpenAIFormat):
     name = "azure"
     semconv_name = "azure.ai.openai"
     host_pattern = _HOST.pattern.replace("?P<resource>", "?:").replace("?P<suffix>", "?:")
@@ -278,18 +276,6 @@ class Azure(Provider):
         if runtime is not None and runtime.tokens is not None:
             return EntraToken(runtime.tokens, self.header_positions)
         return None
-
-    def refusal(self, reason: str, message: str) -> Refusal:
-        # Azure's errors are OpenAI's shape: the openai SDK's AzureOpenAI reads them so.
-        return self._json_refusal(reason, openai.refusal_body(reason, message))
-
-    def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
-        return openai.usage_of(classification.endpoint, body)
-
-    def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
-        if is_event_stream(headers):
-            return openai.stream_reader(classification.endpoint)
-        return super().usage_reader(classification, headers)
 
 
 def _deployment_call(method: str, parts: list[str], data: dict[str, Any] | None) -> Classification:

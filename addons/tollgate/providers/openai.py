@@ -259,7 +259,23 @@ def refusal_body(reason: str, message: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": _ERROR_TYPES[reason], "param": None, "code": code}}
 
 
-class OpenAI(Provider):
+class AnswersInOpenAIFormat(Provider):
+    """A provider whose answers, streams and errors are OpenAI's format: OpenAI, Azure OpenAI and
+    the OpenAI-compatible vendors."""
+
+    def refusal(self, reason: str, message: str) -> Refusal:
+        return self._json_refusal(reason, refusal_body(reason, message))
+
+    def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
+        return usage_of(classification.endpoint, body)
+
+    def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
+        if is_event_stream(headers):
+            return stream_reader(classification.endpoint)
+        return super().usage_reader(classification, headers)
+
+
+class OpenAI(AnswersInOpenAIFormat):
     name = semconv_name = "openai"
     # Its data-residency hosts (eu., us.) and any other region's: a call to one goes there, and stays there.
     host_pattern = r"(?:[a-z0-9-]+\.)?api\.openai\.com"
@@ -289,14 +305,3 @@ class OpenAI(Provider):
 
     def streams_unread(self, method: str, path: str) -> bool:
         return path.startswith("/v1/") and is_upload(method, path[4:].split("/"))
-
-    def refusal(self, reason: str, message: str) -> Refusal:
-        return self._json_refusal(reason, refusal_body(reason, message))
-
-    def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
-        return usage_of(classification.endpoint, body)
-
-    def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
-        if is_event_stream(headers):
-            return stream_reader(classification.endpoint)
-        return super().usage_reader(classification, headers)

@@ -21,10 +21,8 @@ from tollgate.config_base import ProviderConfig
 from tollgate.formats import OPENAI_CHAT
 from tollgate.formats.exact import Unreadable, check_case, path_segments
 from tollgate.formats.request_facts import Classification
-from tollgate.formats.usage import Usage
-from tollgate.formats.usage_reading import UsageReader, is_event_stream
 from tollgate.providers import openai
-from tollgate.providers.base import ChatLeg, Headers, Provider, Refusal
+from tollgate.providers.base import ChatLeg
 
 # The endpoints of OpenAI's API a vendor may offer, as `openai.endpoint_of` names them. Any other
 # path under a vendor's base path is refused: Tollgate reads only what it knows the vendor serves.
@@ -140,7 +138,7 @@ def price_table_ids() -> frozenset[str]:
     return frozenset(p.id for p in _TABLE_PROVIDERS)
 
 
-class OpenAICompatible(Provider):
+class OpenAICompatible(openai.AnswersInOpenAIFormat):
     """An API in OpenAI's formats under `base_paths` on its hosts, offering `endpoints` there."""
 
     key_positions = positions = ("authorization",)
@@ -229,17 +227,6 @@ class OpenAICompatible(Provider):
         inject_usage: bool,
     ) -> bool:
         return self.takes_stream_options and super().prepare(classification, body, index, inject_usage)
-
-    def refusal(self, reason: str, message: str) -> Refusal:
-        return self._json_refusal(reason, openai.refusal_body(reason, message))
-
-    def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
-        return openai.usage_of(classification.endpoint, body)
-
-    def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
-        if is_event_stream(headers):
-            return openai.stream_reader(classification.endpoint)
-        return super().usage_reader(classification, headers)
 
 
 class Mistral(OpenAICompatible):
