@@ -680,7 +680,17 @@ def test_verified_payload_hash_re_signs_the_same_body(content_sha256: str | None
 # Properties
 
 RESERVED = {"host", "authorization", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256"}
-header_names = st.from_regex(r"[A-Za-z][A-Za-z0-9-]{0,15}", fullmatch=True).filter(lambda n: n.lower() not in RESERVED)
+# The languages of r"[A-Za-z][A-Za-z0-9-]{0,15}" and r"[a-z]{2}-[a-z]{4,9}-[1-3]", built of plain text
+# strategies: hypothesis draws from a regex several times slower.
+header_names = st.builds(
+    str.__add__, st.sampled_from(string.ascii_letters), st.text(string.ascii_letters + string.digits + "-", max_size=15)
+).filter(lambda n: n.lower() not in RESERVED)
+regions = st.builds(
+    "{}-{}-{}".format,
+    st.text(string.ascii_lowercase, min_size=2, max_size=2),
+    st.text(string.ascii_lowercase, min_size=4, max_size=9),
+    st.sampled_from("123"),
+)
 # Header values as Tollgate sees them: bytes decoded latin-1 (identify.py), any character a str may hold here.
 header_values = st.text(st.characters(codec="latin-1", exclude_characters="\r\n"), max_size=40)
 text = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
@@ -731,7 +741,7 @@ def signed_calls(draw: st.DrawFn) -> dict:
     body = draw(st.binary(max_size=512))
     token = draw(st.none() | st.text(string.ascii_letters + string.digits + "+/=", min_size=1, max_size=64))
     secret = draw(st.text(string.ascii_letters + string.digits + "+/", min_size=1, max_size=40))
-    region = draw(st.from_regex(r"[a-z]{2}-[a-z]{4,9}-[1-3]", fullmatch=True))
+    region = draw(regions)
     service = draw(st.sampled_from(["bedrock", SERVICE]))
     when = draw(times)
     with signing_at(when):
