@@ -6,6 +6,7 @@ same however they are cut, and every refusal naming its field."""
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from typing import Any
 
@@ -80,8 +81,15 @@ class _Raw:
         pass
 
 
+@functools.cache
+def _session() -> Any:
+    """One botocore session: it loads the service's model once; each client gets its own copy of
+    the session's event hooks, so what a client registers stays with it."""
+    return botocore.session.get_session()
+
+
 def _client(answer: tuple[int, dict[str, str], bytes] | None = None, sent: list[dict[str, Any]] | None = None) -> Any:
-    client = botocore.session.get_session().create_client(
+    client = _session().create_client(
         "bedrock-runtime",
         region_name="us-east-1",
         aws_access_key_id="AKIDEXAMPLE",
