@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mitmproxy.http import Headers
+from tests.support.examples import examples
 from tests.unit.providers.common import (
     _header_names,
     _json_values,
@@ -111,7 +112,7 @@ def test_a_rewritten_request_keeps_what_orjson_would_not_write_as_it_came() -> N
     assert encode_json({"f": "grüß", "n": [1, 2.5, None, True]}) == '{"f":"grüß","n":[1,2.5,null,true]}'.encode()
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.dictionaries(st.text(max_size=8), _json_values, max_size=6), st.booleans())
 def test_a_request_body_round_trips_exactly(obj: dict[str, Any], ascii_only: bool) -> None:
     body = json.dumps(obj, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")

@@ -18,6 +18,7 @@ import pytest
 from botocore.credentials import ReadOnlyCredentials
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.support.examples import examples
 
 from tollgate.providers import sigv4
 from tollgate.providers.sigv4 import BAD_SIGNATURE, UNKNOWN_KEY, Authorization, SignatureError
@@ -767,14 +768,14 @@ def signed_calls(draw: st.DrawFn) -> dict:
     }
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(signed_calls())
 def test_property_sign_then_verify(call: dict) -> None:
     auth = verify(**call)
     assert auth.access_key_id == ACCESS_KEY
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(signed_calls(), st.binary(min_size=1, max_size=8))
 def test_property_changed_body_is_refused(call: dict, extra: bytes) -> None:
     with pytest.raises(SignatureError) as caught:
@@ -806,7 +807,7 @@ def authorizations() -> st.SearchStrategy[str]:
     return structured | anything | prefixed
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(
     authorizations(),
     st.sampled_from([AMZ_DATE, "20150830T123600", "00010101T000000Z", "99991231T235959Z"]) | text,

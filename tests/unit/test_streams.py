@@ -25,6 +25,7 @@ from botocore.eventstream import EventStreamBuffer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mitmproxy.http import Headers
+from tests.support.examples import examples
 
 from tollgate.formats import framing
 from tollgate.formats.anthropic_messages import MessagesStreamReader
@@ -59,9 +60,9 @@ GEMINI = PROVIDERS["gemini"]
 ANTHROPIC = PROVIDERS["anthropic"]
 BEDROCK = PROVIDERS["bedrock"]
 
-PROPERTY = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-DECOMPRESS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+DECOMPRESS = settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 EOLS = ("\n", "\r\n", "\r")
 SSE_TYPE = "text/event-stream; charset=utf-8"
@@ -2200,7 +2201,9 @@ def small_window(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("big_final", [False, True], ids=["small-final", "final-larger-than-the-window"])
 @pytest.mark.parametrize("kind", list(long_streams(0)))
 @settings(
-    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+    max_examples=examples(30),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(how=st.one_of(CHUNKINGS, st.tuples(st.just("every"), st.integers(13, 3000))))
 def test_readers_read_usage_exactly_from_the_tail_of_a_long_stream(

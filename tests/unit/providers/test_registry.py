@@ -14,6 +14,7 @@ from mitmproxy.addons.next_layer import NextLayer
 from mitmproxy.connection import Client, Server
 from mitmproxy.proxy.context import Context
 from mitmproxy.test import taddons
+from tests.support.examples import examples
 
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.request_facts import Classification, RequestFacts
@@ -387,14 +388,14 @@ _OWN_CLASSIFY = [name for name, p in PROVIDERS.items() if p not in VENDORS]
 
 
 @pytest.mark.parametrize("name", _OWN_CLASSIFY)
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), body=json_bodies, method=st.sampled_from(["POST", "GET", "PUT"]))
 def test_classify_reads_or_refuses(name: str, data: st.DataObject, body: bytes | None, method: str) -> None:
     check_classify(name, data, body, method)
 
 
 @pytest.mark.parametrize("name", [p.name for p in VENDORS])
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), body=json_bodies, method=st.sampled_from(["POST", "GET", "PUT"]))
 def test_a_vendor_classifies_or_refuses(name: str, data: st.DataObject, body: bytes | None, method: str) -> None:
     check_classify(name, data, body, method)
@@ -417,7 +418,7 @@ def check_classify(name: str, data: st.DataObject, body: bytes | None, method: s
 
 
 @pytest.mark.parametrize("name", one_per_implementation("usage"))
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     body=json_bodies,
     endpoint=st.sampled_from(ALL_ENDPOINTS),
