@@ -235,7 +235,7 @@ def make_calls(n: int, seed: int) -> list[Call]:
             elif call.provider == "gemini":
                 c.model = rng.choice(("gemini-2.0-flash", "gemini-2.0-flash-lite"))
                 call.path = f"/v1beta/models/{c.model}:{c.endpoint}"
-        call.client, call.groups, call.auth = client.name, client.groups, client.auth  # type: ignore[assignment]
+        call.caller.client, call.caller.groups, call.caller.auth = client.name, client.groups, client.auth  # type: ignore[assignment]
         facts = call.classification.facts
         if (
             facts.stream
@@ -513,7 +513,7 @@ def _describe_mix(calls: list[Call]) -> str:
     providers = ", ".join(f"{k} {v / len(calls):.0%}" for k, v in sorted(by_provider.items(), key=lambda kv: -kv[1]))
     endpoints = len({c.classification.endpoint for c in calls})
     models = len({c.classification.model for c in calls if c.classification.model})
-    clients = len({c.client for c in calls})
+    clients = len({c.caller.client for c in calls})
     return (
         f"{providers}; {endpoints} endpoints, {models} models, {clients} clients (incl. anonymous); "
         f"stream {share(lambda c: c.classification.facts.stream)}, max_tokens unset "

@@ -85,6 +85,24 @@ def new_request_id() -> str:
 
 
 @dataclass(slots=True)
+class Caller:
+    """Who made the call. Written by Identify (the credential's positions, then the client, its
+    groups and how it proved itself), and by Credential (`caller_credential`)."""
+
+    client: str | None = None
+    groups: tuple[str, ...] = ()
+    auth: Auth = "anonymous"
+    # A JWT caller's issuer and claims, which the policy sees (never the audit).
+    identity: JwtIdentity | None = field(default=None, repr=False)
+    # Where the client put credentials, for any provider (names only, see `stages/redact.py`);
+    # None until Identify has looked.
+    credential_positions: tuple[str, ...] | None = None
+    # The credential that goes upstream is the caller's own (its side header): failover never
+    # tries another key with it.
+    caller_credential: bool = False
+
+
+@dataclass(slots=True)
 class Call:
     provider: str
     host: str
@@ -107,14 +125,7 @@ class Call:
     # upstream with that span as its parent, before the span itself is made at the call's end.
     span_ids: tuple[int, int] | None = None
     started: float = field(default_factory=time.time)
-    # Where the client put credentials, for any provider (names only, see `stages/redact.py`);
-    # None until Identify has looked.
-    credential_positions: tuple[str, ...] | None = None
-    client: str | None = None
-    groups: tuple[str, ...] = ()
-    auth: Auth = "anonymous"
-    # A JWT caller's issuer and claims, which the policy sees (never the audit).
-    identity: JwtIdentity | None = field(default=None, repr=False)
+    caller: Caller = field(default_factory=Caller)
     model: str | None = None  # set when an override changed the model
     # The provider whose host the client called, when a route sent the call to another.
     requested_provider: str | None = None
@@ -146,11 +157,10 @@ class Call:
     pooled_key: tuple[KeyPool, str] | None = field(default=None, repr=False)
     # Tollgate asked an OpenAI stream for usage the client did not ask for (`stream_usage: inject`).
     usage_asked: bool = False
-    # Failover (`providers.<name>.retry`): the attempts that failed before this one, when this one
-    # began, and whether the credential is the caller's own (its side header: never another key).
+    # Failover (`providers.<name>.retry`): the attempts that failed before this one, and when this
+    # one began.
     attempts: list[Attempt] | None = field(default=None, repr=False)
     attempt_started: float | None = None
-    caller_credential: bool = False
     retrying: bool = False  # an `attempt_failed` hook's steps are making the call go again
     # An override rule's `fallbacks` (provider, model) not tried yet, where in `attempts` the
     # current target's began, and the target a fallback took the call from (`input.fallback_of`).
@@ -226,7 +236,7 @@ class Call:
             return priced[3]
         c = self.classification
         cost = self.loaded.prices.cost(
-            self.provider, model, self.client, self.groups, c.endpoint, self.usage, self.started
+            self.provider, model, self.caller.client, self.caller.groups, c.endpoint, self.usage, self.started
         )
         self._cost = (self.usage, self.loaded, model, cost)
         return cost
@@ -239,9 +249,9 @@ class Call:
             "event": "llm_call",
             "ts": utc_timestamp(self.started),
             "request_id": self.request_id,
-            "client": self.client,
-            "auth": self.auth,
-            "groups": list(self.groups),
+            "client": self.caller.client,
+            "auth": self.caller.auth,
+            "groups": list(self.caller.groups),
             "provider": self.provider,
             "requested_provider": self.called_provider,
             "endpoint": c.endpoint,
@@ -300,7 +310,7 @@ class Call:
         head, detail = self._outcome()
         model = self.target_model
         what = f"{self.provider}/{model}" if model else f"{self.provider} {self.classification.endpoint or '?'}"
-        line = f"{head} · {self.client or 'anonymous'} · {what}"
+        line = f"{head} · {self.caller.client or 'anonymous'} · {what}"
         return f"{line} · {detail}" if detail else line
 
     def _outcome(self) -> tuple[str, str | None]:

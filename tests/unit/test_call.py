@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mitmproxy.utils.emoji import emoji
 
-from tollgate.call import FAILED_MARKER, REFUSED_MARKER, Call, Failure, utc_timestamp
+from tollgate.call import FAILED_MARKER, REFUSED_MARKER, Call, Caller, Failure, utc_timestamp
 from tollgate.config import Config, parse_config
 from tollgate.fingerprint import fingerprint
 from tollgate.formats.request_facts import Classification, RequestFacts
@@ -80,10 +80,7 @@ def full_call() -> Call:
             facts=RequestFacts(message_count=3, has_system=True, has_tools=False, stream=True, max_tokens=256),
             wire_format="openai-api",
         ),
-        credential_positions=("authorization",),
-        client="alice",
-        groups=("research",),
-        auth="virtual_key",
+        caller=Caller("alice", ("research",), "virtual_key", credential_positions=("authorization",)),
         model="gpt-4o-mini",
         decision="allow",
         deny_reasons=(),
@@ -384,7 +381,7 @@ def test_summary_of_a_failure_starts_with_it_and_ends_with_the_error() -> None:
 
 @pytest.mark.parametrize("auth", ["virtual_key", "sigv4", "proxyauth", "anonymous"])
 def test_auth_values_pass_through(auth: str) -> None:
-    call = Call(provider="bedrock", host="h", method="POST", path="/", auth=auth)  # type: ignore[arg-type]
+    call = Call(provider="bedrock", host="h", method="POST", path="/", caller=Caller(auth=auth))  # type: ignore[arg-type]
     assert call.audit_record()["auth"] == auth
 
 

@@ -32,10 +32,11 @@ def call(
     status: int | None = 200,
     stream: bool | None = False,
     usage: Usage | None = None,
+    groups: tuple[str, ...] = (),
     **fields: Any,
 ) -> Call:
     c = Call(provider, "api.example", "POST", "/v1/x", Classification(endpoint, model, RequestFacts(stream=stream)))
-    c.client, c.status, c.usage = client, status, usage
+    c.caller.client, c.caller.groups, c.status, c.usage = client, groups, status, usage
     c.ended = c.started + 0.5
     for name, value in fields.items():
         setattr(c, name, value)

@@ -105,11 +105,11 @@ def call_of(
     `claims`, a JWT caller's."""
     call = Call(provider=provider, host=HOSTS[provider], method=method, path=path)
     call.classification = PROVIDERS[provider].classify(method, path, body)
-    call.client, call.groups, call.auth = client, tuple(groups), auth  # type: ignore[assignment]
+    call.caller.client, call.caller.groups, call.caller.auth = client, tuple(groups), auth  # type: ignore[assignment]
     call.model = model
     if claims is not None:
-        call.auth = "jwt"
-        call.identity = jwt_identity(issuer, claims)
+        call.caller.auth = "jwt"
+        call.caller.identity = jwt_identity(issuer, claims)
     return call
 
 
@@ -1721,7 +1721,7 @@ def test_a_call_is_decided_on_its_input_document_and_equal_calls_once(tmp_path: 
     small.model = "gpt-4o-mini"
     assert policy.decide_call(small).allowed
     assert len(calls) == 2
-    small.groups = ("research",)
+    small.caller.groups = ("research",)
     assert policy.decide_call(small).deny_reasons == ("research",)
     assert len(calls) == 3 and calls[-1]["model"] == "gpt-4o-mini"
 
@@ -1865,8 +1865,8 @@ def test_the_layout_is_where_the_input_document_puts_each_fact(system: bool, too
     )
     facts = input_facts(call)
     document = policy_input(call)
-    assert call.identity is not None
-    document["identity"] = call.identity  # the fact; the document holds its issuer and claims
+    assert call.caller.identity is not None
+    document["identity"] = call.caller.identity  # the fact; the document holds its issuer and claims
     document["usage"] = list(call.usage_counters)  # likewise: the document holds them by limit and subject
     assert policy_input(call)["identity"] == {
         "issuer": "https://issuer.example",

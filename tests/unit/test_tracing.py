@@ -9,7 +9,7 @@ import time
 import pytest
 from tests.support.otlp import Collector, no_collector, wait_for_trace_exports_to_stop
 
-from tollgate.call import Call, Failure
+from tollgate.call import Call, Caller, Failure
 from tollgate.config import OtlpConfig
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.formats.usage import Usage
@@ -173,9 +173,7 @@ def served_call(**changes) -> Call:
         "POST",
         "/v1/chat/completions",
         Classification("chat.completions", "gpt-4o", RequestFacts(message_count=2, max_tokens=64, stream=False)),
-        client="app",
-        groups=("support", "eu"),
-        auth="virtual_key",
+        caller=Caller(client="app", groups=("support", "eu"), auth="virtual_key"),
         model="gpt-4o-mini",
         upstream="https://127.0.0.1:8443",
         upstream_key="sha256:0123456789ab",

@@ -181,7 +181,7 @@ def span_attributes(call: Call, record: Mapping[str, Any]) -> dict[str, Any]:
         "gen_ai.provider.name": semconv_name(call.provider),
         "tollgate.request_id": call.request_id,
         "tollgate.decision": call.decision,
-        "tollgate.groups": call.groups,
+        "tollgate.groups": call.caller.groups,
         "tollgate.deny_reasons": call.deny_reasons,
     }
     if c.endpoint is not None:
@@ -193,8 +193,8 @@ def span_attributes(call: Call, record: Mapping[str, Any]) -> dict[str, Any]:
         attributes["gen_ai.response.model"] = model  # the model called (an override's, if one applied)
     if c.facts.max_tokens is not None:
         attributes["gen_ai.request.max_tokens"] = c.facts.max_tokens
-    if call.client is not None:
-        attributes["tollgate.client"] = call.client
+    if call.caller.client is not None:
+        attributes["tollgate.client"] = call.caller.client
     if call.requested_provider is not None:
         attributes["tollgate.requested_provider"] = call.requested_provider
     address, port = server_of(call.upstream) if call.upstream else (call.host, None)

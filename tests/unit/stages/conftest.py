@@ -181,6 +181,6 @@ def openai_flow(*fields: tuple[str, str], shared: Shared | None = None) -> tuple
         headers=header_index(flow.request.headers.fields),
         loaded=(shared or configured()).loaded,
     )  # as Classify reads them
-    call.auth, call.client = "virtual_key", "alice"
+    call.caller.auth, call.caller.client = "virtual_key", "alice"
     flow.metadata[CALL] = call
     return flow, call

@@ -36,7 +36,7 @@ from .conftest import (
 def openai_call(shared: Shared) -> tuple[http.HTTPFlow, Call]:
     flow = api_flow(HOSTS["openai"], "/v1/chat/completions", {"model": "gpt-4o", "messages": [], "max_tokens": 9})
     call = classified(shared, flow)
-    call.client, call.auth, call.groups = "alice", "virtual_key", ("research",)
+    call.caller.client, call.caller.auth, call.caller.groups = "alice", "virtual_key", ("research",)
     return flow, call
 
 
@@ -135,7 +135,7 @@ def test_a_call_tollgate_refused_is_recorded_and_marked_refused(audit_log, audit
     shared = configured(audit=audit_log)
     audit = Audit(shared)
     flow, call = openai_call(shared)
-    call.client, call.decision, call.deny_reasons = None, "deny", ("unknown or missing API key",)
+    call.caller.client, call.decision, call.deny_reasons = None, "deny", ("unknown or missing API key",)
     refuse(flow, call, "unauthenticated", "unknown key")
     audit.request(flow)
     audit.responseheaders(flow)

@@ -454,7 +454,7 @@ def test_a_request_whose_head_was_cut_is_refused_431_at_its_headers(provider: st
     assert flow.response.status_code == 431
     assert (call.decision, call.deny_reasons) == ("deny", ("headers_too_large",))
     assert call.error == "request headers past 64 KiB"
-    assert (call.method, call.path, call.client) == ("POST", VALID[provider][0], None)
+    assert (call.method, call.path, call.caller.client) == ("POST", VALID[provider][0], None)
 
 
 def test_a_cut_head_is_refused_whatever_another_addon_answered_and_whatever_the_configuration() -> None:

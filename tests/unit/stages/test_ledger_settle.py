@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tollgate.call import Call
+from tollgate.call import Call, Caller
 from tollgate.config import parse_config
 from tollgate.formats.usage import Usage
 from tollgate.governance.limits import Estimate, Reserved, charges, counters
@@ -20,7 +20,13 @@ CONFIG = parse_config({"limits": [{"name": "day", "tokens_per_day": 1000, "reque
 
 def ended_call(loaded: Loaded) -> Call:
     call = Call(
-        "openai", "api.openai.com", "POST", "/v1/chat/completions", client="alice", status=200, request_sent=True
+        "openai",
+        "api.openai.com",
+        "POST",
+        "/v1/chat/completions",
+        caller=Caller("alice"),
+        status=200,
+        request_sent=True,
     )
     call.loaded = loaded
     call.usage = Usage(input_tokens=30, output_tokens=12, total_tokens=42)

@@ -52,7 +52,7 @@ def overridden(
     shared = shared or configured(RULES)
     flow = api_flow(HOSTS[provider], path, body, method=method)
     call = classified(shared, flow)
-    call.client, call.groups = client, groups
+    call.caller.client, call.caller.groups = client, groups
     sent = flow.request.raw_content
     assert CallSteps(Override(shared).handle).at_request(flow) is None
     assert flow.response is None

@@ -186,7 +186,7 @@ def _session_flow() -> tuple:
     call = Call(
         "openai", "api.openai.com", "GET", "/v1/responses", PROVIDERS["openai"].classify("GET", "/v1/responses", None)
     )
-    call.client = "alice"
+    call.caller.client = "alice"
     flow.metadata[CALL] = call
     return flow, call
 

@@ -54,7 +54,7 @@ class Credential:
             if not self._upstream_rests(flow, call):
                 self._pass_through(flow, call)
             return
-        call.caller_credential = bool(side)
+        call.caller.caller_credential = bool(side)
         try:
             self._apply(flow, call, credential)
         except CredentialUnavailable as e:
@@ -125,7 +125,7 @@ class Credential:
         and only on a request as the caller made it when that request is signed."""
         provider = provider_of(call)
         setting = f"set providers.{call.provider}.{provider.credential_settings} in Tollgate's configuration"
-        if call.auth != "anonymous" or call.requested_provider is not None:
+        if call.caller.auth != "anonymous" or call.requested_provider is not None:
             routed = f" (routed from {call.requested_provider})" if call.requested_provider else ""
             self._refuse(
                 flow,

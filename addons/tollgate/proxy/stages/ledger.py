@@ -69,11 +69,11 @@ class Ledger:
         if not limits or call.classification.service:  # the provider's own service: no limit counts it
             return None
         model = call.target_model
-        applying = limits.applying(call.provider, model, call.client, call.groups)
+        applying = limits.applying(call.provider, model, call.caller.client, call.caller.groups)
         if not applying:
             return None
         now = time.time()
-        found = counters(applying, call.client, call.groups, now)
+        found = counters(applying, call.caller.client, call.caller.groups, now)
         if not found:  # limits per group, and a caller in none of their groups
             return None
         batch = call.classification.facts.batch
@@ -133,7 +133,9 @@ class Ledger:
                 None if facts.max_tokens is not None else max_output_tokens(model),
             )
             requests = 1
-        rate = call.loaded.prices.rate(call.provider, model, call.client, call.groups, None, facts.price_context())
+        rate = call.loaded.prices.rate(
+            call.provider, model, call.caller.client, call.caller.groups, None, facts.price_context()
+        )
         nanousd = None if rate is None else cost_nanousd(rate, Usage(input_tokens=prompt, output_tokens=answer))
         return Estimate(requests, prompt + answer, nanousd, job=batch is not None)
 
@@ -193,8 +195,10 @@ class Ledger:
         if not limits or call.classification.service or store is None:
             return None
         model = call.target_model
-        found = counters(limits.applying(call.provider, model, call.client, call.groups), call.client, call.groups,
-                         time.time())  # fmt: skip
+        who = call.caller
+        found = counters(
+            limits.applying(call.provider, model, who.client, who.groups), who.client, who.groups, time.time()
+        )
         if not found:
             return None
         batch = call.classification.facts.batch

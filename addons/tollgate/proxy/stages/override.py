@@ -23,7 +23,7 @@ class Override:
         # Listings and other GETs carry no model to change and go as they came.
         if not rules.rules or c.model is None or flow.request.method != "POST":
             return
-        rule = rules.find(call.provider, c.model, call.client, call.groups, c.endpoint)
+        rule = rules.find(call.provider, c.model, call.caller.client, call.caller.groups, c.endpoint)
         if rule is None:
             return
         if rule.provider is not None and rule.provider != call.provider:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from mitmproxy import ctx, http
 from mitmproxy.websocket import WebSocketMessage
 
-from tollgate.call import Call, Failure, dollars_text
+from tollgate.call import Call, Caller, Failure, dollars_text
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.json_codec import encode_json, parse_json, read_request_json
 from tollgate.formats.openai_responses import RESPONSES
@@ -95,7 +95,8 @@ class Tally:
         tokens = f"{self.input_tokens}→{self.output_tokens} tokens{cost}"
         count = len(self.request_ids)
         responses = f"{count} response{'' if count == 1 else 's'}{refused}"
-        return f"{session.client or 'anonymous'} · {session.provider} · Responses WebSocket · {responses} · {tokens}"
+        who = session.caller.client or "anonymous"
+        return f"{who} · {session.provider} · Responses WebSocket · {responses} · {tokens}"
 
 
 @dataclass(slots=True)
@@ -301,7 +302,8 @@ class ResponsesSocket:
         """A message's call: the session's caller and upstream, the configuration now in force."""
         s = session.call
         call = Call(s.provider, s.host, "POST", s.path, loaded=self.shared.loaded or s.loaded)
-        call.client, call.groups, call.auth, call.identity = s.client, s.groups, s.auth, s.identity
+        who = s.caller
+        call.caller = Caller(who.client, who.groups, who.auth, who.identity)
         call.upstream, call.upstream_key, call.trace_context = s.upstream, s.upstream_key, s.trace_context
         call.transport = "websocket"
         return call
@@ -397,7 +399,7 @@ class ResponsesSocket:
         flow.comment = session.ended.summary(session.call)
         flow.metadata[CALL] = {
             "event": "responses_websocket",
-            "client": session.call.client,
+            "client": session.call.caller.client,
             "request_ids": session.ended.request_ids,
         }
 

@@ -64,11 +64,11 @@ class RollUp:
         off = opt_out is not None and opt_out.strip().lower() == b"off"
         if not rules or call.body is None or call.fetches or off:
             return None
-        if call.auth == "anonymous" and call.headers.get(b"authorization", b"").startswith(b"AWS4-"):
+        if call.caller.auth == "anonymous" and call.headers.get(b"authorization", b"").startswith(b"AWS4-"):
             return None  # signed by the caller, and going upstream as signed: its body stays as it is
         fmt = body_format(call)
         model, called = call.target_model, call.called_provider  # rules match the provider called, as overrides do
-        rule = next((r for r in rules if matches(r.match, called, model, call.client, call.groups)), None)
+        rule = next((r for r in rules if matches(r.match, called, model, call.caller.client, call.caller.groups)), None)
         if fmt is None or rule is None:
             return None
         summaries = self._summaries.get(rule)
@@ -103,7 +103,13 @@ class RollUp:
             return
         summaries.put(rolled.key, summary)
         cost = call.loaded.prices.cost(
-            rule.summarizer.provider, rule.summarizer.model, call.client, call.groups, None, usage, time.time()
+            rule.summarizer.provider,
+            rule.summarizer.model,
+            call.caller.client,
+            call.caller.groups,
+            None,
+            usage,
+            time.time(),
         )
         self._apply(flow, call, rolled, summary, RolledUp(rolled.count, summarizer, usage, cost))
 
