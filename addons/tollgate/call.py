@@ -103,6 +103,22 @@ class Caller:
 
 
 @dataclass(slots=True)
+class LedgerState:
+    """What the limits' ledger holds of the call. Written by the Ledger stage: the counters as they
+    stood and its reservation before the call goes; at its end, what it spent (and a store's
+    failure at either)."""
+
+    # The limits' counters as they stood before this call, which the policy sees (`input.usage`).
+    usage_counters: tuple[tuple[str, str, str, int, int, str], ...] = ()
+    # The limits' counters this call charged and what it reserved on them, settled when it ends.
+    reserved: Reserved | None = field(default=None, repr=False)
+    # What the call used on those counters, as its end settled them (the metrics show the room left).
+    spent: Estimate | None = None
+    # The ledger's store failed this call (`ledger.on_store_error` says whether it went on).
+    error: str | None = None
+
+
+@dataclass(slots=True)
 class Call:
     provider: str
     host: str
@@ -170,14 +186,7 @@ class Call:
     falling_back: bool = False  # the failed target has no retry left: the next fallback is due
     # The attempt's failure is counted for its key's or upstream's circuit (`providers.<name>.circuit`).
     circuit_counted: bool = False
-    # The limits' counters this call charged and what it reserved on them, settled when it ends.
-    reserved: Reserved | None = field(default=None, repr=False)
-    # What the call used on those counters, as its end settled them (the metrics show the room left).
-    spent: Estimate | None = None
-    # The limits' counters as they stood before this call, which the policy sees (`input.usage`).
-    usage_counters: tuple[tuple[str, str, str, int, int, str], ...] = ()
-    # The ledger's store failed this call (`ledger.on_store_error` says whether it went on).
-    ledger_error: str | None = None
+    ledger: LedgerState = field(default_factory=LedgerState)
     # Its conversation's earlier turns went upstream as a summary (`rollup:`).
     rolled_up: RolledUp | None = None
     # How it went: an HTTP request, or over a WebSocket (a Realtime session, a message of the
@@ -286,7 +295,7 @@ class Call:
             "cost_usd": None if cost is None else usd(cost),
             "finish_reason": u.finish_reason,
             "error": self.error,
-            "ledger_error": self.ledger_error,
+            "ledger_error": self.ledger.error,
             "rolled_up_messages": None if self.rolled_up is None else self.rolled_up.messages,
             "rollup": None if self.rolled_up is None else self.rolled_up.audit(),
             "attempts": None if not self.attempts else self.attempt_records(ended),

@@ -38,8 +38,8 @@ def call(
     c = Call(provider, "api.example", "POST", "/v1/x", Classification(endpoint, model, RequestFacts(stream=stream)))
     c.caller.client, c.caller.groups, c.status, c.usage = client, groups, status, usage
     c.ended = c.started + 0.5
-    for name, value in fields.items():
-        setattr(c, name, value)
+    for name, value in fields.items():  # on the call, or on the part of it that holds the field
+        setattr(next(part for part in (c, c.caller, c.ledger) if hasattr(part, name)), name, value)
     return c
 
 
@@ -252,7 +252,7 @@ def exports() -> tuple[set[str], set[str]]:
     metrics = MetricSet(pools=lambda: {"openai": KeyPool(["k"])}, audit_depth=lambda: 0)
     c = call(stream=True, usage=Usage(input_tokens=1, output_tokens=1), first_chunk=None)
     c.first_chunk = c.started
-    c.usage_counters = (("l", "s", "requests_per_day", 0, 1, "requests"),)
+    c.ledger.usage_counters = (("l", "s", "requests_per_day", 0, 1, "requests"),)
     metrics.observe(c, record(c, cost=0.1), Estimate(1, 1, 1))
     failed = call(status=500)
     metrics.observe(failed, record(failed))

@@ -1867,7 +1867,7 @@ def test_the_layout_is_where_the_input_document_puts_each_fact(system: bool, too
     document = policy_input(call)
     assert call.caller.identity is not None
     document["identity"] = call.caller.identity  # the fact; the document holds its issuer and claims
-    document["usage"] = list(call.usage_counters)  # likewise: the document holds them by limit and subject
+    document["usage"] = list(call.ledger.usage_counters)  # likewise: the document holds them by limit and subject
     assert policy_input(call)["identity"] == {
         "issuer": "https://issuer.example",
         "claims": {"sub": "alice", "agent_role": "read-only"},

@@ -189,8 +189,8 @@ def served_call(**changes) -> Call:
             finish_reason="stop",
         ),
     )
-    for name, value in changes.items():
-        setattr(call, name, value)
+    for name, value in changes.items():  # on the call, or on the part of it that holds the field
+        setattr(next(part for part in (call, call.caller, call.ledger) if hasattr(part, name)), name, value)
     return call
 
 

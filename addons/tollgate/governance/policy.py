@@ -258,7 +258,7 @@ def input_facts(call: Call) -> tuple[Any, ...]:
     return (
         who.client, tuple(who.groups), who.auth, call.provider, call.host, call.method, call.path, c.endpoint,
         c.model, model, f.message_count, f.has_system, f.has_tools, f.stream, f.max_tokens, unread,
-        who.identity, call.usage_counters, f.service_tier, f.speed, f.batch, f.mcp_servers, c.publisher,
+        who.identity, call.ledger.usage_counters, f.service_tier, f.speed, f.batch, f.mcp_servers, c.publisher,
         call.fallback_of,
     )  # fmt: skip
 

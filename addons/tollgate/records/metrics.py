@@ -323,8 +323,8 @@ class MetricSet:
         status = status_class(call.status)
         error = error_kind(call)
         limits: list[tuple[tuple[str, str, str], float]] = []
-        if used is not None and call.usage_counters:
-            for label, subject, field, before, most, metric in call.usage_counters:
+        if used is not None and call.ledger.usage_counters:
+            for label, subject, field, before, most, metric in call.ledger.usage_counters:
                 key = self._limit_keys.get((label, subject, field), label, subject, field)
                 limits.append((key, remaining(before, most, metric, used, field.endswith("_minute"))))
         with self._lock:

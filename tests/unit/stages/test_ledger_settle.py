@@ -47,7 +47,7 @@ def test_settled_in_the_reserving_store_or_counted_in_the_one_that_replaced_it(t
             for replaced in (False, True):
                 assert first.reserve_now(charges(found, estimate)).granted
                 call = ended_call(loaded)
-                call.reserved = Reserved(first, tuple(found), estimate)
+                call.ledger.reserved = Reserved(first, tuple(found), estimate)
                 if replaced:
                     shared.ledger = second  # as a reload that changes ledger.store leaves it
                 ledger.settle(call, call.audit_record())

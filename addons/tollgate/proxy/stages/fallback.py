@@ -48,7 +48,7 @@ class Fallback:
             (provider, model), call.fallbacks = call.fallbacks[0], call.fallbacks[1:]
             if provider != call.provider:  # the configuration allows none other (not translated again)
                 continue
-            before = (call.model, call.fallback_of, call.usage_counters)
+            before = (call.model, call.fallback_of, call.ledger.usage_counters)
             call.model, call.fallback_of = model, (call.provider, call.target_model)
             # Its own reservation first (the policy sees its counters), the failed target's kept
             # until it goes.
@@ -60,14 +60,14 @@ class Fallback:
                     and self._call_model(flow, call, model)
                     and self._apply_credential(flow, call)
                 ):
-                    self._release(call.reserved)
-                    call.reserved = reserved
+                    self._release(call.ledger.reserved)
+                    call.ledger.reserved = reserved
                     assert call.attempts is not None
                     call.target_attempts_from = len(call.attempts)
                     call.retrying = True
                     return
                 self._release(reserved)
-            call.model, call.fallback_of, call.usage_counters = before
+            call.model, call.fallback_of, call.ledger.usage_counters = before
         if call.attempts:  # nothing goes again: the failed attempt is the call's last
             call.attempts.pop()
 

@@ -181,8 +181,8 @@ class Ledger:
                 {"retry-after": str(retry_after(full, now))},
             )
             return
-        call.reserved = Reserved(store, tuple(found), estimate)
-        call.usage_counters = usage_facts(found, reservation.values)
+        call.ledger.reserved = Reserved(store, tuple(found), estimate)
+        call.ledger.usage_counters = usage_facts(found, reservation.values)
 
     async def reserve_fallback(self, flow: http.HTTPFlow, call: Call) -> Reserved | bool | None:
         """A fallback's own reservation, on the limits its model matches (`call.model` is the
@@ -213,12 +213,12 @@ class Ledger:
             if reservation is None:
                 reservation = await store.reserve(wanted)
         except StoreError as e:
-            call.ledger_error = str(e)
+            call.ledger.error = str(e)
             logger.error(f"Tollgate: ledger store failed on a fallback: {e}")
             return None if call.loaded.config.ledger.on_store_error == "allow" else False
         if not reservation.granted:
             return False
-        call.usage_counters = usage_facts(found, reservation.values)
+        call.ledger.usage_counters = usage_facts(found, reservation.values)
         return Reserved(store, tuple(found), estimate)
 
     @staticmethod
@@ -228,7 +228,7 @@ class Ledger:
             reserved.store.adjust(changes)
 
     def _store_failed(self, flow: http.HTTPFlow, call: Call, error: str) -> None:
-        call.ledger_error = error
+        call.ledger.error = error
         if call.loaded.config.ledger.on_store_error == "allow":
             logger.error(f"Tollgate: LEDGER STORE FAILED, call let through unlimited (on_store_error: allow): {error}")
             return
@@ -245,10 +245,10 @@ class Ledger:
         """At the call's end, with its audit record: its reservation settled to what it used, its
         usage recorded."""
         store = self.shared.ledger
-        reserved = call.reserved
+        reserved = call.ledger.reserved
         if reserved is not None:
-            call.reserved = None
-            spent = call.spent = used(call, reserved.estimate, record)
+            call.ledger.reserved = None
+            spent = call.ledger.spent = used(call, reserved.estimate, record)
             if store is None or store is reserved.store:
                 target, changes = reserved.store, adjustments(reserved.counters, reserved.estimate, spent)
             else:
