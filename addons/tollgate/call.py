@@ -119,6 +119,32 @@ class LedgerState:
 
 
 @dataclass(slots=True)
+class Answer:
+    """How the call went and what came back. Written by Credential (the key it went with), by
+    UpstreamWatch (the request sent, the first byte, the status, a failure), by UsageTap (the first
+    chunk, the usage), by whichever stage refuses the call (`refuse`: Tollgate's own answer, its
+    reason, the error), and by Audit (the end)."""
+
+    # The key that went upstream, as its fingerprint; and the one taken from a pool, which rests
+    # it if the upstream refuses it.
+    upstream_key: str | None = None
+    pooled_key: tuple[KeyPool, str] | None = field(default=None, repr=False)
+    # The request's last byte went to the upstream's connection (`compat.note_requests_sent`), or
+    # an answer came from it: the provider may bill the call whatever its client does next.
+    request_sent: bool = False
+    status: int | None = None
+    first_byte: float | None = None
+    first_chunk: float | None = None  # when the answer's first body chunk came (`UsageTap`)
+    ended: float | None = None
+    usage: Usage | None = None  # once read from the answer
+    error: str | None = None
+    failure: Failure | None = None  # set with `error` when the call failed in one of these ways
+    # True when Tollgate answered the call itself (a refusal or an upstream failure).
+    answered_by_tollgate: bool = False
+    refused: str | None = None  # the reason Tollgate answered it with (`providers.base.STATUS`)
+
+
+@dataclass(slots=True)
 class Call:
     provider: str
     host: str
@@ -151,26 +177,11 @@ class Call:
     decision: Literal["allow", "deny"] = "allow"
     deny_reasons: tuple[str, ...] = ()
     upstream: str | None = None
-    upstream_key: str | None = None
-    status: int | None = None
-    first_byte: float | None = None
-    first_chunk: float | None = None  # when the answer's first body chunk came (`UsageTap`)
-    ended: float | None = None
-    usage: Usage | None = None  # once read from the answer
-    error: str | None = None
-    failure: Failure | None = None  # set with `error` when the call failed in one of these ways
-    # True when Tollgate answered the call itself (a refusal or an upstream failure).
-    answered_by_tollgate: bool = False
-    # The request's last byte went to the upstream's connection (`compat.note_requests_sent`), or
-    # an answer came from it: the provider may bill the call whatever its client does next.
-    request_sent: bool = False
-    refused: str | None = None  # the reason Tollgate answered it with (`providers.base.STATUS`)
+    answer: Answer = field(default_factory=Answer)
     # A large upload streamed upstream as it arrives: decided at its headers, its body unread.
     streamed_upload: bool = False
     # SHA-256 of the body as verified with SigV4, while Tollgate has not changed the body.
     body_sha256: str | None = None
-    # The upstream key taken from a pool, which rests it if the upstream refuses it.
-    pooled_key: tuple[KeyPool, str] | None = field(default=None, repr=False)
     # Tollgate asked an OpenAI stream for usage the client did not ask for (`stream_usage: inject`).
     usage_asked: bool = False
     # Failover (`providers.<name>.retry`): the attempts that failed before this one, and when this
@@ -237,23 +248,23 @@ class Call:
         """What the call cost by its usage and its model's price, in nano-dollars; None when
         either is unknown (or the call never had a configuration to price it with). Priced once
         its usage is known: the audit, the summary and the ledger all ask."""
-        if self.usage is None or self.loaded is None:
+        usage = self.answer.usage
+        if usage is None or self.loaded is None:
             return None
         model = self.target_model
         priced = self._cost
-        if priced is not None and priced[0] is self.usage and priced[1] is self.loaded and priced[2] == model:
+        if priced is not None and priced[0] is usage and priced[1] is self.loaded and priced[2] == model:
             return priced[3]
-        c = self.classification
-        cost = self.loaded.prices.cost(
-            self.provider, model, self.caller.client, self.caller.groups, c.endpoint, self.usage, self.started
-        )
-        self._cost = (self.usage, self.loaded, model, cost)
+        c, who = self.classification, self.caller
+        cost = self.loaded.prices.cost(self.provider, model, who.client, who.groups, c.endpoint, usage, self.started)
+        self._cost = (usage, self.loaded, model, cost)
         return cost
 
     def audit_record(self) -> dict[str, Any]:
-        c, u = self.classification, self.usage or NO_USAGE
+        c, a = self.classification, self.answer
+        u = a.usage or NO_USAGE
         cost = self.cost_nanousd()
-        ended = self.ended or time.time()
+        ended = a.ended or time.time()
         return {
             "event": "llm_call",
             "ts": utc_timestamp(self.started),
@@ -279,11 +290,11 @@ class Call:
             "max_tokens": c.facts.max_tokens,
             "decision": self.decision,
             "deny_reasons": list(self.deny_reasons),
-            "status": self.status,
+            "status": a.status,
             "upstream": self.upstream,
-            "upstream_key": self.upstream_key,
+            "upstream_key": a.upstream_key,
             "latency_ms": round((ended - self.started) * 1000, 1),
-            "ttfb_ms": round((self.first_byte - self.started) * 1000, 1) if self.first_byte else None,
+            "ttfb_ms": round((a.first_byte - self.started) * 1000, 1) if a.first_byte else None,
             "input_tokens": u.input_tokens,
             "output_tokens": u.output_tokens,
             "total_tokens": u.total_tokens,
@@ -294,7 +305,7 @@ class Call:
             "speed": u.speed,
             "cost_usd": None if cost is None else usd(cost),
             "finish_reason": u.finish_reason,
-            "error": self.error,
+            "error": a.error,
             "ledger_error": self.ledger.error,
             "rolled_up_messages": None if self.rolled_up is None else self.rolled_up.messages,
             "rollup": None if self.rolled_up is None else self.rolled_up.audit(),
@@ -305,11 +316,11 @@ class Call:
         """Every attempt of a call that went more than once, the last the one that answered (or
         failed last)."""
         begun = self.attempt_started or self.started
-        until = self.first_byte or ended
+        a = self.answer
+        until = a.first_byte or ended
         last = Attempt(
-            self.provider, self.target_model, self.status, self.upstream_key, self.error,
-            round((until - begun) * 1000, 1),
-        )  # fmt: skip
+            self.provider, self.target_model, a.status, a.upstream_key, a.error, round((until - begun) * 1000, 1)
+        )
         return [a.record() for a in (*(self.attempts or ()), last)]
 
     def summary(self) -> str:
@@ -323,27 +334,29 @@ class Call:
         return f"{line} · {detail}" if detail else line
 
     def _outcome(self) -> tuple[str, str | None]:
-        if self.failure is not None:
-            return f"⚠ {self.failure.value}", self.error
-        if self.refused is not None:
-            reasons = "; ".join(r for r in self.deny_reasons if r != self.refused)
-            return f"⛔ {self.refused}", reasons or self.error
-        if self.status is not None and self.status >= 500:
-            return f"⚠ {self.status}", self.error
-        u = self.usage or NO_USAGE
+        a = self.answer
+        if a.failure is not None:
+            return f"⚠ {a.failure.value}", a.error
+        if a.refused is not None:
+            reasons = "; ".join(r for r in self.deny_reasons if r != a.refused)
+            return f"⛔ {a.refused}", reasons or a.error
+        if a.status is not None and a.status >= 500:
+            return f"⚠ {a.status}", a.error
+        u = a.usage or NO_USAGE
         if u.input_tokens is None and u.output_tokens is None:
-            return "no tokens", self.error
+            return "no tokens", a.error
         head, cost = f"{u.input_tokens or 0}→{u.output_tokens or 0}", self.cost_nanousd()
-        return (head if cost is None else f"{head} {dollars_text(cost)}"), self.error
+        return (head if cost is None else f"{head} {dollars_text(cost)}"), a.error
 
     def flow_marker(self) -> str:
         """How mitmweb marks the flow: refused by Tollgate, failed, or not at all. Failed is a call
         that did not get to its end: its upstream unreachable, timed out, broken off or answering
         with a server error (5xx), or its client gone. An upstream's 4xx is the provider's answer."""
-        if self.failure is not None:
+        a = self.answer
+        if a.failure is not None:
             return FAILED_MARKER
-        if self.answered_by_tollgate:
+        if a.answered_by_tollgate:
             return REFUSED_MARKER
-        if self.status is not None and self.status >= 500:
+        if a.status is not None and a.status >= 500:
             return FAILED_MARKER
         return ""

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mitmproxy.utils.emoji import emoji
 
-from tollgate.call import FAILED_MARKER, REFUSED_MARKER, Call, Caller, Failure, utc_timestamp
+from tollgate.call import FAILED_MARKER, REFUSED_MARKER, Answer, Call, Caller, Failure, utc_timestamp
 from tollgate.config import Config, parse_config
 from tollgate.fingerprint import fingerprint
 from tollgate.formats.request_facts import Classification, RequestFacts
@@ -85,20 +85,22 @@ def full_call() -> Call:
         decision="allow",
         deny_reasons=(),
         upstream="https://api.openai.com",
-        upstream_key=fingerprint("sk-real-key-000000000000"),
-        status=200,
-        first_byte=STARTED + 0.25,
-        ended=STARTED + 1.5,
-        usage=Usage(
-            input_tokens=100,
-            output_tokens=50,
-            total_tokens=150,
-            cached_tokens=64,
-            reasoning_tokens=10,
-            finish_reason="stop",
-        ),
-        error=None,
         loaded=LOADED,
+        answer=Answer(
+            upstream_key=fingerprint("sk-real-key-000000000000"),
+            status=200,
+            first_byte=STARTED + 0.25,
+            ended=STARTED + 1.5,
+            usage=Usage(
+                input_tokens=100,
+                output_tokens=50,
+                total_tokens=150,
+                cached_tokens=64,
+                reasoning_tokens=10,
+                finish_reason="stop",
+            ),
+            error=None,
+        ),
     )
 
 
@@ -167,7 +169,7 @@ def test_cost_of_a_call_uses_its_configuration_and_start() -> None:
     )
     assert call.cost_nanousd() == 100_000 + 100_000
     assert call.audit_record()["cost_usd"] == 0.0002
-    call.usage = None
+    call.answer.usage = None
     assert call.audit_record()["cost_usd"] is None
     unloaded = full_call()
     unloaded.loaded = None  # type: ignore[assignment]  # a call refused for want of a configuration
@@ -177,7 +179,7 @@ def test_cost_of_a_call_uses_its_configuration_and_start() -> None:
 def test_cache_writes_and_unknown_prices_in_the_record() -> None:
     call = full_call()
     call.provider, call.model = "anthropic", "claude-sonnet-4-5"
-    call.usage = Usage(input_tokens=165, cached_tokens=100, cache_write_tokens=40, output_tokens=11)
+    call.answer.usage = Usage(input_tokens=165, cached_tokens=100, cache_write_tokens=40, output_tokens=11)
     record = call.audit_record()
     # 25 x 3 + 100 reads x 0.3 + 40 writes x 3.75 + 11 x 15 ($ per Mtok)
     assert (record["cache_write_tokens"], record["cost_usd"]) == (40, 0.00042)
@@ -232,7 +234,7 @@ def test_request_ids_differ() -> None:
 
 
 def test_ts_is_the_start_time_in_utc() -> None:
-    call = Call(provider="openai", host="h", method="POST", path="/", started=0.0, ended=0.001)
+    call = Call(provider="openai", host="h", method="POST", path="/", started=0.0, answer=Answer(ended=0.001))
     assert call.audit_record()["ts"] == "1970-01-01T00:00:00.000Z"
     before = time.time()
     record = Call(provider="openai", host="h", method="POST", path="/").audit_record()
@@ -266,9 +268,9 @@ def test_denied_call() -> None:
     call = full_call()
     call.decision = "deny"
     call.deny_reasons = ("model gpt-4o is not allowed for group research",)
-    call.status = 403
-    call.first_byte = None
-    call.usage = Usage()
+    call.answer.status = 403
+    call.answer.first_byte = None
+    call.answer.usage = Usage()
     record = call.audit_record()
     assert record["decision"] == "deny"
     assert record["deny_reasons"] == ["model gpt-4o is not allowed for group research"]
@@ -281,7 +283,7 @@ def test_denied_call() -> None:
 
 def test_broken_stream_keeps_status_and_sets_error() -> None:
     call = full_call()
-    call.error = "upstream broke off the response: connection reset"
+    call.answer.error = "upstream broke off the response: connection reset"
     record = call.audit_record()
     assert record["status"] == 200
     assert record["error"] == "upstream broke off the response: connection reset"
@@ -289,7 +291,12 @@ def test_broken_stream_keeps_status_and_sets_error() -> None:
 
 def test_latency_rounding() -> None:
     call = Call(
-        provider="openai", host="h", method="POST", path="/", started=100.0, first_byte=100.01234, ended=100.98764
+        provider="openai",
+        host="h",
+        method="POST",
+        path="/",
+        started=100.0,
+        answer=Answer(first_byte=100.01234, ended=100.98764),
     )
     record = call.audit_record()
     assert record["latency_ms"] == 987.6
@@ -299,7 +306,7 @@ def test_latency_rounding() -> None:
 def test_audit_record_never_holds_a_secret() -> None:
     secret = "sk-proj-THISISAREALKEY1234567890"
     call = full_call()
-    call.upstream_key = fingerprint(secret)
+    call.answer.upstream_key = fingerprint(secret)
     text = json.dumps(call.audit_record())
     assert secret not in text
     assert secret[-12:] not in text
@@ -353,29 +360,33 @@ def test_summary_requested_model_and_partial_tokens() -> None:
         method="POST",
         path="/",
         classification=Classification(model="claude-sonnet-4"),
-        usage=Usage(input_tokens=42),
+        answer=Answer(usage=Usage(input_tokens=42)),
     )
     assert call.summary() == "42→0 · anonymous · anthropic/claude-sonnet-4"
 
 
 def test_summary_of_a_refusal_starts_with_its_reason_and_ends_with_the_policys() -> None:
     call = full_call()
-    call.usage = None
-    call.refused, call.decision, call.deny_reasons = "policy_denied", "deny", ("model gpt-4o-mini is not allowed",)
+    call.answer.usage = None
+    call.answer.refused, call.decision, call.deny_reasons = (
+        "policy_denied",
+        "deny",
+        ("model gpt-4o-mini is not allowed",),
+    )
     assert call.summary() == "⛔ policy_denied · alice · openai/gpt-4o-mini · model gpt-4o-mini is not allowed"
-    call.refused, call.deny_reasons = "unauthenticated", ("unauthenticated",)
+    call.answer.refused, call.deny_reasons = "unauthenticated", ("unauthenticated",)
     assert call.summary() == "⛔ unauthenticated · alice · openai/gpt-4o-mini"
 
 
 def test_summary_of_a_failure_starts_with_it_and_ends_with_the_error() -> None:
     call = full_call()
-    call.failure, call.error = Failure.UPSTREAM_UNREACHABLE, "upstream unreachable: connection refused"
-    call.refused = "upstream_unreachable"
+    call.answer.failure, call.answer.error = Failure.UPSTREAM_UNREACHABLE, "upstream unreachable: connection refused"
+    call.answer.refused = "upstream_unreachable"
     assert call.summary() == (
         "⚠ upstream_unreachable · alice · openai/gpt-4o-mini · upstream unreachable: connection refused"
     )
     call = full_call()
-    call.status = 503
+    call.answer.status = 503
     assert call.summary() == "⚠ 503 · alice · openai/gpt-4o-mini"
 
 
@@ -417,8 +428,8 @@ def test_timestamps_are_utc_to_the_millisecond(seconds: float, expected: str) ->
     ],
 )
 def test_flow_marker(status: int, answered_by_tollgate: bool, failure: Failure | None, marker: str) -> None:
-    call = Call(provider="openai", host="h", method="POST", path="/", status=status, failure=failure)
-    call.answered_by_tollgate = answered_by_tollgate
+    call = Call(provider="openai", host="h", method="POST", path="/", answer=Answer(status=status, failure=failure))
+    call.answer.answered_by_tollgate = answered_by_tollgate
     assert call.flow_marker() == marker
 
 

@@ -36,10 +36,10 @@ def call(
     **fields: Any,
 ) -> Call:
     c = Call(provider, "api.example", "POST", "/v1/x", Classification(endpoint, model, RequestFacts(stream=stream)))
-    c.caller.client, c.caller.groups, c.status, c.usage = client, groups, status, usage
-    c.ended = c.started + 0.5
+    c.caller.client, c.caller.groups, c.answer.status, c.answer.usage = client, groups, status, usage
+    c.answer.ended = c.started + 0.5
     for name, value in fields.items():  # on the call, or on the part of it that holds the field
-        setattr(next(part for part in (c, c.caller, c.ledger) if hasattr(part, name)), name, value)
+        setattr(next(part for part in (c, c.caller, c.answer, c.ledger) if hasattr(part, name)), name, value)
     return c
 
 
@@ -108,10 +108,10 @@ def test_each_call_family() -> None:
     metrics = MetricSet()
     usage = Usage(input_tokens=100, output_tokens=20)
     streamed = call(stream=True, usage=usage, groups=("a", "b"))
-    streamed.first_chunk = streamed.started + 0.25
+    streamed.answer.first_chunk = streamed.started + 0.25
     metrics.observe(streamed, record(streamed, cost=0.0012))
     plain = call(usage=Usage(input_tokens=7, output_tokens=3), first_chunk=None)
-    plain.first_chunk = plain.started + 0.1  # not a stream: no time to first token
+    plain.answer.first_chunk = plain.started + 0.1  # not a stream: no time to first token
     metrics.observe(plain, record(plain, cost=0.0001))
     anonymous = call(client=None, provider="bedrock", endpoint="converse", model="anthropic.claude", status=None)
     metrics.observe(anonymous, record(anonymous))
@@ -251,7 +251,7 @@ def exports() -> tuple[set[str], set[str]]:
     """The names of every metric and sample, and of every label, Tollgate exports once each family has a series."""
     metrics = MetricSet(pools=lambda: {"openai": KeyPool(["k"])}, audit_depth=lambda: 0)
     c = call(stream=True, usage=Usage(input_tokens=1, output_tokens=1), first_chunk=None)
-    c.first_chunk = c.started
+    c.answer.first_chunk = c.started
     c.ledger.usage_counters = (("l", "s", "requests_per_day", 0, 1, "requests"),)
     metrics.observe(c, record(c, cost=0.1), Estimate(1, 1, 1))
     failed = call(status=500)

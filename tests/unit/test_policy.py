@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mitmproxy.test import tflow
 
-from tollgate.call import Call
+from tollgate.call import Call, Caller
 from tollgate.cli.main import main
 from tollgate.config import Config, load_config
 from tollgate.formats.request_facts import Classification, RequestFacts
@@ -635,11 +635,10 @@ def test_policy_input_is_designs_input_document() -> None:
             ),
             wire_format="openai-api",
         ),
-        credential_positions=("authorization",),
-        client="alice",
-        groups=("research",),
-        auth="virtual_key",
         model="gpt-4o-mini",
+        caller=Caller(
+            credential_positions=("authorization",), client="alice", groups=("research",), auth="virtual_key"
+        ),
     )
     document = policy_input(call)
     assert document == {
@@ -1096,7 +1095,7 @@ def test_decide_refuses_with_403_in_the_providers_shape(provider: str, body: dic
         assert flow.response.headers[name] == value
     assert call.decision == "deny"
     assert call.deny_reasons == ("client bob may not stream", "group suspended is blocked")
-    assert call.answered_by_tollgate and call.error is None
+    assert call.answer.answered_by_tollgate and call.answer.error is None
     record = call.audit_record()
     assert (record["decision"], record["deny_reasons"]) == ("deny", list(call.deny_reasons))
 
@@ -1109,7 +1108,7 @@ def test_decide_lets_an_allowed_call_go() -> None:
     flow = flow_for(call)
     hook_run(decide, flow)
     assert flow.response is None
-    assert (call.decision, call.deny_reasons, call.error) == ("allow", (), None)
+    assert (call.decision, call.deny_reasons, call.answer.error) == ("allow", (), None)
 
 
 def test_decide_without_a_policy_allows_everything() -> None:
@@ -1130,7 +1129,7 @@ def test_decide_on_a_policy_error_denies_and_records_why(tmp_path: Path, caplog)
     assert flow.response is not None and flow.response.status_code == 403
     assert json.loads(flow.response.content)["error"]["message"] == "Tollgate policy denied this call: policy error"
     assert (call.decision, call.deny_reasons) == ("deny", ("policy error",))
-    assert call.error == "data.tollgate.deny is not a set of strings"
+    assert call.answer.error == "data.tollgate.deny is not a set of strings"
     assert "data.tollgate.deny is not a set of strings" in caplog.text
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tollgate.call import Call
+from tollgate.call import Answer, Call
 from tollgate.config import parse_config
 from tollgate.formats.request_facts import Classification
 from tollgate.formats.usage import Usage
@@ -50,10 +50,7 @@ def test_a_call_with_usage_settles_to_its_tokens_and_exact_cost():
 
 def test_a_call_that_generates_nothing_is_one_request_whatever_its_answer_says():
     counted = call(status=200, usage=Usage(input_tokens=4000), classification=Classification("messages.count_tokens"))
-    fetched = Call(
-        "openai", "api.openai.com", "GET", "/v1/responses/resp_1", status=200, usage=Usage(input_tokens=31),
-        request_sent=True,
-    )  # fmt: skip
+    fetched = Call("openai", "api.openai.com", "GET", "/v1/responses/resp_1", answer=Answer(status=200, usage=Usage(input_tokens=31), request_sent=True))  # fmt: skip
     fetched.loaded = Loaded.build(PRICED)
     uploaded = call(status=200, classification=Classification("files"))
     for c in (counted, fetched, uploaded):

@@ -29,7 +29,7 @@ def test_a_failing_call_step_refuses_the_call_in_the_providers_shape():
     assert flow.response is not None and flow.response.status_code == 500
     assert flow.response.headers["x-tollgate-error"] == "internal_error"
     assert b'"type": "error"' in flow.response.content and b"did not forward it" in flow.response.content
-    assert call.error == "internal error in Broken" and call.answered_by_tollgate
+    assert call.answer.error == "internal error in Broken" and call.answer.answered_by_tollgate
 
 
 # ---- the one addon mitmproxy sees
@@ -193,7 +193,7 @@ def test_an_awaited_call_step_that_fails_refuses_the_call_in_the_providers_shape
     assert seen == ["a.handle", "a.awaited", "plain.request"]
     assert flow.response is not None and flow.response.status_code == 500
     assert flow.response.headers["x-tollgate-error"] == "internal_error"
-    assert flow.metadata[CALL].error == "internal error in Awaits"
+    assert flow.metadata[CALL].answer.error == "internal error in Awaits"
 
 
 def test_tollgates_pipeline_is_one_addon_with_its_call_steps_in_order():

@@ -270,11 +270,13 @@ def _used_upstream(call: Call, reserved: Estimate, record: dict[str, Any]) -> Es
     its usage as read; and when none was read, what it reserved: the provider may bill work it
     started whatever became of the answer (a client that left, a timeout, a stream broken off
     before its usage)."""
-    if not call.request_sent:
+    if not call.answer.request_sent:
         return Estimate(0, 0, 0)
     if spends_nothing(call):
         return Estimate(1, 0, 0)
-    refused_upstream = not call.answered_by_tollgate and call.status is not None and call.status >= 400
+    refused_upstream = (
+        not call.answer.answered_by_tollgate and call.answer.status is not None and call.answer.status >= 400
+    )
     if reserved.job:
         return Estimate(1, 0, 0, job=True) if refused_upstream else reserved
     tokens = token_count(record)

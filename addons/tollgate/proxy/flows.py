@@ -76,8 +76,8 @@ def refuse(
         else provider_of(call)
     )
     refusal = shape.refusal(reason, message)
-    call.answered_by_tollgate = True
-    call.refused = reason
+    call.answer.answered_by_tollgate = True
+    call.answer.refused = reason
     if reason not in FAILURES:
         # Tollgate's own refusal is its decision: the call was denied, for the stage's reasons
         # (the policy's, a limit's, an unknown key) where it gave some, else for this one.

@@ -56,11 +56,11 @@ def error_kind(call: Call) -> str:
     """What went wrong, as one word of a fixed set: how the call failed (`Failure`), else why
     Tollgate refused it (the refusal's reason, `providers.base.STATUS`), else `upstream_5xx` for an
     upstream's server error; "" for a call that went well (a 4xx of the upstream's is its answer)."""
-    if call.failure is not None:
-        return call.failure.value
-    if call.refused is not None:
-        return call.refused
-    if call.status is not None and call.status >= 500 and not call.answered_by_tollgate:
+    if call.answer.failure is not None:
+        return call.answer.failure.value
+    if call.answer.refused is not None:
+        return call.answer.refused
+    if call.answer.status is not None and call.answer.status >= 500 and not call.answer.answered_by_tollgate:
         return "upstream_5xx"
     return ""
 
@@ -320,7 +320,7 @@ class MetricSet:
         it, when it reserved on limits' counters."""
         shape = (record["client"], call.caller.groups, call.provider, record["model"], record["endpoint"])
         client, groups, provider, model, endpoint, gen_ai = self._shapes.get(shape, shape)
-        status = status_class(call.status)
+        status = status_class(call.answer.status)
         error = error_kind(call)
         limits: list[tuple[tuple[str, str, str], float]] = []
         if used is not None and call.ledger.usage_counters:
@@ -329,10 +329,10 @@ class MetricSet:
                 limits.append((key, remaining(before, most, metric, used, field.endswith("_minute"))))
         with self._lock:
             self.calls.inc((client, groups, provider, model, call.decision, status, error))
-            if call.ended is not None:
-                self.duration.observe((*gen_ai, endpoint, status, error), call.ended - call.started)
-            if call.first_chunk is not None and call.classification.facts.stream:
-                self.ttft.observe(gen_ai, call.first_chunk - call.started)
+            if call.answer.ended is not None:
+                self.duration.observe((*gen_ai, endpoint, status, error), call.answer.ended - call.started)
+            if call.answer.first_chunk is not None and call.classification.facts.stream:
+                self.ttft.observe(gen_ai, call.answer.first_chunk - call.started)
             for kind, field in TOKEN_FIELDS:
                 tokens = record[field]
                 if tokens is not None:

@@ -78,7 +78,7 @@ def assert_refused(flow: http.HTTPFlow, provider: str, reason: str, message: str
         "x-tollgate-request-id": call.request_id,
         "content-length": str(len(flow.response.content)),
     }
-    assert call.answered_by_tollgate is True
+    assert call.answer.answered_by_tollgate is True
 
 
 def configured(config: Config | dict | None = None, audit: AuditLog | None = None) -> Shared:

@@ -87,7 +87,7 @@ def test_each_providers_main_endpoint_is_read_exactly(provider: str) -> None:
     assert call.headers == header_index(flow.request.headers.fields)
     assert call.headers[b"authorization"] == b"Bearer tg-x"
     assert call.loaded is shared.loaded
-    assert (call.streamed_upload, flow.request.stream, call.answered_by_tollgate, call.error) == (
+    assert (call.streamed_upload, flow.request.stream, call.answer.answered_by_tollgate, call.answer.error) == (
         False,
         False,
         False,
@@ -376,8 +376,8 @@ def test_a_request_that_cannot_be_read_exactly_is_refused_400_in_the_providers_s
     assert_refused(
         flow, provider, "bad_request", f"Tollgate cannot read this request exactly and did not forward it: {detail}."
     )
-    assert call.error == f"bad request: {detail}"
-    assert call.answered_by_tollgate is True
+    assert call.answer.error == f"bad request: {detail}"
+    assert call.answer.answered_by_tollgate is True
     assert (call.decision, call.deny_reasons) == ("deny", ("bad_request",))  # Tollgate's own refusal
     assert call.body is None and call.classification.model is None
 
@@ -388,7 +388,7 @@ def test_a_body_that_is_refused_keeps_the_endpoint_its_path_names_for_the_audit(
     call = flow.metadata[CALL]
     assert flow.response.status_code == 400
     assert call.classification == Classification(endpoint="chat.completions")
-    assert call.error == "bad request: 'stream' is not a boolean"
+    assert call.answer.error == "bad request: 'stream' is not a boolean"
 
 
 def test_a_refused_upgrade_keeps_the_endpoint_its_path_names_for_the_audit() -> None:
@@ -422,7 +422,7 @@ def test_without_a_configuration_every_call_is_refused_500_misconfigured(provide
     Classify(Shared()).request(flow)
     call = flow.metadata[CALL]
     assert_refused(flow, provider, "misconfigured", "Tollgate has no valid configuration; see its console.")
-    assert (call.error, call.loaded, call.answered_by_tollgate) == ("no valid configuration", None, True)
+    assert (call.answer.error, call.loaded, call.answer.answered_by_tollgate) == ("no valid configuration", None, True)
     assert call.classification == Classification()
 
 
@@ -453,7 +453,7 @@ def test_a_request_whose_head_was_cut_is_refused_431_at_its_headers(provider: st
     call = flow.metadata[CALL]
     assert flow.response.status_code == 431
     assert (call.decision, call.deny_reasons) == ("deny", ("headers_too_large",))
-    assert call.error == "request headers past 64 KiB"
+    assert call.answer.error == "request headers past 64 KiB"
     assert (call.method, call.path, call.caller.client) == ("POST", VALID[provider][0], None)
 
 

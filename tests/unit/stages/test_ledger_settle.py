@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tollgate.call import Call, Caller
+from tollgate.call import Answer, Call, Caller
 from tollgate.config import parse_config
 from tollgate.formats.usage import Usage
 from tollgate.governance.limits import Estimate, Reserved, charges, counters
@@ -25,11 +25,10 @@ def ended_call(loaded: Loaded) -> Call:
         "POST",
         "/v1/chat/completions",
         caller=Caller("alice"),
-        status=200,
-        request_sent=True,
+        answer=Answer(status=200, request_sent=True),
     )
     call.loaded = loaded
-    call.usage = Usage(input_tokens=30, output_tokens=12, total_tokens=42)
+    call.answer.usage = Usage(input_tokens=30, output_tokens=12, total_tokens=42)
     return call
 
 

@@ -98,4 +98,4 @@ def test_a_stream_broken_off_records_what_was_read_when_it_ends_by_error():
     flow.response.stream = tap = UsageTap(reader, None, partial(record_usage, call, None, None))
     tap(b"data: {}\n\n")
     StreamTap(Shared()).error(flow)
-    assert call.usage.output_tokens == 1 and tap.reader is None
+    assert call.answer.usage.output_tokens == 1 and tap.reader is None

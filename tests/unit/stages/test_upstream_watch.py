@@ -41,12 +41,15 @@ def watch(timeout: float = 1.0) -> UpstreamWatch:
 
 def test_a_call_timed_out_is_answered_504_in_the_providers_shape():
     flow, call = flow_with_call()
-    call.error, call.failure = timeout_message(1), Failure.UPSTREAM_TIMEOUT
+    call.answer.error, call.answer.failure = timeout_message(1), Failure.UPSTREAM_TIMEOUT
     flow.error = tflow.terr("connection closed")
     watch().error(flow)
     assert flow.response is not None and flow.response.status_code == 504
     assert flow.response.headers["x-tollgate-error"] == "upstream_timeout"
-    assert (call.error, call.failure) == ("upstream timeout: no response within 1 s", Failure.UPSTREAM_TIMEOUT)
+    assert (call.answer.error, call.answer.failure) == (
+        "upstream timeout: no response within 1 s",
+        Failure.UPSTREAM_TIMEOUT,
+    )
 
 
 def test_any_other_failure_before_the_headers_is_unreachable():
@@ -54,15 +57,18 @@ def test_any_other_failure_before_the_headers_is_unreachable():
     flow.error = tflow.terr("connection closed")
     watch().error(flow)
     assert flow.response is not None and flow.response.status_code == 502
-    assert (call.error, call.failure) == ("upstream unreachable: connection closed", Failure.UPSTREAM_UNREACHABLE)
+    assert (call.answer.error, call.answer.failure) == (
+        "upstream unreachable: connection closed",
+        Failure.UPSTREAM_UNREACHABLE,
+    )
     assert (call.decision, call.deny_reasons) == ("allow", ())  # a failure, not a refusal
 
 
 def test_a_call_whose_headers_arrived_is_never_a_timeout():
     flow, call = flow_with_call()
-    call.error, call.failure = timeout_message(1), Failure.UPSTREAM_TIMEOUT
+    call.answer.error, call.answer.failure = timeout_message(1), Failure.UPSTREAM_TIMEOUT
     watch().responseheaders(flow)
-    assert (call.error, call.failure) == (None, None) and call.first_byte is not None
+    assert (call.answer.error, call.answer.failure) == (None, None) and call.answer.first_byte is not None
 
 
 def test_a_connection_not_set_up_in_time_is_given_up_with_the_calls_waiting_for_it():

@@ -153,7 +153,7 @@ class Classify:
         call = Call(provider.name, host_name(request.host), request.method, path)
         if self.shared.loaded is not None:  # else none to price or count it with
             call.loaded = self.shared.loaded
-        call.error = f"request headers past {MAX_REQUEST_HEAD // 1024} KiB"
+        call.answer.error = f"request headers past {MAX_REQUEST_HEAD // 1024} KiB"
         flow.metadata[CALL] = call
         flow.response = None
         refuse(flow, call, HEADERS_TOO_LARGE, HEAD_TOO_LARGE)
@@ -168,7 +168,7 @@ class Classify:
             call = Call(provider=provider.name, host=host, method=request.method, path=path, headers=headers)
             flow.metadata[CALL] = call
             refuse(flow, call, MISCONFIGURED, "Tollgate has no valid configuration; see its console.")
-            call.error = "no valid configuration"
+            call.answer.error = "no valid configuration"
             return call
         call = Call(provider=provider.name, host=host, method=request.method, path=path, headers=headers, loaded=loaded)
         flow.metadata[CALL] = call
@@ -185,7 +185,7 @@ class Classify:
             check_upgrade(headers, call.classification)
         except Unreadable as e:
             call.classification = Classification(endpoint=e.endpoint)
-            call.error = f"bad request: {e}"
+            call.answer.error = f"bad request: {e}"
             refuse(flow, call, BAD_REQUEST, f"Tollgate cannot read this request exactly and did not forward it: {e}.")
             return call
         call.body = data

@@ -89,7 +89,7 @@ class Credential:
         request = flow.request
         if credential.pooled_key is not None:
             pool = credential.pool if credential.pool is not None else call.loaded.pools[call.provider]
-            call.pooled_key = (pool, credential.pooled_key)
+            call.answer.pooled_key = (pool, credential.pooled_key)
         for parameter in provider.query_positions:
             request.query.pop(parameter, None)
         # The caller's credentials out and the upstream's in, in one pass over the header fields
@@ -101,7 +101,7 @@ class Credential:
         if applied.host is not None:
             request.host = applied.host  # its Host header and :authority follow, as signed
             call.upstream = f"https://{request.host}"
-        call.upstream_key = applied.fingerprint
+        call.answer.upstream_key = applied.fingerprint
 
     @staticmethod
     def _side_headers_out(request: http.Request, call: Call) -> dict[str, str]:
@@ -149,25 +149,25 @@ class Credential:
         if own.signed:
             # A signature covers the Host header: it goes upstream as signed, wherever it goes.
             flow.request.host_header = call.host
-        call.upstream_key = own.fingerprint
+        call.answer.upstream_key = own.fingerprint
 
     @staticmethod
     def _refuse(flow: http.HTTPFlow, call: Call, message: str) -> None:
         refuse(flow, call, NO_UPSTREAM_CREDENTIAL, message)
-        call.error = "no upstream credential"
+        call.answer.error = "no upstream credential"
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         call = call_of(flow)
-        if call is None or flow.response is None or call.answered_by_tollgate:
+        if call is None or flow.response is None or call.answer.answered_by_tollgate:
             return
-        if call.pooled_key is not None:
-            self._rest_refused_key(flow.response, call.pooled_key)
+        if call.answer.pooled_key is not None:
+            self._rest_refused_key(flow.response, call.answer.pooled_key)
         self._count(call, flow.response.status_code, None)
 
     def error(self, flow: http.HTTPFlow) -> None:
         """After `UpstreamWatch.error`: an upstream unreachable or late counts for its circuit."""
         call = call_of(flow)
-        if call is not None and call.failure in (Failure.UPSTREAM_UNREACHABLE, Failure.UPSTREAM_TIMEOUT):
+        if call is not None and call.answer.failure in (Failure.UPSTREAM_UNREACHABLE, Failure.UPSTREAM_TIMEOUT):
             self._count(call, None, self._failure_kind(call))
 
     def _count(self, call: Call, status: int | None, kind: str | None) -> None:
@@ -178,8 +178,8 @@ class Credential:
         if circuit is None or call.circuit_counted:
             return
         call.circuit_counted = True
-        pooled = call.pooled_key
-        name = call.upstream_key if pooled is not None else upstream_circuit(call.provider, call.upstream)
+        pooled = call.answer.pooled_key
+        name = call.answer.upstream_key if pooled is not None else upstream_circuit(call.provider, call.upstream)
         assert name is not None
         circuits = self.shared.circuits
         if not failed(status, kind, settings.retry.when if settings.retry is not None else DEFAULT_WHEN):
@@ -209,8 +209,8 @@ class Credential:
             return None
         response = flow.response
         refused_key = response is not None and response.status_code in RESTING_STATUSES
-        if call.pooled_key is not None and response is not None:
-            self._rest_refused_key(response, call.pooled_key)
+        if call.answer.pooled_key is not None and response is not None:
+            self._rest_refused_key(response, call.answer.pooled_key)
         status = response.status_code if response is not None else None
         self._count(call, status, None if status is not None else self._failure_kind(call))
         retry = call.loaded.providers[call.provider].retry
@@ -256,7 +256,7 @@ class Credential:
 
     @staticmethod
     def _failure_kind(call: Call) -> str:
-        return TIMEOUT if call.failure is Failure.UPSTREAM_TIMEOUT else CONNECT
+        return TIMEOUT if call.answer.failure is Failure.UPSTREAM_TIMEOUT else CONNECT
 
     def _upstream_circuit_open(self, call: Call) -> bool:
         if call.loaded.providers[call.provider].circuit is None:

@@ -233,7 +233,7 @@ class Ledger:
             logger.error(f"Tollgate: LEDGER STORE FAILED, call let through unlimited (on_store_error: allow): {error}")
             return
         logger.error(f"Tollgate: ledger store failed, call refused (on_store_error: deny): {error}")
-        call.error = "ledger unavailable"
+        call.answer.error = "ledger unavailable"
         refuse(flow, call, LEDGER_UNAVAILABLE, "Tollgate cannot reach its ledger, so it serves no limited calls.")
 
     def done(self) -> Awaitable[None] | None:

@@ -53,7 +53,7 @@ class Translate:
             body, extra, dropped = translation.request(call.body, model, stream, caller)
         except Untranslatable as e:
             refuse(flow, call, BAD_REQUEST, f"Tollgate cannot route this call to {call.provider}: {e}")
-            call.error = "untranslatable request"
+            call.answer.error = "untranslatable request"
             return
         if dropped:
             logger.warning(
@@ -105,7 +105,7 @@ class Translate:
         call = call_of(flow)
         response = flow.response
         translation = call.translated if call is not None else None
-        if call is None or translation is None or response is None or call.answered_by_tollgate:
+        if call is None or translation is None or response is None or call.answer.answered_by_tollgate:
             return
         if response.status_code < 400 or response.raw_content is None:
             return

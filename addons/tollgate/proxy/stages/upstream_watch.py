@@ -191,10 +191,10 @@ class UpstreamWatch:
             wanted = status_condition(status, retry.when)
             error = failed_status_error(status)
         else:
-            timed_out = call.failure is Failure.UPSTREAM_TIMEOUT
+            timed_out = call.answer.failure is Failure.UPSTREAM_TIMEOUT
             wanted = (TIMEOUT if timed_out else CONNECT) in retry.when
             message = flow.error.msg if flow.error else "unknown error"
-            error = call.error if timed_out and call.error else f"upstream unreachable: {message}"
+            error = call.answer.error if timed_out and call.answer.error else f"upstream unreachable: {message}"
         if not wanted or not flow.client_conn.connected or patches.ended_by_client(flow):
             return
         retries_left = len(call.attempts or ()) - call.target_attempts_from + 1 < retry.attempts
@@ -204,7 +204,14 @@ class UpstreamWatch:
         attempts = call.attempts if call.attempts is not None else []
         begun = call.attempt_started or call.started
         attempts.append(
-            Attempt(call.provider, call.target_model, status, call.upstream_key, error, round((now - begun) * 1000, 1))
+            Attempt(
+                call.provider,
+                call.target_model,
+                status,
+                call.answer.upstream_key,
+                error,
+                round((now - begun) * 1000, 1),
+            )
         )
         call.attempts = attempts
         call.retrying = retries_left
@@ -217,7 +224,7 @@ class UpstreamWatch:
         if call is None or not call.retrying:
             return
         call.retrying = False
-        call.status = call.error = call.failure = call.first_byte = None
+        call.answer.status = call.answer.error = call.answer.failure = call.answer.first_byte = None
         call.circuit_counted = False
         call.attempt_started = time.time()
         settings = call.loaded.providers[call.provider]
@@ -230,12 +237,12 @@ class UpstreamWatch:
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         self._stop_clock(flow)
         call = call_of(flow)
-        if call is None or call.answered_by_tollgate:
+        if call is None or call.answer.answered_by_tollgate:
             return
-        call.first_byte = time.time()
-        call.request_sent = True  # an answer came from the upstream
-        if call.failure is Failure.UPSTREAM_TIMEOUT:  # its connection came after all
-            call.failure = call.error = None
+        call.answer.first_byte = time.time()
+        call.answer.request_sent = True  # an answer came from the upstream
+        if call.answer.failure is Failure.UPSTREAM_TIMEOUT:  # its connection came after all
+            call.answer.failure = call.answer.error = None
 
     def error(self, flow: http.HTTPFlow) -> None:
         self._stop_clock(flow)
@@ -246,17 +253,20 @@ class UpstreamWatch:
         # The client left: its connection closed, or its HTTP/2 stream reset (mitmproxy's message
         # for that reads as an upstream's reset does).
         if patches.ended_by_client(flow) or "Client disconnected" in message or not flow.client_conn.connected:
-            if call.error is None:
-                call.error, call.failure = CLIENT_DISCONNECTED, Failure.CLIENT_DISCONNECTED
+            if call.answer.error is None:
+                call.answer.error, call.answer.failure = CLIENT_DISCONNECTED, Failure.CLIENT_DISCONNECTED
             return
         if flow.response is not None:
-            if call.error is None:
-                call.error, call.failure = f"upstream broke off the response: {message}", Failure.UPSTREAM_BROKE_OFF
+            if call.answer.error is None:
+                call.answer.error, call.answer.failure = (
+                    f"upstream broke off the response: {message}",
+                    Failure.UPSTREAM_BROKE_OFF,
+                )
             return
-        if call.failure is Failure.UPSTREAM_TIMEOUT:
-            refuse(flow, call, UPSTREAM_TIMEOUT, f"Tollgate: {call.error} ({call.upstream})")
+        if call.answer.failure is Failure.UPSTREAM_TIMEOUT:
+            refuse(flow, call, UPSTREAM_TIMEOUT, f"Tollgate: {call.answer.error} ({call.upstream})")
             return
-        call.error, call.failure = f"upstream unreachable: {message}", Failure.UPSTREAM_UNREACHABLE
+        call.answer.error, call.answer.failure = f"upstream unreachable: {message}", Failure.UPSTREAM_UNREACHABLE
         refuse(flow, call, UPSTREAM_UNREACHABLE, f"Tollgate: {call.upstream} is unreachable: {message}")
 
     def _stop_clock(self, flow: http.HTTPFlow) -> None:
@@ -280,7 +290,7 @@ NO_RETRY = RetryConfig(attempts=1)
 def _request_sent(flow: http.HTTPFlow) -> None:
     call = call_of(flow)
     if call is not None:
-        call.request_sent = True
+        call.answer.request_sent = True
 
 
 def timeout_message(timeout: float) -> str:
@@ -288,4 +298,4 @@ def timeout_message(timeout: float) -> str:
 
 
 def _timed_out(call: Call, timeout: float) -> None:
-    call.error, call.failure = timeout_message(timeout), Failure.UPSTREAM_TIMEOUT
+    call.answer.error, call.answer.failure = timeout_message(timeout), Failure.UPSTREAM_TIMEOUT
