@@ -84,6 +84,41 @@ def new_request_id() -> str:
     return os.urandom(16).hex()
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A provider and the model name asked of it (None for a call that names no model)."""
+
+    provider: str
+    model: str | None = None
+
+
+@dataclass(slots=True)
+class Route:
+    """Where the call goes. Classify sets both ends, from the start: `requested` is the provider
+    whose host the client called and the model it asked for, `target` where the call goes and the
+    model sent there (the same until a rule changes it). Override writes a rule's target, upstream
+    and translation, Fallback a fallback's target, the Route stage the upstream it goes to, and
+    Translate what it sent (`upstream_classification`)."""
+
+    requested: Target
+    target: Target
+    upstream: str | None = None
+    # A route that translated the call into its provider's own format, and what it sent there.
+    translated: Translation | None = field(default=None, repr=False)
+    upstream_classification: Classification | None = None
+
+    @classmethod
+    def as_called(cls, provider: str, model: str | None = None) -> Route:
+        """A call going where the client called it, asking what it asked."""
+        target = Target(provider, model)
+        return cls(target, target)
+
+    @property
+    def rerouted(self) -> bool:
+        """A rule sent the call to a provider other than the one the client called."""
+        return self.target.provider != self.requested.provider
+
+
 @dataclass(slots=True)
 class Caller:
     """Who made the call. Written by Identify (the credential's positions, then the client, its
@@ -146,7 +181,10 @@ class Answer:
 
 @dataclass(slots=True)
 class Call:
-    provider: str
+    """An intercepted call: the request itself on the call, and in parts by who writes them what
+    Tollgate made of it: `caller`, `route`, `answer`, `ledger`."""
+
+    route: Route
     host: str
     method: str
     path: str
@@ -168,15 +206,8 @@ class Call:
     span_ids: tuple[int, int] | None = None
     started: float = field(default_factory=time.time)
     caller: Caller = field(default_factory=Caller)
-    model: str | None = None  # set when an override changed the model
-    # The provider whose host the client called, when a route sent the call to another.
-    requested_provider: str | None = None
-    # A route that translated the call into its provider's own format, and what it sent there.
-    translated: Translation | None = field(default=None, repr=False)
-    upstream_classification: Classification | None = None
     decision: Literal["allow", "deny"] = "allow"
     deny_reasons: tuple[str, ...] = ()
-    upstream: str | None = None
     answer: Answer = field(default_factory=Answer)
     # A large upload streamed upstream as it arrives: decided at its headers, its body unread.
     streamed_upload: bool = False
@@ -205,6 +236,8 @@ class Call:
     transport: Literal["http", "websocket"] = "http"
     # `cost_nanousd`, with the usage, configuration and model it priced
     _cost: tuple[Usage, Loaded, str | None, int | None] | None = field(default=None, repr=False)
+    # `target_model`, with the target it names
+    _named: tuple[Target, str | None] | None = field(default=None, repr=False)
 
     @property
     def fetches(self) -> bool:
@@ -212,37 +245,37 @@ class Call:
         for a POST (an answer's usage, if any, was counted when it was made)."""
         return self.method != "POST"
 
-    @property
-    def sent_model(self) -> str | None:
-        """The model name the upstream is asked for: an override's (`model`), else the one the client
-        asked for (an Azure deployment, say)."""
-        return self.model if self.model is not None else self.classification.model
+    def classified(self, classification: Classification) -> None:
+        """The request as read: the route's both ends are the provider called and the model asked."""
+        self.classification = classification
+        route = self.route
+        route.requested = route.target = Target(route.requested.provider, classification.model)
 
     @property
     def target_model(self) -> str | None:
-        """The model the call goes to (`sent_model`), as the provider's settings name it where they
-        name models apart from what callers ask for (Azure's `deployments`): what prices, limits,
-        the policy and the audit go by."""
-        model = self.model if self.model is not None else self.classification.model
-        loaded = self.loaded
-        if model is None or loaded is None or not loaded.model_names:
-            return model
-        names = loaded.model_names.get(self.provider)
-        return model if names is None else names(model)
+        """The model the call goes to (`route.target.model`, the name sent), as the provider's
+        settings name it where they name models apart from what callers ask for (Azure's
+        `deployments`): what prices, limits, the policy and the audit go by. Named once a target."""
+        target = self.route.target
+        named = self._named
+        if named is not None and named[0] is target:
+            return named[1]
+        model, loaded = target.model, self.loaded
+        if model is not None and loaded is not None and loaded.model_names:
+            names = loaded.model_names.get(target.provider)
+            if names is not None:
+                model = names(model)
+        self._named = (target, model)
+        return model
 
     @property
     def registry(self) -> Mapping[str, Provider]:
         """The providers by name as its configuration has them: the built-in ones and those it adds."""
         return PROVIDERS if self.loaded is None else self.loaded.registry
 
-    @property
-    def called_provider(self) -> str:
-        """The provider whose host the client called (`provider` is where a route sent the call)."""
-        return self.requested_provider or self.provider
-
     def sent(self) -> Classification:
         """What the upstream is asked: the call as classified, or as a route translated it."""
-        return self.upstream_classification or self.classification
+        return self.route.upstream_classification or self.classification
 
     def cost_nanousd(self) -> int | None:
         """What the call cost by its usage and its model's price, in nano-dollars; None when
@@ -256,7 +289,9 @@ class Call:
         if priced is not None and priced[0] is usage and priced[1] is self.loaded and priced[2] == model:
             return priced[3]
         c, who = self.classification, self.caller
-        cost = self.loaded.prices.cost(self.provider, model, who.client, who.groups, c.endpoint, usage, self.started)
+        cost = self.loaded.prices.cost(
+            self.route.target.provider, model, who.client, who.groups, c.endpoint, usage, self.started
+        )
         self._cost = (usage, self.loaded, model, cost)
         return cost
 
@@ -272,15 +307,15 @@ class Call:
             "client": self.caller.client,
             "auth": self.caller.auth,
             "groups": list(self.caller.groups),
-            "provider": self.provider,
-            "requested_provider": self.called_provider,
+            "provider": self.route.target.provider,
+            "requested_provider": self.route.requested.provider,
             "endpoint": c.endpoint,
             "upstream_endpoint": self.sent().endpoint,
             "method": self.method,
             "transport": self.transport,
             "host": self.host,
             "path": self.path,
-            "requested_model": c.model,
+            "requested_model": self.route.requested.model,
             "publisher": c.publisher,
             "model": self.target_model,
             "message_count": c.facts.message_count,
@@ -291,7 +326,7 @@ class Call:
             "decision": self.decision,
             "deny_reasons": list(self.deny_reasons),
             "status": a.status,
-            "upstream": self.upstream,
+            "upstream": self.route.upstream,
             "upstream_key": a.upstream_key,
             "latency_ms": round((ended - self.started) * 1000, 1),
             "ttfb_ms": round((a.first_byte - self.started) * 1000, 1) if a.first_byte else None,
@@ -319,7 +354,12 @@ class Call:
         a = self.answer
         until = a.first_byte or ended
         last = Attempt(
-            self.provider, self.target_model, a.status, a.upstream_key, a.error, round((until - begun) * 1000, 1)
+            self.route.target.provider,
+            self.target_model,
+            a.status,
+            a.upstream_key,
+            a.error,
+            round((until - begun) * 1000, 1),
         )
         return [a.record() for a in (*(self.attempts or ()), last)]
 
@@ -329,7 +369,11 @@ class Call:
         and what; last the policy's reasons or the error, in words."""
         head, detail = self._outcome()
         model = self.target_model
-        what = f"{self.provider}/{model}" if model else f"{self.provider} {self.classification.endpoint or '?'}"
+        what = (
+            f"{self.route.target.provider}/{model}"
+            if model
+            else f"{self.route.target.provider} {self.classification.endpoint or '?'}"
+        )
         line = f"{head} · {self.caller.client or 'anonymous'} · {what}"
         return f"{line} · {detail}" if detail else line
 

@@ -13,7 +13,7 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tollgate.call import Call, Failure
+from tollgate.call import Call, Failure, Route, Target
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.formats.usage import Usage
 from tollgate.governance.failover import Attempt
@@ -35,11 +35,17 @@ def call(
     groups: tuple[str, ...] = (),
     **fields: Any,
 ) -> Call:
-    c = Call(provider, "api.example", "POST", "/v1/x", Classification(endpoint, model, RequestFacts(stream=stream)))
+    c = Call(
+        Route.as_called(provider, model),
+        "api.example",
+        "POST",
+        "/v1/x",
+        Classification(endpoint, model, RequestFacts(stream=stream)),
+    )
     c.caller.client, c.caller.groups, c.answer.status, c.answer.usage = client, groups, status, usage
     c.answer.ended = c.started + 0.5
     for name, value in fields.items():  # on the call, or on the part of it that holds the field
-        setattr(next(part for part in (c, c.caller, c.answer, c.ledger) if hasattr(part, name)), name, value)
+        setattr(next(part for part in (c, c.caller, c.route, c.answer, c.ledger) if hasattr(part, name)), name, value)
     return c
 
 
@@ -300,7 +306,7 @@ def test_a_batch_leaves_its_minute_window_all_but_one_request() -> None:
 def test_fallbacks_are_counted_by_the_model_that_ended_the_call() -> None:
     metrics = MetricSet()
     c = call(status=200)
-    c.model = "o3"
+    c.route.target = Target("openai", "o3")
     c.attempts = [
         Attempt("openai", "gpt-4o", 503, "fp", "upstream answered 503", 3.0),
         Attempt("openai", "gpt-4o", 429, "fp", "upstream answered 429", 3.0),  # a retry, no fallback

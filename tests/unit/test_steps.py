@@ -9,7 +9,7 @@ import asyncio
 import pytest
 from mitmproxy.test import tflow
 
-from tollgate.call import Call
+from tollgate.call import Call, Route
 from tollgate.formats.request_facts import Classification
 from tollgate.proxy import pipeline
 from tollgate.proxy.flows import CALL
@@ -23,7 +23,7 @@ class Broken:
 
 def test_a_failing_call_step_refuses_the_call_in_the_providers_shape():
     flow = tflow.tflow()
-    call = Call(provider="anthropic", host="api.anthropic.com", method="POST", path="/v1/messages")
+    call = Call(Route.as_called("anthropic"), "api.anthropic.com", "POST", "/v1/messages")
     flow.metadata[CALL] = call
     CallSteps(Broken().handle).at_request(flow)
     assert flow.response is not None and flow.response.status_code == 500
@@ -94,7 +94,7 @@ class Handles:
 
 def _call_flow(streamed_upload: bool = False):
     flow = tflow.tflow()
-    flow.metadata[CALL] = Call(provider="openai", host="api.openai.com", method="POST", path="/v1/chat/completions")
+    flow.metadata[CALL] = Call(Route.as_called("openai"), "api.openai.com", "POST", "/v1/chat/completions")
     flow.metadata[CALL].streamed_upload = streamed_upload
     return flow
 

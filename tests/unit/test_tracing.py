@@ -9,7 +9,7 @@ import time
 import pytest
 from tests.support.otlp import Collector, no_collector, wait_for_trace_exports_to_stop
 
-from tollgate.call import Answer, Call, Caller, Failure
+from tollgate.call import Answer, Call, Caller, Failure, Route, Target
 from tollgate.config import OtlpConfig
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.formats.usage import Usage
@@ -168,14 +168,12 @@ def test_every_provider_name_is_one_the_conventions_define() -> None:
 
 def served_call(**changes) -> Call:
     call = Call(
-        "openai",
+        Route(Target("openai", "gpt-4o"), Target("openai", "gpt-4o-mini"), "https://127.0.0.1:8443"),
         "api.openai.com",
         "POST",
         "/v1/chat/completions",
         Classification("chat.completions", "gpt-4o", RequestFacts(message_count=2, max_tokens=64, stream=False)),
         caller=Caller(client="app", groups=("support", "eu"), auth="virtual_key"),
-        model="gpt-4o-mini",
-        upstream="https://127.0.0.1:8443",
         started=1_700_000_000.25,
         answer=Answer(
             upstream_key="sha256:0123456789ab",
@@ -247,7 +245,13 @@ def test_the_cost_is_the_audits() -> None:
 
 
 def test_unknowns_are_left_out() -> None:
-    call = Call("gemini", "generativelanguage.googleapis.com", "GET", "/v1beta/models", Classification("models"))
+    call = Call(
+        Route.as_called("gemini"),
+        "generativelanguage.googleapis.com",
+        "GET",
+        "/v1beta/models",
+        Classification("models"),
+    )
     call.answer.status, call.answer.ended = 200, call.started + 0.01
     attributes = span_attributes(call, {"cost_usd": None})
     assert span_name(call) == "models"

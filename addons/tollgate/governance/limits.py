@@ -145,7 +145,11 @@ def spends_nothing(call: Call) -> bool:
     than a POST (which fetches what was made before), a count of a prompt's tokens, or a call to
     one of its provider's free endpoints (a file's upload)."""
     endpoint = call.classification.endpoint
-    return call.fetches or endpoint in COUNTING_ENDPOINTS or endpoint in call.registry[call.provider].free_endpoints
+    return (
+        call.fetches
+        or endpoint in COUNTING_ENDPOINTS
+        or endpoint in call.registry[call.route.target.provider].free_endpoints
+    )
 
 
 # Endpoints that generate without a conversation (their facts count no messages), each answer up

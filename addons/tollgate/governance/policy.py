@@ -254,10 +254,10 @@ def input_facts(call: Call) -> tuple[Any, ...]:
     model = call.target_model
     # What the request uses that Tollgate cannot read (a stored prompt…) is unread too.
     unread = c.unread + f.unread if f.unread else c.unread
-    who = call.caller
+    who, route = call.caller, call.route
     return (
-        who.client, tuple(who.groups), who.auth, call.provider, call.host, call.method, call.path, c.endpoint,
-        c.model, model, f.message_count, f.has_system, f.has_tools, f.stream, f.max_tokens, unread,
+        who.client, tuple(who.groups), who.auth, route.target.provider, call.host, call.method, call.path, c.endpoint,
+        route.requested.model, model, f.message_count, f.has_system, f.has_tools, f.stream, f.max_tokens, unread,
         who.identity, call.ledger.usage_counters, f.service_tier, f.speed, f.batch, f.mcp_servers, c.publisher,
         call.fallback_of,
     )  # fmt: skip

@@ -318,7 +318,7 @@ class MetricSet:
     def observe(self, call: Call, record: Mapping[str, Any], used: Estimate | None = None) -> None:
         """One call's end: `record` is its audit record; `used` what it used as the ledger settles
         it, when it reserved on limits' counters."""
-        shape = (record["client"], call.caller.groups, call.provider, record["model"], record["endpoint"])
+        shape = (record["client"], call.caller.groups, call.route.target.provider, record["model"], record["endpoint"])
         client, groups, provider, model, endpoint, gen_ai = self._shapes.get(shape, shape)
         status = status_class(call.answer.status)
         error = error_kind(call)

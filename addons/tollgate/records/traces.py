@@ -168,7 +168,7 @@ def error_type(call: Call) -> str | None:
 def span_name(call: Call) -> str:
     """`{gen_ai.operation.name} {gen_ai.request.model}`, or the operation alone without a model."""
     operation = operation_name(call.classification.endpoint)
-    model = call.classification.model
+    model = call.route.requested.model
     return f"{operation} {model}" if model else operation
 
 
@@ -178,7 +178,7 @@ def span_attributes(call: Call, record: Mapping[str, Any]) -> dict[str, Any]:
     c = call.classification
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": operation_name(c.endpoint),
-        "gen_ai.provider.name": semconv_name(call.provider),
+        "gen_ai.provider.name": semconv_name(call.route.target.provider),
         "tollgate.request_id": call.request_id,
         "tollgate.decision": call.decision,
         "tollgate.groups": call.caller.groups,
@@ -186,8 +186,8 @@ def span_attributes(call: Call, record: Mapping[str, Any]) -> dict[str, Any]:
     }
     if c.endpoint is not None:
         attributes["tollgate.endpoint"] = c.endpoint
-    if c.model is not None:
-        attributes["gen_ai.request.model"] = c.model
+    if (asked := call.route.requested.model) is not None:
+        attributes["gen_ai.request.model"] = asked
     model = call.target_model
     if model is not None:
         attributes["gen_ai.response.model"] = model  # the model called (an override's, if one applied)
@@ -195,9 +195,9 @@ def span_attributes(call: Call, record: Mapping[str, Any]) -> dict[str, Any]:
         attributes["gen_ai.request.max_tokens"] = c.facts.max_tokens
     if call.caller.client is not None:
         attributes["tollgate.client"] = call.caller.client
-    if call.requested_provider is not None:
-        attributes["tollgate.requested_provider"] = call.requested_provider
-    address, port = server_of(call.upstream) if call.upstream else (call.host, None)
+    if call.route.rerouted:
+        attributes["tollgate.requested_provider"] = call.route.requested.provider
+    address, port = server_of(call.route.upstream) if call.route.upstream else (call.host, None)
     attributes["server.address"] = address
     if port is not None:
         attributes["server.port"] = port

@@ -13,7 +13,7 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import tflow, tutils
 
-from tollgate.call import Call
+from tollgate.call import Call, Route
 from tollgate.config import Config, parse_config
 from tollgate.formats.raw_headers import header_index
 from tollgate.proxy.flows import CALL
@@ -174,10 +174,10 @@ def openai_flow(*fields: tuple[str, str], shared: Shared | None = None) -> tuple
     flow.request.host, flow.request.port, flow.request.path = "api.openai.com", 443, "/v1/chat/completions"
     flow.request.headers.fields = tuple((k.encode(), v.encode()) for k, v in fields)
     call = Call(
-        provider="openai",
-        host="api.openai.com",
-        method="POST",
-        path="/v1/chat/completions",
+        Route.as_called("openai"),
+        "api.openai.com",
+        "POST",
+        "/v1/chat/completions",
         headers=header_index(flow.request.headers.fields),
         loaded=(shared or configured()).loaded,
     )  # as Classify reads them

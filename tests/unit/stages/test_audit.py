@@ -11,7 +11,7 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import tflow, tutils
 
-from tollgate.call import FAILED_MARKER, REFUSED_MARKER, Call, Failure
+from tollgate.call import FAILED_MARKER, REFUSED_MARKER, Call, Failure, Route, Target
 from tollgate.formats.usage import Usage
 from tollgate.proxy.flows import CALL, refuse
 from tollgate.proxy.runner import CallSteps
@@ -211,7 +211,7 @@ def test_a_websocket_call_is_recorded_when_the_websocket_ends_not_at_its_upgrade
     shared = configured(audit=audit_log)
     audit = Audit(shared)
     flow = tflow.twebsocketflow()
-    call = Call(provider="openai", host=HOSTS["openai"], method="GET", path="/v1/realtime", loaded=shared.loaded)
+    call = Call(Route.as_called("openai"), HOSTS["openai"], "GET", "/v1/realtime", loaded=shared.loaded)
     call.answer.usage = Usage(input_tokens=40, output_tokens=8)
     flow.metadata[CALL] = call
     audit.request(flow)
@@ -271,7 +271,7 @@ def test_text_no_flow_file_can_hold_is_escaped_on_the_flow_and_kept_in_the_audit
     shared = configured(audit=audit_log)
     audit = Audit(shared)
     flow, call = openai_call(shared)
-    call.model = "gpt-4o\ud800"  # a lone surrogate, as JSON allows
+    call.route.target = Target(call.route.target.provider, "gpt-4o\ud800")  # a lone surrogate, as JSON allows
     audit.request(flow)
     answer(flow)
     audit.response(flow)

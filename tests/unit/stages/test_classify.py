@@ -81,7 +81,7 @@ def test_each_providers_main_endpoint_is_read_exactly(provider: str) -> None:
     Classify(shared).request(flow)
     assert flow.response is None
     call = flow.metadata[CALL]
-    assert (call.provider, call.host, call.method, call.path) == (provider, HOSTS[provider], "POST", path)
+    assert (call.route.target.provider, call.host, call.method, call.path) == (provider, HOSTS[provider], "POST", path)
     assert call.classification == expected
     assert call.body == body
     assert call.headers == header_index(flow.request.headers.fields)
@@ -172,7 +172,11 @@ def test_a_host_header_naming_the_host_called_in_another_case_and_with_its_port_
     flow = api_flow(HOSTS["anthropic"], "/v1/models", method="GET")
     flow.request.headers["Host"] = "API.Anthropic.com.:443"
     call = classified(configured(), flow)
-    assert (call.provider, call.host, call.classification.endpoint) == ("anthropic", "api.anthropic.com", "models")
+    assert (call.route.target.provider, call.host, call.classification.endpoint) == (
+        "anthropic",
+        "api.anthropic.com",
+        "models",
+    )
 
 
 # ---- a captured request (./run.sh --capture): named by what it asked for, not the address dialled
@@ -196,7 +200,7 @@ def test_a_captured_call_is_named_by_its_host_header_and_goes_there(mode: str) -
     flow = captured(mode, "api.openai.com", "api.openai.com")
     Classify(shared).requestheaders(flow)
     call = classified(shared, flow)
-    assert (call.provider, call.host, flow.request.host, flow.request.port) == (
+    assert (call.route.target.provider, call.host, flow.request.host, flow.request.port) == (
         "openai",
         "api.openai.com",
         "api.openai.com",
@@ -257,7 +261,7 @@ def test_an_upload_is_classified_at_its_headers_and_streamed_upstream_unread(pro
     classify.requestheaders(flow)
     call = flow.metadata[CALL]
     assert flow.response is None
-    assert (call.provider, call.path, call.classification) == (provider, path, expected)
+    assert (call.route.target.provider, call.path, call.classification) == (provider, path, expected)
     assert call.streamed_upload is True and flow.request.stream is True
     assert call.body is None and call.loaded is shared.loaded
     classify.request(flow)  # the call made at its headers is the call

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tollgate.call import Answer, Call, Caller
+from tollgate.call import Answer, Call, Caller, Route
 from tollgate.config import parse_config
 from tollgate.formats.usage import Usage
 from tollgate.governance.limits import Estimate, Reserved, charges, counters
@@ -20,7 +20,7 @@ CONFIG = parse_config({"limits": [{"name": "day", "tokens_per_day": 1000, "reque
 
 def ended_call(loaded: Loaded) -> Call:
     call = Call(
-        "openai",
+        Route.as_called("openai"),
         "api.openai.com",
         "POST",
         "/v1/chat/completions",

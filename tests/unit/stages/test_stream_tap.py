@@ -8,7 +8,7 @@ from functools import partial
 
 from mitmproxy.test import tflow
 
-from tollgate.call import Call
+from tollgate.call import Call, Route
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import UsageReader
 from tollgate.proxy.flows import CALL
@@ -86,7 +86,7 @@ def test_usage_tap_records_once_at_the_end_and_lets_go_of_the_reader_and_the_cal
 
 def _call_flow():
     flow = tflow.tflow()
-    flow.metadata[CALL] = Call(provider="openai", host="api.openai.com", method="POST", path="/v1/chat/completions")
+    flow.metadata[CALL] = Call(Route.as_called("openai"), "api.openai.com", "POST", "/v1/chat/completions")
     return flow
 
 

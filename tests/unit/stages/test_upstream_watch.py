@@ -9,7 +9,7 @@ from mitmproxy import connection
 from mitmproxy.proxy import server_hooks
 from mitmproxy.test import tflow
 
-from tollgate.call import Call, Failure
+from tollgate.call import Call, Failure, Route
 from tollgate.config import parse_config
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.stages.upstream_watch import UpstreamWatch, timeout_message
@@ -22,13 +22,8 @@ def flow_with_call(client: connection.Client | None = None):
     if client is not None:
         flow.client_conn = client
     flow.request.host, flow.request.port = "127.0.0.1", 4443
-    call = Call(
-        provider="openai",
-        host="api.openai.com",
-        method="POST",
-        path="/v1/chat/completions",
-        upstream="https://127.0.0.1:4443",
-    )
+    call = Call(Route.as_called("openai"), "api.openai.com", "POST", "/v1/chat/completions")
+    call.route.upstream = "https://127.0.0.1:4443"
     flow.metadata[CALL] = call
     return flow, call
 
@@ -92,8 +87,8 @@ def test_a_connection_not_set_up_in_time_is_given_up_with_the_calls_waiting_for_
         assert w._expire(first, 0.01) is True
         await asyncio.sleep(0)
         assert task.cancelled()
-        assert first_call.failure is second_call.failure is Failure.UPSTREAM_TIMEOUT
-        assert elsewhere_call.failure is None
+        assert first_call.answer.failure is second_call.answer.failure is Failure.UPSTREAM_TIMEOUT
+        assert elsewhere_call.answer.failure is None
         assert w._expire(elsewhere, 0.01) is False  # no connection of its own yet: tried again later
 
         # mitmproxy would fail this client's later calls to the address at once with the error of

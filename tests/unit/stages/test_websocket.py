@@ -17,7 +17,7 @@ from wsproto import Connection, ConnectionType
 from wsproto.events import CloseConnection, Message, TextMessage
 from wsproto.frame_protocol import Opcode
 
-from tollgate.call import Call
+from tollgate.call import Call, Route
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.openai_realtime import (
     REALTIME,
@@ -189,9 +189,7 @@ def _realtime_flow(*headers: tuple[bytes, bytes], query: str = "model=gpt-realti
     flow.response = None
     flow.request.path = f"/v1/realtime?{query}"
     flow.request.headers.fields = (*flow.request.headers.fields, *headers)
-    call = Call("openai", "api.openai.com", "GET", "/v1/realtime",
-                PROVIDERS["openai"].classify("GET", "/v1/realtime", None, query),
-                headers=header_index(flow.request.headers.fields))  # fmt: skip
+    call = Call(Route.as_called("openai"), "api.openai.com", "GET", "/v1/realtime", PROVIDERS["openai"].classify("GET", "/v1/realtime", None, query), headers=header_index(flow.request.headers.fields))  # fmt: skip
     flow.metadata[CALL] = call
     return flow, call
 

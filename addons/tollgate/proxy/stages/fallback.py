@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from mitmproxy import http
 
-from tollgate.call import Call
+from tollgate.call import Call, Target
 from tollgate.formats import OPENAI_API
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.json_codec import encode_json, read_request_json
@@ -46,10 +46,12 @@ class Fallback:
     async def _next(self, flow: http.HTTPFlow, call: Call) -> None:
         while call.fallbacks:
             (provider, model), call.fallbacks = call.fallbacks[0], call.fallbacks[1:]
-            if provider != call.provider:  # the configuration allows none other (not translated again)
+            route = call.route
+            if provider != route.target.provider:  # the configuration allows none other (not translated again)
                 continue
-            before = (call.model, call.fallback_of, call.ledger.usage_counters)
-            call.model, call.fallback_of = model, (call.provider, call.target_model)
+            before = (route.target, call.fallback_of, call.ledger.usage_counters)
+            call.fallback_of = (route.target.provider, call.target_model)
+            route.target = Target(provider, model)
             # Its own reservation first (the policy sees its counters), the failed target's kept
             # until it goes.
             reserved = await self._reserve(flow, call)
@@ -67,7 +69,7 @@ class Fallback:
                     call.retrying = True
                     return
                 self._release(reserved)
-            call.model, call.fallback_of, call.ledger.usage_counters = before
+            route.target, call.fallback_of, call.ledger.usage_counters = before
         if call.attempts:  # nothing goes again: the failed attempt is the call's last
             call.attempts.pop()
 
@@ -79,8 +81,9 @@ class Fallback:
         if type(decision) is not Decision:
             decision = await decision  # type: ignore[misc]
         if not decision.allowed:
+            target = call.route.target
             logger.info(
-                f"Tollgate: fallback to {call.provider} {call.model} skipped, the policy denied it: "
+                f"Tollgate: fallback to {target.provider} {target.model} skipped, the policy denied it: "
                 + "; ".join(decision.deny_reasons)
             )
         return decision.allowed

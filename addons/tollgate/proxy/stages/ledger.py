@@ -69,7 +69,7 @@ class Ledger:
         if not limits or call.classification.service:  # the provider's own service: no limit counts it
             return None
         model = call.target_model
-        applying = limits.applying(call.provider, model, call.caller.client, call.caller.groups)
+        applying = limits.applying(call.route.target.provider, model, call.caller.client, call.caller.groups)
         if not applying:
             return None
         now = time.time()
@@ -86,13 +86,13 @@ class Ledger:
         if estimate.nanousd is None and any(c.metric == "usd" for c in found):
             # Spending that cannot be counted is not let go past a cap on it.
             unpriced = next(c for c in found if c.metric == "usd")
-            call.deny_reasons = (f"limit {unpriced.label!r}: no price known for {call.provider}/{model}",)
+            call.deny_reasons = (f"limit {unpriced.label!r}: no price known for {call.route.target.provider}/{model}",)
             refuse(
                 flow,
                 call,
                 POLICY_DENIED,
-                f"Tollgate limit {unpriced.label!r} caps spending, and no price is known for {call.provider}"
-                f" model {model!r}: add it under prices: in Tollgate's configuration.",
+                f"Tollgate limit {unpriced.label!r} caps spending, and no price is known for"
+                f" {call.route.target.provider} model {model!r}: add it under prices: in Tollgate's configuration.",
             )
             return None
         store = self.shared.ledger
@@ -134,7 +134,7 @@ class Ledger:
             )
             requests = 1
         rate = call.loaded.prices.rate(
-            call.provider, model, call.caller.client, call.caller.groups, None, facts.price_context()
+            call.route.target.provider, model, call.caller.client, call.caller.groups, None, facts.price_context()
         )
         nanousd = None if rate is None else cost_nanousd(rate, Usage(input_tokens=prompt, output_tokens=answer))
         return Estimate(requests, prompt + answer, nanousd, job=batch is not None)
@@ -197,7 +197,10 @@ class Ledger:
         model = call.target_model
         who = call.caller
         found = counters(
-            limits.applying(call.provider, model, who.client, who.groups), who.client, who.groups, time.time()
+            limits.applying(call.route.target.provider, model, who.client, who.groups),
+            who.client,
+            who.groups,
+            time.time(),
         )
         if not found:
             return None

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from mitmproxy import ctx, http
 from mitmproxy.websocket import WebSocketMessage
 
-from tollgate.call import Call, Caller, Failure, dollars_text
+from tollgate.call import Call, Caller, Failure, Route, dollars_text
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.json_codec import encode_json, parse_json, read_request_json
 from tollgate.formats.openai_responses import RESPONSES
@@ -96,7 +96,7 @@ class Tally:
         count = len(self.request_ids)
         responses = f"{count} response{'' if count == 1 else 's'}{refused}"
         who = session.caller.client or "anonymous"
-        return f"{who} · {session.provider} · Responses WebSocket · {responses} · {tokens}"
+        return f"{who} · {session.route.target.provider} · Responses WebSocket · {responses} · {tokens}"
 
 
 @dataclass(slots=True)
@@ -125,7 +125,7 @@ def stays_on_the_socket(flow: http.HTTPFlow, call: Call) -> None:
     """A call step, after `Override`: a message goes up the WebSocket it came on, to its provider and
     upstream. A rule that routes it elsewhere cannot be followed there: refused (over HTTP it can)."""
     upstream = flow.metadata.get(SESSION_UPSTREAM)
-    if call.requested_provider is None and call.translated is None and call.upstream == upstream:
+    if not call.route.rerouted and call.route.translated is None and call.route.upstream == upstream:
         return
     call.answer.error = "bad request: an override routes this response elsewhere"
     refuse(
@@ -190,7 +190,7 @@ class ResponsesSocket:
             "POST", f"https://{call.host}{call.path}", content, ((b"content-type", b"application/json"),)
         )
         exchange.metadata[CALL] = call
-        exchange.metadata[SESSION_UPSTREAM] = call.upstream
+        exchange.metadata[SESSION_UPSTREAM] = call.route.upstream
         try:
             if not is_text:
                 raise Unreadable("a binary message")
@@ -209,10 +209,10 @@ class ResponsesSocket:
                 session.waiting.append(Waiting(content, is_text))
                 self._close_if_idle(flow, session)
                 return
-            call.classification = classify_response_create(data)
+            call.classified(classify_response_create(data))
             where = lane(data)
         except Unreadable as e:
-            call.classification = Classification(endpoint=RESPONSES)
+            call.classified(Classification(endpoint=RESPONSES))
             call.answer.error = f"bad request: {e}"
             why = f"Tollgate cannot read this message exactly and did not forward it: {e}."
             refuse(exchange, call, BAD_REQUEST, why)
@@ -285,7 +285,9 @@ class ResponsesSocket:
             call.answer.status = refused.status_code
             self._end(session, call)
             return
-        if call.model is not None:  # an override changed the model: the message as it rewrote it
+        if (
+            call.route.target.model != call.route.requested.model
+        ):  # an override changed the model: the message as it rewrote it
             content = exchange.request.raw_content or content
         self._send(flow, content, message)
         call.answer.request_sent = True
@@ -301,10 +303,16 @@ class ResponsesSocket:
     def _message_call(self, session: Session) -> Call:
         """A message's call: the session's caller and upstream, the configuration now in force."""
         s = session.call
-        call = Call(s.provider, s.host, "POST", s.path, loaded=self.shared.loaded or s.loaded)
+        call = Call(
+            Route.as_called(s.route.target.provider), s.host, "POST", s.path, loaded=self.shared.loaded or s.loaded
+        )
         who = s.caller
         call.caller = Caller(who.client, who.groups, who.auth, who.identity)
-        call.upstream, call.answer.upstream_key, call.trace_context = s.upstream, s.answer.upstream_key, s.trace_context
+        call.route.upstream, call.answer.upstream_key, call.trace_context = (
+            s.route.upstream,
+            s.answer.upstream_key,
+            s.trace_context,
+        )
         call.transport = "websocket"
         return call
 

@@ -45,10 +45,10 @@ def body_format(call: Call) -> str | None:
     """The wire format of the body as it goes upstream: a route's target's, or the call's own
     (`Provider.conversation_format`); Claude's bodies on Bedrock and Vertex AI keep their turns
     as Anthropic's do."""
-    if call.translated is not None:
-        target = call.translated.target
+    if call.route.translated is not None:
+        target = call.route.translated.target
         return ANTHROPIC_MESSAGES if target in (CLAUDE_ON_BEDROCK, CLAUDE_ON_VERTEX) else target
-    return call.registry[call.provider].conversation_format(call.sent())
+    return call.registry[call.route.target.provider].conversation_format(call.sent())
 
 
 class RollUp:
@@ -67,7 +67,10 @@ class RollUp:
         if call.caller.auth == "anonymous" and call.headers.get(b"authorization", b"").startswith(b"AWS4-"):
             return None  # signed by the caller, and going upstream as signed: its body stays as it is
         fmt = body_format(call)
-        model, called = call.target_model, call.called_provider  # rules match the provider called, as overrides do
+        model, called = (
+            call.target_model,
+            call.route.requested.provider,
+        )  # rules match the provider called, as overrides do
         rule = next((r for r in rules if matches(r.match, called, model, call.caller.client, call.caller.groups)), None)
         if fmt is None or rule is None:
             return None

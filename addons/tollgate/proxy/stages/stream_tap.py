@@ -119,7 +119,7 @@ class AskForUsage:
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         inject = call.loaded.config.audit.stream_usage == "inject"
-        if call.translated is not None:
+        if call.route.translated is not None:
             return  # its translation asked for the usage the caller's format needs
         if provider_of(call).prepare(call.classification, call.body, call.headers, inject):
             write_body(flow.request, call)
@@ -147,7 +147,7 @@ class StreamTap:
         call = call_of(flow)
         if call is None or flow.response is None or call.answer.answered_by_tollgate:
             return
-        translation = call.translated
+        translation = call.route.translated
         if translation is not None and flow.response.status_code >= 400:
             return  # an error, read whole by mitmproxy to be put in the caller's shape (`Translate`)
         provider = provider_of(call)

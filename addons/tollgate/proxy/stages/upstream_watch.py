@@ -102,7 +102,7 @@ class UpstreamWatch:
         self._abandoned.discard(server.id)
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
-        settings = call.loaded.providers[call.provider]
+        settings = call.loaded.providers[call.route.target.provider]
         if (settings.retry is not None and settings.retry.attempts > 1) or call.fallbacks:
             self._may_go_again(flow, call)
         self._start_clock(flow, settings.timeout)
@@ -183,7 +183,7 @@ class UpstreamWatch:
         call = call_of(flow)
         if call is None:
             return
-        if call.loaded.providers[call.provider].retry is None and not call.fallbacks:
+        if call.loaded.providers[call.route.target.provider].retry is None and not call.fallbacks:
             return
         retry = retry_of(call)
         status = flow.response.status_code if flow.response is not None else None
@@ -205,7 +205,7 @@ class UpstreamWatch:
         begun = call.attempt_started or call.started
         attempts.append(
             Attempt(
-                call.provider,
+                call.route.target.provider,
                 call.target_model,
                 status,
                 call.answer.upstream_key,
@@ -227,7 +227,7 @@ class UpstreamWatch:
         call.answer.status = call.answer.error = call.answer.failure = call.answer.first_byte = None
         call.circuit_counted = False
         call.attempt_started = time.time()
-        settings = call.loaded.providers[call.provider]
+        settings = call.loaded.providers[call.route.target.provider]
         assert call.attempts is not None
         if len(call.attempts) - call.target_attempts_from + 1 >= retry_of(call).attempts and not call.fallbacks:
             patches.no_more_resends(flow)
@@ -264,10 +264,10 @@ class UpstreamWatch:
                 )
             return
         if call.answer.failure is Failure.UPSTREAM_TIMEOUT:
-            refuse(flow, call, UPSTREAM_TIMEOUT, f"Tollgate: {call.answer.error} ({call.upstream})")
+            refuse(flow, call, UPSTREAM_TIMEOUT, f"Tollgate: {call.answer.error} ({call.route.upstream})")
             return
         call.answer.error, call.answer.failure = f"upstream unreachable: {message}", Failure.UPSTREAM_UNREACHABLE
-        refuse(flow, call, UPSTREAM_UNREACHABLE, f"Tollgate: {call.upstream} is unreachable: {message}")
+        refuse(flow, call, UPSTREAM_UNREACHABLE, f"Tollgate: {call.route.upstream} is unreachable: {message}")
 
     def _stop_clock(self, flow: http.HTTPFlow) -> None:
         self._deadlines.pop(flow, None)
@@ -280,7 +280,7 @@ class UpstreamWatch:
 
 def retry_of(call: Call) -> RetryConfig:
     """The provider's `retry`; for a call with fallbacks but none, one attempt on the default conditions."""
-    retry = call.loaded.providers[call.provider].retry
+    retry = call.loaded.providers[call.route.target.provider].retry
     return retry if retry is not None else NO_RETRY
 
 
