@@ -274,7 +274,9 @@ def test_a_response_open_when_the_websocket_ends_is_audited_with_how_it_ended():
         _message(flow, _event("response.created", response={"id": "r1"}), False)
         stage.websocket_message(flow)
         flow.websocket.close_code, flow.websocket.closed_by_client = 1006, False
-        session_call.answer.error = "the server closed the WebSocket with code 1006"  # as `WebSocket.websocket_end` says
+        session_call.answer.error = (
+            "the server closed the WebSocket with code 1006"  # as `WebSocket.websocket_end` says
+        )
         stage.websocket_end(flow)
     (record,) = records
     assert (record["status"], record["error"]) == (
