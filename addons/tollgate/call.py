@@ -138,6 +138,27 @@ class Caller:
 
 
 @dataclass(slots=True)
+class Failover:
+    """Its attempts, when a target fails (`providers.<name>.retry`, an override rule's `fallbacks`).
+    Written by Override (the fallbacks), by UpstreamWatch (each failed attempt, when the next
+    began, whether the call goes again or falls back), by Credential (the circuit, a retry) and by
+    Fallback (the fallback's target and where its attempts begin)."""
+
+    # The attempts that failed before this one, and when this one began.
+    attempts: list[Attempt] | None = field(default=None, repr=False)
+    attempt_started: float | None = None
+    retrying: bool = False  # an `attempt_failed` hook's steps are making the call go again
+    # An override rule's `fallbacks` (provider, model) not tried yet, where in `attempts` the
+    # current target's began, and the target a fallback took the call from (`input.fallback_of`).
+    fallbacks: tuple[tuple[str, str], ...] = ()
+    target_attempts_from: int = 0
+    fallback_of: tuple[str, str | None] | None = None
+    falling_back: bool = False  # the failed target has no retry left: the next fallback is due
+    # The attempt's failure is counted for its key's or upstream's circuit (`providers.<name>.circuit`).
+    circuit_counted: bool = False
+
+
+@dataclass(slots=True)
 class LedgerState:
     """What the limits' ledger holds of the call. Written by the Ledger stage: the counters as they
     stood and its reservation before the call goes; at its end, what it spent (and a store's
@@ -215,19 +236,7 @@ class Call:
     body_sha256: str | None = None
     # Tollgate asked an OpenAI stream for usage the client did not ask for (`stream_usage: inject`).
     usage_asked: bool = False
-    # Failover (`providers.<name>.retry`): the attempts that failed before this one, and when this
-    # one began.
-    attempts: list[Attempt] | None = field(default=None, repr=False)
-    attempt_started: float | None = None
-    retrying: bool = False  # an `attempt_failed` hook's steps are making the call go again
-    # An override rule's `fallbacks` (provider, model) not tried yet, where in `attempts` the
-    # current target's began, and the target a fallback took the call from (`input.fallback_of`).
-    fallbacks: tuple[tuple[str, str], ...] = ()
-    target_attempts_from: int = 0
-    fallback_of: tuple[str, str | None] | None = None
-    falling_back: bool = False  # the failed target has no retry left: the next fallback is due
-    # The attempt's failure is counted for its key's or upstream's circuit (`providers.<name>.circuit`).
-    circuit_counted: bool = False
+    failover: Failover = field(default_factory=Failover)
     ledger: LedgerState = field(default_factory=LedgerState)
     # Its conversation's earlier turns went upstream as a summary (`rollup:`).
     rolled_up: RolledUp | None = None
@@ -344,13 +353,13 @@ class Call:
             "ledger_error": self.ledger.error,
             "rolled_up_messages": None if self.rolled_up is None else self.rolled_up.messages,
             "rollup": None if self.rolled_up is None else self.rolled_up.audit(),
-            "attempts": None if not self.attempts else self.attempt_records(ended),
+            "attempts": None if not self.failover.attempts else self.attempt_records(ended),
         }
 
     def attempt_records(self, ended: float) -> list[dict[str, Any]]:
         """Every attempt of a call that went more than once, the last the one that answered (or
         failed last)."""
-        begun = self.attempt_started or self.started
+        begun = self.failover.attempt_started or self.started
         a = self.answer
         until = a.first_byte or ended
         last = Attempt(
@@ -361,7 +370,7 @@ class Call:
             a.error,
             round((until - begun) * 1000, 1),
         )
-        return [a.record() for a in (*(self.attempts or ()), last)]
+        return [a.record() for a in (*(self.failover.attempts or ()), last)]
 
     def summary(self) -> str:
         """The one line mitmweb shows as the flow's comment. Its column is narrow, so what matters

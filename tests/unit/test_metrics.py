@@ -45,7 +45,11 @@ def call(
     c.caller.client, c.caller.groups, c.answer.status, c.answer.usage = client, groups, status, usage
     c.answer.ended = c.started + 0.5
     for name, value in fields.items():  # on the call, or on the part of it that holds the field
-        setattr(next(part for part in (c, c.caller, c.route, c.answer, c.ledger) if hasattr(part, name)), name, value)
+        setattr(
+            next(part for part in (c, c.caller, c.route, c.answer, c.ledger, c.failover) if hasattr(part, name)),
+            name,
+            value,
+        )
     return c
 
 
@@ -176,7 +180,7 @@ def test_denials_and_upstream_errors() -> None:
 def test_retries_are_counted_by_what_failed() -> None:
     metrics = MetricSet()
     c = call(status=200)
-    c.attempts = [
+    c.failover.attempts = [
         Attempt("openai", "gpt-4o", 429, "fp", "upstream answered 429", 3.0),
         Attempt("openai", "gpt-4o", None, "fp", "upstream timeout: no response within 1 s", 1000.0),
         Attempt("openai", "gpt-4o", None, "fp", "upstream unreachable: connection refused", 1.0),
@@ -307,13 +311,13 @@ def test_fallbacks_are_counted_by_the_model_that_ended_the_call() -> None:
     metrics = MetricSet()
     c = call(status=200)
     c.route.target = Target("openai", "o3")
-    c.attempts = [
+    c.failover.attempts = [
         Attempt("openai", "gpt-4o", 503, "fp", "upstream answered 503", 3.0),
         Attempt("openai", "gpt-4o", 429, "fp", "upstream answered 429", 3.0),  # a retry, no fallback
         Attempt("openai", "gpt-4o-mini", 503, "fp", "upstream answered 503", 3.0),
     ]
     metrics.observe(c, record(c))
     retried = call(status=200)
-    retried.attempts = [Attempt("openai", "gpt-4o", 429, "fp", "upstream answered 429", 3.0)]
+    retried.failover.attempts = [Attempt("openai", "gpt-4o", 429, "fp", "upstream answered 429", 3.0)]
     metrics.observe(retried, record(retried))  # went again to the same model: no fallback
     assert [(ls["model"], v) for ls, v in samples(metrics)["tollgate_fallbacks_total"]] == [("o3", 2)]

@@ -2040,6 +2040,6 @@ def test_readme_policy_eval_example_is_what_the_command_does(tmp_path: Path, cap
 
 def test_policy_input_names_the_target_a_fallback_takes_the_call_from() -> None:
     call = Call(Route(Target("openai", None), Target("openai", "o3")), "api.openai.com", "POST", "/v1/chat/completions")
-    call.fallback_of = ("openai", "gpt-4o")
+    call.failover.fallback_of = ("openai", "gpt-4o")
     assert policy_input(call)["fallback_of"] == {"provider": "openai", "model": "gpt-4o"}
     assert facts_read(['input.fallback_of.model == "gpt-4o"']) == (23,)

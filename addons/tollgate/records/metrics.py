@@ -344,10 +344,10 @@ class MetricSet:
                 self.cost.inc((client, provider, model), cost)
             if error.startswith("upstream_"):
                 self.upstream_errors.inc((provider, error))
-            if call.attempts:
-                for attempt in call.attempts:
+            if call.failover.attempts:
+                for attempt in call.failover.attempts:
                     self.retries.inc((provider, model, retry_cause(attempt.status, attempt.error)))
-                if fallbacks := fallbacks_made(call.attempts, record["model"]):
+                if fallbacks := fallbacks_made(call.failover.attempts, record["model"]):
                     self.fallbacks.inc((provider, model), fallbacks)
             for key, left in limits:
                 self.limit_remaining.set(key, left)

@@ -61,10 +61,10 @@ def test_each_attempt_counts_once_for_its_keys_circuit():
     used = [call.answer.upstream_key]
     for _ in range(2):  # two attempts fail and go again (as `UpstreamWatch.go_again` then resets the count)
         flow.response = http.Response.make(503)
-        call.retrying = True
-        assert credential.again(flow) is None and call.retrying
+        call.failover.retrying = True
+        assert credential.again(flow) is None and call.failover.retrying
         used.append(call.answer.upstream_key)
-        call.circuit_counted = False
+        call.failover.circuit_counted = False
     assert used == [fingerprint("sk-one"), fingerprint("sk-two"), fingerprint("sk-one")]
     flow.response = http.Response.make(503)  # the last attempt's answer goes to the client
     credential.responseheaders(flow)

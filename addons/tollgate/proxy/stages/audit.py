@@ -41,8 +41,8 @@ class Audit:
             return
         headers = flow.response.headers
         headers.fields = with_header(headers.fields, REQUEST_ID_HEADER.encode(), call.request_id.encode())
-        if call.attempts:  # it went more than once: how many times in all
-            headers.fields = with_header(headers.fields, ATTEMPTS_HEADER, str(len(call.attempts) + 1).encode())
+        if call.failover.attempts:  # it went more than once: how many times in all
+            headers.fields = with_header(headers.fields, ATTEMPTS_HEADER, str(len(call.failover.attempts) + 1).encode())
         call.answer.status = flow.response.status_code
 
     def response(self, flow: http.HTTPFlow) -> None:

@@ -178,9 +178,9 @@ class Credential:
         a failure as `retry.when` says (else `DEFAULT_WHEN`) counts, any other answer closes it."""
         settings = call.loaded.providers[call.route.target.provider]
         circuit = settings.circuit
-        if circuit is None or call.circuit_counted:
+        if circuit is None or call.failover.circuit_counted:
             return
-        call.circuit_counted = True
+        call.failover.circuit_counted = True
         pooled = call.answer.pooled_key
         name = (
             call.answer.upstream_key
@@ -211,7 +211,7 @@ class Credential:
         `retry.max_wait_s`) the next credential goes on the request: a signature made anew over
         it, a token current then."""
         call = call_of(flow)
-        if call is None or not (call.retrying or call.falling_back):
+        if call is None or not (call.failover.retrying or call.failover.falling_back):
             return None
         response = flow.response
         refused_key = response is not None and response.status_code in RESTING_STATUSES
@@ -220,15 +220,15 @@ class Credential:
         status = response.status_code if response is not None else None
         self._count(call, status, None if status is not None else self._failure_kind(call))
         retry = call.loaded.providers[call.route.target.provider].retry
-        if not call.retrying or retry is None:
+        if not call.failover.retrying or retry is None:
             return None  # no retry left: a fallback, if any, is next (`Fallback`)
         try:
             credential = credential_for(call.loaded, provider_of(call), call.sent())
         except CircuitOpen:  # every key rests: the failed attempt's answer stands
-            call.retrying = False
+            call.failover.retrying = False
             return None
         if credential is not None and credential.pooled_key is None and self._upstream_circuit_open(call):
-            call.retrying = False
+            call.failover.retrying = False
             return None
         rest_left = None
         if credential is not None and credential.pooled_key is not None:
@@ -239,7 +239,7 @@ class Credential:
             retry_after = retry_after_seconds(response.headers["retry-after"])
         wait = wait_for(rest_left, retry_after, refused_key, retry.max_wait_s)
         if credential is None or wait is None:
-            call.retrying = False
+            call.failover.retrying = False
             return None
         if wait > 0:
             return self._apply_after(flow, call, credential, wait)
@@ -278,7 +278,7 @@ class Credential:
         try:
             self._apply(flow, call, credential)
         except CredentialUnavailable:  # the failed attempt's answer stands
-            call.retrying = False
+            call.failover.retrying = False
 
 
 def drop_credentials_of(provider: Provider, request: http.Request) -> None:

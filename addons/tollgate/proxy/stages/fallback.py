@@ -38,19 +38,20 @@ class Fallback:
         """After `Credential.again`, before `UpstreamWatch.go_again`: a failed target with no retry
         left (none configured, the last made, or none that can be made)."""
         call = call_of(flow)
-        if call is None or not call.falling_back:
+        if call is None or not call.failover.falling_back:
             return None
-        call.falling_back = False
-        return None if call.retrying else self._next(flow, call)
+        call.failover.falling_back = False
+        return None if call.failover.retrying else self._next(flow, call)
 
     async def _next(self, flow: http.HTTPFlow, call: Call) -> None:
-        while call.fallbacks:
-            (provider, model), call.fallbacks = call.fallbacks[0], call.fallbacks[1:]
+        failover = call.failover
+        while failover.fallbacks:
+            (provider, model), failover.fallbacks = failover.fallbacks[0], failover.fallbacks[1:]
             route = call.route
             if provider != route.target.provider:  # the configuration allows none other (not translated again)
                 continue
-            before = (route.target, call.fallback_of, call.ledger.usage_counters)
-            call.fallback_of = (route.target.provider, call.target_model)
+            before = (route.target, failover.fallback_of, call.ledger.usage_counters)
+            failover.fallback_of = (route.target.provider, call.target_model)
             route.target = Target(provider, model)
             # Its own reservation first (the policy sees its counters), the failed target's kept
             # until it goes.
@@ -64,14 +65,14 @@ class Fallback:
                 ):
                     self._release(call.ledger.reserved)
                     call.ledger.reserved = reserved
-                    assert call.attempts is not None
-                    call.target_attempts_from = len(call.attempts)
-                    call.retrying = True
+                    assert failover.attempts is not None
+                    failover.target_attempts_from = len(failover.attempts)
+                    failover.retrying = True
                     return
                 self._release(reserved)
-            route.target, call.fallback_of, call.ledger.usage_counters = before
-        if call.attempts:  # nothing goes again: the failed attempt is the call's last
-            call.attempts.pop()
+            route.target, failover.fallback_of, call.ledger.usage_counters = before
+        if failover.attempts:  # nothing goes again: the failed attempt is the call's last
+            failover.attempts.pop()
 
     async def _allowed(self, call: Call) -> bool:
         policy = call.loaded.policy

@@ -39,7 +39,7 @@ class Override:
         if rule.upstream is not None:
             route.upstream = rule.upstream
         if rule.fallbacks and route.translated is None:  # a translated call is not translated again
-            call.fallbacks = tuple((f.provider, f.model) for f in rule.fallbacks)
+            call.failover.fallbacks = tuple((f.provider, f.model) for f in rule.fallbacks)
         if rule.model is not None and rule.model != asked:
             if route.translated is not None:
                 route.target = Target(route.target.provider, rule.model)

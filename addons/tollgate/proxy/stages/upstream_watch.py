@@ -103,7 +103,7 @@ class UpstreamWatch:
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         settings = call.loaded.providers[call.route.target.provider]
-        if (settings.retry is not None and settings.retry.attempts > 1) or call.fallbacks:
+        if (settings.retry is not None and settings.retry.attempts > 1) or call.failover.fallbacks:
             self._may_go_again(flow, call)
         self._start_clock(flow, settings.timeout)
 
@@ -172,7 +172,7 @@ class UpstreamWatch:
         if call.streamed_upload or c.passthrough or c.session or call.caller.caller_credential:
             return
         retry = retry_of(call)
-        call.attempt_started = time.time()
+        call.failover.attempt_started = time.time()
         patches.may_resend(flow, retry_statuses(retry), retries_errors(retry))
 
     def attempt_failed(self, flow: http.HTTPFlow) -> None:
@@ -183,7 +183,7 @@ class UpstreamWatch:
         call = call_of(flow)
         if call is None:
             return
-        if call.loaded.providers[call.route.target.provider].retry is None and not call.fallbacks:
+        if call.loaded.providers[call.route.target.provider].retry is None and not call.failover.fallbacks:
             return
         retry = retry_of(call)
         status = flow.response.status_code if flow.response is not None else None
@@ -197,12 +197,12 @@ class UpstreamWatch:
             error = call.answer.error if timed_out and call.answer.error else f"upstream unreachable: {message}"
         if not wanted or not flow.client_conn.connected or patches.ended_by_client(flow):
             return
-        retries_left = len(call.attempts or ()) - call.target_attempts_from + 1 < retry.attempts
-        if not retries_left and not call.fallbacks:
+        retries_left = len(call.failover.attempts or ()) - call.failover.target_attempts_from + 1 < retry.attempts
+        if not retries_left and not call.failover.fallbacks:
             return  # nothing goes again: this attempt is the call's last
         now = time.time()
-        attempts = call.attempts if call.attempts is not None else []
-        begun = call.attempt_started or call.started
+        attempts = call.failover.attempts if call.failover.attempts is not None else []
+        begun = call.failover.attempt_started or call.started
         attempts.append(
             Attempt(
                 call.route.target.provider,
@@ -213,23 +213,26 @@ class UpstreamWatch:
                 round((now - begun) * 1000, 1),
             )
         )
-        call.attempts = attempts
-        call.retrying = retries_left
-        call.falling_back = bool(call.fallbacks)  # once no retry is left (`Fallback`)
+        call.failover.attempts = attempts
+        call.failover.retrying = retries_left
+        call.failover.falling_back = bool(call.failover.fallbacks)  # once no retry is left (`Fallback`)
 
     def go_again(self, flow: http.HTTPFlow) -> None:
         """Last of `attempt_failed`: the call goes again, on its new credential, with a clock of its
         own; the failed attempt's status, error and first byte are forgotten."""
         call = call_of(flow)
-        if call is None or not call.retrying:
+        if call is None or not call.failover.retrying:
             return
-        call.retrying = False
+        call.failover.retrying = False
         call.answer.status = call.answer.error = call.answer.failure = call.answer.first_byte = None
-        call.circuit_counted = False
-        call.attempt_started = time.time()
+        call.failover.circuit_counted = False
+        call.failover.attempt_started = time.time()
         settings = call.loaded.providers[call.route.target.provider]
-        assert call.attempts is not None
-        if len(call.attempts) - call.target_attempts_from + 1 >= retry_of(call).attempts and not call.fallbacks:
+        assert call.failover.attempts is not None
+        if (
+            len(call.failover.attempts) - call.failover.target_attempts_from + 1 >= retry_of(call).attempts
+            and not call.failover.fallbacks
+        ):
             patches.no_more_resends(flow)
         patches.resend(flow)
         self._start_clock(flow, settings.timeout)
