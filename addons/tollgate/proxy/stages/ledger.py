@@ -185,7 +185,7 @@ class Ledger:
         call.ledger.usage_counters = usage_facts(found, reservation.values)
 
     async def reserve_fallback(self, flow: http.HTTPFlow, call: Call) -> Reserved | bool | None:
-        """A fallback's own reservation, on the limits its model matches (`call.model` is the
+        """A fallback's own reservation, on the limits its model matches (`call.route.target` is the
         fallback's), made while the failed target's is still held: the new one (None: no limit
         applies), or False when the fallback is not to be tried (a limit without room, a USD cap
         without a price, a job it cannot bound, the store failed under `on_store_error: deny`).
