@@ -164,7 +164,7 @@ async def identify_times(gateway, credentials: list[str], expected: Callable[[st
     for flow, credential in zip(flows, credentials, strict=True):
         assert flow.response is None, f"refused: {flow.response.content!r}"
         call = call_of(flow)
-        assert call.client == expected(credential), (call.client, call.auth)
+        assert call.caller.client == expected(credential), (call.caller.client, call.caller.auth)
     return times
 
 

@@ -56,7 +56,7 @@ for _p in (ROOT, ROOT / "addons"):
 
 from bench.stream import dist_version, loadavg, percentile, table, us  # noqa: E402
 
-from tollgate.call import Call  # noqa: E402
+from tollgate.call import Call, Route, Target  # noqa: E402
 from tollgate.formats.request_facts import Classification, RequestFacts  # noqa: E402
 from tollgate.governance.policy import POLICY_ERROR, Policy, policy_input  # noqa: E402
 
@@ -141,23 +141,23 @@ def _openai(rng: random.Random) -> Call:
     )
     kind = _pick(rng, (("chat", 60), ("responses", 20), ("embeddings", 14), ("models", 6)))
     if kind == "models":
-        call = Call("openai", "api.openai.com", "GET", "/v1/models")
-        call.classification = Classification(endpoint="models")
+        call = Call(Route.as_called("openai"), "api.openai.com", "GET", "/v1/models")
+        call.classified(Classification(endpoint="models"))
         return call
     if kind == "embeddings":
-        call = Call("openai", "api.openai.com", "POST", "/v1/embeddings")
+        call = Call(Route.as_called("openai"), "api.openai.com", "POST", "/v1/embeddings")
         emb = _pick(rng, (("text-embedding-3-small", 3), ("text-embedding-3-large", 1)))
-        call.classification = Classification(endpoint="embeddings", model=emb, facts=RequestFacts())
+        call.classified(Classification(endpoint="embeddings", model=emb, facts=RequestFacts()))
         return call
     stream = rng.random() < 0.4
     if kind == "responses":
-        call = Call("openai", "api.openai.com", "POST", "/v1/responses")
+        call = Call(Route.as_called("openai"), "api.openai.com", "POST", "/v1/responses")
         facts = _generating(rng, stream)
         facts.message_count = None if rng.random() < 0.5 else facts.message_count  # `input` as a string
-        call.classification = Classification(endpoint="responses", model=model, facts=facts)
+        call.classified(Classification(endpoint="responses", model=model, facts=facts))
         return call
-    call = Call("openai", "api.openai.com", "POST", "/v1/chat/completions")
-    call.classification = Classification(endpoint="chat.completions", model=model, facts=_generating(rng, stream))
+    call = Call(Route.as_called("openai"), "api.openai.com", "POST", "/v1/chat/completions")
+    call.classified(Classification(endpoint="chat.completions", model=model, facts=_generating(rng, stream)))
     return call
 
 
@@ -166,18 +166,20 @@ def _anthropic(rng: random.Random) -> Call:
         rng, (("claude-sonnet-4-20250514", 10), ("claude-3-5-haiku-20241022", 8), ("claude-opus-4-1-20250805", 3))
     )
     if rng.random() < 0.1:
-        call = Call("anthropic", "api.anthropic.com", "POST", "/v1/messages/count_tokens")
-        call.classification = Classification(
-            endpoint="messages.count_tokens",
-            model=model,
-            facts=RequestFacts(message_count=rng.randint(1, 20), has_system=True, has_tools=False),
+        call = Call(Route.as_called("anthropic"), "api.anthropic.com", "POST", "/v1/messages/count_tokens")
+        call.classified(
+            Classification(
+                endpoint="messages.count_tokens",
+                model=model,
+                facts=RequestFacts(message_count=rng.randint(1, 20), has_system=True, has_tools=False),
+            )
         )
         return call
-    call = Call("anthropic", "api.anthropic.com", "POST", "/v1/messages")
+    call = Call(Route.as_called("anthropic"), "api.anthropic.com", "POST", "/v1/messages")
     facts = _generating(rng, rng.random() < 0.5)
     if facts.max_tokens is None and rng.random() < 0.8:
         facts.max_tokens = 1024  # the Messages API requires it; most clients send it
-    call.classification = Classification(endpoint="messages", model=model, facts=facts)
+    call.classified(Classification(endpoint="messages", model=model, facts=facts))
     return call
 
 
@@ -186,12 +188,14 @@ def _gemini(rng: random.Random) -> Call:
         rng, (("gemini-2.0-flash", 10), ("gemini-2.0-flash-lite", 4), ("gemini-2.5-pro", 5), ("gemini-1.5-pro", 2))
     )
     method = _pick(rng, (("generateContent", 6), ("streamGenerateContent", 4), ("countTokens", 1)))
-    call = Call("gemini", "generativelanguage.googleapis.com", "POST", f"/v1beta/models/{model}:{method}")
+    call = Call(
+        Route.as_called("gemini"), "generativelanguage.googleapis.com", "POST", f"/v1beta/models/{model}:{method}"
+    )
     if method == "countTokens":
         facts = RequestFacts(message_count=rng.randint(1, 10))
     else:
         facts = _generating(rng, method == "streamGenerateContent")
-    call.classification = Classification(endpoint=method, model=model, facts=facts)
+    call.classified(Classification(endpoint=method, model=model, facts=facts))
     return call
 
 
@@ -208,9 +212,12 @@ def _bedrock(rng: random.Random) -> Call:
     op = _pick(rng, (("converse", 5), ("converse-stream", 3), ("invoke", 2)))
     region = rng.choice(("us-east-1", "us-west-2", "eu-central-1"))
     call = Call(
-        "bedrock", f"bedrock-runtime.{region}.amazonaws.com", "POST", f"/model/{model.replace(':', '%3A')}/{op}"
+        Route.as_called("bedrock"),
+        f"bedrock-runtime.{region}.amazonaws.com",
+        "POST",
+        f"/model/{model.replace(':', '%3A')}/{op}",
     )
-    call.classification = Classification(endpoint=op, model=model, facts=_generating(rng, op == "converse-stream"))
+    call.classified(Classification(endpoint=op, model=model, facts=_generating(rng, op == "converse-stream")))
     return call
 
 
@@ -230,12 +237,13 @@ def make_calls(n: int, seed: int) -> list[Call]:
         call = rng.choices(makers, SUPPORT_PROVIDER_WEIGHTS if support_only else weights)[0](rng)
         c = call.classification
         if support_only and c.model and c.endpoint not in ("embeddings",) and rng.random() < 0.85:
-            if call.provider == "openai":
+            if call.route.target.provider == "openai":
                 c.model = "gpt-4o-mini"
-            elif call.provider == "gemini":
+            elif call.route.target.provider == "gemini":
                 c.model = rng.choice(("gemini-2.0-flash", "gemini-2.0-flash-lite"))
                 call.path = f"/v1beta/models/{c.model}:{c.endpoint}"
-        call.client, call.groups, call.auth = client.name, client.groups, client.auth  # type: ignore[assignment]
+            call.classified(c)  # the model it asks for now
+        call.caller.client, call.caller.groups, call.caller.auth = client.name, client.groups, client.auth  # type: ignore[assignment]
         facts = call.classification.facts
         if (
             facts.stream
@@ -244,9 +252,9 @@ def make_calls(n: int, seed: int) -> list[Call]:
         ):
             facts.stream = rng.random() < 0.3  # most clients that may not stream have learnt not to ask
         call.request_id = f"{seed:08x}{i:024x}"
-        # A route may pin the upstream model (call.model); the policy then sees it as "model".
-        if call.classification.model and call.provider == "openai" and rng.random() < 0.05:
-            call.model = "gpt-4o-mini"
+        # A route may pin the upstream model (the route's target); the policy then sees it as "model".
+        if call.classification.model and call.route.target.provider == "openai" and rng.random() < 0.05:
+            call.route.target = Target("openai", "gpt-4o-mini")
         calls.append(call)
     return calls
 
@@ -509,11 +517,11 @@ def _describe_mix(calls: list[Call]) -> str:
 
     by_provider = {}
     for c in calls:
-        by_provider[c.provider] = by_provider.get(c.provider, 0) + 1
+        by_provider[c.route.target.provider] = by_provider.get(c.route.target.provider, 0) + 1
     providers = ", ".join(f"{k} {v / len(calls):.0%}" for k, v in sorted(by_provider.items(), key=lambda kv: -kv[1]))
     endpoints = len({c.classification.endpoint for c in calls})
     models = len({c.classification.model for c in calls if c.classification.model})
-    clients = len({c.client for c in calls})
+    clients = len({c.caller.client for c in calls})
     return (
         f"{providers}; {endpoints} endpoints, {models} models, {clients} clients (incl. anonymous); "
         f"stream {share(lambda c: c.classification.facts.stream)}, max_tokens unset "

@@ -66,7 +66,7 @@ from botocore.credentials import ReadOnlyCredentials  # noqa: E402
 from mitmproxy import http  # noqa: E402
 from mitmproxy.test import tflow  # noqa: E402
 
-from tollgate.call import Call  # noqa: E402
+from tollgate.call import Call, Route  # noqa: E402
 from tollgate.config import parse_config  # noqa: E402
 from tollgate.formats.raw_headers import header_index  # noqa: E402
 from tollgate.providers import PROVIDERS, sigv4  # noqa: E402
@@ -337,9 +337,9 @@ def make_flow(wire: Wire, loaded: Loaded | None) -> tuple[http.HTTPFlow, Call]:
     )
     flow = http.HTTPFlow(_CLIENT_CONN, _SERVER_CONN)
     flow.request = request
-    call = Call(provider="bedrock", host=request.host, method=request.method, path=request.path, loaded=loaded)
+    call = Call(Route.as_called("bedrock"), request.host, request.method, request.path, loaded=loaded)
     call.headers = header_index(request.headers.fields)  # classify's index
-    call.upstream = f"https://{request.host}"  # route, with no upstream configured
+    call.route.upstream = f"https://{request.host}"  # route, with no upstream configured
     return flow, call
 
 

@@ -84,9 +84,128 @@ def new_request_id() -> str:
     return os.urandom(16).hex()
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A provider and the model name asked of it (None for a call that names no model)."""
+
+    provider: str
+    model: str | None = None
+
+
+@dataclass(slots=True)
+class Route:
+    """Where the call goes. Classify sets both ends, from the start: `requested` is the provider
+    whose host the client called and the model it asked for, `target` where the call goes and the
+    model sent there (the same until a rule changes it). Override writes a rule's target, upstream
+    and translation, Fallback a fallback's target, the Route stage the upstream it goes to, and
+    Translate what it sent (`upstream_classification`)."""
+
+    requested: Target
+    target: Target
+    upstream: str | None = None
+    # A route that translated the call into its provider's own format, and what it sent there.
+    translated: Translation | None = field(default=None, repr=False)
+    upstream_classification: Classification | None = None
+
+    @classmethod
+    def as_called(cls, provider: str, model: str | None = None) -> Route:
+        """A call going where the client called it, asking what it asked."""
+        target = Target(provider, model)
+        return cls(target, target)
+
+    @property
+    def rerouted(self) -> bool:
+        """A rule sent the call to a provider other than the one the client called."""
+        return self.target.provider != self.requested.provider
+
+
+@dataclass(slots=True)
+class Caller:
+    """Who made the call. Written by Identify (the credential's positions, then the client, its
+    groups and how it proved itself), and by Credential (`caller_credential`)."""
+
+    client: str | None = None
+    groups: tuple[str, ...] = ()
+    auth: Auth = "anonymous"
+    # A JWT caller's issuer and claims, which the policy sees (never the audit).
+    identity: JwtIdentity | None = field(default=None, repr=False)
+    # Where the client put credentials, for any provider (names only, see `stages/redact.py`);
+    # None until Identify has looked.
+    credential_positions: tuple[str, ...] | None = None
+    # The credential that goes upstream is the caller's own (its side header): failover never
+    # tries another key with it.
+    caller_credential: bool = False
+
+
+@dataclass(slots=True)
+class Failover:
+    """Its attempts, when a target fails (`providers.<name>.retry`, an override rule's `fallbacks`).
+    Written by Override (the fallbacks), by UpstreamWatch (each failed attempt, when the next
+    began, whether the call goes again or falls back), by Credential (the circuit, a retry) and by
+    Fallback (the fallback's target and where its attempts begin)."""
+
+    # The attempts that failed before this one, and when this one began.
+    attempts: list[Attempt] | None = field(default=None, repr=False)
+    attempt_started: float | None = None
+    retrying: bool = False  # an `attempt_failed` hook's steps are making the call go again
+    # An override rule's `fallbacks` (provider, model) not tried yet, where in `attempts` the
+    # current target's began, and the target a fallback took the call from (`input.fallback_of`).
+    fallbacks: tuple[tuple[str, str], ...] = ()
+    target_attempts_from: int = 0
+    fallback_of: tuple[str, str | None] | None = None
+    falling_back: bool = False  # the failed target has no retry left: the next fallback is due
+    # The attempt's failure is counted for its key's or upstream's circuit (`providers.<name>.circuit`).
+    circuit_counted: bool = False
+
+
+@dataclass(slots=True)
+class LedgerState:
+    """What the limits' ledger holds of the call. Written by the Ledger stage: the counters as they
+    stood and its reservation before the call goes; at its end, what it spent (and a store's
+    failure at either)."""
+
+    # The limits' counters as they stood before this call, which the policy sees (`input.usage`).
+    usage_counters: tuple[tuple[str, str, str, int, int, str], ...] = ()
+    # The limits' counters this call charged and what it reserved on them, settled when it ends.
+    reserved: Reserved | None = field(default=None, repr=False)
+    # What the call used on those counters, as its end settled them (the metrics show the room left).
+    spent: Estimate | None = None
+    # The ledger's store failed this call (`ledger.on_store_error` says whether it went on).
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class Answer:
+    """How the call went and what came back. Written by Credential (the key it went with), by
+    UpstreamWatch (the request sent, the first byte, the status, a failure), by UsageTap (the first
+    chunk, the usage), by whichever stage refuses the call (`refuse`: Tollgate's own answer, its
+    reason, the error), and by Audit (the end)."""
+
+    # The key that went upstream, as its fingerprint; and the one taken from a pool, which rests
+    # it if the upstream refuses it.
+    upstream_key: str | None = None
+    pooled_key: tuple[KeyPool, str] | None = field(default=None, repr=False)
+    # The request's last byte went to the upstream's connection (`compat.note_requests_sent`), or
+    # an answer came from it: the provider may bill the call whatever its client does next.
+    request_sent: bool = False
+    status: int | None = None
+    first_byte: float | None = None
+    first_chunk: float | None = None  # when the answer's first body chunk came (`UsageTap`)
+    ended: float | None = None
+    usage: Usage | None = None  # once read from the answer
+    error: str | None = None
+    failure: Failure | None = None  # set with `error` when the call failed in one of these ways
+    # True when Tollgate answered the call itself (a refusal or an upstream failure).
+    answered_by_tollgate: bool = False
+    refused: str | None = None  # the reason Tollgate answered it with (`providers.base.STATUS`)
+
+
 @dataclass(slots=True)
 class Call:
-    provider: str
+    """An intercepted call: the request itself on the call, and in parts by who writes them what
+    Tollgate made of it: `caller`, `route`, `answer`, `ledger`."""
+
+    route: Route
     host: str
     method: str
     path: str
@@ -107,67 +226,18 @@ class Call:
     # upstream with that span as its parent, before the span itself is made at the call's end.
     span_ids: tuple[int, int] | None = None
     started: float = field(default_factory=time.time)
-    # Where the client put credentials, for any provider (names only, see `stages/redact.py`);
-    # None until Identify has looked.
-    credential_positions: tuple[str, ...] | None = None
-    client: str | None = None
-    groups: tuple[str, ...] = ()
-    auth: Auth = "anonymous"
-    # A JWT caller's issuer and claims, which the policy sees (never the audit).
-    identity: JwtIdentity | None = field(default=None, repr=False)
-    model: str | None = None  # set when an override changed the model
-    # The provider whose host the client called, when a route sent the call to another.
-    requested_provider: str | None = None
-    # A route that translated the call into its provider's own format, and what it sent there.
-    translated: Translation | None = field(default=None, repr=False)
-    upstream_classification: Classification | None = None
+    caller: Caller = field(default_factory=Caller)
     decision: Literal["allow", "deny"] = "allow"
     deny_reasons: tuple[str, ...] = ()
-    upstream: str | None = None
-    upstream_key: str | None = None
-    status: int | None = None
-    first_byte: float | None = None
-    first_chunk: float | None = None  # when the answer's first body chunk came (`UsageTap`)
-    ended: float | None = None
-    usage: Usage | None = None  # once read from the answer
-    error: str | None = None
-    failure: Failure | None = None  # set with `error` when the call failed in one of these ways
-    # True when Tollgate answered the call itself (a refusal or an upstream failure).
-    answered_by_tollgate: bool = False
-    # The request's last byte went to the upstream's connection (`compat.note_requests_sent`), or
-    # an answer came from it: the provider may bill the call whatever its client does next.
-    request_sent: bool = False
-    refused: str | None = None  # the reason Tollgate answered it with (`providers.base.STATUS`)
+    answer: Answer = field(default_factory=Answer)
     # A large upload streamed upstream as it arrives: decided at its headers, its body unread.
     streamed_upload: bool = False
     # SHA-256 of the body as verified with SigV4, while Tollgate has not changed the body.
     body_sha256: str | None = None
-    # The upstream key taken from a pool, which rests it if the upstream refuses it.
-    pooled_key: tuple[KeyPool, str] | None = field(default=None, repr=False)
     # Tollgate asked an OpenAI stream for usage the client did not ask for (`stream_usage: inject`).
     usage_asked: bool = False
-    # Failover (`providers.<name>.retry`): the attempts that failed before this one, when this one
-    # began, and whether the credential is the caller's own (its side header: never another key).
-    attempts: list[Attempt] | None = field(default=None, repr=False)
-    attempt_started: float | None = None
-    caller_credential: bool = False
-    retrying: bool = False  # an `attempt_failed` hook's steps are making the call go again
-    # An override rule's `fallbacks` (provider, model) not tried yet, where in `attempts` the
-    # current target's began, and the target a fallback took the call from (`input.fallback_of`).
-    fallbacks: tuple[tuple[str, str], ...] = ()
-    target_attempts_from: int = 0
-    fallback_of: tuple[str, str | None] | None = None
-    falling_back: bool = False  # the failed target has no retry left: the next fallback is due
-    # The attempt's failure is counted for its key's or upstream's circuit (`providers.<name>.circuit`).
-    circuit_counted: bool = False
-    # The limits' counters this call charged and what it reserved on them, settled when it ends.
-    reserved: Reserved | None = field(default=None, repr=False)
-    # What the call used on those counters, as its end settled them (the metrics show the room left).
-    spent: Estimate | None = None
-    # The limits' counters as they stood before this call, which the policy sees (`input.usage`).
-    usage_counters: tuple[tuple[str, str, str, int, int, str], ...] = ()
-    # The ledger's store failed this call (`ledger.on_store_error` says whether it went on).
-    ledger_error: str | None = None
+    failover: Failover = field(default_factory=Failover)
+    ledger: LedgerState = field(default_factory=LedgerState)
     # Its conversation's earlier turns went upstream as a summary (`rollup:`).
     rolled_up: RolledUp | None = None
     # How it went: an HTTP request, or over a WebSocket (a Realtime session, a message of the
@@ -175,6 +245,8 @@ class Call:
     transport: Literal["http", "websocket"] = "http"
     # `cost_nanousd`, with the usage, configuration and model it priced
     _cost: tuple[Usage, Loaded, str | None, int | None] | None = field(default=None, repr=False)
+    # `target_model`, with the target it names
+    _named: tuple[Target, str | None] | None = field(default=None, repr=False)
 
     @property
     def fetches(self) -> bool:
@@ -182,75 +254,77 @@ class Call:
         for a POST (an answer's usage, if any, was counted when it was made)."""
         return self.method != "POST"
 
-    @property
-    def sent_model(self) -> str | None:
-        """The model name the upstream is asked for: an override's (`model`), else the one the client
-        asked for (an Azure deployment, say)."""
-        return self.model if self.model is not None else self.classification.model
+    def classified(self, classification: Classification) -> None:
+        """The request as read: the route's both ends are the provider called and the model asked."""
+        self.classification = classification
+        route = self.route
+        route.requested = route.target = Target(route.requested.provider, classification.model)
 
     @property
     def target_model(self) -> str | None:
-        """The model the call goes to (`sent_model`), as the provider's settings name it where they
-        name models apart from what callers ask for (Azure's `deployments`): what prices, limits,
-        the policy and the audit go by."""
-        model = self.model if self.model is not None else self.classification.model
-        loaded = self.loaded
-        if model is None or loaded is None or not loaded.model_names:
-            return model
-        names = loaded.model_names.get(self.provider)
-        return model if names is None else names(model)
+        """The model the call goes to (`route.target.model`, the name sent), as the provider's
+        settings name it where they name models apart from what callers ask for (Azure's
+        `deployments`): what prices, limits, the policy and the audit go by. Named once a target."""
+        target = self.route.target
+        named = self._named
+        if named is not None and named[0] is target:
+            return named[1]
+        model, loaded = target.model, self.loaded
+        if model is not None and loaded is not None and loaded.model_names:
+            names = loaded.model_names.get(target.provider)
+            if names is not None:
+                model = names(model)
+        self._named = (target, model)
+        return model
 
     @property
     def registry(self) -> Mapping[str, Provider]:
         """The providers by name as its configuration has them: the built-in ones and those it adds."""
         return PROVIDERS if self.loaded is None else self.loaded.registry
 
-    @property
-    def called_provider(self) -> str:
-        """The provider whose host the client called (`provider` is where a route sent the call)."""
-        return self.requested_provider or self.provider
-
     def sent(self) -> Classification:
         """What the upstream is asked: the call as classified, or as a route translated it."""
-        return self.upstream_classification or self.classification
+        return self.route.upstream_classification or self.classification
 
     def cost_nanousd(self) -> int | None:
         """What the call cost by its usage and its model's price, in nano-dollars; None when
         either is unknown (or the call never had a configuration to price it with). Priced once
         its usage is known: the audit, the summary and the ledger all ask."""
-        if self.usage is None or self.loaded is None:
+        usage = self.answer.usage
+        if usage is None or self.loaded is None:
             return None
         model = self.target_model
         priced = self._cost
-        if priced is not None and priced[0] is self.usage and priced[1] is self.loaded and priced[2] == model:
+        if priced is not None and priced[0] is usage and priced[1] is self.loaded and priced[2] == model:
             return priced[3]
-        c = self.classification
+        c, who = self.classification, self.caller
         cost = self.loaded.prices.cost(
-            self.provider, model, self.client, self.groups, c.endpoint, self.usage, self.started
+            self.route.target.provider, model, who.client, who.groups, c.endpoint, usage, self.started
         )
-        self._cost = (self.usage, self.loaded, model, cost)
+        self._cost = (usage, self.loaded, model, cost)
         return cost
 
     def audit_record(self) -> dict[str, Any]:
-        c, u = self.classification, self.usage or NO_USAGE
+        c, a = self.classification, self.answer
+        u = a.usage or NO_USAGE
         cost = self.cost_nanousd()
-        ended = self.ended or time.time()
+        ended = a.ended or time.time()
         return {
             "event": "llm_call",
             "ts": utc_timestamp(self.started),
             "request_id": self.request_id,
-            "client": self.client,
-            "auth": self.auth,
-            "groups": list(self.groups),
-            "provider": self.provider,
-            "requested_provider": self.called_provider,
+            "client": self.caller.client,
+            "auth": self.caller.auth,
+            "groups": list(self.caller.groups),
+            "provider": self.route.target.provider,
+            "requested_provider": self.route.requested.provider,
             "endpoint": c.endpoint,
             "upstream_endpoint": self.sent().endpoint,
             "method": self.method,
             "transport": self.transport,
             "host": self.host,
             "path": self.path,
-            "requested_model": c.model,
+            "requested_model": self.route.requested.model,
             "publisher": c.publisher,
             "model": self.target_model,
             "message_count": c.facts.message_count,
@@ -260,11 +334,11 @@ class Call:
             "max_tokens": c.facts.max_tokens,
             "decision": self.decision,
             "deny_reasons": list(self.deny_reasons),
-            "status": self.status,
-            "upstream": self.upstream,
-            "upstream_key": self.upstream_key,
+            "status": a.status,
+            "upstream": self.route.upstream,
+            "upstream_key": a.upstream_key,
             "latency_ms": round((ended - self.started) * 1000, 1),
-            "ttfb_ms": round((self.first_byte - self.started) * 1000, 1) if self.first_byte else None,
+            "ttfb_ms": round((a.first_byte - self.started) * 1000, 1) if a.first_byte else None,
             "input_tokens": u.input_tokens,
             "output_tokens": u.output_tokens,
             "total_tokens": u.total_tokens,
@@ -275,23 +349,28 @@ class Call:
             "speed": u.speed,
             "cost_usd": None if cost is None else usd(cost),
             "finish_reason": u.finish_reason,
-            "error": self.error,
-            "ledger_error": self.ledger_error,
+            "error": a.error,
+            "ledger_error": self.ledger.error,
             "rolled_up_messages": None if self.rolled_up is None else self.rolled_up.messages,
             "rollup": None if self.rolled_up is None else self.rolled_up.audit(),
-            "attempts": None if not self.attempts else self.attempt_records(ended),
+            "attempts": None if not self.failover.attempts else self.attempt_records(ended),
         }
 
     def attempt_records(self, ended: float) -> list[dict[str, Any]]:
         """Every attempt of a call that went more than once, the last the one that answered (or
         failed last)."""
-        begun = self.attempt_started or self.started
-        until = self.first_byte or ended
+        begun = self.failover.attempt_started or self.started
+        a = self.answer
+        until = a.first_byte or ended
         last = Attempt(
-            self.provider, self.target_model, self.status, self.upstream_key, self.error,
+            self.route.target.provider,
+            self.target_model,
+            a.status,
+            a.upstream_key,
+            a.error,
             round((until - begun) * 1000, 1),
-        )  # fmt: skip
-        return [a.record() for a in (*(self.attempts or ()), last)]
+        )
+        return [a.record() for a in (*(self.failover.attempts or ()), last)]
 
     def summary(self) -> str:
         """The one line mitmweb shows as the flow's comment. Its column is narrow, so what matters
@@ -299,32 +378,38 @@ class Call:
         and what; last the policy's reasons or the error, in words."""
         head, detail = self._outcome()
         model = self.target_model
-        what = f"{self.provider}/{model}" if model else f"{self.provider} {self.classification.endpoint or '?'}"
-        line = f"{head} · {self.client or 'anonymous'} · {what}"
+        what = (
+            f"{self.route.target.provider}/{model}"
+            if model
+            else f"{self.route.target.provider} {self.classification.endpoint or '?'}"
+        )
+        line = f"{head} · {self.caller.client or 'anonymous'} · {what}"
         return f"{line} · {detail}" if detail else line
 
     def _outcome(self) -> tuple[str, str | None]:
-        if self.failure is not None:
-            return f"⚠ {self.failure.value}", self.error
-        if self.refused is not None:
-            reasons = "; ".join(r for r in self.deny_reasons if r != self.refused)
-            return f"⛔ {self.refused}", reasons or self.error
-        if self.status is not None and self.status >= 500:
-            return f"⚠ {self.status}", self.error
-        u = self.usage or NO_USAGE
+        a = self.answer
+        if a.failure is not None:
+            return f"⚠ {a.failure.value}", a.error
+        if a.refused is not None:
+            reasons = "; ".join(r for r in self.deny_reasons if r != a.refused)
+            return f"⛔ {a.refused}", reasons or a.error
+        if a.status is not None and a.status >= 500:
+            return f"⚠ {a.status}", a.error
+        u = a.usage or NO_USAGE
         if u.input_tokens is None and u.output_tokens is None:
-            return "no tokens", self.error
+            return "no tokens", a.error
         head, cost = f"{u.input_tokens or 0}→{u.output_tokens or 0}", self.cost_nanousd()
-        return (head if cost is None else f"{head} {dollars_text(cost)}"), self.error
+        return (head if cost is None else f"{head} {dollars_text(cost)}"), a.error
 
     def flow_marker(self) -> str:
         """How mitmweb marks the flow: refused by Tollgate, failed, or not at all. Failed is a call
         that did not get to its end: its upstream unreachable, timed out, broken off or answering
         with a server error (5xx), or its client gone. An upstream's 4xx is the provider's answer."""
-        if self.failure is not None:
+        a = self.answer
+        if a.failure is not None:
             return FAILED_MARKER
-        if self.answered_by_tollgate:
+        if a.answered_by_tollgate:
             return REFUSED_MARKER
-        if self.status is not None and self.status >= 500:
+        if a.status is not None and a.status >= 500:
             return FAILED_MARKER
         return ""

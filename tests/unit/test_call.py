@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mitmproxy.utils.emoji import emoji
 
-from tollgate.call import FAILED_MARKER, REFUSED_MARKER, Call, Failure, utc_timestamp
+from tollgate.call import FAILED_MARKER, REFUSED_MARKER, Answer, Call, Caller, Failure, Route, Target, utc_timestamp
 from tollgate.config import Config, parse_config
 from tollgate.fingerprint import fingerprint
 from tollgate.formats.request_facts import Classification, RequestFacts
@@ -68,10 +68,10 @@ STARTED = datetime(2025, 3, 4, 5, 6, 7, 891000, tzinfo=UTC).timestamp()
 
 def full_call() -> Call:
     return Call(
-        provider="openai",
-        host="api.openai.com",
-        method="POST",
-        path="/v1/chat/completions",
+        Route(Target("openai", "gpt-4o"), Target("openai", "gpt-4o-mini"), "https://api.openai.com"),
+        "api.openai.com",
+        "POST",
+        "/v1/chat/completions",
         request_id="0123456789abcdef0123456789abcdef",
         started=STARTED,
         classification=Classification(
@@ -80,28 +80,25 @@ def full_call() -> Call:
             facts=RequestFacts(message_count=3, has_system=True, has_tools=False, stream=True, max_tokens=256),
             wire_format="openai-api",
         ),
-        credential_positions=("authorization",),
-        client="alice",
-        groups=("research",),
-        auth="virtual_key",
-        model="gpt-4o-mini",
+        caller=Caller("alice", ("research",), "virtual_key", credential_positions=("authorization",)),
         decision="allow",
         deny_reasons=(),
-        upstream="https://api.openai.com",
-        upstream_key=fingerprint("sk-real-key-000000000000"),
-        status=200,
-        first_byte=STARTED + 0.25,
-        ended=STARTED + 1.5,
-        usage=Usage(
-            input_tokens=100,
-            output_tokens=50,
-            total_tokens=150,
-            cached_tokens=64,
-            reasoning_tokens=10,
-            finish_reason="stop",
-        ),
-        error=None,
         loaded=LOADED,
+        answer=Answer(
+            upstream_key=fingerprint("sk-real-key-000000000000"),
+            status=200,
+            first_byte=STARTED + 0.25,
+            ended=STARTED + 1.5,
+            usage=Usage(
+                input_tokens=100,
+                output_tokens=50,
+                total_tokens=150,
+                cached_tokens=64,
+                reasoning_tokens=10,
+                finish_reason="stop",
+            ),
+            error=None,
+        ),
     )
 
 
@@ -170,7 +167,7 @@ def test_cost_of_a_call_uses_its_configuration_and_start() -> None:
     )
     assert call.cost_nanousd() == 100_000 + 100_000
     assert call.audit_record()["cost_usd"] == 0.0002
-    call.usage = None
+    call.answer.usage = None
     assert call.audit_record()["cost_usd"] is None
     unloaded = full_call()
     unloaded.loaded = None  # type: ignore[assignment]  # a call refused for want of a configuration
@@ -179,12 +176,12 @@ def test_cost_of_a_call_uses_its_configuration_and_start() -> None:
 
 def test_cache_writes_and_unknown_prices_in_the_record() -> None:
     call = full_call()
-    call.provider, call.model = "anthropic", "claude-sonnet-4-5"
-    call.usage = Usage(input_tokens=165, cached_tokens=100, cache_write_tokens=40, output_tokens=11)
+    call.route.target = Target("anthropic", "claude-sonnet-4-5")
+    call.answer.usage = Usage(input_tokens=165, cached_tokens=100, cache_write_tokens=40, output_tokens=11)
     record = call.audit_record()
     # 25 x 3 + 100 reads x 0.3 + 40 writes x 3.75 + 11 x 15 ($ per Mtok)
     assert (record["cache_write_tokens"], record["cost_usd"]) == (40, 0.00042)
-    call.model = "claude-unreleased"
+    call.route.target = Target("anthropic", "claude-unreleased")
     assert call.audit_record()["cost_usd"] is None
 
 
@@ -194,7 +191,7 @@ def test_audit_record_is_json_serialisable() -> None:
 
 
 def test_audit_record_of_a_bare_call() -> None:
-    call = Call(provider="gemini", host="generativelanguage.googleapis.com", method="GET", path="/v1beta/models")
+    call = Call(Route.as_called("gemini"), "generativelanguage.googleapis.com", "GET", "/v1beta/models")
     record = call.audit_record()
     assert record.keys() >= DESIGN_FIELDS
     assert record["event"] == "llm_call"
@@ -230,48 +227,51 @@ def test_audit_record_of_a_bare_call() -> None:
 
 
 def test_request_ids_differ() -> None:
-    ids = {Call(provider="openai", host="h", method="POST", path="/").request_id for _ in range(50)}
+    ids = {Call(Route.as_called("openai"), "h", "POST", "/").request_id for _ in range(50)}
     assert len(ids) == 50
 
 
 def test_ts_is_the_start_time_in_utc() -> None:
-    call = Call(provider="openai", host="h", method="POST", path="/", started=0.0, ended=0.001)
+    call = Call(Route.as_called("openai"), "h", "POST", "/", started=0.0, answer=Answer(ended=0.001))
     assert call.audit_record()["ts"] == "1970-01-01T00:00:00.000Z"
     before = time.time()
-    record = Call(provider="openai", host="h", method="POST", path="/").audit_record()
+    record = Call(Route.as_called("openai"), "h", "POST", "/").audit_record()
     parsed = datetime.strptime(record["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
     assert before - 0.002 <= parsed <= time.time()
 
 
-def test_model_falls_back_to_the_requested_model() -> None:
+def test_model_is_the_requested_one_where_no_rule_changed_it() -> None:
     call = full_call()
-    call.model = None
+    call.route.target = call.route.requested
     record = call.audit_record()
     assert record["requested_model"] == record["model"] == "gpt-4o"
 
 
 def test_target_model_is_the_overrides_else_the_requested_one() -> None:
-    call = Call(provider="openai", host="h", method="POST", path="/", classification=Classification(model="gpt-4o"))
-    assert (call.target_model, call.model) == ("gpt-4o", None)
-    call.model = "gpt-4o-mini"  # an override changed it
-    assert (call.target_model, call.classification.model) == ("gpt-4o-mini", "gpt-4o")
-    assert Call(provider="openai", host="h", method="GET", path="/v1/files").target_model is None
+    call = Call(Route.as_called("openai"), "h", "POST", "/")
+    call.classified(Classification(model="gpt-4o"))
+    assert (call.target_model, call.route.target, call.route.requested) == ("gpt-4o", *[Target("openai", "gpt-4o")] * 2)
+    call.route.target = Target("openai", "gpt-4o-mini")  # an override changed it
+    assert (call.target_model, call.route.requested.model) == ("gpt-4o-mini", "gpt-4o")
+    assert Call(Route.as_called("openai"), "h", "GET", "/v1/files").target_model is None
 
 
-def test_called_provider_is_the_one_whose_host_the_client_called() -> None:
-    call = Call(provider="openai", host="api.openai.com", method="POST", path="/")
-    assert call.called_provider == "openai"
-    call.requested_provider, call.provider = "openai", "anthropic"  # a route sent it to Anthropic
-    assert (call.called_provider, call.audit_record()["requested_provider"]) == ("openai", "openai")
+def test_requested_provider_is_the_one_whose_host_the_client_called() -> None:
+    call = Call(Route.as_called("openai"), "api.openai.com", "POST", "/")
+    assert (call.route.requested.provider, call.route.rerouted) == ("openai", False)
+    call.route.target = Target("anthropic", None)  # a route sent it to Anthropic
+    assert call.route.rerouted
+    record = call.audit_record()
+    assert (record["provider"], record["requested_provider"]) == ("anthropic", "openai")
 
 
 def test_denied_call() -> None:
     call = full_call()
     call.decision = "deny"
     call.deny_reasons = ("model gpt-4o is not allowed for group research",)
-    call.status = 403
-    call.first_byte = None
-    call.usage = Usage()
+    call.answer.status = 403
+    call.answer.first_byte = None
+    call.answer.usage = Usage()
     record = call.audit_record()
     assert record["decision"] == "deny"
     assert record["deny_reasons"] == ["model gpt-4o is not allowed for group research"]
@@ -284,7 +284,7 @@ def test_denied_call() -> None:
 
 def test_broken_stream_keeps_status_and_sets_error() -> None:
     call = full_call()
-    call.error = "upstream broke off the response: connection reset"
+    call.answer.error = "upstream broke off the response: connection reset"
     record = call.audit_record()
     assert record["status"] == 200
     assert record["error"] == "upstream broke off the response: connection reset"
@@ -292,7 +292,7 @@ def test_broken_stream_keeps_status_and_sets_error() -> None:
 
 def test_latency_rounding() -> None:
     call = Call(
-        provider="openai", host="h", method="POST", path="/", started=100.0, first_byte=100.01234, ended=100.98764
+        Route.as_called("openai"), "h", "POST", "/", started=100.0, answer=Answer(first_byte=100.01234, ended=100.98764)
     )
     record = call.audit_record()
     assert record["latency_ms"] == 987.6
@@ -302,7 +302,7 @@ def test_latency_rounding() -> None:
 def test_audit_record_never_holds_a_secret() -> None:
     secret = "sk-proj-THISISAREALKEY1234567890"
     call = full_call()
-    call.upstream_key = fingerprint(secret)
+    call.answer.upstream_key = fingerprint(secret)
     text = json.dumps(call.audit_record())
     assert secret not in text
     assert secret[-12:] not in text
@@ -345,46 +345,50 @@ def test_summary_puts_tokens_and_cost_first() -> None:
 
 
 def test_summary_anonymous_without_usage_names_the_endpoint() -> None:
-    call = Call(provider="gemini", host="h", method="GET", path="/", classification=Classification(endpoint="models"))
+    call = Call(Route.as_called("gemini"), "h", "GET", "/", classification=Classification(endpoint="models"))
     assert call.summary() == "no tokens · anonymous · gemini models"
 
 
 def test_summary_requested_model_and_partial_tokens() -> None:
     call = Call(
-        provider="anthropic",
-        host="h",
-        method="POST",
-        path="/",
+        Route.as_called("anthropic", "claude-sonnet-4"),
+        "h",
+        "POST",
+        "/",
         classification=Classification(model="claude-sonnet-4"),
-        usage=Usage(input_tokens=42),
+        answer=Answer(usage=Usage(input_tokens=42)),
     )
     assert call.summary() == "42→0 · anonymous · anthropic/claude-sonnet-4"
 
 
 def test_summary_of_a_refusal_starts_with_its_reason_and_ends_with_the_policys() -> None:
     call = full_call()
-    call.usage = None
-    call.refused, call.decision, call.deny_reasons = "policy_denied", "deny", ("model gpt-4o-mini is not allowed",)
+    call.answer.usage = None
+    call.answer.refused, call.decision, call.deny_reasons = (
+        "policy_denied",
+        "deny",
+        ("model gpt-4o-mini is not allowed",),
+    )
     assert call.summary() == "⛔ policy_denied · alice · openai/gpt-4o-mini · model gpt-4o-mini is not allowed"
-    call.refused, call.deny_reasons = "unauthenticated", ("unauthenticated",)
+    call.answer.refused, call.deny_reasons = "unauthenticated", ("unauthenticated",)
     assert call.summary() == "⛔ unauthenticated · alice · openai/gpt-4o-mini"
 
 
 def test_summary_of_a_failure_starts_with_it_and_ends_with_the_error() -> None:
     call = full_call()
-    call.failure, call.error = Failure.UPSTREAM_UNREACHABLE, "upstream unreachable: connection refused"
-    call.refused = "upstream_unreachable"
+    call.answer.failure, call.answer.error = Failure.UPSTREAM_UNREACHABLE, "upstream unreachable: connection refused"
+    call.answer.refused = "upstream_unreachable"
     assert call.summary() == (
         "⚠ upstream_unreachable · alice · openai/gpt-4o-mini · upstream unreachable: connection refused"
     )
     call = full_call()
-    call.status = 503
+    call.answer.status = 503
     assert call.summary() == "⚠ 503 · alice · openai/gpt-4o-mini"
 
 
 @pytest.mark.parametrize("auth", ["virtual_key", "sigv4", "proxyauth", "anonymous"])
 def test_auth_values_pass_through(auth: str) -> None:
-    call = Call(provider="bedrock", host="h", method="POST", path="/", auth=auth)  # type: ignore[arg-type]
+    call = Call(Route.as_called("bedrock"), "h", "POST", "/", caller=Caller(auth=auth))  # type: ignore[arg-type]
     assert call.audit_record()["auth"] == auth
 
 
@@ -420,8 +424,8 @@ def test_timestamps_are_utc_to_the_millisecond(seconds: float, expected: str) ->
     ],
 )
 def test_flow_marker(status: int, answered_by_tollgate: bool, failure: Failure | None, marker: str) -> None:
-    call = Call(provider="openai", host="h", method="POST", path="/", status=status, failure=failure)
-    call.answered_by_tollgate = answered_by_tollgate
+    call = Call(Route.as_called("openai"), "h", "POST", "/", answer=Answer(status=status, failure=failure))
+    call.answer.answered_by_tollgate = answered_by_tollgate
     assert call.flow_marker() == marker
 
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from tollgate.call import Call, RolledUp
+from tollgate.call import Answer, Call, RolledUp, Route
 from tollgate.config import LimitRule, parse_config
 from tollgate.formats.request_facts import Batch, Classification
 from tollgate.formats.usage import Usage
@@ -139,8 +139,14 @@ def test_the_policy_sees_counters_by_limit_subject_and_cap():
 
 
 def test_a_rolled_up_call_uses_its_summary_too() -> None:
-    call = Call("openai", "api.openai.com", "POST", "/v1/chat/completions", status=200, request_sent=True)
-    call.classification = Classification("chat.completions", "gpt-4o")
+    call = Call(
+        Route.as_called("openai"),
+        "api.openai.com",
+        "POST",
+        "/v1/chat/completions",
+        answer=Answer(status=200, request_sent=True),
+    )
+    call.classified(Classification("chat.completions", "gpt-4o"))
     record = {"input_tokens": 100, "output_tokens": 20, "total_tokens": 120}
     assert used(call, Estimate(1, 500, 9), record) == Estimate(1, 120, 0)
     call.rolled_up = RolledUp(8, "openai/gpt-4o-mini", Usage(input_tokens=21, output_tokens=7), 6975)

@@ -13,7 +13,7 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tollgate.call import Call, Failure
+from tollgate.call import Call, Failure, Route, Target
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.formats.usage import Usage
 from tollgate.governance.failover import Attempt
@@ -32,13 +32,24 @@ def call(
     status: int | None = 200,
     stream: bool | None = False,
     usage: Usage | None = None,
+    groups: tuple[str, ...] = (),
     **fields: Any,
 ) -> Call:
-    c = Call(provider, "api.example", "POST", "/v1/x", Classification(endpoint, model, RequestFacts(stream=stream)))
-    c.client, c.status, c.usage = client, status, usage
-    c.ended = c.started + 0.5
-    for name, value in fields.items():
-        setattr(c, name, value)
+    c = Call(
+        Route.as_called(provider, model),
+        "api.example",
+        "POST",
+        "/v1/x",
+        Classification(endpoint, model, RequestFacts(stream=stream)),
+    )
+    c.caller.client, c.caller.groups, c.answer.status, c.answer.usage = client, groups, status, usage
+    c.answer.ended = c.started + 0.5
+    for name, value in fields.items():  # on the call, or on the part of it that holds the field
+        setattr(
+            next(part for part in (c, c.caller, c.route, c.answer, c.ledger, c.failover) if hasattr(part, name)),
+            name,
+            value,
+        )
     return c
 
 
@@ -107,10 +118,10 @@ def test_each_call_family() -> None:
     metrics = MetricSet()
     usage = Usage(input_tokens=100, output_tokens=20)
     streamed = call(stream=True, usage=usage, groups=("a", "b"))
-    streamed.first_chunk = streamed.started + 0.25
+    streamed.answer.first_chunk = streamed.started + 0.25
     metrics.observe(streamed, record(streamed, cost=0.0012))
     plain = call(usage=Usage(input_tokens=7, output_tokens=3), first_chunk=None)
-    plain.first_chunk = plain.started + 0.1  # not a stream: no time to first token
+    plain.answer.first_chunk = plain.started + 0.1  # not a stream: no time to first token
     metrics.observe(plain, record(plain, cost=0.0001))
     anonymous = call(client=None, provider="bedrock", endpoint="converse", model="anthropic.claude", status=None)
     metrics.observe(anonymous, record(anonymous))
@@ -169,7 +180,7 @@ def test_denials_and_upstream_errors() -> None:
 def test_retries_are_counted_by_what_failed() -> None:
     metrics = MetricSet()
     c = call(status=200)
-    c.attempts = [
+    c.failover.attempts = [
         Attempt("openai", "gpt-4o", 429, "fp", "upstream answered 429", 3.0),
         Attempt("openai", "gpt-4o", None, "fp", "upstream timeout: no response within 1 s", 1000.0),
         Attempt("openai", "gpt-4o", None, "fp", "upstream unreachable: connection refused", 1.0),
@@ -250,8 +261,8 @@ def exports() -> tuple[set[str], set[str]]:
     """The names of every metric and sample, and of every label, Tollgate exports once each family has a series."""
     metrics = MetricSet(pools=lambda: {"openai": KeyPool(["k"])}, audit_depth=lambda: 0)
     c = call(stream=True, usage=Usage(input_tokens=1, output_tokens=1), first_chunk=None)
-    c.first_chunk = c.started
-    c.usage_counters = (("l", "s", "requests_per_day", 0, 1, "requests"),)
+    c.answer.first_chunk = c.started
+    c.ledger.usage_counters = (("l", "s", "requests_per_day", 0, 1, "requests"),)
     metrics.observe(c, record(c, cost=0.1), Estimate(1, 1, 1))
     failed = call(status=500)
     metrics.observe(failed, record(failed))
@@ -299,14 +310,14 @@ def test_a_batch_leaves_its_minute_window_all_but_one_request() -> None:
 def test_fallbacks_are_counted_by_the_model_that_ended_the_call() -> None:
     metrics = MetricSet()
     c = call(status=200)
-    c.model = "o3"
-    c.attempts = [
+    c.route.target = Target("openai", "o3")
+    c.failover.attempts = [
         Attempt("openai", "gpt-4o", 503, "fp", "upstream answered 503", 3.0),
         Attempt("openai", "gpt-4o", 429, "fp", "upstream answered 429", 3.0),  # a retry, no fallback
         Attempt("openai", "gpt-4o-mini", 503, "fp", "upstream answered 503", 3.0),
     ]
     metrics.observe(c, record(c))
     retried = call(status=200)
-    retried.attempts = [Attempt("openai", "gpt-4o", 429, "fp", "upstream answered 429", 3.0)]
+    retried.failover.attempts = [Attempt("openai", "gpt-4o", 429, "fp", "upstream answered 429", 3.0)]
     metrics.observe(retried, record(retried))  # went again to the same model: no fallback
     assert [(ls["model"], v) for ls, v in samples(metrics)["tollgate_fallbacks_total"]] == [("o3", 2)]

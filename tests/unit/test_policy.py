@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mitmproxy.test import tflow
 
-from tollgate.call import Call
+from tollgate.call import Call, Caller, Route, Target
 from tollgate.cli.main import main
 from tollgate.config import Config, load_config
 from tollgate.formats.request_facts import Classification, RequestFacts
@@ -103,13 +103,14 @@ def call_of(
 ) -> Call:
     """A Call classified by the provider module itself, from a real request path and body; with
     `claims`, a JWT caller's."""
-    call = Call(provider=provider, host=HOSTS[provider], method=method, path=path)
-    call.classification = PROVIDERS[provider].classify(method, path, body)
-    call.client, call.groups, call.auth = client, tuple(groups), auth  # type: ignore[assignment]
-    call.model = model
+    call = Call(Route.as_called(provider), HOSTS[provider], method, path)
+    call.classified(PROVIDERS[provider].classify(method, path, body))
+    call.caller.client, call.caller.groups, call.caller.auth = client, tuple(groups), auth  # type: ignore[assignment]
+    if model is not None:  # a rule's
+        call.route.target = Target(provider, model)
     if claims is not None:
-        call.auth = "jwt"
-        call.identity = jwt_identity(issuer, claims)
+        call.caller.auth = "jwt"
+        call.caller.identity = jwt_identity(issuer, claims)
     return call
 
 
@@ -623,10 +624,10 @@ def test_a_policy_with_an_always_empty_deny_allows_everything(tmp_path: Path) ->
 
 def test_policy_input_is_designs_input_document() -> None:
     call = Call(
-        provider="openai",
-        host="api.openai.com",
-        method="POST",
-        path="/v1/chat/completions",
+        Route(Target("openai", "gpt-4o"), Target("openai", "gpt-4o-mini")),
+        "api.openai.com",
+        "POST",
+        "/v1/chat/completions",
         classification=Classification(
             endpoint="chat.completions",
             model="gpt-4o",
@@ -635,11 +636,9 @@ def test_policy_input_is_designs_input_document() -> None:
             ),
             wire_format="openai-api",
         ),
-        credential_positions=("authorization",),
-        client="alice",
-        groups=("research",),
-        auth="virtual_key",
-        model="gpt-4o-mini",
+        caller=Caller(
+            credential_positions=("authorization",), client="alice", groups=("research",), auth="virtual_key"
+        ),
     )
     document = policy_input(call)
     assert document == {
@@ -699,7 +698,7 @@ def test_policy_input_is_designs_input_document() -> None:
 
 
 def test_policy_input_without_override_or_facts() -> None:
-    call = Call(provider="gemini", host="generativelanguage.googleapis.com", method="GET", path="/v1beta/models")
+    call = Call(Route.as_called("gemini"), "generativelanguage.googleapis.com", "GET", "/v1beta/models")
     assert policy_input(call) == {
         "client": {"name": None, "groups": [], "auth": "anonymous"},
         "provider": "gemini",
@@ -1096,7 +1095,7 @@ def test_decide_refuses_with_403_in_the_providers_shape(provider: str, body: dic
         assert flow.response.headers[name] == value
     assert call.decision == "deny"
     assert call.deny_reasons == ("client bob may not stream", "group suspended is blocked")
-    assert call.answered_by_tollgate and call.error is None
+    assert call.answer.answered_by_tollgate and call.answer.error is None
     record = call.audit_record()
     assert (record["decision"], record["deny_reasons"]) == ("deny", list(call.deny_reasons))
 
@@ -1109,7 +1108,7 @@ def test_decide_lets_an_allowed_call_go() -> None:
     flow = flow_for(call)
     hook_run(decide, flow)
     assert flow.response is None
-    assert (call.decision, call.deny_reasons, call.error) == ("allow", (), None)
+    assert (call.decision, call.deny_reasons, call.answer.error) == ("allow", (), None)
 
 
 def test_decide_without_a_policy_allows_everything() -> None:
@@ -1130,7 +1129,7 @@ def test_decide_on_a_policy_error_denies_and_records_why(tmp_path: Path, caplog)
     assert flow.response is not None and flow.response.status_code == 403
     assert json.loads(flow.response.content)["error"]["message"] == "Tollgate policy denied this call: policy error"
     assert (call.decision, call.deny_reasons) == ("deny", ("policy error",))
-    assert call.error == "data.tollgate.deny is not a set of strings"
+    assert call.answer.error == "data.tollgate.deny is not a set of strings"
     assert "data.tollgate.deny is not a set of strings" in caplog.text
 
 
@@ -1718,10 +1717,10 @@ def test_a_call_is_decided_on_its_input_document_and_equal_calls_once(tmp_path: 
     assert decisions == [("big", "research"), (), ("big", "research"), ()]
     assert calls == [policy_input(big), policy_input(small)]
     # A fact no rule reads makes no other decision; a fact one reads does.
-    small.model = "gpt-4o-mini"
+    small.route.target = Target("openai", "gpt-4o-mini")
     assert policy.decide_call(small).allowed
     assert len(calls) == 2
-    small.groups = ("research",)
+    small.caller.groups = ("research",)
     assert policy.decide_call(small).deny_reasons == ("research",)
     assert len(calls) == 3 and calls[-1]["model"] == "gpt-4o-mini"
 
@@ -1735,7 +1734,7 @@ def test_the_overrides_model_is_read_by_a_policy_that_reads_the_model(tmp_path: 
     calls = evaluations(policy)
     call = call_of("openai", "POST", "/v1/chat/completions", {"model": "gpt-4o", "max_tokens": 1})
     assert policy.decide_call(call).allowed
-    call.model = "gpt-4o-mini"
+    call.route.target = Target("openai", "gpt-4o-mini")
     assert policy.decide_call(call).deny_reasons == ("mini",)
     assert [c["model"] for c in calls] == ["gpt-4o", "gpt-4o-mini"]
 
@@ -1865,9 +1864,9 @@ def test_the_layout_is_where_the_input_document_puts_each_fact(system: bool, too
     )
     facts = input_facts(call)
     document = policy_input(call)
-    assert call.identity is not None
-    document["identity"] = call.identity  # the fact; the document holds its issuer and claims
-    document["usage"] = list(call.usage_counters)  # likewise: the document holds them by limit and subject
+    assert call.caller.identity is not None
+    document["identity"] = call.caller.identity  # the fact; the document holds its issuer and claims
+    document["usage"] = list(call.ledger.usage_counters)  # likewise: the document holds them by limit and subject
     assert policy_input(call)["identity"] == {
         "issuer": "https://issuer.example",
         "claims": {"sub": "alice", "agent_role": "read-only"},
@@ -2040,7 +2039,7 @@ def test_readme_policy_eval_example_is_what_the_command_does(tmp_path: Path, cap
 
 
 def test_policy_input_names_the_target_a_fallback_takes_the_call_from() -> None:
-    call = Call(provider="openai", host="api.openai.com", method="POST", path="/v1/chat/completions", model="o3")
-    call.fallback_of = ("openai", "gpt-4o")
+    call = Call(Route(Target("openai", None), Target("openai", "o3")), "api.openai.com", "POST", "/v1/chat/completions")
+    call.failover.fallback_of = ("openai", "gpt-4o")
     assert policy_input(call)["fallback_of"] == {"provider": "openai", "model": "gpt-4o"}
     assert facts_read(['input.fallback_of.model == "gpt-4o"']) == (23,)

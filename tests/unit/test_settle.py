@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tollgate.call import Call
+from tollgate.call import Answer, Call, Route, Target
 from tollgate.config import parse_config
 from tollgate.formats.request_facts import Classification
 from tollgate.formats.usage import Usage
@@ -17,9 +17,12 @@ PRICED = parse_config(
 
 def call(**fields) -> Call:
     """A call whose request went upstream, unless `request_sent=False` says otherwise."""
-    made = Call("openai", "api.openai.com", "POST", "/v1/chat/completions", **{"request_sent": True, **fields})
+    classification = fields.pop("classification", Classification())
+    made = Call(Route.as_called("openai"), "api.openai.com", "POST", "/v1/chat/completions")
+    made.classified(classification)
+    made.route.target = Target("openai", "m")
+    made.answer = Answer(**{"request_sent": True, **fields})
     made.loaded = Loaded.build(PRICED)
-    made.model = "m"
     return made
 
 
@@ -50,10 +53,7 @@ def test_a_call_with_usage_settles_to_its_tokens_and_exact_cost():
 
 def test_a_call_that_generates_nothing_is_one_request_whatever_its_answer_says():
     counted = call(status=200, usage=Usage(input_tokens=4000), classification=Classification("messages.count_tokens"))
-    fetched = Call(
-        "openai", "api.openai.com", "GET", "/v1/responses/resp_1", status=200, usage=Usage(input_tokens=31),
-        request_sent=True,
-    )  # fmt: skip
+    fetched = Call(Route.as_called("openai"), "api.openai.com", "GET", "/v1/responses/resp_1", answer=Answer(status=200, usage=Usage(input_tokens=31), request_sent=True))  # fmt: skip
     fetched.loaded = Loaded.build(PRICED)
     uploaded = call(status=200, classification=Classification("files"))
     for c in (counted, fetched, uploaded):

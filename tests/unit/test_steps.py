@@ -9,7 +9,7 @@ import asyncio
 import pytest
 from mitmproxy.test import tflow
 
-from tollgate.call import Call
+from tollgate.call import Call, Route
 from tollgate.formats.request_facts import Classification
 from tollgate.proxy import pipeline
 from tollgate.proxy.flows import CALL
@@ -23,13 +23,13 @@ class Broken:
 
 def test_a_failing_call_step_refuses_the_call_in_the_providers_shape():
     flow = tflow.tflow()
-    call = Call(provider="anthropic", host="api.anthropic.com", method="POST", path="/v1/messages")
+    call = Call(Route.as_called("anthropic"), "api.anthropic.com", "POST", "/v1/messages")
     flow.metadata[CALL] = call
     CallSteps(Broken().handle).at_request(flow)
     assert flow.response is not None and flow.response.status_code == 500
     assert flow.response.headers["x-tollgate-error"] == "internal_error"
     assert b'"type": "error"' in flow.response.content and b"did not forward it" in flow.response.content
-    assert call.error == "internal error in Broken" and call.answered_by_tollgate
+    assert call.answer.error == "internal error in Broken" and call.answer.answered_by_tollgate
 
 
 # ---- the one addon mitmproxy sees
@@ -94,7 +94,7 @@ class Handles:
 
 def _call_flow(streamed_upload: bool = False):
     flow = tflow.tflow()
-    flow.metadata[CALL] = Call(provider="openai", host="api.openai.com", method="POST", path="/v1/chat/completions")
+    flow.metadata[CALL] = Call(Route.as_called("openai"), "api.openai.com", "POST", "/v1/chat/completions")
     flow.metadata[CALL].streamed_upload = streamed_upload
     return flow
 
@@ -193,7 +193,7 @@ def test_an_awaited_call_step_that_fails_refuses_the_call_in_the_providers_shape
     assert seen == ["a.handle", "a.awaited", "plain.request"]
     assert flow.response is not None and flow.response.status_code == 500
     assert flow.response.headers["x-tollgate-error"] == "internal_error"
-    assert flow.metadata[CALL].error == "internal error in Awaits"
+    assert flow.metadata[CALL].answer.error == "internal error in Awaits"
 
 
 def test_tollgates_pipeline_is_one_addon_with_its_call_steps_in_order():

@@ -9,7 +9,7 @@ import time
 import pytest
 from tests.support.otlp import Collector, no_collector, wait_for_trace_exports_to_stop
 
-from tollgate.call import Call, Failure
+from tollgate.call import Answer, Call, Caller, Failure, Route, Target
 from tollgate.config import OtlpConfig
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.formats.usage import Usage
@@ -168,31 +168,31 @@ def test_every_provider_name_is_one_the_conventions_define() -> None:
 
 def served_call(**changes) -> Call:
     call = Call(
-        "openai",
+        Route(Target("openai", "gpt-4o"), Target("openai", "gpt-4o-mini"), "https://127.0.0.1:8443"),
         "api.openai.com",
         "POST",
         "/v1/chat/completions",
         Classification("chat.completions", "gpt-4o", RequestFacts(message_count=2, max_tokens=64, stream=False)),
-        client="app",
-        groups=("support", "eu"),
-        auth="virtual_key",
-        model="gpt-4o-mini",
-        upstream="https://127.0.0.1:8443",
-        upstream_key="sha256:0123456789ab",
-        status=200,
+        caller=Caller(client="app", groups=("support", "eu"), auth="virtual_key"),
         started=1_700_000_000.25,
-        ended=1_700_000_001.5,
-        usage=Usage(
-            input_tokens=24,
-            output_tokens=7,
-            total_tokens=31,
-            cached_tokens=5,
-            reasoning_tokens=2,
-            finish_reason="stop",
+        answer=Answer(
+            upstream_key="sha256:0123456789ab",
+            status=200,
+            ended=1_700_000_001.5,
+            usage=Usage(
+                input_tokens=24,
+                output_tokens=7,
+                total_tokens=31,
+                cached_tokens=5,
+                reasoning_tokens=2,
+                finish_reason="stop",
+            ),
         ),
     )
-    for name, value in changes.items():
-        setattr(call, name, value)
+    for name, value in changes.items():  # on the call, or on the part of it that holds the field
+        setattr(
+            next(part for part in (call, call.caller, call.answer, call.ledger) if hasattr(part, name)), name, value
+        )
     return call
 
 
@@ -245,8 +245,14 @@ def test_the_cost_is_the_audits() -> None:
 
 
 def test_unknowns_are_left_out() -> None:
-    call = Call("gemini", "generativelanguage.googleapis.com", "GET", "/v1beta/models", Classification("models"))
-    call.status, call.ended = 200, call.started + 0.01
+    call = Call(
+        Route.as_called("gemini"),
+        "generativelanguage.googleapis.com",
+        "GET",
+        "/v1beta/models",
+        Classification("models"),
+    )
+    call.answer.status, call.answer.ended = 200, call.started + 0.01
     attributes = span_attributes(call, {"cost_usd": None})
     assert span_name(call) == "models"
     assert attributes["gen_ai.provider.name"] == "gcp.gemini"
@@ -319,7 +325,7 @@ def test_a_calls_span_as_the_collector_receives_it() -> None:
         collector.close()
     assert (ok["name"], ok["kind"], ok["status"], ok["parent_span_id"]) == ("chat gpt-4o", "CLIENT", "UNSET", "")
     assert ok["start_ns"] == pytest.approx(served.started * 1e9, abs=1000)
-    assert ok["end_ns"] == pytest.approx(served.ended * 1e9, abs=1000)
+    assert ok["end_ns"] == pytest.approx(served.answer.ended * 1e9, abs=1000)
     assert ok["attributes"]["gen_ai.usage.input_tokens"] == 24
     assert ok["attributes"]["gen_ai.response.finish_reasons"] == ["stop"]
     assert ok["attributes"]["tollgate.groups"] == ["support", "eu"]

@@ -145,7 +145,11 @@ def spends_nothing(call: Call) -> bool:
     than a POST (which fetches what was made before), a count of a prompt's tokens, or a call to
     one of its provider's free endpoints (a file's upload)."""
     endpoint = call.classification.endpoint
-    return call.fetches or endpoint in COUNTING_ENDPOINTS or endpoint in call.registry[call.provider].free_endpoints
+    return (
+        call.fetches
+        or endpoint in COUNTING_ENDPOINTS
+        or endpoint in call.registry[call.route.target.provider].free_endpoints
+    )
 
 
 # Endpoints that generate without a conversation (their facts count no messages), each answer up
@@ -270,11 +274,13 @@ def _used_upstream(call: Call, reserved: Estimate, record: dict[str, Any]) -> Es
     its usage as read; and when none was read, what it reserved: the provider may bill work it
     started whatever became of the answer (a client that left, a timeout, a stream broken off
     before its usage)."""
-    if not call.request_sent:
+    if not call.answer.request_sent:
         return Estimate(0, 0, 0)
     if spends_nothing(call):
         return Estimate(1, 0, 0)
-    refused_upstream = not call.answered_by_tollgate and call.status is not None and call.status >= 400
+    refused_upstream = (
+        not call.answer.answered_by_tollgate and call.answer.status is not None and call.answer.status >= 400
+    )
     if reserved.job:
         return Estimate(1, 0, 0, job=True) if refused_upstream else reserved
     tokens = token_count(record)

@@ -93,10 +93,9 @@ def own_api_path(call: Call, target: str) -> str | None:
     """Where a call goes on `target`'s own API when that API speaks the call's format already (an
     OpenAI-format call to a provider's OpenAI-compatible endpoint, routed to OpenAI); None when it
     must be translated."""
-    source = call.registry[call.provider].chat_formats[call.classification.endpoint or ""]
-    leg = call.registry[target].native_chat(
-        call.classification.model or "", bool(call.classification.facts.stream), source
-    )
+    requested = call.route.requested
+    source = call.registry[requested.provider].chat_formats[call.classification.endpoint or ""]
+    leg = call.registry[target].native_chat(requested.model or "", bool(call.classification.facts.stream), source)
     return leg.path if leg.format == source else None
 
 
@@ -106,4 +105,4 @@ def translation_for(call: Call, alt: str | None) -> Translation:
     array."""
     endpoint = call.classification.endpoint or ""
     json_array = endpoint == "streamGenerateContent" and alt != "sse"
-    return Translation(call.registry[call.provider].chat_formats[endpoint], json_array)
+    return Translation(call.registry[call.route.requested.provider].chat_formats[endpoint], json_array)

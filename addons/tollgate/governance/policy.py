@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from regopy import Interpreter, RegoError
 
+    from tollgate.call import Call
     from tollgate.governance.policy_worker import PolicyWorker
 
 # `object.get`, not `data.tollgate.deny` itself: regopy aborts the whole process when a queried
@@ -130,13 +131,13 @@ class Policy:
         """The decision on any input document, evaluated in this process without a time limit."""
         return self._cached(json.dumps(document, separators=(",", ":")), lambda: document)
 
-    def decide_call(self, call: Any) -> Decision:
+    def decide_call(self, call: Call) -> Decision:
         """The decision on a call (`tollgate.call.Call`), in this process: its input document is
         built only when the same facts have not been decided before."""
         facts = input_facts(call)
         return self._cached(self._key(facts), lambda: input_document(facts))
 
-    def decide_call_in_worker(self, call: Any) -> Decision | Awaitable[Decision]:
+    def decide_call_in_worker(self, call: Call) -> Decision | Awaitable[Decision]:
         """The decision on a call as the proxy makes it: a cached one at once; else an awaitable
         evaluation in the worker process, within the time limit."""
         facts = input_facts(call)
@@ -246,18 +247,19 @@ def _first_line(error: object) -> str:
     return lines[0] if lines else text or type(error).__name__
 
 
-def input_facts(call: Any) -> tuple[Any, ...]:
+def input_facts(call: Call) -> tuple[Any, ...]:
     """Everything a call's input document holds, in `input_document`'s order: a cache key."""
     c = call.classification
     f = c.facts
     model = call.target_model
     # What the request uses that Tollgate cannot read (a stored prompt…) is unread too.
     unread = c.unread + f.unread if f.unread else c.unread
+    who, route = call.caller, call.route
     return (
-        call.client, tuple(call.groups), call.auth, call.provider, call.host, call.method, call.path, c.endpoint,
-        c.model, model, f.message_count, f.has_system, f.has_tools, f.stream, f.max_tokens, unread,
-        call.identity, call.usage_counters, f.service_tier, f.speed, f.batch, f.mcp_servers, c.publisher,
-        call.fallback_of,
+        who.client, tuple(who.groups), who.auth, route.target.provider, call.host, call.method, call.path, c.endpoint,
+        route.requested.model, model, f.message_count, f.has_system, f.has_tools, f.stream, f.max_tokens, unread,
+        who.identity, call.ledger.usage_counters, f.service_tier, f.speed, f.batch, f.mcp_servers, c.publisher,
+        call.failover.fallback_of,
     )  # fmt: skip
 
 
@@ -404,6 +406,6 @@ def usage_input(counters: tuple[tuple[str, str, str, int, int, str], ...]) -> di
     return usage
 
 
-def policy_input(call: Any) -> dict[str, Any]:
+def policy_input(call: Call) -> dict[str, Any]:
     """The `input` a policy gets for a call record (`tollgate.call.Call`)."""
     return input_document(input_facts(call))

@@ -50,7 +50,7 @@ def request_parts(request: http.Request, call: Call) -> RequestParts:
         body=data.content or b"",
         index=call.headers,
         called_host=call.host,
-        upstream=call.upstream,
+        upstream=call.route.upstream,
         payload_hash=call.body_sha256,
     )
 
@@ -62,7 +62,7 @@ def call_of(flow: http.HTTPFlow) -> Call | None:
 
 
 def provider_of(call: Call) -> Provider:
-    return call.registry[call.provider]
+    return call.registry[call.route.target.provider]
 
 
 def refuse(
@@ -70,14 +70,10 @@ def refuse(
 ) -> None:
     """Answer the call in the provider's own error shape instead of forwarding it: the provider
     the client called, where a route translated the call into another's format."""
-    shape = (
-        call.registry[call.requested_provider]
-        if call.translated is not None and call.requested_provider
-        else provider_of(call)
-    )
+    shape = call.registry[call.route.requested.provider] if call.route.translated is not None else provider_of(call)
     refusal = shape.refusal(reason, message)
-    call.answered_by_tollgate = True
-    call.refused = reason
+    call.answer.answered_by_tollgate = True
+    call.answer.refused = reason
     if reason not in FAILURES:
         # Tollgate's own refusal is its decision: the call was denied, for the stage's reasons
         # (the policy's, a limit's, an unknown key) where it gave some, else for this one.

@@ -122,5 +122,5 @@ class CallSteps:
 def _refuse_after_failure(flow: http.HTTPFlow, call: Call, step: CallStep) -> None:
     owner = type(step.__self__).__name__ if hasattr(step, "__self__") else getattr(step, "__name__", "a step")
     logger.exception(f"Tollgate: {owner} failed on a call; it was refused")
-    call.error = f"internal error in {owner}"
+    call.answer.error = f"internal error in {owner}"
     refuse(flow, call, INTERNAL_ERROR, "Tollgate failed on this call and did not forward it; see its console.")

@@ -56,11 +56,11 @@ def error_kind(call: Call) -> str:
     """What went wrong, as one word of a fixed set: how the call failed (`Failure`), else why
     Tollgate refused it (the refusal's reason, `providers.base.STATUS`), else `upstream_5xx` for an
     upstream's server error; "" for a call that went well (a 4xx of the upstream's is its answer)."""
-    if call.failure is not None:
-        return call.failure.value
-    if call.refused is not None:
-        return call.refused
-    if call.status is not None and call.status >= 500 and not call.answered_by_tollgate:
+    if call.answer.failure is not None:
+        return call.answer.failure.value
+    if call.answer.refused is not None:
+        return call.answer.refused
+    if call.answer.status is not None and call.answer.status >= 500 and not call.answer.answered_by_tollgate:
         return "upstream_5xx"
     return ""
 
@@ -318,21 +318,21 @@ class MetricSet:
     def observe(self, call: Call, record: Mapping[str, Any], used: Estimate | None = None) -> None:
         """One call's end: `record` is its audit record; `used` what it used as the ledger settles
         it, when it reserved on limits' counters."""
-        shape = (record["client"], call.groups, call.provider, record["model"], record["endpoint"])
+        shape = (record["client"], call.caller.groups, call.route.target.provider, record["model"], record["endpoint"])
         client, groups, provider, model, endpoint, gen_ai = self._shapes.get(shape, shape)
-        status = status_class(call.status)
+        status = status_class(call.answer.status)
         error = error_kind(call)
         limits: list[tuple[tuple[str, str, str], float]] = []
-        if used is not None and call.usage_counters:
-            for label, subject, field, before, most, metric in call.usage_counters:
+        if used is not None and call.ledger.usage_counters:
+            for label, subject, field, before, most, metric in call.ledger.usage_counters:
                 key = self._limit_keys.get((label, subject, field), label, subject, field)
                 limits.append((key, remaining(before, most, metric, used, field.endswith("_minute"))))
         with self._lock:
             self.calls.inc((client, groups, provider, model, call.decision, status, error))
-            if call.ended is not None:
-                self.duration.observe((*gen_ai, endpoint, status, error), call.ended - call.started)
-            if call.first_chunk is not None and call.classification.facts.stream:
-                self.ttft.observe(gen_ai, call.first_chunk - call.started)
+            if call.answer.ended is not None:
+                self.duration.observe((*gen_ai, endpoint, status, error), call.answer.ended - call.started)
+            if call.answer.first_chunk is not None and call.classification.facts.stream:
+                self.ttft.observe(gen_ai, call.answer.first_chunk - call.started)
             for kind, field in TOKEN_FIELDS:
                 tokens = record[field]
                 if tokens is not None:
@@ -344,10 +344,10 @@ class MetricSet:
                 self.cost.inc((client, provider, model), cost)
             if error.startswith("upstream_"):
                 self.upstream_errors.inc((provider, error))
-            if call.attempts:
-                for attempt in call.attempts:
+            if call.failover.attempts:
+                for attempt in call.failover.attempts:
                     self.retries.inc((provider, model, retry_cause(attempt.status, attempt.error)))
-                if fallbacks := fallbacks_made(call.attempts, record["model"]):
+                if fallbacks := fallbacks_made(call.failover.attempts, record["model"]):
                     self.fallbacks.inc((provider, model), fallbacks)
             for key, left in limits:
                 self.limit_remaining.set(key, left)

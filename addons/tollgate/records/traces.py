@@ -153,14 +153,14 @@ def error_type(call: Call) -> str | None:
     failure kinds: upstream_timeout, …), else why Tollgate refused it (policy_denied,
     rate_limited, …, as in X-Tollgate-Error), else the HTTP status of an upstream's error answer,
     else `_OTHER` for a call without an answer or whose answer ended in an error."""
-    if call.failure is not None:
-        return call.failure.value
-    if call.refused is not None:
-        return call.refused
-    status = call.status
+    if call.answer.failure is not None:
+        return call.answer.failure.value
+    if call.answer.refused is not None:
+        return call.answer.refused
+    status = call.answer.status
     if status is not None and status >= 400:
         return str(status)
-    if status is None or call.error is not None:
+    if status is None or call.answer.error is not None:
         return "_OTHER"
     return None
 
@@ -168,7 +168,7 @@ def error_type(call: Call) -> str | None:
 def span_name(call: Call) -> str:
     """`{gen_ai.operation.name} {gen_ai.request.model}`, or the operation alone without a model."""
     operation = operation_name(call.classification.endpoint)
-    model = call.classification.model
+    model = call.route.requested.model
     return f"{operation} {model}" if model else operation
 
 
@@ -178,32 +178,32 @@ def span_attributes(call: Call, record: Mapping[str, Any]) -> dict[str, Any]:
     c = call.classification
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": operation_name(c.endpoint),
-        "gen_ai.provider.name": semconv_name(call.provider),
+        "gen_ai.provider.name": semconv_name(call.route.target.provider),
         "tollgate.request_id": call.request_id,
         "tollgate.decision": call.decision,
-        "tollgate.groups": call.groups,
+        "tollgate.groups": call.caller.groups,
         "tollgate.deny_reasons": call.deny_reasons,
     }
     if c.endpoint is not None:
         attributes["tollgate.endpoint"] = c.endpoint
-    if c.model is not None:
-        attributes["gen_ai.request.model"] = c.model
+    if (asked := call.route.requested.model) is not None:
+        attributes["gen_ai.request.model"] = asked
     model = call.target_model
     if model is not None:
         attributes["gen_ai.response.model"] = model  # the model called (an override's, if one applied)
     if c.facts.max_tokens is not None:
         attributes["gen_ai.request.max_tokens"] = c.facts.max_tokens
-    if call.client is not None:
-        attributes["tollgate.client"] = call.client
-    if call.requested_provider is not None:
-        attributes["tollgate.requested_provider"] = call.requested_provider
-    address, port = server_of(call.upstream) if call.upstream else (call.host, None)
+    if call.caller.client is not None:
+        attributes["tollgate.client"] = call.caller.client
+    if call.route.rerouted:
+        attributes["tollgate.requested_provider"] = call.route.requested.provider
+    address, port = server_of(call.route.upstream) if call.route.upstream else (call.host, None)
     attributes["server.address"] = address
     if port is not None:
         attributes["server.port"] = port
-    if call.status is not None:
-        attributes["http.response.status_code"] = call.status
-    usage = call.usage
+    if call.answer.status is not None:
+        attributes["http.response.status_code"] = call.answer.status
+    usage = call.answer.usage
     if usage is not None:
         if usage.input_tokens is not None:
             attributes["gen_ai.usage.input_tokens"] = usage.input_tokens
@@ -313,7 +313,7 @@ class Traces:
 
     def record(self, call: Call, record: Mapping[str, Any]) -> None:
         """The call's span, made now that it has ended, queued for export."""
-        ended = call.ended if call.ended is not None else time.time()
+        ended = call.answer.ended if call.answer.ended is not None else time.time()
         attributes = span_attributes(call, record)
         self._ids.preset = call.span_ids
         try:
@@ -327,7 +327,7 @@ class Traces:
         finally:
             self._ids.preset = None
         if "error.type" in attributes:
-            span.set_status(self._status_error(self._error, call.error))
+            span.set_status(self._status_error(self._error, call.answer.error))
         span.end(end_time=int(ended * 1e9))
 
     def _parent(self, trace_context: tuple[bytes, bytes | None] | None) -> Context:

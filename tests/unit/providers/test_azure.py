@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tollgate.call import Call
+from tollgate.call import Call, Route
 from tollgate.config import Config, ConfigError, parse_config
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.request_facts import Classification
@@ -192,11 +192,13 @@ def test_bad_settings_name_their_field(settings: dict[str, Any], message: str) -
 def test_deployments_name_models_for_prices_limits_and_the_policy_whatever_their_case() -> None:
     config = parse_config({"providers": {"azure": {"deployments": {"Prod-4o": "gpt-4o"}}}})
     loaded = Loaded.build(config)
-    call = Call("azure", f"{RES}.openai.azure.com", "POST", "/openai/deployments/prod-4o/chat/completions")
+    call = Call(
+        Route.as_called("azure"), f"{RES}.openai.azure.com", "POST", "/openai/deployments/prod-4o/chat/completions"
+    )
     call.loaded = loaded
-    call.classification = Classification("chat.completions", "prod-4o")
-    assert (call.sent_model, call.target_model) == ("prod-4o", "gpt-4o")
-    call.classification = Classification("chat.completions", "other")
+    call.classified(Classification("chat.completions", "prod-4o"))
+    assert (call.route.target.model, call.target_model) == ("prod-4o", "gpt-4o")
+    call.classified(Classification("chat.completions", "other"))
     assert call.target_model == "other"
     assert Loaded.build(Config()).model_names == {}
 

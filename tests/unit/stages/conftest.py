@@ -13,7 +13,7 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import tflow, tutils
 
-from tollgate.call import Call
+from tollgate.call import Call, Route
 from tollgate.config import Config, parse_config
 from tollgate.formats.raw_headers import header_index
 from tollgate.proxy.flows import CALL
@@ -78,7 +78,7 @@ def assert_refused(flow: http.HTTPFlow, provider: str, reason: str, message: str
         "x-tollgate-request-id": call.request_id,
         "content-length": str(len(flow.response.content)),
     }
-    assert call.answered_by_tollgate is True
+    assert call.answer.answered_by_tollgate is True
 
 
 def configured(config: Config | dict | None = None, audit: AuditLog | None = None) -> Shared:
@@ -174,13 +174,13 @@ def openai_flow(*fields: tuple[str, str], shared: Shared | None = None) -> tuple
     flow.request.host, flow.request.port, flow.request.path = "api.openai.com", 443, "/v1/chat/completions"
     flow.request.headers.fields = tuple((k.encode(), v.encode()) for k, v in fields)
     call = Call(
-        provider="openai",
-        host="api.openai.com",
-        method="POST",
-        path="/v1/chat/completions",
+        Route.as_called("openai"),
+        "api.openai.com",
+        "POST",
+        "/v1/chat/completions",
         headers=header_index(flow.request.headers.fields),
         loaded=(shared or configured()).loaded,
     )  # as Classify reads them
-    call.auth, call.client = "virtual_key", "alice"
+    call.caller.auth, call.caller.client = "virtual_key", "alice"
     flow.metadata[CALL] = call
     return flow, call

@@ -11,7 +11,7 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import tflow, tutils
 
-from tollgate.call import FAILED_MARKER, REFUSED_MARKER, Call, Failure
+from tollgate.call import FAILED_MARKER, REFUSED_MARKER, Call, Failure, Route, Target
 from tollgate.formats.usage import Usage
 from tollgate.proxy.flows import CALL, refuse
 from tollgate.proxy.runner import CallSteps
@@ -36,7 +36,7 @@ from .conftest import (
 def openai_call(shared: Shared) -> tuple[http.HTTPFlow, Call]:
     flow = api_flow(HOSTS["openai"], "/v1/chat/completions", {"model": "gpt-4o", "messages": [], "max_tokens": 9})
     call = classified(shared, flow)
-    call.client, call.auth, call.groups = "alice", "virtual_key", ("research",)
+    call.caller.client, call.caller.auth, call.caller.groups = "alice", "virtual_key", ("research",)
     return flow, call
 
 
@@ -70,9 +70,9 @@ def test_an_answered_call_gets_its_request_id_header_and_one_record_at_response(
         (b"X-Tollgate-Request-Id", call.request_id.encode()),
         (b"x-request-id", b"req_1"),
     )
-    assert call.status == 200
+    assert call.answer.status == 200
     assert audit_lines(audit_path) == []  # not before the answer has ended
-    call.usage = Usage(input_tokens=12, output_tokens=5, total_tokens=17, finish_reason="stop")
+    call.answer.usage = Usage(input_tokens=12, output_tokens=5, total_tokens=17, finish_reason="stop")
     audit.response(flow)
 
     [record] = written(audit_log, audit_path)
@@ -98,7 +98,9 @@ def test_an_answered_call_gets_its_request_id_header_and_one_record_at_response(
         "stop",
     )
     assert record["cost_usd"] == 0.00008  # gpt-4o: 12 x $2.50 + 5 x $10 per Mtok
-    assert call.ended is not None and record["latency_ms"] == round((call.ended - call.started) * 10000) / 10
+    assert (
+        call.answer.ended is not None and record["latency_ms"] == round((call.answer.ended - call.started) * 10000) / 10
+    )
     # The flow keeps the plain record (what a saved flow can hold), its summary and no marker.
     assert as_written(flow.metadata[CALL]) == record and type(flow.metadata[CALL]) is dict
     assert flow.comment == "12→5 $0.000080 · alice · openai/gpt-4o"
@@ -135,7 +137,7 @@ def test_a_call_tollgate_refused_is_recorded_and_marked_refused(audit_log, audit
     shared = configured(audit=audit_log)
     audit = Audit(shared)
     flow, call = openai_call(shared)
-    call.client, call.decision, call.deny_reasons = None, "deny", ("unknown or missing API key",)
+    call.caller.client, call.decision, call.deny_reasons = None, "deny", ("unknown or missing API key",)
     refuse(flow, call, "unauthenticated", "unknown key")
     audit.request(flow)
     audit.responseheaders(flow)
@@ -181,7 +183,7 @@ def test_a_call_that_failed_is_recorded_at_error_with_why(audit_log, audit_path)
     flow, call = openai_call(shared)
     audit.request(flow)
     flow.error = tflow.terr("connection refused")
-    call.error, call.failure = "upstream unreachable: connection refused", Failure.UPSTREAM_UNREACHABLE
+    call.answer.error, call.answer.failure = "upstream unreachable: connection refused", Failure.UPSTREAM_UNREACHABLE
     audit.error(flow)
     [record] = written(audit_log, audit_path)
     assert (record["status"], record["error"]) == (None, "upstream unreachable: connection refused")
@@ -197,7 +199,7 @@ def test_a_failure_answered_at_error_is_recorded_with_that_answer(audit_log, aud
     audit.request(flow)
     flow.error = tflow.terr("timed out")
     refuse(flow, call, "upstream_timeout", "no answer")  # as UpstreamWatch answers at `error`
-    call.error, call.failure = "upstream timeout: no response within 1 s", Failure.UPSTREAM_TIMEOUT
+    call.answer.error, call.answer.failure = "upstream timeout: no response within 1 s", Failure.UPSTREAM_TIMEOUT
     audit.error(flow)
     [record] = written(audit_log, audit_path)
     assert (record["status"], record["error"]) == (504, "upstream timeout: no response within 1 s")
@@ -209,8 +211,8 @@ def test_a_websocket_call_is_recorded_when_the_websocket_ends_not_at_its_upgrade
     shared = configured(audit=audit_log)
     audit = Audit(shared)
     flow = tflow.twebsocketflow()
-    call = Call(provider="openai", host=HOSTS["openai"], method="GET", path="/v1/realtime", loaded=shared.loaded)
-    call.usage = Usage(input_tokens=40, output_tokens=8)
+    call = Call(Route.as_called("openai"), HOSTS["openai"], "GET", "/v1/realtime", loaded=shared.loaded)
+    call.answer.usage = Usage(input_tokens=40, output_tokens=8)
     flow.metadata[CALL] = call
     audit.request(flow)
     audit.responseheaders(flow)
@@ -238,7 +240,7 @@ def test_calls_still_open_at_shutdown_are_recorded_and_the_audit_log_closed(audi
     answer(ended)
     audit.responseheaders(ended)
     audit.response(ended)
-    failed_call.error = "upstream broke off"
+    failed_call.answer.error = "upstream broke off"
     audit.done()
     records = {r["request_id"]: r for r in audit_lines(audit_path)}
     assert len(audit_lines(audit_path)) == 3
@@ -269,7 +271,7 @@ def test_text_no_flow_file_can_hold_is_escaped_on_the_flow_and_kept_in_the_audit
     shared = configured(audit=audit_log)
     audit = Audit(shared)
     flow, call = openai_call(shared)
-    call.model = "gpt-4o\ud800"  # a lone surrogate, as JSON allows
+    call.route.target = Target(call.route.target.provider, "gpt-4o\ud800")  # a lone surrogate, as JSON allows
     audit.request(flow)
     answer(flow)
     audit.response(flow)
@@ -297,7 +299,7 @@ def test_the_gate_lets_calls_through_while_the_audit_is_written(audit_log) -> No
     flow, call = openai_call(shared)
     later = Later()
     CallSteps(AuditGate(shared).handle, later.handle).at_request(flow)
-    assert (flow.response, later.ran, call.error) == (None, 1, None)
+    assert (flow.response, later.ran, call.answer.error) == (None, 1, None)
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -313,14 +315,14 @@ def test_while_the_audit_is_failing_calls_are_refused_503_audit_unavailable(fail
         "audit_unavailable",
         "Tollgate cannot write its audit, so it serves no calls; retry later.",
     )
-    assert (call.error, later.ran) == ("audit unavailable", 0)
+    assert (call.answer.error, later.ran) == ("audit unavailable", 0)
 
 
 def test_without_an_audit_log_calls_are_refused() -> None:
     shared = configured()  # no audit log, e.g. once it has been closed at shutdown
     flow, call = openai_call(shared)
     CallSteps(AuditGate(shared).handle).at_request(flow)
-    assert flow.response.status_code == 503 and call.error == "audit unavailable"
+    assert flow.response.status_code == 503 and call.answer.error == "audit unavailable"
 
 
 def test_calls_are_served_again_once_the_audit_can_be_written(failing_audit_log, tmp_path) -> None:
@@ -333,4 +335,4 @@ def test_calls_are_served_again_once_the_audit_can_be_written(failing_audit_log,
     assert wait_for(lambda: not failing_audit_log.failing)
     served, call = openai_call(shared)
     CallSteps(gate.handle).at_request(served)
-    assert (served.response, call.error) == (None, None)
+    assert (served.response, call.answer.error) == (None, None)

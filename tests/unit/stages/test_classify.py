@@ -81,13 +81,13 @@ def test_each_providers_main_endpoint_is_read_exactly(provider: str) -> None:
     Classify(shared).request(flow)
     assert flow.response is None
     call = flow.metadata[CALL]
-    assert (call.provider, call.host, call.method, call.path) == (provider, HOSTS[provider], "POST", path)
+    assert (call.route.target.provider, call.host, call.method, call.path) == (provider, HOSTS[provider], "POST", path)
     assert call.classification == expected
     assert call.body == body
     assert call.headers == header_index(flow.request.headers.fields)
     assert call.headers[b"authorization"] == b"Bearer tg-x"
     assert call.loaded is shared.loaded
-    assert (call.streamed_upload, flow.request.stream, call.answered_by_tollgate, call.error) == (
+    assert (call.streamed_upload, flow.request.stream, call.answer.answered_by_tollgate, call.answer.error) == (
         False,
         False,
         False,
@@ -172,7 +172,11 @@ def test_a_host_header_naming_the_host_called_in_another_case_and_with_its_port_
     flow = api_flow(HOSTS["anthropic"], "/v1/models", method="GET")
     flow.request.headers["Host"] = "API.Anthropic.com.:443"
     call = classified(configured(), flow)
-    assert (call.provider, call.host, call.classification.endpoint) == ("anthropic", "api.anthropic.com", "models")
+    assert (call.route.target.provider, call.host, call.classification.endpoint) == (
+        "anthropic",
+        "api.anthropic.com",
+        "models",
+    )
 
 
 # ---- a captured request (./run.sh --capture): named by what it asked for, not the address dialled
@@ -196,7 +200,7 @@ def test_a_captured_call_is_named_by_its_host_header_and_goes_there(mode: str) -
     flow = captured(mode, "api.openai.com", "api.openai.com")
     Classify(shared).requestheaders(flow)
     call = classified(shared, flow)
-    assert (call.provider, call.host, flow.request.host, flow.request.port) == (
+    assert (call.route.target.provider, call.host, flow.request.host, flow.request.port) == (
         "openai",
         "api.openai.com",
         "api.openai.com",
@@ -257,7 +261,7 @@ def test_an_upload_is_classified_at_its_headers_and_streamed_upstream_unread(pro
     classify.requestheaders(flow)
     call = flow.metadata[CALL]
     assert flow.response is None
-    assert (call.provider, call.path, call.classification) == (provider, path, expected)
+    assert (call.route.target.provider, call.path, call.classification) == (provider, path, expected)
     assert call.streamed_upload is True and flow.request.stream is True
     assert call.body is None and call.loaded is shared.loaded
     classify.request(flow)  # the call made at its headers is the call
@@ -376,8 +380,8 @@ def test_a_request_that_cannot_be_read_exactly_is_refused_400_in_the_providers_s
     assert_refused(
         flow, provider, "bad_request", f"Tollgate cannot read this request exactly and did not forward it: {detail}."
     )
-    assert call.error == f"bad request: {detail}"
-    assert call.answered_by_tollgate is True
+    assert call.answer.error == f"bad request: {detail}"
+    assert call.answer.answered_by_tollgate is True
     assert (call.decision, call.deny_reasons) == ("deny", ("bad_request",))  # Tollgate's own refusal
     assert call.body is None and call.classification.model is None
 
@@ -388,7 +392,7 @@ def test_a_body_that_is_refused_keeps_the_endpoint_its_path_names_for_the_audit(
     call = flow.metadata[CALL]
     assert flow.response.status_code == 400
     assert call.classification == Classification(endpoint="chat.completions")
-    assert call.error == "bad request: 'stream' is not a boolean"
+    assert call.answer.error == "bad request: 'stream' is not a boolean"
 
 
 def test_a_refused_upgrade_keeps_the_endpoint_its_path_names_for_the_audit() -> None:
@@ -422,7 +426,7 @@ def test_without_a_configuration_every_call_is_refused_500_misconfigured(provide
     Classify(Shared()).request(flow)
     call = flow.metadata[CALL]
     assert_refused(flow, provider, "misconfigured", "Tollgate has no valid configuration; see its console.")
-    assert (call.error, call.loaded, call.answered_by_tollgate) == ("no valid configuration", None, True)
+    assert (call.answer.error, call.loaded, call.answer.answered_by_tollgate) == ("no valid configuration", None, True)
     assert call.classification == Classification()
 
 
@@ -453,8 +457,8 @@ def test_a_request_whose_head_was_cut_is_refused_431_at_its_headers(provider: st
     call = flow.metadata[CALL]
     assert flow.response.status_code == 431
     assert (call.decision, call.deny_reasons) == ("deny", ("headers_too_large",))
-    assert call.error == "request headers past 64 KiB"
-    assert (call.method, call.path, call.client) == ("POST", VALID[provider][0], None)
+    assert call.answer.error == "request headers past 64 KiB"
+    assert (call.method, call.path, call.caller.client) == ("POST", VALID[provider][0], None)
 
 
 def test_a_cut_head_is_refused_whatever_another_addon_answered_and_whatever_the_configuration() -> None:

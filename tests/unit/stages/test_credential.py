@@ -30,7 +30,7 @@ def test_credential_swaps_every_credential_and_side_header_for_the_pooled_key():
         (b"Content-Type", b"application/json"),
         (b"authorization", b"Bearer sk-real"),
     )
-    assert call.upstream_key == fingerprint("sk-real")
+    assert call.answer.upstream_key == fingerprint("sk-real")
 
 
 def test_credential_prefers_the_callers_side_header_and_removes_it():
@@ -38,7 +38,7 @@ def test_credential_prefers_the_callers_side_header_and_removes_it():
     flow, call = openai_flow(("authorization", "Bearer tg-virtual"), ("x-openai-key", "  sk-own  "), shared=shared)
     CallSteps(Credential(shared).handle).at_request(flow)
     assert flow.request.headers.fields == ((b"authorization", b"Bearer sk-own"),)
-    assert call.upstream_key == fingerprint("sk-own")
+    assert call.answer.upstream_key == fingerprint("sk-own")
 
 
 def test_each_attempt_counts_once_for_its_keys_circuit():
@@ -58,13 +58,13 @@ def test_each_attempt_counts_once_for_its_keys_circuit():
     credential = Credential(shared)
     flow, call = openai_flow(("authorization", "Bearer tg-virtual"), shared=shared)
     CallSteps(credential.handle).at_request(flow)
-    used = [call.upstream_key]
+    used = [call.answer.upstream_key]
     for _ in range(2):  # two attempts fail and go again (as `UpstreamWatch.go_again` then resets the count)
         flow.response = http.Response.make(503)
-        call.retrying = True
-        assert credential.again(flow) is None and call.retrying
-        used.append(call.upstream_key)
-        call.circuit_counted = False
+        call.failover.retrying = True
+        assert credential.again(flow) is None and call.failover.retrying
+        used.append(call.answer.upstream_key)
+        call.failover.circuit_counted = False
     assert used == [fingerprint("sk-one"), fingerprint("sk-two"), fingerprint("sk-one")]
     flow.response = http.Response.make(503)  # the last attempt's answer goes to the client
     credential.responseheaders(flow)
@@ -72,7 +72,7 @@ def test_each_attempt_counts_once_for_its_keys_circuit():
     # sk-one failed twice in a row: only sk-two is taken now, until it fails once more.
     flow, call = openai_flow(("authorization", "Bearer tg-virtual"), shared=shared)
     CallSteps(credential.handle).at_request(flow)
-    assert call.upstream_key == fingerprint("sk-two")
+    assert call.answer.upstream_key == fingerprint("sk-two")
     flow.response = http.Response.make(503)
     credential.responseheaders(flow)
     flow, call = openai_flow(("authorization", "Bearer tg-virtual"), shared=shared)

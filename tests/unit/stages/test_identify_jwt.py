@@ -76,8 +76,8 @@ def test_a_jwt_is_taken_wherever_a_virtual_key_is(position: str) -> None:
     flow, call = call_with(shared, provider, **POSITIONS[position](token()))
     identify(shared, flow, call)
     assert flow.response is None
-    assert (call.client, call.groups, call.auth) == ("svc:batch", ("etl",), "jwt")
-    assert isinstance(call.identity, JwtIdentity) and call.identity.claims["sub"] == "batch"
+    assert (call.caller.client, call.caller.groups, call.caller.auth) == ("svc:batch", ("etl",), "jwt")
+    assert isinstance(call.caller.identity, JwtIdentity) and call.caller.identity.claims["sub"] == "batch"
     record = call.audit_record()
     assert (record["client"], record["auth"], record["groups"]) == ("svc:batch", "jwt", ["etl"])
     assert "claims" not in json.dumps(record) and "identity" not in record
@@ -96,14 +96,14 @@ def test_a_rejected_jwt_is_refused_in_the_providers_shape_saying_why(provider: s
     assert flow.response.headers["x-tollgate-error"] == "unauthenticated"
     assert b"Tollgate: JWT rejected: token expired" in flow.response.content
     assert bad.encode() not in flow.response.content
-    assert (call.decision, call.deny_reasons, call.client) == ("deny", ("token expired",), None)
+    assert (call.decision, call.deny_reasons, call.caller.client) == ("deny", ("token expired",), None)
 
 
 def test_a_virtual_key_still_identifies_its_client() -> None:
     shared = configured(CONFIG)
     flow, call = call_with(shared, "openai", headers=(("Authorization", "Bearer tg-alice-0123456789"),))
     identify(shared, flow, call)
-    assert (call.client, call.auth, call.identity) == ("alice", "virtual_key", None)
+    assert (call.caller.client, call.caller.auth, call.caller.identity) == ("alice", "virtual_key", None)
 
 
 def test_a_token_of_another_issuer_is_an_anonymous_callers_own_when_anonymity_is_allowed() -> None:
@@ -111,7 +111,7 @@ def test_a_token_of_another_issuer_is_an_anonymous_callers_own_when_anonymity_is
     shared = configured({**CONFIG, "allow_anonymous": True})
     flow, call = call_with(shared, "openai", headers=(("Authorization", f"Bearer {other}"),))
     identify(shared, flow, call)
-    assert (flow.response, call.auth) == (None, "anonymous")
+    assert (flow.response, call.caller.auth) == (None, "anonymous")
     # ... but a token of Tollgate's issuer that fails is refused all the same.
     flow, call = call_with(shared, "openai", headers=(("Authorization", f"Bearer {token(aud='x')}"),))
     identify(shared, flow, call)
@@ -142,7 +142,7 @@ def test_with_proxyauth_any_a_login_is_its_passwords_jwt() -> None:
     assert flow.metadata[PROXYAUTH] == ("agent", "")
     assert secret not in repr(flow.metadata) and secret not in repr(flow.get_state())
     identify(shared, flow, call, stage)
-    assert (flow.response, call.client, call.auth) == (None, "svc:batch", "jwt")
+    assert (flow.response, call.caller.client, call.caller.auth) == (None, "svc:batch", "jwt")
     assert flow not in stage._passwords
 
 
@@ -154,7 +154,7 @@ def test_with_proxyauth_any_a_login_without_a_valid_jwt_is_refused_whatever_name
     flow, call = logged_in(shared, stage, "alice", password)
     identify(shared, flow, call, stage)
     assert flow.response is not None and flow.response.status_code == 401
-    assert call.client is None and call.decision == "deny"
+    assert call.caller.client is None and call.decision == "deny"
     assert call.deny_reasons == ("malformed token",)
 
 
@@ -173,7 +173,7 @@ def test_with_a_checked_proxyauth_the_login_name_is_the_client_as_before() -> No
     flow, call = logged_in(shared, stage, "alice", "htpasswd-password")
     assert flow.metadata[PROXYAUTH] == ("alice", "") and flow not in stage._passwords
     identify(shared, flow, call, stage)
-    assert (call.client, call.auth) == ("alice", "proxyauth")
+    assert (call.caller.client, call.caller.auth) == ("alice", "proxyauth")
 
 
 def test_a_password_not_judged_is_let_go_at_request() -> None:
@@ -225,8 +225,8 @@ def test_a_token_whose_key_must_be_fetched_makes_identify_awaitable() -> None:
     )
     flow, call = call_with(shared, "openai", headers=(("Authorization", f"Bearer {rs}"),))
     pending = Identify(shared).handle(flow, call)
-    assert pending is not None and call.client is None
+    assert pending is not None and call.caller.client is None
     asyncio.run(_await(pending))
-    assert (call.client, call.auth, len(fetches)) == ("pod", "jwt", 1)
+    assert (call.caller.client, call.caller.auth, len(fetches)) == ("pod", "jwt", 1)
     flow, call = call_with(shared, "openai", headers=(("Authorization", f"Bearer {rs}"),))
-    assert Identify(shared).handle(flow, call) is None and call.client == "pod"  # remembered
+    assert Identify(shared).handle(flow, call) is None and call.caller.client == "pod"  # remembered

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tollgate.call import Call
+from tollgate.call import Answer, Call, Caller, Route
 from tollgate.config import parse_config
 from tollgate.formats.usage import Usage
 from tollgate.governance.limits import Estimate, Reserved, charges, counters
@@ -20,10 +20,15 @@ CONFIG = parse_config({"limits": [{"name": "day", "tokens_per_day": 1000, "reque
 
 def ended_call(loaded: Loaded) -> Call:
     call = Call(
-        "openai", "api.openai.com", "POST", "/v1/chat/completions", client="alice", status=200, request_sent=True
+        Route.as_called("openai"),
+        "api.openai.com",
+        "POST",
+        "/v1/chat/completions",
+        caller=Caller("alice"),
+        answer=Answer(status=200, request_sent=True),
     )
     call.loaded = loaded
-    call.usage = Usage(input_tokens=30, output_tokens=12, total_tokens=42)
+    call.answer.usage = Usage(input_tokens=30, output_tokens=12, total_tokens=42)
     return call
 
 
@@ -41,7 +46,7 @@ def test_settled_in_the_reserving_store_or_counted_in_the_one_that_replaced_it(t
             for replaced in (False, True):
                 assert first.reserve_now(charges(found, estimate)).granted
                 call = ended_call(loaded)
-                call.reserved = Reserved(first, tuple(found), estimate)
+                call.ledger.reserved = Reserved(first, tuple(found), estimate)
                 if replaced:
                     shared.ledger = second  # as a reload that changes ledger.store leaves it
                 ledger.settle(call, call.audit_record())

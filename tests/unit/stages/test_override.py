@@ -9,7 +9,7 @@ import json
 import pytest
 from mitmproxy import http
 
-from tollgate.call import Call
+from tollgate.call import Call, Target
 from tollgate.proxy.runner import CallSteps
 from tollgate.proxy.stages.override import Override
 from tollgate.proxy.state import Shared
@@ -52,7 +52,7 @@ def overridden(
     shared = shared or configured(RULES)
     flow = api_flow(HOSTS[provider], path, body, method=method)
     call = classified(shared, flow)
-    call.client, call.groups = client, groups
+    call.caller.client, call.caller.groups = client, groups
     sent = flow.request.raw_content
     assert CallSteps(Override(shared).handle).at_request(flow) is None
     assert flow.response is None
@@ -66,8 +66,16 @@ def test_the_model_in_the_body_is_rewritten_and_the_length_follows() -> None:
     assert flow.request.headers.get_all("content-length") == [str(len(flow.request.raw_content))]
     assert json.loads(flow.request.raw_content)["seed"] == 2**70
     assert flow.request.path == "/v1/chat/completions"
-    assert (call.model, call.classification.model, call.body["model"]) == ("gpt-4o-mini", "gpt-4o", "gpt-4o-mini")
-    assert (call.provider, call.requested_provider, call.upstream) == ("openai", None, None)
+    assert (call.route.target.model, call.classification.model, call.body["model"]) == (
+        "gpt-4o-mini",
+        "gpt-4o",
+        "gpt-4o-mini",
+    )
+    assert (call.route.target.provider, call.route.requested.provider, call.route.upstream) == (
+        "openai",
+        "openai",
+        None,
+    )
     record = call.audit_record()
     assert (record["requested_model"], record["model"]) == ("gpt-4o", "gpt-4o-mini")
 
@@ -77,7 +85,7 @@ def test_an_anthropic_model_is_rewritten_in_its_body() -> None:
     flow, call, sent = overridden("anthropic", "/v1/messages", body)
     assert flow.request.raw_content == sent.replace(b'"claude-opus-4-1"', b'"claude-haiku-4-5"')
     assert flow.request.headers["content-length"] == str(len(flow.request.raw_content))
-    assert call.model == "claude-haiku-4-5"
+    assert call.route.target.model == "claude-haiku-4-5"
 
 
 def test_a_gemini_model_is_rewritten_in_the_path_and_the_body_left_as_sent() -> None:
@@ -87,7 +95,7 @@ def test_a_gemini_model_is_rewritten_in_the_path_and_the_body_left_as_sent() -> 
     assert flow.request.path == "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
     assert flow.request.raw_content == sent
     assert flow.request.headers["content-length"] == str(len(sent))
-    assert (call.model, call.classification.model) == ("gemini-2.5-flash", "gemini-2.0-flash")
+    assert (call.route.target.model, call.classification.model) == ("gemini-2.5-flash", "gemini-2.0-flash")
 
 
 def test_a_bedrock_model_is_rewritten_in_the_path_percent_encoded_as_botocore_sends_it() -> None:
@@ -96,7 +104,7 @@ def test_a_bedrock_model_is_rewritten_in_the_path_percent_encoded_as_botocore_se
     )
     assert flow.request.path == "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/converse-stream"
     assert flow.request.raw_content == sent
-    assert call.model == "anthropic.claude-3-5-haiku-20241022-v1:0"
+    assert call.route.target.model == "anthropic.claude-3-5-haiku-20241022-v1:0"
 
 
 def test_a_gemini_openai_compatible_call_gets_its_model_rewritten_in_the_body() -> None:
@@ -105,7 +113,7 @@ def test_a_gemini_openai_compatible_call_gets_its_model_rewritten_in_the_body() 
     assert flow.request.path == "/v1beta/openai/chat/completions"
     assert flow.request.raw_content == b'{"model":"gemini-2.5-flash","messages":[]}'
     assert flow.request.headers["content-length"] == "42"
-    assert call.model == "gemini-2.5-flash"
+    assert call.route.target.model == "gemini-2.5-flash"
 
 
 def test_a_gemini_body_that_names_its_model_as_a_resource_keeps_the_resource_form() -> None:
@@ -133,7 +141,7 @@ def test_a_bedrock_body_that_names_its_model_in_its_own_field_gets_it_rewritten_
     CallSteps(Override(shared).handle).at_request(flow)
     sent = json.loads(flow.request.raw_content)
     assert (sent[field], "model" in sent) == ("anthropic.claude-3-5-haiku-20241022-v1:0", False)
-    assert call.model == "anthropic.claude-3-5-haiku-20241022-v1:0"
+    assert call.route.target.model == "anthropic.claude-3-5-haiku-20241022-v1:0"
 
 
 def test_a_bedrock_body_that_names_its_model_deep_inside_goes_as_asked() -> None:
@@ -149,7 +157,11 @@ def test_a_bedrock_body_that_names_its_model_deep_inside_goes_as_asked() -> None
     call = classified(shared, flow)
     sent = flow.request.raw_content
     CallSteps(Override(shared).handle).at_request(flow)
-    assert (flow.request.raw_content, call.model, call.audit_record()["model"]) == (sent, None, arn)
+    assert (flow.request.raw_content, call.route.target, call.audit_record()["model"]) == (
+        sent,
+        call.route.requested,
+        arn,
+    )
 
 
 # ---- routes to another provider's OpenAI-compatible API
@@ -158,12 +170,12 @@ def test_a_bedrock_body_that_names_its_model_deep_inside_goes_as_asked() -> None
 def test_a_route_changes_the_provider_the_path_and_the_model() -> None:
     body = {"model": "gemini-2.0-flash", "messages": [], "stream": True}
     flow, call, _sent = overridden("openai", "/v1/chat/completions?trace=1", body)
-    assert (call.provider, call.requested_provider) == ("gemini", "openai")
+    assert (call.route.target.provider, call.route.requested.provider) == ("gemini", "openai")
     assert flow.request.path == "/v1beta/openai/chat/completions?trace=1"
     assert flow.request.raw_content == b'{"model":"gemini-2.5-pro","messages":[],"stream":true}'
     assert flow.request.headers["content-length"] == str(len(flow.request.raw_content))
-    assert call.model == "gemini-2.5-pro"
-    assert call.upstream is None  # Route picks Gemini's own host
+    assert call.route.target.model == "gemini-2.5-pro"
+    assert call.route.upstream is None  # Route picks Gemini's own host
     record = call.audit_record()
     assert (record["provider"], record["requested_provider"], record["requested_model"], record["model"]) == (
         "gemini",
@@ -176,33 +188,32 @@ def test_a_route_changes_the_provider_the_path_and_the_model() -> None:
 def test_a_route_to_bedrock_goes_to_its_upstream_with_the_model_as_asked() -> None:
     body = {"model": "nova-pro", "messages": []}
     flow, call, sent = overridden("openai", "/v1/chat/completions", body)
-    assert (call.provider, call.requested_provider) == ("bedrock", "openai")
+    assert (call.route.target.provider, call.route.requested.provider) == ("bedrock", "openai")
     assert flow.request.path == "/openai/v1/chat/completions"
-    assert call.upstream == "https://bedrock-runtime.eu-west-1.amazonaws.com"
-    assert flow.request.raw_content == sent and call.model is None
+    assert call.route.upstream == "https://bedrock-runtime.eu-west-1.amazonaws.com"
+    assert flow.request.raw_content == sent and call.route.target.model == call.route.requested.model == "nova-pro"
 
 
 def test_a_route_for_some_clients_only() -> None:
     body = {"model": "claude-sonnet-4-5", "messages": []}
     flow, call, _sent = overridden("openai", "/v1/chat/completions", body, client="ci-nightly")
-    assert (call.provider, flow.request.path) == ("anthropic", "/v1/chat/completions")
+    assert (call.route.target.provider, flow.request.path) == ("anthropic", "/v1/chat/completions")
     flow, call, _sent = overridden("openai", "/v1/chat/completions", body, client="alice")
-    assert (call.provider, call.requested_provider, flow.request.path) == ("openai", None, "/v1/chat/completions")
+    assert (call.route.rerouted, flow.request.path) == (False, "/v1/chat/completions")
 
 
 def test_a_route_applies_only_to_endpoints_the_target_offers() -> None:
     body = {"model": "gemini-2.0-flash", "input": "hi"}
     flow, call, sent = overridden("openai", "/v1/responses", body)  # Gemini has no OpenAI Responses API
-    assert (call.provider, call.requested_provider, call.model) == ("openai", None, None)
+    assert call.route.target == call.route.requested == Target("openai", "gemini-2.0-flash")
     assert (flow.request.path, flow.request.raw_content) == ("/v1/responses", sent)
 
 
 def test_an_upstream_alone_changes_neither_model_nor_path() -> None:
     flow, call, sent = overridden("openai", "/v1/chat/completions", {"model": "gpt-4.1", "messages": []})
-    assert call.upstream == "https://llm-gateway.internal:8443"
-    assert (call.provider, call.model, flow.request.path, flow.request.raw_content) == (
-        "openai",
-        None,
+    assert call.route.upstream == "https://llm-gateway.internal:8443"
+    assert (call.route.target, flow.request.path, flow.request.raw_content) == (
+        Target("openai", "gpt-4.1"),
         "/v1/chat/completions",
         sent,
     )
@@ -213,7 +224,7 @@ def test_an_upstream_alone_changes_neither_model_nor_path() -> None:
 
 def unchanged(flow: http.HTTPFlow, call: Call, sent: bytes | None, path: str) -> None:
     assert (flow.request.path, flow.request.raw_content) == (path, sent)
-    assert (call.model, call.requested_provider, call.upstream) == (None, None, None)
+    assert (call.route.target, call.route.upstream) == (call.route.requested, None)
 
 
 def test_a_get_is_untouched_even_when_its_model_matches_a_rule() -> None:
@@ -226,7 +237,7 @@ def test_a_get_is_untouched_even_when_its_model_matches_a_rule() -> None:
 def test_a_listing_is_untouched() -> None:
     flow, call, sent = overridden("openai", "/v1/models", method="GET")
     unchanged(flow, call, sent, "/v1/models")
-    assert call.provider == "openai"
+    assert call.route.target.provider == "openai"
 
 
 @pytest.mark.parametrize(
@@ -243,7 +254,7 @@ def test_a_listing_is_untouched() -> None:
 def test_a_call_no_rule_changes_goes_as_it_came(provider, path, body, groups) -> None:
     flow, call, sent = overridden(provider, path, body, groups=groups)
     unchanged(flow, call, sent, path)
-    assert call.provider == provider
+    assert call.route.target.provider == provider
 
 
 def test_without_rules_nothing_changes() -> None:

@@ -34,7 +34,7 @@ def test_a_saved_flow_shows_where_the_credentials_were_whether_or_not_identify_l
     if identified:
         CallSteps(Identify(shared).handle).at_request(flow)
     call = flow.metadata[CALL]
-    assert call.credential_positions == (("x-goog-api-key", "query:key") if identified else None)
+    assert call.caller.credential_positions == (("x-goog-api-key", "query:key") if identified else None)
     flow.response = flow.response or tflow.tresp()
     Redact(shared).responseheaders(flow)
     assert flow.request.headers.fields == ((b"accept", b"*/*"), (b"x-goog-api-key", REDACTED.encode()))
@@ -103,7 +103,7 @@ def test_a_sent_call_shows_where_the_client_put_its_credentials_not_tollgates_ke
     shared, flow = refused_flow((b"x-api-key", b"tg-other"), (b"X-Anthropic-Key", b"sk-side"))
     flow.response = None
     call = flow.metadata[CALL]
-    call.client, call.auth = "alice", "virtual_key"
+    call.caller.client, call.caller.auth = "alice", "virtual_key"
     CallSteps(Credential(shared).handle).at_request(flow)
     assert flow.request.headers["authorization"] == "Bearer sk-real"
     redact = Redact(shared)

@@ -12,7 +12,7 @@ from mitmproxy.test import taddons, tflow
 from mitmproxy.websocket import WebSocketMessage
 from wsproto.frame_protocol import Opcode
 
-from tollgate.call import Call
+from tollgate.call import Call, Route
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.openai_responses import RESPONSES
 from tollgate.formats.openai_responses.socket import (
@@ -184,9 +184,13 @@ def _session_flow() -> tuple:
     flow = tflow.twebsocketflow()
     flow.websocket.messages = []
     call = Call(
-        "openai", "api.openai.com", "GET", "/v1/responses", PROVIDERS["openai"].classify("GET", "/v1/responses", None)
+        Route.as_called("openai"),
+        "api.openai.com",
+        "GET",
+        "/v1/responses",
+        PROVIDERS["openai"].classify("GET", "/v1/responses", None),
     )
-    call.client = "alice"
+    call.caller.client = "alice"
     flow.metadata[CALL] = call
     return flow, call
 
@@ -270,7 +274,9 @@ def test_a_response_open_when_the_websocket_ends_is_audited_with_how_it_ended():
         _message(flow, _event("response.created", response={"id": "r1"}), False)
         stage.websocket_message(flow)
         flow.websocket.close_code, flow.websocket.closed_by_client = 1006, False
-        session_call.error = "the server closed the WebSocket with code 1006"  # as `WebSocket.websocket_end` says
+        session_call.answer.error = (
+            "the server closed the WebSocket with code 1006"  # as `WebSocket.websocket_end` says
+        )
         stage.websocket_end(flow)
     (record,) = records
     assert (record["status"], record["error"]) == (

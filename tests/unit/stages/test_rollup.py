@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tollgate.call import Call
+from tollgate.call import Call, Route
 from tollgate.config import parse_config
 from tollgate.formats import OPENAI_CHAT
 from tollgate.formats.request_facts import Classification
@@ -17,8 +17,8 @@ RULE = {"above_messages": 3, "keep_last": 2, "summarizer": {"provider": "anthrop
 
 def test_a_summarizer_without_a_credential_of_tollgates_is_unavailable_naming_the_setting() -> None:
     loaded = Loaded.build(parse_config({"rollup": [RULE]}, {}))
-    call = Call(provider="openai", host="api.openai.com", method="POST", path="/v1/chat/completions", loaded=loaded)
-    call.classification = Classification("chat.completions", "gpt-4o")
+    call = Call(Route.as_called("openai"), "api.openai.com", "POST", "/v1/chat/completions", loaded=loaded)
+    call.classified(Classification("chat.completions", "gpt-4o"))
     body = {"messages": [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i}"} for i in range(6)]}
     rolled = plan(OPENAI_CHAT, body, Size(3, None, 2), "anthropic/claude-haiku-4-5", Summaries(0))
     assert rolled is not None

@@ -25,10 +25,10 @@ from .conftest import configured, openai_flow
 def test_route_retargets_host_port_scheme_and_the_host_header(upstream, host_header):
     shared = configured()
     flow, call = openai_flow(("Host", "api.openai.com"), ("content-type", "application/json"), shared=shared)
-    call.upstream = upstream
+    call.route.upstream = upstream
     CallSteps(Route(shared).handle).at_request(flow)
     scheme, _, _rest = upstream.partition("://")
-    assert (flow.request.scheme, flow.request.host_header, call.upstream) == (scheme, host_header, upstream)
+    assert (flow.request.scheme, flow.request.host_header, call.route.upstream) == (scheme, host_header, upstream)
     assert flow.request.url == f"{upstream}/v1/chat/completions"
     assert flow.request.headers.fields[1] == (b"content-type", b"application/json")
 
@@ -46,14 +46,14 @@ def test_route_without_an_upstream_records_the_host_and_port_the_client_asked_fo
     flow, call = openai_flow(("Host", "api.openai.com"))
     flow.request.scheme, flow.request.port = scheme, port
     CallSteps(Route(Shared()).handle).at_request(flow)
-    assert call.upstream == upstream
+    assert call.route.upstream == upstream
     assert (flow.request.scheme, flow.request.host, flow.request.port) == (scheme, "api.openai.com", port)
 
 
 def test_route_retargets_an_http2_requests_authority_and_adds_no_host_header():
     flow, call = openai_flow(("content-type", "application/json"))
     flow.request.http_version, flow.request.authority = "HTTP/2.0", "api.openai.com"
-    call.upstream = "https://127.0.0.1:8443"
+    call.route.upstream = "https://127.0.0.1:8443"
     CallSteps(Route(configured()).handle).at_request(flow)
     assert (flow.request.authority, flow.request.host, flow.request.port) == ("127.0.0.1:8443", "127.0.0.1", 8443)
     assert flow.request.headers.fields == ((b"content-type", b"application/json"),)
@@ -76,9 +76,9 @@ def test_an_mtls_host_goes_to_its_twin_without_mtls(provider: str, host: str, pa
     flow.request.scheme, flow.request.content = "https", b"{}"
     Classify(shared).request(flow)
     call = flow.metadata[CALL]
-    assert (call.provider, call.host, flow.response) == (provider, host, None)
+    assert (call.route.target.provider, call.host, flow.response) == (provider, host, None)
     CallSteps(Route(shared).handle).at_request(flow)
-    assert (call.upstream, flow.request.host, flow.request.host_header) == (f"https://{twin}", twin, twin)
+    assert (call.route.upstream, flow.request.host, flow.request.host_header) == (f"https://{twin}", twin, twin)
 
 
 def test_a_client_certificate_keeps_an_mtls_hosts_calls_there() -> None:
@@ -89,4 +89,4 @@ def test_a_client_certificate_keeps_an_mtls_hosts_calls_there() -> None:
     flow.request.scheme, flow.request.content = "https", b"{}"
     Classify(shared).request(flow)
     CallSteps(Route(shared).handle).at_request(flow)
-    assert (flow.metadata[CALL].upstream, flow.request.host) == (f"https://{host}", host)
+    assert (flow.metadata[CALL].route.upstream, flow.request.host) == (f"https://{host}", host)

@@ -337,7 +337,7 @@ def test_a_call_classified_before_a_reload_gets_its_credential_from_the_configur
     assert running.shared.loaded is not before
     CallSteps(Credential(running.shared).handle).at_request(flow)
     assert flow.request.headers["authorization"] == "Bearer sk-one"
-    assert call.upstream_key == fingerprint("sk-one")
+    assert call.answer.upstream_key == fingerprint("sk-one")
 
 
 def test_a_new_tollgate_config_is_watched_instead_of_the_old(running: Running, caplog, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from functools import partial
 
 from mitmproxy.test import tflow
 
-from tollgate.call import Call
+from tollgate.call import Call, Route
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import UsageReader
 from tollgate.proxy.flows import CALL
@@ -86,7 +86,7 @@ def test_usage_tap_records_once_at_the_end_and_lets_go_of_the_reader_and_the_cal
 
 def _call_flow():
     flow = tflow.tflow()
-    flow.metadata[CALL] = Call(provider="openai", host="api.openai.com", method="POST", path="/v1/chat/completions")
+    flow.metadata[CALL] = Call(Route.as_called("openai"), "api.openai.com", "POST", "/v1/chat/completions")
     return flow
 
 
@@ -98,4 +98,4 @@ def test_a_stream_broken_off_records_what_was_read_when_it_ends_by_error():
     flow.response.stream = tap = UsageTap(reader, None, partial(record_usage, call, None, None))
     tap(b"data: {}\n\n")
     StreamTap(Shared()).error(flow)
-    assert call.usage.output_tokens == 1 and tap.reader is None
+    assert call.answer.usage.output_tokens == 1 and tap.reader is None

@@ -9,7 +9,7 @@ from mitmproxy import connection
 from mitmproxy.proxy import server_hooks
 from mitmproxy.test import tflow
 
-from tollgate.call import Call, Failure
+from tollgate.call import Call, Failure, Route
 from tollgate.config import parse_config
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.stages.upstream_watch import UpstreamWatch, timeout_message
@@ -22,13 +22,8 @@ def flow_with_call(client: connection.Client | None = None):
     if client is not None:
         flow.client_conn = client
     flow.request.host, flow.request.port = "127.0.0.1", 4443
-    call = Call(
-        provider="openai",
-        host="api.openai.com",
-        method="POST",
-        path="/v1/chat/completions",
-        upstream="https://127.0.0.1:4443",
-    )
+    call = Call(Route.as_called("openai"), "api.openai.com", "POST", "/v1/chat/completions")
+    call.route.upstream = "https://127.0.0.1:4443"
     flow.metadata[CALL] = call
     return flow, call
 
@@ -41,12 +36,15 @@ def watch(timeout: float = 1.0) -> UpstreamWatch:
 
 def test_a_call_timed_out_is_answered_504_in_the_providers_shape():
     flow, call = flow_with_call()
-    call.error, call.failure = timeout_message(1), Failure.UPSTREAM_TIMEOUT
+    call.answer.error, call.answer.failure = timeout_message(1), Failure.UPSTREAM_TIMEOUT
     flow.error = tflow.terr("connection closed")
     watch().error(flow)
     assert flow.response is not None and flow.response.status_code == 504
     assert flow.response.headers["x-tollgate-error"] == "upstream_timeout"
-    assert (call.error, call.failure) == ("upstream timeout: no response within 1 s", Failure.UPSTREAM_TIMEOUT)
+    assert (call.answer.error, call.answer.failure) == (
+        "upstream timeout: no response within 1 s",
+        Failure.UPSTREAM_TIMEOUT,
+    )
 
 
 def test_any_other_failure_before_the_headers_is_unreachable():
@@ -54,15 +52,18 @@ def test_any_other_failure_before_the_headers_is_unreachable():
     flow.error = tflow.terr("connection closed")
     watch().error(flow)
     assert flow.response is not None and flow.response.status_code == 502
-    assert (call.error, call.failure) == ("upstream unreachable: connection closed", Failure.UPSTREAM_UNREACHABLE)
+    assert (call.answer.error, call.answer.failure) == (
+        "upstream unreachable: connection closed",
+        Failure.UPSTREAM_UNREACHABLE,
+    )
     assert (call.decision, call.deny_reasons) == ("allow", ())  # a failure, not a refusal
 
 
 def test_a_call_whose_headers_arrived_is_never_a_timeout():
     flow, call = flow_with_call()
-    call.error, call.failure = timeout_message(1), Failure.UPSTREAM_TIMEOUT
+    call.answer.error, call.answer.failure = timeout_message(1), Failure.UPSTREAM_TIMEOUT
     watch().responseheaders(flow)
-    assert (call.error, call.failure) == (None, None) and call.first_byte is not None
+    assert (call.answer.error, call.answer.failure) == (None, None) and call.answer.first_byte is not None
 
 
 def test_a_connection_not_set_up_in_time_is_given_up_with_the_calls_waiting_for_it():
@@ -86,8 +87,8 @@ def test_a_connection_not_set_up_in_time_is_given_up_with_the_calls_waiting_for_
         assert w._expire(first, 0.01) is True
         await asyncio.sleep(0)
         assert task.cancelled()
-        assert first_call.failure is second_call.failure is Failure.UPSTREAM_TIMEOUT
-        assert elsewhere_call.failure is None
+        assert first_call.answer.failure is second_call.answer.failure is Failure.UPSTREAM_TIMEOUT
+        assert elsewhere_call.answer.failure is None
         assert w._expire(elsewhere, 0.01) is False  # no connection of its own yet: tried again later
 
         # mitmproxy would fail this client's later calls to the address at once with the error of

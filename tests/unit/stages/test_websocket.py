@@ -17,7 +17,7 @@ from wsproto import Connection, ConnectionType
 from wsproto.events import CloseConnection, Message, TextMessage
 from wsproto.frame_protocol import Opcode
 
-from tollgate.call import Call
+from tollgate.call import Call, Route
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.openai_realtime import (
     REALTIME,
@@ -189,9 +189,7 @@ def _realtime_flow(*headers: tuple[bytes, bytes], query: str = "model=gpt-realti
     flow.response = None
     flow.request.path = f"/v1/realtime?{query}"
     flow.request.headers.fields = (*flow.request.headers.fields, *headers)
-    call = Call("openai", "api.openai.com", "GET", "/v1/realtime",
-                PROVIDERS["openai"].classify("GET", "/v1/realtime", None, query),
-                headers=header_index(flow.request.headers.fields))  # fmt: skip
+    call = Call(Route.as_called("openai"), "api.openai.com", "GET", "/v1/realtime", PROVIDERS["openai"].classify("GET", "/v1/realtime", None, query), headers=header_index(flow.request.headers.fields))  # fmt: skip
     flow.metadata[CALL] = call
     return flow, call
 
@@ -228,7 +226,7 @@ def test_two_keys_are_refused_and_neither_kept_among_the_subprotocols(extra):
     assert flow.response is not None and flow.response.status_code == 400
     assert flow.response.headers["x-tollgate-error"] == "bad_request"
     assert "insecure" not in flow.request.headers.get("sec-websocket-protocol", "")
-    assert call.error == "bad request: more than one API key"
+    assert call.answer.error == "bad request: more than one API key"
 
 
 def test_the_same_key_in_both_places_is_one_key():
@@ -275,7 +273,7 @@ def test_each_message_leaves_a_stand_in_in_the_flow_and_server_usage_is_added_up
         assert flow.websocket.messages[-1].content == b"[redacted by Tollgate: %d bytes]" % len(content)
         assert flow.websocket.messages[-1].from_client is from_client
     assert [m.content[:5] for m in sent] == [b'{"typ'] * 3 and not any(m.dropped for m in sent)
-    assert call.usage == Usage(input_tokens=8, output_tokens=10, total_tokens=18, finish_reason="failed")
+    assert call.answer.usage == Usage(input_tokens=8, output_tokens=10, total_tokens=18, finish_reason="failed")
 
 
 def test_a_long_sessions_flow_keeps_the_latest_stand_ins_only_and_counts_every_message():
@@ -289,7 +287,10 @@ def test_a_long_sessions_flow_keeps_the_latest_stand_ins_only_and_counts_every_m
         assert KEPT_MESSAGES <= len(flow.websocket.messages) <= 2 * KEPT_MESSAGES or n < KEPT_MESSAGES
         assert flow.websocket.messages[-1].content == b"[redacted by Tollgate: %d bytes]" % len(usage)
     assert len(flow.websocket.messages) == KEPT_MESSAGES + 499  # trimmed at the 2001st, 499 since
-    assert (call.usage.input_tokens, call.usage.output_tokens) == (KEPT_MESSAGES + 250, KEPT_MESSAGES + 250)
+    assert (call.answer.usage.input_tokens, call.answer.usage.output_tokens) == (
+        KEPT_MESSAGES + 250,
+        KEPT_MESSAGES + 250,
+    )
 
 
 def test_the_close_reason_is_kept_out_and_an_abnormal_close_recorded():
@@ -297,7 +298,7 @@ def test_the_close_reason_is_kept_out_and_an_abnormal_close_recorded():
     flow.websocket.close_code, flow.websocket.close_reason, flow.websocket.closed_by_client = 1011, "oops: text", False
     _stage().websocket_end(flow)
     assert flow.websocket.close_reason == "[redacted by Tollgate: 10 bytes]"
-    assert call.error == "the server closed the WebSocket with code 1011"
+    assert call.answer.error == "the server closed the WebSocket with code 1011"
 
 
 @pytest.mark.parametrize(

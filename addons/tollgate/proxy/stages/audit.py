@@ -41,9 +41,9 @@ class Audit:
             return
         headers = flow.response.headers
         headers.fields = with_header(headers.fields, REQUEST_ID_HEADER.encode(), call.request_id.encode())
-        if call.attempts:  # it went more than once: how many times in all
-            headers.fields = with_header(headers.fields, ATTEMPTS_HEADER, str(len(call.attempts) + 1).encode())
-        call.status = flow.response.status_code
+        if call.failover.attempts:  # it went more than once: how many times in all
+            headers.fields = with_header(headers.fields, ATTEMPTS_HEADER, str(len(call.failover.attempts) + 1).encode())
+        call.answer.status = flow.response.status_code
 
     def response(self, flow: http.HTTPFlow) -> None:
         if flow.websocket is None:  # a WebSocket's call ends with it
@@ -66,7 +66,7 @@ class Audit:
         for flow in list(self._live):
             call = call_of(flow)
             if call is not None:
-                call.error = call.error or self.shared.shut_down_error
+                call.answer.error = call.answer.error or self.shared.shut_down_error
             self._finish(flow)
         if self.shared.audit is not None:
             self.shared.audit.stop()  # after the last call's record: the stopped record, then closed
@@ -79,9 +79,9 @@ class Audit:
             return
         if flow.response is not None:
             # Set at `responseheaders`, or with Tollgate's own answers; else (a response an addon set) now.
-            if call.status is None and REQUEST_ID_HEADER not in flow.response.headers:
+            if call.answer.status is None and REQUEST_ID_HEADER not in flow.response.headers:
                 flow.response.headers[REQUEST_ID_HEADER] = call.request_id
-            call.status = flow.response.status_code
+            call.answer.status = flow.response.status_code
         record = self.record(call)
         flow.comment = encodable(call.summary())
         if marker := call.flow_marker():  # left alone otherwise: a marker the user set in the meantime
@@ -92,7 +92,7 @@ class Audit:
     def record(self, call: Call) -> dict[str, Any]:
         """The call has ended: its record written and told to those who follow the calls' ends (and
         returned). A flow's call ends at its flow's end; a WebSocket message's when its answer does."""
-        call.ended = time.time()
+        call.answer.ended = time.time()
         record = call.audit_record()
         if self.shared.audit is not None:
             self.shared.audit.write(record)
@@ -115,7 +115,7 @@ class AuditGate:
         audit = self.shared.audit
         if audit is not None and not audit.failing:  # every call: a read of a flag the writer sets
             return
-        call.error = "audit unavailable"
+        call.answer.error = "audit unavailable"
         refuse(flow, call, AUDIT_UNAVAILABLE, "Tollgate cannot write its audit, so it serves no calls; retry later.")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from mitmproxy import http
 from mitmproxy.net.http import url
 
-from tollgate.call import Call
+from tollgate.call import Call, Route
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.framing import DecodedTooLarge, Undecodable, decode_whole
 from tollgate.formats.json_codec import read_request_json
@@ -150,10 +150,10 @@ class Classify:
             flow.response = http.Response.make(431, HEAD_TOO_LARGE, {"content-type": "text/plain; charset=utf-8"})
             return
         path = request.path.partition("?")[0]
-        call = Call(provider.name, host_name(request.host), request.method, path)
+        call = Call(Route.as_called(provider.name), host_name(request.host), request.method, path)
         if self.shared.loaded is not None:  # else none to price or count it with
             call.loaded = self.shared.loaded
-        call.error = f"request headers past {MAX_REQUEST_HEAD // 1024} KiB"
+        call.answer.error = f"request headers past {MAX_REQUEST_HEAD // 1024} KiB"
         flow.metadata[CALL] = call
         flow.response = None
         refuse(flow, call, HEADERS_TOO_LARGE, HEAD_TOO_LARGE)
@@ -165,12 +165,12 @@ class Classify:
         host = host_name(request.host)
         loaded = self.shared.loaded
         if loaded is None:
-            call = Call(provider=provider.name, host=host, method=request.method, path=path, headers=headers)
+            call = Call(Route.as_called(provider.name), host, request.method, path, headers=headers)
             flow.metadata[CALL] = call
             refuse(flow, call, MISCONFIGURED, "Tollgate has no valid configuration; see its console.")
-            call.error = "no valid configuration"
+            call.answer.error = "no valid configuration"
             return call
-        call = Call(provider=provider.name, host=host, method=request.method, path=path, headers=headers, loaded=loaded)
+        call = Call(Route.as_called(provider.name), host, request.method, path, headers=headers, loaded=loaded)
         flow.metadata[CALL] = call
         if (traceparent := headers.get(b"traceparent")) is not None:
             call.trace_context = (traceparent, headers.get(b"tracestate"))
@@ -180,12 +180,12 @@ class Classify:
             if read_body and request.trailers:
                 raise Unreadable("Tollgate does not forward request trailers")
             data = read_request_json(request_body(request, headers)) if read_body else None
-            call.classification = provider.classify_at(host, request.method, path, data, query)
+            call.classified(provider.classify_at(host, request.method, path, data, query))
             provider.read_headers(headers, call.classification)
             check_upgrade(headers, call.classification)
         except Unreadable as e:
-            call.classification = Classification(endpoint=e.endpoint)
-            call.error = f"bad request: {e}"
+            call.classified(Classification(endpoint=e.endpoint))
+            call.answer.error = f"bad request: {e}"
             refuse(flow, call, BAD_REQUEST, f"Tollgate cannot read this request exactly and did not forward it: {e}.")
             return call
         call.body = data

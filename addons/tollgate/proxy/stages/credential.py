@@ -43,8 +43,8 @@ class Credential:
         provider = provider_of(call)
         request = flow.request
         side = self._side_headers_out(request, call)
-        if call.requested_provider is not None:
-            drop_credentials_of(call.registry[call.requested_provider], request)
+        if call.route.rerouted:
+            drop_credentials_of(call.registry[call.route.requested.provider], request)
         try:
             credential = credential_for(call.loaded, provider, call.sent(), side)
         except CircuitOpen as e:
@@ -54,7 +54,7 @@ class Credential:
             if not self._upstream_rests(flow, call):
                 self._pass_through(flow, call)
             return
-        call.caller_credential = bool(side)
+        call.caller.caller_credential = bool(side)
         try:
             self._apply(flow, call, credential)
         except CredentialUnavailable as e:
@@ -65,9 +65,9 @@ class Credential:
 
     def _upstream_rests(self, flow: http.HTTPFlow, call: Call) -> bool:
         """A call with no pooled key is refused while its upstream's circuit is open."""
-        if call.loaded.providers[call.provider].circuit is None:
+        if call.loaded.providers[call.route.target.provider].circuit is None:
             return False
-        left = self.shared.circuits.rest_left(upstream_circuit(call.provider, call.upstream))
+        left = self.shared.circuits.rest_left(upstream_circuit(call.route.target.provider, call.route.upstream))
         if left <= 0:
             return False
         self._circuit_open(flow, call, left)
@@ -79,7 +79,7 @@ class Credential:
             flow,
             call,
             CIRCUIT_OPEN,
-            f"Tollgate: every {call.provider} key or upstream for this call failed too often in a row and"
+            f"Tollgate: every {call.route.target.provider} key or upstream for this call failed too often in a row and"
             f" rests ({math.ceil(rest_left)} s left)",
             {"retry-after": str(max(1, math.ceil(rest_left)))},
         )
@@ -88,8 +88,8 @@ class Credential:
         provider = provider_of(call)
         request = flow.request
         if credential.pooled_key is not None:
-            pool = credential.pool if credential.pool is not None else call.loaded.pools[call.provider]
-            call.pooled_key = (pool, credential.pooled_key)
+            pool = credential.pool if credential.pool is not None else call.loaded.pools[call.route.target.provider]
+            call.answer.pooled_key = (pool, credential.pooled_key)
         for parameter in provider.query_positions:
             request.query.pop(parameter, None)
         # The caller's credentials out and the upstream's in, in one pass over the header fields
@@ -100,8 +100,8 @@ class Credential:
             request.data.path = applied.path
         if applied.host is not None:
             request.host = applied.host  # its Host header and :authority follow, as signed
-            call.upstream = f"https://{request.host}"
-        call.upstream_key = applied.fingerprint
+            call.route.upstream = f"https://{request.host}"
+        call.answer.upstream_key = applied.fingerprint
 
     @staticmethod
     def _side_headers_out(request: http.Request, call: Call) -> dict[str, str]:
@@ -124,18 +124,21 @@ class Credential:
         """Only an anonymous caller's own credential goes upstream, and only to its own provider,
         and only on a request as the caller made it when that request is signed."""
         provider = provider_of(call)
-        setting = f"set providers.{call.provider}.{provider.credential_settings} in Tollgate's configuration"
-        if call.auth != "anonymous" or call.requested_provider is not None:
-            routed = f" (routed from {call.requested_provider})" if call.requested_provider else ""
+        setting = (
+            f"set providers.{call.route.target.provider}.{provider.credential_settings} in Tollgate's configuration"
+        )
+        route = call.route
+        if call.caller.auth != "anonymous" or route.rerouted:
+            routed = f" (routed from {route.requested.provider})" if route.rerouted else ""
             self._refuse(
                 flow,
                 call,
-                f"Tollgate has no {call.provider} credential for this call{routed}: {setting},"
+                f"Tollgate has no {call.route.target.provider} credential for this call{routed}: {setting},"
                 f" or send your own key in the {provider.side_header} header.",
             )
             return
         own = provider.own_credential(call.headers, *credentials_of(call, flow.request, provider))
-        if own.signed and call.model is not None:
+        if own.signed and call.route.target.model != call.route.requested.model:
             # A changed request must be signed anew: it is never forwarded with a signature that
             # no longer fits.
             self._refuse(
@@ -149,37 +152,41 @@ class Credential:
         if own.signed:
             # A signature covers the Host header: it goes upstream as signed, wherever it goes.
             flow.request.host_header = call.host
-        call.upstream_key = own.fingerprint
+        call.answer.upstream_key = own.fingerprint
 
     @staticmethod
     def _refuse(flow: http.HTTPFlow, call: Call, message: str) -> None:
         refuse(flow, call, NO_UPSTREAM_CREDENTIAL, message)
-        call.error = "no upstream credential"
+        call.answer.error = "no upstream credential"
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         call = call_of(flow)
-        if call is None or flow.response is None or call.answered_by_tollgate:
+        if call is None or flow.response is None or call.answer.answered_by_tollgate:
             return
-        if call.pooled_key is not None:
-            self._rest_refused_key(flow.response, call.pooled_key)
+        if call.answer.pooled_key is not None:
+            self._rest_refused_key(flow.response, call.answer.pooled_key)
         self._count(call, flow.response.status_code, None)
 
     def error(self, flow: http.HTTPFlow) -> None:
         """After `UpstreamWatch.error`: an upstream unreachable or late counts for its circuit."""
         call = call_of(flow)
-        if call is not None and call.failure in (Failure.UPSTREAM_UNREACHABLE, Failure.UPSTREAM_TIMEOUT):
+        if call is not None and call.answer.failure in (Failure.UPSTREAM_UNREACHABLE, Failure.UPSTREAM_TIMEOUT):
             self._count(call, None, self._failure_kind(call))
 
     def _count(self, call: Call, status: int | None, kind: str | None) -> None:
         """The attempt's outcome for its key's or upstream's circuit (`providers.<name>.circuit`):
         a failure as `retry.when` says (else `DEFAULT_WHEN`) counts, any other answer closes it."""
-        settings = call.loaded.providers[call.provider]
+        settings = call.loaded.providers[call.route.target.provider]
         circuit = settings.circuit
-        if circuit is None or call.circuit_counted:
+        if circuit is None or call.failover.circuit_counted:
             return
-        call.circuit_counted = True
-        pooled = call.pooled_key
-        name = call.upstream_key if pooled is not None else upstream_circuit(call.provider, call.upstream)
+        call.failover.circuit_counted = True
+        pooled = call.answer.pooled_key
+        name = (
+            call.answer.upstream_key
+            if pooled is not None
+            else upstream_circuit(call.route.target.provider, call.route.upstream)
+        )
         assert name is not None
         circuits = self.shared.circuits
         if not failed(status, kind, settings.retry.when if settings.retry is not None else DEFAULT_WHEN):
@@ -188,11 +195,10 @@ class Credential:
         if circuits.failed(name, circuit.failures):
             pool, key = pooled if pooled is not None else (None, None)
             open_circuit(pool, key, name, circuit.rest_s, circuits, self.shared.ledger)
-            what = f"key {name}" if pooled is not None else f"upstream {call.upstream}"
+            what = f"key {name}" if pooled is not None else f"upstream {call.route.upstream}"
             rest = f"{circuit.rest_s:g} s"
-            logger.warning(
-                f"Tollgate: {call.provider} {what} failed {circuit.failures} calls in a row: it rests {rest}"
-            )
+            provider = call.route.target.provider
+            logger.warning(f"Tollgate: {provider} {what} failed {circuit.failures} calls in a row: it rests {rest}")
 
     def _rest_refused_key(self, response: http.Response, pooled: tuple[KeyPool, str]) -> None:
         if response.status_code in RESTING_STATUSES:
@@ -205,35 +211,35 @@ class Credential:
         `retry.max_wait_s`) the next credential goes on the request: a signature made anew over
         it, a token current then."""
         call = call_of(flow)
-        if call is None or not (call.retrying or call.falling_back):
+        if call is None or not (call.failover.retrying or call.failover.falling_back):
             return None
         response = flow.response
         refused_key = response is not None and response.status_code in RESTING_STATUSES
-        if call.pooled_key is not None and response is not None:
-            self._rest_refused_key(response, call.pooled_key)
+        if call.answer.pooled_key is not None and response is not None:
+            self._rest_refused_key(response, call.answer.pooled_key)
         status = response.status_code if response is not None else None
         self._count(call, status, None if status is not None else self._failure_kind(call))
-        retry = call.loaded.providers[call.provider].retry
-        if not call.retrying or retry is None:
+        retry = call.loaded.providers[call.route.target.provider].retry
+        if not call.failover.retrying or retry is None:
             return None  # no retry left: a fallback, if any, is next (`Fallback`)
         try:
             credential = credential_for(call.loaded, provider_of(call), call.sent())
         except CircuitOpen:  # every key rests: the failed attempt's answer stands
-            call.retrying = False
+            call.failover.retrying = False
             return None
         if credential is not None and credential.pooled_key is None and self._upstream_circuit_open(call):
-            call.retrying = False
+            call.failover.retrying = False
             return None
         rest_left = None
         if credential is not None and credential.pooled_key is not None:
-            pool = credential.pool if credential.pool is not None else call.loaded.pools[call.provider]
+            pool = credential.pool if credential.pool is not None else call.loaded.pools[call.route.target.provider]
             rest_left = pool.rest_left(credential.pooled_key)
         retry_after = None
         if response is not None and "retry-after" in response.headers:
             retry_after = retry_after_seconds(response.headers["retry-after"])
         wait = wait_for(rest_left, retry_after, refused_key, retry.max_wait_s)
         if credential is None or wait is None:
-            call.retrying = False
+            call.failover.retrying = False
             return None
         if wait > 0:
             return self._apply_after(flow, call, credential, wait)
@@ -256,12 +262,12 @@ class Credential:
 
     @staticmethod
     def _failure_kind(call: Call) -> str:
-        return TIMEOUT if call.failure is Failure.UPSTREAM_TIMEOUT else CONNECT
+        return TIMEOUT if call.answer.failure is Failure.UPSTREAM_TIMEOUT else CONNECT
 
     def _upstream_circuit_open(self, call: Call) -> bool:
-        if call.loaded.providers[call.provider].circuit is None:
+        if call.loaded.providers[call.route.target.provider].circuit is None:
             return False
-        return self.shared.circuits.rest_left(upstream_circuit(call.provider, call.upstream)) > 0
+        return self.shared.circuits.rest_left(upstream_circuit(call.route.target.provider, call.route.upstream)) > 0
 
     async def _apply_after(self, flow: http.HTTPFlow, call: Call, credential: UpstreamCredential, wait: float) -> None:
         # Applied once the wait is over: a signature is dated, and a token may expire meanwhile.
@@ -272,7 +278,7 @@ class Credential:
         try:
             self._apply(flow, call, credential)
         except CredentialUnavailable:  # the failed attempt's answer stands
-            call.retrying = False
+            call.failover.retrying = False
 
 
 def drop_credentials_of(provider: Provider, request: http.Request) -> None:

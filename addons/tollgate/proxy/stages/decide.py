@@ -52,7 +52,7 @@ class Decide:
             return
         call.deny_reasons = decision.deny_reasons
         if decision.error:
-            call.error = decision.error
+            call.answer.error = decision.error
             logger.error(f"Tollgate: {decision.error}")
         refuse(flow, call, POLICY_DENIED, "Tollgate policy denied this call: " + "; ".join(decision.deny_reasons))
 

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from mitmproxy import http
 
-from tollgate.call import Call
+from tollgate.call import Call, Target
 from tollgate.formats import OPENAI_API
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.json_codec import encode_json, read_request_json
@@ -38,18 +38,21 @@ class Fallback:
         """After `Credential.again`, before `UpstreamWatch.go_again`: a failed target with no retry
         left (none configured, the last made, or none that can be made)."""
         call = call_of(flow)
-        if call is None or not call.falling_back:
+        if call is None or not call.failover.falling_back:
             return None
-        call.falling_back = False
-        return None if call.retrying else self._next(flow, call)
+        call.failover.falling_back = False
+        return None if call.failover.retrying else self._next(flow, call)
 
     async def _next(self, flow: http.HTTPFlow, call: Call) -> None:
-        while call.fallbacks:
-            (provider, model), call.fallbacks = call.fallbacks[0], call.fallbacks[1:]
-            if provider != call.provider:  # the configuration allows none other (not translated again)
+        failover = call.failover
+        while failover.fallbacks:
+            (provider, model), failover.fallbacks = failover.fallbacks[0], failover.fallbacks[1:]
+            route = call.route
+            if provider != route.target.provider:  # the configuration allows none other (not translated again)
                 continue
-            before = (call.model, call.fallback_of, call.usage_counters)
-            call.model, call.fallback_of = model, (call.provider, call.target_model)
+            before = (route.target, failover.fallback_of, call.ledger.usage_counters)
+            failover.fallback_of = (route.target.provider, call.target_model)
+            route.target = Target(provider, model)
             # Its own reservation first (the policy sees its counters), the failed target's kept
             # until it goes.
             reserved = await self._reserve(flow, call)
@@ -60,16 +63,16 @@ class Fallback:
                     and self._call_model(flow, call, model)
                     and self._apply_credential(flow, call)
                 ):
-                    self._release(call.reserved)
-                    call.reserved = reserved
-                    assert call.attempts is not None
-                    call.target_attempts_from = len(call.attempts)
-                    call.retrying = True
+                    self._release(call.ledger.reserved)
+                    call.ledger.reserved = reserved
+                    assert failover.attempts is not None
+                    failover.target_attempts_from = len(failover.attempts)
+                    failover.retrying = True
                     return
                 self._release(reserved)
-            call.model, call.fallback_of, call.usage_counters = before
-        if call.attempts:  # nothing goes again: the failed attempt is the call's last
-            call.attempts.pop()
+            route.target, failover.fallback_of, call.ledger.usage_counters = before
+        if failover.attempts:  # nothing goes again: the failed attempt is the call's last
+            failover.attempts.pop()
 
     async def _allowed(self, call: Call) -> bool:
         policy = call.loaded.policy
@@ -79,8 +82,9 @@ class Fallback:
         if type(decision) is not Decision:
             decision = await decision  # type: ignore[misc]
         if not decision.allowed:
+            target = call.route.target
             logger.info(
-                f"Tollgate: fallback to {call.provider} {call.model} skipped, the policy denied it: "
+                f"Tollgate: fallback to {target.provider} {target.model} skipped, the policy denied it: "
                 + "; ".join(decision.deny_reasons)
             )
         return decision.allowed

@@ -52,7 +52,7 @@ class Identify:
         provider = provider_of(call)
         credentials = credentials_of(call, flow.request, provider)
         # Every credential the request carries, for any provider: Redact shows where they were.
-        call.credential_positions = credential_positions(
+        call.caller.credential_positions = credential_positions(
             call.headers, flow.request.query if b"?" in flow.request.data.path else ()
         )
         login = flow.metadata.get(PROXYAUTH)
@@ -85,7 +85,8 @@ class Identify:
                 "Tollgate: unknown or missing API key. Use the virtual key Tollgate's operator gave you.",
             )
             return None
-        call.client, call.groups, call.auth = caller.name, caller.groups, caller.auth
+        who = call.caller
+        who.client, who.groups, who.auth = caller.name, caller.groups, caller.auth
         return None
 
     def own_credential_only(self, flow: http.HTTPFlow, call: Call) -> None:
@@ -94,7 +95,7 @@ class Identify:
         key, a JWT of its issuers) is refused there, since no real one takes its place."""
         request = flow.request
         query = request.query if b"?" in request.data.path else ()
-        call.credential_positions = credential_positions(call.headers, query)
+        call.caller.credential_positions = credential_positions(call.headers, query)
         if not self._presents_virtual(call, request):
             return
         call.deny_reasons = ("a virtual credential outside the model API",)
@@ -154,4 +155,5 @@ class Identify:
 
 
 def _identified(call: Call, identity: JwtIdentity) -> None:
-    call.client, call.groups, call.auth, call.identity = identity.client, identity.groups, "jwt", identity
+    caller = call.caller
+    caller.client, caller.groups, caller.auth, caller.identity = identity.client, identity.groups, "jwt", identity

@@ -69,11 +69,11 @@ class Ledger:
         if not limits or call.classification.service:  # the provider's own service: no limit counts it
             return None
         model = call.target_model
-        applying = limits.applying(call.provider, model, call.client, call.groups)
+        applying = limits.applying(call.route.target.provider, model, call.caller.client, call.caller.groups)
         if not applying:
             return None
         now = time.time()
-        found = counters(applying, call.client, call.groups, now)
+        found = counters(applying, call.caller.client, call.caller.groups, now)
         if not found:  # limits per group, and a caller in none of their groups
             return None
         batch = call.classification.facts.batch
@@ -86,13 +86,13 @@ class Ledger:
         if estimate.nanousd is None and any(c.metric == "usd" for c in found):
             # Spending that cannot be counted is not let go past a cap on it.
             unpriced = next(c for c in found if c.metric == "usd")
-            call.deny_reasons = (f"limit {unpriced.label!r}: no price known for {call.provider}/{model}",)
+            call.deny_reasons = (f"limit {unpriced.label!r}: no price known for {call.route.target.provider}/{model}",)
             refuse(
                 flow,
                 call,
                 POLICY_DENIED,
-                f"Tollgate limit {unpriced.label!r} caps spending, and no price is known for {call.provider}"
-                f" model {model!r}: add it under prices: in Tollgate's configuration.",
+                f"Tollgate limit {unpriced.label!r} caps spending, and no price is known for"
+                f" {call.route.target.provider} model {model!r}: add it under prices: in Tollgate's configuration.",
             )
             return None
         store = self.shared.ledger
@@ -133,7 +133,9 @@ class Ledger:
                 None if facts.max_tokens is not None else max_output_tokens(model),
             )
             requests = 1
-        rate = call.loaded.prices.rate(call.provider, model, call.client, call.groups, None, facts.price_context())
+        rate = call.loaded.prices.rate(
+            call.route.target.provider, model, call.caller.client, call.caller.groups, None, facts.price_context()
+        )
         nanousd = None if rate is None else cost_nanousd(rate, Usage(input_tokens=prompt, output_tokens=answer))
         return Estimate(requests, prompt + answer, nanousd, job=batch is not None)
 
@@ -179,11 +181,11 @@ class Ledger:
                 {"retry-after": str(retry_after(full, now))},
             )
             return
-        call.reserved = Reserved(store, tuple(found), estimate)
-        call.usage_counters = usage_facts(found, reservation.values)
+        call.ledger.reserved = Reserved(store, tuple(found), estimate)
+        call.ledger.usage_counters = usage_facts(found, reservation.values)
 
     async def reserve_fallback(self, flow: http.HTTPFlow, call: Call) -> Reserved | bool | None:
-        """A fallback's own reservation, on the limits its model matches (`call.model` is the
+        """A fallback's own reservation, on the limits its model matches (`call.route.target` is the
         fallback's), made while the failed target's is still held: the new one (None: no limit
         applies), or False when the fallback is not to be tried (a limit without room, a USD cap
         without a price, a job it cannot bound, the store failed under `on_store_error: deny`).
@@ -193,8 +195,13 @@ class Ledger:
         if not limits or call.classification.service or store is None:
             return None
         model = call.target_model
-        found = counters(limits.applying(call.provider, model, call.client, call.groups), call.client, call.groups,
-                         time.time())  # fmt: skip
+        who = call.caller
+        found = counters(
+            limits.applying(call.route.target.provider, model, who.client, who.groups),
+            who.client,
+            who.groups,
+            time.time(),
+        )
         if not found:
             return None
         batch = call.classification.facts.batch
@@ -209,12 +216,12 @@ class Ledger:
             if reservation is None:
                 reservation = await store.reserve(wanted)
         except StoreError as e:
-            call.ledger_error = str(e)
+            call.ledger.error = str(e)
             logger.error(f"Tollgate: ledger store failed on a fallback: {e}")
             return None if call.loaded.config.ledger.on_store_error == "allow" else False
         if not reservation.granted:
             return False
-        call.usage_counters = usage_facts(found, reservation.values)
+        call.ledger.usage_counters = usage_facts(found, reservation.values)
         return Reserved(store, tuple(found), estimate)
 
     @staticmethod
@@ -224,12 +231,12 @@ class Ledger:
             reserved.store.adjust(changes)
 
     def _store_failed(self, flow: http.HTTPFlow, call: Call, error: str) -> None:
-        call.ledger_error = error
+        call.ledger.error = error
         if call.loaded.config.ledger.on_store_error == "allow":
             logger.error(f"Tollgate: LEDGER STORE FAILED, call let through unlimited (on_store_error: allow): {error}")
             return
         logger.error(f"Tollgate: ledger store failed, call refused (on_store_error: deny): {error}")
-        call.error = "ledger unavailable"
+        call.answer.error = "ledger unavailable"
         refuse(flow, call, LEDGER_UNAVAILABLE, "Tollgate cannot reach its ledger, so it serves no limited calls.")
 
     def done(self) -> Awaitable[None] | None:
@@ -241,10 +248,10 @@ class Ledger:
         """At the call's end, with its audit record: its reservation settled to what it used, its
         usage recorded."""
         store = self.shared.ledger
-        reserved = call.reserved
+        reserved = call.ledger.reserved
         if reserved is not None:
-            call.reserved = None
-            spent = call.spent = used(call, reserved.estimate, record)
+            call.ledger.reserved = None
+            spent = call.ledger.spent = used(call, reserved.estimate, record)
             if store is None or store is reserved.store:
                 target, changes = reserved.store, adjustments(reserved.counters, reserved.estimate, spent)
             else:

@@ -150,7 +150,7 @@ class Metrics:
         """At the call's end, with its audit record, once the ledger has settled what the call used."""
         metrics = self.shared.metrics
         if metrics is not None:
-            metrics.observe(call, record, call.spent)
+            metrics.observe(call, record, call.ledger.spent)
 
     def done(self) -> None:
         self._stop()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from mitmproxy import http
 
-from tollgate.call import Call
+from tollgate.call import Call, Target
 from tollgate.formats import OPENAI_API
 from tollgate.governance.overrides import own_api_path, route_api, routed_path, translation_for
 from tollgate.proxy.flows import provider_of, write_body
@@ -19,30 +19,30 @@ class Override:
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         rules = call.loaded.rules
-        c = call.classification
+        c, route = call.classification, call.route
         # Listings and other GETs carry no model to change and go as they came.
-        if not rules.rules or c.model is None or flow.request.method != "POST":
+        called, asked = route.requested.provider, route.requested.model
+        if not rules.rules or asked is None or flow.request.method != "POST":
             return
-        rule = rules.find(call.provider, c.model, call.client, call.groups, c.endpoint)
+        rule = rules.find(called, asked, call.caller.client, call.caller.groups, c.endpoint)
         if rule is None:
             return
-        if rule.provider is not None and rule.provider != call.provider:
-            if route_api(rule, call.provider, c.endpoint, call.registry) != "native":
+        if rule.provider is not None and rule.provider != called:
+            if route_api(rule, called, c.endpoint, call.registry) != "native":
                 flow.request.path = routed_path(call.registry[rule.provider], flow.request.path)
             elif (own := own_api_path(call, rule.provider)) is not None:
                 flow.request.path = own  # the target speaks the caller's format: nothing to translate
             else:
                 # Translated into the target's own format, the model written where that format keeps it
-                call.translated = translation_for(call, flow.request.query.get("alt"))
-            call.requested_provider = call.provider
-            call.provider = rule.provider
+                route.translated = translation_for(call, flow.request.query.get("alt"))
+            route.target = Target(rule.provider, route.target.model)
         if rule.upstream is not None:
-            call.upstream = rule.upstream
-        if rule.fallbacks and call.translated is None:  # a translated call is not translated again
-            call.fallbacks = tuple((f.provider, f.model) for f in rule.fallbacks)
-        if rule.model is not None and rule.model != c.model:
-            if call.translated is not None:
-                call.model = rule.model
+            route.upstream = rule.upstream
+        if rule.fallbacks and route.translated is None:  # a translated call is not translated again
+            call.failover.fallbacks = tuple((f.provider, f.model) for f in rule.fallbacks)
+        if rule.model is not None and rule.model != asked:
+            if route.translated is not None:
+                route.target = Target(route.target.provider, rule.model)
             else:
                 self._call_model(flow, call, rule.model)
 
@@ -54,11 +54,11 @@ class Override:
         )
         if path is not None:
             flow.request.path = path
-            call.model = model
+            call.route.target = Target(call.route.target.provider, model)
             return
         field = provider_of(call).model_field(call.classification)
         if call.body is None or field is None:
             return  # no JSON body, or no field of it, to rewrite: the call goes as asked, and the audit says so
         call.body[field] = provider_of(call).model_in_body(call.body.get(field), model)
         write_body(flow.request, call)
-        call.model = model
+        call.route.target = Target(call.route.target.provider, model)

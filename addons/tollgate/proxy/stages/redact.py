@@ -66,7 +66,7 @@ class Redact:
         if call is not None:
             # Where Identify saw the client's credentials; None if it has not looked (the request is
             # then as the client sent it).
-            redact(request, call.credential_positions)
+            redact(request, call.caller.credential_positions)
         elif hosts_of(self.shared).provider_for(request.host) is not None:  # an LLM call Tollgate never read
             redact(request, None)
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from mitmproxy import ctx, http
 from mitmproxy.websocket import WebSocketMessage
 
-from tollgate.call import Call, Failure, dollars_text
+from tollgate.call import Call, Caller, Failure, Route, dollars_text
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.json_codec import encode_json, parse_json, read_request_json
 from tollgate.formats.openai_responses import RESPONSES
@@ -80,10 +80,10 @@ class Tally:
 
     def add(self, call: Call) -> None:
         self.request_ids.append(call.request_id)
-        self.refused += call.answered_by_tollgate
-        if call.usage is not None:
-            self.input_tokens += call.usage.input_tokens or 0
-            self.output_tokens += call.usage.output_tokens or 0
+        self.refused += call.answer.answered_by_tollgate
+        if call.answer.usage is not None:
+            self.input_tokens += call.answer.usage.input_tokens or 0
+            self.output_tokens += call.answer.usage.output_tokens or 0
         cost = call.cost_nanousd()
         if cost is not None:
             self.cost_nanousd = (self.cost_nanousd or 0) + cost
@@ -95,7 +95,8 @@ class Tally:
         tokens = f"{self.input_tokens}→{self.output_tokens} tokens{cost}"
         count = len(self.request_ids)
         responses = f"{count} response{'' if count == 1 else 's'}{refused}"
-        return f"{session.client or 'anonymous'} · {session.provider} · Responses WebSocket · {responses} · {tokens}"
+        who = session.caller.client or "anonymous"
+        return f"{who} · {session.route.target.provider} · Responses WebSocket · {responses} · {tokens}"
 
 
 @dataclass(slots=True)
@@ -124,9 +125,9 @@ def stays_on_the_socket(flow: http.HTTPFlow, call: Call) -> None:
     """A call step, after `Override`: a message goes up the WebSocket it came on, to its provider and
     upstream. A rule that routes it elsewhere cannot be followed there: refused (over HTTP it can)."""
     upstream = flow.metadata.get(SESSION_UPSTREAM)
-    if call.requested_provider is None and call.translated is None and call.upstream == upstream:
+    if not call.route.rerouted and call.route.translated is None and call.route.upstream == upstream:
         return
-    call.error = "bad request: an override routes this response elsewhere"
+    call.answer.error = "bad request: an override routes this response elsewhere"
     refuse(
         flow,
         call,
@@ -189,7 +190,7 @@ class ResponsesSocket:
             "POST", f"https://{call.host}{call.path}", content, ((b"content-type", b"application/json"),)
         )
         exchange.metadata[CALL] = call
-        exchange.metadata[SESSION_UPSTREAM] = call.upstream
+        exchange.metadata[SESSION_UPSTREAM] = call.route.upstream
         try:
             if not is_text:
                 raise Unreadable("a binary message")
@@ -208,11 +209,11 @@ class ResponsesSocket:
                 session.waiting.append(Waiting(content, is_text))
                 self._close_if_idle(flow, session)
                 return
-            call.classification = classify_response_create(data)
+            call.classified(classify_response_create(data))
             where = lane(data)
         except Unreadable as e:
-            call.classification = Classification(endpoint=RESPONSES)
-            call.error = f"bad request: {e}"
+            call.classified(Classification(endpoint=RESPONSES))
+            call.answer.error = f"bad request: {e}"
             why = f"Tollgate cannot read this message exactly and did not forward it: {e}."
             refuse(exchange, call, BAD_REQUEST, why)
             self._conclude(flow, session, call, exchange, Sent(content, None), message)
@@ -245,7 +246,7 @@ class ResponsesSocket:
             session.busy = False
         if session.closed:  # the WebSocket ended meanwhile: the message never went
             if exchange.response is None:
-                call.error = call.error or "the WebSocket closed before the request was sent"
+                call.answer.error = call.answer.error or "the WebSocket closed before the request was sent"
             call.body = None
             self._end(session, call)
             return
@@ -281,13 +282,15 @@ class ResponsesSocket:
             headers = {name: refused.headers[name] for name in EVENT_HEADERS if name in refused.headers}
             event = socket_error(refused.status_code, body, headers, where)
             _inject(flow, to_client=True, content=encode_json(event))
-            call.status = refused.status_code
+            call.answer.status = refused.status_code
             self._end(session, call)
             return
-        if call.model is not None:  # an override changed the model: the message as it rewrote it
+        if (
+            call.route.target.model != call.route.requested.model
+        ):  # an override changed the model: the message as it rewrote it
             content = exchange.request.raw_content or content
         self._send(flow, content, message)
-        call.request_sent = True
+        call.answer.request_sent = True
         session.unanswered.setdefault(where, deque()).append(call)
 
     @staticmethod
@@ -300,9 +303,16 @@ class ResponsesSocket:
     def _message_call(self, session: Session) -> Call:
         """A message's call: the session's caller and upstream, the configuration now in force."""
         s = session.call
-        call = Call(s.provider, s.host, "POST", s.path, loaded=self.shared.loaded or s.loaded)
-        call.client, call.groups, call.auth, call.identity = s.client, s.groups, s.auth, s.identity
-        call.upstream, call.upstream_key, call.trace_context = s.upstream, s.upstream_key, s.trace_context
+        call = Call(
+            Route.as_called(s.route.target.provider), s.host, "POST", s.path, loaded=self.shared.loaded or s.loaded
+        )
+        who = s.caller
+        call.caller = Caller(who.client, who.groups, who.auth, who.identity)
+        call.route.upstream, call.answer.upstream_key, call.trace_context = (
+            s.route.upstream,
+            s.answer.upstream_key,
+            s.trace_context,
+        )
         call.transport = "websocket"
         return call
 
@@ -320,23 +330,23 @@ class ResponsesSocket:
                 logger.warning("Tollgate: the upstream began a response no message on its WebSocket asked for")
                 return
             call = queue.popleft()
-            call.first_byte, call.status = time.time(), 200
+            call.answer.first_byte, call.answer.status = time.time(), 200
             assert event.response_id is not None
             session.answering[event.response_id] = call
         elif event.kind == "done":
             found = session.answering.pop(event.response_id or "", None)
             if found is None and queue:  # ended without having begun
                 found = queue.popleft()
-                found.status = 200
+                found.answer.status = 200
             if found is None:
                 return
-            found.usage = event.usage
-            found.error = found.error or event.error
+            found.answer.usage = event.usage
+            found.answer.error = found.answer.error or event.error
             self._end(session, found)
         elif queue:  # an error before its response began: the request failed
             call = queue.popleft()
-            call.status = event.status
-            call.error = f"upstream error: {event.error}"
+            call.answer.status = event.status
+            call.answer.error = f"upstream error: {event.error}"
             self._end(session, call)
 
     def _end(self, session: Session, call: Call) -> None:
@@ -371,17 +381,20 @@ class ResponsesSocket:
         by_client = bool(websocket.closed_by_client)
         for call in session.open_calls():
             if by_client:
-                call.error, call.failure = CLIENT_DISCONNECTED, Failure.CLIENT_DISCONNECTED
+                call.answer.error, call.answer.failure = CLIENT_DISCONNECTED, Failure.CLIENT_DISCONNECTED
             else:
-                why = session.call.error or "the server closed the WebSocket"
-                call.error, call.failure = f"upstream broke off the response: {why}", Failure.UPSTREAM_BROKE_OFF
+                why = session.call.answer.error or "the server closed the WebSocket"
+                call.answer.error, call.answer.failure = (
+                    f"upstream broke off the response: {why}",
+                    Failure.UPSTREAM_BROKE_OFF,
+                )
         self._close(flow, session)
 
     def done(self) -> None:
         """Before the audit's `done`: the responses still open end with the proxy."""
         for flow, session in list(self._sessions.items()):
             for call in session.open_calls():
-                call.error = self.shared.shut_down_error
+                call.answer.error = self.shared.shut_down_error
             self._close(flow, session)
         self._sessions.clear()
 
@@ -397,7 +410,7 @@ class ResponsesSocket:
         flow.comment = session.ended.summary(session.call)
         flow.metadata[CALL] = {
             "event": "responses_websocket",
-            "client": session.call.client,
+            "client": session.call.caller.client,
             "request_ids": session.ended.request_ids,
         }
 

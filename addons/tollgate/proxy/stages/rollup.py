@@ -45,10 +45,10 @@ def body_format(call: Call) -> str | None:
     """The wire format of the body as it goes upstream: a route's target's, or the call's own
     (`Provider.conversation_format`); Claude's bodies on Bedrock and Vertex AI keep their turns
     as Anthropic's do."""
-    if call.translated is not None:
-        target = call.translated.target
+    if call.route.translated is not None:
+        target = call.route.translated.target
         return ANTHROPIC_MESSAGES if target in (CLAUDE_ON_BEDROCK, CLAUDE_ON_VERTEX) else target
-    return call.registry[call.provider].conversation_format(call.sent())
+    return call.registry[call.route.target.provider].conversation_format(call.sent())
 
 
 class RollUp:
@@ -64,11 +64,14 @@ class RollUp:
         off = opt_out is not None and opt_out.strip().lower() == b"off"
         if not rules or call.body is None or call.fetches or off:
             return None
-        if call.auth == "anonymous" and call.headers.get(b"authorization", b"").startswith(b"AWS4-"):
+        if call.caller.auth == "anonymous" and call.headers.get(b"authorization", b"").startswith(b"AWS4-"):
             return None  # signed by the caller, and going upstream as signed: its body stays as it is
         fmt = body_format(call)
-        model, called = call.target_model, call.called_provider  # rules match the provider called, as overrides do
-        rule = next((r for r in rules if matches(r.match, called, model, call.client, call.groups)), None)
+        model, called = (
+            call.target_model,
+            call.route.requested.provider,
+        )  # rules match the provider called, as overrides do
+        rule = next((r for r in rules if matches(r.match, called, model, call.caller.client, call.caller.groups)), None)
         if fmt is None or rule is None:
             return None
         summaries = self._summaries.get(rule)
@@ -103,7 +106,13 @@ class RollUp:
             return
         summaries.put(rolled.key, summary)
         cost = call.loaded.prices.cost(
-            rule.summarizer.provider, rule.summarizer.model, call.client, call.groups, None, usage, time.time()
+            rule.summarizer.provider,
+            rule.summarizer.model,
+            call.caller.client,
+            call.caller.groups,
+            None,
+            usage,
+            time.time(),
         )
         self._apply(flow, call, rolled, summary, RolledUp(rolled.count, summarizer, usage, cost))
 

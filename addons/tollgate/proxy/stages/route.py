@@ -43,9 +43,9 @@ class Route:
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         # A rule's upstream, else the provider's; a call routed to another provider goes to
         # that provider's real host; else to the host the client asked for.
-        provider, settings = provider_of(call), call.loaded.providers[call.provider]
+        provider, settings = provider_of(call), call.loaded.providers[call.route.target.provider]
         upstream = target_upstream(
-            provider, settings, call.upstream, routed=call.requested_provider is not None, classification=call.sent()
+            provider, settings, call.route.upstream, routed=call.route.rerouted, classification=call.sent()
         )
         request = flow.request
         if upstream is None:
@@ -56,7 +56,7 @@ class Route:
             scheme, host, port = request.scheme, request.host, request.port
             # url.hostport's, without the dict it builds on every call (docs/performance.md)
             authority = host if port == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
-            call.upstream = f"{scheme}://{authority}"
+            call.route.upstream = f"{scheme}://{authority}"
             return
         scheme, host, port, authority = address_of(upstream)
         # What mitmproxy's scheme, host and port setters do, but with one pass over the headers
@@ -67,7 +67,7 @@ class Route:
         data.headers.fields = with_header(data.headers.fields, b"host", value, add=False)
         if data.authority:  # HTTP/2's :authority
             request.authority = authority
-        call.upstream = upstream
+        call.route.upstream = upstream
 
     def tls_start_server(self, tls_start: tls.TlsData) -> None:
         """A connection to an mTLS host whose provider has a client certificate (`client_cert`)

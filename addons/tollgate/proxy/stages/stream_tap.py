@@ -50,7 +50,7 @@ class UsageTap:
             self.end()
             return self._rewrite.flush() if self._rewrite else chunk
         if self._first is not None:
-            self._first.first_chunk = time.time()
+            self._first.answer.first_chunk = time.time()
             self._first = None
         data = chunk
         if self._reading and self.reader is not None:
@@ -119,7 +119,7 @@ class AskForUsage:
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         inject = call.loaded.config.audit.stream_usage == "inject"
-        if call.translated is not None:
+        if call.route.translated is not None:
             return  # its translation asked for the usage the caller's format needs
         if provider_of(call).prepare(call.classification, call.body, call.headers, inject):
             write_body(flow.request, call)
@@ -145,9 +145,9 @@ class StreamTap:
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         call = call_of(flow)
-        if call is None or flow.response is None or call.answered_by_tollgate:
+        if call is None or flow.response is None or call.answer.answered_by_tollgate:
             return
-        translation = call.translated
+        translation = call.route.translated
         if translation is not None and flow.response.status_code >= 400:
             return  # an error, read whole by mitmproxy to be put in the caller's shape (`Translate`)
         provider = provider_of(call)
@@ -181,11 +181,11 @@ class StreamTap:
         if call is None or not isinstance(tap, UsageTap):
             return
         tap.end()
-        ended = call.usage is not None and call.usage.finish_reason is not None
-        if call.failure is Failure.CLIENT_DISCONNECTED and ended:
+        ended = call.answer.usage is not None and call.answer.usage.finish_reason is not None
+        if call.answer.failure is Failure.CLIENT_DISCONNECTED and ended:
             # The stream had told its end (clients stop reading at e.g. `data: [DONE]` and hang up
             # before the upstream's last bytes): nothing was lost.
-            call.error = call.failure = None
+            call.answer.error = call.answer.failure = None
 
 
 USAGE = b'"usage"'  # in every usage-only chunk, and in no other chunk of most streams
@@ -203,8 +203,8 @@ def is_usage_only_chunk(event: bytes) -> bool:
 def record_usage(call: Call, service_tier: str | None, speed: str | None, reader: UsageReader) -> None:
     """What the reader read, and the service tier and speed the answer's headers told where its
     body did not."""
-    usage = call.usage = reader.result()
+    usage = call.answer.usage = reader.result()
     usage.service_tier = usage.service_tier or service_tier
     usage.speed = usage.speed or speed
-    if reader.error and call.error is None:
-        call.error = reader.error
+    if reader.error and call.answer.error is None:
+        call.answer.error = reader.error

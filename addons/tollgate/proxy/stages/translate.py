@@ -34,7 +34,7 @@ class Translate:
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         """The request, rewritten for the target's own API (Override chose the route)."""
-        translation = call.translated
+        translation = call.route.translated
         if translation is None:
             return
         request, c = flow.request, call.classification
@@ -42,7 +42,7 @@ class Translate:
             refuse(flow, call, BAD_REQUEST, "Tollgate translates only a JSON body for this route.")
             return
         caller = decoded(call.headers, _CALLER_HEADERS)
-        model = call.sent_model  # the name the target's API takes (an Azure deployment's)
+        model = call.route.target.model  # the name the target's API takes (an Azure deployment's)
         if model is None:
             refuse(flow, call, BAD_REQUEST, "This call names no model for its route to translate.")
             return
@@ -52,19 +52,19 @@ class Translate:
         try:
             body, extra, dropped = translation.request(call.body, model, stream, caller)
         except Untranslatable as e:
-            refuse(flow, call, BAD_REQUEST, f"Tollgate cannot route this call to {call.provider}: {e}")
-            call.error = "untranslatable request"
+            refuse(flow, call, BAD_REQUEST, f"Tollgate cannot route this call to {call.route.target.provider}: {e}")
+            call.answer.error = "untranslatable request"
             return
         if dropped:
             logger.warning(
                 "Tollgate: %s call routed to %s without %s (no equivalent there)",
-                call.requested_provider, call.provider, ", ".join(dict.fromkeys(dropped)),
+                call.route.requested.provider, call.route.target.provider, ", ".join(dict.fromkeys(dropped)),
             )  # fmt: skip
         path, _, query = leg.path.partition("?")
         try:
-            call.upstream_classification = provider_of(call).classify("POST", path, body, query)
+            call.route.upstream_classification = provider_of(call).classify("POST", path, body, query)
         except Unreadable as e:  # Tollgate's own translation is at fault: never sent
-            logger.error("Tollgate: a translated %s call does not classify: %s", call.provider, e)
+            logger.error("Tollgate: a translated %s call does not classify: %s", call.route.target.provider, e)
             refuse(flow, call, INTERNAL_ERROR, "Tollgate could not translate this call.")
             return
         content = encode_json(body)
@@ -90,9 +90,9 @@ class Translate:
         shape at `response`, its status kept."""
         call = call_of(flow)
         response = flow.response
-        if call is None or call.translated is None or response is None or call.translated.rewrite is None:
+        if call is None or call.route.translated is None or response is None or call.route.translated.rewrite is None:
             return
-        translation = call.translated
+        translation = call.route.translated
         stream = bool(call.classification.facts.stream)
         fields = [f for f in response.headers.fields if f[0].lower() not in _ANSWER_DROPPED]
         fields.append((b"content-type", translation.content_type(stream).encode()))
@@ -104,8 +104,8 @@ class Translate:
     def response(self, flow: http.HTTPFlow) -> None:
         call = call_of(flow)
         response = flow.response
-        translation = call.translated if call is not None else None
-        if call is None or translation is None or response is None or call.answered_by_tollgate:
+        translation = call.route.translated if call is not None else None
+        if call is None or translation is None or response is None or call.answer.answered_by_tollgate:
             return
         if response.status_code < 400 or response.raw_content is None:
             return

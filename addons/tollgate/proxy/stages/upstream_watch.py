@@ -102,8 +102,8 @@ class UpstreamWatch:
         self._abandoned.discard(server.id)
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
-        settings = call.loaded.providers[call.provider]
-        if (settings.retry is not None and settings.retry.attempts > 1) or call.fallbacks:
+        settings = call.loaded.providers[call.route.target.provider]
+        if (settings.retry is not None and settings.retry.attempts > 1) or call.failover.fallbacks:
             self._may_go_again(flow, call)
         self._start_clock(flow, settings.timeout)
 
@@ -169,10 +169,10 @@ class UpstreamWatch:
         """A call that failover may send again: read whole (not an upload streamed unread), of the
         model API, with a credential of Tollgate's."""
         c = call.classification
-        if call.streamed_upload or c.passthrough or c.session or call.caller_credential:
+        if call.streamed_upload or c.passthrough or c.session or call.caller.caller_credential:
             return
         retry = retry_of(call)
-        call.attempt_started = time.time()
+        call.failover.attempt_started = time.time()
         patches.may_resend(flow, retry_statuses(retry), retries_errors(retry))
 
     def attempt_failed(self, flow: http.HTTPFlow) -> None:
@@ -183,7 +183,7 @@ class UpstreamWatch:
         call = call_of(flow)
         if call is None:
             return
-        if call.loaded.providers[call.provider].retry is None and not call.fallbacks:
+        if call.loaded.providers[call.route.target.provider].retry is None and not call.failover.fallbacks:
             return
         retry = retry_of(call)
         status = flow.response.status_code if flow.response is not None else None
@@ -191,38 +191,48 @@ class UpstreamWatch:
             wanted = status_condition(status, retry.when)
             error = failed_status_error(status)
         else:
-            timed_out = call.failure is Failure.UPSTREAM_TIMEOUT
+            timed_out = call.answer.failure is Failure.UPSTREAM_TIMEOUT
             wanted = (TIMEOUT if timed_out else CONNECT) in retry.when
             message = flow.error.msg if flow.error else "unknown error"
-            error = call.error if timed_out and call.error else f"upstream unreachable: {message}"
+            error = call.answer.error if timed_out and call.answer.error else f"upstream unreachable: {message}"
         if not wanted or not flow.client_conn.connected or patches.ended_by_client(flow):
             return
-        retries_left = len(call.attempts or ()) - call.target_attempts_from + 1 < retry.attempts
-        if not retries_left and not call.fallbacks:
+        retries_left = len(call.failover.attempts or ()) - call.failover.target_attempts_from + 1 < retry.attempts
+        if not retries_left and not call.failover.fallbacks:
             return  # nothing goes again: this attempt is the call's last
         now = time.time()
-        attempts = call.attempts if call.attempts is not None else []
-        begun = call.attempt_started or call.started
+        attempts = call.failover.attempts if call.failover.attempts is not None else []
+        begun = call.failover.attempt_started or call.started
         attempts.append(
-            Attempt(call.provider, call.target_model, status, call.upstream_key, error, round((now - begun) * 1000, 1))
+            Attempt(
+                call.route.target.provider,
+                call.target_model,
+                status,
+                call.answer.upstream_key,
+                error,
+                round((now - begun) * 1000, 1),
+            )
         )
-        call.attempts = attempts
-        call.retrying = retries_left
-        call.falling_back = bool(call.fallbacks)  # once no retry is left (`Fallback`)
+        call.failover.attempts = attempts
+        call.failover.retrying = retries_left
+        call.failover.falling_back = bool(call.failover.fallbacks)  # once no retry is left (`Fallback`)
 
     def go_again(self, flow: http.HTTPFlow) -> None:
         """Last of `attempt_failed`: the call goes again, on its new credential, with a clock of its
         own; the failed attempt's status, error and first byte are forgotten."""
         call = call_of(flow)
-        if call is None or not call.retrying:
+        if call is None or not call.failover.retrying:
             return
-        call.retrying = False
-        call.status = call.error = call.failure = call.first_byte = None
-        call.circuit_counted = False
-        call.attempt_started = time.time()
-        settings = call.loaded.providers[call.provider]
-        assert call.attempts is not None
-        if len(call.attempts) - call.target_attempts_from + 1 >= retry_of(call).attempts and not call.fallbacks:
+        call.failover.retrying = False
+        call.answer.status = call.answer.error = call.answer.failure = call.answer.first_byte = None
+        call.failover.circuit_counted = False
+        call.failover.attempt_started = time.time()
+        settings = call.loaded.providers[call.route.target.provider]
+        assert call.failover.attempts is not None
+        if (
+            len(call.failover.attempts) - call.failover.target_attempts_from + 1 >= retry_of(call).attempts
+            and not call.failover.fallbacks
+        ):
             patches.no_more_resends(flow)
         patches.resend(flow)
         self._start_clock(flow, settings.timeout)
@@ -230,12 +240,12 @@ class UpstreamWatch:
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         self._stop_clock(flow)
         call = call_of(flow)
-        if call is None or call.answered_by_tollgate:
+        if call is None or call.answer.answered_by_tollgate:
             return
-        call.first_byte = time.time()
-        call.request_sent = True  # an answer came from the upstream
-        if call.failure is Failure.UPSTREAM_TIMEOUT:  # its connection came after all
-            call.failure = call.error = None
+        call.answer.first_byte = time.time()
+        call.answer.request_sent = True  # an answer came from the upstream
+        if call.answer.failure is Failure.UPSTREAM_TIMEOUT:  # its connection came after all
+            call.answer.failure = call.answer.error = None
 
     def error(self, flow: http.HTTPFlow) -> None:
         self._stop_clock(flow)
@@ -246,18 +256,21 @@ class UpstreamWatch:
         # The client left: its connection closed, or its HTTP/2 stream reset (mitmproxy's message
         # for that reads as an upstream's reset does).
         if patches.ended_by_client(flow) or "Client disconnected" in message or not flow.client_conn.connected:
-            if call.error is None:
-                call.error, call.failure = CLIENT_DISCONNECTED, Failure.CLIENT_DISCONNECTED
+            if call.answer.error is None:
+                call.answer.error, call.answer.failure = CLIENT_DISCONNECTED, Failure.CLIENT_DISCONNECTED
             return
         if flow.response is not None:
-            if call.error is None:
-                call.error, call.failure = f"upstream broke off the response: {message}", Failure.UPSTREAM_BROKE_OFF
+            if call.answer.error is None:
+                call.answer.error, call.answer.failure = (
+                    f"upstream broke off the response: {message}",
+                    Failure.UPSTREAM_BROKE_OFF,
+                )
             return
-        if call.failure is Failure.UPSTREAM_TIMEOUT:
-            refuse(flow, call, UPSTREAM_TIMEOUT, f"Tollgate: {call.error} ({call.upstream})")
+        if call.answer.failure is Failure.UPSTREAM_TIMEOUT:
+            refuse(flow, call, UPSTREAM_TIMEOUT, f"Tollgate: {call.answer.error} ({call.route.upstream})")
             return
-        call.error, call.failure = f"upstream unreachable: {message}", Failure.UPSTREAM_UNREACHABLE
-        refuse(flow, call, UPSTREAM_UNREACHABLE, f"Tollgate: {call.upstream} is unreachable: {message}")
+        call.answer.error, call.answer.failure = f"upstream unreachable: {message}", Failure.UPSTREAM_UNREACHABLE
+        refuse(flow, call, UPSTREAM_UNREACHABLE, f"Tollgate: {call.route.upstream} is unreachable: {message}")
 
     def _stop_clock(self, flow: http.HTTPFlow) -> None:
         self._deadlines.pop(flow, None)
@@ -270,7 +283,7 @@ class UpstreamWatch:
 
 def retry_of(call: Call) -> RetryConfig:
     """The provider's `retry`; for a call with fallbacks but none, one attempt on the default conditions."""
-    retry = call.loaded.providers[call.provider].retry
+    retry = call.loaded.providers[call.route.target.provider].retry
     return retry if retry is not None else NO_RETRY
 
 
@@ -280,7 +293,7 @@ NO_RETRY = RetryConfig(attempts=1)
 def _request_sent(flow: http.HTTPFlow) -> None:
     call = call_of(flow)
     if call is not None:
-        call.request_sent = True
+        call.answer.request_sent = True
 
 
 def timeout_message(timeout: float) -> str:
@@ -288,4 +301,4 @@ def timeout_message(timeout: float) -> str:
 
 
 def _timed_out(call: Call, timeout: float) -> None:
-    call.error, call.failure = timeout_message(timeout), Failure.UPSTREAM_TIMEOUT
+    call.answer.error, call.answer.failure = timeout_message(timeout), Failure.UPSTREAM_TIMEOUT

@@ -76,7 +76,7 @@ class WebSocket:
             and flow.response is None
             and not (self.relays_websocket and is_relayed_upgrade(headers))
         ):
-            call.error = "bad request: not a WebSocket upgrade Tollgate relays"
+            call.answer.error = "bad request: not a WebSocket upgrade Tollgate relays"
             refuse(flow, call, BAD_REQUEST, "Tollgate relays OpenAI's WebSockets over WebSocket (version 13) only.")
         if relayed and EXTENSIONS in headers and flow.response is None:
             # No extension is negotiated: with permessage-deflate, mitmproxy would inflate every
@@ -106,7 +106,7 @@ class WebSocket:
         # identify the caller by it and swap it for the upstream key.
         bearer = f"Bearer {distinct.pop()}".encode("utf-8", "surrogateescape")
         if distinct or headers.get(b"authorization", bearer) != bearer:
-            call.error = "bad request: more than one API key"
+            call.answer.error = "bad request: more than one API key"
             refuse(flow, call, BAD_REQUEST, "Tollgate: this request carries more than one API key.")
         elif b"authorization" not in headers:
             headers[b"authorization"] = bearer
@@ -129,10 +129,10 @@ class WebSocket:
             usage = response_done_usage(message.content)
         except Exception:  # a reader fault must not stop the hook: later addons would see the content
             logger.exception("Tollgate: reading usage from a Realtime event failed")
-            call.error = call.error or "usage reader failed"
+            call.answer.error = call.answer.error or "usage reader failed"
             return
         if usage is not None:
-            call.usage = summed(call.usage, usage)
+            call.answer.usage = summed(call.answer.usage, usage)
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         websocket = flow.websocket
@@ -148,12 +148,12 @@ class WebSocket:
         call = call_of(flow)
         if call is not None:
             call.transport = "websocket"
-        if call is None or call.error is not None or websocket.close_code in NORMAL_CLOSE:
+        if call is None or call.answer.error is not None or websocket.close_code in NORMAL_CLOSE:
             return
         who = "client" if websocket.closed_by_client else "server"
         if closed_here:
-            call.error = (
+            call.answer.error = (
                 f"the {who} sent a WebSocket message larger than {MAX_MESSAGE // 2**20} MiB (closed with code 1009)"
             )
         else:
-            call.error = f"the {who} closed the WebSocket with code {websocket.close_code}"
+            call.answer.error = f"the {who} closed the WebSocket with code {websocket.close_code}"
