@@ -1,12 +1,16 @@
 """Fallback routes: a call whose target failed (after its retries) goes to the next of its override
-rule's `fallbacks`, another model of the same provider, if the policy allows it (`input.fallback_of`
-names the target it falls back from). A denied fallback is skipped, never answered: the failed
-attempt's answer stands when none is left."""
+rule's `fallbacks` the policy allows (`input.fallback_of` names the target it falls back from):
+another model of the same provider, the request as it was sent with its model changed; or another
+provider, the request written anew from what the client sent (`Call.client_request`), translated
+where the formats differ, with that provider's upstream and credential. A denied fallback is
+skipped, never answered: the failed attempt's answer stands when none is left."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from mitmproxy import http
 
@@ -14,12 +18,49 @@ from tollgate.call import Call
 from tollgate.formats import OPENAI_API
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.json_codec import encode_json, read_request_json
+from tollgate.formats.raw_headers import header_index, with_header
 from tollgate.governance.limits import Reserved
+from tollgate.governance.overrides import fallback_route, translation_for
 from tollgate.governance.policy import Decision
 from tollgate.proxy.flows import call_of, provider_of
 from tollgate.proxy.state import Shared
 
 logger = logging.getLogger(__name__)
+
+# The headers of the failed attempt's request a fallback written anew keeps: its trace context.
+_CARRIED = (b"traceparent", b"tracestate")
+
+
+@dataclass(slots=True)
+class _Target:
+    """What a fallback changes of a call, kept to be put back when it is skipped."""
+
+    provider: str
+    requested_provider: str | None
+    model: str | None
+    translated: Any
+    upstream_classification: Any
+    upstream: str | None
+    usage_asked: bool
+    fallback_of: tuple[str, str | None] | None
+    usage_counters: tuple
+    data: http.RequestData | None  # the request as the failed attempt sent it, when rewritten
+
+    @classmethod
+    def of(cls, call: Call) -> _Target:
+        return cls(
+            call.provider, call.requested_provider, call.model, call.translated, call.upstream_classification,
+            call.upstream, call.usage_asked, call.fallback_of, call.usage_counters, None,
+        )  # fmt: skip
+
+    def restore(self, flow: http.HTTPFlow, call: Call) -> None:
+        call.provider, call.requested_provider, call.model = self.provider, self.requested_provider, self.model
+        call.translated, call.upstream_classification = self.translated, self.upstream_classification
+        call.upstream, call.usage_asked = self.upstream, self.usage_asked
+        call.fallback_of, call.usage_counters = self.fallback_of, self.usage_counters
+        call.body, call.headers = None, {}
+        if self.data is not None:
+            flow.request.data = self.data
 
 
 class Fallback:
@@ -29,10 +70,15 @@ class Fallback:
         apply_credential: Callable[[http.HTTPFlow, Call], bool],
         reserve: Callable[[http.HTTPFlow, Call], Awaitable[Reserved | bool | None]],
         release: Callable[[Reserved | None], None],
+        translate: Callable[[http.HTTPFlow, Call], tuple[str, str, str | None] | None],
+        route: Callable[[http.HTTPFlow, Call], None],
+        prepare: Callable[[http.HTTPFlow, Call], None],
     ) -> None:
         self.shared = shared
         self._apply_credential = apply_credential  # `Credential.fall_back`
         self._reserve, self._release = reserve, release  # `Ledger.reserve_fallback`, `Ledger.release`
+        # For a fallback to another provider: `Translate.rewrite`, `Route.handle`, `AskForUsage.handle`.
+        self._translate, self._route, self._prepare = translate, route, prepare
 
     def attempt_failed(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """After `Credential.again`, before `UpstreamWatch.go_again`: a failed target with no retry
@@ -43,33 +89,86 @@ class Fallback:
         call.falling_back = False
         return None if call.retrying else self._next(flow, call)
 
+    def forget(self, flow: http.HTTPFlow) -> None:
+        """At the answer's headers or the call's error: no fallback is left to write, and the
+        request the client sent (a prompt) is let go."""
+        call = call_of(flow)
+        if call is not None:
+            call.client_request = None
+
     async def _next(self, flow: http.HTTPFlow, call: Call) -> None:
         while call.fallbacks:
             (provider, model), call.fallbacks = call.fallbacks[0], call.fallbacks[1:]
-            if provider != call.provider:  # the configuration allows none other (not translated again)
-                continue
-            before = (call.model, call.fallback_of, call.usage_counters)
-            call.model, call.fallback_of = model, (call.provider, call.target_model)
-            # Its own reservation first (the policy sees its counters), the failed target's kept
-            # until it goes.
-            reserved = await self._reserve(flow, call)
-            if reserved is not False:
-                assert reserved is not True
-                if (
-                    await self._allowed(call)
-                    and self._call_model(flow, call, model)
-                    and self._apply_credential(flow, call)
-                ):
-                    self._release(call.reserved)
-                    call.reserved = reserved
-                    assert call.attempts is not None
-                    call.target_attempts_from = len(call.attempts)
-                    call.retrying = True
-                    return
-                self._release(reserved)
-            call.model, call.fallback_of, call.usage_counters = before
+            before = _Target.of(call)
+            call.fallback_of = (call.provider, call.target_model)
+            if self._retarget(flow, call, provider, model, before):
+                # Its own reservation first (the policy sees its counters), the failed target's kept
+                # until it goes.
+                reserved = await self._reserve(flow, call)
+                if reserved is not False:
+                    assert reserved is not True
+                    if await self._allowed(call) and self._apply_credential(flow, call):
+                        self._release(call.reserved)
+                        call.reserved = reserved
+                        assert call.attempts is not None
+                        call.target_attempts_from = len(call.attempts)
+                        call.retrying = True
+                        call.body, call.headers = None, {}
+                        return
+                    self._release(reserved)
+            before.restore(flow, call)
         if call.attempts:  # nothing goes again: the failed attempt is the call's last
             call.attempts.pop()
+
+    def _retarget(self, flow: http.HTTPFlow, call: Call, provider: str, model: str, before: _Target) -> bool:
+        """The request made to call the fallback: False where it cannot be."""
+        if provider == call.provider and call.requested_provider is None:
+            call.model = model
+            return self._call_model(flow, call, model)
+        sent = call.client_request
+        if sent is None:
+            return False
+        body = _json_object(sent.content)
+        if body is None:
+            return False
+        # From here on the call is its client's as it came: the provider it called, its own format.
+        request = flow.request
+        before.data = request.copy().data  # the failed attempt's request, to go back to
+        carried = [f for f in request.headers.fields if f[0].lower() in _CARRIED]
+        data = request.data
+        data.scheme, data.host, data.port = sent.scheme.encode(), sent.host, sent.port
+        data.path = sent.path.encode("utf-8", "surrogateescape")
+        request.headers.fields = sent.fields
+        call.body_sha256 = None
+        call.provider, call.requested_provider = call.called_provider, None
+        call.translated = call.upstream_classification = None
+        call.upstream, call.usage_asked = None, False
+        call.body, call.headers = body, header_index(sent.fields)
+        route = fallback_route(call, provider, model)
+        if route is None:
+            logger.info(f"Tollgate: fallback to {provider} {model} skipped: only a chat call goes to another provider")
+            return False
+        how, path = route
+        if how == "native":
+            call.translated = translation_for(call, request.query.get("alt"))
+        if provider != call.provider:
+            call.requested_provider, call.provider = call.provider, provider
+        call.model = model
+        if how == "native":
+            refusal = self._translate(flow, call)
+            if refusal is not None:
+                logger.info(f"Tollgate: fallback to {provider} {model} skipped: {refusal[1]}")
+                return False
+        else:
+            if path is not None:
+                request.path = path
+            if not self._call_model(flow, call, model, body):
+                return False
+        for name, value in carried:
+            request.headers.fields = with_header(request.headers.fields, name.lower(), value)
+        self._route(flow, call)
+        self._prepare(flow, call)
+        return True
 
     async def _allowed(self, call: Call) -> bool:
         policy = call.loaded.policy
@@ -86,23 +185,41 @@ class Fallback:
         return decision.allowed
 
     @staticmethod
-    def _call_model(flow: http.HTTPFlow, call: Call, model: str) -> bool:
-        """The request as sent, calling `model`: its path, else its body's model field (read again:
-        the call's parsed body was let go once it was decided). False where neither names it."""
+    def _call_model(flow: http.HTTPFlow, call: Call, model: str, body: dict[str, Any] | None = None) -> bool:
+        """The request calling `model`: its path, else its body's model field (`body`, else read
+        again: the call's parsed body was let go once it was decided). False where neither names it."""
         provider = provider_of(call)
         request = flow.request
         path = None if call.classification.wire_format == OPENAI_API else provider.path_with_model(request.path, model)
         if path is not None:
             request.path = path
+            if body is not None:  # the request written anew: its body too
+                _write(request, body)
             return True
         field = provider.model_field(call.classification)
-        try:
-            body = read_request_json(request.content)
-        except (Unreadable, ValueError):
-            return False
+        rewritten = body is not None
+        if body is None:
+            body = _json_object(request.content or b"")
         if body is None or field is None:
             return False
         body[field] = provider.model_in_body(body.get(field), model)
-        request.content = encode_json(body)  # the setter keeps its encoding and Content-Length
+        if rewritten:
+            _write(request, body)
+        else:
+            request.content = encode_json(body)  # the setter keeps its encoding and Content-Length
         call.body_sha256 = None
         return True
+
+
+def _json_object(content: bytes) -> dict[str, Any] | None:
+    try:
+        body = read_request_json(content)
+    except (Unreadable, ValueError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _write(request: http.Request, body: dict[str, Any]) -> None:
+    content = encode_json(body)
+    request.raw_content = content
+    request.headers.fields = with_header(request.headers.fields, b"content-length", str(len(content)).encode())

@@ -222,8 +222,11 @@ class UpstreamWatch:
         call.attempt_started = time.time()
         settings = call.loaded.providers[call.provider]
         assert call.attempts is not None
-        if len(call.attempts) - call.target_attempts_from + 1 >= retry_of(call).attempts and not call.fallbacks:
+        retry = retry_of(call)
+        if len(call.attempts) - call.target_attempts_from + 1 >= retry.attempts and not call.fallbacks:
             patches.no_more_resends(flow)
+        elif call.target_attempts_from == len(call.attempts):  # a fallback's first: its provider's `retry.when`
+            patches.may_resend(flow, retry_statuses(retry), retries_errors(retry))
         patches.resend(flow)
         self._start_clock(flow, settings.timeout)
 
