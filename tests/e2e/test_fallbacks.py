@@ -4,6 +4,8 @@ the client sees one answer."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from tests.support import chat_fakes, streams
 from tests.support.fake_upstream import Reply
@@ -282,10 +284,11 @@ def test_the_limits_count_the_fallback_that_answered(limited):
     assert models_asked(fake) == ["gpt-4o", "gpt-4o-mini", "gpt-4o", "o3"]
     record = limited.last_audit()
     assert [(a["model"], a["status"]) for a in record["attempts"]] == [("gpt-4o", 503), ("o3", 200)]
-    # gpt-4o's limit was given back each time: five calls that it answers still go.
+    # gpt-4o's limit kept one request of each failed attempt (its request went upstream): three
+    # calls that it answers still go.
     fake.handler = lambda r: Reply(200, answer(r.json()["model"]))
-    results = [limited.run(CHAT.format(key=ALICE)) for _ in range(5)]
-    assert [r["status"] for r in results] == [200] * 5
+    results = [limited.run(CHAT.format(key=ALICE)) for _ in range(3)]
+    assert [r["status"] for r in results] == [200] * 3
     assert limited.run(CHAT.format(key=ALICE))["status"] == 429
 
 
@@ -452,3 +455,104 @@ def test_a_bedrock_converse_call_falls_back_to_anthropic(elsewhere):
         "anthropic", "bedrock", CLAUDE, "messages",
     )  # fmt: skip
     assert (record["input_tokens"], record["output_tokens"], record["status"]) == (21, 7, 200)
+
+
+# Each attempt reserves anew on the limits; a failed attempt whose request went upstream keeps
+# its reservation (one request where the upstream answered), one that never left gives it back.
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ledgered(start_gateway):
+    down = f"https://127.0.0.1:{closed_port()}"
+    return start_gateway(
+        lambda urls: {
+            "providers": {
+                "openai": {
+                    "upstream": urls["openai"], "keys": [K1, K2], "retry": {"attempts": 2, "when": ["5xx", "connect"]},
+                },
+                "anthropic": {"upstream": urls["anthropic"], "keys": [ANT_KEY]},
+            },
+            "clients": [{"name": "alice", "keys": [ALICE]}, {"name": "bob", "keys": [BOB]}, {"name": "carol", "keys": [CAROL]}],
+            "overrides": [
+                {
+                    "match": {"provider": "openai", "model": "gpt-4o-down"}, "upstream": down,
+                    "fallbacks": [{"provider": "anthropic", "model": CLAUDE}],
+                },
+                {"match": {"provider": "openai", "model": "gpt-4o"}, "fallbacks": [{"provider": "anthropic", "model": CLAUDE}]},
+            ],
+            "limits": [
+                {"name": "alice", "match": {"client": "alice"}, "requests_per_day": 3},
+                {"name": "bob", "match": {"client": "bob"}, "requests_per_day": 2},
+                {"name": "carol", "match": {"client": "carol"}, "requests_per_day": 3},
+            ],
+        },
+        providers=("openai", "anthropic"),
+    )  # fmt: skip
+
+
+CALLS = """
+    from openai import OpenAI
+    client = OpenAI(api_key="{key}", max_retries=0)
+    outcomes = []
+    for _ in range({n}):
+        try:
+            raw = client.chat.completions.with_raw_response.create(
+                model="{model}", max_tokens=100, messages=[{{"role": "user", "content": "Capital of France?"}}])
+            outcomes.append([raw.status_code, raw.headers.get("x-tollgate-attempts")])
+        except Exception as e:
+            outcomes.append([e.status_code, e.body["message"] if isinstance(e.body, dict) else str(e.body)])
+    report(outcomes=outcomes)
+"""
+
+
+def used_message(name: str, cap: int, used: int) -> str:
+    return f"Tollgate limit '{name}': requests_per_day is {cap} for {name}; {used} used, this call needs up to 1."
+
+
+def test_a_retry_reserves_anew_and_the_failed_attempt_keeps_its_request(ledgered):
+    ledgered.reset()
+    seen: list = []
+
+    def first_fails(r):
+        seen.append(r)
+        return Reply(503, OVERLOADED) if len(seen) == 1 else Reply(200, answer("gpt-4o"))
+
+    ledgered.fakes["openai"].handler = first_fails
+    result = ledgered.run(CALLS.format(key=ALICE, n=3, model="gpt-4o"))
+    # The first call's two attempts went upstream (2 requests), the second's one (3): the third has no room.
+    (first, second, third) = result["outcomes"]
+    assert (first, second) == ([200, "2"], [200, None])
+    assert third[0] == 429 and third[1].startswith(used_message("alice", 3, 3)), third
+    assert len(seen) == 3
+
+
+def test_a_fallback_reserves_anew_and_the_failed_attempts_keep_theirs(ledgered):
+    ledgered.reset()
+    ledgered.fakes["openai"].handler = unavailable
+    ledgered.fakes["anthropic"].handler = chat_fakes.answer
+    result = ledgered.run(CALLS.format(key=CAROL, n=2, model="gpt-4o"))
+    # Two attempts at OpenAI answered 503 and one at Anthropic answered: 3 requests.
+    first, second = result["outcomes"]
+    assert first == [200, "3"]
+    assert second[0] == 429 and second[1].startswith(used_message("carol", 3, 3)), second
+    assert len(ledgered.fakes["openai"].received) == 2 and len(ledgered.fakes["anthropic"].received) == 1
+
+
+def test_attempts_that_never_left_give_their_reservation_back(ledgered):
+    ledgered.reset()
+    ledgered.fakes["anthropic"].handler = chat_fakes.answer
+    result = ledgered.run(CALLS.format(key=BOB, n=3, model="gpt-4o-down"))
+    # Each call's two attempts at an OpenAI upstream that cannot be reached count nothing; its
+    # fallback to Anthropic one request: the third call has no room.
+    first, second, third = result["outcomes"]
+    assert (first, second) == ([200, "3"], [200, "3"])
+    assert third[0] == 429 and third[1].startswith(used_message("bob", 2, 2)), third
+    assert len(ledgered.fakes["anthropic"].received) == 2
+    record = ledgered.audit()[-2]
+    assert [(a["provider"], a["status"], a["error"] is not None) for a in record["attempts"]] == [
+        ("openai", None, True), ("openai", None, True), ("anthropic", 200, False),
+    ]  # fmt: skip

@@ -54,7 +54,8 @@ def gateway() -> Gateway:
     fallback = Fallback(
         shared,
         credential.fall_back,
-        ledger.reserve_fallback,
+        ledger.settle_attempt,
+        ledger.reserve_again,
         ledger.release,
         translate.rewrite,
         route.handle,
@@ -142,6 +143,7 @@ def gateway() -> Gateway:
         attempt_failed=[
             upstream_watch.attempt_failed,
             credential.again,
+            ledger.retry,  # a retry reserves anew (the failed attempt settled)
             fallback.attempt_failed,
             upstream_watch.go_again,
         ],

@@ -68,6 +68,7 @@ class Fallback:
         self,
         shared: Shared,
         apply_credential: Callable[[http.HTTPFlow, Call], bool],
+        settle: Callable[[http.HTTPFlow, Call], None],
         reserve: Callable[[http.HTTPFlow, Call], Awaitable[Reserved | bool | None]],
         release: Callable[[Reserved | None], None],
         translate: Callable[[http.HTTPFlow, Call], tuple[str, str, str | None] | None],
@@ -76,7 +77,8 @@ class Fallback:
     ) -> None:
         self.shared = shared
         self._apply_credential = apply_credential  # `Credential.fall_back`
-        self._reserve, self._release = reserve, release  # `Ledger.reserve_fallback`, `Ledger.release`
+        # `Ledger.settle_attempt`, `Ledger.reserve_again`, `Ledger.release`
+        self._settle, self._reserve, self._release = settle, reserve, release
         # For a fallback to another provider: `Translate.rewrite`, `Route.handle`, `AskForUsage.handle`.
         self._translate, self._route, self._prepare = translate, route, prepare
 
@@ -97,18 +99,17 @@ class Fallback:
             call.client_request = None
 
     async def _next(self, flow: http.HTTPFlow, call: Call) -> None:
+        self._settle(flow, call)  # the failed attempt's reservation: kept if it went upstream
         while call.fallbacks:
             (provider, model), call.fallbacks = call.fallbacks[0], call.fallbacks[1:]
             before = _Target.of(call)
             call.fallback_of = (call.provider, call.target_model)
             if self._retarget(flow, call, provider, model, before):
-                # Its own reservation first (the policy sees its counters), the failed target's kept
-                # until it goes.
+                # Its own reservation first: the policy sees its counters.
                 reserved = await self._reserve(flow, call)
                 if reserved is not False:
                     assert reserved is not True
                     if await self._allowed(call) and self._apply_credential(flow, call):
-                        self._release(call.reserved)
                         call.reserved = reserved
                         assert call.attempts is not None
                         call.target_attempts_from = len(call.attempts)

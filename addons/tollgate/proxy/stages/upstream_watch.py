@@ -219,6 +219,7 @@ class UpstreamWatch:
         call.retrying = False
         call.status = call.error = call.failure = call.first_byte = None
         call.circuit_counted = False
+        call.request_sent = False  # the next attempt's, once it has gone
         call.attempt_started = time.time()
         settings = call.loaded.providers[call.provider]
         assert call.attempts is not None
