@@ -118,8 +118,6 @@ class Fallback:
                         return
                     self._release(reserved)
             before.restore(flow, call)
-        if call.attempts:  # nothing goes again: the failed attempt is the call's last
-            call.attempts.pop()
 
     def _retarget(self, flow: http.HTTPFlow, call: Call, provider: str, model: str, before: _Target) -> bool:
         """The request made to call the fallback: False where it cannot be."""

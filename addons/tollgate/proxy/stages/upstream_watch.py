@@ -8,6 +8,7 @@ import logging
 import time
 from functools import partial
 from typing import NamedTuple
+from weakref import WeakSet
 
 from mitmproxy import connection, ctx, http, tls
 from mitmproxy.proxy import server_hooks
@@ -59,6 +60,9 @@ class UpstreamWatch:
         self._open: set[str] = set()  # ids of the upstream connections open or opening
         self._setting_up: dict[str, SettingUp] = {}  # by server connection id
         self._abandoned: set[str] = set()  # ids of the connections given up while being set up
+        # The flows whose failed attempt `attempt_failed` recorded, until `go_again` sends them again
+        # or takes the record back (nothing went again: the record's last attempt is that one).
+        self._recorded: WeakSet[http.HTTPFlow] = WeakSet()
 
     def load(self, _loader: object) -> None:
         patches.end_flows_waiting_for_response()
@@ -207,6 +211,7 @@ class UpstreamWatch:
             Attempt(call.provider, call.target_model, status, call.upstream_key, error, round((now - begun) * 1000, 1))
         )
         call.attempts = attempts
+        self._recorded.add(flow)
         call.retrying = retries_left
         call.falling_back = bool(call.fallbacks)  # once no retry is left (`Fallback`)
 
@@ -214,7 +219,13 @@ class UpstreamWatch:
         """Last of `attempt_failed`: the call goes again, on its new credential, with a clock of its
         own; the failed attempt's status, error and first byte are forgotten."""
         call = call_of(flow)
-        if call is None or not call.retrying:
+        recorded = flow in self._recorded
+        self._recorded.discard(flow)
+        if call is None:
+            return
+        if not call.retrying:
+            if recorded and call.attempts:  # nothing goes again: the failed attempt is the call's last
+                call.attempts.pop()
             return
         call.retrying = False
         call.status = call.error = call.failure = call.first_byte = None
