@@ -5,10 +5,13 @@ the client sees one answer."""
 from __future__ import annotations
 
 import socket
+import urllib.request
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from tests.support import chat_fakes, streams
 from tests.support.fake_upstream import Reply
+from tests.support.proxy import free_port
 
 from tollgate.fingerprint import fingerprint
 
@@ -302,10 +305,14 @@ CLAUDE = "claude-haiku-4-5"
 NOVA = "amazon.nova-lite-v1:0"
 
 
+ELSEWHERE_METRICS = f"127.0.0.1:{free_port()}"
+
+
 @pytest.fixture(scope="module")
 def elsewhere(start_gateway):
     gateway = start_gateway(
         lambda urls: {
+            "metrics": {"listen": ELSEWHERE_METRICS},
             "providers": {
                 "openai": {"upstream": urls["openai"], "keys": [KEY]},
                 "anthropic": {"upstream": urls["anthropic"], "keys": [ANT_KEY]},
@@ -327,6 +334,10 @@ def elsewhere(start_gateway):
                     "fallbacks": [{"provider": "anthropic", "model": CLAUDE}],
                 },
                 {"match": {"provider": "bedrock"}, "fallbacks": [{"provider": "anthropic", "model": CLAUDE}]},
+                {
+                    "match": {"provider": "openai", "model": "gpt-4o-then-nova"},
+                    "fallbacks": [{"provider": "bedrock", "model": NOVA}],
+                },
             ],
         },
         providers=("openai", "anthropic", "bedrock"),
@@ -556,3 +567,20 @@ def test_attempts_that_never_left_give_their_reservation_back(ledgered):
     assert [(a["provider"], a["status"], a["error"] is not None) for a in record["attempts"]] == [
         ("openai", None, True), ("openai", None, True), ("anthropic", 200, False),
     ]  # fmt: skip
+
+
+def test_a_fallback_refused_by_a_provider_without_a_pool_rests_no_key_of_the_first(elsewhere):
+    elsewhere.reset()
+    openai, bedrock = elsewhere.fakes["openai"], elsewhere.fakes["bedrock"]
+    openai.handler = unavailable
+    bedrock.handler = lambda r: Reply(
+        429, {"message": "Too many requests"}, {"x-amzn-errortype": "ThrottlingException", "retry-after": "30"}
+    )
+    result = elsewhere.run(CHAT.replace('model="gpt-4o"', 'model="gpt-4o-then-nova"').format(key=ALICE))
+    assert (result["error"], result["status"], result["attempts"]) == ("RateLimitError", 429, "2")
+    assert [r.path for r in bedrock.received] == ["/model/amazon.nova-lite-v1%3A0/converse"]
+    # Bedrock's 429 rests none of OpenAI's keys (the attempt that went on one answered 503).
+    with urllib.request.urlopen(f"http://{ELSEWHERE_METRICS}/metrics", timeout=10) as r:
+        families = {f.name: f for f in text_string_to_metric_families(r.read().decode())}
+    resting = {s.labels["provider"]: s.value for s in families["tollgate_pool_keys_resting"].samples}
+    assert resting["openai"] == 0
