@@ -50,6 +50,10 @@ the last body byte (perf_counter_ns). Modes:
   tollgate-otlp  the same Tollgate configuration in another mitmdump, plus metrics.otlp: a span per
                call exported over OTLP/HTTP to a collector stand-in (threads of this process that
                take and count the POSTs; see OtlpCollector);
+  tollgate-retry  the same Tollgate configuration in another mitmdump, plus providers.openai.retry
+               (attempts 3 on 429, 529, 5xx, connect and timeout): the fake never fails, so this is
+               what a call that needs no retry costs with retries configured; its p50 and CPU per
+               call are judged against Tollgate's (<= 1.02x);
   gemini-calo  reverse proxy at http://127.0.0.1:PORT (its own server: the `gemini-calo` entry point's
                start_server(), with the middlewares it installs: logging, proxy-key auth, model
                override, conversation roll-up), configured by its environment variables; the built-in
@@ -198,6 +202,7 @@ LABELS = {
     "tollgate-translated": "Tollgate, Gemini call to OpenAI",
     "tollgate-redis": "Tollgate, ledger on Redis",
     "tollgate-otlp": "Tollgate, OTLP traces",
+    "tollgate-retry": "Tollgate, retry configured",
     "tollgate-baseline": "Tollgate of the --baseline checkout",
     "gemini-calo": "gemini-calo",
     "litellm": "LiteLLM proxy",
@@ -207,6 +212,7 @@ PEER_DISTRIBUTION = {"gemini-calo": "gemini-calo", "litellm": "litellm"}
 
 TARGET_ADDED_RATIO = 1.10  # (tollgate - direct) / (bare - direct), p50
 TARGET_RPS_RATIO = 0.9  # tollgate / bare, requests/s at 16 connections
+TARGET_RETRY_RATIO = 1.02  # tollgate-retry / tollgate, p50 and CPU per call of a call that needs no retry
 
 MAX_CALLS = 100_000
 MAX_CONNECTIONS = 256
@@ -999,6 +1005,7 @@ class Bench:
         self.commands.append("tollgate.yaml: " + json.dumps(self.tollgate_config(redact=True)))
         self.start_redis_tollgate(common, proxy_ctx)
         self.start_otlp_tollgate(common, proxy_ctx)
+        self.start_retry_tollgate(common, proxy_ctx)
         if self.args.baseline is not None:
             self.start_baseline_tollgate(common, proxy_ctx)
 
@@ -1082,6 +1089,14 @@ class Bench:
         data["metrics"] = {"otlp": {"endpoint": self.collector.url}}
         note = f"metrics.otlp.endpoint {self.collector.url}"
         self.start_another_tollgate("tollgate-otlp", data, note, common, proxy_ctx)
+
+    def start_retry_tollgate(self, common: list[str], proxy_ctx: ssl.SSLContext) -> None:
+        """Another Tollgate, the same configuration with `providers.openai.retry` (every condition):
+        what a call that needs no retry costs with retries configured."""
+        data = self.tollgate_config(ledger_store=f"sqlite:///{self.workdir / 'ledger-retry.sqlite'}")
+        data["audit"] = {"path": str(self.workdir / "audit-retry.jsonl")}
+        data["providers"]["openai"]["retry"] = {"attempts": 3, "when": [429, 529, "5xx", "connect", "timeout"]}
+        self.start_another_tollgate("tollgate-retry", data, "providers.openai.retry", common, proxy_ctx)
 
     def start_baseline_tollgate(self, common: list[str], proxy_ctx: ssl.SSLContext) -> None:
         """Another checkout's Tollgate (`--baseline`), with the same configuration: what a change
@@ -1691,6 +1706,7 @@ def report(bench: Bench, elapsed: float) -> bool:
         ("tollgate-jwt", "JWT caller", 1.10),
         ("tollgate-redis", "ledger on Redis", None),
         ("tollgate-otlp", "OTLP traces", None),
+        ("tollgate-retry", "retry configured", None),
         ("tollgate-baseline", "the --baseline checkout", None),
     ):
         if mode not in stats:
@@ -1714,6 +1730,19 @@ def report(bench: Bench, elapsed: float) -> bool:
                 None,
             )
         )
+    # A call that needs no retry, with `retry` configured and without: the whole call's p50 and the
+    # proxy's CPU per call.
+    if "tollgate-retry" in stats:
+        r = stats["tollgate-retry"]
+        for q, label in (("p50", "p50"), ("cpu", "CPU ms/call at 16 connections")):
+            checks.append(
+                (
+                    f"{label}, retry configured / not",
+                    f"{r[q] / t[q]:.3f}x ({r[q]:.3f} / {t[q]:.3f} ms)",
+                    f"<= {TARGET_RETRY_RATIO:.2f}x",
+                    r[q] / t[q] <= TARGET_RETRY_RATIO,
+                )
+            )
     # A Gemini call translated to OpenAI and back, beside the same Tollgate's untranslated OpenAI call
     # (informational: no target).
     tr = stats["tollgate-translated"]

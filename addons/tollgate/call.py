@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from tollgate.formats.request_facts import Classification
 from tollgate.formats.usage import Usage
@@ -46,6 +46,18 @@ class RolledUp:
             "output_tokens": u.output_tokens,
             "cost_usd": 0.0 if self.cached else None if cost is None else usd(cost),
         }
+
+
+class ClientRequest(NamedTuple):
+    """A request as its client sent it, its credentials left out and its body decoded: what a
+    fallback to another provider is written from."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str
+    fields: tuple[tuple[bytes, bytes], ...]
+    content: bytes
 
 
 class Failure(enum.Enum):
@@ -154,6 +166,8 @@ class Failover:
     target_attempts_from: int = 0
     fallback_of: tuple[str, str | None] | None = None
     falling_back: bool = False  # the failed target has no retry left: the next fallback is due
+    # Only for a call whose fallbacks may go to another provider: its request as the client sent it.
+    client_request: ClientRequest | None = field(default=None, repr=False)
     # The attempt's failure is counted for its key's or upstream's circuit (`providers.<name>.circuit`).
     circuit_counted: bool = False
 

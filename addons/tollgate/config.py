@@ -166,8 +166,8 @@ class Override(Strict):
         return self
 
     def _fallbacks_reachable(self, known: tuple[str, ...]) -> None:
-        """A fallback goes to the rule's own provider (another model of it), in the call's format:
-        one to another provider would need the call translated again, which fallbacks do not do."""
+        """A fallback names a provider Tollgate knows. One to another provider than the rule's is
+        translated from the call as its client sent it (a chat call; another call skips it)."""
         target = self.provider or self.match.provider
         for i, fallback in enumerate(self.fallbacks):
             where = f"fallbacks[{i}].provider"
@@ -175,11 +175,6 @@ class Override(Strict):
                 raise ValueError(f"{where}: {unknown_provider(fallback.provider, known)}")
             if target is None:
                 raise ValueError(f"{where}: a rule with fallbacks names its provider (provider or match.provider)")
-            if fallback.provider != target:
-                raise ValueError(
-                    f"{where}: {fallback.provider} is not the rule's provider ({target}); a fallback"
-                    " goes to another model of the same provider"
-                )
 
 
 class Summarizer(Strict):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -12,6 +13,7 @@ from tests.support import streams
 from tests.support.aws import botocore_accepts
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Reply
+from tests.support.h2 import H2Reply, H2Request, H2Upstream, h2_calls
 from tests.support.redis import redis_server
 
 from tollgate.fingerprint import fingerprint
@@ -504,3 +506,60 @@ def test_a_call_whose_connection_timed_out_goes_again(clouds):
     timed_out, answered = clouds.last_audit()["attempts"]
     assert (timed_out["status"], timed_out["error"]) == (None, "upstream timeout: no response within 1 s")
     assert (answered["status"], answered["error"]) == (200, None)
+
+
+def test_an_attempt_is_listed_once_when_every_key_rests(gw):
+    # Last of the module's tests on `gw`: both keys rest 30 s once it has run.
+    gw.reset()
+    fake = gw.fakes["openai"]
+    fake.handler = lambda r: Reply(429, RATE_LIMITED, {"retry-after": "30"})
+    result = gw.run(CHAT)
+    assert result == {"error": "RateLimitError", "status": 429, "attempts": "2"}
+    assert sorted(keys_used(fake)) == sorted([K1, K2])
+    record = gw.last_audit()
+    assert [(a["status"], a["upstream_key"]) for a in record["attempts"]] == [
+        (429, fingerprint(k)) for k in keys_used(fake)
+    ]
+    assert (record["status"], record["upstream_key"]) == (429, fingerprint(keys_used(fake)[-1]))
+
+
+def test_a_retry_goes_again_over_an_http2_upstream(start_gateway, upstream_ca, bundle):
+    """Client and upstream speak HTTP/2 (mitmproxy offers the upstream the client's protocol): the
+    retry is another stream to the upstream, with the other key, and the client gets one answer."""
+
+    def answer(received):
+        if len(upstream.received) == 1:
+            limited = json.dumps(RATE_LIMITED).encode()
+            return H2Reply(429, {"content-type": "application/json", "retry-after": "1"}, [limited])
+        return H2Reply(200, {"content-type": "application/json"}, [json.dumps(ANSWER).encode()])
+
+    upstream = H2Upstream(upstream_ca, answer)
+    try:
+        gw = start_gateway(
+            {
+                "providers": {
+                    "openai": {"upstream": upstream.url, "keys": [K1, K2], "retry": {"attempts": 2, "when": [429]}}
+                },
+                "clients": [{"name": "alice", "keys": [ALICE]}],
+            },
+            providers=(),
+        )
+        body = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}).encode()
+        request = H2Request(
+            "/v1/chat/completions", body, {"content-type": "application/json", "authorization": f"Bearer {ALICE}"}
+        )
+        (got,) = h2_calls(gw.proxy.port, bundle, "api.openai.com", [request], 20)
+        assert (got.status, got.headers.get("x-tollgate-attempts"), got.reset) == (200, "2", None)
+        assert json.loads(got.body)["usage"]["total_tokens"] == 7
+        first, second = upstream.received
+        keys = [r.headers["authorization"].removeprefix("Bearer ") for r in (first, second)]
+        assert sorted(keys) == sorted([K1, K2])
+        assert first.body == second.body == body
+        assert first.stream_id != second.stream_id
+        record = gw.last_audit()
+        assert [(a["status"], a["upstream_key"]) for a in record["attempts"]] == [
+            (429, fingerprint(keys[0])), (200, fingerprint(keys[1])),
+        ]  # fmt: skip
+        assert (record["status"], record["total_tokens"]) == (200, 7)
+    finally:
+        upstream.close()

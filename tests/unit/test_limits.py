@@ -15,6 +15,7 @@ from tollgate.governance.limits import (
     Estimate,
     Limits,
     adjustments,
+    attempt_used,
     batch_output,
     caps_of,
     charges,
@@ -153,6 +154,16 @@ def test_a_rolled_up_call_uses_its_summary_too() -> None:
     assert used(call, Estimate(1, 500, 9), record) == Estimate(1, 148, 6975)
     call.rolled_up = RolledUp(8, "openai/gpt-4o-mini", cached=True)  # a summary made before costs nothing now
     assert used(call, Estimate(1, 500, 9), record) == Estimate(1, 120, 0)
+
+
+def test_a_failed_attempt_keeps_its_reservation_once_its_request_went_upstream() -> None:
+    call = Call(Route.as_called("openai"), "api.openai.com", "POST", "/v1/chat/completions")
+    call.classified(Classification("chat.completions", "gpt-4o"))
+    reserved = Estimate(1, 500, 9)
+    assert attempt_used(call, reserved, None) == Estimate(0, 0, 0)  # never left: given back
+    call.answer.request_sent = True
+    assert attempt_used(call, reserved, 503) == Estimate(1, 0, 0)  # the upstream answered an error
+    assert attempt_used(call, reserved, None) == reserved  # sent, never answered (a timeout): kept
 
 
 def test_each_answer_a_call_asks_for_is_reserved_at_its_bound():

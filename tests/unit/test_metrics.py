@@ -321,3 +321,29 @@ def test_fallbacks_are_counted_by_the_model_that_ended_the_call() -> None:
     retried.failover.attempts = [Attempt("openai", "gpt-4o", 429, "fp", "upstream answered 429", 3.0)]
     metrics.observe(retried, record(retried))  # went again to the same model: no fallback
     assert [(ls["model"], v) for ls, v in samples(metrics)["tollgate_fallbacks_total"]] == [("o3", 2)]
+
+
+def test_a_failed_attempt_is_counted_by_its_own_provider_and_model() -> None:
+    metrics = MetricSet()
+    c = call(status=200, provider="anthropic", model="claude-haiku-4-5")
+    c.failover.attempts = [
+        Attempt("openai", "gpt-4o", 503, "fp", "upstream answered 503", 3.0),
+        Attempt("openai", "gpt-4o-mini", 503, "fp", "upstream answered 503", 3.0),
+    ]
+    metrics.observe(c, record(c))
+    retries = {(ls["provider"], ls["model"], ls["failed"]): v for ls, v in samples(metrics)["tollgate_retries_total"]}
+    assert retries == {("openai", "gpt-4o", "503"): 1, ("openai", "gpt-4o-mini", "503"): 1}
+    # Two fallbacks: to gpt-4o-mini, then to another provider.
+    assert [(ls["provider"], ls["model"], v) for ls, v in samples(metrics)["tollgate_fallbacks_total"]] == [
+        ("anthropic", "claude-haiku-4-5", 2)
+    ]
+
+
+def test_a_fallback_to_the_same_model_of_another_provider_is_counted() -> None:
+    metrics = MetricSet()
+    c = call(status=200, provider="azure", model="gpt-4o")
+    c.failover.attempts = [Attempt("openai", "gpt-4o", 503, "fp", "upstream answered 503", 3.0)]
+    metrics.observe(c, record(c))
+    assert [(ls["provider"], ls["model"], v) for ls, v in samples(metrics)["tollgate_fallbacks_total"]] == [
+        ("azure", "gpt-4o", 1)
+    ]

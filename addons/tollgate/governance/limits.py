@@ -289,6 +289,20 @@ def _used_upstream(call: Call, reserved: Estimate, record: dict[str, Any]) -> Es
     return Estimate(1, tokens, call.cost_nanousd() or 0)
 
 
+def attempt_used(call: Call, reserved: Estimate, status: int | None) -> Estimate:
+    """What a failed attempt of a call that goes again used, settled as a call ending with it
+    would be: nothing when its request never went upstream (its connection failed); one request
+    when the upstream answered it (with an error); else, a request sent and not answered (a
+    timeout), all it reserved: the provider may bill work it started."""
+    if not call.answer.request_sent:
+        return Estimate(0, 0, 0)
+    if spends_nothing(call):
+        return Estimate(1, 0, 0)
+    if status is not None:
+        return Estimate(1, 0, 0, job=reserved.job)
+    return reserved
+
+
 def token_count(record: dict[str, Any]) -> int | None:
     """The tokens a limit counts: prompt and answer; the total where only it is known."""
     inputs, outputs = record.get("input_tokens"), record.get("output_tokens")

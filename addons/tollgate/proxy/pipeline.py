@@ -51,7 +51,16 @@ def gateway() -> Gateway:
     rollup = RollUp(shared)
     ask_for_usage = AskForUsage(shared)
     credential = Credential(shared)
-    fallback = Fallback(shared, credential.fall_back, ledger.reserve_fallback, ledger.release)
+    fallback = Fallback(
+        shared,
+        credential.fall_back,
+        ledger.settle_attempt,
+        ledger.reserve_again,
+        ledger.release,
+        translate.rewrite,
+        route.handle,
+        ask_for_usage.handle,
+    )
     upstream_watch = UpstreamWatch(shared)
     stream_tap = StreamTap(shared)
     redact = Redact(shared)
@@ -134,11 +143,13 @@ def gateway() -> Gateway:
         attempt_failed=[
             upstream_watch.attempt_failed,
             credential.again,
+            ledger.retry,  # a retry reserves anew (the failed attempt settled)
             fallback.attempt_failed,
             upstream_watch.go_again,
         ],
         responseheaders=[
             credential.responseheaders,  # a pooled key the upstream refused (401, 429) rests
+            fallback.forget,  # the request as its client sent it, kept for a fallback, let go
             upstream_watch.responseheaders,
             stream_tap.responseheaders,  # the answer streams through a reader of its usage (and a translator)
             translate.responseheaders,  # a translated answer's headers as the caller's format sends them
@@ -149,7 +160,15 @@ def gateway() -> Gateway:
         # in the caller's shape.
         response=[drain.ended, translate.response, audit.response],
         # A failed call ends in the provider's shape (502/504), counted for its key's or upstream's circuit.
-        error=[drain.ended, upstream_watch.error, credential.error, stream_tap.error, redact.error, audit.error],
+        error=[
+            drain.ended,
+            fallback.forget,
+            upstream_watch.error,
+            credential.error,
+            stream_tap.error,
+            redact.error,
+            audit.error,
+        ],
         websocket_start=[responses_socket.websocket_start],
         websocket_message=[
             responses_socket.websocket_message,  # a response.create decided, an answer's usage read

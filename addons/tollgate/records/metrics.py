@@ -271,12 +271,12 @@ class MetricSet:
         self.retries = CounterFamily(
             "tollgate_retries",
             "Attempts that failed before their answer began and were made again (providers.<name>.retry),"
-            " by what failed: a status, connect or timeout.",
+            " by the provider and model each went to and what failed: a status, connect or timeout.",
             ("provider", "model", "failed"),
         )
         self.fallbacks = CounterFamily(
             "tollgate_fallbacks",
-            "Fallbacks made (an override rule's fallbacks): a call sent to another model after its target"
+            "Fallbacks made (an override rule's fallbacks): a call sent to another model or provider after its target"
             " failed, by the provider and model that ended the call.",
             ("provider", "model"),
         )
@@ -345,9 +345,10 @@ class MetricSet:
             if error.startswith("upstream_"):
                 self.upstream_errors.inc((provider, error))
             if call.failover.attempts:
-                for attempt in call.failover.attempts:
-                    self.retries.inc((provider, model, retry_cause(attempt.status, attempt.error)))
-                if fallbacks := fallbacks_made(call.failover.attempts, record["model"]):
+                for attempt in call.failover.attempts:  # by its own provider and model, not the call's last
+                    tried = self.cap("model", attempt.model or "")
+                    self.retries.inc((attempt.provider, tried, retry_cause(attempt.status, attempt.error)))
+                if fallbacks := fallbacks_made(call.failover.attempts, call.route.target.provider, record["model"]):
                     self.fallbacks.inc((provider, model), fallbacks)
             for key, left in limits:
                 self.limit_remaining.set(key, left)
@@ -382,10 +383,11 @@ def remaining(before: int, cap: int, metric: str, used: Estimate, minute: bool =
     return left / 1e9 if metric == "usd" else left
 
 
-def fallbacks_made(attempts: list[Attempt], model: str | None) -> int:
-    """How many times a call's attempts went on to another model (a fallback), the last to `model`."""
-    models = [a.model for a in attempts] + [model]
-    return sum(1 for before, after in pairwise(models) if before != after)
+def fallbacks_made(attempts: list[Attempt], provider: str, model: str | None) -> int:
+    """How many times a call's attempts went on to another model or provider (a fallback), the last
+    to `model` of `provider`."""
+    targets = [(a.provider, a.model) for a in attempts] + [(provider, model)]
+    return sum(1 for before, after in pairwise(targets) if before != after)
 
 
 def retry_cause(status: int | None, error: str | None) -> str:

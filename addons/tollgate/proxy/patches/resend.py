@@ -34,7 +34,7 @@ from mitmproxy.proxy.layers.http import (
 from mitmproxy.proxy.layers.http._http1 import Http1Client
 from mitmproxy.proxy.layers.http._http2 import Http2Client
 
-from tollgate.proxy.patches.flows import EndIfWaiting, _resends
+from tollgate.proxy.patches.flows import EndIfWaiting, _on_request_sent, _resends
 
 
 @dataclass
@@ -150,6 +150,8 @@ def _again(stream: Any) -> Generator[Any, Any, None]:
     if request.trailers:
         yield SendHttp(RequestTrailers(stream.stream_id, request.trailers), server)
     yield SendHttp(RequestEndOfMessage(stream.stream_id), server)
+    for on_sent in _on_request_sent:  # as `note_requests_sent` notes a first attempt's
+        on_sent(flow)
 
 
 def _cancel(stream: Any) -> Generator[Any, Any, None]:

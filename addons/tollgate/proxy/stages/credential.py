@@ -90,6 +90,8 @@ class Credential:
         if credential.pooled_key is not None:
             pool = credential.pool if credential.pool is not None else call.loaded.pools[call.route.target.provider]
             call.answer.pooled_key = (pool, credential.pooled_key)
+        elif call.answer.pooled_key is not None:  # a fallback to a provider without a pool: not the last key's
+            call.answer.pooled_key = None
         for parameter in provider.query_positions:
             request.query.pop(parameter, None)
         # The caller's credentials out and the upstream's in, in one pass over the header fields

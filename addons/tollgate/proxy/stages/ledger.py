@@ -19,6 +19,7 @@ from tollgate.governance.limits import (
     Estimate,
     Reserved,
     adjustments,
+    attempt_used,
     batch_output,
     charges,
     counters,
@@ -43,7 +44,7 @@ from tollgate.providers.base import (
     POLICY_DENIED,
     RATE_LIMITED,
 )
-from tollgate.proxy.flows import refuse
+from tollgate.proxy.flows import call_of, refuse
 from tollgate.proxy.state import Shared
 from tollgate.records.ledger.store import Charge, Reservation, Store, StoreError
 
@@ -184,12 +185,43 @@ class Ledger:
         call.ledger.reserved = Reserved(store, tuple(found), estimate)
         call.ledger.usage_counters = usage_facts(found, reservation.values)
 
-    async def reserve_fallback(self, flow: http.HTTPFlow, call: Call) -> Reserved | bool | None:
-        """A fallback's own reservation, on the limits its model matches (`call.route.target` is the
-        fallback's), made while the failed target's is still held: the new one (None: no limit
-        applies), or False when the fallback is not to be tried (a limit without room, a USD cap
-        without a price, a job it cannot bound, the store failed under `on_store_error: deny`).
-        Nothing is refused: the failed attempt's answer stands if no fallback goes."""
+    def retry(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """In `attempt_failed`, after `Credential.again`: a retry reserves anew on the limits that
+        apply, once the failed attempt is settled (`settle_attempt`); without room it is not made
+        (a fallback may be next)."""
+        call = call_of(flow)
+        if call is None or not call.failover.retrying or not call.loaded.limits:
+            return None
+        return self._reserve_retry(flow, call)
+
+    async def _reserve_retry(self, flow: http.HTTPFlow, call: Call) -> None:
+        self.settle_attempt(flow, call)
+        reserved = await self.reserve_again(flow, call)
+        if reserved is False:
+            call.failover.retrying = False
+            logger.info(f"Tollgate: retry of a {call.route.target.provider} call not made: a limit has no room for it")
+            return
+        assert reserved is not True
+        call.ledger.reserved = reserved
+
+    def settle_attempt(self, flow: http.HTTPFlow, call: Call) -> None:
+        """A failed attempt's reservation, as its call goes again: kept once its request went
+        upstream (one request where the upstream answered, all of it where it did not), given back
+        where it never left (`limits.attempt_used`)."""
+        reserved, call.ledger.reserved = call.ledger.reserved, None
+        if reserved is None:
+            return
+        status = flow.response.status_code if flow.response is not None else None
+        spent = attempt_used(call, reserved.estimate, status)
+        if changes := adjustments(reserved.counters, reserved.estimate, spent):
+            reserved.store.adjust(changes)
+
+    async def reserve_again(self, flow: http.HTTPFlow, call: Call) -> Reserved | bool | None:
+        """An attempt's own reservation, on the limits its model matches (`call.route.target`
+        is a fallback's): the new one (None: no limit applies), or False when it is not to be made (a
+        limit without room, a USD cap without a price, a job it cannot bound, the store failed
+        under `on_store_error: deny`). Nothing is refused: the failed attempt's answer stands if
+        nothing goes again."""
         limits = call.loaded.limits
         store = self.shared.ledger
         if not limits or call.classification.service or store is None:

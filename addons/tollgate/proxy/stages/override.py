@@ -8,9 +8,12 @@ from mitmproxy import http
 
 from tollgate.call import Call, Target
 from tollgate.formats import OPENAI_API
-from tollgate.governance.overrides import own_api_path, route_api, routed_path, translation_for
+from tollgate.governance.overrides import client_request, own_api_path, route_api, routed_path, translation_for
 from tollgate.proxy.flows import provider_of, write_body
 from tollgate.proxy.state import Shared
+from tollgate.upstream import SIDE_HEADERS
+
+_SIDE_HEADER_NAMES = frozenset(h.lower().encode() for h in SIDE_HEADERS)
 
 
 class Override:
@@ -27,6 +30,8 @@ class Override:
         rule = rules.find(called, asked, call.caller.client, call.caller.groups, c.endpoint)
         if rule is None:
             return
+        if rule.fallbacks:
+            self._keep_for_fallbacks(flow, call, rule.provider or called, rule.fallbacks)
         if rule.provider is not None and rule.provider != called:
             if route_api(rule, called, c.endpoint, call.registry) != "native":
                 flow.request.path = routed_path(call.registry[rule.provider], flow.request.path)
@@ -38,13 +43,35 @@ class Override:
             route.target = Target(rule.provider, route.target.model)
         if rule.upstream is not None:
             route.upstream = rule.upstream
-        if rule.fallbacks and route.translated is None:  # a translated call is not translated again
+        if rule.fallbacks:
             call.failover.fallbacks = tuple((f.provider, f.model) for f in rule.fallbacks)
         if rule.model is not None and rule.model != asked:
             if route.translated is not None:
                 route.target = Target(route.target.provider, rule.model)
             else:
                 self._call_model(flow, call, rule.model)
+
+    @staticmethod
+    def _keep_for_fallbacks(flow: http.HTTPFlow, call: Call, target: str, fallbacks: tuple) -> None:
+        """A call routed elsewhere, or whose fallbacks go to another provider, keeps its request as
+        the client sent it: a fallback is written from it (translated where the formats differ).
+        No other call keeps anything."""
+        if call.body is None:  # no JSON body: never translated, nor a fallback to another provider
+            return
+        if target == call.route.requested.provider and all(f.provider == target for f in fallbacks):
+            return
+        request = flow.request
+        content = request.raw_content or b""
+        if b"content-encoding" in call.headers:
+            content = request.get_content(strict=False) or b""
+        call.failover.client_request = client_request(
+            provider_of(call),
+            (request.scheme, request.host, request.port),
+            request.path,
+            request.headers.fields,
+            content,
+            _SIDE_HEADER_NAMES,
+        )
 
     def _call_model(self, flow: http.HTTPFlow, call: Call, model: str) -> None:
         path = (

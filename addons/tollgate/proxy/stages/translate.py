@@ -34,27 +34,36 @@ class Translate:
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         """The request, rewritten for the target's own API (Override chose the route)."""
-        translation = call.route.translated
-        if translation is None:
+        if call.route.translated is None:
             return
+        refusal = self.rewrite(flow, call)
+        if refusal is not None:
+            reason, message, error = refusal
+            refuse(flow, call, reason, message)
+            if error is not None:
+                call.answer.error = error
+
+    def rewrite(self, flow: http.HTTPFlow, call: Call) -> tuple[str, str, str | None] | None:
+        """The request of a call with a translation, written for its target's own API; else why it
+        cannot be (the refusal's reason and message, and the call's error): `handle` refuses it, a
+        fallback (`Fallback`) is skipped."""
+        translation = call.route.translated
+        assert translation is not None
         request, c = flow.request, call.classification
         if call.body is None:  # Classify read the body exactly (its encoding undone), or refused it
-            refuse(flow, call, BAD_REQUEST, "Tollgate translates only a JSON body for this route.")
-            return
+            return BAD_REQUEST, "Tollgate translates only a JSON body for this route.", None
         caller = decoded(call.headers, _CALLER_HEADERS)
         model = call.route.target.model  # the name the target's API takes (an Azure deployment's)
         if model is None:
-            refuse(flow, call, BAD_REQUEST, "This call names no model for its route to translate.")
-            return
+            return BAD_REQUEST, "This call names no model for its route to translate.", None
         stream = bool(c.facts.stream)
         leg = provider_of(call).native_chat(model, stream, translation.source)
         translation.target = leg.format
         try:
             body, extra, dropped = translation.request(call.body, model, stream, caller)
         except Untranslatable as e:
-            refuse(flow, call, BAD_REQUEST, f"Tollgate cannot route this call to {call.route.target.provider}: {e}")
-            call.answer.error = "untranslatable request"
-            return
+            message = f"Tollgate cannot route this call to {call.route.target.provider}: {e}"
+            return BAD_REQUEST, message, "untranslatable request"
         if dropped:
             logger.warning(
                 "Tollgate: %s call routed to %s without %s (no equivalent there)",
@@ -65,8 +74,7 @@ class Translate:
             call.route.upstream_classification = provider_of(call).classify("POST", path, body, query)
         except Unreadable as e:  # Tollgate's own translation is at fault: never sent
             logger.error("Tollgate: a translated %s call does not classify: %s", call.route.target.provider, e)
-            refuse(flow, call, INTERNAL_ERROR, "Tollgate could not translate this call.")
-            return
+            return INTERNAL_ERROR, "Tollgate could not translate this call.", None
         content = encode_json(body)
         accept = provider_of(call).stream_media_type if stream else "application/json"
         fields = [f for f in request.headers.fields if f[0].lower() in _KEPT]
@@ -83,6 +91,7 @@ class Translate:
         request.path = leg.path
         request.raw_content = content
         call.body, call.body_sha256 = body, None
+        return None
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         """The headers of an answer StreamTap translates, as the caller's format sends them. An

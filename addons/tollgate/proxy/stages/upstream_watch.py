@@ -8,6 +8,7 @@ import logging
 import time
 from functools import partial
 from typing import NamedTuple
+from weakref import WeakSet
 
 from mitmproxy import connection, ctx, http, tls
 from mitmproxy.proxy import server_hooks
@@ -59,6 +60,9 @@ class UpstreamWatch:
         self._open: set[str] = set()  # ids of the upstream connections open or opening
         self._setting_up: dict[str, SettingUp] = {}  # by server connection id
         self._abandoned: set[str] = set()  # ids of the connections given up while being set up
+        # The flows whose failed attempt `attempt_failed` recorded, until `go_again` sends them again
+        # or takes the record back (nothing went again: the record's last attempt is that one).
+        self._recorded: WeakSet[http.HTTPFlow] = WeakSet()
 
     def load(self, _loader: object) -> None:
         patches.end_flows_waiting_for_response()
@@ -214,6 +218,7 @@ class UpstreamWatch:
             )
         )
         call.failover.attempts = attempts
+        self._recorded.add(flow)
         call.failover.retrying = retries_left
         call.failover.falling_back = bool(call.failover.fallbacks)  # once no retry is left (`Fallback`)
 
@@ -221,19 +226,27 @@ class UpstreamWatch:
         """Last of `attempt_failed`: the call goes again, on its new credential, with a clock of its
         own; the failed attempt's status, error and first byte are forgotten."""
         call = call_of(flow)
-        if call is None or not call.failover.retrying:
+        recorded = flow in self._recorded
+        self._recorded.discard(flow)
+        if call is None:
             return
-        call.failover.retrying = False
-        call.answer.status = call.answer.error = call.answer.failure = call.answer.first_byte = None
-        call.failover.circuit_counted = False
-        call.failover.attempt_started = time.time()
+        failover, answer = call.failover, call.answer
+        if not failover.retrying:
+            if recorded and failover.attempts:  # nothing goes again: the failed attempt is the call's last
+                failover.attempts.pop()
+            return
+        failover.retrying = False
+        answer.status = answer.error = answer.failure = answer.first_byte = None
+        failover.circuit_counted = False
+        answer.request_sent = False  # the next attempt's, once it has gone
+        failover.attempt_started = time.time()
         settings = call.loaded.providers[call.route.target.provider]
-        assert call.failover.attempts is not None
-        if (
-            len(call.failover.attempts) - call.failover.target_attempts_from + 1 >= retry_of(call).attempts
-            and not call.failover.fallbacks
-        ):
+        assert failover.attempts is not None
+        retry = retry_of(call)
+        if len(failover.attempts) - failover.target_attempts_from + 1 >= retry.attempts and not failover.fallbacks:
             patches.no_more_resends(flow)
+        elif failover.target_attempts_from == len(failover.attempts):  # a fallback's first: its provider's `retry.when`
+            patches.may_resend(flow, retry_statuses(retry), retries_errors(retry))
         patches.resend(flow)
         self._start_clock(flow, settings.timeout)
 
