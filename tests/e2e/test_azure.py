@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 from tests.support import streams
-from tests.support.azure import CLIENT_SECRET, ENTRA_TOKEN, FakeAzure, entra_env
+from tests.support.azure import CLIENT_SECRET, ENTRA_TOKEN, GOV_SCOPE, GOV_TOKEN, FakeAzure, entra_env
 
 ALICE = "tg-alice-azure-0123456789"
 RESOURCE_KEY = "azure-REAL-resource-key-000000000001"
@@ -213,6 +213,28 @@ def test_tollgates_entra_id_token_goes_upstream(start_gateway, upstream_ca_pem):
     assert gw.azure.tokens_given == 1  # one token, asked for ahead and reused
     first, second = gw.new_audit(2)
     assert first["upstream_key"] == second["upstream_key"] is not None
+
+
+def test_azure_governments_hosts_are_governed_and_take_a_token_for_their_cloud(start_gateway, upstream_ca_pem):
+    gw = start_entra(start_gateway, upstream_ca_pem)
+    result = gw.run(f"""
+    from openai import AzureOpenAI
+    client = AzureOpenAI(api_key="{ALICE}", azure_endpoint="https://contoso.openai.azure.us",
+        api_version="{API_VERSION}", max_retries=0)
+    r = client.chat.completions.create(model="prod-4o", messages=[{{"role": "user", "content": "hi"}}])
+    report(tokens=r.usage.total_tokens)
+""")
+    assert result == {"tokens": 28}
+    (seen,) = [r for r in gw.fakes["azure"].received if r.path.startswith("/openai/")]
+    assert seen.path == f"/openai/deployments/prod-4o/chat/completions?api-version={API_VERSION}"
+    # Azure Government takes tokens for its own scope, never the public cloud's.
+    assert seen.headers["authorization"] == f"Bearer {GOV_TOKEN}"
+    assert "api-key" not in seen.headers
+    assert GOV_SCOPE in gw.azure.scopes[-1].split()
+    record = gw.last_audit()
+    assert (record["client"], record["provider"], record["host"], record["total_tokens"]) == (
+        "alice", "azure", "contoso.openai.azure.us", 28,
+    )  # fmt: skip
 
 
 def test_a_token_endpoint_that_refuses_fails_the_call_closed(start_gateway, upstream_ca_pem):

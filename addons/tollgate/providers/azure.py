@@ -1,11 +1,12 @@
 """Azure OpenAI: a resource's hosts (`{resource}.openai.azure.com`, and the Azure AI services hosts
 `{resource}.cognitiveservices.azure.com` and `{resource}.services.ai.azure.com`, which serve other
-products too), its deployments paths (`/openai/deployments/{deployment}/chat/completions`, whose
-model is the deployment) and its paths that name the model in the body as OpenAI's do
-(`/openai/v1/…`, and `/openai/responses`, `/openai/files`… as `AzureOpenAI` calls them). The wire
-format is OpenAI's (`formats/openai_chat/`, `formats/openai_responses/`), read as `openai.py`
-reads it. Keys go in `api-key`; Tollgate's own credential is a resource's key, the provider's, or
-an Entra ID token (`credentials: default`, `entra_id.py`)."""
+products too; the first two in Azure Government's `.azure.us` and Azure in China's `.azure.cn`),
+its deployments paths (`/openai/deployments/{deployment}/chat/completions`, whose model is the
+deployment) and its paths that name the model in the body as OpenAI's do (`/openai/v1/…`, and
+`/openai/responses`, `/openai/files`… as `AzureOpenAI` calls them). The wire format is OpenAI's
+(`formats/openai_chat/`, `formats/openai_responses/`), read as `openai.py` reads it. Keys go in
+`api-key`; Tollgate's own credential is a resource's key, the provider's, or an Entra ID token
+(`credentials: default`, `entra_id.py`)."""
 
 from __future__ import annotations
 
@@ -28,9 +29,14 @@ from tollgate.providers.keypool import KeyPool
 
 # A resource's custom subdomain: lower-case letters, digits and hyphens.
 _RESOURCE = r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?"
-# Where only the OpenAI API lives, and the Azure AI services hosts, which serve other products too.
-OPENAI_SUFFIX = "openai.azure.com"
-_SUFFIXES = (OPENAI_SUFFIX, "cognitiveservices.azure.com", "services.ai.azure.com")
+# Where only the OpenAI API lives, and the Azure AI services hosts, which serve other products too:
+# in Microsoft's public cloud, Azure Government (.azure.us) and Azure in China (.azure.cn).
+OPENAI_SUFFIXES = ("openai.azure.com", "openai.azure.us", "openai.azure.cn")
+_SUFFIXES = (
+    *OPENAI_SUFFIXES,
+    "cognitiveservices.azure.com", "cognitiveservices.azure.us", "cognitiveservices.azure.cn",
+    "services.ai.azure.com",
+)  # fmt: skip
 _HOST = re.compile(rf"(?P<resource>{_RESOURCE})\.(?P<suffix>{'|'.join(re.escape(s) for s in _SUFFIXES)})")
 # A deployment's name, as Azure allows it.
 _DEPLOYMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -195,7 +201,7 @@ class Azure(openai.AnswersInOpenAIFormat):
         path outside its model APIs goes on with the caller's own credential."""
         found = resource_of(host)
         resource = found[0] if found is not None else None
-        if found is not None and found[1] != OPENAI_SUFFIX:
+        if found is not None and found[1] not in OPENAI_SUFFIXES:
             first = _first_segment(path)
             path_segments(path, percent=True)  # canonical, as the server will read it
             if "%" in first:

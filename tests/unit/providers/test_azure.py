@@ -15,6 +15,7 @@ from tollgate.formats.request_facts import Classification
 from tollgate.providers import PROVIDERS
 from tollgate.providers.azure import AzureConfig, AzureRuntime
 from tollgate.providers.base import HeaderKey
+from tollgate.providers.entra_id import authority_scope, scope_for
 from tollgate.providers.keypool import KeyPool
 from tollgate.runtime import Loaded
 from tollgate.upstream import target_upstream
@@ -53,7 +54,13 @@ READ = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("suffix", ["openai.azure.com", "cognitiveservices.azure.com", "services.ai.azure.com"])
+SUFFIXES = [
+    "openai.azure.com", "cognitiveservices.azure.com", "services.ai.azure.com",
+    "openai.azure.us", "cognitiveservices.azure.us", "openai.azure.cn", "cognitiveservices.azure.cn",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
 @pytest.mark.parametrize(("target", "body", "expected"), READ)
 def test_the_model_api_is_read_on_every_host_of_a_resource(
     suffix: str, target: str, body: Any, expected: tuple[Any, ...]
@@ -123,7 +130,15 @@ def test_a_bad_body_is_refused_at_its_endpoint() -> None:
     assert e.value.endpoint == "chat.completions"
 
 
-@pytest.mark.parametrize("suffix", ["cognitiveservices.azure.com", "services.ai.azure.com"])
+@pytest.mark.parametrize(
+    "suffix",
+    [
+        "cognitiveservices.azure.com",
+        "services.ai.azure.com",
+        "cognitiveservices.azure.us",
+        "cognitiveservices.azure.cn",
+    ],
+)
 @pytest.mark.parametrize(
     "path", ["/language/:analyze-text", "/speechtotext/v3.2/transcriptions", "/contentsafety/text:analyze"]
 )
@@ -151,9 +166,42 @@ def test_the_model_apis_never_pass_through(path: str) -> None:
 
 
 @pytest.mark.parametrize("path", ["/language/:analyze-text", "/v1/chat/completions", "/chat/completions"])
-def test_the_openai_host_has_nothing_to_pass_through(path: str) -> None:
+@pytest.mark.parametrize("suffix", ["openai.azure.com", "openai.azure.us", "openai.azure.cn"])
+def test_the_openai_host_has_nothing_to_pass_through(path: str, suffix: str) -> None:
     with pytest.raises(Unreadable, match="start with /openai/"):
-        at(f"{RES}.openai.azure.com", "POST", path, {})
+        at(f"{RES}.{suffix}", "POST", path, {})
+
+
+@pytest.mark.parametrize(
+    ("host", "scope"),
+    [
+        ("my-res.openai.azure.com", "https://cognitiveservices.azure.com/.default"),
+        ("my-res.services.ai.azure.com", "https://cognitiveservices.azure.com/.default"),
+        ("my-res.openai.azure.us", "https://cognitiveservices.azure.us/.default"),
+        ("my-res.cognitiveservices.azure.us", "https://cognitiveservices.azure.us/.default"),
+        ("my-res.openai.azure.cn", "https://cognitiveservices.azure.cn/.default"),
+        ("127.0.0.1", None),
+        ("aoai.internal.example", None),
+    ],
+)
+def test_an_entra_id_token_is_for_the_cloud_of_its_host(host: str, scope: str | None) -> None:
+    assert scope_for(host) == scope
+
+
+@pytest.mark.parametrize(
+    ("authority", "scope"),
+    [
+        ("", "https://cognitiveservices.azure.com/.default"),
+        ("https://login.microsoftonline.com/", "https://cognitiveservices.azure.com/.default"),
+        ("login.microsoftonline.us", "https://cognitiveservices.azure.us/.default"),
+        ("https://login.microsoftonline.us", "https://cognitiveservices.azure.us/.default"),
+        ("https://login.chinacloudapi.cn/", "https://cognitiveservices.azure.cn/.default"),
+        ("https://login.partner.microsoftonline.cn", "https://cognitiveservices.azure.cn/.default"),
+        ("https://127.0.0.1:8443", "https://cognitiveservices.azure.com/.default"),
+    ],
+)
+def test_a_host_of_no_cloud_takes_the_authoritys_clouds_scope(authority: str, scope: str) -> None:
+    assert authority_scope(authority) == scope
 
 
 def test_a_host_the_configuration_adds_is_read_without_a_resource() -> None:

@@ -113,6 +113,13 @@ from .common import (
         ("openai.azure.com", 443, None),
         ("management.azure.com", 443, None),
         ("my-res.openai.azure.com.evil.example", 443, None),
+        # Azure Government and Azure in China
+        ("my-res.openai.azure.us", 443, "azure"),
+        ("my-res.cognitiveservices.azure.us", 443, "azure"),
+        ("My-Res.OpenAI.Azure.cn.", 443, "azure"),
+        ("my-res.cognitiveservices.azure.cn", 443, "azure"),
+        ("management.usgovcloudapi.net", 443, None),
+        ("my-res.openai.azure.us.evil.example", 443, None),
     ],
 )
 def test_provider_for(host: str, port: int, expected: str | None) -> None:
@@ -132,6 +139,8 @@ def test_provider_for(host: str, port: int, expected: str | None) -> None:
         ("my-res.openai.azure.com:443", True),
         ("my-res.cognitiveservices.azure.com:443", True),
         ("my-res.services.ai.azure.com:443", True),
+        ("my-res.openai.azure.us:443", True),
+        ("my-res.cognitiveservices.azure.cn:443", True),
         ("api.openai.com.evil.example:443", False),
         ("my-res.openai.azure.com.evil.example:443", False),
         ("openai.azure.com:443", False),
