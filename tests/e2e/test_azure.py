@@ -140,6 +140,72 @@ def test_another_resource_goes_with_the_providers_key_and_an_unknown_key_is_refu
     assert g.fakes["azure"].received == []
 
 
+def test_listing_models_is_read_audited_and_goes_with_the_resources_key(g):
+    result = g.run(
+        CLIENT
+        + f"""
+    from openai import OpenAI
+    listed = client.models.list()
+    v1 = OpenAI(api_key="{ALICE}", base_url="{ENDPOINT}/openai/v1/", max_retries=0).models.list()
+    report(n=len(listed.data), v1=len(v1.data))
+"""
+    )
+    assert result == {"n": 0, "v1": 0}
+    first, second = g.fakes["azure"].received
+    assert (first.method, first.path) == ("GET", f"/openai/models?api-version={API_VERSION}")
+    assert (second.method, second.path) == ("GET", "/openai/v1/models")
+    for seen in (first, second):
+        assert seen.headers["api-key"] == RESOURCE_KEY
+        assert "authorization" not in seen.headers
+    for record in g.new_audit(2):
+        assert (record["client"], record["endpoint"], record["model"], record["status"], record["decision"]) == (
+            "alice", "models", None, 200, "allow",
+        )  # fmt: skip
+        assert record["total_tokens"] in (0, None)
+
+
+INFERENCE = f"""
+    from openai import OpenAI
+    client = OpenAI(api_key="{ALICE}", base_url="https://contoso.services.ai.azure.com/models",
+        default_query={{"api-version": "2024-05-01-preview"}}, max_retries=0)
+"""
+
+
+def test_the_model_inference_api_is_read_as_openais_chat(g):
+    result = g.run(
+        INFERENCE
+        + """
+    import openai
+    r = client.chat.completions.create(model="prod-4o", max_tokens=50, messages=[{"role": "user", "content": "hi"}])
+    s = client.chat.completions.create(model="prod-4o", stream=True, messages=[{"role": "user", "content": "hi"}])
+    text = "".join(c.choices[0].delta.content or "" for c in s if c.choices)
+    try:
+        client.chat.completions.create(model="prod-4o", messages=[{"role": "user", "content": "hi"}],
+            extra_headers={"extra-parameters": "pass-through"}, extra_body={"safe_mode": True})
+        refused = None
+    except openai.BadRequestError as e:
+        refused = (e.status_code, e.code)
+    report(tokens=r.usage.total_tokens, text=text, refused=refused)
+"""
+    )
+    assert result == {"tokens": 28, "text": "Hello", "refused": [400, "bad_request"]}
+    plain, streamed = g.fakes["azure"].received
+    assert plain.path == streamed.path == "/models/chat/completions?api-version=2024-05-01-preview"
+    assert plain.headers["api-key"] == streamed.headers["api-key"] == RESOURCE_KEY
+    assert "authorization" not in plain.headers
+    # It refuses a field it does not define: its stream is not asked for usage, and reports it unasked.
+    assert "stream_options" not in streamed.json()
+    first, second, third = g.new_audit(3)
+    assert (first["endpoint"], first["requested_model"], first["model"], first["total_tokens"]) == (
+        "chat.completions", "prod-4o", "gpt-4o", 28,
+    )  # fmt: skip
+    assert (second["stream"], second["input_tokens"], second["output_tokens"]) == (
+        True, streams.OPENAI_STREAM_USAGE["prompt_tokens"], streams.OPENAI_STREAM_USAGE["completion_tokens"],
+    )  # fmt: skip
+    assert (third["status"], third["decision"]) == (400, "deny")
+    assert "extra-parameters" in third["error"]
+
+
 def test_an_unknown_path_is_refused_in_azures_shape(g):
     result = g.run(
         CLIENT

@@ -150,8 +150,10 @@ def test_other_products_on_an_ai_services_host_pass_through(suffix: str, path: s
 @pytest.mark.parametrize(
     "path",
     [
-        "/models/chat/completions",  # the model inference API: a model API Tollgate does not read
         "/Models/chat/completions",
+        "/models/Chat/completions",
+        "/models/images/embeddings",  # the model inference API's endpoints Tollgate does not read
+        "/models/info",
         "/api/projects/p1/threads/runs",  # Foundry's agents
         "/API/projects/p1/openai/responses",
         "/OpenAI/v1/chat/completions",
@@ -163,6 +165,41 @@ def test_other_products_on_an_ai_services_host_pass_through(suffix: str, path: s
 def test_the_model_apis_never_pass_through(path: str) -> None:
     with pytest.raises(Unreadable):
         at(f"{RES}.services.ai.azure.com", "POST", path, CHAT)
+
+
+@pytest.mark.parametrize("suffix", ["services.ai.azure.com", "cognitiveservices.azure.com"])
+def test_the_model_inference_api_is_read_as_openais_with_the_deployment_in_the_body(suffix: str) -> None:
+    c = at(f"{RES}.{suffix}", "POST", "/models/chat/completions?api-version=2024-05-01-preview", CHAT)
+    assert (c.endpoint, c.model, c.wire_format, c.resource) == (
+        "chat.completions",
+        "ignored-by-azure",
+        "openai-api",
+        RES,
+    )
+    assert (c.facts.message_count, c.facts.max_tokens, c.facts.stream) == (1, 9, True)
+    e = at(
+        f"{RES}.{suffix}", "POST", "/models/embeddings?api-version=2024-05-01-preview", {"model": "emb", "input": "x"}
+    )
+    assert (e.endpoint, e.model) == ("embeddings", "emb")
+
+
+def test_the_model_inference_api_is_refused_where_it_is_not_read_exactly() -> None:
+    host = f"{RES}.services.ai.azure.com"
+    with pytest.raises(Unreadable, match="names its deployment") as e:
+        at(host, "POST", "/models/chat/completions", {"messages": [{"role": "user", "content": "hi"}]})
+    assert e.value.endpoint == "chat.completions"
+    with pytest.raises(Unreadable, match="take POST"):
+        at(host, "GET", "/models/chat/completions")
+    c = at(host, "POST", "/models/chat/completions", CHAT)
+    for value in (b"pass-through", b"anything"):
+        with pytest.raises(Unreadable, match="extra-parameters"):
+            AZURE.read_headers({b"extra-parameters": value}, c)
+    AZURE.read_headers({b"extra-parameters": b"drop"}, c)
+    AZURE.read_headers({b"extra-parameters": b"error"}, c)
+    # Its streams are not asked for usage: it refuses a field it does not define.
+    body = {**CHAT}
+    assert not AZURE.prepare(c, body, {}, inject_usage=True)
+    assert "stream_options" not in body
 
 
 @pytest.mark.parametrize("path", ["/language/:analyze-text", "/v1/chat/completions", "/chat/completions"])
