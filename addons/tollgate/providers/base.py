@@ -315,6 +315,11 @@ class Provider:
         `model`, streamed or not, once translated."""
         raise NotImplementedError
 
+    def fit_chat_body(self, body: dict[str, Any]) -> None:
+        """A chat body Tollgate wrote in `native_chat`'s format (a route's translation, a roll-up's
+        summary request), changed where this provider's API takes other fields than the format's
+        writer writes (an OpenAI-compatible vendor's `max_tokens`). Default: as written."""
+
     def configured_upstream(self, settings: ProviderConfig, classification: Classification | None) -> str | None:
         """The upstream the settings give a call (scheme://host[:port]), or None. Default: `upstream`;
         Azure's a resource's own, for a call to that resource's host."""

@@ -6,7 +6,8 @@ openai_compatible, hosts: [...]}` makes any other one a provider (`OpenAICompati
 
 The formats are OpenAI's (`formats/openai_chat`, `formats/openai_responses`), read as OpenAI's
 provider reads them (`providers/openai.py`); what is a vendor's own is its hosts, its base paths,
-the endpoints it offers there, whether it takes `stream_options`, and its price table."""
+the endpoints it offers there, whether it takes `stream_options`, which field bounds a chat's output
+(`max_tokens` or OpenAI's newer `max_completion_tokens`) and its price table."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ EMBEDDINGS: Endpoint = "embeddings"
 RESPONSES: Endpoint = "responses"
 COMPLETIONS: Endpoint = "completions"
 MODELS: Endpoint = "models"
+# The field that bounds a chat's output: the one every vendor's API takes, or OpenAI's newer one.
+MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
 
 # The paths (after the base path) of each endpoint, None standing for an id: no other path is read
 # as one (a vendor may serve another endpoint at a path OpenAI's reading would take for it).
@@ -82,12 +85,14 @@ class VendorSettings(ProviderConfig):
 class ConfiguredVendorSettings(VendorSettings):
     """`providers.<name>` of a vendor the presets lack: its hosts (at least one), its base path
     (`/v1` unless said), the endpoints it offers there, whether it takes OpenAI's `stream_options`
-    (else its streams must report usage unasked, or their usage is unknown) and its price table in
-    genai-prices, if it has one (else `prices:` prices it)."""
+    (else its streams must report usage unasked, or their usage is unknown), the field that bounds
+    a chat's output in what a route or roll-up writes for it, and its price table in genai-prices,
+    if it has one (else `prices:` prices it)."""
 
     base_path: str | tuple[str, ...] = "/v1"
     endpoints: tuple[Endpoint, ...] = (CHAT, EMBEDDINGS, MODELS)
     stream_options: bool = True
+    max_tokens_field: MaxTokensField = "max_tokens"
     price_table: str | None = Field(default=None, min_length=1)
 
     @property
@@ -151,6 +156,11 @@ class OpenAICompatible(openai.AnswersInOpenAIFormat):
     # Whether it takes OpenAI's `stream_options` (`audit.stream_usage: inject` asks a stream for
     # usage with it); one that refuses fields it does not know reports a stream's usage unasked.
     takes_stream_options: ClassVar[bool] = True
+    # The field that bounds a chat's output on its API, in what Tollgate writes for it (a route's
+    # translation, a roll-up's summary request): `max_tokens`, which they all take, unless its API
+    # takes OpenAI's `max_completion_tokens` (a vendor that refuses a field it does not know, or
+    # ignores it and so leaves the output unbounded, must not be sent that one).
+    max_tokens_field: ClassVar[MaxTokensField] = "max_tokens"
     # Whether the paths of its hosts outside its API (a web site) go as they came, with the caller's
     # own credential (`Classification.passthrough`), rather than being refused.
     site_passes: ClassVar[bool] = False
@@ -182,6 +192,7 @@ class OpenAICompatible(openai.AnswersInOpenAIFormat):
                 "base_paths": settings.base_paths,
                 "endpoints": frozenset(settings.endpoints),
                 "takes_stream_options": settings.stream_options,
+                "max_tokens_field": settings.max_tokens_field,
                 "price_table": settings.price_table,
                 "settings_model": ConfiguredVendorSettings,
             },
@@ -190,6 +201,14 @@ class OpenAICompatible(openai.AnswersInOpenAIFormat):
 
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
         return ChatLeg(f"{self.openai_compatible_prefix}chat/completions", OPENAI_CHAT)
+
+    def fit_chat_body(self, body: dict[str, Any]) -> None:
+        """OpenAI's Chat Completions as written for OpenAI (`max_completion_tokens`, a stream asked
+        for its usage), made what this vendor takes."""
+        if self.max_tokens_field != "max_completion_tokens" and "max_completion_tokens" in body:
+            body[self.max_tokens_field] = body.pop("max_completion_tokens")
+        if not self.takes_stream_options:
+            body.pop("stream_options", None)
 
     def api_segments(self, segments: Sequence[str]) -> list[str] | None:
         """The path's segments after its base path, or None where it is under none of them."""
@@ -249,6 +268,7 @@ class Groq(OpenAICompatible):
     default_host = "api.groq.com"
     base_paths = ("/openai/v1",)
     endpoints = frozenset((CHAT, RESPONSES, MODELS))
+    max_tokens_field = "max_completion_tokens"
     price_table = "groq"
 
 
@@ -270,6 +290,7 @@ class XAI(OpenAICompatible):
     default_host = "api.x.ai"
     base_paths = ("/v1",)
     endpoints = frozenset((CHAT, RESPONSES, MODELS))
+    max_tokens_field = "max_completion_tokens"
     price_table = "x-ai"
 
 
@@ -314,6 +335,7 @@ class Cerebras(OpenAICompatible):
     default_host = "api.cerebras.ai"
     base_paths = ("/v1",)
     endpoints = frozenset((CHAT, COMPLETIONS, MODELS))
+    max_tokens_field = "max_completion_tokens"
     price_table = "cerebras"
 
 

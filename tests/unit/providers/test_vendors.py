@@ -8,7 +8,7 @@ import json
 import pytest
 from genai_prices.data import providers as table_providers
 
-from tollgate.config import parse_config
+from tollgate.config import ConfigError, parse_config
 from tollgate.formats import OPENAI_API
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.request_facts import Classification, RequestFacts
@@ -244,6 +244,32 @@ def test_a_configured_vendors_endpoints_and_stream_options() -> None:
     c = Classification("chat.completions", "m-1", RequestFacts(stream=True), OPENAI_API)
     body = json.loads(STREAM)
     assert acme.prepare(c, body, {}, inject_usage=True) is False and "stream_options" not in body
+
+
+MAX_COMPLETION_TOKENS = {"groq", "xai", "cerebras"}
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_what_tollgate_writes_for_a_preset_bounds_its_output_with_the_field_it_takes(name: str) -> None:
+    written = {"model": "m", "messages": [], "max_completion_tokens": 9, "stream": True,
+               "stream_options": {"include_usage": True}}  # fmt: skip
+    vendor = PROVIDERS[name]
+    vendor.fit_chat_body(written)
+    field = "max_completion_tokens" if name in MAX_COMPLETION_TOKENS else "max_tokens"
+    other = "max_tokens" if name in MAX_COMPLETION_TOKENS else "max_completion_tokens"
+    assert (written[field], other in written) == (9, False)
+    assert ("stream_options" in written) is (name not in ("mistral", "openrouter"))
+
+
+def test_a_configured_vendor_says_which_field_bounds_its_output() -> None:
+    written = {"messages": [], "max_completion_tokens": 9}
+    loaded_with().registry["acme"].fit_chat_body(written)
+    assert written == {"messages": [], "max_tokens": 9}
+    written = {"messages": [], "max_completion_tokens": 9}
+    loaded_with(max_tokens_field="max_completion_tokens").registry["acme"].fit_chat_body(written)
+    assert written == {"messages": [], "max_completion_tokens": 9}
+    with pytest.raises(ConfigError, match=r"providers\.acme\.max_tokens_field"):
+        loaded_with(max_tokens_field="max_output_tokens")
 
 
 def test_a_route_from_openai_goes_to_a_vendors_compatible_api() -> None:

@@ -55,6 +55,7 @@ class Translate:
             refuse(flow, call, BAD_REQUEST, f"Tollgate cannot route this call to {call.provider}: {e}")
             call.error = "untranslatable request"
             return
+        provider_of(call).fit_chat_body(body)
         if dropped:
             logger.warning(
                 "Tollgate: %s call routed to %s without %s (no equivalent there)",
