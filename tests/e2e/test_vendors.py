@@ -263,6 +263,23 @@ def test_a_route_to_a_vendor_writes_the_fields_that_vendor_takes(g):
     assert (plain["provider"], plain["model"], plain["status"]) == ("groq", "llama-3.3-70b", 200)
 
 
+def test_openrouters_cache_writes_are_audited(g):
+    usage = {"prompt_tokens": 194, "completion_tokens": 2, "total_tokens": 196, "cost": 0.95,
+             "prompt_tokens_details": {"cached_tokens": 10, "cache_write_tokens": 100}}  # fmt: skip
+    answer = {
+        "id": "gen-1", "object": "chat.completion", "created": 1700000000, "model": "anthropic/claude-sonnet-4.5",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Hi."}}],
+        "usage": usage,
+    }  # fmt: skip
+    g.fakes["openrouter"].handler = lambda r: Reply(200, answer)
+    assert g.run(chat("https://openrouter.ai/api/v1", "anthropic/claude-sonnet-4.5")) == {"text": "Hi.", "tokens": 196}
+    record = g.last_audit()
+    assert (record["provider"], record["input_tokens"], record["cached_tokens"], record["cache_write_tokens"]) == (
+        "openrouter", 194, 10, 100,
+    )  # fmt: skip
+    assert (record["output_tokens"], record["total_tokens"]) == (2, 196)
+
+
 def test_a_vendors_call_routed_to_openai_goes_as_it_is(g):
     assert g.run(chat(GROQ, "gpt-4o-mini")) == {"text": "Hi there.", "tokens": 28}
     assert g.fakes["groq"].received == []

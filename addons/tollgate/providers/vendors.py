@@ -12,7 +12,7 @@ the endpoints it offers there, whether it takes `stream_options`, which field bo
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 from genai_prices.data import providers as _TABLE_PROVIDERS
@@ -22,8 +22,10 @@ from tollgate.config_base import ProviderConfig
 from tollgate.formats import OPENAI_CHAT
 from tollgate.formats.exact import Unreadable, check_case, path_segments
 from tollgate.formats.request_facts import Classification
+from tollgate.formats.usage import Usage
+from tollgate.formats.usage_reading import UsageReader
 from tollgate.providers import openai
-from tollgate.providers.base import ChatLeg
+from tollgate.providers.base import ChatLeg, Headers
 
 # The endpoints of OpenAI's API a vendor may offer, as `openai.endpoint_of` names them. Any other
 # path under a vendor's base path is refused: Tollgate reads only what it knows the vendor serves.
@@ -161,6 +163,10 @@ class OpenAICompatible(openai.AnswersInOpenAIFormat):
     # takes OpenAI's `max_completion_tokens` (a vendor that refuses a field it does not know, or
     # ignores it and so leaves the output unbounded, must not be sent that one).
     max_tokens_field: ClassVar[MaxTokensField] = "max_tokens"
+    # Whether a chat answer's `completion_tokens` count its reasoning tokens
+    # (`completion_tokens_details.reasoning_tokens`), as OpenAI's do; else they are billed as output
+    # beside them, and the audit's output tokens are both.
+    reasoning_in_completion: ClassVar[bool] = True
     # Whether the paths of its hosts outside its API (a web site) go as they came, with the caller's
     # own credential (`Classification.passthrough`), rather than being refused.
     site_passes: ClassVar[bool] = False
@@ -247,6 +253,54 @@ class OpenAICompatible(openai.AnswersInOpenAIFormat):
     ) -> bool:
         return self.takes_stream_options and super().prepare(classification, body, index, inject_usage)
 
+    def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
+        return self._counted(classification, super().usage(classification, headers, body))
+
+    def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
+        reader = super().usage_reader(classification, headers)
+        if self.reasoning_in_completion or classification.endpoint != CHAT:
+            return reader
+        return _Counted(reader, lambda usage: self._counted(classification, usage))
+
+    def _counted(self, classification: Classification, usage: Usage) -> Usage:
+        """The usage as the audit counts it: reasoning reported beside the completion is output."""
+        if not self.reasoning_in_completion and classification.endpoint == CHAT:
+            return reasoning_beside_completion(usage)
+        return usage
+
+
+def reasoning_beside_completion(usage: Usage) -> Usage:
+    """A chat's usage whose `completion_tokens` leave out its reasoning tokens (xAI's): its output is
+    both, unless its total says the completion held them (prompt plus completion)."""
+    reasoning, output, prompt = usage.reasoning_tokens, usage.output_tokens, usage.input_tokens
+    if not reasoning or output is None:
+        return usage
+    if prompt is not None and usage.total_tokens == prompt + output:
+        return usage
+    usage.output_tokens = output + reasoning
+    return usage
+
+
+class _Counted(UsageReader):
+    """A stream's usage reader whose result is counted as the vendor's usage is (`_counted`)."""
+
+    def __init__(self, reader: UsageReader, count: Callable[[Usage], Usage]) -> None:
+        self._reader, self._count = reader, count
+
+    @property
+    def error(self) -> str | None:
+        return self._reader.error
+
+    @error.setter
+    def error(self, value: str | None) -> None:
+        self._reader.error = value
+
+    def feed(self, chunk: bytes) -> None:
+        self._reader.feed(chunk)
+
+    def result(self) -> Usage:
+        return self._count(self._reader.result())
+
 
 class Mistral(OpenAICompatible):
     name = "mistral"
@@ -291,6 +345,8 @@ class XAI(OpenAICompatible):
     base_paths = ("/v1",)
     endpoints = frozenset((CHAT, RESPONSES, MODELS))
     max_tokens_field = "max_completion_tokens"
+    # Its reasoning tokens are billed as output beside `completion_tokens`, which leave them out.
+    reasoning_in_completion = False
     price_table = "x-ai"
 
 

@@ -183,6 +183,56 @@ def test_deepseeks_cache_hits_are_the_cached_tokens() -> None:
     assert deepseek.usage(c, {}, json.dumps(answer).encode()).cached_tokens == 90
 
 
+def chat_answer(usage: dict[str, object]) -> bytes:
+    choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hi"}}
+    return json.dumps({"choices": [choice], "usage": usage}).encode()
+
+
+def streamed(usage: dict[str, object]) -> list[bytes]:
+    chunk = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    return [f"data: {json.dumps(chunk)}\n\n".encode(), f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n".encode(),
+            b"data: [DONE]\n\n"]  # fmt: skip
+
+
+def read_stream(vendor: object, c: Classification, pieces: list[bytes]) -> tuple[int | None, ...]:
+    reader = vendor.usage_reader(c, {"content-type": "text/event-stream"})  # type: ignore[attr-defined]
+    for piece in pieces:
+        reader.feed(piece)
+    u = reader.result()
+    return (u.input_tokens, u.output_tokens, u.reasoning_tokens, u.total_tokens)
+
+
+# xAI's reasoning tokens are billed as output, reported beside completion_tokens (its total is the sum).
+XAI_USAGE = {"prompt_tokens": 20, "completion_tokens": 9, "total_tokens": 339,
+             "completion_tokens_details": {"reasoning_tokens": 310}}  # fmt: skip
+
+
+def test_xais_reasoning_tokens_are_output_tokens_beside_its_completion_tokens() -> None:
+    xai = PROVIDERS["xai"]
+    c = classify(xai, "POST", "/v1/chat/completions", CHAT)
+    u = xai.usage(c, {}, chat_answer(XAI_USAGE))
+    assert (u.input_tokens, u.output_tokens, u.reasoning_tokens, u.total_tokens) == (20, 319, 310, 339)
+    assert read_stream(xai, c, streamed(XAI_USAGE)) == (20, 319, 310, 339)
+    # Where its total says the completion held them, they are not counted twice.
+    held = {**XAI_USAGE, "completion_tokens": 319}
+    assert xai.usage(c, {}, chat_answer(held)).output_tokens == 319
+    # The other presets count reasoning among completion_tokens, as OpenAI does.
+    groq = PROVIDERS["groq"]
+    g = classify(groq, "POST", "/openai/v1/chat/completions", CHAT)
+    assert groq.usage(g, {}, chat_answer(XAI_USAGE)).output_tokens == 9
+    assert read_stream(groq, g, streamed(XAI_USAGE)) == (20, 9, 310, 339)
+
+
+def test_openrouters_cache_writes_are_the_cache_write_tokens() -> None:
+    openrouter = PROVIDERS["openrouter"]
+    usage = {"prompt_tokens": 194, "completion_tokens": 2, "total_tokens": 196, "cost": 0.95,
+             "prompt_tokens_details": {"cached_tokens": 10, "cache_write_tokens": 100}}  # fmt: skip
+    c = classify(openrouter, "POST", "/api/v1/chat/completions", CHAT)
+    u = openrouter.usage(c, {}, chat_answer(usage))
+    assert (u.input_tokens, u.cached_tokens, u.cache_write_tokens, u.output_tokens) == (194, 10, 100, 2)
+    assert u.uncached_input_tokens == 84
+
+
 @pytest.mark.parametrize(
     ("name", "table", "model"),
     [
