@@ -145,6 +145,7 @@ class Azure(openai.AnswersInOpenAIFormat):
     name = "azure"
     semconv_name = "azure.ai.openai"
     host_pattern = _HOST.pattern.replace("?P<resource>", "?:").replace("?P<suffix>", "?:")
+    host_globs = tuple(f"*.{suffix}" for suffix in _SUFFIXES)
     side_header = "X-Azure-Key"
     # AzureOpenAI(api_key=…) sends `api-key`; the OpenAI SDK on `/openai/v1/`, and an Entra ID
     # token, `Authorization: Bearer`.

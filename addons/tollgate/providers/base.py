@@ -219,6 +219,9 @@ class Provider:
     semconv_name: ClassVar[str]
     # Regular expression over the host name in lower case without a trailing dot; any port.
     host_pattern: ClassVar[str]
+    # The same hosts as globs (`host_globs.py`; a first label `**` stands for one or more labels),
+    # which a configuration's `hosts` of another provider may not overlap.
+    host_globs: ClassVar[tuple[str, ...]] = ()
     # Header a client may send its own upstream key in (removed before forwarding).
     side_header: ClassVar[str]
     # Where clients put API keys: header names ("authorization" holds a Bearer token), or

@@ -306,6 +306,7 @@ class Mistral(OpenAICompatible):
     name = "mistral"
     semconv_name = "mistral_ai"
     host_pattern = r"api\.mistral\.ai"
+    host_globs = ("api.mistral.ai",)
     side_header = "X-Mistral-Key"
     default_host = "api.mistral.ai"
     base_paths = ("/v1",)
@@ -318,6 +319,7 @@ class Mistral(OpenAICompatible):
 class Groq(OpenAICompatible):
     name = semconv_name = "groq"
     host_pattern = r"api\.groq\.com"
+    host_globs = ("api.groq.com",)
     side_header = "X-Groq-Key"
     default_host = "api.groq.com"
     base_paths = ("/openai/v1",)
@@ -329,6 +331,7 @@ class Groq(OpenAICompatible):
 class DeepSeek(OpenAICompatible):
     name = semconv_name = "deepseek"
     host_pattern = r"api\.deepseek\.com"
+    host_globs = ("api.deepseek.com",)
     side_header = "X-DeepSeek-Key"
     default_host = "api.deepseek.com"
     base_paths = ("", "/v1")
@@ -340,6 +343,7 @@ class XAI(OpenAICompatible):
     name = "xai"
     semconv_name = "x_ai"
     host_pattern = r"api\.x\.ai"
+    host_globs = ("api.x.ai",)
     side_header = "X-XAI-Key"
     default_host = "api.x.ai"
     base_paths = ("/v1",)
@@ -353,6 +357,7 @@ class XAI(OpenAICompatible):
 class OpenRouter(OpenAICompatible):
     name = semconv_name = "openrouter"
     host_pattern = r"openrouter\.ai"
+    host_globs = ("openrouter.ai",)
     side_header = "X-OpenRouter-Key"
     default_host = "openrouter.ai"
     base_paths = ("/api/v1",)
@@ -367,6 +372,7 @@ class OpenRouter(OpenAICompatible):
 class Together(OpenAICompatible):
     name = semconv_name = "together"
     host_pattern = r"api\.together\.xyz"
+    host_globs = ("api.together.xyz",)
     side_header = "X-Together-Key"
     default_host = "api.together.xyz"
     base_paths = ("/v1",)
@@ -377,6 +383,7 @@ class Together(OpenAICompatible):
 class Fireworks(OpenAICompatible):
     name = semconv_name = "fireworks"
     host_pattern = r"api\.fireworks\.ai"
+    host_globs = ("api.fireworks.ai",)
     side_header = "X-Fireworks-Key"
     default_host = "api.fireworks.ai"
     base_paths = ("/inference/v1",)
@@ -387,6 +394,7 @@ class Fireworks(OpenAICompatible):
 class Cerebras(OpenAICompatible):
     name = semconv_name = "cerebras"
     host_pattern = r"api\.cerebras\.ai"
+    host_globs = ("api.cerebras.ai",)
     side_header = "X-Cerebras-Key"
     default_host = "api.cerebras.ai"
     base_paths = ("/v1",)
@@ -398,6 +406,7 @@ class Cerebras(OpenAICompatible):
 class Perplexity(OpenAICompatible):
     name = semconv_name = "perplexity"
     host_pattern = r"api\.perplexity\.ai"
+    host_globs = ("api.perplexity.ai",)
     side_header = "X-Perplexity-Key"
     default_host = "api.perplexity.ai"
     base_paths = ("",)  # chat/completions at the root

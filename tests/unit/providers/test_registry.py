@@ -18,6 +18,7 @@ from mitmproxy.test import taddons
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.formats.usage import Usage
+from tollgate.host_globs import globs_overlap
 from tollgate.providers import BUILT_IN_HOSTS, PROVIDERS, Hosts, allow_hosts, provider_for
 from tollgate.providers import anthropic as anthropic_mod
 from tollgate.providers import base as base_mod
@@ -125,6 +126,10 @@ from .common import (
 def test_provider_for(host: str, port: int, expected: str | None) -> None:
     provider = provider_for(host)
     assert (provider.name if provider else None) == expected
+    # Its own hosts' globs, which no other provider's configured hosts may overlap, take it too.
+    if expected is not None:
+        name = host.lower().removesuffix(".")
+        assert any(globs_overlap(name, g) for g in PROVIDERS[expected].host_globs), host
 
 
 @pytest.mark.parametrize(
