@@ -207,6 +207,9 @@ class Azure(openai.AnswersInOpenAIFormat):
                 tokens = load_tokens(settings.credentials)
         return AzureRuntime(pools, tokens)
 
+    def own_pools(self, runtime: Any) -> Mapping[str, KeyPool]:
+        return runtime.pools if isinstance(runtime, AzureRuntime) else {}
+
     def classify_at(
         self, host: str, method: str, path: str, data: dict[str, Any] | None, query: str = ""
     ) -> Classification:

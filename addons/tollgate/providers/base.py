@@ -433,6 +433,12 @@ class Provider:
             return ask_for_usage(classification, body)
         return False
 
+    def own_pools(self, runtime: Any) -> Mapping[str, KeyPool]:
+        """The key pools this provider's `runtime` holds besides the provider's own (Azure's
+        resources'), by name: another process's rest of one of their keys rests it here too.
+        Default: none."""
+        return {}
+
     def upstream_credential(
         self,
         classification: Classification,

@@ -4,12 +4,14 @@ credential and refusals; plain data in, plain data out."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
 
 from tollgate.call import Call
 from tollgate.config import Config, ConfigError, parse_config
+from tollgate.fingerprint import fingerprint
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.request_facts import Classification
 from tollgate.providers import PROVIDERS
@@ -17,6 +19,8 @@ from tollgate.providers.azure import AzureConfig, AzureRuntime
 from tollgate.providers.base import HeaderKey
 from tollgate.providers.entra_id import authority_scope, scope_for
 from tollgate.providers.keypool import KeyPool
+from tollgate.proxy.stages.metrics import Metrics
+from tollgate.proxy.state import Shared
 from tollgate.runtime import Loaded
 from tollgate.upstream import target_upstream
 
@@ -363,3 +367,19 @@ def test_usage_is_read_as_openais() -> None:
 def test_a_caller_presents_keys_in_api_key_or_as_a_bearer() -> None:
     found = AZURE.presented(headers(("api-key", "vk-1"), ("authorization", "Bearer tok")), {})
     assert [(p.value, p.position) for p in found] == [("vk-1", "api-key"), ("tok", "authorization")]
+
+
+def test_a_resources_key_rested_by_another_process_rests_here_and_its_keys_are_counted() -> None:
+    config = parse_config({"providers": {"azure": {"keys": ["p1"], "resources": {RES: {"keys": ["r1", "r2"]}}}}})
+    runtime = AZURE.load_runtime(config, config.providers.azure, None)
+    assert isinstance(runtime, AzureRuntime)
+    shared = Shared()
+    shared.loaded = Loaded.build(config, runtimes={"azure": runtime})
+    # Another process sharing the ledger's store rested r1 (a rest is announced by fingerprint).
+    shared.rest_elsewhere(fingerprint("r1"), time.time() + 60)
+    pool = runtime.pools[RES]
+    assert pool.rest_left("r1") > 0 and pool.rest_left("r2") == 0
+    assert [pool.take(), pool.take()] == ["r2", "r2"]
+    # The pool gauges count the provider's keys and its resources' together.
+    counted = Metrics(shared)._pools()["azure"]
+    assert (len(counted), counted.resting()) == (3, 1)
