@@ -543,10 +543,19 @@ class Config(Strict):
         return PROVIDERS[name].upstream_hint if name in PROVIDERS else f"the scheme://host of {name}'s API"
 
     def _hosts_apart(self) -> None:
-        """No host is added to two providers: which one would read its calls is not to be guessed."""
+        """No host is added to two providers, nor to one besides the provider it is the own host of:
+        which one would read its calls is not to be guessed."""
         added = [
             (name, i, glob) for name in self.providers.names() for i, glob in enumerate(self.providers.get(name).hosts)
         ]
+        for name, i, glob in added:
+            for other, provider in PROVIDERS.items():
+                own = next((g for g in provider.host_globs if globs_overlap(glob, g)), None)
+                if other != name and own is not None:
+                    raise ValueError(
+                        f"providers.{name}.hosts.{i}: {glob!r} matches hosts of {other} ({own!r}), which are its"
+                        " own; a host belongs to one provider"
+                    )
         for k, (name, i, glob) in enumerate(added):
             for other, j, other_glob in added[:k]:
                 if other != name and globs_overlap(glob, other_glob):

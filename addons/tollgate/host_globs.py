@@ -10,6 +10,8 @@ from functools import cache
 _LABEL = re.compile(r"[a-z0-9_*-]+")
 # What a `*` matches: within one label, never a '.' (nor the ':' before a port, in allow_hosts).
 _STAR = "[a-z0-9_-]*"
+# A first label standing for one or more labels, in the globs of a provider's own hosts.
+MANY = "**"
 
 
 def host_glob(glob: str) -> str:
@@ -20,6 +22,8 @@ def host_glob(glob: str) -> str:
     labels = name.split(".")
     if len(labels) < 2 or not all(_LABEL.fullmatch(label) for label in labels):
         raise ValueError(f"{glob!r} is not a host name glob (labels of letters, digits, '-', '_' and '*')")
+    if "**" in name:
+        raise ValueError(f"{glob!r}: one '*' stands for any run of characters; write no two in a row")
     if any("*" in label for label in labels[-2:]):
         raise ValueError(f"{glob!r}: write out its last two labels (its domain); '*' may stand only before them")
     return name
@@ -31,9 +35,30 @@ def glob_pattern(glob: str) -> str:
 
 
 def globs_overlap(a: str, b: str) -> bool:
-    """Whether some host matches both globs."""
-    first, second = host_glob(a).split("."), host_glob(b).split(".")
-    return len(first) == len(second) and all(_labels_overlap(x, y) for x, y in zip(first, second, strict=True))
+    """Whether some host matches both globs. A first label `**` (in a provider's own hosts, never
+    in a configuration's) stands for one or more labels."""
+    first, second = _labels(a), _labels(b)
+    if second[0] == MANY:
+        first, second = second, first
+    if first[0] == MANY:
+        if second[0] == MANY:
+            return _labels_apart_overlap(first[1:], second[1:])
+        rest = first[1:]
+        return len(second) > len(rest) and _labels_apart_overlap(second[-len(rest) :], rest)
+    return len(first) == len(second) and _labels_apart_overlap(first, second)
+
+
+def _labels(glob: str) -> list[str]:
+    """A glob's labels, as `host_glob` keeps it (a provider's own `**` kept too)."""
+    if glob.startswith(f"{MANY}."):
+        return [MANY, *host_glob(glob[len(MANY) + 1 :]).split(".")]
+    return host_glob(glob).split(".")
+
+
+def _labels_apart_overlap(first: list[str], second: list[str]) -> bool:
+    """Whether the labels of two globs' same-length tails can all meet (the shorter's, when not)."""
+    n = min(len(first), len(second))
+    return all(_labels_overlap(x, y) for x, y in zip(first[len(first) - n :], second[len(second) - n :], strict=True))
 
 
 @cache

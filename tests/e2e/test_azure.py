@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 from tests.support import streams
-from tests.support.azure import CLIENT_SECRET, ENTRA_TOKEN, FakeAzure, entra_env
+from tests.support.azure import CLIENT_SECRET, ENTRA_TOKEN, GOV_SCOPE, GOV_TOKEN, FakeAzure, entra_env
 
 ALICE = "tg-alice-azure-0123456789"
 RESOURCE_KEY = "azure-REAL-resource-key-000000000001"
@@ -140,6 +140,72 @@ def test_another_resource_goes_with_the_providers_key_and_an_unknown_key_is_refu
     assert g.fakes["azure"].received == []
 
 
+def test_listing_models_is_read_audited_and_goes_with_the_resources_key(g):
+    result = g.run(
+        CLIENT
+        + f"""
+    from openai import OpenAI
+    listed = client.models.list()
+    v1 = OpenAI(api_key="{ALICE}", base_url="{ENDPOINT}/openai/v1/", max_retries=0).models.list()
+    report(n=len(listed.data), v1=len(v1.data))
+"""
+    )
+    assert result == {"n": 0, "v1": 0}
+    first, second = g.fakes["azure"].received
+    assert (first.method, first.path) == ("GET", f"/openai/models?api-version={API_VERSION}")
+    assert (second.method, second.path) == ("GET", "/openai/v1/models")
+    for seen in (first, second):
+        assert seen.headers["api-key"] == RESOURCE_KEY
+        assert "authorization" not in seen.headers
+    for record in g.new_audit(2):
+        assert (record["client"], record["endpoint"], record["model"], record["status"], record["decision"]) == (
+            "alice", "models", None, 200, "allow",
+        )  # fmt: skip
+        assert record["total_tokens"] in (0, None)
+
+
+INFERENCE = f"""
+    from openai import OpenAI
+    client = OpenAI(api_key="{ALICE}", base_url="https://contoso.services.ai.azure.com/models",
+        default_query={{"api-version": "2024-05-01-preview"}}, max_retries=0)
+"""
+
+
+def test_the_model_inference_api_is_read_as_openais_chat(g):
+    result = g.run(
+        INFERENCE
+        + """
+    import openai
+    r = client.chat.completions.create(model="prod-4o", max_tokens=50, messages=[{"role": "user", "content": "hi"}])
+    s = client.chat.completions.create(model="prod-4o", stream=True, messages=[{"role": "user", "content": "hi"}])
+    text = "".join(c.choices[0].delta.content or "" for c in s if c.choices)
+    try:
+        client.chat.completions.create(model="prod-4o", messages=[{"role": "user", "content": "hi"}],
+            extra_headers={"extra-parameters": "pass-through"}, extra_body={"safe_mode": True})
+        refused = None
+    except openai.BadRequestError as e:
+        refused = (e.status_code, e.code)
+    report(tokens=r.usage.total_tokens, text=text, refused=refused)
+"""
+    )
+    assert result == {"tokens": 28, "text": "Hello", "refused": [400, "bad_request"]}
+    plain, streamed = g.fakes["azure"].received
+    assert plain.path == streamed.path == "/models/chat/completions?api-version=2024-05-01-preview"
+    assert plain.headers["api-key"] == streamed.headers["api-key"] == RESOURCE_KEY
+    assert "authorization" not in plain.headers
+    # It refuses a field it does not define: its stream is not asked for usage, and reports it unasked.
+    assert "stream_options" not in streamed.json()
+    first, second, third = g.new_audit(3)
+    assert (first["endpoint"], first["requested_model"], first["model"], first["total_tokens"]) == (
+        "chat.completions", "prod-4o", "gpt-4o", 28,
+    )  # fmt: skip
+    assert (second["stream"], second["input_tokens"], second["output_tokens"]) == (
+        True, streams.OPENAI_STREAM_USAGE["prompt_tokens"], streams.OPENAI_STREAM_USAGE["completion_tokens"],
+    )  # fmt: skip
+    assert (third["status"], third["decision"]) == (400, "deny")
+    assert "extra-parameters" in third["error"]
+
+
 def test_an_unknown_path_is_refused_in_azures_shape(g):
     result = g.run(
         CLIENT
@@ -213,6 +279,28 @@ def test_tollgates_entra_id_token_goes_upstream(start_gateway, upstream_ca_pem):
     assert gw.azure.tokens_given == 1  # one token, asked for ahead and reused
     first, second = gw.new_audit(2)
     assert first["upstream_key"] == second["upstream_key"] is not None
+
+
+def test_azure_governments_hosts_are_governed_and_take_a_token_for_their_cloud(start_gateway, upstream_ca_pem):
+    gw = start_entra(start_gateway, upstream_ca_pem)
+    result = gw.run(f"""
+    from openai import AzureOpenAI
+    client = AzureOpenAI(api_key="{ALICE}", azure_endpoint="https://contoso.openai.azure.us",
+        api_version="{API_VERSION}", max_retries=0)
+    r = client.chat.completions.create(model="prod-4o", messages=[{{"role": "user", "content": "hi"}}])
+    report(tokens=r.usage.total_tokens)
+""")
+    assert result == {"tokens": 28}
+    (seen,) = [r for r in gw.fakes["azure"].received if r.path.startswith("/openai/")]
+    assert seen.path == f"/openai/deployments/prod-4o/chat/completions?api-version={API_VERSION}"
+    # Azure Government takes tokens for its own scope, never the public cloud's.
+    assert seen.headers["authorization"] == f"Bearer {GOV_TOKEN}"
+    assert "api-key" not in seen.headers
+    assert GOV_SCOPE in gw.azure.scopes[-1].split()
+    record = gw.last_audit()
+    assert (record["client"], record["provider"], record["host"], record["total_tokens"]) == (
+        "alice", "azure", "contoso.openai.azure.us", 28,
+    )  # fmt: skip
 
 
 def test_a_token_endpoint_that_refuses_fails_the_call_closed(start_gateway, upstream_ca_pem):

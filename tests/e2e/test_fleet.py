@@ -29,6 +29,8 @@ INSTANCES = {f"{HOST}/w1", f"{HOST}/w2"}
 KEYS = {"alice": "tg-alice-fleet-0001", "rpm": "tg-rpm-fleet-0001", "bob": "tg-bob-fleet-0001"}
 REAL_OPENAI = "sk-real-openai-fleet-0001"
 RESTED, SPARE = "sk-ant-fleet-rested-0001", "sk-ant-fleet-spare-0002"
+# An Azure resource's own keys (`providers.azure.resources`), the first refused as the other pool's.
+AZURE_RESTED, AZURE_SPARE = "azure-fleet-rested-0003", "azure-fleet-spare-0004"
 METRICS = f"127.0.0.1:{free_port()}"
 
 
@@ -37,6 +39,7 @@ def config(urls: dict[str, str], store: str, clients: tuple[str, ...] = ("alice"
         "providers": {
             "openai": {"upstream": urls["openai"], "keys": [REAL_OPENAI]},
             "anthropic": {"upstream": urls["anthropic"], "keys": [RESTED, SPARE]},
+            "azure": {"resources": {"contoso": {"keys": [AZURE_RESTED, AZURE_SPARE], "upstream": urls["azure"]}}},
         },
         "clients": [{"name": name, "keys": [KEYS[name]]} for name in clients],
         "limits": [{"name": "five a minute", "match": {"client": "rpm"}, "requests_per_minute": 5}],
@@ -53,11 +56,19 @@ def anthropic_answers(r: Received) -> Reply:
     return provider_answers(r)
 
 
+def azure_answers(r: Received) -> Reply:
+    """The resource's first key is refused over its rate, the second serves."""
+    if r.headers.get("api-key") == AZURE_RESTED:
+        return Reply(429, {"error": {"code": "429", "message": "slow down"}}, {"retry-after": "60"})
+    return provider_answers(r)
+
+
 @pytest.fixture(scope="module")
 def fakes(upstream_ca):
     made = {
         "openai": FakeUpstream(upstream_ca, provider_answers),
         "anthropic": FakeUpstream(upstream_ca, anthropic_answers),
+        "azure": FakeUpstream(upstream_ca, azure_answers),
     }
     yield made
     for fake in made.values():
@@ -183,6 +194,31 @@ report(outcomes=outcomes)
     assert {c["instance"] for c in calls[1:]} == INSTANCES
     used = [r.headers["x-api-key"] for r in fakes["anthropic"].received]
     assert used == [RESTED] + [SPARE] * 6  # neither worker took the rested key again
+
+
+def test_an_azure_resources_key_resting_in_one_worker_rests_in_the_other(fleet, fakes, bundle):
+    code = """
+import openai
+outcomes = []
+for _ in range({count}):
+    with openai.AzureOpenAI(api_key={key!r}, azure_endpoint="https://contoso.openai.azure.com",
+            api_version="2024-10-21", max_retries=0) as client:
+        try:
+            client.chat.completions.create(model="gpt-4o", messages=[{{"role": "user", "content": "Hi"}}])
+            outcomes.append("ok")
+        except openai.APIError as e:
+            outcomes.append(type(e).__name__)
+report(outcomes=outcomes)
+"""
+    before = len(fleet.calls())
+    first = run_client(code.format(count=1, key=KEYS["alice"]), fleet.proxy_url, bundle)
+    assert first == {"outcomes": ["RateLimitError"]}  # its worker took the resource's first key
+    time.sleep(0.5)  # the rest, published on Redis, reaches the other worker
+    assert run_client(code.format(count=6, key=KEYS["alice"]), fleet.proxy_url, bundle) == {"outcomes": ["ok"] * 6}
+    calls = fleet.wait_calls(before + 7)[before:]
+    assert {c["instance"] for c in calls[1:]} == INSTANCES
+    used = [r.headers["api-key"] for r in fakes["azure"].received]
+    assert used == [AZURE_RESTED] + [AZURE_SPARE] * 6  # neither worker took the rested key again
 
 
 def test_audit_lines_stay_whole_under_200_concurrent_calls(fleet, bundle):

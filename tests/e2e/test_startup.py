@@ -45,6 +45,11 @@ ROOT = Path(__file__).resolve().parents[2]
         ),
         ("prices:\n  - input_per_mtok: 1\n", {}, "prices.0.output_per_mtok: Field required"),
         (
+            "providers:\n  acme:\n    kind: openai_compatible\n    hosts: [api.acme.example, api.groq.com]\n",
+            {},
+            "providers.acme.hosts.1: 'api.groq.com' matches hosts of groq ('api.groq.com'), which are its own",
+        ),
+        (
             "clients:\n  - name: alice\n    keys: [tg-alice-1]\nidentity:\n  jwt:\n    - issuer: https://idp.example\n"
             "      audience: tollgate\n      secret: 0123456789abcdef0123456789abcdef\n      algorithms: [HS256]\n",
             {},

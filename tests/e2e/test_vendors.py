@@ -39,6 +39,12 @@ def config(urls: dict[str, str]) -> dict:
                 "model": "llama-3.3-70b-versatile",
             },
             {"match": {"provider": "anthropic", "model": "claude-*"}, "provider": "acme", "model": "acme-large"},
+            {
+                "match": {"provider": "anthropic", "model": "to-mistral"},
+                "provider": "mistral",
+                "model": "mistral-small",
+            },
+            {"match": {"provider": "anthropic", "model": "to-groq"}, "provider": "groq", "model": "llama-3.3-70b"},
             {"match": {"provider": "groq", "model": "gpt-*"}, "provider": "openai"},
         ],
     }
@@ -223,10 +229,55 @@ def test_a_route_from_anthropic_to_a_configured_vendor_is_translated(g):
     assert g.fakes["anthropic"].received == []
     (seen,) = g.fakes["acme"].received
     assert (seen.path, seen.headers["authorization"]) == ("/api/v2/chat/completions", f"Bearer {REAL['acme']}")
-    assert seen.json()["model"] == "acme-large" and seen.json()["max_completion_tokens"] == 50
+    # A configured vendor takes max_tokens unless it says it takes max_completion_tokens.
+    assert seen.json()["model"] == "acme-large" and seen.json()["max_tokens"] == 50
+    assert "max_completion_tokens" not in seen.json()
     record = g.last_audit()
     assert (record["requested_provider"], record["provider"], record["model"]) == ("anthropic", "acme", "acme-large")
     assert (record["input_tokens"], record["output_tokens"]) == (21, 7)
+
+
+def test_a_route_to_a_vendor_writes_the_fields_that_vendor_takes(g):
+    pieces = streams.openai_chat(usage_with_choices=True)
+    g.fakes["mistral"].handler = lambda r: Reply(200, chunks=pieces, headers={"content-type": "text/event-stream"})
+    result = g.run(f"""
+        import anthropic
+        client = anthropic.Anthropic(api_key="{ALICE}", max_retries=0)
+        with client.messages.stream(model="to-mistral", max_tokens=50,
+                messages=[{{"role": "user", "content": "hi"}}]) as s:
+            text = "".join(s.text_stream)
+            usage = s.get_final_message().usage
+        r = client.messages.create(model="to-groq", max_tokens=60, messages=[{{"role": "user", "content": "hi"}}])
+        report(text=text, output=usage.output_tokens, groq=r.content[0].text)
+    """)
+    assert result == {"text": "Hello", "output": 5, "groq": "Hi there."}
+    (mistral,) = g.fakes["mistral"].received
+    # Mistral bounds the output with max_tokens and refuses a field it does not know: neither
+    # max_completion_tokens nor stream_options goes to it; its stream reports usage unasked.
+    assert mistral.json()["max_tokens"] == 50 and mistral.json()["stream"] is True
+    assert "max_completion_tokens" not in mistral.json() and "stream_options" not in mistral.json()
+    (groq,) = g.fakes["groq"].received
+    assert groq.json()["max_completion_tokens"] == 60 and "max_tokens" not in groq.json()
+    streamed, plain = g.new_audit(2)
+    assert (streamed["provider"], streamed["model"], streamed["output_tokens"]) == ("mistral", "mistral-small", 5)
+    assert (plain["provider"], plain["model"], plain["status"]) == ("groq", "llama-3.3-70b", 200)
+
+
+def test_openrouters_cache_writes_are_audited(g):
+    usage = {"prompt_tokens": 194, "completion_tokens": 2, "total_tokens": 196, "cost": 0.95,
+             "prompt_tokens_details": {"cached_tokens": 10, "cache_write_tokens": 100}}  # fmt: skip
+    answer = {
+        "id": "gen-1", "object": "chat.completion", "created": 1700000000, "model": "anthropic/claude-sonnet-4.5",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Hi."}}],
+        "usage": usage,
+    }  # fmt: skip
+    g.fakes["openrouter"].handler = lambda r: Reply(200, answer)
+    assert g.run(chat("https://openrouter.ai/api/v1", "anthropic/claude-sonnet-4.5")) == {"text": "Hi.", "tokens": 196}
+    record = g.last_audit()
+    assert (record["provider"], record["input_tokens"], record["cached_tokens"], record["cache_write_tokens"]) == (
+        "openrouter", 194, 10, 100,
+    )  # fmt: skip
+    assert (record["output_tokens"], record["total_tokens"]) == (2, 196)
 
 
 def test_a_vendors_call_routed_to_openai_goes_as_it_is(g):

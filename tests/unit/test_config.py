@@ -453,6 +453,48 @@ def test_a_host_glob_that_names_no_domain_is_refused(glob: str, why: str) -> Non
 
 
 @pytest.mark.parametrize(
+    ("name", "glob", "owner", "own"),
+    [
+        ("acme", "api.groq.com", "groq", "api.groq.com"),
+        ("acme", "*.groq.com", "groq", "api.groq.com"),
+        ("acme", "*.openai.azure.com", "azure", "*.openai.azure.com"),
+        ("openai", "contoso.openai.azure.us", "azure", "*.openai.azure.us"),
+        ("azure", "eu.api.openai.com", "openai", "*.api.openai.com"),
+        ("acme", "bedrock-runtime.*.amazonaws.com", "bedrock", "bedrock-runtime.*.amazonaws.com"),
+        ("openai", "ep.europe-west4-1.prediction.vertexai.goog", "vertex", "**.prediction.vertexai.goog"),
+        ("acme", "generativelanguage-*.p.googleapis.com", "gemini", "generativelanguage-*.p.googleapis.com"),
+    ],
+)
+def test_hosts_a_built_in_provider_owns_are_an_error_naming_the_field(
+    name: str, glob: str, owner: str, own: str
+) -> None:
+    settings = {**ACME, "hosts": ["ok.acme.example", glob]} if name == "acme" else {"hosts": ["ok.acme.example", glob]}
+    assert error_of({"providers": {name: settings}}) == (
+        f"providers.{name}.hosts.1: {glob!r} matches hosts of {owner} ({own!r}), which are its own; a host belongs to"
+        " one provider"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "glob"),
+    [
+        ("vertex", "aiplatform-corp.p.googleapis.com"),  # its own host, added again
+        ("acme", "*.acme-groq.com"),
+        ("acme", "groq.com"),
+        ("acme", "a.b.api.openai.com.corp.example"),
+        ("openai", "x.y.vertexai.goog"),  # not under prediction.vertexai.goog
+    ],
+)
+def test_hosts_no_other_provider_owns_are_accepted(name: str, glob: str) -> None:
+    settings = {**ACME, "hosts": [glob]} if name == "acme" else {"hosts": [glob]}
+    assert parse_config({"providers": {name: settings}}, {}).providers.get(name).hosts
+
+
+def test_two_stars_in_a_row_are_refused() -> None:
+    assert "write no two in a row" in error_of({"providers": {"openai": {"hosts": ["**.corp.example"]}}})
+
+
+@pytest.mark.parametrize(
     ("first", "second"),
     [
         ("llm.corp.example", "LLM.corp.example."),

@@ -1,11 +1,12 @@
 """Azure OpenAI: a resource's hosts (`{resource}.openai.azure.com`, and the Azure AI services hosts
 `{resource}.cognitiveservices.azure.com` and `{resource}.services.ai.azure.com`, which serve other
-products too), its deployments paths (`/openai/deployments/{deployment}/chat/completions`, whose
-model is the deployment) and its paths that name the model in the body as OpenAI's do
-(`/openai/v1/…`, and `/openai/responses`, `/openai/files`… as `AzureOpenAI` calls them). The wire
-format is OpenAI's (`formats/openai_chat/`, `formats/openai_responses/`), read as `openai.py`
-reads it. Keys go in `api-key`; Tollgate's own credential is a resource's key, the provider's, or
-an Entra ID token (`credentials: default`, `entra_id.py`)."""
+products too; the first two in Azure Government's `.azure.us` and Azure in China's `.azure.cn`),
+its deployments paths (`/openai/deployments/{deployment}/chat/completions`, whose model is the
+deployment) and its paths that name the model in the body as OpenAI's do (`/openai/v1/…`, and
+`/openai/responses`, `/openai/files`… as `AzureOpenAI` calls them). The wire format is OpenAI's
+(`formats/openai_chat/`, `formats/openai_responses/`), read as `openai.py` reads it. Keys go in
+`api-key`; Tollgate's own credential is a resource's key, the provider's, or an Entra ID token
+(`credentials: default`, `entra_id.py`)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from tollgate.config_base import ProviderConfig, Strict, base_url
-from tollgate.formats import OPENAI_CHAT
+from tollgate.formats import OPENAI_API, OPENAI_CHAT
 from tollgate.formats.exact import UNREAD_FACTS, Unreadable, check_case, path_segments, words
 from tollgate.formats.openai_chat import ask_for_usage
 from tollgate.formats.request_facts import Classification, RequestFacts
@@ -28,9 +29,14 @@ from tollgate.providers.keypool import KeyPool
 
 # A resource's custom subdomain: lower-case letters, digits and hyphens.
 _RESOURCE = r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?"
-# Where only the OpenAI API lives, and the Azure AI services hosts, which serve other products too.
-OPENAI_SUFFIX = "openai.azure.com"
-_SUFFIXES = (OPENAI_SUFFIX, "cognitiveservices.azure.com", "services.ai.azure.com")
+# Where only the OpenAI API lives, and the Azure AI services hosts, which serve other products too:
+# in Microsoft's public cloud, Azure Government (.azure.us) and Azure in China (.azure.cn).
+OPENAI_SUFFIXES = ("openai.azure.com", "openai.azure.us", "openai.azure.cn")
+_SUFFIXES = (
+    *OPENAI_SUFFIXES,
+    "cognitiveservices.azure.com", "cognitiveservices.azure.us", "cognitiveservices.azure.cn",
+    "services.ai.azure.com",
+)  # fmt: skip
 _HOST = re.compile(rf"(?P<resource>{_RESOURCE})\.(?P<suffix>{'|'.join(re.escape(s) for s in _SUFFIXES)})")
 # A deployment's name, as Azure allows it.
 _DEPLOYMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -46,11 +52,23 @@ _DEPLOYMENT_ENDPOINTS = {
     ("audio", "translations"): "audio.translations",
 }
 # The first segments of the APIs an Azure AI services host serves models at, in any letter case:
-# the OpenAI API is read, the model inference API (`/models/…`) and Foundry's projects (`/api/…`,
+# the OpenAI API and the model inference API (`/models/…`) are read, Foundry's projects (`/api/…`,
 # whose agents call models) are refused; every other path there is another product's.
 _MODEL_APIS = frozenset(("openai", "models", "api"))
+# The model inference API's endpoints in OpenAI's format, by the path's segments after `/models/`
+# (its image embeddings and model info are not read).
+_INFERENCE_ENDPOINTS = {("chat", "completions"): "chat.completions", ("embeddings",): "embeddings"}
+# What the model inference API's `extra-parameters` header may say: refuse (its default) or drop the
+# body's fields it does not define. `pass-through` hands them to the model, unread by Tollgate.
+_EXTRA_PARAMETERS = frozenset((b"error", b"drop"))
 WORDS = words("openai", "deployments", "v1")
 _IN_PATH = re.compile(r"^/openai/deployments/(?P<model>[^/]+)/")
+
+
+@dataclass(slots=True)
+class ModelInference(Classification):
+    """A call to the model inference API (`/models/chat/completions`), OpenAI's format with the
+    deployment in the body's `model`: it takes no field it does not define (`stream_options`)."""
 
 
 class AzureResource(Strict):
@@ -127,6 +145,7 @@ class Azure(openai.AnswersInOpenAIFormat):
     name = "azure"
     semconv_name = "azure.ai.openai"
     host_pattern = _HOST.pattern.replace("?P<resource>", "?:").replace("?P<suffix>", "?:")
+    host_globs = tuple(f"*.{suffix}" for suffix in _SUFFIXES)
     side_header = "X-Azure-Key"
     # AzureOpenAI(api_key=…) sends `api-key`; the OpenAI SDK on `/openai/v1/`, and an Entra ID
     # token, `Authorization: Bearer`.
@@ -188,6 +207,9 @@ class Azure(openai.AnswersInOpenAIFormat):
                 tokens = load_tokens(settings.credentials)
         return AzureRuntime(pools, tokens)
 
+    def own_pools(self, runtime: Any) -> Mapping[str, KeyPool]:
+        return runtime.pools if isinstance(runtime, AzureRuntime) else {}
+
     def classify_at(
         self, host: str, method: str, path: str, data: dict[str, Any] | None, query: str = ""
     ) -> Classification:
@@ -195,16 +217,21 @@ class Azure(openai.AnswersInOpenAIFormat):
         path outside its model APIs goes on with the caller's own credential."""
         found = resource_of(host)
         resource = found[0] if found is not None else None
-        if found is not None and found[1] != OPENAI_SUFFIX:
+        if found is not None and found[1] not in OPENAI_SUFFIXES:
             first = _first_segment(path)
             path_segments(path, percent=True)  # canonical, as the server will read it
             if "%" in first:
                 raise Unreadable("the path's first segment is percent-encoded")
             if first.lower() not in _MODEL_APIS:
                 return Classification(passthrough=True, resource=resource)
+            if first == "models":
+                return _model_inference(method, path, data, resource)
             if first != "openai":
                 check_case((first,), WORDS)
-                raise Unreadable("Tollgate reads Azure's OpenAI API (/openai/…) only, not this API of its models")
+                raise Unreadable(
+                    "Tollgate reads Azure's OpenAI API (/openai/…) and the model inference API (/models/…)"
+                    " only, not this API of its models"
+                )
         classification = self.classify(method, path, data, query)
         classification.resource = resource
         return classification
@@ -239,6 +266,14 @@ class Azure(openai.AnswersInOpenAIFormat):
         tail = segments[2:] if segments[1] == "v1" else segments[1:]
         return bool(tail) and openai.is_upload(method, tail)
 
+    def read_headers(self, headers: Mapping[bytes, bytes], classification: Classification) -> None:
+        if isinstance(classification, ModelInference):
+            extra = headers.get(b"extra-parameters")
+            if extra is not None and extra.strip().lower() not in _EXTRA_PARAMETERS:
+                raise Unreadable(
+                    "extra-parameters hands the model fields Tollgate does not read; send error or drop"
+                ).at(classification.endpoint)
+
     def prepare(
         self,
         classification: Classification,
@@ -247,7 +282,10 @@ class Azure(openai.AnswersInOpenAIFormat):
         inject_usage: bool,
     ) -> bool:
         # Every chat stream, the deployments' too (their wire format is OpenAI's, left unnamed so
-        # that an override rewrites the deployment in the path).
+        # that an override rewrites the deployment in the path); not the model inference API's,
+        # which refuses a field it does not define.
+        if isinstance(classification, ModelInference):
+            return False
         return inject_usage and ask_for_usage(classification, body)
 
     def upstream_credential(
@@ -302,3 +340,22 @@ def _deployment_call(method: str, parts: list[str], data: dict[str, Any] | None)
     # The wire format is OpenAI's but the model is the path's: an override rewrites the path.
     classification.wire_format = None
     return classification
+
+
+def _model_inference(method: str, path: str, data: dict[str, Any] | None, resource: str | None) -> ModelInference:
+    """`/models/chat/completions` or `/models/embeddings` (any `api-version`): OpenAI's format, the
+    deployment named by the body's `model`, which must be there (the policy and prices go by it)."""
+    tail = path_segments(path)[1:]
+    check_case(tail, openai.WORDS)
+    endpoint = _INFERENCE_ENDPOINTS.get(tuple(tail))
+    if endpoint is None:
+        raise Unreadable("Tollgate reads the model inference API's chat/completions and embeddings only")
+    if method != "POST":
+        raise Unreadable("the model inference API's endpoints take POST").at(endpoint)
+    try:
+        read = openai.classify_body(endpoint, method, data)
+    except Unreadable as e:
+        raise e.at(endpoint) from None
+    if read.model is None:
+        raise Unreadable("a call to the model inference API names its deployment in the body's model").at(endpoint)
+    return ModelInference(endpoint, read.model, read.facts, OPENAI_API, resource=resource)

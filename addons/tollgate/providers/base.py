@@ -219,6 +219,9 @@ class Provider:
     semconv_name: ClassVar[str]
     # Regular expression over the host name in lower case without a trailing dot; any port.
     host_pattern: ClassVar[str]
+    # The same hosts as globs (`host_globs.py`; a first label `**` stands for one or more labels),
+    # which a configuration's `hosts` of another provider may not overlap.
+    host_globs: ClassVar[tuple[str, ...]] = ()
     # Header a client may send its own upstream key in (removed before forwarding).
     side_header: ClassVar[str]
     # Where clients put API keys: header names ("authorization" holds a Bearer token), or
@@ -314,6 +317,11 @@ class Provider:
         """Where a chat call in the wire format `source` goes on this provider's own API, for
         `model`, streamed or not, once translated."""
         raise NotImplementedError
+
+    def fit_chat_body(self, body: dict[str, Any]) -> None:
+        """A chat body Tollgate wrote in `native_chat`'s format (a route's translation, a roll-up's
+        summary request), changed where this provider's API takes other fields than the format's
+        writer writes (an OpenAI-compatible vendor's `max_tokens`). Default: as written."""
 
     def configured_upstream(self, settings: ProviderConfig, classification: Classification | None) -> str | None:
         """The upstream the settings give a call (scheme://host[:port]), or None. Default: `upstream`;
@@ -424,6 +432,12 @@ class Provider:
         if inject_usage and classification.wire_format == OPENAI_API:
             return ask_for_usage(classification, body)
         return False
+
+    def own_pools(self, runtime: Any) -> Mapping[str, KeyPool]:
+        """The key pools this provider's `runtime` holds besides the provider's own (Azure's
+        resources'), by name: another process's rest of one of their keys rests it here too.
+        Default: none."""
+        return {}
 
     def upstream_credential(
         self,

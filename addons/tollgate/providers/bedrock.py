@@ -191,6 +191,13 @@ class Bedrock(Provider):
     name = "bedrock"
     semconv_name = "aws.bedrock"
     host_pattern = _HOST.pattern[1:-1]
+    host_globs = tuple(
+        glob
+        for suffix in AWS_DNS_SUFFIXES
+        for api in (RUNTIME, AGENT_RUNTIME, CONTROL)
+        for fips in ("", "-fips")
+        for glob in (f"{api}{fips}.*.{suffix}", f"vpce-*.{api}{fips}.*.vpce.{suffix}")
+    )
     side_header = "X-AWS-Bearer-Token"
     key_positions = ("authorization",)
     # And SigV4 in the query (a presigned URL): its signature and session token are credentials too.

@@ -2,7 +2,9 @@
 default`): azure-identity's DefaultAzureCredential (the AZURE_* variables, workload identity, a
 managed identity, the Azure CLI's login…), imported on first need. A token is refreshed in a
 background thread before it expires, so that a call waits for one only when none is valid (at
-start-up, or after the token endpoint failed for the whole of a token's life)."""
+start-up, or after the token endpoint failed for the whole of a token's life). Azure's sovereign
+clouds take tokens for a scope of their own: a call's token is for the cloud of the host it goes to
+(`scope_for`)."""
 
 from __future__ import annotations
 
@@ -11,13 +13,23 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from tollgate.fingerprint import fingerprint
 from tollgate.formats.raw_headers import Fields
 from tollgate.providers.base import Applied, CredentialUnavailable, RequestParts, UpstreamCredential
 
-# The scope Azure OpenAI (Azure AI services) takes tokens for.
-SCOPE = "https://cognitiveservices.azure.com/.default"
+# The scope Azure OpenAI (Azure AI services) takes tokens for in each cloud, by its hosts' domain:
+# Microsoft's public cloud, Azure Government and Azure operated by 21Vianet (China).
+SCOPES = {
+    "azure.com": "https://cognitiveservices.azure.com/.default",
+    "azure.us": "https://cognitiveservices.azure.us/.default",
+    "azure.cn": "https://cognitiveservices.azure.cn/.default",
+}
+SCOPE = SCOPES["azure.com"]
+# The top-level domain of each sovereign cloud's authorities (login.microsoftonline.us;
+# login.chinacloudapi.cn, login.partner.microsoftonline.cn) and of its hosts.
+_AUTHORITY_CLOUDS = {"us": SCOPES["azure.us"], "cn": SCOPES["azure.cn"]}
 # A token is renewed this long before it expires, in the background; one with less than
 # MIN_LEFT_S to live is never sent (it may expire on the way).
 REFRESH_AHEAD_S = 300.0
@@ -48,51 +60,58 @@ class EntraTokens:
         except ValueError as e:  # AZURE_TOKEN_CREDENTIALS naming no credential, say
             raise ValueError(_first_line(e)) from None
         self.setting = setting
+        # The scope of the authority's cloud: a call to a host of no cloud's (a private name, a
+        # test's) is for it.
+        self.default_scope = authority_scope(os.environ.get("AZURE_AUTHORITY_HOST", ""))
         self._lock = threading.Lock()
-        self._refreshing = False
-        # The header value, when to renew it, when it expires.
-        self._token: tuple[bytes, float, float] | None = None
+        self._refreshing: set[str] = set()
+        # Per scope: the header value, when to renew it, when it expires.
+        self._tokens: dict[str, tuple[bytes, float, float]] = {}
         # Tells the credentials apart in the audit, as a key's fingerprint does (the token changes
         # hourly); an application's client id is no secret.
         self.fingerprint = fingerprint(f"entra:{os.environ.get('AZURE_CLIENT_ID') or setting}")
 
-    def header(self) -> bytes:
-        """`Authorization`'s value with a valid token. CredentialUnavailable when none can be had."""
-        token, now = self._token, time.time()
+    def header(self, scope: str | None = None) -> bytes:
+        """`Authorization`'s value with a valid token for `scope` (else the authority's cloud's).
+        CredentialUnavailable when none can be had."""
+        scope = scope or self.default_scope
+        token, now = self._tokens.get(scope), time.time()
         if token is not None and now < token[2] - MIN_LEFT_S:
             if now >= token[1]:
-                self._renew_in_background()
+                self._renew_in_background(scope)
             return token[0]
         with self._lock:  # one request for a token at a time; the others then find it
-            token = self._token
+            token = self._tokens.get(scope)
             if token is not None and time.time() < token[2] - MIN_LEFT_S:
                 return token[0]
-            return self._fetch()
+            return self._fetch(scope)
 
-    def _fetch(self) -> bytes:
+    def _fetch(self, scope: str) -> bytes:
         try:
-            got = self._credential.get_token(SCOPE)
+            got = self._credential.get_token(scope)
         except Exception as e:
-            raise CredentialUnavailable(f"Tollgate could not obtain a Microsoft Entra ID token: {_fault(e)}") from None
+            raise CredentialUnavailable(
+                f"Tollgate could not obtain a Microsoft Entra ID token for {scope}: {_fault(e)}"
+            ) from None
         expires = float(got.expires_on)
         value = f"Bearer {got.token}".encode()
-        self._token = (value, max(time.time(), expires - REFRESH_AHEAD_S), expires)
+        self._tokens[scope] = (value, max(time.time(), expires - REFRESH_AHEAD_S), expires)
         return value
 
-    def _renew_in_background(self) -> None:
+    def _renew_in_background(self, scope: str) -> None:
         with self._lock:
-            if self._refreshing:
+            if scope in self._refreshing:
                 return
-            self._refreshing = True
+            self._refreshing.add(scope)
 
         def renew() -> None:
             try:
                 with self._lock:
-                    self._fetch()
+                    self._fetch(scope)
             except CredentialUnavailable:
                 pass  # the token in hand serves until it expires; the next call tries again
             finally:
-                self._refreshing = False
+                self._refreshing.discard(scope)
 
         threading.Thread(target=renew, name="tollgate-entra-token", daemon=True).start()
 
@@ -106,6 +125,18 @@ class EntraTokens:
                 pass  # the first call that needs one tries again, and is refused saying why
 
         threading.Thread(target=fetch, name="tollgate-entra-token", daemon=True).start()
+
+
+def scope_for(host: str) -> str | None:
+    """The scope of the cloud a host (lower case) is in, by its domain; None for a host of none."""
+    return SCOPES.get(".".join(host.rsplit(".", 2)[-2:]))
+
+
+def authority_scope(authority: str) -> str:
+    """The scope of the cloud whose authority AZURE_AUTHORITY_HOST names (a URL or a host): a
+    sovereign cloud's by its top-level domain, else the public cloud's."""
+    host = (urlsplit(authority).hostname if "//" in authority else authority.partition("/")[0]) or ""
+    return _AUTHORITY_CLOUDS.get(host.lower().rstrip(".").rpartition(".")[2], SCOPE)
 
 
 def load_tokens(setting: str) -> EntraTokens:
@@ -132,7 +163,9 @@ def _fault(e: Exception) -> str:
 
 
 class EntraToken(UpstreamCredential):
-    """An Entra ID token in `Authorization: Bearer`, the caller's credential positions (`drop`) out."""
+    """An Entra ID token in `Authorization: Bearer`, the caller's credential positions (`drop`) out:
+    for the cloud of the host the request goes to, else of the host its caller called (an upstream
+    of no cloud's: a private name), else of the authority."""
 
     __slots__ = ("_drop", "_tokens", "pooled_key")
 
@@ -142,7 +175,10 @@ class EntraToken(UpstreamCredential):
         self.pooled_key = None
 
     def apply(self, fields: Fields, request: Callable[[], RequestParts]) -> Applied:
-        value = self._tokens.header()
+        parts = request()
+        upstream = urlsplit(parts.upstream).hostname if parts.upstream else None
+        scope = (scope_for(upstream) if upstream else None) or scope_for(parts.called_host.lower())
+        value = self._tokens.header(scope)
         kept = [f for f in fields if f[0].lower() not in self._drop]
         kept.append((b"authorization", value))
         return Applied(tuple(kept), self._tokens.fingerprint)

@@ -198,6 +198,11 @@ class Gemini(Provider):
             r"generativelanguage-[a-z0-9]+\.p\.googleapis\.com",
         )
     )
+    host_globs = (
+        "generativelanguage.googleapis.com",
+        "generativelanguage.mtls.googleapis.com",
+        "generativelanguage-*.p.googleapis.com",
+    )
     side_header = "X-Gemini-Key"
     response_headers = Provider.response_headers | {_SERVICE_TIER_HEADER.encode()}
     key_positions = ("x-goog-api-key", "authorization", "query:key")

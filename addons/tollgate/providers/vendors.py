@@ -6,12 +6,13 @@ openai_compatible, hosts: [...]}` makes any other one a provider (`OpenAICompati
 
 The formats are OpenAI's (`formats/openai_chat`, `formats/openai_responses`), read as OpenAI's
 provider reads them (`providers/openai.py`); what is a vendor's own is its hosts, its base paths,
-the endpoints it offers there, whether it takes `stream_options`, and its price table."""
+the endpoints it offers there, whether it takes `stream_options`, which field bounds a chat's output
+(`max_tokens` or OpenAI's newer `max_completion_tokens`) and its price table."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 from genai_prices.data import providers as _TABLE_PROVIDERS
@@ -21,8 +22,10 @@ from tollgate.config_base import ProviderConfig
 from tollgate.formats import OPENAI_CHAT
 from tollgate.formats.exact import Unreadable, check_case, path_segments
 from tollgate.formats.request_facts import Classification
+from tollgate.formats.usage import Usage
+from tollgate.formats.usage_reading import UsageReader
 from tollgate.providers import openai
-from tollgate.providers.base import ChatLeg
+from tollgate.providers.base import ChatLeg, Headers
 
 # The endpoints of OpenAI's API a vendor may offer, as `openai.endpoint_of` names them. Any other
 # path under a vendor's base path is refused: Tollgate reads only what it knows the vendor serves.
@@ -32,6 +35,8 @@ EMBEDDINGS: Endpoint = "embeddings"
 RESPONSES: Endpoint = "responses"
 COMPLETIONS: Endpoint = "completions"
 MODELS: Endpoint = "models"
+# The field that bounds a chat's output: the one every vendor's API takes, or OpenAI's newer one.
+MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
 
 # The paths (after the base path) of each endpoint, None standing for an id: no other path is read
 # as one (a vendor may serve another endpoint at a path OpenAI's reading would take for it).
@@ -82,12 +87,14 @@ class VendorSettings(ProviderConfig):
 class ConfiguredVendorSettings(VendorSettings):
     """`providers.<name>` of a vendor the presets lack: its hosts (at least one), its base path
     (`/v1` unless said), the endpoints it offers there, whether it takes OpenAI's `stream_options`
-    (else its streams must report usage unasked, or their usage is unknown) and its price table in
-    genai-prices, if it has one (else `prices:` prices it)."""
+    (else its streams must report usage unasked, or their usage is unknown), the field that bounds
+    a chat's output in what a route or roll-up writes for it, and its price table in genai-prices,
+    if it has one (else `prices:` prices it)."""
 
     base_path: str | tuple[str, ...] = "/v1"
     endpoints: tuple[Endpoint, ...] = (CHAT, EMBEDDINGS, MODELS)
     stream_options: bool = True
+    max_tokens_field: MaxTokensField = "max_tokens"
     price_table: str | None = Field(default=None, min_length=1)
 
     @property
@@ -151,6 +158,15 @@ class OpenAICompatible(openai.AnswersInOpenAIFormat):
     # Whether it takes OpenAI's `stream_options` (`audit.stream_usage: inject` asks a stream for
     # usage with it); one that refuses fields it does not know reports a stream's usage unasked.
     takes_stream_options: ClassVar[bool] = True
+    # The field that bounds a chat's output on its API, in what Tollgate writes for it (a route's
+    # translation, a roll-up's summary request): `max_tokens`, which they all take, unless its API
+    # takes OpenAI's `max_completion_tokens` (a vendor that refuses a field it does not know, or
+    # ignores it and so leaves the output unbounded, must not be sent that one).
+    max_tokens_field: ClassVar[MaxTokensField] = "max_tokens"
+    # Whether a chat answer's `completion_tokens` count its reasoning tokens
+    # (`completion_tokens_details.reasoning_tokens`), as OpenAI's do; else they are billed as output
+    # beside them, and the audit's output tokens are both.
+    reasoning_in_completion: ClassVar[bool] = True
     # Whether the paths of its hosts outside its API (a web site) go as they came, with the caller's
     # own credential (`Classification.passthrough`), rather than being refused.
     site_passes: ClassVar[bool] = False
@@ -182,6 +198,7 @@ class OpenAICompatible(openai.AnswersInOpenAIFormat):
                 "base_paths": settings.base_paths,
                 "endpoints": frozenset(settings.endpoints),
                 "takes_stream_options": settings.stream_options,
+                "max_tokens_field": settings.max_tokens_field,
                 "price_table": settings.price_table,
                 "settings_model": ConfiguredVendorSettings,
             },
@@ -190,6 +207,14 @@ class OpenAICompatible(openai.AnswersInOpenAIFormat):
 
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
         return ChatLeg(f"{self.openai_compatible_prefix}chat/completions", OPENAI_CHAT)
+
+    def fit_chat_body(self, body: dict[str, Any]) -> None:
+        """OpenAI's Chat Completions as written for OpenAI (`max_completion_tokens`, a stream asked
+        for its usage), made what this vendor takes."""
+        if self.max_tokens_field != "max_completion_tokens" and "max_completion_tokens" in body:
+            body[self.max_tokens_field] = body.pop("max_completion_tokens")
+        if not self.takes_stream_options:
+            body.pop("stream_options", None)
 
     def api_segments(self, segments: Sequence[str]) -> list[str] | None:
         """The path's segments after its base path, or None where it is under none of them."""
@@ -228,11 +253,60 @@ class OpenAICompatible(openai.AnswersInOpenAIFormat):
     ) -> bool:
         return self.takes_stream_options and super().prepare(classification, body, index, inject_usage)
 
+    def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
+        return self._counted(classification, super().usage(classification, headers, body))
+
+    def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
+        reader = super().usage_reader(classification, headers)
+        if self.reasoning_in_completion or classification.endpoint != CHAT:
+            return reader
+        return _Counted(reader, lambda usage: self._counted(classification, usage))
+
+    def _counted(self, classification: Classification, usage: Usage) -> Usage:
+        """The usage as the audit counts it: reasoning reported beside the completion is output."""
+        if not self.reasoning_in_completion and classification.endpoint == CHAT:
+            return reasoning_beside_completion(usage)
+        return usage
+
+
+def reasoning_beside_completion(usage: Usage) -> Usage:
+    """A chat's usage whose `completion_tokens` leave out its reasoning tokens (xAI's): its output is
+    both, unless its total says the completion held them (prompt plus completion)."""
+    reasoning, output, prompt = usage.reasoning_tokens, usage.output_tokens, usage.input_tokens
+    if not reasoning or output is None:
+        return usage
+    if prompt is not None and usage.total_tokens == prompt + output:
+        return usage
+    usage.output_tokens = output + reasoning
+    return usage
+
+
+class _Counted(UsageReader):
+    """A stream's usage reader whose result is counted as the vendor's usage is (`_counted`)."""
+
+    def __init__(self, reader: UsageReader, count: Callable[[Usage], Usage]) -> None:
+        self._reader, self._count = reader, count
+
+    @property
+    def error(self) -> str | None:
+        return self._reader.error
+
+    @error.setter
+    def error(self, value: str | None) -> None:
+        self._reader.error = value
+
+    def feed(self, chunk: bytes) -> None:
+        self._reader.feed(chunk)
+
+    def result(self) -> Usage:
+        return self._count(self._reader.result())
+
 
 class Mistral(OpenAICompatible):
     name = "mistral"
     semconv_name = "mistral_ai"
     host_pattern = r"api\.mistral\.ai"
+    host_globs = ("api.mistral.ai",)
     side_header = "X-Mistral-Key"
     default_host = "api.mistral.ai"
     base_paths = ("/v1",)
@@ -245,16 +319,19 @@ class Mistral(OpenAICompatible):
 class Groq(OpenAICompatible):
     name = semconv_name = "groq"
     host_pattern = r"api\.groq\.com"
+    host_globs = ("api.groq.com",)
     side_header = "X-Groq-Key"
     default_host = "api.groq.com"
     base_paths = ("/openai/v1",)
     endpoints = frozenset((CHAT, RESPONSES, MODELS))
+    max_tokens_field = "max_completion_tokens"
     price_table = "groq"
 
 
 class DeepSeek(OpenAICompatible):
     name = semconv_name = "deepseek"
     host_pattern = r"api\.deepseek\.com"
+    host_globs = ("api.deepseek.com",)
     side_header = "X-DeepSeek-Key"
     default_host = "api.deepseek.com"
     base_paths = ("", "/v1")
@@ -266,16 +343,21 @@ class XAI(OpenAICompatible):
     name = "xai"
     semconv_name = "x_ai"
     host_pattern = r"api\.x\.ai"
+    host_globs = ("api.x.ai",)
     side_header = "X-XAI-Key"
     default_host = "api.x.ai"
     base_paths = ("/v1",)
     endpoints = frozenset((CHAT, RESPONSES, MODELS))
+    max_tokens_field = "max_completion_tokens"
+    # Its reasoning tokens are billed as output beside `completion_tokens`, which leave them out.
+    reasoning_in_completion = False
     price_table = "x-ai"
 
 
 class OpenRouter(OpenAICompatible):
     name = semconv_name = "openrouter"
     host_pattern = r"openrouter\.ai"
+    host_globs = ("openrouter.ai",)
     side_header = "X-OpenRouter-Key"
     default_host = "openrouter.ai"
     base_paths = ("/api/v1",)
@@ -290,6 +372,7 @@ class OpenRouter(OpenAICompatible):
 class Together(OpenAICompatible):
     name = semconv_name = "together"
     host_pattern = r"api\.together\.xyz"
+    host_globs = ("api.together.xyz",)
     side_header = "X-Together-Key"
     default_host = "api.together.xyz"
     base_paths = ("/v1",)
@@ -300,6 +383,7 @@ class Together(OpenAICompatible):
 class Fireworks(OpenAICompatible):
     name = semconv_name = "fireworks"
     host_pattern = r"api\.fireworks\.ai"
+    host_globs = ("api.fireworks.ai",)
     side_header = "X-Fireworks-Key"
     default_host = "api.fireworks.ai"
     base_paths = ("/inference/v1",)
@@ -310,16 +394,19 @@ class Fireworks(OpenAICompatible):
 class Cerebras(OpenAICompatible):
     name = semconv_name = "cerebras"
     host_pattern = r"api\.cerebras\.ai"
+    host_globs = ("api.cerebras.ai",)
     side_header = "X-Cerebras-Key"
     default_host = "api.cerebras.ai"
     base_paths = ("/v1",)
     endpoints = frozenset((CHAT, COMPLETIONS, MODELS))
+    max_tokens_field = "max_completion_tokens"
     price_table = "cerebras"
 
 
 class Perplexity(OpenAICompatible):
     name = semconv_name = "perplexity"
     host_pattern = r"api\.perplexity\.ai"
+    host_globs = ("api.perplexity.ai",)
     side_header = "X-Perplexity-Key"
     default_host = "api.perplexity.ai"
     base_paths = ("",)  # chat/completions at the root

@@ -146,6 +146,16 @@ class Vertex(Provider):
             r"(?:[a-z0-9-]+\.)+prediction\.vertexai\.goog",
         )
     )
+    host_globs = (
+        "aiplatform.googleapis.com",
+        "*-aiplatform.googleapis.com",
+        "aiplatform.*.rep.googleapis.com",
+        "aiplatform.mtls.googleapis.com",
+        "*-aiplatform.mtls.googleapis.com",
+        "aiplatform-*.p.googleapis.com",
+        "*-aiplatform-*.p.googleapis.com",
+        "**.prediction.vertexai.goog",
+    )
     side_header = "X-Vertex-Token"  # a caller's own OAuth access token
     key_positions = ("authorization", "x-goog-api-key", "query:key")
     positions = (*key_positions, "query:access_token", "query:oauth_token")

@@ -10,6 +10,7 @@ from dataclasses import replace
 from tollgate.governance.failover import Circuits
 from tollgate.governance.policy import Policy
 from tollgate.providers import BUILT_IN_HOSTS, Hosts
+from tollgate.providers.keypool import KeyPool
 from tollgate.records.auditlog import AuditLog
 from tollgate.records.ledger.store import Store
 from tollgate.records.metrics import MetricSet
@@ -73,13 +74,14 @@ class Shared:
         seconds = until - time.time()
         if seconds <= 0:
             return
+        pools = [*loaded.pools.values(), *every_own_pool(loaded)]
         if fingerprint.startswith(CIRCUIT):
             name = fingerprint.removeprefix(CIRCUIT)
             self.circuits.open(name, seconds)  # an upstream's, or a key's no pool here has
-            for pool in loaded.pools.values():
+            for pool in pools:
                 pool.open_fingerprint(name, seconds)
             return
-        for pool in loaded.pools.values():
+        for pool in pools:
             pool.rest_fingerprint(fingerprint, seconds)
 
     def replace_policy(self, current: Policy, fresh: Policy) -> bool:
@@ -91,6 +93,16 @@ class Shared:
         current.close()
         fresh.start()
         return True
+
+
+def every_own_pool(loaded: Loaded) -> list[KeyPool]:
+    """The key pools the providers' runtimes hold besides their own pools (Azure's resources')."""
+    return [
+        pool
+        for name, runtime in loaded.runtimes.items()
+        if runtime is not None
+        for pool in loaded.registry[name].own_pools(runtime).values()
+    ]
 
 
 def close_later(store: Store) -> None:

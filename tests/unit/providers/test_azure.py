@@ -4,18 +4,23 @@ credential and refusals; plain data in, plain data out."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
 
 from tollgate.call import Call, Route
 from tollgate.config import Config, ConfigError, parse_config
+from tollgate.fingerprint import fingerprint
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.request_facts import Classification
 from tollgate.providers import PROVIDERS
 from tollgate.providers.azure import AzureConfig, AzureRuntime
 from tollgate.providers.base import HeaderKey
+from tollgate.providers.entra_id import authority_scope, scope_for
 from tollgate.providers.keypool import KeyPool
+from tollgate.proxy.stages.metrics import Metrics
+from tollgate.proxy.state import Shared
 from tollgate.runtime import Loaded
 from tollgate.upstream import target_upstream
 
@@ -53,7 +58,13 @@ READ = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("suffix", ["openai.azure.com", "cognitiveservices.azure.com", "services.ai.azure.com"])
+SUFFIXES = [
+    "openai.azure.com", "cognitiveservices.azure.com", "services.ai.azure.com",
+    "openai.azure.us", "cognitiveservices.azure.us", "openai.azure.cn", "cognitiveservices.azure.cn",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
 @pytest.mark.parametrize(("target", "body", "expected"), READ)
 def test_the_model_api_is_read_on_every_host_of_a_resource(
     suffix: str, target: str, body: Any, expected: tuple[Any, ...]
@@ -123,7 +134,15 @@ def test_a_bad_body_is_refused_at_its_endpoint() -> None:
     assert e.value.endpoint == "chat.completions"
 
 
-@pytest.mark.parametrize("suffix", ["cognitiveservices.azure.com", "services.ai.azure.com"])
+@pytest.mark.parametrize(
+    "suffix",
+    [
+        "cognitiveservices.azure.com",
+        "services.ai.azure.com",
+        "cognitiveservices.azure.us",
+        "cognitiveservices.azure.cn",
+    ],
+)
 @pytest.mark.parametrize(
     "path", ["/language/:analyze-text", "/speechtotext/v3.2/transcriptions", "/contentsafety/text:analyze"]
 )
@@ -135,8 +154,10 @@ def test_other_products_on_an_ai_services_host_pass_through(suffix: str, path: s
 @pytest.mark.parametrize(
     "path",
     [
-        "/models/chat/completions",  # the model inference API: a model API Tollgate does not read
         "/Models/chat/completions",
+        "/models/Chat/completions",
+        "/models/images/embeddings",  # the model inference API's endpoints Tollgate does not read
+        "/models/info",
         "/api/projects/p1/threads/runs",  # Foundry's agents
         "/API/projects/p1/openai/responses",
         "/OpenAI/v1/chat/completions",
@@ -150,10 +171,78 @@ def test_the_model_apis_never_pass_through(path: str) -> None:
         at(f"{RES}.services.ai.azure.com", "POST", path, CHAT)
 
 
+@pytest.mark.parametrize("suffix", ["services.ai.azure.com", "cognitiveservices.azure.com"])
+def test_the_model_inference_api_is_read_as_openais_with_the_deployment_in_the_body(suffix: str) -> None:
+    c = at(f"{RES}.{suffix}", "POST", "/models/chat/completions?api-version=2024-05-01-preview", CHAT)
+    assert (c.endpoint, c.model, c.wire_format, c.resource) == (
+        "chat.completions",
+        "ignored-by-azure",
+        "openai-api",
+        RES,
+    )
+    assert (c.facts.message_count, c.facts.max_tokens, c.facts.stream) == (1, 9, True)
+    e = at(
+        f"{RES}.{suffix}", "POST", "/models/embeddings?api-version=2024-05-01-preview", {"model": "emb", "input": "x"}
+    )
+    assert (e.endpoint, e.model) == ("embeddings", "emb")
+
+
+def test_the_model_inference_api_is_refused_where_it_is_not_read_exactly() -> None:
+    host = f"{RES}.services.ai.azure.com"
+    with pytest.raises(Unreadable, match="names its deployment") as e:
+        at(host, "POST", "/models/chat/completions", {"messages": [{"role": "user", "content": "hi"}]})
+    assert e.value.endpoint == "chat.completions"
+    with pytest.raises(Unreadable, match="take POST"):
+        at(host, "GET", "/models/chat/completions")
+    c = at(host, "POST", "/models/chat/completions", CHAT)
+    for value in (b"pass-through", b"anything"):
+        with pytest.raises(Unreadable, match="extra-parameters"):
+            AZURE.read_headers({b"extra-parameters": value}, c)
+    AZURE.read_headers({b"extra-parameters": b"drop"}, c)
+    AZURE.read_headers({b"extra-parameters": b"error"}, c)
+    # Its streams are not asked for usage: it refuses a field it does not define.
+    body = {**CHAT}
+    assert not AZURE.prepare(c, body, {}, inject_usage=True)
+    assert "stream_options" not in body
+
+
 @pytest.mark.parametrize("path", ["/language/:analyze-text", "/v1/chat/completions", "/chat/completions"])
-def test_the_openai_host_has_nothing_to_pass_through(path: str) -> None:
+@pytest.mark.parametrize("suffix", ["openai.azure.com", "openai.azure.us", "openai.azure.cn"])
+def test_the_openai_host_has_nothing_to_pass_through(path: str, suffix: str) -> None:
     with pytest.raises(Unreadable, match="start with /openai/"):
-        at(f"{RES}.openai.azure.com", "POST", path, {})
+        at(f"{RES}.{suffix}", "POST", path, {})
+
+
+@pytest.mark.parametrize(
+    ("host", "scope"),
+    [
+        ("my-res.openai.azure.com", "https://cognitiveservices.azure.com/.default"),
+        ("my-res.services.ai.azure.com", "https://cognitiveservices.azure.com/.default"),
+        ("my-res.openai.azure.us", "https://cognitiveservices.azure.us/.default"),
+        ("my-res.cognitiveservices.azure.us", "https://cognitiveservices.azure.us/.default"),
+        ("my-res.openai.azure.cn", "https://cognitiveservices.azure.cn/.default"),
+        ("127.0.0.1", None),
+        ("aoai.internal.example", None),
+    ],
+)
+def test_an_entra_id_token_is_for_the_cloud_of_its_host(host: str, scope: str | None) -> None:
+    assert scope_for(host) == scope
+
+
+@pytest.mark.parametrize(
+    ("authority", "scope"),
+    [
+        ("", "https://cognitiveservices.azure.com/.default"),
+        ("https://login.microsoftonline.com/", "https://cognitiveservices.azure.com/.default"),
+        ("login.microsoftonline.us", "https://cognitiveservices.azure.us/.default"),
+        ("https://login.microsoftonline.us", "https://cognitiveservices.azure.us/.default"),
+        ("https://login.chinacloudapi.cn/", "https://cognitiveservices.azure.cn/.default"),
+        ("https://login.partner.microsoftonline.cn", "https://cognitiveservices.azure.cn/.default"),
+        ("https://127.0.0.1:8443", "https://cognitiveservices.azure.com/.default"),
+    ],
+)
+def test_a_host_of_no_cloud_takes_the_authoritys_clouds_scope(authority: str, scope: str) -> None:
+    assert authority_scope(authority) == scope
 
 
 def test_a_host_the_configuration_adds_is_read_without_a_resource() -> None:
@@ -280,3 +369,19 @@ def test_usage_is_read_as_openais() -> None:
 def test_a_caller_presents_keys_in_api_key_or_as_a_bearer() -> None:
     found = AZURE.presented(headers(("api-key", "vk-1"), ("authorization", "Bearer tok")), {})
     assert [(p.value, p.position) for p in found] == [("vk-1", "api-key"), ("tok", "authorization")]
+
+
+def test_a_resources_key_rested_by_another_process_rests_here_and_its_keys_are_counted() -> None:
+    config = parse_config({"providers": {"azure": {"keys": ["p1"], "resources": {RES: {"keys": ["r1", "r2"]}}}}})
+    runtime = AZURE.load_runtime(config, config.providers.azure, None)
+    assert isinstance(runtime, AzureRuntime)
+    shared = Shared()
+    shared.loaded = Loaded.build(config, runtimes={"azure": runtime})
+    # Another process sharing the ledger's store rested r1 (a rest is announced by fingerprint).
+    shared.rest_elsewhere(fingerprint("r1"), time.time() + 60)
+    pool = runtime.pools[RES]
+    assert pool.rest_left("r1") > 0 and pool.rest_left("r2") == 0
+    assert [pool.take(), pool.take()] == ["r2", "r2"]
+    # The pool gauges count the provider's keys and its resources' together.
+    counted = Metrics(shared)._pools()["azure"]
+    assert (len(counted), counted.resting()) == (3, 1)

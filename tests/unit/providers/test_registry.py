@@ -19,6 +19,7 @@ from tests.support.examples import examples
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.formats.usage import Usage
+from tollgate.host_globs import globs_overlap
 from tollgate.providers import BUILT_IN_HOSTS, PROVIDERS, Hosts, allow_hosts, provider_for
 from tollgate.providers import anthropic as anthropic_mod
 from tollgate.providers import base as base_mod
@@ -114,11 +115,22 @@ from .common import (
         ("openai.azure.com", 443, None),
         ("management.azure.com", 443, None),
         ("my-res.openai.azure.com.evil.example", 443, None),
+        # Azure Government and Azure in China
+        ("my-res.openai.azure.us", 443, "azure"),
+        ("my-res.cognitiveservices.azure.us", 443, "azure"),
+        ("My-Res.OpenAI.Azure.cn.", 443, "azure"),
+        ("my-res.cognitiveservices.azure.cn", 443, "azure"),
+        ("management.usgovcloudapi.net", 443, None),
+        ("my-res.openai.azure.us.evil.example", 443, None),
     ],
 )
 def test_provider_for(host: str, port: int, expected: str | None) -> None:
     provider = provider_for(host)
     assert (provider.name if provider else None) == expected
+    # Its own hosts' globs, which no other provider's configured hosts may overlap, take it too.
+    if expected is not None:
+        name = host.lower().removesuffix(".")
+        assert any(globs_overlap(name, g) for g in PROVIDERS[expected].host_globs), host
 
 
 @pytest.mark.parametrize(
@@ -133,6 +145,8 @@ def test_provider_for(host: str, port: int, expected: str | None) -> None:
         ("my-res.openai.azure.com:443", True),
         ("my-res.cognitiveservices.azure.com:443", True),
         ("my-res.services.ai.azure.com:443", True),
+        ("my-res.openai.azure.us:443", True),
+        ("my-res.cognitiveservices.azure.cn:443", True),
         ("api.openai.com.evil.example:443", False),
         ("my-res.openai.azure.com.evil.example:443", False),
         ("openai.azure.com:443", False),

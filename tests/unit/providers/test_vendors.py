@@ -8,7 +8,7 @@ import json
 import pytest
 from genai_prices.data import providers as table_providers
 
-from tollgate.config import parse_config
+from tollgate.config import ConfigError, parse_config
 from tollgate.formats import OPENAI_API
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.request_facts import Classification, RequestFacts
@@ -183,6 +183,56 @@ def test_deepseeks_cache_hits_are_the_cached_tokens() -> None:
     assert deepseek.usage(c, {}, json.dumps(answer).encode()).cached_tokens == 90
 
 
+def chat_answer(usage: dict[str, object]) -> bytes:
+    choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hi"}}
+    return json.dumps({"choices": [choice], "usage": usage}).encode()
+
+
+def streamed(usage: dict[str, object]) -> list[bytes]:
+    chunk = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    return [f"data: {json.dumps(chunk)}\n\n".encode(), f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n".encode(),
+            b"data: [DONE]\n\n"]  # fmt: skip
+
+
+def read_stream(vendor: object, c: Classification, pieces: list[bytes]) -> tuple[int | None, ...]:
+    reader = vendor.usage_reader(c, {"content-type": "text/event-stream"})  # type: ignore[attr-defined]
+    for piece in pieces:
+        reader.feed(piece)
+    u = reader.result()
+    return (u.input_tokens, u.output_tokens, u.reasoning_tokens, u.total_tokens)
+
+
+# xAI's reasoning tokens are billed as output, reported beside completion_tokens (its total is the sum).
+XAI_USAGE = {"prompt_tokens": 20, "completion_tokens": 9, "total_tokens": 339,
+             "completion_tokens_details": {"reasoning_tokens": 310}}  # fmt: skip
+
+
+def test_xais_reasoning_tokens_are_output_tokens_beside_its_completion_tokens() -> None:
+    xai = PROVIDERS["xai"]
+    c = classify(xai, "POST", "/v1/chat/completions", CHAT)
+    u = xai.usage(c, {}, chat_answer(XAI_USAGE))
+    assert (u.input_tokens, u.output_tokens, u.reasoning_tokens, u.total_tokens) == (20, 319, 310, 339)
+    assert read_stream(xai, c, streamed(XAI_USAGE)) == (20, 319, 310, 339)
+    # Where its total says the completion held them, they are not counted twice.
+    held = {**XAI_USAGE, "completion_tokens": 319}
+    assert xai.usage(c, {}, chat_answer(held)).output_tokens == 319
+    # The other presets count reasoning among completion_tokens, as OpenAI does.
+    groq = PROVIDERS["groq"]
+    g = classify(groq, "POST", "/openai/v1/chat/completions", CHAT)
+    assert groq.usage(g, {}, chat_answer(XAI_USAGE)).output_tokens == 9
+    assert read_stream(groq, g, streamed(XAI_USAGE)) == (20, 9, 310, 339)
+
+
+def test_openrouters_cache_writes_are_the_cache_write_tokens() -> None:
+    openrouter = PROVIDERS["openrouter"]
+    usage = {"prompt_tokens": 194, "completion_tokens": 2, "total_tokens": 196, "cost": 0.95,
+             "prompt_tokens_details": {"cached_tokens": 10, "cache_write_tokens": 100}}  # fmt: skip
+    c = classify(openrouter, "POST", "/api/v1/chat/completions", CHAT)
+    u = openrouter.usage(c, {}, chat_answer(usage))
+    assert (u.input_tokens, u.cached_tokens, u.cache_write_tokens, u.output_tokens) == (194, 10, 100, 2)
+    assert u.uncached_input_tokens == 84
+
+
 @pytest.mark.parametrize(
     ("name", "table", "model"),
     [
@@ -244,6 +294,32 @@ def test_a_configured_vendors_endpoints_and_stream_options() -> None:
     c = Classification("chat.completions", "m-1", RequestFacts(stream=True), OPENAI_API)
     body = json.loads(STREAM)
     assert acme.prepare(c, body, {}, inject_usage=True) is False and "stream_options" not in body
+
+
+MAX_COMPLETION_TOKENS = {"groq", "xai", "cerebras"}
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_what_tollgate_writes_for_a_preset_bounds_its_output_with_the_field_it_takes(name: str) -> None:
+    written = {"model": "m", "messages": [], "max_completion_tokens": 9, "stream": True,
+               "stream_options": {"include_usage": True}}  # fmt: skip
+    vendor = PROVIDERS[name]
+    vendor.fit_chat_body(written)
+    field = "max_completion_tokens" if name in MAX_COMPLETION_TOKENS else "max_tokens"
+    other = "max_tokens" if name in MAX_COMPLETION_TOKENS else "max_completion_tokens"
+    assert (written[field], other in written) == (9, False)
+    assert ("stream_options" in written) is (name not in ("mistral", "openrouter"))
+
+
+def test_a_configured_vendor_says_which_field_bounds_its_output() -> None:
+    written = {"messages": [], "max_completion_tokens": 9}
+    loaded_with().registry["acme"].fit_chat_body(written)
+    assert written == {"messages": [], "max_tokens": 9}
+    written = {"messages": [], "max_completion_tokens": 9}
+    loaded_with(max_tokens_field="max_completion_tokens").registry["acme"].fit_chat_body(written)
+    assert written == {"messages": [], "max_completion_tokens": 9}
+    with pytest.raises(ConfigError, match=r"providers\.acme\.max_tokens_field"):
+        loaded_with(max_tokens_field="max_output_tokens")
 
 
 def test_a_route_from_openai_goes_to_a_vendors_compatible_api() -> None:

@@ -64,6 +64,8 @@ def answer_usage(data: dict[str, Any], endpoint: str | None) -> Usage:
         raw = {}
     u = read_usage(raw)
     u.total_tokens = as_int(raw.get("total_tokens"))
+    # The prompt's cache writes, among its tokens, where a compatible API reports them (OpenRouter).
+    u.cache_write_tokens = as_int(nested(raw, "prompt_tokens_details", "cache_write_tokens"))
     u.finish_reason = finish_reason(data)
     u.service_tier = service_tier(data)
     if endpoint == "embeddings" and u.input_tokens is not None and u.output_tokens is None:

@@ -108,8 +108,17 @@ class Metrics:
             server.server_close()
 
     def _pools(self) -> dict[str, Any]:
+        """Each provider's keys: its pool's, and those of the pools its runtime holds (Azure's
+        resources'), counted together."""
         loaded = self.shared.loaded
-        return {} if loaded is None else loaded.pools
+        if loaded is None:
+            return {}
+        pools: dict[str, Any] = dict(loaded.pools)
+        for name, runtime in loaded.runtimes.items():
+            own = loaded.registry[name].own_pools(runtime) if runtime is not None else {}
+            if own:
+                pools[name] = _Pools((loaded.pools[name], *own.values()))
+        return pools
 
     def _audit_depth(self) -> int | None:
         audit = self.shared.audit
@@ -167,3 +176,16 @@ def _fresh(files: SharedFiles, app: WsgiApp) -> WsgiApp:
         return app(environ, start_response)
 
     return fresh
+
+
+class _Pools:
+    """Several key pools of one provider, counted as one in the pool gauges."""
+
+    def __init__(self, pools: tuple[Any, ...]) -> None:
+        self._pools = pools
+
+    def __len__(self) -> int:
+        return sum(len(pool) for pool in self._pools)
+
+    def resting(self) -> int:
+        return sum(pool.resting() for pool in self._pools)

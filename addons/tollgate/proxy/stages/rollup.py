@@ -143,6 +143,7 @@ def summarizer_call(call: Call, rule: RollupRule, rolled: Plan) -> SummarizerCal
     provider, settings = loaded.registry[name], loaded.providers[name]
     leg = provider.native_chat(model, False, OPENAI_CHAT)
     body, extra = FORMATS[leg.format].write_request(summary_request(model, rolled))
+    provider.fit_chat_body(body)
     classification = provider.classify("POST", leg.path, body, "")
     credential = credential_for(loaded, provider, classification)
     if credential is None:

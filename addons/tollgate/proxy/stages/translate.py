@@ -64,6 +64,7 @@ class Translate:
         except Untranslatable as e:
             message = f"Tollgate cannot route this call to {call.route.target.provider}: {e}"
             return BAD_REQUEST, message, "untranslatable request"
+        provider_of(call).fit_chat_body(body)
         if dropped:
             logger.warning(
                 "Tollgate: %s call routed to %s without %s (no equivalent there)",
