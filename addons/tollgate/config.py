@@ -22,6 +22,7 @@ from tollgate.governance.jwt_identity import (
     JWKS_REFRESH_S,
     PUBLIC_KEY_ALGORITHMS,
 )
+from tollgate.governance.mcp import McpConfig
 from tollgate.governance.policy import TIMEOUT as POLICY_TIMEOUT
 from tollgate.host_globs import globs_overlap
 from tollgate.providers import OPENAI_COMPATIBLE_SOURCE, PROVIDERS, ConfiguredVendorSettings
@@ -461,6 +462,7 @@ class Config(Strict):
     limits: tuple[LimitRule, ...] = ()
     ledger: LedgerConfig = LedgerConfig()
     metrics: MetricsConfig = MetricsConfig()
+    mcp: McpConfig = McpConfig()  # the MCP servers governed (`governance/mcp.py`)
     # Seconds a SIGTERM gives the calls in flight to finish before the process exits (0: exit at
     # once, as mitmproxy would); see stages/drain.py.
     drain_s: float = Field(default=DRAIN_S, ge=0, allow_inf_nan=False)

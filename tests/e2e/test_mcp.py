@@ -1,0 +1,213 @@
+"""MCP servers governed end to end: the official MCP SDK's client through Tollgate to the official
+SDK's server (`support/mcp_server.py`), answering by server-sent events or as JSON. The caller
+comes with its virtual key as the bearer; the server sees only Tollgate's credential for it; each
+JSON-RPC request gets its own `mcp_call` record."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import trustme
+from tests.support.mcp_upstream import McpUpstream
+
+VIRTUAL = "tg-alice-mcp-virtual-0001"
+REAL_BEARER = "ghp-real-mcp-bearer-0001"
+REAL_HEADER = "real-mcp-header-key-0001"
+SSE_URL = "https://mcp.example.test/mcp"
+JSON_URL = "https://mcp-json.example.test/mcp"
+REFUSING_URL = "https://mcp-refusing.example.test/mcp"
+
+CLIENT = """
+import asyncio
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+async def main():
+    http = create_mcp_http_client(headers={{"Authorization": "Bearer {key}"}})
+    async with http:
+        async with Client(streamable_http_client("{url}", http_client=http), mode="{mode}") as client:
+{body}
+
+try:
+    asyncio.run(main())
+except BaseExceptionGroup as group:  # the SDK's task group: the error inside it is the one to see
+    first = group.exceptions[0]
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    raise first from None
+"""
+
+
+def client_code(url: str, body: str, key: str = VIRTUAL, mode: str = "legacy") -> str:
+    """The SDK's client calling `url` with `key` as its bearer; `mode`: "legacy" (the initialize
+    handshake and a session) or "auto" (server/discover, no session)."""
+    indented = "\n".join("            " + line for line in body.strip().splitlines())
+    return CLIENT.format(key=key, url=url, body=indented, mode=mode)
+
+
+@pytest.fixture(scope="module")
+def servers(upstream_ca: trustme.CA) -> Iterator[tuple[McpUpstream, McpUpstream]]:
+    sse, json_ = McpUpstream(upstream_ca), McpUpstream(upstream_ca, json_response=True)
+    yield sse, json_
+    sse.close()
+    json_.close()
+
+
+@pytest.fixture(scope="module")
+def gateway(start_gateway, servers):
+    sse, json_ = servers
+    config = {
+        "clients": [{"name": "alice", "keys": [VIRTUAL], "groups": ["research"]}],
+        "mcp": {
+            "servers": [
+                {"name": "notes", "url": SSE_URL, "upstream": sse.url, "credential": {"bearer": REAL_BEARER}},
+                {
+                    "name": "notes-json",
+                    "url": JSON_URL,
+                    "upstream": json_.url,
+                    "credential": {"header": {"name": "X-API-Key", "value": REAL_HEADER}},
+                },
+                {
+                    "name": "refusing",
+                    "url": REFUSING_URL,
+                    "upstream": sse.url,
+                    "credential": {"bearer": "refused-by-the-server"},
+                },
+            ]
+        },
+    }
+    return start_gateway(config, providers=())
+
+
+CALLS = """
+added = await client.call_tool("add", {"a": 2, "b": 3})
+failed = await client.call_tool("fail", {"reason": "no such note"})
+read = await client.read_resource("notes://hello")
+report(added=[c.text for c in added.content], added_error=added.is_error,
+       failed_error=failed.is_error, read=[c.text for c in read.contents])
+"""
+
+
+@pytest.mark.parametrize(
+    ("url", "mode"),
+    [(SSE_URL, "legacy"), (JSON_URL, "legacy"), (SSE_URL, "auto")],
+    ids=["sse", "json", "sse-discover"],
+)
+def test_tool_calls_and_a_resource_go_with_the_servers_credential(gateway, servers, url: str, mode: str) -> None:
+    sse, json_ = servers
+    server = sse if url == SSE_URL else json_
+    server.clear()
+    result = gateway.run(client_code(url, CALLS, mode=mode))
+    assert result == {"added": ["5"], "added_error": False, "failed_error": True, "read": ["hello from the notes"]}
+
+    received = server.received()
+    assert received, "the server saw nothing"
+    for request in received:
+        headers = request["headers"]
+        if url == SSE_URL:
+            assert headers["authorization"] == f"Bearer {REAL_BEARER}"
+            assert headers["x-api-key"] is None
+        else:
+            assert headers["authorization"] is None
+            assert headers["x-api-key"] == REAL_HEADER
+    if mode == "legacy":
+        # The session the server opened at initialize is the one every later request names.
+        sessions = [r["headers"]["mcp-session-id"] for r in received]
+        assert sessions[0] is None and sessions[1] is not None and set(sessions[1:]) == {sessions[1]}
+
+    records = gateway.new_audit(6 if mode == "legacy" else 5)
+    opening = [("initialize", None, False), ("notifications/initialized", None, None)]
+    assert [(r["method"], r["tool"], r["is_error"]) for r in records] == [
+        *(opening if mode == "legacy" else [("server/discover", None, False)]),
+        ("tools/call", "add", False),
+        ("tools/list", None, False),  # the SDK lists the tools to check the result's schema
+        ("tools/call", "fail", True),
+        ("resources/read", None, False),
+    ]
+    for record in records:
+        assert record["event"] == "mcp_call" and record["server"] == server_name(url)
+        assert record["client"] == "alice" and record["auth"] == "virtual_key"
+        assert record["decision"] == "allow" and record["deny_reasons"] == []
+        assert record["status"] == (202 if record["method"].startswith("notifications/") else 200)
+        assert record["error"] is None, (record["method"], record["tool"], record["error"])
+        assert isinstance(record["latency_ms"], float)
+    text = gateway.audit_path.read_text() + gateway.proxy.console()
+    for secret in (VIRTUAL, REAL_BEARER, REAL_HEADER, "no such note", "hello from the notes"):
+        assert secret not in text
+
+
+def server_name(url: str) -> str:
+    return "notes" if url == SSE_URL else "notes-json"
+
+
+def test_an_unknown_key_is_refused_and_never_reaches_the_server(gateway, servers) -> None:
+    sse, _ = servers
+    sse.clear()
+    result = gateway.run(client_code(SSE_URL, "report(connected=True)", key="tg-nobody"))
+    assert result.get("connected") is None
+    assert sse.received() == []
+    record = gateway.last_audit()
+    assert record["event"] == "mcp_call" and record["decision"] == "deny"
+    assert record["status"] == 401 and record["deny_reasons"] == ["unknown or missing API key"]
+
+
+RAW = """
+import json, os, ssl, urllib.request
+proxy = urllib.request.ProxyHandler({{"https": os.environ["HTTPS_PROXY"]}})
+context = ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+opener = urllib.request.build_opener(proxy, urllib.request.HTTPSHandler(context=context))
+body = json.dumps({body}).encode()
+request = urllib.request.Request("{url}", data=body, method="POST", headers={{
+    "Authorization": "Bearer {key}", "Content-Type": "application/json",
+    "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18"}})
+try:
+    answer = opener.open(request)
+except urllib.error.HTTPError as e:
+    answer = e
+report(status=answer.status, headers={{k.lower(): v for k, v in answer.headers.items()}},
+       body=json.loads(answer.read() or b"null"))
+"""
+
+
+def raw_post(gateway, url: str, body: object, key: str = VIRTUAL) -> dict:
+    """One POST of `body` as it is, through the proxy (what no SDK sends: a batch, a bad body)."""
+    return gateway.run(RAW.format(url=url, body=repr(body), key=key))
+
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}
+
+
+def test_a_server_refusing_tollgates_credential_is_tollgates_problem(gateway, servers) -> None:
+    """The server's 401 reaches the client without its WWW-Authenticate (which would start the
+    client's OAuth discovery); the audit says whose credential failed."""
+    sse, _ = servers
+    sse.clear()
+    result = raw_post(gateway, REFUSING_URL, INITIALIZE)
+    assert result["status"] == 401
+    assert "www-authenticate" not in result["headers"]
+    assert [r["headers"]["authorization"] for r in sse.received()] == ["Bearer refused-by-the-server"]
+    record = gateway.last_audit()
+    assert (record["server"], record["method"], record["status"]) == ("refusing", "initialize", 401)
+    assert record["error"] == "the MCP server refused Tollgate's credential (401)"
+    assert record["decision"] == "allow"
+
+
+def test_a_body_tollgate_cannot_read_is_refused(gateway, servers) -> None:
+    sse, _ = servers
+    sse.clear()
+    repeated = '{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "add", "name": "fail"}}'
+    result = gateway.run(RAW.format(url=SSE_URL, body=repr(repeated), key=VIRTUAL).replace("json.dumps(", "str("))
+    assert result["status"] == 400
+    assert result["headers"]["x-tollgate-error"] == "bad_request"
+    assert result["body"]["error"]["code"] == -32700
+    assert sse.received() == []
+    record = gateway.last_audit()
+    assert (record["method"], record["decision"], record["status"]) == (None, "deny", 400)
+    assert record["error"] == "bad request: the JSON body repeats a key in one object"
