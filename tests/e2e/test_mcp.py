@@ -55,10 +55,26 @@ def servers(upstream_ca: trustme.CA) -> Iterator[tuple[McpUpstream, McpUpstream]
     json_.close()
 
 
+POLICY = """
+package tollgate.mcp
+import rego.v1
+
+deny contains sprintf("%s may not call %s", [input.client.name, input.mcp.tool]) if {
+    input.mcp.method == "tools/call"
+    input.mcp.tool == "delete_everything"
+}
+
+deny contains "no prompts here" if input.mcp.method == "prompts/get"
+"""
+
+
 @pytest.fixture(scope="module")
-def gateway(start_gateway, servers):
+def gateway(start_gateway, servers, tmp_path_factory):
     sse, json_ = servers
+    policy = tmp_path_factory.mktemp("mcp-policy") / "mcp.rego"
+    policy.write_text(POLICY)
     config = {
+        "policy": {"rego": [str(policy)]},
         "clients": [{"name": "alice", "keys": [VIRTUAL], "groups": ["research"]}],
         "mcp": {
             "servers": [
@@ -211,3 +227,62 @@ def test_a_body_tollgate_cannot_read_is_refused(gateway, servers) -> None:
     record = gateway.last_audit()
     assert (record["method"], record["decision"], record["status"]) == (None, "deny", 400)
     assert record["error"] == "bad request: the JSON body repeats a key in one object"
+
+
+DENIED = """
+listed = await client.list_tools()
+added = await client.call_tool("add", {"a": 1, "b": 1})
+try:
+    await client.call_tool("delete_everything", {"really": True})
+except Exception as e:
+    report(added=[c.text for c in added.content], tools=sorted(t.name for t in listed.tools),
+           error=type(e).__name__, code=e.error.code, message=e.error.message)
+"""
+
+
+@pytest.mark.parametrize("url", [SSE_URL, JSON_URL], ids=["sse", "json"])
+def test_the_policy_denies_a_tool_the_model_never_sees(gateway, servers, url: str) -> None:
+    sse, json_ = servers
+    server = sse if url == SSE_URL else json_
+    server.clear()
+    result = gateway.run(client_code(url, DENIED))
+    assert result == {
+        "added": ["2"],
+        "tools": ["add", "fail"],  # delete_everything is left out of tools/list
+        "error": "MCPError",
+        "code": -32001,
+        "message": "Tollgate policy denied this request: alice may not call delete_everything",
+    }
+    calls = [call for r in server.received() for call in r["calls"]]
+    assert ["tools/call", "delete_everything"] not in calls
+    assert ["tools/call", "add"] in calls
+    records = gateway.new_audit(5)  # initialize, initialized, tools/list and two tools/call
+    denied = [r for r in records if r["decision"] == "deny"]
+    assert [(r["method"], r["tool"], r["status"], r["deny_reasons"], r["is_error"]) for r in denied] == [
+        ("tools/call", "delete_everything", 200, ["alice may not call delete_everything"], None)
+    ]
+
+
+BATCH = [
+    {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "add", "arguments": {"a": 1, "b": 2}}},
+    {"jsonrpc": "2.0", "id": 2, "method": "prompts/get", "params": {"name": "review"}},
+]
+
+
+def test_a_batch_with_a_denied_request_is_refused_whole(gateway, servers) -> None:
+    sse, _ = servers
+    sse.clear()
+    result = raw_post(gateway, SSE_URL, BATCH)
+    assert result["status"] == 200
+    assert result["headers"]["x-tollgate-error"] == "policy_denied"
+    assert "www-authenticate" not in result["headers"]
+    assert result["body"] == [
+        {"jsonrpc": "2.0", "id": 1, "error": {"code": -32001, "message": "Tollgate refused this batch: another request in it was denied"}},
+        {"jsonrpc": "2.0", "id": 2, "error": {"code": -32001, "message": "Tollgate policy denied this request: no prompts here"}},
+    ]  # fmt: skip
+    assert sse.received() == []
+    records = gateway.new_audit(2)
+    assert [(r["method"], r["tool"], r["decision"], r["deny_reasons"]) for r in records] == [
+        ("tools/call", "add", "deny", ["no prompts here"]),
+        ("prompts/get", None, "deny", ["no prompts here"]),
+    ]

@@ -48,19 +48,43 @@ def app(log_path: str, json_response: bool):
     )
 
     async def logged(scope, receive, send):
-        if scope["type"] == "http":
-            headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-            seen = {name: headers.get(name) for name in HEADERS}
-            with open(log_path, "a") as log:
-                log.write(json.dumps({"method": scope["method"], "path": scope["path"], "headers": seen}) + "\n")
-            if headers.get("authorization") == REFUSED:
-                await send({"type": "http.response.start", "status": 401, "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"www-authenticate", b'Bearer resource_metadata="https://127.0.0.1/.well-known/oauth-protected-resource"'),
-                ]})  # fmt: skip
-                await send({"type": "http.response.body", "body": b'{"error": "invalid_token"}'})
-                return
-        await inner(scope, receive, send)
+        if scope["type"] != "http":
+            await inner(scope, receive, send)
+            return
+        body = b""
+        more = True
+        while more:  # the whole body, then given to the server as it came
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        seen = {name: headers.get(name) for name in HEADERS}
+        try:
+            parsed = json.loads(body) if body else None
+        except ValueError:
+            parsed = None
+        messages = parsed if isinstance(parsed, list) else [parsed] if parsed else []
+        calls = [(m.get("method"), (m.get("params") or {}).get("name")) for m in messages if isinstance(m, dict)]
+        with open(log_path, "a") as log:
+            entry = {"method": scope["method"], "path": scope["path"], "headers": seen, "calls": calls}
+            log.write(json.dumps(entry) + "\n")
+        if headers.get("authorization") == REFUSED:
+            await send({"type": "http.response.start", "status": 401, "headers": [
+                (b"content-type", b"application/json"),
+                (b"www-authenticate", b'Bearer resource_metadata="https://127.0.0.1/.well-known/oauth-protected-resource"'),
+            ]})  # fmt: skip
+            await send({"type": "http.response.body", "body": b'{"error": "invalid_token"}'})
+            return
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await inner(scope, replay, send)
 
     return logged
 
