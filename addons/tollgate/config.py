@@ -22,7 +22,7 @@ from tollgate.governance.jwt_identity import (
     JWKS_REFRESH_S,
     PUBLIC_KEY_ALGORITHMS,
 )
-from tollgate.governance.mcp import McpConfig
+from tollgate.governance.mcp_servers import McpConfig
 from tollgate.governance.policy import TIMEOUT as POLICY_TIMEOUT
 from tollgate.host_globs import globs_overlap
 from tollgate.providers import OPENAI_COMPATIBLE_SOURCE, PROVIDERS, ConfiguredVendorSettings
@@ -353,6 +353,8 @@ class LimitRule(Strict):
     usd_per_minute: Money | None = None
     usd_per_day: Money | None = None
     usd_per_month: Money | None = None
+    # MCP servers' requests (`mcp.servers`), which no other cap counts, nor this one LLM calls.
+    mcp_calls_per_minute: Count | None = None
 
     @property
     def label(self) -> str:
@@ -371,8 +373,10 @@ class LimitRule(Strict):
 
     @model_validator(mode="after")
     def _something_capped(self, info: ValidationInfo) -> LimitRule:
-        if not self.caps():
-            raise ValueError(f"a limit must set at least one of {', '.join(LIMIT_FIELDS)}")
+        if not self.caps() and self.mcp_calls_per_minute is None:
+            raise ValueError(f"a limit must set at least one of {', '.join(LIMIT_FIELDS)}, mcp_calls_per_minute")
+        if self.mcp_calls_per_minute is not None and (self.match.provider or self.match.model):
+            raise ValueError("mcp_calls_per_minute counts MCP requests, which match no provider or model")
         known = known_providers(info)
         if self.match.provider is not None and self.match.provider not in known:
             raise ValueError(unknown_provider(self.match.provider, known))

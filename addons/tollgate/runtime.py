@@ -13,7 +13,7 @@ from tollgate.config import Config, ProviderConfig
 from tollgate.governance.clients import Directory
 from tollgate.governance.jwt_identity import Verifier
 from tollgate.governance.limits import Limits
-from tollgate.governance.mcp import NO_SERVERS, McpServers
+from tollgate.governance.mcp_servers import NO_SERVERS, McpServers
 from tollgate.governance.overrides import RuleBook
 from tollgate.governance.policy import Policy
 from tollgate.governance.pricing import Prices

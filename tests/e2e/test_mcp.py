@@ -5,6 +5,8 @@ JSON-RPC request gets its own `mcp_call` record."""
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +14,7 @@ import trustme
 from tests.support.mcp_upstream import McpUpstream
 
 VIRTUAL = "tg-alice-mcp-virtual-0001"
+LIMITED = "tg-limited-mcp-virtual-0001"
 REAL_BEARER = "ghp-real-mcp-bearer-0001"
 REAL_HEADER = "real-mcp-header-key-0001"
 SSE_URL = "https://mcp.example.test/mcp"
@@ -75,7 +78,11 @@ def gateway(start_gateway, servers, tmp_path_factory):
     policy.write_text(POLICY)
     config = {
         "policy": {"rego": [str(policy)]},
-        "clients": [{"name": "alice", "keys": [VIRTUAL], "groups": ["research"]}],
+        "clients": [
+            {"name": "alice", "keys": [VIRTUAL], "groups": ["research"]},
+            {"name": "limited", "keys": [LIMITED]},
+        ],
+        "limits": [{"name": "mcp", "match": {"client": "limited"}, "mcp_calls_per_minute": 3}],
         "mcp": {
             "servers": [
                 {"name": "notes", "url": SSE_URL, "upstream": sse.url, "credential": {"bearer": REAL_BEARER}},
@@ -286,3 +293,44 @@ def test_a_batch_with_a_denied_request_is_refused_whole(gateway, servers) -> Non
         ("tools/call", "add", "deny", ["no prompts here"]),
         ("prompts/get", None, "deny", ["no prompts here"]),
     ]
+
+
+LIMITED_CALLS = """
+try:
+    await client.call_tool("delete_everything", {"really": True})
+except Exception as e:
+    denied = type(e).__name__
+first = await client.call_tool("add", {"a": 1, "b": 2})
+try:
+    await client.call_tool("add", {"a": 2, "b": 2})
+except Exception as e:
+    report(denied=denied, first=[c.text for c in first.content], error=type(e).__name__, message=str(e))
+"""
+
+
+def test_mcp_calls_per_minute_counts_each_request_sent(gateway, servers) -> None:
+    """Three a minute: server/discover, a tools/call and the SDK's tools/list; the call the policy
+    denied never went and counts for nothing; the fourth is refused 429."""
+    if time.time() % 60 > 45:  # the three calls in one minute window
+        time.sleep(61 - time.time() % 60)
+    sse, _ = servers
+    sse.clear()
+    result = gateway.run(client_code(SSE_URL, LIMITED_CALLS, key=LIMITED, mode="auto"))
+    assert result["denied"] == "MCPError" and result["first"] == ["3"]
+    assert result["error"] == "MCPError"
+    assert re.fullmatch(
+        r"Tollgate limit 'mcp': mcp_calls_per_minute is 3 for limited; 3 used, this call needs up to 1\."
+        r" The minute window ends in \d+ s\.",
+        result["message"],
+    )
+    calls = [call for r in sse.received() for call in r["calls"]]
+    assert [c for c in calls if c[0] == "tools/call"] == [["tools/call", "add"]]
+    records = gateway.new_audit(5)
+    assert [(r["method"], r["tool"], r["decision"], r["status"]) for r in records] == [
+        ("server/discover", None, "allow", 200),
+        ("tools/call", "delete_everything", "deny", 200),
+        ("tools/call", "add", "allow", 200),
+        ("tools/list", None, "allow", 200),
+        ("tools/call", "add", "deny", 429),
+    ]
+    assert records[-1]["deny_reasons"] == ["limit 'mcp': mcp_calls_per_minute 3 reached for limited"]

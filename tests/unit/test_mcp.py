@@ -16,7 +16,8 @@ from tollgate.config import Config
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.mcp.answers import AnswerReader, read_whole, without_tools
 from tollgate.formats.mcp.messages import McpRequest, Posted, read_post
-from tollgate.governance.mcp import McpExchange, McpServer
+from tollgate.governance.mcp import McpExchange
+from tollgate.governance.mcp_servers import McpServer
 from tollgate.governance.policy import Policy
 
 

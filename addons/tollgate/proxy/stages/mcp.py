@@ -25,19 +25,23 @@ from tollgate.formats.json_codec import encode_json
 from tollgate.formats.mcp.answers import AnswerReader, is_sse, parse_any, read_whole, tools_listed, without_tools
 from tollgate.formats.mcp.messages import TOOLS_LIST, RequestId, error_message, read_post
 from tollgate.governance.jwt_identity import looks_like_jwt
-from tollgate.governance.mcp import REFUSED_CODE, SERVER_REFUSED_CREDENTIAL, McpExchange
+from tollgate.governance.limits import Counter, deny_reason, refusal_message, retry_after
+from tollgate.governance.mcp import REFUSED_CODE, SERVER_REFUSED_CREDENTIAL, McpExchange, mcp_charges, mcp_counters
 from tollgate.governance.policy import Decision
 from tollgate.providers import host_name
 from tollgate.providers.base import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
     INTERNAL_ERROR,
+    LEDGER_UNAVAILABLE,
     POLICY_DENIED,
+    RATE_LIMITED,
     UNAUTHENTICATED,
     Presented,
 )
 from tollgate.proxy.flows import call_of
 from tollgate.proxy.state import Shared
+from tollgate.records.ledger.store import Charge, Reservation, Store, StoreError
 from tollgate.runtime import Loaded
 
 logger = logging.getLogger(__name__)
@@ -99,56 +103,126 @@ class Mcp:
         exchange.requests = read_post(request.raw_content).requests
 
     def _steps(self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded) -> Awaitable[None] | None:
-        """Identified, decided, given the server's credential: at once, or awaited where a JWT's keys
-        or the policy's worker must be."""
+        """Identified, counted on `mcp_calls_per_minute`, decided, given the server's credential:
+        each step at once, or awaited where a JWT's keys, the ledger's store or the policy's worker
+        must be. The first that answers the request ends them."""
+        return self._from(0, flow, exchange, loaded)
+
+    def _from(self, first: int, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded) -> Awaitable[None] | None:
+        steps = (self._identify, self._reserve, self._decide, self._send)
+        for i in range(first, len(steps)):
+            if flow.response is not None:
+                return None
+            try:
+                pending = steps[i](flow, exchange, loaded)
+            except Exception:
+                self._failed(flow, exchange)
+                return None
+            if pending is not None:
+                return self._after(pending, i, flow, exchange, loaded)
+        return None
+
+    async def _after(
+        self, pending: Awaitable[None], i: int, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded
+    ) -> None:
+        try:
+            await pending
+        except Exception:
+            self._failed(flow, exchange)
+            return
+        rest = self._from(i + 1, flow, exchange, loaded)
+        if rest is not None:
+            await rest
+
+    def _identify(self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded) -> Awaitable[None] | None:
         presented = [Presented(token, "authorization")] if (token := _bearer(flow.request)) else []
         outcome = self._caller(flow, loaded, presented)
         if hasattr(outcome, "__await__"):
-            return self._later(flow, exchange, loaded, outcome)
-        if not self._identified(flow, exchange, outcome):
-            return None
-        decisions = self._decisions(exchange, loaded)
-        if any(not isinstance(d, Decision) for d in decisions):
-            return self._decided_later(flow, exchange, loaded, decisions)
-        self._go(flow, exchange, loaded, decisions)  # type: ignore[arg-type]
+            return self._identified_later(flow, exchange, outcome)
+        self._identified(flow, exchange, outcome)
         return None
 
-    async def _later(self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded, outcome: Any) -> None:
-        try:
-            if not self._identified(flow, exchange, await outcome):
-                return
-            decisions = self._decisions(exchange, loaded)
-            await self._decided_later(flow, exchange, loaded, decisions)
-        except Exception:
-            self._failed(flow, exchange)
+    async def _identified_later(self, flow: http.HTTPFlow, exchange: McpExchange, outcome: Any) -> None:
+        self._identified(flow, exchange, await outcome)
 
-    async def _decided_later(
-        self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded, decisions: list[Any]
-    ) -> None:
-        try:
-            done = [d if isinstance(d, Decision) else await d for d in decisions]
-            self._go(flow, exchange, loaded, done)
-        except Exception:
-            self._failed(flow, exchange)
-
-    def _identified(self, flow: http.HTTPFlow, exchange: McpExchange, outcome: Any) -> bool:
+    def _identified(self, flow: http.HTTPFlow, exchange: McpExchange, outcome: Any) -> None:
         reason = getattr(outcome, "reason", None)
         if reason is not None:  # Rejected
             exchange.deny_reasons = (reason,)
             self._refuse(flow, exchange, 401, UNAUTHENTICATED, outcome.message)
-            return False
+            return
         exchange.client, exchange.groups, exchange.auth = outcome.client, outcome.groups, outcome.auth
         exchange.identity = outcome.identity
-        return True
 
-    @staticmethod
-    def _decisions(exchange: McpExchange, loaded: Loaded) -> list[Decision | Awaitable[Decision]]:
+    def _reserve(self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded) -> Awaitable[None] | None:
+        """Each request awaiting an answer counts one on the caller's `mcp_calls_per_minute`
+        counters; 429 when one has no room."""
+        calls = sum(1 for r in exchange.requests if r.id is not None)
+        store = self.shared.ledger
+        if not calls or not loaded.limits or store is None:
+            return None
+        now = time.time()
+        found = mcp_counters(loaded.limits.rules, exchange.client, exchange.groups, now)
+        if not found:
+            return None
+        wanted = mcp_charges(found, calls)
+        try:
+            reservation = store.reserve_now(wanted)
+        except StoreError as e:
+            self._store_failed(flow, exchange, loaded, str(e))
+            return None
+        if reservation is None:  # asked over the network
+            return self._reserved_later(flow, exchange, loaded, store, wanted, found, now)
+        self._reserved(flow, exchange, store, wanted, found, reservation, now)
+        return None
+
+    async def _reserved_later(
+        self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded, store: Store, wanted: list[Charge],
+        found: list[Counter], now: float,
+    ) -> None:  # fmt: skip
+        try:
+            reservation = await store.reserve(wanted)
+        except StoreError as e:
+            self._store_failed(flow, exchange, loaded, str(e))
+            return
+        self._reserved(flow, exchange, store, wanted, found, reservation, now)
+
+    def _reserved(
+        self, flow: http.HTTPFlow, exchange: McpExchange, store: Store, wanted: list[Charge], found: list[Counter],
+        reservation: Reservation, now: float,
+    ) -> None:  # fmt: skip
+        if reservation.granted:
+            exchange.reserved = (store, wanted)
+            return
+        assert reservation.refused is not None
+        full = found[reservation.refused]
+        exchange.deny_reasons = (deny_reason(full),)
+        message = refusal_message(
+            full, reservation.values[reservation.refused], wanted[reservation.refused].amount, now
+        )
+        self._refuse(flow, exchange, 429, RATE_LIMITED, message, retry_after=retry_after(full, now))
+
+    def _store_failed(self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded, problem: str) -> None:
+        logger.error(f"Tollgate: the ledger's store failed: {problem}")
+        if loaded.config.ledger.on_store_error == "allow":
+            return
+        exchange.error = f"ledger unavailable: {problem}"
+        self._refuse(flow, exchange, 503, LEDGER_UNAVAILABLE, "Tollgate cannot count this request; retry later.")
+
+    def _decide(self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded) -> Awaitable[None] | None:
         policy = loaded.policy
         if policy is None:
-            return []
-        return [policy.decide_mcp_in_worker(exchange.policy_input(r)) for r in exchange.requests]
+            return None
+        decisions = [policy.decide_mcp_in_worker(exchange.policy_input(r)) for r in exchange.requests]
+        if all(isinstance(d, Decision) for d in decisions):
+            self._apply(flow, exchange, decisions)  # type: ignore[arg-type]
+            return None
+        return self._decided_later(flow, exchange, decisions)
 
-    def _go(self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded, decisions: list[Decision]) -> None:
+    async def _decided_later(self, flow: http.HTTPFlow, exchange: McpExchange, decisions: list[Any]) -> None:
+        self._apply(flow, exchange, [await _awaited(d) for d in decisions])
+
+    def _apply(self, flow: http.HTTPFlow, exchange: McpExchange, decisions: list[Decision]) -> None:
         for i, decision in enumerate(decisions):
             if decision.error:
                 logger.error(f"Tollgate: {decision.error}")
@@ -159,11 +233,10 @@ class Mcp:
             reasons = tuple(dict.fromkeys(r for i in sorted(exchange.denied) for r in exchange.denied[i]))
             exchange.deny_reasons = reasons
             self._refuse_denied(flow, exchange)
-            return
-        self._send(flow, exchange, loaded)
 
     def _send(self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded) -> None:
         """The caller's credential out, the server's in; to the server's upstream, if it has one."""
+        exchange.sent = True
         request = flow.request
         server = exchange.server
         credential = server.credential
@@ -218,21 +291,26 @@ class Mcp:
 
     def _refuse(
         self, flow: http.HTTPFlow, exchange: McpExchange, status: int, reason: str, message: str,
-        code: int = REFUSED_CODE,
+        code: int = REFUSED_CODE, retry_after: int | None = None,
     ) -> None:  # fmt: skip
         """Tollgate's own refusal, as a JSON-RPC error for each request (one with a null id when the
         body could not be read)."""
         exchange.deny_reasons = exchange.deny_reasons or (reason,)
         ids: list[RequestId | None] = [r.id for r in exchange.requests if r.id is not None] or [None]
-        self._answer(flow, exchange, status, reason, [error_message(i, code, message) for i in ids])
+        self._answer(flow, exchange, status, reason, [error_message(i, code, message) for i in ids], retry_after)
 
-    def _answer(self, flow: http.HTTPFlow, exchange: McpExchange, status: int, reason: str, errors: list) -> None:
+    def _answer(
+        self, flow: http.HTTPFlow, exchange: McpExchange, status: int, reason: str, errors: list,
+        retry_after: int | None = None,
+    ) -> None:  # fmt: skip
         exchange.decision = "deny"
         exchange.answered_by_tollgate = True
         batch = len(errors) > 1 or (flow.request.raw_content or b"").lstrip()[:1] == b"["
         body = encode_json(errors if batch else errors[0])
         flow.request.stream = False
         headers = {"content-type": "application/json", "x-tollgate-error": reason}
+        if retry_after is not None:
+            headers["retry-after"] = str(retry_after)
         flow.response = http.Response.make(status, body, {**headers, "x-tollgate-request-id": exchange.request_id})
 
     def _failed(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
@@ -339,6 +417,10 @@ class Mcp:
             exchange.status = flow.response.status_code
         if exchange.reader is not None:
             exchange.outcomes = exchange.reader.outcomes
+        if exchange.reserved is not None and not exchange.sent:
+            # Never sent (the policy denied it, or Tollgate failed): it counts for nothing.
+            store, charged = exchange.reserved
+            store.adjust([(c.counter, -c.amount, c.expires) for c in charged])
         records = exchange.records()
         audit = self.shared.audit
         if audit is not None:
