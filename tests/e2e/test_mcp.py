@@ -6,11 +6,14 @@ JSON-RPC request gets its own `mcp_call` record."""
 from __future__ import annotations
 
 import re
+import socket
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
 import trustme
+from prometheus_client.parser import text_string_to_metric_families
 from tests.support.mcp_upstream import McpUpstream
 
 VIRTUAL = "tg-alice-mcp-virtual-0001"
@@ -20,6 +23,15 @@ REAL_HEADER = "real-mcp-header-key-0001"
 SSE_URL = "https://mcp.example.test/mcp"
 JSON_URL = "https://mcp-json.example.test/mcp"
 REFUSING_URL = "https://mcp-refusing.example.test/mcp"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+METRICS = f"127.0.0.1:{_free_port()}"
 
 CLIENT = """
 import asyncio
@@ -78,6 +90,7 @@ def gateway(start_gateway, servers, tmp_path_factory):
     policy.write_text(POLICY)
     config = {
         "policy": {"rego": [str(policy)]},
+        "metrics": {"listen": METRICS},
         "clients": [
             {"name": "alice", "keys": [VIRTUAL], "groups": ["research"]},
             {"name": "limited", "keys": [LIMITED]},
@@ -101,7 +114,10 @@ def gateway(start_gateway, servers, tmp_path_factory):
             ]
         },
     }
-    return start_gateway(config, providers=())
+    saved = tmp_path_factory.mktemp("mcp-saved") / "flows.mitm"
+    started = start_gateway(config, "--set", f"save_stream_file={saved}", "--set", "flow_detail=4", providers=())
+    started.saved = saved
+    return started
 
 
 CALLS = """
@@ -334,3 +350,64 @@ def test_mcp_calls_per_minute_counts_each_request_sent(gateway, servers) -> None
         ("tools/call", "add", "deny", 429),
     ]
     assert records[-1]["deny_reasons"] == ["limit 'mcp': mcp_calls_per_minute 3 reached for limited"]
+
+
+def mcp_samples() -> dict[tuple[str, ...], float]:
+    deadline = time.monotonic() + 10  # the metrics' server opens once the configuration has loaded
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{METRICS}/metrics", timeout=10) as r:
+                text = r.read().decode()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "tollgate_mcp_calls_total":
+                labels = sample.labels
+                key = (labels["client"], labels["server"], labels["method"], labels["tool"], labels["outcome"])
+                found[key] = sample.value
+    return found
+
+
+METERED = """
+await client.call_tool("add", {"a": 1, "b": 1})
+await client.call_tool("fail", {"reason": "x"})
+try:
+    await client.call_tool("delete_everything", {"really": True})
+except Exception as e:
+    report(done=True)
+"""
+
+
+def test_metrics_count_each_request_by_server_tool_and_outcome(gateway) -> None:
+    before = mcp_samples()
+    assert gateway.run(client_code(JSON_URL, METERED, mode="auto")) == {"done": True}
+    gateway.new_audit(5)
+    after = mcp_samples()
+    added = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+    assert added == {
+        ("alice", "notes-json", "server/discover", "", "ok"): 1,
+        ("alice", "notes-json", "tools/call", "add", "ok"): 1,
+        ("alice", "notes-json", "tools/list", "", "ok"): 1,
+        ("alice", "notes-json", "tools/call", "fail", "error"): 1,
+        ("alice", "notes-json", "tools/call", "delete_everything", "denied"): 1,
+    }
+
+
+def test_zz_no_credential_argument_or_result_in_any_output(gateway) -> None:
+    """Last in this file: it stops the gateway to read its saved flows whole."""
+    assert gateway.audit(), "the tests before it made calls"
+    gateway.proxy.stop()  # flushes the saved flows
+    outputs = {
+        "audit": gateway.audit_path.read_bytes(),
+        "console": gateway.proxy.output.read_bytes(),
+        "saved flows": gateway.saved.read_bytes(),
+    }
+    assert b"mcp_call" in outputs["saved flows"] and b"x-tollgate-request-id" in outputs["console"].lower()
+    for where, content in outputs.items():
+        for secret in (VIRTUAL, LIMITED, REAL_BEARER, REAL_HEADER, "no such note", "hello from the notes"):
+            assert secret.encode() not in content, f"{secret} in the {where}"

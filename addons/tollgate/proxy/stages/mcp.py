@@ -426,6 +426,10 @@ class Mcp:
         if audit is not None:
             for record in records:
                 audit.write(record)
+        metrics = self.shared.metrics
+        if metrics is not None:
+            for record in records:
+                metrics.mcp_called(record)
         # From here on the flow carries plain data that saved flows can hold: the records.
         flow.metadata[MCP] = records
 
