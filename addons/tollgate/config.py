@@ -25,7 +25,7 @@ from tollgate.governance.jwt_identity import (
 from tollgate.governance.mcp_servers import McpConfig
 from tollgate.governance.policy import TIMEOUT as POLICY_TIMEOUT
 from tollgate.host_globs import globs_overlap
-from tollgate.providers import OPENAI_COMPATIBLE_SOURCE, PROVIDERS, ConfiguredVendorSettings
+from tollgate.providers import OPENAI_COMPATIBLE_SOURCE, PROVIDERS, ConfiguredVendorSettings, provider_for
 
 PROVIDER_NAMES = tuple(PROVIDERS)
 # The validation context's key for the names of the providers a file adds (`providers.<name>:
@@ -485,6 +485,14 @@ class Config(Strict):
             return self.ledger.store
         beside = Path(self.audit.path).parent if self.audit.path != "-" else Path()
         return f"sqlite:///{beside / LEDGER_FILE}"
+
+    @model_validator(mode="after")
+    def _mcp_servers_on_no_providers_host(self) -> Config:
+        for i, server in enumerate(self.mcp.servers):
+            provider = provider_for(server.host)
+            if provider is not None:
+                raise ValueError(f"mcp.servers.{i}.url: {server.host} is {provider.name}'s, whose calls are LLM calls")
+        return self
 
     @model_validator(mode="after")
     def _identities_unique(self) -> Config:

@@ -14,11 +14,20 @@ from collections.abc import Iterator
 import pytest
 import trustme
 from prometheus_client.parser import text_string_to_metric_families
+from tests.support.jwks import claims, hs256_token
 from tests.support.mcp_upstream import McpUpstream
 
 VIRTUAL = "tg-alice-mcp-virtual-0001"
 LIMITED = "tg-limited-mcp-virtual-0001"
 REAL_BEARER = "ghp-real-mcp-bearer-0001"
+JWT_SECRET = "hs256-SECRET-for-mcp-tests-5ecret-0123456789abcdef"
+JWT_ISSUER = {
+    "issuer": "https://idp.mcp-tests.example",
+    "audience": "tollgate",
+    "secret": JWT_SECRET,
+    "algorithms": ["HS256"],
+    "client_prefix": "jwt:",
+}
 REAL_HEADER = "real-mcp-header-key-0001"
 SSE_URL = "https://mcp.example.test/mcp"
 JSON_URL = "https://mcp-json.example.test/mcp"
@@ -96,6 +105,7 @@ def gateway(start_gateway, servers, tmp_path_factory):
             {"name": "limited", "keys": [LIMITED]},
         ],
         "limits": [{"name": "mcp", "match": {"client": "limited"}, "mcp_calls_per_minute": 3}],
+        "identity": {"jwt": [JWT_ISSUER]},
         "mcp": {
             "servers": [
                 {"name": "notes", "url": SSE_URL, "upstream": sse.url, "credential": {"bearer": REAL_BEARER}},
@@ -396,6 +406,46 @@ def test_metrics_count_each_request_by_server_tool_and_outcome(gateway) -> None:
         ("alice", "notes-json", "tools/call", "fail", "error"): 1,
         ("alice", "notes-json", "tools/call", "delete_everything", "denied"): 1,
     }
+
+
+WHO = """
+added = await client.call_tool("add", {"a": 20, "b": 22})
+report(added=[c.text for c in added.content])
+"""
+
+
+def test_a_jwt_caller_is_identified_and_its_token_never_reaches_the_server(gateway, servers) -> None:
+    sse, _ = servers
+    sse.clear()
+    token = hs256_token(claims(JWT_ISSUER["issuer"], "tollgate", "dana", groups=["ops"]), JWT_SECRET.encode())
+    assert gateway.run(client_code(SSE_URL, WHO, key=token)) == {"added": ["42"]}
+    assert {r["headers"]["authorization"] for r in sse.received()} == {f"Bearer {REAL_BEARER}"}
+    records = gateway.new_audit(4)  # initialize, initialized, the call and the SDK's tools/list
+    assert {(r["client"], r["auth"]) for r in records} == {("jwt:dana", "jwt")}
+    assert token not in gateway.audit_path.read_text() + gateway.proxy.console()
+
+
+@pytest.fixture(scope="module")
+def login_gateway(start_gateway, servers):
+    sse, _ = servers
+    config = {
+        "clients": [{"name": "carol", "groups": ["admins"]}],
+        "mcp": {
+            "servers": [{"name": "notes", "url": SSE_URL, "upstream": sse.url, "credential": {"bearer": REAL_BEARER}}]
+        },
+    }
+    return start_gateway(config, "--set", "proxyauth=carol:pr0xy-PASSWORD-mcp", providers=())
+
+
+def test_a_proxy_login_identifies_an_mcp_caller(login_gateway, servers) -> None:
+    sse, _ = servers
+    sse.clear()
+    proxy = login_gateway.proxy.proxy_url.replace("http://", "http://carol:pr0xy-PASSWORD-mcp@")
+    result = login_gateway.run(client_code(SSE_URL, WHO, key="the-callers-own-token"), proxy_url=proxy)
+    assert result == {"added": ["42"]}
+    assert {r["headers"]["authorization"] for r in sse.received()} == {f"Bearer {REAL_BEARER}"}
+    records = login_gateway.new_audit(4)
+    assert {(r["client"], r["auth"]) for r in records} == {("carol", "proxyauth")}
 
 
 def test_zz_no_credential_argument_or_result_in_any_output(gateway) -> None:

@@ -135,6 +135,7 @@ SERVER = {"name": "gh", "url": "https://mcp.example.com/mcp", "credential": {"be
         ([SERVER, {**SERVER, "url": "https://other/mcp"}], "servers.1.name"),
         ([SERVER, {**SERVER, "name": "other"}], "servers.1.url"),
         ([{**SERVER, "extra": 1}], "mcp.servers.0.extra"),
+        ([{**SERVER, "url": "https://api.openai.com/mcp"}], "mcp.servers.0.url: api.openai.com is openai's"),
     ],
 )
 def test_a_bad_mcp_server_is_named_by_its_field(servers: list, where: str) -> None:
