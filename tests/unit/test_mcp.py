@@ -182,3 +182,29 @@ def test_mcp_requests_are_decided_by_their_own_rules_only(tmp_path: Path) -> Non
 def test_a_policy_of_mcp_rules_alone_loads(tmp_path: Path) -> None:
     (tmp_path / "mcp.rego").write_text(POLICY)
     assert Policy([tmp_path / "mcp.rego"]).decide({"model": "x"}).allowed
+
+
+def test_the_records_of_a_post_one_per_request() -> None:
+    server = McpServer.model_validate(SERVER)
+    exchange = McpExchange(
+        server, "POST", requests=(McpRequest("tools/call", 1, tool="add"), McpRequest("notifications/x")),
+        request_id="r1", started=1_790_000_000.0, client="alice", auth="virtual_key", status=200,
+        outcomes={1: True}, ended=1_790_000_000.25,
+    )  # fmt: skip
+    exchange.used_credential("real")
+    first, second = exchange.records()
+    assert first == {
+        "event": "mcp_call", "ts": "2026-09-21T14:13:20.000Z", "request_id": "r1", "client": "alice",
+        "auth": "virtual_key", "server": "gh", "method": "tools/call", "tool": "add", "decision": "allow",
+        "deny_reasons": [], "is_error": True, "status": 200, "upstream_key": first["upstream_key"],
+        "latency_ms": 250.0, "error": None,
+    }  # fmt: skip
+    assert first["upstream_key"].startswith("sha256:") and "real" not in first["upstream_key"]
+    assert (second["method"], second["is_error"]) == ("notifications/x", None)
+    # A refusal before any request was read: one record saying so.
+    refused = McpExchange(server, "POST", decision="deny", deny_reasons=("bad_request",), status=400)
+    assert [(r["method"], r["decision"], r["deny_reasons"]) for r in refused.records()] == [
+        (None, "deny", ["bad_request"])
+    ]
+    # An allowed GET stream carries no JSON-RPC request: no record.
+    assert McpExchange(server, "GET", status=200).records() == []

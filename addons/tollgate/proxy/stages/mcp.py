@@ -238,6 +238,8 @@ class Mcp:
         """The caller's credential out, the server's in; to the server's upstream, if it has one."""
         exchange.sent = True
         request = flow.request
+        # The answer is read as it passes (each request's outcome, a tools/list's tools): plain.
+        request.headers.pop("accept-encoding", None)
         server = exchange.server
         credential = server.credential
         if credential is not None or exchange.auth != "anonymous":
