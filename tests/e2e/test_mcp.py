@@ -16,6 +16,7 @@ import trustme
 from prometheus_client.parser import text_string_to_metric_families
 from tests.support.jwks import claims, hs256_token
 from tests.support.mcp_upstream import McpUpstream
+from tests.support.stall import SilentServer
 
 VIRTUAL = "tg-alice-mcp-virtual-0001"
 LIMITED = "tg-limited-mcp-virtual-0001"
@@ -32,6 +33,9 @@ REAL_HEADER = "real-mcp-header-key-0001"
 SSE_URL = "https://mcp.example.test/mcp"
 JSON_URL = "https://mcp-json.example.test/mcp"
 REFUSING_URL = "https://mcp-refusing.example.test/mcp"
+DOWN_URL = "https://mcp-down.example.test/mcp"
+SILENT_URL = "https://mcp-silent.example.test/mcp"
+SLOW_URL = "https://mcp-slow.example.test/mcp"
 
 
 def _free_port() -> int:
@@ -79,6 +83,13 @@ def servers(upstream_ca: trustme.CA) -> Iterator[tuple[McpUpstream, McpUpstream]
     json_.close()
 
 
+@pytest.fixture(scope="module")
+def silent() -> Iterator[SilentServer]:
+    server = SilentServer()  # takes connections, never completes a TLS handshake
+    yield server
+    server.close()
+
+
 POLICY = """
 package tollgate.mcp
 import rego.v1
@@ -93,7 +104,7 @@ deny contains "no prompts here" if input.mcp.method == "prompts/get"
 
 
 @pytest.fixture(scope="module")
-def gateway(start_gateway, servers, tmp_path_factory):
+def gateway(start_gateway, servers, silent, tmp_path_factory):
     sse, json_ = servers
     policy = tmp_path_factory.mktemp("mcp-policy") / "mcp.rego"
     policy.write_text(POLICY)
@@ -121,6 +132,10 @@ def gateway(start_gateway, servers, tmp_path_factory):
                     "upstream": sse.url,
                     "credential": {"bearer": "refused-by-the-server"},
                 },
+                # Nothing listens on its upstream's port.
+                {"name": "down", "url": DOWN_URL, "upstream": f"https://127.0.0.1:{_free_port()}"},
+                {"name": "silent", "url": SILENT_URL, "upstream": silent.url, "timeout": 1},
+                {"name": "slow", "url": SLOW_URL, "upstream": json_.url, "timeout": 1},
             ]
         },
     }
@@ -262,6 +277,71 @@ def test_a_body_tollgate_cannot_read_is_refused(gateway, servers) -> None:
     assert record["error"] == "bad request: the JSON body repeats a key in one object"
 
 
+def test_an_unreachable_server_is_a_json_rpc_error_for_each_request(gateway) -> None:
+    result = gateway.run(CLIENT_FAILS.format(url=DOWN_URL, key=VIRTUAL))
+    assert result["error"] == "MCPError" and result["code"] == -32603, result
+    assert re.fullmatch(r"Tollgate: MCP server down is unreachable: .+\.", result["message"]), result
+    record = gateway.last_audit()
+    assert (record["server"], record["method"], record["decision"]) == ("down", "initialize", "allow")
+    assert record["status"] == 502
+    assert record["error"].startswith("upstream unreachable: "), record["error"]
+    assert record["deny_reasons"] == []
+
+    answer = raw_post(gateway, DOWN_URL, BATCH[:1])
+    assert answer["status"] == 502 and answer["headers"]["x-tollgate-error"] == "upstream_unreachable"
+    assert [(e["id"], e["error"]["code"]) for e in answer["body"]] == [(1, -32603)]
+    assert gateway.last_audit()["status"] == 502
+
+
+@pytest.mark.parametrize(("url", "name"), [(SILENT_URL, "silent"), (SLOW_URL, "slow")], ids=["tls", "answer"])
+def test_a_server_that_does_not_answer_in_time_is_a_504(gateway, url: str, name: str) -> None:
+    """`silent` never completes its TLS handshake (the initialize times out); `slow` answers the
+    initialize, then its tool's answer comes after its one second."""
+    result = gateway.run(CLIENT_FAILS.format(url=url, key=VIRTUAL))
+    assert result["error"] == "MCPError" and result["code"] == -32603, result
+    assert result["message"] == f"Tollgate: MCP server {name} did not answer within 1 s."
+    assert 1 <= result["seconds"] < 5, result
+    records = gateway.new_audit(1 if name == "silent" else 3)
+    assert [(r["method"], r["tool"], r["status"], r["decision"], r["error"]) for r in records][-1] == (
+        "initialize" if name == "silent" else "tools/call",
+        None if name == "silent" else "slow",
+        504,
+        "allow",
+        "upstream timeout: no response within 1 s",
+    )
+
+
+CLIENT_FAILS = """
+import asyncio, time
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+async def main():
+    http = create_mcp_http_client(headers={{"Authorization": "Bearer {key}"}})
+    async with http:
+        started = time.monotonic()
+        try:
+            async with Client(streamable_http_client("{url}", http_client=http), mode="legacy") as client:
+                started = time.monotonic()
+                await client.call_tool("slow", {{"seconds": 3}})
+        except Exception as e:
+            while isinstance(e, BaseExceptionGroup):  # the SDK's task group: the error inside it
+                e = e.exceptions[0]
+            error = getattr(e, "error", None)
+            report(error=type(e).__name__, code=getattr(error, "code", None),
+                   message=getattr(error, "message", str(e)), seconds=time.monotonic() - started)
+
+try:
+    asyncio.run(main())
+except BaseExceptionGroup as group:
+    first = group.exceptions[0]
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    raise first from None
+"""
+
+
 DENIED = """
 listed = await client.list_tools()
 added = await client.call_tool("add", {"a": 1, "b": 1})
@@ -281,7 +361,7 @@ def test_the_policy_denies_a_tool_the_model_never_sees(gateway, servers, url: st
     result = gateway.run(client_code(url, DENIED))
     assert result == {
         "added": ["2"],
-        "tools": ["add", "fail"],  # delete_everything is left out of tools/list
+        "tools": ["add", "fail", "slow"],  # delete_everything is left out of tools/list
         "error": "MCPError",
         "code": -32001,
         "message": "Tollgate policy denied this request: alice may not call delete_everything",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 
+import anyio
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
@@ -37,6 +38,12 @@ def app(log_path: str, json_response: bool):
     def fail(reason: str) -> str:
         """A tool that fails (its result is marked isError)."""
         raise ValueError(reason)
+
+    @server.tool()
+    async def slow(seconds: float) -> str:
+        """A tool that answers late (as JSON, its answer's headers come only with the result)."""
+        await anyio.sleep(seconds)
+        return "late"
 
     @server.resource("notes://hello")
     def hello() -> str:

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 # The JSON-RPC error code of a request Tollgate refused (MCP leaves -32000 to -32099 to servers).
 REFUSED_CODE = -32001
+# The JSON-RPC error code of a request the server did not answer (unreachable, or too slow): the
+# call failed, and was not refused.
+UPSTREAM_FAILED_CODE = -32603
 # The audit's error when the server refused Tollgate's own credential.
 SERVER_REFUSED_CREDENTIAL = "the MCP server refused Tollgate's credential"
 
@@ -56,6 +59,7 @@ class McpExchange:
     ended: float | None = None
     answered_by_tollgate: bool = False
     sent: bool = False  # to the server
+    timed_out: bool = False  # no answer's headers within the server's `timeout`
     # What its requests reserved on `mcp_calls_per_minute` counters: given back if never sent.
     reserved: tuple[Any, list[Charge]] | None = field(default=None, repr=False)
     # The answer's reader as it streams; or, for an answer to a tools/list read whole to drop the

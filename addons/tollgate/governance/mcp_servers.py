@@ -60,12 +60,13 @@ class McpCredential(Strict):
 class McpServer(Strict):
     """`mcp.servers[]`: a Streamable HTTP MCP server: its name (the policy's and the audit's), the
     URL its clients call, where its calls go (`upstream`: scheme://host[:port], default the URL's
-    host), and Tollgate's credential for it."""
+    host), Tollgate's credential for it, and the seconds it has to send an answer's headers."""
 
     name: str = Field(min_length=1)
     url: str
     upstream: str | None = None
     credential: McpCredential | None = None
+    timeout: float = Field(default=120.0, gt=0)
 
     _upstream = field_validator("upstream")(classmethod(lambda cls, value: base_url(value)))
 

@@ -56,7 +56,8 @@ def gateway() -> Gateway:
     upstream_watch = UpstreamWatch(shared)
     stream_tap = StreamTap(shared)
     redact = Redact(shared)
-    mcp = Mcp(shared, identify.caller)  # calls to the MCP servers of `mcp.servers`, their callers found as above
+    # Calls to the MCP servers of `mcp.servers`: their callers found as above, their clocks kept as a call's.
+    mcp = Mcp(shared, identify.caller, upstream_watch.watch)
     tracing = Tracing(shared)  # a span per call, exported over OTLP (metrics.otlp)
     # At each call's end: its counters settled, then counted in the metrics and traced.
     audit = Audit(shared, recorded=[ledger.settle, metrics.recorded, tracing.record])

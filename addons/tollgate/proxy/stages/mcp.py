@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,7 +27,14 @@ from tollgate.formats.mcp.answers import AnswerReader, is_sse, parse_any, read_w
 from tollgate.formats.mcp.messages import TOOLS_LIST, RequestId, error_message, read_post
 from tollgate.governance.jwt_identity import looks_like_jwt
 from tollgate.governance.limits import Counter, deny_reason, refusal_message, retry_after
-from tollgate.governance.mcp import REFUSED_CODE, SERVER_REFUSED_CREDENTIAL, McpExchange, mcp_charges, mcp_counters
+from tollgate.governance.mcp import (
+    REFUSED_CODE,
+    SERVER_REFUSED_CREDENTIAL,
+    UPSTREAM_FAILED_CODE,
+    McpExchange,
+    mcp_charges,
+    mcp_counters,
+)
 from tollgate.governance.policy import Decision
 from tollgate.providers import host_name
 from tollgate.providers.base import (
@@ -37,9 +45,13 @@ from tollgate.providers.base import (
     POLICY_DENIED,
     RATE_LIMITED,
     UNAUTHENTICATED,
+    UPSTREAM_TIMEOUT,
+    UPSTREAM_UNREACHABLE,
     Presented,
 )
+from tollgate.proxy import patches
 from tollgate.proxy.flows import call_of
+from tollgate.proxy.stages.upstream_watch import timeout_message
 from tollgate.proxy.state import Shared
 from tollgate.records.ledger.store import Charge, Reservation, Store, StoreError
 from tollgate.runtime import Loaded
@@ -53,12 +65,15 @@ METHODS = frozenset(("POST", "GET", "DELETE"))
 PARSE_ERROR = -32700
 # Identify's `caller`: who calls, from the proxy login or the credentials presented.
 Caller = Callable[[http.HTTPFlow, Loaded, list[Presented]], Any]
+# UpstreamWatch's `watch`: the clock for the server's response headers.
+Watch = Callable[[http.HTTPFlow, float, Callable[[], None]], None]
 
 
 class Mcp:
-    def __init__(self, shared: Shared, caller: Caller) -> None:
+    def __init__(self, shared: Shared, caller: Caller, watch: Watch) -> None:
         self.shared = shared
         self._caller = caller
+        self._watch = watch
 
     # --- request ---------------------------------------------------------------------------
 
@@ -254,6 +269,7 @@ class Mcp:
             request.scheme = target.scheme
             request.host = target.hostname or ""
             request.port = target.port or (443 if target.scheme == "https" else 80)
+        self._watch(flow, server.timeout, partial(_timed_out, exchange))
 
     def _other_path(self, flow: http.HTTPFlow, loaded: Loaded) -> None:
         """A path of a server's host that is no server's URL (its OAuth metadata, a web page): the
@@ -303,9 +319,10 @@ class Mcp:
 
     def _answer(
         self, flow: http.HTTPFlow, exchange: McpExchange, status: int, reason: str, errors: list,
-        retry_after: int | None = None,
+        retry_after: int | None = None, denied: bool = True,
     ) -> None:  # fmt: skip
-        exchange.decision = "deny"
+        if denied:
+            exchange.decision = "deny"
         exchange.answered_by_tollgate = True
         batch = len(errors) > 1 or (flow.request.raw_content or b"").lstrip()[:1] == b"["
         body = encode_json(errors if batch else errors[0])
@@ -331,6 +348,8 @@ class Mcp:
         _forget_credentials(flow)
         if exchange.answered_by_tollgate:
             return
+        if exchange.timed_out:  # its connection came after all
+            exchange.timed_out, exchange.error = False, None
         response.headers["x-tollgate-request-id"] = exchange.request_id
         if response.headers.pop("www-authenticate", None) is not None or response.status_code == 401:
             # The server refused Tollgate's credential: the operator's to fix, not the client's to
@@ -399,6 +418,8 @@ class Mcp:
         exchange = _exchange_of(flow)
         if exchange is None:
             return
+        if flow.response is None and exchange.sent and _client_waits(flow):
+            self._server_failed(flow, exchange)
         _forget_credentials(flow)
         if exchange.reader is not None:
             exchange.outcomes = exchange.reader.outcomes
@@ -410,6 +431,23 @@ class Mcp:
         if exchange.error is None and flow.error is not None and not answered:
             exchange.error = flow.error.msg
         self._end(flow, exchange)
+
+    def _server_failed(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
+        """No answer from the server: each request gets a JSON-RPC error (which the MCP SDK's
+        client hands the caller as the error of that request, where it would take a bare 502 for a
+        server's fault of its own), 504 when the server was too slow, else 502."""
+        name = exchange.server.name
+        if exchange.timed_out:
+            status, reason = 504, UPSTREAM_TIMEOUT
+            message = f"Tollgate: MCP server {name} did not answer within {exchange.server.timeout:g} s."
+        else:
+            problem = flow.error.msg if flow.error is not None else "unknown error"
+            exchange.error = f"upstream unreachable: {problem}"
+            status, reason = 502, UPSTREAM_UNREACHABLE
+            message = f"Tollgate: MCP server {name} is unreachable: {problem}."
+        ids: list[RequestId | None] = [r.id for r in exchange.requests if r.id is not None] or [None]
+        errors = [error_message(i, UPSTREAM_FAILED_CODE, message) for i in ids]
+        self._answer(flow, exchange, status, reason, errors, denied=False)
 
     def _end(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
         if exchange.ended is not None:
@@ -434,6 +472,16 @@ class Mcp:
                 metrics.mcp_called(record)
         # From here on the flow carries plain data that saved flows can hold: the records.
         flow.metadata[MCP] = records
+
+
+def _timed_out(exchange: McpExchange) -> None:
+    exchange.timed_out = True
+    exchange.error = timeout_message(exchange.server.timeout)
+
+
+def _client_waits(flow: http.HTTPFlow) -> bool:
+    """Whether the flow failed on the server's side, its client still there for an answer."""
+    return flow.client_conn.connected and not patches.ended_by_client(flow)
 
 
 def _exchange_of(flow: http.HTTPFlow) -> McpExchange | None:
