@@ -175,9 +175,10 @@ class Policy:
             return decision
         return self._in_worker(key if cache is not None else None, document, mcp=True)
 
-    async def decide_in_worker(self, document: Any) -> Decision:
-        """The decision on any input document, evaluated in the worker process within the time limit."""
-        return await self._in_worker(None, document)
+    async def decide_in_worker(self, document: Any, mcp: bool = False) -> Decision:
+        """The decision on any input document, evaluated in the worker process within the time limit
+        (with `mcp`, by `data.tollgate.mcp.deny`)."""
+        return await self._in_worker(None, document, mcp)
 
     async def _in_worker(self, key: Hashable | None, document: Any, mcp: bool = False) -> Decision:
         from tollgate.governance.policy_worker import WorkerUnavailable
