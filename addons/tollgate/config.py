@@ -24,7 +24,7 @@ from tollgate.governance.jwt_identity import (
 )
 from tollgate.governance.mcp_servers import McpConfig
 from tollgate.governance.policy import TIMEOUT as POLICY_TIMEOUT
-from tollgate.host_globs import globs_overlap
+from tollgate.host_globs import glob_pattern, globs_overlap
 from tollgate.providers import OPENAI_COMPATIBLE_SOURCE, PROVIDERS, ConfiguredVendorSettings, provider_for
 
 PROVIDER_NAMES = tuple(PROVIDERS)
@@ -488,10 +488,21 @@ class Config(Strict):
 
     @model_validator(mode="after")
     def _mcp_servers_on_no_providers_host(self) -> Config:
+        """An MCP server's host is no provider's: its own, or one `providers.<name>.hosts` adds (a
+        configured vendor's among them), whose calls are read as that provider's."""
+        added = [
+            (name, j, re.compile(glob_pattern(glob)))
+            for name in self.providers.names()
+            for j, glob in enumerate(self.providers.get(name).hosts)
+        ]
         for i, server in enumerate(self.mcp.servers):
-            provider = provider_for(server.host)
-            if provider is not None:
-                raise ValueError(f"mcp.servers.{i}.url: {server.host} is {provider.name}'s, whose calls are LLM calls")
+            host = server.host.removesuffix(".")
+            provider = provider_for(host)
+            owner = f"{provider.name}'s" if provider is not None else None
+            if owner is None:
+                owner = next((f"{n}'s (providers.{n}.hosts.{j})" for n, j, p in added if p.fullmatch(host)), None)
+            if owner is not None:
+                raise ValueError(f"mcp.servers.{i}.url: {server.host} is {owner}, whose calls are LLM calls")
         return self
 
     @model_validator(mode="after")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -141,6 +142,31 @@ SERVER = {"name": "gh", "url": "https://mcp.example.com/mcp", "credential": {"be
 def test_a_bad_mcp_server_is_named_by_its_field(servers: list, where: str) -> None:
     with pytest.raises(ValidationError, match=where.replace(".", r"\.")):
         Config.model_validate({"mcp": {"servers": servers}})
+
+
+@pytest.mark.parametrize(
+    ("providers", "host", "where"),
+    [
+        ({"openai": {"hosts": ["*.llm.corp.example"]}}, "gw.llm.corp.example", "openai's (providers.openai.hosts.0)"),
+        (
+            {"acme": {"kind": "openai_compatible", "hosts": ["api.acme.example", "ai.acme.example"]}},
+            "ai.acme.example",
+            "acme's (providers.acme.hosts.1)",
+        ),
+    ],
+    ids=["a-providers-hosts", "a-configured-vendors-hosts"],
+)
+def test_an_mcp_server_on_a_host_a_configuration_gives_a_provider_is_refused(
+    providers: dict, host: str, where: str
+) -> None:
+    """The calls to such a host are the provider's LLM calls: it cannot hold an MCP server too."""
+    server = {**SERVER, "url": f"https://{host}/mcp"}
+    expected = f"mcp.servers.0.url: {host} is {where}, whose calls are LLM calls"
+    with pytest.raises(ValidationError, match=re.escape(expected)):
+        Config.model_validate({"providers": providers, "mcp": {"servers": [server]}})
+    Config.model_validate(
+        {"providers": providers, "mcp": {"servers": [{**server, "url": "https://mcp.corp.example/"}]}}
+    )
 
 
 POLICY = """
