@@ -181,9 +181,15 @@ def test_tool_calls_and_a_resource_go_with_the_servers_credential(gateway, serve
         sessions = [r["headers"]["mcp-session-id"] for r in received]
         assert sessions[0] is None and sessions[1] is not None and set(sessions[1:]) == {sessions[1]}
 
-    records = gateway.new_audit(6 if mode == "legacy" else 5)
+    records = gateway.new_audit(8 if mode == "legacy" else 5)
+    if mode == "legacy":
+        # The session's GET stream and the DELETE that ends it, as the client closes: a record each.
+        assert sorted((r["method"], r["status"], r["is_error"]) for r in records if r["method"] in UNREQUESTED) == [
+            ("DELETE", 200, None),
+            ("GET", 200, None),
+        ]
     opening = [("initialize", None, False), ("notifications/initialized", None, None)]
-    assert [(r["method"], r["tool"], r["is_error"]) for r in records] == [
+    assert [(r["method"], r["tool"], r["is_error"]) for r in requests_of(records)] == [
         *(opening if mode == "legacy" else [("server/discover", None, False)]),
         ("tools/call", "add", False),
         ("tools/list", None, False),  # the SDK lists the tools to check the result's schema
@@ -200,6 +206,15 @@ def test_tool_calls_and_a_resource_go_with_the_servers_credential(gateway, serve
     text = gateway.audit_path.read_text() + gateway.proxy.console()
     for secret in (VIRTUAL, REAL_BEARER, REAL_HEADER, "no such note", "hello from the notes"):
         assert secret not in text
+
+
+UNREQUESTED = ("GET", "DELETE")
+
+
+def requests_of(records: list[dict]) -> list[dict]:
+    """The records of JSON-RPC requests, without those of the GET stream and a DELETE (which end as
+    the client closes, after its requests)."""
+    return [r for r in records if r["method"] not in UNREQUESTED]
 
 
 def server_name(url: str) -> str:
@@ -301,7 +316,7 @@ def test_a_server_that_does_not_answer_in_time_is_a_504(gateway, url: str, name:
     assert result["error"] == "MCPError" and result["code"] == -32603, result
     assert result["message"] == f"Tollgate: MCP server {name} did not answer within 1 s."
     assert 1 <= result["seconds"] < 5, result
-    records = gateway.new_audit(1 if name == "silent" else 3)
+    records = requests_of(gateway.new_audit(1 if name == "silent" else 3))
     assert [(r["method"], r["tool"], r["status"], r["decision"], r["error"]) for r in records][-1] == (
         "initialize" if name == "silent" else "tools/call",
         None if name == "silent" else "slow",
@@ -369,7 +384,7 @@ def test_the_policy_denies_a_tool_the_model_never_sees(gateway, servers, url: st
     calls = [call for r in server.received() for call in r["calls"]]
     assert ["tools/call", "delete_everything"] not in calls
     assert ["tools/call", "add"] in calls
-    records = gateway.new_audit(5)  # initialize, initialized, tools/list and two tools/call
+    records = gateway.new_audit(7)  # initialize, initialized, tools/list, two tools/call, GET and DELETE
     denied = [r for r in records if r["decision"] == "deny"]
     assert [(r["method"], r["tool"], r["status"], r["deny_reasons"], r["is_error"]) for r in denied] == [
         ("tools/call", "delete_everything", 200, ["alice may not call delete_everything"], None)
@@ -500,7 +515,7 @@ def test_a_jwt_caller_is_identified_and_its_token_never_reaches_the_server(gatew
     token = hs256_token(claims(JWT_ISSUER["issuer"], "tollgate", "dana", groups=["ops"]), JWT_SECRET.encode())
     assert gateway.run(client_code(SSE_URL, WHO, key=token)) == {"added": ["42"]}
     assert {r["headers"]["authorization"] for r in sse.received()} == {f"Bearer {REAL_BEARER}"}
-    records = gateway.new_audit(4)  # initialize, initialized, the call and the SDK's tools/list
+    records = gateway.new_audit(6)  # initialize, initialized, the call, the SDK's tools/list, GET and DELETE
     assert {(r["client"], r["auth"]) for r in records} == {("jwt:dana", "jwt")}
     assert token not in gateway.audit_path.read_text() + gateway.proxy.console()
 
@@ -524,7 +539,7 @@ def test_a_proxy_login_identifies_an_mcp_caller(login_gateway, servers) -> None:
     result = login_gateway.run(client_code(SSE_URL, WHO, key="the-callers-own-token"), proxy_url=proxy)
     assert result == {"added": ["42"]}
     assert {r["headers"]["authorization"] for r in sse.received()} == {f"Bearer {REAL_BEARER}"}
-    records = login_gateway.new_audit(4)
+    records = login_gateway.new_audit(6)
     assert {(r["client"], r["auth"]) for r in records} == {("carol", "proxyauth")}
 
 

@@ -232,5 +232,18 @@ def test_the_records_of_a_post_one_per_request() -> None:
     assert [(r["method"], r["decision"], r["deny_reasons"]) for r in refused.records()] == [
         (None, "deny", ["bad_request"])
     ]
-    # An allowed GET stream carries no JSON-RPC request: no record.
-    assert McpExchange(server, "GET", status=200).records() == []
+    # The GET stream and a DELETE carry no JSON-RPC request: one record each, named by the HTTP method.
+    for method in ("GET", "DELETE"):
+        (record,) = McpExchange(server, method, status=200).records()
+        assert (record["method"], record["tool"], record["decision"], record["is_error"]) == (
+            method,
+            None,
+            "allow",
+            None,
+        )
+    refused = McpExchange(server, "GET", decision="deny", deny_reasons=("unauthenticated",), status=401)
+    assert [(r["method"], r["decision"], r["deny_reasons"]) for r in refused.records()] == [
+        ("GET", "deny", ["unauthenticated"])
+    ]
+    # A POST of answers alone (to the server's own requests) is no request of the client's: no record.
+    assert McpExchange(server, "POST", status=202).records() == []

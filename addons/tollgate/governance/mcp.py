@@ -29,6 +29,9 @@ REFUSED_CODE = -32001
 # The JSON-RPC error code of a request the server did not answer (unreachable, or too slow): the
 # call failed, and was not refused.
 UPSTREAM_FAILED_CODE = -32603
+# The HTTP methods of Streamable HTTP that carry no JSON-RPC request: the server's event stream, and
+# a session's end. Each is one record, its `method` the HTTP method.
+UNREQUESTED = frozenset(("GET", "DELETE"))
 # The audit's error when the server refused Tollgate's own credential.
 SERVER_REFUSED_CREDENTIAL = "the MCP server refused Tollgate's credential"
 
@@ -92,8 +95,9 @@ class McpExchange:
         self.upstream_key = None if secret is None else fingerprint(secret)
 
     def records(self) -> list[dict[str, Any]]:
-        """The audit records: one per JSON-RPC request (a notification too); none for a POST of
-        answers alone, the GET stream or DELETE unless Tollgate refused them."""
+        """The audit records: one per JSON-RPC request (a notification too); one for the GET stream
+        and one for a DELETE, their `method` the HTTP method (no JSON-RPC method is in upper case);
+        none for a POST of answers alone unless Tollgate refused it."""
         ended = self.ended if self.ended is not None else time.time()
         base = {
             "event": "mcp_call",
@@ -110,10 +114,11 @@ class McpExchange:
             "error": self.error,
         }
         if not self.requests:
-            if self.decision == "allow":
+            stream_or_end = self.method in UNREQUESTED
+            if self.decision == "allow" and not stream_or_end:
                 return []
-            return [{**base, "method": None, "tool": None, "decision": "deny", "deny_reasons": list(self.deny_reasons),
-                     "is_error": None, **tail}]  # fmt: skip
+            return [{**base, "method": self.method if stream_or_end else None, "tool": None, "decision": self.decision,
+                     "deny_reasons": list(self.deny_reasons), "is_error": None, **tail}]  # fmt: skip
         records = []
         for i, request in enumerate(self.requests):
             reasons = self.denied.get(i, ())
