@@ -17,7 +17,7 @@ LISTEN_HOST="127.0.0.1"
 LISTEN_PORT="8080"
 # The official SDKs the end-to-end tests drive, newest releases, in a venv of their own:
 # mitmproxy pins typing-extensions (on Python < 3.13), which the SDKs' newest releases may outgrow.
-CLIENT_PACKAGES=(openai anthropic google-genai boto3 websockets)
+CLIENT_PACKAGES=(openai anthropic google-genai boto3 websockets mcp)
 
 say() { printf 'tollgate: %s\n' "$*" >&2; }
 

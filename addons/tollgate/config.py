@@ -22,9 +22,10 @@ from tollgate.governance.jwt_identity import (
     JWKS_REFRESH_S,
     PUBLIC_KEY_ALGORITHMS,
 )
+from tollgate.governance.mcp_servers import McpConfig
 from tollgate.governance.policy import TIMEOUT as POLICY_TIMEOUT
-from tollgate.host_globs import globs_overlap
-from tollgate.providers import OPENAI_COMPATIBLE_SOURCE, PROVIDERS, ConfiguredVendorSettings
+from tollgate.host_globs import glob_pattern, globs_overlap
+from tollgate.providers import OPENAI_COMPATIBLE_SOURCE, PROVIDERS, ConfiguredVendorSettings, provider_for
 
 PROVIDER_NAMES = tuple(PROVIDERS)
 # The validation context's key for the names of the providers a file adds (`providers.<name>:
@@ -347,6 +348,8 @@ class LimitRule(Strict):
     usd_per_minute: Money | None = None
     usd_per_day: Money | None = None
     usd_per_month: Money | None = None
+    # MCP servers' requests (`mcp.servers`), which no other cap counts, nor this one LLM calls.
+    mcp_calls_per_minute: Count | None = None
 
     @property
     def label(self) -> str:
@@ -365,8 +368,10 @@ class LimitRule(Strict):
 
     @model_validator(mode="after")
     def _something_capped(self, info: ValidationInfo) -> LimitRule:
-        if not self.caps():
-            raise ValueError(f"a limit must set at least one of {', '.join(LIMIT_FIELDS)}")
+        if not self.caps() and self.mcp_calls_per_minute is None:
+            raise ValueError(f"a limit must set at least one of {', '.join(LIMIT_FIELDS)}, mcp_calls_per_minute")
+        if self.mcp_calls_per_minute is not None and (self.match.provider or self.match.model):
+            raise ValueError("mcp_calls_per_minute counts MCP requests, which match no provider or model")
         known = known_providers(info)
         if self.match.provider is not None and self.match.provider not in known:
             raise ValueError(unknown_provider(self.match.provider, known))
@@ -456,6 +461,7 @@ class Config(Strict):
     limits: tuple[LimitRule, ...] = ()
     ledger: LedgerConfig = LedgerConfig()
     metrics: MetricsConfig = MetricsConfig()
+    mcp: McpConfig = McpConfig()  # the MCP servers governed (`governance/mcp.py`)
     # Seconds a SIGTERM gives the calls in flight to finish before the process exits (0: exit at
     # once, as mitmproxy would); see stages/drain.py.
     drain_s: float = Field(default=DRAIN_S, ge=0, allow_inf_nan=False)
@@ -474,6 +480,25 @@ class Config(Strict):
             return self.ledger.store
         beside = Path(self.audit.path).parent if self.audit.path != "-" else Path()
         return f"sqlite:///{beside / LEDGER_FILE}"
+
+    @model_validator(mode="after")
+    def _mcp_servers_on_no_providers_host(self) -> Config:
+        """An MCP server's host is no provider's: its own, or one `providers.<name>.hosts` adds (a
+        configured vendor's among them), whose calls are read as that provider's."""
+        added = [
+            (name, j, re.compile(glob_pattern(glob)))
+            for name in self.providers.names()
+            for j, glob in enumerate(self.providers.get(name).hosts)
+        ]
+        for i, server in enumerate(self.mcp.servers):
+            host = server.host.removesuffix(".")
+            provider = provider_for(host)
+            owner = f"{provider.name}'s" if provider is not None else None
+            if owner is None:
+                owner = next((f"{n}'s (providers.{n}.hosts.{j})" for n, j, p in added if p.fullmatch(host)), None)
+            if owner is not None:
+                raise ValueError(f"mcp.servers.{i}.url: {server.host} is {owner}, whose calls are LLM calls")
+        return self
 
     @model_validator(mode="after")
     def _identities_unique(self) -> Config:

@@ -13,6 +13,7 @@ from tollgate.config import Config, ProviderConfig
 from tollgate.governance.clients import Directory
 from tollgate.governance.jwt_identity import Verifier
 from tollgate.governance.limits import Limits
+from tollgate.governance.mcp_servers import NO_SERVERS, McpServers
 from tollgate.governance.overrides import RuleBook
 from tollgate.governance.policy import Policy
 from tollgate.governance.pricing import Prices
@@ -49,6 +50,7 @@ class Loaded:
     # Every provider by name: the built-in ones, then those the configuration adds
     # (`providers.<name>: {kind: openai_compatible}`). A call's provider is looked up here.
     registry: Mapping[str, Provider] = field(default_factory=lambda: PROVIDERS)
+    mcp: McpServers = NO_SERVERS  # the MCP servers governed (`mcp.servers`)
 
     @classmethod
     def build(
@@ -83,4 +85,5 @@ class Loaded:
             config, providers, Directory(config), RuleBook(config.overrides, registry), pools, policy, runtimes,
             jwt, Limits(config.limits), Prices(config.prices, registry), hosts, dict(client_certs or {}),
             config_sha256, {name: names for name, names in named.items() if names is not None}, registry,
+            McpServers(config.mcp) if config.mcp.servers else NO_SERVERS,
         )  # fmt: skip

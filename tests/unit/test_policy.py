@@ -1573,6 +1573,49 @@ def test_cli_several_policies(tmp_path: Path, capsys) -> None:
     }
 
 
+MCP_POLICY = """
+package tollgate.mcp
+import rego.v1
+
+deny contains sprintf("%s may not call %s", [input.client.name, input.mcp.tool]) if {
+    input.mcp.method == "tools/call"
+    input.mcp.tool == "delete_everything"
+}
+"""
+
+
+def mcp_input(tool: str) -> dict:
+    """What the proxy decides an MCP server's `tools/call` on (`McpExchange.policy_input`)."""
+    return {
+        "client": {"name": "alice", "groups": ["research"], "auth": "virtual_key"},
+        "mcp": {"server": "notes", "method": "tools/call", "tool": tool, "resource_scheme": None,
+                "prompt": None, "session": None},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("tool", "code", "deny"), [("delete_everything", 1, ["alice may not call delete_everything"]), ("add", 0, [])]
+)
+def test_cli_decides_an_mcp_request_by_the_mcp_rules(tmp_path: Path, capsys, tool: str, code: int, deny: list) -> None:
+    """An input with `mcp` is an MCP server's request: `data.tollgate.mcp.deny` decides it (the LLM
+    calls' allowlist, which would deny an input without a model, does not), and what only LLM calls
+    have is not named as lacking."""
+    policy = write(tmp_path / "mcp.rego", MCP_POLICY)
+    document = write_input(tmp_path, mcp_input(tool))
+    assert run_eval(capsys, "--policy", ALLOWLIST, "--policy", policy, "--input", document) == (
+        code,
+        json.dumps({"allowed": not deny, "deny": deny}, indent=2) + "\n",
+        "",
+    )
+
+
+def test_cli_an_llm_call_is_not_decided_by_the_mcp_rules(tmp_path: Path, capsys) -> None:
+    policy = write(tmp_path / "mcp.rego", MCP_POLICY)
+    document = write_input(tmp_path, chat("gpt-4o-mini", client="sam", groups=("support",)))
+    code, out, err = run_eval(capsys, "--policy", ALLOWLIST, "--policy", policy, "--input", document)
+    assert (code, json.loads(out), err) == (0, {"allowed": True, "deny": []}, "")
+
+
 def test_cli_runtime_policy_error_is_a_denial_with_the_error(tmp_path: Path, capsys) -> None:
     policy = write(tmp_path / "p.rego", "package tollgate\nimport rego.v1\ndeny contains 7 if true\n")
     code, out, _ = run_eval(capsys, "--policy", policy, "--input", write_input(tmp_path, chat()))

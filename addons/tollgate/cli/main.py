@@ -272,7 +272,8 @@ def positive(text: str) -> float:
 def evaluate_policy(files: list[Path], input_path: Path, timeout: float = POLICY_TIMEOUT) -> int:
     """Exit status 0 when the input is allowed, 1 when denied, 2 when the policy or input is broken.
     The policy is compiled here, and evaluated in a worker process within the time limit, as the
-    proxy does."""
+    proxy does. An input with an `mcp` object is an MCP server's request, decided as the proxy
+    decides one: by `data.tollgate.mcp.deny`."""
     from tollgate.governance.policy import Policy, PolicyError, lacking, paths_read
 
     try:
@@ -286,7 +287,9 @@ def evaluate_policy(files: list[Path], input_path: Path, timeout: float = POLICY
     except PolicyError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    missing = lacking(document, paths_read(policy.sources.values()) or ())
+    mcp = isinstance(document, dict) and isinstance(document.get("mcp"), dict)
+    # What the proxy gives the requests of the other kind is not lacking here.
+    missing = [p for p in lacking(document, paths_read(policy.sources.values()) or ()) if _of_kind(p, mcp)]
     if missing:
         # Undefined in Rego: a rule that reads one does not hold, as it would for a real call.
         print(
@@ -297,7 +300,7 @@ def evaluate_policy(files: list[Path], input_path: Path, timeout: float = POLICY
 
     async def in_worker() -> Decision:
         try:
-            return await policy.decide_in_worker(document)
+            return await policy.decide_in_worker(document, mcp)
         finally:
             await policy.aclose()
 
@@ -307,6 +310,17 @@ def evaluate_policy(files: list[Path], input_path: Path, timeout: float = POLICY
         result["error"] = decision.error
     print(json.dumps(result, indent=2))
     return 0 if decision.allowed else 1
+
+
+# What the proxy gives an MCP request's input: the caller, and the request (`McpExchange.policy_input`).
+MCP_INPUT = ("client", "mcp")
+
+
+def _of_kind(path: str, mcp: bool) -> bool:
+    """Whether the proxy gives a path of this name to the input of an MCP request (`mcp`), or of an
+    LLM call."""
+    top = path.partition(".")[0]
+    return top in MCP_INPUT if mcp else top != "mcp"
 
 
 if __name__ == "__main__":

@@ -28,11 +28,13 @@ if TYPE_CHECKING:
 # `object.get`, not `data.tollgate.deny` itself: regopy aborts the whole process when a queried
 # binding is undefined (a policy with no deny rule), and no deny rule means no reason to deny.
 QUERY = 'deny := object.get(data, ["tollgate", "deny"], set())'
+# An MCP server's request is decided by its own rules (`package tollgate.mcp`), never the LLM calls'.
+MCP_QUERY = 'deny := object.get(data, ["tollgate", "mcp", "deny"], set())'
 CACHE_SIZE = 4096
 TIMEOUT = 1.0  # seconds an evaluation may take; `policy.timeout`
 # Built-ins whose answer is not a function of the input: time, HTTP, randomness, UUIDs, DNS, runtime.
 _IMPURE = re.compile(r"\b(?:time|http|rand|uuid|net|opa)\.[a-z_]+\s*\(")
-_PACKAGE = re.compile(r"^\s*package\s+tollgate\s*(?:#.*)?$", re.MULTILINE)
+_PACKAGE = re.compile(r"^\s*package\s+tollgate(?:\.mcp)?\s*(?:#.*)?$", re.MULTILINE)
 _DENY_RULE = re.compile(r"^\s*(?:default\s+)?deny\b", re.MULTILINE)
 # Rego's comments, and its strings so that a `#` in one starts no comment. Strings are not
 # dropped: a template string can read `input` (an `input` in any other costs only cache hits).
@@ -67,28 +69,35 @@ class Rules:
         import regopy
 
         self._errors = (regopy.RegoError, KeyError, ValueError, TypeError)
-        builder = quiet(regopy.Interpreter())
-        try:
-            for name, source in sources.items():
-                builder.add_module(name, source)
-            self._bundle = builder.build(QUERY)
-        except regopy.RegoError as e:
-            raise PolicyError(describe_compile_error(e, dict(sources))) from None
+        # One interpreter per bundle: regopy's second build on one interpreter gives a bundle that
+        # answers garbage.
+        bundles = []
+        for query in (QUERY, MCP_QUERY):
+            builder = quiet(regopy.Interpreter())
+            try:
+                for name, source in sources.items():
+                    builder.add_module(name, source)
+                bundles.append(builder.build(query))
+            except regopy.RegoError as e:
+                raise PolicyError(describe_compile_error(e, dict(sources))) from None
+        self._bundle, self._mcp_bundle = bundles
         self._runner = quiet(regopy.Interpreter())
 
-    def evaluate(self, document: Any) -> Decision:
+    def evaluate(self, document: Any, mcp: bool = False) -> Decision:
+        """`data.tollgate.deny` on an LLM call's input; with `mcp`, `data.tollgate.mcp.deny`."""
         try:
             self._runner.set_input(document)
             # Keep `output` referenced while its binding is read: regopy crashes the process when
             # an Output is collected under its own binding (seen with a chained expression).
-            output = self._runner.query_bundle(self._bundle)
+            output = self._runner.query_bundle(self._mcp_bundle if mcp else self._bundle)
             if not output.ok():
                 return Decision((POLICY_ERROR,), f"policy evaluation failed: {_first_line(output)}")
             reasons = json.loads(output.binding("deny").json())
         except self._errors as e:
             return Decision((POLICY_ERROR,), f"policy evaluation failed: {_first_line(e)}")
         if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
-            return Decision((POLICY_ERROR,), "data.tollgate.deny is not a set of strings")
+            rule = "data.tollgate.mcp.deny" if mcp else "data.tollgate.deny"
+            return Decision((POLICY_ERROR,), f"{rule} is not a set of strings")
         return Decision(tuple(sorted(reasons)))
 
 
@@ -150,15 +159,33 @@ class Policy:
             return self._in_worker(key, input_document(facts))
         return decision
 
-    async def decide_in_worker(self, document: Any) -> Decision:
-        """The decision on any input document, evaluated in the worker process within the time limit."""
-        return await self._in_worker(None, document)
+    def decide_mcp(self, document: dict[str, Any]) -> Decision:
+        """An MCP request's decision (`data.tollgate.mcp.deny`), in this process."""
+        key = ("mcp", json.dumps(document, separators=(",", ":"), sort_keys=True))
+        if self._cache is None or (decision := self._cache.get(key)) is None:
+            decision = self._rules.evaluate(document, mcp=True)
+            self._remember(key, decision)
+        return decision
 
-    async def _in_worker(self, key: Hashable | None, document: Any) -> Decision:
+    def decide_mcp_in_worker(self, document: dict[str, Any]) -> Decision | Awaitable[Decision]:
+        """An MCP request's decision as the proxy makes it: cached, or awaited from the worker."""
+        key = ("mcp", json.dumps(document, separators=(",", ":"), sort_keys=True))
+        cache = self._cache
+        decision = None if cache is None else cache.get(key)
+        if decision is not None:
+            return decision
+        return self._in_worker(key if cache is not None else None, document, mcp=True)
+
+    async def decide_in_worker(self, document: Any, mcp: bool = False) -> Decision:
+        """The decision on any input document, evaluated in the worker process within the time limit
+        (with `mcp`, by `data.tollgate.mcp.deny`)."""
+        return await self._in_worker(None, document, mcp)
+
+    async def _in_worker(self, key: Hashable | None, document: Any, mcp: bool = False) -> Decision:
         from tollgate.governance.policy_worker import WorkerUnavailable
 
         try:
-            decision = await self.worker.evaluate(document)
+            decision = await self.worker.evaluate(document, mcp)
         except WorkerUnavailable as e:
             return Decision((POLICY_ERROR,), str(e))  # not remembered: the next call tries again
         # A timeout is remembered too: the same input would take as long again.

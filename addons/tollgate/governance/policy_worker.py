@@ -66,9 +66,10 @@ class PolicyWorker:
         process = self._process
         return process.pid if process is not None and process.returncode is None else None
 
-    async def evaluate(self, document: Any) -> Decision:
-        """The decision on an input document; raises WorkerUnavailable when no worker starts."""
-        line = _line(document)
+    async def evaluate(self, document: Any, mcp: bool = False) -> Decision:
+        """The decision on an input document (`mcp`: an MCP request's, by `data.tollgate.mcp.deny`);
+        raises WorkerUnavailable when no worker starts."""
+        line = _line(["mcp", document] if mcp else document)  # an LLM call's document is an object
         self._bind(asyncio.get_running_loop())
         self._busy += 1
         try:
@@ -231,7 +232,9 @@ def serve() -> None:
         return
     _send(answers, READY)
     for line in documents:
-        decision = rules.evaluate(json.loads(line))
+        document = json.loads(line)
+        mcp = isinstance(document, list)  # ["mcp", document]
+        decision = rules.evaluate(document[1], mcp=True) if mcp else rules.evaluate(document)
         _send(answers, _line({"deny": decision.deny_reasons, "error": decision.error}))
 
 

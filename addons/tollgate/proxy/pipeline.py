@@ -17,6 +17,7 @@ from tollgate.proxy.stages.drain import Drain
 from tollgate.proxy.stages.fallback import Fallback
 from tollgate.proxy.stages.identify import Identify
 from tollgate.proxy.stages.ledger import Ledger
+from tollgate.proxy.stages.mcp import Mcp
 from tollgate.proxy.stages.metrics import Metrics
 from tollgate.proxy.stages.override import Override
 from tollgate.proxy.stages.redact import Redact
@@ -64,6 +65,8 @@ def gateway() -> Gateway:
     upstream_watch = UpstreamWatch(shared)
     stream_tap = StreamTap(shared)
     redact = Redact(shared)
+    # Calls to the MCP servers of `mcp.servers`: their callers found as above, their clocks kept as a call's.
+    mcp = Mcp(shared, identify.caller, upstream_watch.watch)
     tracing = Tracing(shared)  # a span per call, exported over OTLP (metrics.otlp)
     # At each call's end: its counters settled, then counted in the metrics and traced.
     audit = Audit(shared, recorded=[ledger.settle, metrics.recorded, tracing.record])
@@ -127,6 +130,7 @@ def gateway() -> Gateway:
             audit.request,  # the call in flight from here (a drain waits for it, a shutdown audits it)
             websocket.request,
             call_steps.at_request,
+            mcp.request,  # an MCP server's request: identified, decided, its credential swapped
             identify.request,  # a login's password not judged (the call was refused first) let go
             redact.request,
         ],
@@ -155,10 +159,11 @@ def gateway() -> Gateway:
             translate.responseheaders,  # a translated answer's headers as the caller's format sends them
             redact.responseheaders,
             audit.responseheaders,
+            mcp.responseheaders,  # an MCP answer read as it streams (a tools/list answer whole)
         ],
         # A request's answer has ended (first: whatever a later step does); a translated call's error
         # in the caller's shape.
-        response=[drain.ended, translate.response, audit.response],
+        response=[drain.ended, translate.response, audit.response, mcp.response],
         # A failed call ends in the provider's shape (502/504), counted for its key's or upstream's circuit.
         error=[
             drain.ended,
@@ -168,6 +173,7 @@ def gateway() -> Gateway:
             stream_tap.error,
             redact.error,
             audit.error,
+            mcp.error,
         ],
         websocket_start=[responses_socket.websocket_start],
         websocket_message=[

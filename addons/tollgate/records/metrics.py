@@ -292,6 +292,12 @@ class MetricSet:
             ("outcome",),
             POLICY_BUCKETS,
         )
+        self.mcp_calls = CounterFamily(
+            "tollgate_mcp_calls",
+            "MCP servers' JSON-RPC requests (mcp.servers), by server, method and tool; outcome: ok, error"
+            " (the answer's error or a tool's isError), denied, or unknown (no answer read).",
+            ("client", "server", "method", "tool", "outcome"),
+        )
         self._lock = threading.Lock()
         # Most calls repeat a few shapes: their label values, capped, are found once.
         self._shapes: ShapeMemo[tuple[Any, ...]] = ShapeMemo(self._labels)
@@ -301,7 +307,7 @@ class MetricSet:
                 [
                     self.token_usage, self.duration, self.ttft, self.calls, self.tokens, self.cost,
                     self.upstream_errors, self.retries, self.fallbacks, self.limit_remaining,
-                    self.policy_seconds,
+                    self.policy_seconds, self.mcp_calls,
                 ],
                 self._lock,
             )
@@ -365,6 +371,21 @@ class MetricSet:
 
     def _limit_key(self, label: str, subject: str, field: str) -> tuple[str, str, str]:
         return (self.cap("limit", label), self.cap("subject", subject), field)
+
+    def mcp_called(self, record: Mapping[str, Any]) -> None:
+        """One MCP request's end, by its `mcp_call` audit record."""
+        cap = self.cap
+        is_error = record["is_error"]
+        if record["decision"] == "deny":
+            outcome = "denied"
+        else:
+            outcome = "unknown" if is_error is None else "error" if is_error else "ok"
+        key = (
+            cap("client", record["client"] or "anonymous"), cap("server", record["server"]),
+            cap("method", record["method"] or ""), cap("tool", record["tool"] or ""), outcome,
+        )  # fmt: skip
+        with self._lock:
+            self.mcp_calls.inc(key)
 
     def policy_evaluated(self, seconds: float, outcome: str) -> None:
         """One evaluation in the policy's worker: `allow`, `deny` or `error` (a time-out among them)."""

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
 
 from mitmproxy import http
 
-from tollgate.call import Call
+from tollgate.call import Auth, Call
 from tollgate.governance.clients import Token
 from tollgate.governance.jwt_identity import MALFORMED, UNKNOWN_ISSUER, JwtIdentity, JwtRejected, looks_like_jwt
 from tollgate.governance.redaction import credential_positions
-from tollgate.providers.base import INVALID_SIGNATURE, UNAUTHENTICATED
+from tollgate.providers.base import INVALID_SIGNATURE, UNAUTHENTICATED, Presented
 from tollgate.providers.sigv4 import UNKNOWN_KEY, SignatureError, signing_key_id
 from tollgate.proxy.flows import credentials_of, provider_of, refuse, request_parts
 from tollgate.proxy.state import Shared
+
+if TYPE_CHECKING:
+    from tollgate.runtime import Loaded
 
 PROXYAUTH = "proxyauth"
 
@@ -56,13 +61,9 @@ class Identify:
             call.headers, flow.request.query if b"?" in flow.request.data.path else ()
         )
         login = flow.metadata.get(PROXYAUTH)
-        if self.shared.logins_unchecked and login is not None:
-            # mitmproxy took any login: the user name is whatever the caller claims. Only a JWT
-            # of a configured issuer as the password says who calls.
-            return self._by_token(flow, call, self._passwords.pop(flow, ""), login=True)
-        name = login[0] if isinstance(login, (tuple, list)) and login and login[0] else None
         signed_with = None
-        if name is None and provider.verifies_callers:
+        judged = self.shared.logins_unchecked and login is not None
+        if not judged and _login_name(login) is None and provider.verifies_callers:
             try:
                 verified = provider.verify_caller(request_parts(flow.request, call), call.loaded.directory.aws_secrets)
             except SignatureError as e:
@@ -72,22 +73,32 @@ class Identify:
             if verified is not None:
                 call.body_sha256 = verified.payload_hash
                 signed_with = verified.key_id
-        presented = provider.presented(*credentials)
-        caller = call.loaded.directory.identify(name, presented, signed_with)
+        outcome = self.caller(flow, call.loaded, provider.presented(*credentials), signed_with)
+        if isinstance(outcome, (Identified, Rejected)):
+            _apply(flow, call, outcome)
+            return None
+        return _apply_later(flow, call, outcome)
+
+    def caller(
+        self, flow: http.HTTPFlow, loaded: Loaded, presented: Iterable[Presented], signed_with: str | None = None
+    ) -> Identified | Rejected | Awaitable[Identified | Rejected]:
+        """Who calls, by the proxy login, the credentials `presented` (a virtual key or a JWT) or
+        a verified signature's key (`signed_with`): at once, or awaited when a JWT's keys must be
+        fetched. For an LLM call (`handle`) and an MCP server's (`stages/mcp.py`) alike."""
+        login = flow.metadata.get(PROXYAUTH)
+        if self.shared.logins_unchecked and login is not None:
+            # mitmproxy took any login: the user name is whatever the caller claims. Only a JWT
+            # of a configured issuer as the password says who calls.
+            return _by_token(loaded, self._passwords.pop(flow, ""), login=True)
+        caller = loaded.directory.identify(_login_name(login), presented, signed_with)
         if isinstance(caller, Token):
-            return self._by_token(flow, call, caller.value, login=False)
+            return _by_token(loaded, caller.value, login=False)
         if caller is None:
-            call.deny_reasons = ("unknown or missing API key",)
-            refuse(
-                flow,
-                call,
-                UNAUTHENTICATED,
+            return Rejected(
+                "unknown or missing API key",
                 "Tollgate: unknown or missing API key. Use the virtual key Tollgate's operator gave you.",
             )
-            return None
-        who = call.caller
-        who.client, who.groups, who.auth = caller.name, caller.groups, caller.auth
-        return None
+        return Identified(caller.name, caller.groups, caller.auth)
 
     def own_credential_only(self, flow: http.HTTPFlow, call: Call) -> None:
         """A call outside the model API (`Classification.passthrough`) goes with the caller's own
@@ -119,41 +130,72 @@ class Identify:
             for p in provider.presented(*credentials_of(call, request, provider))
         )
 
-    def _by_token(self, flow: http.HTTPFlow, call: Call, token: str, login: bool) -> Awaitable[None] | None:
-        """The caller a JWT names, verified: at once when its keys are known, else awaited."""
-        verifier = call.loaded.jwt
-        try:
-            if not looks_like_jwt(token):
-                raise JwtRejected(MALFORMED, ours=False)
-            if not verifier:
-                raise JwtRejected(UNKNOWN_ISSUER, ours=False)
-            outcome = verifier.verify(token)
-        except JwtRejected as e:
-            self._rejected(flow, call, e, login)
-            return None
-        if isinstance(outcome, JwtIdentity):
-            _identified(call, outcome)
-            return None
-        return self._verified_later(flow, call, outcome, login)
 
-    async def _verified_later(
-        self, flow: http.HTTPFlow, call: Call, outcome: Awaitable[JwtIdentity], login: bool
-    ) -> None:
-        try:
-            identity = await outcome
-        except JwtRejected as e:
-            self._rejected(flow, call, e, login)
-            return
-        _identified(call, identity)
-
-    @staticmethod
-    def _rejected(flow: http.HTTPFlow, call: Call, e: JwtRejected, login: bool) -> None:
-        if not e.ours and not login and call.loaded.config.anonymous_allowed:
-            return  # no token of Tollgate's issuers: an anonymous caller's own credential, perhaps
-        call.deny_reasons = (e.reason,)
-        refuse(flow, call, UNAUTHENTICATED, e.message)
+@dataclass(frozen=True, slots=True)
+class Identified:
+    client: str | None
+    groups: tuple[str, ...]
+    auth: Auth
+    identity: JwtIdentity | None = None  # a JWT caller's issuer and claims
 
 
-def _identified(call: Call, identity: JwtIdentity) -> None:
-    caller = call.caller
-    caller.client, caller.groups, caller.auth, caller.identity = identity.client, identity.groups, "jwt", identity
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    reason: str  # the audit's deny reason
+    message: str  # what the caller is told
+
+
+def _login_name(login: object) -> str | None:
+    return login[0] if isinstance(login, (tuple, list)) and login and login[0] else None
+
+
+def _by_token(loaded: Loaded, token: str, login: bool) -> Identified | Rejected | Awaitable[Identified | Rejected]:
+    """The caller a JWT names, verified: at once when its keys are known, else awaited."""
+    verifier = loaded.jwt
+    try:
+        if not looks_like_jwt(token):
+            raise JwtRejected(MALFORMED, ours=False)
+        if not verifier:
+            raise JwtRejected(UNKNOWN_ISSUER, ours=False)
+        outcome = verifier.verify(token)
+    except JwtRejected as e:
+        return _rejected(loaded, e, login)
+    if isinstance(outcome, JwtIdentity):
+        return _identified(outcome)
+    return _verified_later(loaded, outcome, login)
+
+
+async def _verified_later(loaded: Loaded, outcome: Awaitable[JwtIdentity], login: bool) -> Identified | Rejected:
+    try:
+        identity = await outcome
+    except JwtRejected as e:
+        return _rejected(loaded, e, login)
+    return _identified(identity)
+
+
+def _rejected(loaded: Loaded, e: JwtRejected, login: bool) -> Identified | Rejected:
+    if not e.ours and not login and loaded.config.anonymous_allowed:
+        return ANONYMOUS  # no token of Tollgate's issuers: an anonymous caller's own credential, perhaps
+    return Rejected(e.reason, e.message)
+
+
+def _identified(identity: JwtIdentity) -> Identified:
+    return Identified(identity.client, identity.groups, "jwt", identity)
+
+
+ANONYMOUS = Identified(None, (), "anonymous")
+
+
+def _apply(flow: http.HTTPFlow, call: Call, outcome: Identified | Rejected) -> None:
+    if isinstance(outcome, Rejected):
+        call.deny_reasons = (outcome.reason,)
+        refuse(flow, call, UNAUTHENTICATED, outcome.message)
+        return
+    who = call.caller
+    who.client, who.groups, who.auth = outcome.client, outcome.groups, outcome.auth
+    if outcome.identity is not None:
+        who.identity = outcome.identity
+
+
+async def _apply_later(flow: http.HTTPFlow, call: Call, outcome: Awaitable[Identified | Rejected]) -> None:
+    _apply(flow, call, await outcome)

@@ -325,7 +325,8 @@ class Settings:
         """`allow_hosts` with the providers' hosts and those the configuration adds, without the
         ones an earlier configuration added and this one does not (the user's own stay); None when
         it is so already."""
-        governed = hosts_of(self.shared).allow_hosts()
+        loaded = self.shared.loaded
+        governed = hosts_of(self.shared).allow_hosts() + (loaded.mcp.allow_hosts() if loaded is not None else [])
         hosts = list(ctx.options.allow_hosts)
         kept = [h for h in hosts if h in governed or h not in self._allowed]
         missing = [h for h in governed if h not in kept]

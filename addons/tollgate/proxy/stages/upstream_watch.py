@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
 from weakref import WeakSet
@@ -54,8 +55,8 @@ class UpstreamWatch:
 
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
-        # Each waiting call's deadline (monotonic clock) and timeout.
-        self._deadlines: dict[http.HTTPFlow, tuple[float, float]] = {}
+        # Each waiting flow's deadline (monotonic clock), timeout, and what notes it timed out.
+        self._deadlines: dict[http.HTTPFlow, tuple[float, float, Callable[[], None]]] = {}
         self._sweeper: asyncio.Task | None = None
         self._open: set[str] = set()  # ids of the upstream connections open or opening
         self._setting_up: dict[str, SettingUp] = {}  # by server connection id
@@ -109,10 +110,15 @@ class UpstreamWatch:
         settings = call.loaded.providers[call.route.target.provider]
         if (settings.retry is not None and settings.retry.attempts > 1) or call.failover.fallbacks:
             self._may_go_again(flow, call)
-        self._start_clock(flow, settings.timeout)
+        self._start_clock(flow, settings.timeout, partial(_timed_out, call, settings.timeout))
 
-    def _start_clock(self, flow: http.HTTPFlow, timeout: float) -> None:
-        self._deadlines[flow] = (time.monotonic() + timeout, timeout)
+    def watch(self, flow: http.HTTPFlow, timeout: float, timed_out: Callable[[], None]) -> None:
+        """The clock for a flow that is no LLM call (an MCP server's): `timed_out()` is called just
+        before its `error` hook when its response headers have not come within `timeout`."""
+        self._start_clock(flow, timeout, timed_out)
+
+    def _start_clock(self, flow: http.HTTPFlow, timeout: float, timed_out: Callable[[], None]) -> None:
+        self._deadlines[flow] = (time.monotonic() + timeout, timeout, timed_out)
         if self._sweeper is None or self._sweeper.done():
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
 
@@ -120,11 +126,11 @@ class UpstreamWatch:
         while self._deadlines:
             await asyncio.sleep(SWEEP_INTERVAL)
             now = time.monotonic()
-            for flow, (deadline, timeout) in list(self._deadlines.items()):
+            for flow, (deadline, timeout, timed_out) in list(self._deadlines.items()):
                 if deadline > now:
                     continue
                 try:
-                    expired = self._expire(flow, timeout)
+                    expired = self._expire(flow, timeout, timed_out)
                 except Exception:  # one call's fault must not stop the watch over the others
                     logger.exception("Tollgate: ending a call that timed out failed")
                     expired = True
@@ -132,18 +138,15 @@ class UpstreamWatch:
                     # Possibly gone already: mitmproxy runs new tasks eagerly, the `error` hook included.
                     self._deadlines.pop(flow, None)
 
-    def _expire(self, flow: http.HTTPFlow, timeout: float) -> bool:
+    def _expire(self, flow: http.HTTPFlow, timeout: float, timed_out: Callable[[], None]) -> bool:
         """End the flow for want of an answer; False if there is nothing to end yet (its connection is
         about to be opened)."""
-        call = call_of(flow)
-        if call is None or flow.response is not None or flow.error is not None:
+        if flow.response is not None or flow.error is not None:
             return True
         if flow.server_conn.id in self._open:  # the flow has its connection: its request went upstream
             message = timeout_message(timeout)
             try:
-                ctx.master.addons.get("proxyserver").inject_event(
-                    patches.EndIfWaiting(flow, message, partial(_timed_out, call, timeout))
-                )
+                ctx.master.addons.get("proxyserver").inject_event(patches.EndIfWaiting(flow, message, timed_out))
             except ValueError:  # the client has gone: the flow is ending anyway
                 pass
             return True
@@ -157,15 +160,10 @@ class UpstreamWatch:
             # mitmproxy reports the connection failed to every flow waiting for it (the `error` hook).
             self._abandoned.add(setting_up.server.id)
             setting_up.task.cancel("tollgate: upstream timeout")
-        for other, (_, other_timeout) in list(self._deadlines.items()):
+        for other, (_, _, other_timed_out) in list(self._deadlines.items()):
             waiting = other.client_conn is flow.client_conn and other.server_conn.id not in self._open
-            if (
-                waiting
-                and other.response is None
-                and (other_call := call_of(other)) is not None
-                and (other.request.host, other.request.port) == address
-            ):
-                _timed_out(other_call, other_timeout)
+            if waiting and other.response is None and (other.request.host, other.request.port) == address:
+                other_timed_out()
         return True
 
     @staticmethod
@@ -248,7 +246,7 @@ class UpstreamWatch:
         elif failover.target_attempts_from == len(failover.attempts):  # a fallback's first: its provider's `retry.when`
             patches.may_resend(flow, retry_statuses(retry), retries_errors(retry))
         patches.resend(flow)
-        self._start_clock(flow, settings.timeout)
+        self._start_clock(flow, settings.timeout, partial(_timed_out, call, settings.timeout))
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         self._stop_clock(flow)

@@ -1,0 +1,160 @@
+"""A request to an MCP server (`mcp_servers.py`): the
+policy's input for one JSON-RPC request, and the audit records of one POST (`McpExchange`).
+
+An MCP call is not an LLM call: it has no model, no tokens and no provider, so it has a record of
+its own rather than fields on `Call`. Its caller is found as an LLM call's is."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tollgate.config import LimitRule
+from tollgate.fingerprint import fingerprint
+from tollgate.formats.mcp.answers import AnswerReader
+from tollgate.formats.mcp.messages import McpRequest, RequestId
+from tollgate.governance.limits import EXPIRY_GRACE, Counter, counters
+from tollgate.governance.mcp_servers import McpServer
+from tollgate.governance.overrides import matches
+from tollgate.records.ledger.store import Charge
+
+if TYPE_CHECKING:
+    from tollgate.governance.jwt_identity import JwtIdentity
+
+
+# The JSON-RPC error code of a request Tollgate refused (MCP leaves -32000 to -32099 to servers).
+REFUSED_CODE = -32001
+# The JSON-RPC error code of a request the server did not answer (unreachable, or too slow): the
+# call failed, and was not refused.
+UPSTREAM_FAILED_CODE = -32603
+# The HTTP methods of Streamable HTTP that carry no JSON-RPC request: the server's event stream, and
+# a session's end. Each is one record, its `method` the HTTP method.
+UNREQUESTED = frozenset(("GET", "DELETE"))
+# The audit's error when the server refused Tollgate's own credential.
+SERVER_REFUSED_CREDENTIAL = "the MCP server refused Tollgate's credential"
+
+
+@dataclass(slots=True)
+class McpExchange:
+    """One HTTP request to an MCP server (a POST of JSON-RPC messages, the GET stream or DELETE)
+    and what came of it: one audit record for each JSON-RPC request it carried."""
+
+    server: McpServer
+    method: str  # the HTTP method
+    requests: tuple[McpRequest, ...] = ()
+    session: str | None = None  # the Mcp-Session-Id the client sent
+    request_id: str = ""
+    started: float = field(default_factory=time.time)
+    client: str | None = None
+    groups: tuple[str, ...] = ()
+    auth: str = "anonymous"
+    identity: JwtIdentity | None = field(default=None, repr=False)
+    decision: str = "allow"
+    deny_reasons: tuple[str, ...] = ()
+    # Each denied request's reasons, by its place in `requests`.
+    denied: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    status: int | None = None
+    outcomes: dict[RequestId, bool] = field(default_factory=dict)
+    error: str | None = None
+    upstream_key: str | None = None
+    ended: float | None = None
+    answered_by_tollgate: bool = False
+    sent: bool = False  # to the server
+    timed_out: bool = False  # no answer's headers within the server's `timeout`
+    # What its requests reserved on `mcp_calls_per_minute` counters: given back if never sent.
+    reserved: tuple[Any, list[Charge]] | None = field(default=None, repr=False)
+    # The answer's reader as it streams; or, for an answer to a tools/list read whole to drop the
+    # tools the caller may not call, whether it came as server-sent events.
+    reader: AnswerReader | None = field(default=None, repr=False)
+    tools_sse: bool | None = None
+
+    def policy_input(self, request: McpRequest) -> dict[str, Any]:
+        """The `input` `data.tollgate.mcp.deny` decides one request on."""
+        document: dict[str, Any] = {
+            "client": {"name": self.client, "groups": list(self.groups), "auth": self.auth},
+            "mcp": {
+                "server": self.server.name,
+                "method": request.method,
+                "tool": request.tool,
+                "resource_scheme": request.resource_scheme,
+                "prompt": request.prompt,
+                "session": self.session,
+            },
+        }
+        if self.identity is not None:
+            document["identity"] = self.identity.policy_input()
+        return document
+
+    def tool_input(self, tool: str) -> dict[str, Any]:
+        """The input a `tools/call` of `tool` by this caller would be decided on."""
+        return self.policy_input(McpRequest("tools/call", 0, tool=tool))
+
+    def used_credential(self, secret: str | None) -> None:
+        self.upstream_key = None if secret is None else fingerprint(secret)
+
+    def records(self) -> list[dict[str, Any]]:
+        """The audit records: one per JSON-RPC request (a notification too); one for the GET stream
+        and one for a DELETE, their `method` the HTTP method (no JSON-RPC method is in upper case);
+        none for a POST of answers alone unless Tollgate refused it."""
+        ended = self.ended if self.ended is not None else time.time()
+        base = {
+            "event": "mcp_call",
+            "ts": _timestamp(self.started),
+            "request_id": self.request_id,
+            "client": self.client,
+            "auth": self.auth,
+            "server": self.server.name,
+        }
+        tail = {
+            "status": self.status,
+            "upstream_key": self.upstream_key,
+            "latency_ms": round((ended - self.started) * 1000, 1),
+            "error": self.error,
+        }
+        if not self.requests:
+            stream_or_end = self.method in UNREQUESTED
+            if self.decision == "allow" and not stream_or_end:
+                return []
+            return [{**base, "method": self.method if stream_or_end else None, "tool": None, "decision": self.decision,
+                     "deny_reasons": list(self.deny_reasons), "is_error": None, **tail}]  # fmt: skip
+        records = []
+        for i, request in enumerate(self.requests):
+            reasons = self.denied.get(i, ())
+            denied = self.decision == "deny"
+            records.append({
+                **base,
+                "method": request.method,
+                "tool": request.tool,
+                "decision": self.decision,
+                # The whole POST is refused when one request is: each names its own reasons, or the POST's.
+                "deny_reasons": list(reasons or (self.deny_reasons if denied else ())),
+                "is_error": None if request.id is None or denied else self.outcomes.get(request.id),
+                **tail,
+            })  # fmt: skip
+        return records
+
+
+MCP_CALLS = "mcp_calls_per_minute"
+
+
+def mcp_counters(rules: Sequence[LimitRule], client: str | None, groups: tuple[str, ...], now: float) -> list[Counter]:
+    """The `mcp_calls_per_minute` counters an MCP caller's requests charge: those of each limit
+    that sets it and matches the caller (its client, its groups)."""
+    applying = [
+        (rule, ((MCP_CALLS, "mcp_calls", "minute", rule.mcp_calls_per_minute),))
+        for rule in rules
+        if rule.mcp_calls_per_minute is not None and matches(rule.match, "", None, client, groups)
+    ]
+    return counters(applying, client, groups, now)
+
+
+def mcp_charges(found: Sequence[Counter], calls: int) -> list[Charge]:
+    return [Charge(c.key, calls, c.cap, c.end + EXPIRY_GRACE) for c in found]
+
+
+def _timestamp(seconds: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,522 @@
+"""Calls to the MCP servers of `mcp.servers` (Streamable HTTP): each POST's JSON-RPC requests read,
+the caller identified as an LLM call's caller is, each request decided by `data.tollgate.mcp.deny`
+(a denied one refused with a JSON-RPC error, and with it the whole POST), the caller's credential
+replaced by the server's, the answer passed on as it streams while each response's outcome is read,
+and one audit record written per request. A `tools/list` answer loses the tools the policy would
+not let the caller call. The server's `WWW-Authenticate` never reaches the client: its credential
+is Tollgate's, and the header would start the client's OAuth discovery.
+
+Other paths on a server's host pass with the caller's own credential; a virtual one is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+from urllib.parse import urlsplit
+
+from mitmproxy import http
+
+from tollgate.call import new_request_id
+from tollgate.formats.exact import Unreadable
+from tollgate.formats.json_codec import encode_json
+from tollgate.formats.mcp.answers import AnswerReader, is_sse, parse_any, read_whole, tools_listed, without_tools
+from tollgate.formats.mcp.messages import TOOLS_LIST, RequestId, error_message, read_post
+from tollgate.governance.jwt_identity import looks_like_jwt
+from tollgate.governance.limits import Counter, deny_reason, refusal_message, retry_after
+from tollgate.governance.mcp import (
+    REFUSED_CODE,
+    SERVER_REFUSED_CREDENTIAL,
+    UPSTREAM_FAILED_CODE,
+    McpExchange,
+    mcp_charges,
+    mcp_counters,
+)
+from tollgate.governance.policy import Decision
+from tollgate.providers import host_name
+from tollgate.providers.base import (
+    AUDIT_UNAVAILABLE,
+    BAD_REQUEST,
+    INTERNAL_ERROR,
+    LEDGER_UNAVAILABLE,
+    POLICY_DENIED,
+    RATE_LIMITED,
+    UNAUTHENTICATED,
+    UPSTREAM_TIMEOUT,
+    UPSTREAM_UNREACHABLE,
+    Presented,
+)
+from tollgate.proxy import patches
+from tollgate.proxy.flows import call_of
+from tollgate.proxy.stages.upstream_watch import timeout_message
+from tollgate.proxy.state import Shared
+from tollgate.records.ledger.store import Charge, Reservation, Store, StoreError
+from tollgate.runtime import Loaded
+
+logger = logging.getLogger(__name__)
+
+MCP = "tollgate_mcp"  # the flow's `McpExchange`, in flow.metadata
+REDACTED = b"[redacted by Tollgate]"
+# What Streamable HTTP is called with: JSON-RPC POSTs, the server's GET stream, DELETE of a session.
+METHODS = frozenset(("POST", "GET", "DELETE"))
+PARSE_ERROR = -32700
+# Identify's `caller`: who calls, from the proxy login or the credentials presented.
+Caller = Callable[[http.HTTPFlow, Loaded, list[Presented]], Any]
+# UpstreamWatch's `watch`: the clock for the server's response headers.
+Watch = Callable[[http.HTTPFlow, float, Callable[[], None]], None]
+
+
+class Mcp:
+    def __init__(self, shared: Shared, caller: Caller, watch: Watch) -> None:
+        self.shared = shared
+        self._caller = caller
+        self._watch = watch
+
+    # --- request ---------------------------------------------------------------------------
+
+    def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        loaded = self.shared.loaded
+        if loaded is None or not loaded.mcp or flow.response is not None or flow.error is not None:
+            return None
+        request = flow.request
+        host = host_name(request.host)
+        if host not in loaded.mcp.hosts or call_of(flow) is not None:
+            return None  # a set lookup: all an LLM call pays
+        server = loaded.mcp.at(host, request.port, request.path.partition("?")[0])
+        if server is None:
+            self._other_path(flow, loaded)
+            return None
+        exchange = McpExchange(server, request.method, request_id=new_request_id())
+        exchange.session = request.headers.get("mcp-session-id")
+        flow.metadata[MCP] = exchange
+        try:
+            self._read(flow, exchange)
+        except Unreadable as e:
+            exchange.error = f"bad request: {e}"
+            message = f"Tollgate cannot read this request exactly and did not forward it: {e}."
+            self._refuse(flow, exchange, 400, BAD_REQUEST, message, PARSE_ERROR)
+            return None
+        audit = self.shared.audit
+        if audit is None or audit.failing:
+            exchange.error = "audit unavailable"
+            self._refuse(flow, exchange, 503, AUDIT_UNAVAILABLE, "Tollgate cannot write its audit; retry later.")
+            return None
+        return self._steps(flow, exchange, loaded)
+
+    def _read(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
+        request = flow.request
+        if request.method not in METHODS:
+            raise Unreadable(f"an MCP server is not called with {request.method}")
+        if request.method != "POST":
+            return
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding != "identity":
+            raise Unreadable("Tollgate reads MCP requests without a Content-Encoding")
+        exchange.requests = read_post(request.raw_content).requests
+
+    def _steps(self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded) -> Awaitable[None] | None:
+        """Identified, counted on `mcp_calls_per_minute`, decided, given the server's credential:
+        each step at once, or awaited where a JWT's keys, the ledger's store or the policy's worker
+        must be. The first that answers the request ends them."""
+        return self._from(0, flow, exchange, loaded)
+
+    def _from(self, first: int, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded) -> Awaitable[None] | None:
+        steps = (self._identify, self._reserve, self._decide, self._send)
+        for i in range(first, len(steps)):
+            if flow.response is not None:
+                return None
+            try:
+                pending = steps[i](flow, exchange, loaded)
+            except Exception:
+                self._failed(flow, exchange)
+                return None
+            if pending is not None:
+                return self._after(pending, i, flow, exchange, loaded)
+        return None
+
+    async def _after(
+        self, pending: Awaitable[None], i: int, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded
+    ) -> None:
+        try:
+            await pending
+        except Exception:
+            self._failed(flow, exchange)
+            return
+        rest = self._from(i + 1, flow, exchange, loaded)
+        if rest is not None:
+            await rest
+
+    def _identify(self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded) -> Awaitable[None] | None:
+        presented = [Presented(token, "authorization")] if (token := _bearer(flow.request)) else []
+        outcome = self._caller(flow, loaded, presented)
+        if hasattr(outcome, "__await__"):
+            return self._identified_later(flow, exchange, outcome)
+        self._identified(flow, exchange, outcome)
+        return None
+
+    async def _identified_later(self, flow: http.HTTPFlow, exchange: McpExchange, outcome: Any) -> None:
+        self._identified(flow, exchange, await outcome)
+
+    def _identified(self, flow: http.HTTPFlow, exchange: McpExchange, outcome: Any) -> None:
+        reason = getattr(outcome, "reason", None)
+        if reason is not None:  # Rejected
+            exchange.deny_reasons = (reason,)
+            self._refuse(flow, exchange, 401, UNAUTHENTICATED, outcome.message)
+            return
+        exchange.client, exchange.groups, exchange.auth = outcome.client, outcome.groups, outcome.auth
+        exchange.identity = outcome.identity
+
+    def _reserve(self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded) -> Awaitable[None] | None:
+        """Each request awaiting an answer counts one on the caller's `mcp_calls_per_minute`
+        counters; 429 when one has no room."""
+        calls = sum(1 for r in exchange.requests if r.id is not None)
+        store = self.shared.ledger
+        if not calls or not loaded.limits or store is None:
+            return None
+        now = time.time()
+        found = mcp_counters(loaded.limits.rules, exchange.client, exchange.groups, now)
+        if not found:
+            return None
+        wanted = mcp_charges(found, calls)
+        try:
+            reservation = store.reserve_now(wanted)
+        except StoreError as e:
+            self._store_failed(flow, exchange, loaded, str(e))
+            return None
+        if reservation is None:  # asked over the network
+            return self._reserved_later(flow, exchange, loaded, store, wanted, found, now)
+        self._reserved(flow, exchange, store, wanted, found, reservation, now)
+        return None
+
+    async def _reserved_later(
+        self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded, store: Store, wanted: list[Charge],
+        found: list[Counter], now: float,
+    ) -> None:  # fmt: skip
+        try:
+            reservation = await store.reserve(wanted)
+        except StoreError as e:
+            self._store_failed(flow, exchange, loaded, str(e))
+            return
+        self._reserved(flow, exchange, store, wanted, found, reservation, now)
+
+    def _reserved(
+        self, flow: http.HTTPFlow, exchange: McpExchange, store: Store, wanted: list[Charge], found: list[Counter],
+        reservation: Reservation, now: float,
+    ) -> None:  # fmt: skip
+        if reservation.granted:
+            exchange.reserved = (store, wanted)
+            return
+        assert reservation.refused is not None
+        full = found[reservation.refused]
+        exchange.deny_reasons = (deny_reason(full),)
+        message = refusal_message(
+            full, reservation.values[reservation.refused], wanted[reservation.refused].amount, now
+        )
+        self._refuse(flow, exchange, 429, RATE_LIMITED, message, retry_after=retry_after(full, now))
+
+    def _store_failed(self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded, problem: str) -> None:
+        logger.error(f"Tollgate: the ledger's store failed: {problem}")
+        if loaded.config.ledger.on_store_error == "allow":
+            return
+        exchange.error = f"ledger unavailable: {problem}"
+        self._refuse(flow, exchange, 503, LEDGER_UNAVAILABLE, "Tollgate cannot count this request; retry later.")
+
+    def _decide(self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded) -> Awaitable[None] | None:
+        policy = loaded.policy
+        if policy is None:
+            return None
+        decisions = [policy.decide_mcp_in_worker(exchange.policy_input(r)) for r in exchange.requests]
+        if all(isinstance(d, Decision) for d in decisions):
+            self._apply(flow, exchange, decisions)  # type: ignore[arg-type]
+            return None
+        return self._decided_later(flow, exchange, decisions)
+
+    async def _decided_later(self, flow: http.HTTPFlow, exchange: McpExchange, decisions: list[Any]) -> None:
+        self._apply(flow, exchange, [await _awaited(d) for d in decisions])
+
+    def _apply(self, flow: http.HTTPFlow, exchange: McpExchange, decisions: list[Decision]) -> None:
+        for i, decision in enumerate(decisions):
+            if decision.error:
+                logger.error(f"Tollgate: {decision.error}")
+                exchange.error = decision.error
+            if not decision.allowed:
+                exchange.denied[i] = decision.deny_reasons
+        if exchange.denied:
+            reasons = tuple(dict.fromkeys(r for i in sorted(exchange.denied) for r in exchange.denied[i]))
+            exchange.deny_reasons = reasons
+            self._refuse_denied(flow, exchange)
+
+    def _send(self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded) -> None:
+        """The caller's credential out, the server's in; to the server's upstream, if it has one."""
+        exchange.sent = True
+        request = flow.request
+        # The answer is read as it passes (each request's outcome, a tools/list's tools): plain.
+        request.headers.pop("accept-encoding", None)
+        server = exchange.server
+        credential = server.credential
+        if credential is not None or exchange.auth != "anonymous":
+            request.headers.pop("authorization", None)
+        if credential is not None:
+            name, value = credential.field()
+            request.headers.pop(name.decode(), None)
+            request.headers[name.decode()] = value.decode()
+            exchange.used_credential(credential.secret)
+        if server.upstream is not None:
+            target = urlsplit(server.upstream)
+            request.scheme = target.scheme
+            request.host = target.hostname or ""
+            request.port = target.port or (443 if target.scheme == "https" else 80)
+        self._watch(flow, server.timeout, partial(_timed_out, exchange))
+
+    def _other_path(self, flow: http.HTTPFlow, loaded: Loaded) -> None:
+        """A path of a server's host that is no server's URL (its OAuth metadata, a web page): the
+        caller's own credential passes, as on every shared host; a virtual one is refused, since
+        no real one takes its place."""
+        token = _bearer(flow.request)
+        if token is None:
+            return
+        directory = loaded.directory
+        if not directory.is_virtual_key(token) and not (directory.takes_jwts and looks_like_jwt(token)):
+            return
+        path = flow.request.path.partition("?")[0]
+        message = f"Tollgate: {path} is no MCP server Tollgate governs: call it with your own credentials."
+        headers = {"content-type": "application/json", "x-tollgate-error": UNAUTHENTICATED}
+        flow.response = http.Response.make(401, encode_json({"error": message}), headers)
+
+    # --- refusals --------------------------------------------------------------------------
+
+    def _refuse_denied(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
+        """HTTP 200 with a JSON-RPC error for each request (the denied ones with their reasons): a
+        batch with one denied request is refused whole."""
+        errors = []
+        for i, request in enumerate(exchange.requests):
+            if request.id is None:
+                continue
+            reasons = exchange.denied.get(i)
+            message = (
+                "Tollgate policy denied this request: " + "; ".join(reasons)
+                if reasons
+                else "Tollgate refused this batch: another request in it was denied"
+            )
+            errors.append(error_message(request.id, REFUSED_CODE, message))
+        if not errors:  # notifications alone
+            message = "Tollgate policy denied this request: " + "; ".join(exchange.deny_reasons)
+            errors.append(error_message(None, REFUSED_CODE, message))
+        self._answer(flow, exchange, 200, POLICY_DENIED, errors)
+
+    def _refuse(
+        self, flow: http.HTTPFlow, exchange: McpExchange, status: int, reason: str, message: str,
+        code: int = REFUSED_CODE, retry_after: int | None = None,
+    ) -> None:  # fmt: skip
+        """Tollgate's own refusal, as a JSON-RPC error for each request (one with a null id when the
+        body could not be read)."""
+        exchange.deny_reasons = exchange.deny_reasons or (reason,)
+        ids: list[RequestId | None] = [r.id for r in exchange.requests if r.id is not None] or [None]
+        self._answer(flow, exchange, status, reason, [error_message(i, code, message) for i in ids], retry_after)
+
+    def _answer(
+        self, flow: http.HTTPFlow, exchange: McpExchange, status: int, reason: str, errors: list,
+        retry_after: int | None = None, denied: bool = True,
+    ) -> None:  # fmt: skip
+        if denied:
+            exchange.decision = "deny"
+        exchange.answered_by_tollgate = True
+        batch = len(errors) > 1 or (flow.request.raw_content or b"").lstrip()[:1] == b"["
+        body = encode_json(errors if batch else errors[0])
+        flow.request.stream = False
+        headers = {"content-type": "application/json", "x-tollgate-error": reason}
+        if retry_after is not None:
+            headers["retry-after"] = str(retry_after)
+        flow.response = http.Response.make(status, body, {**headers, "x-tollgate-request-id": exchange.request_id})
+
+    def _failed(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
+        logger.exception("Tollgate: an MCP request failed in Tollgate; it was refused")
+        exchange.error = "internal error"
+        self._refuse(flow, exchange, 500, INTERNAL_ERROR, "Tollgate failed on this request and did not forward it.")
+
+    # --- answer ----------------------------------------------------------------------------
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        exchange = _exchange_of(flow)
+        if exchange is None or flow.response is None:
+            return
+        response = flow.response
+        exchange.status = response.status_code
+        _forget_credentials(flow)
+        if exchange.answered_by_tollgate:
+            return
+        if exchange.timed_out:  # its connection came after all
+            exchange.timed_out, exchange.error = False, None
+        response.headers["x-tollgate-request-id"] = exchange.request_id
+        if response.headers.pop("www-authenticate", None) is not None or response.status_code == 401:
+            # The server refused Tollgate's credential: the operator's to fix, not the client's to
+            # answer with an OAuth flow.
+            exchange.error = f"{SERVER_REFUSED_CREDENTIAL} ({response.status_code})"
+            logger.warning(f"Tollgate: MCP server {exchange.server.name}: {exchange.error}")
+        sse = is_sse(response.headers.get("content-type"))
+        if self._filters_tools(exchange):
+            exchange.tools_sse = sse
+            response.stream = False  # read whole: each listed tool is decided before any is shown
+            return
+        reader = AnswerReader(sse)
+        exchange.reader = reader
+        response.stream = reader
+
+    def _filters_tools(self, exchange: McpExchange) -> bool:
+        loaded = self.shared.loaded
+        return (
+            exchange.status is not None
+            and 200 <= exchange.status < 300
+            and any(r.method == TOOLS_LIST and r.id is not None for r in exchange.requests)
+            and loaded is not None
+            and loaded.policy is not None
+        )
+
+    def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        exchange = _exchange_of(flow)
+        if exchange is None:
+            return None
+        if exchange.tools_sse is not None and flow.response is not None:
+            return self._list_allowed_tools(flow, exchange)
+        self._end(flow, exchange)
+        return None
+
+    async def _list_allowed_tools(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
+        response = flow.response
+        assert response is not None and exchange.tools_sse is not None
+        sse = exchange.tools_sse
+        try:
+            body = response.content or b""
+            ids = {r.id for r in exchange.requests if r.method == TOOLS_LIST and r.id is not None}
+            exchange.outcomes = read_whole(body, sse)
+            names = set()
+            for value in _values(body, sse):
+                names.update(tools_listed(value, ids))
+            allowed = await self._allowed_tools(exchange, sorted(names))
+            response.content = without_tools(body, sse, ids, allowed.__contains__)
+        except Exception:
+            logger.exception("Tollgate: an MCP tools/list answer could not be read; it was refused")
+            exchange.error = "tools/list answer unreadable"
+            flow.response = http.Response.make(
+                502, encode_json([]), {"content-type": "application/json", "x-tollgate-error": INTERNAL_ERROR}
+            )
+        self._end(flow, exchange)
+
+    async def _allowed_tools(self, exchange: McpExchange, names: list[str]) -> set[str]:
+        loaded = self.shared.loaded
+        if loaded is None or loaded.policy is None:
+            return set(names)
+        policy = loaded.policy
+        decisions = [policy.decide_mcp_in_worker(exchange.tool_input(name)) for name in names]
+        done = await asyncio.gather(*(_awaited(d) for d in decisions))
+        return {name for name, decision in zip(names, done, strict=True) if decision.allowed}
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        exchange = _exchange_of(flow)
+        if exchange is None:
+            return
+        if flow.response is None and exchange.sent and _client_waits(flow):
+            self._server_failed(flow, exchange)
+        _forget_credentials(flow)
+        if exchange.reader is not None:
+            exchange.outcomes = exchange.reader.outcomes
+        answered = exchange.reader is not None and all(
+            r.id in exchange.outcomes for r in exchange.requests if r.id is not None
+        )
+        # A client may close a POST's event stream once it has read the answers it waited for (the
+        # SDK does): then nothing was lost.
+        if exchange.error is None and flow.error is not None and not answered:
+            exchange.error = flow.error.msg
+        self._end(flow, exchange)
+
+    def _server_failed(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
+        """No answer from the server: each request gets a JSON-RPC error (which the MCP SDK's
+        client hands the caller as the error of that request, where it would take a bare 502 for a
+        server's fault of its own), 504 when the server was too slow, else 502."""
+        name = exchange.server.name
+        if exchange.timed_out:
+            status, reason = 504, UPSTREAM_TIMEOUT
+            message = f"Tollgate: MCP server {name} did not answer within {exchange.server.timeout:g} s."
+        else:
+            problem = flow.error.msg if flow.error is not None else "unknown error"
+            exchange.error = f"upstream unreachable: {problem}"
+            status, reason = 502, UPSTREAM_UNREACHABLE
+            message = f"Tollgate: MCP server {name} is unreachable: {problem}."
+        ids: list[RequestId | None] = [r.id for r in exchange.requests if r.id is not None] or [None]
+        errors = [error_message(i, UPSTREAM_FAILED_CODE, message) for i in ids]
+        self._answer(flow, exchange, status, reason, errors, denied=False)
+
+    def _end(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
+        if exchange.ended is not None:
+            return
+        exchange.ended = time.time()
+        if flow.response is not None:
+            exchange.status = flow.response.status_code
+        if exchange.reader is not None:
+            exchange.outcomes = exchange.reader.outcomes
+        if exchange.reserved is not None and not exchange.sent:
+            # Never sent (the policy denied it, or Tollgate failed): it counts for nothing.
+            store, charged = exchange.reserved
+            store.adjust([(c.counter, -c.amount, c.expires) for c in charged])
+        records = exchange.records()
+        audit = self.shared.audit
+        if audit is not None:
+            for record in records:
+                audit.write(record)
+        metrics = self.shared.metrics
+        if metrics is not None:
+            for record in records:
+                metrics.mcp_called(record)
+        # From here on the flow carries plain data that saved flows can hold: the records.
+        flow.metadata[MCP] = records
+
+
+def _timed_out(exchange: McpExchange) -> None:
+    exchange.timed_out = True
+    exchange.error = timeout_message(exchange.server.timeout)
+
+
+def _client_waits(flow: http.HTTPFlow) -> bool:
+    """Whether the flow failed on the server's side, its client still there for an answer."""
+    return flow.client_conn.connected and not patches.ended_by_client(flow)
+
+
+def _exchange_of(flow: http.HTTPFlow) -> McpExchange | None:
+    exchange = flow.metadata.get(MCP)
+    return exchange if isinstance(exchange, McpExchange) else None
+
+
+def _bearer(request: http.Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def _forget_credentials(flow: http.HTTPFlow) -> None:
+    """The request as the flow keeps it: no credential (the server's, or the caller's), no body."""
+    exchange = _exchange_of(flow)
+    headers = flow.request.headers
+    names = {"authorization"}
+    if exchange is not None and exchange.server.credential is not None:
+        names.add(exchange.server.credential.field()[0].decode())
+    for name in names:
+        if name in headers:
+            headers[name] = REDACTED.decode()
+    flow.request.content = None
+
+
+def _values(body: bytes, sse: bool) -> list[Any]:
+    if not sse:
+        return [parse_any(body)]
+    from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
+
+    framer = SSEFramer()
+    events = [parse_sse_block(b) for b in framer.feed(body + b"\n\n")]
+    return [parse_any(e.data.encode()) for e in events if e is not None]
+
+
+async def _awaited(decision: Decision | Awaitable[Decision]) -> Decision:
+    return decision if isinstance(decision, Decision) else await decision

@@ -1,0 +1,558 @@
+"""MCP servers governed end to end: the official MCP SDK's client through Tollgate to the official
+SDK's server (`support/mcp_server.py`), answering by server-sent events or as JSON. The caller
+comes with its virtual key as the bearer; the server sees only Tollgate's credential for it; each
+JSON-RPC request gets its own `mcp_call` record."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+import trustme
+from prometheus_client.parser import text_string_to_metric_families
+from tests.support.jwks import claims, hs256_token
+from tests.support.mcp_upstream import McpUpstream
+from tests.support.stall import SilentServer
+
+VIRTUAL = "tg-alice-mcp-virtual-0001"
+LIMITED = "tg-limited-mcp-virtual-0001"
+REAL_BEARER = "ghp-real-mcp-bearer-0001"
+JWT_SECRET = "hs256-SECRET-for-mcp-tests-5ecret-0123456789abcdef"
+JWT_ISSUER = {
+    "issuer": "https://idp.mcp-tests.example",
+    "audience": "tollgate",
+    "secret": JWT_SECRET,
+    "algorithms": ["HS256"],
+    "client_prefix": "jwt:",
+}
+REAL_HEADER = "real-mcp-header-key-0001"
+SSE_URL = "https://mcp.example.test/mcp"
+JSON_URL = "https://mcp-json.example.test/mcp"
+REFUSING_URL = "https://mcp-refusing.example.test/mcp"
+DOWN_URL = "https://mcp-down.example.test/mcp"
+SILENT_URL = "https://mcp-silent.example.test/mcp"
+SLOW_URL = "https://mcp-slow.example.test/mcp"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+METRICS = f"127.0.0.1:{_free_port()}"
+
+CLIENT = """
+import asyncio
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+async def main():
+    http = create_mcp_http_client(headers={{"Authorization": "Bearer {key}"}})
+    async with http:
+        async with Client(streamable_http_client("{url}", http_client=http), mode="{mode}") as client:
+{body}
+
+try:
+    asyncio.run(main())
+except BaseExceptionGroup as group:  # the SDK's task group: the error inside it is the one to see
+    first = group.exceptions[0]
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    raise first from None
+"""
+
+
+def client_code(url: str, body: str, key: str = VIRTUAL, mode: str = "legacy") -> str:
+    """The SDK's client calling `url` with `key` as its bearer; `mode`: "legacy" (the initialize
+    handshake and a session) or "auto" (server/discover, no session)."""
+    indented = "\n".join("            " + line for line in body.strip().splitlines())
+    return CLIENT.format(key=key, url=url, body=indented, mode=mode)
+
+
+@pytest.fixture(scope="module")
+def servers(upstream_ca: trustme.CA) -> Iterator[tuple[McpUpstream, McpUpstream]]:
+    sse, json_ = McpUpstream(upstream_ca), McpUpstream(upstream_ca, json_response=True)
+    yield sse, json_
+    sse.close()
+    json_.close()
+
+
+@pytest.fixture(scope="module")
+def silent() -> Iterator[SilentServer]:
+    server = SilentServer()  # takes connections, never completes a TLS handshake
+    yield server
+    server.close()
+
+
+POLICY = """
+package tollgate.mcp
+import rego.v1
+
+deny contains sprintf("%s may not call %s", [input.client.name, input.mcp.tool]) if {
+    input.mcp.method == "tools/call"
+    input.mcp.tool == "delete_everything"
+}
+
+deny contains "no prompts here" if input.mcp.method == "prompts/get"
+"""
+
+
+@pytest.fixture(scope="module")
+def gateway(start_gateway, servers, silent, tmp_path_factory):
+    sse, json_ = servers
+    policy = tmp_path_factory.mktemp("mcp-policy") / "mcp.rego"
+    policy.write_text(POLICY)
+    config = {
+        "policy": {"rego": [str(policy)]},
+        "metrics": {"listen": METRICS},
+        "clients": [
+            {"name": "alice", "keys": [VIRTUAL], "groups": ["research"]},
+            {"name": "limited", "keys": [LIMITED]},
+        ],
+        "limits": [{"name": "mcp", "match": {"client": "limited"}, "mcp_calls_per_minute": 3}],
+        "identity": {"jwt": [JWT_ISSUER]},
+        "mcp": {
+            "servers": [
+                {"name": "notes", "url": SSE_URL, "upstream": sse.url, "credential": {"bearer": REAL_BEARER}},
+                {
+                    "name": "notes-json",
+                    "url": JSON_URL,
+                    "upstream": json_.url,
+                    "credential": {"header": {"name": "X-API-Key", "value": REAL_HEADER}},
+                },
+                {
+                    "name": "refusing",
+                    "url": REFUSING_URL,
+                    "upstream": sse.url,
+                    "credential": {"bearer": "refused-by-the-server"},
+                },
+                # Nothing listens on its upstream's port.
+                {"name": "down", "url": DOWN_URL, "upstream": f"https://127.0.0.1:{_free_port()}"},
+                {"name": "silent", "url": SILENT_URL, "upstream": silent.url, "timeout": 1},
+                {"name": "slow", "url": SLOW_URL, "upstream": json_.url, "timeout": 1},
+            ]
+        },
+    }
+    saved = tmp_path_factory.mktemp("mcp-saved") / "flows.mitm"
+    started = start_gateway(config, "--set", f"save_stream_file={saved}", "--set", "flow_detail=4", providers=())
+    started.saved = saved
+    return started
+
+
+CALLS = """
+added = await client.call_tool("add", {"a": 2, "b": 3})
+failed = await client.call_tool("fail", {"reason": "no such note"})
+read = await client.read_resource("notes://hello")
+report(added=[c.text for c in added.content], added_error=added.is_error,
+       failed_error=failed.is_error, read=[c.text for c in read.contents])
+"""
+
+
+@pytest.mark.parametrize(
+    ("url", "mode"),
+    [(SSE_URL, "legacy"), (JSON_URL, "legacy"), (SSE_URL, "auto")],
+    ids=["sse", "json", "sse-discover"],
+)
+def test_tool_calls_and_a_resource_go_with_the_servers_credential(gateway, servers, url: str, mode: str) -> None:
+    sse, json_ = servers
+    server = sse if url == SSE_URL else json_
+    server.clear()
+    result = gateway.run(client_code(url, CALLS, mode=mode))
+    assert result == {"added": ["5"], "added_error": False, "failed_error": True, "read": ["hello from the notes"]}
+
+    received = server.received()
+    assert received, "the server saw nothing"
+    for request in received:
+        headers = request["headers"]
+        if url == SSE_URL:
+            assert headers["authorization"] == f"Bearer {REAL_BEARER}"
+            assert headers["x-api-key"] is None
+        else:
+            assert headers["authorization"] is None
+            assert headers["x-api-key"] == REAL_HEADER
+    if mode == "legacy":
+        # The session the server opened at initialize is the one every later request names.
+        sessions = [r["headers"]["mcp-session-id"] for r in received]
+        assert sessions[0] is None and sessions[1] is not None and set(sessions[1:]) == {sessions[1]}
+
+    records = gateway.new_audit(8 if mode == "legacy" else 5)
+    if mode == "legacy":
+        # The session's GET stream and the DELETE that ends it, as the client closes: a record each.
+        assert sorted((r["method"], r["status"], r["is_error"]) for r in records if r["method"] in UNREQUESTED) == [
+            ("DELETE", 200, None),
+            ("GET", 200, None),
+        ]
+    opening = [("initialize", None, False), ("notifications/initialized", None, None)]
+    assert [(r["method"], r["tool"], r["is_error"]) for r in requests_of(records)] == [
+        *(opening if mode == "legacy" else [("server/discover", None, False)]),
+        ("tools/call", "add", False),
+        ("tools/list", None, False),  # the SDK lists the tools to check the result's schema
+        ("tools/call", "fail", True),
+        ("resources/read", None, False),
+    ]
+    for record in records:
+        assert record["event"] == "mcp_call" and record["server"] == server_name(url)
+        assert record["client"] == "alice" and record["auth"] == "virtual_key"
+        assert record["decision"] == "allow" and record["deny_reasons"] == []
+        assert record["status"] == (202 if record["method"].startswith("notifications/") else 200)
+        assert record["error"] is None, (record["method"], record["tool"], record["error"])
+        assert isinstance(record["latency_ms"], float)
+    text = gateway.audit_path.read_text() + gateway.proxy.console()
+    for secret in (VIRTUAL, REAL_BEARER, REAL_HEADER, "no such note", "hello from the notes"):
+        assert secret not in text
+
+
+UNREQUESTED = ("GET", "DELETE")
+
+
+def requests_of(records: list[dict]) -> list[dict]:
+    """The records of JSON-RPC requests, without those of the GET stream and a DELETE (which end as
+    the client closes, after its requests)."""
+    return [r for r in records if r["method"] not in UNREQUESTED]
+
+
+def server_name(url: str) -> str:
+    return "notes" if url == SSE_URL else "notes-json"
+
+
+def test_an_unknown_key_is_refused_and_never_reaches_the_server(gateway, servers) -> None:
+    sse, _ = servers
+    sse.clear()
+    result = gateway.run(client_code(SSE_URL, "report(connected=True)", key="tg-nobody"))
+    assert result.get("connected") is None
+    assert sse.received() == []
+    record = gateway.last_audit()
+    assert record["event"] == "mcp_call" and record["decision"] == "deny"
+    assert record["status"] == 401 and record["deny_reasons"] == ["unknown or missing API key"]
+
+
+RAW = """
+import json, os, ssl, urllib.request
+proxy = urllib.request.ProxyHandler({{"https": os.environ["HTTPS_PROXY"]}})
+context = ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+opener = urllib.request.build_opener(proxy, urllib.request.HTTPSHandler(context=context))
+body = json.dumps({body}).encode()
+request = urllib.request.Request("{url}", data=body, method="POST", headers={{
+    "Authorization": "Bearer {key}", "Content-Type": "application/json",
+    "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18"}})
+try:
+    answer = opener.open(request)
+except urllib.error.HTTPError as e:
+    answer = e
+report(status=answer.status, headers={{k.lower(): v for k, v in answer.headers.items()}},
+       body=json.loads(answer.read() or b"null"))
+"""
+
+
+def raw_post(gateway, url: str, body: object, key: str = VIRTUAL) -> dict:
+    """One POST of `body` as it is, through the proxy (what no SDK sends: a batch, a bad body)."""
+    return gateway.run(RAW.format(url=url, body=repr(body), key=key))
+
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}
+
+
+def test_a_server_refusing_tollgates_credential_is_tollgates_problem(gateway, servers) -> None:
+    """The server's 401 reaches the client without its WWW-Authenticate (which would start the
+    client's OAuth discovery); the audit says whose credential failed."""
+    sse, _ = servers
+    sse.clear()
+    result = raw_post(gateway, REFUSING_URL, INITIALIZE)
+    assert result["status"] == 401
+    assert "www-authenticate" not in result["headers"]
+    assert [r["headers"]["authorization"] for r in sse.received()] == ["Bearer refused-by-the-server"]
+    record = gateway.last_audit()
+    assert (record["server"], record["method"], record["status"]) == ("refusing", "initialize", 401)
+    assert record["error"] == "the MCP server refused Tollgate's credential (401)"
+    assert record["decision"] == "allow"
+
+
+def test_a_body_tollgate_cannot_read_is_refused(gateway, servers) -> None:
+    sse, _ = servers
+    sse.clear()
+    repeated = '{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "add", "name": "fail"}}'
+    result = gateway.run(RAW.format(url=SSE_URL, body=repr(repeated), key=VIRTUAL).replace("json.dumps(", "str("))
+    assert result["status"] == 400
+    assert result["headers"]["x-tollgate-error"] == "bad_request"
+    assert result["body"]["error"]["code"] == -32700
+    assert sse.received() == []
+    record = gateway.last_audit()
+    assert (record["method"], record["decision"], record["status"]) == (None, "deny", 400)
+    assert record["error"] == "bad request: the JSON body repeats a key in one object"
+
+
+def test_an_unreachable_server_is_a_json_rpc_error_for_each_request(gateway) -> None:
+    result = gateway.run(CLIENT_FAILS.format(url=DOWN_URL, key=VIRTUAL))
+    assert result["error"] == "MCPError" and result["code"] == -32603, result
+    assert re.fullmatch(r"Tollgate: MCP server down is unreachable: .+\.", result["message"]), result
+    record = gateway.last_audit()
+    assert (record["server"], record["method"], record["decision"]) == ("down", "initialize", "allow")
+    assert record["status"] == 502
+    assert record["error"].startswith("upstream unreachable: "), record["error"]
+    assert record["deny_reasons"] == []
+
+    answer = raw_post(gateway, DOWN_URL, BATCH[:1])
+    assert answer["status"] == 502 and answer["headers"]["x-tollgate-error"] == "upstream_unreachable"
+    assert [(e["id"], e["error"]["code"]) for e in answer["body"]] == [(1, -32603)]
+    assert gateway.last_audit()["status"] == 502
+
+
+@pytest.mark.parametrize(("url", "name"), [(SILENT_URL, "silent"), (SLOW_URL, "slow")], ids=["tls", "answer"])
+def test_a_server_that_does_not_answer_in_time_is_a_504(gateway, url: str, name: str) -> None:
+    """`silent` never completes its TLS handshake (the initialize times out); `slow` answers the
+    initialize, then its tool's answer comes after its one second."""
+    result = gateway.run(CLIENT_FAILS.format(url=url, key=VIRTUAL))
+    assert result["error"] == "MCPError" and result["code"] == -32603, result
+    assert result["message"] == f"Tollgate: MCP server {name} did not answer within 1 s."
+    assert 1 <= result["seconds"] < 5, result
+    records = requests_of(gateway.new_audit(1 if name == "silent" else 3))
+    assert [(r["method"], r["tool"], r["status"], r["decision"], r["error"]) for r in records][-1] == (
+        "initialize" if name == "silent" else "tools/call",
+        None if name == "silent" else "slow",
+        504,
+        "allow",
+        "upstream timeout: no response within 1 s",
+    )
+
+
+CLIENT_FAILS = """
+import asyncio, time
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+async def main():
+    http = create_mcp_http_client(headers={{"Authorization": "Bearer {key}"}})
+    async with http:
+        started = time.monotonic()
+        try:
+            async with Client(streamable_http_client("{url}", http_client=http), mode="legacy") as client:
+                started = time.monotonic()
+                await client.call_tool("slow", {{"seconds": 3}})
+        except Exception as e:
+            while isinstance(e, BaseExceptionGroup):  # the SDK's task group: the error inside it
+                e = e.exceptions[0]
+            error = getattr(e, "error", None)
+            report(error=type(e).__name__, code=getattr(error, "code", None),
+                   message=getattr(error, "message", str(e)), seconds=time.monotonic() - started)
+
+try:
+    asyncio.run(main())
+except BaseExceptionGroup as group:
+    first = group.exceptions[0]
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    raise first from None
+"""
+
+
+DENIED = """
+listed = await client.list_tools()
+added = await client.call_tool("add", {"a": 1, "b": 1})
+try:
+    await client.call_tool("delete_everything", {"really": True})
+except Exception as e:
+    report(added=[c.text for c in added.content], tools=sorted(t.name for t in listed.tools),
+           error=type(e).__name__, code=e.error.code, message=e.error.message)
+"""
+
+
+@pytest.mark.parametrize("url", [SSE_URL, JSON_URL], ids=["sse", "json"])
+def test_the_policy_denies_a_tool_the_model_never_sees(gateway, servers, url: str) -> None:
+    sse, json_ = servers
+    server = sse if url == SSE_URL else json_
+    server.clear()
+    result = gateway.run(client_code(url, DENIED))
+    assert result == {
+        "added": ["2"],
+        "tools": ["add", "fail", "slow"],  # delete_everything is left out of tools/list
+        "error": "MCPError",
+        "code": -32001,
+        "message": "Tollgate policy denied this request: alice may not call delete_everything",
+    }
+    calls = [call for r in server.received() for call in r["calls"]]
+    assert ["tools/call", "delete_everything"] not in calls
+    assert ["tools/call", "add"] in calls
+    records = gateway.new_audit(7)  # initialize, initialized, tools/list, two tools/call, GET and DELETE
+    denied = [r for r in records if r["decision"] == "deny"]
+    assert [(r["method"], r["tool"], r["status"], r["deny_reasons"], r["is_error"]) for r in denied] == [
+        ("tools/call", "delete_everything", 200, ["alice may not call delete_everything"], None)
+    ]
+
+
+BATCH = [
+    {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "add", "arguments": {"a": 1, "b": 2}}},
+    {"jsonrpc": "2.0", "id": 2, "method": "prompts/get", "params": {"name": "review"}},
+]
+
+
+def test_a_batch_with_a_denied_request_is_refused_whole(gateway, servers) -> None:
+    sse, _ = servers
+    sse.clear()
+    result = raw_post(gateway, SSE_URL, BATCH)
+    assert result["status"] == 200
+    assert result["headers"]["x-tollgate-error"] == "policy_denied"
+    assert "www-authenticate" not in result["headers"]
+    assert result["body"] == [
+        {"jsonrpc": "2.0", "id": 1, "error": {"code": -32001, "message": "Tollgate refused this batch: another request in it was denied"}},
+        {"jsonrpc": "2.0", "id": 2, "error": {"code": -32001, "message": "Tollgate policy denied this request: no prompts here"}},
+    ]  # fmt: skip
+    assert sse.received() == []
+    records = gateway.new_audit(2)
+    assert [(r["method"], r["tool"], r["decision"], r["deny_reasons"]) for r in records] == [
+        ("tools/call", "add", "deny", ["no prompts here"]),
+        ("prompts/get", None, "deny", ["no prompts here"]),
+    ]
+
+
+LIMITED_CALLS = """
+try:
+    await client.call_tool("delete_everything", {"really": True})
+except Exception as e:
+    denied = type(e).__name__
+first = await client.call_tool("add", {"a": 1, "b": 2})
+try:
+    await client.call_tool("add", {"a": 2, "b": 2})
+except Exception as e:
+    report(denied=denied, first=[c.text for c in first.content], error=type(e).__name__, message=str(e))
+"""
+
+
+def test_mcp_calls_per_minute_counts_each_request_sent(gateway, servers) -> None:
+    """Three a minute: server/discover, a tools/call and the SDK's tools/list; the call the policy
+    denied never went and counts for nothing; the fourth is refused 429."""
+    if time.time() % 60 > 45:  # the three calls in one minute window
+        time.sleep(61 - time.time() % 60)
+    sse, _ = servers
+    sse.clear()
+    result = gateway.run(client_code(SSE_URL, LIMITED_CALLS, key=LIMITED, mode="auto"))
+    assert result["denied"] == "MCPError" and result["first"] == ["3"]
+    assert result["error"] == "MCPError"
+    assert re.fullmatch(
+        r"Tollgate limit 'mcp': mcp_calls_per_minute is 3 for limited; 3 used, this call needs up to 1\."
+        r" The minute window ends in \d+ s\.",
+        result["message"],
+    )
+    calls = [call for r in sse.received() for call in r["calls"]]
+    assert [c for c in calls if c[0] == "tools/call"] == [["tools/call", "add"]]
+    records = gateway.new_audit(5)
+    assert [(r["method"], r["tool"], r["decision"], r["status"]) for r in records] == [
+        ("server/discover", None, "allow", 200),
+        ("tools/call", "delete_everything", "deny", 200),
+        ("tools/call", "add", "allow", 200),
+        ("tools/list", None, "allow", 200),
+        ("tools/call", "add", "deny", 429),
+    ]
+    assert records[-1]["deny_reasons"] == ["limit 'mcp': mcp_calls_per_minute 3 reached for limited"]
+
+
+def mcp_samples() -> dict[tuple[str, ...], float]:
+    deadline = time.monotonic() + 10  # the metrics' server opens once the configuration has loaded
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{METRICS}/metrics", timeout=10) as r:
+                text = r.read().decode()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "tollgate_mcp_calls_total":
+                labels = sample.labels
+                key = (labels["client"], labels["server"], labels["method"], labels["tool"], labels["outcome"])
+                found[key] = sample.value
+    return found
+
+
+METERED = """
+await client.call_tool("add", {"a": 1, "b": 1})
+await client.call_tool("fail", {"reason": "x"})
+try:
+    await client.call_tool("delete_everything", {"really": True})
+except Exception as e:
+    report(done=True)
+"""
+
+
+def test_metrics_count_each_request_by_server_tool_and_outcome(gateway) -> None:
+    before = mcp_samples()
+    assert gateway.run(client_code(JSON_URL, METERED, mode="auto")) == {"done": True}
+    gateway.new_audit(5)
+    after = mcp_samples()
+    added = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+    assert added == {
+        ("alice", "notes-json", "server/discover", "", "ok"): 1,
+        ("alice", "notes-json", "tools/call", "add", "ok"): 1,
+        ("alice", "notes-json", "tools/list", "", "ok"): 1,
+        ("alice", "notes-json", "tools/call", "fail", "error"): 1,
+        ("alice", "notes-json", "tools/call", "delete_everything", "denied"): 1,
+    }
+
+
+WHO = """
+added = await client.call_tool("add", {"a": 20, "b": 22})
+report(added=[c.text for c in added.content])
+"""
+
+
+def test_a_jwt_caller_is_identified_and_its_token_never_reaches_the_server(gateway, servers) -> None:
+    sse, _ = servers
+    sse.clear()
+    token = hs256_token(claims(JWT_ISSUER["issuer"], "tollgate", "dana", groups=["ops"]), JWT_SECRET.encode())
+    assert gateway.run(client_code(SSE_URL, WHO, key=token)) == {"added": ["42"]}
+    assert {r["headers"]["authorization"] for r in sse.received()} == {f"Bearer {REAL_BEARER}"}
+    records = gateway.new_audit(6)  # initialize, initialized, the call, the SDK's tools/list, GET and DELETE
+    assert {(r["client"], r["auth"]) for r in records} == {("jwt:dana", "jwt")}
+    assert token not in gateway.audit_path.read_text() + gateway.proxy.console()
+
+
+@pytest.fixture(scope="module")
+def login_gateway(start_gateway, servers):
+    sse, _ = servers
+    config = {
+        "clients": [{"name": "carol", "groups": ["admins"]}],
+        "mcp": {
+            "servers": [{"name": "notes", "url": SSE_URL, "upstream": sse.url, "credential": {"bearer": REAL_BEARER}}]
+        },
+    }
+    return start_gateway(config, "--set", "proxyauth=carol:pr0xy-PASSWORD-mcp", providers=())
+
+
+def test_a_proxy_login_identifies_an_mcp_caller(login_gateway, servers) -> None:
+    sse, _ = servers
+    sse.clear()
+    proxy = login_gateway.proxy.proxy_url.replace("http://", "http://carol:pr0xy-PASSWORD-mcp@")
+    result = login_gateway.run(client_code(SSE_URL, WHO, key="the-callers-own-token"), proxy_url=proxy)
+    assert result == {"added": ["42"]}
+    assert {r["headers"]["authorization"] for r in sse.received()} == {f"Bearer {REAL_BEARER}"}
+    records = login_gateway.new_audit(6)
+    assert {(r["client"], r["auth"]) for r in records} == {("carol", "proxyauth")}
+
+
+def test_zz_no_credential_argument_or_result_in_any_output(gateway) -> None:
+    """Last in this file: it stops the gateway to read its saved flows whole."""
+    assert gateway.audit(), "the tests before it made calls"
+    gateway.proxy.stop()  # flushes the saved flows
+    outputs = {
+        "audit": gateway.audit_path.read_bytes(),
+        "console": gateway.proxy.output.read_bytes(),
+        "saved flows": gateway.saved.read_bytes(),
+    }
+    assert b"mcp_call" in outputs["saved flows"] and b"x-tollgate-request-id" in outputs["console"].lower()
+    for where, content in outputs.items():
+        for secret in (VIRTUAL, LIMITED, REAL_BEARER, REAL_HEADER, "no such note", "hello from the notes"):
+            assert secret.encode() not in content, f"{secret} in the {where}"

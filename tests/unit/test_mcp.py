@@ -1,0 +1,249 @@
+"""MCP's JSON-RPC read exactly (`formats/mcp/`), the `mcp:` configuration and what a policy decides
+MCP requests on (`governance/mcp.py`, `data.tollgate.mcp.deny`)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from tollgate.config import Config
+from tollgate.formats.exact import Unreadable
+from tollgate.formats.mcp.answers import AnswerReader, read_whole, without_tools
+from tollgate.formats.mcp.messages import McpRequest, Posted, read_post
+from tollgate.governance.mcp import McpExchange
+from tollgate.governance.mcp_servers import McpServer
+from tollgate.governance.policy import Policy
+
+
+def post(value: object) -> Posted:
+    return read_post(json.dumps(value).encode())
+
+
+def test_each_request_of_a_post_is_read_with_what_the_policy_decides_on() -> None:
+    batch = post([
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "add", "arguments": {"a": 1}}},
+        {"jsonrpc": "2.0", "id": "r", "method": "resources/read", "params": {"uri": "File:///etc/passwd"}},
+        {"jsonrpc": "2.0", "id": 3, "method": "prompts/get", "params": {"name": "review"}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 7, "result": {}},  # the client's answer to the server's request
+    ])  # fmt: skip
+    assert batch == Posted(
+        (
+            McpRequest("tools/call", 1, tool="add"),
+            McpRequest("resources/read", "r", resource_scheme="file"),
+            McpRequest("prompts/get", 3, prompt="review"),
+            McpRequest("notifications/initialized"),
+        ),
+        responses=1,
+        batch=True,
+    )
+    single = post({"jsonrpc": "2.0", "id": 0, "method": "tools/list"})
+    assert single == Posted((McpRequest("tools/list", 0),))
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"", "empty"),
+        (b"[]", "neither a JSON-RPC message nor a batch"),
+        (b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a", "name": "b"}}', "repeats a key"),
+        (b'{"id": 1, "method": "tools/list"}', '"jsonrpc": "2.0"'),
+        (b'{"jsonrpc": "2.0", "id": true, "method": "tools/list"}', "neither a string nor an integer"),
+        (b'{"jsonrpc": "2.0", "id": 1.0, "method": "tools/list"}', "neither a string nor an integer"),
+        (b'{"jsonrpc": "2.0", "id": null, "method": "tools/list"}', "neither a string nor an integer"),
+        (b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {}}', "names no tool"),
+        (b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": []}', "params are not an object"),
+        (b'{"jsonrpc": "2.0", "id": 1, "method": "prompts/get"}', "names no prompt"),
+        (b'{"jsonrpc": "2.0", "id": 1, "method": "resources/read", "params": {"uri": 5}}', "names no URI"),
+        (b'[{"jsonrpc": "2.0", "id": 1, "method": "a"}, {"jsonrpc": "2.0", "id": 1, "method": "b"}]', "repeats"),
+        (b'{"jsonrpc": "2.0", "id": 1}', "neither a request"),
+        (b'{"jsonrpc": "2.0", "id": 1, "method": "x", "params": {"n": NaN}}', "not JSON"),
+        ('{"jsonrpc": "2.0"}'.encode("utf-16"), "not UTF-8"),
+    ],
+)
+def test_a_post_tollgate_cannot_read_exactly_is_unreadable(body: bytes, reason: str) -> None:
+    with pytest.raises(Unreadable, match=reason):
+        read_post(body)
+
+
+def sse(*messages: object) -> bytes:
+    return b"".join(b"event: message\r\ndata: " + json.dumps(m).encode() + b"\r\n\r\n" for m in messages)
+
+
+ANSWERS = (
+    {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": 1}},
+    {"jsonrpc": "2.0", "id": 1, "result": {"content": [], "isError": False}},
+    {"jsonrpc": "2.0", "id": "two", "result": {"content": [{"type": "text", "text": "x"}], "isError": True}},
+    {"jsonrpc": "2.0", "id": 3, "error": {"code": -32602, "message": "no such tool"}},
+    {"jsonrpc": "2.0", "id": 4, "method": "sampling/createMessage", "params": {}},  # the server's request
+)
+OUTCOMES = {1: False, "two": True, 3: True}
+
+
+@given(cuts=st.lists(st.integers(min_value=0, max_value=len(sse(*ANSWERS))), max_size=12))
+@settings(max_examples=200, deadline=None)
+def test_outcomes_are_read_from_server_sent_events_however_split(cuts: list[int]) -> None:
+    stream = sse(*ANSWERS)
+    reader = AnswerReader(sse=True)
+    bounds = [0, *sorted(cuts), len(stream)]
+    passed = b"".join(reader(stream[a:b]) for a, b in itertools.pairwise(bounds))
+    reader(b"")
+    assert passed == stream  # every piece passed on unchanged
+    assert reader.outcomes == OUTCOMES
+
+
+def test_outcomes_are_read_from_a_json_answer_and_a_batch() -> None:
+    assert read_whole(json.dumps(ANSWERS[1]).encode(), sse=False) == {1: False}
+    assert read_whole(json.dumps(list(ANSWERS)).encode(), sse=False) == OUTCOMES
+    assert read_whole(b"not json", sse=False) == {}
+
+
+TOOLS = {"jsonrpc": "2.0", "id": 5, "result": {"tools": [{"name": "add"}, {"name": "delete"}, {"title": "no name"}]}}
+
+
+@pytest.mark.parametrize("as_sse", [False, True], ids=["json", "sse"])
+def test_a_tools_list_answer_loses_the_tools_not_allowed(as_sse: bool) -> None:
+    other = {"jsonrpc": "2.0", "id": 6, "result": {"tools": [{"name": "delete"}]}}
+    body = sse(TOOLS, other) if as_sse else json.dumps([TOOLS, other]).encode()
+    kept = without_tools(body, as_sse, {5}, lambda name: name != "delete")
+    values = (
+        [json.loads(line.removeprefix(b"data: ")) for line in kept.split(b"\n") if line.startswith(b"data: ")]
+        if as_sse
+        else json.loads(kept)
+    )
+    assert values[0]["result"]["tools"] == [{"name": "add"}]
+    assert values[1] == other  # not an answer to a tools/list of this POST: as it came
+
+
+SERVER = {"name": "gh", "url": "https://mcp.example.com/mcp", "credential": {"bearer": "real"}}
+
+
+@pytest.mark.parametrize(
+    ("servers", "where"),
+    [
+        ([{**SERVER, "url": "http://mcp.example.com/mcp"}], "mcp.servers.0.url"),
+        ([{**SERVER, "credential": {}}], "mcp.servers.0.credential"),
+        ([{**SERVER, "credential": {"bearer": "a", "header": {"name": "x-key", "value": "b"}}}], "credential"),
+        ([{**SERVER, "credential": {"header": {"name": "Host", "value": "b"}}}], "credential.header.name"),
+        ([{**SERVER, "upstream": "https://x/path"}], "mcp.servers.0.upstream"),
+        ([SERVER, {**SERVER, "url": "https://other/mcp"}], "servers.1.name"),
+        ([SERVER, {**SERVER, "name": "other"}], "servers.1.url"),
+        ([{**SERVER, "extra": 1}], "mcp.servers.0.extra"),
+        ([{**SERVER, "url": "https://api.openai.com/mcp"}], "mcp.servers.0.url: api.openai.com is openai's"),
+    ],
+)
+def test_a_bad_mcp_server_is_named_by_its_field(servers: list, where: str) -> None:
+    with pytest.raises(ValidationError, match=where.replace(".", r"\.")):
+        Config.model_validate({"mcp": {"servers": servers}})
+
+
+@pytest.mark.parametrize(
+    ("providers", "host", "where"),
+    [
+        ({"openai": {"hosts": ["*.llm.corp.example"]}}, "gw.llm.corp.example", "openai's (providers.openai.hosts.0)"),
+        (
+            {"acme": {"kind": "openai_compatible", "hosts": ["api.acme.example", "ai.acme.example"]}},
+            "ai.acme.example",
+            "acme's (providers.acme.hosts.1)",
+        ),
+    ],
+    ids=["a-providers-hosts", "a-configured-vendors-hosts"],
+)
+def test_an_mcp_server_on_a_host_a_configuration_gives_a_provider_is_refused(
+    providers: dict, host: str, where: str
+) -> None:
+    """The calls to such a host are the provider's LLM calls: it cannot hold an MCP server too."""
+    server = {**SERVER, "url": f"https://{host}/mcp"}
+    expected = f"mcp.servers.0.url: {host} is {where}, whose calls are LLM calls"
+    with pytest.raises(ValidationError, match=re.escape(expected)):
+        Config.model_validate({"providers": providers, "mcp": {"servers": [server]}})
+    Config.model_validate(
+        {"providers": providers, "mcp": {"servers": [{**server, "url": "https://mcp.corp.example/"}]}}
+    )
+
+
+POLICY = """
+package tollgate.mcp
+import rego.v1
+
+deny contains sprintf("%s may not call %s", [input.client.name, input.mcp.tool]) if {
+    input.mcp.method == "tools/call"
+    startswith(input.mcp.tool, "delete")
+    not "admins" in input.client.groups
+}
+"""
+LLM_POLICY = """
+package tollgate
+import rego.v1
+
+deny contains "only gpt-4o" if input.model != "gpt-4o"
+"""
+
+
+def test_mcp_requests_are_decided_by_their_own_rules_only(tmp_path: Path) -> None:
+    (tmp_path / "mcp.rego").write_text(POLICY)
+    (tmp_path / "llm.rego").write_text(LLM_POLICY)
+    policy = Policy([tmp_path / "mcp.rego", tmp_path / "llm.rego"])
+    server = McpServer.model_validate(SERVER)
+    exchange = McpExchange(server, "POST", client="bob", groups=("research",), auth="virtual_key")
+    denied = policy.decide_mcp(exchange.policy_input(McpRequest("tools/call", 1, tool="delete_repo")))
+    assert denied.deny_reasons == ("bob may not call delete_repo",)
+    # The LLM rule (no model here) does not apply to an MCP request.
+    assert policy.decide_mcp(exchange.policy_input(McpRequest("tools/call", 2, tool="add"))).allowed
+    exchange.groups = ("admins",)
+    assert policy.decide_mcp(exchange.tool_input("delete_repo")).allowed
+    assert exchange.policy_input(McpRequest("resources/read", 3, resource_scheme="file"))["mcp"] == {
+        "server": "gh", "method": "resources/read", "tool": None, "resource_scheme": "file", "prompt": None,
+        "session": None,
+    }  # fmt: skip
+
+
+def test_a_policy_of_mcp_rules_alone_loads(tmp_path: Path) -> None:
+    (tmp_path / "mcp.rego").write_text(POLICY)
+    assert Policy([tmp_path / "mcp.rego"]).decide({"model": "x"}).allowed
+
+
+def test_the_records_of_a_post_one_per_request() -> None:
+    server = McpServer.model_validate(SERVER)
+    exchange = McpExchange(
+        server, "POST", requests=(McpRequest("tools/call", 1, tool="add"), McpRequest("notifications/x")),
+        request_id="r1", started=1_790_000_000.0, client="alice", auth="virtual_key", status=200,
+        outcomes={1: True}, ended=1_790_000_000.25,
+    )  # fmt: skip
+    exchange.used_credential("real")
+    first, second = exchange.records()
+    assert first == {
+        "event": "mcp_call", "ts": "2026-09-21T14:13:20.000Z", "request_id": "r1", "client": "alice",
+        "auth": "virtual_key", "server": "gh", "method": "tools/call", "tool": "add", "decision": "allow",
+        "deny_reasons": [], "is_error": True, "status": 200, "upstream_key": first["upstream_key"],
+        "latency_ms": 250.0, "error": None,
+    }  # fmt: skip
+    assert first["upstream_key"].startswith("sha256:") and "real" not in first["upstream_key"]
+    assert (second["method"], second["is_error"]) == ("notifications/x", None)
+    # A refusal before any request was read: one record saying so.
+    refused = McpExchange(server, "POST", decision="deny", deny_reasons=("bad_request",), status=400)
+    assert [(r["method"], r["decision"], r["deny_reasons"]) for r in refused.records()] == [
+        (None, "deny", ["bad_request"])
+    ]
+    # The GET stream and a DELETE carry no JSON-RPC request: one record each, named by the HTTP method.
+    for method in ("GET", "DELETE"):
+        (record,) = McpExchange(server, method, status=200).records()
+        assert (record["method"], record["tool"], record["decision"], record["is_error"]) == (
+            method,
+            None,
+            "allow",
+            None,
+        )
+    refused = McpExchange(server, "GET", decision="deny", deny_reasons=("unauthenticated",), status=401)
+    assert [(r["method"], r["decision"], r["deny_reasons"]) for r in refused.records()] == [
+        ("GET", "deny", ["unauthenticated"])
+    ]
+    # A POST of answers alone (to the server's own requests) is no request of the client's: no record.
+    assert McpExchange(server, "POST", status=202).records() == []
