@@ -213,3 +213,8 @@ def _tls_context(verify: bool | str) -> ssl.SSLContext:
 
         return ssl.create_default_context(cafile=certifi.where())
     return ssl.create_default_context(cafile=verify)
+
+
+def timeout_message(timeout: float) -> str:
+    """A call's error when its upstream sent no response headers within `timeout` seconds."""
+    return f"upstream timeout: no response within {timeout:g} s"

@@ -12,9 +12,10 @@ from mitmproxy.test import tflow
 from tollgate.call import Call, Failure, Route
 from tollgate.config import parse_config
 from tollgate.proxy.flows import CALL
-from tollgate.proxy.stages.upstream_watch import UpstreamWatch, timeout_message
+from tollgate.proxy.stages.upstream_watch import UpstreamWatch
 from tollgate.proxy.state import Shared
 from tollgate.runtime import Loaded
+from tollgate.upstream import timeout_message
 
 
 def flow_with_call(client: connection.Client | None = None):
@@ -84,12 +85,14 @@ def test_a_connection_not_set_up_in_time_is_given_up_with_the_calls_waiting_for_
             call.loaded = w.shared.loaded  # as Classify takes it
             w.handle(flow, call)
         await asyncio.sleep(0.02)
-        assert w._expire(first, 0.01) is True
+        assert w._expire(first, 0.01, w._deadlines[first][2]) is True
         await asyncio.sleep(0)
         assert task.cancelled()
         assert first_call.answer.failure is second_call.answer.failure is Failure.UPSTREAM_TIMEOUT
         assert elsewhere_call.answer.failure is None
-        assert w._expire(elsewhere, 0.01) is False  # no connection of its own yet: tried again later
+        assert (
+            w._expire(elsewhere, 0.01, w._deadlines[elsewhere][2]) is False
+        )  # no connection of its own yet: tried again later
 
         # mitmproxy would fail this client's later calls to the address at once with the error of
         # the connection given up; they may try again.

@@ -51,10 +51,10 @@ from tollgate.providers.base import (
 )
 from tollgate.proxy import patches
 from tollgate.proxy.flows import call_of
-from tollgate.proxy.stages.upstream_watch import timeout_message
 from tollgate.proxy.state import Shared
 from tollgate.records.ledger.store import Charge, Reservation, Store, StoreError
 from tollgate.runtime import Loaded
+from tollgate.upstream import timeout_message
 
 logger = logging.getLogger(__name__)
 

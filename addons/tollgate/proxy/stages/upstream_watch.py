@@ -29,6 +29,7 @@ from tollgate.providers.base import UPSTREAM_TIMEOUT, UPSTREAM_UNREACHABLE
 from tollgate.proxy import patches
 from tollgate.proxy.flows import CLIENT_DISCONNECTED, call_of, refuse
 from tollgate.proxy.state import Shared
+from tollgate.upstream import timeout_message
 
 logger = logging.getLogger(__name__)
 
@@ -305,10 +306,6 @@ def _request_sent(flow: http.HTTPFlow) -> None:
     call = call_of(flow)
     if call is not None:
         call.answer.request_sent = True
-
-
-def timeout_message(timeout: float) -> str:
-    return f"upstream timeout: no response within {timeout:g} s"
 
 
 def _timed_out(call: Call, timeout: float) -> None:
