@@ -97,6 +97,9 @@ def serve(host: str, port: int, app: WsgiApp) -> ThreadingWSGIServer:
     family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
     Server.address_family = family
     server = make_server(str(address[0]), port, app, Server, handler_class=_Quiet)
-    thread = threading.Thread(target=server.serve_forever, name=f"tollgate-metrics {host}:{port}", daemon=True)
+    # Polled every 50 ms rather than socketserver's 500: `shutdown()` (a reload, the end) waits for a poll.
+    thread = threading.Thread(
+        target=server.serve_forever, args=(0.05,), name=f"tollgate-metrics {host}:{port}", daemon=True
+    )
     thread.start()
     return server
