@@ -73,7 +73,7 @@ def test_queued_writes_wait_for_redis_and_one_line_says_so(
 ):
     server = redis_backend.server
     assert server is not None
-    monkeypatch.setattr(module, "RETRY_DELAY", 0.1)
+    monkeypatch.setattr(module, "RETRY_DELAY", 0.05)
     caplog.set_level(logging.INFO, logger="tollgate.records.ledger")
 
     async def scenario() -> None:
@@ -82,9 +82,9 @@ def test_queued_writes_wait_for_redis_and_one_line_says_so(
             server.stop()
             store.adjust([("waiting", 5, LATER)])
             store.record({"ts": time.time(), "client": "while-down"})
-            await asyncio.sleep(0.6)  # several attempts fail meanwhile
+            await asyncio.sleep(0.3)  # several attempts (about six) fail meanwhile
             store.adjust([("waiting", 2, LATER)])
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.15)
             server.start()
             assert await eventually(lambda: store.read(["waiting"]), (7,), seconds=10) == (7,)
         finally:
