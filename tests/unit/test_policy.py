@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mitmproxy.test import tflow
+from tests.support.examples import examples
 
 from tollgate.call import Call, Caller, Route, Target
 from tollgate.cli.main import main
@@ -1935,7 +1936,7 @@ CALL_FACTS = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(st.lists(CALL_FACTS, min_size=1, max_size=12))
 def test_a_cached_decision_is_the_decision_evaluated_anew(calls: list[dict]) -> None:
     # The same Policy across examples: its cache fills with keys of the facts it reads, so calls
@@ -2031,7 +2032,7 @@ CLAIMS = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=examples(80), deadline=None)
 @given(st.lists(CLAIMS, min_size=1, max_size=12))
 def test_a_cached_decision_on_claims_is_the_decision_evaluated_anew(calls: list[dict]) -> None:
     # Calls that differ only in their claims (or issuer) must not meet each other's decisions.
