@@ -61,13 +61,24 @@ def is_module(name: str) -> bool:
     )
 
 
-def imports(path: str) -> Iterator[str]:
+@cache
+def nodes(path: str) -> tuple[ast.AST, ...]:
+    """Every node of the module at `path`, walked once: the checks below each read them all."""
+    return tuple(ast.walk(modules()[path]))
+
+
+@cache
+def imports(path: str) -> tuple[str, ...]:
     """The absolute names of the modules `path` imports, anywhere in it (also under TYPE_CHECKING
     and in functions); `from . import x` and `from .p import x` count x when it is a module."""
+    return tuple(_imports(path))
+
+
+def _imports(path: str) -> Iterator[str]:
     package = module_name(path).split(".")
     if not path.endswith("__init__.py"):
         package = package[:-1]
-    for node in ast.walk(modules()[path]):
+    for node in nodes(path):
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -186,7 +197,7 @@ def test_only_providers_name_a_provider() -> None:
         prose = docstrings(tree)
         found |= {
             (path, node.lineno, node.value)
-            for node in ast.walk(tree)
+            for node in nodes(path)
             if isinstance(node, ast.Constant) and node.value in names and id(node) not in prose
         }
     assert found == set()
