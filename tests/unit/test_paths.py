@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.support.examples import examples
 
 from tollgate.formats.exact import Unreadable
 from tollgate.providers import PROVIDERS, anthropic, bedrock, gemini, openai
@@ -100,7 +101,7 @@ def test_each_single_change_is_read_as_its_endpoint_or_refused(provider: str) ->
 
 # Chains of changes, drawn: the single ones are all tried above, so fewer draws find what 400 did.
 @pytest.mark.parametrize("provider", list(CANONICAL))
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(data=st.data(), kinds=st.lists(st.sampled_from(KINDS), min_size=1, max_size=3))
 def test_a_changed_path_is_read_as_its_endpoint_or_refused(
     provider: str, data: st.DataObject, kinds: list[str]
