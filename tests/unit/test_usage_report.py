@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.support.examples import examples
 
 from tollgate.cli.main import main
 from tollgate.records.usage_report import (
@@ -336,6 +337,7 @@ calls_strategy = st.lists(
 )
 
 
+@settings(max_examples=examples(100))  # hypothesis's own default, halved in the quick loop
 @given(calls_strategy, st.lists(st.sampled_from(KEYS), min_size=1, max_size=4, unique=True))
 def test_the_total_is_the_same_whatever_the_grouping(calls: list[Call], by: list[str]) -> None:
     grouped = aggregate(calls, by)

@@ -21,6 +21,7 @@ from tests.support.proxy import free_port
 
 from tollgate.proxy.health import LOOP_TIMEOUT
 from tollgate.proxy.pipeline import gateway
+from tollgate.proxy.stages import metrics as metrics_module
 from tollgate.proxy.stages.metrics import Metrics
 from tollgate.proxy.stages.settings import Settings
 from tollgate.proxy.state import Shared
@@ -165,7 +166,12 @@ def while_running(r: Running, check: Callable[[], None]) -> None:
     asyncio.run(main())
 
 
-def test_healthz_says_whether_the_process_serves_calls(running: Running, tmp_path: Path, caplog) -> None:
+def test_healthz_says_whether_the_process_serves_calls(
+    running: Running, tmp_path: Path, caplog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The probe's wait for the loop, shorter where the stage reads it: a stuck loop is found the same.
+    loop_timeout = LOOP_TIMEOUT / 2
+    monkeypatch.setattr(metrics_module, "LOOP_TIMEOUT", loop_timeout)
     listen = running.listen  # type: ignore[attr-defined]
     assert healthz(listen) == (503, "starting\n")  # served as soon as the configuration is, before the proxy listens
     audit = running.shared.audit
@@ -181,7 +187,7 @@ def test_healthz_says_whether_the_process_serves_calls(running: Running, tmp_pat
         running.shared.draining = False
         loop = metrics_stage(running)._loop
         assert loop is not None
-        loop.call_soon_threadsafe(time.sleep, LOOP_TIMEOUT + 0.5)  # the loop stuck in a callback
+        loop.call_soon_threadsafe(time.sleep, loop_timeout * 1.5)  # the loop stuck in a callback
         assert healthz(listen) == (503, "event loop not responding\n")
         assert healthz(listen) == (200, "ok\n")  # it turns again
 
