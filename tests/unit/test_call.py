@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mitmproxy.utils.emoji import emoji
+from tests.support.examples import examples
 
 from tollgate.call import FAILED_MARKER, REFUSED_MARKER, Answer, Call, Caller, Failure, Route, Target, utc_timestamp
 from tollgate.config import Config, parse_config
@@ -322,7 +323,7 @@ def test_fingerprint_tells_keys_apart_and_is_stable() -> None:
     assert len(fingerprint("x" * 10_000)) == len("sha256:") + 12
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.text(min_size=20, max_size=200))
 def test_fingerprint_is_short_and_never_contains_the_key(secret: str) -> None:
     tag = fingerprint(secret)

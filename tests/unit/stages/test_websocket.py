@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from mitmproxy.proxy.layers.websocket import WebsocketConnection
 from mitmproxy.test import tflow
 from mitmproxy.websocket import WebSocketMessage
+from tests.support.examples import examples
 from wsproto import Connection, ConnectionType
 from wsproto.events import CloseConnection, Message, TextMessage
 from wsproto.frame_protocol import Opcode
@@ -73,7 +74,7 @@ _QUERY_PARTS = st.lists(
 )  # fmt: skip
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(_QUERY_PARTS)
 def test_a_model_read_is_the_one_every_query_parser_reads_or_the_query_is_refused(parts):
     query = "&".join(name if value is None else f"{name}={value}" for name, value in parts)
