@@ -342,7 +342,7 @@ _FILLING = r"""
 import json, os, resource, subprocess, sys, time
 sys.path.insert(0, sys.argv[1])
 from tollgate.records import auditlog
-auditlog.RETRY_DELAY = 0.1
+auditlog.RETRY_DELAY = 0.05
 directory, mode = sys.argv[2], sys.argv[3]
 path, filler = os.path.join(directory, "audit.jsonl"), os.path.join(directory, "filler")
 
@@ -370,7 +370,7 @@ assert wait(lambda: os.path.getsize(path) > 0)
 for n in range(1, 41):  # one batch of about 40 KB: the first part fits, the rest does not
     log.write(record(n))
 failed = wait(lambda: log.failing)
-time.sleep(0.3)  # retries fail too
+time.sleep(0.15)  # retries (about three) fail too
 
 def read():
     with open(path, "rb") as f:
