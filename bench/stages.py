@@ -12,11 +12,12 @@ Use it to see where per-call time goes and whether a change helps: its figures a
 bench/overhead.py's, which measures the whole proxy. Inside mitmdump the same work costs about
 twice as much (colder caches between the proxy's own work); see docs/performance.md.
 
-    .venv/bin/python bench/stages.py [--calls 3000] [--rounds 5] [--otlp]
+    .venv/bin/python bench/stages.py [--calls 3000] [--rounds 5] [--otlp] [--retry]
 
 With --otlp the configuration also has metrics.otlp, to a collector stand-in of this process
 (bench/overhead.py's OtlpCollector): each call's span is made in `Audit.response` (the audit tells
-`Tracing.record`), and exported by the SDK's thread.
+`Tracing.record`), and exported by the SDK's thread. With --retry the provider has `retry` (every
+condition), as bench/overhead.py's `tollgate-retry`: what a call that needs no retry costs with it.
 """
 
 from __future__ import annotations
@@ -83,12 +84,16 @@ REQUEST_HEADERS = (
 HOOKS = ("requestheaders", "request", "responseheaders", "stream", "response")
 
 
-def config(workdir: Path, metrics: bool = True, otlp: str | None = None) -> Path:
+RETRY = {"attempts": 3, "when": [429, 529, "5xx", "connect", "timeout"]}
+
+
+def config(workdir: Path, metrics: bool = True, otlp: str | None = None, retry: bool = False) -> Path:
     path = workdir / "tollgate.yaml"
+    openai = {"upstream": "https://127.0.0.1:9", "keys": ["sk-proj-bench"], "timeout": 60}
     path.write_text(
         yaml.safe_dump(
             {
-                "providers": {"openai": {"upstream": "https://127.0.0.1:9", "keys": ["sk-proj-bench"], "timeout": 60}},
+                "providers": {"openai": {**openai, **({"retry": RETRY} if retry else {})}},
                 "clients": [
                     {"name": "bench-app", "keys": [VIRTUAL_KEY], "groups": ["support"]},
                     {"name": "alice", "keys": ["tg-alice-7f3c9b2e41d8a0b6"], "groups": ["research"]},
@@ -193,7 +198,8 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
     collector = OtlpCollector() if args.otlp else None
     with tempfile.TemporaryDirectory() as work, taddons.context(proxyserver.Proxyserver(), gateway) as tctx:
         tctx.configure(
-            gateway, tollgate_config=str(config(Path(work), args.metrics, collector.url if collector else None))
+            gateway,
+            tollgate_config=str(config(Path(work), args.metrics, collector.url if collector else None, args.retry)),
         )
         await one_round(gateway, min(args.calls, 300))  # warm-up
         best: dict[str, float] = {}
@@ -219,10 +225,11 @@ def main() -> int:
         "--metrics", action=argparse.BooleanOptionalAction, default=True, help="Prometheus metrics on (metrics.listen)"
     )
     parser.add_argument("--otlp", action="store_true", help="metrics.otlp on: a span per call, to a stand-in")
+    parser.add_argument("--retry", action="store_true", help="providers.openai.retry on (every condition)")
     args = parser.parse_args()
     best = asyncio.run(measure(args))
     width = max(map(len, best))
-    traces = ", OTLP traces on" if args.otlp else ""
+    traces = (", OTLP traces on" if args.otlp else "") + (", retry configured" if args.retry else "")
     print(f"µs per call, best of {args.rounds} rounds of {args.calls} calls (Python {sys.version.split()[0]}){traces}")
     for label, us in sorted(best.items(), key=lambda item: -item[1]):
         if us >= 0.5:

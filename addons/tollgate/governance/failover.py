@@ -20,6 +20,7 @@ CAs, speak another HTTP and buffer or re-stream the answer outside mitmproxy's f
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,8 +42,13 @@ def status_condition(status: int, when: tuple[int | str, ...]) -> bool:
 
 def retry_statuses(retry: RetryConfig) -> frozenset[int]:
     """The statuses on which an attempt's answer is looked at before it goes to the client."""
-    named = {w for w in retry.when if isinstance(w, int)}
-    if "5xx" in retry.when:
+    return _statuses(retry.when)
+
+
+@functools.cache  # asked on every call that may go again: "5xx" alone is a hundred statuses
+def _statuses(when: tuple[int | str, ...]) -> frozenset[int]:
+    named = {w for w in when if isinstance(w, int)}
+    if "5xx" in when:
         named.update(range(500, 600))
     return frozenset(named)
 
