@@ -75,6 +75,13 @@ class CircuitConfig(Strict):
     rest_s: float = Field(default=30.0, gt=0, le=3600)
 
 
+def keys_not_blank(keys: tuple[str, ...]) -> tuple[str, ...]:
+    """Upstream keys as configured: none of them empty (an unset variable, say)."""
+    if any(not k.strip() for k in keys):
+        raise ValueError("a key is empty")
+    return keys
+
+
 class ProviderConfig(Strict):
     """`providers.<name>`: where its calls go, Tollgate's keys for it, how long it may take, and the
     hosts it has besides its own (private endpoints, a company's own names for them). A provider
@@ -94,12 +101,7 @@ class ProviderConfig(Strict):
     def _host_globs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(host_glob(glob) for glob in value)
 
-    @field_validator("keys")
-    @classmethod
-    def _keys_not_blank(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if any(not k.strip() for k in value):
-            raise ValueError("a key is empty")
-        return value
+    _keys = field_validator("keys")(classmethod(lambda cls, value: keys_not_blank(value)))
 
 
 class AwsCredentials(Strict):

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from tollgate.config_base import ProviderConfig, Strict, base_url
+from tollgate.config_base import ProviderConfig, Strict, base_url, keys_not_blank
 from tollgate.formats import OPENAI_API, OPENAI_CHAT
 from tollgate.formats.exact import UNREAD_FACTS, Unreadable, check_case, path_segments, words
 from tollgate.formats.openai_chat import ask_for_usage
@@ -79,12 +79,7 @@ class AzureResource(Strict):
 
     _upstream = field_validator("upstream")(classmethod(lambda cls, value: base_url(value)))
 
-    @field_validator("keys")
-    @classmethod
-    def _keys_not_blank(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if any(not k.strip() for k in value):
-            raise ValueError("a key is empty")
-        return value
+    _keys = field_validator("keys")(classmethod(lambda cls, value: keys_not_blank(value)))
 
 
 class AzureConfig(ProviderConfig):
