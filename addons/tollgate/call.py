@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from tollgate.formats.translation import Translation
     from tollgate.governance.jwt_identity import JwtIdentity
     from tollgate.governance.limits import Estimate, Reserved
+    from tollgate.providers.base import UpstreamCredential
     from tollgate.providers.keypool import KeyPool
     from tollgate.runtime import Loaded
 
@@ -170,6 +171,8 @@ class Failover:
     client_request: ClientRequest | None = field(default=None, repr=False)
     # The attempt's failure is counted for its key's or upstream's circuit (`providers.<name>.circuit`).
     circuit_counted: bool = False
+    # A retry's credential and the wait before it, chosen by `Credential.again`, applied by `retry`.
+    next_credential: tuple[UpstreamCredential, float] | None = field(default=None, repr=False)
 
 
 @dataclass(slots=True)

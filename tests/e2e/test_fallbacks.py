@@ -19,6 +19,7 @@ KEY = "sk-fallback-key-one-111"
 ALICE = "tg-alice-fallback-test"
 BOB = "tg-bob-fallback-test"
 CAROL = "tg-carol-fallback-test"
+DAVE = "tg-dave-fallback-test"
 OVERLOADED = {"error": {"message": "The server is overloaded", "type": "server_error", "code": None}}
 
 
@@ -487,7 +488,8 @@ def ledgered(start_gateway):
                 },
                 "anthropic": {"upstream": urls["anthropic"], "keys": [ANT_KEY]},
             },
-            "clients": [{"name": "alice", "keys": [ALICE]}, {"name": "bob", "keys": [BOB]}, {"name": "carol", "keys": [CAROL]}],
+            "clients": [{"name": "alice", "keys": [ALICE]}, {"name": "bob", "keys": [BOB]}, {"name": "carol", "keys": [CAROL]},
+                        {"name": "dave", "keys": [DAVE]}],
             "overrides": [
                 {
                     "match": {"provider": "openai", "model": "gpt-4o-down"}, "upstream": down,
@@ -499,6 +501,7 @@ def ledgered(start_gateway):
                 {"name": "alice", "match": {"client": "alice"}, "requests_per_day": 3},
                 {"name": "bob", "match": {"client": "bob"}, "requests_per_day": 2},
                 {"name": "carol", "match": {"client": "carol"}, "requests_per_day": 3},
+                {"name": "dave", "match": {"client": "dave"}, "requests_per_day": 1},
             ],
         },
         providers=("openai", "anthropic"),
@@ -551,6 +554,19 @@ def test_a_fallback_reserves_anew_and_the_failed_attempts_keep_theirs(ledgered):
     assert first == [200, "3"]
     assert second[0] == 429 and second[1].startswith(used_message("carol", 3, 3)), second
     assert len(ledgered.fakes["openai"].received) == 2 and len(ledgered.fakes["anthropic"].received) == 1
+
+
+def test_a_retry_without_room_leaves_the_failed_attempts_key_named(ledgered):
+    ledgered.reset()
+    ledgered.fakes["openai"].handler = unavailable
+    result = ledgered.run(CALLS.format(key=DAVE, n=1, model="gpt-4o"))
+    # The failed attempt used Dave's one request: no retry, no fallback; its 503 stands.
+    assert result["outcomes"] == [[503, "The server is overloaded"]]
+    (sent,) = ledgered.fakes["openai"].received
+    key = sent.headers["authorization"].removeprefix("Bearer ")
+    record = ledgered.last_audit()
+    assert (record["status"], record["upstream_key"], record["attempts"]) == (503, fingerprint(key), None)
+    assert not ledgered.fakes["anthropic"].received
 
 
 def test_attempts_that_never_left_give_their_reservation_back(ledgered):

@@ -146,8 +146,9 @@ def gateway() -> Gateway:
         # on its rule's next `fallbacks` target the policy allows.
         attempt_failed=[
             upstream_watch.attempt_failed,
-            credential.again,
-            ledger.retry,  # a retry reserves anew (the failed attempt settled)
+            credential.again,  # the refused key rests; the retry's credential chosen
+            ledger.retry,  # a retry reserves anew (the failed attempt settled), or is not made
+            credential.retry,  # the retry's credential on the request, after its wait
             fallback.attempt_failed,
             upstream_watch.go_again,
         ],

@@ -42,7 +42,7 @@ def test_credential_prefers_the_callers_side_header_and_removes_it():
 
 
 def test_each_attempt_counts_once_for_its_keys_circuit():
-    """A retried call's failed attempts count at `again`, its last attempt at its answer's headers;
+    """A retried call's failed attempts count at `again` (its next key on at `retry`), its last attempt at its answer's headers;
     a key whose circuit opens is not taken, and a call whose every key's is gets 503 circuit_open."""
     shared = configured(
         {
@@ -62,7 +62,8 @@ def test_each_attempt_counts_once_for_its_keys_circuit():
     for _ in range(2):  # two attempts fail and go again (as `UpstreamWatch.go_again` then resets the count)
         flow.response = http.Response.make(503)
         call.failover.retrying = True
-        assert credential.again(flow) is None and call.failover.retrying
+        credential.again(flow)
+        assert call.failover.retrying and credential.retry(flow) is None
         used.append(call.answer.upstream_key)
         call.failover.circuit_counted = False
     assert used == [fingerprint("sk-one"), fingerprint("sk-two"), fingerprint("sk-one")]

@@ -207,14 +207,14 @@ class Credential:
             pool, key = pooled
             rest_key(pool, key, response.headers.get("retry-after"), self.shared.ledger)
 
-    def again(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+    def again(self, flow: http.HTTPFlow) -> None:
         """A failed attempt's call goes again (`UpstreamWatch.attempt_failed`): the key the provider
-        refused rests, and after the wait its Retry-After or the next key's rest asks (none past
-        `retry.max_wait_s`) the next credential goes on the request: a signature made anew over
-        it, a token current then."""
+        refused rests, and the next credential is chosen, with the wait its Retry-After or its rest
+        asks (none past `retry.max_wait_s`: no retry). It goes on the request in `retry`, once the
+        ledger has room for the retry: until then the call's key is the failed attempt's."""
         call = call_of(flow)
         if call is None or not (call.failover.retrying or call.failover.falling_back):
-            return None
+            return
         response = flow.response
         refused_key = response is not None and response.status_code in RESTING_STATUSES
         if call.answer.pooled_key is not None and response is not None:
@@ -223,15 +223,15 @@ class Credential:
         self._count(call, status, None if status is not None else self._failure_kind(call))
         retry = call.loaded.providers[call.route.target.provider].retry
         if not call.failover.retrying or retry is None:
-            return None  # no retry left: a fallback, if any, is next (`Fallback`)
+            return  # no retry left: a fallback, if any, is next (`Fallback`)
         try:
             credential = credential_for(call.loaded, provider_of(call), call.sent())
         except CircuitOpen:  # every key rests: the failed attempt's answer stands
             call.failover.retrying = False
-            return None
+            return
         if credential is not None and credential.pooled_key is None and self._upstream_circuit_open(call):
             call.failover.retrying = False
-            return None
+            return
         rest_left = None
         if credential is not None and credential.pooled_key is not None:
             pool = credential.pool if credential.pool is not None else call.loaded.pools[call.route.target.provider]
@@ -242,6 +242,17 @@ class Credential:
         wait = wait_for(rest_left, retry_after, refused_key, retry.max_wait_s)
         if credential is None or wait is None:
             call.failover.retrying = False
+            return
+        call.failover.next_credential = (credential, wait)
+
+    def retry(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """After `Ledger.retry`: the credential `again` chose goes on the request once its wait is
+        over (a signature made anew over it, a token current then); a retry not made takes none."""
+        call = call_of(flow)
+        if call is None or call.failover.next_credential is None:
+            return None
+        (credential, wait), call.failover.next_credential = call.failover.next_credential, None
+        if not call.failover.retrying:
             return None
         if wait > 0:
             return self._apply_after(flow, call, credential, wait)

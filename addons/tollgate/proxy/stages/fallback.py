@@ -75,7 +75,7 @@ class Fallback:
         self._translate, self._route, self._prepare = translate, route, prepare
 
     def attempt_failed(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
-        """After `Credential.again`, before `UpstreamWatch.go_again`: a failed target with no retry
+        """After `Credential.retry`, before `UpstreamWatch.go_again`: a failed target with no retry
         left (none configured, the last made, or none that can be made)."""
         call = call_of(flow)
         if call is None or not call.failover.falling_back:

@@ -186,9 +186,9 @@ class Ledger:
         call.ledger.usage_counters = usage_facts(found, reservation.values)
 
     def retry(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
-        """In `attempt_failed`, after `Credential.again`: a retry reserves anew on the limits that
-        apply, once the failed attempt is settled (`settle_attempt`); without room it is not made
-        (a fallback may be next)."""
+        """In `attempt_failed`, between `Credential.again` and `Credential.retry`: a retry reserves
+        anew on the limits that apply, once the failed attempt is settled (`settle_attempt`);
+        without room it is not made (a fallback may be next)."""
         call = call_of(flow)
         if call is None or not call.failover.retrying or not call.loaded.limits:
             return None

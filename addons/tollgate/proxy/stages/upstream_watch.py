@@ -180,8 +180,9 @@ class UpstreamWatch:
 
     def attempt_failed(self, flow: http.HTTPFlow) -> None:
         """An attempt failed before its answer began (`compat.AttemptFailedHook`): it is recorded,
-        and the call goes again (`Credential.again`, then `go_again`) while its provider's
-        `retry` allows, the client still waits, and an attempt is left."""
+        and the call goes again (`Credential.again`, `Ledger.retry`, `Credential.retry`, then
+        `go_again`) while its provider's `retry` allows, the client still waits, and an attempt is
+        left."""
         self._stop_clock(flow)
         call = call_of(flow)
         if call is None:
