@@ -17,7 +17,8 @@ LISTEN_HOST="127.0.0.1"
 LISTEN_PORT="8080"
 # The official SDKs the end-to-end tests drive, newest releases, in a venv of their own:
 # mitmproxy pins typing-extensions (on Python < 3.13), which the SDKs' newest releases may outgrow.
-CLIENT_PACKAGES=(openai anthropic google-genai boto3 websockets mcp)
+# httpx2[http2] brings h2 to the openai SDK's HTTP library, for the tests of a user who turns HTTP/2 on.
+CLIENT_PACKAGES=(openai anthropic google-genai boto3 websockets mcp "httpx2[http2]")
 
 say() { printf 'tollgate: %s\n' "$*" >&2; }
 
@@ -77,11 +78,12 @@ ensure_venv() {
 
 ensure_clients_venv() {
   [[ -x "$CLIENTS_VENV/bin/python" ]] || make_venv "$CLIENTS_VENV"
-  local stamp="$CLIENTS_VENV/.tollgate-installed"
-  if [[ ! -f "$stamp" || -n "$(find "$stamp" -mmin +1440 2>/dev/null)" ]]; then
+  # The stamp holds the package list installed: a day old, or another list, installs them again.
+  local stamp="$CLIENTS_VENV/.tollgate-installed" wanted="${CLIENT_PACKAGES[*]}"
+  if [[ ! -f "$stamp" || "$(<"$stamp")" != "$wanted" || -n "$(find "$stamp" -mmin +1440 2>/dev/null)" ]]; then
     say "installing the newest official SDKs into $CLIENTS_VENV"
     "$CLIENTS_VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "${CLIENT_PACKAGES[@]}" >&2
-    touch "$stamp"
+    printf '%s\n' "$wanted" >"$stamp"
   fi
 }
 

@@ -13,7 +13,7 @@ from tests.support import streams
 from tests.support.aws import botocore_accepts
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Reply
-from tests.support.h2 import H2Reply, H2Request, H2Upstream, h2_calls
+from tests.support.h2 import H2Reply, H2Upstream
 from tests.support.redis import redis_server
 
 from tollgate.fingerprint import fingerprint
@@ -523,9 +523,23 @@ def test_an_attempt_is_listed_once_when_every_key_rests(gw):
     assert (record["status"], record["upstream_key"]) == (429, fingerprint(keys_used(fake)[-1]))
 
 
-def test_a_retry_goes_again_over_an_http2_upstream(start_gateway, upstream_ca, bundle):
-    """Client and upstream speak HTTP/2 (mitmproxy offers the upstream the client's protocol): the
-    retry is another stream to the upstream, with the other key, and the client gets one answer."""
+# A user who turns HTTP/2 on (`httpx2[http2]` installed): the SDK's own client with `http2=True`.
+CHAT_OVER_HTTP2 = f"""
+    import openai
+    client = openai.OpenAI(api_key="{ALICE}", max_retries=0, http_client=openai.DefaultHttpxClient(http2=True))
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=[{{"role": "user", "content": "hi"}}])
+    answer = raw.parse()
+    report(status=raw.status_code, http_version=raw.http_version, attempts=raw.headers.get("x-tollgate-attempts"),
+           request_ids=raw.headers.get_list("x-tollgate-request-id"), content=answer.choices[0].message.content,
+           tokens=answer.usage.total_tokens)
+"""
+
+
+def test_a_retry_goes_again_over_an_http2_upstream(start_gateway, upstream_ca):
+    """The OpenAI SDK speaks HTTP/2 to Tollgate, and Tollgate to an HTTP/2-only upstream (mitmproxy
+    offers the upstream the client's protocol): the retry is another stream to the upstream, with the
+    other key, and the client gets one answer."""
 
     def answer(received):
         if len(upstream.received) == 1:
@@ -544,22 +558,21 @@ def test_a_retry_goes_again_over_an_http2_upstream(start_gateway, upstream_ca, b
             },
             providers=(),
         )
-        body = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}).encode()
-        request = H2Request(
-            "/v1/chat/completions", body, {"content-type": "application/json", "authorization": f"Bearer {ALICE}"}
-        )
-        (got,) = h2_calls(gw.proxy.port, bundle, "api.openai.com", [request], 20)
-        assert (got.status, got.headers.get("x-tollgate-attempts"), got.reset) == (200, "2", None)
-        assert json.loads(got.body)["usage"]["total_tokens"] == 7
+        result = gw.run(CHAT_OVER_HTTP2)
+        record = gw.last_audit()
+        assert result == {"status": 200, "http_version": "HTTP/2", "attempts": "2",
+                          "request_ids": [record["request_id"]], "content": "hi", "tokens": 7}  # fmt: skip
+        # The upstream speaks only HTTP/2 (ALPN h2): both attempts came to it as streams.
         first, second = upstream.received
         keys = [r.headers["authorization"].removeprefix("Bearer ") for r in (first, second)]
         assert sorted(keys) == sorted([K1, K2])
-        assert first.body == second.body == body
+        assert first.body == second.body
+        assert json.loads(first.body) == {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+        assert (first.headers[":method"], first.headers[":path"]) == ("POST", "/v1/chat/completions")
         assert first.stream_id != second.stream_id
-        record = gw.last_audit()
         assert [(a["status"], a["upstream_key"]) for a in record["attempts"]] == [
             (429, fingerprint(keys[0])), (200, fingerprint(keys[1])),
         ]  # fmt: skip
-        assert (record["status"], record["total_tokens"]) == (200, 7)
+        assert (record["status"], record["upstream_key"], record["total_tokens"]) == (200, fingerprint(keys[1]), 7)
     finally:
         upstream.close()

@@ -334,6 +334,49 @@ def test_run_sh_says_the_deploy_tests_will_skip_when_it_cannot_install_kubectl(t
     assert "the deploy tests that render the manifests will skip: install kubectl" in done.stderr
 
 
+def clients_install(tmp_path: Path, packages: str = "") -> tuple[subprocess.CompletedProcess, Path]:
+    """run.sh's ensure_clients_venv, its venv's python a stand-in that logs its arguments, with
+    CLIENT_PACKAGES=(`packages`) when given; its run and that log."""
+    venv_bin, log = tmp_path / "clients" / "bin", tmp_path / "pip.log"
+    venv_bin.mkdir(parents=True, exist_ok=True)
+    (venv_bin / "python").write_text(f'#!/bin/sh\necho "$*" >> {log}\n')
+    (venv_bin / "python").chmod(0o755)
+    listed = f"CLIENT_PACKAGES=({packages}) && " if packages else ""
+    script = f'source "{ROOT}/run.sh" && CLIENTS_VENV="{venv_bin.parent}" && {listed}ensure_clients_venv'
+    done = subprocess.run(
+        ["/bin/bash", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+    )
+    return done, log
+
+
+def test_run_sh_installs_the_sdks_again_when_their_list_changes_or_a_day_has_passed(tmp_path):
+    install = "-m pip install --quiet --disable-pip-version-check --upgrade"
+    done, log = clients_install(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "installing the newest official SDKs" in done.stderr
+    assert log.read_text() == f"{install} openai anthropic google-genai boto3 websockets mcp httpx2[http2]\n"
+    # The same list within the day: left alone.
+    done, _ = clients_install(tmp_path)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert log.read_text().count("\n") == 1
+    # Another list: installed at once.
+    done, _ = clients_install(tmp_path, "openai anthropic")
+    assert done.returncode == 0, done.stderr
+    assert log.read_text().splitlines()[1:] == [f"{install} openai anthropic"]
+    done, _ = clients_install(tmp_path, "openai anthropic")
+    assert (done.returncode, done.stderr, log.read_text().count("\n")) == (0, "", 2)
+    # A day later: the newest releases again.
+    stamp = tmp_path / "clients" / ".tollgate-installed"
+    os.utime(stamp, (time.time() - 86_500, time.time() - 86_500))
+    done, _ = clients_install(tmp_path, "openai anthropic")
+    assert done.returncode == 0, done.stderr
+    assert log.read_text().splitlines()[2:] == [f"{install} openai anthropic"]
+
+
 def pytest_args(*given: str) -> list[str]:
     done = subprocess.run(
         ["/bin/bash", "-c", f'source "{ROOT}/run.sh" && pytest_args "$@"', "run.sh", *given],
