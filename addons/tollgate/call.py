@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from tollgate.formats.translation import Translation
     from tollgate.governance.jwt_identity import JwtIdentity
     from tollgate.governance.limits import Estimate, Reserved
+    from tollgate.governance.rollup import Plan
     from tollgate.providers.base import UpstreamCredential
     from tollgate.providers.keypool import KeyPool
     from tollgate.runtime import Loaded
@@ -169,6 +170,8 @@ class Failover:
     falling_back: bool = False  # the failed target has no retry left: the next fallback is due
     # Only for a call whose fallbacks may go to another provider: its request as the client sent it.
     client_request: ClientRequest | None = field(default=None, repr=False)
+    # Its roll-up (`rollup:`) with the summary, which a fallback written anew from it applies again.
+    rolled_up: tuple[Plan, str] | None = field(default=None, repr=False)
     # The attempt's failure is counted for its key's or upstream's circuit (`providers.<name>.circuit`).
     circuit_counted: bool = False
     # A retry's credential and the wait before it, chosen by `Credential.again`, applied by `retry`.
@@ -187,6 +190,8 @@ class LedgerState:
     reserved: Reserved | None = field(default=None, repr=False)
     # What the call used on those counters, as its end settled them (the metrics show the room left).
     spent: Estimate | None = None
+    # Its roll-up's summary was counted, with a failed attempt's reservation (`settle_attempt`).
+    summary_counted: bool = False
     # The ledger's store failed this call (`ledger.on_store_error` says whether it went on).
     error: str | None = None
 
@@ -229,6 +234,8 @@ class Call:
     classification: Classification = field(default_factory=Classification)
     # The request body's JSON object, parsed once for the request stages (dropped after them).
     body: dict[str, Any] | None = field(default=None, repr=False)
+    # Where a route translated `body`: the body as its client sent it, whose turns a roll-up cuts.
+    client_body: dict[str, Any] | None = field(default=None, repr=False)
     # The request's raw headers by lower-case name (`header_index`), read once for the request
     # stages (dropped after them): each pass over the fields costs about as much as a stage.
     headers: dict[bytes, bytes] = field(default_factory=dict, repr=False)

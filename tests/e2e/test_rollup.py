@@ -198,22 +198,37 @@ def test_a_summarizer_that_fails_leaves_the_call_as_it_came(g):
     assert "other turn" not in console
 
 
-def test_a_routed_call_is_rolled_up_in_the_format_it_goes_in(g):
-    # The rule of the provider called (OpenAI's, summarized by gpt-4o-mini); the body as translated.
-    result = g.run(openai_call().replace('model="gpt-4o"', 'model="claude-sonnet-4-5", max_tokens=100'))
-    assert result == {"text": "Hello!"}
+def test_a_routed_call_is_rolled_up_as_its_client_sent_it(g):
+    # The rule of the provider called (OpenAI's, summarized by gpt-4o-mini); the client's turns cut,
+    # then translated.
+    call = openai_call(turn="routed turn").replace('model="gpt-4o"', 'model="claude-sonnet-4-5", max_tokens=100')
+    assert g.run(call) == {"text": "Hello!"}
     (summarized,), _ = calls(g, "openai")
-    assert summarized.json()["model"] == "gpt-4o-mini"
+    asked = summarized.json()
+    assert asked["model"] == "gpt-4o-mini"
+    conversation = json.loads(asked["messages"][-1]["content"].split("\n\n", 1)[1])
+    assert conversation == [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"routed turn {i}"} for i in range(8)
+    ]  # OpenAI's messages, as the client sent them
     (sent,) = g.fakes["anthropic"].received
     body = sent.json()
-    assert body["system"] == "be brief\n\n" + SUMMARY_HEADING + SUMMARY["openai"]  # translated: content as blocks
-    assert [m["content"][0]["text"] for m in body["messages"]] == [f"turn {i}" for i in range(8, 12)]
+    assert body["system"] == [
+        {"type": "text", "text": "be brief"},
+        {"type": "text", "text": SUMMARY_HEADING + SUMMARY["openai"]},
+    ]
+    assert [m["content"][0]["text"] for m in body["messages"]] == [f"routed turn {i}" for i in range(8, 12)]
     record = g.last_audit()
     assert (record["requested_provider"], record["provider"], record["rolled_up_messages"]) == (
         "openai",
         "anthropic",
         8,
     )
+    # The same conversation called unrouted: the summary made for the route serves it.
+    g.fakes["openai"].received.clear()
+    assert g.run(openai_call(turn="routed turn")) == {"text": "Hi there."}
+    summarized, (sent,) = calls(g, "openai")
+    assert not summarized and sent.json()["messages"][1]["content"] == SUMMARY_HEADING + SUMMARY["openai"]
+    assert (g.last_audit()["rolled_up_messages"], g.last_audit()["rollup"]["cached"]) == (8, True)
 
 
 def test_a_growing_conversation_asks_for_a_summary_once_every_so_many_turns(g):
@@ -290,3 +305,109 @@ def test_a_summarizers_key_it_refuses_rests(start_gateway):
     assert used == [keys[0], keys[1], keys[1]]
     records = gw.wait_audit(3)[-3:]
     assert [r["rolled_up_messages"] for r in records] == [None, 4, 4]
+
+
+# A rolled-up call whose target fails: its fallback to another provider goes with the same summary,
+# and the summary counts on the caller's limits once, whatever follows.
+DAVE = "tg-dave-rollup-0123456789"
+FAILOVER_POLICY = """
+package tollgate
+import rego.v1
+
+deny contains "dave may not fall back" if {
+    input.client.name == "dave"
+    input.fallback_of != null
+}
+
+deny contains sprintf("dave used %d tokens", [input.usage.dave.dave.tokens_per_day.used]) if {
+    input.client.name == "dave"
+    input.usage.dave.dave.tokens_per_day.used > 0
+}
+"""
+
+
+def failover_config(urls: dict[str, str]) -> dict:
+    return {
+        "providers": {name: {"upstream": urls[name], "keys": [REAL[name]]} for name in ("openai", "anthropic")},
+        "clients": [{"name": "alice", "keys": [ALICE]}, {"name": "dave", "keys": [DAVE]}],
+        "overrides": [
+            {"match": {"provider": "openai", "model": "gpt-4o"}, "fallbacks": [{"provider": "anthropic", "model": "claude-haiku-4-5"}]}
+        ],
+        "rollup": [{"above_messages": 10, "keep_last": 4, "summarizer": {"provider": "openai", "model": "gpt-4o-mini"}}],
+        "limits": [{"name": "dave", "match": {"client": "dave"}, "tokens_per_day": 100_000}],
+        "policy": {"rego": ["policy.rego"]},
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def failing(start_gateway):
+    gateway = start_gateway(failover_config, providers=("openai", "anthropic"))
+    assert gateway.config_path is not None
+    (gateway.config_path.parent / "policy.rego").write_text(FAILOVER_POLICY)
+    gateway.reconfigure(failover_config)  # now that the policy file is there
+
+    def gpt_4o_unavailable(r: Received) -> Reply:
+        if is_summary_request(r):
+            return provider_answers(r)
+        return Reply(503, {"error": {"message": "The server is overloaded", "type": "server_error"}})
+
+    gateway.fakes["openai"].handler = gpt_4o_unavailable
+    return gateway
+
+
+def test_a_fallback_to_another_provider_goes_with_the_summary_made_for_the_first(failing):
+    call = openai_call(turn="failing turn").replace('model="gpt-4o"', 'model="gpt-4o", max_tokens=100')
+    assert failing.run(call) == {"text": "Hello!"}
+    summarized, (first,) = calls(failing, "openai")
+    assert len(summarized) == 1  # asked once, for both targets
+    assert [m["content"] for m in first.json()["messages"][2:]] == [f"failing turn {i}" for i in range(8, 12)]
+    (sent,) = failing.fakes["anthropic"].received
+    body = sent.json()
+    assert (body["model"], body["max_tokens"]) == ("claude-haiku-4-5", 100)
+    assert body["system"] == [
+        {"type": "text", "text": "be brief"},
+        {"type": "text", "text": SUMMARY_HEADING + SUMMARY["openai"]},
+    ]
+    assert [m["content"][0]["text"] for m in body["messages"]] == [f"failing turn {i}" for i in range(8, 12)]
+    record = failing.last_audit()
+    assert [(a["provider"], a["status"]) for a in record["attempts"]] == [("openai", 503), ("anthropic", 200)]
+    assert (record["provider"], record["rolled_up_messages"], record["rollup"]["cached"]) == ("anthropic", 8, False)
+    assert (record["rollup"]["input_tokens"], record["rollup"]["output_tokens"]) == (21, 7)
+
+
+def test_a_fallback_of_a_call_that_opted_out_goes_in_full_without_the_header(failing):
+    failing.fakes["anthropic"].received.clear()
+    call = openai_call({"X-Tollgate-Rollup": "off"}, turn="opted out").replace(
+        'model="gpt-4o"', 'model="gpt-4o", max_tokens=100'
+    )
+    assert failing.run(call) == {"text": "Hello!"}
+    (sent,) = failing.fakes["anthropic"].received
+    assert len(sent.json()["messages"]) == TURNS and "x-tollgate-rollup" not in sent.headers
+    assert failing.last_audit()["rolled_up_messages"] is None
+
+
+def test_a_summary_counts_on_the_limits_when_no_fallback_goes(failing):
+    failing.fakes["anthropic"].received.clear()
+    result = failing.run(f"""
+    from openai import OpenAI, InternalServerError
+    client = OpenAI(api_key="{DAVE}", max_retries=0)
+    messages = [{{"role": "system", "content": "be brief"}}] + [
+        {{"role": "user" if i % 2 == 0 else "assistant", "content": f"dave turn {{i}}"}} for i in range({TURNS})]
+    try:
+        client.chat.completions.create(model="gpt-4o", messages=messages)
+    except InternalServerError as e:
+        report(error=type(e).__name__, status=e.status_code)
+    """)
+    assert result == {"error": "InternalServerError", "status": 503}  # its fallback denied: the 503 stands
+    assert not failing.fakes["anthropic"].received
+    assert failing.last_audit()["rollup"]["input_tokens"] == 21
+    # The failed attempt was answered (no tokens), the summary was made for it: 21 + 7 tokens used.
+    second = failing.run(f"""
+    from openai import OpenAI, PermissionDeniedError
+    client = OpenAI(api_key="{DAVE}", max_retries=0)
+    try:
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}])
+    except PermissionDeniedError as e:
+        report(status=e.status_code, message=e.body["message"])
+    """)
+    assert second["status"] == 403 and "dave used 28 tokens" in second["message"], second

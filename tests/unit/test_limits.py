@@ -166,6 +166,18 @@ def test_a_failed_attempt_keeps_its_reservation_once_its_request_went_upstream()
     assert attempt_used(call, reserved, None) == reserved  # sent, never answered (a timeout): kept
 
 
+def test_a_rolled_up_calls_summary_counts_once_with_its_first_attempt_settled() -> None:
+    call = Call(Route.as_called("openai"), "api.openai.com", "POST", "/v1/chat/completions")
+    call.classified(Classification("chat.completions", "gpt-4o"))
+    call.rolled_up = RolledUp(8, "openai/gpt-4o-mini", Usage(input_tokens=21, output_tokens=7), 6975)
+    call.answer.request_sent = True
+    assert attempt_used(call, Estimate(1, 500, 9), 503) == Estimate(1, 28, 6975)
+    call.ledger.summary_counted = True  # as `Ledger.settle_attempt` notes it
+    assert attempt_used(call, Estimate(1, 500, 9), 503) == Estimate(1, 0, 0)
+    call.answer.status = 200
+    assert used(call, Estimate(1, 500, 9), {"input_tokens": 100, "output_tokens": 20}) == Estimate(1, 120, 0)
+
+
 def test_each_answer_a_call_asks_for_is_reserved_at_its_bound():
     # n=100 answers of up to 500 tokens: 50 000, not 500.
     assert estimate_tokens(92, 500, True, 4096, answers=100) == (23, 50_000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tollgate.config import ConfigError, Override, parse_config
-from tollgate.governance.overrides import RuleBook, find_rule, routed_path
+from tollgate.governance.overrides import RuleBook, client_request, find_rule, routed_path
 from tollgate.providers import PROVIDERS
 
 
@@ -164,3 +164,16 @@ def test_route_to_same_provider_with_upstream_is_fine():
         }
     )
     assert rule.upstream == "https://eu.api.openai.com"
+
+
+def test_a_request_kept_for_fallbacks_holds_no_credential_nor_tollgates_own_headers():
+    fields = (
+        (b"Host", b"api.openai.com"), (b"Authorization", b"Bearer tg-virtual"), (b"X-Tollgate-Rollup", b"off"),
+        (b"Proxy-Authorization", b"Basic eA=="), (b"X-Tollgate-Anthropic-Key", b"sk-ant-side"),
+        (b"Content-Length", b"2"), (b"User-Agent", b"OpenAI/Python"),
+    )  # fmt: skip
+    kept = client_request(
+        PROVIDERS["openai"], ("https", "api.openai.com", 443), "/v1/chat/completions", fields, b"{}",
+        frozenset((b"x-tollgate-anthropic-key",)),
+    )  # fmt: skip
+    assert kept.fields == ((b"Host", b"api.openai.com"), (b"User-Agent", b"OpenAI/Python"))

@@ -259,9 +259,14 @@ def usage_facts(found: Sequence[Counter], values: Sequence[int]) -> UsageFacts:
 def used(call: Call, reserved: Estimate, record: dict[str, Any]) -> Estimate:
     """What a call used, as its counters are settled (`_used_upstream`), and the summary its
     conversation's roll-up asked for (`rollup:`), which its caller spent too."""
-    spent = _used_upstream(call, reserved, record)
+    return with_summary(call, _used_upstream(call, reserved, record))
+
+
+def with_summary(call: Call, spent: Estimate) -> Estimate:
+    """`spent` and the tokens and cost of the summary the call's roll-up asked for, unless a failed
+    attempt's settlement counted them already (`LedgerState.summary_counted`)."""
     rolled = call.rolled_up
-    if rolled is None or rolled.usage is None:
+    if rolled is None or rolled.usage is None or call.ledger.summary_counted:
         return spent
     summary = (rolled.usage.input_tokens or 0) + (rolled.usage.output_tokens or 0)
     return spent._replace(tokens=spent.tokens + summary, nanousd=(spent.nanousd or 0) + (rolled.cost_nanousd or 0))
@@ -293,7 +298,12 @@ def attempt_used(call: Call, reserved: Estimate, status: int | None) -> Estimate
     """What a failed attempt of a call that goes again used, settled as a call ending with it
     would be: nothing when its request never went upstream (its connection failed); one request
     when the upstream answered it (with an error); else, a request sent and not answered (a
-    timeout), all it reserved: the provider may bill work it started."""
+    timeout), all it reserved: the provider may bill work it started. The summary of its roll-up
+    counts with the first attempt settled: the call may end with no other reservation."""
+    return with_summary(call, _attempt_used_upstream(call, reserved, status))
+
+
+def _attempt_used_upstream(call: Call, reserved: Estimate, status: int | None) -> Estimate:
     if not call.answer.request_sent:
         return Estimate(0, 0, 0)
     if spends_nothing(call):

@@ -111,8 +111,11 @@ def translation_for(call: Call, alt: str | None) -> Translation:
 
 
 # What the kept request of a call leaves out besides its provider's credential positions: the side
-# headers name other providers' keys; its body is kept decoded, so its framing goes.
-_NOT_KEPT = frozenset((b"proxy-authorization", b"content-length", b"content-encoding", b"transfer-encoding"))
+# headers name other providers' keys; its body is kept decoded, so its framing goes; Tollgate's
+# own roll-up header never goes upstream.
+_NOT_KEPT = frozenset(
+    (b"proxy-authorization", b"content-length", b"content-encoding", b"transfer-encoding", b"x-tollgate-rollup")
+)
 
 
 def client_request(

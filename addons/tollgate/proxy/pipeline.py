@@ -49,7 +49,7 @@ def gateway() -> Gateway:
     route = Route(shared)
     ledger = Ledger(shared)
     decide = Decide(shared)
-    rollup = RollUp(shared)
+    rollup = RollUp(shared, translate.rewrite)
     ask_for_usage = AskForUsage(shared)
     credential = Credential(shared)
     fallback = Fallback(

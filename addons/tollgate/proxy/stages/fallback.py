@@ -22,6 +22,7 @@ from tollgate.formats.raw_headers import header_index, with_header
 from tollgate.governance.limits import Reserved
 from tollgate.governance.overrides import fallback_route, translation_for
 from tollgate.governance.policy import Decision
+from tollgate.governance.rollup import roll_up
 from tollgate.proxy.flows import call_of, provider_of
 from tollgate.proxy.state import Shared
 
@@ -50,7 +51,7 @@ class _Before:
     def restore(self, flow: http.HTTPFlow, call: Call) -> None:
         call.route, call.usage_asked = self.route, self.usage_asked
         call.failover.fallback_of, call.ledger.usage_counters = self.fallback_of, self.usage_counters
-        call.body, call.headers = None, {}
+        call.body, call.client_body, call.headers = None, None, {}
         if self.data is not None:
             flow.request.data = self.data
 
@@ -107,7 +108,7 @@ class Fallback:
                         assert failover.attempts is not None
                         failover.target_attempts_from = len(failover.attempts)
                         failover.retrying = True
-                        call.body, call.headers = None, {}
+                        call.body, call.client_body, call.headers = None, None, {}
                         return
                     self._release(reserved)
             before.restore(flow, call)
@@ -136,6 +137,8 @@ class Fallback:
         call.route = route = Route.as_called(route.requested.provider, route.requested.model)
         call.usage_asked = False
         call.body, call.headers = body, header_index(sent.fields)
+        if call.failover.rolled_up is not None:  # the summary the first target's request had
+            roll_up(body, *call.failover.rolled_up)
         way = fallback_route(call, provider, model)
         if way is None:
             logger.info(f"Tollgate: fallback to {provider} {model} skipped: only a chat call goes to another provider")

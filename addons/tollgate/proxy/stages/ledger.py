@@ -213,6 +213,7 @@ class Ledger:
             return
         status = flow.response.status_code if flow.response is not None else None
         spent = attempt_used(call, reserved.estimate, status)
+        call.ledger.summary_counted = call.rolled_up is not None
         if changes := adjustments(reserved.counters, reserved.estimate, spent):
             reserved.store.adjust(changes)
 

@@ -42,7 +42,7 @@ class Redact:
         # them go now, not when the answer comes.
         call = call_of(flow)
         if call is not None:
-            call.body, call.headers = None, {}
+            call.body, call.client_body, call.headers = None, None, {}
             if flow.response is None:
                 self._sent.add(flow)
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mitmproxy import ctx, http
 
 from tollgate.call import Call, RolledUp
 from tollgate.config import RollupRule
-from tollgate.formats import ANTHROPIC_MESSAGES, CLAUDE_ON_BEDROCK, CLAUDE_ON_VERTEX, OPENAI_CHAT
+from tollgate.formats import OPENAI_CHAT
 from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.formats.translation import FORMATS
 from tollgate.formats.usage import Usage
@@ -41,19 +42,21 @@ class SummaryUnavailable(Exception):
         self.rest = rest
 
 
-def body_format(call: Call) -> str | None:
-    """The wire format of the body as it goes upstream: a route's target's, or the call's own
-    (`Provider.conversation_format`); Claude's bodies on Bedrock and Vertex AI keep their turns
-    as Anthropic's do."""
+def conversation(call: Call) -> tuple[str | None, dict[str, Any] | None]:
+    """The conversation a roll-up cuts, as its client sent it, and its wire format: the call's
+    body; where a route translated it, the client's own body (`Call.client_body`). Claude's
+    bodies on Bedrock and Vertex AI keep their turns as Anthropic's do (`Provider.conversation_format`)."""
     if call.route.translated is not None:
-        target = call.route.translated.target
-        return ANTHROPIC_MESSAGES if target in (CLAUDE_ON_BEDROCK, CLAUDE_ON_VERTEX) else target
-    return call.registry[call.route.target.provider].conversation_format(call.sent())
+        return call.route.translated.source, call.client_body
+    return call.registry[call.route.target.provider].conversation_format(call.classification), call.body
 
 
 class RollUp:
-    def __init__(self, shared: Shared) -> None:
+    def __init__(
+        self, shared: Shared, translate: Callable[[http.HTTPFlow, Call], tuple[str, str, str | None] | None]
+    ) -> None:
         self.shared = shared
+        self._translate = translate  # `Translate.rewrite`: a routed call's rolled-up body translated anew
         self._summaries: dict[RollupRule, Summaries] = {}  # a rule a reload keeps keeps its summaries
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> Any:
@@ -66,13 +69,13 @@ class RollUp:
             return None
         if call.caller.auth == "anonymous" and call.headers.get(b"authorization", b"").startswith(b"AWS4-"):
             return None  # signed by the caller, and going upstream as signed: its body stays as it is
-        fmt = body_format(call)
+        fmt, body = conversation(call)
         model, called = (
             call.target_model,
             call.route.requested.provider,
         )  # rules match the provider called, as overrides do
         rule = next((r for r in rules if matches(r.match, called, model, call.caller.client, call.caller.groups)), None)
-        if fmt is None or rule is None:
+        if fmt is None or body is None or rule is None:
             return None
         summaries = self._summaries.get(rule)
         if summaries is None:  # a rule new to this configuration: those a reload dropped let go
@@ -80,16 +83,22 @@ class RollUp:
             summaries = self._summaries[rule] = Summaries(rule.cache_entries)
         summarizer = f"{rule.summarizer.provider}/{rule.summarizer.model}"
         size = Size(rule.above_messages, rule.above_tokens, rule.keep_last)
-        rolled = plan(fmt, call.body, size, summarizer, summaries)
+        rolled = plan(fmt, body, size, summarizer, summaries)
         if rolled is None:
             return None
         if rolled.summary is not None:
-            self._apply(flow, call, rolled, rolled.summary, RolledUp(rolled.count, summarizer, cached=True))
+            self._apply(flow, call, body, rolled, rolled.summary, RolledUp(rolled.count, summarizer, cached=True))
             return None
-        return self._summarize(flow, call, rule, rolled, summaries)
+        return self._summarize(flow, call, body, rule, rolled, summaries)
 
     async def _summarize(
-        self, flow: http.HTTPFlow, call: Call, rule: RollupRule, rolled: Plan, summaries: Summaries
+        self,
+        flow: http.HTTPFlow,
+        call: Call,
+        body: dict[str, Any],
+        rule: RollupRule,
+        rolled: Plan,
+        summaries: Summaries,
     ) -> None:
         verify = False if ctx.options.ssl_insecure else ctx.options.ssl_verify_upstream_trusted_ca or True
         summarizer = f"{rule.summarizer.provider}/{rule.summarizer.model}"
@@ -114,14 +123,27 @@ class RollUp:
             usage,
             time.time(),
         )
-        self._apply(flow, call, rolled, summary, RolledUp(rolled.count, summarizer, usage, cost))
+        self._apply(flow, call, body, rolled, summary, RolledUp(rolled.count, summarizer, usage, cost))
 
-    @staticmethod
-    def _apply(flow: http.HTTPFlow, call: Call, rolled: Plan, summary: str, done: RolledUp) -> None:
-        assert call.body is not None
-        roll_up(call.body, rolled, summary)
-        write_body(flow.request, call)
+    def _apply(
+        self, flow: http.HTTPFlow, call: Call, body: dict[str, Any], rolled: Plan, summary: str, done: RolledUp
+    ) -> None:
+        """The conversation rolled up into the request: the body as it is, or a routed call's
+        client's body translated anew. A fallback written anew from the client's request rolls it
+        up the same way (`Failover.rolled_up`)."""
+        roll_up(body, rolled, summary)
+        if call.route.translated is None:
+            write_body(flow.request, call)
+        else:
+            translated, call.body = call.body, body
+            refusal = self._translate(flow, call)
+            if refusal is not None:  # the request as translated before, in full
+                logger.warning("Tollgate: a conversation was not rolled up: %s", refusal[1])
+                call.body = translated
+                return
         call.rolled_up = done
+        if call.failover.client_request is not None:
+            call.failover.rolled_up = (replace(rolled, earlier=None, turns=()), summary)
 
 
 @dataclass(slots=True)

@@ -91,7 +91,7 @@ class Translate:
         request.headers.fields = tuple(fields)
         request.path = leg.path
         request.raw_content = content
-        call.body, call.body_sha256 = body, None
+        call.client_body, call.body, call.body_sha256 = call.body, body, None
         return None
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
