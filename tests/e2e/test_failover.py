@@ -127,6 +127,54 @@ def test_a_429_goes_again_on_the_next_key(gw):
     assert [r["request_id"] for r in gw.audit()].count(record["request_id"]) == 1
 
 
+def test_an_upload_streamed_unread_is_not_tried_again(gw):
+    gw.reset()
+    fake = gw.fakes["openai"]
+    fake.handler = lambda r: Reply(429, RATE_LIMITED, {"retry-after": "1"})
+    result = gw.run(f"""
+        import io
+        from openai import OpenAI, RateLimitError
+        audio = io.BytesIO(bytes(range(256)) * (6 * 4096))  # 6 MiB: streamed upstream as it comes
+        audio.name = "meeting.wav"
+        try:
+            OpenAI(api_key="{ALICE}", max_retries=0).audio.transcriptions.create(model="whisper-1", file=audio)
+        except RateLimitError as e:
+            report(status=e.status_code, attempts=e.response.headers.get("x-tollgate-attempts"))
+    """)
+    assert result == {"status": 429, "attempts": None}
+    (sent,) = fake.received  # its body went by once: it cannot go again
+    assert len(sent.body) > 6 * 1024 * 1024
+    record = gw.last_audit()
+    assert (record["endpoint"], record["status"], record["attempts"]) == ("audio.transcriptions", 429, None)
+
+
+def test_a_call_whose_client_left_during_its_wait_is_not_tried_again(gw):
+    gw.reset()
+    fake = gw.fakes["openai"]
+    fake.handler = lambda r: Reply(429, RATE_LIMITED, {"retry-after": "2"})
+    result = gw.run(f"""
+        from openai import OpenAI, APITimeoutError
+        client = OpenAI(api_key="{ALICE}", max_retries=0, timeout=1)
+        try:
+            client.chat.completions.create(model="gpt-4o", messages=[{{"role": "user", "content": "hi"}}])
+        except APITimeoutError as e:
+            report(error=type(e).__name__)
+    """)
+    # It left while Tollgate waited for a key (each rests 2 s after its 429): no third attempt.
+    assert result == {"error": "APITimeoutError"}
+    record = gw.last_audit()
+    first, second = keys_used(fake)
+    assert {first, second} == {K1, K2}
+    assert [(a["status"], a["upstream_key"]) for a in record["attempts"]] == [
+        (429, fingerprint(first)), (429, fingerprint(second)),
+    ]  # fmt: skip
+    assert (record["status"], record["upstream_key"], record["error"]) == (
+        429, fingerprint(second), "client disconnected",
+    )  # fmt: skip
+    time.sleep(1)  # the wait is over: nothing went
+    assert len(fake.received) == 2
+
+
 def test_a_stream_that_met_429_goes_again(gw):
     gw.reset()
     fake = gw.fakes["openai"]

@@ -285,6 +285,9 @@ class Credential:
     async def _apply_after(self, flow: http.HTTPFlow, call: Call, credential: UpstreamCredential, wait: float) -> None:
         # Applied once the wait is over: a signature is dated, and a token may expire meanwhile.
         await asyncio.sleep(wait)
+        if not flow.client_conn.connected:  # its client left meanwhile: nothing goes again
+            call.failover.retrying = False
+            return
         self._apply_again(flow, call, credential)
 
     def _apply_again(self, flow: http.HTTPFlow, call: Call, credential: UpstreamCredential) -> None:
