@@ -353,10 +353,17 @@ ANTHROPIC_ERROR = ["event: error", 'data: {"type":"error","error":{"type":"overl
 
 
 def gemini_chunks(
-    pieces: list[str], prompt: int, candidates: int, thoughts: int | None, cached: int | None, finish: str
+    pieces: list[str],
+    prompt: int,
+    candidates: int,
+    thoughts: int | None,
+    cached: int | None,
+    finish: str,
+    tool_prompt: int | None = None,
 ) -> list[dict]:
     """GenerateContentResponse objects as streamGenerateContent sends them: usageMetadata in every
-    one (running counts), the last with the final counts and finishReason."""
+    one (running counts), the last with the final counts and finishReason. `tool_prompt`: the
+    tools' own prompts (a search's results fed back), counted in the total beside the prompt."""
     pieces = pieces or [""]
     out = []
     for i, text in enumerate(pieces):
@@ -368,8 +375,10 @@ def gemini_chunks(
             meta = {
                 "promptTokenCount": prompt,
                 "candidatesTokenCount": candidates,
-                "totalTokenCount": prompt + candidates + (thoughts or 0),
+                "totalTokenCount": prompt + (tool_prompt or 0) + candidates + (thoughts or 0),
             }
+            if tool_prompt is not None:
+                meta["toolUsePromptTokenCount"] = tool_prompt
             if cached is not None:
                 meta["cachedContentTokenCount"] = cached
                 meta["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": cached}]
@@ -387,9 +396,13 @@ def gemini_chunks(
     return out
 
 
-def gemini_expected(prompt: int, candidates: int, thoughts: int | None, cached: int | None, finish: str) -> tuple:
+def gemini_expected(
+    prompt: int, candidates: int, thoughts: int | None, cached: int | None, finish: str, tool_prompt: int | None = None
+) -> tuple:
+    # input_tokens = promptTokenCount + toolUsePromptTokenCount (billed as input);
     # output_tokens = candidatesTokenCount + thoughtsTokenCount; total as reported.
-    return (prompt, candidates + (thoughts or 0), prompt + candidates + (thoughts or 0), cached, thoughts, finish)
+    inputs, outputs = prompt + (tool_prompt or 0), candidates + (thoughts or 0)
+    return (inputs, outputs, inputs + outputs, cached, thoughts, finish)
 
 
 def gemini_sse(objects: list[dict]) -> list[list[str]]:
@@ -1103,8 +1116,9 @@ def gemini_streams(draw: st.DrawFn) -> tuple[list[dict], tuple]:
     thoughts = draw(st.one_of(st.none(), COUNT))
     cached = draw(st.one_of(st.none(), st.integers(0, prompt)))
     finish = draw(st.sampled_from(["STOP", "MAX_TOKENS", "SAFETY", "RECITATION", "OTHER"]))
-    objects = gemini_chunks(draw(PIECES), prompt, candidates, thoughts, cached, finish)
-    return objects, gemini_expected(prompt, candidates, thoughts, cached, finish)
+    tool_prompt = draw(st.one_of(st.none(), COUNT))
+    objects = gemini_chunks(draw(PIECES), prompt, candidates, thoughts, cached, finish, tool_prompt)
+    return objects, gemini_expected(prompt, candidates, thoughts, cached, finish, tool_prompt)
 
 
 GEMINI_STREAM = "/v1beta/models/gemini-2.5-flash:streamGenerateContent"

@@ -1,0 +1,145 @@
+"""Every token a provider bills is counted, whatever the shape its answer reports it in: the
+official SDKs through a real mitmdump to fake upstreams that answer as the providers do, each
+call's audit record and what its client got asserted exactly, and a limit that holds by what was
+billed.
+
+- Gemini (the Gemini API and Vertex AI, whole and streamed): the tools' own prompts
+  (`toolUsePromptTokenCount`, a search's results fed back) are input.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tests.support.fake_upstream import Received, Reply
+
+REAL = {
+    "gemini": "AIza-real-gemini-billed-01",
+    "vertex": "AQ.real-vertex-express-billed-02",
+}
+ALICE = "tg-alice-billed-0123456789"
+SEARCHER = "tg-searcher-billed-0123456789"
+
+
+def config(urls: dict[str, str]) -> dict:
+    return {
+        "providers": {name: {"upstream": url, "keys": [REAL[name]]} for name, url in urls.items()},
+        "clients": [{"name": "alice", "keys": [ALICE]}, {"name": "searcher", "keys": [SEARCHER]}],
+        "limits": [{"name": "searches", "match": {"client": "searcher"}, "tokens_per_day": 380}],
+    }
+
+
+@pytest.fixture(scope="module")
+def gw(start_gateway):
+    return start_gateway(config, providers=tuple(REAL))
+
+
+@pytest.fixture
+def g(gw):
+    gw.reset()
+    return gw
+
+
+def record_usage(record: dict) -> tuple:
+    keys = ("input_tokens", "output_tokens", "total_tokens", "reasoning_tokens", "cost_usd")
+    return tuple(record[k] for k in keys)
+
+
+# --- Gemini: the tools' own prompts -------------------------------------------------------------
+
+# A grounded answer: 12 tokens of prompt, 340 of search results fed back, 3 of answer, 5 of thought.
+GROUNDED_USAGE = {
+    "promptTokenCount": 12,
+    "toolUsePromptTokenCount": 340,
+    "candidatesTokenCount": 3,
+    "thoughtsTokenCount": 5,
+    "totalTokenCount": 360,
+    "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 12}],
+    "toolUsePromptTokensDetails": [{"modality": "TEXT", "tokenCount": 340}],
+}
+
+
+def grounded(text: str, finish: bool, usage: dict) -> dict:
+    candidate: dict = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
+    if finish:
+        candidate["finishReason"] = "STOP"
+    return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": "gemini-2.5-flash"}
+
+
+def grounded_answers(r: Received) -> Reply:
+    """Gemini's answers to a call grounded in Google Search, whole or streamed (alt=sse)."""
+    if ":streamGenerateContent" in r.path:
+        running = {"promptTokenCount": 12, "totalTokenCount": 12}
+        events = [grounded("Par", False, running), grounded("is.", True, GROUNDED_USAGE)]
+        chunks = [f"data: {json.dumps(e)}\r\n\r\n".encode() for e in events]
+        return Reply(200, headers={"content-type": "text/event-stream"}, chunks=chunks)
+    return Reply(200, grounded("Paris.", True, GROUNDED_USAGE))
+
+
+def genai_calls(client: str) -> str:
+    """google-genai's whole and streamed call, each grounded in Google Search; what it got."""
+    return f"""
+        from google.genai import types
+        client = {client}
+        config = types.GenerateContentConfig(tools=[types.Tool(google_search=types.GoogleSearch())])
+        r = client.models.generate_content(model="gemini-2.5-flash", contents="capital of France?", config=config)
+        whole = [r.text, r.usage_metadata.prompt_token_count, r.usage_metadata.tool_use_prompt_token_count,
+                 r.usage_metadata.total_token_count]
+        text, last = "", None
+        for chunk in client.models.generate_content_stream(
+                model="gemini-2.5-flash", contents="capital of France?", config=config):
+            text += chunk.text or ""
+            last = chunk.usage_metadata
+        report(whole=whole, streamed=[text, last.prompt_token_count, last.tool_use_prompt_token_count,
+                                      last.total_token_count])
+    """
+
+
+GEMINI_API = f'__import__("google.genai").genai.Client(api_key="{ALICE}")'
+VERTEX_EXPRESS = f'__import__("google.genai").genai.Client(vertexai=True, api_key="{ALICE}")'
+
+
+@pytest.mark.parametrize(
+    ("provider", "client"), [("gemini", GEMINI_API), ("vertex", VERTEX_EXPRESS)], ids=["gemini-api", "vertex-ai"]
+)
+def test_geminis_tool_use_prompt_is_counted_as_input(g, provider: str, client: str):
+    g.fakes[provider].handler = grounded_answers
+    result = g.run(genai_calls(client))
+    # The client gets Gemini's own usage, unchanged.
+    assert result == {"whole": ["Paris.", 12, 340, 360], "streamed": ["Paris.", 12, 340, 360]}
+    whole, streamed = g.new_audit(2)
+    assert (whole["provider"], whole["stream"], streamed["provider"], streamed["stream"]) == (
+        provider, False, provider, True,
+    )  # fmt: skip
+    assert whole["has_tools"] is True
+    # gemini-2.5-flash ($ per Mtok): 352 in x 0.30 + 8 out x 2.50
+    for record in (whole, streamed):
+        assert record_usage(record) == (352, 8, 360, 5, 0.0001256)
+        assert record["finish_reason"] == "STOP"
+
+
+def test_a_limit_counts_the_search_results_a_call_was_billed_for(g):
+    """380 tokens a day: a grounded call billed 360 leaves too little for another's reservation
+    (its prompt and its 20 tokens of answer)."""
+    g.fakes["gemini"].handler = grounded_answers
+    result = g.run(f"""
+        from google import genai
+        from google.genai import errors, types
+        client = genai.Client(api_key="{SEARCHER}")
+        config = types.GenerateContentConfig(max_output_tokens=20,
+                                             tools=[types.Tool(google_search=types.GoogleSearch())])
+        out = []
+        for _ in range(2):
+            try:
+                r = client.models.generate_content(model="gemini-2.5-flash", contents="hi", config=config)
+                out.append(r.usage_metadata.total_token_count)
+            except errors.ClientError as e:
+                out.append([e.code, e.status])
+        report(out=out)
+    """)
+    assert result == {"out": [360, [429, "RESOURCE_EXHAUSTED"]]}
+    assert len(g.fakes["gemini"].received) == 1
+    billed, refused = g.new_audit(2)
+    assert (billed["input_tokens"], billed["output_tokens"]) == (352, 8)
+    assert (refused["status"], refused["decision"], refused["input_tokens"]) == (429, "deny", None)
