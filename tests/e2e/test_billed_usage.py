@@ -5,6 +5,8 @@ billed.
 
 - Gemini (the Gemini API and Vertex AI, whole and streamed): the tools' own prompts
   (`toolUsePromptTokenCount`, a search's results fed back) are input.
+- Groq: a stream not asked for its usage (`audit.stream_usage: passive` here) reports it in its
+  last chunk's `x_groq.usage`; one asked reports it there and in `usage`, counted once.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import json
 
 import pytest
 from tests.support.fake_upstream import Received, Reply
+from tests.support.streams import sse
 
 REAL = {
     "gemini": "AIza-real-gemini-billed-01",
     "vertex": "AQ.real-vertex-express-billed-02",
+    "groq": "gsk_real-groq-billed-03",
 }
 ALICE = "tg-alice-billed-0123456789"
 SEARCHER = "tg-searcher-billed-0123456789"
@@ -27,6 +31,8 @@ def config(urls: dict[str, str]) -> dict:
         "providers": {name: {"upstream": url, "keys": [REAL[name]]} for name, url in urls.items()},
         "clients": [{"name": "alice", "keys": [ALICE]}, {"name": "searcher", "keys": [SEARCHER]}],
         "limits": [{"name": "searches", "match": {"client": "searcher"}, "tokens_per_day": 380}],
+        # Streams go as their clients asked: Groq's usage is read where it reports it unasked.
+        "audit": {"stream_usage": "passive"},
     }
 
 
@@ -143,3 +149,58 @@ def test_a_limit_counts_the_search_results_a_call_was_billed_for(g):
     billed, refused = g.new_audit(2)
     assert (billed["input_tokens"], billed["output_tokens"]) == (352, 8)
     assert (refused["status"], refused["decision"], refused["input_tokens"]) == (429, "deny", None)
+
+
+# --- Groq: a stream's usage in x_groq ------------------------------------------------------------
+
+GROQ = "https://api.groq.com/openai/v1"
+GROQ_USAGE = {"queue_time": 0.0391495, "prompt_tokens": 45, "prompt_time": 0.002, "completion_tokens": 12,
+              "completion_time": 0.01, "total_tokens": 57, "total_time": 0.012}  # fmt: skip
+
+
+def groq_stream(r: Received) -> Reply:
+    """Groq's stream (its shape as recorded from its API): `x_groq.usage` on the last choice's
+    chunk always; `usage` there and in a last chunk of its own only when the request asked."""
+    asked = (r.json().get("stream_options") or {}).get("include_usage") is True
+    base = {"id": "chatcmpl-g", "object": "chat.completion.chunk", "created": 1761231344,
+            "model": "llama-3.3-70b-versatile", "system_fingerprint": "fp_5fe129dff6"}  # fmt: skip
+
+    def choice(delta: dict, finish: str | None = None) -> list[dict]:
+        return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+
+    chunks = [
+        {**base, "choices": choice({"role": "assistant", "content": ""}), "x_groq": {"id": "req_01"}},
+        {**base, "choices": choice({"content": "Olá!"})},
+        {**base, "choices": choice({}, "stop"), "x_groq": {"id": "req_01", "usage": GROQ_USAGE}},
+    ]
+    if asked:
+        chunks[-1]["usage"] = GROQ_USAGE
+        chunks.append({**base, "choices": [], "usage": GROQ_USAGE, "service_tier": "on_demand"})
+    pieces = [sse(c) for c in chunks] + [sse("[DONE]")]
+    return Reply(200, headers={"content-type": "text/event-stream"}, chunks=pieces)
+
+
+def test_a_groq_streams_usage_is_counted_whether_asked_for_or_not(g):
+    g.fakes["groq"].handler = groq_stream
+    result = g.run(f"""
+        from openai import OpenAI
+        client = OpenAI(base_url="{GROQ}", api_key="{ALICE}", max_retries=0)
+        out = []
+        for options in (None, {{"include_usage": True}}):
+            chunks = list(client.chat.completions.create(model="llama-3.3-70b-versatile", stream=True,
+                stream_options=options, messages=[{{"role": "user", "content": "Say hi in Portuguese"}}]))
+            out.append(["".join(c.delta.content or "" for chunk in chunks for c in chunk.choices),
+                        [chunk.usage.total_tokens for chunk in chunks if chunk.usage],
+                        [chunk.model_extra["x_groq"]["usage"]["total_tokens"] for chunk in chunks
+                         if "usage" in (chunk.model_extra or {{}}).get("x_groq", {{}})]])
+        report(out=out)
+    """)
+    # What the client got is Groq's stream as it came: x_groq's usage, and `usage` where asked.
+    assert result == {"out": [["Olá!", [], [57]], ["Olá!", [57, 57], [57]]]}
+    unasked, asked = g.fakes["groq"].received
+    assert unasked.json().get("stream_options") is None
+    assert asked.json()["stream_options"] == {"include_usage": True}
+    for record in g.new_audit(2):
+        assert (record["provider"], record["stream"], record["finish_reason"]) == ("groq", True, "stop")
+        # genai-prices' Groq table: 45 in x $0.59 + 12 out x $0.79 per million tokens
+        assert record_usage(record) == (45, 12, 57, None, 0.00003603)

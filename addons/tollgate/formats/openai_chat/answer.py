@@ -56,12 +56,21 @@ def translated_usage(raw: dict[str, Any]) -> Usage:
     return usage
 
 
+def usage_object(data: dict[str, Any]) -> dict[str, Any] | None:
+    """An answer's or a stream chunk's `usage` object; else, in a stream whose client did not ask
+    for usage (`stream_options.include_usage`), Groq's: its last chunk's `x_groq.usage`, which it
+    sends whether asked or not (the same counts as `usage`, where both are given: read once)."""
+    raw = data.get("usage")
+    if isinstance(raw, dict):
+        return raw
+    raw = nested(data, "x_groq", "usage")
+    return raw if isinstance(raw, dict) else None
+
+
 def answer_usage(data: dict[str, Any], endpoint: str | None) -> Usage:
     """Token usage, finish reason and service tier from an answer in Chat Completions' shape: a whole
     answer or a stream chunk of chat completions, completions or embeddings."""
-    raw = data.get("usage")
-    if not isinstance(raw, dict):
-        raw = {}
+    raw = usage_object(data) or {}
     u = read_usage(raw)
     u.total_tokens = as_int(raw.get("total_tokens"))
     # The prompt's cache writes, among its tokens, where a compatible API reports them (OpenRouter).
