@@ -7,6 +7,9 @@ billed.
   (`toolUsePromptTokenCount`, a search's results fed back) are input.
 - Groq: a stream not asked for its usage (`audit.stream_usage: passive` here) reports it in its
   last chunk's `x_groq.usage`; one asked reports it there and in `usage`, counted once.
+- xAI: its reasoning tokens, reported beside `completion_tokens`, are output, in the audit and in
+  the usage a caller whose call was translated gets (the Anthropic and google-genai SDKs), and in
+  what a conversation's roll-up summarized by xAI cost.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ REAL = {
     "gemini": "AIza-real-gemini-billed-01",
     "vertex": "AQ.real-vertex-express-billed-02",
     "groq": "gsk_real-groq-billed-03",
+    "xai": "xai-real-billed-04",
+    "anthropic": "sk-ant-real-billed-05",
 }
 ALICE = "tg-alice-billed-0123456789"
 SEARCHER = "tg-searcher-billed-0123456789"
@@ -31,6 +36,18 @@ def config(urls: dict[str, str]) -> dict:
         "providers": {name: {"upstream": url, "keys": [REAL[name]]} for name, url in urls.items()},
         "clients": [{"name": "alice", "keys": [ALICE]}, {"name": "searcher", "keys": [SEARCHER]}],
         "limits": [{"name": "searches", "match": {"client": "searcher"}, "tokens_per_day": 380}],
+        "overrides": [
+            {"match": {"provider": "anthropic", "model": "grok-*"}, "provider": "xai"},
+            {"match": {"provider": "gemini", "model": "grok-*"}, "provider": "xai"},
+        ],
+        "rollup": [
+            {
+                "match": {"provider": "anthropic", "model": "claude-*"},
+                "above_messages": 10,
+                "keep_last": 4,
+                "summarizer": {"provider": "xai", "model": "grok-4"},
+            }
+        ],
         # Streams go as their clients asked: Groq's usage is read where it reports it unasked.
         "audit": {"stream_usage": "passive"},
     }
@@ -204,3 +221,82 @@ def test_a_groq_streams_usage_is_counted_whether_asked_for_or_not(g):
         assert (record["provider"], record["stream"], record["finish_reason"]) == ("groq", True, "stop")
         # genai-prices' Groq table: 45 in x $0.59 + 12 out x $0.79 per million tokens
         assert record_usage(record) == (45, 12, 57, None, 0.00003603)
+
+
+# --- xAI: reasoning beside completion_tokens ---------------------------------------------------
+
+# 21 tokens of prompt, 7 of answer and 30 of reasoning, which completion_tokens leaves out.
+XAI_USAGE = {"prompt_tokens": 21, "completion_tokens": 7, "total_tokens": 58,
+             "prompt_tokens_details": {"text_tokens": 21, "cached_tokens": 0},
+             "completion_tokens_details": {"reasoning_tokens": 30}}  # fmt: skip
+
+
+def xai_answers(r: Received) -> Reply:
+    base = {"id": "c-x", "object": "chat.completion", "created": 1761231344, "model": "grok-4-0709"}
+    if not r.json().get("stream"):
+        message = {"role": "assistant", "content": "Bonjour."}
+        return Reply(200, {**base, "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                           "usage": XAI_USAGE})  # fmt: skip
+    base["object"] = "chat.completion.chunk"
+    chunks = [
+        {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Bonjour."}}]},
+        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+        {**base, "choices": [], "usage": XAI_USAGE},
+    ]
+    pieces = [sse(c) for c in chunks] + [sse("[DONE]")]
+    return Reply(200, headers={"content-type": "text/event-stream"}, chunks=pieces)
+
+
+def test_a_translated_caller_gets_xais_reasoning_as_output(g):
+    g.fakes["xai"].handler = xai_answers
+    result = g.run(f"""
+        import anthropic
+        from google import genai
+        claude = anthropic.Anthropic(api_key="{ALICE}", max_retries=0)
+        hi = [{{"role": "user", "content": "Say hi in French"}}]
+        whole = claude.messages.create(model="grok-4", max_tokens=100, messages=hi)
+        with claude.messages.stream(model="grok-4", max_tokens=100, messages=hi) as s:
+            text = "".join(s.text_stream)
+            streamed = s.get_final_message()
+        gemini = genai.Client(api_key="{ALICE}")
+        r = gemini.models.generate_content(model="grok-4", contents="Say hi in French")
+        u = r.usage_metadata
+        report(anthropic=[whole.content[0].text, whole.usage.input_tokens, whole.usage.output_tokens],
+               streamed=[text, streamed.usage.input_tokens, streamed.usage.output_tokens],
+               gemini=[r.text, u.prompt_token_count, u.candidates_token_count, u.thoughts_token_count,
+                       u.total_token_count])
+    """)
+    # Output: the 7 of the answer and the 30 of reasoning, as xAI bills them.
+    assert result == {
+        "anthropic": ["Bonjour.", 21, 37],
+        "streamed": ["Bonjour.", 21, 37],
+        "gemini": ["Bonjour.", 21, 7, 30, 58],
+    }
+    assert [r.path for r in g.fakes["xai"].received] == ["/v1/chat/completions"] * 3
+    records = g.new_audit(3)
+    assert [(r["requested_provider"], r["provider"], r["stream"]) for r in records] == [
+        ("anthropic", "xai", False), ("anthropic", "xai", True), ("gemini", "xai", False),
+    ]  # fmt: skip
+    for record in records:
+        # genai-prices' x-ai table, grok-4: 21 in x $3 + 37 out x $15 per million tokens
+        assert record_usage(record) == (21, 37, 58, 30, 0.000618)
+
+
+def test_a_roll_up_summarized_by_xai_counts_its_reasoning_as_output(g):
+    g.fakes["xai"].handler = xai_answers
+    result = g.run(f"""
+        import anthropic
+        turns = [{{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {{i}}"}} for i in range(13)]
+        r = anthropic.Anthropic(api_key="{ALICE}", max_retries=0).messages.create(
+            model="claude-sonnet-4-5", max_tokens=100, messages=turns)
+        report(text=r.content[0].text)
+    """)
+    assert result == {"text": "Hello!"}
+    (summarized,) = g.fakes["xai"].received
+    assert summarized.json()["model"] == "grok-4"
+    record = g.last_audit()
+    assert (record["provider"], record["rolled_up_messages"]) == ("anthropic", 8)
+    # grok-4: 21 in x $3 + 37 out x $15 per million tokens
+    assert record["rollup"] == {
+        "summarizer": "xai/grok-4", "cached": False, "input_tokens": 21, "output_tokens": 37, "cost_usd": 0.000618,
+    }  # fmt: skip

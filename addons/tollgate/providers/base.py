@@ -489,6 +489,13 @@ class Provider:
         """What reads usage from this answer as it streams by."""
         return WholeBodyReader(lambda body: self.usage(classification, headers, body))
 
+    def billed_usage(self, classification: Classification, usage: Usage) -> Usage:
+        """`usage` as its format's reader read it (a translation's, a roll-up summarizer's), counted
+        as this provider bills it, as `usage` and `usage_reader` count it for the audit: where its
+        answers report a count beside those its format counts it among (xAI's reasoning beside
+        `completion_tokens`). Default: as read."""
+        return usage
+
     def _json_refusal(self, reason: str, payload: dict[str, Any], **headers: str) -> Refusal:
         return Refusal(
             STATUS[reason],

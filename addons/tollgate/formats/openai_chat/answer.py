@@ -49,9 +49,11 @@ def read_usage(raw: dict[str, Any]) -> Usage:
 
 def translated_usage(raw: dict[str, Any]) -> Usage:
     """A `usage` object as a translation carries it on: with its cache writes (compatible endpoints'
-    `prompt_tokens_details.cache_write_tokens`, and Tollgate's own translated answers'), without the
-    reported total (a translated answer writes input plus output)."""
+    `prompt_tokens_details.cache_write_tokens`, and Tollgate's own translated answers'), and the
+    reported total, which tells how a vendor counted (`Provider.billed_usage`; a translated answer
+    writes input plus output whatever it is)."""
     usage = read_usage(raw)
+    usage.total_tokens = fields.int_or_none(raw.get("total_tokens"))
     usage.cache_write_tokens = fields.int_or_none(nested(raw, "prompt_tokens_details", "cache_write_tokens"))
     return usage
 
