@@ -10,6 +10,9 @@ billed.
 - xAI: its reasoning tokens, reported beside `completion_tokens`, are output, in the audit and in
   the usage a caller whose call was translated gets (the Anthropic and google-genai SDKs), and in
   what a conversation's roll-up summarized by xAI cost.
+- Mistral: an OpenAI call routed to it as it came (`api: openai_compatible`, or a fallback) gets
+  its output bound as `max_tokens`, which Mistral takes, and no `stream_options`, which it refuses;
+  the ledger bounds it by the client's `max_completion_tokens` as before.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from tests.support import streams
+from tests.support.canned import OPENAI_CHAT
 from tests.support.fake_upstream import Received, Reply
 from tests.support.streams import sse
 
@@ -26,19 +31,28 @@ REAL = {
     "groq": "gsk_real-groq-billed-03",
     "xai": "xai-real-billed-04",
     "anthropic": "sk-ant-real-billed-05",
+    "mistral": "real-mistral-billed-06",
+    "openai": "sk-real-openai-billed-07",
 }
 ALICE = "tg-alice-billed-0123456789"
 SEARCHER = "tg-searcher-billed-0123456789"
 
 
 def config(urls: dict[str, str]) -> dict:
+    providers: dict[str, dict] = {name: {"upstream": url, "keys": [REAL[name]]} for name, url in urls.items()}
+    providers["openai"]["retry"] = {"attempts": 1}  # a failed call goes to its fallback at once
     return {
-        "providers": {name: {"upstream": url, "keys": [REAL[name]]} for name, url in urls.items()},
+        "providers": providers,
         "clients": [{"name": "alice", "keys": [ALICE]}, {"name": "searcher", "keys": [SEARCHER]}],
         "limits": [{"name": "searches", "match": {"client": "searcher"}, "tokens_per_day": 380}],
         "overrides": [
             {"match": {"provider": "anthropic", "model": "grok-*"}, "provider": "xai"},
             {"match": {"provider": "gemini", "model": "grok-*"}, "provider": "xai"},
+            {"match": {"provider": "openai", "model": "mistral-*"}, "provider": "mistral", "api": "openai_compatible"},
+            {
+                "match": {"provider": "openai", "model": "flaky-*"},
+                "fallbacks": [{"provider": "mistral", "model": "mistral-small-latest"}],
+            },
         ],
         "rollup": [
             {
@@ -300,3 +314,53 @@ def test_a_roll_up_summarized_by_xai_counts_its_reasoning_as_output(g):
     assert record["rollup"] == {
         "summarizer": "xai/grok-4", "cached": False, "input_tokens": 21, "output_tokens": 37, "cost_usd": 0.000618,
     }  # fmt: skip
+
+
+# --- Mistral: max_tokens for max_completion_tokens ----------------------------------------------
+
+
+def mistral_answers(r: Received) -> Reply:
+    """Mistral's API: a field it does not know is refused (422), as Mistral does."""
+    body = r.json()
+    unknown = [k for k in ("max_completion_tokens", "stream_options") if k in body]
+    if unknown:
+        detail = [{"type": "extra_forbidden", "loc": ["body", k], "msg": "Extra inputs are not permitted"}
+                  for k in unknown]  # fmt: skip
+        return Reply(422, {"object": "error", "message": {"detail": detail}, "type": "invalid_request_message_error",
+                           "param": None, "code": None})  # fmt: skip
+    if body.get("stream"):
+        pieces = streams.openai_chat(usage_with_choices=True)  # its last chunk has the usage, unasked
+        return Reply(200, headers={"content-type": "text/event-stream"}, chunks=pieces)
+    return Reply(200, {**OPENAI_CHAT, "model": body["model"]})
+
+
+def test_an_openai_call_routed_to_mistral_as_it_came_bounds_its_output_with_max_tokens(g):
+    g.fakes["mistral"].handler = mistral_answers
+    g.fakes["openai"].handler = lambda r: Reply(503, {"error": {"message": "overloaded", "type": "server_error"}})
+    result = g.run(f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{ALICE}", max_retries=0)
+        hi = [{{"role": "user", "content": "hi"}}]
+        whole = client.chat.completions.create(model="mistral-small-latest", max_completion_tokens=40, messages=hi)
+        chunks = list(client.chat.completions.create(model="mistral-small-latest", max_completion_tokens=40,
+            messages=hi, stream=True, stream_options={{"include_usage": True}}))
+        fallback = client.chat.completions.create(model="flaky-1", max_completion_tokens=40, messages=hi)
+        report(whole=[whole.choices[0].message.content, whole.usage.total_tokens],
+               streamed=["".join(c.delta.content or "" for chunk in chunks for c in chunk.choices),
+                         [chunk.usage.total_tokens for chunk in chunks if chunk.usage]],
+               fallback=[fallback.choices[0].message.content, fallback.usage.total_tokens])
+    """)
+    assert result == {"whole": ["Hi there.", 28], "streamed": ["Hello", [24]], "fallback": ["Hi there.", 28]}
+    sent = [r.json() for r in g.fakes["mistral"].received]
+    assert [r.path for r in g.fakes["mistral"].received] == ["/v1/chat/completions"] * 3
+    assert [(b["model"], b["max_tokens"]) for b in sent] == [("mistral-small-latest", 40)] * 3
+    assert not any("max_completion_tokens" in b or "stream_options" in b for b in sent)
+    records = g.new_audit(3)
+    assert [(r["requested_model"], r["provider"], r["status"], r["stream"]) for r in records] == [
+        ("mistral-small-latest", "mistral", 200, False),
+        ("mistral-small-latest", "mistral", 200, True),
+        ("flaky-1", "mistral", 200, False),
+    ]
+    # The client's bound, as the ledger reserved by it.
+    assert [r["max_tokens"] for r in records] == [40, 40, 40]
+    assert [(r["input_tokens"], r["output_tokens"]) for r in records] == [(21, 7), (19, 5), (21, 7)]

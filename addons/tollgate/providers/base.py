@@ -319,9 +319,10 @@ class Provider:
         raise NotImplementedError
 
     def fit_chat_body(self, body: dict[str, Any]) -> None:
-        """A chat body Tollgate wrote in `native_chat`'s format (a route's translation, a roll-up's
-        summary request), changed where this provider's API takes other fields than the format's
-        writer writes (an OpenAI-compatible vendor's `max_tokens`). Default: as written."""
+        """A chat body in `native_chat`'s format, written by Tollgate (a route's translation, a
+        roll-up's summary request) or by a client for another provider's API (a route or fallback
+        that sends it as it came), changed where this provider's API takes other fields (an
+        OpenAI-compatible vendor's `max_tokens`). Default: as written."""
 
     def configured_upstream(self, settings: ProviderConfig, classification: Classification | None) -> str | None:
         """The upstream the settings give a call (scheme://host[:port]), or None. Default: `upstream`;
