@@ -72,7 +72,9 @@ def usage_object(data: dict[str, Any]) -> dict[str, Any] | None:
 def answer_usage(data: dict[str, Any], endpoint: str | None) -> Usage:
     """Token usage, finish reason and service tier from an answer in Chat Completions' shape: a whole
     answer or a stream chunk of chat completions, completions or embeddings."""
-    raw = usage_object(data) or {}
+    raw = data.get("usage")
+    if not isinstance(raw, dict):  # an ordinary answer has it: nothing more is looked up
+        raw = usage_object(data) or {}
     u = read_usage(raw)
     u.total_tokens = as_int(raw.get("total_tokens"))
     # The prompt's cache writes, among its tokens, where a compatible API reports them (OpenRouter).
