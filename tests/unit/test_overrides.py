@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tollgate.config import ConfigError, Override, parse_config
-from tollgate.governance.overrides import RuleBook, client_request, find_rule, routed_path
+from tollgate.governance.overrides import RuleBook, client_request, find_rule, fitted_for, routed_path
 from tollgate.providers import PROVIDERS
 
 
@@ -177,3 +177,26 @@ def test_a_request_kept_for_fallbacks_holds_no_credential_nor_tollgates_own_head
         frozenset((b"x-tollgate-anthropic-key",)),
     )  # fmt: skip
     assert kept.fields == ((b"Host", b"api.openai.com"), (b"User-Agent", b"OpenAI/Python"))
+
+
+@pytest.mark.parametrize(
+    ("target", "endpoint", "body", "expected"),
+    [
+        # Mistral bounds the output with max_tokens and refuses the fields it does not know.
+        (
+            "mistral",
+            "chat.completions",
+            {"model": "m", "max_completion_tokens": 40, "stream": True, "stream_options": {"include_usage": True}},
+            {"model": "m", "max_tokens": 40, "stream": True},
+        ),
+        ("mistral", "chat.completions", {"model": "m", "max_tokens": 9}, None),
+        ("groq", "chat.completions", {"model": "m", "max_completion_tokens": 40}, None),
+        ("gemini", "chat.completions", {"model": "m", "max_completion_tokens": 40}, None),
+        ("mistral", "embeddings", {"model": "m", "max_completion_tokens": 40}, None),  # no chat: as it came
+    ],
+)
+def test_a_chat_body_going_as_it_came_is_fitted_to_its_target(target, endpoint, body, expected):
+    before = dict(body)
+    assert fitted_for(PROVIDERS[target], endpoint, body) is (expected is not None)
+    assert body == (expected if expected is not None else before)
+    assert fitted_for(PROVIDERS[target], endpoint, None) is False

@@ -30,6 +30,7 @@ from tests.support.examples import examples
 from tollgate.formats import framing
 from tollgate.formats.anthropic_messages import MessagesStreamReader
 from tollgate.formats.bedrock_converse import EventStreamReader
+from tollgate.formats.chat import UsageReported
 from tollgate.formats.framing import (
     Decompressor,
     EventStreamFrame,
@@ -44,6 +45,7 @@ from tollgate.formats.framing import (
 from tollgate.formats.gemini_generate.stream import GenerateArrayReader, GenerateStreamReader, has_key
 from tollgate.formats.json_codec import parse_json
 from tollgate.formats.openai_chat import ChatStreamReader
+from tollgate.formats.openai_chat.stream import ChatEventReader
 from tollgate.formats.openai_responses import ResponsesStreamReader
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import SSEReader, UsageReader, WholeBodyReader, is_event_stream
@@ -210,6 +212,41 @@ def openai_chat_blocks(
     return [[f"data: {compact(c)}"] for c in chunks] + [["data: [DONE]"]]
 
 
+def groq_chat_blocks(pieces: list[str], prompt: int, completion: int, finish: str, asked: bool) -> list[list[str]]:
+    """Groq's chat.completion.chunk events: `x_groq` on the first chunk (its request id) and on the
+    last choice's (its id and the stream's usage, always); with stream_options.include_usage
+    (`asked`), the usage also in that chunk's `usage` and in a last chunk of its own, as OpenAI's."""
+    base = {
+        "id": "chatcmpl-217967f6-a17e-43ab-a156-6b28ea4e8338",
+        "object": "chat.completion.chunk",
+        "created": 1761231344,
+        "model": "llama-3.3-70b-versatile",
+        "system_fingerprint": "fp_5fe129dff6",
+    }
+    x_groq = {"id": "req_01k88s34vjesy920ksmza5dh2b"}
+    first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
+    chunks: list[dict] = [{**base, "choices": [first], "x_groq": x_groq}]
+    chunks += [
+        {**base, "choices": [{"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None}]}
+        for text in pieces
+    ]
+    usage = {
+        "queue_time": 0.16084081,
+        "prompt_tokens": prompt,
+        "prompt_time": 0.012868493,
+        "completion_tokens": completion,
+        "completion_time": 0.009134913,
+        "total_tokens": prompt + completion,
+        "total_time": 0.022003406,
+    }
+    last = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}
+    chunks.append({**base, "choices": [last], "x_groq": {**x_groq, "usage": usage}})
+    if asked:
+        chunks[-1]["usage"] = usage
+        chunks.append({**base, "choices": [], "usage": usage, "service_tier": "on_demand"})
+    return [[f"data: {compact(c)}"] for c in chunks] + [["data: [DONE]"]]
+
+
 def responses_blocks(
     pieces: list[str],
     input_: int,
@@ -353,10 +390,17 @@ ANTHROPIC_ERROR = ["event: error", 'data: {"type":"error","error":{"type":"overl
 
 
 def gemini_chunks(
-    pieces: list[str], prompt: int, candidates: int, thoughts: int | None, cached: int | None, finish: str
+    pieces: list[str],
+    prompt: int,
+    candidates: int,
+    thoughts: int | None,
+    cached: int | None,
+    finish: str,
+    tool_prompt: int | None = None,
 ) -> list[dict]:
     """GenerateContentResponse objects as streamGenerateContent sends them: usageMetadata in every
-    one (running counts), the last with the final counts and finishReason."""
+    one (running counts), the last with the final counts and finishReason. `tool_prompt`: the
+    tools' own prompts (a search's results fed back), counted in the total beside the prompt."""
     pieces = pieces or [""]
     out = []
     for i, text in enumerate(pieces):
@@ -368,8 +412,10 @@ def gemini_chunks(
             meta = {
                 "promptTokenCount": prompt,
                 "candidatesTokenCount": candidates,
-                "totalTokenCount": prompt + candidates + (thoughts or 0),
+                "totalTokenCount": prompt + (tool_prompt or 0) + candidates + (thoughts or 0),
             }
+            if tool_prompt is not None:
+                meta["toolUsePromptTokenCount"] = tool_prompt
             if cached is not None:
                 meta["cachedContentTokenCount"] = cached
                 meta["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": cached}]
@@ -387,9 +433,13 @@ def gemini_chunks(
     return out
 
 
-def gemini_expected(prompt: int, candidates: int, thoughts: int | None, cached: int | None, finish: str) -> tuple:
+def gemini_expected(
+    prompt: int, candidates: int, thoughts: int | None, cached: int | None, finish: str, tool_prompt: int | None = None
+) -> tuple:
+    # input_tokens = promptTokenCount + toolUsePromptTokenCount (billed as input);
     # output_tokens = candidatesTokenCount + thoughtsTokenCount; total as reported.
-    return (prompt, candidates + (thoughts or 0), prompt + candidates + (thoughts or 0), cached, thoughts, finish)
+    inputs, outputs = prompt + (tool_prompt or 0), candidates + (thoughts or 0)
+    return (inputs, outputs, inputs + outputs, cached, thoughts, finish)
 
 
 def gemini_sse(objects: list[dict]) -> list[list[str]]:
@@ -854,6 +904,35 @@ def test_openai_chat_stream_cut_before_the_end() -> None:
     assert reader.error is None
 
 
+GROQ = PROVIDERS["groq"]
+
+
+@st.composite
+def groq_streams(draw: st.DrawFn) -> tuple[list[list[str]], tuple]:
+    prompt, completion, finish = draw(COUNT), draw(COUNT), draw(CHAT_FINISH)
+    blocks = groq_chat_blocks(draw(PIECES), prompt, completion, finish, asked=draw(st.booleans()))
+    return blocks, (prompt, completion, prompt + completion, None, None, finish)
+
+
+@PROPERTY
+@given(stream=groq_streams(), eol=st.sampled_from(EOLS), how=CHUNKINGS)
+def test_groq_stream_usage_however_split_asked_for_or_not(stream: tuple, eol: str, how: tuple) -> None:
+    """Unasked, Groq reports a stream's usage in its last chunk's `x_groq.usage` only; asked, there
+    and in `usage` too: counted once either way."""
+    blocks, expected = stream
+    reader = reader_for(GROQ, "/openai/v1/chat/completions", SSE_TYPE)
+    assert usage_tuple(read(reader, chunk(sse(blocks, eol), how))) == expected
+    assert reader.error is None
+
+
+def test_a_groq_stream_read_for_a_translation_reports_its_usage_once() -> None:
+    for asked in (False, True):
+        data = sse(groq_chat_blocks(["Ol", "á!"], 20, 4, "stop", asked))
+        reader = ChatEventReader()
+        usage = [e.usage for e in reader.feed(data) + reader.end() if isinstance(e, UsageReported)]
+        assert usage and all((u.input_tokens, u.output_tokens) == (20, 4) for u in usage)
+
+
 # --- OpenAI Responses API -----------------------------------------------------------------------
 
 
@@ -1103,8 +1182,9 @@ def gemini_streams(draw: st.DrawFn) -> tuple[list[dict], tuple]:
     thoughts = draw(st.one_of(st.none(), COUNT))
     cached = draw(st.one_of(st.none(), st.integers(0, prompt)))
     finish = draw(st.sampled_from(["STOP", "MAX_TOKENS", "SAFETY", "RECITATION", "OTHER"]))
-    objects = gemini_chunks(draw(PIECES), prompt, candidates, thoughts, cached, finish)
-    return objects, gemini_expected(prompt, candidates, thoughts, cached, finish)
+    tool_prompt = draw(st.one_of(st.none(), COUNT))
+    objects = gemini_chunks(draw(PIECES), prompt, candidates, thoughts, cached, finish, tool_prompt)
+    return objects, gemini_expected(prompt, candidates, thoughts, cached, finish, tool_prompt)
 
 
 GEMINI_STREAM = "/v1beta/models/gemini-2.5-flash:streamGenerateContent"

@@ -21,8 +21,19 @@ from tollgate.formats import (
     openai_chat,
 )
 from tollgate.formats.anthropic_messages import on_vertex as claude_on_vertex
-from tollgate.formats.chat import ChatError, ChatFormat, ChatRequest, Failed, StreamReader, StreamWriter, Untranslatable
+from tollgate.formats.chat import (
+    ChatError,
+    ChatFormat,
+    ChatRequest,
+    Failed,
+    StreamEvent,
+    StreamReader,
+    StreamWriter,
+    Untranslatable,
+    UsageReported,
+)
 from tollgate.formats.json_codec import encode_json, parse_json
+from tollgate.formats.usage import Usage
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +69,8 @@ class Translation:
         # What rewrites the answer as it streams by (`UsageTap`); None where it goes as it came.
         self.rewrite: Rewrite | None = None
         self.stream_type = "text/event-stream"  # what the caller's stream is sent as
+        # The target's usage as its provider bills it (`Provider.billed_usage`), given to the caller.
+        self.billed: Callable[[Usage], Usage] | None = None
 
     @property
     def passthrough(self) -> bool:
@@ -97,7 +110,7 @@ class Translation:
             return anthropic_messages.InvokeStreamUnwrapper() if self.target == CLAUDE_ON_BEDROCK else None
         writer = self._writer()
         self.stream_type = writer.content_type
-        return ChatStream(FORMATS[self.target].stream_reader(), writer)
+        return ChatStream(FORMATS[self.target].stream_reader(), writer, self.billed)
 
     def answer(self) -> Rewrite | None:
         """What rewrites a whole (non-streamed) answer; None where it goes as it came."""
@@ -116,6 +129,8 @@ class Translation:
         if data is None:
             raise Untranslatable("the upstream's answer is not a JSON object")
         response = FORMATS[self.target].read_response(data)
+        if self.billed is not None:
+            response.usage = self.billed(response.usage)
         return encode_json(FORMATS[self.source].write_response(response, self._chat()))
 
     def _failed(self, message: str) -> bytes:
@@ -162,17 +177,25 @@ class WholeAnswer:
 
 
 class ChatStream:
-    """A stream, translated event by event as its bytes arrive."""
+    """A stream, translated event by event as its bytes arrive; the usage it reports counted as
+    its provider bills it (`billed`)."""
 
-    def __init__(self, reader: StreamReader, writer: StreamWriter) -> None:
-        self._reader, self._writer = reader, writer
+    def __init__(
+        self, reader: StreamReader, writer: StreamWriter, billed: Callable[[Usage], Usage] | None = None
+    ) -> None:
+        self._reader, self._writer, self._billed = reader, writer, billed
         self.error: str | None = None
+
+    def _write(self, event: StreamEvent) -> bytes:
+        if self._billed is not None and isinstance(event, UsageReported):
+            event = UsageReported(self._billed(event.usage))
+        return self._writer.write(event)
 
     def feed(self, chunk: bytes) -> bytes:
         if self.error is not None:
             return b""
         try:
-            out = b"".join([self._writer.write(event) for event in self._reader.feed(chunk)])
+            out = b"".join([self._write(event) for event in self._reader.feed(chunk)])
         except Exception as e:  # never lose the stream's end: say it broke, in the caller's format
             return self._break(type(e).__name__)  # not its message, which may quote the answer
         if self._reader.error is not None:
@@ -183,7 +206,7 @@ class ChatStream:
         if self.error is not None:
             return self._end()
         try:
-            out = b"".join([self._writer.write(event) for event in self._reader.end()])
+            out = b"".join([self._write(event) for event in self._reader.end()])
         except Exception as e:
             return self._break(type(e).__name__)
         return out + self._end()

@@ -4,8 +4,8 @@ Plain data, importing nothing of Tollgate: the providers' usage readers, the for
 the audit, the ledger, pricing and the metrics all read and write this one type. Counts follow one
 convention whatever the format: `input_tokens` counts every prompt token (cache reads and writes
 among them), `output_tokens` every generated one (reasoning among them); a format that counts
-otherwise (Anthropic's input without its cache, Gemini's candidates without thoughts) converts on
-reading and writing.
+otherwise (Anthropic's input without its cache, Gemini's prompt without its tools' prompts and its
+candidates without thoughts) converts on reading and writing.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ def price_context(service_tier: str | None, speed: str | None) -> tuple[tuple[st
 class Usage:
     input_tokens: int | None = None
     output_tokens: int | None = None
-    # The total as the provider reported it (None where it reported none): it may count more than
-    # input and output (Gemini's tool-use prompt). `counted_total` is input plus output.
+    # The total as the provider reported it (None where it reported none), which may differ from
+    # input plus output (`counted_total`).
     total_tokens: int | None = None
     cached_tokens: int | None = None  # cache reads, among input_tokens
     # Cache writes, among input_tokens too: Anthropic and Bedrock price them apart (above input).

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from functools import partial
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode
 
 from tollgate.call import Call, ClientRequest
@@ -89,6 +89,19 @@ def routed_path(target: Provider, path: str) -> str:
     assert target.openai_compatible_prefix is not None
     rest = path.removeprefix("/v1/") if path.startswith("/v1/") else path.lstrip("/")
     return target.openai_compatible_prefix + rest
+
+
+def fitted_for(target: Provider, endpoint: str | None, body: dict[str, Any] | None) -> bool:
+    """A chat body its client wrote for another provider's API, going to `target`'s as it came (a
+    route to its OpenAI-compatible API, or to the path of its own that speaks the call's format; a
+    fallback's): made what `target`'s API takes (`Provider.fit_chat_body`: a vendor's `max_tokens`
+    for OpenAI's `max_completion_tokens`); whether it changed. The call's facts keep the client's
+    reading, which the ledger bounds the output by."""
+    if body is None or endpoint not in target.chat_formats:
+        return False
+    before = dict(body)
+    target.fit_chat_body(body)
+    return body != before
 
 
 def own_api_path(call: Call, target: str) -> str | None:

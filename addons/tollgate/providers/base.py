@@ -319,9 +319,10 @@ class Provider:
         raise NotImplementedError
 
     def fit_chat_body(self, body: dict[str, Any]) -> None:
-        """A chat body Tollgate wrote in `native_chat`'s format (a route's translation, a roll-up's
-        summary request), changed where this provider's API takes other fields than the format's
-        writer writes (an OpenAI-compatible vendor's `max_tokens`). Default: as written."""
+        """A chat body in `native_chat`'s format, written by Tollgate (a route's translation, a
+        roll-up's summary request) or by a client for another provider's API (a route or fallback
+        that sends it as it came), changed where this provider's API takes other fields (an
+        OpenAI-compatible vendor's `max_tokens`). Default: as written."""
 
     def configured_upstream(self, settings: ProviderConfig, classification: Classification | None) -> str | None:
         """The upstream the settings give a call (scheme://host[:port]), or None. Default: `upstream`;
@@ -488,6 +489,13 @@ class Provider:
     def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
         """What reads usage from this answer as it streams by."""
         return WholeBodyReader(lambda body: self.usage(classification, headers, body))
+
+    def billed_usage(self, classification: Classification, usage: Usage) -> Usage:
+        """`usage` as its format's reader read it (a translation's, a roll-up summarizer's), counted
+        as this provider bills it, as `usage` and `usage_reader` count it for the audit: where its
+        answers report a count beside those its format counts it among (xAI's reasoning beside
+        `completion_tokens`). Default: as read."""
+        return usage
 
     def _json_refusal(self, reason: str, payload: dict[str, Any], **headers: str) -> Refusal:
         return Refusal(

@@ -254,16 +254,17 @@ class OpenAICompatible(openai.AnswersInOpenAIFormat):
         return self.takes_stream_options and super().prepare(classification, body, index, inject_usage)
 
     def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
-        return self._counted(classification, super().usage(classification, headers, body))
+        return self.billed_usage(classification, super().usage(classification, headers, body))
 
     def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
         reader = super().usage_reader(classification, headers)
         if self.reasoning_in_completion or classification.endpoint != CHAT:
             return reader
-        return _Counted(reader, lambda usage: self._counted(classification, usage))
+        return _Counted(reader, lambda usage: self.billed_usage(classification, usage))
 
-    def _counted(self, classification: Classification, usage: Usage) -> Usage:
-        """The usage as the audit counts it: reasoning reported beside the completion is output."""
+    def billed_usage(self, classification: Classification, usage: Usage) -> Usage:
+        """The usage as the audit counts it, and a translated answer gives its caller: reasoning
+        reported beside the completion is output."""
         if not self.reasoning_in_completion and classification.endpoint == CHAT:
             return reasoning_beside_completion(usage)
         return usage
@@ -282,7 +283,7 @@ def reasoning_beside_completion(usage: Usage) -> Usage:
 
 
 class _Counted(UsageReader):
-    """A stream's usage reader whose result is counted as the vendor's usage is (`_counted`)."""
+    """A stream's usage reader whose result is counted as the vendor's usage is (`billed_usage`)."""
 
     def __init__(self, reader: UsageReader, count: Callable[[Usage], Usage]) -> None:
         self._reader, self._count = reader, count

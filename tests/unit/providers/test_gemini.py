@@ -187,6 +187,40 @@ def test_gemini_native_usage() -> None:
     assert usage_tuple(GEMINI.usage(c, headers(), body)) == (10, 35, 45, 4, 15, "STOP")
 
 
+def test_gemini_tool_use_prompt_is_input() -> None:
+    # A search's or code execution's results fed back to the model are billed as input.
+    body = j(
+        {
+            "candidates": [{"content": {"parts": [{"text": "Paris"}]}, "finishReason": "STOP"}],
+            "usageMetadata": {
+                "promptTokenCount": 12,
+                "toolUsePromptTokenCount": 340,
+                "candidatesTokenCount": 3,
+                "thoughtsTokenCount": 5,
+                "totalTokenCount": 360,
+            },
+        }
+    )
+    c = classify(GEMINI, "POST", "/v1beta/models/gemini-2.5-flash:generateContent", None)
+    assert usage_tuple(GEMINI.usage(c, headers(), body)) == (352, 8, 360, None, 5, "STOP")
+
+
+@pytest.mark.parametrize(
+    ("meta", "expected"),
+    [
+        ({"promptTokenCount": 2, "toolUsePromptTokenCount": 7, "totalTokenCount": 9}, (9, None, 9)),
+        ({"toolUsePromptTokenCount": 7, "candidatesTokenCount": 1, "totalTokenCount": 8}, (7, 1, 8)),
+        # A count given that cannot be read leaves its side unknown: never taken for none.
+        ({"promptTokenCount": 2, "toolUsePromptTokenCount": "many", "candidatesTokenCount": 1}, (None, 1, None)),
+        ({"promptTokenCount": 2, "candidatesTokenCount": 1, "thoughtsTokenCount": 1.5}, (2, None, None)),
+        ({"promptTokenCount": 2, "toolUsePromptTokenCount": None, "candidatesTokenCount": 1}, (2, 1, 3)),
+    ],
+)
+def test_gemini_usage_sides_are_their_counts_summed(meta: dict, expected: tuple) -> None:
+    u = usage_from_object({"usageMetadata": meta})
+    assert (u.input_tokens, u.output_tokens, u.total_tokens) == expected
+
+
 def test_gemini_usage_without_candidates_count() -> None:
     # All output went to thinking: candidatesTokenCount is left out.
     body = j(

@@ -3,21 +3,29 @@ stream usage and price tables; a vendor the configuration adds."""
 
 from __future__ import annotations
 
+import itertools
 import json
+from functools import partial
 
 import pytest
 from genai_prices.data import providers as table_providers
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tests.support.examples import examples
 
 from tollgate.config import ConfigError, parse_config
-from tollgate.formats import OPENAI_API
+from tollgate.formats import ANTHROPIC_MESSAGES, BEDROCK_CONVERSE, GEMINI_GENERATE, OPENAI_API, OPENAI_CHAT
+from tollgate.formats.chat import ChatRequest, Message, Text, UsageReported
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.request_facts import Classification, RequestFacts
+from tollgate.formats.translation import FORMATS, Translation
+from tollgate.formats.usage import Usage
 from tollgate.governance.overrides import RuleBook, routed_path
 from tollgate.governance.pricing import table_rate
 from tollgate.providers import PROVIDERS, Hosts, allow_hosts, configured, provider_for
 from tollgate.runtime import Loaded
 
-from .common import VENDORS, classify
+from .common import VENDORS, classify, j
 
 CHAT = json.dumps({"model": "m-1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 7}).encode()
 STREAM = json.dumps({"model": "m-1", "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
@@ -221,6 +229,60 @@ def test_xais_reasoning_tokens_are_output_tokens_beside_its_completion_tokens() 
     g = classify(groq, "POST", "/openai/v1/chat/completions", CHAT)
     assert groq.usage(g, {}, chat_answer(XAI_USAGE)).output_tokens == 9
     assert read_stream(groq, g, streamed(XAI_USAGE)) == (20, 9, 310, 339)
+
+
+TRANSLATED_SOURCES = (ANTHROPIC_MESSAGES, GEMINI_GENERATE, BEDROCK_CONVERSE)
+
+
+def translation_to(vendor_name: str, source: str, stream: bool) -> Translation:
+    """A call of `source`'s format routed to a vendor, as the Translate stage makes it: its body
+    written in OpenAI's format, its usage counted as the vendor bills it (`billed_usage`)."""
+    vendor = PROVIDERS[vendor_name]
+    t = Translation(source)
+    t.target = OPENAI_CHAT
+    chat = ChatRequest("m", [Message("user", [Text("hi")])], max_tokens=50, stream=stream)
+    body, _ = FORMATS[source].write_request(chat)
+    written, _, _ = t.request(json.loads(json.dumps(body)), "grok-4", stream, {})
+    path = vendor.native_chat("grok-4", stream, source).path
+    t.billed = partial(vendor.billed_usage, classify(vendor, "POST", path, j(written)))
+    return t
+
+
+def callers_usage(source: str, events: list) -> tuple[int | None, int | None]:
+    usage = Usage()
+    for event in events:
+        if isinstance(event, UsageReported):
+            usage.update(event.usage)
+    return usage.input_tokens, usage.output_tokens
+
+
+@pytest.mark.parametrize("source", TRANSLATED_SOURCES)
+@pytest.mark.parametrize(
+    ("vendor", "usage"),
+    # Groq, as OpenAI, counts the reasoning among completion_tokens: not added twice.
+    [("xai", XAI_USAGE), ("groq", {**XAI_USAGE, "completion_tokens": 319})],
+)
+def test_a_translated_caller_gets_xais_reasoning_as_output(source: str, vendor: str, usage: dict) -> None:
+    t = translation_to(vendor, source, stream=False)
+    rewrite = t.rewriter(stream=False)
+    assert rewrite is not None
+    got = rewrite.feed(chat_answer(usage)) + rewrite.flush()
+    back = FORMATS[source].read_response(json.loads(got)).usage
+    assert (back.input_tokens, back.output_tokens) == (20, 319)
+
+
+@settings(max_examples=examples(30), deadline=None)
+@given(cuts=st.lists(st.integers(0, 2000), max_size=8), source=st.sampled_from(TRANSLATED_SOURCES))
+def test_a_translated_stream_gives_xais_reasoning_as_output_however_split(cuts: list[int], source: str) -> None:
+    t = translation_to("xai", source, stream=True)
+    rewrite = t.rewriter(stream=True)
+    assert rewrite is not None
+    upstream = b"".join(streamed(XAI_USAGE))
+    bounds = sorted({0, len(upstream), *(c % (len(upstream) + 1) for c in cuts)})
+    got = b"".join(rewrite.feed(upstream[a:b]) for a, b in itertools.pairwise(bounds)) + rewrite.flush()
+    reader = FORMATS[source].stream_reader()
+    assert callers_usage(source, reader.feed(got) + reader.end()) == (20, 319)
+    assert reader.error is None
 
 
 def test_openrouters_cache_writes_are_the_cache_write_tokens() -> None:

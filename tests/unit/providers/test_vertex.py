@@ -258,6 +258,10 @@ def test_usage_of_google_and_claude_answers() -> None:
     }
     u = VERTEX.usage(gemini, headers(("content-type", "application/json")), j(answer))
     assert (u.input_tokens, u.output_tokens, u.total_tokens, u.finish_reason) == (4, 2, 6, "STOP")
+    grounded = {**answer, "usageMetadata": {**answer["usageMetadata"], "toolUsePromptTokenCount": 90}}
+    grounded["usageMetadata"]["totalTokenCount"] = 96
+    u = VERTEX.usage(gemini, headers(("content-type", "application/json")), j(grounded))
+    assert (u.input_tokens, u.output_tokens, u.total_tokens) == (94, 2, 96)  # the tools' prompts are input
     claude = classify(
         VERTEX, "POST", f"{PROJECT_PATH}/publishers/anthropic/models/claude-x@1:rawPredict", j(CLAUDE_BODY)
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -625,7 +626,7 @@ def test_reads_the_documented_answers() -> None:
         id="chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT",
         model="gpt-4.1-2025-04-14",
         choices=[Choice(0, [Text("Hello! How can I assist you today?")], "stop")],
-        usage=Usage(input_tokens=19, output_tokens=10, cached_tokens=0, reasoning_tokens=0),
+        usage=Usage(input_tokens=19, output_tokens=10, total_tokens=29, cached_tokens=0, reasoning_tokens=0),
         created=1741569952,
     )
     assert FORMAT.read_response(DOCS_TOOL_RESPONSE) == ChatResponse(
@@ -634,7 +635,7 @@ def test_reads_the_documented_answers() -> None:
         choices=[
             Choice(0, [ToolCall("call_abc123", "get_current_weather", '{\n"location": "Boston, MA"\n}')], "tool_calls")
         ],
-        usage=Usage(input_tokens=82, output_tokens=17),
+        usage=Usage(input_tokens=82, output_tokens=17, total_tokens=99),
         created=1699896916,
     )
 
@@ -721,7 +722,8 @@ def test_an_answer_reads_back() -> None:
         usage=Usage(input_tokens=10, output_tokens=20, cached_tokens=1, cache_write_tokens=2, reasoning_tokens=3),
         created=5,
     )
-    assert FORMAT.read_response(FORMAT.write_response(response, ChatRequest("m", []))) == response
+    read = FORMAT.read_response(FORMAT.write_response(response, ChatRequest("m", [])))
+    assert read == replace(response, usage=replace(response.usage, total_tokens=30))  # as written
 
 
 def test_reads_odd_answers_leniently() -> None:
@@ -807,7 +809,7 @@ def test_reads_the_documented_stream() -> None:
         TextDelta("Hello"),
         TextDelta("!"),
         Finished("stop"),
-        UsageReported(Usage(input_tokens=9, output_tokens=2)),
+        UsageReported(Usage(input_tokens=9, output_tokens=2, total_tokens=11)),
     ]
 
 
@@ -849,7 +851,7 @@ def test_reads_what_compatible_endpoints_stream() -> None:
 
 def test_reads_a_last_event_without_its_blank_line() -> None:
     assert read_all(DOCS_STREAM[:-2].replace(b"data: [DONE]", b""))[-1] == UsageReported(
-        Usage(input_tokens=9, output_tokens=2)
+        Usage(input_tokens=9, output_tokens=2, total_tokens=11)
     )
     assert read_all(sse(chunk({"content": "a"})).rstrip(b"\n")) == [
         Started("chatcmpl-123", "gpt-4o-mini", 1694268190),
@@ -995,7 +997,7 @@ def test_a_written_stream_reads_back() -> None:
         ToolCallDelta(0, '{"a":1}'),
         Finished("tool_calls"),
         Finished("stop", choice=1),  # "other" has no name in the format
-        UsageReported(Usage(input_tokens=10, output_tokens=7, cached_tokens=2)),  # the reports, merged
+        UsageReported(Usage(input_tokens=10, output_tokens=7, total_tokens=17, cached_tokens=2)),  # the reports, merged
     ]
 
 

@@ -75,20 +75,41 @@ def finish_of(value: Any, has_calls: bool) -> FinishReason | None:
 # Usage
 
 
+# The counts each side of an answer's usage is the sum of: the prompt with the tools' own prompts
+# (`toolUsePromptTokenCount`: a search's or code execution's results fed back, billed as input), and
+# every generated token (the candidates with the thoughts, which Gemini's candidates leave out).
+INPUT_COUNTS = ("promptTokenCount", "toolUsePromptTokenCount")
+OUTPUT_COUNTS = ("candidatesTokenCount", "thoughtsTokenCount")
+
+
+def summed_counts(meta: dict[str, Any], keys: tuple[str, ...], number: Callable[[Any], int | None]) -> int | None:
+    """The sum of the counts `keys` name: None where none is given (proto3 JSON leaves out a zero,
+    and an answer may leave out its usage), or where one is given that `number` cannot read (a
+    count not known is never taken for none)."""
+    total = None
+    for key in keys:
+        value = meta.get(key)
+        if value is None:
+            continue
+        count = number(value)
+        if count is None:
+            return None
+        total = count if total is None else total + count
+    return total
+
+
 def read_usage_metadata(value: Any, number: Callable[[Any], int | None] = as_int) -> Usage:
-    """`usageMetadata` as the audit counts it: the prompt, every generated token (thinking included,
-    as OpenAI's completion_tokens counts them: Gemini's candidates exclude thoughts), and the total
-    as reported, which counts the tools' own prompts too. `number` reads each count (the audit's
-    `as_int`, or a translation's more lenient `loose_int`)."""
+    """`usageMetadata` as the audit counts it, the one reading of Gemini's usage: every token billed
+    as input (the prompt and the tools' own prompts), every generated one (thinking included, as
+    OpenAI's completion_tokens counts them), and the total as reported. `number` reads each count
+    (the audit's `as_int`, or a translation's more lenient `loose_int`)."""
     meta = value if isinstance(value, dict) else {}
-    candidates = number(meta.get("candidatesTokenCount"))
-    thoughts = number(meta.get("thoughtsTokenCount"))
     return Usage(
-        input_tokens=number(meta.get("promptTokenCount")),
-        output_tokens=None if candidates is None and thoughts is None else (candidates or 0) + (thoughts or 0),
+        input_tokens=summed_counts(meta, INPUT_COUNTS, number),
+        output_tokens=summed_counts(meta, OUTPUT_COUNTS, number),
         total_tokens=number(meta.get("totalTokenCount")),
         cached_tokens=number(meta.get("cachedContentTokenCount")),
-        reasoning_tokens=thoughts,
+        reasoning_tokens=number(meta.get("thoughtsTokenCount")),
     )
 
 
@@ -113,14 +134,11 @@ def counted_usage(body: bytes | None) -> Usage:
 
 
 def chat_usage(value: Any) -> Usage:
-    """usageMetadata in the model's convention: the prompt with the tools' own prompts, and every
-    generated token. Proto3 JSON omits zeros: a total with no candidates or thoughts counted means
-    none were generated. No total is kept: a translated answer writes input plus output."""
+    """usageMetadata in the model's convention (`read_usage_metadata`, leniently). Proto3 JSON omits
+    zeros: a total with no candidates or thoughts counted means none were generated. No total is
+    kept: a translated answer writes input plus output."""
     usage = read_usage_metadata(value, loose_int)
     total, usage.total_tokens = usage.total_tokens, None
-    tool_prompt = loose_int(value.get("toolUsePromptTokenCount")) if isinstance(value, dict) else None
-    if tool_prompt is not None:
-        usage.input_tokens = (usage.input_tokens or 0) + tool_prompt
     counted_in = usage.input_tokens
     if usage.output_tokens is None and total is not None and counted_in is not None and total >= counted_in:
         usage.output_tokens = total - counted_in

@@ -49,19 +49,32 @@ def read_usage(raw: dict[str, Any]) -> Usage:
 
 def translated_usage(raw: dict[str, Any]) -> Usage:
     """A `usage` object as a translation carries it on: with its cache writes (compatible endpoints'
-    `prompt_tokens_details.cache_write_tokens`, and Tollgate's own translated answers'), without the
-    reported total (a translated answer writes input plus output)."""
+    `prompt_tokens_details.cache_write_tokens`, and Tollgate's own translated answers'), and the
+    reported total, which tells how a vendor counted (`Provider.billed_usage`; a translated answer
+    writes input plus output whatever it is)."""
     usage = read_usage(raw)
+    usage.total_tokens = fields.int_or_none(raw.get("total_tokens"))
     usage.cache_write_tokens = fields.int_or_none(nested(raw, "prompt_tokens_details", "cache_write_tokens"))
     return usage
+
+
+def usage_object(data: dict[str, Any]) -> dict[str, Any] | None:
+    """An answer's or a stream chunk's `usage` object; else, in a stream whose client did not ask
+    for usage (`stream_options.include_usage`), Groq's: its last chunk's `x_groq.usage`, which it
+    sends whether asked or not (the same counts as `usage`, where both are given: read once)."""
+    raw = data.get("usage")
+    if isinstance(raw, dict):
+        return raw
+    raw = nested(data, "x_groq", "usage")
+    return raw if isinstance(raw, dict) else None
 
 
 def answer_usage(data: dict[str, Any], endpoint: str | None) -> Usage:
     """Token usage, finish reason and service tier from an answer in Chat Completions' shape: a whole
     answer or a stream chunk of chat completions, completions or embeddings."""
     raw = data.get("usage")
-    if not isinstance(raw, dict):
-        raw = {}
+    if not isinstance(raw, dict):  # an ordinary answer has it: nothing more is looked up
+        raw = usage_object(data) or {}
     u = read_usage(raw)
     u.total_tokens = as_int(raw.get("total_tokens"))
     # The prompt's cache writes, among its tokens, where a compatible API reports them (OpenRouter).

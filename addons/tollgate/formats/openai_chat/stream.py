@@ -27,6 +27,7 @@ from tollgate.formats.openai_chat.answer import (
     read_finish,
     reasoning_of,
     translated_usage,
+    usage_object,
 )
 from tollgate.formats.openai_chat.errors import error_of
 from tollgate.formats.usage import Usage
@@ -120,8 +121,8 @@ class ChatEventReader:
         for choice in choices if isinstance(choices, list) else []:
             if isinstance(choice, dict):
                 events.extend(self._read_choice(choice))
-        usage = data.get("usage")
-        if isinstance(usage, dict):
+        usage = usage_object(data)
+        if usage is not None:
             events.append(UsageReported(translated_usage(usage)))
         return events
 

@@ -20,7 +20,7 @@ from tollgate.formats.exact import Unreadable
 from tollgate.formats.json_codec import encode_json, read_request_json
 from tollgate.formats.raw_headers import header_index, with_header
 from tollgate.governance.limits import Reserved
-from tollgate.governance.overrides import fallback_route, translation_for
+from tollgate.governance.overrides import fallback_route, fitted_for, translation_for
 from tollgate.governance.policy import Decision
 from tollgate.governance.rollup import roll_up
 from tollgate.proxy.flows import call_of, provider_of
@@ -155,6 +155,8 @@ class Fallback:
         else:
             if path is not None:
                 request.path = path
+            if how == "own":  # the client's body to another provider's API that speaks its format
+                fitted_for(call.registry[provider], call.classification.endpoint, body)
             if not self._call_model(flow, call, model, body):
                 return False
         for name, value in carried:

@@ -8,7 +8,15 @@ from mitmproxy import http
 
 from tollgate.call import Call, Target
 from tollgate.formats import OPENAI_API
-from tollgate.governance.overrides import client_request, own_api_path, route_api, routed_path, translation_for
+from tollgate.governance.overrides import (
+    client_request,
+    fitted_for,
+    own_api_path,
+    route_api,
+    routed_path,
+    translation_for,
+)
+from tollgate.providers import Provider
 from tollgate.proxy.flows import provider_of, write_body
 from tollgate.proxy.state import Shared
 from tollgate.upstream import SIDE_HEADERS
@@ -33,10 +41,13 @@ class Override:
         if rule.fallbacks:
             self._keep_for_fallbacks(flow, call, rule.provider or called, rule.fallbacks)
         if rule.provider is not None and rule.provider != called:
+            target = call.registry[rule.provider]
             if route_api(rule, called, c.endpoint, call.registry) != "native":
-                flow.request.path = routed_path(call.registry[rule.provider], flow.request.path)
+                flow.request.path = routed_path(target, flow.request.path)
+                self._fit(flow, call, target)
             elif (own := own_api_path(call, rule.provider)) is not None:
                 flow.request.path = own  # the target speaks the caller's format: nothing to translate
+                self._fit(flow, call, target)
             else:
                 # Translated into the target's own format, the model written where that format keeps it
                 route.translated = translation_for(call, flow.request.query.get("alt"))
@@ -50,6 +61,13 @@ class Override:
                 route.target = Target(route.target.provider, rule.model)
             else:
                 self._call_model(flow, call, rule.model)
+
+    @staticmethod
+    def _fit(flow: http.HTTPFlow, call: Call, target: Provider) -> None:
+        """A chat call going as it came to another provider's API: its body made what that API
+        takes (a vendor's `max_tokens`), written back only where that changed it."""
+        if fitted_for(target, call.classification.endpoint, call.body):
+            write_body(flow.request, call)
 
     @staticmethod
     def _keep_for_fallbacks(flow: http.HTTPFlow, call: Call, target: str, fallbacks: tuple) -> None:

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from mitmproxy import ctx, http
@@ -156,6 +157,7 @@ class SummarizerCall:
     request: Outgoing
     credential: UpstreamCredential
     timeout: float
+    billed: Callable[[Usage], Usage]  # its usage as read, counted as its provider bills it
 
 
 def summarizer_call(call: Call, rule: RollupRule, rolled: Plan) -> SummarizerCall:
@@ -171,7 +173,8 @@ def summarizer_call(call: Call, rule: RollupRule, rolled: Plan) -> SummarizerCal
     if credential is None:
         raise SummaryUnavailable(f"Tollgate has no {name} credential for the summarizer (providers.{name})")
     request = json_request(provider, settings, leg.path, encode_json(body), extra)
-    return SummarizerCall(f"{name}/{model}", leg.format, request, credential, settings.timeout)
+    billed = partial(provider.billed_usage, classification)
+    return SummarizerCall(f"{name}/{model}", leg.format, request, credential, settings.timeout, billed)
 
 
 def ask(summarizer: SummarizerCall, verify: bool | str) -> tuple[str, Usage]:
@@ -199,4 +202,4 @@ def ask(summarizer: SummarizerCall, verify: bool | str) -> tuple[str, Usage]:
         summary = summary_of(response)
     except Exception as e:  # never its message: it may quote the answer
         raise SummaryUnavailable(f"the summarizer's answer could not be read: {type(e).__name__}") from None
-    return summary, response.usage
+    return summary, summarizer.billed(response.usage)
