@@ -527,15 +527,17 @@ def test_a_circuit_opened_in_one_process_rests_in_another_sharing_redis(start_ga
         ready, go = tmp_path / "ready", tmp_path / "go"
         with ThreadPoolExecutor(1) as pool:
             later = pool.submit(outcomes, b, 1, ready, go)
-            failing = ["InternalServerError", 503, None, None]
-            assert outcomes(a, 3) == [failing, failing, failing]
-            opened = time.monotonic()
-            # Announced in the transaction that stores the rest: once it is stored, b has the news.
-            redis.wait_keys(REST + "*")
-            deadline = time.monotonic() + 30
-            while not ready.exists() and not later.done() and time.monotonic() < deadline:
-                time.sleep(0.01)
-            go.touch()
+            try:
+                failing = ["InternalServerError", 503, None, None]
+                assert outcomes(a, 3) == [failing, failing, failing]
+                opened = time.monotonic()
+                # Announced in the transaction that stores the rest: once it is stored, b has the news.
+                redis.wait_keys(REST + "*")
+                deadline = time.monotonic() + 30
+                while not ready.exists() and not later.done() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            finally:
+                go.touch()  # b's client does not wait out its 30 s when this test has failed
             ((error, status, reason, retry_after),) = later.result(timeout=60)
         assert (error, status, reason) == ("InternalServerError", 503, "circuit_open")
         assert 1 <= int(retry_after) <= 6
