@@ -83,10 +83,24 @@ def start_run_sh(tmp_path: Path, fake: FakeUpstream, confdir: Path, upstream_ca_
         proxy = subprocess.Popen(command, cwd=tmp_path, stdout=console, stderr=subprocess.STDOUT)
     try:
         wait_listening(port, proxy)
+        for spec in capture[1::2]:  # `--capture MODE@HOST:PORT` each
+            wait_capturing(tmp_path / "console.log", spec.partition("@")[2], proxy)
     except BaseException:
         stop(proxy)
         raise
     return proxy, port
+
+
+def wait_capturing(console: Path, address: str, proxy: subprocess.Popen, seconds: float = 60) -> None:
+    """Until the console says a capture mode listens at `address`: mitmproxy starts each mode's
+    server on its own, the proxy's port may listen first, and WireGuard writes its keys (to
+    confdir, at its first start) only as it starts."""
+    deadline = time.monotonic() + seconds
+    line = f" listening at {address}."
+    while line not in console.read_text(errors="replace"):
+        if time.monotonic() > deadline or proxy.poll() is not None:
+            raise AssertionError(f"no{line!r} (run.sh exit {proxy.poll()}):\n{console.read_text(errors='replace')}")
+        time.sleep(0.05)
 
 
 def stop(proxy: subprocess.Popen) -> None:

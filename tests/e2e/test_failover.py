@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from tests.e2e.test_google_backends import PROJECT, FakeVertex, service_account
@@ -17,6 +18,7 @@ from tests.support.h2 import H2Reply, H2Upstream
 from tests.support.redis import redis_server
 
 from tollgate.fingerprint import fingerprint
+from tollgate.records.ledger.redis_store import REST, RESTS
 
 K1, K2 = "sk-failover-key-one-111", "sk-failover-key-two-222"
 ALICE = "tg-alice-failover-test"
@@ -423,11 +425,22 @@ def circuit_config(store: str | None = None, rest_s: float = 2):
     return build
 
 
-def outcomes(gw, count: int) -> list:
-    """`count` OpenAI SDK calls: 200, or the status and X-Tollgate-Error of the error."""
+def outcomes(gw, count: int, ready: Path | None = None, go: Path | None = None) -> list:
+    """`count` OpenAI SDK calls: 200, or the status and X-Tollgate-Error of the error. With `ready`
+    and `go`: the client, its SDK imported, touches `ready` and calls once `go` exists."""
+    wait = ""
+    if ready is not None and go is not None:
+        wait = f"""
+    pathlib.Path("{ready}").touch()
+    deadline = time.monotonic() + 30
+    while not pathlib.Path("{go}").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    """
     return gw.run(f"""
+    import pathlib, time
     from openai import OpenAI
     client = OpenAI(api_key="{ALICE}", max_retries=0)
+    {wait.strip()}
     outcomes = []
     for _ in range({count}):
         try:
@@ -504,19 +517,32 @@ def test_an_upstream_called_with_no_pooled_key_rests_too(breaker):
 def test_a_circuit_opened_in_one_process_rests_in_another_sharing_redis(start_gateway, tmp_path):
     redis = redis_server(tmp_path / "redis")
     try:
-        # A rest long enough for the other process's client to start within it.
         a = start_gateway(circuit_config(redis.url, rest_s=6), providers=("openai", "anthropic"))
         b = start_gateway(circuit_config(redis.url, rest_s=6), providers=("openai", "anthropic"))
+        # Both listen for the rests announced: one published before b listened would reach b only
+        # when it next subscribed.
+        redis.wait_subscribers(RESTS, 2)
         a.fakes["openai"].handler = lambda r: Reply(503, DOWN_OPENAI)
-        failing = ["InternalServerError", 503, None, None]
-        assert outcomes(a, 3) == [failing, failing, failing]
-        opened = time.monotonic()
-        time.sleep(0.3)  # published on a Redis channel: a moment to arrive
-        ((error, status, reason, retry_after),) = outcomes(b, 1)
+        # b's client starts meanwhile and calls on a sign: the 6 s rest is not spent on its start-up.
+        ready, go = tmp_path / "ready", tmp_path / "go"
+        with ThreadPoolExecutor(1) as pool:
+            later = pool.submit(outcomes, b, 1, ready, go)
+            try:
+                failing = ["InternalServerError", 503, None, None]
+                assert outcomes(a, 3) == [failing, failing, failing]
+                opened = time.monotonic()
+                # Announced in the transaction that stores the rest: once it is stored, b has the news.
+                redis.wait_keys(REST + "*")
+                deadline = time.monotonic() + 30
+                while not ready.exists() and not later.done() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            finally:
+                go.touch()  # b's client does not wait out its 30 s when this test has failed
+            ((error, status, reason, retry_after),) = later.result(timeout=60)
         assert (error, status, reason) == ("InternalServerError", 503, "circuit_open")
         assert 1 <= int(retry_after) <= 6
         assert b.fakes["openai"].received == []
-        time.sleep(max(0.0, opened + 6.2 - time.monotonic()))
+        time.sleep(max(0.0, opened + 6.2 - time.monotonic()))  # the rest itself
         assert outcomes(b, 1) == [200]
         assert len(b.fakes["openai"].received) == 1
     finally:
@@ -527,28 +553,12 @@ def test_a_call_whose_connection_timed_out_goes_again(clouds):
     clouds.reset()
     fake = clouds.fakes["openai"]
     fake.handler = lambda r: Reply(200, ANSWER)
-    fake.handshake_delay = 3  # the first connection's handshake outlasts the 1 s timeout
-    done = threading.Event()
-
-    def quicken_once_connected():
-        """The next connection shakes hands at once: the fake serves each in a thread of its own."""
-        serving = {t for t in threading.enumerate() if "process_request" in t.name}
-        deadline = time.monotonic() + 30
-        while not done.is_set() and time.monotonic() < deadline:
-            if {t for t in threading.enumerate() if "process_request" in t.name} - serving:
-                time.sleep(0.3)  # its first step reads the delay
-                fake.handshake_delay = 0.0
-                return
-            time.sleep(0.01)
-
-    watcher = threading.Thread(target=quicken_once_connected)
-    watcher.start()
+    # The first connection's handshake outlasts the 1 s timeout; the next one shakes hands at once.
+    fake.handshake_delays = [3]
     try:
         result = clouds.run(CHAT)
     finally:
-        done.set()
-        watcher.join(5)
-        fake.handshake_delay = 0.0
+        fake.handshake_delays = []
     assert (result["status"], result["content"], result["attempts"]) == (200, "hi", "2"), result
     assert len(fake.received) == 1
     timed_out, answered = clouds.last_audit()["attempts"]

@@ -321,10 +321,11 @@ def test_a_token_in_every_credential_position(g):
             "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.0-flash:generateContent?key={query}&alt=json",
             data=json.dumps({{"contents": [{{"parts": [{{"text": "hi"}}]}}]}}).encode(),
             headers={{"content-type": "application/json"}})
-        with urllib.request.urlopen(req) as resp:
-            report(text=r.text, status=resp.status)
+        with urllib.request.urlopen(req) as resp:  # read whole, as a client does: else it leaves mid-answer
+            answer = json.loads(resp.read())
+        report(text=r.text, status=resp.status, query_text=answer["candidates"][0]["content"]["parts"][0]["text"])
     """)
-    assert result == {"text": "Hello!", "status": 200}
+    assert result == {"text": "Hello!", "status": 200, "query_text": "Hello!"}
     for seen in g.fakes["gemini"].received:
         assert seen.headers["x-goog-api-key"] == REAL["gemini"]
         assert "key=" not in seen.path and query not in seen.path

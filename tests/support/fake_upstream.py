@@ -66,6 +66,9 @@ class FakeUpstream:
         self.received: list[Received] = []
         self.handler: Handler = handler or (lambda r: Reply(200, {"ok": True}))
         self.handshake_delay = 0.0  # before each connection's TLS handshake
+        # The delays of the next connections, one each in the order they are accepted, before
+        # `handshake_delay` again: a test that needs one connection slow and the next one quick.
+        self.handshake_delays: list[float] = []
         self._lock = threading.Lock()
         cert = ca.issue_cert("127.0.0.1", "localhost", *names)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -74,6 +77,7 @@ class FakeUpstream:
             context.verify_mode = ssl.CERT_REQUIRED
             client_ca.configure_trust(context)
         snis: dict[int, str | None] = {}
+        delays: dict[int, float] = {}  # a connection's handshake delay, chosen when it was accepted
 
         def remember_sni(sock: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
             snis[id(sock)] = name
@@ -88,7 +92,7 @@ class FakeUpstream:
                 pass
 
             def setup(self) -> None:
-                time.sleep(upstream.handshake_delay)  # the handshake is done by the first read
+                time.sleep(delays.pop(id(self.request), 0.0))  # the handshake is done by the first read
                 super().setup()
 
             def _serve(self) -> None:
@@ -168,6 +172,10 @@ class FakeUpstream:
             sock, addr = raw_accept()
             tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
             tls.settimeout(30)
+            with upstream._lock:
+                delays[id(tls)] = (
+                    upstream.handshake_delays.pop(0) if upstream.handshake_delays else upstream.handshake_delay
+                )
             return tls, addr
 
         self.server.get_request = accept_tls  # type: ignore[method-assign]

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,30 @@ class RedisServer:
     def resume(self) -> None:
         assert self.process is not None
         os.kill(self.process.pid, signal.SIGCONT)
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, socket_timeout=5)
+
+    def wait_for(self, what: str, check: Callable[[redis.Redis], bool], timeout: float = 10.0) -> None:
+        """Until `check` (asked of a client of this server) holds; `what` names it if it never does."""
+        deadline = time.monotonic() + timeout
+        with self.client() as client:
+            while not check(client):
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"redis-server on {self.port}: no {what} within {timeout} s")
+                time.sleep(0.02)
+
+    def wait_subscribers(self, channel: str, count: int, timeout: float = 10.0) -> None:
+        """Until `count` connections listen on `channel` (each Tollgate sharing the ledger listens)."""
+
+        def subscribed(client: redis.Redis) -> bool:
+            return dict(client.pubsub_numsub(channel)).get(channel.encode(), 0) >= count
+
+        self.wait_for(f"{count} subscribers of {channel}", subscribed, timeout)
+
+    def wait_keys(self, pattern: str, timeout: float = 10.0) -> None:
+        """Until a key matches `pattern` (written by a Tollgate's ledger writer, in the background)."""
+        self.wait_for(f"key {pattern}", lambda client: bool(client.keys(pattern)), timeout)
 
     def log(self) -> str:
         path = self.directory / "redis.log"

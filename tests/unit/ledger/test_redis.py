@@ -41,6 +41,26 @@ def test_a_stopped_redis_fails_a_reservation_at_once_naming_it_without_its_passw
     run(scenario())
 
 
+def test_the_first_reservations_after_redis_restarts_are_served(redis_backend: Backend):
+    server = redis_backend.server
+    assert server is not None
+
+    async def scenario() -> None:
+        store = redis_backend.open()
+        try:
+            # Three at once: the pool keeps three connections, idle once they are done.
+            charges = [Charge("c", 1, None, LATER)]
+            assert all(r.granted for r in await asyncio.gather(*(store.reserve(charges) for _ in range(3))))
+            await asyncio.to_thread(server.stop)  # the loop runs meanwhile: it sees the connections close
+            await asyncio.to_thread(server.start)
+            for _ in range(3):  # none of them goes on a connection to the server that stopped
+                assert (await store.reserve(charges)).granted
+        finally:
+            await store.aclose()
+
+    run(scenario())
+
+
 def test_a_redis_that_hangs_fails_a_reservation_within_the_timeout(
     redis_backend: Backend, monkeypatch: pytest.MonkeyPatch
 ):

@@ -15,7 +15,7 @@ from mitmproxy.test import tflow
 from mitmproxy.websocket import WebSocketMessage
 from tests.support.examples import examples
 from wsproto import Connection, ConnectionType
-from wsproto.events import CloseConnection, Message, TextMessage
+from wsproto.events import BytesMessage, CloseConnection, Message, TextMessage
 from wsproto.frame_protocol import Opcode
 
 from tollgate.call import Call, Route
@@ -357,6 +357,25 @@ def test_a_message_past_the_bound_is_its_senders_close_with_1009_whatever_its_fr
     assert [type(e) for e in events] == [TextMessage, CloseConnection]
     assert (events[1].code, events[1].reason) == (1009, "message too big")
     assert closed  # and what the sender sent after it is not relayed
+
+
+def test_a_frame_read_in_pieces_is_handed_on_whole_once(bound_of_1000):
+    # mitmproxy copies the frame so far for each piece it is handed: one piece, one copy.
+    client = Connection(ConnectionType.CLIENT)
+    proxy = WebsocketConnection(ConnectionType.SERVER, conn=tflow.tclient_conn())
+    wire = client.send(Message(data="é" * 200, message_finished=False)) + client.send(
+        Message(data="ab" * 100, message_finished=True)
+    )
+    wire += client.send(Message(data=b"\xff" * 50))
+    events = []
+    for i in range(len(wire)):  # a byte at a time: a multi-byte character split too
+        proxy.receive_data(wire[i : i + 1])
+        events += list(proxy.events())
+    assert [(type(e), e.data, e.frame_finished, e.message_finished) for e in events] == [
+        (TextMessage, "é" * 200, True, False),
+        (TextMessage, "ab" * 100, True, True),
+        (BytesMessage, b"\xff" * 50, True, True),
+    ]
 
 
 def test_the_bound_counts_a_messages_utf8_bytes_and_starts_anew_with_each_message(bound_of_1000):

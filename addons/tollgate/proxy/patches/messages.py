@@ -74,9 +74,14 @@ def bound_websocket_messages(limit: int) -> None:
     peer could make the proxy hold any amount. Taught here, a message that grows past `limit`
     bytes is taken as its sender's close with code 1009 (message too big): mitmproxy closes the
     WebSocket on both sides with it, and drops what it gathered. The sender's connection is noted
-    in `closed_for_a_large_message`. Called again, it sets the bound anew."""
+    in `closed_for_a_large_message`. Called again, it sets the bound anew.
+
+    A frame's pieces, as they are read, are handed on as one event once the frame is whole:
+    mitmproxy adds each piece to the frame so far (`bytes +=`, a copy of it each time), which made
+    a message near the bound cost minutes of processor time when read in small pieces."""
     original = vars(WebsocketConnection).get("_tollgate_unbounded_events", WebsocketConnection.events)
     gathered: WeakKeyDictionary[WebsocketConnection, int] = WeakKeyDictionary()  # a message's bytes so far
+    pieces: WeakKeyDictionary[WebsocketConnection, list[Any]] = WeakKeyDictionary()  # a frame's so far
 
     def events(self: Any) -> Generator[wsproto.events.Event, None, None]:
         for event in original(self):
@@ -88,10 +93,19 @@ def bound_websocket_messages(limit: int) -> None:
                 if size > limit:
                     closed_for_a_large_message.add(self.conn)
                     self.frame_buf = [b""]
+                    pieces.pop(self, None)
                     yield wsproto.events.CloseConnection(MESSAGE_TOO_BIG, "message too big")
                     continue
                 if not event.message_finished:
                     gathered[self] = size
+                if not event.frame_finished:
+                    pieces.setdefault(self, []).append(data)
+                    continue
+                if self in pieces:
+                    whole = [*pieces.pop(self), data]
+                    joined = "".join(whole) if isinstance(data, str) else b"".join(whole)
+                    yield type(event)(joined, event.frame_finished, event.message_finished)
+                    continue
             yield event
 
     WebsocketConnection.events = events  # type: ignore[method-assign]

@@ -359,10 +359,14 @@ class _Cause(Exception):
 
 # No retries inside redis-py: a reservation retried after its connection broke might be counted
 # twice, and a dead Redis must fail a call at once, not after retries with back-off.
+# RESP2: over RESP3 (redis-py 8's default) the pool turns Redis's maintenance notifications on and
+# then hands out an idle connection without checking that it is still open, so that the first
+# commands after Redis restarted failed ("Connection closed by server").
 _OPTIONS: dict[str, Any] = {
     "socket_timeout": COMMAND_TIMEOUT,
     "socket_connect_timeout": COMMAND_TIMEOUT,
     "decode_responses": True,
+    "protocol": 2,
 }
 
 
