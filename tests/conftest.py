@@ -4,6 +4,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,7 @@ class Gateway:
         self.config_path = config_path
         self._before = 0
         self._last_run_end = 0.0
+        self._run_started = 0.0
 
     def run(
         self, code: str, env: dict[str, str] | None = None, timeout: float = 60, proxy_url: str | None = None
@@ -85,6 +87,7 @@ class Gateway:
         # the records only once it has been written (with a margin for the thread to be scheduled).
         time.sleep(max(0.0, self._last_run_end + BATCH_DELAY + 0.05 - time.monotonic()))
         self._before = len(self.audit())
+        self._run_started = time.time()
         try:
             return run_client(code, proxy_url or self.proxy.proxy_url, self.bundle, env, timeout)
         finally:
@@ -111,14 +114,28 @@ class Gateway:
             time.sleep(0.05)
         raise AssertionError(f"expected {count} audit records, have {len(self.audit())}")
 
-    def new_audit(self, count: int) -> list[dict[str, Any]]:
-        """The records the last `run` added, once there are `count` of them."""
-        before = getattr(self, "_before", 0)
-        return self.wait_audit(before + count)[before:]
+    def new_audit(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The records the last `run` added, once there are `count` of them: those written since it
+        began, of calls begun since (a call of the run before, ended late, is not among them)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            records = [r for r in self.audit()[self._before :] if self._since_run(r)]
+            if len(records) >= count or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        assert len(records) >= count, f"expected {count} audit records of the last run, have {len(records)}"
+        return records
 
     def last_audit(self) -> dict[str, Any]:
         """The newest record, once the last `run` has added one (the audit is written by a thread)."""
-        return self.wait_audit(getattr(self, "_before", 0) + 1)[-1]
+        return self.new_audit(1)[-1]
+
+    def _since_run(self, record: dict[str, Any]) -> bool:
+        ts = record.get("ts")
+        if not isinstance(ts, str):
+            return True
+        # Records name their call's start to the millisecond.
+        return datetime.fromisoformat(ts).timestamp() >= self._run_started - 0.01
 
     def reconfigure(self, config: ConfigBuilder | dict, expect: str = RELOADED, timeout: float = 10.0) -> str:
         """Rewrite the running gateway's configuration file as editors save one (a new file renamed
