@@ -5,11 +5,15 @@ JSON-RPC request gets its own `mcp_call` record."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
 import socket
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import trustme
@@ -556,3 +560,51 @@ def test_zz_no_credential_argument_or_result_in_any_output(gateway) -> None:
     for where, content in outputs.items():
         for secret in (VIRTUAL, LIMITED, REAL_BEARER, REAL_HEADER, "no such note", "hello from the notes"):
             assert secret.encode() not in content, f"{secret} in the {where}"
+
+
+def policy_workers(pid: int) -> list[int]:
+    """The proxy's policy worker processes (its children running `policy_worker`)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent == pid and b"policy_worker" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            pass
+    return found
+
+
+@pytest.fixture(scope="module")
+def session_gateway(start_gateway, servers, tmp_path_factory):
+    sse, _ = servers
+    policy = tmp_path_factory.mktemp("mcp-session-policy") / "mcp.rego"
+    policy.write_text(POLICY)  # reads the method, the tool and the client: never the session
+    config = {
+        "policy": {"rego": [str(policy)], "timeout": 1},
+        "clients": [{"name": "alice", "keys": [VIRTUAL]}],
+        "mcp": {
+            "servers": [{"name": "notes", "url": SSE_URL, "upstream": sse.url, "credential": {"bearer": REAL_BEARER}}]
+        },
+    }
+    return start_gateway(config, providers=())
+
+
+def test_a_new_session_hits_the_cache_of_a_policy_that_does_not_read_it(session_gateway) -> None:
+    """The first session's decisions are cached; with the policy's worker stopped, a second
+    session's requests (the same but for their session) are decided from the cache alone."""
+    assert session_gateway.run(client_code(SSE_URL, WHO)) == {"added": ["42"]}
+    session_gateway.new_audit(6)
+    workers = policy_workers(session_gateway.proxy.process.pid)
+    assert len(workers) == 1, workers
+    os.kill(workers[0], signal.SIGSTOP)  # a request not in the cache would wait 1 s, then be denied
+    try:
+        assert session_gateway.run(client_code(SSE_URL, WHO)) == {"added": ["42"]}
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(workers[0], signal.SIGCONT)
+    records = session_gateway.new_audit(6)
+    assert len({r["request_id"] for r in records}) == 6
+    assert [(r["decision"], r["error"]) for r in records] == [("allow", None)] * 6
