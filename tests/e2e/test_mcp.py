@@ -6,21 +6,35 @@ JSON-RPC request gets its own `mcp_call` record."""
 from __future__ import annotations
 
 import contextlib
+import gzip
+import json
 import os
 import re
 import signal
 import socket
+import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import brotli
 import pytest
 import trustme
 from prometheus_client.parser import text_string_to_metric_families
+from tests.support.fake_upstream import FakeUpstream, Received, Reply
 from tests.support.jwks import claims, hs256_token
 from tests.support.mcp_upstream import McpUpstream
+from tests.support.raw import send
 from tests.support.stall import SilentServer
+
+from tollgate.records.auditlog import BATCH_DELAY
+
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
 
 VIRTUAL = "tg-alice-mcp-virtual-0001"
 LIMITED = "tg-limited-mcp-virtual-0001"
@@ -40,6 +54,8 @@ REFUSING_URL = "https://mcp-refusing.example.test/mcp"
 DOWN_URL = "https://mcp-down.example.test/mcp"
 SILENT_URL = "https://mcp-silent.example.test/mcp"
 SLOW_URL = "https://mcp-slow.example.test/mcp"
+SCRIPTED_HOST = "mcp-scripted.example.test"
+SCRIPTED_URL = f"https://{SCRIPTED_HOST}/mcp"
 
 
 def _free_port() -> int:
@@ -88,6 +104,39 @@ def servers(upstream_ca: trustme.CA) -> Iterator[tuple[McpUpstream, McpUpstream]
 
 
 @pytest.fixture(scope="module")
+def scripted(upstream_ca: trustme.CA) -> Iterator[FakeUpstream]:
+    """An MCP server whose answers each test scripts (`handler`): what the SDK's server never
+    sends (an answer cut off, an encoded one); it records each request's bytes as they came."""
+    server = FakeUpstream(upstream_ca, answer_each)
+    yield server
+    server.close()
+
+
+def decoded_body(received: Received) -> bytes:
+    encoding = received.headers.get("content-encoding", "identity")
+    return received.body if encoding == "identity" else DECODERS[encoding](received.body)
+
+
+def answer_each(received: Received) -> Reply:
+    """A JSON answer to each request of a POST: its method and tool as the result."""
+    value = json.loads(decoded_body(received))
+    answers = [
+        {"jsonrpc": "2.0", "id": m["id"], "result": {"method": m["method"], "tool": m.get("params", {}).get("name")}}
+        for m in (value if isinstance(value, list) else [value])
+        if "id" in m
+    ]
+    return Reply(200, answers if isinstance(value, list) else answers[0])
+
+
+ENCODERS: dict[str, Callable[[bytes], bytes]] = {
+    "gzip": gzip.compress, "deflate": zlib.compress, "br": brotli.compress, "zstd": zstd.compress,
+}  # fmt: skip
+DECODERS: dict[str, Callable[[bytes], bytes]] = {
+    "gzip": gzip.decompress, "deflate": zlib.decompress, "br": brotli.decompress, "zstd": zstd.decompress,
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
 def silent() -> Iterator[SilentServer]:
     server = SilentServer()  # takes connections, never completes a TLS handshake
     yield server
@@ -108,7 +157,7 @@ deny contains "no prompts here" if input.mcp.method == "prompts/get"
 
 
 @pytest.fixture(scope="module")
-def gateway(start_gateway, servers, silent, tmp_path_factory):
+def gateway(start_gateway, servers, silent, scripted, tmp_path_factory):
     sse, json_ = servers
     policy = tmp_path_factory.mktemp("mcp-policy") / "mcp.rego"
     policy.write_text(POLICY)
@@ -140,6 +189,7 @@ def gateway(start_gateway, servers, silent, tmp_path_factory):
                 {"name": "down", "url": DOWN_URL, "upstream": f"https://127.0.0.1:{_free_port()}"},
                 {"name": "silent", "url": SILENT_URL, "upstream": silent.url, "timeout": 1},
                 {"name": "slow", "url": SLOW_URL, "upstream": json_.url, "timeout": 1},
+                {"name": "scripted", "url": SCRIPTED_URL, "upstream": scripted.url},
             ]
         },
     }
@@ -547,21 +597,6 @@ def test_a_proxy_login_identifies_an_mcp_caller(login_gateway, servers) -> None:
     assert {(r["client"], r["auth"]) for r in records} == {("carol", "proxyauth")}
 
 
-def test_zz_no_credential_argument_or_result_in_any_output(gateway) -> None:
-    """Last in this file: it stops the gateway to read its saved flows whole."""
-    assert gateway.audit(), "the tests before it made calls"
-    gateway.proxy.stop()  # flushes the saved flows
-    outputs = {
-        "audit": gateway.audit_path.read_bytes(),
-        "console": gateway.proxy.output.read_bytes(),
-        "saved flows": gateway.saved.read_bytes(),
-    }
-    assert b"mcp_call" in outputs["saved flows"] and b"x-tollgate-request-id" in outputs["console"].lower()
-    for where, content in outputs.items():
-        for secret in (VIRTUAL, LIMITED, REAL_BEARER, REAL_HEADER, "no such note", "hello from the notes"):
-            assert secret.encode() not in content, f"{secret} in the {where}"
-
-
 def policy_workers(pid: int) -> list[int]:
     """The proxy's policy worker processes (its children running `policy_worker`)."""
     found = []
@@ -608,3 +643,94 @@ def test_a_new_session_hits_the_cache_of_a_policy_that_does_not_read_it(session_
     records = session_gateway.new_audit(6)
     assert len({r["request_id"] for r in records}) == 6
     assert [(r["decision"], r["error"]) for r in records] == [("allow", None)] * 6
+
+
+def scripted_post(gateway, body: bytes, headers: dict[str, str] | None = None, key: str = VIRTUAL):
+    """One POST to the scripted server through the proxy, as raw HTTP (no MCP SDK encodes a body)."""
+    fields = {
+        "Authorization": f"Bearer {key}",
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+        **(headers or {}),
+    }
+    time.sleep(BATCH_DELAY + 0.05)  # the last request's records written: new_audit counts from here
+    gateway._before = len(gateway.audit())
+    return send(gateway.proxy.port, gateway.bundle, SCRIPTED_HOST, "/mcp", headers=fields, body=body)
+
+
+def tool_call(tool: str, request_id: int = 1) -> dict:
+    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {"name": tool, "arguments": {}}}
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd"])
+def test_an_encoded_request_is_decoded_decided_and_sent_as_it_came(gateway, scripted, encoding: str) -> None:
+    scripted.received.clear()
+    scripted.handler = answer_each
+    allowed = ENCODERS[encoding](json.dumps(tool_call("add")).encode())
+    answer = scripted_post(gateway, allowed, {"Content-Encoding": encoding})
+    assert answer.status == 200, answer
+    assert answer.json() == {"jsonrpc": "2.0", "id": 1, "result": {"method": "tools/call", "tool": "add"}}
+    [received] = scripted.received
+    assert (received.headers["content-encoding"], received.body) == (encoding, allowed)
+    record = gateway.last_audit()
+    assert (record["method"], record["tool"], record["decision"], record["status"]) == (
+        "tools/call",
+        "add",
+        "allow",
+        200,
+    )
+    assert (record["is_error"], record["error"]) == (False, None)
+
+    denied = ENCODERS[encoding](json.dumps([tool_call("add"), tool_call("delete_everything", 2)]).encode())
+    answer = scripted_post(gateway, denied, {"Content-Encoding": encoding})
+    assert (answer.status, answer.headers["x-tollgate-error"]) == (200, "policy_denied")
+    assert [(e["id"], e["error"]["code"]) for e in answer.json()] == [(1, -32001), (2, -32001)]
+    assert (
+        answer.json()[1]["error"]["message"]
+        == "Tollgate policy denied this request: alice may not call delete_everything"
+    )
+    assert len(scripted.received) == 1  # the denied batch never reached the server
+    records = gateway.new_audit(2)
+    assert [(r["tool"], r["decision"]) for r in records] == [("add", "deny"), ("delete_everything", "deny")]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body", "error"),
+    [
+        ("compress", b"\x1f\x9d\x90", "Tollgate reads MCP requests encoded with gzip, deflate, br or zstd, not 'compress'"),
+        ("base64", b"e30=", "Tollgate reads MCP requests encoded with gzip, deflate, br or zstd, not 'base64'"),
+        ("gzip, gzip", gzip.compress(gzip.compress(b"{}")),
+         "Tollgate reads MCP requests encoded with gzip, deflate, br or zstd, not 'gzip, gzip'"),
+        ("gzip", b"\x1f\x8b not gzip", "the body does not decode as its Content-Encoding (gzip) says"),
+        ("gzip", gzip.compress(json.dumps(tool_call("add")).encode())[:-6], "the body ends before its gzip-encoded data does"),
+        ("deflate", zlib.compress(json.dumps(tool_call("add")).encode()) + b"more",
+         "the body does not decode as its Content-Encoding (deflate) says"),
+        ("br", brotli.compress(b" " * (65 * 2**20)), "the body decodes to more than 64 MiB"),
+    ],
+    ids=["compress", "base64", "twice", "corrupt", "cut", "trailing", "bomb"],
+)  # fmt: skip
+def test_an_encoding_tollgate_cannot_read_exactly_is_refused(gateway, scripted, encoding: str, body: bytes, error: str):
+    scripted.received.clear()
+    answer = scripted_post(gateway, body, {"Content-Encoding": encoding})
+    assert (answer.status, answer.headers["x-tollgate-error"]) == (400, "bad_request")
+    message = f"Tollgate cannot read this request exactly and did not forward it: {error}."
+    assert answer.json() == {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": message}}
+    assert scripted.received == []
+    record = gateway.last_audit()
+    assert (record["server"], record["decision"], record["status"]) == ("scripted", "deny", 400)
+    assert record["error"] == f"bad request: {error}"
+
+
+def test_zz_no_credential_argument_or_result_in_any_output(gateway) -> None:
+    """Last in this file: it stops the gateway to read its saved flows whole."""
+    assert gateway.audit(), "the tests before it made calls"
+    gateway.proxy.stop()  # flushes the saved flows
+    outputs = {
+        "audit": gateway.audit_path.read_bytes(),
+        "console": gateway.proxy.output.read_bytes(),
+        "saved flows": gateway.saved.read_bytes(),
+    }
+    assert b"mcp_call" in outputs["saved flows"] and b"x-tollgate-request-id" in outputs["console"].lower()
+    for where, content in outputs.items():
+        for secret in (VIRTUAL, LIMITED, REAL_BEARER, REAL_HEADER, "no such note", "hello from the notes"):
+            assert secret.encode() not in content, f"{secret} in the {where}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 from tollgate.config import Config
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.mcp.answers import AnswerReader, read_whole, without_tools
-from tollgate.formats.mcp.messages import McpRequest, Posted, read_post
+from tollgate.formats.mcp.messages import McpRequest, Posted, decoded_post, read_post
 from tollgate.governance.mcp import McpExchange
 from tollgate.governance.mcp_servers import McpServer
 from tollgate.governance.policy import Policy
@@ -71,6 +72,39 @@ def test_each_request_of_a_post_is_read_with_what_the_policy_decides_on() -> Non
 def test_a_post_tollgate_cannot_read_exactly_is_unreadable(body: bytes, reason: str) -> None:
     with pytest.raises(Unreadable, match=reason):
         read_post(body)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "x-gzip", "deflate", "br", "zstd", " GZIP "])
+def test_an_encoded_post_is_decoded_exactly(encoding: str) -> None:
+    import gzip
+    import zlib
+
+    import brotli
+
+    if sys.version_info >= (3, 14):
+        from compression import zstd
+    else:
+        from backports import zstd
+
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).encode()
+    name = encoding.strip().lower()
+    encode = {"gzip": gzip.compress, "x-gzip": gzip.compress, "deflate": zlib.compress, "br": brotli.compress}
+    encoded = encode.get(name, zstd.compress)(body)
+    assert decoded_post(encoded, encoding, 1024) == body
+    assert decoded_post(body, None, 1024) == decoded_post(body, "identity", 1024) == body
+    with pytest.raises(Unreadable, match="decodes to more than 16 bytes"):
+        decoded_post(encoded, encoding, 16)
+    with pytest.raises(
+        Unreadable,
+        match=f"ends before its {name}-encoded data does|does not decode as its Content-Encoding \\({name}\\)",
+    ):
+        decoded_post(encoded[:-3], encoding, 1024)
+
+
+@pytest.mark.parametrize("encoding", ["compress", "base64", "gzip, gzip", "gzip,identity", "hex"])
+def test_an_encoding_tollgate_does_not_read_is_unreadable(encoding: str) -> None:
+    with pytest.raises(Unreadable, match=f"not {re.escape(repr(encoding))}"):
+        decoded_post(b"{}", encoding, 1024)
 
 
 def sse(*messages: object) -> bytes:

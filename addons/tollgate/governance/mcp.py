@@ -44,6 +44,7 @@ class McpExchange:
     server: McpServer
     method: str  # the HTTP method
     requests: tuple[McpRequest, ...] = ()
+    batch: bool = False  # the POST was a batch: its answer is one too
     session: str | None = None  # the Mcp-Session-Id the client sent
     request_id: str = ""
     started: float = field(default_factory=time.time)

@@ -24,7 +24,7 @@ from tollgate.call import new_request_id
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.json_codec import encode_json
 from tollgate.formats.mcp.answers import AnswerReader, is_sse, parse_any, read_whole, tools_listed, without_tools
-from tollgate.formats.mcp.messages import TOOLS_LIST, RequestId, error_message, read_post
+from tollgate.formats.mcp.messages import TOOLS_LIST, RequestId, decoded_post, error_message, read_post
 from tollgate.governance.jwt_identity import looks_like_jwt
 from tollgate.governance.limits import Counter, deny_reason, refusal_message, retry_after
 from tollgate.governance.mcp import (
@@ -51,6 +51,7 @@ from tollgate.providers.base import (
 )
 from tollgate.proxy import patches
 from tollgate.proxy.flows import call_of
+from tollgate.proxy.stages.classify import MAX_DECODED_BODY
 from tollgate.proxy.state import Shared
 from tollgate.records.ledger.store import Charge, Reservation, Store, StoreError
 from tollgate.runtime import Loaded
@@ -112,10 +113,10 @@ class Mcp:
             raise Unreadable(f"an MCP server is not called with {request.method}")
         if request.method != "POST":
             return
-        encoding = request.headers.get("content-encoding", "identity").strip().lower()
-        if encoding != "identity":
-            raise Unreadable("Tollgate reads MCP requests without a Content-Encoding")
-        exchange.requests = read_post(request.raw_content).requests
+        # Read as the server will read it; sent on as it came.
+        body = decoded_post(request.raw_content, request.headers.get("content-encoding"), MAX_DECODED_BODY)
+        posted = read_post(body)
+        exchange.requests, exchange.batch = posted.requests, posted.batch
 
     def _steps(self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded) -> Awaitable[None] | None:
         """Identified, counted on `mcp_calls_per_minute`, decided, given the server's credential:
@@ -324,7 +325,7 @@ class Mcp:
         if denied:
             exchange.decision = "deny"
         exchange.answered_by_tollgate = True
-        batch = len(errors) > 1 or (flow.request.raw_content or b"").lstrip()[:1] == b"["
+        batch = len(errors) > 1 or exchange.batch
         body = encode_json(errors if batch else errors[0])
         flow.request.stream = False
         headers = {"content-type": "application/json", "x-tollgate-error": reason}
