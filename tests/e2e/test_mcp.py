@@ -721,6 +721,191 @@ def test_an_encoding_tollgate_cannot_read_exactly_is_refused(gateway, scripted, 
     assert record["error"] == f"bad request: {error}"
 
 
+def speaks_mcp(answer: Callable[[dict], Reply]) -> Callable[[Received], Reply]:
+    """The scripted server as the SDK's client needs it: an initialize answered, notifications
+    accepted, no GET stream; each other request answered by `answer`."""
+
+    def handle(received: Received) -> Reply:
+        if received.method != "POST":
+            return Reply(405 if received.method == "GET" else 200, b"")
+        message = json.loads(decoded_body(received))
+        if message.get("method") == "initialize":
+            result = {
+                "protocolVersion": message["params"]["protocolVersion"],
+                "capabilities": {"tools": {}, "logging": {}},
+                "serverInfo": {"name": "scripted", "version": "1"},
+            }
+            return Reply(200, {"jsonrpc": "2.0", "id": message["id"], "result": result})
+        if "id" not in message:
+            return Reply(202, b"")
+        return answer(message)
+
+    return handle
+
+
+def event(message: dict) -> bytes:
+    return b"event: message\r\ndata: " + json.dumps(message).encode() + b"\r\n\r\n"
+
+
+def log_event(text: str) -> bytes:
+    return event({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": text}})
+
+
+def listed(message: dict) -> dict:
+    tools = [{"name": name, "inputSchema": {"type": "object"}} for name in ("add", "delete_everything")]
+    return {"jsonrpc": "2.0", "id": message["id"], "result": {"tools": tools}}
+
+
+def test_an_sse_answer_broken_off_ends_with_a_json_rpc_error(gateway, scripted) -> None:
+    """The server sends a log message and the start of its answer, then resets the connection: the
+    client has the log message, then the tool call's JSON-RPC error, and the answer ends."""
+    scripted.received.clear()
+
+    def broken(message: dict) -> Reply:
+        partial = b'event: message\r\ndata: {"jsonrpc": "2.0", "id": ' + str(message["id"]).encode()
+        return Reply(200, chunks=[log_event("working"), partial, b"never sent"], reset_after=2)
+
+    scripted.handler = speaks_mcp(broken)
+    result = gateway.run(LOGGED.format(url=SCRIPTED_URL, key=VIRTUAL, body='await client.call_tool("add", {})'))
+    assert result["logs"] == ["working"]
+    assert (result["error"], result["code"]) == ("MCPError", -32603), result
+    assert re.fullmatch(r"Tollgate: MCP server scripted broke off its answer: .+\.", result["message"]), result
+    records = gateway.new_audit(3)  # initialize, initialized, the call (no session: no GET, no DELETE)
+    call = records[-1]
+    assert (call["method"], call["tool"], call["decision"], call["status"]) == ("tools/call", "add", "allow", 200)
+    assert call["is_error"] is True
+    assert call["error"].startswith("the server broke off its answer: "), call["error"]
+
+
+LOGGED = """
+import asyncio
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+logs = []
+
+async def log(params):
+    logs.append(params.data)
+
+async def main():
+    http = create_mcp_http_client(headers={{"Authorization": "Bearer {key}"}})
+    async with http:
+        async with Client(streamable_http_client("{url}", http_client=http), mode="legacy",
+                          logging_callback=log) as client:
+            try:
+                {body}
+            except Exception as e:
+                error = getattr(e, "error", None)
+                report(logs=logs, error=type(e).__name__, code=getattr(error, "code", None),
+                       message=getattr(error, "message", str(e)))
+
+try:
+    asyncio.run(main())
+except BaseExceptionGroup as group:
+    first = group.exceptions[0]
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    raise first from None
+"""
+
+
+def test_a_json_answer_broken_off_is_a_json_rpc_error_for_each_request(gateway, scripted) -> None:
+    """A JSON answer is read whole before it goes on: cut short, none of it went, and the client
+    gets the errors of a batch in its place."""
+    scripted.received.clear()
+    partial = b'[{"jsonrpc": "2.0", "id": 1, "result": {"content": []}}, {"jsonrpc": "2.0", "id"'
+    scripted.handler = lambda r: Reply(
+        200, headers={"content-type": "application/json"}, chunks=[partial, b"x"], reset_after=1
+    )
+    batch = [tool_call("add"), tool_call("fail", 2)]
+    before = mcp_samples()
+    answer = scripted_post(gateway, json.dumps(batch).encode())
+    assert answer.status == 200
+    errors = answer.json()
+    assert [(e["id"], e["error"]["code"]) for e in errors] == [(1, -32603), (2, -32603)]
+    assert errors[0]["error"]["message"].startswith("Tollgate: MCP server scripted broke off its answer: ")
+    records = gateway.new_audit(2)
+    assert [(r["tool"], r["decision"], r["is_error"]) for r in records] == [
+        ("add", "allow", True),
+        ("fail", "allow", True),
+    ]
+    assert all(r["error"].startswith("the server broke off its answer: ") for r in records)
+    after = mcp_samples()
+    added = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+    assert added == {
+        ("alice", "scripted", "tools/call", "add", "error"): 1,
+        ("alice", "scripted", "tools/call", "fail", "error"): 1,
+    }
+
+
+def test_a_tools_list_event_stream_is_filtered_event_by_event(gateway, scripted, tmp_path) -> None:
+    """The log message before the list reaches the client while the server still holds the list
+    back (until the client has it, or 10 s); the list then comes without the denied tool."""
+    scripted.received.clear()
+    marker = tmp_path / "logged"
+    streamed: list[bool] = []
+
+    def after_the_log(_: int) -> None:
+        deadline = time.monotonic() + 10
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        streamed.append(marker.exists())
+
+    scripted.handler = speaks_mcp(
+        lambda m: Reply(200, chunks=[log_event("listing"), event(listed(m))], gate=after_the_log)
+    )
+    code = LOGGED.replace("logs.append(params.data)", f"logs.append(params.data); open({str(marker)!r}, 'w').close()")
+    body = "listed = await client.list_tools(); report(logs=logs, tools=sorted(t.name for t in listed.tools))"
+    result = gateway.run(code.format(url=SCRIPTED_URL, key=VIRTUAL, body=body))
+    assert result == {"logs": ["listing"], "tools": ["add"]}
+    assert streamed == [True]
+    call = gateway.new_audit(3)[-1]
+    assert (call["method"], call["is_error"], call["error"]) == ("tools/list", False, None)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "zstd"])
+@pytest.mark.parametrize("as_sse", [True, False], ids=["sse", "json"])
+def test_an_encoded_answer_is_read_and_its_tools_filtered(gateway, scripted, encoding: str, as_sse: bool) -> None:
+    scripted.received.clear()
+
+    def encoded(message: dict) -> Reply:
+        tool = message.get("params", {}).get("name")
+        answer = listed(message) if message["method"] == "tools/list" else {
+            "jsonrpc": "2.0", "id": message["id"], "result": {"content": [], "isError": tool == "fail"},
+        }  # fmt: skip
+        body = event(answer) if as_sse else json.dumps(answer).encode()
+        content_type = "text/event-stream" if as_sse else "application/json"
+        return Reply(200, ENCODERS[encoding](body), {"content-encoding": encoding, "content-type": content_type})
+
+    scripted.handler = speaks_mcp(encoded)
+    body = """listed = await client.list_tools()
+                failed = await client.call_tool("fail", {})
+                report(tools=sorted(t.name for t in listed.tools), failed=failed.is_error)"""
+    result = gateway.run(LOGGED.format(url=SCRIPTED_URL, key=VIRTUAL, body=body))
+    assert result == {"tools": ["add"], "failed": True}
+    calls = gateway.new_audit(4)[-2:]
+    assert [(r["method"], r["tool"], r["is_error"], r["error"]) for r in calls] == [
+        ("tools/list", None, False, None),
+        ("tools/call", "fail", True, None),
+    ]
+
+
+def test_an_answer_in_an_encoding_tollgate_cannot_read_is_refused(gateway, scripted) -> None:
+    scripted.received.clear()
+    scripted.handler = lambda r: Reply(200, b"\x1f\x9d\x90 compressed", {"content-encoding": "compress"})
+    answer = scripted_post(gateway, json.dumps(tool_call("add")).encode())
+    assert answer.status == 200 and "content-encoding" not in answer.headers
+    assert answer.json()["error"] == {
+        "code": -32603,
+        "message": "Tollgate cannot read the MCP server's answer: its Content-Encoding 'compress' is not one"
+        " Tollgate reads.",
+    }
+    record = gateway.last_audit()
+    assert (record["tool"], record["is_error"]) == ("add", True)
+    assert record["error"] == "its Content-Encoding 'compress' is not one Tollgate reads"
+
+
 def test_zz_no_credential_argument_or_result_in_any_output(gateway) -> None:
     """Last in this file: it stops the gateway to read its saved flows whole."""
     assert gateway.audit(), "the tests before it made calls"
