@@ -423,7 +423,9 @@ class Mcp:
         if flow.response is None and exchange.sent and _client_waits(flow):
             self._server_failed(flow, exchange)
         relay = exchange.reader
-        if flow.response is not None and relay is not None and not relay.ended and _client_waits(flow):
+        # A POST's answer (a GET stream answers no request: its break reaches the client as it came).
+        broken = flow.response is not None and relay is not None and relay.expected and not relay.ended
+        if broken and relay is not None and _client_waits(flow):
             return self._broken_off(flow, exchange, relay)
         self._errored(flow, exchange)
         return None
@@ -433,6 +435,7 @@ class Mcp:
         a JSON-RPC error, at the end of the event stream (after the events that came whole), or as
         the JSON answer, none of which went on yet; then the answer ends."""
         problem = flow.error.msg if flow.error is not None else "unknown error"
+        lost = bool(relay.unanswered())  # else the client has all it waited for
         try:
             if relay.waiting and exchange.tool_checks is not None:
                 await exchange.tool_checks.wait()
@@ -442,7 +445,8 @@ class Mcp:
                 patches.end_response_with(flow, tail)
         except Exception:
             logger.exception("Tollgate: an MCP answer that broke off could not be ended")
-        exchange.error = exchange.error or relay.error or f"the server broke off its answer: {problem}"
+        if lost:
+            exchange.error = exchange.error or relay.error or f"the server broke off its answer: {problem}"
         self._errored(flow, exchange)
 
     def _errored(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
