@@ -24,6 +24,7 @@ import pytest
 import trustme
 from prometheus_client.parser import text_string_to_metric_families
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
+from tests.support.h2 import H2Request, h2_calls
 from tests.support.jwks import claims, hs256_token
 from tests.support.mcp_upstream import McpUpstream
 from tests.support.raw import send
@@ -837,6 +838,40 @@ def test_a_json_answer_broken_off_is_a_json_rpc_error_for_each_request(gateway, 
         ("alice", "scripted", "tools/call", "add", "error"): 1,
         ("alice", "scripted", "tools/call", "fail", "error"): 1,
     }
+
+
+@pytest.mark.parametrize("as_sse", [True, False], ids=["sse", "json"])
+def test_an_answer_broken_off_ends_whole_over_http2(gateway, scripted, as_sse: bool) -> None:
+    """Over HTTP/2 the client's stream ends as a whole answer's would (no reset)."""
+    scripted.received.clear()
+    if as_sse:
+        chunks, content_type = [event(tool_answer(1)), b"event: message\r\ndata: {", b"x"], "text/event-stream"
+    else:
+        chunks, content_type = [b'[{"jsonrpc": "2.0", "id": 1, "result": {}}', b"x"], "application/json"
+    cut = len(chunks) - 1
+    scripted.handler = lambda r: Reply(200, headers={"content-type": content_type}, chunks=chunks, reset_after=cut)
+    headers = {
+        "authorization": f"Bearer {VIRTUAL}",
+        "content-type": "application/json",
+        "accept": "application/json, text/event-stream",
+    }
+    body = json.dumps([tool_call("add"), tool_call("fail", 2)]).encode()
+    time.sleep(BATCH_DELAY + 0.05)
+    gateway._before = len(gateway.audit())
+    [answer] = h2_calls(gateway.proxy.port, gateway.bundle, SCRIPTED_HOST, [H2Request("/mcp", body, headers)], 20)
+    assert (answer.status, answer.reset) == (200, None), answer
+    if as_sse:
+        messages = [json.loads(line[6:]) for line in answer.body.splitlines() if line.startswith(b"data: ")]
+        assert [(m["id"], "error" in m) for m in messages] == [(1, False), (2, True)]
+    else:
+        messages = json.loads(answer.body)
+        assert [(m["id"], m["error"]["code"]) for m in messages] == [(1, -32603), (2, -32603)]
+    records = gateway.new_audit(2)
+    assert [(r["tool"], r["is_error"]) for r in records] == [("add", not as_sse), ("fail", True)]
+
+
+def tool_answer(request_id: int) -> dict:
+    return {"jsonrpc": "2.0", "id": request_id, "result": {"content": [], "isError": False}}
 
 
 def test_a_tools_list_event_stream_is_filtered_event_by_event(gateway, scripted, tmp_path) -> None:
