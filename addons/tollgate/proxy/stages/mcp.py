@@ -23,6 +23,7 @@ from mitmproxy import http
 from tollgate.call import new_request_id
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.framing import MAX_FRAME, Decompressor, Undecodable
+from tollgate.formats.framing.bounds import MAX_DECODED_BODY
 from tollgate.formats.json_codec import encode_json
 from tollgate.formats.mcp.answers import AnswerRelay, is_sse
 from tollgate.formats.mcp.messages import TOOLS_LIST, RequestId, decoded_post, error_message, read_post
@@ -52,7 +53,6 @@ from tollgate.providers.base import (
 )
 from tollgate.proxy import patches
 from tollgate.proxy.flows import call_of
-from tollgate.proxy.stages.classify import MAX_DECODED_BODY
 from tollgate.proxy.state import Shared
 from tollgate.records.ledger.store import Charge, Reservation, Store, StoreError
 from tollgate.runtime import Loaded
