@@ -334,3 +334,20 @@ def test_the_records_of_a_post_one_per_request() -> None:
     ]
     # A POST of answers alone (to the server's own requests) is no request of the client's: no record.
     assert McpExchange(server, "POST", status=202).records() == []
+
+
+def test_a_json_answer_past_its_bound_streams_on_unless_its_tools_are_filtered(monkeypatch) -> None:
+    from tollgate.formats.mcp import answers
+
+    monkeypatch.setattr(answers, "MAX_JSON_ANSWER", 16)
+    body = json.dumps(ANSWERS[1]).encode()
+    relay = AnswerRelay(False, [1])
+    assert fed(relay, body[:10]) == b"" and fed(relay, body[10:]) == body and fed(relay, b"") == b""
+    assert relay.outcomes == {} and relay.error is None  # unknown: not read
+    filtering = AnswerRelay(False, [5], tools_of=frozenset({5}), allowed=lambda names: lambda name: True)
+    refused = json.loads(fed(filtering, json.dumps(TOOLS).encode()))
+    assert (
+        refused["error"]["message"]
+        == "Tollgate cannot read the MCP server's answer: the answer is larger than 16 bytes."
+    )
+    assert filtering.outcomes == {5: True} and fed(filtering, b"more") == b""

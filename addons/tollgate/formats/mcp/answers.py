@@ -143,7 +143,7 @@ class AnswerRelay:
                 self._held.append(chunk)
                 self._held_size += len(chunk)
                 if self._held_size > MAX_EVENT:
-                    return self._unreadable(f"a server-sent event is larger than {MAX_EVENT // 2**20} MiB")
+                    return self._unreadable(f"a server-sent event is larger than {_size(MAX_EVENT)}")
             else:
                 region = b"".join([*self._held, chunk[:start]])
                 rest = chunk[start:]
@@ -193,9 +193,8 @@ class AnswerRelay:
             self._held_size += len(chunk)
             if self._held_size > MAX_JSON_ANSWER:
                 if self.tools_of and self.allowed is not None:
-                    return self._unreadable(f"the answer is larger than {MAX_JSON_ANSWER // 2**20} MiB")
-                held, self._held, self._held_size = b"".join(self._held), [], -1
-                self.error = f"the answer is larger than {MAX_JSON_ANSWER // 2**20} MiB: its outcomes were not read"
+                    return self._unreadable(f"the answer is larger than {_size(MAX_JSON_ANSWER)}")
+                held, self._held, self._held_size = b"".join(self._held), [], -1  # its outcomes unknown
                 return held
         if not end:
             return b""
@@ -330,3 +329,7 @@ def _event_bytes(block: bytes, value: Any) -> bytes:
     line end of its last line, which follows it where it came."""
     lines = [line for line in block.split(b"\n") if line.startswith((b"event:", b"id:", b"retry:"))]
     return b"".join(line + b"\n" for line in lines) + b"data: " + encode_json(value)
+
+
+def _size(n: int) -> str:
+    return f"{n // 2**20} MiB" if n % 2**20 == 0 else f"{n} bytes"
