@@ -351,3 +351,19 @@ def test_a_json_answer_past_its_bound_streams_on_unless_its_tools_are_filtered(m
         == "Tollgate cannot read the MCP server's answer: the answer is larger than 16 bytes."
     )
     assert filtering.outcomes == {5: True} and fed(filtering, b"more") == b""
+
+
+def test_an_event_past_its_bound_streams_on_unless_its_tools_are_filtered(monkeypatch) -> None:
+    from tollgate.formats.mcp import answers
+
+    monkeypatch.setattr(answers, "MAX_EVENT", 16)
+    stream = sse(ANSWERS[1], ANSWERS[3])
+    relay = AnswerRelay(True, [1, 3])
+    assert fed(relay, stream[:10]) == b"" and fed(relay, stream[10:20]) == stream[:20]  # past 16 bytes
+    assert fed(relay, stream[20:-5]) == stream[20:-5]
+    assert relay.outcomes == {} and relay.fail("gone", -32603) is None  # broken off: no whole answer now
+    filtering = AnswerRelay(True, [5], tools_of=frozenset({5}), allowed=lambda names: lambda name: True)
+    refused = values_of(fed(filtering, sse(TOOLS)[:20]), True)
+    assert refused[0]["error"]["message"] == (
+        "Tollgate cannot read the MCP server's answer: a server-sent event is larger than 16 bytes."
+    )

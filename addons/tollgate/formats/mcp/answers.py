@@ -18,8 +18,12 @@ from tollgate.formats.mcp.messages import RequestId, error_message
 # a caller may not call) before any of it goes on. Past it, what was held goes on and the rest
 # streams, its outcomes unknown; a `tools/list` answer to filter is refused instead.
 MAX_JSON_ANSWER = 16 * 1024 * 1024
-# An event still incomplete is held to this size; past it the answer cannot be read.
+# An event still incomplete is held to this size; past it the rest of the stream goes on as it
+# comes, unread (an answer whose tools are to be filtered is refused instead).
 MAX_EVENT = MAX_FRAME
+
+# The JSON-RPC error code of a request whose answer Tollgate could not read.
+UNREADABLE_CODE = -32603
 
 # Asked for the names of the tools a `tools/list` answer lists: whether each may be called, once
 # all are decided; None while some are not (the answer is held meanwhile).
@@ -67,8 +71,9 @@ class AnswerRelay:
     does not let through: it is held, and what follows it, until they are decided (`release`).
     A JSON answer is one message: held whole (to MAX_JSON_ANSWER) and read before it goes on.
 
-    An answer Tollgate cannot read (`unreadable`: its encoding; or bytes that do not decode, an
-    event or a JSON answer to filter past its bound) goes no further: its requests get errors.
+    An event or a JSON answer past its bound goes on, and the rest as it comes, unread; unless its
+    tools are to be filtered. An answer Tollgate cannot read (`unreadable`: its encoding; or bytes
+    that do not decode, an answer to filter past its bound) goes no further: its requests get errors.
 
     `fail` gives what can still be sent when the answer breaks off: a JSON-RPC error for each of
     `expected` (the requests awaiting an answer) that has none yet."""
@@ -90,7 +95,7 @@ class AnswerRelay:
         self.passed = 0  # bytes passed on so far
         self.ended = False  # its end came (or Tollgate ended it: `fail`, or an answer it cannot read)
         self._held: list[bytes] = []  # SSE: the event still incomplete; JSON: the body so far
-        self._held_size = 0
+        self._held_size = 0  # -1 past its bound: the rest streams on unread
         self._before = -1  # SSE: the stream's last byte so far
         self._waiting = b""  # complete events held until a tools/list response's tools are decided
         self._waiting_for: list[str] | None = None  # the tool names they wait for
@@ -135,6 +140,8 @@ class AnswerRelay:
     # --- server-sent events -------------------------------------------------------------------
 
     def _feed_sse(self, chunk: bytes, end: bool) -> bytes:
+        if self._held_size < 0:  # past the bound: streams on, unread
+            return chunk
         region = b""
         if chunk:
             start = sse_event_start(chunk, self._before)
@@ -143,7 +150,10 @@ class AnswerRelay:
                 self._held.append(chunk)
                 self._held_size += len(chunk)
                 if self._held_size > MAX_EVENT:
-                    return self._unreadable(f"a server-sent event is larger than {_size(MAX_EVENT)}")
+                    if self.tools_of and self.allowed is not None:
+                        return self._unreadable(f"a server-sent event is larger than {_size(MAX_EVENT)}")
+                    held, self._held, self._held_size = b"".join(self._held), [], -1  # its outcomes unknown
+                    return held
             else:
                 region = b"".join([*self._held, chunk[:start]])
                 rest = chunk[start:]
@@ -282,7 +292,7 @@ class AnswerRelay:
         whole answer any more (a JSON answer of which some went on)."""
         if self.ended:
             return b""
-        if not self.sse and self.passed:
+        if (not self.sse and self.passed) or self._held_size < 0:  # some of a message went on
             return None
         before = self.release() if self.sse else b""
         self._waiting, self._waiting_for = b"", None
@@ -301,10 +311,6 @@ class AnswerRelay:
         """An answer Tollgate cannot read: not sent on; its requests' errors in its place."""
         self.error = problem
         return self.fail(f"Tollgate cannot read the MCP server's answer: {problem}.", UNREADABLE_CODE) or b""
-
-
-# The JSON-RPC error code of a request whose answer Tollgate could not read or that broke off.
-UNREADABLE_CODE = -32603
 
 
 def read_whole(body: bytes, sse: bool) -> dict[RequestId, bool]:
