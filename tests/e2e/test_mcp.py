@@ -5,18 +5,37 @@ JSON-RPC request gets its own `mcp_call` record."""
 
 from __future__ import annotations
 
+import contextlib
+import gzip
+import json
+import os
 import re
+import signal
 import socket
+import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import brotli
 import pytest
 import trustme
 from prometheus_client.parser import text_string_to_metric_families
+from tests.support.fake_upstream import FakeUpstream, Received, Reply
+from tests.support.h2 import H2Request, h2_calls
 from tests.support.jwks import claims, hs256_token
 from tests.support.mcp_upstream import McpUpstream
+from tests.support.raw import send
 from tests.support.stall import SilentServer
+
+from tollgate.records.auditlog import BATCH_DELAY
+
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
 
 VIRTUAL = "tg-alice-mcp-virtual-0001"
 LIMITED = "tg-limited-mcp-virtual-0001"
@@ -36,6 +55,8 @@ REFUSING_URL = "https://mcp-refusing.example.test/mcp"
 DOWN_URL = "https://mcp-down.example.test/mcp"
 SILENT_URL = "https://mcp-silent.example.test/mcp"
 SLOW_URL = "https://mcp-slow.example.test/mcp"
+SCRIPTED_HOST = "mcp-scripted.example.test"
+SCRIPTED_URL = f"https://{SCRIPTED_HOST}/mcp"
 
 
 def _free_port() -> int:
@@ -84,6 +105,39 @@ def servers(upstream_ca: trustme.CA) -> Iterator[tuple[McpUpstream, McpUpstream]
 
 
 @pytest.fixture(scope="module")
+def scripted(upstream_ca: trustme.CA) -> Iterator[FakeUpstream]:
+    """An MCP server whose answers each test scripts (`handler`): what the SDK's server never
+    sends (an answer cut off, an encoded one); it records each request's bytes as they came."""
+    server = FakeUpstream(upstream_ca, answer_each)
+    yield server
+    server.close()
+
+
+def decoded_body(received: Received) -> bytes:
+    encoding = received.headers.get("content-encoding", "identity")
+    return received.body if encoding == "identity" else DECODERS[encoding](received.body)
+
+
+def answer_each(received: Received) -> Reply:
+    """A JSON answer to each request of a POST: its method and tool as the result."""
+    value = json.loads(decoded_body(received))
+    answers = [
+        {"jsonrpc": "2.0", "id": m["id"], "result": {"method": m["method"], "tool": m.get("params", {}).get("name")}}
+        for m in (value if isinstance(value, list) else [value])
+        if "id" in m
+    ]
+    return Reply(200, answers if isinstance(value, list) else answers[0])
+
+
+ENCODERS: dict[str, Callable[[bytes], bytes]] = {
+    "gzip": gzip.compress, "deflate": zlib.compress, "br": brotli.compress, "zstd": zstd.compress,
+}  # fmt: skip
+DECODERS: dict[str, Callable[[bytes], bytes]] = {
+    "gzip": gzip.decompress, "deflate": zlib.decompress, "br": brotli.decompress, "zstd": zstd.decompress,
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
 def silent() -> Iterator[SilentServer]:
     server = SilentServer()  # takes connections, never completes a TLS handshake
     yield server
@@ -104,7 +158,7 @@ deny contains "no prompts here" if input.mcp.method == "prompts/get"
 
 
 @pytest.fixture(scope="module")
-def gateway(start_gateway, servers, silent, tmp_path_factory):
+def gateway(start_gateway, servers, silent, scripted, tmp_path_factory):
     sse, json_ = servers
     policy = tmp_path_factory.mktemp("mcp-policy") / "mcp.rego"
     policy.write_text(POLICY)
@@ -136,6 +190,7 @@ def gateway(start_gateway, servers, silent, tmp_path_factory):
                 {"name": "down", "url": DOWN_URL, "upstream": f"https://127.0.0.1:{_free_port()}"},
                 {"name": "silent", "url": SILENT_URL, "upstream": silent.url, "timeout": 1},
                 {"name": "slow", "url": SLOW_URL, "upstream": json_.url, "timeout": 1},
+                {"name": "scripted", "url": SCRIPTED_URL, "upstream": scripted.url},
             ]
         },
     }
@@ -541,6 +596,349 @@ def test_a_proxy_login_identifies_an_mcp_caller(login_gateway, servers) -> None:
     assert {r["headers"]["authorization"] for r in sse.received()} == {f"Bearer {REAL_BEARER}"}
     records = login_gateway.new_audit(6)
     assert {(r["client"], r["auth"]) for r in records} == {("carol", "proxyauth")}
+
+
+def policy_workers(pid: int) -> list[int]:
+    """The proxy's policy worker processes (its children running `policy_worker`)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent == pid and b"policy_worker" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            pass
+    return found
+
+
+@pytest.fixture(scope="module")
+def session_gateway(start_gateway, servers, tmp_path_factory):
+    sse, _ = servers
+    policy = tmp_path_factory.mktemp("mcp-session-policy") / "mcp.rego"
+    policy.write_text(POLICY)  # reads the method, the tool and the client: never the session
+    config = {
+        "policy": {"rego": [str(policy)], "timeout": 1},
+        "clients": [{"name": "alice", "keys": [VIRTUAL]}],
+        "mcp": {
+            "servers": [{"name": "notes", "url": SSE_URL, "upstream": sse.url, "credential": {"bearer": REAL_BEARER}}]
+        },
+    }
+    return start_gateway(config, providers=())
+
+
+def test_a_new_session_hits_the_cache_of_a_policy_that_does_not_read_it(session_gateway) -> None:
+    """The first session's decisions are cached; with the policy's worker stopped, a second
+    session's requests (the same but for their session) are decided from the cache alone."""
+    assert session_gateway.run(client_code(SSE_URL, WHO)) == {"added": ["42"]}
+    session_gateway.new_audit(6)
+    workers = policy_workers(session_gateway.proxy.process.pid)
+    assert len(workers) == 1, workers
+    os.kill(workers[0], signal.SIGSTOP)  # a request not in the cache would wait 1 s, then be denied
+    try:
+        assert session_gateway.run(client_code(SSE_URL, WHO)) == {"added": ["42"]}
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(workers[0], signal.SIGCONT)
+    records = session_gateway.new_audit(6)
+    assert len({r["request_id"] for r in records}) == 6
+    assert [(r["decision"], r["error"]) for r in records] == [("allow", None)] * 6
+
+
+def scripted_post(gateway, body: bytes, headers: dict[str, str] | None = None, key: str = VIRTUAL):
+    """One POST to the scripted server through the proxy, as raw HTTP (no MCP SDK encodes a body)."""
+    fields = {
+        "Authorization": f"Bearer {key}",
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+        **(headers or {}),
+    }
+    time.sleep(BATCH_DELAY + 0.05)  # the last request's records written: new_audit counts from here
+    gateway._before = len(gateway.audit())
+    return send(gateway.proxy.port, gateway.bundle, SCRIPTED_HOST, "/mcp", headers=fields, body=body)
+
+
+def tool_call(tool: str, request_id: int = 1) -> dict:
+    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {"name": tool, "arguments": {}}}
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd"])
+def test_an_encoded_request_is_decoded_decided_and_sent_as_it_came(gateway, scripted, encoding: str) -> None:
+    scripted.received.clear()
+    scripted.handler = answer_each
+    allowed = ENCODERS[encoding](json.dumps(tool_call("add")).encode())
+    answer = scripted_post(gateway, allowed, {"Content-Encoding": encoding})
+    assert answer.status == 200, answer
+    assert answer.json() == {"jsonrpc": "2.0", "id": 1, "result": {"method": "tools/call", "tool": "add"}}
+    [received] = scripted.received
+    assert (received.headers["content-encoding"], received.body) == (encoding, allowed)
+    record = gateway.last_audit()
+    assert (record["method"], record["tool"], record["decision"], record["status"]) == (
+        "tools/call",
+        "add",
+        "allow",
+        200,
+    )
+    assert (record["is_error"], record["error"]) == (False, None)
+
+    denied = ENCODERS[encoding](json.dumps([tool_call("add"), tool_call("delete_everything", 2)]).encode())
+    answer = scripted_post(gateway, denied, {"Content-Encoding": encoding})
+    assert (answer.status, answer.headers["x-tollgate-error"]) == (200, "policy_denied")
+    assert [(e["id"], e["error"]["code"]) for e in answer.json()] == [(1, -32001), (2, -32001)]
+    assert (
+        answer.json()[1]["error"]["message"]
+        == "Tollgate policy denied this request: alice may not call delete_everything"
+    )
+    assert len(scripted.received) == 1  # the denied batch never reached the server
+    records = gateway.new_audit(2)
+    assert [(r["tool"], r["decision"]) for r in records] == [("add", "deny"), ("delete_everything", "deny")]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body", "error"),
+    [
+        ("compress", b"\x1f\x9d\x90", "Tollgate reads MCP requests encoded with gzip, deflate, br or zstd, not 'compress'"),
+        ("base64", b"e30=", "Tollgate reads MCP requests encoded with gzip, deflate, br or zstd, not 'base64'"),
+        ("gzip, gzip", gzip.compress(gzip.compress(b"{}")),
+         "Tollgate reads MCP requests encoded with gzip, deflate, br or zstd, not 'gzip, gzip'"),
+        ("gzip", b"\x1f\x8b not gzip", "the body does not decode as its Content-Encoding (gzip) says"),
+        ("gzip", gzip.compress(json.dumps(tool_call("add")).encode())[:-6], "the body ends before its gzip-encoded data does"),
+        ("deflate", zlib.compress(json.dumps(tool_call("add")).encode()) + b"more",
+         "the body does not decode as its Content-Encoding (deflate) says"),
+        ("br", brotli.compress(b" " * (65 * 2**20)), "the body decodes to more than 64 MiB"),
+    ],
+    ids=["compress", "base64", "twice", "corrupt", "cut", "trailing", "bomb"],
+)  # fmt: skip
+def test_an_encoding_tollgate_cannot_read_exactly_is_refused(gateway, scripted, encoding: str, body: bytes, error: str):
+    scripted.received.clear()
+    answer = scripted_post(gateway, body, {"Content-Encoding": encoding})
+    assert (answer.status, answer.headers["x-tollgate-error"]) == (400, "bad_request")
+    message = f"Tollgate cannot read this request exactly and did not forward it: {error}."
+    assert answer.json() == {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": message}}
+    assert scripted.received == []
+    record = gateway.last_audit()
+    assert (record["server"], record["decision"], record["status"]) == ("scripted", "deny", 400)
+    assert record["error"] == f"bad request: {error}"
+
+
+def speaks_mcp(answer: Callable[[dict], Reply]) -> Callable[[Received], Reply]:
+    """The scripted server as the SDK's client needs it: an initialize answered, notifications
+    accepted, no GET stream; each other request answered by `answer`."""
+
+    def handle(received: Received) -> Reply:
+        if received.method != "POST":
+            return Reply(405 if received.method == "GET" else 200, b"")
+        message = json.loads(decoded_body(received))
+        if message.get("method") == "initialize":
+            result = {
+                "protocolVersion": message["params"]["protocolVersion"],
+                "capabilities": {"tools": {}, "logging": {}},
+                "serverInfo": {"name": "scripted", "version": "1"},
+            }
+            return Reply(200, {"jsonrpc": "2.0", "id": message["id"], "result": result})
+        if "id" not in message:
+            return Reply(202, b"")
+        return answer(message)
+
+    return handle
+
+
+def event(message: dict) -> bytes:
+    return b"event: message\r\ndata: " + json.dumps(message).encode() + b"\r\n\r\n"
+
+
+def log_event(text: str) -> bytes:
+    return event({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": text}})
+
+
+def listed(message: dict) -> dict:
+    tools = [{"name": name, "inputSchema": {"type": "object"}} for name in ("add", "delete_everything")]
+    return {"jsonrpc": "2.0", "id": message["id"], "result": {"tools": tools}}
+
+
+def test_an_sse_answer_broken_off_ends_with_a_json_rpc_error(gateway, scripted) -> None:
+    """The server sends a log message and the start of its answer, then resets the connection: the
+    client has the log message, then the tool call's JSON-RPC error, and the answer ends."""
+    scripted.received.clear()
+
+    def broken(message: dict) -> Reply:
+        partial = b'event: message\r\ndata: {"jsonrpc": "2.0", "id": ' + str(message["id"]).encode()
+        return Reply(200, chunks=[log_event("working"), partial, b"never sent"], reset_after=2)
+
+    scripted.handler = speaks_mcp(broken)
+    result = gateway.run(LOGGED.format(url=SCRIPTED_URL, key=VIRTUAL, body='await client.call_tool("add", {})'))
+    assert result["logs"] == ["working"]
+    assert (result["error"], result["code"]) == ("MCPError", -32603), result
+    assert re.fullmatch(r"Tollgate: MCP server scripted broke off its answer: .+\.", result["message"]), result
+    records = gateway.new_audit(3)  # initialize, initialized, the call (no session: no GET, no DELETE)
+    call = records[-1]
+    assert (call["method"], call["tool"], call["decision"], call["status"]) == ("tools/call", "add", "allow", 200)
+    assert call["is_error"] is True
+    assert call["error"].startswith("the server broke off its answer: "), call["error"]
+
+
+LOGGED = """
+import asyncio
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+logs = []
+
+async def log(params):
+    logs.append(params.data)
+
+async def main():
+    http = create_mcp_http_client(headers={{"Authorization": "Bearer {key}"}})
+    async with http:
+        async with Client(streamable_http_client("{url}", http_client=http), mode="legacy",
+                          logging_callback=log) as client:
+            try:
+                {body}
+            except Exception as e:
+                error = getattr(e, "error", None)
+                report(logs=logs, error=type(e).__name__, code=getattr(error, "code", None),
+                       message=getattr(error, "message", str(e)))
+
+try:
+    asyncio.run(main())
+except BaseExceptionGroup as group:
+    first = group.exceptions[0]
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    raise first from None
+"""
+
+
+def test_a_json_answer_broken_off_is_a_json_rpc_error_for_each_request(gateway, scripted) -> None:
+    """A JSON answer is read whole before it goes on: cut short, none of it went, and the client
+    gets the errors of a batch in its place."""
+    scripted.received.clear()
+    partial = b'[{"jsonrpc": "2.0", "id": 1, "result": {"content": []}}, {"jsonrpc": "2.0", "id"'
+    scripted.handler = lambda r: Reply(
+        200, headers={"content-type": "application/json"}, chunks=[partial, b"x"], reset_after=1
+    )
+    batch = [tool_call("add"), tool_call("fail", 2)]
+    before = mcp_samples()
+    answer = scripted_post(gateway, json.dumps(batch).encode())
+    assert answer.status == 200
+    errors = answer.json()
+    assert [(e["id"], e["error"]["code"]) for e in errors] == [(1, -32603), (2, -32603)]
+    assert errors[0]["error"]["message"].startswith("Tollgate: MCP server scripted broke off its answer: ")
+    records = gateway.new_audit(2)
+    assert [(r["tool"], r["decision"], r["is_error"]) for r in records] == [
+        ("add", "allow", True),
+        ("fail", "allow", True),
+    ]
+    assert all(r["error"].startswith("the server broke off its answer: ") for r in records)
+    after = mcp_samples()
+    added = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+    assert added == {
+        ("alice", "scripted", "tools/call", "add", "error"): 1,
+        ("alice", "scripted", "tools/call", "fail", "error"): 1,
+    }
+
+
+@pytest.mark.parametrize("as_sse", [True, False], ids=["sse", "json"])
+def test_an_answer_broken_off_ends_whole_over_http2(gateway, scripted, as_sse: bool) -> None:
+    """Over HTTP/2 the client's stream ends as a whole answer's would (no reset)."""
+    scripted.received.clear()
+    if as_sse:
+        chunks, content_type = [event(tool_answer(1)), b"event: message\r\ndata: {", b"x"], "text/event-stream"
+    else:
+        chunks, content_type = [b'[{"jsonrpc": "2.0", "id": 1, "result": {}}', b"x"], "application/json"
+    cut = len(chunks) - 1
+    scripted.handler = lambda r: Reply(200, headers={"content-type": content_type}, chunks=chunks, reset_after=cut)
+    headers = {
+        "authorization": f"Bearer {VIRTUAL}",
+        "content-type": "application/json",
+        "accept": "application/json, text/event-stream",
+    }
+    body = json.dumps([tool_call("add"), tool_call("fail", 2)]).encode()
+    time.sleep(BATCH_DELAY + 0.05)
+    gateway._before = len(gateway.audit())
+    [answer] = h2_calls(gateway.proxy.port, gateway.bundle, SCRIPTED_HOST, [H2Request("/mcp", body, headers)], 20)
+    assert (answer.status, answer.reset) == (200, None), answer
+    if as_sse:
+        messages = [json.loads(line[6:]) for line in answer.body.splitlines() if line.startswith(b"data: ")]
+        assert [(m["id"], "error" in m) for m in messages] == [(1, False), (2, True)]
+    else:
+        messages = json.loads(answer.body)
+        assert [(m["id"], m["error"]["code"]) for m in messages] == [(1, -32603), (2, -32603)]
+    records = gateway.new_audit(2)
+    assert [(r["tool"], r["is_error"]) for r in records] == [("add", not as_sse), ("fail", True)]
+
+
+def tool_answer(request_id: int) -> dict:
+    return {"jsonrpc": "2.0", "id": request_id, "result": {"content": [], "isError": False}}
+
+
+def test_a_tools_list_event_stream_is_filtered_event_by_event(gateway, scripted, tmp_path) -> None:
+    """The log message before the list reaches the client while the server still holds the list
+    back (until the client has it, or 10 s); the list then comes without the denied tool."""
+    scripted.received.clear()
+    marker = tmp_path / "logged"
+    streamed: list[bool] = []
+
+    def after_the_log(_: int) -> None:
+        deadline = time.monotonic() + 10
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        streamed.append(marker.exists())
+
+    scripted.handler = speaks_mcp(
+        lambda m: Reply(200, chunks=[log_event("listing"), event(listed(m))], gate=after_the_log)
+    )
+    code = LOGGED.replace("logs.append(params.data)", f"logs.append(params.data); open({str(marker)!r}, 'w').close()")
+    body = "listed = await client.list_tools(); report(logs=logs, tools=sorted(t.name for t in listed.tools))"
+    result = gateway.run(code.format(url=SCRIPTED_URL, key=VIRTUAL, body=body))
+    assert result == {"logs": ["listing"], "tools": ["add"]}
+    assert streamed == [True]
+    call = gateway.new_audit(3)[-1]
+    assert (call["method"], call["is_error"], call["error"]) == ("tools/list", False, None)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "zstd"])
+@pytest.mark.parametrize("as_sse", [True, False], ids=["sse", "json"])
+def test_an_encoded_answer_is_read_and_its_tools_filtered(gateway, scripted, encoding: str, as_sse: bool) -> None:
+    scripted.received.clear()
+
+    def encoded(message: dict) -> Reply:
+        tool = message.get("params", {}).get("name")
+        answer = listed(message) if message["method"] == "tools/list" else {
+            "jsonrpc": "2.0", "id": message["id"], "result": {"content": [], "isError": tool == "fail"},
+        }  # fmt: skip
+        body = event(answer) if as_sse else json.dumps(answer).encode()
+        content_type = "text/event-stream" if as_sse else "application/json"
+        return Reply(200, ENCODERS[encoding](body), {"content-encoding": encoding, "content-type": content_type})
+
+    scripted.handler = speaks_mcp(encoded)
+    body = """listed = await client.list_tools()
+                failed = await client.call_tool("fail", {})
+                report(tools=sorted(t.name for t in listed.tools), failed=failed.is_error)"""
+    result = gateway.run(LOGGED.format(url=SCRIPTED_URL, key=VIRTUAL, body=body))
+    assert result == {"tools": ["add"], "failed": True}
+    calls = gateway.new_audit(4)[-2:]
+    assert [(r["method"], r["tool"], r["is_error"], r["error"]) for r in calls] == [
+        ("tools/list", None, False, None),
+        ("tools/call", "fail", True, None),
+    ]
+
+
+def test_an_answer_in_an_encoding_tollgate_cannot_read_is_refused(gateway, scripted) -> None:
+    scripted.received.clear()
+    scripted.handler = lambda r: Reply(200, b"\x1f\x9d\x90 compressed", {"content-encoding": "compress"})
+    answer = scripted_post(gateway, json.dumps(tool_call("add")).encode())
+    assert answer.status == 200 and "content-encoding" not in answer.headers
+    assert answer.json()["error"] == {
+        "code": -32603,
+        "message": "Tollgate cannot read the MCP server's answer: its Content-Encoding 'compress' is not one"
+        " Tollgate reads.",
+    }
+    record = gateway.last_audit()
+    assert (record["tool"], record["is_error"]) == ("add", True)
+    assert record["error"] == "its Content-Encoding 'compress' is not one Tollgate reads"
 
 
 def test_zz_no_credential_argument_or_result_in_any_output(gateway) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,8 @@ from pydantic import ValidationError
 
 from tollgate.config import Config
 from tollgate.formats.exact import Unreadable
-from tollgate.formats.mcp.answers import AnswerReader, read_whole, without_tools
-from tollgate.formats.mcp.messages import McpRequest, Posted, read_post
+from tollgate.formats.mcp.answers import AnswerRelay, read_whole
+from tollgate.formats.mcp.messages import McpRequest, Posted, decoded_post, read_post
 from tollgate.governance.mcp import McpExchange
 from tollgate.governance.mcp_servers import McpServer
 from tollgate.governance.policy import Policy
@@ -73,6 +74,39 @@ def test_a_post_tollgate_cannot_read_exactly_is_unreadable(body: bytes, reason: 
         read_post(body)
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "x-gzip", "deflate", "br", "zstd", " GZIP "])
+def test_an_encoded_post_is_decoded_exactly(encoding: str) -> None:
+    import gzip
+    import zlib
+
+    import brotli
+
+    if sys.version_info >= (3, 14):
+        from compression import zstd
+    else:
+        from backports import zstd
+
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).encode()
+    name = encoding.strip().lower()
+    encode = {"gzip": gzip.compress, "x-gzip": gzip.compress, "deflate": zlib.compress, "br": brotli.compress}
+    encoded = encode.get(name, zstd.compress)(body)
+    assert decoded_post(encoded, encoding, 1024) == body
+    assert decoded_post(body, None, 1024) == decoded_post(body, "identity", 1024) == body
+    with pytest.raises(Unreadable, match="decodes to more than 16 bytes"):
+        decoded_post(encoded, encoding, 16)
+    with pytest.raises(
+        Unreadable,
+        match=f"ends before its {name}-encoded data does|does not decode as its Content-Encoding \\({name}\\)",
+    ):
+        decoded_post(encoded[:-3], encoding, 1024)
+
+
+@pytest.mark.parametrize("encoding", ["compress", "base64", "gzip, gzip", "gzip,identity", "hex"])
+def test_an_encoding_tollgate_does_not_read_is_unreadable(encoding: str) -> None:
+    with pytest.raises(Unreadable, match=f"not {re.escape(repr(encoding))}"):
+        decoded_post(b"{}", encoding, 1024)
+
+
 def sse(*messages: object) -> bytes:
     return b"".join(b"event: message\r\ndata: " + json.dumps(m).encode() + b"\r\n\r\n" for m in messages)
 
@@ -87,16 +121,31 @@ ANSWERS = (
 OUTCOMES = {1: False, "two": True, 3: True}
 
 
+def fed(relay: AnswerRelay, chunk: bytes) -> bytes:
+    """What the relay passes on of a chunk (mitmproxy takes bytes or a list of them)."""
+    out = relay(chunk)
+    return out if isinstance(out, bytes) else b"".join(out)
+
+
 @given(cuts=st.lists(st.integers(min_value=0, max_value=len(sse(*ANSWERS))), max_size=12))
 @settings(max_examples=200, deadline=None)
 def test_outcomes_are_read_from_server_sent_events_however_split(cuts: list[int]) -> None:
     stream = sse(*ANSWERS)
-    reader = AnswerReader(sse=True)
+    relay = AnswerRelay(sse=True)
     bounds = [0, *sorted(cuts), len(stream)]
-    passed = b"".join(reader(stream[a:b]) for a, b in itertools.pairwise(bounds))
-    reader(b"")
-    assert passed == stream  # every piece passed on unchanged
-    assert reader.outcomes == OUTCOMES
+    pieces = [stream[a:b] for a, b in itertools.pairwise(bounds) if a < b]  # b"" is the end
+    passed = b"".join(fed(relay, piece) for piece in pieces) + fed(relay, b"")
+    assert passed == stream  # every byte passed on unchanged, each event whole
+    assert relay.outcomes == OUTCOMES
+
+
+def test_events_go_on_whole_and_as_they_come() -> None:
+    relay = AnswerRelay(sse=True)
+    first, second = sse(ANSWERS[0]), sse(ANSWERS[1])
+    assert fed(relay, first + second[:10]) == first  # the second event is held until its end
+    assert relay(second[10:-3]) == []  # never b"" before the end: it would end a chunked body
+    assert fed(relay, second[-3:]) == second
+    assert relay.outcomes == {1: False}
 
 
 def test_outcomes_are_read_from_a_json_answer_and_a_batch() -> None:
@@ -106,20 +155,58 @@ def test_outcomes_are_read_from_a_json_answer_and_a_batch() -> None:
 
 
 TOOLS = {"jsonrpc": "2.0", "id": 5, "result": {"tools": [{"name": "add"}, {"name": "delete"}, {"title": "no name"}]}}
+OTHER = {"jsonrpc": "2.0", "id": 6, "result": {"tools": [{"name": "delete"}]}}
+
+
+def values_of(passed: bytes, as_sse: bool) -> list:
+    if not as_sse:
+        return json.loads(passed)
+    return [json.loads(line.removeprefix(b"data: ")) for line in passed.splitlines() if line.startswith(b"data: ")]
 
 
 @pytest.mark.parametrize("as_sse", [False, True], ids=["json", "sse"])
 def test_a_tools_list_answer_loses_the_tools_not_allowed(as_sse: bool) -> None:
-    other = {"jsonrpc": "2.0", "id": 6, "result": {"tools": [{"name": "delete"}]}}
-    body = sse(TOOLS, other) if as_sse else json.dumps([TOOLS, other]).encode()
-    kept = without_tools(body, as_sse, {5}, lambda name: name != "delete")
-    values = (
-        [json.loads(line.removeprefix(b"data: ")) for line in kept.split(b"\n") if line.startswith(b"data: ")]
-        if as_sse
-        else json.loads(kept)
-    )
+    asked: list[list[str]] = []
+    allowed = lambda names: asked.append(names) or (lambda name: name != "delete")  # noqa: E731
+    relay = AnswerRelay(as_sse, [5], tools_of=frozenset({5}), allowed=allowed)
+    body = sse(TOOLS, OTHER) if as_sse else json.dumps([TOOLS, OTHER]).encode()
+    values = values_of(fed(relay, body) + fed(relay, b""), as_sse)
     assert values[0]["result"]["tools"] == [{"name": "add"}]
-    assert values[1] == other  # not an answer to a tools/list of this POST: as it came
+    assert values[1] == OTHER  # not an answer to a tools/list of this POST: as it came
+    assert asked == [["add", "delete"]]
+    assert relay.outcomes == {5: False, 6: False}
+
+
+def test_a_tools_list_event_waits_for_its_tools_then_goes_on() -> None:
+    decided: dict[str, bool] = {}
+    relay = AnswerRelay(True, [5], tools_of=frozenset({5}), allowed=lambda names: decided.get if decided else None)
+    progress = sse(ANSWERS[0])
+    assert fed(relay, progress + sse(TOOLS)) == progress  # the notification at once; the list waits
+    assert fed(relay, progress) == b"" and fed(relay, b"") == b""  # and what follows it
+    assert relay.waiting and relay.waiting_for == ["add", "delete"]
+    decided.update(add=True, delete=False)
+    released = relay.release()
+    assert [v.get("result", {}).get("tools") for v in values_of(released, True)] == [[{"name": "add"}], None]
+    assert not relay.waiting and relay.outcomes == {5: False}
+
+
+def test_an_answer_broken_off_ends_with_an_error_for_each_request_unanswered() -> None:
+    relay = AnswerRelay(True, [1, "two", 3])
+    whole = sse(ANSWERS[1])
+    assert fed(relay, whole + b"event: message\r\ndata: {") == whole
+    tail = relay.fail("gone", -32603)
+    assert tail is not None and values_of(tail, True) == [
+        {"jsonrpc": "2.0", "id": "two", "error": {"code": -32603, "message": "gone"}},
+        {"jsonrpc": "2.0", "id": 3, "error": {"code": -32603, "message": "gone"}},
+    ]
+    assert relay.outcomes == {1: False, "two": True, 3: True}
+
+    json_relay = AnswerRelay(False, [1, 2], batch=True)
+    assert fed(json_relay, b'[{"jsonrpc": "2.0", "id": 1, "res') == b""  # held whole: nothing went on
+    assert json.loads(json_relay.fail("gone", -32603) or b"") == [
+        {"jsonrpc": "2.0", "id": 1, "error": {"code": -32603, "message": "gone"}},
+        {"jsonrpc": "2.0", "id": 2, "error": {"code": -32603, "message": "gone"}},
+    ]
 
 
 SERVER = {"name": "gh", "url": "https://mcp.example.com/mcp", "credential": {"bearer": "real"}}
@@ -247,3 +334,36 @@ def test_the_records_of_a_post_one_per_request() -> None:
     ]
     # A POST of answers alone (to the server's own requests) is no request of the client's: no record.
     assert McpExchange(server, "POST", status=202).records() == []
+
+
+def test_a_json_answer_past_its_bound_streams_on_unless_its_tools_are_filtered(monkeypatch) -> None:
+    from tollgate.formats.mcp import answers
+
+    monkeypatch.setattr(answers, "MAX_JSON_ANSWER", 16)
+    body = json.dumps(ANSWERS[1]).encode()
+    relay = AnswerRelay(False, [1])
+    assert fed(relay, body[:10]) == b"" and fed(relay, body[10:]) == body and fed(relay, b"") == b""
+    assert relay.outcomes == {} and relay.error is None  # unknown: not read
+    filtering = AnswerRelay(False, [5], tools_of=frozenset({5}), allowed=lambda names: lambda name: True)
+    refused = json.loads(fed(filtering, json.dumps(TOOLS).encode()))
+    assert (
+        refused["error"]["message"]
+        == "Tollgate cannot read the MCP server's answer: the answer is larger than 16 bytes."
+    )
+    assert filtering.outcomes == {5: True} and fed(filtering, b"more") == b""
+
+
+def test_an_event_past_its_bound_streams_on_unless_its_tools_are_filtered(monkeypatch) -> None:
+    from tollgate.formats.mcp import answers
+
+    monkeypatch.setattr(answers, "MAX_EVENT", 16)
+    stream = sse(ANSWERS[1], ANSWERS[3])
+    relay = AnswerRelay(True, [1, 3])
+    assert fed(relay, stream[:10]) == b"" and fed(relay, stream[10:20]) == stream[:20]  # past 16 bytes
+    assert fed(relay, stream[20:-5]) == stream[20:-5]
+    assert relay.outcomes == {} and relay.fail("gone", -32603) is None  # broken off: no whole answer now
+    filtering = AnswerRelay(True, [5], tools_of=frozenset({5}), allowed=lambda names: lambda name: True)
+    refused = values_of(fed(filtering, sse(TOOLS)[:20]), True)
+    assert refused[0]["error"]["message"] == (
+        "Tollgate cannot read the MCP server's answer: a server-sent event is larger than 16 bytes."
+    )

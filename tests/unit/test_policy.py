@@ -1610,6 +1610,32 @@ def test_cli_decides_an_mcp_request_by_the_mcp_rules(tmp_path: Path, capsys, too
     )
 
 
+@pytest.mark.parametrize(
+    ("rule", "keyed"),
+    [
+        ('input.mcp.tool == "x"', False),
+        ('input.client.name == "x"', False),
+        ('input.mcp.session == "x"', True),
+        ('input.mcp . session == "x"', True),
+        ("input.mcp == {}", True),
+        ('input["mcp"] == {}', True),  # input read otherwise than by a path of names
+    ],
+)
+def test_an_mcp_session_keys_the_cache_only_where_a_rule_reads_it(tmp_path: Path, rule: str, keyed: bool) -> None:
+    from tollgate.governance.policy import Policy, reads_mcp_session
+
+    source = f'package tollgate.mcp\nimport rego.v1\ndeny contains "no" if {{\n    {rule}\n}}\n'
+    assert reads_mcp_session([source]) is keyed
+    policy = Policy([write(tmp_path / "mcp.rego", source)])
+    evaluated: list[dict] = []
+    evaluate = policy._rules.evaluate
+    policy._rules.evaluate = lambda doc, mcp=False: evaluated.append(doc) or evaluate(doc, mcp)  # type: ignore[method-assign]
+    first, second = mcp_input("add"), mcp_input("add")
+    first["mcp"]["session"], second["mcp"]["session"] = "session-1", "session-2"
+    assert policy.decide_mcp(first).allowed and policy.decide_mcp(second).allowed
+    assert evaluated == ([first, second] if keyed else [first])
+
+
 def test_cli_an_llm_call_is_not_decided_by_the_mcp_rules(tmp_path: Path, capsys) -> None:
     policy = write(tmp_path / "mcp.rego", MCP_POLICY)
     document = write_input(tmp_path, chat("gpt-4o-mini", client="sam", groups=("support",)))

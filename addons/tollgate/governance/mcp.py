@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from tollgate.config import LimitRule
 from tollgate.fingerprint import fingerprint
-from tollgate.formats.mcp.answers import AnswerReader
+from tollgate.formats.mcp.answers import AnswerRelay
 from tollgate.formats.mcp.messages import McpRequest, RequestId
 from tollgate.governance.limits import EXPIRY_GRACE, Counter, counters
 from tollgate.governance.mcp_servers import McpServer
@@ -44,6 +44,7 @@ class McpExchange:
     server: McpServer
     method: str  # the HTTP method
     requests: tuple[McpRequest, ...] = ()
+    batch: bool = False  # the POST was a batch: its answer is one too
     session: str | None = None  # the Mcp-Session-Id the client sent
     request_id: str = ""
     started: float = field(default_factory=time.time)
@@ -65,10 +66,9 @@ class McpExchange:
     timed_out: bool = False  # no answer's headers within the server's `timeout`
     # What its requests reserved on `mcp_calls_per_minute` counters: given back if never sent.
     reserved: tuple[Any, list[Charge]] | None = field(default=None, repr=False)
-    # The answer's reader as it streams; or, for an answer to a tools/list read whole to drop the
-    # tools the caller may not call, whether it came as server-sent events.
-    reader: AnswerReader | None = field(default=None, repr=False)
-    tools_sse: bool | None = None
+    # The answer's relay as it streams, and the decisions on a tools/list answer's tools.
+    reader: AnswerRelay | None = field(default=None, repr=False)
+    tool_checks: Any = field(default=None, repr=False)
 
     def policy_input(self, request: McpRequest) -> dict[str, Any]:
         """The `input` `data.tollgate.mcp.deny` decides one request on."""

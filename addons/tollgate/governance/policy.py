@@ -135,6 +135,8 @@ class Policy:
         # ... and of only the facts it reads: a call that differs from an earlier one only in
         # facts no rule reads (a conversation's growing message count) gets that call's decision.
         self._key = cache_key(facts_read(sources.values()))
+        # An MCP request's session is new with each session: it keys the cache only where a rule reads it.
+        self._mcp_session_read = reads_mcp_session(sources.values())
 
     def decide(self, document: dict[str, Any]) -> Decision:
         """The decision on any input document, evaluated in this process without a time limit."""
@@ -161,7 +163,7 @@ class Policy:
 
     def decide_mcp(self, document: dict[str, Any]) -> Decision:
         """An MCP request's decision (`data.tollgate.mcp.deny`), in this process."""
-        key = ("mcp", json.dumps(document, separators=(",", ":"), sort_keys=True))
+        key = self._mcp_key(document)
         if self._cache is None or (decision := self._cache.get(key)) is None:
             decision = self._rules.evaluate(document, mcp=True)
             self._remember(key, decision)
@@ -169,12 +171,20 @@ class Policy:
 
     def decide_mcp_in_worker(self, document: dict[str, Any]) -> Decision | Awaitable[Decision]:
         """An MCP request's decision as the proxy makes it: cached, or awaited from the worker."""
-        key = ("mcp", json.dumps(document, separators=(",", ":"), sort_keys=True))
+        key = self._mcp_key(document)
         cache = self._cache
         decision = None if cache is None else cache.get(key)
         if decision is not None:
             return decision
         return self._in_worker(key if cache is not None else None, document, mcp=True)
+
+    def _mcp_key(self, document: dict[str, Any]) -> Hashable:
+        """The cache's key for an MCP request's input: all of it, but for its session where no rule
+        reads `input.mcp.session` (then a new session's requests hit the cache)."""
+        mcp = document.get("mcp")
+        if not self._mcp_session_read and isinstance(mcp, dict) and "session" in mcp:
+            document = {**document, "mcp": {k: v for k, v in mcp.items() if k != "session"}}
+        return ("mcp", json.dumps(document, separators=(",", ":"), sort_keys=True))
 
     async def decide_in_worker(self, document: Any, mcp: bool = False) -> Decision:
         """The decision on any input document, evaluated in the worker process within the time limit
@@ -336,6 +346,13 @@ def facts_read(sources: Iterable[str]) -> tuple[int, ...] | None:
             node = node.get(name)
         read.update(_leaves(node))
     return tuple(sorted(read))
+
+
+def reads_mcp_session(sources: Iterable[str]) -> bool:
+    """Whether Rego sources can read an MCP request's `input.mcp.session`: by that path, by
+    `input.mcp` whole, or by `input` other than by a path of names (`paths_read`)."""
+    paths = paths_read(sources)
+    return paths is None or any(p[:2] == ("mcp", "session")[: len(p)] for p in paths)
 
 
 def lacking(document: Any, paths: Iterable[tuple[str, ...]]) -> list[str]:

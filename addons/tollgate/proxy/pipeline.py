@@ -108,7 +108,7 @@ def gateway() -> Gateway:
     drain = Drain(shared, audit.in_flight, draining=[responses_socket.drain])
 
     return Gateway(
-        load=[settings.load, upstream_watch.load, stream_tap.load, websocket.load, drain.load],
+        load=[settings.load, upstream_watch.load, stream_tap.load, websocket.load, drain.load, mcp.load],
         configure=[settings.configure, websocket.configure, tracing.configure],
         running=[settings.running, decide.running, metrics.running, drain.running],
         client_connected=[drain.client_connected],  # refused while draining
@@ -160,7 +160,7 @@ def gateway() -> Gateway:
             translate.responseheaders,  # a translated answer's headers as the caller's format sends them
             redact.responseheaders,
             audit.responseheaders,
-            mcp.responseheaders,  # an MCP answer read as it streams (a tools/list answer whole)
+            mcp.responseheaders,  # an MCP answer read as it streams (a tools/list's tools decided as they come)
         ],
         # A request's answer has ended (first: whatever a later step does); a translated call's error
         # in the caller's shape.

@@ -1,18 +1,33 @@
 """What an MCP server's answer to a POST says of each request: an `error`, or a result whose
-`isError` is true, read from a JSON body or from server-sent events as they pass (never kept). And
-a `tools/list` result without the tools a caller may not call."""
+`isError` is true, read from a JSON body or from server-sent events as they pass (never kept). A
+`tools/list` result loses the tools a caller may not call, event by event. And what is still sent
+when the answer breaks off: a JSON-RPC error for each request left unanswered."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
+from tollgate.formats.framing import Decompressor, Undecodable, parse_sse_block, raw_event_spans
+from tollgate.formats.framing.bounds import MAX_FRAME
+from tollgate.formats.framing.sse import sse_event_start
 from tollgate.formats.json_codec import encode_json, parse_json
-from tollgate.formats.mcp.messages import RequestId
+from tollgate.formats.mcp.messages import RequestId, error_message
 
-# A JSON answer is kept up to this size to read its outcomes; past it they are unknown.
+# A JSON answer is one message: it is held whole, to this size, to read it (and to drop the tools
+# a caller may not call) before any of it goes on. Past it, what was held goes on and the rest
+# streams, its outcomes unknown; a `tools/list` answer to filter is refused instead.
 MAX_JSON_ANSWER = 16 * 1024 * 1024
+# An event still incomplete is held to this size; past it the rest of the stream goes on as it
+# comes, unread (an answer whose tools are to be filtered is refused instead).
+MAX_EVENT = MAX_FRAME
+
+# The JSON-RPC error code of a request whose answer Tollgate could not read.
+UNREADABLE_CODE = -32603
+
+# Asked for the names of the tools a `tools/list` answer lists: whether each may be called, once
+# all are decided; None while some are not (the answer is held meanwhile).
+Allowed = Callable[[list[str]], Callable[[str], bool] | None]
 
 
 def is_sse(content_type: str | None) -> bool:
@@ -39,46 +54,6 @@ def _usable_id(value: Any) -> bool:
     return isinstance(value, (str, int)) and not isinstance(value, bool)
 
 
-class AnswerReader:
-    """Passes each piece of an answer on unchanged while reading each response's outcome
-    (`outcomes`: by request id, whether it failed). Server-sent events are framed as they pass;
-    a JSON body is kept (to MAX_JSON_ANSWER) and read at its end."""
-
-    def __init__(self, sse: bool) -> None:
-        self.outcomes: dict[RequestId, bool] = {}
-        self._framer = SSEFramer() if sse else None
-        self._kept: list[bytes] = []
-        self._kept_size = 0
-
-    def __call__(self, chunk: bytes) -> bytes:
-        framer = self._framer
-        if framer is not None:
-            for block in framer.feed(chunk):
-                self._read_event(block)
-        elif chunk:
-            self._kept_size += len(chunk)
-            if self._kept_size <= MAX_JSON_ANSWER:
-                self._kept.append(chunk)
-            else:
-                self._kept = []
-        else:  # the end
-            self._read_json(b"".join(self._kept))
-            self._kept = []
-        return chunk
-
-    def _read_event(self, block: bytes) -> None:
-        event = parse_sse_block(block)
-        if event is not None:
-            self._read(parse_any(event.data.encode()))
-
-    def _read_json(self, body: bytes) -> None:
-        self._read(parse_any(body))
-
-    def _read(self, value: Any) -> None:
-        for response in responses_in(value):
-            self.outcomes[response["id"]] = is_error(response)
-
-
 def parse_any(body: bytes) -> Any:
     """A JSON value (an object or a batch), or None."""
     if body[:1] == b"[":
@@ -87,21 +62,263 @@ def parse_any(body: bytes) -> Any:
     return parse_json(body)
 
 
+class AnswerRelay:
+    """Passes an answer on as it comes while reading each response's outcome (`outcomes`: by
+    request id, whether it failed); its Content-Encoding, if any, undone (`decoder`), within bounds.
+
+    Server-sent events go on event by event (an incomplete one is held until its end), as they
+    came but for a `tools/list` response to one of `tools_of`, which loses the tools `allowed`
+    does not let through: it is held, and what follows it, until they are decided (`release`).
+    A JSON answer is one message: held whole (to MAX_JSON_ANSWER) and read before it goes on.
+
+    An event or a JSON answer past its bound goes on, and the rest as it comes, unread; unless its
+    tools are to be filtered. An answer Tollgate cannot read (`unreadable`: its encoding; or bytes
+    that do not decode, an answer to filter past its bound) goes no further: its requests get errors.
+
+    `fail` gives what can still be sent when the answer breaks off: a JSON-RPC error for each of
+    `expected` (the requests awaiting an answer) that has none yet."""
+
+    def __init__(
+        self, sse: bool, expected: Sequence[RequestId] = (), batch: bool = False,
+        decoder: Decompressor | None = None, tools_of: frozenset[RequestId] = frozenset(),
+        allowed: Allowed | None = None, unreadable: str | None = None,
+    ) -> None:  # fmt: skip
+        self.sse = sse
+        self.expected = tuple(expected)
+        self.batch = batch
+        self.decoder = decoder
+        self.tools_of = tools_of
+        self.allowed = allowed
+        self._unreadable_as = unreadable  # why Tollgate cannot read it at all (its encoding)
+        self.outcomes: dict[RequestId, bool] = {}
+        self.error: str | None = None  # why the answer could not be read
+        self.passed = 0  # bytes passed on so far
+        self.ended = False  # its end came (or Tollgate ended it: `fail`, or an answer it cannot read)
+        self._held: list[bytes] = []  # SSE: the event still incomplete; JSON: the body so far
+        self._held_size = 0  # -1 past its bound: the rest streams on unread
+        self._before = -1  # SSE: the stream's last byte so far
+        self._waiting = b""  # complete events held until a tools/list response's tools are decided
+        self._waiting_for: list[str] | None = None  # the tool names they wait for
+
+    @property
+    def waiting(self) -> bool:
+        """Whether complete events (or a JSON answer) wait for tools to be decided."""
+        return self._waiting_for is not None
+
+    @property
+    def waiting_for(self) -> list[str]:
+        return self._waiting_for or []
+
+    def __call__(self, chunk: bytes) -> bytes | list[bytes]:
+        """mitmproxy's stream callable: what goes on of `chunk` (b"": the end). Never b"" before the
+        end (an empty piece would end a chunked body), and never raises (the piece would be lost)."""
+        if self.ended:
+            return []  # Tollgate ended the answer: the rest is not read, nor sent
+        try:
+            out = self._feed(chunk)
+        except Exception as e:  # a bug, not the answer: it goes no further all the same
+            out = self._unreadable(f"{type(e).__name__} while reading it")
+        self.passed += len(out)
+        return out if out or not chunk else []
+
+    def _feed(self, chunk: bytes) -> bytes:
+        if self._unreadable_as is not None:
+            return self._unreadable(self._unreadable_as)
+        end = not chunk
+        if self.decoder is not None and chunk:
+            try:
+                chunk = self.decoder.feed(chunk)
+            except Undecodable as e:
+                return self._unreadable(f"the answer does not decode as its Content-Encoding says: {e}")
+        elif self.decoder is not None and not self.decoder.finished:
+            return self._unreadable("the answer ends before its encoded data does")
+        out = self._feed_sse(chunk, end) if self.sse else self._feed_json(chunk, end)
+        if end and not self.waiting:
+            self.ended = True
+        return out
+
+    # --- server-sent events -------------------------------------------------------------------
+
+    def _feed_sse(self, chunk: bytes, end: bool) -> bytes:
+        if self._held_size < 0:  # past the bound: streams on, unread
+            return chunk
+        region = b""
+        if chunk:
+            start = sse_event_start(chunk, self._before)
+            self._before = chunk[-1]
+            if start is None:
+                self._held.append(chunk)
+                self._held_size += len(chunk)
+                if self._held_size > MAX_EVENT:
+                    if self.tools_of and self.allowed is not None:
+                        return self._unreadable(f"a server-sent event is larger than {_size(MAX_EVENT)}")
+                    held, self._held, self._held_size = b"".join(self._held), [], -1  # its outcomes unknown
+                    return held
+            else:
+                region = b"".join([*self._held, chunk[:start]])
+                rest = chunk[start:]
+                self._held, self._held_size = ([rest], len(rest)) if rest else ([], 0)
+        if end and self._held:  # the last event, not ended by a blank line: read all the same
+            region += b"".join(self._held)
+            self._held, self._held_size = [], 0
+        if self._waiting_for is not None:
+            self._waiting += region
+            return self._retry() if self._decided() else b""
+        return self._events(region)
+
+    def _events(self, region: bytes) -> bytes:
+        """The complete events of `region` read and passed on (a tools/list response's rewritten);
+        from the first whose tools are not decided yet, held."""
+        if not region:
+            return b""
+        out: list[bytes] = []
+        at = 0  # what of region is passed on, so far
+        for start, stop in raw_event_spans(region + b"\n\n"):
+            block = region[start:stop].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            event = parse_sse_block(block)
+            value = None if event is None else parse_any(event.data.encode())
+            names = self._tools_listed(value)
+            if names:
+                allowed = self._ask(names)
+                if allowed is None:  # held, and everything after it, until they are decided
+                    out.append(region[at:start])
+                    self._waiting, self._waiting_for = region[start:], names
+                    return b"".join(out)
+                kept = self._without_tools(value, allowed)
+                if kept is not None:
+                    out.append(region[at:start])
+                    out.append(_event_bytes(block, kept))
+                    at = stop
+            self._read(value)
+        out.append(region[at:])
+        return b"".join(out)
+
+    # --- JSON ---------------------------------------------------------------------------------
+
+    def _feed_json(self, chunk: bytes, end: bool) -> bytes:
+        if self._held_size < 0:  # past the bound: streams on, unread
+            return chunk
+        if chunk:
+            self._held.append(chunk)
+            self._held_size += len(chunk)
+            if self._held_size > MAX_JSON_ANSWER:
+                if self.tools_of and self.allowed is not None:
+                    return self._unreadable(f"the answer is larger than {_size(MAX_JSON_ANSWER)}")
+                held, self._held, self._held_size = b"".join(self._held), [], -1  # its outcomes unknown
+                return held
+        if not end:
+            return b""
+        body, self._held, self._held_size = b"".join(self._held), [], 0
+        self._waiting = body
+        return self._json(body)
+
+    def _json(self, body: bytes) -> bytes:
+        value = parse_any(body) if body else None
+        names = self._tools_listed(value)
+        if names:
+            allowed = self._ask(names)
+            if allowed is None:
+                self._waiting_for = names
+                return b""
+            kept = self._without_tools(value, allowed)
+            if kept is not None:
+                body = encode_json(kept)
+        self._waiting, self._waiting_for = b"", None
+        self._read(value)
+        return body
+
+    # --- tools --------------------------------------------------------------------------------
+
+    def _tools_listed(self, value: Any) -> list[str]:
+        if not self.tools_of or self.allowed is None or value is None:
+            return []
+        names: list[str] = []
+        for response in responses_in(value):
+            if response["id"] in self.tools_of:
+                names.extend(name for _, name in _tools(response))
+        return sorted(set(names))
+
+    def _ask(self, names: list[str]) -> Callable[[str], bool] | None:
+        assert self.allowed is not None
+        return self.allowed(names)
+
+    def _decided(self) -> bool:
+        return self._waiting_for is not None and self._ask(self._waiting_for) is not None
+
+    def _retry(self) -> bytes:
+        waiting, self._waiting, self._waiting_for = self._waiting, b"", None
+        return self._events(waiting) if self.sse else self._json(waiting)
+
+    def release(self) -> bytes:
+        """What waited for tools to be decided, once they are: to be sent on."""
+        if self._waiting_for is None or not self._decided():
+            return b""
+        out = self._retry()
+        self.passed += len(out)
+        if not self.waiting:
+            self.ended = True
+        return out
+
+    def _without_tools(self, value: Any, allowed: Callable[[str], bool]) -> Any:
+        """The value with the responses to `tools_of` listing only the tools `allowed` lets through
+        (a tool without a name left out too); None if nothing changed."""
+        changed = False
+        for response in responses_in(value):
+            if response["id"] not in self.tools_of:
+                continue
+            result = response.get("result")
+            if not isinstance(result, dict) or not isinstance(tools := result.get("tools"), list):
+                continue
+            kept = [t for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str) and allowed(t["name"])]
+            if len(kept) != len(tools):
+                result["tools"] = kept
+                changed = True
+        return value if changed else None
+
+    # --- outcomes and failures ----------------------------------------------------------------
+
+    def _read(self, value: Any) -> None:
+        for response in responses_in(value):
+            self.outcomes[response["id"]] = is_error(response)
+
+    def unanswered(self) -> list[RequestId]:
+        return [i for i in self.expected if i not in self.outcomes]
+
+    def fail(self, message: str, code: int) -> bytes | None:
+        """What goes to the client when the answer breaks off (or cannot be read): a JSON-RPC error
+        for each request not answered yet (counted as failed), after the complete events that
+        waited for their tools to be decided, if they are (a tools/list response never decided is
+        not sent). b"" when Tollgate has ended the answer already; None when nothing can make it a
+        whole answer any more (a JSON answer of which some went on)."""
+        if self.ended:
+            return b""
+        if (not self.sse and self.passed) or self._held_size < 0:  # some of a message went on
+            return None
+        before = self.release() if self.sse else b""
+        self._waiting, self._waiting_for = b"", None
+        self.ended = True
+        unanswered = self.unanswered()
+        for i in unanswered:
+            self.outcomes[i] = True
+        if self.sse:
+            errors = (error_message(i, code, message) for i in unanswered)
+            return before + b"".join(b"event: message\ndata: " + encode_json(e) + b"\n\n" for e in errors)
+        ids: list[RequestId | None] = list(unanswered) or [None]
+        answers = [error_message(i, code, message) for i in ids]
+        return encode_json(answers if self.batch or len(answers) > 1 else answers[0])
+
+    def _unreadable(self, problem: str) -> bytes:
+        """An answer Tollgate cannot read: not sent on; its requests' errors in its place."""
+        self.error = problem
+        return self.fail(f"Tollgate cannot read the MCP server's answer: {problem}.", UNREADABLE_CODE) or b""
+
+
 def read_whole(body: bytes, sse: bool) -> dict[RequestId, bool]:
     """The outcomes of an answer read whole."""
-    reader = AnswerReader(sse)
-    reader(body)
-    reader(b"")
-    return reader.outcomes
-
-
-def tools_listed(value: Any, ids: set[RequestId]) -> list[str]:
-    """The names of the tools a `tools/list` answer (responses to `ids`) lists."""
-    names: list[str] = []
-    for response in responses_in(value):
-        if response["id"] in ids:
-            names.extend(name for _, name in _tools(response))
-    return names
+    relay = AnswerRelay(sse)
+    relay(body)
+    relay(b"")
+    return relay.outcomes
 
 
 def _tools(response: dict[str, Any]) -> Iterator[tuple[int, str]]:
@@ -113,38 +330,12 @@ def _tools(response: dict[str, Any]) -> Iterator[tuple[int, str]]:
                 yield i, tool["name"]
 
 
-def without_tools(body: bytes, sse: bool, ids: set[RequestId], allowed: Callable[[str], bool]) -> bytes:
-    """A whole answer with the responses to `ids` (tools/list requests) listing only the tools
-    `allowed` lets through; a tool without a name is left out too. The rest is as it came."""
+def _event_bytes(block: bytes, value: Any) -> bytes:
+    """An event (`block`, LF line ends) with `value` as its data, its name and id kept; without the
+    line end of its last line, which follows it where it came."""
+    lines = [line for line in block.split(b"\n") if line.startswith((b"event:", b"id:", b"retry:"))]
+    return b"".join(line + b"\n" for line in lines) + b"data: " + encode_json(value)
 
-    def rewrite(value: Any) -> Any:
-        changed = False
-        for response in responses_in(value):
-            if response["id"] not in ids:
-                continue
-            result = response.get("result")
-            if not isinstance(result, dict) or not isinstance(tools := result.get("tools"), list):
-                continue
-            kept = [t for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str) and allowed(t["name"])]
-            if len(kept) != len(tools):
-                result["tools"] = kept
-                changed = True
-        return value if changed else None
 
-    if not sse:
-        value = parse_any(body)
-        new = rewrite(value)
-        return body if new is None else encode_json(new)
-    framer = SSEFramer()
-    blocks = framer.feed(body + b"\n\n" if not body.endswith((b"\n\n", b"\r\n\r\n", b"\r\r")) else body)
-    out: list[bytes] = []
-    for block in blocks:
-        event = parse_sse_block(block)
-        new = None if event is None else rewrite(parse_any(event.data.encode()))
-        if new is None:
-            out.append(block + b"\n\n")
-        else:
-            name = f"event: {event.event}\n".encode() if event is not None and event.event else b""
-            ids_line = b"".join(line + b"\n" for line in block.split(b"\n") if line.startswith(b"id:"))
-            out.append(name + ids_line + b"data: " + encode_json(new) + b"\n\n")
-    return b"".join(out)
+def _size(n: int) -> str:
+    return f"{n // 2**20} MiB" if n % 2**20 == 0 else f"{n} bytes"

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tollgate.formats.exact import Unreadable
+from tollgate.formats.framing import DecodedTooLarge, Decompressor, Undecodable
 
 TOOLS_CALL = "tools/call"
 TOOLS_LIST = "tools/list"
@@ -42,6 +43,33 @@ class Posted:
     requests: tuple[McpRequest, ...]
     responses: int = 0
     batch: bool = False
+
+
+# The encodings a POST may come in (those mitmproxy decodes, but for Python's codecs it also
+# takes, such as base64, which no server reads).
+ENCODINGS = ("gzip", "x-gzip", "deflate", "br", "zstd")
+
+
+def decoded_post(body: bytes | None, encoding: str | None, limit: int) -> bytes | None:
+    """A POST's body with its Content-Encoding undone, exactly and to no more than `limit` bytes;
+    `Unreadable`, saying why, for an encoding Tollgate does not read (several in a row among them),
+    bytes that do not decode as it says or go on after its end, or a body past `limit`."""
+    name = (encoding or "identity").strip().lower()
+    if name == "identity" or not body:
+        return body
+    if name not in ENCODINGS:
+        raise Unreadable(f"Tollgate reads MCP requests encoded with gzip, deflate, br or zstd, not {encoding!r}")
+    decoder = Decompressor(name, limit)
+    try:
+        decoded = decoder.feed(body)
+    except DecodedTooLarge:
+        size = f"{limit // 2**20} MiB" if limit % 2**20 == 0 else f"{limit} bytes"
+        raise Unreadable(f"the body decodes to more than {size}") from None
+    except Undecodable:
+        raise Unreadable(f"the body does not decode as its Content-Encoding ({name}) says") from None
+    if not decoder.finished:
+        raise Unreadable(f"the body ends before its {name}-encoded data does")
+    return decoded
 
 
 def read_post(body: bytes | None) -> Posted:

@@ -1,10 +1,10 @@
 """What mitmproxy 12 cannot do through its addon API, and Tollgate needs, patched into its layers:
 a call's flow (`flows.py`: the error hook's response served, a flow its client ended, a request
-gone upstream, a flow that waits too long ended), what a message carries (`messages.py`: HTTP/1
-trailers, a WebSocket message's size), connections ended too soon or never (`connections.py`), a
-message's head bounded as it is read (`head_bounds.py`), and the drain (`drain.py`), a
-request sent again before its answer began (`resend.py`). Each patch is
-a function that installs it once; the stages call them through this package."""
+gone upstream, a flow that waits too long ended, a streamed response's last bytes sent), what a
+message carries (`messages.py`: HTTP/1 trailers, a WebSocket message's size), connections ended
+too soon or never (`connections.py`), a message's head bounded as it is read (`head_bounds.py`),
+and the drain (`drain.py`), a request sent again before its answer began (`resend.py`). Each patch
+is a function that installs it once; the stages call them through this package."""
 
 from tollgate.proxy.patches.connections import (
     close_connections_cancelled_while_waiting,
@@ -14,7 +14,9 @@ from tollgate.proxy.patches.drain import CloseInjected, begin_drain, close_webso
 from tollgate.proxy.patches.flows import (
     EndIfWaiting,
     end_flows_waiting_for_response,
+    end_response_with,
     ended_by_client,
+    finish_streamed_responses,
     note_flows_ended_by_client,
     note_requests_sent,
     serve_responses_set_by_error_hook,
@@ -49,7 +51,9 @@ __all__ = [
     "cut_head",
     "drain_connections",
     "end_flows_waiting_for_response",
+    "end_response_with",
     "ended_by_client",
+    "finish_streamed_responses",
     "finish_streams_after_a_clients_goaway",
     "head_was_cut",
     "may_resend",

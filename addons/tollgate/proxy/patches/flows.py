@@ -1,6 +1,7 @@
 """A call's flow where mitmproxy's addon API does not reach it: the response the error hook set
 is served, a flow its client ended is told from one its upstream did, a request is noted once it
-has gone upstream, and a flow that waits too long for its answer is ended.
+has gone upstream, a flow that waits too long for its answer is ended, and a streamed response
+gets its last bytes from Tollgate (after its upstream's, or in place of its upstream's break).
 
 mitmproxy sends a fixed HTML page when the upstream is unreachable or breaks before its headers,
 whatever the `error` hook did; mitmproxy PR #7999 proposes that a response set by the error hook be
@@ -203,3 +204,70 @@ def _end_if_waiting(stream: Any, event: EndIfWaiting) -> Generator[Any, Any, Non
     # sent again in its place (`resend`) cancelled this attempt itself.
     if upstream.connected and _resends.get(flow, 0) == sent:
         yield SendHttp(RequestProtocolError(stream.stream_id, event.message, ErrorCode.CANCEL), upstream)
+
+
+# The last bytes of a response streamed to its client, to send before the response ends
+# (`end_response_with`).
+_tails: WeakKeyDictionary[http.HTTPFlow, bytes] = WeakKeyDictionary()
+
+
+def end_response_with(flow: http.HTTPFlow, tail: bytes) -> None:
+    """Have `tail` sent as the last bytes of the response streamed to the flow's client, and the
+    response then ended as it would have: set by the `response` hook, after what its stream
+    passed; by the `error` hook, when the upstream broke off the answer, in place of that break
+    (`finish_streamed_responses`)."""
+    _tails[flow] = tail
+
+
+def finish_streamed_responses() -> None:
+    """mitmproxy sends nothing of a streamed response once its upstream has sent its end, and
+    breaks the client's connection (HTTP/1) or resets its stream (HTTP/2) when the upstream breaks
+    off after its headers. Taught here, its HTTP stream sends the tail `end_response_with` set:
+    after the `response` hook of a streamed response; and, when the upstream broke off, in place of
+    the break, followed by the response's end, so that the client gets a whole answer."""
+    stream_class = http_layers.HttpStream
+    if getattr(stream_class, "_tollgate_finishes_streams", False):
+        return
+    send_response, handle_protocol_error = stream_class.send_response, stream_class.handle_protocol_error
+
+    def send_response_then_tail(self: Any, already_streamed: bool = False) -> Generator[Any, Any, None]:
+        steps = send_response(self, already_streamed)
+        reply = None
+        while True:
+            try:
+                command = steps.send(reply)
+            except StopIteration:
+                return
+            reply = yield command
+            if already_streamed and isinstance(command, http_layers.HttpResponseHook):
+                tail = _tails.pop(self.flow, None)
+                if tail and not self.flow.error:
+                    yield SendHttp(ResponseData(self.stream_id, tail), self.context.client)
+
+    def finish_instead_of_breaking(self: Any, event: Any) -> Generator[Any, Any, None]:
+        streaming = isinstance(event, ResponseProtocolError) and self.server_state == self.state_stream_response_body
+        steps = handle_protocol_error(self, event)
+        reply = None
+        while True:
+            try:
+                command = steps.send(reply)
+            except StopIteration:
+                return
+            tail = _tails.pop(self.flow, None) if streaming and _breaks_client(self, command, event) else None
+            if tail is not None:
+                client = self.context.client
+                if tail:
+                    yield SendHttp(ResponseData(self.stream_id, tail), client)
+                yield SendHttp(ResponseEndOfMessage(self.stream_id), client)
+                reply = None
+            else:
+                reply = yield command
+
+    stream_class.send_response = send_response_then_tail  # type: ignore[method-assign]
+    stream_class.handle_protocol_error = finish_instead_of_breaking  # type: ignore[method-assign]
+    stream_class._tollgate_finishes_streams = True  # type: ignore[attr-defined]
+
+
+def _breaks_client(stream: Any, command: Any, event: Any) -> bool:
+    """Whether `command` passes the upstream's break on to the client."""
+    return isinstance(command, SendHttp) and command.event is event and command.connection is stream.context.client

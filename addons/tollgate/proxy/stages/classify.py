@@ -9,6 +9,7 @@ from mitmproxy.net.http import url
 from tollgate.call import Call, Route
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.framing import DecodedTooLarge, Undecodable, decode_whole
+from tollgate.formats.framing.bounds import MAX_DECODED_BODY
 from tollgate.formats.json_codec import read_request_json
 from tollgate.formats.raw_headers import header_index
 from tollgate.formats.request_facts import Classification
@@ -25,11 +26,6 @@ METHODS = frozenset(("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 # Headers with which a server may take the request for another method than the one it came with
 # (Google's front end honours the first): Tollgate reads a call by the method it was sent with.
 METHOD_OVERRIDES = (b"x-http-method-override", b"x-http-method", b"x-method-override")
-
-
-# A request body decodes to no more than this: above every provider's own limit on a request, and
-# far below what a few MiB of brotli or zstd can decode to.
-MAX_DECODED_BODY = 64 * 1024 * 1024
 
 
 def request_body(request: http.Request, headers: dict[bytes, bytes]) -> bytes | None:

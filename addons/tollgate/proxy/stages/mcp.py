@@ -22,9 +22,11 @@ from mitmproxy import http
 
 from tollgate.call import new_request_id
 from tollgate.formats.exact import Unreadable
+from tollgate.formats.framing import MAX_FRAME, Decompressor, Undecodable
+from tollgate.formats.framing.bounds import MAX_DECODED_BODY
 from tollgate.formats.json_codec import encode_json
-from tollgate.formats.mcp.answers import AnswerReader, is_sse, parse_any, read_whole, tools_listed, without_tools
-from tollgate.formats.mcp.messages import TOOLS_LIST, RequestId, error_message, read_post
+from tollgate.formats.mcp.answers import AnswerRelay, is_sse
+from tollgate.formats.mcp.messages import TOOLS_LIST, RequestId, decoded_post, error_message, read_post
 from tollgate.governance.jwt_identity import looks_like_jwt
 from tollgate.governance.limits import Counter, deny_reason, refusal_message, retry_after
 from tollgate.governance.mcp import (
@@ -35,7 +37,7 @@ from tollgate.governance.mcp import (
     mcp_charges,
     mcp_counters,
 )
-from tollgate.governance.policy import Decision
+from tollgate.governance.policy import Decision, Policy
 from tollgate.providers import host_name
 from tollgate.providers.base import (
     AUDIT_UNAVAILABLE,
@@ -75,6 +77,9 @@ class Mcp:
         self._caller = caller
         self._watch = watch
 
+    def load(self, _loader: object) -> None:
+        patches.finish_streamed_responses()
+
     # --- request ---------------------------------------------------------------------------
 
     def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
@@ -112,10 +117,10 @@ class Mcp:
             raise Unreadable(f"an MCP server is not called with {request.method}")
         if request.method != "POST":
             return
-        encoding = request.headers.get("content-encoding", "identity").strip().lower()
-        if encoding != "identity":
-            raise Unreadable("Tollgate reads MCP requests without a Content-Encoding")
-        exchange.requests = read_post(request.raw_content).requests
+        # Read as the server will read it; sent on as it came.
+        body = decoded_post(request.raw_content, request.headers.get("content-encoding"), MAX_DECODED_BODY)
+        posted = read_post(body)
+        exchange.requests, exchange.batch = posted.requests, posted.batch
 
     def _steps(self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded) -> Awaitable[None] | None:
         """Identified, counted on `mcp_calls_per_minute`, decided, given the server's credential:
@@ -324,7 +329,7 @@ class Mcp:
         if denied:
             exchange.decision = "deny"
         exchange.answered_by_tollgate = True
-        batch = len(errors) > 1 or (flow.request.raw_content or b"").lstrip()[:1] == b"["
+        batch = len(errors) > 1 or exchange.batch
         body = encode_json(errors if batch else errors[0])
         flow.request.stream = False
         headers = {"content-type": "application/json", "x-tollgate-error": reason}
@@ -356,76 +361,100 @@ class Mcp:
             # answer with an OAuth flow.
             exchange.error = f"{SERVER_REFUSED_CREDENTIAL} ({response.status_code})"
             logger.warning(f"Tollgate: MCP server {exchange.server.name}: {exchange.error}")
-        sse = is_sse(response.headers.get("content-type"))
-        if self._filters_tools(exchange):
-            exchange.tools_sse = sse
-            response.stream = False  # read whole: each listed tool is decided before any is shown
-            return
-        reader = AnswerReader(sse)
-        exchange.reader = reader
-        response.stream = reader
+        response.stream = exchange.reader = self._relay(flow, exchange)
 
-    def _filters_tools(self, exchange: McpExchange) -> bool:
+    def _relay(self, flow: http.HTTPFlow, exchange: McpExchange) -> AnswerRelay:
+        """The answer's relay: its encoding undone, a tools/list's tools decided as they come (under
+        a policy), and its framing left to the proxy, as what goes on may differ from what came."""
+        response = flow.response
+        assert response is not None
+        headers = response.headers
+        decoder = None
+        encoding = headers.get("content-encoding", "identity").strip().lower()
+        unreadable = None
+        if encoding != "identity":
+            del headers["content-encoding"]  # it goes on decoded (or as JSON-RPC errors)
+            try:
+                decoder = Decompressor(encoding, MAX_FRAME)
+            except (Undecodable, ImportError):
+                unreadable = f"its Content-Encoding {encoding!r} is not one Tollgate reads"
+        if response.status_code not in (204, 304):
+            headers.pop("content-length", None)
+            if flow.request.http_version == "HTTP/1.1":
+                headers["transfer-encoding"] = "chunked"
+        expected = [r.id for r in exchange.requests if r.id is not None]
+        tools_of = frozenset(r.id for r in exchange.requests if r.method == TOOLS_LIST and r.id is not None)
         loaded = self.shared.loaded
-        return (
-            exchange.status is not None
-            and 200 <= exchange.status < 300
-            and any(r.method == TOOLS_LIST and r.id is not None for r in exchange.requests)
-            and loaded is not None
-            and loaded.policy is not None
-        )
+        policy = loaded.policy if loaded is not None and tools_of and 200 <= response.status_code < 300 else None
+        checks = None if policy is None else _ToolChecks(policy, exchange)
+        exchange.tool_checks = checks
+        return AnswerRelay(
+            is_sse(headers.get("content-type")), expected, exchange.batch, decoder, tools_of if checks else frozenset(),
+            checks, unreadable,
+        )  # fmt: skip
 
     def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         exchange = _exchange_of(flow)
         if exchange is None:
             return None
-        if exchange.tools_sse is not None and flow.response is not None:
-            return self._list_allowed_tools(flow, exchange)
+        relay = exchange.reader
+        if relay is not None and relay.waiting and flow.response is not None:
+            return self._release(flow, exchange, relay)
         self._end(flow, exchange)
         return None
 
-    async def _list_allowed_tools(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
-        response = flow.response
-        assert response is not None and exchange.tools_sse is not None
-        sse = exchange.tools_sse
+    async def _release(self, flow: http.HTTPFlow, exchange: McpExchange, relay: AnswerRelay) -> None:
+        """The end of an answer whose tools/list response waited for its tools to be decided: sent
+        once they are, before the answer ends."""
+        checks = exchange.tool_checks
         try:
-            body = response.content or b""
-            ids = {r.id for r in exchange.requests if r.method == TOOLS_LIST and r.id is not None}
-            exchange.outcomes = read_whole(body, sse)
-            names = set()
-            for value in _values(body, sse):
-                names.update(tools_listed(value, ids))
-            allowed = await self._allowed_tools(exchange, sorted(names))
-            response.content = without_tools(body, sse, ids, allowed.__contains__)
+            if checks is not None:
+                await checks.wait()
+            patches.end_response_with(flow, relay.release())
         except Exception:
-            logger.exception("Tollgate: an MCP tools/list answer could not be read; it was refused")
-            exchange.error = "tools/list answer unreadable"
-            flow.response = http.Response.make(
-                502, encode_json([]), {"content-type": "application/json", "x-tollgate-error": INTERNAL_ERROR}
-            )
+            logger.exception("Tollgate: an MCP tools/list answer could not be decided; its tools were not sent")
+            exchange.error = "tools/list answer undecided"
         self._end(flow, exchange)
 
-    async def _allowed_tools(self, exchange: McpExchange, names: list[str]) -> set[str]:
-        loaded = self.shared.loaded
-        if loaded is None or loaded.policy is None:
-            return set(names)
-        policy = loaded.policy
-        decisions = [policy.decide_mcp_in_worker(exchange.tool_input(name)) for name in names]
-        done = await asyncio.gather(*(_awaited(d) for d in decisions))
-        return {name for name, decision in zip(names, done, strict=True) if decision.allowed}
-
-    def error(self, flow: http.HTTPFlow) -> None:
+    def error(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         exchange = _exchange_of(flow)
         if exchange is None:
-            return
+            return None
         if flow.response is None and exchange.sent and _client_waits(flow):
             self._server_failed(flow, exchange)
+        relay = exchange.reader
+        # A POST's answer (a GET stream answers no request: its break reaches the client as it came).
+        broken = flow.response is not None and relay is not None and relay.expected and not relay.ended
+        if broken and relay is not None and _client_waits(flow):
+            return self._broken_off(flow, exchange, relay)
+        self._errored(flow, exchange)
+        return None
+
+    async def _broken_off(self, flow: http.HTTPFlow, exchange: McpExchange, relay: AnswerRelay) -> None:
+        """The server broke off its answer after its headers: each request it left unanswered gets
+        a JSON-RPC error, at the end of the event stream (after the events that came whole), or as
+        the JSON answer, none of which went on yet; then the answer ends."""
+        problem = flow.error.msg if flow.error is not None else "unknown error"
+        lost = bool(relay.unanswered())  # else the client has all it waited for
+        try:
+            if relay.waiting and exchange.tool_checks is not None:
+                await exchange.tool_checks.wait()
+            message = f"Tollgate: MCP server {exchange.server.name} broke off its answer: {problem}."
+            tail = relay.fail(message, UPSTREAM_FAILED_CODE)
+            if tail is not None:
+                patches.end_response_with(flow, tail)
+        except Exception:
+            logger.exception("Tollgate: an MCP answer that broke off could not be ended")
+        if lost:
+            exchange.error = exchange.error or relay.error or f"the server broke off its answer: {problem}"
+        self._errored(flow, exchange)
+
+    def _errored(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
         _forget_credentials(flow)
-        if exchange.reader is not None:
-            exchange.outcomes = exchange.reader.outcomes
-        answered = exchange.reader is not None and all(
-            r.id in exchange.outcomes for r in exchange.requests if r.id is not None
-        )
+        relay = exchange.reader
+        if relay is not None:
+            exchange.outcomes = relay.outcomes
+        answered = relay is not None and all(r.id in exchange.outcomes for r in exchange.requests if r.id is not None)
         # A client may close a POST's event stream once it has read the answers it waited for (the
         # SDK does): then nothing was lost.
         if exchange.error is None and flow.error is not None and not answered:
@@ -457,6 +486,7 @@ class Mcp:
             exchange.status = flow.response.status_code
         if exchange.reader is not None:
             exchange.outcomes = exchange.reader.outcomes
+            exchange.error = exchange.error or exchange.reader.error
         if exchange.reserved is not None and not exchange.sent:
             # Never sent (the policy denied it, or Tollgate failed): it counts for nothing.
             store, charged = exchange.reserved
@@ -508,15 +538,45 @@ def _forget_credentials(flow: http.HTTPFlow) -> None:
     flow.request.content = None
 
 
-def _values(body: bytes, sse: bool) -> list[Any]:
-    if not sse:
-        return [parse_any(body)]
-    from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
-
-    framer = SSEFramer()
-    events = [parse_sse_block(b) for b in framer.feed(body + b"\n\n")]
-    return [parse_any(e.data.encode()) for e in events if e is not None]
-
-
 async def _awaited(decision: Decision | Awaitable[Decision]) -> Decision:
     return decision if isinstance(decision, Decision) else await decision
+
+
+class _ToolChecks:
+    """Whether the caller may call each tool a tools/list answer lists (a `tools/call` of it, as
+    the policy decides): at once where the policy's cache knows, else once its worker answers."""
+
+    def __init__(self, policy: Policy, exchange: McpExchange) -> None:
+        self._policy = policy
+        self._exchange = exchange
+        self._known: dict[str, bool] = {}
+        self._asked: dict[str, asyncio.Future[Decision]] = {}
+
+    def __call__(self, names: list[str]) -> Callable[[str], bool] | None:
+        for name in names:
+            if name in self._known or name in self._asked:
+                continue
+            decision = self._policy.decide_mcp_in_worker(self._exchange.tool_input(name))
+            if isinstance(decision, Decision):
+                self._known[name] = decision.allowed
+            else:
+                self._asked[name] = asyncio.ensure_future(decision)
+        for name in names:
+            if name not in self._known:
+                asked = self._asked[name]
+                if not asked.done():
+                    return None
+                self._known[name] = _allowed(asked)
+        return self._known.__getitem__
+
+    async def wait(self) -> None:
+        """Until every decision asked for is made."""
+        if self._asked:
+            await asyncio.wait(list(self._asked.values()))
+
+
+def _allowed(asked: asyncio.Future[Decision]) -> bool:
+    """A decision's answer; a failed evaluation lets nothing through."""
+    if asked.cancelled() or asked.exception() is not None:
+        return False
+    return asked.result().allowed
