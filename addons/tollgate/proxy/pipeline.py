@@ -108,7 +108,7 @@ def gateway() -> Gateway:
     drain = Drain(shared, audit.in_flight, draining=[responses_socket.drain])
 
     return Gateway(
-        load=[settings.load, upstream_watch.load, stream_tap.load, websocket.load, drain.load, mcp.load],
+        load=[settings.load, upstream_watch.load, stream_tap.load, websocket.load, drain.load],
         configure=[settings.configure, websocket.configure, tracing.configure],
         running=[settings.running, decide.running, metrics.running, drain.running],
         client_connected=[drain.client_connected],  # refused while draining

@@ -77,9 +77,6 @@ class Mcp:
         self._caller = caller
         self._watch = watch
 
-    def load(self, _loader: object) -> None:
-        patches.finish_streamed_responses()
-
     # --- request ---------------------------------------------------------------------------
 
     def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
@@ -94,6 +91,9 @@ class Mcp:
         if server is None:
             self._other_path(flow, loaded)
             return None
+        # Taught on the first MCP request, so that no other call pays for it: an answer broken off
+        # ends with Tollgate's errors (`end_response_with`).
+        patches.finish_streamed_responses()
         exchange = McpExchange(server, request.method, request_id=new_request_id())
         exchange.session = request.headers.get("mcp-session-id")
         flow.metadata[MCP] = exchange
