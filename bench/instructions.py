@@ -23,6 +23,7 @@ per piece.
     sudo apt-get install valgrind                  # once
     .venv/bin/python bench/instructions.py         # about 3 min
     .venv/bin/python bench/instructions.py --connections 16 --calls 192
+    .venv/bin/python bench/instructions.py --retry  # and Tollgate with retry configured (about 5 min)
     .venv/bin/python bench/instructions.py --stream openai-chat,bedrock-invoke --event-bytes 256   # about 1 min
 """
 
@@ -183,6 +184,11 @@ def main() -> int:
     parser.add_argument(
         "--size-mb", type=int, default=8, help="with --stream: MiB of the larger stream counted per cell"
     )
+    parser.add_argument(
+        "--retry",
+        action="store_true",
+        help="also count a third mitmdump, Tollgate with providers.openai.retry configured (calls that need none)",
+    )
     args = parser.parse_args()
     if args.stream and args.size_mb <= SMALLER_STREAM_MB:
         parser.error(f"--size-mb must be over {SMALLER_STREAM_MB}")
@@ -209,25 +215,31 @@ def main() -> int:
             "flow_detail=0",
         ]
         config = workdir / "tollgate.yaml"
-        config.write_text(
-            yaml.safe_dump(tollgate_config(fake.url, REAL_KEY, VIRTUAL_KEY, workdir / "audit.jsonl", policies=()))
-        )
+        data = tollgate_config(fake.url, REAL_KEY, VIRTUAL_KEY, workdir / "audit.jsonl", policies=())
+        config.write_text(yaml.safe_dump(data))
+        gateway = ["-s", str(ROOT / "addons" / "gateway.py")]
+        # Each mode: its console's name, its arguments, the key and model its calls send.
         modes = {
-            "bare mitmdump": (bare_args(fake.url, common), REAL_KEY, REQUESTED_MODEL),
+            "bare mitmdump": ("bare", bare_args(fake.url, common), REAL_KEY, REQUESTED_MODEL),
             "Tollgate (no policy)": (
-                ["-s", str(ROOT / "addons" / "gateway.py"), "--set", f"tollgate_config={config}", *common],
-                VIRTUAL_KEY,
-                OVERRIDDEN_MODEL,
+                "tollgate", [*gateway, "--set", f"tollgate_config={config}", *common], VIRTUAL_KEY, OVERRIDDEN_MODEL,
             ),
-        }
-        proxies = {
-            name: Counted(name.split()[0].lower(), proxy_args, workdir) for name, (proxy_args, _, _) in modes.items()
-        }
+        }  # fmt: skip
+        if args.retry:  # the same, its calls never failing: what retries configured cost a call
+            data["audit"] = {"path": str(workdir / "audit-retry.jsonl")}
+            data["providers"]["openai"]["retry"] = {"attempts": 3, "when": [429, 529, "5xx", "connect", "timeout"]}
+            retry_config = workdir / "tollgate-retry.yaml"
+            retry_config.write_text(yaml.safe_dump(data))
+            modes["Tollgate, retry"] = (
+                "tollgate-retry", [*gateway, "--set", f"tollgate_config={retry_config}", *common], VIRTUAL_KEY,
+                OVERRIDDEN_MODEL,
+            )  # fmt: skip
+        proxies = {name: Counted(short, proxy_args, workdir) for name, (short, proxy_args, _, _) in modes.items()}
         counted: dict[str, float] = {}
         try:
             for proxy in proxies.values():
                 proxy.wait_ready(START_TIMEOUT)
-            for name, (_, key, model) in modes.items():
+            for name, (_, _, key, model) in modes.items():
                 target = Target(
                     name, "connect", proxies[name].port, key, model, context=context, server_hostname=API_HOST
                 )
@@ -240,11 +252,14 @@ def main() -> int:
             for proxy in proxies.values():
                 proxy.stop()
             fake.close()
-    bare, tollgate = counted.values()
+    bare, tollgate = counted["bare mitmdump"], counted["Tollgate (no policy)"]
     print(f"instructions per call, {args.calls} calls on {args.connections} connection(s):")
     for name, value in counted.items():
         print(f"  {name:<22} {value / 1e6:7.3f} M")
     print(f"  Tollgate adds          {(tollgate - bare) / 1e3:7.0f} k ({tollgate / bare:.3f}× bare)")
+    if "Tollgate, retry" in counted:
+        retry = counted["Tollgate, retry"]
+        print(f"  retry configured adds  {(retry - tollgate) / 1e3:7.0f} k ({retry / tollgate:.4f}× Tollgate without)")
     return 0
 
 
