@@ -201,8 +201,12 @@ def test_a_summarizer_that_fails_leaves_the_call_as_it_came(g):
 def test_a_routed_call_is_rolled_up_as_its_client_sent_it(g):
     # The rule of the provider called (OpenAI's, summarized by gpt-4o-mini); the client's turns cut,
     # then translated.
-    call = openai_call(turn="routed turn").replace('model="gpt-4o"', 'model="claude-sonnet-4-5", max_tokens=100')
+    call = openai_call(turn="routed turn").replace(
+        'model="gpt-4o"', 'model="claude-sonnet-4-5", max_tokens=100, seed=7'
+    )
     assert g.run(call) == {"text": "Hello!"}
+    # Translated twice (as it came, then rolled up): what Anthropic has no field for is told once.
+    assert g.wait_console("without seed").count("openai call routed to anthropic without seed") == 1
     (summarized,), _ = calls(g, "openai")
     asked = summarized.json()
     assert asked["model"] == "gpt-4o-mini"

@@ -54,7 +54,7 @@ def conversation(call: Call) -> tuple[str | None, dict[str, Any] | None]:
 
 class RollUp:
     def __init__(
-        self, shared: Shared, translate: Callable[[http.HTTPFlow, Call], tuple[str, str, str | None] | None]
+        self, shared: Shared, translate: Callable[[http.HTTPFlow, Call, bool], tuple[str, str, str | None] | None]
     ) -> None:
         self.shared = shared
         self._translate = translate  # `Translate.rewrite`: a routed call's rolled-up body translated anew
@@ -137,7 +137,7 @@ class RollUp:
             write_body(flow.request, call)
         else:
             translated, call.body = call.body, body
-            refusal = self._translate(flow, call)
+            refusal = self._translate(flow, call, True)
             if refusal is not None:  # the request as translated before, in full
                 logger.warning("Tollgate: a conversation was not rolled up: %s", refusal[1])
                 call.body = translated

@@ -44,10 +44,11 @@ class Translate:
             if error is not None:
                 call.answer.error = error
 
-    def rewrite(self, flow: http.HTTPFlow, call: Call) -> tuple[str, str, str | None] | None:
+    def rewrite(self, flow: http.HTTPFlow, call: Call, again: bool = False) -> tuple[str, str, str | None] | None:
         """The request of a call with a translation, written for its target's own API; else why it
         cannot be (the refusal's reason and message, and the call's error): `handle` refuses it, a
-        fallback (`Fallback`) is skipped."""
+        fallback (`Fallback`) is skipped. `again`: the same call's request written anew (rolled
+        up), whose dropped fields were told already."""
         translation = call.route.translated
         assert translation is not None
         request, c = flow.request, call.classification
@@ -66,7 +67,7 @@ class Translate:
             message = f"Tollgate cannot route this call to {call.route.target.provider}: {e}"
             return BAD_REQUEST, message, "untranslatable request"
         provider_of(call).fit_chat_body(body)
-        if dropped:
+        if dropped and not again:
             logger.warning(
                 "Tollgate: %s call routed to %s without %s (no equivalent there)",
                 call.route.requested.provider, call.route.target.provider, ", ".join(dict.fromkeys(dropped)),
