@@ -37,29 +37,18 @@ def serve_responses_set_by_error_hook() -> None:
 
     def handle_protocol_error(self: Any, event: Any) -> Generator[Any, Any, None]:
         had_response = self.flow.response is not None
-        steps = original(self, event)
-        reply = None
-        while True:
-            try:
-                command = steps.send(reply)
-            except StopIteration:
-                return
-            replace = (
-                not had_response
-                and isinstance(self.flow.response, http.Response)
-                and isinstance(command, SendHttp)
-                and command.event is event
-                and command.connection is self.context.client
-            )
-            if replace:
-                response, client = self.flow.response, self.context.client
-                yield SendHttp(ResponseHeaders(self.stream_id, response, end_stream=False), client)
-                if response.raw_content:
-                    yield SendHttp(ResponseData(self.stream_id, response.raw_content), client)
-                yield SendHttp(ResponseEndOfMessage(self.stream_id), client)
-                reply = None
-            else:
-                reply = yield command
+
+        def served(command: Any) -> list[Any] | None:
+            response = self.flow.response
+            if had_response or not isinstance(response, http.Response) or not _breaks_client(self, command, event):
+                return None
+            client = self.context.client
+            sent = [SendHttp(ResponseHeaders(self.stream_id, response, end_stream=False), client)]
+            if response.raw_content:
+                sent.append(SendHttp(ResponseData(self.stream_id, response.raw_content), client))
+            return [*sent, SendHttp(ResponseEndOfMessage(self.stream_id), client)]
+
+        yield from _replacing(original(self, event), served)
 
     stream_class.handle_protocol_error = handle_protocol_error  # type: ignore[method-assign]
     stream_class._tollgate_serves_error_responses = True  # type: ignore[attr-defined]
@@ -246,26 +235,38 @@ def finish_streamed_responses() -> None:
 
     def finish_instead_of_breaking(self: Any, event: Any) -> Generator[Any, Any, None]:
         streaming = isinstance(event, ResponseProtocolError) and self.server_state == self.state_stream_response_body
-        steps = handle_protocol_error(self, event)
-        reply = None
-        while True:
-            try:
-                command = steps.send(reply)
-            except StopIteration:
-                return
+
+        def finished(command: Any) -> list[Any] | None:
             tail = _tails.pop(self.flow, None) if streaming and _breaks_client(self, command, event) else None
-            if tail is not None:
-                client = self.context.client
-                if tail:
-                    yield SendHttp(ResponseData(self.stream_id, tail), client)
-                yield SendHttp(ResponseEndOfMessage(self.stream_id), client)
-                reply = None
-            else:
-                reply = yield command
+            if tail is None:
+                return None
+            client = self.context.client
+            sent = [SendHttp(ResponseData(self.stream_id, tail), client)] if tail else []
+            return [*sent, SendHttp(ResponseEndOfMessage(self.stream_id), client)]
+
+        yield from _replacing(handle_protocol_error(self, event), finished)
 
     stream_class.send_response = send_response_then_tail  # type: ignore[method-assign]
     stream_class.handle_protocol_error = finish_instead_of_breaking  # type: ignore[method-assign]
     stream_class._tollgate_finishes_streams = True  # type: ignore[attr-defined]
+
+
+def _replacing(
+    steps: Generator[Any, Any, None], instead: Callable[[Any], list[Any] | None]
+) -> Generator[Any, Any, None]:
+    """A layer's steps, each command for which `instead` gives commands replaced by them."""
+    reply = None
+    while True:
+        try:
+            command = steps.send(reply)
+        except StopIteration:
+            return
+        replacement = instead(command)
+        if replacement is None:
+            reply = yield command
+        else:
+            yield from replacement
+            reply = None
 
 
 def _breaks_client(stream: Any, command: Any, event: Any) -> bool:
