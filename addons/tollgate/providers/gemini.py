@@ -344,6 +344,8 @@ class Gemini(Provider):
         if classification.wire_format == OPENAI_API:
             if is_event_stream(headers):
                 reader = openai.stream_reader(classification.endpoint)
+                if classification.endpoint != "chat.completions":
+                    return reader
                 return Counted(reader, lambda usage: self.billed_usage(classification, usage))
         elif is_event_stream(headers):
             return GenerateStreamReader()
