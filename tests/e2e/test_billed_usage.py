@@ -5,6 +5,8 @@ billed.
 
 - Gemini (the Gemini API and Vertex AI, whole and streamed): the tools' own prompts
   (`toolUsePromptTokenCount`, a search's results fed back) are input.
+- Gemini's OpenAI-compatible endpoint: the thoughts, reported beside `completion_tokens` (in
+  `total_tokens`), are output, whole and streamed.
 - Groq: a stream not asked for its usage (`audit.stream_usage: passive` here) reports it in its
   last chunk's `x_groq.usage`; one asked reports it there and in `usage`, counted once.
 - xAI: its reasoning tokens, reported beside `completion_tokens`, are output, in the audit and in
@@ -180,6 +182,56 @@ def test_a_limit_counts_the_search_results_a_call_was_billed_for(g):
     billed, refused = g.new_audit(2)
     assert (billed["input_tokens"], billed["output_tokens"]) == (352, 8)
     assert (refused["status"], refused["decision"], refused["input_tokens"]) == (429, "deny", None)
+
+
+# --- Gemini's OpenAI-compatible endpoint: thoughts beside completion_tokens ----------------------
+
+GEMINI_OPENAI = "https://generativelanguage.googleapis.com/v1beta/openai/"
+# 12 tokens of prompt, 4 of answer and 31 of thought, which completion_tokens leaves out (its total
+# holds them), as Google's OpenAI-compatible endpoint reports a thinking model's usage.
+GEMINI_OPENAI_USAGE = {"completion_tokens": 4, "prompt_tokens": 12, "total_tokens": 47,
+                       "completion_tokens_details": {"reasoning_tokens": 31}}  # fmt: skip
+
+
+def gemini_openai_answers(r: Received) -> Reply:
+    base = {"id": "g-o", "created": 1761231344, "model": "gemini-2.5-flash"}
+    if not r.json().get("stream"):
+        message = {"role": "assistant", "content": "Bonjour."}
+        return Reply(200, {**base, "object": "chat.completion", "usage": GEMINI_OPENAI_USAGE,
+                           "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]})  # fmt: skip
+    base["object"] = "chat.completion.chunk"
+    chunks = [
+        {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Bonjour."}}]},
+        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": GEMINI_OPENAI_USAGE},
+    ]
+    pieces = [sse(c) for c in chunks] + [sse("[DONE]")]
+    return Reply(200, headers={"content-type": "text/event-stream"}, chunks=pieces)
+
+
+def test_geminis_openai_compatible_thoughts_are_counted_as_output(g):
+    g.fakes["gemini"].handler = gemini_openai_answers
+    result = g.run(f"""
+        from openai import OpenAI
+        client = OpenAI(base_url="{GEMINI_OPENAI}", api_key="{ALICE}", max_retries=0)
+        hi = [{{"role": "user", "content": "Say hi in French"}}]
+        r = client.chat.completions.create(model="gemini-2.5-flash", messages=hi)
+        chunks = list(client.chat.completions.create(model="gemini-2.5-flash", messages=hi, stream=True))
+        last = [c.usage for c in chunks if c.usage][-1]
+        report(whole=[r.choices[0].message.content, r.usage.completion_tokens, r.usage.total_tokens],
+               streamed=["".join(c.delta.content or "" for ch in chunks for c in ch.choices),
+                         last.completion_tokens, last.total_tokens])
+    """)
+    # The client gets Google's usage, unchanged.
+    assert result == {"whole": ["Bonjour.", 4, 47], "streamed": ["Bonjour.", 4, 47]}
+    assert [r.path for r in g.fakes["gemini"].received] == ["/v1beta/openai/chat/completions"] * 2
+    records = g.new_audit(2)
+    assert [(r["provider"], r["stream"], r["finish_reason"]) for r in records] == [
+        ("gemini", False, "stop"), ("gemini", True, "stop"),
+    ]  # fmt: skip
+    for record in records:
+        # Output: the 4 of the answer and the 31 of thought. gemini-2.5-flash ($ per Mtok):
+        # 12 in x 0.30 + 35 out x 2.50
+        assert record_usage(record) == (12, 35, 47, 31, 0.0000911)
 
 
 # --- Groq: a stream's usage in x_groq ------------------------------------------------------------

@@ -48,7 +48,7 @@ from tollgate.formats.openai_chat import ChatStreamReader
 from tollgate.formats.openai_chat.stream import ChatEventReader
 from tollgate.formats.openai_responses import ResponsesStreamReader
 from tollgate.formats.usage import Usage
-from tollgate.formats.usage_reading import SSEReader, UsageReader, WholeBodyReader, is_event_stream
+from tollgate.formats.usage_reading import Counted, SSEReader, UsageReader, WholeBodyReader, is_event_stream
 from tollgate.providers import PROVIDERS
 from tollgate.providers.openai import stream_reader
 
@@ -589,7 +589,8 @@ def invoke_reader() -> UsageReader:
             GenerateArrayReader,
         ),
         (GEMINI, "/v1beta/models/gemini-2.5-flash:generateContent", "application/json", WholeBodyReader),
-        (GEMINI, "/v1beta/openai/chat/completions", SSE_TYPE, ChatStreamReader),
+        # A chat's stream read by OpenAI's reader, counted as Gemini bills it (its thoughts as output).
+        (GEMINI, "/v1beta/openai/chat/completions", SSE_TYPE, Counted),
         (GEMINI, "/v1beta/openai/responses", SSE_TYPE, ResponsesStreamReader),
         (BEDROCK, f"/model/{CLAUDE}/converse-stream", EVENTSTREAM_TYPE, EventStreamReader),
         (BEDROCK, f"/model/{CLAUDE}/invoke-with-response-stream", EVENTSTREAM_TYPE, EventStreamReader),

@@ -30,6 +30,28 @@ class UsageReader:
         raise NotImplementedError
 
 
+class Counted(UsageReader):
+    """A stream's usage reader whose result is counted as its provider bills it
+    (`Provider.billed_usage`)."""
+
+    def __init__(self, reader: UsageReader, count: Callable[[Usage], Usage]) -> None:
+        self._reader, self._count = reader, count
+
+    @property
+    def error(self) -> str | None:
+        return self._reader.error
+
+    @error.setter
+    def error(self, value: str | None) -> None:
+        self._reader.error = value
+
+    def feed(self, chunk: bytes) -> None:
+        self._reader.feed(chunk)
+
+    def result(self) -> Usage:
+        return self._count(self._reader.result())
+
+
 class NoUsage(UsageReader):
     """An answer that reports no usage of its own: one to a request other than a POST, which
     fetches what was made before (a stored response, a cache, a batch) and may hold the usage

@@ -24,9 +24,10 @@ from tollgate.formats.exact import (
 from tollgate.formats.gemini_generate.answer import counted_usage, usage_of
 from tollgate.formats.gemini_generate.facts import one_of, read_facts
 from tollgate.formats.gemini_generate.stream import GenerateArrayReader, GenerateStreamReader
+from tollgate.formats.openai_chat.answer import reasoning_beside_completion
 from tollgate.formats.request_facts import Batch, Classification, RequestFacts
 from tollgate.formats.usage import Usage
-from tollgate.formats.usage_reading import UsageReader, is_event_stream
+from tollgate.formats.usage_reading import Counted, UsageReader, is_event_stream
 from tollgate.providers import openai
 from tollgate.providers.base import (
     AUDIT_UNAVAILABLE,
@@ -314,6 +315,13 @@ class Gemini(Provider):
             raise e.at(action) from None
         return Classification(endpoint=action, model=model, facts=facts)
 
+    def billed_usage(self, classification: Classification, usage: Usage) -> Usage:
+        """Its OpenAI-compatible chat answers report the thoughts beside `completion_tokens`
+        (`completion_tokens_details.reasoning_tokens`, in `total_tokens`): output, as Gemini bills them."""
+        if classification.wire_format == OPENAI_API and classification.endpoint == "chat.completions":
+            return reasoning_beside_completion(usage)
+        return usage
+
     def answer_service_tier(self, headers: Headers) -> str | None:
         return headers.get(_SERVICE_TIER_HEADER) or None
 
@@ -335,7 +343,10 @@ class Gemini(Provider):
     def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
         if classification.wire_format == OPENAI_API:
             if is_event_stream(headers):
-                return openai.stream_reader(classification.endpoint)
+                reader = openai.stream_reader(classification.endpoint)
+                if classification.endpoint != "chat.completions":
+                    return reader
+                return Counted(reader, lambda usage: self.billed_usage(classification, usage))
         elif is_event_stream(headers):
             return GenerateStreamReader()
         elif classification.endpoint == "streamGenerateContent":
@@ -344,7 +355,7 @@ class Gemini(Provider):
 
     def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
         if classification.wire_format == OPENAI_API:
-            return openai.usage_of(classification.endpoint, body)
+            return self.billed_usage(classification, openai.usage_of(classification.endpoint, body))
         if classification.endpoint == "countTokens":
             return counted_usage(body)
         return usage_of(body)

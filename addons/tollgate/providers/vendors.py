@@ -12,7 +12,7 @@ the endpoints it offers there, whether it takes `stream_options`, which field bo
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 from genai_prices.data import providers as _TABLE_PROVIDERS
@@ -21,9 +21,10 @@ from pydantic import Field, field_validator, model_validator
 from tollgate.config_base import ProviderConfig
 from tollgate.formats import OPENAI_CHAT
 from tollgate.formats.exact import Unreadable, check_case, path_segments
+from tollgate.formats.openai_chat.answer import reasoning_beside_completion
 from tollgate.formats.request_facts import Classification
 from tollgate.formats.usage import Usage
-from tollgate.formats.usage_reading import UsageReader
+from tollgate.formats.usage_reading import Counted, UsageReader
 from tollgate.providers import openai
 from tollgate.providers.base import ChatLeg, Headers
 
@@ -260,7 +261,7 @@ class OpenAICompatible(openai.AnswersInOpenAIFormat):
         reader = super().usage_reader(classification, headers)
         if self.reasoning_in_completion or classification.endpoint != CHAT:
             return reader
-        return _Counted(reader, lambda usage: self.billed_usage(classification, usage))
+        return Counted(reader, lambda usage: self.billed_usage(classification, usage))
 
     def billed_usage(self, classification: Classification, usage: Usage) -> Usage:
         """The usage as the audit counts it, and a translated answer gives its caller: reasoning
@@ -268,39 +269,6 @@ class OpenAICompatible(openai.AnswersInOpenAIFormat):
         if not self.reasoning_in_completion and classification.endpoint == CHAT:
             return reasoning_beside_completion(usage)
         return usage
-
-
-def reasoning_beside_completion(usage: Usage) -> Usage:
-    """A chat's usage whose `completion_tokens` leave out its reasoning tokens (xAI's): its output is
-    both, unless its total says the completion held them (prompt plus completion)."""
-    reasoning, output, prompt = usage.reasoning_tokens, usage.output_tokens, usage.input_tokens
-    if not reasoning or output is None:
-        return usage
-    if prompt is not None and usage.total_tokens == prompt + output:
-        return usage
-    usage.output_tokens = output + reasoning
-    return usage
-
-
-class _Counted(UsageReader):
-    """A stream's usage reader whose result is counted as the vendor's usage is (`billed_usage`)."""
-
-    def __init__(self, reader: UsageReader, count: Callable[[Usage], Usage]) -> None:
-        self._reader, self._count = reader, count
-
-    @property
-    def error(self) -> str | None:
-        return self._reader.error
-
-    @error.setter
-    def error(self, value: str | None) -> None:
-        self._reader.error = value
-
-    def feed(self, chunk: bytes) -> None:
-        self._reader.feed(chunk)
-
-    def result(self) -> Usage:
-        return self._count(self._reader.result())
 
 
 class Mistral(OpenAICompatible):

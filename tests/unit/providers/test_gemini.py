@@ -269,6 +269,29 @@ def test_gemini_openai_compatible_usage() -> None:
     assert usage_tuple(GEMINI.usage(c, headers(), body)) == (4, 6, 10, None, None, "stop")
 
 
+# A thinking model's usage on the OpenAI-compatible endpoint: completion_tokens leave out the
+# thoughts (completion_tokens_details.reasoning_tokens), which its total holds; Gemini bills them as output.
+THOUGHTS_BESIDE = {"prompt_tokens": 1240, "completion_tokens": 4, "total_tokens": 2107,
+                   "completion_tokens_details": {"reasoning_tokens": 863}}  # fmt: skip
+
+
+def test_gemini_openai_compatible_thoughts_are_output() -> None:
+    c = classify(GEMINI, "POST", "/v1beta/openai/chat/completions", j({"model": "gemini-2.5-flash", "messages": []}))
+    answer = j({"choices": [{"finish_reason": "stop"}], "usage": THOUGHTS_BESIDE})
+    u = GEMINI.usage(c, headers(), answer)
+    assert (u.input_tokens, u.output_tokens, u.reasoning_tokens, u.total_tokens) == (1240, 867, 863, 2107)
+    reader = GEMINI.usage_reader(c, headers(("content-type", "text/event-stream")))
+    chunk = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": THOUGHTS_BESIDE}
+    reader.feed(f"data: {json.dumps(chunk)}\n\n".encode())
+    reader.feed(b"data: [DONE]\n\n")
+    u = reader.result()
+    assert (u.input_tokens, u.output_tokens, u.reasoning_tokens, u.total_tokens) == (1240, 867, 863, 2107)
+    # Where its total says the completion held them, they are not counted twice.
+    held = j({"choices": [], "usage": {**THOUGHTS_BESIDE, "completion_tokens": 867}})
+    assert GEMINI.usage(c, headers(), held).output_tokens == 867
+    assert GEMINI.billed_usage(c, GEMINI.usage(c, headers(), answer)).output_tokens == 867
+
+
 @pytest.mark.parametrize("reason", REASONS)
 def test_gemini_refusal(reason: str) -> None:
     status, text = GEMINI_REFUSALS[reason]

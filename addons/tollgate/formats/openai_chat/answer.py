@@ -58,6 +58,19 @@ def translated_usage(raw: dict[str, Any]) -> Usage:
     return usage
 
 
+def reasoning_beside_completion(usage: Usage) -> Usage:
+    """A chat's usage whose `completion_tokens` leave out its reasoning tokens (xAI's, and Gemini's
+    OpenAI-compatible endpoint's): its output is both, unless its total says the completion held
+    them (prompt plus completion)."""
+    reasoning, output, prompt = usage.reasoning_tokens, usage.output_tokens, usage.input_tokens
+    if not reasoning or output is None:
+        return usage
+    if prompt is not None and usage.total_tokens == prompt + output:
+        return usage
+    usage.output_tokens = output + reasoning
+    return usage
+
+
 def usage_object(data: dict[str, Any]) -> dict[str, Any] | None:
     """An answer's or a stream chunk's `usage` object; else, in a stream whose client did not ask
     for usage (`stream_options.include_usage`), Groq's: its last chunk's `x_groq.usage`, which it
