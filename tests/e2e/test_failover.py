@@ -132,26 +132,38 @@ def test_a_429_goes_again_on_the_next_key(gw):
 def test_an_upload_streamed_unread_is_not_tried_again(gw):
     gw.reset()
     fake = gw.fakes["openai"]
-    fake.handler = lambda r: Reply(429, RATE_LIMITED, {"retry-after": "1"})
+    fake.handler = lambda r: Reply(503, {"error": {"message": "overloaded", "type": "server_error"}})
     result = gw.run(f"""
         import io
-        from openai import OpenAI, RateLimitError
+        from openai import OpenAI, InternalServerError
         audio = io.BytesIO(bytes(range(256)) * (6 * 4096))  # 6 MiB: streamed upstream as it comes
         audio.name = "meeting.wav"
         try:
             OpenAI(api_key="{ALICE}", max_retries=0).audio.transcriptions.create(model="whisper-1", file=audio)
-        except RateLimitError as e:
+        except InternalServerError as e:
             report(status=e.status_code, attempts=e.response.headers.get("x-tollgate-attempts"))
     """)
-    assert result == {"status": 429, "attempts": None}
+    assert result == {"status": 503, "attempts": None}
     (sent,) = fake.received  # its body went by once: it cannot go again
     assert len(sent.body) > 6 * 1024 * 1024
     record = gw.last_audit()
-    assert (record["endpoint"], record["status"], record["attempts"]) == ("audio.transcriptions", 429, None)
+    assert (record["endpoint"], record["status"], record["attempts"]) == ("audio.transcriptions", 503, None)
 
 
-def test_a_call_whose_client_left_during_its_wait_is_not_tried_again(gw):
-    gw.reset()
+@pytest.fixture
+def own_keys(start_gateway):
+    """A gateway of its own, as `gw` is configured: the keys a test rests rest for no other."""
+    return start_gateway(
+        lambda urls: {
+            "providers": {"openai": {"upstream": urls["openai"], "keys": [K1, K2], "retry": {"attempts": 3, "when": [429], "max_wait_s": 5}}},
+            "clients": [{"name": "alice", "keys": [ALICE]}],
+        },
+        providers=("openai",),
+    )  # fmt: skip
+
+
+def test_a_call_whose_client_left_during_its_wait_is_not_tried_again(own_keys):
+    gw = own_keys
     fake = gw.fakes["openai"]
     fake.handler = lambda r: Reply(429, RATE_LIMITED, {"retry-after": "3"})
     result = gw.run(f"""
