@@ -111,14 +111,7 @@ def note_requests_sent(on_sent: Callable[[http.HTTPFlow], None]) -> None:
 
 def _noting_the_request_sent(state: Callable[..., Generator[Any, Any, None]]) -> Callable[..., Any]:
     def noting(self: Any, event: Any) -> Generator[Any, Any, None]:
-        steps = state(self, event)
-        reply = None
-        while True:
-            try:
-                command = steps.send(reply)
-            except StopIteration:
-                return
-            reply = yield command  # the command has been carried out: its bytes are written
+        def sent(command: Any) -> tuple[Any, ...]:  # carried out: its bytes are written
             if (
                 type(command) is SendHttp
                 and type(command.event) is RequestEndOfMessage
@@ -126,6 +119,9 @@ def _noting_the_request_sent(state: Callable[..., Generator[Any, Any, None]]) ->
             ):
                 for on_sent in _on_request_sent:
                     on_sent(self.flow)
+            return ()
+
+        yield from _following(state(self, event), sent)
 
     return noting
 
@@ -220,18 +216,15 @@ def finish_streamed_responses() -> None:
     send_response, handle_protocol_error = stream_class.send_response, stream_class.handle_protocol_error
 
     def send_response_then_tail(self: Any, already_streamed: bool = False) -> Generator[Any, Any, None]:
-        steps = send_response(self, already_streamed)
-        reply = None
-        while True:
-            try:
-                command = steps.send(reply)
-            except StopIteration:
-                return
-            reply = yield command
-            if already_streamed and isinstance(command, http_layers.HttpResponseHook):
-                tail = _tails.pop(self.flow, None)
-                if tail and not self.flow.error:
-                    yield SendHttp(ResponseData(self.stream_id, tail), self.context.client)
+        def tail_after_hook(command: Any) -> tuple[Any, ...]:
+            if not (already_streamed and isinstance(command, http_layers.HttpResponseHook)):
+                return ()
+            tail = _tails.pop(self.flow, None)
+            if not tail or self.flow.error:
+                return ()
+            return (SendHttp(ResponseData(self.stream_id, tail), self.context.client),)
+
+        yield from _following(send_response(self, already_streamed), tail_after_hook)
 
     def finish_instead_of_breaking(self: Any, event: Any) -> Generator[Any, Any, None]:
         streaming = isinstance(event, ResponseProtocolError) and self.server_state == self.state_stream_response_body
@@ -251,9 +244,22 @@ def finish_streamed_responses() -> None:
     stream_class._tollgate_finishes_streams = True  # type: ignore[attr-defined]
 
 
-def _replacing(
-    steps: Generator[Any, Any, None], instead: Callable[[Any], list[Any] | None]
-) -> Generator[Any, Any, None]:
+Steps = Generator[Any, Any, None]
+
+
+def _following(steps: Steps, after: Callable[[Any], tuple[Any, ...]]) -> Steps:
+    """A layer's steps, each command, once carried out, followed by the commands `after` gives."""
+    reply = None
+    while True:
+        try:
+            command = steps.send(reply)
+        except StopIteration:
+            return
+        reply = yield command
+        yield from after(command)
+
+
+def _replacing(steps: Steps, instead: Callable[[Any], list[Any] | None]) -> Steps:
     """A layer's steps, each command for which `instead` gives commands replaced by them."""
     reply = None
     while True:
