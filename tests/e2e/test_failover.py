@@ -415,13 +415,14 @@ def test_a_call_that_timed_out_goes_again(clouds):
 
 # Circuit breaking: a key, or an upstream called with no pooled key, that failed 3 calls in a row
 # rests 2 s.
-CIRCUIT = {"failures": 3, "rest_s": 2}
+# A rest long enough that a loaded machine's next call still finds the circuit open.
+CIRCUIT = {"failures": 3, "rest_s": 5}
 OWN_ANTHROPIC_KEY = "sk-ant-callers-own-key-0001"
 DOWN_OPENAI = {"error": {"message": "down", "type": "server_error", "code": None}}
 DOWN_ANTHROPIC = {"type": "error", "error": {"type": "api_error", "message": "down"}}
 
 
-def circuit_config(store: str | None = None, rest_s: float = 2):
+def circuit_config(store: str | None = None, rest_s: float = CIRCUIT["rest_s"]):
     def build(urls):
         config = {
             "providers": {
@@ -475,12 +476,13 @@ def test_a_keys_circuit_opens_after_3_failures_and_closes_after_its_rest(breaker
     fake = breaker.fakes["openai"]
     fake.handler = lambda r: Reply(503, DOWN_OPENAI)
     failing = ["InternalServerError", 503, None, None]
-    assert outcomes(breaker, 4) == [failing, failing, failing, ["InternalServerError", 503, "circuit_open", "2"]]
+    assert outcomes(breaker, 4) == [failing, failing, failing, ["InternalServerError", 503, "circuit_open", "5"]]
+    opened = time.monotonic()  # no later than the circuit opened
     assert len(fake.received) == 3  # the fourth call never went upstream
-    refused = breaker.last_audit()
+    refused = breaker.new_audit(4)[-1]
     assert (refused["status"], refused["decision"], refused["deny_reasons"]) == (503, "deny", ["circuit_open"])
-    assert "failed 3 calls in a row: it rests 2 s" in breaker.proxy.console()
-    time.sleep(2.1)
+    assert "failed 3 calls in a row: it rests 5 s" in breaker.proxy.console()
+    time.sleep(max(0.0, opened + 5.1 - time.monotonic()))
     fake.handler = lambda r: Reply(200, ANSWER)
     assert outcomes(breaker, 2) == [200, 200]
     assert len(fake.received) == 5
