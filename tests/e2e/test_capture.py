@@ -112,9 +112,12 @@ def stop(proxy: subprocess.Popen) -> None:
         proxy.wait(timeout=10)
 
 
-def call_from(ns: Namespace, go_client: str, bundle: Path) -> dict:
+def call_from(ns: Namespace, go_client: str, bundle: Path, *host: str) -> dict:
+    """The Go client's call to the provider (`host`: another Host header than its TLS server name)."""
     done = subprocess.run(
-        ns.command("env", f"SSL_CERT_FILE={bundle}", go_client, f"https://{HOST}/v1/chat/completions", KEY, CHAT),
+        ns.command(
+            "env", f"SSL_CERT_FILE={bundle}", go_client, f"https://{HOST}/v1/chat/completions", KEY, CHAT, *host
+        ),
         capture_output=True,
         text=True,
         timeout=60,
@@ -164,6 +167,33 @@ def test_transparent_capture_governs_a_go_client_that_ignores_https_proxy(
     finally:
         stop(proxy)
     assert_governed(answer, fake, tmp_path / "audit.jsonl")
+
+
+def test_a_captured_call_whose_host_header_names_another_host_than_its_server_name_is_refused(
+    go_client, namespace, fake, tmp_path, confdir, bundle, upstream_ca_pem
+):
+    """The TLS server name is the provider's, the Host header (:authority) another host's: which one
+    the call is for cannot be told, and it goes to neither."""
+    ns, capture = namespace, free_port()
+    ns.iptables("nat", "PREROUTING", "-i", ns.outer, "-p", "tcp", "-d", ns.provider, "--dport", "443",
+                "-j", "REDIRECT", "--to-ports", str(capture))  # fmt: skip
+    proxy, _ = start_run_sh(
+        tmp_path, fake, confdir, upstream_ca_pem, "--capture", f"transparent@{ns.gateway}:{capture}"
+    )
+    try:
+        answer = call_from(ns, go_client, bundle, "attacker.example")
+    finally:
+        stop(proxy)
+    assert (answer["status"], json.loads(answer["body"])["error"]["code"]) == (421, "misdirected")
+    assert fake.received == []
+    record = audit_record(tmp_path / "audit.jsonl")
+    assert (record["host"], record["decision"], record["deny_reasons"], record["status"]) == (
+        HOST,
+        "deny",
+        ["misdirected"],
+        421,
+    )
+    assert record["error"] == f"misdirected: TLS server name {HOST}, Host attacker.example"
 
 
 def test_wireguard_capture_governs_a_go_client_that_ignores_https_proxy(

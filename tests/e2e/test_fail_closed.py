@@ -277,11 +277,21 @@ def test_plain_http_to_an_llm_host_is_refused(g):
     assert_refused(g, "openai", response, record, "plain HTTP")
 
 
-def test_a_host_header_naming_another_host_is_refused(g):
-    # Absolute form inside the tunnel: mitmproxy connects where the URL says, the Host header says elsewhere.
+def test_a_host_header_naming_another_host_is_refused_as_misdirected(g):
+    # Absolute form inside the tunnel: the URL names the host, the Host header another.
     response, record = raw(
         g, "openai", "https://api.openai.com/v1/chat/completions", CHAT, headers=[("Host", "evil.example")]
     )
+    assert (response.status, response.headers["x-tollgate-error"]) == (421, "misdirected")
+    assert g.fakes["openai"].received == []
+    assert (record["decision"], record["deny_reasons"], record["status"]) == ("deny", ["misdirected"], 421)
+    assert record["error"] == (
+        "misdirected: connection to api.openai.com, TLS server name api.openai.com, Host api.openai.com, evil.example"
+    )
+
+
+def test_a_host_header_naming_another_port_is_refused(g):
+    response, record = raw(g, "openai", "/v1/chat/completions", CHAT, headers=[("Host", "api.openai.com:8443")])
     assert_refused(g, "openai", response, record, "Host header names another host")
 
 

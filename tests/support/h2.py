@@ -218,15 +218,20 @@ def h2_calls(
     *,
     goaway: bool = False,
     goaways: list[tuple[int, int]] | None = None,
+    connect: str | None = None,
+    sni: str | None = None,
 ) -> list[H2Answer]:
     """Send `requests` as concurrent streams of one HTTP/2 connection to `host` through the proxy;
     return each one's answer, once all have ended or `timeout` has passed. With `goaway`, a graceful
     GOAWAY (NO_ERROR, last stream 0) follows the requests at once, as a client that will open no
     more streams sends it (h2 would stop reading after its own: the frame is written past it).
     With `goaways`, the proxy's GOAWAY frames are noted there (last stream id, error code), the
-    streams read on after them, and the connection read until the proxy closes it."""
+    streams read on after them, and the connection read until the proxy closes it. `connect` is
+    the CONNECT authority and `sni` the TLS server name, where they are not `host`'s (which is
+    each request's :authority)."""
     raw = socket.create_connection(("127.0.0.1", proxy_port), timeout=timeout)
-    raw.sendall(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
+    connect = connect or f"{host}:443"
+    raw.sendall(f"CONNECT {connect} HTTP/1.1\r\nHost: {connect}\r\n\r\n".encode())
     reply = b""
     while b"\r\n\r\n" not in reply:
         chunk = raw.recv(4096)
@@ -237,7 +242,7 @@ def h2_calls(
         raise ConnectionError(f"CONNECT refused: {reply!r}")
     context = ssl.create_default_context(cafile=str(bundle))
     context.set_alpn_protocols(["h2"])
-    with context.wrap_socket(raw, server_hostname=host) as tls:
+    with context.wrap_socket(raw, server_hostname=sni or host) as tls:
         if tls.selected_alpn_protocol() != "h2":
             raise ConnectionError(f"the proxy did not speak HTTP/2: {tls.selected_alpn_protocol()}")
         config = h2.config.H2Configuration(client_side=True, header_encoding="utf-8")

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# `send`'s TLS server name by default: the Host header's host.
+SAME = "<the host>"
+
 
 @dataclass
 class RawResponse:
@@ -36,10 +39,12 @@ def send(
     chunked: bool = False,
     trailers: list[tuple[str, str]] | None = None,
     timeout: float = 20.0,
+    sni: str | None = SAME,
 ) -> RawResponse:
     """One request to `host` (its Host header) through the proxy; `connect` is the CONNECT
-    authority (default host:443). With `tls=False` the request goes as plain HTTP in absolute form.
-    `trailers` go after a chunked body."""
+    authority (default host:443), `sni` the TLS server name (default host's name; None: none).
+    With `tls=False` the request goes as plain HTTP in absolute form. `trailers` go after a chunked
+    body."""
     pairs = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
     names = {n.lower() for n, _ in pairs}
     if "host" not in names:
@@ -62,7 +67,10 @@ def send(
             if not head.startswith(b"HTTP/1.1 200"):
                 raise AssertionError(f"CONNECT refused: {head!r}")
             context = ssl.create_default_context(cafile=str(bundle))
-            sock = context.wrap_socket(sock, server_hostname=host.rstrip(".").split(":")[0])
+            if sni is None:
+                context.check_hostname = False  # the proxy's certificate is still verified
+            server_name = host.rstrip(".").split(":")[0] if sni is SAME else sni
+            sock = context.wrap_socket(sock, server_hostname=server_name)
             line = f"{method} {target} HTTP/1.1\r\n"
         else:
             line = f"{method} http://{host}{target} HTTP/1.1\r\n"

@@ -32,6 +32,7 @@ from tollgate.providers.base import (
     LEDGER_UNAVAILABLE,
     LIMIT_UNENFORCEABLE,
     MISCONFIGURED,
+    MISDIRECTED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
     RATE_LIMITED,
@@ -97,6 +98,7 @@ _ERROR_TYPES = {
     LEDGER_UNAVAILABLE: "api_error",
     LIMIT_UNENFORCEABLE: "permission_error",
     HEADERS_TOO_LARGE: "invalid_request_error",
+    MISDIRECTED: "invalid_request_error",
     CIRCUIT_OPEN: "api_error",
 }
 

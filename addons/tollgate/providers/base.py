@@ -81,6 +81,9 @@ HEADERS_TOO_LARGE = "headers_too_large"
 # Every key of the provider, or the upstream the call goes to, failed `circuit.failures` calls in a
 # row and rests (`providers.<name>.circuit`).
 CIRCUIT_OPEN = "circuit_open"
+# The request names more than one host (its CONNECT target, TLS server name, Host header or
+# :authority), one of them governed: it goes nowhere, least of all with a real key.
+MISDIRECTED = "misdirected"
 
 STATUS = {
     UNAUTHENTICATED: 401,
@@ -99,6 +102,7 @@ STATUS = {
     LIMIT_UNENFORCEABLE: 403,
     HEADERS_TOO_LARGE: 431,
     CIRCUIT_OPEN: 503,
+    MISDIRECTED: 421,
 }
 # Reasons that say the call failed on its way, not that Tollgate refused it.
 FAILURES = frozenset((UPSTREAM_UNREACHABLE, UPSTREAM_TIMEOUT))

@@ -60,6 +60,7 @@ from tollgate.providers.base import (
     LEDGER_UNAVAILABLE,
     LIMIT_UNENFORCEABLE,
     MISCONFIGURED,
+    MISDIRECTED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
     RATE_LIMITED,
@@ -131,6 +132,7 @@ _ERRORS = {
     LEDGER_UNAVAILABLE: (503, "ServiceUnavailableException"),
     LIMIT_UNENFORCEABLE: (403, "AccessDeniedException"),
     HEADERS_TOO_LARGE: (431, "ValidationException"),
+    MISDIRECTED: (421, "ValidationException"),
     CIRCUIT_OPEN: (503, "ServiceUnavailableException"),
 }
 

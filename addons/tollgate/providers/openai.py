@@ -41,6 +41,7 @@ from tollgate.providers.base import (
     LEDGER_UNAVAILABLE,
     LIMIT_UNENFORCEABLE,
     MISCONFIGURED,
+    MISDIRECTED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
     RATE_LIMITED,
@@ -242,6 +243,7 @@ _ERROR_TYPES = {
     LEDGER_UNAVAILABLE: "server_error",
     LIMIT_UNENFORCEABLE: "permission_denied",
     HEADERS_TOO_LARGE: "invalid_request_error",
+    MISDIRECTED: "invalid_request_error",
     CIRCUIT_OPEN: "server_error",
 }
 

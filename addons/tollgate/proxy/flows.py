@@ -14,6 +14,9 @@ from tollgate.formats.raw_headers import decoded, with_header
 from tollgate.providers.base import FAILURES, Provider, Query, RequestParts
 
 CALL = "tollgate"
+# A request to an MCP server's host that names another host too (`governance.misdirection`), in
+# flow.metadata until the Mcp stage refuses it: the fields of its `Misdirected`.
+MISDIRECTED_AS = "tollgate_misdirected"
 # The error of a call whose client went away before its answer ended.
 CLIENT_DISCONNECTED = "client disconnected"
 

@@ -1,5 +1,6 @@
 // A Go program that ignores HTTPS_PROXY: its Transport has no Proxy, as many Go and Rust binaries
-// behave. Usage: go_client URL KEY BODY; prints {"status", "proto", "body"} as JSON.
+// behave. Usage: go_client URL KEY BODY [HOST]; prints {"status", "proto", "body"} as JSON. HOST
+// names another host in the Host header (HTTP/2: :authority) than the URL's, its TLS server name.
 package main
 
 import (
@@ -18,6 +19,9 @@ func main() {
 	request, err := http.NewRequest("POST", os.Args[1], strings.NewReader(os.Args[3]))
 	if err != nil {
 		fail(err)
+	}
+	if len(os.Args) > 4 {
+		request.Host = os.Args[4]
 	}
 	request.Header.Set("Authorization", "Bearer "+os.Args[2])
 	request.Header.Set("Content-Type", "application/json")

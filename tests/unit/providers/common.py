@@ -27,6 +27,7 @@ from tollgate.providers.base import (
     LEDGER_UNAVAILABLE,
     LIMIT_UNENFORCEABLE,
     MISCONFIGURED,
+    MISDIRECTED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
     RATE_LIMITED,
@@ -76,6 +77,7 @@ REASONS = (
     LIMIT_UNENFORCEABLE,
     HEADERS_TOO_LARGE,
     CIRCUIT_OPEN,
+    MISDIRECTED,
 )
 
 
@@ -206,6 +208,7 @@ OPENAI_REFUSALS = {
     LEDGER_UNAVAILABLE: (503, "server_error", "ledger_unavailable"),
     LIMIT_UNENFORCEABLE: (403, "permission_denied", "limit_unenforceable"),
     HEADERS_TOO_LARGE: (431, "invalid_request_error", "headers_too_large"),
+    MISDIRECTED: (421, "invalid_request_error", "misdirected"),
     CIRCUIT_OPEN: (503, "server_error", "circuit_open"),
 }
 
@@ -226,6 +229,7 @@ GEMINI_REFUSALS = {
     LEDGER_UNAVAILABLE: (503, "UNAVAILABLE"),
     LIMIT_UNENFORCEABLE: (403, "PERMISSION_DENIED"),
     HEADERS_TOO_LARGE: (431, "INVALID_ARGUMENT"),
+    MISDIRECTED: (421, "INVALID_ARGUMENT"),
     CIRCUIT_OPEN: (503, "UNAVAILABLE"),
 }
 
@@ -246,6 +250,7 @@ ANTHROPIC_REFUSALS = {
     LEDGER_UNAVAILABLE: (503, "api_error"),
     LIMIT_UNENFORCEABLE: (403, "permission_error"),
     HEADERS_TOO_LARGE: (431, "invalid_request_error"),
+    MISDIRECTED: (421, "invalid_request_error"),
     CIRCUIT_OPEN: (503, "api_error"),
 }
 
@@ -266,6 +271,7 @@ BEDROCK_REFUSALS = {
     LEDGER_UNAVAILABLE: (503, "ServiceUnavailableException"),
     LIMIT_UNENFORCEABLE: (403, "AccessDeniedException"),
     HEADERS_TOO_LARGE: (431, "ValidationException"),
+    MISDIRECTED: (421, "ValidationException"),
     CIRCUIT_OPEN: (503, "ServiceUnavailableException"),
 }
 

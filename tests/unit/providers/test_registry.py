@@ -37,6 +37,7 @@ from tollgate.providers.base import (
     LEDGER_UNAVAILABLE,
     LIMIT_UNENFORCEABLE,
     MISCONFIGURED,
+    MISDIRECTED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
     RATE_LIMITED,
@@ -298,6 +299,7 @@ def test_status_per_reason() -> None:
         LIMIT_UNENFORCEABLE: 403,
         HEADERS_TOO_LARGE: 431,
         CIRCUIT_OPEN: 503,
+        MISDIRECTED: 421,
     }
 
 

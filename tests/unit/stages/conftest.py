@@ -49,6 +49,7 @@ REFUSALS = {
         431,
         ("invalid_request_error", "INVALID_ARGUMENT", "invalid_request_error", "ValidationException"),
     ),
+    "misdirected": (421, ("invalid_request_error", "INVALID_ARGUMENT", "invalid_request_error", "ValidationException")),
 }
 
 
@@ -116,7 +117,9 @@ def api_flow(
         headers=http.Headers(fields),
         content=body or b"",
     )
-    return tflow.tflow(req=request)
+    flow = tflow.tflow(req=request)
+    flow.client_conn.sni = host  # the TLS server name a client sends for the host it calls
+    return flow
 
 
 def classified(shared: Shared, flow: http.HTTPFlow) -> Call:

@@ -20,7 +20,7 @@ from mitmproxy.test import tflow
 from tollgate.formats.raw_headers import header_index
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.proxy import patches
-from tollgate.proxy.flows import CALL
+from tollgate.proxy.flows import CALL, MISDIRECTED_AS
 from tollgate.proxy.stages.classify import HEAD_TOO_LARGE, MAX_DECODED_BODY, Classify
 from tollgate.proxy.state import Shared
 
@@ -179,6 +179,143 @@ def test_a_host_header_naming_the_host_called_in_another_case_and_with_its_port_
     )
 
 
+# ---- one host throughout: the connection's, the TLS server name's, the Host header's
+
+
+def assert_misdirected(flow: http.HTTPFlow, provider: str, host: str, named: str) -> None:
+    """Refused 421 in the provider's shape, as a call to `host`, naming what the request named."""
+    message = f"Tollgate refused this request: it names more than one host ({named}). Call {host} by its name, through the proxy."
+    assert_refused(flow, "openai" if provider == "acme" else provider, "misdirected", message)  # acme: OpenAI's shape
+    call = flow.metadata[CALL]
+    assert (call.host, call.route.requested.provider, call.answer.error) == (host, provider, f"misdirected: {named}")
+    assert (call.decision, call.deny_reasons) == ("deny", ("misdirected",))
+
+
+def connected(target: str, sni: str | None, *hosts: str, authority: str = "") -> http.HTTPFlow:
+    """A chat call in a tunnel to `target` (mitmproxy's request.host), with this server name and Host header fields."""
+    flow = api_flow(HOSTS["openai"], *VALID["openai"])
+    flow.request.host = target
+    flow.request.headers.fields = tuple((b"Host", h.encode()) for h in hosts) + flow.request.headers.fields[1:]
+    flow.request.authority = authority
+    flow.client_conn.sni = sni
+    return flow
+
+
+MISDIRECTED = [
+    # curl --connect-to api.openai.com:443:127.0.0.1:8443: the address the caller chose.
+    (
+        ("127.0.0.1", "api.openai.com", "api.openai.com"),
+        ("openai", "api.openai.com", "connection to 127.0.0.1, TLS server name api.openai.com, Host api.openai.com"),
+    ),
+    (
+        ("127.0.0.1", "api.openai.com"),
+        ("openai", "api.openai.com", "connection to 127.0.0.1, TLS server name api.openai.com"),
+    ),
+    # One provider's name connected to, another's asked for: the Host header's provider refuses it.
+    (
+        ("api.openai.com", "api.anthropic.com", "api.anthropic.com"),
+        (
+            "anthropic",
+            "api.anthropic.com",
+            "connection to api.openai.com, TLS server name api.anthropic.com, Host api.anthropic.com",
+        ),
+    ),
+    (
+        ("api.openai.com", "api.openai.com", "attacker.example"),
+        (
+            "openai",
+            "api.openai.com",
+            "connection to api.openai.com, TLS server name api.openai.com, Host attacker.example",
+        ),
+    ),
+    (
+        ("api.openai.com", None, "api.anthropic.com:443"),
+        ("anthropic", "api.anthropic.com", "connection to api.openai.com, no TLS server name, Host api.anthropic.com"),
+    ),
+    # Two Host header fields: a server may read either.
+    (
+        ("api.openai.com", "api.openai.com", "api.openai.com", "attacker.example"),
+        (
+            "openai",
+            "api.openai.com",
+            "connection to api.openai.com, TLS server name api.openai.com, Host api.openai.com, attacker.example",
+        ),
+    ),
+    # A Host header that is no host is left to `check_transport` (400): the others still disagree.
+    (
+        ("10.1.2.3", "generativelanguage.googleapis.com", "generativelanguage.googleapis.com:https"),
+        (
+            "gemini",
+            "generativelanguage.googleapis.com",
+            "connection to 10.1.2.3, TLS server name generativelanguage.googleapis.com",
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("names", "expected"), MISDIRECTED)
+def test_a_request_naming_another_host_than_a_governed_one_is_refused_421(names, expected) -> None:
+    flow = connected(*names)
+    classify = Classify(configured())
+    classify.requestheaders(flow)
+    classify.request(flow)  # refused already: not read
+    assert_misdirected(flow, *expected)
+
+
+def test_an_http2_authority_and_a_host_header_naming_other_hosts_are_refused() -> None:
+    flow = connected("api.openai.com", "api.openai.com", "attacker.example", authority="api.openai.com")
+    Classify(configured()).requestheaders(flow)
+    named = "connection to api.openai.com, TLS server name api.openai.com, Host api.openai.com, attacker.example"
+    assert_misdirected(flow, "openai", "api.openai.com", named)
+    flow = connected("api.openai.com", "api.openai.com", authority="generativelanguage.googleapis.com")
+    Classify(configured()).requestheaders(flow)
+    named = "connection to api.openai.com, TLS server name api.openai.com, Host generativelanguage.googleapis.com"
+    assert_misdirected(flow, "gemini", "generativelanguage.googleapis.com", named)
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ("api.openai.com", "api.openai.com", "api.openai.com"),
+        ("API.OpenAI.com.", "api.openai.com", "api.openai.com:443"),  # one host, written otherwise
+        ("api.openai.com", None, "api.openai.com"),  # no server name: the connection's and the Host header's
+        ("api.openai.com", "api.openai.com"),  # no Host header (HTTP/1.0)
+    ],
+)
+def test_a_call_naming_one_host_throughout_is_read(names) -> None:
+    flow = connected(*names)
+    classify = Classify(configured())
+    classify.requestheaders(flow)
+    assert classified(classify.shared, flow).route.requested.provider == "openai"
+
+
+def test_a_request_naming_hosts_none_of_which_is_governed_is_left_alone() -> None:
+    flow = connected("10.1.2.3", "example.com", "other.example")
+    classify = Classify(configured())
+    classify.requestheaders(flow)
+    classify.request(flow)
+    assert (flow.response, flow.request.host) == (None, "10.1.2.3") and CALL not in flow.metadata
+
+
+def test_a_configured_providers_host_is_governed_as_a_built_in_ones() -> None:
+    shared = configured({"providers": {"acme": {"kind": "openai_compatible", "hosts": ["*.acme.example"]}}})
+    flow = connected("192.0.2.7", "api.acme.example", "api.acme.example")
+    Classify(shared).requestheaders(flow)
+    named = "connection to 192.0.2.7, TLS server name api.acme.example, Host api.acme.example"
+    assert_misdirected(flow, "acme", "api.acme.example", named)
+
+
+def test_an_mcp_servers_host_named_with_another_is_left_to_the_mcp_stage_to_refuse() -> None:
+    shared = configured({"mcp": {"servers": [{"name": "docs", "url": "https://mcp.example.com/mcp"}]}})
+    flow = connected("192.0.2.7", "mcp.example.com", "mcp.example.com")
+    Classify(shared).requestheaders(flow)
+    assert flow.response is None and CALL not in flow.metadata
+    assert flow.metadata[MISDIRECTED_AS] == {
+        "governed": "mcp.example.com",
+        "named": "connection to 192.0.2.7, TLS server name mcp.example.com, Host mcp.example.com",
+    }
+
+
 # ---- a captured request (./run.sh --capture): named by what it asked for, not the address dialled
 
 
@@ -215,12 +352,21 @@ def test_a_captured_call_without_a_host_header_is_named_by_its_server_name() -> 
     assert classified(shared, flow).host == "api.openai.com"
 
 
-def test_a_captured_call_whose_host_header_names_another_host_goes_there_not_to_the_address_dialled() -> None:
+def test_a_captured_request_to_a_host_no_one_governs_goes_there_not_to_the_address_dialled() -> None:
+    flow = captured("wireguard", "example.com", "example.com")
+    classify = Classify(configured())
+    classify.requestheaders(flow)
+    classify.request(flow)
+    assert (flow.request.host, flow.response) == ("example.com", None) and CALL not in flow.metadata
+
+
+def test_a_captured_call_whose_host_header_names_another_host_than_its_server_name_is_misdirected() -> None:
     flow = captured("wireguard", "example.com", "api.openai.com")
     classify = Classify(configured())
     classify.requestheaders(flow)
     classify.request(flow)
-    assert flow.request.host == "example.com" and CALL not in flow.metadata
+    named = "TLS server name api.openai.com, Host example.com"  # the address dialled names nothing
+    assert_misdirected(flow, "openai", "api.openai.com", named)
 
 
 def test_a_captured_call_whose_host_header_is_not_a_host_is_refused_as_its_server_names_provider() -> None:
@@ -298,10 +444,6 @@ def method_override(flow) -> None:
     flow.request.headers["X-HTTP-Method-Override"] = "GET"
 
 
-def another_host(flow) -> None:
-    flow.request.headers["Host"] = "attacker.example"
-
-
 def another_port(flow) -> None:
     flow.request.headers["Host"] = f"{flow.request.host}:8443"
 
@@ -354,7 +496,6 @@ FAULTS = [
     (plain_http, "LLM APIs are called over HTTPS; Tollgate refuses plain HTTP"),
     (trace, "Tollgate does not forward TRACE requests"),
     (method_override, "the request asks to be taken for another method (X-HTTP-Method-Override)"),
-    (another_host, "the Host header names another host than the one called"),
     (another_port, "the Host header names another host than the one called"),
     (two_objects, "the body is not one JSON object"),
     (an_array, "the body is not a JSON object"),

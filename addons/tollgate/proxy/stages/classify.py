@@ -3,6 +3,8 @@ exactly as the provider would is refused (400 `bad_request`), never guessed at."
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from mitmproxy import http
 from mitmproxy.net.http import url
 
@@ -13,10 +15,11 @@ from tollgate.formats.framing.bounds import MAX_DECODED_BODY
 from tollgate.formats.json_codec import read_request_json
 from tollgate.formats.raw_headers import header_index
 from tollgate.formats.request_facts import Classification
+from tollgate.governance.misdirection import Misdirected, misdirection
 from tollgate.providers import host_name
-from tollgate.providers.base import BAD_REQUEST, HEADERS_TOO_LARGE, MISCONFIGURED, Provider
+from tollgate.providers.base import BAD_REQUEST, HEADERS_TOO_LARGE, MISCONFIGURED, MISDIRECTED, Provider
 from tollgate.proxy import patches
-from tollgate.proxy.flows import CALL, CAPTURE_MODES, refuse
+from tollgate.proxy.flows import CALL, CAPTURE_MODES, MISDIRECTED_AS, refuse
 from tollgate.proxy.heads import MAX_REQUEST_HEAD
 from tollgate.proxy.state import Shared, hosts_of
 
@@ -44,22 +47,52 @@ def request_body(request: http.Request, headers: dict[bytes, bytes]) -> bytes | 
         raise Unreadable("the body's Content-Encoding cannot be decoded") from None
 
 
-def check_transport(request: http.Request, headers: dict[bytes, bytes], host: str) -> None:
-    """What every call must be before its path and body are read: HTTPS, one host, a plain method."""
+def check_transport(request: http.Request, headers: dict[bytes, bytes]) -> None:
+    """What every call must be before its path and body are read: HTTPS, one host (another host's
+    name was refused as misdirected at its headers: `misdirection`), a plain method."""
     if request.scheme != "https":
         raise Unreadable("LLM APIs are called over HTTPS; Tollgate refuses plain HTTP")
     if request.method not in METHODS:
         raise Unreadable(f"Tollgate does not forward {request.method} requests")
     if any(name in headers for name in METHOD_OVERRIDES):
         raise Unreadable("the request asks to be taken for another method (X-HTTP-Method-Override)")
-    named = request.host_header
-    if named is not None and named != request.host:  # the common case: the Host header made request.host
+    for named in authorities(request):
+        if named == request.host:  # the common case: the Host header made request.host
+            continue
         try:
-            other, port = url.parse_authority(named, check=True)
+            _, port = url.parse_authority(named, check=True)
         except ValueError:
             raise Unreadable("the Host header is not a host") from None
-        if host_name(other) != host or (port is not None and port != request.port):
+        if port is not None and port != request.port:
             raise Unreadable("the Host header names another host than the one called")
+
+
+def authorities(request: http.Request) -> list[str]:
+    """Where the request names the host it is for: its `:authority` (HTTP/2; HTTP/1's absolute
+    form, which a server reads before the Host header) and each Host header field."""
+    authority = request.data.authority
+    named = request.headers.get_all("host")
+    return [authority.decode("utf-8", "surrogateescape"), *named] if authority else named
+
+
+def misdirected(flow: http.HTTPFlow, governs: Callable[[str], bool]) -> Misdirected | None:
+    """Whether the request names another host than the one its connection was opened to, or than
+    the TLS server name, one of them governed (`misdirection`). A captured connection was opened to
+    the address its client dialled, which names nothing: its names are the server name's and the
+    Host header's. Read before `name_captured_host` names a captured request's host."""
+    request, sni = flow.request, flow.client_conn.sni
+    target = None if isinstance(flow.client_conn.proxy_mode, CAPTURE_MODES) else request.host
+    named = authorities(request)
+    first = target or sni
+    if (sni is None or sni == first) and all(n == first for n in named):
+        return None  # the common case: one name, written alike, and no port
+    hosts = []
+    for authority in named:
+        try:
+            hosts.append(url.parse_authority(authority, check=True)[0])
+        except ValueError:
+            pass  # not a host, which a call's `check_transport` refuses
+    return misdirection(target, sni, hosts, governs)
 
 
 def name_captured_host(flow: http.HTTPFlow) -> None:
@@ -110,11 +143,15 @@ class Classify:
             self._refuse_cut_head(flow)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
+        astray = misdirected(flow, self._governs)
         name_captured_host(flow)
         if patches.head_was_cut(flow.request):
             self._refuse_cut_head(flow)
             return
         if flow.response is not None:
+            return
+        if astray is not None:
+            self._refuse_misdirected(flow, astray)
             return
         request = flow.request
         provider = hosts_of(self.shared).provider_for(request.host)
@@ -134,6 +171,27 @@ class Classify:
         provider = hosts_of(self.shared).provider_for(flow.request.host)
         if provider is not None:
             self._classify(flow, provider, read_body=True)
+
+    def _governs(self, host: str) -> bool:
+        """Whether Tollgate governs this host (lower case): a provider's, or an MCP server's."""
+        loaded = self.shared.loaded
+        return hosts_of(self.shared).provider_for(host) is not None or (loaded is not None and host in loaded.mcp.hosts)
+
+    def _refuse_misdirected(self, flow: http.HTTPFlow, astray: Misdirected) -> None:
+        """Refused 421 in the shape of the provider whose host it names, and audited; an MCP
+        server's host alone is the Mcp stage's to refuse, in its own shape (`MISDIRECTED_AS`)."""
+        request = flow.request
+        provider = hosts_of(self.shared).provider_for(astray.governed)
+        if provider is None:
+            flow.metadata[MISDIRECTED_AS] = {"governed": astray.governed, "named": astray.named}
+            return
+        path = request.path.partition("?")[0]
+        call = Call(Route.as_called(provider.name), astray.governed, request.method, path)
+        if self.shared.loaded is not None:  # else none to price or count it with
+            call.loaded = self.shared.loaded
+        call.answer.error = f"misdirected: {astray.named}"
+        flow.metadata[CALL] = call
+        refuse(flow, call, MISDIRECTED, astray.message)
 
     def _refuse_cut_head(self, flow: http.HTTPFlow) -> None:
         """A request (or the proxy's own CONNECT) whose head passed MAX_REQUEST_HEAD, which mitmproxy
@@ -171,7 +229,7 @@ class Classify:
         if (traceparent := headers.get(b"traceparent")) is not None:
             call.trace_context = (traceparent, headers.get(b"tracestate"))
         try:
-            check_transport(request, headers, host)
+            check_transport(request, headers)
             provider.check_headers(headers)
             if read_body and request.trailers:
                 raise Unreadable("Tollgate does not forward request trailers")

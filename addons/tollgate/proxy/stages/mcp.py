@@ -37,6 +37,8 @@ from tollgate.governance.mcp import (
     mcp_charges,
     mcp_counters,
 )
+from tollgate.governance.mcp_servers import McpServer
+from tollgate.governance.misdirection import Misdirected
 from tollgate.governance.policy import Decision, Policy
 from tollgate.providers import host_name
 from tollgate.providers.base import (
@@ -44,6 +46,7 @@ from tollgate.providers.base import (
     BAD_REQUEST,
     INTERNAL_ERROR,
     LEDGER_UNAVAILABLE,
+    MISDIRECTED,
     POLICY_DENIED,
     RATE_LIMITED,
     UNAUTHENTICATED,
@@ -52,7 +55,7 @@ from tollgate.providers.base import (
     Presented,
 )
 from tollgate.proxy import patches
-from tollgate.proxy.flows import call_of
+from tollgate.proxy.flows import MISDIRECTED_AS, call_of
 from tollgate.proxy.state import Shared
 from tollgate.records.ledger.store import Charge, Reservation, Store, StoreError
 from tollgate.runtime import Loaded
@@ -84,6 +87,9 @@ class Mcp:
         if loaded is None or not loaded.mcp or flow.response is not None or flow.error is not None:
             return None
         request = flow.request
+        if MISDIRECTED_AS in flow.metadata:
+            self._misdirected(flow, loaded, Misdirected(**flow.metadata.pop(MISDIRECTED_AS)))
+            return None
         host = host_name(request.host)
         if host not in loaded.mcp.hosts or call_of(flow) is not None:
             return None  # a set lookup: all an LLM call pays
@@ -91,12 +97,7 @@ class Mcp:
         if server is None:
             self._other_path(flow, loaded)
             return None
-        # Taught on the first MCP request, so that no other call pays for it: an answer broken off
-        # ends with Tollgate's errors (`end_response_with`).
-        patches.finish_streamed_responses()
-        exchange = McpExchange(server, request.method, request_id=new_request_id())
-        exchange.session = request.headers.get("mcp-session-id")
-        flow.metadata[MCP] = exchange
+        exchange = self._exchange(flow, server)
         try:
             self._read(flow, exchange)
         except Unreadable as e:
@@ -110,6 +111,34 @@ class Mcp:
             self._refuse(flow, exchange, 503, AUDIT_UNAVAILABLE, "Tollgate cannot write its audit; retry later.")
             return None
         return self._steps(flow, exchange, loaded)
+
+    def _exchange(self, flow: http.HTTPFlow, server: McpServer) -> McpExchange:
+        # Taught on the first MCP request, so that no other call pays for it: an answer broken off
+        # ends with Tollgate's errors (`end_response_with`).
+        patches.finish_streamed_responses()
+        exchange = McpExchange(server, flow.request.method, request_id=new_request_id())
+        exchange.session = flow.request.headers.get("mcp-session-id")
+        flow.metadata[MCP] = exchange
+        return exchange
+
+    def _misdirected(self, flow: http.HTTPFlow, loaded: Loaded, astray: Misdirected) -> None:
+        """A request naming an MCP server's host and another host (`Classify`): refused 421, as
+        each of its requests' JSON-RPC error and audited where it names a server's URL (on whatever
+        port it connected to), else in plain JSON."""
+        path = flow.request.path.partition("?")[0]
+        server = next((s for s in loaded.mcp.servers if s.host == astray.governed and s.path == path), None)
+        message = astray.message
+        if server is None:
+            headers = {"content-type": "application/json", "x-tollgate-error": MISDIRECTED}
+            flow.response = http.Response.make(421, encode_json({"error": message}), headers)
+            return
+        exchange = self._exchange(flow, server)
+        try:
+            self._read(flow, exchange)  # for its requests' ids; refused whatever it holds
+        except Unreadable:
+            pass
+        exchange.error = f"misdirected: {astray.named}"
+        self._refuse(flow, exchange, 421, MISDIRECTED, message)
 
     def _read(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
         request = flow.request
