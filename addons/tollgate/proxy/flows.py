@@ -58,6 +58,14 @@ def request_parts(request: http.Request, call: Call) -> RequestParts:
     )
 
 
+def drop_alt_svc(response: http.Response) -> None:
+    """A governed answer goes without `Alt-Svc`: it tells the client where to call the host next,
+    over HTTP/3 (UDP), which Tollgate does not intercept under `--capture`. (mitmproxy does not
+    relay HTTP/2's ALTSVC frames.)"""
+    if "alt-svc" in response.headers:
+        del response.headers["alt-svc"]
+
+
 def call_of(flow: http.HTTPFlow) -> Call | None:
     """The flow's call record while the call is live; None for flows Tollgate does not handle."""
     call = flow.metadata.get(CALL)

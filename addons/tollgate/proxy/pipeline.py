@@ -156,6 +156,7 @@ def gateway() -> Gateway:
             credential.responseheaders,  # a pooled key the upstream refused (401, 429) rests
             fallback.forget,  # the request as its client sent it, kept for a fallback, let go
             upstream_watch.responseheaders,
+            route.responseheaders,  # no Alt-Svc: the client's next call to the host comes here too
             stream_tap.responseheaders,  # the answer streams through a reader of its usage (and a translator)
             translate.responseheaders,  # a translated answer's headers as the caller's format sends them
             redact.responseheaders,

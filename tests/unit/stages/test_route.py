@@ -90,3 +90,15 @@ def test_a_client_certificate_keeps_an_mtls_hosts_calls_there() -> None:
     Classify(shared).request(flow)
     CallSteps(Route(shared).handle).at_request(flow)
     assert (flow.metadata[CALL].route.upstream, flow.request.host) == (f"https://{host}", host)
+
+
+def test_a_governed_answer_goes_without_its_alt_svc_and_another_flows_keeps_it():
+    flow, _ = openai_flow(("Host", "api.openai.com"))
+    alt_svc = 'h3=":443"; ma=86400'
+    fields = ((b"Content-Type", b"application/json"), (b"Alt-Svc", alt_svc.encode()), (b"alt-svc", b'h2=":8443"'))
+    flow.response = tutils.tresp(headers=fields)
+    Route(configured()).responseheaders(flow)
+    assert flow.response.headers.fields == ((b"Content-Type", b"application/json"),)
+    other = tflow.tflow(resp=tutils.tresp(headers=((b"Alt-Svc", alt_svc.encode()),)))
+    Route(configured()).responseheaders(other)
+    assert other.response.headers["alt-svc"] == alt_svc

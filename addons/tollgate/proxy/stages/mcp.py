@@ -55,7 +55,7 @@ from tollgate.providers.base import (
     Presented,
 )
 from tollgate.proxy import patches
-from tollgate.proxy.flows import MISDIRECTED_AS, call_of
+from tollgate.proxy.flows import MISDIRECTED_AS, call_of, drop_alt_svc
 from tollgate.proxy.state import Shared
 from tollgate.records.ledger.store import Charge, Reservation, Store, StoreError
 from tollgate.runtime import Loaded
@@ -375,9 +375,15 @@ class Mcp:
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         exchange = _exchange_of(flow)
-        if exchange is None or flow.response is None:
+        if flow.response is None:
+            return
+        if exchange is None:
+            loaded = self.shared.loaded
+            if loaded is not None and loaded.mcp and host_name(flow.request.host) in loaded.mcp.hosts:
+                drop_alt_svc(flow.response)  # another path of a server's host
             return
         response = flow.response
+        drop_alt_svc(response)
         exchange.status = response.status_code
         _forget_credentials(flow)
         if exchange.answered_by_tollgate:

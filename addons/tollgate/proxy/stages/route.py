@@ -13,7 +13,7 @@ from mitmproxy.net.http import url
 from tollgate.call import Call
 from tollgate.formats.raw_headers import with_header
 from tollgate.providers import host_name
-from tollgate.proxy.flows import provider_of
+from tollgate.proxy.flows import call_of, drop_alt_svc, provider_of
 from tollgate.proxy.state import Shared
 from tollgate.upstream import target_upstream
 
@@ -68,6 +68,11 @@ class Route:
         if data.authority:  # HTTP/2's :authority
             request.authority = authority
         call.route.upstream = upstream
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        # The next call to the host goes where this one did: through Tollgate.
+        if flow.response is not None and call_of(flow) is not None:
+            drop_alt_svc(flow.response)
 
     def tls_start_server(self, tls_start: tls.TlsData) -> None:
         """A connection to an mTLS host whose provider has a client certificate (`client_cert`)
