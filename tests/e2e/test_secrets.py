@@ -3,8 +3,10 @@ or a saved flow — searched for in every output, at mitmdump's most verbose flo
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from tests.support.canned import provider_answers
@@ -616,3 +618,165 @@ def test_azure_keys_and_entra_id_secrets_reach_no_output(start_gateway, tmp_path
     for where, content in outputs.items():
         for secret in (AZURE_KEY, AZURE_OWN, CLIENT_SECRET, ENTRA_TOKEN, VIRTUAL, UNKNOWN, PROMPT):
             assert secret.encode() not in content, f"{secret} found in {where}"
+
+
+# ---- every provider's credential positions, on calls sent, refused (401, 400, 421) and passed through
+
+MCP_HOST = "mcp.example.test"
+MCP_REAL = "mcp-REAL-server-key-5ecret-q1"
+POSITIONS = {  # a distinct secret for each place a test puts one
+    "apim_virtual": VIRTUAL,
+    "apim_unknown": "tg-UNKNOWN-apim-5ecret-q2",
+    "apim_own": "azure-OWN-apim-5ecret-q3",
+    "azure_side": "azure-SIDE-5ecret-q4",
+    "query_upper": "QUERY-KEY-upper-5ecret-q5",
+    "query_dollar": "QUERY-KEY-dollar-5ecret-q6",
+    "sigv4": "SIGV4-signature-5ecret-q7",
+    "amz_token": "AMZ-session-TOKEN-5ecret-q8",
+    "openai_side": "sk-SIDE-misdirected-5ecret-q9",
+    "mcp_own_bearer": "mcp-OWN-bearer-5ecret-r1",
+    "mcp_own_key": "mcp-OWN-key-5ecret-r2",
+    "mcp_cookie": "mcp-COOKIE-5ecret-r3",
+}
+RESOLVE = Path(__file__).resolve().parents[1] / "support" / "resolve.py"
+
+
+def mcp_answers(received):
+    if received.path == "/mcp":
+        message = json.loads(received.body)
+        return Reply(200, {"jsonrpc": "2.0", "id": message["id"], "result": {"tools": []}})
+    return Reply(404, {"error": "not found"})
+
+
+def test_every_credential_position_is_redacted_from_saved_flows(start_gateway, tmp_path_factory, upstream_ca):
+    from mitmproxy import io
+    from tests.support.azure import FakeAzure
+    from tests.support.fake_upstream import FakeUpstream
+    from tests.support.raw import send
+
+    mcp = FakeUpstream(upstream_ca, mcp_answers, names=(MCP_HOST,))
+    governed = ("api.openai.com", "bedrock-runtime.us-east-1.amazonaws.com", MCP_HOST)
+    elsewhere = FakeUpstream(upstream_ca, provider_answers, names=governed)
+    saved = tmp_path_factory.mktemp("saved") / "positions.mitm"
+    docs = {"name": "docs", "url": f"https://{MCP_HOST}/mcp", "credential": {"header": {"name": "X-Docs-Key", "value": MCP_REAL}}}  # fmt: skip
+
+    def config(urls: dict[str, str]) -> dict:
+        providers = {name: {"upstream": url, "keys": [REAL.get(name, AZURE_KEY)]} for name, url in urls.items()}
+        return {"providers": providers, "clients": [{"name": "alice", "keys": [VIRTUAL]}], "mcp": {"servers": [docs]}}
+
+    chat = json.dumps({"messages": [{"role": "user", "content": PROMPT}]}).encode()
+    tools_list = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).encode()
+    azure, language = "contoso.openai.azure.com", "contoso.cognitiveservices.azure.com"
+    deployment = "/openai/deployments/prod/chat/completions?api-version=2024-10-21"
+    analyze = "/language/:analyze-text?api-version=2023-04-01"
+    gemini = "generativelanguage.googleapis.com"
+    bedrock = "bedrock-runtime.us-east-1.amazonaws.com"
+    sigv4 = (
+        "AWS4-HMAC-SHA256 Credential=AKIDOWN0000000000000/20250101/us-east-1/bedrock/aws4_request, "
+        f"SignedHeaders=host, Signature={POSITIONS['sigv4']}"
+    )
+    accepts = [("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")]
+    own_mcp = [
+        ("Authorization", f"Bearer {POSITIONS['mcp_own_bearer']}"),
+        ("X-Docs-Key", POSITIONS["mcp_own_key"]),
+        ("Cookie", f"s={POSITIONS['mcp_cookie']}"),
+    ]
+    # (host, target, body, headers, CONNECT target or None, the status expected)
+    requests = [
+        # Azure's key in Ocp-Apim-Subscription-Key: a virtual one is the caller's key, an unknown
+        # one is refused; on a path outside the model API the caller's own passes (the fake has no
+        # such path: 404), a virtual one is refused.
+        (azure, deployment, chat, [("Ocp-Apim-Subscription-Key", VIRTUAL)], None, 200),
+        (
+            azure,
+            deployment,
+            chat,
+            [("Ocp-Apim-Subscription-Key", POSITIONS["apim_unknown"]), ("X-Azure-Key", POSITIONS["azure_side"])],
+            None,
+            401,
+        ),
+        (language, analyze, b"{}", [("Ocp-Apim-Subscription-Key", POSITIONS["apim_own"])], None, 404),
+        (language, analyze, b"{}", [("Ocp-Apim-Subscription-Key", VIRTUAL)], None, 401),
+        # Gemini's key in the query, written otherwise, on a path Tollgate cannot read.
+        (
+            gemini,
+            f"/v1beta/models/gemini-2.0-flash:GenerateContent?KEY={POSITIONS['query_upper']}"
+            f"&%24key={POSITIONS['query_dollar']}",
+            chat,
+            [],
+            None,
+            400,
+        ),
+        # Misdirected: Bedrock's signature and session token; OpenAI's key and side header.
+        (
+            bedrock,
+            "/model/amazon.nova-lite-v1%3A0/converse",
+            chat,
+            [("Authorization", sigv4), ("X-Amz-Security-Token", POSITIONS["amz_token"])],
+            "elsewhere",
+            421,
+        ),
+        (
+            "api.openai.com",
+            "/v1/chat/completions",
+            chat,
+            [("Authorization", f"Bearer {VIRTUAL}"), ("X-OpenAI-Key", POSITIONS["openai_side"])],
+            "elsewhere",
+            421,
+        ),
+        # An MCP server: a call sent with Tollgate's credential; one it cannot read; another path of
+        # its host, with the caller's own credentials; one misdirected.
+        (MCP_HOST, "/mcp", tools_list, [*accepts, ("Authorization", f"Bearer {VIRTUAL}")], None, 200),
+        (MCP_HOST, "/mcp", b"not json", [*accepts, *own_mcp], None, 400),
+        (MCP_HOST, "/.well-known/oauth-authorization-server", b"", own_mcp, None, 404),
+        (MCP_HOST, "/mcp", tools_list, [*accepts, *own_mcp], "elsewhere", 421),
+    ]
+    try:
+        g = start_gateway(
+            config,
+            "--set", f"save_stream_file={saved}", "--set", "flow_detail=4", "--set", "termlog_verbosity=debug",
+            "-s", str(RESOLVE), env={"TOLLGATE_TEST_RESOLVE": json.dumps({MCP_HOST: mcp.port})},
+            providers=("openai", "gemini", "bedrock", "azure"),
+        )  # fmt: skip
+        g.fakes["azure"].handler = FakeAzure(g.fakes["azure"].url)
+        statuses = []
+        for host, target, body, headers, connect, _ in requests:
+            answer = send(
+                g.proxy.port, g.bundle, host, target, body=body, headers=headers, method="POST" if body else "GET",
+                connect=f"127.0.0.1:{elsewhere.port}" if connect else None,
+            )  # fmt: skip
+            statuses.append(answer.status)
+        assert statuses == [r[-1] for r in requests]
+        # Tollgate's Azure key went upstream in api-key, without the caller's Ocp-Apim-Subscription-Key.
+        model_call, own_call = g.fakes["azure"].received
+        assert model_call.headers["api-key"] == AZURE_KEY and "ocp-apim-subscription-key" not in model_call.headers
+        assert own_call.headers["ocp-apim-subscription-key"] == POSITIONS["apim_own"]
+        assert [r.path for r in mcp.received] == ["/mcp", "/.well-known/oauth-authorization-server"]
+        assert mcp.received[0].headers["x-docs-key"] == MCP_REAL and elsewhere.received == []
+        g.wait_audit(10)  # each LLM call's record (7), and each MCP request's but the other path's (3)
+        g.proxy.stop()  # flushes the saved flows
+
+        secrets = [*POSITIONS.values(), AZURE_KEY, MCP_REAL, PROMPT, *REAL.values()]
+        for where, content in (
+            ("saved flows", saved.read_bytes()),
+            ("console", g.proxy.output.read_bytes()),
+            ("audit", g.audit_path.read_bytes()),
+        ):
+            for secret in secrets:
+                assert secret.encode() not in content, f"{secret} found in {where}"
+        with open(saved, "rb") as f:
+            flows = list(io.FlowReader(f).stream())
+        assert len(flows) == len(requests)
+        redacted = "[redacted by Tollgate]"
+        for flow in flows[:4]:
+            assert flow.request.headers["ocp-apim-subscription-key"] == redacted
+        assert dict(flows[4].request.query) == {"KEY": redacted, "$key": redacted}
+        assert flows[5].request.headers["x-amz-security-token"] == flows[5].request.headers["authorization"] == redacted
+        assert flows[7].request.headers["x-docs-key"] == redacted  # Tollgate's credential for the server
+        for flow in flows[8:]:
+            assert flow.request.headers["x-docs-key"] == flow.request.headers["cookie"] == redacted
+            assert flow.request.headers["authorization"] == redacted
+        assert all(f.request.raw_content is None for f in flows)
+    finally:
+        mcp.close()
+        elsewhere.close()

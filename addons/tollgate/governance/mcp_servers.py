@@ -123,6 +123,8 @@ class McpServers:
         self.servers = config.servers
         self._by_place = {(s.host, s.port, s.path): s for s in config.servers}
         self.hosts = frozenset(s.host for s in config.servers)
+        # The headers the servers' credentials go in (lower case): a caller's own may be there too.
+        self.credential_headers = frozenset(s.credential.field()[0] for s in config.servers if s.credential)
 
     def __bool__(self) -> bool:
         return bool(self.servers)

@@ -14,6 +14,8 @@ from tollgate.formats.raw_headers import decoded, with_header
 from tollgate.providers.base import FAILURES, Provider, Query, RequestParts
 
 CALL = "tollgate"
+# An MCP server's request: its `McpExchange` (governance/mcp.py) while it is live, then its records.
+MCP = "tollgate_mcp"
 # A request to an MCP server's host that names another host too (`governance.misdirection`), in
 # flow.metadata until the Mcp stage refuses it: the fields of its `Misdirected`.
 MISDIRECTED_AS = "tollgate_misdirected"

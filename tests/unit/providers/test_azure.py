@@ -321,7 +321,7 @@ def test_a_resources_upstream_and_keys_are_its_own() -> None:
     # The caller's own key in X-Azure-Key wins; it goes in api-key too, whatever the path.
     side = AZURE.upstream_credential(mine, {"x-azure-key": "own"}, provider_pool, settings, runtime)
     assert isinstance(side, HeaderKey) and (side.name, side.value, side.pooled_key) == (b"api-key", b"own", None)
-    assert side.drop == {b"api-key", b"authorization"}
+    assert side.drop == {b"api-key", b"authorization", b"ocp-apim-subscription-key"}
     assert AZURE.upstream_credential(mine, {}, KeyPool(()), azure(), None) is None
 
 

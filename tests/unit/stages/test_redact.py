@@ -163,3 +163,79 @@ def test_a_websocket_subprotocol_keeps_its_entries_but_no_key(entries):
     assert len(kept) == len(entries)
     for (prefix, rest), entry in zip(entries, kept, strict=False):
         assert entry == (prefix.encode() + b"[redacted by Tollgate]" if prefix else rest.encode())
+
+
+def test_a_query_credential_written_in_another_case_or_with_googles_dollar_is_redacted():
+    from tollgate.providers.base import REDACTED
+    from tollgate.proxy.stages.redact import redact
+
+    flow = tflow.tflow()
+    flow.request.path = "/v1beta/m?KEY=a&%24key=b&Access_Token=c&%24X-Amz-Signature=d&keys=e&alt=sse"
+    redact(flow.request, None)
+    assert list(flow.request.query.items(multi=True)) == [
+        ("KEY", REDACTED),
+        ("$key", REDACTED),
+        ("Access_Token", REDACTED),
+        ("$X-Amz-Signature", REDACTED),
+        ("keys", "e"),
+        ("alt", "sse"),
+    ]
+
+
+MCP_CONFIG = {
+    "clients": [{"name": "alice", "keys": ["tg-alice-1"]}],
+    "mcp": {
+        "servers": [
+            {"name": "docs", "url": "https://mcp.example.com/mcp", "credential": {"header": {"name": "X-Docs-Key", "value": "real"}}},
+            {"name": "wiki", "url": "https://wiki.example.com/mcp", "credential": {"bearer": "real-bearer"}},
+        ]
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("path", ["/mcp", "/.well-known/oauth-authorization-server"])
+def test_a_request_to_an_mcp_servers_host_keeps_no_credential_of_any_server(path):
+    """Its server's URL or another path of its host, answered or open at shutdown: every header a
+    credential goes in (the servers' own ones too), and its body, leave the flow."""
+    from tollgate.providers.base import REDACTED
+    from tollgate.proxy.stages.redact import Redact
+
+    for ending in ("responseheaders", "done"):
+        shared = configured(MCP_CONFIG)
+        flow = tflow.tflow()
+        flow.request.scheme, flow.request.host, flow.request.port = "https", "mcp.example.com", 443
+        flow.request.path, flow.request.content = path, b'{"jsonrpc": "2.0"}'
+        flow.request.headers.fields = (
+            (b"Authorization", b"Bearer own"),
+            (b"X-Docs-Key", b"own-key"),
+            (b"Cookie", b"s=1"),
+            (b"accept", b"*/*"),
+        )
+        redact = Redact(shared)
+        redact.request(flow)
+        if ending == "done":
+            redact.done()
+        else:
+            flow.response = tflow.tresp()
+            redact.responseheaders(flow)
+        assert dict(flow.request.headers) == {
+            "accept": "*/*",
+            "authorization": REDACTED,
+            "cookie": REDACTED,
+            "x-docs-key": REDACTED,
+        }
+        assert flow.request.raw_content is None
+
+
+def test_an_azure_key_in_ocp_apim_subscription_key_is_a_credential_position():
+    from tollgate.governance.redaction import credential_positions, redacted_fields
+    from tollgate.providers import PROVIDERS
+
+    assert "ocp-apim-subscription-key" in PROVIDERS["azure"].key_positions
+    fields = ((b"Ocp-Apim-Subscription-Key", b"azure-key"), (b"accept", b"*/*"))
+    present = credential_positions({b"ocp-apim-subscription-key": b"azure-key"}, ())
+    assert present == ("ocp-apim-subscription-key",)
+    assert redacted_fields(fields, present) == (
+        (b"accept", b"*/*"),
+        (b"ocp-apim-subscription-key", b"[redacted by Tollgate]"),
+    )

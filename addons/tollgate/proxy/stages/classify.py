@@ -70,9 +70,13 @@ def check_transport(request: http.Request, headers: dict[bytes, bytes]) -> None:
 def authorities(request: http.Request) -> list[str]:
     """Where the request names the host it is for: its `:authority` (HTTP/2; HTTP/1's absolute
     form, which a server reads before the Host header) and each Host header field."""
-    authority = request.data.authority
-    named = request.headers.get_all("host")
-    return [authority.decode("utf-8", "surrogateescape"), *named] if authority else named
+    data = request.data
+    # One pass over the raw fields, most of which the length tells apart (mitmproxy's `get_all`
+    # decodes and lowers every name).
+    named = [
+        v.decode("utf-8", "surrogateescape") for n, v in data.headers.fields if len(n) == 4 and n.lower() == b"host"
+    ]
+    return [data.authority.decode("utf-8", "surrogateescape"), *named] if data.authority else named
 
 
 def misdirected(flow: http.HTTPFlow, governs: Callable[[str], bool]) -> Misdirected | None:
@@ -81,11 +85,10 @@ def misdirected(flow: http.HTTPFlow, governs: Callable[[str], bool]) -> Misdirec
     the address its client dialled, which names nothing: its names are the server name's and the
     Host header's. Read before `name_captured_host` names a captured request's host."""
     request, sni = flow.request, flow.client_conn.sni
-    target = None if isinstance(flow.client_conn.proxy_mode, CAPTURE_MODES) else request.host
-    named = authorities(request)
-    first = target or sni
-    if (sni is None or sni == first) and all(n == first for n in named):
-        return None  # the common case: one name, written alike, and no port
+    named, host = authorities(request), request.data.host
+    if (sni is None or sni == host) and named.count(host) == len(named):
+        return None  # the common case: one name throughout, written alike, and no port
+    target = None if isinstance(flow.client_conn.proxy_mode, CAPTURE_MODES) else host
     hosts = []
     for authority in named:
         try:

@@ -55,7 +55,7 @@ from tollgate.providers.base import (
     Presented,
 )
 from tollgate.proxy import patches
-from tollgate.proxy.flows import MISDIRECTED_AS, call_of, drop_alt_svc
+from tollgate.proxy.flows import MCP, MISDIRECTED_AS, call_of, drop_alt_svc
 from tollgate.proxy.state import Shared
 from tollgate.records.ledger.store import Charge, Reservation, Store, StoreError
 from tollgate.runtime import Loaded
@@ -63,8 +63,6 @@ from tollgate.upstream import timeout_message
 
 logger = logging.getLogger(__name__)
 
-MCP = "tollgate_mcp"  # the flow's `McpExchange`, in flow.metadata
-REDACTED = b"[redacted by Tollgate]"
 # What Streamable HTTP is called with: JSON-RPC POSTs, the server's GET stream, DELETE of a session.
 METHODS = frozenset(("POST", "GET", "DELETE"))
 PARSE_ERROR = -32700
@@ -385,7 +383,6 @@ class Mcp:
         response = flow.response
         drop_alt_svc(response)
         exchange.status = response.status_code
-        _forget_credentials(flow)
         if exchange.answered_by_tollgate:
             return
         if exchange.timed_out:  # its connection came after all
@@ -485,7 +482,6 @@ class Mcp:
         self._errored(flow, exchange)
 
     def _errored(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
-        _forget_credentials(flow)
         relay = exchange.reader
         if relay is not None:
             exchange.outcomes = relay.outcomes
@@ -558,19 +554,6 @@ def _bearer(request: http.Request) -> str | None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and token else None
-
-
-def _forget_credentials(flow: http.HTTPFlow) -> None:
-    """The request as the flow keeps it: no credential (the server's, or the caller's), no body."""
-    exchange = _exchange_of(flow)
-    headers = flow.request.headers
-    names = {"authorization"}
-    if exchange is not None and exchange.server.credential is not None:
-        names.add(exchange.server.credential.field()[0].decode())
-    for name in names:
-        if name in headers:
-            headers[name] = REDACTED.decode()
-    flow.request.content = None
 
 
 async def _awaited(decision: Decision | Awaitable[Decision]) -> Decision:

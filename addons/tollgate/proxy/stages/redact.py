@@ -1,6 +1,8 @@
 """Once a request has been sent, or answered without being sent, the flow keeps no credential and no
 prompt: what mitmdump prints and what `-w` saves is where the caller's credentials were, not what
-they were. mitmproxy's dumper and flow saver run after Tollgate's addon, at `response`, `error` and
+they were. So for every request to a governed host: an LLM call (refused ones, and paths outside
+the model API, too) and a request to an MCP server's host (its servers' credential headers too).
+mitmproxy's dumper and flow saver run after Tollgate's addon, at `response`, `error` and
 `http_connect_error`, and at shutdown for flows still open."""
 
 from __future__ import annotations
@@ -10,15 +12,18 @@ from collections.abc import Collection
 from mitmproxy import http
 
 from tollgate.formats.raw_headers import header_index
+from tollgate.governance.mcp_servers import McpServers
 from tollgate.governance.redaction import (
     QUERY_PARAMETERS,
     QUERY_POSITION_SET,
     QUERY_POSITIONS,
     credential_positions,
+    query_variants,
     redacted_fields,
 )
+from tollgate.providers import host_name
 from tollgate.providers.base import REDACTED
-from tollgate.proxy.flows import call_of
+from tollgate.proxy.flows import MCP, call_of
 from tollgate.proxy.state import Shared, hosts_of
 
 
@@ -43,8 +48,8 @@ class Redact:
         call = call_of(flow)
         if call is not None:
             call.body, call.client_body, call.headers = None, None, {}
-            if flow.response is None:
-                self._sent.add(flow)
+        if flow.response is None and (call is not None or self._mcp(flow) is not None):
+            self._sent.add(flow)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         # Also for an answer an addon set: mitmproxy runs `responseheaders` before `response` then too.
@@ -67,26 +72,42 @@ class Redact:
             # Where Identify saw the client's credentials; None if it has not looked (the request is
             # then as the client sent it).
             redact(request, call.caller.credential_positions)
+        elif (servers := self._mcp(flow)) is not None:
+            redact(request, None, servers.credential_headers)
         elif hosts_of(self.shared).provider_for(request.host) is not None:  # an LLM call Tollgate never read
             redact(request, None)
 
+    def _mcp(self, flow: http.HTTPFlow) -> McpServers | None:
+        """The MCP servers, where the flow is a request to one of their hosts (their URL's, whose
+        request may since have been sent to the server's `upstream`, or another path's)."""
+        loaded = self.shared.loaded
+        if loaded is None or not loaded.mcp:
+            return None
+        if MCP in flow.metadata or host_name(flow.request.host) in loaded.mcp.hosts:
+            return loaded.mcp
+        return None
 
-def redact(request: http.Request, present: Collection[str] | None, body: bool = True) -> None:
+
+def redact(
+    request: http.Request, present: Collection[str] | None, also: Collection[bytes] = (), body: bool = True
+) -> None:
     """Take every credential out of the request, marking where the client had put one (`present`:
-    its `credential_positions`, or None for wherever the request carries one now), and its body."""
+    its `credential_positions`, or None for wherever the request carries one now), and its body.
+    `also`: more headers that carry a credential on this request (lower-case)."""
     has_query = b"?" in request.data.path
     if present is None:
-        present = credential_positions(header_index(request.headers.fields), request.query if has_query else ())
-        has_query = False  # what its query carries is in `present`
+        present = credential_positions(header_index(request.headers.fields), request.query if has_query else (), also)
         if present:
-            request.headers.fields = redacted_fields(request.headers.fields, present)
+            request.headers.fields = redacted_fields(request.headers.fields, present, also)
     else:
-        request.headers.fields = redacted_fields(request.headers.fields, present)
+        request.headers.fields = redacted_fields(request.headers.fields, present, also)
     if has_query or not QUERY_POSITION_SET.isdisjoint(present):
         query = request.query
         for parameter, position in zip(QUERY_PARAMETERS, QUERY_POSITIONS, strict=True):
             if position in present or parameter in query:
                 query[parameter] = REDACTED
+        for name in query_variants(query.keys()) if has_query else ():
+            query[name] = REDACTED
     if body:
         # None is mitmproxy's "content not kept"; the Content-Length header still tells its size.
         # Trailer fields come after the body and may carry what it does.
