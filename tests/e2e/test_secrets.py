@@ -628,6 +628,7 @@ POSITIONS = {  # a distinct secret for each place a test puts one
     "apim_virtual": VIRTUAL,
     "apim_unknown": "tg-UNKNOWN-apim-5ecret-q2",
     "apim_own": "azure-OWN-apim-5ecret-q3",
+    "apim_query": "azure-OWN-query-5ecret-q0",
     "azure_side": "azure-SIDE-5ecret-q4",
     "query_upper": "QUERY-KEY-upper-5ecret-q5",
     "query_dollar": "QUERY-KEY-dollar-5ecret-q6",
@@ -697,6 +698,7 @@ def test_every_credential_position_is_redacted_from_saved_flows(start_gateway, t
         ),
         (language, analyze, b"{}", [("Ocp-Apim-Subscription-Key", POSITIONS["apim_own"])], None, 404),
         (language, analyze, b"{}", [("Ocp-Apim-Subscription-Key", VIRTUAL)], None, 401),
+        (language, f"{analyze}&subscription-key={POSITIONS['apim_query']}", b"{}", [], None, 404),
         # Gemini's key in the query, written otherwise, on a path Tollgate cannot read.
         (
             gemini,
@@ -730,6 +732,7 @@ def test_every_credential_position_is_redacted_from_saved_flows(start_gateway, t
         (MCP_HOST, "/mcp", b"not json", [*accepts, *own_mcp], None, 400),
         (MCP_HOST, "/.well-known/oauth-authorization-server", b"", own_mcp, None, 404),
         (MCP_HOST, "/mcp", tools_list, [*accepts, *own_mcp], "elsewhere", 421),
+        (MCP_HOST, "/.well-known/oauth-authorization-server", b"", own_mcp, "elsewhere", 421),
     ]
     try:
         g = start_gateway(
@@ -748,12 +751,13 @@ def test_every_credential_position_is_redacted_from_saved_flows(start_gateway, t
             statuses.append(answer.status)
         assert statuses == [r[-1] for r in requests]
         # Tollgate's Azure key went upstream in api-key, without the caller's Ocp-Apim-Subscription-Key.
-        model_call, own_call = g.fakes["azure"].received
+        model_call, own_call, own_in_query = g.fakes["azure"].received
         assert model_call.headers["api-key"] == AZURE_KEY and "ocp-apim-subscription-key" not in model_call.headers
         assert own_call.headers["ocp-apim-subscription-key"] == POSITIONS["apim_own"]
+        assert own_in_query.path.endswith(f"&subscription-key={POSITIONS['apim_query']}")
         assert [r.path for r in mcp.received] == ["/mcp", "/.well-known/oauth-authorization-server"]
         assert mcp.received[0].headers["x-docs-key"] == MCP_REAL and elsewhere.received == []
-        g.wait_audit(10)  # each LLM call's record (7), and each MCP request's but the other path's (3)
+        g.wait_audit(11)  # each LLM call's record (8), and each MCP request's but the other path's (3)
         g.proxy.stop()  # flushes the saved flows
 
         secrets = [*POSITIONS.values(), AZURE_KEY, MCP_REAL, PROMPT, *REAL.values()]
@@ -770,10 +774,11 @@ def test_every_credential_position_is_redacted_from_saved_flows(start_gateway, t
         redacted = "[redacted by Tollgate]"
         for flow in flows[:4]:
             assert flow.request.headers["ocp-apim-subscription-key"] == redacted
-        assert dict(flows[4].request.query) == {"KEY": redacted, "$key": redacted}
-        assert flows[5].request.headers["x-amz-security-token"] == flows[5].request.headers["authorization"] == redacted
-        assert flows[7].request.headers["x-docs-key"] == redacted  # Tollgate's credential for the server
-        for flow in flows[8:]:
+        assert flows[4].request.query["subscription-key"] == redacted
+        assert dict(flows[5].request.query) == {"KEY": redacted, "$key": redacted}
+        assert flows[6].request.headers["x-amz-security-token"] == flows[6].request.headers["authorization"] == redacted
+        assert flows[8].request.headers["x-docs-key"] == redacted  # Tollgate's credential for the server
+        for flow in flows[9:]:
             assert flow.request.headers["x-docs-key"] == flow.request.headers["cookie"] == redacted
             assert flow.request.headers["authorization"] == redacted
         assert all(f.request.raw_content is None for f in flows)

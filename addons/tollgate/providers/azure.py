@@ -144,8 +144,9 @@ class Azure(openai.AnswersInOpenAIFormat):
     side_header = "X-Azure-Key"
     # AzureOpenAI(api_key=…) sends `api-key`; the OpenAI SDK on `/openai/v1/`, and an Entra ID
     # token, `Authorization: Bearer`; Azure AI services also read a resource's key from
-    # `Ocp-Apim-Subscription-Key` (the Speech and Language SDKs send it there).
-    key_positions = positions = ("api-key", "authorization", "ocp-apim-subscription-key")
+    # `Ocp-Apim-Subscription-Key` (the Speech and Language SDKs send it there) and from the
+    # `subscription-key` query parameter.
+    key_positions = positions = ("api-key", "authorization", "ocp-apim-subscription-key", "query:subscription-key")
     key_header = "api-key"
     upstream_hint = "your resource's https://RESOURCE.openai.azure.com"
     model_in_path = _IN_PATH

@@ -227,15 +227,28 @@ def test_a_request_to_an_mcp_servers_host_keeps_no_credential_of_any_server(path
         assert flow.request.raw_content is None
 
 
-def test_an_azure_key_in_ocp_apim_subscription_key_is_a_credential_position():
+def test_an_azure_key_in_ocp_apim_subscription_key_or_its_query_twin_is_a_credential_position():
     from tollgate.governance.redaction import credential_positions, redacted_fields
     from tollgate.providers import PROVIDERS
 
-    assert "ocp-apim-subscription-key" in PROVIDERS["azure"].key_positions
+    assert {"ocp-apim-subscription-key", "query:subscription-key"} <= set(PROVIDERS["azure"].key_positions)
     fields = ((b"Ocp-Apim-Subscription-Key", b"azure-key"), (b"accept", b"*/*"))
-    present = credential_positions({b"ocp-apim-subscription-key": b"azure-key"}, ())
-    assert present == ("ocp-apim-subscription-key",)
+    present = credential_positions({b"ocp-apim-subscription-key": b"azure-key"}, {"subscription-key": "k"})
+    assert present == ("ocp-apim-subscription-key", "query:subscription-key")
     assert redacted_fields(fields, present) == (
         (b"accept", b"*/*"),
         (b"ocp-apim-subscription-key", b"[redacted by Tollgate]"),
     )
+
+
+def test_an_mcp_request_refused_as_misdirected_is_redacted_whatever_address_it_named():
+    from tollgate.providers.base import REDACTED
+    from tollgate.proxy.flows import MCP
+    from tollgate.proxy.stages.redact import Redact
+
+    flow = tflow.tflow(resp=True)
+    flow.request.host = "192.0.2.7"  # the address its CONNECT named; the Mcp stage refused it
+    flow.request.headers.fields = ((b"Authorization", b"Bearer own"), (b"X-Docs-Key", b"own-key"))
+    flow.metadata[MCP] = []
+    Redact(configured(MCP_CONFIG)).responseheaders(flow)
+    assert dict(flow.request.headers) == {"authorization": REDACTED, "x-docs-key": REDACTED}

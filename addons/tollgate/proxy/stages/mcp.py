@@ -82,12 +82,14 @@ class Mcp:
 
     def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         loaded = self.shared.loaded
+        if MISDIRECTED_AS in flow.metadata:  # refused whatever the configuration now says
+            astray = Misdirected(**flow.metadata.pop(MISDIRECTED_AS))
+            if flow.response is None and flow.error is None:
+                self._misdirected(flow, loaded, astray)
+            return None
         if loaded is None or not loaded.mcp or flow.response is not None or flow.error is not None:
             return None
         request = flow.request
-        if MISDIRECTED_AS in flow.metadata:
-            self._misdirected(flow, loaded, Misdirected(**flow.metadata.pop(MISDIRECTED_AS)))
-            return None
         host = host_name(request.host)
         if host not in loaded.mcp.hosts or call_of(flow) is not None:
             return None  # a set lookup: all an LLM call pays
@@ -119,16 +121,18 @@ class Mcp:
         flow.metadata[MCP] = exchange
         return exchange
 
-    def _misdirected(self, flow: http.HTTPFlow, loaded: Loaded, astray: Misdirected) -> None:
+    def _misdirected(self, flow: http.HTTPFlow, loaded: Loaded | None, astray: Misdirected) -> None:
         """A request naming an MCP server's host and another host (`Classify`): refused 421, as
         each of its requests' JSON-RPC error and audited where it names a server's URL (on whatever
         port it connected to), else in plain JSON."""
         path = flow.request.path.partition("?")[0]
-        server = next((s for s in loaded.mcp.servers if s.host == astray.governed and s.path == path), None)
+        servers = loaded.mcp.servers if loaded is not None else ()
+        server = next((s for s in servers if s.host == astray.governed and s.path == path), None)
         message = astray.message
         if server is None:
             headers = {"content-type": "application/json", "x-tollgate-error": MISDIRECTED}
             flow.response = http.Response.make(421, encode_json({"error": message}), headers)
+            flow.metadata[MCP] = []  # no server's request to audit, but redacted as one
             return
         exchange = self._exchange(flow, server)
         try:

@@ -12,7 +12,7 @@ from collections.abc import Collection
 from mitmproxy import http
 
 from tollgate.formats.raw_headers import header_index
-from tollgate.governance.mcp_servers import McpServers
+from tollgate.governance.mcp_servers import NO_SERVERS
 from tollgate.governance.redaction import (
     QUERY_PARAMETERS,
     QUERY_POSITION_SET,
@@ -72,19 +72,19 @@ class Redact:
             # Where Identify saw the client's credentials; None if it has not looked (the request is
             # then as the client sent it).
             redact(request, call.caller.credential_positions)
-        elif (servers := self._mcp(flow)) is not None:
-            redact(request, None, servers.credential_headers)
+        elif (also := self._mcp(flow)) is not None:
+            redact(request, None, also)
         elif hosts_of(self.shared).provider_for(request.host) is not None:  # an LLM call Tollgate never read
             redact(request, None)
 
-    def _mcp(self, flow: http.HTTPFlow) -> McpServers | None:
-        """The MCP servers, where the flow is a request to one of their hosts (their URL's, whose
-        request may since have been sent to the server's `upstream`, or another path's)."""
+    def _mcp(self, flow: http.HTTPFlow) -> frozenset[bytes] | None:
+        """Where the flow is a request to an MCP server's host (its server's URL, whose request may
+        since have gone to the server's `upstream`; another path; one refused as misdirected): the
+        headers the servers' credentials go in. Else None."""
         loaded = self.shared.loaded
-        if loaded is None or not loaded.mcp:
-            return None
-        if MCP in flow.metadata or host_name(flow.request.host) in loaded.mcp.hosts:
-            return loaded.mcp
+        servers = loaded.mcp if loaded is not None else NO_SERVERS
+        if MCP in flow.metadata or (servers and host_name(flow.request.host) in servers.hosts):
+            return servers.credential_headers
         return None
 
 
