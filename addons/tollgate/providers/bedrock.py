@@ -260,7 +260,9 @@ class Bedrock(Provider):
             return None  # not ours to judge: it is no virtual credential
         if key_id not in secrets:
             return None
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.fields]
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.fields if not k.startswith(b":")]
+        if request.authority:  # HTTP/2: a signature may name it (the AWS SDK for JavaScript's does)
+            headers.append((sigv4.AUTHORITY, request.authority))
         if not any(name.lower() == "host" for name, _ in headers):  # HTTP/2 carries it as :authority
             headers.append(("host", request.authority or request.called_host))
         verified = sigv4.verify_request(
