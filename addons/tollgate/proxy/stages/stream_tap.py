@@ -10,9 +10,9 @@ from functools import partial
 from mitmproxy import http
 
 from tollgate.call import Call, Failure
-from tollgate.formats.framing import MAX_FRAME, Decompressor, SSEEventFilter, Undecodable, parse_sse_block
-from tollgate.formats.json_codec import parse_json
-from tollgate.formats.raw_headers import decoded, header_index
+from tollgate.formats.framing import MAX_FRAME, Decompressor, Undecodable
+from tollgate.formats.openai_chat.asked_usage import asked_usage_hidden
+from tollgate.formats.raw_headers import decoded, header_index, with_header
 from tollgate.formats.translation import Rewrite
 from tollgate.formats.usage_reading import NoUsage, UsageReader, is_event_stream
 from tollgate.proxy.flows import call_of, provider_of, write_body
@@ -25,7 +25,7 @@ MITMPROXY_CONNECTION_LOGGER = "mitmproxy.proxy.server"  # where a connection's l
 
 class UsageTap:
     """mitmproxy's stream callable: returns every chunk as it came while a reader reads it, or as a
-    rewrite makes it (the usage chunk Tollgate asked for hidden, or the answer translated).
+    rewrite makes it (the usage Tollgate asked for hidden, or the answer translated).
 
     It never raises (an exception there drops the chunk) and never returns b"" mid-stream (on
     HTTP/1 chunked that ends the body): a reader that fails is dropped and its fault recorded."""
@@ -111,7 +111,9 @@ def without_streaming_notices(log: Callable[..., None]) -> Callable[..., None]:
 class AskForUsage:
     """The provider prepares the request (`Provider.prepare`): with `audit.stream_usage: inject`, an
     OpenAI-format chat stream asks for the usage the client did not ask for (StreamTap hides it
-    from the client). Before the credential stage: a request that Tollgate signs is signed over the
+    from the client: each chunk's `"usage":null` and the usage-only chunk), and for an answer not
+    encoded, in which the events can be found to hide it (the client, which may take gzip, takes
+    identity too). Before the credential stage: a request that Tollgate signs is signed over the
     body as it goes."""
 
     def __init__(self, shared: Shared) -> None:
@@ -123,6 +125,8 @@ class AskForUsage:
             return  # its translation asked for the usage the caller's format needs
         if provider_of(call).prepare(call.classification, call.body, call.headers, inject):
             write_body(flow.request, call)
+            request = flow.request.data
+            request.headers.fields = with_header(request.headers.fields, b"accept-encoding", b"identity")
             call.usage_asked = True
 
 
@@ -155,7 +159,7 @@ class StreamTap:
         headers = decoded(header_index(flow.response.headers.fields), provider.response_headers)
         rewrite: Rewrite | None = None
         if call.usage_asked and is_event_stream(headers):
-            rewrite = SSEEventFilter(is_usage_only_chunk, needle=USAGE)
+            rewrite = asked_usage_hidden()
         classification = call.classification
         # Fetched, or outside the model API: no usage to read (nor to be fooled by)
         passed = call.fetches or classification.passthrough or classification.service
@@ -167,7 +171,10 @@ class StreamTap:
             except (ValueError, ImportError) as e:
                 reader.error = str(e)
         if decoder is not None:
-            rewrite = None  # an encoded stream cannot be cut at event boundaries: the client gets it whole
+            # An encoded stream cannot be cut at event boundaries: the client gets it whole (asked
+            # for usage, it was asked for no encoding: an upstream that encodes all the same shows
+            # the client the usage).
+            rewrite = None
         if translation is not None:
             rewrite = translation.rewriter(bool(call.classification.facts.stream))
         # Streamed bodies are not stored in the flow either: a saved flow holds no completion text.
@@ -186,18 +193,6 @@ class StreamTap:
             # The stream had told its end (clients stop reading at e.g. `data: [DONE]` and hang up
             # before the upstream's last bytes): nothing was lost.
             call.answer.error = call.answer.failure = None
-
-
-USAGE = b'"usage"'  # in every usage-only chunk, and in no other chunk of most streams
-
-
-def is_usage_only_chunk(event: bytes) -> bool:
-    """The chunk `include_usage` adds: no choices, only usage."""
-    if USAGE not in event or b'"choices"' not in event:
-        return False
-    parsed = parse_sse_block(event.replace(b"\r\n", b"\n").replace(b"\r", b"\n").strip(b"\n"))
-    data = parse_json(parsed.data.encode()) if parsed else None
-    return data is not None and data.get("choices") == [] and isinstance(data.get("usage"), dict)
 
 
 def record_usage(call: Call, service_tier: str | None, speed: str | None, reader: UsageReader) -> None:
