@@ -15,6 +15,7 @@ from tollgate.proxy.stages.credential import Credential
 from tollgate.proxy.stages.decide import Decide
 from tollgate.proxy.stages.drain import Drain
 from tollgate.proxy.stages.fallback import Fallback
+from tollgate.proxy.stages.heap import Heap
 from tollgate.proxy.stages.identify import Identify
 from tollgate.proxy.stages.ledger import Ledger
 from tollgate.proxy.stages.mcp import Mcp
@@ -106,10 +107,11 @@ def gateway() -> Gateway:
     )
     # SIGTERM: no new connection, the calls in flight (the audit's) given drain_s to end, then exit.
     drain = Drain(shared, audit.in_flight, draining=[responses_socket.drain])
+    heap = Heap(shared)  # start-up's objects frozen, out of the first calls' garbage collections
 
     return Gateway(
         load=[settings.load, upstream_watch.load, stream_tap.load, websocket.load, drain.load],
-        configure=[settings.configure, websocket.configure, tracing.configure],
+        configure=[settings.configure, websocket.configure, tracing.configure, heap.configure],
         running=[settings.running, decide.running, metrics.running, drain.running],
         client_connected=[drain.client_connected],  # refused while draining
         # A CONNECT whose head passed 64 KiB is refused (431), and audited when its host is a provider's.
