@@ -456,16 +456,17 @@ def test_one_worker_is_mitmdump_itself_without_haproxy(tmp_path, fakes, confdir,
         fleet.stop()
 
 
-def test_each_workers_start_up_heap_is_out_of_its_first_calls_collections(
+def test_each_worker_does_before_it_listens_what_its_first_calls_would(
     tmp_path, fakes, confdir, upstream_ca_pem, bundle, monkeypatch
 ):
-    """A fresh worker's first full garbage collection walked every object of its start-up, holding
-    its streams in flight (tests/e2e/test_first_calls.py): each worker freezes them before it listens."""
-    watch = tmp_path / "gc.jsonl"
-    monkeypatch.setenv("TOLLGATE_GC_WATCH", str(watch))
+    """A fresh worker's first full garbage collection walked every object of its start-up, and its
+    first upstream connection made mitmproxy's TLS context, holding its streams in flight
+    (tests/e2e/test_first_calls.py): each worker does both before it listens."""
+    watch = tmp_path / "start-up.jsonl"
+    monkeypatch.setenv("TOLLGATE_START_UP_WATCH", str(watch))
     data = {"providers": {"openai": {"upstream": fakes["openai"].url, "keys": [REAL_OPENAI]}}}
     # run.sh names the gateway's script first; this one is loaded after it, in each worker.
-    fleet = Fleet(tmp_path, data, confdir, upstream_ca_pem, "-s", str(ROOT / "tests" / "support" / "gc_watch.py"))
+    fleet = Fleet(tmp_path, data, confdir, upstream_ca_pem, "-s", str(ROOT / "tests" / "support" / "start_up_watch.py"))
     try:
         fleet.wait_ready()
         code = CONCURRENT.format(key="sk-caller-own", count=20)
@@ -481,3 +482,4 @@ def test_each_workers_start_up_heap_is_out_of_its_first_calls_collections(
         assert worker["frozen"] > 50_000, seen
     heap = min(w["frozen"] + w["walked"] for w in listening)
     assert [s for s in seen if s["walked"] * 10 > heap] == [], seen
+    assert {s["tls_contexts"] for s in seen} == {1}, seen  # each worker's, made before it listened

@@ -15,7 +15,6 @@ from tollgate.proxy.stages.credential import Credential
 from tollgate.proxy.stages.decide import Decide
 from tollgate.proxy.stages.drain import Drain
 from tollgate.proxy.stages.fallback import Fallback
-from tollgate.proxy.stages.heap import Heap
 from tollgate.proxy.stages.identify import Identify
 from tollgate.proxy.stages.ledger import Ledger
 from tollgate.proxy.stages.mcp import Mcp
@@ -30,6 +29,7 @@ from tollgate.proxy.stages.stream_tap import AskForUsage, StreamTap
 from tollgate.proxy.stages.tracing import Tracing
 from tollgate.proxy.stages.translate import Translate
 from tollgate.proxy.stages.upstream_watch import UpstreamWatch
+from tollgate.proxy.stages.warm_up import WarmUp
 from tollgate.proxy.stages.websocket import WebSocket
 from tollgate.proxy.state import Shared
 
@@ -107,11 +107,13 @@ def gateway() -> Gateway:
     )
     # SIGTERM: no new connection, the calls in flight (the audit's) given drain_s to end, then exit.
     drain = Drain(shared, audit.in_flight, draining=[responses_socket.drain])
-    heap = Heap(shared)  # start-up's objects frozen, out of the first calls' garbage collections
+    # Before the proxy listens: the upstream TLS context made, start-up's objects frozen out of
+    # the garbage collections the first calls set off.
+    warm_up = WarmUp(shared)
 
     return Gateway(
         load=[settings.load, upstream_watch.load, stream_tap.load, websocket.load, drain.load],
-        configure=[settings.configure, websocket.configure, tracing.configure, heap.configure],
+        configure=[settings.configure, websocket.configure, tracing.configure, warm_up.configure],
         running=[settings.running, decide.running, metrics.running, drain.running],
         client_connected=[drain.client_connected],  # refused while draining
         # A CONNECT whose head passed 64 KiB is refused (431), and audited when its host is a provider's.
