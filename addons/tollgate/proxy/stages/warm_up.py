@@ -43,8 +43,9 @@ class WarmUp:
         except Exception as e:  # mitmproxy says what is wrong at the first connection, as without this
             logger.debug(f"Tollgate: the upstream TLS context was not made ahead: {type(e).__name__}: {e}")
         made = time.perf_counter()
-        gc.collect()
-        gc.freeze()
+        if gc.get_freeze_count() == 0:  # once a process (another pipeline in it has done it)
+            gc.collect()
+            gc.freeze()
         logger.debug(
             f"Tollgate: upstream TLS context made in {(made - start) * 1000:.0f} ms; {gc.get_freeze_count()}"
             f" objects of start-up collected and frozen in {(time.perf_counter() - made) * 1000:.0f} ms"
