@@ -3,7 +3,7 @@ base of every configuration model: what both `config.py` and the provider module
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -93,6 +93,10 @@ class ProviderConfig(Strict):
     hosts: tuple[str, ...] = ()
     retry: RetryConfig | None = None  # off unless set
     circuit: CircuitConfig | None = None  # off unless set
+    # Whether a call that mints a credential usable without Tollgate (a Realtime client secret, a
+    # Gemini ephemeral token) may go: `refuse` (403 mints_credential), or `allow`, which no token
+    # or USD limit that applies to the provider may stand beside (`Config`).
+    ephemeral_credentials: Literal["refuse", "allow"] = "refuse"
 
     _upstream = field_validator("upstream")(classmethod(lambda cls, value: base_url(value)))
 

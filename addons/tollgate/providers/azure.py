@@ -61,7 +61,11 @@ _INFERENCE_ENDPOINTS = {("chat", "completions"): "chat.completions", ("embedding
 # What the model inference API's `extra-parameters` header may say: refuse (its default) or drop the
 # body's fields it does not define. `pass-through` hands them to the model, unread by Tollgate.
 _EXTRA_PARAMETERS = frozenset((b"error", b"drop"))
-WORDS = words("openai", "deployments", "v1")
+WORDS = words("openai", "deployments", "v1", "realtimeapi")
+# The Realtime API's preview paths (`/openai/realtimeapi/…`) that mint an ephemeral key a browser
+# then calls the resource with directly; the v1 API's are OpenAI's (`openai.mints_credential`).
+_REALTIMEAPI_MINTS = (("realtimeapi", "sessions"), ("realtimeapi", "transcription_sessions"),
+                      ("realtimeapi", "client_secrets"))  # fmt: skip
 _IN_PATH = re.compile(r"^/openai/deployments/(?P<model>[^/]+)/")
 
 
@@ -240,7 +244,12 @@ class Azure(openai.AnswersInOpenAIFormat):
         if not rest:
             raise Unreadable("the path names no endpoint")
         tail = rest[1:] if rest[0] == "v1" else rest
-        if tail[:1] == ["realtime"]:
+        check_case(tail[:1], WORDS)
+        if tail[:1] == ["realtimeapi"]:
+            if method == "POST" and tuple(tail) in _REALTIMEAPI_MINTS:
+                return Classification(".".join(tail), wire_format=OPENAI_API, mints_credential=True)
+            raise Unreadable("Tollgate does not relay Azure OpenAI's WebSockets (Realtime, Responses)")
+        if tail[:1] == ["realtime"] and not (method == "POST" and openai.mints_credential(tail)):
             raise Unreadable("Tollgate does not relay Azure OpenAI's WebSockets (Realtime, Responses)")
         if rest[0] == "deployments":
             classification = _deployment_call(method, rest[1:], data)
@@ -248,6 +257,8 @@ class Azure(openai.AnswersInOpenAIFormat):
             # `/openai/v1/…`, or `/openai/…` as AzureOpenAI calls what names its model in the body.
             classification = openai.classify_request(method, tail, data, query)
         endpoint = classification.endpoint or ""
+        if classification.mints_credential:
+            return classification
         if classification.session or endpoint == "realtime" or endpoint.startswith("realtime."):
             raise Unreadable("Tollgate does not relay Azure OpenAI's WebSockets (Realtime, Responses)").at(endpoint)
         return classification

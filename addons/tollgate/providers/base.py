@@ -81,6 +81,9 @@ HEADERS_TOO_LARGE = "headers_too_large"
 # Every key of the provider, or the upstream the call goes to, failed `circuit.failures` calls in a
 # row and rests (`providers.<name>.circuit`).
 CIRCUIT_OPEN = "circuit_open"
+# The call would mint a credential usable without Tollgate (an ephemeral key, a client secret),
+# which `providers.<name>.ephemeral_credentials` does not allow.
+MINTS_CREDENTIAL = "mints_credential"
 
 STATUS = {
     UNAUTHENTICATED: 401,
@@ -99,6 +102,7 @@ STATUS = {
     LIMIT_UNENFORCEABLE: 403,
     HEADERS_TOO_LARGE: 431,
     CIRCUIT_OPEN: 503,
+    MINTS_CREDENTIAL: 403,
 }
 # Reasons that say the call failed on its way, not that Tollgate refused it.
 FAILURES = frozenset((UPSTREAM_UNREACHABLE, UPSTREAM_TIMEOUT))

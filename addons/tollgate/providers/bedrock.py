@@ -59,6 +59,7 @@ from tollgate.providers.base import (
     INVALID_SIGNATURE,
     LEDGER_UNAVAILABLE,
     LIMIT_UNENFORCEABLE,
+    MINTS_CREDENTIAL,
     MISCONFIGURED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
@@ -132,6 +133,7 @@ _ERRORS = {
     LIMIT_UNENFORCEABLE: (403, "AccessDeniedException"),
     HEADERS_TOO_LARGE: (431, "ValidationException"),
     CIRCUIT_OPEN: (503, "ServiceUnavailableException"),
+    MINTS_CREDENTIAL: (403, "AccessDeniedException"),
 }
 
 
