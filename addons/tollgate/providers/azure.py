@@ -160,6 +160,8 @@ class Azure(openai.AnswersInOpenAIFormat):
     free_endpoints = openai.OpenAI.free_endpoints
     # genai-prices' Azure table, which falls back on OpenAI's for the models it does not list.
     price_table = "azure"
+    # A deployment's name ignores case, as Azure reads it.
+    models_ignore_case = True
 
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
         # The v1 API names the deployment in the body, as OpenAI names the model.
@@ -175,12 +177,13 @@ class Azure(openai.AnswersInOpenAIFormat):
         return resource.upstream if resource is not None and resource.upstream else settings.upstream
 
     def model_names(self, settings: ProviderConfig) -> Callable[[str], str] | None:
+        """A deployment's model (`deployments`), else the deployment's name in lower case: Azure
+        ignores its case, and so must every rule, limit, price and the policy."""
         assert isinstance(settings, AzureConfig)
-        if not settings.deployments:
-            return None
-        # Azure's deployment names ignore case: so does the lookup, as a caller may write either.
         names = {name.lower(): model for name, model in settings.deployments.items()}
-        return lambda deployment: names.get(deployment.lower(), deployment)
+        if not names:
+            return str.lower
+        return lambda deployment: names.get(deployment.lower()) or deployment.lower()
 
     def load_runtime(
         self, config: Any, settings: ProviderConfig, previous: tuple[ProviderConfig, Any] | None

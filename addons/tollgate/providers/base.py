@@ -270,6 +270,9 @@ class Provider:
     stream_media_type: ClassVar[str] = "text/event-stream"
     # The id of its table in genai-prices' bundled prices; None where the table has none.
     price_table: ClassVar[str | None] = None
+    # Whether it reads model names without regard to letter case (Azure's deployment names): Tollgate
+    # then names them in lower case (`model_names`) and matches rules on them so.
+    models_ignore_case: ClassVar[bool] = False
     # Whether `verify_caller` is its own (Identify asks only then): set for each subclass.
     verifies_callers: ClassVar[bool] = False
 
