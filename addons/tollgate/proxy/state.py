@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 
 from tollgate.governance.failover import Circuits
+from tollgate.governance.mcp import McpSessions
 from tollgate.governance.policy import Policy
 from tollgate.providers import BUILT_IN_HOSTS, Hosts
 from tollgate.providers.keypool import KeyPool
@@ -48,6 +49,8 @@ class Shared:
         self.config_problem: str | None = None
         # Each key's and upstream's failures in a row (`providers.<name>.circuit`), across reloads.
         self.circuits = Circuits()
+        # Who opened each MCP session (`mcp.servers`), across reloads.
+        self.mcp_sessions = McpSessions()
 
     def apply(self, loaded: Loaded, audit: AuditLog | None, ledger: Store | None = None) -> None:
         """Swap in a configuration, its audit log and its ledger's store; stop the policy, audit log
