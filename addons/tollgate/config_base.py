@@ -69,7 +69,8 @@ class RetryConfig(Strict):
 class CircuitConfig(Strict):
     """`providers.<name>.circuit`: a key, or an upstream called with no pooled key, that failed
     `failures` calls in a row (as `retry.when` says, else on 429, 529, 5xx, connect and timeout)
-    rests `rest_s` seconds; after it, one more failure rests it again."""
+    rests `rest_s` seconds: for every model on 429 and a failed connection, else for the model
+    whose calls failed; after it, one more failure rests it again."""
 
     failures: int = Field(default=5, ge=1, le=1000)
     rest_s: float = Field(default=30.0, gt=0, le=3600)

@@ -304,6 +304,7 @@ class Azure(openai.AnswersInOpenAIFormat):
         pool: KeyPool,
         settings: ProviderConfig,
         runtime: AzureRuntime | None,
+        model: str | None = None,
     ) -> UpstreamCredential | None:
         """The caller's key in X-Azure-Key, else the resource's keys in turn (for a call to a resource
         that has some), else the provider's, else an Entra ID token of Tollgate's."""
@@ -312,12 +313,12 @@ class Azure(openai.AnswersInOpenAIFormat):
             return self.header_key(key, classification)
         own = runtime.pools.get(classification.resource or "") if runtime is not None else None
         if own is not None:
-            key = own.take()
+            key = own.take(model)
             if key is not None:
                 credential: HeaderKey = self.header_key(key, classification, pooled=True)
                 credential.pool = own
                 return credential
-        key = pool.take()
+        key = pool.take(model)
         if key is not None:
             return self.header_key(key, classification, pooled=True)
         if runtime is not None and runtime.tokens is not None:

@@ -454,15 +454,17 @@ class Provider:
         pool: KeyPool,
         settings: ProviderConfig,
         runtime: Any,
+        model: str | None = None,
     ) -> UpstreamCredential | None:
         """The credential Tollgate sends upstream, or None to let an anonymous caller's own pass
         (`own_credential`). `side` holds the side headers the caller sent (lower-case names,
-        values stripped), `runtime` what `load_runtime` made. Default: the caller's key in
-        `side_header`, else the next of the provider's keys."""
+        values stripped), `runtime` what `load_runtime` made, `model` the model the call asks the
+        upstream for (a pooled key whose circuit is open for it is not taken). Default: the caller's
+        key in `side_header`, else the next of the provider's keys."""
         key = side.get(self._side_name)
         if key:
             return self.header_key(key, classification)
-        key = pool.take()
+        key = pool.take(model)
         return None if key is None else self.header_key(key, classification, pooled=True)
 
     def header_key(self, key: str, classification: Classification, pooled: bool = False) -> HeaderKey:

@@ -294,6 +294,7 @@ class Bedrock(Provider):
         pool: KeyPool,
         settings: ProviderConfig,
         runtime: CredentialSource | None,
+        model: str | None = None,
     ) -> UpstreamCredential | None:
         """X-AWS-Bearer-Token, else AWS credentials in the seed proxy's side headers, else the
         provider's keys in turn, else `bearer_token`, else `credentials` (`runtime`); an
@@ -307,7 +308,7 @@ class Bedrock(Provider):
         if access and secret:
             frozen = sigv4.frozen_credentials(access, secret, side.get("x-aws-session-token") or None)
             return SigV4Signature(lambda: frozen, region, settings.region)
-        key = pool.take()
+        key = pool.take(model)
         if key is not None:
             return self.header_key(key, classification, pooled=True)
         if settings.bearer_token:

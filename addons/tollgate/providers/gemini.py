@@ -252,11 +252,17 @@ class Gemini(Provider):
         return None if client_cert_of(settings) else mtls_twin(host)
 
     def upstream_credential(
-        self, classification: Classification, side: Mapping[str, str], pool: Any, settings: ProviderConfig, runtime: Any
+        self,
+        classification: Classification,
+        side: Mapping[str, str],
+        pool: Any,
+        settings: ProviderConfig,
+        runtime: Any,
+        model: str | None = None,
     ) -> UpstreamCredential | None:
         """The caller's key in X-Gemini-Key, else the provider's keys in turn, else a token of
         Tollgate's credentials (`runtime`)."""
-        credential = super().upstream_credential(classification, side, pool, settings, runtime)
+        credential = super().upstream_credential(classification, side, pool, settings, runtime, model)
         if credential is None and isinstance(runtime, GoogleTokens):
             return BearerToken(runtime, self.header_positions)
         return credential
