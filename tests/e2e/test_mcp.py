@@ -28,6 +28,7 @@ from tests.support.h2 import H2Request, h2_calls
 from tests.support.jwks import claims, hs256_token
 from tests.support.mcp_upstream import McpUpstream
 from tests.support.raw import send
+from tests.support.redis import redis_server
 from tests.support.stall import SilentServer
 
 from tollgate.records.auditlog import BATCH_DELAY
@@ -1005,6 +1006,63 @@ def test_an_mcp_session_belongs_to_the_caller_that_opened_it(gateway, servers) -
         ("tools/call", 404, "deny", ["the MCP session was not opened through Tollgate"]),
         ("tools/call", 200, "allow", []),
     ]
+
+
+SESSION_ACROSS = """
+import json, ssl, urllib.request
+context = ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+
+def call(proxy_url, key, body=None, session=None):
+    proxy = urllib.request.ProxyHandler({{"https": proxy_url}})
+    opener = urllib.request.build_opener(proxy, urllib.request.HTTPSHandler(context=context))
+    headers = {{"Authorization": "Bearer " + key, "Content-Type": "application/json",
+               "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18"}}
+    if session is not None:
+        headers["Mcp-Session-Id"] = session
+    request = urllib.request.Request("{url}", data=json.dumps(body).encode(), method="POST", headers=headers)
+    try:
+        answer = opener.open(request)
+    except urllib.error.HTTPError as e:
+        answer = e
+    answer.read()
+    return answer.status, answer.headers.get("mcp-session-id")
+
+_, session = call("{a}", "{alice}", {initialize})
+call("{a}", "{alice}", {{"jsonrpc": "2.0", "method": "notifications/initialized"}}, session)
+add = {{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {{"name": "add", "arguments": {{"a": 2, "b": 3}}}}}}
+report(carol_on_b=call("{b}", "{carol}", add, session)[0], alice_on_b=call("{b}", "{alice}", add, session)[0])
+"""
+
+
+def test_an_mcp_sessions_owner_is_known_to_every_process_sharing_a_redis_ledger(
+    start_gateway, servers, tmp_path
+) -> None:
+    """alice opens a session through one process; through another sharing the Redis ledger her
+    session goes on and carol's use of it is refused."""
+    _, json_ = servers
+    redis = redis_server(tmp_path / "redis")
+    try:
+        config = {
+            "clients": [{"name": "alice", "keys": [VIRTUAL]}, {"name": "carol", "keys": [CAROL]}],
+            "ledger": {"store": redis.url},
+            "mcp": {"servers": [{"name": "notes-json", "url": JSON_URL, "upstream": json_.url}]},
+        }
+        # Each its own copy: a gateway writes its audit file's path into the configuration.
+        a, b = start_gateway(dict(config), providers=()), start_gateway(dict(config), providers=())
+        json_.clear()
+        code = "import os\n" + SESSION_ACROSS.format(
+            url=JSON_URL, a=a.proxy.proxy_url, b=b.proxy.proxy_url, alice=VIRTUAL, carol=CAROL,
+            initialize=repr(INITIALIZE),
+        )  # fmt: skip
+        assert a.run(code) == {"carol_on_b": 404, "alice_on_b": 200}
+        assert [r["method"] for r in json_.received()] == ["POST", "POST", "POST"]
+        carol, alice = b.wait_audit(2)
+        assert (carol["client"], carol["decision"], carol["deny_reasons"]) == (
+            "carol", "deny", ["the MCP session belongs to another caller"],
+        )  # fmt: skip
+        assert (alice["client"], alice["decision"], alice["status"]) == ("alice", "allow", 200)
+    finally:
+        redis.stop()
 
 
 def test_zz_no_credential_argument_or_result_in_any_output(gateway) -> None:
