@@ -382,6 +382,9 @@ def test_a_session_keeps_its_first_owner_and_the_least_recently_used_is_forgotte
     sessions.forget("notes", "s1")
     assert sessions.owner("notes", "s1") is None
     assert session_owner(None) == "anonymous" != session_owner("anonymous")
+    # An anonymous caller's sessions are its own credential's: another's, or none, is another owner.
+    assert len({session_owner(None, "own-token-1"), session_owner(None, "own-token-2"), session_owner(None)}) == 3
+    assert "own-token-1" not in session_owner(None, "own-token-1")
 
 
 def test_a_shared_sessions_name_is_not_its_id() -> None:

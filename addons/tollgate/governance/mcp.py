@@ -54,6 +54,8 @@ class McpExchange:
     groups: tuple[str, ...] = ()
     auth: str = "anonymous"
     identity: JwtIdentity | None = field(default=None, repr=False)
+    # Who owns the sessions this caller opens, and may name them (`session_owner`).
+    owner: str = "anonymous"
     decision: str = "allow"
     deny_reasons: tuple[str, ...] = ()
     # Each denied request's reasons, by its place in `requests`.
@@ -151,10 +153,13 @@ SESSION_OF_ANOTHER = "the MCP session belongs to another caller"
 UNKNOWN_SESSION = "the MCP session was not opened through Tollgate"
 
 
-def session_owner(client: str | None) -> str:
-    """Who owns the sessions a caller opens: its client's name; anonymous callers, told apart by
-    nothing, share theirs."""
-    return "anonymous" if client is None else f"client:{client}"
+def session_owner(client: str | None, own_credential: str | None = None) -> str:
+    """Who owns the sessions a caller opens: its client's name; an anonymous caller, the
+    fingerprint of the credential it presented to the server (anonymous callers without one share
+    theirs)."""
+    if client is not None:
+        return f"client:{client}"
+    return "anonymous" if own_credential is None else f"anonymous:{fingerprint(own_credential)}"
 
 
 def shared_session_key(server: str, session: str) -> str:

@@ -179,6 +179,7 @@ class Mcp:
             return
         exchange.client, exchange.groups, exchange.auth = outcome.client, outcome.groups, outcome.auth
         exchange.identity = outcome.identity
+        exchange.owner = session_owner(outcome.client, _bearer(flow.request) if outcome.auth == "anonymous" else None)
 
     def _session(self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded) -> Awaitable[None] | None:
         """A request naming a session (a POST, the GET stream, a DELETE) is its owner's: the
@@ -215,7 +216,7 @@ class Mcp:
         self._owned_by(flow, exchange, self.shared.mcp_sessions.bind(server, session, owner))
 
     def _owned_by(self, flow: http.HTTPFlow, exchange: McpExchange, owner: str) -> None:
-        if owner != session_owner(exchange.client):
+        if owner != exchange.owner:
             self._session_not_found(flow, exchange, SESSION_OF_ANOTHER)
 
     def _session_not_found(self, flow: http.HTTPFlow, exchange: McpExchange, why: str) -> None:
@@ -427,7 +428,7 @@ class Mcp:
         session = response.headers.get("mcp-session-id")
         if session is None or not any(r.method == INITIALIZE for r in exchange.requests):
             return None
-        owner = session_owner(exchange.client)
+        owner = exchange.owner
         if sessions.bind(server, session, owner) != owner:
             logger.warning(f"Tollgate: MCP server {server} opened a session another caller holds")
             return None
