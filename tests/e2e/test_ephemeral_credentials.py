@@ -1,5 +1,5 @@
-"""Endpoints that mint a credential usable without Tollgate (OpenAI's Realtime client secrets and
-sessions, ChatKit's sessions, Gemini's ephemeral tokens, Azure OpenAI's Realtime sessions) are
+"""Endpoints that mint a credential usable without Tollgate (OpenAI's Realtime client secrets,
+sessions and calls, ChatKit's sessions, Gemini's ephemeral tokens, Azure OpenAI's Realtime sessions) are
 refused, 403 `mints_credential` in the provider's shape, audited `deny`, and reach no upstream,
 unless `providers.<name>.ephemeral_credentials: allow`, which no token or USD cap stands beside."""
 
@@ -91,6 +91,31 @@ def test_every_openai_minting_endpoint_is_refused(g, path, body, endpoint):
     assert (record["endpoint"], record["decision"], record["status"]) == (endpoint, "deny", 403)
 
 
+SDP = b"v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+
+
+def test_a_realtime_webrtc_offer_is_refused(g):
+    # Its session would run between the browser and OpenAI, where Tollgate sees none of it.
+    g.run("report(ready=True)")
+    r = send(
+        g.proxy.port, g.bundle, "api.openai.com", "/v1/realtime/calls?model=gpt-realtime",
+        headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {ALICE}"}, body=SDP,
+    )  # fmt: skip
+    assert (r.status, r.headers["x-tollgate-error"]) == (403, "mints_credential")
+    assert received(g) == 0
+    (record,) = g.new_audit(1)
+    assert (record["endpoint"], record["decision"], record["status"]) == ("realtime.calls", "deny", 403)
+
+
+def test_accepting_a_sip_call_is_refused(g):
+    r = post(g, "api.openai.com", "/v1/realtime/calls/rtc_0123/accept", {"type": "realtime", "model": "gpt-realtime"},
+             {"Authorization": f"Bearer {ALICE}"})  # fmt: skip
+    assert (r.status, r.headers["x-tollgate-error"]) == (403, "mints_credential")
+    assert received(g) == 0
+    (record,) = g.new_audit(1)
+    assert (record["endpoint"], record["decision"]) == ("realtime.calls.accept", "deny")
+
+
 @pytest.mark.parametrize(
     "path", ["/v1/Realtime/client_secrets", "/v1/realtime/client_secrets/", "/v1/realtime/Sessions"]
 )
@@ -144,6 +169,15 @@ def test_allowed_a_client_secret_is_minted_with_the_real_key_and_audited(start_g
     assert seen.headers["authorization"] == f"Bearer {REAL}"
     record = gw.last_audit()
     assert (record["endpoint"], record["decision"], record["status"]) == ("realtime.client_secrets", "allow", 200)
+    # A WebRTC offer goes too, its body unread, with the real key.
+    gw.fakes["openai"].handler = lambda r: Reply(201, b"v=0\r\n", {"content-type": "application/sdp"})
+    r = send(
+        gw.proxy.port, gw.bundle, "api.openai.com", "/v1/realtime/calls",
+        headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {ALICE}"}, body=SDP,
+    )  # fmt: skip
+    assert (r.status, r.headers.get("x-tollgate-error")) == (201, None)
+    offer = gw.fakes["openai"].received[-1]
+    assert (offer.path, offer.body, offer.headers["authorization"]) == ("/v1/realtime/calls", SDP, f"Bearer {REAL}")
     # Allowed for OpenAI only: Gemini's ephemeral tokens are still refused.
     r = post(gw, "generativelanguage.googleapis.com", "/v1alpha/auth_tokens", {"uses": 1}, {"x-goog-api-key": ALICE})
     assert (r.status, r.headers["x-tollgate-error"]) == (403, "mints_credential")

@@ -81,6 +81,7 @@ _UPLOADS = (
     ("images", "variations"),
     ("containers", None, "files"),
     ("videos",),
+    ("realtime", "calls"),  # a WebRTC offer: SDP, or a form of the SDP and the session
 )
 _UPLOAD_FIRST = frozenset(shape[0] for shape in _UPLOADS)
 # OpenAI's fixed path words are lower case; ids may not be.
@@ -95,11 +96,15 @@ WORDS = words(
 _NON_ID = re.compile(r"^[a-z_]+$")
 
 # Endpoints whose POST mints a credential usable without Tollgate: a Realtime client secret (`ek_…`)
-# a browser or phone then calls OpenAI with directly, and a ChatKit session's client secret.
+# a browser or phone then calls OpenAI with directly, a ChatKit session's client secret; and a
+# Realtime call's session, WebRTC's (the SDP answer lets the browser talk to OpenAI directly) or an
+# accepted SIP call's (between OpenAI and the phone network), whose use Tollgate never sees either.
 _MINTING = (
     ("realtime", "client_secrets"),
     ("realtime", "sessions"),
     ("realtime", "transcription_sessions"),
+    ("realtime", "calls"),
+    ("realtime", "calls", None, "accept"),
     ("chatkit", "sessions"),
 )
 
@@ -188,7 +193,9 @@ def classify_request(method: str, segments: Sequence[str], data: dict[str, Any] 
     job = job_of(method, segments)
     if is_upload(method, segments):
         facts = RequestFacts(batch=job)
-        return Classification(endpoint=endpoint, facts=facts, wire_format=OPENAI_API, unread=UNREAD_BODY)
+        classification = Classification(endpoint=endpoint, facts=facts, wire_format=OPENAI_API, unread=UNREAD_BODY)
+        classification.mints_credential = mints_credential(segments)
+        return classification
     if endpoint == RESPONSES and method == "GET" and len(segments) == 1:
         # The Responses API's WebSocket mode: no call of its own, each response.create on it is one.
         return Classification(RESPONSES, facts=RequestFacts(stream=True), wire_format=OPENAI_API, session=True)

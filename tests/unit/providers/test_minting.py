@@ -42,7 +42,7 @@ def test_a_post_that_mints_a_credential_is_marked(provider, host, path, body, en
     [
         ("openai", "api.openai.com", "GET", "/v1/realtime/sessions"),
         ("openai", "api.openai.com", "POST", "/v1/chat/completions"),
-        ("openai", "api.openai.com", "POST", "/v1/realtime/calls"),
+        ("openai", "api.openai.com", "POST", "/v1/realtime/calls/rtc_1/hangup"),
         ("gemini", "generativelanguage.googleapis.com", "GET", "/v1alpha/auth_tokens"),
         ("gemini", "generativelanguage.googleapis.com", "POST", "/v1beta/cachedContents"),
     ],
