@@ -102,7 +102,14 @@ def gateway() -> Gateway:
     # (its caller and credential are its session's; its answer is the session's events).
     responses_socket = ResponsesSocket(
         shared,
-        CallSteps(audit_gate.handle, override.handle, stays_on_the_socket, ledger.handle, decide.handle),
+        CallSteps(
+            audit_gate.handle,
+            identify.unexpired,  # the session's virtual key has not expired since the upgrade (else 401)
+            override.handle,
+            stays_on_the_socket,
+            ledger.handle,
+            decide.handle,
+        ),
         audit.record,
     )
     # SIGTERM: no new connection, the calls in flight (the audit's) given drain_s to end, then exit.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 
 from mitmproxy import ctx, exceptions
@@ -13,6 +14,7 @@ from mitmproxy.proxy.mode_specs import ProxyMode
 
 from tollgate.config import Config, ConfigError, read_config
 from tollgate.fleet import fleet_config_problem, fleet_workers, listen_advice
+from tollgate.governance.clients import expiry_notices
 from tollgate.governance.jwt_identity import Verifier
 from tollgate.governance.policy import Policy, PolicyError
 from tollgate.providers import PROVIDERS
@@ -251,6 +253,8 @@ class Settings:
         shared.apply(loaded, audit, store)
         self._fetch_keys()
         config = loaded.config
+        for notice in expiry_notices(config, time.time()):  # by its place in the file, never the key
+            logger.warning(f"Tollgate: virtual key {notice}")
         spent = [n for n in config.providers.names() if config.providers.get(n).keys or loaded.runtimes[n] is not None]
         if config.anonymous_allowed and spent:
             logger.warning(
