@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 import yaml
+from tests.support.mcp_upstream import McpUpstream
 
 REAL = {
     "openai": "sk-REAL-openai-hashed-5ecret-a1",
@@ -24,16 +25,21 @@ CAROL = "tg-carol-EXPIRED-plain-5ecret-g7"  # written out, expired
 DANA = "tg-dana-LATER-hashed-5ecret-h8"  # its SHA-256, expiring long after this test
 ERIN = "tg-erin-FLEETING-5ecret-i9"  # given an expiry a few seconds ahead while the proxy runs
 PROMPT = "PROMPT-TEXT-hashed-keys-j0"
-SECRETS = [*REAL.values(), ALICE, BOB, CAROL, DANA, ERIN, PROMPT]
+REAL_MCP = "ghp-REAL-mcp-bearer-hashed-5ecret-k1"
+MCP_URL = "https://mcp.hashed-keys.example.test/mcp"
+SECRETS = [*REAL.values(), REAL_MCP, ALICE, BOB, CAROL, DANA, ERIN, PROMPT]
 
 
 def sha256(key: str) -> str:
     return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
-def config(urls: dict[str, str], *more_clients: dict) -> dict:
+def config(urls: dict[str, str], mcp_upstream: str, *more_clients: dict) -> dict:
     return {
         "providers": {name: {"upstream": url, "keys": [REAL[name]]} for name, url in urls.items()},
+        "mcp": {
+            "servers": [{"name": "notes", "url": MCP_URL, "upstream": mcp_upstream, "credential": {"bearer": REAL_MCP}}]
+        },
         "clients": [
             {"name": "alice", "keys": [sha256(ALICE)], "groups": ["research"]},
             {"name": "bob", "keys": [{"key": sha256(BOB), "expires": "2020-01-01"}]},
@@ -45,9 +51,18 @@ def config(urls: dict[str, str], *more_clients: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def gw(start_gateway, tmp_path_factory):
+def mcp_server(upstream_ca):
+    server = McpUpstream(upstream_ca)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def gw(start_gateway, tmp_path_factory, mcp_server):
     saved = tmp_path_factory.mktemp("saved") / "flows.mitm"
-    gateway = start_gateway(config, "--set", f"save_stream_file={saved}", "--set", "flow_detail=4")
+    gateway = start_gateway(
+        lambda urls: config(urls, mcp_server.url), "--set", f"save_stream_file={saved}", "--set", "flow_detail=4"
+    )
     gateway.saved = saved
     return gateway
 
@@ -144,14 +159,53 @@ def test_an_expired_key_is_refused_as_an_unknown_one_and_audited_as_whose_it_was
     assert "Tollgate: virtual key clients.2.keys.0 (carol) expired 2020-01-01T00:00:00Z: it is refused" in console
 
 
-def test_a_key_stops_working_when_it_expires_while_the_proxy_runs(gw):
+MCP = """
+import asyncio
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+async def main():
+    http = create_mcp_http_client(headers={{"Authorization": "Bearer {key}"}})
+    async with http:
+        async with Client(streamable_http_client("{url}", http_client=http), mode="legacy") as client:
+            added = await client.call_tool("add", {{"a": 2, "b": 3}})
+            report(added=[c.text for c in added.content])
+
+try:
+    asyncio.run(main())
+except BaseExceptionGroup as group:  # the SDK's task group: the error inside it is the one to see
+    first = group.exceptions[0]
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    raise first from None
+"""
+
+
+def test_an_mcp_servers_caller_is_known_by_a_hashed_key_and_refused_once_it_has_expired(gw, mcp_server):
+    mcp_server.clear()
+    assert gw.run(MCP.format(key=ALICE, url=MCP_URL)) == {"added": ["5"]}
+    received = mcp_server.received()
+    assert received and {r["headers"]["authorization"] for r in received} == {f"Bearer {REAL_MCP}"}
+    tool = next(r for r in gw.new_audit(3) if r.get("tool") == "add")
+    assert (tool["event"], tool["client"], tool["auth"], tool["status"]) == ("mcp_call", "alice", "virtual_key", 200)
+
+    mcp_server.clear()
+    result = gw.run(MCP.format(key=BOB, url=MCP_URL))
+    assert "added" not in result
+    assert mcp_server.received() == []
+    record = gw.last_audit()
+    assert (record["event"], record["client"], record["decision"], record["status"]) == ("mcp_call", None, "deny", 401)
+    assert record["deny_reasons"] == ["virtual key of bob expired 2020-01-01T00:00:00Z"]
+
+
+def test_a_key_stops_working_when_it_expires_while_the_proxy_runs(gw, mcp_server):
     gw.reset()
     # Erin's key is given an expiry a few seconds ahead; no restart nor reload follows.
     expires = int(time.time()) + 15
     when = datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    console = gw.reconfigure(
-        lambda urls: config(urls, {"name": "erin", "keys": [{"key": sha256(ERIN), "expires": when}]})
-    )
+    erin = {"name": "erin", "keys": [{"key": sha256(ERIN), "expires": when}]}
+    console = gw.reconfigure(lambda urls: config(urls, mcp_server.url, erin))
     assert f"Tollgate: virtual key clients.4.keys.0 (erin) expires {when}, in " in console
     reloaded = gw.proxy.console()
     result = gw.run(
