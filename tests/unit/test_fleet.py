@@ -223,3 +223,13 @@ def test_a_taken_listen_address_stops_a_fleet_saying_where_else_to_listen():
             FleetError, match=f"metrics.listen: cannot listen on 127.0.0.1:{port}: Address already in use"
         ):
             check_listenable("127.0.0.1", port, "metrics.listen")
+
+
+def test_mcp_servers_in_a_fleet_need_the_ledger_on_redis():
+    servers = {"mcp": {"servers": [{"name": "notes", "url": "https://mcp.example.test/mcp"}]}}
+    problem = fleet_config_problem(parse_config(servers), 3)
+    assert problem is not None
+    assert problem.startswith("ledger.store: 3 workers with MCP servers must share whose each session is on Redis")
+    assert fleet_config_problem(parse_config(servers), 1) is None
+    shared = parse_config({**servers, "ledger": {"store": "redis://127.0.0.1:6379/0"}})
+    assert fleet_config_problem(shared, 3) is None
