@@ -143,6 +143,9 @@ class Caller:
     auth: Auth = "anonymous"
     # A JWT caller's issuer and claims, which the policy sees (never the audit).
     identity: JwtIdentity | None = field(default=None, repr=False)
+    # When the virtual key that identified the caller expires (seconds since the epoch): a
+    # Responses WebSocket's later messages are refused from then on.
+    key_expires: float | None = None
     # Where the client put credentials, for any provider (names only, see `stages/redact.py`);
     # None until Identify has looked.
     credential_positions: tuple[str, ...] | None = None

@@ -432,7 +432,11 @@ def test_a_listen_address_taken_stops_the_fleet_before_any_worker_starts(tmp_pat
         fleet = Fleet(tmp_path, {}, confdir, upstream_ca_pem, port=port)
         try:
             assert fleet.wait_exit(30) == 1
-            said = f"tollgate serve: the listen address: cannot listen on 127.0.0.1:{port}: Address already in use"
+            said = (
+                f"tollgate serve: Tollgate cannot listen on 127.0.0.1:{port}: another program listens there (another"
+                " Tollgate?). Stop what holds it, or listen elsewhere: --listen-port PORT (and --listen-host HOST),"
+                " or TOLLGATE_LISTEN=HOST:PORT for ./run.sh and tollgate serve"
+            )
             assert said in fleet.console()
             assert not fleet.audit_path.exists()  # no worker started
         finally:

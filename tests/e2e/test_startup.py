@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.support.proxy import free_port, run_to_exit
+from tests.support.proxy import GATEWAY, free_port, mitmdump, run_to_exit
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -215,3 +215,71 @@ def test_a_start_up_failure_exits_within_seconds_naming_why(tmp_path, confdir, c
     # It exited on its own, within run_sh_to_exit's limit: nothing hung.
     assert code != 0, output
     assert expected in output, output
+
+
+def advice(port: int) -> str:
+    return (
+        f"Tollgate cannot listen on 127.0.0.1:{port}: another program listens there (another Tollgate?). Stop what"
+        " holds it, or listen elsewhere: --listen-port PORT (and --listen-host HOST), or TOLLGATE_LISTEN=HOST:PORT"
+        " for ./run.sh and tollgate serve"
+    )
+
+
+def process_records(audit: Path) -> list[dict]:
+    return [json.loads(line) for line in audit.read_text().splitlines()] if audit.exists() else []
+
+
+def test_a_start_that_cannot_listen_writes_no_started_record_and_says_what_to_change(tmp_path, confdir):
+    audit = tmp_path / "audit.jsonl"
+    config = tmp_path / "tollgate.yaml"
+    config.write_text(f"audit:\n  path: {audit}\n")
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [mitmdump(), "-s", str(GATEWAY), "--listen-host", "127.0.0.1", "--listen-port", str(port),
+             "--set", f"confdir={confdir}", "--set", f"tollgate_config={config}"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert process_records(audit) == []  # no tollgate_started, and so no tollgate_stopped
+    assert advice(port) in output, output
+
+    # Started where it can listen, the same file takes the started record, once listening, and the
+    # stopped one at the end.
+    port = free_port()
+    proxy = subprocess.Popen(
+        [mitmdump(), "-s", str(GATEWAY), "--listen-host", "127.0.0.1", "--listen-port", str(port),
+         "--set", f"confdir={confdir}", "--set", f"tollgate_config={config}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not process_records(audit) and proxy.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (started,) = process_records(audit)
+        assert (started["event"], started["listen"]) == ("tollgate_started", [f"127.0.0.1:{port}"])
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # it listens, as its record says
+    finally:
+        proxy.terminate()
+        output, _ = proxy.communicate(timeout=30)
+    assert [r["event"] for r in process_records(audit)] == ["tollgate_started", "tollgate_stopped"], output
+
+
+def test_run_sh_with_tollgate_listen_on_a_port_in_use_says_what_to_change(tmp_path, confdir):
+    (tmp_path / "tollgate.yaml").write_text("clients: [{name: alice, keys: [tg-alice-startup-3]}]\n")
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [str(ROOT / "run.sh"), "--set", f"confdir={confdir}"],
+            cwd=tmp_path,
+            env={**os.environ, "TOLLGATE_LISTEN": f"127.0.0.1:{port}"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert process_records(tmp_path / "audit.jsonl") == []
+    assert advice(port) in output, output

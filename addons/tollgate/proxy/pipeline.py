@@ -24,7 +24,7 @@ from tollgate.proxy.stages.redact import Redact
 from tollgate.proxy.stages.responses_socket import ResponsesSocket, stays_on_the_socket
 from tollgate.proxy.stages.rollup import RollUp
 from tollgate.proxy.stages.route import Route
-from tollgate.proxy.stages.settings import Settings
+from tollgate.proxy.stages.settings import Listening, Settings
 from tollgate.proxy.stages.stream_tap import AskForUsage, StreamTap
 from tollgate.proxy.stages.tracing import Tracing
 from tollgate.proxy.stages.translate import Translate
@@ -41,6 +41,7 @@ def gateway() -> Gateway:
     # The tollgate_config option, the file watched, the proxy options set; the metrics' server
     # opened for each configuration before it is applied.
     settings = Settings(shared, opening=[metrics.open])
+    listening = Listening()  # a port in use (the proxy cannot listen): what to change, in Tollgate's words
     classify = Classify(shared)
     audit_gate = AuditGate(shared)
     websocket = WebSocket(shared)
@@ -102,7 +103,14 @@ def gateway() -> Gateway:
     # (its caller and credential are its session's; its answer is the session's events).
     responses_socket = ResponsesSocket(
         shared,
-        CallSteps(audit_gate.handle, override.handle, stays_on_the_socket, ledger.handle, decide.handle),
+        CallSteps(
+            audit_gate.handle,
+            identify.unexpired,  # the session's virtual key has not expired since the upgrade (else 401)
+            override.handle,
+            stays_on_the_socket,
+            ledger.handle,
+            decide.handle,
+        ),
         audit.record,
     )
     # SIGTERM: no new connection, the calls in flight (the audit's) given drain_s to end, then exit.
@@ -112,9 +120,9 @@ def gateway() -> Gateway:
     warm_up = WarmUp(shared)
 
     return Gateway(
-        load=[settings.load, upstream_watch.load, stream_tap.load, websocket.load, drain.load],
+        load=[settings.load, listening.load, upstream_watch.load, stream_tap.load, websocket.load, drain.load],
         configure=[settings.configure, websocket.configure, tracing.configure, warm_up.configure],
-        running=[settings.running, decide.running, metrics.running, drain.running],
+        running=[settings.started, settings.running, decide.running, metrics.running, drain.running],
         client_connected=[drain.client_connected],  # refused while draining
         # A CONNECT whose head passed 64 KiB is refused (431), and audited when its host is a provider's.
         http_connect=[classify.http_connect, identify.forget_proxy_password, redact.http_connect],
