@@ -5,11 +5,13 @@ whatever its client does."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
 
 import pytest
+from tests.support import streams
 from tests.support.canned import ANTHROPIC_MESSAGE, OPENAI_CHAT, provider_answers
 from tests.support.fake_upstream import Received, Reply
 from tests.support.redis import redis_server
@@ -35,6 +37,8 @@ CLIENTS = {
     "planner": {},
     "impatient": {"tokens_per_day": 100_000},
     "waited": {"tokens_per_day": 40_000},
+    "in-a-row": {"tokens_per_day": 20_000},
+    "streams-in-a-row": {"tokens_per_day": 20_000},
 }
 TIMEOUT_S = 1  # Anthropic's: the upstream that answers later gets a 504
 
@@ -419,3 +423,47 @@ def test_a_call_that_timed_out_upstream_keeps_its_reservation(g):
     assert refused[0] == 429 and used_and_needed(refused[1])[0] == 20_000 + prompt_tokens(sent.body)
     record = g.new_audit(2)[0]
     assert (record["status"], record["error"]) == (504, f"upstream timeout: no response within {TIMEOUT_S} s")
+
+
+# Each answer reports far more input than its request shows (as a prompt with images by URL does):
+# 5 000 in and 1 000 out, where the call reserves about 1 015.
+BIG_USAGE = {"prompt_tokens": 5_000, "completion_tokens": 1_000, "total_tokens": 6_000}
+
+
+def big_answer(r: Received) -> Reply:
+    if not r.json().get("stream"):
+        return Reply(200, {**OPENAI_CHAT, "usage": BIG_USAGE})
+    pieces = streams.openai_chat()
+    usage = json.loads(pieces[-2].removeprefix(b"data: "))  # the usage-only chunk, before [DONE]
+    pieces[-2] = streams.sse({**usage, "usage": BIG_USAGE})
+    # The stream's body ends a while after its `data: [DONE]`, where OpenAI's SDK stops reading.
+    return Reply(200, headers={"content-type": "text/event-stream"}, chunks=pieces, end_delay=0.5)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_calls_in_a_row_each_find_the_last_ones_usage_counted(g, stream):
+    # 6 000 tokens a call: after three (18 000) a fourth still fits its reservation, and then no
+    # call does. A call whose client has its whole answer is counted before the next reserves.
+    g.fakes["openai"].handler = big_answer
+    name = "streams-in-a-row" if stream else "in-a-row"
+    result = g.run(f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{key(name)}", max_retries=0)
+        streaming = {{"stream": True, "stream_options": {{"include_usage": True}}}} if {stream} else {{}}
+        outcomes = []
+        for _ in range(8):
+            try:
+                answer = client.chat.completions.create(model="gpt-4o-mini", max_tokens=1000,
+                                                        messages=[{{"role": "user", "content": "hi"}}], **streaming)
+                if streaming:
+                    answer = [chunk for chunk in answer][-1]
+                outcomes.append(answer.usage.total_tokens)
+            except Exception as e:
+                outcomes.append([type(e).__name__, e.status_code, e.message])
+        report(outcomes=outcomes)
+    """)
+    outcomes = result["outcomes"]
+    assert outcomes[:4] == [6_000] * 4 and len(g.fakes["openai"].received) == 4
+    for name_, status, message in outcomes[4:]:
+        assert (name_, status) == ("RateLimitError", 429)
+        assert used_and_needed(message)[0] == 24_000

@@ -164,7 +164,8 @@ def gateway() -> Gateway:
         ],
         # A request's answer has ended (first: whatever a later step does); a translated call's error
         # in the caller's shape.
-        response=[drain.ended, translate.response, audit.response, mcp.response],
+        # A counted call's answer ends once its settlement is written (after the audit's step, which settles it).
+        response=[drain.ended, translate.response, audit.response, stream_tap.response, mcp.response],
         # A failed call ends in the provider's shape (502/504), counted for its key's or upstream's circuit.
         error=[
             drain.ended,
@@ -174,6 +175,7 @@ def gateway() -> Gateway:
             stream_tap.error,
             redact.error,
             audit.error,
+            stream_tap.counted_error,  # a counted answer's end, held back, in place of a break after it
             mcp.error,
         ],
         websocket_start=[responses_socket.websocket_start],

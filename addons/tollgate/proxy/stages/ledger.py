@@ -279,7 +279,8 @@ class Ledger:
 
     def settle(self, call: Call, record: dict[str, Any]) -> None:
         """At the call's end, with its audit record: its reservation settled to what it used, its
-        usage recorded."""
+        usage recorded. The store that got the settlement is kept (`settled_in`): the answer's end
+        waits for it to be written (`StreamTap.response`, `flushed`)."""
         store = self.shared.ledger
         reserved = call.ledger.reserved
         if reserved is not None:
@@ -293,6 +294,7 @@ class Ledger:
                 target, changes = store, adjustments(reserved.counters, NOTHING, spent)
             if changes:
                 target.adjust(changes)
+                call.ledger.settled_in = target
         if store is not None:
             row = {name: record[name] for name in ROW_FIELDS}
             row["ts"] = call.started
