@@ -39,7 +39,10 @@ CLIENTS = {
     "waited": {"tokens_per_day": 40_000},
     "in-a-row": {"tokens_per_day": 20_000},
     "streams-in-a-row": {"tokens_per_day": 20_000},
+    "completer": {"tokens_per_day": 20_000},
+    "continuer": {"tokens_per_day": 100_000},
 }
+RESERVE_INPUT = 50_000  # ledger.reserve_input_tokens: a held input's bound where its model's window is unknown
 TIMEOUT_S = 1  # Anthropic's: the upstream that answers later gets a 504
 
 
@@ -74,7 +77,7 @@ def config(store: str):
             "clients": [{"name": name, "keys": [key(name)]} for name in CLIENTS],
             "limits": [{"name": name, "match": {"client": name}, **caps} for name, caps in CLIENTS.items() if caps],
             "prices": [{"match": {"model": "gpt-4o"}, "input_per_mtok": 2.5, "output_per_mtok": 10}],
-            "ledger": {"store": store},
+            "ledger": {"store": store, "reserve_input_tokens": RESERVE_INPUT},
             "policy": {"rego": ["policy.rego"]},
         }
 
@@ -467,3 +470,63 @@ def test_calls_in_a_row_each_find_the_last_ones_usage_counted(g, stream):
     for name_, status, message in outcomes[4:]:
         assert (name_, status) == ("RateLimitError", 429)
         assert used_and_needed(message)[0] == 24_000
+
+
+def test_a_legacy_completion_reserves_every_answers_bound(g):
+    result = g.run(f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{key("completer")}", max_retries=0)
+        outcomes = []
+        for best_of, max_tokens in ((10, 4000), (2, 100)):
+            try:
+                r = client.completions.create(model="gpt-3.5-turbo-instruct", prompt="hi", best_of=best_of,
+                                              max_tokens=max_tokens)
+                outcomes.append(r.usage.total_tokens)
+            except Exception as e:
+                outcomes.append([type(e).__name__, e.status_code, e.response.headers.get("x-tollgate-error"),
+                                 e.message])
+        report(outcomes=outcomes)
+    """)
+    refused, answered = result["outcomes"]
+    # best_of 10 answers of up to 4 000 tokens each: twice the 20 000 a day, whatever the prompt.
+    assert refused[:3] == ["RateLimitError", 429, "budget_exceeded"]
+    used, needed = used_and_needed(refused[3])
+    assert used == 0 and 40_000 < needed < 40_000 + 40
+    assert answered == 154
+    (sent,) = g.fakes["openai"].received
+    assert (sent.path, sent.json()["best_of"]) == ("/v1/completions", 2)
+    denied, called = g.new_audit(2)
+    assert (denied["endpoint"], denied["status"], denied["decision"]) == ("completions", 429, "deny")
+    assert denied["deny_reasons"] == ["limit 'completer': tokens_per_day 20000 reached for completer"]
+    assert (called["status"], called["total_tokens"]) == (200, 154)
+
+
+def test_a_responses_call_whose_input_is_held_upstream_reserves_its_models_context_window(g):
+    result = g.run(f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{key("continuer")}", max_retries=0)
+        calls = [
+            ("gpt-4o", {{}}),
+            ("a-model-of-our-own", {{"conversation": "conv_1"}}),  # no window known: 50 000
+            ("gpt-4o", {{"previous_response_id": "resp_0"}}),  # its window: 128 000
+            ("gpt-4o", {{"prompt": {{"id": "pmpt_1", "version": "2"}}}}),
+        ]
+        outcomes = []
+        for model, held in calls:
+            try:
+                r = client.responses.create(model=model, input="hi", max_output_tokens=100, **held)
+                outcomes.append(r.usage.total_tokens)
+            except Exception as e:
+                outcomes.append([type(e).__name__, e.status_code, e.message])
+        report(outcomes=outcomes)
+    """)
+    plain, conversation, previous, prompt = result["outcomes"]
+    assert plain == conversation == 40  # settled to its usage, whatever it reserved
+    sent = g.fakes["openai"].received
+    assert [r.json().get("conversation") for r in sent] == [None, "conv_1"]
+    for refused in (previous, prompt):
+        assert refused[:2] == ["RateLimitError", 429]
+        # gpt-4o's window bounds its whole input, the body's among it; and its answer's bound.
+        assert used_and_needed(refused[2]) == (80, 128_000 + 100)
+    records = g.new_audit(4)
+    assert [r["status"] for r in records] == [200, 200, 429, 429]

@@ -143,6 +143,17 @@ def table_rate(
     return _rate_of(prices, f"genai-prices {table.id}/{info.id}")
 
 
+def table_context_window(provider: str, model: str, registry: Mapping[str, Provider] = PROVIDERS) -> int | None:
+    """The most input the model takes (its context window), as genai-prices' table gives it; None
+    where the table does not know the model or its window."""
+    priced = registry.get(provider)
+    table = _TABLES.get(priced.price_table or "") if priced is not None else None
+    if priced is None or table is None:
+        return None
+    info = table.find_model(priced.priced_model(model), all_providers=_TABLE_PROVIDERS)
+    return None if info is None else info.context_window
+
+
 def _rate_of(prices: ModelPrice, source: str) -> Rate:
     """genai-prices' prices as a Rate: cache reads and writes the table does not price apart pay
     the input price, reasoning the output price (as genai-prices counts them); tiers made one
@@ -202,6 +213,14 @@ class Prices:
         self.registry = registry  # the providers by name, whose price tables the table's rates come from
         self._rates = tuple(configured_rate(rule, f"prices.{i}") for i, rule in enumerate(self.rules))
         self.memo: ShapeMemo[Rate | None] = ShapeMemo(self._find)
+        self._windows: ShapeMemo[int | None] = ShapeMemo(self._window)
+
+    def context_window(self, provider: str, model: str | None) -> int | None:
+        """The most input the model takes, where the price table knows it."""
+        return self._windows.get((provider, model), provider, model)
+
+    def _window(self, provider: str, model: str | None) -> int | None:
+        return None if model is None else table_context_window(provider, model, self.registry)
 
     def rate(
         self,

@@ -26,6 +26,7 @@ from tollgate.governance.limits import (
     deny_reason,
     estimate_tokens,
     generates,
+    held_input_bound,
     refusal_message,
     retry_after,
     spends_nothing,
@@ -133,6 +134,9 @@ class Ledger:
                 facts.answers,
                 None if facts.max_tokens is not None else max_output_tokens(model),
             )
+            if facts.input_held:  # the provider adds what it holds to the input: up to the whole window
+                window = call.loaded.prices.context_window(call.route.target.provider, model)
+                prompt = held_input_bound(prompt, window, call.loaded.config.ledger.reserve_input_tokens)
             requests = 1
         rate = call.loaded.prices.rate(
             call.route.target.provider, model, call.caller.client, call.caller.groups, None, facts.price_context()
