@@ -154,8 +154,9 @@ def spends_nothing(call: Call) -> bool:
 
 # Endpoints that generate without a conversation (their facts count no messages), each answer up
 # to its bound, else its model's output: a legacy completion of a prompt (OpenAI's and every
-# OpenAI-compatible `completions`, Azure's, Anthropic's Text Completions), an image's tokens.
-GENERATING_ENDPOINTS = frozenset(("completions", "images.generations"))
+# OpenAI-compatible `completions`, Azure's, Anthropic's Text Completions), an image's tokens, a
+# Realtime session's response (its session's upgrade itself fetches: it generates nothing).
+GENERATING_ENDPOINTS = frozenset(("completions", "images.generations", "realtime"))
 
 
 def generates(endpoint: str | None, facts: RequestFacts) -> bool:
