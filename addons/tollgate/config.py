@@ -543,6 +543,7 @@ class Config(Strict):
                     f"rollup.{i}.summarizer: {name} needs providers.{name}.upstream ({self._upstream_hint(name)})"
                 )
         self._hosts_apart()
+        self._ephemeral_credentials_uncapped()
         issuers: set[str] = set()
         for i, entry in enumerate(self.identity.jwt):
             if entry.issuer in issuers:
@@ -558,6 +559,21 @@ class Config(Strict):
                     ' client_prefix: "" to let its tokens name configured clients'
                 )
         return self
+
+    def _ephemeral_credentials_uncapped(self) -> None:
+        """A credential minted through Tollgate is used without it: what it spends is never
+        counted, so no token or USD cap may be promised for a provider that allows minting one."""
+        for name in self.providers.names():
+            if self.providers.get(name).ephemeral_credentials != "allow":
+                continue
+            for i, limit in enumerate(self.limits):
+                capped = [f for f in limit.caps() if not f.startswith("requests_")]
+                if capped and limit.match.provider in (None, name):
+                    raise ValueError(
+                        f"providers.{name}.ephemeral_credentials: allow lets a caller mint a credential it spends"
+                        f" without Tollgate, and limits.{i} ({limit.label!r}) caps {capped[0]} for {name}'s calls;"
+                        " a token or USD cap cannot be kept beside it"
+                    )
 
     def _reachable(self, name: str) -> bool:
         """Whether Tollgate knows where a request it sends to `name` goes: its upstream, else its host."""

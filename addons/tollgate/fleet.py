@@ -165,11 +165,18 @@ def ledger_shared(store: str) -> bool:
 
 def fleet_config_problem(config: Config, workers: int) -> str | None:
     """Why N workers cannot run this configuration; None when they can. With limits, each worker
-    would count against its own SQLite counters: the limits would hold N times over."""
+    would count against its own SQLite counters: the limits would hold N times over; with MCP
+    servers, a session's requests reaching another worker than its `initialize` would be refused."""
     if workers > 1 and config.limits and not ledger_shared(config.ledger_store):
         return (
             f"ledger.store: {workers} workers with limits must share their counters on Redis: set ledger.store:"
             " redis://host:port/0 (a SQLite ledger is exact within one process only), or run one worker"
+        )
+    if workers > 1 and config.mcp.servers and not ledger_shared(config.ledger_store):
+        return (
+            f"ledger.store: {workers} workers with MCP servers must share whose each session is on Redis: set"
+            " ledger.store: redis://host:port/0 (a session opened through one worker is unknown to the"
+            " others), or run one worker"
         )
     return None
 

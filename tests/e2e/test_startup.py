@@ -45,6 +45,13 @@ ROOT = Path(__file__).resolve().parents[2]
         ),
         ("prices:\n  - input_per_mtok: 1\n", {}, "prices.0.output_per_mtok: Field required"),
         (
+            "providers:\n  openai:\n    ephemeral_credentials: allow\n"
+            "limits:\n  - match: {client: alice}\n    tokens_per_day: 1000\n",
+            {},
+            "providers.openai.ephemeral_credentials: allow lets a caller mint a credential it spends without"
+            " Tollgate, and limits.0 ('client=alice per client') caps tokens_per_day",
+        ),
+        (
             "providers:\n  acme:\n    kind: openai_compatible\n    hosts: [api.acme.example, api.groq.com]\n",
             {},
             "providers.acme.hosts.1: 'api.groq.com' matches hosts of groq ('api.groq.com'), which are its own",

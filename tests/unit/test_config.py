@@ -817,3 +817,29 @@ def test_an_override_rules_fallbacks_are_read_in_order() -> None:
 )
 def test_a_bad_fallback_is_an_error_naming_the_field(fallbacks: list, match: dict, message: str) -> None:
     assert message in error_of({"overrides": [{"match": match, "model": "gpt-4o", "fallbacks": fallbacks}]})
+
+
+@pytest.mark.parametrize(
+    ("limit", "refused"),
+    [
+        ({"tokens_per_day": 1000}, "limits.0 ('every call per client') caps tokens_per_day"),
+        ({"match": {"provider": "openai"}, "usd_per_month": 5}, "caps usd_per_month"),
+        ({"match": {"provider": "gemini"}, "tokens_per_day": 1000}, None),  # another provider's
+        ({"requests_per_minute": 10}, None),  # requests are counted: minting is one
+    ],
+)
+def test_ephemeral_credentials_allowed_stand_beside_no_token_or_usd_cap(limit: dict, refused: str | None) -> None:
+    data = {"providers": {"openai": {"ephemeral_credentials": "allow"}}, "limits": [limit]}
+    if refused is None:
+        assert parse_config(data, {}).providers.openai.ephemeral_credentials == "allow"
+        return
+    message = error_of(data)
+    assert message.startswith("providers.openai.ephemeral_credentials: allow lets a caller mint"), message
+    assert refused in message
+
+
+def test_ephemeral_credentials_are_refused_unless_allowed() -> None:
+    assert parse_config({}, {}).providers.openai.ephemeral_credentials == "refuse"
+    assert "providers.openai.ephemeral_credentials" in error_of(
+        {"providers": {"openai": {"ephemeral_credentials": "yes"}}}
+    )

@@ -185,3 +185,13 @@ def test_a_process_that_failed_is_named_by_the_last_error_it_logged():
     assert last_reason(mitmdump) == "Tollgate configuration: policy.rego: broken.rego:2:22: this is unclosed"
     assert last_reason(["[ALERT] Cannot raise FD limit", ""]) == "[ALERT] Cannot raise FD limit"
     assert last_reason([]) is None
+
+
+def test_mcp_servers_in_a_fleet_need_the_ledger_on_redis():
+    servers = {"mcp": {"servers": [{"name": "notes", "url": "https://mcp.example.test/mcp"}]}}
+    problem = fleet_config_problem(parse_config(servers), 3)
+    assert problem is not None
+    assert problem.startswith("ledger.store: 3 workers with MCP servers must share whose each session is on Redis")
+    assert fleet_config_problem(parse_config(servers), 1) is None
+    shared = parse_config({**servers, "ledger": {"store": "redis://127.0.0.1:6379/0"}})
+    assert fleet_config_problem(shared, 3) is None

@@ -119,3 +119,7 @@ class Classification:
     # An upgrade to a WebSocket whose messages are the calls (the Responses API's WebSocket mode):
     # the connection is identified and given its credential, each message is decided and audited.
     session: bool = False
+    # It mints a credential usable without Tollgate (a Realtime client secret, a Gemini ephemeral
+    # token): whoever holds it calls the provider directly, past every policy, limit and audit.
+    # Refused unless `providers.<name>.ephemeral_credentials` allows it.
+    mints_credential: bool = False

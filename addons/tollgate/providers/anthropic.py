@@ -32,6 +32,7 @@ from tollgate.providers.base import (
     INVALID_SIGNATURE,
     LEDGER_UNAVAILABLE,
     LIMIT_UNENFORCEABLE,
+    MINTS_CREDENTIAL,
     MISCONFIGURED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
@@ -99,6 +100,7 @@ _ERROR_TYPES = {
     LIMIT_UNENFORCEABLE: "permission_error",
     HEADERS_TOO_LARGE: "invalid_request_error",
     CIRCUIT_OPEN: "api_error",
+    MINTS_CREDENTIAL: "permission_error",
 }
 
 

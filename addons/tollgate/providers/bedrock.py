@@ -59,6 +59,7 @@ from tollgate.providers.base import (
     INVALID_SIGNATURE,
     LEDGER_UNAVAILABLE,
     LIMIT_UNENFORCEABLE,
+    MINTS_CREDENTIAL,
     MISCONFIGURED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
@@ -132,6 +133,7 @@ _ERRORS = {
     LIMIT_UNENFORCEABLE: (403, "AccessDeniedException"),
     HEADERS_TOO_LARGE: (431, "ValidationException"),
     CIRCUIT_OPEN: (503, "ServiceUnavailableException"),
+    MINTS_CREDENTIAL: (403, "AccessDeniedException"),
 }
 
 
@@ -292,6 +294,7 @@ class Bedrock(Provider):
         pool: KeyPool,
         settings: ProviderConfig,
         runtime: CredentialSource | None,
+        model: str | None = None,
     ) -> UpstreamCredential | None:
         """X-AWS-Bearer-Token, else AWS credentials in the seed proxy's side headers, else the
         provider's keys in turn, else `bearer_token`, else `credentials` (`runtime`); an
@@ -305,7 +308,7 @@ class Bedrock(Provider):
         if access and secret:
             frozen = sigv4.frozen_credentials(access, secret, side.get("x-aws-session-token") or None)
             return SigV4Signature(lambda: frozen, region, settings.region)
-        key = pool.take()
+        key = pool.take(model)
         if key is not None:
             return self.header_key(key, classification, pooled=True)
         if settings.bearer_token:

@@ -40,6 +40,7 @@ from tollgate.providers.base import (
     INVALID_SIGNATURE,
     LEDGER_UNAVAILABLE,
     LIMIT_UNENFORCEABLE,
+    MINTS_CREDENTIAL,
     MISCONFIGURED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
@@ -89,9 +90,23 @@ WORDS = words(
     "v1", "assistants", "threads", "runs", "steps", "messages", "vector_stores", "file_batches",
     "batches", "fine_tuning", "jobs", "checkpoints", "events", "content", "cancel", "sessions",
     "client_secrets", "calls", "conversations", "items", "input_items", "evals", "organization",
-    "traces", "ingest", "complete", "remix",
+    "traces", "ingest", "complete", "remix", "realtime", "transcription_sessions", "chatkit",
 )  # fmt: skip
 _NON_ID = re.compile(r"^[a-z_]+$")
+
+# Endpoints whose POST mints a credential usable without Tollgate: a Realtime client secret (`ek_…`)
+# a browser or phone then calls OpenAI with directly, and a ChatKit session's client secret.
+_MINTING = (
+    ("realtime", "client_secrets"),
+    ("realtime", "sessions"),
+    ("realtime", "transcription_sessions"),
+    ("chatkit", "sessions"),
+)
+
+
+def mints_credential(segments: Sequence[str]) -> bool:
+    """Whether a POST to this OpenAI-format path (segments after `/v1/`) mints a credential."""
+    return _is_shaped(segments, _MINTING)
 
 
 def endpoint_of(segments: Sequence[str]) -> str | None:
@@ -184,6 +199,7 @@ def classify_request(method: str, segments: Sequence[str], data: dict[str, Any] 
             return Classification(REALTIME, realtime_model(query), facts, OPENAI_API)
         classification = classify_body(endpoint, method, data)
         classification.facts.batch = job
+        classification.mints_credential = method == "POST" and mints_credential(segments)
         if method == "POST" and _is_shaped(segments, _MODEL_FROM_ELSEWHERE):
             if _is_shaped(segments, _RUNS):
                 classification.facts.unseen(ASSISTANT)
@@ -244,6 +260,7 @@ _ERROR_TYPES = {
     LIMIT_UNENFORCEABLE: "permission_denied",
     HEADERS_TOO_LARGE: "invalid_request_error",
     CIRCUIT_OPEN: "server_error",
+    MINTS_CREDENTIAL: "permission_denied",
 }
 
 

@@ -211,3 +211,21 @@ def test_a_flush_is_not_held_through_an_outage(redis_backend: Backend, monkeypat
             await store.aclose()
 
     run(scenario())
+
+
+def test_an_mcp_sessions_owner_is_shared_by_every_process_and_kept_first(redis_backend: Backend):
+    async def scenario() -> None:
+        first, second = redis_backend.open(), redis_backend.open()
+        try:
+            assert first.shares_sessions and second.shares_sessions
+            assert await second.session_owner("k1", 60) is None
+            await first.bind_session("k1", "client:alice", 60)
+            # Bound before its id reaches a client: another process knows it at once.
+            assert await second.session_owner("k1", 60) == "client:alice"
+            await second.bind_session("k1", "client:carol", 60)  # a session keeps its first owner
+            assert await first.session_owner("k1", 60) == "client:alice"
+        finally:
+            await first.aclose()
+            await second.aclose()
+
+    run(scenario())

@@ -51,6 +51,7 @@ COUNTER = "tollgate:counter:"
 CALLS = "tollgate:calls"
 REST = "tollgate:rest:"
 RESTS = "tollgate:rests"
+SESSION = "tollgate:mcp-session:"
 
 # KEYS: the counters. ARGV: amount, cap ("" for none), expires, for each. Returns granted (1/0),
 # the refused charge's index (-1 when granted), then each counter's value before. Lua's numbers
@@ -189,6 +190,19 @@ class RedisStore:
     def on_rest(self, callback: Callable[[str, float], None]) -> None:
         self._callbacks.append(callback)
         self._start_listening()
+
+    # ---- MCP sessions' owners
+
+    shares_sessions = True
+
+    async def bind_session(self, key: str, owner: str, ttl: int) -> None:
+        """Written before the session's id reaches its client: no other process can be asked for a
+        session it does not know yet."""
+        await self._command("binding an MCP session", self._redis().set(SESSION + key, owner, ex=ttl, nx=True))
+
+    async def session_owner(self, key: str, ttl: int) -> str | None:
+        owner: Any = await self._command("reading an MCP session", self._redis().getex(SESSION + key, ex=ttl))
+        return owner if isinstance(owner, str) else None
 
     async def aclose(self) -> None:
         self._closing.set()

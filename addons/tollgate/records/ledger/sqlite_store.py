@@ -137,6 +137,15 @@ class SQLiteStore:
     def on_rest(self, callback: Callable[[str, float], None]) -> None:
         """No other process's rests reach a SQLite store."""
 
+    # A process keeps its MCP sessions' owners in its memory: a SQLite file is no channel for them.
+    shares_sessions = False
+
+    async def bind_session(self, key: str, owner: str, ttl: int) -> None:
+        return None
+
+    async def session_owner(self, key: str, ttl: int) -> str | None:
+        return None
+
     async def aclose(self) -> None:
         if self._closed:
             return

@@ -86,6 +86,18 @@ class Store(Protocol):
         processes announce (and for those in force when it starts listening)."""
         ...
 
+    # Whether the processes sharing the store share MCP sessions' owners through it (Redis).
+    shares_sessions: bool
+
+    async def bind_session(self, key: str, owner: str, ttl: int) -> None:
+        """Keep `owner` as the caller of the MCP session `key` for every process sharing the store,
+        `ttl` seconds from its last look-up; a session already bound keeps its owner."""
+        ...
+
+    async def session_owner(self, key: str, ttl: int) -> str | None:
+        """The caller an MCP session `key` is bound to (its time to live renewed), or None."""
+        ...
+
 
 def open_store(url: str) -> Store:
     """The store `url` names: sqlite:///relative/path, sqlite:////absolute/path, or
