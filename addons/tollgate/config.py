@@ -469,6 +469,10 @@ class LedgerConfig(Strict):
     on_store_error: Literal["deny", "allow"] = "deny"
     # What a call that sets no max_tokens reserves for its answer, until its real usage settles it.
     reserve_output_tokens: Count = 4096
+    # What a call whose input is partly held by the provider (a previous response, a conversation, a
+    # stored prompt, a Realtime session) reserves as its input where its model's context window is
+    # unknown: 128k, the window of most current chat models.
+    reserve_input_tokens: Count = 128_000
 
     @field_validator("store")
     @classmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from datetime import UTC, datetime
 
@@ -205,6 +206,24 @@ def test_a_limit_refuses_the_response_it_has_no_room_for_and_counts_what_the_oth
         (200, "allow", 180),
     ]
     assert records[1]["deny_reasons"] == ["limit 'tokens': tokens_per_day 1000 reached for bounded"]
+
+
+def test_a_response_that_continues_a_previous_one_reserves_its_models_context_window(g, fake):
+    creates = [
+        # Codex continues each turn from the last: OpenAI bills the whole conversation as input.
+        {"model": MODEL, "input": "one", "max_output_tokens": 100, "previous_response_id": "resp_ws_before"},
+        {"model": MODEL, "input": "two", "max_output_tokens": 100},
+    ]
+    refused, answered = g.run(session(BOUNDED, creates))["got"]
+    assert refused["error"]["status"] == 429
+    # gpt-4o's context window, 128 000 tokens, and the answer's 100.
+    assert re.search(r"this call needs up to 128100\.", refused["error"]["error"]["message"])
+    assert answered["text"] == ANSWERS[0]
+    (session_,) = fake.sessions
+    assert [json.loads(m).get("previous_response_id") for m in session_.received] == [None]
+    refused_record, answered_record = g.new_audit(2)
+    assert (refused_record["status"], refused_record["decision"]) == (429, "deny")
+    assert (answered_record["status"], answered_record["total_tokens"]) == (200, 120)
 
 
 def test_an_incomplete_responses_usage_and_reason_are_audited(g, fake):

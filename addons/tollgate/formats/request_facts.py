@@ -62,6 +62,11 @@ class RequestFacts:
     # Assistant, a Realtime session's later events (`exact_reading.STORED_PROMPT`, …). The policy's
     # `unread` lists them after the classification's.
     unread: tuple[str, ...] = ()
+    # Part of its input is held by the provider, which bills it as input: a previous response, a
+    # conversation, a stored prompt (the Responses API's `previous_response_id`, `conversation`,
+    # `prompt`), a Realtime session's conversation. Its size is unknown until the answer's usage:
+    # a limit reserves the model's context window for it (`ledger.reserve_input_tokens` where unknown).
+    input_held: bool = False
 
     def price_context(self) -> tuple[tuple[str, str], ...]:
         """What the price table's variants would be chosen by, were the call run as asked."""

@@ -229,8 +229,9 @@ def classify_body(endpoint: str | None, method: str, data: dict[str, Any] | None
         openai_responses.read_facts(data, facts)
     elif endpoint == "completions":
         facts.max_tokens = request_int(data.get("max_tokens"), "max_tokens")
-        # best_of completions are generated (and billed), n of them returned: n <= best_of.
-        facts.answers = max(request_count(data.get("n"), "n"), request_count(data.get("best_of"), "best_of"))
+        # OpenAI generates (and bills) best_of completions and returns n of them (n <= best_of); a
+        # server that read them otherwise could make n of best_of each: their product bounds both.
+        facts.answers = request_count(data.get("n"), "n") * request_count(data.get("best_of"), "best_of")
     elif endpoint == "images.generations":
         facts.answers = request_count(data.get("n"), "n")
     named = read_settings(data, facts) if endpoint is not None and endpoint.startswith("realtime.") else data

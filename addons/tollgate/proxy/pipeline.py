@@ -20,6 +20,7 @@ from tollgate.proxy.stages.ledger import Ledger
 from tollgate.proxy.stages.mcp import Mcp
 from tollgate.proxy.stages.metrics import Metrics
 from tollgate.proxy.stages.override import Override
+from tollgate.proxy.stages.realtime_socket import RealtimeSocket
 from tollgate.proxy.stages.redact import Redact
 from tollgate.proxy.stages.responses_socket import ResponsesSocket, stays_on_the_socket
 from tollgate.proxy.stages.rollup import RollUp
@@ -113,6 +114,15 @@ def gateway() -> Gateway:
         ),
         audit.record,
     )
+    # Each response on a Realtime session under limits, reserved and settled as a call (the session's
+    # record adds up their usage); a refused one audited on its own.
+    realtime_socket = RealtimeSocket(
+        shared,
+        CallSteps(audit_gate.handle, ledger.handle),
+        audit.record,
+        ledger.settle_reservation,
+        ledger.charge_unreserved,
+    )
     # SIGTERM: no new connection, the calls in flight (the audit's) given drain_s to end, then exit.
     drain = Drain(shared, audit.in_flight, draining=[responses_socket.drain])
     # Before the proxy listens: the upstream TLS context made, start-up's objects frozen out of
@@ -176,7 +186,8 @@ def gateway() -> Gateway:
         ],
         # A request's answer has ended (first: whatever a later step does); a translated call's error
         # in the caller's shape.
-        response=[drain.ended, translate.response, audit.response, mcp.response],
+        # A counted call's answer ends once its settlement is written (after the audit's step, which settles it).
+        response=[drain.ended, translate.response, audit.response, stream_tap.response, mcp.response],
         # A failed call ends in the provider's shape (502/504), counted for its key's or upstream's circuit.
         error=[
             drain.ended,
@@ -186,14 +197,21 @@ def gateway() -> Gateway:
             stream_tap.error,
             redact.error,
             audit.error,
+            stream_tap.counted_error,  # a counted answer's end, held back, in place of a break after it
             mcp.error,
         ],
         websocket_start=[responses_socket.websocket_start],
         websocket_message=[
             responses_socket.websocket_message,  # a response.create decided, an answer's usage read
+            realtime_socket.websocket_message,  # under limits, a Realtime response reserved, settled at its end
             websocket.websocket_message,  # relayed; kept out of the flow
         ],
-        websocket_end=[websocket.websocket_end, responses_socket.websocket_end, audit.websocket_end],
+        websocket_end=[
+            websocket.websocket_end,
+            responses_socket.websocket_end,
+            realtime_socket.websocket_end,  # before the session's record: its responses settled
+            audit.websocket_end,
+        ],
         done=[
             drain.done,
             settings.done,
@@ -202,6 +220,7 @@ def gateway() -> Gateway:
             stream_tap.done,
             redact.done,
             responses_socket.done,  # the responses still open on a WebSocket, audited
+            realtime_socket.done,  # the Realtime responses still open, settled
             audit.done,
             tracing.done,  # after the audit's: the spans of the calls it ended exported
             ledger.done,

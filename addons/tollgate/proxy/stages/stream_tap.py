@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
+from typing import Any
 
 from mitmproxy import http
 
-from tollgate.call import Call, Failure
+from tollgate.call import Call, Failure, LedgerState
+from tollgate.formats.answer_end import EndHold
 from tollgate.formats.framing import MAX_FRAME, Decompressor, Undecodable
 from tollgate.formats.openai_chat.asked_usage import asked_usage_hidden
 from tollgate.formats.raw_headers import decoded, header_index, with_header
 from tollgate.formats.translation import Rewrite
 from tollgate.formats.usage_reading import NoUsage, UsageReader, is_event_stream
+from tollgate.proxy import patches
 from tollgate.proxy.flows import call_of, provider_of, write_body
 from tollgate.proxy.state import Shared
 
@@ -87,6 +90,35 @@ class UsageTap:
             logger.exception("Tollgate: recording stream usage failed")
 
 
+class CountedTap(UsageTap):
+    """The tap of a call that a limit counts: the bytes that would make the answer whole to its
+    client (`EndHold`) are held back until the call's settlement is written, then sent
+    (`StreamTap.response`). Every other byte goes on as it came."""
+
+    def __init__(self, *args: Any, hold: EndHold, counted: LedgerState, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._hold: EndHold | None = hold
+        self.counted: LedgerState | None = counted  # the call's ledger state, until its end is sent
+
+    def __call__(self, chunk: bytes) -> bytes | list[bytes]:
+        out = super().__call__(chunk)
+        hold = self._hold
+        if hold is None:
+            return out
+        if not chunk:  # the end: what a rewrite still had is held with the rest
+            for piece in [out] if isinstance(out, bytes) else out:
+                hold.keep(piece)
+            return []
+        if isinstance(out, bytes):
+            return hold.feed(out) or []
+        return [kept for kept in map(hold.feed, out) if kept]
+
+    def held(self) -> bytes:
+        """The answer's last bytes held back, let go: nothing is held from here on."""
+        hold, self._hold = self._hold, None
+        return b"" if hold is None else hold.held
+
+
 STREAMING_NOTICE = "Streaming response from "
 
 
@@ -156,7 +188,8 @@ class StreamTap:
             return  # an error, read whole by mitmproxy to be put in the caller's shape (`Translate`)
         provider = provider_of(call)
         # Every header read here, in one pass
-        headers = decoded(header_index(flow.response.headers.fields), provider.response_headers)
+        index = header_index(flow.response.headers.fields)
+        headers = decoded(index, provider.response_headers)
         rewrite: Rewrite | None = None
         if call.usage_asked and is_event_stream(headers):
             rewrite = asked_usage_hidden()
@@ -179,7 +212,36 @@ class StreamTap:
             rewrite = translation.rewriter(bool(call.classification.facts.stream))
         # Streamed bodies are not stored in the flow either: a saved flow holds no completion text.
         told = partial(record_usage, call, provider.answer_service_tier(headers), provider.answer_speed(headers))
-        flow.response.stream = UsageTap(reader, decoder, told, rewrite, call)
+        if call.ledger.reserved is None:
+            flow.response.stream = UsageTap(reader, decoder, told, rewrite, call)
+            return
+        # A limit counts the call: the answer's end waits for its settlement (`response`). Taught on
+        # the first such call, so that no other call pays for it: the end sent after the hook.
+        patches.finish_streamed_responses()
+        hold = EndHold(None if rewrite is not None else declared_length(index), is_event_stream(headers))
+        flow.response.stream = CountedTap(reader, decoder, told, rewrite, call, hold=hold, counted=call.ledger)
+
+    def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """After the audit's, which settled the call: the end of a counted call's answer goes to its
+        client once its settlement is written (`Store.flushed`), so that a client that has the
+        whole answer finds it counted; mitmproxy ends the body after this hook."""
+        tap = flow.response.stream if flow.response is not None else None
+        if type(tap) is not CountedTap or tap.counted is None:
+            return None
+        counted, tap.counted = tap.counted, None
+        held = tap.held()
+        store = counted.settled_in
+        waiting = None if store is None else store.flushed()
+        if waiting is None:
+            if held:
+                patches.end_response_with(flow, held)
+            return None
+        return _end_once_written(flow, waiting, held)
+
+    def counted_error(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """After the audit's `error`: a counted answer whose upstream broke off after its end was
+        held back gets that end, once counted, in place of the break."""
+        return self.response(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
         """A stream cut short (client gone, upstream reset): the usage seen so far still counts."""
@@ -193,6 +255,20 @@ class StreamTap:
             # The stream had told its end (clients stop reading at e.g. `data: [DONE]` and hang up
             # before the upstream's last bytes): nothing was lost.
             call.answer.error = call.answer.failure = None
+
+
+async def _end_once_written(flow: http.HTTPFlow, waiting: Awaitable[None], held: bytes) -> None:
+    await waiting
+    if held:
+        patches.end_response_with(flow, held)
+
+
+def declared_length(index: Mapping[bytes, bytes]) -> int | None:
+    """The body's length its headers declare (`Content-Length`, unless the body is chunked)."""
+    value = index.get(b"content-length")
+    if value is None or b"transfer-encoding" in index or not value.isdigit():
+        return None
+    return int(value)
 
 
 def record_usage(call: Call, service_tier: str | None, speed: str | None, reader: UsageReader) -> None:

@@ -122,6 +122,10 @@ class SQLiteStore:
             self._change(counter, delta, expires, now)
         self._wake()
 
+    def flushed(self) -> None:
+        """The counters are this process's, in memory: a change counts at once."""
+        return None
+
     def record(self, row: dict[str, Any]) -> None:
         ts = row.get("ts")
         self._writes.add((float(ts) if isinstance(ts, (int, float)) else time.time(), row))
