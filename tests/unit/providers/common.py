@@ -26,6 +26,7 @@ from tollgate.providers.base import (
     INVALID_SIGNATURE,
     LEDGER_UNAVAILABLE,
     LIMIT_UNENFORCEABLE,
+    MINTS_CREDENTIAL,
     MISCONFIGURED,
     MISDIRECTED,
     NO_UPSTREAM_CREDENTIAL,
@@ -78,6 +79,7 @@ REASONS = (
     HEADERS_TOO_LARGE,
     CIRCUIT_OPEN,
     MISDIRECTED,
+    MINTS_CREDENTIAL,
 )
 
 
@@ -210,6 +212,7 @@ OPENAI_REFUSALS = {
     HEADERS_TOO_LARGE: (431, "invalid_request_error", "headers_too_large"),
     MISDIRECTED: (421, "invalid_request_error", "misdirected"),
     CIRCUIT_OPEN: (503, "server_error", "circuit_open"),
+    MINTS_CREDENTIAL: (403, "permission_denied", "mints_credential"),
 }
 
 
@@ -231,6 +234,7 @@ GEMINI_REFUSALS = {
     HEADERS_TOO_LARGE: (431, "INVALID_ARGUMENT"),
     MISDIRECTED: (421, "INVALID_ARGUMENT"),
     CIRCUIT_OPEN: (503, "UNAVAILABLE"),
+    MINTS_CREDENTIAL: (403, "PERMISSION_DENIED"),
 }
 
 
@@ -252,6 +256,7 @@ ANTHROPIC_REFUSALS = {
     HEADERS_TOO_LARGE: (431, "invalid_request_error"),
     MISDIRECTED: (421, "invalid_request_error"),
     CIRCUIT_OPEN: (503, "api_error"),
+    MINTS_CREDENTIAL: (403, "permission_error"),
 }
 
 
@@ -273,6 +278,7 @@ BEDROCK_REFUSALS = {
     HEADERS_TOO_LARGE: (431, "ValidationException"),
     MISDIRECTED: (421, "ValidationException"),
     CIRCUIT_OPEN: (503, "ServiceUnavailableException"),
+    MINTS_CREDENTIAL: (403, "AccessDeniedException"),
 }
 
 

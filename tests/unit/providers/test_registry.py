@@ -36,6 +36,7 @@ from tollgate.providers.base import (
     INVALID_SIGNATURE,
     LEDGER_UNAVAILABLE,
     LIMIT_UNENFORCEABLE,
+    MINTS_CREDENTIAL,
     MISCONFIGURED,
     MISDIRECTED,
     NO_UPSTREAM_CREDENTIAL,
@@ -300,6 +301,7 @@ def test_status_per_reason() -> None:
         HEADERS_TOO_LARGE: 431,
         CIRCUIT_OPEN: 503,
         MISDIRECTED: 421,
+        MINTS_CREDENTIAL: 403,
     }
 
 
