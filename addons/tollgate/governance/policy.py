@@ -43,8 +43,9 @@ INSTALL_ENGINE = f"pip install --no-deps --ignore-requires-python '{ENGINE}==0.4
 CACHE_SIZE = 4096
 TIMEOUT = 1.0  # seconds an evaluation may take; `policy.timeout`
 COMPILE_LIMIT = 30.0  # seconds for a policy to compile in its own process
-# Built-ins whose answer is not a function of the input: time, HTTP, randomness, UUIDs, DNS, runtime.
-_IMPURE = re.compile(r"\b(?:time|http|rand|uuid|net|opa)\.[a-z_]+\s*\(")
+# Built-ins whose answer is not a function of the input: time, HTTP, randomness, UUIDs, DNS, the
+# runtime, and a JWT's verification (checked against the clock).
+_IMPURE = re.compile(r"\b(?:(?:time|http|rand|uuid|net|opa)\.[a-z_]+|io\.jwt\.decode_verify)\s*\(")
 _PACKAGE = re.compile(r"^\s*package\s+tollgate(?:\.mcp)?\s*(?:#.*)?$", re.MULTILINE)
 _DENY_RULE = re.compile(r"^\s*(?:default\s+)?deny\b", re.MULTILINE)
 # Rego's comments, and its strings so that a `#` in one starts no comment. Strings are not
@@ -200,13 +201,19 @@ class Policy:
     def decide_call(self, call: Call) -> Decision:
         """The decision on a call (`tollgate.call.Call`), in this process: its input document is
         built only when the same facts have not been decided before."""
-        facts = input_facts(call)
+        return self.decide_facts(input_facts(call))
+
+    def decide_facts(self, facts: tuple[Any, ...]) -> Decision:
+        """The decision on a call's facts (`input_facts`), in this process, cached as the proxy's are."""
         return self._cached(self._key(facts), lambda: input_document(facts))
 
     def decide_call_in_worker(self, call: Call) -> Decision | Awaitable[Decision]:
         """The decision on a call as the proxy makes it: a cached one at once; else an awaitable
         evaluation in the worker process, within the time limit."""
-        facts = input_facts(call)
+        return self.decide_facts_in_worker(input_facts(call))
+
+    def decide_facts_in_worker(self, facts: tuple[Any, ...]) -> Decision | Awaitable[Decision]:
+        """`decide_call_in_worker` on a call's facts (`input_facts`)."""
         cache = self._cache
         if cache is None:
             return self._in_worker(None, input_document(facts))
