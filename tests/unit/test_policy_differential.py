@@ -166,7 +166,7 @@ def test_tollgate_decides_as_opa_does_in_process(tmp_path_factory, source: str, 
 
 
 @settings(
-    max_examples=8 if QUICK else 20, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+    max_examples=3 if QUICK else 12, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
 )
 @given(policies(), calls())
 def test_tollgate_decides_as_opa_does_through_its_worker(tmp_path_factory, source: str, alike: list[tuple]) -> None:
