@@ -50,7 +50,7 @@ def test_a_failing_test_is_named_and_the_status_is_2(tmp_path: Path, capsys) -> 
         "package tollgate_test\nimport rego.v1\nimport data.tollgate\n\n"
         'test_streams_are_refused if "streaming is off" in tollgate.deny with input as {"request": {"stream": true}}\n'
         'test_wrong if "streaming is off" in tollgate.deny with input as {"request": {"stream": false}}\n'
-        'test_undefined if input.nothing\n',
+        "test_undefined if input.nothing\n",
     )
     code, out, err = run(capsys, str(tmp_path))
     assert (code, err) == (2, "")
@@ -94,7 +94,7 @@ def test_a_test_whose_evaluation_fails_is_an_error(tmp_path: Path, capsys) -> No
     code, out, _ = run(capsys, str(tmp_path))
     assert code == 2
     assert "data.tollgate_test.test_x: ERROR" in out
-    assert f'{tmp_path / "policy_test.rego"}:4: eval_builtin_error: to_number: strconv.ParseFloat' in out
+    assert f"{tmp_path / 'policy_test.rego'}:4: eval_builtin_error: to_number: strconv.ParseFloat" in out
 
 
 def test_files_that_do_not_compile_stop_the_run_with_status_1(tmp_path: Path, capsys) -> None:

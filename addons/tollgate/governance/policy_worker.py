@@ -228,7 +228,7 @@ def serve() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
     answers = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # what rego-cpp may print goes to standard error, not among the answers
+    os.dup2(2, 1)  # what the engine may print goes to standard error, not among the answers
     documents = sys.stdin.buffer
     try:
         rules = Rules(json.loads(documents.readline())["modules"])
