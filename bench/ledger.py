@@ -12,8 +12,10 @@ Per call, as the Limit step would: `await store.reserve(charges)` with the charg
 the call to after its await (so the hand-over to the SQLite worker thread, or the round trip to
 Redis, is in it); then `store.adjust(...)` (the settlement of the six counters) and
 `store.record(row)` (the call's row) timed together — the enqueue only, as their writes go in the
-background. One event loop, calls one after another (the latency of one call, not throughput);
-a warm-up of 200 calls first. SQLite's file is in a temporary directory (on this machine's disk).
+background; then `await store.flushed()`, what the end of a counted call's answer waits for (its
+settlement written: nothing for SQLite, a write to Redis). One event loop, calls one after another
+(the latency of one call, not throughput); a warm-up of 200 calls first. SQLite's file is in a
+temporary directory (on this machine's disk).
 """
 
 from __future__ import annotations
@@ -63,9 +65,10 @@ ROW = {
 }
 
 
-async def measure(store: Store, calls: int) -> tuple[list[int], list[int]]:
+async def measure(store: Store, calls: int) -> tuple[list[int], list[int], list[int]]:
     reserve_ns: list[int] = []
     settle_ns: list[int] = []
+    flush_ns: list[int] = []
     for i in range(WARM_UP + calls):
         now = time.time()
         wanted = charges(now)
@@ -78,20 +81,26 @@ async def measure(store: Store, calls: int) -> tuple[list[int], list[int]]:
         store.adjust(changes)
         store.record({**ROW, "ts": now})
         t3 = time.perf_counter_ns()
+        waiting = store.flushed()
+        if waiting is not None:
+            await waiting
+        t4 = time.perf_counter_ns()
         if i >= WARM_UP:
             reserve_ns.append(t1 - t0)
             settle_ns.append(t3 - t2)
+            flush_ns.append(t4 - t3)
     await store.aclose()
-    return reserve_ns, settle_ns
+    return reserve_ns, settle_ns, flush_ns
 
 
-def report(name: str, reserve_ns: list[int], settle_ns: list[int]) -> None:
+def report(name: str, reserve_ns: list[int], settle_ns: list[int], flush_ns: list[int]) -> None:
     def p(values: list[int], q: int) -> float:
         return statistics.quantiles(values, n=100)[q - 1] / 1000
 
     print(
         f"{name:<8} reserve p50 {p(reserve_ns, 50):7.1f} µs  p99 {p(reserve_ns, 99):7.1f} µs   "
-        f"adjust+record enqueue p50 {p(settle_ns, 50):5.1f} µs  p99 {p(settle_ns, 99):5.1f} µs"
+        f"adjust+record enqueue p50 {p(settle_ns, 50):5.1f} µs  p99 {p(settle_ns, 99):5.1f} µs   "
+        f"flushed p50 {p(flush_ns, 50):7.1f} µs  p99 {p(flush_ns, 99):7.1f} µs"
     )
 
 

@@ -5,6 +5,7 @@ in bench/stream.py), steady where a whole proxy's ratios are not.
 
     .venv/bin/python bench/readers.py                     # every format x 256 B, 64 KiB, 1 MiB events (~1 min)
     .venv/bin/python bench/readers.py --piece-kib 16,64 --format bedrock-invoke
+    .venv/bin/python bench/readers.py --format openai-chat --hide-usage   # as `stream_usage: inject` rewrites it
 
 Each cell is the best of `--repeat` passes over a `--size-mb` stream, the pieces and the read at
 the stream's end (the tail framed, usage parsed) timed apart; the usage the reader reports must be
@@ -24,6 +25,7 @@ sys.path.insert(0, str(BENCH))
 
 from stream import MB, MiB, Scenario  # noqa: E402
 from stream_wires import FORMATS  # noqa: E402
+from tollgate.formats.openai_chat.asked_usage import asked_usage_hidden  # noqa: E402
 from tollgate.formats.usage_reading import UsageReader  # noqa: E402
 from tollgate.providers import provider_for  # noqa: E402
 from tollgate.proxy.stages.stream_tap import UsageTap  # noqa: E402
@@ -51,6 +53,12 @@ def main() -> int:
     parser.add_argument("--piece-kib", default=PIECE_KIB, help="comma-separated piece sizes in KiB")
     parser.add_argument("--size-mb", type=int, default=64, help="stream size in MiB")
     parser.add_argument("--repeat", type=int, default=3, help="passes per cell; the best counts")
+    parser.add_argument(
+        "--hide-usage",
+        action="store_true",
+        help="an OpenAI chat stream also rewritten as for a client that did not ask for usage"
+        " (`audit.stream_usage: inject`: each chunk's usage null and the usage chunk hidden)",
+    )
     args = parser.parse_args()
     print(f"{'format':<18} {'event':>7} {'piece':>7} {'µs/piece':>9} {'µs/MB':>8} {'ms at end':>8}  usage")
     for name in args.format.split(","):
@@ -62,7 +70,8 @@ def main() -> int:
                 best = best_end = float("inf")
                 for _ in range(args.repeat):
                     reader = reader_for(name)
-                    tap = UsageTap(reader, None, lambda _reader: None)
+                    rewrite = asked_usage_hidden() if args.hide_usage and name == "openai-chat" else None
+                    tap = UsageTap(reader, None, lambda _reader: None, rewrite)
                     start = time.perf_counter_ns()
                     for piece in pieces:
                         tap(piece)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from tollgate.governance.rollup import Plan
     from tollgate.providers.base import UpstreamCredential
     from tollgate.providers.keypool import KeyPool
+    from tollgate.records.ledger.store import Store
     from tollgate.runtime import Loaded
 
 Auth = Literal["virtual_key", "sigv4", "proxyauth", "jwt", "anonymous"]
@@ -143,6 +144,9 @@ class Caller:
     auth: Auth = "anonymous"
     # A JWT caller's issuer and claims, which the policy sees (never the audit).
     identity: JwtIdentity | None = field(default=None, repr=False)
+    # When the virtual key that identified the caller expires (seconds since the epoch): a
+    # Responses WebSocket's later messages are refused from then on.
+    key_expires: float | None = None
     # Where the client put credentials, for any provider (names only, see `stages/redact.py`);
     # None until Identify has looked.
     credential_positions: tuple[str, ...] | None = None
@@ -190,6 +194,9 @@ class LedgerState:
     reserved: Reserved | None = field(default=None, repr=False)
     # What the call used on those counters, as its end settled them (the metrics show the room left).
     spent: Estimate | None = None
+    # The store its settlement went to, while it may not be written yet: its answer's last bytes
+    # wait for it (`Store.flushed`), so that a client that has the whole answer finds it counted.
+    settled_in: Store | None = field(default=None, repr=False)
     # Its roll-up's summary was counted, with a failed attempt's reservation (`settle_attempt`).
     summary_counted: bool = False
     # The ledger's store failed this call (`ledger.on_store_error` says whether it went on).

@@ -6,13 +6,23 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from tollgate.config_base import ProviderConfig, Strict, base_url
 from tollgate.governance.jwt_identity import (
@@ -100,19 +110,88 @@ class VirtualAwsCredential(Strict):
     secret_access_key: str = Field(min_length=1)
 
 
+# A virtual key written as the SHA-256 of its UTF-8 bytes, so that the file holds no usable copy.
+SHA256_KEY_PREFIX = "sha256:"
+_SHA256_KEY = re.compile(r"sha256:[0-9a-f]{64}")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def key_digest(key: str) -> str:
+    """The hex SHA-256 of a virtual key's UTF-8 bytes: what its `sha256:` form holds."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _usable_key(key: str) -> str:
+    if not key or key != key.strip() or any(c.isspace() for c in key):
+        raise ValueError("a virtual key must be non-empty and hold no spaces")
+    if key.startswith(SHA256_KEY_PREFIX) and _SHA256_KEY.fullmatch(key) is None:
+        raise ValueError(
+            "a sha256: key is sha256: and 64 lower-case hex digits, the SHA-256 of the key"
+            " (`tollgate key new --client NAME` prints one)"
+        )
+    return key
+
+
+def _expiry(value: Any) -> datetime:
+    """`expires:` as an aware UTC datetime: a date alone is its start in UTC; a date and time must name
+    its zone (Z or an offset). YAML gives dates and datetimes, `${NAME}` strings."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = date.fromisoformat(text) if _DATE.fullmatch(text) else datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is no date (2027-03-01) nor date and time with its zone (2027-03-01T00:00:00Z)"
+            ) from None
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(
+                "a date and time needs its zone (2027-03-01T09:00:00Z, or +01:00); a date alone"
+                " (2027-03-01) means its start, UTC"
+            )
+        return value.astimezone(UTC)
+    if isinstance(value, date):
+        return datetime.combine(value, time(0), tzinfo=UTC)
+    raise ValueError("expected a date (2027-03-01) or a date and time with its zone (2027-03-01T00:00:00Z)")
+
+
+class VirtualKey(Strict):
+    """One of a client's virtual keys: the key, or `sha256:<hex>` of it; until `expires`, when set."""
+
+    key: str
+    expires: datetime | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _key_usable(cls, value: str) -> str:
+        return _usable_key(value)
+
+    @field_validator("expires", mode="before")
+    @classmethod
+    def _expires_read(cls, value: Any) -> datetime | None:
+        return None if value is None else _expiry(value)
+
+    @property
+    def hashed(self) -> bool:
+        """Written as `sha256:<hex>`: Tollgate knows the key by its SHA-256 alone."""
+        return self.key.startswith(SHA256_KEY_PREFIX)
+
+    @property
+    def sha256(self) -> str:
+        """The key's SHA-256 in hex, however it is written."""
+        return self.key.removeprefix(SHA256_KEY_PREFIX) if self.hashed else key_digest(self.key)
+
+
+def _key_entry(value: Any) -> Any:
+    """A key written alone stands for `{key: …}`; checked here, so that its error names the entry."""
+    return {"key": _usable_key(value)} if isinstance(value, str) else value
+
+
 class Client(Strict):
     name: str = Field(min_length=1)
-    keys: tuple[str, ...] = ()
+    keys: tuple[Annotated[VirtualKey, BeforeValidator(_key_entry)], ...] = ()
     aws_credentials: tuple[VirtualAwsCredential, ...] = ()
     groups: tuple[str, ...] = ()
-
-    @field_validator("keys")
-    @classmethod
-    def _keys_usable(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for key in value:
-            if not key or key != key.strip() or " " in key:
-                raise ValueError("a virtual key must be non-empty and hold no spaces")
-        return value
 
 
 class OverrideMatch(Strict):
@@ -390,6 +469,10 @@ class LedgerConfig(Strict):
     on_store_error: Literal["deny", "allow"] = "deny"
     # What a call that sets no max_tokens reserves for its answer, until its real usage settles it.
     reserve_output_tokens: Count = 4096
+    # What a call whose input is partly held by the provider (a previous response, a conversation, a
+    # stored prompt, a Realtime session) reserves as its input where its model's context window is
+    # unknown: 128k, the window of most current chat models.
+    reserve_input_tokens: Count = 128_000
 
     @field_validator("store")
     @classmethod
@@ -510,9 +593,9 @@ class Config(Strict):
                 raise ValueError(f"clients.{i}.name: {client.name!r} is used by another client")
             seen_names.add(client.name)
             for j, key in enumerate(client.keys):
-                if key in seen_keys:
+                if key.sha256 in seen_keys:  # a key written out and its sha256: form are one key
                     raise ValueError(f"clients.{i}.keys.{j}: this virtual key is used twice")
-                seen_keys.add(key)
+                seen_keys.add(key.sha256)
             for j, cred in enumerate(client.aws_credentials):
                 if cred.access_key_id in seen_aws:
                     raise ValueError(f"clients.{i}.aws_credentials.{j}.access_key_id: used by another client")
@@ -539,6 +622,7 @@ class Config(Strict):
                     f"rollup.{i}.summarizer: {name} needs providers.{name}.upstream ({self._upstream_hint(name)})"
                 )
         self._hosts_apart()
+        self._ephemeral_credentials_uncapped()
         issuers: set[str] = set()
         for i, entry in enumerate(self.identity.jwt):
             if entry.issuer in issuers:
@@ -554,6 +638,21 @@ class Config(Strict):
                     ' client_prefix: "" to let its tokens name configured clients'
                 )
         return self
+
+    def _ephemeral_credentials_uncapped(self) -> None:
+        """A credential minted through Tollgate is used without it: what it spends is never
+        counted, so no token or USD cap may be promised for a provider that allows minting one."""
+        for name in self.providers.names():
+            if self.providers.get(name).ephemeral_credentials != "allow":
+                continue
+            for i, limit in enumerate(self.limits):
+                capped = [f for f in limit.caps() if not f.startswith("requests_")]
+                if capped and limit.match.provider in (None, name):
+                    raise ValueError(
+                        f"providers.{name}.ephemeral_credentials: allow lets a caller mint a credential it spends"
+                        f" without Tollgate, and limits.{i} ({limit.label!r}) caps {capped[0]} for {name}'s calls;"
+                        " a token or USD cap cannot be kept beside it"
+                    )
 
     def _reachable(self, name: str) -> bool:
         """Whether Tollgate knows where a request it sends to `name` goes: its upstream, else its host."""

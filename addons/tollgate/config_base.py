@@ -3,7 +3,7 @@ base of every configuration model: what both `config.py` and the provider module
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -69,7 +69,8 @@ class RetryConfig(Strict):
 class CircuitConfig(Strict):
     """`providers.<name>.circuit`: a key, or an upstream called with no pooled key, that failed
     `failures` calls in a row (as `retry.when` says, else on 429, 529, 5xx, connect and timeout)
-    rests `rest_s` seconds; after it, one more failure rests it again."""
+    rests `rest_s` seconds: for every model on 429 and a failed connection, else for the model
+    whose calls failed; after it, one more failure rests it again."""
 
     failures: int = Field(default=5, ge=1, le=1000)
     rest_s: float = Field(default=30.0, gt=0, le=3600)
@@ -93,6 +94,10 @@ class ProviderConfig(Strict):
     hosts: tuple[str, ...] = ()
     retry: RetryConfig | None = None  # off unless set
     circuit: CircuitConfig | None = None  # off unless set
+    # Whether a call that mints a credential usable without Tollgate (a Realtime client secret, a
+    # Gemini ephemeral token) may go: `refuse` (403 mints_credential), or `allow`, which no token
+    # or USD limit that applies to the provider may stand beside (`Config`).
+    ephemeral_credentials: Literal["refuse", "allow"] = "refuse"
 
     _upstream = field_validator("upstream")(classmethod(lambda cls, value: base_url(value)))
 

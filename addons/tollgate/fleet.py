@@ -9,6 +9,7 @@ the audit file (each appends whole lines), the ledger on Redis, the metrics in
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -165,11 +166,18 @@ def ledger_shared(store: str) -> bool:
 
 def fleet_config_problem(config: Config, workers: int) -> str | None:
     """Why N workers cannot run this configuration; None when they can. With limits, each worker
-    would count against its own SQLite counters: the limits would hold N times over."""
+    would count against its own SQLite counters: the limits would hold N times over; with MCP
+    servers, a session's requests reaching another worker than its `initialize` would be refused."""
     if workers > 1 and config.limits and not ledger_shared(config.ledger_store):
         return (
             f"ledger.store: {workers} workers with limits must share their counters on Redis: set ledger.store:"
             " redis://host:port/0 (a SQLite ledger is exact within one process only), or run one worker"
+        )
+    if workers > 1 and config.mcp.servers and not ledger_shared(config.ledger_store):
+        return (
+            f"ledger.store: {workers} workers with MCP servers must share whose each session is on Redis: set"
+            " ledger.store: redis://host:port/0 (a session opened through one worker is unknown to the"
+            " others), or run one worker"
         )
     return None
 
@@ -184,6 +192,30 @@ def worker_instance(env: Mapping[str, str], index: int) -> str:
     """A worker's `instance` (TOLLGATE_INSTANCE): the host's (TOLLGATE_INSTANCE when set, else the
     host name), then the worker's number."""
     return f"{instance_name(env)}/w{index}"
+
+
+def listen_advice(address: str, error: int, mode: str = REGULAR, worker: bool = False) -> str:
+    """What to do when the proxy cannot listen on `address` (`127.0.0.1:8080`; a capture mode's
+    `transparent@*:8081`) for the error number `error`: said in Tollgate's words, which name the
+    options its users set rather than mitmproxy's `--mode`."""
+    if error == errno.EADDRINUSE:
+        why = "another program listens there (another Tollgate?)"
+    elif error == errno.EACCES:
+        why = "permission denied (a port below 1024 needs root, or CAP_NET_BIND_SERVICE)"
+    elif error == errno.EADDRNOTAVAIL:
+        why = "no network interface of this host has that address"
+    else:
+        why = os.strerror(error)
+    if worker:  # tollgate serve chose the port, free a moment before
+        return f"Tollgate cannot listen on {address}: {why}; the fleet's worker ports are chosen anew at its next start"
+    if mode != REGULAR:
+        elsewhere = f"--capture {mode}@PORT (./run.sh), or mitmdump's --mode {mode}@PORT"
+    else:
+        elsewhere = (
+            f"--listen-port PORT (and --listen-host HOST), or {LISTEN_ENV}=HOST:PORT for ./run.sh and"
+            " tollgate serve; clients then need the HTTPS_PROXY that `./run.sh env` prints for it"
+        )
+    return f"Tollgate cannot listen on {address}: {why}. Stop what holds it, or listen elsewhere: {elsewhere}"
 
 
 def host_port(host: str, port: int) -> str:

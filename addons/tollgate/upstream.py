@@ -22,6 +22,7 @@ from tollgate.config_base import ProviderConfig
 from tollgate.fingerprint import fingerprint
 from tollgate.formats.framing import MAX_FRAME, Undecodable, decode_whole
 from tollgate.formats.request_facts import Classification
+from tollgate.governance.failover import model_circuit
 from tollgate.providers import CONFIGURED_SIDE_HEADERS, PROVIDERS
 from tollgate.providers.base import Provider, RequestParts, UpstreamCredential
 from tollgate.providers.keypool import KeyPool, retry_after_seconds
@@ -75,26 +76,37 @@ def target_upstream(
 
 
 def credential_for(
-    loaded: Configured, provider: Provider, classification: Classification, side: Mapping[str, str] = NO_SIDE
+    loaded: Configured,
+    provider: Provider,
+    classification: Classification,
+    side: Mapping[str, str] = NO_SIDE,
+    model: str | None = None,
 ) -> UpstreamCredential | None:
     """The credential Tollgate puts on a request for `provider` (`Provider.upstream_credential`):
-    the caller's side header's key, else a pooled key (taken now), a signature or a token; None
-    when it has none."""
+    the caller's side header's key, else a pooled key (taken now; none whose circuit is open for
+    `model`), a signature or a token; None when it has none."""
     name = provider.name
     return provider.upstream_credential(
-        classification, side, loaded.pools[name], loaded.providers[name], loaded.runtimes[name]
+        classification, side, loaded.pools[name], loaded.providers[name], loaded.runtimes[name], model
     )
 
 
 def open_circuit(
-    pool: KeyPool | None, key: str | None, name: str, seconds: float, circuits: Circuits, ledger: Store | None
+    pool: KeyPool | None,
+    key: str | None,
+    name: str,
+    seconds: float,
+    circuits: Circuits,
+    ledger: Store | None,
+    model: str | None = None,
 ) -> None:
-    """A key (`pool`, `key`) or an upstream (`name`, `upstream_circuit`) failed too often in a row:
-    it rests `seconds`, here and, where a ledger's store is shared, in every process sharing it
-    (announced as a rest named `CIRCUIT` + its fingerprint or name)."""
+    """A key (`pool`, `key`) or an upstream (`name`, `upstream_circuit`) failed too often in a row,
+    for every model or for `model` (then `name` is its `model_circuit`): it rests `seconds`, here
+    and, where a ledger's store is shared, in every process sharing it (announced as a rest named
+    `CIRCUIT` + its fingerprint or name, and the model's)."""
     if pool is not None and key is not None:
-        pool.open_circuit(key, seconds)
-        name = fingerprint(key)
+        pool.open_circuit(key, seconds, model)
+        name = fingerprint(key) if model is None else model_circuit(fingerprint(key), model)
     else:
         circuits.open(name, seconds)
     if ledger is not None:

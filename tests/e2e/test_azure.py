@@ -6,6 +6,8 @@ the other products an Azure AI services host serves, passed with the caller's ow
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from tests.support import streams
 from tests.support.azure import CLIENT_SECRET, ENTRA_TOKEN, GOV_SCOPE, GOV_TOKEN, FakeAzure, entra_env
@@ -378,3 +380,31 @@ def test_a_route_takes_azure_calls_to_anthropic_translated(routed):
         "azure", "anthropic", "claude-dep", "claude-sonnet-4-5",
     )  # fmt: skip
     assert record["total_tokens"] == result["tokens"]
+
+
+def test_a_legacy_completion_on_a_deployment_reserves_every_answers_bound(start_gateway):
+    limit = {"name": "daily", "match": {"client": "alice"}, "tokens_per_day": 20_000}
+    gw = start(start_gateway, {"keys": [PROVIDER_KEY], "resources": contoso()}, more={"limits": [limit]})
+    result = gw.run(
+        CLIENT
+        + """
+    outcomes = []
+    for best_of, max_tokens in ((10, 4000), (2, 100)):
+        try:
+            r = client.completions.create(model="instruct", prompt="hi", best_of=best_of, max_tokens=max_tokens)
+            outcomes.append(r.usage.total_tokens)
+        except Exception as e:
+            outcomes.append([e.status_code, e.response.headers.get("x-tollgate-error"), e.message])
+    report(outcomes=outcomes)
+"""
+    )
+    refused, answered = result["outcomes"]
+    assert refused[:2] == [429, "budget_exceeded"]
+    needed = re.search(r"tokens_per_day is 20000 for alice; 0 used, this call needs up to (\d+)\.", refused[2])
+    assert needed is not None and 40_000 < int(needed[1]) < 40_000 + 40, refused[2]  # 10 x 4000, and the prompt
+    assert answered == 154
+    (seen,) = gw.fakes["azure"].received
+    assert seen.path == f"/openai/deployments/instruct/completions?api-version={API_VERSION}"
+    denied, called = gw.new_audit(2)
+    assert (denied["endpoint"], denied["status"], denied["decision"]) == ("completions", 429, "deny")
+    assert (called["endpoint"], called["status"], called["total_tokens"]) == ("completions", 200, 154)

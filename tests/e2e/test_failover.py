@@ -563,6 +563,68 @@ def test_a_circuit_opened_in_one_process_rests_in_another_sharing_redis(start_ga
         redis.stop()
 
 
+BOB = "tg-bob-failover-test"
+
+
+def model_calls(gw, key: str, model: str, count: int) -> list:
+    """`count` OpenAI SDK calls to `model` with the virtual key `key`: 200, or the status and
+    X-Tollgate-Error of the error."""
+    return gw.run(f"""
+    from openai import OpenAI
+    client = OpenAI(api_key="{key}", max_retries=0)
+    outcomes = []
+    for _ in range({count}):
+        try:
+            client.chat.completions.create(model="{model}", messages=[{{"role": "user", "content": "hi"}}])
+            outcomes.append(200)
+        except Exception as e:
+            outcomes.append([e.status_code, e.response.headers.get("x-tollgate-error")])
+    report(outcomes=outcomes)
+    """)["outcomes"]
+
+
+def test_one_callers_failing_model_rests_that_model_not_the_keys(start_gateway):
+    """bob's calls to a model whose upstream answers 503 rest that model on both pooled keys;
+    alice's calls to another model still go, on both keys. A 429 rests the key for every model."""
+    gw = start_gateway(
+        lambda urls: {
+            "providers": {
+                "openai": {"upstream": urls["openai"], "keys": [K1, K2], "circuit": {"failures": 2, "rest_s": 60}}
+            },
+            "clients": [{"name": "alice", "keys": [ALICE]}, {"name": "bob", "keys": [BOB]}],
+        },
+        providers=("openai",),
+    )
+    fake = gw.fakes["openai"]
+
+    def answer(r):
+        model = r.json()["model"]
+        if model == "gpt-broken":
+            return Reply(503, DOWN_OPENAI)
+        if model == "gpt-limited" and r.headers["authorization"] == f"Bearer {K1}":
+            return Reply(429, RATE_LIMITED, {"retry-after": "0"})
+        return Reply(200, ANSWER)
+
+    fake.handler = answer
+    failing = [503, None]
+    assert model_calls(gw, BOB, "gpt-broken", 5) == [failing, failing, failing, failing, [503, "circuit_open"]]
+    assert keys_used(fake) == [K1, K2, K1, K2]
+    refused = gw.new_audit(5)[-1]
+    assert (refused["client"], refused["status"], refused["deny_reasons"]) == ("bob", 503, ["circuit_open"])
+    assert "failed 2 calls in a row: it rests 60 s" in gw.proxy.console()
+    fake.received.clear()
+    assert model_calls(gw, ALICE, "gpt-4o-mini", 2) == [200, 200]
+    assert sorted(keys_used(fake)) == sorted([K1, K2])
+    assert [r["decision"] for r in gw.new_audit(2)] == ["allow", "allow"]
+    # Two 429s in a row on K1 (each a call of its own, K2 answering between): K1 rests for every model.
+    fake.received.clear()
+    assert model_calls(gw, ALICE, "gpt-limited", 4) == [[429, None], 200, [429, None], 200]
+    fake.received.clear()
+    assert model_calls(gw, ALICE, "gpt-4o-mini", 2) == [200, 200]
+    assert keys_used(fake) == [K2, K2]
+    assert "(model 'gpt-broken') failed 2 calls in a row" in gw.proxy.console()
+
+
 def test_a_call_whose_connection_timed_out_goes_again(clouds):
     clouds.reset()
     fake = clouds.fakes["openai"]

@@ -21,7 +21,7 @@ from tests.support.canned import provider_answers
 from tests.support.clients import run_client
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
 from tests.support.fleet import Fleet, accepts, processes
-from tests.support.proxy import free_port
+from tests.support.proxy import ROOT, free_port
 from tests.support.redis import redis_server
 
 HOST = socket.gethostname()
@@ -432,7 +432,11 @@ def test_a_listen_address_taken_stops_the_fleet_before_any_worker_starts(tmp_pat
         fleet = Fleet(tmp_path, {}, confdir, upstream_ca_pem, port=port)
         try:
             assert fleet.wait_exit(30) == 1
-            said = f"tollgate serve: the listen address: cannot listen on 127.0.0.1:{port}: Address already in use"
+            said = (
+                f"tollgate serve: Tollgate cannot listen on 127.0.0.1:{port}: another program listens there (another"
+                " Tollgate?). Stop what holds it, or listen elsewhere: --listen-port PORT (and --listen-host HOST),"
+                " or TOLLGATE_LISTEN=HOST:PORT for ./run.sh and tollgate serve"
+            )
             assert said in fleet.console()
             assert not fleet.audit_path.exists()  # no worker started
         finally:
@@ -454,3 +458,32 @@ def test_one_worker_is_mitmdump_itself_without_haproxy(tmp_path, fakes, confdir,
         assert call["instance"] == f"{HOST}/w1"
     finally:
         fleet.stop()
+
+
+def test_each_worker_does_before_it_listens_what_its_first_calls_would(
+    tmp_path, fakes, confdir, upstream_ca_pem, bundle, monkeypatch
+):
+    """A fresh worker's first full garbage collection walked every object of its start-up, and its
+    first upstream connection made mitmproxy's TLS context, holding its streams in flight
+    (tests/e2e/test_first_calls.py): each worker does both before it listens."""
+    watch = tmp_path / "start-up.jsonl"
+    monkeypatch.setenv("TOLLGATE_START_UP_WATCH", str(watch))
+    data = {"providers": {"openai": {"upstream": fakes["openai"].url, "keys": [REAL_OPENAI]}}}
+    # run.sh names the gateway's script first; this one is loaded after it, in each worker.
+    fleet = Fleet(tmp_path, data, confdir, upstream_ca_pem, "-s", str(ROOT / "tests" / "support" / "start_up_watch.py"))
+    try:
+        fleet.wait_ready()
+        code = CONCURRENT.format(key="sk-caller-own", count=20)
+        assert run_client(code, fleet.proxy_url, bundle, timeout=120) == {"outcomes": {"ok": 20}}
+        assert {c["instance"] for c in fleet.wait_calls(20)} == INSTANCES
+        fleet.stop()  # each worker's `done`: what a full collection would walk after the calls
+    finally:
+        fleet.stop()
+    seen = [json.loads(line) for line in watch.read_text().splitlines()]
+    listening = [s for s in seen if s["event"] == "listening"]
+    assert len(listening) == 2 and len([s for s in seen if s["event"] == "done"]) == 2, seen
+    for worker in listening:
+        assert worker["frozen"] > 50_000, seen
+    heap = min(w["frozen"] + w["walked"] for w in listening)
+    assert [s for s in seen if s["walked"] * 10 > heap] == [], seen
+    assert {s["tls_contexts"] for s in seen} == {1}, seen  # each worker's, made before it listened

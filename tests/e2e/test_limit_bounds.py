@@ -5,11 +5,13 @@ whatever its client does."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
 
 import pytest
+from tests.support import streams
 from tests.support.canned import ANTHROPIC_MESSAGE, OPENAI_CHAT, provider_answers
 from tests.support.fake_upstream import Received, Reply
 from tests.support.redis import redis_server
@@ -35,7 +37,12 @@ CLIENTS = {
     "planner": {},
     "impatient": {"tokens_per_day": 100_000},
     "waited": {"tokens_per_day": 40_000},
+    "in-a-row": {"tokens_per_day": 20_000},
+    "streams-in-a-row": {"tokens_per_day": 20_000},
+    "completer": {"tokens_per_day": 20_000},
+    "continuer": {"tokens_per_day": 100_000},
 }
+RESERVE_INPUT = 50_000  # ledger.reserve_input_tokens: a held input's bound where its model's window is unknown
 TIMEOUT_S = 1  # Anthropic's: the upstream that answers later gets a 504
 
 
@@ -70,7 +77,7 @@ def config(store: str):
             "clients": [{"name": name, "keys": [key(name)]} for name in CLIENTS],
             "limits": [{"name": name, "match": {"client": name}, **caps} for name, caps in CLIENTS.items() if caps],
             "prices": [{"match": {"model": "gpt-4o"}, "input_per_mtok": 2.5, "output_per_mtok": 10}],
-            "ledger": {"store": store},
+            "ledger": {"store": store, "reserve_input_tokens": RESERVE_INPUT},
             "policy": {"rego": ["policy.rego"]},
         }
 
@@ -419,3 +426,107 @@ def test_a_call_that_timed_out_upstream_keeps_its_reservation(g):
     assert refused[0] == 429 and used_and_needed(refused[1])[0] == 20_000 + prompt_tokens(sent.body)
     record = g.new_audit(2)[0]
     assert (record["status"], record["error"]) == (504, f"upstream timeout: no response within {TIMEOUT_S} s")
+
+
+# Each answer reports far more input than its request shows (as a prompt with images by URL does):
+# 5 000 in and 1 000 out, where the call reserves about 1 015.
+BIG_USAGE = {"prompt_tokens": 5_000, "completion_tokens": 1_000, "total_tokens": 6_000}
+
+
+def big_answer(r: Received) -> Reply:
+    if not r.json().get("stream"):
+        return Reply(200, {**OPENAI_CHAT, "usage": BIG_USAGE})
+    pieces = streams.openai_chat()
+    usage = json.loads(pieces[-2].removeprefix(b"data: "))  # the usage-only chunk, before [DONE]
+    pieces[-2] = streams.sse({**usage, "usage": BIG_USAGE})
+    # The stream's body ends a while after its `data: [DONE]`, where OpenAI's SDK stops reading.
+    return Reply(200, headers={"content-type": "text/event-stream"}, chunks=pieces, end_delay=0.5)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_calls_in_a_row_each_find_the_last_ones_usage_counted(g, stream):
+    # 6 000 tokens a call: after three (18 000) a fourth still fits its reservation, and then no
+    # call does. A call whose client has its whole answer is counted before the next reserves.
+    g.fakes["openai"].handler = big_answer
+    name = "streams-in-a-row" if stream else "in-a-row"
+    result = g.run(f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{key(name)}", max_retries=0)
+        streaming = {{"stream": True, "stream_options": {{"include_usage": True}}}} if {stream} else {{}}
+        outcomes = []
+        for _ in range(8):
+            try:
+                answer = client.chat.completions.create(model="gpt-4o-mini", max_tokens=1000,
+                                                        messages=[{{"role": "user", "content": "hi"}}], **streaming)
+                if streaming:
+                    answer = [chunk for chunk in answer][-1]
+                outcomes.append(answer.usage.total_tokens)
+            except Exception as e:
+                outcomes.append([type(e).__name__, e.status_code, e.message])
+        report(outcomes=outcomes)
+    """)
+    outcomes = result["outcomes"]
+    assert outcomes[:4] == [6_000] * 4 and len(g.fakes["openai"].received) == 4
+    for name_, status, message in outcomes[4:]:
+        assert (name_, status) == ("RateLimitError", 429)
+        assert used_and_needed(message)[0] == 24_000
+
+
+def test_a_legacy_completion_reserves_every_answers_bound(g):
+    result = g.run(f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{key("completer")}", max_retries=0)
+        outcomes = []
+        for best_of, max_tokens in ((10, 4000), (2, 100)):
+            try:
+                r = client.completions.create(model="gpt-3.5-turbo-instruct", prompt="hi", best_of=best_of,
+                                              max_tokens=max_tokens)
+                outcomes.append(r.usage.total_tokens)
+            except Exception as e:
+                outcomes.append([type(e).__name__, e.status_code, e.response.headers.get("x-tollgate-error"),
+                                 e.message])
+        report(outcomes=outcomes)
+    """)
+    refused, answered = result["outcomes"]
+    # best_of 10 answers of up to 4 000 tokens each: twice the 20 000 a day, whatever the prompt.
+    assert refused[:3] == ["RateLimitError", 429, "budget_exceeded"]
+    used, needed = used_and_needed(refused[3])
+    assert used == 0 and 40_000 < needed < 40_000 + 40
+    assert answered == 154
+    (sent,) = g.fakes["openai"].received
+    assert (sent.path, sent.json()["best_of"]) == ("/v1/completions", 2)
+    denied, called = g.new_audit(2)
+    assert (denied["endpoint"], denied["status"], denied["decision"]) == ("completions", 429, "deny")
+    assert denied["deny_reasons"] == ["limit 'completer': tokens_per_day 20000 reached for completer"]
+    assert (called["status"], called["total_tokens"]) == (200, 154)
+
+
+def test_a_responses_call_whose_input_is_held_upstream_reserves_its_models_context_window(g):
+    result = g.run(f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{key("continuer")}", max_retries=0)
+        calls = [
+            ("gpt-4o", {{}}),
+            ("a-model-of-our-own", {{"conversation": "conv_1"}}),  # no window known: 50 000
+            ("gpt-4o", {{"previous_response_id": "resp_0"}}),  # its window: 128 000
+            ("gpt-4o", {{"prompt": {{"id": "pmpt_1", "version": "2"}}}}),
+        ]
+        outcomes = []
+        for model, held in calls:
+            try:
+                r = client.responses.create(model=model, input="hi", max_output_tokens=100, **held)
+                outcomes.append(r.usage.total_tokens)
+            except Exception as e:
+                outcomes.append([type(e).__name__, e.status_code, e.message])
+        report(outcomes=outcomes)
+    """)
+    plain, conversation, previous, prompt = result["outcomes"]
+    assert plain == conversation == 40  # settled to its usage, whatever it reserved
+    sent = g.fakes["openai"].received
+    assert [r.json().get("conversation") for r in sent] == [None, "conv_1"]
+    for refused in (previous, prompt):
+        assert refused[:2] == ["RateLimitError", 429]
+        # gpt-4o's window bounds its whole input, the body's among it; and its answer's bound.
+        assert used_and_needed(refused[2]) == (80, 128_000 + 100)
+    records = g.new_audit(4)
+    assert [r["status"] for r in records] == [200, 200, 429, 429]

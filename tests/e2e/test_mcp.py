@@ -28,6 +28,7 @@ from tests.support.h2 import H2Request, h2_calls
 from tests.support.jwks import claims, hs256_token
 from tests.support.mcp_upstream import McpUpstream
 from tests.support.raw import send
+from tests.support.redis import redis_server
 from tests.support.stall import SilentServer
 
 from tollgate.records.auditlog import BATCH_DELAY
@@ -39,6 +40,7 @@ else:
 
 VIRTUAL = "tg-alice-mcp-virtual-0001"
 LIMITED = "tg-limited-mcp-virtual-0001"
+CAROL = "tg-carol-mcp-virtual-0001"
 REAL_BEARER = "ghp-real-mcp-bearer-0001"
 JWT_SECRET = "hs256-SECRET-for-mcp-tests-5ecret-0123456789abcdef"
 JWT_ISSUER = {
@@ -168,6 +170,7 @@ def gateway(start_gateway, servers, silent, scripted, tmp_path_factory):
         "clients": [
             {"name": "alice", "keys": [VIRTUAL], "groups": ["research"]},
             {"name": "limited", "keys": [LIMITED]},
+            {"name": "carol", "keys": [CAROL]},
         ],
         "limits": [{"name": "mcp", "match": {"client": "limited"}, "mcp_calls_per_minute": 3}],
         "identity": {"jwt": [JWT_ISSUER]},
@@ -941,6 +944,127 @@ def test_an_answer_in_an_encoding_tollgate_cannot_read_is_refused(gateway, scrip
     assert record["error"] == "its Content-Encoding 'compress' is not one Tollgate reads"
 
 
+SESSION_ATTACK = """
+import json, os, ssl, urllib.request
+proxy = urllib.request.ProxyHandler({{"https": os.environ["HTTPS_PROXY"]}})
+context = ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+opener = urllib.request.build_opener(proxy, urllib.request.HTTPSHandler(context=context))
+
+def call(key, body=None, session=None, method="POST"):
+    headers = {{"Authorization": "Bearer " + key, "Content-Type": "application/json",
+               "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18"}}
+    if session is not None:
+        headers["Mcp-Session-Id"] = session
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request("{url}", data=data, method=method, headers=headers)
+    try:
+        answer = opener.open(request)
+    except urllib.error.HTTPError as e:
+        answer = e
+    text = answer.read()
+    return answer.status, answer.headers.get("mcp-session-id"), json.loads(text) if text else None
+
+status, session, _ = call("{alice}", {initialize})
+call("{alice}", {{"jsonrpc": "2.0", "method": "notifications/initialized"}}, session)
+add = {{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {{"name": "add", "arguments": {{"a": 2, "b": 3}}}}}}
+stolen = call("{carol}", add, session)
+deleted = call("{carol}", None, session, "DELETE")
+unknown = call("{alice}", add, "no-such-session-0001")
+own = call("{alice}", add, session)
+report(opened=status, session=session is not None, stolen=[stolen[0], stolen[2]], deleted=[deleted[0], deleted[2]],
+       unknown=unknown[0], own=[own[0], own[2]["result"]["content"][0]["text"]])
+"""
+
+
+def test_an_mcp_session_belongs_to_the_caller_that_opened_it(gateway, servers) -> None:
+    """carol holding alice's Mcp-Session-Id gets what a server answers for a session it does not
+    know, for a call and for a DELETE, and neither reaches the server; alice's session goes on."""
+    _, json_ = servers
+    json_.clear()
+    result = gateway.run(SESSION_ATTACK.format(url=JSON_URL, alice=VIRTUAL, carol=CAROL, initialize=repr(INITIALIZE)))
+    not_found = {"jsonrpc": "2.0", "id": 2, "error": {"code": -32001, "message": "Session not found"}}
+    assert result == {
+        "opened": 200,
+        "session": True,
+        "stolen": [404, not_found],
+        "deleted": [404, {"jsonrpc": "2.0", "id": None, "error": {"code": -32001, "message": "Session not found"}}],
+        "unknown": 404,
+        "own": [200, "5"],
+    }
+    # The server saw alice's requests only: carol's and the unknown session's never reached it.
+    assert [r["method"] for r in json_.received()] == ["POST", "POST", "POST"]
+    records = gateway.new_audit(6)
+    carol = [r for r in records if r["client"] == "carol"]
+    assert [(r["method"], r["tool"], r["status"], r["decision"], r["deny_reasons"]) for r in carol] == [
+        ("tools/call", "add", 404, "deny", ["the MCP session belongs to another caller"]),
+        ("DELETE", None, 404, "deny", ["the MCP session belongs to another caller"]),
+    ]
+    alice = [(r["method"], r["status"], r["decision"], r["deny_reasons"]) for r in records if r["client"] == "alice"]
+    assert alice == [
+        ("initialize", 200, "allow", []),
+        ("notifications/initialized", 202, "allow", []),
+        ("tools/call", 404, "deny", ["the MCP session was not opened through Tollgate"]),
+        ("tools/call", 200, "allow", []),
+    ]
+
+
+SESSION_ACROSS = """
+import json, ssl, urllib.request
+context = ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+
+def call(proxy_url, key, body=None, session=None):
+    proxy = urllib.request.ProxyHandler({{"https": proxy_url}})
+    opener = urllib.request.build_opener(proxy, urllib.request.HTTPSHandler(context=context))
+    headers = {{"Authorization": "Bearer " + key, "Content-Type": "application/json",
+               "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18"}}
+    if session is not None:
+        headers["Mcp-Session-Id"] = session
+    request = urllib.request.Request("{url}", data=json.dumps(body).encode(), method="POST", headers=headers)
+    try:
+        answer = opener.open(request)
+    except urllib.error.HTTPError as e:
+        answer = e
+    answer.read()
+    return answer.status, answer.headers.get("mcp-session-id")
+
+_, session = call("{a}", "{alice}", {initialize})
+call("{a}", "{alice}", {{"jsonrpc": "2.0", "method": "notifications/initialized"}}, session)
+add = {{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {{"name": "add", "arguments": {{"a": 2, "b": 3}}}}}}
+report(carol_on_b=call("{b}", "{carol}", add, session)[0], alice_on_b=call("{b}", "{alice}", add, session)[0])
+"""
+
+
+def test_an_mcp_sessions_owner_is_known_to_every_process_sharing_a_redis_ledger(
+    start_gateway, servers, tmp_path
+) -> None:
+    """alice opens a session through one process; through another sharing the Redis ledger her
+    session goes on and carol's use of it is refused."""
+    _, json_ = servers
+    redis = redis_server(tmp_path / "redis")
+    try:
+        config = {
+            "clients": [{"name": "alice", "keys": [VIRTUAL]}, {"name": "carol", "keys": [CAROL]}],
+            "ledger": {"store": redis.url},
+            "mcp": {"servers": [{"name": "notes-json", "url": JSON_URL, "upstream": json_.url}]},
+        }
+        # Each its own copy: a gateway writes its audit file's path into the configuration.
+        a, b = start_gateway(dict(config), providers=()), start_gateway(dict(config), providers=())
+        json_.clear()
+        code = "import os\n" + SESSION_ACROSS.format(
+            url=JSON_URL, a=a.proxy.proxy_url, b=b.proxy.proxy_url, alice=VIRTUAL, carol=CAROL,
+            initialize=repr(INITIALIZE),
+        )  # fmt: skip
+        assert a.run(code) == {"carol_on_b": 404, "alice_on_b": 200}
+        assert [r["method"] for r in json_.received()] == ["POST", "POST", "POST"]
+        carol, alice = b.wait_audit(2)
+        assert (carol["client"], carol["decision"], carol["deny_reasons"]) == (
+            "carol", "deny", ["the MCP session belongs to another caller"],
+        )  # fmt: skip
+        assert (alice["client"], alice["decision"], alice["status"]) == ("alice", "allow", 200)
+    finally:
+        redis.stop()
+
+
 def test_zz_no_credential_argument_or_result_in_any_output(gateway) -> None:
     """Last in this file: it stops the gateway to read its saved flows whole."""
     assert gateway.audit(), "the tests before it made calls"
@@ -952,5 +1076,5 @@ def test_zz_no_credential_argument_or_result_in_any_output(gateway) -> None:
     }
     assert b"mcp_call" in outputs["saved flows"] and b"x-tollgate-request-id" in outputs["console"].lower()
     for where, content in outputs.items():
-        for secret in (VIRTUAL, LIMITED, REAL_BEARER, REAL_HEADER, "no such note", "hello from the notes"):
+        for secret in (VIRTUAL, LIMITED, CAROL, REAL_BEARER, REAL_HEADER, "no such note", "hello from the notes"):
             assert secret.encode() not in content, f"{secret} in the {where}"

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from tests.support import streams
+from tests.support.aws import botocore_accepts
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
 from tests.support.proxy import ROOT
@@ -69,6 +70,37 @@ console.log(JSON.stringify({
   stream: [text, usage.inputTokens, usage.outputTokens],
   own_agent: await converse(new NodeHttpHandler()),
   default_agent: await converse(new NodeHttpHandler({ httpsAgent: https.globalAgent })),
+}));
+"""
+# Virtual AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) with the SDK's default
+# handler: HTTP/2 for every operation, signed over `:authority` in place of `host`.
+AWS_SIGNED_APP = """
+import { BedrockRuntimeClient, ConverseCommand, ConverseStreamCommand, InvokeModelCommand }
+  from "@aws-sdk/client-bedrock-runtime";
+const client = new BedrockRuntimeClient({ region: "us-east-1", maxAttempts: 1 });
+const sent = [];
+client.middlewareStack.add((next) => async (args) => {
+  sent.push(args.request.headers.authorization.match(/SignedHeaders=([^,]+)/)[1]);
+  return next(args);
+}, { step: "deserialize", name: "signedHeaders" });
+const input = { modelId: "amazon.nova-lite-v1:0", inferenceConfig: { maxTokens: 64 },
+  messages: [{ role: "user", content: [{ text: "Hello" }] }] };
+const answer = await client.send(new ConverseCommand(input));
+const streamed = await client.send(new ConverseStreamCommand(input));
+let text = "", usage = null;
+for await (const event of streamed.stream) {
+  if (event.contentBlockDelta) text += event.contentBlockDelta.delta.text;
+  if (event.metadata) usage = event.metadata.usage;
+}
+const invoked = await client.send(new InvokeModelCommand({ modelId: "anthropic.claude-3-haiku-20240307-v1:0",
+  contentType: "application/json", body: JSON.stringify({ anthropic_version: "bedrock-2023-05-31",
+  max_tokens: 64, messages: [{ role: "user", content: "Hello" }] }) }));
+client.destroy();
+console.log(JSON.stringify({
+  converse: [answer.output.message.content[0].text, answer.usage.totalTokens],
+  stream: [text, usage.inputTokens, usage.outputTokens],
+  invoke: JSON.parse(new TextDecoder().decode(invoked.body)).stop_reason,
+  signed: sent,
 }));
 """
 # Loaded first (`node --require`): every connection or name look-up to anything but loopback is
@@ -143,6 +175,7 @@ def node_clients() -> Path:
         assert done.returncode == 0, f"npm could not install {SDKS}: {done.stderr[-500:]}"
     (NODE_CLIENTS / "app.mjs").write_text(APP)
     (NODE_CLIENTS / "aws.mjs").write_text(AWS_APP)
+    (NODE_CLIENTS / "aws_signed.mjs").write_text(AWS_SIGNED_APP)
     (NODE_CLIENTS / "guard.cjs").write_text(GUARD)
     (NODE_CLIENTS / "modules.cjs").write_text(MODULES_APP)
     return NODE_CLIENTS
@@ -269,6 +302,90 @@ def test_aws_sdk_for_javascript_through_run_sh_env(node_clients, run_sh_proxy, t
     assert [(r["client"], r["endpoint"], r["input_tokens"], r["output_tokens"], r["status"]) for r in records] == [
         ("node-app", "converse-stream", 14, 7, 200),
         *[("node-app", "converse", 17, 6, 200)] * 3,
+    ]
+
+
+VIRTUAL_AWS = ("TGNODE00000000000000", "node-virtual-SECRET-0000")
+REAL_AWS = ("AKIAREALNODE00000000", "real-node-aws-SECRET-0000")
+
+
+@pytest.fixture
+def run_sh_signing_proxy(tmp_path: Path, upstream_ca, upstream_ca_pem) -> Iterator[tuple[int, FakeUpstream]]:
+    """`./run.sh` whose client signs with virtual AWS credentials and whose Bedrock checks the
+    signature Tollgate makes with the real ones (botocore, over what it received)."""
+
+    def answers(received: Received) -> Reply:
+        if not botocore_accepts(received, *REAL_AWS):
+            return Reply(
+                403, {"message": "fake Bedrock: bad signature"}, {"x-amzn-errortype": "InvalidSignatureException"}
+            )
+        return bedrock_answers(received)
+
+    fake = FakeUpstream(upstream_ca, answers)
+    (tmp_path / "tollgate.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "providers": {
+                    "bedrock": {
+                        "upstream": fake.url,
+                        "credentials": {"access_key_id": REAL_AWS[0], "secret_access_key": REAL_AWS[1]},
+                    }
+                },
+                "clients": [
+                    {
+                        "name": "node-app",
+                        "aws_credentials": [{"access_key_id": VIRTUAL_AWS[0], "secret_access_key": VIRTUAL_AWS[1]}],
+                    }
+                ],
+            }
+        )
+    )
+    try:
+        with run_sh_listening(tmp_path, upstream_ca_pem) as port:
+            yield port, fake
+    finally:
+        fake.close()
+
+
+def test_aws_sdk_for_javascript_signs_with_virtual_aws_credentials(node_clients, run_sh_signing_proxy, tmp_path):
+    """The SDK's default handler speaks HTTP/2 and signs `:authority` in place of `host`: Tollgate
+    verifies that signature as AWS does, then signs the request anew with the real credentials."""
+    port, fake = run_sh_signing_proxy
+    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES and not k.startswith("AWS_")}
+    env |= {"AWS_ACCESS_KEY_ID": VIRTUAL_AWS[0], "AWS_SECRET_ACCESS_KEY": VIRTUAL_AWS[1]}
+    guard_log = tmp_path / "guard.log"
+    done = subprocess.run(
+        ["bash", "-c", f'eval "$("{ROOT}/run.sh" env -p {port})" && exec node --require ./guard.cjs aws_signed.mjs'],
+        cwd=node_clients,
+        env={**env, "GUARD_LOG": str(guard_log)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert not guard_log.exists(), f"went around Tollgate to {guard_log.read_text()}"
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert {key: value for key, value in result.items() if key != "signed"} == {
+        "converse": ["Hello!", 23],
+        "stream": ["Hello", 14, 7],
+        "invoke": "max_tokens",
+    }
+    # What the SDK signed: `:authority`, never `host` (its HTTP/2 requests carry none).
+    assert len(result["signed"]) == 3
+    assert all(s.split(";")[0] == ":authority" and "host" not in s.split(";") for s in result["signed"])
+    model = "/model/amazon.nova-lite-v1%3A0"
+    assert [r.path for r in fake.received] == [
+        f"{model}/converse",
+        f"{model}/converse-stream",
+        "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke",
+    ]
+    for received in fake.received:
+        assert botocore_accepts(received, *REAL_AWS) and VIRTUAL_AWS[0] not in str(received.headers)
+    records = audit_records(tmp_path / "audit.jsonl", 3)
+    assert [(r["client"], r["auth"], r["endpoint"], r["status"], r["total_tokens"]) for r in records] == [
+        ("node-app", "sigv4", "converse", 200, 23),
+        ("node-app", "sigv4", "converse-stream", 200, 21),
+        ("node-app", "sigv4", "invoke", 200, 77),
     ]
 
 

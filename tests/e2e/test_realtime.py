@@ -7,6 +7,7 @@ message as it was sent."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from tests.support.fake_realtime import HANG_UP, FakeRealtime, answering, usage
@@ -123,8 +124,10 @@ def test_an_sdk_session_goes_with_the_real_key_and_is_audited_once_with_its_summ
     )
     assert (record["input_tokens"], record["output_tokens"], record["total_tokens"]) == (250, 50, 300)
     assert (record["cached_tokens"], record["reasoning_tokens"], record["finish_reason"]) == (104, None, "completed")
-    # The session's usage counts audio with text tokens, which the table prices apart: not guessed.
-    assert (record["cache_write_tokens"], record["cost_usd"]) == (None, None)
+    # Priced as each response's usage tells its text from its audio (all text here): 146 uncached
+    # input tokens at $5 a million, 104 cached at $2.50, 50 output at $20.
+    assert record["cache_write_tokens"] is None
+    assert record["cost_usd"] == pytest.approx((146 * 5 + 104 * 2.5 + 50 * 20) / 1e6)
     assert record["upstream"] == fake.url and record["upstream_key"].startswith("sha256:")
     # Written when the WebSocket ended: the whole session, not its handshake.
     assert record["ttfb_ms"] is not None and record["latency_ms"] > record["ttfb_ms"]
@@ -368,3 +371,135 @@ def test_no_message_key_or_prompt_reaches_the_console_or_saved_flows(g, fake):
     # session.created and .updated; the client's 4 events; per response: created, 2 deltas, done.
     assert len(last.websocket.messages) == 2 + 4 + 2 * 4
     assert last.metadata["tollgate"]["total_tokens"] == 300
+
+
+# ---- each response under limits: reserved and settled as a call
+
+LIMITED = "gpt-realtime"  # a context window of 32 000 tokens, 4 096 out; $4 / $16 a million for text
+METERED = "tg-VIRTUAL-metered-realtime-5ecret-h8"
+LISTENER = "tg-VIRTUAL-listener-realtime-5ecret-i9"
+BIG = usage(1_000, 5_000, 0)
+
+
+@pytest.fixture(scope="module")
+def limited(start_gateway, fake):
+    return start_gateway(
+        lambda urls: {
+            "providers": {"openai": {"upstream": fake.url, "keys": [REAL]}},
+            "clients": [{"name": "metered", "keys": [METERED]}, {"name": "listener", "keys": [LISTENER]}],
+            "limits": [{"name": "metered", "match": {"client": "metered"}, "tokens_per_day": 60_000},
+                       {"name": "listener", "match": {"client": "listener"}, "tokens_per_day": 40_000}],
+        }
+    )  # fmt: skip
+
+
+def test_each_response_on_a_session_reserves_its_bound_and_settles_to_its_priced_usage(limited, fake):
+    fake.sessions.clear()
+    fake.script = answering(["Hello."] * 10, [BIG] * 10)
+    result = limited.run(f"""
+        import asyncio
+        from openai import AsyncOpenAI
+
+        async def session():
+            client = AsyncOpenAI(api_key="{METERED}", max_retries=0)
+            outcomes = []
+            async with client.realtime.connect(model="{LIMITED}") as conn:
+                for _ in range(10):
+                    await conn.response.create(response={{"max_output_tokens": 5000}})
+                    async for event in conn:
+                        if event.type == "response.done":
+                            outcomes.append(event.response.usage.total_tokens)
+                            break
+                        if event.type == "error":
+                            outcomes.append([event.error.code, event.error.message])
+                            break
+            return outcomes
+
+        report(outcomes=asyncio.run(session()))
+    """)
+    outcomes = result["outcomes"]
+    # Each reserves 32 000 (the window: the conversation is the input, its message among it) and
+    # 5 000: after four responses of 6 000 (24 000), a fifth no longer fits 60 000.
+    assert outcomes[:4] == [6_000] * 4
+    assert len(outcomes) == 10
+    for code, message in outcomes[4:]:
+        assert code == "insufficient_quota"
+        found = re.search(r"is 60000 for metered; (\d+) used, this call needs up to (\d+)\.", message)
+        assert found is not None, message
+        assert (int(found[1]), int(found[2])) == (24_000, 37_000)
+    (session,) = fake.sessions
+    assert [json.loads(m)["type"] for m in session.received] == ["response.create"] * 4
+    records = limited.new_audit(7)
+    refused, (whole,) = records[:6], records[6:]
+    for record in refused:
+        assert (record["client"], record["endpoint"], record["transport"]) == ("metered", "realtime", "websocket")
+        assert (record["status"], record["decision"]) == (429, "deny")
+        assert record["deny_reasons"] == ["limit 'metered': tokens_per_day 60000 reached for metered"]
+    assert (whole["status"], whole["decision"], whole["total_tokens"]) == (101, "allow", 24_000)
+    assert whole["cost_usd"] == pytest.approx(4 * (1_000 * 4 + 5_000 * 16) / 1e6)
+
+
+def test_a_response_the_server_begins_without_room_is_cancelled_and_charged(limited, fake):
+    fake.sessions.clear()
+    begun = iter(range(10))
+
+    def voice_activity(event):
+        # The server's voice activity detection begins a response when the input is committed.
+        if event.get("type") != "input_audio_buffer.commit":
+            return []
+        rid = f"resp_vad_{next(begun)}"
+        return [
+            {"type": "input_audio_buffer.committed", "event_id": f"ev_{rid}_c", "item_id": f"item_{rid}"},
+            {"type": "response.created", "event_id": f"ev_{rid}_a",
+             "response": {"id": rid, "object": "realtime.response", "status": "in_progress"}},
+            {"type": "response.done", "event_id": f"ev_{rid}_z",
+             "response": {"id": rid, "object": "realtime.response", "status": "completed", "output": [],
+                          "usage": BIG}},
+        ]  # fmt: skip
+
+    fake.script = voice_activity
+    result = limited.run(f"""
+        import asyncio
+        from openai import AsyncOpenAI
+
+        async def session():
+            client = AsyncOpenAI(api_key="{LISTENER}", max_retries=0)
+            done, errors = [], []
+            async with client.realtime.connect(model="{LIMITED}") as conn:
+                await conn.input_audio_buffer.commit()
+                async for event in conn:
+                    if event.type == "response.done":
+                        done.append(event.response.usage.total_tokens)
+                        break
+                await conn.input_audio_buffer.commit()
+                async for event in conn:
+                    if event.type == "error":
+                        errors.append(event.error.code)
+                    elif event.type == "response.done":
+                        done.append(event.response.usage.total_tokens)
+                    if len(done) == 2 and errors:
+                        break
+                await conn.response.create()
+                async for event in conn:
+                    if event.type == "error":
+                        errors.append(event.error.message)
+                        break
+            return done, errors
+
+        done, errors = asyncio.run(session())
+        report(done=done, errors=errors)
+    """)
+    # The first fits 40 000 (32 000 + 4 096); the second, begun with 6 000 used, does not: it is
+    # cancelled, and what it used counts all the same.
+    assert result["done"] == [6_000, 6_000]
+    refused, last = result["errors"]
+    assert refused == "insufficient_quota"
+    assert "12000 used, this call needs up to 36096." in last
+    (session,) = fake.sessions
+    sent = [json.loads(m) for m in session.received]
+    assert [e["type"] for e in sent] == ["input_audio_buffer.commit"] * 2 + ["response.cancel"]
+    assert sent[2]["response_id"] == "resp_vad_1"
+    cancelled, asked, whole = limited.new_audit(3)
+    assert (cancelled["status"], cancelled["decision"]) == (429, "deny")
+    assert (asked["status"], asked["decision"]) == (429, "deny")
+    assert (whole["decision"], whole["total_tokens"]) == ("allow", 12_000)

@@ -6,7 +6,11 @@ upstream, the connection going on."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import time
+from datetime import UTC, datetime
 
 import pytest
 from tests.support.fake_realtime import FakeRealtime, responding, responses_usage
@@ -32,26 +36,31 @@ def fake(upstream_ca):
     server.close()
 
 
+def gateway_config(upstream: str, *more_clients: dict) -> dict:
+    allowlist = ROOT / "docs" / "examples" / "policies" / "model_allowlist.rego"
+    return {
+        "providers": {"openai": {"upstream": upstream, "keys": [REAL]}},
+        "clients": [
+            {"name": "alice", "keys": [ALICE], "groups": ["research"]},
+            {"name": "sam", "keys": [SAM], "groups": ["support"]},
+            {"name": "bounded", "keys": [BOUNDED], "groups": ["research"]},
+            *more_clients,
+        ],
+        "policy": {"rego": [str(allowlist)]},
+        # A dollar per thousand tokens in, two out: the costs below are exact at a glance.
+        "prices": [{"match": {"provider": "openai", "model": "gpt-4o*"},
+                    "input_per_mtok": 1000, "cached_input_per_mtok": 500, "output_per_mtok": 2000}],
+        "limits": [{"name": "tokens", "match": {"client": "bounded"}, "tokens_per_day": 1000}],
+        "overrides": [{"match": {"model": "gpt-4o-alias"}, "model": "gpt-4o-mini"},
+                      {"match": {"model": "gpt-4o-elsewhere"}, "upstream": "https://127.0.0.1:9"}],
+    }  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def gw(start_gateway, fake, tmp_path_factory):
     saved = tmp_path_factory.mktemp("saved") / "flows.mitm"
-    allowlist = ROOT / "docs" / "examples" / "policies" / "model_allowlist.rego"
     gateway = start_gateway(
-        lambda urls: {
-            "providers": {"openai": {"upstream": fake.url, "keys": [REAL]}},
-            "clients": [
-                {"name": "alice", "keys": [ALICE], "groups": ["research"]},
-                {"name": "sam", "keys": [SAM], "groups": ["support"]},
-                {"name": "bounded", "keys": [BOUNDED], "groups": ["research"]},
-            ],
-            "policy": {"rego": [str(allowlist)]},
-            # A dollar per thousand tokens in, two out: the costs below are exact at a glance.
-            "prices": [{"match": {"provider": "openai", "model": "gpt-4o*"},
-                        "input_per_mtok": 1000, "cached_input_per_mtok": 500, "output_per_mtok": 2000}],
-            "limits": [{"name": "tokens", "match": {"client": "bounded"}, "tokens_per_day": 1000}],
-            "overrides": [{"match": {"model": "gpt-4o-alias"}, "model": "gpt-4o-mini"},
-                          {"match": {"model": "gpt-4o-elsewhere"}, "upstream": "https://127.0.0.1:9"}],
-        },
+        lambda urls: gateway_config(fake.url),
         "--set", f"save_stream_file={saved}", "--set", "flow_detail=4", "--set", "termlog_verbosity=debug",
     )  # fmt: skip
     gateway.saved = saved
@@ -199,6 +208,24 @@ def test_a_limit_refuses_the_response_it_has_no_room_for_and_counts_what_the_oth
     assert records[1]["deny_reasons"] == ["limit 'tokens': tokens_per_day 1000 reached for bounded"]
 
 
+def test_a_response_that_continues_a_previous_one_reserves_its_models_context_window(g, fake):
+    creates = [
+        # Codex continues each turn from the last: OpenAI bills the whole conversation as input.
+        {"model": MODEL, "input": "one", "max_output_tokens": 100, "previous_response_id": "resp_ws_before"},
+        {"model": MODEL, "input": "two", "max_output_tokens": 100},
+    ]
+    refused, answered = g.run(session(BOUNDED, creates))["got"]
+    assert refused["error"]["status"] == 429
+    # gpt-4o's context window, 128 000 tokens, and the answer's 100.
+    assert re.search(r"this call needs up to 128100\.", refused["error"]["error"]["message"])
+    assert answered["text"] == ANSWERS[0]
+    (session_,) = fake.sessions
+    assert [json.loads(m).get("previous_response_id") for m in session_.received] == [None]
+    refused_record, answered_record = g.new_audit(2)
+    assert (refused_record["status"], refused_record["decision"]) == (429, "deny")
+    assert (answered_record["status"], answered_record["total_tokens"]) == (200, 120)
+
+
 def test_an_incomplete_responses_usage_and_reason_are_audited(g, fake):
     fake.script = responding(ANSWERS, USAGES, incomplete="max_output_tokens")
     creates = [{"model": MODEL, "input": "long", "max_output_tokens": 20}]
@@ -281,6 +308,64 @@ def test_an_unknown_key_is_refused_at_the_upgrade_and_audited(g, fake):
         "GET",
         401,
         "deny",
+    )
+
+
+def test_a_response_asked_for_once_the_sessions_key_has_expired_is_refused_the_socket_goes_on(g, fake):
+    # Its key expires a few seconds ahead, while the socket is open: no reload, no new connection.
+    key = "tg-VIRTUAL-fleeting-responses-ws-5ecret-i9"
+    expires = int(time.time()) + 15
+    when = datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    digest = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    g.reconfigure(
+        lambda urls: gateway_config(
+            fake.url, {"name": "fleeting", "keys": [{"key": digest, "expires": when}], "groups": ["support"]}
+        )
+    )
+    creates = [{"model": "gpt-4o-mini", "input": user_input(PROMPT)}, {"model": "gpt-4o-mini", "input": "and?"}]
+    result = g.run(
+        f"""
+        import asyncio, time
+        from openai import AsyncOpenAI
+
+        async def session():
+            client = AsyncOpenAI(api_key="{key}", max_retries=0)
+            got = []
+            async with client.responses.connect() as conn:
+                for create in {creates!r}:
+                    if got:  # the first has ended: wait until the key has expired
+                        got.append(dict(waited_from=time.time()))
+                        await asyncio.sleep(max(0, {expires} - time.time()) + 0.5)
+                    await conn.response.create(**create)
+                    while True:
+                        event = await asyncio.wait_for(conn.recv(), 20)
+                        if event.type == "error":
+                            got.append(dict(error=event.model_dump(exclude_none=True)))
+                            break
+                        if event.type in {ENDS!r}:
+                            got.append(dict(type=event.type))
+                            break
+            return got
+
+        report(got=asyncio.run(session()))
+    """,
+        timeout=90,
+    )
+    served, waited, refused = result["got"]
+    assert waited["waited_from"] < expires, "the first response ended after the key expired: nothing was shown"
+    assert served == {"type": "response.completed"}
+    assert refused["error"]["status"] == 401
+    error = refused["error"]["error"]
+    assert (error["code"], error["headers"]["x-tollgate-error"]) == ("invalid_api_key", "unauthenticated")
+    (upstream,) = fake.sessions
+    assert len(upstream.received) == 1  # the refused one never went
+    allowed, denied = g.new_audit(2)
+    assert (allowed["client"], allowed["status"], allowed["transport"]) == ("fleeting", 200, "websocket")
+    assert (denied["client"], denied["decision"], denied["status"], denied["deny_reasons"]) == (
+        "fleeting",
+        "deny",
+        401,
+        [f"virtual key of fleeting expired {when}"],
     )
 
 

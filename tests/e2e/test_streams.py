@@ -468,3 +468,39 @@ def test_an_http2_client_that_cancels_its_stream_has_disconnected_as_over_http1(
     assert (answer.status, answer.cancelled) == (None, True)
     record = gw.wait_audit(count + 2)[-1]
     assert (record["status"], record["error"], record["decision"]) == (None, "client disconnected", "allow")
+
+
+@pytest.mark.parametrize("obfuscation", [None, "K3q9Zx"])
+def test_inject_hides_the_usage_it_asked_for_byte_for_byte(gw, obfuscation):
+    """Asked for usage, OpenAI adds `"usage":null` to every chunk and a chunk of usage: the client
+    that did not ask gets, byte for byte, the stream OpenAI sends a request that did not ask."""
+    gw.reset()
+    gw.fakes["openai"].handler = lambda r: Reply(200, chunks=streams.openai_chat_as_asked(r.json(), obfuscation))
+    result = gw.run(RAW_CHAT % (CHAT,))
+    assert result["body"].encode() == b"".join(streams.openai_chat_as_asked(CHAT, obfuscation))
+    sent = gw.fakes["openai"].received[-1]
+    assert sent.json()["stream_options"] == {"include_usage": True}
+    assert sent.headers["accept-encoding"] == "identity"  # an answer whose events can be found
+    record = gw.last_audit()
+    assert (record["input_tokens"], record["output_tokens"], record["total_tokens"], record["status"]) == (
+        19,
+        5,
+        24,
+        200,
+    )
+
+
+def test_inject_gives_the_openai_sdk_the_chunks_it_would_have_had(gw):
+    """What a client counts (litellm yields a chunk more for a stream whose chunks have `usage`)."""
+    gw.reset()
+    gw.fakes["openai"].handler = lambda r: Reply(200, chunks=streams.openai_chat_as_asked(r.json()))
+    result = gw.run("""
+from openai import OpenAI
+chunks = list(OpenAI(api_key="sk-own", max_retries=0).chat.completions.create(model="gpt-4o-mini", stream=True,
+    messages=[{"role": "user", "content": "hi"}]))
+report(n=len(chunks), fields=sorted({k for c in chunks for k in c.model_dump(exclude_unset=True)}),
+    text="".join(c.choices[0].delta.content or "" for c in chunks))
+""")
+    assert result == {"n": 4, "fields": ["choices", "created", "id", "model", "object"], "text": "Hello"}
+    assert gw.fakes["openai"].received[-1].json()["stream_options"] == {"include_usage": True}
+    assert gw.last_audit()["total_tokens"] == 24

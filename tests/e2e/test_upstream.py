@@ -7,8 +7,11 @@ import ssl
 
 import pytest
 import trustme
+import yaml
+from tests.support.canned import provider_answers
+from tests.support.clients import run_client
 from tests.support.fake_upstream import FakeUpstream, Reply
-from tests.support.proxy import free_port
+from tests.support.proxy import Mitmdump, free_port
 
 KEY = "sk-real-key-for-upstream-tests"
 
@@ -134,3 +137,48 @@ def test_other_tls_hosts_are_tunnelled_with_their_own_certificate(gw):
         assert len(server.received) == 1
     finally:
         server.close()
+
+
+def test_a_server_of_your_own_is_reached_once_its_certificate_is_trusted(
+    tmp_path_factory, upstream_ca, confdir, bundle
+):
+    """The README's recipe for a test server: `upstream` at it, and mitmproxy told to trust it.
+    Without that, its certificate is refused (502); `ssl_insecure=true`, for a throwaway test, takes
+    it. (`ssl_verify_upstream_trusted_ca`, the recipe's first way, is how every other test runs.)"""
+    fake = FakeUpstream(upstream_ca, provider_answers)
+    workdir = tmp_path_factory.mktemp("own-server")
+    config = workdir / "tollgate.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "providers": {"openai": {"upstream": fake.url, "keys": [KEY]}},
+                "audit": {"path": str(workdir / "a.jsonl")},
+            }
+        )
+    )
+    chat = """
+        import openai
+        try:
+            r = openai.OpenAI(api_key="sk-caller", max_retries=0).chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+            report(status=200, tokens=r.usage.total_tokens)
+        except openai.APIStatusError as e:
+            report(status=e.status_code, error=e.response.headers.get("x-tollgate-error"), message=e.message)
+    """
+    try:
+        for options in ((), ("--set", "ssl_insecure=true")):
+            proxy = Mitmdump(workdir, confdir, None, config, *options)
+            try:
+                proxy.wait_ready()
+                results = run_client(chat, proxy.proxy_url, bundle)
+            finally:
+                proxy.stop()
+            if not options:
+                assert (results["status"], results["error"]) == (502, "upstream_unreachable"), results
+                assert "is unreachable: Certificate verify failed" in results["message"], results
+                assert fake.received == []
+            else:
+                assert results == {"status": 200, "tokens": 28}
+                assert fake.received[-1].headers["authorization"] == f"Bearer {KEY}"
+    finally:
+        fake.close()

@@ -26,6 +26,14 @@ OPENAI_CHAT = {
         "completion_tokens_details": {"reasoning_tokens": 2},
     },
 }
+OPENAI_COMPLETION = {  # the legacy completions endpoint
+    "id": "cmpl-1",
+    "object": "text_completion",
+    "created": 1700000000,
+    "model": "gpt-3.5-turbo-instruct",
+    "choices": [{"text": "Hi there.", "index": 0, "logprobs": None, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 4, "completion_tokens": 150, "total_tokens": 154},
+}
 OPENAI_RESPONSES = {
     "id": "resp_1",
     "object": "response",
@@ -100,6 +108,8 @@ def provider_answers(r: Received) -> Reply:
     path = r.path.split("?", 1)[0]
     if path.endswith("/chat/completions"):
         return Reply(200, OPENAI_CHAT)
+    if path.endswith("/completions"):
+        return Reply(200, OPENAI_COMPLETION)
     if path.endswith("/responses"):
         return Reply(200, OPENAI_RESPONSES)
     if path.endswith("/embeddings"):

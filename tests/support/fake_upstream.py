@@ -41,6 +41,7 @@ class Reply:
     gate: Callable[[int], None] | None = None
     reset_after: int | None = None  # drop the connection after this many pieces
     trailers: list[tuple[str, str]] = field(default_factory=list)  # after the last piece
+    end_delay: float = 0.0  # after the last piece, before the body's end (a stream closed a while later)
     sent_at: list[float] = field(default_factory=list)
 
     def encoded(self) -> bytes:
@@ -158,6 +159,7 @@ class FakeUpstream:
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
                     self.wfile.flush()
                     reply.sent_at.append(time.monotonic())
+                time.sleep(reply.end_delay)
                 fields = b"".join(b"%s: %s\r\n" % (n.encode(), v.encode()) for n, v in reply.trailers)
                 self.wfile.write(b"0\r\n%s\r\n" % fields)
                 self.wfile.flush()

@@ -47,6 +47,30 @@ def openai_chat(usage_with_choices: bool = False) -> list[bytes]:
     return [*pieces, sse("[DONE]")]
 
 
+def openai_chat_as_asked(request: dict, obfuscation: str | None = None) -> list[bytes]:
+    """A chat stream as OpenAI answers `request`: with `stream_options.include_usage`, every chunk
+    carries `"usage":null` and one more chunk the usage; without it, no chunk has a `usage`
+    member. JSON as OpenAI writes it (no spaces), with its `obfuscation` last when given."""
+    asked = (request.get("stream_options") or {}).get("include_usage") is True
+
+    def event(chunk: dict, usage: dict | None = None) -> bytes:
+        if asked:
+            chunk["usage"] = usage
+        if obfuscation is not None:
+            chunk["obfuscation"] = obfuscation
+        return f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n".encode()
+
+    pieces = [
+        event(_chat_chunk({"role": "assistant", "content": "", "refusal": None})),
+        event(_chat_chunk({"content": "Hel"})),
+        event(_chat_chunk({"content": "lo"})),
+        event(_chat_chunk({}, "stop")),
+    ]
+    if asked:
+        pieces.append(event(_chat_chunk({}, choices=False), OPENAI_STREAM_USAGE))
+    return [*pieces, b"data: [DONE]\n\n"]
+
+
 def openai_responses() -> list[bytes]:
     response = {
         "id": "resp_s",

@@ -42,6 +42,7 @@ def test_begin_writes_the_started_record_at_once_and_stop_the_stopped_record_las
     path.write_text('{"event": "llm_call", "n": 0}\n')  # an earlier run's
     log = AuditLog(str(path), instance="gw-host-1/w2")
     log.begin(auditlog.started_record(["127.0.0.1:8080"], "ab" * 32))
+    assert log.begun
     # Written before begin returns, by this thread: nothing waits for the writer.
     started = _lines(path)[1]
     assert list(started) == ["event", "instance", "ts", "version", "pid", "listen", "config_sha256"]
@@ -63,6 +64,16 @@ def test_begin_writes_the_started_record_at_once_and_stop_the_stopped_record_las
     assert list(stopped) == ["event", "instance", "ts", "pid", "calls"]
     assert (stopped["event"], stopped["pid"], stopped["calls"]) == ("tollgate_stopped", os.getpid(), 3)
     assert started["ts"] <= stopped["ts"] and stopped["ts"].endswith("Z")
+
+
+def test_a_log_that_never_began_writes_no_stopped_record(tmp_path: Path) -> None:
+    # A process that did not start (its port in use) opened the file and wrote nothing of its own.
+    path = tmp_path / "audit.jsonl"
+    path.write_text('{"event": "llm_call", "n": 0}\n')  # an earlier run's
+    log = AuditLog(str(path))
+    assert not log.begun
+    log.stop()
+    assert _lines(path) == [{"event": "llm_call", "n": 0}]
 
 
 def test_the_instance_is_tollgate_instance_else_the_host_name() -> None:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import tomllib
+from datetime import UTC, datetime
 from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
+
+from tollgate.config import load_config
+from tollgate.governance.clients import Caller, Directory
+from tollgate.providers.base import Presented
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "docs" / "examples" / "policies"
@@ -91,3 +98,49 @@ def test_token_without_an_issuer_that_can_sign(tollgate, tmp_path: Path, capsys,
     assert capsys.readouterr().out.count(".") == 2
     assert tollgate(["token", "--client", "a", "--config", "two.yaml", "--issuer", "https://c"]) == 1
     assert "no identity.jwt issuer https://c with a secret" in capsys.readouterr().err
+
+
+def test_key_new_prints_a_key_and_the_entry_that_lets_it_in(tollgate, tmp_path: Path, capsys) -> None:
+    assert tollgate(["key", "new", "--client", "alice"]) == 0
+    out, err = capsys.readouterr()
+    key, entry = out.splitlines()
+    assert re.fullmatch(r"tg-[A-Za-z0-9_-]{43}", key)  # 256 random bits after a recognisable prefix
+    assert entry == json.dumps("sha256:" + hashlib.sha256(key.encode()).hexdigest())
+    assert key not in err and f"- name: alice\n      keys: [{entry}]" in err
+    # Pasted as the explanation shows, it lets that key in, and the file holds no usable copy of it.
+    Path("tollgate.yaml").write_text(f"clients:\n  - name: alice\n    keys: [{entry}]\n")
+    assert tollgate(["check", "tollgate.yaml"]) == 0
+    assert key not in Path("tollgate.yaml").read_text()
+    directory = Directory(load_config("tollgate.yaml"))
+    assert directory.identify(None, [Presented(key, "authorization")]) == Caller("alice", (), "virtual_key")
+    # Each key is new.
+    assert tollgate(["key", "new", "--client", "alice"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] != key
+
+
+def test_key_new_with_an_expiry(tollgate, tmp_path: Path, capsys) -> None:
+    assert tollgate(["key", "new", "--client", "ci bot", "--expires", "2027-03-01"]) == 0
+    out, err = capsys.readouterr()
+    key, entry = out.splitlines()
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    assert entry == f'{{key: "sha256:{digest}", expires: 2027-03-01T00:00:00Z}}'
+    assert f'- name: "ci bot"\n      keys: [{entry}]' in err
+    Path("tollgate.yaml").write_text(f'clients:\n  - name: "ci bot"\n    keys: [{entry}]\n')
+    (written,) = load_config("tollgate.yaml").clients[0].keys
+    assert (written.sha256, written.expires) == (digest, datetime(2027, 3, 1, tzinfo=UTC))
+    assert tollgate(["key", "new", "--client", "ci", "--expires", "2027-03-01T10:00:00+01:00"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].endswith("expires: 2027-03-01T09:00:00Z}")
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--client", "ci", "--expires", "2027-03-01T10:00"], "error: --expires: a date and time needs its zone"),
+        (["--client", "ci", "--expires", "soon"], "error: --expires: 'soon' is no date"),
+        (["--client", " "], "error: --client is empty"),
+    ],
+)
+def test_key_new_refuses_what_the_file_would_refuse(tollgate, capsys, args: list[str], said: str) -> None:
+    assert tollgate(["key", "new", *args]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(said)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from mitmproxy.http import Headers
 
 from tollgate.config import parse_config
-from tollgate.governance.clients import Caller, Directory
+from tollgate.governance import clients
+from tollgate.governance.clients import Caller, Directory, Expired, expiry_notices
 from tollgate.providers import PROVIDERS
 from tollgate.providers.base import Presented
 
@@ -167,3 +170,94 @@ def test_anonymous_explicitly_refused_without_clients() -> None:
 def test_identify_accepts_any_iterable() -> None:
     presented = (p for p in [Presented(ALICE_KEY, "authorization")])
     assert directory().identify(None, presented).name == "alice"
+
+
+# --- keys written as their SHA-256, and expiries ---------------------------------------------------
+
+CAROL_KEY = "tg-carol-hashed-0123456789"
+CAROL_SHA256 = "sha256:" + hashlib.sha256(CAROL_KEY.encode()).hexdigest()
+UNICODE_KEY = "tg-dave-ключ-0123"  # the SHA-256 of its UTF-8 bytes, as the client sends them
+
+
+def hashed_directory(**more: Any) -> Directory:
+    return directory(
+        clients=[
+            *CLIENTS,
+            {"name": "carol", "keys": [CAROL_SHA256], "groups": ["ops"]},
+            {"name": "dave", "keys": ["sha256:" + hashlib.sha256(UNICODE_KEY.encode()).hexdigest()]},
+            {
+                "name": "erin",
+                "keys": [
+                    {"key": "tg-erin-old", "expires": "2020-01-01"},
+                    {"key": "sha256:" + hashlib.sha256(b"tg-erin-old-hashed").hexdigest(), "expires": "2020-01-01"},
+                    {"key": "tg-erin-new", "expires": "2099-01-01T00:00:00Z"},
+                ],
+            },
+        ],
+        **more,
+    )
+
+
+def test_a_key_written_as_its_sha256_identifies_its_client() -> None:
+    d = hashed_directory()
+    assert d.identify(None, [Presented(CAROL_KEY, "x-api-key")]) == Caller("carol", ("ops",), "virtual_key")
+    assert d.identify(None, [Presented(ALICE_KEY, "authorization")]).name == "alice"  # the others as before
+    # Hashed as the UTF-8 bytes the client sent.
+    assert d.identify(None, [Presented(UNICODE_KEY, "authorization")]).name == "dave"
+
+
+def test_only_the_key_itself_matches_its_sha256_not_the_line_in_the_file() -> None:
+    d = hashed_directory()
+    digest = CAROL_SHA256.removeprefix("sha256:")
+    for value in (CAROL_SHA256, digest, CAROL_KEY + " ", CAROL_KEY[:-1], CAROL_KEY.upper(), "\udcff", "\ud800"):
+        assert d.identify(None, [Presented(value, "authorization")]) is None, value
+        assert not d.is_virtual_key(value), value
+    assert d.is_virtual_key(CAROL_KEY)
+
+
+def test_an_expired_key_is_refused_even_where_anonymous_callers_are_allowed() -> None:
+    for allow in (False, True):
+        d = hashed_directory(allow_anonymous=allow)
+        for key in ("tg-erin-old", "tg-erin-old-hashed"):
+            outcome = d.identify(None, [Presented(key, "authorization")])
+            assert outcome == Expired("erin", datetime(2020, 1, 1, tzinfo=UTC).timestamp())
+            assert outcome.reason == "virtual key of erin expired 2020-01-01T00:00:00Z"
+            # Still Tollgate's own key: never the caller's own credential, which passes upstream.
+            assert d.is_virtual_key(key)
+    ends = datetime(2099, 1, 1, tzinfo=UTC).timestamp()
+    caller = hashed_directory().identify(None, [Presented("tg-erin-new", "authorization")])
+    assert caller == Caller("erin", (), "virtual_key", ends)
+
+
+def test_a_key_is_refused_from_the_moment_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    d = hashed_directory()
+    ends = datetime(2099, 1, 1, tzinfo=UTC).timestamp()
+    monkeypatch.setattr(clients.time, "time", lambda: ends - 0.001)
+    assert d.identify(None, [Presented("tg-erin-new", "authorization")]).name == "erin"
+    monkeypatch.setattr(clients.time, "time", lambda: ends)
+    assert d.identify(None, [Presented("tg-erin-new", "authorization")]) == Expired("erin", ends)
+
+
+def test_the_console_names_keys_expiring_soon_by_their_place_never_the_key() -> None:
+    config = parse_config(
+        {
+            "clients": [
+                {"name": "alice", "keys": ["tg-alice-1", {"key": "tg-alice-2", "expires": "2027-03-10"}]},
+                {"name": "bob", "keys": [{"key": CAROL_SHA256, "expires": "2027-03-01T12:00:00Z"}]},
+                {"name": "eve", "keys": [{"key": "tg-eve-1", "expires": "2027-02-01"}]},
+                {"name": "zed", "keys": [{"key": "tg-zed-1", "expires": "2027-03-01T09:30:00Z"}]},
+            ]
+        },
+        {},
+    )
+    now = datetime(2027, 3, 1, 9, tzinfo=UTC).timestamp()
+    notices = expiry_notices(config, now)
+    assert notices == [
+        "clients.1.keys.0 (bob) expires 2027-03-01T12:00:00Z, in 3 hours",
+        "clients.2.keys.0 (eve) expired 2027-02-01T00:00:00Z: it is refused",
+        "clients.3.keys.0 (zed) expires 2027-03-01T09:30:00Z, in 30 minutes",
+    ]  # alice's second key ends in 8 days 15 hours: beyond the week named
+    assert expiry_notices(config, now, within=10 * 86400)[0] == (
+        "clients.0.keys.1 (alice) expires 2027-03-10T00:00:00Z, in 8 days"
+    )
+    assert not any(secret in " ".join(notices) for secret in ("tg-", CAROL_SHA256[7:]))

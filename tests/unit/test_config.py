@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +114,7 @@ audit:
     assert config.providers.bedrock.timeout == 2.5
     assert [c.name for c in config.clients] == ["alice", "bob"]
     alice = config.clients[0]
-    assert alice.keys == ("tg-alice-0123456789",)
+    assert [(k.key, k.expires) for k in alice.keys] == [("tg-alice-0123456789", None)]
     assert alice.groups == ("research",)
     assert config.clients[1].groups == ()
     assert config.allow_anonymous is True
@@ -263,7 +265,7 @@ def test_env_expansion_in_every_string() -> None:
     )
     assert config.providers.openai.keys == ("sk-real",)
     assert config.providers.openai.upstream == "https://proxy.internal:8443"
-    assert config.clients[0].keys == ("tg-alice",)
+    assert [k.key for k in config.clients[0].keys] == ["tg-alice"]
 
 
 def test_env_expansion_of_a_number_field() -> None:
@@ -350,6 +352,92 @@ def test_duplicate_virtual_key_does_not_leak_the_key() -> None:
         {"clients": [{"name": "a", "keys": ["tg-secret-123"]}, {"name": "b", "keys": ["tg-secret-123"]}]}
     )
     assert "tg-secret-123" not in message
+
+
+def test_a_key_and_its_sha256_form_are_one_key_used_twice() -> None:
+    hashed = "sha256:" + hashlib.sha256(b"tg-alice-1").hexdigest()
+    message = error_of({"clients": [{"name": "a", "keys": ["tg-alice-1"]}, {"name": "b", "keys": [{"key": hashed}]}]})
+    assert message == "clients.1.keys.0: this virtual key is used twice"
+    message = error_of({"clients": [{"name": "a", "keys": [hashed, {"key": hashed, "expires": "2030-01-01"}]}]})
+    assert message == "clients.0.keys.1: this virtual key is used twice"
+
+
+# --- virtual keys: sha256: forms and expiries ---------------------------------------------------
+
+
+def test_a_key_may_be_written_as_its_sha256_with_or_without_an_expiry() -> None:
+    digest = hashlib.sha256("tg-bob-ключ".encode()).hexdigest()
+    config = parse_config(
+        {
+            "clients": [
+                {
+                    "name": "bob",
+                    "keys": [
+                        f"sha256:{digest}",
+                        {"key": "tg-bob-plain", "expires": "2027-03-01"},
+                        {"key": f"sha256:{'0' * 64}", "expires": "2027-03-01T10:30:00+02:00"},
+                        {"key": "tg-bob-z", "expires": "2027-03-01T00:00:00Z"},
+                    ],
+                }
+            ]
+        },
+        {},
+    )
+    keys = config.clients[0].keys
+    assert [(k.key, k.hashed, k.sha256) for k in keys[:2]] == [
+        (f"sha256:{digest}", True, digest),
+        ("tg-bob-plain", False, hashlib.sha256(b"tg-bob-plain").hexdigest()),
+    ]
+    assert [k.expires for k in keys] == [
+        None,
+        datetime(2027, 3, 1, tzinfo=UTC),  # a date alone: its start, UTC
+        datetime(2027, 3, 1, 8, 30, tzinfo=UTC),
+        datetime(2027, 3, 1, tzinfo=UTC),
+    ]
+
+
+def test_yaml_dates_and_datetimes_are_expiries_as_their_strings_are(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "clients:\n  - name: a\n    keys:\n"
+        "      - {key: tg-a-1, expires: 2027-03-01}\n"
+        "      - {key: tg-a-2, expires: 2027-03-01T06:00:00-03:00}\n"
+        "      - {key: tg-a-3, expires: '${WHEN}'}\n",
+    )
+    config = load_config(path, {"WHEN": "2027-03-02"})
+    assert [k.expires for k in config.clients[0].keys] == [
+        datetime(2027, 3, 1, tzinfo=UTC),
+        datetime(2027, 3, 1, 9, tzinfo=UTC),
+        datetime(2027, 3, 2, tzinfo=UTC),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ("sha256:abc", "clients.0.keys.0: a sha256: key is sha256: and 64 lower-case hex digits"),
+        ("sha256:" + "A" * 64, "clients.0.keys.0: a sha256: key is sha256: and 64 lower-case hex digits"),
+        ({"key": "sha256:" + "0" * 63}, "clients.0.keys.0.key: a sha256: key is sha256: and 64 lower-case"),
+        ("tg a", "clients.0.keys.0: a virtual key must be non-empty and hold no spaces"),
+        ("", "clients.0.keys.0: a virtual key must be non-empty and hold no spaces"),
+        ({"key": "tg-a\t1"}, "clients.0.keys.0.key: a virtual key must be non-empty and hold no spaces"),
+        ({"key": "tg-a", "expires": "2027-03-01T10:00:00"}, "clients.0.keys.0.expires: a date and time needs its zone"),
+        ({"key": "tg-a", "expires": "next tuesday"}, "clients.0.keys.0.expires: 'next tuesday' is no date"),
+        ({"key": "tg-a", "expires": 20270301}, "clients.0.keys.0.expires: expected a date (2027-03-01)"),
+        ({"key": "tg-a", "expiry": "2027-03-01"}, "clients.0.keys.0.expiry: unknown key"),
+        ({"expires": "2027-03-01"}, "clients.0.keys.0.key: Field required"),
+    ],
+)
+def test_a_bad_virtual_key_entry_is_named(entry: Any, expected: str) -> None:
+    message = error_of({"clients": [{"name": "a", "keys": [entry]}]})
+    assert message.startswith(expected), message
+
+
+def test_a_naive_yaml_datetime_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "clients:\n  - name: a\n    keys: [{key: tg-a-1, expires: 2027-03-01T10:00:00}]\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    assert "clients.0.keys.0.expires: a date and time needs its zone" in str(info.value)
 
 
 def test_duplicate_virtual_aws_access_key_ids() -> None:
@@ -817,3 +905,29 @@ def test_an_override_rules_fallbacks_are_read_in_order() -> None:
 )
 def test_a_bad_fallback_is_an_error_naming_the_field(fallbacks: list, match: dict, message: str) -> None:
     assert message in error_of({"overrides": [{"match": match, "model": "gpt-4o", "fallbacks": fallbacks}]})
+
+
+@pytest.mark.parametrize(
+    ("limit", "refused"),
+    [
+        ({"tokens_per_day": 1000}, "limits.0 ('every call per client') caps tokens_per_day"),
+        ({"match": {"provider": "openai"}, "usd_per_month": 5}, "caps usd_per_month"),
+        ({"match": {"provider": "gemini"}, "tokens_per_day": 1000}, None),  # another provider's
+        ({"requests_per_minute": 10}, None),  # requests are counted: minting is one
+    ],
+)
+def test_ephemeral_credentials_allowed_stand_beside_no_token_or_usd_cap(limit: dict, refused: str | None) -> None:
+    data = {"providers": {"openai": {"ephemeral_credentials": "allow"}}, "limits": [limit]}
+    if refused is None:
+        assert parse_config(data, {}).providers.openai.ephemeral_credentials == "allow"
+        return
+    message = error_of(data)
+    assert message.startswith("providers.openai.ephemeral_credentials: allow lets a caller mint"), message
+    assert refused in message
+
+
+def test_ephemeral_credentials_are_refused_unless_allowed() -> None:
+    assert parse_config({}, {}).providers.openai.ephemeral_credentials == "refuse"
+    assert "providers.openai.ephemeral_credentials" in error_of(
+        {"providers": {"openai": {"ephemeral_credentials": "yes"}}}
+    )

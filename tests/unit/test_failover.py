@@ -7,7 +7,20 @@ import pytest
 
 from tollgate.config import ConfigError, parse_config
 from tollgate.config_base import RetryConfig
-from tollgate.governance.failover import DEFAULT_WHEN, Circuits, failed, retry_statuses, status_condition, wait_for
+from tollgate.governance.failover import (
+    CONNECT,
+    DEFAULT_WHEN,
+    TIMEOUT,
+    Circuits,
+    failed,
+    fails_the_key,
+    model_circuit,
+    retry_statuses,
+    split_circuit,
+    status_condition,
+    upstream_circuit,
+    wait_for,
+)
 
 
 def test_a_status_is_a_condition_when_named_or_a_5xx_under_5xx() -> None:
@@ -82,3 +95,19 @@ def test_circuit_settings() -> None:
     for bad in ({"failures": 0}, {"rest_s": 0}, {"when": [429]}):
         with pytest.raises(ConfigError):
             parse_config({"providers": {"openai": {"circuit": bad}}})
+
+
+def test_a_429_and_a_failed_connection_are_the_keys_every_other_failure_its_models() -> None:
+    assert [fails_the_key(s, None) for s in (429, 401, 500, 503, 529, 408, 409)] == [
+        True, True, False, False, False, False, False,
+    ]  # fmt: skip
+    assert (fails_the_key(None, CONNECT), fails_the_key(None, TIMEOUT)) == (True, False)
+
+
+def test_a_circuit_for_one_model_is_named_apart_and_read_back() -> None:
+    upstream = upstream_circuit("anthropic", "https://api.anthropic.com")
+    for whole in ("sha256:0123abcd", upstream):
+        assert split_circuit(model_circuit(whole, "gpt-4o")) == (whole, "gpt-4o")
+        assert split_circuit(model_circuit(whole, "")) == (whole, "")
+        assert split_circuit(whole) == (whole, None)
+    assert model_circuit("sha256:0123abcd", "a") != model_circuit("sha256:0123abcd", "b")

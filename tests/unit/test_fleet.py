@@ -3,6 +3,7 @@ configuration, the back-off."""
 
 from __future__ import annotations
 
+import errno
 import shutil
 import socket
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tollgate import fleet
 from tollgate.config import parse_config
 from tollgate.fleet import (
     FleetError,
@@ -185,3 +187,49 @@ def test_a_process_that_failed_is_named_by_the_last_error_it_logged():
     assert last_reason(mitmdump) == "Tollgate configuration: policy.rego: broken.rego:2:22: this is unclosed"
     assert last_reason(["[ALERT] Cannot raise FD limit", ""]) == "[ALERT] Cannot raise FD limit"
     assert last_reason([]) is None
+
+
+def test_a_listen_address_that_cannot_be_had_is_told_in_tollgates_words():
+    taken = fleet.listen_advice("127.0.0.1:8080", errno.EADDRINUSE)
+    assert taken == (
+        "Tollgate cannot listen on 127.0.0.1:8080: another program listens there (another Tollgate?). Stop what"
+        " holds it, or listen elsewhere: --listen-port PORT (and --listen-host HOST), or TOLLGATE_LISTEN=HOST:PORT"
+        " for ./run.sh and tollgate serve; clients then need the HTTPS_PROXY that `./run.sh env` prints for it"
+    )
+    assert "--mode" not in taken
+    assert fleet.listen_advice("*:80", errno.EACCES).startswith(
+        "Tollgate cannot listen on *:80: permission denied (a port below 1024 needs root, or CAP_NET_BIND_SERVICE)."
+    )
+    assert "no network interface of this host has that address" in fleet.listen_advice(
+        "10.9.9.9:8080", errno.EADDRNOTAVAIL
+    )
+    capture = fleet.listen_advice("*:8081", errno.EADDRINUSE, "transparent")
+    assert capture.endswith(
+        "listen elsewhere: --capture transparent@PORT (./run.sh), or mitmdump's --mode transparent@PORT"
+    )
+    worker = fleet.listen_advice("127.0.0.1:40001", errno.EADDRINUSE, worker=True)
+    assert worker.endswith("the fleet's worker ports are chosen anew at its next start")
+
+
+def test_a_taken_listen_address_stops_a_fleet_saying_where_else_to_listen():
+    from tollgate.cli.supervisor import LISTEN_WHAT, check_listenable
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(FleetError) as info:
+            check_listenable("127.0.0.1", port, LISTEN_WHAT)
+        assert str(info.value) == fleet.listen_advice(f"127.0.0.1:{port}", errno.EADDRINUSE)
+        with pytest.raises(
+            FleetError, match=f"metrics.listen: cannot listen on 127.0.0.1:{port}: Address already in use"
+        ):
+            check_listenable("127.0.0.1", port, "metrics.listen")
+
+
+def test_mcp_servers_in_a_fleet_need_the_ledger_on_redis():
+    servers = {"mcp": {"servers": [{"name": "notes", "url": "https://mcp.example.test/mcp"}]}}
+    problem = fleet_config_problem(parse_config(servers), 3)
+    assert problem is not None
+    assert problem.startswith("ledger.store: 3 workers with MCP servers must share whose each session is on Redis")
+    assert fleet_config_problem(parse_config(servers), 1) is None
+    shared = parse_config({**servers, "ledger": {"store": "redis://127.0.0.1:6379/0"}})
+    assert fleet_config_problem(shared, 3) is None

@@ -349,3 +349,24 @@ def test_a_circuit_opened_elsewhere_and_kept_across_a_reload() -> None:
     pool.open_fingerprint("fp-unknown", 30)
     renewed = pool.renewed(["a", "b", "c"])
     assert {renewed.take() for _ in range(4)} == {"b", "c"}
+
+
+def test_a_key_whose_circuit_is_open_for_one_model_serves_the_others() -> None:
+    clock = Clock()
+    pool = KeyPool(["a", "b"], clock=clock, fingerprint=lambda k: f"fp-{k}")
+    pool.open_circuit("a", 30, "gpt-broken")
+    pool.open_fingerprint("fp-b", 10, "gpt-broken")  # opened in another process
+    assert pool.resting() == 0  # neither rests for every model
+    assert [pool.take("gpt-4o-mini"), pool.take("gpt-4o-mini"), pool.take()] == ["a", "b", "a"]
+    with pytest.raises(CircuitOpen) as e:
+        pool.take("gpt-broken")
+    assert e.value.rest_left == 10
+    pool.open_circuit("a", 60)  # the whole key: for every model
+    assert [pool.take("gpt-4o-mini"), pool.take("gpt-4o-mini")] == ["b", "b"]
+    clock.now += 10
+    assert pool.take("gpt-broken") == "b"
+    renewed = pool.renewed(["a", "c"])  # a reload keeps a's circuits, drops b's
+    clock.now += 25
+    assert {renewed.take("gpt-broken") for _ in range(3)} == {"c"}
+    clock.now += 30
+    assert {renewed.take("gpt-broken") for _ in range(3)} == {"a", "c"}

@@ -9,7 +9,7 @@ import pytest
 
 from tollgate.call import Answer, Call, RolledUp, Route
 from tollgate.config import LimitRule, parse_config
-from tollgate.formats.request_facts import Batch, Classification
+from tollgate.formats.request_facts import Batch, Classification, RequestFacts
 from tollgate.formats.usage import Usage
 from tollgate.governance.limits import (
     Estimate,
@@ -22,6 +22,8 @@ from tollgate.governance.limits import (
     counters,
     deny_reason,
     estimate_tokens,
+    generates,
+    held_input_bound,
     refusal_message,
     retry_after,
     subjects,
@@ -29,6 +31,7 @@ from tollgate.governance.limits import (
     used,
 )
 from tollgate.governance.policy import usage_input
+from tollgate.providers import PROVIDERS
 
 
 def rule(**fields) -> LimitRule:
@@ -185,6 +188,27 @@ def test_each_answer_a_call_asks_for_is_reserved_at_its_bound():
     assert estimate_tokens(0, None, True, 4096, answers=8, model_max=65_536) == (0, 524_288)
     assert estimate_tokens(0, None, True, 4096, answers=2) == (0, 8192)
     assert estimate_tokens(0, 500, False, 4096, answers=3) == (0, 0)  # generates nothing
+
+
+def test_a_legacy_completion_and_an_image_generate_without_messages():
+    assert generates("completions", RequestFacts())
+    assert generates("images.generations", RequestFacts())
+    assert not generates("embeddings", RequestFacts())
+    assert generates("embeddings", RequestFacts(message_count=0))  # a conversation's, whatever its endpoint
+
+
+def test_an_input_held_upstream_reserves_the_models_context_window_else_the_configured_bound():
+    assert held_input_bound(12, 128_000, 50_000) == 128_000
+    assert held_input_bound(12, None, 50_000) == 50_000
+    assert held_input_bound(200_000, 128_000, 50_000) == 200_000  # never less than the body itself
+
+
+def test_the_responses_fields_that_hold_input_upstream_are_read():
+    openai = PROVIDERS["openai"]
+    for held in ({"previous_response_id": "resp_1"}, {"conversation": "conv_1"}, {"prompt": {"id": "pmpt_1"}}):
+        assert openai.classify("POST", "/v1/responses", {"model": "gpt-4o", "input": "hi", **held}).facts.input_held
+    assert not openai.classify("POST", "/v1/responses", {"model": "gpt-4o", "input": "hi"}).facts.input_held
+    assert not openai.classify("POST", "/v1/chat/completions", {"model": "gpt-4o", "messages": []}).facts.input_held
 
 
 def test_a_batch_is_charged_whole_to_its_day_and_month_and_as_one_request_to_its_minute():

@@ -18,7 +18,7 @@ from tollgate.config import Config
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.mcp.answers import AnswerRelay, read_whole
 from tollgate.formats.mcp.messages import McpRequest, Posted, decoded_post, read_post
-from tollgate.governance.mcp import McpExchange
+from tollgate.governance.mcp import McpExchange, McpSessions, session_owner, shared_session_key
 from tollgate.governance.mcp_servers import McpServer
 from tollgate.governance.policy import Policy
 
@@ -367,3 +367,27 @@ def test_an_event_past_its_bound_streams_on_unless_its_tools_are_filtered(monkey
     assert refused[0]["error"]["message"] == (
         "Tollgate cannot read the MCP server's answer: a server-sent event is larger than 16 bytes."
     )
+
+
+def test_a_session_keeps_its_first_owner_and_the_least_recently_used_is_forgotten() -> None:
+    sessions = McpSessions(limit=2)
+    alice, carol = session_owner("alice"), session_owner("carol")
+    assert sessions.bind("notes", "s1", alice) == alice
+    assert sessions.bind("notes", "s1", carol) == alice  # opened again for another: still alice's
+    assert sessions.owner("other", "s1") is None  # sessions are a server's own
+    sessions.bind("notes", "s2", carol)
+    assert sessions.owner("notes", "s1") == alice  # used: s2 is now the least recently used
+    sessions.bind("notes", "s3", carol)
+    assert (sessions.owner("notes", "s2"), len(sessions)) == (None, 2)
+    sessions.forget("notes", "s1")
+    assert sessions.owner("notes", "s1") is None
+    assert session_owner(None) == "anonymous" != session_owner("anonymous")
+    # An anonymous caller's sessions are its own credential's: another's, or none, is another owner.
+    assert len({session_owner(None, "own-token-1"), session_owner(None, "own-token-2"), session_owner(None)}) == 3
+    assert "own-token-1" not in session_owner(None, "own-token-1")
+
+
+def test_a_shared_sessions_name_is_not_its_id() -> None:
+    key = shared_session_key("notes", "secret-session-id")
+    assert "secret-session-id" not in key and len(key) == 64
+    assert key != shared_session_key("other", "secret-session-id")

@@ -372,3 +372,11 @@ def test_money_as_text() -> None:
     assert usd(1_234_567_890_123) == 1234.567890123
     assert (dollars_text(123_456), dollars_text(500), dollars_text(499)) == ("$0.000123", "$0.000001", "$0.000000")
     assert dollars_text(12_345_678_901) == "$12.345679"
+
+
+def test_a_models_context_window_is_the_tables() -> None:
+    prices = Prices([])
+    assert prices.context_window("openai", "gpt-4o") == 128_000
+    assert prices.context_window("openai", "gpt-realtime") == 32_000
+    assert prices.context_window("openai", "a-model-of-our-own") is None
+    assert prices.context_window("openai", None) is None

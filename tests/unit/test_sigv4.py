@@ -18,6 +18,7 @@ import pytest
 from botocore.credentials import ReadOnlyCredentials
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.support.aws import signed_over_authority
 from tests.support.examples import examples
 
 from tollgate.providers import sigv4
@@ -867,3 +868,80 @@ def test_default_credential_chain_that_finds_nothing_is_a_start_up_error(monkeyp
     monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", raising=False)
     with pytest.raises(ValueError, match="found no credentials"):
         sigv4.credential_source("default")
+
+
+# --------------------------------------------------------------------------------------------------
+# `:authority` signed in place of `host` (HTTP/2: the AWS SDK for JavaScript)
+
+BEDROCK_HOST = "bedrock-runtime.us-east-1.amazonaws.com"
+NOVA_PATH = "/model/amazon.nova-lite-v1%3A0/converse"
+
+
+def over_authority(authority: str = BEDROCK_HOST, path: str = NOVA_PATH) -> dict:
+    """A Converse call as the SDK sends it over HTTP/2, as `verify_request` is given it: the header
+    fields, and the request's :authority beside them."""
+    headers = signed_over_authority(
+        access_key=BEDROCK_KEY, secret_key=BEDROCK_SECRET, authority=authority, path=path, body=BODY, amz_date=AMZ_DATE
+    )
+    return {
+        "method": "POST",
+        "raw_path": path,
+        "headers": list(headers.items()),
+        "body": BODY,
+        "secrets": {BEDROCK_KEY: BEDROCK_SECRET},
+        "service": "bedrock",
+        "region": "us-east-1",
+        "now": DATE,
+    }
+
+
+def test_authority_signed_in_place_of_host_is_verified() -> None:
+    auth = verify(**over_authority())
+    assert auth.signed_headers == (":authority", "content-type", "x-amz-content-sha256", "x-amz-date")
+    assert "host" not in auth.signed_headers
+    # A port is part of the authority, as the SDK writes it for an endpoint with one.
+    assert verify(**over_authority(authority=f"{BEDROCK_HOST}:8443"))
+
+
+def test_authority_is_canonicalised_as_any_header() -> None:
+    """Its line is `:authority:<value>`, sorted first (':' before any letter), its value trimmed."""
+    request = over_authority()
+    auth = sigv4.parse_authorization(dict(request["headers"])["authorization"])
+    others = [(n, v) for n, v in request["headers"] if n not in (":authority", "authorization")]
+    headers = [(":authority", f"  {BEDROCK_HOST} "), *others]
+    canonical = sigv4.canonical_request(
+        "POST", NOVA_PATH, "", headers, auth.signed_headers, hashlib.sha256(BODY).hexdigest()
+    )
+    assert canonical.split("\n")[3] == f":authority:{BEDROCK_HOST}"
+    assert canonical.split("\n")[-2] == ":authority;content-type;x-amz-content-sha256;x-amz-date"
+
+
+def test_a_request_for_another_authority_is_refused() -> None:
+    request = over_authority()
+    moved = [(n, "bedrock-runtime.us-west-2.amazonaws.com" if n == ":authority" else v) for n, v in request["headers"]]
+    with pytest.raises(SignatureError) as caught:
+        verify(**{**request, "headers": moved})
+    assert caught.value.code == BAD_SIGNATURE
+    assert "signature we calculated does not match" in str(caught.value)
+
+
+def test_authority_signed_over_http1_is_refused() -> None:
+    """HTTP/1.1 has no :authority: its Host header does not stand for one signed."""
+    request = over_authority()
+    http1 = [(n, v) for n, v in request["headers"] if n != ":authority"] + [("Host", BEDROCK_HOST)]
+    with pytest.raises(SignatureError) as caught:
+        verify(**{**request, "headers": http1})
+    assert caught.value.code == BAD_SIGNATURE
+    assert "':authority' is signed but the request has none" in str(caught.value)
+
+
+def test_neither_host_nor_authority_signed_is_refused() -> None:
+    request = over_authority()
+    headers = dict(request["headers"])
+    auth = sigv4.parse_authorization(headers["authorization"])
+    unsigned = headers["authorization"].replace(
+        "SignedHeaders=" + ";".join(auth.signed_headers), "SignedHeaders=content-type;x-amz-date"
+    )
+    with pytest.raises(SignatureError) as caught:
+        verify(**{**request, "headers": list({**headers, "authorization": unsigned}.items())})
+    assert "'Host' must be a signed header" in str(caught.value)

@@ -800,7 +800,7 @@ SSE_NOISE = st.one_of(
 @FUZZ
 @given(data=SSE_NOISE, how=CHUNKINGS)
 def test_sse_event_filter_keeping_everything_forwards_every_byte(data: bytes, how: tuple) -> None:
-    f = SSEEventFilter(lambda event: False)
+    f = SSEEventFilter(lambda event: event)
     assert b"".join(f.feed(p) for p in chunk(data, how)) + f.flush() == data
 
 
@@ -825,9 +825,9 @@ def test_sse_event_filter_drops_whole_events_byte_for_byte(
     rest = eol.join(tail).encode()  # an unfinished event at the end: forwarded by flush()
     seen: list[bytes] = []
 
-    def drop(event: bytes) -> bool:
+    def drop(event: bytes) -> bytes:
         seen.append(event)
-        return MARK.encode() in event
+        return b"" if MARK.encode() in event else event
 
     f = SSEEventFilter(drop)
     out = b"".join(f.feed(p) for p in chunk(b"".join(raws) + rest, data.draw(CHUNKINGS, label="how")))
@@ -837,13 +837,13 @@ def test_sse_event_filter_drops_whole_events_byte_for_byte(
 
 
 def test_sse_event_filter_forwards_a_last_event_held_for_its_cr_at_flush() -> None:
-    f = SSEEventFilter(lambda event: False)
+    f = SSEEventFilter(lambda event: event)
     assert f.feed(b"data: 1\r\rdata: 2\r\r") == b"data: 1\r\r"
     assert f.flush() == b"data: 2\r\r"
 
 
 def test_sse_event_filter_holds_a_trailing_cr() -> None:
-    f = SSEEventFilter(lambda event: b"usage" in event)
+    f = SSEEventFilter(lambda event: b"" if b"usage" in event else event)
     assert f.feed(b"data: 1\r\n\r") == b""
     assert f.feed(b"\ndata: usage\r\n\r\ndata: [DONE]\r\n\r\n") == b"data: 1\r\n\r\ndata: [DONE]\r\n\r\n"
     assert f.flush() == b""
@@ -2346,8 +2346,8 @@ def test_sse_event_filter_with_a_needle_forwards_what_judging_every_event_does(
     stream = sse(blocks, eol) + b"data: [DONE]"
     pieces = chunk(stream, data.draw(CHUNKINGS, label="how"))
 
-    def drop(event: bytes) -> bool:
-        return MARK.encode() in event
+    def drop(event: bytes) -> bytes:
+        return b"" if MARK.encode() in event else event
 
     judged, needled = SSEEventFilter(drop), SSEEventFilter(drop, needle=MARK.encode())
     out = [(judged.feed(p), needled.feed(p)) for p in pieces]

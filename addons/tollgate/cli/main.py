@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
+import secrets
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -12,6 +14,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+from pydantic import ValidationError
 
 from tollgate.config import ConfigError, load_config
 from tollgate.governance.policy import TIMEOUT as POLICY_TIMEOUT
@@ -77,6 +81,18 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--ttl", default="1h", type=duration, help="lifetime: 90s, 30m, 1h, 7d (default: 1h)")
     token.add_argument("--config", default="tollgate.yaml", type=Path, help="default: %(default)s")
     token.add_argument("--issuer", help="the issuer whose secret signs (needed when several have one)")
+    key = commands.add_parser("key", help="virtual keys for clients")
+    key_commands = key.add_subparsers(dest="key_command", required=True)
+    new_key = key_commands.add_parser(
+        "new",
+        help="print a new virtual key, and the sha256: line that puts it in tollgate.yaml",
+        description="Prints a new virtual key for the client, and its entry for clients[].keys in tollgate.yaml:"
+        " its SHA-256, so that the file holds no usable copy of the key. The key is shown only now.",
+    )
+    new_key.add_argument("--client", required=True, help="the client (clients[].name) the key is for")
+    new_key.add_argument(
+        "--expires", help="when it stops being accepted: a date (its start, UTC) or a date and time with its zone"
+    )
     usage = commands.add_parser(
         "usage",
         help="requests, tokens and cost per client, group, model, … from the ledger or audit files",
@@ -116,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         return evaluate_policy(args.policy, args.input, args.timeout)
     if args.command == "token":
         return print_token(args.config, args.client, args.groups, args.ttl, args.issuer)
+    if args.command == "key":
+        return print_new_key(args.client, args.expires)
     if args.command == "usage":
         return print_usage(args.config, args.store, args.since, args.by, args.format, args.from_audit)
     return check_config(args.config)
@@ -196,6 +214,47 @@ def print_token(config_path: Path, client: str, groups: str, ttl: timedelta, iss
         print("error: --client is empty", file=sys.stderr)
         return 1
     print(mint(signers[0], client, [g.strip() for g in groups.split(",") if g.strip()], ttl))
+    return 0
+
+
+# A new virtual key: recognisable by its prefix (as the docs' examples), then 256 random bits.
+KEY_PREFIX = "tg-"
+KEY_BYTES = 32
+
+
+def new_virtual_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
+
+
+def print_new_key(client: str, expires: str | None) -> int:
+    """Exit status 0 with two lines on standard output, a new key and its entry for the client's
+    `keys` in tollgate.yaml (what to do with them on standard error); 2 for a bad argument."""
+    from tollgate.config import SHA256_KEY_PREFIX, VirtualKey, key_digest
+
+    name = client.strip()
+    if not name:
+        print("error: --client is empty", file=sys.stderr)
+        return 2
+    key = new_virtual_key()
+    hashed = SHA256_KEY_PREFIX + key_digest(key)
+    try:  # read as the configuration reads it: a bad --expires is told as the file's would be
+        entry = VirtualKey.model_validate({"key": hashed, "expires": expires})
+    except ValidationError as e:
+        print(f"error: --expires: {e.errors()[0]['msg'].removeprefix('Value error, ')}", file=sys.stderr)
+        return 2
+    written = json.dumps(hashed)
+    if entry.expires is not None:
+        written = f"{{key: {written}, expires: {entry.expires.strftime('%Y-%m-%dT%H:%M:%SZ')}}}"
+    print(key)
+    print(written)
+    sys.stdout.flush()
+    yaml_name = name if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.@/-]*", name) else json.dumps(name)
+    print(
+        f"The first line is a new virtual key for {name}: give it to them, it is not shown again.\n"
+        "The second is its entry in tollgate.yaml, which holds the key's SHA-256 and no usable copy of it:"
+        f" one of {name}'s keys,\n\n  clients:\n    - name: {yaml_name}\n      keys: [{written}]",
+        file=sys.stderr,
+    )
     return 0
 
 

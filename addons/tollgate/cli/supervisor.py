@@ -42,6 +42,7 @@ from tollgate.fleet import (
     fleet_mode_problem,
     haproxy_config,
     host_port,
+    listen_advice,
     metrics_address,
     parse_serve_args,
     worker_args,
@@ -58,6 +59,8 @@ WATCH = 5.0
 STAYED_UP = 30.0  # seconds up after which a worker's next death is not counted as soon after its last
 DRAIN_MARGIN = 10.0  # seconds past drain_s before a worker still draining is killed
 TAIL_LINES = 20  # console lines kept per process, to say why one failed
+
+LISTEN_WHAT = "the listen address"  # what check_listenable is told of the proxy's own address
 
 HAPROXY_INSTALL = (
     "haproxy is not installed, and --workers N (N > 1) runs one in front of the workers: install it"
@@ -143,7 +146,7 @@ def fleet_plan(args: ServeArgs) -> tuple[float, tuple[str, int] | None]:
     if shutil.which("haproxy") is None:
         raise FleetError(HAPROXY_INSTALL)
     metrics = metrics_address(config)
-    check_listenable(args.listen_host, args.listen_port, "the listen address")
+    check_listenable(args.listen_host, args.listen_port, LISTEN_WHAT)
     if metrics is not None:
         check_listenable(*metrics, "metrics.listen")
     return config.drain_s, metrics
@@ -159,6 +162,8 @@ def check_listenable(host: str, port: int, what: str) -> None:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as HAProxy binds
             probe.bind(address)
     except OSError as e:
+        if what == LISTEN_WHAT and e.errno is not None:  # the proxy's own address: where else it may listen
+            raise FleetError(listen_advice(host_port(host, port), e.errno)) from None
         raise FleetError(f"{what}: cannot listen on {host_port(host, port)}: {e.strerror or e}") from None
 
 

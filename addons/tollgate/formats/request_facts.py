@@ -62,6 +62,11 @@ class RequestFacts:
     # Assistant, a Realtime session's later events (`exact_reading.STORED_PROMPT`, …). The policy's
     # `unread` lists them after the classification's.
     unread: tuple[str, ...] = ()
+    # Part of its input is held by the provider, which bills it as input: a previous response, a
+    # conversation, a stored prompt (the Responses API's `previous_response_id`, `conversation`,
+    # `prompt`), a Realtime session's conversation. Its size is unknown until the answer's usage:
+    # a limit reserves the model's context window for it (`ledger.reserve_input_tokens` where unknown).
+    input_held: bool = False
 
     def price_context(self) -> tuple[tuple[str, str], ...]:
         """What the price table's variants would be chosen by, were the call run as asked."""
@@ -114,3 +119,7 @@ class Classification:
     # An upgrade to a WebSocket whose messages are the calls (the Responses API's WebSocket mode):
     # the connection is identified and given its credential, each message is decided and audited.
     session: bool = False
+    # It mints a credential usable without Tollgate (a Realtime client secret, a Gemini ephemeral
+    # token): whoever holds it calls the provider directly, past every policy, limit and audit.
+    # Refused unless `providers.<name>.ephemeral_credentials` allows it.
+    mints_credential: bool = False

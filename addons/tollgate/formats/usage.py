@@ -32,6 +32,14 @@ class Usage:
     # Cache writes, among input_tokens too: Anthropic and Bedrock price them apart (above input).
     cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None  # among output_tokens
+    # Where an answer tells them (a Realtime response): the tokens of audio and images among
+    # input_tokens, of them those among cached_tokens, and the audio among output_tokens. Models
+    # that take them are priced for each apart from text.
+    audio_input_tokens: int | None = None
+    image_input_tokens: int | None = None
+    audio_cached_tokens: int | None = None
+    image_cached_tokens: int | None = None
+    audio_output_tokens: int | None = None
     finish_reason: str | None = None
     # How the provider says it ran the call, which some models are priced by: its processing tier
     # (`service_tier`: OpenAI's `default`, `flex`, `priority`…; Anthropic's `standard`, `priority`;
@@ -65,6 +73,11 @@ class Usage:
     def price_context(self) -> tuple[tuple[str, str], ...]:
         """What the price table's variants are chosen by."""
         return price_context(self.service_tier, self.speed)
+
+    @property
+    def by_modality(self) -> bool:
+        """Whether it tells its audio apart from its text, in and out (what pricing them apart needs)."""
+        return self.audio_input_tokens is not None and self.audio_output_tokens is not None
 
 
 _FIELDS = tuple(f.name for f in fields(Usage))

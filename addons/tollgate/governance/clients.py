@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from tollgate.call import Auth
 from tollgate.config import Config
 from tollgate.governance.jwt_identity import looks_like_jwt
 from tollgate.providers.base import Presented
+
+# Keys expiring within this many seconds are named on the console at start-up and at each reload.
+EXPIRY_NOTICE_S = 7 * 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +22,8 @@ class Caller:
     name: str | None
     groups: tuple[str, ...]
     auth: Auth
+    # When the virtual key that identified the caller stops being accepted (seconds since the epoch).
+    key_expires: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +33,23 @@ class Token:
     value: str = field(repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class Expired:
+    """A presented virtual key past its `expires`: refused as an unknown key is (never anonymous,
+    never sent upstream); the audit says whose it was and when it ended."""
+
+    client: str
+    expired: float
+
+    @property
+    def reason(self) -> str:
+        return f"virtual key of {self.client} expired {_utc(self.expired)}"
+
+
+def _utc(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class Directory:
     def __init__(self, config: Config) -> None:
         self._anonymous_allowed = config.anonymous_allowed
@@ -32,7 +57,21 @@ class Directory:
         # Callers by virtual key, made once. A dict compares a presented key with a stored one only
         # when their hashes (SipHash, keyed anew per process) are equal, so the lookup's timing says
         # nothing about a key's prefix, with no hashing of each key first.
-        self._by_key = {k: Caller(c.name, c.groups, "virtual_key") for c in config.clients for k in c.keys}
+        self._by_key = {
+            k.key: Caller(c.name, c.groups, "virtual_key", _seconds(k.expires))
+            for c in config.clients
+            for k in c.keys
+            if not k.hashed
+        }
+        # Callers by the SHA-256 of a key the file holds only as `sha256:<hex>`: a presented value is
+        # hashed (once per call, never kept) and its digest looked up. The lookup's timing can tell
+        # at most how much of a digest matched, which says nothing of any key.
+        self._by_sha256 = {
+            k.sha256: Caller(c.name, c.groups, "virtual_key", _seconds(k.expires))
+            for c in config.clients
+            for k in c.keys
+            if k.hashed
+        }
         self._by_aws_key = {a.access_key_id: c for c in config.clients for a in c.aws_credentials}
         self.aws_secrets = {a.access_key_id: a.secret_access_key for c in config.clients for a in c.aws_credentials}
         self._takes_jwts = bool(config.identity.jwt)
@@ -41,7 +80,18 @@ class Directory:
         return access_key_id in self._by_aws_key
 
     def is_virtual_key(self, value: str) -> bool:
-        return value in self._by_key
+        """Whether `value` is one of the virtual keys, expired or not: never the caller's own credential."""
+        return self._known(value) is not None
+
+    def _known(self, value: str) -> Caller | None:
+        known = self._by_key.get(value)
+        if known is None and self._by_sha256:
+            try:  # the bytes the client sent (header values are read as UTF-8, surrogates for the rest)
+                sent = value.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:  # no key of the file's, which is UTF-8 text
+                return None
+            known = self._by_sha256.get(hashlib.sha256(sent).hexdigest())
+        return known
 
     @property
     def takes_jwts(self) -> bool:
@@ -49,11 +99,12 @@ class Directory:
 
     def identify(
         self, login: str | None, presented: Iterable[Presented], signed_with: str | None = None
-    ) -> Caller | Token | None:
+    ) -> Caller | Token | Expired | None:
         """The caller, or None when it must be refused (no login, no known key, no anonymity).
         `signed_with` is a virtual AWS access key id whose SigV4 signature has been verified. A
         presented JWT (when issuers are configured, and no virtual key is presented) is a Token,
-        whose verification tells the caller."""
+        whose verification tells the caller. A virtual key past its expiry is Expired: refused,
+        whether or not anonymous callers are allowed."""
         if login is not None:
             client = self._by_name.get(login)
             return Caller(login, client.groups if client else (), "proxyauth")
@@ -62,7 +113,10 @@ class Directory:
             return Caller(client.name, client.groups, "sigv4")
         token = None
         for p in presented:
-            if (virtual := self._by_key.get(p.value)) is not None:
+            if (virtual := self._known(p.value)) is not None:
+                if virtual.key_expires is not None and time.time() >= virtual.key_expires:
+                    assert virtual.name is not None
+                    return Expired(virtual.name, virtual.key_expires)
                 return virtual
             if token is None and self._takes_jwts and looks_like_jwt(p.value):
                 token = Token(p.value)
@@ -71,3 +125,35 @@ class Directory:
         if self._anonymous_allowed:
             return Caller(None, (), "anonymous")
         return None
+
+
+def _seconds(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
+
+
+def expiry_notices(config: Config, now: float, within: float = EXPIRY_NOTICE_S) -> list[str]:
+    """What the console says of the virtual keys that have expired or expire within `within`
+    seconds of `now`: each named by its place in the file (`clients.0.keys.1`) and its client,
+    never by the key."""
+    notices = []
+    for i, client in enumerate(config.clients):
+        for j, key in enumerate(client.keys):
+            if key.expires is None:
+                continue
+            ends, where = key.expires.timestamp(), f"clients.{i}.keys.{j} ({client.name})"
+            if ends <= now:
+                notices.append(f"{where} expired {_utc(ends)}: it is refused")
+            elif ends - now <= within:
+                notices.append(f"{where} expires {_utc(ends)}, in {_span(ends - now)}")
+    return notices
+
+
+def _span(seconds: float) -> str:
+    if seconds >= 86400:
+        days = int(seconds // 86400)
+        return f"{days} day{'s' if days != 1 else ''}"
+    if seconds >= 3600:
+        hours = int(seconds // 3600)
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    minutes = max(1, int(seconds // 60))
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"

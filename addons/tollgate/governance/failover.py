@@ -109,11 +109,38 @@ def upstream_circuit(provider: str, upstream: str | None) -> str:
     return f"{provider} {upstream}"
 
 
+# What a circuit for one model adds to its key's or upstream's name: neither a fingerprint nor an
+# upstream's URL holds it.
+FOR_MODEL = " for "
+# The statuses that fail a call for its key or upstream, whatever model it asks for: the key is
+# refused or over its rate limit (401 rests it without counting); every other failure counts for
+# the model the call asked for on that key (`model_circuit`). A failed connection counts for the
+# key or upstream too: no model was asked yet.
+KEY_STATUSES = frozenset((401, 429))
+
+
+def model_circuit(name: str, model: str) -> str:
+    """The circuit of a key (its fingerprint) or an upstream (`upstream_circuit`) for one model."""
+    return f"{name}{FOR_MODEL}{model}"
+
+
+def split_circuit(name: str) -> tuple[str, str | None]:
+    """A circuit's key or upstream name, and its model (None: the whole key's or upstream's)."""
+    whole, found, model = name.partition(FOR_MODEL)
+    return (whole, model) if found else (whole, None)
+
+
+def fails_the_key(status: int | None, kind: str | None) -> bool:
+    """Whether a failure counts for the key's or upstream's own circuit rather than its model's."""
+    return status in KEY_STATUSES if status is not None else kind == CONNECT
+
+
 class Circuits:
     """How many calls in a row each key (by its fingerprint) and upstream (`upstream_circuit`)
-    failed, and which upstreams' circuits are open (a key's is open in its pool, which then does
-    not take it). Once a circuit has rested, one more failure opens it again; a call that did not
-    fail closes it. Counted in this process; an opening is shared (`upstream.open_circuit`)."""
+    failed, for every model or for one (`model_circuit`), and which upstreams' circuits are open (a
+    key's is open in its pool, which then does not take it). Once a circuit has rested, one more
+    failure opens it again; a call that did not fail closes it. Counted in this process; an
+    opening is shared (`upstream.open_circuit`)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock

@@ -153,12 +153,15 @@ def spends_nothing(call: Call) -> bool:
 
 
 # Endpoints that generate without a conversation (their facts count no messages), each answer up
-# to its model's output: an image's tokens.
-GENERATING_ENDPOINTS = frozenset(("images.generations",))
+# to its bound, else its model's output: a legacy completion of a prompt (OpenAI's and every
+# OpenAI-compatible `completions`, Azure's, Anthropic's Text Completions), an image's tokens, a
+# Realtime session's response (its session's upgrade itself fetches: it generates nothing).
+GENERATING_ENDPOINTS = frozenset(("completions", "images.generations", "realtime"))
 
 
 def generates(endpoint: str | None, facts: RequestFacts) -> bool:
-    """Whether a call writes an answer its output bound applies to: a conversation, or an image."""
+    """Whether a call writes an answer its output bound applies to: a conversation, a completion
+    of a prompt, or an image."""
     return facts.message_count is not None or endpoint in GENERATING_ENDPOINTS
 
 
@@ -180,6 +183,13 @@ def estimate_tokens(
     nothing."""
     answer = answer_bound(max_tokens, model_max, reserve_output) * answers if generates else 0
     return math.ceil(body_size / BYTES_PER_TOKEN), answer
+
+
+def held_input_bound(prompt: int, window: int | None, reserve_input: int) -> int:
+    """A prompt's tokens where the provider adds input it holds (`RequestFacts.input_held`): its
+    model's context window (which bounds all of the input), else `ledger.reserve_input_tokens`;
+    never less than the body's own estimate."""
+    return max(prompt, window if window is not None else reserve_input)
 
 
 def batch_output(batch: Batch, model_max: int | None, reserve_output: int) -> int:

@@ -47,6 +47,11 @@ MAX_OUTPUT_TOKENS = {
     "codex-mini-latest": 100_000,
     "gpt-oss-20b": 131_072,
     "gpt-oss-120b": 131_072,
+    # The Realtime models: 4 096 tokens a response.
+    "gpt-realtime": 4_096,
+    "gpt-realtime-mini": 4_096,
+    "gpt-4o-realtime-preview": 4_096,
+    "gpt-4o-mini-realtime-preview": 4_096,
     # An image's output tokens at its largest size and quality (1024x1536, high).
     "gpt-image-1": 6_240,
     # Anthropic (also on Bedrock and Vertex AI). Claude 3.7 Sonnet writes up to 128k tokens with

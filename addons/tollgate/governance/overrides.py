@@ -12,7 +12,7 @@ from tollgate.call import Call, ClientRequest
 from tollgate.config import Override, OverrideMatch
 from tollgate.formats.raw_headers import Fields
 from tollgate.formats.translation import Translation
-from tollgate.providers import OPENAI_COMPATIBLE_SOURCE, PROVIDERS, Provider
+from tollgate.providers import CASELESS_MODELS, OPENAI_COMPATIBLE_SOURCE, PROVIDERS, Provider
 from tollgate.shape_memo import ShapeMemo
 
 
@@ -58,11 +58,18 @@ def route_api(
 
 
 def matches(m: OverrideMatch, provider: str, model: str | None, client: str | None, groups: tuple[str, ...]) -> bool:
-    """Whether a rule's match (globs, all optional) fits the call; a glob never fits what is unknown."""
+    """Whether a rule's match (globs, all optional) fits the call; a glob never fits what is unknown.
+    A provider's model names that ignore case (`CASELESS_MODELS`) are matched so."""
     if m.provider is not None and m.provider != provider:
         return False
-    if m.model is not None and (model is None or not fnmatchcase(model, m.model)):
-        return False
+    if m.model is not None:
+        if model is None:
+            return False
+        if provider in CASELESS_MODELS:  # Azure's deployments: `GPT-4o` is `gpt-4o`
+            if not fnmatchcase(model.lower(), m.model.lower()):
+                return False
+        elif not fnmatchcase(model, m.model):
+            return False
     if m.client is not None and (client is None or not fnmatchcase(client, m.client)):
         return False
     return m.group is None or any(fnmatchcase(g, m.group) for g in groups)

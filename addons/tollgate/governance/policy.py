@@ -353,9 +353,12 @@ def input_facts(call: Call) -> tuple[Any, ...]:
     # What the request uses that Tollgate cannot read (a stored prompt…) is unread too.
     unread = c.unread + f.unread if f.unread else c.unread
     who, route = call.caller, call.route
+    requested = route.requested.model
+    if requested is not None and call.registry[route.requested.provider].models_ignore_case:
+        requested = requested.lower()  # Azure's deployments: `GPT-4o` is `gpt-4o`
     return (
         who.client, tuple(who.groups), who.auth, route.target.provider, call.host, call.method, call.path, c.endpoint,
-        route.requested.model, model, f.message_count, f.has_system, f.has_tools, f.stream, f.max_tokens, unread,
+        requested, model, f.message_count, f.has_system, f.has_tools, f.stream, f.max_tokens, unread,
         who.identity, call.ledger.usage_counters, f.service_tier, f.speed, f.batch, f.mcp_servers, c.publisher,
         call.failover.fallback_of,
     )  # fmt: skip

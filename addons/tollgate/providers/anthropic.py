@@ -13,6 +13,7 @@ from tollgate.formats.exact import (
     Unreadable,
     check_case,
     path_segments,
+    request_flag,
     request_int,
     request_model,
     words,
@@ -31,6 +32,7 @@ from tollgate.providers.base import (
     INVALID_SIGNATURE,
     LEDGER_UNAVAILABLE,
     LIMIT_UNENFORCEABLE,
+    MINTS_CREDENTIAL,
     MISCONFIGURED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
@@ -98,6 +100,7 @@ _ERROR_TYPES = {
     LIMIT_UNENFORCEABLE: "permission_error",
     HEADERS_TOO_LARGE: "invalid_request_error",
     CIRCUIT_OPEN: "api_error",
+    MINTS_CREDENTIAL: "permission_error",
 }
 
 
@@ -177,7 +180,8 @@ class Anthropic(Provider):
             except Unreadable as e:
                 raise e.at(endpoint) from None
         try:
-            return Classification(endpoint=endpoint, model=request_model(data), facts=messages_facts(data))
+            facts = completion_facts(data) if rest == ["complete"] else messages_facts(data)
+            return Classification(endpoint=endpoint, model=request_model(data), facts=facts)
         except Unreadable as e:
             raise e.at(endpoint) from None
 
@@ -200,6 +204,17 @@ class Anthropic(Provider):
         if classification.wire_format == OPENAI_API:
             return openai.usage_of(classification.endpoint, body)
         return messages_usage(body, counted=classification.endpoint == "messages.count_tokens")
+
+
+def completion_facts(data: dict[str, Any]) -> RequestFacts:
+    """A legacy Text Completions body (`POST /v1/complete`): a prompt, and its answer's bound in
+    `max_tokens_to_sample`."""
+    return RequestFacts(
+        has_system=False,
+        has_tools=False,
+        stream=request_flag(data.get("stream"), "stream"),
+        max_tokens=request_int(data.get("max_tokens_to_sample"), "max_tokens_to_sample"),
+    )
 
 
 def service_call(method: str, rest: list[str]) -> Classification:

@@ -61,7 +61,11 @@ _INFERENCE_ENDPOINTS = {("chat", "completions"): "chat.completions", ("embedding
 # What the model inference API's `extra-parameters` header may say: refuse (its default) or drop the
 # body's fields it does not define. `pass-through` hands them to the model, unread by Tollgate.
 _EXTRA_PARAMETERS = frozenset((b"error", b"drop"))
-WORDS = words("openai", "deployments", "v1")
+WORDS = words("openai", "deployments", "v1", "realtimeapi")
+# The Realtime API's preview paths (`/openai/realtimeapi/…`) that mint an ephemeral key a browser
+# then calls the resource with directly; the v1 API's are OpenAI's (`openai.mints_credential`).
+_REALTIMEAPI_MINTS = (("realtimeapi", "sessions"), ("realtimeapi", "transcription_sessions"),
+                      ("realtimeapi", "client_secrets"))  # fmt: skip
 _IN_PATH = re.compile(r"^/openai/deployments/(?P<model>[^/]+)/")
 
 
@@ -156,6 +160,8 @@ class Azure(openai.AnswersInOpenAIFormat):
     free_endpoints = openai.OpenAI.free_endpoints
     # genai-prices' Azure table, which falls back on OpenAI's for the models it does not list.
     price_table = "azure"
+    # A deployment's name ignores case, as Azure reads it.
+    models_ignore_case = True
 
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
         # The v1 API names the deployment in the body, as OpenAI names the model.
@@ -171,12 +177,13 @@ class Azure(openai.AnswersInOpenAIFormat):
         return resource.upstream if resource is not None and resource.upstream else settings.upstream
 
     def model_names(self, settings: ProviderConfig) -> Callable[[str], str] | None:
+        """A deployment's model (`deployments`), else the deployment's name in lower case: Azure
+        ignores its case, and so must every rule, limit, price and the policy."""
         assert isinstance(settings, AzureConfig)
-        if not settings.deployments:
-            return None
-        # Azure's deployment names ignore case: so does the lookup, as a caller may write either.
         names = {name.lower(): model for name, model in settings.deployments.items()}
-        return lambda deployment: names.get(deployment.lower(), deployment)
+        if not names:
+            return str.lower
+        return lambda deployment: names.get(deployment.lower()) or deployment.lower()
 
     def load_runtime(
         self, config: Any, settings: ProviderConfig, previous: tuple[ProviderConfig, Any] | None
@@ -240,7 +247,12 @@ class Azure(openai.AnswersInOpenAIFormat):
         if not rest:
             raise Unreadable("the path names no endpoint")
         tail = rest[1:] if rest[0] == "v1" else rest
-        if tail[:1] == ["realtime"]:
+        check_case(tail[:1], WORDS)
+        if tail[:1] == ["realtimeapi"]:
+            if method == "POST" and tuple(tail) in _REALTIMEAPI_MINTS:
+                return Classification(".".join(tail), wire_format=OPENAI_API, mints_credential=True)
+            raise Unreadable("Tollgate does not relay Azure OpenAI's WebSockets (Realtime, Responses)")
+        if tail[:1] == ["realtime"] and not (method == "POST" and openai.mints_credential(tail)):
             raise Unreadable("Tollgate does not relay Azure OpenAI's WebSockets (Realtime, Responses)")
         if rest[0] == "deployments":
             classification = _deployment_call(method, rest[1:], data)
@@ -248,6 +260,8 @@ class Azure(openai.AnswersInOpenAIFormat):
             # `/openai/v1/…`, or `/openai/…` as AzureOpenAI calls what names its model in the body.
             classification = openai.classify_request(method, tail, data, query)
         endpoint = classification.endpoint or ""
+        if classification.mints_credential:
+            return classification
         if classification.session or endpoint == "realtime" or endpoint.startswith("realtime."):
             raise Unreadable("Tollgate does not relay Azure OpenAI's WebSockets (Realtime, Responses)").at(endpoint)
         return classification
@@ -290,6 +304,7 @@ class Azure(openai.AnswersInOpenAIFormat):
         pool: KeyPool,
         settings: ProviderConfig,
         runtime: AzureRuntime | None,
+        model: str | None = None,
     ) -> UpstreamCredential | None:
         """The caller's key in X-Azure-Key, else the resource's keys in turn (for a call to a resource
         that has some), else the provider's, else an Entra ID token of Tollgate's."""
@@ -298,12 +313,12 @@ class Azure(openai.AnswersInOpenAIFormat):
             return self.header_key(key, classification)
         own = runtime.pools.get(classification.resource or "") if runtime is not None else None
         if own is not None:
-            key = own.take()
+            key = own.take(model)
             if key is not None:
                 credential: HeaderKey = self.header_key(key, classification, pooled=True)
                 credential.pool = own
                 return credential
-        key = pool.take()
+        key = pool.take(model)
         if key is not None:
             return self.header_key(key, classification, pooled=True)
         if runtime is not None and runtime.tokens is not None:

@@ -81,6 +81,9 @@ HEADERS_TOO_LARGE = "headers_too_large"
 # Every key of the provider, or the upstream the call goes to, failed `circuit.failures` calls in a
 # row and rests (`providers.<name>.circuit`).
 CIRCUIT_OPEN = "circuit_open"
+# The call would mint a credential usable without Tollgate (an ephemeral key, a client secret),
+# which `providers.<name>.ephemeral_credentials` does not allow.
+MINTS_CREDENTIAL = "mints_credential"
 
 STATUS = {
     UNAUTHENTICATED: 401,
@@ -99,6 +102,7 @@ STATUS = {
     LIMIT_UNENFORCEABLE: 403,
     HEADERS_TOO_LARGE: 431,
     CIRCUIT_OPEN: 503,
+    MINTS_CREDENTIAL: 403,
 }
 # Reasons that say the call failed on its way, not that Tollgate refused it.
 FAILURES = frozenset((UPSTREAM_UNREACHABLE, UPSTREAM_TIMEOUT))
@@ -266,6 +270,9 @@ class Provider:
     stream_media_type: ClassVar[str] = "text/event-stream"
     # The id of its table in genai-prices' bundled prices; None where the table has none.
     price_table: ClassVar[str | None] = None
+    # Whether it reads model names without regard to letter case (Azure's deployment names): Tollgate
+    # then names them in lower case (`model_names`) and matches rules on them so.
+    models_ignore_case: ClassVar[bool] = False
     # Whether `verify_caller` is its own (Identify asks only then): set for each subclass.
     verifies_callers: ClassVar[bool] = False
 
@@ -447,15 +454,17 @@ class Provider:
         pool: KeyPool,
         settings: ProviderConfig,
         runtime: Any,
+        model: str | None = None,
     ) -> UpstreamCredential | None:
         """The credential Tollgate sends upstream, or None to let an anonymous caller's own pass
         (`own_credential`). `side` holds the side headers the caller sent (lower-case names,
-        values stripped), `runtime` what `load_runtime` made. Default: the caller's key in
-        `side_header`, else the next of the provider's keys."""
+        values stripped), `runtime` what `load_runtime` made, `model` the model the call asks the
+        upstream for (a pooled key whose circuit is open for it is not taken). Default: the caller's
+        key in `side_header`, else the next of the provider's keys."""
         key = side.get(self._side_name)
         if key:
             return self.header_key(key, classification)
-        key = pool.take()
+        key = pool.take(model)
         return None if key is None else self.header_key(key, classification, pooled=True)
 
     def header_key(self, key: str, classification: Classification, pooled: bool = False) -> HeaderKey:

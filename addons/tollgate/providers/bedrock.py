@@ -59,6 +59,7 @@ from tollgate.providers.base import (
     INVALID_SIGNATURE,
     LEDGER_UNAVAILABLE,
     LIMIT_UNENFORCEABLE,
+    MINTS_CREDENTIAL,
     MISCONFIGURED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
@@ -132,6 +133,7 @@ _ERRORS = {
     LIMIT_UNENFORCEABLE: (403, "AccessDeniedException"),
     HEADERS_TOO_LARGE: (431, "ValidationException"),
     CIRCUIT_OPEN: (503, "ServiceUnavailableException"),
+    MINTS_CREDENTIAL: (403, "AccessDeniedException"),
 }
 
 
@@ -260,7 +262,9 @@ class Bedrock(Provider):
             return None  # not ours to judge: it is no virtual credential
         if key_id not in secrets:
             return None
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.fields]
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.fields if not k.startswith(b":")]
+        if request.authority:  # HTTP/2: a signature may name it (the AWS SDK for JavaScript's does)
+            headers.append((sigv4.AUTHORITY, request.authority))
         if not any(name.lower() == "host" for name, _ in headers):  # HTTP/2 carries it as :authority
             headers.append(("host", request.authority or request.called_host))
         verified = sigv4.verify_request(
@@ -292,6 +296,7 @@ class Bedrock(Provider):
         pool: KeyPool,
         settings: ProviderConfig,
         runtime: CredentialSource | None,
+        model: str | None = None,
     ) -> UpstreamCredential | None:
         """X-AWS-Bearer-Token, else AWS credentials in the seed proxy's side headers, else the
         provider's keys in turn, else `bearer_token`, else `credentials` (`runtime`); an
@@ -305,7 +310,7 @@ class Bedrock(Provider):
         if access and secret:
             frozen = sigv4.frozen_credentials(access, secret, side.get("x-aws-session-token") or None)
             return SigV4Signature(lambda: frozen, region, settings.region)
-        key = pool.take()
+        key = pool.take(model)
         if key is not None:
             return self.header_key(key, classification, pooled=True)
         if settings.bearer_token:

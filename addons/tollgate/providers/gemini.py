@@ -39,6 +39,7 @@ from tollgate.providers.base import (
     INVALID_SIGNATURE,
     LEDGER_UNAVAILABLE,
     LIMIT_UNENFORCEABLE,
+    MINTS_CREDENTIAL,
     MISCONFIGURED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
@@ -74,8 +75,11 @@ WORDS = words(
     "upload", "openai", "models", "tunedModels", "files", "cachedContents", "batches", "operations",
     "corpora", "generatedFiles", "fileSearchStores", "permissions", "generateContent",
     "streamGenerateContent", "countTokens", "embedContent", "batchEmbedContents", "batchGenerateContent",
-    "predict", "predictLongRunning", "generateAnswer", "asyncBatchEmbedContent",
+    "predict", "predictLongRunning", "generateAnswer", "asyncBatchEmbedContent", "auth_tokens",
 )  # fmt: skip
+# Where an ephemeral token is minted (the Live API's, `client.auth_tokens.create`): whoever holds
+# one calls Gemini directly.
+AUTH_TOKENS = "auth_tokens"
 
 
 # Google's mTLS hosts (foo.mtls.googleapis.com) take only a client certificate's calls: Tollgate,
@@ -109,6 +113,7 @@ _REASONS = {
     LIMIT_UNENFORCEABLE: "PERMISSION_DENIED",
     HEADERS_TOO_LARGE: "INVALID_ARGUMENT",
     CIRCUIT_OPEN: "UNAVAILABLE",
+    MINTS_CREDENTIAL: "PERMISSION_DENIED",
 }
 
 
@@ -247,11 +252,17 @@ class Gemini(Provider):
         return None if client_cert_of(settings) else mtls_twin(host)
 
     def upstream_credential(
-        self, classification: Classification, side: Mapping[str, str], pool: Any, settings: ProviderConfig, runtime: Any
+        self,
+        classification: Classification,
+        side: Mapping[str, str],
+        pool: Any,
+        settings: ProviderConfig,
+        runtime: Any,
+        model: str | None = None,
     ) -> UpstreamCredential | None:
         """The caller's key in X-Gemini-Key, else the provider's keys in turn, else a token of
         Tollgate's credentials (`runtime`)."""
-        credential = super().upstream_credential(classification, side, pool, settings, runtime)
+        credential = super().upstream_credential(classification, side, pool, settings, runtime, model)
         if credential is None and isinstance(runtime, GoogleTokens):
             return BearerToken(runtime, self.header_positions)
         return credential
@@ -288,12 +299,19 @@ class Gemini(Provider):
         if kind in ("models", "tunedModels") and len(segments) == 3:
             check_system_parameters(query)  # a model call's answer is read for its usage
             return self._model_call(method, segments[2], data)
+        if kind.replace("_", "").lower() == "authtokens" and kind != AUTH_TOKENS:
+            raise Unreadable(f"'{kind}' is not written '{AUTH_TOKENS}'")
         # Listings, files, cached contents, batches, operations…: named by their first segment.
         model = request_model(data) if data is not None and method == "POST" else None
         facts = RequestFacts()
         if kind == "tunedModels" and len(segments) == 2 and method == "POST":
             facts.batch = Batch(None)  # a tuning job: its training data is not counted in tokens here
-        return Classification(endpoint=kind, model=model.removeprefix("models/") if model else model, facts=facts)
+        return Classification(
+            endpoint=kind,
+            model=model.removeprefix("models/") if model else model,
+            facts=facts,
+            mints_credential=kind == AUTH_TOKENS and method == "POST",
+        )
 
     @staticmethod
     def _model_call(method: str, resource: str, data: dict[str, Any] | None) -> Classification:

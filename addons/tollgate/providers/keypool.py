@@ -1,5 +1,6 @@
 """A provider's real keys, used in turn, resting the ones the provider just refused, and skipping
-those whose circuit is open (`providers.<name>.circuit`: they failed too often in a row)."""
+those whose circuit is open (`providers.<name>.circuit`: they failed too often in a row), for every
+model or for the one model whose calls failed."""
 
 from __future__ import annotations
 
@@ -58,6 +59,8 @@ class KeyPool:
         self._next = 0
         self._resting_until: dict[str, float] = {}
         self._open_until: dict[str, float] = {}  # the keys whose circuit is open, until when
+        # The keys whose circuit is open for one model (its calls failed), by key and model.
+        self._model_open_until: dict[tuple[str, str], float] = {}
 
     def renewed(self, keys: Sequence[str]) -> KeyPool:
         """The pool of a reloaded configuration: this one when its keys are the same; else a pool
@@ -72,6 +75,9 @@ class KeyPool:
         for key in [k for k in self._open_until if k not in pool._keys]:
             del self._open_until[key]
         pool._open_until = self._open_until
+        for pair in [p for p in self._model_open_until if p[0] not in pool._keys]:
+            del self._model_open_until[pair]
+        pool._model_open_until = self._model_open_until
         return pool
 
     def __bool__(self) -> bool:
@@ -81,21 +87,22 @@ class KeyPool:
         return len(self._keys)
 
     def resting(self, now: float | None = None) -> int:
-        """How many keys rest now, refused or with their circuit open. Safe from another thread (a
-        scrape): it only reads."""
+        """How many keys rest now, refused or with their circuit open for every model (one open for
+        one model still serves the others). Safe from another thread (a scrape): it only reads."""
         now = self._clock() if now is None else now
         refused = {k for k, until in list(self._resting_until.items()) if until > now}
         if not self._open_until:
             return len(refused)
         return len(refused | {k for k, until in list(self._open_until.items()) if until > now})
 
-    def take(self) -> str | None:
+    def take(self, model: str | None = None) -> str | None:
         """The next key in turn that is not resting; if all rest, the one that is free soonest.
-        Keys whose circuit is open are not taken: CircuitOpen when every key's is."""
+        Keys whose circuit is open, for every model or for `model`, are not taken: CircuitOpen when
+        every key's is."""
         if not self._keys:
             return None
-        if not self._resting_until and not self._open_until:  # the next in turn, without asking the clock
-            index = self._next % len(self._keys)
+        if not self._resting_until and not self._open_until and not self._model_open_until:
+            index = self._next % len(self._keys)  # the next in turn, without asking the clock
             self._next = index + 1
             return self._keys[index]
         now = self._clock()
@@ -104,6 +111,16 @@ class KeyPool:
                 if until <= now:
                     del self._open_until[key]  # it has rested: it is tried again
         open_ = self._open_until
+        if self._model_open_until:
+            for pair, until in list(self._model_open_until.items()):
+                if until <= now:
+                    del self._model_open_until[pair]
+            if model is not None:
+                for_model = [(k, u) for (k, m), u in self._model_open_until.items() if m == model]
+                if for_model:
+                    open_ = dict(open_)
+                    for key, until in for_model:
+                        open_[key] = max(until, open_.get(key, 0.0))
         for i in range(len(self._keys)):
             index = (self._next + i) % len(self._keys)
             key = self._keys[index]
@@ -125,17 +142,23 @@ class KeyPool:
         if key in self._keys:
             self._resting_until[key] = self._clock() + seconds
 
-    def open_circuit(self, key: str, seconds: float) -> None:
-        """The key failed too often in a row: it is not taken for `seconds`."""
-        if key in self._keys:
-            self._open_until[key] = max(self._clock() + seconds, self._open_until.get(key, 0.0))
+    def open_circuit(self, key: str, seconds: float, model: str | None = None) -> None:
+        """The key failed too often in a row (its calls to `model`, or any when None): it is not
+        taken for `seconds` (for `model`'s calls)."""
+        if key not in self._keys:
+            return
+        until = self._clock() + seconds
+        if model is None:
+            self._open_until[key] = max(until, self._open_until.get(key, 0.0))
+        else:
+            self._model_open_until[key, model] = max(until, self._model_open_until.get((key, model), 0.0))
 
-    def open_fingerprint(self, fingerprint: str, seconds: float) -> None:
-        """Open the circuit of the key of this fingerprint, if the pool has it: it failed too often
-        in a row in another process."""
+    def open_fingerprint(self, fingerprint: str, seconds: float, model: str | None = None) -> None:
+        """Open the circuit of the key of this fingerprint (for `model`), if the pool has it: it
+        failed too often in a row in another process."""
         for key in self._keys:
             if self._fingerprint(key) == fingerprint:
-                self.open_circuit(key, seconds)
+                self.open_circuit(key, seconds, model)
 
     def rest_fingerprint(self, fingerprint: str, seconds: float) -> None:
         """Rest the key of this fingerprint, if the pool has it: another process was refused it."""

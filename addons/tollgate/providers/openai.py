@@ -40,6 +40,7 @@ from tollgate.providers.base import (
     INVALID_SIGNATURE,
     LEDGER_UNAVAILABLE,
     LIMIT_UNENFORCEABLE,
+    MINTS_CREDENTIAL,
     MISCONFIGURED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
@@ -80,6 +81,7 @@ _UPLOADS = (
     ("images", "variations"),
     ("containers", None, "files"),
     ("videos",),
+    ("realtime", "calls"),  # a WebRTC offer: SDP, or a form of the SDP and the session
 )
 _UPLOAD_FIRST = frozenset(shape[0] for shape in _UPLOADS)
 # OpenAI's fixed path words are lower case; ids may not be.
@@ -89,9 +91,27 @@ WORDS = words(
     "v1", "assistants", "threads", "runs", "steps", "messages", "vector_stores", "file_batches",
     "batches", "fine_tuning", "jobs", "checkpoints", "events", "content", "cancel", "sessions",
     "client_secrets", "calls", "conversations", "items", "input_items", "evals", "organization",
-    "traces", "ingest", "complete", "remix",
+    "traces", "ingest", "complete", "remix", "realtime", "transcription_sessions", "chatkit",
 )  # fmt: skip
 _NON_ID = re.compile(r"^[a-z_]+$")
+
+# Endpoints whose POST mints a credential usable without Tollgate: a Realtime client secret (`ek_…`)
+# a browser or phone then calls OpenAI with directly, a ChatKit session's client secret; and a
+# Realtime call's session, WebRTC's (the SDP answer lets the browser talk to OpenAI directly) or an
+# accepted SIP call's (between OpenAI and the phone network), whose use Tollgate never sees either.
+_MINTING = (
+    ("realtime", "client_secrets"),
+    ("realtime", "sessions"),
+    ("realtime", "transcription_sessions"),
+    ("realtime", "calls"),
+    ("realtime", "calls", None, "accept"),
+    ("chatkit", "sessions"),
+)
+
+
+def mints_credential(segments: Sequence[str]) -> bool:
+    """Whether a POST to this OpenAI-format path (segments after `/v1/`) mints a credential."""
+    return _is_shaped(segments, _MINTING)
 
 
 def endpoint_of(segments: Sequence[str]) -> str | None:
@@ -173,7 +193,9 @@ def classify_request(method: str, segments: Sequence[str], data: dict[str, Any] 
     job = job_of(method, segments)
     if is_upload(method, segments):
         facts = RequestFacts(batch=job)
-        return Classification(endpoint=endpoint, facts=facts, wire_format=OPENAI_API, unread=UNREAD_BODY)
+        classification = Classification(endpoint=endpoint, facts=facts, wire_format=OPENAI_API, unread=UNREAD_BODY)
+        classification.mints_credential = mints_credential(segments)
+        return classification
     if endpoint == RESPONSES and method == "GET" and len(segments) == 1:
         # The Responses API's WebSocket mode: no call of its own, each response.create on it is one.
         return Classification(RESPONSES, facts=RequestFacts(stream=True), wire_format=OPENAI_API, session=True)
@@ -184,6 +206,7 @@ def classify_request(method: str, segments: Sequence[str], data: dict[str, Any] 
             return Classification(REALTIME, realtime_model(query), facts, OPENAI_API)
         classification = classify_body(endpoint, method, data)
         classification.facts.batch = job
+        classification.mints_credential = method == "POST" and mints_credential(segments)
         if method == "POST" and _is_shaped(segments, _MODEL_FROM_ELSEWHERE):
             if _is_shaped(segments, _RUNS):
                 classification.facts.unseen(ASSISTANT)
@@ -206,8 +229,9 @@ def classify_body(endpoint: str | None, method: str, data: dict[str, Any] | None
         openai_responses.read_facts(data, facts)
     elif endpoint == "completions":
         facts.max_tokens = request_int(data.get("max_tokens"), "max_tokens")
-        # best_of completions are generated (and billed), n of them returned: n <= best_of.
-        facts.answers = max(request_count(data.get("n"), "n"), request_count(data.get("best_of"), "best_of"))
+        # OpenAI generates (and bills) best_of completions and returns n of them (n <= best_of); a
+        # server that read them otherwise could make n of best_of each: their product bounds both.
+        facts.answers = request_count(data.get("n"), "n") * request_count(data.get("best_of"), "best_of")
     elif endpoint == "images.generations":
         facts.answers = request_count(data.get("n"), "n")
     named = read_settings(data, facts) if endpoint is not None and endpoint.startswith("realtime.") else data
@@ -243,6 +267,7 @@ _ERROR_TYPES = {
     LIMIT_UNENFORCEABLE: "permission_denied",
     HEADERS_TOO_LARGE: "invalid_request_error",
     CIRCUIT_OPEN: "server_error",
+    MINTS_CREDENTIAL: "permission_denied",
 }
 
 

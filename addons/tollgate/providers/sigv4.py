@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from botocore.credentials import ReadOnlyCredentials
 
 ALGORITHM = "AWS4-HMAC-SHA256"
+# HTTP/2's (and HTTP/3's) pseudo-header naming the host. A client may sign it in place of `host`
+# (the AWS SDK for JavaScript does over HTTP/2): its canonical line is `:authority:<value>`, the
+# value the request's :authority carries, as for any other header.
+AUTHORITY = ":authority"
 MAX_SKEW = timedelta(minutes=5)
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 
@@ -164,14 +168,18 @@ def verify_request(
     now: datetime | None = None,
 ) -> Verified:
     """Check a request's SigV4 signature as it arrived, or raise SignatureError with the AWS error
-    code to answer with."""
+    code to answer with. `headers` are the request's fields, with its `:authority` where it has
+    one (HTTP/2, HTTP/3): the host is signed as `host` or as `:authority`."""
     lookup = {name.lower(): value for name, value in headers}
     auth = parse_authorization(lookup.get("authorization", ""))
     secret = secrets.get(auth.access_key_id)
     if secret is None:
         raise SignatureError(UNKNOWN_KEY, "The security token included in the request is invalid.")
-    if "host" not in auth.signed_headers:
+    if "host" not in auth.signed_headers and AUTHORITY not in auth.signed_headers:
         raise SignatureError(BAD_SIGNATURE, "'Host' must be a signed header")
+    if AUTHORITY in auth.signed_headers and AUTHORITY not in lookup:
+        # Only HTTP/2 and HTTP/3 carry one: signed over HTTP/1.1, the host would go unsigned.
+        raise SignatureError(BAD_SIGNATURE, "':authority' is signed but the request has none (HTTP/1.1 signs 'host')")
     amz_date = lookup.get("x-amz-date", "")
     try:
         signed_at = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)

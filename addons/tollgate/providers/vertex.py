@@ -322,6 +322,7 @@ class Vertex(Provider):
         pool: Any,
         settings: ProviderConfig,
         runtime: Any,
+        model: str | None = None,
     ) -> UpstreamCredential | None:
         """The caller's own token in X-Vertex-Token, else the provider's keys in turn (express
         mode: the path goes as it came), else Tollgate's credentials, the call moved into their
@@ -329,7 +330,7 @@ class Vertex(Provider):
         token = side.get(self._side_name)
         if token:
             return HeaderKey(b"authorization", f"Bearer {token}".encode(), self.header_positions, fingerprint(token))
-        key = pool.take()
+        key = pool.take(model)
         if key is not None:
             return self.header_key(key, classification, pooled=True)
         if isinstance(runtime, VertexProject):

@@ -20,15 +20,17 @@ from tollgate.proxy.stages.ledger import Ledger
 from tollgate.proxy.stages.mcp import Mcp
 from tollgate.proxy.stages.metrics import Metrics
 from tollgate.proxy.stages.override import Override
+from tollgate.proxy.stages.realtime_socket import RealtimeSocket
 from tollgate.proxy.stages.redact import Redact
 from tollgate.proxy.stages.responses_socket import ResponsesSocket, stays_on_the_socket
 from tollgate.proxy.stages.rollup import RollUp
 from tollgate.proxy.stages.route import Route
-from tollgate.proxy.stages.settings import Settings
+from tollgate.proxy.stages.settings import Listening, Settings
 from tollgate.proxy.stages.stream_tap import AskForUsage, StreamTap
 from tollgate.proxy.stages.tracing import Tracing
 from tollgate.proxy.stages.translate import Translate
 from tollgate.proxy.stages.upstream_watch import UpstreamWatch
+from tollgate.proxy.stages.warm_up import WarmUp
 from tollgate.proxy.stages.websocket import WebSocket
 from tollgate.proxy.state import Shared
 
@@ -40,6 +42,7 @@ def gateway() -> Gateway:
     # The tollgate_config option, the file watched, the proxy options set; the metrics' server
     # opened for each configuration before it is applied.
     settings = Settings(shared, opening=[metrics.open])
+    listening = Listening()  # a port in use (the proxy cannot listen): what to change, in Tollgate's words
     classify = Classify(shared)
     audit_gate = AuditGate(shared)
     websocket = WebSocket(shared)
@@ -101,16 +104,35 @@ def gateway() -> Gateway:
     # (its caller and credential are its session's; its answer is the session's events).
     responses_socket = ResponsesSocket(
         shared,
-        CallSteps(audit_gate.handle, override.handle, stays_on_the_socket, ledger.handle, decide.handle),
+        CallSteps(
+            audit_gate.handle,
+            identify.unexpired,  # the session's virtual key has not expired since the upgrade (else 401)
+            override.handle,
+            stays_on_the_socket,
+            ledger.handle,
+            decide.handle,
+        ),
         audit.record,
+    )
+    # Each response on a Realtime session under limits, reserved and settled as a call (the session's
+    # record adds up their usage); a refused one audited on its own.
+    realtime_socket = RealtimeSocket(
+        shared,
+        CallSteps(audit_gate.handle, ledger.handle),
+        audit.record,
+        ledger.settle_reservation,
+        ledger.charge_unreserved,
     )
     # SIGTERM: no new connection, the calls in flight (the audit's) given drain_s to end, then exit.
     drain = Drain(shared, audit.in_flight, draining=[responses_socket.drain])
+    # Before the proxy listens: the upstream TLS context made, start-up's objects frozen out of
+    # the garbage collections the first calls set off.
+    warm_up = WarmUp(shared)
 
     return Gateway(
-        load=[settings.load, upstream_watch.load, stream_tap.load, websocket.load, drain.load],
-        configure=[settings.configure, websocket.configure, tracing.configure],
-        running=[settings.running, decide.running, metrics.running, drain.running],
+        load=[settings.load, listening.load, upstream_watch.load, stream_tap.load, websocket.load, drain.load],
+        configure=[settings.configure, websocket.configure, tracing.configure, warm_up.configure],
+        running=[settings.started, settings.running, decide.running, metrics.running, drain.running],
         client_connected=[drain.client_connected],  # refused while draining
         # A CONNECT whose head passed 64 KiB is refused (431), and audited when its host is a provider's.
         http_connect=[classify.http_connect, identify.forget_proxy_password, redact.http_connect],
@@ -164,7 +186,8 @@ def gateway() -> Gateway:
         ],
         # A request's answer has ended (first: whatever a later step does); a translated call's error
         # in the caller's shape.
-        response=[drain.ended, translate.response, audit.response, mcp.response],
+        # A counted call's answer ends once its settlement is written (after the audit's step, which settles it).
+        response=[drain.ended, translate.response, audit.response, stream_tap.response, mcp.response],
         # A failed call ends in the provider's shape (502/504), counted for its key's or upstream's circuit.
         error=[
             drain.ended,
@@ -174,14 +197,21 @@ def gateway() -> Gateway:
             stream_tap.error,
             redact.error,
             audit.error,
+            stream_tap.counted_error,  # a counted answer's end, held back, in place of a break after it
             mcp.error,
         ],
         websocket_start=[responses_socket.websocket_start],
         websocket_message=[
             responses_socket.websocket_message,  # a response.create decided, an answer's usage read
+            realtime_socket.websocket_message,  # under limits, a Realtime response reserved, settled at its end
             websocket.websocket_message,  # relayed; kept out of the flow
         ],
-        websocket_end=[websocket.websocket_end, responses_socket.websocket_end, audit.websocket_end],
+        websocket_end=[
+            websocket.websocket_end,
+            responses_socket.websocket_end,
+            realtime_socket.websocket_end,  # before the session's record: its responses settled
+            audit.websocket_end,
+        ],
         done=[
             drain.done,
             settings.done,
@@ -190,6 +220,7 @@ def gateway() -> Gateway:
             stream_tap.done,
             redact.done,
             responses_socket.done,  # the responses still open on a WebSocket, audited
+            realtime_socket.done,  # the Realtime responses still open, settled
             audit.done,
             tracing.done,  # after the audit's: the spans of the calls it ended exported
             ledger.done,

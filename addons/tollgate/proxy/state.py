@@ -7,7 +7,8 @@ import asyncio
 import time
 from dataclasses import replace
 
-from tollgate.governance.failover import Circuits
+from tollgate.governance.failover import Circuits, split_circuit
+from tollgate.governance.mcp import McpSessions
 from tollgate.governance.policy import Policy
 from tollgate.providers import BUILT_IN_HOSTS, Hosts
 from tollgate.providers.keypool import KeyPool
@@ -48,6 +49,8 @@ class Shared:
         self.config_problem: str | None = None
         # Each key's and upstream's failures in a row (`providers.<name>.circuit`), across reloads.
         self.circuits = Circuits()
+        # Who opened each MCP session (`mcp.servers`), across reloads.
+        self.mcp_sessions = McpSessions()
 
     def apply(self, loaded: Loaded, audit: AuditLog | None, ledger: Store | None = None) -> None:
         """Swap in a configuration, its audit log and its ledger's store; stop the policy, audit log
@@ -78,8 +81,9 @@ class Shared:
         if fingerprint.startswith(CIRCUIT):
             name = fingerprint.removeprefix(CIRCUIT)
             self.circuits.open(name, seconds)  # an upstream's, or a key's no pool here has
+            key, model = split_circuit(name)  # a key's for one model, or for all
             for pool in pools:
-                pool.open_fingerprint(name, seconds)
+                pool.open_fingerprint(key, seconds, model)
             return
         for pool in pools:
             pool.rest_fingerprint(fingerprint, seconds)

@@ -7,9 +7,10 @@ order, until a retry succeeds. A failed write never leaves part of a line behind
 logrotate moved, deleted or truncated is followed.
 
 Besides the calls' records, the process writes its own: `tollgate_started` first, written at once
-(`begin`), so that a file that cannot take it stops start-up before any call is served, and
-`tollgate_stopped` last (`stop`). Every record names the process's `instance` (`instance_name`), right
-after its `event`: several processes (a fleet's workers) may append to one file."""
+(`begin`) once the proxy listens, so that a file that cannot take it stops start-up before any call
+is served, and `tollgate_stopped` last (`stop`), only after a started record. Every record names
+the process's `instance` (`instance_name`), right after its `event`: several processes (a fleet's
+workers) may append to one file."""
 
 from __future__ import annotations
 
@@ -104,6 +105,7 @@ class AuditLog:
         self.failing = False
         self.problem: str | None = None  # while failing: why, in words (for /healthz)
         self.calls = 0  # the call records given to `write` (the event loop's count)
+        self.begun = False  # the started record is written (`begin`)
         # structlog's renderer, without a bound logger around it: a record is a whole event dict
         # already (its "event" first). A file gets UTF-8 from orjson (the standard library's
         # encoder cost several times more per record); standard output, whose encoding may not be
@@ -130,6 +132,7 @@ class AuditLog:
         when the file cannot take it. Nothing is queued yet, so the writer thread is idle."""
         line = self._render(None, "info", self._named(record))
         self._write_whole((line.encode() if isinstance(line, str) else line) + b"\n")
+        self.begun = True
 
     def write(self, record: dict[str, Any]) -> None:
         """Render one call's record (an event dict) and queue it. It reaches the file at once or,
@@ -139,8 +142,10 @@ class AuditLog:
         self._queue.put(self._render(None, "info", self._named(record)))
 
     def stop(self) -> None:
-        """As the process stops: `stopped_record` after every other record, then `close`."""
-        self._queue.put(self._render(None, "info", self._named(stopped_record(self.calls))))
+        """As the process stops: `stopped_record` after every other record, then `close`. A process
+        that never began its part of the file (it did not start) writes none."""
+        if self.begun:
+            self._queue.put(self._render(None, "info", self._named(stopped_record(self.calls))))
         self.close()
 
     def _named(self, record: dict[str, Any]) -> dict[str, Any]:

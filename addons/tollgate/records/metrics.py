@@ -100,7 +100,7 @@ class State(Collector):
             GaugeMetricFamily("tollgate_pool_keys", "Keys in the provider's pool.", labels=["provider"]),
             GaugeMetricFamily(
                 "tollgate_pool_keys_resting",
-                "Keys of the provider's pool resting now, after the upstream refused them (401, 429).",
+                "Keys of the provider's pool resting now for every model: refused (401, 429), or their circuit open.",
                 labels=["provider"],
             ),
             GaugeMetricFamily(

@@ -163,3 +163,69 @@ def test_the_sqlite_store_keeps_rests_to_itself(tmp_path):
         assert heard == []
 
     run(scenario())
+
+
+def test_a_settlement_flushed_counts_in_every_processs_next_reservation(redis_backend: Backend):
+    async def scenario() -> None:
+        first, second = redis_backend.open(), redis_backend.open()
+        try:
+            assert first.flushed() is None  # nothing queued: nothing to wait for
+            charge = [Charge("tokens", 900, 1000, LATER)]
+            assert (await first.reserve(charge)).granted
+            first.record({"ts": time.time(), "client": "busy"})  # written a moment ago: the next write
+            first.adjust([("tokens", 150, LATER)])  # would wait for more to join it, unless flushed
+            waiting = first.flushed()
+            assert waiting is not None
+            await waiting
+            assert first.flushed() is None
+            refused = await second.reserve([Charge("tokens", 1, 1000, LATER)])
+            assert (refused.granted, refused.values) == (False, (1050,))
+        finally:
+            await first.aclose()
+            await second.aclose()
+
+    run(scenario())
+
+
+def test_a_flush_is_not_held_through_an_outage(redis_backend: Backend, monkeypatch: pytest.MonkeyPatch):
+    server = redis_backend.server
+    assert server is not None
+    monkeypatch.setattr(module, "RETRY_DELAY", 0.05)
+
+    async def scenario() -> None:
+        store = redis_backend.open()
+        try:
+            server.stop()
+            store.adjust([("held", 3, LATER)])
+            waiting = store.flushed()
+            assert waiting is not None
+            await asyncio.wait_for(waiting, module.COMMAND_TIMEOUT * 2 + 1)  # done: writing failed for now
+            server.start()
+            assert await eventually(lambda: store.read(["held"]), (3,), seconds=10) == (3,)
+
+            async def nothing_queued() -> bool:
+                return store.flushed() is None
+
+            assert await eventually(nothing_queued, True)
+        finally:
+            await store.aclose()
+
+    run(scenario())
+
+
+def test_an_mcp_sessions_owner_is_shared_by_every_process_and_kept_first(redis_backend: Backend):
+    async def scenario() -> None:
+        first, second = redis_backend.open(), redis_backend.open()
+        try:
+            assert first.shares_sessions and second.shares_sessions
+            assert await second.session_owner("k1", 60) is None
+            await first.bind_session("k1", "client:alice", 60)
+            # Bound before its id reaches a client: another process knows it at once.
+            assert await second.session_owner("k1", 60) == "client:alice"
+            await second.bind_session("k1", "client:carol", 60)  # a session keeps its first owner
+            assert await first.session_owner("k1", 60) == "client:alice"
+        finally:
+            await first.aclose()
+            await second.aclose()
+
+    run(scenario())

@@ -26,6 +26,7 @@ from tollgate.providers.base import (
     INVALID_SIGNATURE,
     LEDGER_UNAVAILABLE,
     LIMIT_UNENFORCEABLE,
+    MINTS_CREDENTIAL,
     MISCONFIGURED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
@@ -76,6 +77,7 @@ REASONS = (
     LIMIT_UNENFORCEABLE,
     HEADERS_TOO_LARGE,
     CIRCUIT_OPEN,
+    MINTS_CREDENTIAL,
 )
 
 
@@ -207,6 +209,7 @@ OPENAI_REFUSALS = {
     LIMIT_UNENFORCEABLE: (403, "permission_denied", "limit_unenforceable"),
     HEADERS_TOO_LARGE: (431, "invalid_request_error", "headers_too_large"),
     CIRCUIT_OPEN: (503, "server_error", "circuit_open"),
+    MINTS_CREDENTIAL: (403, "permission_denied", "mints_credential"),
 }
 
 
@@ -227,6 +230,7 @@ GEMINI_REFUSALS = {
     LIMIT_UNENFORCEABLE: (403, "PERMISSION_DENIED"),
     HEADERS_TOO_LARGE: (431, "INVALID_ARGUMENT"),
     CIRCUIT_OPEN: (503, "UNAVAILABLE"),
+    MINTS_CREDENTIAL: (403, "PERMISSION_DENIED"),
 }
 
 
@@ -247,6 +251,7 @@ ANTHROPIC_REFUSALS = {
     LIMIT_UNENFORCEABLE: (403, "permission_error"),
     HEADERS_TOO_LARGE: (431, "invalid_request_error"),
     CIRCUIT_OPEN: (503, "api_error"),
+    MINTS_CREDENTIAL: (403, "permission_error"),
 }
 
 
@@ -267,6 +272,7 @@ BEDROCK_REFUSALS = {
     LIMIT_UNENFORCEABLE: (403, "AccessDeniedException"),
     HEADERS_TOO_LARGE: (431, "ValidationException"),
     CIRCUIT_OPEN: (503, "ServiceUnavailableException"),
+    MINTS_CREDENTIAL: (403, "AccessDeniedException"),
 }
 
 

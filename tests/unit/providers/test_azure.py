@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from tollgate.call import Call, Route
-from tollgate.config import Config, ConfigError, parse_config
+from tollgate.config import Config, ConfigError, OverrideMatch, parse_config
 from tollgate.fingerprint import fingerprint
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.request_facts import Classification
+from tollgate.governance.overrides import matches
 from tollgate.providers import PROVIDERS
 from tollgate.providers.azure import AzureConfig, AzureRuntime
 from tollgate.providers.base import HeaderKey
@@ -287,9 +288,17 @@ def test_deployments_name_models_for_prices_limits_and_the_policy_whatever_their
     call.loaded = loaded
     call.classified(Classification("chat.completions", "prod-4o"))
     assert (call.route.target.model, call.target_model) == ("prod-4o", "gpt-4o")
-    call.classified(Classification("chat.completions", "other"))
+    call.classified(Classification("chat.completions", "Other"))
     assert call.target_model == "other"
-    assert Loaded.build(Config()).model_names == {}
+    # Without deployments, too, a deployment is named in lower case, as Azure reads it.
+    assert Loaded.build(Config()).model_names == {"azure": str.lower}
+
+
+def test_rules_limits_and_prices_match_a_deployment_in_any_case() -> None:
+    rule = OverrideMatch(model="secret-*")
+    assert matches(rule, "azure", "SECRET-DEP", None, ())
+    assert matches(OverrideMatch(model="GPT-4o"), "azure", "gpt-4o", None, ())
+    assert not matches(rule, "openai", "SECRET-DEP", None, ())  # OpenAI's model ids are case-sensitive
 
 
 def test_a_resources_upstream_and_keys_are_its_own() -> None:

@@ -23,7 +23,8 @@ HI = [{"role": "user", "content": "hi"}]
         (OPENAI, "/v1/chat/completions", {"model": "gpt-4o", "messages": HI, "n": 100, "max_tokens": 500}, 100, 500),
         (OPENAI, "/v1/chat/completions", {"model": "gpt-4o", "messages": HI, "n": "3"}, 3, None),
         (OPENAI, "/v1/chat/completions", {"model": "gpt-4o", "messages": HI, "n": None}, 1, None),
-        (OPENAI, "/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "x", "n": 2, "best_of": 5}, 5, None),
+        (OPENAI, "/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "x", "n": 2, "best_of": 5}, 10, None),
+        (OPENAI, "/v1/completions", {"prompt": "x", "best_of": 10, "max_tokens": 4000}, 10, 4000),
         (OPENAI, "/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "x", "n": 4}, 4, None),
         (OPENAI, "/v1/images/generations", {"model": "gpt-image-1", "prompt": "x", "n": 10}, 10, None),
         # Every OpenAI-compatible endpoint reads the body as OpenAI does.
@@ -218,3 +219,11 @@ def test_an_anthropic_batch_bound_that_cannot_be_read_exactly_is_refused() -> No
 )
 def test_a_models_maximum_output_is_known_by_its_family(model: str | None, tokens: int | None) -> None:
     assert max_output_tokens(model) == tokens
+
+
+def test_anthropics_text_completions_bound_their_answer_by_max_tokens_to_sample():
+    body = {"model": "claude-2.1", "prompt": "\n\nHuman: hi\n\nAssistant:", "max_tokens_to_sample": 300}
+    classification = ANTHROPIC.classify("POST", "/v1/complete", body)
+    assert (classification.endpoint, classification.model) == ("completions", "claude-2.1")
+    facts = classification.facts
+    assert (facts.answers, facts.max_tokens, facts.message_count, facts.has_tools) == (1, 300, None, False)

@@ -8,12 +8,14 @@ import asyncio
 import hashlib
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from botocore.credentials import ReadOnlyCredentials
+from tests.support.aws import signed_over_authority
 
 from tollgate.config import OPENAI_COMPATIBLE_TARGETS, Config, ConfigError, parse_config
 from tollgate.config_base import ProviderConfig
@@ -482,3 +484,21 @@ def test_the_conversation_format_of_each_providers_calls(
     name: str, classification: Classification, fmt: str | None
 ) -> None:
     assert PROVIDERS[name].conversation_format(classification) == fmt
+
+
+def test_bedrock_verifies_a_signature_over_the_authority() -> None:
+    """HTTP/2 with `:authority` signed in place of `host` (the AWS SDK for JavaScript): the
+    request's :authority is what was signed; over HTTP/1.1 there is none to verify."""
+    now = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    headers = signed_over_authority(
+        access_key=VIRTUAL[0], secret_key=VIRTUAL[1], authority=HOST, path=PATH, body=BODY, amz_date=now
+    )
+    fields = tuple((k.encode(), v.encode()) for k, v in headers.items() if k != ":authority")
+    secrets = {VIRTUAL[0]: VIRTUAL[1]}
+    assert BEDROCK.verify_caller(parts(fields, authority=HOST), secrets) == VerifiedCaller(
+        VIRTUAL[0], hashlib.sha256(BODY).hexdigest()
+    )
+    with pytest.raises(sigv4.SignatureError, match="signature we calculated does not match"):
+        BEDROCK.verify_caller(parts(fields, authority="bedrock-runtime.us-west-2.amazonaws.com"), secrets)
+    with pytest.raises(sigv4.SignatureError, match="':authority' is signed but the request has none"):
+        BEDROCK.verify_caller(parts(((b"host", HOST.encode()), *fields)), secrets)

@@ -36,6 +36,7 @@ from tollgate.providers.base import (
     INVALID_SIGNATURE,
     LEDGER_UNAVAILABLE,
     LIMIT_UNENFORCEABLE,
+    MINTS_CREDENTIAL,
     MISCONFIGURED,
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
@@ -298,6 +299,7 @@ def test_status_per_reason() -> None:
         LIMIT_UNENFORCEABLE: 403,
         HEADERS_TOO_LARGE: 431,
         CIRCUIT_OPEN: 503,
+        MINTS_CREDENTIAL: 403,
     }
 
 

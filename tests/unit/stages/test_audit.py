@@ -17,7 +17,7 @@ from tollgate.proxy.flows import CALL, refuse
 from tollgate.proxy.runner import CallSteps
 from tollgate.proxy.stages.audit import Audit, AuditGate
 from tollgate.proxy.state import Shared
-from tollgate.records.auditlog import AuditLog, instance_name
+from tollgate.records.auditlog import AuditLog, instance_name, started_record
 
 from .conftest import (
     HOSTS,
@@ -230,6 +230,7 @@ def test_a_websocket_call_is_recorded_when_the_websocket_ends_not_at_its_upgrade
 
 
 def test_calls_still_open_at_shutdown_are_recorded_and_the_audit_log_closed(audit_log, audit_path) -> None:
+    audit_log.begin(started_record(["127.0.0.1:8080"], None))  # as at start-up, once listening
     shared = configured(audit=audit_log)
     audit = Audit(shared)
     ended, ended_call = openai_call(shared)

@@ -3,12 +3,17 @@ pass over the header fields."""
 
 from __future__ import annotations
 
+import time
+
 from mitmproxy import http
 
 from tollgate.config import Config
 from tollgate.fingerprint import fingerprint
+from tollgate.formats.request_facts import Classification
+from tollgate.governance.failover import model_circuit
 from tollgate.proxy.runner import CallSteps
 from tollgate.proxy.stages.credential import Credential
+from tollgate.upstream import CIRCUIT
 
 from .conftest import configured, openai_flow
 
@@ -82,3 +87,42 @@ def test_each_attempt_counts_once_for_its_keys_circuit():
     assert flow.response.headers["x-tollgate-error"] == "circuit_open"
     assert flow.response.headers["retry-after"] == "60"
     assert (call.decision, call.deny_reasons) == ("deny", ("circuit_open",))
+
+
+def test_a_models_failures_rest_that_model_on_its_key_and_a_429_rests_the_key():
+    """One caller's calls to a failing model rest that model on each key they fail on, not the key:
+    other models' calls still go there. A 429 is the key's: it rests for every model."""
+    shared = configured(
+        {"providers": {"openai": {"keys": ["sk-one", "sk-two"], "circuit": {"failures": 1, "rest_s": 60}}}}
+    )
+    credential = Credential(shared)
+    pool = shared.loaded.pools["openai"]
+
+    def attempt(model: str, status: int | None = None) -> str | None:
+        flow, call = openai_flow(("authorization", "Bearer tg-virtual"), shared=shared)
+        call.classified(Classification("chat.completions", model))
+        CallSteps(credential.handle).at_request(flow)
+        if flow.response is not None:
+            return flow.response.headers["x-tollgate-error"]
+        if status is not None:
+            flow.response = http.Response.make(status, headers={"retry-after": "0"})
+            credential.responseheaders(flow)
+        return {fingerprint("sk-one"): "one", fingerprint("sk-two"): "two"}[call.answer.upstream_key]
+
+    assert [attempt("gpt-broken", 503), attempt("gpt-broken", 504), attempt("gpt-broken")] == [
+        "one", "two", "circuit_open",
+    ]  # fmt: skip
+    assert pool.resting() == 0  # each key still serves the other models
+    assert [attempt("gpt-4o-mini", 200), attempt("gpt-4o-mini", 200)] == ["one", "two"]
+    assert attempt("gpt-4o-mini", 429) == "one"
+    assert [attempt("gpt-4o-mini"), attempt("gpt-4o-mini"), attempt("gpt-4o")] == ["two", "two", "two"]
+    assert pool.resting() == 1
+
+
+def test_a_models_circuit_opened_in_another_process_rests_that_model_here():
+    shared = configured({"providers": {"openai": {"keys": ["sk-one", "sk-two"], "circuit": {"failures": 1}}}})
+    pool = shared.loaded.pools["openai"]
+    shared.rest_elsewhere(CIRCUIT + model_circuit(fingerprint("sk-one"), "gpt-broken"), time.time() + 60)
+    assert [pool.take("gpt-broken"), pool.take("gpt-broken")] == ["sk-two", "sk-two"]
+    assert sorted([pool.take("gpt-4o-mini"), pool.take("gpt-4o-mini")]) == ["sk-one", "sk-two"]
+    assert pool.resting() == 0

@@ -105,6 +105,7 @@ def running(tmp_path: Path) -> Iterator[Running]:
     with taddons.context(r.gateway) as tctx:
         r.tctx = tctx  # type: ignore[attr-defined]
         tctx.configure(r.gateway, tollgate_config=str(path))
+        r.settings.started()  # as at `running`, once mitmproxy's servers listen
         try:
             yield r
         finally:
@@ -241,11 +242,27 @@ def test_the_audit_opens_with_the_started_record_naming_the_configuration_by_its
     }
 
 
+def test_a_start_that_never_listened_writes_no_record(tmp_path: Path) -> None:
+    # mitmdump loads the configuration, then listens, then runs `running` (`Settings.started`):
+    # a start that failed in between (its port in use) has not begun its part of the audit file.
+    audit = tmp_path / "audit.jsonl"
+    path = write(tmp_path / "tollgate.yaml", {"audit": {"path": str(audit)}})
+    r = Running(path)
+    with taddons.context(r.gateway) as tctx:
+        tctx.configure(r.gateway, tollgate_config=str(path))
+        assert audit.read_text() == ""
+        pending = r.gateway.done()  # type: ignore[attr-defined]
+        if pending is not None:
+            asyncio.run(pending)
+    assert audit.read_text() == ""  # no started record, and so no stopped one
+
+
 def test_without_a_configuration_file_the_started_record_names_none(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # the built-in defaults' audit.jsonl is in the working directory
     r = Running(tmp_path / "unused.yaml")
     with taddons.context(r.gateway) as tctx:
         tctx.configure(r.gateway, tollgate_config="")
+        r.settings.started()
         pending = r.gateway.done()  # type: ignore[attr-defined]
         if pending is not None:
             asyncio.run(pending)

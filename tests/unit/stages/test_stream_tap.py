@@ -3,16 +3,26 @@ as the answer passes."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from functools import partial
 
+from mitmproxy import http
 from mitmproxy.test import tflow
 
 from tollgate.call import Call, Route
+from tollgate.formats.answer_end import EndHold
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import UsageReader
 from tollgate.proxy.flows import CALL
-from tollgate.proxy.stages.stream_tap import MITMPROXY_CONNECTION_LOGGER, StreamTap, UsageTap, record_usage
+from tollgate.proxy.patches import flows as patch_flows
+from tollgate.proxy.stages.stream_tap import (
+    MITMPROXY_CONNECTION_LOGGER,
+    CountedTap,
+    StreamTap,
+    UsageTap,
+    record_usage,
+)
 from tollgate.proxy.state import Shared
 
 # ---- mitmproxy's per-response streaming notice
@@ -99,3 +109,64 @@ def test_a_stream_broken_off_records_what_was_read_when_it_ends_by_error():
     tap(b"data: {}\n\n")
     StreamTap(Shared()).error(flow)
     assert call.answer.usage.output_tokens == 1 and tap.reader is None
+
+
+# ---- a counted call's answer: its end waits for its settlement
+
+
+class WritingStore:
+    """A store whose settlement is written when the test says (`Store.flushed`)."""
+
+    def __init__(self, at_once: bool = False) -> None:
+        self.at_once = at_once
+        self.written: asyncio.Future[None] | None = None
+
+    def flushed(self) -> asyncio.Future[None] | None:
+        if self.at_once:
+            return None
+        self.written = asyncio.get_running_loop().create_future()
+        return self.written
+
+
+def _counted_flow(store: WritingStore | None, length: int | None) -> tuple[http.HTTPFlow, CountedTap]:
+    flow = _call_flow()
+    call = flow.metadata[CALL]
+    call.ledger.settled_in = store
+    flow.response = tflow.tresp()
+    tap = CountedTap(CountingReader(), None, lambda r: None, hold=EndHold(length, False), counted=call.ledger)
+    flow.response.stream = tap
+    return flow, tap
+
+
+def test_a_counted_answers_last_byte_goes_once_its_settlement_is_written():
+    async def scenario() -> None:
+        store = WritingStore()
+        flow, tap = _counted_flow(store, 5)
+        assert tap(b"abc") == b"abc" and tap(b"de") == b"d" and tap(b"") == []
+        pending = StreamTap(Shared()).response(flow)
+        assert pending is not None
+        task = asyncio.ensure_future(pending)
+        await asyncio.sleep(0)
+        assert flow not in patch_flows._tails and not task.done()
+        assert store.written is not None
+        store.written.set_result(None)
+        await task
+        assert patch_flows._tails.pop(flow) == b"e"
+        assert StreamTap(Shared()).response(flow) is None  # once
+
+    asyncio.run(scenario())
+
+
+def test_a_settlement_counted_at_once_sends_the_end_at_once():
+    flow, tap = _counted_flow(WritingStore(at_once=True), 3)
+    assert tap(b"abc") == b"ab" and tap(b"") == []
+    assert StreamTap(Shared()).response(flow) is None
+    assert patch_flows._tails.pop(flow) == b"c"
+
+
+def test_an_answer_no_limit_counts_is_passed_whole_and_waits_for_nothing():
+    flow = _call_flow()
+    flow.response = tflow.tresp()
+    flow.response.stream = tap = UsageTap(CountingReader(), None, lambda r: None)
+    assert tap(b"abc") == b"abc" and tap(b"") == b""
+    assert StreamTap(Shared()).response(flow) is None and flow not in patch_flows._tails

@@ -149,7 +149,13 @@ def test_a_response_done_event_gives_the_responses_usage_and_status():
                    "input_token_details": {"cached_tokens": 64, "text_tokens": 20, "audio_tokens": 100},
                    "output_token_details": {"text_tokens": 10, "audio_tokens": 20}})  # fmt: skip
     assert response_done_usage(event) == Usage(
-        input_tokens=120, output_tokens=30, total_tokens=150, cached_tokens=64, finish_reason="completed"
+        input_tokens=120,
+        output_tokens=30,
+        total_tokens=150,
+        cached_tokens=64,
+        audio_input_tokens=100,
+        audio_output_tokens=20,
+        finish_reason="completed",
     )
     incomplete = _done(
         {"input_tokens": 5, "output_tokens": 7},

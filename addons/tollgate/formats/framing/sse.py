@@ -285,17 +285,69 @@ def split_events(region: bytes) -> list[bytes]:
 _EVENT_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
 
 
+def _after_blank_line(data: bytes, start: int) -> int:
+    """Just past the first LF LF at or after `start`, or -1. Line ends are found one memchr at a
+    time: a search for the pair compares byte by byte where the stream has no LF."""
+    i = data.find(b"\n", start)
+    while i >= 0:
+        if i + 1 < len(data) and data[i + 1] == _LF:
+            return i + 2
+        i = data.find(b"\n", i + 1)
+    return -1
+
+
+def _after_last_blank_line(data: bytes) -> int:
+    """Where the last complete event of `data` ends, or 0: past its last LF LF, as a scan from the
+    start pairs them (a run of three LFs is an event's end and an LF that begins the next)."""
+    i = data.rfind(b"\n")
+    while i > 0:
+        if data[i - 1] == _LF:
+            start = i - 1
+            while start and data[start - 1] == _LF:
+                start -= 1
+            run = i + 1 - start
+            return start + run - run % 2
+        i = data.rfind(b"\n", 0, i - 1)
+    return 0
+
+
+def _events_of(region: bytes, lf_only: bool) -> Iterator[bytes]:
+    """The events of `region`, which ends at a blank line, each with the blank line that ends it."""
+    start = 0
+    if lf_only:
+        end = _after_blank_line(region, 0)
+        while end >= 0:
+            yield region[start:end]
+            start = end
+            end = _after_blank_line(region, start)
+        return
+    for m in _EVENT_END.finditer(region):
+        yield region[start : m.end()]
+        start = m.end()
+
+
 class SSEEventFilter:
-    """Forwards server-sent events byte for byte but for those `drop` rejects. Only the one event
-    still incomplete is held back; a trailing CR waits for the next piece (it may be half a CRLF).
+    """Forwards server-sent events byte for byte but as `edit` makes each complete event (its
+    blank line included): b"" drops it. Only the one event still incomplete is held back; a
+    trailing CR waits for the next piece (it may be half a CRLF).
 
-    With a `needle` that every event `drop` rejects holds, the complete events of a piece that
-    lacks it go on at once, none judged (a stream's events, but for one at its end, lack the usage
-    that the filter drops); where a stream has extra blank lines, one before a dropped event may
-    then go on without it (the same events reach the client)."""
+    With a `needle` that every event `edit` changes holds, the complete events of a piece that
+    lacks it go on at once, none judged (a stream not asked for usage has no usage member for
+    the filter to take out); where a stream has extra blank lines, one before a dropped event may
+    then go on without it (the same events reach the client).
 
-    def __init__(self, drop: Callable[[bytes], bool], needle: bytes | None = None) -> None:
-        self._drop = drop
+    `edit_all`, when given, is tried first on the complete events of a piece together, where their
+    lines end in LF alone: what it returns goes on as their edit, None has each judged by `edit`.
+    It must return what `edit` on each of them would (it spares a stream's every event a call)."""
+
+    def __init__(
+        self,
+        edit: Callable[[bytes], bytes],
+        needle: bytes | None = None,
+        edit_all: Callable[[bytes], bytes | None] | None = None,
+    ) -> None:
+        self._edit = edit
+        self._edit_all = edit_all
         self._needle = needle
         self._held: list[bytes] = []  # the pieces of the event not yet complete
         self._before = b""  # the stream's last two bytes so far
@@ -304,7 +356,9 @@ class SSEEventFilter:
     def feed(self, chunk: bytes) -> bytes:
         if not chunk:
             return b""
-        judged = self._needle is None or self._judging
+        needle = self._needle
+        # A piece with the needle is judged at once: its events need it, wherever they end.
+        judged = needle is None or self._judging or chunk.find(needle) >= 0  # (find: faster than `in`)
         out = self._judged(b"".join([*self._held, chunk])) if judged else self._unless_needed(chunk)
         self._before = (self._before + chunk[-2:])[-2:]
         return out
@@ -316,7 +370,7 @@ class SSEEventFilter:
             self._held.append(chunk)
             return b""
         region = b"".join([*self._held, chunk[:end]]) if self._held else chunk[:end]
-        if self._needle is not None and self._needle in region:
+        if self._needle is not None and region.find(self._needle) >= 0:
             return self._judged(region + chunk[end:])
         if end == len(chunk) and chunk.endswith(b"\r"):
             self._held.append(chunk)  # complete but for an LF that may follow its CR
@@ -338,18 +392,24 @@ class SSEEventFilter:
 
     def _judged(self, data: bytes) -> bytes:
         """Every complete event of `data` judged; what follows the last one is held."""
-        scan_to = len(data) - 1 if data.endswith(b"\r") else len(data)
-        out = []
-        start = 0
-        for m in _EVENT_END.finditer(data, 0, scan_to):
-            event = data[start : m.end()]
-            if not self._drop(event):
-                out.append(event)
-            start = m.end()
-        rest = data[start:]
+        lf_only = data.find(b"\r") < 0  # most streams: their events found one memchr at a time
+        if lf_only:
+            end = _after_last_blank_line(data)
+        else:
+            scan_to = len(data) - 1 if data.endswith(b"\r") else len(data)
+            end = 0
+            for end_match in _EVENT_END.finditer(data, 0, scan_to):
+                end = end_match.end()
+        region, rest = data[:end], data[end:]
         self._held = [rest] if rest else []
-        self._judging = self._needle is not None and self._needle in rest
-        return b"".join(out)
+        self._judging = self._needle is not None and rest.find(self._needle) >= 0
+        if not region:
+            return b""
+        if lf_only and self._edit_all is not None:
+            edited = self._edit_all(region)
+            if edited is not None:
+                return edited
+        return b"".join(map(self._edit, _events_of(region, lf_only)))
 
     def flush(self) -> bytes:
         held, self._held = b"".join(self._held), []

@@ -3,6 +3,8 @@ session."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from tollgate.formats.exact import as_int
 from tollgate.formats.json_codec import parse_json
 from tollgate.formats.openai_chat import nested
@@ -20,17 +22,27 @@ def response_done_usage(message: bytes) -> Usage | None:
     if event is None or event.get("type") != "response.done":
         return None
     response = event.get("response")
-    if not isinstance(response, dict):
-        response = {}
+    return done_usage(response if isinstance(response, dict) else {})
+
+
+def done_usage(response: dict[str, Any]) -> Usage:
+    """A `response.done` event's response's usage and status: its tokens, and of them those of audio
+    and images (the table prices them apart), where it tells them."""
     raw = response.get("usage")
     if not isinstance(raw, dict):
         raw = {}
+    details = raw.get("input_token_details")
     u = Usage(
         input_tokens=as_int(raw.get("input_tokens")),
         output_tokens=as_int(raw.get("output_tokens")),
         total_tokens=as_int(raw.get("total_tokens")),
         cached_tokens=as_int(nested(raw, "input_token_details", "cached_tokens")),
         reasoning_tokens=as_int(nested(raw, "output_token_details", "reasoning_tokens")),
+        audio_input_tokens=as_int(nested(raw, "input_token_details", "audio_tokens")),
+        image_input_tokens=as_int(nested(raw, "input_token_details", "image_tokens")),
+        audio_cached_tokens=as_int(nested(details, "cached_tokens_details", "audio_tokens")),
+        image_cached_tokens=as_int(nested(details, "cached_tokens_details", "image_tokens")),
+        audio_output_tokens=as_int(nested(raw, "output_token_details", "audio_tokens")),
     )
     # As for the Responses API: why a response is incomplete (max_output_tokens, content_filter)
     # says more than that it is.
@@ -53,6 +65,11 @@ def summed(total: Usage | None, more: Usage) -> Usage:
         cached_tokens=_plus(total.cached_tokens, more.cached_tokens),
         cache_write_tokens=_plus(total.cache_write_tokens, more.cache_write_tokens),
         reasoning_tokens=_plus(total.reasoning_tokens, more.reasoning_tokens),
+        audio_input_tokens=_plus(total.audio_input_tokens, more.audio_input_tokens),
+        image_input_tokens=_plus(total.image_input_tokens, more.image_input_tokens),
+        audio_cached_tokens=_plus(total.audio_cached_tokens, more.audio_cached_tokens),
+        image_cached_tokens=_plus(total.image_cached_tokens, more.image_cached_tokens),
+        audio_output_tokens=_plus(total.audio_output_tokens, more.audio_output_tokens),
         finish_reason=more.finish_reason if more.finish_reason is not None else total.finish_reason,
     )
 

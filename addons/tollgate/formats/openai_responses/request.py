@@ -11,6 +11,9 @@ from tollgate.formats.openai_chat import has_system_message
 from tollgate.formats.request_facts import McpServer, RequestFacts
 
 RESPONSES = "responses"  # the endpoint
+# Fields that add to a request's input what OpenAI holds: a previous response (its input and
+# output), a conversation's items, a stored prompt. OpenAI bills them as input.
+HELD_INPUT = ("previous_response_id", "conversation", "prompt")
 
 
 def read_facts(data: dict[str, Any], facts: RequestFacts) -> None:
@@ -20,6 +23,7 @@ def read_facts(data: dict[str, Any], facts: RequestFacts) -> None:
     facts.has_system = bool(data.get("instructions")) or has_system_message(inputs)
     read_tools(data, facts)
     facts.max_tokens = request_int(data.get("max_output_tokens"), "max_output_tokens")
+    facts.input_held = any(data.get(name) is not None for name in HELD_INPUT)
 
 
 def read_tools(data: dict[str, Any], facts: RequestFacts) -> None:

@@ -14,7 +14,16 @@ from mitmproxy import http
 
 from tollgate.call import Call, Failure
 from tollgate.formats.raw_headers import decoded
-from tollgate.governance.failover import CONNECT, DEFAULT_WHEN, TIMEOUT, failed, upstream_circuit, wait_for
+from tollgate.governance.failover import (
+    CONNECT,
+    DEFAULT_WHEN,
+    TIMEOUT,
+    failed,
+    fails_the_key,
+    model_circuit,
+    upstream_circuit,
+    wait_for,
+)
 from tollgate.providers.base import (
     CIRCUIT_OPEN,
     NO_UPSTREAM_CREDENTIAL,
@@ -46,7 +55,7 @@ class Credential:
         if call.route.rerouted:
             drop_credentials_of(call.registry[call.route.requested.provider], request)
         try:
-            credential = credential_for(call.loaded, provider, call.sent(), side)
+            credential = credential_for(call.loaded, provider, call.sent(), side, circuit_model(call))
         except CircuitOpen as e:
             self._circuit_open(flow, call, e.rest_left)
             return
@@ -64,14 +73,20 @@ class Credential:
             self._upstream_rests(flow, call)
 
     def _upstream_rests(self, flow: http.HTTPFlow, call: Call) -> bool:
-        """A call with no pooled key is refused while its upstream's circuit is open."""
-        if call.loaded.providers[call.route.target.provider].circuit is None:
-            return False
-        left = self.shared.circuits.rest_left(upstream_circuit(call.route.target.provider, call.route.upstream))
+        """A call with no pooled key is refused while its upstream's circuit is open, for every
+        model or for the call's."""
+        left = self._upstream_rest_left(call)
         if left <= 0:
             return False
         self._circuit_open(flow, call, left)
         return True
+
+    def _upstream_rest_left(self, call: Call) -> float:
+        model = circuit_model(call)
+        if model is None:
+            return 0.0
+        circuits, whole = self.shared.circuits, upstream_circuit(call.route.target.provider, call.route.upstream)
+        return max(circuits.rest_left(whole), circuits.rest_left(model_circuit(whole, model)))
 
     @staticmethod
     def _circuit_open(flow: http.HTTPFlow, call: Call, rest_left: float) -> None:
@@ -79,8 +94,8 @@ class Credential:
             flow,
             call,
             CIRCUIT_OPEN,
-            f"Tollgate: every {call.route.target.provider} key or upstream for this call failed too often in a row and"
-            f" rests ({math.ceil(rest_left)} s left)",
+            f"Tollgate: every {call.route.target.provider} key or upstream for this call (model"
+            f" {call.route.target.model!r}) failed too often in a row and rests ({math.ceil(rest_left)} s left)",
             {"retry-after": str(max(1, math.ceil(rest_left)))},
         )
 
@@ -176,28 +191,37 @@ class Credential:
             self._count(call, None, self._failure_kind(call))
 
     def _count(self, call: Call, status: int | None, kind: str | None) -> None:
-        """The attempt's outcome for its key's or upstream's circuit (`providers.<name>.circuit`):
-        a failure as `retry.when` says (else `DEFAULT_WHEN`) counts, any other answer closes it."""
+        """The attempt's outcome for its key's or upstream's circuits (`providers.<name>.circuit`):
+        a failure as `retry.when` says (else `DEFAULT_WHEN`) counts for the key or upstream when it
+        is the key's (429, a failed connection: `fails_the_key`), else for the model the call asked
+        for there, which alone then rests on that key or upstream; any other answer closes both."""
         settings = call.loaded.providers[call.route.target.provider]
         circuit = settings.circuit
-        if circuit is None or call.failover.circuit_counted:
+        model = circuit_model(call)
+        if circuit is None or model is None or call.failover.circuit_counted:
             return
         call.failover.circuit_counted = True
         pooled = call.answer.pooled_key
-        name = (
+        whole = (
             call.answer.upstream_key
             if pooled is not None
             else upstream_circuit(call.route.target.provider, call.route.upstream)
         )
-        assert name is not None
-        circuits = self.shared.circuits
+        assert whole is not None
+        circuits, for_model = self.shared.circuits, model_circuit(whole, model)
         if not failed(status, kind, settings.retry.when if settings.retry is not None else DEFAULT_WHEN):
-            circuits.succeeded(name)
+            circuits.succeeded(whole)
+            circuits.succeeded(for_model)
             return
+        of_key = fails_the_key(status, kind)
+        name = whole if of_key else for_model
         if circuits.failed(name, circuit.failures):
             pool, key = pooled if pooled is not None else (None, None)
-            open_circuit(pool, key, name, circuit.rest_s, circuits, self.shared.ledger)
-            what = f"key {name}" if pooled is not None else f"upstream {call.route.upstream}"
+            rested = None if of_key else model
+            open_circuit(pool, key, name, circuit.rest_s, circuits, self.shared.ledger, rested)
+            what = f"key {whole}" if pooled is not None else f"upstream {call.route.upstream}"
+            if not of_key:
+                what += f" (model {model!r})"
             rest = f"{circuit.rest_s:g} s"
             provider = call.route.target.provider
             logger.warning(f"Tollgate: {provider} {what} failed {circuit.failures} calls in a row: it rests {rest}")
@@ -225,7 +249,7 @@ class Credential:
         if not call.failover.retrying or retry is None:
             return  # no retry left: a fallback, if any, is next (`Fallback`)
         try:
-            credential = credential_for(call.loaded, provider_of(call), call.sent())
+            credential = credential_for(call.loaded, provider_of(call), call.sent(), model=circuit_model(call))
         except CircuitOpen:  # every key rests: the failed attempt's answer stands
             call.failover.retrying = False
             return
@@ -262,7 +286,7 @@ class Credential:
     def fall_back(self, flow: http.HTTPFlow, call: Call) -> bool:
         """A fallback's credential on the request (`Fallback`): False when none can be had."""
         try:
-            credential = credential_for(call.loaded, provider_of(call), call.sent())
+            credential = credential_for(call.loaded, provider_of(call), call.sent(), model=circuit_model(call))
         except CircuitOpen:
             return False
         if credential is None or (credential.pooled_key is None and self._upstream_circuit_open(call)):
@@ -278,9 +302,7 @@ class Credential:
         return TIMEOUT if call.answer.failure is Failure.UPSTREAM_TIMEOUT else CONNECT
 
     def _upstream_circuit_open(self, call: Call) -> bool:
-        if call.loaded.providers[call.route.target.provider].circuit is None:
-            return False
-        return self.shared.circuits.rest_left(upstream_circuit(call.route.target.provider, call.route.upstream)) > 0
+        return self._upstream_rest_left(call) > 0
 
     async def _apply_after(self, flow: http.HTTPFlow, call: Call, credential: UpstreamCredential, wait: float) -> None:
         # Applied once the wait is over: a signature is dated, and a token may expire meanwhile.
@@ -295,6 +317,17 @@ class Credential:
             self._apply(flow, call, credential)
         except CredentialUnavailable:  # the failed attempt's answer stands
             call.failover.retrying = False
+
+
+def circuit_model(call: Call) -> str | None:
+    """The model a call's circuits count it for: the name sent upstream, in lower case where the
+    provider reads names so (Azure's deployments), "" for a call naming none; None when its
+    provider has no `circuit`."""
+    target = call.route.target
+    if call.loaded.providers[target.provider].circuit is None:
+        return None
+    model = target.model or ""
+    return model.lower() if call.registry[target.provider].models_ignore_case else model
 
 
 def drop_credentials_of(provider: Provider, request: http.Request) -> None:

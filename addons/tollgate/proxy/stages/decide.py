@@ -1,4 +1,6 @@
 """The policy decides every call: 403 in the provider's own shape with the reasons, or on it goes.
+A call that would mint a credential usable without Tollgate is refused before the policy is asked
+(403 mints_credential), unless its provider's `ephemeral_credentials` allows it.
 A decision not in the policy's cache is awaited from its worker process, within the time limit,
 while mitmproxy serves other calls. Policy files are watched: a good edit takes effect at once
 (with a new worker), a broken one keeps the last good policy."""
@@ -14,7 +16,7 @@ from mitmproxy import http
 
 from tollgate.call import Call
 from tollgate.governance.policy import Decision, Policy, PolicyError
-from tollgate.providers.base import POLICY_DENIED
+from tollgate.providers.base import MINTS_CREDENTIAL, POLICY_DENIED
 from tollgate.proxy.flows import refuse
 from tollgate.proxy.state import Shared
 
@@ -29,6 +31,18 @@ class Decide:
         self._watcher: asyncio.Task | None = None
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> Awaitable[None] | None:
+        if call.classification.mints_credential and not self._may_mint(call):
+            provider = call.route.target.provider
+            endpoint = call.classification.endpoint
+            call.deny_reasons = (f"{endpoint} mints a credential usable without Tollgate",)
+            refuse(
+                flow,
+                call,
+                MINTS_CREDENTIAL,
+                f"Tollgate refuses {endpoint}: it mints a credential that calls {provider} without Tollgate"
+                f" (no policy, limit or audit); providers.{provider}.ephemeral_credentials: allow permits it.",
+            )
+            return None
         policy = call.loaded.policy
         if policy is None:
             return None
@@ -37,6 +51,10 @@ class Decide:
             self._apply(flow, call, decision)
             return None
         return self._apply_once_decided(flow, call, decision)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _may_mint(call: Call) -> bool:
+        return call.loaded.providers[call.route.target.provider].ephemeral_credentials == "allow"
 
     async def _apply_once_decided(self, flow: http.HTTPFlow, call: Call, evaluation: Awaitable[Decision]) -> None:
         start = time.perf_counter()

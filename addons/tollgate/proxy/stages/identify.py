@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -10,7 +11,7 @@ from weakref import WeakKeyDictionary
 from mitmproxy import http
 
 from tollgate.call import Auth, Call
-from tollgate.governance.clients import Token
+from tollgate.governance.clients import Expired, Token
 from tollgate.governance.jwt_identity import MALFORMED, UNKNOWN_ISSUER, JwtIdentity, JwtRejected, looks_like_jwt
 from tollgate.governance.redaction import credential_positions
 from tollgate.providers.base import INVALID_SIGNATURE, UNAUTHENTICATED, Presented
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from tollgate.runtime import Loaded
 
 PROXYAUTH = "proxyauth"
+UNKNOWN_KEY_REASON = "unknown or missing API key"  # the audit's deny reason
+UNKNOWN_KEY_MESSAGE = "Tollgate: unknown or missing API key. Use the virtual key Tollgate's operator gave you."
 
 
 def forget_proxy_password(flow: http.HTTPFlow) -> None:
@@ -93,12 +96,21 @@ class Identify:
         caller = loaded.directory.identify(_login_name(login), presented, signed_with)
         if isinstance(caller, Token):
             return _by_token(loaded, caller.value, login=False)
+        if isinstance(caller, Expired):  # told as an unknown key is; the audit says whose, and since when
+            return Rejected(caller.reason, UNKNOWN_KEY_MESSAGE)
         if caller is None:
-            return Rejected(
-                "unknown or missing API key",
-                "Tollgate: unknown or missing API key. Use the virtual key Tollgate's operator gave you.",
-            )
-        return Identified(caller.name, caller.groups, caller.auth)
+            return Rejected(UNKNOWN_KEY_REASON, UNKNOWN_KEY_MESSAGE)
+        return Identified(caller.name, caller.groups, caller.auth, key_expires=caller.key_expires)
+
+    @staticmethod
+    def unexpired(flow: http.HTTPFlow, call: Call) -> None:
+        """A call step for the calls of a session identified once (a Responses WebSocket's messages):
+        the virtual key it was opened with has not expired since; else 401, as at the upgrade."""
+        expires = call.caller.key_expires
+        if expires is None or time.time() < expires:
+            return
+        call.deny_reasons = (Expired(call.caller.client or "", expires).reason,)
+        refuse(flow, call, UNAUTHENTICATED, UNKNOWN_KEY_MESSAGE)
 
     def own_credential_only(self, flow: http.HTTPFlow, call: Call) -> None:
         """A call outside the model API (`Classification.passthrough`) goes with the caller's own
@@ -137,6 +149,7 @@ class Identified:
     groups: tuple[str, ...]
     auth: Auth
     identity: JwtIdentity | None = None  # a JWT caller's issuer and claims
+    key_expires: float | None = None  # when the virtual key it presented expires
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +208,8 @@ def _apply(flow: http.HTTPFlow, call: Call, outcome: Identified | Rejected) -> N
     who.client, who.groups, who.auth = outcome.client, outcome.groups, outcome.auth
     if outcome.identity is not None:
         who.identity = outcome.identity
+    if outcome.key_expires is not None:
+        who.key_expires = outcome.key_expires
 
 
 async def _apply_later(flow: http.HTTPFlow, call: Call, outcome: Awaitable[Identified | Rejected]) -> None:

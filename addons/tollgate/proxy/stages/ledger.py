@@ -26,6 +26,7 @@ from tollgate.governance.limits import (
     deny_reason,
     estimate_tokens,
     generates,
+    held_input_bound,
     refusal_message,
     retry_after,
     spends_nothing,
@@ -36,7 +37,7 @@ from tollgate.governance.limits import (
     used,
 )
 from tollgate.governance.max_output import max_output_tokens
-from tollgate.governance.pricing import cost_nanousd
+from tollgate.governance.pricing import MIXED_MODALITY_ENDPOINTS, cost_nanousd
 from tollgate.providers.base import (
     BUDGET_EXCEEDED,
     LEDGER_UNAVAILABLE,
@@ -133,10 +134,15 @@ class Ledger:
                 facts.answers,
                 None if facts.max_tokens is not None else max_output_tokens(model),
             )
+            if facts.input_held:  # the provider adds what it holds to the input: up to the whole window
+                window = call.loaded.prices.context_window(call.route.target.provider, model)
+                prompt = held_input_bound(prompt, window, call.loaded.config.ledger.reserve_input_tokens)
             requests = 1
         rate = call.loaded.prices.rate(
             call.route.target.provider, model, call.caller.client, call.caller.groups, None, facts.price_context()
         )
+        if rate is not None and classification.endpoint in MIXED_MODALITY_ENDPOINTS:
+            rate = rate.highest()  # its tokens may be audio, priced above text
         nanousd = None if rate is None else cost_nanousd(rate, Usage(input_tokens=prompt, output_tokens=answer))
         return Estimate(requests, prompt + answer, nanousd, job=batch is not None)
 
@@ -279,7 +285,18 @@ class Ledger:
 
     def settle(self, call: Call, record: dict[str, Any]) -> None:
         """At the call's end, with its audit record: its reservation settled to what it used, its
-        usage recorded."""
+        usage recorded. The store that got the settlement is kept (`settled_in`): the answer's end
+        waits for it to be written (`StreamTap.response`, `flushed`)."""
+        self.settle_reservation(call, record)
+        store = self.shared.ledger
+        if store is not None:
+            row = {name: record[name] for name in ROW_FIELDS}
+            row["ts"] = call.started
+            store.record(row)
+
+    def settle_reservation(self, call: Call, record: dict[str, Any]) -> None:
+        """The call's reservation settled to what it used (its record's tokens, its cost), no row
+        recorded: a Realtime response's usage is in its session's row."""
         store = self.shared.ledger
         reserved = call.ledger.reserved
         if reserved is not None:
@@ -293,7 +310,16 @@ class Ledger:
                 target, changes = store, adjustments(reserved.counters, NOTHING, spent)
             if changes:
                 target.adjust(changes)
-        if store is not None:
-            row = {name: record[name] for name in ROW_FIELDS}
-            row["ts"] = call.started
-            store.record(row)
+                call.ledger.settled_in = target
+
+    def charge_unreserved(self, call: Call) -> None:
+        """A call refused once it had begun (a Realtime response the server began on its own, with
+        no room left): what it uses until it stops is charged when it ends, with nothing reserved."""
+        limits, store = call.loaded.limits, self.shared.ledger
+        if not limits or store is None or call.ledger.reserved is not None:
+            return
+        who = call.caller
+        applying = limits.applying(call.route.target.provider, call.target_model, who.client, who.groups)
+        found = counters(applying, who.client, who.groups, time.time())
+        if found:
+            call.ledger.reserved = Reserved(store, tuple(found), NOTHING)

@@ -30,12 +30,18 @@ from tollgate.formats.mcp.messages import TOOLS_LIST, RequestId, decoded_post, e
 from tollgate.governance.jwt_identity import looks_like_jwt
 from tollgate.governance.limits import Counter, deny_reason, refusal_message, retry_after
 from tollgate.governance.mcp import (
+    INITIALIZE,
     REFUSED_CODE,
     SERVER_REFUSED_CREDENTIAL,
+    SESSION_OF_ANOTHER,
+    SESSION_TTL_S,
+    UNKNOWN_SESSION,
     UPSTREAM_FAILED_CODE,
     McpExchange,
     mcp_charges,
     mcp_counters,
+    session_owner,
+    shared_session_key,
 )
 from tollgate.governance.policy import Decision, Policy
 from tollgate.providers import host_name
@@ -129,7 +135,7 @@ class Mcp:
         return self._from(0, flow, exchange, loaded)
 
     def _from(self, first: int, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded) -> Awaitable[None] | None:
-        steps = (self._identify, self._reserve, self._decide, self._send)
+        steps = (self._identify, self._session, self._reserve, self._decide, self._send)
         for i in range(first, len(steps)):
             if flow.response is not None:
                 return None
@@ -173,6 +179,51 @@ class Mcp:
             return
         exchange.client, exchange.groups, exchange.auth = outcome.client, outcome.groups, outcome.auth
         exchange.identity = outcome.identity
+        exchange.owner = session_owner(outcome.client, _bearer(flow.request) if outcome.auth == "anonymous" else None)
+
+    def _session(self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded) -> Awaitable[None] | None:
+        """A request naming a session (a POST, the GET stream, a DELETE) is its owner's: the
+        caller whose `initialize` the server answered with it. Another caller's, or one naming a
+        session Tollgate did not see opened, gets what a server answers for a session it does not
+        know (404), and never reaches the server. Owners are kept in this process's memory and,
+        with a Redis ledger, looked up there on a miss (the session was opened through another)."""
+        session = exchange.session
+        if session is None:
+            return None
+        owner = self.shared.mcp_sessions.owner(exchange.server.name, session)
+        if owner is not None:
+            self._owned_by(flow, exchange, owner)
+            return None
+        store = self.shared.ledger
+        if store is None or not store.shares_sessions:
+            self._session_not_found(flow, exchange, UNKNOWN_SESSION)
+            return None
+        return self._session_looked_up(flow, exchange, store, session)
+
+    async def _session_looked_up(self, flow: http.HTTPFlow, exchange: McpExchange, store: Store, session: str) -> None:
+        server = exchange.server.name
+        try:
+            owner = await store.session_owner(shared_session_key(server, session), int(SESSION_TTL_S))
+        except StoreError as e:
+            # Whose session it is cannot be told: not let through, whatever `on_store_error` says.
+            logger.error(f"Tollgate: the ledger's store failed: {e}")
+            exchange.error = f"ledger unavailable: {e}"
+            self._refuse(flow, exchange, 503, LEDGER_UNAVAILABLE, "Tollgate cannot tell whose MCP session this is.")
+            return
+        if owner is None:
+            self._session_not_found(flow, exchange, UNKNOWN_SESSION)
+            return
+        self._owned_by(flow, exchange, self.shared.mcp_sessions.bind(server, session, owner))
+
+    def _owned_by(self, flow: http.HTTPFlow, exchange: McpExchange, owner: str) -> None:
+        if owner != exchange.owner:
+            self._session_not_found(flow, exchange, SESSION_OF_ANOTHER)
+
+    def _session_not_found(self, flow: http.HTTPFlow, exchange: McpExchange, why: str) -> None:
+        """404, as the MCP SDKs' servers answer a session they do not know: the same whether it is
+        another caller's or none, so that a caller learns nothing of others' sessions."""
+        exchange.deny_reasons = (why,)
+        self._refuse(flow, exchange, 404, POLICY_DENIED, "Session not found")
 
     def _reserve(self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded) -> Awaitable[None] | None:
         """Each request awaiting an answer counts one on the caller's `mcp_calls_per_minute`
@@ -344,15 +395,15 @@ class Mcp:
 
     # --- answer ----------------------------------------------------------------------------
 
-    def responseheaders(self, flow: http.HTTPFlow) -> None:
+    def responseheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         exchange = _exchange_of(flow)
         if exchange is None or flow.response is None:
-            return
+            return None
         response = flow.response
         exchange.status = response.status_code
         _forget_credentials(flow)
         if exchange.answered_by_tollgate:
-            return
+            return None
         if exchange.timed_out:  # its connection came after all
             exchange.timed_out, exchange.error = False, None
         response.headers["x-tollgate-request-id"] = exchange.request_id
@@ -362,6 +413,36 @@ class Mcp:
             exchange.error = f"{SERVER_REFUSED_CREDENTIAL} ({response.status_code})"
             logger.warning(f"Tollgate: MCP server {exchange.server.name}: {exchange.error}")
         response.stream = exchange.reader = self._relay(flow, exchange)
+        if 200 <= response.status_code < 300:
+            return self._session_answered(exchange, response)
+        return None
+
+    def _session_answered(self, exchange: McpExchange, response: http.Response) -> Awaitable[None] | None:
+        """The session an `initialize` opened is bound to its caller before its id reaches the
+        caller (in every process sharing a Redis ledger, too); a session its owner ended is
+        forgotten."""
+        server, sessions = exchange.server.name, self.shared.mcp_sessions
+        if exchange.method == "DELETE" and exchange.session is not None:
+            sessions.forget(server, exchange.session)
+            return None
+        session = response.headers.get("mcp-session-id")
+        if session is None or not any(r.method == INITIALIZE for r in exchange.requests):
+            return None
+        owner = exchange.owner
+        if sessions.bind(server, session, owner) != owner:
+            logger.warning(f"Tollgate: MCP server {server} opened a session another caller holds")
+            return None
+        store = self.shared.ledger
+        if store is None or not store.shares_sessions:
+            return None
+        return self._bind_shared(store, shared_session_key(server, session), owner)
+
+    @staticmethod
+    async def _bind_shared(store: Store, key: str, owner: str) -> None:
+        try:
+            await store.bind_session(key, owner, int(SESSION_TTL_S))
+        except StoreError as e:  # the other processes do not know it: they answer its requests 404
+            logger.error(f"Tollgate: an MCP session's owner is known to this process only: {e}")
 
     def _relay(self, flow: http.HTTPFlow, exchange: McpExchange) -> AnswerRelay:
         """The answer's relay: its encoding undone, a tools/list's tools decided as they come (under

@@ -149,26 +149,30 @@ class ResponsesSocket:
         """The session begins with its WebSocket (a drain closes one that has carried nothing yet)."""
         self._session(flow)
 
-    def websocket_message(self, flow: http.HTTPFlow) -> None:
+    def websocket_message(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         session = self._session(flow)
         if session is None:
-            return
+            return None
         assert flow.websocket is not None
         message = flow.websocket.messages[-1]
         if message.injected:  # Tollgate's own: a message it let go once decided, or its error event
-            return
+            return None
         if not message.from_client:
-            self._server_event(session, message.content)
-            return
+            ended = self._server_event(session, message.content)
+            # The event that ends a counted response goes to the client once its settlement is
+            # written: mitmproxy relays the message after the hook.
+            store = None if ended is None else ended.ledger.settled_in
+            return None if store is None else store.flushed()
         if session.busy or session.waiting:
             message.drop()
             session.waiting.append(Waiting(message.content, message.is_text))
-            return
+            return None
         try:
             self._take(flow, session, message.content, message.is_text, message)
         except Exception:  # never sent undecided; and the hook goes on, to keep the message out of the flow
             logger.exception("Tollgate: deciding a message on the Responses WebSocket failed; it was not sent")
             message.drop()
+        return None
 
     def _session(self, flow: http.HTTPFlow) -> Session | None:
         session = self._sessions.get(flow)
@@ -307,7 +311,7 @@ class ResponsesSocket:
             Route.as_called(s.route.target.provider), s.host, "POST", s.path, loaded=self.shared.loaded or s.loaded
         )
         who = s.caller
-        call.caller = Caller(who.client, who.groups, who.auth, who.identity)
+        call.caller = Caller(who.client, who.groups, who.auth, who.identity, key_expires=who.key_expires)
         call.route.upstream, call.answer.upstream_key, call.trace_context = (
             s.route.upstream,
             s.answer.upstream_key,
@@ -316,38 +320,43 @@ class ResponsesSocket:
         call.transport = "websocket"
         return call
 
-    def _server_event(self, session: Session, content: bytes) -> None:
+    def _server_event(self, session: Session, content: bytes) -> Call | None:
+        """What a server event tells of the responses: the call it ends, if it ends one."""
         try:
             event = socket_event(content)
         except Exception:  # a reader fault must not stop the hook: the message goes on regardless
             logger.exception("Tollgate: reading a Responses WebSocket event failed")
-            return
+            return None
         if event is None:
-            return
+            return None
         queue = session.unanswered.get(event.lane)
         if event.kind == "created":
             if not queue:
                 logger.warning("Tollgate: the upstream began a response no message on its WebSocket asked for")
-                return
+                return None
             call = queue.popleft()
             call.answer.first_byte, call.answer.status = time.time(), 200
             assert event.response_id is not None
             session.answering[event.response_id] = call
-        elif event.kind == "done":
+            return None
+        if event.kind == "done":
             found = session.answering.pop(event.response_id or "", None)
             if found is None and queue:  # ended without having begun
                 found = queue.popleft()
                 found.answer.status = 200
             if found is None:
-                return
+                return None
             found.answer.usage = event.usage
             found.answer.error = found.answer.error or event.error
             self._end(session, found)
-        elif queue:  # an error before its response began: the request failed
+            return found
+        if queue:  # an error before its response began: the request failed
             call = queue.popleft()
             call.answer.status = event.status
             call.answer.error = f"upstream error: {event.error}"
             self._end(session, call)
+            return call
+        return None
 
     def _end(self, session: Session, call: Call) -> None:
         try:

@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 
 from mitmproxy import ctx, exceptions
 from mitmproxy.proxy.mode_specs import ProxyMode
 
 from tollgate.config import Config, ConfigError, read_config
-from tollgate.fleet import fleet_config_problem, fleet_workers
+from tollgate.fleet import fleet_config_problem, fleet_workers, listen_advice
+from tollgate.governance.clients import expiry_notices
 from tollgate.governance.jwt_identity import Verifier
 from tollgate.governance.policy import Policy, PolicyError
 from tollgate.providers import PROVIDERS
@@ -126,6 +128,40 @@ def listen_addresses(modes: Sequence[str], host: str, port: int | None) -> list[
     return addresses
 
 
+class Listening:
+    """When the proxy cannot listen where it was told (a port in use), says what to change in the
+    words of Tollgate's users (`--listen-port`, TOLLGATE_LISTEN) after mitmproxy's own message,
+    which names its `--mode` option. mitmproxy's servers may have failed before this script was
+    loaded (mitmdump starts them first), or fail later: both are seen."""
+
+    def __init__(self) -> None:
+        self._told: set[tuple[str, int]] = set()
+
+    def load(self, _loader) -> None:
+        proxyserver = ctx.master.addons.get("proxyserver")
+        servers = getattr(proxyserver, "servers", None)
+        if servers is None:
+            return
+        servers.changed.connect(self._look)
+        self._look()
+
+    def _look(self) -> None:
+        proxyserver = ctx.master.addons.get("proxyserver")
+        options = ctx.options
+        for server in proxyserver.servers:
+            error = server.last_exception
+            if not isinstance(error, OSError) or error.errno is None:
+                continue
+            spec = server.mode.full_spec
+            if (spec, error.errno) in self._told:
+                continue
+            self._told.add((spec, error.errno))
+            (address,) = listen_addresses([spec], options.listen_host, options.listen_port)
+            address = address.removeprefix(f"{server.mode.type_name}@")
+            worker = fleet_workers(os.environ) > 1
+            logger.error(listen_advice(address, error.errno, server.mode.type_name, worker))
+
+
 def summary(config: Config) -> str:
     issuers = f", {len(config.identity.jwt)} JWT issuer(s)" if config.identity.jwt else ""
     return (
@@ -145,6 +181,7 @@ class Settings:
         self._watcher: asyncio.Task | None = None
         self._fetches: set[asyncio.Task] = set()  # JWKS fetched at start and after a reload
         self._allowed: tuple[str, ...] = ()  # the allow_hosts patterns Tollgate added
+        self._running = False  # mitmproxy's servers listen (its `running` hook has run)
 
     def load(self, loader) -> None:
         # Declared as str: mitmproxy silently drops a script whose typed option gets a bad value.
@@ -204,7 +241,7 @@ class Settings:
         try:
             for opening in self._opening:
                 opening(loaded.config)
-            if audit is not shared.audit:
+            if audit is not shared.audit and self._running:  # before: once listening (`running`)
                 self._begin(audit, loaded)
         except ConfigError:  # what `load` opened for this configuration is closed again
             if audit is not shared.audit:
@@ -217,6 +254,8 @@ class Settings:
         shared.apply(loaded, audit, store)
         self._fetch_keys()
         config = loaded.config
+        for notice in expiry_notices(config, time.time()):  # by its place in the file, never the key
+            logger.warning(f"Tollgate: virtual key {notice}")
         spent = [n for n in config.providers.names() if config.providers.get(n).keys or loaded.runtimes[n] is not None]
         if config.anonymous_allowed and spent:
             logger.warning(
@@ -226,14 +265,12 @@ class Settings:
             )
 
     def _begin(self, audit: AuditLog, loaded: Loaded) -> None:
-        """The audit file just opened takes the started record, last of all the checks: one that
-        cannot stops start-up (or the reload) before any call is served, rather than at the first
-        call's end. ConfigError naming its path otherwise, with what the configuration in force had
-        opened (its /metrics address) opened again."""
-        options = ctx.options
-        listen = listen_addresses(options.mode, options.listen_host, options.listen_port)
+        """On a reload, the audit file just opened takes the started record, last of all the checks:
+        one that cannot stops the reload, rather than fail at the first call's end. ConfigError
+        naming its path otherwise, with what the configuration in force had opened (its /metrics
+        address) opened again."""
         try:
-            audit.begin(started_record(listen, loaded.config_sha256))
+            self._write_started(audit, loaded)
         except OSError as e:
             if self.shared.loaded is not None:
                 try:
@@ -242,6 +279,25 @@ class Settings:
                 except ConfigError as again:
                     logger.error(f"Tollgate: {again}")
             raise ConfigError(f"audit.path: cannot write to {audit.path}: {e.strerror or e}") from None
+
+    @staticmethod
+    def _write_started(audit: AuditLog, loaded: Loaded) -> None:
+        options = ctx.options
+        listen = listen_addresses(options.mode, options.listen_host, options.listen_port)
+        audit.begin(started_record(listen, loaded.config_sha256))
+
+    def started(self) -> None:
+        """At `running`, first: the audit's started record. mitmproxy runs `running` once its servers
+        listen, and never when one could not: a start that fails leaves no started record (and so
+        no stopped one) behind. One the file cannot take is logged as an error: mitmproxy exits."""
+        self._running = True
+        audit, loaded = self.shared.audit, self.shared.loaded
+        if audit is None or loaded is None or audit.begun:
+            return
+        try:
+            self._write_started(audit, loaded)
+        except OSError as e:
+            logger.error(f"Tollgate configuration: audit.path: cannot write to {audit.path}: {e.strerror or e}")
 
     def running(self) -> None:
         self._watcher = asyncio.get_running_loop().create_task(self._watch())

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
+from typing import Any
 
 from mitmproxy import http
 
-from tollgate.call import Call, Failure
-from tollgate.formats.framing import MAX_FRAME, Decompressor, SSEEventFilter, Undecodable, parse_sse_block
-from tollgate.formats.json_codec import parse_json
-from tollgate.formats.raw_headers import decoded, header_index
+from tollgate.call import Call, Failure, LedgerState
+from tollgate.formats.answer_end import EndHold
+from tollgate.formats.framing import MAX_FRAME, Decompressor, Undecodable
+from tollgate.formats.openai_chat.asked_usage import asked_usage_hidden
+from tollgate.formats.raw_headers import decoded, header_index, with_header
 from tollgate.formats.translation import Rewrite
 from tollgate.formats.usage_reading import NoUsage, UsageReader, is_event_stream
+from tollgate.proxy import patches
 from tollgate.proxy.flows import call_of, provider_of, write_body
 from tollgate.proxy.state import Shared
 
@@ -25,7 +28,7 @@ MITMPROXY_CONNECTION_LOGGER = "mitmproxy.proxy.server"  # where a connection's l
 
 class UsageTap:
     """mitmproxy's stream callable: returns every chunk as it came while a reader reads it, or as a
-    rewrite makes it (the usage chunk Tollgate asked for hidden, or the answer translated).
+    rewrite makes it (the usage Tollgate asked for hidden, or the answer translated).
 
     It never raises (an exception there drops the chunk) and never returns b"" mid-stream (on
     HTTP/1 chunked that ends the body): a reader that fails is dropped and its fault recorded."""
@@ -87,6 +90,35 @@ class UsageTap:
             logger.exception("Tollgate: recording stream usage failed")
 
 
+class CountedTap(UsageTap):
+    """The tap of a call that a limit counts: the bytes that would make the answer whole to its
+    client (`EndHold`) are held back until the call's settlement is written, then sent
+    (`StreamTap.response`). Every other byte goes on as it came."""
+
+    def __init__(self, *args: Any, hold: EndHold, counted: LedgerState, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._hold: EndHold | None = hold
+        self.counted: LedgerState | None = counted  # the call's ledger state, until its end is sent
+
+    def __call__(self, chunk: bytes) -> bytes | list[bytes]:
+        out = super().__call__(chunk)
+        hold = self._hold
+        if hold is None:
+            return out
+        if not chunk:  # the end: what a rewrite still had is held with the rest
+            for piece in [out] if isinstance(out, bytes) else out:
+                hold.keep(piece)
+            return []
+        if isinstance(out, bytes):
+            return hold.feed(out) or []
+        return [kept for kept in map(hold.feed, out) if kept]
+
+    def held(self) -> bytes:
+        """The answer's last bytes held back, let go: nothing is held from here on."""
+        hold, self._hold = self._hold, None
+        return b"" if hold is None else hold.held
+
+
 STREAMING_NOTICE = "Streaming response from "
 
 
@@ -111,7 +143,9 @@ def without_streaming_notices(log: Callable[..., None]) -> Callable[..., None]:
 class AskForUsage:
     """The provider prepares the request (`Provider.prepare`): with `audit.stream_usage: inject`, an
     OpenAI-format chat stream asks for the usage the client did not ask for (StreamTap hides it
-    from the client). Before the credential stage: a request that Tollgate signs is signed over the
+    from the client: each chunk's `"usage":null` and the usage-only chunk), and for an answer not
+    encoded, in which the events can be found to hide it (the client, which may take gzip, takes
+    identity too). Before the credential stage: a request that Tollgate signs is signed over the
     body as it goes."""
 
     def __init__(self, shared: Shared) -> None:
@@ -123,6 +157,8 @@ class AskForUsage:
             return  # its translation asked for the usage the caller's format needs
         if provider_of(call).prepare(call.classification, call.body, call.headers, inject):
             write_body(flow.request, call)
+            request = flow.request.data
+            request.headers.fields = with_header(request.headers.fields, b"accept-encoding", b"identity")
             call.usage_asked = True
 
 
@@ -152,10 +188,11 @@ class StreamTap:
             return  # an error, read whole by mitmproxy to be put in the caller's shape (`Translate`)
         provider = provider_of(call)
         # Every header read here, in one pass
-        headers = decoded(header_index(flow.response.headers.fields), provider.response_headers)
+        index = header_index(flow.response.headers.fields)
+        headers = decoded(index, provider.response_headers)
         rewrite: Rewrite | None = None
         if call.usage_asked and is_event_stream(headers):
-            rewrite = SSEEventFilter(is_usage_only_chunk, needle=USAGE)
+            rewrite = asked_usage_hidden()
         classification = call.classification
         # Fetched, or outside the model API: no usage to read (nor to be fooled by)
         passed = call.fetches or classification.passthrough or classification.service
@@ -167,12 +204,44 @@ class StreamTap:
             except (ValueError, ImportError) as e:
                 reader.error = str(e)
         if decoder is not None:
-            rewrite = None  # an encoded stream cannot be cut at event boundaries: the client gets it whole
+            # An encoded stream cannot be cut at event boundaries: the client gets it whole (asked
+            # for usage, it was asked for no encoding: an upstream that encodes all the same shows
+            # the client the usage).
+            rewrite = None
         if translation is not None:
             rewrite = translation.rewriter(bool(call.classification.facts.stream))
         # Streamed bodies are not stored in the flow either: a saved flow holds no completion text.
         told = partial(record_usage, call, provider.answer_service_tier(headers), provider.answer_speed(headers))
-        flow.response.stream = UsageTap(reader, decoder, told, rewrite, call)
+        if call.ledger.reserved is None:
+            flow.response.stream = UsageTap(reader, decoder, told, rewrite, call)
+            return
+        # A limit counts the call: the answer's end waits for its settlement (`response`). Taught on
+        # the first such call, so that no other call pays for it: the end sent after the hook.
+        patches.finish_streamed_responses()
+        hold = EndHold(None if rewrite is not None else declared_length(index), is_event_stream(headers))
+        flow.response.stream = CountedTap(reader, decoder, told, rewrite, call, hold=hold, counted=call.ledger)
+
+    def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """After the audit's, which settled the call: the end of a counted call's answer goes to its
+        client once its settlement is written (`Store.flushed`), so that a client that has the
+        whole answer finds it counted; mitmproxy ends the body after this hook."""
+        tap = flow.response.stream if flow.response is not None else None
+        if type(tap) is not CountedTap or tap.counted is None:
+            return None
+        counted, tap.counted = tap.counted, None
+        held = tap.held()
+        store = counted.settled_in
+        waiting = None if store is None else store.flushed()
+        if waiting is None:
+            if held:
+                patches.end_response_with(flow, held)
+            return None
+        return _end_once_written(flow, waiting, held)
+
+    def counted_error(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """After the audit's `error`: a counted answer whose upstream broke off after its end was
+        held back gets that end, once counted, in place of the break."""
+        return self.response(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
         """A stream cut short (client gone, upstream reset): the usage seen so far still counts."""
@@ -188,16 +257,18 @@ class StreamTap:
             call.answer.error = call.answer.failure = None
 
 
-USAGE = b'"usage"'  # in every usage-only chunk, and in no other chunk of most streams
+async def _end_once_written(flow: http.HTTPFlow, waiting: Awaitable[None], held: bytes) -> None:
+    await waiting
+    if held:
+        patches.end_response_with(flow, held)
 
 
-def is_usage_only_chunk(event: bytes) -> bool:
-    """The chunk `include_usage` adds: no choices, only usage."""
-    if USAGE not in event or b'"choices"' not in event:
-        return False
-    parsed = parse_sse_block(event.replace(b"\r\n", b"\n").replace(b"\r", b"\n").strip(b"\n"))
-    data = parse_json(parsed.data.encode()) if parsed else None
-    return data is not None and data.get("choices") == [] and isinstance(data.get("usage"), dict)
+def declared_length(index: Mapping[bytes, bytes]) -> int | None:
+    """The body's length its headers declare (`Content-Length`, unless the body is chunked)."""
+    value = index.get(b"content-length")
+    if value is None or b"transfer-encoding" in index or not value.isdigit():
+        return None
+    return int(value)
 
 
 def record_usage(call: Call, service_tier: str | None, speed: str | None, reader: UsageReader) -> None:

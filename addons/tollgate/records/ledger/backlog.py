@@ -24,13 +24,15 @@ class Backlog[T]:
     def __len__(self) -> int:
         return len(self._items)
 
-    def add(self, item: T) -> None:
+    def add(self, item: T) -> bool:
+        """Whether it is held (else dropped)."""
         if len(self._items) < self._limit:
             self._items.append(item)
-            return
+            return True
         if not self.dropped:
             self._say(f"Tollgate: {self._limit} writes are held for {self._store}; further ones are dropped")
         self.dropped += 1
+        return False
 
     def take(self, most: int = MAX_HELD) -> list[T]:
         taken: list[T] = []

@@ -4,8 +4,10 @@ process on one or many hosts.
 `reserve` is one Lua script, which Redis runs alone: it checks every cap, then adds to every
 counter, or leaves them all as they were. Counter changes, call rows and rests are queued and sent
 by one background task, each batch in one MULTI/EXEC (all of it or none, so a batch retried after
-an outage is never counted twice). Every command is held to a short timeout: a Redis that is down
-or stalled fails a call with StoreError in about COMMAND_TIMEOUT, never hangs it."""
+an outage is never counted twice). While a settlement waits to be written (`flushed`), the writer
+sends what is queued at once rather than wait for more to join it. Every command is held to a
+short timeout: a Redis that is down or stalled fails a call with StoreError in about
+COMMAND_TIMEOUT, never hangs it."""
 
 from __future__ import annotations
 
@@ -49,6 +51,7 @@ COUNTER = "tollgate:counter:"
 CALLS = "tollgate:calls"
 REST = "tollgate:rest:"
 RESTS = "tollgate:rests"
+SESSION = "tollgate:mcp-session:"
 
 # KEYS: the counters. ARGV: amount, cap ("" for none), expires, for each. Returns granted (1/0),
 # the refused charge's index (-1 when granted), then each counter's value before. Lua's numbers
@@ -111,6 +114,13 @@ class RedisStore:
         self._writer: asyncio.Task[None] | None = None
         self._last_write = 0.0  # monotonic
         self._closing = asyncio.Event()
+        # Writes held so far, and how many of them are written (in order: the backlog is first in,
+        # first out); the flushes waiting, each for a count written; set while one waits (or the
+        # store closes): the writer does not pause for more writes to join.
+        self._queued = 0
+        self._written = 0
+        self._flushes: list[tuple[int, asyncio.Future[None]]] = []
+        self._hurry = asyncio.Event()
         self._callbacks: list[Callable[[str, float], None]] = []
         self._listener: asyncio.Task[None] | None = None
         self._me = secrets.token_hex(8)  # this store's own announcements are not news to it
@@ -152,24 +162,51 @@ class RedisStore:
 
     def adjust(self, changes: Sequence[tuple[str, int, int]]) -> None:
         for counter, delta, expires in changes:
-            self._writes.add(_Change(counter, delta, expires))
+            self._hold(_Change(counter, delta, expires))
         self._start_writing()
 
+    def flushed(self) -> Awaitable[None] | None:
+        if self._written >= self._queued:
+            return None
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._flushes.append((self._queued, future))
+        self._hurry.set()
+        self._start_writing()
+        return future
+
     def record(self, row: dict[str, Any]) -> None:
-        self._writes.add(_Row(encode_row(row)))
+        self._hold(_Row(encode_row(row)))
         self._start_writing()
 
     def rest(self, fingerprint: str, until: float) -> None:
         news = orjson.dumps({"from": self._me, "key": fingerprint, "until": until}).decode()
-        self._writes.add(_Rest(fingerprint, until, news))
+        self._hold(_Rest(fingerprint, until, news))
         self._start_writing()
+
+    def _hold(self, write: _Write) -> None:
+        if self._writes.add(write):
+            self._queued += 1
 
     def on_rest(self, callback: Callable[[str, float], None]) -> None:
         self._callbacks.append(callback)
         self._start_listening()
 
+    # ---- MCP sessions' owners
+
+    shares_sessions = True
+
+    async def bind_session(self, key: str, owner: str, ttl: int) -> None:
+        """Written before the session's id reaches its client: no other process can be asked for a
+        session it does not know yet."""
+        await self._command("binding an MCP session", self._redis().set(SESSION + key, owner, ex=ttl, nx=True))
+
+    async def session_owner(self, key: str, ttl: int) -> str | None:
+        owner: Any = await self._command("reading an MCP session", self._redis().getex(SESSION + key, ex=ttl))
+        return owner if isinstance(owner, str) else None
+
     async def aclose(self) -> None:
         self._closing.set()
+        self._hurry.set()
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -182,6 +219,7 @@ class RedisStore:
         lost = len(self._writes) + self._writes.dropped
         if lost:
             logger.error(f"Tollgate: {lost} writes to {self.name} could not be made before closing and are lost")
+        self._release_flushes(everyone=True)
         if self._client is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._client.aclose()
@@ -222,9 +260,10 @@ class RedisStore:
         (once more when closing)."""
         while len(self._writes):
             pause = self._last_write + BATCH_DELAY - time.monotonic()
-            if pause > 0 and not self._closing.is_set():
+            if pause > 0 and not self._closing.is_set() and not self._flushes:
+                self._hurry.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closing.wait(), pause)
+                    await asyncio.wait_for(self._hurry.wait(), pause)
             self._last_write = time.monotonic()
             batch = self._writes.take(WRITE_BATCH)
             try:
@@ -235,6 +274,7 @@ class RedisStore:
             except StoreError as e:
                 self._writes.put_back(batch)
                 self._outage.failed("writing to", e.__cause__ or e)
+                self._release_flushes(everyone=True)  # not held through an outage: retried behind
                 if self._closing.is_set():
                     return
                 with contextlib.suppress(TimeoutError):
@@ -242,6 +282,8 @@ class RedisStore:
                 continue
             self._outage.recovered("writing to")
             self._writes.written()
+            self._written += len(batch)
+            self._release_flushes()
 
     async def _send(self, batch: Sequence[_Write]) -> None:
         changes: dict[str, list[int]] = {}  # counter → [delta, expires]: one INCRBY per counter
@@ -262,6 +304,17 @@ class RedisStore:
             pipe.incrby(COUNTER + counter, delta)
             pipe.expireat(COUNTER + counter, expires)
         await pipe.execute()
+
+    def _release_flushes(self, everyone: bool = False) -> None:
+        """The flushes whose writes are written are done (`everyone`: all of them, as writing failed)."""
+        waiting = []
+        for count, future in self._flushes:
+            if everyone or count <= self._written:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                waiting.append((count, future))
+        self._flushes = waiting
 
     def _release(self, charges: Sequence[Charge], task: asyncio.Future[Any]) -> None:
         if not task.cancelled() and task.exception() is None and _reservation(task.result()).granted:

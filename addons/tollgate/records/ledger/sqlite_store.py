@@ -122,6 +122,10 @@ class SQLiteStore:
             self._change(counter, delta, expires, now)
         self._wake()
 
+    def flushed(self) -> None:
+        """The counters are this process's, in memory: a change counts at once."""
+        return None
+
     def record(self, row: dict[str, Any]) -> None:
         ts = row.get("ts")
         self._writes.add((float(ts) if isinstance(ts, (int, float)) else time.time(), row))
@@ -132,6 +136,15 @@ class SQLiteStore:
 
     def on_rest(self, callback: Callable[[str, float], None]) -> None:
         """No other process's rests reach a SQLite store."""
+
+    # A process keeps its MCP sessions' owners in its memory: a SQLite file is no channel for them.
+    shares_sessions = False
+
+    async def bind_session(self, key: str, owner: str, ttl: int) -> None:
+        return None
+
+    async def session_owner(self, key: str, ttl: int) -> str | None:
+        return None
 
     async def aclose(self) -> None:
         if self._closed:

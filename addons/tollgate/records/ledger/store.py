@@ -2,11 +2,12 @@
 
 A store keeps counters (requests, tokens, nano-dollars per limit and window) and one row per call.
 `reserve` is the only call the hot path awaits; the other writes are queued and written in the
-background, so the event loop never waits for a disk or a network."""
+background, so the event loop never waits for a disk or a network. A limited call's end waits for
+its settlement (`flushed`) before its client gets the answer's last bytes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
@@ -49,6 +50,14 @@ class Store(Protocol):
         """Queue (counter, delta, expires) changes; a delta may be negative (a reservation settled)."""
         ...
 
+    def flushed(self) -> Awaitable[None] | None:
+        """Once the changes `adjust` queued so far count in what `reserve` reads: None when they
+        already do (SQLite: its counters are in this process's memory, which other processes sharing
+        its file read within about a second), else an awaitable done once they are written, for
+        every process sharing the store (Redis), or once writing them has failed for now (they
+        stay queued, and are retried)."""
+        ...
+
     def record(self, row: dict[str, Any]) -> None:
         """Queue one call's row (its `ts`, epoch seconds, says when; now when absent)."""
         ...
@@ -75,6 +84,18 @@ class Store(Protocol):
     def on_rest(self, callback: Callable[[str, float], None]) -> None:
         """Have `callback(fingerprint, until)` called, on the event loop, for the rests the other
         processes announce (and for those in force when it starts listening)."""
+        ...
+
+    # Whether the processes sharing the store share MCP sessions' owners through it (Redis).
+    shares_sessions: bool
+
+    async def bind_session(self, key: str, owner: str, ttl: int) -> None:
+        """Keep `owner` as the caller of the MCP session `key` for every process sharing the store,
+        `ttl` seconds from its last look-up; a session already bound keeps its owner."""
+        ...
+
+    async def session_owner(self, key: str, ttl: int) -> str | None:
+        """The caller an MCP session `key` is bound to (its time to live renewed), or None."""
         ...
 
 

@@ -1,0 +1,395 @@
+"""OpenAI's Realtime API (`wss://api.openai.com/v1/realtime`): each response on a session is a call
+for the limits. The session itself is one call, identified, decided and audited at its upgrade,
+its record adding up its responses' usage (`WebSocket`); under a limit, each response reserves and
+settles as a call does.
+
+A client's `response.create` reserves before it goes upstream: its answer's bound (the response's
+`max_output_tokens`, else the model's maximum output) and its input, the session's conversation,
+which the provider holds and bills whole each time: the model's context window
+(`ledger.reserve_input_tokens` where unknown). Refused, it never goes upstream: the client gets an
+`error` event in OpenAI's shape, audited `deny`, and the session goes on. While a reservation is
+awaited the message is held back (dropped, then sent by Tollgate once allowed), the client's later
+messages behind it; the server's events keep flowing.
+
+A response the server begins on its own (voice activity detection with `create_response`) is
+reserved when it begins (`response.created`); when no room is left it is cancelled at once
+(`response.cancel` sent upstream, an `error` event to the client, audited `deny`) and what it used
+until then is charged. Each response settles to the usage its `response.done` reports, priced, and
+that event reaches the client once the settlement is in the store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mitmproxy import ctx, http
+from mitmproxy.websocket import WebSocketMessage
+
+from tollgate.call import Call, Caller, Route
+from tollgate.formats import OPENAI_API
+from tollgate.formats.exact import Unreadable
+from tollgate.formats.json_codec import encode_json, parse_json
+from tollgate.formats.openai_realtime import REALTIME
+from tollgate.formats.openai_realtime.responses import (
+    ServerEvent,
+    cancel,
+    realtime_error,
+    response_create,
+    server_event,
+)
+from tollgate.formats.request_facts import Classification, RequestFacts
+from tollgate.providers.base import BAD_REQUEST
+from tollgate.proxy.flows import CALL, call_of, refuse
+from tollgate.proxy.state import Shared
+
+if TYPE_CHECKING:
+    from tollgate.proxy.runner import CallSteps
+
+logger = logging.getLogger(__name__)
+
+# The headers of a refusal that its error event carries (inside its `error`, as for the Responses WebSocket).
+EVENT_HEADERS = ("x-tollgate-error", "x-tollgate-request-id", "retry-after")
+
+
+@dataclass(slots=True)
+class Response:
+    """A response's call, the client event that asked for it (None: the server began it), and
+    where it stands: its reservation still awaited, or its end come meanwhile."""
+
+    call: Call
+    event_id: str | None = None
+    deciding: bool = False
+    ended: bool = False
+
+
+@dataclass(slots=True)
+class Waiting:
+    """A client message that came while a response before it was being reserved: it waits its turn."""
+
+    content: bytes
+    is_text: bool
+
+
+@dataclass(slots=True)
+class Session:
+    """One Realtime WebSocket under limits: its upgrade's call, and its responses as they go."""
+
+    call: Call
+    asked: deque[Response] = field(default_factory=deque)  # sent upstream, not begun yet: in order
+    answering: dict[str, Response] = field(default_factory=dict)  # by response id
+    waiting: deque[Waiting] = field(default_factory=deque)
+    busy: bool = False  # a response.create is being reserved
+    closed: bool = False
+
+    def open_responses(self) -> list[Response]:
+        return [*self.asked, *self.answering.values()]
+
+
+class RealtimeSocket:
+    def __init__(
+        self,
+        shared: Shared,
+        steps: CallSteps,
+        record: Callable[[Call], dict[str, Any]],
+        settle: Callable[[Call, dict[str, Any]], None],
+        charge: Callable[[Call], None],
+    ) -> None:
+        self.shared = shared
+        self._steps = steps  # what a response goes through: the audit gate, the limits
+        self._record = record  # the audit's: a refused response's record
+        self._settle = settle  # the ledger's: a response's reservation settled (its usage is its session's)
+        self._charge = charge  # the ledger's: a response refused once begun, charged what it uses
+        self._sessions: dict[http.HTTPFlow, Session] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def websocket_message(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        session = self._session(flow)
+        if session is None:
+            return None
+        assert flow.websocket is not None
+        message = flow.websocket.messages[-1]
+        if message.injected:  # Tollgate's own: a message it let go once reserved, a cancel, an error event
+            return None
+        if not message.from_client:
+            return self._server_event(flow, session, message.content)
+        if session.busy or session.waiting:
+            message.drop()
+            session.waiting.append(Waiting(message.content, message.is_text))
+            return None
+        try:
+            self._take(flow, session, message.content, message.is_text, message)
+        except Exception:  # never sent unreserved; the hook goes on, to keep the message out of the flow
+            logger.exception("Tollgate: reserving a Realtime response failed; its message was not sent")
+            message.drop()
+        return None
+
+    def _session(self, flow: http.HTTPFlow) -> Session | None:
+        session = self._sessions.get(flow)
+        if session is not None:
+            return session if not session.closed else None
+        call = call_of(flow)
+        if call is None or call.classification.endpoint != REALTIME or call.classification.session:
+            return None
+        loaded = self.shared.loaded or call.loaded
+        if loaded is None or not loaded.limits:  # no limit: every message goes as it came
+            return None
+        session = self._sessions[flow] = Session(call)
+        return session
+
+    # ---- the client's response.create
+
+    def _take(
+        self, flow: http.HTTPFlow, session: Session, content: bytes, is_text: bool, message: WebSocketMessage | None
+    ) -> None:
+        """A client message's turn: a response.create is reserved (at once, or held back while the
+        store is awaited); anything else goes on."""
+        try:
+            create = response_create(content) if is_text else None
+        except Unreadable as e:
+            call = self._response_call(session, RequestFacts(stream=True), content)
+            exchange = self._exchange(flow, call, content)
+            call.answer.error = f"bad request: {e}"
+            why = f"Tollgate cannot read this message exactly and did not forward it: {e}."
+            refuse(exchange, call, BAD_REQUEST, why)
+            self._refused(flow, call, exchange, None, message)
+            return
+        if create is None:
+            self._send(flow, content, message)
+            return
+        call = self._response_call(session, create.facts, content)
+        exchange = self._exchange(flow, call, content)
+        response = Response(call, create.event_id)
+        pending = self._steps.run(exchange, call)
+        if pending is None:
+            self._conclude(flow, session, response, exchange, content, message)
+            return
+        if message is not None:
+            message.drop()  # sent by Tollgate once reserved, in its turn
+        session.busy = True
+        self._spawn(self._once_reserved(flow, session, response, exchange, content, pending))
+
+    async def _once_reserved(
+        self,
+        flow: http.HTTPFlow,
+        session: Session,
+        response: Response,
+        exchange: http.HTTPFlow,
+        content: bytes,
+        pending: Awaitable[None],
+    ) -> None:
+        try:
+            await pending
+        finally:
+            session.busy = False
+        if session.closed:  # the WebSocket ended meanwhile: the message never went
+            self._release(response.call)
+            return
+        try:
+            self._conclude(flow, session, response, exchange, content, None)
+        except Exception:
+            logger.exception("Tollgate: reserving a Realtime response failed; its message was not sent")
+        while session.waiting and not session.busy and not session.closed:
+            waiting = session.waiting.popleft()
+            try:
+                self._take(flow, session, waiting.content, waiting.is_text, None)
+            except Exception:
+                logger.exception("Tollgate: reserving a Realtime response failed; its message was not sent")
+
+    def _conclude(
+        self,
+        flow: http.HTTPFlow,
+        session: Session,
+        response: Response,
+        exchange: http.HTTPFlow,
+        content: bytes,
+        message: WebSocketMessage | None,
+    ) -> None:
+        """The response.create reserved: refused with an error event (audited), or sent upstream."""
+        call = response.call
+        if exchange.response is not None:
+            self._refused(flow, call, exchange, response.event_id, message)
+            return
+        self._send(flow, content, message)
+        if call.ledger.reserved is not None:  # a limit counts it: followed until it ends
+            call.answer.request_sent = True
+            session.asked.append(response)
+
+    def _refused(
+        self,
+        flow: http.HTTPFlow,
+        call: Call,
+        exchange: http.HTTPFlow,
+        event_id: str | None,
+        message: WebSocketMessage | None,
+    ) -> None:
+        if message is not None:
+            message.drop()
+        refused = exchange.response
+        assert refused is not None
+        body = parse_json(refused.content) or {}
+        headers = {name: refused.headers[name] for name in EVENT_HEADERS if name in refused.headers}
+        _inject(flow, to_client=True, content=encode_json(realtime_error(body, headers, event_id)))
+        call.answer.status = refused.status_code
+        self._record(call)
+
+    # ---- the server's events
+
+    def _server_event(self, flow: http.HTTPFlow, session: Session, content: bytes) -> Awaitable[None] | None:
+        try:
+            event = server_event(content)
+        except Exception:  # a reader fault must not stop the hook: the message goes on regardless
+            logger.exception("Tollgate: reading a Realtime event failed")
+            return None
+        if event is None:
+            return None
+        if event.kind == "created":
+            assert event.response_id is not None
+            if session.asked:
+                response = session.asked.popleft()
+                response.call.answer.first_byte, response.call.answer.status = time.time(), 200
+                session.answering[event.response_id] = response
+            else:
+                self._begun_unasked(flow, session, event.response_id)
+            return None
+        if event.kind == "done":
+            ended = session.answering.pop(event.response_id or "", None)
+            if ended is None:
+                return None
+            ended.call.answer.usage = event.usage
+            ended.ended = True
+            if ended.deciding:  # settled once its reservation is made
+                return None
+            # The event that ends the response reaches the client once its settlement is written.
+            return self._settled(ended.call)
+        self._error(session, event)
+        return None
+
+    def _error(self, session: Session, event: ServerEvent) -> None:
+        """The server refused a client event: if it was a response.create, its response never began."""
+        if event.event_id is None:
+            return
+        response = next((r for r in session.asked if r.event_id == event.event_id), None)
+        if response is None:
+            return
+        session.asked.remove(response)
+        response.call.answer.status = 400
+        response.call.answer.error = f"upstream error: {event.error}"
+        self._settled(response.call)
+
+    def _begun_unasked(self, flow: http.HTTPFlow, session: Session, response_id: str) -> None:
+        """A response the server began on its own: reserved now; without room, cancelled."""
+        call = self._response_call(session, RequestFacts(stream=True, input_held=True), b"")
+        call.answer.request_sent, call.answer.first_byte, call.answer.status = True, time.time(), 200
+        exchange = self._exchange(flow, call, b"")
+        response = session.answering[response_id] = Response(call, deciding=True)
+        pending = self._steps.run(exchange, call)
+        if pending is None:
+            self._begun_decided(flow, session, response, exchange, response_id)
+            return
+        self._spawn(self._begun_once_reserved(flow, session, response, exchange, response_id, pending))
+
+    async def _begun_once_reserved(
+        self,
+        flow: http.HTTPFlow,
+        session: Session,
+        response: Response,
+        exchange: http.HTTPFlow,
+        response_id: str,
+        pending: Awaitable[None],
+    ) -> None:
+        await pending
+        self._begun_decided(flow, session, response, exchange, response_id)
+
+    def _begun_decided(
+        self, flow: http.HTTPFlow, session: Session, response: Response, exchange: http.HTTPFlow, response_id: str
+    ) -> None:
+        response.deciding = False
+        call = response.call
+        if exchange.response is not None:  # no room: stopped, and charged what it used until then
+            if not response.ended and not session.closed:
+                _inject(flow, to_client=False, content=encode_json(cancel(response_id)))
+            if not session.closed:
+                self._refused(flow, call, exchange, None, None)
+            else:
+                self._record(call)
+            self._charge(call)
+        if response.ended or session.closed:
+            self._settled(call)
+
+    # ---- the end
+
+    def _settled(self, call: Call) -> Awaitable[None] | None:
+        """A response ended: its reservation settled to its usage; what to await before the client
+        hears of it (the store's write)."""
+        self._settle(call, call.audit_record())
+        store = call.ledger.settled_in
+        return None if store is None else store.flushed()
+
+    def _release(self, call: Call) -> None:
+        """A response.create that never went: its reservation given back."""
+        call.answer.request_sent = False
+        self._settle(call, call.audit_record())
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        """Each response still open ends with the WebSocket, keeping what it reserved (the provider
+        may bill what it began), or settled to the usage it reported."""
+        session = self._sessions.pop(flow, None)
+        if session is not None:
+            self._close(session)
+
+    def done(self) -> None:
+        for session in self._sessions.values():
+            self._close(session)
+        self._sessions.clear()
+
+    def _close(self, session: Session) -> None:
+        session.closed = True
+        for response in session.open_responses():
+            if not response.deciding:
+                self._settled(response.call)
+        session.asked.clear()
+        session.answering.clear()
+        session.waiting.clear()
+
+    # ---- plumbing
+
+    def _response_call(self, session: Session, facts: RequestFacts, content: bytes) -> Call:
+        """A response's call: its session's caller, route and upstream, the configuration now in force."""
+        s = session.call
+        route = Route(s.route.requested, s.route.target, upstream=s.route.upstream)
+        call = Call(route, s.host, "POST", s.path, loaded=self.shared.loaded or s.loaded)
+        call.classification = Classification(REALTIME, s.classification.model, facts, OPENAI_API)
+        who = s.caller
+        call.caller = Caller(who.client, who.groups, who.auth, who.identity)
+        call.answer.upstream_key, call.trace_context = s.answer.upstream_key, s.trace_context
+        call.transport = "websocket"
+        return call
+
+    @staticmethod
+    def _exchange(flow: http.HTTPFlow, call: Call, content: bytes) -> http.HTTPFlow:
+        """The request a response would be over HTTP, for the steps that read one."""
+        exchange = http.HTTPFlow(flow.client_conn, flow.server_conn)
+        exchange.request = http.Request.make(
+            "POST", f"https://{call.host}{call.path}", content, ((b"content-type", b"application/json"),)
+        )
+        exchange.metadata[CALL] = call
+        return exchange
+
+    @staticmethod
+    def _send(flow: http.HTTPFlow, content: bytes, message: WebSocketMessage | None) -> None:
+        if message is None:
+            _inject(flow, to_client=False, content=content)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _inject(flow: http.HTTPFlow, to_client: bool, content: bytes) -> None:
+    ctx.master.addons.get("proxyserver").inject_websocket(flow, to_client, content, True)
