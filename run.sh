@@ -72,6 +72,7 @@ ensure_venv() {
   if [[ ! -f "$stamp" ]] || ! cmp -s "$ROOT/pyproject.toml" "$stamp"; then
     say "installing Tollgate and its dependencies into $VENV"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[test]" >&2
+    "$ROOT/deploy/install-opa.sh" "$VENV/bin/python"
     cp "$ROOT/pyproject.toml" "$stamp"
   fi
 }

@@ -9,8 +9,8 @@ timers (the audit writer's batching, the upstream timeout sweep) weighs more tha
 and cache misses cost nothing.
 
 Both mitmdumps are set up as in bench/overhead.py, against the same TLS fake upstream, with one
-difference: Tollgate runs without its Rego policy, as regopy's allocator does not start under
-valgrind (it aborts the process). The calls are non-streamed OpenAI chat calls on kept-alive
+difference: Tollgate runs without its Rego policy, whose evaluation happens in a worker process
+that callgrind does not follow. The calls are non-streamed OpenAI chat calls on kept-alive
 connections, made after a warm-up; with --connections N they are spread over N connections at
 once, as in overhead.py's concurrent phase.
 

@@ -30,6 +30,7 @@ fi
 say "installing Tollgate from $SRC into $VENV with $("$PYTHON" --version 2>&1)"
 "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --editable "$SRC"
+"$SRC/deploy/install-opa.sh" "$VENV/bin/python"
 # Compiled now: the image's root filesystem is read-only when it runs, so Python could not cache them.
 "$VENV/bin/python" -m compileall -q "$SRC/addons" >/dev/null
 

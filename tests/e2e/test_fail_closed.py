@@ -46,7 +46,7 @@ package tollgate
 
 import rego.v1
 
-# is_number: regopy (unlike OPA) orders null above numbers
+# is_number: a call that sets no max_tokens (null) is not judged
 deny contains "max_tokens over 1000" if {
     is_number(input.request.max_tokens)
     input.request.max_tokens > 1000

@@ -230,12 +230,13 @@ def test_an_edit_takes_effect_without_restart_and_a_broken_one_keeps_the_last_go
 
     denied = outcome_within(10, 403)
     assert denied["status"] == 403 and "research is closed today" in denied["message"]
-    live.write_text("package tollgate\ndeny contains x if {\n")  # broken
+    # A builtin OPA does not have: refused when the policy loads, never undefined at call time.
+    live.write_text('package tollgate\nimport rego.v1\ndeny contains "x" if graphql.nope(input.model)\n')
     os.utime(live, ns=(time.time_ns(), time.time_ns() + 2 * 10**9))
-    time.sleep(2.5)
+    gw.wait_console(f"{live}:3: rego_type_error: undefined function graphql.nope")
+    assert "policy not reloaded, the last good one stays in force" in gw.proxy.console()
     still = gw.run(call)
     assert still["status"] == 403, "a broken edit must keep the last good policy"
-    assert "policy not reloaded" in gw.proxy.console() and "live.rego:2:20" in gw.proxy.console()
 
 
 def test_broken_policy_stops_start_up_naming_file_and_line(tmp_path, confdir):
@@ -244,7 +245,21 @@ def test_broken_policy_stops_start_up_naming_file_and_line(tmp_path, confdir):
     config.write_text("policy:\n  rego: [policy.rego]\n")  # relative to the configuration file
     done = run_to_exit(confdir, config)
     assert done.returncode != 0
-    assert f"policy.rego: {tmp_path}/policy.rego:3:20: this is unclosed" in done.stdout + done.stderr
+    assert f"policy.rego: {tmp_path}/policy.rego:4: rego_parse_error: unexpected eof token" in done.stdout + done.stderr
+
+
+def test_a_builtin_opa_lacks_stops_start_up_naming_file_line_and_builtin(tmp_path, confdir):
+    (tmp_path / "policy.rego").write_text(
+        'package tollgate\nimport rego.v1\n\ndeny contains "no" if not json.match_schemas(input, {})\n'
+    )
+    config = tmp_path / "tollgate.yaml"
+    config.write_text("policy:\n  rego: [policy.rego]\n")
+    done = run_to_exit(confdir, config)
+    assert done.returncode != 0
+    assert (
+        f"policy.rego: {tmp_path}/policy.rego:4: rego_type_error: undefined function json.match_schemas"
+        in done.stdout + done.stderr
+    )
 
 
 def test_missing_policy_file_stops_start_up(tmp_path, confdir):

@@ -206,8 +206,8 @@ ALLOWLIST_CASES = [
     pytest.param(gemini("gemini-2.5-pro"), [], id="research-gemini-2.5"),
     pytest.param(gemini("gemini-1.5-pro"), [not_allowed("gemini-1.5-pro", '["research"]')], id="research-gemini-1.5"),
     pytest.param(chat("o3"), [not_allowed("o3", '["research"]')], id="research-o3"),
-    # glob.match with no delimiters splits at ".": `*` never matches a dot.
-    pytest.param(messages("claude-3.7-sonnet"), [not_allowed("claude-3.7-sonnet", '["research"]')], id="glob-no-dot"),
+    # glob.match with null delimiters: `*` matches dots too.
+    pytest.param(messages("claude-3.7-sonnet"), [], id="glob-across-dots"),
     pytest.param(
         converse("anthropic.claude-3-5-sonnet-20240620-v1:0"),
         [not_allowed("anthropic.claude-3-5-sonnet-20240620-v1:0", '["research"]')],
@@ -311,13 +311,18 @@ def test_blocked_group(document: dict, reasons: list[str]) -> None:
 
 # --- max_tokens_cap.rego ---------------------------------------------------------------------------
 
-SET_MAX_TOKENS = "set max_tokens (at most 4096)"
+
+def over(max_tokens: int, cap: int = 8192) -> str:
+    return f"max_tokens {max_tokens} is over the cap of {cap}"
+
+
+AGENTS = {"client": "claude-code", "groups": ("research", "agents")}
 
 CAP_CASES = [
     pytest.param(chat(max_tokens=256), [], id="chat-256"),
-    pytest.param(chat(max_tokens=4096), [], id="chat-at-cap"),
+    pytest.param(chat(max_tokens=8192), [], id="chat-at-cap"),
     pytest.param(chat(max_tokens=0), [], id="chat-0"),
-    pytest.param(chat(max_tokens=4097), ["max_tokens 4097 is over the cap of 4096"], id="chat-over-cap"),
+    pytest.param(chat(max_tokens=8193), [over(8193)], id="chat-over-cap"),
     pytest.param(
         request(
             "openai",
@@ -325,50 +330,32 @@ CAP_CASES = [
             "/v1/chat/completions",
             {"model": "gpt-4o", "messages": [], "max_completion_tokens": 10000},
         ),
-        ["max_tokens 10000 is over the cap of 4096"],
+        [over(10000)],
         id="chat-max_completion_tokens-over-cap",
     ),
-    pytest.param(
-        responses(max_output_tokens=8192), ["max_tokens 8192 is over the cap of 4096"], id="responses-over-cap"
-    ),
-    pytest.param(messages(max_tokens=64000), ["max_tokens 64000 is over the cap of 4096"], id="messages-over-cap"),
-    pytest.param(gemini(max_tokens=5000), ["max_tokens 5000 is over the cap of 4096"], id="gemini-over-cap"),
-    pytest.param(converse(max_tokens=4097), ["max_tokens 4097 is over the cap of 4096"], id="converse-over-cap"),
-    # max_tokens null on a generating endpoint: must be set.
-    pytest.param(chat(max_tokens=None), [SET_MAX_TOKENS], id="chat-null"),
-    pytest.param(chat(max_tokens=None, stream=True), [SET_MAX_TOKENS], id="chat-stream-null"),
-    pytest.param(responses(max_output_tokens=None), [SET_MAX_TOKENS], id="responses-null"),
-    pytest.param(messages(max_tokens=None), [SET_MAX_TOKENS], id="messages-null"),
-    pytest.param(gemini(max_tokens=None), [SET_MAX_TOKENS], id="generateContent-null"),
-    pytest.param(
-        gemini(method="streamGenerateContent", max_tokens=None), [SET_MAX_TOKENS], id="streamGenerateContent-null"
-    ),
-    pytest.param(converse(max_tokens=None), [SET_MAX_TOKENS], id="converse-null"),
-    pytest.param(converse(op="converse-stream", max_tokens=None), [SET_MAX_TOKENS], id="converse-stream-null"),
-    pytest.param(invoke(max_tokens=None), [SET_MAX_TOKENS], id="invoke-null"),
-    pytest.param(
-        request("gemini", "POST", "/v1beta/openai/chat/completions", {"model": "gemini-2.0-flash", "messages": []}),
-        [SET_MAX_TOKENS],
-        id="gemini-openai-compatible-null",
-    ),
+    pytest.param(responses(max_output_tokens=16384), [over(16384)], id="responses-over-cap"),
+    pytest.param(messages(max_tokens=64000), [over(64000)], id="messages-over-cap"),
+    pytest.param(gemini(max_tokens=9000), [over(9000)], id="gemini-over-cap"),
+    pytest.param(converse(max_tokens=8193), [over(8193)], id="converse-over-cap"),
     pytest.param(invoke(max_tokens=1024), [], id="invoke-1024"),
-    # max_tokens null on an endpoint that generates nothing: fine.
+    # A coding agent's large max_tokens, in the group with the higher cap.
+    pytest.param(messages(max_tokens=32000, **AGENTS), [], id="agents-32000"),
+    pytest.param(messages(max_tokens=64000, **AGENTS), [], id="agents-at-cap"),
+    pytest.param(messages(max_tokens=64001, **AGENTS), [over(64001, 64000)], id="agents-over-cap"),
+    # No max_tokens (null): not judged, on any endpoint.
+    pytest.param(chat(max_tokens=None), [], id="chat-null"),
+    pytest.param(responses(max_output_tokens=None), [], id="responses-null"),
+    pytest.param(messages(max_tokens=None), [], id="messages-null"),
+    pytest.param(gemini(method="streamGenerateContent", max_tokens=None), [], id="streamGenerateContent-null"),
+    pytest.param(converse(op="converse-stream", max_tokens=None), [], id="converse-stream-null"),
     pytest.param(embeddings(), [], id="embeddings-null"),
     pytest.param(list_models(), [], id="models-null"),
     pytest.param(count_tokens_anthropic(), [], id="count_tokens-null"),
-    pytest.param(gemini(method="countTokens", max_tokens=None), [], id="countTokens-null"),
-    pytest.param(gemini("text-embedding-004", method="embedContent", max_tokens=None), [], id="embedContent-null"),
-    # The legacy completions endpoint is not in the example's list: only the cap applies.
-    pytest.param(
-        request("openai", "POST", "/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "x"}),
-        [],
-        id="legacy-completions-null",
-    ),
     pytest.param(
         request(
-            "openai", "POST", "/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "x", "max_tokens": 5000}
+            "openai", "POST", "/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "x", "max_tokens": 9000}
         ),
-        ["max_tokens 5000 is over the cap of 4096"],
+        [over(9000)],
         id="legacy-completions-over-cap",
     ),
 ]
@@ -528,19 +515,19 @@ COMBINED_CASES = [
         [
             "client bob may not stream",
             "group suspended is blocked",
-            "max_tokens 9000 is over the cap of 4096",
+            "max_tokens 9000 is over the cap of 8192",
             'model o3 is not allowed for groups ["suspended"]',
         ],
         id="denied-by-all-four",
     ),
     pytest.param(
-        messages("claude-opus-4-1", max_tokens=None, stream=True, client="bob"),
-        ["client bob may not stream", SET_MAX_TOKENS],
+        messages("claude-opus-4-1", max_tokens=9000, stream=True, client="bob"),
+        ["client bob may not stream", over(9000)],
         id="two-reasons",
     ),
     pytest.param(
         gemini("gemini-2.5-pro", method="streamGenerateContent", max_tokens=None, **ANONYMOUS),
-        ["client null may not stream", "model gemini-2.5-pro is not allowed for groups []", SET_MAX_TOKENS],
+        ["client null may not stream", "model gemini-2.5-pro is not allowed for groups []"],
         id="anonymous-gemini-stream",
     ),
     pytest.param(list_models(**ANONYMOUS), [], id="listing-models-anonymously"),
@@ -602,7 +589,7 @@ def test_helpers_of_the_same_name_in_two_files_are_one_rule(tmp_path: Path) -> N
     assert Policy([first, other]).decide({"x": 1, "y": 1}).deny_reasons == (POLICY_ERROR,)
 
 
-def test_a_failing_builtin_adds_no_reason(tmp_path: Path) -> None:
+def test_a_failing_builtin_denies_as_under_opas_strict_builtin_errors(tmp_path: Path) -> None:
     source = (
         "package tollgate\nimport rego.v1\n"
         'deny contains "glob" if glob.match("gpt-*", [], input.model)\n'
@@ -610,7 +597,13 @@ def test_a_failing_builtin_adds_no_reason(tmp_path: Path) -> None:
         'deny contains "not permitted" if not glob.match("gpt-*", [], input.model)\n'
     )
     policy = Policy([write(tmp_path / "p.rego", source)])
-    assert policy.decide(list_models()) == Decision(("not permitted",))
+    # A null model: glob.match fails, which `opa eval --strict-builtin-errors` reports as an error.
+    decision = policy.decide(list_models())
+    assert decision.deny_reasons == (POLICY_ERROR,)
+    assert decision.error == (
+        f"policy evaluation failed: {tmp_path / 'p.rego'}:4: eval_type_error: mul: operand 1 must be number but"
+        " got null"
+    )
     assert policy.decide(chat("gpt-4o", max_tokens=100)) == Decision(("arithmetic", "glob"))
 
 
@@ -825,7 +818,7 @@ def test_no_policy_configured(tmp_path: Path) -> None:
     assert load_config(write(tmp_path / "tollgate.yaml", "audit: {path: '-'}\n"), env={}).policy.rego == ()
 
 
-# --- load errors: they name the file, line and column ----------------------------------------------
+# --- load errors: OPA's own, naming the file and line -----------------------------------------------
 
 UNCLOSED = 'package tollgate\n\nimport rego.v1\n\ndeny contains msg if {\n\tmsg := "x"\n'
 
@@ -836,35 +829,45 @@ def load_error(files: list[Path]) -> str:
     return str(info.value)
 
 
-def test_compile_error_names_file_line_and_column(tmp_path: Path) -> None:
+def test_compile_error_names_file_and_line(tmp_path: Path) -> None:
     path = write(tmp_path / "policy.rego", UNCLOSED)
-    assert load_error([path]) == f"{path}:5:22: this is unclosed"
+    assert load_error([path]) == f"{path}:7: rego_parse_error: unexpected eof token"
 
 
-def test_compile_error_column_on_an_indented_line(tmp_path: Path) -> None:
-    path = write(tmp_path / "policy.rego", 'package tollgate\ndeny contains msg if { msg := "x"\n')
-    assert load_error([path]) == f"{path}:2:22: this is unclosed"
+def test_a_parse_error_is_named_without_the_source_excerpt_opa_adds(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "policy.rego", 'package tollgate\nimport rego.v1\ndeny contains "x" if {\n  input.a ==\n}\n'
+    )
+    assert load_error([path]) == f"{path}:5: rego_parse_error: unexpected }} token"
+
+
+def test_every_compile_error_is_named_one_a_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "policy.rego", 'package tollgate\ndeny["x"] { input.a }\n')  # Rego v0
+    assert load_error([path]) == (
+        f"{path}:2: rego_parse_error: `if` keyword is required before rule body\n"
+        f"{path}:2: rego_parse_error: `contains` keyword is required for partial set rules"
+    )
 
 
 def test_compile_error_in_the_second_file_names_that_file(tmp_path: Path) -> None:
     broken = write(tmp_path / "broken.rego", UNCLOSED)
-    assert load_error([BLOCKED, broken]) == f"{broken}:5:22: this is unclosed"
+    assert load_error([BLOCKED, broken]) == f"{broken}:7: rego_parse_error: unexpected eof token"
 
 
 def test_an_empty_file_does_not_load(tmp_path: Path) -> None:
     path = write(tmp_path / "empty.rego", "")
-    assert load_error([path]).startswith(f"{path}:1:1: ")
+    assert load_error([path]) == f"{path}:0: rego_parse_error: empty module"
 
 
 def test_a_file_without_package_does_not_load(tmp_path: Path) -> None:
     path = write(tmp_path / "nopkg.rego", 'deny contains "x" if true\n')
-    assert load_error([path]) == f"{path}:1:6: Invalid rule head"
+    assert load_error([path]) == f"{path}:1: rego_parse_error: package expected"
 
 
-def test_compile_error_position_after_non_ascii_text(tmp_path: Path) -> None:
-    source = "package tollgate\n# Café — naïve\nimport rego.v1\n\ndeny contains msg if {\n"
+def test_compile_error_line_after_non_ascii_text(tmp_path: Path) -> None:
+    source = "package tollgate\n# Café — naïve\nimport rego.v1\n\ndeny contains msg if {\n\tx := input.a\n\ty := no_such(x)\n}\n"
     path = write(tmp_path / "policy.rego", source)
-    assert load_error([path]) == f"{path}:5:22: this is unclosed"
+    assert load_error([path]) == f"{path}:7: rego_type_error: undefined function no_such"
 
 
 def test_missing_file_names_the_file(tmp_path: Path) -> None:
@@ -938,11 +941,10 @@ def test_deny_that_is_not_a_set_of_strings_denies_with_policy_error(tmp_path: Pa
     assert not decision.allowed
 
 
-def test_an_unknown_function_is_found_at_evaluation_and_denies(tmp_path: Path) -> None:
+def test_an_unknown_function_stops_the_policy_loading(tmp_path: Path) -> None:
     source = "package tollgate\n\nimport rego.v1\n\ndeny contains msg if {\n\tmsg := no_such_function(input.model)\n}\n"
-    decision = runtime_decision(tmp_path, source)
-    assert decision.deny_reasons == (POLICY_ERROR,)
-    assert decision.error is not None and decision.error.startswith("policy evaluation failed: ")
+    path = write(tmp_path / "p.rego", source)
+    assert load_error([path]) == f"{path}:6: rego_type_error: undefined function no_such_function"
 
 
 def test_a_policy_error_does_not_stick(tmp_path: Path) -> None:
@@ -1024,6 +1026,18 @@ def shared_with(policy: Policy | None) -> Shared:
     shared = Shared()
     shared.loaded = Loaded.build(Config(), policy)
     return shared
+
+
+def reload(decide: Decide, policy: Policy) -> None:
+    """A reload as the watcher makes it, in an event loop whose end stops the worker it started."""
+
+    async def reloaded() -> None:
+        await decide.reload(policy)
+        current = decide.shared.loaded.policy
+        if current is not None and current is not policy:
+            await current.aclose()
+
+    asyncio.run(reloaded())
 
 
 def hook_run(decide: Decide, flow) -> None:
@@ -1162,7 +1176,7 @@ def test_an_edit_takes_effect_on_reload(tmp_path: Path, caplog) -> None:
     write(path, CLOSED)
     bump_mtime(path, 1)
     with caplog.at_level(logging.INFO, logger=decide_module.__name__):
-        decide.reload(shared.loaded.policy)
+        reload(decide, shared.loaded.policy)
     assert shared.loaded.policy is not old
     assert shared.loaded.policy.files == (path,)
     assert shared.loaded.policy.decide(chat()) == Decision(("research is closed today",))
@@ -1183,10 +1197,10 @@ def test_a_broken_edit_keeps_the_last_good_policy(tmp_path: Path, caplog) -> Non
     write(path, "package tollgate\ndeny contains x if {\n")
     bump_mtime(path, 1)
     with caplog.at_level(logging.ERROR, logger=decide_module.__name__):
-        decide.reload(shared.loaded.policy)
+        reload(decide, shared.loaded.policy)
     assert shared.loaded.policy is good
     assert "policy not reloaded, the last good one stays in force" in caplog.text
-    assert f"{path}:2:20: this is unclosed" in caplog.text
+    assert f"{path}:3: rego_parse_error: unexpected eof token" in caplog.text
     # The last good policy still decides, from its compiled form (the file on disk is broken).
     assert shared.loaded.policy.decide(chat()) == Decision(("research is closed today",))
     flow = flow_for(call_of("openai", "POST", "/v1/chat/completions", {"model": "gpt-4o", "messages": []}))
@@ -1196,7 +1210,7 @@ def test_a_broken_edit_keeps_the_last_good_policy(tmp_path: Path, caplog) -> Non
     # Fixing the file is picked up by the next reload.
     write(path, OPEN)
     bump_mtime(path, 2)
-    decide.reload(shared.loaded.policy)
+    reload(decide, shared.loaded.policy)
     assert shared.loaded.policy is not good and shared.loaded.policy.decide(chat()).allowed
 
 
@@ -1207,7 +1221,7 @@ def test_a_deleted_file_keeps_the_last_good_policy(tmp_path: Path, caplog) -> No
     good = shared.loaded.policy
     path.unlink()
     with caplog.at_level(logging.ERROR, logger=decide_module.__name__):
-        decide.reload(shared.loaded.policy)
+        reload(decide, shared.loaded.policy)
     assert shared.loaded.policy is good
     assert f"{path}: cannot read: No such file or directory" in caplog.text
 
@@ -1220,7 +1234,7 @@ def test_reload_does_not_undo_a_configuration_change(tmp_path: Path) -> None:
     replacement = Policy([BLOCKED])
     shared.loaded = Loaded.build(Config(), replacement)  # a new configuration was applied meanwhile
     write(path, CLOSED)
-    decide.reload(watched)
+    reload(decide, watched)
     assert shared.loaded.policy is replacement
 
 
@@ -1312,11 +1326,17 @@ def test_the_watcher_does_not_compile_again_a_policy_a_new_configuration_brought
 
 # --- the time limit: evaluation in a worker process ------------------------------------------------
 
-# rego-cpp's regex.match backtracks: this pattern takes time exponential in the model's length
-# (27 characters: seconds; the 41 below: far longer than any test runs).
-BACKTRACKING = (
+# A name of other characters is bad; one past 40 characters makes the second rule run away: ten
+# billion pairs to try, far longer than any test runs. Other names are decided at once.
+RUNAWAY = (
     "package tollgate\n\nimport rego.v1\n\n"
-    'deny contains "bad model name" if not regex.match("^([a-z0-9]+-?)+$", input.model)\n'
+    'deny contains "bad model name" if not regex.match("^[a-z0-9.-]+$", input.model)\n\n'
+    'deny contains "bad model name" if {\n'
+    "\tcount(input.model) > 40\n"
+    "\tsome i in numbers.range(1, 100000)\n"
+    "\tsome j in numbers.range(1, 100000)\n"
+    "\ti == -j\n"
+    "}\n"
 )
 PATHOLOGICAL = "a" * 40 + "!"
 LIMIT = 0.3
@@ -1329,8 +1349,8 @@ def model_call(model: str, messages: int = 1) -> Call:
     return call_of("openai", "POST", "/v1/chat/completions", body)
 
 
-def backtracking_policy(tmp_path: Path, timeout: float = LIMIT) -> Policy:
-    return Policy([write(tmp_path / "backtracking.rego", BACKTRACKING)], timeout)
+def runaway_policy(tmp_path: Path, timeout: float = LIMIT) -> Policy:
+    return Policy([write(tmp_path / "runaway.rego", RUNAWAY)], timeout)
 
 
 async def in_worker(policy: Policy, call: Call) -> Decision:
@@ -1353,7 +1373,7 @@ async def gone(pid: int, timeout: float = 5.0) -> bool:
 
 
 def test_an_evaluation_past_the_time_limit_is_stopped_and_denied(tmp_path: Path) -> None:
-    policy = backtracking_policy(tmp_path)
+    policy = runaway_policy(tmp_path)
 
     async def scenario() -> tuple[Decision, float, bool]:
         try:
@@ -1373,7 +1393,7 @@ def test_an_evaluation_past_the_time_limit_is_stopped_and_denied(tmp_path: Path)
 
 
 def test_after_a_timeout_a_new_worker_decides_and_equal_inputs_hit_the_cache(tmp_path: Path) -> None:
-    policy = backtracking_policy(tmp_path)
+    policy = runaway_policy(tmp_path)
 
     async def scenario() -> None:
         try:
@@ -1397,8 +1417,8 @@ def test_after_a_timeout_a_new_worker_decides_and_equal_inputs_hit_the_cache(tmp
 
 
 def test_a_worker_that_dies_mid_evaluation_denies_that_call_and_is_replaced(tmp_path: Path) -> None:
-    # As when rego-cpp aborts the process it runs in: the proxy would have gone with it.
-    policy = backtracking_policy(tmp_path, timeout=60)
+    # As when the engine crashes the process it runs in: the proxy would have gone with it.
+    policy = runaway_policy(tmp_path, timeout=60)
 
     async def scenario() -> None:
         try:
@@ -1419,7 +1439,7 @@ def test_a_worker_that_dies_mid_evaluation_denies_that_call_and_is_replaced(tmp_
 
 
 def test_while_an_evaluation_hangs_the_decide_stage_answers_cached_calls_at_once(tmp_path: Path, caplog) -> None:
-    policy = backtracking_policy(tmp_path)
+    policy = runaway_policy(tmp_path)
     decide = Decide(shared_with(policy))
     bad, good = model_call(PATHOLOGICAL), model_call("gpt-4o")
     bad_flow, good_flow = flow_for(bad, decide.shared), flow_for(good, decide.shared)
@@ -1466,7 +1486,7 @@ def test_a_reload_replaces_the_worker(tmp_path: Path) -> None:
             assert worker is not None
             write(path, CLOSED)
             bump_mtime(path, 1)
-            decide.reload(old)
+            await decide.reload(old)
             assert shared.loaded.policy is not old and shared.loaded.policy.timeout == LIMIT
             assert await gone(worker), "the old policy's worker was stopped"
             flow = flow_for(model_call("gpt-4o"), shared)
@@ -1482,7 +1502,7 @@ def test_a_reload_replaces_the_worker(tmp_path: Path) -> None:
 def test_a_policy_in_force_is_stopped_when_a_configuration_replaces_it(tmp_path: Path) -> None:
     from tollgate.records.auditlog import AuditLog
 
-    shared = shared_with(backtracking_policy(tmp_path))
+    shared = shared_with(runaway_policy(tmp_path))
     old = shared.loaded.policy
 
     async def scenario() -> None:
@@ -1559,7 +1579,7 @@ def test_cli_denied(tmp_path: Path, capsys) -> None:
 
 
 def test_cli_several_policies(tmp_path: Path, capsys) -> None:
-    document = write_input(tmp_path, chat("o3", max_tokens=None, stream=True, client="bob", groups=("suspended",)))
+    document = write_input(tmp_path, chat("o3", max_tokens=9000, stream=True, client="bob", groups=("suspended",)))
     args = [a for f in ALL_EXAMPLES for a in ("--policy", f)]
     code, out, _ = run_eval(capsys, *args, "--input", document)
     assert code == 1
@@ -1568,8 +1588,8 @@ def test_cli_several_policies(tmp_path: Path, capsys) -> None:
         "deny": [
             "client bob may not stream",
             "group suspended is blocked",
+            over(9000),
             'model o3 is not allowed for groups ["suspended"]',
-            SET_MAX_TOKENS,
         ],
     }
 
@@ -1616,7 +1636,6 @@ def test_cli_decides_an_mcp_request_by_the_mcp_rules(tmp_path: Path, capsys, too
         ('input.mcp.tool == "x"', False),
         ('input.client.name == "x"', False),
         ('input.mcp.session == "x"', True),
-        ('input.mcp . session == "x"', True),
         ("input.mcp == {}", True),
         ('input["mcp"] == {}', True),  # input read otherwise than by a path of names
     ],
@@ -1655,7 +1674,7 @@ def test_cli_runtime_policy_error_is_a_denial_with_the_error(tmp_path: Path, cap
 
 
 def test_cli_stops_a_runaway_evaluation_at_the_time_limit(tmp_path: Path, capsys) -> None:
-    policy = write(tmp_path / "p.rego", BACKTRACKING)
+    policy = write(tmp_path / "p.rego", RUNAWAY)
     document = write_input(tmp_path, {"model": PATHOLOGICAL})
     started = time.monotonic()
     code, out, err = run_eval(capsys, "--policy", policy, "--input", document, "--timeout", str(LIMIT))
@@ -1678,7 +1697,7 @@ def test_cli_broken_policy(tmp_path: Path, capsys) -> None:
     policy = write(tmp_path / "broken.rego", UNCLOSED)
     code, out, err = run_eval(capsys, "--policy", BLOCKED, "--policy", policy, "--input", write_input(tmp_path, chat()))
     assert code == 2
-    assert err == f"error: {policy}:5:22: this is unclosed\n"
+    assert err == f"error: {policy}:7: rego_parse_error: unexpected eof token\n"
     assert "allowed" not in out
 
 
@@ -1686,7 +1705,7 @@ def test_cli_broken_policy_prints_nothing_on_stdout(tmp_path: Path, capfd) -> No
     policy = write(tmp_path / "broken.rego", UNCLOSED)
     code = main(["policy", "eval", "--policy", str(policy), "--input", str(write_input(tmp_path, chat()))])
     out, err = capfd.readouterr()
-    assert code == 2 and f"{policy}:5:22: this is unclosed" in err
+    assert code == 2 and f"{policy}:7: rego_parse_error: unexpected eof token" in err
     assert out == ""
 
 
@@ -1818,9 +1837,9 @@ def test_facts_read_by_the_examples() -> None:
 
     assert read(ALLOWLIST) == ["client.groups", "endpoint", "model", "unread"]
     assert read(BLOCKED) == ["client.groups"]
-    assert read(CAP) == ["method", "endpoint", "request.max_tokens"]
+    assert read(CAP) == ["client.groups", "request.max_tokens"]
     assert read(STREAMING) == ["client.name", "request.stream"]
-    assert facts_read(p.read_text() for p in ALL_EXAMPLES) == (0, 1, 5, 7, 9, 13, 14, 15)
+    assert facts_read(p.read_text() for p in ALL_EXAMPLES) == (0, 1, 7, 9, 13, 14, 15)
 
 
 @pytest.mark.parametrize(

@@ -64,6 +64,15 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="the evaluation's time limit, as policy.timeout in tollgate.yaml (default: %(default)g)",
     )
+    tests = policy_commands.add_parser(
+        "test",
+        help="run the Rego tests (rules named test_*) of .rego files, as `opa test` does, with the engine that"
+        " decides calls",
+    )
+    tests.add_argument("paths", nargs="*", type=Path, default=[Path()], metavar="PATH", help="a file or a"
+                       " directory searched for .rego files (default: the working directory)")  # fmt: skip
+    tests.add_argument("-v", "--verbose", action="store_true", help="name every test, not only those that fail")
+    tests.add_argument("-z", "--exit-zero-on-skipped", action="store_true", help="skipped tests return status 0")
     token = commands.add_parser(
         "token", help="print an HS256 token signed with the secret of an identity.jwt issuer, for a client"
     )
@@ -117,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         print(ensure_ca(args.confdir).resolve())
         print(ensure_bundle(args.confdir).resolve())
         return 0
+    if args.command == "policy" and args.policy_command == "test":
+        return test_policy(args.paths, args.verbose, args.exit_zero_on_skipped)
     if args.command == "policy":
         return evaluate_policy(args.policy, args.input, args.timeout)
     if args.command == "token":
@@ -125,13 +136,42 @@ def main(argv: list[str] | None = None) -> int:
         return print_new_key(args.client, args.expires)
     if args.command == "usage":
         return print_usage(args.config, args.store, args.since, args.by, args.format, args.from_audit)
+    return check_config(args.config)
+
+
+def check_config(path: Path) -> int:
+    """Exit status 0 when the configuration and the policy it names would load, else 1."""
+    from tollgate.governance.policy import Policy, PolicyError
+
     try:
-        config = load_config(args.config)
+        config = load_config(path)
+        if config.policy.rego:
+            Policy(config.policy.rego, config.policy.timeout)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"{args.config}: ok ({len(config.clients)} clients)")
+    except PolicyError as e:
+        print(f"error: {path}: policy.rego: {e}", file=sys.stderr)
+        return 1
+    policy = f", a policy of {len(config.policy.rego)} files" if config.policy.rego else ""
+    print(f"{path}: ok ({len(config.clients)} clients{policy})")
     return 0
+
+
+def test_policy(paths: list[Path], verbose: bool, zero_on_skipped: bool) -> int:
+    """Exit status 0 when every test passes, 2 when one does not, 1 when the files do not compile
+    (as `opa test`)."""
+    from tollgate.governance.policy import PolicyError
+    from tollgate.governance.policy_tests import PASS, SKIPPED, rego_files, report, run_tests
+
+    try:
+        results = run_tests(rego_files(paths))
+    except PolicyError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(report(results, verbose))
+    allowed = (PASS, SKIPPED) if zero_on_skipped else (PASS,)
+    return 0 if all(r.outcome in allowed for r in results) else 2
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

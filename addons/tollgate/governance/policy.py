@@ -1,10 +1,14 @@
-"""OPA Rego policies, evaluated with regopy: compiled once, evaluated per call.
+"""OPA Rego policies, evaluated by OPA's own engine: compiled once, evaluated per call.
 
 A call is allowed when `data.tollgate.deny` (a set of strings) is empty; the strings are the
 reasons. Anything that is not a clean answer — an evaluation error, a `deny` that is not a set of
 strings, an evaluation that exceeds its time limit — denies with the reason "policy error": a
 policy never fails open. The proxy evaluates in a worker process (`policy_worker`), which can be
-stopped; the policy is still compiled in the proxy, so that a broken one is reported at once.
+stopped, and compiles a policy in a short-lived one when it loads: OPA's engine (Go, loaded through
+ctypes) never runs inside the proxy, so nothing it does can take the proxy down.
+
+The engine is OPA itself (`opa-golib-python-bindings`, which embeds OPA's Go packages): a decision
+is the one `opa eval --strict-builtin-errors` gives for the same policy and input.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -20,20 +25,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from regopy import Interpreter, RegoError
-
     from tollgate.call import Call
     from tollgate.governance.policy_worker import PolicyWorker
 
-# `object.get`, not `data.tollgate.deny` itself: regopy aborts the whole process when a queried
-# binding is undefined (a policy with no deny rule), and no deny rule means no reason to deny.
-QUERY = 'deny := object.get(data, ["tollgate", "deny"], set())'
+# The rule itself, not `data` (which OPA would evaluate whole, every rule of every package): an
+# undefined `deny` has no reasons. `is_set`: a `deny` that is an array or anything else is a policy
+# error, not reasons.
+QUERY = "deny := data.tollgate.deny; whole := is_set(deny)"
 # An MCP server's request is decided by its own rules (`package tollgate.mcp`), never the LLM calls'.
-MCP_QUERY = 'deny := object.get(data, ["tollgate", "mcp", "deny"], set())'
+MCP_QUERY = "deny := data.tollgate.mcp.deny; whole := is_set(deny)"
+# What compiles every module (OPA compiles them when a query is first prepared) and reads nothing.
+COMPILE_QUERY = "x := 1"
+# Where the engine comes from, and how to install it: its releases ask for Python 3.14 although
+# they run on 3.12 and 3.13 (the library is Go's, loaded through ctypes).
+ENGINE = "opa-golib-python-bindings"
+INSTALL_ENGINE = f"pip install --no-deps --ignore-requires-python '{ENGINE}==0.4.4'"
 CACHE_SIZE = 4096
 TIMEOUT = 1.0  # seconds an evaluation may take; `policy.timeout`
-# Built-ins whose answer is not a function of the input: time, HTTP, randomness, UUIDs, DNS, runtime.
-_IMPURE = re.compile(r"\b(?:time|http|rand|uuid|net|opa)\.[a-z_]+\s*\(")
+COMPILE_LIMIT = 30.0  # seconds for a policy to compile in its own process
+# Built-ins whose answer is not a function of the input: time, HTTP, randomness, UUIDs, DNS, the
+# runtime, and a JWT's verification (checked against the clock).
+_IMPURE = re.compile(r"\b(?:(?:time|http|rand|uuid|net|opa)\.[a-z_]+|io\.jwt\.decode_verify)\s*\(")
 _PACKAGE = re.compile(r"^\s*package\s+tollgate(?:\.mcp)?\s*(?:#.*)?$", re.MULTILINE)
 _DENY_RULE = re.compile(r"^\s*(?:default\s+)?deny\b", re.MULTILINE)
 # Rego's comments, and its strings so that a `#` in one starts no comment. Strings are not
@@ -42,6 +54,8 @@ _STRING_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"|`[^`]*`|#[^\n]*')
 # `input` and the names that follow it: `input.client.groups[_]` is input, client, groups.
 _INPUT_PATH = re.compile(r"\binput\b((?:\s*\.\s*[A-Za-z_][A-Za-z0-9_]*)*)")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# OPA's own words before the errors it lists.
+_ERROR_PREAMBLE = re.compile(r"^(?:bundle activation failed: )?\d+ errors? occurred:\s*")
 POLICY_ERROR = "policy error"
 
 
@@ -59,54 +73,92 @@ class Decision:
         return not self.deny_reasons
 
 
+def engine_version() -> str:
+    """The engine's release, as installed (`opa-golib-python-bindings`, with OPA 1.20.2 inside)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(ENGINE)
+    except PackageNotFoundError:
+        return "not installed"
+
+
 class Rules:
-    """Rego sources compiled into one bundle, evaluated on input documents: in the proxy for
-    `Policy.decide`, in a worker process for the proxy's calls."""
+    """Rego sources compiled together by OPA's engine, evaluated on input documents: in the policy's
+    worker process for the proxy's calls, in this process for the command line."""
 
-    def __init__(self, sources: Mapping[str, str]) -> None:
-        # regopy is loaded with the first policy: Tollgate without one never needs it (nor does
-        # bench/instructions.py, which runs Tollgate under valgrind, where regopy cannot start).
-        import regopy
+    def __init__(self, sources: Mapping[str, str], prints: Callable[[str, str], None] | None = None) -> None:
+        """`prints` is given each `print()` call's message and location; without it they are dropped
+        (the proxy's console would show what a call's input holds)."""
+        # Loaded with the first policy: Tollgate without one never needs it.
+        try:
+            from opa_bindings import OpaEngine
+            from opa_bindings.engine import OpaError
+        except ImportError:
+            raise PolicyError(f"OPA's engine is not installed ({ENGINE}): {INSTALL_ENGINE}") from None
+        self._error = OpaError
+        self._engine = OpaEngine()
+        self._engine.print_handler = prints or _drop
+        try:
+            for name, source in sources.items():
+                self._engine.add_policy(name, source)
+            self._engine.eval_query(COMPILE_QUERY)
+        except OpaError as e:
+            raise PolicyError(describe_compile_error(e.message, list(sources))) from None
 
-        self._errors = (regopy.RegoError, KeyError, ValueError, TypeError)
-        # One interpreter per bundle: regopy's second build on one interpreter gives a bundle that
-        # answers garbage.
-        bundles = []
-        for query in (QUERY, MCP_QUERY):
-            builder = quiet(regopy.Interpreter())
-            try:
-                for name, source in sources.items():
-                    builder.add_module(name, source)
-                bundles.append(builder.build(query))
-            except regopy.RegoError as e:
-                raise PolicyError(describe_compile_error(e, dict(sources))) from None
-        self._bundle, self._mcp_bundle = bundles
-        self._runner = quiet(regopy.Interpreter())
+    def query(self, query: str, document: Any) -> list[dict[str, Any]]:
+        """A query's bindings, one dict per result (none: undefined); `PolicyError` in OPA's words
+        when it fails."""
+        try:
+            return self._engine.eval_query(query, document)
+        except self._error as e:
+            raise PolicyError(_first_line(e.message)) from None
 
     def evaluate(self, document: Any, mcp: bool = False) -> Decision:
         """`data.tollgate.deny` on an LLM call's input; with `mcp`, `data.tollgate.mcp.deny`."""
         try:
-            self._runner.set_input(document)
-            # Keep `output` referenced while its binding is read: regopy crashes the process when
-            # an Output is collected under its own binding (seen with a chained expression).
-            output = self._runner.query_bundle(self._mcp_bundle if mcp else self._bundle)
-            if not output.ok():
-                return Decision((POLICY_ERROR,), f"policy evaluation failed: {_first_line(output)}")
-            reasons = json.loads(output.binding("deny").json())
-        except self._errors as e:
-            return Decision((POLICY_ERROR,), f"policy evaluation failed: {_first_line(e)}")
-        if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
+            results = self._engine.eval_query(MCP_QUERY if mcp else QUERY, document)
+        except self._error as e:
+            return Decision((POLICY_ERROR,), f"policy evaluation failed: {_first_line(e.message)}")
+        if not results:  # no deny rule holds, or none is written
+            return Decision(())
+        (found,) = results
+        reasons = found["deny"]
+        if not found["whole"] or not all(isinstance(r, str) for r in reasons):
             rule = "data.tollgate.mcp.deny" if mcp else "data.tollgate.deny"
             return Decision((POLICY_ERROR,), f"{rule} is not a set of strings")
         return Decision(tuple(sorted(reasons)))
 
 
+def compile_apart(sources: Mapping[str, str]) -> None:
+    """Compile the sources in a process of their own, as the proxy's worker will: `PolicyError`
+    with OPA's own words when they do not compile."""
+    from tollgate.governance.policy_worker import CHECK_COMMAND
+
+    try:
+        done = subprocess.run(
+            CHECK_COMMAND, input=json.dumps({"modules": dict(sources)}).encode(), capture_output=True,
+            timeout=COMPILE_LIMIT, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise PolicyError(f"{', '.join(sources)}: did not compile within {COMPILE_LIMIT:g} s") from None
+    except OSError as e:
+        raise PolicyError(f"{', '.join(sources)}: could not be compiled: {e.strerror or e}") from None
+    try:
+        error = json.loads(done.stdout)["error"]
+    except (ValueError, TypeError, KeyError):
+        raise PolicyError(f"{', '.join(sources)}: the compiler exited ({done.returncode}) without an answer") from None
+    if error is not None:
+        raise PolicyError(error)
+
+
 class Policy:
     """The compiled modules of some Rego files, ready to decide: in-process (`decide`,
     `decide_call`), or as the proxy does, in a worker process within a time limit
-    (`decide_call_in_worker`)."""
+    (`decide_call_in_worker`). With `apart` (the proxy) they are compiled in a process of their own
+    and OPA's engine is never loaded here; else here, where `decide` will evaluate them."""
 
-    def __init__(self, files: Sequence[str | Path], timeout: float = TIMEOUT) -> None:
+    def __init__(self, files: Sequence[str | Path], timeout: float = TIMEOUT, *, apart: bool = False) -> None:
         self.files = tuple(Path(f) for f in files)
         self.timeout = timeout
         # Before reading: an edit made while they are read is a change still to be seen.
@@ -118,7 +170,11 @@ class Policy:
             except (OSError, UnicodeDecodeError) as e:
                 raise PolicyError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
             sources[str(path)] = source
-        self._rules = Rules(sources)
+        self._rules: Rules | None = None
+        if apart:
+            compile_apart(sources)
+        else:
+            self._rules = Rules(sources)
         # A policy that never defines data.tollgate.deny (a misspelt package or rule name) would
         # allow every call: refuse it at load.
         if not any(_PACKAGE.search(s) and _DENY_RULE.search(s) for s in sources.values()):
@@ -145,13 +201,19 @@ class Policy:
     def decide_call(self, call: Call) -> Decision:
         """The decision on a call (`tollgate.call.Call`), in this process: its input document is
         built only when the same facts have not been decided before."""
-        facts = input_facts(call)
+        return self.decide_facts(input_facts(call))
+
+    def decide_facts(self, facts: tuple[Any, ...]) -> Decision:
+        """The decision on a call's facts (`input_facts`), in this process, cached as the proxy's are."""
         return self._cached(self._key(facts), lambda: input_document(facts))
 
     def decide_call_in_worker(self, call: Call) -> Decision | Awaitable[Decision]:
         """The decision on a call as the proxy makes it: a cached one at once; else an awaitable
         evaluation in the worker process, within the time limit."""
-        facts = input_facts(call)
+        return self.decide_facts_in_worker(input_facts(call))
+
+    def decide_facts_in_worker(self, facts: tuple[Any, ...]) -> Decision | Awaitable[Decision]:
+        """`decide_call_in_worker` on a call's facts (`input_facts`)."""
         cache = self._cache
         if cache is None:
             return self._in_worker(None, input_document(facts))
@@ -165,7 +227,7 @@ class Policy:
         """An MCP request's decision (`data.tollgate.mcp.deny`), in this process."""
         key = self._mcp_key(document)
         if self._cache is None or (decision := self._cache.get(key)) is None:
-            decision = self._rules.evaluate(document, mcp=True)
+            decision = self.rules.evaluate(document, mcp=True)
             self._remember(key, decision)
         return decision
 
@@ -202,6 +264,13 @@ class Policy:
         if key is not None:
             self._remember(key, decision)
         return decision
+
+    @property
+    def rules(self) -> Rules:
+        """The policy compiled in this process (for `decide`), at its first need."""
+        if self._rules is None:
+            self._rules = Rules(self.sources)
+        return self._rules
 
     @property
     def worker(self) -> PolicyWorker:
@@ -243,18 +312,10 @@ class Policy:
         cache[key] = decision
 
     def _evaluate(self, document: dict[str, Any]) -> Decision:
-        return self._rules.evaluate(document)
+        return self.rules.evaluate(document)
 
     def mtimes(self) -> tuple[int | None, ...]:
         return tuple(_mtime(p) for p in self.files)
-
-
-def quiet(interpreter: Interpreter) -> Interpreter:
-    """regopy prints compile errors to standard output itself; Tollgate reports them."""
-    from regopy import LogLevel
-
-    interpreter.log_level = LogLevel.NONE
-    return interpreter
 
 
 def _mtime(path: Path) -> int | None:
@@ -264,24 +325,24 @@ def _mtime(path: Path) -> int | None:
         return None
 
 
-_COMPILE_ERROR = re.compile(r"\(error \d+:(?P<file>[^|]*)\|(?P<offset>\d+)\|\d+\s*\(errormsg \d+:(?P<message>[^)]*)\)")
+def describe_compile_error(message: str, names: Sequence[str]) -> str:
+    """OPA's report of a policy that does not compile, one error a line (`file:line: kind: what`),
+    without the source excerpts it adds under a parse error."""
+    text = _ERROR_PREAMBLE.sub("", message.strip())
+    errors = [line for line in text.splitlines() if any(line.startswith(f"{name}:") for name in names)]
+    if not errors:
+        return f"{', '.join(names) or 'policy'}: does not compile: {_first_line(text)}"
+    return "\n".join(errors)
 
 
-def describe_compile_error(error: RegoError, sources: dict[str, str]) -> str:
-    """regopy reports compile errors as an S-expression with byte offsets: name file, line, column."""
-    found = _COMPILE_ERROR.search(str(error))
-    if not found:
-        return f"{', '.join(sources) or 'policy'}: does not compile: {_first_line(error)}"
-    name, offset = found["file"], int(found["offset"])
-    before = sources.get(name, "").encode()[:offset].decode(errors="ignore")  # a byte offset
-    line, column = before.count("\n") + 1, len(before) - before.rfind("\n")
-    return f"{name}:{line}:{column}: {found['message']}"
+def _first_line(message: str) -> str:
+    text = _ERROR_PREAMBLE.sub("", message.strip())
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else text
 
 
-def _first_line(error: object) -> str:
-    text = str(error).strip()
-    lines = [line.strip() for line in text.splitlines() if line.strip() and line.strip() != "Errors:"]
-    return lines[0] if lines else text or type(error).__name__
+def _drop(message: str, location: str) -> None:
+    pass
 
 
 def input_facts(call: Call) -> tuple[Any, ...]:

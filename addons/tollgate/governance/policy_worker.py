@@ -1,12 +1,12 @@
-"""A policy evaluated in a child process, so that an evaluation can be held to a time limit.
+"""A policy evaluated in a child process, so that an evaluation can be held to a time limit and
+nothing OPA's engine does can take the proxy down.
 
-rego-cpp, under regopy, gives no way to stop an evaluation: its C API has no step limit and no
-cancellation hook, and its `regex.*` built-ins use a backtracking engine (C++ `std::regex`, where
-OPA uses the linear RE2), so `regex.match("^([a-z0-9]+-?)+$", input.model)` takes time exponential
-in the model's length. regopy releases the GIL, but a thread stuck in it can be neither stopped nor
-reclaimed, and Python's signal handlers wait for it to return. A process can be killed: the proxy
-sends each input document to a worker process and waits for the answer at most the time limit; a
-worker that exceeds it is killed and a new one started.
+OPA's engine, loaded through ctypes, gives no way to stop an evaluation from Python, and a rule can
+loop over what the input holds (`every`, comprehensions, `walk`) for as long as it likes. A thread
+stuck in it can be neither stopped nor reclaimed; a process can be killed: the proxy sends each
+input document to a worker process and waits for the answer at most the time limit; a worker that
+exceeds it is killed and a new one started. The engine's Go runtime lives in that process, never in
+the proxy's, and so does whatever it might crash with.
 
 Over the worker's standard input and a copy of its standard output, one JSON value per line: the
 first line holds the policy's sources, answered "ready" once they compile; each line after it is
@@ -33,12 +33,17 @@ START_LIMIT = 30.0  # seconds for a new worker to start and compile the policy
 EXIT_LIMIT = 5.0  # seconds to wait for a killed worker to exit, where one waits
 ANSWER_LIMIT = 1 << 24  # bytes in one answer line (asyncio's default is 64 KiB)
 READY = b'"ready"\n'
+
+
 # The worker imports Tollgate from where the proxy did: mitmproxy puts addons/ on sys.path itself.
-_COMMAND = (
-    sys.executable, "-c",
-    "import sys; sys.path.insert(0, sys.argv[1]); from tollgate.governance.policy_worker import serve; serve()",
-    str(Path(__file__).resolve().parents[2]),
-)  # fmt: skip
+def _command(main: str) -> tuple[str, ...]:
+    code = f"import sys; sys.path.insert(0, sys.argv[1]); import tollgate.governance.policy_worker as w; w.{main}()"
+    return (sys.executable, "-c", code, str(Path(__file__).resolve().parents[2]))
+
+
+_COMMAND = _command("serve")
+# The same process compiling a policy once, answering {"error": null} or OPA's report.
+CHECK_COMMAND = _command("check")
 
 
 class WorkerUnavailable(Exception):
@@ -223,7 +228,7 @@ def serve() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
     answers = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # what rego-cpp may print goes to standard error, not among the answers
+    os.dup2(2, 1)  # what the engine may print goes to standard error, not among the answers
     documents = sys.stdin.buffer
     try:
         rules = Rules(json.loads(documents.readline())["modules"])
@@ -236,6 +241,21 @@ def serve() -> None:
         mcp = isinstance(document, list)  # ["mcp", document]
         decision = rules.evaluate(document[1], mcp=True) if mcp else rules.evaluate(document)
         _send(answers, _line({"deny": decision.deny_reasons, "error": decision.error}))
+
+
+def check() -> None:
+    """Compile the policy on standard input (`{"modules": …}`) and say whether it compiled."""
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    try:
+        Rules(json.loads(sys.stdin.buffer.read())["modules"])
+    except PolicyError as e:
+        _send(answers, _line({"error": str(e)}))
+        return
+    except (ValueError, KeyError, TypeError) as e:
+        _send(answers, _line({"error": f"the policy could not be read: {e}"}))
+        return
+    _send(answers, _line({"error": None}))
 
 
 def _send(answers: IO[bytes], line: bytes) -> None:

@@ -31,9 +31,9 @@ allowed_endpoints := {
 	"platform": ["**"],
 }
 
-permitted if input.endpoint in inference
+endpoint_permitted if input.endpoint in inference
 
-permitted if {
+endpoint_permitted if {
 	is_string(input.endpoint)
 	some group in input.client.groups
 	some pattern in allowed_endpoints[group]
@@ -41,6 +41,6 @@ permitted if {
 }
 
 deny contains msg if {
-	not permitted
+	not endpoint_permitted
 	msg := sprintf("endpoint %v is not inference; groups %v may not call it", [input.endpoint, input.client.groups])
 }

@@ -15,15 +15,17 @@ allowed_models := {
 	"support": ["gpt-4o-mini", "gemini-2.0-flash*"],
 }
 
-permitted if {
+# Delimiters null: `*` matches any text, dots too (gemini-2.5-pro, claude-3.7-sonnet). With [] it
+# would stop at every ".", as glob.match's default delimiter is ".".
+model_permitted if {
 	some group in input.client.groups
 	some pattern in allowed_models[group]
-	glob.match(pattern, [], input.model)
+	glob.match(pattern, null, input.model)
 }
 
 deny contains msg if {
-	input.model != null
-	not permitted
+	is_string(input.model) # null where the model is not read: the rule below judges those
+	not model_permitted
 	msg := sprintf("model %s is not allowed for groups %v", [input.model, input.client.groups])
 }
 

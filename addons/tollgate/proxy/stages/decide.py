@@ -108,11 +108,12 @@ class Decide:
             if mtimes == seen:
                 continue
             seen = mtimes
-            self.reload(current)
+            await self.reload(current)
 
-    def reload(self, current: Policy) -> None:
+    async def reload(self, current: Policy) -> None:
         try:
-            fresh = Policy(current.files, current.timeout)
+            # Compiled in a process of its own, waited for in a thread: calls go on meanwhile.
+            fresh = await asyncio.to_thread(Policy, current.files, current.timeout, apart=True)
         except PolicyError as e:
             logger.error(f"Tollgate: policy not reloaded, the last good one stays in force: {e}")
             return

@@ -63,7 +63,8 @@ def load(
     policy = previous.policy if previous is not None and same_policy(previous.policy, config) else None
     if policy is None and config.policy.rego:
         try:
-            policy = Policy(config.policy.rego, config.policy.timeout)
+            # Compiled in a process of its own: OPA's engine never runs in the proxy's.
+            policy = Policy(config.policy.rego, config.policy.timeout, apart=True)
         except PolicyError as e:
             raise ConfigError(f"policy.rego: {e}") from None
     runtimes = {}
