@@ -117,6 +117,7 @@ def new_flow(credential: str) -> http.HTTPFlow:
     flow = tflow.tflow()
     request = flow.request
     request.host, request.port, request.scheme = "api.openai.com", 443, "https"
+    flow.client_conn.sni = "api.openai.com"  # as a client through the proxy names the host it calls
     request.method, request.path = "POST", "/v1/chat/completions"
     request.headers.fields = (
         (b"host", b"api.openai.com"),
