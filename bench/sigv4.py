@@ -338,7 +338,7 @@ def make_flow(wire: Wire, loaded: Loaded | None) -> tuple[http.HTTPFlow, Call]:
     flow = http.HTTPFlow(_CLIENT_CONN, _SERVER_CONN)
     flow.request = request
     call = Call(Route.as_called("bedrock"), request.host, request.method, request.path, loaded=loaded)
-    call.headers = header_index(request.headers.fields)  # classify's index
+    call.request.headers = header_index(request.headers.fields)  # classify's index
     call.route.upstream = f"https://{request.host}"  # route, with no upstream configured
     return flow, call
 
@@ -407,7 +407,7 @@ def measure_both(row: Row, wires: list[Wire], credential: Credential, shared: Sh
         t0 = clock()
         try:
             verified = bedrock.verify_caller(request_parts(flow.request, call), secrets)
-            call.body_sha256 = verified.payload_hash if verified else None
+            call.request.body_sha256 = verified.payload_hash if verified else None
             t1 = clock()
             credential.handle(flow, call)
         except sigv4.SignatureError:

@@ -230,15 +230,14 @@ class Answer:
 
 
 @dataclass(slots=True)
-class Call:
-    """An intercepted call: the request itself on the call, and in parts by who writes them what
-    Tollgate made of it: `caller`, `route`, `answer`, `ledger`."""
+class Request:
+    """The request as Tollgate reads and changes it. Written by Classify (its body and headers, read
+    once; `streamed_upload`), by the WebSocket stage and the sockets' calls (`transport`; a Responses
+    WebSocket message's body), by Identify (`body_sha256`), by the stages that rewrite the body
+    (Override, RollUp, Translate, Fallback: `body`, `client_body`; a rewritten body's hash no longer
+    holds), by AskForUsage (`usage_asked`) and by Redact (body and headers dropped after the request
+    stages)."""
 
-    route: Route
-    host: str
-    method: str
-    path: str
-    classification: Classification = field(default_factory=Classification)
     # The request body's JSON object, parsed once for the request stages (dropped after them).
     body: dict[str, Any] | None = field(default=None, repr=False)
     # Where a route translated `body`: the body as its client sent it, whose turns a roll-up cuts.
@@ -246,34 +245,66 @@ class Call:
     # The request's raw headers by lower-case name (`header_index`), read once for the request
     # stages (dropped after them): each pass over the fields costs about as much as a stage.
     headers: dict[bytes, bytes] = field(default_factory=dict, repr=False)
-    # The configuration current when the call was classified, which all its stages read: one
-    # that reloads meanwhile applies to the next call. None only on a call refused for want of one.
-    loaded: Loaded = field(default=None, repr=False)  # type: ignore[assignment]
-    request_id: str = field(default_factory=new_request_id)
-    # The client's W3C trace context (`traceparent`, `tracestate`), when it sent one: the call's
-    # span joins the client's trace.
-    trace_context: tuple[bytes, bytes | None] | None = None
-    # The trace and span ids the call's span is given (when traces are on): its request goes
-    # upstream with that span as its parent, before the span itself is made at the call's end.
-    span_ids: tuple[int, int] | None = None
-    started: float = field(default_factory=time.time)
-    caller: Caller = field(default_factory=Caller)
-    decision: Literal["allow", "deny"] = "allow"
-    deny_reasons: tuple[str, ...] = ()
-    answer: Answer = field(default_factory=Answer)
     # A large upload streamed upstream as it arrives: decided at its headers, its body unread.
     streamed_upload: bool = False
+    # How it went: an HTTP request, or over a WebSocket (a Realtime session, a message of the
+    # Responses API's WebSocket mode).
+    transport: Literal["http", "websocket"] = "http"
     # SHA-256 of the body as verified with SigV4, while Tollgate has not changed the body.
     body_sha256: str | None = None
     # Tollgate asked an OpenAI stream for usage the client did not ask for (`stream_usage: inject`).
     usage_asked: bool = False
+
+
+@dataclass(slots=True)
+class Verdict:
+    """Whether the call may go, and why not. Written by the stages that refuse a call for reasons of
+    their own (Identify, Ledger, Decide: `deny_reasons`), by Decide (the policy's decision) and by
+    `refuse` (a refusal is a denial, for the stage's reasons or its own)."""
+
+    decision: Literal["allow", "deny"] = "allow"
+    deny_reasons: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Trace:
+    """The call's place in a distributed trace. Written by Classify (the client's context) and by
+    Tracing (its span's ids); the sockets' calls take their session's context."""
+
+    # The client's W3C trace context (`traceparent`, `tracestate`), when it sent one: the call's
+    # span joins the client's trace.
+    context: tuple[bytes, bytes | None] | None = None
+    # The trace and span ids the call's span is given (when traces are on): its request goes
+    # upstream with that span as its parent, before the span itself is made at the call's end.
+    span_ids: tuple[int, int] | None = None
+
+
+@dataclass(slots=True)
+class Call:
+    """An intercepted call: on the call, what was called (host, method, path, its classification),
+    the configuration it runs under, its id and start; in parts by who writes them, what Tollgate
+    read and made of it: `request`, `caller`, `route`, `verdict`, `ledger`, `answer`, `failover`,
+    `trace`, `rolled_up`."""
+
+    route: Route
+    host: str
+    method: str
+    path: str
+    classification: Classification = field(default_factory=Classification)
+    # The configuration current when the call was classified, which all its stages read: one
+    # that reloads meanwhile applies to the next call. None only on a call refused for want of one.
+    loaded: Loaded = field(default=None, repr=False)  # type: ignore[assignment]
+    request_id: str = field(default_factory=new_request_id)
+    started: float = field(default_factory=time.time)
+    request: Request = field(default_factory=Request)
+    caller: Caller = field(default_factory=Caller)
+    verdict: Verdict = field(default_factory=Verdict)
+    answer: Answer = field(default_factory=Answer)
     failover: Failover = field(default_factory=Failover)
     ledger: LedgerState = field(default_factory=LedgerState)
+    trace: Trace = field(default_factory=Trace)
     # Its conversation's earlier turns went upstream as a summary (`rollup:`).
     rolled_up: RolledUp | None = None
-    # How it went: an HTTP request, or over a WebSocket (a Realtime session, a message of the
-    # Responses API's WebSocket mode).
-    transport: Literal["http", "websocket"] = "http"
     # `cost_nanousd`, with the usage, configuration and model it priced
     _cost: tuple[Usage, Loaded, str | None, int | None] | None = field(default=None, repr=False)
     # `target_model`, with the target it names
@@ -352,7 +383,7 @@ class Call:
             "endpoint": c.endpoint,
             "upstream_endpoint": self.sent().endpoint,
             "method": self.method,
-            "transport": self.transport,
+            "transport": self.request.transport,
             "host": self.host,
             "path": self.path,
             "requested_model": self.route.requested.model,
@@ -363,8 +394,8 @@ class Call:
             "has_tools": c.facts.has_tools,
             "stream": c.facts.stream,
             "max_tokens": c.facts.max_tokens,
-            "decision": self.decision,
-            "deny_reasons": list(self.deny_reasons),
+            "decision": self.verdict.decision,
+            "deny_reasons": list(self.verdict.deny_reasons),
             "status": a.status,
             "upstream": self.route.upstream,
             "upstream_key": a.upstream_key,
@@ -422,7 +453,7 @@ class Call:
         if a.failure is not None:
             return f"⚠ {a.failure.value}", a.error
         if a.refused is not None:
-            reasons = "; ".join(r for r in self.deny_reasons if r != a.refused)
+            reasons = "; ".join(r for r in self.verdict.deny_reasons if r != a.refused)
             return f"⛔ {a.refused}", reasons or a.error
         if a.status is not None and a.status >= 500:
             return f"⚠ {a.status}", a.error

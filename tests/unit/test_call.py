@@ -13,7 +13,18 @@ from hypothesis import strategies as st
 from mitmproxy.utils.emoji import emoji
 from tests.support.examples import examples
 
-from tollgate.call import FAILED_MARKER, REFUSED_MARKER, Answer, Call, Caller, Failure, Route, Target, utc_timestamp
+from tollgate.call import (
+    FAILED_MARKER,
+    REFUSED_MARKER,
+    Answer,
+    Call,
+    Caller,
+    Failure,
+    Route,
+    Target,
+    Verdict,
+    utc_timestamp,
+)
 from tollgate.config import Config, parse_config
 from tollgate.fingerprint import fingerprint
 from tollgate.formats.request_facts import Classification, RequestFacts
@@ -82,8 +93,7 @@ def full_call() -> Call:
             wire_format="openai-api",
         ),
         caller=Caller("alice", ("research",), "virtual_key", credential_positions=("authorization",)),
-        decision="allow",
-        deny_reasons=(),
+        verdict=Verdict("allow", ()),
         loaded=LOADED,
         answer=Answer(
             upstream_key=fingerprint("sk-real-key-000000000000"),
@@ -268,8 +278,8 @@ def test_requested_provider_is_the_one_whose_host_the_client_called() -> None:
 
 def test_denied_call() -> None:
     call = full_call()
-    call.decision = "deny"
-    call.deny_reasons = ("model gpt-4o is not allowed for group research",)
+    call.verdict.decision = "deny"
+    call.verdict.deny_reasons = ("model gpt-4o is not allowed for group research",)
     call.answer.status = 403
     call.answer.first_byte = None
     call.answer.usage = Usage()
@@ -280,7 +290,7 @@ def test_denied_call() -> None:
     assert record["ttfb_ms"] is None
     # The record is a copy: changing it does not change the call.
     record["deny_reasons"].append("x")
-    assert call.deny_reasons == ("model gpt-4o is not allowed for group research",)
+    assert call.verdict.deny_reasons == ("model gpt-4o is not allowed for group research",)
 
 
 def test_broken_stream_keeps_status_and_sets_error() -> None:
@@ -365,13 +375,13 @@ def test_summary_requested_model_and_partial_tokens() -> None:
 def test_summary_of_a_refusal_starts_with_its_reason_and_ends_with_the_policys() -> None:
     call = full_call()
     call.answer.usage = None
-    call.answer.refused, call.decision, call.deny_reasons = (
+    call.answer.refused, call.verdict.decision, call.verdict.deny_reasons = (
         "policy_denied",
         "deny",
         ("model gpt-4o-mini is not allowed",),
     )
     assert call.summary() == "⛔ policy_denied · alice · openai/gpt-4o-mini · model gpt-4o-mini is not allowed"
-    call.answer.refused, call.deny_reasons = "unauthenticated", ("unauthenticated",)
+    call.answer.refused, call.verdict.deny_reasons = "unauthenticated", ("unauthenticated",)
     assert call.summary() == "⛔ unauthenticated · alice · openai/gpt-4o-mini"
 
 

@@ -46,7 +46,11 @@ def call(
     c.answer.ended = c.started + 0.5
     for name, value in fields.items():  # on the call, or on the part of it that holds the field
         setattr(
-            next(part for part in (c, c.caller, c.route, c.answer, c.ledger, c.failover) if hasattr(part, name)),
+            next(
+                part
+                for part in (c, c.caller, c.route, c.verdict, c.answer, c.ledger, c.failover)
+                if hasattr(part, name)
+            ),
             name,
             value,
         )
@@ -242,8 +246,8 @@ def test_no_secret_or_text_in_labels() -> None:
     """Label values come from names: a call's key, credentials and body never reach them."""
     metrics = MetricSet()
     c = call(usage=Usage(input_tokens=1, output_tokens=1), upstream_key="sk-real-secret-1234")
-    c.body = {"messages": [{"role": "user", "content": "the secret prompt"}]}
-    c.headers = {b"authorization": b"Bearer tg-virtual-key"}
+    c.request.body = {"messages": [{"role": "user", "content": "the secret prompt"}]}
+    c.request.headers = {b"authorization": b"Bearer tg-virtual-key"}
     metrics.observe(c, record(c))
     text = generate_latest(metrics.registry).decode()
     for secret in ("sk-real-secret", "secret prompt", "tg-virtual-key", "sha256:"):

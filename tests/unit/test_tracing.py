@@ -191,7 +191,9 @@ def served_call(**changes) -> Call:
     )
     for name, value in changes.items():  # on the call, or on the part of it that holds the field
         setattr(
-            next(part for part in (call, call.caller, call.answer, call.ledger) if hasattr(part, name)), name, value
+            next(part for part in (call, call.caller, call.verdict, call.answer, call.ledger) if hasattr(part, name)),
+            name,
+            value,
         )
     return call
 

@@ -334,7 +334,7 @@ class MetricSet:
                 key = self._limit_keys.get((label, subject, field), label, subject, field)
                 limits.append((key, remaining(before, most, metric, used, field.endswith("_minute"))))
         with self._lock:
-            self.calls.inc((client, groups, provider, model, call.decision, status, error))
+            self.calls.inc((client, groups, provider, model, call.verdict.decision, status, error))
             if call.answer.ended is not None:
                 self.duration.observe((*gen_ai, endpoint, status, error), call.answer.ended - call.started)
             if call.answer.first_chunk is not None and call.classification.facts.stream:

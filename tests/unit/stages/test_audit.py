@@ -137,7 +137,7 @@ def test_a_call_tollgate_refused_is_recorded_and_marked_refused(audit_log, audit
     shared = configured(audit=audit_log)
     audit = Audit(shared)
     flow, call = openai_call(shared)
-    call.caller.client, call.decision, call.deny_reasons = None, "deny", ("unknown or missing API key",)
+    call.caller.client, call.verdict.decision, call.verdict.deny_reasons = None, "deny", ("unknown or missing API key",)
     refuse(flow, call, "unauthenticated", "unknown key")
     audit.request(flow)
     audit.responseheaders(flow)

@@ -66,7 +66,7 @@ def test_the_model_in_the_body_is_rewritten_and_the_length_follows() -> None:
     assert flow.request.headers.get_all("content-length") == [str(len(flow.request.raw_content))]
     assert json.loads(flow.request.raw_content)["seed"] == 2**70
     assert flow.request.path == "/v1/chat/completions"
-    assert (call.route.target.model, call.classification.model, call.body["model"]) == (
+    assert (call.route.target.model, call.classification.model, call.request.body["model"]) == (
         "gpt-4o-mini",
         "gpt-4o",
         "gpt-4o-mini",

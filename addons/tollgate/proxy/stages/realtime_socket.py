@@ -366,8 +366,8 @@ class RealtimeSocket:
         call.classification = Classification(REALTIME, s.classification.model, facts, OPENAI_API)
         who = s.caller
         call.caller = Caller(who.client, who.groups, who.auth, who.identity)
-        call.answer.upstream_key, call.trace_context = s.answer.upstream_key, s.trace_context
-        call.transport = "websocket"
+        call.answer.upstream_key, call.trace.context = s.answer.upstream_key, s.trace.context
+        call.request.transport = "websocket"
         return call
 
     @staticmethod

@@ -172,7 +172,7 @@ class UpstreamWatch:
         """A call that failover may send again: read whole (not an upload streamed unread), of the
         model API, with a credential of Tollgate's."""
         c = call.classification
-        if call.streamed_upload or c.passthrough or c.session or call.caller.caller_credential:
+        if call.request.streamed_upload or c.passthrough or c.session or call.caller.caller_credential:
             return
         retry = retry_of(call)
         call.failover.attempt_started = time.time()
