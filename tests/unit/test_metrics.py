@@ -19,6 +19,7 @@ from tollgate.formats.usage import Usage
 from tollgate.governance.failover import Attempt
 from tollgate.governance.limits import Estimate
 from tollgate.providers.keypool import KeyPool
+from tollgate.records.audit_record import audit_record
 from tollgate.records.metrics import OTHER, LabelCap, MetricSet, error_kind, remaining, status_class
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +59,7 @@ def call(
 
 
 def record(c: Call, cost: float | None = None) -> dict[str, Any]:
-    r = c.audit_record()
+    r = audit_record(c)
     r["cost_usd"] = cost  # no prices loaded in these calls
     return r
 

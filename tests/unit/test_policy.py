@@ -43,6 +43,7 @@ from tollgate.proxy.runner import CallSteps
 from tollgate.proxy.stages import decide as decide_module
 from tollgate.proxy.stages.decide import Decide
 from tollgate.proxy.state import Shared
+from tollgate.records.audit_record import audit_record
 from tollgate.runtime import Loaded
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -1111,7 +1112,7 @@ def test_decide_refuses_with_403_in_the_providers_shape(provider: str, body: dic
     assert call.verdict.decision == "deny"
     assert call.verdict.deny_reasons == ("client bob may not stream", "group suspended is blocked")
     assert call.answer.answered_by_tollgate and call.answer.error is None
-    record = call.audit_record()
+    record = audit_record(call)
     assert (record["decision"], record["deny_reasons"]) == ("deny", list(call.verdict.deny_reasons))
 
 
@@ -1463,7 +1464,7 @@ def test_while_an_evaluation_hangs_the_decide_stage_answers_cached_calls_at_once
     assert bad_flow.response is not None and bad_flow.response.status_code == 403
     assert bad_flow.response.headers["x-tollgate-error"] == "policy_denied"
     assert json.loads(bad_flow.response.content)["error"]["message"] == "Tollgate policy denied this call: policy error"
-    record = bad.audit_record()
+    record = audit_record(bad)
     assert (record["decision"], record["deny_reasons"], record["error"]) == (
         "deny",
         ["policy error"],

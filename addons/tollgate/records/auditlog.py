@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 import structlog
 
-from tollgate.call import utc_timestamp
+from tollgate.records.audit_record import utc_timestamp
 
 logger = logging.getLogger(__name__)
 

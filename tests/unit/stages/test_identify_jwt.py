@@ -17,6 +17,7 @@ from tollgate.call import Call
 from tollgate.governance.jwt_identity import JwtIdentity
 from tollgate.proxy.stages.identify import PROXYAUTH, Identify
 from tollgate.proxy.state import Shared
+from tollgate.records.audit_record import audit_record
 
 from .conftest import HOSTS, VALID, api_flow, classified, configured
 
@@ -78,7 +79,7 @@ def test_a_jwt_is_taken_wherever_a_virtual_key_is(position: str) -> None:
     assert flow.response is None
     assert (call.caller.client, call.caller.groups, call.caller.auth) == ("svc:batch", ("etl",), "jwt")
     assert isinstance(call.caller.identity, JwtIdentity) and call.caller.identity.claims["sub"] == "batch"
-    record = call.audit_record()
+    record = audit_record(call)
     assert (record["client"], record["auth"], record["groups"]) == ("svc:batch", "jwt", ["etl"])
     assert "claims" not in json.dumps(record) and "identity" not in record
 

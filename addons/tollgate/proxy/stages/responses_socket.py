@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from mitmproxy import ctx, http
 from mitmproxy.websocket import WebSocketMessage
 
-from tollgate.call import Call, Caller, Failure, Route, dollars_text
+from tollgate.call import Call, Caller, Failure, Route
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.json_codec import encode_json, parse_json, read_request_json
 from tollgate.formats.openai_responses import RESPONSES
@@ -41,6 +41,7 @@ from tollgate.providers.base import BAD_REQUEST
 from tollgate.proxy import patches
 from tollgate.proxy.flows import CALL, CLIENT_DISCONNECTED, call_of, refuse
 from tollgate.proxy.state import Shared
+from tollgate.records.summary import dollars_text
 
 if TYPE_CHECKING:
     from tollgate.proxy.runner import CallSteps
