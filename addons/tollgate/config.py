@@ -23,7 +23,7 @@ from tollgate.governance.limits import LIMIT_FIELDS, METRICS, LimitRule
 from tollgate.governance.matching import CONFIGURED, PROVIDER_NAMES, OverrideMatch, known_providers, unknown_provider
 from tollgate.governance.mcp_servers import McpConfig
 from tollgate.governance.overrides import OPENAI_COMPATIBLE_TARGETS, Fallback, Override
-from tollgate.governance.policy import TIMEOUT as POLICY_TIMEOUT
+from tollgate.governance.policy import PolicyConfig
 from tollgate.governance.pricing import PriceRule
 from tollgate.governance.rollup import RollupRule, Summarizer
 from tollgate.host_globs import glob_pattern, globs_overlap
@@ -128,11 +128,6 @@ else:
         __base__=_ProviderSettings,
         **{name: (p.settings_model, p.settings_model()) for name, p in PROVIDERS.items()},
     )
-
-
-class PolicyConfig(Strict):
-    rego: tuple[str, ...] = ()
-    timeout: float = Field(default=POLICY_TIMEOUT, gt=0)
 
 
 class Config(Strict):
