@@ -180,7 +180,7 @@ class Answer:
     # it if the upstream refuses it.
     upstream_key: str | None = None
     pooled_key: tuple[KeyPool, str] | None = field(default=None, repr=False)
-    # The request's last byte went to the upstream's connection (`compat.note_requests_sent`), or
+    # The request's last byte went to the upstream's connection (`patches.note_requests_sent`), or
     # an answer came from it: the provider may bill the call whatever its client does next.
     request_sent: bool = False
     status: int | None = None

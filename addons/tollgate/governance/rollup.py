@@ -226,8 +226,8 @@ def roll_up(body: dict[str, Any], rolled: Plan, summary: str) -> None:
 
 
 def summary_request(model: str, rolled: Plan) -> ChatRequest:
-    """What the summarizer is asked, in no provider's format (`translate/`): the turns as the JSON
-    the caller sent, after the summary of those before them where there is one."""
+    """What the summarizer is asked, in no provider's format (`formats/chat.py`): the turns as the
+    JSON the caller sent, after the summary of those before them where there is one."""
     turns = encode_json(list(rolled.turns)).decode("utf-8", "surrogateescape")
     if rolled.earlier is None:
         prompt = f"The conversation, as the JSON list of its turns in the {rolled.fmt} format:\n\n{turns}"

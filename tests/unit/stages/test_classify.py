@@ -580,7 +580,7 @@ def test_without_a_configuration_an_upload_is_refused_at_its_headers_and_not_str
     assert call.request.streamed_upload is False and flow.request.stream is False
 
 
-# ---- a request whose head passed 64 KiB (compat.bound_message_heads read its first line alone)
+# ---- a request whose head passed 64 KiB (patches.bound_message_heads read its first line alone)
 
 
 def cut(flow: http.HTTPFlow) -> http.HTTPFlow:

@@ -198,7 +198,7 @@ class Classify:
 
     def _refuse_cut_head(self, flow: http.HTTPFlow) -> None:
         """A request (or the proxy's own CONNECT) whose head passed MAX_REQUEST_HEAD, which mitmproxy
-        read no further than its first line or pseudo-header fields (`compat.bound_message_heads`):
+        read no further than its first line or pseudo-header fields (`patches.bound_message_heads`):
         refused 431, in the provider's shape and audited when its host is a provider's, else in
         plain text. Whatever another addon answered (a proxy login's 407): none of it was read."""
         request = flow.request

@@ -1,9 +1,9 @@
 """Fallback routes: a call whose target failed (after its retries) goes to the next of its override
 rule's `fallbacks` the policy allows (`input.fallback_of` names the target it falls back from):
 another model of the same provider, the request as it was sent with its model changed; or another
-provider, the request written anew from what the client sent (`Call.client_request`), translated
-where the formats differ, with that provider's upstream and credential. A denied fallback is
-skipped, never answered: the failed attempt's answer stands when none is left."""
+provider, the request written anew from what the client sent (`call.failover.client_request`),
+translated where the formats differ, with that provider's upstream and credential. A denied
+fallback is skipped, never answered: the failed attempt's answer stands when none is left."""
 
 from __future__ import annotations
 

@@ -42,7 +42,8 @@ class UsageTap:
         call: Call | None = None,
     ) -> None:
         self.reader: UsageReader | None = reader
-        self._first: Call | None = call  # told when the first chunk comes (`Call.first_chunk`), then let go
+        # Told when the first chunk comes (`call.answer.first_chunk`), then let go.
+        self._first: Call | None = call
         self._decoder = decoder
         self._on_end: Callable[[UsageReader], None] | None = on_end
         self._reading = True

@@ -1,6 +1,6 @@
 """Routes across wire formats: a chat call that a rule sends to a provider speaking another format
 goes there translated, and its answer, stream or error comes back in the caller's format, the
-stream translated event by event as it arrives (`translate/`)."""
+stream translated event by event as it arrives (`formats/translation.py`)."""
 
 from __future__ import annotations
 
