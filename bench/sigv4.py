@@ -25,7 +25,7 @@ Timed per request, each with one `time.perf_counter_ns()` either side:
                   credentials (with a session token), on the headers SigV4Signature.apply picks;
   verify+re-sign  what Tollgate runs per Bedrock request: Identify's
                   `Bedrock.verify_caller(request_parts(flow.request, call), secrets)` (parse the
-                  Authorization header, look the key up, build the header list, `sigv4.verify`)
+                  Authorization header, look the key up, build the header list, `sigv4.verify_request`)
                   then `Credential.handle(flow, call)` (the configured credentials' SigV4Signature
                   applied: strip the caller's signature,
                   `sigv4.sign`, set the new headers) — the real stage code on a mitmproxy HTTPFlow
@@ -338,7 +338,7 @@ def make_flow(wire: Wire, loaded: Loaded | None) -> tuple[http.HTTPFlow, Call]:
     flow = http.HTTPFlow(_CLIENT_CONN, _SERVER_CONN)
     flow.request = request
     call = Call(Route.as_called("bedrock"), request.host, request.method, request.path, loaded=loaded)
-    call.headers = header_index(request.headers.fields)  # classify's index
+    call.request.headers = header_index(request.headers.fields)  # classify's index
     call.route.upstream = f"https://{request.host}"  # route, with no upstream configured
     return flow, call
 
@@ -407,7 +407,7 @@ def measure_both(row: Row, wires: list[Wire], credential: Credential, shared: Sh
         t0 = clock()
         try:
             verified = bedrock.verify_caller(request_parts(flow.request, call), secrets)
-            call.body_sha256 = verified.payload_hash if verified else None
+            call.request.body_sha256 = verified.payload_hash if verified else None
             t1 = clock()
             credential.handle(flow, call)
         except sigv4.SignatureError:
@@ -533,7 +533,7 @@ def run(args: argparse.Namespace) -> int:
         f"the three measurements interleaved in blocks of {args.block}; GC on; units: µs"
     )
     print(
-        "verify = sigv4.verify alone; sign = sigv4.sign alone (real static credentials + session token); "
+        "verify = sigv4.verify_request alone; sign = sigv4.sign alone (real static credentials + session token); "
         "verify+re-sign = Bedrock.verify_caller + Credential.handle on a mitmproxy flow "
         "(per request in Tollgate)"
     )

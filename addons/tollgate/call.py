@@ -1,4 +1,5 @@
-"""The one record each intercepted call carries through the addon chain, and its audit form."""
+"""The one record each intercepted call carries through the addon chain, in parts by who writes them.
+What is written of it (the audit record, the flow's summary and marker) is in `records/`."""
 
 from __future__ import annotations
 
@@ -7,16 +8,15 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from tollgate.formats.request_facts import Classification
-from tollgate.formats.usage import Usage
-from tollgate.governance.failover import Attempt
 from tollgate.providers import PROVIDERS, Provider
 
 if TYPE_CHECKING:
     from tollgate.formats.translation import Translation
+    from tollgate.formats.usage import Usage
+    from tollgate.governance.failover import Attempt
     from tollgate.governance.jwt_identity import JwtIdentity
     from tollgate.governance.limits import Estimate, Reserved
     from tollgate.governance.rollup import Plan
@@ -39,17 +39,6 @@ class RolledUp:
     cost_nanousd: int | None = None
     cached: bool = False
 
-    def audit(self) -> dict[str, Any]:
-        u = self.usage or NO_USAGE
-        cost = self.cost_nanousd
-        return {
-            "summarizer": self.summarizer,
-            "cached": self.cached,
-            "input_tokens": u.input_tokens,
-            "output_tokens": u.output_tokens,
-            "cost_usd": 0.0 if self.cached else None if cost is None else usd(cost),
-        }
-
 
 class ClientRequest(NamedTuple):
     """A request as its client sent it, its credentials left out and its body decoded: what a
@@ -70,29 +59,6 @@ class Failure(enum.Enum):
     UPSTREAM_TIMEOUT = "upstream_timeout"
     UPSTREAM_BROKE_OFF = "upstream_broke_off"  # after its response headers
     CLIENT_DISCONNECTED = "client_disconnected"
-
-
-# mitmproxy's marker names (mitmproxy.utils.emoji); mitmweb shows each as its emoji by the flow.
-REFUSED_MARKER = ":no_entry:"
-FAILED_MARKER = ":warning:"
-
-NO_USAGE = Usage()  # read only: a call's usage before (or without) an answer to read it from
-
-
-def usd(nano: int) -> float:
-    """Nano-dollars as the audit writes them: US dollars, to 9 decimals."""
-    return round(nano / 1e9, 9)
-
-
-def dollars_text(nano: int) -> str:
-    """Nano-dollars as a person reads them: `$0.000123`, to the micro-dollar, half up."""
-    micro = (nano + 500) // 1000
-    return f"${micro // 1_000_000}.{micro % 1_000_000:06d}"
-
-
-def utc_timestamp(seconds: float) -> str:
-    """ISO 8601 in UTC to the millisecond, e.g. 2026-11-22T08:30:00.123Z."""
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def new_request_id() -> str:
@@ -214,7 +180,7 @@ class Answer:
     # it if the upstream refuses it.
     upstream_key: str | None = None
     pooled_key: tuple[KeyPool, str] | None = field(default=None, repr=False)
-    # The request's last byte went to the upstream's connection (`compat.note_requests_sent`), or
+    # The request's last byte went to the upstream's connection (`patches.note_requests_sent`), or
     # an answer came from it: the provider may bill the call whatever its client does next.
     request_sent: bool = False
     status: int | None = None
@@ -230,15 +196,14 @@ class Answer:
 
 
 @dataclass(slots=True)
-class Call:
-    """An intercepted call: the request itself on the call, and in parts by who writes them what
-    Tollgate made of it: `caller`, `route`, `answer`, `ledger`."""
+class Request:
+    """The request as Tollgate reads and changes it. Written by Classify (its body and headers, read
+    once; `streamed_upload`), by the WebSocket stage and the sockets' calls (`transport`; a Responses
+    WebSocket message's body), by Identify (`body_sha256`), by the stages that rewrite the body
+    (Override, RollUp, Translate, Fallback: `body`, `client_body`; a rewritten body's hash no longer
+    holds), by AskForUsage (`usage_asked`) and by Redact (body and headers dropped after the request
+    stages)."""
 
-    route: Route
-    host: str
-    method: str
-    path: str
-    classification: Classification = field(default_factory=Classification)
     # The request body's JSON object, parsed once for the request stages (dropped after them).
     body: dict[str, Any] | None = field(default=None, repr=False)
     # Where a route translated `body`: the body as its client sent it, whose turns a roll-up cuts.
@@ -246,34 +211,66 @@ class Call:
     # The request's raw headers by lower-case name (`header_index`), read once for the request
     # stages (dropped after them): each pass over the fields costs about as much as a stage.
     headers: dict[bytes, bytes] = field(default_factory=dict, repr=False)
-    # The configuration current when the call was classified, which all its stages read: one
-    # that reloads meanwhile applies to the next call. None only on a call refused for want of one.
-    loaded: Loaded = field(default=None, repr=False)  # type: ignore[assignment]
-    request_id: str = field(default_factory=new_request_id)
-    # The client's W3C trace context (`traceparent`, `tracestate`), when it sent one: the call's
-    # span joins the client's trace.
-    trace_context: tuple[bytes, bytes | None] | None = None
-    # The trace and span ids the call's span is given (when traces are on): its request goes
-    # upstream with that span as its parent, before the span itself is made at the call's end.
-    span_ids: tuple[int, int] | None = None
-    started: float = field(default_factory=time.time)
-    caller: Caller = field(default_factory=Caller)
-    decision: Literal["allow", "deny"] = "allow"
-    deny_reasons: tuple[str, ...] = ()
-    answer: Answer = field(default_factory=Answer)
     # A large upload streamed upstream as it arrives: decided at its headers, its body unread.
     streamed_upload: bool = False
+    # How it went: an HTTP request, or over a WebSocket (a Realtime session, a message of the
+    # Responses API's WebSocket mode).
+    transport: Literal["http", "websocket"] = "http"
     # SHA-256 of the body as verified with SigV4, while Tollgate has not changed the body.
     body_sha256: str | None = None
     # Tollgate asked an OpenAI stream for usage the client did not ask for (`stream_usage: inject`).
     usage_asked: bool = False
+
+
+@dataclass(slots=True)
+class Verdict:
+    """Whether the call may go, and why not. Written by the stages that refuse a call for reasons of
+    their own (Identify, Ledger, Decide: `deny_reasons`), by Decide (the policy's decision) and by
+    `refuse` (a refusal is a denial, for the stage's reasons or its own)."""
+
+    decision: Literal["allow", "deny"] = "allow"
+    deny_reasons: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Trace:
+    """The call's place in a distributed trace. Written by Classify (the client's context) and by
+    Tracing (its span's ids); the sockets' calls take their session's context."""
+
+    # The client's W3C trace context (`traceparent`, `tracestate`), when it sent one: the call's
+    # span joins the client's trace.
+    context: tuple[bytes, bytes | None] | None = None
+    # The trace and span ids the call's span is given (when traces are on): its request goes
+    # upstream with that span as its parent, before the span itself is made at the call's end.
+    span_ids: tuple[int, int] | None = None
+
+
+@dataclass(slots=True)
+class Call:
+    """An intercepted call: on the call, what was called (host, method, path, its classification),
+    the configuration it runs under, its id and start; in parts by who writes them, what Tollgate
+    read and made of it: `request`, `caller`, `route`, `verdict`, `ledger`, `answer`, `failover`,
+    `trace`, `rolled_up`."""
+
+    route: Route
+    host: str
+    method: str
+    path: str
+    classification: Classification = field(default_factory=Classification)
+    # The configuration current when the call was classified, which all its stages read: one
+    # that reloads meanwhile applies to the next call. None only on a call refused for want of one.
+    loaded: Loaded = field(default=None, repr=False)  # type: ignore[assignment]
+    request_id: str = field(default_factory=new_request_id)
+    started: float = field(default_factory=time.time)
+    request: Request = field(default_factory=Request)
+    caller: Caller = field(default_factory=Caller)
+    verdict: Verdict = field(default_factory=Verdict)
+    answer: Answer = field(default_factory=Answer)
     failover: Failover = field(default_factory=Failover)
     ledger: LedgerState = field(default_factory=LedgerState)
+    trace: Trace = field(default_factory=Trace)
     # Its conversation's earlier turns went upstream as a summary (`rollup:`).
     rolled_up: RolledUp | None = None
-    # How it went: an HTTP request, or over a WebSocket (a Realtime session, a message of the
-    # Responses API's WebSocket mode).
-    transport: Literal["http", "websocket"] = "http"
     # `cost_nanousd`, with the usage, configuration and model it priced
     _cost: tuple[Usage, Loaded, str | None, int | None] | None = field(default=None, repr=False)
     # `target_model`, with the target it names
@@ -334,113 +331,3 @@ class Call:
         )
         self._cost = (usage, self.loaded, model, cost)
         return cost
-
-    def audit_record(self) -> dict[str, Any]:
-        c, a = self.classification, self.answer
-        u = a.usage or NO_USAGE
-        cost = self.cost_nanousd()
-        ended = a.ended or time.time()
-        return {
-            "event": "llm_call",
-            "ts": utc_timestamp(self.started),
-            "request_id": self.request_id,
-            "client": self.caller.client,
-            "auth": self.caller.auth,
-            "groups": list(self.caller.groups),
-            "provider": self.route.target.provider,
-            "requested_provider": self.route.requested.provider,
-            "endpoint": c.endpoint,
-            "upstream_endpoint": self.sent().endpoint,
-            "method": self.method,
-            "transport": self.transport,
-            "host": self.host,
-            "path": self.path,
-            "requested_model": self.route.requested.model,
-            "publisher": c.publisher,
-            "model": self.target_model,
-            "message_count": c.facts.message_count,
-            "has_system": c.facts.has_system,
-            "has_tools": c.facts.has_tools,
-            "stream": c.facts.stream,
-            "max_tokens": c.facts.max_tokens,
-            "decision": self.decision,
-            "deny_reasons": list(self.deny_reasons),
-            "status": a.status,
-            "upstream": self.route.upstream,
-            "upstream_key": a.upstream_key,
-            "latency_ms": round((ended - self.started) * 1000, 1),
-            "ttfb_ms": round((a.first_byte - self.started) * 1000, 1) if a.first_byte else None,
-            "input_tokens": u.input_tokens,
-            "output_tokens": u.output_tokens,
-            "total_tokens": u.total_tokens,
-            "cached_tokens": u.cached_tokens,
-            "reasoning_tokens": u.reasoning_tokens,
-            "cache_write_tokens": u.cache_write_tokens,
-            "service_tier": u.service_tier,
-            "speed": u.speed,
-            "cost_usd": None if cost is None else usd(cost),
-            "finish_reason": u.finish_reason,
-            "error": a.error,
-            "ledger_error": self.ledger.error,
-            "rolled_up_messages": None if self.rolled_up is None else self.rolled_up.messages,
-            "rollup": None if self.rolled_up is None else self.rolled_up.audit(),
-            "attempts": None if not self.failover.attempts else self.attempt_records(ended),
-        }
-
-    def attempt_records(self, ended: float) -> list[dict[str, Any]]:
-        """Every attempt of a call that went more than once, the last the one that answered (or
-        failed last)."""
-        begun = self.failover.attempt_started or self.started
-        a = self.answer
-        until = a.first_byte or ended
-        last = Attempt(
-            self.route.target.provider,
-            self.target_model,
-            a.status,
-            a.upstream_key,
-            a.error,
-            round((until - begun) * 1000, 1),
-        )
-        return [a.record() for a in (*(self.failover.attempts or ()), last)]
-
-    def summary(self) -> str:
-        """The one line mitmweb shows as the flow's comment. Its column is narrow, so what matters
-        comes first: a refusal and its reason, a failure, else the tokens and cost; then who called
-        and what; last the policy's reasons or the error, in words."""
-        head, detail = self._outcome()
-        model = self.target_model
-        what = (
-            f"{self.route.target.provider}/{model}"
-            if model
-            else f"{self.route.target.provider} {self.classification.endpoint or '?'}"
-        )
-        line = f"{head} · {self.caller.client or 'anonymous'} · {what}"
-        return f"{line} · {detail}" if detail else line
-
-    def _outcome(self) -> tuple[str, str | None]:
-        a = self.answer
-        if a.failure is not None:
-            return f"⚠ {a.failure.value}", a.error
-        if a.refused is not None:
-            reasons = "; ".join(r for r in self.deny_reasons if r != a.refused)
-            return f"⛔ {a.refused}", reasons or a.error
-        if a.status is not None and a.status >= 500:
-            return f"⚠ {a.status}", a.error
-        u = a.usage or NO_USAGE
-        if u.input_tokens is None and u.output_tokens is None:
-            return "no tokens", a.error
-        head, cost = f"{u.input_tokens or 0}→{u.output_tokens or 0}", self.cost_nanousd()
-        return (head if cost is None else f"{head} {dollars_text(cost)}"), a.error
-
-    def flow_marker(self) -> str:
-        """How mitmweb marks the flow: refused by Tollgate, failed, or not at all. Failed is a call
-        that did not get to its end: its upstream unreachable, timed out, broken off or answering
-        with a server error (5xx), or its client gone. An upstream's 4xx is the provider's answer."""
-        a = self.answer
-        if a.failure is not None:
-            return FAILED_MARKER
-        if a.answered_by_tollgate:
-            return REFUSED_MARKER
-        if a.status is not None and a.status >= 500:
-            return FAILED_MARKER
-        return ""

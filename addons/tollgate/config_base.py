@@ -1,9 +1,11 @@
 """The settings every provider takes under `providers.<name>` in tollgate.yaml, and the pydantic
-base of every configuration model: what both `config.py` and the provider modules build on."""
+base of every configuration model and the types they share (`Strict`, `Count`, `Money`,
+`base_url`): what each concern's settings, `config.py` and the provider modules build on."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from decimal import Decimal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -22,6 +24,12 @@ class Strict(BaseModel):
             return data
         fields = cls.model_fields
         return {k: v for k, v in data.items() if v is not None or k not in fields or fields[k].default is None}
+
+
+# A count of something (requests, tokens): a whole number, never negative.
+Count = Annotated[int, Field(ge=0)]
+# Prices and amounts of money: exact decimals, never negative.
+Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
 
 
 def base_url(value: str | None) -> str | None:

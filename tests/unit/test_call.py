@@ -13,11 +13,13 @@ from hypothesis import strategies as st
 from mitmproxy.utils.emoji import emoji
 from tests.support.examples import examples
 
-from tollgate.call import FAILED_MARKER, REFUSED_MARKER, Answer, Call, Caller, Failure, Route, Target, utc_timestamp
+from tollgate.call import Answer, Call, Caller, Failure, Route, Target, Verdict
 from tollgate.config import Config, parse_config
 from tollgate.fingerprint import fingerprint
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.formats.usage import Usage
+from tollgate.records.audit_record import audit_record, utc_timestamp
+from tollgate.records.summary import FAILED_MARKER, REFUSED_MARKER, flow_marker, summary
 from tollgate.runtime import Loaded
 
 LOADED = Loaded.build(Config())
@@ -82,8 +84,7 @@ def full_call() -> Call:
             wire_format="openai-api",
         ),
         caller=Caller("alice", ("research",), "virtual_key", credential_positions=("authorization",)),
-        decision="allow",
-        deny_reasons=(),
+        verdict=Verdict("allow", ()),
         loaded=LOADED,
         answer=Answer(
             upstream_key=fingerprint("sk-real-key-000000000000"),
@@ -104,13 +105,13 @@ def full_call() -> Call:
 
 
 def test_audit_record_has_every_design_field() -> None:
-    record = full_call().audit_record()
+    record = audit_record(full_call())
     missing = DESIGN_FIELDS - record.keys()
     assert not missing
 
 
 def test_audit_record_values() -> None:
-    record = full_call().audit_record()
+    record = audit_record(full_call())
     assert record == {
         "event": "llm_call",
         "ts": "2025-03-04T05:06:07.891Z",
@@ -167,9 +168,9 @@ def test_cost_of_a_call_uses_its_configuration_and_start() -> None:
         parse_config({"prices": [{"match": {"group": "research"}, "input_per_mtok": 1, "output_per_mtok": 2}]}, {})
     )
     assert call.cost_nanousd() == 100_000 + 100_000
-    assert call.audit_record()["cost_usd"] == 0.0002
+    assert audit_record(call)["cost_usd"] == 0.0002
     call.answer.usage = None
-    assert call.audit_record()["cost_usd"] is None
+    assert audit_record(call)["cost_usd"] is None
     unloaded = full_call()
     unloaded.loaded = None  # type: ignore[assignment]  # a call refused for want of a configuration
     assert unloaded.cost_nanousd() is None
@@ -179,21 +180,21 @@ def test_cache_writes_and_unknown_prices_in_the_record() -> None:
     call = full_call()
     call.route.target = Target("anthropic", "claude-sonnet-4-5")
     call.answer.usage = Usage(input_tokens=165, cached_tokens=100, cache_write_tokens=40, output_tokens=11)
-    record = call.audit_record()
+    record = audit_record(call)
     # 25 x 3 + 100 reads x 0.3 + 40 writes x 3.75 + 11 x 15 ($ per Mtok)
     assert (record["cache_write_tokens"], record["cost_usd"]) == (40, 0.00042)
     call.route.target = Target("anthropic", "claude-unreleased")
-    assert call.audit_record()["cost_usd"] is None
+    assert audit_record(call)["cost_usd"] is None
 
 
 def test_audit_record_is_json_serialisable() -> None:
-    record = full_call().audit_record()
+    record = audit_record(full_call())
     assert json.loads(json.dumps(record)) == record
 
 
 def test_audit_record_of_a_bare_call() -> None:
     call = Call(Route.as_called("gemini"), "generativelanguage.googleapis.com", "GET", "/v1beta/models")
-    record = call.audit_record()
+    record = audit_record(call)
     assert record.keys() >= DESIGN_FIELDS
     assert record["event"] == "llm_call"
     assert record["client"] is None
@@ -234,9 +235,9 @@ def test_request_ids_differ() -> None:
 
 def test_ts_is_the_start_time_in_utc() -> None:
     call = Call(Route.as_called("openai"), "h", "POST", "/", started=0.0, answer=Answer(ended=0.001))
-    assert call.audit_record()["ts"] == "1970-01-01T00:00:00.000Z"
+    assert audit_record(call)["ts"] == "1970-01-01T00:00:00.000Z"
     before = time.time()
-    record = Call(Route.as_called("openai"), "h", "POST", "/").audit_record()
+    record = audit_record(Call(Route.as_called("openai"), "h", "POST", "/"))
     parsed = datetime.strptime(record["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
     assert before - 0.002 <= parsed <= time.time()
 
@@ -244,7 +245,7 @@ def test_ts_is_the_start_time_in_utc() -> None:
 def test_model_is_the_requested_one_where_no_rule_changed_it() -> None:
     call = full_call()
     call.route.target = call.route.requested
-    record = call.audit_record()
+    record = audit_record(call)
     assert record["requested_model"] == record["model"] == "gpt-4o"
 
 
@@ -262,31 +263,31 @@ def test_requested_provider_is_the_one_whose_host_the_client_called() -> None:
     assert (call.route.requested.provider, call.route.rerouted) == ("openai", False)
     call.route.target = Target("anthropic", None)  # a route sent it to Anthropic
     assert call.route.rerouted
-    record = call.audit_record()
+    record = audit_record(call)
     assert (record["provider"], record["requested_provider"]) == ("anthropic", "openai")
 
 
 def test_denied_call() -> None:
     call = full_call()
-    call.decision = "deny"
-    call.deny_reasons = ("model gpt-4o is not allowed for group research",)
+    call.verdict.decision = "deny"
+    call.verdict.deny_reasons = ("model gpt-4o is not allowed for group research",)
     call.answer.status = 403
     call.answer.first_byte = None
     call.answer.usage = Usage()
-    record = call.audit_record()
+    record = audit_record(call)
     assert record["decision"] == "deny"
     assert record["deny_reasons"] == ["model gpt-4o is not allowed for group research"]
     assert record["status"] == 403
     assert record["ttfb_ms"] is None
     # The record is a copy: changing it does not change the call.
     record["deny_reasons"].append("x")
-    assert call.deny_reasons == ("model gpt-4o is not allowed for group research",)
+    assert call.verdict.deny_reasons == ("model gpt-4o is not allowed for group research",)
 
 
 def test_broken_stream_keeps_status_and_sets_error() -> None:
     call = full_call()
     call.answer.error = "upstream broke off the response: connection reset"
-    record = call.audit_record()
+    record = audit_record(call)
     assert record["status"] == 200
     assert record["error"] == "upstream broke off the response: connection reset"
 
@@ -295,7 +296,7 @@ def test_latency_rounding() -> None:
     call = Call(
         Route.as_called("openai"), "h", "POST", "/", started=100.0, answer=Answer(first_byte=100.01234, ended=100.98764)
     )
-    record = call.audit_record()
+    record = audit_record(call)
     assert record["latency_ms"] == 987.6
     assert record["ttfb_ms"] == 12.3
 
@@ -304,7 +305,7 @@ def test_audit_record_never_holds_a_secret() -> None:
     secret = "sk-proj-THISISAREALKEY1234567890"
     call = full_call()
     call.answer.upstream_key = fingerprint(secret)
-    text = json.dumps(call.audit_record())
+    text = json.dumps(audit_record(call))
     assert secret not in text
     assert secret[-12:] not in text
 
@@ -342,12 +343,12 @@ def test_fingerprint_handles_any_text(secret: str) -> None:
 
 
 def test_summary_puts_tokens_and_cost_first() -> None:
-    assert full_call().summary() == "100→50 $0.000040 · alice · openai/gpt-4o-mini"
+    assert summary(full_call()) == "100→50 $0.000040 · alice · openai/gpt-4o-mini"
 
 
 def test_summary_anonymous_without_usage_names_the_endpoint() -> None:
     call = Call(Route.as_called("gemini"), "h", "GET", "/", classification=Classification(endpoint="models"))
-    assert call.summary() == "no tokens · anonymous · gemini models"
+    assert summary(call) == "no tokens · anonymous · gemini models"
 
 
 def test_summary_requested_model_and_partial_tokens() -> None:
@@ -359,38 +360,38 @@ def test_summary_requested_model_and_partial_tokens() -> None:
         classification=Classification(model="claude-sonnet-4"),
         answer=Answer(usage=Usage(input_tokens=42)),
     )
-    assert call.summary() == "42→0 · anonymous · anthropic/claude-sonnet-4"
+    assert summary(call) == "42→0 · anonymous · anthropic/claude-sonnet-4"
 
 
 def test_summary_of_a_refusal_starts_with_its_reason_and_ends_with_the_policys() -> None:
     call = full_call()
     call.answer.usage = None
-    call.answer.refused, call.decision, call.deny_reasons = (
+    call.answer.refused, call.verdict.decision, call.verdict.deny_reasons = (
         "policy_denied",
         "deny",
         ("model gpt-4o-mini is not allowed",),
     )
-    assert call.summary() == "⛔ policy_denied · alice · openai/gpt-4o-mini · model gpt-4o-mini is not allowed"
-    call.answer.refused, call.deny_reasons = "unauthenticated", ("unauthenticated",)
-    assert call.summary() == "⛔ unauthenticated · alice · openai/gpt-4o-mini"
+    assert summary(call) == "⛔ policy_denied · alice · openai/gpt-4o-mini · model gpt-4o-mini is not allowed"
+    call.answer.refused, call.verdict.deny_reasons = "unauthenticated", ("unauthenticated",)
+    assert summary(call) == "⛔ unauthenticated · alice · openai/gpt-4o-mini"
 
 
 def test_summary_of_a_failure_starts_with_it_and_ends_with_the_error() -> None:
     call = full_call()
     call.answer.failure, call.answer.error = Failure.UPSTREAM_UNREACHABLE, "upstream unreachable: connection refused"
     call.answer.refused = "upstream_unreachable"
-    assert call.summary() == (
+    assert summary(call) == (
         "⚠ upstream_unreachable · alice · openai/gpt-4o-mini · upstream unreachable: connection refused"
     )
     call = full_call()
     call.answer.status = 503
-    assert call.summary() == "⚠ 503 · alice · openai/gpt-4o-mini"
+    assert summary(call) == "⚠ 503 · alice · openai/gpt-4o-mini"
 
 
 @pytest.mark.parametrize("auth", ["virtual_key", "sigv4", "proxyauth", "anonymous"])
 def test_auth_values_pass_through(auth: str) -> None:
     call = Call(Route.as_called("bedrock"), "h", "POST", "/", caller=Caller(auth=auth))  # type: ignore[arg-type]
-    assert call.audit_record()["auth"] == auth
+    assert audit_record(call)["auth"] == auth
 
 
 @pytest.mark.parametrize(
@@ -427,7 +428,7 @@ def test_timestamps_are_utc_to_the_millisecond(seconds: float, expected: str) ->
 def test_flow_marker(status: int, answered_by_tollgate: bool, failure: Failure | None, marker: str) -> None:
     call = Call(Route.as_called("openai"), "h", "POST", "/", answer=Answer(status=status, failure=failure))
     call.answer.answered_by_tollgate = answered_by_tollgate
-    assert call.flow_marker() == marker
+    assert flow_marker(call) == marker
 
 
 def test_flow_markers_are_mitmproxys() -> None:

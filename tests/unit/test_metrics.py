@@ -19,6 +19,7 @@ from tollgate.formats.usage import Usage
 from tollgate.governance.failover import Attempt
 from tollgate.governance.limits import Estimate
 from tollgate.providers.keypool import KeyPool
+from tollgate.records.audit_record import audit_record
 from tollgate.records.metrics import OTHER, LabelCap, MetricSet, error_kind, remaining, status_class
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,7 +47,11 @@ def call(
     c.answer.ended = c.started + 0.5
     for name, value in fields.items():  # on the call, or on the part of it that holds the field
         setattr(
-            next(part for part in (c, c.caller, c.route, c.answer, c.ledger, c.failover) if hasattr(part, name)),
+            next(
+                part
+                for part in (c, c.caller, c.route, c.verdict, c.answer, c.ledger, c.failover)
+                if hasattr(part, name)
+            ),
             name,
             value,
         )
@@ -54,7 +59,7 @@ def call(
 
 
 def record(c: Call, cost: float | None = None) -> dict[str, Any]:
-    r = c.audit_record()
+    r = audit_record(c)
     r["cost_usd"] = cost  # no prices loaded in these calls
     return r
 
@@ -242,8 +247,8 @@ def test_no_secret_or_text_in_labels() -> None:
     """Label values come from names: a call's key, credentials and body never reach them."""
     metrics = MetricSet()
     c = call(usage=Usage(input_tokens=1, output_tokens=1), upstream_key="sk-real-secret-1234")
-    c.body = {"messages": [{"role": "user", "content": "the secret prompt"}]}
-    c.headers = {b"authorization": b"Bearer tg-virtual-key"}
+    c.request.body = {"messages": [{"role": "user", "content": "the secret prompt"}]}
+    c.request.headers = {b"authorization": b"Bearer tg-virtual-key"}
     metrics.observe(c, record(c))
     text = generate_latest(metrics.registry).decode()
     for secret in ("sk-real-secret", "secret prompt", "tg-virtual-key", "sha256:"):

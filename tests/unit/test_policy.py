@@ -43,6 +43,7 @@ from tollgate.proxy.runner import CallSteps
 from tollgate.proxy.stages import decide as decide_module
 from tollgate.proxy.stages.decide import Decide
 from tollgate.proxy.state import Shared
+from tollgate.records.audit_record import audit_record
 from tollgate.runtime import Loaded
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -1108,11 +1109,11 @@ def test_decide_refuses_with_403_in_the_providers_shape(provider: str, body: dic
     assert flow.response.headers["x-tollgate-request-id"] == call.request_id
     for name, value in extra_headers.items():
         assert flow.response.headers[name] == value
-    assert call.decision == "deny"
-    assert call.deny_reasons == ("client bob may not stream", "group suspended is blocked")
+    assert call.verdict.decision == "deny"
+    assert call.verdict.deny_reasons == ("client bob may not stream", "group suspended is blocked")
     assert call.answer.answered_by_tollgate and call.answer.error is None
-    record = call.audit_record()
-    assert (record["decision"], record["deny_reasons"]) == ("deny", list(call.deny_reasons))
+    record = audit_record(call)
+    assert (record["decision"], record["deny_reasons"]) == ("deny", list(call.verdict.deny_reasons))
 
 
 def test_decide_lets_an_allowed_call_go() -> None:
@@ -1123,7 +1124,7 @@ def test_decide_lets_an_allowed_call_go() -> None:
     flow = flow_for(call)
     hook_run(decide, flow)
     assert flow.response is None
-    assert (call.decision, call.deny_reasons, call.answer.error) == ("allow", (), None)
+    assert (call.verdict.decision, call.verdict.deny_reasons, call.answer.error) == ("allow", (), None)
 
 
 def test_decide_without_a_policy_allows_everything() -> None:
@@ -1131,7 +1132,7 @@ def test_decide_without_a_policy_allows_everything() -> None:
     call = bob_streaming("openai")
     flow = flow_for(call)
     hook_run(decide, flow)
-    assert flow.response is None and call.decision == "allow"
+    assert flow.response is None and call.verdict.decision == "allow"
 
 
 def test_decide_on_a_policy_error_denies_and_records_why(tmp_path: Path, caplog) -> None:
@@ -1143,7 +1144,7 @@ def test_decide_on_a_policy_error_denies_and_records_why(tmp_path: Path, caplog)
         hook_run(decide, flow)
     assert flow.response is not None and flow.response.status_code == 403
     assert json.loads(flow.response.content)["error"]["message"] == "Tollgate policy denied this call: policy error"
-    assert (call.decision, call.deny_reasons) == ("deny", ("policy error",))
+    assert (call.verdict.decision, call.verdict.deny_reasons) == ("deny", ("policy error",))
     assert call.answer.error == "data.tollgate.deny is not a set of strings"
     assert "data.tollgate.deny is not a set of strings" in caplog.text
 
@@ -1154,7 +1155,7 @@ def test_decide_leaves_an_already_answered_call_alone() -> None:
     flow = flow_for(call)
     flow.response = tflow.tresp()
     hook_run(decide, flow)
-    assert call.decision == "allow" and flow.response.status_code == 200
+    assert call.verdict.decision == "allow" and flow.response.status_code == 200
 
 
 # --- hot reload ------------------------------------------------------------------------------------
@@ -1459,11 +1460,11 @@ def test_while_an_evaluation_hangs_the_decide_stage_answers_cached_calls_at_once
 
     with caplog.at_level(logging.ERROR, logger=decide_module.__name__):
         asyncio.run(scenario())
-    assert good_flow.response is None and good.decision == "allow"
+    assert good_flow.response is None and good.verdict.decision == "allow"
     assert bad_flow.response is not None and bad_flow.response.status_code == 403
     assert bad_flow.response.headers["x-tollgate-error"] == "policy_denied"
     assert json.loads(bad_flow.response.content)["error"]["message"] == "Tollgate policy denied this call: policy error"
-    record = bad.audit_record()
+    record = audit_record(bad)
     assert (record["decision"], record["deny_reasons"], record["error"]) == (
         "deny",
         ["policy error"],

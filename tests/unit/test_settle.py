@@ -7,6 +7,7 @@ from tollgate.config import parse_config
 from tollgate.formats.request_facts import Classification
 from tollgate.formats.usage import Usage
 from tollgate.governance.limits import Estimate, token_count, used
+from tollgate.records.audit_record import audit_record
 from tollgate.runtime import Loaded
 
 RESERVED = Estimate(1, 500, 9_000)
@@ -27,7 +28,7 @@ def call(**fields) -> Call:
 
 
 def record_of(c: Call) -> dict:
-    return c.audit_record()
+    return audit_record(c)
 
 
 def test_a_call_refused_after_reserving_used_nothing():

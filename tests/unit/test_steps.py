@@ -95,7 +95,7 @@ class Handles:
 def _call_flow(streamed_upload: bool = False):
     flow = tflow.tflow()
     flow.metadata[CALL] = Call(Route.as_called("openai"), "api.openai.com", "POST", "/v1/chat/completions")
-    flow.metadata[CALL].streamed_upload = streamed_upload
+    flow.metadata[CALL].request.streamed_upload = streamed_upload
     return flow
 
 

@@ -13,6 +13,7 @@ from tollgate.call import Answer, Call, Caller, Failure, Route, Target
 from tollgate.config import OtlpConfig
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.formats.usage import Usage
+from tollgate.records.audit_record import audit_record
 from tollgate.records.auditlog import instance_name
 from tollgate.records.traces import (
     OPERATIONS,
@@ -191,7 +192,9 @@ def served_call(**changes) -> Call:
     )
     for name, value in changes.items():  # on the call, or on the part of it that holds the field
         setattr(
-            next(part for part in (call, call.caller, call.answer, call.ledger) if hasattr(part, name)), name, value
+            next(part for part in (call, call.caller, call.verdict, call.answer, call.ledger) if hasattr(part, name)),
+            name,
+            value,
         )
     return call
 
@@ -239,7 +242,7 @@ def test_the_cost_is_the_audits() -> None:
         )
     )
     call = served_call(loaded=loaded)
-    record = call.audit_record()
+    record = audit_record(call)
     assert call.cost_nanousd()
     assert span_attributes(call, record)["tollgate.cost_usd"] == record["cost_usd"] == call.cost_nanousd() / 1e9
 

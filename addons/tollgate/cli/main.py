@@ -229,7 +229,7 @@ def new_virtual_key() -> str:
 def print_new_key(client: str, expires: str | None) -> int:
     """Exit status 0 with two lines on standard output, a new key and its entry for the client's
     `keys` in tollgate.yaml (what to do with them on standard error); 2 for a bad argument."""
-    from tollgate.config import SHA256_KEY_PREFIX, VirtualKey, key_digest
+    from tollgate.governance.clients import SHA256_KEY_PREFIX, VirtualKey, key_digest
 
     name = client.strip()
     if not name:

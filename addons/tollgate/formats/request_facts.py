@@ -59,7 +59,7 @@ class RequestFacts:
     # The MCP servers the call lets its model use.
     mcp_servers: tuple[McpServer, ...] = ()
     # What the request uses that Tollgate cannot read: a stored prompt, a cached content, an
-    # Assistant, a Realtime session's later events (`exact_reading.STORED_PROMPT`, …). The policy's
+    # Assistant, a Realtime session's later events (`exact.STORED_PROMPT`, …). The policy's
     # `unread` lists them after the classification's.
     unread: tuple[str, ...] = ()
     # Part of its input is held by the provider, which bills it as input: a previous response, a
@@ -95,7 +95,7 @@ class Classification:
     model: str | None = None
     facts: RequestFacts = field(default_factory=RequestFacts)
     # The wire format the body speaks, when it is not the provider's own (e.g. the OpenAI
-    # format, `providers.openai_format.OPENAI_API`, for Gemini's /v1beta/openai/… endpoints);
+    # format, `formats.OPENAI_API`, for Gemini's /v1beta/openai/… endpoints);
     # it decides how usage is read.
     wire_format: str | None = None
     # What the call holds but Tollgate did not read (a body streamed unread): "model", "request"

@@ -1,20 +1,117 @@
-"""Who is calling: proxy logins and virtual keys, matched against the configured clients."""
+"""Who is calling: proxy logins and virtual keys, matched against the configured clients (`clients:`,
+declared here with their keys)."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import BeforeValidator, Field, field_validator
 
 from tollgate.call import Auth
-from tollgate.config import Config
+from tollgate.config_base import Strict
 from tollgate.governance.jwt_identity import looks_like_jwt
 from tollgate.providers.base import Presented
 
+if TYPE_CHECKING:
+    from tollgate.config import Config
+
 # Keys expiring within this many seconds are named on the console at start-up and at each reload.
 EXPIRY_NOTICE_S = 7 * 86400
+
+
+class VirtualAwsCredential(Strict):
+    access_key_id: str = Field(min_length=1)
+    secret_access_key: str = Field(min_length=1)
+
+
+# A virtual key written as the SHA-256 of its UTF-8 bytes, so that the file holds no usable copy.
+SHA256_KEY_PREFIX = "sha256:"
+_SHA256_KEY = re.compile(r"sha256:[0-9a-f]{64}")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def key_digest(key: str) -> str:
+    """The hex SHA-256 of a virtual key's UTF-8 bytes: what its `sha256:` form holds."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _usable_key(key: str) -> str:
+    if not key or key != key.strip() or any(c.isspace() for c in key):
+        raise ValueError("a virtual key must be non-empty and hold no spaces")
+    if key.startswith(SHA256_KEY_PREFIX) and _SHA256_KEY.fullmatch(key) is None:
+        raise ValueError(
+            "a sha256: key is sha256: and 64 lower-case hex digits, the SHA-256 of the key"
+            " (`tollgate key new --client NAME` prints one)"
+        )
+    return key
+
+
+def _expiry(value: Any) -> datetime:
+    """`expires:` as an aware UTC datetime: a date alone is its start in UTC; a date and time must name
+    its zone (Z or an offset). YAML gives dates and datetimes, `${NAME}` strings."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = date.fromisoformat(text) if _DATE.fullmatch(text) else datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is no date (2027-03-01) nor date and time with its zone (2027-03-01T00:00:00Z)"
+            ) from None
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(
+                "a date and time needs its zone (2027-03-01T09:00:00Z, or +01:00); a date alone"
+                " (2027-03-01) means its start, UTC"
+            )
+        return value.astimezone(UTC)
+    if isinstance(value, date):
+        return datetime.combine(value, datetime.min.time(), tzinfo=UTC)
+    raise ValueError("expected a date (2027-03-01) or a date and time with its zone (2027-03-01T00:00:00Z)")
+
+
+class VirtualKey(Strict):
+    """One of a client's virtual keys: the key, or `sha256:<hex>` of it; until `expires`, when set."""
+
+    key: str
+    expires: datetime | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _key_usable(cls, value: str) -> str:
+        return _usable_key(value)
+
+    @field_validator("expires", mode="before")
+    @classmethod
+    def _expires_read(cls, value: Any) -> datetime | None:
+        return None if value is None else _expiry(value)
+
+    @property
+    def hashed(self) -> bool:
+        """Written as `sha256:<hex>`: Tollgate knows the key by its SHA-256 alone."""
+        return self.key.startswith(SHA256_KEY_PREFIX)
+
+    @property
+    def sha256(self) -> str:
+        """The key's SHA-256 in hex, however it is written."""
+        return self.key.removeprefix(SHA256_KEY_PREFIX) if self.hashed else key_digest(self.key)
+
+
+def _key_entry(value: Any) -> Any:
+    """A key written alone stands for `{key: …}`; checked here, so that its error names the entry."""
+    return {"key": _usable_key(value)} if isinstance(value, str) else value
+
+
+class Client(Strict):
+    name: str = Field(min_length=1)
+    keys: tuple[Annotated[VirtualKey, BeforeValidator(_key_entry)], ...] = ()
+    aws_credentials: tuple[VirtualAwsCredential, ...] = ()
+    groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

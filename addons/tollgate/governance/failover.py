@@ -1,10 +1,10 @@
 """Failover: whether a call whose attempt failed before its answer began goes again, and what each
 attempt was (`Attempt`), for its audit record. Plain logic, no mitmproxy.
 
-How a call goes again, through mitmproxy's own upstream path: `compat.resend` teaches mitmproxy's
+How a call goes again, through mitmproxy's own upstream path: `patches.resend` teaches mitmproxy's
 HTTP stream (`HttpStream`) to stop, when an attempt's answer has only its status and headers, or
 when its connection failed or it timed out, before it runs the `responseheaders` or `error` hook:
-it runs Tollgate's `attempt_failed` hook instead (`compat.AttemptFailedHook`). The stages then
+it runs Tollgate's `attempt_failed` hook instead (`patches.AttemptFailedHook`). The stages then
 decide (this module), rest the key, put the next key on the request (a signature made anew), and
 may wait out a Retry-After. When they ask for it, the stream cancels the attempt upstream (an
 HTTP/2 stream reset, an HTTP/1 connection closed, with what it may still report dropped) and sends

@@ -12,7 +12,7 @@ makes the keys be fetched again, at most once per `jwks_refresh_s`: a flood of m
 cannot hammer the issuer. Keys held longer than `jwks_max_age_s` are fetched again in the background
 on the next call, so that a key the issuer withdrew stops being trusted: a token verified with the
 keys before they changed is verified again. Nothing here imports mitmproxy; no message quotes a
-token or a secret.
+token or a secret. The issuers, as the file writes them (`identity.jwt`), are declared here.
 """
 
 from __future__ import annotations
@@ -29,12 +29,13 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
+from pydantic import Field, field_validator, model_validator
 
-if TYPE_CHECKING:
-    from tollgate.config import JwtIssuer
+from tollgate.config_base import Strict
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,91 @@ HMAC_MIN_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 
 # Three base64url segments (the third, the signature, empty only for alg "none", which is refused).
 _LOOKS_LIKE_JWT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+
+class JwtIssuer(Strict):
+    """One `identity.jwt` entry: an issuer whose tokens identify callers."""
+
+    issuer: str = Field(min_length=1)
+    audience: str | tuple[str, ...]
+    jwks_url: str | None = None
+    jwks_file: str | None = None
+    secret: str | None = Field(default=None, repr=False)
+    ca_file: str | None = None
+    algorithms: tuple[str, ...]
+    client_claim: str = Field(default="sub", min_length=1)
+    groups_claim: str = Field(default="groups", min_length=1)
+    # None: not written out, which configured clients forbid (a token could take one's name).
+    client_prefix: str | None = None
+    leeway_s: float = Field(default=30.0, ge=0)
+    jwks_refresh_s: float = Field(default=JWKS_REFRESH_S, ge=0)
+    jwks_max_age_s: float = Field(default=JWKS_MAX_AGE_S, gt=0)
+
+    @property
+    def audiences(self) -> tuple[str, ...]:
+        return (self.audience,) if isinstance(self.audience, str) else self.audience
+
+    @property
+    def prefix(self) -> str:
+        """What goes before the client claim: `client_prefix`, or nothing."""
+        return self.client_prefix or ""
+
+    @field_validator("audience")
+    @classmethod
+    def _audience_given(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        values = (value,) if isinstance(value, str) else value
+        if not values or any(not a for a in values):
+            raise ValueError("an audience must be a non-empty string, or a list of them")
+        return value
+
+    @field_validator("algorithms")
+    @classmethod
+    def _algorithms_known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("name the algorithms the issuer signs with, e.g. [RS256]")
+        for alg in value:
+            if alg.lower() == "none":
+                raise ValueError('"none" is refused: every token must be signed')
+            if alg not in HMAC_ALGORITHMS | PUBLIC_KEY_ALGORITHMS:
+                known = ", ".join(sorted(HMAC_ALGORITHMS | PUBLIC_KEY_ALGORITHMS))
+                raise ValueError(f"unknown algorithm {alg!r}; one of {known}")
+        return value
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is not None and (urlsplit(value).scheme != "https" or not urlsplit(value).hostname):
+            raise ValueError("must be an https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> JwtIssuer:
+        sources = [n for n in ("jwks_url", "jwks_file", "secret") if getattr(self, n) is not None]
+        if len(sources) != 1:
+            raise ValueError(
+                "set exactly one of jwks_url, jwks_file or secret"
+                + (f" (not {' and '.join(sources)})" if sources else "")
+            )
+        if self.ca_file is not None and self.jwks_url is None:
+            raise ValueError("ca_file is for jwks_url only")
+        if self.secret is not None:
+            wrong = [a for a in self.algorithms if a not in HMAC_ALGORITHMS]
+            if wrong:
+                raise ValueError(f"algorithms: {', '.join(wrong)} cannot be used with secret (HS256, HS384, HS512 can)")
+            need = max(HMAC_MIN_BYTES[a] for a in self.algorithms)
+            if len(self.secret.encode()) < need:
+                raise ValueError(f"secret: must be at least {need} bytes long for {', '.join(self.algorithms)}")
+        else:
+            wrong = [a for a in self.algorithms if a in HMAC_ALGORITHMS]
+            if wrong:
+                raise ValueError(f"algorithms: {', '.join(wrong)} needs secret, not a JWKS")
+        return self
+
+
+class IdentityConfig(Strict):
+    """`identity:` the JWT issuers whose tokens identify callers."""
+
+    jwt: tuple[JwtIssuer, ...] = ()
 
 
 def looks_like_jwt(value: str) -> bool:

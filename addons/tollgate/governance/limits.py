@@ -1,6 +1,7 @@
-"""The limits (`limits:`): which apply to a call, the counters each keeps for it, what the call
-reserves on them before it goes, and what it settles to once its usage is known. Pure: the store
-that keeps the counters is `ledger/`, the step that asks it `stages/ledger.py`."""
+"""The limits (`limits:`, whose rules are declared here): which apply to a call, the counters each
+keeps for it, what the call reserves on them before it goes, and what it settles to once its usage
+is known. Pure: the store that keeps the counters is `ledger/`, the step that asks it
+`stages/ledger.py`."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from tollgate.config import LimitRule
-from tollgate.governance.overrides import matches
+from pydantic import Field, ValidationInfo, model_validator
+
+from tollgate.config_base import Count, Money, Strict
+from tollgate.governance.matching import OverrideMatch, known_providers, matches, unknown_provider
 from tollgate.governance.pricing import COUNTING_ENDPOINTS
 from tollgate.records.ledger.store import Charge, Store
-from tollgate.records.ledger.windows import window_bounds
+from tollgate.records.ledger.windows import WINDOWS, window_bounds
 from tollgate.shape_memo import ShapeMemo
 
 if TYPE_CHECKING:
@@ -25,6 +28,55 @@ if TYPE_CHECKING:
 NANO = Decimal(1_000_000_000)  # nano-dollars in a dollar: what money is counted in
 ANONYMOUS = "anonymous"  # the subject of every anonymous caller's per-client counters
 BYTES_PER_TOKEN = 4  # a prompt's tokens, estimated from its body's size until its usage is read
+METRICS = ("requests", "tokens", "usd")
+# A limit's caps, by field name: `<metric>_per_<window>`, e.g. tokens_per_day.
+LIMIT_FIELDS = tuple(f"{metric}_per_{window}" for metric in METRICS for window in WINDOWS)
+
+
+class LimitRule(Strict):
+    """`limits:` one entry: the caps on the calls it matches, counted per client, per group, or for
+    all of them together, in fixed UTC windows."""
+
+    name: str | None = Field(default=None, min_length=1)  # default: made from match and per
+    match: OverrideMatch = OverrideMatch()
+    per: Literal["client", "group", "all"] = "client"
+    requests_per_minute: Count | None = None
+    requests_per_day: Count | None = None
+    requests_per_month: Count | None = None
+    tokens_per_minute: Count | None = None
+    tokens_per_day: Count | None = None
+    tokens_per_month: Count | None = None
+    usd_per_minute: Money | None = None
+    usd_per_day: Money | None = None
+    usd_per_month: Money | None = None
+    # MCP servers' requests (`mcp.servers`), which no other cap counts, nor this one LLM calls.
+    mcp_calls_per_minute: Count | None = None
+
+    @property
+    def label(self) -> str:
+        """The limit's name: what refusals, the audit and the policy call it, and what its counters
+        are kept under (a name that stays the same keeps its counts across edits)."""
+        if self.name is not None:
+            return self.name
+        m = self.match
+        parts = [f"{k}={v}" for k, v in (("provider", m.provider), ("model", m.model), ("client", m.client),
+                                          ("group", m.group)) if v is not None]  # fmt: skip
+        return f"{' '.join(parts) or 'every call'} per {self.per}"
+
+    def caps(self) -> dict[str, int | Decimal]:
+        """The caps set, by field name (`LIMIT_FIELDS`)."""
+        return {name: value for name in LIMIT_FIELDS if (value := getattr(self, name)) is not None}
+
+    @model_validator(mode="after")
+    def _something_capped(self, info: ValidationInfo) -> LimitRule:
+        if not self.caps() and self.mcp_calls_per_minute is None:
+            raise ValueError(f"a limit must set at least one of {', '.join(LIMIT_FIELDS)}, mcp_calls_per_minute")
+        if self.mcp_calls_per_minute is not None and (self.match.provider or self.match.model):
+            raise ValueError("mcp_calls_per_minute counts MCP requests, which match no provider or model")
+        known = known_providers(info)
+        if self.match.provider is not None and self.match.provider not in known:
+            raise ValueError(unknown_provider(self.match.provider, known))
+        return self
 
 
 class Counter(NamedTuple):

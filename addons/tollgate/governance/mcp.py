@@ -13,13 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tollgate.config import LimitRule
 from tollgate.fingerprint import fingerprint
 from tollgate.formats.mcp.answers import AnswerRelay
 from tollgate.formats.mcp.messages import McpRequest, RequestId
-from tollgate.governance.limits import EXPIRY_GRACE, Counter, counters
+from tollgate.governance.limits import EXPIRY_GRACE, Counter, LimitRule, counters
+from tollgate.governance.matching import matches
 from tollgate.governance.mcp_servers import McpServer
-from tollgate.governance.overrides import matches
 from tollgate.records.ledger.store import Charge
 
 if TYPE_CHECKING:

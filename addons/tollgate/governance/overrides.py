@@ -3,17 +3,74 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from fnmatch import fnmatchcase
 from functools import partial
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode
 
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
 from tollgate.call import Call, ClientRequest
-from tollgate.config import Override, OverrideMatch
+from tollgate.config_base import Strict, base_url
 from tollgate.formats.raw_headers import Fields
 from tollgate.formats.translation import Translation
-from tollgate.providers import CASELESS_MODELS, OPENAI_COMPATIBLE_SOURCE, PROVIDERS, Provider
+from tollgate.governance.matching import PROVIDER_NAMES, OverrideMatch, known_providers, matches, unknown_provider
+from tollgate.providers import OPENAI_COMPATIBLE_SOURCE, PROVIDERS, Provider
 from tollgate.shape_memo import ShapeMemo
+
+# The providers whose OpenAI-compatible API takes OpenAI's calls as they are (`api: openai_compatible`).
+OPENAI_COMPATIBLE_TARGETS = tuple(name for name, p in PROVIDERS.items() if p.openai_compatible_prefix is not None)
+
+
+class Fallback(Strict):
+    """One of an override rule's `fallbacks`: where its call goes when its target fails."""
+
+    provider: str
+    model: str = Field(min_length=1)
+
+
+class Override(Strict):
+    match: OverrideMatch = OverrideMatch()
+    model: str | None = Field(default=None, min_length=1)
+    provider: str | None = None
+    upstream: str | None = None
+    # How a route reaches its provider: `openai_compatible` sends an OpenAI call as it is to the
+    # provider's OpenAI-compatible API; `native` translates it into the provider's own format. By
+    # default, the OpenAI-compatible API where it offers the endpoint called, else the native one.
+    api: Literal["native", "openai_compatible"] | None = None
+    # Tried in order when the target fails as its provider's `retry.when` says (after its retries).
+    fallbacks: tuple[Fallback, ...] = ()
+
+    _upstream = field_validator("upstream")(classmethod(lambda cls, value: base_url(value)))
+
+    @model_validator(mode="after")
+    def _a_route_reaches_its_provider(self, info: ValidationInfo) -> Override:
+        if self.model is None and self.provider is None and self.upstream is None and not self.fallbacks:
+            raise ValueError("a rule must set model, provider, upstream or fallbacks")
+        known = known_providers(info)
+        for name in (self.match.provider, self.provider):
+            if name is not None and name not in known:
+                raise ValueError(unknown_provider(name, known))
+        if self.api is not None and (self.provider is None or self.provider == self.match.provider):
+            raise ValueError("api: applies to a route (provider: another provider than match.provider)")
+        if self.api == "openai_compatible":
+            # Every provider a file adds is an OpenAI-compatible API.
+            if self.provider not in OPENAI_COMPATIBLE_TARGETS and self.provider not in known[len(PROVIDER_NAMES) :]:
+                raise ValueError(f"{self.provider} has no OpenAI-compatible API: use api: native")
+            if self.match.provider != OPENAI_COMPATIBLE_SOURCE:
+                raise ValueError("api: openai_compatible takes OpenAI's calls: set match.provider: openai")
+        self._fallbacks_reachable(known)
+        return self
+
+    def _fallbacks_reachable(self, known: tuple[str, ...]) -> None:
+        """A fallback names a provider Tollgate knows. One to another provider than the rule's is
+        translated from the call as its client sent it (a chat call; another call skips it)."""
+        target = self.provider or self.match.provider
+        for i, fallback in enumerate(self.fallbacks):
+            where = f"fallbacks[{i}].provider"
+            if fallback.provider not in known:
+                raise ValueError(f"{where}: {unknown_provider(fallback.provider, known)}")
+            if target is None:
+                raise ValueError(f"{where}: a rule with fallbacks names its provider (provider or match.provider)")
 
 
 def find_rule(
@@ -55,24 +112,6 @@ def route_api(
     if endpoint in registry[provider].chat_formats and rule.api != "openai_compatible":
         return "native"
     return None
-
-
-def matches(m: OverrideMatch, provider: str, model: str | None, client: str | None, groups: tuple[str, ...]) -> bool:
-    """Whether a rule's match (globs, all optional) fits the call; a glob never fits what is unknown.
-    A provider's model names that ignore case (`CASELESS_MODELS`) are matched so."""
-    if m.provider is not None and m.provider != provider:
-        return False
-    if m.model is not None:
-        if model is None:
-            return False
-        if provider in CASELESS_MODELS:  # Azure's deployments: `GPT-4o` is `gpt-4o`
-            if not fnmatchcase(model.lower(), m.model.lower()):
-                return False
-        elif not fnmatchcase(model, m.model):
-            return False
-    if m.client is not None and (client is None or not fnmatchcase(client, m.client)):
-        return False
-    return m.group is None or any(fnmatchcase(g, m.group) for g in groups)
 
 
 class RuleBook:

@@ -5,10 +5,8 @@ reasons. Anything that is not a clean answer — an evaluation error, a `deny` t
 strings, an evaluation that exceeds its time limit — denies with the reason "policy error": a
 policy never fails open. The proxy evaluates in a worker process (`policy_worker`), which can be
 stopped, and compiles a policy in a short-lived one when it loads: OPA's engine (Go, loaded through
-ctypes) never runs inside the proxy, so nothing it does can take the proxy down.
-
-The engine is OPA itself (`opa-golib-python-bindings`, which embeds OPA's Go packages): a decision
-is the one `opa eval --strict-builtin-errors` gives for the same policy and input.
+ctypes) never runs inside the proxy, so nothing it does can take the proxy down. What runs the
+engine is `policy_engine`; the policy's settings (`policy:`) are declared here.
 """
 
 from __future__ import annotations
@@ -18,28 +16,20 @@ import os
 import re
 import subprocess
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import Field
+
+from tollgate.config_base import Strict
+from tollgate.governance.policy_engine import POLICY_ERROR, Decision, PolicyError, Rules
+from tollgate.governance.policy_worker import CHECK_COMMAND, PolicyWorker, WorkerUnavailable
+
 if TYPE_CHECKING:
     from tollgate.call import Call
-    from tollgate.governance.policy_worker import PolicyWorker
 
-# The rule itself, not `data` (which OPA would evaluate whole, every rule of every package): an
-# undefined `deny` has no reasons. `is_set`: a `deny` that is an array or anything else is a policy
-# error, not reasons.
-QUERY = "deny := data.tollgate.deny; whole := is_set(deny)"
-# An MCP server's request is decided by its own rules (`package tollgate.mcp`), never the LLM calls'.
-MCP_QUERY = "deny := data.tollgate.mcp.deny; whole := is_set(deny)"
-# What compiles every module (OPA compiles them when a query is first prepared) and reads nothing.
-COMPILE_QUERY = "x := 1"
-# Where the engine comes from, and how to install it: its releases ask for Python 3.14 although
-# they run on 3.12 and 3.13 (the library is Go's, loaded through ctypes).
-ENGINE = "opa-golib-python-bindings"
-INSTALL_ENGINE = f"pip install --no-deps --ignore-requires-python '{ENGINE}==0.4.4'"
 CACHE_SIZE = 4096
 TIMEOUT = 1.0  # seconds an evaluation may take; `policy.timeout`
 COMPILE_LIMIT = 30.0  # seconds for a policy to compile in its own process
@@ -54,87 +44,18 @@ _STRING_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"|`[^`]*`|#[^\n]*')
 # `input` and the names that follow it: `input.client.groups[_]` is input, client, groups.
 _INPUT_PATH = re.compile(r"\binput\b((?:\s*\.\s*[A-Za-z_][A-Za-z0-9_]*)*)")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# OPA's own words before the errors it lists.
-_ERROR_PREAMBLE = re.compile(r"^(?:bundle activation failed: )?\d+ errors? occurred:\s*")
-POLICY_ERROR = "policy error"
 
 
-class PolicyError(Exception):
-    """A policy that cannot be loaded; the message names the file."""
+class PolicyConfig(Strict):
+    """`policy:` the Rego files that decide each call, and how long one evaluation may take."""
 
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    deny_reasons: tuple[str, ...]
-    error: str | None = None
-
-    @property
-    def allowed(self) -> bool:
-        return not self.deny_reasons
-
-
-def engine_version() -> str:
-    """The engine's release, as installed (`opa-golib-python-bindings`, with OPA 1.20.2 inside)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(ENGINE)
-    except PackageNotFoundError:
-        return "not installed"
-
-
-class Rules:
-    """Rego sources compiled together by OPA's engine, evaluated on input documents: in the policy's
-    worker process for the proxy's calls, in this process for the command line."""
-
-    def __init__(self, sources: Mapping[str, str], prints: Callable[[str, str], None] | None = None) -> None:
-        """`prints` is given each `print()` call's message and location; without it they are dropped
-        (the proxy's console would show what a call's input holds)."""
-        # Loaded with the first policy: Tollgate without one never needs it.
-        try:
-            from opa_bindings import OpaEngine
-            from opa_bindings.engine import OpaError
-        except ImportError:
-            raise PolicyError(f"OPA's engine is not installed ({ENGINE}): {INSTALL_ENGINE}") from None
-        self._error = OpaError
-        self._engine = OpaEngine()
-        self._engine.print_handler = prints or _drop
-        try:
-            for name, source in sources.items():
-                self._engine.add_policy(name, source)
-            self._engine.eval_query(COMPILE_QUERY)
-        except OpaError as e:
-            raise PolicyError(describe_compile_error(e.message, list(sources))) from None
-
-    def query(self, query: str, document: Any) -> list[dict[str, Any]]:
-        """A query's bindings, one dict per result (none: undefined); `PolicyError` in OPA's words
-        when it fails."""
-        try:
-            return self._engine.eval_query(query, document)
-        except self._error as e:
-            raise PolicyError(_first_line(e.message)) from None
-
-    def evaluate(self, document: Any, mcp: bool = False) -> Decision:
-        """`data.tollgate.deny` on an LLM call's input; with `mcp`, `data.tollgate.mcp.deny`."""
-        try:
-            results = self._engine.eval_query(MCP_QUERY if mcp else QUERY, document)
-        except self._error as e:
-            return Decision((POLICY_ERROR,), f"policy evaluation failed: {_first_line(e.message)}")
-        if not results:  # no deny rule holds, or none is written
-            return Decision(())
-        (found,) = results
-        reasons = found["deny"]
-        if not found["whole"] or not all(isinstance(r, str) for r in reasons):
-            rule = "data.tollgate.mcp.deny" if mcp else "data.tollgate.deny"
-            return Decision((POLICY_ERROR,), f"{rule} is not a set of strings")
-        return Decision(tuple(sorted(reasons)))
+    rego: tuple[str, ...] = ()
+    timeout: float = Field(default=TIMEOUT, gt=0)
 
 
 def compile_apart(sources: Mapping[str, str]) -> None:
     """Compile the sources in a process of their own, as the proxy's worker will: `PolicyError`
     with OPA's own words when they do not compile."""
-    from tollgate.governance.policy_worker import CHECK_COMMAND
-
     try:
         done = subprocess.run(
             CHECK_COMMAND, input=json.dumps({"modules": dict(sources)}).encode(), capture_output=True,
@@ -254,8 +175,6 @@ class Policy:
         return await self._in_worker(None, document, mcp)
 
     async def _in_worker(self, key: Hashable | None, document: Any, mcp: bool = False) -> Decision:
-        from tollgate.governance.policy_worker import WorkerUnavailable
-
         try:
             decision = await self.worker.evaluate(document, mcp)
         except WorkerUnavailable as e:
@@ -275,8 +194,6 @@ class Policy:
     @property
     def worker(self) -> PolicyWorker:
         if self._worker is None:
-            from tollgate.governance.policy_worker import PolicyWorker
-
             self._worker = PolicyWorker(self.sources, self.timeout)
         return self._worker
 
@@ -323,26 +240,6 @@ def _mtime(path: Path) -> int | None:
         return os.stat(path).st_mtime_ns
     except OSError:
         return None
-
-
-def describe_compile_error(message: str, names: Sequence[str]) -> str:
-    """OPA's report of a policy that does not compile, one error a line (`file:line: kind: what`),
-    without the source excerpts it adds under a parse error."""
-    text = _ERROR_PREAMBLE.sub("", message.strip())
-    errors = [line for line in text.splitlines() if any(line.startswith(f"{name}:") for name in names)]
-    if not errors:
-        return f"{', '.join(names) or 'policy'}: does not compile: {_first_line(text)}"
-    return "\n".join(errors)
-
-
-def _first_line(message: str) -> str:
-    text = _ERROR_PREAMBLE.sub("", message.strip())
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0] if lines else text
-
-
-def _drop(message: str, location: str) -> None:
-    pass
 
 
 def input_facts(call: Call) -> tuple[Any, ...]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tollgate.governance.policy import PolicyError, Rules
+from tollgate.governance.policy_engine import PolicyError, Rules
 
 PASS, FAIL, ERROR, SKIPPED = "PASS", "FAIL", "ERROR", "SKIPPED"
 TEST, TODO = "test_", "todo_test_"

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from tollgate.governance.policy import POLICY_ERROR, Decision, PolicyError, Rules
+from tollgate.governance.policy_engine import POLICY_ERROR, Decision, PolicyError, Rules
 
 logger = logging.getLogger(__name__)
 

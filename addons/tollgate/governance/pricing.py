@@ -1,5 +1,5 @@
-"""What a call costs: its model's price (the configured `prices:` first, then the price table that
-genai-prices bundles) applied to the usage the answer reported, exactly, in nano-dollars."""
+"""What a call costs: its model's price (the configured `prices:` first, declared here, then the price
+table that genai-prices bundles) applied to the usage the answer reported, exactly, in nano-dollars."""
 
 from __future__ import annotations
 
@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING
 # without bound; the providers' model lists are searched here instead, with a bounded cache.
 from genai_prices.data import providers as _TABLE_PROVIDERS
 from genai_prices.types import ModelPrice, TieredPrices
+from pydantic import ValidationInfo, field_validator
 
-from tollgate.governance.overrides import matches
+from tollgate.config_base import Money, Strict
+from tollgate.governance.matching import OverrideMatch, known_providers, matches, unknown_provider
 from tollgate.providers import PROVIDERS, Provider
 from tollgate.shape_memo import ShapeMemo
 
 if TYPE_CHECKING:
-    from tollgate.config import PriceRule
     from tollgate.formats.usage import Usage
 
 # Tollgate's provider names, and genai-prices' ids for them (a configured provider names its own).
@@ -47,6 +48,26 @@ _NOT_TOKENS = frozenset(("cache_write_1h_mtok", "web_searches_kcount", "storage_
 
 _NANO_PER_USD_PER_MTOK = 1000  # a price per million tokens, per token, in nano-dollars
 _DAY = 86_400
+
+
+class PriceRule(Strict):
+    """`prices:` one entry: US dollars per million tokens for the calls it matches, which wins over
+    the maintained price table (negotiated rates, fine-tuned and private models)."""
+
+    match: OverrideMatch = OverrideMatch()
+    input_per_mtok: Money
+    output_per_mtok: Money
+    cached_input_per_mtok: Money | None = None  # default: input_per_mtok
+    cache_write_per_mtok: Money | None = None  # default: input_per_mtok
+    reasoning_per_mtok: Money | None = None  # default: output_per_mtok
+
+    @field_validator("match")
+    @classmethod
+    def _provider_known(cls, value: OverrideMatch, info: ValidationInfo) -> OverrideMatch:
+        known = known_providers(info)
+        if value.provider is not None and value.provider not in known:
+            raise ValueError(unknown_provider(value.provider, known))
+        return value
 
 
 @dataclass(frozen=True, slots=True)

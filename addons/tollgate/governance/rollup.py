@@ -3,7 +3,8 @@ with its earlier turns replaced by a summary (in its system prompt) and only its
 A summary is kept by the turns it summarizes: the conversation's next calls use it again while
 the turns after it stay within the rule's size, and the next summary extends it with the turns
 since, so that a conversation asks the summarizer once every so many turns, never for its whole
-history again. Plain Python, knowing nothing of mitmproxy."""
+history again. Its rules, as the file writes them (`rollup:`), are declared here. Plain Python,
+knowing nothing of mitmproxy."""
 
 from __future__ import annotations
 
@@ -13,9 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import Field, ValidationInfo, model_validator
+
+from tollgate.config_base import Strict
 from tollgate.formats import ANTHROPIC_MESSAGES, BEDROCK_CONVERSE, GEMINI_GENERATE, OPENAI_CHAT
 from tollgate.formats.chat import ChatRequest, ChatResponse, Message, Text
 from tollgate.formats.json_codec import encode_json
+from tollgate.governance.matching import OverrideMatch, known_providers, unknown_provider
 
 # A token is about four bytes of text (as the limits estimate a prompt's tokens).
 BYTES_PER_TOKEN = 4
@@ -26,6 +31,35 @@ SUMMARIZER_SYSTEM = (
     " tool and open question it holds, in plain notes. Answer with the summary only."
 )
 SUMMARY_HEADING = "Summary of the conversation's earlier turns (rolled up by the gateway):\n"
+
+
+class Summarizer(Strict):
+    provider: str
+    model: str = Field(min_length=1)
+
+
+class RollupRule(Strict):
+    """One `rollup:` rule: a conversation past `above_messages` turns (or an estimated `above_tokens`)
+    goes upstream with all but its last `keep_last` turns summarized by `summarizer`."""
+
+    match: OverrideMatch = OverrideMatch()
+    above_messages: int | None = Field(default=None, ge=1)
+    above_tokens: int | None = Field(default=None, ge=1)
+    keep_last: int = Field(default=4, ge=1)
+    summarizer: Summarizer
+    cache_entries: int = Field(default=256, ge=0)
+
+    @model_validator(mode="after")
+    def _one_size(self, info: ValidationInfo) -> RollupRule:
+        if (self.above_messages is None) == (self.above_tokens is None):
+            raise ValueError("set one of above_messages and above_tokens")
+        if self.above_messages is not None and self.keep_last >= self.above_messages:
+            raise ValueError("keep_last must be below above_messages")
+        known = known_providers(info)
+        for name in (self.match.provider, self.summarizer.provider):
+            if name is not None and name not in known:
+                raise ValueError(unknown_provider(name, known))
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,8 +226,8 @@ def roll_up(body: dict[str, Any], rolled: Plan, summary: str) -> None:
 
 
 def summary_request(model: str, rolled: Plan) -> ChatRequest:
-    """What the summarizer is asked, in no provider's format (`translate/`): the turns as the JSON
-    the caller sent, after the summary of those before them where there is one."""
+    """What the summarizer is asked, in no provider's format (`formats/chat.py`): the turns as the
+    JSON the caller sent, after the summary of those before them where there is one."""
     turns = encode_json(list(rolled.turns)).decode("utf-8", "surrogateescape")
     if rolled.earlier is None:
         prompt = f"The conversation, as the JSON list of its turns in the {rolled.fmt} format:\n\n{turns}"

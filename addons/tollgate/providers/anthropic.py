@@ -1,4 +1,4 @@
-"""Anthropic: api.anthropic.com, the Messages API (its format: `translate/anthropic_messages/`)."""
+"""Anthropic: api.anthropic.com, the Messages API (its format: `formats/anthropic_messages/`)."""
 
 from __future__ import annotations
 

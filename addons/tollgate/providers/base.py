@@ -33,7 +33,7 @@ Query = MutableMapping[str, str]
 @dataclass(frozen=True, slots=True)
 class ChatLeg:
     """How a chat call goes to a provider's own API, a route having translated it: the path it is
-    sent to and the wire format (`translate/translator.py`) its body is written in."""
+    sent to and the wire format (`formats/__init__.py`) its body is written in."""
 
     path: str
     format: str
@@ -259,7 +259,7 @@ class Provider:
     # billed apart, by the day). Under a `usd_*` cap they need no price.
     free_endpoints: ClassVar[frozenset[str]] = frozenset()
     # Its chat endpoints a route may translate from (`overrides: … provider:`), and the wire format
-    # each speaks (`translate/translator.py`'s names).
+    # each speaks (`formats/__init__.py`'s names).
     chat_formats: ClassVar[Mapping[str, str]] = {}
     # Whether OpenAI-compatible APIs take its calls as they are: its own API is the one they copy
     # (`api: openai_compatible` routes only its calls).
@@ -311,7 +311,7 @@ class Provider:
         return model
 
     def conversation_format(self, classification: Classification) -> str | None:
-        """The wire format (`translate/formats.py`) in which this call's body holds a conversation
+        """The wire format (`formats/__init__.py`) in which this call's body holds a conversation
         that `rollup:` may roll up, or None. Default: its chat endpoints' (`chat_formats`)."""
         return self.chat_formats.get(classification.endpoint or "")
 

@@ -1,7 +1,7 @@
 """Bedrock's APIs besides its runtime, read from their paths: Agents for Amazon Bedrock's runtime
 (bedrock-agent-runtime: agents, flows, knowledge bases, sessions) and the jobs of Bedrock's control
 plane (bedrock: model invocation, evaluation and model customization jobs); and which of their
-answers report usage (an agent's traces, read by `translate.bedrock_invoke`). `bedrock.py` reads a
+answers report usage (an agent's traces, read by `formats.bedrock_invoke`). `bedrock.py` reads a
 host's calls by its API."""
 
 from __future__ import annotations

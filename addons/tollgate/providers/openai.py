@@ -1,6 +1,6 @@
 """OpenAI: api.openai.com and its data-residency hosts (eu.api.openai.com, …), its paths and the
 endpoints they are, its jobs, and the errors it refuses with. Its wire formats have their own homes
-(`translate/openai_chat/`, `translate/openai_responses/`, `translate/openai_realtime/`), which other
+(`formats/openai_chat/`, `formats/openai_responses/`, `formats/openai_realtime/`), which other
 providers' OpenAI-compatible endpoints speak too."""
 
 from __future__ import annotations

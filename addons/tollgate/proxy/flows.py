@@ -26,9 +26,9 @@ CLIENT_DISCONNECTED = "client disconnected"
 def write_body(request: http.Request, call: Call) -> None:
     """The call's changed JSON body into the request, with its Content-Length corrected. A SigV4
     hash of the old body no longer holds."""
-    body = encode_json(call.body)
-    call.body_sha256 = None
-    if b"content-encoding" in call.headers or b"transfer-encoding" in call.headers:
+    body = encode_json(call.request.body)
+    call.request.body_sha256 = None
+    if b"content-encoding" in call.request.headers or b"transfer-encoding" in call.request.headers:
         request.content = body  # mitmproxy's setter re-applies the encoding, keeps the chunking
         return
     # Most bodies are plain: the setter's four header scans are one pass here.
@@ -38,7 +38,7 @@ def write_body(request: http.Request, call: Call) -> None:
 
 def credentials_of(call: Call, request: http.Request, provider: Provider) -> tuple[dict[str, str], Query]:
     """Where the provider's keys go in this request: its credential headers, and its query if keys go there."""
-    return decoded(call.headers, provider.header_positions), (request.query if provider.query_positions else {})
+    return decoded(call.request.headers, provider.header_positions), (request.query if provider.query_positions else {})
 
 
 def request_parts(request: http.Request, call: Call) -> RequestParts:
@@ -53,10 +53,10 @@ def request_parts(request: http.Request, call: Call) -> RequestParts:
         path=data.path,
         fields=data.headers.fields,
         body=data.content or b"",
-        index=call.headers,
+        index=call.request.headers,
         called_host=call.host,
         upstream=call.route.upstream,
-        payload_hash=call.body_sha256,
+        payload_hash=call.request.body_sha256,
     )
 
 
@@ -93,8 +93,8 @@ def refuse(
     if reason not in FAILURES:
         # Tollgate's own refusal is its decision: the call was denied, for the stage's reasons
         # (the policy's, a limit's, an unknown key) where it gave some, else for this one.
-        call.decision = "deny"
-        call.deny_reasons = call.deny_reasons or (reason,)
+        call.verdict.decision = "deny"
+        call.verdict.deny_reasons = call.verdict.deny_reasons or (reason,)
     # mitmproxy cannot answer a request it streams upstream; the refused body is read instead.
     flow.request.stream = False
     flow.response = http.Response.make(

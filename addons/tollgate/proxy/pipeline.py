@@ -163,7 +163,7 @@ def gateway() -> Gateway:
         tls_failed_server=[upstream_watch.tls_failed_server],
         server_connect_error=[upstream_watch.server_connect_error],
         server_disconnected=[upstream_watch.server_disconnected],
-        # An attempt failed before its answer began (`compat.resend`): recorded, and with
+        # An attempt failed before its answer began (`patches.resend`): recorded, and with
         # `providers.<name>.retry`, the call goes again on the next key (after a wait it asks), then
         # on its rule's next `fallbacks` target the policy allows.
         attempt_failed=[

@@ -81,7 +81,7 @@ class CallSteps:
 
     def _run(self, flow: http.HTTPFlow, at_headers: bool) -> Awaitable[None] | None:
         call = call_of(flow)
-        if call is None or call.streamed_upload is not at_headers:
+        if call is None or call.request.streamed_upload is not at_headers:
             return None
         c = call.classification
         steps = self.passthrough if c.passthrough else self.session if c.session else self.steps

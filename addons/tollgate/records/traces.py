@@ -2,7 +2,7 @@
 when the call ends and exported over OTLP/HTTP (protobuf) by the SDK's batch processor, from its
 own thread. A span holds what the audit record holds (metadata), never content, never a key.
 
-Where spans go is `metrics.otlp`, else the standard OTEL_EXPORTER_OTLP_* variables
+Where spans go is `metrics.otlp` (`OtlpConfig`), else the standard OTEL_EXPORTER_OTLP_* variables
 (`otlp_settings`). The SDK is imported only when traces are on (`Traces`)."""
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from pydantic import Field, field_validator
+
+from tollgate.config_base import Strict, base_url
 from tollgate.providers import semconv_name
 from tollgate.records.auditlog import instance_name
 
@@ -24,13 +27,23 @@ if TYPE_CHECKING:
     from opentelemetry.context import Context
 
     from tollgate.call import Call
-    from tollgate.config import OtlpConfig
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SERVICE_NAME = "tollgate"
 TRACES_PATH = "/v1/traces"
 SHUTDOWN_SECONDS = 5.0  # at most, to export what is queued when Tollgate stops or a reload drops the exporter
+
+
+class OtlpConfig(Strict):
+    """`metrics.otlp`: where spans go, over OTLP/HTTP (protobuf)."""
+
+    endpoint: str  # e.g. http://127.0.0.1:4318 (spans are posted to <endpoint>/v1/traces)
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)  # e.g. an API key of the collector
+    service_name: str = Field(default=DEFAULT_SERVICE_NAME, min_length=1)
+
+    _endpoint = field_validator("endpoint")(classmethod(lambda cls, value: base_url(value)))
+
 
 # Tollgate's endpoint names (docs/policy.md) as the GenAI conventions name the operation; an
 # endpoint none fits keeps its own name (the conventions allow a system-specific one).
@@ -180,9 +193,9 @@ def span_attributes(call: Call, record: Mapping[str, Any]) -> dict[str, Any]:
         "gen_ai.operation.name": operation_name(c.endpoint),
         "gen_ai.provider.name": semconv_name(call.route.target.provider),
         "tollgate.request_id": call.request_id,
-        "tollgate.decision": call.decision,
+        "tollgate.decision": call.verdict.decision,
         "tollgate.groups": call.caller.groups,
-        "tollgate.deny_reasons": call.deny_reasons,
+        "tollgate.deny_reasons": call.verdict.deny_reasons,
     }
     if c.endpoint is not None:
         attributes["tollgate.endpoint"] = c.endpoint
@@ -302,24 +315,24 @@ class Traces:
         """The `traceparent` the call's request goes upstream with: the call's span, its ids chosen
         now, as the parent, in the client's trace or else a new one; its flags those the span will
         have (sampled, and the trace id random as W3C trace context level 2 says), as the SDK sets them."""
-        parent = self._parent(call.trace_context)
+        parent = self._parent(call.trace.context)
         client = self._span_of(parent).get_span_context()
         trace_id = client.trace_id if client.is_valid else self._ids.generate_trace_id()
-        call.span_ids = (trace_id, self._ids.generate_span_id())
+        call.trace.span_ids = (trace_id, self._ids.generate_span_id())
         sampling = self._provider.sampler.should_sample(parent, trace_id, span_name(call), self._client)
         random = client.trace_flags.random_trace_id if client.is_valid else self._ids.is_trace_id_random()
         flags = (1 if sampling.decision.is_sampled() else 0) | (2 if random else 0)
-        return f"00-{trace_id:032x}-{call.span_ids[1]:016x}-{flags:02x}"
+        return f"00-{trace_id:032x}-{call.trace.span_ids[1]:016x}-{flags:02x}"
 
     def record(self, call: Call, record: Mapping[str, Any]) -> None:
         """The call's span, made now that it has ended, queued for export."""
         ended = call.answer.ended if call.answer.ended is not None else time.time()
         attributes = span_attributes(call, record)
-        self._ids.preset = call.span_ids
+        self._ids.preset = call.trace.span_ids
         try:
             span = self._tracer.start_span(
                 span_name(call),
-                context=self._parent(call.trace_context),
+                context=self._parent(call.trace.context),
                 kind=self._client,
                 attributes=attributes,
                 start_time=int(call.started * 1e9),

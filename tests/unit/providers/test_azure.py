@@ -14,7 +14,7 @@ from tollgate.config import Config, ConfigError, OverrideMatch, parse_config
 from tollgate.fingerprint import fingerprint
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.request_facts import Classification
-from tollgate.governance.overrides import matches
+from tollgate.governance.matching import matches
 from tollgate.providers import PROVIDERS
 from tollgate.providers.azure import AzureConfig, AzureRuntime
 from tollgate.providers.base import HeaderKey

@@ -13,7 +13,7 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import tflow, tutils
 
-from tollgate.call import Call, Route
+from tollgate.call import Call, Request, Route
 from tollgate.config import Config, parse_config
 from tollgate.formats.raw_headers import header_index
 from tollgate.proxy.flows import CALL
@@ -181,7 +181,7 @@ def openai_flow(*fields: tuple[str, str], shared: Shared | None = None) -> tuple
         "api.openai.com",
         "POST",
         "/v1/chat/completions",
-        headers=header_index(flow.request.headers.fields),
+        request=Request(headers=header_index(flow.request.headers.fields)),
         loaded=(shared or configured()).loaded,
     )  # as Classify reads them
     call.caller.auth, call.caller.client = "virtual_key", "alice"

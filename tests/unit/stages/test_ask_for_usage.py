@@ -52,22 +52,22 @@ def test_an_openai_chat_stream_is_asked_for_its_usage() -> None:
         b'"stream_options":{"include_usage":true}}'
     )
     assert sent_json(flow) == {**CHAT, "stream_options": {"include_usage": True}}
-    assert call.usage_asked is True
-    assert call.body["stream_options"] == {"include_usage": True}
+    assert call.request.usage_asked is True
+    assert call.request.body["stream_options"] == {"include_usage": True}
 
 
 def test_the_options_the_client_set_are_kept() -> None:
     body = {**CHAT, "stream_options": {"include_obfuscation": False}}
     flow, call, _sent = asked("openai", "/v1/chat/completions", body)
     assert sent_json(flow)["stream_options"] == {"include_obfuscation": False, "include_usage": True}
-    assert call.usage_asked is True
+    assert call.request.usage_asked is True
 
 
 def test_a_client_that_declined_usage_is_asked_all_the_same() -> None:
     body = {**CHAT, "stream_options": {"include_usage": False}}
     flow, call, _sent = asked("openai", "/v1/chat/completions", body)
     assert sent_json(flow)["stream_options"] == {"include_usage": True}
-    assert call.usage_asked is True
+    assert call.request.usage_asked is True
 
 
 @pytest.mark.parametrize(
@@ -81,16 +81,16 @@ def test_a_client_that_declined_usage_is_asked_all_the_same() -> None:
 def test_every_openai_compatible_chat_stream_is_asked(provider, path, model) -> None:
     flow, call, _sent = asked(provider, path, {**CHAT, "model": model}, headers=(("Authorization", "Bearer k"),))
     assert sent_json(flow)["stream_options"] == {"include_usage": True}
-    assert call.usage_asked is True
+    assert call.request.usage_asked is True
 
 
 def test_a_body_that_changes_loses_the_hash_its_signature_was_verified_over() -> None:
     shared = configured()
     flow = api_flow(HOSTS["openai"], "/v1/chat/completions", CHAT)
     call = classified(shared, flow)
-    call.body_sha256 = "a" * 64
+    call.request.body_sha256 = "a" * 64
     CallSteps(AskForUsage(shared).handle).at_request(flow)
-    assert call.usage_asked is True and call.body_sha256 is None
+    assert call.request.usage_asked is True and call.request.body_sha256 is None
 
 
 # ---- left as they came
@@ -99,7 +99,7 @@ def test_a_body_that_changes_loses_the_hash_its_signature_was_verified_over() ->
 def untouched(flow: http.HTTPFlow, call: Call, sent: bytes) -> None:
     assert flow.request.raw_content == sent
     assert flow.request.headers["content-length"] == str(len(sent))
-    assert call.usage_asked is False
+    assert call.request.usage_asked is False
 
 
 @pytest.mark.parametrize(

@@ -11,13 +11,14 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import tflow, tutils
 
-from tollgate.call import FAILED_MARKER, REFUSED_MARKER, Call, Failure, Route, Target
+from tollgate.call import Call, Failure, Route, Target
 from tollgate.formats.usage import Usage
 from tollgate.proxy.flows import CALL, refuse
 from tollgate.proxy.runner import CallSteps
 from tollgate.proxy.stages.audit import Audit, AuditGate
 from tollgate.proxy.state import Shared
 from tollgate.records.auditlog import AuditLog, instance_name, started_record
+from tollgate.records.summary import FAILED_MARKER, REFUSED_MARKER
 
 from .conftest import (
     HOSTS,
@@ -137,7 +138,7 @@ def test_a_call_tollgate_refused_is_recorded_and_marked_refused(audit_log, audit
     shared = configured(audit=audit_log)
     audit = Audit(shared)
     flow, call = openai_call(shared)
-    call.caller.client, call.decision, call.deny_reasons = None, "deny", ("unknown or missing API key",)
+    call.caller.client, call.verdict.decision, call.verdict.deny_reasons = None, "deny", ("unknown or missing API key",)
     refuse(flow, call, "unauthenticated", "unknown key")
     audit.request(flow)
     audit.responseheaders(flow)

@@ -83,11 +83,11 @@ def test_each_providers_main_endpoint_is_read_exactly(provider: str) -> None:
     call = flow.metadata[CALL]
     assert (call.route.target.provider, call.host, call.method, call.path) == (provider, HOSTS[provider], "POST", path)
     assert call.classification == expected
-    assert call.body == body
-    assert call.headers == header_index(flow.request.headers.fields)
-    assert call.headers[b"authorization"] == b"Bearer tg-x"
+    assert call.request.body == body
+    assert call.request.headers == header_index(flow.request.headers.fields)
+    assert call.request.headers[b"authorization"] == b"Bearer tg-x"
     assert call.loaded is shared.loaded
-    assert (call.streamed_upload, flow.request.stream, call.answer.answered_by_tollgate, call.answer.error) == (
+    assert (call.request.streamed_upload, flow.request.stream, call.answer.answered_by_tollgate, call.answer.error) == (
         False,
         False,
         False,
@@ -108,7 +108,7 @@ def test_a_gzip_encoded_body_is_read_decoded() -> None:
     flow = api_flow(HOSTS["openai"], path, headers=(("Content-Encoding", "gzip"),))
     flow.request.raw_content = gzip.compress(json.dumps(body).encode())
     call = classified(configured(), flow)
-    assert call.classification == expected and call.body == body
+    assert call.classification == expected and call.request.body == body
 
 
 def encoded(encoding: str, data: bytes) -> bytes:
@@ -126,13 +126,13 @@ def test_a_body_in_any_content_coding_providers_take_is_read_decoded(encoding: s
     flow = api_flow(HOSTS["openai"], path, headers=(("Content-Encoding", encoding.partition(",")[0]),))
     flow.request.raw_content = encoded(encoding, json.dumps(body).encode())
     call = classified(configured(), flow)
-    assert call.classification == expected and call.body == body
+    assert call.classification == expected and call.request.body == body
 
 
 def test_a_listing_has_no_model_and_no_body() -> None:
     call = classified(configured(), api_flow(HOSTS["openai"], "/v1/models", method="GET"))
     assert call.classification == Classification(endpoint="models", wire_format="openai-api")
-    assert (call.method, call.body) == ("GET", None)
+    assert (call.method, call.request.body) == ("GET", None)
 
 
 def test_a_host_that_is_no_providers_is_left_alone() -> None:
@@ -188,7 +188,7 @@ def assert_misdirected(flow: http.HTTPFlow, provider: str, host: str, named: str
     assert_refused(flow, "openai" if provider == "acme" else provider, "misdirected", message)  # acme: OpenAI's shape
     call = flow.metadata[CALL]
     assert (call.host, call.route.requested.provider, call.answer.error) == (host, provider, f"misdirected: {named}")
-    assert (call.decision, call.deny_reasons) == ("deny", ("misdirected",))
+    assert (call.verdict.decision, call.verdict.deny_reasons) == ("deny", ("misdirected",))
 
 
 def connected(target: str, sni: str | None, *hosts: str, authority: str = "") -> http.HTTPFlow:
@@ -408,8 +408,8 @@ def test_an_upload_is_classified_at_its_headers_and_streamed_upstream_unread(pro
     call = flow.metadata[CALL]
     assert flow.response is None
     assert (call.route.target.provider, call.path, call.classification) == (provider, path, expected)
-    assert call.streamed_upload is True and flow.request.stream is True
-    assert call.body is None and call.loaded is shared.loaded
+    assert call.request.streamed_upload is True and flow.request.stream is True
+    assert call.request.body is None and call.loaded is shared.loaded
     classify.request(flow)  # the call made at its headers is the call
     assert flow.metadata[CALL] is call and flow.response is None
 
@@ -426,7 +426,7 @@ def test_an_upload_refused_at_its_headers_is_not_streamed() -> None:
     Classify(configured()).requestheaders(flow)
     call = flow.metadata[CALL]
     assert flow.response is not None and flow.response.status_code == 400
-    assert call.streamed_upload is False and flow.request.stream is False
+    assert call.request.streamed_upload is False and flow.request.stream is False
 
 
 # ---- what cannot be read exactly: 400 bad_request in the provider's own shape
@@ -523,8 +523,8 @@ def test_a_request_that_cannot_be_read_exactly_is_refused_400_in_the_providers_s
     )
     assert call.answer.error == f"bad request: {detail}"
     assert call.answer.answered_by_tollgate is True
-    assert (call.decision, call.deny_reasons) == ("deny", ("bad_request",))  # Tollgate's own refusal
-    assert call.body is None and call.classification.model is None
+    assert (call.verdict.decision, call.verdict.deny_reasons) == ("deny", ("bad_request",))  # Tollgate's own refusal
+    assert call.request.body is None and call.classification.model is None
 
 
 def test_a_body_that_is_refused_keeps_the_endpoint_its_path_names_for_the_audit() -> None:
@@ -577,10 +577,10 @@ def test_without_a_configuration_an_upload_is_refused_at_its_headers_and_not_str
     Classify(Shared()).requestheaders(flow)
     call = flow.metadata[CALL]
     assert flow.response.status_code == 500 and flow.response.headers["x-tollgate-error"] == "misconfigured"
-    assert call.streamed_upload is False and flow.request.stream is False
+    assert call.request.streamed_upload is False and flow.request.stream is False
 
 
-# ---- a request whose head passed 64 KiB (compat.bound_message_heads read its first line alone)
+# ---- a request whose head passed 64 KiB (patches.bound_message_heads read its first line alone)
 
 
 def cut(flow: http.HTTPFlow) -> http.HTTPFlow:
@@ -597,7 +597,7 @@ def test_a_request_whose_head_was_cut_is_refused_431_at_its_headers(provider: st
     assert_refused(flow, provider, "headers_too_large", HEAD_TOO_LARGE)
     call = flow.metadata[CALL]
     assert flow.response.status_code == 431
-    assert (call.decision, call.deny_reasons) == ("deny", ("headers_too_large",))
+    assert (call.verdict.decision, call.verdict.deny_reasons) == ("deny", ("headers_too_large",))
     assert call.answer.error == "request headers past 64 KiB"
     assert (call.method, call.path, call.caller.client) == ("POST", VALID[provider][0], None)
 

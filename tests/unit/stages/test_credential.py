@@ -86,7 +86,7 @@ def test_each_attempt_counts_once_for_its_keys_circuit():
     assert flow.response is not None and flow.response.status_code == 503
     assert flow.response.headers["x-tollgate-error"] == "circuit_open"
     assert flow.response.headers["retry-after"] == "60"
-    assert (call.decision, call.deny_reasons) == ("deny", ("circuit_open",))
+    assert (call.verdict.decision, call.verdict.deny_reasons) == ("deny", ("circuit_open",))
 
 
 def test_a_models_failures_rest_that_model_on_its_key_and_a_429_rests_the_key():

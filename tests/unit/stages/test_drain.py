@@ -20,14 +20,14 @@ from tollgate.runtime import Loaded
 
 
 class Proxyserver:
-    """mitmproxy's proxy server as the stage hands it to `compat.begin_drain`."""
+    """mitmproxy's proxy server as the stage hands it to `patches.begin_drain`."""
 
 
 def scenario(
     monkeypatch: pytest.MonkeyPatch, drain_s: float, body: Callable[[Drain, set, Callable[[], bool]], Awaitable[None]]
 ) -> list[object]:
     """Run `body(drain, calls, stopped)` in a running loop, mitmproxy's master about it; what
-    `compat.begin_drain` was given."""
+    `patches.begin_drain` was given."""
     begun: list[object] = []
     monkeypatch.setattr(patches, "begin_drain", lambda proxyserver: begun.append(proxyserver) or 0)
     monkeypatch.setattr(drain_module, "POLL", 0.01)

@@ -17,6 +17,7 @@ from tollgate.call import Call
 from tollgate.governance.jwt_identity import JwtIdentity
 from tollgate.proxy.stages.identify import PROXYAUTH, Identify
 from tollgate.proxy.state import Shared
+from tollgate.records.audit_record import audit_record
 
 from .conftest import HOSTS, VALID, api_flow, classified, configured
 
@@ -78,7 +79,7 @@ def test_a_jwt_is_taken_wherever_a_virtual_key_is(position: str) -> None:
     assert flow.response is None
     assert (call.caller.client, call.caller.groups, call.caller.auth) == ("svc:batch", ("etl",), "jwt")
     assert isinstance(call.caller.identity, JwtIdentity) and call.caller.identity.claims["sub"] == "batch"
-    record = call.audit_record()
+    record = audit_record(call)
     assert (record["client"], record["auth"], record["groups"]) == ("svc:batch", "jwt", ["etl"])
     assert "claims" not in json.dumps(record) and "identity" not in record
 
@@ -96,7 +97,7 @@ def test_a_rejected_jwt_is_refused_in_the_providers_shape_saying_why(provider: s
     assert flow.response.headers["x-tollgate-error"] == "unauthenticated"
     assert b"Tollgate: JWT rejected: token expired" in flow.response.content
     assert bad.encode() not in flow.response.content
-    assert (call.decision, call.deny_reasons, call.caller.client) == ("deny", ("token expired",), None)
+    assert (call.verdict.decision, call.verdict.deny_reasons, call.caller.client) == ("deny", ("token expired",), None)
 
 
 def test_a_virtual_key_still_identifies_its_client() -> None:
@@ -115,12 +116,12 @@ def test_a_token_of_another_issuer_is_an_anonymous_callers_own_when_anonymity_is
     # ... but a token of Tollgate's issuer that fails is refused all the same.
     flow, call = call_with(shared, "openai", headers=(("Authorization", f"Bearer {token(aud='x')}"),))
     identify(shared, flow, call)
-    assert call.deny_reasons == ("wrong audience",)
+    assert call.verdict.deny_reasons == ("wrong audience",)
     # ... and without anonymity, another issuer's token is refused.
     shared = configured(CONFIG)
     flow, call = call_with(shared, "openai", headers=(("Authorization", f"Bearer {other}"),))
     identify(shared, flow, call)
-    assert call.deny_reasons == ("unknown issuer",)
+    assert call.verdict.deny_reasons == ("unknown issuer",)
     assert b"Tollgate: JWT rejected: unknown issuer" in flow.response.content  # type: ignore[union-attr]
 
 
@@ -154,8 +155,8 @@ def test_with_proxyauth_any_a_login_without_a_valid_jwt_is_refused_whatever_name
     flow, call = logged_in(shared, stage, "alice", password)
     identify(shared, flow, call, stage)
     assert flow.response is not None and flow.response.status_code == 401
-    assert call.caller.client is None and call.decision == "deny"
-    assert call.deny_reasons == ("malformed token",)
+    assert call.caller.client is None and call.verdict.decision == "deny"
+    assert call.verdict.deny_reasons == ("malformed token",)
 
 
 def test_with_proxyauth_any_an_expired_login_token_says_so() -> None:
@@ -164,7 +165,7 @@ def test_with_proxyauth_any_an_expired_login_token_says_so() -> None:
     stage = Identify(shared)
     flow, call = logged_in(shared, stage, "agent", token(exp=int(time.time()) - 100))
     identify(shared, flow, call, stage)
-    assert call.deny_reasons == ("token expired",)
+    assert call.verdict.deny_reasons == ("token expired",)
 
 
 def test_with_a_checked_proxyauth_the_login_name_is_the_client_as_before() -> None:

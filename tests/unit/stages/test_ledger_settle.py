@@ -12,6 +12,7 @@ from tollgate.formats.usage import Usage
 from tollgate.governance.limits import Estimate, Reserved, charges, counters
 from tollgate.proxy.stages.ledger import Ledger
 from tollgate.proxy.state import Shared
+from tollgate.records.audit_record import audit_record
 from tollgate.records.ledger import open_store
 from tollgate.runtime import Loaded
 
@@ -49,7 +50,7 @@ def test_settled_in_the_reserving_store_or_counted_in_the_one_that_replaced_it(t
                 call.ledger.reserved = Reserved(first, tuple(found), estimate)
                 if replaced:
                     shared.ledger = second  # as a reload that changes ledger.store leaves it
-                ledger.settle(call, call.audit_record())
+                ledger.settle(call, audit_record(call))
             return await first.read(keys), await second.read(keys)
         finally:
             await first.aclose()

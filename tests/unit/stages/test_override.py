@@ -13,6 +13,7 @@ from tollgate.call import Call, Target
 from tollgate.proxy.runner import CallSteps
 from tollgate.proxy.stages.override import Override
 from tollgate.proxy.state import Shared
+from tollgate.records.audit_record import audit_record
 
 from .conftest import HOSTS, api_flow, classified, configured
 
@@ -66,7 +67,7 @@ def test_the_model_in_the_body_is_rewritten_and_the_length_follows() -> None:
     assert flow.request.headers.get_all("content-length") == [str(len(flow.request.raw_content))]
     assert json.loads(flow.request.raw_content)["seed"] == 2**70
     assert flow.request.path == "/v1/chat/completions"
-    assert (call.route.target.model, call.classification.model, call.body["model"]) == (
+    assert (call.route.target.model, call.classification.model, call.request.body["model"]) == (
         "gpt-4o-mini",
         "gpt-4o",
         "gpt-4o-mini",
@@ -76,7 +77,7 @@ def test_the_model_in_the_body_is_rewritten_and_the_length_follows() -> None:
         "openai",
         None,
     )
-    record = call.audit_record()
+    record = audit_record(call)
     assert (record["requested_model"], record["model"]) == ("gpt-4o", "gpt-4o-mini")
 
 
@@ -157,7 +158,7 @@ def test_a_bedrock_body_that_names_its_model_deep_inside_goes_as_asked() -> None
     call = classified(shared, flow)
     sent = flow.request.raw_content
     CallSteps(Override(shared).handle).at_request(flow)
-    assert (flow.request.raw_content, call.route.target, call.audit_record()["model"]) == (
+    assert (flow.request.raw_content, call.route.target, audit_record(call)["model"]) == (
         sent,
         call.route.requested,
         arn,
@@ -176,7 +177,7 @@ def test_a_route_changes_the_provider_the_path_and_the_model() -> None:
     assert flow.request.headers["content-length"] == str(len(flow.request.raw_content))
     assert call.route.target.model == "gemini-2.5-pro"
     assert call.route.upstream is None  # Route picks Gemini's own host
-    record = call.audit_record()
+    record = audit_record(call)
     assert (record["provider"], record["requested_provider"], record["requested_model"], record["model"]) == (
         "gemini",
         "openai",

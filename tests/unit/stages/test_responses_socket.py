@@ -29,6 +29,7 @@ from tollgate.proxy.runner import CallSteps
 from tollgate.proxy.stages.classify import check_upgrade
 from tollgate.proxy.stages.responses_socket import ResponsesSocket
 from tollgate.proxy.state import Shared
+from tollgate.records.audit_record import audit_record
 
 # ---- what a message asks for
 
@@ -216,7 +217,7 @@ def test_a_message_awaiting_its_decision_holds_back_the_clients_later_ones_and_n
         return decided
 
     async def session() -> None:
-        stage = ResponsesSocket(Shared(), CallSteps(decide), lambda call: records.append(call.audit_record()) or {})
+        stage = ResponsesSocket(Shared(), CallSteps(decide), lambda call: records.append(audit_record(call)) or {})
         flow, _ = _session_flow()
         first = _message(flow, CREATE, from_client=True)
         stage.websocket_message(flow)
@@ -249,7 +250,7 @@ def test_a_decided_message_goes_on_in_place_and_an_error_before_its_response_end
     proxy = Injected()
     records: list[dict] = []
     stage = ResponsesSocket(
-        Shared(), CallSteps(lambda flow, call: None), lambda c: records.append(c.audit_record()) or {}
+        Shared(), CallSteps(lambda flow, call: None), lambda c: records.append(audit_record(c)) or {}
     )
     flow, _ = _session_flow()
     with taddons.context(proxy):
@@ -265,7 +266,7 @@ def test_a_decided_message_goes_on_in_place_and_an_error_before_its_response_end
 def test_a_response_open_when_the_websocket_ends_is_audited_with_how_it_ended():
     records: list[dict] = []
     stage = ResponsesSocket(
-        Shared(), CallSteps(lambda flow, call: None), lambda c: records.append(c.audit_record()) or {}
+        Shared(), CallSteps(lambda flow, call: None), lambda c: records.append(audit_record(c)) or {}
     )
     flow, session_call = _session_flow()
     with taddons.context(Injected()):
@@ -296,9 +297,7 @@ def test_draining_a_socket_ends_its_response_then_closes_it_and_takes_no_new_one
     monkeypatch.setattr(patches, "close_websocket", closed.append)
     shared = Shared()
     records: list[dict] = []
-    stage = ResponsesSocket(
-        shared, CallSteps(lambda flow, call: None), lambda c: records.append(c.audit_record()) or {}
-    )
+    stage = ResponsesSocket(shared, CallSteps(lambda flow, call: None), lambda c: records.append(audit_record(c)) or {})
     busy, _ = _session_flow()
     idle, _ = _session_flow()
     proxy = Injected()

@@ -57,7 +57,7 @@ def test_any_other_failure_before_the_headers_is_unreachable():
         "upstream unreachable: connection closed",
         Failure.UPSTREAM_UNREACHABLE,
     )
-    assert (call.decision, call.deny_reasons) == ("allow", ())  # a failure, not a refusal
+    assert (call.verdict.decision, call.verdict.deny_reasons) == ("allow", ())  # a failure, not a refusal
 
 
 def test_a_call_whose_headers_arrived_is_never_a_timeout():

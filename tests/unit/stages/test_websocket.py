@@ -18,7 +18,7 @@ from wsproto import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Message, TextMessage
 from wsproto.frame_protocol import Opcode
 
-from tollgate.call import Call, Route
+from tollgate.call import Call, Request, Route
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.openai_realtime import (
     REALTIME,
@@ -196,7 +196,7 @@ def _realtime_flow(*headers: tuple[bytes, bytes], query: str = "model=gpt-realti
     flow.response = None
     flow.request.path = f"/v1/realtime?{query}"
     flow.request.headers.fields = (*flow.request.headers.fields, *headers)
-    call = Call(Route.as_called("openai"), "api.openai.com", "GET", "/v1/realtime", PROVIDERS["openai"].classify("GET", "/v1/realtime", None, query), headers=header_index(flow.request.headers.fields))  # fmt: skip
+    call = Call(Route.as_called("openai"), "api.openai.com", "GET", "/v1/realtime", PROVIDERS["openai"].classify("GET", "/v1/realtime", None, query), request=Request(headers=header_index(flow.request.headers.fields)))  # fmt: skip
     flow.metadata[CALL] = call
     return flow, call
 
@@ -216,8 +216,8 @@ def test_a_browsers_key_becomes_the_authorization_and_leaves_the_subprotocols():
     assert flow.response is None
     assert flow.request.headers["sec-websocket-protocol"] == "realtime, openai-beta.realtime-v1"
     assert flow.request.headers["authorization"] == "Bearer tg-virtual-1"
-    assert call.headers[b"authorization"] == b"Bearer tg-virtual-1"
-    assert call.headers[b"sec-websocket-protocol"] == b"realtime, openai-beta.realtime-v1"
+    assert call.request.headers[b"authorization"] == b"Bearer tg-virtual-1"
+    assert call.request.headers[b"sec-websocket-protocol"] == b"realtime, openai-beta.realtime-v1"
 
 
 @pytest.mark.parametrize(
@@ -248,13 +248,13 @@ def test_a_refused_calls_key_leaves_the_subprotocols_and_goes_nowhere_else():
     flow.response = tflow.tresp(status_code=400)
     _stage().request(flow)
     assert "sec-websocket-protocol" not in flow.request.headers
-    assert "authorization" not in flow.request.headers and b"authorization" not in call.headers
+    assert "authorization" not in flow.request.headers and b"authorization" not in call.request.headers
 
 
 def test_an_upgrade_mitmproxy_would_not_relay_as_websocket_is_refused():
     flow, call = _realtime_flow()
     flow.request.headers["sec-websocket-version"] = "8"
-    call.headers = header_index(flow.request.headers.fields)
+    call.request.headers = header_index(flow.request.headers.fields)
     _stage().request(flow)
     assert flow.response is not None and flow.response.status_code == 400
     flow, _ = _realtime_flow()

@@ -6,7 +6,7 @@ sets `ChatRequest.stream`; `write_request` puts neither in the body. Bedrock cou
 writes apart from `inputTokens` (as `bedrock_invoke.prompt_usage` reads them) and its
 `totalTokens` counts every token, cache among them: usage is converted both ways accordingly.
 The streams are AWS event streams (application/vnd.amazon.eventstream), framed by
-`streams.EventStreamFramer` and written here frame by frame as boto3's `converse_stream` reads them.
+`framing.EventStreamFramer` and written here frame by frame as boto3's `converse_stream` reads them.
 
 `fields`: what becomes of each field; `read_request`: a request read exactly, and its facts;
 `write_request`; `answer`: a whole answer read and written, and its usage; `stream`: the fast usage

@@ -1,7 +1,7 @@
 """ConverseStream's events, read two ways: for usage as the stream passes (`EventStreamReader`, the
 fast tail, which reads InvokeModelWithResponseStream's too), and every event into the common chat
 model for translation (`ConverseStreamReader`). Both stream as AWS event streams, framed by
-`streams.EventStreamFramer`."""
+`framing.EventStreamFramer`."""
 
 from __future__ import annotations
 

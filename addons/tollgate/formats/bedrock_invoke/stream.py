@@ -1,7 +1,7 @@
 """Bedrock's event streams that are not Converse's, read for usage: InvokeModelWithResponseStream's
 `chunk` events, each of which wraps the model family's own event (base64 in a JSON payload; the last
 one carries `amazon-bedrock-invocationMetrics`), and InvokeAgent's and InvokeInlineAgent's traces.
-The frames are AWS event stream frames (`streams.EventStreamFramer`); the tail reader that finds
+The frames are AWS event stream frames (`framing.EventStreamFramer`); the tail reader that finds
 ConverseStream's and InvokeModelWithResponseStream's last frames is `bedrock_converse.stream`'s."""
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ from tollgate.formats.raw_headers import with_header
 from tollgate.providers.base import AUDIT_UNAVAILABLE
 from tollgate.proxy.flows import CALL, call_of, refuse
 from tollgate.proxy.state import Shared
+from tollgate.records.audit_record import audit_record
+from tollgate.records.summary import flow_marker, summary
 
 REQUEST_ID_HEADER = "x-tollgate-request-id"
 ATTEMPTS_HEADER = b"x-tollgate-attempts"
@@ -83,8 +85,8 @@ class Audit:
                 flow.response.headers[REQUEST_ID_HEADER] = call.request_id
             call.answer.status = flow.response.status_code
         record = self.record(call)
-        flow.comment = encodable(call.summary())
-        if marker := call.flow_marker():  # left alone otherwise: a marker the user set in the meantime
+        flow.comment = encodable(summary(call))
+        if marker := flow_marker(call):  # left alone otherwise: a marker the user set in the meantime
             flow.marked = marker
         # From here on the flow carries plain data that saved flows can hold: the audit record.
         flow.metadata[CALL] = storable(record)
@@ -93,7 +95,7 @@ class Audit:
         """The call has ended: its record written and told to those who follow the calls' ends (and
         returned). A flow's call ends at its flow's end; a WebSocket message's when its answer does."""
         call.answer.ended = time.time()
-        record = call.audit_record()
+        record = audit_record(call)
         if self.shared.audit is not None:
             self.shared.audit.write(record)
         for recorded in self._recorded:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from mitmproxy import http
 from mitmproxy.net.http import url
 
-from tollgate.call import Call, Route
+from tollgate.call import Call, Request, Route
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.framing import DecodedTooLarge, Undecodable, decode_whole
 from tollgate.formats.framing.bounds import MAX_DECODED_BODY
@@ -162,7 +162,7 @@ class Classify:
             return
         call = self._classify(flow, provider, read_body=False)
         if flow.response is None:
-            call.streamed_upload = True
+            call.request.streamed_upload = True
             request.stream = True
 
     def request(self, flow: http.HTTPFlow) -> None:
@@ -198,7 +198,7 @@ class Classify:
 
     def _refuse_cut_head(self, flow: http.HTTPFlow) -> None:
         """A request (or the proxy's own CONNECT) whose head passed MAX_REQUEST_HEAD, which mitmproxy
-        read no further than its first line or pseudo-header fields (`compat.bound_message_heads`):
+        read no further than its first line or pseudo-header fields (`patches.bound_message_heads`):
         refused 431, in the provider's shape and audited when its host is a provider's, else in
         plain text. Whatever another addon answered (a proxy login's 407): none of it was read."""
         request = flow.request
@@ -222,15 +222,17 @@ class Classify:
         host = host_name(request.host)
         loaded = self.shared.loaded
         if loaded is None:
-            call = Call(Route.as_called(provider.name), host, request.method, path, headers=headers)
+            call = Call(Route.as_called(provider.name), host, request.method, path, request=Request(headers=headers))
             flow.metadata[CALL] = call
             refuse(flow, call, MISCONFIGURED, "Tollgate has no valid configuration; see its console.")
             call.answer.error = "no valid configuration"
             return call
-        call = Call(Route.as_called(provider.name), host, request.method, path, headers=headers, loaded=loaded)
+        call = Call(
+            Route.as_called(provider.name), host, request.method, path, loaded=loaded, request=Request(headers=headers)
+        )
         flow.metadata[CALL] = call
         if (traceparent := headers.get(b"traceparent")) is not None:
-            call.trace_context = (traceparent, headers.get(b"tracestate"))
+            call.trace.context = (traceparent, headers.get(b"tracestate"))
         try:
             check_transport(request, headers)
             provider.check_headers(headers)
@@ -245,7 +247,7 @@ class Classify:
             call.answer.error = f"bad request: {e}"
             refuse(flow, call, BAD_REQUEST, f"Tollgate cannot read this request exactly and did not forward it: {e}.")
             return call
-        call.body = data
+        call.request.body = data
         if host != request.host:  # the upstream gets the host as Tollgate read it
             request.host = host
         return call

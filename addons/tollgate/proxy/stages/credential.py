@@ -123,7 +123,7 @@ class Credential:
     @staticmethod
     def _side_headers_out(request: http.Request, call: Call) -> dict[str, str]:
         """The side headers the caller sent, taken out of the request."""
-        side = {name: value.strip() for name, value in decoded(call.headers, _SIDE_HEADER_NAMES).items()}
+        side = {name: value.strip() for name, value in decoded(call.request.headers, _SIDE_HEADER_NAMES).items()}
         if side:
             request.headers.fields = tuple(
                 [f for f in request.headers.fields if f[0].lower() not in _SIDE_HEADER_NAMES]
@@ -135,7 +135,9 @@ class Credential:
         goes as it came (a signed request with the Host it signed), never one of Tollgate's."""
         self._side_headers_out(flow.request, call)
         provider = provider_of(call)
-        self._send_own(flow, call, provider.own_credential(call.headers, *credentials_of(call, flow.request, provider)))
+        self._send_own(
+            flow, call, provider.own_credential(call.request.headers, *credentials_of(call, flow.request, provider))
+        )
 
     def _pass_through(self, flow: http.HTTPFlow, call: Call) -> None:
         """Only an anonymous caller's own credential goes upstream, and only to its own provider,
@@ -154,7 +156,7 @@ class Credential:
                 f" or send your own key in the {provider.side_header} header.",
             )
             return
-        own = provider.own_credential(call.headers, *credentials_of(call, flow.request, provider))
+        own = provider.own_credential(call.request.headers, *credentials_of(call, flow.request, provider))
         if own.signed and call.route.target.model != call.route.requested.model:
             # A changed request must be signed anew: it is never forwarded with a signature that
             # no longer fits.

@@ -34,7 +34,7 @@ class Decide:
         if call.classification.mints_credential and not self._may_mint(call):
             provider = call.route.target.provider
             endpoint = call.classification.endpoint
-            call.deny_reasons = (f"{endpoint} mints a credential usable without Tollgate",)
+            call.verdict.deny_reasons = (f"{endpoint} mints a credential usable without Tollgate",)
             refuse(
                 flow,
                 call,
@@ -68,7 +68,7 @@ class Decide:
     def _apply(self, flow: http.HTTPFlow, call: Call, decision: Decision) -> None:
         if decision.allowed:
             return
-        call.deny_reasons = decision.deny_reasons
+        call.verdict.deny_reasons = decision.deny_reasons
         if decision.error:
             call.answer.error = decision.error
             logger.error(f"Tollgate: {decision.error}")

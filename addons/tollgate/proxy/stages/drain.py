@@ -2,7 +2,7 @@
 `drain_s`), then exits 0. mitmproxy's own SIGTERM ends the process at once, breaking off every call,
 and a rolling restart (Kubernetes, Docker, a fleet's supervisor) would lose them.
 
-At SIGTERM (`compat.begin_drain`): /healthz says `draining`; the listening sockets close, so a
+At SIGTERM (`patches.begin_drain`): /healthz says `draining`; the listening sockets close, so a
 client that connects now is refused (a balancer tries another instance); every connection that
 carries no request is closed; the others close as their requests end (HTTP/1 answers say
 `Connection: close`, HTTP/2 gets GOAWAY). A Responses API WebSocket closes (1001, going away) once

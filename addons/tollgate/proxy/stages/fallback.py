@@ -1,9 +1,9 @@
 """Fallback routes: a call whose target failed (after its retries) goes to the next of its override
 rule's `fallbacks` the policy allows (`input.fallback_of` names the target it falls back from):
 another model of the same provider, the request as it was sent with its model changed; or another
-provider, the request written anew from what the client sent (`Call.client_request`), translated
-where the formats differ, with that provider's upstream and credential. A denied fallback is
-skipped, never answered: the failed attempt's answer stands when none is left."""
+provider, the request written anew from what the client sent (`call.failover.client_request`),
+translated where the formats differ, with that provider's upstream and credential. A denied
+fallback is skipped, never answered: the failed attempt's answer stands when none is left."""
 
 from __future__ import annotations
 
@@ -46,12 +46,12 @@ class _Before:
     def of(cls, call: Call) -> _Before:
         r = call.route
         route = Route(r.requested, r.target, r.upstream, r.translated, r.upstream_classification)
-        return cls(route, call.usage_asked, call.failover.fallback_of, call.ledger.usage_counters, None)
+        return cls(route, call.request.usage_asked, call.failover.fallback_of, call.ledger.usage_counters, None)
 
     def restore(self, flow: http.HTTPFlow, call: Call) -> None:
-        call.route, call.usage_asked = self.route, self.usage_asked
+        call.route, call.request.usage_asked = self.route, self.usage_asked
         call.failover.fallback_of, call.ledger.usage_counters = self.fallback_of, self.usage_counters
-        call.body, call.client_body, call.headers = None, None, {}
+        call.request.body, call.request.client_body, call.request.headers = None, None, {}
         if self.data is not None:
             flow.request.data = self.data
 
@@ -108,7 +108,7 @@ class Fallback:
                         assert failover.attempts is not None
                         failover.target_attempts_from = len(failover.attempts)
                         failover.retrying = True
-                        call.body, call.client_body, call.headers = None, None, {}
+                        call.request.body, call.request.client_body, call.request.headers = None, None, {}
                         return
                     self._release(reserved)
             before.restore(flow, call)
@@ -133,10 +133,10 @@ class Fallback:
         data.scheme, data.host, data.port = sent.scheme.encode(), sent.host, sent.port
         data.path = sent.path.encode("utf-8", "surrogateescape")
         request.headers.fields = sent.fields
-        call.body_sha256 = None
+        call.request.body_sha256 = None
         call.route = route = Route.as_called(route.requested.provider, route.requested.model)
-        call.usage_asked = False
-        call.body, call.headers = body, header_index(sent.fields)
+        call.request.usage_asked = False
+        call.request.body, call.request.headers = body, header_index(sent.fields)
         if call.failover.rolled_up is not None:  # the summary the first target's request had
             roll_up(body, *call.failover.rolled_up)
         way = fallback_route(call, provider, model)
@@ -202,7 +202,7 @@ class Fallback:
             _write(request, body)
         else:
             request.content = encode_json(body)  # the setter keeps its encoding and Content-Length
-        call.body_sha256 = None
+        call.request.body_sha256 = None
         return True
 
 

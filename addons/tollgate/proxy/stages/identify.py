@@ -61,7 +61,7 @@ class Identify:
         credentials = credentials_of(call, flow.request, provider)
         # Every credential the request carries, for any provider: Redact shows where they were.
         call.caller.credential_positions = credential_positions(
-            call.headers, flow.request.query if b"?" in flow.request.data.path else ()
+            call.request.headers, flow.request.query if b"?" in flow.request.data.path else ()
         )
         login = flow.metadata.get(PROXYAUTH)
         signed_with = None
@@ -70,11 +70,11 @@ class Identify:
             try:
                 verified = provider.verify_caller(request_parts(flow.request, call), call.loaded.directory.aws_secrets)
             except SignatureError as e:
-                call.deny_reasons = (str(e),)
+                call.verdict.deny_reasons = (str(e),)
                 refuse(flow, call, UNAUTHENTICATED if e.code == UNKNOWN_KEY else INVALID_SIGNATURE, str(e))
                 return None
             if verified is not None:
-                call.body_sha256 = verified.payload_hash
+                call.request.body_sha256 = verified.payload_hash
                 signed_with = verified.key_id
         outcome = self.caller(flow, call.loaded, provider.presented(*credentials), signed_with)
         if isinstance(outcome, (Identified, Rejected)):
@@ -109,7 +109,7 @@ class Identify:
         expires = call.caller.key_expires
         if expires is None or time.time() < expires:
             return
-        call.deny_reasons = (Expired(call.caller.client or "", expires).reason,)
+        call.verdict.deny_reasons = (Expired(call.caller.client or "", expires).reason,)
         refuse(flow, call, UNAUTHENTICATED, UNKNOWN_KEY_MESSAGE)
 
     def own_credential_only(self, flow: http.HTTPFlow, call: Call) -> None:
@@ -118,10 +118,10 @@ class Identify:
         key, a JWT of its issuers) is refused there, since no real one takes its place."""
         request = flow.request
         query = request.query if b"?" in request.data.path else ()
-        call.caller.credential_positions = credential_positions(call.headers, query)
+        call.caller.credential_positions = credential_positions(call.request.headers, query)
         if not self._presents_virtual(call, request):
             return
-        call.deny_reasons = ("a virtual credential outside the model API",)
+        call.verdict.deny_reasons = ("a virtual credential outside the model API",)
         refuse(
             flow,
             call,
@@ -133,7 +133,7 @@ class Identify:
     @staticmethod
     def _presents_virtual(call: Call, request: http.Request) -> bool:
         directory = call.loaded.directory
-        key_id = signing_key_id(call.headers, request.query if b"?" in request.data.path else {})
+        key_id = signing_key_id(call.request.headers, request.query if b"?" in request.data.path else {})
         if key_id is not None and directory.is_virtual_aws_key(key_id):
             return True
         provider = provider_of(call)
@@ -201,7 +201,7 @@ ANONYMOUS = Identified(None, (), "anonymous")
 
 def _apply(flow: http.HTTPFlow, call: Call, outcome: Identified | Rejected) -> None:
     if isinstance(outcome, Rejected):
-        call.deny_reasons = (outcome.reason,)
+        call.verdict.deny_reasons = (outcome.reason,)
         refuse(flow, call, UNAUTHENTICATED, outcome.message)
         return
     who = call.caller

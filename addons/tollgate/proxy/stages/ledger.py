@@ -81,14 +81,16 @@ class Ledger:
         batch = call.classification.facts.batch
         if batch is not None and not batch.bounded and (counter := unenforceable(found)) is not None:
             endpoint = call.classification.endpoint or call.path
-            call.deny_reasons = (unenforceable_reason(counter, endpoint),)
+            call.verdict.deny_reasons = (unenforceable_reason(counter, endpoint),)
             refuse(flow, call, LIMIT_UNENFORCEABLE, unenforceable_message(counter, endpoint, batch))
             return None
         estimate = self._estimate(flow, call, model)
         if estimate.nanousd is None and any(c.metric == "usd" for c in found):
             # Spending that cannot be counted is not let go past a cap on it.
             unpriced = next(c for c in found if c.metric == "usd")
-            call.deny_reasons = (f"limit {unpriced.label!r}: no price known for {call.route.target.provider}/{model}",)
+            call.verdict.deny_reasons = (
+                f"limit {unpriced.label!r}: no price known for {call.route.target.provider}/{model}",
+            )
             refuse(
                 flow,
                 call,
@@ -118,7 +120,7 @@ class Ledger:
             return Estimate(1, 0, 0)  # one request, priced or not
         classification = call.classification
         facts = classification.facts
-        body_size = 0 if call.streamed_upload else len(flow.request.raw_content or b"")
+        body_size = 0 if call.request.streamed_upload else len(flow.request.raw_content or b"")
         reserve_output = call.loaded.config.ledger.reserve_output_tokens
         batch = facts.batch
         if batch is not None:  # bounded: an unbounded one was refused, or no token or USD cap applies
@@ -179,7 +181,7 @@ class Ledger:
             full = found[reservation.refused]
             needed = full.charged(estimate)
             reason = RATE_LIMITED if full.window == "minute" else BUDGET_EXCEEDED
-            call.deny_reasons = (deny_reason(full),)
+            call.verdict.deny_reasons = (deny_reason(full),)
             refuse(
                 flow,
                 call,

@@ -20,10 +20,10 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import make_wsgi_app
 
 from tollgate.call import Call
-from tollgate.config import Config, ConfigError, listen_address
+from tollgate.config import Config, ConfigError
 from tollgate.proxy.health import LOOP_TIMEOUT, Health, WsgiApp, serve, with_health
 from tollgate.proxy.state import Shared
-from tollgate.records.metrics import MetricSet
+from tollgate.records.metrics import MetricSet, listen_address
 from tollgate.records.multiprocess import DIRECTORY_ENV, SharedFiles, host_registry, usable_directory
 
 logger = logging.getLogger(__name__)

@@ -66,7 +66,7 @@ class Override:
     def _fit(flow: http.HTTPFlow, call: Call, target: Provider) -> None:
         """A chat call going as it came to another provider's API: its body made what that API
         takes (a vendor's `max_tokens`), written back only where that changed it."""
-        if fitted_for(target, call.classification.endpoint, call.body):
+        if fitted_for(target, call.classification.endpoint, call.request.body):
             write_body(flow.request, call)
 
     @staticmethod
@@ -74,13 +74,13 @@ class Override:
         """A call routed elsewhere, or whose fallbacks go to another provider, keeps its request as
         the client sent it: a fallback is written from it (translated where the formats differ).
         No other call keeps anything."""
-        if call.body is None:  # no JSON body: never translated, nor a fallback to another provider
+        if call.request.body is None:  # no JSON body: never translated, nor a fallback to another provider
             return
         if target == call.route.requested.provider and all(f.provider == target for f in fallbacks):
             return
         request = flow.request
         content = request.raw_content or b""
-        if b"content-encoding" in call.headers:
+        if b"content-encoding" in call.request.headers:
             content = request.get_content(strict=False) or b""
         call.failover.client_request = client_request(
             provider_of(call),
@@ -102,8 +102,8 @@ class Override:
             call.route.target = Target(call.route.target.provider, model)
             return
         field = provider_of(call).model_field(call.classification)
-        if call.body is None or field is None:
+        if call.request.body is None or field is None:
             return  # no JSON body, or no field of it, to rewrite: the call goes as asked, and the audit says so
-        call.body[field] = provider_of(call).model_in_body(call.body.get(field), model)
+        call.request.body[field] = provider_of(call).model_in_body(call.request.body.get(field), model)
         write_body(flow.request, call)
         call.route.target = Target(call.route.target.provider, model)

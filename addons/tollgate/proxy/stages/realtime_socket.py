@@ -46,6 +46,7 @@ from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.providers.base import BAD_REQUEST
 from tollgate.proxy.flows import CALL, call_of, refuse
 from tollgate.proxy.state import Shared
+from tollgate.records.audit_record import audit_record
 
 if TYPE_CHECKING:
     from tollgate.proxy.runner import CallSteps
@@ -326,14 +327,14 @@ class RealtimeSocket:
     def _settled(self, call: Call) -> Awaitable[None] | None:
         """A response ended: its reservation settled to its usage; what to await before the client
         hears of it (the store's write)."""
-        self._settle(call, call.audit_record())
+        self._settle(call, audit_record(call))
         store = call.ledger.settled_in
         return None if store is None else store.flushed()
 
     def _release(self, call: Call) -> None:
         """A response.create that never went: its reservation given back."""
         call.answer.request_sent = False
-        self._settle(call, call.audit_record())
+        self._settle(call, audit_record(call))
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         """Each response still open ends with the WebSocket, keeping what it reserved (the provider
@@ -366,8 +367,8 @@ class RealtimeSocket:
         call.classification = Classification(REALTIME, s.classification.model, facts, OPENAI_API)
         who = s.caller
         call.caller = Caller(who.client, who.groups, who.auth, who.identity)
-        call.answer.upstream_key, call.trace_context = s.answer.upstream_key, s.trace_context
-        call.transport = "websocket"
+        call.answer.upstream_key, call.trace.context = s.answer.upstream_key, s.trace.context
+        call.request.transport = "websocket"
         return call
 
     @staticmethod

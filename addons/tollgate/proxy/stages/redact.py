@@ -47,7 +47,7 @@ class Redact:
         # them go now, not when the answer comes.
         call = call_of(flow)
         if call is not None:
-            call.body, call.client_body, call.headers = None, None, {}
+            call.request.body, call.request.client_body, call.request.headers = None, None, {}
         if flow.response is None and (call is not None or self._mcp(flow) is not None):
             self._sent.add(flow)
 

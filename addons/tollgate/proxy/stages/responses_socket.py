@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from mitmproxy import ctx, http
 from mitmproxy.websocket import WebSocketMessage
 
-from tollgate.call import Call, Caller, Failure, Route, dollars_text
+from tollgate.call import Call, Caller, Failure, Route
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.json_codec import encode_json, parse_json, read_request_json
 from tollgate.formats.openai_responses import RESPONSES
@@ -41,6 +41,7 @@ from tollgate.providers.base import BAD_REQUEST
 from tollgate.proxy import patches
 from tollgate.proxy.flows import CALL, CLIENT_DISCONNECTED, call_of, refuse
 from tollgate.proxy.state import Shared
+from tollgate.records.summary import dollars_text
 
 if TYPE_CHECKING:
     from tollgate.proxy.runner import CallSteps
@@ -222,7 +223,7 @@ class ResponsesSocket:
             refuse(exchange, call, BAD_REQUEST, why)
             self._conclude(flow, session, call, exchange, Sent(content, None), message)
             return
-        call.body = data
+        call.request.body = data
         sent = Sent(content, where)
         pending = self._steps.run(exchange, call)
         if pending is None:
@@ -251,7 +252,7 @@ class ResponsesSocket:
         if session.closed:  # the WebSocket ended meanwhile: the message never went
             if exchange.response is None:
                 call.answer.error = call.answer.error or "the WebSocket closed before the request was sent"
-            call.body = None
+            call.request.body = None
             self._end(session, call)
             return
         try:
@@ -276,7 +277,7 @@ class ResponsesSocket:
     ) -> None:
         """The message decided: refused with an error event to the client (audited at once), or sent
         upstream (as an override rewrote it), its answer awaited."""
-        call.body = None
+        call.request.body = None
         content, where = sent
         refused = exchange.response
         if refused is not None:
@@ -312,12 +313,12 @@ class ResponsesSocket:
         )
         who = s.caller
         call.caller = Caller(who.client, who.groups, who.auth, who.identity, key_expires=who.key_expires)
-        call.route.upstream, call.answer.upstream_key, call.trace_context = (
+        call.route.upstream, call.answer.upstream_key, call.trace.context = (
             s.route.upstream,
             s.answer.upstream_key,
-            s.trace_context,
+            s.trace.context,
         )
-        call.transport = "websocket"
+        call.request.transport = "websocket"
         return call
 
     def _server_event(self, session: Session, content: bytes) -> Call | None:

@@ -17,13 +17,12 @@ from typing import Any
 from mitmproxy import ctx, http
 
 from tollgate.call import Call, RolledUp
-from tollgate.config import RollupRule
 from tollgate.formats import OPENAI_CHAT
 from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.formats.translation import FORMATS
 from tollgate.formats.usage import Usage
-from tollgate.governance.overrides import matches
-from tollgate.governance.rollup import Plan, Size, Summaries, plan, roll_up, summary_of, summary_request
+from tollgate.governance.matching import matches
+from tollgate.governance.rollup import Plan, RollupRule, Size, Summaries, plan, roll_up, summary_of, summary_request
 from tollgate.providers.base import CredentialUnavailable, UpstreamCredential
 from tollgate.proxy.flows import write_body
 from tollgate.proxy.state import Shared
@@ -45,11 +44,11 @@ class SummaryUnavailable(Exception):
 
 def conversation(call: Call) -> tuple[str | None, dict[str, Any] | None]:
     """The conversation a roll-up cuts, as its client sent it, and its wire format: the call's
-    body; where a route translated it, the client's own body (`Call.client_body`). Claude's
+    body; where a route translated it, the client's own body (`Call.request.client_body`). Claude's
     bodies on Bedrock and Vertex AI keep their turns as Anthropic's do (`Provider.conversation_format`)."""
     if call.route.translated is not None:
-        return call.route.translated.source, call.client_body
-    return call.registry[call.route.target.provider].conversation_format(call.classification), call.body
+        return call.route.translated.source, call.request.client_body
+    return call.registry[call.route.target.provider].conversation_format(call.classification), call.request.body
 
 
 class RollUp:
@@ -61,14 +60,14 @@ class RollUp:
         self._summaries: dict[RollupRule, Summaries] = {}  # a rule a reload keeps keeps its summaries
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> Any:
-        opt_out = call.headers.get(OPT_OUT)
+        opt_out = call.request.headers.get(OPT_OUT)
         if opt_out is not None:
             flow.request.headers.fields = tuple(f for f in flow.request.headers.fields if f[0].lower() != OPT_OUT)
         rules = call.loaded.config.rollup
         off = opt_out is not None and opt_out.strip().lower() == b"off"
-        if not rules or call.body is None or call.fetches or off:
+        if not rules or call.request.body is None or call.fetches or off:
             return None
-        if call.caller.auth == "anonymous" and call.headers.get(b"authorization", b"").startswith(b"AWS4-"):
+        if call.caller.auth == "anonymous" and call.request.headers.get(b"authorization", b"").startswith(b"AWS4-"):
             return None  # signed by the caller, and going upstream as signed: its body stays as it is
         fmt, body = conversation(call)
         model, called = (
@@ -136,11 +135,11 @@ class RollUp:
         if call.route.translated is None:
             write_body(flow.request, call)
         else:
-            translated, call.body = call.body, body
+            translated, call.request.body = call.request.body, body
             refusal = self._translate(flow, call, True)
             if refusal is not None:  # the request as translated before, in full
                 logger.warning("Tollgate: a conversation was not rolled up: %s", refusal[1])
-                call.body = translated
+                call.request.body = translated
                 return
         call.rolled_up = done
         if call.failover.client_request is not None:

@@ -31,7 +31,7 @@ from tollgate.runtime import Loaded
 
 logger = logging.getLogger(__name__)
 
-# mitmweb's flow list column that shows each call's summary (`Call.summary`, set as the flow's comment).
+# mitmweb's flow list column that shows each call's summary (`records.summary.summary`, set as the flow's comment).
 COMMENT_COLUMN = "comment"
 
 RELOAD_INTERVAL = 1.0

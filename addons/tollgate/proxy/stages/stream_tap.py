@@ -42,7 +42,8 @@ class UsageTap:
         call: Call | None = None,
     ) -> None:
         self.reader: UsageReader | None = reader
-        self._first: Call | None = call  # told when the first chunk comes (`Call.first_chunk`), then let go
+        # Told when the first chunk comes (`call.answer.first_chunk`), then let go.
+        self._first: Call | None = call
         self._decoder = decoder
         self._on_end: Callable[[UsageReader], None] | None = on_end
         self._reading = True
@@ -155,11 +156,11 @@ class AskForUsage:
         inject = call.loaded.config.audit.stream_usage == "inject"
         if call.route.translated is not None:
             return  # its translation asked for the usage the caller's format needs
-        if provider_of(call).prepare(call.classification, call.body, call.headers, inject):
+        if provider_of(call).prepare(call.classification, call.request.body, call.request.headers, inject):
             write_body(flow.request, call)
             request = flow.request.data
             request.headers.fields = with_header(request.headers.fields, b"accept-encoding", b"identity")
-            call.usage_asked = True
+            call.request.usage_asked = True
 
 
 class StreamTap:
@@ -191,7 +192,7 @@ class StreamTap:
         index = header_index(flow.response.headers.fields)
         headers = decoded(index, provider.response_headers)
         rewrite: Rewrite | None = None
-        if call.usage_asked and is_event_stream(headers):
+        if call.request.usage_asked and is_event_stream(headers):
             rewrite = asked_usage_hidden()
         classification = call.classification
         # Fetched, or outside the model API: no usage to read (nor to be fooled by)

@@ -1,6 +1,6 @@
 """Routes across wire formats: a chat call that a rule sends to a provider speaking another format
 goes there translated, and its answer, stream or error comes back in the caller's format, the
-stream translated event by event as it arrives (`translate/`)."""
+stream translated event by event as it arrives (`formats/translation.py`)."""
 
 from __future__ import annotations
 
@@ -52,9 +52,9 @@ class Translate:
         translation = call.route.translated
         assert translation is not None
         request, c = flow.request, call.classification
-        if call.body is None:  # Classify read the body exactly (its encoding undone), or refused it
+        if call.request.body is None:  # Classify read the body exactly (its encoding undone), or refused it
             return BAD_REQUEST, "Tollgate translates only a JSON body for this route.", None
-        caller = decoded(call.headers, _CALLER_HEADERS)
+        caller = decoded(call.request.headers, _CALLER_HEADERS)
         model = call.route.target.model  # the name the target's API takes (an Azure deployment's)
         if model is None:
             return BAD_REQUEST, "This call names no model for its route to translate.", None
@@ -62,7 +62,7 @@ class Translate:
         leg = provider_of(call).native_chat(model, stream, translation.source)
         translation.target = leg.format
         try:
-            body, extra, dropped = translation.request(call.body, model, stream, caller)
+            body, extra, dropped = translation.request(call.request.body, model, stream, caller)
         except Untranslatable as e:
             message = f"Tollgate cannot route this call to {call.route.target.provider}: {e}"
             return BAD_REQUEST, message, "untranslatable request"
@@ -94,7 +94,7 @@ class Translate:
         request.headers.fields = tuple(fields)
         request.path = leg.path
         request.raw_content = content
-        call.client_body, call.body, call.body_sha256 = call.body, body, None
+        call.request.client_body, call.request.body, call.request.body_sha256 = call.request.body, body, None
         return None
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:

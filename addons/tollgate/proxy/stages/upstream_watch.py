@@ -51,7 +51,7 @@ class UpstreamWatch:
 
     Waiting for a connection to be set up, the call is ended by abandoning that connection (and with
     it every call waiting for it, all timed out). Once its request has gone upstream, it is ended
-    alone, by mitmproxy's HTTP layer (`compat.EndIfWaiting`), which decides in order with the
+    alone, by mitmproxy's HTTP layer (`patches.EndIfWaiting`), which decides in order with the
     upstream's answer: a call whose headers arrived first is never a timeout."""
 
     def __init__(self, shared: Shared) -> None:
@@ -172,14 +172,14 @@ class UpstreamWatch:
         """A call that failover may send again: read whole (not an upload streamed unread), of the
         model API, with a credential of Tollgate's."""
         c = call.classification
-        if call.streamed_upload or c.passthrough or c.session or call.caller.caller_credential:
+        if call.request.streamed_upload or c.passthrough or c.session or call.caller.caller_credential:
             return
         retry = retry_of(call)
         call.failover.attempt_started = time.time()
         patches.may_resend(flow, retry_statuses(retry), retries_errors(retry))
 
     def attempt_failed(self, flow: http.HTTPFlow) -> None:
-        """An attempt failed before its answer began (`compat.AttemptFailedHook`): it is recorded,
+        """An attempt failed before its answer began (`patches.AttemptFailedHook`): it is recorded,
         and the call goes again (`Credential.again`, `Ledger.retry`, `Credential.retry`, then
         `go_again`) while its provider's `retry` allows, the client still waits, and an attempt is
         left."""

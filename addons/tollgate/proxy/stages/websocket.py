@@ -58,16 +58,16 @@ class WebSocket:
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         call = call_of(flow)
-        if call is not None and call.streamed_upload:  # decided at its headers, as it goes on unread
+        if call is not None and call.request.streamed_upload:  # decided at its headers, as it goes on unread
             self._check(flow, call)
 
     def request(self, flow: http.HTTPFlow) -> None:
         call = call_of(flow)
-        if call is not None and not call.streamed_upload:
+        if call is not None and not call.request.streamed_upload:
             self._check(flow, call)
 
     def _check(self, flow: http.HTTPFlow, call: Call) -> None:
-        headers = call.headers
+        headers = call.request.headers
         realtime = call.classification.endpoint == REALTIME
         relayed = realtime or call.classification.session  # the WebSockets whose messages Tollgate reads
         if (
@@ -147,7 +147,7 @@ class WebSocket:
             websocket.close_code, websocket.closed_by_client = patches.MESSAGE_TOO_BIG, from_client
         call = call_of(flow)
         if call is not None:
-            call.transport = "websocket"
+            call.request.transport = "websocket"
         if call is None or call.answer.error is not None or websocket.close_code in NORMAL_CLOSE:
             return
         who = "client" if websocket.closed_by_client else "server"

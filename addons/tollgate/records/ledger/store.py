@@ -1,4 +1,4 @@
-"""What every ledger store offers the pipeline and the report, and which store a URL names.
+"""What every ledger store offers the pipeline and the report.
 
 A store keeps counters (requests, tokens, nano-dollars per limit and window) and one row per call.
 `reserve` is the only call the hot path awaits; the other writes are queued and written in the
@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
-from urllib.parse import urlsplit
 
 # Call rows are kept this long (seconds): a year's report, with a month to spare.
 CALLS_KEPT = 400 * 86400
@@ -97,27 +96,3 @@ class Store(Protocol):
     async def session_owner(self, key: str, ttl: int) -> str | None:
         """The caller an MCP session `key` is bound to (its time to live renewed), or None."""
         ...
-
-
-def open_store(url: str) -> Store:
-    """The store `url` names: sqlite:///relative/path, sqlite:////absolute/path, or
-    redis://[:password@]host[:port][/db] (rediss:// over TLS)."""
-    scheme = urlsplit(url).scheme
-    if scheme == "sqlite":
-        from tollgate.records.ledger.sqlite_store import SQLiteStore
-
-        return SQLiteStore(sqlite_path(url))
-    if scheme in ("redis", "rediss"):
-        from tollgate.records.ledger.redis_store import RedisStore
-
-        return RedisStore(url)
-    raise StoreError(f"unknown ledger store scheme {scheme!r}: sqlite:///path or redis://host:port/db")
-
-
-def sqlite_path(url: str) -> str:
-    """The file of sqlite:///relative or sqlite:////absolute: the path after the third slash."""
-    parts = urlsplit(url)
-    path = parts.path.removeprefix("/")
-    if parts.netloc or not path:
-        raise StoreError("a SQLite ledger store is sqlite:///relative/path or sqlite:////absolute/path")
-    return path

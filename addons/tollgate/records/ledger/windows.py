@@ -5,9 +5,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
-from tollgate.config import WINDOWS
-
-__all__ = ["WINDOWS", "window_bounds"]
+WINDOWS = ("minute", "day", "month")
 
 _FIXED = {"minute": 60, "day": 86400}  # UTC has no leap seconds in epoch time: every day is 86400 s
 

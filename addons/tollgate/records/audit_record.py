@@ -1,0 +1,110 @@
+"""The audit's record of one call (`llm_call`), field by field (docs/configuration.md describes
+each), with the attempts of a call that went more than once and what a roll-up summarized."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from tollgate.formats.usage import Usage
+from tollgate.governance.failover import Attempt
+
+if TYPE_CHECKING:
+    from tollgate.call import Call, RolledUp
+
+NO_USAGE = Usage()  # read only: a call's usage before (or without) an answer to read it from
+
+
+def usd(nano: int) -> float:
+    """Nano-dollars as the audit writes them: US dollars, to 9 decimals."""
+    return round(nano / 1e9, 9)
+
+
+def utc_timestamp(seconds: float) -> str:
+    """ISO 8601 in UTC to the millisecond, e.g. 2026-11-22T08:30:00.123Z."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def audit_record(call: Call) -> dict[str, Any]:
+    c, a, route, caller = call.classification, call.answer, call.route, call.caller
+    u = a.usage or NO_USAGE
+    cost = call.cost_nanousd()
+    ended = a.ended or time.time()
+    return {
+        "event": "llm_call",
+        "ts": utc_timestamp(call.started),
+        "request_id": call.request_id,
+        "client": caller.client,
+        "auth": caller.auth,
+        "groups": list(caller.groups),
+        "provider": route.target.provider,
+        "requested_provider": route.requested.provider,
+        "endpoint": c.endpoint,
+        "upstream_endpoint": call.sent().endpoint,
+        "method": call.method,
+        "transport": call.request.transport,
+        "host": call.host,
+        "path": call.path,
+        "requested_model": route.requested.model,
+        "publisher": c.publisher,
+        "model": call.target_model,
+        "message_count": c.facts.message_count,
+        "has_system": c.facts.has_system,
+        "has_tools": c.facts.has_tools,
+        "stream": c.facts.stream,
+        "max_tokens": c.facts.max_tokens,
+        "decision": call.verdict.decision,
+        "deny_reasons": list(call.verdict.deny_reasons),
+        "status": a.status,
+        "upstream": route.upstream,
+        "upstream_key": a.upstream_key,
+        "latency_ms": round((ended - call.started) * 1000, 1),
+        "ttfb_ms": round((a.first_byte - call.started) * 1000, 1) if a.first_byte else None,
+        "input_tokens": u.input_tokens,
+        "output_tokens": u.output_tokens,
+        "total_tokens": u.total_tokens,
+        "cached_tokens": u.cached_tokens,
+        "reasoning_tokens": u.reasoning_tokens,
+        "cache_write_tokens": u.cache_write_tokens,
+        "service_tier": u.service_tier,
+        "speed": u.speed,
+        "cost_usd": None if cost is None else usd(cost),
+        "finish_reason": u.finish_reason,
+        "error": a.error,
+        "ledger_error": call.ledger.error,
+        "rolled_up_messages": None if call.rolled_up is None else call.rolled_up.messages,
+        "rollup": None if call.rolled_up is None else rollup_record(call.rolled_up),
+        "attempts": None if not call.failover.attempts else attempt_records(call, ended),
+    }
+
+
+def attempt_records(call: Call, ended: float) -> list[dict[str, Any]]:
+    """Every attempt of a call that went more than once, the last the one that answered (or
+    failed last)."""
+    begun = call.failover.attempt_started or call.started
+    a = call.answer
+    until = a.first_byte or ended
+    last = Attempt(
+        call.route.target.provider,
+        call.target_model,
+        a.status,
+        a.upstream_key,
+        a.error,
+        round((until - begun) * 1000, 1),
+    )
+    return [a.record() for a in (*(call.failover.attempts or ()), last)]
+
+
+def rollup_record(rolled: RolledUp) -> dict[str, Any]:
+    """What a roll-up summarized with: its summarizer, and that call's usage and cost (none for a
+    summary made before)."""
+    u = rolled.usage or NO_USAGE
+    cost = rolled.cost_nanousd
+    return {
+        "summarizer": rolled.summarizer,
+        "cached": rolled.cached,
+        "input_tokens": u.input_tokens,
+        "output_tokens": u.output_tokens,
+        "cost_usd": 0.0 if rolled.cached else None if cost is None else usd(cost),
+    }

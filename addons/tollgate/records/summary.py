@@ -1,0 +1,62 @@
+"""What mitmweb shows of a call by its flow: a one-line summary (the flow's comment) and a marker
+for a call Tollgate refused or that failed."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tollgate.records.audit_record import NO_USAGE
+
+if TYPE_CHECKING:
+    from tollgate.call import Call
+
+# mitmproxy's marker names (mitmproxy.utils.emoji); mitmweb shows each as its emoji by the flow.
+REFUSED_MARKER = ":no_entry:"
+FAILED_MARKER = ":warning:"
+
+
+def dollars_text(nano: int) -> str:
+    """Nano-dollars as a person reads them: `$0.000123`, to the micro-dollar, half up."""
+    micro = (nano + 500) // 1000
+    return f"${micro // 1_000_000}.{micro % 1_000_000:06d}"
+
+
+def summary(call: Call) -> str:
+    """The one line mitmweb shows as the flow's comment. Its column is narrow, so what matters
+    comes first: a refusal and its reason, a failure, else the tokens and cost; then who called
+    and what; last the policy's reasons or the error, in words."""
+    head, detail = _outcome(call)
+    model, target = call.target_model, call.route.target
+    what = f"{target.provider}/{model}" if model else f"{target.provider} {call.classification.endpoint or '?'}"
+    line = f"{head} · {call.caller.client or 'anonymous'} · {what}"
+    return f"{line} · {detail}" if detail else line
+
+
+def _outcome(call: Call) -> tuple[str, str | None]:
+    a = call.answer
+    if a.failure is not None:
+        return f"⚠ {a.failure.value}", a.error
+    if a.refused is not None:
+        reasons = "; ".join(r for r in call.verdict.deny_reasons if r != a.refused)
+        return f"⛔ {a.refused}", reasons or a.error
+    if a.status is not None and a.status >= 500:
+        return f"⚠ {a.status}", a.error
+    u = a.usage or NO_USAGE
+    if u.input_tokens is None and u.output_tokens is None:
+        return "no tokens", a.error
+    head, cost = f"{u.input_tokens or 0}→{u.output_tokens or 0}", call.cost_nanousd()
+    return (head if cost is None else f"{head} {dollars_text(cost)}"), a.error
+
+
+def flow_marker(call: Call) -> str:
+    """How mitmweb marks the flow: refused by Tollgate, failed, or not at all. Failed is a call
+    that did not get to its end: its upstream unreachable, timed out, broken off or answering
+    with a server error (5xx), or its client gone. An upstream's 4xx is the provider's answer."""
+    a = call.answer
+    if a.failure is not None:
+        return FAILED_MARKER
+    if a.answered_by_tollgate:
+        return REFUSED_MARKER
+    if a.status is not None and a.status >= 500:
+        return FAILED_MARKER
+    return ""
