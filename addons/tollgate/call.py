@@ -16,12 +16,12 @@ from tollgate.governance.failover import Attempt
 from tollgate.providers import PROVIDERS, Provider
 
 if TYPE_CHECKING:
+    from tollgate.credentials.keypool import KeyPool
     from tollgate.formats.translation import Translation
     from tollgate.governance.jwt_identity import JwtIdentity
     from tollgate.governance.limits import Estimate, Reserved
     from tollgate.governance.rollup import Plan
     from tollgate.providers.base import UpstreamCredential
-    from tollgate.providers.keypool import KeyPool
     from tollgate.records.ledger.store import Store
     from tollgate.runtime import Loaded
 

@@ -18,14 +18,16 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from tollgate.config_base import ProviderConfig, Strict, base_url, keys_not_blank
+from tollgate.credentials.base import UpstreamCredential
+from tollgate.credentials.entra_id import EntraToken, EntraTokens, load_tokens
+from tollgate.credentials.header_key import HeaderKey
+from tollgate.credentials.keypool import KeyPool
 from tollgate.formats import OPENAI_API, OPENAI_CHAT
 from tollgate.formats.exact import UNREAD_FACTS, Unreadable, check_case, path_segments, words
 from tollgate.formats.openai_chat import ask_for_usage
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.providers import openai
-from tollgate.providers.base import ChatLeg, HeaderKey, UpstreamCredential
-from tollgate.providers.entra_id import EntraToken, EntraTokens, load_tokens
-from tollgate.providers.keypool import KeyPool
+from tollgate.providers.base import ChatLeg
 
 # A resource's custom subdomain: lower-case letters, digits and hyphens.
 _RESOURCE = r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?"

@@ -11,10 +11,13 @@ import re
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 from tollgate.config_base import ProviderConfig
+from tollgate.credentials.base import RequestParts, UpstreamCredential
+from tollgate.credentials.header_key import HeaderKey, header_key
+from tollgate.credentials.keypool import KeyPool
 from tollgate.fingerprint import fingerprint
 from tollgate.formats import OPENAI_API
 from tollgate.formats.openai_chat import ask_for_usage
@@ -22,9 +25,6 @@ from tollgate.formats.raw_headers import Fields
 from tollgate.formats.request_facts import Classification
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import UsageReader, WholeBodyReader
-
-if TYPE_CHECKING:
-    from tollgate.providers.keypool import KeyPool
 
 Headers = MutableMapping[str, str]
 Query = MutableMapping[str, str]
@@ -121,78 +121,12 @@ def _lookup(headers: Headers, query: Query, position: str) -> str | None:
     return headers.get(position)
 
 
-@dataclass(slots=True)
-class RequestParts:
-    """A request as plain data, raw as the proxy holds it, for the hooks that read or sign it whole."""
-
-    method: bytes
-    scheme: bytes
-    host: str  # where it goes
-    authority: str  # HTTP/2's :authority (its Host); "" for HTTP/1, whose Host is a header field
-    path: bytes  # as it will be sent, with the query
-    fields: Fields  # the header fields as they are now
-    body: bytes
-    index: Mapping[bytes, bytes]  # the header fields as the client sent them, by lower-case name
-    called_host: str  # the host the client called
-    upstream: str | None  # where it goes, scheme://host[:port]; None until routed
-    payload_hash: str | None = None  # the body's SHA-256 when known (verifying the caller found it)
-
-
 @dataclass(frozen=True, slots=True)
 class VerifiedCaller:
     """A caller's own credential whose signature over the request holds."""
 
     key_id: str  # the virtual credential it signed with (an AWS access key id)
     payload_hash: str | None = None  # the body's SHA-256 as signed, which a new signature reuses
-
-
-@dataclass(slots=True)
-class Applied:
-    """A request with the upstream credential in and the caller's out."""
-
-    fields: tuple[tuple[bytes, bytes], ...]  # its header fields
-    fingerprint: str | None  # tells the credential apart in the audit
-    host: str | None = None  # another host to send it to (same scheme and port), or None
-    path: bytes | None = None  # another path to send it to (with its query), or None
-
-
-class CredentialUnavailable(Exception):
-    """The upstream credential could not be had (a credential chain failed to refresh): the call
-    is refused with this message."""
-
-
-class UpstreamCredential:
-    """A credential for the upstream and how it goes into the request."""
-
-    __slots__ = ()
-    # A key taken from the provider's pool, which rests when the provider refuses it.
-    pooled_key: str | None
-    # The pool it was taken from, where that is not the provider's own (a resource's: Azure's).
-    pool: KeyPool | None = None
-
-    def apply(self, fields: Fields, request: Callable[[], RequestParts]) -> Applied:
-        """The credential put into the request as it will go (after every change Tollgate made),
-        in one pass over its header `fields`. `request()` gives the whole request, for a credential
-        that covers more than headers (a signature): most need only the fields, and the whole
-        request is not read for them."""
-        raise NotImplementedError
-
-
-@dataclass(slots=True)  # made on every call: not frozen (twice as dear to make)
-class HeaderKey(UpstreamCredential):
-    """A key in a header (`Provider.injected`), the provider's credential positions dropped."""
-
-    name: bytes
-    value: bytes
-    drop: frozenset[bytes]
-    fingerprint: str
-    pooled_key: str | None = None
-    pool: KeyPool | None = None
-
-    def apply(self, fields: Fields, request: Callable[[], RequestParts]) -> Applied:
-        kept = [f for f in fields if f[0].lower() not in self.drop]
-        kept.append((self.name, self.value))
-        return Applied(tuple(kept), self.fingerprint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,10 +407,7 @@ class Provider:
 
     def header_key(self, key: str, classification: Classification, pooled: bool = False) -> HeaderKey:
         name, value = self.injected(key, classification)
-        drop = self._pooled_key_drops if pooled else self.header_positions
-        return HeaderKey(
-            name.encode(), value.encode("utf-8", "surrogateescape"), drop, fingerprint(key), key if pooled else None
-        )
+        return header_key(name, value, key, self._pooled_key_drops if pooled else self.header_positions, pooled)
 
     @cached_property
     def _pooled_key_drops(self) -> frozenset[bytes]:

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote, unquote
 
 from pydantic import Field, model_validator
 
 from tollgate.config_base import AwsCredentials, ProviderConfig
+from tollgate.credentials import sigv4
+from tollgate.credentials.keypool import KeyPool
+from tollgate.credentials.sigv4 import CredentialSource, SigV4Signature
 from tollgate.fingerprint import fingerprint
 from tollgate.formats import (
     ANTHROPIC_MESSAGES,
@@ -44,11 +48,10 @@ from tollgate.formats.exact import (
     words,
 )
 from tollgate.formats.json_codec import parse_json
-from tollgate.formats.raw_headers import Fields
 from tollgate.formats.request_facts import Batch, Classification, RequestFacts
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import UsageReader, add_totals, is_event_stream
-from tollgate.providers import bedrock_apis, openai, sigv4
+from tollgate.providers import bedrock_apis, openai
 from tollgate.providers.base import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
@@ -68,9 +71,7 @@ from tollgate.providers.base import (
     UNAUTHENTICATED,
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
-    Applied,
     ChatLeg,
-    CredentialUnavailable,
     Headers,
     OwnCredential,
     Provider,
@@ -80,10 +81,6 @@ from tollgate.providers.base import (
     UpstreamCredential,
     VerifiedCaller,
 )
-from tollgate.providers.sigv4 import CredentialSource
-
-if TYPE_CHECKING:
-    from tollgate.providers.keypool import KeyPool
 
 # The DNS suffixes of AWS's partitions, public and dual-stack (botocore's partitions.json).
 AWS_DNS_SUFFIXES = (
@@ -311,13 +308,17 @@ class Bedrock(Provider):
         assert isinstance(settings, BedrockConfig)  # the model `settings_model` names
         if access and secret:
             frozen = sigv4.frozen_credentials(access, secret, side.get("x-aws-session-token") or None)
-            return SigV4Signature(lambda: frozen, region, settings.region)
+            return self._signature(lambda: frozen, region, settings.region)
         key = pool.take(model)
         if key is not None:
             return self.header_key(key, classification, pooled=True)
         if settings.bearer_token:
             return self.header_key(settings.bearer_token, classification)
-        return None if runtime is None else SigV4Signature(runtime, region, settings.region)
+        return None if runtime is None else self._signature(runtime, region, settings.region)
+
+    @staticmethod
+    def _signature(source: CredentialSource, asked: str | None, configured: str | None) -> SigV4Signature:
+        return SigV4Signature(source, SERVICE, SigningRegion(asked, configured), _UNSIGNABLE)
 
     def own_credential(self, index: Mapping[bytes, bytes], headers: Headers, query: Query) -> OwnCredential:
         """A SigV4-signed request goes as signed (the access key id tells callers apart, never the
@@ -490,69 +491,25 @@ def _signed(index: Mapping[bytes, bytes]) -> bool:
     return index.get(b"authorization", b"").startswith(b"AWS4-")
 
 
-class SigV4Signature(UpstreamCredential):
-    """AWS credentials Tollgate signs the request with (SigV4), over the request as it will go."""
+@dataclass(frozen=True, slots=True)
+class SigningRegion:
+    """Where a request Tollgate signs for Bedrock goes, and the region its signature is for
+    (`SigV4Signature`'s placement): X-AWS-Region (`asked`) moves a call to a public host that goes
+    where its caller called it (no upstream configured: a VPC endpoint, or a host a configuration
+    adds, serves its own region only); else the region the host names, else the configured one
+    (that of the hosts a configuration adds), else us-east-1."""
 
-    __slots__ = ("_configured_region", "_region", "_source", "pooled_key")
+    asked: str | None
+    configured: str | None
 
-    def __init__(self, source: CredentialSource, region: str | None, configured_region: str | None = None) -> None:
-        self._source = source
-        self._region = region  # X-AWS-Region, if sent
-        self._configured_region = configured_region  # `region`: that of the hosts a configuration adds
-        self.pooled_key = None
-
-    def apply(self, fields: Fields, request_of: Callable[[], RequestParts]) -> Applied:
-        request = request_of()
-        try:
-            credentials = self._source()  # the default chain may refresh, and that may fail
-        except Exception as e:
-            raise CredentialUnavailable(
-                f"Tollgate could not obtain AWS credentials to sign with: {type(e).__name__}"
-            ) from None
+    def __call__(self, request: RequestParts) -> tuple[str | None, str]:
         host, moved_to = request.host, None
         called_region = region_of(request.called_host)
-        region = self._region
+        region = self.asked
         direct = request.upstream == f"https://{request.called_host}"
         if region and direct and _public(request.called_host) and region != called_region:
-            # X-AWS-Region picks the region when no upstream is configured (a VPC endpoint, or a
-            # host a configuration adds, serves its own region only).
             host = moved_to = request.called_host.replace(f".{called_region}.", f".{region}.", 1)
-        region = region or region_of(host) or called_region or self._configured_region or "us-east-1"
-        # One pass over the raw header fields: drop the caller's credentials and signature, keep
-        # what the new signature covers, and find the Host it is signed for.
-        kept: list[tuple[bytes, bytes]] = []
-        hosts: list[bytes] = []
-        signed = {"host": ""}
-        for name, sent in fields:
-            lower, value = name.lower(), sent
-            if lower in _UNSIGNABLE:
-                continue
-            if lower == b"host":
-                if moved_to is not None:
-                    if hosts:
-                        continue  # one Host field, as mitmproxy's setter leaves it
-                    value = moved_to.encode()
-                hosts.append(value)
-            kept.append((name, value))
-            if lower == b"content-type" or lower.startswith(b"x-amz-"):
-                signed[lower.decode("latin-1")] = value.decode("latin-1")
-        # The Host header as the request carries it (HTTP/2: its :authority first), else its host.
-        authority = moved_to if moved_to is not None and request.authority else request.authority
-        host_header = authority or b", ".join(hosts).decode("utf-8", "surrogateescape")
-        signed["host"] = host_header or host
-        path = request.path.decode("utf-8", "surrogateescape")
-        signature = sigv4.sign(
-            method=request.method.decode("utf-8", "surrogateescape").upper(),
-            url=f"{request.scheme.decode('utf-8', 'surrogateescape')}://{signed['host']}{path}",
-            headers=signed,
-            body=request.body,
-            credentials=credentials,
-            region=region,
-            service=SERVICE,
-            payload_hash=request.payload_hash,
-        )
-        kept.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in signature.items())
-        return Applied(tuple(kept), fingerprint(credentials.access_key), moved_to)
+        return moved_to, region or region_of(host) or called_region or self.configured or "us-east-1"
 
 
 def _read_facts(op: str, data: dict[str, Any] | None, facts: RequestFacts) -> None:

@@ -11,6 +11,13 @@ from urllib.parse import quote, unquote_plus
 from pydantic import Field
 
 from tollgate.config_base import ProviderConfig
+from tollgate.credentials.google_bearer import (
+    CLOUD_PLATFORM,
+    GENERATIVE_LANGUAGE,
+    BearerToken,
+    GoogleTokens,
+    load_tokens,
+)
 from tollgate.formats import GEMINI_GENERATE, OPENAI_API, OPENAI_CHAT
 from tollgate.formats.exact import (
     CACHED_CONTENT,
@@ -55,13 +62,6 @@ from tollgate.providers.base import (
     Refusal,
     UpstreamCredential,
     client_cert_of,
-)
-from tollgate.providers.google_oauth import (
-    CLOUD_PLATFORM,
-    GENERATIVE_LANGUAGE,
-    BearerToken,
-    GoogleTokens,
-    load_tokens,
 )
 
 # /v1beta/models/gemini-2.0-flash:generateContent, /v1/tunedModels/x:generateContent, …

@@ -17,6 +17,7 @@ from urllib.parse import quote
 from pydantic import Field
 
 from tollgate.config_base import ProviderConfig
+from tollgate.credentials.google_bearer import CLOUD_PLATFORM, QUOTA_PROJECT, BearerToken, GoogleTokens, load_tokens
 from tollgate.fingerprint import fingerprint
 from tollgate.formats import ANTHROPIC_MESSAGES, CLAUDE_ON_VERTEX, GEMINI_GENERATE, anthropic_messages
 from tollgate.formats.exact import Unreadable, check_case, path_segments, request_model, words
@@ -35,7 +36,6 @@ from tollgate.providers.base import (
     UpstreamCredential,
     client_cert_of,
 )
-from tollgate.providers.google_oauth import CLOUD_PLATFORM, QUOTA_PROJECT, BearerToken, GoogleTokens, load_tokens
 
 _VERSION = re.compile(r"v\d+(?:alpha|beta)?\d*")
 # Project ids and numbers, locations, publishers: lower-case, as Google names them (a resource

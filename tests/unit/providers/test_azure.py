@@ -11,15 +11,15 @@ import pytest
 
 from tollgate.call import Call, Route
 from tollgate.config import Config, ConfigError, OverrideMatch, parse_config
+from tollgate.credentials.entra_id import authority_scope, scope_for
+from tollgate.credentials.header_key import HeaderKey
+from tollgate.credentials.keypool import KeyPool
 from tollgate.fingerprint import fingerprint
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.overrides import matches
 from tollgate.providers import PROVIDERS
 from tollgate.providers.azure import AzureConfig, AzureRuntime
-from tollgate.providers.base import HeaderKey
-from tollgate.providers.entra_id import authority_scope, scope_for
-from tollgate.providers.keypool import KeyPool
 from tollgate.proxy.stages.metrics import Metrics
 from tollgate.proxy.state import Shared
 from tollgate.runtime import Loaded

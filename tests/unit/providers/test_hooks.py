@@ -19,23 +19,19 @@ from tests.support.aws import signed_over_authority
 
 from tollgate.config import OPENAI_COMPATIBLE_TARGETS, Config, ConfigError, parse_config
 from tollgate.config_base import ProviderConfig
+from tollgate.credentials import sigv4
+from tollgate.credentials.base import Applied, CredentialUnavailable, RequestParts
+from tollgate.credentials.header_key import HeaderKey
+from tollgate.credentials.keypool import KeyPool
+from tollgate.credentials.sigv4 import SigV4Signature
 from tollgate.fingerprint import fingerprint
 from tollgate.formats import OPENAI_API
 from tollgate.formats.openai_chat import ask_for_usage
 from tollgate.formats.raw_headers import header_index
 from tollgate.formats.request_facts import Classification, RequestFacts
-from tollgate.providers import PROVIDERS, sigv4
-from tollgate.providers.base import (
-    Applied,
-    CredentialUnavailable,
-    HeaderKey,
-    OwnCredential,
-    Provider,
-    RequestParts,
-    VerifiedCaller,
-)
-from tollgate.providers.bedrock import BedrockConfig, SigV4Signature
-from tollgate.providers.keypool import KeyPool
+from tollgate.providers import PROVIDERS
+from tollgate.providers.base import OwnCredential, Provider, VerifiedCaller
+from tollgate.providers.bedrock import BedrockConfig
 from tollgate.proxy.stages.settings import load
 
 BEDROCK = PROVIDERS["bedrock"]
@@ -361,7 +357,7 @@ def test_credentials_that_cannot_be_had_are_reported_not_raised() -> None:
         raise RuntimeError("the metadata service is down: secret details")
 
     with pytest.raises(CredentialUnavailable) as info:
-        applied_to(SigV4Signature(failing, None), parts(signed_fields()))
+        applied_to(bedrock_credential(runtime=failing), parts(signed_fields()))
     assert str(info.value) == "Tollgate could not obtain AWS credentials to sign with: RuntimeError"
 
 

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from tollgate.credentials.base import RequestParts
 from tollgate.formats.exact import Unreadable
 from tollgate.providers import vertex as vertex_mod
-from tollgate.providers.base import RequestParts
 from tollgate.providers.vertex import VertexConfig, VertexProject
 
 from .common import VERTEX, classify, headers, j

@@ -18,13 +18,13 @@ from mitmproxy import ctx, http
 
 from tollgate.call import Call, RolledUp
 from tollgate.config import RollupRule
+from tollgate.credentials.base import CredentialUnavailable, UpstreamCredential
 from tollgate.formats import OPENAI_CHAT
 from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.formats.translation import FORMATS
 from tollgate.formats.usage import Usage
 from tollgate.governance.overrides import matches
 from tollgate.governance.rollup import Plan, Size, Summaries, plan, roll_up, summary_of, summary_request
-from tollgate.providers.base import CredentialUnavailable, UpstreamCredential
 from tollgate.proxy.flows import write_body
 from tollgate.proxy.state import Shared
 from tollgate.upstream import RESTING_STATUSES, Outgoing, Unreachable, credential_for, json_request, rest_key, send
