@@ -6,11 +6,10 @@ query any mutable mapping of parameter names to values.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -19,12 +18,12 @@ from tollgate.credentials.base import RequestParts, UpstreamCredential
 from tollgate.credentials.header_key import HeaderKey, header_key
 from tollgate.credentials.keypool import KeyPool
 from tollgate.fingerprint import fingerprint
-from tollgate.formats import OPENAI_API
-from tollgate.formats.openai_chat import ask_for_usage
 from tollgate.formats.raw_headers import Fields
+from tollgate.formats.refusals import Refusal
+from tollgate.formats.registry import wire_format
 from tollgate.formats.request_facts import Classification
 from tollgate.formats.usage import Usage
-from tollgate.formats.usage_reading import UsageReader, WholeBodyReader
+from tollgate.formats.usage_reading import Counted, UsageReader, WholeBodyReader
 
 Headers = MutableMapping[str, str]
 Query = MutableMapping[str, str]
@@ -45,71 +44,6 @@ class Presented:
 
     value: str
     position: str  # e.g. "authorization", "x-api-key", "query:key"
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
-# Why Tollgate refused or failed a call, as sent in `X-Tollgate-Error`.
-UNAUTHENTICATED = "unauthenticated"
-POLICY_DENIED = "policy_denied"
-NO_UPSTREAM_CREDENTIAL = "no_upstream_credential"
-MISCONFIGURED = "misconfigured"
-INVALID_SIGNATURE = "invalid_signature"
-INTERNAL_ERROR = "internal_error"
-UPSTREAM_UNREACHABLE = "upstream_unreachable"
-UPSTREAM_TIMEOUT = "upstream_timeout"
-# A request Tollgate cannot read exactly (body, encoding, path, host, upgrade): refused, never guessed at.
-BAD_REQUEST = "bad_request"
-# The audit cannot be written: a call that cannot be recorded is not served.
-AUDIT_UNAVAILABLE = "audit_unavailable"
-# A limit's minute window is full: a retry after `Retry-After` seconds goes.
-RATE_LIMITED = "rate_limited"
-# A limit's day or month window is full: retrying before the window ends is in vain.
-BUDGET_EXCEEDED = "budget_exceeded"
-# The ledger's store cannot be reached, and `ledger.on_store_error` is deny.
-LEDGER_UNAVAILABLE = "ledger_unavailable"
-# A limit caps tokens or money, and the call starts work whose use Tollgate cannot bound (a batch
-# job whose requests are in a file or a bucket).
-LIMIT_UNENFORCEABLE = "limit_unenforceable"
-# The request's header fields are larger in all than Tollgate reads (`MAX_REQUEST_HEADERS`).
-HEADERS_TOO_LARGE = "headers_too_large"
-# Every key of the provider, or the upstream the call goes to, failed `circuit.failures` calls in a
-# row and rests (`providers.<name>.circuit`).
-CIRCUIT_OPEN = "circuit_open"
-# The request names more than one host (its CONNECT target, TLS server name, Host header or
-# :authority), one of them governed: it goes nowhere, least of all with a real key.
-MISDIRECTED = "misdirected"
-# The call would mint a credential usable without Tollgate (an ephemeral key, a client secret),
-# which `providers.<name>.ephemeral_credentials` does not allow.
-MINTS_CREDENTIAL = "mints_credential"
-
-STATUS = {
-    UNAUTHENTICATED: 401,
-    POLICY_DENIED: 403,
-    NO_UPSTREAM_CREDENTIAL: 500,
-    MISCONFIGURED: 500,
-    INVALID_SIGNATURE: 403,
-    INTERNAL_ERROR: 500,
-    UPSTREAM_UNREACHABLE: 502,
-    UPSTREAM_TIMEOUT: 504,
-    BAD_REQUEST: 400,
-    AUDIT_UNAVAILABLE: 503,
-    RATE_LIMITED: 429,
-    BUDGET_EXCEEDED: 429,
-    LEDGER_UNAVAILABLE: 503,
-    LIMIT_UNENFORCEABLE: 403,
-    HEADERS_TOO_LARGE: 431,
-    CIRCUIT_OPEN: 503,
-    MISDIRECTED: 421,
-    MINTS_CREDENTIAL: 403,
-}
-# Reasons that say the call failed on its way, not that Tollgate refused it.
-FAILURES = frozenset((UPSTREAM_UNREACHABLE, UPSTREAM_TIMEOUT))
 
 
 REDACTED = "[redacted by Tollgate]"
@@ -154,7 +88,8 @@ def client_cert_of(settings: ProviderConfig | None) -> str | None:
 
 
 class Provider:
-    """One LLM provider: its hosts, wire format, credentials and error shape."""
+    """One LLM provider: its hosts, endpoints and the wire format each speaks, its credentials and
+    error shape."""
 
     name: ClassVar[str]
     # Its gen_ai.provider.name in OpenTelemetry's GenAI conventions (metrics and traces).
@@ -173,8 +108,10 @@ class Provider:
     # Headers that pick the account a key bills (lower-case): a caller's go with its own key, never
     # with one of Tollgate's, which bills the account it was issued for.
     billing_headers: ClassVar[frozenset[bytes]] = frozenset()
-    # Where Tollgate puts the upstream key for the provider's own wire format.
+    # Where Tollgate puts the upstream key for the provider's own wire format, and whether a call in
+    # another format takes it where that format carries keys (`injected`) rather than there always.
     key_header: ClassVar[str]
+    key_by_format: ClassVar[bool] = True
     # Where a call routed here goes when no upstream is configured (None: it must be, and
     # `upstream_hint` says where it should point).
     default_host: ClassVar[str | None] = None
@@ -211,6 +148,12 @@ class Provider:
     # Whether it reads model names without regard to letter case (Azure's deployment names): Tollgate
     # then names them in lower case (`model_names`) and matches rules on them so.
     models_ignore_case: ClassVar[bool] = False
+    # The wire format whose error shape its refusals are in (`refusal`).
+    error_format: ClassVar[str]
+    # Whether its answers count the reasoning they report among their output (`completion_tokens`,
+    # as OpenAI's do); else it bills the reasoning reported beside them as output too
+    # (`billed_usage`: its format's `reasoning_apart`).
+    reasoning_in_completion: ClassVar[bool] = True
     # Whether `verify_caller` is its own (Identify asks only then): set for each subclass.
     verifies_callers: ClassVar[bool] = False
 
@@ -243,11 +186,6 @@ class Provider:
     def model_in_body(self, sent: object, model: str) -> str:
         """What a body's `model` field says to call `model`, given what the client sent there."""
         return model
-
-    def conversation_format(self, classification: Classification) -> str | None:
-        """The wire format (`translate/formats.py`) in which this call's body holds a conversation
-        that `rollup:` may roll up, or None. Default: its chat endpoints' (`chat_formats`)."""
-        return self.chat_formats.get(classification.endpoint or "")
 
     def is_mtls_host(self, host: str) -> bool:
         """Whether `host` (lower case, no trailing dot) is one of its mTLS hosts, where a client
@@ -350,10 +288,12 @@ class Provider:
         return tuple(p.removeprefix("query:") for p in self.positions if p.startswith("query:"))
 
     def injected(self, key: str, classification: Classification) -> tuple[str, str]:
-        """The header carrying the upstream key where the call's wire format wants it: `Authorization:
-        Bearer` for the OpenAI format (every provider's OpenAI-compatible endpoints too), else the
-        provider's header."""
-        if classification.wire_format == OPENAI_API or self.key_header == "authorization":
+        """The header carrying the upstream key: `Authorization: Bearer` where the call's wire format
+        carries keys so (OpenAI's, on every provider's OpenAI-compatible endpoints) or the provider's
+        header is that one, else the provider's header."""
+        if self.key_header == "authorization" or (
+            self.key_by_format and wire_format(classification.wire_format).bearer_key
+        ):
             return "authorization", f"Bearer {key}"
         return self.key_header, key
 
@@ -373,11 +313,12 @@ class Provider:
     ) -> bool:
         """Change the request's parsed JSON `body` before the upstream credential goes in (and any
         signature over it); returns whether it asked the answer for usage the client did not ask
-        for, changing `body`. `inject_usage` is `audit.stream_usage: inject`. Default: a call in the
-        OpenAI wire format (any provider's OpenAI-compatible endpoint) asks for stream usage."""
-        if inject_usage and classification.wire_format == OPENAI_API:
-            return ask_for_usage(classification, body)
-        return False
+        for, changing `body`. `inject_usage` is `audit.stream_usage: inject`. Default: a call whose
+        wire format asks for it (OpenAI's, on any provider's OpenAI-compatible endpoint) does."""
+        if not inject_usage:
+            return False
+        ask = wire_format(classification.wire_format).ask_for_usage
+        return ask is not None and ask(classification, body)
 
     def own_pools(self, runtime: Any) -> Mapping[str, KeyPool]:
         """The key pools this provider's `runtime` holds besides the provider's own (Azure's
@@ -424,33 +365,36 @@ class Provider:
         return self.side_header.lower()
 
     def refusal(self, reason: str, message: str) -> Refusal:
-        raise NotImplementedError
+        """Tollgate's refusal in this provider's error shape (its `error_format`'s)."""
+        shape = wire_format(self.error_format).refusal
+        assert shape is not None, f"{self.error_format} has no error shape"
+        return shape(reason, message)
 
     def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
-        """Usage from a whole, non-streamed answer."""
-        raise NotImplementedError
+        """Usage from a whole, non-streamed answer, read by the call's wire format and counted as
+        this provider bills it."""
+        read = wire_format(classification.wire_format).usage(classification, headers, body)
+        return self.billed_usage(classification, read)
 
     def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
-        """What reads usage from this answer as it streams by."""
-        return WholeBodyReader(lambda body: self.usage(classification, headers, body))
+        """What reads usage from this answer as it streams by (its wire format's reader, or the whole
+        answer's `usage`), counted as this provider bills it."""
+        reader = wire_format(classification.wire_format).stream_reader(classification, headers)
+        if reader is None:
+            return WholeBodyReader(partial(self.usage, classification, headers))
+        if self._bills_reasoning_apart(classification):
+            return Counted(reader, partial(self.billed_usage, classification))
+        return reader
 
     def billed_usage(self, classification: Classification, usage: Usage) -> Usage:
-        """`usage` as its format's reader read it (a translation's, a roll-up summarizer's), counted
-        as this provider bills it, as `usage` and `usage_reader` count it for the audit: where its
-        answers report a count beside those its format counts it among (xAI's reasoning beside
-        `completion_tokens`). Default: as read."""
+        """`usage` as its format's reader read it (an answer's, a translation's, a roll-up
+        summarizer's), counted as this provider bills it: where its answers report reasoning beside
+        the output its format counts (`reasoning_in_completion` false), both are output."""
+        if self._bills_reasoning_apart(classification):
+            return wire_format(classification.wire_format).with_reasoning(usage)
         return usage
 
-    def _json_refusal(self, reason: str, payload: dict[str, Any], **headers: str) -> Refusal:
-        return Refusal(
-            STATUS[reason],
-            {
-                "content-type": "application/json",
-                "x-tollgate-error": reason,
-                # The official SDKs retry 5xx answers unless told not to: a refusal or a missing
-                # credential does not heal by retrying, an unreachable upstream may.
-                **({"x-should-retry": "false"} if STATUS[reason] < 502 and reason != RATE_LIMITED else {}),
-                **headers,
-            },
-            json.dumps(payload).encode(),
-        )
+    def _bills_reasoning_apart(self, classification: Classification) -> bool:
+        if self.reasoning_in_completion:
+            return False
+        return classification.endpoint in wire_format(classification.wire_format).reasoning_beside

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,23 +19,15 @@ from tollgate.credentials.sigv4 import CredentialSource, SigV4Signature
 from tollgate.fingerprint import fingerprint
 from tollgate.formats import (
     ANTHROPIC_MESSAGES,
+    BEDROCK_AGENTS,
     BEDROCK_CONVERSE,
+    BEDROCK_INVOKE,
     CLAUDE_ON_BEDROCK,
-    OPENAI_API,
     OPENAI_CHAT,
-    anthropic_messages,
+    bedrock_converse,
+    bedrock_invoke,
 )
-from tollgate.formats.bedrock_converse import EventStreamReader, answer_usage, converse_facts, counted_usage
-from tollgate.formats.bedrock_invoke import (
-    LATENCY_HEADER,
-    SERVICE_TIER_HEADER,
-    USAGE_HEADERS,
-    counted_request,
-    header_name,
-    header_usage,
-    invoke_facts,
-    invoke_finish_reason,
-)
+from tollgate.formats.bedrock_invoke import LATENCY_HEADER, SERVICE_TIER_HEADER, USAGE_HEADERS, header_name, is_claude
 from tollgate.formats.exact import (
     STORED_PROMPT,
     UNREAD_FACTS,
@@ -47,36 +38,14 @@ from tollgate.formats.exact import (
     request_model,
     words,
 )
-from tollgate.formats.json_codec import parse_json
 from tollgate.formats.request_facts import Batch, Classification, RequestFacts
-from tollgate.formats.usage import Usage
-from tollgate.formats.usage_reading import UsageReader, add_totals, is_event_stream
 from tollgate.providers import bedrock_apis, openai
 from tollgate.providers.base import (
-    AUDIT_UNAVAILABLE,
-    BAD_REQUEST,
-    BUDGET_EXCEEDED,
-    CIRCUIT_OPEN,
-    HEADERS_TOO_LARGE,
-    INTERNAL_ERROR,
-    INVALID_SIGNATURE,
-    LEDGER_UNAVAILABLE,
-    LIMIT_UNENFORCEABLE,
-    MINTS_CREDENTIAL,
-    MISCONFIGURED,
-    MISDIRECTED,
-    NO_UPSTREAM_CREDENTIAL,
-    POLICY_DENIED,
-    RATE_LIMITED,
-    UNAUTHENTICATED,
-    UPSTREAM_TIMEOUT,
-    UPSTREAM_UNREACHABLE,
     ChatLeg,
     Headers,
     OwnCredential,
     Provider,
     Query,
-    Refusal,
     RequestParts,
     UpstreamCredential,
     VerifiedCaller,
@@ -106,34 +75,13 @@ _OPERATIONS = (
 _MODEL_CALL = re.compile(rf"^/model/(?P<model>[^/]+)/(?P<op>{'|'.join(_OPERATIONS)})$")
 _MODEL_ID = re.compile(r"(?:[A-Za-z0-9._~:-]|%[0-9A-Fa-f]{2})+")
 _STREAMING = ("invoke-with-response-stream", "converse-stream")
+# The operations in Converse's format (CountTokens counts a Converse body); the others are InvokeModel's.
+_CONVERSE = frozenset(("converse", "converse-stream", "count-tokens"))
 # A bidirectional stream's body is the session itself (audio in, for Nova Sonic): it goes unread.
 _BIDIRECTIONAL = "invoke-with-bidirectional-stream"
 # Which segments of a path starting with the key are ids.
 _ID_SEGMENTS = {"model": (1,), "guardrail": (1, 3), "async-invoke": (1,)}
 WORDS = words("model", "guardrail", "version", "apply", "openai", "v1", "async-invoke", *_OPERATIONS)
-
-
-# (status, x-amzn-ErrorType) per reason: AWS answers 403 for unknown keys too.
-_ERRORS = {
-    UNAUTHENTICATED: (403, "UnrecognizedClientException"),
-    POLICY_DENIED: (403, "AccessDeniedException"),
-    NO_UPSTREAM_CREDENTIAL: (500, "InternalServerException"),
-    MISCONFIGURED: (500, "InternalServerException"),
-    INVALID_SIGNATURE: (403, "InvalidSignatureException"),
-    INTERNAL_ERROR: (500, "InternalServerException"),
-    UPSTREAM_UNREACHABLE: (502, "ServiceUnavailableException"),
-    UPSTREAM_TIMEOUT: (504, "ModelTimeoutException"),
-    BAD_REQUEST: (400, "ValidationException"),
-    AUDIT_UNAVAILABLE: (503, "ServiceUnavailableException"),
-    RATE_LIMITED: (429, "ThrottlingException"),
-    BUDGET_EXCEEDED: (429, "ThrottlingException"),
-    LEDGER_UNAVAILABLE: (503, "ServiceUnavailableException"),
-    LIMIT_UNENFORCEABLE: (403, "AccessDeniedException"),
-    HEADERS_TOO_LARGE: (431, "ValidationException"),
-    MISDIRECTED: (421, "ValidationException"),
-    CIRCUIT_OPEN: (503, "ServiceUnavailableException"),
-    MINTS_CREDENTIAL: (403, "AccessDeniedException"),
-}
 
 
 class BedrockConfig(ProviderConfig):
@@ -153,11 +101,6 @@ class BedrockConfig(ProviderConfig):
                 " (their names do not say it; Tollgate signs for it)"
             )
         return self
-
-
-def is_claude(model: str) -> bool:
-    """A Claude model id, inference profile or ARN (`anthropic.claude-…`, `us.anthropic.claude-…`)."""
-    return "anthropic.claude" in model
 
 
 def is_prompt(model: str) -> bool:
@@ -217,6 +160,7 @@ class Bedrock(Provider):
     credential_settings = "keys, `bearer_token` or `credentials`"
     stream_media_type = "application/vnd.amazon.eventstream"
     price_table = "aws"
+    error_format = BEDROCK_CONVERSE  # AWS's error shape, which its whole runtime answers in
     # What an agent's runtime and the control plane's jobs offer besides running a model.
     free_endpoints = bedrock_apis.FREE_ENDPOINTS
     # The seed Bedrock proxy's side headers: AWS credentials (and region) Tollgate signs with.
@@ -363,7 +307,9 @@ class Bedrock(Provider):
             if api == AGENT_RUNTIME:
                 raise Unreadable("not an operation of Bedrock's agent runtime")
         # Else a path outside the model API, on a host that also serves other products.
-        return bedrock_apis.control_job_call(method, path, data) or Classification(passthrough=True)
+        return bedrock_apis.control_job_call(method, path, data) or Classification(
+            passthrough=True, wire_format=BEDROCK_AGENTS
+        )
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
         segments = path_segments(path, percent=True)
@@ -382,13 +328,13 @@ class Bedrock(Provider):
         if first == "guardrail":
             if len(segments) != 5 or segments[2] != "version" or segments[4] != "apply":
                 raise Unreadable("guardrails are applied at /guardrail/{id}/version/{version}/apply")
-            return Classification(endpoint="apply-guardrail")
+            return Classification(endpoint="apply-guardrail", wire_format=BEDROCK_CONVERSE)
         if first == "async-invoke":
             if method != "POST":
-                return Classification(endpoint="async-invoke")
+                return Classification(endpoint="async-invoke", wire_format=BEDROCK_INVOKE)
             model = request_model(data, "modelId") if data is not None else None
             # StartAsyncInvoke: one request whose work (a video, with Nova Reel) is not counted in tokens.
-            return Classification(endpoint="async-invoke", model=model, facts=RequestFacts(batch=Batch(1)))
+            return Classification("async-invoke", model, RequestFacts(batch=Batch(1)), BEDROCK_INVOKE)
         raise Unreadable("not a Bedrock runtime operation")
 
     def _model_call(self, segments: list[str], data: dict[str, Any] | None) -> Classification:
@@ -402,19 +348,21 @@ class Bedrock(Provider):
             model = unquote(raw, errors="strict")
         except UnicodeDecodeError:
             raise Unreadable("the model id is not UTF-8 once decoded") from None
+        wire = BEDROCK_CONVERSE if op in _CONVERSE else BEDROCK_INVOKE
         if op == _BIDIRECTIONAL:
-            return Classification(endpoint=op, model=model, facts=RequestFacts(stream=True), unread=UNREAD_FACTS)
+            return Classification(op, model, RequestFacts(stream=True), wire, unread=UNREAD_FACTS)
         facts = RequestFacts(stream=op in _STREAMING)
         try:
-            _read_facts(op, data, facts)
+            if data is not None:
+                _read_facts(op, data, facts)
         except Unreadable as e:
             raise e.at(op) from None
         if is_prompt(model):
             # A prompt of Bedrock's Prompt management: it holds the messages, system prompt, tools
             # and the model they go to, none of which Tollgate reads.
             facts.unseen(STORED_PROMPT)
-            return Classification(endpoint=op, model=model, facts=facts, unread=UNREAD_MODEL)
-        return Classification(endpoint=op, model=model, facts=facts)
+            return Classification(op, model, facts, wire, unread=UNREAD_MODEL)
+        return Classification(op, model, facts, wire)
 
     def streams_unread(self, method: str, path: str) -> bool:
         return path.startswith("/model/") and path.endswith("/" + _BIDIRECTIONAL)
@@ -434,48 +382,6 @@ class Bedrock(Provider):
 
     def answer_speed(self, headers: Headers) -> str | None:
         return headers.get(LATENCY_HEADER.lower()) or None
-
-    def refusal(self, reason: str, message: str) -> Refusal:
-        status, error_type = _ERRORS[reason]
-        headers = {
-            "content-type": "application/json",
-            "x-amzn-errortype": error_type,
-            "x-tollgate-error": reason,
-        }
-        return Refusal(status, headers, json.dumps({"message": message}).encode())
-
-    def conversation_format(self, classification: Classification) -> str | None:
-        model = classification.model or ""
-        if classification.endpoint in ("invoke", "invoke-with-response-stream") and is_claude(model):
-            return ANTHROPIC_MESSAGES  # Claude's own Messages body on InvokeModel
-        return super().conversation_format(classification)
-
-    def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
-        if classification.endpoint in bedrock_apis.ENDPOINTS:
-            return bedrock_apis.usage_reader(classification)
-        if classification.wire_format == OPENAI_API:
-            if is_event_stream(headers):
-                return openai.stream_reader(classification.endpoint)
-        elif "amazon.eventstream" in headers.get("content-type", ""):
-            return EventStreamReader(invoke=classification.endpoint == "invoke-with-response-stream")
-        return super().usage_reader(classification, headers)
-
-    def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
-        if classification.wire_format == OPENAI_API:
-            return openai.usage_of(classification.endpoint, body)
-        data = parse_json(body) or {}
-        endpoint = classification.endpoint
-        if endpoint == "converse":
-            return answer_usage(data)
-        if endpoint == "count-tokens":
-            return counted_usage(data)
-        if endpoint == "invoke":
-            u = header_usage(headers)
-            if u.input_tokens is None:
-                u = anthropic_messages.usage_from_object(data.get("usage"))  # Claude's own body usage
-            u.finish_reason = invoke_finish_reason(data)
-            return add_totals(u)
-        return Usage()
 
 
 # The SigV4 service Bedrock's runtime signs for.
@@ -512,13 +418,11 @@ class SigningRegion:
         return moved_to, region or region_of(host) or called_region or self.configured or "us-east-1"
 
 
-def _read_facts(op: str, data: dict[str, Any] | None, facts: RequestFacts) -> None:
+def _read_facts(op: str, data: dict[str, Any], facts: RequestFacts) -> None:
     """A model call's facts: Converse (and CountTokens) bodies, or the model family's own."""
-    if data is None:
-        return
     if op.startswith("converse"):
-        converse_facts(data, facts)
+        bedrock_converse.read_facts(data, facts)
     elif op == "count-tokens":
-        converse_facts(counted_request(data), facts)
+        bedrock_converse.read_facts(bedrock_invoke.counted_request(data), facts)
     else:
-        invoke_facts(data, facts)
+        bedrock_invoke.read_facts(data, facts)

@@ -12,7 +12,8 @@ from tollgate.call import Call
 from tollgate.credentials.base import RequestParts
 from tollgate.formats.json_codec import encode_json
 from tollgate.formats.raw_headers import decoded, with_header
-from tollgate.providers.base import FAILURES, Provider, Query
+from tollgate.formats.refusals import FAILURES
+from tollgate.providers.base import Provider, Query
 
 CALL = "tollgate"
 # An MCP server's request: its `McpExchange` (governance/mcp.py) while it is live, then its records.

@@ -18,7 +18,7 @@ from tollgate.formats import ANTHROPIC_MESSAGES, BEDROCK_CONVERSE, GEMINI_GENERA
 from tollgate.formats.chat import ChatRequest, Message, Text, UsageReported
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.request_facts import Classification, RequestFacts
-from tollgate.formats.translation import FORMATS, Translation
+from tollgate.formats.translation import Translation, chat_formats
 from tollgate.formats.usage import Usage
 from tollgate.governance.overrides import RuleBook, routed_path
 from tollgate.governance.pricing import table_rate
@@ -26,6 +26,8 @@ from tollgate.providers import PROVIDERS, Hosts, allow_hosts, configured, provid
 from tollgate.runtime import Loaded
 
 from .common import VENDORS, classify, j
+
+FORMATS = chat_formats()
 
 CHAT = json.dumps({"model": "m-1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 7}).encode()
 STREAM = json.dumps({"model": "m-1", "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()

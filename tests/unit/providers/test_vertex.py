@@ -32,7 +32,7 @@ CLAUDE_BODY = {
 @pytest.mark.parametrize(("method", "stream"), [("generateContent", False), ("streamGenerateContent", True)])
 def test_google_model_calls_read_as_the_gemini_api(prefix: str, method: str, stream: bool) -> None:
     c = classify(VERTEX, "POST", f"{prefix}/publishers/google/models/gemini-2.5-flash:{method}", j(GEMINI_BODY))
-    assert (c.endpoint, c.model, c.wire_format) == (method, "gemini-2.5-flash", None)
+    assert (c.endpoint, c.model, c.wire_format) == (method, "gemini-2.5-flash", "gemini-generate")
     assert (c.facts.stream, c.facts.message_count, c.facts.has_system, c.facts.max_tokens) == (stream, 1, True, 64)
 
 
