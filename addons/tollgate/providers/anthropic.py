@@ -94,7 +94,7 @@ def _model_of(request: Any) -> str | None:
     return request_model(params) if isinstance(params, dict) else None
 
 
-class Anthropic(Provider):
+class Anthropic(Provider[None]):
     name = semconv_name = "anthropic"
     host_pattern = r"api\.anthropic\.com"
     host_globs = ("api.anthropic.com",)

@@ -27,7 +27,7 @@ from tollgate.formats.exact import UNREAD_FACTS, Unreadable, check_case, path_se
 from tollgate.formats.openai_api import classify_body
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.providers import openai
-from tollgate.providers.base import ChatLeg, Provider
+from tollgate.providers.base import ChatLeg, Configuration, Previous, Provider
 
 # A resource's custom subdomain: lower-case letters, digits and hyphens.
 _RESOURCE = r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?"
@@ -142,7 +142,7 @@ def _first_segment(path: str) -> str:
     return path[1:].partition("/")[0]
 
 
-class Azure(Provider):
+class Azure(Provider[AzureRuntime]):
     name = "azure"
     semconv_name = "azure.ai.openai"
     host_pattern = _HOST.pattern.replace("?P<resource>", "?:").replace("?P<suffix>", "?:")
@@ -189,12 +189,12 @@ class Azure(Provider):
         return lambda deployment: names.get(deployment.lower()) or deployment.lower()
 
     def load_runtime(
-        self, config: Any, settings: ProviderConfig, previous: tuple[ProviderConfig, Any] | None
+        self, config: Configuration, settings: ProviderConfig, previous: Previous[AzureRuntime] | None
     ) -> AzureRuntime | None:
         """Each resource's key pool (keeping the rests of `previous`'s), and the Entra ID tokens, kept
         from `previous` while `credentials` is unchanged."""
         assert isinstance(settings, AzureConfig)
-        old = previous[1] if previous is not None and isinstance(previous[1], AzureRuntime) else None
+        old = previous[1] if previous is not None else None
         old_settings = previous[0] if previous is not None else None
         if not settings.resources and settings.credentials is None:
             return None
@@ -212,8 +212,8 @@ class Azure(Provider):
                 tokens = load_tokens(settings.credentials)
         return AzureRuntime(pools, tokens)
 
-    def own_pools(self, runtime: Any) -> Mapping[str, KeyPool]:
-        return runtime.pools if isinstance(runtime, AzureRuntime) else {}
+    def own_pools(self, runtime: AzureRuntime | None) -> Mapping[str, KeyPool]:
+        return runtime.pools if runtime is not None else {}
 
     def classify_at(
         self, host: str, method: str, path: str, data: dict[str, Any] | None, query: str = ""

@@ -7,10 +7,10 @@ query any mutable mapping of parameter names to values.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, partial
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 from urllib.parse import quote
 
 from tollgate.config_base import ProviderConfig
@@ -87,9 +87,35 @@ def client_cert_of(settings: ProviderConfig | None) -> str | None:
     return cert if isinstance(cert, str) else None
 
 
-class Provider:
+# The last configuration's settings of a provider and what they loaded, which a reload may keep.
+type Previous[RuntimeT] = tuple[ProviderConfig, RuntimeT | None]
+
+
+class Routed(Protocol):
+    @property
+    def provider(self) -> str | None: ...
+
+
+class SignedBy(Protocol):
+    @property
+    def aws_credentials(self) -> Sequence[object]: ...
+
+
+class Configuration(Protocol):
+    """What of the whole configuration a provider's runtime may depend on beside its own settings
+    (`config.Config`): its clients (their virtual AWS credentials) and its rules' routes."""
+
+    @property
+    def clients(self) -> Sequence[SignedBy]: ...
+
+    @property
+    def overrides(self) -> Sequence[Routed]: ...
+
+
+class Provider[RuntimeT]:
     """One LLM provider: its hosts, endpoints and the wire format each speaks, its credentials and
-    error shape."""
+    error shape. `RuntimeT` is what its credentials load for a configuration (`load_runtime`): a
+    credential source of `credentials/` (AWS credentials, Google or Entra ID tokens), or nothing."""
 
     name: ClassVar[str]
     # Its gen_ai.provider.name in OpenTelemetry's GenAI conventions (metrics and traces).
@@ -223,11 +249,14 @@ class Provider:
         host itself. Default: itself (Google's mTLS hosts go to their twins)."""
         return None
 
-    def load_runtime(self, config: Any, settings: ProviderConfig, previous: tuple[ProviderConfig, Any] | None) -> Any:
-        """What this provider needs built for a configuration (`config`, its settings `settings`),
-        kept in `Loaded.runtimes` and handed to `upstream_credential`. `previous` is the last
-        configuration's settings and runtime, for what a reload keeps. A ValueError's message names
-        the setting at fault (`"credentials: …"`). Default: nothing."""
+    def load_runtime(
+        self, config: Configuration, settings: ProviderConfig, previous: Previous[RuntimeT] | None
+    ) -> RuntimeT | None:
+        """What this provider's credentials need built for a configuration (`config`, its settings
+        `settings`: a credential source of `credentials/`), kept in `Loaded.runtimes` and handed to
+        `upstream_credential`. `previous` is the last configuration's settings and runtime, for what
+        a reload keeps. A ValueError's message names the setting at fault (`"credentials: …"`).
+        Default: nothing."""
         return None
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
@@ -320,7 +349,7 @@ class Provider:
         ask = wire_format(classification.wire_format).ask_for_usage
         return ask is not None and ask(classification, body)
 
-    def own_pools(self, runtime: Any) -> Mapping[str, KeyPool]:
+    def own_pools(self, runtime: RuntimeT | None) -> Mapping[str, KeyPool]:
         """The key pools this provider's `runtime` holds besides the provider's own (Azure's
         resources'), by name: another process's rest of one of their keys rests it here too.
         Default: none."""
@@ -332,7 +361,7 @@ class Provider:
         side: Mapping[str, str],
         pool: KeyPool,
         settings: ProviderConfig,
-        runtime: Any,
+        runtime: RuntimeT | None,
         model: str | None = None,
     ) -> UpstreamCredential | None:
         """The credential Tollgate sends upstream, or None to let an anonymous caller's own pass

@@ -42,8 +42,10 @@ from tollgate.formats.request_facts import Batch, Classification, RequestFacts
 from tollgate.providers import bedrock_apis, openai
 from tollgate.providers.base import (
     ChatLeg,
+    Configuration,
     Headers,
     OwnCredential,
+    Previous,
     Provider,
     Query,
     RequestParts,
@@ -131,7 +133,7 @@ def _public(host: str) -> bool:
 _RUNTIME_FIRST = frozenset(("model", "guardrail", "async-invoke", "openai"))
 
 
-class Bedrock(Provider):
+class Bedrock(Provider[CredentialSource]):
     name = "bedrock"
     semconv_name = "aws.bedrock"
     host_pattern = _HOST.pattern[1:-1]
@@ -171,7 +173,7 @@ class Bedrock(Provider):
     }
 
     def load_runtime(
-        self, config: Any, settings: ProviderConfig, previous: tuple[ProviderConfig, Any] | None
+        self, config: Configuration, settings: ProviderConfig, previous: Previous[CredentialSource] | None
     ) -> CredentialSource | None:
         """botocore imported when the configuration mentions Bedrock (its settings, a client's
         virtual AWS credentials, a route here), so that no call waits for the import; and the AWS

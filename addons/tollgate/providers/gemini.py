@@ -18,6 +18,7 @@ from tollgate.credentials.google_bearer import (
     GoogleTokens,
     load_tokens,
 )
+from tollgate.credentials.keypool import KeyPool
 from tollgate.formats import GEMINI_GENERATE, OPENAI_CHAT
 from tollgate.formats.exact import (
     CACHED_CONTENT,
@@ -31,7 +32,15 @@ from tollgate.formats.exact import (
 from tollgate.formats.gemini_generate.facts import one_of, read_facts
 from tollgate.formats.request_facts import Batch, Classification, RequestFacts
 from tollgate.providers import openai
-from tollgate.providers.base import ChatLeg, Headers, Provider, UpstreamCredential, client_cert_of
+from tollgate.providers.base import (
+    ChatLeg,
+    Configuration,
+    Headers,
+    Previous,
+    Provider,
+    UpstreamCredential,
+    client_cert_of,
+)
 
 # /v1beta/models/gemini-2.0-flash:generateContent, /v1/tunedModels/x:generateContent, …
 _MODEL_CALL = re.compile(
@@ -142,7 +151,7 @@ class GeminiConfig(ProviderConfig):
     client_cert: str | None = Field(default=None, min_length=1)
 
 
-class Gemini(Provider):
+class Gemini(Provider[GoogleTokens]):
     name = "gemini"
     semconv_name = "gcp.gemini"  # the Gemini API (AI Studio)
     host_pattern = "|".join(
@@ -189,7 +198,7 @@ class Gemini(Provider):
         return is_mtls(host)
 
     def load_runtime(
-        self, config: Any, settings: ProviderConfig, previous: tuple[ProviderConfig, Any] | None
+        self, config: Configuration, settings: ProviderConfig, previous: Previous[GoogleTokens] | None
     ) -> GoogleTokens | None:
         """The credentials Tollgate asks tokens of, kept from `previous` while `credentials` is unchanged."""
         assert isinstance(settings, GeminiConfig)
@@ -208,15 +217,15 @@ class Gemini(Provider):
         self,
         classification: Classification,
         side: Mapping[str, str],
-        pool: Any,
+        pool: KeyPool,
         settings: ProviderConfig,
-        runtime: Any,
+        runtime: GoogleTokens | None,
         model: str | None = None,
     ) -> UpstreamCredential | None:
         """The caller's key in X-Gemini-Key, else the provider's keys in turn, else a token of
         Tollgate's credentials (`runtime`)."""
         credential = super().upstream_credential(classification, side, pool, settings, runtime, model)
-        if credential is None and isinstance(runtime, GoogleTokens):
+        if credential is None and runtime is not None:
             return BearerToken(runtime, self.header_positions)
         return credential
 

@@ -189,7 +189,7 @@ def classify_request(method: str, segments: Sequence[str], data: dict[str, Any] 
         raise e.at(endpoint) from None
 
 
-class OpenAI(Provider):
+class OpenAI(Provider[None]):
     name = semconv_name = "openai"
     # Its data-residency hosts (eu., us.) and any other region's: a call to one goes there, and stays there.
     host_pattern = r"(?:[a-z0-9-]+\.)?api\.openai\.com"

@@ -168,7 +168,7 @@ class Vendor:
     site_passes: bool = False
 
 
-class OpenAICompatible(Provider):
+class OpenAICompatible(Provider[None]):
     """An API in OpenAI's formats under `base_paths` on its hosts, offering `endpoints` there. Each
     vendor is one of these made from its row (`from_row`)."""
 

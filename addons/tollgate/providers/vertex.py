@@ -18,6 +18,7 @@ from pydantic import Field
 
 from tollgate.config_base import ProviderConfig
 from tollgate.credentials.google_bearer import CLOUD_PLATFORM, QUOTA_PROJECT, BearerToken, GoogleTokens, load_tokens
+from tollgate.credentials.keypool import KeyPool
 from tollgate.fingerprint import fingerprint
 from tollgate.formats import ANTHROPIC_MESSAGES, CLAUDE_ON_VERTEX, GEMINI_GENERATE, anthropic_messages
 from tollgate.formats.anthropic_messages import on_vertex
@@ -27,7 +28,9 @@ from tollgate.formats.request_facts import Batch, Classification, RequestFacts
 from tollgate.providers import gemini, openai
 from tollgate.providers.base import (
     ChatLeg,
+    Configuration,
     HeaderKey,
+    Previous,
     Provider,
     RequestParts,
     UpstreamCredential,
@@ -127,7 +130,7 @@ def _goes_where_called(request: RequestParts) -> bool:
     return request.upstream in (f"https://{request.called_host}", f"https://{twin}")
 
 
-class Vertex(Provider):
+class Vertex(Provider[VertexProject]):
     name = "vertex"
     semconv_name = "gcp.vertex_ai"
     # The global host, a region's (us-central1-aiplatform…), a multi-region's (aiplatform.eu.rep…),
@@ -178,7 +181,7 @@ class Vertex(Provider):
         return None if client_cert_of(settings) else gemini.mtls_twin(host)
 
     def load_runtime(
-        self, config: Any, settings: ProviderConfig, previous: tuple[ProviderConfig, Any] | None
+        self, config: Configuration, settings: ProviderConfig, previous: Previous[VertexProject] | None
     ) -> VertexProject | None:
         """The credentials Tollgate asks tokens of and the project they call, kept from `previous`
         while the settings that make them are unchanged."""
@@ -316,9 +319,9 @@ class Vertex(Provider):
         self,
         classification: Classification,
         side: Mapping[str, str],
-        pool: Any,
+        pool: KeyPool,
         settings: ProviderConfig,
-        runtime: Any,
+        runtime: VertexProject | None,
         model: str | None = None,
     ) -> UpstreamCredential | None:
         """The caller's own token in X-Vertex-Token, else the provider's keys in turn (express
@@ -330,7 +333,7 @@ class Vertex(Provider):
         key = pool.take(model)
         if key is not None:
             return self.header_key(key, classification, pooled=True)
-        if isinstance(runtime, VertexProject):
+        if runtime is not None:
             return BearerToken(runtime.tokens, self.header_positions, runtime.move)
         return None
 
