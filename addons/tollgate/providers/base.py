@@ -32,7 +32,7 @@ Query = MutableMapping[str, str]
 @dataclass(frozen=True, slots=True)
 class ChatLeg:
     """How a chat call goes to a provider's own API, a route having translated it: the path it is
-    sent to and the wire format (`translate/translator.py`) its body is written in."""
+    sent to and the wire format (`formats/registry.py`) its body is written in."""
 
     path: str
     format: str
@@ -156,7 +156,7 @@ class Provider[RuntimeT]:
     # billed apart, by the day). Under a `usd_*` cap they need no price.
     free_endpoints: ClassVar[frozenset[str]] = frozenset()
     # Its chat endpoints a route may translate from (`overrides: … provider:`), and the wire format
-    # each speaks (`translate/translator.py`'s names).
+    # each speaks (`formats/registry.py`'s names).
     chat_formats: ClassVar[Mapping[str, str]] = {}
     # Whether OpenAI-compatible APIs take its calls as they are: its own API is the one they copy
     # (`api: openai_compatible` routes only its calls).
