@@ -20,8 +20,8 @@ credentials carry a session token (so X-Amz-Security-Token is signed), half do n
 
 Timed per request, each with one `time.perf_counter_ns()` either side:
 
-  verify          `tollgate.providers.sigv4.verify_request(...)` alone, on the header list identify builds;
-  sign            `tollgate.providers.sigv4.sign(...)` alone (botocore's SigV4Auth), with real static
+  verify          `tollgate.credentials.sigv4.verify_request(...)` alone, on the header list identify builds;
+  sign            `tollgate.credentials.sigv4.sign(...)` alone (botocore's SigV4Auth), with real static
                   credentials (with a session token), on the headers SigV4Signature.apply picks;
   verify+re-sign  what Tollgate runs per Bedrock request: Identify's
                   `Bedrock.verify_caller(request_parts(flow.request, call), secrets)` (parse the
@@ -68,8 +68,9 @@ from mitmproxy.test import tflow  # noqa: E402
 
 from tollgate.call import Call, Route  # noqa: E402
 from tollgate.config import parse_config  # noqa: E402
+from tollgate.credentials import sigv4  # noqa: E402
 from tollgate.formats.raw_headers import header_index  # noqa: E402
-from tollgate.providers import PROVIDERS, sigv4  # noqa: E402
+from tollgate.providers import PROVIDERS  # noqa: E402
 from tollgate.proxy.flows import request_parts  # noqa: E402
 from tollgate.proxy.stages.credential import Credential  # noqa: E402
 from tollgate.proxy.state import Shared  # noqa: E402

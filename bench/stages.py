@@ -123,6 +123,7 @@ def new_flow() -> http.HTTPFlow:
     request.method, request.path = "POST", "/v1/chat/completions"
     request.headers.fields = tuple((k.encode(), v.encode()) for k, v in REQUEST_HEADERS)
     request.raw_content = BODY
+    flow.client_conn.sni = "api.openai.com"  # as the SDK's TLS connection names it
     flow.response = None
     return flow
 

@@ -14,6 +14,7 @@ from tollgate.formats.request_facts import Classification
 from tollgate.providers import PROVIDERS, Provider
 
 if TYPE_CHECKING:
+    from tollgate.credentials.keypool import KeyPool
     from tollgate.formats.translation import Translation
     from tollgate.formats.usage import Usage
     from tollgate.governance.failover import Attempt
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
     from tollgate.governance.limits import Estimate, Reserved
     from tollgate.governance.rollup import Plan
     from tollgate.providers.base import UpstreamCredential
-    from tollgate.providers.keypool import KeyPool
     from tollgate.records.ledger.store import Store
     from tollgate.runtime import Loaded
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tollgate.config import Config, ProviderConfig
+from tollgate.credentials.keypool import KeyPool
 from tollgate.governance.clients import Directory
 from tollgate.governance.jwt_identity import Verifier
 from tollgate.governance.limits import Limits
@@ -19,7 +20,6 @@ from tollgate.governance.policy import Policy
 from tollgate.governance.pricing import Prices
 from tollgate.providers import BUILT_IN_HOSTS, PROVIDERS, Hosts, Provider, configured
 from tollgate.providers.client_certs import ClientCert
-from tollgate.providers.keypool import KeyPool
 
 
 @dataclass(frozen=True, slots=True, repr=False)  # its configuration holds keys: never in a message

@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from tollgate.config_base import ProviderConfig
+from tollgate.credentials.base import RequestParts, UpstreamCredential
+from tollgate.credentials.keypool import KeyPool, retry_after_seconds
 from tollgate.fingerprint import fingerprint
 from tollgate.formats.framing import MAX_FRAME, Undecodable, decode_whole
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.failover import model_circuit
 from tollgate.providers import CONFIGURED_SIDE_HEADERS, PROVIDERS
-from tollgate.providers.base import Provider, RequestParts, UpstreamCredential
-from tollgate.providers.keypool import KeyPool, retry_after_seconds
+from tollgate.providers.base import Provider
 
 if TYPE_CHECKING:
     from tollgate.governance.failover import Circuits

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tollgate.providers.keypool import DEFAULT_REST, MAX_REST, CircuitOpen, KeyPool, retry_after_seconds
+from tollgate.credentials.keypool import DEFAULT_REST, MAX_REST, CircuitOpen, KeyPool, retry_after_seconds
 
 
 class Clock:

@@ -22,6 +22,7 @@ LAYERS = (
     ("proxy/", "cli/"),
     ("governance/", "records/", "call.py", "config.py", "runtime.py", "upstream.py", "fleet.py"),
     ("providers/",),
+    ("credentials/",),
     ("config_base.py", "fingerprint.py", "host_globs.py", "shape_memo.py"),
     ("formats/",),
 )
@@ -31,9 +32,7 @@ PROXY_LAYER = ("proxy/",)
 SHARED_PROVIDER_MODULES = {
     "tollgate.providers": "the registry: every provider, by name",
     "tollgate.providers.base": "what every provider is (`Provider`) and shares (error shapes)",
-    "tollgate.providers.keypool": "a provider's real keys, used in turn",
     "tollgate.providers.client_certs": "the client certificates an mTLS upstream asks for",
-    "tollgate.providers.sigv4": "AWS Signature Version 4, which the Bedrock credential and a caller's check use",
 }
 # Modules outside providers/ allowed to import one provider's module, and why.
 PROVIDER_IMPORT_EXCEPTIONS: dict[tuple[str, str], str] = {}

@@ -14,11 +14,11 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tollgate.call import Call, Failure, Route, Target
+from tollgate.credentials.keypool import KeyPool
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.formats.usage import Usage
 from tollgate.governance.failover import Attempt
 from tollgate.governance.limits import Estimate
-from tollgate.providers.keypool import KeyPool
 from tollgate.records.audit_record import audit_record
 from tollgate.records.metrics import OTHER, LabelCap, MetricSet, error_kind, remaining, status_class
 

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tollgate.providers.keypool import KeyPool
+from tollgate.credentials.keypool import KeyPool
 from tollgate.records import multiprocess
 from tollgate.records.metrics import MetricSet
 from tollgate.records.multiprocess import SharedFiles, host_registry

@@ -18,12 +18,12 @@ from tests.unit.providers.common import (
     read_request,
 )
 
+from tollgate.formats import openai_api as openai_mod
 from tollgate.formats.exact import Unreadable, as_int, count
 from tollgate.formats.json_codec import encode_json, parse_json, read_request_json
 from tollgate.formats.raw_headers import decoded, header_index, with_header
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import add_totals
-from tollgate.providers import openai as openai_mod
 from tollgate.providers.base import (
     bearer,
 )

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from tests.support.aws import signed_over_authority
 from tests.support.examples import examples
 
-from tollgate.providers import sigv4
-from tollgate.providers.sigv4 import BAD_SIGNATURE, UNKNOWN_KEY, Authorization, SignatureError
+from tollgate.credentials import sigv4
+from tollgate.credentials.sigv4 import BAD_SIGNATURE, UNKNOWN_KEY, Authorization, SignatureError
 
 VECTORS = Path(__file__).parent / "sigv4_vectors"
 ACCESS_KEY = "AKIDEXAMPLE"

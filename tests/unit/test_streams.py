@@ -44,13 +44,13 @@ from tollgate.formats.framing import (
 )
 from tollgate.formats.gemini_generate.stream import GenerateArrayReader, GenerateStreamReader, has_key
 from tollgate.formats.json_codec import parse_json
+from tollgate.formats.openai_api import stream_reader
 from tollgate.formats.openai_chat import ChatStreamReader
 from tollgate.formats.openai_chat.stream import ChatEventReader
 from tollgate.formats.openai_responses import ResponsesStreamReader
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import Counted, SSEReader, UsageReader, WholeBodyReader, is_event_stream
 from tollgate.providers import PROVIDERS
-from tollgate.providers.openai import stream_reader
 
 if sys.version_info >= (3, 14):
     from compression import zstd

@@ -16,12 +16,12 @@ from tests.support.fake_upstream import FakeUpstream, Reply
 
 from tollgate.config import parse_config
 from tollgate.config_base import ProviderConfig
+from tollgate.credentials.base import Applied, RequestParts, UpstreamCredential
+from tollgate.credentials.keypool import KeyPool
 from tollgate.fingerprint import fingerprint
 from tollgate.formats.raw_headers import Fields
 from tollgate.formats.request_facts import Classification
 from tollgate.providers import PROVIDERS
-from tollgate.providers.base import Applied, RequestParts, UpstreamCredential
-from tollgate.providers.keypool import KeyPool
 from tollgate.runtime import Loaded
 from tollgate.upstream import (
     Outgoing,

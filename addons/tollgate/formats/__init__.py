@@ -1,8 +1,7 @@
 """The wire formats, one package each: how a request in the format is read exactly (its facts at
 classification, and into the common chat model of `chat.py`), written, and how its answers, streams,
 errors and usage are read and written. This module names them, so that providers can say which
-format each endpoint speaks; `translation.FORMATS` holds the chat formats a route translates
-between."""
+format each endpoint speaks; the registry (`registry.py`) hands each over by its name."""
 
 from __future__ import annotations
 
@@ -15,6 +14,10 @@ OPENAI_CHAT = "openai-chat"
 ANTHROPIC_MESSAGES = "anthropic-messages"
 GEMINI_GENERATE = "gemini-generate"
 BEDROCK_CONVERSE = "bedrock-converse"
+# Bedrock's InvokeModel: each model family's own body (`bedrock_invoke/`).
+BEDROCK_INVOKE = "bedrock-invoke"
+# Bedrock's agent runtime and its control plane's jobs: their usage is an agent's traces' only.
+BEDROCK_AGENTS = "bedrock-agents"
 # Claude's own Messages body on Bedrock's InvokeModel: an Anthropic call goes there nearly as it
 # came (every Anthropic feature Claude on Bedrock has), its stream's event-stream frames unwrapped.
 CLAUDE_ON_BEDROCK = "claude-on-bedrock"

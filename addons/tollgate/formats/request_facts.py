@@ -94,10 +94,10 @@ class Classification:
     endpoint: str | None = None
     model: str | None = None
     facts: RequestFacts = field(default_factory=RequestFacts)
-    # The wire format the body speaks, when it is not the provider's own (e.g. the OpenAI
-    # format, `formats.OPENAI_API`, for Gemini's /v1beta/openai/… endpoints);
-    # it decides how usage is read.
-    wire_format: str | None = None
+    # The wire format the call speaks (`formats/registry.py`: OpenAI's API, `OPENAI_API`, on every
+    # provider's OpenAI-compatible endpoint): how its answers' usage is read, its conversation found.
+    # Every provider names it; it is empty only in a classification made by hand.
+    wire_format: str = ""
     # What the call holds but Tollgate did not read (a body streamed unread): "model", "request"
     # (its facts). The policy sees it, so that an unread model is never taken for no model.
     unread: tuple[str, ...] = ()

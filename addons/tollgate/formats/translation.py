@@ -13,12 +13,8 @@ from tollgate.formats import (
     BEDROCK_CONVERSE,
     CLAUDE_ON_BEDROCK,
     CLAUDE_ON_VERTEX,
-    GEMINI_GENERATE,
-    OPENAI_CHAT,
     anthropic_messages,
-    bedrock_converse,
     gemini_generate,
-    openai_chat,
 )
 from tollgate.formats.anthropic_messages import on_vertex as claude_on_vertex
 from tollgate.formats.chat import (
@@ -33,17 +29,23 @@ from tollgate.formats.chat import (
     UsageReported,
 )
 from tollgate.formats.json_codec import encode_json, parse_json
+from tollgate.formats.registry import WIRE_FORMATS, wire_format
 from tollgate.formats.usage import Usage
 
 logger = logging.getLogger(__name__)
 
-FORMATS: dict[str, ChatFormat] = {
-    OPENAI_CHAT: openai_chat.OPENAI_CHAT,
-    ANTHROPIC_MESSAGES: anthropic_messages.ANTHROPIC_MESSAGES,
-    GEMINI_GENERATE: gemini_generate.GEMINI_GENERATE,
-    BEDROCK_CONVERSE: bedrock_converse.BEDROCK_CONVERSE,
-    CLAUDE_ON_VERTEX: claude_on_vertex.CLAUDE_ON_VERTEX,
-}
+
+def chat_format(name: str) -> ChatFormat:
+    """A chat format by its name (`formats/registry.py`): what reads and writes it."""
+    chat = wire_format(name).chat
+    assert chat is not None, f"{name} is not a chat format"
+    return chat
+
+
+def chat_formats() -> dict[str, ChatFormat]:
+    """Every chat format a route may translate between, by name."""
+    return {name: f.chat for name, f in WIRE_FORMATS.items() if f.chat is not None}
+
 
 # A whole answer larger than this is not translated (as `WholeBodyReader` does not read one).
 ANSWER_LIMIT = 16 * 1024 * 1024
@@ -73,6 +75,11 @@ class Translation:
         self.billed: Callable[[Usage], Usage] | None = None
 
     @property
+    def caller_headers(self) -> tuple[bytes, ...]:
+        """The caller's headers that carry part of its call in its format (`request`'s `headers`)."""
+        return wire_format(self.source).caller_headers
+
+    @property
     def passthrough(self) -> bool:
         """An Anthropic call to Claude on Bedrock or Vertex AI: it goes nearly as it came (every
         Anthropic feature Claude has there), not through the common model."""
@@ -90,10 +97,10 @@ class Translation:
         if self.passthrough:
             betas = anthropic_messages.betas_of_header(headers.get("anthropic-beta"))
             return anthropic_messages.bedrock_invoke_body(body, betas), {}, []
-        chat = FORMATS[self.source].read_request(body)
+        chat = chat_format(self.source).read_request(body)
         chat.model, chat.stream = model, stream
         self.chat = chat
-        written, extra = FORMATS[self.target].write_request(chat)
+        written, extra = chat_format(self.target).write_request(chat)
         return written, extra, chat.dropped
 
     def content_type(self, stream: bool) -> str:
@@ -110,7 +117,7 @@ class Translation:
             return anthropic_messages.InvokeStreamUnwrapper() if self.target == CLAUDE_ON_BEDROCK else None
         writer = self._writer()
         self.stream_type = writer.content_type
-        return ChatStream(FORMATS[self.target].stream_reader(), writer, self.billed)
+        return ChatStream(chat_format(self.target).stream_reader(), writer, self.billed)
 
     def answer(self) -> Rewrite | None:
         """What rewrites a whole (non-streamed) answer; None where it goes as it came."""
@@ -121,27 +128,27 @@ class Translation:
     def error(self, status: int, headers: Mapping[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
         """The target's error answer in the caller's error shape, its status kept."""
         target = BEDROCK_CONVERSE if self.target == CLAUDE_ON_BEDROCK else self.target  # Bedrock's error shape
-        error = FORMATS[target].read_error(status, headers, body)
-        return FORMATS[self.source].write_error(error)
+        error = chat_format(target).read_error(status, headers, body)
+        return chat_format(self.source).write_error(error)
 
     def _answer(self, body: bytes) -> bytes:
         data = parse_json(body)
         if data is None:
             raise Untranslatable("the upstream's answer is not a JSON object")
-        response = FORMATS[self.target].read_response(data)
+        response = chat_format(self.target).read_response(data)
         if self.billed is not None:
             response.usage = self.billed(response.usage)
-        return encode_json(FORMATS[self.source].write_response(response, self._chat()))
+        return encode_json(chat_format(self.source).write_response(response, self._chat()))
 
     def _failed(self, message: str) -> bytes:
         """What the caller gets where the upstream's answer could not be translated."""
         error = ChatError(502, "server", f"Tollgate could not translate the upstream's answer: {message}")
-        return FORMATS[self.source].write_error(error)[2]
+        return chat_format(self.source).write_error(error)[2]
 
     def _writer(self) -> StreamWriter:
         if self.json_array:
             return gemini_generate.array_stream_writer(self._chat())
-        return FORMATS[self.source].stream_writer(self._chat())
+        return chat_format(self.source).stream_writer(self._chat())
 
     def _chat(self) -> ChatRequest:
         assert self.chat is not None, "the request is translated before its answer"

@@ -3,23 +3,23 @@ with its earlier turns replaced by a summary (in its system prompt) and only its
 A summary is kept by the turns it summarizes: the conversation's next calls use it again while
 the turns after it stay within the rule's size, and the next summary extends it with the turns
 since, so that a conversation asks the summarizer once every so many turns, never for its whole
-history again. Its rules, as the file writes them (`rollup:`), are declared here. Plain Python,
-knowing nothing of mitmproxy."""
+history again. Its rules, as the file writes them (`rollup:`), are declared here. Where a
+format keeps a conversation's turns is the format's (its `turns.py`). Plain Python, knowing
+nothing of mitmproxy."""
 
 from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import Field, ValidationInfo, model_validator
 
 from tollgate.config_base import Strict
-from tollgate.formats import ANTHROPIC_MESSAGES, BEDROCK_CONVERSE, GEMINI_GENERATE, OPENAI_CHAT
 from tollgate.formats.chat import ChatRequest, ChatResponse, Message, Text
 from tollgate.formats.json_codec import encode_json
+from tollgate.formats.registry import WIRE_FORMATS
 from tollgate.governance.matching import OverrideMatch, known_providers, unknown_provider
 
 # A token is about four bytes of text (as the limits estimate a prompt's tokens).
@@ -63,90 +63,6 @@ class RollupRule(Strict):
 
 
 @dataclass(frozen=True, slots=True)
-class Turns:
-    """Where a format keeps a conversation: the body's list of turns, which of them are turns of
-    the conversation (OpenAI's format keeps its system messages among them), and whether one opens
-    an exchange (a user's turn that answers no tool call: the conversation may be cut before it)."""
-
-    key: str
-    is_turn: Callable[[Any], bool]
-    opens: Callable[[Any], bool]
-    add_system: Callable[[dict[str, Any], str], None]
-
-
-def _role(turn: Any) -> Any:
-    return turn.get("role") if isinstance(turn, dict) else None
-
-
-def _blocks(turn: Any, key: str) -> list[Any]:
-    content = turn.get(key) if isinstance(turn, dict) else None
-    return content if isinstance(content, list) else []
-
-
-def _openai_is_turn(turn: Any) -> bool:
-    return _role(turn) not in ("system", "developer")
-
-
-def _openai_add_system(body: dict[str, Any], summary: str) -> None:
-    messages = body["messages"]
-    role = next((m["role"] for m in messages if not _openai_is_turn(m)), "system")
-    first = next((i for i, m in enumerate(messages) if _openai_is_turn(m)), len(messages))
-    messages.insert(first, {"role": role, "content": summary})
-
-
-def _anthropic_opens(turn: Any) -> bool:
-    return _role(turn) == "user" and not any(
-        isinstance(b, dict) and b.get("type") == "tool_result" for b in _blocks(turn, "content")
-    )
-
-
-def _anthropic_add_system(body: dict[str, Any], summary: str) -> None:
-    system = body.get("system")
-    if isinstance(system, list):
-        system.append({"type": "text", "text": summary})
-    else:
-        body["system"] = f"{system}\n\n{summary}" if isinstance(system, str) and system else summary
-
-
-def _gemini_opens(turn: Any) -> bool:
-    return _role(turn) in ("user", None) and not any(
-        isinstance(p, dict) and ("functionResponse" in p or "function_response" in p) for p in _blocks(turn, "parts")
-    )
-
-
-def _gemini_add_system(body: dict[str, Any], summary: str) -> None:
-    key = "system_instruction" if "system_instruction" in body else "systemInstruction"
-    system = body.get(key)
-    if isinstance(system, dict) and isinstance(system.get("parts"), list):
-        system["parts"].append({"text": summary})
-    else:
-        body[key] = {"parts": [{"text": summary}]}
-
-
-def _converse_opens(turn: Any) -> bool:
-    return _role(turn) == "user" and not any(
-        isinstance(b, dict) and "toolResult" in b for b in _blocks(turn, "content")
-    )
-
-
-def _converse_add_system(body: dict[str, Any], summary: str) -> None:
-    system = body.get("system")
-    body["system"] = [*system, {"text": summary}] if isinstance(system, list) else [{"text": summary}]
-
-
-def _always(_turn: Any) -> bool:
-    return True
-
-
-TURNS = {
-    OPENAI_CHAT: Turns("messages", _openai_is_turn, lambda t: _role(t) == "user", _openai_add_system),
-    ANTHROPIC_MESSAGES: Turns("messages", _always, _anthropic_opens, _anthropic_add_system),
-    GEMINI_GENERATE: Turns("contents", _always, _gemini_opens, _gemini_add_system),
-    BEDROCK_CONVERSE: Turns("messages", _always, _converse_opens, _converse_add_system),
-}
-
-
-@dataclass(frozen=True, slots=True)
 class Plan:
     """A conversation to roll up: its first `count` turns (those before `cut` in the body's list),
     summarized by `summary` where one is kept; else by the summarizer, from the kept summary
@@ -180,7 +96,8 @@ def plan(fmt: str, body: dict[str, Any], size: Size, summarizer: str, summaries:
     """What of this call's conversation to roll up, or None: the conversation is not past the
     rule's size, is not in a list of turns, or cannot be cut (no user's turn opens an exchange
     among the turns before the last `keep_last`: a tool's call and result stay together)."""
-    turns = TURNS.get(fmt)
+    known = WIRE_FORMATS.get(fmt)
+    turns = known.turns if known is not None else None
     listed = body.get(turns.key) if turns is not None else None
     if turns is None or not isinstance(listed, list):
         return None
@@ -219,7 +136,8 @@ def prefix_keys(summarizer: str, fmt: str, encoded: list[bytes]) -> list[str]:
 
 def roll_up(body: dict[str, Any], rolled: Plan, summary: str) -> None:
     """The body with the rolled-up turns out and the summary in its system prompt."""
-    turns = TURNS[rolled.fmt]
+    turns = WIRE_FORMATS[rolled.fmt].turns
+    assert turns is not None, "a plan is made only where the format keeps turns"
     listed = body[turns.key]
     body[turns.key] = [t for i, t in enumerate(listed) if i >= rolled.cut or not turns.is_turn(t)]
     turns.add_system(body, SUMMARY_HEADING + summary)

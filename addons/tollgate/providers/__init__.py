@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
+from typing import Any
 
 from tollgate.host_globs import glob_pattern
 from tollgate.providers.anthropic import Anthropic
@@ -18,9 +19,8 @@ from tollgate.providers.openai import OpenAI
 from tollgate.providers.vendors import CONFIGURED_SIDE_HEADER, PRESETS, ConfiguredVendorSettings, OpenAICompatible
 from tollgate.providers.vertex import Vertex
 
-PROVIDERS: dict[str, Provider] = {
-    p.name: p for p in (OpenAI(), Gemini(), Anthropic(), Bedrock(), Vertex(), Azure(), *PRESETS)
-}
+_BUILT_IN: tuple[Provider[Any], ...] = (OpenAI(), Gemini(), Anthropic(), Bedrock(), Vertex(), Azure(), *PRESETS)
+PROVIDERS: dict[str, Provider[Any]] = {p.name: p for p in _BUILT_IN}
 
 # gen_ai.provider.name per provider, as metrics and traces name it.
 SEMCONV_NAMES = {name: p.semconv_name for name, p in PROVIDERS.items()}

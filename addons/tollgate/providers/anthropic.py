@@ -5,47 +5,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from tollgate.formats import ANTHROPIC_MESSAGES, OPENAI_API, OPENAI_CHAT
-from tollgate.formats.anthropic_messages import MessagesStreamReader, messages_facts, messages_usage
+from tollgate.formats import ANTHROPIC_MESSAGES, OPENAI_CHAT
+from tollgate.formats.anthropic_messages import read_completion_facts, read_facts
 from tollgate.formats.exact import (
     UNREAD_BODY,
     UNREAD_MODEL,
     Unreadable,
     check_case,
     path_segments,
-    request_flag,
     request_int,
     request_model,
     words,
 )
+from tollgate.formats.openai_api import classify_body
 from tollgate.formats.request_facts import Batch, Classification, RequestFacts
-from tollgate.formats.usage import Usage
-from tollgate.formats.usage_reading import UsageReader, is_event_stream
 from tollgate.providers import openai
-from tollgate.providers.base import (
-    AUDIT_UNAVAILABLE,
-    BAD_REQUEST,
-    BUDGET_EXCEEDED,
-    CIRCUIT_OPEN,
-    HEADERS_TOO_LARGE,
-    INTERNAL_ERROR,
-    INVALID_SIGNATURE,
-    LEDGER_UNAVAILABLE,
-    LIMIT_UNENFORCEABLE,
-    MINTS_CREDENTIAL,
-    MISCONFIGURED,
-    MISDIRECTED,
-    NO_UPSTREAM_CREDENTIAL,
-    POLICY_DENIED,
-    RATE_LIMITED,
-    UNAUTHENTICATED,
-    UPSTREAM_TIMEOUT,
-    UPSTREAM_UNREACHABLE,
-    ChatLeg,
-    Headers,
-    Provider,
-    Refusal,
-)
+from tollgate.providers.base import ChatLeg, Provider
 
 _ENDPOINTS = {
     "messages": "messages",
@@ -84,28 +59,6 @@ def _is_upload(method: str, rest: list[str]) -> bool:
     )
 
 
-_ERROR_TYPES = {
-    UNAUTHENTICATED: "authentication_error",
-    POLICY_DENIED: "permission_error",
-    NO_UPSTREAM_CREDENTIAL: "api_error",
-    MISCONFIGURED: "api_error",
-    INVALID_SIGNATURE: "authentication_error",
-    INTERNAL_ERROR: "api_error",
-    UPSTREAM_UNREACHABLE: "api_error",
-    UPSTREAM_TIMEOUT: "timeout_error",
-    BAD_REQUEST: "invalid_request_error",
-    AUDIT_UNAVAILABLE: "api_error",
-    RATE_LIMITED: "rate_limit_error",
-    BUDGET_EXCEEDED: "rate_limit_error",
-    LEDGER_UNAVAILABLE: "api_error",
-    LIMIT_UNENFORCEABLE: "permission_error",
-    HEADERS_TOO_LARGE: "invalid_request_error",
-    MISDIRECTED: "invalid_request_error",
-    CIRCUIT_OPEN: "api_error",
-    MINTS_CREDENTIAL: "permission_error",
-}
-
-
 def _batch(data: dict[str, Any]) -> Classification:
     """A Message Batch: its requests' one model, which the policy decides on as a call's; where
     they name several (or the batch is not as Anthropic reads it), the model is unread. Every
@@ -115,8 +68,8 @@ def _batch(data: dict[str, Any]) -> Classification:
     facts = RequestFacts(batch=_batch_bound(requests))
     models = {_model_of(r) for r in requests} if isinstance(requests, list) else set()
     if len(models) == 1 and None not in models:
-        return Classification(endpoint="messages.batches", model=models.pop(), facts=facts)
-    return Classification(endpoint="messages.batches", facts=facts, unread=UNREAD_MODEL)
+        return Classification("messages.batches", models.pop(), facts, ANTHROPIC_MESSAGES)
+    return Classification("messages.batches", facts=facts, wire_format=ANTHROPIC_MESSAGES, unread=UNREAD_MODEL)
 
 
 def _batch_bound(requests: Any) -> Batch:
@@ -141,7 +94,7 @@ def _model_of(request: Any) -> str | None:
     return request_model(params) if isinstance(params, dict) else None
 
 
-class Anthropic(Provider):
+class Anthropic(Provider[None]):
     name = semconv_name = "anthropic"
     host_pattern = r"api\.anthropic\.com"
     host_globs = ("api.anthropic.com",)
@@ -155,6 +108,7 @@ class Anthropic(Provider):
     chat_formats: ClassVar[Mapping[str, str]] = {"messages": ANTHROPIC_MESSAGES, "chat.completions": OPENAI_CHAT}
     target_headers = ((b"anthropic-version", b"2023-06-01"),)
     price_table = "anthropic"
+    error_format = ANTHROPIC_MESSAGES
 
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
         return ChatLeg("/v1/messages", ANTHROPIC_MESSAGES)
@@ -165,58 +119,32 @@ class Anthropic(Provider):
         if segments[0] == "api":
             return service_call(method, segments[1:])
         if tuple(segments) == MCP_REGISTRY and method == "GET":
-            return Classification(passthrough=True)
+            return Classification(passthrough=True, wire_format=ANTHROPIC_MESSAGES)
         if segments[0] != "v1" or len(segments) == 1:
             raise Unreadable("Anthropic's paths start with /v1/ (or are a known /api/ path of Claude Code's)")
         rest = segments[1:]
         if rest == ["chat", "completions"]:  # Anthropic's OpenAI SDK compatibility layer
-            return openai.classify_body("chat.completions", method, data)
+            return classify_body("chat.completions", method, data)
         if _is_upload(method, rest):
-            return Classification(endpoint=".".join(w for w in rest if w in WORDS), unread=UNREAD_BODY)
+            upload = ".".join(w for w in rest if w in WORDS)
+            return Classification(endpoint=upload, unread=UNREAD_BODY, wire_format=ANTHROPIC_MESSAGES)
         endpoint = _ENDPOINTS.get("/".join(rest)) or openai.endpoint_of(rest)
         if data is None or method != "POST":
-            return Classification(endpoint=endpoint)
+            return Classification(endpoint=endpoint, wire_format=ANTHROPIC_MESSAGES)
         if rest == ["messages", "batches"]:
             try:
                 return _batch(data)
             except Unreadable as e:
                 raise e.at(endpoint) from None
         try:
-            facts = completion_facts(data) if rest == ["complete"] else messages_facts(data)
-            return Classification(endpoint=endpoint, model=request_model(data), facts=facts)
+            facts = RequestFacts()
+            (read_completion_facts if rest == ["complete"] else read_facts)(data, facts)
+            return Classification(endpoint, request_model(data), facts, ANTHROPIC_MESSAGES)
         except Unreadable as e:
             raise e.at(endpoint) from None
 
     def streams_unread(self, method: str, path: str) -> bool:
         return path.startswith("/v1/") and _is_upload(method, path[4:].split("/"))
-
-    def refusal(self, reason: str, message: str) -> Refusal:
-        return self._json_refusal(
-            reason, {"type": "error", "error": {"type": _ERROR_TYPES[reason], "message": message}}
-        )
-
-    def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
-        if not is_event_stream(headers):
-            return super().usage_reader(classification, headers)
-        if classification.wire_format == OPENAI_API:
-            return openai.stream_reader(classification.endpoint)
-        return MessagesStreamReader()
-
-    def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
-        if classification.wire_format == OPENAI_API:
-            return openai.usage_of(classification.endpoint, body)
-        return messages_usage(body, counted=classification.endpoint == "messages.count_tokens")
-
-
-def completion_facts(data: dict[str, Any]) -> RequestFacts:
-    """A legacy Text Completions body (`POST /v1/complete`): a prompt, and its answer's bound in
-    `max_tokens_to_sample`."""
-    return RequestFacts(
-        has_system=False,
-        has_tools=False,
-        stream=request_flag(data.get("stream"), "stream"),
-        max_tokens=request_int(data.get("max_tokens_to_sample"), "max_tokens_to_sample"),
-    )
 
 
 def service_call(method: str, rest: list[str]) -> Classification:
@@ -227,4 +155,4 @@ def service_call(method: str, rest: list[str]) -> Classification:
     endpoint = SERVICE_ENDPOINTS.get((method, key))
     if endpoint is None:
         raise Unreadable(f"{method} /api/{'/'.join(rest)} is not a path of Anthropic's service Tollgate knows")
-    return Classification(endpoint=endpoint, service=True)
+    return Classification(endpoint=endpoint, service=True, wire_format=ANTHROPIC_MESSAGES)

@@ -18,14 +18,16 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from tollgate.config_base import ProviderConfig, Strict, base_url, keys_not_blank
+from tollgate.credentials.base import UpstreamCredential
+from tollgate.credentials.entra_id import EntraToken, EntraTokens, load_tokens
+from tollgate.credentials.header_key import HeaderKey
+from tollgate.credentials.keypool import KeyPool
 from tollgate.formats import OPENAI_API, OPENAI_CHAT
 from tollgate.formats.exact import UNREAD_FACTS, Unreadable, check_case, path_segments, words
-from tollgate.formats.openai_chat import ask_for_usage
+from tollgate.formats.openai_api import classify_body
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.providers import openai
-from tollgate.providers.base import ChatLeg, HeaderKey, UpstreamCredential
-from tollgate.providers.entra_id import EntraToken, EntraTokens, load_tokens
-from tollgate.providers.keypool import KeyPool
+from tollgate.providers.base import ChatLeg, Configuration, Previous, Provider
 
 # A resource's custom subdomain: lower-case letters, digits and hyphens.
 _RESOURCE = r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?"
@@ -140,7 +142,7 @@ def _first_segment(path: str) -> str:
     return path[1:].partition("/")[0]
 
 
-class Azure(openai.AnswersInOpenAIFormat):
+class Azure(Provider[AzureRuntime]):
     name = "azure"
     semconv_name = "azure.ai.openai"
     host_pattern = _HOST.pattern.replace("?P<resource>", "?:").replace("?P<suffix>", "?:")
@@ -152,6 +154,7 @@ class Azure(openai.AnswersInOpenAIFormat):
     # `subscription-key` query parameter.
     key_positions = positions = ("api-key", "authorization", "ocp-apim-subscription-key", "query:subscription-key")
     key_header = "api-key"
+    key_by_format = False  # whatever path: the v1 API takes it there too
     upstream_hint = "your resource's https://RESOURCE.openai.azure.com"
     model_in_path = _IN_PATH
     openai_compatible_prefix = "/openai/v1/"
@@ -164,13 +167,11 @@ class Azure(openai.AnswersInOpenAIFormat):
     price_table = "azure"
     # A deployment's name ignores case, as Azure reads it.
     models_ignore_case = True
+    error_format = OPENAI_API
 
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
         # The v1 API names the deployment in the body, as OpenAI names the model.
         return ChatLeg("/openai/v1/chat/completions", OPENAI_CHAT)
-
-    def injected(self, key: str, classification: Classification) -> tuple[str, str]:
-        return "api-key", key  # whatever path: the v1 API takes it there too
 
     def configured_upstream(self, settings: ProviderConfig, classification: Classification | None) -> str | None:
         """A resource's own upstream for a call to its host, else the provider's."""
@@ -188,12 +189,12 @@ class Azure(openai.AnswersInOpenAIFormat):
         return lambda deployment: names.get(deployment.lower()) or deployment.lower()
 
     def load_runtime(
-        self, config: Any, settings: ProviderConfig, previous: tuple[ProviderConfig, Any] | None
+        self, config: Configuration, settings: ProviderConfig, previous: Previous[AzureRuntime] | None
     ) -> AzureRuntime | None:
         """Each resource's key pool (keeping the rests of `previous`'s), and the Entra ID tokens, kept
         from `previous` while `credentials` is unchanged."""
         assert isinstance(settings, AzureConfig)
-        old = previous[1] if previous is not None and isinstance(previous[1], AzureRuntime) else None
+        old = previous[1] if previous is not None else None
         old_settings = previous[0] if previous is not None else None
         if not settings.resources and settings.credentials is None:
             return None
@@ -211,8 +212,8 @@ class Azure(openai.AnswersInOpenAIFormat):
                 tokens = load_tokens(settings.credentials)
         return AzureRuntime(pools, tokens)
 
-    def own_pools(self, runtime: Any) -> Mapping[str, KeyPool]:
-        return runtime.pools if isinstance(runtime, AzureRuntime) else {}
+    def own_pools(self, runtime: AzureRuntime | None) -> Mapping[str, KeyPool]:
+        return runtime.pools if runtime is not None else {}
 
     def classify_at(
         self, host: str, method: str, path: str, data: dict[str, Any] | None, query: str = ""
@@ -227,7 +228,7 @@ class Azure(openai.AnswersInOpenAIFormat):
             if "%" in first:
                 raise Unreadable("the path's first segment is percent-encoded")
             if first.lower() not in _MODEL_APIS:
-                return Classification(passthrough=True, resource=resource)
+                return Classification(wire_format=OPENAI_API, resource=resource, passthrough=True)
             if first == "models":
                 return _model_inference(method, path, data, resource)
             if first != "openai":
@@ -292,12 +293,11 @@ class Azure(openai.AnswersInOpenAIFormat):
         index: Mapping[bytes, bytes],
         inject_usage: bool,
     ) -> bool:
-        # Every chat stream, the deployments' too (their wire format is OpenAI's, left unnamed so
-        # that an override rewrites the deployment in the path); not the model inference API's,
-        # which refuses a field it does not define.
+        # Every chat stream, the deployments' too; not the model inference API's, which refuses a
+        # field it does not define.
         if isinstance(classification, ModelInference):
             return False
-        return inject_usage and ask_for_usage(classification, body)
+        return super().prepare(classification, body, index, inject_usage)
 
     def upstream_credential(
         self,
@@ -343,14 +343,12 @@ def _deployment_call(method: str, parts: list[str], data: dict[str, Any] | None)
     if method != "POST":
         raise Unreadable("an Azure OpenAI deployment's endpoints take POST").at(endpoint)
     if openai.is_upload(method, tail):
-        return Classification(endpoint, deployment, RequestFacts(), unread=UNREAD_FACTS)
+        return Classification(endpoint, deployment, RequestFacts(), OPENAI_API, unread=UNREAD_FACTS)
     try:
-        classification = openai.classify_body(endpoint, method, data)
+        classification = classify_body(endpoint, method, data)
     except Unreadable as e:
         raise e.at(endpoint) from None
-    classification.model = deployment
-    # The wire format is OpenAI's but the model is the path's: an override rewrites the path.
-    classification.wire_format = None
+    classification.model = deployment  # the path's: an override rewrites the path (`model_in_path`)
     return classification
 
 
@@ -365,7 +363,7 @@ def _model_inference(method: str, path: str, data: dict[str, Any] | None, resour
     if method != "POST":
         raise Unreadable("the model inference API's endpoints take POST").at(endpoint)
     try:
-        read = openai.classify_body(endpoint, method, data)
+        read = classify_body(endpoint, method, data)
     except Unreadable as e:
         raise e.at(endpoint) from None
     if read.model is None:

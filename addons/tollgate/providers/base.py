@@ -6,25 +6,24 @@ query any mutable mapping of parameter names to values.
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
+from functools import cached_property, partial
+from typing import Any, ClassVar, Protocol
 from urllib.parse import quote
 
 from tollgate.config_base import ProviderConfig
+from tollgate.credentials.base import RequestParts, UpstreamCredential
+from tollgate.credentials.header_key import HeaderKey, header_key
+from tollgate.credentials.keypool import KeyPool
 from tollgate.fingerprint import fingerprint
-from tollgate.formats import OPENAI_API
-from tollgate.formats.openai_chat import ask_for_usage
 from tollgate.formats.raw_headers import Fields
+from tollgate.formats.refusals import Refusal
+from tollgate.formats.registry import wire_format
 from tollgate.formats.request_facts import Classification
 from tollgate.formats.usage import Usage
-from tollgate.formats.usage_reading import UsageReader, WholeBodyReader
-
-if TYPE_CHECKING:
-    from tollgate.providers.keypool import KeyPool
+from tollgate.formats.usage_reading import Counted, UsageReader, WholeBodyReader
 
 Headers = MutableMapping[str, str]
 Query = MutableMapping[str, str]
@@ -33,7 +32,7 @@ Query = MutableMapping[str, str]
 @dataclass(frozen=True, slots=True)
 class ChatLeg:
     """How a chat call goes to a provider's own API, a route having translated it: the path it is
-    sent to and the wire format (`formats/__init__.py`) its body is written in."""
+    sent to and the wire format (`formats/registry.py`) its body is written in."""
 
     path: str
     format: str
@@ -47,71 +46,6 @@ class Presented:
     position: str  # e.g. "authorization", "x-api-key", "query:key"
 
 
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
-# Why Tollgate refused or failed a call, as sent in `X-Tollgate-Error`.
-UNAUTHENTICATED = "unauthenticated"
-POLICY_DENIED = "policy_denied"
-NO_UPSTREAM_CREDENTIAL = "no_upstream_credential"
-MISCONFIGURED = "misconfigured"
-INVALID_SIGNATURE = "invalid_signature"
-INTERNAL_ERROR = "internal_error"
-UPSTREAM_UNREACHABLE = "upstream_unreachable"
-UPSTREAM_TIMEOUT = "upstream_timeout"
-# A request Tollgate cannot read exactly (body, encoding, path, host, upgrade): refused, never guessed at.
-BAD_REQUEST = "bad_request"
-# The audit cannot be written: a call that cannot be recorded is not served.
-AUDIT_UNAVAILABLE = "audit_unavailable"
-# A limit's minute window is full: a retry after `Retry-After` seconds goes.
-RATE_LIMITED = "rate_limited"
-# A limit's day or month window is full: retrying before the window ends is in vain.
-BUDGET_EXCEEDED = "budget_exceeded"
-# The ledger's store cannot be reached, and `ledger.on_store_error` is deny.
-LEDGER_UNAVAILABLE = "ledger_unavailable"
-# A limit caps tokens or money, and the call starts work whose use Tollgate cannot bound (a batch
-# job whose requests are in a file or a bucket).
-LIMIT_UNENFORCEABLE = "limit_unenforceable"
-# The request's header fields are larger in all than Tollgate reads (`MAX_REQUEST_HEADERS`).
-HEADERS_TOO_LARGE = "headers_too_large"
-# Every key of the provider, or the upstream the call goes to, failed `circuit.failures` calls in a
-# row and rests (`providers.<name>.circuit`).
-CIRCUIT_OPEN = "circuit_open"
-# The request names more than one host (its CONNECT target, TLS server name, Host header or
-# :authority), one of them governed: it goes nowhere, least of all with a real key.
-MISDIRECTED = "misdirected"
-# The call would mint a credential usable without Tollgate (an ephemeral key, a client secret),
-# which `providers.<name>.ephemeral_credentials` does not allow.
-MINTS_CREDENTIAL = "mints_credential"
-
-STATUS = {
-    UNAUTHENTICATED: 401,
-    POLICY_DENIED: 403,
-    NO_UPSTREAM_CREDENTIAL: 500,
-    MISCONFIGURED: 500,
-    INVALID_SIGNATURE: 403,
-    INTERNAL_ERROR: 500,
-    UPSTREAM_UNREACHABLE: 502,
-    UPSTREAM_TIMEOUT: 504,
-    BAD_REQUEST: 400,
-    AUDIT_UNAVAILABLE: 503,
-    RATE_LIMITED: 429,
-    BUDGET_EXCEEDED: 429,
-    LEDGER_UNAVAILABLE: 503,
-    LIMIT_UNENFORCEABLE: 403,
-    HEADERS_TOO_LARGE: 431,
-    CIRCUIT_OPEN: 503,
-    MISDIRECTED: 421,
-    MINTS_CREDENTIAL: 403,
-}
-# Reasons that say the call failed on its way, not that Tollgate refused it.
-FAILURES = frozenset((UPSTREAM_UNREACHABLE, UPSTREAM_TIMEOUT))
-
-
 REDACTED = "[redacted by Tollgate]"
 
 
@@ -121,78 +55,12 @@ def _lookup(headers: Headers, query: Query, position: str) -> str | None:
     return headers.get(position)
 
 
-@dataclass(slots=True)
-class RequestParts:
-    """A request as plain data, raw as the proxy holds it, for the hooks that read or sign it whole."""
-
-    method: bytes
-    scheme: bytes
-    host: str  # where it goes
-    authority: str  # HTTP/2's :authority (its Host); "" for HTTP/1, whose Host is a header field
-    path: bytes  # as it will be sent, with the query
-    fields: Fields  # the header fields as they are now
-    body: bytes
-    index: Mapping[bytes, bytes]  # the header fields as the client sent them, by lower-case name
-    called_host: str  # the host the client called
-    upstream: str | None  # where it goes, scheme://host[:port]; None until routed
-    payload_hash: str | None = None  # the body's SHA-256 when known (verifying the caller found it)
-
-
 @dataclass(frozen=True, slots=True)
 class VerifiedCaller:
     """A caller's own credential whose signature over the request holds."""
 
     key_id: str  # the virtual credential it signed with (an AWS access key id)
     payload_hash: str | None = None  # the body's SHA-256 as signed, which a new signature reuses
-
-
-@dataclass(slots=True)
-class Applied:
-    """A request with the upstream credential in and the caller's out."""
-
-    fields: tuple[tuple[bytes, bytes], ...]  # its header fields
-    fingerprint: str | None  # tells the credential apart in the audit
-    host: str | None = None  # another host to send it to (same scheme and port), or None
-    path: bytes | None = None  # another path to send it to (with its query), or None
-
-
-class CredentialUnavailable(Exception):
-    """The upstream credential could not be had (a credential chain failed to refresh): the call
-    is refused with this message."""
-
-
-class UpstreamCredential:
-    """A credential for the upstream and how it goes into the request."""
-
-    __slots__ = ()
-    # A key taken from the provider's pool, which rests when the provider refuses it.
-    pooled_key: str | None
-    # The pool it was taken from, where that is not the provider's own (a resource's: Azure's).
-    pool: KeyPool | None = None
-
-    def apply(self, fields: Fields, request: Callable[[], RequestParts]) -> Applied:
-        """The credential put into the request as it will go (after every change Tollgate made),
-        in one pass over its header `fields`. `request()` gives the whole request, for a credential
-        that covers more than headers (a signature): most need only the fields, and the whole
-        request is not read for them."""
-        raise NotImplementedError
-
-
-@dataclass(slots=True)  # made on every call: not frozen (twice as dear to make)
-class HeaderKey(UpstreamCredential):
-    """A key in a header (`Provider.injected`), the provider's credential positions dropped."""
-
-    name: bytes
-    value: bytes
-    drop: frozenset[bytes]
-    fingerprint: str
-    pooled_key: str | None = None
-    pool: KeyPool | None = None
-
-    def apply(self, fields: Fields, request: Callable[[], RequestParts]) -> Applied:
-        kept = [f for f in fields if f[0].lower() not in self.drop]
-        kept.append((self.name, self.value))
-        return Applied(tuple(kept), self.fingerprint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,8 +87,35 @@ def client_cert_of(settings: ProviderConfig | None) -> str | None:
     return cert if isinstance(cert, str) else None
 
 
-class Provider:
-    """One LLM provider: its hosts, wire format, credentials and error shape."""
+# The last configuration's settings of a provider and what they loaded, which a reload may keep.
+type Previous[RuntimeT] = tuple[ProviderConfig, RuntimeT | None]
+
+
+class Routed(Protocol):
+    @property
+    def provider(self) -> str | None: ...
+
+
+class SignedBy(Protocol):
+    @property
+    def aws_credentials(self) -> Sequence[object]: ...
+
+
+class Configuration(Protocol):
+    """What of the whole configuration a provider's runtime may depend on beside its own settings
+    (`config.Config`): its clients (their virtual AWS credentials) and its rules' routes."""
+
+    @property
+    def clients(self) -> Sequence[SignedBy]: ...
+
+    @property
+    def overrides(self) -> Sequence[Routed]: ...
+
+
+class Provider[RuntimeT]:
+    """One LLM provider: its hosts, endpoints and the wire format each speaks, its credentials and
+    error shape. `RuntimeT` is what its credentials load for a configuration (`load_runtime`): a
+    credential source of `credentials/` (AWS credentials, Google or Entra ID tokens), or nothing."""
 
     name: ClassVar[str]
     # Its gen_ai.provider.name in OpenTelemetry's GenAI conventions (metrics and traces).
@@ -239,8 +134,10 @@ class Provider:
     # Headers that pick the account a key bills (lower-case): a caller's go with its own key, never
     # with one of Tollgate's, which bills the account it was issued for.
     billing_headers: ClassVar[frozenset[bytes]] = frozenset()
-    # Where Tollgate puts the upstream key for the provider's own wire format.
+    # Where Tollgate puts the upstream key for the provider's own wire format, and whether a call in
+    # another format takes it where that format carries keys (`injected`) rather than there always.
     key_header: ClassVar[str]
+    key_by_format: ClassVar[bool] = True
     # Where a call routed here goes when no upstream is configured (None: it must be, and
     # `upstream_hint` says where it should point).
     default_host: ClassVar[str | None] = None
@@ -259,7 +156,7 @@ class Provider:
     # billed apart, by the day). Under a `usd_*` cap they need no price.
     free_endpoints: ClassVar[frozenset[str]] = frozenset()
     # Its chat endpoints a route may translate from (`overrides: … provider:`), and the wire format
-    # each speaks (`formats/__init__.py`'s names).
+    # each speaks (`formats/registry.py`'s names).
     chat_formats: ClassVar[Mapping[str, str]] = {}
     # Whether OpenAI-compatible APIs take its calls as they are: its own API is the one they copy
     # (`api: openai_compatible` routes only its calls).
@@ -277,6 +174,12 @@ class Provider:
     # Whether it reads model names without regard to letter case (Azure's deployment names): Tollgate
     # then names them in lower case (`model_names`) and matches rules on them so.
     models_ignore_case: ClassVar[bool] = False
+    # The wire format whose error shape its refusals are in (`refusal`).
+    error_format: ClassVar[str]
+    # Whether its answers count the reasoning they report among their output (`completion_tokens`,
+    # as OpenAI's do); else it bills the reasoning reported beside them as output too
+    # (`billed_usage`: its format's `reasoning_apart`).
+    reasoning_in_completion: ClassVar[bool] = True
     # Whether `verify_caller` is its own (Identify asks only then): set for each subclass.
     verifies_callers: ClassVar[bool] = False
 
@@ -309,11 +212,6 @@ class Provider:
     def model_in_body(self, sent: object, model: str) -> str:
         """What a body's `model` field says to call `model`, given what the client sent there."""
         return model
-
-    def conversation_format(self, classification: Classification) -> str | None:
-        """The wire format (`formats/__init__.py`) in which this call's body holds a conversation
-        that `rollup:` may roll up, or None. Default: its chat endpoints' (`chat_formats`)."""
-        return self.chat_formats.get(classification.endpoint or "")
 
     def is_mtls_host(self, host: str) -> bool:
         """Whether `host` (lower case, no trailing dot) is one of its mTLS hosts, where a client
@@ -351,11 +249,14 @@ class Provider:
         host itself. Default: itself (Google's mTLS hosts go to their twins)."""
         return None
 
-    def load_runtime(self, config: Any, settings: ProviderConfig, previous: tuple[ProviderConfig, Any] | None) -> Any:
-        """What this provider needs built for a configuration (`config`, its settings `settings`),
-        kept in `Loaded.runtimes` and handed to `upstream_credential`. `previous` is the last
-        configuration's settings and runtime, for what a reload keeps. A ValueError's message names
-        the setting at fault (`"credentials: …"`). Default: nothing."""
+    def load_runtime(
+        self, config: Configuration, settings: ProviderConfig, previous: Previous[RuntimeT] | None
+    ) -> RuntimeT | None:
+        """What this provider's credentials need built for a configuration (`config`, its settings
+        `settings`: a credential source of `credentials/`), kept in `Loaded.runtimes` and handed to
+        `upstream_credential`. `previous` is the last configuration's settings and runtime, for what
+        a reload keeps. A ValueError's message names the setting at fault (`"credentials: …"`).
+        Default: nothing."""
         return None
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
@@ -416,10 +317,12 @@ class Provider:
         return tuple(p.removeprefix("query:") for p in self.positions if p.startswith("query:"))
 
     def injected(self, key: str, classification: Classification) -> tuple[str, str]:
-        """The header carrying the upstream key where the call's wire format wants it: `Authorization:
-        Bearer` for the OpenAI format (every provider's OpenAI-compatible endpoints too), else the
-        provider's header."""
-        if classification.wire_format == OPENAI_API or self.key_header == "authorization":
+        """The header carrying the upstream key: `Authorization: Bearer` where the call's wire format
+        carries keys so (OpenAI's, on every provider's OpenAI-compatible endpoints) or the provider's
+        header is that one, else the provider's header."""
+        if self.key_header == "authorization" or (
+            self.key_by_format and wire_format(classification.wire_format).bearer_key
+        ):
             return "authorization", f"Bearer {key}"
         return self.key_header, key
 
@@ -439,13 +342,14 @@ class Provider:
     ) -> bool:
         """Change the request's parsed JSON `body` before the upstream credential goes in (and any
         signature over it); returns whether it asked the answer for usage the client did not ask
-        for, changing `body`. `inject_usage` is `audit.stream_usage: inject`. Default: a call in the
-        OpenAI wire format (any provider's OpenAI-compatible endpoint) asks for stream usage."""
-        if inject_usage and classification.wire_format == OPENAI_API:
-            return ask_for_usage(classification, body)
-        return False
+        for, changing `body`. `inject_usage` is `audit.stream_usage: inject`. Default: a call whose
+        wire format asks for it (OpenAI's, on any provider's OpenAI-compatible endpoint) does."""
+        if not inject_usage:
+            return False
+        ask = wire_format(classification.wire_format).ask_for_usage
+        return ask is not None and ask(classification, body)
 
-    def own_pools(self, runtime: Any) -> Mapping[str, KeyPool]:
+    def own_pools(self, runtime: RuntimeT | None) -> Mapping[str, KeyPool]:
         """The key pools this provider's `runtime` holds besides the provider's own (Azure's
         resources'), by name: another process's rest of one of their keys rests it here too.
         Default: none."""
@@ -457,7 +361,7 @@ class Provider:
         side: Mapping[str, str],
         pool: KeyPool,
         settings: ProviderConfig,
-        runtime: Any,
+        runtime: RuntimeT | None,
         model: str | None = None,
     ) -> UpstreamCredential | None:
         """The credential Tollgate sends upstream, or None to let an anonymous caller's own pass
@@ -473,10 +377,7 @@ class Provider:
 
     def header_key(self, key: str, classification: Classification, pooled: bool = False) -> HeaderKey:
         name, value = self.injected(key, classification)
-        drop = self._pooled_key_drops if pooled else self.header_positions
-        return HeaderKey(
-            name.encode(), value.encode("utf-8", "surrogateescape"), drop, fingerprint(key), key if pooled else None
-        )
+        return header_key(name, value, key, self._pooled_key_drops if pooled else self.header_positions, pooled)
 
     @cached_property
     def _pooled_key_drops(self) -> frozenset[bytes]:
@@ -493,33 +394,36 @@ class Provider:
         return self.side_header.lower()
 
     def refusal(self, reason: str, message: str) -> Refusal:
-        raise NotImplementedError
+        """Tollgate's refusal in this provider's error shape (its `error_format`'s)."""
+        shape = wire_format(self.error_format).refusal
+        assert shape is not None, f"{self.error_format} has no error shape"
+        return shape(reason, message)
 
     def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
-        """Usage from a whole, non-streamed answer."""
-        raise NotImplementedError
+        """Usage from a whole, non-streamed answer, read by the call's wire format and counted as
+        this provider bills it."""
+        read = wire_format(classification.wire_format).usage(classification, headers, body)
+        return self.billed_usage(classification, read)
 
     def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
-        """What reads usage from this answer as it streams by."""
-        return WholeBodyReader(lambda body: self.usage(classification, headers, body))
+        """What reads usage from this answer as it streams by (its wire format's reader, or the whole
+        answer's `usage`), counted as this provider bills it."""
+        reader = wire_format(classification.wire_format).stream_reader(classification, headers)
+        if reader is None:
+            return WholeBodyReader(partial(self.usage, classification, headers))
+        if self._bills_reasoning_apart(classification):
+            return Counted(reader, partial(self.billed_usage, classification))
+        return reader
 
     def billed_usage(self, classification: Classification, usage: Usage) -> Usage:
-        """`usage` as its format's reader read it (a translation's, a roll-up summarizer's), counted
-        as this provider bills it, as `usage` and `usage_reader` count it for the audit: where its
-        answers report a count beside those its format counts it among (xAI's reasoning beside
-        `completion_tokens`). Default: as read."""
+        """`usage` as its format's reader read it (an answer's, a translation's, a roll-up
+        summarizer's), counted as this provider bills it: where its answers report reasoning beside
+        the output its format counts (`reasoning_in_completion` false), both are output."""
+        if self._bills_reasoning_apart(classification):
+            return wire_format(classification.wire_format).with_reasoning(usage)
         return usage
 
-    def _json_refusal(self, reason: str, payload: dict[str, Any], **headers: str) -> Refusal:
-        return Refusal(
-            STATUS[reason],
-            {
-                "content-type": "application/json",
-                "x-tollgate-error": reason,
-                # The official SDKs retry 5xx answers unless told not to: a refusal or a missing
-                # credential does not heal by retrying, an unreachable upstream may.
-                **({"x-should-retry": "false"} if STATUS[reason] < 502 and reason != RATE_LIMITED else {}),
-                **headers,
-            },
-            json.dumps(payload).encode(),
-        )
+    def _bills_reasoning_apart(self, classification: Classification) -> bool:
+        if self.reasoning_in_completion:
+            return False
+        return classification.endpoint in wire_format(classification.wire_format).reasoning_beside

@@ -4,35 +4,30 @@
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote, unquote
 
 from pydantic import Field, model_validator
 
 from tollgate.config_base import AwsCredentials, ProviderConfig
+from tollgate.credentials import sigv4
+from tollgate.credentials.keypool import KeyPool
+from tollgate.credentials.sigv4 import CredentialSource, SigV4Signature
 from tollgate.fingerprint import fingerprint
 from tollgate.formats import (
     ANTHROPIC_MESSAGES,
+    BEDROCK_AGENTS,
     BEDROCK_CONVERSE,
+    BEDROCK_INVOKE,
     CLAUDE_ON_BEDROCK,
-    OPENAI_API,
     OPENAI_CHAT,
-    anthropic_messages,
+    bedrock_converse,
+    bedrock_invoke,
 )
-from tollgate.formats.bedrock_converse import EventStreamReader, answer_usage, converse_facts, counted_usage
-from tollgate.formats.bedrock_invoke import (
-    LATENCY_HEADER,
-    SERVICE_TIER_HEADER,
-    USAGE_HEADERS,
-    counted_request,
-    header_name,
-    header_usage,
-    invoke_facts,
-    invoke_finish_reason,
-)
+from tollgate.formats.bedrock_invoke import LATENCY_HEADER, SERVICE_TIER_HEADER, USAGE_HEADERS, header_name, is_claude
 from tollgate.formats.exact import (
     STORED_PROMPT,
     UNREAD_FACTS,
@@ -43,47 +38,20 @@ from tollgate.formats.exact import (
     request_model,
     words,
 )
-from tollgate.formats.json_codec import parse_json
-from tollgate.formats.raw_headers import Fields
 from tollgate.formats.request_facts import Batch, Classification, RequestFacts
-from tollgate.formats.usage import Usage
-from tollgate.formats.usage_reading import UsageReader, add_totals, is_event_stream
-from tollgate.providers import bedrock_apis, openai, sigv4
+from tollgate.providers import bedrock_apis, openai
 from tollgate.providers.base import (
-    AUDIT_UNAVAILABLE,
-    BAD_REQUEST,
-    BUDGET_EXCEEDED,
-    CIRCUIT_OPEN,
-    HEADERS_TOO_LARGE,
-    INTERNAL_ERROR,
-    INVALID_SIGNATURE,
-    LEDGER_UNAVAILABLE,
-    LIMIT_UNENFORCEABLE,
-    MINTS_CREDENTIAL,
-    MISCONFIGURED,
-    MISDIRECTED,
-    NO_UPSTREAM_CREDENTIAL,
-    POLICY_DENIED,
-    RATE_LIMITED,
-    UNAUTHENTICATED,
-    UPSTREAM_TIMEOUT,
-    UPSTREAM_UNREACHABLE,
-    Applied,
     ChatLeg,
-    CredentialUnavailable,
+    Configuration,
     Headers,
     OwnCredential,
+    Previous,
     Provider,
     Query,
-    Refusal,
     RequestParts,
     UpstreamCredential,
     VerifiedCaller,
 )
-from tollgate.providers.sigv4 import CredentialSource
-
-if TYPE_CHECKING:
-    from tollgate.providers.keypool import KeyPool
 
 # The DNS suffixes of AWS's partitions, public and dual-stack (botocore's partitions.json).
 AWS_DNS_SUFFIXES = (
@@ -109,34 +77,13 @@ _OPERATIONS = (
 _MODEL_CALL = re.compile(rf"^/model/(?P<model>[^/]+)/(?P<op>{'|'.join(_OPERATIONS)})$")
 _MODEL_ID = re.compile(r"(?:[A-Za-z0-9._~:-]|%[0-9A-Fa-f]{2})+")
 _STREAMING = ("invoke-with-response-stream", "converse-stream")
+# The operations in Converse's format (CountTokens counts a Converse body); the others are InvokeModel's.
+_CONVERSE = frozenset(("converse", "converse-stream", "count-tokens"))
 # A bidirectional stream's body is the session itself (audio in, for Nova Sonic): it goes unread.
 _BIDIRECTIONAL = "invoke-with-bidirectional-stream"
 # Which segments of a path starting with the key are ids.
 _ID_SEGMENTS = {"model": (1,), "guardrail": (1, 3), "async-invoke": (1,)}
 WORDS = words("model", "guardrail", "version", "apply", "openai", "v1", "async-invoke", *_OPERATIONS)
-
-
-# (status, x-amzn-ErrorType) per reason: AWS answers 403 for unknown keys too.
-_ERRORS = {
-    UNAUTHENTICATED: (403, "UnrecognizedClientException"),
-    POLICY_DENIED: (403, "AccessDeniedException"),
-    NO_UPSTREAM_CREDENTIAL: (500, "InternalServerException"),
-    MISCONFIGURED: (500, "InternalServerException"),
-    INVALID_SIGNATURE: (403, "InvalidSignatureException"),
-    INTERNAL_ERROR: (500, "InternalServerException"),
-    UPSTREAM_UNREACHABLE: (502, "ServiceUnavailableException"),
-    UPSTREAM_TIMEOUT: (504, "ModelTimeoutException"),
-    BAD_REQUEST: (400, "ValidationException"),
-    AUDIT_UNAVAILABLE: (503, "ServiceUnavailableException"),
-    RATE_LIMITED: (429, "ThrottlingException"),
-    BUDGET_EXCEEDED: (429, "ThrottlingException"),
-    LEDGER_UNAVAILABLE: (503, "ServiceUnavailableException"),
-    LIMIT_UNENFORCEABLE: (403, "AccessDeniedException"),
-    HEADERS_TOO_LARGE: (431, "ValidationException"),
-    MISDIRECTED: (421, "ValidationException"),
-    CIRCUIT_OPEN: (503, "ServiceUnavailableException"),
-    MINTS_CREDENTIAL: (403, "AccessDeniedException"),
-}
 
 
 class BedrockConfig(ProviderConfig):
@@ -156,11 +103,6 @@ class BedrockConfig(ProviderConfig):
                 " (their names do not say it; Tollgate signs for it)"
             )
         return self
-
-
-def is_claude(model: str) -> bool:
-    """A Claude model id, inference profile or ARN (`anthropic.claude-…`, `us.anthropic.claude-…`)."""
-    return "anthropic.claude" in model
 
 
 def is_prompt(model: str) -> bool:
@@ -191,7 +133,7 @@ def _public(host: str) -> bool:
 _RUNTIME_FIRST = frozenset(("model", "guardrail", "async-invoke", "openai"))
 
 
-class Bedrock(Provider):
+class Bedrock(Provider[CredentialSource]):
     name = "bedrock"
     semconv_name = "aws.bedrock"
     host_pattern = _HOST.pattern[1:-1]
@@ -220,6 +162,7 @@ class Bedrock(Provider):
     credential_settings = "keys, `bearer_token` or `credentials`"
     stream_media_type = "application/vnd.amazon.eventstream"
     price_table = "aws"
+    error_format = BEDROCK_CONVERSE  # AWS's error shape, which its whole runtime answers in
     # What an agent's runtime and the control plane's jobs offer besides running a model.
     free_endpoints = bedrock_apis.FREE_ENDPOINTS
     # The seed Bedrock proxy's side headers: AWS credentials (and region) Tollgate signs with.
@@ -230,7 +173,7 @@ class Bedrock(Provider):
     }
 
     def load_runtime(
-        self, config: Any, settings: ProviderConfig, previous: tuple[ProviderConfig, Any] | None
+        self, config: Configuration, settings: ProviderConfig, previous: Previous[CredentialSource] | None
     ) -> CredentialSource | None:
         """botocore imported when the configuration mentions Bedrock (its settings, a client's
         virtual AWS credentials, a route here), so that no call waits for the import; and the AWS
@@ -311,13 +254,17 @@ class Bedrock(Provider):
         assert isinstance(settings, BedrockConfig)  # the model `settings_model` names
         if access and secret:
             frozen = sigv4.frozen_credentials(access, secret, side.get("x-aws-session-token") or None)
-            return SigV4Signature(lambda: frozen, region, settings.region)
+            return self._signature(lambda: frozen, region, settings.region)
         key = pool.take(model)
         if key is not None:
             return self.header_key(key, classification, pooled=True)
         if settings.bearer_token:
             return self.header_key(settings.bearer_token, classification)
-        return None if runtime is None else SigV4Signature(runtime, region, settings.region)
+        return None if runtime is None else self._signature(runtime, region, settings.region)
+
+    @staticmethod
+    def _signature(source: CredentialSource, asked: str | None, configured: str | None) -> SigV4Signature:
+        return SigV4Signature(source, SERVICE, SigningRegion(asked, configured), _UNSIGNABLE)
 
     def own_credential(self, index: Mapping[bytes, bytes], headers: Headers, query: Query) -> OwnCredential:
         """A SigV4-signed request goes as signed (the access key id tells callers apart, never the
@@ -362,7 +309,9 @@ class Bedrock(Provider):
             if api == AGENT_RUNTIME:
                 raise Unreadable("not an operation of Bedrock's agent runtime")
         # Else a path outside the model API, on a host that also serves other products.
-        return bedrock_apis.control_job_call(method, path, data) or Classification(passthrough=True)
+        return bedrock_apis.control_job_call(method, path, data) or Classification(
+            passthrough=True, wire_format=BEDROCK_AGENTS
+        )
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
         segments = path_segments(path, percent=True)
@@ -381,13 +330,13 @@ class Bedrock(Provider):
         if first == "guardrail":
             if len(segments) != 5 or segments[2] != "version" or segments[4] != "apply":
                 raise Unreadable("guardrails are applied at /guardrail/{id}/version/{version}/apply")
-            return Classification(endpoint="apply-guardrail")
+            return Classification(endpoint="apply-guardrail", wire_format=BEDROCK_CONVERSE)
         if first == "async-invoke":
             if method != "POST":
-                return Classification(endpoint="async-invoke")
+                return Classification(endpoint="async-invoke", wire_format=BEDROCK_INVOKE)
             model = request_model(data, "modelId") if data is not None else None
             # StartAsyncInvoke: one request whose work (a video, with Nova Reel) is not counted in tokens.
-            return Classification(endpoint="async-invoke", model=model, facts=RequestFacts(batch=Batch(1)))
+            return Classification("async-invoke", model, RequestFacts(batch=Batch(1)), BEDROCK_INVOKE)
         raise Unreadable("not a Bedrock runtime operation")
 
     def _model_call(self, segments: list[str], data: dict[str, Any] | None) -> Classification:
@@ -401,19 +350,21 @@ class Bedrock(Provider):
             model = unquote(raw, errors="strict")
         except UnicodeDecodeError:
             raise Unreadable("the model id is not UTF-8 once decoded") from None
+        wire = BEDROCK_CONVERSE if op in _CONVERSE else BEDROCK_INVOKE
         if op == _BIDIRECTIONAL:
-            return Classification(endpoint=op, model=model, facts=RequestFacts(stream=True), unread=UNREAD_FACTS)
+            return Classification(op, model, RequestFacts(stream=True), wire, unread=UNREAD_FACTS)
         facts = RequestFacts(stream=op in _STREAMING)
         try:
-            _read_facts(op, data, facts)
+            if data is not None:
+                _read_facts(op, data, facts)
         except Unreadable as e:
             raise e.at(op) from None
         if is_prompt(model):
             # A prompt of Bedrock's Prompt management: it holds the messages, system prompt, tools
             # and the model they go to, none of which Tollgate reads.
             facts.unseen(STORED_PROMPT)
-            return Classification(endpoint=op, model=model, facts=facts, unread=UNREAD_MODEL)
-        return Classification(endpoint=op, model=model, facts=facts)
+            return Classification(op, model, facts, wire, unread=UNREAD_MODEL)
+        return Classification(op, model, facts, wire)
 
     def streams_unread(self, method: str, path: str) -> bool:
         return path.startswith("/model/") and path.endswith("/" + _BIDIRECTIONAL)
@@ -434,48 +385,6 @@ class Bedrock(Provider):
     def answer_speed(self, headers: Headers) -> str | None:
         return headers.get(LATENCY_HEADER.lower()) or None
 
-    def refusal(self, reason: str, message: str) -> Refusal:
-        status, error_type = _ERRORS[reason]
-        headers = {
-            "content-type": "application/json",
-            "x-amzn-errortype": error_type,
-            "x-tollgate-error": reason,
-        }
-        return Refusal(status, headers, json.dumps({"message": message}).encode())
-
-    def conversation_format(self, classification: Classification) -> str | None:
-        model = classification.model or ""
-        if classification.endpoint in ("invoke", "invoke-with-response-stream") and is_claude(model):
-            return ANTHROPIC_MESSAGES  # Claude's own Messages body on InvokeModel
-        return super().conversation_format(classification)
-
-    def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
-        if classification.endpoint in bedrock_apis.ENDPOINTS:
-            return bedrock_apis.usage_reader(classification)
-        if classification.wire_format == OPENAI_API:
-            if is_event_stream(headers):
-                return openai.stream_reader(classification.endpoint)
-        elif "amazon.eventstream" in headers.get("content-type", ""):
-            return EventStreamReader(invoke=classification.endpoint == "invoke-with-response-stream")
-        return super().usage_reader(classification, headers)
-
-    def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
-        if classification.wire_format == OPENAI_API:
-            return openai.usage_of(classification.endpoint, body)
-        data = parse_json(body) or {}
-        endpoint = classification.endpoint
-        if endpoint == "converse":
-            return answer_usage(data)
-        if endpoint == "count-tokens":
-            return counted_usage(data)
-        if endpoint == "invoke":
-            u = header_usage(headers)
-            if u.input_tokens is None:
-                u = anthropic_messages.usage_from_object(data.get("usage"))  # Claude's own body usage
-            u.finish_reason = invoke_finish_reason(data)
-            return add_totals(u)
-        return Usage()
-
 
 # The SigV4 service Bedrock's runtime signs for.
 SERVICE = "bedrock"
@@ -490,78 +399,32 @@ def _signed(index: Mapping[bytes, bytes]) -> bool:
     return index.get(b"authorization", b"").startswith(b"AWS4-")
 
 
-class SigV4Signature(UpstreamCredential):
-    """AWS credentials Tollgate signs the request with (SigV4), over the request as it will go."""
+@dataclass(frozen=True, slots=True)
+class SigningRegion:
+    """Where a request Tollgate signs for Bedrock goes, and the region its signature is for
+    (`SigV4Signature`'s placement): X-AWS-Region (`asked`) moves a call to a public host that goes
+    where its caller called it (no upstream configured: a VPC endpoint, or a host a configuration
+    adds, serves its own region only); else the region the host names, else the configured one
+    (that of the hosts a configuration adds), else us-east-1."""
 
-    __slots__ = ("_configured_region", "_region", "_source", "pooled_key")
+    asked: str | None
+    configured: str | None
 
-    def __init__(self, source: CredentialSource, region: str | None, configured_region: str | None = None) -> None:
-        self._source = source
-        self._region = region  # X-AWS-Region, if sent
-        self._configured_region = configured_region  # `region`: that of the hosts a configuration adds
-        self.pooled_key = None
-
-    def apply(self, fields: Fields, request_of: Callable[[], RequestParts]) -> Applied:
-        request = request_of()
-        try:
-            credentials = self._source()  # the default chain may refresh, and that may fail
-        except Exception as e:
-            raise CredentialUnavailable(
-                f"Tollgate could not obtain AWS credentials to sign with: {type(e).__name__}"
-            ) from None
+    def __call__(self, request: RequestParts) -> tuple[str | None, str]:
         host, moved_to = request.host, None
         called_region = region_of(request.called_host)
-        region = self._region
+        region = self.asked
         direct = request.upstream == f"https://{request.called_host}"
         if region and direct and _public(request.called_host) and region != called_region:
-            # X-AWS-Region picks the region when no upstream is configured (a VPC endpoint, or a
-            # host a configuration adds, serves its own region only).
             host = moved_to = request.called_host.replace(f".{called_region}.", f".{region}.", 1)
-        region = region or region_of(host) or called_region or self._configured_region or "us-east-1"
-        # One pass over the raw header fields: drop the caller's credentials and signature, keep
-        # what the new signature covers, and find the Host it is signed for.
-        kept: list[tuple[bytes, bytes]] = []
-        hosts: list[bytes] = []
-        signed = {"host": ""}
-        for name, sent in fields:
-            lower, value = name.lower(), sent
-            if lower in _UNSIGNABLE:
-                continue
-            if lower == b"host":
-                if moved_to is not None:
-                    if hosts:
-                        continue  # one Host field, as mitmproxy's setter leaves it
-                    value = moved_to.encode()
-                hosts.append(value)
-            kept.append((name, value))
-            if lower == b"content-type" or lower.startswith(b"x-amz-"):
-                signed[lower.decode("latin-1")] = value.decode("latin-1")
-        # The Host header as the request carries it (HTTP/2: its :authority first), else its host.
-        authority = moved_to if moved_to is not None and request.authority else request.authority
-        host_header = authority or b", ".join(hosts).decode("utf-8", "surrogateescape")
-        signed["host"] = host_header or host
-        path = request.path.decode("utf-8", "surrogateescape")
-        signature = sigv4.sign(
-            method=request.method.decode("utf-8", "surrogateescape").upper(),
-            url=f"{request.scheme.decode('utf-8', 'surrogateescape')}://{signed['host']}{path}",
-            headers=signed,
-            body=request.body,
-            credentials=credentials,
-            region=region,
-            service=SERVICE,
-            payload_hash=request.payload_hash,
-        )
-        kept.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in signature.items())
-        return Applied(tuple(kept), fingerprint(credentials.access_key), moved_to)
+        return moved_to, region or region_of(host) or called_region or self.configured or "us-east-1"
 
 
-def _read_facts(op: str, data: dict[str, Any] | None, facts: RequestFacts) -> None:
+def _read_facts(op: str, data: dict[str, Any], facts: RequestFacts) -> None:
     """A model call's facts: Converse (and CountTokens) bodies, or the model family's own."""
-    if data is None:
-        return
     if op.startswith("converse"):
-        converse_facts(data, facts)
+        bedrock_converse.read_facts(data, facts)
     elif op == "count-tokens":
-        converse_facts(counted_request(data), facts)
+        bedrock_converse.read_facts(bedrock_invoke.counted_request(data), facts)
     else:
-        invoke_facts(data, facts)
+        bedrock_invoke.read_facts(data, facts)

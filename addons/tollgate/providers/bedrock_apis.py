@@ -1,18 +1,17 @@
 """Bedrock's APIs besides its runtime, read from their paths: Agents for Amazon Bedrock's runtime
 (bedrock-agent-runtime: agents, flows, knowledge bases, sessions) and the jobs of Bedrock's control
-plane (bedrock: model invocation, evaluation and model customization jobs); and which of their
-answers report usage (an agent's traces, read by `formats.bedrock_invoke`). `bedrock.py` reads a
-host's calls by its API."""
+plane (bedrock: model invocation, evaluation and model customization jobs), whose answers' usage
+is an agent's traces' only (their format: `formats.BEDROCK_AGENTS`). `bedrock.py` reads a host's
+calls by its API."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from tollgate.formats.bedrock_invoke import AgentTraceReader
+from tollgate.formats import BEDROCK_AGENTS
 from tollgate.formats.exact import Unreadable, check_case, path_segments, request_int, request_model, words
 from tollgate.formats.request_facts import Batch, Classification, RequestFacts
-from tollgate.formats.usage_reading import NoUsage, UsageReader
 
 # Each operation: its method, its path with `{}` for each id (a trailing '/' as the SDKs send it),
 # and its endpoint name (the operation's name in botocore, in Bedrock's endpoint names' style).
@@ -156,7 +155,7 @@ def _fits(parts: tuple[str, ...], segments: list[str]) -> bool:
 
 
 def _classified(name: str, method: str, data: dict[str, Any] | None) -> Classification:
-    c = Classification(endpoint=name, facts=RequestFacts(stream=name in _STREAMED))
+    c = Classification(endpoint=name, facts=RequestFacts(stream=name in _STREAMED), wire_format=BEDROCK_AGENTS)
     if name in _MODEL_ELSEWHERE:
         c.unread = _UNREAD_ELSEWHERE
     if method != "POST" or data is None or name not in _RUNS_MODELS:
@@ -217,11 +216,3 @@ def _object(data: dict[str, Any], key: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise Unreadable(f"'{key}' is not an object")
     return value
-
-
-def usage_reader(classification: Classification) -> UsageReader:
-    """An agent's answer reports the usage of each model call it made in its trace events, when the
-    call asked for them (`enableTrace`); no other of these APIs reports any."""
-    if classification.endpoint in ("invoke-agent", "invoke-inline-agent"):
-        return AgentTraceReader()
-    return NoUsage()

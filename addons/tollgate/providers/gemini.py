@@ -11,7 +11,15 @@ from urllib.parse import quote, unquote_plus
 from pydantic import Field
 
 from tollgate.config_base import ProviderConfig
-from tollgate.formats import GEMINI_GENERATE, OPENAI_API, OPENAI_CHAT
+from tollgate.credentials.google_bearer import (
+    CLOUD_PLATFORM,
+    GENERATIVE_LANGUAGE,
+    BearerToken,
+    GoogleTokens,
+    load_tokens,
+)
+from tollgate.credentials.keypool import KeyPool
+from tollgate.formats import GEMINI_GENERATE, OPENAI_CHAT
 from tollgate.formats.exact import (
     CACHED_CONTENT,
     UNREAD_BODY,
@@ -21,47 +29,17 @@ from tollgate.formats.exact import (
     request_model,
     words,
 )
-from tollgate.formats.gemini_generate.answer import counted_usage, usage_of
 from tollgate.formats.gemini_generate.facts import one_of, read_facts
-from tollgate.formats.gemini_generate.stream import GenerateArrayReader, GenerateStreamReader
-from tollgate.formats.openai_chat.answer import reasoning_beside_completion
 from tollgate.formats.request_facts import Batch, Classification, RequestFacts
-from tollgate.formats.usage import Usage
-from tollgate.formats.usage_reading import Counted, UsageReader, is_event_stream
 from tollgate.providers import openai
 from tollgate.providers.base import (
-    AUDIT_UNAVAILABLE,
-    BAD_REQUEST,
-    BUDGET_EXCEEDED,
-    CIRCUIT_OPEN,
-    HEADERS_TOO_LARGE,
-    INTERNAL_ERROR,
-    INVALID_SIGNATURE,
-    LEDGER_UNAVAILABLE,
-    LIMIT_UNENFORCEABLE,
-    MINTS_CREDENTIAL,
-    MISCONFIGURED,
-    MISDIRECTED,
-    NO_UPSTREAM_CREDENTIAL,
-    POLICY_DENIED,
-    RATE_LIMITED,
-    STATUS,
-    UNAUTHENTICATED,
-    UPSTREAM_TIMEOUT,
-    UPSTREAM_UNREACHABLE,
     ChatLeg,
+    Configuration,
     Headers,
+    Previous,
     Provider,
-    Refusal,
     UpstreamCredential,
     client_cert_of,
-)
-from tollgate.providers.google_oauth import (
-    CLOUD_PLATFORM,
-    GENERATIVE_LANGUAGE,
-    BearerToken,
-    GoogleTokens,
-    load_tokens,
 )
 
 # /v1beta/models/gemini-2.0-flash:generateContent, /v1/tunedModels/x:generateContent, …
@@ -95,28 +73,6 @@ def mtls_twin(host: str) -> str | None:
 
 def is_mtls(host: str) -> bool:
     return host.endswith(_MTLS)
-
-
-_REASONS = {
-    UNAUTHENTICATED: "UNAUTHENTICATED",
-    POLICY_DENIED: "PERMISSION_DENIED",
-    NO_UPSTREAM_CREDENTIAL: "INTERNAL",
-    MISCONFIGURED: "INTERNAL",
-    INVALID_SIGNATURE: "UNAUTHENTICATED",
-    INTERNAL_ERROR: "INTERNAL",
-    UPSTREAM_UNREACHABLE: "UNAVAILABLE",
-    UPSTREAM_TIMEOUT: "DEADLINE_EXCEEDED",
-    BAD_REQUEST: "INVALID_ARGUMENT",
-    AUDIT_UNAVAILABLE: "UNAVAILABLE",
-    RATE_LIMITED: "RESOURCE_EXHAUSTED",
-    BUDGET_EXCEEDED: "RESOURCE_EXHAUSTED",
-    LEDGER_UNAVAILABLE: "UNAVAILABLE",
-    LIMIT_UNENFORCEABLE: "PERMISSION_DENIED",
-    HEADERS_TOO_LARGE: "INVALID_ARGUMENT",
-    MISDIRECTED: "INVALID_ARGUMENT",
-    CIRCUIT_OPEN: "UNAVAILABLE",
-    MINTS_CREDENTIAL: "PERMISSION_DENIED",
-}
 
 
 def read_openai_extensions(classification: Classification, data: dict[str, Any] | None) -> None:
@@ -174,7 +130,7 @@ def batch_of(data: dict[str, Any] | None, model: str, embeds: bool) -> Batch:
         if embeds:
             continue  # an embedding generates nothing
         facts = RequestFacts()
-        read_facts(facts, "POST", request)
+        read_facts(request, facts)
         if facts.max_tokens is None:
             unbounded += facts.answers
         else:
@@ -195,7 +151,7 @@ class GeminiConfig(ProviderConfig):
     client_cert: str | None = Field(default=None, min_length=1)
 
 
-class Gemini(Provider):
+class Gemini(Provider[GoogleTokens]):
     name = "gemini"
     semconv_name = "gcp.gemini"  # the Gemini API (AI Studio)
     host_pattern = "|".join(
@@ -230,6 +186,10 @@ class Gemini(Provider):
         "chat.completions": OPENAI_CHAT,
     }
     price_table = "google"
+    error_format = GEMINI_GENERATE
+    # Its OpenAI-compatible chat answers report the thoughts beside `completion_tokens`
+    # (`completion_tokens_details.reasoning_tokens`, in `total_tokens`): output, as Gemini bills them.
+    reasoning_in_completion = False
 
     def priced_model(self, model: str) -> str:
         return model.removeprefix("models/")  # how resources name models (cachedContents, batches)
@@ -238,7 +198,7 @@ class Gemini(Provider):
         return is_mtls(host)
 
     def load_runtime(
-        self, config: Any, settings: ProviderConfig, previous: tuple[ProviderConfig, Any] | None
+        self, config: Configuration, settings: ProviderConfig, previous: Previous[GoogleTokens] | None
     ) -> GoogleTokens | None:
         """The credentials Tollgate asks tokens of, kept from `previous` while `credentials` is unchanged."""
         assert isinstance(settings, GeminiConfig)
@@ -257,15 +217,15 @@ class Gemini(Provider):
         self,
         classification: Classification,
         side: Mapping[str, str],
-        pool: Any,
+        pool: KeyPool,
         settings: ProviderConfig,
-        runtime: Any,
+        runtime: GoogleTokens | None,
         model: str | None = None,
     ) -> UpstreamCredential | None:
         """The caller's key in X-Gemini-Key, else the provider's keys in turn, else a token of
         Tollgate's credentials (`runtime`)."""
         credential = super().upstream_credential(classification, side, pool, settings, runtime, model)
-        if credential is None and isinstance(runtime, GoogleTokens):
+        if credential is None and runtime is not None:
             return BearerToken(runtime, self.header_positions)
         return credential
 
@@ -287,7 +247,7 @@ class Gemini(Provider):
         if segments[0] == "upload":
             if len(segments) != 3 or not _VERSION.fullmatch(segments[1]) or segments[2] != "files":
                 raise Unreadable("Gemini uploads go to /upload/{version}/files")
-            return Classification(endpoint="files.upload", unread=UNREAD_BODY)
+            return Classification(endpoint="files.upload", wire_format=GEMINI_GENERATE, unread=UNREAD_BODY)
         if not _VERSION.fullmatch(segments[0]):
             raise Unreadable("Gemini API paths start with a version (/v1beta/…)")
         if len(segments) == 1:
@@ -312,6 +272,7 @@ class Gemini(Provider):
             endpoint=kind,
             model=model.removeprefix("models/") if model else model,
             facts=facts,
+            wire_format=GEMINI_GENERATE,
             mints_credential=kind == AUTH_TOKENS and method == "POST",
         )
 
@@ -322,25 +283,19 @@ class Gemini(Provider):
         if not _MODEL_ID.fullmatch(model):
             raise Unreadable("Gemini model ids are lower-case letters, digits, '.', '_' and '-'")
         if not colon:
-            return Classification(endpoint="models.get", model=model)
+            return Classification("models.get", model, wire_format=GEMINI_GENERATE)
         check_case((action,), WORDS)
         if not _METHOD.fullmatch(action):
             raise Unreadable("the path's method is not one Gemini names (e.g. :generateContent)")
         facts = RequestFacts(stream=action == "streamGenerateContent")
         try:
-            read_facts(facts, method, data)
+            if data is not None and method == "POST":
+                read_facts(data, facts)
             if method == "POST":
                 facts.batch = job_of(action, model, data)
         except Unreadable as e:
             raise e.at(action) from None
-        return Classification(endpoint=action, model=model, facts=facts)
-
-    def billed_usage(self, classification: Classification, usage: Usage) -> Usage:
-        """Its OpenAI-compatible chat answers report the thoughts beside `completion_tokens`
-        (`completion_tokens_details.reasoning_tokens`, in `total_tokens`): output, as Gemini bills them."""
-        if classification.wire_format == OPENAI_API and classification.endpoint == "chat.completions":
-            return reasoning_beside_completion(usage)
-        return usage
+        return Classification(action, model, facts, GEMINI_GENERATE)
 
     def answer_service_tier(self, headers: Headers) -> str | None:
         return headers.get(_SERVICE_TIER_HEADER) or None
@@ -355,30 +310,6 @@ class Gemini(Provider):
     def streams_unread(self, method: str, path: str) -> bool:
         upload = path.startswith("/upload/") and path.endswith("/files") and path.count("/") == 3
         return upload and method in ("POST", "PUT")
-
-    def refusal(self, reason: str, message: str) -> Refusal:
-        body = {"error": {"code": STATUS[reason], "message": message, "status": _REASONS[reason]}}
-        return self._json_refusal(reason, body)
-
-    def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
-        if classification.wire_format == OPENAI_API:
-            if is_event_stream(headers):
-                reader = openai.stream_reader(classification.endpoint)
-                if classification.endpoint != "chat.completions":
-                    return reader
-                return Counted(reader, lambda usage: self.billed_usage(classification, usage))
-        elif is_event_stream(headers):
-            return GenerateStreamReader()
-        elif classification.endpoint == "streamGenerateContent":
-            return GenerateArrayReader()
-        return super().usage_reader(classification, headers)
-
-    def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
-        if classification.wire_format == OPENAI_API:
-            return self.billed_usage(classification, openai.usage_of(classification.endpoint, body))
-        if classification.endpoint == "countTokens":
-            return counted_usage(body)
-        return usage_of(body)
 
 
 # Google's system parameters that change what an answer holds: a partial one (`fields`) may leave

@@ -1,7 +1,7 @@
 """OpenAI: api.openai.com and its data-residency hosts (eu.api.openai.com, …), its paths and the
-endpoints they are, its jobs, and the errors it refuses with. Its wire formats have their own homes
-(`formats/openai_chat/`, `formats/openai_responses/`, `formats/openai_realtime/`), which other
-providers' OpenAI-compatible endpoints speak too."""
+endpoints they are, and its jobs. Its wire format has its own home (`formats/openai_api/`, with
+`openai_chat/`, `openai_responses/`, `openai_realtime/`), which other providers' OpenAI-compatible
+endpoints speak too: they read their paths here (`classify_request`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from tollgate.formats import OPENAI_API, OPENAI_CHAT, openai_chat, openai_responses
+from tollgate.formats import OPENAI_API, OPENAI_CHAT
 from tollgate.formats.exact import (
     ASSISTANT,
     SESSION_UPDATES,
@@ -18,42 +18,13 @@ from tollgate.formats.exact import (
     Unreadable,
     check_case,
     path_segments,
-    request_count,
-    request_int,
-    request_model,
     words,
 )
-from tollgate.formats.json_codec import parse_json
-from tollgate.formats.openai_chat import ChatStreamReader, answer_usage, body_facts
-from tollgate.formats.openai_realtime import INSECURE_KEY_PREFIX, REALTIME, read_settings, realtime_model
-from tollgate.formats.openai_responses import RESPONSES, ResponsesStreamReader, response_usage
+from tollgate.formats.openai_api import classify_body
+from tollgate.formats.openai_realtime import INSECURE_KEY_PREFIX, REALTIME, realtime_model
+from tollgate.formats.openai_responses import RESPONSES
 from tollgate.formats.request_facts import Batch, Classification, RequestFacts
-from tollgate.formats.usage import Usage
-from tollgate.formats.usage_reading import UsageReader, is_event_stream
-from tollgate.providers.base import (
-    AUDIT_UNAVAILABLE,
-    BAD_REQUEST,
-    BUDGET_EXCEEDED,
-    CIRCUIT_OPEN,
-    HEADERS_TOO_LARGE,
-    INTERNAL_ERROR,
-    INVALID_SIGNATURE,
-    LEDGER_UNAVAILABLE,
-    LIMIT_UNENFORCEABLE,
-    MINTS_CREDENTIAL,
-    MISCONFIGURED,
-    MISDIRECTED,
-    NO_UPSTREAM_CREDENTIAL,
-    POLICY_DENIED,
-    RATE_LIMITED,
-    UNAUTHENTICATED,
-    UPSTREAM_TIMEOUT,
-    UPSTREAM_UNREACHABLE,
-    ChatLeg,
-    Headers,
-    Provider,
-    Refusal,
-)
+from tollgate.providers.base import ChatLeg, Provider
 
 # Path segments (after the version prefix) → endpoint kind; a path under one of these is that kind.
 # No prefix begins another, so a path matches one at most and the order does not matter.
@@ -218,91 +189,7 @@ def classify_request(method: str, segments: Sequence[str], data: dict[str, Any] 
         raise e.at(endpoint) from None
 
 
-def classify_body(endpoint: str | None, method: str, data: dict[str, Any] | None) -> Classification:
-    """Model and request facts from an OpenAI-format request body (its JSON object), read as its
-    endpoint's format reads them."""
-    if data is None or method != "POST":
-        return Classification(endpoint=endpoint, wire_format=OPENAI_API)
-    facts = body_facts(data)
-    if endpoint == "chat.completions":
-        openai_chat.read_facts(data, facts)
-    elif endpoint == "responses":
-        openai_responses.read_facts(data, facts)
-    elif endpoint == "completions":
-        facts.max_tokens = request_int(data.get("max_tokens"), "max_tokens")
-        # OpenAI generates (and bills) best_of completions and returns n of them (n <= best_of); a
-        # server that read them otherwise could make n of best_of each: their product bounds both.
-        facts.answers = request_count(data.get("n"), "n") * request_count(data.get("best_of"), "best_of")
-    elif endpoint == "images.generations":
-        facts.answers = request_count(data.get("n"), "n")
-    named = read_settings(data, facts) if endpoint is not None and endpoint.startswith("realtime.") else data
-    return Classification(endpoint, request_model(named), facts, OPENAI_API)
-
-
-def usage_of(endpoint: str | None, body: bytes | None) -> Usage:
-    """Token usage and finish reason from a non-streamed OpenAI-format response."""
-    data = parse_json(body)
-    if data is None:
-        return Usage()
-    return response_usage(data) if endpoint == RESPONSES else answer_usage(data, endpoint)
-
-
-def stream_reader(endpoint: str | None) -> UsageReader:
-    return ResponsesStreamReader() if endpoint == RESPONSES else ChatStreamReader()
-
-
-_ERROR_TYPES = {
-    UNAUTHENTICATED: "invalid_request_error",
-    POLICY_DENIED: "permission_denied",
-    NO_UPSTREAM_CREDENTIAL: "server_error",
-    MISCONFIGURED: "server_error",
-    INVALID_SIGNATURE: "server_error",
-    INTERNAL_ERROR: "server_error",
-    UPSTREAM_UNREACHABLE: "server_error",
-    UPSTREAM_TIMEOUT: "server_error",
-    BAD_REQUEST: "invalid_request_error",
-    AUDIT_UNAVAILABLE: "server_error",
-    RATE_LIMITED: "requests",
-    BUDGET_EXCEEDED: "insufficient_quota",
-    LEDGER_UNAVAILABLE: "server_error",
-    LIMIT_UNENFORCEABLE: "permission_denied",
-    HEADERS_TOO_LARGE: "invalid_request_error",
-    MISDIRECTED: "invalid_request_error",
-    CIRCUIT_OPEN: "server_error",
-    MINTS_CREDENTIAL: "permission_denied",
-}
-
-
-# OpenAI's own codes where a reason has one; else the reason itself.
-_ERROR_CODES = {
-    UNAUTHENTICATED: "invalid_api_key",
-    RATE_LIMITED: "rate_limit_exceeded",
-    BUDGET_EXCEEDED: "insufficient_quota",
-}
-
-
-def refusal_body(reason: str, message: str) -> dict[str, Any]:
-    code = _ERROR_CODES.get(reason, reason)
-    return {"error": {"message": message, "type": _ERROR_TYPES[reason], "param": None, "code": code}}
-
-
-class AnswersInOpenAIFormat(Provider):
-    """A provider whose answers, streams and errors are OpenAI's format: OpenAI, Azure OpenAI and
-    the OpenAI-compatible vendors."""
-
-    def refusal(self, reason: str, message: str) -> Refusal:
-        return self._json_refusal(reason, refusal_body(reason, message))
-
-    def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
-        return usage_of(classification.endpoint, body)
-
-    def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
-        if is_event_stream(headers):
-            return stream_reader(classification.endpoint)
-        return super().usage_reader(classification, headers)
-
-
-class OpenAI(AnswersInOpenAIFormat):
+class OpenAI(Provider[None]):
     name = semconv_name = "openai"
     # Its data-residency hosts (eu., us.) and any other region's: a call to one goes there, and stays there.
     host_pattern = r"(?:[a-z0-9-]+\.)?api\.openai\.com"
@@ -320,6 +207,7 @@ class OpenAI(AnswersInOpenAIFormat):
     openai_compatible_source = True
     key_subprotocol = INSECURE_KEY_PREFIX
     price_table = "openai"
+    error_format = OPENAI_API
 
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
         return ChatLeg("/v1/chat/completions", OPENAI_CHAT)

@@ -1,32 +1,32 @@
 """OpenAI-compatible vendors: APIs that speak OpenAI's formats (Chat Completions, and where they
-offer them embeddings, Responses and legacy completions) under a base path of their own. The
-presets (Mistral, Groq, DeepSeek, xAI, OpenRouter, Together, Fireworks, Cerebras, Perplexity) are
-built in, their hosts intercepted whether configured or not; `providers.<name>: {kind:
-openai_compatible, hosts: [...]}` makes any other one a provider (`OpenAICompatible.configured`).
+offer them embeddings, Responses and legacy completions) under a base path of their own. Each is a
+row (`Vendor`): the presets (`PRESET_ROWS`: Mistral, Groq, DeepSeek, xAI, OpenRouter, Together,
+Fireworks, Cerebras, Perplexity) are built in, their hosts intercepted whether configured or not;
+`providers.<name>: {kind: openai_compatible, hosts: [...]}` makes any other one a provider
+(`OpenAICompatible.configured`).
 
-The formats are OpenAI's (`formats/openai_chat`, `formats/openai_responses`), read as OpenAI's
-provider reads them (`providers/openai.py`); what is a vendor's own is its hosts, its base paths,
-the endpoints it offers there, whether it takes `stream_options`, which field bounds a chat's output
-(`max_tokens` or OpenAI's newer `max_completion_tokens`) and its price table."""
+The format is OpenAI's API's (`formats/openai_api/`), its paths read as OpenAI's provider reads them
+(`providers/openai.py`); what is a vendor's own is its row: its hosts, its base paths, the endpoints
+it offers there, whether it takes `stream_options`, which field bounds a chat's output (`max_tokens`
+or OpenAI's newer `max_completion_tokens`), how it counts reasoning, and its price table."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from genai_prices.data import providers as _TABLE_PROVIDERS
 from pydantic import Field, field_validator, model_validator
 
 from tollgate.config_base import ProviderConfig
-from tollgate.formats import OPENAI_CHAT
+from tollgate.formats import OPENAI_API, OPENAI_CHAT
 from tollgate.formats.exact import Unreadable, check_case, path_segments
-from tollgate.formats.openai_chat.answer import reasoning_beside_completion
 from tollgate.formats.request_facts import Classification
-from tollgate.formats.usage import Usage
-from tollgate.formats.usage_reading import Counted, UsageReader
+from tollgate.host_globs import glob_pattern
 from tollgate.providers import openai
-from tollgate.providers.base import ChatLeg, Headers
+from tollgate.providers.base import ChatLeg, Provider
 
 # The endpoints of OpenAI's API a vendor may offer, as `openai.endpoint_of` names them. Any other
 # path under a vendor's base path is refused: Tollgate reads only what it knows the vendor serves.
@@ -146,11 +146,35 @@ def price_table_ids() -> frozenset[str]:
     return frozenset(p.id for p in _TABLE_PROVIDERS)
 
 
-class OpenAICompatible(openai.AnswersInOpenAIFormat):
-    """An API in OpenAI's formats under `base_paths` on its hosts, offering `endpoints` there."""
+@dataclass(frozen=True, slots=True)
+class Vendor:
+    """An OpenAI-compatible vendor, as a row of `PRESET_ROWS` says it (or a configuration's
+    `providers.<name>`): its hosts (globs; the first without a wildcard is where a call routed to it
+    goes), the side header a caller sends its own key in, its base paths and the endpoints it offers
+    there, its price table in genai-prices, whether it takes OpenAI's `stream_options`, which field
+    bounds a chat's output on its API, whether its chat answers' `completion_tokens` count their
+    reasoning, and whether its hosts' other paths (a web site) pass with the caller's own credential."""
+
+    name: str
+    hosts: tuple[str, ...]
+    side_header: str
+    base_paths: tuple[str, ...]
+    endpoints: frozenset[Endpoint]
+    price_table: str | None
+    semconv_name: str | None = None  # its gen_ai.provider.name, where that is not its name
+    takes_stream_options: bool = True
+    max_tokens_field: MaxTokensField = "max_tokens"
+    reasoning_in_completion: bool = True
+    site_passes: bool = False
+
+
+class OpenAICompatible(Provider[None]):
+    """An API in OpenAI's formats under `base_paths` on its hosts, offering `endpoints` there. Each
+    vendor is one of these made from its row (`from_row`)."""
 
     key_positions = positions = ("authorization",)
     key_header = "authorization"
+    error_format = OPENAI_API
     settings_model: ClassVar[type[ProviderConfig]] = VendorSettings
     # Its base paths, longest first as matched ("" is the root), and the endpoints it offers there.
     base_paths: ClassVar[tuple[str, ...]] = ("/v1",)
@@ -164,47 +188,61 @@ class OpenAICompatible(openai.AnswersInOpenAIFormat):
     # takes OpenAI's `max_completion_tokens` (a vendor that refuses a field it does not know, or
     # ignores it and so leaves the output unbounded, must not be sent that one).
     max_tokens_field: ClassVar[MaxTokensField] = "max_tokens"
-    # Whether a chat answer's `completion_tokens` count its reasoning tokens
-    # (`completion_tokens_details.reasoning_tokens`), as OpenAI's do; else they are billed as output
-    # beside them, and the audit's output tokens are both.
-    reasoning_in_completion: ClassVar[bool] = True
     # Whether the paths of its hosts outside its API (a web site) go as they came, with the caller's
     # own credential (`Classification.passthrough`), rather than being refused.
     site_passes: ClassVar[bool] = False
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "base_paths" in vars(cls) or "endpoints" in vars(cls):
-            cls.base_paths = tuple(sorted(cls.base_paths, key=len, reverse=True))
-            cls.openai_compatible_prefix = f"{cls.base_paths[-1]}/"
-            cls.openai_compatible_endpoints = frozenset(cls.endpoints) - {MODELS}
-            cls._bases = tuple(tuple(p.split("/")[1:]) if p else () for p in cls.base_paths)
-
+    # Its base paths' segments, in the order `base_paths` are matched.
     _bases: ClassVar[tuple[tuple[str, ...], ...]] = (("v1",),)
 
     @classmethod
-    def configured(cls, name: str, settings: ConfiguredVendorSettings) -> OpenAICompatible:
-        """A vendor the configuration adds: its hosts are its settings' (`Hosts`), not a pattern of
-        its own, and it names itself in the metrics and traces."""
+    def from_row(cls, row: Vendor, configured: bool = False) -> OpenAICompatible:
+        """The provider a row describes. A preset intercepts its hosts whether configured or not
+        (`host_pattern`); a vendor the configuration adds (`configured`) is found by the hosts its
+        settings give (`Hosts`), takes its callers' own keys in `CONFIGURED_SIDE_HEADER`, and names
+        itself in the metrics and traces."""
+        base_paths = tuple(sorted(row.base_paths, key=len, reverse=True))
+        default_host = next((h for h in row.hosts if "*" not in h), None)
         vendor = type(
-            f"Configured_{name}",
+            f"{'Configured' if configured else 'Preset'}_{row.name}",
             (cls,),
             {
-                "name": name,
-                "semconv_name": name,
-                "host_pattern": r"(?!)",  # matches no host: its hosts are those configured
-                "side_header": CONFIGURED_SIDE_HEADER,
-                "default_host": settings.default_host,
-                "upstream_hint": f"the scheme://host of {name}'s API",
-                "base_paths": settings.base_paths,
-                "endpoints": frozenset(settings.endpoints),
-                "takes_stream_options": settings.stream_options,
-                "max_tokens_field": settings.max_tokens_field,
-                "price_table": settings.price_table,
-                "settings_model": ConfiguredVendorSettings,
+                "name": row.name,
+                "semconv_name": row.semconv_name or row.name,
+                # A configured vendor's pattern matches no host: its hosts are those configured.
+                "host_pattern": r"(?!)" if configured else "|".join(glob_pattern(h) for h in row.hosts),
+                "host_globs": () if configured else row.hosts,
+                "side_header": CONFIGURED_SIDE_HEADER if configured else row.side_header,
+                "default_host": default_host,
+                "upstream_hint": f"the scheme://host of {row.name}'s API" if configured else "",
+                "base_paths": base_paths,
+                "endpoints": frozenset(row.endpoints),
+                "openai_compatible_prefix": f"{base_paths[-1]}/",
+                "openai_compatible_endpoints": frozenset(row.endpoints) - {MODELS},
+                "_bases": tuple(tuple(p.split("/")[1:]) if p else () for p in base_paths),
+                "takes_stream_options": row.takes_stream_options,
+                "max_tokens_field": row.max_tokens_field,
+                "reasoning_in_completion": row.reasoning_in_completion,
+                "site_passes": row.site_passes,
+                "price_table": row.price_table,
+                "settings_model": ConfiguredVendorSettings if configured else VendorSettings,
             },
         )
         return vendor()
+
+    @classmethod
+    def configured(cls, name: str, settings: ConfiguredVendorSettings) -> OpenAICompatible:
+        """A vendor the configuration adds (`providers.<name>: {kind: openai_compatible, …}`)."""
+        row = Vendor(
+            name,
+            settings.hosts,
+            CONFIGURED_SIDE_HEADER,
+            settings.base_paths,
+            frozenset(settings.endpoints),
+            settings.price_table,
+            takes_stream_options=settings.stream_options,
+            max_tokens_field=settings.max_tokens_field,
+        )
+        return cls.from_row(row, configured=True)
 
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
         return ChatLeg(f"{self.openai_compatible_prefix}chat/completions", OPENAI_CHAT)
@@ -226,19 +264,19 @@ class OpenAICompatible(openai.AnswersInOpenAIFormat):
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
         if path == "/" and self.site_passes:
-            return Classification(passthrough=True)
+            return Classification(wire_format=OPENAI_API, passthrough=True)
         segments = path_segments(path)
         rest = self.api_segments(segments)
         if rest is None:
             if self.site_passes:
-                return Classification(passthrough=True)
+                return Classification(wire_format=OPENAI_API, passthrough=True)
             bases = " or ".join(f"{b}/" for b in self.base_paths)
             raise Unreadable(f"{self.name}'s API paths start with {bases}")
         check_case([*segments[: len(segments) - len(rest)], *rest], openai.WORDS)
         endpoint = endpoint_at(rest)
         if endpoint not in self.endpoints:
             if self.site_passes:
-                return Classification(passthrough=True)
+                return Classification(wire_format=OPENAI_API, passthrough=True)
             raise Unreadable(f"{method} {path} is not an endpoint of {self.name} that Tollgate reads")
         classification = openai.classify_request(method, rest, data, query)
         if classification.session:
@@ -254,135 +292,31 @@ class OpenAICompatible(openai.AnswersInOpenAIFormat):
     ) -> bool:
         return self.takes_stream_options and super().prepare(classification, body, index, inject_usage)
 
-    def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
-        return self.billed_usage(classification, super().usage(classification, headers, body))
 
-    def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
-        reader = super().usage_reader(classification, headers)
-        if self.reasoning_in_completion or classification.endpoint != CHAT:
-            return reader
-        return Counted(reader, lambda usage: self.billed_usage(classification, usage))
-
-    def billed_usage(self, classification: Classification, usage: Usage) -> Usage:
-        """The usage as the audit counts it, and a translated answer gives its caller: reasoning
-        reported beside the completion is output."""
-        if not self.reasoning_in_completion and classification.endpoint == CHAT:
-            return reasoning_beside_completion(usage)
-        return usage
-
-
-class Mistral(OpenAICompatible):
-    name = "mistral"
-    semconv_name = "mistral_ai"
-    host_pattern = r"api\.mistral\.ai"
-    host_globs = ("api.mistral.ai",)
-    side_header = "X-Mistral-Key"
-    default_host = "api.mistral.ai"
-    base_paths = ("/v1",)
-    endpoints = frozenset((CHAT, EMBEDDINGS, MODELS))
+# The presets: each vendor Tollgate knows without a configuration saying so, a row each.
+PRESET_ROWS = (
     # Its API refuses a field it does not know; its streams end in a chunk with the usage unasked.
-    takes_stream_options = False
-    price_table = "mistral"
-
-
-class Groq(OpenAICompatible):
-    name = semconv_name = "groq"
-    host_pattern = r"api\.groq\.com"
-    host_globs = ("api.groq.com",)
-    side_header = "X-Groq-Key"
-    default_host = "api.groq.com"
-    base_paths = ("/openai/v1",)
-    endpoints = frozenset((CHAT, RESPONSES, MODELS))
-    max_tokens_field = "max_completion_tokens"
-    price_table = "groq"
-
-
-class DeepSeek(OpenAICompatible):
-    name = semconv_name = "deepseek"
-    host_pattern = r"api\.deepseek\.com"
-    host_globs = ("api.deepseek.com",)
-    side_header = "X-DeepSeek-Key"
-    default_host = "api.deepseek.com"
-    base_paths = ("", "/v1")
-    endpoints = frozenset((CHAT, MODELS))
-    price_table = "deepseek"
-
-
-class XAI(OpenAICompatible):
-    name = "xai"
-    semconv_name = "x_ai"
-    host_pattern = r"api\.x\.ai"
-    host_globs = ("api.x.ai",)
-    side_header = "X-XAI-Key"
-    default_host = "api.x.ai"
-    base_paths = ("/v1",)
-    endpoints = frozenset((CHAT, RESPONSES, MODELS))
-    max_tokens_field = "max_completion_tokens"
+    Vendor("mistral", ("api.mistral.ai",), "X-Mistral-Key", ("/v1",), frozenset((CHAT, EMBEDDINGS, MODELS)), "mistral",
+           semconv_name="mistral_ai", takes_stream_options=False),
+    Vendor("groq", ("api.groq.com",), "X-Groq-Key", ("/openai/v1",), frozenset((CHAT, RESPONSES, MODELS)), "groq",
+           max_tokens_field="max_completion_tokens"),
+    Vendor("deepseek", ("api.deepseek.com",), "X-DeepSeek-Key", ("", "/v1"), frozenset((CHAT, MODELS)), "deepseek"),
     # Its reasoning tokens are billed as output beside `completion_tokens`, which leave them out.
-    reasoning_in_completion = False
-    price_table = "x-ai"
-
-
-class OpenRouter(OpenAICompatible):
-    name = semconv_name = "openrouter"
-    host_pattern = r"openrouter\.ai"
-    host_globs = ("openrouter.ai",)
-    side_header = "X-OpenRouter-Key"
-    default_host = "openrouter.ai"
-    base_paths = ("/api/v1",)
-    endpoints = frozenset((CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, MODELS))
+    Vendor("xai", ("api.x.ai",), "X-XAI-Key", ("/v1",), frozenset((CHAT, RESPONSES, MODELS)), "x-ai",
+           semconv_name="x_ai", max_tokens_field="max_completion_tokens", reasoning_in_completion=False),
     # Its web site and its account API share the host: they go with the caller's own credential.
-    site_passes = True
     # Its streams report usage unasked (it ignores `stream_options`).
-    takes_stream_options = False
-    price_table = "openrouter"
-
-
-class Together(OpenAICompatible):
-    name = semconv_name = "together"
-    host_pattern = r"api\.together\.xyz"
-    host_globs = ("api.together.xyz",)
-    side_header = "X-Together-Key"
-    default_host = "api.together.xyz"
-    base_paths = ("/v1",)
-    endpoints = frozenset((CHAT, COMPLETIONS, EMBEDDINGS, MODELS))
-    price_table = "together"
-
-
-class Fireworks(OpenAICompatible):
-    name = semconv_name = "fireworks"
-    host_pattern = r"api\.fireworks\.ai"
-    host_globs = ("api.fireworks.ai",)
-    side_header = "X-Fireworks-Key"
-    default_host = "api.fireworks.ai"
-    base_paths = ("/inference/v1",)
-    endpoints = frozenset((CHAT, COMPLETIONS, EMBEDDINGS, MODELS))
-    price_table = "fireworks"
-
-
-class Cerebras(OpenAICompatible):
-    name = semconv_name = "cerebras"
-    host_pattern = r"api\.cerebras\.ai"
-    host_globs = ("api.cerebras.ai",)
-    side_header = "X-Cerebras-Key"
-    default_host = "api.cerebras.ai"
-    base_paths = ("/v1",)
-    endpoints = frozenset((CHAT, COMPLETIONS, MODELS))
-    max_tokens_field = "max_completion_tokens"
-    price_table = "cerebras"
-
-
-class Perplexity(OpenAICompatible):
-    name = semconv_name = "perplexity"
-    host_pattern = r"api\.perplexity\.ai"
-    host_globs = ("api.perplexity.ai",)
-    side_header = "X-Perplexity-Key"
-    default_host = "api.perplexity.ai"
-    base_paths = ("",)  # chat/completions at the root
-    endpoints = frozenset((CHAT,))
-    price_table = "perplexity"
-
-
-PRESETS: tuple[OpenAICompatible, ...] = (
-    Mistral(), Groq(), DeepSeek(), XAI(), OpenRouter(), Together(), Fireworks(), Cerebras(), Perplexity(),
+    Vendor("openrouter", ("openrouter.ai",), "X-OpenRouter-Key", ("/api/v1",),
+           frozenset((CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, MODELS)), "openrouter", site_passes=True,
+           takes_stream_options=False),
+    Vendor("together", ("api.together.xyz",), "X-Together-Key", ("/v1",),
+           frozenset((CHAT, COMPLETIONS, EMBEDDINGS, MODELS)), "together"),
+    Vendor("fireworks", ("api.fireworks.ai",), "X-Fireworks-Key", ("/inference/v1",),
+           frozenset((CHAT, COMPLETIONS, EMBEDDINGS, MODELS)), "fireworks"),
+    Vendor("cerebras", ("api.cerebras.ai",), "X-Cerebras-Key", ("/v1",), frozenset((CHAT, COMPLETIONS, MODELS)),
+           "cerebras", max_tokens_field="max_completion_tokens"),
+    # Chat completions at the root.
+    Vendor("perplexity", ("api.perplexity.ai",), "X-Perplexity-Key", ("",), frozenset((CHAT,)), "perplexity"),
 )  # fmt: skip
+
+PRESETS: tuple[OpenAICompatible, ...] = tuple(OpenAICompatible.from_row(row) for row in PRESET_ROWS)

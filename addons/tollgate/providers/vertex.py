@@ -17,25 +17,25 @@ from urllib.parse import quote
 from pydantic import Field
 
 from tollgate.config_base import ProviderConfig
+from tollgate.credentials.google_bearer import CLOUD_PLATFORM, QUOTA_PROJECT, BearerToken, GoogleTokens, load_tokens
+from tollgate.credentials.keypool import KeyPool
 from tollgate.fingerprint import fingerprint
 from tollgate.formats import ANTHROPIC_MESSAGES, CLAUDE_ON_VERTEX, GEMINI_GENERATE, anthropic_messages
+from tollgate.formats.anthropic_messages import on_vertex
 from tollgate.formats.exact import Unreadable, check_case, path_segments, request_model, words
 from tollgate.formats.gemini_generate.facts import read_facts
 from tollgate.formats.request_facts import Batch, Classification, RequestFacts
-from tollgate.formats.usage import Usage
-from tollgate.formats.usage_reading import UsageReader, is_event_stream
 from tollgate.providers import gemini, openai
 from tollgate.providers.base import (
     ChatLeg,
+    Configuration,
     HeaderKey,
-    Headers,
+    Previous,
     Provider,
-    Refusal,
     RequestParts,
     UpstreamCredential,
     client_cert_of,
 )
-from tollgate.providers.google_oauth import CLOUD_PLATFORM, QUOTA_PROJECT, BearerToken, GoogleTokens, load_tokens
 
 _VERSION = re.compile(r"v\d+(?:alpha|beta)?\d*")
 # Project ids and numbers, locations, publishers: lower-case, as Google names them (a resource
@@ -46,10 +46,10 @@ _MODEL_ID = re.compile(r"[a-z0-9][a-z0-9._@-]*")
 _ENDPOINT_ID = re.compile(r"[a-z0-9][a-z0-9-]*")
 _METHOD = re.compile(r"[a-z][A-Za-z]*")
 GOOGLE, ANTHROPIC = "google", "anthropic"
-# Claude's methods on Vertex: its Messages body (without `model`, which the path names), whole or streamed.
-_CLAUDE_CALLS = frozenset(("rawPredict", "streamRawPredict"))
-# Claude's token count: a Messages body naming its model, at models/count-tokens:rawPredict.
-_CLAUDE_COUNT = "count-tokens"
+# Claude's methods on Vertex (`on_vertex.CALLS`), and its token count (a Messages body naming its
+# model, at models/count-tokens:rawPredict).
+_CLAUDE_CALLS = frozenset(on_vertex.CALLS)
+_CLAUDE_COUNT = on_vertex.COUNT
 WORDS = words(
     "projects", "locations", "publishers", "models", "endpoints", "openapi", "chat", "completions",
     "embeddings", "generateContent", "streamGenerateContent", "countTokens", "computeTokens",
@@ -130,7 +130,7 @@ def _goes_where_called(request: RequestParts) -> bool:
     return request.upstream in (f"https://{request.called_host}", f"https://{twin}")
 
 
-class Vertex(Provider):
+class Vertex(Provider[VertexProject]):
     name = "vertex"
     semconv_name = "gcp.vertex_ai"
     # The global host, a region's (us-central1-aiplatform…), a multi-region's (aiplatform.eu.rep…),
@@ -162,6 +162,7 @@ class Vertex(Provider):
     # The project whose quota a call counts against: a caller's goes only with its own credential.
     billing_headers = frozenset((QUOTA_PROJECT,))
     key_header = "x-goog-api-key"
+    key_by_format = False  # an API key, whatever the call's wire format
     default_host = "aiplatform.googleapis.com"
     settings_model = VertexConfig
     credential_settings = "keys or `credentials`"
@@ -170,6 +171,8 @@ class Vertex(Provider):
     )
     chat_formats = gemini.Gemini.chat_formats  # Google's models speak the Gemini API's, and OpenAI's
     price_table = "google"
+    error_format = GEMINI_GENERATE  # Google's error shape, as the Gemini API's
+    reasoning_in_completion = gemini.Gemini.reasoning_in_completion
 
     def is_mtls_host(self, host: str) -> bool:
         return gemini.is_mtls(host)
@@ -178,7 +181,7 @@ class Vertex(Provider):
         return None if client_cert_of(settings) else gemini.mtls_twin(host)
 
     def load_runtime(
-        self, config: Any, settings: ProviderConfig, previous: tuple[ProviderConfig, Any] | None
+        self, config: Configuration, settings: ProviderConfig, previous: Previous[VertexProject] | None
     ) -> VertexProject | None:
         """The credentials Tollgate asks tokens of and the project they call, kept from `previous`
         while the settings that make them are unchanged."""
@@ -247,7 +250,7 @@ class Vertex(Provider):
         facts = RequestFacts()
         if method == "POST" and len(rest) == 1 and rest[0] in _JOBS:
             facts.batch = Batch(None)  # its requests (its training data) in a bucket or a table
-        return Classification(endpoint=rest[0], model=model_id(model) if model else model, facts=facts)
+        return Classification(rest[0], model_id(model) if model else model, facts, GEMINI_GENERATE)
 
     @staticmethod
     def _model_call(method: str, publisher: str, resource: str, data: dict[str, Any] | None) -> Classification:
@@ -258,7 +261,7 @@ class Vertex(Provider):
                 "Vertex AI's publishers and model ids are lower-case letters, digits, '.', '_', '@' and '-'"
             )
         if not colon:
-            return Classification(endpoint="models.get", model=model, publisher=publisher)
+            return Classification("models.get", model, wire_format=GEMINI_GENERATE, publisher=publisher)
         check_case((action,), WORDS)
         if not _METHOD.fullmatch(action):
             raise Unreadable("the path's method is not one Vertex AI names (e.g. :generateContent)")
@@ -273,11 +276,12 @@ class Vertex(Provider):
             )
         facts = RequestFacts(stream=action == "streamGenerateContent")
         try:
-            read_facts(facts, method, data)
+            if data is not None and method == "POST":
+                read_facts(data, facts)
         except Unreadable as e:
             raise e.at(action) from None
         facts.batch = _long_running(method, action)
-        return Classification(endpoint=action, model=model, facts=facts, publisher=GOOGLE)
+        return Classification(action, model, facts, GEMINI_GENERATE, publisher=GOOGLE)
 
     @staticmethod
     def _endpoint_call(method: str, resource: str, data: dict[str, Any] | None) -> Classification:
@@ -288,18 +292,17 @@ class Vertex(Provider):
         if not _ENDPOINT_ID.fullmatch(endpoint_id) or not _METHOD.fullmatch(action):
             raise Unreadable("an endpoint's call is endpoints/{id}:{method}")
         facts = RequestFacts(stream=action == "streamGenerateContent")
-        if action in ("generateContent", "streamGenerateContent", "countTokens"):
+        if (
+            action in ("generateContent", "streamGenerateContent", "countTokens")
+            and data is not None
+            and method == "POST"
+        ):
             try:
-                read_facts(facts, method, data)
+                read_facts(data, facts)
             except Unreadable as e:
                 raise e.at(action) from None
         facts.batch = _long_running(method, action)
-        return Classification(endpoint=action, model=f"endpoints/{endpoint_id}", facts=facts)
-
-    def conversation_format(self, classification: Classification) -> str | None:
-        if classification.wire_format == ANTHROPIC_MESSAGES and classification.endpoint in _CLAUDE_CALLS:
-            return ANTHROPIC_MESSAGES  # Claude's Messages body (the model in the path)
-        return super().conversation_format(classification)
+        return Classification(action, f"endpoints/{endpoint_id}", facts, GEMINI_GENERATE)
 
     def model_in_body(self, sent: object, model: str) -> str:
         # A model named with its publisher (`anthropic/claude-opus-4`, the OpenAI-compatible
@@ -312,16 +315,13 @@ class Vertex(Provider):
     def check_headers(self, headers: Mapping[bytes, bytes]) -> None:
         _GEMINI.check_headers(headers)
 
-    def refusal(self, reason: str, message: str) -> Refusal:
-        return _GEMINI.refusal(reason, message)
-
     def upstream_credential(
         self,
         classification: Classification,
         side: Mapping[str, str],
-        pool: Any,
+        pool: KeyPool,
         settings: ProviderConfig,
-        runtime: Any,
+        runtime: VertexProject | None,
         model: str | None = None,
     ) -> UpstreamCredential | None:
         """The caller's own token in X-Vertex-Token, else the provider's keys in turn (express
@@ -333,24 +333,9 @@ class Vertex(Provider):
         key = pool.take(model)
         if key is not None:
             return self.header_key(key, classification, pooled=True)
-        if isinstance(runtime, VertexProject):
+        if runtime is not None:
             return BearerToken(runtime.tokens, self.header_positions, runtime.move)
         return None
-
-    def injected(self, key: str, classification: Classification) -> tuple[str, str]:
-        return self.key_header, key  # an API key, whatever the call's wire format
-
-    def usage_reader(self, classification: Classification, headers: Headers) -> UsageReader:
-        if classification.wire_format != ANTHROPIC_MESSAGES:
-            return _GEMINI.usage_reader(classification, headers)
-        if is_event_stream(headers):
-            return anthropic_messages.MessagesStreamReader()
-        return super().usage_reader(classification, headers)
-
-    def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:
-        if classification.wire_format == ANTHROPIC_MESSAGES:
-            return anthropic_messages.messages_usage(body, counted=classification.endpoint == _CLAUDE_COUNT)
-        return _GEMINI.usage(classification, headers, body)
 
 
 def _long_running(method: str, action: str) -> Batch | None:
@@ -371,7 +356,8 @@ def _claude_call(method: str, model: str, action: str, data: dict[str, Any] | No
         if named is not None and named != model:
             # Which of the two Vertex AI would call is not Tollgate's to guess.
             raise Unreadable("the body names another model than the path")
-        facts = anthropic_messages.messages_facts(data)
+        facts = RequestFacts()
+        anthropic_messages.read_facts(data, facts)
     except Unreadable as e:
         raise e.at(action) from None
     if action == "streamRawPredict":

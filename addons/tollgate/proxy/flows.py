@@ -9,9 +9,11 @@ from mitmproxy import http
 from mitmproxy.proxy.mode_specs import LocalMode, ProxyMode, TransparentMode, WireGuardMode
 
 from tollgate.call import Call
+from tollgate.credentials.base import RequestParts
 from tollgate.formats.json_codec import encode_json
 from tollgate.formats.raw_headers import decoded, with_header
-from tollgate.providers.base import FAILURES, Provider, Query, RequestParts
+from tollgate.formats.refusals import FAILURES
+from tollgate.providers.base import Provider, Query
 
 CALL = "tollgate"
 # An MCP server's request: its `McpExchange` (governance/mcp.py) while it is live, then its records.

@@ -10,7 +10,7 @@ from mitmproxy import addonmanager, hooks, http, log  # noqa: F401 - importing t
 from mitmproxy.proxy import layers, server_hooks  # noqa: F401 - likewise
 
 from tollgate.call import Call
-from tollgate.providers.base import INTERNAL_ERROR
+from tollgate.formats.refusals import INTERNAL_ERROR
 from tollgate.proxy.flows import call_of, refuse
 
 logger = logging.getLogger(__name__)

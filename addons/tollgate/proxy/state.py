@@ -7,11 +7,11 @@ import asyncio
 import time
 from dataclasses import replace
 
+from tollgate.credentials.keypool import KeyPool
 from tollgate.governance.failover import Circuits, split_circuit
 from tollgate.governance.mcp import McpSessions
 from tollgate.governance.policy import Policy
 from tollgate.providers import BUILT_IN_HOSTS, Hosts
-from tollgate.providers.keypool import KeyPool
 from tollgate.records.auditlog import AuditLog
 from tollgate.records.ledger.store import Store
 from tollgate.records.metrics import MetricSet

@@ -31,9 +31,9 @@ from tollgate.records.traces import OtlpConfig, operation_name
 from tollgate.shape_memo import ShapeMemo
 
 if TYPE_CHECKING:
+    from tollgate.credentials.keypool import KeyPool
     from tollgate.governance.failover import Attempt
     from tollgate.governance.limits import Estimate
-    from tollgate.providers.keypool import KeyPool
 
 OTHER = "other"  # the value of a label past its `max_label_values` distinct values
 

@@ -13,10 +13,7 @@ from mitmproxy.http import Headers
 
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.json_codec import read_request_json
-from tollgate.formats.request_facts import Classification
-from tollgate.formats.usage import Usage
-from tollgate.providers import PROVIDERS
-from tollgate.providers.base import (
+from tollgate.formats.refusals import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
     BUDGET_EXCEEDED,
@@ -36,6 +33,9 @@ from tollgate.providers.base import (
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
 )
+from tollgate.formats.request_facts import Classification
+from tollgate.formats.usage import Usage
+from tollgate.providers import PROVIDERS
 from tollgate.providers.vendors import OpenAICompatible
 
 OPENAI = PROVIDERS["openai"]

@@ -41,7 +41,7 @@ def test_anthropic_messages_facts() -> None:
         }
     )
     c = classify(ANTHROPIC, "POST", "/v1/messages", body)
-    assert (c.endpoint, c.model, c.wire_format) == ("messages", "claude-sonnet-4-20250514", None)
+    assert (c.endpoint, c.model, c.wire_format) == ("messages", "claude-sonnet-4-20250514", "anthropic-messages")
     assert facts(c) == (2, True, True, True, 1024)
 
 
@@ -96,7 +96,9 @@ def test_anthropic_endpoints(method: str, path: str, endpoint: str) -> None:
 )
 def test_anthropic_service_endpoints_name_no_model(method: str, path: str, endpoint: str) -> None:
     body = {"model": "claude-opus-4-8", "events": []} if method == "POST" else None
-    assert ANTHROPIC.classify(method, path, body) == Classification(endpoint=endpoint, service=True)
+    assert ANTHROPIC.classify(method, path, body) == Classification(
+        endpoint=endpoint, wire_format="anthropic-messages", service=True
+    )
 
 
 @pytest.mark.parametrize(
@@ -122,7 +124,9 @@ def test_anthropic_unknown_service_paths_are_refused(method: str, path: str) -> 
 
 
 def test_anthropic_the_mcp_registry_is_outside_the_model_api() -> None:
-    assert ANTHROPIC.classify("GET", "/mcp-registry/v0/servers", None) == Classification(passthrough=True)
+    assert ANTHROPIC.classify("GET", "/mcp-registry/v0/servers", None) == Classification(
+        wire_format="anthropic-messages", passthrough=True
+    )
 
 
 def test_anthropic_get_has_no_facts() -> None:
@@ -172,7 +176,7 @@ def test_anthropic_usage_normalised() -> None:
 
 def test_anthropic_usage_without_cache() -> None:
     body = j({"stop_reason": "max_tokens", "usage": {"input_tokens": 12, "output_tokens": 30}})
-    u = ANTHROPIC.usage(Classification(endpoint="messages"), headers(), body)
+    u = ANTHROPIC.usage(Classification(endpoint="messages", wire_format="anthropic-messages"), headers(), body)
     assert (usage_tuple(u), u.cache_write_tokens) == ((12, 30, 42, None, None, "max_tokens"), None)
 
 
@@ -188,18 +192,27 @@ def test_anthropic_usage_cache_zero_and_null() -> None:
             },
         }
     )
-    u = ANTHROPIC.usage(Classification(endpoint="messages"), headers(), body)
+    u = ANTHROPIC.usage(Classification(endpoint="messages", wire_format="anthropic-messages"), headers(), body)
     assert (usage_tuple(u), u.cache_write_tokens) == ((12, 3, 15, 0, None, "tool_use"), None)
 
 
 def test_anthropic_count_tokens_usage() -> None:
-    u = ANTHROPIC.usage(Classification(endpoint="messages.count_tokens"), headers(), j({"input_tokens": 42}))
+    u = ANTHROPIC.usage(
+        Classification(endpoint="messages.count_tokens", wire_format="anthropic-messages"),
+        headers(),
+        j({"input_tokens": 42}),
+    )
     assert usage_tuple(u) == (42, None, None, None, None, None)
 
 
 def test_anthropic_error_body_has_no_usage() -> None:
     body = j({"type": "error", "error": {"type": "overloaded_error", "message": "x"}})
-    assert usage_tuple(ANTHROPIC.usage(Classification(endpoint="messages"), headers(), body)) == EMPTY_USAGE
+    assert (
+        usage_tuple(
+            ANTHROPIC.usage(Classification(endpoint="messages", wire_format="anthropic-messages"), headers(), body)
+        )
+        == EMPTY_USAGE
+    )
 
 
 def test_anthropic_usage_from_object() -> None:

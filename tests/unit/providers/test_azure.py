@@ -11,15 +11,15 @@ import pytest
 
 from tollgate.call import Call, Route
 from tollgate.config import Config, ConfigError, OverrideMatch, parse_config
+from tollgate.credentials.entra_id import authority_scope, scope_for
+from tollgate.credentials.header_key import HeaderKey
+from tollgate.credentials.keypool import KeyPool
 from tollgate.fingerprint import fingerprint
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.matching import matches
 from tollgate.providers import PROVIDERS
 from tollgate.providers.azure import AzureConfig, AzureRuntime
-from tollgate.providers.base import HeaderKey
-from tollgate.providers.entra_id import authority_scope, scope_for
-from tollgate.providers.keypool import KeyPool
 from tollgate.proxy.stages.metrics import Metrics
 from tollgate.proxy.state import Shared
 from tollgate.runtime import Loaded
@@ -40,14 +40,14 @@ def at(host: str, method: str, target: str, body: Any = None) -> Classification:
 # (host, method, path with query, body) → (endpoint, model, wire format); the table of what is read.
 READ = [
     ("/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21", CHAT,
-     ("chat.completions", "gpt4o-prod", None)),
+     ("chat.completions", "gpt4o-prod", "openai-api")),
     ("/openai/deployments/gpt4o-prod/completions?api-version=2024-10-21", {"prompt": "x"},
-     ("completions", "gpt4o-prod", None)),
+     ("completions", "gpt4o-prod", "openai-api")),
     ("/openai/deployments/emb.small_1/embeddings?api-version=2024-10-21", {"input": "x"},
-     ("embeddings", "emb.small_1", None)),
+     ("embeddings", "emb.small_1", "openai-api")),
     ("/openai/deployments/dalle/images/generations?api-version=2024-10-21", {"prompt": "x"},
-     ("images.generations", "dalle", None)),
-    ("/openai/deployments/tts/audio/speech?api-version=2024-10-21", {"input": "x"}, ("audio.speech", "tts", None)),
+     ("images.generations", "dalle", "openai-api")),
+    ("/openai/deployments/tts/audio/speech?api-version=2024-10-21", {"input": "x"}, ("audio.speech", "tts", "openai-api")),
     ("/openai/responses?api-version=2025-03-01-preview", {"model": "gpt4o-prod", "input": "hi"},
      ("responses", "gpt4o-prod", "openai-api")),
     ("/openai/v1/chat/completions", {**CHAT, "model": "gpt4o-prod"}, ("chat.completions", "gpt4o-prod", "openai-api")),
@@ -371,7 +371,7 @@ def test_a_stream_asks_for_its_usage_on_every_path() -> None:
 
 def test_usage_is_read_as_openais() -> None:
     body = j({"usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}, "choices": []})
-    u = AZURE.usage(Classification("chat.completions", "d"), headers(), body)
+    u = AZURE.usage(Classification("chat.completions", "d", wire_format="openai-api"), headers(), body)
     assert (u.input_tokens, u.output_tokens, u.total_tokens) == (3, 4, 7)
 
 

@@ -96,7 +96,9 @@ def test_bedrock_model_from_raw_path(segment: str, model: str, op: str) -> None:
     c = classify(BEDROCK, "POST", path, None)
     assert c.endpoint == op
     assert c.model == model
-    assert c.wire_format is None
+    assert c.wire_format == (
+        "bedrock-converse" if op in ("converse", "converse-stream", "count-tokens") else "bedrock-invoke"
+    )
     assert c.facts.stream is (op in STREAMING_OPS)
     assert bedrock_model(path) == model
     assert bedrock_model(path + "?x=1") == model
@@ -409,7 +411,7 @@ def test_bedrock_the_service_tier_and_latency_asked_for_are_read_exactly() -> No
 def test_bedrock_answers_name_their_service_tier_and_latency() -> None:
     ran = {"serviceTier": {"type": "flex"}, "performanceConfig": {"latency": "optimized"}}
     body = j({"stopReason": "end_turn", "usage": {"inputTokens": 2, "outputTokens": 3}, **ran})
-    u = BEDROCK.usage(Classification(endpoint="converse"), headers(), body)
+    u = BEDROCK.usage(Classification(endpoint="converse", wire_format="bedrock-converse"), headers(), body)
     assert (u.service_tier, u.speed) == ("flex", "optimized")
     answer = {"x-amzn-bedrock-service-tier": "priority", "x-amzn-bedrock-performanceconfig-latency": "optimized"}
     assert (BEDROCK.answer_service_tier(answer), BEDROCK.answer_speed(answer)) == ("priority", "optimized")
@@ -419,7 +421,7 @@ def test_bedrock_answers_name_their_service_tier_and_latency() -> None:
 
 def test_bedrock_converse_usage_total_computed() -> None:
     body = j({"stopReason": "max_tokens", "usage": {"inputTokens": 2, "outputTokens": 3}})
-    u = BEDROCK.usage(Classification(endpoint="converse"), headers(), body)
+    u = BEDROCK.usage(Classification(endpoint="converse", wire_format="bedrock-converse"), headers(), body)
     assert (usage_tuple(u), u.cache_write_tokens) == ((2, 3, 5, None, None, "max_tokens"), None)
 
 
@@ -443,7 +445,7 @@ def test_bedrock_invoke_usage_cache_headers() -> None:
         ("x-amzn-bedrock-cache-read-input-token-count", "64"),
         ("x-amzn-bedrock-cache-write-input-token-count", "16"),
     )
-    u = BEDROCK.usage(Classification(endpoint="invoke"), h, j({}))
+    u = BEDROCK.usage(Classification(endpoint="invoke", wire_format="bedrock-invoke"), h, j({}))
     assert (usage_tuple(u), u.cache_write_tokens) == ((180, 1, 181, 64, None, None), 16)
 
 
@@ -453,20 +455,22 @@ def test_bedrock_invoke_usage_cache_read_header_only() -> None:
         ("x-amzn-bedrock-output-token-count", "1"),
         ("x-amzn-bedrock-cache-read-input-token-count", "64"),
     )
-    u = BEDROCK.usage(Classification(endpoint="invoke"), h, j({}))
+    u = BEDROCK.usage(Classification(endpoint="invoke", wire_format="bedrock-invoke"), h, j({}))
     assert (usage_tuple(u), u.cache_write_tokens) == ((164, 1, 165, 64, None, None), None)
 
 
 def test_bedrock_invoke_usage_from_claude_body_without_headers() -> None:
     usage = {"input_tokens": 10, "cache_read_input_tokens": 5, "cache_creation_input_tokens": 3, "output_tokens": 2}
     body = j({"stop_reason": "end_turn", "usage": usage})
-    u = BEDROCK.usage(Classification(endpoint="invoke"), headers(), body)
+    u = BEDROCK.usage(Classification(endpoint="invoke", wire_format="bedrock-invoke"), headers(), body)
     assert (usage_tuple(u), u.cache_write_tokens) == ((18, 2, 20, 5, None, "end_turn"), 3)
 
 
 def test_bedrock_invoke_usage_headers_and_non_json_body() -> None:
     h = headers(("x-amzn-bedrock-input-token-count", "3"), ("x-amzn-bedrock-output-token-count", "4"))
-    assert usage_tuple(BEDROCK.usage(Classification(endpoint="invoke"), h, b"\x89PNG...")) == (
+    assert usage_tuple(
+        BEDROCK.usage(Classification(endpoint="invoke", wire_format="bedrock-invoke"), h, b"\x89PNG...")
+    ) == (
         3,
         4,
         7,
@@ -494,18 +498,26 @@ def test_bedrock_invoke_usage_headers_and_non_json_body() -> None:
 )
 def test_bedrock_invoke_finish_reason(body: dict, reason: str | None) -> None:
     assert invoke_finish_reason(body) == reason
-    assert BEDROCK.usage(Classification(endpoint="invoke"), headers(), j(body)).finish_reason == reason
+    assert (
+        BEDROCK.usage(Classification(endpoint="invoke", wire_format="bedrock-invoke"), headers(), j(body)).finish_reason
+        == reason
+    )
 
 
 def test_bedrock_count_tokens_usage() -> None:
-    u = BEDROCK.usage(Classification(endpoint="count-tokens"), headers(), j({"inputTokens": 7}))
+    u = BEDROCK.usage(
+        Classification(endpoint="count-tokens", wire_format="bedrock-converse"), headers(), j({"inputTokens": 7})
+    )
     assert usage_tuple(u) == (7, None, None, None, None, None)
 
 
 @pytest.mark.parametrize("endpoint", ["converse-stream", "invoke-with-response-stream", "apply-guardrail", None])
 def test_bedrock_other_endpoints_have_no_body_usage(endpoint: str | None) -> None:
     body = j({"usage": {"inputTokens": 1, "outputTokens": 2}, "stopReason": "end_turn"})
-    assert usage_tuple(BEDROCK.usage(Classification(endpoint=endpoint), headers(), body)) == EMPTY_USAGE
+    assert (
+        usage_tuple(BEDROCK.usage(Classification(endpoint=endpoint, wire_format="bedrock-converse"), headers(), body))
+        == EMPTY_USAGE
+    )
 
 
 def test_bedrock_openai_usage() -> None:
@@ -521,18 +533,30 @@ def test_bedrock_openai_usage() -> None:
 
 def test_bedrock_usage_wrong_types() -> None:
     h = headers(("x-amzn-bedrock-input-token-count", "lots"), ("x-amzn-bedrock-output-token-count", "-1"))
-    assert usage_tuple(BEDROCK.usage(Classification(endpoint="invoke"), h, b"[]")) == EMPTY_USAGE
-    body = j({"usage": "x", "stopReason": ["end_turn"]})
-    assert usage_tuple(BEDROCK.usage(Classification(endpoint="converse"), headers(), body)) == EMPTY_USAGE
     assert (
-        usage_tuple(BEDROCK.usage(Classification(endpoint="count-tokens"), headers(), j({"inputTokens": "7x"})))
+        usage_tuple(BEDROCK.usage(Classification(endpoint="invoke", wire_format="bedrock-invoke"), h, b"[]"))
+        == EMPTY_USAGE
+    )
+    body = j({"usage": "x", "stopReason": ["end_turn"]})
+    assert (
+        usage_tuple(BEDROCK.usage(Classification(endpoint="converse", wire_format="bedrock-converse"), headers(), body))
+        == EMPTY_USAGE
+    )
+    assert (
+        usage_tuple(
+            BEDROCK.usage(
+                Classification(endpoint="count-tokens", wire_format="bedrock-converse"),
+                headers(),
+                j({"inputTokens": "7x"}),
+            )
+        )
         == EMPTY_USAGE
     )
 
 
 def test_bedrock_invoke_odd_digit_header_does_not_raise() -> None:
     h = headers(("x-amzn-bedrock-input-token-count", "²"))
-    assert BEDROCK.usage(Classification(endpoint="invoke"), h, j({})).input_tokens is None
+    assert BEDROCK.usage(Classification(endpoint="invoke", wire_format="bedrock-invoke"), h, j({})).input_tokens is None
 
 
 @pytest.mark.parametrize("reason", REASONS)

@@ -45,7 +45,7 @@ def test_gemini_model_call(version: str, method: str, stream: bool) -> None:
     c = classify(GEMINI, "POST", f"/{version}/models/gemini-2.0-flash-001:{method}", j({}))
     assert c.endpoint == method
     assert c.model == "gemini-2.0-flash-001"
-    assert c.wire_format is None
+    assert c.wire_format == "gemini-generate"
     assert c.facts.stream is stream
 
 
@@ -229,13 +229,13 @@ def test_gemini_usage_without_candidates_count() -> None:
             "usageMetadata": {"promptTokenCount": 10, "totalTokenCount": 25, "thoughtsTokenCount": 15},
         }
     )
-    u = GEMINI.usage(Classification(endpoint="generateContent"), headers(), body)
+    u = GEMINI.usage(Classification(endpoint="generateContent", wire_format="gemini-generate"), headers(), body)
     assert usage_tuple(u) == (10, 15, 25, None, 15, "MAX_TOKENS")
 
 
 def test_gemini_usage_total_computed() -> None:
     body = j({"usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 4}})
-    u = GEMINI.usage(Classification(endpoint="generateContent"), headers(), body)
+    u = GEMINI.usage(Classification(endpoint="generateContent", wire_format="gemini-generate"), headers(), body)
     assert usage_tuple(u) == (3, 4, 7, None, None, None)
 
 
@@ -246,16 +246,31 @@ def test_gemini_usage_from_object_is_the_stream_element_parser() -> None:
 
 def test_gemini_error_body_has_no_usage() -> None:
     body = j({"error": {"code": 400, "message": "x", "status": "INVALID_ARGUMENT"}})
-    assert usage_tuple(GEMINI.usage(Classification(endpoint="generateContent"), headers(), body)) == EMPTY_USAGE
+    assert (
+        usage_tuple(
+            GEMINI.usage(Classification(endpoint="generateContent", wire_format="gemini-generate"), headers(), body)
+        )
+        == EMPTY_USAGE
+    )
 
 
 def test_gemini_usage_wrong_types() -> None:
     body = j(
         {"usageMetadata": {"promptTokenCount": "x", "candidatesTokenCount": None}, "candidates": [{"finishReason": 3}]}
     )
-    assert usage_tuple(GEMINI.usage(Classification(endpoint="generateContent"), headers(), body)) == EMPTY_USAGE
+    assert (
+        usage_tuple(
+            GEMINI.usage(Classification(endpoint="generateContent", wire_format="gemini-generate"), headers(), body)
+        )
+        == EMPTY_USAGE
+    )
     body = j({"usageMetadata": [1, 2], "candidates": "no"})
-    assert usage_tuple(GEMINI.usage(Classification(endpoint="generateContent"), headers(), body)) == EMPTY_USAGE
+    assert (
+        usage_tuple(
+            GEMINI.usage(Classification(endpoint="generateContent", wire_format="gemini-generate"), headers(), body)
+        )
+        == EMPTY_USAGE
+    )
 
 
 def test_gemini_openai_compatible_usage() -> None:

@@ -19,23 +19,20 @@ from tests.support.aws import signed_over_authority
 
 from tollgate.config import OPENAI_COMPATIBLE_TARGETS, Config, ConfigError, parse_config
 from tollgate.config_base import ProviderConfig
+from tollgate.credentials import sigv4
+from tollgate.credentials.base import Applied, CredentialUnavailable, RequestParts
+from tollgate.credentials.header_key import HeaderKey
+from tollgate.credentials.keypool import KeyPool
+from tollgate.credentials.sigv4 import SigV4Signature
 from tollgate.fingerprint import fingerprint
 from tollgate.formats import OPENAI_API
 from tollgate.formats.openai_chat import ask_for_usage
 from tollgate.formats.raw_headers import header_index
+from tollgate.formats.registry import wire_format
 from tollgate.formats.request_facts import Classification, RequestFacts
-from tollgate.providers import PROVIDERS, sigv4
-from tollgate.providers.base import (
-    Applied,
-    CredentialUnavailable,
-    HeaderKey,
-    OwnCredential,
-    Provider,
-    RequestParts,
-    VerifiedCaller,
-)
-from tollgate.providers.bedrock import BedrockConfig, SigV4Signature
-from tollgate.providers.keypool import KeyPool
+from tollgate.providers import PROVIDERS
+from tollgate.providers.base import OwnCredential, Provider, VerifiedCaller
+from tollgate.providers.bedrock import BedrockConfig
 from tollgate.proxy.stages.settings import load
 
 BEDROCK = PROVIDERS["bedrock"]
@@ -46,7 +43,7 @@ BODY = b'{"messages":[{"role":"user","content":[{"text":"hi"}]}]}'
 VIRTUAL = ("AKIAVIRTUAL0000000001", "virtual-secret")
 REAL = ("AKIAREAL000000000001", "real-secret", "real-session-token")
 CHAT = Classification(endpoint="chat.completions", facts=RequestFacts(stream=True), wire_format=OPENAI_API)
-CONVERSE = Classification(endpoint="converse", model="m")
+CONVERSE = Classification(endpoint="converse", model="m", wire_format="bedrock-converse")
 
 
 def signed_fields(
@@ -188,8 +185,10 @@ def test_the_default_prepare_asks_an_openai_format_chat_stream_for_usage() -> No
     untouched = {"model": "gpt-4o", "stream": True}
     assert not OPENAI.prepare(CHAT, untouched, {}, inject_usage=False)
     assert not OPENAI.prepare(Classification("chat.completions", wire_format=OPENAI_API), untouched, {}, True)
-    assert not OPENAI.prepare(Classification("embeddings", facts=RequestFacts(stream=True)), untouched, {}, True)
-    native = Classification("messages", facts=RequestFacts(stream=True))
+    assert not OPENAI.prepare(
+        Classification("embeddings", facts=RequestFacts(stream=True), wire_format=OPENAI_API), untouched, {}, True
+    )
+    native = Classification("messages", facts=RequestFacts(stream=True), wire_format="anthropic-messages")
     assert not PROVIDERS["anthropic"].prepare(native, untouched, {}, True)
     assert not OPENAI.prepare(CHAT, None, {}, True)
     assert not ask_for_usage(CHAT, {"stream_options": "bad"})
@@ -227,7 +226,10 @@ def test_a_header_key_replaces_the_callers_credentials_in_one_pass() -> None:
     # The OpenAI format takes a Bearer token at any provider; Gemini's own takes its header.
     gemini = PROVIDERS["gemini"]
     assert gemini.header_key("AIza", CHAT).name == b"authorization"
-    assert gemini.header_key("AIza", Classification("generateContent")).name == b"x-goog-api-key"
+    assert (
+        gemini.header_key("AIza", Classification("generateContent", wire_format="gemini-generate")).name
+        == b"x-goog-api-key"
+    )
 
 
 def test_a_pooled_key_bills_its_own_account_and_a_callers_key_the_callers() -> None:
@@ -361,7 +363,7 @@ def test_credentials_that_cannot_be_had_are_reported_not_raised() -> None:
         raise RuntimeError("the metadata service is down: secret details")
 
     with pytest.raises(CredentialUnavailable) as info:
-        applied_to(SigV4Signature(failing, None), parts(signed_fields()))
+        applied_to(bedrock_credential(runtime=failing), parts(signed_fields()))
     assert str(info.value) == "Tollgate could not obtain AWS credentials to sign with: RuntimeError"
 
 
@@ -462,28 +464,52 @@ def test_a_reload_keeps_what_each_provider_loaded_and_names_the_setting_at_fault
     asyncio.run(store.aclose())
 
 
-# --- conversation_format: where rollup: finds a conversation ------------------------------------------
+# --- a call's conversation: where rollup: finds one, by the call's wire format ------------------------
 
 
 @pytest.mark.parametrize(
     ("name", "classification", "fmt"),
     [
-        ("openai", Classification("chat.completions", "gpt-4o"), "openai-chat"),
-        ("openai", Classification("responses", "gpt-4o"), None),
-        ("gemini", Classification("streamGenerateContent", "gemini-2.5-flash"), "gemini-generate"),
-        ("anthropic", Classification("messages", "claude-sonnet-4-5"), "anthropic-messages"),
-        ("bedrock", Classification("converse", "amazon.nova-lite-v1:0"), "bedrock-converse"),
-        ("bedrock", Classification("invoke", "us.anthropic.claude-sonnet-4-5-20250929-v1:0"), "anthropic-messages"),
-        ("bedrock", Classification("invoke", "meta.llama3-70b-instruct-v1:0"), None),  # Llama's own body
+        ("openai", Classification("chat.completions", "gpt-4o", wire_format="openai-api"), "openai-chat"),
+        ("openai", Classification("responses", "gpt-4o", wire_format="openai-api"), None),
+        (
+            "gemini",
+            Classification("streamGenerateContent", "gemini-2.5-flash", wire_format="gemini-generate"),
+            "gemini-generate",
+        ),
+        (
+            "anthropic",
+            Classification("messages", "claude-sonnet-4-5", wire_format="anthropic-messages"),
+            "anthropic-messages",
+        ),
+        (
+            "bedrock",
+            Classification("converse", "amazon.nova-lite-v1:0", wire_format="bedrock-converse"),
+            "bedrock-converse",
+        ),
+        (
+            "bedrock",
+            Classification("invoke", "us.anthropic.claude-sonnet-4-5-20250929-v1:0", wire_format="bedrock-invoke"),
+            "anthropic-messages",
+        ),
+        (
+            "bedrock",
+            Classification("invoke", "meta.llama3-70b-instruct-v1:0", wire_format="bedrock-invoke"),
+            None,
+        ),  # Llama's own body
         ("vertex", Classification("rawPredict", "claude-x@1", wire_format="anthropic-messages"), "anthropic-messages"),
-        ("vertex", Classification("generateContent", "gemini-2.5-flash"), "gemini-generate"),
-        ("vertex", Classification("predict", "text-embedding-005"), None),
+        (
+            "vertex",
+            Classification("generateContent", "gemini-2.5-flash", wire_format="gemini-generate"),
+            "gemini-generate",
+        ),
+        ("vertex", Classification("predict", "text-embedding-005", wire_format="gemini-generate"), None),
     ],
 )
 def test_the_conversation_format_of_each_providers_calls(
     name: str, classification: Classification, fmt: str | None
 ) -> None:
-    assert PROVIDERS[name].conversation_format(classification) == fmt
+    assert wire_format(classification.wire_format).conversation(classification) == fmt
 
 
 def test_bedrock_verifies_a_signature_over_the_authority() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from functools import partial
 
 import pytest
@@ -18,14 +19,18 @@ from tollgate.formats import ANTHROPIC_MESSAGES, BEDROCK_CONVERSE, GEMINI_GENERA
 from tollgate.formats.chat import ChatRequest, Message, Text, UsageReported
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.request_facts import Classification, RequestFacts
-from tollgate.formats.translation import FORMATS, Translation
+from tollgate.formats.translation import Translation, chat_formats
 from tollgate.formats.usage import Usage
 from tollgate.governance.overrides import RuleBook, routed_path
 from tollgate.governance.pricing import table_rate
 from tollgate.providers import PROVIDERS, Hosts, allow_hosts, configured, provider_for
+from tollgate.providers.vendors import PRESET_ROWS, OpenAICompatible, Vendor
+from tollgate.providers.vendors import PRESETS as PRESET_PROVIDERS
 from tollgate.runtime import Loaded
 
 from .common import VENDORS, classify, j
+
+FORMATS = chat_formats()
 
 CHAT = json.dumps({"model": "m-1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 7}).encode()
 STREAM = json.dumps({"model": "m-1", "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
@@ -408,3 +413,48 @@ def test_hosts_of_configured_vendors_may_hold_names_no_regex_group_takes() -> No
     vendors = configured(parse_config({"providers": {"a-b": ACME}}, {}).providers.configured())
     hosts = Hosts({"a-b": ACME["hosts"]}, {**PROVIDERS, **vendors})
     assert hosts.provider_for("api.acme.example") is vendors["a-b"]
+
+
+# A preset is a row: a vendor Tollgate knows is one more `Vendor` in `PRESET_ROWS`, its hosts written
+# once. Here a row of a vendor that does not exist, made as the presets are made.
+SAMPLE_ROW = Vendor(
+    "acme-ai",
+    ("api.acme.example",),
+    "X-Acme-Key",
+    ("/v2", "/openai/v2"),
+    frozenset(("chat.completions", "models")),
+    None,
+    semconv_name="acme_ai",
+    max_tokens_field="max_completion_tokens",
+    reasoning_in_completion=False,
+)
+
+
+def test_a_preset_is_made_from_its_row() -> None:
+    acme = OpenAICompatible.from_row(SAMPLE_ROW)
+    assert (acme.name, acme.semconv_name, acme.side_header) == ("acme-ai", "acme_ai", "X-Acme-Key")
+    # Its host, written once: intercepted, matched, and where a call routed to it goes.
+    assert re.fullmatch(acme.host_pattern, "api.acme.example") and not re.fullmatch(acme.host_pattern, "acme.example")
+    assert (acme.host_globs, acme.default_host) == (("api.acme.example",), "api.acme.example")
+    # Its base paths, the longest first; its endpoints, read as OpenAI's.
+    c = classify(acme, "POST", "/openai/v2/chat/completions", CHAT)
+    assert (c.endpoint, c.model, c.wire_format) == ("chat.completions", "m-1", OPENAI_API)
+    assert classify(acme, "GET", "/v2/models", None).endpoint == "models"
+    with pytest.raises(Unreadable):
+        classify(acme, "POST", "/v2/embeddings", EMBED)
+    assert acme.native_chat("m-1", False, OPENAI_CHAT).path == "/v2/chat/completions"
+    # What it takes and how it bills, as its row says.
+    written = {"messages": [], "max_completion_tokens": 9}
+    acme.fit_chat_body(written)
+    assert written == {"messages": [], "max_completion_tokens": 9}
+    answer = j({"usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 9,
+                          "completion_tokens_details": {"reasoning_tokens": 2}}})  # fmt: skip
+    assert acme.usage(c, {}, answer).output_tokens == 6  # its reasoning beside the completion: output
+    assert json.loads(acme.refusal("policy_denied", "no").body)["error"]["type"] == "permission_denied"
+
+
+def test_every_preset_is_its_row() -> None:
+    assert [vendor.name for vendor in PRESET_PROVIDERS] == [row.name for row in PRESET_ROWS]
+    for row, vendor in zip(PRESET_ROWS, PRESET_PROVIDERS, strict=True):
+        assert PROVIDERS[row.name] is vendor
+        assert vendor.host_globs == row.hosts and vendor.default_host == row.hosts[0]

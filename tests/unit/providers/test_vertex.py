@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from tollgate.credentials.base import RequestParts
 from tollgate.formats.exact import Unreadable
 from tollgate.providers import vertex as vertex_mod
-from tollgate.providers.base import RequestParts
 from tollgate.providers.vertex import VertexConfig, VertexProject
 
 from .common import VERTEX, classify, headers, j
@@ -32,7 +32,7 @@ CLAUDE_BODY = {
 @pytest.mark.parametrize(("method", "stream"), [("generateContent", False), ("streamGenerateContent", True)])
 def test_google_model_calls_read_as_the_gemini_api(prefix: str, method: str, stream: bool) -> None:
     c = classify(VERTEX, "POST", f"{prefix}/publishers/google/models/gemini-2.5-flash:{method}", j(GEMINI_BODY))
-    assert (c.endpoint, c.model, c.wire_format) == (method, "gemini-2.5-flash", None)
+    assert (c.endpoint, c.model, c.wire_format) == (method, "gemini-2.5-flash", "gemini-generate")
     assert (c.facts.stream, c.facts.message_count, c.facts.has_system, c.facts.max_tokens) == (stream, 1, True, 64)
 
 

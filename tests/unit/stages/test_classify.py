@@ -53,12 +53,16 @@ MAIN_ENDPOINTS = {
             "systemInstruction": {"parts": [{"text": "Be terse."}]},
             "generationConfig": {"maxOutputTokens": 64},
         },
-        Classification("streamGenerateContent", "gemini-2.0-flash", RequestFacts(3, True, False, True, 64)),
+        Classification(
+            "streamGenerateContent", "gemini-2.0-flash", RequestFacts(3, True, False, True, 64), "gemini-generate"
+        ),
     ),
     "anthropic": (
         "/v1/messages",
         {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1024},
-        Classification("messages", "claude-sonnet-4-5", RequestFacts(1, False, False, False, 1024)),
+        Classification(
+            "messages", "claude-sonnet-4-5", RequestFacts(1, False, False, False, 1024), "anthropic-messages"
+        ),
     ),
     "bedrock": (
         "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse",
@@ -68,7 +72,12 @@ MAIN_ENDPOINTS = {
             "inferenceConfig": {"maxTokens": 30},
             "toolConfig": {"tools": [{"toolSpec": {"name": "f"}}]},
         },
-        Classification("converse", "anthropic.claude-3-haiku-20240307-v1:0", RequestFacts(1, True, True, False, 30)),
+        Classification(
+            "converse",
+            "anthropic.claude-3-haiku-20240307-v1:0",
+            RequestFacts(1, True, True, False, 30),
+            "bedrock-converse",
+        ),
     ),
 }
 
@@ -386,13 +395,21 @@ def test_a_captured_call_whose_host_header_is_not_a_host_is_refused_as_its_serve
 
 UPLOADS = [
     ("openai", "/v1/files", Classification("files", None, RequestFacts(), "openai-api", ("model", "request"))),
-    ("gemini", "/upload/v1beta/files", Classification("files.upload", unread=("model", "request"))),
-    ("anthropic", "/v1/files", Classification("files", unread=("model", "request"))),
+    (
+        "gemini",
+        "/upload/v1beta/files",
+        Classification("files.upload", wire_format="gemini-generate", unread=("model", "request")),
+    ),
+    ("anthropic", "/v1/files", Classification("files", wire_format="anthropic-messages", unread=("model", "request"))),
     (
         "bedrock",
         "/model/amazon.nova-sonic-v1%3A0/invoke-with-bidirectional-stream",
         Classification(
-            "invoke-with-bidirectional-stream", "amazon.nova-sonic-v1:0", RequestFacts(stream=True), None, ("request",)
+            "invoke-with-bidirectional-stream",
+            "amazon.nova-sonic-v1:0",
+            RequestFacts(stream=True),
+            "bedrock-invoke",
+            ("request",),
         ),
     ),
 ]

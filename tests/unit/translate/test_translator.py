@@ -42,8 +42,10 @@ from tollgate.formats.chat import (
     unseal,
 )
 from tollgate.formats.json_codec import encode_json, parse_json
-from tollgate.formats.translation import FORMATS, Translation
+from tollgate.formats.translation import Translation, chat_formats
 from tollgate.formats.usage import Usage
+
+FORMATS = chat_formats()
 
 NAMES = (OPENAI_CHAT, ANTHROPIC_MESSAGES, GEMINI_GENERATE, BEDROCK_CONVERSE)
 PAIRS = list(permutations(NAMES, 2))

@@ -19,7 +19,12 @@ from tollgate.formats.anthropic_messages.on_bedrock import (
     bedrock_invoke_body,
     betas_of_header,
 )
-from tollgate.formats.anthropic_messages.read_request import loads_skills, mcp_servers, messages_facts
+from tollgate.formats.anthropic_messages.read_request import (
+    loads_skills,
+    mcp_servers,
+    read_completion_facts,
+    read_facts,
+)
 from tollgate.formats.anthropic_messages.read_request import read_request as read_messages_request
 from tollgate.formats.anthropic_messages.stream import MessagesEventReader, MessagesStreamReader
 from tollgate.formats.anthropic_messages.stream_writer import MessagesStreamWriter
@@ -49,7 +54,8 @@ __all__ = [
     "betas_of_header",
     "loads_skills",
     "mcp_servers",
-    "messages_facts",
     "messages_usage",
+    "read_completion_facts",
+    "read_facts",
     "usage_from_object",
 ]

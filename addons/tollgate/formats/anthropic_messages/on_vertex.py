@@ -17,6 +17,10 @@ from tollgate.formats.chat import ChatError, ChatRequest
 from tollgate.formats.json_codec import parse_json
 
 VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"
+# Claude's methods on Vertex AI: a Messages body (without `model`, which the path names), whole or
+# streamed; and its token count, at models/count-tokens:rawPredict (the body names the model).
+CALLS = ("rawPredict", "streamRawPredict")
+COUNT = "count-tokens"
 
 
 def raw_predict_body(body: dict[str, Any]) -> dict[str, Any]:

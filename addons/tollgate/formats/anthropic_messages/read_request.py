@@ -1,5 +1,5 @@
 """A Messages call read: exactly into the common chat model (`read_request`), refusing what cannot be
-translated; and the facts classification reads from it (`messages_facts`), also from Claude's
+translated; and the facts classification reads from it (`read_facts`), also from Claude's
 Messages body on Vertex AI and Bedrock."""
 
 from __future__ import annotations
@@ -297,20 +297,26 @@ def read_request(body: dict[str, Any]) -> ChatRequest:
 # The facts classification reads
 
 
-def messages_facts(data: dict[str, Any]) -> RequestFacts:
+def read_facts(data: dict[str, Any], facts: RequestFacts) -> None:
     """A Messages API body's facts (also Claude's on Vertex AI)."""
-    facts = RequestFacts(
-        message_count=count(data.get("messages")),
-        has_system=bool(data.get("system")),
-        # Server tools (web search, code execution, bash, computer use…) are tools too.
-        has_tools=bool(data.get("tools")) or loads_skills(data.get("container")),
-        stream=request_flag(data.get("stream"), "stream"),
-        max_tokens=request_int(data.get("max_tokens"), "max_tokens"),
-        service_tier=request_text(data.get("service_tier"), "service_tier"),
-        speed=request_text(data.get("speed"), "speed"),
-    )
+    facts.message_count = count(data.get("messages"))
+    facts.has_system = bool(data.get("system"))
+    # Server tools (web search, code execution, bash, computer use…) are tools too.
+    facts.has_tools = bool(data.get("tools")) or loads_skills(data.get("container"))
+    facts.stream = request_flag(data.get("stream"), "stream")
+    facts.max_tokens = request_int(data.get("max_tokens"), "max_tokens")
+    facts.service_tier = request_text(data.get("service_tier"), "service_tier")
+    facts.speed = request_text(data.get("speed"), "speed")
     facts.grants(mcp_servers(data.get("mcp_servers")))
-    return facts
+
+
+def read_completion_facts(data: dict[str, Any], facts: RequestFacts) -> None:
+    """A legacy Text Completions body's facts (`POST /v1/complete`): a prompt, and its answer's
+    bound in `max_tokens_to_sample`."""
+    facts.has_system = False
+    facts.has_tools = False
+    facts.stream = request_flag(data.get("stream"), "stream")
+    facts.max_tokens = request_int(data.get("max_tokens_to_sample"), "max_tokens_to_sample")
 
 
 def loads_skills(container: Any) -> bool:

@@ -33,7 +33,7 @@ from tollgate.formats.bedrock_converse.fields import (
     SERVICE_TIER_FIELD,
     WRITTEN_FIELDS,
 )
-from tollgate.formats.bedrock_converse.read_request import converse_facts, read_request
+from tollgate.formats.bedrock_converse.read_request import read_facts, read_request
 from tollgate.formats.bedrock_converse.stream import ConverseStreamReader, EventStreamReader
 from tollgate.formats.bedrock_converse.stream_writer import ConverseStreamWriter, event_stream_frame
 from tollgate.formats.bedrock_converse.write_request import write_request
@@ -64,13 +64,13 @@ __all__ = [
     "ConverseStreamWriter",
     "EventStreamReader",
     "answer_usage",
-    "converse_facts",
     "converse_usage",
     "counted_usage",
     "error_type",
     "event_stream_frame",
     "ran_as",
     "read_error",
+    "read_facts",
     "read_request",
     "read_response",
     "read_usage",

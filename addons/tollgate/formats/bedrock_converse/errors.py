@@ -1,8 +1,10 @@
 """Bedrock's errors, read and written: its whole runtime answers in this shape, InvokeModel as
-Converse; and its error types, whose names ConverseStream's exception events take too."""
+Converse; its error types, whose names ConverseStream's exception events take too; and Tollgate's
+refusals (`refusal`) in that shape."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +14,27 @@ from tollgate.formats.chat import (
     kind_of_status,
 )
 from tollgate.formats.json_codec import encode_json, parse_json
+from tollgate.formats.refusals import (
+    AUDIT_UNAVAILABLE,
+    BAD_REQUEST,
+    BUDGET_EXCEEDED,
+    CIRCUIT_OPEN,
+    HEADERS_TOO_LARGE,
+    INTERNAL_ERROR,
+    INVALID_SIGNATURE,
+    LEDGER_UNAVAILABLE,
+    LIMIT_UNENFORCEABLE,
+    MINTS_CREDENTIAL,
+    MISCONFIGURED,
+    MISDIRECTED,
+    NO_UPSTREAM_CREDENTIAL,
+    POLICY_DENIED,
+    RATE_LIMITED,
+    UNAUTHENTICATED,
+    UPSTREAM_TIMEOUT,
+    UPSTREAM_UNREACHABLE,
+    Refusal,
+)
 
 # Bedrock's error types (x-amzn-errortype; in a stream, the same names with a lowercase first letter).
 ERROR_TYPES: dict[str, tuple[int, ErrorKind]] = {
@@ -89,3 +112,33 @@ def write_error(error: ChatError) -> tuple[int, dict[str, str], bytes]:
         name = "ModelErrorException"
     headers = {"content-type": "application/json", "x-amzn-errortype": name}
     return error.status, headers, encode_json({"message": error.message})
+
+
+# (status, x-amzn-ErrorType) per reason of Tollgate's: AWS answers 403 for unknown keys too.
+REFUSALS = {
+    UNAUTHENTICATED: (403, "UnrecognizedClientException"),
+    POLICY_DENIED: (403, "AccessDeniedException"),
+    NO_UPSTREAM_CREDENTIAL: (500, "InternalServerException"),
+    MISCONFIGURED: (500, "InternalServerException"),
+    INVALID_SIGNATURE: (403, "InvalidSignatureException"),
+    INTERNAL_ERROR: (500, "InternalServerException"),
+    UPSTREAM_UNREACHABLE: (502, "ServiceUnavailableException"),
+    UPSTREAM_TIMEOUT: (504, "ModelTimeoutException"),
+    BAD_REQUEST: (400, "ValidationException"),
+    AUDIT_UNAVAILABLE: (503, "ServiceUnavailableException"),
+    RATE_LIMITED: (429, "ThrottlingException"),
+    BUDGET_EXCEEDED: (429, "ThrottlingException"),
+    LEDGER_UNAVAILABLE: (503, "ServiceUnavailableException"),
+    LIMIT_UNENFORCEABLE: (403, "AccessDeniedException"),
+    HEADERS_TOO_LARGE: (431, "ValidationException"),
+    MISDIRECTED: (421, "ValidationException"),
+    CIRCUIT_OPEN: (503, "ServiceUnavailableException"),
+    MINTS_CREDENTIAL: (403, "AccessDeniedException"),
+}
+
+
+def refusal(reason: str, message: str) -> Refusal:
+    """AWS's shape: the reason's status and error type, no retry hint (botocore reads none)."""
+    status, error_type = REFUSALS[reason]
+    headers = {"content-type": "application/json", "x-amzn-errortype": error_type, "x-tollgate-error": reason}
+    return Refusal(status, headers, json.dumps({"message": message}).encode())

@@ -1,5 +1,5 @@
 """A Converse request read exactly into the common chat model (`read_request`), and the facts
-classification reads from it (`converse_facts`)."""
+classification reads from it (`read_facts`)."""
 
 from __future__ import annotations
 
@@ -327,7 +327,7 @@ def read_request(body: dict[str, Any]) -> ChatRequest:
 # The facts classification reads
 
 
-def converse_facts(data: dict[str, Any], facts: RequestFacts) -> None:
+def read_facts(data: dict[str, Any], facts: RequestFacts) -> None:
     """A Converse body's facts (CountTokens counts one too)."""
     facts.service_tier = _requested_name(data, *SERVICE_TIER_FIELD)
     facts.speed = _requested_name(data, *LATENCY_FIELD)

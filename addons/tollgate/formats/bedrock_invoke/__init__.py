@@ -16,7 +16,8 @@ from tollgate.formats.bedrock_invoke.request import (
     counted_request,
     family_tools,
     header_name,
-    invoke_facts,
+    is_claude,
+    read_facts,
 )
 from tollgate.formats.bedrock_invoke.stream import AgentTraceReader, read_chunk
 
@@ -29,8 +30,9 @@ __all__ = [
     "family_tools",
     "header_name",
     "header_usage",
-    "invoke_facts",
     "invoke_finish_reason",
+    "is_claude",
     "prompt_usage",
     "read_chunk",
+    "read_facts",
 ]

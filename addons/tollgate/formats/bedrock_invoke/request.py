@@ -26,7 +26,12 @@ _NAME = re.compile(rb"[A-Za-z0-9_-]+")
 _ANSWERS = ("n", "num_generations", "numResults")
 
 
-def invoke_facts(data: dict[str, Any], facts: RequestFacts) -> None:
+def is_claude(model: str) -> bool:
+    """A Claude model id, inference profile or ARN (`anthropic.claude-…`, `us.anthropic.claude-…`)."""
+    return "anthropic.claude" in model
+
+
+def read_facts(data: dict[str, Any], facts: RequestFacts) -> None:
     """InvokeModel bodies are the model family's own format: Claude, Nova, Titan, Llama, Mistral, …"""
     messages = data.get("messages")
     facts.message_count = count(messages)

@@ -1,5 +1,6 @@
-"""Gemini's errors (google.rpc.Status: `{"error": {"code", "message", "status"}}`), read into and
-written out of the common chat model."""
+"""Google's errors (google.rpc.Status: `{"error": {"code", "message", "status"}}`), as the Gemini API
+and Vertex AI answer: read into and written out of the common chat model, and Tollgate's refusals
+(`refusal`) in that shape."""
 
 from __future__ import annotations
 
@@ -11,6 +12,29 @@ from tollgate.formats import fields
 from tollgate.formats.chat import ChatError, ErrorKind, kind_of_status
 from tollgate.formats.gemini_generate.answer import loose_int
 from tollgate.formats.json_codec import encode_json
+from tollgate.formats.refusals import (
+    AUDIT_UNAVAILABLE,
+    BAD_REQUEST,
+    BUDGET_EXCEEDED,
+    CIRCUIT_OPEN,
+    HEADERS_TOO_LARGE,
+    INTERNAL_ERROR,
+    INVALID_SIGNATURE,
+    LEDGER_UNAVAILABLE,
+    LIMIT_UNENFORCEABLE,
+    MINTS_CREDENTIAL,
+    MISCONFIGURED,
+    MISDIRECTED,
+    NO_UPSTREAM_CREDENTIAL,
+    POLICY_DENIED,
+    RATE_LIMITED,
+    STATUS,
+    UNAUTHENTICATED,
+    UPSTREAM_TIMEOUT,
+    UPSTREAM_UNREACHABLE,
+    Refusal,
+    json_refusal,
+)
 
 _KIND_OF_STATUS: dict[str, ErrorKind] = {
     "INVALID_ARGUMENT": "invalid_request",
@@ -78,3 +102,31 @@ def write_error(error: ChatError) -> tuple[int, dict[str, str], bytes]:
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+# Each of Tollgate's reasons as a google.rpc.Status name.
+REFUSALS = {
+    UNAUTHENTICATED: "UNAUTHENTICATED",
+    POLICY_DENIED: "PERMISSION_DENIED",
+    NO_UPSTREAM_CREDENTIAL: "INTERNAL",
+    MISCONFIGURED: "INTERNAL",
+    INVALID_SIGNATURE: "UNAUTHENTICATED",
+    INTERNAL_ERROR: "INTERNAL",
+    UPSTREAM_UNREACHABLE: "UNAVAILABLE",
+    UPSTREAM_TIMEOUT: "DEADLINE_EXCEEDED",
+    BAD_REQUEST: "INVALID_ARGUMENT",
+    AUDIT_UNAVAILABLE: "UNAVAILABLE",
+    RATE_LIMITED: "RESOURCE_EXHAUSTED",
+    BUDGET_EXCEEDED: "RESOURCE_EXHAUSTED",
+    LEDGER_UNAVAILABLE: "UNAVAILABLE",
+    LIMIT_UNENFORCEABLE: "PERMISSION_DENIED",
+    HEADERS_TOO_LARGE: "INVALID_ARGUMENT",
+    MISDIRECTED: "INVALID_ARGUMENT",
+    CIRCUIT_OPEN: "UNAVAILABLE",
+    MINTS_CREDENTIAL: "PERMISSION_DENIED",
+}
+
+
+def refusal(reason: str, message: str) -> Refusal:
+    """Google's shape, which Vertex AI answers in too."""
+    return json_refusal(reason, {"error": {"code": STATUS[reason], "message": message, "status": REFUSALS[reason]}})

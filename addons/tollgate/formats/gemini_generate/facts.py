@@ -18,10 +18,8 @@ def one_of(data: dict[str, Any], name: str, snake_name: str) -> Any:
     return data.get(name, data.get(snake_name))
 
 
-def read_facts(facts: RequestFacts, method: str, data: dict[str, Any] | None) -> None:
+def read_facts(data: dict[str, Any], facts: RequestFacts) -> None:
     """A generateContent-shaped body's facts."""
-    if data is None or method != "POST":
-        return
     config = one_of(data, "generationConfig", "generation_config")
     config = config if isinstance(config, dict) else {}
     facts.message_count = count(data.get("contents"))

@@ -1,5 +1,5 @@
-"""Chat Completions' errors: an upstream's error read into a `ChatError`, and one written in
-OpenAI's shape."""
+"""OpenAI's errors, the shape of its whole API: an upstream's error read into a `ChatError`, one
+written in OpenAI's shape, and Tollgate's refusals (`refusal`) in it."""
 
 from __future__ import annotations
 
@@ -9,6 +9,28 @@ from typing import Any
 from tollgate.formats import fields
 from tollgate.formats.chat import STATUS_OF_KIND, ChatError, ErrorKind, kind_of_status
 from tollgate.formats.json_codec import encode_json, parse_json
+from tollgate.formats.refusals import (
+    AUDIT_UNAVAILABLE,
+    BAD_REQUEST,
+    BUDGET_EXCEEDED,
+    CIRCUIT_OPEN,
+    HEADERS_TOO_LARGE,
+    INTERNAL_ERROR,
+    INVALID_SIGNATURE,
+    LEDGER_UNAVAILABLE,
+    LIMIT_UNENFORCEABLE,
+    MINTS_CREDENTIAL,
+    MISCONFIGURED,
+    MISDIRECTED,
+    NO_UPSTREAM_CREDENTIAL,
+    POLICY_DENIED,
+    RATE_LIMITED,
+    UNAUTHENTICATED,
+    UPSTREAM_TIMEOUT,
+    UPSTREAM_UNREACHABLE,
+    Refusal,
+    json_refusal,
+)
 
 # Each error kind as OpenAI says it: the error's type and code.
 ERROR_OF_KIND: dict[str, tuple[str, str | None]] = {
@@ -85,3 +107,44 @@ def error_body(error: ChatError) -> dict[str, Any]:
 
 def write_error(error: ChatError) -> tuple[int, dict[str, str], bytes]:
     return error.status, {"content-type": "application/json"}, encode_json(error_body(error))
+
+
+# ---------------------------------------------------------------------------------------------
+# Tollgate's refusals, in OpenAI's shape (its API's whole, every compatible API's too)
+
+# Each reason's error type, as OpenAI's API says it.
+REFUSALS = {
+    UNAUTHENTICATED: "invalid_request_error",
+    POLICY_DENIED: "permission_denied",
+    NO_UPSTREAM_CREDENTIAL: "server_error",
+    MISCONFIGURED: "server_error",
+    INVALID_SIGNATURE: "server_error",
+    INTERNAL_ERROR: "server_error",
+    UPSTREAM_UNREACHABLE: "server_error",
+    UPSTREAM_TIMEOUT: "server_error",
+    BAD_REQUEST: "invalid_request_error",
+    AUDIT_UNAVAILABLE: "server_error",
+    RATE_LIMITED: "requests",
+    BUDGET_EXCEEDED: "insufficient_quota",
+    LEDGER_UNAVAILABLE: "server_error",
+    LIMIT_UNENFORCEABLE: "permission_denied",
+    HEADERS_TOO_LARGE: "invalid_request_error",
+    MISDIRECTED: "invalid_request_error",
+    CIRCUIT_OPEN: "server_error",
+    MINTS_CREDENTIAL: "permission_denied",
+}
+# OpenAI's own codes where a reason has one; else the reason itself.
+_REFUSAL_CODES = {
+    UNAUTHENTICATED: "invalid_api_key",
+    RATE_LIMITED: "rate_limit_exceeded",
+    BUDGET_EXCEEDED: "insufficient_quota",
+}
+
+
+def refusal_body(reason: str, message: str) -> dict[str, Any]:
+    code = _REFUSAL_CODES.get(reason, reason)
+    return {"error": {"message": message, "type": REFUSALS[reason], "param": None, "code": code}}
+
+
+def refusal(reason: str, message: str) -> Refusal:
+    return json_refusal(reason, refusal_body(reason, message))

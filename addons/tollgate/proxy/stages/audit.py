@@ -12,7 +12,7 @@ from mitmproxy import http
 
 from tollgate.call import Call
 from tollgate.formats.raw_headers import with_header
-from tollgate.providers.base import AUDIT_UNAVAILABLE
+from tollgate.formats.refusals import AUDIT_UNAVAILABLE
 from tollgate.proxy.flows import CALL, call_of, refuse
 from tollgate.proxy.state import Shared
 from tollgate.records.audit_record import audit_record

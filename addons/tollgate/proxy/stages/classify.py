@@ -14,10 +14,11 @@ from tollgate.formats.framing import DecodedTooLarge, Undecodable, decode_whole
 from tollgate.formats.framing.bounds import MAX_DECODED_BODY
 from tollgate.formats.json_codec import read_request_json
 from tollgate.formats.raw_headers import header_index
+from tollgate.formats.refusals import BAD_REQUEST, HEADERS_TOO_LARGE, MISCONFIGURED, MISDIRECTED
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.misdirection import Misdirected, misdirection
 from tollgate.providers import host_name
-from tollgate.providers.base import BAD_REQUEST, HEADERS_TOO_LARGE, MISCONFIGURED, MISDIRECTED, Provider
+from tollgate.providers.base import Provider
 from tollgate.proxy import patches
 from tollgate.proxy.flows import CALL, CAPTURE_MODES, MISDIRECTED_AS, refuse
 from tollgate.proxy.heads import MAX_REQUEST_HEAD

@@ -13,7 +13,10 @@ from functools import partial
 from mitmproxy import http
 
 from tollgate.call import Call, Failure
+from tollgate.credentials.base import CredentialUnavailable, UpstreamCredential
+from tollgate.credentials.keypool import CircuitOpen, KeyPool, retry_after_seconds
 from tollgate.formats.raw_headers import decoded
+from tollgate.formats.refusals import CIRCUIT_OPEN, NO_UPSTREAM_CREDENTIAL
 from tollgate.governance.failover import (
     CONNECT,
     DEFAULT_WHEN,
@@ -24,15 +27,7 @@ from tollgate.governance.failover import (
     upstream_circuit,
     wait_for,
 )
-from tollgate.providers.base import (
-    CIRCUIT_OPEN,
-    NO_UPSTREAM_CREDENTIAL,
-    CredentialUnavailable,
-    OwnCredential,
-    Provider,
-    UpstreamCredential,
-)
-from tollgate.providers.keypool import CircuitOpen, KeyPool, retry_after_seconds
+from tollgate.providers.base import OwnCredential, Provider
 from tollgate.proxy.flows import call_of, credentials_of, provider_of, refuse, request_parts
 from tollgate.proxy.state import Shared
 from tollgate.upstream import RESTING_STATUSES, SIDE_HEADERS, credential_for, open_circuit, rest_key

@@ -15,8 +15,8 @@ from collections.abc import Awaitable
 from mitmproxy import http
 
 from tollgate.call import Call
+from tollgate.formats.refusals import MINTS_CREDENTIAL, POLICY_DENIED
 from tollgate.governance.policy import Decision, Policy, PolicyError
-from tollgate.providers.base import MINTS_CREDENTIAL, POLICY_DENIED
 from tollgate.proxy.flows import refuse
 from tollgate.proxy.state import Shared
 

@@ -15,7 +15,6 @@ from typing import Any
 from mitmproxy import http
 
 from tollgate.call import Call, Route, Target
-from tollgate.formats import OPENAI_API
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.json_codec import encode_json, read_request_json
 from tollgate.formats.raw_headers import header_index, with_header
@@ -185,7 +184,7 @@ class Fallback:
         again: the call's parsed body was let go once it was decided). False where neither names it."""
         provider = provider_of(call)
         request = flow.request
-        path = None if call.classification.wire_format == OPENAI_API else provider.path_with_model(request.path, model)
+        path = provider.path_with_model(request.path, model)
         if path is not None:
             request.path = path
             if body is not None:  # the request written anew: its body too

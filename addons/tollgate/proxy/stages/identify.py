@@ -11,11 +11,12 @@ from weakref import WeakKeyDictionary
 from mitmproxy import http
 
 from tollgate.call import Auth, Call
+from tollgate.credentials.sigv4 import UNKNOWN_KEY, SignatureError, signing_key_id
+from tollgate.formats.refusals import INVALID_SIGNATURE, UNAUTHENTICATED
 from tollgate.governance.clients import Expired, Token
 from tollgate.governance.jwt_identity import MALFORMED, UNKNOWN_ISSUER, JwtIdentity, JwtRejected, looks_like_jwt
 from tollgate.governance.redaction import credential_positions
-from tollgate.providers.base import INVALID_SIGNATURE, UNAUTHENTICATED, Presented
-from tollgate.providers.sigv4 import UNKNOWN_KEY, SignatureError, signing_key_id
+from tollgate.providers.base import Presented
 from tollgate.proxy.flows import credentials_of, provider_of, refuse, request_parts
 from tollgate.proxy.state import Shared
 

@@ -13,6 +13,13 @@ from typing import Any
 from mitmproxy import http
 
 from tollgate.call import Call
+from tollgate.formats.refusals import (
+    BUDGET_EXCEEDED,
+    LEDGER_UNAVAILABLE,
+    LIMIT_UNENFORCEABLE,
+    POLICY_DENIED,
+    RATE_LIMITED,
+)
 from tollgate.formats.usage import Usage
 from tollgate.governance.limits import (
     Counter,
@@ -38,13 +45,6 @@ from tollgate.governance.limits import (
 )
 from tollgate.governance.max_output import max_output_tokens
 from tollgate.governance.pricing import MIXED_MODALITY_ENDPOINTS, cost_nanousd
-from tollgate.providers.base import (
-    BUDGET_EXCEEDED,
-    LEDGER_UNAVAILABLE,
-    LIMIT_UNENFORCEABLE,
-    POLICY_DENIED,
-    RATE_LIMITED,
-)
 from tollgate.proxy.flows import call_of, refuse
 from tollgate.proxy.state import Shared
 from tollgate.records.ledger.store import Charge, Reservation, Store, StoreError

@@ -27,6 +27,18 @@ from tollgate.formats.framing.bounds import MAX_DECODED_BODY
 from tollgate.formats.json_codec import encode_json
 from tollgate.formats.mcp.answers import AnswerRelay, is_sse
 from tollgate.formats.mcp.messages import TOOLS_LIST, RequestId, decoded_post, error_message, read_post
+from tollgate.formats.refusals import (
+    AUDIT_UNAVAILABLE,
+    BAD_REQUEST,
+    INTERNAL_ERROR,
+    LEDGER_UNAVAILABLE,
+    MISDIRECTED,
+    POLICY_DENIED,
+    RATE_LIMITED,
+    UNAUTHENTICATED,
+    UPSTREAM_TIMEOUT,
+    UPSTREAM_UNREACHABLE,
+)
 from tollgate.governance.jwt_identity import looks_like_jwt
 from tollgate.governance.limits import Counter, deny_reason, refusal_message, retry_after
 from tollgate.governance.mcp import (
@@ -47,19 +59,7 @@ from tollgate.governance.mcp_servers import McpServer
 from tollgate.governance.misdirection import Misdirected
 from tollgate.governance.policy import Decision, Policy
 from tollgate.providers import host_name
-from tollgate.providers.base import (
-    AUDIT_UNAVAILABLE,
-    BAD_REQUEST,
-    INTERNAL_ERROR,
-    LEDGER_UNAVAILABLE,
-    MISDIRECTED,
-    POLICY_DENIED,
-    RATE_LIMITED,
-    UNAUTHENTICATED,
-    UPSTREAM_TIMEOUT,
-    UPSTREAM_UNREACHABLE,
-    Presented,
-)
+from tollgate.providers.base import Presented
 from tollgate.proxy import patches
 from tollgate.proxy.flows import MCP, MISDIRECTED_AS, call_of, drop_alt_svc
 from tollgate.proxy.state import Shared

@@ -7,7 +7,6 @@ from __future__ import annotations
 from mitmproxy import http
 
 from tollgate.call import Call, Target
-from tollgate.formats import OPENAI_API
 from tollgate.governance.overrides import (
     client_request,
     fitted_for,
@@ -92,11 +91,7 @@ class Override:
         )
 
     def _call_model(self, flow: http.HTTPFlow, call: Call, model: str) -> None:
-        path = (
-            None
-            if call.classification.wire_format == OPENAI_API
-            else provider_of(call).path_with_model(flow.request.path, model)
-        )
+        path = provider_of(call).path_with_model(flow.request.path, model)
         if path is not None:
             flow.request.path = path
             call.route.target = Target(call.route.target.provider, model)

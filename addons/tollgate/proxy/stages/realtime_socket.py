@@ -42,8 +42,8 @@ from tollgate.formats.openai_realtime.responses import (
     response_create,
     server_event,
 )
+from tollgate.formats.refusals import BAD_REQUEST
 from tollgate.formats.request_facts import Classification, RequestFacts
-from tollgate.providers.base import BAD_REQUEST
 from tollgate.proxy.flows import CALL, call_of, refuse
 from tollgate.proxy.state import Shared
 from tollgate.records.audit_record import audit_record

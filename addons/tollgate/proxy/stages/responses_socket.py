@@ -36,8 +36,8 @@ from tollgate.formats.openai_responses.socket import (
     socket_event,
     socket_message_type,
 )
+from tollgate.formats.refusals import BAD_REQUEST
 from tollgate.formats.request_facts import Classification
-from tollgate.providers.base import BAD_REQUEST
 from tollgate.proxy import patches
 from tollgate.proxy.flows import CALL, CLIENT_DISCONNECTED, call_of, refuse
 from tollgate.proxy.state import Shared

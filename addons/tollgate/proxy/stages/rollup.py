@@ -17,13 +17,14 @@ from typing import Any
 from mitmproxy import ctx, http
 
 from tollgate.call import Call, RolledUp
+from tollgate.credentials.base import CredentialUnavailable, UpstreamCredential
 from tollgate.formats import OPENAI_CHAT
 from tollgate.formats.json_codec import encode_json, parse_json
-from tollgate.formats.translation import FORMATS
+from tollgate.formats.registry import wire_format
+from tollgate.formats.translation import chat_format
 from tollgate.formats.usage import Usage
 from tollgate.governance.matching import matches
 from tollgate.governance.rollup import Plan, RollupRule, Size, Summaries, plan, roll_up, summary_of, summary_request
-from tollgate.providers.base import CredentialUnavailable, UpstreamCredential
 from tollgate.proxy.flows import write_body
 from tollgate.proxy.state import Shared
 from tollgate.upstream import RESTING_STATUSES, Outgoing, Unreachable, credential_for, json_request, rest_key, send
@@ -43,12 +44,13 @@ class SummaryUnavailable(Exception):
 
 
 def conversation(call: Call) -> tuple[str | None, dict[str, Any] | None]:
-    """The conversation a roll-up cuts, as its client sent it, and its wire format: the call's
-    body; where a route translated it, the client's own body (`Call.request.client_body`). Claude's
-    bodies on Bedrock and Vertex AI keep their turns as Anthropic's do (`Provider.conversation_format`)."""
+    """The conversation a roll-up cuts, as its client sent it, and the chat format of its turns:
+    the call's body, as its wire format keeps it (`WireFormat.conversation`: Claude's bodies on
+    Bedrock and Vertex AI keep their turns as Anthropic's do); where a route translated it, the
+    client's own body (`Call.request.client_body`)."""
     if call.route.translated is not None:
         return call.route.translated.source, call.request.client_body
-    return call.registry[call.route.target.provider].conversation_format(call.classification), call.request.body
+    return wire_format(call.classification.wire_format).conversation(call.classification), call.request.body
 
 
 class RollUp:
@@ -165,7 +167,7 @@ def summarizer_call(call: Call, rule: RollupRule, rolled: Plan) -> SummarizerCal
     loaded, name, model = call.loaded, rule.summarizer.provider, rule.summarizer.model
     provider, settings = loaded.registry[name], loaded.providers[name]
     leg = provider.native_chat(model, False, OPENAI_CHAT)
-    body, extra = FORMATS[leg.format].write_request(summary_request(model, rolled))
+    body, extra = chat_format(leg.format).write_request(summary_request(model, rolled))
     provider.fit_chat_body(body)
     classification = provider.classify("POST", leg.path, body, "")
     credential = credential_for(loaded, provider, classification)
@@ -197,7 +199,7 @@ def ask(summarizer: SummarizerCall, verify: bool | str) -> tuple[str, Usage]:
     try:
         if data is None:
             raise ValueError("not a JSON object")
-        response = FORMATS[summarizer.format].read_response(data)
+        response = chat_format(summarizer.format).read_response(data)
         summary = summary_of(response)
     except Exception as e:  # never its message: it may quote the answer
         raise SummaryUnavailable(f"the summarizer's answer could not be read: {type(e).__name__}") from None

@@ -15,16 +15,16 @@ from tollgate.formats.exact import Unreadable
 from tollgate.formats.framing import MAX_FRAME, Undecodable, decode_whole
 from tollgate.formats.json_codec import encode_json
 from tollgate.formats.raw_headers import decoded
-from tollgate.providers.base import BAD_REQUEST, INTERNAL_ERROR
+from tollgate.formats.refusals import BAD_REQUEST, INTERNAL_ERROR
 from tollgate.proxy.flows import call_of, provider_of, refuse
 from tollgate.proxy.state import Shared
 
 logger = logging.getLogger(__name__)
 
 # The caller's headers a translated request keeps: the rest speak the caller's API (its key, its
-# version, its SDK's telemetry), not the target's.
+# version, its SDK's telemetry), not the target's; its format's own (`Translation.caller_headers`)
+# go to the target's writer.
 _KEPT = frozenset((b"host", b"user-agent"))
-_CALLER_HEADERS = (b"anthropic-beta",)
 # The answer's headers that no longer hold once its body is translated.
 _ANSWER_DROPPED = frozenset((b"content-length", b"content-encoding", b"content-type", b"transfer-encoding"))
 
@@ -54,7 +54,7 @@ class Translate:
         request, c = flow.request, call.classification
         if call.request.body is None:  # Classify read the body exactly (its encoding undone), or refused it
             return BAD_REQUEST, "Tollgate translates only a JSON body for this route.", None
-        caller = decoded(call.request.headers, _CALLER_HEADERS)
+        caller = decoded(call.request.headers, translation.caller_headers)
         model = call.route.target.model  # the name the target's API takes (an Azure deployment's)
         if model is None:
             return BAD_REQUEST, "This call names no model for its route to translate.", None

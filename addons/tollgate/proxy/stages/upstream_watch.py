@@ -16,6 +16,7 @@ from mitmproxy.proxy import server_hooks
 
 from tollgate.call import Call, Failure
 from tollgate.config_base import RetryConfig
+from tollgate.formats.refusals import UPSTREAM_TIMEOUT, UPSTREAM_UNREACHABLE
 from tollgate.governance.failover import (
     CONNECT,
     TIMEOUT,
@@ -25,7 +26,6 @@ from tollgate.governance.failover import (
     retry_statuses,
     status_condition,
 )
-from tollgate.providers.base import UPSTREAM_TIMEOUT, UPSTREAM_UNREACHABLE
 from tollgate.proxy import patches
 from tollgate.proxy.flows import CLIENT_DISCONNECTED, call_of, refuse
 from tollgate.proxy.state import Shared

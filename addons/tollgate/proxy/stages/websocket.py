@@ -14,7 +14,7 @@ from wsproto.handshake import WEBSOCKET_VERSION
 from tollgate.call import Call
 from tollgate.formats.openai_realtime import REALTIME, insecure_keys, response_done_usage, summed
 from tollgate.formats.raw_headers import with_header
-from tollgate.providers.base import BAD_REQUEST
+from tollgate.formats.refusals import BAD_REQUEST
 from tollgate.proxy import patches
 from tollgate.proxy.flows import call_of, refuse
 from tollgate.proxy.state import Shared

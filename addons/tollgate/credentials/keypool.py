@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 
+from tollgate.credentials.base import CredentialUnavailable
 from tollgate.fingerprint import fingerprint
-from tollgate.providers.base import CredentialUnavailable
 
 DEFAULT_REST = 60.0
 MAX_REST = 86400.0

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tollgate.credentials.base import Applied, CredentialUnavailable, RequestParts, UpstreamCredential
 from tollgate.fingerprint import fingerprint
 from tollgate.formats.raw_headers import Fields
-from tollgate.providers.base import Applied, CredentialUnavailable, RequestParts, UpstreamCredential
 
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 GENERATIVE_LANGUAGE = "https://www.googleapis.com/auth/generative-language"

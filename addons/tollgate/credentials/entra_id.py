@@ -15,9 +15,9 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from tollgate.credentials.base import Applied, CredentialUnavailable, RequestParts, UpstreamCredential
 from tollgate.fingerprint import fingerprint
 from tollgate.formats.raw_headers import Fields
-from tollgate.providers.base import Applied, CredentialUnavailable, RequestParts, UpstreamCredential
 
 # The scope Azure OpenAI (Azure AI services) takes tokens for in each cloud, by its hosts' domain:
 # Microsoft's public cloud, Azure Government and Azure operated by 21Vianet (China).

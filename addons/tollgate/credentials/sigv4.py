@@ -1,5 +1,6 @@
 """AWS Signature Version 4: verifying a caller's signature (Tollgate's own code, over the request
-exactly as it arrived) and signing the final request (botocore's `SigV4Auth`)."""
+exactly as it arrived), and Tollgate's own AWS credentials (`credential_source`) signing the final
+request (`SigV4Signature`, with botocore's `SigV4Auth`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote, unquote
+
+from tollgate.config_base import AwsCredentials
+from tollgate.credentials.base import Applied, CredentialUnavailable, RequestParts, UpstreamCredential
+from tollgate.fingerprint import fingerprint
+from tollgate.formats.raw_headers import Fields
 
 if TYPE_CHECKING:
     from botocore.credentials import ReadOnlyCredentials
@@ -290,8 +296,8 @@ def sign(
 CredentialSource = Callable[[], "ReadOnlyCredentials"]
 
 
-def credential_source(setting: object) -> CredentialSource | None:
-    """What signs Bedrock requests: `"default"` is botocore's credential chain (environment,
+def credential_source(setting: Literal["default"] | AwsCredentials | None) -> CredentialSource | None:
+    """What signs Tollgate's requests: `"default"` is botocore's credential chain (environment,
     shared config and profiles, SSO, container and instance metadata, assume-role), refreshed
     before expiry; or static keys with an optional session token."""
     if setting is None:
@@ -306,7 +312,7 @@ def credential_source(setting: object) -> CredentialSource | None:
                 " (environment, shared config and profiles, SSO, container or instance metadata)"
             )
         return credentials.get_frozen_credentials
-    frozen = frozen_credentials(setting.access_key_id, setting.secret_access_key, setting.session_token)  # type: ignore[attr-defined]
+    frozen = frozen_credentials(setting.access_key_id, setting.secret_access_key, setting.session_token)
     return lambda: frozen
 
 
@@ -314,3 +320,69 @@ def frozen_credentials(access_key_id: str, secret_access_key: str, session_token
     from botocore.credentials import ReadOnlyCredentials
 
     return ReadOnlyCredentials(access_key_id, secret_access_key, session_token)
+
+
+# Where a signed request goes and the region its signature is for, given the request: another host
+# to send it to (or None: where it goes) and the region.
+Placement = Callable[[RequestParts], tuple[str | None, str]]
+
+
+class SigV4Signature(UpstreamCredential):
+    """AWS credentials Tollgate signs the request with (SigV4) for `service`, over the request as it
+    will go: the header fields in `drop` (the caller's credential and signature) out, the host and
+    region `place` says."""
+
+    __slots__ = ("_drop", "_place", "_service", "_source", "pooled_key")
+
+    def __init__(self, source: CredentialSource, service: str, place: Placement, drop: frozenset[bytes]) -> None:
+        self._source = source
+        self._service = service
+        self._place = place
+        self._drop = drop
+        self.pooled_key = None
+
+    def apply(self, fields: Fields, request_of: Callable[[], RequestParts]) -> Applied:
+        request = request_of()
+        try:
+            credentials = self._source()  # the default chain may refresh, and that may fail
+        except Exception as e:
+            raise CredentialUnavailable(
+                f"Tollgate could not obtain AWS credentials to sign with: {type(e).__name__}"
+            ) from None
+        moved_to, region = self._place(request)
+        host = moved_to if moved_to is not None else request.host
+        # One pass over the raw header fields: drop the caller's credentials and signature, keep
+        # what the new signature covers, and find the Host it is signed for.
+        kept: list[tuple[bytes, bytes]] = []
+        hosts: list[bytes] = []
+        signed = {"host": ""}
+        for name, sent in fields:
+            lower, value = name.lower(), sent
+            if lower in self._drop:
+                continue
+            if lower == b"host":
+                if moved_to is not None:
+                    if hosts:
+                        continue  # one Host field, as mitmproxy's setter leaves it
+                    value = moved_to.encode()
+                hosts.append(value)
+            kept.append((name, value))
+            if lower == b"content-type" or lower.startswith(b"x-amz-"):
+                signed[lower.decode("latin-1")] = value.decode("latin-1")
+        # The Host header as the request carries it (HTTP/2: its :authority first), else its host.
+        authority = moved_to if moved_to is not None and request.authority else request.authority
+        host_header = authority or b", ".join(hosts).decode("utf-8", "surrogateescape")
+        signed["host"] = host_header or host
+        path = request.path.decode("utf-8", "surrogateescape")
+        signature = sign(
+            method=request.method.decode("utf-8", "surrogateescape").upper(),
+            url=f"{request.scheme.decode('utf-8', 'surrogateescape')}://{signed['host']}{path}",
+            headers=signed,
+            body=request.body,
+            credentials=credentials,
+            region=region,
+            service=self._service,
+            payload_hash=request.payload_hash,
+        )
+        kept.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in signature.items())
+        return Applied(tuple(kept), fingerprint(credentials.access_key), moved_to)

@@ -1,0 +1,34 @@
+"""An OpenAI-format request body read exactly, as the endpoint it goes to reads it: the facts every
+body says alike (`openai_chat.body_facts`), then its endpoint's (Chat Completions', the Responses
+API's, legacy completions', an image generation's, a Realtime client secret's session)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tollgate.formats import OPENAI_API, openai_chat, openai_responses
+from tollgate.formats.exact import request_count, request_int, request_model
+from tollgate.formats.openai_chat import body_facts
+from tollgate.formats.openai_realtime import read_settings
+from tollgate.formats.request_facts import Classification
+
+
+def classify_body(endpoint: str | None, method: str, data: dict[str, Any] | None) -> Classification:
+    """Model and request facts from an OpenAI-format request body (its JSON object), read as its
+    endpoint's format reads them."""
+    if data is None or method != "POST":
+        return Classification(endpoint=endpoint, wire_format=OPENAI_API)
+    facts = body_facts(data)
+    if endpoint == "chat.completions":
+        openai_chat.read_facts(data, facts)
+    elif endpoint == "responses":
+        openai_responses.read_facts(data, facts)
+    elif endpoint == "completions":
+        facts.max_tokens = request_int(data.get("max_tokens"), "max_tokens")
+        # OpenAI generates (and bills) best_of completions and returns n of them (n <= best_of); a
+        # server that read them otherwise could make n of best_of each: their product bounds both.
+        facts.answers = request_count(data.get("n"), "n") * request_count(data.get("best_of"), "best_of")
+    elif endpoint == "images.generations":
+        facts.answers = request_count(data.get("n"), "n")
+    named = read_settings(data, facts) if endpoint is not None and endpoint.startswith("realtime.") else data
+    return Classification(endpoint, request_model(named), facts, OPENAI_API)
