@@ -1,16 +1,21 @@
 """The one addon mitmproxy sees (`Gateway`) and the call steps (`CallSteps`): each hook runs its
 steps in order, a failing call step refuses the call (mitmproxy would skip the later addons and
-forward it), a step that returns an awaitable is awaited before the next."""
+forward it), a step that returns an awaitable is awaited before the next; the same for every kind of
+call, an MCP server's request among them."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from mitmproxy.test import tflow
 
 from tollgate.call import Call, Route
+from tollgate.formats.mcp.messages import McpRequest
 from tollgate.formats.request_facts import Classification
+from tollgate.governance.mcp import McpExchange
+from tollgate.governance.mcp_servers import McpServer
 from tollgate.proxy import pipeline
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.runner import CallSteps, Gateway
@@ -30,6 +35,31 @@ def test_a_failing_call_step_refuses_the_call_in_the_providers_shape():
     assert flow.response.headers["x-tollgate-error"] == "internal_error"
     assert b'"type": "error"' in flow.response.content and b"did not forward it" in flow.response.content
     assert call.answer.error == "internal error in Broken" and call.answer.answered_by_tollgate
+
+
+def test_a_failing_step_refuses_an_mcp_request_as_a_json_rpc_error_for_each_of_its_requests():
+    flow = tflow.tflow()
+    server = McpServer(name="docs", url="https://mcp.example.com/mcp")
+    exchange = McpExchange(server, "POST", (McpRequest("tools/list", 1), McpRequest("tools/list", 2)), batch=True)
+    seen: list[str] = []
+    assert CallSteps(Broken().handle, Handles("b", seen).handle).run(flow, exchange) is None
+    assert seen == [] and flow.response is not None and flow.response.status_code == 500
+    assert flow.response.headers["x-tollgate-error"] == "internal_error"
+    message = "Tollgate failed on this request and did not forward it."
+    assert json.loads(flow.response.content) == [
+        {"jsonrpc": "2.0", "id": i, "error": {"code": -32001, "message": message}} for i in (1, 2)
+    ]
+    assert (exchange.error, exchange.decision, exchange.answered_by_tollgate) == ("internal error", "deny", True)
+
+
+def test_an_mcp_requests_steps_are_awaited_in_order_and_the_first_refusal_ends_them():
+    seen: list[str] = []
+    exchange = McpExchange(McpServer(name="docs", url="https://mcp.example.com/mcp"), "GET")
+    steps = CallSteps(Handles("a", seen).handle, Awaits("b", seen, "refuse").handle, Handles("c", seen).handle)
+    pending = steps.run(tflow.tflow(), exchange)
+    assert pending is not None and seen == ["a.handle", "b.handle"]
+    asyncio.run(pending)
+    assert seen == ["a.handle", "b.handle", "b.awaited"]
 
 
 # ---- the one addon mitmproxy sees
