@@ -17,7 +17,7 @@ from tollgate.proxy.stages.drain import Drain
 from tollgate.proxy.stages.fallback import Fallback
 from tollgate.proxy.stages.identify import Identify
 from tollgate.proxy.stages.ledger import Ledger
-from tollgate.proxy.stages.mcp import Mcp
+from tollgate.proxy.stages.mcp import Mcp, McpGate
 from tollgate.proxy.stages.metrics import Metrics
 from tollgate.proxy.stages.override import Override
 from tollgate.proxy.stages.realtime_socket import RealtimeSocket
@@ -68,8 +68,21 @@ def gateway() -> Gateway:
     upstream_watch = UpstreamWatch(shared)
     stream_tap = StreamTap(shared)
     redact = Redact(shared)
-    # Calls to the MCP servers of `mcp.servers`: their callers found as above, their clocks kept as a call's.
-    mcp = Mcp(shared, identify.caller, upstream_watch.watch)
+    # Each request to an MCP server of `mcp.servers`, once its JSON-RPC is read: refused as
+    # JSON-RPC errors, audited one record per JSON-RPC request.
+    mcp_gate = McpGate(shared)
+    mcp = Mcp(
+        shared,
+        CallSteps(
+            audit_gate.mcp,  # 503 while the audit cannot be written
+            identify.mcp,  # its caller, found as an LLM call's is (401)
+            mcp_gate.session,  # a session it names is its caller's (404)
+            mcp_gate.reserve,  # mcp_calls_per_minute (429)
+            mcp_gate.decide,  # each JSON-RPC request decided (a decision not cached is awaited)
+            mcp_gate.send,  # the caller's credential out, the server's in
+            upstream_watch.mcp,  # the clock for the server's response headers (its `timeout`)
+        ),
+    )
     tracing = Tracing(shared)  # a span per call, exported over OTLP (metrics.otlp)
     # At each call's end: its counters settled, then counted in the metrics and traced.
     audit = Audit(shared, recorded=[ledger.settle, metrics.recorded, tracing.record])

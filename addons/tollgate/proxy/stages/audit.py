@@ -12,8 +12,9 @@ from mitmproxy import http
 
 from tollgate.call import Call
 from tollgate.formats.raw_headers import with_header
+from tollgate.governance.mcp import McpExchange
 from tollgate.providers.base import AUDIT_UNAVAILABLE
-from tollgate.proxy.flows import CALL, call_of, refuse
+from tollgate.proxy.flows import CALL, call_of, refuse, refuse_mcp
 from tollgate.proxy.state import Shared
 
 REQUEST_ID_HEADER = "x-tollgate-request-id"
@@ -117,6 +118,14 @@ class AuditGate:
             return
         call.answer.error = "audit unavailable"
         refuse(flow, call, AUDIT_UNAVAILABLE, "Tollgate cannot write its audit, so it serves no calls; retry later.")
+
+    def mcp(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
+        """An MCP server's request, likewise: 503, as a JSON-RPC error for each of its requests."""
+        audit = self.shared.audit
+        if audit is not None and not audit.failing:
+            return
+        exchange.error = "audit unavailable"
+        refuse_mcp(flow, exchange, 503, AUDIT_UNAVAILABLE, "Tollgate cannot write its audit; retry later.")
 
 
 def encodable(text: str) -> str:
