@@ -14,7 +14,7 @@ from tollgate.proxy.stages.classify import Classify
 from tollgate.proxy.stages.credential import Credential
 from tollgate.proxy.stages.decide import Decide
 from tollgate.proxy.stages.drain import Drain
-from tollgate.proxy.stages.fallback import Fallback
+from tollgate.proxy.stages.fallback import Fallback, keep_trace_context, retarget
 from tollgate.proxy.stages.identify import Identify
 from tollgate.proxy.stages.ledger import Ledger
 from tollgate.proxy.stages.mcp import Mcp, McpGate
@@ -55,15 +55,20 @@ def gateway() -> Gateway:
     rollup = RollUp(shared, translate.rewrite)
     ask_for_usage = AskForUsage(shared)
     credential = Credential(shared)
+    # Each fallback a failed call tries (a rule's `fallbacks`): its request written for the target,
+    # then routed, reserved, decided and given its credential as a call is. Refused, it is skipped.
     fallback = Fallback(
         shared,
-        credential.fall_back,
-        ledger.settle_attempt,
-        ledger.reserve_again,
-        ledger.release,
-        translate.rewrite,
-        route.handle,
-        ask_for_usage.handle,
+        CallSteps(
+            retarget,  # the same request with the fallback's model, or the client's written anew for its provider
+            translate.handle,  # to a provider of another format: written in its format
+            keep_trace_context,  # a request written anew keeps the failed attempt's traceparent and tracestate
+            route.handle,
+            ask_for_usage.handle,
+            ledger.handle,  # its own reservation, before the policy: the policy sees its counters
+            decide.fallback,  # the policy on the fallback (`input.fallback_of`)
+            credential.fallback,  # a credential of Tollgate's for its target
+        ),
     )
     upstream_watch = UpstreamWatch(shared)
     stream_tap = StreamTap(shared)
@@ -184,7 +189,8 @@ def gateway() -> Gateway:
             credential.again,  # the refused key rests; the retry's credential chosen
             ledger.retry,  # a retry reserves anew (the failed attempt settled), or is not made
             credential.retry,  # the retry's credential on the request, after its wait
-            fallback.attempt_failed,
+            ledger.fallback,  # no retry left, a fallback next: the failed target's attempt settled
+            fallback.attempt_failed,  # the next fallback the pipeline's `failover` steps let go
             upstream_watch.go_again,
         ],
         responseheaders=[
