@@ -52,7 +52,8 @@ def gateway() -> Gateway:
     route = Route(shared)
     ledger = Ledger(shared)
     decide = Decide(shared)
-    rollup = RollUp(shared, translate.rewrite)
+    # A routed call's rolled-up conversation, written in its target's format anew.
+    rollup = RollUp(shared, CallSteps(translate.again))
     ask_for_usage = AskForUsage(shared)
     credential = Credential(shared)
     # Each fallback a failed call tries (a rule's `fallbacks`): its request written for the target,
