@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 from mitmproxy.test import tflow
 
-from tollgate.call import Call, Route
+from tollgate.call import Call, Caller, Route
 from tollgate.formats.mcp.messages import McpRequest
-from tollgate.formats.request_facts import Classification
+from tollgate.formats.openai_realtime import REALTIME
+from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.governance.mcp import McpExchange
 from tollgate.governance.mcp_servers import McpServer
 from tollgate.proxy import pipeline
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.runner import CallSteps, Gateway
+from tollgate.proxy.stages.identify import Identify
+from tollgate.proxy.stages.realtime_socket import RealtimeSocket, Session
 
 
 class Broken:
@@ -279,3 +283,45 @@ def test_tollgates_pipeline_is_one_addon_with_its_call_steps_in_order():
         "websocket_end",
     ):
         assert callable(getattr(gateway, hook)), hook
+
+
+def test_a_step_in_the_pipelines_shared_list_is_in_every_kind_of_calls_steps():
+    def scan(flow, call):
+        pass
+
+    gateway = pipeline.gateway(every_call=(scan,))
+    assert set(gateway.kinds) == {
+        "http",
+        "passthrough",
+        "session",
+        "responses_response",
+        "realtime_response",
+        "mcp_request",
+        "failover",
+    }
+    for kind, steps in gateway.kinds.items():
+        assert steps.count(scan) == 1, kind
+    # The kinds' lists are the ones their calls run.
+    call_steps = gateway.steps["request"][3].__self__
+    assert gateway.kinds["http"] is call_steps.steps
+    assert all(scan not in steps for steps in pipeline.gateway().kinds.values())
+
+
+def test_a_realtime_response_is_refused_401_once_its_sessions_virtual_key_expired():
+    """Each Realtime response passes the identity check a Responses WebSocket's does."""
+    gateway = pipeline.gateway()
+    realtime_response = gateway.kinds["realtime_response"]
+    assert Identify.unexpired in realtime_response
+    assert Identify.unexpired in gateway.kinds["responses_response"]
+
+    session = Call(Route.as_called("openai"), "api.openai.com", "GET", "/v1/realtime")
+    session.classification = Classification(REALTIME, "gpt-realtime")
+    session.caller = Caller("alice", ("support",), "virtual_key", key_expires=time.time() - 1)
+    realtime_socket = next(
+        step.__self__ for step in gateway.steps["websocket_message"] if isinstance(step.__self__, RealtimeSocket)
+    )
+    call = realtime_socket._response_call(Session(session), RequestFacts(stream=True), b"{}")
+    assert call.caller.key_expires == session.caller.key_expires
+    flow = realtime_socket._exchange(tflow.twebsocketflow(), call, b"{}")
+    Identify.unexpired(flow, call)
+    assert flow.response.status_code == 401

@@ -119,8 +119,9 @@ class Identify:
 
     @staticmethod
     def unexpired(flow: http.HTTPFlow, call: Call) -> None:
-        """A call step for the calls of a session identified once (a Responses WebSocket's messages):
-        the virtual key it was opened with has not expired since; else 401, as at the upgrade."""
+        """A call step for the calls of a session identified once (a Responses or Realtime
+        WebSocket's responses): the virtual key it was opened with has not expired since; else 401,
+        as at the upgrade."""
         expires = call.caller.key_expires
         if expires is None or time.time() < expires:
             return
