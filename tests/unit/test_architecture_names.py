@@ -24,7 +24,7 @@ from pydantic import BaseModel
 import tollgate
 from tollgate.call import Call, Route
 from tollgate.config import Config
-from tollgate.providers.keypool import KeyPool
+from tollgate.credentials.keypool import KeyPool
 from tollgate.proxy.state import Shared
 from tollgate.runtime import Loaded
 

@@ -1,19 +1,28 @@
 """The one addon mitmproxy sees (`Gateway`) and the call steps (`CallSteps`): each hook runs its
 steps in order, a failing call step refuses the call (mitmproxy would skip the later addons and
-forward it), a step that returns an awaitable is awaited before the next."""
+forward it), a step that returns an awaitable is awaited before the next; the same for every kind of
+call, an MCP server's request among them."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 
 import pytest
 from mitmproxy.test import tflow
 
-from tollgate.call import Call, Route
-from tollgate.formats.request_facts import Classification
+from tollgate.call import Call, Caller, Route
+from tollgate.formats.mcp.messages import McpRequest
+from tollgate.formats.openai_realtime import REALTIME
+from tollgate.formats.request_facts import Classification, RequestFacts
+from tollgate.governance.mcp import McpExchange
+from tollgate.governance.mcp_servers import McpServer
 from tollgate.proxy import pipeline
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.runner import CallSteps, Gateway
+from tollgate.proxy.stages.identify import Identify
+from tollgate.proxy.stages.realtime_socket import RealtimeSocket, Session
 
 
 class Broken:
@@ -30,6 +39,31 @@ def test_a_failing_call_step_refuses_the_call_in_the_providers_shape():
     assert flow.response.headers["x-tollgate-error"] == "internal_error"
     assert b'"type": "error"' in flow.response.content and b"did not forward it" in flow.response.content
     assert call.answer.error == "internal error in Broken" and call.answer.answered_by_tollgate
+
+
+def test_a_failing_step_refuses_an_mcp_request_as_a_json_rpc_error_for_each_of_its_requests():
+    flow = tflow.tflow()
+    server = McpServer(name="docs", url="https://mcp.example.com/mcp")
+    exchange = McpExchange(server, "POST", (McpRequest("tools/list", 1), McpRequest("tools/list", 2)), batch=True)
+    seen: list[str] = []
+    assert CallSteps(Broken().handle, Handles("b", seen).handle).run(flow, exchange) is None
+    assert seen == [] and flow.response is not None and flow.response.status_code == 500
+    assert flow.response.headers["x-tollgate-error"] == "internal_error"
+    message = "Tollgate failed on this request and did not forward it."
+    assert json.loads(flow.response.content) == [
+        {"jsonrpc": "2.0", "id": i, "error": {"code": -32001, "message": message}} for i in (1, 2)
+    ]
+    assert (exchange.error, exchange.decision, exchange.answered_by_tollgate) == ("internal error", "deny", True)
+
+
+def test_an_mcp_requests_steps_are_awaited_in_order_and_the_first_refusal_ends_them():
+    seen: list[str] = []
+    exchange = McpExchange(McpServer(name="docs", url="https://mcp.example.com/mcp"), "GET")
+    steps = CallSteps(Handles("a", seen).handle, Awaits("b", seen, "refuse").handle, Handles("c", seen).handle)
+    pending = steps.run(tflow.tflow(), exchange)
+    assert pending is not None and seen == ["a.handle", "b.handle"]
+    asyncio.run(pending)
+    assert seen == ["a.handle", "b.handle", "b.awaited"]
 
 
 # ---- the one addon mitmproxy sees
@@ -249,3 +283,45 @@ def test_tollgates_pipeline_is_one_addon_with_its_call_steps_in_order():
         "websocket_end",
     ):
         assert callable(getattr(gateway, hook)), hook
+
+
+def test_a_step_in_the_pipelines_shared_list_is_in_every_kind_of_calls_steps():
+    def scan(flow, call):
+        pass
+
+    gateway = pipeline.gateway(every_call=(scan,))
+    assert set(gateway.kinds) == {
+        "http",
+        "passthrough",
+        "session",
+        "responses_response",
+        "realtime_response",
+        "mcp_request",
+        "failover",
+    }
+    for kind, steps in gateway.kinds.items():
+        assert steps.count(scan) == 1, kind
+    # The kinds' lists are the ones their calls run.
+    call_steps = gateway.steps["request"][3].__self__
+    assert gateway.kinds["http"] is call_steps.steps
+    assert all(scan not in steps for steps in pipeline.gateway().kinds.values())
+
+
+def test_a_realtime_response_is_refused_401_once_its_sessions_virtual_key_expired():
+    """Each Realtime response passes the identity check a Responses WebSocket's does."""
+    gateway = pipeline.gateway()
+    realtime_response = gateway.kinds["realtime_response"]
+    assert Identify.unexpired in realtime_response
+    assert Identify.unexpired in gateway.kinds["responses_response"]
+
+    session = Call(Route.as_called("openai"), "api.openai.com", "GET", "/v1/realtime")
+    session.classification = Classification(REALTIME, "gpt-realtime")
+    session.caller = Caller("alice", ("support",), "virtual_key", key_expires=time.time() - 1)
+    realtime_socket = next(
+        step.__self__ for step in gateway.steps["websocket_message"] if isinstance(step.__self__, RealtimeSocket)
+    )
+    call = realtime_socket._response_call(Session(session), RequestFacts(stream=True), b"{}")
+    assert call.caller.key_expires == session.caller.key_expires
+    flow = realtime_socket._exchange(tflow.twebsocketflow(), call, b"{}")
+    Identify.unexpired(flow, call)
+    assert flow.response.status_code == 401

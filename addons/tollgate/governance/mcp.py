@@ -23,6 +23,7 @@ from tollgate.records.ledger.store import Charge
 
 if TYPE_CHECKING:
     from tollgate.governance.jwt_identity import JwtIdentity
+    from tollgate.runtime import Loaded
 
 
 # The JSON-RPC error code of a request Tollgate refused (MCP leaves -32000 to -32099 to servers).
@@ -72,6 +73,8 @@ class McpExchange:
     # The answer's relay as it streams, and the decisions on a tools/list answer's tools.
     reader: AnswerRelay | None = field(default=None, repr=False)
     tool_checks: Any = field(default=None, repr=False)
+    # The configuration the request runs under, from its first step to its last.
+    loaded: Loaded | None = field(default=None, repr=False)
 
     def policy_input(self, request: McpRequest) -> dict[str, Any]:
         """The `input` `data.tollgate.mcp.deny` decides one request on."""

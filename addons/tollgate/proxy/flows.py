@@ -1,5 +1,5 @@
 """A flow and its call: the call record a flow carries, the request as plain data, the body written
-back, and refusals in the provider's own error shape."""
+back, and refusals in the provider's own error shape (an MCP server's request: in JSON-RPC's)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from mitmproxy.proxy.mode_specs import LocalMode, ProxyMode, TransparentMode, Wi
 from tollgate.call import Call
 from tollgate.credentials.base import RequestParts
 from tollgate.formats.json_codec import encode_json
+from tollgate.formats.mcp.messages import RequestId, error_message
 from tollgate.formats.raw_headers import decoded, with_header
 from tollgate.formats.refusals import FAILURES
+from tollgate.governance.mcp import REFUSED_CODE, McpExchange
 from tollgate.providers.base import Provider, Query
 
 CALL = "tollgate"
@@ -102,6 +104,42 @@ def refuse(
     flow.response = http.Response.make(
         refusal.status, refusal.body, {**refusal.headers, **(headers or {}), "x-tollgate-request-id": call.request_id}
     )
+
+
+def refuse_mcp(
+    flow: http.HTTPFlow, exchange: McpExchange, status: int, reason: str, message: str,
+    code: int = REFUSED_CODE, retry_after: int | None = None,
+) -> None:  # fmt: skip
+    """Refuse an MCP server's request: Tollgate's own refusal, as a JSON-RPC error for each of its
+    requests (one with a null id when the body could not be read)."""
+    exchange.deny_reasons = exchange.deny_reasons or (reason,)
+    ids: list[RequestId | None] = [r.id for r in exchange.requests if r.id is not None] or [None]
+    answer_mcp(flow, exchange, status, reason, [error_message(i, code, message) for i in ids], retry_after)
+
+
+def answer_mcp(
+    flow: http.HTTPFlow, exchange: McpExchange, status: int, reason: str, errors: list,
+    retry_after: int | None = None, denied: bool = True,
+) -> None:  # fmt: skip
+    """Answer an MCP server's request with Tollgate's JSON-RPC `errors` (a batch's as one): a
+    refusal (`denied`), or the errors of a server that did not answer."""
+    if denied:
+        exchange.decision = "deny"
+    exchange.answered_by_tollgate = True
+    batch = len(errors) > 1 or exchange.batch
+    body = encode_json(errors if batch else errors[0])
+    flow.request.stream = False
+    headers = {"content-type": "application/json", "x-tollgate-error": reason}
+    if retry_after is not None:
+        headers["retry-after"] = str(retry_after)
+    flow.response = http.Response.make(status, body, {**headers, "x-tollgate-request-id": exchange.request_id})
+
+
+def bearer_token(request: http.Request) -> str | None:
+    """The token of the request's `Authorization: Bearer` header, if it has one."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
 
 
 # mitmproxy's modes that take connections a client did not send to a proxy (`./run.sh --capture`).

@@ -8,16 +8,18 @@ record. A call's flow keeps no credential and no prompt once sent or answered (`
 
 from __future__ import annotations
 
-from tollgate.proxy.runner import CallSteps, Gateway
+from collections.abc import Sequence
+
+from tollgate.proxy.runner import AnyCallStep, CallSteps, Gateway
 from tollgate.proxy.stages.audit import Audit, AuditGate
 from tollgate.proxy.stages.classify import Classify
 from tollgate.proxy.stages.credential import Credential
 from tollgate.proxy.stages.decide import Decide
 from tollgate.proxy.stages.drain import Drain
-from tollgate.proxy.stages.fallback import Fallback
+from tollgate.proxy.stages.fallback import Fallback, keep_trace_context, retarget
 from tollgate.proxy.stages.identify import Identify
 from tollgate.proxy.stages.ledger import Ledger
-from tollgate.proxy.stages.mcp import Mcp
+from tollgate.proxy.stages.mcp import Mcp, McpGate
 from tollgate.proxy.stages.metrics import Metrics
 from tollgate.proxy.stages.override import Override
 from tollgate.proxy.stages.realtime_socket import RealtimeSocket
@@ -35,8 +37,13 @@ from tollgate.proxy.stages.websocket import WebSocket
 from tollgate.proxy.state import Shared
 
 
-def gateway() -> Gateway:
-    """Tollgate's one addon: its stages share one `Shared` (the configuration loaded)."""
+def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
+    """Tollgate's one addon: its stages share one `Shared` (the configuration loaded).
+
+    `every_call`: the steps every kind of call takes (an HTTP call, a passthrough call, a session
+    upgrade, a WebSocket's response, an MCP server's request, a failover attempt), last before its
+    credential goes in: a step written once that applies to every call. Each is given the call's
+    record (a `Call`, an MCP request's `McpExchange`). None yet."""
     shared = Shared()
     metrics = Metrics(shared)  # /metrics served where `metrics.listen` says
     # The tollgate_config option, the file watched, the proxy options set; the metrics' server
@@ -52,24 +59,42 @@ def gateway() -> Gateway:
     route = Route(shared)
     ledger = Ledger(shared)
     decide = Decide(shared)
-    rollup = RollUp(shared, translate.rewrite)
+    # A routed call's rolled-up conversation, written in its target's format anew.
+    rolled_up = CallSteps(translate.again)  # not a call of its own: a step of the call it rolls up
+    rollup = RollUp(shared, rolled_up)
     ask_for_usage = AskForUsage(shared)
     credential = Credential(shared)
-    fallback = Fallback(
-        shared,
-        credential.fall_back,
-        ledger.settle_attempt,
-        ledger.reserve_again,
-        ledger.release,
-        translate.rewrite,
+    # Each fallback a failed call tries (a rule's `fallbacks`): its request written for the target,
+    # then routed, reserved, decided and given its credential as a call is. Refused, it is skipped.
+    failover = CallSteps(
+        retarget,  # the same request with the fallback's model, or the client's written anew for its provider
+        translate.handle,  # to a provider of another format: written in its format
+        keep_trace_context,  # a request written anew keeps the failed attempt's traceparent and tracestate
         route.handle,
         ask_for_usage.handle,
+        ledger.handle,  # its own reservation, before the policy: the policy sees its counters
+        decide.fallback,  # the policy on the fallback (`input.fallback_of`)
+        *every_call,
+        credential.fallback,  # a credential of Tollgate's for its target
     )
+    fallback = Fallback(shared, failover)
     upstream_watch = UpstreamWatch(shared)
     stream_tap = StreamTap(shared)
     redact = Redact(shared)
-    # Calls to the MCP servers of `mcp.servers`: their callers found as above, their clocks kept as a call's.
-    mcp = Mcp(shared, identify.caller, upstream_watch.watch)
+    # Each request to an MCP server of `mcp.servers`, once its JSON-RPC is read: refused as
+    # JSON-RPC errors, audited one record per JSON-RPC request.
+    mcp_gate = McpGate(shared)
+    mcp_request = CallSteps(
+        audit_gate.mcp,  # 503 while the audit cannot be written
+        identify.mcp,  # its caller, found as an LLM call's is (401)
+        mcp_gate.session,  # a session it names is its caller's (404)
+        mcp_gate.reserve,  # mcp_calls_per_minute (429)
+        mcp_gate.decide,  # each JSON-RPC request decided (a decision not cached is awaited)
+        *every_call,
+        mcp_gate.send,  # the caller's credential out, the server's in
+        upstream_watch.mcp,  # the clock for the server's response headers (its `timeout`)
+    )
+    mcp = Mcp(shared, mcp_request)
     tracing = Tracing(shared)  # a span per call, exported over OTLP (metrics.otlp)
     # At each call's end: its counters settled, then counted in the metrics and traced.
     audit = Audit(shared, recorded=[ledger.settle, metrics.recorded, tracing.record])
@@ -85,6 +110,7 @@ def gateway() -> Gateway:
         rollup.handle,  # a long conversation's earlier turns summarized (a summary not kept is awaited)
         ask_for_usage.handle,  # an OpenAI-format stream asked for its usage (before anything is signed)
         tracing.handle,  # with traces on, the upstream's traceparent names the call's span
+        *every_call,
         credential.handle,  # the caller's credential out, the upstream one in (a header, or a SigV4 signature)
         upstream_watch.handle,  # the clock for the upstream's response headers (504 when it runs out)
         # A path outside the model API (Bedrock's control plane): no virtual credential, and the
@@ -93,32 +119,45 @@ def gateway() -> Gateway:
             audit_gate.handle,
             identify.own_credential_only,  # a virtual key or AWS credential is refused (401/403)
             route.handle,
+            *every_call,
             credential.own,  # side headers out; the caller's own credential, as it came
             upstream_watch.handle,
         ),
         # The Responses API's WebSocket: the connection identified and given its credential; its
         # messages are the calls, each decided by `responses_socket`.
-        session=(audit_gate.handle, identify.handle, route.handle, credential.handle, upstream_watch.handle),
+        session=(
+            audit_gate.handle,
+            identify.handle,
+            route.handle,
+            *every_call,
+            credential.handle,
+            upstream_watch.handle,
+        ),
     )
     # Each response.create on the Responses API's WebSocket, as a POST /v1/responses would be
     # (its caller and credential are its session's; its answer is the session's events).
-    responses_socket = ResponsesSocket(
-        shared,
-        CallSteps(
-            audit_gate.handle,
-            identify.unexpired,  # the session's virtual key has not expired since the upgrade (else 401)
-            override.handle,
-            stays_on_the_socket,
-            ledger.handle,
-            decide.handle,
-        ),
-        audit.record,
+    responses_response = CallSteps(
+        audit_gate.handle,
+        identify.unexpired,  # the session's virtual key has not expired since the upgrade (else 401)
+        override.handle,
+        stays_on_the_socket,
+        ledger.handle,
+        decide.handle,
+        *every_call,
     )
+    responses_socket = ResponsesSocket(shared, responses_response, audit.record)
     # Each response on a Realtime session under limits, reserved and settled as a call (the session's
-    # record adds up their usage); a refused one audited on its own.
+    # record adds up their usage); a refused one audited on its own. Without limits its messages go
+    # as they came: the session is the call, decided at its upgrade.
+    realtime_response = CallSteps(
+        audit_gate.handle,
+        identify.unexpired,  # as on the Responses WebSocket
+        ledger.handle,
+        *every_call,
+    )
     realtime_socket = RealtimeSocket(
         shared,
-        CallSteps(audit_gate.handle, ledger.handle),
+        realtime_response,
         audit.record,
         ledger.settle_reservation,
         ledger.charge_unreserved,
@@ -130,6 +169,16 @@ def gateway() -> Gateway:
     warm_up = WarmUp(shared)
 
     return Gateway(
+        # Each kind of call's steps, by name (`CallSteps`).
+        kinds={
+            "http": call_steps.steps,
+            "passthrough": call_steps.passthrough,
+            "session": call_steps.session,
+            "responses_response": responses_response.steps,
+            "realtime_response": realtime_response.steps,
+            "mcp_request": mcp_request.steps,
+            "failover": failover.steps,
+        },
         load=[settings.load, listening.load, upstream_watch.load, stream_tap.load, websocket.load, drain.load],
         configure=[settings.configure, websocket.configure, tracing.configure, warm_up.configure],
         running=[settings.started, settings.running, decide.running, metrics.running, drain.running],
@@ -171,7 +220,8 @@ def gateway() -> Gateway:
             credential.again,  # the refused key rests; the retry's credential chosen
             ledger.retry,  # a retry reserves anew (the failed attempt settled), or is not made
             credential.retry,  # the retry's credential on the request, after its wait
-            fallback.attempt_failed,
+            ledger.fallback,  # no retry left, a fallback next: the failed target's attempt settled
+            fallback.attempt_failed,  # the next fallback the pipeline's `failover` steps let go
             upstream_watch.go_again,
         ],
         responseheaders=[

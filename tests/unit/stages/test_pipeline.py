@@ -160,6 +160,21 @@ def test_a_virtual_key_call_goes_upstream_with_the_upstream_key_and_is_audited(t
     assert record["ttfb_ms"] is not None
 
 
+def test_a_step_every_call_takes_runs_on_a_call_decided_before_its_credential_goes_in(config_path) -> None:
+    seen: list[tuple[str | None, str, str | None]] = []
+
+    def scan(flow: http.HTTPFlow, call: Any) -> None:
+        seen.append((call.caller.client, call.verdict.decision, flow.request.headers.get("authorization")))
+
+    addon = gateway(every_call=(scan,))
+    with taddons.context(proxyserver.Proxyserver(), addon) as tctx:
+        tctx.configure(addon, tollgate_config=str(config_path))
+        sent, _ = asyncio.run(one_call(addon, chat_flow(VIRTUAL_KEY), [CONTENT, FINISH, USAGE, DONE]))
+
+    assert seen == [("alice", "allow", f"Bearer {VIRTUAL_KEY}")]
+    assert sent.headers.get_all("authorization") == [f"Bearer {UPSTREAM_KEY}"]
+
+
 def test_an_unknown_key_is_refused_401_and_no_upstream_key_is_put_in(tollgate, tmp_path) -> None:
     flow = chat_flow("tg-unknown-key")
     sent, received = asyncio.run(one_call(tollgate, flow, []))

@@ -13,7 +13,8 @@ from mitmproxy import http
 from tollgate.call import Call
 from tollgate.formats.raw_headers import with_header
 from tollgate.formats.refusals import AUDIT_UNAVAILABLE
-from tollgate.proxy.flows import CALL, call_of, refuse
+from tollgate.governance.mcp import McpExchange
+from tollgate.proxy.flows import CALL, call_of, refuse, refuse_mcp
 from tollgate.proxy.state import Shared
 from tollgate.records.audit_record import audit_record
 from tollgate.records.summary import flow_marker, summary
@@ -119,6 +120,14 @@ class AuditGate:
             return
         call.answer.error = "audit unavailable"
         refuse(flow, call, AUDIT_UNAVAILABLE, "Tollgate cannot write its audit, so it serves no calls; retry later.")
+
+    def mcp(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
+        """An MCP server's request, likewise: 503, as a JSON-RPC error for each of its requests."""
+        audit = self.shared.audit
+        if audit is not None and not audit.failing:
+            return
+        exchange.error = "audit unavailable"
+        refuse_mcp(flow, exchange, 503, AUDIT_UNAVAILABLE, "Tollgate cannot write its audit; retry later.")
 
 
 def encodable(text: str) -> str:

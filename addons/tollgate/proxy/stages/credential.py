@@ -280,19 +280,23 @@ class Credential:
         self._apply_again(flow, call, credential)
         return None
 
-    def fall_back(self, flow: http.HTTPFlow, call: Call) -> bool:
-        """A fallback's credential on the request (`Fallback`): False when none can be had."""
+    def fallback(self, flow: http.HTTPFlow, call: Call) -> None:
+        """A call step of a failover attempt, last: its fallback target's credential on the request,
+        one of Tollgate's (never the caller's); refused when none can be had, so it is skipped."""
         try:
             credential = credential_for(call.loaded, provider_of(call), call.sent(), model=circuit_model(call))
-        except CircuitOpen:
-            return False
-        if credential is None or (credential.pooled_key is None and self._upstream_circuit_open(call)):
-            return False
+        except CircuitOpen as e:
+            self._circuit_open(flow, call, e.rest_left)
+            return
+        if credential is None:
+            self._refuse(flow, call, f"Tollgate has no {call.route.target.provider} credential for this fallback.")
+            return
+        if credential.pooled_key is None and self._upstream_rests(flow, call):
+            return
         try:
             self._apply(flow, call, credential)
-        except CredentialUnavailable:
-            return False
-        return True
+        except CredentialUnavailable as e:
+            self._refuse(flow, call, str(e))
 
     @staticmethod
     def _failure_kind(call: Call) -> str:

@@ -52,6 +52,18 @@ class Decide:
             return None
         return self._apply_once_decided(flow, call, decision)  # type: ignore[arg-type]
 
+    def fallback(self, flow: http.HTTPFlow, call: Call) -> Awaitable[None] | None:
+        """A call step of a failover attempt: the policy on its fallback target (`input.fallback_of`
+        names the target it falls back from). A denied one is refused, so skipped."""
+        policy = call.loaded.policy
+        if policy is None:
+            return None
+        decision = policy.decide_call_in_worker(call)
+        if type(decision) is Decision:
+            _deny_fallback(flow, call, decision)
+            return None
+        return _deny_fallback_once_decided(flow, call, decision)  # type: ignore[arg-type]
+
     @staticmethod
     def _may_mint(call: Call) -> bool:
         return call.loaded.providers[call.route.target.provider].ephemeral_credentials == "allow"
@@ -119,3 +131,13 @@ class Decide:
             return
         if self.shared.replace_policy(current, fresh):
             logger.info(f"Tollgate: policy reloaded from {', '.join(map(str, fresh.files))}")
+
+
+def _deny_fallback(flow: http.HTTPFlow, call: Call, decision: Decision) -> None:
+    if not decision.allowed:
+        call.verdict.deny_reasons = decision.deny_reasons
+        refuse(flow, call, POLICY_DENIED, "Tollgate policy denied this fallback: " + "; ".join(decision.deny_reasons))
+
+
+async def _deny_fallback_once_decided(flow: http.HTTPFlow, call: Call, evaluation: Awaitable[Decision]) -> None:
+    _deny_fallback(flow, call, await evaluation)

@@ -1,4 +1,5 @@
-"""Who is calling: the proxy login, a virtual key, a JWT, or anonymous; 401 otherwise."""
+"""Who is calling: the proxy login, a virtual key, a JWT, or anonymous; 401 otherwise. For an LLM
+call (in the provider's shape) and an MCP server's request (as JSON-RPC errors) alike."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from tollgate.credentials.sigv4 import UNKNOWN_KEY, SignatureError, signing_key_
 from tollgate.formats.refusals import INVALID_SIGNATURE, UNAUTHENTICATED
 from tollgate.governance.clients import Expired, Token
 from tollgate.governance.jwt_identity import MALFORMED, UNKNOWN_ISSUER, JwtIdentity, JwtRejected, looks_like_jwt
+from tollgate.governance.mcp import McpExchange, session_owner
 from tollgate.governance.redaction import credential_positions
 from tollgate.providers.base import Presented
-from tollgate.proxy.flows import credentials_of, provider_of, refuse, request_parts
+from tollgate.proxy.flows import bearer_token, credentials_of, provider_of, refuse, refuse_mcp, request_parts
 from tollgate.proxy.state import Shared
 
 if TYPE_CHECKING:
@@ -83,12 +85,25 @@ class Identify:
             return None
         return _apply_later(flow, call, outcome)
 
+    def mcp(self, flow: http.HTTPFlow, exchange: McpExchange) -> Awaitable[None] | None:
+        """A call step of an MCP server's request: its caller, by the proxy login or the bearer
+        token it presents to the server, as `handle` finds an LLM call's; 401 otherwise. Who owns
+        the sessions it opens follows (`session_owner`)."""
+        token = bearer_token(flow.request)
+        presented = [Presented(token, "authorization")] if token else []
+        assert exchange.loaded is not None
+        outcome = self.caller(flow, exchange.loaded, presented)
+        if isinstance(outcome, (Identified, Rejected)):
+            _apply_mcp(flow, exchange, outcome)
+            return None
+        return _apply_mcp_later(flow, exchange, outcome)
+
     def caller(
         self, flow: http.HTTPFlow, loaded: Loaded, presented: Iterable[Presented], signed_with: str | None = None
     ) -> Identified | Rejected | Awaitable[Identified | Rejected]:
         """Who calls, by the proxy login, the credentials `presented` (a virtual key or a JWT) or
         a verified signature's key (`signed_with`): at once, or awaited when a JWT's keys must be
-        fetched. For an LLM call (`handle`) and an MCP server's (`stages/mcp.py`) alike."""
+        fetched. For an LLM call (`handle`) and an MCP server's (`mcp`) alike."""
         login = flow.metadata.get(PROXYAUTH)
         if self.shared.logins_unchecked and login is not None:
             # mitmproxy took any login: the user name is whatever the caller claims. Only a JWT
@@ -105,8 +120,9 @@ class Identify:
 
     @staticmethod
     def unexpired(flow: http.HTTPFlow, call: Call) -> None:
-        """A call step for the calls of a session identified once (a Responses WebSocket's messages):
-        the virtual key it was opened with has not expired since; else 401, as at the upgrade."""
+        """A call step for the calls of a session identified once (a Responses or Realtime
+        WebSocket's responses): the virtual key it was opened with has not expired since; else 401,
+        as at the upgrade."""
         expires = call.caller.key_expires
         if expires is None or time.time() < expires:
             return
@@ -215,3 +231,21 @@ def _apply(flow: http.HTTPFlow, call: Call, outcome: Identified | Rejected) -> N
 
 async def _apply_later(flow: http.HTTPFlow, call: Call, outcome: Awaitable[Identified | Rejected]) -> None:
     _apply(flow, call, await outcome)
+
+
+def _apply_mcp(flow: http.HTTPFlow, exchange: McpExchange, outcome: Identified | Rejected) -> None:
+    if isinstance(outcome, Rejected):
+        exchange.deny_reasons = (outcome.reason,)
+        refuse_mcp(flow, exchange, 401, UNAUTHENTICATED, outcome.message)
+        return
+    exchange.client, exchange.groups, exchange.auth = outcome.client, outcome.groups, outcome.auth
+    exchange.identity = outcome.identity
+    # An anonymous caller's sessions are those of the credential it presents to the server.
+    own = bearer_token(flow.request) if outcome.auth == "anonymous" else None
+    exchange.owner = session_owner(outcome.client, own)
+
+
+async def _apply_mcp_later(
+    flow: http.HTTPFlow, exchange: McpExchange, outcome: Awaitable[Identified | Rejected]
+) -> None:
+    _apply_mcp(flow, exchange, await outcome)

@@ -212,6 +212,14 @@ class Ledger:
         assert reserved is not True
         call.ledger.reserved = reserved
 
+    def fallback(self, flow: http.HTTPFlow) -> None:
+        """In `attempt_failed`, after `Credential.retry`, before `Fallback`: a failed target with no
+        retry left, whose fallbacks go next, has its attempt settled (`settle_attempt`). Each
+        fallback then reserves anew as a call does (`handle`, in the pipeline's `failover`)."""
+        call = call_of(flow)
+        if call is not None and call.failover.falling_back and not call.failover.retrying:
+            self.settle_attempt(flow, call)
+
     def settle_attempt(self, flow: http.HTTPFlow, call: Call) -> None:
         """A failed attempt's reservation, as its call goes again: kept once its request went
         upstream (one request where the upstream answered, all of it where it did not), given back
@@ -226,11 +234,10 @@ class Ledger:
             reserved.store.adjust(changes)
 
     async def reserve_again(self, flow: http.HTTPFlow, call: Call) -> Reserved | bool | None:
-        """An attempt's own reservation, on the limits its model matches (`call.route.target`
-        is a fallback's): the new one (None: no limit applies), or False when it is not to be made (a
-        limit without room, a USD cap without a price, a job it cannot bound, the store failed
-        under `on_store_error: deny`). Nothing is refused: the failed attempt's answer stands if
-        nothing goes again."""
+        """A retry's own reservation, on the limits its model matches: the new one (None: no limit
+        applies), or False when it is not to be made (a limit without room, a USD cap without a
+        price, a job it cannot bound, the store failed under `on_store_error: deny`). Nothing is
+        refused: the failed attempt's answer stands if nothing goes again."""
         limits = call.loaded.limits
         store = self.shared.ledger
         if not limits or call.classification.service or store is None:
@@ -258,18 +265,12 @@ class Ledger:
                 reservation = await store.reserve(wanted)
         except StoreError as e:
             call.ledger.error = str(e)
-            logger.error(f"Tollgate: ledger store failed on a fallback: {e}")
+            logger.error(f"Tollgate: ledger store failed on a retry: {e}")
             return None if call.loaded.config.ledger.on_store_error == "allow" else False
         if not reservation.granted:
             return False
         call.ledger.usage_counters = usage_facts(found, reservation.values)
         return Reserved(store, tuple(found), estimate)
-
-    @staticmethod
-    def release(reserved: Reserved | None) -> None:
-        """A reservation given back whole: its call's attempt used nothing of it (a fallback goes)."""
-        if reserved is not None and (changes := adjustments(reserved.counters, reserved.estimate, NOTHING)):
-            reserved.store.adjust(changes)
 
     def _store_failed(self, flow: http.HTTPFlow, call: Call, error: str) -> None:
         call.ledger.error = error

@@ -1,8 +1,9 @@
-"""Calls to the MCP servers of `mcp.servers` (Streamable HTTP): each POST's JSON-RPC requests read,
-the caller identified as an LLM call's caller is, each request decided by `data.tollgate.mcp.deny`
-(a denied one refused with a JSON-RPC error, and with it the whole POST), the caller's credential
-replaced by the server's, the answer passed on as it streams while each response's outcome is read,
-and one audit record written per request. A `tools/list` answer loses the tools the policy would
+"""Calls to the MCP servers of `mcp.servers` (Streamable HTTP): each POST's JSON-RPC requests read
+(`Mcp`), then its call steps (the pipeline's `mcp` list: the audit gate, the caller identified as an
+LLM call's caller is, then `McpGate`'s: each request decided by `data.tollgate.mcp.deny`, a denied
+one refused with a JSON-RPC error and with it the whole POST, and the caller's credential replaced by
+the server's), the answer passed on as it streams while each response's outcome is read, and one
+audit record written per request. A `tools/list` answer loses the tools the policy would
 not let the caller call. The server's `WWW-Authenticate` never reaches the client: its credential
 is Tollgate's, and the header would start the client's OAuth discovery.
 
@@ -14,8 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from mitmproxy import http
@@ -28,9 +28,7 @@ from tollgate.formats.json_codec import encode_json
 from tollgate.formats.mcp.answers import AnswerRelay, is_sse
 from tollgate.formats.mcp.messages import TOOLS_LIST, RequestId, decoded_post, error_message, read_post
 from tollgate.formats.refusals import (
-    AUDIT_UNAVAILABLE,
     BAD_REQUEST,
-    INTERNAL_ERROR,
     LEDGER_UNAVAILABLE,
     MISDIRECTED,
     POLICY_DENIED,
@@ -52,37 +50,34 @@ from tollgate.governance.mcp import (
     McpExchange,
     mcp_charges,
     mcp_counters,
-    session_owner,
     shared_session_key,
 )
 from tollgate.governance.mcp_servers import McpServer
 from tollgate.governance.misdirection import Misdirected
 from tollgate.governance.policy import Decision, Policy
 from tollgate.providers import host_name
-from tollgate.providers.base import Presented
 from tollgate.proxy import patches
-from tollgate.proxy.flows import MCP, MISDIRECTED_AS, call_of, drop_alt_svc
+from tollgate.proxy.flows import MCP, MISDIRECTED_AS, answer_mcp, bearer_token, call_of, drop_alt_svc, refuse_mcp
 from tollgate.proxy.state import Shared
 from tollgate.records.ledger.store import Charge, Reservation, Store, StoreError
 from tollgate.runtime import Loaded
-from tollgate.upstream import timeout_message
+
+if TYPE_CHECKING:
+    from tollgate.proxy.runner import CallSteps
 
 logger = logging.getLogger(__name__)
 
 # What Streamable HTTP is called with: JSON-RPC POSTs, the server's GET stream, DELETE of a session.
 METHODS = frozenset(("POST", "GET", "DELETE"))
 PARSE_ERROR = -32700
-# Identify's `caller`: who calls, from the proxy login or the credentials presented.
-Caller = Callable[[http.HTTPFlow, Loaded, list[Presented]], Any]
-# UpstreamWatch's `watch`: the clock for the server's response headers.
-Watch = Callable[[http.HTTPFlow, float, Callable[[], None]], None]
 
 
 class Mcp:
-    def __init__(self, shared: Shared, caller: Caller, watch: Watch) -> None:
+    def __init__(self, shared: Shared, steps: CallSteps[McpExchange]) -> None:
         self.shared = shared
-        self._caller = caller
-        self._watch = watch
+        # What a server's request goes through once read: audit gate, caller, session, limits,
+        # policy, the server's credential and clock.
+        self._steps = steps
 
     # --- request ---------------------------------------------------------------------------
 
@@ -109,14 +104,10 @@ class Mcp:
         except Unreadable as e:
             exchange.error = f"bad request: {e}"
             message = f"Tollgate cannot read this request exactly and did not forward it: {e}."
-            self._refuse(flow, exchange, 400, BAD_REQUEST, message, PARSE_ERROR)
+            refuse_mcp(flow, exchange, 400, BAD_REQUEST, message, PARSE_ERROR)
             return None
-        audit = self.shared.audit
-        if audit is None or audit.failing:
-            exchange.error = "audit unavailable"
-            self._refuse(flow, exchange, 503, AUDIT_UNAVAILABLE, "Tollgate cannot write its audit; retry later.")
-            return None
-        return self._steps(flow, exchange, loaded)
+        exchange.loaded = loaded
+        return self._steps.run(flow, exchange)
 
     def _exchange(self, flow: http.HTTPFlow, server: McpServer) -> McpExchange:
         # Taught on the first MCP request, so that no other call pays for it: an answer broken off
@@ -146,7 +137,7 @@ class Mcp:
         except Unreadable:
             pass
         exchange.error = f"misdirected: {astray.named}"
-        self._refuse(flow, exchange, 421, MISDIRECTED, message)
+        refuse_mcp(flow, exchange, 421, MISDIRECTED, message)
 
     def _read(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
         request = flow.request
@@ -159,210 +150,11 @@ class Mcp:
         posted = read_post(body)
         exchange.requests, exchange.batch = posted.requests, posted.batch
 
-    def _steps(self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded) -> Awaitable[None] | None:
-        """Identified, counted on `mcp_calls_per_minute`, decided, given the server's credential:
-        each step at once, or awaited where a JWT's keys, the ledger's store or the policy's worker
-        must be. The first that answers the request ends them."""
-        return self._from(0, flow, exchange, loaded)
-
-    def _from(self, first: int, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded) -> Awaitable[None] | None:
-        steps = (self._identify, self._session, self._reserve, self._decide, self._send)
-        for i in range(first, len(steps)):
-            if flow.response is not None:
-                return None
-            try:
-                pending = steps[i](flow, exchange, loaded)
-            except Exception:
-                self._failed(flow, exchange)
-                return None
-            if pending is not None:
-                return self._after(pending, i, flow, exchange, loaded)
-        return None
-
-    async def _after(
-        self, pending: Awaitable[None], i: int, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded
-    ) -> None:
-        try:
-            await pending
-        except Exception:
-            self._failed(flow, exchange)
-            return
-        rest = self._from(i + 1, flow, exchange, loaded)
-        if rest is not None:
-            await rest
-
-    def _identify(self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded) -> Awaitable[None] | None:
-        presented = [Presented(token, "authorization")] if (token := _bearer(flow.request)) else []
-        outcome = self._caller(flow, loaded, presented)
-        if hasattr(outcome, "__await__"):
-            return self._identified_later(flow, exchange, outcome)
-        self._identified(flow, exchange, outcome)
-        return None
-
-    async def _identified_later(self, flow: http.HTTPFlow, exchange: McpExchange, outcome: Any) -> None:
-        self._identified(flow, exchange, await outcome)
-
-    def _identified(self, flow: http.HTTPFlow, exchange: McpExchange, outcome: Any) -> None:
-        reason = getattr(outcome, "reason", None)
-        if reason is not None:  # Rejected
-            exchange.deny_reasons = (reason,)
-            self._refuse(flow, exchange, 401, UNAUTHENTICATED, outcome.message)
-            return
-        exchange.client, exchange.groups, exchange.auth = outcome.client, outcome.groups, outcome.auth
-        exchange.identity = outcome.identity
-        exchange.owner = session_owner(outcome.client, _bearer(flow.request) if outcome.auth == "anonymous" else None)
-
-    def _session(self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded) -> Awaitable[None] | None:
-        """A request naming a session (a POST, the GET stream, a DELETE) is its owner's: the
-        caller whose `initialize` the server answered with it. Another caller's, or one naming a
-        session Tollgate did not see opened, gets what a server answers for a session it does not
-        know (404), and never reaches the server. Owners are kept in this process's memory and,
-        with a Redis ledger, looked up there on a miss (the session was opened through another)."""
-        session = exchange.session
-        if session is None:
-            return None
-        owner = self.shared.mcp_sessions.owner(exchange.server.name, session)
-        if owner is not None:
-            self._owned_by(flow, exchange, owner)
-            return None
-        store = self.shared.ledger
-        if store is None or not store.shares_sessions:
-            self._session_not_found(flow, exchange, UNKNOWN_SESSION)
-            return None
-        return self._session_looked_up(flow, exchange, store, session)
-
-    async def _session_looked_up(self, flow: http.HTTPFlow, exchange: McpExchange, store: Store, session: str) -> None:
-        server = exchange.server.name
-        try:
-            owner = await store.session_owner(shared_session_key(server, session), int(SESSION_TTL_S))
-        except StoreError as e:
-            # Whose session it is cannot be told: not let through, whatever `on_store_error` says.
-            logger.error(f"Tollgate: the ledger's store failed: {e}")
-            exchange.error = f"ledger unavailable: {e}"
-            self._refuse(flow, exchange, 503, LEDGER_UNAVAILABLE, "Tollgate cannot tell whose MCP session this is.")
-            return
-        if owner is None:
-            self._session_not_found(flow, exchange, UNKNOWN_SESSION)
-            return
-        self._owned_by(flow, exchange, self.shared.mcp_sessions.bind(server, session, owner))
-
-    def _owned_by(self, flow: http.HTTPFlow, exchange: McpExchange, owner: str) -> None:
-        if owner != exchange.owner:
-            self._session_not_found(flow, exchange, SESSION_OF_ANOTHER)
-
-    def _session_not_found(self, flow: http.HTTPFlow, exchange: McpExchange, why: str) -> None:
-        """404, as the MCP SDKs' servers answer a session they do not know: the same whether it is
-        another caller's or none, so that a caller learns nothing of others' sessions."""
-        exchange.deny_reasons = (why,)
-        self._refuse(flow, exchange, 404, POLICY_DENIED, "Session not found")
-
-    def _reserve(self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded) -> Awaitable[None] | None:
-        """Each request awaiting an answer counts one on the caller's `mcp_calls_per_minute`
-        counters; 429 when one has no room."""
-        calls = sum(1 for r in exchange.requests if r.id is not None)
-        store = self.shared.ledger
-        if not calls or not loaded.limits or store is None:
-            return None
-        now = time.time()
-        found = mcp_counters(loaded.limits.rules, exchange.client, exchange.groups, now)
-        if not found:
-            return None
-        wanted = mcp_charges(found, calls)
-        try:
-            reservation = store.reserve_now(wanted)
-        except StoreError as e:
-            self._store_failed(flow, exchange, loaded, str(e))
-            return None
-        if reservation is None:  # asked over the network
-            return self._reserved_later(flow, exchange, loaded, store, wanted, found, now)
-        self._reserved(flow, exchange, store, wanted, found, reservation, now)
-        return None
-
-    async def _reserved_later(
-        self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded, store: Store, wanted: list[Charge],
-        found: list[Counter], now: float,
-    ) -> None:  # fmt: skip
-        try:
-            reservation = await store.reserve(wanted)
-        except StoreError as e:
-            self._store_failed(flow, exchange, loaded, str(e))
-            return
-        self._reserved(flow, exchange, store, wanted, found, reservation, now)
-
-    def _reserved(
-        self, flow: http.HTTPFlow, exchange: McpExchange, store: Store, wanted: list[Charge], found: list[Counter],
-        reservation: Reservation, now: float,
-    ) -> None:  # fmt: skip
-        if reservation.granted:
-            exchange.reserved = (store, wanted)
-            return
-        assert reservation.refused is not None
-        full = found[reservation.refused]
-        exchange.deny_reasons = (deny_reason(full),)
-        message = refusal_message(
-            full, reservation.values[reservation.refused], wanted[reservation.refused].amount, now
-        )
-        self._refuse(flow, exchange, 429, RATE_LIMITED, message, retry_after=retry_after(full, now))
-
-    def _store_failed(self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded, problem: str) -> None:
-        logger.error(f"Tollgate: the ledger's store failed: {problem}")
-        if loaded.config.ledger.on_store_error == "allow":
-            return
-        exchange.error = f"ledger unavailable: {problem}"
-        self._refuse(flow, exchange, 503, LEDGER_UNAVAILABLE, "Tollgate cannot count this request; retry later.")
-
-    def _decide(self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded) -> Awaitable[None] | None:
-        policy = loaded.policy
-        if policy is None:
-            return None
-        decisions = [policy.decide_mcp_in_worker(exchange.policy_input(r)) for r in exchange.requests]
-        if all(isinstance(d, Decision) for d in decisions):
-            self._apply(flow, exchange, decisions)  # type: ignore[arg-type]
-            return None
-        return self._decided_later(flow, exchange, decisions)
-
-    async def _decided_later(self, flow: http.HTTPFlow, exchange: McpExchange, decisions: list[Any]) -> None:
-        self._apply(flow, exchange, [await _awaited(d) for d in decisions])
-
-    def _apply(self, flow: http.HTTPFlow, exchange: McpExchange, decisions: list[Decision]) -> None:
-        for i, decision in enumerate(decisions):
-            if decision.error:
-                logger.error(f"Tollgate: {decision.error}")
-                exchange.error = decision.error
-            if not decision.allowed:
-                exchange.denied[i] = decision.deny_reasons
-        if exchange.denied:
-            reasons = tuple(dict.fromkeys(r for i in sorted(exchange.denied) for r in exchange.denied[i]))
-            exchange.deny_reasons = reasons
-            self._refuse_denied(flow, exchange)
-
-    def _send(self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded) -> None:
-        """The caller's credential out, the server's in; to the server's upstream, if it has one."""
-        exchange.sent = True
-        request = flow.request
-        # The answer is read as it passes (each request's outcome, a tools/list's tools): plain.
-        request.headers.pop("accept-encoding", None)
-        server = exchange.server
-        credential = server.credential
-        if credential is not None or exchange.auth != "anonymous":
-            request.headers.pop("authorization", None)
-        if credential is not None:
-            name, value = credential.field()
-            request.headers.pop(name.decode(), None)
-            request.headers[name.decode()] = value.decode()
-            exchange.used_credential(credential.secret)
-        if server.upstream is not None:
-            target = urlsplit(server.upstream)
-            request.scheme = target.scheme
-            request.host = target.hostname or ""
-            request.port = target.port or (443 if target.scheme == "https" else 80)
-        self._watch(flow, server.timeout, partial(_timed_out, exchange))
-
     def _other_path(self, flow: http.HTTPFlow, loaded: Loaded) -> None:
         """A path of a server's host that is no server's URL (its OAuth metadata, a web page): the
         caller's own credential passes, as on every shared host; a virtual one is refused, since
         no real one takes its place."""
-        token = _bearer(flow.request)
+        token = bearer_token(flow.request)
         if token is None:
             return
         directory = loaded.directory
@@ -372,57 +164,6 @@ class Mcp:
         message = f"Tollgate: {path} is no MCP server Tollgate governs: call it with your own credentials."
         headers = {"content-type": "application/json", "x-tollgate-error": UNAUTHENTICATED}
         flow.response = http.Response.make(401, encode_json({"error": message}), headers)
-
-    # --- refusals --------------------------------------------------------------------------
-
-    def _refuse_denied(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
-        """HTTP 200 with a JSON-RPC error for each request (the denied ones with their reasons): a
-        batch with one denied request is refused whole."""
-        errors = []
-        for i, request in enumerate(exchange.requests):
-            if request.id is None:
-                continue
-            reasons = exchange.denied.get(i)
-            message = (
-                "Tollgate policy denied this request: " + "; ".join(reasons)
-                if reasons
-                else "Tollgate refused this batch: another request in it was denied"
-            )
-            errors.append(error_message(request.id, REFUSED_CODE, message))
-        if not errors:  # notifications alone
-            message = "Tollgate policy denied this request: " + "; ".join(exchange.deny_reasons)
-            errors.append(error_message(None, REFUSED_CODE, message))
-        self._answer(flow, exchange, 200, POLICY_DENIED, errors)
-
-    def _refuse(
-        self, flow: http.HTTPFlow, exchange: McpExchange, status: int, reason: str, message: str,
-        code: int = REFUSED_CODE, retry_after: int | None = None,
-    ) -> None:  # fmt: skip
-        """Tollgate's own refusal, as a JSON-RPC error for each request (one with a null id when the
-        body could not be read)."""
-        exchange.deny_reasons = exchange.deny_reasons or (reason,)
-        ids: list[RequestId | None] = [r.id for r in exchange.requests if r.id is not None] or [None]
-        self._answer(flow, exchange, status, reason, [error_message(i, code, message) for i in ids], retry_after)
-
-    def _answer(
-        self, flow: http.HTTPFlow, exchange: McpExchange, status: int, reason: str, errors: list,
-        retry_after: int | None = None, denied: bool = True,
-    ) -> None:  # fmt: skip
-        if denied:
-            exchange.decision = "deny"
-        exchange.answered_by_tollgate = True
-        batch = len(errors) > 1 or exchange.batch
-        body = encode_json(errors if batch else errors[0])
-        flow.request.stream = False
-        headers = {"content-type": "application/json", "x-tollgate-error": reason}
-        if retry_after is not None:
-            headers["retry-after"] = str(retry_after)
-        flow.response = http.Response.make(status, body, {**headers, "x-tollgate-request-id": exchange.request_id})
-
-    def _failed(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
-        logger.exception("Tollgate: an MCP request failed in Tollgate; it was refused")
-        exchange.error = "internal error"
-        self._refuse(flow, exchange, 500, INTERNAL_ERROR, "Tollgate failed on this request and did not forward it.")
 
     # --- answer ----------------------------------------------------------------------------
 
@@ -592,7 +333,7 @@ class Mcp:
             message = f"Tollgate: MCP server {name} is unreachable: {problem}."
         ids: list[RequestId | None] = [r.id for r in exchange.requests if r.id is not None] or [None]
         errors = [error_message(i, UPSTREAM_FAILED_CODE, message) for i in ids]
-        self._answer(flow, exchange, status, reason, errors, denied=False)
+        answer_mcp(flow, exchange, status, reason, errors, denied=False)
 
     def _end(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
         if exchange.ended is not None:
@@ -620,9 +361,181 @@ class Mcp:
         flow.metadata[MCP] = records
 
 
-def _timed_out(exchange: McpExchange) -> None:
-    exchange.timed_out = True
-    exchange.error = timeout_message(exchange.server.timeout)
+class McpGate:
+    """The call steps of an MCP server's request that are MCP's own, after its caller is known:
+    whose session it names, its `mcp_calls_per_minute`, the policy on each of its JSON-RPC
+    requests, and the server's credential in place of the caller's."""
+
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+
+    def session(self, flow: http.HTTPFlow, exchange: McpExchange) -> Awaitable[None] | None:
+        """A request naming a session (a POST, the GET stream, a DELETE) is its owner's: the
+        caller whose `initialize` the server answered with it. Another caller's, or one naming a
+        session Tollgate did not see opened, gets what a server answers for a session it does not
+        know (404), and never reaches the server. Owners are kept in this process's memory and,
+        with a Redis ledger, looked up there on a miss (the session was opened through another)."""
+        session = exchange.session
+        if session is None:
+            return None
+        owner = self.shared.mcp_sessions.owner(exchange.server.name, session)
+        if owner is not None:
+            self._owned_by(flow, exchange, owner)
+            return None
+        store = self.shared.ledger
+        if store is None or not store.shares_sessions:
+            self._session_not_found(flow, exchange, UNKNOWN_SESSION)
+            return None
+        return self._session_looked_up(flow, exchange, store, session)
+
+    async def _session_looked_up(self, flow: http.HTTPFlow, exchange: McpExchange, store: Store, session: str) -> None:
+        server = exchange.server.name
+        try:
+            owner = await store.session_owner(shared_session_key(server, session), int(SESSION_TTL_S))
+        except StoreError as e:
+            # Whose session it is cannot be told: not let through, whatever `on_store_error` says.
+            logger.error(f"Tollgate: the ledger's store failed: {e}")
+            exchange.error = f"ledger unavailable: {e}"
+            refuse_mcp(flow, exchange, 503, LEDGER_UNAVAILABLE, "Tollgate cannot tell whose MCP session this is.")
+            return
+        if owner is None:
+            self._session_not_found(flow, exchange, UNKNOWN_SESSION)
+            return
+        self._owned_by(flow, exchange, self.shared.mcp_sessions.bind(server, session, owner))
+
+    def _owned_by(self, flow: http.HTTPFlow, exchange: McpExchange, owner: str) -> None:
+        if owner != exchange.owner:
+            self._session_not_found(flow, exchange, SESSION_OF_ANOTHER)
+
+    def _session_not_found(self, flow: http.HTTPFlow, exchange: McpExchange, why: str) -> None:
+        """404, as the MCP SDKs' servers answer a session they do not know: the same whether it is
+        another caller's or none, so that a caller learns nothing of others' sessions."""
+        exchange.deny_reasons = (why,)
+        refuse_mcp(flow, exchange, 404, POLICY_DENIED, "Session not found")
+
+    def reserve(self, flow: http.HTTPFlow, exchange: McpExchange) -> Awaitable[None] | None:
+        """Each request awaiting an answer counts one on the caller's `mcp_calls_per_minute`
+        counters; 429 when one has no room."""
+        calls = sum(1 for r in exchange.requests if r.id is not None)
+        loaded = _loaded(exchange)
+        store = self.shared.ledger
+        if not calls or not loaded.limits or store is None:
+            return None
+        now = time.time()
+        found = mcp_counters(loaded.limits.rules, exchange.client, exchange.groups, now)
+        if not found:
+            return None
+        wanted = mcp_charges(found, calls)
+        try:
+            reservation = store.reserve_now(wanted)
+        except StoreError as e:
+            self._store_failed(flow, exchange, loaded, str(e))
+            return None
+        if reservation is None:  # asked over the network
+            return self._reserved_later(flow, exchange, loaded, store, wanted, found, now)
+        self._reserved(flow, exchange, store, wanted, found, reservation, now)
+        return None
+
+    async def _reserved_later(
+        self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded, store: Store, wanted: list[Charge],
+        found: list[Counter], now: float,
+    ) -> None:  # fmt: skip
+        try:
+            reservation = await store.reserve(wanted)
+        except StoreError as e:
+            self._store_failed(flow, exchange, loaded, str(e))
+            return
+        self._reserved(flow, exchange, store, wanted, found, reservation, now)
+
+    def _reserved(
+        self, flow: http.HTTPFlow, exchange: McpExchange, store: Store, wanted: list[Charge], found: list[Counter],
+        reservation: Reservation, now: float,
+    ) -> None:  # fmt: skip
+        if reservation.granted:
+            exchange.reserved = (store, wanted)
+            return
+        assert reservation.refused is not None
+        full = found[reservation.refused]
+        exchange.deny_reasons = (deny_reason(full),)
+        message = refusal_message(
+            full, reservation.values[reservation.refused], wanted[reservation.refused].amount, now
+        )
+        refuse_mcp(flow, exchange, 429, RATE_LIMITED, message, retry_after=retry_after(full, now))
+
+    def _store_failed(self, flow: http.HTTPFlow, exchange: McpExchange, loaded: Loaded, problem: str) -> None:
+        logger.error(f"Tollgate: the ledger's store failed: {problem}")
+        if loaded.config.ledger.on_store_error == "allow":
+            return
+        exchange.error = f"ledger unavailable: {problem}"
+        refuse_mcp(flow, exchange, 503, LEDGER_UNAVAILABLE, "Tollgate cannot count this request; retry later.")
+
+    def decide(self, flow: http.HTTPFlow, exchange: McpExchange) -> Awaitable[None] | None:
+        """Each JSON-RPC request decided by `data.tollgate.mcp.deny` (at once from the policy's
+        cache, else awaited from its worker): one denied refuses the whole POST."""
+        policy = _loaded(exchange).policy
+        if policy is None:
+            return None
+        decisions = [policy.decide_mcp_in_worker(exchange.policy_input(r)) for r in exchange.requests]
+        if all(isinstance(d, Decision) for d in decisions):
+            self._apply(flow, exchange, decisions)  # type: ignore[arg-type]
+            return None
+        return self._decided_later(flow, exchange, decisions)
+
+    async def _decided_later(self, flow: http.HTTPFlow, exchange: McpExchange, decisions: list[Any]) -> None:
+        self._apply(flow, exchange, [await _awaited(d) for d in decisions])
+
+    def _apply(self, flow: http.HTTPFlow, exchange: McpExchange, decisions: list[Decision]) -> None:
+        for i, decision in enumerate(decisions):
+            if decision.error:
+                logger.error(f"Tollgate: {decision.error}")
+                exchange.error = decision.error
+            if not decision.allowed:
+                exchange.denied[i] = decision.deny_reasons
+        if exchange.denied:
+            reasons = tuple(dict.fromkeys(r for i in sorted(exchange.denied) for r in exchange.denied[i]))
+            exchange.deny_reasons = reasons
+            self._refuse_denied(flow, exchange)
+
+    def send(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
+        """The caller's credential out, the server's in; to the server's upstream, if it has one
+        (its clock is `UpstreamWatch.mcp`'s)."""
+        exchange.sent = True
+        request = flow.request
+        # The answer is read as it passes (each request's outcome, a tools/list's tools): plain.
+        request.headers.pop("accept-encoding", None)
+        server = exchange.server
+        credential = server.credential
+        if credential is not None or exchange.auth != "anonymous":
+            request.headers.pop("authorization", None)
+        if credential is not None:
+            name, value = credential.field()
+            request.headers.pop(name.decode(), None)
+            request.headers[name.decode()] = value.decode()
+            exchange.used_credential(credential.secret)
+        if server.upstream is not None:
+            target = urlsplit(server.upstream)
+            request.scheme = target.scheme
+            request.host = target.hostname or ""
+            request.port = target.port or (443 if target.scheme == "https" else 80)
+
+    def _refuse_denied(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
+        """HTTP 200 with a JSON-RPC error for each request (the denied ones with their reasons): a
+        batch with one denied request is refused whole."""
+        errors = []
+        for i, request in enumerate(exchange.requests):
+            if request.id is None:
+                continue
+            reasons = exchange.denied.get(i)
+            message = (
+                "Tollgate policy denied this request: " + "; ".join(reasons)
+                if reasons
+                else "Tollgate refused this batch: another request in it was denied"
+            )
+            errors.append(error_message(request.id, REFUSED_CODE, message))
+        if not errors:  # notifications alone
+            message = "Tollgate policy denied this request: " + "; ".join(exchange.deny_reasons)
+            errors.append(error_message(None, REFUSED_CODE, message))
+        answer_mcp(flow, exchange, 200, POLICY_DENIED, errors)
 
 
 def _client_waits(flow: http.HTTPFlow) -> bool:
@@ -635,10 +548,10 @@ def _exchange_of(flow: http.HTTPFlow) -> McpExchange | None:
     return exchange if isinstance(exchange, McpExchange) else None
 
 
-def _bearer(request: http.Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
+def _loaded(exchange: McpExchange) -> Loaded:
+    """The configuration a request runs under (`Mcp.request` sets it before its steps)."""
+    assert exchange.loaded is not None
+    return exchange.loaded
 
 
 async def _awaited(decision: Decision | Awaitable[Decision]) -> Decision:

@@ -101,7 +101,7 @@ class RealtimeSocket:
         charge: Callable[[Call], None],
     ) -> None:
         self.shared = shared
-        self._steps = steps  # what a response goes through: the audit gate, the limits
+        self._steps = steps  # what a response goes through: the audit gate, its key unexpired, the limits
         self._record = record  # the audit's: a refused response's record
         self._settle = settle  # the ledger's: a response's reservation settled (its usage is its session's)
         self._charge = charge  # the ledger's: a response refused once begun, charged what it uses
@@ -366,7 +366,7 @@ class RealtimeSocket:
         call = Call(route, s.host, "POST", s.path, loaded=self.shared.loaded or s.loaded)
         call.classification = Classification(REALTIME, s.classification.model, facts, OPENAI_API)
         who = s.caller
-        call.caller = Caller(who.client, who.groups, who.auth, who.identity)
+        call.caller = Caller(who.client, who.groups, who.auth, who.identity, key_expires=who.key_expires)
         call.answer.upstream_key, call.trace.context = s.answer.upstream_key, s.trace.context
         call.request.transport = "websocket"
         return call

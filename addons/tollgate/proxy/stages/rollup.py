@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mitmproxy import ctx, http
 
@@ -28,6 +28,9 @@ from tollgate.governance.rollup import Plan, RollupRule, Size, Summaries, plan, 
 from tollgate.proxy.flows import write_body
 from tollgate.proxy.state import Shared
 from tollgate.upstream import RESTING_STATUSES, Outgoing, Unreachable, credential_for, json_request, rest_key, send
+
+if TYPE_CHECKING:
+    from tollgate.proxy.runner import CallSteps
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +57,11 @@ def conversation(call: Call) -> tuple[str | None, dict[str, Any] | None]:
 
 
 class RollUp:
-    def __init__(
-        self, shared: Shared, translate: Callable[[http.HTTPFlow, Call, bool], tuple[str, str, str | None] | None]
-    ) -> None:
+    def __init__(self, shared: Shared, translated_anew: CallSteps[Call]) -> None:
         self.shared = shared
-        self._translate = translate  # `Translate.rewrite`: a routed call's rolled-up body translated anew
+        # What a routed call's rolled-up conversation goes through (the pipeline's `rolled_up`):
+        # written in its target's format anew.
+        self._translated_anew = translated_anew
         self._summaries: dict[RollupRule, Summaries] = {}  # a rule a reload keeps keeps its summaries
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> Any:
@@ -89,8 +92,8 @@ class RollUp:
         if rolled is None:
             return None
         if rolled.summary is not None:
-            self._apply(flow, call, body, rolled, rolled.summary, RolledUp(rolled.count, summarizer, cached=True))
-            return None
+            kept = RolledUp(rolled.count, summarizer, cached=True)
+            return self._apply(flow, call, body, rolled, rolled.summary, kept)
         return self._summarize(flow, call, body, rule, rolled, summaries)
 
     async def _summarize(
@@ -125,27 +128,25 @@ class RollUp:
             usage,
             time.time(),
         )
-        self._apply(flow, call, body, rolled, summary, RolledUp(rolled.count, summarizer, usage, cost))
+        rewritten = self._apply(flow, call, body, rolled, summary, RolledUp(rolled.count, summarizer, usage, cost))
+        if rewritten is not None:
+            await rewritten
 
     def _apply(
         self, flow: http.HTTPFlow, call: Call, body: dict[str, Any], rolled: Plan, summary: str, done: RolledUp
-    ) -> None:
+    ) -> Awaitable[None] | None:
         """The conversation rolled up into the request: the body as it is, or a routed call's
-        client's body translated anew. A fallback written anew from the client's request rolls it
-        up the same way (`Failover.rolled_up`)."""
+        client's body, then translated anew (`translated_anew`, which undoes the roll-up where it
+        cannot be). A fallback written anew from the client's request rolls it up the same way
+        (`Failover.rolled_up`)."""
         roll_up(body, rolled, summary)
-        if call.route.translated is None:
-            write_body(flow.request, call)
-        else:
-            translated, call.request.body = call.request.body, body
-            refusal = self._translate(flow, call, True)
-            if refusal is not None:  # the request as translated before, in full
-                logger.warning("Tollgate: a conversation was not rolled up: %s", refusal[1])
-                call.request.body = translated
-                return
         call.rolled_up = done
         if call.failover.client_request is not None:
             call.failover.rolled_up = (replace(rolled, earlier=None, turns=()), summary)
+        if call.route.translated is None:
+            write_body(flow.request, call)
+            return None
+        return self._translated_anew.run(flow, call)
 
 
 @dataclass(slots=True)

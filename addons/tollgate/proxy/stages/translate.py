@@ -44,11 +44,22 @@ class Translate:
             if error is not None:
                 call.answer.error = error
 
+    def again(self, flow: http.HTTPFlow, call: Call) -> None:
+        """A call step of a routed call whose conversation `RollUp` rolled up (the pipeline's
+        `rolled_up`): its client's body, rolled up, written in the target's format anew. Where it
+        cannot be, the request goes as translated before, in full, and the call is not rolled up:
+        a roll-up saves tokens, it is not a gate."""
+        translated, call.request.body = call.request.body, call.request.client_body
+        refusal = self.rewrite(flow, call, again=True)
+        if refusal is not None:
+            logger.warning("Tollgate: a conversation was not rolled up: %s", refusal[1])
+            call.request.body, call.rolled_up, call.failover.rolled_up = translated, None, None
+
     def rewrite(self, flow: http.HTTPFlow, call: Call, again: bool = False) -> tuple[str, str, str | None] | None:
         """The request of a call with a translation, written for its target's own API; else why it
-        cannot be (the refusal's reason and message, and the call's error): `handle` refuses it, a
-        fallback (`Fallback`) is skipped. `again`: the same call's request written anew (rolled
-        up), whose dropped fields were told already."""
+        cannot be (the refusal's reason and message, and the call's error): `handle` refuses it
+        (a fallback's is skipped then), `again` keeps the request as translated before. `again`:
+        the same call's request written anew (rolled up), whose dropped fields were told already."""
         translation = call.route.translated
         assert translation is not None
         request, c = flow.request, call.classification

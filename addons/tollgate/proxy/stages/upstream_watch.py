@@ -1,5 +1,5 @@
 """Upstream failures in the provider's own shape: 502 when unreachable, 504 when it does not
-answer within `providers.<name>.timeout`."""
+answer within `providers.<name>.timeout` (an MCP server: within its `timeout`)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from tollgate.governance.failover import (
     retry_statuses,
     status_condition,
 )
+from tollgate.governance.mcp import McpExchange
 from tollgate.proxy import patches
 from tollgate.proxy.flows import CLIENT_DISCONNECTED, call_of, refuse
 from tollgate.proxy.state import Shared
@@ -113,10 +114,11 @@ class UpstreamWatch:
             self._may_go_again(flow, call)
         self._start_clock(flow, settings.timeout, partial(_timed_out, call, settings.timeout))
 
-    def watch(self, flow: http.HTTPFlow, timeout: float, timed_out: Callable[[], None]) -> None:
-        """The clock for a flow that is no LLM call (an MCP server's): `timed_out()` is called just
-        before its `error` hook when its response headers have not come within `timeout`."""
-        self._start_clock(flow, timeout, timed_out)
+    def mcp(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
+        """A call step of an MCP server's request, last: the clock for the server's response
+        headers (its `timeout`). Run out, the request is marked timed out just before its `error`
+        hook, which answers it 504 (`Mcp.error`)."""
+        self._start_clock(flow, exchange.server.timeout, partial(_mcp_timed_out, exchange))
 
     def _start_clock(self, flow: http.HTTPFlow, timeout: float, timed_out: Callable[[], None]) -> None:
         self._deadlines[flow] = (time.monotonic() + timeout, timeout, timed_out)
@@ -307,6 +309,11 @@ def _request_sent(flow: http.HTTPFlow) -> None:
     call = call_of(flow)
     if call is not None:
         call.answer.request_sent = True
+
+
+def _mcp_timed_out(exchange: McpExchange) -> None:
+    exchange.timed_out = True
+    exchange.error = timeout_message(exchange.server.timeout)
 
 
 def _timed_out(call: Call, timeout: float) -> None:
