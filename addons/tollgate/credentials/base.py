@@ -41,11 +41,6 @@ class Applied:
     path: bytes | None = None  # another path to send it to (with its query), or None
 
 
-class CredentialUnavailable(Exception):
-    """The upstream credential could not be had (a credential chain failed to refresh): the call
-    is refused with this message."""
-
-
 class UpstreamCredential:
     """A credential for the upstream and how it goes into the request."""
 

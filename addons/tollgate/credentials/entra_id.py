@@ -15,7 +15,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from tollgate.credentials.base import Applied, CredentialUnavailable, RequestParts, UpstreamCredential
+from tollgate.credentials.base import Applied, RequestParts, UpstreamCredential
+from tollgate.credentials.errors import CredentialUnavailable
 from tollgate.fingerprint import fingerprint
 from tollgate.formats.raw_headers import Fields
 

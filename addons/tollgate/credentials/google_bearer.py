@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tollgate.credentials.base import Applied, CredentialUnavailable, RequestParts, UpstreamCredential
+from tollgate.credentials.base import Applied, RequestParts, UpstreamCredential
+from tollgate.credentials.errors import CredentialUnavailable
 from tollgate.fingerprint import fingerprint
 from tollgate.formats.raw_headers import Fields
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 
-from tollgate.credentials.base import CredentialUnavailable
+from tollgate.credentials.errors import CredentialUnavailable
 from tollgate.fingerprint import fingerprint
 
 DEFAULT_REST = 60.0

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote, unquote
 
 from tollgate.config_base import AwsCredentials
-from tollgate.credentials.base import Applied, CredentialUnavailable, RequestParts, UpstreamCredential
+from tollgate.credentials.base import Applied, RequestParts, UpstreamCredential
+from tollgate.credentials.errors import CredentialUnavailable
 from tollgate.fingerprint import fingerprint
 from tollgate.formats.raw_headers import Fields
 

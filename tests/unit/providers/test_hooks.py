@@ -20,7 +20,8 @@ from tests.support.aws import signed_over_authority
 from tollgate.config import OPENAI_COMPATIBLE_TARGETS, Config, ConfigError, parse_config
 from tollgate.config_base import ProviderConfig
 from tollgate.credentials import sigv4
-from tollgate.credentials.base import Applied, CredentialUnavailable, RequestParts
+from tollgate.credentials.base import Applied, RequestParts
+from tollgate.credentials.errors import CredentialUnavailable
 from tollgate.credentials.header_key import HeaderKey
 from tollgate.credentials.keypool import KeyPool
 from tollgate.credentials.sigv4 import SigV4Signature

@@ -13,7 +13,8 @@ from functools import partial
 from mitmproxy import http
 
 from tollgate.call import Call, Failure
-from tollgate.credentials.base import CredentialUnavailable, UpstreamCredential
+from tollgate.credentials.base import UpstreamCredential
+from tollgate.credentials.errors import CredentialUnavailable
 from tollgate.credentials.keypool import CircuitOpen, KeyPool, retry_after_seconds
 from tollgate.formats.raw_headers import decoded
 from tollgate.formats.refusals import CIRCUIT_OPEN, NO_UPSTREAM_CREDENTIAL

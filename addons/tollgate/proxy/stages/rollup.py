@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from mitmproxy import ctx, http
 
 from tollgate.call import Call, RolledUp
-from tollgate.credentials.base import CredentialUnavailable, UpstreamCredential
+from tollgate.credentials.base import UpstreamCredential
+from tollgate.credentials.errors import CredentialUnavailable
 from tollgate.formats import OPENAI_CHAT
 from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.formats.registry import wire_format
