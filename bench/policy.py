@@ -58,8 +58,9 @@ from bench.stream import loadavg, percentile, table, us  # noqa: E402
 
 from tollgate.call import Call, Route, Target  # noqa: E402
 from tollgate.formats.request_facts import Classification, RequestFacts  # noqa: E402
-from tollgate.governance.policy import POLICY_ERROR, Policy, policy_input  # noqa: E402
+from tollgate.governance.policy import POLICY_ERROR, Policy  # noqa: E402
 from tollgate.governance.policy_engine import ENGINE, engine_version  # noqa: E402
+from tollgate.governance.policy_input import policy_input  # noqa: E402
 
 EXAMPLES = ROOT / "docs" / "examples" / "policies"
 TARGET_P50_US = 500.0  # the target: p50 <= 0.5 ms per decision, for the example policies

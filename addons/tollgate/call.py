@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from tollgate.formats.request_facts import Classification
+from tollgate.governance.clients import Auth
 from tollgate.providers import PROVIDERS, Provider
 
 if TYPE_CHECKING:
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
     from tollgate.providers.base import UpstreamCredential
     from tollgate.records.ledger.store import Store
     from tollgate.runtime import Loaded
-
-Auth = Literal["virtual_key", "sigv4", "proxyauth", "jwt", "anonymous"]
 
 
 @dataclass(slots=True)

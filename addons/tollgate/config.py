@@ -28,11 +28,9 @@ from tollgate.governance.pricing import PriceRule
 from tollgate.governance.rollup import RollupRule, Summarizer
 from tollgate.host_globs import glob_pattern, globs_overlap
 from tollgate.providers import PROVIDERS, ConfiguredVendorSettings, provider_for
-from tollgate.records.auditlog import AuditConfig
 from tollgate.records.ledger.settings import LEDGER_FILE, LedgerConfig
 from tollgate.records.ledger.windows import WINDOWS
-from tollgate.records.metrics import MetricsConfig, listen_address
-from tollgate.records.traces import OtlpConfig
+from tollgate.records.settings import AuditConfig, MetricsConfig, OtlpConfig, listen_address
 
 __all__ = [  # the settings declared beside their concerns, named here too
     "CONFIGURED",

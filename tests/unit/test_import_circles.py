@@ -1,11 +1,12 @@
 """No import circle among the package's modules, read from their imports (`ast`, nothing imported).
 
 A circle is modules that each reach the others through their imports: which of them runs first
-then depends on which one something else imported first, and a name one takes from another may not
-be defined yet. What counts as an import here is what the interpreter runs:
+then depends on which one something else imported first, a name one takes from another may not be
+defined yet, and neither can be read without the other. Every import counts:
 
-- an import inside `if TYPE_CHECKING:` creates no circle: only type checkers read it;
-- an import inside a function does: it runs when the function is called;
+- one inside `if TYPE_CHECKING:` too: only type checkers run it, but the modules still need each
+  other to be understood (a record whose fields name the configuration, whose rules take the record);
+- one inside a function too: it runs when the function is called;
 - `from package import module` imports that module, not the package's other names;
 - a package's `__init__.py`, which runs before any module in it, is not an import of that module's
   own (a package that re-exports its modules is no circle)."""
@@ -18,16 +19,8 @@ from collections.abc import Iterator, Mapping
 from tests.unit.test_layers import is_module, module_name, modules
 
 
-def is_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
-
-
 def run_imports(path: str) -> set[str]:
-    """The modules of the package that the module at `path` imports when it runs, anywhere but
-    under `if TYPE_CHECKING:`."""
+    """The modules of the package that the module at `path` imports, wherever it does."""
     package = module_name(path).split(".")
     if not path.endswith("__init__.py"):
         package = package[:-1]
@@ -35,11 +28,7 @@ def run_imports(path: str) -> set[str]:
 
     def visit(node: ast.AST) -> None:
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and is_type_checking(child):
-                for other in child.orelse:
-                    visit_node(other)
-            else:
-                visit_node(child)
+            visit_node(child)
 
     def visit_node(node: ast.AST) -> None:
         if isinstance(node, ast.Import):
@@ -117,10 +106,10 @@ def test_the_finder_finds_circles() -> None:
     assert circles({"a": {"b"}, "b": set()}) == []
 
 
-def test_the_reading_counts_what_runs() -> None:
-    """Imports under TYPE_CHECKING are left out, those in functions kept, a package's modules
-    imported from it named as modules."""
-    assert "tollgate.runtime" not in run_imports("call.py")  # under TYPE_CHECKING
+def test_the_reading_counts_every_import() -> None:
+    """Imports under TYPE_CHECKING and in functions are kept, a package's modules imported from it
+    named as modules."""
+    assert "tollgate.runtime" in run_imports("call.py")  # under TYPE_CHECKING
     assert "tollgate.providers" in run_imports("call.py")
     assert "tollgate.records.ledger.sqlite_store" in run_imports("records/ledger/__init__.py")  # in a function
     vertex = run_imports("providers/vertex.py")  # from tollgate.providers import gemini, openai

@@ -15,7 +15,6 @@ from tollgate.governance.limits import (
     Estimate,
     Limits,
     adjustments,
-    attempt_used,
     batch_output,
     caps_of,
     charges,
@@ -28,9 +27,9 @@ from tollgate.governance.limits import (
     retry_after,
     subjects,
     usage_facts,
-    used,
 )
 from tollgate.governance.policy import usage_input
+from tollgate.governance.settlement import attempt_used, used
 from tollgate.providers import PROVIDERS
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tollgate.config import ConfigError, Override, parse_config
-from tollgate.governance.overrides import RuleBook, client_request, find_rule, fitted_for, routed_path
+from tollgate.governance.overrides import RuleBook, find_rule, fitted_for, routed_path
+from tollgate.governance.routes import client_request
 from tollgate.providers import PROVIDERS
 
 

@@ -27,16 +27,8 @@ from tollgate.cli.main import main
 from tollgate.config import Config, load_config
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.governance.jwt_identity import JwtIdentity
-from tollgate.governance.policy import (
-    INPUT_LAYOUT,
-    POLICY_ERROR,
-    Decision,
-    Policy,
-    PolicyError,
-    facts_read,
-    input_facts,
-    policy_input,
-)
+from tollgate.governance.policy import INPUT_LAYOUT, POLICY_ERROR, Decision, Policy, PolicyError, facts_read
+from tollgate.governance.policy_input import decide_call, decide_call_in_worker, input_facts, policy_input
 from tollgate.providers import PROVIDERS
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.runner import CallSteps
@@ -1355,7 +1347,7 @@ def runaway_policy(tmp_path: Path, timeout: float = LIMIT) -> Policy:
 
 
 async def in_worker(policy: Policy, call: Call) -> Decision:
-    decision = policy.decide_call_in_worker(call)
+    decision = decide_call_in_worker(policy, call)
     return decision if isinstance(decision, Decision) else await decision
 
 
@@ -1410,7 +1402,7 @@ def test_after_a_timeout_a_new_worker_decides_and_equal_inputs_hit_the_cache(tmp
                 ("gpt-4o!", Decision(("bad model name",))),
                 (PATHOLOGICAL, EXCEEDED),
             ):
-                assert policy.decide_call_in_worker(model_call(model, messages=3)) == decision
+                assert decide_call_in_worker(policy, model_call(model, messages=3)) == decision
         finally:
             await policy.aclose()
 
@@ -1803,15 +1795,15 @@ def test_a_call_is_decided_on_its_input_document_and_equal_calls_once(tmp_path: 
         call_of("openai", "POST", "/v1/chat/completions", {"model": "gpt-4o", "max_tokens": 11}),
         call_of("openai", "POST", "/v1/chat/completions", {"model": "gpt-4o", "max_tokens": 1}, groups=("support",)),
     )
-    decisions = [policy.decide_call(c).deny_reasons for c in (big, small, big, small)]
+    decisions = [decide_call(policy, c).deny_reasons for c in (big, small, big, small)]
     assert decisions == [("big", "research"), (), ("big", "research"), ()]
     assert calls == [policy_input(big), policy_input(small)]
     # A fact no rule reads makes no other decision; a fact one reads does.
     small.route.target = Target("openai", "gpt-4o-mini")
-    assert policy.decide_call(small).allowed
+    assert decide_call(policy, small).allowed
     assert len(calls) == 2
     small.caller.groups = ("research",)
-    assert policy.decide_call(small).deny_reasons == ("research",)
+    assert decide_call(policy, small).deny_reasons == ("research",)
     assert len(calls) == 3 and calls[-1]["model"] == "gpt-4o-mini"
 
 
@@ -1823,9 +1815,9 @@ def test_the_overrides_model_is_read_by_a_policy_that_reads_the_model(tmp_path: 
     policy = Policy([path])
     calls = evaluations(policy)
     call = call_of("openai", "POST", "/v1/chat/completions", {"model": "gpt-4o", "max_tokens": 1})
-    assert policy.decide_call(call).allowed
+    assert decide_call(policy, call).allowed
     call.route.target = Target("openai", "gpt-4o-mini")
-    assert policy.decide_call(call).deny_reasons == ("mini",)
+    assert decide_call(policy, call).deny_reasons == ("mini",)
     assert [c["model"] for c in calls] == ["gpt-4o", "gpt-4o-mini"]
 
 
@@ -2005,7 +1997,7 @@ def test_a_cached_decision_is_the_decision_evaluated_anew(calls: list[dict]) -> 
                 groups=facts["groups"],
                 model=facts["override"],
             )
-            assert policy.decide_call(call) == policy._evaluate(policy_input(call))
+            assert decide_call(policy, call) == policy._evaluate(policy_input(call))
 
 
 def test_a_policy_that_reads_the_clock_is_evaluated_every_time(tmp_path: Path) -> None:
@@ -2030,15 +2022,15 @@ def test_jwt_claims_example_decides_on_a_claim() -> None:
     policy = example(JWT_CLAIMS)
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
     read_only = call_of("openai", "POST", "/v1/chat/completions", body, claims={"sub": "a", "agent_role": "read-only"})
-    assert policy.decide_call(read_only).deny_reasons == ("agent role read-only may not call chat.completions",)
+    assert decide_call(policy, read_only).deny_reasons == ("agent role read-only may not call chat.completions",)
     listing = call_of("openai", "GET", "/v1/models", None, claims={"sub": "a", "agent_role": "read-only"})
-    assert policy.decide_call(listing).allowed
+    assert decide_call(policy, listing).allowed
     writer = call_of("openai", "POST", "/v1/chat/completions", body, claims={"sub": "a", "agent_role": "writer"})
-    assert policy.decide_call(writer).allowed
+    assert decide_call(policy, writer).allowed
     branch = call_of(
         "openai", "POST", "/v1/chat/completions", body, issuer=GITHUB, claims={"sub": "repo:x", "ref": "refs/heads/dev"}
     )
-    assert policy.decide_call(branch).deny_reasons == (
+    assert decide_call(policy, branch).deny_reasons == (
         "workflows may call only from refs/heads/main, not refs/heads/dev",
     )
     main = call_of(
@@ -2049,10 +2041,10 @@ def test_jwt_claims_example_decides_on_a_claim() -> None:
         issuer=GITHUB,
         claims={"sub": "repo:x", "ref": "refs/heads/main"},
     )
-    assert policy.decide_call(main).allowed
+    assert decide_call(policy, main).allowed
     # Callers identified otherwise have no input.identity: neither rule applies.
     assert "identity" not in policy_input(call_of("openai", "POST", "/v1/chat/completions", body))
-    assert policy.decide_call(call_of("openai", "POST", "/v1/chat/completions", body)).allowed
+    assert decide_call(policy, call_of("openai", "POST", "/v1/chat/completions", body)).allowed
 
 
 def test_a_rule_on_claims_reads_the_identity_fact() -> None:
@@ -2088,7 +2080,7 @@ def test_a_cached_decision_on_claims_is_the_decision_evaluated_anew(calls: list[
             method = "GET" if facts["endpoint"] == "/v1/models" else "POST"
             body = {"model": "gpt-4o", "messages": []} if method == "POST" else None
             call = call_of("openai", method, facts["endpoint"], body, claims=facts["claims"], issuer=facts["issuer"])
-            assert policy.decide_call(call) == policy._evaluate(policy_input(call))
+            assert decide_call(policy, call) == policy._evaluate(policy_input(call))
 
 
 def test_cli_names_what_the_policy_reads_that_the_input_lacks(tmp_path: Path, capsys) -> None:

@@ -6,7 +6,8 @@ from tollgate.call import Answer, Call, Route, Target
 from tollgate.config import parse_config
 from tollgate.formats.request_facts import Classification
 from tollgate.formats.usage import Usage
-from tollgate.governance.limits import Estimate, token_count, used
+from tollgate.governance.limits import Estimate
+from tollgate.governance.settlement import token_count, used
 from tollgate.records.audit_record import audit_record
 from tollgate.runtime import Loaded
 

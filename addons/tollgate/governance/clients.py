@@ -9,17 +9,28 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from tollgate.call import Auth
 from tollgate.config_base import Strict
-from tollgate.governance.jwt_identity import looks_like_jwt
+from tollgate.governance.jwt_identity import IdentityConfig, looks_like_jwt
 from tollgate.providers.base import Presented
 
-if TYPE_CHECKING:
-    from tollgate.config import Config
+# How a caller was identified (`Caller.auth`, the audit's and the policy's `auth`).
+Auth = Literal["virtual_key", "sigv4", "proxyauth", "jwt", "anonymous"]
+
+
+class ClientSettings(Protocol):
+    """What the directory reads of the configuration (`config.Config`)."""
+
+    @property
+    def clients(self) -> tuple[Client, ...]: ...
+    @property
+    def identity(self) -> IdentityConfig: ...
+    @property
+    def anonymous_allowed(self) -> bool: ...
+
 
 # Keys expiring within this many seconds are named on the console at start-up and at each reload.
 EXPIRY_NOTICE_S = 7 * 86400
@@ -148,7 +159,7 @@ def _utc(seconds: float) -> str:
 
 
 class Directory:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: ClientSettings) -> None:
         self._anonymous_allowed = config.anonymous_allowed
         self._by_name = {c.name: c for c in config.clients}
         # Callers by virtual key, made once. A dict compares a presented key with a stored one only
@@ -228,7 +239,7 @@ def _seconds(moment: datetime | None) -> float | None:
     return None if moment is None else moment.timestamp()
 
 
-def expiry_notices(config: Config, now: float, within: float = EXPIRY_NOTICE_S) -> list[str]:
+def expiry_notices(config: ClientSettings, now: float, within: float = EXPIRY_NOTICE_S) -> list[str]:
     """What the console says of the virtual keys that have expired or expire within `within`
     seconds of `now`: each named by its place in the file (`clients.0.keys.1`) and its client,
     never by the key."""

@@ -28,7 +28,7 @@ from tollgate.governance.policy_engine import POLICY_ERROR, Decision, PolicyErro
 from tollgate.governance.policy_worker import CHECK_COMMAND, PolicyWorker, WorkerUnavailable
 
 if TYPE_CHECKING:
-    from tollgate.call import Call
+    pass
 
 CACHE_SIZE = 4096
 TIMEOUT = 1.0  # seconds an evaluation may take; `policy.timeout`
@@ -119,22 +119,14 @@ class Policy:
         """The decision on any input document, evaluated in this process without a time limit."""
         return self._cached(json.dumps(document, separators=(",", ":")), lambda: document)
 
-    def decide_call(self, call: Call) -> Decision:
-        """The decision on a call (`tollgate.call.Call`), in this process: its input document is
-        built only when the same facts have not been decided before."""
-        return self.decide_facts(input_facts(call))
-
     def decide_facts(self, facts: tuple[Any, ...]) -> Decision:
-        """The decision on a call's facts (`input_facts`), in this process, cached as the proxy's are."""
+        """The decision on a call's facts (`policy_input.input_facts`), in this process, cached as the
+        proxy's are."""
         return self._cached(self._key(facts), lambda: input_document(facts))
 
-    def decide_call_in_worker(self, call: Call) -> Decision | Awaitable[Decision]:
-        """The decision on a call as the proxy makes it: a cached one at once; else an awaitable
-        evaluation in the worker process, within the time limit."""
-        return self.decide_facts_in_worker(input_facts(call))
-
     def decide_facts_in_worker(self, facts: tuple[Any, ...]) -> Decision | Awaitable[Decision]:
-        """`decide_call_in_worker` on a call's facts (`input_facts`)."""
+        """The decision on a call's facts (`policy_input.input_facts`) as the proxy makes it: a cached
+        one at once; else an awaitable evaluation in the worker process, within the time limit."""
         cache = self._cache
         if cache is None:
             return self._in_worker(None, input_document(facts))
@@ -240,25 +232,6 @@ def _mtime(path: Path) -> int | None:
         return os.stat(path).st_mtime_ns
     except OSError:
         return None
-
-
-def input_facts(call: Call) -> tuple[Any, ...]:
-    """Everything a call's input document holds, in `input_document`'s order: a cache key."""
-    c = call.classification
-    f = c.facts
-    model = call.target_model
-    # What the request uses that Tollgate cannot read (a stored prompt…) is unread too.
-    unread = c.unread + f.unread if f.unread else c.unread
-    who, route = call.caller, call.route
-    requested = route.requested.model
-    if requested is not None and call.registry[route.requested.provider].models_ignore_case:
-        requested = requested.lower()  # Azure's deployments: `GPT-4o` is `gpt-4o`
-    return (
-        who.client, tuple(who.groups), who.auth, route.target.provider, call.host, call.method, call.path, c.endpoint,
-        requested, model, f.message_count, f.has_system, f.has_tools, f.stream, f.max_tokens, unread,
-        who.identity, call.ledger.usage_counters, f.service_tier, f.speed, f.batch, f.mcp_servers, c.publisher,
-        call.failover.fallback_of,
-    )  # fmt: skip
 
 
 # Where `input_document` puts each of `input_facts`: a leaf is the fact's index.
@@ -409,8 +382,3 @@ def usage_input(counters: tuple[tuple[str, str, str, int, int, str], ...]) -> di
             entry = {"used": used, "limit": cap}
         usage.setdefault(label, {}).setdefault(subject, {})[field] = entry
     return usage
-
-
-def policy_input(call: Call) -> dict[str, Any]:
-    """The `input` a policy gets for a call record (`tollgate.call.Call`)."""
-    return input_document(input_facts(call))

@@ -28,12 +28,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 import structlog
 
-from tollgate.config_base import Strict
 from tollgate.records.audit_record import utc_timestamp
 
 logger = logging.getLogger(__name__)
@@ -58,14 +57,6 @@ MAX_HELD = 100_000
 _CHUNK = 1 << 20  # bytes per write of held records: a failure part-way keeps what was written
 
 _FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-
-
-class AuditConfig(Strict):
-    """`audit:` where the records go (a file, or `-`: standard output), and whether Tollgate asks an
-    OpenAI stream for the usage its client did not ask for (`inject`) or only reads what it reports."""
-
-    path: str = "audit.jsonl"
-    stream_usage: Literal["passive", "inject"] = "inject"
 
 
 @functools.cache

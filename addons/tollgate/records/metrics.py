@@ -21,13 +21,11 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
-from pydantic import Field, field_validator
 
 from tollgate.call import Call
-from tollgate.config_base import Strict
 from tollgate.providers import semconv_name
 from tollgate.records.auditlog import instance_name, tollgate_version
-from tollgate.records.traces import OtlpConfig, operation_name
+from tollgate.records.traces import operation_name
 from tollgate.shape_memo import ShapeMemo
 
 if TYPE_CHECKING:
@@ -43,29 +41,6 @@ DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 # A policy evaluation in the worker: a few hundred µs, up to the policy's time limit (1 s by default).
 POLICY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-
-
-class MetricsConfig(Strict):
-    """`metrics:` Prometheus metrics and OpenTelemetry traces of the calls (both off by default)."""
-
-    listen: str | None = None  # host:port where /metrics is served, e.g. 127.0.0.1:9464
-    # Label values kept per label before the rest are counted as "other": clients and models are
-    # named by callers, and each new value is a new time series.
-    max_label_values: int = Field(default=200, ge=1)
-    otlp: OtlpConfig | None = None  # else from OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT, when set
-
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, value: str | None) -> str | None:
-        return None if value is None else listen_address(value)
-
-
-def listen_address(value: str) -> str:
-    """`value` when it is a `host:port` to serve on; else ValueError saying what it should be."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError("must be host:port, e.g. 127.0.0.1:9464")
-    return value
 
 
 GEN_AI = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model")

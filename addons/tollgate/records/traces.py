@@ -17,11 +17,9 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
-
-from tollgate.config_base import Strict, base_url
 from tollgate.providers import semconv_name
 from tollgate.records.auditlog import instance_name
+from tollgate.records.settings import DEFAULT_SERVICE_NAME, OtlpConfig
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -30,19 +28,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SERVICE_NAME = "tollgate"
 TRACES_PATH = "/v1/traces"
 SHUTDOWN_SECONDS = 5.0  # at most, to export what is queued when Tollgate stops or a reload drops the exporter
-
-
-class OtlpConfig(Strict):
-    """`metrics.otlp`: where spans go, over OTLP/HTTP (protobuf)."""
-
-    endpoint: str  # e.g. http://127.0.0.1:4318 (spans are posted to <endpoint>/v1/traces)
-    headers: dict[str, str] = Field(default_factory=dict, repr=False)  # e.g. an API key of the collector
-    service_name: str = Field(default=DEFAULT_SERVICE_NAME, min_length=1)
-
-    _endpoint = field_validator("endpoint")(classmethod(lambda cls, value: base_url(value)))
 
 
 # Tollgate's endpoint names (docs/policy.md) as the GenAI conventions name the operation; an

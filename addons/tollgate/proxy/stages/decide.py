@@ -17,6 +17,7 @@ from mitmproxy import http
 from tollgate.call import Call
 from tollgate.formats.refusals import MINTS_CREDENTIAL, POLICY_DENIED
 from tollgate.governance.policy import Decision, Policy, PolicyError
+from tollgate.governance.policy_input import decide_call_in_worker
 from tollgate.proxy.flows import refuse
 from tollgate.proxy.state import Shared
 
@@ -46,7 +47,7 @@ class Decide:
         policy = call.loaded.policy
         if policy is None:
             return None
-        decision = policy.decide_call_in_worker(call)
+        decision = decide_call_in_worker(policy, call)
         if type(decision) is Decision:
             self._apply(flow, call, decision)
             return None
@@ -58,7 +59,7 @@ class Decide:
         policy = call.loaded.policy
         if policy is None:
             return None
-        decision = policy.decide_call_in_worker(call)
+        decision = decide_call_in_worker(policy, call)
         if type(decision) is Decision:
             _deny_fallback(flow, call, decision)
             return None

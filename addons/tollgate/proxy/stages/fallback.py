@@ -25,8 +25,9 @@ from tollgate.formats.json_codec import encode_json, read_request_json
 from tollgate.formats.raw_headers import header_index, with_header
 from tollgate.formats.refusals import BAD_REQUEST
 from tollgate.governance.limits import Estimate, Reserved, adjustments
-from tollgate.governance.overrides import fallback_route, fitted_for, translation_for
+from tollgate.governance.overrides import fitted_for
 from tollgate.governance.rollup import roll_up
+from tollgate.governance.routes import fallback_route, translation_for
 from tollgate.proxy.flows import CALL, call_of, provider_of, refuse
 from tollgate.proxy.state import Shared
 

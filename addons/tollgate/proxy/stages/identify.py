@@ -11,10 +11,10 @@ from weakref import WeakKeyDictionary
 
 from mitmproxy import http
 
-from tollgate.call import Auth, Call
+from tollgate.call import Call
 from tollgate.credentials.sigv4 import UNKNOWN_KEY, SignatureError, signing_key_id
 from tollgate.formats.refusals import INVALID_SIGNATURE, UNAUTHENTICATED
-from tollgate.governance.clients import Expired, Token
+from tollgate.governance.clients import Auth, Expired, Token
 from tollgate.governance.jwt_identity import MALFORMED, UNKNOWN_ISSUER, JwtIdentity, JwtRejected, looks_like_jwt
 from tollgate.governance.mcp import McpExchange, session_owner
 from tollgate.governance.redaction import credential_positions

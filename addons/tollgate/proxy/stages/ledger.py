@@ -26,7 +26,6 @@ from tollgate.governance.limits import (
     Estimate,
     Reserved,
     adjustments,
-    attempt_used,
     batch_output,
     charges,
     counters,
@@ -36,15 +35,14 @@ from tollgate.governance.limits import (
     held_input_bound,
     refusal_message,
     retry_after,
-    spends_nothing,
     unenforceable,
     unenforceable_message,
     unenforceable_reason,
     usage_facts,
-    used,
 )
 from tollgate.governance.max_output import max_output_tokens
 from tollgate.governance.pricing import MIXED_MODALITY_ENDPOINTS, cost_nanousd
+from tollgate.governance.settlement import attempt_used, spends_nothing, used
 from tollgate.proxy.flows import call_of, refuse
 from tollgate.proxy.state import Shared
 from tollgate.records.ledger.store import Charge, Reservation, Store, StoreError

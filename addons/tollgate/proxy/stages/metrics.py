@@ -23,8 +23,9 @@ from tollgate.call import Call
 from tollgate.config import Config, ConfigError
 from tollgate.proxy.health import LOOP_TIMEOUT, Health, WsgiApp, serve, with_health
 from tollgate.proxy.state import Shared
-from tollgate.records.metrics import MetricSet, listen_address
+from tollgate.records.metrics import MetricSet
 from tollgate.records.multiprocess import DIRECTORY_ENV, SharedFiles, host_registry, usable_directory
+from tollgate.records.settings import listen_address
 
 logger = logging.getLogger(__name__)
 

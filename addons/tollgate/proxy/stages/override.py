@@ -7,14 +7,8 @@ from __future__ import annotations
 from mitmproxy import http
 
 from tollgate.call import Call, Target
-from tollgate.governance.overrides import (
-    client_request,
-    fitted_for,
-    own_api_path,
-    route_api,
-    routed_path,
-    translation_for,
-)
+from tollgate.governance.overrides import fitted_for, route_api, routed_path
+from tollgate.governance.routes import client_request, own_api_path, translation_for
 from tollgate.providers import Provider
 from tollgate.proxy.flows import provider_of, write_body
 from tollgate.proxy.state import Shared

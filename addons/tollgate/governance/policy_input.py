@@ -1,0 +1,48 @@
+"""A call as its policy sees it: the facts of its `input` document (`input_facts`, the decisions'
+cache key), the document itself, and the decision on a call (`decide_call`, `decide_call_in_worker`).
+Plain logic, no mitmproxy."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any
+
+from tollgate.call import Call
+from tollgate.governance.policy import Policy, input_document
+from tollgate.governance.policy_engine import Decision
+
+
+def decide_call(policy: Policy, call: Call) -> Decision:
+    """The decision on a call, in this process: its input document is built only when the same
+    facts have not been decided before."""
+    return policy.decide_facts(input_facts(call))
+
+
+def decide_call_in_worker(policy: Policy, call: Call) -> Decision | Awaitable[Decision]:
+    """The decision on a call as the proxy makes it: a cached one at once; else an awaitable
+    evaluation in the worker process, within the time limit."""
+    return policy.decide_facts_in_worker(input_facts(call))
+
+
+def input_facts(call: Call) -> tuple[Any, ...]:
+    """Everything a call's input document holds, in `input_document`'s order: a cache key."""
+    c = call.classification
+    f = c.facts
+    model = call.target_model
+    # What the request uses that Tollgate cannot read (a stored prompt…) is unread too.
+    unread = c.unread + f.unread if f.unread else c.unread
+    who, route = call.caller, call.route
+    requested = route.requested.model
+    if requested is not None and call.registry[route.requested.provider].models_ignore_case:
+        requested = requested.lower()  # Azure's deployments: `GPT-4o` is `gpt-4o`
+    return (
+        who.client, tuple(who.groups), who.auth, route.target.provider, call.host, call.method, call.path, c.endpoint,
+        requested, model, f.message_count, f.has_system, f.has_tools, f.stream, f.max_tokens, unread,
+        who.identity, call.ledger.usage_counters, f.service_tier, f.speed, f.batch, f.mcp_servers, c.publisher,
+        call.failover.fallback_of,
+    )  # fmt: skip
+
+
+def policy_input(call: Call) -> dict[str, Any]:
+    """The `input` a policy gets for a call record (`tollgate.call.Call`)."""
+    return input_document(input_facts(call))
