@@ -1,0 +1,108 @@
+"""Finding a set of detectors' matches in a text: their anchors found in one pass, each detector's
+exact pattern run only in the windows around its anchors.
+
+The pass is Hyperscan's (vectorscan, through the `hyperscan` package) where it is installed: every
+anchor of every detector in one database, the text read once at some GB/s. Without it, Python's
+`re` finds each anchor in turn: the same matches, slower (docs/performance.md, "Guardrails").
+A detector without anchors (a custom `regex`) is run over the whole text."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tollgate.governance.guardrails.detectors import Detector
+
+try:
+    import hyperscan
+
+    HYPERSCAN = True
+except ImportError:  # no wheel for this platform: pyproject.toml installs it where there is one
+    HYPERSCAN = False
+Found = tuple[str, int, int]  # kind, start, end in the text
+Anchors = list[list[tuple[int, int]]]  # per detector, where its anchors matched (start, end)
+
+
+class Engine:
+    """The detectors of one configuration's rules, compiled once; `find` is called per body."""
+
+    def __init__(self, detectors: Sequence[Detector], use_hyperscan: bool | None = None) -> None:
+        self.detectors = tuple(detectors)
+        self.whole = tuple(d for d in self.detectors if not d.anchors)
+        anchored = [(i, a) for i, d in enumerate(self.detectors) for a in d.anchors]
+        self.uses_hyperscan = bool(anchored) and (HYPERSCAN if use_hyperscan is None else use_hyperscan)
+        self.anchors: Callable[[bytes], Anchors]
+        if not anchored:
+            self.anchors = lambda data: [[] for _ in self.detectors]
+        elif self.uses_hyperscan:
+            self.anchors = _hyperscan_anchors(len(self.detectors), anchored)
+        else:
+            self.anchors = _python_anchors(len(self.detectors), anchored)
+
+    def find(self, data: bytes) -> set[Found]:
+        """Every detector's matches in `data`: (kind, start, end), each once."""
+        found: set[Found] = set()
+        for detector, anchors in zip(self.detectors, self.anchors(data), strict=True):
+            if anchors:
+                anchors.sort()
+                found.update((detector.kind, s, e) for s, e in detector.around(data, anchors))
+        for detector in self.whole:
+            found.update((detector.kind, s, e) for s, e in detector.find(data, 0, len(data)))
+        return found
+
+
+def _python_anchors(count: int, anchored: list[tuple[int, bytes]]) -> Callable[[bytes], Anchors]:
+    # One search per anchor: a literal alone is what `re` searches fastest (its prefix scan).
+    owners = _owners(anchored)
+    compiled = [(re.compile(expression), detectors) for expression, detectors in owners.items()]
+
+    def anchors(data: bytes) -> Anchors:
+        out: Anchors = [[] for _ in range(count)]
+        for pattern, detectors in compiled:
+            spans = [m.span() for m in pattern.finditer(data)]
+            for i in detectors:
+                out[i].extend(spans)
+        return out
+
+    return anchors
+
+
+def _owners(anchored: list[tuple[int, bytes]]) -> dict[bytes, list[int]]:
+    """Each anchor once, with the detectors it is an anchor of (detectors share some)."""
+    owners: dict[bytes, list[int]] = {}
+    for i, expression in anchored:
+        owners.setdefault(expression, []).append(i)
+    return owners
+
+
+def _hyperscan_anchors(count: int, anchored: list[tuple[int, bytes]]) -> Callable[[bytes], Anchors]:
+    owners = list(_owners(anchored).items())
+    database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    # Hyperscan takes letter case as a flag, not inline; and where a match starts, when asked.
+    database.compile(
+        expressions=[expression.removeprefix(b"(?i)") for expression, _ in owners],
+        ids=list(range(len(owners))),
+        elements=len(owners),
+        flags=[
+            hyperscan.HS_FLAG_SOM_LEFTMOST | (hyperscan.HS_FLAG_CASELESS if e.startswith(b"(?i)") else 0)
+            for e, _ in owners
+        ],
+    )
+    detectors_of = [detectors for _, detectors in owners]
+
+    def anchors(data: bytes) -> Anchors:
+        out: Anchors = [[] for _ in range(count)]
+        found: list[tuple[int, int, int]] = []
+        add = found.append
+
+        def on_match(id_: int, start: int, end: int, flags: int, context: Any) -> None:
+            add((id_, start, end))
+
+        database.scan(data, match_event_handler=on_match)
+        for id_, start, end in found:
+            for i in detectors_of[id_]:
+                out[i].append((start, end))
+        return out
+
+    return anchors
