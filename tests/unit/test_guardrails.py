@@ -202,9 +202,14 @@ def test_plain_text_is_read_as_it_is(default: Guardrails) -> None:
     assert finding.start == body.index(b"jane")
 
 
-def test_numbers_outside_strings_and_json_keys(default: Guardrails) -> None:
-    body = json.dumps({EMAIL: 1}).encode()
-    assert kinds(default.scan_all(body)) == {"pii.email": 1}
+def test_numbers_outside_strings_are_not_read_and_keys_are(default: Guardrails) -> None:
+    card = SAMPLES["pii.payment_card"][0].replace(" ", "")
+    body = json.dumps({EMAIL: 1, "n": int(card), "list": [int(card)], "s": card}).encode()
+    scan = default.scan_all(body)
+    assert kinds(scan) == {"pii.email": 1, "pii.payment_card": 1}
+    redacted, count = scan.redact(body)
+    assert count == 2 and json.loads(redacted)["s"] == "[REDACTED:pii.payment_card]"
+    assert default.scan_all(card.encode(), is_json=False).counts() == {"pii.payment_card": 1}
 
 
 # -- redaction --------------------------------------------------------------------------------------------------

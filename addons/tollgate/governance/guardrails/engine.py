@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tollgate.governance.guardrails import text
 from tollgate.governance.guardrails.detectors import Detector
 
 try:
@@ -25,28 +26,40 @@ Anchors = list[list[tuple[int, int]]]  # per detector, where its anchors matched
 
 
 class Engine:
-    """The detectors of one configuration's rules, compiled once; `find` is called per body."""
+    """The detectors of one configuration's rules, compiled once; `scan` is called per body. The
+    escapes `text.read` decodes are one more anchor of the same pass: a body without them (most)
+    is read as it is, in one pass; a body with them is read again, decoded."""
 
-    def __init__(self, detectors: Sequence[Detector], use_hyperscan: bool | None = None) -> None:
+    def __init__(
+        self, detectors: Sequence[Detector], use_hyperscan: bool | None = None, every_escape: bool = False
+    ) -> None:
         self.detectors = tuple(detectors)
+        self.every_escape = every_escape
         self.whole = tuple(d for d in self.detectors if not d.anchors)
         anchored = [(i, a) for i, d in enumerate(self.detectors) for a in d.anchors]
-        self.uses_hyperscan = bool(anchored) and (HYPERSCAN if use_hyperscan is None else use_hyperscan)
-        self.anchors: Callable[[bytes], Anchors]
-        if not anchored:
-            self.anchors = lambda data: [[] for _ in self.detectors]
-        elif self.uses_hyperscan:
-            self.anchors = _hyperscan_anchors(len(self.detectors), anchored)
-        else:
-            self.anchors = _python_anchors(len(self.detectors), anchored)
+        anchored.append((len(self.detectors), text.escapes(every_escape)))
+        self.uses_hyperscan = HYPERSCAN if use_hyperscan is None else use_hyperscan
+        make = _hyperscan_anchors if self.uses_hyperscan else _python_anchors
+        self.anchors: Callable[[bytes], Anchors] = make(len(self.detectors) + 1, anchored)
 
-    def find(self, data: bytes) -> set[Found]:
-        """Every detector's matches in `data`: (kind, start, end), each once."""
+    def scan(self, body: bytes, is_json: bool = True) -> tuple[text.Text, set[Found]]:
+        """What the detectors read of `body`, and their matches in it: (kind, start, end), each once."""
+        anchors = self.anchors(body)
+        escaped = anchors.pop()
+        read = text.Text(body, body)
+        if is_json and escaped:
+            read = text.read(body, is_json, self.every_escape)
+            if read.data is not body:
+                anchors = self.anchors(read.data)
+                anchors.pop()
+        return read, self._found(read.data, anchors)
+
+    def _found(self, data: bytes, anchors: Anchors) -> set[Found]:
         found: set[Found] = set()
-        for detector, anchors in zip(self.detectors, self.anchors(data), strict=True):
-            if anchors:
-                anchors.sort()
-                found.update((detector.kind, s, e) for s, e in detector.around(data, anchors))
+        for detector, at in zip(self.detectors, anchors, strict=True):
+            if at:
+                at.sort()
+                found.update((detector.kind, s, e) for s, e in detector.around(data, at))
         for detector in self.whole:
             found.update((detector.kind, s, e) for s, e in detector.find(data, 0, len(data)))
         return found

@@ -83,7 +83,6 @@ class Guardrails:
     ) -> None:
         self.rules = tuple(_Compiled(r, frozenset(r.kinds)) for r in rules)
         own = detectors.own_keys(own_keys, own_key_digests)
-        self._keys = Engine(own, use_hyperscan)
         found: list[detectors.Detector] = list(own)
         custom: dict[str, detectors.Detector] = {}
         for rule in self.rules:
@@ -95,9 +94,10 @@ class Guardrails:
         kinds = {k for rule in self.rules for k in rule.kinds}
         found += detectors.builtin(kinds)
         found += custom.values()
-        self._all = Engine(found, use_hyperscan) if self.rules else self._keys
         # A detector that matches beyond ASCII reads every \uXXXX escape decoded.
-        self._every_escape = not all(d.pattern.pattern.isascii() for d in found)
+        every_escape = not all(d.pattern.pattern.isascii() for d in found)
+        self._keys = Engine(own, use_hyperscan, every_escape)
+        self._all = Engine(found, use_hyperscan, every_escape) if self.rules else self._keys
 
     @classmethod
     def of(cls, config: Config, use_hyperscan: bool | None = None) -> Guardrails:
@@ -128,8 +128,9 @@ class Guardrails:
     def _scan(self, body: bytes, applying: list[_Compiled], is_json: bool) -> Scan:
         unread: Literal["deny", "allow"] = "deny" if any(r.rule.unread == "deny" for r in applying) else "allow"
         engine = self._all if applying else self._keys
-        read = text.read(body, is_json, self._every_escape)
-        found = engine.find(read.data)
+        if not engine.detectors:  # no rules apply and Tollgate holds no key: nothing to look for
+            return Scan((), unread)
+        read, found = engine.scan(body, is_json)
         if not found:
             return Scan((), unread)
         action: dict[str, str] = {detectors.OWN_KEYS: "deny"}
@@ -141,9 +142,24 @@ class Guardrails:
         for kind, s, e in _once(found):
             if kind in action:
                 start, end = read.to_body(s, e)
-                findings.append(Finding(kind, start, end, action[kind]))
+                if not (is_json and _json_number(body, start, end)):
+                    findings.append(Finding(kind, start, end, action[kind]))
         findings.sort(key=lambda f: (f.start, f.end, f.kind))
         return Scan(tuple(findings), unread)
+
+
+_STRUCTURE_BEFORE = frozenset(b":,[")
+_STRUCTURE_AFTER = frozenset(b",]}")
+
+
+def _json_number(body: bytes, start: int, end: int) -> bool:
+    """Whether the span is a number of the JSON outside any string (a card number sent as one):
+    no text the detectors read, and nothing a placeholder could replace."""
+    if not body[start:end].isdigit():
+        return False
+    before = body[max(0, start - 64) : start].rstrip()[-1:]
+    after = body[end : end + 64].lstrip()[:1]
+    return (not before or before[0] in _STRUCTURE_BEFORE) and (not after or after[0] in _STRUCTURE_AFTER)
 
 
 def _once(found: set[Found]) -> Iterator[Found]:

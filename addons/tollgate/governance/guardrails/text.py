@@ -26,6 +26,11 @@ _HIDING = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{
 _BACKSLASH = ord("\\")
 
 
+def escapes(every_escape: bool) -> bytes:
+    """The pattern of the escapes `read` decodes: a body without them is read as it is written."""
+    return (_HIDING if every_escape else _HIDING_ASCII).pattern
+
+
 @dataclass(frozen=True, slots=True)
 class Text:
     """The bytes the detectors read (`data`) and where they come from in `body`: each escape read
@@ -63,12 +68,7 @@ def read(body: bytes, is_json: bool = True, every_escape: bool = False) -> Text:
     separator) unless `every_escape` (a custom detector's pattern or term, or a key, is not ASCII)."""
     if not is_json:
         return Text(body, body)
-    if every_escape:
-        hiding = _HIDING
-    elif b"\\u00" in body or b"\\/" in body:  # two literal searches: much faster than the pattern's
-        hiding = _HIDING_ASCII
-    else:
-        return Text(body, body)
+    hiding = _HIDING if every_escape else _HIDING_ASCII
     m = hiding.search(body)
     if m is None:
         return Text(body, body)
