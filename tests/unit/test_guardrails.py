@@ -196,6 +196,16 @@ def test_a_token_after_an_escaped_newline_is_found(default: Guardrails) -> None:
     assert body_of(EMAIL)[:0] == b"" and email[finding.start : finding.end] == EMAIL.encode()
 
 
+def test_a_control_characters_escape_separates_as_the_character(default: Guardrails) -> None:
+    token = crc_token("gh" + "p_")
+    key = pem("ec")
+    body = body_of(f"\x1b{token}\x1b[0m {EMAIL}\x00\n" + key.replace("\n", "\x0b"))
+    assert b"\\u001b" in body and b"\\u000b" in body  # left as written: no copy of the body
+    scan = default.scan_all(body)
+    assert kinds(scan) == {"secrets.github_token": 1, "pii.email": 1, "secrets.private_key": 1}
+    assert body[scan.findings[0].start : scan.findings[0].end] == token.encode()
+
+
 def test_plain_text_is_read_as_it_is(default: Guardrails) -> None:
     body = f"a log line\n{EMAIL} \\u0041\n".encode()
     (finding,) = default.scan_all(body, is_json=False).findings
@@ -275,7 +285,7 @@ def _utf16(c: str) -> list[int]:
     return [int.from_bytes(data[i : i + 2]) for i in range(0, len(data), 2)]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     kind=st.sampled_from([*_PROPERTY_KINDS, "secrets.private_key"]),
     before=_FILLER,

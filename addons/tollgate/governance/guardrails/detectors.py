@@ -175,7 +175,9 @@ _AWS_KEY_ID = detector(
 )  # fmt: skip
 _B64_40 = rb"(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
 _QUOTE = rb"(?:\\?[\"'])?"
-_SPACE = rb"(?:\s|\\[nrt])*"
+# Space as a body writes it: itself, or escaped (\n, or a control character's \u00XX).
+_ESCAPED_SPACE = rb"\\+[nrt]|\\u00[01][0-9a-fA-F]"
+_SPACE = rb"(?:\s|" + _ESCAPED_SPACE + rb")*"
 _AWS_SECRET_DISTANCE = 256
 _AWS_SECRET_NAME = rb"(?i)secret[_-]?access[_-]?key"
 
@@ -201,7 +203,7 @@ _PLACEHOLDER_PASSWORDS = frozenset(
 
 
 # A character of a URL's user or password: not a separator, and a non-ASCII one as it is escaped.
-_URL_PART = rb"(?:[^\s:/?#@\"'\\<>\[\]{}|^`]|\\u[0-9a-fA-F]{4})"
+_URL_PART = rb"(?:[^\s:/?#@\"'\\<>\[\]{}|^`]|\\u(?!00[01])[0-9a-fA-F]{4})"
 
 
 def _url_password(value: bytes) -> bool:
@@ -217,13 +219,13 @@ def _url_password(value: bytes) -> bool:
 def _private_key(block: bytes) -> bool:
     """A key's body, not a placeholder: some 64 base64 characters between its armour lines."""
     head_end = block.find(b"-----", 10) + 5
-    body = re.sub(rb"\\+[nrt]|\s", b"", block[head_end:].split(b"-----END")[0])
+    body = re.sub(_ESCAPED_SPACE + rb"|\s", b"", block[head_end:].split(b"-----END")[0])
     return len(body) >= 64 and re.fullmatch(rb"[A-Za-z0-9+/=]+", body) is not None
 
 
 _PEM = (
     rb"-----BEGIN[A-Z0-9 ]{0,20} PRIVATE KEY(?: BLOCK)?-----"
-    rb"(?:[A-Za-z0-9+/=\s]|\\+[nrt]){0,16384}"
+    rb"(?:[A-Za-z0-9+/=\s]|" + _ESCAPED_SPACE + rb"){0,16384}"
     rb"(?:-----END[A-Z0-9 ]{0,20} PRIVATE KEY(?: BLOCK)?-----)?"
 )
 

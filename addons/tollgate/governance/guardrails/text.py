@@ -1,6 +1,6 @@
 """What the detectors read of a body, and the way back to the body's bytes.
 
-A JSON body is read as it is written, but for its escapes of ASCII characters (`\\u002d`, `\\/`), which
+A JSON body is read as it is written, but for its escapes of printable ASCII (`\\u002d`, `\\/`), which
 are read as the characters they stand for (the text the model reads): those could hide a character
 of a match (`\\u002d` for a PEM key's dashes, `\\/` in a URL). A non-ASCII character's `\\uXXXX` is
 read as it is written, as the separator it is to the built-in detectors, unless a detector needs it
@@ -19,9 +19,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-# The escapes read as the characters they stand for: an ASCII character's \u00XX and a slash;
-# with `every_escape`, also a surrogate pair and any \uXXXX.
-_HIDING_ASCII = re.compile(rb"\\u00[0-7][0-9a-fA-F]|\\/")
+# The escapes read as the characters they stand for: a printable ASCII character's \u00XX and a
+# slash; with `every_escape`, also a surrogate pair and any \uXXXX. A control character's escape
+# (\u001b) separates as the character does: it is read as it is written.
+_HIDING_ASCII = re.compile(rb"\\u00[2-7][0-9a-fA-F]|\\/")
 _HIDING = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[0-9a-fA-F]{4}|\\/")
 _BACKSLASH = ord("\\")
 
