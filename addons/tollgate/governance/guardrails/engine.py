@@ -48,7 +48,7 @@ class Engine:
         escaped = anchors.pop()
         read = text.Text(body, body)
         if is_json and escaped:
-            read = text.read(body, is_json, self.every_escape)
+            read = text.read(body, is_json, self.every_escape, (start for start, _ in escaped))
             if read.data is not body:
                 anchors = self.anchors(read.data)
                 anchors.pop()

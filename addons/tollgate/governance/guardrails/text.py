@@ -63,35 +63,35 @@ class Text:
         return at - text_at - text_size + self.body_at[i] + self.body_size[i]
 
 
-def read(body: bytes, is_json: bool = True, every_escape: bool = False) -> Text:
+def read(body: bytes, is_json: bool = True, every_escape: bool = False, at: Iterable[int] | None = None) -> Text:
     """The text the detectors read of a body; JSON or, for `tollgate scan`, any text. The built-in
     detectors match ASCII only: a non-ASCII character's escape is read as it is written (as a
-    separator) unless `every_escape` (a custom detector's pattern or term, or a key, is not ASCII)."""
+    separator) unless `every_escape` (a custom detector's pattern or term, or a key, is not ASCII).
+    `at`: where the escapes begin, when a pass over the body has found them (`escapes`)."""
     if not is_json:
         return Text(body, body)
     hiding = _HIDING if every_escape else _HIDING_ASCII
-    m = hiding.search(body)
-    if m is None:
-        return Text(body, body)
+    found = hiding.finditer(body) if at is None else (hiding.match(body, i) for i in sorted(set(at)))
     read = Text(body, b"")
     pieces: list[bytes] = []
     done = 0
     length = 0
-    while m is not None:
+    for m in found:
+        # After an escaped backslash (`\\\\u…`) it is no escape; a pair's second half is its own.
+        if m is None or m.start() < done or _escaped(body, m.start()):
+            continue
         start = m.start()
-        if not _escaped(body, start):  # after an escaped backslash (`\\\\u…`) it is no escape
-            plain = body[done:start]
-            pieces.append(plain)
-            length += len(plain)
-            char = _character(m.group())
-            pieces.append(char)
-            read.text_at.append(length)
-            read.text_size.append(len(char))
-            read.body_at.append(start)
-            read.body_size.append(m.end() - start)
-            length += len(char)
-            done = m.end()
-        m = hiding.search(body, m.end())
+        plain = body[done:start]
+        pieces.append(plain)
+        length += len(plain)
+        char = _character(m.group())
+        pieces.append(char)
+        read.text_at.append(length)
+        read.text_size.append(len(char))
+        read.body_at.append(start)
+        read.body_size.append(m.end() - start)
+        length += len(char)
+        done = m.end()
     if not read.text_at:
         return Text(body, body)
     pieces.append(body[done:])
