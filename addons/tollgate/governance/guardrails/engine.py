@@ -22,7 +22,7 @@ try:
 except ImportError:  # no wheel for this platform: pyproject.toml installs it where there is one
     HYPERSCAN = False
 Found = tuple[str, int, int]  # kind, start, end in the text
-Anchors = list[list[tuple[int, int]]]  # per detector, where its anchors matched (start, end)
+Anchors = dict[int, list[tuple[int, int]]]  # by detector (index), where its anchors matched (start, end)
 
 
 class Engine:
@@ -40,42 +40,43 @@ class Engine:
         anchored.append((len(self.detectors), text.escapes(every_escape)))
         self.uses_hyperscan = HYPERSCAN if use_hyperscan is None else use_hyperscan
         make = _hyperscan_anchors if self.uses_hyperscan else _python_anchors
-        self.anchors: Callable[[bytes], Anchors] = make(len(self.detectors) + 1, anchored)
+        self.anchors: Callable[[bytes], Anchors] = make(anchored)
 
     def scan(self, body: bytes, is_json: bool = True) -> tuple[text.Text, set[Found]]:
         """What the detectors read of `body`, and their matches in it: (kind, start, end), each once."""
         anchors = self.anchors(body)
-        escaped = anchors.pop()
+        escaped = anchors.pop(len(self.detectors), None)
         read = text.Text(body, body)
         if is_json and escaped:
             read = text.read(body, is_json, self.every_escape, (start for start, _ in escaped))
             if read.data is not body:
                 anchors = self.anchors(read.data)
-                anchors.pop()
+                anchors.pop(len(self.detectors), None)
         return read, self._found(read.data, anchors)
 
     def _found(self, data: bytes, anchors: Anchors) -> set[Found]:
         found: set[Found] = set()
-        for detector, at in zip(self.detectors, anchors, strict=True):
-            if at:
-                at.sort()
-                found.update((detector.kind, s, e) for s, e in detector.around(data, at))
+        for i, at in anchors.items():
+            detector = self.detectors[i]
+            at.sort()
+            found.update((detector.kind, s, e) for s, e in detector.around(data, at))
         for detector in self.whole:
             found.update((detector.kind, s, e) for s, e in detector.find(data, 0, len(data)))
         return found
 
 
-def _python_anchors(count: int, anchored: list[tuple[int, bytes]]) -> Callable[[bytes], Anchors]:
+def _python_anchors(anchored: list[tuple[int, bytes]]) -> Callable[[bytes], Anchors]:
     # One search per anchor: a literal alone is what `re` searches fastest (its prefix scan).
     owners = _owners(anchored)
     compiled = [(re.compile(expression), detectors) for expression, detectors in owners.items()]
 
     def anchors(data: bytes) -> Anchors:
-        out: Anchors = [[] for _ in range(count)]
+        out: Anchors = {}
         for pattern, detectors in compiled:
             spans = [m.span() for m in pattern.finditer(data)]
-            for i in detectors:
-                out[i].extend(spans)
+            if spans:
+                for i in detectors:
+                    out.setdefault(i, []).extend(spans)
         return out
 
     return anchors
@@ -89,7 +90,7 @@ def _owners(anchored: list[tuple[int, bytes]]) -> dict[bytes, list[int]]:
     return owners
 
 
-def _hyperscan_anchors(count: int, anchored: list[tuple[int, bytes]]) -> Callable[[bytes], Anchors]:
+def _hyperscan_anchors(anchored: list[tuple[int, bytes]]) -> Callable[[bytes], Anchors]:
     owners = list(_owners(anchored).items())
     database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
     # Hyperscan takes letter case as a flag, not inline; and where a match starts, when asked.
@@ -105,7 +106,7 @@ def _hyperscan_anchors(count: int, anchored: list[tuple[int, bytes]]) -> Callabl
     detectors_of = [detectors for _, detectors in owners]
 
     def anchors(data: bytes) -> Anchors:
-        out: Anchors = [[] for _ in range(count)]
+        out: Anchors = {}
         found: list[tuple[int, int, int]] = []
         add = found.append
 
@@ -115,7 +116,7 @@ def _hyperscan_anchors(count: int, anchored: list[tuple[int, bytes]]) -> Callabl
         database.scan(data, match_event_handler=on_match)
         for id_, start, end in found:
             for i in detectors_of[id_]:
-                out[i].append((start, end))
+                out.setdefault(i, []).append((start, end))
         return out
 
     return anchors
