@@ -120,6 +120,7 @@ NEAR_MISSES = {
     "an expression": "x = i+12345678",
     "a version": "1.234.5678",
     "a ten-digit id": "4155552671",
+    "a phone number kept for fiction": "(415) 555-0123",
     "an OpenAI-looking key without its marker": "sk-" + "proj-" + "a" * 150,
     "an Anthropic-looking key of a wrong length": "sk-" + "ant-api03-" + "a" * 90 + "AA",
 }
@@ -151,6 +152,25 @@ def test_a_pair_counts_each_half(default: Guardrails) -> None:
         "secrets.aws_access_key_id": 1,
         "secrets.aws_secret_access_key": 1,
     }
+
+
+@pytest.mark.parametrize("number", ["(415) 555-2671", "415-555-2671", "415.555.2671", "+44 20 7946 0958"])
+def test_phone_numbers_as_people_write_them(default: Guardrails, number: str) -> None:
+    assert kinds(default.scan_all(body_of(f"call {number} today"))) == {"pii.phone": 1}
+
+
+@pytest.mark.parametrize(
+    ("kind", "value"),
+    [
+        ("pii.payment_card", "5500-0000-0000-0004"),
+        ("pii.payment_card", "3782 822463 10005"),
+        ("pii.payment_card", "378282246310005"),
+        ("pii.iban", "GB82 WEST 1234 5698 7654 32"),
+        ("pii.email", "mailto:ops.team+alerts@corp-mail.io"),
+    ],
+)
+def test_other_written_forms(default: Guardrails, kind: str, value: str) -> None:
+    assert kinds(default.scan_all(body_of(f"see {value} here"))) == {kind: 1}
 
 
 def test_counts_are_occurrences(default: Guardrails) -> None:

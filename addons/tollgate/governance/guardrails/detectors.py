@@ -253,8 +253,10 @@ def _email(address: bytes) -> bool:
 
 
 def _nanp(number: bytes) -> bool:
+    """One separator throughout, and not 555-0100 to 555-0199 (kept for fiction and examples)."""
     separators = re.sub(rb"[0-9() ]", b"", number)
-    return len(set(separators)) <= 1
+    digits = re.sub(rb"[^0-9]", b"", number)
+    return len(set(separators)) <= 1 and not digits[3:8].startswith(b"55501")
 
 
 # One anchor for numbers written in three groups: US phone numbers (3-3-4) and SSNs (3-2-4).
