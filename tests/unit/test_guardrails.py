@@ -447,6 +447,8 @@ def test_the_strongest_action_of_the_matching_rules_wins(engine: bool) -> None:
     intern = guard.scan(body, "openai", None, "intern-7", ())
     assert intern.denied and intern.denied_counts() == {"pii.email": 1} and intern.unread == "deny"
     assert guard.scan(body, "openai", None, "ci", ()).unread == "allow"
+    assert guard.unread("openai", None, "intern-7", ()) == "deny"
+    assert guard.unread("openai", None, "ci", ()) == "allow"
 
 
 def test_a_call_no_rule_matches_is_read_for_own_keys_only(engine: bool) -> None:

@@ -121,6 +121,12 @@ class Guardrails:
         applying = [r for r in self.rules if matches(r.rule.match, provider, model, client, groups)]
         return self._scan(body, applying, is_json)
 
+    def unread(self, provider: str, model: str | None, client: str | None, groups: tuple[str, ...]) -> str:
+        """What a call whose content cannot be read does (an upload streamed unread, a stored
+        prompt): `deny` when a rule that matches it says so, else `allow`."""
+        applying = (r for r in self.rules if matches(r.rule.match, provider, model, client, groups))
+        return "deny" if any(r.rule.unread == "deny" for r in applying) else "allow"
+
     def scan_all(self, body: bytes, is_json: bool = True) -> Scan:
         """What every rule, whatever its match, and `tollgate_keys` find (`tollgate scan`)."""
         return self._scan(body, list(self.rules), is_json)
