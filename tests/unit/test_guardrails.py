@@ -387,6 +387,19 @@ def test_own_keys_are_found_without_rules(engine: bool) -> None:
     assert guard.scan(body_of(f"{EMAIL} and {crc_token('gh' + 'p_')}"), "openai", None, None, ()).findings == ()
 
 
+def test_own_keys_of_one_prefix_are_each_found(engine: bool) -> None:
+    keys = [
+        "sk-" + "proj-aaaaaaaaaaaa1",
+        "sk-" + "proj-aaaaaaaaaaaa1-longer",
+        "sk-" + "proj-bbbbbbbbbbbb2",
+        "tg-" + "c" * 43,
+    ]
+    guard = Guardrails((), keys, use_hyperscan=engine)
+    body = body_of(" ".join(reversed(keys)) + " sk-proj-aaaaaaaaaaaa")
+    scan = guard.scan_all(body)
+    assert [body[f.start : f.end].decode() for f in scan.findings] == list(reversed(keys))
+
+
 def test_a_virtual_key_known_by_its_digest_is_found(engine: bool) -> None:
     config = parse_config({"clients": [{"name": "a", "keys": ["sha256:" + _digest(_VIRTUAL)]}]})
     guard = Guardrails.of(config, use_hyperscan=engine)

@@ -418,14 +418,28 @@ def custom_terms(name: str, terms: Iterable[str]) -> Detector:
     return Detector(name, re.compile(pattern), tuple(rb"(?i)" + t for t in escaped), max(map(len, escaped)) + 2)
 
 
+def _common_prefix(words: list[bytes]) -> bytes:
+    first, last = min(words), max(words)  # the sorted first and last differ first where any do
+    n = 0
+    while n < min(len(first), len(last)) and first[n] == last[n]:
+        n += 1
+    return first[:n]
+
+
 def own_keys(exact: Iterable[str], digests: Iterable[str]) -> tuple[Detector, ...]:
     """`tollgate_keys`: each of Tollgate's own secrets exactly, and a virtual key known only by its
     SHA-256 (hex) wherever a key of `tollgate key new`'s shape hashes to one of them."""
     keys = sorted({k.encode() for k in exact if len(k) >= OWN_KEY_MIN}, key=len, reverse=True)
     found: list[Detector] = []
     if keys:
-        escaped = [re.escape(k) for k in keys]
-        found.append(Detector(OWN_KEYS, re.compile(b"|".join(escaped)), tuple(escaped), len(keys[0])))
+        # Keys of one kind share a prefix (`sk-proj-`, `tg-`): one anchor each, the fewer passes
+        # where Python's re finds them.
+        groups: dict[bytes, list[bytes]] = {}
+        for key in keys:
+            groups.setdefault(key[:4], []).append(key)
+        anchors = tuple(re.escape(_common_prefix(group)) for group in groups.values())
+        pattern = re.compile(b"|".join(re.escape(k) for k in keys))
+        found.append(Detector(OWN_KEYS, pattern, anchors, len(keys[0]), at_anchor=True))
     hashed = frozenset(digests)
     if hashed:
         found.append(
