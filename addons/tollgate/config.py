@@ -18,6 +18,7 @@ from pydantic import ConfigDict, Field, ValidationError, create_model, model_val
 
 from tollgate.config_base import Count, Money, ProviderConfig, Strict
 from tollgate.governance.clients import SHA256_KEY_PREFIX, Client, VirtualAwsCredential, VirtualKey, key_digest
+from tollgate.governance.guardrails.settings import GuardrailRule, custom_detectors_unique
 from tollgate.governance.jwt_identity import IdentityConfig, JwtIssuer
 from tollgate.governance.limits import LIMIT_FIELDS, METRICS, LimitRule
 from tollgate.governance.matching import CONFIGURED, PROVIDER_NAMES, OverrideMatch, known_providers, unknown_provider
@@ -47,6 +48,7 @@ __all__ = [  # the settings declared beside their concerns, named here too
     "ConfigError",
     "Count",
     "Fallback",
+    "GuardrailRule",
     "IdentityConfig",
     "JwtIssuer",
     "LedgerConfig",
@@ -142,6 +144,7 @@ class Config(Strict):
     ledger: LedgerConfig = LedgerConfig()
     metrics: MetricsConfig = MetricsConfig()
     mcp: McpConfig = McpConfig()  # the MCP servers governed (`governance/mcp.py`)
+    guardrails: tuple[GuardrailRule, ...] = ()  # what a request may not carry (`governance/guardrails/`)
     # Seconds a SIGTERM gives the calls in flight to finish before the process exits (0: exit at
     # once, as mitmproxy would); see stages/drain.py.
     drain_s: float = Field(default=DRAIN_S, ge=0, allow_inf_nan=False)
@@ -220,6 +223,7 @@ class Config(Strict):
                 )
         self._hosts_apart()
         self._ephemeral_credentials_uncapped()
+        custom_detectors_unique(self.guardrails)
         issuers: set[str] = set()
         for i, entry in enumerate(self.identity.jwt):
             if entry.issuer in issuers:

@@ -36,6 +36,9 @@ def test_check_from_another_directory(tollgate, tmp_path: Path, capsys) -> None:
     assert capsys.readouterr().out == "tollgate.yaml: ok (1 clients)\n"
     assert tollgate(["check", "bad.yaml"]) == 1
     assert "providers.openai.keyz: unknown key" in capsys.readouterr().err
+    Path("guarded.yaml").write_text("guardrails: [{detect: [secrets], action: deny}]\n")
+    assert tollgate(["check", "guarded.yaml"]) == 1  # the proxy would not start with it
+    assert "guarded.yaml: guardrails: the proxy does not apply guardrails to calls yet" in capsys.readouterr().err
 
 
 def test_policy_eval_and_certs_from_another_directory(tollgate, tmp_path: Path, capsys) -> None:

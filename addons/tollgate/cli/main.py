@@ -118,6 +118,18 @@ def main(argv: list[str] | None = None) -> int:
     usage.add_argument(
         "--from-audit", nargs="+", type=Path, metavar="FILE", help="sum these audit files' calls, not the ledger's"
     )
+    scan = commands.add_parser(
+        "scan",
+        help="what the guardrails would find in a request body: kinds, counts and byte offsets, never values",
+        description="Reads a request body (JSON, or any text) and applies every guardrails rule of the"
+        " configuration, whatever its match, and tollgate_keys (Tollgate's own keys). Prints each kind found,"
+        " its count, the action the rules give it and the byte offsets where its matches begin; never a value.",
+        epilog="exit status: 0 nothing found; 1 something found; 2 the body or the configuration cannot be read",
+    )
+    scan.add_argument("body", metavar="FILE", help="the request body ('-': standard input)")
+    scan.add_argument(
+        "--config", type=Path, help="whose guardrails to apply (default: ./tollgate.yaml when present, else none)"
+    )
     args = parser.parse_args(argv)
 
     if args.command == "certs":
@@ -134,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         return print_token(args.config, args.client, args.groups, args.ttl, args.issuer)
     if args.command == "key":
         return print_new_key(args.client, args.expires)
+    if args.command == "scan":
+        return scan_body(args.body, args.config)
     if args.command == "usage":
         return print_usage(args.config, args.store, args.since, args.by, args.format, args.from_audit)
     return check_config(args.config)
@@ -141,10 +155,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def check_config(path: Path) -> int:
     """Exit status 0 when the configuration and the policy it names would load, else 1."""
+    from tollgate.governance.guardrails.settings import NOT_APPLIED
     from tollgate.governance.policy import Policy, PolicyError
 
     try:
         config = load_config(path)
+        if config.guardrails:
+            raise ConfigError(f"{path}: {NOT_APPLIED}")
         if config.policy.rego:
             Policy(config.policy.rego, config.policy.timeout)
     except ConfigError as e:
@@ -256,6 +273,51 @@ def print_new_key(client: str, expires: str | None) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+# Offsets printed per kind, at most: the count covers the rest.
+OFFSETS_SHOWN = 20
+
+
+def scan_body(source: str, config_path: Path | None) -> int:
+    """Exit status 0 when the guardrails find nothing in the body, 1 when they find something (each
+    kind on a line: count, action, offsets), 2 when the body or the configuration cannot be read."""
+    from tollgate.config import Config
+    from tollgate.governance.guardrails.rules import Guardrails
+
+    try:
+        if config_path is None:
+            default = Path("tollgate.yaml")
+            config = load_config(default) if default.is_file() else Config()
+        else:
+            config = load_config(config_path)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        body = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as e:
+        print(f"error: {source}: cannot read: {e.strerror}", file=sys.stderr)
+        return 2
+    is_json = body.lstrip()[:1] in (b"{", b"[", b'"')
+    result = Guardrails.of(config).scan_all(body, is_json)
+    name = "(stdin)" if source == "-" else source
+    if not result.findings:
+        print(f"{name}: nothing found ({len(body)} bytes{', JSON' if is_json else ''})")
+        return 0
+    by_kind: dict[str, list[int]] = {}
+    actions: dict[str, str] = {}
+    for finding in result.findings:
+        by_kind.setdefault(finding.kind, []).append(finding.start)
+        actions[finding.kind] = finding.action
+    total = len(result.findings)
+    print(f"{name}: {total} {'finding' if total == 1 else 'findings'} ({len(body)} bytes{', JSON' if is_json else ''})")
+    width = max(len(k) for k in by_kind)
+    for kind, offsets in by_kind.items():
+        shown = ", ".join(str(o) for o in offsets[:OFFSETS_SHOWN])
+        more = f", … ({len(offsets) - OFFSETS_SHOWN} more)" if len(offsets) > OFFSETS_SHOWN else ""
+        print(f"  {kind:<{width}}  {len(offsets):>4}  {actions[kind]:<6}  at {shown}{more}")
+    return 1
 
 
 # Malformed records named on standard error, at most: the count covers the rest.

@@ -1,0 +1,122 @@
+"""The checksums and tables that make a detector precise: a match of a format's shape counts only
+when its check digits, checksum or registry entry agree. Each takes the matched bytes."""
+
+from __future__ import annotations
+
+import zlib
+
+_BASE62 = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_BASE62_VALUE = {c: i for i, c in enumerate(_BASE62)}
+
+
+def base62_crc32_tail(token: bytes, prefix_length: int) -> bool:
+    """GitHub's and npm's token format: after the prefix, 30 random characters and six that are
+    the CRC-32 of those 30, in base 62 (0-9, A-Z, a-z), left-padded with zeros."""
+    entropy, tail = token[prefix_length:-6], token[-6:]
+    value = 0
+    for c in tail:
+        digit = _BASE62_VALUE.get(c)
+        if digit is None:
+            return False
+        value = value * 62 + digit
+    return value == zlib.crc32(entropy)
+
+
+def luhn(digits: bytes) -> bool:
+    """The Luhn check digit (ASCII digits only)."""
+    total = 0
+    for i, c in enumerate(reversed(digits)):
+        d = c - 48
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+# A card's brand by its first digits (IIN ranges) and the lengths it issues; a number of another
+# prefix or length is no card however its check digit falls.
+_CARD_RANGES: tuple[tuple[int, int, tuple[int, ...]], ...] = (
+    (4, 4, (13, 16, 19)),  # Visa
+    (51, 55, (16,)),  # Mastercard
+    (2221, 2720, (16,)),  # Mastercard's 2-series
+    (34, 34, (15,)),  # American Express
+    (37, 37, (15,)),
+    (6011, 6011, (16, 17, 18, 19)),  # Discover
+    (644, 649, (16, 17, 18, 19)),
+    (65, 65, (16, 17, 18, 19)),
+    (3528, 3589, (16, 17, 18, 19)),  # JCB
+    (300, 305, (14, 15, 16, 17, 18, 19)),  # Diners Club
+    (36, 36, (14, 15, 16, 17, 18, 19)),
+    (38, 39, (16, 17, 18, 19)),
+    (62, 62, (16, 17, 18, 19)),  # UnionPay
+)
+
+
+def payment_card(number: bytes) -> bool:
+    """A card number as written (digits, and single spaces or dashes between its groups): a known
+    brand's prefix and length, and a valid Luhn digit."""
+    digits = number.replace(b" ", b"").replace(b"-", b"")
+    if not digits.isdigit():
+        return False
+    n = len(digits)
+    known = False
+    for low, high, lengths in _CARD_RANGES:
+        width = len(str(low))
+        if n in lengths and low <= int(digits[:width]) <= high:
+            known = True
+            break
+    return known and luhn(digits)
+
+
+# Each country's IBAN length (the ISO 13616 registry).
+IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BI": 27,
+    "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DJ": 27, "DK": 18, "DO": 28,
+    "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FK": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23,
+    "GL": 18, "GR": 27, "GT": 28, "HN": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26,
+    "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21,
+    "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MN": 20, "MR": 27, "MT": 31, "MU": 30, "NI": 28,
+    "NL": 18, "NO": 15, "OM": 23, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22,
+    "RU": 33, "SA": 24, "SC": 31, "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25,
+    "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
+}  # fmt: skip
+
+
+def iban(text: bytes) -> bool:
+    """An IBAN as written (compact, or in groups of four): its country's length, and mod 97 = 1."""
+    compact = text.replace(b" ", b"").decode("ascii", "replace")
+    if IBAN_LENGTHS.get(compact[:2]) != len(compact) or not compact[2:4].isdigit():
+        return False
+    rearranged = compact[4:] + compact[:4]
+    number = "".join(str(int(c, 36)) for c in rearranged)
+    return int(number) % 97 == 1
+
+
+def us_ssn(text: bytes) -> bool:
+    """AAA-GG-SSSS as the SSA issues them: no area 000, 666 or 9xx, no group 00, no serial 0000,
+    not the numbers printed in advertisements, nor groups of one repeated digit each."""
+    area, group, serial = text.split(b"-")
+    if all(len(set(part)) == 1 for part in (area, group, serial)):  # 111-22-3333: a form's example
+        return False
+    return (
+        area not in (b"000", b"666")
+        and not area.startswith(b"9")
+        and group != b"00"
+        and serial != b"0000"
+        and text not in (b"078-05-1120", b"219-09-9999")
+    )
+
+
+def phone_digits(text: bytes, low: int, high: int) -> bool:
+    """Between `low` and `high` digits in all, as a number written for people holds."""
+    count = sum(1 for c in text if 48 <= c <= 57)
+    return low <= count <= high
+
+
+def mixed_base64(text: bytes) -> bool:
+    """A random base64 secret's look: upper- and lower-case letters and digits or symbols; a git
+    SHA (lower-case hex), a word or a run of one character has not."""
+    lower = any(97 <= c <= 122 for c in text)
+    upper = any(65 <= c <= 90 for c in text)
+    other = any(not (97 <= c <= 122 or 65 <= c <= 90) for c in text)
+    return lower and upper and other and len(set(text)) >= 16

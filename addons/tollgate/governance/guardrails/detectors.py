@@ -1,0 +1,451 @@
+"""The built-in detectors, each a format as precise as it is published: its prefix, length and
+alphabet, and its checksum or registry where it has one. A detector reads the text the scan gives
+it (`text.py`): a body's bytes, its escaped strings decoded where that matters. Where JSON escapes
+stay in what it reads (`\\n` before a token, a PEM key's lines), its patterns read them as the
+separators they stand for.
+
+Every detector names `anchors`: expressions (in the syntax Python's `re` and Hyperscan share) of
+which one matches inside each of its matches, within `reach` bytes of the match's start and end.
+The scan finds the anchors in one pass (`engine.py`) and runs the exact pattern only around them."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from tollgate.governance.guardrails import checks
+
+Span = tuple[int, int]
+
+
+def left(chars: bytes) -> bytes:
+    """A match's start: not inside a run of `chars`, nor just after a backslash (an escape's letter),
+    unless that backslash begins a whitespace escape (`\\n`, `\\t`, …), which separates as the
+    character it stands for does, or after a non-ASCII character's `\\uXXXX` (`text.py` leaves
+    those as they are written)."""
+    return rb"(?:(?<![\\" + chars + rb"])|(?<=\\[nrtbf])|(?<=\\u[0-9a-fA-F]{4}))"
+
+
+TOKEN_START = left(rb"A-Za-z0-9")
+TOKEN_END = rb"(?![A-Za-z0-9])"
+DASHED_END = rb"(?![A-Za-z0-9_-])"
+
+
+@dataclass(frozen=True, slots=True)
+class Detector:
+    """One pattern of a kind; its match (or its group `v`, where it has one) is the span found,
+    when `check` (given those bytes) agrees. Where an anchor was found, the pattern is tried in
+    the window of `reach` bytes either side of it; a detector `at_anchor` begins where its anchor
+    begins, and is tried there only."""
+
+    kind: str
+    pattern: re.Pattern[bytes]
+    anchors: tuple[bytes, ...]
+    reach: int
+    check: Callable[[bytes], bool] | None = None
+    at_anchor: bool = False
+    _value: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_value", "v" in self.pattern.groupindex)
+
+    def around(self, buf: bytes, anchors: list[Span]) -> Iterator[Span]:
+        """The spans found about these anchors' matches (start, end), sorted."""
+        if self.at_anchor:
+            for start in sorted({s for s, _ in anchors}):
+                found = self.match(buf, start)
+                if found is not None:
+                    yield found
+            return
+        size, reach = len(buf), self.reach + _PAD
+        lo, hi = max(0, anchors[0][0] - reach), min(size, anchors[0][1] + reach)
+        for start, end in anchors[1:]:
+            if start - reach <= hi:
+                hi = max(hi, min(size, end + reach))
+                continue
+            yield from self.find(buf, lo, hi)
+            lo, hi = max(0, start - reach), min(size, end + reach)
+        yield from self.find(buf, lo, hi)
+
+    def match(self, buf: bytes, at: int) -> Span | None:
+        m = self.pattern.match(buf, at)
+        if m is None:
+            return None
+        s, e = m.span("v") if self._value else m.span()
+        return (s, e) if self.check is None or self.check(buf[s:e]) else None
+
+    def find(self, buf: bytes, lo: int, hi: int) -> Iterator[Span]:
+        """The spans found in `buf` that begin in [lo, hi)."""
+        pattern, check = self.pattern, self.check
+        for found in pattern.finditer(buf, lo, hi):
+            m = found
+            if m.end() == hi and hi < len(buf):
+                # Cut by the window's end: the match as the whole text has it.
+                whole = pattern.match(buf, m.start())
+                if whole is None:
+                    continue
+                m = whole
+            s, e = m.span("v") if self._value else m.span()
+            if check is None or check(buf[s:e]):
+                yield s, e
+
+
+# Context kept either side of a window beyond a detector's reach: its lookarounds' few bytes.
+_PAD = 4
+
+
+def detector(
+    kind: str,
+    pattern: bytes,
+    anchors: Iterable[bytes],
+    reach: int,
+    check: Callable[[bytes], bool] | None = None,
+    at_anchor: bool = False,
+) -> Detector:
+    return Detector(kind, re.compile(pattern), tuple(anchors), reach, check, at_anchor)
+
+
+def token(
+    kind: str,
+    prefix: bytes,
+    rest: bytes,
+    reach: int,
+    check: Callable[[bytes], bool] | None = None,
+    dashed: bool = False,
+) -> Detector:
+    """A token that begins with `prefix` (its anchor), not inside a longer word (of letters and
+    digits; also of `_` and `-` where it is `dashed`)."""
+    end = DASHED_END if dashed else TOKEN_END
+    return detector(kind, TOKEN_START + prefix + rest + end, (prefix,), reach, check, at_anchor=True)
+
+
+@dataclass(frozen=True, slots=True)
+class NearDetector(Detector):
+    """A secret that is the other half of a pair: its pattern found within `distance` bytes of a
+    match of `partner` (an AWS secret access key beside its key id)."""
+
+    partner: Detector | None = None
+    distance: int = 0
+
+    def around(self, buf: bytes, anchors: list[Span]) -> Iterator[Span]:
+        assert self.partner is not None
+        for s, e in self.partner.around(buf, anchors):
+            yield from Detector.find(self, buf, max(0, s - self.distance), min(len(buf), e + self.distance))
+
+    def find(self, buf: bytes, lo: int, hi: int) -> Iterator[Span]:
+        assert self.partner is not None
+        for s, e in self.partner.find(buf, lo, hi):
+            yield from Detector.find(self, buf, max(0, s - self.distance), min(len(buf), e + self.distance))
+
+
+_LOCAL_PART = re.compile(rb"[A-Za-z0-9._%+-]{1,64}\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class EmailDetector(Detector):
+    """An address, tried from the start of the local part before its anchor's `@`."""
+
+    def around(self, buf: bytes, anchors: list[Span]) -> Iterator[Span]:
+        done = -1
+        for start, _ in anchors:
+            at = start + 1  # the anchor is one character of the local part, then the @
+            if at <= done:
+                continue
+            lo = max(0, at - 64)
+            local = _LOCAL_PART.search(buf, lo, at)
+            if local is None:
+                continue
+            for first in range(local.start(), at):
+                found = self.match(buf, first)
+                if found is not None:
+                    done = found[1]
+                    yield found
+                    break
+
+
+def _github(token: bytes) -> bool:
+    return checks.base62_crc32_tail(token, 4)
+
+
+_AWS_KEY_ID = detector(
+    "secrets.aws_access_key_id", TOKEN_START + rb"(?:AKIA|ASIA)[A-Z2-7]{16}" + TOKEN_END, (rb"AKIA", rb"ASIA"), 20,
+    at_anchor=True,
+)  # fmt: skip
+_B64_40 = rb"(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
+_QUOTE = rb"(?:\\?[\"'])?"
+# Space as a body writes it: itself, or escaped (\n, or a control character's \u00XX).
+_ESCAPED_SPACE = rb"\\+[nrt]|\\u00[01][0-9a-fA-F]"
+_SPACE = rb"(?:\s|" + _ESCAPED_SPACE + rb")*"
+_AWS_SECRET_DISTANCE = 256
+_AWS_SECRET_NAME = rb"(?i)secret[_-]?access[_-]?key"
+
+# Placeholders a URL's password is written as in examples and templates: not secrets.
+_PLACEHOLDER_PASSWORDS = frozenset(
+    (
+        b"password",
+        b"passwd",
+        b"pass",
+        b"pwd",
+        b"pw",
+        b"secret",
+        b"token",
+        b"redacted",
+        b"changeme",
+        b"xxx",
+        b"xxxx",
+        b"xxxxx",
+        b"...",
+        b"***",
+    )
+)
+
+
+# A character of a URL's user or password: not a separator, and a non-ASCII one as it is escaped.
+_URL_PART = rb"(?:[^\s:/?#@\"'\\<>\[\]{}|^`]|\\u(?!00[01])[0-9a-fA-F]{4})"
+
+
+def _url_password(value: bytes) -> bool:
+    lowered = value.lower()
+    return (
+        lowered not in _PLACEHOLDER_PASSWORDS
+        and not value.startswith((b"$", b"%"))
+        and value.strip(b"*x.") != b""
+        and not lowered.startswith(b"your")
+    )
+
+
+def _private_key(block: bytes) -> bool:
+    """A key's body, not a placeholder: some 64 base64 characters between its armour lines."""
+    head_end = block.find(b"-----", 10) + 5
+    body = re.sub(_ESCAPED_SPACE + rb"|\s", b"", block[head_end:].split(b"-----END")[0])
+    return len(body) >= 64 and re.fullmatch(rb"[A-Za-z0-9+/=]+", body) is not None
+
+
+_PEM = (
+    rb"-----BEGIN[A-Z0-9 ]{0,20} PRIVATE KEY(?: BLOCK)?-----"
+    rb"(?:[A-Za-z0-9+/=\s]|" + _ESCAPED_SPACE + rb"){0,16384}"
+    rb"(?:-----END[A-Z0-9 ]{0,20} PRIVATE KEY(?: BLOCK)?-----)?"
+)
+
+# Addresses reserved for examples and tests (RFC 2606, RFC 6761), and file names with an @ (icon@2x.png).
+_RESERVED_DOMAINS = (b"example.com", b"example.org", b"example.net")
+_RESERVED_TLDS = (b"example", b"test", b"invalid", b"localhost", b"local", b"internal")
+# SSH's extension names are written name@domain (chacha20-poly1305@openssh.com).
+_PROTOCOL_NAMES = (b"openssh.com", b"libssh.org")
+_FILE_SUFFIXES = frozenset(
+    b"png jpg jpeg gif svg webp ico bmp pdf js mjs ts tsx jsx css scss html htm py pyc md txt json yaml yml"
+    b" toml xml csv lock zip gz tar whl so dll exe".split()
+)
+
+
+def _email(address: bytes) -> bool:
+    local, _, domain = address.rpartition(b"@")
+    domain = domain.lower()
+    tld = domain.rsplit(b".", 1)[-1]
+    return (
+        not domain.endswith(_RESERVED_DOMAINS + _PROTOCOL_NAMES)
+        and tld not in _RESERVED_TLDS
+        and tld not in _FILE_SUFFIXES
+        and local.lower() != b"git"
+    )
+
+
+def _nanp(number: bytes) -> bool:
+    """One separator throughout, and not 555-0100 to 555-0199 (kept for fiction and examples)."""
+    separators = re.sub(rb"[0-9() ]", b"", number)
+    digits = re.sub(rb"[^0-9]", b"", number)
+    return len(set(separators)) <= 1 and not digits[3:8].startswith(b"55501")
+
+
+# One anchor for numbers written in three groups: US phone numbers (3-3-4) and SSNs (3-2-4).
+_DIGIT_GROUPS = rb"[0-9]{3}[-.][0-9]{2,3}[-.][0-9]{4}"
+_CARD_START = left(rb"A-Za-z0-9_.-")
+_CARD_END = rb"(?![0-9A-Za-z_]|[.-][0-9])"
+
+
+def _builtin() -> tuple[Detector, ...]:
+    aws_secret_named = detector(
+        "secrets.aws_secret_access_key",
+        _AWS_SECRET_NAME + _QUOTE + _SPACE + rb"[:=]" + _SPACE + _QUOTE + _B64_40,
+        (_AWS_SECRET_NAME,),
+        120,
+        at_anchor=True,
+    )
+    aws_secret_pair = NearDetector(
+        "secrets.aws_secret_access_key",
+        # Every run of base64 once (possessive: a run is read to its end and not again), 40 long.
+        re.compile(left(rb"A-Za-z0-9/+") + rb"(?P<v>[A-Za-z0-9/+]++)(?!=)"),
+        _AWS_KEY_ID.anchors,
+        _AWS_SECRET_DISTANCE + 64,
+        lambda value: len(value) == 40 and checks.mixed_base64(value),
+        partner=_AWS_KEY_ID,
+        distance=_AWS_SECRET_DISTANCE,
+    )
+    gitlab = rb"gl(?:pat|dt|rt|ptt|soat|cbt|oas|ft|imt)-"
+    slack = rb"xox(?:[abposr]|e(?:\.xox[bp])?)-"
+    return (
+        _AWS_KEY_ID,
+        aws_secret_named,
+        aws_secret_pair,
+        token("secrets.github_token", rb"gh[pousr]_", rb"[A-Za-z0-9]{36}", 40, _github),
+        token("secrets.github_token", rb"github_pat_", rb"[A-Za-z0-9]{22}_[A-Za-z0-9]{59}", 93),
+        token(
+            "secrets.gitlab_token", gitlab, rb"[A-Za-z0-9_-]{20,64}(?:\.[0-9a-z]{2}\.[0-9a-z]{7,10})?", 90, dashed=True
+        ),
+        token("secrets.gitlab_token", rb"GR1348941", rb"[A-Za-z0-9_-]{20}", 30, dashed=True),
+        token(
+            "secrets.slack_token", slack, rb"[0-9]{1,15}(?:-[0-9A-Za-z]{1,64}){1,4}", 240,
+            lambda value: len(value) >= 30, dashed=True,
+        ),
+        token("secrets.slack_token", rb"xapp-", rb"[0-9]-[A-Z0-9]{8,14}-[0-9]{8,16}-[a-f0-9]{32,80}", 130),
+        detector(
+            "secrets.slack_webhook",
+            rb"https://hooks\.slack\.com/(?:services|workflows|triggers)/T[A-Z0-9]{8,12}/[A-Z0-9]{8,14}/"
+            rb"(?:[0-9]+/)?[A-Za-z0-9]{20,40}" + TOKEN_END,
+            (rb"hooks\.slack\.com/",), 140,
+        ),
+        detector(
+            "secrets.stripe_key", TOKEN_START + rb"(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{24,247}" + TOKEN_END,
+            (rb"[sr]k_live_", rb"[sr]k_test_"), 260, at_anchor=True,
+        ),
+        token("secrets.stripe_key", rb"whsec_", rb"[A-Za-z0-9]{32,64}", 72),
+        detector(
+            "secrets.openai_api_key",
+            TOKEN_START + rb"sk-(?:(?:proj|svcacct|admin)-)?[A-Za-z0-9_-]{20,200}T3BlbkFJ[A-Za-z0-9_-]{20,200}"
+            + DASHED_END,
+            (rb"T3BlbkFJ",), 420,
+        ),
+        token(
+            "secrets.anthropic_api_key", rb"sk-ant-", rb"(?:api03|admin01|oat01|ort01)-[A-Za-z0-9_-]{93}AA", 120,
+            dashed=True,
+        ),
+        token("secrets.google_api_key", rb"AIza", rb"[0-9A-Za-z_-]{35}", 40, dashed=True),
+        token("secrets.google_oauth_client_secret", rb"GOCSPX-", rb"[A-Za-z0-9_-]{28}", 40, dashed=True),
+        detector(
+            "secrets.private_key", _PEM, (rb"-----BEGIN[A-Z0-9 ]{0,20} PRIVATE KEY",), 16600, _private_key,
+            at_anchor=True,
+        ),
+        detector(
+            "secrets.url_password",
+            # From its ://: the scheme before it says nothing more.
+            rb"://" + _URL_PART + rb"{0,128}:(?P<v>" + _URL_PART + rb"{1,256})@[A-Za-z0-9]",
+            (rb"://",), 400, _url_password, at_anchor=True,
+        ),
+        token("secrets.npm_token", rb"npm_", rb"[A-Za-z0-9]{36}", 40, _github),
+        token(
+            "secrets.pypi_token", rb"pypi-AgE", rb"(?:IcHlwaS5vcmc|NdGVzdC5weXBpLm9yZw)[A-Za-z0-9_-]{50,1000}", 1040,
+            dashed=True,
+        ),
+        token("secrets.dockerhub_token", rb"dckr_(?:pat|oat)_", rb"[A-Za-z0-9_-]{27,64}", 80, dashed=True),
+        detector(
+            "secrets.azure_storage_key", rb"AccountKey=(?P<v>[A-Za-z0-9+/]{86}==)(?![A-Za-z0-9+/=])",
+            (rb"AccountKey=",), 110, at_anchor=True,
+        ),
+        token("secrets.sendgrid_api_key", rb"SG\.", rb"[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}", 75, dashed=True),
+        token("secrets.huggingface_token", rb"hf_", rb"[A-Za-z]{34}", 40),
+        token("secrets.groq_api_key", rb"gsk_", rb"[A-Za-z0-9]{52}", 60),
+        token("secrets.xai_api_key", rb"xai-", rb"[A-Za-z0-9]{80}", 90),
+        EmailDetector(
+            "pii.email",
+            # Not after `:` or `/`: a URL's userinfo is no address, unless the URL is a mailto: link.
+            re.compile(
+                rb"(?:" + left(rb"A-Za-z0-9._%+:/-") + rb"|(?<=mailto:))[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@"
+                rb"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![A-Za-z0-9-])"
+            ),
+            (rb"[A-Za-z0-9._%+-]@[A-Za-z0-9-]+\.[A-Za-z]{2}",), 600, _email,
+        ),
+        detector(
+            "pii.phone",
+            left(rb"A-Za-z0-9+_.)\]-") + rb"\+[1-9](?:[ .-]?[0-9]|[ .-]?\([0-9]{1,4}\)){7,14}(?![0-9]|[.-][0-9])",
+            (rb"\+[1-9][0-9 ().-]{7}",), 40, lambda number: checks.phone_digits(number, 8, 15),
+        ),
+        detector(
+            "pii.phone",
+            left(rb"A-Za-z0-9+_.-") + rb"(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}[-.])[2-9][0-9]{2}[-.][0-9]{4}"
+            rb"(?![A-Za-z0-9_-]|\.[0-9])",
+            (_DIGIT_GROUPS, rb"\([2-9][0-9]{2}\) ?[0-9]{3}-"), 20, _nanp,
+        ),
+        detector(
+            "pii.payment_card",
+            _CARD_START + rb"(?:[0-9]{13,19}|[0-9]{4}(?P<s1>[ -])[0-9]{4}(?P=s1)[0-9]{4}(?P=s1)[0-9]{1,4}"
+            rb"(?:(?P=s1)[0-9]{3})?|[0-9]{4}(?P<s2>[ -])[0-9]{6}(?P=s2)[0-9]{4,5})" + _CARD_END,
+            # Every brand's number begins with 2 to 6 (a timestamp in milliseconds with 1).
+            (rb"[2-6][0-9]{12}", rb"[0-9]{4}[ -][0-9]{4,6}[ -][0-9]{4}"),
+            25, checks.payment_card,
+        ),
+        detector(
+            "pii.iban",
+            left(rb"A-Za-z0-9_") + rb"[A-Z]{2}[0-9]{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?)"
+            rb"(?![A-Za-z0-9_])",
+            (rb"[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4} ?[A-Z0-9]{4}",), 45, checks.iban,
+        ),
+        detector(
+            "pii.us_ssn", _CARD_START + rb"[0-9]{3}-[0-9]{2}-[0-9]{4}(?![0-9A-Za-z_]|-[0-9])",
+            (_DIGIT_GROUPS,), 12, checks.us_ssn,
+        ),
+    )  # fmt: skip
+
+
+BUILTIN: tuple[Detector, ...] = _builtin()
+# Every built-in kind, by group: `secrets` and `pii` name all of theirs.
+KINDS: tuple[str, ...] = tuple(dict.fromkeys(d.kind for d in BUILTIN))
+GROUPS: dict[str, tuple[str, ...]] = {
+    group: tuple(k for k in KINDS if k.startswith(f"{group}.")) for group in ("secrets", "pii")
+}
+OWN_KEYS = "tollgate_keys"
+# Strings shorter than this are not looked for as Tollgate's keys: they would be found in ordinary text.
+OWN_KEY_MIN = 12
+# `tollgate key new`'s keys: what a key Tollgate knows only by its SHA-256 looks like.
+_VIRTUAL_KEY = rb"tg-[A-Za-z0-9_-]{43}"
+
+
+def builtin(kinds: Iterable[str]) -> tuple[Detector, ...]:
+    wanted = set(kinds)
+    return tuple(d for d in BUILTIN if d.kind in wanted)
+
+
+def custom_regex(name: str, pattern: re.Pattern[bytes]) -> Detector:
+    """A `{name, regex}` detector: its regex read over the whole text (it has no anchors)."""
+    return Detector(name, pattern, (), 0)
+
+
+def custom_terms(name: str, terms: Iterable[str]) -> Detector:
+    """A `{name, terms}` detector: each term, in any letter case, as a whole word."""
+    escaped = sorted((re.escape(t.encode()) for t in terms), key=len, reverse=True)
+    pattern = rb"(?i)(?<![A-Za-z0-9_])(?:" + b"|".join(escaped) + rb")(?![A-Za-z0-9_])"
+    return Detector(name, re.compile(pattern), tuple(rb"(?i)" + t for t in escaped), max(map(len, escaped)) + 2)
+
+
+def _common_prefix(words: list[bytes]) -> bytes:
+    first, last = min(words), max(words)  # the sorted first and last differ first where any do
+    n = 0
+    while n < min(len(first), len(last)) and first[n] == last[n]:
+        n += 1
+    return first[:n]
+
+
+def own_keys(exact: Iterable[str], digests: Iterable[str]) -> tuple[Detector, ...]:
+    """`tollgate_keys`: each of Tollgate's own secrets exactly, and a virtual key known only by its
+    SHA-256 (hex) wherever a key of `tollgate key new`'s shape hashes to one of them."""
+    keys = sorted({k.encode() for k in exact if len(k) >= OWN_KEY_MIN}, key=len, reverse=True)
+    found: list[Detector] = []
+    if keys:
+        # Keys of one kind share a prefix (`sk-proj-`, `tg-`): one anchor each, the fewer passes
+        # where Python's re finds them.
+        groups: dict[bytes, list[bytes]] = {}
+        for key in keys:
+            groups.setdefault(key[:4], []).append(key)
+        anchors = tuple(re.escape(_common_prefix(group)) for group in groups.values())
+        pattern = re.compile(b"|".join(re.escape(k) for k in keys))
+        found.append(Detector(OWN_KEYS, pattern, anchors, len(keys[0]), at_anchor=True))
+    hashed = frozenset(digests)
+    if hashed:
+        found.append(
+            Detector(
+                OWN_KEYS, re.compile(left(rb"A-Za-z0-9_-") + _VIRTUAL_KEY + DASHED_END), (rb"tg-",), 50,
+                lambda key: hashlib.sha256(key).hexdigest() in hashed,
+            )
+        )  # fmt: skip
+    return tuple(found)

@@ -1,0 +1,122 @@
+"""Finding a set of detectors' matches in a text: their anchors found in one pass, each detector's
+exact pattern run only in the windows around its anchors.
+
+The pass is Hyperscan's (vectorscan, through the `hyperscan` package) where it is installed: every
+anchor of every detector in one database, the text read once at some GB/s. Without it, Python's
+`re` finds each anchor in turn: the same matches, slower (docs/performance.md, "Guardrails").
+A detector without anchors (a custom `regex`) is run over the whole text."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tollgate.governance.guardrails import text
+from tollgate.governance.guardrails.detectors import Detector
+
+try:
+    import hyperscan
+
+    HYPERSCAN = True
+except ImportError:  # no wheel for this platform: pyproject.toml installs it where there is one
+    HYPERSCAN = False
+Found = tuple[str, int, int]  # kind, start, end in the text
+Anchors = dict[int, list[tuple[int, int]]]  # by detector (index), where its anchors matched (start, end)
+
+
+class Engine:
+    """The detectors of one configuration's rules, compiled once; `scan` is called per body. The
+    escapes `text.read` decodes are one more anchor of the same pass: a body without them (most)
+    is read as it is, in one pass; a body with them is read again, decoded."""
+
+    def __init__(
+        self, detectors: Sequence[Detector], use_hyperscan: bool | None = None, every_escape: bool = False
+    ) -> None:
+        self.detectors = tuple(detectors)
+        self.every_escape = every_escape
+        self.whole = tuple(d for d in self.detectors if not d.anchors)
+        anchored = [(i, a) for i, d in enumerate(self.detectors) for a in d.anchors]
+        anchored.append((len(self.detectors), text.escapes(every_escape)))
+        self.uses_hyperscan = HYPERSCAN if use_hyperscan is None else use_hyperscan
+        make = _hyperscan_anchors if self.uses_hyperscan else _python_anchors
+        self.anchors: Callable[[bytes], Anchors] = make(anchored)
+
+    def scan(self, body: bytes, is_json: bool = True) -> tuple[text.Text, set[Found]]:
+        """What the detectors read of `body`, and their matches in it: (kind, start, end), each once."""
+        anchors = self.anchors(body)
+        escaped = anchors.pop(len(self.detectors), None)
+        read = text.Text(body, body)
+        if is_json and escaped:
+            read = text.read(body, is_json, self.every_escape, (start for start, _ in escaped))
+            if read.data is not body:
+                anchors = self.anchors(read.data)
+                anchors.pop(len(self.detectors), None)
+        return read, self._found(read.data, anchors)
+
+    def _found(self, data: bytes, anchors: Anchors) -> set[Found]:
+        found: set[Found] = set()
+        for i, at in anchors.items():
+            detector = self.detectors[i]
+            at.sort()
+            found.update((detector.kind, s, e) for s, e in detector.around(data, at))
+        for detector in self.whole:
+            found.update((detector.kind, s, e) for s, e in detector.find(data, 0, len(data)))
+        return found
+
+
+def _python_anchors(anchored: list[tuple[int, bytes]]) -> Callable[[bytes], Anchors]:
+    # One search per anchor: a literal alone is what `re` searches fastest (its prefix scan).
+    owners = _owners(anchored)
+    compiled = [(re.compile(expression), detectors) for expression, detectors in owners.items()]
+
+    def anchors(data: bytes) -> Anchors:
+        out: Anchors = {}
+        for pattern, detectors in compiled:
+            spans = [m.span() for m in pattern.finditer(data)]
+            if spans:
+                for i in detectors:
+                    out.setdefault(i, []).extend(spans)
+        return out
+
+    return anchors
+
+
+def _owners(anchored: list[tuple[int, bytes]]) -> dict[bytes, list[int]]:
+    """Each anchor once, with the detectors it is an anchor of (detectors share some)."""
+    owners: dict[bytes, list[int]] = {}
+    for i, expression in anchored:
+        owners.setdefault(expression, []).append(i)
+    return owners
+
+
+def _hyperscan_anchors(anchored: list[tuple[int, bytes]]) -> Callable[[bytes], Anchors]:
+    owners = list(_owners(anchored).items())
+    database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    # Hyperscan takes letter case as a flag, not inline; and where a match starts, when asked.
+    database.compile(
+        expressions=[expression.removeprefix(b"(?i)") for expression, _ in owners],
+        ids=list(range(len(owners))),
+        elements=len(owners),
+        flags=[
+            hyperscan.HS_FLAG_SOM_LEFTMOST | (hyperscan.HS_FLAG_CASELESS if e.startswith(b"(?i)") else 0)
+            for e, _ in owners
+        ],
+    )
+    detectors_of = [detectors for _, detectors in owners]
+
+    def anchors(data: bytes) -> Anchors:
+        out: Anchors = {}
+        found: list[tuple[int, int, int]] = []
+        add = found.append
+
+        def on_match(id_: int, start: int, end: int, flags: int, context: Any) -> None:
+            add((id_, start, end))
+
+        database.scan(data, match_event_handler=on_match)
+        for id_, start, end in found:
+            for i in detectors_of[id_]:
+                out.setdefault(i, []).append((start, end))
+        return out
+
+    return anchors

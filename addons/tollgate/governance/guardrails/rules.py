@@ -1,0 +1,217 @@
+"""A configuration's `guardrails:` compiled once (`Guardrails.of(config)`): given a request body
+and the call's provider, model, client and groups, what the matching rules' detectors and
+`tollgate_keys` find in it, each finding with its action (the strongest of the matching rules
+that name its kind: deny, then redact, then audit; `tollgate_keys` always deny), and the body with
+the findings to redact replaced. Plain Python, knowing nothing of mitmproxy."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel
+
+from tollgate.governance.guardrails import detectors, text
+from tollgate.governance.guardrails.engine import Engine, Found
+from tollgate.governance.guardrails.settings import STRENGTH, GuardrailRule
+from tollgate.governance.matching import matches
+
+if TYPE_CHECKING:
+    from tollgate.config import Config
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """What a detector found: its kind, the span of the body it is (`start` is the byte where it
+    begins) and what the rules do with it. Never the value."""
+
+    kind: str
+    start: int
+    end: int
+    action: str
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """What the rules that apply to one call found in its body."""
+
+    findings: tuple[Finding, ...]
+    unread: Literal["deny", "allow"]  # what the matching rules do with what cannot be read
+
+    def counts(self) -> dict[str, int]:
+        """Occurrences by kind (the policy's `input.findings`, the audit's `findings`)."""
+        return dict(Counter(f.kind for f in self.findings))
+
+    @property
+    def denied(self) -> bool:
+        return any(f.action == "deny" for f in self.findings)
+
+    def denied_counts(self) -> dict[str, int]:
+        """The kinds and counts a refusal names."""
+        return dict(Counter(f.kind for f in self.findings if f.action == "deny"))
+
+    def redact(self, body: bytes) -> tuple[bytes, int]:
+        """`body` with every finding whose action is redact replaced by `[REDACTED:<kind>]`, and the
+        number of replacements (overlapping findings make one)."""
+        spans = [(f.start, f.end, f.kind) for f in self.findings if f.action == "redact"]
+        if not spans:
+            return body, 0
+        return text.replace(body, spans)
+
+
+CLEAN = Scan((), "allow")
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    rule: GuardrailRule
+    kinds: frozenset[str]
+
+
+class Guardrails:
+    """The rules and Tollgate's own keys, compiled: built once per configuration, not per call."""
+
+    def __init__(
+        self,
+        rules: Iterable[GuardrailRule] = (),
+        own_keys: Iterable[str] = (),
+        own_key_digests: Iterable[str] = (),
+        use_hyperscan: bool | None = None,
+    ) -> None:
+        self.rules = tuple(_Compiled(r, frozenset(r.kinds)) for r in rules)
+        own = detectors.own_keys(own_keys, own_key_digests)
+        found: list[detectors.Detector] = list(own)
+        custom: dict[str, detectors.Detector] = {}
+        for rule in self.rules:
+            for entry in rule.rule.detect:
+                if entry.regex is not None:
+                    custom[entry.name] = detectors.custom_regex(entry.name, re.compile(entry.regex.encode()))
+                elif entry.terms is not None:
+                    custom[entry.name] = detectors.custom_terms(entry.name, entry.terms)
+        kinds = {k for rule in self.rules for k in rule.kinds}
+        found += detectors.builtin(kinds)
+        found += custom.values()
+        # A detector that matches beyond ASCII reads every \uXXXX escape decoded.
+        every_escape = not all(d.pattern.pattern.isascii() for d in found)
+        self._keys = Engine(own, use_hyperscan, every_escape)
+        self._all = Engine(found, use_hyperscan, every_escape) if self.rules else self._keys
+
+    @classmethod
+    def of(cls, config: Config, use_hyperscan: bool | None = None) -> Guardrails:
+        exact, digests = own_secrets(config)
+        return cls(config.guardrails, exact, digests, use_hyperscan)
+
+    @property
+    def uses_hyperscan(self) -> bool:
+        return self._all.uses_hyperscan
+
+    def scan(
+        self,
+        body: bytes,
+        provider: str,
+        model: str | None,
+        client: str | None,
+        groups: tuple[str, ...],
+        is_json: bool = True,
+    ) -> Scan:
+        """What the rules matching this call (and `tollgate_keys`) find in its body."""
+        applying = [r for r in self.rules if matches(r.rule.match, provider, model, client, groups)]
+        return self._scan(body, applying, is_json)
+
+    def unread(self, provider: str, model: str | None, client: str | None, groups: tuple[str, ...]) -> str:
+        """What a call whose content cannot be read does (an upload streamed unread, a stored
+        prompt): `deny` when a rule that matches it says so, else `allow`."""
+        applying = (r for r in self.rules if matches(r.rule.match, provider, model, client, groups))
+        return "deny" if any(r.rule.unread == "deny" for r in applying) else "allow"
+
+    def scan_all(self, body: bytes, is_json: bool = True) -> Scan:
+        """What every rule, whatever its match, and `tollgate_keys` find (`tollgate scan`)."""
+        return self._scan(body, list(self.rules), is_json)
+
+    def _scan(self, body: bytes, applying: list[_Compiled], is_json: bool) -> Scan:
+        unread: Literal["deny", "allow"] = "deny" if any(r.rule.unread == "deny" for r in applying) else "allow"
+        engine = self._all if applying else self._keys
+        if not engine.detectors:  # no rules apply and Tollgate holds no key: nothing to look for
+            return Scan((), unread)
+        read, found = engine.scan(body, is_json)
+        if not found:
+            return Scan((), unread)
+        action: dict[str, str] = {detectors.OWN_KEYS: "deny"}
+        for rule in applying:
+            for kind in rule.kinds:
+                if STRENGTH[rule.rule.action] > STRENGTH.get(action.get(kind, ""), -1):
+                    action[kind] = rule.rule.action
+        findings = []
+        for kind, s, e in _once(found):
+            if kind in action:
+                start, end = read.to_body(s, e)
+                if not (is_json and _json_number(body, start, end)):
+                    findings.append(Finding(kind, start, end, action[kind]))
+        findings.sort(key=lambda f: (f.start, f.end, f.kind))
+        return Scan(tuple(findings), unread)
+
+
+_STRUCTURE_BEFORE = frozenset(b":,[")
+_STRUCTURE_AFTER = frozenset(b",]}")
+
+
+def _json_number(body: bytes, start: int, end: int) -> bool:
+    """Whether the span is a number of the JSON outside any string (a card number sent as one):
+    no text the detectors read, and nothing a placeholder could replace."""
+    if not body[start:end].isdigit():
+        return False
+    before = body[max(0, start - 64) : start].rstrip()[-1:]
+    after = body[end : end + 64].lstrip()[:1]
+    return (not before or before[0] in _STRUCTURE_BEFORE) and (not after or after[0] in _STRUCTURE_AFTER)
+
+
+def _once(found: set[Found]) -> Iterator[Found]:
+    """Each match once: of one kind's matches that overlap (two patterns of a kind, or a pair's
+    half found by name and beside its partner), the first and longest."""
+    last_end: dict[str, int] = {}
+    for kind, s, e in sorted(found, key=lambda f: (f[1], -f[2])):
+        if s < last_end.get(kind, -1):
+            continue
+        last_end[kind] = e
+        yield kind, s, e
+
+
+# Settings that hold a secret of Tollgate's own: upstream keys, virtual keys, virtual AWS secrets,
+# session and bearer tokens, JWT issuers' secrets, MCP servers' credentials.
+_SECRET_FIELDS = frozenset(
+    ("keys", "key", "secret_access_key", "session_token", "bearer_token", "bearer", "secret", "client_secret")
+)
+_SECRET_FIELDS_OF = {"McpHeader": frozenset(("value",))}
+
+
+def own_secrets(config: Config) -> tuple[list[str], list[str]]:
+    """Every secret of Tollgate's own its configuration holds, written out, and the SHA-256 (hex)
+    of each virtual key written as `sha256:<hex>`."""
+    exact: list[str] = []
+    digests: list[str] = []
+    for value in _secrets(config, None):
+        if value.startswith("sha256:") and len(value) == 71:
+            digests.append(value.removeprefix("sha256:"))
+        else:
+            exact.append(value)
+    return exact, digests
+
+
+def _secrets(node: Any, name: str | None) -> Iterator[str]:
+    if isinstance(node, BaseModel):
+        named = _SECRET_FIELDS | _SECRET_FIELDS_OF.get(type(node).__name__, frozenset())
+        for field in type(node).model_fields:
+            yield from _secrets(getattr(node, field), field if field in named else None)
+        for field, value in (node.__pydantic_extra__ or {}).items():
+            yield from _secrets(value, field if field in named else None)
+    elif isinstance(node, tuple | list):
+        for item in node:
+            yield from _secrets(item, name)
+    elif isinstance(node, dict):
+        for item in node.values():
+            yield from _secrets(item, name)
+    elif isinstance(node, str) and name is not None:
+        yield node

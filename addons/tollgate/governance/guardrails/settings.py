@@ -1,0 +1,130 @@
+"""`guardrails:` as tollgate.yaml writes it: rules, each with a `match` (as limits and overrides
+match), the detectors it names (`detect`), its `action` and what it does with a call it cannot
+read (`unread`)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
+
+from tollgate.config_base import Strict
+from tollgate.governance.guardrails.detectors import GROUPS, KINDS, OWN_KEYS
+from tollgate.governance.matching import OverrideMatch, known_providers, unknown_provider
+
+Action = Literal["deny", "redact", "audit"]
+# A finding's action when rules differ: the strongest wins.
+STRENGTH: dict[str, int] = {"audit": 0, "redact": 1, "deny": 2}
+# A custom detector's name, which is its findings' kind (and goes into `[REDACTED:<kind>]`).
+_CUSTOM_NAME = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
+
+
+def builtin_names() -> tuple[str, ...]:
+    return (*GROUPS, *KINDS)
+
+
+class Detect(Strict):
+    """One entry of `detect`: a built-in detector's name (or a group's), `{name, regex}` or
+    `{name, terms: [...]}`."""
+
+    name: str = Field(min_length=1)
+    regex: str | None = None
+    terms: tuple[Annotated[str, Field(min_length=1)], ...] | None = None
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            pattern = re.compile(value.encode())
+        except re.error as e:
+            raise ValueError(f"not a regular expression: {e}") from None
+        if pattern.search(b"") is not None:
+            raise ValueError("matches the empty text: every body would have a finding")
+        return value
+
+    @model_validator(mode="after")
+    def _known(self) -> Detect:
+        if self.regex is not None and self.terms is not None:
+            raise ValueError("set one of regex and terms")
+        if self.regex is None and self.terms is None:
+            if self.name not in builtin_names():
+                raise ValueError(
+                    f"unknown detector {self.name!r}; one of {', '.join(builtin_names())}, or a custom one"
+                    " ({name, regex} or {name, terms: [...]})"
+                )
+            return self
+        if self.name in builtin_names() or self.name == OWN_KEYS:
+            raise ValueError(f"{self.name!r} is a built-in detector's name; a custom detector needs its own")
+        if _CUSTOM_NAME.fullmatch(self.name) is None:
+            raise ValueError(
+                f"{self.name!r}: a custom detector's name is lower-case letters, digits, '_', '.' and '-', starting"
+                " with a letter (at most 64)"
+            )
+        return self
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The kinds of finding it names."""
+        if self.regex is None and self.terms is None:
+            return GROUPS.get(self.name, (self.name,))
+        return (self.name,)
+
+
+def _entry(value: Any) -> Any:
+    """A name written alone stands for `{name: …}`."""
+    return {"name": value} if isinstance(value, str) else value
+
+
+class GuardrailRule(Strict):
+    """One `guardrails:` rule: the calls it reads (`match`), what it looks for (`detect`), what a
+    finding does (`action`) and what a call it cannot read does (`unread`)."""
+
+    match: OverrideMatch = OverrideMatch()
+    detect: tuple[Annotated[Detect, BeforeValidator(_entry)], ...]
+    action: Action
+    unread: Literal["deny", "allow"] = "allow"
+
+    @field_validator("detect")
+    @classmethod
+    def _some(cls, value: tuple[Detect, ...]) -> tuple[Detect, ...]:
+        if not value:
+            raise ValueError("name at least one detector (secrets, pii, one of theirs or a custom one)")
+        return value
+
+    @model_validator(mode="after")
+    def _provider_known(self, info: ValidationInfo) -> GuardrailRule:
+        known = known_providers(info)
+        if self.match.provider is not None and self.match.provider not in known:
+            raise ValueError(unknown_provider(self.match.provider, known))
+        return self
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(k for d in self.detect for k in d.kinds))
+
+
+def custom_detectors_unique(rules: tuple[GuardrailRule, ...]) -> None:
+    """A custom detector's name is one detector: two rules may name it, but not define it twice
+    differently (the kind in findings would not say which)."""
+    seen: dict[str, tuple[int, int, Detect]] = {}
+    for i, rule in enumerate(rules):
+        for j, entry in enumerate(rule.detect):
+            if entry.regex is None and entry.terms is None:
+                continue
+            first = seen.setdefault(entry.name, (i, j, entry))
+            if first[2] != entry:
+                raise ValueError(
+                    f"guardrails.{i}.detect.{j}: {entry.name!r} is defined differently in"
+                    f" guardrails.{first[0]}.detect.{first[1]}"
+                )
+
+
+# The proxy does not apply guardrails to calls yet. A proxy that started with rules would seem to
+# guard what it lets through: it refuses them, and `tollgate check` says so; `tollgate scan` reads them.
+NOT_APPLIED = (
+    "guardrails: the proxy does not apply guardrails to calls yet; `tollgate scan` reads them."
+    " Remove them from the configuration the proxy runs with"
+)

@@ -1,0 +1,121 @@
+"""Values of the shapes the guardrails' detectors find, made at run time (so that this checkout's
+own source holds none of them, and the clean-corpus figure reads it too), and near misses."""
+
+from __future__ import annotations
+
+import random
+import string
+import zlib
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+_rng = random.Random(53)
+ALNUM = string.ascii_letters + string.digits
+BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
+
+
+def rand(alphabet: str, n: int) -> str:
+    return "".join(_rng.choice(alphabet) for _ in range(n))
+
+
+def base62(value: int, width: int = 6) -> str:
+    out = ""
+    while value:
+        value, digit = divmod(value, 62)
+        out = BASE62[digit] + out
+    return out.rjust(width, "0")
+
+
+def crc_token(prefix: str) -> str:
+    """A GitHub- or npm-shaped token whose checksum holds."""
+    entropy = rand(ALNUM, 30)
+    return prefix + entropy + base62(zlib.crc32(entropy.encode()))
+
+
+def bad_crc_token(prefix: str) -> str:
+    token = crc_token(prefix)
+    last = token[-1]
+    return token[:-1] + ("A" if last != "A" else "B")
+
+
+def luhn_complete(partial: str) -> str:
+    """`partial` and the check digit that makes it Luhn-valid."""
+    for d in "0123456789":
+        digits = [int(c) for c in partial + d][::-1]
+        total = sum(x if i % 2 == 0 else (x * 2 - 9 if x > 4 else x * 2) for i, x in enumerate(digits))
+        if total % 10 == 0:
+            return partial + d
+    raise AssertionError
+
+
+def iban(country: str, bban: str) -> str:
+    rearranged = bban + country + "00"
+    check = 98 - int("".join(str(int(c, 36)) for c in rearranged)) % 97
+    return f"{country}{check:02d}{bban}"
+
+
+def pem(kind: str = "rsa") -> str:
+    if kind == "ec":
+        key = ec.generate_private_key(ec.SECP256R1())
+        return key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        ).decode()
+    if kind == "openssh":
+        key = ec.generate_private_key(ec.SECP256R1())
+        return key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+        ).decode()
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return rsa_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+AWS_KEY_ID = "AKIA" + "Z7QK3M2XW4NB5RTE"
+AWS_SECRET = "k9Xz" + "Qw3/Lm8+Rt5Yp2Vb7Nc4Hs6Jd1Fg0Ae9Ui8O"
+EMAIL = "jane.doe" + "@" + "acme-corp.com"
+
+# One value of every built-in kind, with the text it stands in (a pair's other half beside it).
+SAMPLES: dict[str, tuple[str, str]] = {
+    # kind: (value, context where {} is the value)
+    "secrets.aws_access_key_id": (AWS_KEY_ID, "AWS_ACCESS_KEY_ID={}\n"),
+    "secrets.aws_secret_access_key": (AWS_SECRET, "aws_secret_access_key = {}\n"),
+    "secrets.github_token": (crc_token("gh" + "p_"), "GITHUB_TOKEN={}\n"),
+    "secrets.gitlab_token": ("gl" + "pat-" + rand(ALNUM + "_-", 20), "token: {}\n"),
+    "secrets.slack_token": ("xo" + "xb-123456789012-1234567890123-" + rand(ALNUM, 24), "SLACK_BOT_TOKEN={}\n"),
+    "secrets.slack_webhook": (
+        "https://hooks.slack.com/services/T"
+        + rand(string.ascii_uppercase + string.digits, 9)
+        + "/B"
+        + rand(string.ascii_uppercase + string.digits, 10)
+        + "/"
+        + rand(ALNUM, 24),
+        "webhook: {}\n",
+    ),
+    "secrets.stripe_key": ("sk_" + "live_" + rand(ALNUM, 24), "stripe.api_key = '{}'\n"),
+    "secrets.openai_api_key": (
+        "sk-" + "proj-" + rand(ALNUM + "_-", 74) + "T3Blbk" + "FJ" + rand(ALNUM + "_-", 74),
+        "OPENAI_API_KEY={}\n",
+    ),
+    "secrets.anthropic_api_key": ("sk-" + "ant-api03-" + rand(ALNUM + "_-", 93) + "AA", "ANTHROPIC_API_KEY={}\n"),
+    "secrets.google_api_key": ("AI" + "za" + rand(ALNUM + "_-", 35), "key={}\n"),
+    "secrets.google_oauth_client_secret": ("GOC" + "SPX-" + rand(ALNUM + "_-", 28), "client_secret: {}\n"),
+    "secrets.url_password": ("s3cr3t-Pa55", "DATABASE_URL=postgres://app:{}@db.internal:5432/app\n"),
+    "secrets.npm_token": (crc_token("np" + "m_"), "//registry.npmjs.org/:_authToken={}\n"),
+    "secrets.pypi_token": ("py" + "pi-AgEIcHlwaS5vcmc" + rand(ALNUM + "_-", 60), "password = {}\n"),
+    "secrets.dockerhub_token": ("dc" + "kr_pat_" + rand(ALNUM + "_-", 27), "DOCKER_TOKEN={}\n"),
+    "secrets.azure_storage_key": (
+        rand(ALNUM + "+/", 86) + "==",
+        "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={};EndpointSuffix=core.windows.net\n",
+    ),
+    "secrets.sendgrid_api_key": ("S" + "G." + rand(ALNUM + "_-", 22) + "." + rand(ALNUM + "_-", 43), "SENDGRID={}\n"),
+    "secrets.huggingface_token": ("h" + "f_" + rand(string.ascii_letters, 34), "HF_TOKEN={}\n"),
+    "secrets.groq_api_key": ("gs" + "k_" + rand(ALNUM, 52), "GROQ_API_KEY={}\n"),
+    "secrets.xai_api_key": ("xa" + "i-" + rand(ALNUM, 80), "XAI_API_KEY={}\n"),
+    "pii.email": (EMAIL, "Contact: {}, any time.\n"),
+    "pii.phone": ("+1 415 " + "555 2671", "Call me on {} tomorrow.\n"),
+    "pii.payment_card": ("4111 1111 " + "1111 1111", "card: {} exp 12/29\n"),
+    "pii.iban": (iban("DE", "370400440532013000"), "IBAN {} (Commerzbank)\n"),
+    "pii.us_ssn": ("123-45-" + "6789", "SSN: {}\n"),
+}
