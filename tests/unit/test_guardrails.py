@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from support.examples import examples
 from support.guardrail_samples import (
     AWS_KEY_ID,
     AWS_SECRET,
@@ -313,7 +314,7 @@ def _utf16(c: str) -> list[int]:
     return [int.from_bytes(data[i : i + 2]) for i in range(0, len(data), 2)]
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     kind=st.sampled_from([*_PROPERTY_KINDS, "secrets.private_key"]),
     before=_FILLER,

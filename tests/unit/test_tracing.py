@@ -348,7 +348,8 @@ def test_recording_with_the_collector_down_neither_blocks_nor_raises(monkeypatch
     start = time.perf_counter()
     for _ in range(200):
         traces.record(served_call(), {"cost_usd": None})
-    assert time.perf_counter() - start < 0.5
+    # Under the exporter's 1-s timeout: a record that waited for an export would take one at least.
+    assert time.perf_counter() - start < 1.0
     start = time.perf_counter()
     traces.shutdown(0.5)  # waits no longer than told, whatever the exporter is doing
     assert time.perf_counter() - start < 1.5
