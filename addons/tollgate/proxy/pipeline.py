@@ -145,6 +145,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
     responses_response = CallSteps(
         audit_gate.handle,
         identify.unexpired,  # the session's virtual key has not expired since the upgrade (else 401)
+        guard.handle,  # the message read as an HTTP call's body is: an error event, or sent redacted
         override.handle,
         stays_on_the_socket,
         ledger.handle,

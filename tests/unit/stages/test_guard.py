@@ -151,3 +151,13 @@ def test_the_metrics_and_mitmwebs_summary_count_the_findings_by_kind() -> None:
     line = summary(call)
     assert "found secrets.aws_access_key_id 1, secrets.aws_secret_access_key 1 (2 redacted)" in line
     assert samples.AWS_KEY_ID not in line
+
+
+def test_guard_runs_before_the_override_the_policy_and_the_credential_where_it_runs() -> None:
+    from tollgate.proxy import pipeline
+
+    gateway = pipeline.gateway()
+    for kind in ("http", "responses_response"):
+        names = [step.__qualname__.split(".")[0] for step in gateway.kinds[kind]]
+        assert names.index("Identify") < names.index("Guard") < names.index("Override") < names.index("Decide"), kind
+        assert "Credential" not in names or names.index("Guard") < names.index("Credential")
