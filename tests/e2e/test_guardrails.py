@@ -12,6 +12,7 @@ from tests.support import guardrail_samples as samples
 from tests.support.aws import botocore_accepts
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Reply
+from tests.support.mcp_upstream import McpUpstream
 
 VIRTUAL = "tg-guarded-alice-0001"
 AWS_VIRTUAL = ("TGGUARD0000000000000", "guarded-virtual-SECRET-0000")
@@ -23,11 +24,14 @@ ENV_FILE = (
     f"AWS_ACCESS_KEY_ID={samples.AWS_KEY_ID}\nAWS_SECRET_ACCESS_KEY={samples.AWS_SECRET}\nGITHUB_TOKEN={GITHUB}\n"
 )
 PEM = samples.pem()
-PLANTED = [samples.AWS_KEY_ID, samples.AWS_SECRET, GITHUB, REAL_OPENAI, samples.EMAIL, PEM.splitlines()[1]]
+CARD = samples.SAMPLES["pii.payment_card"][0]
+MCP_URL = "https://mcp.example.test/mcp"
+MCP_BEARER = "real-mcp-bearer-guarded-0001"
+PLANTED = [samples.AWS_KEY_ID, samples.AWS_SECRET, GITHUB, REAL_OPENAI, samples.EMAIL, PEM.splitlines()[1], CARD]
 SECRETS = ["secrets.aws_access_key_id", "secrets.aws_secret_access_key", "secrets.github_token"]
 
 
-def config(urls: dict[str, str]) -> dict:
+def config(urls: dict[str, str], mcp_upstream: str) -> dict:
     providers = {
         name: {"upstream": urls[name], "keys": [REAL_OPENAI if name == "openai" else f"real-{name}-key-0001"]}
         for name in ("openai", "anthropic", "gemini")
@@ -49,7 +53,13 @@ def config(urls: dict[str, str]) -> dict:
             {"detect": SECRETS, "action": "redact"},
             {"match": {"provider": "anthropic"}, "detect": ["secrets.private_key"], "action": "deny"},
             {"match": {"provider": "gemini"}, "detect": ["pii.email"], "action": "redact"},
+            {"detect": ["pii.payment_card"], "action": "deny"},
         ],
+        "mcp": {
+            "servers": [
+                {"name": "notes", "url": MCP_URL, "upstream": mcp_upstream, "credential": {"bearer": MCP_BEARER}}
+            ]
+        },
         "overrides": [{"match": {"provider": "openai", "model": "claude-*"}, "provider": "anthropic", "api": "native"}],
     }
 
@@ -61,10 +71,17 @@ def answers(received):
 
 
 @pytest.fixture(scope="module")
-def gw(start_gateway, tmp_path_factory):
+def mcp_server(upstream_ca):
+    server = McpUpstream(upstream_ca)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def gw(start_gateway, tmp_path_factory, mcp_server):
     saved = tmp_path_factory.mktemp("saved") / "flows.mitm"
     gateway = start_gateway(
-        config,
+        lambda urls: config(urls, mcp_server.url),
         "--set",
         f"save_stream_file={saved}",
         "--set",
@@ -203,6 +220,49 @@ def test_a_translated_route_sends_the_redacted_body_in_the_targets_format(gw):
     )
 
 
+def test_an_mcp_tool_call_with_a_card_number_gets_a_json_rpc_error(gw, mcp_server):
+    mcp_server.clear()
+    result = gw.run(
+        f"""
+        import asyncio
+        from mcp import Client
+        from mcp.client.streamable_http import streamable_http_client
+        from mcp.shared._httpx_utils import create_mcp_http_client
+
+        async def main():
+            http = create_mcp_http_client(headers={{"Authorization": "Bearer {VIRTUAL}"}})
+            async with http:
+                async with Client(streamable_http_client("{MCP_URL}", http_client=http), mode="legacy") as client:
+                    added = await client.call_tool("add", {{"a": 1, "b": 2}})
+                    try:
+                        await client.call_tool("fail", {{"reason": "charge card {CARD} now"}})
+                        report(ok=False)
+                    except Exception as e:
+                        report(added=[c.text for c in added.content], error=type(e).__name__, code=e.error.code,
+                               message=e.error.message)
+
+        asyncio.run(main())
+        """
+    )
+    assert result == {
+        "added": ["3"],
+        "error": "MCPError",
+        "code": -32001,
+        "message": "Tollgate refused this request: it holds pii.payment_card (1).",
+    }
+    calls = [call for r in mcp_server.received() for call in r["calls"]]
+    assert ["tools/call", "add"] in calls and ["tools/call", "fail"] not in calls
+    records = [r for r in gw.audit() if r["event"] == "mcp_call" and r["method"] == "tools/call"]
+    added, refused = records[-2:]
+    assert (added["tool"], added["findings"], added["redacted"]) == ("add", {}, 0)
+    assert (refused["tool"], refused["decision"], refused["deny_reasons"], refused["findings"]) == (
+        "fail",
+        "deny",
+        ["content_denied"],
+        {"pii.payment_card": 1},
+    )
+
+
 def test_tollgates_own_key_in_a_prompt_is_refused_without_rules(bare):
     result = bare.run(
         f"""
@@ -237,7 +297,7 @@ def test_tollgates_own_key_in_a_prompt_is_refused_without_rules(bare):
 
 def test_no_planted_secret_reaches_any_output(gw):
     """Last in the file: it stops the gateway to read its saved flows whole."""
-    assert len(gw.audit()) >= 5
+    assert len(gw.audit()) >= 6
     gw.proxy.stop()
     outputs = {
         "audit": gw.audit_path.read_bytes(),

@@ -92,6 +92,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
     mcp_request = CallSteps(
         audit_gate.mcp,  # 503 while the audit cannot be written
         identify.mcp,  # its caller, found as an LLM call's is (401)
+        guard.mcp,  # a tool's or a prompt's arguments: refused (JSON-RPC error) or redacted
         mcp_gate.session,  # a session it names is its caller's (404)
         mcp_gate.reserve,  # mcp_calls_per_minute (429)
         mcp_gate.decide,  # each JSON-RPC request decided (a decision not cached is awaited)

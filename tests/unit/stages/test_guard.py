@@ -161,3 +161,52 @@ def test_guard_runs_before_the_override_the_policy_and_the_credential_where_it_r
         names = [step.__qualname__.split(".")[0] for step in gateway.kinds[kind]]
         assert names.index("Identify") < names.index("Guard") < names.index("Override") < names.index("Decide"), kind
         assert "Credential" not in names or names.index("Guard") < names.index("Credential")
+
+
+def test_an_mcp_tool_call_is_read_redacted_or_refused_with_a_json_rpc_error() -> None:
+    from mitmproxy.test import tflow, tutils
+
+    from tollgate.formats.mcp.messages import McpRequest
+    from tollgate.governance.mcp import McpExchange
+    from tollgate.governance.mcp_servers import McpServer
+
+    shared = configured(
+        {
+            "guardrails": [
+                {"detect": ["secrets.aws_access_key_id", "secrets.aws_secret_access_key"], "action": "redact"},
+                {"match": {"provider": "openai"}, "detect": ["pii.email"], "action": "deny"},  # no MCP request's
+                {"detect": ["pii.payment_card"], "action": "deny"},
+            ]
+        }
+    )
+    server = McpServer.model_validate({"name": "gh", "url": "https://mcp.example.test/mcp"})
+
+    def posted(arguments: dict, method: str = "tools/call") -> tuple:
+        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": {"name": "note", "arguments": arguments}}
+        flow = tflow.tflow(req=tutils.treq(content=json.dumps(body).encode()))
+        exchange = McpExchange(server, "POST", requests=(McpRequest(method, 1, tool="note"),), request_id="r1")
+        exchange.loaded = shared.loaded
+        Guard(shared).mcp(flow, exchange)
+        return flow, exchange
+
+    flow, exchange = posted({"text": PAIR, "mail": samples.EMAIL})
+    assert flow.response is None
+    assert json.loads(flow.request.content)["params"]["arguments"]["text"] == (
+        "AWS_ACCESS_KEY_ID=[REDACTED:secrets.aws_access_key_id]\n"
+        "AWS_SECRET_ACCESS_KEY=[REDACTED:secrets.aws_secret_access_key]\n"
+    )
+    assert flow.request.headers["content-length"] == str(len(flow.request.raw_content))
+    assert (exchange.findings, exchange.redacted) == (
+        {"secrets.aws_access_key_id": 1, "secrets.aws_secret_access_key": 1},
+        2,
+    )
+    flow, exchange = posted({"card": samples.SAMPLES["pii.payment_card"][0]})
+    assert flow.response is not None and flow.response.headers["x-tollgate-error"] == "content_denied"
+    assert json.loads(flow.response.content) == {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "error": {"code": -32001, "message": "Tollgate refused this request: it holds pii.payment_card (1)."},
+    }
+    assert (exchange.decision, exchange.deny_reasons) == ("deny", ("content_denied",))
+    flow, exchange = posted({"card": samples.SAMPLES["pii.payment_card"][0]}, method="tools/list")
+    assert (flow.response, exchange.findings) == (None, None)  # not a tool's or a prompt's arguments

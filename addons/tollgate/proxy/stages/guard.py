@@ -2,7 +2,8 @@
 it carries counted by kind (`call.request.findings`, which the policy and the audit see), refused
 (403 `content_denied`) or sent with each match replaced by `[REDACTED:<kind>]`. It reads the body
 as its client sent it, before an override or a route writes it anew, so what goes on from here (a
-translation, a fallback written anew, a SigV4 signature) is made of the redacted body."""
+translation, a fallback written anew, a SigV4 signature) is made of the redacted body. An MCP
+server's request is read where it gives a tool or a prompt arguments (`tools/call`, `prompts/get`)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,12 @@ from mitmproxy import http
 from tollgate.call import Call
 from tollgate.formats.json_codec import read_request_json
 from tollgate.formats.refusals import CONTENT_DENIED
-from tollgate.proxy.flows import refuse, write_raw_body
+from tollgate.governance.mcp import McpExchange
+from tollgate.proxy.flows import refuse, refuse_mcp, write_raw_body
 from tollgate.proxy.state import Shared
+
+# The MCP requests whose params a model or a tool will be given.
+MCP_READ = frozenset(("tools/call", "prompts/get"))
 
 
 class Guard:
@@ -62,3 +67,23 @@ class Guard:
         if replaced:
             write_raw_body(flow.request, call, redacted)
             call.request.body = read_request_json(redacted)  # what the later steps read and write anew
+
+    def mcp(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
+        """An MCP server's request (a POST of JSON-RPC), read where it calls a tool or gets a prompt:
+        refused with a JSON-RPC error for each of its requests, or sent redacted. Its rules are those
+        whose `match` names no provider or model."""
+        loaded = exchange.loaded
+        guardrails = loaded.guardrails if loaded is not None else None
+        if guardrails is None or not any(r.method in MCP_READ for r in exchange.requests):
+            return
+        body = flow.request.content or b""
+        scan = guardrails.scan(body, "mcp", None, exchange.client, exchange.groups)
+        exchange.findings, exchange.redacted = scan.counts(), 0
+        if scan.denied:
+            denied = ", ".join(f"{kind} ({n})" for kind, n in sorted(scan.denied_counts().items()))
+            # As the policy's denials are: each request's JSON-RPC error, in a 200 answer.
+            refuse_mcp(flow, exchange, 200, CONTENT_DENIED, f"Tollgate refused this request: it holds {denied}.")
+            return
+        redacted, exchange.redacted = scan.redact(body)
+        if exchange.redacted:
+            flow.request.content = redacted  # encoded again as it came, its Content-Length set
