@@ -308,3 +308,9 @@ def test_no_planted_secret_reaches_any_output(gw):
     for where, content in outputs.items():
         for secret in PLANTED:
             assert secret.encode() not in content, f"a planted secret in {where}"
+    # mitmweb's summary of a call says what was found.
+    from mitmproxy import io
+
+    with open(gw.saved, "rb") as f:
+        comments = [flow.comment for flow in io.FlowReader(f).stream()]
+    assert any("found secrets.aws_access_key_id 1" in c and "(3 redacted)" in c for c in comments), comments

@@ -210,3 +210,25 @@ def test_an_mcp_tool_call_is_read_redacted_or_refused_with_a_json_rpc_error() ->
     assert (exchange.decision, exchange.deny_reasons) == ("deny", ("content_denied",))
     flow, exchange = posted({"card": samples.SAMPLES["pii.payment_card"][0]}, method="tools/list")
     assert (flow.response, exchange.findings) == (None, None)  # not a tool's or a prompt's arguments
+
+
+def test_a_fallback_to_another_provider_is_written_from_the_redacted_body() -> None:
+    from tollgate.proxy.stages.override import Override
+
+    rules = {
+        **RULES,
+        "overrides": [
+            {
+                "match": {"provider": "openai", "model": "gpt-4o"},
+                "fallbacks": [{"provider": "anthropic", "model": "claude-sonnet-4-5"}],
+            }
+        ],
+    }
+    shared = configured(rules)
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": PAIR}]}
+    flow, call = guarded("openai", "/v1/chat/completions", body, shared)
+    assert CallSteps(Override(shared).handle).at_request(flow) is None
+    kept = call.failover.client_request
+    assert kept is not None
+    assert b"[REDACTED:secrets.aws_access_key_id]" in kept.content
+    assert samples.AWS_KEY_ID.encode() not in kept.content and samples.AWS_SECRET.encode() not in kept.content
