@@ -200,8 +200,8 @@ class Request:
     once; `streamed_upload`), by the WebSocket stage and the sockets' calls (`transport`; a Responses
     WebSocket message's body), by Identify (`body_sha256`), by the stages that rewrite the body
     (Override, RollUp, Translate, Fallback: `body`, `client_body`; a rewritten body's hash no longer
-    holds), by AskForUsage (`usage_asked`) and by Redact (body and headers dropped after the request
-    stages)."""
+    holds), by AskForUsage (`usage_asked`), by Guard (`findings`, `redacted`; the body redacted)
+    and by Redact (body and headers dropped after the request stages)."""
 
     # The request body's JSON object, parsed once for the request stages (dropped after them).
     body: dict[str, Any] | None = field(default=None, repr=False)
@@ -219,6 +219,12 @@ class Request:
     body_sha256: str | None = None
     # Tollgate asked an OpenAI stream for usage the client did not ask for (`stream_usage: inject`).
     usage_asked: bool = False
+    # What the guardrails found in the body as its client sent it, by kind (never a value), and
+    # how many matches went upstream replaced; None when it was not read (`Guard`).
+    findings: dict[str, int] | None = None
+    redacted: int | None = None
+    # The same findings by kind and the action taken on them, for the metrics.
+    finding_actions: tuple[tuple[str, str, int], ...] = ()
 
 
 @dataclass(slots=True)

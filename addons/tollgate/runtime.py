@@ -12,6 +12,7 @@ from typing import Any
 from tollgate.config import Config, ProviderConfig
 from tollgate.credentials.keypool import KeyPool
 from tollgate.governance.clients import Directory
+from tollgate.governance.guardrails.rules import Guardrails
 from tollgate.governance.jwt_identity import Verifier
 from tollgate.governance.limits import Limits
 from tollgate.governance.mcp_servers import NO_SERVERS, McpServers
@@ -51,6 +52,8 @@ class Loaded:
     # (`providers.<name>: {kind: openai_compatible}`). A call's provider is looked up here.
     registry: Mapping[str, Provider] = field(default_factory=lambda: PROVIDERS)
     mcp: McpServers = NO_SERVERS  # the MCP servers governed (`mcp.servers`)
+    # `guardrails:` and Tollgate's own keys, compiled (None: nothing to look for in any call).
+    guardrails: Guardrails | None = None
 
     @classmethod
     def build(
@@ -81,9 +84,10 @@ class Loaded:
         added = {name: settings.hosts for name, settings in providers.items()}
         hosts = Hosts(added, registry) if any(added.values()) else BUILT_IN_HOSTS
         named = {name: registry[name].model_names(settings) for name, settings in providers.items()}
+        guardrails = Guardrails.of(config, previous=previous.guardrails if previous is not None else None)
         return cls(
             config, providers, Directory(config), RuleBook(config.overrides, registry), pools, policy, runtimes,
             jwt, Limits(config.limits), Prices(config.prices, registry), hosts, dict(client_certs or {}),
             config_sha256, {name: names for name, names in named.items() if names is not None}, registry,
-            McpServers(config.mcp) if config.mcp.servers else NO_SERVERS,
+            McpServers(config.mcp) if config.mcp.servers else NO_SERVERS, guardrails if guardrails.reads else None,
         )  # fmt: skip

@@ -51,6 +51,7 @@ def gateway_config(upstream: str, *more_clients: dict) -> dict:
         "prices": [{"match": {"provider": "openai", "model": "gpt-4o*"},
                     "input_per_mtok": 1000, "cached_input_per_mtok": 500, "output_per_mtok": 2000}],
         "limits": [{"name": "tokens", "match": {"client": "bounded"}, "tokens_per_day": 1000}],
+        "guardrails": [{"detect": ["secrets.github_token"], "action": "redact"}],
         "overrides": [{"match": {"model": "gpt-4o-alias"}, "model": "gpt-4o-mini"},
                       {"match": {"model": "gpt-4o-elsewhere"}, "upstream": "https://127.0.0.1:9"}],
     }  # fmt: skip
@@ -178,6 +179,34 @@ def test_a_denied_response_create_is_an_error_event_the_connection_goes_on(g, fa
         200,
         120,
     )
+
+
+def test_guardrails_redact_a_response_create_and_refuse_one_with_tollgates_key_the_socket_going_on(g, fake):
+    from tests.support.guardrail_samples import SAMPLES
+
+    token = SAMPLES["secrets.github_token"][0]
+    creates = [
+        {"model": MODEL, "input": user_input(f"my token is {token}")},
+        {"model": MODEL, "input": user_input(f"and the key: {REAL}")},  # Tollgate's own: refused
+        {"model": MODEL, "input": user_input("thanks")},
+    ]
+    redacted, denied, served = g.run(session(ALICE, creates))["got"]
+    assert (redacted["text"], served["text"]) == (ANSWERS[0], ANSWERS[1])
+    error = denied["error"]["error"]
+    assert (denied["error"]["status"], error["headers"]["x-tollgate-error"]) == (403, "content_denied")
+    assert error["message"] == "Tollgate refused this call: its content holds tollgate_keys (1)."
+    (upstream,) = fake.sessions
+    texts = [json.loads(m)["input"][0]["content"][0]["text"] for m in upstream.received]
+    assert texts == ["my token is [REDACTED:secrets.github_token]", "thanks"]  # the refused one never went
+    first, refused, third = g.new_audit(3)
+    assert (first["findings"], first["redacted"]) == ({"secrets.github_token": 1}, 1)
+    assert (refused["decision"], refused["deny_reasons"], refused["findings"]) == (
+        "deny",
+        ["content_denied"],
+        {"tollgate_keys": 1},
+    )
+    assert (third["findings"], third["redacted"]) == ({}, 0)
+    assert token.encode() not in g.audit_path.read_bytes()
 
 
 def test_a_limit_refuses_the_response_it_has_no_room_for_and_counts_what_the_others_used(g, fake):

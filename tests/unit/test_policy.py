@@ -651,6 +651,7 @@ def test_policy_input_is_designs_input_document() -> None:
             "mcp_servers": [],
         },
         "unread": [],
+        "findings": None,
         "usage": {},
     }
     # Exactly these keys, in this order, and nothing else (no wire format, no credentials, no ids).
@@ -667,6 +668,7 @@ def test_policy_input_is_designs_input_document() -> None:
         "fallback_of",
         "request",
         "unread",
+        "findings",
         "usage",
     ]
     assert list(document["client"]) == ["name", "groups", "auth"]
@@ -709,6 +711,7 @@ def test_policy_input_without_override_or_facts() -> None:
             "mcp_servers": [],
         },
         "unread": [],
+        "findings": None,
         "usage": {},
     }
 
@@ -750,6 +753,7 @@ def test_policy_input_model_falls_back_to_the_requested_one() -> None:
             "mcp_servers": [],
         },
         "unread": [],
+        "findings": None,
         "usage": {},
     }
 

@@ -50,13 +50,14 @@ def facts(draw: st.DrawFn) -> tuple[Any, ...]:
     others beside, as a policy must be ready for."""
     counters = draw(st.sampled_from([(), (("tokens_per_day", "alice", "tokens_per_day", 9000, 20000, "tokens"),)]))
     fallback = draw(st.sampled_from([None, ("openai", "gpt-4o")]))
+    findings = draw(st.sampled_from([None, (), (("pii.email", 2), ("secrets.github_token", 1))]))
     return (
         draw(st.one_of(st.none(), NAMES)), tuple(draw(GROUPS)), draw(st.sampled_from(["virtual_key", "anonymous"])),
         draw(st.sampled_from(["openai", "anthropic", "gemini"])), "api.openai.com", draw(st.sampled_from(["POST", "GET"])),
         "/v1/chat/completions", draw(st.one_of(st.none(), st.sampled_from(["chat.completions", "files", "models"]))),
         draw(SCALARS), draw(SCALARS), draw(SCALARS), draw(SCALARS), draw(st.booleans()), draw(SCALARS),
         draw(SCALARS), tuple(draw(st.lists(st.sampled_from(["model", "tools"]), max_size=2, unique=True))),
-        draw(identities()), counters, draw(SCALARS), None, None, (), None, fallback,
+        draw(identities()), counters, draw(SCALARS), None, None, (), None, fallback, findings,
     )  # fmt: skip
 
 
@@ -85,7 +86,7 @@ REFS = [
     "input.request.message_count", "input.request.has_system", "input.client.name", "input.client.groups",
     "input.unread", "input.endpoint", "input.method", "input.nope", "input.request.nope",
     "input.identity.claims.role", "input.identity.claims.ref", "input.usage.tokens_per_day",
-    "input.fallback_of.model", 'input["model"]', 'object.get(input, ["request", "max_tokens"], "absent")',
+    "input.fallback_of.model", 'input.findings["pii.email"]', 'input["model"]', 'object.get(input, ["request", "max_tokens"], "absent")',
 ]  # fmt: skip
 LITERALS = [
     "null", "true", "false", "0", "8192", "-1.5", '"9000"', '"gpt-4o"', '"research"', "[]", "{}", '{"research"}',

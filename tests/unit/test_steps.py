@@ -238,6 +238,7 @@ def test_tollgates_pipeline_is_one_addon_with_its_call_steps_in_order():
     assert [type(step.__self__).__name__ for step in call_steps.steps] == [
         "AuditGate",
         "Identify",
+        "Guard",
         "Override",
         "Translate",
         "Route",

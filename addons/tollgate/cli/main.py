@@ -155,13 +155,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def check_config(path: Path) -> int:
     """Exit status 0 when the configuration and the policy it names would load, else 1."""
-    from tollgate.governance.guardrails.settings import NOT_APPLIED
     from tollgate.governance.policy import Policy, PolicyError
 
     try:
         config = load_config(path)
-        if config.guardrails:
-            raise ConfigError(f"{path}: {NOT_APPLIED}")
         if config.policy.rego:
             Policy(config.policy.rego, config.policy.timeout)
     except ConfigError as e:

@@ -50,6 +50,9 @@ MISDIRECTED = "misdirected"
 # The call would mint a credential usable without Tollgate (an ephemeral key, a client secret),
 # which `providers.<name>.ephemeral_credentials` does not allow.
 MINTS_CREDENTIAL = "mints_credential"
+# The request carries what a guardrail denies (`guardrails:`, Tollgate's own keys), or what a rule
+# with `unread: deny` cannot read.
+CONTENT_DENIED = "content_denied"
 
 STATUS = {
     UNAUTHENTICATED: 401,
@@ -70,6 +73,7 @@ STATUS = {
     CIRCUIT_OPEN: 503,
     MISDIRECTED: 421,
     MINTS_CREDENTIAL: 403,
+    CONTENT_DENIED: 403,
 }
 # Reasons that say the call failed on its way, not that Tollgate refused it.
 FAILURES = frozenset((UPSTREAM_UNREACHABLE, UPSTREAM_TIMEOUT))

@@ -58,6 +58,10 @@ class McpExchange:
     owner: str = "anonymous"
     decision: str = "allow"
     deny_reasons: tuple[str, ...] = ()
+    # What the guardrails found in its tools/call and prompts/get requests, by kind, and how many
+    # matches went to the server replaced; None when not read (`Guard.mcp`).
+    findings: dict[str, int] | None = None
+    redacted: int | None = None
     # Each denied request's reasons, by its place in `requests`.
     denied: dict[int, tuple[str, ...]] = field(default_factory=dict)
     status: int | None = None
@@ -124,7 +128,8 @@ class McpExchange:
             if self.decision == "allow" and not stream_or_end:
                 return []
             return [{**base, "method": self.method if stream_or_end else None, "tool": None, "decision": self.decision,
-                     "deny_reasons": list(self.deny_reasons), "is_error": None, **tail}]  # fmt: skip
+                     "deny_reasons": list(self.deny_reasons), "findings": None, "redacted": None, "is_error": None,
+                     **tail}]  # fmt: skip
         records = []
         for i, request in enumerate(self.requests):
             reasons = self.denied.get(i, ())
@@ -136,6 +141,9 @@ class McpExchange:
                 "decision": self.decision,
                 # The whole POST is refused when one request is: each names its own reasons, or the POST's.
                 "deny_reasons": list(reasons or (self.deny_reasons if denied else ())),
+                # What the guardrails found in the POST, on each of its records.
+                "findings": self.findings,
+                "redacted": self.redacted,
                 "is_error": None if request.id is None or denied else self.outcomes.get(request.id),
                 **tail,
             })  # fmt: skip

@@ -244,6 +244,7 @@ INPUT_LAYOUT: dict[str, Any] = {
     },
     "publisher": 22,
     "fallback_of": 23,  # the target a fallback takes the call from: {provider, model}, else null
+    "findings": 24,  # what the guardrails found, by kind: {kind: occurrences}; null when not read
     "unread": 15,
     "identity": 16,  # a JWT caller's: issuer and claims, one fact (`JwtIdentity`)
     "usage": 17,  # the limits' counters (`limits.usage_facts`), one fact
@@ -337,7 +338,7 @@ def input_document(facts: tuple[Any, ...]) -> dict[str, Any]:
     for), built from `input_facts` so that it holds exactly what the decision cache is keyed on."""
     (client, groups, auth, provider, host, method, path, endpoint, requested_model, model,
      message_count, has_system, has_tools, stream, max_tokens, unread, identity, usage,
-     service_tier, speed, batch, mcp_servers, publisher, fallback_of) = facts  # fmt: skip
+     service_tier, speed, batch, mcp_servers, publisher, fallback_of, findings) = facts  # fmt: skip
     document = {
         "client": {"name": client, "groups": list(groups), "auth": auth},
         "provider": provider,
@@ -361,6 +362,7 @@ def input_document(facts: tuple[Any, ...]) -> dict[str, Any]:
             "mcp_servers": [{"url": url, "name": name} for url, name in mcp_servers],
         },
         "unread": list(unread),
+        "findings": None if findings is None else dict(findings),
         "usage": usage_input(usage),
     }
     if identity is not None:  # a JWT caller: `input.identity` is undefined for every other

@@ -39,8 +39,13 @@ def input_facts(call: Call) -> tuple[Any, ...]:
         who.client, tuple(who.groups), who.auth, route.target.provider, call.host, call.method, call.path, c.endpoint,
         requested, model, f.message_count, f.has_system, f.has_tools, f.stream, f.max_tokens, unread,
         who.identity, call.ledger.usage_counters, f.service_tier, f.speed, f.batch, f.mcp_servers, c.publisher,
-        call.failover.fallback_of,
+        call.failover.fallback_of, _findings(call.request.findings),
     )  # fmt: skip
+
+
+def _findings(findings: dict[str, int] | None) -> tuple[tuple[str, int], ...] | None:
+    """`call.request.findings` as a fact: hashable, in one order."""
+    return None if findings is None else tuple(sorted(findings.items()))
 
 
 def policy_input(call: Call) -> dict[str, Any]:

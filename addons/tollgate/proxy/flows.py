@@ -30,7 +30,12 @@ CLIENT_DISCONNECTED = "client disconnected"
 def write_body(request: http.Request, call: Call) -> None:
     """The call's changed JSON body into the request, with its Content-Length corrected. A SigV4
     hash of the old body no longer holds."""
-    body = encode_json(call.request.body)
+    write_raw_body(request, call, encode_json(call.request.body))
+
+
+def write_raw_body(request: http.Request, call: Call, body: bytes) -> None:
+    """`body` into the request, with its Content-Length corrected. A SigV4 hash of the old body no
+    longer holds."""
     call.request.body_sha256 = None
     if b"content-encoding" in call.request.headers or b"transfer-encoding" in call.request.headers:
         request.content = body  # mitmproxy's setter re-applies the encoding, keeps the chunking

@@ -17,6 +17,7 @@ from tollgate.proxy.stages.credential import Credential
 from tollgate.proxy.stages.decide import Decide
 from tollgate.proxy.stages.drain import Drain
 from tollgate.proxy.stages.fallback import Fallback, keep_trace_context, retarget
+from tollgate.proxy.stages.guard import Guard
 from tollgate.proxy.stages.identify import Identify
 from tollgate.proxy.stages.ledger import Ledger
 from tollgate.proxy.stages.mcp import Mcp, McpGate
@@ -54,6 +55,10 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
     audit_gate = AuditGate(shared)
     websocket = WebSocket(shared)
     identify = Identify(shared)
+    # Guardrails on the body as its client sent it: found, refused or redacted before an override
+    # or a route writes it anew, before the policy (which sees the findings) and the credential
+    # (a SigV4 signature covers what goes).
+    guard = Guard(shared)
     override = Override(shared)
     translate = Translate(shared)
     route = Route(shared)
@@ -87,6 +92,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
     mcp_request = CallSteps(
         audit_gate.mcp,  # 503 while the audit cannot be written
         identify.mcp,  # its caller, found as an LLM call's is (401)
+        guard.mcp,  # a tool's or a prompt's arguments: refused (JSON-RPC error) or redacted
         mcp_gate.session,  # a session it names is its caller's (404)
         mcp_gate.reserve,  # mcp_calls_per_minute (429)
         mcp_gate.decide,  # each JSON-RPC request decided (a decision not cached is awaited)
@@ -102,6 +108,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
     call_steps = CallSteps(
         audit_gate.handle,  # 503 while the audit cannot be written
         identify.handle,  # who is calling: proxy login, virtual key, JWT, verified signature, anonymous; else 401
+        guard.handle,  # guardrails: what the body carries counted, refused (403) or redacted
         override.handle,  # the first matching rule: the model called, the provider routed to
         translate.handle,  # a route to another provider's own format: the request rewritten in it (400 if it cannot be)
         route.handle,  # the upstream's scheme, host and port
@@ -139,6 +146,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
     responses_response = CallSteps(
         audit_gate.handle,
         identify.unexpired,  # the session's virtual key has not expired since the upgrade (else 401)
+        guard.handle,  # the message read as an HTTP call's body is: an error event, or sent redacted
         override.handle,
         stays_on_the_socket,
         ledger.handle,

@@ -56,6 +56,8 @@ def audit_record(call: Call) -> dict[str, Any]:
         "max_tokens": c.facts.max_tokens,
         "decision": call.verdict.decision,
         "deny_reasons": list(call.verdict.deny_reasons),
+        "findings": call.request.findings,
+        "redacted": call.request.redacted,
         "status": a.status,
         "upstream": route.upstream,
         "upstream_key": a.upstream_key,

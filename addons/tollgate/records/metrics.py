@@ -299,6 +299,12 @@ class MetricSet:
             " (the answer's error or a tool's isError), denied, or unknown (no answer read).",
             ("client", "server", "method", "tool", "outcome"),
         )
+        self.findings = CounterFamily(
+            "tollgate_guardrail_findings",
+            "What the guardrails found in the calls' bodies (occurrences), by provider, kind and the action taken:"
+            " deny, redact or audit.",
+            ("provider", "kind", "action"),
+        )
         self._lock = threading.Lock()
         # Most calls repeat a few shapes: their label values, capped, are found once.
         self._shapes: ShapeMemo[tuple[Any, ...]] = ShapeMemo(self._labels)
@@ -308,7 +314,7 @@ class MetricSet:
                 [
                     self.token_usage, self.duration, self.ttft, self.calls, self.tokens, self.cost,
                     self.upstream_errors, self.retries, self.fallbacks, self.limit_remaining,
-                    self.policy_seconds, self.mcp_calls,
+                    self.policy_seconds, self.mcp_calls, self.findings,
                 ],
                 self._lock,
             )
@@ -330,6 +336,7 @@ class MetricSet:
         status = status_class(call.answer.status)
         error = error_kind(call)
         limits: list[tuple[tuple[str, str, str], float]] = []
+        found = [(self.cap("kind", kind), action, n) for kind, action, n in call.request.finding_actions]
         if used is not None and call.ledger.usage_counters:
             for label, subject, field, before, most, metric in call.ledger.usage_counters:
                 key = self._limit_keys.get((label, subject, field), label, subject, field)
@@ -359,6 +366,8 @@ class MetricSet:
                     self.fallbacks.inc((provider, model), fallbacks)
             for key, left in limits:
                 self.limit_remaining.set(key, left)
+            for kind, action, n in found:
+                self.findings.inc((provider, kind, action), n)
 
     def _labels(self, shape: tuple[Any, ...]) -> tuple[Any, ...]:
         """A call shape's label values, capped."""

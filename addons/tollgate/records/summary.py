@@ -24,11 +24,16 @@ def dollars_text(nano: int) -> str:
 def summary(call: Call) -> str:
     """The one line mitmweb shows as the flow's comment. Its column is narrow, so what matters
     comes first: a refusal and its reason, a failure, else the tokens and cost; then who called
-    and what; last the policy's reasons or the error, in words."""
+    and what, and what the guardrails found (kinds and counts); last the policy's reasons or the
+    error, in words."""
     head, detail = _outcome(call)
     model, target = call.target_model, call.route.target
     what = f"{target.provider}/{model}" if model else f"{target.provider} {call.classification.endpoint or '?'}"
     line = f"{head} · {call.caller.client or 'anonymous'} · {what}"
+    if found := call.request.findings:
+        kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(found.items()))
+        redacted = call.request.redacted
+        line += f" · found {kinds}" + (f" ({redacted} redacted)" if redacted else "")
     return f"{line} · {detail}" if detail else line
 
 

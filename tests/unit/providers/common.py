@@ -18,6 +18,7 @@ from tollgate.formats.refusals import (
     BAD_REQUEST,
     BUDGET_EXCEEDED,
     CIRCUIT_OPEN,
+    CONTENT_DENIED,
     HEADERS_TOO_LARGE,
     INTERNAL_ERROR,
     INVALID_SIGNATURE,
@@ -80,6 +81,7 @@ REASONS = (
     CIRCUIT_OPEN,
     MISDIRECTED,
     MINTS_CREDENTIAL,
+    CONTENT_DENIED,
 )
 
 
@@ -213,6 +215,7 @@ OPENAI_REFUSALS = {
     MISDIRECTED: (421, "invalid_request_error", "misdirected"),
     CIRCUIT_OPEN: (503, "server_error", "circuit_open"),
     MINTS_CREDENTIAL: (403, "permission_denied", "mints_credential"),
+    CONTENT_DENIED: (403, "permission_denied", "content_denied"),
 }
 
 
@@ -235,6 +238,7 @@ GEMINI_REFUSALS = {
     MISDIRECTED: (421, "INVALID_ARGUMENT"),
     CIRCUIT_OPEN: (503, "UNAVAILABLE"),
     MINTS_CREDENTIAL: (403, "PERMISSION_DENIED"),
+    CONTENT_DENIED: (403, "PERMISSION_DENIED"),
 }
 
 
@@ -257,6 +261,7 @@ ANTHROPIC_REFUSALS = {
     MISDIRECTED: (421, "invalid_request_error"),
     CIRCUIT_OPEN: (503, "api_error"),
     MINTS_CREDENTIAL: (403, "permission_error"),
+    CONTENT_DENIED: (403, "permission_error"),
 }
 
 
@@ -279,6 +284,7 @@ BEDROCK_REFUSALS = {
     MISDIRECTED: (421, "ValidationException"),
     CIRCUIT_OPEN: (503, "ServiceUnavailableException"),
     MINTS_CREDENTIAL: (403, "AccessDeniedException"),
+    CONTENT_DENIED: (403, "AccessDeniedException"),
 }
 
 

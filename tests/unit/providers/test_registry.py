@@ -27,6 +27,7 @@ from tollgate.formats.refusals import (
     BAD_REQUEST,
     BUDGET_EXCEEDED,
     CIRCUIT_OPEN,
+    CONTENT_DENIED,
     HEADERS_TOO_LARGE,
     INTERNAL_ERROR,
     INVALID_SIGNATURE,
@@ -303,6 +304,7 @@ def test_status_per_reason() -> None:
         CIRCUIT_OPEN: 503,
         MISDIRECTED: 421,
         MINTS_CREDENTIAL: 403,
+        CONTENT_DENIED: 403,
     }
 
 

@@ -153,8 +153,7 @@ def test_a_good_edit_is_swapped_in_and_logged_once(running: Running, caplog) -> 
         ),
         ("policy:\n  rego: [missing.rego]\n", "policy.rego: "),
         ("audit:\n  path: /nonexistent-dir/audit.jsonl\n", "audit.path: cannot open /nonexistent-dir/audit.jsonl"),
-        # Read by `tollgate scan` only: a proxy must not seem to guard what it lets through.
-        ("guardrails:\n  - {detect: [secrets], action: deny}\n", "guardrails: the proxy does not apply guardrails"),
+        ("guardrails:\n  - {detect: [nosuch], action: deny}\n", "guardrails.0.detect.0: "),
     ],
 )
 def test_a_bad_edit_keeps_the_last_good_configuration_and_says_why_once(

@@ -15,6 +15,7 @@ from tollgate.formats.refusals import (
     BAD_REQUEST,
     BUDGET_EXCEEDED,
     CIRCUIT_OPEN,
+    CONTENT_DENIED,
     HEADERS_TOO_LARGE,
     INTERNAL_ERROR,
     INVALID_SIGNATURE,
@@ -111,6 +112,7 @@ REFUSALS = {
     MISDIRECTED: "invalid_request_error",
     CIRCUIT_OPEN: "api_error",
     MINTS_CREDENTIAL: "permission_error",
+    CONTENT_DENIED: "permission_error",
 }
 
 

@@ -19,6 +19,7 @@ from tollgate.formats.refusals import (
     BAD_REQUEST,
     BUDGET_EXCEEDED,
     CIRCUIT_OPEN,
+    CONTENT_DENIED,
     HEADERS_TOO_LARGE,
     INTERNAL_ERROR,
     INVALID_SIGNATURE,
@@ -134,6 +135,7 @@ REFUSALS = {
     MISDIRECTED: (421, "ValidationException"),
     CIRCUIT_OPEN: (503, "ServiceUnavailableException"),
     MINTS_CREDENTIAL: (403, "AccessDeniedException"),
+    CONTENT_DENIED: (403, "AccessDeniedException"),
 }
 
 

@@ -14,6 +14,7 @@ from tollgate.formats.refusals import (
     BAD_REQUEST,
     BUDGET_EXCEEDED,
     CIRCUIT_OPEN,
+    CONTENT_DENIED,
     HEADERS_TOO_LARGE,
     INTERNAL_ERROR,
     INVALID_SIGNATURE,
@@ -132,6 +133,7 @@ REFUSALS = {
     MISDIRECTED: "invalid_request_error",
     CIRCUIT_OPEN: "server_error",
     MINTS_CREDENTIAL: "permission_denied",
+    CONTENT_DENIED: "permission_denied",
 }
 # OpenAI's own codes where a reason has one; else the reason itself.
 _REFUSAL_CODES = {

@@ -82,6 +82,10 @@ class Guardrails:
         use_hyperscan: bool | None = None,
     ) -> None:
         self.rules = tuple(_Compiled(r, frozenset(r.kinds)) for r in rules)
+        own_keys, own_key_digests = tuple(own_keys), tuple(own_key_digests)
+        # What it was compiled from: a reload whose rules and keys are the same keeps it. Holds
+        # secrets: never in a message.
+        self.made_of = (tuple(r.rule for r in self.rules), own_keys, own_key_digests)
         own = detectors.own_keys(own_keys, own_key_digests)
         found: list[detectors.Detector] = list(own)
         custom: dict[str, detectors.Detector] = {}
@@ -100,9 +104,20 @@ class Guardrails:
         self._all = Engine(found, use_hyperscan, every_escape) if self.rules else self._keys
 
     @classmethod
-    def of(cls, config: Config, use_hyperscan: bool | None = None) -> Guardrails:
+    def of(cls, config: Config, use_hyperscan: bool | None = None, previous: Guardrails | None = None) -> Guardrails:
+        """`config`'s rules and own keys compiled; `previous` itself when they are the same."""
         exact, digests = own_secrets(config)
+        if previous is not None and previous.made_of == (tuple(config.guardrails), tuple(exact), tuple(digests)):
+            return previous
         return cls(config.guardrails, exact, digests, use_hyperscan)
+
+    def __repr__(self) -> str:  # its keys never in a message
+        return f"<Guardrails: {len(self.rules)} rules, {len(self._keys.detectors)} own-key detectors>"
+
+    @property
+    def reads(self) -> bool:
+        """Whether it reads any call: it has rules, or Tollgate holds keys to look for."""
+        return bool(self.rules) or bool(self._keys.detectors)
 
     @property
     def uses_hyperscan(self) -> bool:

@@ -120,11 +120,3 @@ def custom_detectors_unique(rules: tuple[GuardrailRule, ...]) -> None:
                     f"guardrails.{i}.detect.{j}: {entry.name!r} is defined differently in"
                     f" guardrails.{first[0]}.detect.{first[1]}"
                 )
-
-
-# The proxy does not apply guardrails to calls yet. A proxy that started with rules would seem to
-# guard what it lets through: it refuses them, and `tollgate check` says so; `tollgate scan` reads them.
-NOT_APPLIED = (
-    "guardrails: the proxy does not apply guardrails to calls yet; `tollgate scan` reads them."
-    " Remove them from the configuration the proxy runs with"
-)

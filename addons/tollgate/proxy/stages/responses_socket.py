@@ -290,9 +290,8 @@ class ResponsesSocket:
             call.answer.status = refused.status_code
             self._end(session, call)
             return
-        if (
-            call.route.target.model != call.route.requested.model
-        ):  # an override changed the model: the message as it rewrote it
+        if call.route.target.model != call.route.requested.model or call.request.redacted:
+            # An override changed the model, or a guardrail redacted it: the message as rewritten.
             content = exchange.request.raw_content or content
         self._send(flow, content, message)
         call.answer.request_sent = True

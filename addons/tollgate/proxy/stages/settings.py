@@ -15,7 +15,6 @@ from mitmproxy.proxy.mode_specs import ProxyMode
 from tollgate.config import Config, ConfigError, read_config
 from tollgate.fleet import fleet_config_problem, fleet_workers, listen_advice
 from tollgate.governance.clients import expiry_notices
-from tollgate.governance.guardrails.settings import NOT_APPLIED
 from tollgate.governance.jwt_identity import Verifier
 from tollgate.governance.policy import Policy, PolicyError
 from tollgate.providers import PROVIDERS
@@ -61,8 +60,6 @@ def load(
     problem = fleet_config_problem(config, fleet_workers(os.environ))
     if problem is not None:
         raise ConfigError(problem)
-    if config.guardrails:
-        raise ConfigError(NOT_APPLIED)
     policy = previous.policy if previous is not None and same_policy(previous.policy, config) else None
     if policy is None and config.policy.rego:
         try:

@@ -1,0 +1,89 @@
+"""Guardrails on a call's body (`guardrails:`, and Tollgate's own keys with no configuration): what
+it carries counted by kind (`call.request.findings`, which the policy and the audit see), refused
+(403 `content_denied`) or sent with each match replaced by `[REDACTED:<kind>]`. It reads the body
+as its client sent it, before an override or a route writes it anew, so what goes on from here (a
+translation, a fallback written anew, a SigV4 signature) is made of the redacted body. An MCP
+server's request is read where it gives a tool or a prompt arguments (`tools/call`, `prompts/get`)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from mitmproxy import http
+
+from tollgate.call import Call
+from tollgate.formats.json_codec import read_request_json
+from tollgate.formats.refusals import CONTENT_DENIED
+from tollgate.governance.mcp import McpExchange
+from tollgate.proxy.flows import refuse, refuse_mcp, write_raw_body
+from tollgate.proxy.state import Shared
+
+# The MCP requests whose params a model or a tool will be given.
+MCP_READ = frozenset(("tools/call", "prompts/get"))
+
+
+class Guard:
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+
+    def handle(self, flow: http.HTTPFlow, call: Call) -> None:
+        guardrails = call.loaded.guardrails
+        if guardrails is None or call.request.findings is not None:
+            return  # nothing to look for, or read already (a failover attempt of a call read)
+        who, target = call.caller, call.route.target
+        c = call.classification
+        # What it sends that Tollgate cannot read (a model it does not name is no content).
+        unread = tuple(what for what in c.unread + c.facts.unread if what != "model")
+        if call.request.streamed_upload or unread:
+            if guardrails.unread(target.provider, call.target_model, who.client, who.groups) == "deny":
+                refuse(
+                    flow,
+                    call,
+                    CONTENT_DENIED,
+                    "Tollgate refused this call: a guardrail must read what it sends, and Tollgate cannot"
+                    f" read {', '.join(unread) or 'an upload streamed unread'}.",
+                )
+                return
+            if call.request.streamed_upload:
+                return  # its body goes upstream unread: not scanned (findings null)
+        # Its encoding undone (Classify has read it so, within bounds).
+        encoded = b"content-encoding" in call.request.headers
+        body = (flow.request.content if encoded else flow.request.data.content) or b""
+        if body and call.request.body is None:
+            return  # not JSON (a multipart form's file): not read, as a replacement could break it
+        scan = guardrails.scan(body, target.provider, call.target_model, who.client, who.groups)
+        if not scan.findings:  # most calls: clean
+            call.request.findings, call.request.redacted = {}, 0
+            return
+        call.request.findings = scan.counts()
+        actions = Counter((f.kind, f.action) for f in scan.findings)
+        call.request.finding_actions = tuple((kind, action, n) for (kind, action), n in actions.items())
+        if scan.denied:
+            denied = ", ".join(f"{kind} ({n})" for kind, n in sorted(scan.denied_counts().items()))
+            refuse(flow, call, CONTENT_DENIED, f"Tollgate refused this call: its content holds {denied}.")
+            return
+        redacted, replaced = scan.redact(body)
+        call.request.redacted = replaced
+        if replaced:
+            write_raw_body(flow.request, call, redacted)
+            call.request.body = read_request_json(redacted)  # what the later steps read and write anew
+
+    def mcp(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
+        """An MCP server's request (a POST of JSON-RPC), read where it calls a tool or gets a prompt:
+        refused with a JSON-RPC error for each of its requests, or sent redacted. Its rules are those
+        whose `match` names no provider or model."""
+        loaded = exchange.loaded
+        guardrails = loaded.guardrails if loaded is not None else None
+        if guardrails is None or not any(r.method in MCP_READ for r in exchange.requests):
+            return
+        body = flow.request.content or b""
+        scan = guardrails.scan(body, "mcp", None, exchange.client, exchange.groups)
+        exchange.findings, exchange.redacted = scan.counts(), 0
+        if scan.denied:
+            denied = ", ".join(f"{kind} ({n})" for kind, n in sorted(scan.denied_counts().items()))
+            # As the policy's denials are: each request's JSON-RPC error, in a 200 answer.
+            refuse_mcp(flow, exchange, 200, CONTENT_DENIED, f"Tollgate refused this request: it holds {denied}.")
+            return
+        redacted, exchange.redacted = scan.redact(body)
+        if exchange.redacted:
+            flow.request.content = redacted  # encoded again as it came, its Content-Length set

@@ -1,0 +1,316 @@
+"""Guardrails on calls, with the official SDKs through mitmdump: what a rule redacts reaches the
+fake upstream as `[REDACTED:<kind>]` (a Bedrock call signed over the redacted body), what it denies
+reaches no upstream, Tollgate's own key is refused with no rule at all, and no planted secret is in
+the audit, the console or the saved flows."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tests.support import guardrail_samples as samples
+from tests.support.aws import botocore_accepts
+from tests.support.canned import provider_answers
+from tests.support.fake_upstream import Reply
+from tests.support.mcp_upstream import McpUpstream
+
+VIRTUAL = "tg-guarded-alice-0001"
+AWS_VIRTUAL = ("TGGUARD0000000000000", "guarded-virtual-SECRET-0000")
+AWS_REAL = ("AKIAREAL000000000000", "real-aws-SECRET-key-0000")
+# Tollgate's own real OpenAI key, shaped as OpenAI's are.
+REAL_OPENAI = samples.SAMPLES["secrets.openai_api_key"][0]
+GITHUB = samples.SAMPLES["secrets.github_token"][0]
+ENV_FILE = (
+    f"AWS_ACCESS_KEY_ID={samples.AWS_KEY_ID}\nAWS_SECRET_ACCESS_KEY={samples.AWS_SECRET}\nGITHUB_TOKEN={GITHUB}\n"
+)
+PEM = samples.pem()
+CARD = samples.SAMPLES["pii.payment_card"][0]
+MCP_URL = "https://mcp.example.test/mcp"
+MCP_BEARER = "real-mcp-bearer-guarded-0001"
+PLANTED = [samples.AWS_KEY_ID, samples.AWS_SECRET, GITHUB, REAL_OPENAI, samples.EMAIL, PEM.splitlines()[1], CARD]
+SECRETS = ["secrets.aws_access_key_id", "secrets.aws_secret_access_key", "secrets.github_token"]
+
+
+def config(urls: dict[str, str], mcp_upstream: str) -> dict:
+    providers = {
+        name: {"upstream": urls[name], "keys": [REAL_OPENAI if name == "openai" else f"real-{name}-key-0001"]}
+        for name in ("openai", "anthropic", "gemini")
+    }
+    providers["bedrock"] = {
+        "upstream": urls["bedrock"],
+        "credentials": {"access_key_id": AWS_REAL[0], "secret_access_key": AWS_REAL[1]},
+    }
+    return {
+        "providers": providers,
+        "clients": [
+            {
+                "name": "alice",
+                "keys": [VIRTUAL],
+                "aws_credentials": [{"access_key_id": AWS_VIRTUAL[0], "secret_access_key": AWS_VIRTUAL[1]}],
+            }
+        ],
+        "guardrails": [
+            {"detect": SECRETS, "action": "redact"},
+            {"match": {"provider": "anthropic"}, "detect": ["secrets.private_key"], "action": "deny"},
+            {"match": {"provider": "gemini"}, "detect": ["pii.email"], "action": "redact"},
+            {"detect": ["pii.payment_card"], "action": "deny"},
+        ],
+        "mcp": {
+            "servers": [
+                {"name": "notes", "url": MCP_URL, "upstream": mcp_upstream, "credential": {"bearer": MCP_BEARER}}
+            ]
+        },
+        "overrides": [{"match": {"provider": "openai", "model": "claude-*"}, "provider": "anthropic", "api": "native"}],
+    }
+
+
+def answers(received):
+    if received.path.endswith("/converse") and not botocore_accepts(received, *AWS_REAL):
+        return Reply(403, {"message": "fake Bedrock: bad signature"}, {"x-amzn-errortype": "InvalidSignatureException"})
+    return provider_answers(received)
+
+
+@pytest.fixture(scope="module")
+def mcp_server(upstream_ca):
+    server = McpUpstream(upstream_ca)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def gw(start_gateway, tmp_path_factory, mcp_server):
+    saved = tmp_path_factory.mktemp("saved") / "flows.mitm"
+    gateway = start_gateway(
+        lambda urls: config(urls, mcp_server.url),
+        "--set",
+        f"save_stream_file={saved}",
+        "--set",
+        "flow_detail=4",
+        providers=("openai", "anthropic", "gemini", "bedrock"),
+    )
+    gateway.saved = saved
+    for fake in gateway.fakes.values():
+        fake.handler = answers
+    return gateway
+
+
+@pytest.fixture(scope="module")
+def bare(start_gateway):
+    """No guardrails rule: Tollgate's own keys are looked for all the same."""
+    return start_gateway(
+        lambda urls: {
+            "providers": {"openai": {"upstream": urls["openai"], "keys": [REAL_OPENAI]}},
+            "clients": [{"name": "alice", "keys": [VIRTUAL]}],
+        },
+        providers=("openai",),
+    )
+
+
+def test_a_tool_result_with_a_dotenv_goes_redacted(gw):
+    result = gw.run(
+        f"""
+        from openai import OpenAI
+        r = OpenAI(api_key="{VIRTUAL}", max_retries=0).chat.completions.create(model="gpt-4o", messages=[
+            {{"role": "user", "content": "Read my .env"}},
+            {{"role": "assistant", "tool_calls": [{{"id": "c1", "type": "function",
+                "function": {{"name": "read_file", "arguments": "{{\\"path\\": \\".env\\"}}"}}}}]}},
+            {{"role": "tool", "tool_call_id": "c1", "content": {json.dumps(ENV_FILE)}}}])
+        report(ok=r.choices[0].message.content is not None)
+        """
+    )
+    assert result == {"ok": True}
+    seen = gw.fakes["openai"].received[-1]
+    body = seen.json()  # still JSON
+    assert int(seen.headers["content-length"]) == len(seen.body)
+    tool = body["messages"][2]["content"]
+    assert tool == (
+        "AWS_ACCESS_KEY_ID=[REDACTED:secrets.aws_access_key_id]\n"
+        "AWS_SECRET_ACCESS_KEY=[REDACTED:secrets.aws_secret_access_key]\n"
+        "GITHUB_TOKEN=[REDACTED:secrets.github_token]\n"
+    )
+    record = gw.last_audit()
+    assert (record["decision"], record["status"]) == ("allow", 200)
+    assert record["findings"] == dict.fromkeys(SECRETS, 1)
+    assert record["redacted"] == 3
+
+
+def test_a_private_key_in_claude_codes_context_is_denied(gw):
+    before = len(gw.fakes["anthropic"].received)
+    result = gw.run(
+        f"""
+        import anthropic
+        context = "def f(x):\\n    return x * 2\\n" * (1_000_000 // 28)  # 1 MB of code
+        try:
+            anthropic.Anthropic(api_key="{VIRTUAL}", max_retries=0).messages.create(
+                model="claude-sonnet-4-5", max_tokens=10,
+                messages=[{{"role": "user", "content": context + {json.dumps(PEM)}}}])
+            report(ok=False)
+        except anthropic.PermissionDeniedError as e:
+            report(status=e.status_code, error=e.response.headers["x-tollgate-error"], message=e.message)
+        """
+    )
+    assert (result["status"], result["error"]) == (403, "content_denied")
+    assert "secrets.private_key (1)" in result["message"]
+    assert len(gw.fakes["anthropic"].received) == before  # nothing reached the upstream
+    record = gw.last_audit()
+    assert (record["decision"], record["deny_reasons"], record["status"]) == ("deny", ["content_denied"], 403)
+    assert record["findings"] == {"secrets.private_key": 1}
+
+
+def test_gemini_redacts_an_email(gw):
+    result = gw.run(
+        f"""
+        import json, urllib.request
+        req = urllib.request.Request(
+            "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.0-flash:generateContent",
+            data=json.dumps({{"contents": [{{"parts": [{{"text": "Write to {samples.EMAIL} today"}}]}}]}}).encode(),
+            headers={{"content-type": "application/json", "x-goog-api-key": "{VIRTUAL}"}})
+        with urllib.request.urlopen(req) as resp:
+            report(ok=resp.status == 200)
+        """
+    )
+    assert result == {"ok": True}
+    body = gw.fakes["gemini"].received[-1].json()
+    assert body["contents"][0]["parts"][0]["text"] == "Write to [REDACTED:pii.email] today"
+    record = gw.last_audit()
+    assert (record["findings"], record["redacted"]) == ({"pii.email": 1}, 1)
+
+
+def test_bedrock_converse_is_signed_over_the_redacted_body(gw):
+    result = gw.run(
+        f"""
+        import boto3
+        from botocore.config import Config
+        client = boto3.client("bedrock-runtime", region_name="us-east-1", aws_access_key_id="{AWS_VIRTUAL[0]}",
+            aws_secret_access_key="{AWS_VIRTUAL[1]}", config=Config(retries={{"total_max_attempts": 1}}))
+        r = client.converse(modelId="amazon.nova-lite-v1:0",
+            messages=[{{"role": "user", "content": [{{"text": {json.dumps(ENV_FILE)}}}]}}])
+        report(ok=r["stopReason"])
+        """
+    )
+    assert result == {"ok": "end_turn"}
+    seen = gw.fakes["bedrock"].received[-1]
+    assert botocore_accepts(seen, *AWS_REAL)
+    assert "[REDACTED:secrets.github_token]" in seen.json()["messages"][0]["content"][0]["text"]
+    record = gw.last_audit()
+    assert (record["auth"], record["redacted"]) == ("sigv4", 3)
+
+
+def test_a_translated_route_sends_the_redacted_body_in_the_targets_format(gw):
+    result = gw.run(
+        f"""
+        from openai import OpenAI
+        r = OpenAI(api_key="{VIRTUAL}", max_retries=0).chat.completions.create(model="claude-sonnet-4-5",
+            messages=[{{"role": "user", "content": {json.dumps("my token: " + GITHUB)}}}])
+        report(ok=r.choices[0].message.content is not None)
+        """
+    )
+    assert result == {"ok": True}
+    seen = gw.fakes["anthropic"].received[-1]
+    assert seen.path == "/v1/messages"
+    assert seen.json()["messages"][0]["content"] in (
+        "my token: [REDACTED:secrets.github_token]",
+        [{"type": "text", "text": "my token: [REDACTED:secrets.github_token]"}],
+    )
+    record = gw.last_audit()
+    assert (record["provider"], record["findings"], record["redacted"]) == (
+        "anthropic",
+        {"secrets.github_token": 1},
+        1,
+    )
+
+
+def test_an_mcp_tool_call_with_a_card_number_gets_a_json_rpc_error(gw, mcp_server):
+    mcp_server.clear()
+    result = gw.run(
+        f"""
+        import asyncio
+        from mcp import Client
+        from mcp.client.streamable_http import streamable_http_client
+        from mcp.shared._httpx_utils import create_mcp_http_client
+
+        async def main():
+            http = create_mcp_http_client(headers={{"Authorization": "Bearer {VIRTUAL}"}})
+            async with http:
+                async with Client(streamable_http_client("{MCP_URL}", http_client=http), mode="legacy") as client:
+                    added = await client.call_tool("add", {{"a": 1, "b": 2}})
+                    try:
+                        await client.call_tool("fail", {{"reason": "charge card {CARD} now"}})
+                        report(ok=False)
+                    except Exception as e:
+                        report(added=[c.text for c in added.content], error=type(e).__name__, code=e.error.code,
+                               message=e.error.message)
+
+        asyncio.run(main())
+        """
+    )
+    assert result == {
+        "added": ["3"],
+        "error": "MCPError",
+        "code": -32001,
+        "message": "Tollgate refused this request: it holds pii.payment_card (1).",
+    }
+    calls = [call for r in mcp_server.received() for call in r["calls"]]
+    assert ["tools/call", "add"] in calls and ["tools/call", "fail"] not in calls
+    records = [r for r in gw.audit() if r["event"] == "mcp_call" and r["method"] == "tools/call"]
+    added, refused = records[-2:]
+    assert (added["tool"], added["findings"], added["redacted"]) == ("add", {}, 0)
+    assert (refused["tool"], refused["decision"], refused["deny_reasons"], refused["findings"]) == (
+        "fail",
+        "deny",
+        ["content_denied"],
+        {"pii.payment_card": 1},
+    )
+
+
+def test_tollgates_own_key_in_a_prompt_is_refused_without_rules(bare):
+    result = bare.run(
+        f"""
+        import openai
+        try:
+            openai.OpenAI(api_key="{VIRTUAL}", max_retries=0).chat.completions.create(model="gpt-4o",
+                messages=[{{"role": "user", "content": "use this key: {REAL_OPENAI}"}}])
+            report(ok=False)
+        except openai.PermissionDeniedError as e:
+            report(status=e.status_code, error=e.response.headers["x-tollgate-error"])
+        """
+    )
+    assert result == {"status": 403, "error": "content_denied"}
+    assert bare.fakes["openai"].received == []
+    record = bare.last_audit()
+    assert (record["decision"], record["findings"]) == ("deny", {"tollgate_keys": 1})
+    # A clean call: scanned, nothing found.
+    assert bare.run(
+        f"""
+        from openai import OpenAI
+        OpenAI(api_key="{VIRTUAL}", max_retries=0).chat.completions.create(model="gpt-4o",
+            messages=[{{"role": "user", "content": "hello"}}])
+        report(ok=True)
+        """
+    ) == {"ok": True}
+    record = bare.last_audit()
+    assert (record["findings"], record["redacted"]) == ({}, 0)
+    bare.proxy.stop()
+    for where, content in (("audit", bare.audit_path.read_bytes()), ("console", bare.proxy.output.read_bytes())):
+        assert REAL_OPENAI.encode() not in content, f"the real key in {where}"
+
+
+def test_no_planted_secret_reaches_any_output(gw):
+    """Last in the file: it stops the gateway to read its saved flows whole."""
+    assert len(gw.audit()) >= 6
+    gw.proxy.stop()
+    outputs = {
+        "audit": gw.audit_path.read_bytes(),
+        "console": gw.proxy.output.read_bytes(),
+        "saved flows": gw.saved.read_bytes(),
+    }
+    assert b"content_denied" in outputs["audit"]
+    for where, content in outputs.items():
+        for secret in PLANTED:
+            assert secret.encode() not in content, f"a planted secret in {where}"
+    # mitmweb's summary of a call says what was found.
+    from mitmproxy import io
+
+    with open(gw.saved, "rb") as f:
+        comments = [flow.comment for flow in io.FlowReader(f).stream()]
+    assert any("found secrets.aws_access_key_id 1" in c and "(3 redacted)" in c for c in comments), comments
