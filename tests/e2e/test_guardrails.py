@@ -314,3 +314,35 @@ def test_no_planted_secret_reaches_any_output(gw):
     with open(gw.saved, "rb") as f:
         comments = [flow.comment for flow in io.FlowReader(f).stream()]
     assert any("found secrets.aws_access_key_id 1" in c and "(3 redacted)" in c for c in comments), comments
+
+
+def test_an_mcp_tool_calls_arguments_reach_the_server_redacted(gw, mcp_server):
+    mcp_server.clear()
+    result = gw.run(
+        f"""
+        import asyncio
+        from mcp import Client
+        from mcp.client.streamable_http import streamable_http_client
+        from mcp.shared._httpx_utils import create_mcp_http_client
+
+        async def main():
+            http = create_mcp_http_client(headers={{"Authorization": "Bearer {VIRTUAL}"}})
+            async with http:
+                async with Client(streamable_http_client("{MCP_URL}", http_client=http), mode="legacy") as client:
+                    added = await client.call_tool("add", {{"a": 1, "b": 2, "note": "key {samples.AWS_KEY_ID} here"}})
+                    report(added=[c.text for c in added.content])
+
+        asyncio.run(main())
+        """
+    )
+    assert result == {"added": ["3"]}
+    (arguments,) = [a for r in mcp_server.received() for a in r["arguments"] if a]
+    assert arguments == {"a": 1, "b": 2, "note": "key [REDACTED:secrets.aws_access_key_id] here"}
+    # initialize, its notification, the tool's call, the event stream (GET) and the session's end (DELETE)
+    records = gw.new_audit(5)
+    (record,) = [r for r in records if r["event"] == "mcp_call" and r["method"] == "tools/call"]
+    assert (record["decision"], record["findings"], record["redacted"]) == (
+        "allow",
+        {"secrets.aws_access_key_id": 1},
+        1,
+    )

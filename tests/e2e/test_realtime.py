@@ -10,6 +10,7 @@ import json
 import re
 
 import pytest
+from tests.support import guardrail_samples as samples
 from tests.support.fake_realtime import HANG_UP, FakeRealtime, answering, usage
 from tests.support.proxy import ROOT
 
@@ -503,3 +504,77 @@ def test_a_response_the_server_begins_without_room_is_cancelled_and_charged(limi
     assert (cancelled["status"], cancelled["decision"]) == (429, "deny")
     assert (asked["status"], asked["decision"]) == (429, "deny")
     assert (whole["decision"], whole["total_tokens"]) == ("allow", 12_000)
+
+
+# ---- guardrails: each event a model reads, read as a call's body
+
+GUARDED_KEY = "tg-VIRTUAL-guarded-realtime-5ecret-j1"
+
+
+@pytest.fixture(scope="module")
+def guarded(start_gateway, fake, tmp_path_factory):
+    saved = tmp_path_factory.mktemp("saved-guarded") / "flows.mitm"
+    gateway = start_gateway(
+        lambda urls: {
+            "providers": {"openai": {"upstream": fake.url, "keys": [REAL]}},
+            "clients": [{"name": "alice", "keys": [GUARDED_KEY]}],
+            "guardrails": [{"detect": ["pii.email"], "action": "redact"},
+                           {"detect": ["secrets"], "action": "deny"}],
+        },
+        "--set", f"save_stream_file={saved}", "--set", "flow_detail=4", "--set", "termlog_verbosity=debug",
+    )  # fmt: skip
+    gateway.saved = saved
+    return gateway
+
+
+def test_guardrails_redact_and_deny_realtime_events_and_the_session_goes_on(guarded, fake):
+    fake.sessions.clear()
+    fake.script = answering(ANSWERS[:1], USAGES[:1])
+    env_file = f"AWS_ACCESS_KEY_ID={samples.AWS_KEY_ID}\nAWS_SECRET_ACCESS_KEY={samples.AWS_SECRET}\n"
+    item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": env_file}]}
+    result = guarded.run(f"""
+        import asyncio
+        from openai import AsyncOpenAI
+
+        async def session():
+            client = AsyncOpenAI(api_key="{GUARDED_KEY}", max_retries=0)
+            events = []
+            async with client.realtime.connect(model="{MODEL}") as conn:
+                await conn.session.update(session={{"type": "realtime",
+                                                    "instructions": "Write to {samples.EMAIL} at once"}})
+                await conn.conversation.item.create(item={item!r}, event_id="ev_env")
+                async for event in conn:
+                    events.append(event.type)
+                    if event.type == "error":
+                        events.append([event.error.event_id, event.error.message, event.error.headers])
+                        break
+                await conn.response.create()
+                async for event in conn:
+                    events.append(event.type)
+                    if event.type == "response.done":
+                        break
+            return events
+
+        report(events=asyncio.run(session()))
+    """)
+    events = result["events"]
+    error = events[events.index("error") + 1]
+    assert error[0] == "ev_env"
+    assert "secrets.aws_access_key_id (1)" in error[1] and "secrets.aws_secret_access_key (1)" in error[1]
+    assert error[2]["x-tollgate-error"] == "content_denied"
+    assert events[-1] == "response.done"  # the session went on
+    (session,) = fake.sessions
+    sent = [json.loads(m) for m in session.received]
+    # The email redacted; the denied item never went.
+    assert [e["type"] for e in sent] == ["session.update", "response.create"]
+    assert sent[0]["session"]["instructions"] == "Write to [REDACTED:pii.email] at once"
+    denied, whole = guarded.new_audit(2)
+    assert (denied["status"], denied["decision"], denied["deny_reasons"]) == (403, "deny", ["content_denied"])
+    assert denied["findings"]["secrets.aws_access_key_id"] == 1 and denied["redacted"] is None
+    assert (whole["status"], whole["findings"], whole["redacted"]) == (101, {"pii.email": 1}, 1)
+    guarded.proxy.stop()  # flushes the saved flows
+    outputs = {"audit": guarded.audit_path.read_bytes(), "console": guarded.proxy.output.read_bytes(),
+               "saved flows": guarded.saved.read_bytes()}  # fmt: skip
+    for value in (samples.EMAIL, samples.AWS_KEY_ID, samples.AWS_SECRET):
+        for where, content in outputs.items():
+            assert value.encode() not in content, f"a planted value in the {where}"

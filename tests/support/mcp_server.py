@@ -72,8 +72,11 @@ def app(log_path: str, json_response: bool):
             parsed = None
         messages = parsed if isinstance(parsed, list) else [parsed] if parsed else []
         calls = [(m.get("method"), (m.get("params") or {}).get("name")) for m in messages if isinstance(m, dict)]
+        # A tool's or a prompt's arguments as they arrived (the tests plant no real secret).
+        arguments = [(m.get("params") or {}).get("arguments") for m in messages if isinstance(m, dict)]
         with open(log_path, "a") as log:
-            entry = {"method": scope["method"], "path": scope["path"], "headers": seen, "calls": calls}
+            entry = {"method": scope["method"], "path": scope["path"], "headers": seen, "calls": calls,
+                     "arguments": arguments}  # fmt: skip
             log.write(json.dumps(entry) + "\n")
         if headers.get("authorization") == REFUSED:
             await send({"type": "http.response.start", "status": 401, "headers": [

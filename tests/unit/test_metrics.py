@@ -352,3 +352,20 @@ def test_a_fallback_to_the_same_model_of_another_provider_is_counted() -> None:
     assert [(ls["provider"], ls["model"], v) for ls, v in samples(metrics)["tollgate_fallbacks_total"]] == [
         ("azure", "gpt-4o", 1)
     ]
+
+
+def test_guardrail_findings_by_provider_kind_and_action() -> None:
+    metrics = MetricSet()
+    c = call(provider="anthropic")
+    c.request.finding_actions = (("secrets.github_token", "redact", 2), ("pii.email", "audit", 1))
+    metrics.observe(c, record(c))
+    metrics.found("mcp", (("pii.payment_card", "deny", 1),))
+    metrics.found("mcp", ())
+    found = {
+        (ls["provider"], ls["kind"], ls["action"]): v for ls, v in samples(metrics)["tollgate_guardrail_findings_total"]
+    }
+    assert found == {
+        ("anthropic", "secrets.github_token", "redact"): 2,
+        ("anthropic", "pii.email", "audit"): 1,
+        ("mcp", "pii.payment_card", "deny"): 1,
+    }

@@ -296,6 +296,7 @@ def test_a_step_in_the_pipelines_shared_list_is_in_every_kind_of_calls_steps():
         "passthrough",
         "session",
         "responses_response",
+        "realtime_message",
         "realtime_response",
         "mcp_request",
         "failover",
@@ -321,7 +322,7 @@ def test_a_realtime_response_is_refused_401_once_its_sessions_virtual_key_expire
     realtime_socket = next(
         step.__self__ for step in gateway.steps["websocket_message"] if isinstance(step.__self__, RealtimeSocket)
     )
-    call = realtime_socket._response_call(Session(session), RequestFacts(stream=True), b"{}")
+    call = realtime_socket._response_call(Session(session, limited=True), RequestFacts(stream=True), b"{}")
     assert call.caller.key_expires == session.caller.key_expires
     flow = realtime_socket._exchange(tflow.twebsocketflow(), call, b"{}")
     Identify.unexpired(flow, call)

@@ -62,6 +62,7 @@ class McpExchange:
     # matches went to the server replaced; None when not read (`Guard.mcp`).
     findings: dict[str, int] | None = None
     redacted: int | None = None
+    finding_actions: tuple[tuple[str, str, int], ...] = ()  # by kind and action, for the metrics
     # Each denied request's reasons, by its place in `requests`.
     denied: dict[int, tuple[str, ...]] = field(default_factory=dict)
     status: int | None = None
@@ -92,6 +93,7 @@ class McpExchange:
                 "prompt": request.prompt,
                 "session": self.session,
             },
+            "findings": None if self.findings is None else dict(self.findings),
         }
         if self.identity is not None:
             document["identity"] = self.identity.policy_input()

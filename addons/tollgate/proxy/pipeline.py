@@ -163,8 +163,12 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         ledger.handle,
         *every_call,
     )
+    # Each client event on a Realtime session that a model reads (session.update,
+    # conversation.item.create, response.create), read as a call's body would be.
+    realtime_message = CallSteps(guard.handle, *every_call)
     realtime_socket = RealtimeSocket(
         shared,
+        realtime_message,
         realtime_response,
         audit.record,
         ledger.settle_reservation,
@@ -183,6 +187,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             "passthrough": call_steps.passthrough,
             "session": call_steps.session,
             "responses_response": responses_response.steps,
+            "realtime_message": realtime_message.steps,
             "realtime_response": realtime_response.steps,
             "mcp_request": mcp_request.steps,
             "failover": failover.steps,

@@ -301,8 +301,8 @@ class MetricSet:
         )
         self.findings = CounterFamily(
             "tollgate_guardrail_findings",
-            "What the guardrails found in the calls' bodies (occurrences), by provider, kind and the action taken:"
-            " deny, redact or audit.",
+            "What the guardrails found in the calls' bodies (occurrences), by provider (mcp: an MCP server's"
+            " requests), kind and the action taken: deny, redact or audit.",
             ("provider", "kind", "action"),
         )
         self._lock = threading.Lock()
@@ -396,6 +396,14 @@ class MetricSet:
         )  # fmt: skip
         with self._lock:
             self.mcp_calls.inc(key)
+
+    def found(self, provider: str, finding_actions: tuple[tuple[str, str, int], ...]) -> None:
+        """What the guardrails found in a request that is not an LLM call (an MCP server's)."""
+        if not finding_actions:
+            return
+        with self._lock:
+            for kind, action, n in finding_actions:
+                self.findings.inc((provider, self.cap("kind", kind), action), n)
 
     def policy_evaluated(self, seconds: float, outcome: str) -> None:
         """One evaluation in the policy's worker: `allow`, `deny` or `error` (a time-out among them)."""

@@ -161,6 +161,10 @@ def test_guard_runs_before_the_override_the_policy_and_the_credential_where_it_r
         names = [step.__qualname__.split(".")[0] for step in gateway.kinds[kind]]
         assert names.index("Identify") < names.index("Guard") < names.index("Override") < names.index("Decide"), kind
         assert "Credential" not in names or names.index("Guard") < names.index("Credential")
+    # A Realtime event a model reads; an MCP server's request, before its policy and its credential.
+    assert [step.__qualname__ for step in gateway.kinds["realtime_message"]] == ["Guard.handle"]
+    mcp = [step.__qualname__ for step in gateway.kinds["mcp_request"]]
+    assert mcp.index("Identify.mcp") < mcp.index("Guard.mcp") < mcp.index("McpGate.decide") < mcp.index("McpGate.send")
 
 
 def test_an_mcp_tool_call_is_read_redacted_or_refused_with_a_json_rpc_error() -> None:
@@ -200,6 +204,12 @@ def test_an_mcp_tool_call_is_read_redacted_or_refused_with_a_json_rpc_error() ->
         {"secrets.aws_access_key_id": 1, "secrets.aws_secret_access_key": 1},
         2,
     )
+    # The policy decides on what the client sent; the metrics count it by kind and action.
+    assert exchange.policy_input(exchange.requests[0])["findings"] == exchange.findings
+    assert sorted(exchange.finding_actions) == [
+        ("secrets.aws_access_key_id", "redact", 1),
+        ("secrets.aws_secret_access_key", "redact", 1),
+    ]
     flow, exchange = posted({"card": samples.SAMPLES["pii.payment_card"][0]})
     assert flow.response is not None and flow.response.headers["x-tollgate-error"] == "content_denied"
     assert json.loads(flow.response.content) == {
@@ -210,6 +220,7 @@ def test_an_mcp_tool_call_is_read_redacted_or_refused_with_a_json_rpc_error() ->
     assert (exchange.decision, exchange.deny_reasons) == ("deny", ("content_denied",))
     flow, exchange = posted({"card": samples.SAMPLES["pii.payment_card"][0]}, method="tools/list")
     assert (flow.response, exchange.findings) == (None, None)  # not a tool's or a prompt's arguments
+    assert exchange.policy_input(exchange.requests[0])["findings"] is None
 
 
 def test_a_fallback_to_another_provider_is_written_from_the_redacted_body() -> None:

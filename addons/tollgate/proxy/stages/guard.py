@@ -14,6 +14,7 @@ from mitmproxy import http
 from tollgate.call import Call
 from tollgate.formats.json_codec import read_request_json
 from tollgate.formats.refusals import CONTENT_DENIED
+from tollgate.governance.guardrails.rules import Scan
 from tollgate.governance.mcp import McpExchange
 from tollgate.proxy.flows import refuse, refuse_mcp, write_raw_body
 from tollgate.proxy.state import Shared
@@ -55,9 +56,7 @@ class Guard:
         if not scan.findings:  # most calls: clean
             call.request.findings, call.request.redacted = {}, 0
             return
-        call.request.findings = scan.counts()
-        actions = Counter((f.kind, f.action) for f in scan.findings)
-        call.request.finding_actions = tuple((kind, action, n) for (kind, action), n in actions.items())
+        call.request.findings, call.request.finding_actions = scan.counts(), _by_action(scan)
         if scan.denied:
             denied = ", ".join(f"{kind} ({n})" for kind, n in sorted(scan.denied_counts().items()))
             refuse(flow, call, CONTENT_DENIED, f"Tollgate refused this call: its content holds {denied}.")
@@ -78,7 +77,7 @@ class Guard:
             return
         body = flow.request.content or b""
         scan = guardrails.scan(body, "mcp", None, exchange.client, exchange.groups)
-        exchange.findings, exchange.redacted = scan.counts(), 0
+        exchange.findings, exchange.redacted, exchange.finding_actions = scan.counts(), 0, _by_action(scan)
         if scan.denied:
             denied = ", ".join(f"{kind} ({n})" for kind, n in sorted(scan.denied_counts().items()))
             # As the policy's denials are: each request's JSON-RPC error, in a 200 answer.
@@ -87,3 +86,9 @@ class Guard:
         redacted, exchange.redacted = scan.redact(body)
         if exchange.redacted:
             flow.request.content = redacted  # encoded again as it came, its Content-Length set
+
+
+def _by_action(scan: Scan) -> tuple[tuple[str, str, int], ...]:
+    """The findings by kind and the action taken on them, for the metrics."""
+    actions = Counter((f.kind, f.action) for f in scan.findings)
+    return tuple((kind, action, n) for (kind, action), n in actions.items())

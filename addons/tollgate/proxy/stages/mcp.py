@@ -357,6 +357,7 @@ class Mcp:
         if metrics is not None:
             for record in records:
                 metrics.mcp_called(record)
+            metrics.found("mcp", exchange.finding_actions)
         # From here on the flow carries plain data that saved flows can hold: the records.
         flow.metadata[MCP] = records
 

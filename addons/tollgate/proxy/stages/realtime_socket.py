@@ -1,7 +1,7 @@
-"""OpenAI's Realtime API (`wss://api.openai.com/v1/realtime`): each response on a session is a call
-for the limits. The session itself is one call, identified, decided and audited at its upgrade,
-its record adding up its responses' usage (`WebSocket`); under a limit, each response reserves and
-settles as a call does.
+"""OpenAI's Realtime API (`wss://api.openai.com/v1/realtime`): each client message a model will read
+is read by the guardrails, and each response on a session is a call for the limits. The session
+itself is one call, identified, decided and audited at its upgrade, its record adding up its
+responses' usage (`WebSocket`); under a limit, each response reserves and settles as a call does.
 
 A client's `response.create` reserves before it goes upstream: its answer's bound (the response's
 `max_output_tokens`, else the model's maximum output) and its input, the session's conversation,
@@ -15,14 +15,19 @@ A response the server begins on its own (voice activity detection with `create_r
 reserved when it begins (`response.created`); when no room is left it is cancelled at once
 (`response.cancel` sent upstream, an `error` event to the client, audited `deny`) and what it used
 until then is charged. Each response settles to the usage its `response.done` reports, priced, and
-that event reaches the client once the settlement is in the store."""
+that event reaches the client once the settlement is in the store.
+
+Guardrails read each `session.update`, `conversation.item.create` and `response.create` as the
+body of a call of its own (`realtime_message`): refused, the client gets an `error` event, audited
+`deny`, and the session goes on; else it goes on, redacted where a rule says so, and what was found
+adds up on the session's record. Audio is not read."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -33,7 +38,7 @@ from mitmproxy.websocket import WebSocketMessage
 from tollgate.call import Call, Caller, Route
 from tollgate.formats import OPENAI_API
 from tollgate.formats.exact import Unreadable
-from tollgate.formats.json_codec import encode_json, parse_json
+from tollgate.formats.json_codec import encode_json, parse_json, read_request_json
 from tollgate.formats.openai_realtime import REALTIME
 from tollgate.formats.openai_realtime.responses import (
     ServerEvent,
@@ -52,6 +57,9 @@ if TYPE_CHECKING:
     from tollgate.proxy.runner import CallSteps
 
 logger = logging.getLogger(__name__)
+
+# The client events whose text a model reads: what the guardrails read.
+GUARDED = frozenset(("session.update", "conversation.item.create", "response.create"))
 
 # The headers of a refusal that its error event carries (inside its `error`, as for the Responses WebSocket).
 EVENT_HEADERS = ("x-tollgate-error", "x-tollgate-request-id", "retry-after")
@@ -78,9 +86,11 @@ class Waiting:
 
 @dataclass(slots=True)
 class Session:
-    """One Realtime WebSocket under limits: its upgrade's call, and its responses as they go."""
+    """One Realtime WebSocket read by guardrails or under limits: its upgrade's call, and its
+    responses as they go (`limited`: a limit counts them)."""
 
     call: Call
+    limited: bool
     asked: deque[Response] = field(default_factory=deque)  # sent upstream, not begun yet: in order
     answering: dict[str, Response] = field(default_factory=dict)  # by response id
     waiting: deque[Waiting] = field(default_factory=deque)
@@ -95,12 +105,14 @@ class RealtimeSocket:
     def __init__(
         self,
         shared: Shared,
+        guarded: CallSteps,
         steps: CallSteps,
         record: Callable[[Call], dict[str, Any]],
         settle: Callable[[Call, dict[str, Any]], None],
         charge: Callable[[Call], None],
     ) -> None:
         self.shared = shared
+        self._guarded = guarded  # what a message a model reads goes through: the guardrails
         self._steps = steps  # what a response goes through: the audit gate, its key unexpired, the limits
         self._record = record  # the audit's: a refused response's record
         self._settle = settle  # the ledger's: a response's reservation settled (its usage is its session's)
@@ -117,7 +129,7 @@ class RealtimeSocket:
         if message.injected:  # Tollgate's own: a message it let go once reserved, a cancel, an error event
             return None
         if not message.from_client:
-            return self._server_event(flow, session, message.content)
+            return self._server_event(flow, session, message.content) if session.limited else None
         if session.busy or session.waiting:
             message.drop()
             session.waiting.append(Waiting(message.content, message.is_text))
@@ -137,9 +149,9 @@ class RealtimeSocket:
         if call is None or call.classification.endpoint != REALTIME or call.classification.session:
             return None
         loaded = self.shared.loaded or call.loaded
-        if loaded is None or not loaded.limits:  # no limit: every message goes as it came
-            return None
-        session = self._sessions[flow] = Session(call)
+        if loaded is None or (not loaded.limits and loaded.guardrails is None):
+            return None  # nothing to read or count: every message goes as it came
+        session = self._sessions[flow] = Session(call, limited=bool(loaded.limits))
         return session
 
     # ---- the client's response.create
@@ -147,10 +159,15 @@ class RealtimeSocket:
     def _take(
         self, flow: http.HTTPFlow, session: Session, content: bytes, is_text: bool, message: WebSocketMessage | None
     ) -> None:
-        """A client message's turn: a response.create is reserved (at once, or held back while the
-        store is awaited); anything else goes on."""
+        """A client message's turn: read by the guardrails, then a response.create under limits is
+        reserved (at once, or held back while the store is awaited); anything else goes on."""
+        if is_text:
+            guarded = self._guard(flow, session, content, message)
+            if guarded is None:
+                return  # refused
+            content = guarded
         try:
-            create = response_create(content) if is_text else None
+            create = response_create(content) if is_text and session.limited else None
         except Unreadable as e:
             call = self._response_call(session, RequestFacts(stream=True), content)
             exchange = self._exchange(flow, call, content)
@@ -237,6 +254,32 @@ class RealtimeSocket:
         _inject(flow, to_client=True, content=encode_json(realtime_error(body, headers, event_id)))
         call.answer.status = refused.status_code
         self._record(call)
+
+    def _guard(
+        self, flow: http.HTTPFlow, session: Session, content: bytes, message: WebSocketMessage | None
+    ) -> bytes | None:
+        """A client event a model reads, through the guardrails as a call's body: None when refused
+        (an error event, audited), else what goes on (redacted where a rule says so)."""
+        loaded = self.shared.loaded or session.call.loaded
+        if loaded is None or loaded.guardrails is None:
+            return content
+        try:
+            event = read_request_json(content)
+        except Unreadable:
+            return content  # not read as a guarded event can be: the limits' reading, or the server, refuse it
+        kind = event.get("type") if event is not None else None
+        if kind not in GUARDED:
+            return content
+        call = self._response_call(session, RequestFacts(stream=True), content)
+        call.request.body = event
+        exchange = self._exchange(flow, call, content)
+        self._guarded.run(exchange, call)  # the guardrails read it at once
+        if exchange.response is not None:
+            event_id = event.get("event_id") if event is not None else None
+            self._refused(flow, call, exchange, event_id if isinstance(event_id, str) else None, message)
+            return None
+        _add_findings(session.call, call)
+        return exchange.request.content if call.request.redacted else content
 
     # ---- the server's events
 
@@ -385,6 +428,8 @@ class RealtimeSocket:
     def _send(flow: http.HTTPFlow, content: bytes, message: WebSocketMessage | None) -> None:
         if message is None:
             _inject(flow, to_client=False, content=content)
+        elif message.content != content:  # redacted
+            message.content = content
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -394,3 +439,15 @@ class RealtimeSocket:
 
 def _inject(flow: http.HTTPFlow, to_client: bool, content: bytes) -> None:
     ctx.master.addons.get("proxyserver").inject_websocket(flow, to_client, content, True)
+
+
+def _add_findings(session: Call, message: Call) -> None:
+    """What the guardrails found in a message, added up on its session's record."""
+    found, into = message.request, session.request
+    if found.findings is None:
+        return
+    into.findings = dict(Counter(into.findings or {}) + Counter(found.findings))
+    into.redacted = (into.redacted or 0) + (found.redacted or 0)
+    actions = Counter({(kind, action): n for kind, action, n in into.finding_actions})
+    actions.update({(kind, action): n for kind, action, n in found.finding_actions})
+    into.finding_actions = tuple((kind, action, n) for (kind, action), n in actions.items())
