@@ -1,6 +1,7 @@
 """Why Tollgate refuses or fails a call: its reasons, sent in `X-Tollgate-Error` and audited, the
-status each answers with (`STATUS`), and a refusal as the client gets it (`Refusal`), which each
-format writes in its own error shape (its `errors.refusal`: the reason's type or code there).
+status each answers with (`STATUS`), the kind of refusal each is (`KIND`), and a refusal as the
+client gets it (`Refusal`), which each format writes in its own error shape (its
+`errors.refusal`: the kind's type or code there).
 Plain data, below every format."""
 
 from __future__ import annotations
@@ -75,6 +76,30 @@ STATUS = {
     MINTS_CREDENTIAL: 403,
     CONTENT_DENIED: 403,
 }
+# What kind of refusal each reason is: each format writes a kind as its own error type
+# (`errors.REFUSAL_TYPES`), so a new reason is a line here and in STATUS.
+KIND = {
+    UNAUTHENTICATED: "authentication",
+    POLICY_DENIED: "permission",
+    NO_UPSTREAM_CREDENTIAL: "server",
+    MISCONFIGURED: "server",
+    INVALID_SIGNATURE: "signature",
+    INTERNAL_ERROR: "server",
+    UPSTREAM_UNREACHABLE: "unavailable",
+    UPSTREAM_TIMEOUT: "timeout",
+    BAD_REQUEST: "invalid_request",
+    AUDIT_UNAVAILABLE: "unavailable",
+    RATE_LIMITED: "rate_limit",
+    BUDGET_EXCEEDED: "quota",
+    LEDGER_UNAVAILABLE: "unavailable",
+    LIMIT_UNENFORCEABLE: "permission",
+    HEADERS_TOO_LARGE: "invalid_request",
+    CIRCUIT_OPEN: "unavailable",
+    MISDIRECTED: "invalid_request",
+    MINTS_CREDENTIAL: "permission",
+    CONTENT_DENIED: "permission",
+}
+KINDS = frozenset(KIND.values())
 # Reasons that say the call failed on its way, not that Tollgate refused it.
 FAILURES = frozenset((UPSTREAM_UNREACHABLE, UPSTREAM_TIMEOUT))
 

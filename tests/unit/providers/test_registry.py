@@ -308,7 +308,7 @@ def test_status_per_reason() -> None:
     }
 
 
-def test_every_reason_has_a_status_and_an_entry_in_every_providers_error_table() -> None:
+def test_every_reason_has_a_status_and_a_kind_every_providers_error_table_writes() -> None:
     """A table keyed by a literal string instead of the constant drifts from it when the constant
     changes, and a refusal for that reason then fails with a KeyError instead of answering."""
     defined = {
@@ -316,20 +316,20 @@ def test_every_reason_has_a_status_and_an_entry_in_every_providers_error_table()
         for name, value in vars(refusals_mod).items()
         if name.isupper() and not name.startswith("_") and isinstance(value, str) and re.fullmatch("[a-z_]+", value)
     }
-    assert defined == set(STATUS) == set(REASONS)
+    assert defined == set(STATUS) == set(REASONS) == set(refusals_mod.KIND)
     tables = {
-        "openai": openai_errors.REFUSALS,
-        "gemini": gemini_errors.REFUSALS,
-        "anthropic": anthropic_errors.REFUSALS,
-        "bedrock": bedrock_errors.REFUSALS,
-        "vertex": gemini_errors.REFUSALS,  # Google's error shape, as the Gemini API's
-        "azure": openai_errors.REFUSALS,  # OpenAI's error shape
+        "openai": openai_errors.REFUSAL_TYPES,
+        "gemini": gemini_errors.REFUSAL_TYPES,
+        "anthropic": anthropic_errors.REFUSAL_TYPES,
+        "bedrock": bedrock_errors.REFUSAL_TYPES,
+        "vertex": gemini_errors.REFUSAL_TYPES,  # Google's error shape, as the Gemini API's
+        "azure": openai_errors.REFUSAL_TYPES,  # OpenAI's error shape
         # The OpenAI-compatible vendors answer in OpenAI's error shape.
-        **{vendor.name: openai_errors.REFUSALS for vendor in VENDORS},
+        **{vendor.name: openai_errors.REFUSAL_TYPES for vendor in VENDORS},
     }
     assert tables.keys() == PROVIDERS.keys()
     for name, table in tables.items():
-        assert set(table) == defined, name
+        assert set(table) == refusals_mod.KINDS, name
 
 
 @pytest.mark.parametrize("provider", [OPENAI, GEMINI, ANTHROPIC])

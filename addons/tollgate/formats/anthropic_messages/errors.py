@@ -10,29 +10,7 @@ from typing import Any
 from tollgate.formats import chat, fields
 from tollgate.formats.chat import ChatError, ErrorKind
 from tollgate.formats.json_codec import encode_json, parse_json
-from tollgate.formats.refusals import (
-    AUDIT_UNAVAILABLE,
-    BAD_REQUEST,
-    BUDGET_EXCEEDED,
-    CIRCUIT_OPEN,
-    CONTENT_DENIED,
-    HEADERS_TOO_LARGE,
-    INTERNAL_ERROR,
-    INVALID_SIGNATURE,
-    LEDGER_UNAVAILABLE,
-    LIMIT_UNENFORCEABLE,
-    MINTS_CREDENTIAL,
-    MISCONFIGURED,
-    MISDIRECTED,
-    NO_UPSTREAM_CREDENTIAL,
-    POLICY_DENIED,
-    RATE_LIMITED,
-    UNAUTHENTICATED,
-    UPSTREAM_TIMEOUT,
-    UPSTREAM_UNREACHABLE,
-    Refusal,
-    json_refusal,
-)
+from tollgate.formats.refusals import KIND, Refusal, json_refusal
 
 ERROR_TYPE_OF_KIND: dict[str, str] = {
     "invalid_request": "invalid_request_error",
@@ -92,29 +70,19 @@ def write_error(error: ChatError) -> tuple[int, dict[str, str], bytes]:
     return error.status, {"content-type": "application/json"}, encode_json(body)
 
 
-# Each of Tollgate's reasons as Anthropic's error type.
-REFUSALS = {
-    UNAUTHENTICATED: "authentication_error",
-    POLICY_DENIED: "permission_error",
-    NO_UPSTREAM_CREDENTIAL: "api_error",
-    MISCONFIGURED: "api_error",
-    INVALID_SIGNATURE: "authentication_error",
-    INTERNAL_ERROR: "api_error",
-    UPSTREAM_UNREACHABLE: "api_error",
-    UPSTREAM_TIMEOUT: "timeout_error",
-    BAD_REQUEST: "invalid_request_error",
-    AUDIT_UNAVAILABLE: "api_error",
-    RATE_LIMITED: "rate_limit_error",
-    BUDGET_EXCEEDED: "rate_limit_error",
-    LEDGER_UNAVAILABLE: "api_error",
-    LIMIT_UNENFORCEABLE: "permission_error",
-    HEADERS_TOO_LARGE: "invalid_request_error",
-    MISDIRECTED: "invalid_request_error",
-    CIRCUIT_OPEN: "api_error",
-    MINTS_CREDENTIAL: "permission_error",
-    CONTENT_DENIED: "permission_error",
+# Each kind of Tollgate's refusals as Anthropic's error type.
+REFUSAL_TYPES = {
+    "authentication": "authentication_error",
+    "permission": "permission_error",
+    "server": "api_error",
+    "signature": "authentication_error",
+    "unavailable": "api_error",
+    "timeout": "timeout_error",
+    "invalid_request": "invalid_request_error",
+    "rate_limit": "rate_limit_error",
+    "quota": "rate_limit_error",
 }
 
 
 def refusal(reason: str, message: str) -> Refusal:
-    return json_refusal(reason, {"type": "error", "error": {"type": REFUSALS[reason], "message": message}})
+    return json_refusal(reason, {"type": "error", "error": {"type": REFUSAL_TYPES[KIND[reason]], "message": message}})

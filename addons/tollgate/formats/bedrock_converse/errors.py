@@ -14,28 +14,7 @@ from tollgate.formats.chat import (
     kind_of_status,
 )
 from tollgate.formats.json_codec import encode_json, parse_json
-from tollgate.formats.refusals import (
-    AUDIT_UNAVAILABLE,
-    BAD_REQUEST,
-    BUDGET_EXCEEDED,
-    CIRCUIT_OPEN,
-    CONTENT_DENIED,
-    HEADERS_TOO_LARGE,
-    INTERNAL_ERROR,
-    INVALID_SIGNATURE,
-    LEDGER_UNAVAILABLE,
-    LIMIT_UNENFORCEABLE,
-    MINTS_CREDENTIAL,
-    MISCONFIGURED,
-    MISDIRECTED,
-    NO_UPSTREAM_CREDENTIAL,
-    POLICY_DENIED,
-    RATE_LIMITED,
-    UNAUTHENTICATED,
-    UPSTREAM_TIMEOUT,
-    UPSTREAM_UNREACHABLE,
-    Refusal,
-)
+from tollgate.formats.refusals import KIND, STATUS, Refusal
 
 # Bedrock's error types (x-amzn-errortype; in a stream, the same names with a lowercase first letter).
 ERROR_TYPES: dict[str, tuple[int, ErrorKind]] = {
@@ -115,32 +94,24 @@ def write_error(error: ChatError) -> tuple[int, dict[str, str], bytes]:
     return error.status, headers, encode_json({"message": error.message})
 
 
-# (status, x-amzn-ErrorType) per reason of Tollgate's: AWS answers 403 for unknown keys too.
-REFUSALS = {
-    UNAUTHENTICATED: (403, "UnrecognizedClientException"),
-    POLICY_DENIED: (403, "AccessDeniedException"),
-    NO_UPSTREAM_CREDENTIAL: (500, "InternalServerException"),
-    MISCONFIGURED: (500, "InternalServerException"),
-    INVALID_SIGNATURE: (403, "InvalidSignatureException"),
-    INTERNAL_ERROR: (500, "InternalServerException"),
-    UPSTREAM_UNREACHABLE: (502, "ServiceUnavailableException"),
-    UPSTREAM_TIMEOUT: (504, "ModelTimeoutException"),
-    BAD_REQUEST: (400, "ValidationException"),
-    AUDIT_UNAVAILABLE: (503, "ServiceUnavailableException"),
-    RATE_LIMITED: (429, "ThrottlingException"),
-    BUDGET_EXCEEDED: (429, "ThrottlingException"),
-    LEDGER_UNAVAILABLE: (503, "ServiceUnavailableException"),
-    LIMIT_UNENFORCEABLE: (403, "AccessDeniedException"),
-    HEADERS_TOO_LARGE: (431, "ValidationException"),
-    MISDIRECTED: (421, "ValidationException"),
-    CIRCUIT_OPEN: (503, "ServiceUnavailableException"),
-    MINTS_CREDENTIAL: (403, "AccessDeniedException"),
-    CONTENT_DENIED: (403, "AccessDeniedException"),
+# Each kind of Tollgate's refusals as an x-amzn-ErrorType.
+REFUSAL_TYPES = {
+    "authentication": "UnrecognizedClientException",
+    "permission": "AccessDeniedException",
+    "server": "InternalServerException",
+    "signature": "InvalidSignatureException",
+    "unavailable": "ServiceUnavailableException",
+    "timeout": "ModelTimeoutException",
+    "invalid_request": "ValidationException",
+    "rate_limit": "ThrottlingException",
+    "quota": "ThrottlingException",
 }
 
 
 def refusal(reason: str, message: str) -> Refusal:
-    """AWS's shape: the reason's status and error type, no retry hint (botocore reads none)."""
-    status, error_type = REFUSALS[reason]
+    """AWS's shape: the reason's status and error type, no retry hint (botocore reads none). AWS
+    answers a key it does not know 403, not 401."""
+    kind = KIND[reason]
+    status, error_type = 403 if kind == "authentication" else STATUS[reason], REFUSAL_TYPES[kind]
     headers = {"content-type": "application/json", "x-amzn-errortype": error_type, "x-tollgate-error": reason}
     return Refusal(status, headers, json.dumps({"message": message}).encode())

@@ -12,30 +12,7 @@ from tollgate.formats import fields
 from tollgate.formats.chat import ChatError, ErrorKind, kind_of_status
 from tollgate.formats.gemini_generate.answer import loose_int
 from tollgate.formats.json_codec import encode_json
-from tollgate.formats.refusals import (
-    AUDIT_UNAVAILABLE,
-    BAD_REQUEST,
-    BUDGET_EXCEEDED,
-    CIRCUIT_OPEN,
-    CONTENT_DENIED,
-    HEADERS_TOO_LARGE,
-    INTERNAL_ERROR,
-    INVALID_SIGNATURE,
-    LEDGER_UNAVAILABLE,
-    LIMIT_UNENFORCEABLE,
-    MINTS_CREDENTIAL,
-    MISCONFIGURED,
-    MISDIRECTED,
-    NO_UPSTREAM_CREDENTIAL,
-    POLICY_DENIED,
-    RATE_LIMITED,
-    STATUS,
-    UNAUTHENTICATED,
-    UPSTREAM_TIMEOUT,
-    UPSTREAM_UNREACHABLE,
-    Refusal,
-    json_refusal,
-)
+from tollgate.formats.refusals import KIND, STATUS, Refusal, json_refusal
 
 _KIND_OF_STATUS: dict[str, ErrorKind] = {
     "INVALID_ARGUMENT": "invalid_request",
@@ -105,30 +82,21 @@ def write_error(error: ChatError) -> tuple[int, dict[str, str], bytes]:
 # ---------------------------------------------------------------------------------------------
 
 
-# Each of Tollgate's reasons as a google.rpc.Status name.
-REFUSALS = {
-    UNAUTHENTICATED: "UNAUTHENTICATED",
-    POLICY_DENIED: "PERMISSION_DENIED",
-    NO_UPSTREAM_CREDENTIAL: "INTERNAL",
-    MISCONFIGURED: "INTERNAL",
-    INVALID_SIGNATURE: "UNAUTHENTICATED",
-    INTERNAL_ERROR: "INTERNAL",
-    UPSTREAM_UNREACHABLE: "UNAVAILABLE",
-    UPSTREAM_TIMEOUT: "DEADLINE_EXCEEDED",
-    BAD_REQUEST: "INVALID_ARGUMENT",
-    AUDIT_UNAVAILABLE: "UNAVAILABLE",
-    RATE_LIMITED: "RESOURCE_EXHAUSTED",
-    BUDGET_EXCEEDED: "RESOURCE_EXHAUSTED",
-    LEDGER_UNAVAILABLE: "UNAVAILABLE",
-    LIMIT_UNENFORCEABLE: "PERMISSION_DENIED",
-    HEADERS_TOO_LARGE: "INVALID_ARGUMENT",
-    MISDIRECTED: "INVALID_ARGUMENT",
-    CIRCUIT_OPEN: "UNAVAILABLE",
-    MINTS_CREDENTIAL: "PERMISSION_DENIED",
-    CONTENT_DENIED: "PERMISSION_DENIED",
+# Each kind of Tollgate's refusals as a google.rpc.Status name.
+REFUSAL_TYPES = {
+    "authentication": "UNAUTHENTICATED",
+    "permission": "PERMISSION_DENIED",
+    "server": "INTERNAL",
+    "signature": "UNAUTHENTICATED",
+    "unavailable": "UNAVAILABLE",
+    "timeout": "DEADLINE_EXCEEDED",
+    "invalid_request": "INVALID_ARGUMENT",
+    "rate_limit": "RESOURCE_EXHAUSTED",
+    "quota": "RESOURCE_EXHAUSTED",
 }
 
 
 def refusal(reason: str, message: str) -> Refusal:
     """Google's shape, which Vertex AI answers in too."""
-    return json_refusal(reason, {"error": {"code": STATUS[reason], "message": message, "status": REFUSALS[reason]}})
+    error = {"code": STATUS[reason], "message": message, "status": REFUSAL_TYPES[KIND[reason]]}
+    return json_refusal(reason, {"error": error})

@@ -9,29 +9,7 @@ from typing import Any
 from tollgate.formats import fields
 from tollgate.formats.chat import STATUS_OF_KIND, ChatError, ErrorKind, kind_of_status
 from tollgate.formats.json_codec import encode_json, parse_json
-from tollgate.formats.refusals import (
-    AUDIT_UNAVAILABLE,
-    BAD_REQUEST,
-    BUDGET_EXCEEDED,
-    CIRCUIT_OPEN,
-    CONTENT_DENIED,
-    HEADERS_TOO_LARGE,
-    INTERNAL_ERROR,
-    INVALID_SIGNATURE,
-    LEDGER_UNAVAILABLE,
-    LIMIT_UNENFORCEABLE,
-    MINTS_CREDENTIAL,
-    MISCONFIGURED,
-    MISDIRECTED,
-    NO_UPSTREAM_CREDENTIAL,
-    POLICY_DENIED,
-    RATE_LIMITED,
-    UNAUTHENTICATED,
-    UPSTREAM_TIMEOUT,
-    UPSTREAM_UNREACHABLE,
-    Refusal,
-    json_refusal,
-)
+from tollgate.formats.refusals import BUDGET_EXCEEDED, KIND, RATE_LIMITED, UNAUTHENTICATED, Refusal, json_refusal
 
 # Each error kind as OpenAI says it: the error's type and code.
 ERROR_OF_KIND: dict[str, tuple[str, str | None]] = {
@@ -113,27 +91,17 @@ def write_error(error: ChatError) -> tuple[int, dict[str, str], bytes]:
 # ---------------------------------------------------------------------------------------------
 # Tollgate's refusals, in OpenAI's shape (its API's whole, every compatible API's too)
 
-# Each reason's error type, as OpenAI's API says it.
-REFUSALS = {
-    UNAUTHENTICATED: "invalid_request_error",
-    POLICY_DENIED: "permission_denied",
-    NO_UPSTREAM_CREDENTIAL: "server_error",
-    MISCONFIGURED: "server_error",
-    INVALID_SIGNATURE: "server_error",
-    INTERNAL_ERROR: "server_error",
-    UPSTREAM_UNREACHABLE: "server_error",
-    UPSTREAM_TIMEOUT: "server_error",
-    BAD_REQUEST: "invalid_request_error",
-    AUDIT_UNAVAILABLE: "server_error",
-    RATE_LIMITED: "requests",
-    BUDGET_EXCEEDED: "insufficient_quota",
-    LEDGER_UNAVAILABLE: "server_error",
-    LIMIT_UNENFORCEABLE: "permission_denied",
-    HEADERS_TOO_LARGE: "invalid_request_error",
-    MISDIRECTED: "invalid_request_error",
-    CIRCUIT_OPEN: "server_error",
-    MINTS_CREDENTIAL: "permission_denied",
-    CONTENT_DENIED: "permission_denied",
+# Each kind of refusal's error type, as OpenAI's API says it.
+REFUSAL_TYPES = {
+    "authentication": "invalid_request_error",
+    "permission": "permission_denied",
+    "server": "server_error",
+    "signature": "server_error",
+    "unavailable": "server_error",
+    "timeout": "server_error",
+    "invalid_request": "invalid_request_error",
+    "rate_limit": "requests",
+    "quota": "insufficient_quota",
 }
 # OpenAI's own codes where a reason has one; else the reason itself.
 _REFUSAL_CODES = {
@@ -145,7 +113,7 @@ _REFUSAL_CODES = {
 
 def refusal_body(reason: str, message: str) -> dict[str, Any]:
     code = _REFUSAL_CODES.get(reason, reason)
-    return {"error": {"message": message, "type": REFUSALS[reason], "param": None, "code": code}}
+    return {"error": {"message": message, "type": REFUSAL_TYPES[KIND[reason]], "param": None, "code": code}}
 
 
 def refusal(reason: str, message: str) -> Refusal:
