@@ -115,6 +115,9 @@ class Estimate(NamedTuple):
     job: bool = False  # a batch or asynchronous job's: charged whole to its day and month windows
 
 
+NOTHING = Estimate(0, 0, 0)
+
+
 @dataclass(frozen=True, slots=True)
 class Reserved:
     """What a call reserved, and where: settled in the same store even when a reload changes it."""
@@ -122,6 +125,17 @@ class Reserved:
     store: Store
     counters: tuple[Counter, ...]
     estimate: Estimate
+
+    def settle(self, spent: Estimate) -> bool:
+        """Its counters set to what was `spent` in place of what was reserved; whether any changed."""
+        changes = adjustments(self.counters, self.estimate, spent)
+        if changes:
+            self.store.adjust(changes)
+        return bool(changes)
+
+    def give_back(self) -> None:
+        """Given back whole: the call used nothing of it (it never went)."""
+        self.settle(NOTHING)
 
 
 # A limit's caps as counters count them: (field, metric, window, cap in the counter's unit).

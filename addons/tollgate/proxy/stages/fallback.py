@@ -24,7 +24,7 @@ from tollgate.formats.exact import Unreadable
 from tollgate.formats.json_codec import encode_json, read_request_json
 from tollgate.formats.raw_headers import header_index, with_header
 from tollgate.formats.refusals import BAD_REQUEST
-from tollgate.governance.limits import Estimate, Reserved, adjustments
+from tollgate.governance.limits import Reserved
 from tollgate.governance.overrides import fitted_for
 from tollgate.governance.rollup import roll_up
 from tollgate.governance.routes import fallback_route, translation_for
@@ -40,7 +40,6 @@ logger = logging.getLogger(__name__)
 _CARRIED = (b"traceparent", b"tracestate")
 # Where an attempt's flow holds its `_Attempt`: the target it calls and the call as it was.
 _ATTEMPT = "tollgate.fallback_attempt"
-_NOTHING = Estimate(0, 0, 0)
 
 
 @dataclass(slots=True)
@@ -82,7 +81,7 @@ class _Before:
         call.verdict.decision, call.verdict.deny_reasons = self.decision, self.deny_reasons
         skipped, call.ledger.reserved = call.ledger.reserved, self.reserved
         if skipped is not None and skipped is not self.reserved:
-            _give_back(skipped)
+            skipped.give_back()
         if self.data is not None:
             flow.request.data = self.data
 
@@ -144,12 +143,6 @@ def _attempt_flow(flow: http.HTTPFlow, call: Call, attempt: _Attempt) -> http.HT
     made.metadata[CALL] = call
     made.metadata[_ATTEMPT] = attempt
     return made
-
-
-def _give_back(reserved: Reserved) -> None:
-    """A skipped attempt's reservation, given back whole: it used nothing of it."""
-    if changes := adjustments(reserved.counters, reserved.estimate, _NOTHING):
-        reserved.store.adjust(changes)
 
 
 def _why(call: Call) -> str:

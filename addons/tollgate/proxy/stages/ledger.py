@@ -22,10 +22,10 @@ from tollgate.formats.refusals import (
 )
 from tollgate.formats.usage import Usage
 from tollgate.governance.limits import (
+    NOTHING,
     Counter,
     Estimate,
     Reserved,
-    adjustments,
     batch_output,
     charges,
     counters,
@@ -55,9 +55,6 @@ ROW_FIELDS = (
     "input_tokens", "output_tokens", "total_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens",
     "cost_usd",
 )  # fmt: skip
-
-
-NOTHING = Estimate(0, 0, 0)
 
 
 class Ledger:
@@ -228,8 +225,7 @@ class Ledger:
         status = flow.response.status_code if flow.response is not None else None
         spent = attempt_used(call, reserved.estimate, status)
         call.ledger.summary_counted = call.rolled_up is not None
-        if changes := adjustments(reserved.counters, reserved.estimate, spent):
-            reserved.store.adjust(changes)
+        reserved.settle(spent)
 
     async def reserve_again(self, flow: http.HTTPFlow, call: Call) -> Reserved | bool | None:
         """A retry's own reservation, on the limits its model matches: the new one (None: no limit
@@ -303,15 +299,12 @@ class Ledger:
         if reserved is not None:
             call.ledger.reserved = None
             spent = call.ledger.spent = used(call, reserved.estimate, record)
-            if store is None or store is reserved.store:
-                target, changes = reserved.store, adjustments(reserved.counters, reserved.estimate, spent)
-            else:
+            if store is not None and store is not reserved.store:
                 # A reload replaced the store while the call ran: the one closing would lose the
                 # settlement, and the new one never held the reservation. It counts what was used.
-                target, changes = store, adjustments(reserved.counters, NOTHING, spent)
-            if changes:
-                target.adjust(changes)
-                call.ledger.settled_in = target
+                reserved = Reserved(store, reserved.counters, NOTHING)
+            if reserved.settle(spent):
+                call.ledger.settled_in = reserved.store
 
     def charge_unreserved(self, call: Call) -> None:
         """A call refused once it had begun (a Realtime response the server began on its own, with
