@@ -96,7 +96,6 @@ def _model_of(request: Any) -> str | None:
 
 class Anthropic(Provider[None]):
     name = semconv_name = "anthropic"
-    host_pattern = r"api\.anthropic\.com"
     host_globs = ("api.anthropic.com",)
     side_header = "X-Anthropic-Key"
     key_positions = positions = ("x-api-key", "authorization")

@@ -24,6 +24,7 @@ from tollgate.formats.registry import wire_format
 from tollgate.formats.request_facts import Classification
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import Counted, UsageReader, WholeBodyReader
+from tollgate.host_globs import glob_pattern
 
 Headers = MutableMapping[str, str]
 Query = MutableMapping[str, str]
@@ -120,11 +121,12 @@ class Provider[RuntimeT]:
     name: ClassVar[str]
     # Its gen_ai.provider.name in OpenTelemetry's GenAI conventions (metrics and traces).
     semconv_name: ClassVar[str]
-    # Regular expression over the host name in lower case without a trailing dot; any port.
-    host_pattern: ClassVar[str]
-    # The same hosts as globs (`host_globs.py`; a first label `**` stands for one or more labels),
+    # Its hosts as globs (`host_globs.py`; a first label `**` stands for one or more labels),
     # which a configuration's `hosts` of another provider may not overlap.
     host_globs: ClassVar[tuple[str, ...]] = ()
+    # Regular expression over the host name in lower case without a trailing dot; any port. By
+    # default its globs'; a provider whose hosts have parts it reads (a region) writes its own.
+    host_pattern: ClassVar[str]
     # Header a client may send its own upstream key in (removed before forwarding).
     side_header: ClassVar[str]
     # Where clients put API keys: header names ("authorization" holds a Bearer token), or
@@ -186,6 +188,8 @@ class Provider[RuntimeT]:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.verifies_callers = cls.verify_caller is not Provider.verify_caller
+        if "host_pattern" not in cls.__dict__ and "host_globs" in cls.__dict__:
+            cls.host_pattern = "|".join(glob_pattern(glob) for glob in cls.host_globs)
 
     # The response headers `usage_reader` and `usage` read (lower-case), and content-encoding.
     response_headers: ClassVar[frozenset[bytes]] = frozenset((b"content-type", b"content-encoding"))

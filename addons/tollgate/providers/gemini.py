@@ -154,17 +154,10 @@ class GeminiConfig(ProviderConfig):
 class Gemini(Provider[GoogleTokens]):
     name = "gemini"
     semconv_name = "gcp.gemini"  # the Gemini API (AI Studio)
-    host_pattern = "|".join(
-        (
-            r"generativelanguage\.googleapis\.com",
-            r"generativelanguage\.mtls\.googleapis\.com",
-            # A Private Service Connect endpoint's name (generativelanguage-<endpoint>.p.googleapis.com).
-            r"generativelanguage-[a-z0-9]+\.p\.googleapis\.com",
-        )
-    )
     host_globs = (
         "generativelanguage.googleapis.com",
         "generativelanguage.mtls.googleapis.com",
+        # A Private Service Connect endpoint's name (generativelanguage-<endpoint>.p.googleapis.com).
         "generativelanguage-*.p.googleapis.com",
     )
     side_header = "X-Gemini-Key"

@@ -192,7 +192,6 @@ def classify_request(method: str, segments: Sequence[str], data: dict[str, Any] 
 class OpenAI(Provider[None]):
     name = semconv_name = "openai"
     # Its data-residency hosts (eu., us.) and any other region's: a call to one goes there, and stays there.
-    host_pattern = r"(?:[a-z0-9-]+\.)?api\.openai\.com"
     host_globs = ("api.openai.com", "*.api.openai.com")
     side_header = "X-OpenAI-Key"
     key_positions = positions = ("authorization",)
