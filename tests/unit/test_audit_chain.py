@@ -6,6 +6,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import orjson
@@ -15,9 +18,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tollgate.config import Config, ConfigError, load_config
+from tollgate.records import auditlog
 from tollgate.records.audit_verify import Place, Verdict, read_lines, verify
+from tollgate.records.auditlog import AuditLog
 from tollgate.records.chain import ZERO, Chain, Signer, key_id, last_chain, load_public_key, load_signing_key
 
+TS = "2026-11-26T10:00:00.000Z"
+ADDONS = Path(__file__).resolve().parents[2] / "addons"
 KEY = Ed25519PrivateKey.generate()
 OTHER_KEY = Ed25519PrivateKey.generate()
 
@@ -31,7 +39,7 @@ class Writer:
         self.lines: list[bytes] = []
 
     def record(self, event: str, **fields: object) -> bytes:
-        rendered = orjson.dumps({"event": event, "instance": self.instance, "ts": "2026-11-26T10:00:00.000Z", **fields})
+        rendered = orjson.dumps({"event": event, "instance": self.instance, "ts": TS, **fields})
         line = self.chain.link(rendered)
         self.lines.append(line)
         return line
@@ -46,7 +54,7 @@ class Writer:
 
     def checkpoint(self) -> None:
         rendered = orjson.dumps(
-            {"event": "audit_checkpoint", "instance": self.instance} | self.chain.checkpoint(self.signer)
+            {"event": "audit_checkpoint", "instance": self.instance} | self.chain.checkpoint(self.signer, TS)
         )
         self.lines.append(self.chain.link(rendered))
 
@@ -358,3 +366,123 @@ def test_the_last_chain_of_an_instance_is_read_from_the_files_tail(tmp_path: Pat
         assert last_chain(fd, size, "d") is None
     finally:
         os.close(fd)
+
+
+# ---- the writer
+
+
+def _started(log: AuditLog) -> None:
+    log.begin(auditlog.started_record(["127.0.0.1:8080"], None))
+
+
+def test_the_writer_chains_every_record_and_checkpoints_at_stop(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(str(path), instance="gw-1", signer=Signer(KEY))
+    _started(log)
+    for i in range(20):
+        log.write({"event": "llm_call", "n": i})
+    log.stop()
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["seq"] for r in records] == list(range(1, 24))
+    assert [r["event"] for r in records[-2:]] == ["tollgate_stopped", "audit_checkpoint"]
+    assert records[0]["previous_chain"] is None
+    verdict = verify(read_lines([str(path)]), KEY.public_key())
+    assert faults(verdict) == [] and (verdict.summary.runs, verdict.summary.signed) == (1, 1)
+
+    # The next run names where this one ended; a run killed outright is whole when the next names it.
+    log = AuditLog(str(path), instance="gw-1", signer=Signer(KEY))
+    _started(log)
+    log.write({"event": "llm_call", "n": 0})
+    log.close()  # as if killed: no stopped record, no last checkpoint
+    again = [json.loads(line) for line in path.read_text().splitlines()]
+    assert again[len(records)]["previous_chain"] == records[-1]["chain"]
+    assert faults(verify(read_lines([str(path)]), KEY.public_key(), live=True)) == []
+    log = AuditLog(str(path), instance="gw-1", signer=Signer(KEY))
+    _started(log)
+    log.stop()
+    assert faults(verify(read_lines([str(path)]), KEY.public_key())) == []
+
+
+def test_a_checkpoint_every_checkpoint_s_while_records_come(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(str(path), instance="gw-1", checkpoint_s=0.2)
+    _started(log)
+    deadline = time.monotonic() + 10
+    while b"audit_checkpoint" not in path.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    events = [json.loads(line)["event"] for line in path.read_text().splitlines()]
+    assert events == ["tollgate_started", "audit_checkpoint"]
+    time.sleep(0.5)  # nothing written since: no other checkpoint
+    assert len(path.read_text().splitlines()) == 2
+    log.write({"event": "llm_call"})
+    while path.read_bytes().count(b"audit_checkpoint") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log.stop()
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["event"] for r in records] == [
+        "tollgate_started", "audit_checkpoint", "llm_call", "audit_checkpoint", "tollgate_stopped", "audit_checkpoint"
+    ]  # fmt: skip
+    assert [r.get("records") for r in records if r["event"] == "audit_checkpoint"] == [1, 2, 2]
+    assert records[1]["signature"] is None and records[1]["key_id"] is None
+    assert faults(verify(read_lines([str(path)]))) == []
+
+
+def test_a_reload_to_another_file_goes_on_with_the_chain(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    log = AuditLog(str(first), instance="gw-1")
+    _started(log)
+    for i in range(50):
+        log.write({"event": "llm_call", "n": i})
+    replacement = AuditLog(str(second), instance="gw-1", follows=log)
+    _started(replacement)
+    log.close()
+    replacement.write({"event": "llm_call", "n": 50})
+    replacement.stop()
+    b = [json.loads(line) for line in second.read_text().splitlines()]
+    assert b[0]["seq"] == 52  # not a new run
+    assert faults(verify(read_lines([str(first), str(second)]))) == []
+
+
+def test_standard_output_is_chained_too(tmp_path: Path) -> None:
+    script = (
+        "from tollgate.records.auditlog import AuditLog, started_record\n"
+        "log = AuditLog('-', instance='gw-1')\n"
+        "log.begin(started_record([], None))\n"
+        "log.write({'event': 'llm_call', 'client': 'grüß'})\n"
+        "log.stop()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, check=True, cwd=ADDONS).stdout
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(out)
+    assert len(out.splitlines()) == 4
+    assert faults(verify(read_lines([str(path)]))) == []
+
+
+# ---- the settings
+
+
+def test_the_signing_key_is_checked_when_the_configuration_loads(tmp_path: Path) -> None:
+    private = tmp_path / "audit.key"
+    private.write_bytes(
+        KEY.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    # Named relative to the configuration file, as the policy's files are.
+    config = load_config(_yaml(tmp_path, {"audit": {"signing_key": "audit.key", "checkpoint_s": 5}}))
+    assert (config.audit.checkpoint_s, config.audit.signing_key) == (5, str(private))
+    signer = config.audit.signer()
+    assert signer is not None and signer.key_id == key_id(KEY.public_key())
+    assert Config().audit.checkpoint_s == 60 and Config().audit.signer() is None
+    for bad, words in (
+        ({"signing_key": str(tmp_path / "missing.pem")}, "cannot read"),
+        ({"signing_key": str(_yaml(tmp_path, {}))}, "no PEM private key"),
+        ({"checkpoint_s": 0}, "greater than 0"),
+    ):
+        with pytest.raises(ConfigError) as e:
+            load_config(_yaml(tmp_path, {"audit": bad}))
+        assert f"audit.{next(iter(bad))}" in str(e.value) and words in str(e.value)
+
+
+def _yaml(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "tollgate.yaml"
+    path.write_text(json.dumps(data))
+    return path

@@ -12,7 +12,6 @@ import base64
 import hashlib
 import os
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,6 @@ import orjson
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
-from tollgate.records.audit_record import utc_timestamp
 
 CHECKPOINT = "audit_checkpoint"
 ZERO = "0" * 64
@@ -59,12 +56,12 @@ class Chain:
         """Records written since the last checkpoint."""
         return self.seq - self.checkpoint_seq
 
-    def checkpoint(self, signer: Signer | None) -> dict[str, Any]:
-        """The checkpoint record of what was written up to now (to be linked next)."""
+    def checkpoint(self, signer: Signer | None, ts: str) -> dict[str, Any]:
+        """The checkpoint record, made at `ts`, of what was written up to now (to be linked next)."""
         covers = self.last.decode()
         record = {
             "event": CHECKPOINT,
-            "ts": utc_timestamp(time.time()),
+            "ts": ts,
             "covers_seq": self.seq,
             "covers_chain": covers,
             "records": self.seq - self.covered,

@@ -241,6 +241,9 @@ def test_the_audit_opens_with_the_started_record_naming_the_configuration_by_its
         "pid": os.getpid(),
         "listen": ["*:8080"],  # mitmproxy's defaults: every address, port 8080
         "config_sha256": hashlib.sha256(running.path.read_bytes()).hexdigest(),
+        "previous_chain": None,
+        "seq": 1,
+        "chain": record["chain"],
     }
 
 
@@ -268,7 +271,8 @@ def test_without_a_configuration_file_the_started_record_names_none(tmp_path: Pa
         pending = r.gateway.done()  # type: ignore[attr-defined]
         if pending is not None:
             asyncio.run(pending)
-    first, last = (json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines())
+    first, last, checkpoint = (json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines())
+    assert checkpoint["event"] == "audit_checkpoint"
     assert (first["event"], first["config_sha256"]) == ("tollgate_started", None)
     assert (last["event"], last["calls"]) == ("tollgate_stopped", 0)
 
