@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tollgate.cli.main import main
 from tollgate.config import Config, ConfigError, load_config
 from tollgate.records import auditlog
 from tollgate.records.audit_verify import Place, Verdict, read_lines, verify
@@ -486,3 +487,43 @@ def _yaml(tmp_path: Path, data: dict) -> Path:
     path = tmp_path / "tollgate.yaml"
     path.write_text(json.dumps(data))
     return path
+
+
+# ---- the command
+
+
+def test_audit_verify_says_whole_or_names_each_fault_and_never_a_value(tmp_path: Path, capsys) -> None:
+    public = tmp_path / "audit.pub"
+    public.write_bytes(
+        KEY.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    path = tmp_path / "audit.jsonl"
+    lines = signed_run()
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    assert main(["audit", "verify", str(path), "--key", str(public)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "whole: 13 records, 1 instances, 1 runs, 3 checkpoints, 3 signatures verified",
+        f"last record: {TS}; last signed checkpoint: {TS}",
+    ]
+    assert main(["audit", "verify", str(path)]) == 0
+    assert "signatures not checked (no --key; 3 signed)" in capsys.readouterr().out
+
+    lines[2] = lines[2].replace(b'"client":"alice"', b'"client":"mallory"')
+    del lines[5]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    assert main(["audit", "verify", str(path), "--key", str(public)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [
+        f"{path}:3: changed: its chain does not match its content and the record before it",
+        f"{path}:6: 1 records missing before this line (seq 6–6)",
+    ]
+    assert "alice" not in captured.out + captured.err and "mallory" not in captured.out + captured.err
+
+    assert main(["audit", "verify", str(tmp_path / "gone.jsonl")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    assert main(["audit", "verify", str(path), "--key", str(path)]) == 2
+    assert "--key" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["audit", "verify"])
+    assert e.value.code == 2
