@@ -527,3 +527,25 @@ def test_audit_verify_says_whole_or_names_each_fault_and_never_a_value(tmp_path:
     with pytest.raises(SystemExit) as e:
         main(["audit", "verify"])
     assert e.value.code == 2
+
+
+def test_the_docs_example_checks_a_chain(tmp_path: Path) -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    after = docs.index("Checking a chain takes a few lines")
+    start = docs.index("```python\n", after) + len("```python\n")
+    example = docs[start : docs.index("```", start)]
+    a, b = Writer("a"), Writer("b")
+    a.start()
+    b.start()
+    a.calls(2)
+    b.calls(2)
+    path = tmp_path / "audit.jsonl"
+    lines = [a.lines[0], b.lines[0], *a.lines[1:], *b.lines[1:]]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    script = tmp_path / "check.py"
+    script.write_text(example)
+    run = [sys.executable, str(script), str(path)]
+    assert subprocess.run(run, capture_output=True, text=True, check=True).stdout == ""
+    lines[3] = lines[3].replace(b'"client":"alice"', b'"client":"bob"')
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    assert subprocess.run(run, capture_output=True, text=True, check=True).stdout == "line 4: broken chain\n"
