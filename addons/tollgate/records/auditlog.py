@@ -286,8 +286,9 @@ class AuditLog:
         """The batch's records, each given its `seq` and `chain`, with the checkpoints due among them."""
         chain, lines = self._chain, []
         for item in batch:
-            if isinstance(item, threading.Event):
-                item.set()  # `_hand_over`: what came before it is linked
+            if isinstance(item, threading.Event):  # `_hand_over`: what came before it is linked
+                self._handed_over = True  # before it is told: no timed checkpoint after it
+                item.set()
             elif item is _CHECKPOINT:
                 if not self._handed_over:
                     lines.append(self._checkpoint())
