@@ -179,13 +179,19 @@ def test_a_forged_line_with_a_recomputed_chain_is_found_by_the_signed_checkpoint
     assert faults(check(lines, key=None)) == []
 
 
-def test_the_file_cut_after_a_checkpoint() -> None:
+def test_the_file_cut_after_a_checkpoint(tmp_path: Path) -> None:
     lines = signed_run()[:9]  # up to and with the second checkpoint
     assert faults(check(lines)) == [
         "a.jsonl:9: cut off after this line: the run of gw-1 has no tollgate_stopped (0 records after the last"
         " checkpoint)"
     ]
     assert faults(check(lines, live=True)) == []  # still being written
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n" + signed_run()[9][:30])  # a line being written
+    assert faults(verify(read_lines([str(path)], live=True), KEY.public_key(), live=True)) == []
+    assert f"{path}:10: not a JSON record: changed, cut or inserted" in faults(
+        verify(read_lines([str(path)]), KEY.public_key())
+    )
     assert faults(check(signed_run()[:11])) == [
         "a.jsonl:9: cut off after this line: the run of gw-1 has no tollgate_stopped (2 records after the last"
         " checkpoint)"

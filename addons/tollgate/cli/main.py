@@ -185,7 +185,7 @@ def verify_audit(files: list[str], key_path: Path | None, live: bool) -> int:
             print(f"error: --key: {e}", file=sys.stderr)
             return 2
     try:
-        verdict = verify(read_lines(files), key, live)
+        verdict = verify(read_lines(files, live), key, live)
     except OSError as e:
         print(f"error: {e.filename}: cannot read: {e.strerror}", file=sys.stderr)
         return 2

@@ -85,11 +85,14 @@ class Verdict:
     summary: Summary
 
 
-def read_lines(paths: Sequence[str]) -> Iterator[tuple[Place, bytes]]:
-    """Every line of the files, in order (OSError when one cannot be read)."""
-    for path in paths:
+def read_lines(paths: Sequence[str], live: bool = False) -> Iterator[tuple[Place, bytes]]:
+    """Every line of the files, in order (OSError when one cannot be read). `live`: the last file
+    is still being written, and a last line without its newline is one being written."""
+    for i, path in enumerate(paths):
         with open(path, "rb") as f:
             for number, line in enumerate(f, 1):
+                if live and i == len(paths) - 1 and not line.endswith(b"\n"):
+                    return
                 if line.strip():
                     yield Place(os.fspath(path), number), line
 
