@@ -381,10 +381,19 @@ def read_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
         )
         for issuer in config.identity.jwt
     )
+    # ... and so is the audit's signing key, read now: one that cannot be read stops start-up.
+    audit = config.audit
+    if audit.signing_key is not None:
+        audit = audit.model_copy(update={"signing_key": str(path.parent / audit.signing_key)})
+        try:
+            audit.signer()
+        except ValueError as e:
+            raise ConfigError(f"{path}: audit.signing_key: {e}") from None
     config = config.model_copy(
         update={
             "policy": config.policy.model_copy(update={"rego": rego}),
             "identity": config.identity.model_copy(update={"jwt": issuers}),
+            "audit": audit,
         }
     )
     return config, hashlib.sha256(raw).hexdigest()

@@ -111,7 +111,8 @@ def in_thread(work: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]
 
 def calls_and_process_records(gw) -> tuple[list[dict], dict, dict]:
     records = gw.audit_records()
-    return [r for r in records if r["event"] == "llm_call"], records[0], records[-1]
+    assert records[-1]["event"] == "audit_checkpoint"  # the last: a checkpoint after the stopped record
+    return [r for r in records if r["event"] == "llm_call"], records[0], records[-2]
 
 
 def test_sigterm_lets_a_slow_stream_finish_audited_then_exits_0(start_gateway) -> None:

@@ -131,7 +131,8 @@ def test_the_audit_opens_with_the_started_record_and_closes_with_the_stopped_one
     pid = gw.proxy.process.pid
     gw.proxy.stop()  # SIGTERM, as a service manager stops it
     assert gw.proxy.process.returncode == 0
-    started, served, refused, stopped = gw.audit_records()
+    started, served, refused, stopped, checkpoint = gw.audit_records()
+    assert checkpoint["event"] == "audit_checkpoint"
     assert started == {
         "event": "tollgate_started",
         "instance": "gw-test-host/w2",
@@ -140,6 +141,9 @@ def test_the_audit_opens_with_the_started_record_and_closes_with_the_stopped_one
         "pid": pid,
         "listen": [f"127.0.0.1:{gw.proxy.port}"],
         "config_sha256": hashlib.sha256(gw.config_path.read_bytes()).hexdigest(),
+        "previous_chain": None,
+        "seq": 1,
+        "chain": started["chain"],
     }
     assert [(r["event"], r["instance"], r["status"]) for r in (served, refused)] == [
         ("llm_call", "gw-test-host/w2", 200),
@@ -151,6 +155,8 @@ def test_the_audit_opens_with_the_started_record_and_closes_with_the_stopped_one
         "ts": stopped["ts"],
         "pid": pid,
         "calls": 2,
+        "seq": 4,
+        "chain": stopped["chain"],
     }
     assert started["ts"] <= served["ts"] <= refused["ts"] <= stopped["ts"]
 
@@ -264,7 +270,8 @@ def test_a_start_that_cannot_listen_writes_no_started_record_and_says_what_to_ch
     finally:
         proxy.terminate()
         output, _ = proxy.communicate(timeout=30)
-    assert [r["event"] for r in process_records(audit)] == ["tollgate_started", "tollgate_stopped"], output
+    events = [r["event"] for r in process_records(audit)]
+    assert events == ["tollgate_started", "tollgate_stopped", "audit_checkpoint"], output
 
 
 def test_run_sh_with_tollgate_listen_on_a_port_in_use_says_what_to_change(tmp_path, confdir):

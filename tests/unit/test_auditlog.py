@@ -24,6 +24,12 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def _chained(path: Path, line: int) -> dict:
+    """The `seq` and `chain` the writer gave the record on `line` (from 1)."""
+    record = json.loads(path.read_bytes().split(b"\n")[line - 1])
+    return {"seq": record["seq"], "chain": record["chain"]}
+
+
 def test_close_writes_every_queued_record_in_order(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     log = AuditLog(str(path))
@@ -33,7 +39,7 @@ def test_close_writes_every_queued_record_in_order(tmp_path: Path) -> None:
     records = _lines(path)
     assert [r["n"] for r in records] == list(range(500))
     # The event first, then the process's instance, then the rest as given.
-    assert list(records[0]) == ["event", "instance", "n", "client"]
+    assert list(records[0]) == ["event", "instance", "n", "client", "seq", "chain"]
     assert (records[0]["event"], records[0]["instance"]) == ("llm_call", auditlog.instance_name())
 
 
@@ -45,7 +51,9 @@ def test_begin_writes_the_started_record_at_once_and_stop_the_stopped_record_las
     assert log.begun
     # Written before begin returns, by this thread: nothing waits for the writer.
     started = _lines(path)[1]
-    assert list(started) == ["event", "instance", "ts", "version", "pid", "listen", "config_sha256"]
+    assert list(started) == [
+        "event", "instance", "ts", "version", "pid", "listen", "config_sha256", "previous_chain", "seq", "chain"
+    ]  # fmt: skip
     assert (started["event"], started["instance"], started["pid"], started["listen"], started["config_sha256"]) == (
         "tollgate_started",
         "gw-host-1/w2",
@@ -58,10 +66,12 @@ def test_begin_writes_the_started_record_at_once_and_stop_the_stopped_record_las
         log.write({"event": "llm_call", "n": i})
     log.stop()
     records = _lines(path)
+    assert records[-1]["event"] == "audit_checkpoint"  # after the stopped record: the last checkpoint
+    records = records[:-1]
     assert [r.get("n") for r in records] == [0, None, 1, 2, 3, None]
     assert [r.get("instance") for r in records] == [None, *["gw-host-1/w2"] * 5]  # the earlier run's had none
     stopped = records[-1]
-    assert list(stopped) == ["event", "instance", "ts", "pid", "calls"]
+    assert list(stopped) == ["event", "instance", "ts", "pid", "calls", "seq", "chain"]
     assert (stopped["event"], stopped["pid"], stopped["calls"]) == ("tollgate_stopped", os.getpid(), 3)
     assert started["ts"] <= stopped["ts"] and stopped["ts"].endswith("Z")
 
@@ -88,7 +98,7 @@ def test_the_instance_is_read_when_the_audit_log_is_made(tmp_path: Path, monkeyp
     log.write({"event": "llm_call", "instance": "forged", "n": 1})  # a record cannot name another
     log.close()
     (record,) = _lines(tmp_path / "audit.jsonl")
-    assert list(record) == ["event", "instance", "n"]
+    assert list(record) == ["event", "instance", "n", "seq", "chain"]
     assert (record["instance"], record["n"]) == ("edge-2/w1", 1)
 
 
@@ -111,7 +121,7 @@ def test_a_record_reaches_the_file_without_close(tmp_path: Path) -> None:
         deadline = time.monotonic() + 5
         while not path.read_text() and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert _lines(path) == [{"event": "llm_call", "instance": log.instance, "n": 1}]
+        assert _lines(path) == [{"event": "llm_call", "instance": log.instance, "n": 1, **_chained(path, 1)}]
     finally:
         log.close()
 
@@ -159,7 +169,7 @@ def test_a_record_orjson_cannot_write_is_written_escaped_and_the_records_after_i
     log.close()
     first, second = _lines(path)
     assert first["path"] == "/v1/\udcff" and first["n"] == 2**70 and first["other"] == repr(object)
-    assert second == {"event": "llm_call", "instance": log.instance, "client": "grüß"}
+    assert second == {"event": "llm_call", "instance": log.instance, "client": "grüß", **_chained(path, 2)}
     assert "grüß".encode() in path.read_bytes()  # UTF-8 as it is, not escaped
 
 
@@ -290,6 +300,7 @@ def test_a_file_that_does_not_end_a_line_gets_the_records_on_lines_of_their_own(
         "event": "llm_call",
         "instance": log.instance,
         "n": 1,
+        **_chained(path, 3),
     }
     assert lines[3:] == [b""]
 

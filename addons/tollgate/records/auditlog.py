@@ -34,15 +34,18 @@ import orjson
 import structlog
 
 from tollgate.records.audit_record import utc_timestamp
+from tollgate.records.chain import CHECKPOINT, Chain, Signer, last_chain
 
 logger = logging.getLogger(__name__)
 
 STARTED = "tollgate_started"
 STOPPED = "tollgate_stopped"
 # The records of the process rather than of a call: readers of calls skip them.
-PROCESS_EVENTS = frozenset((STARTED, STOPPED))
+PROCESS_EVENTS = frozenset((STARTED, STOPPED, CHECKPOINT))
 
 _CLOSE = object()
+_CHECKPOINT = object()  # a checkpoint here (at stop)
+_WAKE = object()  # nothing to write: the writer looks at the time of the next checkpoint again
 
 # While calls keep coming, the writer wakes once per batch, not once per record: each wake-up costs
 # both threads a hand-over of the interpreter lock (futex calls, context switches, the event loop
@@ -97,10 +100,26 @@ def stopped_record(calls: int) -> dict[str, Any]:
     return {"event": STOPPED, "ts": utc_timestamp(time.time()), "pid": os.getpid(), "calls": calls}
 
 
+CHECKPOINT_S = 60.0
+
+
 class AuditLog:
-    def __init__(self, path: str, instance: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        instance: str | None = None,
+        follows: AuditLog | None = None,
+        checkpoint_s: float = CHECKPOINT_S,
+        signer: Signer | None = None,
+    ) -> None:
         self.path = path
         self.instance = instance_name() if instance is None else instance
+        # The chain goes on from the log this one replaces (a reload that names another file).
+        self._chain: Chain = Chain() if follows is None else follows._chain
+        self._follows = follows
+        self._handed_over = False  # another log goes on with the chain: this one links nothing more
+        self.checkpoint_s, self.signer = checkpoint_s, signer
+        self._checkpoint_due: float | None = None  # monotonic time of the next timed checkpoint
         # Read by AuditGate on every call, written by the writer thread only.
         self.failing = False
         self.problem: str | None = None  # while failing: why, in words (for /healthz)
@@ -129,10 +148,47 @@ class AuditLog:
 
     def begin(self, record: dict[str, Any]) -> None:
         """Write `record` (`started_record`) before any other, at once and from this thread: OSError
-        when the file cannot take it. Nothing is queued yet, so the writer thread is idle."""
-        line = self._render(None, "info", self._named(record))
-        self._write_whole((line.encode() if isinstance(line, str) else line) + b"\n")
+        when the file cannot take it. Nothing is queued yet, so the writer thread is idle. It
+        names the last chain this instance wrote in the file before (`previous_chain`). A log that
+        follows another (a reload) takes the chain once that one has linked what it was given."""
+        follows = self._follows
+        if follows is not None:
+            follows._hand_over()
+        chain = self._chain
+        saved = (chain.seq, chain.last, chain.covered, chain.checkpoint_seq)
+        try:
+            record = {**record, "previous_chain": self._previous_chain()}
+            line = self._render(None, "info", self._named(record))
+            self._write_whole(chain.link(line.encode() if isinstance(line, str) else line) + b"\n")
+        except BaseException:
+            chain.seq, chain.last, chain.covered, chain.checkpoint_seq = saved
+            if follows is not None:
+                follows._handed_over = False
+            raise
+        self._follows = None
         self.begun = True
+        self._queue.put(_WAKE)  # the writer times the next checkpoint from this record on
+
+    def configure(self, checkpoint_s: float, signer: Signer | None) -> None:
+        """The checkpoints' interval and signing key (a reload may change them)."""
+        self.checkpoint_s, self.signer = checkpoint_s, signer
+
+    def _previous_chain(self) -> str | None:
+        if not self._regular:
+            return None
+        try:
+            return last_chain(self._fd, os.fstat(self._fd).st_size, self.instance)
+        except OSError:  # a file opened for writing only
+            return None
+
+    def _hand_over(self) -> None:
+        """Another log goes on with this one's chain: wait until the writer has linked every
+        record queued, then link nothing more (its timed checkpoints stop)."""
+        linked = threading.Event()
+        self._queue.put(linked)
+        if not self._closed.is_set():
+            linked.wait(timeout=10)
+        self._handed_over = True
 
     def write(self, record: dict[str, Any]) -> None:
         """Render one call's record (an event dict) and queue it. It reaches the file at once or,
@@ -146,6 +202,7 @@ class AuditLog:
         that never began its part of the file (it did not start) writes none."""
         if self.begun:
             self._queue.put(self._render(None, "info", self._named(stopped_record(self.calls))))
+            self._queue.put(_CHECKPOINT)
         self.close()
 
     def _named(self, record: dict[str, Any]) -> dict[str, Any]:
@@ -186,7 +243,7 @@ class AuditLog:
         while True:
             batch = self._next_records(last_write)
             closing = _CLOSE in batch
-            self._hold(batch[: batch.index(_CLOSE)] if closing else batch)
+            self._hold(self._linked(batch[: batch.index(_CLOSE)] if closing else batch))
             if self.failing and not closing and time.monotonic() < self._retry_at:
                 continue  # records gather until the next attempt
             if self._held or self.failing:
@@ -203,13 +260,18 @@ class AuditLog:
 
     def _next_records(self, last_write: float) -> list[Any]:
         """What has come: at least one record, or, while writing fails, what came until the next attempt."""
+        due = self._checkpoint_due
         if self.failing:
             try:
-                batch = [self._queue.get(timeout=max(0.0, self._retry_at - time.monotonic()))]
+                until = self._retry_at if due is None else min(due, self._retry_at)
+                batch = [self._queue.get(timeout=max(0.0, until - time.monotonic()))]
             except queue.Empty:
                 batch = []
         else:
-            batch = [self._queue.get()]
+            try:
+                batch = [self._queue.get(timeout=None if due is None else max(0.0, due - time.monotonic()))]
+            except queue.Empty:
+                return []  # a checkpoint is due
             pause = last_write + BATCH_DELAY - time.monotonic()
             if pause > 0:
                 self._closed.wait(pause)  # a busy moment: let its records gather (not when closing)
@@ -220,11 +282,37 @@ class AuditLog:
             pass
         return batch
 
-    def _hold(self, lines: list[Any]) -> None:
+    def _linked(self, batch: list[Any]) -> list[bytes]:
+        """The batch's records, each given its `seq` and `chain`, with the checkpoints due among them."""
+        chain, lines = self._chain, []
+        for item in batch:
+            if isinstance(item, threading.Event):  # `_hand_over`: what came before it is linked
+                self._handed_over = True  # before it is told: no timed checkpoint after it
+                item.set()
+            elif item is _CHECKPOINT:
+                if not self._handed_over:
+                    lines.append(self._checkpoint())
+            elif item is not _WAKE and not self._handed_over:
+                lines.append(chain.link(item.encode() if isinstance(item, str) else item))
+        if self._handed_over:
+            self._checkpoint_due = None
+        elif chain.unchecked:
+            now = time.monotonic()
+            if self._checkpoint_due is None:
+                self._checkpoint_due = now + self.checkpoint_s
+            elif now >= self._checkpoint_due:
+                lines.append(self._checkpoint())
+        return lines
+
+    def _checkpoint(self) -> bytes:
+        self._checkpoint_due = None
+        record = self._chain.checkpoint(self.signer, utc_timestamp(time.time()))
+        line = self._render(None, "info", self._named(record))
+        return self._chain.link(line.encode() if isinstance(line, str) else line)
+
+    def _hold(self, lines: list[bytes]) -> None:
         if not lines:
             return
-        if self._identity is None:  # standard output: rendered as text
-            lines = [line.encode() for line in lines]
         room = MAX_HELD - len(self._held)
         if len(lines) > room:
             if not self._dropped:

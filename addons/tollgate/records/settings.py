@@ -9,14 +9,22 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from tollgate.config_base import Strict, base_url
+from tollgate.records.chain import Signer, load_signing_key
 
 
 class AuditConfig(Strict):
-    """`audit:` where the records go (a file, or `-`: standard output), and whether Tollgate asks an
-    OpenAI stream for the usage its client did not ask for (`inject`) or only reads what it reports."""
+    """`audit:` where the records go (a file, or `-`: standard output), whether Tollgate asks an
+    OpenAI stream for the usage its client did not ask for (`inject`) or only reads what it reports,
+    how often a checkpoint is written and the Ed25519 key that signs it (a PEM file, PKCS#8)."""
 
     path: str = "audit.jsonl"
     stream_usage: Literal["passive", "inject"] = "inject"
+    checkpoint_s: float = Field(default=60.0, gt=0)
+    signing_key: str | None = None  # read when the file is (`config.read_config`), relative to it
+
+    def signer(self) -> Signer | None:
+        """What signs the checkpoints; ValueError when the key cannot be read (any more)."""
+        return None if self.signing_key is None else Signer(load_signing_key(self.signing_key))
 
 
 DEFAULT_SERVICE_NAME = "tollgate"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 from mitmproxy import http
@@ -47,8 +48,9 @@ def answer(flow: http.HTTPFlow, status: int = 200, *fields: tuple[bytes, bytes])
 
 
 def as_written(record: dict) -> dict:
-    """A call's record as the audit file has it: the process's instance after its event."""
-    return {"event": record["event"], "instance": instance_name(), **record}
+    """A call's record as the audit file has it: the process's instance after its event, its
+    place in the chain last."""
+    return {"event": record["event"], "instance": instance_name(), **record, "seq": ANY, "chain": ANY}
 
 
 def written(log: AuditLog, path: Path) -> list[dict]:
@@ -251,8 +253,9 @@ def test_calls_still_open_at_shutdown_are_recorded_and_the_audit_log_closed(audi
     assert records[failed_call.request_id]["error"] == "upstream broke off"
     assert as_written(open_one.metadata[CALL]) == records[open_call.request_id]
     assert shared.audit is None and audit_log._closed.is_set()
-    # Then the process's own last record: how many calls it recorded.
-    stopped = all_audit_lines(audit_path)[-1]
+    # Then the process's own last records: how many calls it recorded, and the last checkpoint.
+    stopped, checkpoint = all_audit_lines(audit_path)[-2:]
+    assert checkpoint["event"] == "audit_checkpoint"
     assert (stopped["event"], stopped["calls"], stopped["pid"]) == ("tollgate_stopped", 3, os.getpid())
 
 

@@ -25,6 +25,7 @@ from tollgate.proxy.runner import Gateway
 from .conftest import HOSTS, api_flow, audit_lines
 
 UPSTREAM_KEY = "sk-upstream-0123456789"
+FILES_OWN = ("instance", "seq", "chain")  # what the audit file adds to a flow's record
 VIRTUAL_KEY = "tg-alice-0123456789"
 UPSTREAM = "https://127.0.0.1:9"
 BODY = {
@@ -130,7 +131,7 @@ def test_a_virtual_key_call_goes_upstream_with_the_upstream_key_and_is_audited(t
     # The flow: no credential, no prompt; the plain audit record and its summary.
     assert flow.request.headers.get_all("authorization") == [REDACTED]
     assert flow.request.raw_content is None
-    assert flow.metadata[CALL] == {k: v for k, v in record.items() if k != "instance"}  # the file names the process
+    assert flow.metadata[CALL] == {k: v for k, v in record.items() if k not in FILES_OWN}
     assert record["cost_usd"] == 0.0000039  # gpt-4o-mini: 14 x $0.15 + 3 x $0.60 per Mtok
     assert flow.comment == "14→3 $0.000004 · alice · openai/gpt-4o-mini"
 
@@ -211,5 +212,5 @@ def test_an_unknown_key_is_refused_401_and_no_upstream_key_is_put_in(tollgate, t
     )
     assert flow.request.headers.get_all("authorization") == [REDACTED]
     assert flow.request.raw_content is None
-    assert flow.metadata[CALL] == {k: v for k, v in record.items() if k != "instance"}  # the file names the process
+    assert flow.metadata[CALL] == {k: v for k, v in record.items() if k not in FILES_OWN}
     assert flow.marked == ":no_entry:"

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from tollgate.proxy.stages.classify import Classify
 from tollgate.proxy.stages.credential import Credential
 from tollgate.proxy.stages.settings import Settings, listen_addresses, stamp_of
 from tollgate.proxy.state import Shared
+from tollgate.records.audit_verify import Place, verify
 
 POLICY = 'package tollgate\nimport rego.v1\ndeny contains "no" if input.model == "forbidden"\n'
 
@@ -240,6 +242,9 @@ def test_the_audit_opens_with_the_started_record_naming_the_configuration_by_its
         "pid": os.getpid(),
         "listen": ["*:8080"],  # mitmproxy's defaults: every address, port 8080
         "config_sha256": hashlib.sha256(running.path.read_bytes()).hexdigest(),
+        "previous_chain": None,
+        "seq": 1,
+        "chain": record["chain"],
     }
 
 
@@ -267,7 +272,8 @@ def test_without_a_configuration_file_the_started_record_names_none(tmp_path: Pa
         pending = r.gateway.done()  # type: ignore[attr-defined]
         if pending is not None:
             asyncio.run(pending)
-    first, last = (json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines())
+    first, last, checkpoint = (json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines())
+    assert checkpoint["event"] == "audit_checkpoint"
     assert (first["event"], first["config_sha256"]) == ("tollgate_started", None)
     assert (last["event"], last["calls"]) == ("tollgate_stopped", 0)
 
@@ -287,6 +293,11 @@ def test_a_reload_that_opens_another_audit_file_writes_the_started_record_there_
     assert [json.loads(line)["event"] for line in (tmp_path / "audit.jsonl").read_text().splitlines()] == [
         "tollgate_started"
     ]
+    # Nor does its chain start again: the new file's started record follows the old file's last.
+    first = (tmp_path / "audit.jsonl").read_bytes().splitlines()[0]
+    assert record["seq"] == 2
+    going_on = [(Place("audit.jsonl", 1), first), (Place("other.jsonl", 2), other.read_bytes().splitlines()[1])]
+    assert verify(going_on, live=True).faults == []
 
 
 def test_a_reload_to_an_audit_file_that_cannot_take_the_started_record_is_refused(
@@ -299,6 +310,13 @@ def test_a_reload_to_an_audit_file_that_cannot_take_the_started_record_is_refuse
     logged = running.check(caplog)
     assert f"the last good one stays in force: audit.path: cannot write to {full}: No space left on device" in logged
     assert running.shared.loaded is good and running.shared.audit is audit and not audit.failing
+    # Its chain goes on where it was: the refused file's started record took no place in it.
+    audit.write({"event": "llm_call"})
+    path = tmp_path / "audit.jsonl"
+    deadline = time.monotonic() + 5
+    while len(path.read_text().splitlines()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [json.loads(line)["seq"] for line in path.read_text().splitlines()] == [1, 2]
 
 
 def test_where_the_proxy_listens_one_address_per_mode() -> None:

@@ -87,10 +87,17 @@ def load(
     except ValueError as e:
         raise ConfigError(str(e)) from None
     # Last: the steps that open something (files, writer threads), after every check that can fail.
+    try:
+        signer = config.audit.signer()
+    except ValueError as e:
+        raise ConfigError(f"audit.signing_key: {e}") from None
     opened = None
     if audit is None or audit.path != config.audit.path:
         try:
-            audit = opened = AuditLog(config.audit.path)
+            # A log that replaces another goes on with its chain: a reload starts no new run.
+            audit = opened = AuditLog(
+                config.audit.path, follows=audit, checkpoint_s=config.audit.checkpoint_s, signer=signer
+            )
         except OSError as e:
             raise ConfigError(f"audit.path: cannot open {config.audit.path}: {e.strerror}") from None
     store = ledger[1] if ledger is not None and ledger[0] == config.ledger_store else None
@@ -101,6 +108,8 @@ def load(
             if opened is not None:
                 opened.close()
             raise ConfigError(f"ledger.store: {e}") from None
+    if opened is None:
+        audit.configure(config.audit.checkpoint_s, signer)
     return Loaded.build(config, policy, runtimes, previous, jwt, client_certs, config_sha256), audit, store
 
 

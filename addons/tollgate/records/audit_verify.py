@@ -1,0 +1,261 @@
+"""`tollgate audit verify`: whether audit files are whole, chain by chain (`records/chain.py`).
+
+The files are read in the order given (a file and its rotations: oldest first); each instance's
+records form its own chain, run after run, across the files. Every fault is named by file and
+line, and says what it is, never what the record holds beyond what locates it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from tollgate.records.auditlog import STARTED, STOPPED
+from tollgate.records.chain import CHECKPOINT, ZERO, chain_of, key_id, signature_holds, split_line
+
+# How many records back, within a run, a record out of order is still linked to its predecessor.
+WINDOW = 100_000
+
+
+@dataclass(frozen=True)
+class Place:
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Fault:
+    place: Place
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.place}: {self.what}"
+
+
+@dataclass
+class Entry:
+    place: Place
+    seq: int
+    chain: str
+    content: bytes  # the line up to `,"chain":"`
+    event: Any
+    ts: Any
+    previous_chain: Any = None  # a tollgate_started record's
+
+
+@dataclass
+class Run:
+    instance: str
+    first: Entry
+    by_seq: dict[int, Entry] = field(default_factory=dict)
+    last: Entry | None = None  # the highest seq so far
+    waiting: dict[int, Entry] = field(default_factory=dict)  # seq → entry whose predecessor has not come
+    stopped: Entry | None = None
+    checkpoint: Entry | None = None  # the last one
+    checkpoint_covers: int = 0  # the last checkpoint's covers_seq
+    records: int = 0
+
+    @property
+    def ended(self) -> bool:
+        return self.stopped is not None
+
+
+@dataclass
+class Summary:
+    records: int = 0
+    instances: int = 0
+    runs: int = 0
+    checkpoints: int = 0
+    signed: int = 0  # checkpoints whose signature was verified
+    last_ts: str | None = None  # the newest record's time
+    last_signed_ts: str | None = None  # the newest verified checkpoint's time
+    unchecked_signatures: int = 0  # signed checkpoints read without a key to check them
+
+
+@dataclass
+class Verdict:
+    faults: list[Fault]
+    summary: Summary
+
+
+def read_lines(paths: Sequence[str], live: bool = False) -> Iterator[tuple[Place, bytes]]:
+    """Every line of the files, in order (OSError when one cannot be read). `live`: the last file
+    is still being written, and a last line without its newline is one being written."""
+    for i, path in enumerate(paths):
+        with open(path, "rb") as f:
+            for number, line in enumerate(f, 1):
+                if live and i == len(paths) - 1 and not line.endswith(b"\n"):
+                    return
+                if line.strip():
+                    yield Place(os.fspath(path), number), line
+
+
+def verify(lines: Iterable[tuple[Place, bytes]], key: Ed25519PublicKey | None = None, live: bool = False) -> Verdict:
+    return _Verifier(key, live).run(lines)
+
+
+class _Verifier:
+    def __init__(self, key: Ed25519PublicKey | None, live: bool) -> None:
+        self.key = key
+        self.key_id = None if key is None else key_id(key)
+        self.live = live
+        self.faults: list[Fault] = []
+        self.summary = Summary()
+        self.runs: dict[str, Run] = {}  # each instance's current run
+        self.ended: dict[str, list[Run]] = {}  # each instance's earlier runs, oldest first
+
+    def fault(self, place: Place, what: str) -> None:
+        self.faults.append(Fault(place, what))
+
+    def run(self, lines: Iterable[tuple[Place, bytes]]) -> Verdict:
+        for place, line in lines:
+            self.read(place, line)
+        for run in self.runs.values():
+            self.close(run, following=None)
+        self.summary.instances = len(self.runs)
+        self.faults.sort(key=lambda f: (f.place.file, f.place.line))  # stable: a file's order kept
+        return Verdict(self.faults, self.summary)
+
+    def read(self, place: Place, line: bytes) -> None:
+        parts = split_line(line)
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict):
+            self.fault(place, "not a JSON record: changed, cut or inserted")
+            return
+        instance, seq = record.get("instance"), record.get("seq")
+        if parts is None or not isinstance(instance, str) or type(seq) is not int or seq < 1:
+            self.fault(place, "not a chained record (no instance, seq or chain last): inserted, or changed")
+            return
+        content, chain = parts
+        entry = Entry(place, seq, chain, content, record.get("event"), record.get("ts"), record.get("previous_chain"))
+        self.summary.records += 1
+        if isinstance(entry.ts, str) and (self.summary.last_ts is None or entry.ts > self.summary.last_ts):
+            self.summary.last_ts = entry.ts
+        run = self.runs.get(instance)
+        if run is None or seq == 1 or (run.ended and entry.event != CHECKPOINT and seq != run.stopped.seq + 1):  # type: ignore[union-attr]
+            if run is not None:
+                self.close(run, following=entry if entry.event == STARTED else None)
+                self.ended.setdefault(instance, []).append(run)
+            run = self.runs[instance] = Run(instance, entry)
+            self.summary.runs += 1
+            self.begin(run, entry)
+        self.add(run, entry, record)
+
+    def begin(self, run: Run, entry: Entry) -> None:
+        if entry.seq != 1:
+            self.fault(entry.place, f"{entry.seq - 1} records missing before this line (a run's seq 1–{entry.seq - 1})")
+        elif entry.event != STARTED:
+            self.fault(entry.place, "a run's first record is not tollgate_started: changed or inserted")
+        earlier = self.ended.get(run.instance)
+        previous = entry.previous_chain
+        if earlier and entry.seq == 1 and entry.event == STARTED:
+            before = earlier[-1]
+            if previous is not None and (before.last is None or previous != before.last.chain):
+                self.fault(
+                    entry.place,
+                    "previous_chain is not the chain of the instance's last record before it"
+                    f" ({before.last.place if before.last else before.first.place}): records or a run missing",
+                )
+
+    def add(self, run: Run, entry: Entry, record: dict[str, Any]) -> None:
+        seq = entry.seq
+        if seq in run.by_seq:
+            same = run.by_seq[seq]
+            what = "a copy of" if same.chain == entry.chain else "the same seq as"
+            self.fault(entry.place, f"inserted: {what} line {same.place.line} of {same.place.file}")
+            return
+        run.records += 1
+        if run.last is not None and seq < run.last.seq:
+            self.fault(entry.place, f"out of order: seq {seq} after seq {run.last.seq} ({run.last.place})")
+        run.by_seq[seq] = entry
+        if seq - WINDOW in run.by_seq:
+            del run.by_seq[seq - WINDOW]
+        self.link(run, entry)
+        follower = run.waiting.pop(seq + 1, None)
+        if follower is not None:
+            self.link(run, follower)
+        if run.last is None or seq > run.last.seq:
+            run.last = entry
+        if entry.event == STOPPED:
+            run.stopped = entry
+        elif entry.event == CHECKPOINT:
+            self.checkpoint(run, entry, record)
+
+    def link(self, run: Run, entry: Entry) -> None:
+        """Check the entry's chain against its predecessor's, or wait for the predecessor."""
+        if entry.seq == 1:
+            previous = ZERO
+        else:
+            before = run.by_seq.get(entry.seq - 1)
+            if before is None:
+                run.waiting[entry.seq] = entry
+                return
+            previous = before.chain
+        if chain_of(previous, entry.content) != entry.chain:
+            self.fault(entry.place, "changed: its chain does not match its content and the record before it")
+        entry.content = b""  # checked: only its chain is needed from here on
+
+    def checkpoint(self, run: Run, entry: Entry, record: dict[str, Any]) -> None:
+        self.summary.checkpoints += 1
+        covers, chain, count = record.get("covers_seq"), record.get("covers_chain"), record.get("records")
+        covered = run.by_seq.get(entry.seq - 1)
+        if covers != entry.seq - 1 or (covered is not None and chain != covered.chain):
+            self.fault(entry.place, "checkpoint does not cover the record before it: records changed or inserted")
+        elif count != covers - run.checkpoint_covers:
+            self.fault(entry.place, "checkpoint's record count does not match: records missing or inserted")
+        signature, signed_by, key = record.get("signature"), record.get("key_id"), self.key
+        if key is None:
+            if signature is not None:
+                self.summary.unchecked_signatures += 1
+        elif signature is None:
+            self.fault(entry.place, "checkpoint not signed")
+        elif signed_by != self.key_id:
+            self.fault(entry.place, f"checkpoint signed by another key (key_id {signed_by}, not {self.key_id})")
+        elif not (isinstance(signature, str) and isinstance(chain, str) and signature_holds(key, signature, chain)):
+            self.fault(entry.place, "bad signature: the checkpoint or the records it covers were changed")
+        else:
+            self.summary.signed += 1
+            newest = self.summary.last_signed_ts
+            if isinstance(entry.ts, str) and (newest is None or entry.ts > newest):
+                self.summary.last_signed_ts = entry.ts
+        run.checkpoint = entry
+        run.checkpoint_covers = covers if isinstance(covers, int) else entry.seq - 1
+
+    def close(self, run: Run, following: Entry | None) -> None:
+        """The run has no more records: the records still waiting for a predecessor are missing
+        one; a run not stopped is cut off, unless the instance's next run names its last chain."""
+        for seq, entry in sorted(run.waiting.items()):
+            below = max((s for s in run.by_seq if s < seq), default=0)
+            self.fault(entry.place, f"{seq - below - 1} records missing before this line (seq {below + 1}–{seq - 1})")
+        run.waiting.clear()
+        last = run.last
+        if last is None:
+            return
+        mark = run.checkpoint or run.first
+        if run.ended:
+            covered = last.event == CHECKPOINT and run.checkpoint_covers == last.seq - 1
+            if not covered and not (self.live and following is None):
+                self.fault(mark.place, f"cut off after this line: {self._after(run)} not covered by a checkpoint")
+            return
+        if following is not None and following.previous_chain == last.chain:
+            return  # a process killed outright, then started again: its next run names where it ended
+        if self.live and following is None:
+            return
+        self.fault(mark.place, f"cut off after this line: the run of {run.instance} has no tollgate_stopped"
+                   f" ({self._after(run)})")  # fmt: skip
+
+    @staticmethod
+    def _after(run: Run) -> str:
+        last = run.last.seq if run.last is not None else 0
+        after = last - run.checkpoint.seq if run.checkpoint is not None else last
+        return f"{after} records after the last checkpoint" if run.checkpoint else f"{after} records, no checkpoint"

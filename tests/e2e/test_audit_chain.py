@@ -1,0 +1,91 @@
+"""The audit proves itself: calls through a real mitmdump with a signing key, then `tollgate audit
+verify` finds the file whole, and a copy with one byte changed not."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+ROOT = Path(__file__).resolve().parents[2]
+ALICE = "tg-alice-0123456789"
+
+
+def verify(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tollgate", "audit", "verify", *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "addons")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_calls_then_stop_then_verify(start_gateway, tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    private, public = tmp_path / "audit.key", tmp_path / "audit.pub"
+    private.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    gw = start_gateway(
+        lambda urls: {
+            "providers": {"openai": {"upstream": urls["openai"], "keys": ["sk-real-openai-0001"]}},
+            "clients": [{"name": "alice", "keys": [ALICE]}],
+            "audit": {"signing_key": str(private), "checkpoint_s": 1},
+        },
+        providers=("openai",),
+    )
+    calls = """
+        from openai import OpenAI
+        client = OpenAI(api_key="{key}", max_retries=0)
+        r = client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}])
+        r = client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "again"}}])
+        report(tokens=r.usage.total_tokens)
+    """
+    assert gw.run(calls.format(key=ALICE)) == {"tokens": 28}
+    gw.new_audit(2)
+    time.sleep(1.5)  # a timed checkpoint
+    refused = """
+        import openai
+        client = openai.OpenAI(api_key="tg-unknown-0000000000", max_retries=0)
+        try:
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        except openai.AuthenticationError as e:
+            report(status=e.status_code)
+    """
+    assert gw.run(refused) == {"status": 401}  # refused: audited all the same
+    assert gw.run(calls.format(key=ALICE)) == {"tokens": 28}
+    gw.new_audit(2)
+    gw.proxy.stop()  # SIGTERM: drained, then the stopped record and the last checkpoint
+
+    records = [json.loads(line) for line in gw.audit_path.read_text().splitlines()]
+    events = [r["event"] for r in records]
+    assert events[0] == "tollgate_started" and events[-2:] == ["tollgate_stopped", "audit_checkpoint"]
+    assert events.count("llm_call") == 5 and events.count("audit_checkpoint") >= 2
+    assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+    assert all(list(r)[-1] == "chain" for r in records)
+
+    done = verify(str(gw.audit_path), "--key", str(public))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith(f"whole: {len(records)} records, 1 instances, 1 runs,"), done.stdout
+
+    # A copy with one byte of one record changed.
+    copy = tmp_path / "audit-copy.jsonl"
+    lines = gw.audit_path.read_bytes().splitlines(keepends=True)
+    lines[2] = lines[2].replace(b'"status":200', b'"status":500')
+    copy.write_bytes(b"".join(lines))
+    done = verify(str(copy), "--key", str(public))
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        f"{copy}:3: changed: its chain does not match its content and the record before it"
+    ]

@@ -1,0 +1,557 @@
+"""The audit's chain, its checkpoints and `verify`: plain code, files made here record by record,
+and the tamper matrix on copies of them."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tollgate.cli.main import main
+from tollgate.config import Config, ConfigError, load_config
+from tollgate.records import auditlog
+from tollgate.records.audit_verify import Place, Verdict, read_lines, verify
+from tollgate.records.auditlog import AuditLog
+from tollgate.records.chain import ZERO, Chain, Signer, key_id, last_chain, load_public_key, load_signing_key
+
+TS = "2026-11-26T10:00:00.000Z"
+ADDONS = Path(__file__).resolve().parents[2] / "addons"
+KEY = Ed25519PrivateKey.generate()
+OTHER_KEY = Ed25519PrivateKey.generate()
+
+
+class Writer:
+    """One instance's records as AuditLog's writer makes them: rendered, then linked."""
+
+    def __init__(self, instance: str = "gw-1", signer: Signer | None = None) -> None:
+        self.instance, self.signer = instance, signer
+        self.chain = Chain()
+        self.lines: list[bytes] = []
+
+    def record(self, event: str, **fields: object) -> bytes:
+        rendered = orjson.dumps({"event": event, "instance": self.instance, "ts": TS, **fields})
+        line = self.chain.link(rendered)
+        self.lines.append(line)
+        return line
+
+    def start(self, previous_chain: str | None = None) -> None:
+        self.chain = Chain()
+        self.record("tollgate_started", pid=1, previous_chain=previous_chain)
+
+    def calls(self, n: int) -> None:
+        for i in range(n):
+            self.record("llm_call", request_id=f"r{i}", client="alice", input_tokens=10 + i)
+
+    def checkpoint(self) -> None:
+        rendered = orjson.dumps(
+            {"event": "audit_checkpoint", "instance": self.instance} | self.chain.checkpoint(self.signer, TS)
+        )
+        self.lines.append(self.chain.link(rendered))
+
+    def stop(self) -> None:
+        self.record("tollgate_stopped", pid=1, calls=0)
+        self.checkpoint()
+
+
+def signed_run(calls: int = 6, key: Ed25519PrivateKey = KEY) -> list[bytes]:
+    w = Writer(signer=Signer(key))
+    w.start()
+    w.calls(calls // 2)
+    w.checkpoint()
+    w.calls(calls - calls // 2)
+    w.checkpoint()
+    w.calls(2)
+    w.stop()
+    return w.lines
+
+
+def check(
+    lines: list[bytes], key: Ed25519PrivateKey | None = KEY, live: bool = False, name: str = "a.jsonl"
+) -> Verdict:
+    return verify(
+        ((Place(name, i), line) for i, line in enumerate(lines, 1)), None if key is None else key.public_key(), live
+    )
+
+
+def faults(verdict: Verdict) -> list[str]:
+    return [str(f) for f in verdict.faults]
+
+
+def test_the_chain_is_as_the_docs_define_it() -> None:
+    lines = signed_run()
+    previous = ZERO
+    for n, line in enumerate(lines, 1):
+        record = json.loads(line)
+        assert list(record)[-2:] == ["seq", "chain"] and record["seq"] == n
+        content = line[: line.rindex(b',"chain":"')]
+        assert record["chain"] == hashlib.sha256(f"{previous}\n".encode() + content).hexdigest()
+        previous = record["chain"]
+
+
+def test_a_checkpoint_covers_the_record_before_it_and_is_signed() -> None:
+    lines = signed_run()
+    records = [json.loads(line) for line in lines]
+    checkpoints = [r for r in records if r["event"] == "audit_checkpoint"]
+    assert len(checkpoints) == 3
+    for c in checkpoints:
+        covered = records[c["seq"] - 2]
+        assert (c["covers_seq"], c["covers_chain"]) == (covered["seq"], covered["chain"])
+        public = KEY.public_key()
+        public.verify(base64.b64decode(c["signature"]), c["covers_chain"].encode("ascii"))
+        raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        assert c["key_id"] == hashlib.sha256(raw).hexdigest()[:16] == key_id(public)
+    # Each counts what it covers that the one before did not (that one among them).
+    assert [c["records"] for c in checkpoints] == [4, 4, 4]
+    assert [c["covers_seq"] for c in checkpoints] == [4, 8, 12]
+
+
+def test_a_whole_run_verifies_with_and_without_the_key() -> None:
+    lines = signed_run()
+    verdict = check(lines)
+    assert faults(verdict) == []
+    s = verdict.summary
+    assert (s.records, s.instances, s.runs, s.checkpoints, s.signed) == (len(lines), 1, 1, 3, 3)
+    unkeyed = check(lines, key=None)
+    assert faults(unkeyed) == [] and unkeyed.summary.unchecked_signatures == 3
+
+
+def test_unsigned_checkpoints_verify_without_a_key_and_fail_with_one() -> None:
+    w = Writer()
+    w.start()
+    w.calls(3)
+    w.stop()
+    assert faults(check(w.lines, key=None)) == []
+    assert faults(check(w.lines)) == ["a.jsonl:6: checkpoint not signed"]
+
+
+# ---- the tamper matrix
+
+
+def test_a_byte_of_one_field_changed() -> None:
+    lines = signed_run()
+    lines[2] = lines[2].replace(b'"input_tokens":11', b'"input_tokens":91')
+    assert faults(check(lines)) == ["a.jsonl:3: changed: its chain does not match its content and the record before it"]
+
+
+def test_a_line_removed() -> None:
+    lines = signed_run()
+    del lines[2]
+    assert faults(check(lines)) == ["a.jsonl:3: 1 records missing before this line (seq 3–3)"]
+
+
+def test_two_lines_swapped() -> None:
+    lines = signed_run()
+    lines[2], lines[3] = lines[3], lines[2]
+    assert faults(check(lines)) == ["a.jsonl:4: out of order: seq 3 after seq 4 (a.jsonl:3)"]
+
+
+def test_a_forged_line_with_a_recomputed_chain_is_found_by_the_signed_checkpoint() -> None:
+    """Who can write the file but not read the key inserts a record, renumbers and rechains the
+    rest, checkpoints included: each chain holds, the signature over the next checkpoint does not."""
+    original = [json.loads(line) for line in signed_run()]
+    forged = {**original[2], "request_id": "forged"}
+    records = [*original[:3], forged, *original[3:]]
+    chain, lines = Chain(), []
+    for whole in records:
+        record = {k: v for k, v in whole.items() if k not in ("seq", "chain")}
+        if record["event"] == "audit_checkpoint":
+            record["covers_seq"], record["covers_chain"] = chain.seq, chain.last.decode()
+            record["records"] = chain.seq - chain.covered
+            chain.covered, chain.checkpoint_seq = chain.seq, chain.seq + 1
+        lines.append(chain.link(orjson.dumps(record)))
+    assert faults(check(lines)) == [
+        "a.jsonl:6: bad signature: the checkpoint or the records it covers were changed",
+        "a.jsonl:10: bad signature: the checkpoint or the records it covers were changed",
+        "a.jsonl:14: bad signature: the checkpoint or the records it covers were changed",
+    ]
+    # Without the key, nothing can tell.
+    assert faults(check(lines, key=None)) == []
+
+
+def test_the_file_cut_after_a_checkpoint(tmp_path: Path) -> None:
+    lines = signed_run()[:9]  # up to and with the second checkpoint
+    assert faults(check(lines)) == [
+        "a.jsonl:9: cut off after this line: the run of gw-1 has no tollgate_stopped (0 records after the last"
+        " checkpoint)"
+    ]
+    assert faults(check(lines, live=True)) == []  # still being written
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n" + signed_run()[9][:30])  # a line being written
+    assert faults(verify(read_lines([str(path)], live=True), KEY.public_key(), live=True)) == []
+    assert f"{path}:10: not a JSON record: changed, cut or inserted" in faults(
+        verify(read_lines([str(path)]), KEY.public_key())
+    )
+    assert faults(check(signed_run()[:11])) == [
+        "a.jsonl:9: cut off after this line: the run of gw-1 has no tollgate_stopped (2 records after the last"
+        " checkpoint)"
+    ]
+
+
+def test_a_stopped_run_without_its_last_checkpoint_is_cut_off() -> None:
+    lines = signed_run()[:-1]
+    assert faults(check(lines)) == [
+        "a.jsonl:9: cut off after this line: 3 records after the last checkpoint not covered by a checkpoint"
+    ]
+
+
+def test_a_checkpoint_signed_with_another_key() -> None:
+    lines = signed_run(key=OTHER_KEY)
+    other = key_id(OTHER_KEY.public_key())
+    assert faults(check(lines)) == [
+        f"a.jsonl:{n}: checkpoint signed by another key (key_id {other}, not {key_id(KEY.public_key())})"
+        for n in (5, 9, 13)
+    ]
+    assert faults(check(lines, key=OTHER_KEY)) == []
+
+
+def test_a_line_copied_and_a_line_that_is_not_chained() -> None:
+    lines = signed_run()
+    assert faults(check([*lines[:3], lines[2], *lines[3:]])) == ["a.jsonl:4: inserted: a copy of line 3 of a.jsonl"]
+    plain = b'{"event":"llm_call","instance":"gw-1","client":"mallory"}'
+    assert faults(check([*lines[:3], plain, *lines[3:]])) == [
+        "a.jsonl:4: not a chained record (no instance, seq or chain last): inserted, or changed"
+    ]
+    assert faults(check([*lines[:3], b"{not json", *lines[3:]])) == [
+        "a.jsonl:4: not a JSON record: changed, cut or inserted"
+    ]
+
+
+# ---- instances, runs and files
+
+
+def test_two_instances_interleaved_verify_as_two_chains() -> None:
+    a, b = Writer("host/w0", Signer(KEY)), Writer("host/w1", Signer(KEY))
+    a.start()
+    b.start()
+    a.calls(2)
+    b.calls(3)
+    a.stop()
+    b.stop()
+    merged = [a.lines[0], b.lines[0], a.lines[1], b.lines[1], b.lines[2], a.lines[2], *b.lines[3:], *a.lines[3:]]
+    verdict = check(merged)
+    assert faults(verdict) == []
+    assert (verdict.summary.instances, verdict.summary.runs, verdict.summary.records) == (2, 2, len(merged))
+    # A line of one moved among the other's is no fault; one moved within its own chain is.
+    del merged[4]
+    assert faults(check(merged)) == ["a.jsonl:6: 1 records missing before this line (seq 3–3)"]
+
+
+def test_runs_across_rotated_files(tmp_path: Path) -> None:
+    w = Writer(signer=Signer(KEY))
+    w.start()
+    w.calls(3)
+    w.checkpoint()
+    w.calls(2)
+    w.stop()
+    old, new = tmp_path / "audit.jsonl.1", tmp_path / "audit.jsonl"
+    old.write_bytes(b"\n".join(w.lines[:4]) + b"\n")
+    new.write_bytes(b"\n".join(w.lines[4:]) + b"\n")
+    assert faults(verify(read_lines([str(old), str(new)]), KEY.public_key())) == []
+    wrong_order = faults(verify(read_lines([str(new), str(old)]), KEY.public_key()))
+    assert wrong_order and all(f.startswith((str(new), str(old))) for f in wrong_order)
+
+
+def test_a_killed_run_followed_by_a_run_naming_its_last_chain_is_whole() -> None:
+    w = Writer(signer=Signer(KEY))
+    w.start()
+    w.calls(3)
+    w.checkpoint()
+    w.calls(1)  # then killed: no stopped record, nor a last checkpoint
+    killed = list(w.lines)
+    last = json.loads(killed[-1])["chain"]
+    w.start(previous_chain=last)
+    w.calls(1)
+    w.stop()
+    assert faults(check(w.lines)) == []
+    # One whose next run names nothing (or another chain) is cut off.
+    w2 = Writer(signer=Signer(KEY))
+    w2.lines = list(killed)
+    w2.start(previous_chain=None)
+    w2.stop()
+    assert faults(check(w2.lines)) == [
+        "a.jsonl:5: cut off after this line: the run of gw-1 has no tollgate_stopped (1 records after the last"
+        " checkpoint)"
+    ]
+
+
+def test_a_removed_run_shows_in_the_next_runs_previous_chain() -> None:
+    w = Writer(signer=Signer(KEY))
+    runs = []
+    previous = None
+    for _ in range(3):
+        start = len(w.lines)
+        w.start(previous_chain=previous)
+        w.calls(1)
+        w.stop()
+        runs.append(w.lines[start:])
+        previous = json.loads(w.lines[-1])["chain"]
+    assert faults(check(w.lines)) == []
+    assert faults(check([*runs[0], *runs[2]])) == [
+        "a.jsonl:5: previous_chain is not the chain of the instance's last record before it (a.jsonl:4): records"
+        " or a run missing"
+    ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_any_single_line_changed_removed_or_swapped_is_found(data: st.DataObject) -> None:
+    lines = signed_run(calls=data.draw(st.integers(1, 8)))
+    i = data.draw(st.integers(0, len(lines) - 1), label="line")
+    kind = data.draw(st.sampled_from(["change", "remove", "swap"]))
+    if kind == "change":
+        line = bytearray(lines[i])
+        j = data.draw(st.integers(0, len(line) - 1), label="byte")
+        byte = data.draw(st.integers(0, 255).filter(lambda b: b != line[j]), label="value")
+        line[j] = byte
+        lines[i] = bytes(line)
+    elif kind == "remove":
+        del lines[i]
+    else:
+        k = data.draw(st.integers(0, len(lines) - 1).filter(lambda k: lines[k] != lines[i]), label="other")
+        lines[i], lines[k] = lines[k], lines[i]
+    assert faults(check(lines)), (kind, i)
+
+
+# ---- keys and the file's tail
+
+
+def test_keys_load_from_pem_and_bad_ones_say_why(tmp_path: Path) -> None:
+    private = tmp_path / "audit.key"
+    private.write_bytes(
+        KEY.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    public = tmp_path / "audit.pub"
+    public.write_bytes(
+        KEY.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    assert (
+        Signer(load_signing_key(private)).key_id == key_id(load_public_key(public)) == key_id(load_public_key(private))
+    )
+    with pytest.raises(ValueError, match="cannot read"):
+        load_signing_key(tmp_path / "missing.key")
+    with pytest.raises(ValueError, match="no PEM private key"):
+        load_signing_key(public)
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    ec_key = tmp_path / "ec.key"
+    ec_key.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    with pytest.raises(ValueError, match="not an Ed25519 key"):
+        load_signing_key(ec_key)
+
+
+def test_the_last_chain_of_an_instance_is_read_from_the_files_tail(tmp_path: Path) -> None:
+    a, b = Writer("a"), Writer("b")
+    a.start()
+    b.start()
+    a.calls(2)
+    b.calls(1)
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b"\n".join([*a.lines, *b.lines, b'{"event":"llm_call","instance":"c"}']) + b"\n")
+    import os
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        assert last_chain(fd, size, "a") == json.loads(a.lines[-1])["chain"]
+        assert last_chain(fd, size, "b") == json.loads(b.lines[-1])["chain"]
+        assert last_chain(fd, size, "c") is None  # not chained
+        assert last_chain(fd, size, "d") is None
+    finally:
+        os.close(fd)
+
+
+# ---- the writer
+
+
+def _started(log: AuditLog) -> None:
+    log.begin(auditlog.started_record(["127.0.0.1:8080"], None))
+
+
+def test_the_writer_chains_every_record_and_checkpoints_at_stop(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(str(path), instance="gw-1", signer=Signer(KEY))
+    _started(log)
+    for i in range(20):
+        log.write({"event": "llm_call", "n": i})
+    log.stop()
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["seq"] for r in records] == list(range(1, 24))
+    assert [r["event"] for r in records[-2:]] == ["tollgate_stopped", "audit_checkpoint"]
+    assert records[0]["previous_chain"] is None
+    verdict = verify(read_lines([str(path)]), KEY.public_key())
+    assert faults(verdict) == [] and (verdict.summary.runs, verdict.summary.signed) == (1, 1)
+
+    # The next run names where this one ended; a run killed outright is whole when the next names it.
+    log = AuditLog(str(path), instance="gw-1", signer=Signer(KEY))
+    _started(log)
+    log.write({"event": "llm_call", "n": 0})
+    log.close()  # as if killed: no stopped record, no last checkpoint
+    again = [json.loads(line) for line in path.read_text().splitlines()]
+    assert again[len(records)]["previous_chain"] == records[-1]["chain"]
+    assert faults(verify(read_lines([str(path)]), KEY.public_key(), live=True)) == []
+    log = AuditLog(str(path), instance="gw-1", signer=Signer(KEY))
+    _started(log)
+    log.stop()
+    assert faults(verify(read_lines([str(path)]), KEY.public_key())) == []
+
+
+def test_a_checkpoint_every_checkpoint_s_while_records_come(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(str(path), instance="gw-1", checkpoint_s=0.2)
+    _started(log)
+    deadline = time.monotonic() + 10
+    while b"audit_checkpoint" not in path.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    events = [json.loads(line)["event"] for line in path.read_text().splitlines()]
+    assert events == ["tollgate_started", "audit_checkpoint"]
+    time.sleep(0.5)  # nothing written since: no other checkpoint
+    assert len(path.read_text().splitlines()) == 2
+    log.write({"event": "llm_call"})
+    while path.read_bytes().count(b"audit_checkpoint") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log.stop()
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["event"] for r in records] == [
+        "tollgate_started", "audit_checkpoint", "llm_call", "audit_checkpoint", "tollgate_stopped", "audit_checkpoint"
+    ]  # fmt: skip
+    assert [r.get("records") for r in records if r["event"] == "audit_checkpoint"] == [1, 2, 2]
+    assert records[1]["signature"] is None and records[1]["key_id"] is None
+    assert faults(verify(read_lines([str(path)]))) == []
+
+
+def test_a_reload_to_another_file_goes_on_with_the_chain(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    log = AuditLog(str(first), instance="gw-1")
+    _started(log)
+    for i in range(50):
+        log.write({"event": "llm_call", "n": i})
+    replacement = AuditLog(str(second), instance="gw-1", follows=log)
+    _started(replacement)
+    log.close()
+    replacement.write({"event": "llm_call", "n": 50})
+    replacement.stop()
+    b = [json.loads(line) for line in second.read_text().splitlines()]
+    assert b[0]["seq"] == 52  # not a new run
+    assert faults(verify(read_lines([str(first), str(second)]))) == []
+
+
+def test_standard_output_is_chained_too(tmp_path: Path) -> None:
+    script = (
+        "from tollgate.records.auditlog import AuditLog, started_record\n"
+        "log = AuditLog('-', instance='gw-1')\n"
+        "log.begin(started_record([], None))\n"
+        "log.write({'event': 'llm_call', 'client': 'grüß'})\n"
+        "log.stop()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, check=True, cwd=ADDONS).stdout
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(out)
+    assert len(out.splitlines()) == 4
+    assert faults(verify(read_lines([str(path)]))) == []
+
+
+# ---- the settings
+
+
+def test_the_signing_key_is_checked_when_the_configuration_loads(tmp_path: Path) -> None:
+    private = tmp_path / "audit.key"
+    private.write_bytes(
+        KEY.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    # Named relative to the configuration file, as the policy's files are.
+    config = load_config(_yaml(tmp_path, {"audit": {"signing_key": "audit.key", "checkpoint_s": 5}}))
+    assert (config.audit.checkpoint_s, config.audit.signing_key) == (5, str(private))
+    signer = config.audit.signer()
+    assert signer is not None and signer.key_id == key_id(KEY.public_key())
+    assert Config().audit.checkpoint_s == 60 and Config().audit.signer() is None
+    for bad, words in (
+        ({"signing_key": str(tmp_path / "missing.pem")}, "cannot read"),
+        ({"signing_key": str(_yaml(tmp_path, {}))}, "no PEM private key"),
+        ({"checkpoint_s": 0}, "greater than 0"),
+    ):
+        with pytest.raises(ConfigError) as e:
+            load_config(_yaml(tmp_path, {"audit": bad}))
+        assert f"audit.{next(iter(bad))}" in str(e.value) and words in str(e.value)
+
+
+def _yaml(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "tollgate.yaml"
+    path.write_text(json.dumps(data))
+    return path
+
+
+# ---- the command
+
+
+def test_audit_verify_says_whole_or_names_each_fault_and_never_a_value(tmp_path: Path, capsys) -> None:
+    public = tmp_path / "audit.pub"
+    public.write_bytes(
+        KEY.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    path = tmp_path / "audit.jsonl"
+    lines = signed_run()
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    assert main(["audit", "verify", str(path), "--key", str(public)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "whole: 13 records, 1 instances, 1 runs, 3 checkpoints, 3 signatures verified",
+        f"last record: {TS}; last signed checkpoint: {TS}",
+    ]
+    assert main(["audit", "verify", str(path)]) == 0
+    assert "signatures not checked (no --key; 3 signed)" in capsys.readouterr().out
+
+    lines[2] = lines[2].replace(b'"client":"alice"', b'"client":"mallory"')
+    del lines[5]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    assert main(["audit", "verify", str(path), "--key", str(public)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [
+        f"{path}:3: changed: its chain does not match its content and the record before it",
+        f"{path}:6: 1 records missing before this line (seq 6–6)",
+    ]
+    assert "alice" not in captured.out + captured.err and "mallory" not in captured.out + captured.err
+
+    assert main(["audit", "verify", str(tmp_path / "gone.jsonl")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    assert main(["audit", "verify", str(path), "--key", str(path)]) == 2
+    assert "--key" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["audit", "verify"])
+    assert e.value.code == 2
+
+
+def test_the_docs_example_checks_a_chain(tmp_path: Path) -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    after = docs.index("Checking a chain takes a few lines")
+    start = docs.index("```python\n", after) + len("```python\n")
+    example = docs[start : docs.index("```", start)]
+    a, b = Writer("a"), Writer("b")
+    a.start()
+    b.start()
+    a.calls(2)
+    b.calls(2)
+    path = tmp_path / "audit.jsonl"
+    lines = [a.lines[0], b.lines[0], *a.lines[1:], *b.lines[1:]]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    script = tmp_path / "check.py"
+    script.write_text(example)
+    run = [sys.executable, str(script), str(path)]
+    assert subprocess.run(run, capture_output=True, text=True, check=True).stdout == ""
+    lines[3] = lines[3].replace(b'"client":"alice"', b'"client":"bob"')
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    assert subprocess.run(run, capture_output=True, text=True, check=True).stdout == "line 4: broken chain\n"
