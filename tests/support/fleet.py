@@ -99,12 +99,16 @@ class Fleet:
         except subprocess.TimeoutExpired:
             raise AssertionError(f"still running after {timeout} s:\n{self.console()[-6000:]}") from None
 
-    def workers(self) -> dict[str, int]:
-        """Each worker's name and the pid serving it now: the supervisor's children on its port."""
+    def worker_ports(self) -> dict[str, int]:
+        """Each worker's name and the port it listens on behind HAProxy."""
         line = next(line for line in self.console().splitlines() if READY in line)
-        ports = {
+        return {
             name: int(port) for name, port in (w.split(" on 127.0.0.1:") for w in line.split("(")[1][:-1].split(", "))
         }
+
+    def workers(self) -> dict[str, int]:
+        """Each worker's name and the pid serving it now: the supervisor's children on its port."""
+        ports = self.worker_ports()
         found = {}
         for pid, parent, command in processes():
             if parent == self.process.pid and "mitmdump" in command:

@@ -249,6 +249,7 @@ def test_tollgates_pipeline_is_one_addon_with_its_call_steps_in_order():
         "Tracing",
         "Credential",
         "UpstreamWatch",
+        "AuditGate",  # in flight from here (`sent`)
     ]
     # A call outside the model API: refused with a virtual credential, else sent with its own.
     assert [step.__name__ for step in call_steps.passthrough] == [
@@ -257,6 +258,7 @@ def test_tollgates_pipeline_is_one_addon_with_its_call_steps_in_order():
         "handle",
         "own",
         "handle",
+        "sent",
     ]
     assert [type(step.__self__).__name__ for step in call_steps.passthrough] == [
         "AuditGate",
@@ -264,6 +266,7 @@ def test_tollgates_pipeline_is_one_addon_with_its_call_steps_in_order():
         "Route",
         "Credential",
         "UpstreamWatch",
+        "AuditGate",
     ]
     assert gateway.steps["requestheaders"][5].__self__ is call_steps
     for hook in (

@@ -81,6 +81,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         decide.fallback,  # the policy on the fallback (`input.fallback_of`)
         *every_call,
         credential.fallback,  # a credential of Tollgate's for its target
+        audit_gate.sent,  # in flight as the attempt it now is
     )
     fallback = Fallback(shared, failover)
     upstream_watch = UpstreamWatch(shared)
@@ -99,6 +100,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         *every_call,
         mcp_gate.send,  # the caller's credential out, the server's in
         upstream_watch.mcp,  # the clock for the server's response headers (its `timeout`)
+        audit_gate.mcp_sent,  # in flight until its records are written
     )
     mcp = Mcp(shared, mcp_request)
     tracing = Tracing(shared)  # a span per call, exported over OTLP (metrics.otlp)
@@ -120,6 +122,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         *every_call,
         credential.handle,  # the caller's credential out, the upstream one in (a header, or a SigV4 signature)
         upstream_watch.handle,  # the clock for the upstream's response headers (504 when it runs out)
+        audit_gate.sent,  # in flight until its record is written (a process killed meanwhile: `worker lost`)
         # A path outside the model API (Bedrock's control plane): no virtual credential, and the
         # caller's own credential goes upstream; nothing decided or counted.
         passthrough=(
@@ -129,6 +132,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             *every_call,
             credential.own,  # side headers out; the caller's own credential, as it came
             upstream_watch.handle,
+            audit_gate.sent,
         ),
         # The Responses API's WebSocket: the connection identified and given its credential; its
         # messages are the calls, each decided by `responses_socket`.
@@ -139,6 +143,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             *every_call,
             credential.handle,
             upstream_watch.handle,
+            audit_gate.sent,
         ),
     )
     # Each response.create on the Responses API's WebSocket, as a POST /v1/responses would be

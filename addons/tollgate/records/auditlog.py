@@ -35,6 +35,7 @@ import structlog
 
 from tollgate.records.audit_record import utc_timestamp
 from tollgate.records.chain import CHECKPOINT, Chain, Signer, last_chain
+from tollgate.records.in_flight import InFlight, journal_path
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +126,8 @@ class AuditLog:
         self.problem: str | None = None  # while failing: why, in words (for /healthz)
         self.calls = 0  # the call records given to `write` (the event loop's count)
         self.begun = False  # the started record is written (`begin`)
+        # The calls sent and not yet recorded, beside the file (from `begin`; none on standard output).
+        self.in_flight: InFlight | None = None
         # structlog's renderer, without a bound logger around it: a record is a whole event dict
         # already (its "event" first). A file gets UTF-8 from orjson (the standard library's
         # encoder cost several times more per record); standard output, whose encoding may not be
@@ -168,6 +171,8 @@ class AuditLog:
         self._follows = None
         self.begun = True
         self._queue.put(_WAKE)  # the writer times the next checkpoint from this record on
+        if self._identity is not None:
+            self._recover(follows.in_flight if follows is not None else None)
 
     def configure(self, checkpoint_s: float, signer: Signer | None) -> None:
         """The checkpoints' interval and signing key (a reload may change them)."""
@@ -189,6 +194,29 @@ class AuditLog:
         if not self._closed.is_set():
             linked.wait(timeout=10)
         self._handed_over = True
+
+    def _recover(self, before: InFlight | None) -> None:
+        """The file of this instance's calls in flight taken over: the calls its previous process
+        sent and never recorded (it was killed) are written now, after the started record. They
+        stay in flight until written: a process killed again before that leaves them to the next.
+        After a reload (`before`: the log this one follows), the calls still in flight go on here."""
+        try:
+            self.in_flight = InFlight(journal_path(self.path, self.instance))
+        except OSError as e:
+            self._say(logging.ERROR, f"Tollgate: cannot keep the calls in flight beside {self.path}: {e}")
+            return
+        if before is not None:
+            self.in_flight.take_over(before)
+        for request_id, records in self.in_flight.lost.items():
+            self.in_flight.began(request_id, records)
+            for record in records:
+                self.write(record)
+        if self.in_flight.lost:
+            self._say(
+                logging.WARNING,
+                f"Tollgate: {len(self.in_flight.lost)} calls of this instance's previous process ended with it"
+                f" unrecorded; their records are written now (error: worker lost)",
+            )
 
     def write(self, record: dict[str, Any]) -> None:
         """Render one call's record (an event dict) and queue it. It reaches the file at once or,
@@ -222,6 +250,9 @@ class AuditLog:
         self._closed.set()
         self._queue.put(_CLOSE)
         self._writer.join(timeout=10)
+        if self.in_flight is not None:
+            self.in_flight.close()
+            self.in_flight = None
         if self._identity is not None:
             try:
                 os.close(self._fd)
@@ -332,6 +363,8 @@ class AuditLog:
             while self._held:
                 count, data = self._next_chunk()
                 self._write_whole(data)
+                if self.in_flight is not None:
+                    self.in_flight.written(data)
                 for _ in range(count):
                     self._held.popleft()
         except OSError as e:

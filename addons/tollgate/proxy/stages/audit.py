@@ -109,7 +109,9 @@ class Audit:
 
 class AuditGate:
     """A call that cannot be recorded is not served: while the audit cannot be written, calls are
-    refused before anything goes upstream (their records are held with the others until it can)."""
+    refused before anything goes upstream (their records are held with the others until it can).
+    A call that goes upstream is kept in flight beside the audit file until its record is written
+    (`sent`): killed outright, its process leaves it to the next one to record."""
 
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
@@ -128,6 +130,23 @@ class AuditGate:
             return
         exchange.error = "audit unavailable"
         refuse_mcp(flow, exchange, 503, AUDIT_UNAVAILABLE, "Tollgate cannot write its audit; retry later.")
+
+    def sent(self, flow: http.HTTPFlow, call: Call) -> None:
+        """A call step, last: the call goes upstream, its record as it stands kept in flight (with
+        what it reserved), so that its process killed before it ends still has it recorded."""
+        audit = self.shared.audit
+        if audit is None or audit.in_flight is None:
+            return
+        record = audit_record(call)
+        reserved = call.ledger.reserved
+        record["reserved_tokens"] = None if reserved is None else reserved.estimate.tokens
+        audit.in_flight.began(call.request_id, [record])
+
+    def mcp_sent(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
+        """An MCP server's request going to its server: its records kept in flight likewise."""
+        audit = self.shared.audit
+        if audit is not None and audit.in_flight is not None:
+            audit.in_flight.began(exchange.request_id, exchange.records())
 
 
 def encodable(text: str) -> str:

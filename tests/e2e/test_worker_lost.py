@@ -1,0 +1,180 @@
+"""No call without a record: calls in flight in a process killed outright (SIGKILL) get their
+records all the same, `status: null`, `error: "worker lost"`, from the next process of the same
+instance: a lone mitmdump started again, a fleet's worker its supervisor starts again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import yaml
+from tests.support import streams
+from tests.support.clients import run_client
+from tests.support.fake_upstream import FakeUpstream, Received, Reply
+from tests.support.fleet import Fleet
+from tests.support.proxy import Mitmdump
+from tests.support.redis import redis_server
+
+from tollgate.cli.main import main
+
+REAL = "sk-REAL-lost-0001"
+ALICE = "tg-alice-lost-0001"
+STREAMS = 3
+# Each stream waits for the test's signal before its last chunks: it is in flight when its proxy dies.
+SLOW_STREAM = """
+import openai
+with openai.OpenAI(api_key={key!r}, max_retries=0, timeout=60) as client:
+    try:
+        for chunk in client.chat.completions.create(
+            model="gpt-4o-mini", max_tokens=500, messages=[{{"role": "user", "content": "Hi"}}], stream=True
+        ):
+            pass
+        report(outcome="ok")
+    except openai.APIError as e:
+        report(outcome=type(e).__name__)
+"""
+
+
+def config(upstream: str, audit: Path) -> dict:
+    return {
+        "providers": {"openai": {"upstream": upstream, "keys": [REAL]}},
+        "clients": [{"name": "alice", "keys": [ALICE]}],
+        "limits": [{"name": "daily", "match": {"client": "alice"}, "tokens_per_day": 1_000_000}],
+        "audit": {"path": str(audit)},
+    }
+
+
+class Holding:
+    """A fake upstream whose streams begin, then wait until `release`."""
+
+    def __init__(self, upstream_ca) -> None:
+        self.released = threading.Event()
+        self.begun = 0
+        self.fake = FakeUpstream(upstream_ca, self.answer)
+
+    def answer(self, r: Received) -> Reply:
+        self.begun += 1
+
+        def gate(i: int) -> None:
+            if i == 1:
+                self.released.wait(30)
+
+        return Reply(200, headers={"content-type": "text/event-stream"}, chunks=streams.openai_chat(), gate=gate)
+
+    def wait_begun(self, count: int) -> None:
+        deadline = time.monotonic() + 30
+        while self.begun < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert self.begun >= count
+
+
+def start_streams(proxy_url: str, bundle: Path) -> list[threading.Thread]:
+    threads = [
+        threading.Thread(target=run_client, args=(SLOW_STREAM.format(key=ALICE), proxy_url, bundle), daemon=True)
+        for _ in range(STREAMS)
+    ]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def records(audit: Path) -> list[dict]:
+    if not audit.exists():
+        return []
+    return [json.loads(line) for line in audit.read_text().rpartition("\n")[0].splitlines() if line.strip()]
+
+
+def wait_lost(audit: Path, count: int) -> list[dict]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        lost = [r for r in records(audit) if r.get("error") == "worker lost"]
+        if len(lost) >= count:
+            return lost
+        time.sleep(0.1)
+    raise AssertionError(f"expected {count} lost records: {records(audit)}")
+
+
+def assert_lost(lost: list[dict], instance: str) -> None:
+    assert len(lost) == STREAMS
+    assert len({r["request_id"] for r in lost}) == STREAMS
+    for r in lost:
+        assert (r["event"], r["instance"], r["status"], r["error"]) == ("llm_call", instance, None, "worker lost")
+        assert (r["client"], r["provider"], r["model"], r["stream"], r["decision"]) == (
+            "alice",
+            "openai",
+            "gpt-4o-mini",
+            True,
+            "allow",
+        )
+        assert r["reserved_tokens"] is not None and r["reserved_tokens"] >= 500
+        assert r["upstream"] is not None and r["upstream_key"].startswith("sha256:")
+        assert r["latency_ms"] is None
+
+
+def test_calls_in_flight_in_a_killed_process_are_recorded_by_its_next_start(
+    tmp_path, upstream_ca, upstream_ca_pem, confdir, bundle
+):
+    holding = Holding(upstream_ca)
+    audit = tmp_path / "audit.jsonl"
+    config_path = tmp_path / "tollgate.yaml"
+    config_path.write_text(yaml.safe_dump(config(holding.fake.url, audit)))
+    env = {"TOLLGATE_INSTANCE": "solo"}
+    proxy = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env=env)
+    again = None
+    try:
+        proxy.wait_ready()
+        threads = start_streams(proxy.proxy_url, bundle)
+        holding.wait_begun(STREAMS)
+        os.kill(proxy.process.pid, signal.SIGKILL)
+        proxy.process.wait(10)
+        holding.released.set()
+        for thread in threads:
+            thread.join(60)
+        assert not [r for r in records(audit) if r["event"] == "llm_call"]  # it died before any record
+        again = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env=env)
+        again.wait_ready()
+        assert_lost(wait_lost(audit, STREAMS), "solo")
+        events = [r["event"] for r in records(audit)]
+        assert events[-4:] == ["tollgate_started", "llm_call", "llm_call", "llm_call"]  # after its start
+        again.stop()
+        assert not list(tmp_path.glob("audit.jsonl.in-flight.*"))  # all recorded: nothing left in flight
+        assert len(wait_lost(audit, STREAMS)) == STREAMS  # written once
+        # Chained: the killed run is whole, the next naming where it ended.
+        assert main(["audit", "verify", str(audit)]) == 0
+    finally:
+        holding.released.set()
+        proxy.stop()
+        if again is not None:
+            again.stop()
+        holding.fake.close()
+
+
+def test_a_fleet_worker_killed_with_streams_in_flight_has_them_recorded(
+    tmp_path, upstream_ca, upstream_ca_pem, confdir, bundle
+):
+    holding = Holding(upstream_ca)
+    redis = redis_server(tmp_path / "redis")
+    shared = {**config(holding.fake.url, tmp_path / "audit.jsonl"), "ledger": {"store": redis.url}}
+    fleet = Fleet(tmp_path, shared, confdir, upstream_ca_pem)
+    try:
+        fleet.wait_ready()
+        # Straight to w1, past HAProxy (which would spread them over both workers).
+        threads = start_streams(f"http://127.0.0.1:{fleet.worker_ports()['w1']}", bundle)
+        holding.wait_begun(STREAMS)
+        killed = fleet.workers()["w1"]
+        os.kill(killed, signal.SIGKILL)
+        holding.released.set()
+        for thread in threads:
+            thread.join(60)
+        lost = wait_lost(fleet.audit_path, STREAMS)  # written by the worker started in its place
+        assert_lost(lost, f"{socket.gethostname()}/w1")
+    finally:
+        holding.released.set()
+        fleet.stop()
+        redis.stop()
+        holding.fake.close()
