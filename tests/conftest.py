@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tests.support.examples  # noqa: F401  (loads the quick profile of property tests)
 import trustme
 import yaml
 from tests.support.canned import provider_answers

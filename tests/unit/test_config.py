@@ -13,6 +13,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.support.examples import examples
 
 from tollgate.config import (
     PROVIDER_NAMES,
@@ -322,7 +323,7 @@ def test_load_config_reads_the_process_environment_by_default(tmp_path: Path, mo
     assert config.providers.openai.keys == ("sk-from-env",)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.dictionaries(st.from_regex(r"[A-Z_][A-Z0-9_]{0,8}", fullmatch=True), st.text(max_size=10), max_size=5))
 def test_expansion_replaces_every_variable(env: dict[str, str]) -> None:
     for name, value in env.items():

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.support.clients import client_python
+from tests.support.examples import examples
 
 from tollgate.formats.chat import (
     ChatError,
@@ -821,7 +822,7 @@ def test_reads_errors_and_garbage_in_streams() -> None:
     assert _read_all(_sse(GOLDEN_SSE_CHUNKS).rstrip(b"\r\n")) == GOLDEN_EVENTS
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(cuts=st.lists(st.integers(min_value=0, max_value=900), max_size=12), array=st.booleans())
 def test_stream_reading_does_not_depend_on_cuts(cuts: list[int], array: bool) -> None:
     chunks = [*GOLDEN_SSE_CHUNKS]
