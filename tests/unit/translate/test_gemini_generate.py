@@ -1007,12 +1007,13 @@ def test_writes_errors(kind: Any, status: int, code: str) -> None:
 
 
 GENAI_READS = """
-import json, sys
+import json, os, sys
 from google.genai import types
 chunks = [types.GenerateContentResponse.model_validate(json.loads(b.removeprefix("data: ")))
           for b in sys.stdin.read().split("\\r\\n\\r\\n") if b]
 calls = [[f.name, f.args, f.id] for c in chunks for f in c.function_calls or []]
-print(json.dumps(["".join(c.text or "" for c in chunks), calls, chunks[-1].usage_metadata.total_token_count]))
+print(json.dumps(["".join(c.text or "" for c in chunks), calls, chunks[-1].usage_metadata.total_token_count]), flush=True)
+os._exit(0)  # what it printed is all: the interpreter's teardown, collecting google-genai's objects, takes a second
 """
 
 
@@ -1116,7 +1117,7 @@ def test_a_streamed_turn_kept_as_a_content_per_chunk_reads_as_one() -> None:
 
 
 GENAI_CHATS = """
-import json, sys
+import json, os, sys
 try:
     import httpx2 as httpx  # what google-genai uses where it is installed
 except ImportError:
@@ -1138,7 +1139,8 @@ chat.send_message(result)
 streamed = client.chats.create(model="gemini-3-pro-preview")
 list(streamed.send_message_stream("Weather in Paris?"))
 list(streamed.send_message_stream(result))
-print(json.dumps([sent[1], sent[3]]))
+print(json.dumps([sent[1], sent[3]]), flush=True)
+os._exit(0)  # as GENAI_READS
 """
 
 
