@@ -479,7 +479,7 @@ run_tests() {
   # Each pytest process, proxy and client the tests start imports Tollgate: its bytecode, written
   # once into __pycache__, spares each of them compiling it again (a pytest process, about 8 s of processor).
   unset PYTHONDONTWRITEBYTECODE
-  # The quick inner loop: the heaviest property tests draw half their examples (tests/support/examples.py);
+  # The quick inner loop: property tests draw a fifth of their examples (tests/support/examples.py);
   # the whole suite, what CI runs, draws them all.
   [[ "${1:-}" == unit ]] && export TOLLGATE_EXAMPLES="${TOLLGATE_EXAMPLES:-quick}"
   TOLLGATE_CLIENT_PYTHON="$CLIENTS_VENV/bin/python" exec "$VENV/bin/python" -m pytest "${args[@]}"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import json
 import os
 import time
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tests.support.examples  # noqa: F401  (loads the quick profile of property tests)
 import trustme
 import yaml
 from tests.support.canned import provider_answers
@@ -20,6 +22,13 @@ from tollgate.proxy.certs import ensure_bundle
 from tollgate.records.auditlog import BATCH_DELAY, PROCESS_EVENTS
 
 PROVIDERS = ("openai", "gemini", "anthropic", "bedrock")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What collecting made (the modules, their tests) lives as long as the process: frozen, the
+    garbage collector's full collections, pytest's own at the end among them, do not walk it again
+    (as the proxy freezes what its start-up made: proxy/stages/warm_up.py)."""
+    gc.freeze()
 
 
 @pytest.fixture(scope="session")

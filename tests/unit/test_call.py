@@ -337,7 +337,7 @@ def test_fingerprint_is_short_and_never_contains_the_key(secret: str) -> None:
     assert len(tag) == 19
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.text(min_size=16, max_size=64, alphabet=st.characters(codec="utf-8")))
 def test_fingerprint_handles_any_text(secret: str) -> None:
     assert fingerprint(secret).startswith("sha256:")

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.support.examples import examples
 
 from tollgate.config import (
     PROVIDER_NAMES,
@@ -322,7 +323,7 @@ def test_load_config_reads_the_process_environment_by_default(tmp_path: Path, mo
     assert config.providers.openai.keys == ("sk-from-env",)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.dictionaries(st.from_regex(r"[A-Z_][A-Z0-9_]{0,8}", fullmatch=True), st.text(max_size=10), max_size=5))
 def test_expansion_replaces_every_variable(env: dict[str, str]) -> None:
     for name, value in env.items():
@@ -767,6 +768,10 @@ for path in sys.argv[1:]:
             os._exit(0)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, path
+# What it has printed is all: the interpreter's teardown would collect every object mitmproxy and
+# Tollgate made, a second or more.
+sys.stdout.flush()
+os._exit(0)
 """
 
 BEDROCK_MENTIONS = {

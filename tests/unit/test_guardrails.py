@@ -27,6 +27,7 @@ from support.guardrail_samples import (
 )
 from tollgate.config import parse_config
 from tollgate.governance.guardrails import detectors, text
+from tollgate.governance.guardrails import engine as engine_module
 from tollgate.governance.guardrails.engine import HYPERSCAN
 from tollgate.governance.guardrails.rules import Guardrails, Scan, own_secrets
 from tollgate.governance.guardrails.settings import GuardrailRule
@@ -570,3 +571,17 @@ def test_a_clean_corpus_yields_only_what_is_really_there() -> None:
 
 
 TEXT = {".md", ".py", ".rego", ".yaml", ".yml", ".json", ".txt"}
+
+
+@pytest.mark.skipif(not HYPERSCAN, reason="hyperscan is not installed")
+def test_guardrails_of_the_same_rules_compile_their_anchors_once() -> None:
+    """A reload that keeps the rules compiles nothing again: the new Guardrails scan with the
+    database already compiled (each in a scratch of its own), and find what the first do."""
+    compiled = engine_module._database
+    compiled.cache_clear()
+    first = Guardrails(rules("secrets", "pii"), use_hyperscan=True)
+    made = compiled.cache_info().misses
+    second = Guardrails(rules("secrets", "pii"), use_hyperscan=True)
+    assert (compiled.cache_info().misses, compiled.cache_info().hits) == (made, made)
+    body = body_of(f"mail {EMAIL}")
+    assert kinds(first.scan_all(body)) == kinds(second.scan_all(body)) == {"pii.email": 1}

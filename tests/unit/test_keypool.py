@@ -8,6 +8,7 @@ from email.utils import formatdate
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.support.examples import examples
 
 from tollgate.credentials.keypool import DEFAULT_REST, MAX_REST, CircuitOpen, KeyPool, retry_after_seconds
 
@@ -101,7 +102,7 @@ def test_retry_after_non_numeric_float_spellings_are_unreadable(value: str) -> N
     assert retry_after_seconds(value, now=NOW) == 60.0
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.text(max_size=40))
 def test_retry_after_never_raises_and_stays_within_a_day(value: str) -> None:
     seconds = retry_after_seconds(value, now=NOW)
@@ -109,19 +110,19 @@ def test_retry_after_never_raises_and_stays_within_a_day(value: str) -> None:
     assert 0.0 <= seconds <= MAX_REST
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.text(st.characters(categories=["Nd"]), min_size=1, max_size=8).filter(lambda s: not s.isascii()))
 def test_retry_after_reads_only_ascii_digits(value: str) -> None:
     assert retry_after_seconds(value, now=NOW) == DEFAULT_REST
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.integers(min_value=0, max_value=10**7))
 def test_retry_after_delta_seconds(n: int) -> None:
     assert retry_after_seconds(str(n), now=NOW) == float(min(n, 86400))  # at most a day
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.integers(min_value=0, max_value=10**7))
 def test_retry_after_http_date(delta: int) -> None:
     assert retry_after_seconds(formatdate(NOW + delta, usegmt=True), now=NOW) == float(min(delta, 86400))
@@ -237,7 +238,7 @@ def test_round_robin_continues_after_the_skipped_key() -> None:
     assert pool.take() == "c"
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     keys=st.lists(st.text(min_size=1, max_size=4), min_size=1, max_size=5, unique=True),
     rests=st.lists(st.tuples(st.integers(0, 4), st.floats(0, 100)), max_size=6),
@@ -263,7 +264,7 @@ def test_take_always_gives_a_free_key_when_there_is_one(
         assert until[taken] == min(until.values())
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(keys=st.lists(st.text(min_size=1, max_size=4), min_size=1, max_size=6, unique=True))
 def test_each_key_once_per_round(keys: list[str]) -> None:
     pool = KeyPool(keys, clock=Clock())

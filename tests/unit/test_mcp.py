@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from tests.support.examples import examples
 
 from tollgate.config import Config
 from tollgate.formats.exact import Unreadable
@@ -128,7 +129,7 @@ def fed(relay: AnswerRelay, chunk: bytes) -> bytes:
 
 
 @given(cuts=st.lists(st.integers(min_value=0, max_value=len(sse(*ANSWERS))), max_size=12))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 def test_outcomes_are_read_from_server_sent_events_however_split(cuts: list[int]) -> None:
     stream = sse(*ANSWERS)
     relay = AnswerRelay(sse=True)

@@ -993,14 +993,19 @@ def test_a_complete_deny_rule_that_does_not_hold_allows(tmp_path: Path) -> None:
     assert decisions_in_a_child(path) == ["[]", "['streaming']"]
 
 
-def test_a_policy_without_a_deny_rule_does_not_abort(tmp_path: Path) -> None:
-    path = write(tmp_path / "policy.rego", UNDEFINED_DENY["package-typo"])
-    assert len(decisions_in_a_child(path)) in (1, 2)
+@pytest.fixture(scope="module")
+def typo_decisions(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """What a child given the misspelt package printed (one child for the tests of it)."""
+    path = write(tmp_path_factory.mktemp("typo") / "policy.rego", UNDEFINED_DENY["package-typo"])
+    return decisions_in_a_child(path)
 
 
-def test_a_policy_without_a_deny_rule_does_not_allow_everything(tmp_path: Path) -> None:
-    path = write(tmp_path / "policy.rego", UNDEFINED_DENY["package-typo"])
-    lines = decisions_in_a_child(path)
+def test_a_policy_without_a_deny_rule_does_not_abort(typo_decisions: list[str]) -> None:
+    assert len(typo_decisions) in (1, 2)
+
+
+def test_a_policy_without_a_deny_rule_does_not_allow_everything(typo_decisions: list[str]) -> None:
+    lines = typo_decisions
     assert lines[0].startswith("PolicyError") or "[]" not in lines
 
 

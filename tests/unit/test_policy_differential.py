@@ -18,6 +18,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.support.examples import examples
 
 from tollgate.governance.jwt_identity import JwtIdentity
 from tollgate.governance.policy import POLICY_ERROR, Decision, Policy, input_document
@@ -152,7 +153,10 @@ def outcome(decision: Decision) -> Decision:
 
 
 @settings(
-    max_examples=60 if QUICK else 150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+    max_examples=examples(150),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    derandomize=True,
 )
 @given(policies(), calls())
 def test_tollgate_decides_as_opa_does_in_process(tmp_path_factory, source: str, alike: list[tuple]) -> None:
@@ -167,7 +171,10 @@ def test_tollgate_decides_as_opa_does_in_process(tmp_path_factory, source: str, 
 
 
 @settings(
-    max_examples=3 if QUICK else 12, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+    max_examples=3 if QUICK else 12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    derandomize=True,
 )
 @given(policies(), calls())
 def test_tollgate_decides_as_opa_does_through_its_worker(tmp_path_factory, source: str, alike: list[tuple]) -> None:

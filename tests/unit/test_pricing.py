@@ -10,6 +10,7 @@ from genai_prices import Usage as TableUsage
 from genai_prices import calc_price
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.support.examples import examples
 
 from tollgate.config import OverrideMatch, PriceRule, parse_config
 from tollgate.formats.usage import Usage
@@ -17,7 +18,7 @@ from tollgate.governance.pricing import TABLE_IDS, Prices, Rate, cost_nanousd, t
 from tollgate.records.audit_record import usd
 from tollgate.records.summary import dollars_text
 
-PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 WHEN = datetime(2026, 11, 20, 12, tzinfo=UTC).timestamp()
 D = Decimal
 

@@ -187,7 +187,7 @@ def test_add_totals() -> None:
     assert add_totals(Usage(output_tokens=3)).total_tokens is None
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.binary(max_size=300))
 def test_parse_json_never_raises(body: bytes) -> None:
     result = parse_json(body)
@@ -216,7 +216,7 @@ def test_a_header_index_reads_raw_fields_as_mitmproxys_headers_do() -> None:
     assert header_index(()) == {}
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     st.lists(st.tuples(_header_names, st.binary(max_size=5)), max_size=8),
     st.sampled_from([b"host", b"content-length", b"x-new"]),

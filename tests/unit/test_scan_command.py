@@ -1,5 +1,6 @@
-"""`tollgate scan FILE|-`, run as a process: what the guardrails of a configuration find in a body,
-by kind, count and offset, and never a value."""
+"""`tollgate scan FILE|-`: what the guardrails of a configuration find in a body, by kind, count and
+offset, and never a value. One test runs it as a process (`python -m tollgate`); the others call
+its `main` in this one, which computes the same."""
 
 from __future__ import annotations
 
@@ -7,16 +8,19 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from support.guardrail_samples import AWS_KEY_ID, AWS_SECRET, EMAIL, crc_token
+from tollgate.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 OWN_KEY = "sk-" + "own-upstream-key-0123456789"
 TOKEN = crc_token("gh" + "p_")
 PLANTED = [AWS_KEY_ID, AWS_SECRET, EMAIL, TOKEN, OWN_KEY]
+Scan = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def scan(cwd: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
@@ -30,6 +34,20 @@ def scan(cwd: Path, *args: str, stdin: bytes | None = None) -> subprocess.Comple
         env=env,
         timeout=60,
     )
+
+
+@pytest.fixture
+def scan_here(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Scan:
+    """`scan`, in this process: `tollgate.cli.main.main` with `cwd` as the working directory."""
+
+    def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        status = main(["scan", *args])
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["tollgate", "scan", *args], status, out, err)
+
+    return run
 
 
 @pytest.fixture
@@ -59,9 +77,11 @@ def assert_no_value(output: str) -> None:
         assert value not in output
 
 
-def test_a_file_with_the_configuration_in_the_working_directory(tmp_path: Path, body: bytes, config: Path) -> None:
+def test_a_file_with_the_configuration_in_the_working_directory(
+    tmp_path: Path, body: bytes, config: Path, scan_here: Scan
+) -> None:
     (tmp_path / "body.json").write_bytes(body)
-    result = scan(tmp_path, "body.json")
+    result = scan_here(tmp_path, "body.json")
     assert result.returncode == 1, result.stderr
     assert_no_value(result.stdout + result.stderr)
     lines = result.stdout.splitlines()
@@ -86,32 +106,32 @@ def test_standard_input_and_a_named_configuration(tmp_path: Path, body: bytes, c
     assert_no_value(result.stdout + result.stderr)
 
 
-def test_nothing_found(tmp_path: Path) -> None:
+def test_nothing_found(tmp_path: Path, scan_here: Scan) -> None:
     (tmp_path / "clean.txt").write_text("Nothing to see here.\n")
-    result = scan(tmp_path, "clean.txt")
+    result = scan_here(tmp_path, "clean.txt")
     assert (result.returncode, result.stdout) == (0, "clean.txt: nothing found (21 bytes)\n")
 
 
-def test_without_a_configuration_only_tollgate_keys_apply(tmp_path: Path, body: bytes) -> None:
+def test_without_a_configuration_only_tollgate_keys_apply(tmp_path: Path, body: bytes, scan_here: Scan) -> None:
     (tmp_path / "body.json").write_bytes(body)
-    result = scan(tmp_path, "body.json")
+    result = scan_here(tmp_path, "body.json")
     assert result.returncode == 0 and "nothing found" in result.stdout
 
 
-def test_what_cannot_be_read(tmp_path: Path, body: bytes) -> None:
+def test_what_cannot_be_read(tmp_path: Path, body: bytes, scan_here: Scan) -> None:
     (tmp_path / "bad.yaml").write_text("guardrails: [{detect: [secretz], action: deny}]\n")
     (tmp_path / "body.json").write_bytes(body)
-    result = scan(tmp_path, "body.json", "--config", "bad.yaml")
+    result = scan_here(tmp_path, "body.json", "--config", "bad.yaml")
     assert result.returncode == 2
     assert result.stderr.startswith("error: bad.yaml: guardrails.0.detect.0: unknown detector 'secretz'")
-    missing = scan(tmp_path, "missing.json")
+    missing = scan_here(tmp_path, "missing.json")
     assert missing.returncode == 2
     assert missing.stderr == "error: missing.json: cannot read: No such file or directory\n"
 
 
-def test_many_offsets_are_cut_short(tmp_path: Path, config: Path) -> None:
+def test_many_offsets_are_cut_short(tmp_path: Path, config: Path, scan_here: Scan) -> None:
     (tmp_path / "many.txt").write_text(" ".join([EMAIL] * 25))
-    result = scan(tmp_path, "many.txt")
+    result = scan_here(tmp_path, "many.txt")
     assert result.returncode == 1
     assert result.stdout.splitlines()[1].endswith(", … (5 more)")
     assert_no_value(result.stdout)

@@ -832,7 +832,7 @@ def test_property_verify_raises_only_signature_errors(
         assert auth.signature == (CASES["get-vanilla"].auth.signature if twice else v.auth.signature)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.text(max_size=200))
 def test_property_parse_authorization_raises_only_signature_errors(value: str) -> None:
     try:

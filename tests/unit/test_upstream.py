@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import trustme
 from tests.support.fake_upstream import FakeUpstream, Reply
+from tests.unit.test_layers import modules, nodes
 
 from tollgate.config import parse_config
 from tollgate.config_base import ProviderConfig
@@ -32,8 +33,6 @@ from tollgate.upstream import (
     send,
     target_upstream,
 )
-
-ADDONS = Path(__file__).resolve().parents[2] / "addons" / "tollgate"
 
 
 def test_a_request_goes_to_a_rules_upstream_else_the_providers_else_its_own_host() -> None:
@@ -159,10 +158,10 @@ def test_an_upstream_that_is_not_listening_is_unreachable(fake: FakeUpstream) ->
         send(outgoing(url), 5.0, False)
 
 
-def imports(path: Path) -> set[str]:
-    """The modules a file imports, relative ones as written (`..upstream`, `.shared`)."""
+def imports(path: str) -> set[str]:
+    """The modules a module of the package (`upstream.py`) imports, relative ones as written (`..upstream`)."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in nodes(path):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -171,5 +170,5 @@ def imports(path: Path) -> set[str]:
 
 
 def test_nothing_sends_with_requests_and_the_upstream_module_knows_no_mitmproxy() -> None:
-    assert not [p.name for p in ADDONS.rglob("*.py") if "requests" in imports(p)]
-    assert "mitmproxy" not in {m.split(".")[0] for m in imports(ADDONS / "upstream.py")}
+    assert not [path for path in modules() if "requests" in imports(path)]
+    assert "mitmproxy" not in {m.split(".")[0] for m in imports("upstream.py")}

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from tests.support.examples import examples
 
 from tollgate.formats.bedrock_invoke import invoke_finish_reason
 from tollgate.formats.exact import Unreadable
@@ -581,7 +582,7 @@ def test_bedrock_presented() -> None:
     assert BEDROCK.presented(h, {}) == []
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.text(max_size=80))
 def test_bedrock_model_id_is_read_or_refused(path: str) -> None:
     try:
@@ -591,7 +592,7 @@ def test_bedrock_model_id_is_read_or_refused(path: str) -> None:
     assert result is None or isinstance(result, str)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.text(alphabet=st.characters(blacklist_characters="?", blacklist_categories=["Cs"]), min_size=1, max_size=40))
 def test_bedrock_model_id_round_trips_through_percent_encoding(model: str) -> None:
     from urllib.parse import quote

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mitmproxy.test import tflow
+from tests.support.examples import examples
 
 from tollgate.config import Config
 from tollgate.proxy.flows import CALL
@@ -141,7 +142,7 @@ def test_a_refused_calls_trailers_leave_the_flow_with_its_body():
     assert flow.request.trailers is None and flow.request.raw_content is None
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     st.lists(
         st.tuples(

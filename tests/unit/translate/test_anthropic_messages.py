@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.support.eventstream import event as aws_event
 from tests.support.eventstream import exception, frame, invoke_chunk
+from tests.support.examples import examples
 
 from tollgate.formats import chat
 from tollgate.formats.anthropic_messages import (
@@ -749,7 +750,7 @@ def test_reads_the_documented_stream() -> None:
     assert read_all(DOCS_TOOL_STREAM) == DOCS_TOOL_STREAM_EVENTS
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.lists(st.integers(min_value=0, max_value=len(DOCS_TOOL_STREAM)), max_size=12))
 def test_reading_does_not_depend_on_the_cuts(cuts: list[int]) -> None:
     reader = FMT.stream_reader()
@@ -1041,7 +1042,7 @@ def test_unwraps_bedrock_invoke_stream() -> None:
     assert read_all(inner) == DOCS_TOOL_STREAM_EVENTS
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(st.lists(st.integers(min_value=0, max_value=4000), max_size=10))
 def test_unwrapping_does_not_depend_on_the_cuts(cuts: list[int]) -> None:
     wrapped, inner = invoke_stream()

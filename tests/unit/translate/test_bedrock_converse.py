@@ -18,6 +18,7 @@ from botocore.eventstream import EventStreamBuffer
 from botocore.exceptions import ClientError, EventStreamError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.support.examples import examples
 
 from tollgate.formats.bedrock_converse import (
     BEDROCK_CONVERSE,
@@ -688,7 +689,7 @@ def test_reads_leniently() -> None:
     written=st.none() | st.integers(0, 10**6),
     output=st.integers(0, 10**6),
 )
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 def test_usage_agrees_with_what_the_audit_reads(fresh: int, read: int | None, written: int | None, output: int) -> None:
     usage = Usage(
         input_tokens=fresh + (read or 0) + (written or 0),
@@ -809,7 +810,7 @@ def test_reads_a_stream() -> None:
 
 
 @given(st.lists(st.integers(0, len(BEDROCK_STREAM)), max_size=30))
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_reads_a_stream_however_it_is_cut(cuts: list[int]) -> None:
     assert _read(BEDROCK_STREAM, cuts) == (BEDROCK_EVENTS, None)
 

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.support.clients import client_python
+from tests.support.examples import examples
 
 from tollgate.formats.chat import (
     ChatError,
@@ -821,7 +822,7 @@ def test_reads_errors_and_garbage_in_streams() -> None:
     assert _read_all(_sse(GOLDEN_SSE_CHUNKS).rstrip(b"\r\n")) == GOLDEN_EVENTS
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(cuts=st.lists(st.integers(min_value=0, max_value=900), max_size=12), array=st.booleans())
 def test_stream_reading_does_not_depend_on_cuts(cuts: list[int], array: bool) -> None:
     chunks = [*GOLDEN_SSE_CHUNKS]
@@ -1015,14 +1016,36 @@ print(json.dumps(["".join(c.text or "" for c in chunks), calls, chunks[-1].usage
 """
 
 
-def test_google_genai_reads_the_written_chunks() -> None:
-    """google-genai lives with the other SDKs, apart from mitmproxy's pins: it reads in its own Python."""
-    written = _write_all(STREAM_EVENTS)
+# Both scripts run in one process of the client venv, each with its standard input and output:
+# importing google-genai is most of a process's time. What they printed is all: os._exit spares the
+# interpreter's teardown, which collects every object google-genai made (a second).
+GENAI_RUNS = """
+import contextlib, io, json, os, sys
+printed = {}
+for name, (script, given) in json.loads(sys.stdin.read()).items():
+    sys.stdin = io.StringIO(given)
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        exec(script, {"__name__": "__main__"})
+    printed[name] = out.getvalue()
+print(json.dumps(printed), flush=True)
+os._exit(0)
+"""
+
+
+@pytest.fixture(scope="module")
+def genai_printed() -> dict[str, str]:
+    """What GENAI_READS and GENAI_CHATS printed, given the chunks and the answers below."""
+    runs = {"reads": (GENAI_READS, _write_all(STREAM_EVENTS).decode()), "chats": (GENAI_CHATS, json.dumps(answers()))}
     done = subprocess.run(
-        [client_python(), "-c", GENAI_READS], input=written.decode(), capture_output=True, text=True, timeout=60
+        [client_python(), "-c", GENAI_RUNS], input=json.dumps(runs), capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    text, calls, total = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+def test_google_genai_reads_the_written_chunks(genai_printed: dict[str, str]) -> None:
+    """google-genai lives with the other SDKs, apart from mitmproxy's pins: it reads in its own Python."""
+    text, calls, total = json.loads(genai_printed["reads"])
     assert text == "Hello world"  # each chunk holds one candidate but the last
     assert calls == [["get_weather", {"city": "Paris"}, "call_a"], ["get_time", {}, "call_b"]]
     assert total == 30
@@ -1141,12 +1164,13 @@ print(json.dumps([sent[1], sent[3]]))
 """
 
 
-def test_a_sealed_signature_survives_google_genai() -> None:
-    """google-genai keeps a thoughtSignature as bytes and sends them back in URL-safe base64; its
-    chats keep a streamed answer as one content per chunk."""
-    theirs = Thinking("plan", signature=CLAUDE_SIGNATURE, origin="anthropic-messages")
+THEIRS = Thinking("plan", signature=CLAUDE_SIGNATURE, origin="anthropic-messages")
+
+
+def answers() -> list[str]:
+    """What the upstream answers google-genai's chats: an answer, then a stream, each with THEIRS."""
     call = ToolCall("call_9", "get_weather", '{"city": "Paris"}')
-    answer = ChatResponse("r", None, [Choice(0, [theirs, call], "tool_calls")])
+    answer = ChatResponse("r", None, [Choice(0, [THEIRS, call], "tool_calls")])
     stream = [
         ThinkingDelta("pl"),
         ThinkingDelta("an"),
@@ -1156,14 +1180,15 @@ def test_a_sealed_signature_survives_google_genai() -> None:
         Finished("tool_calls"),
     ]
     request = ChatRequest("gemini-3-pro-preview", [])
-    answers = [json.dumps(G.write_response(answer, request)), _write_all(stream).decode()]
-    done = subprocess.run(
-        [client_python(), "-c", GENAI_CHATS], input=json.dumps(answers), capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
+    return [json.dumps(G.write_response(answer, request)), _write_all(stream).decode()]
+
+
+def test_a_sealed_signature_survives_google_genai(genai_printed: dict[str, str]) -> None:
+    """google-genai keeps a thoughtSignature as bytes and sends them back in URL-safe base64; its
+    chats keep a streamed answer as one content per chunk."""
     url_safe = seal(CLAUDE_SIGNATURE, "anthropic-messages").replace("+", "-").replace("/", "_")
-    for sent in json.loads(done.stdout):
+    for sent in json.loads(genai_printed["chats"]):
         signatures = [p["thoughtSignature"] for c in sent["contents"] for p in c["parts"] if "thoughtSignature" in p]
         assert signatures == [url_safe]
         assistant = G.read_request(sent).messages[1]
-        assert assistant.parts[:2] == [theirs, ToolCall("call_9", "get_weather", '{"city":"Paris"}')]
+        assert assistant.parts[:2] == [THEIRS, ToolCall("call_9", "get_weather", '{"city":"Paris"}')]

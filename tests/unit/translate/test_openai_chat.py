@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.support.examples import examples
 
 from tollgate.formats.chat import (
     ChatError,
@@ -42,7 +43,7 @@ from tollgate.formats.openai_chat import OPENAI_CHAT, REQUEST_FIELDS
 from tollgate.formats.usage import Usage
 
 FORMAT: ChatFormat = OPENAI_CHAT
-CUTS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+CUTS = settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def test_name_and_table() -> None:

@@ -11,6 +11,7 @@ from itertools import pairwise, permutations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.support.examples import examples
 
 from tollgate.formats import (
     ANTHROPIC_MESSAGES,
@@ -227,7 +228,7 @@ def meaning(events: list[StreamEvent]) -> tuple:
     return text, tools, finish, (usage.input_tokens, usage.output_tokens, usage.cached_tokens)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=8), tool=st.booleans())
 def test_a_stream_comes_back_meaning_the_same_however_it_is_cut(cuts, tool):
     for source, target in PAIRS + TO_VERTEX:

@@ -8,6 +8,7 @@ A detector without anchors (a custom `regex`) is run over the whole text."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -92,17 +93,15 @@ def _owners(anchored: list[tuple[int, bytes]]) -> dict[bytes, list[int]]:
 
 def _hyperscan_anchors(anchored: list[tuple[int, bytes]]) -> Callable[[bytes], Anchors]:
     owners = list(_owners(anchored).items())
-    database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
     # Hyperscan takes letter case as a flag, not inline; and where a match starts, when asked.
-    database.compile(
-        expressions=[expression.removeprefix(b"(?i)") for expression, _ in owners],
-        ids=list(range(len(owners))),
-        elements=len(owners),
-        flags=[
-            hyperscan.HS_FLAG_SOM_LEFTMOST | (hyperscan.HS_FLAG_CASELESS if e.startswith(b"(?i)") else 0)
-            for e, _ in owners
-        ],
+    expressions = tuple(expression.removeprefix(b"(?i)") for expression, _ in owners)
+    flags = tuple(
+        hyperscan.HS_FLAG_SOM_LEFTMOST | (hyperscan.HS_FLAG_CASELESS if e.startswith(b"(?i)") else 0) for e, _ in owners
     )
+    database = _database(expressions, flags)
+    # The database is shared and read-only; the scratch a scan works in is this engine's own, as
+    # a database's own would be shared by every engine of the same anchors.
+    scratch = hyperscan.Scratch(database)
     detectors_of = [detectors for _, detectors in owners]
 
     def anchors(data: bytes) -> Anchors:
@@ -113,10 +112,21 @@ def _hyperscan_anchors(anchored: list[tuple[int, bytes]]) -> Callable[[bytes], A
         def on_match(id_: int, start: int, end: int, flags: int, context: Any) -> None:
             add((id_, start, end))
 
-        database.scan(data, match_event_handler=on_match)
+        database.scan(data, match_event_handler=on_match, scratch=scratch)
         for id_, start, end in found:
             for i in detectors_of[id_]:
                 out.setdefault(i, []).append((start, end))
         return out
 
     return anchors
+
+
+@functools.lru_cache(maxsize=4)
+def _database(expressions: tuple[bytes, ...], flags: tuple[int, ...]) -> Any:
+    """The anchors compiled, once per set: a reload that keeps the rules does not compile them
+    again. Each expression's id is its index."""
+    database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    database.compile(
+        expressions=list(expressions), ids=list(range(len(expressions))), elements=len(expressions), flags=list(flags)
+    )
+    return database
