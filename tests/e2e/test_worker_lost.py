@@ -21,6 +21,7 @@ from tests.support.proxy import Mitmdump
 from tests.support.redis import redis_server
 
 from tollgate.cli.main import main
+from tollgate.records.audit_verify import read_lines, verify
 
 REAL = "sk-REAL-lost-0001"
 ALICE = "tg-alice-lost-0001"
@@ -173,6 +174,11 @@ def test_a_fleet_worker_killed_with_streams_in_flight_has_them_recorded(
             thread.join(60)
         lost = wait_lost(fleet.audit_path, STREAMS)  # written by the worker started in its place
         assert_lost(lost, f"{socket.gethostname()}/w1")
+        fleet.stop()
+        # Two workers, one file: two chains, whole (w1's killed run named by its next one).
+        verdict = verify(read_lines([str(fleet.audit_path)]))
+        assert verdict.faults == [] and verdict.summary.instances == 2
+        assert verdict.summary.runs == 3  # w1 twice, w2 once
     finally:
         holding.released.set()
         fleet.stop()
