@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from tollgate.call import Call, RolledUp
 
 NO_USAGE = Usage()  # read only: a call's usage before (or without) an answer to read it from
+WORKER_LOST = "worker lost"  # the error of a call whose process died before it ended
 
 
 def usd(nano: int) -> float:
@@ -79,6 +80,61 @@ def audit_record(call: Call) -> dict[str, Any]:
         "rollup": None if call.rolled_up is None else rollup_record(call.rolled_up),
         "attempts": None if not call.failover.attempts else attempt_records(call, ended),
     }
+
+
+# Every field of a call's record, in its order (a test holds `audit_record` to it).
+RECORD_FIELDS = (
+    "event", "ts", "request_id", "client", "auth", "groups", "provider", "requested_provider", "endpoint",
+    "upstream_endpoint", "method", "transport", "host", "path", "requested_model", "publisher", "model",
+    "message_count", "has_system", "has_tools", "stream", "max_tokens", "decision", "deny_reasons", "findings",
+    "redacted", "status", "upstream", "upstream_key", "latency_ms", "ttfb_ms", "input_tokens", "output_tokens",
+    "total_tokens", "cached_tokens", "reasoning_tokens", "cache_write_tokens", "service_tier", "speed", "cost_usd",
+    "finish_reason", "error", "ledger_error", "rolled_up_messages", "rollup", "attempts",
+)  # fmt: skip
+
+# What is known of a call when it goes upstream, kept until its record is written (`InFlight`):
+# the fields of its record that its answer does not change, cheap to gather on every call.
+SENT_FIELDS = (
+    "request_id", "client", "auth", "groups", "provider", "requested_provider", "endpoint", "method", "transport",
+    "host", "path", "requested_model", "publisher", "model", "message_count", "has_system", "has_tools", "stream",
+    "max_tokens", "decision", "findings", "redacted", "upstream", "upstream_key",
+)  # fmt: skip
+
+
+def sent_record(call: Call) -> dict[str, Any]:
+    """A call as it goes upstream: its start, the fields of `SENT_FIELDS`, and what it reserved."""
+    c, route, caller, reserved = call.classification, call.route, call.caller, call.ledger.reserved
+    f = c.facts
+    return {
+        "started": call.started, "request_id": call.request_id, "client": caller.client, "auth": caller.auth,
+        "groups": caller.groups, "provider": route.target.provider, "requested_provider": route.requested.provider,
+        "endpoint": c.endpoint, "method": call.method, "transport": call.request.transport, "host": call.host,
+        "path": call.path, "requested_model": route.requested.model, "publisher": c.publisher,
+        "model": call.target_model, "message_count": f.message_count, "has_system": f.has_system,
+        "has_tools": f.has_tools, "stream": f.stream, "max_tokens": f.max_tokens, "decision": call.verdict.decision,
+        "findings": call.request.findings, "redacted": call.request.redacted, "upstream": route.upstream,
+        "upstream_key": call.answer.upstream_key,
+        "reserved_tokens": None if reserved is None else reserved.estimate.tokens,
+    }  # fmt: skip
+
+
+def lost_record(sent: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """The `llm_call` record of a call whose process died before it ended: every field of a call's
+    record (`fields`, in their order), those known when it was sent filled in, then what it
+    reserved; `status` null, `error` "worker lost"."""
+    record: dict[str, Any] = dict.fromkeys(fields)
+    record.update({name: sent.get(name) for name in SENT_FIELDS})
+    started = sent.get("started")
+    record.update(
+        event="llm_call",
+        ts=utc_timestamp(started) if isinstance(started, (int, float)) else None,
+        groups=list(sent.get("groups") or ()),
+        deny_reasons=[],
+        error=WORKER_LOST,
+        reserved_tokens=sent.get("reserved_tokens"),
+    )
+    return record
+
 
 
 def attempt_records(call: Call, ended: float) -> list[dict[str, Any]]:

@@ -208,7 +208,7 @@ class AuditLog:
         if before is not None:
             self.in_flight.take_over(before)
         for request_id, records in self.in_flight.lost.items():
-            self.in_flight.began(request_id, records)
+            self.in_flight.began_records(request_id, records)
             for record in records:
                 self.write(record)
         if self.in_flight.lost:

@@ -3,8 +3,9 @@ it (`<audit path>.in-flight.<instance>`), so that a process killed outright (SIG
 killer) loses no call: the next process of the same instance (a fleet's worker started again, a
 lone process restarted on its host) writes their records, `error: "worker lost"`.
 
-Each call sent appends a line holding the records it would have if its process died now; the
-audit's writer appends a line naming each call whose record it has written. A process holds an
+Each call sent appends a line holding what is known of it (`sent_record`; an MCP request, the
+records it would have); the audit's writer appends a line naming each call whose record it has
+written. A process holds an
 exclusive lock on its file while it runs: the lock is free once the process is gone, however it
 ended, and a second process of the same instance (a mistake) keeps a file of its own rather than
 take a live one's calls for lost."""
@@ -19,7 +20,8 @@ from typing import Any
 
 import orjson
 
-LOST = "worker lost"
+from tollgate.records.audit_record import RECORD_FIELDS, WORKER_LOST, lost_record
+
 # A file grows by two lines a call: it is written anew with only the open calls past this size.
 COMPACT_AT = 1 << 20
 _REQUEST_ID = re.compile(rb'"request_id": ?"([^"\\]+)"')
@@ -54,10 +56,16 @@ class InFlight:
         os.ftruncate(fd, 0)
         self._size = 0
 
-    def began(self, request_id: str, records: list[dict[str, Any]]) -> None:
-        """A call sent: its records as they would be written if this process died before it ended
-        (a later call of the same id, a failover's attempt, replaces them)."""
-        line = orjson.dumps({"sent": request_id, "records": records}) + b"\n"
+    def began(self, request_id: str, sent: dict[str, Any]) -> None:
+        """An LLM call sent: what is known of it (`sent_record`; a later call of the same id, a
+        failover's attempt, replaces it)."""
+        self._began(request_id, orjson.dumps({"sent": request_id, "call": sent}) + b"\n")
+
+    def began_records(self, request_id: str, records: list[dict[str, Any]]) -> None:
+        """A request sent whose records are known whole (an MCP server's; a lost call's)."""
+        self._began(request_id, orjson.dumps({"sent": request_id, "records": records}) + b"\n")
+
+    def _began(self, request_id: str, line: bytes) -> None:
         with self._lock:
             self._open[request_id] = line
             self._append(line)
@@ -121,20 +129,21 @@ def _unended(data: bytes) -> dict[str, list[dict[str, Any]]]:
             entry = orjson.loads(line)
         except orjson.JSONDecodeError:
             continue
-        if not isinstance(entry, dict):
+        if not isinstance(entry, dict) or not isinstance(request_id := entry.get("sent"), str):
+            if isinstance(entry, dict) and isinstance(entry.get("ended"), str):
+                sent.pop(entry["ended"], None)
             continue
-        if isinstance(entry.get("sent"), str) and isinstance(entry.get("records"), list):
-            sent.pop(entry["sent"], None)  # a later attempt's records in place of the earlier
-            sent[entry["sent"]] = entry["records"]
-        elif isinstance(entry.get("ended"), str):
-            sent.pop(entry["ended"], None)
-    return {i: [lost_record(r) for r in records if isinstance(r, dict)] for i, records in sent.items()}
+        sent.pop(request_id, None)  # a later attempt in place of the earlier
+        if isinstance(call := entry.get("call"), dict):
+            sent[request_id] = [lost_record(call, RECORD_FIELDS)]
+        elif isinstance(records := entry.get("records"), list):
+            sent[request_id] = [_lost(r) for r in records if isinstance(r, dict)]
+    return sent
 
 
-def lost_record(record: dict[str, Any]) -> dict[str, Any]:
-    """A call's record as known when it was sent, for a process that died before it ended."""
-    lost = {**record, "status": None, "error": LOST}
-    for unknown in ("latency_ms", "ttfb_ms"):  # its end never came
-        if unknown in lost:
-            lost[unknown] = None
+def _lost(record: dict[str, Any]) -> dict[str, Any]:
+    """A request's record as known when it was sent (an MCP server's), its end never come."""
+    lost = {**record, "status": None, "error": WORKER_LOST}
+    if "latency_ms" in lost:
+        lost["latency_ms"] = None
     return lost

@@ -16,7 +16,7 @@ from tollgate.formats.refusals import AUDIT_UNAVAILABLE
 from tollgate.governance.mcp import McpExchange
 from tollgate.proxy.flows import CALL, call_of, refuse, refuse_mcp
 from tollgate.proxy.state import Shared
-from tollgate.records.audit_record import audit_record
+from tollgate.records.audit_record import audit_record, sent_record
 from tollgate.records.summary import flow_marker, summary
 
 REQUEST_ID_HEADER = "x-tollgate-request-id"
@@ -135,18 +135,14 @@ class AuditGate:
         """A call step, last: the call goes upstream, its record as it stands kept in flight (with
         what it reserved), so that its process killed before it ends still has it recorded."""
         audit = self.shared.audit
-        if audit is None or audit.in_flight is None:
-            return
-        record = audit_record(call)
-        reserved = call.ledger.reserved
-        record["reserved_tokens"] = None if reserved is None else reserved.estimate.tokens
-        audit.in_flight.began(call.request_id, [record])
+        if audit is not None and audit.in_flight is not None:
+            audit.in_flight.began(call.request_id, sent_record(call))
 
     def mcp_sent(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
         """An MCP server's request going to its server: its records kept in flight likewise."""
         audit = self.shared.audit
         if audit is not None and audit.in_flight is not None:
-            audit.in_flight.began(exchange.request_id, exchange.records())
+            audit.in_flight.began_records(exchange.request_id, exchange.records())
 
 
 def encodable(text: str) -> str:
