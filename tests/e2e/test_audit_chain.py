@@ -89,3 +89,61 @@ def test_calls_then_stop_then_verify(start_gateway, tmp_path: Path) -> None:
     assert done.stdout.splitlines() == [
         f"{copy}:3: changed: its chain does not match its content and the record before it"
     ]
+
+
+def test_calls_of_every_kind_are_chained(start_gateway, upstream_ca) -> None:
+    """An HTTP call, a response on the Responses WebSocket and an MCP server's requests: one chain,
+    whole."""
+    from tests.support.fake_realtime import FakeRealtime, responding, responses_usage
+    from tests.support.mcp_upstream import McpUpstream
+
+    socket_fake, mcp = FakeRealtime(upstream_ca), McpUpstream(upstream_ca)
+    mcp_url = "https://mcp.example.test/mcp"
+    try:
+        socket_fake.script = responding(["Hello."], [responses_usage(10, 2)])
+        gw = start_gateway(
+            lambda urls: {
+                "providers": {
+                    "openai": {"upstream": socket_fake.url, "keys": ["sk-real-openai-0001"]},
+                    "anthropic": {"upstream": urls["anthropic"], "keys": ["sk-ant-real-0001"]},
+                },
+                "clients": [{"name": "alice", "keys": [ALICE]}],
+                "mcp": {"servers": [{"name": "notes", "url": mcp_url, "upstream": mcp.url}]},
+            },
+            providers=("anthropic",),
+        )
+        done = gw.run(f"""
+            import asyncio, anthropic
+            from openai import AsyncOpenAI
+            from mcp import Client
+            from mcp.client.streamable_http import streamable_http_client
+            from mcp.shared._httpx_utils import create_mcp_http_client
+
+            async def main():
+                message = anthropic.Anthropic(api_key="{ALICE}", max_retries=0).messages.create(
+                    model="claude-sonnet-4-5", max_tokens=64, messages=[{{"role": "user", "content": "hi"}}])
+                async with AsyncOpenAI(api_key="{ALICE}", max_retries=0).responses.connect() as conn:
+                    await conn.response.create(model="gpt-4o", input="hi")
+                    while (await asyncio.wait_for(conn.recv(), 20)).type != "response.completed":
+                        pass
+                http = create_mcp_http_client(headers={{"Authorization": "Bearer {ALICE}"}})
+                async with http:
+                    async with Client(streamable_http_client("{mcp_url}", http_client=http), mode="legacy") as c:
+                        added = await c.call_tool("add", {{"a": 1, "b": 2}})
+                return [message.usage.output_tokens > 0, [x.text for x in added.content]]
+
+            report(done=asyncio.run(main()))
+        """)
+        assert done == {"done": [True, ["3"]]}
+        gw.proxy.stop()
+    finally:
+        socket_fake.close()
+        mcp.close()
+    records = [json.loads(line) for line in gw.audit_path.read_text().splitlines()]
+    kinds = {(r["event"], r.get("transport"), r.get("method")) for r in records}
+    assert ("llm_call", "http", "POST") in kinds and ("mcp_call", None, "tools/call") in kinds
+    assert any(
+        r["event"] == "llm_call" and r["transport"] == "websocket" and r["endpoint"] == "responses" for r in records
+    )
+    whole = verify(str(gw.audit_path))
+    assert whole.returncode == 0, whole.stdout + whole.stderr
