@@ -136,7 +136,6 @@ def lost_record(sent: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]
     return record
 
 
-
 def attempt_records(call: Call, ended: float) -> list[dict[str, Any]]:
     """Every attempt of a call that went more than once, the last the one that answered (or
     failed last)."""
