@@ -2,11 +2,15 @@
 mitmdump while the stand-in collector is down, then answers 503, then takes what it is sent. Every
 record of the audit file arrives, none is lost, a copy carries its original's `tollgate.record_id`,
 no call waited for the collector, the lag is on /metrics, and a restarted proxy resumes from its
-position: nothing that was acknowledged is sent twice."""
+position: nothing that was acknowledged is sent twice. A fleet of two workers ships its one file
+once, and a worker killed outright hands the export to the other."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import socket
 import time
 import urllib.request
 from pathlib import Path
@@ -14,9 +18,13 @@ from pathlib import Path
 import pytest
 from tests.support import streams
 from tests.support.canned import provider_answers
-from tests.support.fake_upstream import Received, Reply
+from tests.support.clients import run_client
+from tests.support.fake_upstream import FakeUpstream, Received, Reply
+from tests.support.fleet import Fleet
 from tests.support.otlp import Collector
 from tests.support.proxy import Mitmdump, free_port
+
+HOST = socket.gethostname()
 
 REAL_KEY = "sk-real-openai-export-0001"
 KEY = "tg-exported-app-key-0001"
@@ -166,3 +174,73 @@ def test_every_record_arrives_though_the_collector_was_down_then_failing(
         again.stop()
     bodies = [log["body"] for log in collector.logs]
     assert len(bodies) == len(set(bodies))  # the collector never failed after taking: no copy at all
+
+
+# `count` chat calls at once, each on a connection of its own.
+CONCURRENT = """
+import asyncio, collections, openai
+async def main():
+    client = openai.AsyncOpenAI(api_key={key!r}, max_retries=0, timeout=60)
+    async def one():
+        try:
+            await client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "Hi"}}])
+            return "ok"
+        except openai.APIError as e:
+            return type(e).__name__
+    outcomes = await asyncio.gather(*(one() for _ in range({count})))
+    await client.close()
+    return outcomes
+report(outcomes=dict(collections.Counter(asyncio.run(main()))))
+"""
+
+
+def lock_holder(lock: Path) -> int | None:
+    """The process holding the flock on `lock` (from /proc/locks), if any."""
+    inode = lock.stat().st_ino
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "FLOCK" in fields and fields[-3].endswith(f":{inode}") and "->" not in line:
+            return int(fields[-4])
+    return None
+
+
+def test_a_fleet_ships_its_one_file_once_and_a_worker_takes_over(
+    tmp_path, upstream_ca, confdir, upstream_ca_pem, bundle
+):
+    """Two workers append to one audit file: one of them ships it (every line once), and when it is
+    killed outright the other takes over from the position."""
+    collector = Collector.start()
+    fake = FakeUpstream(upstream_ca, provider_answers)
+    data = {
+        "providers": {"openai": {"upstream": fake.url, "keys": [REAL_KEY]}},
+        "audit": {"otlp": {"endpoint": collector.url}},
+    }
+    fleet = Fleet(tmp_path, data, confdir, upstream_ca_pem)
+    try:
+        fleet.wait_ready()
+        code = CONCURRENT.format(key="sk-caller-own", count=40)
+        assert run_client(code, fleet.proxy_url, bundle, timeout=120) == {"outcomes": {"ok": 40}}
+        calls = fleet.wait_calls(40)
+        assert {c["instance"] for c in calls} == {f"{HOST}/w1", f"{HOST}/w2"}
+        lines = file_lines(fleet.audit_path)
+        wait_for(lambda: len(collector.logs) >= len(lines), 30, "every line at the collector")
+        time.sleep(1.5)  # a second exporter's copies would be here by now
+        assert sorted(log["body"] for log in collector.logs) == sorted(lines)  # each once: one exporter
+
+        lock = fleet.audit_path.with_name(fleet.audit_path.name + ".otlp-lock")
+        holder = lock_holder(lock)
+        assert holder in fleet.workers().values()
+        os.kill(holder, signal.SIGKILL)
+        wait_for(lambda: lock_holder(lock) not in (None, holder), 15, "the other worker to take the lock")
+        assert run_client(code, fleet.proxy_url, bundle, timeout=120) == {"outcomes": {"ok": 40}}
+        fleet.wait_calls(80)
+        lines = file_lines(fleet.audit_path)
+        wait_for(lambda: {log["body"] for log in collector.logs} >= set(lines), 30, "every line after the takeover")
+        ids: dict[str, str] = {}
+        for log in collector.logs:
+            rid = log["attributes"]["tollgate.record_id"]
+            assert ids.setdefault(log["body"], rid) == rid
+    finally:
+        fleet.stop()
+        fake.close()
+        collector.close()
