@@ -484,17 +484,27 @@ class AuditExport:
                 return
         logger.info(f"Tollgate: the audit is exported to {self.where}{LOGS_PATH} from {self.position_described()}")
         first_seen = 0.0
+        unreadable = False
         while True:
             stopping = self._stopping.is_set()
             tail = self._tail
             assert tail is not None
-            room = self._batch_records - len(self._pending)
-            if room > 0:
-                read = tail.read(room)
-                if read and not self._pending:
-                    first_seen = time.monotonic()
-                self._pending += read
-            self._lag = len(self._pending) + tail.ahead()
+            try:
+                room = self._batch_records - len(self._pending)
+                if room > 0:
+                    read = tail.read(room)
+                    if read and not self._pending:
+                        first_seen = time.monotonic()
+                    self._pending += read
+                self._lag = len(self._pending) + tail.ahead()
+                unreadable = False
+            except OSError as e:  # the file or its directory made unreadable: tried again
+                if not unreadable:
+                    logger.error(f"Tollgate: cannot read {self.audit_path} to export it: {e.strerror or e}")
+                    unreadable = True
+                if stopping or self._stopping.wait(STANDBY_SECONDS):
+                    return
+                continue
             full = len(self._pending) >= self._batch_records
             due = self._pending and time.monotonic() - first_seen >= self._batch_seconds
             if self._pending and (full or due or stopping):
