@@ -14,6 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from tests.support.otlp import Collector, value_of
 
 from tollgate.config import ConfigError, parse_config
@@ -28,7 +30,7 @@ from tollgate.records.audit_export import (
     start_position,
     write_position,
 )
-from tollgate.records.otlp_logs import bodies, export_request, log_record, record_id
+from tollgate.records.otlp_logs import encode_log_record, encode_value, export_body, record_id
 
 LLM_CALL = {
     "event": "llm_call",
@@ -59,6 +61,20 @@ LLM_CALL = {
     "cost_usd": 0.000123,
     "error": None,
 }
+
+
+def log_record(line: bytes, observed_ns: int) -> tuple[str | None, LogRecord]:
+    """The line's log record as written, read back with opentelemetry-proto's classes."""
+    instance, data = encode_log_record(line, observed_ns)
+    return instance, LogRecord.FromString(data)
+
+
+def request_of(lines: list[bytes]) -> ExportLogsServiceRequest:
+    return ExportLogsServiceRequest.FromString(export_body(lines, 0))
+
+
+def bodies(request: ExportLogsServiceRequest) -> list[str]:
+    return [log.body.string_value for r in request.resource_logs for s in r.scope_logs for log in s.log_records]
 
 
 def line_of(record: dict) -> bytes:
@@ -170,8 +186,8 @@ def test_a_line_that_is_not_a_record_is_still_sent() -> None:
 
 def test_a_request_keeps_the_order_and_names_each_records_instance() -> None:
     lines = [line_of({**LLM_CALL, "instance": name, "request_id": str(i)}) for i, name in enumerate("aabab")]
-    request = ExportLogsServiceRequest.FromString(export_request(lines, 0).SerializeToString())
-    assert list(bodies(request)) == [line.decode() for line in lines]
+    request = request_of(lines)
+    assert bodies(request) == [line.decode() for line in lines]
     instances = [
         {kv.key: value_of(kv.value) for kv in r.resource.attributes}["service.instance.id"]
         for r in request.resource_logs
@@ -179,6 +195,56 @@ def test_a_request_keeps_the_order_and_names_each_records_instance() -> None:
     assert instances == ["a", "b", "a", "b"]
     resource = {kv.key: value_of(kv.value) for kv in request.resource_logs[0].resource.attributes}
     assert resource["service.name"] == "tollgate"
+
+
+def set_with_classes(target: AnyValue, value) -> None:
+    """What opentelemetry-proto's classes make of a JSON value, set field by field."""
+    if isinstance(value, str):
+        target.string_value = value
+    elif isinstance(value, bool):
+        target.bool_value = value
+    elif isinstance(value, int):
+        if -(1 << 63) <= value < 1 << 63:
+            target.int_value = value
+        else:
+            target.string_value = str(value)
+    elif isinstance(value, float):
+        target.double_value = value
+    elif isinstance(value, list):
+        target.array_value.SetInParent()
+        for item in value:
+            set_with_classes(target.array_value.values.add(), item)
+    elif isinstance(value, dict):
+        target.kvlist_value.SetInParent()
+        for k, v in value.items():
+            pair = target.kvlist_value.values.add()
+            pair.key = k
+            set_with_classes(pair.value, v)
+
+
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON)
+def test_values_are_written_as_opentelemetry_proto_writes_them(value) -> None:
+    expected = AnyValue()
+    set_with_classes(expected, value)
+    assert AnyValue.FromString(encode_value(value)) == expected
+
+
+def test_the_log_record_has_its_event_name_and_severity() -> None:
+    _, log = log_record(line_of(LLM_CALL), 7)
+    assert log.event_name == "llm_call"
+    assert (log.severity_number, log.severity_text) == (9, "INFO")
 
 
 # ---- configuration
@@ -326,10 +392,7 @@ def test_exported_bodies_are_the_files_lines_whatever_the_boundaries(
         batch = tail.read(batches[i % len(batches)])
         i += 1
         if batch:
-            request = ExportLogsServiceRequest.FromString(
-                export_request([line.data for line in batch], 0).SerializeToString()
-            )
-            received += bodies(request)
+            received += bodies(request_of([line.data for line in batch]))
             position = batch[-1].after
         tail.close()
     assert received == [line.decode() for line in lines]

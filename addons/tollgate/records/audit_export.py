@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tollgate.records.otlp_logs import LOGS_PATH, export_request
+from tollgate.records.otlp_logs import LOGS_PATH, export_body
 
 logger = logging.getLogger(__name__)
 
@@ -536,7 +536,7 @@ class AuditExport:
     def _send_pending(self) -> bool:
         """Send the lines read until they are acknowledged or refused; False when stopping cut it short."""
         batch = self._pending
-        body = export_request([line.data for line in batch], time.time_ns()).SerializeToString()
+        body = export_body([line.data for line in batch], time.time_ns())
         failures = 0
         first_failure: str | None = None
         while True:
