@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -110,6 +111,18 @@ def time_of(ts: Any) -> int:
     """The record's `ts` (ISO 8601) in nanoseconds since the epoch; 0 (unknown) when it has none."""
     if not isinstance(ts, str):
         return 0
+    # As the audit writes it (`utc_timestamp`), 2026-11-22T08:30:00.123Z: read without datetime.
+    if (
+        len(ts) == 24
+        and ts[23] == "Z"
+        and ts[10] == "T"
+        and ts[19] == "."
+        and ts[11:23].replace(":", "").replace(".", "").isdigit()
+    ):
+        day = _day_start(ts[:10])
+        if day is not None:
+            ms = ((int(ts[11:13]) * 60 + int(ts[14:16])) * 60 + int(ts[17:19])) * 1000 + int(ts[20:23])
+            return (day + ms) * 1_000_000
     try:
         moment = datetime.fromisoformat(ts)
     except ValueError:
@@ -117,6 +130,15 @@ def time_of(ts: Any) -> int:
     if moment.tzinfo is None:
         return 0
     return round(moment.timestamp() * 1000) * 1_000_000
+
+
+@lru_cache(maxsize=64)
+def _day_start(day: str) -> int | None:
+    """Milliseconds since the epoch at the start of a day (YYYY-MM-DD, UTC)."""
+    try:
+        return round(datetime.fromisoformat(day + "T00:00:00+00:00").timestamp()) * 1000
+    except ValueError:
+        return None
 
 
 def parse(line: bytes) -> dict[str, Any] | None:
@@ -201,56 +223,156 @@ def _pair(key: str, value: Any) -> bytes:
     return _key(key) + _delimited(_VALUE, encode_value(value))
 
 
-@lru_cache(maxsize=1024)
-def _name(event: Any, field: str) -> str:
-    return attribute_name(event, field)
-
-
-@lru_cache(maxsize=4096, typed=True)
-def _scalar_attribute(name: str, value: str | int | float) -> bytes:
-    """A LogRecord's attribute of a plain value, written: most repeat from record to record (the
-    event, provider, model, client, decision, status, …), and are written once."""
+def _attribute(name: str, value: Any) -> bytes:
+    """A LogRecord's attribute, written (a null value: none)."""
+    if value is None:
+        return b""
     return _delimited(_ATTRIBUTE, _pair(name, attribute_value(name, value)))
 
 
-def encode_log_record(line: bytes, observed_ns: int) -> tuple[str | None, bytes]:
-    """The instance that wrote the line (None when it does not say) and its LogRecord's bytes: as
-    `attributes` says, written in one pass (this runs for every record)."""
+# A record's fields become attributes once per distinct value: most values repeat from record to
+# record (provider, model, client, status, groups, …), and a field's attribute is looked up by the
+# `repr` of its value, the record's fields all at once (`map`: no Python code runs for a value
+# seen before). Values never seen before (request_id, latency_ms, …) are written then, and kept
+# up to `_MOST_VALUES` per field.
+
+
+class _Written(dict[str, bytes]):
+    """One field's attributes (`attribute_name`), by its value's `repr`."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def remember(self, value: Any, text: str) -> bytes:
+        data = _attribute(self.name, value)
+        if len(self) < _MOST_VALUES:
+            self[text] = data
+        return data
+
+
+class _Shape:
+    """The records of one event with the same fields in the same order: the values of those that
+    become attributes (`values`: not those with places of their own), and each one's `_Written`."""
+
+    __slots__ = ("values", "written")
+
+    def __init__(self, event: Any, fields: tuple[str, ...]) -> None:
+        kept = [field for field in fields if field not in OWN_PLACES]
+        get = itemgetter(*kept) if kept else None
+        if len(kept) == 1:
+            self.values: Callable[[dict[str, Any]], tuple[Any, ...]] = lambda record: (record[kept[0]],)
+        elif get is None:
+            self.values = lambda record: ()
+        else:
+            self.values = get
+        self.written = [_written(event, field) for field in kept]
+
+
+_MOST_SHAPES = 256  # the records' shapes kept: their event and fields, in order
+_MOST_VALUES = 256  # values kept per field
+_SHAPES: dict[tuple[Any, tuple[str, ...]], _Shape] = {}
+_FIELDS: dict[tuple[Any, str], _Written] = {}  # by event and field
+
+
+def _written(event: Any, field: str) -> _Written:
+    written = _FIELDS.get((event, field))
+    if written is None:
+        written = _Written(attribute_name(event, field))
+        if len(_FIELDS) < _MOST_SHAPES * 64:
+            _FIELDS[(event, field)] = written
+    return written
+
+
+def _field_attributes(event: Any, record: dict[str, Any]) -> list[bytes]:
+    """The attributes of the record's fields, in their order (`attributes` says which)."""
+    fields = tuple(record)
+    shape = _SHAPES.get((event, fields))
+    if shape is None:
+        shape = _Shape(event, fields)
+        if len(_SHAPES) < _MOST_SHAPES:
+            _SHAPES[(event, fields)] = shape
+    values = shape.values(record)
+    texts = list(map(repr, values))  # tells True from 1 and 1.0, and a list from its text
+    written: list[bytes | None] = list(map(dict.get, shape.written, texts))
+    i = -1
+    try:
+        while True:
+            i = written.index(None, i + 1)
+            written[i] = shape.written[i].remember(values[i], texts[i])
+    except ValueError:  # none left
+        pass
+    return written  # type: ignore[return-value]  # none is None now
+
+
+_EVENT_PARTS: dict[str, tuple[bytes, bytes]] = {}  # by event: its event_name field, its event.name attribute
+_OPERATIONS: dict[str, bytes] = {}  # by endpoint: its gen_ai.operation.name attribute
+_RECORD_ID_KEY = _key("tollgate.record_id")
+
+
+def _event_parts(event: str) -> tuple[bytes, bytes]:
+    parts = _EVENT_PARTS.get(event)
+    if parts is None:
+        parts = (_string(_EVENT_NAME, event), _attribute("event.name", event))
+        if len(_EVENT_PARTS) < _MOST_SHAPES:
+            _EVENT_PARTS[event] = parts
+    return parts
+
+
+def _operation(endpoint: str) -> bytes:
+    data = _OPERATIONS.get(endpoint)
+    if data is None:
+        data = _attribute("gen_ai.operation.name", operation_name(endpoint))
+        if len(_OPERATIONS) < _MOST_SHAPES:
+            _OPERATIONS[endpoint] = data
+    return data
+
+
+def log_record_parts(line: bytes, observed_ns: int) -> tuple[str | None, list[bytes]]:
+    """The instance that wrote the line (None when it does not say) and its LogRecord's bytes, in
+    parts (joined once, with the whole request's): as `attributes` says. This runs for every record."""
     record = parse(line)
     rid = record_id(line, record)
-    body = _delimited(_BODY, _string(_STRING, line.decode("utf-8", "replace")))
-    record_id_attribute = _delimited(_ATTRIBUTE, _key("tollgate.record_id") + _delimited(_VALUE, _string(_STRING, rid)))
+    # The line as it is when it is ASCII (the audit escapes nothing else on standard output, and
+    # orjson writes UTF-8): a protobuf string must be UTF-8.
+    text = line if line.isascii() else line.decode("utf-8", "replace").encode()
+    n = len(text)
+    string_head = _STRING + (_SMALL[n] if n < 0x80 else _varint(n))
+    body_head = _BODY + _varint(len(string_head) + n) + string_head
+    rid_value = _string(_STRING, rid)
+    rid_pair = _RECORD_ID_KEY + _VALUE + _SMALL[len(rid_value)] + rid_value if len(rid_value) < 0x80 else None
+    record_id_attribute = (
+        _ATTRIBUTE + _SMALL[len(rid_pair)] + rid_pair
+        if rid_pair is not None and len(rid_pair) < 0x80
+        else _attribute("tollgate.record_id", rid)
+    )
     observed = _OBSERVED + _FIXED64.pack(observed_ns)
     if record is None:
-        return None, b"".join((_SEVERITY_INFO, body, record_id_attribute, observed))
+        return None, [_SEVERITY_INFO, body_head, text, record_id_attribute, observed]
     parts = []
     when = time_of(record.get(TS))
     if when:
         parts.append(_TIME + _FIXED64.pack(when))
     event = record.get(EVENT)
     if isinstance(event, str):
-        parts.append(_string(_EVENT_NAME, event))
-    parts += (_SEVERITY_INFO, body)
-    if isinstance(event, str):
-        parts.append(_scalar_attribute("event.name", event))
-    parts.append(record_id_attribute)
-    if event == "llm_call" and isinstance(endpoint := record.get("endpoint"), str):
-        parts.append(_scalar_attribute("gen_ai.operation.name", operation_name(endpoint)))
-    scalar, name_of = _scalar_attribute, _name
-    for field, value in record.items():
-        if value is None or field in OWN_PLACES:
-            continue
-        name = name_of(event, field)
-        if type(value) in _SCALARS:
-            parts.append(scalar(name, value))
-        else:
-            parts.append(_delimited(_ATTRIBUTE, _pair(name, attribute_value(name, value))))
+        event_name, event_attribute = _event_parts(event)
+        parts += (event_name, _SEVERITY_INFO, body_head, text, event_attribute, record_id_attribute)
+        if event == "llm_call" and isinstance(endpoint := record.get("endpoint"), str):
+            parts.append(_operation(endpoint))
+    else:
+        parts += (_SEVERITY_INFO, body_head, text, record_id_attribute)
+    parts += _field_attributes(event, record)
     parts.append(observed)
     instance = record.get(INSTANCE)
-    return instance if isinstance(instance, str) else None, b"".join(parts)
+    return instance if isinstance(instance, str) else None, parts
 
 
-_SCALARS = frozenset((str, int, float, bool))
+def encode_log_record(line: bytes, observed_ns: int) -> tuple[str | None, bytes]:
+    """The instance that wrote the line (None when it does not say) and its LogRecord's bytes."""
+    instance, parts = log_record_parts(line, observed_ns)
+    return instance, b"".join(parts)
 
 
 def _resource(instance: str | None, service_name: str = DEFAULT_SERVICE_NAME) -> bytes:
@@ -267,18 +389,32 @@ def _resource(instance: str | None, service_name: str = DEFAULT_SERVICE_NAME) ->
 def export_body(lines: Sequence[bytes], observed_ns: int) -> bytes:
     """An ExportLogsServiceRequest's bytes for `lines` (each without its newline), in their order:
     one ResourceLogs for each run of consecutive lines of one instance (a fleet's workers write one
-    file), its scope `tollgate.audit`."""
+    file), its scope `tollgate.audit`. Each message's length is added up from its parts', and the
+    parts joined once."""
     scope = _delimited(_FIRST, _string(_FIRST, SCOPE) + _string(_SECOND, tollgate_version() or ""))
-    runs: list[tuple[str | None, list[bytes]]] = []
+    out: list[bytes] = []
+    run: list[bytes] = []  # the current run's ScopeLogs content: the scope, then each LogRecord framed
+    run_size = 0
+    current: str | None = None
+
+    def close_run() -> None:
+        resource = _delimited(_FIRST, _resource(current))
+        scope_head = _SECOND + _varint(run_size)
+        resource_size = len(resource) + len(scope_head) + run_size
+        out.append(_FIRST + _varint(resource_size) + resource + scope_head)
+        out.extend(run)
+
     for line in lines:
-        instance, log = encode_log_record(line, observed_ns)
-        if not runs or runs[-1][0] != instance:
-            runs.append((instance, []))
-        runs[-1][1].append(_delimited(_SECOND, log))
-    return b"".join(
-        _delimited(
-            _FIRST,
-            _delimited(_FIRST, _resource(instance)) + _delimited(_SECOND, scope + b"".join(logs)),
-        )
-        for instance, logs in runs
-    )
+        instance, parts = log_record_parts(line, observed_ns)
+        if not run or instance != current:
+            if run:
+                close_run()
+            run, run_size, current = [scope], len(scope), instance
+        size = sum(map(len, parts))
+        head = _SECOND + (_SMALL[size] if size < 0x80 else _varint(size))
+        run.append(head)
+        run += parts
+        run_size += len(head) + size
+    if run:
+        close_run()
+    return b"".join(out)
