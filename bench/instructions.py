@@ -24,6 +24,7 @@ per piece.
     .venv/bin/python bench/instructions.py         # about 3 min
     .venv/bin/python bench/instructions.py --connections 16 --calls 192
     .venv/bin/python bench/instructions.py --retry  # and Tollgate with retry configured (about 5 min)
+    .venv/bin/python bench/instructions.py --otlp   # and Tollgate shipping its audit (audit.otlp, about 5 min)
     .venv/bin/python bench/instructions.py --stream openai-chat,bedrock-invoke --event-bytes 256   # about 1 min
 """
 
@@ -38,6 +39,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -171,6 +173,35 @@ def count_streams(args: argparse.Namespace) -> int:
     return 0
 
 
+class Collector:
+    """An OTLP/HTTP collector that takes every request (200) and counts the bytes it was sent."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                collector.received += len(self.rfile.read(int(self.headers.get("content-length") or 0)))
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=200, help="calls counted per mitmdump")
@@ -188,6 +219,11 @@ def main() -> int:
         "--retry",
         action="store_true",
         help="also count a third mitmdump, Tollgate with providers.openai.retry configured (calls that need none)",
+    )
+    parser.add_argument(
+        "--otlp",
+        action="store_true",
+        help="also count Tollgate shipping its audit to a collector (audit.otlp: the exporter's thread included)",
     )
     args = parser.parse_args()
     if args.stream and args.size_mb <= SMALLER_STREAM_MB:
@@ -234,6 +270,17 @@ def main() -> int:
                 "tollgate-retry", [*gateway, "--set", f"tollgate_config={retry_config}", *common], VIRTUAL_KEY,
                 OVERRIDDEN_MODEL,
             )  # fmt: skip
+        collector = None
+        if args.otlp:  # the same, its audit shipped: what the export costs a call
+            collector = Collector()
+            data["audit"] = {"path": str(workdir / "audit-otlp.jsonl"), "otlp": {"endpoint": collector.url}}
+            data["providers"]["openai"].pop("retry", None)
+            otlp_config = workdir / "tollgate-otlp.yaml"
+            otlp_config.write_text(yaml.safe_dump(data))
+            modes["Tollgate, audit.otlp"] = (
+                "tollgate-otlp", [*gateway, "--set", f"tollgate_config={otlp_config}", *common], VIRTUAL_KEY,
+                OVERRIDDEN_MODEL,
+            )  # fmt: skip
         proxies = {name: Counted(short, proxy_args, workdir) for name, (short, proxy_args, _, _) in modes.items()}
         counted: dict[str, float] = {}
         try:
@@ -245,6 +292,10 @@ def main() -> int:
                 )
                 try:
                     counted[name] = proxies[name].count(target, args.calls, args.connections)
+                    if name == "Tollgate, audit.otlp":
+                        # The records of the calls counted are sent within the batch's second (and
+                        # counted): under valgrind, time runs about 50× slower than the calls'.
+                        assert collector is not None and collector.received > 0, "the collector received nothing"
                 except Exception:
                     print(f"{name} failed; its console:\n{proxies[name].console()}", file=sys.stderr)
                     raise
@@ -252,6 +303,8 @@ def main() -> int:
             for proxy in proxies.values():
                 proxy.stop()
             fake.close()
+            if collector is not None:
+                collector.close()
     bare, tollgate = counted["bare mitmdump"], counted["Tollgate (no policy)"]
     print(f"instructions per call, {args.calls} calls on {args.connections} connection(s):")
     for name, value in counted.items():
@@ -260,6 +313,9 @@ def main() -> int:
     if "Tollgate, retry" in counted:
         retry = counted["Tollgate, retry"]
         print(f"  retry configured adds  {(retry - tollgate) / 1e3:7.0f} k ({retry / tollgate:.4f}× Tollgate without)")
+    if "Tollgate, audit.otlp" in counted:
+        otlp = counted["Tollgate, audit.otlp"]
+        print(f"  audit.otlp adds        {(otlp - tollgate) / 1e3:7.0f} k ({otlp / tollgate:.4f}× Tollgate without)")
     return 0
 
 

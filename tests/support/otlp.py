@@ -1,6 +1,8 @@
 """A stand-in for an OpenTelemetry collector: OTLP/HTTP on 127.0.0.1, POST /v1/traces decoded with
-opentelemetry-proto's `ExportTraceServiceRequest` (gzip or deflate when Content-Encoding says so).
-It keeps each span as a plain dict (its attributes as Python values) and each request's headers."""
+opentelemetry-proto's `ExportTraceServiceRequest` and POST /v1/logs with `ExportLogsServiceRequest`
+(gzip or deflate when Content-Encoding says so). It keeps each span and each log record as a plain
+dict (attributes as Python values) and each request's headers. It can be down (nothing listens on
+its port: `down`, `up`), answer another status (`status`, `log_status`), or be slow (`delay`)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -63,9 +69,17 @@ class Collector:
     spans: list[dict[str, Any]] = field(default_factory=list)
     requests: list[Received] = field(default_factory=list)
     status: int = 200  # what it answers; another status makes the exporter retry or drop
+    logs: list[dict[str, Any]] = field(default_factory=list)  # the log records it took (answered 200)
+    log_status: int = 200  # what it answers to /v1/logs
+    delay: float = 0.0  # seconds it waits before it answers (a slow collector)
+    refused_logs: int = 0  # log records in requests it did not answer 200
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._serving = False
+        self._make_server()
+
+    def _make_server(self) -> None:
         collector = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -79,17 +93,36 @@ class Collector:
                 elif encoding == "deflate":
                     body = zlib.decompress(body)
                 received = Received(self.path, {k.lower(): v for k, v in self.headers.items()})
-                spans = []
+                if collector.delay:
+                    time.sleep(collector.delay)
+                spans: list[dict[str, Any]] = []
+                logs: list[dict[str, Any]] = []
                 if self.path == "/v1/traces":
                     request = ExportTraceServiceRequest()
                     request.ParseFromString(body)
                     spans = list(collector.spans_of(request))
+                elif self.path == "/v1/logs":
+                    logs_request = ExportLogsServiceRequest()
+                    logs_request.ParseFromString(body)
+                    logs = list(collector.logs_of(logs_request))
                 with collector._lock:
                     collector.requests.append(received)
-                    if collector.status == 200:
-                        collector.spans.extend(spans)
-                status = collector.status if self.path == "/v1/traces" else 404
-                answer = ExportTraceServiceResponse().SerializeToString() if status == 200 else b""
+                    if self.path == "/v1/traces":
+                        status = collector.status
+                        if status == 200:
+                            collector.spans.extend(spans)
+                        answer = ExportTraceServiceResponse().SerializeToString()
+                    elif self.path == "/v1/logs":
+                        status = collector.log_status
+                        if status == 200:
+                            collector.logs.extend(logs)
+                        else:
+                            collector.refused_logs += len(logs)
+                        answer = ExportLogsServiceResponse().SerializeToString()
+                    else:
+                        status = 404
+                if status != 200:
+                    answer = b""
                 self.send_response(status)
                 self.send_header("content-type", "application/x-protobuf")
                 self.send_header("content-length", str(len(answer)))
@@ -105,10 +138,29 @@ class Collector:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @classmethod
-    def start(cls) -> Collector:
+    def start(cls, listening: bool = True) -> Collector:
+        """A collector on a port of its own; `listening=False`: down (`up` starts it)."""
         collector = cls()
-        collector._thread.start()
+        if listening:
+            collector._thread.start()
+            collector._serving = True
+        else:
+            collector._server.server_close()
         return collector
+
+    def down(self) -> None:
+        """Nothing listens on its port any more (connections refused) until `up`."""
+        if self._serving:
+            self._serving = False
+            self._server.shutdown()
+            self._server.server_close()
+
+    def up(self) -> None:
+        """Listening again, on the same port."""
+        if not self._serving:
+            self._make_server()
+            self._thread.start()
+            self._serving = True
 
     @property
     def url(self) -> str:
@@ -137,10 +189,37 @@ class Collector:
                         "events": len(span.events),
                     }
 
+    @staticmethod
+    def logs_of(request: ExportLogsServiceRequest):
+        for resource_logs in request.resource_logs:
+            resource = {kv.key: value_of(kv.value) for kv in resource_logs.resource.attributes}
+            for scope_logs in resource_logs.scope_logs:
+                for log in scope_logs.log_records:
+                    yield {
+                        "body": value_of(log.body),
+                        "time_ns": log.time_unix_nano,
+                        "observed_ns": log.observed_time_unix_nano,
+                        "severity": log.severity_text,
+                        "attributes": {kv.key: value_of(kv.value) for kv in log.attributes},
+                        "resource": resource,
+                        "scope": scope_logs.scope.name,
+                    }
+
     def clear(self) -> None:
         with self._lock:
             self.spans.clear()
             self.requests.clear()
+            self.logs.clear()
+
+    def wait_logs(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The log records received, once there are at least `count`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.logs) >= count:
+                    return list(self.logs)
+            time.sleep(0.02)
+        raise AssertionError(f"expected {count} log records, have {len(self.logs)}")
 
     def wait_spans(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """The spans received, once there are at least `count`."""
@@ -153,5 +232,4 @@ class Collector:
         raise AssertionError(f"expected {count} spans, have {len(self.spans)}: {self.spans}")
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self.down()

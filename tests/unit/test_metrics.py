@@ -301,7 +301,8 @@ def test_dashboard_and_alerts_name_only_exported_metrics() -> None:
     for family in ("gen_ai_client_token_usage", "gen_ai_client_operation_duration_seconds",
                    "gen_ai_server_time_to_first_token_seconds", "tollgate_calls_total", "tollgate_cost_usd_total",
                    "tollgate_limit_remaining", "tollgate_upstream_errors_total", "tollgate_pool_keys_resting",
-                   "tollgate_policy_seconds", "tollgate_audit_queue_depth"):  # fmt: skip
+                   "tollgate_policy_seconds", "tollgate_audit_queue_depth",
+                   "tollgate_audit_export_lag_records"):  # fmt: skip
         assert any(family in e for e in expressions), family
 
 

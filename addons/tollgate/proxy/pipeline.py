@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from tollgate.proxy.runner import AnyCallStep, CallSteps, Gateway
 from tollgate.proxy.stages.audit import Audit, AuditGate
+from tollgate.proxy.stages.audit_export import AuditExporter
 from tollgate.proxy.stages.classify import Classify
 from tollgate.proxy.stages.credential import Credential
 from tollgate.proxy.stages.decide import Decide
@@ -46,7 +47,8 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
     credential goes in: a step written once that applies to every call. Each is given the call's
     record (a `Call`, an MCP request's `McpExchange`). None yet."""
     shared = Shared()
-    metrics = Metrics(shared)  # /metrics served where `metrics.listen` says
+    audit_export = AuditExporter(shared)  # the audit file shipped to a collector (audit.otlp), from its own thread
+    metrics = Metrics(shared, export_lag=audit_export.lag)  # /metrics served where `metrics.listen` says
     # The tollgate_config option, the file watched, the proxy options set; the metrics' server
     # opened for each configuration before it is applied.
     settings = Settings(shared, opening=[metrics.open])
@@ -105,7 +107,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
     mcp = Mcp(shared, mcp_request)
     tracing = Tracing(shared)  # a span per call, exported over OTLP (metrics.otlp)
     # At each call's end: its counters settled, then counted in the metrics and traced.
-    audit = Audit(shared, recorded=[ledger.settle, metrics.recorded, tracing.record])
+    audit = Audit(shared, recorded=[ledger.settle, metrics.recorded, tracing.record, audit_export.recorded])
 
     call_steps = CallSteps(
         audit_gate.handle,  # 503 while the audit cannot be written
@@ -198,7 +200,13 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             "failover": failover.steps,
         },
         load=[settings.load, listening.load, upstream_watch.load, stream_tap.load, websocket.load, drain.load],
-        configure=[settings.configure, websocket.configure, tracing.configure, warm_up.configure],
+        configure=[
+            settings.configure,
+            websocket.configure,
+            tracing.configure,
+            audit_export.configure,
+            warm_up.configure,
+        ],
         running=[settings.started, settings.running, decide.running, metrics.running, drain.running],
         client_connected=[drain.client_connected],  # refused while draining
         # A CONNECT whose head passed 64 KiB is refused (431), and audited when its host is a provider's.
@@ -292,6 +300,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             realtime_socket.done,  # the Realtime responses still open, settled
             audit.done,
             tracing.done,  # after the audit's: the spans of the calls it ended exported
+            audit_export.done,  # after the audit's: its last records sent to the collector
             ledger.done,
             metrics.done,
         ],

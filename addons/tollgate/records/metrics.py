@@ -89,9 +89,15 @@ class State(Collector):
     """What is read at scrape time rather than counted: the key pools' resting keys, the audit's
     queue. Called from the HTTP server's thread: it only reads."""
 
-    def __init__(self, pools: Callable[[], Mapping[str, KeyPool]], audit_depth: Callable[[], int | None]) -> None:
+    def __init__(
+        self,
+        pools: Callable[[], Mapping[str, KeyPool]],
+        audit_depth: Callable[[], int | None],
+        export_lag: Callable[[], int | None] = lambda: None,
+    ) -> None:
         self._pools = pools
         self._audit_depth = audit_depth
+        self._export_lag = export_lag
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
         return self._families()
@@ -107,10 +113,14 @@ class State(Collector):
             GaugeMetricFamily(
                 "tollgate_audit_queue_depth", "Audit records queued or held, not yet written to the audit file."
             ),
+            GaugeMetricFamily(
+                "tollgate_audit_export_lag_records",
+                "Audit records written to the audit file and not yet acknowledged by the collector (audit.otlp).",
+            ),
         ]
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        keys, resting, depth = self._families()
+        keys, resting, depth, lag = self._families()
         for name, pool in list(self._pools().items()):
             if pool:
                 keys.add_metric([name], len(pool))
@@ -118,7 +128,10 @@ class State(Collector):
         queued = self._audit_depth()
         if queued is not None:
             depth.add_metric([], queued)
-        return [keys, resting, depth]
+        behind = self._export_lag()
+        if behind is not None:
+            lag.add_metric([], behind)
+        return [keys, resting, depth, lag]
 
 
 class ProcessInfo(Collector):
@@ -227,13 +240,14 @@ class MetricSet:
         max_label_values: int = 200,
         pools: Callable[[], Mapping[str, KeyPool]] = dict,
         audit_depth: Callable[[], int | None] = lambda: None,
+        export_lag: Callable[[], int | None] = lambda: None,
     ) -> None:
         self.cap = LabelCap(max_label_values)
         self.registry = registry = CollectorRegistry()
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
-        registry.register(State(pools, audit_depth))
+        registry.register(State(pools, audit_depth, export_lag))
         registry.register(ProcessInfo(instance_name(), tollgate_version()))
         self.token_usage = HistogramFamily(
             "gen_ai_client_token_usage",

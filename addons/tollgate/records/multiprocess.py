@@ -16,6 +16,7 @@ How each family adds up across processes:
 - `tollgate_limit_remaining`: the value set most recently by any process (`mostrecent`);
 - the key pools' keys and resting keys: the highest among the live processes (`livemax`: they share
   one configuration, and the rests through the ledger's store);
+- the audit export's lag: the highest among the live processes (the one that ships the file);
 - the audit queue, resident and virtual memory, open file descriptors: summed over the live
   processes (`livesum`);
 - `process_start_time_seconds`, `process_max_fds`: the lowest among the live ones (`livemin`);
@@ -53,6 +54,7 @@ GAUGE_MODES = {
     "tollgate_pool_keys": "livemax",
     "tollgate_pool_keys_resting": "livemax",
     "tollgate_audit_queue_depth": "livesum",
+    "tollgate_audit_export_lag_records": "livemax",  # the one process that ships the file says it
     "tollgate_info": "liveall",
     "process_resident_memory_bytes": "livesum",
     "process_virtual_memory_bytes": "livesum",

@@ -5,22 +5,58 @@ configuration (`config.py`) is assembled from these without it."""
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from tollgate.config_base import Strict, base_url
 from tollgate.records.chain import Signer, load_signing_key
 
 
+def otlp_endpoint(value: str) -> str:
+    """A collector's OTLP/HTTP endpoint: http(s)://host[:port][/path], to which /v1/logs is added."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL, e.g. http://otel-collector:4318")
+    if parts.query or parts.fragment:
+        raise ValueError("must be an http(s) URL without a query (/v1/logs is added to its path)")
+    try:
+        _ = parts.port  # urlsplit checks the port only when it is read
+    except ValueError as e:
+        raise ValueError(f"bad port: {e}") from None
+    return value.rstrip("/")
+
+
+class AuditOtlpConfig(Strict):
+    """`audit.otlp`: every audit record also sent, as an OpenTelemetry log record, to a collector
+    over OTLP/HTTP (protobuf): to `<endpoint>/v1/logs`, at least once, from the file."""
+
+    endpoint: str  # e.g. http://otel-collector:4318
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)  # e.g. an API key of the collector
+
+    _endpoint = field_validator("endpoint")(classmethod(lambda cls, value: otlp_endpoint(value)))
+
+
 class AuditConfig(Strict):
     """`audit:` where the records go (a file, or `-`: standard output), whether Tollgate asks an
     OpenAI stream for the usage its client did not ask for (`inject`) or only reads what it reports,
-    how often a checkpoint is written and the Ed25519 key that signs it (a PEM file, PKCS#8)."""
+    how often a checkpoint is written and the Ed25519 key that signs it (a PEM file, PKCS#8), and
+    the collector the file is shipped to (`otlp`)."""
 
     path: str = "audit.jsonl"
     stream_usage: Literal["passive", "inject"] = "inject"
     checkpoint_s: float = Field(default=60.0, gt=0)
     signing_key: str | None = None  # read when the file is (`config.read_config`), relative to it
+    otlp: AuditOtlpConfig | None = None
+
+    @field_validator("otlp")
+    @classmethod
+    def _from_a_file(cls, value: AuditOtlpConfig | None, info: ValidationInfo) -> AuditOtlpConfig | None:
+        if value is not None and info.data.get("path") == "-":
+            raise ValueError(
+                'the audit is exported from its file, and audit.path is "-" (standard output): set audit.path to a file'
+            )
+        return value
 
     def signer(self) -> Signer | None:
         """What signs the checkpoints; ValueError when the key cannot be read (any more)."""
