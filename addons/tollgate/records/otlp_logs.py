@@ -4,9 +4,11 @@
 The log record's body is the record's line exactly as the audit file holds it (a string, without
 its newline); its time is the record's `ts`; `event.name` is its `event`; `tollgate.record_id`
 names the line (`record_id`), the same for every copy of it, so that a receiver drops duplicates by
-it. The record's other fields are attributes: under the GenAI semantic conventions' names where they
-have one (`gen_ai.provider.name`, `gen_ai.request.model`, `gen_ai.usage.input_tokens`, …), else as
-`tollgate.<field>`; a null field is left out (OpenTelemetry has no null). The resource says who
+it. A call's fields that the GenAI (and HTTP) semantic conventions name are attributes under those
+names (`gen_ai.provider.name`, `gen_ai.request.model`, `gen_ai.usage.input_tokens`, …), and those a
+receiver most often filters by (`TOLLGATE_ATTRIBUTES`) as `tollgate.<field>`; a null field is left
+out (OpenTelemetry has no null). Every field is in the body: an attribute per field would cost the
+export more than the call's whole record keeping (each is encoded on every record). The resource says who
 wrote the record: `service.name` (tollgate) and `service.instance.id` (the record's `instance`)."""
 
 from __future__ import annotations
@@ -58,6 +60,19 @@ MCP_CALL_NAMES = {
     "status": "http.response.status_code",
 }
 NAMES_BY_EVENT = {"llm_call": LLM_CALL_NAMES, "mcp_call": MCP_CALL_NAMES}
+# Besides those, the fields receivers filter calls by, as `tollgate.<field>`.
+TOLLGATE_ATTRIBUTES = {
+    "llm_call": frozenset(("request_id", "client", "decision", "error", "cost_usd")),
+    "mcp_call": frozenset(("request_id", "client", "server", "decision", "error")),
+}
+
+
+def carried(event: Any, field: str) -> bool:
+    """Whether a record's field is an attribute of its log record (every field is in its body)."""
+    if not isinstance(event, str) or field in OWN_PLACES:
+        return False
+    names = NAMES_BY_EVENT.get(event)
+    return (names is not None and field in names) or field in TOLLGATE_ATTRIBUTES.get(event, ())
 
 
 def record_id(line: bytes, record: Mapping[str, Any] | None) -> str:
@@ -90,8 +105,8 @@ def attribute_value(name: str, value: Any) -> Any:
 
 def attributes(record: Mapping[str, Any], rid: str) -> list[tuple[str, Any]]:
     """The log record's attributes, in the record's order after `event.name` and
-    `tollgate.record_id` (and a call's `gen_ai.operation.name`): each field not null, under
-    `attribute_name`."""
+    `tollgate.record_id` (and a call's `gen_ai.operation.name`): each field `carried` and not null,
+    under `attribute_name`."""
     event = record.get(EVENT)
     out: list[tuple[str, Any]] = []
     if isinstance(event, str):
@@ -100,7 +115,7 @@ def attributes(record: Mapping[str, Any], rid: str) -> list[tuple[str, Any]]:
     if event == "llm_call" and isinstance(endpoint := record.get("endpoint"), str):
         out.append(("gen_ai.operation.name", operation_name(endpoint)))
     for field, value in record.items():
-        if value is None or field in OWN_PLACES:
+        if value is None or not carried(event, field):
             continue
         name = attribute_name(event, field)
         out.append((name, attribute_value(name, value)))
@@ -260,7 +275,7 @@ class _Shape:
     __slots__ = ("values", "written")
 
     def __init__(self, event: Any, fields: tuple[str, ...]) -> None:
-        kept = [field for field in fields if field not in OWN_PLACES]
+        kept = [field for field in fields if carried(event, field)]
         get = itemgetter(*kept) if kept else None
         if len(kept) == 1:
             self.values: Callable[[dict[str, Any]], tuple[Any, ...]] = lambda record: (record[kept[0]],)

@@ -73,7 +73,7 @@ def test_the_records_reach_the_collector_and_done_sends_the_last(tmp_path: Path,
     lines = path.read_text().splitlines()
     assert [entry["body"] for entry in collector.logs] == lines
     assert [entry["attributes"]["event.name"] for entry in collector.logs] == [
-        "tollgate_started", "llm_call", "llm_call", "llm_call", "tollgate_stopped",
+        "tollgate_started", "llm_call", "llm_call", "llm_call", "tollgate_stopped", "audit_checkpoint",
     ]  # fmt: skip
     assert collector.requests[0].headers["x-key"] == "k"
 
