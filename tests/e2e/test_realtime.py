@@ -548,6 +548,12 @@ def test_guardrails_redact_and_deny_realtime_events_and_the_session_goes_on(guar
                     if event.type == "error":
                         events.append([event.error.event_id, event.error.message, event.error.headers])
                         break
+                # A message the guardrails cannot read exactly (a key twice) does not go either.
+                await conn.send_raw('{{"type": "conversation.item.create", "type": "session.update"}}')
+                async for event in conn:
+                    if event.type == "error":
+                        events.append(["unread", event.error.message, event.error.headers])
+                        break
                 await conn.response.create()
                 async for event in conn:
                     events.append(event.type)
@@ -563,12 +569,15 @@ def test_guardrails_redact_and_deny_realtime_events_and_the_session_goes_on(guar
     assert "secrets.aws_access_key_id (1)" in error[1] and "secrets.aws_secret_access_key (1)" in error[1]
     assert error[2]["x-tollgate-error"] == "content_denied"
     assert events[-1] == "response.done"  # the session went on
+    unread = next(e for e in events if isinstance(e, list) and e[0] == "unread")
+    assert "repeats a key" in unread[1] and unread[2]["x-tollgate-error"] == "bad_request"
     (session,) = fake.sessions
     sent = [json.loads(m) for m in session.received]
     # The email redacted; the denied item never went.
     assert [e["type"] for e in sent] == ["session.update", "response.create"]
     assert sent[0]["session"]["instructions"] == "Write to [REDACTED:pii.email] at once"
-    denied, whole = guarded.new_audit(2)
+    denied, unread_record, whole = guarded.new_audit(3)
+    assert (unread_record["status"], unread_record["decision"]) == (400, "deny")
     assert (denied["status"], denied["decision"], denied["deny_reasons"]) == (403, "deny", ["content_denied"])
     assert denied["findings"]["secrets.aws_access_key_id"] == 1 and denied["redacted"] is None
     assert (whole["status"], whole["findings"], whole["redacted"]) == (101, {"pii.email": 1}, 1)

@@ -169,12 +169,7 @@ class RealtimeSocket:
         try:
             create = response_create(content) if is_text and session.limited else None
         except Unreadable as e:
-            call = self._response_call(session, RequestFacts(stream=True), content)
-            exchange = self._exchange(flow, call, content)
-            call.answer.error = f"bad request: {e}"
-            why = f"Tollgate cannot read this message exactly and did not forward it: {e}."
-            refuse(exchange, call, BAD_REQUEST, why)
-            self._refused(flow, call, exchange, None, message)
+            self._unreadable(flow, session, content, message, e)
             return
         if create is None:
             self._send(flow, content, message)
@@ -237,6 +232,17 @@ class RealtimeSocket:
             call.answer.request_sent = True
             session.asked.append(response)
 
+    def _unreadable(
+        self, flow: http.HTTPFlow, session: Session, content: bytes, message: WebSocketMessage | None, e: Unreadable
+    ) -> None:
+        """A client message Tollgate must read and cannot, exactly: an error event, audited, and
+        the message never goes upstream."""
+        call = self._response_call(session, RequestFacts(stream=True), content)
+        exchange = self._exchange(flow, call, content)
+        call.answer.error = f"bad request: {e}"
+        refuse(exchange, call, BAD_REQUEST, f"Tollgate cannot read this message exactly and did not forward it: {e}.")
+        self._refused(flow, call, exchange, None, message)
+
     def _refused(
         self,
         flow: http.HTTPFlow,
@@ -265,8 +271,9 @@ class RealtimeSocket:
             return content
         try:
             event = read_request_json(content)
-        except Unreadable:
-            return content  # not read as a guarded event can be: the limits' reading, or the server, refuse it
+        except Unreadable as e:  # what the guardrails cannot read does not go
+            self._unreadable(flow, session, content, message, e)
+            return None
         kind = event.get("type") if event is not None else None
         if kind not in GUARDED:
             return content
