@@ -120,7 +120,7 @@ def test_every_record_arrives_though_the_collector_was_down_then_failing(
     # Taking them: every line of the file arrives.
     collector.log_status = 200
     lines = file_lines(g.audit_path)
-    assert len(lines) == 7  # started + 6 calls
+    assert '"tollgate_started"' in lines[0] and sum('"llm_call"' in line for line in lines) == 6
     wait_for(lambda: {log["body"] for log in collector.logs} >= set(lines), 60, "every record at the collector")
     wait_for(lambda: lag(metrics_listen) == 0, 10, "no lag")
     received = list(collector.logs)
@@ -152,11 +152,11 @@ def test_every_record_arrives_though_the_collector_was_down_then_failing(
         for secret in (PROMPT, KEY, REAL_KEY):
             assert secret not in str(log)
 
-    # Stopped: its last record (tollgate_stopped) sent as it stops.
+    # Stopped: its last records (tollgate_stopped, the last checkpoint) sent as it stops.
     g.proxy.stop()
     lines = file_lines(g.audit_path)
-    assert '"tollgate_stopped"' in lines[-1]
-    wait_for(lambda: {log["body"] for log in collector.logs} >= set(lines), 10, "the stopped record")
+    assert '"tollgate_stopped"' in lines[-2] and '"audit_checkpoint"' in lines[-1]
+    wait_for(lambda: {log["body"] for log in collector.logs} >= set(lines), 10, "the last records")
     taken = len(collector.logs)
 
     # Restarted on the same file: from its position; nothing acknowledged is sent again.

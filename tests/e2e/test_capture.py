@@ -129,7 +129,7 @@ def call_from(ns: Namespace, go_client: str, bundle: Path, *host: str) -> dict:
 def audit_record(path: Path) -> dict:
     deadline = time.monotonic() + 10  # the audit writer writes in batches, moments later
     while time.monotonic() < deadline:
-        lines = path.read_text().splitlines() if path.exists() else []
+        lines = path.read_text().rpartition("\n")[0].splitlines() if path.exists() else []  # whole lines
         records = [r for r in map(json.loads, lines) if r["event"] not in PROCESS_EVENTS]
         if records:
             (record,) = records

@@ -207,7 +207,8 @@ def audit_records(path: Path, done: int, timeout: float = 10) -> list[dict]:
     deadline = time.monotonic() + timeout
     records: list[dict] = []
     while time.monotonic() < deadline:
-        lines = path.read_text().splitlines() if path.exists() else []
+        # Whole lines: the last may be being written.
+        lines = path.read_text().rpartition("\n")[0].splitlines() if path.exists() else []
         records = [r for r in map(json.loads, lines) if r["event"] not in PROCESS_EVENTS]
         if len(records) >= done:
             return records

@@ -111,7 +111,7 @@ def responses_records(audit: Path, count: int) -> list[dict]:
     deadline = time.monotonic() + 10
     records: list[dict] = []
     while time.monotonic() < deadline:
-        lines = audit.read_text().splitlines() if audit.exists() else []
+        lines = audit.read_text().rpartition("\n")[0].splitlines() if audit.exists() else []  # whole lines
         records = [
             r for r in map(json.loads, lines) if r["event"] not in PROCESS_EVENTS and r["endpoint"] == "responses"
         ]

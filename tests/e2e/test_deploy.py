@@ -264,7 +264,7 @@ def wait_call_record(audit: Path, timeout: float = 10.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if audit.exists():
-            for line in audit.read_text().splitlines():
+            for line in audit.read_text().rpartition("\n")[0].splitlines():  # whole lines
                 record = json.loads(line)
                 if record.get("event") == "llm_call":
                     return record

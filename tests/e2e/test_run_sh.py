@@ -90,9 +90,14 @@ def test_run_sh_uses_tollgate_yaml_here_and_the_callers_options(
         assert fake.received[-1].headers["authorization"] == "Bearer sk-real-run-sh"
         audit = tmp_path / "audit.jsonl"
         deadline = time.monotonic() + 10  # the audit writer writes in batches, moments later
-        while time.monotonic() < deadline and '"llm_call"' not in (audit.read_text() if audit.exists() else ""):
+
+        def calls() -> list[str]:  # the whole lines of call records
+            whole = audit.read_text().rpartition("\n")[0] if audit.exists() else ""
+            return [line for line in whole.splitlines() if '"llm_call"' in line]
+
+        while time.monotonic() < deadline and not calls():
             time.sleep(0.05)
-        record = json.loads(audit.read_text().splitlines()[-1])
+        record = json.loads(calls()[-1])
         assert (record["client"], record["model"], record["total_tokens"]) == ("curl-user", "gpt-4o-mini", 28)
     finally:
         proxy.terminate()
