@@ -217,6 +217,62 @@ def test_an_unreadable_body_is_refused(g, case, body, headers, kw, why):
     assert_refused(g, "openai", response, record, why)
 
 
+# Bodies that carry Tollgate's own real key, which the guardrails find with no configuration: in
+# UTF-8 they are refused 403; in another encoding the guardrails (which read UTF-8) would not see it.
+LEAKY = {
+    "openai": (
+        "/v1/chat/completions",
+        {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": REAL["openai"]}]},
+    ),
+    "anthropic": (
+        "/v1/messages",
+        {"model": "claude-haiku-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": REAL["openai"]}]},
+    ),
+    "gemini": (
+        "/v1beta/models/gemini-2.0-flash:generateContent",
+        {"contents": [{"parts": [{"text": REAL["openai"]}]}]},
+    ),
+    "bedrock": (
+        "/model/amazon.nova-lite-v1%3A0/converse",
+        {"messages": [{"role": "user", "content": [{"text": REAL["openai"]}]}]},
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("provider", "encoding", "why"),
+    [
+        ("openai", "utf-16", "UTF-16"),
+        ("openai", "utf-16-le", "UTF-16"),
+        ("openai", "utf-16-be", "UTF-16"),
+        ("openai", "utf-32", "UTF-32"),
+        ("openai", "utf-32-le", "UTF-32"),
+        ("openai", "utf-32-be", "UTF-32"),
+        ("openai", "utf-8-sig", "byte order mark"),
+        ("anthropic", "utf-16-le", "UTF-16"),
+        ("gemini", "utf-16-be", "UTF-16"),
+        ("bedrock", "utf-32-le", "UTF-32"),
+    ],
+)
+def test_a_json_body_in_another_encoding_than_utf8_is_refused(g, provider, encoding, why):
+    target, body = LEAKY[provider]
+    response, record = raw(g, provider, target, json.dumps(body).encode(encoding))
+    assert_refused(g, provider, response, record, why)
+    assert record["decision"] == "deny"
+    assert REAL["openai"] not in response.body.decode() and REAL["openai"] not in json.dumps(record)
+
+
+def test_a_gzipped_utf16_body_is_refused_and_its_utf8_twin_is_found_by_the_guardrails(g):
+    target, body = LEAKY["openai"]
+    encoded = gzip.compress(json.dumps(body).encode("utf-16"))
+    response, record = raw(g, "openai", target, encoded, [("Content-Encoding", "gzip")])
+    assert_refused(g, "openai", response, record, "UTF-16")
+    # The same body in UTF-8 is read, and the guardrails find the key in it.
+    response, record = raw(g, "openai", target, json.dumps(body).encode())
+    assert (response.status, response.headers["x-tollgate-error"]) == (403, "content_denied")
+    assert g.fakes["openai"].received == []
+
+
 @pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd"])
 def test_an_encoded_body_is_read_and_a_max_tokens_cap_holds(g, encoding):
     body = json.dumps({"model": "gpt-4o-mini", "max_tokens": 5000, "messages": []}).encode()

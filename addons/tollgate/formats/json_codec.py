@@ -66,8 +66,8 @@ def read_request_json(body: bytes | None) -> dict[str, Any] | None:
     policy, and the object is what `encode_json` writes back when Tollgate changes it."""
     if not body:
         return None
-    if body[:1] != b"{" or body[1:2] == b"\x00":  # not plain UTF-8 (BOM, UTF-16...), or not an object
-        return _read_leniently(body)
+    if body[:1] != b"{" or body[1:2] == b"\x00":  # space first, another encoding, or not an object
+        return _read_spaced(body)
     try:
         text = body.decode("utf-8", "surrogatepass")
     except UnicodeDecodeError:
@@ -93,6 +93,44 @@ def _read_leniently(body: bytes) -> dict[str, Any]:
     except RecursionError:
         raise Unreadable("the JSON body is nested too deeply") from None
     except ValueError as e:  # UnicodeDecodeError and JSONDecodeError among them
+        raise e if isinstance(e, Unreadable) else Unreadable("the body is not a JSON object") from None
+    if not isinstance(value, dict):
+        raise Unreadable("the body is not a JSON object")
+    return value
+
+
+# What `json.detect_encoding` tells from a body's first bytes, as a refusal says it.
+_OTHER_ENCODINGS = {
+    "utf-8-sig": "the body begins with a byte order mark",
+    "utf-16": "the body is UTF-16",
+    "utf-16-le": "the body is UTF-16",
+    "utf-16-be": "the body is UTF-16",
+    "utf-32": "the body is UTF-32",
+    "utf-32-le": "the body is UTF-32",
+    "utf-32-be": "the body is UTF-32",
+}
+
+
+def _read_spaced(body: bytes) -> dict[str, Any]:
+    """A request body that does not begin with `{`: UTF-8 JSON after white space, else refused.
+
+    JSON between systems is UTF-8 without a byte order mark (RFC 8259, 8.1). The guardrails read a
+    body's bytes as UTF-8: a body in UTF-16 or UTF-32 would pass them unread while the provider,
+    reading it as the standard library does, took its model and messages. A UTF-8 byte order mark
+    is refused too: providers' parsers differ on it, and no SDK sends one."""
+    encoding = json.detect_encoding(body)
+    if encoding != "utf-8":
+        said = _OTHER_ENCODINGS.get(encoding, f"the body is {encoding}")
+        raise Unreadable(f"{said}; Tollgate reads JSON in UTF-8 with no byte order mark (RFC 8259)")
+    try:
+        text = body.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        raise Unreadable("the body is not UTF-8") from None
+    try:
+        value = _EXACT.decode(text)
+    except RecursionError:
+        raise Unreadable("the JSON body is nested too deeply") from None
+    except ValueError as e:  # JSONDecodeError among them
         raise e if isinstance(e, Unreadable) else Unreadable("the body is not a JSON object") from None
     if not isinstance(value, dict):
         raise Unreadable("the body is not a JSON object")

@@ -11,7 +11,7 @@ from typing import Any
 
 from tollgate.formats.anthropic_messages import loads_skills, mcp_servers
 from tollgate.formats.exact import Unreadable, count, largest, request_count, request_int
-from tollgate.formats.json_codec import json_object, parse_json
+from tollgate.formats.json_codec import json_object, read_request_json
 from tollgate.formats.request_facts import RequestFacts
 
 # How a call asks to run in InvokeModel's headers: its service tier (`priority`, `default`, `flex`,
@@ -84,11 +84,13 @@ def counted_request(data: dict[str, Any]) -> dict[str, Any]:
         return given["converse"]
     invoke = given.get("invokeModel")
     if isinstance(invoke, dict) and isinstance(invoke.get("body"), str):
-        # botocore sends the counted InvokeModel body base64-encoded (a blob in the API model).
+        # botocore sends the counted InvokeModel body base64-encoded (a blob in the API model). It is
+        # read as a request's body is: UTF-8 JSON, exactly, or refused.
         try:
-            return parse_json(base64.b64decode(invoke["body"], validate=True)) or {}
+            body = base64.b64decode(invoke["body"], validate=True)
         except ValueError:
-            return parse_json(invoke["body"].encode()) or {}
+            body = invoke["body"].encode()
+        return read_request_json(body) or {}
     return {}
 
 
