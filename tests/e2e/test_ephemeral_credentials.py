@@ -14,6 +14,7 @@ from tests.support.raw import RawResponse, send
 REAL = "sk-REAL-openai-mint-000000000001"
 GEMINI_REAL = "AIza-REAL-gemini-mint-000000000002"
 AZURE_REAL = "azure-REAL-resource-mint-000000000003"
+ANTHROPIC_REAL = "sk-ant-REAL-anthropic-mint-000000000005"
 ALICE = "tg-VIRTUAL-alice-mint-000000000004"
 AZURE_HOST = "contoso.openai.azure.com"
 
@@ -26,6 +27,7 @@ def config(allow: bool):
                 "openai": {"upstream": urls["openai"], "keys": [REAL], **minting},
                 "gemini": {"upstream": urls["gemini"], "keys": [GEMINI_REAL]},
                 "azure": {"resources": {"contoso": {"keys": [AZURE_REAL], "upstream": urls["azure"]}}},
+                "anthropic": {"upstream": urls["anthropic"], "keys": [ANTHROPIC_REAL]},
             },
             "clients": [{"name": "alice", "keys": [ALICE]}],
             "limits": [{"match": {"client": "alice"}, "requests_per_minute": 100}],
@@ -36,7 +38,7 @@ def config(allow: bool):
 
 @pytest.fixture(scope="module")
 def gw(start_gateway):
-    return start_gateway(config(allow=False), providers=("openai", "gemini", "azure"))
+    return start_gateway(config(allow=False), providers=("openai", "gemini", "azure", "anthropic"))
 
 
 @pytest.fixture
@@ -45,10 +47,10 @@ def g(gw):
     return gw
 
 
-def post(g, host: str, path: str, body: dict, headers: dict[str, str]) -> RawResponse:
+def post(g, host: str, path: str, body: dict, headers: dict[str, str], method: str = "POST") -> RawResponse:
     g.run("report(ready=True)")  # the records counted from here
     headers = {"Content-Type": "application/json", **headers}
-    return send(g.proxy.port, g.bundle, host, path, headers=headers, body=json.dumps(body).encode())
+    return send(g.proxy.port, g.bundle, host, path, method=method, headers=headers, body=json.dumps(body).encode())
 
 
 def received(g) -> int:
@@ -89,6 +91,57 @@ def test_every_openai_minting_endpoint_is_refused(g, path, body, endpoint):
     assert received(g) == 0
     (record,) = g.new_audit(1)
     assert (record["endpoint"], record["decision"], record["status"]) == (endpoint, "deny", 403)
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "GET"])
+def test_a_realtime_client_secret_is_refused_whatever_the_method(g, method):
+    session = {"session": {"type": "realtime", "model": "gpt-realtime"}} if method != "GET" else {}
+    r = post(g, "api.openai.com", "/v1/realtime/client_secrets", session, {"Authorization": f"Bearer {ALICE}"}, method)
+    assert (r.status, r.headers["x-tollgate-error"]) == (403, "mints_credential")
+    assert r.json()["error"]["type"] == "permission_denied"
+    assert received(g) == 0
+    (record,) = g.new_audit(1)
+    assert (record["endpoint"], record["method"], record["decision"], record["status"]) == (
+        "realtime.client_secrets", method, "deny", 403,
+    )  # fmt: skip
+    assert record["upstream_key"] is None
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1/organization/admin_api_keys"),
+        ("DELETE", "/v1/organization/admin_api_keys/key_abc"),
+        ("POST", "/v1/organization/projects/proj_abc/service_accounts"),
+        ("GET", "/v1/organization/projects/proj_abc/api_keys"),
+        ("PUT", "/v1/organization/projects/proj_abc/api_keys/key_abc"),
+    ],
+)
+def test_openais_key_administration_is_refused(g, method, path):
+    r = post(g, "api.openai.com", path, {"name": "k"}, {"Authorization": f"Bearer {ALICE}"}, method)
+    assert (r.status, r.headers["x-tollgate-error"]) == (403, "mints_credential")
+    assert "no setting permits it" in r.json()["error"]["message"]
+    assert received(g) == 0
+    (record,) = g.new_audit(1)
+    assert (record["provider"], record["decision"], record["status"], record["upstream_key"]) == (
+        "openai", "deny", 403, None,
+    )  # fmt: skip
+    assert record["deny_reasons"][0].endswith("mints a credential usable without Tollgate")
+
+
+def test_anthropics_admin_api_keys_are_refused_in_its_error_shape(g):
+    # An update may set an inactive key active again: refused like the making of one.
+    r = post(g, "api.anthropic.com", "/v1/organizations/api_keys/apikey_01abc", {"status": "active"},
+             {"x-api-key": ALICE, "anthropic-version": "2023-06-01"})  # fmt: skip
+    assert (r.status, r.headers["x-tollgate-error"]) == (403, "mints_credential")
+    assert r.json()["error"]["type"] == "permission_error"
+    assert received(g) == 0
+    (record,) = g.new_audit(1)
+    assert (record["provider"], record["endpoint"], record["decision"]) == (
+        "anthropic",
+        "organizations.api_keys",
+        "deny",
+    )
 
 
 SDP = b"v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
@@ -159,7 +212,7 @@ def test_an_azure_realtime_ephemeral_key_is_refused(g, path):
 
 
 def test_allowed_a_client_secret_is_minted_with_the_real_key_and_audited(start_gateway):
-    gw = start_gateway(config(allow=True), providers=("openai", "gemini", "azure"))
+    gw = start_gateway(config(allow=True), providers=("openai", "gemini", "azure", "anthropic"))
     gw.fakes["openai"].handler = lambda r: Reply(200, {"value": "ek_minted", "expires_at": 1})
     session = {"session": {"type": "realtime", "model": "gpt-realtime"}}
     r = post(gw, "api.openai.com", "/v1/realtime/client_secrets", session, {"Authorization": f"Bearer {ALICE}"})
@@ -178,6 +231,12 @@ def test_allowed_a_client_secret_is_minted_with_the_real_key_and_audited(start_g
     assert (r.status, r.headers.get("x-tollgate-error")) == (201, None)
     offer = gw.fakes["openai"].received[-1]
     assert (offer.path, offer.body, offer.headers["authorization"]) == ("/v1/realtime/calls", SDP, f"Bearer {REAL}")
+    # A lasting key is never an ephemeral credential: still refused.
+    r = post(
+        gw, "api.openai.com", "/v1/organization/admin_api_keys", {"name": "k"}, {"Authorization": f"Bearer {ALICE}"}
+    )
+    assert (r.status, r.headers["x-tollgate-error"]) == (403, "mints_credential")
+    assert gw.fakes["openai"].received[-1].path == "/v1/realtime/calls"
     # Allowed for OpenAI only: Gemini's ephemeral tokens are still refused.
     r = post(gw, "generativelanguage.googleapis.com", "/v1alpha/auth_tokens", {"uses": 1}, {"x-goog-api-key": ALICE})
     assert (r.status, r.headers["x-tollgate-error"]) == (403, "mints_credential")

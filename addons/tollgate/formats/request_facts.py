@@ -123,3 +123,6 @@ class Classification:
     # token): whoever holds it calls the provider directly, past every policy, limit and audit.
     # Refused unless `providers.<name>.ephemeral_credentials` allows it.
     mints_credential: bool = False
+    # It makes, shows or enables a lasting API key (an administration API's keys): refused with
+    # `mints_credential` even where `ephemeral_credentials` allows the ephemeral ones.
+    administers_keys: bool = False

@@ -48,8 +48,10 @@ MCP_REGISTRY = ("mcp-registry", "v0", "servers")
 
 WORDS = words(
     "v1", "messages", "count_tokens", "batches", "results", "cancel", "complete", "models", "files",
-    "content", "chat", "completions", "skills", "versions", "organizations",
+    "content", "chat", "completions", "skills", "versions", "organizations", "api_keys",
 )  # fmt: skip
+# The Admin API's keys (`/v1/organizations/api_keys[/{id}]`).
+KEY_ADMINISTRATION = ["organizations", "api_keys"]
 
 
 def _is_upload(method: str, rest: list[str]) -> bool:
@@ -128,6 +130,11 @@ class Anthropic(Provider[None]):
             upload = ".".join(w for w in rest if w in WORDS)
             return Classification(endpoint=upload, unread=UNREAD_BODY, wire_format=ANTHROPIC_MESSAGES)
         endpoint = _ENDPOINTS.get("/".join(rest)) or openai.endpoint_of(rest)
+        if rest[:2] == KEY_ADMINISTRATION:
+            # The Admin API's keys, whatever the method: an update (re)enables a lasting key.
+            return Classification(
+                endpoint, wire_format=ANTHROPIC_MESSAGES, mints_credential=True, administers_keys=True
+            )
         if data is None or method != "POST":
             return Classification(endpoint=endpoint, wire_format=ANTHROPIC_MESSAGES)
         if rest == ["messages", "batches"]:

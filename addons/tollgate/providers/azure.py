@@ -252,10 +252,10 @@ class Azure(Provider[AzureRuntime]):
         tail = rest[1:] if rest[0] == "v1" else rest
         check_case(tail[:1], WORDS)
         if tail[:1] == ["realtimeapi"]:
-            if method == "POST" and tuple(tail) in _REALTIMEAPI_MINTS:
+            if tuple(tail) in _REALTIMEAPI_MINTS:  # whatever the method
                 return Classification(".".join(tail), wire_format=OPENAI_API, mints_credential=True)
             raise Unreadable("Tollgate does not relay Azure OpenAI's WebSockets (Realtime, Responses)")
-        if tail[:1] == ["realtime"] and not (method == "POST" and openai.mints_credential(tail)):
+        if tail[:1] == ["realtime"] and not openai.mints_credential(tail):
             raise Unreadable("Tollgate does not relay Azure OpenAI's WebSockets (Realtime, Responses)")
         if rest[0] == "deployments":
             classification = _deployment_call(method, rest[1:], data)

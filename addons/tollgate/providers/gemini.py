@@ -266,7 +266,7 @@ class Gemini(Provider[GoogleTokens]):
             model=model.removeprefix("models/") if model else model,
             facts=facts,
             wire_format=GEMINI_GENERATE,
-            mints_credential=kind == AUTH_TOKENS and method == "POST",
+            mints_credential=kind == AUTH_TOKENS,  # whatever the method
         )
 
     @staticmethod

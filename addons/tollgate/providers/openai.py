@@ -64,13 +64,16 @@ WORDS = words(
     "batches", "fine_tuning", "jobs", "checkpoints", "events", "content", "cancel", "sessions",
     "client_secrets", "calls", "conversations", "items", "input_items", "evals", "organization",
     "traces", "ingest", "complete", "remix", "realtime", "transcription_sessions", "chatkit",
+    "admin_api_keys", "projects", "service_accounts", "api_keys",
 )  # fmt: skip
 _NON_ID = re.compile(r"^[a-z_]+$")
 
-# Endpoints whose POST mints a credential usable without Tollgate: a Realtime client secret (`ek_…`)
-# a browser or phone then calls OpenAI with directly, a ChatKit session's client secret; and a
-# Realtime call's session, WebRTC's (the SDP answer lets the browser talk to OpenAI directly) or an
-# accepted SIP call's (between OpenAI and the phone network), whose use Tollgate never sees either.
+# Endpoints that mint a credential usable without Tollgate, whatever the method they are called
+# with (OpenAI may answer another than the documented one as it does POST): a Realtime client
+# secret (`ek_…`) a browser or phone then calls OpenAI with directly, a ChatKit session's client
+# secret; and a Realtime call's session, WebRTC's (the SDP answer lets the browser talk to OpenAI
+# directly) or an accepted SIP call's (between OpenAI and the phone network), whose use Tollgate
+# never sees either. None stands for an id.
 _MINTING = (
     ("realtime", "client_secrets"),
     ("realtime", "sessions"),
@@ -79,11 +82,25 @@ _MINTING = (
     ("realtime", "calls", None, "accept"),
     ("chatkit", "sessions"),
 )
+# The administration API's keys: admin keys, a project's service accounts (each made with its key)
+# and a project's keys. Every path under these is refused, whatever the method: a lasting key is
+# made, shown or (re)enabled there, and no call Tollgate governs needs one.
+_KEY_ADMINISTRATION = (
+    ("organization", "admin_api_keys"),
+    ("organization", "projects", None, "service_accounts"),
+    ("organization", "projects", None, "api_keys"),
+)
 
 
 def mints_credential(segments: Sequence[str]) -> bool:
-    """Whether a POST to this OpenAI-format path (segments after `/v1/`) mints a credential."""
-    return _is_shaped(segments, _MINTING)
+    """Whether a call to this OpenAI-format path (segments after `/v1/`), by any method, mints a
+    credential or manages keys."""
+    return _is_shaped(segments, _MINTING) or administers_keys(segments)
+
+
+def administers_keys(segments: Sequence[str]) -> bool:
+    """Whether this OpenAI-format path (segments after `/v1/`) is under the administration API's keys."""
+    return any(_is_shaped(segments[: len(shape)], (shape,)) for shape in _KEY_ADMINISTRATION)
 
 
 def endpoint_of(segments: Sequence[str]) -> str | None:
@@ -178,7 +195,8 @@ def classify_request(method: str, segments: Sequence[str], data: dict[str, Any] 
             return Classification(REALTIME, realtime_model(query), facts, OPENAI_API)
         classification = classify_body(endpoint, method, data)
         classification.facts.batch = job
-        classification.mints_credential = method == "POST" and mints_credential(segments)
+        classification.mints_credential = mints_credential(segments)
+        classification.administers_keys = administers_keys(segments)
         if method == "POST" and _is_shaped(segments, _MODEL_FROM_ELSEWHERE):
             if _is_shaped(segments, _RUNS):
                 classification.facts.unseen(ASSISTANT)

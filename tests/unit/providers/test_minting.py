@@ -1,6 +1,7 @@
-"""Which calls mint a credential usable without Tollgate, read by each provider's module: a POST
-to the endpoints that hand out an ephemeral key or client secret, in the path's one spelling
-(another letter case, or a trailing slash, is refused as unreadable)."""
+"""Which calls mint a credential usable without Tollgate, read by each provider's module: a call, by
+any method, to the endpoints that hand out an ephemeral key or client secret, or to an
+administration API's keys, in the path's one spelling (another letter case, or a trailing slash,
+is refused as unreadable)."""
 
 from __future__ import annotations
 
@@ -37,14 +38,57 @@ def test_a_post_that_mints_a_credential_is_marked(provider, host, path, body, en
     assert (classification.endpoint, classification.mints_credential) == (endpoint, True)
 
 
+@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE"])
+@pytest.mark.parametrize(
+    ("provider", "host", "path", "endpoint"),
+    [
+        ("openai", "api.openai.com", "/v1/realtime/client_secrets", "realtime.client_secrets"),
+        ("openai", "api.openai.com", "/v1/realtime/sessions", "realtime.sessions"),
+        ("openai", "api.openai.com", "/v1/realtime/transcription_sessions", "realtime.transcription_sessions"),
+        ("openai", "api.openai.com", "/v1/chatkit/sessions", "chatkit.sessions"),
+        ("gemini", "generativelanguage.googleapis.com", "/v1alpha/auth_tokens", "auth_tokens"),
+        ("azure", "contoso.openai.azure.com", "/openai/realtimeapi/sessions", "realtimeapi.sessions"),
+        ("azure", "contoso.openai.azure.com", "/openai/v1/realtime/client_secrets", "realtime.client_secrets"),
+    ],
+)
+def test_a_minting_endpoint_is_marked_whatever_the_method(provider, host, method, path, endpoint) -> None:
+    # A server may answer another method as it does POST: the path, not the method, makes the credential.
+    classification = PROVIDERS[provider].classify_at(host, method, path, SESSION if method != "GET" else None)
+    assert (classification.endpoint, classification.mints_credential) == (endpoint, True)
+    assert not classification.administers_keys  # ephemeral: `ephemeral_credentials: allow` may admit it
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE"])
+@pytest.mark.parametrize(
+    ("provider", "path"),
+    [
+        ("openai", "/v1/organization/admin_api_keys"),
+        ("openai", "/v1/organization/admin_api_keys/key_abc"),
+        ("openai", "/v1/organization/projects/proj_abc/service_accounts"),
+        ("openai", "/v1/organization/projects/proj_abc/service_accounts/svc_acct_abc"),
+        ("openai", "/v1/organization/projects/proj_abc/api_keys"),
+        ("openai", "/v1/organization/projects/proj_abc/api_keys/key_abc"),
+        ("anthropic", "/v1/organizations/api_keys"),
+        ("anthropic", "/v1/organizations/api_keys/apikey_01abc"),
+    ],
+)
+def test_the_administration_apis_keys_are_marked_whatever_the_method(provider, method, path) -> None:
+    host = {"openai": "api.openai.com", "anthropic": "api.anthropic.com"}[provider]
+    classification = PROVIDERS[provider].classify_at(host, method, path, {"name": "k"} if method != "GET" else None)
+    assert (classification.mints_credential, classification.administers_keys) == (True, True)
+
+
 @pytest.mark.parametrize(
     ("provider", "host", "method", "path"),
     [
-        ("openai", "api.openai.com", "GET", "/v1/realtime/sessions"),
         ("openai", "api.openai.com", "POST", "/v1/chat/completions"),
         ("openai", "api.openai.com", "POST", "/v1/realtime/calls/rtc_1/hangup"),
-        ("gemini", "generativelanguage.googleapis.com", "GET", "/v1alpha/auth_tokens"),
+        ("openai", "api.openai.com", "GET", "/v1/organization/projects/proj_abc"),
+        ("openai", "api.openai.com", "GET", "/v1/organization/usage/completions"),
+        ("openai", "api.openai.com", "GET", "/v1/models"),
+        ("anthropic", "api.anthropic.com", "GET", "/v1/organizations/users"),
         ("gemini", "generativelanguage.googleapis.com", "POST", "/v1beta/cachedContents"),
+        ("gemini", "generativelanguage.googleapis.com", "GET", "/v1beta/cachedContents"),
     ],
 )
 def test_other_calls_mint_nothing(provider, host, method, path) -> None:
@@ -67,6 +111,9 @@ def test_other_calls_mint_nothing(provider, host, method, path) -> None:
         ("azure", "contoso.openai.azure.com", "/openai/RealtimeAPI/sessions"),
         ("azure", "contoso.openai.azure.com", "/openai/realtimeapi/webrtc"),
         ("azure", "contoso.openai.azure.com", "/openai/v1/Realtime/client_secrets"),
+        ("openai", "api.openai.com", "/v1/organization/Admin_API_Keys"),
+        ("openai", "api.openai.com", "/v1/organization/projects/proj_abc/API_keys"),
+        ("anthropic", "api.anthropic.com", "/v1/organizations/API_Keys"),
     ],
 )
 def test_another_spelling_is_unreadable(provider, host, path) -> None:

@@ -1,6 +1,7 @@
 """The policy decides every call: 403 in the provider's own shape with the reasons, or on it goes.
 A call that would mint a credential usable without Tollgate is refused before the policy is asked
-(403 mints_credential), unless its provider's `ephemeral_credentials` allows it.
+(403 mints_credential), unless its provider's `ephemeral_credentials` allows it (never an
+administration API's keys).
 A decision not in the policy's cache is awaited from its worker process, within the time limit,
 while mitmproxy serves other calls. Policy files are watched: a good edit takes effect at once
 (with a new worker), a broken one keeps the last good policy."""
@@ -36,12 +37,17 @@ class Decide:
             provider = call.route.target.provider
             endpoint = call.classification.endpoint
             call.verdict.deny_reasons = (f"{endpoint} mints a credential usable without Tollgate",)
+            allowed_by = (
+                "no setting permits it"
+                if call.classification.administers_keys
+                else f"providers.{provider}.ephemeral_credentials: allow permits it"
+            )
             refuse(
                 flow,
                 call,
                 MINTS_CREDENTIAL,
                 f"Tollgate refuses {endpoint}: it mints a credential that calls {provider} without Tollgate"
-                f" (no policy, limit or audit); providers.{provider}.ephemeral_credentials: allow permits it.",
+                f" (no policy, limit or audit); {allowed_by}.",
             )
             return None
         policy = call.loaded.policy
@@ -67,6 +73,8 @@ class Decide:
 
     @staticmethod
     def _may_mint(call: Call) -> bool:
+        if call.classification.administers_keys:  # a lasting key, never an ephemeral credential
+            return False
         return call.loaded.providers[call.route.target.provider].ephemeral_credentials == "allow"
 
     async def _apply_once_decided(self, flow: http.HTTPFlow, call: Call, evaluation: Awaitable[Decision]) -> None:
