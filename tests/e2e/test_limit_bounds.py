@@ -40,6 +40,7 @@ CLIENTS = {
     "in-a-row": {"tokens_per_day": 20_000},
     "streams-in-a-row": {"tokens_per_day": 20_000},
     "completer": {"tokens_per_day": 20_000},
+    "prompter": {"tokens_per_minute": 20_000},
     "continuer": {"tokens_per_day": 100_000},
 }
 RESERVE_INPUT = 50_000  # ledger.reserve_input_tokens: a held input's bound where its model's window is unknown
@@ -499,6 +500,45 @@ def test_a_legacy_completion_reserves_every_answers_bound(g):
     assert (denied["endpoint"], denied["status"], denied["decision"]) == ("completions", 429, "deny")
     assert denied["deny_reasons"] == ["limit 'completer': tokens_per_day 20000 reached for completer"]
     assert (called["status"], called["total_tokens"]) == (200, 154)
+
+
+def test_a_legacy_completion_reserves_every_prompts_answers(g):
+    result = g.run(f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{key("prompter")}", max_retries=0)
+        outcomes = []
+        calls = [
+            dict(prompt=["Say hi."] * 2000, max_tokens=500),  # 1 000 000 tokens of answers
+            dict(prompt=[[9906, 1917]] * 50, max_tokens=500),  # prompts as tokens: 25 000
+            dict(prompt=["a", "b", "c"], max_tokens=100, n=2, best_of=3),  # 1 800
+            dict(prompt=["a", "b"], max_tokens=9_950),  # 19 900, over what the minute has left
+        ]
+        for call in calls:
+            try:
+                r = client.completions.create(model="gpt-3.5-turbo-instruct", **call)
+                outcomes.append(r.usage.total_tokens)
+            except Exception as e:
+                outcomes.append([type(e).__name__, e.status_code, e.response.headers.get("x-tollgate-error"),
+                                 e.message])
+        report(outcomes=outcomes)
+    """)
+    listed, tokens, answered, over = result["outcomes"]
+    # The reservation (what "this call needs up to" says): each prompt's answers at their bound,
+    # and the prompt's bytes over four.
+    for refused, answers in ((listed, 1_000_000), (tokens, 25_000)):
+        assert refused[:3] == ["RateLimitError", 429, "rate_limited"]
+        used, needed = used_and_needed(refused[3])
+        assert used == 0 and answers < needed < answers + 10_000
+    assert answered == 154
+    used, needed = used_and_needed(over[3])
+    assert used == 154 and 19_900 < needed < 19_900 + 100
+    (sent,) = g.fakes["openai"].received
+    assert (sent.path, sent.json()["prompt"], sent.json()["n"]) == ("/v1/completions", ["a", "b", "c"], 2)
+    first, second, called, last = g.new_audit(4)
+    for denied in (first, second, last):
+        assert (denied["endpoint"], denied["status"], denied["decision"]) == ("completions", 429, "deny")
+        assert denied["deny_reasons"] == ["limit 'prompter': tokens_per_minute 20000 reached for prompter"]
+    assert (called["status"], called["decision"], called["total_tokens"]) == (200, "allow", 154)
 
 
 def test_a_responses_call_whose_input_is_held_upstream_reserves_its_models_context_window(g):

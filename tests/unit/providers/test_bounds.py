@@ -7,6 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tests.support.examples import examples
 
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.request_facts import Batch
@@ -26,6 +29,15 @@ HI = [{"role": "user", "content": "hi"}]
         (OPENAI, "/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "x", "n": 2, "best_of": 5}, 10, None),
         (OPENAI, "/v1/completions", {"prompt": "x", "best_of": 10, "max_tokens": 4000}, 10, 4000),
         (OPENAI, "/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "x", "n": 4}, 4, None),
+        # Every prompt of a list is answered: n of best_of each.
+        (OPENAI, "/v1/completions", {"prompt": ["a", "b", "c"], "max_tokens": 500}, 3, 500),
+        (OPENAI, "/v1/completions", {"prompt": ["a"] * 2000, "max_tokens": 500}, 2000, 500),
+        (OPENAI, "/v1/completions", {"prompt": ["a", "b"], "n": 2, "best_of": 3}, 12, None),
+        (OPENAI, "/v1/completions", {"prompt": [[1, 2], [3], [4, 5, 6]], "n": 2}, 6, None),
+        (OPENAI, "/v1/completions", {"prompt": [1, 2, 3], "n": 2}, 2, None),  # one prompt as tokens
+        (OPENAI, "/v1/completions", {"prompt": ["a", [1, 2]], "best_of": 2}, 4, None),
+        (OPENAI, "/v1/completions", {"prompt": [], "n": 2}, 2, None),
+        (ANTHROPIC, "/v1/complete", {"model": "claude-2.1", "prompt": "x", "max_tokens_to_sample": 9}, 1, 9),
         (OPENAI, "/v1/images/generations", {"model": "gpt-image-1", "prompt": "x", "n": 10}, 10, None),
         # Every OpenAI-compatible endpoint reads the body as OpenAI does.
         (GEMINI, "/v1beta/openai/chat/completions", {"model": "gemini-2.5-flash", "messages": HI, "n": 8}, 8, None),
@@ -52,6 +64,27 @@ HI = [{"role": "user", "content": "hi"}]
 def test_the_answers_a_call_asks_for_are_read(provider: Any, path: str, body: dict, answers: int, max_tokens) -> None:
     facts = provider.classify("POST", path, body).facts
     assert (facts.answers, facts.max_tokens, facts.batch) == (answers, max_tokens, None)
+
+
+_PROMPT = st.text(max_size=5) | st.lists(st.integers(0, 100_000), min_size=1, max_size=4)
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(
+    st.lists(_PROMPT, min_size=1, max_size=30),
+    st.integers(1, 5),
+    st.integers(1, 5),
+    st.integers(0, 5000),
+)
+def test_a_legacy_completion_asks_for_each_prompts_answers(
+    prompts: list, n: int, best_of: int, max_tokens: int
+) -> None:
+    body = {"model": "gpt-3.5-turbo-instruct", "prompt": prompts, "n": n, "best_of": best_of, "max_tokens": max_tokens}
+    facts = OPENAI.classify("POST", "/v1/completions", body).facts
+    assert (facts.answers, facts.max_tokens) == (len(prompts) * n * best_of, max_tokens)
+    # One prompt, as a string or as tokens, is one.
+    for one in prompts:
+        assert OPENAI.classify("POST", "/v1/completions", {**body, "prompt": one}).facts.answers == n * best_of
 
 
 @pytest.mark.parametrize(

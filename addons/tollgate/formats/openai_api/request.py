@@ -25,10 +25,23 @@ def classify_body(endpoint: str | None, method: str, data: dict[str, Any] | None
         openai_responses.read_facts(data, facts)
     elif endpoint == "completions":
         facts.max_tokens = request_int(data.get("max_tokens"), "max_tokens")
-        # OpenAI generates (and bills) best_of completions and returns n of them (n <= best_of); a
-        # server that read them otherwise could make n of best_of each: their product bounds both.
-        facts.answers = request_count(data.get("n"), "n") * request_count(data.get("best_of"), "best_of")
+        # OpenAI generates (and bills) best_of completions and returns n of them (n <= best_of), for
+        # each prompt; a server that read them otherwise could make n of best_of each: their product
+        # bounds both.
+        each = request_count(data.get("n"), "n") * request_count(data.get("best_of"), "best_of")
+        facts.answers = prompt_count(data.get("prompt")) * each
     elif endpoint == "images.generations":
         facts.answers = request_count(data.get("n"), "n")
     named = read_settings(data, facts) if endpoint is not None and endpoint.startswith("realtime.") else data
     return Classification(endpoint, request_model(named), facts, OPENAI_API)
+
+
+def prompt_count(prompt: Any) -> int:
+    """How many prompts a legacy completions call's `prompt` holds, each answered on its own: a
+    string or one array of tokens is one; a list of strings or of token arrays is each of them. A
+    list that mixes them is counted element by element, the most a server could read it as."""
+    if not isinstance(prompt, list) or not prompt:
+        return 1
+    if all(type(token) is int for token in prompt):
+        return 1  # one prompt as tokens
+    return len(prompt)
