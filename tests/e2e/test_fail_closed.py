@@ -328,9 +328,36 @@ def test_another_port_is_governed_like_the_host(g):
     assert (record["client"], record["host"], record["status"]) == ("alice", "api.openai.com", 200)
 
 
-def test_plain_http_to_an_llm_host_is_refused(g):
-    response, record = raw(g, "openai", "/v1/chat/completions", CHAT, tls=False)
-    assert_refused(g, "openai", response, record, "plain HTTP")
+PLAIN = {
+    "openai": ("/v1/chat/completions", CHAT),
+    "anthropic": ("/v1/messages", json.dumps({"model": "claude-haiku-4-5", "max_tokens": 10, "messages": []}).encode()),
+    "gemini": ("/v1beta/models/gemini-2.0-flash:generateContent", GEMINI_BODY),
+    "bedrock": ("/model/amazon.nova-lite-v1%3A0/converse", CONVERSE),
+}
+
+
+@pytest.mark.parametrize("provider", PLAIN)
+def test_plain_http_to_an_llm_host_is_refused(g, provider):
+    target, body = PLAIN[provider]
+    response, record = raw(g, provider, target, body, tls=False)
+    assert_refused(g, provider, response, record, "plain HTTP")
+    assert record["decision"] == "deny"
+
+
+@pytest.mark.parametrize("provider", PLAIN)
+def test_an_https_url_sent_in_cleartext_to_the_proxy_is_refused(g, provider):
+    # `POST https://api.openai.com/... HTTP/1.1` over plain TCP, no CONNECT: its virtual key crossed
+    # the hop to the proxy unencrypted. Refused, never forwarded.
+    target, body = PLAIN[provider]
+    response, record = raw(g, provider, target, body, tls=False, scheme="https")
+    assert_refused(g, provider, response, record, "came to the proxy in cleartext")
+    assert record["decision"] == "deny"
+    assert all(fake.received == [] for fake in g.fakes.values())
+
+
+def test_a_listing_by_an_https_url_sent_in_cleartext_is_refused(g):
+    response, record = raw(g, "openai", "/v1/models", tls=False, scheme="https", method="GET")
+    assert_refused(g, "openai", response, record, "came to the proxy in cleartext")
 
 
 def test_a_host_header_naming_another_host_is_refused_as_misdirected(g):

@@ -725,6 +725,22 @@ def test_an_encoding_tollgate_cannot_read_exactly_is_refused(gateway, scripted, 
     assert record["error"] == f"bad request: {error}"
 
 
+def test_an_https_url_sent_in_cleartext_is_refused(gateway, scripted) -> None:
+    # `POST https://…/mcp` over plain TCP to the proxy, no CONNECT: its key crossed that hop unencrypted.
+    scripted.received.clear()
+    time.sleep(BATCH_DELAY + 0.05)
+    gateway._before = len(gateway.audit())
+    fields = {"Authorization": f"Bearer {VIRTUAL}", "Content-Type": "application/json"}
+    body = json.dumps(tool_call("add")).encode()
+    answer = send(gateway.proxy.port, gateway.bundle, SCRIPTED_HOST, "/mcp", headers=fields, body=body, tls=False,
+                  scheme="https")  # fmt: skip
+    assert (answer.status, answer.headers["x-tollgate-error"]) == (400, "bad_request")
+    assert "came to the proxy in cleartext" in answer.json()["error"]["message"]
+    assert scripted.received == []
+    (record,) = gateway.new_audit(1)
+    assert (record["server"], record["decision"], record["status"]) == ("scripted", "deny", 400)
+
+
 def speaks_mcp(answer: Callable[[dict], Reply]) -> Callable[[Received], Reply]:
     """The scripted server as the SDK's client needs it: an initialize answered, notifications
     accepted, no GET stream; each other request answered by `answer`."""

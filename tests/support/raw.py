@@ -40,11 +40,12 @@ def send(
     trailers: list[tuple[str, str]] | None = None,
     timeout: float = 20.0,
     sni: str | None = SAME,
+    scheme: str = "http",
 ) -> RawResponse:
     """One request to `host` (its Host header) through the proxy; `connect` is the CONNECT
     authority (default host:443), `sni` the TLS server name (default host's name; None: none).
-    With `tls=False` the request goes as plain HTTP in absolute form. `trailers` go after a chunked
-    body."""
+    With `tls=False` the request goes in cleartext to the proxy in absolute form, its URL's scheme
+    `scheme` (`https`: an https:// URL sent without CONNECT). `trailers` go after a chunked body."""
     pairs = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
     names = {n.lower() for n, _ in pairs}
     if "host" not in names:
@@ -73,7 +74,7 @@ def send(
             sock = context.wrap_socket(sock, server_hostname=server_name)
             line = f"{method} {target} HTTP/1.1\r\n"
         else:
-            line = f"{method} http://{host}{target} HTTP/1.1\r\n"
+            line = f"{method} {scheme}://{host}{target} HTTP/1.1\r\n"
         head = line + "".join(f"{n}: {v}\r\n" for n, v in pairs) + "Connection: close\r\n\r\n"
         sock.sendall(head.encode("latin-1") + payload)
         return _read_response(sock)

@@ -453,6 +453,15 @@ def plain_http(flow) -> None:
     flow.request.scheme, flow.request.port = "http", 80
 
 
+def https_url_in_cleartext(flow) -> None:
+    # `POST https://host/... HTTP/1.1` sent to the proxy over plain TCP, not through CONNECT.
+    flow.client_conn.timestamp_tls_setup = None  # what `tls_established` reads
+
+
+def utf16_body(flow) -> None:
+    flow.request.raw_content = json.dumps(json.loads(flow.request.raw_content)).encode("utf-16")
+
+
 def trace(flow) -> None:
     flow.request.method = "TRACE"
 
@@ -511,6 +520,11 @@ def websocket_upgrade(flow) -> None:
 
 FAULTS = [
     (plain_http, "LLM APIs are called over HTTPS; Tollgate refuses plain HTTP"),
+    (
+        https_url_in_cleartext,
+        "the https:// request came to the proxy in cleartext, not through CONNECT; Tollgate refuses plain HTTP",
+    ),
+    (utf16_body, "the body is UTF-16; Tollgate reads JSON in UTF-8 with no byte order mark (RFC 8259)"),
     (trace, "Tollgate does not forward TRACE requests"),
     (method_override, "the request asks to be taken for another method (X-HTTP-Method-Override)"),
     (another_port, "the Host header names another host than the one called"),

@@ -48,11 +48,17 @@ def request_body(request: http.Request, headers: dict[bytes, bytes]) -> bytes | 
         raise Unreadable("the body's Content-Encoding cannot be decoded") from None
 
 
-def check_transport(request: http.Request, headers: dict[bytes, bytes]) -> None:
-    """What every call must be before its path and body are read: HTTPS, one host (another host's
-    name was refused as misdirected at its headers: `misdirection`), a plain method."""
+def check_transport(request: http.Request, headers: dict[bytes, bytes], client_tls: bool) -> None:
+    """What every call must be before its path and body are read: HTTPS from the client on (an
+    `https://` URL sent to the proxy in cleartext, not through CONNECT, carried its credential
+    unencrypted to Tollgate), one host (another host's name was refused as misdirected at its
+    headers: `misdirection`), a plain method."""
     if request.scheme != "https":
         raise Unreadable("LLM APIs are called over HTTPS; Tollgate refuses plain HTTP")
+    if not client_tls:
+        raise Unreadable(
+            "the https:// request came to the proxy in cleartext, not through CONNECT; Tollgate refuses plain HTTP"
+        )
     if request.method not in METHODS:
         raise Unreadable(f"Tollgate does not forward {request.method} requests")
     if any(name in headers for name in METHOD_OVERRIDES):
@@ -235,7 +241,7 @@ class Classify:
         if (traceparent := headers.get(b"traceparent")) is not None:
             call.trace.context = (traceparent, headers.get(b"tracestate"))
         try:
-            check_transport(request, headers)
+            check_transport(request, headers, flow.client_conn.tls_established)
             provider.check_headers(headers)
             if read_body and request.trailers:
                 raise Unreadable("Tollgate does not forward request trailers")

@@ -141,6 +141,9 @@ class Mcp:
 
     def _read(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
         request = flow.request
+        if request.scheme == "https" and not flow.client_conn.tls_established:
+            # Its credential crossed the hop to the proxy unencrypted; an http:// server's is the operator's choice.
+            raise Unreadable("the https:// request came to the proxy in cleartext, not through CONNECT")
         if request.method not in METHODS:
             raise Unreadable(f"an MCP server is not called with {request.method}")
         if request.method != "POST":
