@@ -527,6 +527,46 @@ def guarded(start_gateway, fake, tmp_path_factory):
     return gateway
 
 
+def test_an_event_not_in_utf8_does_not_go_and_the_session_goes_on(guarded, fake):
+    # UTF-16 of ASCII text is valid UTF-8 (NULs between the letters), so a text frame carries it;
+    # the guardrails, reading UTF-8, would find nothing in it.
+    fake.sessions.clear()
+    fake.script = answering(ANSWERS[:1], USAGES[:1])
+    item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": samples.AWS_SECRET}]}
+    utf16 = json.dumps({"type": "conversation.item.create", "item": item}).encode("utf-16-le").decode()
+    result = guarded.run(f"""
+        import asyncio
+        from openai import AsyncOpenAI
+
+        async def session():
+            client = AsyncOpenAI(api_key="{GUARDED_KEY}", max_retries=0)
+            events = []
+            async with client.realtime.connect(model="{MODEL}") as conn:
+                await conn.send_raw({utf16!r})
+                async for event in conn:
+                    if event.type == "error":
+                        events.append([event.error.message, event.error.headers])
+                        break
+                await conn.response.create()
+                async for event in conn:
+                    events.append(event.type)
+                    if event.type == "response.done":
+                        break
+            return events
+
+        report(events=asyncio.run(session()))
+    """)
+    refused, *rest = result["events"]
+    assert "the body is UTF-16" in refused[0] and refused[1]["x-tollgate-error"] == "bad_request"
+    assert rest[-1] == "response.done"  # the session went on
+    (session,) = fake.sessions
+    assert [json.loads(m)["type"] for m in session.received] == ["response.create"]
+    unread, whole = guarded.new_audit(2)
+    assert (unread["status"], unread["decision"]) == (400, "deny")
+    assert unread["error"].startswith("bad request: the body is UTF-16")
+    assert (whole["status"], whole["decision"]) == (101, "allow")
+
+
 def test_guardrails_redact_and_deny_realtime_events_and_the_session_goes_on(guarded, fake):
     fake.sessions.clear()
     fake.script = answering(ANSWERS[:1], USAGES[:1])

@@ -313,6 +313,42 @@ def test_a_message_that_could_start_an_undecided_response_is_refused_and_audited
     assert (served["status"], served["total_tokens"]) == (200, 120)
 
 
+def test_a_message_not_in_utf8_is_refused_and_audited(g, fake):
+    # A text frame's bytes are UTF-8, but UTF-16 of ASCII text is valid UTF-8 too (NULs between the
+    # letters): the guardrails would read it without finding Tollgate's key in it.
+    create = json.dumps({"type": "response.create", "model": MODEL, "input": f"the key: {REAL}"})
+    utf16 = create.encode("utf-16-le").decode("utf-8")
+    result = g.run(f"""
+        import asyncio, json
+        from websockets.asyncio.client import connect
+
+        async def session():
+            async with connect("wss://api.openai.com/v1/responses",
+                               additional_headers={{"Authorization": "Bearer {ALICE}"}}) as ws:
+                got = []
+                for message in [{utf16!r}, {"\ufeff" + create!r},
+                                json.dumps({{"type": "response.create", "model": "{MODEL}", "input": "hi"}})]:
+                    await ws.send(message)
+                    while True:
+                        event = json.loads(await asyncio.wait_for(ws.recv(), 20))
+                        if event["type"] in {ENDS!r}:
+                            got.append(event.get("status") or event["type"])
+                            break
+            return got
+
+        report(got=asyncio.run(session()))
+    """)
+    assert result == {"got": [400, 400, "response.completed"]}
+    (upstream,) = fake.sessions
+    assert [json.loads(m)["input"] for m in upstream.received] == ["hi"]
+    utf16_record, bom_record, served = g.new_audit(3)
+    assert (utf16_record["status"], utf16_record["decision"]) == (400, "deny")
+    assert utf16_record["error"].startswith("bad request: the body is UTF-16;")
+    assert (bom_record["status"], bom_record["decision"]) == (400, "deny")
+    assert bom_record["error"].startswith("bad request: the body begins with a byte order mark;")
+    assert served["status"] == 200
+
+
 def test_an_unknown_key_is_refused_at_the_upgrade_and_audited(g, fake):
     before = fake.connections
     result = g.run("""
