@@ -35,8 +35,9 @@ find_python() {
     root="$(pyenv root 2>/dev/null || true)"
     if [[ -n "$root" && -d "$root/versions" ]]; then
       # Newest first; a pyenv shim that is not selected refuses to run, the real binary does not.
-      while IFS= read -r p; do candidates+=("$p"); done < <(
-        ls -d "$root"/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -V -r)
+      local found
+      found="$(ls -d "$root"/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -V -r || true)"
+      [[ -z "$found" ]] || mapfile -t -O "${#candidates[@]}" candidates <<<"$found"
     fi
   fi
   candidates+=(python3 python)
@@ -254,8 +255,11 @@ run_proxy() {  # run_proxy mitmdump|mitmweb ARGS…
   set -- ${ARGS[@]+"${ARGS[@]}"}
   ensure_venv
   ensure_certs
-  local defaults=()
-  while IFS= read -r line; do defaults+=("$line"); done < <(proxy_args "$@")
+  # Read from a command substitution, which bash waits for: a process substitution's shell may
+  # outlive the exec below, a child the proxy never waits for, left in its process group.
+  local defaults=() lines
+  lines="$(proxy_args "$@")"
+  mapfile -t defaults <<<"$lines"
   [[ -f "$PWD/tollgate.yaml" ]] || caller_sets tollgate_config "$@" ||
     say "no tollgate.yaml here: pure audit mode (anyone may call, their own keys pass through)"
   if [[ -n "$workers" || " $* " == *" --workers "* ]]; then
@@ -265,7 +269,10 @@ run_proxy() {  # run_proxy mitmdump|mitmweb ARGS…
     PYTHONPATH="$ROOT/addons${PYTHONPATH:+:$PYTHONPATH}" exec "$VENV/bin/python" -m tollgate serve \
       "${defaults[@]}" ${CAPTURE[@]+"${CAPTURE[@]}"} "$@"
   fi
-  exec "$VENV/bin/$tool" "${defaults[@]}" ${CAPTURE[@]+"${CAPTURE[@]}"} "$@"
+  # The configuration checked first, in the process that then becomes mitmproxy's tool: a wrong one
+  # stops the start before anything listens (mitmproxy may listen before it loads the script).
+  PYTHONPATH="$ROOT/addons${PYTHONPATH:+:$PYTHONPATH}" exec "$VENV/bin/python" -m tollgate.proxy.start "$tool" \
+    "${defaults[@]}" ${CAPTURE[@]+"${CAPTURE[@]}"} "$@"
 }
 
 print_env() {

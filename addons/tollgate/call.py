@@ -112,6 +112,9 @@ class Caller:
     # When the virtual key that identified the caller expires (seconds since the epoch): a
     # Responses WebSocket's later messages are refused from then on.
     key_expires: float | None = None
+    # The SHA-256 of that virtual key: the session's later responses are refused once the
+    # configuration in force no longer holds it (`Identify.unexpired`).
+    key_sha256: str | None = field(default=None, repr=False, compare=False)
     # Where the client put credentials, for any provider (names only, see `stages/redact.py`);
     # None until Identify has looked.
     credential_positions: tuple[str, ...] | None = None

@@ -200,6 +200,7 @@ class Config(Strict):
                 if cred.access_key_id in seen_aws:
                     raise ValueError(f"clients.{i}.aws_credentials.{j}.access_key_id: used by another client")
                 seen_aws.add(cred.access_key_id)
+        self._virtual_keys_not_real()
         labels: dict[str, int] = {}
         for i, limit in enumerate(self.limits):
             if limit.label in labels:
@@ -239,6 +240,25 @@ class Config(Strict):
                     ' client_prefix: "" to let its tokens name configured clients'
                 )
         return self
+
+    def _virtual_keys_not_real(self) -> None:
+        """No client is given a provider's real key as its virtual key: the client would hold the
+        real key, and Tollgate would take the real key for a virtual one. Named by place, never by value."""
+        real = {
+            key_digest(key): f"providers.{name}.keys.{j}"
+            for name in reversed(self.providers.names())
+            for j, key in reversed(list(enumerate(self.providers.get(name).keys)))
+        }
+        if not real:
+            return
+        for i, client in enumerate(self.clients):
+            for j, key in enumerate(client.keys):
+                where = real.get(key.sha256)
+                if where is not None:
+                    raise ValueError(
+                        f"clients.{i}.keys.{j}: client {client.name!r} is given {where}, a real key of the"
+                        f" provider; give the client a virtual key of its own (tollgate key new --client {client.name})"
+                    )
 
     def _ephemeral_credentials_uncapped(self) -> None:
         """A credential minted through Tollgate is used without it: what it spends is never

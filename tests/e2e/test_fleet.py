@@ -458,7 +458,8 @@ def test_one_worker_is_mitmdump_itself_without_haproxy(tmp_path, fakes, confdir,
         while not accepts(fleet.port) and fleet.process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         command = Path(f"/proc/{fleet.process.pid}/cmdline").read_bytes().split(b"\0")
-        assert Path(command[1].decode()).name == "mitmdump"  # run.sh and tollgate serve became it (its script)
+        # tollgate serve became mitmdump, in the process that checked its configuration first.
+        assert command[1:4] == [b"-m", b"tollgate.proxy.start", b"mitmdump"]
         assert not [p for p in processes() if p[1] == fleet.process.pid and "haproxy" in p[2]]
         assert openai_calls(fleet, bundle, "sk-caller-own", 1) == {"outcomes": ["ok"]}
         [call] = fleet.wait_calls(1)

@@ -237,6 +237,13 @@ def test_an_edit_takes_effect_without_restart_and_a_broken_one_keeps_the_last_go
     assert "policy not reloaded, the last good one stays in force" in gw.proxy.console()
     still = gw.run(call)
     assert still["status"] == 403, "a broken edit must keep the last good policy"
+    # A built-in a policy may not call (its env holds the real keys): refused at the reload as at
+    # start-up, the last good policy kept.
+    live.write_text("package tollgate\nimport rego.v1\ndeny contains r if {\n  r := opa.runtime().env.HOME\n}\n")
+    os.utime(live, ns=(time.time_ns(), time.time_ns() + 3 * 10**9))
+    gw.wait_console(f"policy not reloaded, the last good one stays in force: {live}:4: calls opa.runtime, which")
+    kept = gw.run(call)
+    assert kept["status"] == 403 and "research is closed today" in kept["message"]
 
 
 def test_broken_policy_stops_start_up_naming_file_and_line(tmp_path, confdir):

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -290,3 +291,136 @@ def test_run_sh_with_tollgate_listen_on_a_port_in_use_says_what_to_change(tmp_pa
     assert done.returncode == 1, output
     assert process_records(tmp_path / "audit.jsonl") == []
     assert advice(port) in output, output
+
+
+RUNTIME_POLICY = "package tollgate\n\nimport rego.v1\n\ndeny contains r if {\n  r := opa.runtime().env.HOME\n}\n"
+
+
+class Knocker:
+    """Tries to connect to a port every few milliseconds while a start-up runs, within a bound."""
+
+    def __init__(self, port: int, limit: float = 60) -> None:
+        self.port, self.limit = port, limit
+        self.accepted = 0
+        self.tries = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._knock, daemon=True)
+        self._thread.start()
+
+    def _knock(self) -> None:
+        deadline = time.monotonic() + self.limit
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            self.tries += 1
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    self.accepted += 1
+            except OSError:
+                pass
+            self._stop.wait(0.005)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A directory on a tiny tmpfs filled to the last block (mounting needs root)."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr.decode().strip()}")
+    try:
+        with open(mount / "fill", "wb") as fill:
+            try:
+                while True:
+                    fill.write(b"\0" * 4096)
+                    fill.flush()
+            except OSError:
+                pass
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (
+            "clients:\n  - name: alice\n    keyz: [a]\n",
+            "Tollgate configuration: {config}: clients.0.keyz: unknown key",
+        ),
+        (
+            "providers:\n  openai:\n    keys: [sk-REAL-startup-9]\nclients:\n  - name: bob\n    keys: [sk-REAL-startup-9]\n",
+            "Tollgate configuration: {config}: clients.0.keys.0: client 'bob' is given providers.openai.keys.0,"
+            " a real key of the provider; give the client a virtual key of its own (tollgate key new --client bob)",
+        ),
+        (
+            "policy:\n  rego: [runtime.rego]\n  network: allow\n",
+            "Tollgate configuration: policy.rego: {dir}/runtime.rego:6: calls opa.runtime, which a policy may not"
+            " call: its env holds Tollgate's environment, the providers' real keys among it",
+        ),
+        (
+            "audit:\n  path: {full}/audit.jsonl\nledger:\n  store: sqlite:///{dir}/ledger.sqlite\n",
+            "Tollgate configuration: audit.path: cannot write to {full}/audit.jsonl: No space left on device",
+        ),
+    ],
+    ids=["unknown key", "real key as virtual key", "policy calls opa.runtime", "audit on a full disk"],
+)
+@pytest.mark.parametrize("how", ["mitmdump", "run.sh"])
+def test_a_bad_configuration_is_one_line_and_nothing_ever_listens(tmp_path, confdir, request, config, expected, how):
+    full = request.getfixturevalue("full_disk") if "{full}" in config else tmp_path
+    path = tmp_path / "tollgate.yaml"
+    path.write_text(config.format(full=full, dir=tmp_path))
+    (tmp_path / "runtime.rego").write_text(RUNTIME_POLICY)
+    port = free_port()
+    # mitmdump as a user runs it by hand (listening on every address), or ./run.sh (on 127.0.0.1).
+    command = (
+        [mitmdump(), "-s", str(GATEWAY), "--set", f"tollgate_config={path}"]
+        if how == "mitmdump"
+        else [str(ROOT / "run.sh")]
+    )
+    knocker = Knocker(port)
+    try:
+        done = subprocess.run(
+            [*command, "--listen-port", str(port), "--set", f"confdir={confdir}"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        knocker.stop()
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr == expected.format(config=path, dir=tmp_path, full=full) + "\n", done.stdout + done.stderr
+    assert "Traceback" not in done.stdout and "listening" not in done.stdout, done.stdout
+    assert knocker.tries > 10 and knocker.accepted == 0
+
+
+@pytest.mark.parametrize("workers", [None, "1"], ids=["mitmdump", "tollgate serve"])
+def test_a_start_refused_for_a_busy_port_leaves_no_process_in_its_group(tmp_path, confdir, workers):
+    (tmp_path / "tollgate.yaml").write_text("policy:\n  rego: [policy.rego]\n")
+    (tmp_path / "policy.rego").write_text(POLICY)
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        command = [str(ROOT / "run.sh"), "--listen-port", str(port), "--set", f"confdir={confdir}"]
+        proxy = subprocess.Popen(
+            command + (["--workers", workers] if workers else []),
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )  # fmt: skip
+        try:
+            output, _ = proxy.communicate(timeout=60)
+        finally:
+            if proxy.returncode is None:
+                os.killpg(proxy.pid, signal.SIGKILL)
+                proxy.communicate()
+        assert proxy.returncode == 1, output
+        assert advice(port) in output, output
+        # The group's leader has exited and been reaped: no process of its group is left, a
+        # zombie neither.
+        left = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-g", str(proxy.pid)], capture_output=True, text=True)
+        try:
+            os.killpg(proxy.pid, 0)
+        except ProcessLookupError:
+            pass
+        else:
+            os.killpg(proxy.pid, signal.SIGKILL)
+            pytest.fail(f"processes left in the group of {proxy.pid}:\n{left.stdout}")

@@ -40,6 +40,16 @@ def test_check_from_another_directory(tollgate, tmp_path: Path, capsys) -> None:
     assert tollgate(["check", "guarded.yaml"]) == 0
 
 
+def test_check_refuses_a_client_given_a_providers_real_key(tollgate, tmp_path: Path, capsys) -> None:
+    Path("tollgate.yaml").write_text(
+        "providers: {openai: {keys: [sk-REAL-check-42]}}\nclients: [{name: alice, keys: [sk-REAL-check-42]}]\n"
+    )
+    assert tollgate(["check", "tollgate.yaml"]) == 1
+    said = capsys.readouterr()
+    assert "clients.0.keys.0: client 'alice' is given providers.openai.keys.0, a real key" in said.err
+    assert "sk-REAL-check-42" not in said.out + said.err
+
+
 def test_policy_eval_and_certs_from_another_directory(tollgate, tmp_path: Path, capsys) -> None:
     Path("input.json").write_text(
         json.dumps({"client": {"name": "sam", "groups": ["support"]}, "model": "gpt-4o", "unread": []})

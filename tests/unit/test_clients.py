@@ -261,3 +261,29 @@ def test_the_console_names_keys_expiring_soon_by_their_place_never_the_key() -> 
         "clients.0.keys.1 (alice) expires 2027-03-10T00:00:00Z, in 8 days"
     )
     assert not any(secret in " ".join(notices) for secret in ("tg-", CAROL_SHA256[7:]))
+
+
+def test_a_sessions_key_is_refused_once_removed_moved_or_expired_in_the_configuration_in_force() -> None:
+    hashed = "sha256:" + hashlib.sha256(b"tg-bob-2").hexdigest()
+    before = directory(clients=[{"name": "alice", "keys": ["tg-alice-1"]}, {"name": "bob", "keys": [hashed]}])
+    alice = before.identify(None, [Presented("tg-alice-1", "authorization")])
+    bob = before.identify(None, [Presented("tg-bob-2", "authorization")])
+    assert isinstance(alice, Caller) and isinstance(bob, Caller)
+    assert alice.key_sha256 == hashlib.sha256(b"tg-alice-1").hexdigest() and bob.key_sha256 == hashed[7:]
+    assert alice.key_sha256 not in repr(alice)
+    assert before.key_refusal(alice.key_sha256, "alice", 0) is None
+    assert before.key_refusal(bob.key_sha256, "bob", 0) is None
+    after = directory(
+        clients=[
+            {"name": "alice", "keys": []},
+            {"name": "carol", "keys": [hashed]},
+            {"name": "dave", "keys": [{"key": "tg-dave-3", "expires": "2026-01-01"}]},
+        ]
+    )
+    assert after.key_refusal(alice.key_sha256, "alice", 0) == "virtual key of alice removed from the configuration"
+    assert after.key_refusal(bob.key_sha256, "bob", 0) == "virtual key of bob removed from the configuration"
+    dave = hashlib.sha256(b"tg-dave-3").hexdigest()
+    assert after.key_refusal(dave, "dave", datetime(2025, 12, 31, tzinfo=UTC).timestamp()) is None
+    assert after.key_refusal(dave, "dave", datetime(2026, 1, 1, tzinfo=UTC).timestamp()) == (
+        "virtual key of dave expired 2026-01-01T00:00:00Z"
+    )

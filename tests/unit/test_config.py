@@ -363,6 +363,26 @@ def test_a_key_and_its_sha256_form_are_one_key_used_twice() -> None:
     assert message == "clients.0.keys.1: this virtual key is used twice"
 
 
+def test_a_virtual_key_that_is_a_providers_real_key_is_refused_without_printing_it() -> None:
+    real = "sk-REAL-openai-0123456789"
+    message = error_of(
+        {
+            "providers": {"openai": {"keys": ["sk-other-real-1", real]}},
+            "clients": [{"name": "alice", "keys": ["tg-alice-1"]}, {"name": "bob", "keys": ["tg-bob-1", real]}],
+        }
+    )
+    assert message == (
+        "clients.1.keys.1: client 'bob' is given providers.openai.keys.1, a real key of the provider;"
+        " give the client a virtual key of its own (tollgate key new --client bob)"
+    )
+    assert real not in message
+    hashed = "sha256:" + hashlib.sha256(real.encode()).hexdigest()  # its sha256: form is the same key
+    message = error_of(
+        {"providers": {"anthropic": {"keys": [real]}}, "clients": [{"name": "carol", "keys": [{"key": hashed}]}]}
+    )
+    assert message.startswith("clients.0.keys.0: client 'carol' is given providers.anthropic.keys.0, a real key")
+
+
 # --- virtual keys: sha256: forms and expiries ---------------------------------------------------
 
 

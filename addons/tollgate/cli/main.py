@@ -212,7 +212,7 @@ def check_config(path: Path) -> int:
     try:
         config = load_config(path)
         if config.policy.rego:
-            Policy(config.policy.rego, config.policy.timeout)
+            Policy(config.policy.rego, config.policy.timeout, network=config.policy.network == "allow")
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -108,11 +108,12 @@ def serve(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
         args = parse_serve_args(argv, env)
         command = mitmdump_base(args)
         if args.workers == 1:
-            # One worker: mitmdump itself, as ./run.sh runs it.
+            # One worker: mitmdump itself, as ./run.sh runs it, once its configuration is checked.
             listen = ["--listen-host", args.listen_host, "--listen-port", str(args.listen_port)]
             env[INSTANCE_ENV] = worker_instance(env, 1)
             sys.stdout.flush()
-            os.execvpe(command[0], [*command, *args.passed, *listen], env)
+            start = [sys.executable, "-m", "tollgate.proxy.start", "mitmdump", *command[1:]]
+            os.execvpe(start[0], [*start, *args.passed, *listen], env)
         plan = fleet_plan(args)
     except FleetError as e:
         say(str(e))

@@ -132,6 +132,9 @@ class Caller:
     auth: Auth
     # When the virtual key that identified the caller stops being accepted (seconds since the epoch).
     key_expires: float | None = None
+    # The SHA-256 (hex) of the virtual key that identified the caller: a WebSocket session opened
+    # with it asks, at each response, whether the configuration in force still holds that key.
+    key_sha256: str | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +169,7 @@ class Directory:
         # when their hashes (SipHash, keyed anew per process) are equal, so the lookup's timing says
         # nothing about a key's prefix, with no hashing of each key first.
         self._by_key = {
-            k.key: Caller(c.name, c.groups, "virtual_key", _seconds(k.expires))
+            k.key: Caller(c.name, c.groups, "virtual_key", _seconds(k.expires), k.sha256)
             for c in config.clients
             for k in c.keys
             if not k.hashed
@@ -175,11 +178,16 @@ class Directory:
         # hashed (once per call, never kept) and its digest looked up. The lookup's timing can tell
         # at most how much of a digest matched, which says nothing of any key.
         self._by_sha256 = {
-            k.sha256: Caller(c.name, c.groups, "virtual_key", _seconds(k.expires))
+            k.sha256: Caller(c.name, c.groups, "virtual_key", _seconds(k.expires), k.sha256)
             for c in config.clients
             for k in c.keys
             if k.hashed
         }
+        # Every key by its SHA-256, for the sessions opened with one (`key_refusal`).
+        self._by_digest: dict[str, Caller] = {
+            c.key_sha256: c for c in self._by_key.values() if c.key_sha256 is not None
+        }
+        self._by_digest.update(self._by_sha256)
         self._by_aws_key = {a.access_key_id: c for c in config.clients for a in c.aws_credentials}
         self.aws_secrets = {a.access_key_id: a.secret_access_key for c in config.clients for a in c.aws_credentials}
         self._takes_jwts = bool(config.identity.jwt)
@@ -200,6 +208,17 @@ class Directory:
                 return None
             known = self._by_sha256.get(hashlib.sha256(sent).hexdigest())
         return known
+
+    def key_refusal(self, key_sha256: str, client: str | None, now: float) -> str | None:
+        """Why a session opened with the virtual key of this SHA-256, as `client`, may no longer
+        call (the audit's deny reason): the key removed from the configuration or given to another
+        client, or expired; None while it may."""
+        holder = self._by_digest.get(key_sha256)
+        if holder is None or holder.name != client:
+            return f"virtual key of {client} removed from the configuration"
+        if holder.key_expires is not None and now >= holder.key_expires:
+            return Expired(client or "", holder.key_expires).reason
+        return None
 
     @property
     def takes_jwts(self) -> bool:

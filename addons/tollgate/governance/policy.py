@@ -19,11 +19,12 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Se
 from decimal import Decimal
 from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from tollgate.config_base import Strict
+from tollgate.governance.policy_builtins import check_builtins
 from tollgate.governance.policy_engine import POLICY_ERROR, Decision, PolicyError, Rules
 from tollgate.governance.policy_worker import CHECK_COMMAND, PolicyWorker, WorkerUnavailable
 
@@ -34,8 +35,12 @@ CACHE_SIZE = 4096
 TIMEOUT = 1.0  # seconds an evaluation may take; `policy.timeout`
 COMPILE_LIMIT = 30.0  # seconds for a policy to compile in its own process
 # Built-ins whose answer is not a function of the input: time, HTTP, randomness, UUIDs, DNS, the
-# runtime, and a JWT's verification (checked against the clock).
-_IMPURE = re.compile(r"\b(?:(?:time|http|rand|uuid|net|opa)\.[a-z_]+|io\.jwt\.decode_verify)\s*\(")
+# runtime, and a JWT's verification (checked against the clock); called by name (`http.send(`,
+# `http["send"](`), or put in a function's place (`with f as http.send`).
+_IMPURE = re.compile(
+    r"\b(?:(?:time|http|rand|uuid|net|opa)(?:\s*\.\s*[a-z_]+|\s*\[[^\]\n]*\])|io\.jwt\.decode_verify)\s*\("
+    r"|\bas\s+(?:time|http|rand|uuid|net|opa)\s*[.\[]"
+)
 _PACKAGE = re.compile(r"^\s*package\s+tollgate(?:\.mcp)?\s*(?:#.*)?$", re.MULTILINE)
 _DENY_RULE = re.compile(r"^\s*(?:default\s+)?deny\b", re.MULTILINE)
 # Rego's comments, and its strings so that a `#` in one starts no comment. Strings are not
@@ -47,18 +52,21 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class PolicyConfig(Strict):
-    """`policy:` the Rego files that decide each call, and how long one evaluation may take."""
+    """`policy:` the Rego files that decide each call, how long one evaluation may take, and whether
+    they may reach the network (`http.send`, `net.lookup_ip_addr`; `policy_builtins`)."""
 
     rego: tuple[str, ...] = ()
     timeout: float = Field(default=TIMEOUT, gt=0)
+    network: Literal["deny", "allow"] = "deny"
 
 
-def compile_apart(sources: Mapping[str, str]) -> None:
+def compile_apart(sources: Mapping[str, str], network: bool = False) -> None:
     """Compile the sources in a process of their own, as the proxy's worker will: `PolicyError`
-    with OPA's own words when they do not compile."""
+    with OPA's own words when they do not compile, or naming a built-in they may not call."""
+    asked = {"modules": dict(sources), "network": network}
     try:
         done = subprocess.run(
-            CHECK_COMMAND, input=json.dumps({"modules": dict(sources)}).encode(), capture_output=True,
+            CHECK_COMMAND, input=json.dumps(asked).encode(), capture_output=True,
             timeout=COMPILE_LIMIT, check=False,
         )  # fmt: skip
     except subprocess.TimeoutExpired:
@@ -77,11 +85,16 @@ class Policy:
     """The compiled modules of some Rego files, ready to decide: in-process (`decide`,
     `decide_call`), or as the proxy does, in a worker process within a time limit
     (`decide_call_in_worker`). With `apart` (the proxy) they are compiled in a process of their own
-    and OPA's engine is never loaded here; else here, where `decide` will evaluate them."""
+    and OPA's engine is never loaded here; else here, where `decide` will evaluate them. A policy
+    that calls `opa.runtime` is refused, and one that calls `http.send` or `net.lookup_ip_addr` but
+    with `network` (`policy_builtins`)."""
 
-    def __init__(self, files: Sequence[str | Path], timeout: float = TIMEOUT, *, apart: bool = False) -> None:
+    def __init__(
+        self, files: Sequence[str | Path], timeout: float = TIMEOUT, *, apart: bool = False, network: bool = False
+    ) -> None:
         self.files = tuple(Path(f) for f in files)
         self.timeout = timeout
+        self.network = network
         # Before reading: an edit made while they are read is a change still to be seen.
         self.loaded_mtimes = self.mtimes()
         sources: dict[str, str] = {}
@@ -93,9 +106,10 @@ class Policy:
             sources[str(path)] = source
         self._rules: Rules | None = None
         if apart:
-            compile_apart(sources)
+            compile_apart(sources, network)
         else:
             self._rules = Rules(sources)
+            check_builtins(self._rules, sources, network)
         # A policy that never defines data.tollgate.deny (a misspelt package or rule name) would
         # allow every call: refuse it at load.
         if not any(_PACKAGE.search(s) and _DENY_RULE.search(s) for s in sources.values()):

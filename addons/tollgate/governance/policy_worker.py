@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from tollgate.governance.policy_builtins import check_builtins
 from tollgate.governance.policy_engine import POLICY_ERROR, Decision, PolicyError, Rules
 
 logger = logging.getLogger(__name__)
@@ -244,11 +245,14 @@ def serve() -> None:
 
 
 def check() -> None:
-    """Compile the policy on standard input (`{"modules": …}`) and say whether it compiled."""
+    """Compile the policy on standard input (`{"modules": …, "network": bool}`) and say whether it
+    compiled and calls no built-in it may not (`policy_builtins`)."""
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     try:
-        Rules(json.loads(sys.stdin.buffer.read())["modules"])
+        asked = json.loads(sys.stdin.buffer.read())
+        sources = asked["modules"]
+        check_builtins(Rules(sources), sources, network=bool(asked.get("network")))
     except PolicyError as e:
         _send(answers, _line({"error": str(e)}))
         return

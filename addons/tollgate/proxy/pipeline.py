@@ -180,6 +180,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         audit.record,
         ledger.settle_reservation,
         ledger.charge_unreserved,
+        identify.unexpired,  # without limits, a message once the session's key is removed or expired
     )
     # SIGTERM: no new connection, the calls in flight (the audit's) given drain_s to end, then exit.
     drain = Drain(shared, audit.in_flight, draining=[responses_socket.drain])

@@ -134,7 +134,7 @@ class Decide:
     async def reload(self, current: Policy) -> None:
         try:
             # Compiled in a process of its own, waited for in a thread: calls go on meanwhile.
-            fresh = await asyncio.to_thread(Policy, current.files, current.timeout, apart=True)
+            fresh = await asyncio.to_thread(Policy, current.files, current.timeout, apart=True, network=current.network)
         except PolicyError as e:
             logger.error(f"Tollgate: policy not reloaded, the last good one stays in force: {e}")
             return

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
 
@@ -116,17 +116,26 @@ class Identify:
             return Rejected(caller.reason, UNKNOWN_KEY_MESSAGE)
         if caller is None:
             return Rejected(UNKNOWN_KEY_REASON, UNKNOWN_KEY_MESSAGE)
-        return Identified(caller.name, caller.groups, caller.auth, key_expires=caller.key_expires)
+        return Identified(
+            caller.name, caller.groups, caller.auth, key_expires=caller.key_expires, key_sha256=caller.key_sha256
+        )
 
     @staticmethod
     def unexpired(flow: http.HTTPFlow, call: Call) -> None:
         """A call step for the calls of a session identified once (a Responses or Realtime
-        WebSocket's responses): the virtual key it was opened with has not expired since; else 401,
+        WebSocket's responses): the virtual key it was opened with is still the client's in the
+        configuration now in force (not removed by a reload) and has not expired since; else 401,
         as at the upgrade."""
-        expires = call.caller.key_expires
-        if expires is None or time.time() < expires:
+        who = call.caller
+        if who.key_sha256 is not None:
+            reason = call.loaded.directory.key_refusal(who.key_sha256, who.client, time.time())
+        elif who.key_expires is not None and time.time() >= who.key_expires:
+            reason = Expired(who.client or "", who.key_expires).reason
+        else:
             return
-        call.verdict.deny_reasons = (Expired(call.caller.client or "", expires).reason,)
+        if reason is None:
+            return
+        call.verdict.deny_reasons = (reason,)
         refuse(flow, call, UNAUTHENTICATED, UNKNOWN_KEY_MESSAGE)
 
     def own_credential_only(self, flow: http.HTTPFlow, call: Call) -> None:
@@ -167,6 +176,7 @@ class Identified:
     auth: Auth
     identity: JwtIdentity | None = None  # a JWT caller's issuer and claims
     key_expires: float | None = None  # when the virtual key it presented expires
+    key_sha256: str | None = field(default=None, repr=False)  # that key's SHA-256
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +237,8 @@ def _apply(flow: http.HTTPFlow, call: Call, outcome: Identified | Rejected) -> N
         who.identity = outcome.identity
     if outcome.key_expires is not None:
         who.key_expires = outcome.key_expires
+    if outcome.key_sha256 is not None:
+        who.key_sha256 = outcome.key_sha256
 
 
 async def _apply_later(flow: http.HTTPFlow, call: Call, outcome: Awaitable[Identified | Rejected]) -> None:

@@ -110,8 +110,11 @@ class RealtimeSocket:
         record: Callable[[Call], dict[str, Any]],
         settle: Callable[[Call, dict[str, Any]], None],
         charge: Callable[[Call], None],
+        unexpired: Callable[[http.HTTPFlow, Call], None],
     ) -> None:
         self.shared = shared
+        # Identify's: a call refused once its session's virtual key is removed or has expired.
+        self._unexpired = unexpired
         self._guarded = guarded  # what a message a model reads goes through: the guardrails
         self._steps = steps  # what a response goes through: the audit gate, its key unexpired, the limits
         self._record = record  # the audit's: a refused response's record
@@ -149,8 +152,8 @@ class RealtimeSocket:
         if call is None or call.classification.endpoint != REALTIME or call.classification.session:
             return None
         loaded = self.shared.loaded or call.loaded
-        if loaded is None or (not loaded.limits and loaded.guardrails is None):
-            return None  # nothing to read or count: every message goes as it came
+        if loaded is None or (not loaded.limits and loaded.guardrails is None and call.caller.key_sha256 is None):
+            return None  # nothing to read, count or refuse: every message goes as it came
         session = self._sessions[flow] = Session(call, limited=bool(loaded.limits))
         return session
 
@@ -160,7 +163,10 @@ class RealtimeSocket:
         self, flow: http.HTTPFlow, session: Session, content: bytes, is_text: bool, message: WebSocketMessage | None
     ) -> None:
         """A client message's turn: read by the guardrails, then a response.create under limits is
-        reserved (at once, or held back while the store is awaited); anything else goes on."""
+        reserved (at once, or held back while the store is awaited); anything else goes on. Without
+        limits, no message goes once the session's virtual key is removed or has expired."""
+        if not session.limited and self._key_refused(flow, session, content, is_text, message):
+            return
         if is_text:
             guarded = self._guard(flow, session, content, message)
             if guarded is None:
@@ -231,6 +237,26 @@ class RealtimeSocket:
         if call.ledger.reserved is not None:  # a limit counts it: followed until it ends
             call.answer.request_sent = True
             session.asked.append(response)
+
+    def _key_refused(
+        self, flow: http.HTTPFlow, session: Session, content: bytes, is_text: bool, message: WebSocketMessage | None
+    ) -> bool:
+        """Whether the session's virtual key is no longer in force (removed by a reload, or expired):
+        then the message is refused with an error event, audited. Under limits each response's
+        steps ask this instead."""
+        who = session.call.caller
+        if who.key_sha256 is None:
+            return False
+        loaded = self.shared.loaded or session.call.loaded
+        if loaded.directory.key_refusal(who.key_sha256, who.client, time.time()) is None:
+            return False
+        call = self._response_call(session, RequestFacts(stream=True), content)
+        exchange = self._exchange(flow, call, content)
+        self._unexpired(exchange, call)
+        event = parse_json(content) if is_text else None
+        event_id = event.get("event_id") if isinstance(event, dict) else None
+        self._refused(flow, call, exchange, event_id if isinstance(event_id, str) else None, message)
+        return True
 
     def _unreadable(
         self, flow: http.HTTPFlow, session: Session, content: bytes, message: WebSocketMessage | None, e: Unreadable
@@ -416,7 +442,9 @@ class RealtimeSocket:
         call = Call(route, s.host, "POST", s.path, loaded=self.shared.loaded or s.loaded)
         call.classification = Classification(REALTIME, s.classification.model, facts, OPENAI_API)
         who = s.caller
-        call.caller = Caller(who.client, who.groups, who.auth, who.identity, key_expires=who.key_expires)
+        call.caller = Caller(
+            who.client, who.groups, who.auth, who.identity, key_expires=who.key_expires, key_sha256=who.key_sha256
+        )
         call.answer.upstream_key, call.trace.context = s.answer.upstream_key, s.trace.context
         call.request.transport = "websocket"
         return call

@@ -311,7 +311,9 @@ class ResponsesSocket:
             Route.as_called(s.route.target.provider), s.host, "POST", s.path, loaded=self.shared.loaded or s.loaded
         )
         who = s.caller
-        call.caller = Caller(who.client, who.groups, who.auth, who.identity, key_expires=who.key_expires)
+        call.caller = Caller(
+            who.client, who.groups, who.auth, who.identity, key_expires=who.key_expires, key_sha256=who.key_sha256
+        )
         call.route.upstream, call.answer.upstream_key, call.trace.context = (
             s.route.upstream,
             s.answer.upstream_key,

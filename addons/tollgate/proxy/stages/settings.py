@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 from mitmproxy import ctx, exceptions
 from mitmproxy.proxy.mode_specs import ProxyMode
@@ -27,6 +30,7 @@ from tollgate.proxy.state import Shared, close_later, hosts_of
 from tollgate.records.auditlog import AuditLog, started_record
 from tollgate.records.ledger import StoreError, open_store
 from tollgate.records.ledger.store import Store
+from tollgate.records.room import check_room
 from tollgate.runtime import Loaded
 
 logger = logging.getLogger(__name__)
@@ -50,12 +54,23 @@ def stamp_of(path: str) -> Stamp:
     return st.st_mtime_ns, st.st_size, st.st_ino
 
 
-def load(
-    path: str, previous: Loaded | None, audit: AuditLog | None, ledger: tuple[str, Store] | None = None
-) -> tuple[Loaded, AuditLog, Store]:
-    """The configuration at `path` built for use, with what it leaves unchanged taken from
-    `previous`, `audit` and `ledger` (its policy, what its providers loaded, the audit log, the
-    ledger's store and its URL) rather than made anew. Raises ConfigError naming the file and the field."""
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A configuration checked and built, before anything is opened for it (files, threads)."""
+
+    config: Config
+    config_sha256: str | None
+    policy: Policy | None
+    runtimes: dict[str, Any]
+    client_certs: dict[str, Any]
+    jwt: Verifier
+    signer: Any
+
+
+def prepare(path: str, previous: Loaded | None) -> Prepared:
+    """The configuration at `path` read, checked and built, with what it leaves unchanged taken
+    from `previous` (its policy, what its providers loaded); nothing opened yet. Raises
+    ConfigError naming the file and the field. What `check_start` runs before the proxy starts."""
     config, config_sha256 = read_config(path)
     problem = fleet_config_problem(config, fleet_workers(os.environ))
     if problem is not None:
@@ -64,7 +79,9 @@ def load(
     if policy is None and config.policy.rego:
         try:
             # Compiled in a process of its own: OPA's engine never runs in the proxy's.
-            policy = Policy(config.policy.rego, config.policy.timeout, apart=True)
+            policy = Policy(
+                config.policy.rego, config.policy.timeout, apart=True, network=config.policy.network == "allow"
+            )
         except PolicyError as e:
             raise ConfigError(f"policy.rego: {e}") from None
     runtimes = {}
@@ -86,11 +103,34 @@ def load(
         jwt = Verifier(config.identity.jwt, previous.jwt if previous is not None else None)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    # Last: the steps that open something (files, writer threads), after every check that can fail.
     try:
         signer = config.audit.signer()
     except ValueError as e:
         raise ConfigError(f"audit.signing_key: {e}") from None
+    return Prepared(config, config_sha256, policy, runtimes, client_certs, jwt, signer)
+
+
+def check_start(path: str) -> None:
+    """ConfigError when the configuration at `path` cannot start the proxy, found without opening
+    anything: what `load` checks, and that the audit's disk has room. Run before mitmproxy starts,
+    which may listen before it loads Tollgate's script."""
+    config = prepare(path, None).config
+    if config.audit.path != "-":
+        try:
+            check_room(config.audit.path)
+        except OSError as e:
+            raise ConfigError(f"audit.path: cannot write to {config.audit.path}: {e.strerror}") from None
+
+
+def load(
+    path: str, previous: Loaded | None, audit: AuditLog | None, ledger: tuple[str, Store] | None = None
+) -> tuple[Loaded, AuditLog, Store]:
+    """The configuration at `path` built for use, with what it leaves unchanged taken from
+    `previous`, `audit` and `ledger` (its policy, what its providers loaded, the audit log, the
+    ledger's store and its URL) rather than made anew. Raises ConfigError naming the file and the field."""
+    prepared = prepare(path, previous)
+    config, policy, signer = prepared.config, prepared.policy, prepared.signer
+    # Last: the steps that open something (files, writer threads), after every check that can fail.
     opened = None
     if audit is None or audit.path != config.audit.path:
         try:
@@ -100,6 +140,12 @@ def load(
             )
         except OSError as e:
             raise ConfigError(f"audit.path: cannot open {config.audit.path}: {e.strerror}") from None
+        if config.audit.path != "-":
+            try:
+                check_room(config.audit.path)  # a full disk is said now, not at the first record
+            except OSError as e:
+                opened.close()
+                raise ConfigError(f"audit.path: cannot write to {config.audit.path}: {e.strerror}") from None
     store = ledger[1] if ledger is not None and ledger[0] == config.ledger_store else None
     if store is None:
         try:
@@ -110,14 +156,21 @@ def load(
             raise ConfigError(f"ledger.store: {e}") from None
     if opened is None:
         audit.configure(config.audit.checkpoint_s, signer)
-    return Loaded.build(config, policy, runtimes, previous, jwt, client_certs, config_sha256), audit, store
+    loaded = Loaded.build(
+        config, policy, prepared.runtimes, previous, prepared.jwt, prepared.client_certs, prepared.config_sha256
+    )
+    return loaded, audit, store
 
 
 def same_policy(policy: Policy | None, config: Config) -> bool:
     """Whether `policy` is what `config` asks for (its own watcher follows edits to its files)."""
     if policy is None:
         return False
-    return tuple(map(str, policy.files)) == config.policy.rego and policy.timeout == config.policy.timeout
+    return (
+        tuple(map(str, policy.files)) == config.policy.rego
+        and policy.timeout == config.policy.timeout
+        and policy.network == (config.policy.network == "allow")
+    )
 
 
 def listen_addresses(modes: Sequence[str], host: str, port: int | None) -> list[str]:
@@ -171,6 +224,24 @@ class Listening:
             logger.error(listen_advice(address, error.errno, server.mode.type_name, worker))
 
 
+def proxy_running() -> bool:
+    """Whether mitmproxy's servers run (its `running` hook has run): not at start-up, when this
+    script is loaded, configured and refused before anything listens."""
+    proxyserver = ctx.master.addons.get("proxyserver")
+    return bool(getattr(proxyserver, "is_running", True))
+
+
+def refuse_start(message: str) -> NoReturn:
+    """Stop a start-up that cannot go on: what is wrong in one line, exit status 1, at once.
+    mitmproxy loads this script while its servers are still being set up: raising here, before the
+    event loop runs again, ends the process before they listen where they must first resolve the
+    listen host (an OptionsError would be logged with a traceback, and the servers would listen
+    until mitmproxy's error check stops them). On an IP address they may listen already: the
+    commands that start Tollgate check the configuration before mitmproxy starts (`proxy.start`)."""
+    print(" ".join(message.split("\n")), file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
+
 def summary(config: Config) -> str:
     issuers = f", {len(config.identity.jwt)} JWT issuer(s)" if config.identity.jwt else ""
     return (
@@ -204,13 +275,21 @@ class Settings:
         patches.finish_streams_after_a_clients_goaway()
 
     def configure(self, updated: set[str]) -> None:
+        try:
+            self._configure(updated)
+        except (ConfigError, exceptions.OptionsError) as e:
+            if not proxy_running():
+                refuse_start(str(e))
+            raise exceptions.OptionsError(str(e)) from None
+
+    def _configure(self, updated: set[str]) -> None:
         if "tollgate_config" in updated:
             path = ctx.options.tollgate_config
             stamp = stamp_of(path) if path else None  # before reading: an edit meanwhile is seen next time
             try:
                 self._apply(path)
             except ConfigError as e:
-                raise exceptions.OptionsError(f"Tollgate configuration: {e}") from None
+                raise ConfigError(f"Tollgate configuration: {e}") from None
             self._path, self._seen = path, stamp
             assert self.shared.loaded is not None
             logger.info(f"Tollgate: {summary(self.shared.loaded.config)}")

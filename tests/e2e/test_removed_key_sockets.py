@@ -1,0 +1,171 @@
+"""A virtual key removed from tollgate.yaml while its WebSockets are open (a live reload) ends what
+they may ask: the next `response.create` on a Responses WebSocket, and the next client event on a
+Realtime one, are refused with an `error` event, audited `deny`, and never go upstream."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from tests.support.fake_realtime import FakeRealtime, answering, responding, responses_usage, usage
+
+REAL = "sk-REAL-openai-removed-key-5ecret-a1"
+STAYING = "tg-VIRTUAL-staying-removed-key-5ecret-b2"
+LEAVING = "tg-VIRTUAL-leaving-removed-key-5ecret-c3"
+REALTIME_MODEL = "gpt-4o-realtime-preview"
+REASON = "virtual key of leaving removed from the configuration"
+
+
+@pytest.fixture(scope="module")
+def fake(upstream_ca):
+    server = FakeRealtime(upstream_ca)
+    yield server
+    server.close()
+
+
+def config(fake: FakeRealtime, leaving: bool = True) -> dict:
+    clients = [{"name": "staying", "keys": [STAYING]}]
+    if leaving:
+        clients.append({"name": "leaving", "keys": [LEAVING]})
+    return {"providers": {"openai": {"upstream": fake.url, "keys": [REAL]}}, "clients": clients}
+
+
+@pytest.fixture(scope="module")
+def gw(start_gateway, fake):
+    return start_gateway(lambda urls: config(fake))
+
+
+@pytest.fixture
+def g(gw, fake):
+    fake.sessions.clear()
+    if "leaving" not in gw.config_path.read_text():  # an earlier test removed it
+        gw.reconfigure(lambda urls: config(fake))
+    return gw
+
+
+# Client code: a first response on the socket, then (once the test has removed the key and seen the
+# reload) a second; what each got.
+
+
+RESPONSES = """
+    import asyncio, pathlib, time
+    from openai import AsyncOpenAI
+
+    async def wait_for_reload():
+        pathlib.Path("{ready}").write_text("1")
+        deadline = time.time() + 30
+        while not pathlib.Path("{go}").exists() and time.time() < deadline:
+            await asyncio.sleep(0.05)
+
+    async def session():
+        client = AsyncOpenAI(api_key="{key}", max_retries=0)
+        got = []
+        async with client.responses.connect() as conn:
+            for i in range(2):
+                if i:
+                    await wait_for_reload()
+                await conn.response.create(model="gpt-4o-mini", input="hello")
+                while True:
+                    event = await asyncio.wait_for(conn.recv(), 20)
+                    if event.type == "error":
+                        got.append(dict(error=event.model_dump(exclude_none=True)))
+                        break
+                    if event.type in ("response.completed", "response.failed", "response.incomplete"):
+                        got.append(dict(type=event.type))
+                        break
+        return got
+
+    report(got=asyncio.run(session()))
+"""
+
+REALTIME = """
+    import asyncio, pathlib, time
+    from openai import AsyncOpenAI
+
+    async def wait_for_reload():
+        pathlib.Path("{ready}").write_text("1")
+        deadline = time.time() + 30
+        while not pathlib.Path("{go}").exists() and time.time() < deadline:
+            await asyncio.sleep(0.05)
+
+    async def session():
+        client = AsyncOpenAI(api_key="{key}", max_retries=0)
+        got = []
+        async with client.realtime.connect(model="{model}") as conn:
+            for i in range(2):
+                if i:
+                    await wait_for_reload()
+                await conn.response.create()
+                async for event in conn:
+                    if event.type == "error":
+                        got.append(dict(error=event.model_dump(exclude_none=True)))
+                        break
+                    if event.type == "response.done":
+                        got.append(dict(type=event.type))
+                        break
+        return got
+
+    report(got=asyncio.run(session()))
+"""
+
+
+def with_key_removed_midway(g, fake, code: str, tmp_path: Path) -> list[dict]:
+    """Run the client code; between its two responses, rewrite tollgate.yaml without the leaving
+    client's key and wait for the reload line; what the client got."""
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    code = code.format(key=LEAVING, model=REALTIME_MODEL, ready=ready, go=go)
+    result: dict = {}
+    client = threading.Thread(target=lambda: result.update(g.run(code, timeout=90)), daemon=True)
+    client.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() and client.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), "the client's first response did not end"
+        g.reconfigure(lambda urls: config(fake, leaving=False))  # waits for "configuration reloaded"
+    finally:
+        go.write_text("1")
+        client.join(95)
+    return result["got"]
+
+
+def test_a_removed_keys_responses_websocket_is_refused_its_next_response(g, fake, tmp_path):
+    fake.script = responding(["ANSWER-one", "ANSWER-two"], [responses_usage(10, 2), responses_usage(11, 3)])
+    served, refused = with_key_removed_midway(g, fake, RESPONSES, tmp_path)
+    assert served == {"type": "response.completed"}
+    assert refused["error"]["status"] == 401
+    error = refused["error"]["error"]
+    assert (error["code"], error["headers"]["x-tollgate-error"]) == ("invalid_api_key", "unauthenticated")
+    (upstream,) = fake.sessions
+    assert len(upstream.received) == 1  # the refused one never went
+    allowed, denied = g.new_audit(2)
+    assert (allowed["client"], allowed["decision"], allowed["status"]) == ("leaving", "allow", 200)
+    assert (denied["client"], denied["decision"], denied["status"], denied["deny_reasons"]) == (
+        "leaving",
+        "deny",
+        401,
+        [REASON],
+    )
+    assert denied["transport"] == "websocket"
+
+
+def test_a_removed_keys_realtime_websocket_is_refused_its_next_event(g, fake, tmp_path):
+    fake.script = answering(["ANSWER-one", "ANSWER-two"], [usage(10, 2, 0), usage(11, 3, 0)])
+    served, refused = with_key_removed_midway(g, fake, REALTIME, tmp_path)
+    assert served == {"type": "response.done"}
+    error = refused["error"]["error"]
+    assert (error["code"], error["headers"]["x-tollgate-error"]) == ("invalid_api_key", "unauthenticated")
+    (upstream,) = fake.sessions
+    assert [m for m in upstream.received if b"response.create" in (m if isinstance(m, bytes) else m.encode())] == [
+        upstream.received[0]
+    ]  # the second response.create never went
+    denied, session = g.new_audit(2)
+    assert (denied["client"], denied["decision"], denied["status"], denied["deny_reasons"]) == (
+        "leaving",
+        "deny",
+        401,
+        [REASON],
+    )
+    assert (session["client"], session["endpoint"], session["status"]) == ("leaving", "realtime", 101)
