@@ -171,8 +171,9 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         *every_call,
     )
     # Each client event on a Realtime session that a model reads (session.update,
-    # conversation.item.create, response.create), read as a call's body would be.
-    realtime_message = CallSteps(guard.handle, *every_call)
+    # conversation.item.create, response.create), read as a call's body would be, on the event
+    # loop whatever its size: the socket decides each in its turn.
+    realtime_message = CallSteps(guard.at_once, *every_call)
     realtime_socket = RealtimeSocket(
         shared,
         realtime_message,
@@ -303,5 +304,6 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             audit_export.done,  # after the audit's: its last records sent to the collector
             ledger.done,
             metrics.done,
+            guard.done,  # its scanning threads let go
         ],
     )
