@@ -8,16 +8,17 @@ import asyncio
 import gzip
 import json
 
+import pytest
 from mitmproxy import flow as flow_module
 from mitmproxy import http
 from tests.support import guardrail_samples as samples
 
 from tollgate.call import Call
-from tollgate.governance.guardrails.workers import OFF_LOOP_BYTES
+from tollgate.governance.guardrails.workers import OFF_LOOP_BYTES, ScanWorkers
 from tollgate.governance.policy_input import policy_input
 from tollgate.proxy.flows import call_of
 from tollgate.proxy.runner import CallSteps
-from tollgate.proxy.stages.guard import Guard
+from tollgate.proxy.stages.guard import MCP_READ, Guard
 from tollgate.proxy.state import Shared
 
 from .conftest import HOSTS, api_flow, classified, configured
@@ -173,7 +174,8 @@ def test_guard_runs_before_the_override_the_policy_and_the_credential_where_it_r
     assert mcp.index("Identify.mcp") < mcp.index("Guard.mcp") < mcp.index("McpGate.decide") < mcp.index("McpGate.send")
 
 
-def test_an_mcp_tool_call_is_read_redacted_or_refused_with_a_json_rpc_error() -> None:
+@pytest.mark.parametrize("in_a_thread", [False, True])
+def test_an_mcp_tool_call_is_read_redacted_or_refused_with_a_json_rpc_error(in_a_thread: bool) -> None:
     from mitmproxy.test import tflow, tutils
 
     from tollgate.formats.mcp.messages import McpRequest
@@ -196,7 +198,17 @@ def test_an_mcp_tool_call_is_read_redacted_or_refused_with_a_json_rpc_error() ->
         flow = tflow.tflow(req=tutils.treq(content=json.dumps(body).encode()))
         exchange = McpExchange(server, "POST", requests=(McpRequest(method, 1, tool="note"),), request_id="r1")
         exchange.loaded = shared.loaded
-        Guard(shared).mcp(flow, exchange)
+        # Scanned at once, or every body in a worker thread, the steps after it awaiting it.
+        guard = Guard(shared, ScanWorkers(off_loop_bytes=1 if in_a_thread else OFF_LOOP_BYTES))
+
+        async def read() -> None:
+            pending = guard.mcp(flow, exchange)
+            assert (pending is not None) is (in_a_thread and method in MCP_READ)
+            if pending is not None:
+                await asyncio.wait_for(pending, 30)  # type: ignore[arg-type]
+
+        asyncio.run(read())
+        guard.done()
         return flow, exchange
 
     flow, exchange = posted({"text": PAIR, "mail": samples.EMAIL})
