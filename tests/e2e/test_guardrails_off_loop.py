@@ -24,18 +24,23 @@ FILLER = '"def f(x):\\n    return x * 2\\n" * (300_000 // 28)'
 WAIT_S = 20.0  # the longest any step waits for another
 
 
+def config(urls: dict[str, str], secrets: str = "redact") -> dict:
+    return {
+        "providers": {"openai": {"upstream": urls["openai"], "keys": ["sk-real-openai-off-loop-0001"]}},
+        "clients": [{"name": "alice", "keys": [VIRTUAL]}],
+        "guardrails": [
+            {"detect": ["secrets", "pii"], "action": "redact"},
+            {"detect": ["pii.payment_card"], "action": "deny"},
+            {"detect": ["secrets"], "action": secrets},
+        ],
+    }
+
+
 @pytest.fixture
 def held(start_gateway, tmp_path):
     scanning, release = tmp_path / "scanning", tmp_path / "release"
     gateway = start_gateway(
-        lambda urls: {
-            "providers": {"openai": {"upstream": urls["openai"], "keys": ["sk-real-openai-off-loop-0001"]}},
-            "clients": [{"name": "alice", "keys": [VIRTUAL]}],
-            "guardrails": [
-                {"detect": ["secrets", "pii"], "action": "redact"},
-                {"detect": ["pii.payment_card"], "action": "deny"},
-            ],
-        },
+        config,
         "-s",
         str(HELD_SCAN),
         env={"TOLLGATE_TEST_SCANNING": str(scanning), "TOLLGATE_TEST_RELEASE": str(release)},
@@ -80,7 +85,7 @@ def small_call(gw) -> dict:
         f"""
         import openai
         try:
-            r = openai.OpenAI(api_key="{VIRTUAL}", max_retries=0, timeout={WAIT_S / 2}).chat.completions.create(
+            r = openai.OpenAI(api_key="{VIRTUAL}", max_retries=0, timeout={WAIT_S}).chat.completions.create(
                 model="gpt-4o", messages=[{{"role": "user", "content": "hello"}}])
             report(ok=r.choices[0].message.content is not None)
         except openai.APIError as e:
@@ -99,7 +104,7 @@ def test_a_small_call_is_answered_while_a_large_body_is_scanned(held):
     # the upstream has seen and the audit has written.
     assert small_call(held) == {"ok": True}
     assert [r.json()["messages"][0]["content"] for r in held.fakes["openai"].received] == ["hello"]
-    assert held.wait_audit(1)[0]["findings"] == {}
+    assert held.wait_audit(1, WAIT_S)[0]["findings"] == {}
     assert not reported
     held.release.touch()
     thread.join(WAIT_S * 3)
@@ -110,7 +115,7 @@ def test_a_small_call_is_answered_while_a_large_body_is_scanned(held):
         "HOLD-SCAN\nAWS_ACCESS_KEY_ID=[REDACTED:secrets.aws_access_key_id]\n"
         "AWS_SECRET_ACCESS_KEY=[REDACTED:secrets.aws_secret_access_key]\n"
     )
-    records = held.wait_audit(2)
+    records = held.wait_audit(2, WAIT_S)
     assert [r["findings"] for r in records] == [
         {},
         {"secrets.aws_access_key_id": 1, "secrets.aws_secret_access_key": 1},
@@ -126,5 +131,24 @@ def test_a_large_body_denied_once_scanned_is_refused_and_never_sent(held):
     thread.join(WAIT_S * 3)
     assert reported == {"status": 403, "error": "content_denied"}
     assert [r.json()["messages"][0]["content"] for r in held.fakes["openai"].received] == ["hello"]
-    record = held.wait_audit(2)[1]
+    record = held.wait_audit(2, WAIT_S)[1]
     assert (record["decision"], record["status"], record["findings"]) == ("deny", 403, {"pii.payment_card": 1})
+
+
+def test_a_reload_while_a_large_body_is_scanned_leaves_its_scan_to_the_rules_it_began_with(held):
+    thread, reported = large_call(held, "HOLD-SCAN\n" + PAIR)
+    wait_for(held.scanning)
+    # Reloaded while the scan is held (the proxy reads its file and swaps the rules meanwhile):
+    # secrets are denied from now on.
+    held.reconfigure(lambda urls: config(urls, secrets="deny"), timeout=WAIT_S)
+    held.release.touch()
+    thread.join(WAIT_S * 3)
+    assert reported == {"status": 200}
+    sent = held.fakes["openai"].received[-1].json()["messages"][0]["content"]
+    assert sent.endswith("AWS_SECRET_ACCESS_KEY=[REDACTED:secrets.aws_secret_access_key]\n")
+    # The next call is read by the rules now in force.
+    held.scanning.unlink()
+    thread, reported = large_call(held, "HOLD-SCAN\n" + PAIR)
+    thread.join(WAIT_S * 3)
+    assert reported == {"status": 403, "error": "content_denied"}
+    assert len(held.fakes["openai"].received) == 1
