@@ -171,9 +171,8 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         *every_call,
     )
     # Each client event on a Realtime session that a model reads (session.update,
-    # conversation.item.create, response.create), read as a call's body would be, on the event
-    # loop whatever its size: the socket decides each in its turn.
-    realtime_message = CallSteps(guard.at_once, *every_call)
+    # conversation.item.create, response.create), read as a call's body would be.
+    realtime_message = CallSteps(guard.handle, *every_call)
     realtime_socket = RealtimeSocket(
         shared,
         realtime_message,

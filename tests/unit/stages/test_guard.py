@@ -169,7 +169,7 @@ def test_guard_runs_before_the_override_the_policy_and_the_credential_where_it_r
         assert names.index("Identify") < names.index("Guard") < names.index("Override") < names.index("Decide"), kind
         assert "Credential" not in names or names.index("Guard") < names.index("Credential")
     # A Realtime event a model reads; an MCP server's request, before its policy and its credential.
-    assert [step.__qualname__ for step in gateway.kinds["realtime_message"]] == ["Guard.at_once"]
+    assert [step.__qualname__ for step in gateway.kinds["realtime_message"]] == ["Guard.handle"]
     mcp = [step.__qualname__ for step in gateway.kinds["mcp_request"]]
     assert mcp.index("Identify.mcp") < mcp.index("Guard.mcp") < mcp.index("McpGate.decide") < mcp.index("McpGate.send")
 
@@ -312,11 +312,3 @@ def test_a_call_killed_while_its_body_is_scanned_is_counted_and_left_unanswered(
         guard.done()
     assert flow.response is None  # no refusal written on a flow that has ended
     assert call.request.findings == {"secrets.private_key": 1}  # its record says what it held
-
-
-def test_a_realtime_event_is_scanned_at_once_whatever_its_size() -> None:
-    shared = configured(RULES)
-    guard = Guard(shared)
-    flow, call = large_call(shared, "openai", "/v1/chat/completions", "x = 1\n" * (OFF_LOOP_BYTES // 6) + PAIR)
-    assert guard.at_once(flow, call) is None  # type: ignore[func-returns-value]
-    assert call.request.redacted == 2 and not guard.workers.started

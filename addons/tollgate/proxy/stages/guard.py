@@ -23,8 +23,6 @@ from tollgate.proxy.state import Shared
 
 # The MCP requests whose params a model or a tool will be given.
 MCP_READ = frozenset(("tools/call", "prompts/get"))
-# Scans every body at once, on the event loop (no body is that large).
-_AT_ONCE = ScanWorkers(off_loop_bytes=2**63)
 
 
 class Guard:
@@ -34,14 +32,6 @@ class Guard:
         self.workers = workers or ScanWorkers()
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> Awaitable[None] | None:
-        return self._read(flow, call, self.workers)
-
-    def at_once(self, flow: http.HTTPFlow, call: Call) -> None:
-        """`handle`, its body scanned on the event loop whatever its size: a Realtime client event,
-        which its socket decides in its turn, before it reads the next."""
-        self._read(flow, call, _AT_ONCE)
-
-    def _read(self, flow: http.HTTPFlow, call: Call, workers: ScanWorkers) -> Awaitable[None] | None:
         guardrails = call.loaded.guardrails
         if guardrails is None or call.request.findings is not None:
             return None  # nothing to look for, or read already (a failover attempt of a call read)
@@ -66,7 +56,7 @@ class Guard:
         body = (flow.request.content if encoded else flow.request.data.content) or b""
         if body and call.request.body is None:
             return None  # not JSON (a multipart form's file): not read, as a replacement could break it
-        scanning = workers.scan(guardrails, body, target.provider, call.target_model, who.client, who.groups)
+        scanning = self.workers.scan(guardrails, body, target.provider, call.target_model, who.client, who.groups)
         if isinstance(scanning, Scan):
             self._apply(flow, call, body, scanning)
             return None
