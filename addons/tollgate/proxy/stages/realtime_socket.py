@@ -20,7 +20,8 @@ that event reaches the client once the settlement is in the store.
 Guardrails read each `session.update`, `conversation.item.create` and `response.create` as the
 body of a call of its own (`realtime_message`): refused, the client gets an `error` event, audited
 `deny`, and the session goes on; else it goes on, redacted where a rule says so, and what was found
-adds up on the session's record. Audio is not read."""
+adds up on the session's record. Audio is not read. A large event read in a worker thread is held
+back meanwhile, as a response.create being reserved is, the client's later messages behind it."""
 
 from __future__ import annotations
 
