@@ -19,6 +19,7 @@ import asyncio
 import threading
 from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from tollgate.governance.guardrails.rules import Guardrails, Scan
 
@@ -54,12 +55,14 @@ class ScanWorkers:
         model: str | None,
         client: str | None,
         groups: tuple[str, ...],
+        **options: Any,
     ) -> Scan | Awaitable[Scan]:
-        """`guardrails.scan` of the body: its result at once for a small body (or once closed), else
-        an awaitable of it, scanned in a worker thread. Call it on the event loop."""
+        """`guardrails.scan` of the body (given `options` too): its result at once for a small body
+        (or once closed), else an awaitable of it, scanned in a worker thread. Call it on the event
+        loop; what it is given must not change until the scan has ended."""
         if len(body) < self.off_loop_bytes or self._closed:
-            return guardrails.scan(body, provider, model, client, groups)
-        future = self._started().submit(guardrails.scan, body, provider, model, client, groups)
+            return guardrails.scan(body, provider, model, client, groups, **options)
+        future = self._started().submit(guardrails.scan, body, provider, model, client, groups, **options)
         return asyncio.wrap_future(future)
 
     def _started(self) -> ThreadPoolExecutor:
