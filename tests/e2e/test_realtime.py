@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 
 import pytest
 from tests.support import guardrail_samples as samples
+from tests.support.clients import run_client
 from tests.support.fake_realtime import HANG_UP, FakeRealtime, answering, usage
 from tests.support.proxy import ROOT
 
@@ -627,3 +630,120 @@ def test_guardrails_redact_and_deny_realtime_events_and_the_session_goes_on(guar
     for value in (samples.EMAIL, samples.AWS_KEY_ID, samples.AWS_SECRET):
         for where, content in outputs.items():
             assert value.encode() not in content, f"a planted value in the {where}"
+
+
+def test_large_realtime_events_are_read_in_a_worker_thread_each_in_its_turn(start_gateway, fake):
+    # Events of 64 KiB and more are read by the guardrails in a worker thread: the session's later
+    # events wait their turn behind them, and each goes, redacted, or is refused, as a small one.
+    gateway = start_gateway(
+        lambda urls: {
+            "providers": {"openai": {"upstream": fake.url, "keys": [REAL]}},
+            "clients": [{"name": "alice", "keys": [GUARDED_KEY]}],
+            "guardrails": [{"detect": ["pii.email"], "action": "redact"}, {"detect": ["secrets"], "action": "deny"}],
+        },
+        providers=("openai",),
+    )
+    fake.sessions.clear()
+    fake.script = answering(ANSWERS[:1], USAGES[:1])
+    padding = " pad" * 20_000
+    env_file = f"AWS_ACCESS_KEY_ID={samples.AWS_KEY_ID}\nAWS_SECRET_ACCESS_KEY={samples.AWS_SECRET}\n"
+    result = gateway.run(f"""
+        import asyncio
+        from openai import AsyncOpenAI
+
+        padding = {padding[:4]!r} * 20_000
+        item = {{"type": "message", "role": "user",
+                 "content": [{{"type": "input_text", "text": {env_file!r} + padding}}]}}
+
+        async def session():
+            client = AsyncOpenAI(api_key="{GUARDED_KEY}", max_retries=0)
+            events = []
+            async with client.realtime.connect(model="{MODEL}") as conn:
+                await conn.session.update(session={{"type": "realtime",
+                                                    "instructions": "Write to {samples.EMAIL} at once" + padding}})
+                await conn.conversation.item.create(item=item, event_id="ev_env")
+                await conn.response.create()
+                async for event in conn:
+                    events.append(event.type if event.type != "error" else ["error", event.error.event_id])
+                    if event.type == "response.done":
+                        break
+            return events
+
+        report(events=asyncio.run(session()))
+    """)
+    assert ["error", "ev_env"] in result["events"] and result["events"][-1] == "response.done"
+    (session,) = fake.sessions
+    sent = [json.loads(m) for m in session.received]
+    # In the order they were sent: the large session.update redacted, the denied item never.
+    assert [e["type"] for e in sent] == ["session.update", "response.create"]
+    assert sent[0]["session"]["instructions"] == "Write to [REDACTED:pii.email] at once" + padding
+    denied, whole = gateway.new_audit(2)
+    assert (denied["status"], denied["deny_reasons"]) == (403, ["content_denied"])
+    assert (whole["status"], whole["findings"], whole["redacted"]) == (101, {"pii.email": 1}, 1)
+
+
+def test_a_call_is_answered_while_a_large_realtime_event_is_read(start_gateway, fake, tmp_path):
+    # The event's scan is held until the test lets it go (tests/support/held_scan.py): meanwhile
+    # the proxy answers another call (refused 401: Tollgate's own answer, made on its event loop).
+    scanning, release = tmp_path / "scanning", tmp_path / "release"
+    gateway = start_gateway(
+        lambda urls: {
+            "providers": {"openai": {"upstream": fake.url, "keys": [REAL]}},
+            "clients": [{"name": "alice", "keys": [GUARDED_KEY]}],
+            "guardrails": [{"detect": ["pii.email"], "action": "redact"}],
+        },
+        "-s",
+        str(ROOT / "tests" / "support" / "held_scan.py"),
+        env={"TOLLGATE_TEST_SCANNING": str(scanning), "TOLLGATE_TEST_RELEASE": str(release)},
+        providers=("openai",),
+    )
+    fake.sessions.clear()
+    fake.script = answering(ANSWERS[:1], USAGES[:1])
+    reported: dict = {}
+    code = f"""
+        import asyncio
+        from openai import AsyncOpenAI
+
+        async def session():
+            client = AsyncOpenAI(api_key="{GUARDED_KEY}", max_retries=0)
+            events = []
+            async with client.realtime.connect(model="{MODEL}") as conn:
+                await conn.session.update(session={{"type": "realtime",
+                                                    "instructions": "HOLD-SCAN" + " pad" * 20_000}})
+                await conn.response.create()
+                async for event in conn:
+                    events.append(event.type)
+                    if event.type == "response.done":
+                        break
+            return events
+
+        report(events=asyncio.run(session()))
+    """
+    thread = threading.Thread(
+        target=lambda: reported.update(run_client(code, gateway.proxy.proxy_url, gateway.bundle, timeout=60)),
+        daemon=True,
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not scanning.exists():
+            assert time.monotonic() < deadline, "no scan under way within 20 s"
+            time.sleep(0.02)
+        refused = gateway.run("""
+            import openai
+            try:
+                openai.OpenAI(api_key="tg-not-a-key-of-tollgates", max_retries=0, timeout=20).models.list()
+                report(status=200)
+            except openai.APIStatusError as e:
+                report(status=e.status_code)
+            except openai.APITimeoutError:
+                report(status="timed out")
+        """)
+        assert refused == {"status": 401}
+        (session,) = fake.sessions
+        assert session.received == []  # the held event, and the response.create behind it, not sent yet
+    finally:
+        release.touch()
+    thread.join(60)
+    assert reported["events"][-1] == "response.done"
+    assert [json.loads(m)["type"] for m in session.received] == ["session.update", "response.create"]

@@ -209,6 +209,28 @@ def test_guardrails_redact_a_response_create_and_refuse_one_with_tollgates_key_t
     assert token.encode() not in g.audit_path.read_bytes()
 
 
+def test_a_large_response_create_is_read_in_a_worker_thread_and_redacted_the_next_in_its_turn(g, fake):
+    from tests.support.guardrail_samples import SAMPLES
+
+    token = SAMPLES["secrets.github_token"][0]
+    padding = " pad" * 17_000  # 68 KB: read in a worker thread (from 64 KiB)
+    creates = [
+        {"model": MODEL, "input": user_input(f"my token is {token}{padding}")},
+        {"model": MODEL, "input": user_input(f"and the key: {REAL}")},  # Tollgate's own: refused
+        {"model": MODEL, "input": user_input("thanks")},
+    ]
+    redacted, denied, served = g.run(session(ALICE, creates))["got"]
+    assert (redacted["text"], served["text"]) == (ANSWERS[0], ANSWERS[1])
+    assert denied["error"]["error"]["headers"]["x-tollgate-error"] == "content_denied"
+    (upstream,) = fake.sessions
+    texts = [json.loads(m)["input"][0]["content"][0]["text"] for m in upstream.received]
+    assert texts == [f"my token is [REDACTED:secrets.github_token]{padding}", "thanks"]
+    first, refused, third = g.new_audit(3)
+    assert (first["findings"], first["redacted"]) == ({"secrets.github_token": 1}, 1)
+    assert (refused["decision"], refused["findings"]) == ("deny", {"tollgate_keys": 1})
+    assert (third["findings"], third["redacted"]) == ({}, 0)
+
+
 def test_a_limit_refuses_the_response_it_has_no_room_for_and_counts_what_the_others_used(g, fake):
     creates = [
         {"model": MODEL, "input": "one", "max_output_tokens": 200},

@@ -304,5 +304,6 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             audit_export.done,  # after the audit's: its last records sent to the collector
             ledger.done,
             metrics.done,
+            guard.done,  # its scanning threads let go
         ],
     )

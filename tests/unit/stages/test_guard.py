@@ -4,14 +4,21 @@ a call it cannot read refused by `unread: deny`, and nothing read where nothing 
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 
+import pytest
+from mitmproxy import flow as flow_module
+from mitmproxy import http
 from tests.support import guardrail_samples as samples
 
+from tollgate.call import Call
+from tollgate.governance.guardrails.workers import OFF_LOOP_BYTES, ScanWorkers
 from tollgate.governance.policy_input import policy_input
+from tollgate.proxy.flows import call_of
 from tollgate.proxy.runner import CallSteps
-from tollgate.proxy.stages.guard import Guard
+from tollgate.proxy.stages.guard import MCP_READ, Guard
 from tollgate.proxy.state import Shared
 
 from .conftest import HOSTS, api_flow, classified, configured
@@ -167,7 +174,8 @@ def test_guard_runs_before_the_override_the_policy_and_the_credential_where_it_r
     assert mcp.index("Identify.mcp") < mcp.index("Guard.mcp") < mcp.index("McpGate.decide") < mcp.index("McpGate.send")
 
 
-def test_an_mcp_tool_call_is_read_redacted_or_refused_with_a_json_rpc_error() -> None:
+@pytest.mark.parametrize("in_a_thread", [False, True])
+def test_an_mcp_tool_call_is_read_redacted_or_refused_with_a_json_rpc_error(in_a_thread: bool) -> None:
     from mitmproxy.test import tflow, tutils
 
     from tollgate.formats.mcp.messages import McpRequest
@@ -190,7 +198,17 @@ def test_an_mcp_tool_call_is_read_redacted_or_refused_with_a_json_rpc_error() ->
         flow = tflow.tflow(req=tutils.treq(content=json.dumps(body).encode()))
         exchange = McpExchange(server, "POST", requests=(McpRequest(method, 1, tool="note"),), request_id="r1")
         exchange.loaded = shared.loaded
-        Guard(shared).mcp(flow, exchange)
+        # Scanned at once, or every body in a worker thread, the steps after it awaiting it.
+        guard = Guard(shared, ScanWorkers(off_loop_bytes=1 if in_a_thread else OFF_LOOP_BYTES))
+
+        async def read() -> None:
+            pending = guard.mcp(flow, exchange)
+            assert (pending is not None) is (in_a_thread and method in MCP_READ)
+            if pending is not None:
+                await asyncio.wait_for(pending, 30)  # type: ignore[arg-type]
+
+        asyncio.run(read())
+        guard.done()
         return flow, exchange
 
     flow, exchange = posted({"text": PAIR, "mail": samples.EMAIL})
@@ -243,3 +261,54 @@ def test_a_fallback_to_another_provider_is_written_from_the_redacted_body() -> N
     assert kept is not None
     assert b"[REDACTED:secrets.aws_access_key_id]" in kept.content
     assert samples.AWS_KEY_ID.encode() not in kept.content and samples.AWS_SECRET.encode() not in kept.content
+
+
+def large_call(shared: Shared, provider: str, path: str, content: str) -> tuple[http.HTTPFlow, Call]:
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": content}]}
+    flow = api_flow(HOSTS[provider], path, body)
+    return flow, classified(shared, flow)
+
+
+def test_a_large_body_is_scanned_in_a_thread_and_its_findings_applied_once_awaited() -> None:
+    shared = configured(RULES)
+    guard = Guard(shared)
+    padding = "x = 1\n" * (OFF_LOOP_BYTES // 6)
+    redacted_flow, redacted_call = large_call(shared, "openai", "/v1/chat/completions", padding + PAIR)
+    denied_flow, denied_call = large_call(shared, "anthropic", "/v1/messages", padding + samples.pem())
+
+    async def steps() -> None:
+        for flow in (redacted_flow, denied_flow):
+            pending = CallSteps(guard.handle).at_request(flow)
+            assert pending is not None  # the later steps await its scan
+            assert flow.response is None and call_of(flow).request.findings is None  # type: ignore[union-attr]
+            await asyncio.wait_for(pending, 30)  # type: ignore[arg-type]
+
+    try:
+        asyncio.run(steps())
+    finally:
+        guard.done()
+    assert redacted_flow.response is None and redacted_call.request.redacted == 2
+    sent = json.loads(redacted_flow.request.raw_content)["messages"][0]["content"]
+    assert sent.endswith("AWS_SECRET_ACCESS_KEY=[REDACTED:secrets.aws_secret_access_key]\n")
+    assert redacted_call.request.body == json.loads(redacted_flow.request.raw_content)
+    assert denied_flow.response is not None and denied_flow.response.status_code == 403
+    assert denied_call.request.findings == {"secrets.private_key": 1}
+
+
+def test_a_call_killed_while_its_body_is_scanned_is_counted_and_left_unanswered() -> None:
+    shared = configured(RULES)
+    guard = Guard(shared)
+    flow, call = large_call(shared, "anthropic", "/v1/messages", "x = 1\n" * (OFF_LOOP_BYTES // 6) + samples.pem())
+
+    async def killed_meanwhile() -> None:
+        pending = guard.handle(flow, call)
+        assert pending is not None
+        flow.error = flow_module.Error(flow_module.Error.KILLED_MESSAGE)
+        await asyncio.wait_for(pending, 30)  # type: ignore[arg-type]
+
+    try:
+        asyncio.run(killed_meanwhile())
+    finally:
+        guard.done()
+    assert flow.response is None  # no refusal written on a flow that has ended
+    assert call.request.findings == {"secrets.private_key": 1}  # its record says what it held

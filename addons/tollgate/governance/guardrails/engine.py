@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -100,9 +101,21 @@ def _hyperscan_anchors(anchored: list[tuple[int, bytes]]) -> Callable[[bytes], A
     )
     database = _database(expressions, flags)
     # The database is shared and read-only; the scratch a scan works in is this engine's own, as
-    # a database's own would be shared by every engine of the same anchors.
+    # a database's own would be shared by every engine of the same anchors, and each thread's
+    # own: the event loop scans a small body while a worker thread scans a large one
+    # (`workers.ScanWorkers`), and a scratch serves one scan at a time.
     scratch = hyperscan.Scratch(database)
+    owner = threading.get_ident()
+    others = threading.local()
     detectors_of = [detectors for _, detectors in owners]
+
+    def scratch_of_this_thread() -> Any:
+        if threading.get_ident() == owner:
+            return scratch
+        own = getattr(others, "scratch", None)
+        if own is None:
+            own = others.scratch = hyperscan.Scratch(database)
+        return own
 
     def anchors(data: bytes) -> Anchors:
         out: Anchors = {}
@@ -112,7 +125,7 @@ def _hyperscan_anchors(anchored: list[tuple[int, bytes]]) -> Callable[[bytes], A
         def on_match(id_: int, start: int, end: int, flags: int, context: Any) -> None:
             add((id_, start, end))
 
-        database.scan(data, match_event_handler=on_match, scratch=scratch)
+        database.scan(data, match_event_handler=on_match, scratch=scratch_of_this_thread())
         for id_, start, end in found:
             for i in detectors_of[id_]:
                 out.setdefault(i, []).append((start, end))

@@ -8,6 +8,7 @@ server's request is read where it gives a tool or a prompt arguments (`tools/cal
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Awaitable
 
 from mitmproxy import http
 
@@ -15,6 +16,7 @@ from tollgate.call import Call
 from tollgate.formats.json_codec import read_request_json
 from tollgate.formats.refusals import CONTENT_DENIED
 from tollgate.governance.guardrails.rules import Scan
+from tollgate.governance.guardrails.workers import ScanWorkers
 from tollgate.governance.mcp import McpExchange
 from tollgate.proxy.flows import refuse, refuse_mcp, write_raw_body
 from tollgate.proxy.state import Shared
@@ -24,13 +26,15 @@ MCP_READ = frozenset(("tools/call", "prompts/get"))
 
 
 class Guard:
-    def __init__(self, shared: Shared) -> None:
+    def __init__(self, shared: Shared, workers: ScanWorkers | None = None) -> None:
         self.shared = shared
+        # A large body is scanned in a worker thread, the call's later steps awaiting it.
+        self.workers = workers or ScanWorkers()
 
-    def handle(self, flow: http.HTTPFlow, call: Call) -> None:
+    def handle(self, flow: http.HTTPFlow, call: Call) -> Awaitable[None] | None:
         guardrails = call.loaded.guardrails
         if guardrails is None or call.request.findings is not None:
-            return  # nothing to look for, or read already (a failover attempt of a call read)
+            return None  # nothing to look for, or read already (a failover attempt of a call read)
         who, target = call.caller, call.route.target
         c = call.classification
         # What it sends that Tollgate cannot read (a model it does not name is no content).
@@ -44,15 +48,32 @@ class Guard:
                     "Tollgate refused this call: a guardrail must read what it sends, and Tollgate cannot"
                     f" read {', '.join(unread) or 'an upload streamed unread'}.",
                 )
-                return
+                return None
             if call.request.streamed_upload:
-                return  # its body goes upstream unread: not scanned (findings null)
+                return None  # its body goes upstream unread: not scanned (findings null)
         # Its encoding undone (Classify has read it so, within bounds).
         encoded = b"content-encoding" in call.request.headers
         body = (flow.request.content if encoded else flow.request.data.content) or b""
         if body and call.request.body is None:
-            return  # not JSON (a multipart form's file): not read, as a replacement could break it
-        scan = guardrails.scan(body, target.provider, call.target_model, who.client, who.groups)
+            return None  # not JSON (a multipart form's file): not read, as a replacement could break it
+        scanning = self.workers.scan(guardrails, body, target.provider, call.target_model, who.client, who.groups)
+        if isinstance(scanning, Scan):
+            self._apply(flow, call, body, scanning)
+            return None
+        return self._apply_once_scanned(flow, call, body, scanning)
+
+    async def _apply_once_scanned(
+        self, flow: http.HTTPFlow, call: Call, body: bytes, scanning: Awaitable[Scan]
+    ) -> None:
+        scan = await scanning
+        if flow.error is not None or flow.response is not None:
+            # Killed meanwhile: counted for its record, not answered.
+            call.request.findings, call.request.finding_actions = scan.counts(), _by_action(scan)
+            return
+        self._apply(flow, call, body, scan)
+
+    def _apply(self, flow: http.HTTPFlow, call: Call, body: bytes, scan: Scan) -> None:
+        """The scan's findings counted, and the call refused or its body redacted as they say."""
         if not scan.findings:  # most calls: clean
             call.request.findings, call.request.redacted = {}, 0
             return
@@ -67,16 +88,31 @@ class Guard:
             write_raw_body(flow.request, call, redacted)
             call.request.body = read_request_json(redacted)  # what the later steps read and write anew
 
-    def mcp(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
+    def mcp(self, flow: http.HTTPFlow, exchange: McpExchange) -> Awaitable[None] | None:
         """An MCP server's request (a POST of JSON-RPC), read where it calls a tool or gets a prompt:
         refused with a JSON-RPC error for each of its requests, or sent redacted. Its rules are those
         whose `match` names no provider or model."""
         loaded = exchange.loaded
         guardrails = loaded.guardrails if loaded is not None else None
         if guardrails is None or not any(r.method in MCP_READ for r in exchange.requests):
-            return
+            return None
         body = flow.request.content or b""
-        scan = guardrails.scan(body, "mcp", None, exchange.client, exchange.groups)
+        scanning = self.workers.scan(guardrails, body, "mcp", None, exchange.client, exchange.groups)
+        if isinstance(scanning, Scan):
+            self._apply_mcp(flow, exchange, body, scanning)
+            return None
+        return self._apply_mcp_once_scanned(flow, exchange, body, scanning)
+
+    async def _apply_mcp_once_scanned(
+        self, flow: http.HTTPFlow, exchange: McpExchange, body: bytes, scanning: Awaitable[Scan]
+    ) -> None:
+        scan = await scanning
+        if flow.error is not None or flow.response is not None:
+            exchange.findings, exchange.redacted, exchange.finding_actions = scan.counts(), 0, _by_action(scan)
+            return
+        self._apply_mcp(flow, exchange, body, scan)
+
+    def _apply_mcp(self, flow: http.HTTPFlow, exchange: McpExchange, body: bytes, scan: Scan) -> None:
         exchange.findings, exchange.redacted, exchange.finding_actions = scan.counts(), 0, _by_action(scan)
         if scan.denied:
             denied = ", ".join(f"{kind} ({n})" for kind, n in sorted(scan.denied_counts().items()))
@@ -86,6 +122,9 @@ class Guard:
         redacted, exchange.redacted = scan.redact(body)
         if exchange.redacted:
             flow.request.content = redacted  # encoded again as it came, its Content-Length set
+
+    def done(self) -> None:
+        self.workers.close()
 
 
 def _by_action(scan: Scan) -> tuple[tuple[str, str, int], ...]:

@@ -20,7 +20,8 @@ that event reaches the client once the settlement is in the store.
 Guardrails read each `session.update`, `conversation.item.create` and `response.create` as the
 body of a call of its own (`realtime_message`): refused, the client gets an `error` event, audited
 `deny`, and the session goes on; else it goes on, redacted where a rule says so, and what was found
-adds up on the session's record. Audio is not read."""
+adds up on the session's record. Audio is not read. A large event read in a worker thread is held
+back meanwhile, as a response.create being reserved is, the client's later messages behind it."""
 
 from __future__ import annotations
 
@@ -85,6 +86,19 @@ class Waiting:
 
 
 @dataclass(slots=True)
+class Guarding:
+    """A client event the guardrails read: its call and the flow made for it, the event as it came
+    and its `event_id`; for a large one read in a worker thread, what to await before it goes on
+    or is refused."""
+
+    call: Call
+    exchange: http.HTTPFlow
+    content: bytes
+    event_id: str | None
+    pending: Awaitable[None] | None = None
+
+
+@dataclass(slots=True)
 class Session:
     """One Realtime WebSocket read by guardrails or under limits: its upgrade's call, and its
     responses as they go (`limited`: a limit counts them)."""
@@ -94,7 +108,7 @@ class Session:
     asked: deque[Response] = field(default_factory=deque)  # sent upstream, not begun yet: in order
     answering: dict[str, Response] = field(default_factory=dict)  # by response id
     waiting: deque[Waiting] = field(default_factory=deque)
-    busy: bool = False  # a response.create is being reserved
+    busy: bool = False  # a response.create is being reserved, or a large event read
     closed: bool = False
 
     def open_responses(self) -> list[Response]:
@@ -162,16 +176,44 @@ class RealtimeSocket:
     def _take(
         self, flow: http.HTTPFlow, session: Session, content: bytes, is_text: bool, message: WebSocketMessage | None
     ) -> None:
-        """A client message's turn: read by the guardrails, then a response.create under limits is
-        reserved (at once, or held back while the store is awaited); anything else goes on. Without
-        limits, no message goes once the session's virtual key is removed or has expired."""
+        """A client message's turn: read by the guardrails (a large one held back while a worker
+        thread reads it), then a response.create under limits is reserved (at once, or held back
+        while the store is awaited); anything else goes on. Without limits, no message goes once
+        the session's virtual key is removed or has expired."""
         if not session.limited and self._key_refused(flow, session, content, is_text, message):
             return
         if is_text:
             guarded = self._guard(flow, session, content, message)
+            if isinstance(guarded, Guarding):
+                if message is not None:
+                    message.drop()  # sent by Tollgate once read, in its turn
+                session.busy = True
+                self._spawn(self._once_guarded(flow, session, guarded))
+                return
             if guarded is None:
                 return  # refused
             content = guarded
+        self._reserve(flow, session, content, is_text, message)
+
+    async def _once_guarded(self, flow: http.HTTPFlow, session: Session, guarding: Guarding) -> None:
+        try:
+            if guarding.pending is not None:
+                await guarding.pending
+        finally:
+            session.busy = False
+        if session.closed:  # the WebSocket ended meanwhile: the message never went
+            return
+        try:
+            content = self._guarded_content(flow, session, guarding, None)
+            if content is not None:
+                self._reserve(flow, session, content, True, None)
+        except Exception:
+            logger.exception("Tollgate: reading a Realtime event failed; it was not sent")
+        self._take_waiting(flow, session)
+
+    def _reserve(
+        self, flow: http.HTTPFlow, session: Session, content: bytes, is_text: bool, message: WebSocketMessage | None
+    ) -> None:
         try:
             create = response_create(content) if is_text and session.limited else None
         except Unreadable as e:
@@ -212,6 +254,10 @@ class RealtimeSocket:
             self._conclude(flow, session, response, exchange, content, None)
         except Exception:
             logger.exception("Tollgate: reserving a Realtime response failed; its message was not sent")
+        self._take_waiting(flow, session)
+
+    def _take_waiting(self, flow: http.HTTPFlow, session: Session) -> None:
+        """The client messages that came while one before them was held back, each in its turn."""
         while session.waiting and not session.busy and not session.closed:
             waiting = session.waiting.popleft()
             try:
@@ -289,9 +335,10 @@ class RealtimeSocket:
 
     def _guard(
         self, flow: http.HTTPFlow, session: Session, content: bytes, message: WebSocketMessage | None
-    ) -> bytes | None:
+    ) -> bytes | Guarding | None:
         """A client event a model reads, through the guardrails as a call's body: None when refused
-        (an error event, audited), else what goes on (redacted where a rule says so)."""
+        (an error event, audited), else what goes on (redacted where a rule says so); or, for a large
+        event read in a worker thread, what to await first (`Guarding`)."""
         loaded = self.shared.loaded or session.call.loaded
         if loaded is None or loaded.guardrails is None:
             return content
@@ -305,14 +352,26 @@ class RealtimeSocket:
             return content
         call = self._response_call(session, RequestFacts(stream=True), content)
         call.request.body = event
+        event_id = event.get("event_id") if event is not None else None
         exchange = self._exchange(flow, call, content)
-        self._guarded.run(exchange, call)  # the guardrails read it at once
+        guarding = Guarding(call, exchange, content, event_id if isinstance(event_id, str) else None)
+        pending = self._guarded.run(exchange, call)
+        if pending is not None:
+            guarding.pending = pending
+            return guarding
+        return self._guarded_content(flow, session, guarding, message)
+
+    def _guarded_content(
+        self, flow: http.HTTPFlow, session: Session, guarded: Guarding, message: WebSocketMessage | None
+    ) -> bytes | None:
+        """A client event read by the guardrails: None when refused (an error event, audited), else
+        what goes on."""
+        call, exchange = guarded.call, guarded.exchange
         if exchange.response is not None:
-            event_id = event.get("event_id") if event is not None else None
-            self._refused(flow, call, exchange, event_id if isinstance(event_id, str) else None, message)
+            self._refused(flow, call, exchange, guarded.event_id, message)
             return None
         _add_findings(session.call, call)
-        return exchange.request.content if call.request.redacted else content
+        return exchange.request.content if call.request.redacted else guarded.content
 
     # ---- the server's events
 

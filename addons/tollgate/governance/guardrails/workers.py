@@ -1,0 +1,81 @@
+"""Where a body is scanned: a small one at once, on the caller's thread (the event loop); a large
+one in a worker thread, so that while it is read the event loop serves the other calls.
+
+Why threads and not processes (measured; docs/performance.md, "Guardrails"): Hyperscan's pass
+releases the GIL, and the exact patterns run in short windows, so a scanning thread gives the
+event loop its turn within a few milliseconds. A worker process would keep the event loop's GIL
+wholly free, but it would hold a copy of every configuration's detectors (Tollgate's own keys
+among them), be given each body and its findings across a pipe, and be one more process to start
+and stop; a thread shares the engines already compiled, and is given the body as it is.
+
+Why not every body: a hop to a thread and back costs about 0.1 ms, as much as the scan of a coding
+agent's 10 KB turn (0.17 ms), and every call would pay it. Below `OFF_LOOP_BYTES` a body is read
+at once: even a hostile body of that size (dense with digits, the detectors' slowest) holds the
+event loop some 35 ms at most."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from tollgate.governance.guardrails.rules import Guardrails, Scan
+
+# A body this large or larger is scanned in a worker thread.
+OFF_LOOP_BYTES = 64 * 1024
+# Scans of large bodies that run at once: a body waits for a thread only behind this many others,
+# and each more thread takes the GIL from the event loop more often.
+THREADS = 2
+
+
+class ScanWorkers:
+    """The threads large bodies are scanned in: none until the first, all let go at `close`.
+
+    A scan given to a thread reads the `Guardrails` it was given: a reload meanwhile builds new
+    ones and leaves these whole. Its result is applied by whoever awaits it, on the event loop."""
+
+    def __init__(self, off_loop_bytes: int = OFF_LOOP_BYTES, threads: int = THREADS) -> None:
+        self.off_loop_bytes = off_loop_bytes
+        self.threads = threads
+        self._pool: ThreadPoolExecutor | None = None
+        self._closed = False
+        self._lock = threading.Lock()
+
+    @property
+    def started(self) -> bool:
+        return self._pool is not None
+
+    def scan(
+        self,
+        guardrails: Guardrails,
+        body: bytes,
+        provider: str,
+        model: str | None,
+        client: str | None,
+        groups: tuple[str, ...],
+        **options: Any,
+    ) -> Scan | Awaitable[Scan]:
+        """`guardrails.scan` of the body (given `options` too): its result at once for a small body
+        (or once closed), else an awaitable of it, scanned in a worker thread. Call it on the event
+        loop; what it is given must not change until the scan has ended."""
+        if len(body) < self.off_loop_bytes or self._closed:
+            return guardrails.scan(body, provider, model, client, groups, **options)
+        future = self._started().submit(guardrails.scan, body, provider, model, client, groups, **options)
+        return asyncio.wrap_future(future)
+
+    def _started(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="tollgate-scan")
+            return self._pool
+
+    def close(self) -> None:
+        """No more scans in threads; the threads end once the scans they hold have (not waited for
+        here: the interpreter waits for them at its exit, and a scan ends within seconds)."""
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)

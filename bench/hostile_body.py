@@ -1,0 +1,236 @@
+"""What one large body's scan costs the other callers: a 5 MB hostile body (one run of digits, the
+PII detectors' slowest text) sent through a real mitmdump with Tollgate whose guardrails look for
+`secrets` and `pii`, and beside it 20 small chat calls; each small call's latency, less the median
+of the same 20 calls made without the large one, is what the large body added to it.
+
+    .venv/bin/python bench/hostile_body.py                      # this checkout (about 1 min)
+    .venv/bin/python bench/hostile_body.py --baseline DIR       # and DIR's Tollgate (a worktree of main)
+    .venv/bin/python bench/hostile_body.py --size 1000000 --rounds 3
+
+One fake upstream (threads of this process, TLS, tests/support's FakeUpstream with its canned
+answers) serves both Tollgates in turn. Each small call has a kept-alive connection of its own
+through the proxy, opened and warmed up before timing; a call is timed from its request's first
+byte to its answer's last. A round: the 20 small calls alone, begun `--spacing` apart (each on its
+own thread); then the large call, and once its body has been written the same 20 calls begun the
+same way. The figures are over every round: the worst and the median added latency of the small
+calls, and the large call's own time."""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT / "addons"))
+sys.path.insert(0, str(ROOT))
+
+import trustme  # noqa: E402
+import yaml  # noqa: E402
+from tests.support.canned import provider_answers  # noqa: E402
+from tests.support.fake_upstream import FakeUpstream  # noqa: E402
+
+from tollgate.proxy.certs import ensure_bundle  # noqa: E402
+
+VIRTUAL = "tg-hostile-bench-0001"
+HOST = "api.openai.com"
+SMALL = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}).encode()
+
+
+def hostile_body(size: int) -> bytes:
+    digits = "".join(random.Random(7).choices("0123456789", k=size))
+    return json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": digits}]}).encode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Tollgate:
+    """mitmdump running `checkout`'s addons/gateway.py, its guardrails the PII and secrets detectors."""
+
+    def __init__(self, checkout: Path, work: Path, confdir: Path, upstream: FakeUpstream, ca_pem: Path) -> None:
+        self.port = free_port()
+        config = work / "tollgate.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "providers": {"openai": {"upstream": upstream.url, "keys": ["sk-real-hostile-bench-0001"]}},
+                    "clients": [{"name": "alice", "keys": [VIRTUAL]}],
+                    "guardrails": [{"detect": ["secrets", "pii"], "action": "redact"}],
+                    "audit": {"path": str(work / "audit.jsonl")},
+                }
+            )
+        )
+        mitmdump = Path(sys.executable).with_name("mitmdump")
+        args = [str(mitmdump), "-s", str(checkout / "addons" / "gateway.py")]
+        args += ["--listen-host", "127.0.0.1", "--listen-port", str(self.port), "--set", f"confdir={confdir}"]
+        args += ["--set", f"tollgate_config={config}", "--set", f"ssl_verify_upstream_trusted_ca={ca_pem}"]
+        env = {**os.environ, "PYTHONPATH": str(checkout / "addons")}
+        self.log = open(work / "mitmdump.log", "wb")  # noqa: SIM115 - open as long as the process
+        self.process = subprocess.Popen(args, cwd=work, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"mitmdump exited with {self.process.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit(f"mitmdump did not listen within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.log.close()
+
+
+def connection(port: int, context: ssl.SSLContext, timeout: float) -> http.client.HTTPSConnection:
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=timeout)
+    conn.set_tunnel(HOST, 443)
+    return conn
+
+
+def post(conn: http.client.HTTPSConnection, body: bytes, written: threading.Event | None = None) -> float:
+    """One chat call on a kept-alive connection: seconds from its first byte out to its last in."""
+    began = time.perf_counter()
+    conn.request(
+        "POST",
+        "/v1/chat/completions",
+        body,
+        {"Authorization": f"Bearer {VIRTUAL}", "Content-Type": "application/json"},
+    )
+    if written is not None:
+        written.set()
+    answer = conn.getresponse()
+    answer.read()
+    took = time.perf_counter() - began
+    if answer.status != 200:
+        raise RuntimeError(f"a call was answered {answer.status}")
+    return took
+
+
+def small_calls(conns: list[http.client.HTTPSConnection], spacing: float) -> list[float]:
+    """Each connection's call, begun `spacing` apart: their latencies."""
+    took: list[float] = [0.0] * len(conns)
+    failed: list[BaseException] = []
+
+    def call(i: int) -> None:
+        try:
+            took[i] = post(conns[i], SMALL)
+        except Exception as e:  # reported below, once every call has ended
+            failed.append(e)
+
+    threads = []
+    for i in range(len(conns)):
+        thread = threading.Thread(target=call, args=(i,))
+        thread.start()
+        threads.append(thread)
+        time.sleep(spacing)
+    for thread in threads:
+        thread.join()
+    if failed:
+        raise RuntimeError(f"{len(failed)} small calls failed: {failed[0]!r}")
+    return took
+
+
+def measure(tollgate: Tollgate, context: ssl.SSLContext, args: argparse.Namespace) -> dict[str, float]:
+    timeout = 120.0
+    conns = [connection(tollgate.port, context, timeout) for _ in range(args.calls)]
+    for conn in conns:
+        for _ in range(2):
+            post(conn, SMALL)  # the tunnel, TLS and the first calls' work done before timing
+    big_conn = connection(tollgate.port, context, timeout)
+    post(big_conn, SMALL)
+    body = hostile_body(args.size)
+    alone: list[float] = []
+    beside: list[float] = []
+    big: list[float] = []
+    for _ in range(args.rounds):
+        alone += small_calls(conns, args.spacing)
+        written = threading.Event()
+        big_took: list[float] = []
+        big_thread = threading.Thread(target=lambda t=big_took, w=written: t.append(post(big_conn, body, w)))
+        big_thread.start()
+        if not written.wait(timeout):
+            raise RuntimeError("the large body was not written")
+        beside += small_calls(conns, args.spacing)
+        big_thread.join(timeout)
+        if not big_took:
+            raise RuntimeError("the large call did not end")
+        big += big_took
+    for conn in [*conns, big_conn]:
+        conn.close()
+    base = statistics.median(alone)
+    added = sorted(t - base for t in beside)
+    return {
+        "alone_median_ms": base * 1e3,
+        "added_median_ms": statistics.median(added) * 1e3,
+        "added_worst_ms": added[-1] * 1e3,
+        "large_call_s": statistics.median(big),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline", type=Path, help="another checkout, measured after this one")
+    parser.add_argument("--size", type=int, default=5_000_000, help="the large body's digits")
+    parser.add_argument("--calls", type=int, default=20, help="small calls beside it")
+    parser.add_argument("--spacing", type=float, default=0.1, help="seconds between the small calls' starts")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    checkouts = [("this checkout", ROOT)] + ([("baseline", args.baseline.resolve())] if args.baseline else [])
+    ca = trustme.CA()
+    upstream = FakeUpstream(ca, provider_answers)
+    print(f"a {args.size / 1e6:g} MB body of digits beside {args.calls} small calls begun {args.spacing:g} s apart;")
+    print(f"{args.rounds} rounds; load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            ca_pem = work / "upstream-ca.pem"
+            ca.cert_pem.write_to_path(str(ca_pem))
+            confdir = work / "certs"
+            confdir.mkdir()
+            context = ssl.create_default_context(cafile=str(ensure_bundle(confdir)))
+            for name, checkout in checkouts:
+                run = work / name.replace(" ", "-")
+                run.mkdir()
+                tollgate = Tollgate(checkout, run, confdir, upstream, ca_pem)
+                try:
+                    tollgate.wait_ready()
+                    figures = measure(tollgate, context, args)
+                finally:
+                    tollgate.stop()
+                print(
+                    f"  {name:14} small call alone {figures['alone_median_ms']:6.1f} ms (median); added beside the"
+                    f" large one: median {figures['added_median_ms']:7.1f} ms, worst {figures['added_worst_ms']:7.1f}"
+                    f" ms; the large call {figures['large_call_s']:.2f} s"
+                )
+    finally:
+        upstream.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
