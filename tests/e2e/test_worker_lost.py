@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 from tests.support import streams
+from tests.support.canned import provider_answers
 from tests.support.clients import run_client
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
 from tests.support.fleet import Fleet
@@ -270,4 +271,94 @@ def test_responses_websockets_ended_before_a_clean_stop_are_not_lost(
         proxy.stop()
         if again is not None:
             again.stop()
+        fake.close()
+
+
+CALL = """
+import openai
+client = openai.OpenAI(api_key={key!r}, max_retries=0)
+r = client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "Hi"}}])
+report(tokens=r.usage.total_tokens)
+"""
+
+
+def test_a_line_planted_in_the_in_flight_file_is_refused_at_the_next_start(
+    tmp_path, upstream_ca, upstream_ca_pem, confdir, bundle
+):
+    fake = FakeUpstream(upstream_ca, provider_answers)
+    audit = tmp_path / "audit.jsonl"
+    config_path = tmp_path / "tollgate.yaml"
+    config_path.write_text(yaml.safe_dump(config(fake.url, audit)))
+    env = {"TOLLGATE_INSTANCE": "solo"}
+    proxy = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env=env)
+    again = None
+    try:
+        proxy.wait_ready()
+        assert "tokens" in run_client(CALL.format(key=ALICE), proxy.proxy_url, bundle)
+        proxy.stop()
+        # Someone who can write the file, not read the secret beside it: a call that never was.
+        planted = {
+            "sent": "planted-0001",
+            "call": {
+                "ts": "2026-11-26T10:00:00.000Z", "request_id": "planted-0001", "client": "mallory",
+                "provider": "openai", "model": "gpt-planted", "decision": "allow",
+                "findings": {"secrets.aws_access_key": 1},
+            },
+        }  # fmt: skip
+        with open(journal_path(str(audit), "solo"), "a") as f:
+            f.write(json.dumps(planted) + "\n")
+        again = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env=env)
+        again.wait_ready()
+        assert "tokens" in run_client(CALL.format(key=ALICE), again.proxy_url, bundle)
+        again.stop()
+        written = records(audit)
+        assert not [r for r in written if r.get("client") == "mallory" or r.get("request_id") == "planted-0001"]
+        assert not [r for r in written if r.get("error") == "worker lost"]
+        refusals = [r for r in written if r["event"] == "in_flight_refused"]
+        assert [(r["instance"], r["lines"]) for r in refusals] == [("solo", 1)]
+        assert [r["event"] for r in written[: written.index(refusals[0]) + 1]][-2:] == [
+            "tollgate_started",
+            "in_flight_refused",
+        ]  # right after the start
+        assert "were not written by Tollgate" in again.output.read_text()
+        assert [r["client"] for r in written if r["event"] == "llm_call"] == ["alice", "alice"]
+        assert main(["audit", "verify", str(audit)]) == 0
+    finally:
+        proxy.stop()
+        if again is not None:
+            again.stop()
+        fake.close()
+
+
+def test_a_second_process_of_one_instance_beside_one_audit_file_is_refused(
+    tmp_path, upstream_ca, upstream_ca_pem, confdir, bundle
+):
+    fake = FakeUpstream(upstream_ca, provider_answers)
+    audit = tmp_path / "audit.jsonl"
+    config_path = tmp_path / "tollgate.yaml"
+    config_path.write_text(yaml.safe_dump(config(fake.url, audit)))
+    env = {"TOLLGATE_INSTANCE": "twin"}
+    first = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env=env)
+    second = None
+    try:
+        first.wait_ready()
+        second = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env=env)
+        second.process.wait(30)
+        assert second.process.returncode != 0
+        output = second.output.read_text()
+        assert "instance: another process of instance 'twin' is running beside this audit file" in output
+        assert "TOLLGATE_INSTANCE" in output
+        # The first goes on serving, alone in the file.
+        assert "tokens" in run_client(CALL.format(key=ALICE), first.proxy_url, bundle)
+        first.stop()
+        assert [r["event"] for r in records(audit)].count("tollgate_started") == 1
+        assert main(["audit", "verify", str(audit)]) == 0
+        # Another instance name beside the same file is no mistake.
+        other = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env={"TOLLGATE_INSTANCE": "twin-2"})
+        other.wait_ready()
+        other.stop()
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
         fake.close()

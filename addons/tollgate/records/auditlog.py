@@ -237,8 +237,8 @@ class AuditLog:
         if in_flight.refused:
             refusal = {"event": IN_FLIGHT_REFUSED, "ts": utc_timestamp(time.time()), "lines": in_flight.refused}
             self._queue.put(self._render(None, "info", self._named({**refusal, "file": in_flight.path})))
-            self._say(
-                logging.ERROR,
+            self._say(  # a warning: an error logged while mitmproxy starts would stop it
+                logging.WARNING,
                 f"Tollgate: {in_flight.refused} lines of {in_flight.path} were not written by Tollgate (their HMAC"
                 " does not hold): refused, nothing of them is written to the audit",
             )
