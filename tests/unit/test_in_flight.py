@@ -105,16 +105,17 @@ def test_lines_tollgate_did_not_write_are_refused(tmp_path: Path) -> None:
     first.began_records("real", [record("real")])
     killed(first)
     planted = [
-        json.dumps({"sent": "planted", "records": [record("planted", client="mallory")]}),  # no HMAC
+        json.dumps({"sent": "planted", "records": [record("planted", client="mallory")]}),  # no MAC
         json.dumps({"sent": "forged", "records": [record("forged")], "mac": "0" * 64}, separators=(",", ":")),
-        json.dumps({"ended": "real"}),  # would hide a lost call
+        json.dumps({"ended": ["real"]}),  # would hide a lost call
     ]
     with open(path, "a") as f:
         f.write("\n".join(planted) + "\n")
     journal = InFlight(path, SECRET)
     assert list(journal.lost) == ["real"] and journal.refused == 3
     # Under another secret (a file of the same name, another key): no line holds.
-    assert in_flight._unended(Path(path).read_bytes(), b"t" * 32)[:2] == ({}, 4)
+    other = in_flight.keyed_mac(b"t" * 32)
+    assert in_flight._unended(Path(path).read_bytes(), other)[:2] == ({}, 4)
 
 
 def test_the_secret_comes_from_the_signing_key_or_a_file_of_its_own(tmp_path: Path) -> None:

@@ -224,7 +224,7 @@ class AuditLog:
         """The file of this instance's calls in flight taken over: the calls its previous process
         sent and never recorded (it was killed) are written now, after the started record. They
         stay in flight until written: a process killed again before that leaves them to the next.
-        Lines Tollgate did not write (their HMAC does not hold) are refused: a record says how many,
+        Lines Tollgate did not write (their MAC does not hold) are refused: a record says how many,
         nothing of what they hold. After a reload (`before`: the log this one follows), the calls
         still in flight go on here."""
         in_flight = self.in_flight
@@ -239,7 +239,7 @@ class AuditLog:
             self._queue.put(self._render(None, "info", self._named({**refusal, "file": in_flight.path})))
             self._say(  # a warning: an error logged while mitmproxy starts would stop it
                 logging.WARNING,
-                f"Tollgate: {in_flight.refused} lines of {in_flight.path} were not written by Tollgate (their HMAC"
+                f"Tollgate: {in_flight.refused} lines of {in_flight.path} were not written by Tollgate (their MAC"
                 " does not hold): refused, nothing of them is written to the audit",
             )
         for request_id, records in in_flight.lost.items():

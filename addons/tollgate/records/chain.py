@@ -108,7 +108,7 @@ class Signer:
         return base64.b64encode(self.key.sign(chain.encode("ascii"))).decode("ascii")
 
     def raw_private(self) -> bytes:
-        """The private key's 32 raw bytes (what the in-flight file's HMAC key is derived from)."""
+        """The private key's 32 raw bytes (what the in-flight file's MAC key is derived from)."""
         return self.key.private_bytes(
             serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
         )
