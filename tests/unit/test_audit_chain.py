@@ -727,3 +727,22 @@ def test_the_docs_example_checks_a_chain(tmp_path: Path) -> None:
     lines[3] = lines[3].replace(b'"client":"alice"', b'"client":"bob"')
     path.write_bytes(b"\n".join(lines) + b"\n")
     assert subprocess.run(run, capture_output=True, text=True, check=True).stdout == "line 4: broken chain\n"
+
+
+def test_audit_verify_against_a_copy(tmp_path: Path, capsys) -> None:
+    runs = signed_runs(runs=2)
+    path, copy = tmp_path / "audit.jsonl", tmp_path / "copy.jsonl"
+    copy.write_bytes(b"\n".join(flat(runs)) + b"\n")
+    path.write_bytes(b"\n".join(flat(runs)) + b"\n")
+    assert main(["audit", "verify", str(path), "--against", str(copy)]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == "the copy's 4 checkpoints are all in the files"
+    path.write_bytes(b"\n".join(runs[0]) + b"\n")  # the last run removed
+    assert main(["audit", "verify", str(path)]) == 0  # the file alone cannot tell
+    capsys.readouterr()
+    assert main(["audit", "verify", str(path), "--against", str(copy)]) == 1
+    assert len(capsys.readouterr().out.splitlines()) == 2  # the removed run's two checkpoints
+    copy.write_text("not json\n")
+    assert main(["audit", "verify", str(path), "--against", str(copy)]) == 2
+    assert "--against" in capsys.readouterr().err
+    assert main(["audit", "verify", str(path), "--against", str(tmp_path / "gone")]) == 2
+    assert "cannot read" in capsys.readouterr().err

@@ -135,11 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     verify = audit_commands.add_parser(
         "verify",
         help="check that audit files are whole: every record's chain, every checkpoint's signature",
-        description="Reads the files in the order given (a file's rotations oldest first, the chains running on"
-        " across them) and checks each instance's chain of records, and with --key every checkpoint's"
-        " signature. Names each fault by file and line, never a record's values.",
-        epilog="exit status: 0 whole; 1 a fault found (each on a line: FILE:LINE: what); 2 a file or the key"
-        " cannot be read",
+        description="Reads the files in the order given (every file since the instances began, oldest first,"
+        " the chains running on across them) and checks each instance's chain of records, run after run, and"
+        " with --key every checkpoint's signature and that every run is vouched for by one. Names each fault"
+        " by file and line, never a record's values. A tail removed whole runs at a time shows only against a"
+        " copy kept elsewhere (--against).",
+        epilog="exit status: 0 whole; 1 a fault found (each on a line: FILE:LINE: what); 2 a file, the copy or the"
+        " key cannot be read",
     )
     verify.add_argument("files", nargs="+", metavar="FILE", help="audit files, oldest first")
     verify.add_argument("--key", type=Path, metavar="PUBLIC.pem", help="the Ed25519 public key that signs checkpoints")

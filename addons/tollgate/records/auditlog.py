@@ -139,11 +139,12 @@ class AuditLog:
         else:
             self._render = structlog.processors.JSONRenderer(serializer=_utf8_json)
             self._fd, self._identity, self._regular = self._open()  # fails start-up when it cannot
-            try:
-                self.in_flight = self._open_in_flight()
-            except BaseException:
-                os.close(self._fd)
-                raise
+            if self._regular:  # a file beside it; none beside a device or a pipe
+                try:
+                    self.in_flight = self._open_in_flight()
+                except BaseException:
+                    os.close(self._fd)
+                    raise
         # Whether the file may not end with a newline (never checked for new lines of ours): a
         # record written then starts on a line of its own.
         self._check_end = self._regular
