@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tollgate.records import in_flight
 from tollgate.records.audit_verify import read_lines, verify
@@ -265,3 +267,24 @@ def test_a_lost_calls_record_has_every_field_of_a_calls_record_and_what_was_know
         "worker lost",
         4_096,
     )
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_any_byte_changed_in_a_line_refuses_that_line(data: st.DataObject) -> None:
+    journal = InFlight.__new__(InFlight)
+    journal._mac = in_flight.keyed_mac(SECRET)
+    lines = [
+        journal._signed({"sent": "a", "records": [record("a", client="alice")]}),
+        journal._signed({"sent": "b", "call": {"request_id": "b", "client": "bob"}}),
+        journal._signed({"ended": ["a"], "chain": "ab" * 32}),
+    ]
+    i = data.draw(st.integers(0, len(lines) - 1), label="line")
+    line = bytearray(lines[i])
+    j = data.draw(st.integers(0, len(line) - 2), label="byte")  # not its newline
+    line[j] = data.draw(st.integers(0, 255).filter(lambda b: b not in (line[j], 10)), label="value")
+    lines[i] = bytes(line)
+    lost, refused, _ = in_flight._unended(b"".join(lines), journal._mac)
+    assert refused == 1
+    # Whole, "a" ended and "b" lost; a line refused is as if it were not there.
+    assert set(lost) == [{"b"}, set(), {"a", "b"}][i]
