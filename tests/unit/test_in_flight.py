@@ -18,7 +18,14 @@ from tollgate.records import in_flight
 from tollgate.records.audit_verify import read_lines, verify
 from tollgate.records.auditlog import AuditLog
 from tollgate.records.chain import Signer
-from tollgate.records.in_flight import InFlight, InstanceBusy, in_flight_secret, journal_path, secret_path
+from tollgate.records.in_flight import (
+    InFlight,
+    InstanceBusy,
+    check_free,
+    in_flight_secret,
+    journal_path,
+    secret_path,
+)
 
 SECRET = b"s" * 32
 
@@ -86,7 +93,13 @@ def test_a_second_live_process_of_the_same_instance_is_refused(tmp_path: Path) -
     live.began_records("a", [record("a")])
     with pytest.raises(InstanceBusy, match=r"^instance: another process of instance 'gw-1' is running"):
         InFlight(path, SECRET, "gw-1")
+    audit = str(tmp_path / "audit.jsonl")
+    assert path == journal_path(audit, "gw-1")
+    with pytest.raises(InstanceBusy, match=r"^instance: another process of instance 'gw-1' is running"):
+        check_free(audit, "gw-1")  # the check before start-up, which takes nothing
+    check_free(audit, "gw-2")
     killed(live)
+    check_free(audit, "gw-1")
     assert list(InFlight(path, SECRET).lost) == ["a"]
 
 

@@ -50,6 +50,29 @@ class InstanceBusy(Exception):
     chain. Its message names `instance`."""
 
 
+def check_free(audit_path: str, instance: str) -> None:
+    """InstanceBusy when a live process of `instance` writes beside `audit_path`, found without
+    creating or changing anything (a check before start-up; the lock itself is taken at start)."""
+    path = journal_path(audit_path, instance)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return  # no file, or one this process cannot read: start-up says so when it opens it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise InstanceBusy(_busy(instance, path)) from None
+    finally:
+        os.close(fd)  # the lock, if taken, goes with it
+
+
+def _busy(instance: str, path: str) -> str:
+    return (
+        f"instance: another process of instance {instance!r} is running beside this audit file (it holds"
+        f" {path}): give each process its own TOLLGATE_INSTANCE"
+    )
+
+
 def journal_path(audit_path: str, instance: str) -> str:
     return f"{audit_path}.in-flight.{_UNSAFE.sub('_', instance)}"
 
@@ -101,10 +124,7 @@ class InFlight:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise InstanceBusy(
-                f"instance: another process of instance {instance or path!r} is running beside this audit"
-                f" file (it holds {path}): give each process its own TOLLGATE_INSTANCE"
-            ) from None
+            raise InstanceBusy(_busy(instance or path, path)) from None
         except BaseException:
             os.close(fd)
             raise
