@@ -147,3 +147,81 @@ def test_calls_of_every_kind_are_chained(start_gateway, upstream_ca) -> None:
     )
     whole = verify(str(gw.audit_path))
     assert whole.returncode == 0, whole.stdout + whole.stderr
+
+
+def test_a_cut_head_is_found_alone_and_a_cut_tail_against_the_collectors_copy(
+    tmp_path: Path, upstream_ca, upstream_ca_pem, confdir, bundle
+) -> None:
+    """Two runs of one instance, each shipped to a collector as it is written. The first run
+    removed: the file alone shows it. The last run removed: the file alone cannot tell; the
+    collector's copy (its file exporter's OTLP JSON) does."""
+    import yaml
+    from tests.support.canned import provider_answers
+    from tests.support.clients import run_client
+    from tests.support.fake_upstream import FakeUpstream
+    from tests.support.otlp import Collector
+    from tests.support.proxy import Mitmdump
+
+    key = Ed25519PrivateKey.generate()
+    private, public = tmp_path / "audit.key", tmp_path / "audit.pub"
+    private.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    fake, collector = FakeUpstream(upstream_ca, provider_answers), Collector.start()
+    audit = tmp_path / "audit.jsonl"
+    config = tmp_path / "tollgate.yaml"
+    config.write_text(yaml.safe_dump({
+        "providers": {"openai": {"upstream": fake.url, "keys": ["sk-real-openai-0001"]}},
+        "clients": [{"name": "alice", "keys": [ALICE]}],
+        "audit": {"path": str(audit), "signing_key": str(private), "otlp": {"endpoint": collector.url}},
+    }))  # fmt: skip
+    call = f"""
+        import openai
+        r = openai.OpenAI(api_key="{ALICE}", max_retries=0).chat.completions.create(
+            model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}])
+        report(tokens=r.usage.total_tokens)
+    """
+    try:
+        for _ in range(2):  # two runs, each: a call, then SIGTERM (its stop's checkpoint shipped)
+            proxy = Mitmdump(tmp_path, confdir, upstream_ca_pem, config, env={"TOLLGATE_INSTANCE": "gw-1"})
+            try:
+                proxy.wait_ready()
+                assert "tokens" in run_client(call, proxy.proxy_url, bundle)
+            finally:
+                proxy.stop()
+        lines = audit.read_bytes().splitlines(keepends=True)
+        collector.wait_logs(len(lines))
+    finally:
+        collector.close()
+        fake.close()
+    # The collector's file exporter: one ExportLogsServiceRequest a line, each log record's body a line.
+    export = tmp_path / "export.json"
+    bodies = [{"body": {"stringValue": log["body"]}} for log in collector.logs]
+    export.write_text(json.dumps({"resourceLogs": [{"scopeLogs": [{"logRecords": bodies}]}]}) + "\n")
+    whole = verify(str(audit), "--key", str(public), "--against", str(export))
+    assert whole.returncode == 0, whole.stdout + whole.stderr
+    assert whole.stdout.splitlines()[0].startswith(f"whole: {len(lines)} records, 1 instances, 2 runs,")
+    assert whole.stdout.splitlines()[1] == "the copy's 2 checkpoints are all in the files"
+
+    second = next(i for i, line in enumerate(lines) if i and b'"tollgate_started"' in line)
+    head_cut, tail_cut = tmp_path / "head-cut.jsonl", tmp_path / "tail-cut.jsonl"
+    head_cut.write_bytes(b"".join(lines[second:]))
+    tail_cut.write_bytes(b"".join(lines[:second]))
+    done = verify(str(head_cut), "--key", str(public))
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        f"{head_cut}:1: previous_chain names a record of gw-1 that the files do not hold: its records before this"
+        " run are missing (give every file since the instance began)"
+    ]
+    alone = verify(str(tail_cut), "--key", str(public))
+    assert alone.returncode == 0, alone.stdout  # what a file alone cannot tell
+    done = verify(str(tail_cut), "--key", str(public), "--against", str(export))
+    assert done.returncode == 1
+    seq = json.loads(lines[-1])["seq"]
+    assert done.stdout.splitlines() == [
+        f"{export}:1: the copy holds a checkpoint of gw-1 (seq {seq}) that the files do not: records after the"
+        " files' last ones, or a run, removed"
+    ]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 from tests.support import streams
+from tests.support.canned import provider_answers
 from tests.support.clients import run_client
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
 from tests.support.fleet import Fleet
@@ -22,6 +23,7 @@ from tests.support.redis import redis_server
 
 from tollgate.cli.main import main
 from tollgate.records.audit_verify import read_lines, verify
+from tollgate.records.in_flight import InFlight, in_flight_secret, journal_path
 
 REAL = "sk-REAL-lost-0001"
 ALICE = "tg-alice-lost-0001"
@@ -90,6 +92,15 @@ def records(audit: Path) -> list[dict]:
     return [json.loads(line) for line in audit.read_text().rpartition("\n")[0].splitlines() if line.strip()]
 
 
+def left_in_flight(audit: Path, instance: str) -> dict:
+    """The calls a next start of the instance would record as lost (its file read, not taken)."""
+    journal = InFlight(journal_path(str(audit), instance), in_flight_secret(str(audit), instance, None))
+    try:
+        return journal.lost
+    finally:
+        journal.close()
+
+
 def wait_lost(audit: Path, count: int) -> list[dict]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -143,7 +154,7 @@ def test_calls_in_flight_in_a_killed_process_are_recorded_by_its_next_start(
         events = [r["event"] for r in records(audit)]
         assert events[-4:] == ["tollgate_started", "llm_call", "llm_call", "llm_call"]  # after its start
         again.stop()
-        assert not list(tmp_path.glob("audit.jsonl.in-flight.*"))  # all recorded: nothing left in flight
+        assert left_in_flight(audit, "solo") == {}  # all recorded: nothing left in flight
         assert len(wait_lost(audit, STREAMS)) == STREAMS  # written once
         # Chained: the killed run is whole, the next naming where it ended.
         assert main(["audit", "verify", str(audit)]) == 0
@@ -184,3 +195,170 @@ def test_a_fleet_worker_killed_with_streams_in_flight_has_them_recorded(
         fleet.stop()
         redis.stop()
         holding.fake.close()
+
+
+# Codex's way: a Responses WebSocket, a response on it; closed by the client, or still open when the
+# proxy stops.
+SOCKET_SESSION = """
+import asyncio
+from openai import AsyncOpenAI
+
+async def main():
+    async with AsyncOpenAI(api_key={key!r}, max_retries=0).responses.connect() as conn:
+        await conn.response.create(model="gpt-4o", input="hi")
+        while (await asyncio.wait_for(conn.recv(), 20)).type != "response.completed":
+            pass
+        if {hold}:  # open until the proxy closes it
+            try:
+                while True:
+                    await asyncio.wait_for(conn.recv(), 30)
+            except Exception as e:
+                return type(e).__name__
+    return "closed"
+
+report(outcome=asyncio.run(main()))
+"""
+
+
+def socket_records(audit: Path) -> list[dict]:
+    return [r for r in records(audit) if r["event"] == "llm_call" and r.get("transport") == "websocket"]
+
+
+def test_responses_websockets_ended_before_a_clean_stop_are_not_lost(
+    tmp_path, upstream_ca, upstream_ca_pem, confdir, bundle
+):
+    from tests.support.fake_realtime import FakeRealtime, responding, responses_usage
+
+    fake = FakeRealtime(upstream_ca)
+    fake.script = responding(["Hello.", "Again."], [responses_usage(10, 2), responses_usage(11, 3)])
+    audit = tmp_path / "audit.jsonl"
+    config_path = tmp_path / "tollgate.yaml"
+    config_path.write_text(yaml.safe_dump(config(fake.url, audit)))
+    env = {"TOLLGATE_INSTANCE": "codex-host"}
+    proxy = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env=env)
+    again = None
+    try:
+        proxy.wait_ready()
+        assert run_client(SOCKET_SESSION.format(key=ALICE, hold=False), proxy.proxy_url, bundle) == {
+            "outcome": "closed"
+        }
+        held: dict = {}
+        holder = threading.Thread(
+            target=lambda: held.update(
+                run_client(SOCKET_SESSION.format(key=ALICE, hold=True), proxy.proxy_url, bundle)
+            ),
+            daemon=True,
+        )
+        holder.start()
+        deadline = time.monotonic() + 30
+        while len(socket_records(audit)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(socket_records(audit)) == 2
+        proxy.stop()  # SIGTERM: the open socket is closed by the drain
+        holder.join(60)
+        assert held.get("outcome") not in (None, "closed")
+        again = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env=env)
+        again.wait_ready()
+        again.stop()
+        assert [r for r in records(audit) if r.get("error") == "worker lost"] == []
+        assert [(r["client"], r["status"], r["output_tokens"]) for r in socket_records(audit)] == [
+            ("alice", 200, 2),
+            ("alice", 200, 3),
+        ]
+        assert "worker lost" not in again.output.read_text()
+        assert main(["audit", "verify", str(audit)]) == 0
+    finally:
+        proxy.stop()
+        if again is not None:
+            again.stop()
+        fake.close()
+
+
+CALL = """
+import openai
+client = openai.OpenAI(api_key={key!r}, max_retries=0)
+r = client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "Hi"}}])
+report(tokens=r.usage.total_tokens)
+"""
+
+
+def test_a_line_planted_in_the_in_flight_file_is_refused_at_the_next_start(
+    tmp_path, upstream_ca, upstream_ca_pem, confdir, bundle
+):
+    fake = FakeUpstream(upstream_ca, provider_answers)
+    audit = tmp_path / "audit.jsonl"
+    config_path = tmp_path / "tollgate.yaml"
+    config_path.write_text(yaml.safe_dump(config(fake.url, audit)))
+    env = {"TOLLGATE_INSTANCE": "solo"}
+    proxy = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env=env)
+    again = None
+    try:
+        proxy.wait_ready()
+        assert "tokens" in run_client(CALL.format(key=ALICE), proxy.proxy_url, bundle)
+        proxy.stop()
+        # Someone who can write the file, not read the secret beside it: a call that never was.
+        planted = {
+            "sent": "planted-0001",
+            "call": {
+                "ts": "2026-11-26T10:00:00.000Z", "request_id": "planted-0001", "client": "mallory",
+                "provider": "openai", "model": "gpt-planted", "decision": "allow",
+                "findings": {"secrets.aws_access_key": 1},
+            },
+        }  # fmt: skip
+        with open(journal_path(str(audit), "solo"), "a") as f:
+            f.write(json.dumps(planted) + "\n")
+        again = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env=env)
+        again.wait_ready()
+        assert "tokens" in run_client(CALL.format(key=ALICE), again.proxy_url, bundle)
+        again.stop()
+        written = records(audit)
+        assert not [r for r in written if r.get("client") == "mallory" or r.get("request_id") == "planted-0001"]
+        assert not [r for r in written if r.get("error") == "worker lost"]
+        refusals = [r for r in written if r["event"] == "in_flight_refused"]
+        assert [(r["instance"], r["lines"]) for r in refusals] == [("solo", 1)]
+        assert [r["event"] for r in written[: written.index(refusals[0]) + 1]][-2:] == [
+            "tollgate_started",
+            "in_flight_refused",
+        ]  # right after the start
+        assert "were not written by Tollgate" in again.output.read_text()
+        assert [r["client"] for r in written if r["event"] == "llm_call"] == ["alice", "alice"]
+        assert main(["audit", "verify", str(audit)]) == 0
+    finally:
+        proxy.stop()
+        if again is not None:
+            again.stop()
+        fake.close()
+
+
+def test_a_second_process_of_one_instance_beside_one_audit_file_is_refused(
+    tmp_path, upstream_ca, upstream_ca_pem, confdir, bundle
+):
+    fake = FakeUpstream(upstream_ca, provider_answers)
+    audit = tmp_path / "audit.jsonl"
+    config_path = tmp_path / "tollgate.yaml"
+    config_path.write_text(yaml.safe_dump(config(fake.url, audit)))
+    env = {"TOLLGATE_INSTANCE": "twin"}
+    first = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env=env)
+    second = None
+    try:
+        first.wait_ready()
+        second = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env=env)
+        second.process.wait(30)
+        assert second.process.returncode != 0
+        output = second.output.read_text()
+        assert "instance: another process of instance 'twin' is running beside this audit file" in output
+        assert "TOLLGATE_INSTANCE" in output
+        # The first goes on serving, alone in the file.
+        assert "tokens" in run_client(CALL.format(key=ALICE), first.proxy_url, bundle)
+        first.stop()
+        assert [r["event"] for r in records(audit)].count("tollgate_started") == 1
+        assert main(["audit", "verify", str(audit)]) == 0
+        # Another instance name beside the same file is no mistake.
+        other = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env={"TOLLGATE_INSTANCE": "twin-2"})
+        other.wait_ready()
+        other.stop()
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+        fake.close()

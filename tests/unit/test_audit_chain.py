@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from tollgate.cli.main import main
 from tollgate.config import Config, ConfigError, load_config
 from tollgate.records import auditlog
-from tollgate.records.audit_verify import Place, Verdict, read_lines, verify
+from tollgate.records.audit_verify import Place, Verdict, read_copy, read_lines, verify
 from tollgate.records.auditlog import AuditLog
 from tollgate.records.chain import ZERO, Chain, Signer, key_id, last_chain, load_public_key, load_signing_key
 
@@ -281,7 +281,9 @@ def test_a_killed_run_followed_by_a_run_naming_its_last_chain_is_whole() -> None
     w2.stop()
     assert faults(check(w2.lines)) == [
         "a.jsonl:5: cut off after this line: the run of gw-1 has no tollgate_stopped (1 records after the last"
-        " checkpoint)"
+        " checkpoint)",
+        "a.jsonl:7: previous_chain is not the chain of the instance's last record before it (a.jsonl:6): records"
+        " or a run missing",
     ]
 
 
@@ -301,6 +303,176 @@ def test_a_removed_run_shows_in_the_next_runs_previous_chain() -> None:
         "a.jsonl:5: previous_chain is not the chain of the instance's last record before it (a.jsonl:4): records"
         " or a run missing"
     ]
+
+
+def signed_runs(runs: int = 3, calls: int = 2, key: Ed25519PrivateKey = KEY) -> list[list[bytes]]:
+    """An instance's runs one after the other, each naming the last chain of the one before, as the
+    writer makes them; the first names none."""
+    w = Writer(signer=Signer(key))
+    out: list[list[bytes]] = []
+    previous = None
+    for _ in range(runs):
+        start = len(w.lines)
+        w.start(previous_chain=previous)
+        w.calls(calls)
+        w.checkpoint()
+        w.calls(1)
+        w.stop()
+        out.append(w.lines[start:])
+        previous = json.loads(w.lines[-1])["chain"]
+    return out
+
+
+def flat(runs: list[list[bytes]]) -> list[bytes]:
+    return [line for run in runs for line in run]
+
+
+HEAD_MISSING = (
+    "previous_chain names a record of gw-1 that the files do not hold: its records before this run are missing"
+    " (give every file since the instance began)"
+)
+
+
+def test_the_first_run_removed_is_found_with_and_without_the_key() -> None:
+    runs = signed_runs()
+    assert faults(check(flat(runs))) == []
+    for key in (KEY, None):
+        assert faults(check(flat(runs[1:]), key=key)) == [f"a.jsonl:1: {HEAD_MISSING}"]
+        assert faults(check(flat(runs[2:]), key=key, live=True)) == [f"a.jsonl:1: {HEAD_MISSING}"]
+
+
+def test_a_runs_previous_chain_naming_another_record_or_none_is_found() -> None:
+    runs = signed_runs()
+    elsewhere = json.loads(runs[0][2])["chain"]  # a record of the run before, not its last
+    for previous in (elsewhere, None, "f" * 64):
+        record = json.loads(runs[1][0])
+        record["previous_chain"] = previous
+        w = Writer(signer=Signer(KEY))
+        w.chain = Chain()
+        w.record("tollgate_started", pid=1, previous_chain=previous)
+        relinked = [*runs[0], w.lines[0]]
+        assert faults(check(relinked, live=True)) == [
+            "a.jsonl:8: previous_chain is not the chain of the instance's last record before it (a.jsonl:7): records"
+            " or a run missing"
+        ], previous
+
+
+def test_the_last_runs_removed_verify_alone_and_are_found_against_the_collectors_copy(tmp_path: Path) -> None:
+    """A file cut after a whole run is whole as far as it can tell: only a copy kept elsewhere shows
+    the cut. The copy is the collector's OTLP JSON export, or the audit lines as a log store keeps them."""
+    runs = signed_runs()
+    cut = flat(runs[:1])
+    assert faults(check(cut)) == []  # the file alone cannot tell
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(b"\n".join(flat(runs)) + b"\n")
+    against = list(read_copy(str(copy)))
+    verdict = verify(((Place("a.jsonl", i), line) for i, line in enumerate(cut, 1)), KEY.public_key(), against=against)
+    missing = [f"{copy}:{n}: the copy holds a checkpoint of gw-1 (seq {s}) that the files do not: records after the"
+               " files' last ones, or a run, removed" for n, s in ((11, 4), (14, 7), (18, 4), (21, 7))]  # fmt: skip
+    assert faults(verdict) == missing
+    whole = verify(
+        ((Place("a.jsonl", i), line) for i, line in enumerate(flat(runs), 1)), KEY.public_key(), against=against
+    )
+    assert faults(whole) == [] and whole.summary.copy_checkpoints == 6
+
+    # The collector's file exporter: one ExportLogsServiceRequest a line, each record's line its body.
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(otlp_json(flat(runs))) + "\n")
+    verdict = verify(
+        ((Place("a.jsonl", i), line) for i, line in enumerate(cut, 1)), KEY.public_key(), against=read_copy(str(export))
+    )
+    assert len(verdict.faults) == 4 and all(str(f).startswith(f"{export}:1: the copy holds") for f in verdict.faults)
+
+    # Only the last checkpoint removed (the stop's), and the stop: the run is cut off by itself.
+    assert faults(check(flat(runs)[:-2])) == [
+        "a.jsonl:18: cut off after this line: the run of gw-1 has no tollgate_stopped (1 records after the last"
+        " checkpoint)"
+    ]
+
+
+def test_a_copys_checkpoint_not_signed_by_the_key_is_a_fault(tmp_path: Path) -> None:
+    runs = signed_runs(runs=1)
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(b"\n".join(signed_runs(runs=1, key=OTHER_KEY)[0]) + b"\n")
+    lines = ((Place("a.jsonl", i), line) for i, line in enumerate(runs[0], 1))
+    verdict = verify(lines, KEY.public_key(), against=read_copy(str(copy)))
+    assert faults(verdict) == [f"{copy}:{n}: the copy's checkpoint is not signed by the key" for n in (4, 7)]
+
+
+def otlp_json(lines: list[bytes]) -> dict:
+    """What the OpenTelemetry Collector's file exporter writes of the records (protobuf's JSON)."""
+    from google.protobuf.json_format import MessageToDict
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    from tollgate.records.otlp_logs import export_body
+
+    request = ExportLogsServiceRequest()
+    request.ParseFromString(export_body(lines, 0))
+    return MessageToDict(request)
+
+
+def fabricated(checkpoint: bool) -> list[bytes]:
+    """A file made up whole by someone without the key: its chains hold; its checkpoints, if any, unsigned."""
+    w = Writer()
+    w.start()
+    w.calls(3)
+    if checkpoint:
+        w.checkpoint()
+    return w.lines
+
+
+def test_a_fabricated_file_is_never_whole_with_the_key() -> None:
+    for checkpoint in (False, True):
+        lines = fabricated(checkpoint)
+        assert faults(check(lines, key=None, live=True)) == []  # without the key, nothing can tell
+        for live in (False, True):
+            found = faults(check(lines, live=live))
+            assert found, (checkpoint, live)
+    assert faults(check(fabricated(False), live=True)) == [
+        "a.jsonl:1: the run of gw-1 has no checkpoint signed by the key: its 4 records are vouched for by no signature"
+    ]
+    assert faults(check(fabricated(True), live=True)) == ["a.jsonl:5: checkpoint not signed"]
+
+
+def test_with_the_key_live_the_newest_run_may_await_its_first_checkpoint() -> None:
+    runs = signed_runs(runs=1)
+    w = Writer(signer=Signer(KEY))
+    w.start(previous_chain=json.loads(runs[0][-1])["chain"])
+    w.calls(2)  # no checkpoint yet
+    lines = [*runs[0], *w.lines]
+    assert faults(check(lines, live=True)) == []
+    assert faults(check(lines)) == [
+        "a.jsonl:8: cut off after this line: the run of gw-1 has no tollgate_stopped (3 records, no checkpoint)",
+        "a.jsonl:8: the run of gw-1 has no checkpoint signed by the key: its 3 records are vouched for by no signature",
+    ]
+
+
+def test_a_killed_run_without_a_checkpoint_is_vouched_for_by_the_next_runs() -> None:
+    w = Writer(signer=Signer(KEY))
+    w.start()
+    w.calls(2)  # killed before its first checkpoint
+    last = json.loads(w.lines[-1])["chain"]
+    w.start(previous_chain=last)
+    w.calls(1)
+    w.stop()
+    assert faults(check(w.lines)) == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_any_head_or_tail_removed_is_found(data: st.DataObject) -> None:
+    """Lines removed from the head are found by the file alone; from the tail, against the copy."""
+    runs = signed_runs(runs=data.draw(st.integers(1, 4)), calls=data.draw(st.integers(0, 3)))
+    lines = flat(runs)
+    k = data.draw(st.integers(1, len(lines) - 1), label="removed")
+    keyed = data.draw(st.booleans(), label="key")
+    key = KEY if keyed else None
+    if data.draw(st.booleans(), label="head"):
+        assert faults(check(lines[k:], key=key)), k
+    else:
+        copy = [(Place("copy", i), line) for i, line in enumerate(lines, 1)]
+        left = ((Place("a.jsonl", i), line) for i, line in enumerate(lines[:-k], 1))
+        assert faults(verify(left, None if key is None else key.public_key(), against=copy)), k
 
 
 @settings(max_examples=60, deadline=None)
@@ -555,3 +727,22 @@ def test_the_docs_example_checks_a_chain(tmp_path: Path) -> None:
     lines[3] = lines[3].replace(b'"client":"alice"', b'"client":"bob"')
     path.write_bytes(b"\n".join(lines) + b"\n")
     assert subprocess.run(run, capture_output=True, text=True, check=True).stdout == "line 4: broken chain\n"
+
+
+def test_audit_verify_against_a_copy(tmp_path: Path, capsys) -> None:
+    runs = signed_runs(runs=2)
+    path, copy = tmp_path / "audit.jsonl", tmp_path / "copy.jsonl"
+    copy.write_bytes(b"\n".join(flat(runs)) + b"\n")
+    path.write_bytes(b"\n".join(flat(runs)) + b"\n")
+    assert main(["audit", "verify", str(path), "--against", str(copy)]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == "the copy's 4 checkpoints are all in the files"
+    path.write_bytes(b"\n".join(runs[0]) + b"\n")  # the last run removed
+    assert main(["audit", "verify", str(path)]) == 0  # the file alone cannot tell
+    capsys.readouterr()
+    assert main(["audit", "verify", str(path), "--against", str(copy)]) == 1
+    assert len(capsys.readouterr().out.splitlines()) == 2  # the removed run's two checkpoints
+    copy.write_text("not json\n")
+    assert main(["audit", "verify", str(path), "--against", str(copy)]) == 2
+    assert "--against" in capsys.readouterr().err
+    assert main(["audit", "verify", str(path), "--against", str(tmp_path / "gone")]) == 2
+    assert "cannot read" in capsys.readouterr().err

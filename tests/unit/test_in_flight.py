@@ -1,21 +1,44 @@
 """The calls in flight kept beside the audit file: a process killed outright leaves them to the
-next process of its instance, which writes their records (`worker lost`)."""
+next process of its instance, which writes their records (`worker lost`); lines Tollgate did not
+write are refused."""
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tollgate.records import in_flight
+from tollgate.records.audit_verify import read_lines, verify
 from tollgate.records.auditlog import AuditLog
-from tollgate.records.in_flight import InFlight, journal_path
+from tollgate.records.chain import Signer
+from tollgate.records.in_flight import (
+    InFlight,
+    InstanceBusy,
+    check_free,
+    in_flight_secret,
+    journal_path,
+    secret_path,
+)
+
+SECRET = b"s" * 32
 
 
 def record(request_id: str, **fields: object) -> dict:
     return {"event": "llm_call", "request_id": request_id, "status": None, "latency_ms": 1.5, "error": None, **fields}
+
+
+def opened(path: str, secret: bytes = SECRET) -> InFlight:
+    """As a process opens it at start, then takes it over once its started record is written."""
+    journal = InFlight(path, secret)
+    journal.take()
+    return journal
 
 
 def killed(journal: InFlight) -> None:
@@ -25,65 +48,124 @@ def killed(journal: InFlight) -> None:
 
 def test_calls_sent_and_not_recorded_are_lost_for_the_next_process(tmp_path: Path) -> None:
     path = str(tmp_path / "audit.jsonl.in-flight.host")
-    first = InFlight(path)
-    assert first.lost == {}
+    first = opened(path)
+    assert first.lost == {} and first.refused == 0
     for i in "abc":
         first.began_records(i, [record(i, model="gpt-4o")])
     first.began_records("b", [record("b", model="claude")])  # a fallback's attempt replaces the first
     first.written(json.dumps(record("a")).encode() + b"\n")
     killed(first)
-    second = InFlight(path)
-    assert list(second.lost) == ["c", "b"]
+    second = opened(path)
+    assert list(second.lost) == ["c", "b"] and second.refused == 0
     (b,) = second.lost["b"]
     assert (b["model"], b["status"], b["error"], b["latency_ms"]) == ("claude", None, "worker lost", None)
     # Taken over: the next process finds nothing of the first's.
     killed(second)
-    assert InFlight(path).lost == {}
+    assert InFlight(path, SECRET).lost == {}
 
 
-def test_a_clean_end_leaves_no_file(tmp_path: Path) -> None:
+def test_a_clean_end_keeps_only_the_last_chain(tmp_path: Path) -> None:
     path = str(tmp_path / "j")
-    journal = InFlight(path)
+    journal = opened(path)
     journal.began_records("a", [record("a")])
-    journal.written(json.dumps(record("a")).encode() + b"\n")
+    chain = "ab" * 32
+    journal.written(json.dumps(record("a")).encode()[:-1] + f', "chain":"{chain}"}}\n'.encode())
     journal.close()
-    assert not Path(path).exists()
+    again = InFlight(path, SECRET)
+    assert (again.lost, again.refused, again.last_chain) == ({}, 0, chain)
+    assert Path(path).read_bytes().count(b"\n") == 1
 
 
-def test_a_live_process_of_the_same_instance_keeps_its_calls(tmp_path: Path) -> None:
+def test_a_start_that_fails_leaves_the_file_as_it_was(tmp_path: Path) -> None:
     path = str(tmp_path / "j")
-    live = InFlight(path)
+    first = opened(path)
+    first.began_records("a", [record("a")])
+    killed(first)
+    before = Path(path).read_bytes()
+    InFlight(path, SECRET).close()  # opened, never taken: the start failed before its started record
+    assert Path(path).read_bytes() == before
+    assert list(InFlight(path, SECRET).lost) == ["a"]
+
+
+def test_a_second_live_process_of_the_same_instance_is_refused(tmp_path: Path) -> None:
+    path = str(tmp_path / "audit.jsonl.in-flight.gw-1")
+    live = opened(path)
     live.began_records("a", [record("a")])
-    other = InFlight(path)  # the lock is held: not taken for lost
-    assert other.lost == {} and other.path == f"{path}.{os.getpid()}"
+    with pytest.raises(InstanceBusy, match=r"^instance: another process of instance 'gw-1' is running"):
+        InFlight(path, SECRET, "gw-1")
+    audit = str(tmp_path / "audit.jsonl")
+    assert path == journal_path(audit, "gw-1")
+    with pytest.raises(InstanceBusy, match=r"^instance: another process of instance 'gw-1' is running"):
+        check_free(audit, "gw-1")  # the check before start-up, which takes nothing
+    check_free(audit, "gw-2")
     killed(live)
-    assert list(InFlight(path).lost) == ["a"]
+    check_free(audit, "gw-1")
+    assert list(InFlight(path, SECRET).lost) == ["a"]
 
 
 def test_a_line_cut_short_is_skipped(tmp_path: Path) -> None:
-    path = tmp_path / "j"
-    path.write_bytes(
-        json.dumps({"sent": "a", "records": [record("a")]}).encode() + b"\n" + b'{"sent": "b", "records": [{"ev'
+    path = str(tmp_path / "j")
+    first = opened(path)
+    first.began_records("a", [record("a")])
+    killed(first)
+    with open(path, "ab") as f:
+        f.write(b'{"sent": "b", "records": [{"ev')
+    journal = InFlight(path, SECRET)
+    assert list(journal.lost) == ["a"] and journal.refused == 0
+
+
+def test_lines_tollgate_did_not_write_are_refused(tmp_path: Path) -> None:
+    path = str(tmp_path / "j")
+    first = opened(path)
+    first.began_records("real", [record("real")])
+    killed(first)
+    planted = [
+        json.dumps({"sent": "planted", "records": [record("planted", client="mallory")]}),  # no MAC
+        json.dumps({"sent": "forged", "records": [record("forged")], "mac": "0" * 64}, separators=(",", ":")),
+        json.dumps({"ended": ["real"]}),  # would hide a lost call
+    ]
+    with open(path, "a") as f:
+        f.write("\n".join(planted) + "\n")
+    journal = InFlight(path, SECRET)
+    assert list(journal.lost) == ["real"] and journal.refused == 3
+    # Under another secret (a file of the same name, another key): no line holds.
+    other = in_flight.keyed_mac(b"t" * 32)
+    assert in_flight._unended(Path(path).read_bytes(), other)[:2] == ({}, 4)
+
+
+def test_the_secret_comes_from_the_signing_key_or_a_file_of_its_own(tmp_path: Path) -> None:
+    audit = str(tmp_path / "audit.jsonl")
+    made = in_flight_secret(audit, "gw-1", None)
+    assert len(made) == 32 and in_flight_secret(audit, "gw-1", None) == made
+    assert stat.S_IMODE(os.stat(secret_path(audit, "gw-1")).st_mode) == 0o600
+    assert in_flight_secret(audit, "gw-2", None) != made
+    key = Signer(Ed25519PrivateKey.generate()).raw_private()
+    derived = in_flight_secret(audit, "gw-1", key)
+    assert derived not in (made, in_flight_secret(audit, "gw-2", key)) and derived == in_flight_secret(
+        audit, "gw-1", key
     )
-    assert list(InFlight(str(path)).lost) == ["a"]
 
 
-def test_compaction_keeps_the_open_calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compaction_keeps_the_open_calls_and_the_last_chain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(in_flight, "COMPACT_AT", 2_000)
     path = str(tmp_path / "j")
-    journal = InFlight(path)
+    journal = opened(path)
     journal.began_records("open", [record("open")])
+    chain = "cd" * 32
+    journal.written(f'{{"event":"llm_call","chain":"{chain}"}}\n'.encode())
     for i in range(200):
         journal.began_records(f"c{i}", [record(f"c{i}")])
         journal.written(json.dumps(record(f"c{i}")).encode() + b"\n")
     assert Path(path).stat().st_size <= 2_000
     killed(journal)
-    assert list(InFlight(path).lost) == ["open"]
+    again = InFlight(path, SECRET)
+    assert (list(again.lost), again.last_chain, again.refused) == (["open"], chain, 0)
 
 
 def test_the_audit_writes_a_lost_call_after_its_started_record_and_ends_it_once_written(tmp_path: Path) -> None:
     audit_path = str(tmp_path / "audit.jsonl")
-    before = InFlight(journal_path(audit_path, "host/w1"))
+    secret = in_flight_secret(audit_path, "host/w1", None)
+    before = opened(journal_path(audit_path, "host/w1"), secret)
     before.began_records("lost-1", [record("lost-1", client="alice")])
     killed(before)
 
@@ -103,7 +185,48 @@ def test_the_audit_writes_a_lost_call_after_its_started_record_and_ends_it_once_
     ]
     assert lines[1]["seq"] == 2  # chained as every record
     assert lines[1]["instance"] == "host/w1" and lines[1]["client"] == "alice"
-    assert not Path(journal_path(audit_path, "host/w1")).exists()  # every call recorded
+    left = InFlight(journal_path(audit_path, "host/w1"), secret)  # every call recorded; the last chain kept
+    assert (left.lost, left.refused, left.last_chain) == ({}, 0, lines[-1]["chain"])
+
+
+def test_a_planted_line_is_refused_at_start_and_said(tmp_path: Path) -> None:
+    audit_path = str(tmp_path / "audit.jsonl")
+    key = Ed25519PrivateKey.generate()
+    first = AuditLog(audit_path, instance="gw-1", signer=Signer(key))
+    first.begin({"event": "tollgate_started"})
+    first.stop()
+    planted = {"sent": "planted-1", "records": [record("planted-1", client="mallory", findings={"x": 1})]}
+    with open(journal_path(audit_path, "gw-1"), "a") as f:
+        f.write(json.dumps(planted) + "\n")
+    again = AuditLog(audit_path, instance="gw-1", signer=Signer(key))
+    again.begin({"event": "tollgate_started"})
+    again.stop()
+    text = Path(audit_path).read_text()
+    assert "mallory" not in text and "planted-1" not in text
+    refusals = [r for r in map(json.loads, text.splitlines()) if r["event"] == "in_flight_refused"]
+    assert [(r["instance"], r["lines"], r["file"]) for r in refusals] == [("gw-1", 1, journal_path(audit_path, "gw-1"))]
+    verdict = verify(read_lines([audit_path]), key.public_key())
+    assert verdict.faults == [] and verdict.summary.runs == 2
+
+
+def test_a_run_after_the_file_was_rotated_names_the_last_chain_of_the_rotated_file(tmp_path: Path) -> None:
+    audit_path = tmp_path / "audit.jsonl"
+    first = AuditLog(str(audit_path), instance="gw-1")
+    first.begin({"event": "tollgate_started"})
+    first.write(record("a"))
+    first.stop()
+    last = json.loads(audit_path.read_text().splitlines()[-1])["chain"]
+    audit_path.rename(tmp_path / "audit.jsonl.1")  # logrotate, between two runs
+    again = AuditLog(str(audit_path), instance="gw-1")
+    again.begin({"event": "tollgate_started"})
+    again.stop()
+    assert json.loads(audit_path.read_text().splitlines()[0])["previous_chain"] == last
+    assert verify(read_lines([str(tmp_path / "audit.jsonl.1"), str(audit_path)])).faults == []
+    alone = [str(f) for f in verify(read_lines([str(audit_path)])).faults]
+    assert alone == [
+        f"{audit_path}:1: previous_chain names a record of gw-1 that the files do not hold: its records before"
+        " this run are missing (give every file since the instance began)"
+    ]
 
 
 def test_instances_are_files_of_their_own(tmp_path: Path) -> None:
@@ -112,16 +235,16 @@ def test_instances_are_files_of_their_own(tmp_path: Path) -> None:
 
 
 def test_after_a_reload_to_another_file_the_calls_in_flight_go_on_there(tmp_path: Path) -> None:
-    before = InFlight(str(tmp_path / "old"))
+    before = opened(str(tmp_path / "old"))
     before.began_records("a", [record("a")])
     before.began_records("b", [record("b")])
-    after = InFlight(str(tmp_path / "new"))
+    after = opened(str(tmp_path / "new"))
     after.take_over(before)
     before.written(json.dumps(record("a"), separators=(",", ":")).encode() + b"\n")  # the old writer's last
     before.close()
-    assert not (tmp_path / "old").exists()  # nothing left in flight there
+    assert InFlight(str(tmp_path / "old"), SECRET).lost == {}  # nothing left in flight there
     killed(after)
-    assert list(InFlight(str(tmp_path / "new")).lost) == ["b"]
+    assert list(InFlight(str(tmp_path / "new"), SECRET).lost) == ["b"]
 
 
 def test_a_lost_calls_record_has_every_field_of_a_calls_record_and_what_was_known_when_sent() -> None:
@@ -157,3 +280,24 @@ def test_a_lost_calls_record_has_every_field_of_a_calls_record_and_what_was_know
         "worker lost",
         4_096,
     )
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_any_byte_changed_in_a_line_refuses_that_line(data: st.DataObject) -> None:
+    journal = InFlight.__new__(InFlight)
+    journal._mac = in_flight.keyed_mac(SECRET)
+    lines = [
+        journal._signed({"sent": "a", "records": [record("a", client="alice")]}),
+        journal._signed({"sent": "b", "call": {"request_id": "b", "client": "bob"}}),
+        journal._signed({"ended": ["a"], "chain": "ab" * 32}),
+    ]
+    i = data.draw(st.integers(0, len(lines) - 1), label="line")
+    line = bytearray(lines[i])
+    j = data.draw(st.integers(0, len(line) - 2), label="byte")  # not its newline
+    line[j] = data.draw(st.integers(0, 255).filter(lambda b: b not in (line[j], 10)), label="value")
+    lines[i] = bytes(line)
+    lost, refused, _ = in_flight._unended(b"".join(lines), journal._mac)
+    assert refused == 1
+    # Whole, "a" ended and "b" lost; a line refused is as if it were not there.
+    assert set(lost) == [{"b"}, set(), {"a", "b"}][i]

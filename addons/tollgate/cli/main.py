@@ -135,16 +135,24 @@ def main(argv: list[str] | None = None) -> int:
     verify = audit_commands.add_parser(
         "verify",
         help="check that audit files are whole: every record's chain, every checkpoint's signature",
-        description="Reads the files in the order given (a file's rotations oldest first, the chains running on"
-        " across them) and checks each instance's chain of records, and with --key every checkpoint's"
-        " signature. Names each fault by file and line, never a record's values.",
-        epilog="exit status: 0 whole; 1 a fault found (each on a line: FILE:LINE: what); 2 a file or the key"
-        " cannot be read",
+        description="Reads the files in the order given (every file since the instances began, oldest first,"
+        " the chains running on across them) and checks each instance's chain of records, run after run, and"
+        " with --key every checkpoint's signature and that every run is vouched for by one. Names each fault"
+        " by file and line, never a record's values. A tail removed whole runs at a time shows only against a"
+        " copy kept elsewhere (--against).",
+        epilog="exit status: 0 whole; 1 a fault found (each on a line: FILE:LINE: what); 2 a file, the copy or the"
+        " key cannot be read",
     )
     verify.add_argument("files", nargs="+", metavar="FILE", help="audit files, oldest first")
     verify.add_argument("--key", type=Path, metavar="PUBLIC.pem", help="the Ed25519 public key that signs checkpoints")
     verify.add_argument(
         "--live", action="store_true", help="the files are still being written: a run not yet stopped is no fault"
+    )
+    verify.add_argument(
+        "--against",
+        metavar="COPY",
+        help="a copy of the records kept elsewhere (a collector's OTLP JSON export, or audit lines): every"
+        " checkpoint it holds must be in the files, which proves their tail",
     )
     args = parser.parse_args(argv)
 
@@ -165,16 +173,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "scan":
         return scan_body(args.body, args.config)
     if args.command == "audit":
-        return verify_audit(args.files, args.key, args.live)
+        return verify_audit(args.files, args.key, args.live, args.against)
     if args.command == "usage":
         return print_usage(args.config, args.store, args.since, args.by, args.format, args.from_audit)
     return check_config(args.config)
 
 
-def verify_audit(files: list[str], key_path: Path | None, live: bool) -> int:
+def verify_audit(files: list[str], key_path: Path | None, live: bool, against: str | None = None) -> int:
     """Exit status 0 when the files are whole (a summary printed), 1 with a line per fault, 2 when a
-    file or the key cannot be read."""
-    from tollgate.records.audit_verify import read_lines, verify
+    file, the copy or the key cannot be read."""
+    from tollgate.records.audit_verify import read_copy, read_lines, verify
     from tollgate.records.chain import load_public_key
 
     key = None
@@ -185,9 +193,13 @@ def verify_audit(files: list[str], key_path: Path | None, live: bool) -> int:
             print(f"error: --key: {e}", file=sys.stderr)
             return 2
     try:
-        verdict = verify(read_lines(files, live), key, live)
+        copy = () if against is None else read_copy(against)
+        verdict = verify(read_lines(files, live), key, live, copy)
     except OSError as e:
         print(f"error: {e.filename}: cannot read: {e.strerror}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(f"error: --against: {e}", file=sys.stderr)
         return 2
     for fault in verdict.faults:
         print(fault)
@@ -201,6 +213,8 @@ def verify_audit(files: list[str], key_path: Path | None, live: bool) -> int:
         print(f"{len(verdict.faults)} faults in {counts}", file=sys.stderr)
         return 1
     print(f"whole: {counts}")
+    if against is not None:
+        print(f"the copy's {s.copy_checkpoints} checkpoints are all in the files")
     print(f"last record: {s.last_ts or '-'}; last signed checkpoint: {s.last_signed_ts or '-'}")
     return 0
 

@@ -61,6 +61,8 @@ class Run:
     checkpoint: Entry | None = None  # the last one
     checkpoint_covers: int = 0  # the last checkpoint's covers_seq
     records: int = 0
+    signed: int = 0  # its checkpoints whose signature the key verified
+    named_by_next: bool = False  # the instance's next run names its last chain (`previous_chain`)
 
     @property
     def ended(self) -> bool:
@@ -77,6 +79,7 @@ class Summary:
     last_ts: str | None = None  # the newest record's time
     last_signed_ts: str | None = None  # the newest verified checkpoint's time
     unchecked_signatures: int = 0  # signed checkpoints read without a key to check them
+    copy_checkpoints: int = 0  # the checkpoints of a copy kept elsewhere (`--against`), all found in the files
 
 
 @dataclass
@@ -97,8 +100,45 @@ def read_lines(paths: Sequence[str], live: bool = False) -> Iterator[tuple[Place
                     yield Place(os.fspath(path), number), line
 
 
-def verify(lines: Iterable[tuple[Place, bytes]], key: Ed25519PublicKey | None = None, live: bool = False) -> Verdict:
-    return _Verifier(key, live).run(lines)
+def read_copy(path: str) -> Iterator[tuple[Place, bytes]]:
+    """The audit lines of a copy kept elsewhere (OSError when it cannot be read, ValueError when it
+    is neither): a collector's OTLP JSON export, one `ExportLogsServiceRequest` a line (as the
+    OpenTelemetry Collector's file exporter writes it; each log record's body is an audit line), or
+    the audit lines themselves (a JSONL file, as a log store gives them back)."""
+    for place, line in read_lines([path]):
+        try:
+            document = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            raise ValueError(f"{place}: not JSON: give an OTLP JSON export or audit lines") from None
+        if isinstance(document, dict) and "resourceLogs" in document:
+            for body in _bodies(document):
+                yield place, body.encode()
+        else:
+            yield place, line
+
+
+def _bodies(document: dict[str, Any]) -> Iterator[str]:
+    for resource in _list(document.get("resourceLogs")):
+        for scope in _list(resource.get("scopeLogs")):
+            for log in _list(scope.get("logRecords")):
+                body = log.get("body")
+                if isinstance(body, dict) and isinstance(text := body.get("stringValue"), str):
+                    yield text
+
+
+def _list(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def verify(
+    lines: Iterable[tuple[Place, bytes]],
+    key: Ed25519PublicKey | None = None,
+    live: bool = False,
+    against: Iterable[tuple[Place, bytes]] = (),
+) -> Verdict:
+    """Faults of the chains `lines` hold; `against`: the lines of a copy kept elsewhere (a
+    collector's), whose every checkpoint the files must hold."""
+    return _Verifier(key, live).run(lines, against)
 
 
 class _Verifier:
@@ -110,16 +150,28 @@ class _Verifier:
         self.summary = Summary()
         self.runs: dict[str, Run] = {}  # each instance's current run
         self.ended: dict[str, list[Run]] = {}  # each instance's earlier runs, oldest first
+        self.kept: dict[str, tuple[Place, str, Any]] = {}  # a copy's checkpoints not yet found: by chain
 
     def fault(self, place: Place, what: str) -> None:
         self.faults.append(Fault(place, what))
 
-    def run(self, lines: Iterable[tuple[Place, bytes]]) -> Verdict:
+    def run(self, lines: Iterable[tuple[Place, bytes]], against: Iterable[tuple[Place, bytes]]) -> Verdict:
+        for place, line in against:
+            self.kept_checkpoint(place, line)
+        self.summary.copy_checkpoints = len(self.kept)
         for place, line in lines:
             self.read(place, line)
         for run in self.runs.values():
             self.close(run, following=None)
         self.summary.instances = len(self.runs)
+        if self.key is not None:
+            self.unsigned_runs()
+        for place, instance, seq in self.kept.values():
+            self.fault(
+                place,
+                f"the copy holds a checkpoint of {instance} (seq {seq}) that the files do not: records after"
+                " the files' last ones, or a run, removed",
+            )
         self.faults.sort(key=lambda f: (f.place.file, f.place.line))  # stable: a file's order kept
         return Verdict(self.faults, self.summary)
 
@@ -141,6 +193,8 @@ class _Verifier:
         self.summary.records += 1
         if isinstance(entry.ts, str) and (self.summary.last_ts is None or entry.ts > self.summary.last_ts):
             self.summary.last_ts = entry.ts
+        if entry.event == CHECKPOINT:
+            self.kept.pop(chain, None)
         run = self.runs.get(instance)
         if run is None or seq == 1 or (run.ended and entry.event != CHECKPOINT and seq != run.stopped.seq + 1):  # type: ignore[union-attr]
             if run is not None:
@@ -154,18 +208,27 @@ class _Verifier:
     def begin(self, run: Run, entry: Entry) -> None:
         if entry.seq != 1:
             self.fault(entry.place, f"{entry.seq - 1} records missing before this line (a run's seq 1–{entry.seq - 1})")
-        elif entry.event != STARTED:
+            return
+        if entry.event != STARTED:
             self.fault(entry.place, "a run's first record is not tollgate_started: changed or inserted")
+            return
+        # A run names the last chain of its instance's run before it; the instance's first names none.
         earlier = self.ended.get(run.instance)
         previous = entry.previous_chain
-        if earlier and entry.seq == 1 and entry.event == STARTED:
+        if earlier:
             before = earlier[-1]
-            if previous is not None and (before.last is None or previous != before.last.chain):
+            if before.last is None or previous != before.last.chain:
                 self.fault(
                     entry.place,
                     "previous_chain is not the chain of the instance's last record before it"
                     f" ({before.last.place if before.last else before.first.place}): records or a run missing",
                 )
+        elif previous is not None:
+            self.fault(
+                entry.place,
+                f"previous_chain names a record of {run.instance} that the files do not hold: its records before"
+                " this run are missing (give every file since the instance began)",
+            )
 
     def add(self, run: Run, entry: Entry, record: dict[str, Any]) -> None:
         seq = entry.seq
@@ -225,6 +288,7 @@ class _Verifier:
             self.fault(entry.place, "bad signature: the checkpoint or the records it covers were changed")
         else:
             self.summary.signed += 1
+            run.signed += 1
             newest = self.summary.last_signed_ts
             if isinstance(entry.ts, str) and (newest is None or entry.ts > newest):
                 self.summary.last_signed_ts = entry.ts
@@ -238,9 +302,12 @@ class _Verifier:
             below = max((s for s in run.by_seq if s < seq), default=0)
             self.fault(entry.place, f"{seq - below - 1} records missing before this line (seq {below + 1}–{seq - 1})")
         run.waiting.clear()
+        run.by_seq.clear()  # a run ended is kept for what it proves, not its records
         last = run.last
         if last is None:
             return
+        if following is not None and following.previous_chain == last.chain:
+            run.named_by_next = True
         mark = run.checkpoint or run.first
         if run.ended:
             covered = last.event == CHECKPOINT and run.checkpoint_covers == last.seq - 1
@@ -253,6 +320,53 @@ class _Verifier:
             return
         self.fault(mark.place, f"cut off after this line: the run of {run.instance} has no tollgate_stopped"
                    f" ({self._after(run)})")  # fmt: skip
+
+    def unsigned_runs(self) -> None:
+        """With a key: a run no checkpoint signed by it vouches for is a fault. A signed checkpoint
+        vouches for its run up to it, and for the runs before it that its run names, one after the
+        other (a process killed outright). With `--live`, an instance's newest run may have no
+        checkpoint yet, when an earlier run of it is signed: a file made up whole is never whole."""
+        for instance, current in self.runs.items():
+            runs = [*self.ended.get(instance, ()), current]
+            vouched = False  # the run after this one is vouched for, and names it
+            for i in range(len(runs) - 1, -1, -1):
+                run = runs[i]
+                vouched = run.signed > 0 or (run.named_by_next and vouched)
+                newest = i == len(runs) - 1
+                if vouched or run.checkpoint is not None:  # a checkpoint not signed by the key is a fault of its own
+                    continue
+                if newest and self.live and i > 0 and runs[i - 1].signed:
+                    continue  # its first checkpoint is yet to come
+                self.fault(
+                    run.first.place,
+                    f"the run of {instance} has no checkpoint signed by the key: its {run.records} records are"
+                    " vouched for by no signature",
+                )
+
+    def kept_checkpoint(self, place: Place, line: bytes) -> None:
+        """A checkpoint of the copy: one the files must hold (with a key, signed by it)."""
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(record, dict) or record.get("event") != CHECKPOINT:
+            return
+        parts = split_line(line)
+        instance, seq = record.get("instance"), record.get("seq")
+        if parts is None or not isinstance(instance, str):
+            self.fault(place, "the copy's checkpoint is not a chained record")
+            return
+        if self.key is not None:
+            signature, chain = record.get("signature"), record.get("covers_chain")
+            if not (
+                record.get("key_id") == self.key_id
+                and isinstance(signature, str)
+                and isinstance(chain, str)
+                and signature_holds(self.key, signature, chain)
+            ):
+                self.fault(place, "the copy's checkpoint is not signed by the key")
+                return
+        self.kept[parts[1]] = (place, instance, seq)
 
     @staticmethod
     def _after(run: Run) -> str:

@@ -35,14 +35,15 @@ import structlog
 
 from tollgate.records.audit_record import utc_timestamp
 from tollgate.records.chain import CHECKPOINT, Chain, Signer, last_chain
-from tollgate.records.in_flight import InFlight, journal_path
+from tollgate.records.in_flight import InFlight, InstanceBusy, in_flight_secret, journal_path
 
 logger = logging.getLogger(__name__)
 
 STARTED = "tollgate_started"
 STOPPED = "tollgate_stopped"
+IN_FLIGHT_REFUSED = "in_flight_refused"  # lines of the in-flight file Tollgate did not write
 # The records of the process rather than of a call: readers of calls skip them.
-PROCESS_EVENTS = frozenset((STARTED, STOPPED, CHECKPOINT))
+PROCESS_EVENTS = frozenset((STARTED, STOPPED, CHECKPOINT, IN_FLIGHT_REFUSED))
 
 _CLOSE = object()
 _CHECKPOINT = object()  # a checkpoint here (at stop)
@@ -138,6 +139,12 @@ class AuditLog:
         else:
             self._render = structlog.processors.JSONRenderer(serializer=_utf8_json)
             self._fd, self._identity, self._regular = self._open()  # fails start-up when it cannot
+            if self._regular:  # a file beside it; none beside a device or a pipe
+                try:
+                    self.in_flight = self._open_in_flight()
+                except BaseException:
+                    os.close(self._fd)
+                    raise
         # Whether the file may not end with a newline (never checked for new lines of ours): a
         # record written then starts on a line of its own.
         self._check_end = self._regular
@@ -152,7 +159,7 @@ class AuditLog:
     def begin(self, record: dict[str, Any]) -> None:
         """Write `record` (`started_record`) before any other, at once and from this thread: OSError
         when the file cannot take it. Nothing is queued yet, so the writer thread is idle. It
-        names the last chain this instance wrote in the file before (`previous_chain`). A log that
+        names the last chain this instance wrote before (`previous_chain`). A log that
         follows another (a reload) takes the chain once that one has linked what it was given."""
         follows = self._follows
         if follows is not None:
@@ -162,7 +169,8 @@ class AuditLog:
         try:
             record = {**record, "previous_chain": self._previous_chain()}
             line = self._render(None, "info", self._named(record))
-            self._write_whole(chain.link(line.encode() if isinstance(line, str) else line) + b"\n")
+            started = chain.link(line.encode() if isinstance(line, str) else line) + b"\n"
+            self._write_whole(started)
         except BaseException:
             chain.seq, chain.last, chain.covered, chain.checkpoint_seq = saved
             if follows is not None:
@@ -172,18 +180,36 @@ class AuditLog:
         self.begun = True
         self._queue.put(_WAKE)  # the writer times the next checkpoint from this record on
         if self._identity is not None:
-            self._recover(follows.in_flight if follows is not None else None)
+            self._recover(follows.in_flight if follows is not None else None, started)
 
     def configure(self, checkpoint_s: float, signer: Signer | None) -> None:
         """The checkpoints' interval and signing key (a reload may change them)."""
         self.checkpoint_s, self.signer = checkpoint_s, signer
 
     def _previous_chain(self) -> str | None:
-        if not self._regular:
-            return None
+        """The last chain this instance wrote: read back from the file's end, else (the file rotated
+        since, or new) as its in-flight file remembers it; None for the instance's first run."""
+        found = None
+        if self._regular:
+            try:
+                found = last_chain(self._fd, os.fstat(self._fd).st_size, self.instance)
+            except OSError:  # a file opened for writing only
+                pass
+        if found is None and self._follows is None and self.in_flight is not None:
+            found = self.in_flight.last_chain
+        return found
+
+    def _open_in_flight(self) -> InFlight | None:
+        """The file of this instance's calls in flight, locked: InstanceBusy when another live
+        process of the instance holds it; None (and said) when it cannot be kept."""
         try:
-            return last_chain(self._fd, os.fstat(self._fd).st_size, self.instance)
-        except OSError:  # a file opened for writing only
+            key = None if self.signer is None else self.signer.raw_private()
+            secret = in_flight_secret(self.path, self.instance, key)
+            return InFlight(journal_path(self.path, self.instance), secret, self.instance)
+        except InstanceBusy:
+            raise
+        except OSError as e:
+            self._say(logging.ERROR, f"Tollgate: cannot keep the calls in flight beside {self.path}: {e}")
             return None
 
     def _hand_over(self) -> None:
@@ -195,26 +221,36 @@ class AuditLog:
             linked.wait(timeout=10)
         self._handed_over = True
 
-    def _recover(self, before: InFlight | None) -> None:
+    def _recover(self, before: InFlight | None, started: bytes) -> None:
         """The file of this instance's calls in flight taken over: the calls its previous process
         sent and never recorded (it was killed) are written now, after the started record. They
         stay in flight until written: a process killed again before that leaves them to the next.
-        After a reload (`before`: the log this one follows), the calls still in flight go on here."""
-        try:
-            self.in_flight = InFlight(journal_path(self.path, self.instance))
-        except OSError as e:
-            self._say(logging.ERROR, f"Tollgate: cannot keep the calls in flight beside {self.path}: {e}")
+        Lines Tollgate did not write (their MAC does not hold) are refused: a record says how many,
+        nothing of what they hold. After a reload (`before`: the log this one follows), the calls
+        still in flight go on here."""
+        in_flight = self.in_flight
+        if in_flight is None:
             return
+        in_flight.take()
+        in_flight.written(started)  # the chain's last, until the writer writes more
         if before is not None:
-            self.in_flight.take_over(before)
-        for request_id, records in self.in_flight.lost.items():
-            self.in_flight.began_records(request_id, records)
+            in_flight.take_over(before)
+        if in_flight.refused:
+            refusal = {"event": IN_FLIGHT_REFUSED, "ts": utc_timestamp(time.time()), "lines": in_flight.refused}
+            self._queue.put(self._render(None, "info", self._named({**refusal, "file": in_flight.path})))
+            self._say(  # a warning: an error logged while mitmproxy starts would stop it
+                logging.WARNING,
+                f"Tollgate: {in_flight.refused} lines of {in_flight.path} were not written by Tollgate (their MAC"
+                " does not hold): refused, nothing of them is written to the audit",
+            )
+        for request_id, records in in_flight.lost.items():
+            in_flight.began_records(request_id, records)
             for record in records:
                 self.write(record)
-        if self.in_flight.lost:
+        if in_flight.lost:
             self._say(
                 logging.WARNING,
-                f"Tollgate: {len(self.in_flight.lost)} calls of this instance's previous process ended with it"
+                f"Tollgate: {len(in_flight.lost)} calls of this instance's previous process ended with it"
                 f" unrecorded; their records are written now (error: worker lost)",
             )
 

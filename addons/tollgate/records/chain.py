@@ -107,6 +107,12 @@ class Signer:
     def sign(self, chain: str) -> str:
         return base64.b64encode(self.key.sign(chain.encode("ascii"))).decode("ascii")
 
+    def raw_private(self) -> bytes:
+        """The private key's 32 raw bytes (what the in-flight file's MAC key is derived from)."""
+        return self.key.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
+
 
 def load_signing_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
     """The Ed25519 private key in a PEM (PKCS#8) file; ValueError saying what is wrong."""

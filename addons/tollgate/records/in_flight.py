@@ -5,16 +5,25 @@ lone process restarted on its host) writes their records, `error: "worker lost"`
 
 Each call sent appends a line holding what is known of it (`sent_record`; an MCP request, the
 records it would have); the audit's writer appends a line naming each call whose record it has
-written. A process holds an
-exclusive lock on its file while it runs: the lock is free once the process is gone, however it
-ended, and a second process of the same instance (a mistake) keeps a file of its own rather than
-take a live one's calls for lost."""
+written, and one naming the last `chain` it wrote, so that the instance's next run names it
+(`previous_chain`) even when the audit file it wrote to was rotated away meanwhile.
+
+Every line ends with a MAC of the rest (`mac`, keyed BLAKE2b-256), keyed with `in_flight_secret`: a line
+that does not hold one (planted by someone who can write the file, not read the secret) is refused
+at the next start, and said, rather than written into the audit as a record of Tollgate's.
+
+A process holds an exclusive lock on its file while it runs: the lock is free once the process is
+gone, however it ended. A second process of the same instance beside the same audit file is a
+mistake (its records would read as a broken chain): `InstanceBusy`."""
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import hmac
 import os
 import re
+import secrets
 import threading
 from typing import Any
 
@@ -27,55 +36,146 @@ COMPACT_AT = 1 << 20
 _REQUEST_ID = re.compile(rb'"request_id": ?"([^"\\]+)"')
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _FLAGS = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+_MAC_MARK = b',"mac":"'
+_MAC_SUFFIX = len(_MAC_MARK) + 64 + 2  # the mark, the MAC in hex, a quote and the brace
+_CHAIN_MARK = b'"chain":"'
+_CHAIN_TAIL = len(_CHAIN_MARK) + 64 + 3  # the mark, the chain, `"}` and the newline
+
+
+Mac = hashlib.blake2b
+
+
+class InstanceBusy(Exception):
+    """Another live process of the same instance holds the file: two processes would write one
+    chain. Its message names `instance`."""
+
+
+def check_free(audit_path: str, instance: str) -> None:
+    """InstanceBusy when a live process of `instance` writes beside `audit_path`, found without
+    creating or changing anything (a check before start-up; the lock itself is taken at start)."""
+    path = journal_path(audit_path, instance)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return  # no file, or one this process cannot read: start-up says so when it opens it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise InstanceBusy(_busy(instance, path)) from None
+    finally:
+        os.close(fd)  # the lock, if taken, goes with it
+
+
+def _busy(instance: str, path: str) -> str:
+    return (
+        f"instance: another process of instance {instance!r} is running beside this audit file (it holds"
+        f" {path}): give each process its own TOLLGATE_INSTANCE"
+    )
 
 
 def journal_path(audit_path: str, instance: str) -> str:
     return f"{audit_path}.in-flight.{_UNSAFE.sub('_', instance)}"
 
 
-class InFlight:
-    """One process's calls in flight, in `path`. `lost` holds the records of the calls a previous
-    process of the same instance sent and never recorded, read when this one opened the file."""
+def secret_path(audit_path: str, instance: str) -> str:
+    return f"{journal_path(audit_path, instance)}.key"
 
-    def __init__(self, path: str) -> None:
+
+def in_flight_secret(audit_path: str, instance: str, signing_key: bytes | None) -> bytes:
+    """The key of the lines' MACs: derived from the audit's signing key (its raw private bytes)
+    when there is one, else a random secret kept beside the audit file, mode 0600, made once."""
+    if signing_key is not None:
+        return hmac.new(signing_key, b"tollgate in-flight " + instance.encode(), hashlib.sha256).digest()
+    path = secret_path(audit_path, instance)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except FileExistsError:
+        with open(path, "rb") as f:
+            secret = f.read()
+        if len(secret) == 32:
+            return secret
+        raise OSError(f"{path} does not hold an in-flight secret (32 bytes): remove it") from None
+    try:
+        secret = secrets.token_bytes(32)
+        os.write(fd, secret)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return secret
+
+
+class InFlight:
+    """One process's calls in flight, in `path`. Opened (and locked) when the audit is: `lost`
+    holds the records of the calls a previous process of the same instance sent and never recorded,
+    `refused` how many of its lines were not written by Tollgate, and `last_chain` the last chain
+    it wrote. `take` makes the file this process's own (from its started record on): until then,
+    a start that fails leaves it as it was."""
+
+    def __init__(self, path: str, secret: bytes, instance: str = "") -> None:
         self.path = path
+        self._mac = keyed_mac(secret)
         self._open: dict[str, bytes] = {}  # by request id: its line
         self._lock = threading.Lock()  # the event loop begins calls; the audit's writer ends them
         self._successor: InFlight | None = None  # the file that took its calls over (a reload)
-        self.lost: dict[str, list[dict[str, Any]]] = {}
+        self._chain_line = b""  # the line naming the last chain written
+        self._taken = False
         fd = os.open(path, _FLAGS, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:  # a live process of the same instance: its calls are not lost
+        except BlockingIOError:
             os.close(fd)
-            self.path = path = f"{path}.{os.getpid()}"
-            fd = os.open(path, _FLAGS | os.O_TRUNC, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            raise InstanceBusy(_busy(instance or path, path)) from None
+        except BaseException:
+            os.close(fd)
+            raise
         self._fd = fd
-        self.lost = _unended(_read(fd))
-        os.ftruncate(fd, 0)
+        self.lost, self.refused, self.last_chain = _unended(_read(fd), self._mac)
         self._size = 0
+
+    def take(self) -> None:
+        """From now on the file is this process's: what it held is read (`lost`), and it starts
+        again with only the last chain."""
+        with self._lock:
+            os.ftruncate(self._fd, 0)
+            self._size = 0
+            self._taken = True
+            if self.last_chain is not None:
+                self._chain_line = self._signed({"chain": self.last_chain})
+                self._append(self._chain_line)
 
     def began(self, request_id: str, sent: dict[str, Any]) -> None:
         """An LLM call sent: what is known of it (`sent_record`; a later call of the same id, a
         failover's attempt, replaces it)."""
-        self._began(request_id, orjson.dumps({"sent": request_id, "call": sent}) + b"\n")
+        self._began(request_id, self._signed({"sent": request_id, "call": sent}))
 
     def began_records(self, request_id: str, records: list[dict[str, Any]]) -> None:
         """A request sent whose records are known whole (an MCP server's; a lost call's)."""
-        self._began(request_id, orjson.dumps({"sent": request_id, "records": records}) + b"\n")
+        self._began(request_id, self._signed({"sent": request_id, "records": records}))
 
     def _began(self, request_id: str, line: bytes) -> None:
         with self._lock:
             self._open[request_id] = line
             self._append(line)
 
+    def ended(self, request_id: str) -> None:
+        """A request sent ended with no record of its own (a Responses WebSocket's upgrade: its
+        messages have theirs)."""
+        with self._lock:
+            if self._open.pop(request_id, None) is not None:
+                self._append(self._signed({"ended": [request_id]}))
+
     def written(self, data: bytes) -> None:
-        """The audit's writer wrote `data` (whole lines): the calls whose records it holds ended."""
+        """The audit's writer wrote `data` (whole lines): the calls whose records it holds ended,
+        and its last line's chain is the instance's last."""
         with self._lock:
             ended = [i for i in (m.decode() for m in _REQUEST_ID.findall(data)) if self._open.pop(i, None)]
-            if ended:
-                self._append(b"".join(orjson.dumps({"ended": i}) + b"\n" for i in ended))
+            tail = data[-_CHAIN_TAIL:]
+            if tail.startswith(_CHAIN_MARK):  # one line for both: one MAC, one write
+                chain = tail[len(_CHAIN_MARK) : len(_CHAIN_MARK) + 64].decode()
+                self._chain_line = self._signed({"chain": chain})
+                self._append(self._signed({"ended": ended, "chain": chain}) if ended else self._chain_line)
+            elif ended:
+                self._append(self._signed({"ended": ended}))
             successor = self._successor
         if successor is not None:  # records its calls' processes had queued here, written after a reload
             successor.written(data)
@@ -91,20 +191,27 @@ class InFlight:
                 self._append(line)
 
     def close(self) -> None:
-        """At the process's end, every record written: the file goes. Calls still open (a reload
-        moved the audit to another file while they ran) are left for the next process."""
+        """At the process's end, every record written: the file keeps the last chain only. Calls
+        still open (a reload moved the audit to another file while they ran) are left for the next
+        process. A file never taken (the start failed) is left as it was."""
         with self._lock:
-            if not self._open:
-                try:
-                    os.unlink(self.path)
-                except OSError:
-                    pass
+            if self._taken and not self._open:
+                os.ftruncate(self._fd, 0)
+                self._size = 0
+                if self._chain_line:
+                    self._append(self._chain_line)
             os.close(self._fd)
+
+    def _signed(self, entry: dict[str, Any]) -> bytes:
+        body = orjson.dumps(entry)[:-1] + _MAC_MARK
+        mac = self._mac.copy()
+        mac.update(body)
+        return body + mac.hexdigest().encode() + b'"}\n'
 
     def _append(self, data: bytes) -> None:
         if self._size + len(data) > COMPACT_AT:
             os.ftruncate(self._fd, 0)  # O_APPEND: the next writes start at 0
-            data = b"".join(self._open.values()) + data
+            data = self._chain_line + b"".join(self._open.values()) + data
             self._size = 0
         written = os.write(self._fd, data)
         self._size += written
@@ -119,26 +226,61 @@ def _read(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def _unended(data: bytes) -> dict[str, list[dict[str, Any]]]:
+def keyed_mac(secret: bytes) -> Mac:
+    """The MAC of the lines with its key and no data: BLAKE2b-256 in its keyed mode (a MAC by
+    design; at about half the instructions of an HMAC-SHA256 by OpenSSL), copied for each line."""
+    return hashlib.blake2b(key=secret, digest_size=32)
+
+
+def authentic(line: bytes, keyed: Mac) -> bool:
+    """Whether the line ends with the MAC of the rest, `keyed` the MAC with its key and no data."""
+    if (
+        len(line) < _MAC_SUFFIX
+        or not line.endswith(b'"}')
+        or line[-_MAC_SUFFIX : -_MAC_SUFFIX + len(_MAC_MARK)] != _MAC_MARK
+    ):
+        return False
+    mac = keyed.copy()
+    mac.update(line[: -_MAC_SUFFIX + len(_MAC_MARK)])
+    return hmac.compare_digest(mac.hexdigest().encode(), line[-66:-2])
+
+
+def _unended(data: bytes, keyed: Mac) -> tuple[dict[str, list[dict[str, Any]]], int, str | None]:
     """The records of the calls a file says were sent and not ended, by request id in the order
-    sent, each saying its process was lost. A line cut short (the process died writing it) is
-    skipped."""
+    sent, each saying its process was lost; how many lines were not written by Tollgate (their
+    MAC does not hold); and the last chain named. A last line cut short (the process died writing
+    it) is skipped."""
     sent: dict[str, list[dict[str, Any]]] = {}
-    for line in data.splitlines():
+    refused, last_chain = 0, None
+    lines = data.split(b"\n")
+    for n, line in enumerate(lines):
+        if not line.strip():
+            continue
+        if not authentic(line, keyed):
+            if n < len(lines) - 1:  # not the last one, cut short by the process's death
+                refused += 1
+            continue
         try:
             entry = orjson.loads(line)
         except orjson.JSONDecodeError:
+            refused += 1
             continue
-        if not isinstance(entry, dict) or not isinstance(request_id := entry.get("sent"), str):
-            if isinstance(entry, dict) and isinstance(entry.get("ended"), str):
-                sent.pop(entry["ended"], None)
+        if not isinstance(entry, dict):
+            continue
+        if isinstance(chain := entry.get("chain"), str):
+            last_chain = chain
+        if not isinstance(request_id := entry.get("sent"), str):
+            ended = entry.get("ended")
+            for i in ended if isinstance(ended, list) else ():
+                if isinstance(i, str):
+                    sent.pop(i, None)
             continue
         sent.pop(request_id, None)  # a later attempt in place of the earlier
         if isinstance(call := entry.get("call"), dict):
             sent[request_id] = [lost_record(call, RECORD_FIELDS)]
         elif isinstance(records := entry.get("records"), list):
             sent[request_id] = [_lost(r) for r in records if isinstance(r, dict)]
-    return sent
+    return sent, refused, last_chain
 
 
 def _lost(record: dict[str, Any]) -> dict[str, Any]:

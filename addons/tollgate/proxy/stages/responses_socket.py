@@ -411,7 +411,8 @@ class ResponsesSocket:
 
     def _close(self, flow: http.HTTPFlow, session: Session) -> None:
         """The session ends: its open responses audited; the flow keeps what it was (the records of
-        its responses went to the audit), and no call record, so that no record is written for it."""
+        its responses went to the audit), and no call record, so that no record is written for it:
+        its upgrade, kept in flight since it went upstream, has ended all the same."""
         session.closed = True
         for call in session.open_calls():
             self._end(session, call)
@@ -419,6 +420,9 @@ class ResponsesSocket:
         session.answering.clear()
         session.waiting.clear()
         flow.comment = session.ended.summary(session.call)
+        audit = self.shared.audit
+        if audit is not None and audit.in_flight is not None:  # the upgrade's call ends with no record
+            audit.in_flight.ended(session.call.request_id)
         flow.metadata[CALL] = {
             "event": "responses_websocket",
             "client": session.call.caller.client,

@@ -28,6 +28,7 @@ from tollgate.proxy.flows import captures
 from tollgate.proxy.heads import MAX_REQUEST_HEAD, MAX_RESPONSE_HEAD
 from tollgate.proxy.state import Shared, close_later, hosts_of
 from tollgate.records.auditlog import AuditLog, started_record
+from tollgate.records.in_flight import InstanceBusy
 from tollgate.records.ledger import StoreError, open_store
 from tollgate.records.ledger.store import Store
 from tollgate.records.room import check_room
@@ -138,6 +139,8 @@ def load(
             audit = opened = AuditLog(
                 config.audit.path, follows=audit, checkpoint_s=config.audit.checkpoint_s, signer=signer
             )
+        except InstanceBusy as e:  # two processes would write one chain
+            raise ConfigError(str(e)) from None
         except OSError as e:
             raise ConfigError(f"audit.path: cannot open {config.audit.path}: {e.strerror}") from None
         if config.audit.path != "-":
