@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tollgate.proxy.start import config_named, main
+from tollgate.records.auditlog import AuditLog
 
 
 def test_the_configuration_is_the_last_tollgate_config_set() -> None:
@@ -22,3 +23,20 @@ def test_a_wrong_configuration_is_one_line_and_status_1(tmp_path: Path, capsys) 
     said = capsys.readouterr()
     assert (said.out, said.err) == ("", f"Tollgate configuration: {config}: clients.0.keyz: unknown key\n")
     assert main(["mitmproxy"]) == 2
+
+
+def test_a_second_process_of_a_running_instance_is_refused_before_it_starts(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    audit = tmp_path / "audit.jsonl"
+    config = tmp_path / "tollgate.yaml"
+    config.write_text(f"audit: {{path: {audit}}}\n")
+    monkeypatch.setenv("TOLLGATE_INSTANCE", "twin")
+    running = AuditLog(str(audit))  # the running process: it holds the instance's in-flight file
+    try:
+        assert main(["mitmdump", "--set", f"tollgate_config={config}"]) == 1
+        said = capsys.readouterr().err
+        assert said.startswith("Tollgate configuration: instance: another process of instance 'twin' is running")
+        assert said.count("\n") == 1
+    finally:
+        running.close()

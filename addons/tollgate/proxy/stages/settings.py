@@ -27,8 +27,8 @@ from tollgate.proxy import patches
 from tollgate.proxy.flows import captures
 from tollgate.proxy.heads import MAX_REQUEST_HEAD, MAX_RESPONSE_HEAD
 from tollgate.proxy.state import Shared, close_later, hosts_of
-from tollgate.records.auditlog import AuditLog, started_record
-from tollgate.records.in_flight import InstanceBusy
+from tollgate.records.auditlog import AuditLog, instance_name, started_record
+from tollgate.records.in_flight import InstanceBusy, check_free
 from tollgate.records.ledger import StoreError, open_store
 from tollgate.records.ledger.store import Store
 from tollgate.records.room import check_room
@@ -117,6 +117,10 @@ def check_start(path: str) -> None:
     which may listen before it loads Tollgate's script."""
     config = prepare(path, None).config
     if config.audit.path != "-":
+        try:
+            check_free(config.audit.path, instance_name())
+        except InstanceBusy as e:  # two processes would write one chain
+            raise ConfigError(str(e)) from None
         try:
             check_room(config.audit.path)
         except OSError as e:
