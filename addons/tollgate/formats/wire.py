@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tollgate.formats.attachments import Attachments
 from tollgate.formats.chat import ChatFormat
 from tollgate.formats.refusals import Refusal
 from tollgate.formats.request_facts import Classification
@@ -38,6 +39,10 @@ def no_conversation(classification: Classification) -> str | None:
 
 def as_reported(usage: Usage) -> Usage:
     return usage
+
+
+def no_attachments(body: bytes, data: dict[str, Any]) -> Attachments | None:
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +80,6 @@ class WireFormat:
     provider that bills it as output too counts it so (`with_reasoning`)."""
     with_reasoning: Callable[[Usage], Usage] = as_reported
     """An answer's usage with the reasoning reported beside its output counted as output."""
+    attachments: Callable[[bytes, dict[str, Any]], Attachments | None] = no_attachments
+    """What a request body (its bytes and its JSON) carries besides its text: documents inline and
+    what Tollgate cannot read (`formats/attachments.py`); None when it holds none."""

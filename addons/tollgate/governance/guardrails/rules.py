@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
+from tollgate.formats.json_paths import string_spans
 from tollgate.governance.guardrails import detectors, text
+from tollgate.governance.guardrails.documents import Document
 from tollgate.governance.guardrails.engine import Engine, Found
 from tollgate.governance.guardrails.settings import STRENGTH, GuardrailRule
 from tollgate.governance.matching import matches
@@ -26,12 +28,14 @@ if TYPE_CHECKING:
 @dataclass(frozen=True, slots=True)
 class Finding:
     """What a detector found: its kind, the span of the body it is (`start` is the byte where it
-    begins) and what the rules do with it. Never the value."""
+    begins; in a document's text, for one found in `Scan.documents[document]`) and what the rules do
+    with it. Never the value."""
 
     kind: str
     start: int
     end: int
     action: str
+    document: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +44,7 @@ class Scan:
 
     findings: tuple[Finding, ...]
     unread: Literal["deny", "allow"]  # what the matching rules do with what cannot be read
+    documents: tuple[Document, ...] = ()  # the documents read, which findings may be in
 
     def counts(self) -> dict[str, int]:
         """Occurrences by kind (the policy's `input.findings`, the audit's `findings`)."""
@@ -55,11 +60,34 @@ class Scan:
 
     def redact(self, body: bytes) -> tuple[bytes, int]:
         """`body` with every finding whose action is redact replaced by `[REDACTED:<kind>]`, and the
-        number of replacements (overlapping findings make one)."""
-        spans = [(f.start, f.end, f.kind) for f in self.findings if f.action == "redact"]
-        if not spans:
-            return body, 0
-        return text.replace(body, spans)
+        number of replacements (overlapping findings make one). A document with such findings is
+        written anew in its string, redacted and encoded as it came; the rest of the body is left
+        as it is. ValueError when a document's string cannot be found in the body."""
+        spans = [(f.start, f.end, f.kind) for f in self.findings if f.action == "redact" and f.document is None]
+        in_documents: dict[int, list[tuple[int, int, str]]] = {}
+        for f in self.findings:
+            if f.action == "redact" and f.document is not None:
+                in_documents.setdefault(f.document, []).append((f.start, f.end, f.kind))
+        if not in_documents:
+            return text.replace(body, spans) if spans else (body, 0)
+        located = string_spans(body, (self.documents[i].path for i in in_documents))
+        edits: list[tuple[int, int, bytes]] = []
+        replaced = 0
+        for i, found in in_documents.items():
+            document = self.documents[i]
+            if document.path not in located:
+                raise ValueError("a document's string is not where its path says")
+            start, end = located[document.path]
+            redacted, n = text.replace(document.text, found)
+            edits.append((start + 1, end - 1, document.encoded(redacted)))  # inside its quotes
+            replaced += n
+        # A match in a document's base64 as the body writes it goes with the document written anew.
+        inside = [(s, e) for s, e, _ in edits]
+        for s, e, kind in text.merged(spans):
+            if not any(a <= s and e <= b for a, b in inside):
+                edits.append((s, e, text.PLACEHOLDER.format(kind=kind).encode()))
+                replaced += 1
+        return text.rewrite(body, edits), replaced
 
 
 CLEAN = Scan((), "allow")
@@ -131,10 +159,12 @@ class Guardrails:
         client: str | None,
         groups: tuple[str, ...],
         is_json: bool = True,
+        documents: Sequence[Document] = (),
     ) -> Scan:
-        """What the rules matching this call (and `tollgate_keys`) find in its body."""
+        """What the rules matching this call (and `tollgate_keys`) find in its body and in the
+        documents read of it (`documents.read`)."""
         applying = [r for r in self.rules if matches(r.rule.match, provider, model, client, groups)]
-        return self._scan(body, applying, is_json)
+        return self._scan(body, applying, is_json, tuple(documents))
 
     def unread(self, provider: str, model: str | None, client: str | None, groups: tuple[str, ...]) -> str:
         """What a call whose content cannot be read does (an upload streamed unread, a stored
@@ -144,16 +174,24 @@ class Guardrails:
 
     def scan_all(self, body: bytes, is_json: bool = True) -> Scan:
         """What every rule, whatever its match, and `tollgate_keys` find (`tollgate scan`)."""
-        return self._scan(body, list(self.rules), is_json)
+        return self._scan(body, list(self.rules), is_json, ())
 
-    def _scan(self, body: bytes, applying: list[_Compiled], is_json: bool) -> Scan:
+    def _scan(self, body: bytes, applying: list[_Compiled], is_json: bool, documents: tuple[Document, ...]) -> Scan:
         unread: Literal["deny", "allow"] = "deny" if any(r.rule.unread == "deny" for r in applying) else "allow"
         engine = self._all if applying else self._keys
         if not engine.detectors:  # no rules apply and Tollgate holds no key: nothing to look for
-            return Scan((), unread)
+            return Scan((), unread, documents)
+        findings = self._found(engine, body, is_json, applying, None)
+        for i, document in enumerate(documents):
+            findings += self._found(engine, document.text, document.is_json, applying, i)
+        return Scan(tuple(findings), unread, documents)
+
+    def _found(
+        self, engine: Engine, body: bytes, is_json: bool, applying: list[_Compiled], document: int | None
+    ) -> list[Finding]:
         read, found = engine.scan(body, is_json)
         if not found:
-            return Scan((), unread)
+            return []
         action: dict[str, str] = {detectors.OWN_KEYS: "deny"}
         for rule in applying:
             for kind in rule.kinds:
@@ -164,9 +202,9 @@ class Guardrails:
             if kind in action:
                 start, end = read.to_body(s, e)
                 if not (is_json and _json_number(body, start, end)):
-                    findings.append(Finding(kind, start, end, action[kind]))
+                    findings.append(Finding(kind, start, end, action[kind], document))
         findings.sort(key=lambda f: (f.start, f.end, f.kind))
-        return Scan(tuple(findings), unread)
+        return findings
 
 
 _STRUCTURE_BEFORE = frozenset(b":,[")

@@ -14,6 +14,8 @@ from mitmproxy import http
 from tollgate.call import Call
 from tollgate.formats.json_codec import read_request_json
 from tollgate.formats.refusals import CONTENT_DENIED
+from tollgate.formats.registry import WIRE_FORMATS
+from tollgate.governance.guardrails import documents
 from tollgate.governance.guardrails.rules import Scan
 from tollgate.governance.mcp import McpExchange
 from tollgate.proxy.flows import refuse, refuse_mcp, write_raw_body
@@ -52,7 +54,25 @@ class Guard:
         body = (flow.request.content if encoded else flow.request.data.content) or b""
         if body and call.request.body is None:
             return  # not JSON (a multipart form's file): not read, as a replacement could break it
-        scan = guardrails.scan(body, target.provider, call.target_model, who.client, who.groups)
+        # Documents inline are read where they are text; what is not read (an image, a PDF, a file
+        # by reference) is unread, as a stored prompt is.
+        wire = WIRE_FORMATS.get(c.wire_format)
+        found = wire.attachments(body, call.request.body) if wire is not None and call.request.body else None
+        read: list[documents.Document] = []
+        if found is not None:
+            read, not_read = documents.read(found)
+            if not_read:
+                c.facts.unread += tuple(what for what in not_read if what not in c.facts.unread)
+                if guardrails.unread(target.provider, call.target_model, who.client, who.groups) == "deny":
+                    refuse(
+                        flow,
+                        call,
+                        CONTENT_DENIED,
+                        f"Tollgate refused this call: a guardrail must read what it sends, and Tollgate cannot"
+                        f" read {', '.join(not_read)}.",
+                    )
+                    return
+        scan = guardrails.scan(body, target.provider, call.target_model, who.client, who.groups, documents=read)
         if not scan.findings:  # most calls: clean
             call.request.findings, call.request.redacted = {}, 0
             return
@@ -61,7 +81,13 @@ class Guard:
             denied = ", ".join(f"{kind} ({n})" for kind, n in sorted(scan.denied_counts().items()))
             refuse(flow, call, CONTENT_DENIED, f"Tollgate refused this call: its content holds {denied}.")
             return
-        redacted, replaced = scan.redact(body)
+        try:
+            redacted, replaced = scan.redact(body)
+        except ValueError:  # a document to redact that cannot be written anew: it does not go
+            refuse(
+                flow, call, CONTENT_DENIED, "Tollgate refused this call: a document to redact could not be rewritten."
+            )
+            return
         call.request.redacted = replaced
         if replaced:
             write_raw_body(flow.request, call, redacted)

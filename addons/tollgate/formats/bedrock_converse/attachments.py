@@ -1,0 +1,57 @@
+"""Where a Converse body keeps what is not its text (`formats/attachments.py`): a `document` block
+(its `source.bytes` in base64 read by its `format`; an `s3Location` a reference; a `text` or
+`content` source is text of the body), `image`, `video` and `audio` blocks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tollgate.formats.attachments import (
+    AUDIO,
+    FILE_REFERENCE,
+    IMAGE,
+    VIDEO,
+    Attachments,
+    Inline,
+    Path,
+    may_hold,
+    text,
+    walk,
+)
+
+MARKERS = (b'"document"', b'"image"', b'"video"', b'"audio"')
+# A document's `format`, as the media type the guardrails decide by.
+_MEDIA_TYPES = {
+    "txt": "text/plain",
+    "md": "text/markdown",
+    "csv": "text/csv",
+    "html": "text/html",
+    "pdf": "application/pdf",
+    "doc": "application/msword",
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "xls": "application/vnd.ms-excel",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+_MEDIA = {"image": IMAGE, "video": VIDEO, "audio": AUDIO}
+
+
+def visit(obj: dict[str, Any], path: Path, found: Attachments) -> None:
+    for key, block in obj.items():
+        if not isinstance(block, dict) or not isinstance(block.get("source"), dict):
+            continue  # a content block is {kind: {…, source: {…}}}
+        source = block["source"]
+        if key == "document":
+            data = text(source.get("bytes"))
+            if data is not None:
+                fmt = text(block.get("format"))
+                media_type = _MEDIA_TYPES.get(fmt, "application/octet-stream") if fmt else None
+                found.inline.append(Inline((*path, key, "source", "bytes"), data, media_type, text(block.get("name"))))
+            elif "s3Location" in source:
+                found.cannot_read(FILE_REFERENCE)
+        elif key in _MEDIA:
+            found.cannot_read(_MEDIA[key])
+
+
+def attachments(body: bytes, data: dict[str, Any]) -> Attachments | None:
+    """What the body carries besides its text; None when it holds none (most bodies: not walked)."""
+    return walk(data, visit) if may_hold(body, MARKERS) else None

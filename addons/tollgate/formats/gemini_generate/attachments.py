@@ -1,0 +1,30 @@
+"""Where a generateContent body keeps what is not its text (`formats/attachments.py`): a part's
+`inlineData` (`inline_data`: its bytes in base64 and their `mimeType`) and `fileData` (`file_data`:
+a `fileUri`, a reference), under either spelling as Gemini reads them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tollgate.formats.attachments import FILE_REFERENCE, Attachments, Inline, Path, may_hold, text, walk
+
+MARKERS = (b'inlineData"', b'inline_data"', b'fileData"', b'file_data"')
+
+
+def _visit(obj: dict[str, Any], path: Path, found: Attachments) -> None:
+    for key in ("inlineData", "inline_data"):
+        inline = obj.get(key)
+        if isinstance(inline, dict) and "data" in inline:
+            data = text(inline.get("data"))
+            media_type = text(inline.get("mimeType", inline.get("mime_type")))
+            name = text(inline.get("displayName", inline.get("display_name")))
+            if data is not None:
+                found.inline.append(Inline((*path, key, "data"), data, media_type, name))
+    for key in ("fileData", "file_data"):
+        if isinstance(obj.get(key), dict):
+            found.cannot_read(FILE_REFERENCE)
+
+
+def attachments(body: bytes, data: dict[str, Any]) -> Attachments | None:
+    """What the body carries besides its text; None when it holds none (most bodies: not walked)."""
+    return walk(data, _visit) if may_hold(body, MARKERS) else None
