@@ -346,7 +346,7 @@ def test_content_by_reference_is_unread_and_refused_by_unread_deny(gw, name):
     assert (record["decision"], record["deny_reasons"], record["findings"], record["unread"]) == (
         "deny",
         ["content_denied"],
-        None,
+        {},  # read, and nothing found in what was read
         unread,
     )
 

@@ -30,9 +30,9 @@ DOTENV = f"AWS_ACCESS_KEY_ID={samples.AWS_KEY_ID}\nAWS_SECRET_ACCESS_KEY={sample
 B64 = base64.b64encode(DOTENV.encode()).decode()
 
 
-def found(reader: Any, data: dict[str, Any]) -> Attachments | None:
+def found(reader: Any, data: dict[str, Any]) -> Attachments:
     body = json.dumps(data).encode()
-    return reader(body, read_request_json(body))
+    return reader(read_request_json(body))
 
 
 def user(*parts: dict[str, Any]) -> dict[str, Any]:
@@ -50,7 +50,6 @@ def test_openai_chat_file_parts_images_and_audio():
         {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}},
     )
     got = found(openai, data)
-    assert got is not None
     assert got.inline == [
         Inline(
             ("messages", 0, "content", 1, "file", "file_data"),
@@ -80,20 +79,33 @@ def test_openai_responses_input_files_in_a_tool_output_and_a_batch():
         ]
     }
     got = found(openai, data)
-    assert got is not None
     assert [(i.path, i.filename) for i in got.inline] == [(("input", 0, "output", 0, "file_data"), "x.py")]
     assert got.unread == ["file_reference", "image"]
     batch = found(openai, {"input_file_id": "file-b", "endpoint": "/v1/chat/completions", "completion_window": "24h"})
-    assert batch is not None and batch.unread == ["batch_file"]
+    assert batch.unread == ["batch_file"]
 
 
-def test_a_body_without_markers_is_not_walked():
-    assert found(openai, {"model": "gpt-4o", "messages": [{"role": "user", "content": "a picture of a file"}]}) is None
-    assert found(anthropic, {"messages": [{"role": "user", "content": "hello"}]}) is None
-    # An escape could spell a marker: such a body is walked.
+@pytest.mark.parametrize(
+    ("body", "may_attach"),
+    [
+        (b'{"messages": [{"role": "user", "content": "a picture of a file, an image"}]}', False),
+        (b'{"messages": [{"role": "user", "content": "caf\\u00e9"}]}', False),
+        (b'{"messages": [{"role": "user", "content": [{"type": "file", "file": {"file_id": "f"}}]}]}', True),
+        # An escape that spells a marker is read as what it spells.
+        (b'{"messages": [{"role": "user", "content": [{"type": "\\u0066ile", "file": {"file_id": "f"}}]}]}', True),
+        (b'{"contents": [{"parts": [{"inlin\\u0065Data": {"data": "AA"}}]}]}', True),
+    ],
+)
+@pytest.mark.parametrize("with_rules", [True, False])
+def test_the_one_pass_says_whether_a_body_is_worth_walking(body, may_attach, with_rules):
+    rules = [GuardrailRule(detect=["secrets"], action="audit")] if with_rules else []
+    guardrails = Guardrails(rules, own_keys=["tg-own-key-000000001"])
+    assert guardrails.scan(body, "openai", "gpt-4o", None, ()).may_attach is may_attach
+
+
+def test_an_escaped_key_is_walked_as_what_it_spells():
     body = b'{"messages": [{"role": "user", "content": [{"type": "\\u0066ile", "file": {"file_id": "f"}}]}]}'
-    got = openai(body, read_request_json(body))
-    assert got is not None and got.unread == ["file_reference"]
+    assert openai(read_request_json(body)).unread == ["file_reference"]
 
 
 def test_anthropic_document_sources():
@@ -105,7 +117,6 @@ def test_anthropic_document_sources():
         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}},
     )
     got = found(anthropic, data)
-    assert got is not None
     # A text source is the body's own text, read with it.
     assert [(i.path, i.media_type) for i in got.inline] == [
         (("messages", 0, "content", 1, "source", "data"), "text/plain")
@@ -131,7 +142,6 @@ def test_anthropic_documents_in_a_tool_result_and_a_batch():
         ]
     }
     got = found(anthropic, batch)
-    assert got is not None
     assert [i.path for i in got.inline] == [
         ("requests", 0, "params", "messages", 0, "content", 0, "content", 0, "source", "data")
     ]
@@ -152,7 +162,6 @@ def test_gemini_parts_in_either_spelling(inline, file):
         ]
     }
     got = found(gemini, data)
-    assert got is not None
     assert [(i.path, i.media_type) for i in got.inline] == [(("contents", 0, "parts", 0, inline, "data"), "text/plain")]
     assert got.unread == ["file_reference"]
 
@@ -178,7 +187,6 @@ def test_converse_documents_images_and_s3():
         },
     }
     got = found(converse, data)
-    assert got is not None
     assert [(i.path, i.media_type, i.filename) for i in got.inline] == [
         (("messages", 0, "content", 0, "document", "source", "bytes"), "text/plain", "env")
     ]
@@ -197,7 +205,6 @@ def test_invoke_reads_claudes_and_novas_bodies():
             ]
         },
     )
-    assert claude is not None and nova is not None
     assert len(claude.inline) == len(nova.inline) == 1
 
 
@@ -251,9 +258,8 @@ def redacting() -> Guardrails:
 
 def scan_body(data: dict[str, Any], guardrails: Guardrails) -> tuple[bytes, Any]:
     body = json.dumps(data).encode()
-    attached = openai(body, read_request_json(body))
-    assert attached is not None
-    docs, _ = documents.read(attached)
+    assert guardrails.scan(body, "openai", "gpt-4o", None, ()).may_attach
+    docs, _ = documents.read(openai(read_request_json(body)))
     return body, guardrails.scan(body, "openai", "gpt-4o", None, (), documents=docs)
 
 
@@ -285,9 +291,7 @@ def test_findings_in_a_document_count_and_are_redacted_in_its_base64():
 def test_a_document_with_escaped_slashes_is_found_where_it_is():
     value = "data:text/plain;base64," + B64
     body = json.dumps(user({"type": "file", "file": {"file_data": value}})).encode().replace(b"/", b"\\/")
-    attached = openai(body, read_request_json(body))
-    assert attached is not None
-    docs, _ = documents.read(attached)
+    docs, _ = documents.read(openai(read_request_json(body)))
     scan = redacting().scan(body, "openai", "gpt-4o", None, (), documents=docs)
     out, replaced = scan.redact(body)
     assert replaced == 3

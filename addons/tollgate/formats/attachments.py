@@ -52,7 +52,10 @@ class Attachments:
             self.unread.append(what)
 
 
-# A content block's reader: given an object of the body and its path, what it adds.
+# A content block's reader: given an object of the body and its path, what it adds. A format names
+# its markers too: the keys and types (as JSON writes them) without which a body holds nothing its
+# walk finds. The guardrails' one pass over the body looks for them (`Scan.may_attach`): most bodies
+# hold none and are not walked.
 Visit = Callable[[dict[str, Any], Path, Attachments], None]
 
 
@@ -75,13 +78,6 @@ def _objects(value: Any, path: Path) -> Iterator[tuple[dict[str, Any], Path]]:
         for i, item in enumerate(value):
             if isinstance(item, dict | list):
                 yield from _objects(item, (*path, i))
-
-
-def may_hold(body: bytes, markers: tuple[bytes, ...]) -> bool:
-    """Whether a body may hold what a format's walk looks for: one of its markers (keys and types as
-    JSON writes them), or any `\\u` escape (which could spell one). Most bodies hold neither and are
-    not walked."""
-    return b"\\u" in body or any(marker in body for marker in markers)
 
 
 def text(value: Any) -> str | None:

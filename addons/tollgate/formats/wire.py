@@ -41,8 +41,8 @@ def as_reported(usage: Usage) -> Usage:
     return usage
 
 
-def no_attachments(body: bytes, data: dict[str, Any]) -> Attachments | None:
-    return None
+def no_attachments(data: dict[str, Any]) -> Attachments:
+    return Attachments()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +80,9 @@ class WireFormat:
     provider that bills it as output too counts it so (`with_reasoning`)."""
     with_reasoning: Callable[[Usage], Usage] = as_reported
     """An answer's usage with the reasoning reported beside its output counted as output."""
-    attachments: Callable[[bytes, dict[str, Any]], Attachments | None] = no_attachments
-    """What a request body (its bytes and its JSON) carries besides its text: documents inline and
-    what Tollgate cannot read (`formats/attachments.py`); None when it holds none."""
+    attachments: Callable[[dict[str, Any]], Attachments] = no_attachments
+    """What a request body's JSON carries besides its text: documents inline and what Tollgate
+    cannot read (`formats/attachments.py`)."""
+    attachment_markers: tuple[bytes, ...] = ()
+    """What a body must hold for `attachments` to find anything (keys and types as JSON writes
+    them): a body without any is not walked."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tollgate.formats.attachments import FILE_REFERENCE, IMAGE, Attachments, Inline, Path, may_hold, text, walk
+from tollgate.formats.attachments import FILE_REFERENCE, IMAGE, Attachments, Inline, Path, text, walk
 
 MARKERS = (b'"document"', b'"image"', b'"container_upload"')
 
@@ -29,6 +29,6 @@ def visit(obj: dict[str, Any], path: Path, found: Attachments) -> None:
         found.cannot_read(FILE_REFERENCE)
 
 
-def attachments(body: bytes, data: dict[str, Any]) -> Attachments | None:
-    """What the body carries besides its text; None when it holds none (most bodies: not walked)."""
-    return walk(data, visit) if may_hold(body, MARKERS) else None
+def attachments(data: dict[str, Any]) -> Attachments:
+    """What the body carries besides its text."""
+    return walk(data, visit)

@@ -14,7 +14,6 @@ from tollgate.formats.attachments import (
     Attachments,
     Inline,
     Path,
-    may_hold,
     text,
     walk,
 )
@@ -52,6 +51,6 @@ def visit(obj: dict[str, Any], path: Path, found: Attachments) -> None:
             found.cannot_read(_MEDIA[key])
 
 
-def attachments(body: bytes, data: dict[str, Any]) -> Attachments | None:
-    """What the body carries besides its text; None when it holds none (most bodies: not walked)."""
-    return walk(data, visit) if may_hold(body, MARKERS) else None
+def attachments(data: dict[str, Any]) -> Attachments:
+    """What the body carries besides its text."""
+    return walk(data, visit)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tollgate.formats.anthropic_messages import attachments as anthropic
-from tollgate.formats.attachments import Attachments, Path, may_hold, walk
+from tollgate.formats.attachments import Attachments, Path, walk
 from tollgate.formats.bedrock_converse import attachments as converse
 
 MARKERS = tuple(dict.fromkeys(anthropic.MARKERS + converse.MARKERS))
@@ -17,6 +17,6 @@ def _visit(obj: dict[str, Any], path: Path, found: Attachments) -> None:
     converse.visit(obj, path, found)
 
 
-def attachments(body: bytes, data: dict[str, Any]) -> Attachments | None:
-    """What the body carries besides its text; None when it holds none (most bodies: not walked)."""
-    return walk(data, _visit) if may_hold(body, MARKERS) else None
+def attachments(data: dict[str, Any]) -> Attachments:
+    """What the body carries besides its text."""
+    return walk(data, _visit)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tollgate.formats.attachments import FILE_REFERENCE, Attachments, Inline, Path, may_hold, text, walk
+from tollgate.formats.attachments import FILE_REFERENCE, Attachments, Inline, Path, text, walk
 
 MARKERS = (b'inlineData"', b'inline_data"', b'fileData"', b'file_data"')
 
@@ -25,6 +25,6 @@ def _visit(obj: dict[str, Any], path: Path, found: Attachments) -> None:
             found.cannot_read(FILE_REFERENCE)
 
 
-def attachments(body: bytes, data: dict[str, Any]) -> Attachments | None:
-    """What the body carries besides its text; None when it holds none (most bodies: not walked)."""
-    return walk(data, _visit) if may_hold(body, MARKERS) else None
+def attachments(data: dict[str, Any]) -> Attachments:
+    """What the body carries besides its text."""
+    return walk(data, _visit)

@@ -15,7 +15,6 @@ from tollgate.formats.attachments import (
     Attachments,
     Inline,
     Path,
-    may_hold,
     text,
     walk,
 )
@@ -46,6 +45,6 @@ def _visit(obj: dict[str, Any], path: Path, found: Attachments) -> None:
         found.cannot_read(BATCH_FILE)
 
 
-def attachments(body: bytes, data: dict[str, Any]) -> Attachments | None:
-    """What the body carries besides its text; None when it holds none (most bodies: not walked)."""
-    return walk(data, _visit) if may_hold(body, MARKERS) else None
+def attachments(data: dict[str, Any]) -> Attachments:
+    """What the body carries besides its text."""
+    return walk(data, _visit)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel
 
 from tollgate.formats.json_paths import string_spans
+from tollgate.formats.registry import WIRE_FORMATS
 from tollgate.governance.guardrails import detectors, text
 from tollgate.governance.guardrails.documents import Document
 from tollgate.governance.guardrails.engine import Engine, Found
@@ -45,6 +46,9 @@ class Scan:
     findings: tuple[Finding, ...]
     unread: Literal["deny", "allow"]  # what the matching rules do with what cannot be read
     documents: tuple[Document, ...] = ()  # the documents read, which findings may be in
+    # The body holds a key or type under which a wire format keeps documents or content by
+    # reference (`WireFormat.attachment_markers`): it is worth walking (most bodies are not).
+    may_attach: bool = False
 
     def counts(self) -> dict[str, int]:
         """Occurrences by kind (the policy's `input.findings`, the audit's `findings`)."""
@@ -128,8 +132,8 @@ class Guardrails:
         found += custom.values()
         # A detector that matches beyond ASCII reads every \uXXXX escape decoded.
         every_escape = not all(d.pattern.pattern.isascii() for d in found)
-        self._keys = Engine(own, use_hyperscan, every_escape)
-        self._all = Engine(found, use_hyperscan, every_escape) if self.rules else self._keys
+        self._keys = Engine(own, use_hyperscan, every_escape, MARKERS)
+        self._all = Engine(found, use_hyperscan, every_escape, MARKERS) if self.rules else self._keys
 
     @classmethod
     def of(cls, config: Config, use_hyperscan: bool | None = None, previous: Guardrails | None = None) -> Guardrails:
@@ -181,15 +185,17 @@ class Guardrails:
         engine = self._all if applying else self._keys
         if not engine.detectors:  # no rules apply and Tollgate holds no key: nothing to look for
             return Scan((), unread, documents)
-        findings = self._found(engine, body, is_json, applying, None)
+        read, found, marked = engine.scan_marked(body, is_json)
+        findings = self._found(read, found, is_json, applying, None)
         for i, document in enumerate(documents):
-            findings += self._found(engine, document.text, document.is_json, applying, i)
-        return Scan(tuple(findings), unread, documents)
+            read, found = engine.scan(document.text, document.is_json)
+            findings += self._found(read, found, document.is_json, applying, i)
+        return Scan(tuple(findings), unread, documents, marked)
 
     def _found(
-        self, engine: Engine, body: bytes, is_json: bool, applying: list[_Compiled], document: int | None
+        self, read: text.Text, found: set[Found], is_json: bool, applying: list[_Compiled], document: int | None
     ) -> list[Finding]:
-        read, found = engine.scan(body, is_json)
+        body = read.body
         if not found:
             return []
         action: dict[str, str] = {detectors.OWN_KEYS: "deny"}
@@ -207,6 +213,8 @@ class Guardrails:
         return findings
 
 
+# Every wire format's markers: the one pass over a body says whether any may be worth walking.
+MARKERS = tuple(dict.fromkeys(m for wire in WIRE_FORMATS.values() for m in wire.attachment_markers))
 _STRUCTURE_BEFORE = frozenset(b":,[")
 _STRUCTURE_AFTER = frozenset(b",]}")
 

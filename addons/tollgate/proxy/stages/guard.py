@@ -54,25 +54,12 @@ class Guard:
         body = (flow.request.content if encoded else flow.request.data.content) or b""
         if body and call.request.body is None:
             return  # not JSON (a multipart form's file): not read, as a replacement could break it
-        # Documents inline are read where they are text; what is not read (an image, a PDF, a file
-        # by reference) is unread, as a stored prompt is.
-        wire = WIRE_FORMATS.get(c.wire_format)
-        found = wire.attachments(body, call.request.body) if wire is not None and call.request.body else None
-        read: list[documents.Document] = []
-        if found is not None:
-            read, not_read = documents.read(found)
-            if not_read:
-                c.facts.unread += tuple(what for what in not_read if what not in c.facts.unread)
-                if guardrails.unread(target.provider, call.target_model, who.client, who.groups) == "deny":
-                    refuse(
-                        flow,
-                        call,
-                        CONTENT_DENIED,
-                        f"Tollgate refused this call: a guardrail must read what it sends, and Tollgate cannot"
-                        f" read {', '.join(not_read)}.",
-                    )
-                    return
-        scan = guardrails.scan(body, target.provider, call.target_model, who.client, who.groups, documents=read)
+        scan = guardrails.scan(body, target.provider, call.target_model, who.client, who.groups)
+        if scan.may_attach:  # it may hold documents or content by reference: see what the format finds
+            attached = self._attachments(flow, call, body, scan)
+            if attached is None:
+                return
+            scan = attached
         if not scan.findings:  # most calls: clean
             call.request.findings, call.request.redacted = {}, 0
             return
@@ -92,6 +79,33 @@ class Guard:
         if replaced:
             write_raw_body(flow.request, call, redacted)
             call.request.body = read_request_json(redacted)  # what the later steps read and write anew
+
+    def _attachments(self, flow: http.HTTPFlow, call: Call, body: bytes, scan: Scan) -> Scan | None:
+        """The body read again with the text documents it holds inline; what Tollgate cannot read
+        of it (an image, a PDF, a file by reference) named in `unread`, and refused where a rule says
+        `unread: deny`. None when refused."""
+        c, who, guardrails = call.classification, call.caller, call.loaded.guardrails
+        wire = WIRE_FORMATS.get(c.wire_format)
+        if wire is None or guardrails is None or call.request.body is None:
+            return scan
+        read, not_read = documents.read(wire.attachments(call.request.body))
+        if read:
+            scan = guardrails.scan(
+                body, call.route.target.provider, call.target_model, who.client, who.groups, documents=read
+            )
+        if not_read:
+            c.facts.unread += tuple(what for what in not_read if what not in c.facts.unread)
+            if scan.unread == "deny":
+                call.request.findings = scan.counts()
+                refuse(
+                    flow,
+                    call,
+                    CONTENT_DENIED,
+                    "Tollgate refused this call: a guardrail must read what it sends, and Tollgate cannot"
+                    f" read {', '.join(not_read)}.",
+                )
+                return None
+        return scan
 
     def mcp(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
         """An MCP server's request (a POST of JSON-RPC), read where it calls a tool or gets a prompt:
