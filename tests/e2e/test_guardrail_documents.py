@@ -2,7 +2,9 @@
 OpenAI chat `file` part, a Responses `input_file`, an Anthropic `document`, a Gemini inline part, a
 Converse `document`) is decoded and read, reaches the fake upstream redacted inside its base64, or
 is refused; what Tollgate cannot read (a PDF, an image, a file by id or URL, a batch's input file)
-is named in the audit's `unread`, and a rule with `unread: deny` refuses it."""
+is named in the audit's `unread`, and a rule with `unread: deny` refuses it. A secret split across
+two text parts of a message is found, each piece redacted in its part. A model name that holds a
+secret is recorded as its placeholder in the audit, the metrics and mitmweb's summary."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from tests.support import guardrail_samples as samples
 from tests.support.aws import botocore_accepts
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Reply
+from tests.support.proxy import free_port
 
 REDACTS, DENIES, STRICT = "tg-docs-redacts-0001", "tg-docs-denies-0001", "tg-docs-strict-0001"
 AWS_VIRTUAL = ("TGDOCS00000000000000", "docs-virtual-SECRET-0000")
@@ -37,8 +40,10 @@ FOUND = {
 }
 B64 = base64.b64encode(DOTENV.encode()).decode()
 PDF = base64.b64encode(b"%PDF-1.7\n" + DOTENV.encode()).decode()
-PLANTED = [samples.AWS_KEY_ID, samples.AWS_SECRET, GITHUB, CARD, B64]
+PEM = samples.pem()
+PLANTED = [samples.AWS_KEY_ID, samples.AWS_SECRET, GITHUB, CARD, B64, PEM.splitlines()[1]]
 DETECT = ["secrets", "pii.payment_card"]
+METRICS = f"127.0.0.1:{free_port()}"
 
 
 def config(urls: dict[str, str]) -> dict:
@@ -50,6 +55,7 @@ def config(urls: dict[str, str]) -> dict:
     }
     return {
         "providers": providers,
+        "metrics": {"listen": METRICS},
         "clients": [
             {
                 "name": "redacts",
@@ -351,11 +357,93 @@ def test_content_by_reference_is_unread_and_refused_by_unread_deny(gw, name):
     )
 
 
+def test_an_aws_key_id_split_across_two_text_parts_is_redacted_in_each(gw):
+    first, second = f"my key is {samples.AWS_KEY_ID[:9]}", f"{samples.AWS_KEY_ID[9:]}, keep it safe"
+    result = gw.run(
+        f"""
+        from openai import OpenAI
+        r = OpenAI(api_key="{REDACTS}", max_retries=0).chat.completions.create(model="gpt-4o", messages=[
+            {{"role": "user", "content": [{{"type": "text", "text": "{first}"}}, {{"type": "text", "text": "{second}"}}]}}])
+        report(ok=r.choices[0].message.content is not None)
+        """
+    )
+    assert result == {"ok": True}
+    parts = gw.fakes["openai"].received[-1].json()["messages"][0]["content"]
+    assert [p["text"] for p in parts] == [
+        "my key is [REDACTED:secrets.aws_access_key_id]",
+        "[REDACTED:secrets.aws_access_key_id], keep it safe",
+    ]
+    record = gw.last_audit()
+    assert (record["findings"], record["redacted"]) == ({"secrets.aws_access_key_id": 1}, 2)
+
+
+def test_a_private_key_split_across_text_blocks_is_denied(gw):
+    before = len(gw.fakes["anthropic"].received)
+    lines = PEM.splitlines(keepends=True)
+    blocks = [{"type": "text", "text": "my deploy key:\n" + lines[0]}, {"type": "text", "text": "".join(lines[1:])}]
+    result = gw.run(
+        f"""
+        import anthropic
+        try:
+            anthropic.Anthropic(api_key="{DENIES}", max_retries=0).messages.create(model="claude-sonnet-4-5",
+                max_tokens=10, messages=[{{"role": "user", "content": {json.dumps(blocks)}}}])
+            report(ok=False)
+        except anthropic.PermissionDeniedError as e:
+            report(status=e.status_code, error=e.response.headers["x-tollgate-error"], message=e.message)
+        """
+    )
+    assert (result["status"], result["error"]) == (403, "content_denied")
+    assert "secrets.private_key (1)" in result["message"]
+    assert len(gw.fakes["anthropic"].received) == before
+    record = gw.last_audit()
+    assert (record["decision"], record["findings"]) == ("deny", {"secrets.private_key": 1})
+
+
+def scrape() -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{METRICS}/metrics", timeout=10) as r:
+        return r.read().decode()
+
+
+def test_a_model_name_that_holds_a_secret_is_recorded_as_its_placeholder(gw):
+    result = gw.run(
+        f"""
+        import openai
+        out = {{}}
+        r = openai.OpenAI(api_key="{REDACTS}", max_retries=0).chat.completions.create(model="{GITHUB}",
+            messages=[{{"role": "user", "content": "hi"}}])
+        out["redacted"] = r.id is not None
+        try:
+            openai.OpenAI(api_key="{DENIES}", max_retries=0).chat.completions.create(model="{GITHUB}",
+                messages=[{{"role": "user", "content": "hi"}}])
+        except openai.PermissionDeniedError as e:
+            out["denied"] = e.status_code
+        report(**out)
+        """
+    )
+    assert result == {"redacted": True, "denied": 403}
+    assert gw.fakes["openai"].received[-1].json()["model"] == "[REDACTED:secrets.github_token]"
+    redacted, denied = gw.new_audit(2)[-2:]
+    for record in (redacted, denied):
+        assert (record["requested_model"], record["model"], record["findings"]) == (
+            "[REDACTED:secrets.github_token]",
+            "[REDACTED:secrets.github_token]",
+            {"secrets.github_token": 1},
+        )
+    assert denied["decision"] == "deny"
+    metrics = scrape()
+    assert 'model="[REDACTED:secrets.github_token]"' in metrics
+    assert GITHUB not in metrics
+
+
 def test_no_planted_value_reaches_any_output(gw):
     """Last in the file: it stops the gateway to read its saved flows whole."""
     assert len(gw.audit()) >= 8
+    metrics = scrape().encode()
     gw.proxy.stop()
     outputs = {
+        "metrics": metrics,
         "audit": gw.audit_path.read_bytes(),
         "console": gw.proxy.output.read_bytes(),
         "saved flows": gw.saved.read_bytes(),
@@ -364,3 +452,9 @@ def test_no_planted_value_reaches_any_output(gw):
     for where, content in outputs.items():
         for secret in PLANTED:
             assert secret.encode() not in content, f"a planted value in {where}"
+    # mitmweb's summary of a call names its model as the audit does.
+    from mitmproxy import io
+
+    with open(gw.saved, "rb") as f:
+        comments = [flow.comment for flow in io.FlowReader(f).stream()]
+    assert any("[REDACTED:secrets.github_token]" in c for c in comments), comments

@@ -14,13 +14,17 @@ from hypothesis import strategies as st
 from tests.support import guardrail_samples as samples
 
 from tollgate.formats.anthropic_messages.attachments import attachments as anthropic
+from tollgate.formats.anthropic_messages.attachments import runs as anthropic_runs
 from tollgate.formats.attachments import Attachments, Inline
 from tollgate.formats.bedrock_converse.attachments import attachments as converse
+from tollgate.formats.bedrock_converse.attachments import runs as converse_runs
 from tollgate.formats.bedrock_invoke.attachments import attachments as invoke
 from tollgate.formats.gemini_generate.attachments import attachments as gemini
+from tollgate.formats.gemini_generate.attachments import runs as gemini_runs
 from tollgate.formats.json_codec import read_request_json
 from tollgate.formats.json_paths import string_spans
 from tollgate.formats.openai_api.attachments import attachments as openai
+from tollgate.formats.openai_api.attachments import runs as openai_runs
 from tollgate.governance.guardrails import documents
 from tollgate.governance.guardrails.rules import Guardrails
 from tollgate.governance.guardrails.settings import GuardrailRule
@@ -345,3 +349,83 @@ def test_every_string_is_found_at_its_path(value, ensure_ascii, spaced):
         for key in path:
             node = node[key]
         assert json.loads(body[s:e]) == node
+
+
+# ---- adjacent text parts read joined
+
+PEM = samples.pem()
+# A secret in its text, and a value of it that must not reach the upstream.
+SPLIT = {
+    "secrets.aws_access_key_id": (f"AWS_ACCESS_KEY_ID={samples.AWS_KEY_ID}\n", samples.AWS_KEY_ID),
+    "secrets.github_token": (f"token {GITHUB} here", GITHUB),
+    "secrets.private_key": (PEM, PEM.splitlines()[1]),
+}
+
+
+def parts_body(texts: list[str], fmt: str = "anthropic") -> tuple[bytes, dict[str, Any]]:
+    if fmt == "gemini":
+        data: dict[str, Any] = {"contents": [{"role": "user", "parts": [{"text": t} for t in texts]}]}
+    else:
+        data = {"messages": [{"role": "user", "content": [{"type": "text", "text": t} for t in texts]}]}
+    return json.dumps(data).encode(), data
+
+
+def scan_parts(texts: list[str], fmt: str = "anthropic", action: str = "redact") -> tuple[bytes, Any]:
+    body, _ = parts_body(texts, fmt)
+    reader = {"anthropic": anthropic_runs, "openai": openai_runs, "gemini": gemini_runs, "converse": converse_runs}[fmt]
+    guardrails = Guardrails([GuardrailRule(detect=["secrets"], action=action)])
+    return body, guardrails.scan(body, "anthropic", None, None, (), runs=reader(read_request_json(body)))
+
+
+@pytest.mark.parametrize("fmt", ["anthropic", "openai", "gemini"])
+def test_an_aws_key_id_split_across_two_parts_is_found_and_each_piece_redacted(fmt):
+    first, second = f"my key is {samples.AWS_KEY_ID[:9]}", f"{samples.AWS_KEY_ID[9:]} and that is all"
+    body, scan = scan_parts([first, second], fmt)
+    assert scan.counts() == {"secrets.aws_access_key_id": 1}
+    out, replaced = scan.redact(body)
+    parts = json.loads(out)["contents"][0]["parts"] if fmt == "gemini" else json.loads(out)["messages"][0]["content"]
+    assert [p["text"] for p in parts] == [
+        "my key is [REDACTED:secrets.aws_access_key_id]",
+        "[REDACTED:secrets.aws_access_key_id] and that is all",
+    ]
+    assert replaced == 2
+
+
+def test_a_pem_key_split_across_parts_is_one_finding():
+    lines = PEM.splitlines(keepends=True)
+    body, scan = scan_parts(["here:\n" + "".join(lines[:1]), "".join(lines[1:])], action="deny")
+    assert scan.denied_counts() == {"secrets.private_key": 1}
+    # A key whose first part alone is a key (its body begun) is still one finding.
+    body, scan = scan_parts(["".join(lines[:4]), "".join(lines[4:])])
+    assert scan.counts() == {"secrets.private_key": 1}
+    out, _ = scan.redact(body)
+    assert all(line.strip() not in out.decode() for line in lines[1:-2])
+
+
+def test_a_secret_in_one_part_is_counted_once():
+    body, scan = scan_parts([f"GITHUB_TOKEN={GITHUB}", "and more text"])
+    assert scan.counts() == {"secrets.github_token": 1}
+    assert scan.redact(body)[1] == 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(sorted(SPLIT)),
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=300),
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=300),
+    st.integers(min_value=1),
+    st.sampled_from(["anthropic", "openai", "gemini"]),
+)
+def test_a_secret_split_anywhere_between_two_parts_is_found_as_it_is_whole(kind, before, after, cut, fmt):
+    secret, value = SPLIT[kind]
+    # Padded by spaces: what is around it cannot make it another token.
+    whole = f"{before} \n{secret}\n {after}"
+    at = len(before) + 3 + cut % (len(secret) - 1)  # inside the secret, between two characters
+    _, one = scan_parts([whole, "the end"], fmt)
+    body, split = scan_parts([whole[:at], whole[at:]], fmt)
+    assert split.counts() == one.counts() and kind in split.counts()
+    out, _ = split.redact(body)
+    sent = json.loads(out)
+    parts = sent["contents"][0]["parts"] if fmt == "gemini" else sent["messages"][0]["content"]
+    joined = "".join(p["text"] for p in parts)
+    assert value not in joined

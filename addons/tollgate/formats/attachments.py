@@ -82,3 +82,38 @@ def _objects(value: Any, path: Path) -> Iterator[tuple[dict[str, Any], Path]]:
 
 def text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+# Adjacent text parts of one message, which a model reads as one text: each run of them, as the
+# paths and values of their strings (a run of one is left out).
+TextRuns = list[list[tuple[Path, str]]]
+
+
+def text_runs(lists: Iterator[tuple[Path, Any]], text_of: Callable[[Any], str | None]) -> TextRuns:
+    """The runs of two or more adjacent text parts in each list of parts (`lists`: each with its
+    path); `text_of` gives a part's text, None for a part of another kind, which ends a run."""
+    runs: TextRuns = []
+    for path, parts in lists:
+        if not isinstance(parts, list) or len(parts) < 2:
+            continue
+        run: list[tuple[Path, str]] = []
+        for i, part in enumerate(parts):
+            value = text_of(part)
+            if value is None:
+                if len(run) > 1:
+                    runs.append(run)
+                run = []
+            else:
+                run.append(((*path, i, "text"), value))
+        if len(run) > 1:
+            runs.append(run)
+    return runs
+
+
+def items(data: dict[str, Any], key: str, content: str) -> Iterator[tuple[Path, Any]]:
+    """Each `data[key][i][content]` (each message's content), with its path."""
+    values = data.get(key)
+    if isinstance(values, list):
+        for i, value in enumerate(values):
+            if isinstance(value, dict):
+                yield (key, i, content), value.get(content)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tollgate.formats.attachments import Attachments
+from tollgate.formats.attachments import Attachments, TextRuns
 from tollgate.formats.chat import ChatFormat
 from tollgate.formats.refusals import Refusal
 from tollgate.formats.request_facts import Classification
@@ -43,6 +43,10 @@ def as_reported(usage: Usage) -> Usage:
 
 def no_attachments(data: dict[str, Any]) -> Attachments:
     return Attachments()
+
+
+def no_text_runs(data: dict[str, Any]) -> TextRuns:
+    return []
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,9 @@ class WireFormat:
     attachments: Callable[[dict[str, Any]], Attachments] = no_attachments
     """What a request body's JSON carries besides its text: documents inline and what Tollgate
     cannot read (`formats/attachments.py`)."""
+    text_runs: Callable[[dict[str, Any]], TextRuns] = no_text_runs
+    """The runs of adjacent text parts of one message in a request body's JSON, which a model reads
+    joined (`formats/attachments.py`)."""
     attachment_markers: tuple[bytes, ...] = ()
     """What a body must hold for `attachments` to find anything (keys and types as JSON writes
     them): a body without any is not walked."""

@@ -5,9 +5,21 @@ in messages, tool results and a batch's requests alike."""
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any
 
-from tollgate.formats.attachments import FILE_REFERENCE, IMAGE, Attachments, Inline, Path, text, walk
+from tollgate.formats.attachments import (
+    FILE_REFERENCE,
+    IMAGE,
+    Attachments,
+    Inline,
+    Path,
+    TextRuns,
+    items,
+    text,
+    text_runs,
+    walk,
+)
 
 MARKERS = (b'"document"', b'"image"', b'"container_upload"')
 
@@ -32,3 +44,12 @@ def visit(obj: dict[str, Any], path: Path, found: Attachments) -> None:
 def attachments(data: dict[str, Any]) -> Attachments:
     """What the body carries besides its text."""
     return walk(data, visit)
+
+
+def _text(part: Any) -> str | None:
+    return text(part.get("text")) if isinstance(part, dict) and part.get("type") == "text" else None
+
+
+def runs(data: dict[str, Any]) -> TextRuns:
+    """Adjacent text blocks of a message's content, and of the system prompt."""
+    return text_runs(chain(items(data, "messages", "content"), [(("system",), data.get("system"))]), _text)

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any
 
 from tollgate.formats.attachments import (
@@ -14,7 +15,10 @@ from tollgate.formats.attachments import (
     Attachments,
     Inline,
     Path,
+    TextRuns,
+    items,
     text,
+    text_runs,
     walk,
 )
 
@@ -54,3 +58,12 @@ def visit(obj: dict[str, Any], path: Path, found: Attachments) -> None:
 def attachments(data: dict[str, Any]) -> Attachments:
     """What the body carries besides its text."""
     return walk(data, visit)
+
+
+def _text(part: Any) -> str | None:
+    return text(part.get("text")) if isinstance(part, dict) else None
+
+
+def runs(data: dict[str, Any]) -> TextRuns:
+    """Adjacent text blocks of a message's content, and of the system prompt."""
+    return text_runs(chain(items(data, "messages", "content"), [(("system",), data.get("system"))]), _text)

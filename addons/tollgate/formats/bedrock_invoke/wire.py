@@ -11,7 +11,7 @@ from tollgate.formats.bedrock_converse.errors import refusal
 from tollgate.formats.bedrock_converse.stream import EventStreamReader
 from tollgate.formats.bedrock_converse.wire import is_aws_event_stream
 from tollgate.formats.bedrock_invoke.answer import header_usage, invoke_finish_reason
-from tollgate.formats.bedrock_invoke.attachments import MARKERS, attachments
+from tollgate.formats.bedrock_invoke.attachments import MARKERS, attachments, runs
 from tollgate.formats.bedrock_invoke.request import is_claude
 from tollgate.formats.bedrock_invoke.stream import AgentTraceReader
 from tollgate.formats.json_codec import parse_json
@@ -57,6 +57,7 @@ WIRE = WireFormat(
     conversation=conversation,
     attachments=attachments,
     attachment_markers=MARKERS,
+    text_runs=runs,
 )
 
 # The agent runtime's operations that run an agent report its model calls' usage in their traces

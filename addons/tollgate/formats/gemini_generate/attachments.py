@@ -4,9 +4,20 @@ a `fileUri`, a reference), under either spelling as Gemini reads them."""
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any
 
-from tollgate.formats.attachments import FILE_REFERENCE, Attachments, Inline, Path, text, walk
+from tollgate.formats.attachments import (
+    FILE_REFERENCE,
+    Attachments,
+    Inline,
+    Path,
+    TextRuns,
+    items,
+    text,
+    text_runs,
+    walk,
+)
 
 MARKERS = (b'inlineData"', b'inline_data"', b'fileData"', b'file_data"')
 
@@ -28,3 +39,17 @@ def _visit(obj: dict[str, Any], path: Path, found: Attachments) -> None:
 def attachments(data: dict[str, Any]) -> Attachments:
     """What the body carries besides its text."""
     return walk(data, _visit)
+
+
+def _text(part: Any) -> str | None:
+    return text(part.get("text")) if isinstance(part, dict) and not part.get("thought") else None
+
+
+def runs(data: dict[str, Any]) -> TextRuns:
+    """Adjacent text parts of a content's parts, and of the system instruction's."""
+    system = [
+        ((key, "parts"), data[key].get("parts"))
+        for key in ("systemInstruction", "system_instruction")
+        if isinstance(data.get(key), dict)
+    ]
+    return text_runs(chain(items(data, "contents", "parts"), system), _text)

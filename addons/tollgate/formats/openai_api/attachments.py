@@ -5,6 +5,7 @@ items; a batch's `input_file_id`."""
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any
 
 from tollgate.formats.attachments import (
@@ -15,7 +16,10 @@ from tollgate.formats.attachments import (
     Attachments,
     Inline,
     Path,
+    TextRuns,
+    items,
     text,
+    text_runs,
     walk,
 )
 
@@ -48,3 +52,14 @@ def _visit(obj: dict[str, Any], path: Path, found: Attachments) -> None:
 def attachments(data: dict[str, Any]) -> Attachments:
     """What the body carries besides its text."""
     return walk(data, _visit)
+
+
+def _text(part: Any) -> str | None:
+    if isinstance(part, dict) and part.get("type") in ("text", "input_text", "output_text"):
+        return text(part.get("text"))
+    return None
+
+
+def runs(data: dict[str, Any]) -> TextRuns:
+    """Adjacent text parts of a chat message's or a Responses input item's content."""
+    return text_runs(chain(items(data, "messages", "content"), items(data, "input", "content")), _text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tollgate.formats import OPENAI_API, OPENAI_CHAT
 from tollgate.formats.openai_api.answers import CHAT, streamed_usage, usage
-from tollgate.formats.openai_api.attachments import MARKERS, attachments
+from tollgate.formats.openai_api.attachments import MARKERS, attachments, runs
 from tollgate.formats.openai_chat import ask_for_usage
 from tollgate.formats.openai_chat.answer import reasoning_beside_completion
 from tollgate.formats.openai_chat.errors import refusal
@@ -32,4 +32,5 @@ WIRE = WireFormat(
     with_reasoning=reasoning_beside_completion,
     attachments=attachments,
     attachment_markers=MARKERS,
+    text_runs=runs,
 )

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
+from tollgate.formats.attachments import TextRuns
 from tollgate.formats.json_paths import string_spans
 from tollgate.formats.registry import WIRE_FORMATS
-from tollgate.governance.guardrails import detectors, text
+from tollgate.governance.guardrails import detectors, joined, text
 from tollgate.governance.guardrails.documents import Document
 from tollgate.governance.guardrails.engine import Engine, Found
 from tollgate.governance.guardrails.settings import STRENGTH, GuardrailRule
@@ -37,6 +38,8 @@ class Finding:
     end: int
     action: str
     document: int | None = None
+    # Its other pieces, where it is split across adjacent text parts (`joined.py`): each redacted.
+    also: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +65,29 @@ class Scan:
         """The kinds and counts a refusal names."""
         return dict(Counter(f.kind for f in self.findings if f.action == "deny"))
 
+    def found_in(self, body: bytes, path: tuple[str | int, ...]) -> str | None:
+        """The kind of the first finding in the string at `path` of a JSON body (its `model`), or
+        None: a name that holds a secret is recorded as its placeholder, never as it is."""
+        located = string_spans(body, (path,)) if self.findings else {}
+        if path not in located:
+            return None
+        start, end = located[path]
+        for f in self.findings:
+            if f.document is None and any(start < e and s < end for s, e in ((f.start, f.end), *f.also)):
+                return f.kind
+        return None
+
     def redact(self, body: bytes) -> tuple[bytes, int]:
         """`body` with every finding whose action is redact replaced by `[REDACTED:<kind>]`, and the
         number of replacements (overlapping findings make one). A document with such findings is
         written anew in its string, redacted and encoded as it came; the rest of the body is left
         as it is. ValueError when a document's string cannot be found in the body."""
-        spans = [(f.start, f.end, f.kind) for f in self.findings if f.action == "redact" and f.document is None]
+        spans = [
+            (s, e, f.kind)
+            for f in self.findings
+            if f.action == "redact" and f.document is None
+            for s, e in ((f.start, f.end), *f.also)
+        ]
         in_documents: dict[int, list[tuple[int, int, str]]] = {}
         for f in self.findings:
             if f.action == "redact" and f.document is not None:
@@ -164,11 +184,12 @@ class Guardrails:
         groups: tuple[str, ...],
         is_json: bool = True,
         documents: Sequence[Document] = (),
+        runs: TextRuns | None = None,
     ) -> Scan:
-        """What the rules matching this call (and `tollgate_keys`) find in its body and in the
-        documents read of it (`documents.read`)."""
+        """What the rules matching this call (and `tollgate_keys`) find in its body, in the documents
+        read of it (`documents.read`) and in the joins of its adjacent text parts (`runs`)."""
         applying = [r for r in self.rules if matches(r.rule.match, provider, model, client, groups)]
-        return self._scan(body, applying, is_json, tuple(documents))
+        return self._scan(body, applying, is_json, tuple(documents), runs)
 
     def unread(self, provider: str, model: str | None, client: str | None, groups: tuple[str, ...]) -> str:
         """What a call whose content cannot be read does (an upload streamed unread, a stored
@@ -178,15 +199,24 @@ class Guardrails:
 
     def scan_all(self, body: bytes, is_json: bool = True) -> Scan:
         """What every rule, whatever its match, and `tollgate_keys` find (`tollgate scan`)."""
-        return self._scan(body, list(self.rules), is_json, ())
+        return self._scan(body, list(self.rules), is_json, (), None)
 
-    def _scan(self, body: bytes, applying: list[_Compiled], is_json: bool, documents: tuple[Document, ...]) -> Scan:
+    def _scan(
+        self,
+        body: bytes,
+        applying: list[_Compiled],
+        is_json: bool,
+        documents: tuple[Document, ...],
+        runs: TextRuns | None,
+    ) -> Scan:
         unread: Literal["deny", "allow"] = "deny" if any(r.rule.unread == "deny" for r in applying) else "allow"
         engine = self._all if applying else self._keys
         if not engine.detectors:  # no rules apply and Tollgate holds no key: nothing to look for
             return Scan((), unread, documents)
         read, found, marked = engine.scan_marked(body, is_json)
         findings = self._found(read, found, is_json, applying, None)
+        if runs:
+            findings = _joined(engine, body, runs, findings, _actions(applying))
         for i, document in enumerate(documents):
             read, found = engine.scan(document.text, document.is_json)
             findings += self._found(read, found, document.is_json, applying, i)
@@ -198,11 +228,7 @@ class Guardrails:
         body = read.body
         if not found:
             return []
-        action: dict[str, str] = {detectors.OWN_KEYS: "deny"}
-        for rule in applying:
-            for kind in rule.kinds:
-                if STRENGTH[rule.rule.action] > STRENGTH.get(action.get(kind, ""), -1):
-                    action[kind] = rule.rule.action
+        action = _actions(applying)
         findings = []
         for kind, s, e in _once(found):
             if kind in action:
@@ -211,6 +237,50 @@ class Guardrails:
                     findings.append(Finding(kind, start, end, action[kind], document))
         findings.sort(key=lambda f: (f.start, f.end, f.kind))
         return findings
+
+
+def _actions(applying: list[_Compiled]) -> dict[str, str]:
+    """Each kind's action: the strongest of the rules that name it."""
+    action: dict[str, str] = {detectors.OWN_KEYS: "deny"}
+    for rule in applying:
+        for kind in rule.kinds:
+            if STRENGTH[rule.rule.action] > STRENGTH.get(action.get(kind, ""), -1):
+                action[kind] = rule.rule.action
+    return action
+
+
+def _joined(
+    engine: Engine, body: bytes, runs: TextRuns, findings: list[Finding], action: dict[str, str]
+) -> list[Finding]:
+    """`findings` with what the joins of adjacent text parts hold that the body's scan did not find:
+    a match split across two parts (which replaces a piece of it the body's scan found) or one
+    beside a join that only the join shows."""
+    data, found_joins = joined.joins(runs)
+    if not found_joins:
+        return findings
+    _, matches = engine.scan(data, False)
+    if not matches:  # most bodies
+        return findings
+    starts = [j.at for j in found_joins]
+    for kind, s, e in _once(matches):
+        pieces = joined.pieces(data, starts, found_joins, s, e) if kind in action else None
+        spans = joined.body_spans(body, pieces) if pieces else None
+        if spans is None:
+            continue
+        (start, end), *more = list(spans)
+        covered = [
+            f
+            for f in findings
+            if f.kind == kind
+            and f.document is None
+            and any(f.start < b and a < f.end for a, b in ((start, end), *more))
+        ]
+        if covered and not more:
+            continue  # the body's scan found it
+        findings = [f for f in findings if f not in covered]
+        findings.append(Finding(kind, start, end, action[kind], None, tuple(more)))
+    findings.sort(key=lambda f: (f.start, f.end, f.kind))
+    return findings
 
 
 # Every wire format's markers: the one pass over a body says whether any may be worth walking.

@@ -17,6 +17,7 @@ from tollgate.formats.refusals import CONTENT_DENIED
 from tollgate.formats.registry import WIRE_FORMATS
 from tollgate.governance.guardrails import documents
 from tollgate.governance.guardrails.rules import Scan
+from tollgate.governance.guardrails.text import PLACEHOLDER
 from tollgate.governance.mcp import McpExchange
 from tollgate.proxy.flows import refuse, refuse_mcp, write_raw_body
 from tollgate.proxy.state import Shared
@@ -54,7 +55,10 @@ class Guard:
         body = (flow.request.content if encoded else flow.request.data.content) or b""
         if body and call.request.body is None:
             return  # not JSON (a multipart form's file): not read, as a replacement could break it
-        scan = guardrails.scan(body, target.provider, call.target_model, who.client, who.groups)
+        # Adjacent text parts of a message are read joined too, as the model reads them.
+        wire = WIRE_FORMATS.get(c.wire_format)
+        runs = wire.text_runs(call.request.body) if wire is not None and call.request.body else []
+        scan = guardrails.scan(body, target.provider, call.target_model, who.client, who.groups, runs=runs)
         if scan.may_attach:  # it may hold documents or content by reference: see what the format finds
             attached = self._attachments(flow, call, body, scan)
             if attached is None:
@@ -64,6 +68,10 @@ class Guard:
             call.request.findings, call.request.redacted = {}, 0
             return
         call.request.findings, call.request.finding_actions = scan.counts(), _by_action(scan)
+        model_kind = scan.found_in(body, ("model",)) if c.model is not None else None
+        if model_kind is not None:  # its model names a secret: the audit, metrics and traces name its kind
+            c.model = PLACEHOLDER.format(kind=model_kind)
+            call.classified(c)
         if scan.denied:
             denied = ", ".join(f"{kind} ({n})" for kind, n in sorted(scan.denied_counts().items()))
             refuse(flow, call, CONTENT_DENIED, f"Tollgate refused this call: its content holds {denied}.")
@@ -90,8 +98,9 @@ class Guard:
             return scan
         read, not_read = documents.read(wire.attachments(call.request.body))
         if read:
+            runs = wire.text_runs(call.request.body)
             scan = guardrails.scan(
-                body, call.route.target.provider, call.target_model, who.client, who.groups, documents=read
+                body, call.route.target.provider, call.target_model, who.client, who.groups, documents=read, runs=runs
             )
         if not_read:
             c.facts.unread += tuple(what for what in not_read if what not in c.facts.unread)
