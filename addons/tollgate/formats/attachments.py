@@ -94,17 +94,17 @@ def text_runs(lists: Iterator[tuple[Path, Any]], text_of: Callable[[Any], str | 
     path); `text_of` gives a part's text, None for a part of another kind, which ends a run."""
     runs: TextRuns = []
     for path, parts in lists:
-        if not isinstance(parts, list) or len(parts) < 2:
+        if type(parts) is not list or len(parts) < 2:
             continue
         run: list[tuple[Path, str]] = []
         for i, part in enumerate(parts):
             value = text_of(part)
-            if value is None:
-                if len(run) > 1:
-                    runs.append(run)
-                run = []
-            else:
+            if value is not None:
                 run.append(((*path, i, "text"), value))
+                continue
+            if len(run) > 1:
+                runs.append(run)
+            run = []
         if len(run) > 1:
             runs.append(run)
     return runs

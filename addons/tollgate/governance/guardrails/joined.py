@@ -8,11 +8,10 @@ there that the body's own scan found already is not counted twice. Plain Python.
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from tollgate.formats.attachments import Path, TextRuns
 from tollgate.formats.json_paths import string_spans
@@ -20,14 +19,13 @@ from tollgate.formats.json_paths import string_spans
 WINDOW = 256  # characters of each part beside a join: more than any token detector's match
 _PEM_REACH = 16600  # a PEM key's match at most (detectors.py)
 # Between two joins: no detector's match holds a NUL, so none reads across.
-_SEPARATOR = b"\x00"
+_SEPARATOR = "\x00"
 
 
-@dataclass(frozen=True, slots=True)
-class Join:
-    """Where two adjacent parts meet in the text read: the end of `first` from character `first_at`
-    on, then the start of `second` (`second_chars` characters), at `at` in the text read, the
-    second part from byte `boundary`."""
+class Join(NamedTuple):
+    """Where two adjacent parts meet in the text read: the end of `first` from its character
+    `first_at` on, then the start of `second`, at bytes [`at`, `end`) of the text read, the second
+    part's from byte `boundary`."""
 
     first: Path
     second: Path
@@ -35,34 +33,40 @@ class Join:
     at: int
     boundary: int
     end: int
-    first_text: str
-    second_text: str
 
 
 def joins(runs: TextRuns) -> tuple[bytes, list[Join]]:
     """The text the joins are read in, and each join's place in it."""
-    pieces: list[bytes] = []
+    texts: list[str] = []
     found: list[Join] = []
     at = 0
     for run in runs:
         for (first, a), (second, b) in itertools.pairwise(run):
-            start, stop = max(0, len(a) - WINDOW), min(len(b), WINDOW)
-            # A PEM key begun in the first part (its `-----BEGIN` there, or split by the join) and
-            # not ended there: the join reads from its beginning to its end in the next part.
-            reach = max(0, len(a) - _PEM_REACH)
-            probe = a[reach:] + b[:16]
-            begin = probe.rfind("-----BEGIN")
-            if -1 < begin < len(a) - reach and "-----END" not in probe[begin:]:
-                start = min(start, reach + begin)
-                end = b.find("-----END")
-                stop = min(len(b), max(stop, end + 64 if end != -1 else _PEM_REACH))
-            tail, head = a[start:].encode("utf-8", "surrogatepass"), b[:stop].encode("utf-8", "surrogatepass")
-            if not tail or not head:
+            if not a or not b:
                 continue
-            pieces += [tail, head, _SEPARATOR]
-            found.append(Join(first, second, start, at, at + len(tail), at + len(tail) + len(head), a, b))
-            at += len(tail) + len(head) + len(_SEPARATOR)
-    return b"".join(pieces), found
+            start, stop = max(0, len(a) - WINDOW), WINDOW
+            if "-----" in a or "BEGIN" in b[:16]:  # a PEM key's armour (or its half) near: see below
+                start, stop = _pem_reach(a, b, start, stop)
+            tail, head = a[start:], b[:stop]
+            tail_size = len(tail) if tail.isascii() else len(tail.encode("utf-8", "surrogatepass"))
+            head_size = len(head) if head.isascii() else len(head.encode("utf-8", "surrogatepass"))
+            texts += (tail, head, _SEPARATOR)
+            found.append(Join(first, second, start, at, at + tail_size, at + tail_size + head_size))
+            at += tail_size + head_size + len(_SEPARATOR)
+    return "".join(texts).encode("utf-8", "surrogatepass"), found
+
+
+def _pem_reach(a: str, b: str, start: int, stop: int) -> tuple[int, int]:
+    """A PEM key begun in the first part (its `-----BEGIN` there, or split by the join) and not
+    ended there: the join reads from its beginning to its end in the next part."""
+    begin = a.rfind("-----BEGIN", max(0, len(a) - _PEM_REACH))
+    split = (a[-9:] + b[:9]).find("-----BEGIN")
+    if -1 < split < min(9, len(a)):  # `-----BEGIN` itself split by the join
+        begin = len(a) - min(9, len(a)) + split
+    if begin == -1 or a.find("-----END", begin) != -1:
+        return start, stop
+    end = b.find("-----END")
+    return min(start, begin), max(stop, end + 64 if end != -1 else _PEM_REACH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,14 +78,8 @@ class Piece:
     end: int
 
 
-def pieces(data: bytes, at: list[int], found: list[Join], start: int, end: int) -> list[Piece] | None:
-    """A match of the joined text as its pieces in the parts; None for one outside any join."""
-    i = bisect.bisect_right(at, start) - 1
-    if i < 0:
-        return None
-    join = found[i]
-    if end > join.end:
-        return None
+def pieces(data: bytes, join: Join, start: int, end: int) -> list[Piece]:
+    """A match of a join's text as its pieces in the two parts."""
     out: list[Piece] = []
     if start < join.boundary:
         s = join.first_at + _chars(data[join.at : start])
@@ -98,18 +96,24 @@ def _chars(data: bytes) -> int:
     return len(data.decode("utf-8", "surrogatepass"))
 
 
-def body_spans(body: bytes, pieces: list[Piece]) -> Iterator[tuple[int, int]] | None:
-    """Each piece as the span of the body its characters are written in (whole escapes); None when
-    a part's string cannot be found where its path says."""
-    located = string_spans(body, {p.path for p in pieces})
-    spans: list[tuple[int, int]] = []
-    for piece in pieces:
-        if piece.path not in located:
-            return None
-        s, e = located[piece.path]
-        offsets = _offsets(body, s + 1, e - 1)
-        spans.append((offsets[piece.start], offsets[piece.end]))
-    return iter(spans)
+def body_spans(body: bytes, matches: list[list[Piece]]) -> list[list[tuple[int, int]]] | None:
+    """Each match's pieces as the spans of the body their characters are written in (whole
+    escapes), the body read once for all; None when a part's string is not where its path says."""
+    located = string_spans(body, {p.path for pieces in matches for p in pieces})
+    offsets: dict[Path, list[int]] = {}
+    out: list[list[tuple[int, int]]] = []
+    for pieces in matches:
+        spans = []
+        for piece in pieces:
+            if piece.path not in located:
+                return None
+            if piece.path not in offsets:
+                s, e = located[piece.path]
+                offsets[piece.path] = _offsets(body, s + 1, e - 1)
+            at = offsets[piece.path]
+            spans.append((at[piece.start], at[piece.end]))
+        out.append(spans)
+    return out
 
 
 # One character of a JSON string as written: a surrogate pair's escape, an escape, or a UTF-8 character.

@@ -6,6 +6,7 @@ the findings to redact replaced. Plain Python, knowing nothing of mitmproxy."""
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -253,8 +254,10 @@ def _joined(
     engine: Engine, body: bytes, runs: TextRuns, findings: list[Finding], action: dict[str, str]
 ) -> list[Finding]:
     """`findings` with what the joins of adjacent text parts hold that the body's scan did not find:
-    a match split across two parts (which replaces a piece of it the body's scan found) or one
-    beside a join that only the join shows."""
+    a match split across two parts (which replaces a piece of it the body's scan found), or one
+    beside a join (a pair's half, found by its partner across the join) of a kind the body's scan
+    did not find. A match of a kind found already in one part is the body's own: the body is read
+    again only for a new finding (rare), to map its pieces back."""
     data, found_joins = joined.joins(runs)
     if not found_joins:
         return findings
@@ -262,18 +265,22 @@ def _joined(
     if not matches:  # most bodies
         return findings
     starts = [j.at for j in found_joins]
+    seen = {f.kind for f in findings}
+    kinds: list[str] = []
+    new: list[list[joined.Piece]] = []
     for kind, s, e in _once(matches):
-        pieces = joined.pieces(data, starts, found_joins, s, e) if kind in action else None
-        spans = joined.body_spans(body, pieces) if pieces else None
-        if spans is None:
+        join = found_joins[bisect.bisect_right(starts, s) - 1]
+        if kind not in action or e > join.end or (kind in seen and not s < join.boundary < e):
             continue
-        (start, end), *more = list(spans)
+        kinds.append(kind)
+        new.append(joined.pieces(data, join, s, e))
+    located = joined.body_spans(body, new) if new else None
+    for kind, spans in zip(kinds, located or (), strict=False):
+        (start, end), *more = spans
         covered = [
             f
             for f in findings
-            if f.kind == kind
-            and f.document is None
-            and any(f.start < b and a < f.end for a, b in ((start, end), *more))
+            if f.kind == kind and f.document is None and any(f.start < b and a < f.end for a, b in spans)
         ]
         if covered and not more:
             continue  # the body's scan found it
