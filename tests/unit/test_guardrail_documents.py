@@ -429,3 +429,16 @@ def test_a_secret_split_anywhere_between_two_parts_is_found_as_it_is_whole(kind,
     parts = sent["contents"][0]["parts"] if fmt == "gemini" else sent["messages"][0]["content"]
     joined = "".join(p["text"] for p in parts)
     assert value not in joined
+
+
+# ---- a model name that holds a secret
+
+
+def test_a_finding_in_the_model_is_named_by_its_kind():
+    guardrails = Guardrails([GuardrailRule(detect=["secrets"], action="audit")])
+    body = json.dumps({"model": f"gpt-{GITHUB}", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    assert guardrails.scan(body, "openai", None, None, ()).found_in(body, ("model",)) == "secrets.github_token"
+    clean = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": GITHUB}]}).encode()
+    scan = guardrails.scan(clean, "openai", None, None, ())
+    assert scan.counts() == {"secrets.github_token": 1}
+    assert scan.found_in(clean, ("model",)) is None
