@@ -442,3 +442,23 @@ def test_a_finding_in_the_model_is_named_by_its_kind():
     scan = guardrails.scan(clean, "openai", None, None, ())
     assert scan.counts() == {"secrets.github_token": 1}
     assert scan.found_in(clean, ("model",)) is None
+
+
+def test_tollgates_own_key_in_a_document_is_denied_without_rules():
+    own = "sk-real-tollgate-key-" + "0123456789abcdef"
+    value = base64.b64encode(f"OPENAI_API_KEY={own}\n".encode()).decode()
+    body = json.dumps(user({"type": "file", "file": {"file_data": value, "filename": "a.env"}})).encode()
+    guardrails = Guardrails(own_keys=[own])
+    assert guardrails.scan(body, "openai", None, None, ()).may_attach
+    docs, _ = documents.read(openai(read_request_json(body)))
+    assert guardrails.scan(body, "openai", None, None, (), documents=docs).denied_counts() == {"tollgate_keys": 1}
+
+
+def test_a_document_whose_string_is_not_where_its_path_says_is_not_written_back():
+    body = json.dumps(user({"type": "file", "file": {"file_data": B64, "filename": "a.env"}})).encode()
+    (doc,), _ = documents.read(openai(read_request_json(body)))
+    moved = documents.Document(("messages", 0, "content", 9, "file", "file_data"), doc.text)
+    scan = redacting().scan(body, "openai", None, None, (), documents=[moved])
+    assert scan.counts()
+    with pytest.raises(ValueError):
+        scan.redact(body)
