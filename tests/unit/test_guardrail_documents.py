@@ -462,3 +462,45 @@ def test_a_document_whose_string_is_not_where_its_path_says_is_not_written_back(
     assert scan.counts()
     with pytest.raises(ValueError):
         scan.redact(body)
+
+
+def test_consecutive_messages_of_one_speaker_are_joined_and_of_two_are_not():
+    first, second = f"my key is {samples.AWS_KEY_ID[:9]}", f"{samples.AWS_KEY_ID[9:]} and that is all"
+    guardrails = redacting()
+    for roles, found in ((("user", "user"), {"secrets.aws_access_key_id": 1}), (("user", "assistant"), {})):
+        data = {
+            "messages": [
+                {"role": roles[0], "content": first},
+                {"role": roles[1], "content": [{"type": "text", "text": second}]},
+            ]
+        }
+        body = json.dumps(data).encode()
+        scan = guardrails.scan(body, "anthropic", None, None, (), runs=anthropic_runs(read_request_json(body)))
+        assert scan.counts() == found
+        if found:
+            out, replaced = scan.redact(body)
+            sent = json.loads(out)["messages"]
+            assert (sent[0]["content"], sent[1]["content"][0]["text"], replaced) == (
+                "my key is [REDACTED:secrets.aws_access_key_id]",
+                "[REDACTED:secrets.aws_access_key_id] and that is all",
+                2,
+            )
+
+
+def test_runs_end_at_a_part_of_another_kind_and_at_another_speaker():
+    data = {
+        "system": [{"type": "text", "text": "s1"}, {"type": "text", "text": "s2"}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "a"},
+                    {"type": "image", "source": {}},
+                    {"type": "text", "text": "b"},
+                ],
+            },
+            {"role": "user", "content": "c"},
+            {"role": "assistant", "content": "d"},
+        ],
+    }
+    assert [[value for _, value in run] for run in anthropic_runs(data)] == [["b", "c"], ["s1", "s2"]]

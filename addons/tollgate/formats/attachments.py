@@ -8,7 +8,7 @@ The names of what Tollgate cannot read, as the policy's and the audit's `unread`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,20 +84,31 @@ def text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-# Adjacent text parts of one message, which a model reads as one text: each run of them, as the
+# Adjacent text parts, which a model reads as one text: those of one message, and the last of one
+# message with the first of the next where both are the same speaker's (consecutive user messages,
+# which Anthropic's API merges into one turn; parallel tool results). Each run of them, as the
 # paths and values of their strings (a run of one is left out).
 TextRuns = list[list[tuple[Path, str]]]
+# A message: where its content is, the content (a string, or a list of parts) and its speaker.
+Message = tuple[Path, Any, Any]
 
 
-def text_runs(lists: Iterator[tuple[Path, Any]], text_of: Callable[[Any], str | None]) -> TextRuns:
-    """The runs of two or more adjacent text parts in each list of parts (`lists`: each with its
-    path); `text_of` gives a part's text, None for a part of another kind, which ends a run."""
+def text_runs(messages: Iterable[Message], text_of: Callable[[Any], str | None]) -> TextRuns:
+    """The runs of two or more adjacent text parts in `messages`; `text_of` gives a part's text,
+    None for a part of another kind, which ends a run, as another speaker does."""
     runs: TextRuns = []
-    for path, parts in lists:
-        if type(parts) is not list or len(parts) < 2:
+    run: list[tuple[Path, str]] = []
+    speaker: Any = None
+    for path, content, who in messages:
+        if who != speaker:
+            if len(run) > 1:
+                runs.append(run)
+            run, speaker = [], who
+        if type(content) is str:
+            run.append((path, content))
             continue
-        run: list[tuple[Path, str]] = []
-        for i, part in enumerate(parts):
+        # Not a list of parts: no text, and the run ends.
+        for i, part in enumerate(content if type(content) is list else (None,)):
             value = text_of(part)
             if value is not None:
                 run.append(((*path, i, "text"), value))
@@ -105,15 +116,15 @@ def text_runs(lists: Iterator[tuple[Path, Any]], text_of: Callable[[Any], str | 
             if len(run) > 1:
                 runs.append(run)
             run = []
-        if len(run) > 1:
-            runs.append(run)
+    if len(run) > 1:
+        runs.append(run)
     return runs
 
 
-def items(data: dict[str, Any], key: str, content: str) -> Iterator[tuple[Path, Any]]:
-    """Each `data[key][i][content]` (each message's content), with its path."""
+def items(data: dict[str, Any], key: str, content: str) -> Iterator[Message]:
+    """Each message of `data[key]`: the path of its `content`, the content and its `role`."""
     values = data.get(key)
     if isinstance(values, list):
         for i, value in enumerate(values):
             if isinstance(value, dict):
-                yield (key, i, content), value.get(content)
+                yield (key, i, content), value.get(content), value.get("role")

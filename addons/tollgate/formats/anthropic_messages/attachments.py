@@ -51,5 +51,5 @@ def _text(part: Any) -> str | None:
 
 
 def runs(data: dict[str, Any]) -> TextRuns:
-    """Adjacent text blocks of a message's content, and of the system prompt."""
-    return text_runs(chain(items(data, "messages", "content"), [(("system",), data.get("system"))]), _text)
+    """Adjacent text blocks of messages' content, and of the system prompt."""
+    return text_runs(chain(items(data, "messages", "content"), [(("system",), data.get("system"), "system")]), _text)

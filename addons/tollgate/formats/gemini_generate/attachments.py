@@ -46,9 +46,9 @@ def _text(part: Any) -> str | None:
 
 
 def runs(data: dict[str, Any]) -> TextRuns:
-    """Adjacent text parts of a content's parts, and of the system instruction's."""
+    """Adjacent text parts of contents' parts, and of the system instruction's."""
     system = [
-        ((key, "parts"), data[key].get("parts"))
+        ((key, "parts"), data[key].get("parts"), "system")
         for key in ("systemInstruction", "system_instruction")
         if isinstance(data.get(key), dict)
     ]

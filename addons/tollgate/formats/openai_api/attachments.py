@@ -61,5 +61,5 @@ def _text(part: Any) -> str | None:
 
 
 def runs(data: dict[str, Any]) -> TextRuns:
-    """Adjacent text parts of a chat message's or a Responses input item's content."""
+    """Adjacent text parts of chat messages' or Responses input items' content."""
     return text_runs(chain(items(data, "messages", "content"), items(data, "input", "content")), _text)

@@ -45,7 +45,8 @@ def joins(runs: TextRuns) -> tuple[bytes, list[Join]]:
             if not a or not b:
                 continue
             start, stop = max(0, len(a) - WINDOW), WINDOW
-            if "-----" in a or "BEGIN" in b[:16]:  # a PEM key's armour (or its half) near: see below
+            if a.find("-----", max(0, len(a) - _PEM_REACH)) != -1 or b.find("BEGIN", 0, 16) != -1:
+                # a PEM key's armour (or half of it) near the join: see below
                 start, stop = _pem_reach(a, b, start, stop)
             tail, head = a[start:], b[:stop]
             tail_size = len(tail) if tail.isascii() else len(tail.encode("utf-8", "surrogatepass"))
