@@ -12,6 +12,7 @@ from collections import Counter
 from mitmproxy import http
 
 from tollgate.call import Call
+from tollgate.formats.attachments import Attachments, TextRuns
 from tollgate.formats.json_codec import read_request_json
 from tollgate.formats.refusals import CONTENT_DENIED
 from tollgate.formats.registry import WIRE_FORMATS
@@ -56,11 +57,11 @@ class Guard:
         if body and call.request.body is None:
             return  # not JSON (a multipart form's file): not read, as a replacement could break it
         # Adjacent text parts of a message are read joined too, as the model reads them.
-        wire = WIRE_FORMATS.get(c.wire_format)
-        runs = wire.text_runs(call.request.body) if wire is not None and call.request.body else []
+        wire, data = WIRE_FORMATS.get(c.wire_format), call.request.body
+        runs = wire.text_runs(data) if wire is not None and data else []
         scan = guardrails.scan(body, target.provider, call.target_model, who.client, who.groups, runs=runs)
-        if scan.may_attach:  # it may hold documents or content by reference: see what the format finds
-            attached = self._attachments(flow, call, body, scan)
+        if scan.may_attach and wire is not None and data:  # it may hold documents or content by reference
+            attached = self._attachments(flow, call, body, scan, wire.attachments(data), runs)
             if attached is None:
                 return
             scan = attached
@@ -88,17 +89,17 @@ class Guard:
             write_raw_body(flow.request, call, redacted)
             call.request.body = read_request_json(redacted)  # what the later steps read and write anew
 
-    def _attachments(self, flow: http.HTTPFlow, call: Call, body: bytes, scan: Scan) -> Scan | None:
-        """The body read again with the text documents it holds inline; what Tollgate cannot read
-        of it (an image, a PDF, a file by reference) named in `unread`, and refused where a rule says
-        `unread: deny`. None when refused."""
+    def _attachments(
+        self, flow: http.HTTPFlow, call: Call, body: bytes, scan: Scan, found: Attachments, runs: TextRuns
+    ) -> Scan | None:
+        """The body read again with the text documents it holds inline (`found`); what Tollgate
+        cannot read of it (an image, a PDF, a file by reference) named in `unread`, and refused where
+        a rule says `unread: deny`. None when refused."""
         c, who, guardrails = call.classification, call.caller, call.loaded.guardrails
-        wire = WIRE_FORMATS.get(c.wire_format)
-        if wire is None or guardrails is None or call.request.body is None:
+        if guardrails is None:
             return scan
-        read, not_read = documents.read(wire.attachments(call.request.body))
+        read, not_read = documents.read(found)
         if read:
-            runs = wire.text_runs(call.request.body)
             scan = guardrails.scan(
                 body, call.route.target.provider, call.target_model, who.client, who.groups, documents=read, runs=runs
             )
