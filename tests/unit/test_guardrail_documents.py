@@ -101,9 +101,10 @@ def test_openai_responses_input_files_in_a_tool_output_and_a_batch():
     ],
 )
 @pytest.mark.parametrize("with_rules", [True, False])
-def test_the_one_pass_says_whether_a_body_is_worth_walking(body, may_attach, with_rules):
+@pytest.mark.parametrize("use_hyperscan", [True, False])
+def test_the_one_pass_says_whether_a_body_is_worth_walking(body, may_attach, with_rules, use_hyperscan):
     rules = [GuardrailRule(detect=["secrets"], action="audit")] if with_rules else []
-    guardrails = Guardrails(rules, own_keys=["tg-own-key-000000001"])
+    guardrails = Guardrails(rules, own_keys=["tg-own-key-000000001"], use_hyperscan=use_hyperscan)
     assert guardrails.scan(body, "openai", "gpt-4o", None, ()).may_attach is may_attach
 
 
@@ -504,3 +505,22 @@ def test_runs_end_at_a_part_of_another_kind_and_at_another_speaker():
         ],
     }
     assert [[value for _, value in run] for run in anthropic_runs(data)] == [["b", "c"], ["s1", "s2"]]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(sorted(SPLIT)),
+    st.lists(st.integers(min_value=1), min_size=2, max_size=5),
+    st.sampled_from(["anthropic", "openai", "gemini"]),
+)
+def test_a_secret_cut_in_several_short_parts_is_found_once(kind, cuts, fmt):
+    secret, value = SPLIT[kind]
+    whole = f"note:\n{secret}\nend"
+    at = sorted({6 + c % (len(secret) - 1) for c in cuts})  # inside the secret
+    texts = [whole[a:b] for a, b in zip([0, *at], [*at, len(whole)], strict=True)]
+    body, split = scan_parts(texts, fmt)
+    assert split.counts() == {kind: 1}
+    out, _ = split.redact(body)
+    sent = json.loads(out)
+    parts = sent["contents"][0]["parts"] if fmt == "gemini" else sent["messages"][0]["content"]
+    assert value not in "".join(p["text"] for p in parts)

@@ -6,7 +6,6 @@ the findings to redact replaced. Plain Python, knowing nothing of mitmproxy."""
 
 from __future__ import annotations
 
-import bisect
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -258,22 +257,24 @@ def _joined(
     beside a join (a pair's half, found by its partner across the join) of a kind the body's scan
     did not find. A match of a kind found already in one part is the body's own: the body is read
     again only for a new finding (rare), to map its pieces back."""
-    data, found_joins = joined.joins(runs)
-    if not found_joins:
+    data, segments = joined.joins(runs)
+    if not segments:
         return findings
     _, matches = engine.scan(data, False)
     if not matches:  # most bodies
         return findings
-    starts = [j.at for j in found_joins]
+    starts = [segment.at for segment in segments]
     seen = {f.kind for f in findings}
     kinds: list[str] = []
     new: list[list[joined.Piece]] = []
     for kind, s, e in _once(matches):
-        join = found_joins[bisect.bisect_right(starts, s) - 1]
-        if kind not in action or e > join.end or (kind in seen and not s < join.boundary < e):
+        if kind not in action:
             continue
+        pieces = joined.pieces(data, segments, starts, s, e)
+        if not pieces or (kind in seen and len({p.path for p in pieces}) < 2):
+            continue  # of a kind found already, in one part: the body's own
         kinds.append(kind)
-        new.append(joined.pieces(data, join, s, e))
+        new.append(pieces)
     located = joined.body_spans(body, new) if new else None
     for kind, spans in zip(kinds, located or (), strict=False):
         (start, end), *more = spans
