@@ -141,6 +141,7 @@ def test_audit_record_values() -> None:
         "deny_reasons": [],
         "findings": None,
         "redacted": None,
+        "unread": [],
         "status": 200,
         "upstream": "https://api.openai.com",
         "upstream_key": fingerprint("sk-real-key-000000000000"),

@@ -59,6 +59,7 @@ def audit_record(call: Call) -> dict[str, Any]:
         "deny_reasons": list(call.verdict.deny_reasons),
         "findings": call.request.findings,
         "redacted": call.request.redacted,
+        "unread": list(c.unread + c.facts.unread),
         "status": a.status,
         "upstream": route.upstream,
         "upstream_key": a.upstream_key,
@@ -87,9 +88,9 @@ RECORD_FIELDS = (
     "event", "ts", "request_id", "client", "auth", "groups", "provider", "requested_provider", "endpoint",
     "upstream_endpoint", "method", "transport", "host", "path", "requested_model", "publisher", "model",
     "message_count", "has_system", "has_tools", "stream", "max_tokens", "decision", "deny_reasons", "findings",
-    "redacted", "status", "upstream", "upstream_key", "latency_ms", "ttfb_ms", "input_tokens", "output_tokens",
-    "total_tokens", "cached_tokens", "reasoning_tokens", "cache_write_tokens", "service_tier", "speed", "cost_usd",
-    "finish_reason", "error", "ledger_error", "rolled_up_messages", "rollup", "attempts",
+    "redacted", "unread", "status", "upstream", "upstream_key", "latency_ms", "ttfb_ms", "input_tokens",
+    "output_tokens", "total_tokens", "cached_tokens", "reasoning_tokens", "cache_write_tokens", "service_tier",
+    "speed", "cost_usd", "finish_reason", "error", "ledger_error", "rolled_up_messages", "rollup", "attempts",
 )  # fmt: skip
 
 # What is known of a call when it goes upstream, kept until its record is written (`InFlight`):
@@ -97,7 +98,7 @@ RECORD_FIELDS = (
 SENT_FIELDS = (
     "request_id", "client", "auth", "groups", "provider", "requested_provider", "endpoint", "method", "transport",
     "host", "path", "requested_model", "publisher", "model", "message_count", "has_system", "has_tools", "stream",
-    "max_tokens", "decision", "findings", "redacted", "upstream", "upstream_key",
+    "max_tokens", "decision", "findings", "redacted", "unread", "upstream", "upstream_key",
 )  # fmt: skip
 
 
@@ -112,8 +113,8 @@ def sent_record(call: Call) -> dict[str, Any]:
         "path": call.path, "requested_model": route.requested.model, "publisher": c.publisher,
         "model": call.target_model, "message_count": f.message_count, "has_system": f.has_system,
         "has_tools": f.has_tools, "stream": f.stream, "max_tokens": f.max_tokens, "decision": call.verdict.decision,
-        "findings": call.request.findings, "redacted": call.request.redacted, "upstream": route.upstream,
-        "upstream_key": call.answer.upstream_key,
+        "findings": call.request.findings, "redacted": call.request.redacted, "unread": list(c.unread + f.unread),
+        "upstream": route.upstream, "upstream_key": call.answer.upstream_key,
         "reserved_tokens": None if reserved is None else reserved.estimate.tokens,
     }  # fmt: skip
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from tollgate.formats import ANTHROPIC_MESSAGES, CLAUDE_ON_VERTEX, anthropic_messages
 from tollgate.formats.anthropic_messages import on_vertex
 from tollgate.formats.anthropic_messages.answer import messages_usage
+from tollgate.formats.anthropic_messages.attachments import MARKERS, attachments, runs
 from tollgate.formats.anthropic_messages.errors import refusal
 from tollgate.formats.anthropic_messages.stream import MessagesStreamReader
 from tollgate.formats.anthropic_messages.turns import TURNS
@@ -43,6 +44,9 @@ WIRE = WireFormat(
     conversation=conversation,
     # Its betas: a route to Claude elsewhere carries them on (Bedrock's body, Vertex AI's header).
     caller_headers=(b"anthropic-beta",),
+    attachments=attachments,
+    attachment_markers=MARKERS,
+    text_runs=runs,
 )
 # Claude's Messages body on Vertex AI's rawPredict, as a route writes it.
 ON_VERTEX = WireFormat(CLAUDE_ON_VERTEX, chat=on_vertex.CLAUDE_ON_VERTEX)

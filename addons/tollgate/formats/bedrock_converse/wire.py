@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from tollgate.formats import BEDROCK_CONVERSE, bedrock_converse
 from tollgate.formats.bedrock_converse.answer import answer_usage, counted_usage
+from tollgate.formats.bedrock_converse.attachments import MARKERS, attachments, runs
 from tollgate.formats.bedrock_converse.errors import refusal
 from tollgate.formats.bedrock_converse.stream import EventStreamReader
 from tollgate.formats.bedrock_converse.turns import TURNS
@@ -47,4 +48,7 @@ WIRE = WireFormat(
     chat=bedrock_converse.BEDROCK_CONVERSE,
     turns=TURNS,
     conversation=conversation,
+    attachments=attachments,
+    attachment_markers=MARKERS,
+    text_runs=runs,
 )

@@ -11,6 +11,7 @@ from tollgate.formats.bedrock_converse.errors import refusal
 from tollgate.formats.bedrock_converse.stream import EventStreamReader
 from tollgate.formats.bedrock_converse.wire import is_aws_event_stream
 from tollgate.formats.bedrock_invoke.answer import header_usage, invoke_finish_reason
+from tollgate.formats.bedrock_invoke.attachments import MARKERS, attachments, runs
 from tollgate.formats.bedrock_invoke.request import is_claude
 from tollgate.formats.bedrock_invoke.stream import AgentTraceReader
 from tollgate.formats.json_codec import parse_json
@@ -48,7 +49,16 @@ def conversation(classification: Classification) -> str | None:
     return None
 
 
-WIRE = WireFormat(BEDROCK_INVOKE, usage=usage, stream_reader=streamed_usage, refusal=refusal, conversation=conversation)
+WIRE = WireFormat(
+    BEDROCK_INVOKE,
+    usage=usage,
+    stream_reader=streamed_usage,
+    refusal=refusal,
+    conversation=conversation,
+    attachments=attachments,
+    attachment_markers=MARKERS,
+    text_runs=runs,
+)
 
 # The agent runtime's operations that run an agent report its model calls' usage in their traces
 # (when asked to: `enableTrace`); no other of these APIs reports any.

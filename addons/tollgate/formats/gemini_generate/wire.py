@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from tollgate.formats import GEMINI_GENERATE, gemini_generate
 from tollgate.formats.gemini_generate.answer import counted_usage, usage_of
+from tollgate.formats.gemini_generate.attachments import MARKERS, attachments, runs
 from tollgate.formats.gemini_generate.errors import refusal
 from tollgate.formats.gemini_generate.stream import GenerateArrayReader, GenerateStreamReader
 from tollgate.formats.gemini_generate.turns import TURNS
@@ -41,4 +42,7 @@ WIRE = WireFormat(
     chat=gemini_generate.GEMINI_GENERATE,
     turns=TURNS,
     conversation=conversation,
+    attachments=attachments,
+    attachment_markers=MARKERS,
+    text_runs=runs,
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from tollgate.formats import OPENAI_API, OPENAI_CHAT
 from tollgate.formats.openai_api.answers import CHAT, streamed_usage, usage
+from tollgate.formats.openai_api.attachments import MARKERS, attachments, runs
 from tollgate.formats.openai_chat import ask_for_usage
 from tollgate.formats.openai_chat.answer import reasoning_beside_completion
 from tollgate.formats.openai_chat.errors import refusal
@@ -29,4 +30,7 @@ WIRE = WireFormat(
     # OpenAI-compatible endpoint's): where its provider bills both as output, both are.
     reasoning_beside=frozenset((CHAT,)),
     with_reasoning=reasoning_beside_completion,
+    attachments=attachments,
+    attachment_markers=MARKERS,
+    text_runs=runs,
 )

@@ -33,28 +33,42 @@ class Engine:
     is read as it is, in one pass; a body with them is read again, decoded."""
 
     def __init__(
-        self, detectors: Sequence[Detector], use_hyperscan: bool | None = None, every_escape: bool = False
+        self,
+        detectors: Sequence[Detector],
+        use_hyperscan: bool | None = None,
+        every_escape: bool = False,
+        markers: Sequence[bytes] = (),
     ) -> None:
         self.detectors = tuple(detectors)
         self.every_escape = every_escape
         self.whole = tuple(d for d in self.detectors if not d.anchors)
         anchored = [(i, a) for i, d in enumerate(self.detectors) for a in d.anchors]
         anchored.append((len(self.detectors), text.escapes(every_escape)))
+        # Literals whose presence `scan_marked` reports, found in the same pass (a document's keys).
+        anchored += [(len(self.detectors) + 1, re.escape(m)) for m in markers]
         self.uses_hyperscan = HYPERSCAN if use_hyperscan is None else use_hyperscan
         make = _hyperscan_anchors if self.uses_hyperscan else _python_anchors
         self.anchors: Callable[[bytes], Anchors] = make(anchored)
 
     def scan(self, body: bytes, is_json: bool = True) -> tuple[text.Text, set[Found]]:
         """What the detectors read of `body`, and their matches in it: (kind, start, end), each once."""
+        read, found, _ = self.scan_marked(body, is_json)
+        return read, found
+
+    def scan_marked(self, body: bytes, is_json: bool = True) -> tuple[text.Text, set[Found], bool]:
+        """`scan`, and whether the text read holds one of the markers (an escape that spells one
+        read as the character it stands for)."""
         anchors = self.anchors(body)
         escaped = anchors.pop(len(self.detectors), None)
+        marked = anchors.pop(len(self.detectors) + 1, None) is not None
         read = text.Text(body, body)
         if is_json and escaped:
             read = text.read(body, is_json, self.every_escape, (start for start, _ in escaped))
             if read.data is not body:
                 anchors = self.anchors(read.data)
                 anchors.pop(len(self.detectors), None)
-        return read, self._found(read.data, anchors)
+                marked = anchors.pop(len(self.detectors) + 1, None) is not None
+        return read, self._found(read.data, anchors), marked
 
     def _found(self, data: bytes, anchors: Anchors) -> set[Found]:
         found: set[Found] = set()

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
-from tollgate.governance.guardrails import detectors, text
+from tollgate.formats.attachments import TextRuns
+from tollgate.formats.json_paths import string_spans
+from tollgate.formats.registry import WIRE_FORMATS
+from tollgate.governance.guardrails import detectors, joined, text
+from tollgate.governance.guardrails.documents import Document
 from tollgate.governance.guardrails.engine import Engine, Found
 from tollgate.governance.guardrails.settings import STRENGTH, GuardrailRule
 from tollgate.governance.matching import matches
@@ -26,12 +30,16 @@ if TYPE_CHECKING:
 @dataclass(frozen=True, slots=True)
 class Finding:
     """What a detector found: its kind, the span of the body it is (`start` is the byte where it
-    begins) and what the rules do with it. Never the value."""
+    begins; in a document's text, for one found in `Scan.documents[document]`) and what the rules do
+    with it. Never the value."""
 
     kind: str
     start: int
     end: int
     action: str
+    document: int | None = None
+    # Its other pieces, where it is split across adjacent text parts (`joined.py`): each redacted.
+    also: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +48,10 @@ class Scan:
 
     findings: tuple[Finding, ...]
     unread: Literal["deny", "allow"]  # what the matching rules do with what cannot be read
+    documents: tuple[Document, ...] = ()  # the documents read, which findings may be in
+    # The body holds a key or type under which a wire format keeps documents or content by
+    # reference (`WireFormat.attachment_markers`): it is worth walking (most bodies are not).
+    may_attach: bool = False
 
     def counts(self) -> dict[str, int]:
         """Occurrences by kind (the policy's `input.findings`, the audit's `findings`)."""
@@ -53,13 +65,53 @@ class Scan:
         """The kinds and counts a refusal names."""
         return dict(Counter(f.kind for f in self.findings if f.action == "deny"))
 
+    def found_in(self, body: bytes, path: tuple[str | int, ...]) -> str | None:
+        """The kind of the first finding in the string at `path` of a JSON body (its `model`), or
+        None: a name that holds a secret is recorded as its placeholder, never as it is."""
+        located = string_spans(body, (path,)) if self.findings else {}
+        if path not in located:
+            return None
+        start, end = located[path]
+        for f in self.findings:
+            if f.document is None and any(start < e and s < end for s, e in ((f.start, f.end), *f.also)):
+                return f.kind
+        return None
+
     def redact(self, body: bytes) -> tuple[bytes, int]:
         """`body` with every finding whose action is redact replaced by `[REDACTED:<kind>]`, and the
-        number of replacements (overlapping findings make one)."""
-        spans = [(f.start, f.end, f.kind) for f in self.findings if f.action == "redact"]
-        if not spans:
-            return body, 0
-        return text.replace(body, spans)
+        number of replacements (overlapping findings make one). A document with such findings is
+        written anew in its string, redacted and encoded as it came; the rest of the body is left
+        as it is. ValueError when a document's string cannot be found in the body."""
+        spans = [
+            (s, e, f.kind)
+            for f in self.findings
+            if f.action == "redact" and f.document is None
+            for s, e in ((f.start, f.end), *f.also)
+        ]
+        in_documents: dict[int, list[tuple[int, int, str]]] = {}
+        for f in self.findings:
+            if f.action == "redact" and f.document is not None:
+                in_documents.setdefault(f.document, []).append((f.start, f.end, f.kind))
+        if not in_documents:
+            return text.replace(body, spans) if spans else (body, 0)
+        located = string_spans(body, (self.documents[i].path for i in in_documents))
+        edits: list[tuple[int, int, bytes]] = []
+        replaced = 0
+        for i, found in in_documents.items():
+            document = self.documents[i]
+            if document.path not in located:
+                raise ValueError("a document's string is not where its path says")
+            start, end = located[document.path]
+            redacted, n = text.replace(document.text, found)
+            edits.append((start + 1, end - 1, document.encoded(redacted)))  # inside its quotes
+            replaced += n
+        # A match in a document's base64 as the body writes it goes with the document written anew.
+        inside = [(s, e) for s, e, _ in edits]
+        for s, e, kind in text.merged(spans):
+            if not any(a <= s and e <= b for a, b in inside):
+                edits.append((s, e, text.PLACEHOLDER.format(kind=kind).encode()))
+                replaced += 1
+        return text.rewrite(body, edits), replaced
 
 
 CLEAN = Scan((), "allow")
@@ -100,8 +152,8 @@ class Guardrails:
         found += custom.values()
         # A detector that matches beyond ASCII reads every \uXXXX escape decoded.
         every_escape = not all(d.pattern.pattern.isascii() for d in found)
-        self._keys = Engine(own, use_hyperscan, every_escape)
-        self._all = Engine(found, use_hyperscan, every_escape) if self.rules else self._keys
+        self._keys = Engine(own, use_hyperscan, every_escape, MARKERS)
+        self._all = Engine(found, use_hyperscan, every_escape, MARKERS) if self.rules else self._keys
 
     @classmethod
     def of(cls, config: Config, use_hyperscan: bool | None = None, previous: Guardrails | None = None) -> Guardrails:
@@ -131,10 +183,13 @@ class Guardrails:
         client: str | None,
         groups: tuple[str, ...],
         is_json: bool = True,
+        documents: Sequence[Document] = (),
+        runs: TextRuns | None = None,
     ) -> Scan:
-        """What the rules matching this call (and `tollgate_keys`) find in its body."""
+        """What the rules matching this call (and `tollgate_keys`) find in its body, in the documents
+        read of it (`documents.read`) and in the joins of its adjacent text parts (`runs`)."""
         applying = [r for r in self.rules if matches(r.rule.match, provider, model, client, groups)]
-        return self._scan(body, applying, is_json)
+        return self._scan(body, applying, is_json, tuple(documents), runs)
 
     def unread(self, provider: str, model: str | None, client: str | None, groups: tuple[str, ...]) -> str:
         """What a call whose content cannot be read does (an upload streamed unread, a stored
@@ -144,31 +199,100 @@ class Guardrails:
 
     def scan_all(self, body: bytes, is_json: bool = True) -> Scan:
         """What every rule, whatever its match, and `tollgate_keys` find (`tollgate scan`)."""
-        return self._scan(body, list(self.rules), is_json)
+        return self._scan(body, list(self.rules), is_json, (), None)
 
-    def _scan(self, body: bytes, applying: list[_Compiled], is_json: bool) -> Scan:
+    def _scan(
+        self,
+        body: bytes,
+        applying: list[_Compiled],
+        is_json: bool,
+        documents: tuple[Document, ...],
+        runs: TextRuns | None,
+    ) -> Scan:
         unread: Literal["deny", "allow"] = "deny" if any(r.rule.unread == "deny" for r in applying) else "allow"
         engine = self._all if applying else self._keys
         if not engine.detectors:  # no rules apply and Tollgate holds no key: nothing to look for
-            return Scan((), unread)
-        read, found = engine.scan(body, is_json)
+            return Scan((), unread, documents)
+        read, found, marked = engine.scan_marked(body, is_json)
+        findings = self._found(read, found, is_json, applying, None)
+        if runs:
+            findings = _joined(engine, body, runs, findings, _actions(applying))
+        for i, document in enumerate(documents):
+            read, found = engine.scan(document.text, document.is_json)
+            findings += self._found(read, found, document.is_json, applying, i)
+        return Scan(tuple(findings), unread, documents, marked)
+
+    def _found(
+        self, read: text.Text, found: set[Found], is_json: bool, applying: list[_Compiled], document: int | None
+    ) -> list[Finding]:
+        body = read.body
         if not found:
-            return Scan((), unread)
-        action: dict[str, str] = {detectors.OWN_KEYS: "deny"}
-        for rule in applying:
-            for kind in rule.kinds:
-                if STRENGTH[rule.rule.action] > STRENGTH.get(action.get(kind, ""), -1):
-                    action[kind] = rule.rule.action
+            return []
+        action = _actions(applying)
         findings = []
         for kind, s, e in _once(found):
             if kind in action:
                 start, end = read.to_body(s, e)
                 if not (is_json and _json_number(body, start, end)):
-                    findings.append(Finding(kind, start, end, action[kind]))
+                    findings.append(Finding(kind, start, end, action[kind], document))
         findings.sort(key=lambda f: (f.start, f.end, f.kind))
-        return Scan(tuple(findings), unread)
+        return findings
 
 
+def _actions(applying: list[_Compiled]) -> dict[str, str]:
+    """Each kind's action: the strongest of the rules that name it."""
+    action: dict[str, str] = {detectors.OWN_KEYS: "deny"}
+    for rule in applying:
+        for kind in rule.kinds:
+            if STRENGTH[rule.rule.action] > STRENGTH.get(action.get(kind, ""), -1):
+                action[kind] = rule.rule.action
+    return action
+
+
+def _joined(
+    engine: Engine, body: bytes, runs: TextRuns, findings: list[Finding], action: dict[str, str]
+) -> list[Finding]:
+    """`findings` with what the joins of adjacent text parts hold that the body's scan did not find:
+    a match split across two parts (which replaces a piece of it the body's scan found), or one
+    beside a join (a pair's half, found by its partner across the join) of a kind the body's scan
+    did not find. A match of a kind found already in one part is the body's own: the body is read
+    again only for a new finding (rare), to map its pieces back."""
+    data, segments = joined.joins(runs)
+    if not segments:
+        return findings
+    _, matches = engine.scan(data, False)
+    if not matches:  # most bodies
+        return findings
+    starts = [segment.at for segment in segments]
+    seen = {f.kind for f in findings}
+    kinds: list[str] = []
+    new: list[list[joined.Piece]] = []
+    for kind, s, e in _once(matches):
+        if kind not in action:
+            continue
+        pieces = joined.pieces(data, segments, starts, s, e)
+        if not pieces or (kind in seen and len({p.path for p in pieces}) < 2):
+            continue  # of a kind found already, in one part: the body's own
+        kinds.append(kind)
+        new.append(pieces)
+    located = joined.body_spans(body, new) if new else None
+    for kind, spans in zip(kinds, located or (), strict=False):
+        (start, end), *more = spans
+        covered = [
+            f
+            for f in findings
+            if f.kind == kind and f.document is None and any(f.start < b and a < f.end for a, b in spans)
+        ]
+        if covered and not more:
+            continue  # the body's scan found it
+        findings = [f for f in findings if f not in covered]
+        findings.append(Finding(kind, start, end, action[kind], None, tuple(more)))
+    findings.sort(key=lambda f: (f.start, f.end, f.kind))
+    return findings
+
+
+# Every wire format's markers: the one pass over a body says whether any may be worth walking.
+MARKERS = tuple(dict.fromkeys(m for wire in WIRE_FORMATS.values() for m in wire.attachment_markers))
 _STRUCTURE_BEFORE = frozenset(b":,[")
 _STRUCTURE_AFTER = frozenset(b",]}")
 

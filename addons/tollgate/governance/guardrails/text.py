@@ -119,21 +119,32 @@ def _character(escape: bytes) -> bytes:
 PLACEHOLDER = "[REDACTED:{kind}]"
 
 
+def merged(spans: Iterable[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Spans in order, overlapping ones as one (named by the first)."""
+    out: list[tuple[int, int, str]] = []
+    for s, e, kind in sorted(spans):
+        if out and s < out[-1][1]:
+            first = out[-1]
+            out[-1] = (first[0], max(first[1], e), first[2])
+            continue
+        out.append((s, e, kind))
+    return out
+
+
 def replace(body: bytes, spans: Iterable[tuple[int, int, str]]) -> tuple[bytes, int]:
     """`body` with each span replaced by its kind's placeholder: overlapping spans as one (named by
     the first), and the number of replacements made."""
-    merged: list[tuple[int, int, str]] = []
-    for s, e, kind in sorted(spans):
-        if merged and s < merged[-1][1]:
-            first = merged[-1]
-            merged[-1] = (first[0], max(first[1], e), first[2])
-            continue
-        merged.append((s, e, kind))
+    spans = merged(spans)
+    return rewrite(body, [(s, e, PLACEHOLDER.format(kind=kind).encode()) for s, e, kind in spans]), len(spans)
+
+
+def rewrite(body: bytes, edits: Iterable[tuple[int, int, bytes]]) -> bytes:
+    """`body` with each span replaced by its bytes (the spans do not overlap)."""
     out: list[bytes] = []
     done = 0
-    for s, e, kind in merged:
+    for s, e, new in sorted(edits):
         out.append(body[done:s])
-        out.append(PLACEHOLDER.format(kind=kind).encode())
+        out.append(new)
         done = e
     out.append(body[done:])
-    return b"".join(out), len(merged)
+    return b"".join(out)

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from tollgate.governance.guardrails.rules import Guardrails, Scan
+
+T = TypeVar("T")
 
 # A body this large or larger is scanned in a worker thread.
 OFF_LOOP_BYTES = 64 * 1024
@@ -60,10 +62,14 @@ class ScanWorkers:
         """`guardrails.scan` of the body (given `options` too): its result at once for a small body
         (or once closed), else an awaitable of it, scanned in a worker thread. Call it on the event
         loop; what it is given must not change until the scan has ended."""
-        if len(body) < self.off_loop_bytes or self._closed:
-            return guardrails.scan(body, provider, model, client, groups, **options)
-        future = self._started().submit(guardrails.scan, body, provider, model, client, groups, **options)
-        return asyncio.wrap_future(future)
+        return self.run(len(body), lambda: guardrails.scan(body, provider, model, client, groups, **options))
+
+    def run(self, size: int, read: Callable[[], T]) -> T | Awaitable[T]:
+        """`read()` (a body's reading, `size` bytes of it): at once for a small body (or once
+        closed), else an awaitable of its result, run in a worker thread."""
+        if size < self.off_loop_bytes or self._closed:
+            return read()
+        return asyncio.wrap_future(self._started().submit(read))
 
     def _started(self) -> ThreadPoolExecutor:
         with self._lock:

@@ -9,13 +9,19 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
 
 from mitmproxy import http
 
 from tollgate.call import Call
 from tollgate.formats.json_codec import read_request_json
 from tollgate.formats.refusals import CONTENT_DENIED
-from tollgate.governance.guardrails.rules import Scan
+from tollgate.formats.registry import WIRE_FORMATS
+from tollgate.formats.wire import WireFormat
+from tollgate.governance.guardrails import documents
+from tollgate.governance.guardrails.rules import Guardrails, Scan
+from tollgate.governance.guardrails.text import PLACEHOLDER
 from tollgate.governance.guardrails.workers import ScanWorkers
 from tollgate.governance.mcp import McpExchange
 from tollgate.proxy.flows import refuse, refuse_mcp, write_raw_body
@@ -56,33 +62,62 @@ class Guard:
         body = (flow.request.content if encoded else flow.request.data.content) or b""
         if body and call.request.body is None:
             return None  # not JSON (a multipart form's file): not read, as a replacement could break it
-        scanning = self.workers.scan(guardrails, body, target.provider, call.target_model, who.client, who.groups)
-        if isinstance(scanning, Scan):
-            self._apply(flow, call, body, scanning)
-            return None
-        return self._apply_once_scanned(flow, call, body, scanning)
+        wire, data = WIRE_FORMATS.get(c.wire_format), call.request.body
+        provider, model = target.provider, call.target_model
 
-    async def _apply_once_scanned(
-        self, flow: http.HTTPFlow, call: Call, body: bytes, scanning: Awaitable[Scan]
-    ) -> None:
-        scan = await scanning
+        def read() -> Read:
+            return read_call(guardrails, body, wire, data, provider, model, who.client, who.groups)
+
+        reading = self.workers.run(len(body), read)
+        if isinstance(reading, Read):
+            self._apply(flow, call, body, reading)
+            return None
+        return self._apply_once_read(flow, call, body, reading)
+
+    async def _apply_once_read(self, flow: http.HTTPFlow, call: Call, body: bytes, reading: Awaitable[Read]) -> None:
+        read = await reading
         if flow.error is not None or flow.response is not None:
             # Killed meanwhile: counted for its record, not answered.
-            call.request.findings, call.request.finding_actions = scan.counts(), _by_action(scan)
+            call.request.findings, call.request.finding_actions = read.scan.counts(), _by_action(read.scan)
             return
-        self._apply(flow, call, body, scan)
+        self._apply(flow, call, body, read)
 
-    def _apply(self, flow: http.HTTPFlow, call: Call, body: bytes, scan: Scan) -> None:
-        """The scan's findings counted, and the call refused or its body redacted as they say."""
+    def _apply(self, flow: http.HTTPFlow, call: Call, body: bytes, read: Read) -> None:
+        """What was read applied: what cannot be read named in `unread` (and refused where a rule
+        says `unread: deny`), the findings counted, and the call refused or its body redacted as
+        they say."""
+        c, scan = call.classification, read.scan
+        if read.not_read:
+            c.facts.unread += tuple(what for what in read.not_read if what not in c.facts.unread)
+            if scan.unread == "deny":
+                call.request.findings = scan.counts()
+                refuse(
+                    flow,
+                    call,
+                    CONTENT_DENIED,
+                    "Tollgate refused this call: a guardrail must read what it sends, and Tollgate cannot"
+                    f" read {', '.join(read.not_read)}.",
+                )
+                return
         if not scan.findings:  # most calls: clean
             call.request.findings, call.request.redacted = {}, 0
             return
         call.request.findings, call.request.finding_actions = scan.counts(), _by_action(scan)
+        model_kind = scan.found_in(body, ("model",)) if c.model is not None else None
+        if model_kind is not None:  # its model names a secret: the audit, metrics and traces name its kind
+            c.model = PLACEHOLDER.format(kind=model_kind)
+            call.classified(c)
         if scan.denied:
             denied = ", ".join(f"{kind} ({n})" for kind, n in sorted(scan.denied_counts().items()))
             refuse(flow, call, CONTENT_DENIED, f"Tollgate refused this call: its content holds {denied}.")
             return
-        redacted, replaced = scan.redact(body)
+        try:
+            redacted, replaced = scan.redact(body)
+        except ValueError:  # a document to redact that cannot be written anew: it does not go
+            refuse(
+                flow, call, CONTENT_DENIED, "Tollgate refused this call: a document to redact could not be rewritten."
+            )
+            return
         call.request.redacted = replaced
         if replaced:
             write_raw_body(flow.request, call, redacted)
@@ -125,6 +160,38 @@ class Guard:
 
     def done(self) -> None:
         self.workers.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """What the guardrails made of a call's body: its scan, and the names of what they could not
+    read of it (an image, a PDF, a file by reference)."""
+
+    scan: Scan
+    not_read: list[str]
+
+
+def read_call(
+    guardrails: Guardrails,
+    body: bytes,
+    wire: WireFormat | None,
+    data: dict[str, Any] | None,
+    provider: str,
+    model: str | None,
+    client: str | None,
+    groups: tuple[str, ...],
+) -> Read:
+    """A call's body read by the guardrails: with adjacent text parts of a message joined, as the
+    model reads them, and again with the text documents it holds inline where the first pass saw
+    their markers. Plain work on what it is given, so a large body is read in a worker thread."""
+    runs = wire.text_runs(data) if wire is not None and data else []
+    scan = guardrails.scan(body, provider, model, client, groups, runs=runs)
+    if not (scan.may_attach and wire is not None and data):
+        return Read(scan, [])
+    inline, not_read = documents.read(wire.attachments(data))
+    if inline:
+        scan = guardrails.scan(body, provider, model, client, groups, documents=inline, runs=runs)
+    return Read(scan, not_read)
 
 
 def _by_action(scan: Scan) -> tuple[tuple[str, str, int], ...]:
