@@ -120,6 +120,8 @@ def _read_spaced(body: bytes) -> dict[str, Any]:
     is refused too: providers' parsers differ on it, and no SDK sends one."""
     encoding = json.detect_encoding(body)
     if encoding != "utf-8":
+        if not _reads_as(body, encoding):  # its first bytes only looked like another encoding's
+            raise Unreadable("the body is not a JSON object")
         said = _OTHER_ENCODINGS.get(encoding, f"the body is {encoding}")
         raise Unreadable(f"{said}; Tollgate reads JSON in UTF-8 with no byte order mark (RFC 8259)")
     try:
@@ -135,6 +137,15 @@ def _read_spaced(body: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise Unreadable("the body is not a JSON object")
     return value
+
+
+def _reads_as(body: bytes, encoding: str) -> bool:
+    """Whether the body is JSON in that encoding (as the standard library would read it)."""
+    try:
+        json.loads(body.decode(encoding))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return True
 
 
 def encode_json(value: Any) -> bytes:
