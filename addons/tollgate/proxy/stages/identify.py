@@ -114,6 +114,7 @@ class Identify:
         else anonymous where anonymous callers are allowed, else it is refused (401); with
         `subscriptions.allow: false`, refused (403 tenant_denied) once its caller is known."""
         call.caller.subscription = Subscription(provider.name)
+        call.caller.auth = "subscription"  # refused or not: the audit says a plan's token came
         login = flow.metadata.get(PROXYAUTH)
         loaded = call.loaded
         outcome: Identified | Rejected | Awaitable[Identified | Rejected]
