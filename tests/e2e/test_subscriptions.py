@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 
 import pytest
 
@@ -38,6 +39,7 @@ def config(urls: dict[str, str], policy: str, **extra) -> dict:
         # A rule matching the model: it rewrites a keyed call's, never a plan's.
         "overrides": [{"match": {"provider": "anthropic", "model": "claude-sonnet-4-5"}, "model": "claude-haiku-4-5"}],
         "policy": {"rego": [policy]},
+        "guardrails": [{"detect": ["pii.email"], "action": "redact"}],
         **extra,
     }
 
@@ -116,7 +118,7 @@ PLAN_CALL = """
     )
     try:
         r = client.messages.create(model={model!r}, max_tokens=64, system="be brief",
-            messages=[{{"role": "user", "content": "hi"}}])
+            messages=[{{"role": "user", "content": {content!r}}}])
         outcome = dict(text=r.content[0].text, model=r.model)
     except anthropic.APIStatusError as e:
         outcome = dict(error=type(e).__name__, status=e.status_code, kind=e.response.headers.get("x-tollgate-error"),
@@ -126,8 +128,8 @@ PLAN_CALL = """
 """
 
 
-def plan_call(gateway, model: str = "claude-sonnet-4-5", proxy_url: str | None = None) -> dict:
-    return gateway.run(PLAN_CALL.format(token=TOKEN, model=model), proxy_url=proxy_url)
+def plan_call(gateway, model: str = "claude-sonnet-4-5", proxy_url: str | None = None, content: str = "hi") -> dict:
+    return gateway.run(PLAN_CALL.format(token=TOKEN, model=model, content=content), proxy_url=proxy_url)
 
 
 def test_a_plan_call_goes_upstream_as_it_came_with_its_own_token_and_the_org_header(g_login):
@@ -155,6 +157,21 @@ def test_a_plan_call_goes_upstream_as_it_came_with_its_own_token_and_the_org_hea
     assert (record["input_tokens"], record["output_tokens"], record["cached_tokens"]) == (125, 11, 100)
     # claude-sonnet-4-5 at list price ($ per Mtok): 25 x 3 + 11 x 15 + 100 cache reads x 0.30
     assert record["cost_usd"] == 0.00027
+
+
+def test_a_guardrail_redacts_a_plan_calls_body_and_nothing_else_changes(g_login):
+    result = plan_call(g_login, proxy_url=login_url(g_login), content="write to bob@acme-corp.com")
+    assert result.get("text") == "Hello!", result
+    [seen] = g_login.fakes["anthropic"].received
+    assert seen.headers["authorization"] == f"Bearer {TOKEN}"
+    sent = bytes.fromhex(result["body"])
+    assert b"bob@acme-corp.com" in sent and b"bob@acme-corp.com" not in seen.body
+    assert seen.json()["messages"][0]["content"] == "write to [REDACTED:pii.email]"
+    assert {k: v for k, v in seen.json().items() if k != "messages"} == {
+        k: v for k, v in json.loads(sent).items() if k != "messages"
+    }
+    record = g_login.last_audit()
+    assert (record["auth"], record["findings"], record["redacted"]) == ("subscription", {"pii.email": 1}, 1)
 
 
 def test_a_keyed_call_is_pinned_too_and_its_override_applies(g):
