@@ -40,6 +40,7 @@ def config(urls: dict[str, str], policy: str, **extra) -> dict:
         "overrides": [{"match": {"provider": "anthropic", "model": "claude-sonnet-4-5"}, "model": "claude-haiku-4-5"}],
         "policy": {"rego": [policy]},
         "guardrails": [{"detect": ["pii.email"], "action": "redact"}],
+        "limits": [{"match": {"model": "claude-haiku-4-5"}, "requests_per_minute": 1}],
         **extra,
     }
 
@@ -222,6 +223,20 @@ def test_the_policy_reads_input_subscription(g, g_login):
         report(text=r.content[0].text)
     """)
     assert keyed == {"text": "Hello!"}
+
+
+def test_a_limit_counts_a_plans_calls(g_login):
+    first = plan_call(g_login, "claude-haiku-4-5", proxy_url=login_url(g_login))
+    assert first.get("text") == "Hello!", first
+    counted = g_login.last_audit()
+    second = plan_call(g_login, "claude-haiku-4-5", proxy_url=login_url(g_login))
+    assert (second["error"], second["status"], second["kind"]) == ("RateLimitError", 429, "rate_limited")
+    assert len(g_login.fakes["anthropic"].received) == 1
+    refused = g_login.last_audit()
+    assert [(r["client"], r["auth"], r["decision"], r["status"]) for r in (counted, refused)] == [
+        ("coder", "subscription", "allow", 200),
+        ("coder", "subscription", "deny", 429),
+    ]
 
 
 def test_with_plans_not_allowed_a_plan_call_is_refused_tenant_denied(gw_closed):
