@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from tollgate.governance.jwt_identity import JwtIdentity
     from tollgate.governance.limits import Estimate, Reserved
     from tollgate.governance.rollup import Plan
+    from tollgate.governance.subscriptions import Subscription
     from tollgate.providers.base import UpstreamCredential
     from tollgate.records.ledger.store import Store
     from tollgate.runtime import Loaded
@@ -121,6 +122,9 @@ class Caller:
     # The credential that goes upstream is the caller's own (its side header): failover never
     # tries another key with it.
     caller_credential: bool = False
+    # A call made with a vendor's user token (auth `subscription`): what it tells of the plan; the
+    # token goes upstream as it came. None for every other call.
+    subscription: Subscription | None = None
 
 
 @dataclass(slots=True)

@@ -27,6 +27,7 @@ from tollgate.governance.overrides import OPENAI_COMPATIBLE_TARGETS, Fallback, O
 from tollgate.governance.policy import PolicyConfig
 from tollgate.governance.pricing import PriceRule
 from tollgate.governance.rollup import RollupRule, Summarizer
+from tollgate.governance.subscriptions import AnthropicPlans, Subscriptions
 from tollgate.host_globs import glob_pattern, globs_overlap
 from tollgate.providers import PROVIDERS, ConfiguredVendorSettings, provider_for
 from tollgate.records.ledger.settings import LEDGER_FILE, LedgerConfig
@@ -42,6 +43,7 @@ __all__ = [  # the settings declared beside their concerns, named here too
     "PROVIDER_NAMES",
     "SHA256_KEY_PREFIX",
     "WINDOWS",
+    "AnthropicPlans",
     "AuditConfig",
     "Client",
     "Config",
@@ -63,6 +65,7 @@ __all__ = [  # the settings declared beside their concerns, named here too
     "PriceRule",
     "ProviderConfig",
     "RollupRule",
+    "Subscriptions",
     "Summarizer",
     "VirtualAwsCredential",
     "VirtualKey",
@@ -145,6 +148,7 @@ class Config(Strict):
     metrics: MetricsConfig = MetricsConfig()
     mcp: McpConfig = McpConfig()  # the MCP servers governed (`governance/mcp.py`)
     guardrails: tuple[GuardrailRule, ...] = ()  # what a request may not carry (`governance/guardrails/`)
+    subscriptions: Subscriptions = Subscriptions()  # calls made with a person's plan (`governance/subscriptions.py`)
     # Seconds a SIGTERM gives the calls in flight to finish before the process exits (0: exit at
     # once, as mitmproxy would); see stages/drain.py.
     drain_s: float = Field(default=DRAIN_S, ge=0, allow_inf_nan=False)
@@ -188,6 +192,7 @@ class Config(Strict):
         seen_names: set[str] = set()
         seen_keys: set[str] = set()
         seen_aws: set[str] = set()
+        seen_accounts: set[str] = set()
         for i, client in enumerate(self.clients):
             if client.name in seen_names:
                 raise ValueError(f"clients.{i}.name: {client.name!r} is used by another client")
@@ -200,6 +205,10 @@ class Config(Strict):
                 if cred.access_key_id in seen_aws:
                     raise ValueError(f"clients.{i}.aws_credentials.{j}.access_key_id: used by another client")
                 seen_aws.add(cred.access_key_id)
+            for j, account in enumerate(client.accounts):
+                if account in seen_accounts:
+                    raise ValueError(f"clients.{i}.accounts.{j}: {account!r} is listed twice (one client's only)")
+                seen_accounts.add(account)
         self._virtual_keys_not_real()
         labels: dict[str, int] = {}
         for i, limit in enumerate(self.limits):

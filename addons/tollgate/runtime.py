@@ -19,6 +19,7 @@ from tollgate.governance.mcp_servers import NO_SERVERS, McpServers
 from tollgate.governance.overrides import RuleBook
 from tollgate.governance.policy import Policy
 from tollgate.governance.pricing import Prices
+from tollgate.governance.subscriptions import tenant_pins
 from tollgate.providers import BUILT_IN_HOSTS, PROVIDERS, Hosts, Provider, configured
 from tollgate.providers.client_certs import ClientCert
 
@@ -54,6 +55,8 @@ class Loaded:
     mcp: McpServers = NO_SERVERS  # the MCP servers governed (`mcp.servers`)
     # `guardrails:` and Tollgate's own keys, compiled (None: nothing to look for in any call).
     guardrails: Guardrails | None = None
+    # The tenant header each provider's requests carry (`subscriptions:`), by provider: (name, value).
+    tenant_pins: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -90,4 +93,5 @@ class Loaded:
             jwt, Limits(config.limits), Prices(config.prices, registry), hosts, dict(client_certs or {}),
             config_sha256, {name: names for name, names in named.items() if names is not None}, registry,
             McpServers(config.mcp) if config.mcp.servers else NO_SERVERS, guardrails if guardrails.reads else None,
+            tenant_pins(config.subscriptions),
         )  # fmt: skip

@@ -246,7 +246,7 @@ def test_claude_code_through_run_sh_env(claude, fake, upstream_ca_pem, tmp_path)
             assert record["endpoint"].startswith("api.") and record["client"] == "coder", record
 
 
-def test_claude_code_signed_in_by_subscription_goes_with_its_own_token_where_anonymous_callers_may(
+def test_claude_code_signed_in_by_subscription_goes_with_its_own_token_as_a_subscription_call(
     claude, fake, upstream_ca_pem, tmp_path
 ):
     # What its `/login` with a Claude subscription leaves it with: an OAuth token, sent as a bearer.
@@ -261,5 +261,5 @@ def test_claude_code_signed_in_by_subscription_goes_with_its_own_token_where_ano
     assert model_call.headers["authorization"] == f"Bearer {token}"
     assert "oauth-2025-04-20" in model_call.headers["anthropic-beta"]
     [messages] = [r for r in records if r["endpoint"] == "messages"]
-    assert (messages["client"], messages["auth"], messages["total_tokens"]) == (None, "anonymous", 89)
+    assert (messages["client"], messages["auth"], messages["total_tokens"]) == (None, "subscription", 89)
     assert all(r["decision"] == "allow" and r["status"] == 200 for r in records), records

@@ -66,6 +66,9 @@ DESIGN_FIELDS = {
     "rolled_up_messages",
     "rollup",
     "attempts",
+    "account",
+    "plan",
+    "tenant",
 }
 
 STARTED = datetime(2025, 3, 4, 5, 6, 7, 891000, tzinfo=UTC).timestamp()
@@ -121,6 +124,9 @@ def test_audit_record_values() -> None:
         "client": "alice",
         "auth": "virtual_key",
         "groups": ["research"],
+        "account": None,
+        "plan": None,
+        "tenant": None,
         "provider": "openai",
         "requested_provider": "openai",
         "endpoint": "chat.completions",

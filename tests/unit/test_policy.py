@@ -29,6 +29,7 @@ from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.governance.jwt_identity import JwtIdentity
 from tollgate.governance.policy import INPUT_LAYOUT, POLICY_ERROR, Decision, Policy, PolicyError, facts_read
 from tollgate.governance.policy_input import decide_call, decide_call_in_worker, input_facts, policy_input
+from tollgate.governance.subscriptions import Subscription
 from tollgate.providers import PROVIDERS
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.runner import CallSteps
@@ -653,6 +654,7 @@ def test_policy_input_is_designs_input_document() -> None:
         "unread": [],
         "findings": None,
         "usage": {},
+        "subscription": None,
     }
     # Exactly these keys, in this order, and nothing else (no wire format, no credentials, no ids).
     assert list(document) == [
@@ -670,6 +672,7 @@ def test_policy_input_is_designs_input_document() -> None:
         "unread",
         "findings",
         "usage",
+        "subscription",
     ]
     assert list(document["client"]) == ["name", "groups", "auth"]
     assert list(document["request"]) == [
@@ -684,6 +687,26 @@ def test_policy_input_is_designs_input_document() -> None:
         "mcp_servers",
     ]
     assert json.loads(json.dumps(document)) == document  # plain JSON: groups is a list, not a tuple
+
+
+def test_a_plan_calls_input_names_its_vendor_and_auth_subscription() -> None:
+    call = Call(
+        Route.as_called("anthropic", "claude-sonnet-4-5"),
+        "api.anthropic.com",
+        "POST",
+        "/v1/messages",
+        classification=Classification(endpoint="messages", model="claude-sonnet-4-5", wire_format="anthropic"),
+        caller=Caller(auth="subscription", subscription=Subscription("anthropic")),
+    )
+    document = policy_input(call)
+    assert document["client"] == {"name": None, "groups": [], "auth": "subscription"}
+    assert document["subscription"] == {
+        "vendor": "anthropic",
+        "account": None,
+        "email": None,
+        "plan": None,
+        "tenant": None,
+    }
 
 
 def test_policy_input_without_override_or_facts() -> None:
@@ -713,6 +736,7 @@ def test_policy_input_without_override_or_facts() -> None:
         "unread": [],
         "findings": None,
         "usage": {},
+        "subscription": None,
     }
 
 
@@ -755,6 +779,7 @@ def test_policy_input_model_falls_back_to_the_requested_one() -> None:
         "unread": [],
         "findings": None,
         "usage": {},
+        "subscription": None,
     }
 
 

@@ -22,6 +22,7 @@ from tests.support.examples import examples
 
 from tollgate.governance.jwt_identity import JwtIdentity
 from tollgate.governance.policy import POLICY_ERROR, Decision, Policy, input_document
+from tollgate.governance.subscriptions import Subscription
 
 QUICK = os.environ.get("TOLLGATE_EXAMPLES") == "quick"
 
@@ -46,6 +47,14 @@ def identities(draw: st.DrawFn) -> JwtIdentity | None:
 
 
 @st.composite
+def subscriptions(draw: st.DrawFn) -> Subscription | None:
+    """`input.subscription`: null for a call made with a key, else what its plan tells."""
+    if not draw(st.booleans()):
+        return None
+    return Subscription("anthropic", draw(st.one_of(st.none(), NAMES)), None, draw(st.sampled_from([None, "max"])))
+
+
+@st.composite
 def facts(draw: st.DrawFn) -> tuple[Any, ...]:
     """A call's facts (`policy.input_facts`), each slot drawn across the types it may take and
     others beside, as a policy must be ready for."""
@@ -58,7 +67,7 @@ def facts(draw: st.DrawFn) -> tuple[Any, ...]:
         "/v1/chat/completions", draw(st.one_of(st.none(), st.sampled_from(["chat.completions", "files", "models"]))),
         draw(SCALARS), draw(SCALARS), draw(SCALARS), draw(SCALARS), draw(st.booleans()), draw(SCALARS),
         draw(SCALARS), tuple(draw(st.lists(st.sampled_from(["model", "tools"]), max_size=2, unique=True))),
-        draw(identities()), counters, draw(SCALARS), None, None, (), None, fallback, findings,
+        draw(identities()), counters, draw(SCALARS), None, None, (), None, fallback, findings, draw(subscriptions()),
     )  # fmt: skip
 
 
@@ -87,7 +96,7 @@ REFS = [
     "input.request.message_count", "input.request.has_system", "input.client.name", "input.client.groups",
     "input.unread", "input.endpoint", "input.method", "input.nope", "input.request.nope",
     "input.identity.claims.role", "input.identity.claims.ref", "input.usage.tokens_per_day",
-    "input.fallback_of.model", 'input.findings["pii.email"]', 'input["model"]', 'object.get(input, ["request", "max_tokens"], "absent")',
+    "input.fallback_of.model", "input.subscription.vendor", "input.subscription.plan", 'input.findings["pii.email"]', 'input["model"]', 'object.get(input, ["request", "max_tokens"], "absent")',
 ]  # fmt: skip
 LITERALS = [
     "null", "true", "false", "0", "8192", "-1.5", '"9000"', '"gpt-4o"', '"research"', "[]", "{}", '{"research"}',

@@ -54,6 +54,9 @@ MINTS_CREDENTIAL = "mints_credential"
 # The request carries what a guardrail denies (`guardrails:`, Tollgate's own keys), or what a rule
 # with `unread: deny` cannot read.
 CONTENT_DENIED = "content_denied"
+# A call made with a person's plan that the company's `subscriptions:` do not allow (a plan at all,
+# or one outside its tenants).
+TENANT_DENIED = "tenant_denied"
 
 STATUS = {
     UNAUTHENTICATED: 401,
@@ -75,6 +78,7 @@ STATUS = {
     MISDIRECTED: 421,
     MINTS_CREDENTIAL: 403,
     CONTENT_DENIED: 403,
+    TENANT_DENIED: 403,
 }
 # What kind of refusal each reason is: each format writes a kind as its own error type
 # (`errors.REFUSAL_TYPES`), so a new reason is a line here and in STATUS.
@@ -98,6 +102,7 @@ KIND = {
     MISDIRECTED: "invalid_request",
     MINTS_CREDENTIAL: "permission",
     CONTENT_DENIED: "permission",
+    TENANT_DENIED: "permission",
 }
 KINDS = frozenset(KIND.values())
 # Reasons that say the call failed on its way, not that Tollgate refused it.

@@ -18,7 +18,8 @@ from tollgate.governance.jwt_identity import IdentityConfig, looks_like_jwt
 from tollgate.providers.base import Presented
 
 # How a caller was identified (`Caller.auth`, the audit's and the policy's `auth`).
-Auth = Literal["virtual_key", "sigv4", "proxyauth", "jwt", "anonymous"]
+# `subscription`: a vendor's user token (a plan), whoever named the caller.
+Auth = Literal["virtual_key", "sigv4", "proxyauth", "jwt", "anonymous", "subscription"]
 
 
 class ClientSettings(Protocol):
@@ -123,6 +124,9 @@ class Client(Strict):
     keys: tuple[Annotated[VirtualKey, BeforeValidator(_key_entry)], ...] = ()
     aws_credentials: tuple[VirtualAwsCredential, ...] = ()
     groups: tuple[str, ...] = ()
+    # The vendor accounts (an e-mail, an account id) whose plan calls are this client's, for the
+    # vendors whose tokens name one. An Anthropic plan's token names none.
+    accounts: tuple[Annotated[str, Field(min_length=1)], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

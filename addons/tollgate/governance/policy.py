@@ -262,6 +262,7 @@ INPUT_LAYOUT: dict[str, Any] = {
     "unread": 15,
     "identity": 16,  # a JWT caller's: issuer and claims, one fact (`JwtIdentity`)
     "usage": 17,  # the limits' counters (`limits.usage_facts`), one fact
+    "subscription": 25,  # a plan call's vendor, account, email, plan, tenant, one fact (`Subscription`)
 }  # fmt: skip
 
 
@@ -352,7 +353,7 @@ def input_document(facts: tuple[Any, ...]) -> dict[str, Any]:
     for), built from `input_facts` so that it holds exactly what the decision cache is keyed on."""
     (client, groups, auth, provider, host, method, path, endpoint, requested_model, model,
      message_count, has_system, has_tools, stream, max_tokens, unread, identity, usage,
-     service_tier, speed, batch, mcp_servers, publisher, fallback_of, findings) = facts  # fmt: skip
+     service_tier, speed, batch, mcp_servers, publisher, fallback_of, findings, subscription) = facts  # fmt: skip
     document = {
         "client": {"name": client, "groups": list(groups), "auth": auth},
         "provider": provider,
@@ -378,6 +379,8 @@ def input_document(facts: tuple[Any, ...]) -> dict[str, Any]:
         "unread": list(unread),
         "findings": None if findings is None else dict(findings),
         "usage": usage_input(usage),
+        # A call made with a plan's token: its vendor, account, e-mail, plan and tenant; else null.
+        "subscription": None if subscription is None else subscription.policy_input(),
     }
     if identity is not None:  # a JWT caller: `input.identity` is undefined for every other
         document["identity"] = identity.policy_input()

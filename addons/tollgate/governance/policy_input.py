@@ -39,7 +39,7 @@ def input_facts(call: Call) -> tuple[Any, ...]:
         who.client, tuple(who.groups), who.auth, route.target.provider, call.host, call.method, call.path, c.endpoint,
         requested, model, f.message_count, f.has_system, f.has_tools, f.stream, f.max_tokens, unread,
         who.identity, call.ledger.usage_counters, f.service_tier, f.speed, f.batch, f.mcp_servers, c.publisher,
-        call.failover.fallback_of, _findings(call.request.findings),
+        call.failover.fallback_of, _findings(call.request.findings), who.subscription,
     )  # fmt: skip
 
 

@@ -110,6 +110,9 @@ class Anthropic(Provider[None]):
     target_headers = ((b"anthropic-version", b"2023-06-01"),)
     price_table = "anthropic"
     error_format = ANTHROPIC_MESSAGES
+    # Claude Code signed in with a Claude plan sends an OAuth token as a bearer: `sk-ant-oat01-…`
+    # (API keys start `sk-ant-api`, Admin API keys `sk-ant-admin`).
+    plan_token_prefix = "sk-ant-oat"
 
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
         return ChatLeg("/v1/messages", ANTHROPIC_MESSAGES)

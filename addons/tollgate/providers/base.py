@@ -184,6 +184,9 @@ class Provider[RuntimeT]:
     reasoning_in_completion: ClassVar[bool] = True
     # Whether `verify_caller` is its own (Identify asks only then): set for each subclass.
     verifies_callers: ClassVar[bool] = False
+    # How a vendor's user token (a person's plan, not a key) starts in its credential positions:
+    # a call presenting one is a subscription call (`governance/subscriptions.py`). None: no plans.
+    plan_token_prefix: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

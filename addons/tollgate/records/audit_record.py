@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from tollgate.formats.usage import Usage
 from tollgate.governance.failover import Attempt
+from tollgate.governance.subscriptions import Subscription
 
 if TYPE_CHECKING:
     from tollgate.call import Call, RolledUp
 
 NO_USAGE = Usage()  # read only: a call's usage before (or without) an answer to read it from
+NO_PLAN = Subscription("")  # read only: a call made with a key names no account, plan or tenant
 WORKER_LOST = "worker lost"  # the error of a call whose process died before it ended
 
 
@@ -30,6 +32,7 @@ def utc_timestamp(seconds: float) -> str:
 def audit_record(call: Call) -> dict[str, Any]:
     c, a, route, caller = call.classification, call.answer, call.route, call.caller
     u = a.usage or NO_USAGE
+    plan = caller.subscription or NO_PLAN
     cost = call.cost_nanousd()
     ended = a.ended or time.time()
     return {
@@ -39,6 +42,9 @@ def audit_record(call: Call) -> dict[str, Any]:
         "client": caller.client,
         "auth": caller.auth,
         "groups": list(caller.groups),
+        "account": plan.account,
+        "plan": plan.plan,
+        "tenant": plan.tenant,
         "provider": route.target.provider,
         "requested_provider": route.requested.provider,
         "endpoint": c.endpoint,
@@ -85,12 +91,13 @@ def audit_record(call: Call) -> dict[str, Any]:
 
 # Every field of a call's record, in its order (a test holds `audit_record` to it).
 RECORD_FIELDS = (
-    "event", "ts", "request_id", "client", "auth", "groups", "provider", "requested_provider", "endpoint",
-    "upstream_endpoint", "method", "transport", "host", "path", "requested_model", "publisher", "model",
-    "message_count", "has_system", "has_tools", "stream", "max_tokens", "decision", "deny_reasons", "findings",
-    "redacted", "unread", "status", "upstream", "upstream_key", "latency_ms", "ttfb_ms", "input_tokens",
-    "output_tokens", "total_tokens", "cached_tokens", "reasoning_tokens", "cache_write_tokens", "service_tier",
-    "speed", "cost_usd", "finish_reason", "error", "ledger_error", "rolled_up_messages", "rollup", "attempts",
+    "event", "ts", "request_id", "client", "auth", "groups", "account", "plan", "tenant", "provider",
+    "requested_provider", "endpoint", "upstream_endpoint", "method", "transport", "host", "path", "requested_model",
+    "publisher", "model", "message_count", "has_system", "has_tools", "stream", "max_tokens", "decision",
+    "deny_reasons", "findings", "redacted", "unread", "status", "upstream", "upstream_key", "latency_ms", "ttfb_ms",
+    "input_tokens", "output_tokens", "total_tokens", "cached_tokens", "reasoning_tokens", "cache_write_tokens",
+    "service_tier", "speed", "cost_usd", "finish_reason", "error", "ledger_error", "rolled_up_messages", "rollup",
+    "attempts",
 )  # fmt: skip
 
 # What is known of a call when it goes upstream, kept until its record is written (`InFlight`):

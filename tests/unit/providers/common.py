@@ -30,6 +30,7 @@ from tollgate.formats.refusals import (
     NO_UPSTREAM_CREDENTIAL,
     POLICY_DENIED,
     RATE_LIMITED,
+    TENANT_DENIED,
     UNAUTHENTICATED,
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
@@ -82,6 +83,7 @@ REASONS = (
     MISDIRECTED,
     MINTS_CREDENTIAL,
     CONTENT_DENIED,
+    TENANT_DENIED,
 )
 
 
@@ -216,6 +218,7 @@ OPENAI_REFUSALS = {
     CIRCUIT_OPEN: (503, "server_error", "circuit_open"),
     MINTS_CREDENTIAL: (403, "permission_denied", "mints_credential"),
     CONTENT_DENIED: (403, "permission_denied", "content_denied"),
+    TENANT_DENIED: (403, "permission_denied", "tenant_denied"),
 }
 
 
@@ -239,6 +242,7 @@ GEMINI_REFUSALS = {
     CIRCUIT_OPEN: (503, "UNAVAILABLE"),
     MINTS_CREDENTIAL: (403, "PERMISSION_DENIED"),
     CONTENT_DENIED: (403, "PERMISSION_DENIED"),
+    TENANT_DENIED: (403, "PERMISSION_DENIED"),
 }
 
 
@@ -262,6 +266,7 @@ ANTHROPIC_REFUSALS = {
     CIRCUIT_OPEN: (503, "api_error"),
     MINTS_CREDENTIAL: (403, "permission_error"),
     CONTENT_DENIED: (403, "permission_error"),
+    TENANT_DENIED: (403, "permission_error"),
 }
 
 
@@ -285,6 +290,7 @@ BEDROCK_REFUSALS = {
     CIRCUIT_OPEN: (503, "ServiceUnavailableException"),
     MINTS_CREDENTIAL: (403, "AccessDeniedException"),
     CONTENT_DENIED: (403, "AccessDeniedException"),
+    TENANT_DENIED: (403, "AccessDeniedException"),
 }
 
 

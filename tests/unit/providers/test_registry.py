@@ -40,6 +40,7 @@ from tollgate.formats.refusals import (
     POLICY_DENIED,
     RATE_LIMITED,
     STATUS,
+    TENANT_DENIED,
     UNAUTHENTICATED,
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
@@ -305,6 +306,7 @@ def test_status_per_reason() -> None:
         MISDIRECTED: 421,
         MINTS_CREDENTIAL: 403,
         CONTENT_DENIED: 403,
+        TENANT_DENIED: 403,
     }
 
 

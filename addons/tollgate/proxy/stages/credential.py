@@ -16,7 +16,8 @@ from tollgate.call import Call, Failure
 from tollgate.credentials.base import UpstreamCredential
 from tollgate.credentials.errors import CredentialUnavailable
 from tollgate.credentials.keypool import CircuitOpen, KeyPool, retry_after_seconds
-from tollgate.formats.raw_headers import decoded
+from tollgate.fingerprint import fingerprint
+from tollgate.formats.raw_headers import decoded, with_header
 from tollgate.formats.refusals import CIRCUIT_OPEN, NO_UPSTREAM_CREDENTIAL
 from tollgate.governance.failover import (
     CONNECT,
@@ -28,6 +29,7 @@ from tollgate.governance.failover import (
     upstream_circuit,
     wait_for,
 )
+from tollgate.governance.subscriptions import plan_token
 from tollgate.providers.base import OwnCredential, Provider
 from tollgate.proxy.flows import call_of, credentials_of, provider_of, refuse, request_parts
 from tollgate.proxy.state import Shared
@@ -48,6 +50,10 @@ class Credential:
         provider = provider_of(call)
         request = flow.request
         side = self._side_headers_out(request, call)
+        pin_tenant(request, call)
+        if call.caller.subscription is not None:
+            self._plan(flow, call, provider)
+            return
         if call.route.rerouted:
             drop_credentials_of(call.registry[call.route.requested.provider], request)
         try:
@@ -67,6 +73,18 @@ class Credential:
             return
         if credential.pooled_key is None:
             self._upstream_rests(flow, call)
+
+    def _plan(self, flow: http.HTTPFlow, call: Call, provider: Provider) -> None:
+        """A call made with a plan's token: the token goes upstream as it came, never removed nor
+        replaced (Tollgate holds no key for a plan; a side header's is ignored), audited by its
+        fingerprint."""
+        if self._upstream_rests(flow, call):
+            return
+        prefix = provider.plan_token_prefix
+        assert prefix is not None
+        token = plan_token(provider.presented(*credentials_of(call, flow.request, provider)), prefix)
+        call.caller.caller_credential = True  # failover never tries a key of Tollgate's in its place
+        call.answer.upstream_key = None if token is None else fingerprint(token.value)
 
     def _upstream_rests(self, flow: http.HTTPFlow, call: Call) -> bool:
         """A call with no pooled key is refused while its upstream's circuit is open, for every
@@ -130,6 +148,7 @@ class Credential:
         """A call outside the model API (`Classification.passthrough`): the caller's own credential
         goes as it came (a signed request with the Host it signed), never one of Tollgate's."""
         self._side_headers_out(flow.request, call)
+        pin_tenant(flow.request, call)
         provider = provider_of(call)
         self._send_own(
             flow, call, provider.own_credential(call.request.headers, *credentials_of(call, flow.request, provider))
@@ -284,6 +303,7 @@ class Credential:
     def fallback(self, flow: http.HTTPFlow, call: Call) -> None:
         """A call step of a failover attempt, last: its fallback target's credential on the request,
         one of Tollgate's (never the caller's); refused when none can be had, so it is skipped."""
+        pin_tenant(flow.request, call)
         try:
             credential = credential_for(call.loaded, provider_of(call), call.sent(), model=circuit_model(call))
         except CircuitOpen as e:
@@ -319,6 +339,14 @@ class Credential:
             self._apply(flow, call, credential)
         except CredentialUnavailable:  # the failed attempt's answer stands
             call.failover.retrying = False
+
+
+def pin_tenant(request: http.Request, call: Call) -> None:
+    """The tenant header of the provider the call goes to (`subscriptions:`), whatever its
+    credential, in place of any the client sent."""
+    pin = call.loaded.tenant_pins.get(call.route.target.provider)
+    if pin is not None:
+        request.headers.fields = with_header(request.headers.fields, *pin)
 
 
 def circuit_model(call: Call) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
 
@@ -13,12 +13,13 @@ from mitmproxy import http
 
 from tollgate.call import Call
 from tollgate.credentials.sigv4 import UNKNOWN_KEY, SignatureError, signing_key_id
-from tollgate.formats.refusals import INVALID_SIGNATURE, UNAUTHENTICATED
+from tollgate.formats.refusals import INVALID_SIGNATURE, TENANT_DENIED, UNAUTHENTICATED
 from tollgate.governance.clients import Auth, Expired, Token
 from tollgate.governance.jwt_identity import MALFORMED, UNKNOWN_ISSUER, JwtIdentity, JwtRejected, looks_like_jwt
 from tollgate.governance.mcp import McpExchange, session_owner
 from tollgate.governance.redaction import credential_positions
-from tollgate.providers.base import Presented
+from tollgate.governance.subscriptions import Subscription, plan_token
+from tollgate.providers.base import Presented, Provider
 from tollgate.proxy.flows import bearer_token, credentials_of, provider_of, refuse, refuse_mcp, request_parts
 from tollgate.proxy.state import Shared
 
@@ -28,6 +29,16 @@ if TYPE_CHECKING:
 PROXYAUTH = "proxyauth"
 UNKNOWN_KEY_REASON = "unknown or missing API key"  # the audit's deny reason
 UNKNOWN_KEY_MESSAGE = "Tollgate: unknown or missing API key. Use the virtual key Tollgate's operator gave you."
+ANONYMOUS_PLAN_REASON = "a plan's token names no caller, and anonymous callers are not allowed"
+ANONYMOUS_PLAN_MESSAGE = (
+    "Tollgate: a call made with a plan's token must say who calls here: log in at the proxy, or use the"
+    " virtual key Tollgate's operator gave you."
+)
+PLANS_REFUSED_REASON = "calls made with a plan are not allowed (subscriptions.allow)"
+PLANS_REFUSED_MESSAGE = (
+    "Tollgate: calls made with a personal or team plan are not allowed here; use the virtual key"
+    " Tollgate's operator gave you."
+)
 
 
 def forget_proxy_password(flow: http.HTTPFlow) -> None:
@@ -79,11 +90,48 @@ class Identify:
             if verified is not None:
                 call.request.body_sha256 = verified.payload_hash
                 signed_with = verified.key_id
-        outcome = self.caller(flow, call.loaded, provider.presented(*credentials), signed_with)
+        presented = provider.presented(*credentials)
+        prefix = provider.plan_token_prefix  # one check on a keyed call: its provider takes no plans
+        if prefix is not None and self._plan_call(call, presented, prefix):
+            return self._subscriber(flow, call, provider)
+        outcome = self.caller(flow, call.loaded, presented, signed_with)
         if isinstance(outcome, (Identified, Rejected)):
             _apply(flow, call, outcome)
             return None
         return _apply_later(flow, call, outcome)
+
+    @staticmethod
+    def _plan_call(call: Call, presented: list[Presented], prefix: str) -> bool:
+        """A plan's token is presented, and no virtual key beside it (which then names the caller
+        of a call made with Tollgate's keys, every credential the client sent taken out)."""
+        if plan_token(presented, prefix) is None:
+            return False
+        directory = call.loaded.directory
+        return not any(directory.is_virtual_key(p.value) for p in presented)
+
+    def _subscriber(self, flow: http.HTTPFlow, call: Call, provider: Provider) -> Awaitable[None] | None:
+        """A call made with a plan's token (auth `subscription`): its caller is the proxy login,
+        else anonymous where anonymous callers are allowed, else it is refused (401); with
+        `subscriptions.allow: false`, refused (403 tenant_denied) once its caller is known."""
+        call.caller.subscription = Subscription(provider.name)
+        call.caller.auth = "subscription"  # refused or not: the audit says a plan's token came
+        login = flow.metadata.get(PROXYAUTH)
+        loaded = call.loaded
+        outcome: Identified | Rejected | Awaitable[Identified | Rejected]
+        if self.shared.logins_unchecked and login is not None:
+            outcome = _by_token(loaded, self._passwords.pop(flow, ""), login=True)
+        elif (name := _login_name(login)) is not None:
+            caller = loaded.directory.identify(name, ())
+            assert not isinstance(caller, (Token, Expired)) and caller is not None  # a login names its caller
+            outcome = Identified(caller.name, caller.groups, "subscription")
+        elif loaded.config.anonymous_allowed:
+            outcome = Identified(None, (), "subscription")
+        else:
+            outcome = Rejected(ANONYMOUS_PLAN_REASON, ANONYMOUS_PLAN_MESSAGE)
+        if isinstance(outcome, (Identified, Rejected)):
+            _apply_plan(flow, call, outcome)
+            return None
+        return _apply_plan_later(flow, call, outcome)
 
     def mcp(self, flow: http.HTTPFlow, exchange: McpExchange) -> Awaitable[None] | None:
         """A call step of an MCP server's request: its caller, by the proxy login or the bearer
@@ -243,6 +291,21 @@ def _apply(flow: http.HTTPFlow, call: Call, outcome: Identified | Rejected) -> N
 
 async def _apply_later(flow: http.HTTPFlow, call: Call, outcome: Awaitable[Identified | Rejected]) -> None:
     _apply(flow, call, await outcome)
+
+
+def _apply_plan(flow: http.HTTPFlow, call: Call, outcome: Identified | Rejected) -> None:
+    """A plan call's caller, as `_apply` sets any caller's, its auth `subscription` whoever named it;
+    refused when `subscriptions.allow` is false."""
+    if isinstance(outcome, Identified):
+        outcome = replace(outcome, auth="subscription")
+    _apply(flow, call, outcome)
+    if flow.response is None and not call.loaded.config.subscriptions.allow:
+        call.verdict.deny_reasons = (PLANS_REFUSED_REASON,)
+        refuse(flow, call, TENANT_DENIED, PLANS_REFUSED_MESSAGE)
+
+
+async def _apply_plan_later(flow: http.HTTPFlow, call: Call, outcome: Awaitable[Identified | Rejected]) -> None:
+    _apply_plan(flow, call, await outcome)
 
 
 def _apply_mcp(flow: http.HTTPFlow, exchange: McpExchange, outcome: Identified | Rejected) -> None:

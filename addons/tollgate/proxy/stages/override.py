@@ -24,9 +24,10 @@ class Override:
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         rules = call.loaded.rules
         c, route = call.classification, call.route
-        # Listings and other GETs carry no model to change and go as they came.
+        # Listings and other GETs carry no model to change and go as they came; so does a call made
+        # with a plan's token: what it may call is the plan's, and its vendor checks what it sends.
         called, asked = route.requested.provider, route.requested.model
-        if not rules.rules or asked is None or flow.request.method != "POST":
+        if not rules.rules or asked is None or flow.request.method != "POST" or call.caller.subscription is not None:
             return
         rule = rules.find(called, asked, call.caller.client, call.caller.groups, c.endpoint)
         if rule is None:

@@ -73,6 +73,8 @@ class RollUp:
         off = opt_out is not None and opt_out.strip().lower() == b"off"
         if not rules or call.request.body is None or call.fetches or off:
             return None
+        if call.caller.subscription is not None:
+            return None  # a plan's call goes as its client made it (the vendor checks what its agent sends)
         if call.caller.auth == "anonymous" and call.request.headers.get(b"authorization", b"").startswith(b"AWS4-"):
             return None  # signed by the caller, and going upstream as signed: its body stays as it is
         fmt, body = conversation(call)

@@ -1,0 +1,94 @@
+"""Calls made with a vendor's user token (a person's plan), not an API key: the `subscriptions:`
+settings, how such a token is recognised, what the policy and the audit are told of it, and the
+tenant header pinned to each vendor's requests. Plain logic, no mitmproxy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, field_validator
+
+from tollgate.config_base import Strict
+from tollgate.providers.base import Presented
+
+# The header a company's proxy adds to pin Anthropic's API to its organizations: Anthropic refuses
+# a request made with a key or token of any other (`tenant_restriction_violation`).
+ANTHROPIC_ORG_HEADER = b"anthropic-allowed-org-ids"
+
+
+def _tenant_id(value: str) -> str:
+    """One entry of a comma-separated header: no comma, no space, no control character."""
+    if not value or any(c == "," or c.isspace() or not c.isprintable() for c in value):
+        raise ValueError("an identifier must be non-empty and hold no comma, space or control character")
+    return value
+
+
+TenantId = Annotated[str, AfterValidator(_tenant_id)]
+
+
+class AnthropicPlans(Strict):
+    """`subscriptions.anthropic`: Claude plans on Anthropic's API hosts."""
+
+    # The company's Anthropic organizations: every request to Anthropic's hosts carries them in
+    # `anthropic-allowed-org-ids`, whatever its credential.
+    organizations: tuple[TenantId, ...] = ()
+    # Anthropic's API hosts carry calls made with keys too: they cannot be left tunnelled, so its
+    # plans are always governed.
+    govern: bool = True
+
+    @field_validator("govern")
+    @classmethod
+    def _always_governed(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError(
+                "api.anthropic.com serves calls made with keys as well as with plans: its plan calls are"
+                " always governed (leave govern out, or true)"
+            )
+        return value
+
+
+class Subscriptions(Strict):
+    """`subscriptions:`: calls made with a person's plan (auth `subscription`)."""
+
+    allow: bool = True  # false: every call made with a plan's token is refused (403 tenant_denied)
+    anthropic: AnthropicPlans = AnthropicPlans()
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """What a plan call tells of the plan (None where the vendor's token does not say): the policy's
+    `input.subscription`, the audit's `account`, `plan` and `tenant`."""
+
+    vendor: str
+    account: str | None = None
+    email: str | None = None
+    plan: str | None = None
+    tenant: str | None = None
+
+    def policy_input(self) -> dict[str, Any]:
+        return {
+            "vendor": self.vendor,
+            "account": self.account,
+            "email": self.email,
+            "plan": self.plan,
+            "tenant": self.tenant,
+        }
+
+
+def plan_token(presented: Iterable[Presented], prefix: str) -> Presented | None:
+    """The first credential presented that is a plan's token (it starts with `prefix`,
+    `Provider.plan_token_prefix`)."""
+    for p in presented:
+        if p.value.startswith(prefix):
+            return p
+    return None
+
+
+def tenant_pins(subscriptions: Subscriptions) -> dict[str, tuple[bytes, bytes]]:
+    """The tenant header each provider's requests carry, by provider name: (name, value)."""
+    pins = {}
+    if subscriptions.anthropic.organizations:
+        pins["anthropic"] = (ANTHROPIC_ORG_HEADER, ",".join(subscriptions.anthropic.organizations).encode())
+    return pins

@@ -1,0 +1,132 @@
+"""Plans, not keys: the `subscriptions:` settings and `clients[].accounts`, how a plan's token is
+recognised, the tenant header, and what the audit records of a plan call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from mitmproxy.http import Headers
+
+from tollgate.call import Call, Caller, Route
+from tollgate.config import ConfigError, parse_config
+from tollgate.formats.refusals import KIND, STATUS, TENANT_DENIED
+from tollgate.formats.request_facts import Classification
+from tollgate.governance.subscriptions import Subscription, plan_token, tenant_pins
+from tollgate.providers import PROVIDERS
+from tollgate.records.audit_record import RECORD_FIELDS, audit_record
+
+ORG = "c8b3a9f0-1111-4222-8333-944455556666"
+
+
+def error_of(data: Any) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, {})
+    return str(info.value)
+
+
+def test_plans_are_allowed_and_pin_nothing_by_default() -> None:
+    subscriptions = parse_config({}).subscriptions
+    assert subscriptions.allow is True
+    assert subscriptions.anthropic.organizations == ()
+    assert tenant_pins(subscriptions) == {}
+
+
+def test_the_anthropic_organizations_make_its_tenant_header() -> None:
+    data = {"subscriptions": {"allow": False, "anthropic": {"organizations": [ORG, "org-2"], "govern": True}}}
+    subscriptions = parse_config(data).subscriptions
+    assert subscriptions.allow is False
+    assert tenant_pins(subscriptions) == {"anthropic": (b"anthropic-allowed-org-ids", f"{ORG},org-2".encode())}
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"subscriptions": {"alow": True}}, "subscriptions.alow"),
+        ({"subscriptions": {"anthropic": {"organisations": [ORG]}}}, "subscriptions.anthropic.organisations"),
+        # The other vendors' settings come with their governance: until then they are unknown.
+        ({"subscriptions": {"chatgpt": {"workspaces": ["w"]}}}, "subscriptions.chatgpt"),
+        ({"clients": [{"name": "a", "acounts": ["a@corp.example"]}]}, "clients.0.acounts"),
+    ],
+)
+def test_unknown_keys_are_errors_naming_the_field(data: dict, field: str) -> None:
+    assert f"{field}: unknown key" in error_of(data)
+
+
+@pytest.mark.parametrize("org", ["", "a,b", "a b", "a\tb"])
+def test_an_organization_that_cannot_be_one_entry_of_the_header_is_refused(org: str) -> None:
+    message = error_of({"subscriptions": {"anthropic": {"organizations": ["ok", org]}}})
+    assert "subscriptions.anthropic.organizations.1" in message and "comma" in message
+
+
+def test_anthropics_plans_cannot_be_left_ungoverned() -> None:
+    message = error_of({"subscriptions": {"anthropic": {"govern": False}}})
+    assert "subscriptions.anthropic.govern" in message and "always governed" in message
+
+
+def test_a_clients_accounts_are_a_list_of_strings_each_one_clients() -> None:
+    config = parse_config({"clients": [{"name": "alice", "accounts": ["alice@corp.example", "acct-1"]}]})
+    assert config.clients[0].accounts == ("alice@corp.example", "acct-1")
+    twice = {"clients": [{"name": "a", "accounts": ["x@corp.example"]}, {"name": "b", "accounts": ["x@corp.example"]}]}
+    assert "clients.1.accounts.0: 'x@corp.example' is listed twice" in error_of(twice)
+    assert "clients.0.accounts.0" in error_of({"clients": [{"name": "a", "accounts": [""]}]})
+
+
+def presented(**headers: str) -> list:
+    return PROVIDERS["anthropic"].presented(Headers(**headers), {})
+
+
+@pytest.mark.parametrize(
+    ("headers", "plan"),
+    [
+        ({"authorization": "Bearer sk-ant-oat01-abc"}, "sk-ant-oat01-abc"),
+        ({"authorization": "bearer  sk-ant-oat01-abc "}, "sk-ant-oat01-abc"),
+        ({"x_api_key": "sk-ant-oat01-abc"}, "sk-ant-oat01-abc"),  # a token is one in either position
+        ({"authorization": "Bearer sk-ant-api03-abc"}, None),  # an API key
+        ({"x_api_key": "sk-ant-admin01-abc"}, None),
+        ({"authorization": "Bearer tg-virtual-key"}, None),
+        ({"authorization": "Basic sk-ant-oat01-abc"}, None),  # not a credential position's value
+        ({}, None),
+    ],
+)
+def test_an_anthropic_plans_token_is_known_by_its_prefix(headers: dict[str, str], plan: str | None) -> None:
+    prefix = PROVIDERS["anthropic"].plan_token_prefix
+    assert prefix == "sk-ant-oat"
+    token = plan_token(presented(**headers), prefix)
+    assert (token.value if token else None) == plan
+
+
+def test_only_anthropic_takes_plan_tokens_so_far() -> None:
+    assert {name for name, p in PROVIDERS.items() if p.plan_token_prefix is not None} == {"anthropic"}
+
+
+def test_tenant_denied_is_a_403_permission_refusal_in_anthropics_shape() -> None:
+    assert (STATUS[TENANT_DENIED], KIND[TENANT_DENIED]) == (403, "permission")
+    refusal = PROVIDERS["anthropic"].refusal(TENANT_DENIED, "no plans here")
+    assert refusal.status == 403 and refusal.headers["x-tollgate-error"] == "tenant_denied"
+    assert b'"type": "permission_error"' in refusal.body
+
+
+def _call(caller: Caller) -> Call:
+    return Call(
+        Route.as_called("anthropic", "claude-sonnet-4-5"),
+        "api.anthropic.com",
+        "POST",
+        "/v1/messages",
+        classification=Classification(endpoint="messages", model="claude-sonnet-4-5", wire_format="anthropic"),
+        caller=caller,
+    )
+
+
+def test_every_call_record_has_account_plan_and_tenant() -> None:
+    keyed = audit_record(_call(Caller(client="alice", auth="virtual_key")))
+    assert (keyed["auth"], keyed["account"], keyed["plan"], keyed["tenant"]) == ("virtual_key", None, None, None)
+    plan = Subscription("chatgpt", "acct-1", "a@corp.example", "team", "ws-1")
+    record = audit_record(_call(Caller(client="alice", auth="subscription", subscription=plan)))
+    assert (record["auth"], record["account"], record["plan"], record["tenant"]) == (
+        "subscription",
+        "acct-1",
+        "team",
+        "ws-1",
+    )
+    assert tuple(record) == RECORD_FIELDS
