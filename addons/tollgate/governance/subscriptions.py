@@ -4,7 +4,7 @@ tenant header pinned to each vendor's requests. Plain logic, no mitmproxy."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -12,10 +12,6 @@ from pydantic import AfterValidator, field_validator
 
 from tollgate.config_base import Strict
 from tollgate.providers.base import Presented
-
-# The header a company's proxy adds to pin Anthropic's API to its organizations: Anthropic refuses
-# a request made with a key or token of any other (`tenant_restriction_violation`).
-ANTHROPIC_ORG_HEADER = b"anthropic-allowed-org-ids"
 
 
 def _tenant_id(value: str) -> str:
@@ -47,6 +43,10 @@ class AnthropicPlans(Strict):
                 " always governed (leave govern out, or true)"
             )
         return value
+
+    def tenants(self) -> tuple[str, ...]:
+        """What the vendor's tenant header lists."""
+        return self.organizations
 
 
 class Subscriptions(Strict):
@@ -86,9 +86,12 @@ def plan_token(presented: Iterable[Presented], prefix: str) -> Presented | None:
     return None
 
 
-def tenant_pins(subscriptions: Subscriptions) -> dict[str, tuple[bytes, bytes]]:
-    """The tenant header each provider's requests carry, by provider name: (name, value)."""
+def tenant_pins(subscriptions: Subscriptions, headers: Mapping[str, bytes | None]) -> dict[str, tuple[bytes, bytes]]:
+    """The tenant header each provider's requests carry, by provider name: (name, value). `headers`:
+    each provider's `tenant_header`, its tenants those of its `subscriptions.<name>` settings."""
     pins = {}
-    if subscriptions.anthropic.organizations:
-        pins["anthropic"] = (ANTHROPIC_ORG_HEADER, ",".join(subscriptions.anthropic.organizations).encode())
+    for name, header in headers.items():
+        settings = getattr(subscriptions, name, None)
+        if header is not None and settings is not None and settings.tenants():
+            pins[name] = (header, ",".join(settings.tenants()).encode())
     return pins

@@ -187,6 +187,9 @@ class Provider[RuntimeT]:
     # How a vendor's user token (a person's plan, not a key) starts in its credential positions:
     # a call presenting one is a subscription call (`governance/subscriptions.py`). None: no plans.
     plan_token_prefix: ClassVar[str | None] = None
+    # The header a company's inspecting proxy adds to every request to this vendor's hosts to pin
+    # its plans to the company's tenants (`subscriptions.<name>`'s); None: the vendor has none.
+    tenant_header: ClassVar[bytes | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
