@@ -92,6 +92,21 @@ def iban(text: bytes) -> bool:
     return int(number) % 97 == 1
 
 
+def iban_prefix(text: bytes) -> int:
+    """The length of the IBAN `text` is or begins with, 0 if none. Written compact, it is the whole
+    of `text`; written in groups of four, a word of a group's shape may follow it (`… 7034 BIC`):
+    it ends where its country's length does, at the end of a group."""
+    length = IBAN_LENGTHS.get(text[:2].decode("ascii", "replace"))
+    if length is None:
+        return 0
+    if b" " not in text:
+        return len(text) if iban(text) else 0
+    n = length + (length - 1) // 4  # its characters and the spaces between its groups
+    if n > len(text) or (n < len(text) and text[n] != 32):
+        return 0
+    return n if iban(text[:n]) else 0
+
+
 def us_ssn(text: bytes) -> bool:
     """AAA-GG-SSSS as the SSA issues them: no area 000, 666 or 9xx, no group 00, no serial 0000,
     not the numbers printed in advertisements, nor groups of one repeated digit each."""

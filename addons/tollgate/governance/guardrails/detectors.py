@@ -36,9 +36,10 @@ DASHED_END = rb"(?![A-Za-z0-9_-])"
 @dataclass(frozen=True, slots=True)
 class Detector:
     """One pattern of a kind; its match (or its group `v`, where it has one) is the span found,
-    when `check` (given those bytes) agrees. Where an anchor was found, the pattern is tried in
-    the window of `reach` bytes either side of it; a detector `at_anchor` begins where its anchor
-    begins, and is tried there only."""
+    when `check` (given those bytes) agrees; or the part of it `fit` keeps (its length, 0 for none:
+    an IBAN in groups followed by a word of a group's shape). Where an anchor was found, the pattern
+    is tried in the window of `reach` bytes either side of it; a detector `at_anchor` begins where
+    its anchor begins, and is tried there only."""
 
     kind: str
     pattern: re.Pattern[bytes]
@@ -46,6 +47,7 @@ class Detector:
     reach: int
     check: Callable[[bytes], bool] | None = None
     at_anchor: bool = False
+    fit: Callable[[bytes], int] | None = None
     _value: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
@@ -74,6 +76,12 @@ class Detector:
         if m is None:
             return None
         s, e = m.span("v") if self._value else m.span()
+        return self.accept(buf, s, e)
+
+    def accept(self, buf: bytes, s: int, e: int) -> Span | None:
+        if self.fit is not None:
+            n = self.fit(buf[s:e])
+            return (s, s + n) if n else None
         return (s, e) if self.check is None or self.check(buf[s:e]) else None
 
     def find(self, buf: bytes, lo: int, hi: int) -> Iterator[Span]:
@@ -88,7 +96,11 @@ class Detector:
                     continue
                 m = whole
             s, e = m.span("v") if self._value else m.span()
-            if check is None or check(buf[s:e]):
+            if self.fit is not None:
+                n = self.fit(buf[s:e])
+                if n:
+                    yield s, s + n
+            elif check is None or check(buf[s:e]):
                 yield s, e
 
 
@@ -103,8 +115,9 @@ def detector(
     reach: int,
     check: Callable[[bytes], bool] | None = None,
     at_anchor: bool = False,
+    fit: Callable[[bytes], int] | None = None,
 ) -> Detector:
-    return Detector(kind, re.compile(pattern), tuple(anchors), reach, check, at_anchor)
+    return Detector(kind, re.compile(pattern), tuple(anchors), reach, check, at_anchor, fit)
 
 
 def token(
@@ -159,10 +172,19 @@ class EmailDetector(Detector):
                 continue
             for first in range(local.start(), at):
                 found = self.match(buf, first)
-                if found is not None:
+                if found is not None and not _userinfo(buf, found[0]):
                     done = found[1]
                     yield found
                     break
+
+
+# A URL's scheme and authority up to its user's `:` (`https://user:`), as it ends before a password.
+_URL_USER = re.compile(rb"//[^\s/@\"'<>]{0,128}:\Z")
+
+
+def _userinfo(buf: bytes, start: int) -> bool:
+    """Whether an address found at `start` is a URL's `user:password@host` (after its `:`)."""
+    return start > 0 and buf[start - 1] == 58 and _URL_USER.search(buf, max(0, start - 131), start) is not None
 
 
 def _github(token: bytes) -> bool:
@@ -170,7 +192,8 @@ def _github(token: bytes) -> bool:
 
 
 _AWS_KEY_ID = detector(
-    "secrets.aws_access_key_id", TOKEN_START + rb"(?:AKIA|ASIA)[A-Z2-7]{16}" + TOKEN_END, (rb"AKIA", rb"ASIA"), 20,
+    "secrets.aws_access_key_id", TOKEN_START + rb"(?:AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}" + TOKEN_END,
+    (rb"AKIA", rb"ASIA", rb"ABIA", rb"ACCA"), 20,
     at_anchor=True,
 )  # fmt: skip
 _B64_40 = rb"(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
@@ -261,7 +284,8 @@ def _nanp(number: bytes) -> bool:
 
 # One anchor for numbers written in three groups: US phone numbers (3-3-4) and SSNs (3-2-4).
 _DIGIT_GROUPS = rb"[0-9]{3}[-.][0-9]{2,3}[-.][0-9]{4}"
-_CARD_START = left(rb"A-Za-z0-9_.-")
+# Not after a digit's `.`: the digits of a decimal fraction (0.4111…) are no card.
+_CARD_START = left(rb"A-Za-z0-9_-") + rb"(?<![0-9]\.)"
 _CARD_END = rb"(?![0-9A-Za-z_]|[.-][0-9])"
 
 
@@ -296,7 +320,7 @@ def _builtin() -> tuple[Detector, ...]:
         ),
         token("secrets.gitlab_token", rb"GR1348941", rb"[A-Za-z0-9_-]{20}", 30, dashed=True),
         token(
-            "secrets.slack_token", slack, rb"[0-9]{1,15}(?:-[0-9A-Za-z]{1,64}){1,4}", 240,
+            "secrets.slack_token", slack, rb"[0-9]{1,15}(?:-[0-9A-Za-z]{1,200}){1,4}", 840,
             lambda value: len(value) >= 30, dashed=True,
         ),
         token("secrets.slack_token", rb"xapp-", rb"[0-9]-[A-Z0-9]{8,14}-[0-9]{8,16}-[a-f0-9]{32,80}", 130),
@@ -307,8 +331,8 @@ def _builtin() -> tuple[Detector, ...]:
             (rb"hooks\.slack\.com/",), 140,
         ),
         detector(
-            "secrets.stripe_key", TOKEN_START + rb"(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{24,247}" + TOKEN_END,
-            (rb"[sr]k_live_", rb"[sr]k_test_"), 260, at_anchor=True,
+            "secrets.stripe_key", TOKEN_START + rb"(?:sk|rk)_(?:live|test|prod)_[0-9A-Za-z]{24,247}" + TOKEN_END,
+            (rb"[sr]k_live_", rb"[sr]k_test_", rb"[sr]k_prod_"), 260, at_anchor=True,
         ),
         token("secrets.stripe_key", rb"whsec_", rb"[A-Za-z0-9]{32,64}", 72),
         detector(
@@ -349,21 +373,23 @@ def _builtin() -> tuple[Detector, ...]:
         token("secrets.xai_api_key", rb"xai-", rb"[A-Za-z0-9]{80}", 90),
         EmailDetector(
             "pii.email",
-            # Not after `:` or `/`: a URL's userinfo is no address, unless the URL is a mailto: link.
+            # Not after `/`, nor after a URL's `scheme://user:` (`around`): a URL's userinfo is no address.
             re.compile(
-                rb"(?:" + left(rb"A-Za-z0-9._%+:/-") + rb"|(?<=mailto:))[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@"
-                rb"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![A-Za-z0-9-])"
+                left(rb"A-Za-z0-9_%+/-") + rb"[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@"
+                rb"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}"
+                rb"(?:[A-Za-z]{2,24}|xn--[A-Za-z0-9-]{1,59})(?![A-Za-z0-9-])"
             ),
             (rb"[A-Za-z0-9._%+-]@[A-Za-z0-9-]+\.[A-Za-z]{2}",), 600, _email,
         ),
         detector(
             "pii.phone",
-            left(rb"A-Za-z0-9+_.)\]-") + rb"\+[1-9](?:[ .-]?[0-9]|[ .-]?\([0-9]{1,4}\)){7,14}(?![0-9]|[.-][0-9])",
+            left(rb"A-Za-z0-9+_-") + rb"(?<![0-9]\.)\+[1-9](?:[ .-]?[0-9]|[ .-]?\([0-9]{1,4}\)){7,14}"
+            rb"(?![0-9A-Za-z_]|[.-][0-9])",
             (rb"\+[1-9][0-9 ().-]{7}",), 40, lambda number: checks.phone_digits(number, 8, 15),
         ),
         detector(
             "pii.phone",
-            left(rb"A-Za-z0-9+_.-") + rb"(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}[-.])[2-9][0-9]{2}[-.][0-9]{4}"
+            left(rb"A-Za-z0-9+_-") + rb"(?<![0-9]\.)(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}[-.])[2-9][0-9]{2}[-.][0-9]{4}"
             rb"(?![A-Za-z0-9_-]|\.[0-9])",
             (_DIGIT_GROUPS, rb"\([2-9][0-9]{2}\) ?[0-9]{3}-"), 20, _nanp,
         ),
@@ -379,7 +405,7 @@ def _builtin() -> tuple[Detector, ...]:
             "pii.iban",
             left(rb"A-Za-z0-9_") + rb"[A-Z]{2}[0-9]{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?)"
             rb"(?![A-Za-z0-9_])",
-            (rb"[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4} ?[A-Z0-9]{4}",), 45, checks.iban,
+            (rb"[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4} ?[A-Z0-9]{4}",), 45, fit=checks.iban_prefix,
         ),
         detector(
             "pii.us_ssn", _CARD_START + rb"[0-9]{3}-[0-9]{2}-[0-9]{4}(?![0-9A-Za-z_]|-[0-9])",

@@ -160,10 +160,11 @@ class Guardrails:
                 if STRENGTH[rule.rule.action] > STRENGTH.get(action.get(kind, ""), -1):
                     action[kind] = rule.rule.action
         findings = []
+        numbers = _JsonNumbers(body) if is_json else None
         for kind, s, e in _once(found):
             if kind in action:
                 start, end = read.to_body(s, e)
-                if not (is_json and _json_number(body, start, end)):
+                if numbers is None or not numbers.holds(start, end):
                     findings.append(Finding(kind, start, end, action[kind]))
         findings.sort(key=lambda f: (f.start, f.end, f.kind))
         return Scan(tuple(findings), unread)
@@ -171,16 +172,35 @@ class Guardrails:
 
 _STRUCTURE_BEFORE = frozenset(b":,[")
 _STRUCTURE_AFTER = frozenset(b",]}")
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
 
 
-def _json_number(body: bytes, start: int, end: int) -> bool:
-    """Whether the span is a number of the JSON outside any string (a card number sent as one):
-    no text the detectors read, and nothing a placeholder could replace."""
-    if not body[start:end].isdigit():
-        return False
-    before = body[max(0, start - 64) : start].rstrip()[-1:]
-    after = body[end : end + 64].lstrip()[:1]
-    return (not before or before[0] in _STRUCTURE_BEFORE) and (not after or after[0] in _STRUCTURE_AFTER)
+class _JsonNumbers:
+    """Whether a span is a number of the JSON outside any string (a card number sent as one): no
+    text the detectors read, and nothing a placeholder could replace. Asked in order of `start`,
+    it reads the body's strings once, up to the last span asked about."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.strings = _JSON_STRING.finditer(body)
+        self.string: tuple[int, int] = (-1, -1)
+
+    def holds(self, start: int, end: int) -> bool:
+        body = self.body
+        if not body[start:end].isdigit():
+            return False
+        before = body[max(0, start - 64) : start].rstrip()[-1:]
+        after = body[end : end + 64].lstrip()[:1]
+        if (before and before[0] not in _STRUCTURE_BEFORE) or (after and after[0] not in _STRUCTURE_AFTER):
+            return False
+        # Digits between `,` and `,` are a number only outside a string ("alice,4111…,12/29").
+        while self.string[1] <= start:
+            m = next(self.strings, None)
+            if m is None:
+                self.string = (len(body), len(body) + 1)
+                break
+            self.string = m.span()
+        return not self.string[0] < start < self.string[1]
 
 
 def _once(found: set[Found]) -> Iterator[Found]:

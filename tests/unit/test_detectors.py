@@ -1,0 +1,112 @@
+"""Each built-in detector's edges: what may stand before and after a match (punctuation, space,
+line ends, JSON escapes) leaves it found at the same span, and a letter or digit that extends a
+token leaves no match of that span. On both engines, in plain text and in a JSON body."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from support.guardrail_samples import AWS_KEY_ID, SAMPLES
+from tollgate.governance.guardrails.engine import HYPERSCAN
+from tollgate.governance.guardrails.rules import Guardrails
+from tollgate.governance.guardrails.settings import GuardrailRule
+
+ENGINES = [False, *([True] if HYPERSCAN else [])]
+RULES = [GuardrailRule.model_validate({"detect": ["secrets", "pii"], "action": "redact"})]
+GUARDRAILS = {hs: Guardrails(RULES, use_hyperscan=hs) for hs in ENGINES}
+
+# What a text may hold just before or after a value: punctuation, space and line ends, and (in
+# plain text that quotes JSON) an escaped line end or tab.
+SEPARATORS = [*",;:.!?()[]{}<>\"'`=", " ", "\t", "\n", "\r\n", "\\n", "\\t", ""]
+# Values whose neighbours their format fixes: a URL's password (inside its URL), Azure's key (after
+# `AccountKey=`); and what may not follow a base64 secret (`=` is its padding: a longer value).
+FIXED_BEFORE = {"secrets.azure_storage_key": "AccountKey="}
+NOT_AFTER = {"secrets.aws_secret_access_key": "=", "secrets.azure_storage_key": "="}
+KINDS = sorted(k for k in SAMPLES if k != "secrets.url_password")
+# A URL begins with its scheme, whatever is written before it.
+URLS = {"secrets.slack_webhook"}
+
+
+def written(kind: str, before: str, value: str, after: str) -> str:
+    partner = f"AWS_ACCESS_KEY_ID={AWS_KEY_ID}\n" if kind == "secrets.aws_secret_access_key" else ""
+    return f"{partner}text {FIXED_BEFORE.get(kind, before)}{value}{after} more"
+
+
+def spans(engine: bool, kind: str, content: str, as_json: bool) -> tuple[bytes, list[tuple[int, int]]]:
+    body = (
+        json.dumps({"model": "m", "messages": [{"role": "user", "content": content}]}).encode()
+        if as_json
+        else content.encode()
+    )
+    scan = GUARDRAILS[engine].scan_all(body, is_json=as_json)
+    return body, [(f.start, f.end) for f in scan.findings if f.kind == kind]
+
+
+def where(body: bytes, value: str, as_json: bool) -> tuple[int, int]:
+    encoded = json.dumps(value)[1:-1].encode() if as_json else value.encode()
+    start = body.index(encoded, body.index(b"text "))
+    return start, start + len(encoded)
+
+
+@pytest.mark.parametrize("engine", ENGINES, ids=lambda hs: "hyperscan" if hs else "python")
+@settings(max_examples=400, deadline=None)
+@given(
+    kind=st.sampled_from(KINDS),
+    before=st.sampled_from(SEPARATORS),
+    after=st.sampled_from(SEPARATORS),
+    as_json=st.booleans(),
+)
+def test_separators_around_a_value_leave_it_found_whole(
+    engine: bool, kind: str, before: str, after: str, as_json: bool
+) -> None:
+    value = SAMPLES[kind][0]
+    if after == NOT_AFTER.get(kind):
+        after = ""
+    body, found = spans(engine, kind, written(kind, before, value, after), as_json)
+    assert where(body, value, as_json) in found, (before, after)
+
+
+@pytest.mark.parametrize("engine", ENGINES, ids=lambda hs: "hyperscan" if hs else "python")
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=st.sampled_from(KINDS),
+    extra=st.sampled_from(["7", "Q", "x", "0"]),
+    at_end=st.booleans(),
+    as_json=st.booleans(),
+)
+def test_a_letter_or_digit_that_extends_a_value_leaves_no_match_of_its_span(
+    engine: bool, kind: str, extra: str, at_end: bool, as_json: bool
+) -> None:
+    value = SAMPLES[kind][0]
+    if (kind in FIXED_BEFORE or kind in URLS) and not at_end:
+        return  # its start is fixed by the name before it, or its scheme
+    before, after = ("", extra) if at_end else (extra, "")
+    body, found = spans(engine, kind, written(kind, " ", before + value + after, " "), as_json)
+    start, end = where(body, before + value + after, as_json)
+    plain = (start + len(before), end - len(after))
+    assert plain not in found
+
+
+@pytest.mark.parametrize("engine", ENGINES, ids=lambda hs: "hyperscan" if hs else "python")
+@pytest.mark.parametrize(
+    ("content", "kind", "count"),
+    [
+        ("Card: 4111 1111 1111 " + "1111, exp 12/29", "pii.payment_card", 1),
+        ("alice,41111111" + "11111111,12/29", "pii.payment_card", 1),
+        ('["41111111' + '11111111", "x"]', "pii.payment_card", 1),
+        ("[41111111" + "11111111, 55000000" + "00000004]", "pii.payment_card", 2),
+        ("Email:jane.doe" + "@acme-corp.com", "pii.email", 1),
+        ("mail jane" + "@xn--bcher-kva.xn--p1ai today", "pii.email", 1),
+        ("BE68 5390 " + "0754 7034 BIC GKCCBEBB", "pii.iban", 1),
+        ("a decimal 0.41111111" + "11111111", "pii.payment_card", 0),
+        ("https://user:Pw4-" + "x9Qz@host.example.org/ x", "pii.email", 0),
+    ],
+)
+def test_the_cases_reported(engine: bool, content: str, kind: str, count: int) -> None:
+    for as_json in (False, True):
+        _, found = spans(engine, kind, content, as_json)
+        assert len(found) == count, as_json
