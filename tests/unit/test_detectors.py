@@ -5,6 +5,10 @@ token leaves no match of that span. On both engines, in plain text and in a JSON
 from __future__ import annotations
 
 import json
+import random
+import string
+import time
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -110,3 +114,43 @@ def test_the_cases_reported(engine: bool, content: str, kind: str, count: int) -
     for as_json in (False, True):
         _, found = spans(engine, kind, content, as_json)
         assert len(found) == count, as_json
+
+
+# -- time linear in the body ------------------------------------------------------------------------------------
+
+
+def _cpu(engine: bool, body: bytes) -> float:
+    """The best of two scans' CPU time: a shared machine's other work left out."""
+    best = float("inf")
+    for _ in range(2):
+        started = time.process_time()
+        GUARDRAILS[engine].scan_all(body)
+        best = min(best, time.process_time() - started)
+    return best
+
+
+@pytest.mark.skipif(not HYPERSCAN, reason="the proxy's engine: Hyperscan")
+def test_hostile_bodies_scan_in_time_of_a_normal_body() -> None:
+    """5 MB of one character class (digits, digits in dashed groups, `@`, hex, base64's alphabet)
+    scans within a generous multiple of 5 MB of prose and code: no shape makes a detector try a
+    candidate at every byte of a run."""
+    size = 5_000_000
+    rng = random.Random(59)
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    prose = "".join(p.read_text() for p in sorted(docs.glob("*.md")))
+    shapes = {
+        "digits": "".join(rng.choices(string.digits, k=size)),
+        "dashed digits": "-".join("".join(rng.choices(string.digits, k=3)) for _ in range(size // 4)),
+        "@": "@" * size,
+        "hex": "".join(rng.choices(string.hexdigits.lower()[:16], k=size)),
+        "base64": "".join(rng.choices(string.ascii_letters + string.digits + "+/", k=size)),
+    }
+
+    def body(content: str) -> bytes:
+        return json.dumps({"model": "m", "messages": [{"role": "user", "content": content}]}).encode()
+
+    engine = True
+    normal = _cpu(engine, body((prose * (size // len(prose) + 1))[:size]))
+    for name, content in shapes.items():
+        took = _cpu(engine, body(content))
+        assert took <= 30 * normal + 0.05, (name, took, normal)

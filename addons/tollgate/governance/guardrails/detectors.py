@@ -28,6 +28,13 @@ def left(chars: bytes) -> bytes:
     return rb"(?:(?<![\\" + chars + rb"])|(?<=\\[nrtbf])|(?<=\\u[0-9a-fA-F]{4}))"
 
 
+def after(chars: bytes) -> bytes:
+    """An anchor's first character where a match may begin after it: the text's start, or a
+    character not in `chars`, or an escape's letter or digits (as `left`). An anchor of a shape a
+    run of text can repeat at every byte (digits, letters) is found once per run, not at each byte."""
+    return rb"(?:^|[^\\" + chars + rb"]|\\[nrtbf]|\\u[0-9a-fA-F]{4})"
+
+
 TOKEN_START = left(rb"A-Za-z0-9")
 TOKEN_END = rb"(?![A-Za-z0-9])"
 DASHED_END = rb"(?![A-Za-z0-9_-])"
@@ -85,23 +92,30 @@ class Detector:
         return (s, e) if self.check is None or self.check(buf[s:e]) else None
 
     def find(self, buf: bytes, lo: int, hi: int) -> Iterator[Span]:
-        """The spans found in `buf` that begin in [lo, hi)."""
-        pattern, check = self.pattern, self.check
-        for found in pattern.finditer(buf, lo, hi):
-            m = found
-            if m.end() == hi and hi < len(buf):
+        """The spans found in `buf` that begin in [lo, hi). Past a match its check refuses, the
+        search goes on from the match's next byte, not its end: a card may begin inside a shape
+        that is none (a date before the card)."""
+        pattern, size, accept = self.pattern, len(buf), self.accept
+        at = lo
+        while at < hi:
+            m = pattern.search(buf, at, hi)
+            if m is None:
+                return
+            start = m.start()
+            if m.end() == hi and hi < size:
                 # Cut by the window's end: the match as the whole text has it.
-                whole = pattern.match(buf, m.start())
+                whole = pattern.match(buf, start)
                 if whole is None:
+                    at = start + 1
                     continue
                 m = whole
             s, e = m.span("v") if self._value else m.span()
-            if self.fit is not None:
-                n = self.fit(buf[s:e])
-                if n:
-                    yield s, s + n
-            elif check is None or check(buf[s:e]):
-                yield s, e
+            found = accept(buf, s, e)
+            if found is None:
+                at = start + 1
+                continue
+            yield found
+            at = max(m.end(), start + 1)
 
 
 # Context kept either side of a window beyond a detector's reach: its lookarounds' few bytes.
@@ -144,13 +158,26 @@ class NearDetector(Detector):
 
     def around(self, buf: bytes, anchors: list[Span]) -> Iterator[Span]:
         assert self.partner is not None
-        for s, e in self.partner.around(buf, anchors):
-            yield from Detector.find(self, buf, max(0, s - self.distance), min(len(buf), e + self.distance))
+        yield from self._beside(buf, self.partner.around(buf, anchors))
 
     def find(self, buf: bytes, lo: int, hi: int) -> Iterator[Span]:
         assert self.partner is not None
-        for s, e in self.partner.find(buf, lo, hi):
-            yield from Detector.find(self, buf, max(0, s - self.distance), min(len(buf), e + self.distance))
+        yield from self._beside(buf, self.partner.find(buf, lo, hi))
+
+    def _beside(self, buf: bytes, partners: Iterable[Span]) -> Iterator[Span]:
+        """Its matches within `distance` of a partner's, each window read once: partners close
+        together share one (a file of key ids is read once, not once per id)."""
+        size, distance = len(buf), self.distance
+        lo = hi = -1
+        for s, e in partners:
+            if s - distance <= hi:
+                hi = min(size, e + distance)
+                continue
+            if hi >= 0:
+                yield from Detector.find(self, buf, lo, hi)
+            lo, hi = max(0, s - distance), min(size, e + distance)
+        if hi >= 0:
+            yield from Detector.find(self, buf, lo, hi)
 
 
 _LOCAL_PART = re.compile(rb"[A-Za-z0-9._%+-]{1,64}\Z")
@@ -282,10 +309,14 @@ def _nanp(number: bytes) -> bool:
     return len(set(separators)) <= 1 and not digits[3:8].startswith(b"55501")
 
 
-# One anchor for numbers written in three groups: US phone numbers (3-3-4) and SSNs (3-2-4).
-_DIGIT_GROUPS = rb"[0-9]{3}[-.][0-9]{2,3}[-.][0-9]{4}"
+# One anchor for numbers written in three groups: US phone numbers (3-3-4) and SSNs (3-2-4); once
+# per run of groups (neither begins after a digit, a `-` or a digit's `.`).
+_DIGIT_GROUPS = rb"(?:" + after(rb"0-9.-") + rb"|[^0-9]\.)[0-9]{3}[-.][0-9]{2,3}[-.][0-9]{4}"
 # Not after a digit's `.`: the digits of a decimal fraction (0.4111…) are no card.
 _CARD_START = left(rb"A-Za-z0-9_-") + rb"(?<![0-9]\.)"
+# The first digits of a brand's numbers (`checks.payment_card` has each range exactly): a body of
+# digits in groups holds a shape at every group, and most are no brand's.
+_CARD_BRAND = rb"(?=4|5[1-5]|2[2-7]|3[0-9]|6[0-9])"
 _CARD_END = rb"(?![0-9A-Za-z_]|[.-][0-9])"
 
 
@@ -395,17 +426,18 @@ def _builtin() -> tuple[Detector, ...]:
         ),
         detector(
             "pii.payment_card",
-            _CARD_START + rb"(?:[0-9]{13,19}|[0-9]{4}(?P<s1>[ -])[0-9]{4}(?P=s1)[0-9]{4}(?P=s1)[0-9]{1,4}"
+            _CARD_BRAND + _CARD_START + rb"(?:[0-9]{13,19}|[0-9]{4}(?P<s1>[ -])[0-9]{4}(?P=s1)[0-9]{4}(?P=s1)[0-9]{1,4}"
             rb"(?:(?P=s1)[0-9]{3})?|[0-9]{4}(?P<s2>[ -])[0-9]{6}(?P=s2)[0-9]{4,5})" + _CARD_END,
-            # Every brand's number begins with 2 to 6 (a timestamp in milliseconds with 1).
-            (rb"[2-6][0-9]{12}", rb"[0-9]{4}[ -][0-9]{4,6}[ -][0-9]{4}"),
+            # Every brand's number begins with 2 to 6 (a timestamp in milliseconds with 1); written
+            # whole, it is a whole run of digits.
+            (after(rb"0-9") + rb"[2-6][0-9]{12}", after(rb"0-9-") + rb"[2-6][0-9]{3}[ -][0-9]{4,6}[ -][0-9]{4}"),
             25, checks.payment_card,
         ),
         detector(
             "pii.iban",
             left(rb"A-Za-z0-9_") + rb"[A-Z]{2}[0-9]{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?)"
             rb"(?![A-Za-z0-9_])",
-            (rb"[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4} ?[A-Z0-9]{4}",), 45, fit=checks.iban_prefix,
+            (after(rb"A-Za-z0-9_") + rb"[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4} ?[A-Z0-9]{4}",), 45, fit=checks.iban_prefix,
         ),
         detector(
             "pii.us_ssn", _CARD_START + rb"[0-9]{3}-[0-9]{2}-[0-9]{4}(?![0-9A-Za-z_]|-[0-9])",
