@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from support.guardrail_samples import AWS_KEY_ID, SAMPLES
+from support.guardrail_samples import AWS_KEY_ID, NAMED_KINDS, SAMPLES, table_samples
 from tollgate.governance.guardrails.engine import HYPERSCAN
 from tollgate.governance.guardrails.rules import Guardrails
 from tollgate.governance.guardrails.settings import GuardrailRule
@@ -28,7 +28,9 @@ GUARDRAILS = {hs: Guardrails(RULES, use_hyperscan=hs) for hs in ENGINES}
 SEPARATORS = [*",;:.!?()[]{}<>\"'`=", " ", "\t", "\n", "\r\n", "\\n", "\\t", ""]
 # Values whose neighbours their format fixes: a URL's password (inside its URL), Azure's key (after
 # `AccountKey=`); and what may not follow a base64 secret (`=` is its padding: a longer value).
-FIXED_BEFORE = {"secrets.azure_storage_key": "AccountKey="}
+FIXED_BEFORE = {"secrets.azure_storage_key": "AccountKey="} | {
+    kind: SAMPLES[kind][1].split("{}")[0] for kind in NAMED_KINDS
+}
 NOT_AFTER = {"secrets.aws_secret_access_key": "=", "secrets.azure_storage_key": "="}
 KINDS = sorted(k for k in SAMPLES if k != "secrets.url_password")
 # A URL begins with its scheme, whatever is written before it.
@@ -68,8 +70,8 @@ def test_separators_around_a_value_leave_it_found_whole(
     engine: bool, kind: str, before: str, after: str, as_json: bool
 ) -> None:
     value = SAMPLES[kind][0]
-    if after == NOT_AFTER.get(kind):
-        after = ""
+    if after == NOT_AFTER.get(kind) or (after[:1] in ("=", ".", "~") and after[:1] in value):
+        after = ""  # a character of its own alphabet: a longer value
     body, found = spans(engine, kind, written(kind, before, value, after), as_json)
     assert where(body, value, as_json) in found, (before, after)
 
@@ -154,3 +156,57 @@ def test_hostile_bodies_scan_in_time_of_a_normal_body() -> None:
     for name, content in shapes.items():
         took = _cpu(engine, body(content))
         assert took <= 30 * normal + 0.05, (name, took, normal)
+
+
+# -- the table's kinds: each found as written, and its near miss not ------------------------------------------
+
+TABLE_KINDS = sorted(set(table_samples()))
+
+
+def _near_miss(kind: str) -> str:
+    """The sample with the first character of its prefix (or its name) changed: a word that only
+    looks like the format."""
+    value, context = SAMPLES[kind]
+    if kind in NAMED_KINDS:
+        name = context.split("=")[0]
+        return f"{name[:-1]}Q={value}\n"
+    if kind == "secrets.azure_devops_token":  # its marker is inside it
+        return "token: " + value.replace("AZDO", "AZD0") + "\n"
+    return "token: " + ("Q" if value[0] != "Q" else "Z") + value[1:] + "\n"
+
+
+@pytest.mark.parametrize("engine", ENGINES, ids=lambda hs: "hyperscan" if hs else "python")
+@pytest.mark.parametrize("kind", TABLE_KINDS)
+def test_each_table_kind_is_found_and_its_near_miss_is_not(engine: bool, kind: str) -> None:
+    value, context = SAMPLES[kind]
+    _, found = spans(engine, kind, "text " + context.format(value), True)
+    assert len(found) == 1
+    _, missed = spans(engine, kind, "text " + _near_miss(kind), True)
+    assert missed == []
+
+
+@pytest.mark.parametrize("engine", ENGINES, ids=lambda hs: "hyperscan" if hs else "python")
+@pytest.mark.parametrize(
+    ("kind", "value"),
+    [
+        ("secrets.slack_token", "xoxe.xo" + "xp-1-" + "Mi0yLTM0MTQwNDE0MDE3Ni0zNjU5NDY0Njg2MTc" * 4),
+        ("secrets.slack_token", "xox" + "e-1-" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo" * 4),
+        ("secrets.aws_access_key_id", "AB" + "IAZ7QK3M2XW4NB5RTE"),
+        ("secrets.aws_access_key_id", "AC" + "CAZ7QK3M2XW4NB5RTE"),
+        ("secrets.stripe_key", "sk_" + "prod_" + "4eC39HqLyjWDarjtT1zdp7dc"),
+        ("secrets.stripe_key", "rk_" + "prod_" + "4eC39HqLyjWDarjtT1zdp7dc"),
+        ("secrets.gitlab_token", "gl" + "pat-" + "xq3Rt7Yp2Vb7Nc4Hs6Jd"),
+        ("secrets.google_api_key", "AI" + "zaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY"),
+        ("secrets.linear_api_key", "lin_" + "api_" + "Kq7Zt3Wm9Xp2Rv8Ln4Hs6Jd1Fg0Ae5Ui3OyTb7Cc"),
+        ("secrets.notion_token", "nt" + "n_" + "45102583615" + "Kq7Zt3Wm9Xp2Rv8Ln4Hs6Jd1Fg0Ae5Ui3Oy"),
+        ("secrets.shopify_token", "shp" + "at_" + "a1b2c3d4e5f60718293a4b5c6d7e8f90"),
+        ("secrets.replicate_api_token", "r8" + "_" + "Kq7Zt3Wm9Xp2Rv8Ln4Hs6Jd1Fg0Ae5Ui3OyTb"),
+        ("secrets.perplexity_api_key", "pp" + "lx-" + "Kq7Zt3Wm9Xp2Rv8Ln4Hs6Jd1Fg0Ae5Ui3OyTb7Cc2Vn8Mx4Q"),
+        ("secrets.openrouter_api_key", "sk-" + "or-v1-" + "0123456789abcdef" * 4),
+        ("secrets.digitalocean_token", "do" + "p_v1_" + "0123456789abcdef" * 4),
+    ],
+)
+def test_formats_as_their_issuers_write_them(engine: bool, kind: str, value: str) -> None:
+    for as_json in (False, True):
+        body, found = spans(engine, kind, f"text KEY={value}, more", as_json)
+        assert found == [where(body, value, as_json)]

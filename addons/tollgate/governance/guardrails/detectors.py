@@ -320,6 +320,165 @@ _CARD_BRAND = rb"(?=4|5[1-5]|2[2-7]|3[0-9]|6[0-9])"
 _CARD_END = rb"(?![0-9A-Za-z_]|[.-][0-9])"
 
 
+# Credentials known by their prefix, as their issuers document them: (kind, prefix, the rest).
+# Each is a token (`token`): found where its prefix begins, not inside a longer word.
+_PREFIXED: tuple[tuple[str, bytes, bytes], ...] = (
+    # Cloud providers and their platforms
+    ("secrets.digitalocean_token", rb"do[opr]_v1_", rb"[a-f0-9]{64}"),
+    ("secrets.cloudflare_origin_ca_key", rb"v1\.0-", rb"[a-f0-9]{24}-[a-f0-9]{146}"),
+    ("secrets.alibaba_access_key_id", rb"LTAI", rb"[A-Za-z0-9]{20}"),
+    ("secrets.heroku_api_key", rb"HRKU-", rb"[A-Za-z0-9_-]{60}"),
+    ("secrets.flyio_token", rb"fo1_", rb"[A-Za-z0-9_-]{43}"),
+    ("secrets.flyio_token", rb"fm[12][ar]?_", rb"[A-Za-z0-9+/]{100,2000}={0,3}"),
+    ("secrets.scalingo_token", rb"tk-us-", rb"[A-Za-z0-9_-]{48}"),
+    ("secrets.doppler_token", rb"dp\.(?:pt|st|sa|scim|audit|ct)\.", rb"[A-Za-z0-9]{40,44}"),
+    ("secrets.pulumi_token", rb"pul-", rb"[a-f0-9]{40}"),
+    ("secrets.vault_token", rb"hv[sb]\.", rb"[A-Za-z0-9_-]{90,300}"),
+    ("secrets.openshift_token", rb"sha256~", rb"[A-Za-z0-9_-]{43}"),
+    ("secrets.netlify_token", rb"nfp_", rb"[A-Za-z0-9]{36}"),
+    ("secrets.render_api_key", rb"rnd_", rb"[A-Za-z0-9]{32}"),
+    ("secrets.supabase_token", rb"sbp_", rb"[a-f0-9]{40}"),
+    ("secrets.supabase_token", rb"sb_secret_", rb"[A-Za-z0-9_-]{31}"),
+    ("secrets.planetscale_token", rb"pscale_(?:tkn|pw|oauth)_", rb"[A-Za-z0-9_.=-]{32,64}"),
+    ("secrets.databricks_token", rb"dapi", rb"[a-f0-9]{32}(?:-[0-9])?"),
+    ("secrets.aws_session_token", rb"(?:IQoJb3JpZ2luX2Vj|FwoGZXIvYXdzE)", rb"[A-Za-z0-9/+]{100,4000}={0,2}"),
+    ("secrets.aws_bedrock_api_key", rb"ABSK", rb"[A-Za-z0-9+/]{100,400}={0,2}"),
+    ("secrets.google_oauth_access_token", rb"ya29\.", rb"[A-Za-z0-9_-]{30,2000}"),
+    ("secrets.google_oauth_refresh_token", rb"1//0", rb"[A-Za-z0-9_-]{40,512}"),
+    ("secrets.yandex_api_key", rb"AQVN", rb"[A-Za-z0-9_-]{35,38}"),
+    ("secrets.defined_networking_token", rb"dnkey-", rb"[a-z0-9=_-]{26}-[a-z0-9=_-]{52}"),
+    ("secrets.age_secret_key", rb"AGE-SECRET-KEY-1", rb"[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}"),
+    ("secrets.onepassword_token", rb"ops_eyJ", rb"[A-Za-z0-9+/]{250,4000}={0,3}"),
+    # CI, code hosting and package registries
+    ("secrets.atlassian_api_token", rb"ATATT3", rb"[A-Za-z0-9_=-]{186}"),
+    ("secrets.bitbucket_app_password", rb"ATBB", rb"[A-Za-z0-9]{32}"),
+    ("secrets.rubygems_api_key", rb"rubygems_", rb"[a-f0-9]{48}"),
+    ("secrets.nuget_api_key", rb"oy2", rb"[a-z0-9]{43}"),
+    ("secrets.clojars_token", rb"CLOJARS_", rb"[a-z0-9]{60}"),
+    ("secrets.crates_io_token", rb"cio", rb"[A-Za-z0-9]{32}"),
+    ("secrets.artifactory_api_key", rb"AKCp", rb"[A-Za-z0-9]{69}"),
+    ("secrets.artifactory_reference_token", rb"cmVmdGtu", rb"[A-Za-z0-9]{56}"),
+    ("secrets.octopus_deploy_key", rb"API-", rb"[A-Z0-9]{26}"),
+    ("secrets.buildkite_token", rb"bkua_", rb"[a-z0-9]{40}"),
+    ("secrets.circleci_token", rb"CCIPAT_", rb"[A-Za-z0-9]{22}_[a-f0-9]{40}"),
+    ("secrets.sourcegraph_token", rb"sgp_", rb"(?:[a-f0-9]{16}|local)_[a-f0-9]{40}"),
+    ("secrets.sonarqube_token", rb"sq[pua]_", rb"[a-f0-9]{40}"),
+    ("secrets.harness_token", rb"pat\.", rb"[A-Za-z0-9_-]{22}\.[a-f0-9]{24}\.[A-Za-z0-9]{20}"),
+    ("secrets.infracost_api_key", rb"ico-", rb"[A-Za-z0-9]{32}"),
+    ("secrets.terraform_cloud_token", rb"[a-z0-9]{14}\.atlasv1\.", rb"[a-z0-9_=-]{60,70}"),
+    ("secrets.grafana_token", rb"glc_", rb"[A-Za-z0-9+/]{32,400}={0,2}"),
+    ("secrets.grafana_token", rb"glsa_", rb"[A-Za-z0-9]{32}_[a-f0-9]{8}"),
+    ("secrets.grafana_token", rb"eyJrIjoi", rb"[A-Za-z0-9]{70,400}={0,2}"),
+    ("secrets.prefect_api_key", rb"pnu_", rb"[A-Za-z0-9]{36}"),
+    ("secrets.postman_api_key", rb"PMAK-", rb"[a-f0-9]{24}-[a-f0-9]{34}"),
+    ("secrets.readme_api_key", rb"rdme_", rb"[a-z0-9]{70}"),
+    ("secrets.settlemint_token", rb"sm_(?:pat|aat|sat)_", rb"[A-Za-z0-9]{16}"),
+    # SaaS APIs
+    ("secrets.twilio_api_key", rb"SK", rb"[0-9a-f]{32}"),
+    ("secrets.mailgun_api_key", rb"key-", rb"[a-f0-9]{32}"),
+    ("secrets.mailersend_api_key", rb"mlsn\.", rb"[a-f0-9]{64}"),
+    ("secrets.brevo_api_key", rb"xkeysib-", rb"[a-f0-9]{64}-[A-Za-z0-9]{16}"),
+    ("secrets.resend_api_key", rb"re_", rb"[A-Za-z0-9]{8}_[A-Za-z0-9]{24}"),
+    ("secrets.sentry_token", rb"sntrys_eyJ", rb"[A-Za-z0-9+/=_-]{80,1000}"),
+    ("secrets.sentry_token", rb"sntryu_", rb"[a-f0-9]{64}"),
+    ("secrets.linear_api_key", rb"lin_api_", rb"[A-Za-z0-9]{40}"),
+    ("secrets.notion_token", rb"secret_", rb"[A-Za-z0-9]{43}"),
+    ("secrets.notion_token", rb"ntn_", rb"[0-9]{11}[A-Za-z0-9]{35}"),
+    ("secrets.shopify_token", rb"shp(?:at|ca|pa|ss)_", rb"[a-fA-F0-9]{32}"),
+    ("secrets.figma_token", rb"figd_", rb"[A-Za-z0-9_-]{40}"),
+    ("secrets.airtable_token", rb"pat", rb"[A-Za-z0-9]{14}\.[a-f0-9]{64}"),
+    ("secrets.contentful_token", rb"CFPAT-", rb"[A-Za-z0-9_-]{43}"),
+    ("secrets.frameio_token", rb"fio-u-", rb"[A-Za-z0-9_=-]{64}"),
+    ("secrets.typeform_token", rb"tfp_", rb"[A-Za-z0-9_.=-]{59}"),
+    ("secrets.duffel_token", rb"duffel_(?:test|live)_", rb"[A-Za-z0-9_=-]{43}"),
+    ("secrets.easypost_api_key", rb"EZ[AT]K", rb"[A-Za-z0-9]{54}"),
+    ("secrets.flutterwave_secret_key", rb"FLWSECK(?:_TEST)?-", rb"[a-h0-9]{32}-X"),
+    ("secrets.square_token", rb"sq0(?:atp|csp)-", rb"[A-Za-z0-9_-]{22,43}"),
+    ("secrets.square_token", rb"EAAA", rb"[A-Za-z0-9_-]{60}"),
+    ("secrets.braintree_token", rb"access_token\$production\$", rb"[a-z0-9]{16}\$[a-f0-9]{32}"),
+    (
+        "secrets.plaid_token",
+        rb"access-(?:sandbox|development|production)-",
+        rb"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}",
+    ),
+    ("secrets.shippo_token", rb"shippo_(?:live|test)_", rb"[a-f0-9]{40}"),
+    ("secrets.newrelic_key", rb"NRAK-", rb"[A-Z0-9]{27}"),
+    ("secrets.newrelic_key", rb"NRII-", rb"[A-Za-z0-9_-]{32}"),
+    ("secrets.dynatrace_token", rb"dt0c01\.", rb"[A-Z0-9]{24}\.[A-Z0-9]{64}"),
+    ("secrets.hubspot_token", rb"pat-(?:na|eu)1-", rb"[a-f0-9]{8}-(?:[a-f0-9]{4}-){3}[a-f0-9]{12}"),
+    ("secrets.posthog_personal_api_key", rb"phx_", rb"[A-Za-z0-9]{43}"),
+    ("secrets.mapbox_secret_token", rb"sk\.eyJ", rb"[A-Za-z0-9_-]{50,400}\.[A-Za-z0-9_-]{20,100}"),
+    ("secrets.facebook_access_token", rb"EAA[CM]", rb"[A-Za-z0-9]{100,400}"),
+    ("secrets.adobe_client_secret", rb"p8e-", rb"[A-Za-z0-9]{32}"),
+    ("secrets.intra42_client_secret", rb"s-s4t2(?:ud|af)-", rb"[a-f0-9]{64}"),
+    ("secrets.dropbox_token", rb"sl\.", rb"[A-Za-z0-9_-]{130,152}"),
+    (
+        "secrets.slack_webhook",
+        rb"https://hooks\.slack\.com/workflows/",
+        rb"[A-Z0-9]{9,12}/[A-Za-z0-9]{9,12}/[0-9]{6,20}/[A-Za-z0-9]{20,40}",
+    ),
+    ("secrets.discord_webhook", rb"https://discord(?:app)?\.com/api/webhooks/", rb"[0-9]{17,20}/[A-Za-z0-9_-]{60,68}"),
+    (
+        "secrets.teams_webhook",
+        rb"https://[a-z0-9-]{1,63}\.webhook\.office\.com/webhookb2/",
+        rb"[a-f0-9-]{36}@[a-f0-9-]{36}/IncomingWebhook/[a-f0-9]{32}/[a-f0-9-]{36}(?:/[A-Za-z0-9_-]{20,60})?",
+    ),
+    # LLM and AI vendors
+    ("secrets.replicate_api_token", rb"r8_", rb"[A-Za-z0-9]{37}"),
+    ("secrets.perplexity_api_key", rb"pplx-", rb"[A-Za-z0-9]{48}"),
+    ("secrets.openrouter_api_key", rb"sk-or-v1-", rb"[a-f0-9]{64}"),
+    ("secrets.deepseek_api_key", rb"sk-", rb"[a-f0-9]{32}"),
+    ("secrets.huggingface_token", rb"api_org_", rb"[A-Za-z]{34}"),
+    ("secrets.fireworks_api_key", rb"fw_", rb"[A-Za-z0-9]{24}"),
+    ("secrets.cerebras_api_key", rb"csk-", rb"[a-z0-9]{48}"),
+    ("secrets.langsmith_api_key", rb"lsv2_(?:pt|sk)_", rb"[a-f0-9]{32}_[a-f0-9]{10}"),
+    ("secrets.langfuse_secret_key", rb"sk-lf-", rb"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}"),
+    ("secrets.pinecone_api_key", rb"pcsk_", rb"[A-Za-z0-9]{5,6}_[A-Za-z0-9]{60,70}"),
+    ("secrets.tavily_api_key", rb"tvly-(?:dev-|prod-)?", rb"[A-Za-z0-9]{32}"),
+    ("secrets.elevenlabs_api_key", rb"sk_", rb"[a-f0-9]{48}"),
+    ("secrets.firecrawl_api_key", rb"fc-", rb"[a-f0-9]{32}"),
+    ("secrets.e2b_api_key", rb"e2b_", rb"[a-f0-9]{40}"),
+)
+
+# Credentials of no prefix of their own, known by the name they are given (`NAME=value`,
+# `"NAME": "value"`): (kind, name, value).
+_NAMED: tuple[tuple[str, bytes, bytes], ...] = (
+    ("secrets.mistral_api_key", rb"MISTRAL_API_KEY", rb"[A-Za-z0-9]{32}"),
+    ("secrets.cohere_api_key", rb"(?:COHERE|CO)_API_KEY", rb"[A-Za-z0-9]{40}"),
+    ("secrets.together_api_key", rb"TOGETHER_API_KEY", rb"(?:tgp_v1_[A-Za-z0-9_-]{43}|[a-f0-9]{64})"),
+    ("secrets.datadog_api_key", rb"(?:DD|DATADOG)_API_KEY", rb"[a-f0-9]{32}"),
+    ("secrets.datadog_app_key", rb"(?:DD|DATADOG)_APP(?:LICATION)?_KEY", rb"[a-f0-9]{40}"),
+    ("secrets.twilio_auth_token", rb"TWILIO_AUTH_TOKEN", rb"[a-f0-9]{32}"),
+    ("secrets.cloudflare_api_token", rb"(?:CLOUDFLARE|CF)_API_TOKEN", rb"[A-Za-z0-9_-]{40}"),
+    ("secrets.cloudflare_api_key", rb"(?:CLOUDFLARE|CF)_API_KEY", rb"[a-f0-9]{37}"),
+    ("secrets.algolia_api_key", rb"ALGOLIA_(?:ADMIN_)?API_KEY", rb"[a-f0-9]{32}"),
+    ("secrets.linode_token", rb"LINODE_(?:API_)?TOKEN", rb"[a-f0-9]{64}"),
+    ("secrets.vercel_token", rb"VERCEL_TOKEN", rb"[A-Za-z0-9]{24}"),
+    ("secrets.azure_openai_api_key", rb"AZURE_OPENAI_API_KEY", rb"[A-Za-z0-9]{32,84}"),
+    ("secrets.gcp_service_account", rb"private_key_id", rb"[a-f0-9]{40}"),
+    (
+        "secrets.azure_ad_client_secret",
+        rb"(?:AZURE_CLIENT_SECRET|client_secret)",
+        rb"[A-Za-z0-9_~.]{3}[0-9]Q~[A-Za-z0-9_~.-]{31,34}",
+    ),
+)
+
+
+def named(kind: str, name: bytes, value: bytes) -> Detector:
+    """A secret known by the name it is given, in any letter case: `NAME=value`, `NAME: value`,
+    `"NAME": "value"` (in a JSON string too)."""
+    pattern = (
+        rb"(?i:" + name + rb")" + _QUOTE + _SPACE + rb"[:=]" + _SPACE + _QUOTE + rb"(?P<v>" + value + rb")" + DASHED_END
+    )
+    return detector(kind, pattern, (rb"(?i)" + name,), 0, at_anchor=True)
+
+
+def prefixed(kind: str, prefix: bytes, rest: bytes) -> Detector:
+    """A token of `_PREFIXED`: dashed (not inside a word of `_` and `-` either) where its
+    alphabet holds them."""
+    return token(kind, prefix, rest, 0, dashed=b"_" in rest or b"-" in rest)
+
+
 def _builtin() -> tuple[Detector, ...]:
     aws_secret_named = detector(
         "secrets.aws_secret_access_key",
@@ -402,6 +561,12 @@ def _builtin() -> tuple[Detector, ...]:
         token("secrets.huggingface_token", rb"hf_", rb"[A-Za-z]{34}", 40),
         token("secrets.groq_api_key", rb"gsk_", rb"[A-Za-z0-9]{52}", 60),
         token("secrets.xai_api_key", rb"xai-", rb"[A-Za-z0-9]{80}", 90),
+        *(prefixed(kind, prefix, rest) for kind, prefix, rest in _PREFIXED),
+        *(named(kind, name, value) for kind, name, value in _NAMED),
+        detector(
+            "secrets.azure_devops_token", TOKEN_START + rb"[A-Za-z0-9]{52}AZDO[A-Za-z0-9]{4}" + TOKEN_END,
+            (rb"AZDO[A-Za-z0-9]{4}",), 64,
+        ),
         EmailDetector(
             "pii.email",
             # Not after `/`, nor after a URL's `scheme://user:` (`around`): a URL's userinfo is no address.
