@@ -73,7 +73,10 @@ def test_separators_around_a_value_leave_it_found_whole(
     if after == NOT_AFTER.get(kind) or (after[:1] in ("=", ".", "~") and after[:1] in value):
         after = ""  # a character of its own alphabet: a longer value
     body, found = spans(engine, kind, written(kind, before, value, after), as_json)
-    assert where(body, value, as_json) in found, (before, after)
+    start, end = where(body, value, as_json)
+    # `.` and `~` are of some formats' alphabets (Azure's secrets): there the value goes on.
+    allowed = {(start, end)} | ({(start, end + 1)} if after[:1] in (".", "~") else set())
+    assert allowed & set(found), (before, after)
 
 
 @pytest.mark.parametrize("engine", ENGINES, ids=lambda hs: "hyperscan" if hs else "python")

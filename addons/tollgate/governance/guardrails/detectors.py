@@ -28,11 +28,11 @@ def left(chars: bytes) -> bytes:
     return rb"(?:(?<![\\" + chars + rb"])|(?<=\\[nrtbf])|(?<=\\u[0-9a-fA-F]{4}))"
 
 
-def after(chars: bytes) -> bytes:
-    """An anchor's first character where a match may begin after it: the text's start, or a
-    character not in `chars`, or an escape's letter or digits (as `left`). An anchor of a shape a
-    run of text can repeat at every byte (digits, letters) is found once per run, not at each byte."""
-    return rb"(?:^|[^\\" + chars + rb"]|\\[nrtbf]|\\u[0-9a-fA-F]{4})"
+# An anchor's end for a shape a run can repeat at every byte (digits, capitals and digits): where
+# the run ends, so that a run is one anchor, not one at each of its bytes. (A class before an
+# anchor would do the same at its start, but Hyperscan reads a body several times slower so.)
+_RUN_END = rb"(?:[^0-9]|$)"
+_WORD_END = rb"(?:[^A-Za-z0-9_]|$)"
 
 
 TOKEN_START = left(rb"A-Za-z0-9")
@@ -55,6 +55,7 @@ class Detector:
     check: Callable[[bytes], bool] | None = None
     at_anchor: bool = False
     fit: Callable[[bytes], int] | None = None
+    overlaps: bool = False  # a match may begin inside a shape its check refuses (`find`)
     _value: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
@@ -93,9 +94,9 @@ class Detector:
 
     def find(self, buf: bytes, lo: int, hi: int) -> Iterator[Span]:
         """The spans found in `buf` that begin in [lo, hi). Past a match its check refuses, the
-        search goes on from the match's next byte, not its end: a card may begin inside a shape
-        that is none (a date before the card)."""
-        pattern, size, accept = self.pattern, len(buf), self.accept
+        search goes on from its end; or from its next byte where the detector `overlaps`: a card
+        may begin inside a shape that is none (a date's digits before the card)."""
+        pattern, size, accept, overlaps = self.pattern, len(buf), self.accept, self.overlaps
         at = lo
         while at < hi:
             m = pattern.search(buf, at, hi)
@@ -112,7 +113,7 @@ class Detector:
             s, e = m.span("v") if self._value else m.span()
             found = accept(buf, s, e)
             if found is None:
-                at = start + 1
+                at = start + 1 if overlaps else max(m.end(), start + 1)
                 continue
             yield found
             at = max(m.end(), start + 1)
@@ -130,8 +131,9 @@ def detector(
     check: Callable[[bytes], bool] | None = None,
     at_anchor: bool = False,
     fit: Callable[[bytes], int] | None = None,
+    overlaps: bool = False,
 ) -> Detector:
-    return Detector(kind, re.compile(pattern), tuple(anchors), reach, check, at_anchor, fit)
+    return Detector(kind, re.compile(pattern), tuple(anchors), reach, check, at_anchor, fit, overlaps)
 
 
 def token(
@@ -309,14 +311,15 @@ def _nanp(number: bytes) -> bool:
     return len(set(separators)) <= 1 and not digits[3:8].startswith(b"55501")
 
 
-# One anchor for numbers written in three groups: US phone numbers (3-3-4) and SSNs (3-2-4); once
-# per run of groups (neither begins after a digit, a `-` or a digit's `.`).
-_DIGIT_GROUPS = rb"(?:" + after(rb"0-9.-") + rb"|[^0-9]\.)[0-9]{3}[-.][0-9]{2,3}[-.][0-9]{4}"
+# One anchor for numbers written in three groups: US phone numbers (3-3-4) and SSNs (3-2-4), each
+# of which ends a run of digits.
+_DIGIT_GROUPS = rb"[0-9]{3}[-.][0-9]{2,3}[-.][0-9]{4}" + _RUN_END
 # Not after a digit's `.`: the digits of a decimal fraction (0.4111…) are no card.
 _CARD_START = left(rb"A-Za-z0-9_-") + rb"(?<![0-9]\.)"
 # The first digits of a brand's numbers (`checks.payment_card` has each range exactly): a body of
 # digits in groups holds a shape at every group, and most are no brand's.
 _CARD_BRAND = rb"(?=4|5[1-5]|2[2-7]|3[0-9]|6[0-9])"
+_IBAN = rb"[A-Z]{2}[0-9]{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?)"
 _CARD_END = rb"(?![0-9A-Za-z_]|[.-][0-9])"
 
 
@@ -476,7 +479,21 @@ def named(kind: str, name: bytes, value: bytes) -> Detector:
 def prefixed(kind: str, prefix: bytes, rest: bytes) -> Detector:
     """A token of `_PREFIXED`: dashed (not inside a word of `_` and `-` either) where its
     alphabet holds them."""
-    return token(kind, prefix, rest, 0, dashed=b"_" in rest or b"-" in rest)
+    found = token(kind, prefix, rest, 0, dashed=b"_" in rest or b"-" in rest)
+    return Detector(found.kind, found.pattern, (_lead(prefix, rest),), 0, at_anchor=True)
+
+
+_FIRST_REPEAT = re.compile(rb"\{([0-9]+)(?:,[0-9]*)?\}")
+
+
+def _lead(prefix: bytes, rest: bytes) -> bytes:
+    """A prefixed token's anchor: its prefix and the first characters of the rest, up to its first
+    repeat (at most 12 of it), so that a short prefix common in text (`re_`, `sk-`, `pat`) is
+    found only where a token of its shape goes on."""
+    repeat = _FIRST_REPEAT.search(rest)
+    if repeat is None or b"(" in rest[: repeat.start()]:
+        return prefix
+    return prefix + rest[: repeat.start()] + b"{%d}" % min(int(repeat.group(1)), 12)
 
 
 def _builtin() -> tuple[Detector, ...]:
@@ -595,14 +612,13 @@ def _builtin() -> tuple[Detector, ...]:
             rb"(?:(?P=s1)[0-9]{3})?|[0-9]{4}(?P<s2>[ -])[0-9]{6}(?P=s2)[0-9]{4,5})" + _CARD_END,
             # Every brand's number begins with 2 to 6 (a timestamp in milliseconds with 1); written
             # whole, it is a whole run of digits.
-            (after(rb"0-9") + rb"[2-6][0-9]{12}", after(rb"0-9-") + rb"[2-6][0-9]{3}[ -][0-9]{4,6}[ -][0-9]{4}"),
-            25, checks.payment_card,
+            (rb"[2-6][0-9]{12,18}" + _RUN_END, rb"[2-6][0-9]{3}[ -][0-9]{4,6}[ -][0-9]{4}"),
+            25, checks.payment_card, overlaps=True,
         ),
         detector(
             "pii.iban",
-            left(rb"A-Za-z0-9_") + rb"[A-Z]{2}[0-9]{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?)"
-            rb"(?![A-Za-z0-9_])",
-            (after(rb"A-Za-z0-9_") + rb"[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4} ?[A-Z0-9]{4}",), 45, fit=checks.iban_prefix,
+            left(rb"A-Za-z0-9_") + _IBAN + rb"(?![A-Za-z0-9_])",
+            (_IBAN + _WORD_END,), 45, fit=checks.iban_prefix,
         ),
         detector(
             "pii.us_ssn", _CARD_START + rb"[0-9]{3}-[0-9]{2}-[0-9]{4}(?![0-9A-Za-z_]|-[0-9])",

@@ -102,6 +102,7 @@ class Guardrails:
         every_escape = not all(d.pattern.pattern.isascii() for d in found)
         self._keys = Engine(own, use_hyperscan, every_escape)
         self._all = Engine(found, use_hyperscan, every_escape) if self.rules else self._keys
+        self._actions: dict[tuple[int, ...], dict[str, str]] = {}
 
     @classmethod
     def of(cls, config: Config, use_hyperscan: bool | None = None, previous: Guardrails | None = None) -> Guardrails:
@@ -146,6 +147,20 @@ class Guardrails:
         """What every rule, whatever its match, and `tollgate_keys` find (`tollgate scan`)."""
         return self._scan(body, list(self.rules), is_json)
 
+    def _action(self, applying: list[_Compiled]) -> dict[str, str]:
+        """What these rules do with each kind they name: made once per set of rules (a rule names
+        a group's hundred kinds), not per call."""
+        key = tuple(id(rule) for rule in applying)
+        action = self._actions.get(key)
+        if action is None:
+            action = {detectors.OWN_KEYS: "deny"}
+            for rule in applying:
+                for kind in rule.kinds:
+                    if STRENGTH[rule.rule.action] > STRENGTH.get(action.get(kind, ""), -1):
+                        action[kind] = rule.rule.action
+            self._actions[key] = action
+        return action
+
     def _scan(self, body: bytes, applying: list[_Compiled], is_json: bool) -> Scan:
         unread: Literal["deny", "allow"] = "deny" if any(r.rule.unread == "deny" for r in applying) else "allow"
         engine = self._all if applying else self._keys
@@ -154,11 +169,7 @@ class Guardrails:
         read, found = engine.scan(body, is_json)
         if not found:
             return Scan((), unread)
-        action: dict[str, str] = {detectors.OWN_KEYS: "deny"}
-        for rule in applying:
-            for kind in rule.kinds:
-                if STRENGTH[rule.rule.action] > STRENGTH.get(action.get(kind, ""), -1):
-                    action[kind] = rule.rule.action
+        action = self._action(applying)
         findings = []
         numbers = _JsonNumbers(body) if is_json else None
         for kind, s, e in _once(found):
