@@ -107,7 +107,7 @@ def recall(guard: Guardrails, n: int, rng: random.Random) -> dict[str, tuple[int
         for i in range(n):
             value = make()
             name = context.split("{}")[0] if kind in samples.NAMED_KINDS or "AccountKey=" in context else ""
-            if kind == "secrets.url_password" or kind == "secrets.aws_secret_access_key":
+            if kind in {"secrets.url_password", "secrets.aws_secret_access_key"}:
                 text = context.format(value)
             else:
                 text = name + WRITTEN[i % len(WRITTEN)].format(value) if not name else name + value + "\n"
