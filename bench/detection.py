@@ -159,7 +159,9 @@ def main() -> int:
     hits = sum(h for h, _ in found.values())
     wrong_all = sum(false.values())
     print(f"{len(rows)} kinds, {args.samples} samples each; clean corpus {size / 1e6:.1f} MB")
-    print(f"all kinds: recall {hits / sum(n for _, n in found.values()):.3f}, precision {hits / (hits + wrong_all):.3f}")
+    print(
+        f"all kinds: recall {hits / sum(n for _, n in found.values()):.3f}, precision {hits / (hits + wrong_all):.3f}"
+    )
     if args.markdown:
         print("\n| kind | recall | precision | clean-corpus findings |\n|---|---|---|---|")
         for kind, r, p, w in rows:
