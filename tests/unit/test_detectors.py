@@ -74,8 +74,8 @@ def test_separators_around_a_value_leave_it_found_whole(
         after = ""  # a character of its own alphabet: a longer value
     body, found = spans(engine, kind, written(kind, before, value, after), as_json)
     start, end = where(body, value, as_json)
-    # `.` and `~` are of some formats' alphabets (Azure's secrets): there the value goes on.
-    allowed = {(start, end)} | ({(start, end + 1)} if after[:1] in (".", "~") else set())
+    # `.`, `~` and `=` are of some formats' alphabets (Azure's secrets, base64's padding): the value goes on.
+    allowed = {(start, end)} | ({(start, end + 1)} if after[:1] in (".", "~", "=") else set())
     assert allowed & set(found), (before, after)
 
 
@@ -213,3 +213,19 @@ def test_formats_as_their_issuers_write_them(engine: bool, kind: str, value: str
     for as_json in (False, True):
         body, found = spans(engine, kind, f"text KEY={value}, more", as_json)
         assert found == [where(body, value, as_json)]
+
+
+@pytest.mark.parametrize("engine", ENGINES, ids=lambda hs: "hyperscan" if hs else "python")
+def test_a_secret_beside_its_key_id_is_a_whole_run(engine: bool) -> None:
+    secret = SAMPLES["secrets.aws_secret_access_key"][0]
+    pair = f"id={AWS_KEY_ID}\n"
+    for text, count in [
+        (f"{pair}s={secret}\n", 1),
+        (f"{pair}s=\\n{secret}\\n", 1),  # after an escaped line end, in plain text quoting JSON
+        (f"{pair}s={secret}Q\n", 0),  # 41 long
+        (f"{pair}s=Q{secret}\n", 0),
+        (f"{pair}s={secret}=\n", 0),  # padded: a longer value's
+        (f"{pair}{'x' * 230}{secret}{'y' * 40}\n", 0),  # inside a run the window cuts
+    ]:
+        _, found = spans(engine, "secrets.aws_secret_access_key", text, False)
+        assert len(found) == count, text

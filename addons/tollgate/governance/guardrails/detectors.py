@@ -176,10 +176,49 @@ class NearDetector(Detector):
                 hi = min(size, e + distance)
                 continue
             if hi >= 0:
-                yield from Detector.find(self, buf, lo, hi)
+                yield from self.within(buf, lo, hi)
             lo, hi = max(0, s - distance), min(size, e + distance)
         if hi >= 0:
-            yield from Detector.find(self, buf, lo, hi)
+            yield from self.within(buf, lo, hi)
+
+    def within(self, buf: bytes, lo: int, hi: int) -> Iterator[Span]:
+        """Its matches that begin in [lo, hi): its pattern's."""
+        return Detector.find(self, buf, lo, hi)
+
+
+_BASE64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/+")
+_BASE64_BYTES = frozenset(bytes([c]) for c in _BASE64)
+_ESCAPE_LETTERS = frozenset(b"nrtbf")
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+@dataclass(frozen=True, slots=True)
+class Base64PairDetector(NearDetector):
+    """A secret of `length` base64 characters, a whole run of them, beside its partner. Its
+    pattern (a run, beginning with its class) is found by `re`'s scan for a class's characters,
+    each run once; where a run begins is checked here, as `left` would: not inside a longer run,
+    nor just after a backslash, but for an escape's letter or `\\uXXXX` before it."""
+
+    length: int = 40
+
+    def within(self, buf: bytes, lo: int, hi: int) -> Iterator[Span]:
+        check, length = self.check, self.length
+        for m in self.pattern.finditer(buf, lo, hi):
+            s, e = m.span()
+            if e == hi and buf[e : e + 1] in _BASE64_BYTES:  # cut by the window: the whole run
+                e = self.pattern.match(buf, s).end()  # type: ignore[union-attr]
+            if e - s < length or buf[e : e + 1] == b"=":  # shorter, or padded: a longer value's
+                continue
+            if s > 0 and buf[s - 1] in _BASE64 and s == lo:
+                continue  # the window began inside a run
+            if s > 0 and buf[s - 1] == 92:  # `\n…`: the letter is the escape's
+                if buf[s] not in _ESCAPE_LETTERS:
+                    continue
+                s += 1
+            elif s > 1 and buf[s - 2 : s] == b"\\u" and all(c in _HEX for c in buf[s : s + 4]):
+                s += 4
+            if e - s == length and (check is None or check(buf[s:e])):
+                yield s, e
 
 
 _LOCAL_PART = re.compile(rb"[A-Za-z0-9._%+-]{1,64}\Z")
@@ -504,15 +543,16 @@ def _builtin() -> tuple[Detector, ...]:
         120,
         at_anchor=True,
     )
-    aws_secret_pair = NearDetector(
+    aws_secret_pair = Base64PairDetector(
         "secrets.aws_secret_access_key",
-        # Every run of base64 once (possessive: a run is read to its end and not again), 40 long.
-        re.compile(left(rb"A-Za-z0-9/+") + rb"(?P<v>[A-Za-z0-9/+]++)(?!=)"),
+        # Every run of base64 once (possessive: a run is read to its end and not again).
+        re.compile(rb"[A-Za-z0-9/+]++"),
         _AWS_KEY_ID.anchors,
         _AWS_SECRET_DISTANCE + 64,
-        lambda value: len(value) == 40 and checks.mixed_base64(value),
+        checks.mixed_base64,
         partner=_AWS_KEY_ID,
         distance=_AWS_SECRET_DISTANCE,
+        length=40,
     )
     gitlab = rb"gl(?:pat|dt|rt|ptt|soat|cbt|oas|ft|imt)-"
     slack = rb"xox(?:[abposr]|e(?:\.xox[bp])?)-"
