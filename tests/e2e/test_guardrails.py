@@ -346,3 +346,31 @@ def test_no_planted_secret_reaches_any_output(gw):
     with open(gw.saved, "rb") as f:
         comments = [flow.comment for flow in io.FlowReader(f).stream()]
     assert any("found secrets.aws_access_key_id 1" in c and "(3 redacted)" in c for c in comments), comments
+
+
+@pytest.mark.parametrize(
+    ("content", "cards"),
+    [
+        ("Card: " + CARD.replace(" ", "") + ", exp 12/29", 1),
+        ("name,card,exp\nalice," + CARD.replace(" ", "") + ",12/29\n", 1),
+        ("cards = [" + CARD.replace(" ", "") + ", " + samples.luhn_complete("550000000000000") + "]", 2),
+    ],
+    ids=["before a comma", "a CSV row", "a Python list"],
+)
+def test_a_card_between_commas_is_denied(gw, content, cards):
+    before = len(gw.fakes["openai"].received)
+    result = gw.run(
+        f"""
+        import openai
+        try:
+            openai.OpenAI(api_key="{VIRTUAL}", max_retries=0).chat.completions.create(
+                model="gpt-4o", messages=[{{"role": "user", "content": {json.dumps(content)}}}])
+            report(ok=False)
+        except openai.PermissionDeniedError as e:
+            report(status=e.status_code, error=e.response.headers["x-tollgate-error"])
+        """
+    )
+    assert result == {"status": 403, "error": "content_denied"}
+    assert len(gw.fakes["openai"].received) == before
+    record = gw.last_audit()
+    assert (record["decision"], record["findings"]) == ("deny", {"pii.payment_card": cards})

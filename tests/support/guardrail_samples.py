@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import string
 import zlib
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -119,3 +120,65 @@ SAMPLES: dict[str, tuple[str, str]] = {
     "pii.iban": (iban("DE", "370400440532013000"), "IBAN {} (Commerzbank)\n"),
     "pii.us_ssn": ("123-45-" + "6789", "SSN: {}\n"),
 }
+
+
+def from_pattern(pattern: bytes, rng: random.Random = _rng) -> str:
+    """A string of the shape a detector's pattern of the table reads (its literals, classes,
+    repeats and alternatives; the longest repeat capped at 200): a format's true sample."""
+    import re._parser as sre  # the standard library's own reader of its syntax
+
+    def walk(items: Any) -> str:
+        out = []
+        for op, arg in items:
+            name = str(op)
+            if name == "LITERAL":
+                out.append(chr(arg))
+            elif name == "IN":
+                out.append(rng.choice(_members(arg)))
+            elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+                low, high, sub = arg
+                high = min(high, max(low, 200))
+                out.extend(walk(sub) for _ in range(rng.randint(low, high)))
+            elif name == "SUBPATTERN":
+                out.append(walk(arg[-1]))
+            elif name == "BRANCH":
+                out.append(walk(rng.choice(arg[1])))
+            elif name == "ATOMIC_GROUP":
+                out.append(walk(arg))
+        return "".join(out)
+
+    def _members(arg: Any) -> list[str]:
+        chars: list[str] = []
+        for op, value in arg:
+            if str(op) == "LITERAL":
+                chars.append(chr(value))
+            elif str(op) == "RANGE":
+                chars.extend(chr(c) for c in range(value[0], value[1] + 1))
+            elif str(op) == "CATEGORY" and "DIGIT" in str(value):
+                chars.extend(string.digits)
+        return chars
+
+    return walk(sre.parse(pattern.decode()))
+
+
+def table_samples() -> dict[str, tuple[str, str]]:
+    """A true sample of each kind of the detector table's prefixed and named credentials, in the
+    text it is written in."""
+    from tollgate.governance.guardrails import detectors
+
+    out: dict[str, tuple[str, str]] = {}
+    for kind, prefix, rest in detectors._PREFIXED:
+        out.setdefault(kind, (from_pattern(prefix + rest), "token: {}\n"))
+    for kind, name, value in detectors._NAMED:
+        out.setdefault(kind, (from_pattern(value), from_pattern(name).replace("{", "{{") + "={}\n"))
+    out.setdefault(
+        "secrets.azure_devops_token", (from_pattern(rb"[A-Za-z0-9]{52}AZDO[A-Za-z0-9]{4}"), "AZURE_DEVOPS_PAT={}\n")
+    )
+    return out
+
+
+# Every kind of the table too; those known by their name (written after it).
+SAMPLES.update({k: v for k, v in table_samples().items() if k not in SAMPLES})
+from tollgate.governance.guardrails.detectors import _NAMED  # noqa: E402
+
+NAMED_KINDS = frozenset(kind for kind, _, _ in _NAMED)

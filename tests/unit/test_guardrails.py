@@ -18,6 +18,7 @@ from support.guardrail_samples import (
     AWS_KEY_ID,
     AWS_SECRET,
     EMAIL,
+    NAMED_KINDS,
     SAMPLES,
     bad_crc_token,
     crc_token,
@@ -295,7 +296,7 @@ _FILLER = st.text(alphabet=string.ascii_lowercase + " ,.!?\n\t\u00e9\u2603", max
 _SEPARATORS = st.sampled_from([" ", "\n", "\t", '"', "(", ": ", "\u00a0", "\r\n"])
 # The kinds whose value is found alone (not only after its name or beside its partner).
 _PROPERTY_KINDS = sorted(
-    set(SAMPLES) - {"secrets.aws_secret_access_key", "secrets.url_password", "secrets.azure_storage_key"}
+    set(SAMPLES) - {"secrets.aws_secret_access_key", "secrets.url_password", "secrets.azure_storage_key"} - NAMED_KINDS
 )
 
 

@@ -22,15 +22,16 @@ def base62_crc32_tail(token: bytes, prefix_length: int) -> bool:
     return value == zlib.crc32(entropy)
 
 
+# Each ASCII digit as Luhn's doubling makes it (its digits' sum), kept an ASCII digit.
+_LUHN_DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")
+
+
 def luhn(digits: bytes) -> bool:
-    """The Luhn check digit (ASCII digits only)."""
-    total = 0
-    for i, c in enumerate(reversed(digits)):
-        d = c - 48
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
+    """The Luhn check digit (ASCII digits only). In C's loops (`translate`, `sum`): a body of
+    digits holds many candidates."""
+    backwards = digits[::-1]
+    kept, doubled = backwards[0::2], backwards[1::2].translate(_LUHN_DOUBLED)
+    return (sum(kept) + sum(doubled) - 48 * len(digits)) % 10 == 0
 
 
 # A card's brand by its first digits (IIN ranges) and the lengths it issues; a number of another
@@ -52,20 +53,27 @@ _CARD_RANGES: tuple[tuple[int, int, tuple[int, ...]], ...] = (
 )
 
 
+def _card_lengths() -> dict[bytes, frozenset[int]]:
+    """The lengths issued under each four first digits: one look-up a candidate."""
+    lengths: dict[bytes, set[int]] = {}
+    for low, high, issued in _CARD_RANGES:
+        width = len(str(low))
+        for prefix in range(1000, 10000):
+            if low <= prefix // 10 ** (4 - width) <= high:
+                lengths.setdefault(str(prefix).encode(), set()).update(issued)
+    return {prefix: frozenset(n) for prefix, n in lengths.items()}
+
+
+_CARD_LENGTHS = _card_lengths()
+
+
 def payment_card(number: bytes) -> bool:
     """A card number as written (digits, and single spaces or dashes between its groups): a known
     brand's prefix and length, and a valid Luhn digit."""
     digits = number.replace(b" ", b"").replace(b"-", b"")
     if not digits.isdigit():
         return False
-    n = len(digits)
-    known = False
-    for low, high, lengths in _CARD_RANGES:
-        width = len(str(low))
-        if n in lengths and low <= int(digits[:width]) <= high:
-            known = True
-            break
-    return known and luhn(digits)
+    return len(digits) in _CARD_LENGTHS.get(digits[:4], ()) and luhn(digits)
 
 
 # Each country's IBAN length (the ISO 13616 registry).
@@ -90,6 +98,21 @@ def iban(text: bytes) -> bool:
     rearranged = compact[4:] + compact[:4]
     number = "".join(str(int(c, 36)) for c in rearranged)
     return int(number) % 97 == 1
+
+
+def iban_prefix(text: bytes) -> int:
+    """The length of the IBAN `text` is or begins with, 0 if none. Written compact, it is the whole
+    of `text`; written in groups of four, a word of a group's shape may follow it (`… 7034 BIC`):
+    it ends where its country's length does, at the end of a group."""
+    length = IBAN_LENGTHS.get(text[:2].decode("ascii", "replace"))
+    if length is None:
+        return 0
+    if b" " not in text:
+        return len(text) if iban(text) else 0
+    n = length + (length - 1) // 4  # its characters and the spaces between its groups
+    if n > len(text) or (n < len(text) and text[n] != 32):
+        return 0
+    return n if iban(text[:n]) else 0
 
 
 def us_ssn(text: bytes) -> bool:

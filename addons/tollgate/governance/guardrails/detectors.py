@@ -28,6 +28,13 @@ def left(chars: bytes) -> bytes:
     return rb"(?:(?<![\\" + chars + rb"])|(?<=\\[nrtbf])|(?<=\\u[0-9a-fA-F]{4}))"
 
 
+# An anchor's end for a shape a run can repeat at every byte (digits, capitals and digits): where
+# the run ends, so that a run is one anchor, not one at each of its bytes. (A class before an
+# anchor would do the same at its start, but Hyperscan reads a body several times slower so.)
+_RUN_END = rb"(?:[^0-9]|$)"
+_WORD_END = rb"(?:[^A-Za-z0-9_]|$)"
+
+
 TOKEN_START = left(rb"A-Za-z0-9")
 TOKEN_END = rb"(?![A-Za-z0-9])"
 DASHED_END = rb"(?![A-Za-z0-9_-])"
@@ -36,9 +43,10 @@ DASHED_END = rb"(?![A-Za-z0-9_-])"
 @dataclass(frozen=True, slots=True)
 class Detector:
     """One pattern of a kind; its match (or its group `v`, where it has one) is the span found,
-    when `check` (given those bytes) agrees. Where an anchor was found, the pattern is tried in
-    the window of `reach` bytes either side of it; a detector `at_anchor` begins where its anchor
-    begins, and is tried there only."""
+    when `check` (given those bytes) agrees; or the part of it `fit` keeps (its length, 0 for none:
+    an IBAN in groups followed by a word of a group's shape). Where an anchor was found, the pattern
+    is tried in the window of `reach` bytes either side of it; a detector `at_anchor` begins where
+    its anchor begins, and is tried there only."""
 
     kind: str
     pattern: re.Pattern[bytes]
@@ -46,6 +54,8 @@ class Detector:
     reach: int
     check: Callable[[bytes], bool] | None = None
     at_anchor: bool = False
+    fit: Callable[[bytes], int] | None = None
+    overlaps: bool = False  # a match may begin inside a shape its check refuses (`find`)
     _value: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
@@ -74,22 +84,39 @@ class Detector:
         if m is None:
             return None
         s, e = m.span("v") if self._value else m.span()
+        return self.accept(buf, s, e)
+
+    def accept(self, buf: bytes, s: int, e: int) -> Span | None:
+        if self.fit is not None:
+            n = self.fit(buf[s:e])
+            return (s, s + n) if n else None
         return (s, e) if self.check is None or self.check(buf[s:e]) else None
 
     def find(self, buf: bytes, lo: int, hi: int) -> Iterator[Span]:
-        """The spans found in `buf` that begin in [lo, hi)."""
-        pattern, check = self.pattern, self.check
-        for found in pattern.finditer(buf, lo, hi):
-            m = found
-            if m.end() == hi and hi < len(buf):
+        """The spans found in `buf` that begin in [lo, hi). Past a match its check refuses, the
+        search goes on from its end; or from its next byte where the detector `overlaps`: a card
+        may begin inside a shape that is none (a date's digits before the card)."""
+        pattern, size, accept, overlaps = self.pattern, len(buf), self.accept, self.overlaps
+        at = lo
+        while at < hi:
+            m = pattern.search(buf, at, hi)
+            if m is None:
+                return
+            start = m.start()
+            if m.end() == hi and hi < size:
                 # Cut by the window's end: the match as the whole text has it.
-                whole = pattern.match(buf, m.start())
+                whole = pattern.match(buf, start)
                 if whole is None:
+                    at = start + 1
                     continue
                 m = whole
             s, e = m.span("v") if self._value else m.span()
-            if check is None or check(buf[s:e]):
-                yield s, e
+            found = accept(buf, s, e)
+            if found is None:
+                at = start + 1 if overlaps else max(m.end(), start + 1)
+                continue
+            yield found
+            at = max(m.end(), start + 1)
 
 
 # Context kept either side of a window beyond a detector's reach: its lookarounds' few bytes.
@@ -103,8 +130,10 @@ def detector(
     reach: int,
     check: Callable[[bytes], bool] | None = None,
     at_anchor: bool = False,
+    fit: Callable[[bytes], int] | None = None,
+    overlaps: bool = False,
 ) -> Detector:
-    return Detector(kind, re.compile(pattern), tuple(anchors), reach, check, at_anchor)
+    return Detector(kind, re.compile(pattern), tuple(anchors), reach, check, at_anchor, fit, overlaps)
 
 
 def token(
@@ -131,16 +160,68 @@ class NearDetector(Detector):
 
     def around(self, buf: bytes, anchors: list[Span]) -> Iterator[Span]:
         assert self.partner is not None
-        for s, e in self.partner.around(buf, anchors):
-            yield from Detector.find(self, buf, max(0, s - self.distance), min(len(buf), e + self.distance))
+        yield from self._beside(buf, self.partner.around(buf, anchors))
 
     def find(self, buf: bytes, lo: int, hi: int) -> Iterator[Span]:
         assert self.partner is not None
-        for s, e in self.partner.find(buf, lo, hi):
-            yield from Detector.find(self, buf, max(0, s - self.distance), min(len(buf), e + self.distance))
+        yield from self._beside(buf, self.partner.find(buf, lo, hi))
+
+    def _beside(self, buf: bytes, partners: Iterable[Span]) -> Iterator[Span]:
+        """Its matches within `distance` of a partner's, each window read once: partners close
+        together share one (a file of key ids is read once, not once per id)."""
+        size, distance = len(buf), self.distance
+        lo = hi = -1
+        for s, e in partners:
+            if s - distance <= hi:
+                hi = min(size, e + distance)
+                continue
+            if hi >= 0:
+                yield from self.within(buf, lo, hi)
+            lo, hi = max(0, s - distance), min(size, e + distance)
+        if hi >= 0:
+            yield from self.within(buf, lo, hi)
+
+    def within(self, buf: bytes, lo: int, hi: int) -> Iterator[Span]:
+        """Its matches that begin in [lo, hi): its pattern's."""
+        return Detector.find(self, buf, lo, hi)
 
 
-_LOCAL_PART = re.compile(rb"[A-Za-z0-9._%+-]{1,64}\Z")
+_BASE64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/+")
+_BASE64_BYTES = frozenset(bytes([c]) for c in _BASE64)
+_ESCAPE_LETTERS = frozenset(b"nrtbf")
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+@dataclass(frozen=True, slots=True)
+class Base64PairDetector(NearDetector):
+    """A secret of `length` base64 characters, a whole run of them, beside its partner. Its
+    pattern (a run, beginning with its class) is found by `re`'s scan for a class's characters,
+    each run once; where a run begins is checked here, as `left` would: not inside a longer run,
+    nor just after a backslash, but for an escape's letter or `\\uXXXX` before it."""
+
+    length: int = 40
+
+    def within(self, buf: bytes, lo: int, hi: int) -> Iterator[Span]:
+        check, length = self.check, self.length
+        for m in self.pattern.finditer(buf, lo, hi):
+            s, e = m.span()
+            if e == hi and buf[e : e + 1] in _BASE64_BYTES:  # cut by the window: the whole run
+                e = self.pattern.match(buf, s).end()  # type: ignore[union-attr]
+            if e - s < length or buf[e : e + 1] == b"=":  # shorter, or padded: a longer value's
+                continue
+            if s > 0 and buf[s - 1] in _BASE64 and s == lo:
+                continue  # the window began inside a run
+            if s > 0 and buf[s - 1] == 92:  # `\n…`: the letter is the escape's
+                if buf[s] not in _ESCAPE_LETTERS:
+                    continue
+                s += 1
+            elif s > 1 and buf[s - 2 : s] == b"\\u" and all(c in _HEX for c in buf[s : s + 4]):
+                s += 4
+            if e - s == length and (check is None or check(buf[s:e])):
+                yield s, e
+
+
+_LOCAL_PART = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,15 +235,27 @@ class EmailDetector(Detector):
             if at <= done:
                 continue
             lo = max(0, at - 64)
-            local = _LOCAL_PART.search(buf, lo, at)
-            if local is None:
+            # The local part's first character: where the run of its characters before the @ begins
+            # (`rstrip` is one C loop; a regex ending at the @ would try each of 64 starts).
+            before = buf[lo:at]
+            first_at = at - (len(before) - len(before.rstrip(_LOCAL_PART)))
+            if first_at == at:
                 continue
-            for first in range(local.start(), at):
+            for first in range(first_at, at):
                 found = self.match(buf, first)
-                if found is not None:
+                if found is not None and not _userinfo(buf, found[0]):
                     done = found[1]
                     yield found
                     break
+
+
+# A URL's scheme and authority up to its user's `:` (`https://user:`), as it ends before a password.
+_URL_USER = re.compile(rb"//[^\s/@\"'<>]{0,128}:\Z")
+
+
+def _userinfo(buf: bytes, start: int) -> bool:
+    """Whether an address found at `start` is a URL's `user:password@host` (after its `:`)."""
+    return start > 0 and buf[start - 1] == 58 and _URL_USER.search(buf, max(0, start - 131), start) is not None
 
 
 def _github(token: bytes) -> bool:
@@ -170,7 +263,8 @@ def _github(token: bytes) -> bool:
 
 
 _AWS_KEY_ID = detector(
-    "secrets.aws_access_key_id", TOKEN_START + rb"(?:AKIA|ASIA)[A-Z2-7]{16}" + TOKEN_END, (rb"AKIA", rb"ASIA"), 20,
+    "secrets.aws_access_key_id", TOKEN_START + rb"(?:AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}" + TOKEN_END,
+    (rb"AKIA", rb"ASIA", rb"ABIA", rb"ACCA"), 20,
     at_anchor=True,
 )  # fmt: skip
 _B64_40 = rb"(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
@@ -259,10 +353,189 @@ def _nanp(number: bytes) -> bool:
     return len(set(separators)) <= 1 and not digits[3:8].startswith(b"55501")
 
 
-# One anchor for numbers written in three groups: US phone numbers (3-3-4) and SSNs (3-2-4).
-_DIGIT_GROUPS = rb"[0-9]{3}[-.][0-9]{2,3}[-.][0-9]{4}"
-_CARD_START = left(rb"A-Za-z0-9_.-")
+# One anchor for numbers written in three groups: US phone numbers (3-3-4) and SSNs (3-2-4), each
+# of which ends a run of digits.
+_DIGIT_GROUPS = rb"[0-9]{3}[-.][0-9]{2,3}[-.][0-9]{4}" + _RUN_END
+# Not after a digit's `.`: the digits of a decimal fraction (0.4111…) are no card.
+_CARD_START = left(rb"A-Za-z0-9_-") + rb"(?<![0-9]\.)"
+# The first digits of a brand's numbers (`checks.payment_card` has each range exactly): a body of
+# digits in groups holds a shape at every group, and most are no brand's.
+_CARD_BRAND = rb"(?=4|5[1-5]|2[2-7]|3[0-9]|6[0-9])"
+_IBAN = rb"[A-Z]{2}[0-9]{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?)"
 _CARD_END = rb"(?![0-9A-Za-z_]|[.-][0-9])"
+
+
+# Credentials known by their prefix, as their issuers document them: (kind, prefix, the rest).
+# Each is a token (`token`): found where its prefix begins, not inside a longer word.
+_PREFIXED: tuple[tuple[str, bytes, bytes], ...] = (
+    # Cloud providers and their platforms
+    ("secrets.digitalocean_token", rb"do[opr]_v1_", rb"[a-f0-9]{64}"),
+    ("secrets.cloudflare_origin_ca_key", rb"v1\.0-", rb"[a-f0-9]{24}-[a-f0-9]{146}"),
+    ("secrets.alibaba_access_key_id", rb"LTAI", rb"[A-Za-z0-9]{20}"),
+    ("secrets.heroku_api_key", rb"HRKU-", rb"[A-Za-z0-9_-]{60}"),
+    ("secrets.flyio_token", rb"fo1_", rb"[A-Za-z0-9_-]{43}"),
+    ("secrets.flyio_token", rb"fm[12][ar]?_", rb"[A-Za-z0-9+/]{100,2000}={0,3}"),
+    ("secrets.scalingo_token", rb"tk-us-", rb"[A-Za-z0-9_-]{48}"),
+    ("secrets.doppler_token", rb"dp\.(?:pt|st|sa|scim|audit|ct)\.", rb"[A-Za-z0-9]{40,44}"),
+    ("secrets.pulumi_token", rb"pul-", rb"[a-f0-9]{40}"),
+    ("secrets.vault_token", rb"hv[sb]\.", rb"[A-Za-z0-9_-]{90,300}"),
+    ("secrets.openshift_token", rb"sha256~", rb"[A-Za-z0-9_-]{43}"),
+    ("secrets.netlify_token", rb"nfp_", rb"[A-Za-z0-9]{36}"),
+    ("secrets.render_api_key", rb"rnd_", rb"[A-Za-z0-9]{32}"),
+    ("secrets.supabase_token", rb"sbp_", rb"[a-f0-9]{40}"),
+    ("secrets.supabase_token", rb"sb_secret_", rb"[A-Za-z0-9_-]{31}"),
+    ("secrets.planetscale_token", rb"pscale_(?:tkn|pw|oauth)_", rb"[A-Za-z0-9_.=-]{32,64}"),
+    ("secrets.databricks_token", rb"dapi", rb"[a-f0-9]{32}(?:-[0-9])?"),
+    ("secrets.aws_session_token", rb"(?:IQoJb3JpZ2luX2Vj|FwoGZXIvYXdzE)", rb"[A-Za-z0-9/+]{100,4000}={0,2}"),
+    ("secrets.aws_bedrock_api_key", rb"ABSK", rb"[A-Za-z0-9+/]{100,400}={0,2}"),
+    ("secrets.google_oauth_access_token", rb"ya29\.", rb"[A-Za-z0-9_-]{30,2000}"),
+    ("secrets.google_oauth_refresh_token", rb"1//0", rb"[A-Za-z0-9_-]{40,512}"),
+    ("secrets.yandex_api_key", rb"AQVN", rb"[A-Za-z0-9_-]{35,38}"),
+    ("secrets.defined_networking_token", rb"dnkey-", rb"[a-z0-9=_-]{26}-[a-z0-9=_-]{52}"),
+    ("secrets.age_secret_key", rb"AGE-SECRET-KEY-1", rb"[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}"),
+    ("secrets.onepassword_token", rb"ops_eyJ", rb"[A-Za-z0-9+/]{250,4000}={0,3}"),
+    # CI, code hosting and package registries
+    ("secrets.atlassian_api_token", rb"ATATT3", rb"[A-Za-z0-9_=-]{186}"),
+    ("secrets.bitbucket_app_password", rb"ATBB", rb"[A-Za-z0-9]{32}"),
+    ("secrets.rubygems_api_key", rb"rubygems_", rb"[a-f0-9]{48}"),
+    ("secrets.nuget_api_key", rb"oy2", rb"[a-z0-9]{43}"),
+    ("secrets.clojars_token", rb"CLOJARS_", rb"[a-z0-9]{60}"),
+    ("secrets.crates_io_token", rb"cio", rb"[A-Za-z0-9]{32}"),
+    ("secrets.artifactory_api_key", rb"AKCp", rb"[A-Za-z0-9]{69}"),
+    ("secrets.artifactory_reference_token", rb"cmVmdGtu", rb"[A-Za-z0-9]{56}"),
+    ("secrets.octopus_deploy_key", rb"API-", rb"[A-Z0-9]{26}"),
+    ("secrets.buildkite_token", rb"bkua_", rb"[a-z0-9]{40}"),
+    ("secrets.circleci_token", rb"CCIPAT_", rb"[A-Za-z0-9]{22}_[a-f0-9]{40}"),
+    ("secrets.sourcegraph_token", rb"sgp_", rb"(?:[a-f0-9]{16}|local)_[a-f0-9]{40}"),
+    ("secrets.sonarqube_token", rb"sq[pua]_", rb"[a-f0-9]{40}"),
+    ("secrets.harness_token", rb"pat\.", rb"[A-Za-z0-9_-]{22}\.[a-f0-9]{24}\.[A-Za-z0-9]{20}"),
+    ("secrets.infracost_api_key", rb"ico-", rb"[A-Za-z0-9]{32}"),
+    ("secrets.terraform_cloud_token", rb"[a-z0-9]{14}\.atlasv1\.", rb"[a-z0-9_=-]{60,70}"),
+    ("secrets.grafana_token", rb"glc_", rb"[A-Za-z0-9+/]{32,400}={0,2}"),
+    ("secrets.grafana_token", rb"glsa_", rb"[A-Za-z0-9]{32}_[a-f0-9]{8}"),
+    ("secrets.grafana_token", rb"eyJrIjoi", rb"[A-Za-z0-9]{70,400}={0,2}"),
+    ("secrets.prefect_api_key", rb"pnu_", rb"[A-Za-z0-9]{36}"),
+    ("secrets.postman_api_key", rb"PMAK-", rb"[a-f0-9]{24}-[a-f0-9]{34}"),
+    ("secrets.readme_api_key", rb"rdme_", rb"[a-z0-9]{70}"),
+    ("secrets.settlemint_token", rb"sm_(?:pat|aat|sat)_", rb"[A-Za-z0-9]{16}"),
+    # SaaS APIs
+    ("secrets.twilio_api_key", rb"SK", rb"[0-9a-f]{32}"),
+    ("secrets.mailgun_api_key", rb"key-", rb"[a-f0-9]{32}"),
+    ("secrets.mailersend_api_key", rb"mlsn\.", rb"[a-f0-9]{64}"),
+    ("secrets.brevo_api_key", rb"xkeysib-", rb"[a-f0-9]{64}-[A-Za-z0-9]{16}"),
+    ("secrets.resend_api_key", rb"re_", rb"[A-Za-z0-9]{8}_[A-Za-z0-9]{24}"),
+    ("secrets.sentry_token", rb"sntrys_eyJ", rb"[A-Za-z0-9+/=_-]{80,1000}"),
+    ("secrets.sentry_token", rb"sntryu_", rb"[a-f0-9]{64}"),
+    ("secrets.linear_api_key", rb"lin_api_", rb"[A-Za-z0-9]{40}"),
+    ("secrets.notion_token", rb"secret_", rb"[A-Za-z0-9]{43}"),
+    ("secrets.notion_token", rb"ntn_", rb"[0-9]{11}[A-Za-z0-9]{35}"),
+    ("secrets.shopify_token", rb"shp(?:at|ca|pa|ss)_", rb"[a-fA-F0-9]{32}"),
+    ("secrets.figma_token", rb"figd_", rb"[A-Za-z0-9_-]{40}"),
+    ("secrets.airtable_token", rb"pat", rb"[A-Za-z0-9]{14}\.[a-f0-9]{64}"),
+    ("secrets.contentful_token", rb"CFPAT-", rb"[A-Za-z0-9_-]{43}"),
+    ("secrets.frameio_token", rb"fio-u-", rb"[A-Za-z0-9_=-]{64}"),
+    ("secrets.typeform_token", rb"tfp_", rb"[A-Za-z0-9_.=-]{59}"),
+    ("secrets.duffel_token", rb"duffel_(?:test|live)_", rb"[A-Za-z0-9_=-]{43}"),
+    ("secrets.easypost_api_key", rb"EZ[AT]K", rb"[A-Za-z0-9]{54}"),
+    ("secrets.flutterwave_secret_key", rb"FLWSECK(?:_TEST)?-", rb"[a-h0-9]{32}-X"),
+    ("secrets.square_token", rb"sq0(?:atp|csp)-", rb"[A-Za-z0-9_-]{22,43}"),
+    ("secrets.square_token", rb"EAAA", rb"[A-Za-z0-9_-]{60}"),
+    ("secrets.braintree_token", rb"access_token\$production\$", rb"[a-z0-9]{16}\$[a-f0-9]{32}"),
+    (
+        "secrets.plaid_token",
+        rb"access-(?:sandbox|development|production)-",
+        rb"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}",
+    ),
+    ("secrets.shippo_token", rb"shippo_(?:live|test)_", rb"[a-f0-9]{40}"),
+    ("secrets.newrelic_key", rb"NRAK-", rb"[A-Z0-9]{27}"),
+    ("secrets.newrelic_key", rb"NRII-", rb"[A-Za-z0-9_-]{32}"),
+    ("secrets.dynatrace_token", rb"dt0c01\.", rb"[A-Z0-9]{24}\.[A-Z0-9]{64}"),
+    ("secrets.hubspot_token", rb"pat-(?:na|eu)1-", rb"[a-f0-9]{8}-(?:[a-f0-9]{4}-){3}[a-f0-9]{12}"),
+    ("secrets.posthog_personal_api_key", rb"phx_", rb"[A-Za-z0-9]{43}"),
+    ("secrets.mapbox_secret_token", rb"sk\.eyJ", rb"[A-Za-z0-9_-]{50,400}\.[A-Za-z0-9_-]{20,100}"),
+    ("secrets.facebook_access_token", rb"EAA[CM]", rb"[A-Za-z0-9]{100,400}"),
+    ("secrets.adobe_client_secret", rb"p8e-", rb"[A-Za-z0-9]{32}"),
+    ("secrets.intra42_client_secret", rb"s-s4t2(?:ud|af)-", rb"[a-f0-9]{64}"),
+    ("secrets.dropbox_token", rb"sl\.", rb"[A-Za-z0-9_-]{130,152}"),
+    (
+        "secrets.slack_webhook",
+        rb"https://hooks\.slack\.com/workflows/",
+        rb"[A-Z0-9]{9,12}/[A-Za-z0-9]{9,12}/[0-9]{6,20}/[A-Za-z0-9]{20,40}",
+    ),
+    ("secrets.discord_webhook", rb"https://discord(?:app)?\.com/api/webhooks/", rb"[0-9]{17,20}/[A-Za-z0-9_-]{60,68}"),
+    (
+        "secrets.teams_webhook",
+        rb"https://[a-z0-9-]{1,63}\.webhook\.office\.com/webhookb2/",
+        rb"[a-f0-9-]{36}@[a-f0-9-]{36}/IncomingWebhook/[a-f0-9]{32}/[a-f0-9-]{36}(?:/[A-Za-z0-9_-]{20,60})?",
+    ),
+    # LLM and AI vendors
+    ("secrets.replicate_api_token", rb"r8_", rb"[A-Za-z0-9]{37}"),
+    ("secrets.perplexity_api_key", rb"pplx-", rb"[A-Za-z0-9]{48}"),
+    ("secrets.openrouter_api_key", rb"sk-or-v1-", rb"[a-f0-9]{64}"),
+    ("secrets.deepseek_api_key", rb"sk-", rb"[a-f0-9]{32}"),
+    ("secrets.huggingface_token", rb"api_org_", rb"[A-Za-z]{34}"),
+    ("secrets.fireworks_api_key", rb"fw_", rb"[A-Za-z0-9]{24}"),
+    ("secrets.cerebras_api_key", rb"csk-", rb"[a-z0-9]{48}"),
+    ("secrets.langsmith_api_key", rb"lsv2_(?:pt|sk)_", rb"[a-f0-9]{32}_[a-f0-9]{10}"),
+    ("secrets.langfuse_secret_key", rb"sk-lf-", rb"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}"),
+    ("secrets.pinecone_api_key", rb"pcsk_", rb"[A-Za-z0-9]{5,6}_[A-Za-z0-9]{60,70}"),
+    ("secrets.tavily_api_key", rb"tvly-(?:dev-|prod-)?", rb"[A-Za-z0-9]{32}"),
+    ("secrets.elevenlabs_api_key", rb"sk_", rb"[a-f0-9]{48}"),
+    ("secrets.firecrawl_api_key", rb"fc-", rb"[a-f0-9]{32}"),
+    ("secrets.e2b_api_key", rb"e2b_", rb"[a-f0-9]{40}"),
+)
+
+# Credentials of no prefix of their own, known by the name they are given (`NAME=value`,
+# `"NAME": "value"`): (kind, name, value).
+_NAMED: tuple[tuple[str, bytes, bytes], ...] = (
+    ("secrets.mistral_api_key", rb"MISTRAL_API_KEY", rb"[A-Za-z0-9]{32}"),
+    ("secrets.cohere_api_key", rb"(?:COHERE|CO)_API_KEY", rb"[A-Za-z0-9]{40}"),
+    ("secrets.together_api_key", rb"TOGETHER_API_KEY", rb"(?:tgp_v1_[A-Za-z0-9_-]{43}|[a-f0-9]{64})"),
+    ("secrets.datadog_api_key", rb"(?:DD|DATADOG)_API_KEY", rb"[a-f0-9]{32}"),
+    ("secrets.datadog_app_key", rb"(?:DD|DATADOG)_APP(?:LICATION)?_KEY", rb"[a-f0-9]{40}"),
+    ("secrets.twilio_auth_token", rb"TWILIO_AUTH_TOKEN", rb"[a-f0-9]{32}"),
+    ("secrets.cloudflare_api_token", rb"(?:CLOUDFLARE|CF)_API_TOKEN", rb"[A-Za-z0-9_-]{40}"),
+    ("secrets.cloudflare_api_key", rb"(?:CLOUDFLARE|CF)_API_KEY", rb"[a-f0-9]{37}"),
+    ("secrets.algolia_api_key", rb"ALGOLIA_(?:ADMIN_)?API_KEY", rb"[a-f0-9]{32}"),
+    ("secrets.linode_token", rb"LINODE_(?:API_)?TOKEN", rb"[a-f0-9]{64}"),
+    ("secrets.vercel_token", rb"VERCEL_TOKEN", rb"[A-Za-z0-9]{24}"),
+    ("secrets.azure_openai_api_key", rb"AZURE_OPENAI_API_KEY", rb"[A-Za-z0-9]{32,84}"),
+    ("secrets.gcp_service_account", rb"private_key_id", rb"[a-f0-9]{40}"),
+    (
+        "secrets.azure_ad_client_secret",
+        rb"(?:AZURE_CLIENT_SECRET|client_secret)",
+        rb"[A-Za-z0-9_~.]{3}[0-9]Q~[A-Za-z0-9_~.-]{31,34}",
+    ),
+)
+
+
+def named(kind: str, name: bytes, value: bytes) -> Detector:
+    """A secret known by the name it is given, in any letter case: `NAME=value`, `NAME: value`,
+    `"NAME": "value"` (in a JSON string too)."""
+    pattern = (
+        rb"(?i:" + name + rb")" + _QUOTE + _SPACE + rb"[:=]" + _SPACE + _QUOTE + rb"(?P<v>" + value + rb")" + DASHED_END
+    )
+    return detector(kind, pattern, (rb"(?i)" + name,), 0, at_anchor=True)
+
+
+def prefixed(kind: str, prefix: bytes, rest: bytes) -> Detector:
+    """A token of `_PREFIXED`: dashed (not inside a word of `_` and `-` either) where its
+    alphabet holds them."""
+    found = token(kind, prefix, rest, 0, dashed=b"_" in rest or b"-" in rest)
+    return Detector(found.kind, found.pattern, (_lead(prefix, rest),), 0, at_anchor=True)
+
+
+_FIRST_REPEAT = re.compile(rb"\{([0-9]+)(?:,[0-9]*)?\}")
+
+
+def _lead(prefix: bytes, rest: bytes) -> bytes:
+    """A prefixed token's anchor: its prefix and the first characters of the rest, up to its first
+    repeat (at most 12 of it), so that a short prefix common in text (`re_`, `sk-`, `pat`) is
+    found only where a token of its shape goes on."""
+    repeat = _FIRST_REPEAT.search(rest)
+    if repeat is None or b"(" in rest[: repeat.start()]:
+        return prefix
+    return prefix + rest[: repeat.start()] + b"{%d}" % min(int(repeat.group(1)), 12)
 
 
 def _builtin() -> tuple[Detector, ...]:
@@ -273,15 +546,16 @@ def _builtin() -> tuple[Detector, ...]:
         120,
         at_anchor=True,
     )
-    aws_secret_pair = NearDetector(
+    aws_secret_pair = Base64PairDetector(
         "secrets.aws_secret_access_key",
-        # Every run of base64 once (possessive: a run is read to its end and not again), 40 long.
-        re.compile(left(rb"A-Za-z0-9/+") + rb"(?P<v>[A-Za-z0-9/+]++)(?!=)"),
+        # Every run of base64 once (possessive: a run is read to its end and not again).
+        re.compile(rb"[A-Za-z0-9/+]{40,}+"),
         _AWS_KEY_ID.anchors,
         _AWS_SECRET_DISTANCE + 64,
-        lambda value: len(value) == 40 and checks.mixed_base64(value),
+        checks.mixed_base64,
         partner=_AWS_KEY_ID,
         distance=_AWS_SECRET_DISTANCE,
+        length=40,
     )
     gitlab = rb"gl(?:pat|dt|rt|ptt|soat|cbt|oas|ft|imt)-"
     slack = rb"xox(?:[abposr]|e(?:\.xox[bp])?)-"
@@ -296,7 +570,7 @@ def _builtin() -> tuple[Detector, ...]:
         ),
         token("secrets.gitlab_token", rb"GR1348941", rb"[A-Za-z0-9_-]{20}", 30, dashed=True),
         token(
-            "secrets.slack_token", slack, rb"[0-9]{1,15}(?:-[0-9A-Za-z]{1,64}){1,4}", 240,
+            "secrets.slack_token", slack, rb"[0-9]{1,15}(?:-[0-9A-Za-z]{1,200}){1,4}", 840,
             lambda value: len(value) >= 30, dashed=True,
         ),
         token("secrets.slack_token", rb"xapp-", rb"[0-9]-[A-Z0-9]{8,14}-[0-9]{8,16}-[a-f0-9]{32,80}", 130),
@@ -307,8 +581,8 @@ def _builtin() -> tuple[Detector, ...]:
             (rb"hooks\.slack\.com/",), 140,
         ),
         detector(
-            "secrets.stripe_key", TOKEN_START + rb"(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{24,247}" + TOKEN_END,
-            (rb"[sr]k_live_", rb"[sr]k_test_"), 260, at_anchor=True,
+            "secrets.stripe_key", TOKEN_START + rb"(?:sk|rk)_(?:live|test|prod)_[0-9A-Za-z]{24,247}" + TOKEN_END,
+            (rb"[sr]k_live_", rb"[sr]k_test_", rb"[sr]k_prod_"), 260, at_anchor=True,
         ),
         token("secrets.stripe_key", rb"whsec_", rb"[A-Za-z0-9]{32,64}", 72),
         detector(
@@ -347,39 +621,47 @@ def _builtin() -> tuple[Detector, ...]:
         token("secrets.huggingface_token", rb"hf_", rb"[A-Za-z]{34}", 40),
         token("secrets.groq_api_key", rb"gsk_", rb"[A-Za-z0-9]{52}", 60),
         token("secrets.xai_api_key", rb"xai-", rb"[A-Za-z0-9]{80}", 90),
+        *(prefixed(kind, prefix, rest) for kind, prefix, rest in _PREFIXED),
+        *(named(kind, name, value) for kind, name, value in _NAMED),
+        detector(
+            "secrets.azure_devops_token", TOKEN_START + rb"[A-Za-z0-9]{52}AZDO[A-Za-z0-9]{4}" + TOKEN_END,
+            (rb"AZDO[A-Za-z0-9]{4}",), 64,
+        ),
         EmailDetector(
             "pii.email",
-            # Not after `:` or `/`: a URL's userinfo is no address, unless the URL is a mailto: link.
+            # Not after `/`, nor after a URL's `scheme://user:` (`around`): a URL's userinfo is no address.
             re.compile(
-                rb"(?:" + left(rb"A-Za-z0-9._%+:/-") + rb"|(?<=mailto:))[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@"
-                rb"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![A-Za-z0-9-])"
+                left(rb"A-Za-z0-9_%+/-") + rb"[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@"
+                rb"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}"
+                rb"(?:[A-Za-z]{2,24}|xn--[A-Za-z0-9-]{1,59})(?![A-Za-z0-9-])"
             ),
             (rb"[A-Za-z0-9._%+-]@[A-Za-z0-9-]+\.[A-Za-z]{2}",), 600, _email,
         ),
         detector(
             "pii.phone",
-            left(rb"A-Za-z0-9+_.)\]-") + rb"\+[1-9](?:[ .-]?[0-9]|[ .-]?\([0-9]{1,4}\)){7,14}(?![0-9]|[.-][0-9])",
+            left(rb"A-Za-z0-9+_-") + rb"(?<![0-9]\.)\+[1-9](?:[ .-]?[0-9]|[ .-]?\([0-9]{1,4}\)){7,14}"
+            rb"(?![0-9A-Za-z_]|[.-][0-9])",
             (rb"\+[1-9][0-9 ().-]{7}",), 40, lambda number: checks.phone_digits(number, 8, 15),
         ),
         detector(
             "pii.phone",
-            left(rb"A-Za-z0-9+_.-") + rb"(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}[-.])[2-9][0-9]{2}[-.][0-9]{4}"
+            left(rb"A-Za-z0-9+_-") + rb"(?<![0-9]\.)(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}[-.])[2-9][0-9]{2}[-.][0-9]{4}"
             rb"(?![A-Za-z0-9_-]|\.[0-9])",
             (_DIGIT_GROUPS, rb"\([2-9][0-9]{2}\) ?[0-9]{3}-"), 20, _nanp,
         ),
         detector(
             "pii.payment_card",
-            _CARD_START + rb"(?:[0-9]{13,19}|[0-9]{4}(?P<s1>[ -])[0-9]{4}(?P=s1)[0-9]{4}(?P=s1)[0-9]{1,4}"
+            _CARD_BRAND + _CARD_START + rb"(?:[0-9]{13,19}|[0-9]{4}(?P<s1>[ -])[0-9]{4}(?P=s1)[0-9]{4}(?P=s1)[0-9]{1,4}"
             rb"(?:(?P=s1)[0-9]{3})?|[0-9]{4}(?P<s2>[ -])[0-9]{6}(?P=s2)[0-9]{4,5})" + _CARD_END,
-            # Every brand's number begins with 2 to 6 (a timestamp in milliseconds with 1).
-            (rb"[2-6][0-9]{12}", rb"[0-9]{4}[ -][0-9]{4,6}[ -][0-9]{4}"),
-            25, checks.payment_card,
+            # Every brand's number begins with 2 to 6 (a timestamp in milliseconds with 1); written
+            # whole, it is a whole run of digits.
+            (rb"[2-6][0-9]{12,18}" + _RUN_END, rb"[2-6][0-9]{3}[ -][0-9]{4,6}[ -][0-9]{4}"),
+            25, checks.payment_card, overlaps=True,
         ),
         detector(
             "pii.iban",
-            left(rb"A-Za-z0-9_") + rb"[A-Z]{2}[0-9]{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?)"
-            rb"(?![A-Za-z0-9_])",
-            (rb"[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4} ?[A-Z0-9]{4}",), 45, checks.iban,
+            left(rb"A-Za-z0-9_") + _IBAN + rb"(?![A-Za-z0-9_])",
+            (_IBAN + _WORD_END,), 45, fit=checks.iban_prefix,
         ),
         detector(
             "pii.us_ssn", _CARD_START + rb"[0-9]{3}-[0-9]{2}-[0-9]{4}(?![0-9A-Za-z_]|-[0-9])",

@@ -154,6 +154,7 @@ class Guardrails:
         every_escape = not all(d.pattern.pattern.isascii() for d in found)
         self._keys = Engine(own, use_hyperscan, every_escape, MARKERS)
         self._all = Engine(found, use_hyperscan, every_escape, MARKERS) if self.rules else self._keys
+        self._actions: dict[tuple[int, ...], dict[str, str]] = {}
 
     @classmethod
     def of(cls, config: Config, use_hyperscan: bool | None = None, previous: Guardrails | None = None) -> Guardrails:
@@ -201,6 +202,20 @@ class Guardrails:
         """What every rule, whatever its match, and `tollgate_keys` find (`tollgate scan`)."""
         return self._scan(body, list(self.rules), is_json, (), None)
 
+    def _action(self, applying: list[_Compiled]) -> dict[str, str]:
+        """What these rules do with each kind they name (the strongest of the rules that name it):
+        made once per set of rules (a rule names a group's hundred kinds), not per call."""
+        key = tuple(id(rule) for rule in applying)
+        action = self._actions.get(key)
+        if action is None:
+            action = {detectors.OWN_KEYS: "deny"}
+            for rule in applying:
+                for kind in rule.kinds:
+                    if STRENGTH[rule.rule.action] > STRENGTH.get(action.get(kind, ""), -1):
+                        action[kind] = rule.rule.action
+            self._actions[key] = action
+        return action
+
     def _scan(
         self,
         body: bytes,
@@ -216,7 +231,7 @@ class Guardrails:
         read, found, marked = engine.scan_marked(body, is_json)
         findings = self._found(read, found, is_json, applying, None)
         if runs:
-            findings = _joined(engine, body, runs, findings, _actions(applying))
+            findings = _joined(engine, body, runs, findings, self._action(applying))
         for i, document in enumerate(documents):
             read, found = engine.scan(document.text, document.is_json)
             findings += self._found(read, found, document.is_json, applying, i)
@@ -228,25 +243,16 @@ class Guardrails:
         body = read.body
         if not found:
             return []
-        action = _actions(applying)
+        action = self._action(applying)
         findings = []
+        numbers = _JsonNumbers(body) if is_json else None
         for kind, s, e in _once(found):
             if kind in action:
                 start, end = read.to_body(s, e)
-                if not (is_json and _json_number(body, start, end)):
+                if numbers is None or not numbers.holds(start, end):
                     findings.append(Finding(kind, start, end, action[kind], document))
         findings.sort(key=lambda f: (f.start, f.end, f.kind))
         return findings
-
-
-def _actions(applying: list[_Compiled]) -> dict[str, str]:
-    """Each kind's action: the strongest of the rules that name it."""
-    action: dict[str, str] = {detectors.OWN_KEYS: "deny"}
-    for rule in applying:
-        for kind in rule.kinds:
-            if STRENGTH[rule.rule.action] > STRENGTH.get(action.get(kind, ""), -1):
-                action[kind] = rule.rule.action
-    return action
 
 
 def _joined(
@@ -295,16 +301,35 @@ def _joined(
 MARKERS = tuple(dict.fromkeys(m for wire in WIRE_FORMATS.values() for m in wire.attachment_markers))
 _STRUCTURE_BEFORE = frozenset(b":,[")
 _STRUCTURE_AFTER = frozenset(b",]}")
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
 
 
-def _json_number(body: bytes, start: int, end: int) -> bool:
-    """Whether the span is a number of the JSON outside any string (a card number sent as one):
-    no text the detectors read, and nothing a placeholder could replace."""
-    if not body[start:end].isdigit():
-        return False
-    before = body[max(0, start - 64) : start].rstrip()[-1:]
-    after = body[end : end + 64].lstrip()[:1]
-    return (not before or before[0] in _STRUCTURE_BEFORE) and (not after or after[0] in _STRUCTURE_AFTER)
+class _JsonNumbers:
+    """Whether a span is a number of the JSON outside any string (a card number sent as one): no
+    text the detectors read, and nothing a placeholder could replace. Asked in order of `start`,
+    it reads the body's strings once, up to the last span asked about."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.strings = _JSON_STRING.finditer(body)
+        self.string: tuple[int, int] = (-1, -1)
+
+    def holds(self, start: int, end: int) -> bool:
+        body = self.body
+        if not body[start:end].isdigit():
+            return False
+        before = body[max(0, start - 64) : start].rstrip()[-1:]
+        after = body[end : end + 64].lstrip()[:1]
+        if (before and before[0] not in _STRUCTURE_BEFORE) or (after and after[0] not in _STRUCTURE_AFTER):
+            return False
+        # Digits between `,` and `,` are a number only outside a string ("alice,4111…,12/29").
+        while self.string[1] <= start:
+            m = next(self.strings, None)
+            if m is None:
+                self.string = (len(body), len(body) + 1)
+                break
+            self.string = m.span()
+        return not self.string[0] < start < self.string[1]
 
 
 def _once(found: set[Found]) -> Iterator[Found]:

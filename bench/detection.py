@@ -1,0 +1,176 @@
+"""How well the default detectors (`secrets` and `pii`) find what they claim, per kind: recall over
+labelled samples made at bench time from each format as its issuer documents it, written in the
+ways an agent's turn carries them (a `.env` line, a JSON value, a CSV field, a sentence, after an
+escaped line end), and precision against a clean corpus: the project's docs and source and the
+installed packages' source (site-packages), read as text, where every finding counts as false.
+
+    .venv/bin/python bench/detection.py                 # 40 samples a kind, ~30 MB of clean text
+    .venv/bin/python bench/detection.py --samples 100 --corpus-mb 60 --markdown
+
+Nothing here is a copy of another project's test data: the samples are made from the formats."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import string
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT / "addons"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from support import guardrail_samples as samples  # noqa: E402
+from tollgate.governance.guardrails import detectors  # noqa: E402
+from tollgate.governance.guardrails.rules import Guardrails  # noqa: E402
+from tollgate.governance.guardrails.settings import GuardrailRule  # noqa: E402
+
+RULES = [GuardrailRule.model_validate({"detect": ["secrets", "pii"], "action": "redact"})]
+# How a value is written in a turn: `{}` is the value (after its name, for a kind known by one).
+WRITTEN = [
+    "{}\n",
+    '{{"key": "{}"}}',
+    "alice,{},12/29\n",
+    "here it is: {}, thanks.",
+    "\\n{}\\n",
+    "[{}]",
+]
+
+
+def _rng_value(rng: random.Random, kind: str) -> Callable[[], str]:
+    """A maker of true samples of `kind`."""
+    if kind == "pii.payment_card":
+        brands = ["4", "51", "55", "2221", "34", "37", "6011", "65", "3530", "36"]
+
+        def card() -> str:
+            prefix = rng.choice(brands)
+            length = 15 if prefix in ("34", "37") else 14 if prefix == "36" else 16
+            digits = samples.luhn_complete(prefix + "".join(rng.choices(string.digits, k=length - len(prefix) - 1)))
+            return rng.choice([digits, " ".join(digits[i : i + 4] for i in range(0, len(digits), 4))])
+
+        return card
+    if kind == "pii.iban":
+        countries = {"DE": 18, "GB": 18, "FR": 23, "NL": 14, "ES": 20, "IT": 23, "BE": 12, "CH": 17}
+
+        def iban() -> str:
+            country = rng.choice(list(countries))
+            bban = "".join(rng.choices(string.digits, k=countries[country]))
+            value = samples.iban(country, bban)
+            return rng.choice([value, " ".join(value[i : i + 4] for i in range(0, len(value), 4))])
+
+        return iban
+    if kind == "pii.email":
+        return lambda: (
+            "".join(rng.choices(string.ascii_lowercase, k=rng.randint(3, 10)))
+            + rng.choice(["", ".", "+", "_"])
+            + "".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 6)))
+            + "@"
+            + rng.choice(["acme-corp", "mail", "xn--bcher-kva", "corp-mail"])
+            + rng.choice([".com", ".io", ".de", ".co.uk", ".xn--p1ai"])
+        )
+    if kind == "pii.phone":
+        return lambda: rng.choice(
+            [
+                f"+44 20 {rng.randint(1000, 9999)} {rng.randint(1000, 9999)}",
+                f"+1 {rng.randint(201, 989)} {rng.randint(201, 989)} {rng.randint(1000, 9999)}",
+                f"({rng.randint(201, 989)}) {rng.randint(201, 989)}-{rng.randint(1000, 9999)}",
+                f"+49 30 {rng.randint(10000000, 99999999)}",
+            ]
+        )
+    if kind == "pii.us_ssn":
+        return lambda: f"{rng.randint(1, 665):03d}-{rng.randint(1, 99):02d}-{rng.randint(1, 9999):04d}"
+    if kind == "secrets.github_token":
+        return lambda: samples.crc_token(rng.choice(["ghp_", "gho_", "ghu_", "ghs_", "ghr_"]))
+    if kind == "secrets.npm_token":
+        return lambda: samples.crc_token("npm_")
+    table = [(p, r) for k, p, r in detectors._PREFIXED if k == kind]
+    if table:
+        return lambda: samples.from_pattern(b"".join(rng.choice(table)), rng)
+    named = [v for k, _, v in detectors._NAMED if k == kind]
+    if named:
+        return lambda: samples.from_pattern(rng.choice(named), rng)
+    value = samples.SAMPLES[kind][0]
+    return lambda: value
+
+
+def recall(guard: Guardrails, n: int, rng: random.Random) -> dict[str, tuple[int, int]]:
+    """Per kind: (found, written) over `n` samples, each in one of the ways it is written."""
+    out: dict[str, tuple[int, int]] = {}
+    for kind in sorted(samples.SAMPLES):
+        make, context = _rng_value(rng, kind), samples.SAMPLES[kind][1]
+        found = 0
+        for i in range(n):
+            value = make()
+            name = context.split("{}")[0] if kind in samples.NAMED_KINDS or "AccountKey=" in context else ""
+            if kind in {"secrets.url_password", "secrets.aws_secret_access_key"}:
+                text = context.format(value)
+            else:
+                text = name + WRITTEN[i % len(WRITTEN)].format(value) if not name else name + value + "\n"
+            if kind == "secrets.aws_secret_access_key":
+                text = f"AWS_ACCESS_KEY_ID={samples.AWS_KEY_ID}\n" + text
+            body = json.dumps({"messages": [{"role": "user", "content": f"Look at this.\n{text} Done."}]}).encode()
+            if any(f.kind == kind for f in guard.scan_all(body).findings):
+                found += 1
+        out[kind] = (found, n)
+    return out
+
+
+def corpus(megabytes: float) -> list[Path]:
+    """Clean text: the project's docs and source, then site-packages' source, up to `megabytes`."""
+    site = Path(next(p for p in sys.path if p.endswith("site-packages")))
+    ours = [p for d in ("docs", "addons", "bench") for p in sorted((ROOT / d).rglob("*")) if p.suffix in (".md", ".py")]
+    out, total = [], 0
+    for path in ours + sorted(site.rglob("*.py")):
+        if "test" in path.parts or total > megabytes * 1e6:
+            continue  # packages' tests hold fixtures of keys on purpose
+        out.append(path)
+        total += path.stat().st_size
+    return out
+
+
+def clean_findings(guard: Guardrails, files: list[Path]) -> tuple[Counter[str], int]:
+    found: Counter[str] = Counter()
+    size = 0
+    for path in files:
+        data = path.read_bytes()
+        size += len(data)
+        found.update(f.kind for f in guard.scan_all(data, is_json=False).findings)
+    return found, size
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samples", type=int, default=40, help="true samples a kind")
+    parser.add_argument("--corpus-mb", type=float, default=30, help="MB of clean text")
+    parser.add_argument("--markdown", action="store_true", help="a table for docs/performance.md")
+    args = parser.parse_args()
+    guard = Guardrails(RULES)
+    found = recall(guard, args.samples, random.Random(59))
+    false, size = clean_findings(guard, corpus(args.corpus_mb))
+    rows = []
+    for kind, (hit, n) in sorted(found.items()):
+        wrong = false.get(kind, 0)
+        rows.append((kind, hit / n, hit / (hit + wrong) if hit + wrong else 1.0, wrong))
+    hits = sum(h for h, _ in found.values())
+    wrong_all = sum(false.values())
+    print(f"{len(rows)} kinds, {args.samples} samples each; clean corpus {size / 1e6:.1f} MB")
+    print(
+        f"all kinds: recall {hits / sum(n for _, n in found.values()):.3f}, precision {hits / (hits + wrong_all):.3f}"
+    )
+    if args.markdown:
+        print("\n| kind | recall | precision | clean-corpus findings |\n|---|---|---|---|")
+        for kind, r, p, w in rows:
+            print(f"| `{kind}` | {r:.2f} | {p:.2f} | {w} |")
+    else:
+        for kind, r, p, w in rows:
+            print(f"{kind:45s} recall {r:.2f}  precision {p:.2f}  clean findings {w}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
