@@ -327,27 +327,6 @@ def test_an_mcp_tool_calls_arguments_reach_the_server_redacted(gw, mcp_server):
     )
 
 
-def test_no_planted_secret_reaches_any_output(gw):
-    """Last in the file: it stops the gateway to read its saved flows whole."""
-    assert len(gw.audit()) >= 6
-    gw.proxy.stop()
-    outputs = {
-        "audit": gw.audit_path.read_bytes(),
-        "console": gw.proxy.output.read_bytes(),
-        "saved flows": gw.saved.read_bytes(),
-    }
-    assert b"content_denied" in outputs["audit"]
-    for where, content in outputs.items():
-        for secret in PLANTED:
-            assert secret.encode() not in content, f"a planted secret in {where}"
-    # mitmweb's summary of a call says what was found.
-    from mitmproxy import io
-
-    with open(gw.saved, "rb") as f:
-        comments = [flow.comment for flow in io.FlowReader(f).stream()]
-    assert any("found secrets.aws_access_key_id 1" in c and "(3 redacted)" in c for c in comments), comments
-
-
 @pytest.mark.parametrize(
     ("content", "cards"),
     [
@@ -374,3 +353,24 @@ def test_a_card_between_commas_is_denied(gw, content, cards):
     assert len(gw.fakes["openai"].received) == before
     record = gw.last_audit()
     assert (record["decision"], record["findings"]) == ("deny", {"pii.payment_card": cards})
+
+
+def test_no_planted_secret_reaches_any_output(gw):
+    """Last in the file: it stops the gateway to read its saved flows whole."""
+    assert len(gw.audit()) >= 6
+    gw.proxy.stop()
+    outputs = {
+        "audit": gw.audit_path.read_bytes(),
+        "console": gw.proxy.output.read_bytes(),
+        "saved flows": gw.saved.read_bytes(),
+    }
+    assert b"content_denied" in outputs["audit"]
+    for where, content in outputs.items():
+        for secret in PLANTED:
+            assert secret.encode() not in content, f"a planted secret in {where}"
+    # mitmweb's summary of a call says what was found.
+    from mitmproxy import io
+
+    with open(gw.saved, "rb") as f:
+        comments = [flow.comment for flow in io.FlowReader(f).stream()]
+    assert any("found secrets.aws_access_key_id 1" in c and "(3 redacted)" in c for c in comments), comments

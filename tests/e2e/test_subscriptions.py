@@ -40,7 +40,8 @@ def config(urls: dict[str, str], policy: str, **extra) -> dict:
         "overrides": [{"match": {"provider": "anthropic", "model": "claude-sonnet-4-5"}, "model": "claude-haiku-4-5"}],
         "policy": {"rego": [policy]},
         "guardrails": [{"detect": ["pii.email"], "action": "redact"}],
-        "limits": [{"match": {"model": "claude-haiku-4-5"}, "requests_per_minute": 1}],
+        # A month's window: two calls never straddle its edge, as they may a minute's.
+        "limits": [{"match": {"model": "claude-3-haiku-20240307"}, "requests_per_month": 1}],
         **extra,
     }
 
@@ -226,11 +227,11 @@ def test_the_policy_reads_input_subscription(g, g_login):
 
 
 def test_a_limit_counts_a_plans_calls(g_login):
-    first = plan_call(g_login, "claude-haiku-4-5", proxy_url=login_url(g_login))
+    first = plan_call(g_login, "claude-3-haiku-20240307", proxy_url=login_url(g_login))
     assert first.get("text") == "Hello!", first
     counted = g_login.last_audit()
-    second = plan_call(g_login, "claude-haiku-4-5", proxy_url=login_url(g_login))
-    assert (second["error"], second["status"], second["kind"]) == ("RateLimitError", 429, "rate_limited")
+    second = plan_call(g_login, "claude-3-haiku-20240307", proxy_url=login_url(g_login))
+    assert (second["error"], second["status"], second["kind"]) == ("RateLimitError", 429, "budget_exceeded")
     assert len(g_login.fakes["anthropic"].received) == 1
     refused = g_login.last_audit()
     assert [(r["client"], r["auth"], r["decision"], r["status"]) for r in (counted, refused)] == [
