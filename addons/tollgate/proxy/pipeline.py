@@ -252,6 +252,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             upstream_watch.go_again,
         ],
         responseheaders=[
+            classify.responseheaders,  # a provider's path that is no call (ChatGPT's web app) streams on
             credential.responseheaders,  # a pooled key the upstream refused (401, 429) rests
             fallback.forget,  # the request as its client sent it, kept for a fallback, let go
             upstream_watch.responseheaders,
