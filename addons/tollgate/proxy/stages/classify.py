@@ -20,12 +20,10 @@ from tollgate.governance.misdirection import Misdirected, misdirection
 from tollgate.providers import host_name
 from tollgate.providers.base import Provider
 from tollgate.proxy import patches
-from tollgate.proxy.flows import CALL, CAPTURE_MODES, MISDIRECTED_AS, refuse
+from tollgate.proxy.flows import CALL, CAPTURE_MODES, MISDIRECTED_AS, UNREAD, refuse
 from tollgate.proxy.heads import MAX_REQUEST_HEAD
 from tollgate.proxy.state import Shared, hosts_of
 
-# A flow's mark: a request to a provider's host that is no call (`Provider.governs_path`).
-UNREAD = "tollgate_unread"
 # What an LLM API is called with; CONNECT (HTTP/2's extended CONNECT opens a tunnel), TRACE and
 # anything else are refused.
 METHODS = frozenset(("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"))
@@ -199,7 +197,7 @@ class Classify:
         """A request to a provider's host that is no call (`Provider.governs_path`: ChatGPT's web
         app): it goes on as it came, streamed both ways and kept out of the flow, with no record;
         only the provider's tenant header is set (`subscriptions:`), as on every request there."""
-        flow.metadata[UNREAD] = True
+        flow.metadata[UNREAD] = provider.name
         request = flow.request
         request.stream = True
         loaded = self.shared.loaded
