@@ -79,13 +79,25 @@ def fake(upstream_ca):
     server.close()
 
 
-def config(upstream: str, **subscriptions) -> dict:
+POLICY = """package tollgate
+import rego.v1
+
+deny contains "gpt-5-pro is not for the team plan" if {
+	input.subscription.vendor == "chatgpt"
+	input.subscription.plan == "team"
+	input.model == "gpt-5-pro"
+}
+"""
+
+
+def config(upstream: str, policy: str | None = None, allow: bool = True, **subscriptions) -> dict:
     return {
+        **({"policy": {"rego": [policy]}} if policy else {}),
         "providers": {"chatgpt": {"upstream": upstream}},
         "clients": [{"name": "alice", "keys": ["tg-alice-VIRTUAL-5ecret"], "groups": ["dev"],
                      "accounts": ["alice@corp.example"]}],
         "allow_anonymous": False,
-        "subscriptions": {"chatgpt": {"workspaces": [WORKSPACE, "ws-second"], **subscriptions}},
+        "subscriptions": {"allow": allow, "chatgpt": {"workspaces": [WORKSPACE, "ws-second"], **subscriptions}},
         "guardrails": [{"detect": ["secrets.aws_access_key_id", "secrets.aws_secret_access_key"], "action": "deny"}],
     }  # fmt: skip
 
@@ -93,8 +105,15 @@ def config(upstream: str, **subscriptions) -> dict:
 @pytest.fixture(scope="module")
 def gw(start_gateway, fake, tmp_path_factory):
     saved = tmp_path_factory.mktemp("saved") / "flows.mitm"
+    policy = tmp_path_factory.mktemp("policy") / "plans.rego"
+    policy.write_text(POLICY)
     gateway = start_gateway(
-        lambda urls: config(fake.url), "--set", f"save_stream_file={saved}", "--set", "flow_detail=4", providers=()
+        lambda urls: config(fake.url, str(policy)),
+        "--set",
+        f"save_stream_file={saved}",
+        "--set",
+        "flow_detail=4",
+        providers=(),
     )
     gateway.saved = saved
     return gateway
@@ -132,8 +151,8 @@ SSE_CALL = """
 """
 
 
-def sse_call(g, token: str = ALICE, account: str = WORKSPACE, prompt: str = "hi") -> dict:
-    return g.run(SSE_CALL.format(token=token, account=account, model=MODEL, prompt=prompt))
+def sse_call(g, token: str = ALICE, account: str = WORKSPACE, prompt: str = "hi", model: str = MODEL) -> dict:
+    return g.run(SSE_CALL.format(token=token, account=account, model=model, prompt=prompt))
 
 
 def test_a_codex_call_over_sse_goes_upstream_as_it_came_pinned_and_audited(g, fake):
@@ -188,6 +207,25 @@ def test_a_token_no_client_lists_is_refused_where_anonymous_callers_are_not(g, f
     assert fake.requests == []
     record = g.last_audit()
     assert (record["client"], record["auth"], record["decision"]) == (None, "subscription", "deny")
+
+
+def test_the_policy_reads_the_plan(g, fake):
+    result = sse_call(g, model="gpt-5-pro")
+    assert (result["error"], result["status"], result["kind"]) == ("PermissionDeniedError", 403, "policy_denied")
+    assert fake.requests == []
+    assert g.last_audit()["deny_reasons"] == ["gpt-5-pro is not for the team plan"]
+
+
+def test_with_plans_not_allowed_a_codex_call_is_refused(start_gateway, fake):
+    fake.requests.clear()
+    closed = start_gateway(lambda urls: config(fake.url, allow=False), providers=())
+    result = sse_call(closed)
+    assert (result["error"], result["status"], result["kind"]) == ("PermissionDeniedError", 403, "tenant_denied")
+    assert fake.requests == []
+    record = closed.last_audit()
+    assert (record["client"], record["auth"], record["decision"]) == ("alice", "subscription", "deny")
+    assert record["deny_reasons"] == ["calls made with a plan are not allowed (subscriptions.allow)"]
+    closed.proxy.stop()
 
 
 def test_a_guardrail_refuses_a_codex_prompt_carrying_an_aws_key_pair(g, fake):
