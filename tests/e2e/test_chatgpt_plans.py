@@ -99,6 +99,7 @@ def config(upstream: str, policy: str | None = None, allow: bool = True, **subsc
         "allow_anonymous": False,
         "subscriptions": {"allow": allow, "chatgpt": {"workspaces": [WORKSPACE, "ws-second"], **subscriptions}},
         "guardrails": [{"detect": ["secrets.aws_access_key_id", "secrets.aws_secret_access_key"], "action": "deny"}],
+        "limits": [{"match": {"model": "gpt-5-mini"}, "requests_per_minute": 1}],
     }  # fmt: skip
 
 
@@ -214,6 +215,19 @@ def test_the_policy_reads_the_plan(g, fake):
     assert (result["error"], result["status"], result["kind"]) == ("PermissionDeniedError", 403, "policy_denied")
     assert fake.requests == []
     assert g.last_audit()["deny_reasons"] == ["gpt-5-pro is not for the team plan"]
+
+
+def test_a_limit_counts_codexs_calls(g, fake):
+    first = sse_call(g, model="gpt-5-mini")
+    assert first.get("text") == ANSWERS[0], first
+    counted = g.last_audit()
+    second = sse_call(g, model="gpt-5-mini")
+    assert (second["error"], second["status"], second["kind"]) == ("RateLimitError", 429, "rate_limited")
+    assert len(fake.requests) == 1
+    assert [(r["client"], r["auth"], r["decision"], r["status"]) for r in (counted, g.last_audit())] == [
+        ("alice", "subscription", "allow", 200),
+        ("alice", "subscription", "deny", 429),
+    ]
 
 
 def test_with_plans_not_allowed_a_codex_call_is_refused(start_gateway, fake):
