@@ -85,7 +85,8 @@ class Loaded:
         if jwt is None:
             jwt = Verifier(config.identity.jwt, previous.jwt if previous is not None else None)
         added = {name: settings.hosts for name, settings in providers.items()}
-        hosts = Hosts(added, registry) if any(added.values()) else BUILT_IN_HOSTS
+        ungoverned = config.subscriptions.ungoverned()
+        hosts = Hosts(added, registry, ungoverned) if any(added.values()) or ungoverned else BUILT_IN_HOSTS
         named = {name: registry[name].model_names(settings) for name, settings in providers.items()}
         guardrails = Guardrails.of(config, previous=previous.guardrails if previous is not None else None)
         return cls(

@@ -47,8 +47,7 @@ def test_the_anthropic_organizations_make_its_tenant_header() -> None:
     [
         ({"subscriptions": {"alow": True}}, "subscriptions.alow"),
         ({"subscriptions": {"anthropic": {"organisations": [ORG]}}}, "subscriptions.anthropic.organisations"),
-        # The other vendors' settings come with their governance: until then they are unknown.
-        ({"subscriptions": {"chatgpt": {"workspaces": ["w"]}}}, "subscriptions.chatgpt"),
+        ({"subscriptions": {"chatgpt": {"workspace": ["w"]}}}, "subscriptions.chatgpt.workspace"),
         ({"clients": [{"name": "a", "acounts": ["a@corp.example"]}]}, "clients.0.acounts"),
     ],
 )
@@ -99,8 +98,9 @@ def test_an_anthropic_plans_token_is_known_by_its_prefix(headers: dict[str, str]
     assert (token.value if token else None) == plan
 
 
-def test_only_anthropic_takes_plan_tokens_so_far() -> None:
-    assert {name for name, p in PROVIDERS.items() if p.plan_token_prefix is not None} == {"anthropic"}
+def test_the_providers_that_take_plan_tokens() -> None:
+    takes = {name: p.plan_token_prefix for name, p in PROVIDERS.items() if p.plan_token_prefix is not None}
+    assert takes == {"anthropic": "sk-ant-oat", "chatgpt": "eyJ"}
 
 
 def test_tenant_denied_is_a_403_permission_refusal_in_anthropics_shape() -> None:

@@ -161,6 +161,11 @@ class Expired:
         return f"virtual key of {self.client} expired {_utc(self.expired)}"
 
 
+def _account_key(name: str) -> str:
+    """An account as `accounts` are matched: an e-mail in any letter case, an id as written."""
+    return name.lower() if "@" in name else name
+
+
 def _utc(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -195,6 +200,18 @@ class Directory:
         self._by_aws_key = {a.access_key_id: c for c in config.clients for a in c.aws_credentials}
         self.aws_secrets = {a.access_key_id: a.secret_access_key for c in config.clients for a in c.aws_credentials}
         self._takes_jwts = bool(config.identity.jwt)
+        # Plan callers by the vendor accounts their client lists (`accounts`), e-mails in lower case.
+        self._by_account = {
+            _account_key(a): Caller(c.name, c.groups, "subscription") for c in config.clients for a in c.accounts
+        }
+
+    def account_holder(self, *names: str | None) -> Caller | None:
+        """The client whose `accounts` lists one of `names` (an account id, an e-mail), the first
+        found; None when none does."""
+        for name in names:
+            if name is not None and (holder := self._by_account.get(_account_key(name))) is not None:
+                return holder
+        return None
 
     def is_virtual_aws_key(self, access_key_id: str) -> bool:
         return access_key_id in self._by_aws_key

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, field_validator
 
 from tollgate.config_base import Strict
-from tollgate.providers.base import Presented
+from tollgate.providers.base import PlanAccount, Presented
 
 
 def _tenant_id(value: str) -> str:
@@ -49,11 +49,48 @@ class AnthropicPlans(Strict):
         return self.organizations
 
 
+class ChatGPTPlans(Strict):
+    """`subscriptions.chatgpt`: Codex signed in with ChatGPT, on chatgpt.com."""
+
+    # The company's ChatGPT workspaces (account ids): a call whose token or `ChatGPT-Account-ID`
+    # names another is refused, and every request to chatgpt.com carries them in
+    # `ChatGPT-Allowed-Workspace-Id`.
+    workspaces: tuple[TenantId, ...] = ()
+    # False: chatgpt.com is tunnelled untouched, as a host that is no provider's (for machines whose
+    # browsers reach ChatGPT through Tollgate without trusting its CA).
+    govern: bool = True
+
+    def tenants(self) -> tuple[str, ...]:
+        """What the vendor's tenant header lists."""
+        return self.workspaces
+
+    def outside(self, plan: Subscription) -> str | None:
+        """Why a plan call's workspace is not one of the company's (the audit's deny reason), or None."""
+        if not self.workspaces or plan.tenant in self.workspaces:
+            return None
+        if plan.tenant is None:
+            return "the ChatGPT token names no workspace, and subscriptions.chatgpt.workspaces are set"
+        return f"ChatGPT workspace {plan.tenant} is not one of subscriptions.chatgpt.workspaces"
+
+
 class Subscriptions(Strict):
     """`subscriptions:`: calls made with a person's plan (auth `subscription`)."""
 
     allow: bool = True  # false: every call made with a plan's token is refused (403 tenant_denied)
     anthropic: AnthropicPlans = AnthropicPlans()
+    chatgpt: ChatGPTPlans = ChatGPTPlans()
+
+    def outside(self, plan: Subscription) -> str | None:
+        """Why a plan call is outside the company's tenants, as far as its request shows (the
+        audit's deny reason), or None: by its vendor's settings, where they check one."""
+        outside = getattr(getattr(self, plan.vendor, None), "outside", None)
+        return outside(plan) if outside is not None else None
+
+    def ungoverned(self) -> frozenset[str]:
+        """The vendors whose hosts are left tunnelled untouched (`subscriptions.<vendor>.govern: false`)."""
+        return frozenset(
+            name for name in type(self).model_fields if getattr(getattr(self, name), "govern", True) is False
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +103,11 @@ class Subscription:
     email: str | None = None
     plan: str | None = None
     tenant: str | None = None
+
+    @classmethod
+    def of(cls, vendor: str, account: PlanAccount) -> Subscription:
+        """A vendor's plan call, by what its request says of the account (`Provider.plan_account`)."""
+        return cls(vendor, account.account, account.email, account.plan, account.tenant)
 
     def policy_input(self) -> dict[str, Any]:
         return {

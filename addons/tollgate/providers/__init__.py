@@ -14,12 +14,15 @@ from tollgate.providers.anthropic import Anthropic
 from tollgate.providers.azure import Azure
 from tollgate.providers.base import Provider
 from tollgate.providers.bedrock import Bedrock
+from tollgate.providers.chatgpt import ChatGPT
 from tollgate.providers.gemini import Gemini
 from tollgate.providers.openai import OpenAI
 from tollgate.providers.vendors import CONFIGURED_SIDE_HEADER, PRESETS, ConfiguredVendorSettings, OpenAICompatible
 from tollgate.providers.vertex import Vertex
 
-_BUILT_IN: tuple[Provider[Any], ...] = (OpenAI(), Gemini(), Anthropic(), Bedrock(), Vertex(), Azure(), *PRESETS)
+_BUILT_IN: tuple[Provider[Any], ...] = (
+    OpenAI(), Gemini(), Anthropic(), Bedrock(), Vertex(), Azure(), ChatGPT(), *PRESETS
+)  # fmt: skip
 PROVIDERS: dict[str, Provider[Any]] = {p.name: p for p in _BUILT_IN}
 
 # gen_ai.provider.name per provider, as metrics and traces name it.
@@ -66,10 +69,11 @@ def provider_for(host: str) -> Provider | None:
     return None
 
 
-def allow_hosts() -> list[str]:
+def allow_hosts(ungoverned: frozenset[str] = frozenset()) -> list[str]:
     """mitmproxy `allow_hosts` patterns over "host:port": only these connections are decrypted,
-    on any port, the host in any case and with or without a trailing dot (mitmproxy ignores case)."""
-    return [_allowed(p.host_pattern) for p in PROVIDERS.values()]
+    on any port, the host in any case and with or without a trailing dot (mitmproxy ignores case).
+    `ungoverned`: providers whose hosts are left tunnelled (`subscriptions.<vendor>.govern: false`)."""
+    return [_allowed(p.host_pattern) for name, p in PROVIDERS.items() if name not in ungoverned]
 
 
 def _allowed(pattern: str) -> str:
@@ -85,9 +89,14 @@ class Hosts:
     _CACHED = 1024  # hosts whose lookup is kept (a few recur on every call)
 
     def __init__(
-        self, added: Mapping[str, Sequence[str]] | None = None, registry: Mapping[str, Provider] = PROVIDERS
+        self,
+        added: Mapping[str, Sequence[str]] | None = None,
+        registry: Mapping[str, Provider] = PROVIDERS,
+        ungoverned: frozenset[str] = frozenset(),
     ) -> None:
         self.added = {name: tuple(globs) for name, globs in (added or {}).items() if globs}
+        # Built-in providers whose hosts are left tunnelled, as if no provider's (`govern: false`).
+        self.ungoverned = ungoverned
         self.registry = registry  # the providers by name: the built-in ones and those configured
         # A group per provider, named by its place (a configured provider's name may hold a "-").
         self._names = tuple(self.added)
@@ -98,11 +107,17 @@ class Hosts:
         self._found: dict[str, Provider | None] = {}
         # The provider whose API lives at a host, on any port, or None: with no hosts added, the
         # providers' own lookup itself (it runs on every call).
-        self.provider_for: Callable[[str], Provider | None] = provider_for if self._pattern is None else self._either
+        self.provider_for: Callable[[str], Provider | None] = (
+            provider_for if self._pattern is None and not ungoverned else self._either
+        )
 
     def _either(self, host: str) -> Provider | None:
         provider = provider_for(host)
-        return provider if provider is not None else self._added_for(host_name(host))
+        if provider is not None and provider.name in self.ungoverned:
+            return None
+        if provider is not None or self._pattern is None:
+            return provider
+        return self._added_for(host_name(host))
 
     def _added_for(self, name: str) -> Provider | None:
         try:
@@ -119,7 +134,8 @@ class Hosts:
 
     def allow_hosts(self) -> list[str]:
         """`allow_hosts()`, and a pattern for each host glob added."""
-        return allow_hosts() + [_allowed(glob_pattern(g)) for globs in self.added.values() for g in globs]
+        added = [_allowed(glob_pattern(g)) for globs in self.added.values() for g in globs]
+        return allow_hosts(self.ungoverned) + added
 
 
 # The providers' own hosts alone: what a configuration that adds none has.

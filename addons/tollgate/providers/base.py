@@ -57,6 +57,29 @@ def _lookup(headers: Headers, query: Query, position: str) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
+class PlanAccount:
+    """What a plan call's request says of the account it is made with (None where it does not):
+    the account, the person's e-mail, the plan, and the tenant (the vendor's workspace or
+    organization the account acts in)."""
+
+    account: str | None = None
+    email: str | None = None
+    plan: str | None = None
+    tenant: str | None = None
+
+
+NO_ACCOUNT = PlanAccount()
+
+
+class ForeignAccount(Exception):
+    """A plan call's request names two different accounts (a header and its token): refused."""
+
+    def __init__(self, account: PlanAccount, reason: str) -> None:
+        super().__init__(reason)
+        self.account = account  # the token's, as the audit records it
+
+
+@dataclass(frozen=True, slots=True)
 class VerifiedCaller:
     """A caller's own credential whose signature over the request holds."""
 
@@ -202,6 +225,19 @@ class Provider[RuntimeT]:
 
     # Where the native format names the model in the path (a `model` group), if it does.
     model_in_path: ClassVar[re.Pattern[str] | None] = None
+
+    def governs_path(self, path: str) -> bool:
+        """Whether a request to this path (without the query) on its hosts is a call Tollgate reads;
+        one that is not goes on unread, unaudited, as to a host that is no provider's, but for its
+        tenant header. Default: every path is (ChatGPT's web app is not)."""
+        return True
+
+    def plan_account(self, token: str, headers: Mapping[bytes, bytes]) -> PlanAccount:
+        """What a plan call presenting `token` (a `plan_token_prefix` token) tells of its account,
+        from the token and the request's headers (lower-case names), read without a network call.
+        Raises ForeignAccount where they name different accounts. Default: nothing (an Anthropic
+        plan's token names no account)."""
+        return NO_ACCOUNT
 
     def path_with_model(self, path: str, model: str) -> str | None:
         """The path calling another model; None where the model is named in the body."""

@@ -23,6 +23,9 @@ MCP = "tollgate_mcp"
 # A request to an MCP server's host that names another host too (`governance.misdirection`), in
 # flow.metadata until the Mcp stage refuses it: the fields of its `Misdirected`.
 MISDIRECTED_AS = "tollgate_misdirected"
+# A request to a provider's host that is no call (`Provider.governs_path`: ChatGPT's web app), by
+# its provider's name: it goes on unread and unaudited.
+UNREAD = "tollgate_unread"
 # The error of a call whose client went away before its answer ended.
 CLIENT_DISCONNECTED = "client disconnected"
 

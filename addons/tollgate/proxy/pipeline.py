@@ -218,6 +218,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             drain.requestheaders,  # a request in flight, until its answer has ended
             identify.forget_proxy_password,  # a JWT login's password kept aside for Identify, out of the flow
             classify.requestheaders,
+            route.unread,  # a provider's path that is no call (ChatGPT's web app) goes to the provider's upstream
             audit.requestheaders,  # a streamed upload's call in flight from here: awaited steps follow
             websocket.requestheaders,
             call_steps.at_headers,
@@ -252,6 +253,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             upstream_watch.go_again,
         ],
         responseheaders=[
+            classify.responseheaders,  # a provider's path that is no call (ChatGPT's web app) streams on
             credential.responseheaders,  # a pooled key the upstream refused (401, 429) rests
             fallback.forget,  # the request as its client sent it, kept for a fallback, let go
             upstream_watch.responseheaders,

@@ -157,12 +157,14 @@ def test_provider_for(host: str, port: int, expected: str | None) -> None:
         ("openai.azure.com:443", False),
         ("evilapi.openai.com:443", False),
         ("example.com:443", False),
+        ("chatgpt.com:443", True),
+        ("ab.chatgpt.com:443", False),
     ],
 )
 def test_allow_hosts_decrypt_every_provider_host_on_any_port(address: str, decrypted: bool) -> None:
     assert mitmproxy_decrypts(allow_hosts(), address) is decrypted
     assert sorted(PROVIDERS) == [
-        "anthropic", "azure", "bedrock", "cerebras", "deepseek", "fireworks", "gemini", "groq", "mistral", "openai",
+        "anthropic", "azure", "bedrock", "cerebras", "chatgpt", "deepseek", "fireworks", "gemini", "groq", "mistral", "openai",
         "openrouter", "perplexity", "together", "vertex", "xai",
     ]  # fmt: skip
 
@@ -326,6 +328,7 @@ def test_every_reason_has_a_status_and_a_kind_every_providers_error_table_writes
         "bedrock": bedrock_errors.REFUSAL_TYPES,
         "vertex": gemini_errors.REFUSAL_TYPES,  # Google's error shape, as the Gemini API's
         "azure": openai_errors.REFUSAL_TYPES,  # OpenAI's error shape
+        "chatgpt": openai_errors.REFUSAL_TYPES,  # the Responses API's: OpenAI's error shape
         # The OpenAI-compatible vendors answer in OpenAI's error shape.
         **{vendor.name: openai_errors.REFUSAL_TYPES for vendor in VENDORS},
     }

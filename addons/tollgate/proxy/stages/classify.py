@@ -13,14 +13,14 @@ from tollgate.formats.exact import Unreadable
 from tollgate.formats.framing import DecodedTooLarge, Undecodable, decode_whole
 from tollgate.formats.framing.bounds import MAX_DECODED_BODY
 from tollgate.formats.json_codec import read_request_json
-from tollgate.formats.raw_headers import header_index
+from tollgate.formats.raw_headers import header_index, with_header
 from tollgate.formats.refusals import BAD_REQUEST, HEADERS_TOO_LARGE, MISCONFIGURED, MISDIRECTED
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.misdirection import Misdirected, misdirection
 from tollgate.providers import host_name
 from tollgate.providers.base import Provider
 from tollgate.proxy import patches
-from tollgate.proxy.flows import CALL, CAPTURE_MODES, MISDIRECTED_AS, refuse
+from tollgate.proxy.flows import CALL, CAPTURE_MODES, MISDIRECTED_AS, UNREAD, refuse
 from tollgate.proxy.heads import MAX_REQUEST_HEAD
 from tollgate.proxy.state import Shared, hosts_of
 
@@ -165,7 +165,12 @@ class Classify:
             return
         request = flow.request
         provider = hosts_of(self.shared).provider_for(request.host)
-        if provider is None or not provider.streams_unread(request.method, request.path.partition("?")[0]):
+        if provider is None:
+            return
+        if not provider.governs_path(request.path.partition("?")[0]):
+            self._pass_unread(flow, provider)
+            return
+        if not provider.streams_unread(request.method, request.path.partition("?")[0]):
             return
         call = self._classify(flow, provider, read_body=False)
         if flow.response is None:
@@ -178,9 +183,27 @@ class Classify:
         if CALL in flow.metadata:  # classified at its headers, its body streamed on unread
             flow.request.trailers = None  # sent after this hook: dropped, as a read body's are refused
             return
+        if UNREAD in flow.metadata:  # a path that is no call (ChatGPT's web app)
+            return
         provider = hosts_of(self.shared).provider_for(flow.request.host)
         if provider is not None:
             self._classify(flow, provider, read_body=True)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if UNREAD in flow.metadata and flow.response is not None:
+            flow.response.stream = True  # goes on as it comes, never held in the flow
+
+    def _pass_unread(self, flow: http.HTTPFlow, provider: Provider) -> None:
+        """A request to a provider's host that is no call (`Provider.governs_path`: ChatGPT's web
+        app): it goes on as it came, streamed both ways and kept out of the flow, with no record;
+        only the provider's tenant header is set (`subscriptions:`), as on every request there."""
+        flow.metadata[UNREAD] = provider.name
+        request = flow.request
+        request.stream = True
+        loaded = self.shared.loaded
+        pin = loaded.tenant_pins.get(provider.name) if loaded is not None else None
+        if pin is not None:
+            request.headers.fields = with_header(request.headers.fields, *pin)
 
     def _governs(self, host: str) -> bool:
         """Whether Tollgate governs this host (lower case): a provider's, or an MCP server's."""

@@ -19,7 +19,7 @@ from tollgate.governance.jwt_identity import MALFORMED, UNKNOWN_ISSUER, JwtIdent
 from tollgate.governance.mcp import McpExchange, session_owner
 from tollgate.governance.redaction import credential_positions
 from tollgate.governance.subscriptions import Subscription, plan_token
-from tollgate.providers.base import Presented, Provider
+from tollgate.providers.base import ForeignAccount, Presented, Provider
 from tollgate.proxy.flows import bearer_token, credentials_of, provider_of, refuse, refuse_mcp, request_parts
 from tollgate.proxy.state import Shared
 
@@ -92,8 +92,8 @@ class Identify:
                 signed_with = verified.key_id
         presented = provider.presented(*credentials)
         prefix = provider.plan_token_prefix  # one check on a keyed call: its provider takes no plans
-        if prefix is not None and self._plan_call(call, presented, prefix):
-            return self._subscriber(flow, call, provider)
+        if prefix is not None and (token := self._plan_call(call, presented, prefix)) is not None:
+            return self._subscriber(flow, call, provider, token)
         outcome = self.caller(flow, call.loaded, presented, signed_with)
         if isinstance(outcome, (Identified, Rejected)):
             _apply(flow, call, outcome)
@@ -101,19 +101,28 @@ class Identify:
         return _apply_later(flow, call, outcome)
 
     @staticmethod
-    def _plan_call(call: Call, presented: list[Presented], prefix: str) -> bool:
-        """A plan's token is presented, and no virtual key beside it (which then names the caller
-        of a call made with Tollgate's keys, every credential the client sent taken out)."""
-        if plan_token(presented, prefix) is None:
-            return False
+    def _plan_call(call: Call, presented: list[Presented], prefix: str) -> Presented | None:
+        """The plan's token presented, where there is no virtual key beside it (which then names the
+        caller of a call made with Tollgate's keys, every credential the client sent taken out)."""
+        token = plan_token(presented, prefix)
+        if token is None:
+            return None
         directory = call.loaded.directory
-        return not any(directory.is_virtual_key(p.value) for p in presented)
+        return None if any(directory.is_virtual_key(p.value) for p in presented) else token
 
-    def _subscriber(self, flow: http.HTTPFlow, call: Call, provider: Provider) -> Awaitable[None] | None:
-        """A call made with a plan's token (auth `subscription`): its caller is the proxy login,
-        else anonymous where anonymous callers are allowed, else it is refused (401); with
-        `subscriptions.allow: false`, refused (403 tenant_denied) once its caller is known."""
-        call.caller.subscription = Subscription(provider.name)
+    def _subscriber(
+        self, flow: http.HTTPFlow, call: Call, provider: Provider, token: Presented
+    ) -> Awaitable[None] | None:
+        """A call made with a plan's token (auth `subscription`): its caller is the proxy login, else
+        the client whose `accounts` names the token's account or e-mail, else anonymous where
+        anonymous callers are allowed, else it is refused (401). Once its caller is known, it is
+        refused (403 tenant_denied) with `subscriptions.allow: false`, where the request names two
+        accounts, or a tenant outside the company's (`subscriptions.<vendor>`)."""
+        try:
+            account, foreign = provider.plan_account(token.value, call.request.headers), None
+        except ForeignAccount as e:
+            account, foreign = e.account, str(e)
+        plan = call.caller.subscription = Subscription.of(provider.name, account)
         call.caller.auth = "subscription"  # refused or not: the audit says a plan's token came
         login = flow.metadata.get(PROXYAUTH)
         loaded = call.loaded
@@ -124,14 +133,16 @@ class Identify:
             caller = loaded.directory.identify(name, ())
             assert not isinstance(caller, (Token, Expired)) and caller is not None  # a login names its caller
             outcome = Identified(caller.name, caller.groups, "subscription")
+        elif (holder := loaded.directory.account_holder(plan.account, plan.email)) is not None:
+            outcome = Identified(holder.name, holder.groups, "subscription")
         elif loaded.config.anonymous_allowed:
             outcome = Identified(None, (), "subscription")
         else:
             outcome = Rejected(ANONYMOUS_PLAN_REASON, ANONYMOUS_PLAN_MESSAGE)
         if isinstance(outcome, (Identified, Rejected)):
-            _apply_plan(flow, call, outcome)
+            _apply_plan(flow, call, outcome, foreign)
             return None
-        return _apply_plan_later(flow, call, outcome)
+        return _apply_plan_later(flow, call, outcome, foreign)
 
     def mcp(self, flow: http.HTTPFlow, exchange: McpExchange) -> Awaitable[None] | None:
         """A call step of an MCP server's request: its caller, by the proxy login or the bearer
@@ -293,19 +304,31 @@ async def _apply_later(flow: http.HTTPFlow, call: Call, outcome: Awaitable[Ident
     _apply(flow, call, await outcome)
 
 
-def _apply_plan(flow: http.HTTPFlow, call: Call, outcome: Identified | Rejected) -> None:
+def _apply_plan(flow: http.HTTPFlow, call: Call, outcome: Identified | Rejected, foreign: str | None) -> None:
     """A plan call's caller, as `_apply` sets any caller's, its auth `subscription` whoever named it;
-    refused when `subscriptions.allow` is false."""
+    refused when `subscriptions.allow` is false, when the request names two accounts (`foreign`:
+    why), or a tenant outside the company's."""
     if isinstance(outcome, Identified):
         outcome = replace(outcome, auth="subscription")
     _apply(flow, call, outcome)
-    if flow.response is None and not call.loaded.config.subscriptions.allow:
+    if flow.response is not None:
+        return
+    subscriptions = call.loaded.config.subscriptions
+    if not subscriptions.allow:
         call.verdict.deny_reasons = (PLANS_REFUSED_REASON,)
         refuse(flow, call, TENANT_DENIED, PLANS_REFUSED_MESSAGE)
+        return
+    assert call.caller.subscription is not None
+    outside = foreign or subscriptions.outside(call.caller.subscription)
+    if outside is not None:
+        call.verdict.deny_reasons = (outside,)
+        refuse(flow, call, TENANT_DENIED, f"Tollgate: {outside}; sign in to the company's account.")
 
 
-async def _apply_plan_later(flow: http.HTTPFlow, call: Call, outcome: Awaitable[Identified | Rejected]) -> None:
-    _apply_plan(flow, call, await outcome)
+async def _apply_plan_later(
+    flow: http.HTTPFlow, call: Call, outcome: Awaitable[Identified | Rejected], foreign: str | None
+) -> None:
+    _apply_plan(flow, call, await outcome, foreign)
 
 
 def _apply_mcp(flow: http.HTTPFlow, exchange: McpExchange, outcome: Identified | Rejected) -> None:

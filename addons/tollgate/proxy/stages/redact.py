@@ -23,8 +23,11 @@ from tollgate.governance.redaction import (
 )
 from tollgate.providers import host_name
 from tollgate.providers.base import REDACTED
-from tollgate.proxy.flows import MCP, call_of
+from tollgate.proxy.flows import MCP, UNREAD, call_of
 from tollgate.proxy.state import Shared, hosts_of
+
+# What carries a web app's session on a provider's host beside the credentials of its calls.
+WEB_APP_CREDENTIALS = (b"cookie",)
 
 
 class Redact:
@@ -48,7 +51,7 @@ class Redact:
         call = call_of(flow)
         if call is not None:
             call.request.body, call.request.client_body, call.request.headers = None, None, {}
-        if flow.response is None and (call is not None or self._mcp(flow) is not None):
+        if flow.response is None and (call is not None or UNREAD in flow.metadata or self._mcp(flow) is not None):
             self._sent.add(flow)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
@@ -74,6 +77,8 @@ class Redact:
             redact(request, call.caller.credential_positions)
         elif (also := self._mcp(flow)) is not None:
             redact(request, None, also)
+        elif UNREAD in flow.metadata:  # a provider's web app (ChatGPT's): its session is in its cookies
+            redact(request, None, WEB_APP_CREDENTIALS)
         elif hosts_of(self.shared).provider_for(request.host) is not None:  # an LLM call Tollgate never read
             redact(request, None)
 

@@ -312,7 +312,13 @@ class ResponsesSocket:
         )
         who = s.caller
         call.caller = Caller(
-            who.client, who.groups, who.auth, who.identity, key_expires=who.key_expires, key_sha256=who.key_sha256
+            who.client,
+            who.groups,
+            who.auth,
+            who.identity,
+            key_expires=who.key_expires,
+            key_sha256=who.key_sha256,
+            subscription=who.subscription,  # a plan's session: each response is a plan call too
         )
         call.route.upstream, call.answer.upstream_key, call.trace.context = (
             s.route.upstream,

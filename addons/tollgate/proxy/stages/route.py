@@ -13,7 +13,7 @@ from mitmproxy.net.http import url
 from tollgate.call import Call
 from tollgate.formats.raw_headers import with_header
 from tollgate.providers import host_name
-from tollgate.proxy.flows import call_of, drop_alt_svc, provider_of
+from tollgate.proxy.flows import UNREAD, call_of, drop_alt_svc, provider_of
 from tollgate.proxy.state import Shared
 from tollgate.upstream import target_upstream
 
@@ -34,6 +34,19 @@ def address_of(upstream: str) -> Address:
     scheme, host = target.scheme, target.hostname or ""
     port = target.port or (443 if scheme == "https" else 80)
     return Address(scheme, host, port, url.hostport(scheme, host, port))
+
+
+def send_to(request: http.Request, upstream: str) -> None:
+    """The request sent to `upstream` (scheme://host[:port]): what mitmproxy's scheme, host and port
+    setters do, but with one pass over the headers where each setter scans them
+    (docs/performance.md). The TLS SNI follows the host."""
+    scheme, host, port, authority = address_of(upstream)
+    data = request.data
+    data.scheme, data.host, data.port = scheme.encode(), host, port
+    value = authority.encode("utf-8", "surrogateescape")
+    data.headers.fields = with_header(data.headers.fields, b"host", value, add=False)
+    if data.authority:  # HTTP/2's :authority
+        request.authority = authority
 
 
 class Route:
@@ -58,16 +71,19 @@ class Route:
             authority = host if port == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
             call.route.upstream = f"{scheme}://{authority}"
             return
-        scheme, host, port, authority = address_of(upstream)
-        # What mitmproxy's scheme, host and port setters do, but with one pass over the headers
-        # where each setter scans them (docs/performance.md). The TLS SNI follows the host.
-        data = request.data
-        data.scheme, data.host, data.port = scheme.encode(), host, port
-        value = authority.encode("utf-8", "surrogateescape")
-        data.headers.fields = with_header(data.headers.fields, b"host", value, add=False)
-        if data.authority:  # HTTP/2's :authority
-            request.authority = authority
+        send_to(request, upstream)
         call.route.upstream = upstream
+
+    def unread(self, flow: http.HTTPFlow) -> None:
+        """A request to a provider's host that is no call (`flows.UNREAD`: ChatGPT's web app) goes
+        where the provider's calls go: its configured `upstream`, else the host asked for."""
+        name = flow.metadata.get(UNREAD)
+        loaded = self.shared.loaded
+        if name is None or loaded is None or flow.response is not None:
+            return
+        upstream = loaded.providers[name].upstream
+        if upstream is not None:
+            send_to(flow.request, upstream)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         # The next call to the host goes where this one did: through Tollgate.

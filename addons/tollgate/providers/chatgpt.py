@@ -1,0 +1,113 @@
+"""ChatGPT: chatgpt.com, where Codex signed in with ChatGPT calls its models. Its calls are a plan's
+(auth `subscription`): the user's access token goes upstream as it came. Only Codex's paths are read
+(`/backend-api/codex/…`): `responses` is the Responses API (over HTTP with server-sent events, or a
+WebSocket, as on api.openai.com), every other path there a service call; the rest of the host is
+ChatGPT's web app, which goes on unread and is not a call (`governs_path`).
+
+Whose a call is, is read without a network call from the access token's claims, decoded WITHOUT
+verifying its signature (OpenAI verifies it: Tollgate only reads whose it is, to name the caller
+and refuse what it can see is outside the company's workspaces), and from the `ChatGPT-Account-ID`
+header. A token that cannot be read names nothing, never an error."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import posixpath
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote
+
+import orjson
+
+from tollgate.formats import OPENAI_API
+from tollgate.formats.exact import Unreadable, path_segments
+from tollgate.formats.request_facts import Classification
+from tollgate.providers.base import NO_ACCOUNT, ForeignAccount, PlanAccount, Provider
+from tollgate.providers.openai import classify_request
+
+CODEX_PREFIX = "/backend-api/codex/"
+_WORD = re.compile(r"^[a-z_]+$")  # a fixed path word; anything else is an id, left out of a name
+# Where OpenAI's access tokens hold the ChatGPT account (the workspace the token acts in) and the
+# plan, and the person's e-mail (an id token holds `email` at the top).
+AUTH_CLAIM = "https://api.openai.com/auth"
+PROFILE_CLAIM = "https://api.openai.com/profile"
+ACCOUNT_HEADER = b"chatgpt-account-id"  # the account Codex names beside its token
+MAX_PAYLOAD = 16 * 1024  # a token's payload is well under a KiB: a larger one is not read
+FOREIGN = "the ChatGPT-Account-ID header names another account than the access token"
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def token_claims(token: str) -> PlanAccount:
+    """The account id (also its tenant, the workspace), e-mail and plan type a JWT's payload holds;
+    NO_ACCOUNT where it is no JWT, its payload is not base64url JSON, or it holds none of them."""
+    parts = token.split(".")
+    if len(parts) != 3 or len(parts[1]) > MAX_PAYLOAD:
+        return NO_ACCOUNT
+    payload = parts[1]
+    try:
+        claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (binascii.Error, ValueError):  # orjson's JSONDecodeError is a ValueError
+        return NO_ACCOUNT
+    if not isinstance(claims, dict):
+        return NO_ACCOUNT
+    auth = claims.get(AUTH_CLAIM)
+    auth = auth if isinstance(auth, dict) else {}
+    profile = claims.get(PROFILE_CLAIM)
+    profile = profile if isinstance(profile, dict) else {}
+    account = _text(auth.get("chatgpt_account_id"))
+    email = _text(profile.get("email")) or _text(claims.get("email"))
+    return PlanAccount(account, email, _text(auth.get("chatgpt_plan_type")), account)
+
+
+def chatgpt_account(token: str, header: bytes | None) -> PlanAccount:
+    """A ChatGPT plan call's account, e-mail, plan and tenant, from the token's claims and the
+    `ChatGPT-Account-ID` header (None when absent), which names the account where the token does
+    not. ForeignAccount when both name one and they differ."""
+    claims = token_claims(token)
+    named = header.decode("utf-8", "surrogateescape").strip() if header is not None else ""
+    if claims.account is not None:
+        if named and named != claims.account:
+            raise ForeignAccount(claims, FOREIGN)
+        return claims
+    if not named:
+        return claims
+    return PlanAccount(named, claims.email, claims.plan, named)
+
+
+class ChatGPT(Provider[None]):
+    name = "chatgpt"
+    semconv_name = "openai"
+    host_globs = ("chatgpt.com",)
+    side_header = "X-ChatGPT-Token"  # a plan's token goes as it came: a side header is only removed
+    key_positions = positions = ("authorization",)
+    key_header = "authorization"
+    price_table = "openai"  # `cost_usd`: what the same tokens cost with a key
+    error_format = OPENAI_API
+    # Codex's ChatGPT access token is a JWT (`eyJ…`): a call presenting one is a plan's.
+    plan_token_prefix = "eyJ"
+    # OpenAI refuses a ChatGPT token of a workspace this header does not list.
+    tenant_header = b"chatgpt-allowed-workspace-id"
+
+    def governs_path(self, path: str) -> bool:
+        # Read as loosely as a server might (percent-decoded, any case, `//` and `.` segments
+        # collapsed): a path that could reach Codex's is governed, and `classify` refuses it unless
+        # it is written canonically.
+        loose = posixpath.normpath("/" + unquote(path).lower()).lstrip("/") + "/"
+        return loose.startswith(CODEX_PREFIX[1:])
+
+    def plan_account(self, token: str, headers: Mapping[bytes, bytes]) -> PlanAccount:
+        return chatgpt_account(token, headers.get(ACCOUNT_HEADER))
+
+    def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
+        if not path.startswith(CODEX_PREFIX):
+            raise Unreadable("ChatGPT's calls are under /backend-api/codex/")
+        rest = path_segments(path)[2:]
+        if rest == ["responses"]:
+            return classify_request(method, rest, data, query)
+        named = [s for s in rest if _WORD.match(s)]
+        return Classification(endpoint=".".join(["codex", *named]), service=True, wire_format=OPENAI_API)
