@@ -175,6 +175,8 @@ def _near_miss(kind: str) -> str:
         return f"{name[:-1]}Q={value}\n"
     if kind == "secrets.azure_devops_token":  # its marker is inside it
         return "token: " + value.replace("AZDO", "AZD0") + "\n"
+    if kind == "secrets.azure_ad_client_secret":  # its marker is inside it
+        return "token: " + value.replace("Q~", "QQ") + "\n"
     if kind == "secrets.maxmind_license_key":  # its marker ends it
         return "token: " + value.replace("_mmk", "_mmq") + "\n"
     return "token: " + ("Q" if value[0] != "Q" else "Z") + value[1:] + "\n"

@@ -431,6 +431,7 @@ _PREFIXED: tuple[tuple[str, bytes, bytes], ...] = (
     # SaaS APIs
     ("secrets.twilio_api_key", rb"SK", rb"[0-9a-f]{32}"),
     ("secrets.mailgun_api_key", rb"key-", rb"[a-f0-9]{32}"),
+    ("secrets.mailgun_api_key", rb"pubkey-", rb"[a-f0-9]{32}"),
     ("secrets.mailersend_api_key", rb"mlsn\.", rb"[a-f0-9]{64}"),
     ("secrets.brevo_api_key", rb"xkeysib-", rb"[a-f0-9]{64}-[A-Za-z0-9]{16}"),
     ("secrets.resend_api_key", rb"re_", rb"[A-Za-z0-9]{8}_[A-Za-z0-9]{24}"),
@@ -448,6 +449,7 @@ _PREFIXED: tuple[tuple[str, bytes, bytes], ...] = (
     ("secrets.duffel_token", rb"duffel_(?:test|live)_", rb"[A-Za-z0-9_=-]{43}"),
     ("secrets.easypost_api_key", rb"EZ[AT]K", rb"[A-Za-z0-9]{54}"),
     ("secrets.flutterwave_secret_key", rb"FLWSECK(?:_TEST)?-", rb"[a-h0-9]{32}-X"),
+    ("secrets.flutterwave_encryption_key", rb"FLWSECK(?:_TEST)?", rb"[a-f0-9]{12}"),
     ("secrets.square_token", rb"sq0(?:atp|csp)-", rb"[A-Za-z0-9_-]{22,43}"),
     ("secrets.square_token", rb"EAAA", rb"[A-Za-z0-9_-]{60}"),
     ("secrets.braintree_token", rb"access_token\$production\$", rb"[a-z0-9]{16}\$[a-f0-9]{32}"),
@@ -500,6 +502,13 @@ _PREFIXED: tuple[tuple[str, bytes, bytes], ...] = (
 # Credentials known by a structure in them, not by how they begin: (kind, pattern, anchor). Each
 # is a whole word (of letters, digits, `_` and `-`); its anchor is a part of it few other words have.
 _SHAPED: tuple[tuple[str, bytes, bytes], ...] = (
+    # Microsoft Entra ID's client secrets: three characters, a digit and `Q~`.
+    (
+        "secrets.azure_ad_client_secret",
+        rb"[A-Za-z0-9_~.]{3}[0-9]Q~[A-Za-z0-9_~.-]{31,34}",
+        rb"[0-9]Q~[A-Za-z0-9_~.-]{31}",
+    ),
+    ("secrets.mailgun_signing_key", rb"[a-f0-9]{32}-[a-f0-9]{8}-[a-f0-9]{8}", rb"[a-f0-9]{4}-[a-f0-9]{8}-[a-f0-9]{8}"),
     ("secrets.mailchimp_api_key", rb"[a-f0-9]{32}-us[0-9]{1,2}", rb"[a-f0-9]{4}-us[0-9]"),
     ("secrets.maxmind_license_key", rb"[A-Za-z0-9]{6}_[A-Za-z0-9]{29}_mmk", rb"_[A-Za-z0-9]{29}_mmk"),
     ("secrets.telegram_bot_token", rb"[0-9]{5,16}:A[A-Za-z0-9_-]{34}", rb"[0-9]:A[A-Za-z0-9_-]{34}"),
@@ -527,11 +536,11 @@ _NAMED: tuple[tuple[str, bytes, bytes], ...] = (
     ("secrets.vercel_token", rb"VERCEL_TOKEN", rb"[A-Za-z0-9]{24}"),
     ("secrets.azure_openai_api_key", rb"AZURE_OPENAI_API_KEY", rb"[A-Za-z0-9]{32,84}"),
     ("secrets.gcp_service_account", rb"private_key_id", rb"[a-f0-9]{40}"),
-    (
-        "secrets.azure_ad_client_secret",
-        rb"(?:AZURE_CLIENT_SECRET|client_secret)",
-        rb"[A-Za-z0-9_~.]{3}[0-9]Q~[A-Za-z0-9_~.-]{31,34}",
-    ),
+    ("secrets.okta_api_token", rb"OKTA_(?:API_)?TOKEN", rb"00[A-Za-z0-9_=-]{40}"),
+    ("secrets.twitter_bearer_token", rb"(?:TWITTER|X)_BEARER_TOKEN", rb"A{22}[A-Za-z0-9%]{80,100}"),
+    ("secrets.heroku_api_key", rb"HEROKU_API_KEY", rb"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}"),
+    ("secrets.sentry_token", rb"SENTRY_AUTH_TOKEN", rb"[a-f0-9]{64}"),
+    ("secrets.snyk_token", rb"SNYK_(?:API_)?TOKEN", rb"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}"),
 )
 
 
