@@ -394,7 +394,7 @@ _PREFIXED: tuple[tuple[str, bytes, bytes], ...] = (
     ("secrets.google_oauth_access_token", rb"ya29\.", rb"[A-Za-z0-9_-]{30,2000}"),
     ("secrets.google_oauth_refresh_token", rb"1//0", rb"[A-Za-z0-9_-]{40,512}"),
     ("secrets.yandex_api_key", rb"AQVN", rb"[A-Za-z0-9_-]{35,38}"),
-    ("secrets.defined_networking_token", rb"dnkey-", rb"[a-z0-9=_-]{26}-[a-z0-9=_-]{52}"),
+    ("secrets.defined_networking_token", rb"dnkey-", rb"[A-Za-z0-9=_-]{26}-[A-Za-z0-9=_-]{52}"),
     ("secrets.age_secret_key", rb"AGE-SECRET-KEY-1", rb"[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}"),
     ("secrets.onepassword_token", rb"ops_eyJ", rb"[A-Za-z0-9+/]{250,4000}={0,3}"),
     (
