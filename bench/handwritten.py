@@ -110,7 +110,7 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "secrets.langfuse_secret_key": ("sk-lf-{hex:8}-{hex:4}-{hex:4}-{hex:4}-{hex:12}",),
     "secrets.pinecone_api_key": ("pcsk_{alnum:6}_{alnum:63}",),
     "secrets.together_api_key": ("tgp_v1_{b64url:43}",),
-    "secrets.tavily_api_key": ("tvly-dev-{alnum:32}", "tvly-{alnum:32}"),
+    "secrets.tavily_api_key": ("tvly-dev-{alnum:32}", "tvly-{alnum:32}", "tvly-dev-{alnum:6}-{alnum:42}"),
     "secrets.elevenlabs_api_key": ("sk_{hex:48}",),
     "secrets.firecrawl_api_key": ("fc-{hex:32}",),
     "secrets.e2b_api_key": ("e2b_{hex:40}",),

@@ -211,6 +211,7 @@ def test_each_table_kind_is_found_and_its_near_miss_is_not(engine: bool, kind: s
         ("secrets.perplexity_api_key", "pp" + "lx-" + "Kq7Zt3Wm9Xp2Rv8Ln4Hs6Jd1Fg0Ae5Ui3OyTb7Cc2Vn8Mx4Q"),
         ("secrets.openrouter_api_key", "sk-" + "or-v1-" + "0123456789abcdef" * 4),
         ("secrets.digitalocean_token", "do" + "p_v1_" + "0123456789abcdef" * 4),
+        ("secrets.tavily_api_key", "tv" + "ly-dev-" + "4Kq7Zt-" + "Wm9Xp2Rv8Ln4Hs6Jd1Fg0Ae5Ui3OyTb7Cc2Vn8Mx4Q"),
         ("secrets.render_api_key", "rn" + "d_" + "Kq7Zt3Wm9Xp2Rv8Ln4Hs6Jd1Fg0A"),
         ("secrets.together_api_key", "tg" + "p_v1_" + "Kq7Zt3Wm9X_2Rv8Ln4Hs6Jd1-g0Ae5Ui3OyTb7Cc2Vn"),
         (

@@ -493,7 +493,8 @@ _PREFIXED: tuple[tuple[str, bytes, bytes], ...] = (
     ("secrets.langfuse_secret_key", rb"sk-lf-", rb"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}"),
     ("secrets.pinecone_api_key", rb"pcsk_", rb"[A-Za-z0-9]{6}_[A-Za-z0-9]{63}"),
     ("secrets.together_api_key", rb"tgp_v1_", rb"[A-Za-z0-9_-]{43}"),
-    ("secrets.tavily_api_key", rb"tvly-(?:dev-|prod-)?", rb"[A-Za-z0-9]{32}"),
+    # Tavily's keys: 32 letters and digits, or (newer) an id, `-` and 42.
+    ("secrets.tavily_api_key", rb"tvly-(?:dev-|prod-)?", rb"(?:[A-Za-z0-9]{32}|[A-Za-z0-9]{4,8}-[A-Za-z0-9]{42})"),
     ("secrets.elevenlabs_api_key", rb"sk_", rb"[a-f0-9]{48}"),
     ("secrets.firecrawl_api_key", rb"fc-", rb"[a-f0-9]{32}"),
     ("secrets.e2b_api_key", rb"e2b_", rb"[a-f0-9]{40}"),
