@@ -507,17 +507,17 @@ _SHAPED: tuple[tuple[str, bytes, bytes], ...] = (
     (
         "secrets.azure_ad_client_secret",
         rb"[A-Za-z0-9_~.]{3}[0-9]Q~[A-Za-z0-9_~.-]{31,34}",
-        rb"[0-9]Q~[A-Za-z0-9_~.-]{31}",
+        rb"Q~[A-Za-z0-9_~.-]{31}",
     ),
-    ("secrets.mailgun_signing_key", rb"[a-f0-9]{32}-[a-f0-9]{8}-[a-f0-9]{8}", rb"[a-f0-9]{4}-[a-f0-9]{8}-[a-f0-9]{8}"),
-    ("secrets.mailchimp_api_key", rb"[a-f0-9]{32}-us[0-9]{1,2}", rb"[a-f0-9]{4}-us[0-9]"),
-    ("secrets.maxmind_license_key", rb"[A-Za-z0-9]{6}_[A-Za-z0-9]{29}_mmk", rb"_[A-Za-z0-9]{29}_mmk"),
-    ("secrets.telegram_bot_token", rb"[0-9]{5,16}:A[A-Za-z0-9_-]{34}", rb"[0-9]:A[A-Za-z0-9_-]{34}"),
+    ("secrets.mailgun_signing_key", rb"[a-f0-9]{32}-[a-f0-9]{8}-[a-f0-9]{8}", rb"-[a-f0-9]{8}-[a-f0-9]{8}"),
+    ("secrets.mailchimp_api_key", rb"[a-f0-9]{32}-us[0-9]{1,2}", rb"-us[0-9]"),
+    ("secrets.maxmind_license_key", rb"[A-Za-z0-9]{6}_[A-Za-z0-9]{29}_mmk", rb"_mmk"),
+    ("secrets.telegram_bot_token", rb"[0-9]{5,16}:A[A-Za-z0-9_-]{34}", rb":A[A-Za-z0-9_-]{34}"),
     (
         "secrets.authress_access_key",
         rb"(?:sc|ext|scauth|authress)_[A-Za-z0-9]{5,30}\.[A-Za-z0-9]{4,6}\.acc[_-][A-Za-z0-9-]{10,32}"
         rb"\.[A-Za-z0-9+/_=-]{30,120}",
-        rb"\.[A-Za-z0-9]{4,6}\.acc[_-]",
+        rb"\.acc[_-]",
     ),
 )
 
