@@ -507,12 +507,12 @@ _SHAPED: tuple[tuple[str, bytes, bytes], ...] = (
     (
         "secrets.azure_ad_client_secret",
         rb"[A-Za-z0-9_~.]{3}[0-9]Q~[A-Za-z0-9_~.-]{31,34}",
-        rb"Q~[A-Za-z0-9_~.-]{31}",
+        rb"[0-9]Q~[A-Za-z0-9_~.-]{4}",
     ),
-    ("secrets.mailgun_signing_key", rb"[a-f0-9]{32}-[a-f0-9]{8}-[a-f0-9]{8}", rb"-[a-f0-9]{8}-[a-f0-9]{8}"),
+    ("secrets.mailgun_signing_key", rb"[a-f0-9]{32}-[a-f0-9]{8}-[a-f0-9]{8}", rb"-[a-f0-9]{8}-[a-f0-9]{2}"),
     ("secrets.mailchimp_api_key", rb"[a-f0-9]{32}-us[0-9]{1,2}", rb"-us[0-9]"),
     ("secrets.maxmind_license_key", rb"[A-Za-z0-9]{6}_[A-Za-z0-9]{29}_mmk", rb"_mmk"),
-    ("secrets.telegram_bot_token", rb"[0-9]{5,16}:A[A-Za-z0-9_-]{34}", rb":A[A-Za-z0-9_-]{34}"),
+    ("secrets.telegram_bot_token", rb"[0-9]{5,16}:A[A-Za-z0-9_-]{34}", rb"[0-9]:A[A-Za-z0-9_-]{6}"),
     (
         "secrets.authress_access_key",
         rb"(?:sc|ext|scauth|authress)_[A-Za-z0-9]{5,30}\.[A-Za-z0-9]{4,6}\.acc[_-][A-Za-z0-9-]{10,32}"
