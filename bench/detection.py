@@ -25,6 +25,8 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT / "addons"))
 sys.path.insert(0, str(ROOT / "tests"))
 
+import gitleaks_rules  # noqa: E402
+import handwritten  # noqa: E402
 from support import guardrail_samples as samples  # noqa: E402
 from tollgate.governance.guardrails import detectors  # noqa: E402
 from tollgate.governance.guardrails.rules import Guardrails  # noqa: E402
@@ -120,6 +122,46 @@ def recall(guard: Guardrails, n: int, rng: random.Random) -> dict[str, tuple[int
     return out
 
 
+def handwritten_recall(guard: Guardrails, n: int, rng: random.Random) -> dict[str, tuple[int, int]]:
+    """Per kind of `handwritten.TEMPLATES`: (found, written) over `n` fills of each of its
+    templates, written as `recall` writes them (a kind known by its name, on a line of its own)."""
+    out: dict[str, tuple[int, int]] = {}
+    for kind, templates in sorted(handwritten.TEMPLATES.items()):
+        found = total = 0
+        for template in templates:
+            for i in range(n):
+                value = handwritten.fill(template, rng)
+                text = value + "\n" if "=" in template.split("{")[0] else WRITTEN[i % len(WRITTEN)].format(value)
+                body = json.dumps({"messages": [{"role": "user", "content": f"Look at this.\n{text} Done."}]}).encode()
+                found += any(f.kind == kind for f in guard.scan_all(body).findings)
+                total += 1
+        out[kind] = (found, total)
+    # Formats with a checksum: made by the makers of that checksum.
+    for kind, prefixes in (("secrets.github_token", ["ghp_", "gho_", "ghs_"]), ("secrets.npm_token", ["npm_"])):
+        found = sum(
+            any(
+                f.kind == kind
+                for f in guard.scan_all(
+                    f"key: {samples.crc_token(rng.choice(prefixes))}\n".encode(), is_json=False
+                ).findings
+            )
+            for _ in range(n)
+        )
+        hit, total = out.get(kind, (0, 0))
+        out[kind] = (hit + found, total + n)
+    return out
+
+
+def gitleaks_coverage() -> tuple[int, int]:
+    """(gitleaks' rules whose credentials one of our kinds finds, gitleaks' rules)."""
+    covered = {rule for rules in gitleaks_rules.COVERS.values() for rule in rules}
+    unknown = covered - set(gitleaks_rules.GITLEAKS_RULE_IDS)
+    missing = set(gitleaks_rules.COVERS) - set(detectors.KINDS)
+    if unknown or missing:
+        raise SystemExit(f"bench/gitleaks_rules.py names unknown rules {unknown} or kinds {missing}")
+    return len(covered), len(gitleaks_rules.GITLEAKS_RULE_IDS)
+
+
 def corpus(megabytes: float) -> list[Path]:
     """Clean text: the project's docs and source, then site-packages' source, up to `megabytes`."""
     site = Path(next(p for p in sys.path if p.endswith("site-packages")))
@@ -151,24 +193,31 @@ def main() -> int:
     args = parser.parse_args()
     guard = Guardrails(RULES)
     found = recall(guard, args.samples, random.Random(59))
+    by_hand = handwritten_recall(guard, max(1, args.samples // 4), random.Random(61))
     false, size = clean_findings(guard, corpus(args.corpus_mb))
     rows = []
     for kind, (hit, n) in sorted(found.items()):
         wrong = false.get(kind, 0)
-        rows.append((kind, hit / n, hit / (hit + wrong) if hit + wrong else 1.0, wrong))
+        hand = by_hand.get(kind)
+        hand_recall = f"{hand[0] / hand[1]:.2f}" if hand else "-"
+        rows.append((kind, hit / n, hand_recall, hit / (hit + wrong) if hit + wrong else 1.0, wrong))
     hits = sum(h for h, _ in found.values())
     wrong_all = sum(false.values())
     print(f"{len(rows)} kinds, {args.samples} samples each; clean corpus {size / 1e6:.1f} MB")
     print(
         f"all kinds: recall {hits / sum(n for _, n in found.values()):.3f}, precision {hits / (hits + wrong_all):.3f}"
     )
+    hand_hits, hand_n = sum(h for h, _ in by_hand.values()), sum(n for _, n in by_hand.values())
+    print(f"hand-written samples: {len(by_hand)} kinds, {hand_n} samples, recall {hand_hits / hand_n:.3f}")
+    covered, rules = gitleaks_coverage()
+    print(f"gitleaks' rules covered: {covered} of {rules}")
     if args.markdown:
-        print("\n| kind | recall | precision | clean-corpus findings |\n|---|---|---|---|")
-        for kind, r, p, w in rows:
-            print(f"| `{kind}` | {r:.2f} | {p:.2f} | {w} |")
+        print("\n| kind | recall | hand-written | precision | clean-corpus findings |\n|---|---|---|---|---|")
+        for kind, r, h, p, w in rows:
+            print(f"| `{kind}` | {r:.2f} | {h} | {p:.2f} | {w} |")
     else:
-        for kind, r, p, w in rows:
-            print(f"{kind:45s} recall {r:.2f}  precision {p:.2f}  clean findings {w}")
+        for kind, r, h, p, w in rows:
+            print(f"{kind:45s} recall {r:.2f}  hand-written {h:4s}  precision {p:.2f}  clean findings {w}")
     return 0
 
 

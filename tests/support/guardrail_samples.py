@@ -171,6 +171,8 @@ def table_samples() -> dict[str, tuple[str, str]]:
         out.setdefault(kind, (from_pattern(prefix + rest), "token: {}\n"))
     for kind, name, value in detectors._NAMED:
         out.setdefault(kind, (from_pattern(value), from_pattern(name).replace("{", "{{") + "={}\n"))
+    for kind, pattern, _ in detectors._SHAPED:
+        out.setdefault(kind, (from_pattern(pattern), "token: {}\n"))
     out.setdefault(
         "secrets.azure_devops_token", (from_pattern(rb"[A-Za-z0-9]{52}AZDO[A-Za-z0-9]{4}"), "AZURE_DEVOPS_PAT={}\n")
     )
@@ -179,6 +181,7 @@ def table_samples() -> dict[str, tuple[str, str]]:
 
 # Every kind of the table too; those known by their name (written after it).
 SAMPLES.update({k: v for k, v in table_samples().items() if k not in SAMPLES})
-from tollgate.governance.guardrails.detectors import _NAMED  # noqa: E402
+from tollgate.governance.guardrails.detectors import _NAMED, _PREFIXED  # noqa: E402
 
-NAMED_KINDS = frozenset(kind for kind, _, _ in _NAMED)
+# Kinds known only by their name (a kind of both tables has its prefixed sample).
+NAMED_KINDS = frozenset(kind for kind, _, _ in _NAMED) - {kind for kind, _, _ in _PREFIXED}

@@ -175,6 +175,10 @@ def _near_miss(kind: str) -> str:
         return f"{name[:-1]}Q={value}\n"
     if kind == "secrets.azure_devops_token":  # its marker is inside it
         return "token: " + value.replace("AZDO", "AZD0") + "\n"
+    if kind == "secrets.azure_ad_client_secret":  # its marker is inside it
+        return "token: " + value.replace("Q~", "QQ") + "\n"
+    if kind == "secrets.maxmind_license_key":  # its marker ends it
+        return "token: " + value.replace("_mmk", "_mmq") + "\n"
     return "token: " + ("Q" if value[0] != "Q" else "Z") + value[1:] + "\n"
 
 
@@ -207,6 +211,25 @@ def test_each_table_kind_is_found_and_its_near_miss_is_not(engine: bool, kind: s
         ("secrets.perplexity_api_key", "pp" + "lx-" + "Kq7Zt3Wm9Xp2Rv8Ln4Hs6Jd1Fg0Ae5Ui3OyTb7Cc2Vn8Mx4Q"),
         ("secrets.openrouter_api_key", "sk-" + "or-v1-" + "0123456789abcdef" * 4),
         ("secrets.digitalocean_token", "do" + "p_v1_" + "0123456789abcdef" * 4),
+        ("secrets.tavily_api_key", "tv" + "ly-dev-" + "4Kq7Zt-" + "Wm9Xp2Rv8Ln4Hs6Jd1Fg0Ae5Ui3OyTb7Cc2Vn8Mx4Q"),
+        ("secrets.render_api_key", "rn" + "d_" + "Kq7Zt3Wm9Xp2Rv8Ln4Hs6Jd1Fg0A"),
+        ("secrets.together_api_key", "tg" + "p_v1_" + "Kq7Zt3Wm9X_2Rv8Ln4Hs6Jd1-g0Ae5Ui3OyTb7Cc2Vn"),
+        (
+            "secrets.pinecone_api_key",
+            "pc" + "sk_" + "4Kq7Zt_" + "Wm9Xp2Rv8Ln4Hs6Jd1Fg0Ae5Ui3OyTb7Cc2Vn8Mx4QaZ3Wm9Xp2Rv8Ln4Hs6Jd1",
+        ),
+        ("secrets.fireworks_api_key", "fw" + "_" + "Kq7Zt3Wm9Xp2Rv8Ln4Hs6Jd1Fg0Ae5Ui3"),
+        (
+            "secrets.gitlab_token",
+            "gl" + "pat-" + "Kq7Zt3Wm9Xp2Rv8Ln4Hs6Jd1Fg0Ae5Ui3OyTb7Cc2Vn8Mx4QaZ3Wm9Xp2Rv8Ln4Hs6" + ".01.0w0q8h2l2",
+        ),
+        ("secrets.gitlab_token", "gl" + "rt-t1_" + "Kq7Zt3Wm9Xp2Rv8Ln4Hs6Jd1Fg0" + ".01" + "1a2b3c4d5"),
+        (
+            "secrets.harness_token",
+            "sa" + "t." + "Kq7Zt3Wm9Xp2Rv8Ln4Hs6J" + ".Kq7Zt3Wm9Xp2Rv8Ln4Hs6Jd1" + ".Kq7Zt3Wm9Xp2Rv8Ln4Hs",
+        ),
+        ("secrets.telegram_bot_token", "1234567" + "890:AA" + "Hq7Zt3Wm9Xp2Rv8Ln4Hs6Jd1Fg0Ae5Ui3"),
+        ("secrets.mailchimp_api_key", "0123456789abcdef" * 2 + "-us" + "21"),
     ],
 )
 def test_formats_as_their_issuers_write_them(engine: bool, kind: str, value: str) -> None:
