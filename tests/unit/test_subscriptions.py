@@ -96,8 +96,11 @@ def test_an_anthropic_plans_token_is_known_by_its_prefix(headers: dict[str, str]
     assert (token.value if token else None) == plan
 
 
-def test_only_anthropic_takes_plan_tokens_so_far() -> None:
-    assert {name for name, p in PROVIDERS.items() if p.plan_token_prefix is not None} == {"anthropic"}
+def test_the_providers_that_take_plan_tokens() -> None:
+    assert {name: p.plan_token_prefix for name, p in PROVIDERS.items() if p.plan_token_prefix is not None} == {
+        "anthropic": "sk-ant-oat",
+        "code_assist": "ya29.",
+    }
 
 
 def test_tenant_denied_is_a_403_permission_refusal_in_anthropics_shape() -> None:

@@ -193,8 +193,16 @@ class Directory:
         }
         self._by_digest.update(self._by_sha256)
         self._by_aws_key = {a.access_key_id: c for c in config.clients for a in c.aws_credentials}
+        # Clients by the vendor accounts their plan calls come from (e-mails read in lower case).
+        self._by_account = {
+            a.lower(): Caller(c.name, c.groups, "subscription") for c in config.clients for a in c.accounts
+        }
         self.aws_secrets = {a.access_key_id: a.secret_access_key for c in config.clients for a in c.aws_credentials}
         self._takes_jwts = bool(config.identity.jwt)
+
+    def by_account(self, account: str) -> Caller | None:
+        """The client whose `accounts` lists a plan call's account (an e-mail, an account id)."""
+        return self._by_account.get(account.lower())
 
     def is_virtual_aws_key(self, access_key_id: str) -> bool:
         return access_key_id in self._by_aws_key

@@ -49,11 +49,43 @@ class AnthropicPlans(Strict):
         return value
 
 
+# The header a company's proxy adds to pin Gemini Code Assist to its Google Workspace domains:
+# Google refuses a request of an account outside them.
+CODE_ASSIST_DOMAINS_HEADER = b"x-geminicodeassist-allowed-domains"
+# Google's token information endpoint: a Google OAuth access token's account (its `email`).
+GOOGLE_TOKENINFO = "https://oauth2.googleapis.com/tokeninfo"
+
+
+class CodeAssistPlans(Strict):
+    """`subscriptions.code_assist`: Gemini CLI signed in with Google, and Gemini Code Assist, on
+    cloudcode-pa.googleapis.com."""
+
+    # The company's Google Cloud projects: a call whose envelope names another is refused.
+    projects: tuple[TenantId, ...] = ()
+    # The company's Google Workspace domains: every request to Code Assist carries them in
+    # `X-GeminiCodeAssist-Allowed-Domains`.
+    domains: tuple[TenantId, ...] = ()
+    # Where a token's account (its e-mail) is asked for, and the CA file that endpoint's
+    # certificate is checked with (None: the system's roots).
+    tokeninfo: str = GOOGLE_TOKENINFO
+    ca_file: str | None = None
+    # false: its host is tunnelled untouched, not decrypted nor governed.
+    govern: bool = True
+
+    @field_validator("tokeninfo")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if not value.startswith("https://"):
+            raise ValueError("the token information endpoint is called over https://")
+        return value
+
+
 class Subscriptions(Strict):
     """`subscriptions:`: calls made with a person's plan (auth `subscription`)."""
 
     allow: bool = True  # false: every call made with a plan's token is refused (403 tenant_denied)
     anthropic: AnthropicPlans = AnthropicPlans()
+    code_assist: CodeAssistPlans = CodeAssistPlans()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,4 +123,17 @@ def tenant_pins(subscriptions: Subscriptions) -> dict[str, tuple[bytes, bytes]]:
     pins = {}
     if subscriptions.anthropic.organizations:
         pins["anthropic"] = (ANTHROPIC_ORG_HEADER, ",".join(subscriptions.anthropic.organizations).encode())
+    if subscriptions.code_assist.domains:
+        pins["code_assist"] = (CODE_ASSIST_DOMAINS_HEADER, ",".join(subscriptions.code_assist.domains).encode())
     return pins
+
+
+def ungoverned(subscriptions: Subscriptions) -> frozenset[str]:
+    """The providers whose plan hosts are left tunnelled untouched (`govern: false`)."""
+    return frozenset(("code_assist",)) if not subscriptions.code_assist.govern else frozenset()
+
+
+def project_denied(settings: CodeAssistPlans, project: str | None) -> bool:
+    """Whether a Code Assist call names a project outside the company's (`projects`). A call that
+    names none (countTokens) is not: Google checks it against the domains' header."""
+    return bool(settings.projects) and project is not None and project not in settings.projects

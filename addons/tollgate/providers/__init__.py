@@ -14,12 +14,22 @@ from tollgate.providers.anthropic import Anthropic
 from tollgate.providers.azure import Azure
 from tollgate.providers.base import Provider
 from tollgate.providers.bedrock import Bedrock
+from tollgate.providers.code_assist import CodeAssist
 from tollgate.providers.gemini import Gemini
 from tollgate.providers.openai import OpenAI
 from tollgate.providers.vendors import CONFIGURED_SIDE_HEADER, PRESETS, ConfiguredVendorSettings, OpenAICompatible
 from tollgate.providers.vertex import Vertex
 
-_BUILT_IN: tuple[Provider[Any], ...] = (OpenAI(), Gemini(), Anthropic(), Bedrock(), Vertex(), Azure(), *PRESETS)
+_BUILT_IN: tuple[Provider[Any], ...] = (
+    OpenAI(),
+    Gemini(),
+    Anthropic(),
+    Bedrock(),
+    Vertex(),
+    Azure(),
+    CodeAssist(),
+    *PRESETS,
+)
 PROVIDERS: dict[str, Provider[Any]] = {p.name: p for p in _BUILT_IN}
 
 # gen_ai.provider.name per provider, as metrics and traces name it.

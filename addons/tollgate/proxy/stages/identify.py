@@ -15,24 +15,31 @@ from tollgate.call import Call
 from tollgate.credentials.sigv4 import UNKNOWN_KEY, SignatureError, signing_key_id
 from tollgate.formats.refusals import INVALID_SIGNATURE, TENANT_DENIED, UNAUTHENTICATED
 from tollgate.governance.clients import Auth, Expired, Token
+from tollgate.governance.google_accounts import token_key
 from tollgate.governance.jwt_identity import MALFORMED, UNKNOWN_ISSUER, JwtIdentity, JwtRejected, looks_like_jwt
 from tollgate.governance.mcp import McpExchange, session_owner
 from tollgate.governance.redaction import credential_positions
-from tollgate.governance.subscriptions import Subscription, plan_token
+from tollgate.governance.subscriptions import Subscription, plan_token, project_denied
 from tollgate.providers.base import Presented, Provider
 from tollgate.proxy.flows import bearer_token, credentials_of, provider_of, refuse, refuse_mcp, request_parts
 from tollgate.proxy.state import Shared
 
 if TYPE_CHECKING:
+    from tollgate.governance.clients import Caller
     from tollgate.runtime import Loaded
 
 PROXYAUTH = "proxyauth"
+CODE_ASSIST = "code_assist"  # the provider whose plan calls name a Google account
 UNKNOWN_KEY_REASON = "unknown or missing API key"  # the audit's deny reason
 UNKNOWN_KEY_MESSAGE = "Tollgate: unknown or missing API key. Use the virtual key Tollgate's operator gave you."
 ANONYMOUS_PLAN_REASON = "a plan's token names no caller, and anonymous callers are not allowed"
 ANONYMOUS_PLAN_MESSAGE = (
     "Tollgate: a call made with a plan's token must say who calls here: log in at the proxy, or use the"
     " virtual key Tollgate's operator gave you."
+)
+PROJECT_DENIED_REASON = "the call's Google Cloud project is not one of subscriptions.code_assist.projects"
+PROJECT_DENIED_MESSAGE = (
+    "Tollgate: this Gemini Code Assist project is not one of the company's; use the company's project."
 )
 PLANS_REFUSED_REASON = "calls made with a plan are not allowed (subscriptions.allow)"
 PLANS_REFUSED_MESSAGE = (
@@ -110,11 +117,36 @@ class Identify:
         return not any(directory.is_virtual_key(p.value) for p in presented)
 
     def _subscriber(self, flow: http.HTTPFlow, call: Call, provider: Provider) -> Awaitable[None] | None:
-        """A call made with a plan's token (auth `subscription`): its caller is the proxy login,
-        else anonymous where anonymous callers are allowed, else it is refused (401); with
-        `subscriptions.allow: false`, refused (403 tenant_denied) once its caller is known."""
+        """A call made with a plan's token (auth `subscription`): what it tells of its plan, then
+        its caller (`_plan_caller`)."""
         call.caller.subscription = Subscription(provider.name)
         call.caller.auth = "subscription"  # refused or not: the audit says a plan's token came
+        if provider.name == CODE_ASSIST:
+            email = self._google_email(flow, call, provider)
+            if not isinstance(email, (str, type(None))):
+                return self._code_assist_later(flow, call, email)
+            _code_assist_account(call, email, self.shared.google_accounts.tier(token_key(_token(call, flow, provider))))
+        return self._plan_caller(flow, call)
+
+    def _google_email(self, flow: http.HTTPFlow, call: Call, provider: Provider) -> str | Awaitable[str | None] | None:
+        settings = call.loaded.config.subscriptions.code_assist
+        return self.shared.google_accounts.email(_token(call, flow, provider), settings.tokeninfo, settings.ca_file)
+
+    async def _code_assist_later(self, flow: http.HTTPFlow, call: Call, email: Awaitable[str | None]) -> None:
+        found = await email
+        tier = self.shared.google_accounts.tier(token_key(_token(call, flow, provider_of(call))))
+        _code_assist_account(call, found, tier)
+        outcome = self._plan_caller(flow, call)
+        if outcome is not None:
+            await outcome
+
+    def _plan_caller(self, flow: http.HTTPFlow, call: Call) -> Awaitable[None] | None:
+        """A plan call's caller: the proxy login, else the client whose `accounts` lists its
+        account, else anonymous where anonymous callers are allowed, else it is refused (401); with
+        `subscriptions.allow: false`, or outside the company's tenants, refused (403 tenant_denied)
+        once its caller is known."""
+        plan = call.caller.subscription
+        assert plan is not None
         login = flow.metadata.get(PROXYAUTH)
         loaded = call.loaded
         outcome: Identified | Rejected | Awaitable[Identified | Rejected]
@@ -124,6 +156,8 @@ class Identify:
             caller = loaded.directory.identify(name, ())
             assert not isinstance(caller, (Token, Expired)) and caller is not None  # a login names its caller
             outcome = Identified(caller.name, caller.groups, "subscription")
+        elif (holder := _account_holder(loaded, plan)) is not None:
+            outcome = Identified(holder.name, holder.groups, "subscription")
         elif loaded.config.anonymous_allowed:
             outcome = Identified(None, (), "subscription")
         else:
@@ -302,6 +336,43 @@ def _apply_plan(flow: http.HTTPFlow, call: Call, outcome: Identified | Rejected)
     if flow.response is None and not call.loaded.config.subscriptions.allow:
         call.verdict.deny_reasons = (PLANS_REFUSED_REASON,)
         refuse(flow, call, TENANT_DENIED, PLANS_REFUSED_MESSAGE)
+    plan = call.caller.subscription
+    code_assist = call.loaded.config.subscriptions.code_assist
+    if (
+        flow.response is None
+        and plan is not None
+        and plan.vendor == CODE_ASSIST
+        and project_denied(code_assist, plan.tenant)
+    ):
+        call.verdict.deny_reasons = (PROJECT_DENIED_REASON,)
+        refuse(flow, call, TENANT_DENIED, PROJECT_DENIED_MESSAGE)
+
+
+def _token(call: Call, flow: http.HTTPFlow, provider: Provider) -> str:
+    """The plan's token a plan call presents."""
+    prefix = provider.plan_token_prefix
+    assert prefix is not None
+    token = plan_token(provider.presented(*credentials_of(call, flow.request, provider)), prefix)
+    assert token is not None  # it is a plan call for presenting one
+    return token.value
+
+
+def _code_assist_account(call: Call, email: str | None, tier: str | None) -> None:
+    """A Code Assist call's account: the Google account's e-mail, its tier, and the project its
+    envelope names (the tenant)."""
+    body = call.request.body
+    project = body.get("project") if body is not None and not call.classification.service else None
+    call.caller.subscription = Subscription(
+        CODE_ASSIST, account=email, email=email, plan=tier, tenant=project if isinstance(project, str) else None
+    )
+
+
+def _account_holder(loaded: Loaded, plan: Subscription) -> Caller | None:
+    """The client whose `accounts` lists the plan's account or e-mail."""
+    for account in (plan.account, plan.email):
+        if account is not None and (holder := loaded.directory.by_account(account)) is not None:
+            return holder
+    return None
 
 
 async def _apply_plan_later(flow: http.HTTPFlow, call: Call, outcome: Awaitable[Identified | Rejected]) -> None:
