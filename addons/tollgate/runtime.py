@@ -19,7 +19,7 @@ from tollgate.governance.mcp_servers import NO_SERVERS, McpServers
 from tollgate.governance.overrides import RuleBook
 from tollgate.governance.policy import Policy
 from tollgate.governance.pricing import Prices
-from tollgate.governance.subscriptions import tenant_pins
+from tollgate.governance.subscriptions import tenant_pins, ungoverned
 from tollgate.providers import BUILT_IN_HOSTS, PROVIDERS, Hosts, Provider, configured
 from tollgate.providers.client_certs import ClientCert
 
@@ -85,7 +85,8 @@ class Loaded:
         if jwt is None:
             jwt = Verifier(config.identity.jwt, previous.jwt if previous is not None else None)
         added = {name: settings.hosts for name, settings in providers.items()}
-        hosts = Hosts(added, registry) if any(added.values()) else BUILT_IN_HOSTS
+        tunnelled = ungoverned(config.subscriptions)
+        hosts = Hosts(added, registry, tunnelled) if any(added.values()) or tunnelled else BUILT_IN_HOSTS
         named = {name: registry[name].model_names(settings) for name, settings in providers.items()}
         guardrails = Guardrails.of(config, previous=previous.guardrails if previous is not None else None)
         return cls(

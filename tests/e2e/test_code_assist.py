@@ -7,7 +7,9 @@ projects and domains."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
+from pathlib import Path
 
 import pytest
 from tests.support import guardrail_samples as samples
@@ -20,7 +22,9 @@ OTHER_TOKEN = "ya29.a0AfB_PLAN-5ecret-google-token-v2"
 PROJECT = "corp-code-assist-4711"
 DOMAINS = ["corp.example", "corp-labs.example"]
 EMAIL = "alice@corp.example"
-URL = "https://cloudcode-pa.googleapis.com/v1internal"
+HOST = "cloudcode-pa.googleapis.com"
+URL = f"https://{HOST}/v1internal"
+RESOLVE = Path(__file__).resolve().parents[1] / "support" / "resolve.py"
 AWS_PAIR = f"AWS_ACCESS_KEY_ID={samples.AWS_KEY_ID}\nAWS_SECRET_ACCESS_KEY={samples.AWS_SECRET}\n"
 
 # An answer as Code Assist streams it: each event an envelope around a GenerateContentResponse, the
@@ -239,3 +243,68 @@ def test_a_guardrail_redacts_an_aws_key_pair_inside_the_envelope(g):
     record = g.last_audit()
     assert record["redacted"] == 2
     assert record["findings"] == {"secrets.aws_access_key_id": 1, "secrets.aws_secret_access_key": 1}
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def gw_blind(start_gateway, upstream_ca_pem):
+    # Google's token information endpoint cannot be reached.
+    unreachable = f"https://127.0.0.1:{closed_port()}/tokeninfo"
+    return start_gateway(lambda urls: config(urls, unreachable, str(upstream_ca_pem)), providers=("code_assist",))
+
+
+def test_a_call_goes_on_with_no_email_where_the_token_information_cannot_be_had(gw_blind):
+    gw_blind.reset()
+    gw_blind.fakes["code_assist"].handler = code_assist
+    [result] = calls(gw_blind, ("generateContent", envelope(), TOKEN))
+    assert result["status"] == 200, result
+    [seen] = gw_blind.fakes["code_assist"].received
+    assert seen.headers["authorization"] == f"Bearer {TOKEN}"
+    record = gw_blind.last_audit()
+    assert (record["client"], record["auth"], record["account"], record["tenant"]) == (
+        None,
+        "subscription",
+        None,
+        PROJECT,
+    )
+    assert (record["decision"], record["input_tokens"], record["output_tokens"]) == ("allow", 40, 5)
+
+
+@pytest.fixture(scope="module")
+def gw_tunnelled(start_gateway, upstream_ca, upstream_ca_pem):
+    # Code Assist's own host, named so by a fake that holds a certificate for it.
+    host = FakeUpstream(upstream_ca, code_assist, names=(HOST,))
+    env = {"TOLLGATE_TEST_RESOLVE": json.dumps({HOST: host.port})}
+    gateway = start_gateway(
+        lambda urls: (
+            config(urls, "https://127.0.0.1:1/tokeninfo", str(upstream_ca_pem))
+            | {"subscriptions": {"code_assist": {"govern": False, "projects": [PROJECT]}}}
+        ),
+        "-s",
+        str(RESOLVE),
+        env=env,
+        providers=("code_assist",),
+    )
+    gateway.host = host
+    yield gateway
+    host.close()
+
+
+def test_govern_false_leaves_code_assist_tunnelled_untouched(gw_tunnelled, upstream_ca_pem):
+    # The client trusts the upstream's CA alone: only a connection Tollgate does not decrypt holds.
+    body = envelope(project="someone-elses-project", text=f"deploy with\n{AWS_PAIR}")
+    result = gw_tunnelled.run(
+        CALL.format(calls=[("generateContent", body, TOKEN)], url=URL), env={"SSL_CERT_FILE": str(upstream_ca_pem)}
+    )
+    [answer] = result["results"]
+    assert answer["status"] == 200, answer
+    [seen] = gw_tunnelled.host.received
+    assert seen.body == json.dumps(body).encode()  # not redacted, not refused
+    assert seen.headers["authorization"] == f"Bearer {TOKEN}"
+    assert seen.headers["x-geminicodeassist-allowed-domains"] == "someone-else.example"
+    assert [r for r in gw_tunnelled.audit() if r.get("event") == "llm_call"] == []

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from tollgate.host_globs import glob_pattern
@@ -76,10 +76,11 @@ def provider_for(host: str) -> Provider | None:
     return None
 
 
-def allow_hosts() -> list[str]:
+def allow_hosts(tunnelled: frozenset[str] = frozenset()) -> list[str]:
     """mitmproxy `allow_hosts` patterns over "host:port": only these connections are decrypted,
-    on any port, the host in any case and with or without a trailing dot (mitmproxy ignores case)."""
-    return [_allowed(p.host_pattern) for p in PROVIDERS.values()]
+    on any port, the host in any case and with or without a trailing dot (mitmproxy ignores case).
+    `tunnelled`: providers whose hosts are left out (a plan's vendor with `govern: false`)."""
+    return [_allowed(p.host_pattern) for p in PROVIDERS.values() if p.name not in tunnelled]
 
 
 def _allowed(pattern: str) -> str:
@@ -95,9 +96,14 @@ class Hosts:
     _CACHED = 1024  # hosts whose lookup is kept (a few recur on every call)
 
     def __init__(
-        self, added: Mapping[str, Sequence[str]] | None = None, registry: Mapping[str, Provider] = PROVIDERS
+        self,
+        added: Mapping[str, Sequence[str]] | None = None,
+        registry: Mapping[str, Provider] = PROVIDERS,
+        tunnelled: frozenset[str] = frozenset(),
     ) -> None:
         self.added = {name: tuple(globs) for name, globs in (added or {}).items() if globs}
+        # Providers whose hosts are tunnelled untouched: served by no provider here, not decrypted.
+        self.tunnelled = tunnelled
         self.registry = registry  # the providers by name: the built-in ones and those configured
         # A group per provider, named by its place (a configured provider's name may hold a "-").
         self._names = tuple(self.added)
@@ -109,6 +115,8 @@ class Hosts:
         # The provider whose API lives at a host, on any port, or None: with no hosts added, the
         # providers' own lookup itself (it runs on every call).
         self.provider_for: Callable[[str], Provider | None] = provider_for if self._pattern is None else self._either
+        if tunnelled:
+            self.provider_for = partial(_governed, self.provider_for, tunnelled)
 
     def _either(self, host: str) -> Provider | None:
         provider = provider_for(host)
@@ -129,7 +137,13 @@ class Hosts:
 
     def allow_hosts(self) -> list[str]:
         """`allow_hosts()`, and a pattern for each host glob added."""
-        return allow_hosts() + [_allowed(glob_pattern(g)) for globs in self.added.values() for g in globs]
+        return allow_hosts(self.tunnelled) + [_allowed(glob_pattern(g)) for globs in self.added.values() for g in globs]
+
+
+def _governed(lookup: Callable[[str], Provider | None], tunnelled: frozenset[str], host: str) -> Provider | None:
+    """The provider `lookup` finds for a host, but none for a tunnelled provider's."""
+    provider = lookup(host)
+    return None if provider is None or provider.name in tunnelled else provider
 
 
 # The providers' own hosts alone: what a configuration that adds none has.
