@@ -109,10 +109,27 @@ def tokeninfo(upstream_ca):
     info.fake.close()
 
 
+POLICY = """package tollgate
+import rego.v1
+
+deny contains "no Pro on the free tier" if {
+	input.subscription == {"vendor": "code_assist", "account": "bob@elsewhere.example",
+		"email": "bob@elsewhere.example", "plan": "free-tier", "tenant": "corp-code-assist-4711"}
+	input.client.auth == "subscription"
+	input.model == "gemini-2.5-pro"
+}
+"""
+
+
 @pytest.fixture(scope="module")
-def gw(start_gateway, tokeninfo, upstream_ca_pem):
+def gw(start_gateway, tokeninfo, upstream_ca_pem, tmp_path_factory):
+    policy = tmp_path_factory.mktemp("policy") / "code_assist.rego"
+    policy.write_text(POLICY)
     return start_gateway(
-        lambda urls: config(urls, f"{tokeninfo.fake.url}/tokeninfo", str(upstream_ca_pem)), providers=("code_assist",)
+        lambda urls: (
+            config(urls, f"{tokeninfo.fake.url}/tokeninfo", str(upstream_ca_pem)) | {"policy": {"rego": [str(policy)]}}
+        ),
+        providers=("code_assist",),
     )
 
 
@@ -226,6 +243,27 @@ def test_an_account_no_client_lists_calls_anonymously_and_whole_answers_are_coun
     assert (record["input_tokens"], record["output_tokens"], record["total_tokens"]) == (40, 5, 45)
     assert record["plan"] is None  # no loadCodeAssist answer for this token yet
     assert tokeninfo.asked == [OTHER_TOKEN]
+
+
+def test_the_policy_sees_the_subscription(g):
+    free = dict(LOADED, currentTier={"id": "free-tier"})
+    g.fakes["code_assist"].handler = lambda r: Reply(200, free) if "loadCodeAssist" in r.path else code_assist(r)
+    results = calls(
+        g,
+        ("loadCodeAssist", {"cloudaicompanionProject": PROJECT}, OTHER_TOKEN),
+        ("generateContent", envelope(model="gemini-2.5-pro"), OTHER_TOKEN),
+        ("generateContent", envelope(model="gemini-2.5-flash"), OTHER_TOKEN),
+    )
+    assert [(r["status"], r["kind"]) for r in results] == [(200, None), (403, "policy_denied"), (200, None)]
+    paths = [r.path for r in g.fakes["code_assist"].received]
+    assert paths == ["/v1internal:loadCodeAssist", "/v1internal:generateContent"]
+    _, denied, allowed = g.new_audit(3)
+    assert (denied["decision"], denied["deny_reasons"], denied["plan"]) == (
+        "deny",
+        ["no Pro on the free tier"],
+        "free-tier",
+    )
+    assert (allowed["decision"], allowed["model"], allowed["plan"]) == ("allow", "gemini-2.5-flash", "free-tier")
 
 
 def test_a_guardrail_redacts_an_aws_key_pair_inside_the_envelope(g):
