@@ -296,6 +296,16 @@ def gw_blind(start_gateway, upstream_ca_pem):
     return start_gateway(lambda urls: config(urls, unreachable, str(upstream_ca_pem)), providers=("code_assist",))
 
 
+@pytest.fixture(scope="module")
+def gw_limited(start_gateway, upstream_ca_pem):
+    # One call a minute to Code Assist: a service call counts against no limit.
+    limits = {"limits": [{"match": {"provider": "code_assist"}, "requests_per_minute": 1}]}
+    return start_gateway(
+        lambda urls: config(urls, f"https://127.0.0.1:{closed_port()}/", str(upstream_ca_pem)) | limits,
+        providers=("code_assist",),
+    )
+
+
 def test_a_call_goes_on_with_no_email_where_the_token_information_cannot_be_had(gw_blind):
     gw_blind.reset()
     gw_blind.fakes["code_assist"].handler = code_assist
@@ -311,6 +321,19 @@ def test_a_call_goes_on_with_no_email_where_the_token_information_cannot_be_had(
         PROJECT,
     )
     assert (record["decision"], record["input_tokens"], record["output_tokens"]) == ("allow", 40, 5)
+
+
+def test_a_limit_counts_model_calls_and_no_service_call(gw_limited):
+    gw_limited.fakes["code_assist"].handler = code_assist
+    results = calls(
+        gw_limited,
+        ("loadCodeAssist", {"cloudaicompanionProject": PROJECT}, OTHER_TOKEN),
+        ("retrieveUserQuota", {"project": PROJECT}, OTHER_TOKEN),
+        ("generateContent", envelope(), OTHER_TOKEN),
+        ("generateContent", envelope(), OTHER_TOKEN),
+    )
+    assert [(r["status"], r["kind"]) for r in results] == [(200, None), (200, None), (200, None), (429, "rate_limited")]
+    assert len(gw_limited.fakes["code_assist"].received) == 3
 
 
 @pytest.fixture(scope="module")
