@@ -94,5 +94,5 @@ class Loaded:
             jwt, Limits(config.limits), Prices(config.prices, registry), hosts, dict(client_certs or {}),
             config_sha256, {name: names for name, names in named.items() if names is not None}, registry,
             McpServers(config.mcp) if config.mcp.servers else NO_SERVERS, guardrails if guardrails.reads else None,
-            tenant_pins(config.subscriptions),
+            tenant_pins(config.subscriptions, {name: p.tenant_header for name, p in registry.items()}),
         )  # fmt: skip

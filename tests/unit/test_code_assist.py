@@ -17,7 +17,7 @@ from tollgate.formats.exact import Unreadable
 from tollgate.formats.gemini_generate.stream import GenerateStreamReader
 from tollgate.formats.usage import Usage
 from tollgate.governance.google_accounts import GoogleAccounts, current_tier, parse_tokeninfo, token_key
-from tollgate.governance.subscriptions import project_denied, tenant_pins, ungoverned
+from tollgate.governance.subscriptions import Subscription, project_denied, tenant_pins, ungoverned
 from tollgate.providers import PROVIDERS, Hosts
 
 CODE_ASSIST = PROVIDERS["code_assist"]
@@ -121,16 +121,22 @@ def test_the_guardrails_text_runs_are_at_their_place_in_the_envelope() -> None:
                                       (("request", "contents", 0, "parts", 1, "text"), "b")]]  # fmt: skip
 
 
+def tenant(project: str | None) -> Subscription:
+    return Subscription("code_assist", tenant=project)
+
+
 def test_the_settings_pin_projects_and_domains() -> None:
     data = {"subscriptions": {"code_assist": {"projects": ["p-1"], "domains": ["corp.example", "labs.example"]}}}
     subscriptions = parse_config(data).subscriptions
     assert subscriptions.code_assist.tokeninfo == "https://oauth2.googleapis.com/tokeninfo"
-    assert tenant_pins(subscriptions) == {
+    headers = {name: p.tenant_header for name, p in PROVIDERS.items()}
+    assert tenant_pins(subscriptions, headers) == {
         "code_assist": (b"x-geminicodeassist-allowed-domains", b"corp.example,labs.example")
     }
-    assert project_denied(subscriptions.code_assist, "p-2") and not project_denied(subscriptions.code_assist, "p-1")
-    assert not project_denied(subscriptions.code_assist, None)  # countTokens names none
-    assert not project_denied(parse_config({}).subscriptions.code_assist, "p-2")  # no projects: none refused
+    assert project_denied(subscriptions, tenant("p-2")) and not project_denied(subscriptions, tenant("p-1"))
+    assert not project_denied(subscriptions, tenant(None))  # countTokens names none
+    assert not project_denied(parse_config({}).subscriptions, tenant("p-2"))  # no projects: none refused
+    assert not project_denied(subscriptions, Subscription("anthropic", tenant="p-2"))  # another vendor's
     assert ungoverned(subscriptions) == frozenset()
 
 

@@ -18,6 +18,9 @@ from tollgate.records.audit_record import RECORD_FIELDS, audit_record
 
 ORG = "c8b3a9f0-1111-4222-8333-944455556666"
 
+# Each provider's tenant header, as the runtime gives them.
+HEADERS = {name: p.tenant_header for name, p in PROVIDERS.items()}
+
 
 def error_of(data: Any) -> str:
     with pytest.raises(ConfigError) as info:
@@ -29,14 +32,14 @@ def test_plans_are_allowed_and_pin_nothing_by_default() -> None:
     subscriptions = parse_config({}).subscriptions
     assert subscriptions.allow is True
     assert subscriptions.anthropic.organizations == ()
-    assert tenant_pins(subscriptions) == {}
+    assert tenant_pins(subscriptions, HEADERS) == {}
 
 
 def test_the_anthropic_organizations_make_its_tenant_header() -> None:
     data = {"subscriptions": {"allow": False, "anthropic": {"organizations": [ORG, "org-2"], "govern": True}}}
     subscriptions = parse_config(data).subscriptions
     assert subscriptions.allow is False
-    assert tenant_pins(subscriptions) == {"anthropic": (b"anthropic-allowed-org-ids", f"{ORG},org-2".encode())}
+    assert tenant_pins(subscriptions, HEADERS) == {"anthropic": (b"anthropic-allowed-org-ids", f"{ORG},org-2".encode())}
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ tenant header pinned to each vendor's requests. Plain logic, no mitmproxy."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -12,10 +12,6 @@ from pydantic import AfterValidator, field_validator
 
 from tollgate.config_base import Strict
 from tollgate.providers.base import Presented
-
-# The header a company's proxy adds to pin Anthropic's API to its organizations: Anthropic refuses
-# a request made with a key or token of any other (`tenant_restriction_violation`).
-ANTHROPIC_ORG_HEADER = b"anthropic-allowed-org-ids"
 
 
 def _tenant_id(value: str) -> str:
@@ -48,10 +44,11 @@ class AnthropicPlans(Strict):
             )
         return value
 
+    def tenants(self) -> tuple[str, ...]:
+        """What the vendor's tenant header lists."""
+        return self.organizations
 
-# The header a company's proxy adds to pin Gemini Code Assist to its Google Workspace domains:
-# Google refuses a request of an account outside them.
-CODE_ASSIST_DOMAINS_HEADER = b"x-geminicodeassist-allowed-domains"
+
 # Google's token information endpoint: a Google OAuth access token's account (its `email`).
 GOOGLE_TOKENINFO = "https://oauth2.googleapis.com/tokeninfo"
 
@@ -78,6 +75,10 @@ class CodeAssistPlans(Strict):
         if not value.startswith("https://"):
             raise ValueError("the token information endpoint is called over https://")
         return value
+
+    def tenants(self) -> tuple[str, ...]:
+        """What the vendor's tenant header lists."""
+        return self.domains
 
 
 class Subscriptions(Strict):
@@ -118,22 +119,26 @@ def plan_token(presented: Iterable[Presented], prefix: str) -> Presented | None:
     return None
 
 
-def tenant_pins(subscriptions: Subscriptions) -> dict[str, tuple[bytes, bytes]]:
-    """The tenant header each provider's requests carry, by provider name: (name, value)."""
+def tenant_pins(subscriptions: Subscriptions, headers: Mapping[str, bytes | None]) -> dict[str, tuple[bytes, bytes]]:
+    """The tenant header each provider's requests carry, by provider name: (name, value). `headers`:
+    each provider's `tenant_header`, its tenants those of its `subscriptions.<name>` settings."""
     pins = {}
-    if subscriptions.anthropic.organizations:
-        pins["anthropic"] = (ANTHROPIC_ORG_HEADER, ",".join(subscriptions.anthropic.organizations).encode())
-    if subscriptions.code_assist.domains:
-        pins["code_assist"] = (CODE_ASSIST_DOMAINS_HEADER, ",".join(subscriptions.code_assist.domains).encode())
+    for name, header in headers.items():
+        settings = getattr(subscriptions, name, None)
+        if header is not None and settings is not None and settings.tenants():
+            pins[name] = (header, ",".join(settings.tenants()).encode())
     return pins
 
 
 def ungoverned(subscriptions: Subscriptions) -> frozenset[str]:
-    """The providers whose plan hosts are left tunnelled untouched (`govern: false`)."""
-    return frozenset(("code_assist",)) if not subscriptions.code_assist.govern else frozenset()
+    """The providers whose plan hosts are left tunnelled untouched (`subscriptions.<name>.govern:
+    false`)."""
+    vendors = (name for name in type(subscriptions).model_fields if name != "allow")
+    return frozenset(name for name in vendors if not getattr(subscriptions, name).govern)
 
 
-def project_denied(settings: CodeAssistPlans, project: str | None) -> bool:
-    """Whether a Code Assist call names a project outside the company's (`projects`). A call that
-    names none (countTokens) is not: Google checks it against the domains' header."""
-    return bool(settings.projects) and project is not None and project not in settings.projects
+def project_denied(subscriptions: Subscriptions, plan: Subscription) -> bool:
+    """Whether a plan call names a project outside its vendor's `projects` (Code Assist's). A call
+    that names none (countTokens) is not: the vendor checks it against its tenant header."""
+    projects = getattr(getattr(subscriptions, plan.vendor, None), "projects", ())
+    return bool(projects) and plan.tenant is not None and plan.tenant not in projects

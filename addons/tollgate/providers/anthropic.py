@@ -113,6 +113,9 @@ class Anthropic(Provider[None]):
     # Claude Code signed in with a Claude plan sends an OAuth token as a bearer: `sk-ant-oat01-…`
     # (API keys start `sk-ant-api`, Admin API keys `sk-ant-admin`).
     plan_token_prefix = "sk-ant-oat"
+    # Anthropic refuses a request whose key or token is of an organization this header does not
+    # list (`tenant_restriction_violation`).
+    tenant_header = b"anthropic-allowed-org-ids"
 
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
         return ChatLeg("/v1/messages", ANTHROPIC_MESSAGES)

@@ -45,6 +45,10 @@ class CodeAssist(Provider[None]):
     credential_settings = "none: its calls go with their user's own Google token"
     # A Google OAuth access token (Gemini CLI signed in with Google): `ya29.…`.
     plan_token_prefix = "ya29."
+    plan_google_account = True
+    plan_tier_endpoint = LOAD_CODE_ASSIST
+    # Google refuses a request of an account outside the Google Workspace domains this header lists.
+    tenant_header = b"x-geminicodeassist-allowed-domains"
 
     def priced_model(self, model: str) -> str:
         return model.removeprefix("models/")

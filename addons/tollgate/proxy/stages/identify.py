@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from tollgate.runtime import Loaded
 
 PROXYAUTH = "proxyauth"
-CODE_ASSIST = "code_assist"  # the provider whose plan calls name a Google account
 UNKNOWN_KEY_REASON = "unknown or missing API key"  # the audit's deny reason
 UNKNOWN_KEY_MESSAGE = "Tollgate: unknown or missing API key. Use the virtual key Tollgate's operator gave you."
 ANONYMOUS_PLAN_REASON = "a plan's token names no caller, and anonymous callers are not allowed"
@@ -121,21 +120,21 @@ class Identify:
         its caller (`_plan_caller`)."""
         call.caller.subscription = Subscription(provider.name)
         call.caller.auth = "subscription"  # refused or not: the audit says a plan's token came
-        if provider.name == CODE_ASSIST:
+        if provider.plan_google_account:
             email = self._google_email(flow, call, provider)
             if not isinstance(email, (str, type(None))):
-                return self._code_assist_later(flow, call, email)
-            _code_assist_account(call, email, self.shared.google_accounts.tier(token_key(_token(call, flow, provider))))
+                return self._google_account_later(flow, call, email)
+            _google_account(call, email, self.shared.google_accounts.tier(token_key(_token(call, flow, provider))))
         return self._plan_caller(flow, call)
 
     def _google_email(self, flow: http.HTTPFlow, call: Call, provider: Provider) -> str | Awaitable[str | None] | None:
         settings = call.loaded.config.subscriptions.code_assist
         return self.shared.google_accounts.email(_token(call, flow, provider), settings.tokeninfo, settings.ca_file)
 
-    async def _code_assist_later(self, flow: http.HTTPFlow, call: Call, email: Awaitable[str | None]) -> None:
+    async def _google_account_later(self, flow: http.HTTPFlow, call: Call, email: Awaitable[str | None]) -> None:
         found = await email
         tier = self.shared.google_accounts.tier(token_key(_token(call, flow, provider_of(call))))
-        _code_assist_account(call, found, tier)
+        _google_account(call, found, tier)
         outcome = self._plan_caller(flow, call)
         if outcome is not None:
             await outcome
@@ -337,13 +336,7 @@ def _apply_plan(flow: http.HTTPFlow, call: Call, outcome: Identified | Rejected)
         call.verdict.deny_reasons = (PLANS_REFUSED_REASON,)
         refuse(flow, call, TENANT_DENIED, PLANS_REFUSED_MESSAGE)
     plan = call.caller.subscription
-    code_assist = call.loaded.config.subscriptions.code_assist
-    if (
-        flow.response is None
-        and plan is not None
-        and plan.vendor == CODE_ASSIST
-        and project_denied(code_assist, plan.tenant)
-    ):
+    if flow.response is None and plan is not None and project_denied(call.loaded.config.subscriptions, plan):
         call.verdict.deny_reasons = (PROJECT_DENIED_REASON,)
         refuse(flow, call, TENANT_DENIED, PROJECT_DENIED_MESSAGE)
 
@@ -357,14 +350,15 @@ def _token(call: Call, flow: http.HTTPFlow, provider: Provider) -> str:
     return token.value
 
 
-def _code_assist_account(call: Call, email: str | None, tier: str | None) -> None:
-    """A Code Assist call's account: the Google account's e-mail, its tier, and the project its
-    envelope names (the tenant)."""
+def _google_account(call: Call, email: str | None, tier: str | None) -> None:
+    """A plan call made with a Google token (Code Assist's): the Google account's e-mail, its tier,
+    and the project its envelope names (the tenant)."""
+    plan = call.caller.subscription
+    assert plan is not None
     body = call.request.body
     project = body.get("project") if body is not None and not call.classification.service else None
-    call.caller.subscription = Subscription(
-        CODE_ASSIST, account=email, email=email, plan=tier, tenant=project if isinstance(project, str) else None
-    )
+    tenant = project if isinstance(project, str) else None
+    call.caller.subscription = replace(plan, account=email, email=email, plan=tier, tenant=tenant)
 
 
 def _account_holder(loaded: Loaded, plan: Subscription) -> Caller | None:

@@ -19,7 +19,6 @@ from tollgate.formats.translation import Rewrite
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import NoUsage, UsageReader, WholeBodyReader, is_event_stream
 from tollgate.governance.google_accounts import token_key
-from tollgate.providers.code_assist import LOAD_CODE_ASSIST
 from tollgate.proxy import patches
 from tollgate.proxy.flows import bearer_token, call_of, provider_of, write_body
 from tollgate.proxy.state import Shared
@@ -242,7 +241,8 @@ class StreamTap:
         tier it names the token's plan (kept by the token's hash, taken before the flow forgets it)."""
         plan = call.caller.subscription
         answer = flow.response
-        if plan is None or plan.vendor != "code_assist" or call.classification.endpoint != LOAD_CODE_ASSIST:
+        tier_endpoint = provider_of(call).plan_tier_endpoint
+        if plan is None or tier_endpoint is None or call.classification.endpoint != tier_endpoint:
             return NoUsage()
         token = bearer_token(flow.request)
         if token is None or answer is None or answer.status_code != 200:
