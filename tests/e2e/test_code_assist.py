@@ -369,3 +369,33 @@ def test_govern_false_leaves_code_assist_tunnelled_untouched(gw_tunnelled, upstr
     assert seen.headers["authorization"] == f"Bearer {TOKEN}"
     assert seen.headers["x-geminicodeassist-allowed-domains"] == "someone-else.example"
     assert [r for r in gw_tunnelled.audit() if r.get("event") == "llm_call"] == []
+
+
+@pytest.fixture(scope="module")
+def gw_closed(start_gateway, tokeninfo, upstream_ca_pem):
+    return start_gateway(
+        lambda urls: (
+            config(urls, f"{tokeninfo.fake.url}/tokeninfo", str(upstream_ca_pem)) | {"subscriptions": {"allow": False}}
+        ),
+        providers=("code_assist",),
+    )
+
+
+def test_no_plan_is_allowed_where_subscriptions_allow_is_false(gw_closed, tokeninfo):
+    tokeninfo.asked.clear()
+    gw_closed.fakes["code_assist"].handler = code_assist
+    results = calls(
+        gw_closed,
+        ("loadCodeAssist", {"cloudaicompanionProject": PROJECT}, TOKEN),
+        ("streamGenerateContent", envelope(), TOKEN),
+    )
+    assert [(r["status"], r["kind"]) for r in results] == [(403, "tenant_denied")] * 2
+    assert json.loads(results[1]["body"])["error"]["status"] == "PERMISSION_DENIED"
+    assert gw_closed.fakes["code_assist"].received == [] and tokeninfo.asked == []
+    service, record = gw_closed.new_audit(2)
+    assert (record["decision"], record["auth"], record["deny_reasons"]) == (
+        "deny",
+        "subscription",
+        ["calls made with a plan are not allowed (subscriptions.allow)"],
+    )
+    assert (service["decision"], service["endpoint"]) == ("deny", "loadCodeAssist")

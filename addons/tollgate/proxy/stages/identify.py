@@ -120,7 +120,7 @@ class Identify:
         its caller (`_plan_caller`)."""
         call.caller.subscription = Subscription(provider.name)
         call.caller.auth = "subscription"  # refused or not: the audit says a plan's token came
-        if provider.plan_google_account:
+        if provider.plan_google_account and call.loaded.config.subscriptions.allow:  # else refused: not asked
             email = self._google_email(flow, call, provider)
             if not isinstance(email, (str, type(None))):
                 return self._google_account_later(flow, call, email)
