@@ -24,3 +24,6 @@ CLAUDE_ON_BEDROCK = "claude-on-bedrock"
 # Claude's Messages body on Vertex AI's rawPredict: the model in the path, Vertex's API version in
 # the body; an Anthropic call goes there as it came.
 CLAUDE_ON_VERTEX = "claude-on-vertex"
+# Gemini Code Assist (cloudcode-pa.googleapis.com): generateContent inside an envelope
+# `{model, project, user_prompt_id, request}`, its answers inside `{response: …}`.
+CODE_ASSIST = "code-assist"

@@ -7,6 +7,7 @@ from __future__ import annotations
 from tollgate.formats.anthropic_messages import wire as anthropic_messages
 from tollgate.formats.bedrock_converse import wire as bedrock_converse
 from tollgate.formats.bedrock_invoke import wire as bedrock_invoke
+from tollgate.formats.code_assist import wire as code_assist
 from tollgate.formats.gemini_generate import wire as gemini_generate
 from tollgate.formats.openai_api import wire as openai_api
 from tollgate.formats.openai_chat import wire as openai_chat
@@ -23,6 +24,7 @@ WIRE_FORMATS: dict[str, WireFormat] = {
         bedrock_converse.WIRE,
         bedrock_invoke.WIRE,
         bedrock_invoke.AGENTS,
+        code_assist.WIRE,
     )
 }
 

@@ -73,18 +73,64 @@ class ChatGPTPlans(Strict):
         return f"ChatGPT workspace {plan.tenant} is not one of subscriptions.chatgpt.workspaces"
 
 
+# Google's token information endpoint: a Google OAuth access token's account (its `email`).
+GOOGLE_TOKENINFO = "https://oauth2.googleapis.com/tokeninfo"
+
+
+class CodeAssistPlans(Strict):
+    """`subscriptions.code_assist`: Gemini CLI signed in with Google, and Gemini Code Assist, on
+    cloudcode-pa.googleapis.com."""
+
+    # The company's Google Cloud projects: a call whose envelope names another is refused.
+    projects: tuple[TenantId, ...] = ()
+    # The company's Google Workspace domains: every request to Code Assist carries them in
+    # `X-GeminiCodeAssist-Allowed-Domains`.
+    domains: tuple[TenantId, ...] = ()
+    # Where a token's account (its e-mail) is asked for, and the CA file that endpoint's
+    # certificate is checked with (None: the system's roots).
+    tokeninfo: str = GOOGLE_TOKENINFO
+    ca_file: str | None = None
+    # false: its host is tunnelled untouched, not decrypted nor governed.
+    govern: bool = True
+
+    @field_validator("tokeninfo")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if not value.startswith("https://"):
+            raise ValueError("the token information endpoint is called over https://")
+        return value
+
+    def tenants(self) -> tuple[str, ...]:
+        """What the vendor's tenant header lists."""
+        return self.domains
+
+    def outside(self, plan: Subscription) -> str | None:
+        """Why a plan call's project is not one of the company's (the audit's deny reason), or None.
+        A call that names none (countTokens) is not: Google checks it against the tenant header."""
+        if not self.projects or plan.tenant is None or plan.tenant in self.projects:
+            return None
+        return f"Google Cloud project {plan.tenant} is not one of subscriptions.code_assist.projects"
+
+
 class Subscriptions(Strict):
     """`subscriptions:`: calls made with a person's plan (auth `subscription`)."""
 
     allow: bool = True  # false: every call made with a plan's token is refused (403 tenant_denied)
     anthropic: AnthropicPlans = AnthropicPlans()
     chatgpt: ChatGPTPlans = ChatGPTPlans()
+    code_assist: CodeAssistPlans = CodeAssistPlans()
 
     def outside(self, plan: Subscription) -> str | None:
         """Why a plan call is outside the company's tenants, as far as its request shows (the
         audit's deny reason), or None: by its vendor's settings, where they check one."""
         outside = getattr(getattr(self, plan.vendor, None), "outside", None)
         return outside(plan) if outside is not None else None
+
+    def tokeninfo(self, vendor: str) -> tuple[str, str | None]:
+        """Where the account of a vendor's Google plan token is asked for, and the CA file that
+        endpoint's certificate is checked with (a `Provider.plan_google_account` vendor's settings)."""
+        settings = getattr(self, vendor)
+        return settings.tokeninfo, settings.ca_file
 
     def ungoverned(self) -> frozenset[str]:
         """The vendors whose hosts are left tunnelled untouched (`subscriptions.<vendor>.govern: false`)."""

@@ -213,6 +213,11 @@ class Provider[RuntimeT]:
     # The header a company's inspecting proxy adds to every request to this vendor's hosts to pin
     # its plans to the company's tenants (`subscriptions.<name>`'s); None: the vendor has none.
     tenant_header: ClassVar[bytes | None] = None
+    # Whether a plan's token is a Google OAuth token, whose account (its e-mail) Google's token
+    # information endpoint names (`governance/google_accounts.py`), and the service endpoint whose
+    # answer names the token's tier (its plan). False, None: the token names what it names.
+    plan_google_account: ClassVar[bool] = False
+    plan_tier_endpoint: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from tollgate.credentials.keypool import KeyPool
 from tollgate.governance.failover import Circuits, split_circuit
+from tollgate.governance.google_accounts import GoogleAccounts
 from tollgate.governance.mcp import McpSessions
 from tollgate.governance.policy import Policy
 from tollgate.providers import BUILT_IN_HOSTS, Hosts
@@ -51,6 +52,8 @@ class Shared:
         self.circuits = Circuits()
         # Who opened each MCP session (`mcp.servers`), across reloads.
         self.mcp_sessions = McpSessions()
+        # The Google accounts of Code Assist's tokens, and their tiers, across reloads.
+        self.google_accounts = GoogleAccounts()
 
     def apply(self, loaded: Loaded, audit: AuditLog | None, ledger: Store | None = None) -> None:
         """Swap in a configuration, its audit log and its ledger's store; stop the policy, audit log

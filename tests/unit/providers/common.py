@@ -413,6 +413,15 @@ json_bodies = (
 
 
 PATHS = {
+    "code_assist": [
+        "/v1internal:generateContent",
+        "/v1internal:streamGenerateContent",
+        "/v1internal:countTokens",
+        "/v1internal:loadCodeAssist",
+        "/v1internal:onboardUser",
+        "/v1internal/operations/x",
+        "/v1internal:GenerateContent",
+    ],
     "openai": [
         "/v1/chat/completions",
         "/v1/responses",

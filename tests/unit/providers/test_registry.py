@@ -147,6 +147,7 @@ def test_provider_for(host: str, port: int, expected: str | None) -> None:
         ("generativelanguage.googleapis.com:8443", True),
         ("bedrock-runtime-fips.us-east-1.amazonaws.com.:443", True),
         ("api.anthropic.com:443", True),
+        ("cloudcode-pa.googleapis.com:443", True),
         ("my-res.openai.azure.com:443", True),
         ("my-res.cognitiveservices.azure.com:443", True),
         ("my-res.services.ai.azure.com:443", True),
@@ -164,7 +165,8 @@ def test_provider_for(host: str, port: int, expected: str | None) -> None:
 def test_allow_hosts_decrypt_every_provider_host_on_any_port(address: str, decrypted: bool) -> None:
     assert mitmproxy_decrypts(allow_hosts(), address) is decrypted
     assert sorted(PROVIDERS) == [
-        "anthropic", "azure", "bedrock", "cerebras", "chatgpt", "deepseek", "fireworks", "gemini", "groq", "mistral", "openai",
+        "anthropic", "azure", "bedrock", "cerebras", "chatgpt", "code_assist", "deepseek", "fireworks", "gemini", "groq",
+        "mistral", "openai",
         "openrouter", "perplexity", "together", "vertex", "xai",
     ]  # fmt: skip
 
@@ -327,6 +329,7 @@ def test_every_reason_has_a_status_and_a_kind_every_providers_error_table_writes
         "anthropic": anthropic_errors.REFUSAL_TYPES,
         "bedrock": bedrock_errors.REFUSAL_TYPES,
         "vertex": gemini_errors.REFUSAL_TYPES,  # Google's error shape, as the Gemini API's
+        "code_assist": gemini_errors.REFUSAL_TYPES,
         "azure": openai_errors.REFUSAL_TYPES,  # OpenAI's error shape
         "chatgpt": openai_errors.REFUSAL_TYPES,  # the Responses API's: OpenAI's error shape
         # The OpenAI-compatible vendors answer in OpenAI's error shape.

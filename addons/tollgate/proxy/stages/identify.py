@@ -15,6 +15,7 @@ from tollgate.call import Call
 from tollgate.credentials.sigv4 import UNKNOWN_KEY, SignatureError, signing_key_id
 from tollgate.formats.refusals import INVALID_SIGNATURE, TENANT_DENIED, UNAUTHENTICATED
 from tollgate.governance.clients import Auth, Expired, Token
+from tollgate.governance.google_accounts import token_key
 from tollgate.governance.jwt_identity import MALFORMED, UNKNOWN_ISSUER, JwtIdentity, JwtRejected, looks_like_jwt
 from tollgate.governance.mcp import McpExchange, session_owner
 from tollgate.governance.redaction import credential_positions
@@ -113,17 +114,41 @@ class Identify:
     def _subscriber(
         self, flow: http.HTTPFlow, call: Call, provider: Provider, token: Presented
     ) -> Awaitable[None] | None:
-        """A call made with a plan's token (auth `subscription`): its caller is the proxy login, else
-        the client whose `accounts` names the token's account or e-mail, else anonymous where
-        anonymous callers are allowed, else it is refused (401). Once its caller is known, it is
-        refused (403 tenant_denied) with `subscriptions.allow: false`, where the request names two
-        accounts, or a tenant outside the company's (`subscriptions.<vendor>`)."""
+        """A call made with a plan's token (auth `subscription`): what its request tells of its
+        account (`Provider.plan_account`, read at once), and where the token is a Google one, the
+        account's e-mail (asked of Google's token information endpoint, awaited where not yet
+        known), then its caller (`_plan_caller`). `foreign`: why the request names two accounts."""
         try:
             account, foreign = provider.plan_account(token.value, call.request.headers), None
         except ForeignAccount as e:
             account, foreign = e.account, str(e)
-        plan = call.caller.subscription = Subscription.of(provider.name, account)
+        call.caller.subscription = Subscription.of(provider.name, account)
         call.caller.auth = "subscription"  # refused or not: the audit says a plan's token came
+        if provider.plan_google_account and call.loaded.config.subscriptions.allow:  # else refused: not asked
+            url, ca_file = call.loaded.config.subscriptions.tokeninfo(provider.name)
+            email = self.shared.google_accounts.email(token.value, url, ca_file)
+            if not isinstance(email, (str, type(None))):
+                return self._google_account_later(flow, call, token.value, email, foreign)
+            _google_account(call, email, self.shared.google_accounts.tier(token_key(token.value)))
+        return self._plan_caller(flow, call, foreign)
+
+    async def _google_account_later(
+        self, flow: http.HTTPFlow, call: Call, token: str, email: Awaitable[str | None], foreign: str | None
+    ) -> None:
+        found = await email
+        _google_account(call, found, self.shared.google_accounts.tier(token_key(token)))
+        outcome = self._plan_caller(flow, call, foreign)
+        if outcome is not None:
+            await outcome
+
+    def _plan_caller(self, flow: http.HTTPFlow, call: Call, foreign: str | None) -> Awaitable[None] | None:
+        """A plan call's caller: the proxy login, else the client whose `accounts` names its account
+        or e-mail, else anonymous where anonymous callers are allowed, else it is refused (401).
+        Once its caller is known, it is refused (403 tenant_denied) with `subscriptions.allow:
+        false`, where the request names two accounts, or a tenant outside the company's
+        (`subscriptions.<vendor>`)."""
+        plan = call.caller.subscription
+        assert plan is not None
         login = flow.metadata.get(PROXYAUTH)
         loaded = call.loaded
         outcome: Identified | Rejected | Awaitable[Identified | Rejected]
@@ -323,6 +348,17 @@ def _apply_plan(flow: http.HTTPFlow, call: Call, outcome: Identified | Rejected,
     if outside is not None:
         call.verdict.deny_reasons = (outside,)
         refuse(flow, call, TENANT_DENIED, f"Tollgate: {outside}; sign in to the company's account.")
+
+
+def _google_account(call: Call, email: str | None, tier: str | None) -> None:
+    """A plan call made with a Google token (Code Assist's): the Google account's e-mail, its tier,
+    and the project its envelope names (the tenant)."""
+    plan = call.caller.subscription
+    assert plan is not None
+    body = call.request.body
+    project = body.get("project") if body is not None and not call.classification.service else None
+    tenant = project if isinstance(project, str) else None
+    call.caller.subscription = replace(plan, account=email, email=email, plan=tier, tenant=tenant)
 
 
 async def _apply_plan_later(

@@ -16,14 +16,28 @@ from tollgate.formats.framing import MAX_FRAME, Decompressor, Undecodable
 from tollgate.formats.openai_chat.asked_usage import asked_usage_hidden
 from tollgate.formats.raw_headers import decoded, header_index, with_header
 from tollgate.formats.translation import Rewrite
-from tollgate.formats.usage_reading import NoUsage, UsageReader, is_event_stream
+from tollgate.formats.usage import Usage
+from tollgate.formats.usage_reading import NoUsage, UsageReader, WholeBodyReader, is_event_stream
+from tollgate.governance.google_accounts import token_key
 from tollgate.proxy import patches
-from tollgate.proxy.flows import call_of, provider_of, write_body
+from tollgate.proxy.flows import bearer_token, call_of, provider_of, write_body
 from tollgate.proxy.state import Shared
 
 logger = logging.getLogger(__name__)
 
 MITMPROXY_CONNECTION_LOGGER = "mitmproxy.proxy.server"  # where a connection's log lines come from
+
+
+class TierReader(WholeBodyReader):
+    """Code Assist's loadCodeAssist answer, read whole at its end for the tier it names (`told`); a
+    service call's, it reports no usage."""
+
+    def __init__(self, told: Callable[[bytes | None], None]) -> None:
+        def parse(body: bytes | None) -> Usage:
+            told(body)
+            return Usage()
+
+        super().__init__(parse)
 
 
 class UsageTap:
@@ -197,7 +211,7 @@ class StreamTap:
         classification = call.classification
         # Fetched, or outside the model API: no usage to read (nor to be fooled by)
         passed = call.fetches or classification.passthrough or classification.service
-        reader = NoUsage() if passed else provider.usage_reader(call.sent(), headers)
+        reader = self._service_reader(flow, call) if passed else provider.usage_reader(call.sent(), headers)
         decoder = None
         if encoding := headers.get("content-encoding", "").strip():
             try:
@@ -221,6 +235,19 @@ class StreamTap:
         patches.finish_streamed_responses()
         hold = EndHold(None if rewrite is not None else declared_length(index), is_event_stream(headers))
         flow.response.stream = CountedTap(reader, decoder, told, rewrite, call, hold=hold, counted=call.ledger)
+
+    def _service_reader(self, flow: http.HTTPFlow, call: Call) -> UsageReader:
+        """A call that reports no usage; but Code Assist's loadCodeAssist answer, read whole for the
+        tier it names the token's plan (kept by the token's hash, taken before the flow forgets it)."""
+        plan = call.caller.subscription
+        answer = flow.response
+        tier_endpoint = provider_of(call).plan_tier_endpoint
+        if plan is None or tier_endpoint is None or call.classification.endpoint != tier_endpoint:
+            return NoUsage()
+        token = bearer_token(flow.request)
+        if token is None or answer is None or answer.status_code != 200:
+            return NoUsage()
+        return TierReader(partial(self.shared.google_accounts.told, token_key(token)))
 
     def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """After the audit's, which settled the call: the end of a counted call's answer goes to its

@@ -1,0 +1,143 @@
+"""What a Google OAuth access token tells of its account, for Code Assist's plan calls: the
+account's e-mail, asked of Google's token information endpoint once per token and kept (by the
+token's SHA-256, never the token) until the token expires; and the tier the last `loadCodeAssist`
+answer named for it (the plan). The endpoint is asked in a thread, never on the event loop, once
+for all the calls that wait on one token; a failure names no e-mail, and is asked again a minute
+later. Plain Python, no mitmproxy."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import ssl
+import time
+import urllib.parse
+import urllib.request
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+FETCH_TIMEOUT = 5.0  # seconds for one ask of the endpoint
+MAX_ANSWER = 64 * 1024
+FAILED_FOR_S = 60.0  # how long an endpoint that failed is not asked again for that token
+LONGEST_S = 3600.0  # a Google access token lives an hour: no e-mail is kept longer
+KEPT = 10_000  # tokens whose account is kept (the oldest go first)
+
+
+def token_key(token: str) -> str:
+    """What a token is kept by: its SHA-256, never the token itself."""
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    email: str | None
+    until: float  # monotonic time it is kept until
+
+
+def parse_tokeninfo(body: bytes) -> tuple[str | None, float]:
+    """The e-mail and the seconds the token has left (`expires_in`) in a tokeninfo answer;
+    ValueError where it is not one."""
+    data = json.loads(body)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    email = data.get("email")
+    expires = data.get("expires_in")
+    try:
+        left = float(expires) if expires is not None else LONGEST_S
+    except (TypeError, ValueError):
+        left = LONGEST_S
+    return (email if isinstance(email, str) and email else None), min(max(left, 0.0), LONGEST_S)
+
+
+def tokeninfo_fetcher(url: str, ca_file: str | None) -> Callable[[str], bytes]:
+    """A function that asks the endpoint about a token (a form POST, so that the token is in no
+    URL), trusting `ca_file` or the system's roots, through no proxy (Tollgate may be its own)."""
+    context = ssl.create_default_context(cafile=ca_file)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
+
+    def fetch(token: str) -> bytes:
+        form = urllib.parse.urlencode({"access_token": token}).encode()
+        request = urllib.request.Request(
+            url, data=form, headers={"Accept": "application/json", "User-Agent": "tollgate"}
+        )
+        with opener.open(request, timeout=FETCH_TIMEOUT) as response:
+            return response.read(MAX_ANSWER)
+
+    return fetch
+
+
+class GoogleAccounts:
+    """The accounts of the Google tokens seen, and the tier each was last said to be on."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._accounts: OrderedDict[str, Account] = OrderedDict()
+        self._asking: dict[str, asyncio.Future[str | None]] = {}
+        self._tiers: OrderedDict[str, str] = OrderedDict()
+        self._fetchers: dict[tuple[str, str | None], Callable[[str], bytes]] = {}
+        self.asked = 0  # how many times the endpoint was asked (for the metrics and tests)
+
+    def known_email(self, key: str) -> Account | None:
+        """The account kept for a token's key, while it is kept."""
+        account = self._accounts.get(key)
+        if account is not None and account.until <= self._clock():
+            del self._accounts[key]
+            return None
+        return account
+
+    def email(self, token: str, url: str, ca_file: str | None) -> str | Awaitable[str | None] | None:
+        """The token's e-mail: at once where it is kept, else once the endpoint has answered."""
+        key = token_key(token)
+        account = self.known_email(key)
+        if account is not None:
+            return account.email
+        asking = self._asking.get(key)
+        if asking is None:
+            asking = asyncio.ensure_future(self._ask(key, token, url, ca_file))
+            self._asking[key] = asking
+        return asyncio.shield(asking)
+
+    async def _ask(self, key: str, token: str, url: str, ca_file: str | None) -> str | None:
+        try:
+            fetch = self._fetchers.get((url, ca_file))
+            if fetch is None:
+                fetch = self._fetchers[(url, ca_file)] = tokeninfo_fetcher(url, ca_file)
+            self.asked += 1
+            body = await asyncio.wait_for(asyncio.to_thread(fetch, token), FETCH_TIMEOUT * 2)
+            email, left = parse_tokeninfo(body)
+        except Exception:  # unreachable, refused (an expired token: 400), not JSON: no e-mail
+            email, left = None, FAILED_FOR_S
+        finally:
+            self._asking.pop(key, None)
+        self._keep(self._accounts, key, Account(email, self._clock() + left))
+        return email
+
+    def tier(self, key: str) -> str | None:
+        """The tier the last loadCodeAssist answer named for a token (by its `token_key`)."""
+        return self._tiers.get(key)
+
+    def told(self, key: str, body: bytes | None) -> None:
+        """A loadCodeAssist answer to a token (by its `token_key`): the tier it names kept."""
+        tier = current_tier(body)
+        if tier is not None:
+            self._keep(self._tiers, key, tier)
+
+    @staticmethod
+    def _keep[V](kept: OrderedDict[str, V], key: str, value: V) -> None:
+        kept[key] = value
+        kept.move_to_end(key)
+        while len(kept) > KEPT:
+            kept.popitem(last=False)
+
+
+def current_tier(body: bytes | None) -> str | None:
+    """`currentTier.id` of a loadCodeAssist answer."""
+    try:
+        data = json.loads(body or b"")
+    except ValueError:
+        return None
+    tier = data.get("currentTier") if isinstance(data, dict) else None
+    value = tier.get("id") if isinstance(tier, dict) else None
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,86 @@
+"""Gemini Code Assist: cloudcode-pa.googleapis.com, which Gemini CLI signed in with Google (and Gemini
+Code Assist Standard and Enterprise) calls with the user's Google OAuth token. Its model calls are
+Gemini's generateContent inside an envelope (`formats/code_assist/`); every other `/v1internal`
+method is the service's own (onboarding, quota, settings), audited with no model. Tollgate holds
+no credential for it: every call goes with the user's token (auth `subscription`)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tollgate.formats import CODE_ASSIST, GEMINI_GENERATE
+from tollgate.formats.code_assist.envelope import COUNT_TOKENS, read_envelope
+from tollgate.formats.exact import Unreadable, path_segments, words
+from tollgate.formats.request_facts import Classification, RequestFacts
+from tollgate.providers.base import Provider
+from tollgate.providers.gemini import check_request_overrides, check_system_parameters, system_parameters
+
+VERSION = "v1internal"
+STREAM = "streamGenerateContent"
+# The methods that call a model.
+MODEL_CALLS = ("generateContent", STREAM, COUNT_TOKENS)
+_CALL_WORDS = words(VERSION, *MODEL_CALLS)
+_METHOD = re.compile(r"[a-z][A-Za-z]*")
+# The method that says the user's tier (`currentTier.id`), which the plan is read from.
+LOAD_CODE_ASSIST = "loadCodeAssist"
+
+
+def is_event_stream_asked(query: str) -> bool:
+    return any(name in ("alt", "$alt") and value.lower() == "sse" for name, value in system_parameters(query))
+
+
+class CodeAssist(Provider[None]):
+    name = "code_assist"
+    semconv_name = "gcp.gemini"
+    host_globs = ("cloudcode-pa.googleapis.com",)
+    side_header = "X-Code-Assist-Key"
+    key_positions = ("authorization",)
+    # Google's front end also takes an OAuth token from these query parameters, as `Authorization`.
+    positions = ("authorization", "query:access_token", "query:oauth_token")
+    key_header = "authorization"
+    default_host = "cloudcode-pa.googleapis.com"
+    price_table = "google"
+    error_format = GEMINI_GENERATE
+    credential_settings = "none: its calls go with their user's own Google token"
+    # A Google OAuth access token (Gemini CLI signed in with Google): `ya29.…`.
+    plan_token_prefix = "ya29."
+    plan_google_account = True
+    plan_tier_endpoint = LOAD_CODE_ASSIST
+    # Google refuses a request of an account outside the Google Workspace domains this header lists.
+    tenant_header = b"x-geminicodeassist-allowed-domains"
+
+    def priced_model(self, model: str) -> str:
+        return model.removeprefix("models/")
+
+    def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
+        check_request_overrides(query)
+        segments = path_segments(path)
+        version, colon, action = segments[0].partition(":")
+        if version.lower() == VERSION.lower() and version != VERSION:
+            raise Unreadable(f"'{version}' is not written '{VERSION}'")
+        if version != VERSION:
+            raise Unreadable("Code Assist's paths start with /v1internal")
+        if not colon:
+            if len(segments) == 1:
+                raise Unreadable("the path names no method")
+            # A long-running operation (`/v1internal/operations/…`, onboarding's).
+            return Classification(endpoint=segments[1], service=True, wire_format=CODE_ASSIST)
+        if len(segments) != 1 or not _METHOD.fullmatch(action):
+            raise Unreadable("the path's method is not one Code Assist names (e.g. :generateContent)")
+        word = _CALL_WORDS.get(action.lower())
+        if word is not None and word != action:
+            raise Unreadable(f"'{action}' is not written '{word}'")
+        if action not in MODEL_CALLS:
+            return Classification(endpoint=action, service=True, wire_format=CODE_ASSIST)
+        if method != "POST":
+            raise Unreadable(f"{action} is called with POST")
+        check_system_parameters(query)  # its answer is read for its usage
+        if action == STREAM and not is_event_stream_asked(query):
+            raise Unreadable("a Code Assist stream is read as server-sent events: call it with alt=sse")
+        facts = RequestFacts(stream=action == STREAM)
+        try:
+            model, _ = read_envelope(action, data, facts)
+        except Unreadable as e:
+            raise e.at(action) from None
+        return Classification(action, model, facts, CODE_ASSIST)
