@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import gitleaks_rules  # noqa: E402
 import handwritten  # noqa: E402
 from support import guardrail_samples as samples  # noqa: E402
-from tollgate.governance.guardrails import detectors  # noqa: E402
+from tollgate.governance.guardrails import credential_kinds, detectors  # noqa: E402
 from tollgate.governance.guardrails.rules import Guardrails  # noqa: E402
 from tollgate.governance.guardrails.settings import GuardrailRule  # noqa: E402
 
@@ -90,10 +90,10 @@ def _rng_value(rng: random.Random, kind: str) -> Callable[[], str]:
         return lambda: samples.crc_token(rng.choice(["ghp_", "gho_", "ghu_", "ghs_", "ghr_"]))
     if kind == "secrets.npm_token":
         return lambda: samples.crc_token("npm_")
-    table = [(p, r) for k, p, r in detectors._PREFIXED if k == kind]
+    table = [(p, r) for k, p, r in credential_kinds.PREFIXED if k == kind]
     if table:
         return lambda: samples.from_pattern(b"".join(rng.choice(table)), rng)
-    named = [v for k, _, v in detectors._NAMED if k == kind]
+    named = [v for k, _, v in credential_kinds.NAMED if k == kind]
     if named:
         return lambda: samples.from_pattern(rng.choice(named), rng)
     value = samples.SAMPLES[kind][0]

@@ -164,14 +164,14 @@ def from_pattern(pattern: bytes, rng: random.Random = _rng) -> str:
 def table_samples() -> dict[str, tuple[str, str]]:
     """A true sample of each kind of the detector table's prefixed and named credentials, in the
     text it is written in."""
-    from tollgate.governance.guardrails import detectors
+    from tollgate.governance.guardrails import credential_kinds
 
     out: dict[str, tuple[str, str]] = {}
-    for kind, prefix, rest in detectors._PREFIXED:
+    for kind, prefix, rest in credential_kinds.PREFIXED:
         out.setdefault(kind, (from_pattern(prefix + rest), "token: {}\n"))
-    for kind, name, value in detectors._NAMED:
+    for kind, name, value in credential_kinds.NAMED:
         out.setdefault(kind, (from_pattern(value), from_pattern(name).replace("{", "{{") + "={}\n"))
-    for kind, pattern, _ in detectors._SHAPED:
+    for kind, pattern, _ in credential_kinds.SHAPED:
         out.setdefault(kind, (from_pattern(pattern), "token: {}\n"))
     out.setdefault(
         "secrets.azure_devops_token", (from_pattern(rb"[A-Za-z0-9]{52}AZDO[A-Za-z0-9]{4}"), "AZURE_DEVOPS_PAT={}\n")
@@ -181,7 +181,7 @@ def table_samples() -> dict[str, tuple[str, str]]:
 
 # Every kind of the table too; those known by their name (written after it).
 SAMPLES.update({k: v for k, v in table_samples().items() if k not in SAMPLES})
-from tollgate.governance.guardrails.detectors import _NAMED, _PREFIXED  # noqa: E402
+from tollgate.governance.guardrails.credential_kinds import NAMED, PREFIXED  # noqa: E402
 
 # Kinds known only by their name (a kind of both tables has its prefixed sample).
-NAMED_KINDS = frozenset(kind for kind, _, _ in _NAMED) - {kind for kind, _, _ in _PREFIXED}
+NAMED_KINDS = frozenset(kind for kind, _, _ in NAMED) - {kind for kind, _, _ in PREFIXED}

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from tollgate.governance.guardrails import checks
+from tollgate.governance.guardrails.credential_kinds import NAMED, PREFIXED, SHAPED
 
 Span = tuple[int, int]
 
@@ -365,186 +366,6 @@ _IBAN = rb"[A-Z]{2}[0-9]{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{
 _CARD_END = rb"(?![0-9A-Za-z_]|[.-][0-9])"
 
 
-# Credentials known by their prefix, as their issuers document them: (kind, prefix, the rest).
-# Each is a token (`token`): found where its prefix begins, not inside a longer word.
-_PREFIXED: tuple[tuple[str, bytes, bytes], ...] = (
-    # Cloud providers and their platforms
-    ("secrets.digitalocean_token", rb"do[opr]_v1_", rb"[a-f0-9]{64}"),
-    ("secrets.cloudflare_origin_ca_key", rb"v1\.0-", rb"[a-f0-9]{24}-[a-f0-9]{146}"),
-    ("secrets.alibaba_access_key_id", rb"LTAI", rb"[A-Za-z0-9]{20}"),
-    ("secrets.heroku_api_key", rb"HRKU-AA", rb"[A-Za-z0-9_-]{58}"),
-    ("secrets.flyio_token", rb"fo1_", rb"[A-Za-z0-9_-]{43}"),
-    ("secrets.flyio_token", rb"fm[12][ar]?_", rb"[A-Za-z0-9+/]{100,2000}={0,3}"),
-    ("secrets.scalingo_token", rb"tk-us-", rb"[A-Za-z0-9_-]{48}"),
-    ("secrets.doppler_token", rb"dp\.(?:pt|st|sa|scim|audit|ct)\.", rb"[A-Za-z0-9]{40,44}"),
-    ("secrets.pulumi_token", rb"pul-", rb"[a-f0-9]{40}"),
-    ("secrets.vault_token", rb"hvs\.", rb"[A-Za-z0-9_-]{90,120}"),
-    ("secrets.vault_token", rb"hvb\.", rb"[A-Za-z0-9_-]{138,300}"),
-    ("secrets.openshift_token", rb"sha256~", rb"[A-Za-z0-9_-]{43}"),
-    ("secrets.netlify_token", rb"nfp_", rb"[A-Za-z0-9]{36}"),
-    ("secrets.render_api_key", rb"rnd_", rb"[A-Za-z0-9]{28}"),
-    ("secrets.supabase_token", rb"sbp_", rb"[a-f0-9]{40}"),
-    ("secrets.supabase_token", rb"sb_secret_", rb"[A-Za-z0-9_-]{31}"),
-    ("secrets.planetscale_token", rb"pscale_(?:tkn|pw|oauth)_", rb"[A-Za-z0-9_.=-]{32,64}"),
-    ("secrets.databricks_token", rb"dapi", rb"[a-f0-9]{32}(?:-[0-9])?"),
-    ("secrets.aws_session_token", rb"(?:IQoJb3JpZ2luX2Vj|FwoGZXIvYXdzE)", rb"[A-Za-z0-9/+]{100,4000}={0,2}"),
-    ("secrets.aws_bedrock_api_key", rb"ABSK", rb"[A-Za-z0-9+/]{109,269}={0,2}"),
-    # A short-term key: `bedrock.amazonaws.com/?Action=CallWithBearerToken&…` in base64.
-    ("secrets.aws_bedrock_api_key", rb"bedrock-api-key-YmVkcm9jay5hbWF6b25hd3MuY29t", rb"[A-Za-z0-9+/]{20,4000}={0,2}"),
-    ("secrets.google_oauth_access_token", rb"ya29\.", rb"[A-Za-z0-9_-]{30,2000}"),
-    ("secrets.google_oauth_refresh_token", rb"1//0", rb"[A-Za-z0-9_-]{40,512}"),
-    ("secrets.yandex_api_key", rb"AQVN", rb"[A-Za-z0-9_-]{35,38}"),
-    ("secrets.defined_networking_token", rb"dnkey-", rb"[A-Za-z0-9=_-]{26}-[A-Za-z0-9=_-]{52}"),
-    ("secrets.age_secret_key", rb"AGE-SECRET-KEY-1", rb"[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}"),
-    ("secrets.onepassword_token", rb"ops_eyJ", rb"[A-Za-z0-9+/]{250,4000}={0,3}"),
-    (
-        "secrets.onepassword_secret_key",
-        rb"A3-",
-        rb"[A-Z0-9]{6}-(?:[A-Z0-9]{11}|[A-Z0-9]{6}-[A-Z0-9]{5})-[A-Z0-9]{5}-[A-Z0-9]{5}-[A-Z0-9]{5}",
-    ),
-    ("secrets.clickhouse_api_secret", rb"4b1d", rb"[A-Za-z0-9]{38}"),
-    # CI, code hosting and package registries
-    ("secrets.atlassian_api_token", rb"ATATT3", rb"[A-Za-z0-9_=-]{186}"),
-    ("secrets.bitbucket_app_password", rb"ATBB", rb"[A-Za-z0-9]{32}"),
-    ("secrets.rubygems_api_key", rb"rubygems_", rb"[a-f0-9]{48}"),
-    ("secrets.nuget_api_key", rb"oy2", rb"[a-z0-9]{43}"),
-    ("secrets.clojars_token", rb"CLOJARS_", rb"[a-z0-9]{60}"),
-    ("secrets.crates_io_token", rb"cio", rb"[A-Za-z0-9]{32}"),
-    ("secrets.artifactory_api_key", rb"AKCp", rb"[A-Za-z0-9]{69}"),
-    ("secrets.artifactory_reference_token", rb"cmVmdGtu", rb"[A-Za-z0-9]{56}"),
-    ("secrets.octopus_deploy_key", rb"API-", rb"[A-Z0-9]{26}"),
-    ("secrets.buildkite_token", rb"bkua_", rb"[a-z0-9]{40}"),
-    ("secrets.circleci_token", rb"CCIPAT_", rb"[A-Za-z0-9]{22}_[a-f0-9]{40}"),
-    ("secrets.sourcegraph_token", rb"sgp_", rb"(?:[a-f0-9]{16}|local)_[a-f0-9]{40}"),
-    ("secrets.sonarqube_token", rb"sq[pua]_", rb"[a-f0-9]{40}"),
-    ("secrets.harness_token", rb"[ps]at\.", rb"[A-Za-z0-9_-]{22}\.[A-Za-z0-9]{24}\.[A-Za-z0-9]{20}"),
-    ("secrets.infracost_api_key", rb"ico-", rb"[A-Za-z0-9]{32}"),
-    ("secrets.terraform_cloud_token", rb"[a-z0-9]{14}\.atlasv1\.", rb"[a-z0-9_=-]{60,70}"),
-    ("secrets.grafana_token", rb"glc_", rb"[A-Za-z0-9+/]{32,400}={0,2}"),
-    ("secrets.grafana_token", rb"glsa_", rb"[A-Za-z0-9]{32}_[a-f0-9]{8}"),
-    ("secrets.grafana_token", rb"eyJrIjoi", rb"[A-Za-z0-9]{70,400}={0,2}"),
-    ("secrets.prefect_api_key", rb"pnu_", rb"[A-Za-z0-9]{36}"),
-    ("secrets.postman_api_key", rb"PMAK-", rb"[a-f0-9]{24}-[a-f0-9]{34}"),
-    ("secrets.readme_api_key", rb"rdme_", rb"[a-z0-9]{70}"),
-    ("secrets.settlemint_token", rb"sm_(?:pat|aat|sat)_", rb"[A-Za-z0-9]{16}"),
-    ("secrets.gitlab_session_cookie", rb"_gitlab_session=", rb"[0-9a-z]{32}"),
-    # SaaS APIs
-    ("secrets.twilio_api_key", rb"SK", rb"[0-9a-f]{32}"),
-    ("secrets.mailgun_api_key", rb"key-", rb"[a-f0-9]{32}"),
-    ("secrets.mailgun_api_key", rb"pubkey-", rb"[a-f0-9]{32}"),
-    ("secrets.mailersend_api_key", rb"mlsn\.", rb"[a-f0-9]{64}"),
-    ("secrets.brevo_api_key", rb"xkeysib-", rb"[a-f0-9]{64}-[A-Za-z0-9]{16}"),
-    ("secrets.resend_api_key", rb"re_", rb"[A-Za-z0-9]{8}_[A-Za-z0-9]{24}"),
-    ("secrets.sentry_token", rb"sntrys_eyJ", rb"[A-Za-z0-9+/=_-]{80,1000}"),
-    ("secrets.sentry_token", rb"sntryu_", rb"[a-f0-9]{64}"),
-    ("secrets.linear_api_key", rb"lin_api_", rb"[A-Za-z0-9]{40}"),
-    ("secrets.notion_token", rb"secret_", rb"[A-Za-z0-9]{43}"),
-    ("secrets.notion_token", rb"ntn_", rb"[0-9]{11}[A-Za-z0-9]{35}"),
-    ("secrets.shopify_token", rb"shp(?:at|ca|pa|ss)_", rb"[a-fA-F0-9]{32}"),
-    ("secrets.figma_token", rb"figd_", rb"[A-Za-z0-9_-]{40}"),
-    ("secrets.airtable_token", rb"pat", rb"[A-Za-z0-9]{14}\.[a-f0-9]{64}"),
-    ("secrets.contentful_token", rb"CFPAT-", rb"[A-Za-z0-9_-]{43}"),
-    ("secrets.frameio_token", rb"fio-u-", rb"[A-Za-z0-9_=-]{64}"),
-    ("secrets.typeform_token", rb"tfp_", rb"[A-Za-z0-9_.=-]{59}"),
-    ("secrets.duffel_token", rb"duffel_(?:test|live)_", rb"[A-Za-z0-9_=-]{43}"),
-    ("secrets.easypost_api_key", rb"EZ[AT]K", rb"[A-Za-z0-9]{54}"),
-    ("secrets.flutterwave_secret_key", rb"FLWSECK(?:_TEST)?-", rb"[a-h0-9]{32}-X"),
-    ("secrets.flutterwave_encryption_key", rb"FLWSECK(?:_TEST)?", rb"[a-f0-9]{12}"),
-    ("secrets.square_token", rb"sq0(?:atp|csp)-", rb"[A-Za-z0-9_-]{22,43}"),
-    ("secrets.square_token", rb"EAAA", rb"[A-Za-z0-9_-]{60}"),
-    ("secrets.braintree_token", rb"access_token\$production\$", rb"[a-z0-9]{16}\$[a-f0-9]{32}"),
-    (
-        "secrets.plaid_token",
-        rb"access-(?:sandbox|development|production)-",
-        rb"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}",
-    ),
-    ("secrets.shippo_token", rb"shippo_(?:live|test)_", rb"[a-f0-9]{40}"),
-    ("secrets.newrelic_key", rb"NRAK-", rb"[A-Z0-9]{27}"),
-    ("secrets.newrelic_key", rb"NRII-", rb"[A-Za-z0-9_-]{32}"),
-    ("secrets.newrelic_key", rb"NRJS-", rb"[a-f0-9]{19}"),
-    ("secrets.dynatrace_token", rb"dt0c01\.", rb"[A-Z0-9]{24}\.[A-Z0-9]{64}"),
-    ("secrets.hubspot_token", rb"pat-(?:na|eu)1-", rb"[a-f0-9]{8}-(?:[a-f0-9]{4}-){3}[a-f0-9]{12}"),
-    ("secrets.posthog_personal_api_key", rb"phx_", rb"[A-Za-z0-9]{43}"),
-    ("secrets.mapbox_secret_token", rb"sk\.eyJ", rb"[A-Za-z0-9_-]{50,400}\.[A-Za-z0-9_-]{20,100}"),
-    ("secrets.facebook_access_token", rb"EAA[CM]", rb"[A-Za-z0-9]{100,400}"),
-    ("secrets.adobe_client_secret", rb"p8e-", rb"[A-Za-z0-9]{32}"),
-    ("secrets.intra42_client_secret", rb"s-s4t2(?:ud|af)-", rb"[a-f0-9]{64}"),
-    ("secrets.dropbox_token", rb"sl\.", rb"[A-Za-z0-9_-]{130,152}"),
-    (
-        "secrets.slack_webhook",
-        rb"https://hooks\.slack\.com/workflows/",
-        rb"[A-Z0-9]{9,12}/[A-Za-z0-9]{9,12}/[0-9]{6,20}/[A-Za-z0-9]{20,40}",
-    ),
-    ("secrets.discord_webhook", rb"https://discord(?:app)?\.com/api/webhooks/", rb"[0-9]{17,20}/[A-Za-z0-9_-]{60,68}"),
-    (
-        "secrets.teams_webhook",
-        rb"https://[a-z0-9-]{1,63}\.webhook\.office\.com/webhookb2/",
-        rb"[a-f0-9-]{36}@[a-f0-9-]{36}/IncomingWebhook/[a-f0-9]{32}/[a-f0-9-]{36}(?:/[A-Za-z0-9_-]{20,60})?",
-    ),
-    # LLM and AI vendors
-    ("secrets.replicate_api_token", rb"r8_", rb"[A-Za-z0-9]{37}"),
-    ("secrets.perplexity_api_key", rb"pplx-", rb"[A-Za-z0-9]{48}"),
-    ("secrets.openrouter_api_key", rb"sk-or-v1-", rb"[a-f0-9]{64}"),
-    ("secrets.deepseek_api_key", rb"sk-", rb"[a-f0-9]{32}"),
-    ("secrets.huggingface_token", rb"api_org_", rb"[A-Za-z]{34}"),
-    ("secrets.fireworks_api_key", rb"fw_", rb"[A-Za-z0-9]{24,33}"),
-    ("secrets.cerebras_api_key", rb"csk-", rb"[a-z0-9]{48}"),
-    ("secrets.langsmith_api_key", rb"lsv2_(?:pt|sk)_", rb"[a-f0-9]{32}_[a-f0-9]{10}"),
-    ("secrets.langfuse_secret_key", rb"sk-lf-", rb"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}"),
-    ("secrets.pinecone_api_key", rb"pcsk_", rb"[A-Za-z0-9]{6}_[A-Za-z0-9]{63}"),
-    ("secrets.together_api_key", rb"tgp_v1_", rb"[A-Za-z0-9_-]{43}"),
-    # Tavily's keys: 32 letters and digits, or (newer) an id, `-` and 42.
-    ("secrets.tavily_api_key", rb"tvly-(?:dev-|prod-)?", rb"(?:[A-Za-z0-9]{32}|[A-Za-z0-9]{4,8}-[A-Za-z0-9]{42})"),
-    ("secrets.elevenlabs_api_key", rb"sk_", rb"[a-f0-9]{48}"),
-    ("secrets.firecrawl_api_key", rb"fc-", rb"[a-f0-9]{32}"),
-    ("secrets.e2b_api_key", rb"e2b_", rb"[a-f0-9]{40}"),
-)
-
-# Credentials known by a structure in them, not by how they begin: (kind, pattern, anchor). Each
-# is a whole word (of letters, digits, `_` and `-`); its anchor is a part of it few other words have.
-_SHAPED: tuple[tuple[str, bytes, bytes], ...] = (
-    # Microsoft Entra ID's client secrets: three characters, a digit and `Q~`.
-    (
-        "secrets.azure_ad_client_secret",
-        rb"[A-Za-z0-9_~.]{3}[0-9]Q~[A-Za-z0-9_~.-]{31,34}",
-        rb"[0-9]Q~[A-Za-z0-9_~.-]{4}",
-    ),
-    ("secrets.mailgun_signing_key", rb"[a-f0-9]{32}-[a-f0-9]{8}-[a-f0-9]{8}", rb"-[a-f0-9]{8}-[a-f0-9]{2}"),
-    ("secrets.mailchimp_api_key", rb"[a-f0-9]{32}-us[0-9]{1,2}", rb"-us[0-9]"),
-    ("secrets.maxmind_license_key", rb"[A-Za-z0-9]{6}_[A-Za-z0-9]{29}_mmk", rb"_mmk"),
-    ("secrets.telegram_bot_token", rb"[0-9]{5,16}:A[A-Za-z0-9_-]{34}", rb"[0-9]:A[A-Za-z0-9_-]{6}"),
-    (
-        "secrets.authress_access_key",
-        rb"(?:sc|ext|scauth|authress)_[A-Za-z0-9]{5,30}\.[A-Za-z0-9]{4,6}\.acc[_-][A-Za-z0-9-]{10,32}"
-        rb"\.[A-Za-z0-9+/_=-]{30,120}",
-        rb"\.acc[_-]",
-    ),
-)
-
-# Credentials of no prefix of their own, known by the name they are given (`NAME=value`,
-# `"NAME": "value"`): (kind, name, value).
-_NAMED: tuple[tuple[str, bytes, bytes], ...] = (
-    ("secrets.mistral_api_key", rb"MISTRAL_API_KEY", rb"[A-Za-z0-9]{32}"),
-    ("secrets.cohere_api_key", rb"(?:COHERE|CO)_API_KEY", rb"[A-Za-z0-9]{40}"),
-    ("secrets.together_api_key", rb"TOGETHER_API_KEY", rb"[a-f0-9]{64}"),
-    ("secrets.datadog_api_key", rb"(?:DD|DATADOG)_API_KEY", rb"[a-f0-9]{32}"),
-    ("secrets.datadog_app_key", rb"(?:DD|DATADOG)_APP(?:LICATION)?_KEY", rb"[a-f0-9]{40}"),
-    ("secrets.twilio_auth_token", rb"TWILIO_AUTH_TOKEN", rb"[a-f0-9]{32}"),
-    ("secrets.cloudflare_api_token", rb"(?:CLOUDFLARE|CF)_API_TOKEN", rb"[A-Za-z0-9_-]{40}"),
-    ("secrets.cloudflare_api_key", rb"(?:CLOUDFLARE|CF)_API_KEY", rb"[a-f0-9]{37}"),
-    ("secrets.algolia_api_key", rb"ALGOLIA_(?:ADMIN_)?API_KEY", rb"[a-f0-9]{32}"),
-    ("secrets.linode_token", rb"LINODE_(?:API_)?TOKEN", rb"[a-f0-9]{64}"),
-    ("secrets.vercel_token", rb"VERCEL_TOKEN", rb"[A-Za-z0-9]{24}"),
-    ("secrets.azure_openai_api_key", rb"AZURE_OPENAI_API_KEY", rb"[A-Za-z0-9]{32,84}"),
-    ("secrets.gcp_service_account", rb"private_key_id", rb"[a-f0-9]{40}"),
-    ("secrets.okta_api_token", rb"OKTA_(?:API_)?TOKEN", rb"00[A-Za-z0-9_=-]{40}"),
-    ("secrets.twitter_bearer_token", rb"(?:TWITTER|X)_BEARER_TOKEN", rb"A{22}[A-Za-z0-9%]{80,100}"),
-    ("secrets.heroku_api_key", rb"HEROKU_API_KEY", rb"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}"),
-    ("secrets.sentry_token", rb"SENTRY_AUTH_TOKEN", rb"[a-f0-9]{64}"),
-    ("secrets.snyk_token", rb"SNYK_(?:API_)?TOKEN", rb"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}"),
-)
-
-
 def named(kind: str, name: bytes, value: bytes) -> Detector:
     """A secret known by the name it is given, in any letter case: `NAME=value`, `NAME: value`,
     `"NAME": "value"` (in a JSON string too)."""
@@ -555,12 +376,12 @@ def named(kind: str, name: bytes, value: bytes) -> Detector:
 
 
 def shaped(kind: str, pattern: bytes, anchor: bytes) -> Detector:
-    """A credential of `_SHAPED`: tried around its anchor, as far as its longest match reaches."""
+    """A credential of `SHAPED`: tried around its anchor, as far as its longest match reaches."""
     return detector(kind, left(rb"A-Za-z0-9_-") + pattern + DASHED_END, (anchor,), 200)
 
 
 def prefixed(kind: str, prefix: bytes, rest: bytes) -> Detector:
-    """A token of `_PREFIXED`: dashed (not inside a word of `_` and `-` either) where its
+    """A token of `PREFIXED`: dashed (not inside a word of `_` and `-` either) where its
     alphabet holds them."""
     found = token(kind, prefix, rest, 0, dashed=b"_" in rest or b"-" in rest)
     return Detector(found.kind, found.pattern, (_lead(prefix, rest),), 0, at_anchor=True)
@@ -664,9 +485,9 @@ def _builtin() -> tuple[Detector, ...]:
         token("secrets.huggingface_token", rb"hf_", rb"[A-Za-z]{34}", 40),
         token("secrets.groq_api_key", rb"gsk_", rb"[A-Za-z0-9]{52}", 60),
         token("secrets.xai_api_key", rb"xai-", rb"[A-Za-z0-9]{80}", 90),
-        *(prefixed(kind, prefix, rest) for kind, prefix, rest in _PREFIXED),
-        *(named(kind, name, value) for kind, name, value in _NAMED),
-        *(shaped(kind, pattern, anchor) for kind, pattern, anchor in _SHAPED),
+        *(prefixed(kind, prefix, rest) for kind, prefix, rest in PREFIXED),
+        *(named(kind, name, value) for kind, name, value in NAMED),
+        *(shaped(kind, pattern, anchor) for kind, pattern, anchor in SHAPED),
         detector(
             "secrets.azure_devops_token", TOKEN_START + rb"[A-Za-z0-9]{52}AZDO[A-Za-z0-9]{4}" + TOKEN_END,
             (rb"AZDO[A-Za-z0-9]{4}",), 64,
