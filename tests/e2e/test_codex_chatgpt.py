@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from tests.support.codex import clean_env, installed_codex, run_in_session
 from tests.support.fake_realtime import FakeRealtime, HttpRequest, not_found, responding, responses_usage
+from tests.support.guardrail_samples import AWS_KEY_ID, AWS_SECRET
 
 from tollgate.fingerprint import fingerprint
 
@@ -120,6 +121,8 @@ def gw(start_gateway, fake, tmp_path_factory):
         "clients": [{"name": "alice", "keys": ["tg-alice-VIRTUAL-5ecret"], "accounts": [EMAIL]}],
         "allow_anonymous": False,
         "subscriptions": {"allow": True, "chatgpt": {"workspaces": [WORKSPACE, "ws-second"]}},
+        # Every built-in secrets detector: Codex's own instructions must set off none of them.
+        "guardrails": [{"detect": ["secrets"], "action": "redact"}],
     }
     gateway = start_gateway(config, "--set", f"save_stream_file={saved}", "--set", "flow_detail=4", providers=())
     gateway.saved = saved
@@ -133,13 +136,12 @@ def g(gw, fake):
     return gw
 
 
-def run_codex(codex: Path, gw, home: Path, *options: str):
+def run_codex(codex: Path, gw, home: Path, *options: str, prompt: str = PROMPT):
     """`codex exec` as a user runs it through Tollgate: HTTPS_PROXY and the CA bundle (what
-    `./run.sh env` exports), its own home; what it sent to the responses endpoint is what the
-    audit records of it, read once Codex has ended."""
+    `./run.sh env` exports), its own home."""
     env = clean_env(HOME=str(home), CODEX_HOME=str(home / ".codex"), HTTPS_PROXY=gw.proxy.proxy_url,
                     SSL_CERT_FILE=str(gw.bundle), NO_PROXY="")  # fmt: skip
-    return run_in_session([str(codex), "exec", "--skip-git-repo-check", *options, PROMPT], home, env)
+    return run_in_session([str(codex), "exec", "--skip-git-repo-check", *options, prompt], home, env)
 
 
 def responses_records(gw, since: int, count: int) -> list[dict]:
@@ -185,6 +187,7 @@ def test_codex_signed_in_with_chatgpt_over_its_websocket_is_governed_per_respons
     assert [(r["provider"], r["transport"], r["model"], r["decision"], r["status"], r["upstream_key"]) for r in records] == [
         ("chatgpt", "websocket", sent[1]["model"], "allow", 200, fingerprint(ACCESS))
     ] * 2  # fmt: skip
+    assert [(r["findings"], r["redacted"]) for r in records] == [({}, 0)] * 2
     assert [(r["input_tokens"], r["output_tokens"], r["cached_tokens"], r["reasoning_tokens"]) for r in records] == [
         (1900, 0, 0, 0),
         (1950, 7, 1792, 3),
@@ -218,9 +221,29 @@ def test_codex_signed_in_with_chatgpt_over_http_is_governed_with_its_events_read
         "http", True, json.loads(post.body)["model"], "allow", 200
     )  # fmt: skip
     assert (record["upstream_key"], record["finish_reason"]) == (fingerprint(ACCESS), "completed")
+    assert (record["findings"], record["redacted"]) == ({}, 0)
     assert (record["input_tokens"], record["output_tokens"], record["cached_tokens"], record["reasoning_tokens"]) == (
         2100, 9, 1024, 4
     )  # fmt: skip
+
+
+def test_a_key_pair_in_a_codex_prompt_is_redacted_before_it_reaches_openai(codex, g, fake, tmp_path):
+    fake.script = responding([ANSWER] * 2, SOCKET_USAGES)
+    sign_in(tmp_path)
+    before = len(g.audit())
+    prompt = f"deploy with AWS_ACCESS_KEY_ID={AWS_KEY_ID}\naws_secret_access_key = {AWS_SECRET}\n"
+    done = run_codex(codex, g, tmp_path, prompt=prompt)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert ANSWER in done.stdout
+    [session] = fake.sessions
+    asked = session.received[-1]
+    assert "deploy with AWS_ACCESS_KEY_ID=" in asked
+    assert AWS_KEY_ID not in asked and AWS_SECRET not in asked
+    records = responses_records(g, before, 2)
+    assert [(r["decision"], r["findings"], r["redacted"]) for r in records] == [
+        ("allow", {}, 0),  # the warm-up carries no prompt
+        ("allow", {"secrets.aws_access_key_id": 1, "secrets.aws_secret_access_key": 1}, 2),
+    ]
 
 
 def test_codex_signed_in_to_another_workspace_is_refused_over_both_transports(codex, g, fake, tmp_path):
@@ -252,5 +275,5 @@ def test_no_token_reaches_the_console_the_audit_or_saved_flows(gw):
     outputs = {"console": console, "audit": gw.audit_path.read_text(), "saved": gw.saved.read_bytes().decode("latin-1")}
     assert '"auth":"subscription"' in outputs["audit"] and "/backend-api/codex/responses" in outputs["saved"]
     for name, text in outputs.items():
-        for secret in [*SECRETS, ANSWER]:
+        for secret in [*SECRETS, ANSWER, AWS_KEY_ID, AWS_SECRET]:
             assert secret not in text, (name, secret[:12])
