@@ -30,6 +30,7 @@ ANSWER = "Hello from the fake ChatGPT."
 PROMPT = "Say hello"
 # Over its WebSocket Codex warms the connection up first (`generate: false`), then asks.
 SOCKET_USAGES = [responses_usage(1900, 0), responses_usage(1950, 7, cached=1792, reasoning=3)]
+SERVICE_EVENTS = "codex.analytics-events.events"  # its analytics: a service call
 HTTP_USAGES = [responses_usage(2100, 9, cached=1024, reasoning=4)]
 
 
@@ -144,11 +145,11 @@ def run_codex(codex: Path, gw, home: Path, *options: str, prompt: str = PROMPT):
     return run_in_session([str(codex), "exec", "--skip-git-repo-check", *options, prompt], home, env)
 
 
-def responses_records(gw, since: int, count: int) -> list[dict]:
-    """The audit's records of responses after the first `since`, once there are `count` of them."""
+def responses_records(gw, since: int, count: int, endpoint: str = "responses") -> list[dict]:
+    """The audit's records of `endpoint` after the first `since`, once there are `count` of them."""
     deadline = time.monotonic() + 10
     while True:
-        records = [r for r in gw.audit()[since:] if r["endpoint"] == "responses"]
+        records = [r for r in gw.audit()[since:] if r["endpoint"] == endpoint]
         if len(records) >= count or time.monotonic() >= deadline:
             return records
         time.sleep(0.05)
@@ -188,6 +189,13 @@ def test_codex_signed_in_with_chatgpt_over_its_websocket_is_governed_per_respons
         ("chatgpt", "websocket", sent[1]["model"], "allow", 200, fingerprint(ACCESS))
     ] * 2  # fmt: skip
     assert [(r["findings"], r["redacted"]) for r in records] == [({}, 0)] * 2
+    # Its models list and its analytics are service calls; the web app's paths it calls have no record.
+    services = [*responses_records(g, before, 1, "codex.models"), *responses_records(g, before, 1, SERVICE_EVENTS)]
+    assert {(r["client"], r["auth"], r["model"], r["input_tokens"]) for r in services} == {
+        ("alice", "subscription", None, None)
+    }
+    assert {r["endpoint"] for r in g.audit()[before:]} == {"responses", "codex.models", SERVICE_EVENTS}
+    assert {r.target.split("/")[2] for r in fake.requests} >= {"wham", "ps"}
     assert [(r["input_tokens"], r["output_tokens"], r["cached_tokens"], r["reasoning_tokens"]) for r in records] == [
         (1900, 0, 0, 0),
         (1950, 7, 1792, 3),
