@@ -58,6 +58,7 @@ ACCESS = jwt(WORKSPACE, "access-5ecret-signature")
 ID_TOKEN = jwt(WORKSPACE, "id-5ecret-signature")
 PERSONAL = jwt("personal-acct-77", "personal-5ecret-signature")  # her own plan, outside the company
 REFRESH = "rt-codex-5ecret-refresh"
+LOGIN_PASSWORD = "pr0xy-PASSWORD-codex"
 SECRETS = [ACCESS, ID_TOKEN, PERSONAL, REFRESH, *(t.split(".")[2] for t in (ACCESS, ID_TOKEN, PERSONAL))]
 
 
@@ -274,6 +275,37 @@ def test_codex_signed_in_to_another_workspace_is_refused_over_both_transports(co
     }
     # Its WebSocket refused at the upgrade, then its POSTs over HTTP.
     assert {r["method"] for r in records} == {"GET", "POST"}
+
+
+def test_codex_behind_a_proxy_login_is_that_clients_whoever_its_account(codex, start_gateway, fake, tmp_path):
+    fake.requests.clear()
+    fake.sessions.clear()
+    fake.script = responding([ANSWER] * 2, SOCKET_USAGES)
+    config = {
+        "providers": {"chatgpt": {"upstream": fake.url}},
+        "clients": [{"name": "carol"}],  # no accounts: the login names her
+        "allow_anonymous": False,
+        "subscriptions": {"chatgpt": {"workspaces": [WORKSPACE]}},
+    }
+    gateway = start_gateway(config, "--set", f"proxyauth=carol:{LOGIN_PASSWORD}", providers=())
+    sign_in(tmp_path)
+    login = gateway.proxy.proxy_url.replace("http://", f"http://carol:{LOGIN_PASSWORD}@")
+    env = clean_env(HOME=str(tmp_path), CODEX_HOME=str(tmp_path / ".codex"), HTTPS_PROXY=login,
+                    SSL_CERT_FILE=str(gateway.bundle), NO_PROXY="")  # fmt: skip
+    done = run_in_session([str(codex), "exec", "--skip-git-repo-check", PROMPT], tmp_path, env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert ANSWER in done.stdout
+    assert "Falling back from WebSockets" not in done.stderr  # its WebSocket, too, gives the login
+    [session] = fake.sessions
+    assert session.headers["authorization"] == f"Bearer {ACCESS}"
+    assert not any(LOGIN_PASSWORD in value for value in session.headers.values())
+    records = responses_records(gateway, 0, 2)
+    assert [(r["client"], r["auth"], r["transport"], r["account"], r["decision"]) for r in records] == [
+        ("carol", "subscription", "websocket", WORKSPACE, "allow")
+    ] * 2
+    console = gateway.proxy.console()
+    gateway.proxy.stop()
+    assert LOGIN_PASSWORD not in console and ACCESS not in console
 
 
 def test_no_token_reaches_the_console_the_audit_or_saved_flows(gw):
