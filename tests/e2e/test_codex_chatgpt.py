@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 from tests.support.codex import clean_env, installed_codex, run_in_session
 from tests.support.fake_realtime import FakeRealtime, HttpRequest, not_found, responding, responses_usage
 from tests.support.guardrail_samples import AWS_KEY_ID, AWS_SECRET
+from tests.support.proxy import free_port
 
 from tollgate.fingerprint import fingerprint
 
@@ -58,6 +60,7 @@ ACCESS = jwt(WORKSPACE, "access-5ecret-signature")
 ID_TOKEN = jwt(WORKSPACE, "id-5ecret-signature")
 PERSONAL = jwt("personal-acct-77", "personal-5ecret-signature")  # her own plan, outside the company
 REFRESH = "rt-codex-5ecret-refresh"
+METRICS = f"127.0.0.1:{free_port()}"
 LOGIN_PASSWORD = "pr0xy-PASSWORD-codex"
 SECRETS = [ACCESS, ID_TOKEN, PERSONAL, REFRESH, *(t.split(".")[2] for t in (ACCESS, ID_TOKEN, PERSONAL))]
 
@@ -125,6 +128,7 @@ def gw(start_gateway, fake, tmp_path_factory):
         "subscriptions": {"allow": True, "chatgpt": {"workspaces": [WORKSPACE, "ws-second"]}},
         # Every built-in secrets detector: Codex's own instructions must set off none of them.
         "guardrails": [{"detect": ["secrets"], "action": "redact"}],
+        "metrics": {"listen": METRICS},
     }
     gateway = start_gateway(config, "--set", f"save_stream_file={saved}", "--set", "flow_detail=4", providers=())
     gateway.saved = saved
@@ -308,12 +312,16 @@ def test_codex_behind_a_proxy_login_is_that_clients_whoever_its_account(codex, s
     assert LOGIN_PASSWORD not in console and ACCESS not in console
 
 
-def test_no_token_reaches_the_console_the_audit_or_saved_flows(gw):
+def test_no_token_reaches_the_console_the_audit_saved_flows_or_metrics(gw):
     """Last: it stops the gateway (flushing the saved flows)."""
+    with urllib.request.urlopen(f"http://{METRICS}/metrics", timeout=10) as scraped:
+        metrics = scraped.read().decode()
     console = gw.proxy.console()
     gw.proxy.stop()
-    outputs = {"console": console, "audit": gw.audit_path.read_text(), "saved": gw.saved.read_bytes().decode("latin-1")}
+    outputs = {"console": console, "audit": gw.audit_path.read_text(), "saved": gw.saved.read_bytes().decode("latin-1"),
+               "metrics": metrics}  # fmt: skip
     assert '"auth":"subscription"' in outputs["audit"] and "/backend-api/codex/responses" in outputs["saved"]
+    assert 'client="alice"' in metrics and 'provider="chatgpt"' in metrics  # its calls counted
     for name, text in outputs.items():
         for secret in [*SECRETS, ANSWER, AWS_KEY_ID, AWS_SECRET]:
             assert secret not in text, (name, secret[:12])
