@@ -6,10 +6,7 @@ usage its answer reports, the virtual key swapped for the real one."""
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,42 +14,23 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests.support.codex import clean_env, installed_codex, run_in_session
 from tests.support.fake_realtime import FakeRealtime, over_http, responding, responses_usage
 from tests.support.proxy import ROOT
 from tests.support.run_sh import run_sh_listening
 
 from tollgate.records.auditlog import PROCESS_EVENTS
 
-NODE_CLIENTS = ROOT / ".node-clients"
-CODEX = NODE_CLIENTS / "node_modules" / ".bin" / "codex"
-# The release these tests were written against: a newer one may warm up or ask otherwise.
-CODEX_VERSION = "0.169.0"
 REAL = "sk-REAL-openai-for-codex-5ecret"
 VIRTUAL = "tg-VIRTUAL-codex-user-5ecret"
 ANSWER = "Hello from the fake upstream."
 # Codex warms the connection up first (a response.create with `generate: false`), then asks.
 USAGES = [responses_usage(1900, 0), responses_usage(1950, 7, cached=1792, reasoning=3)]
-# What a user's shell may carry that would route Codex without run.sh's help.
-PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY")
 
 
 @pytest.fixture(scope="module")
 def codex() -> Path:
-    if not shutil.which("node") or not shutil.which("npm"):
-        pytest.skip("node and npm are not installed")
-    installed = NODE_CLIENTS / "node_modules" / "@openai" / "codex" / "package.json"
-    if not CODEX.exists() or json.loads(installed.read_text()).get("version") != CODEX_VERSION:
-        NODE_CLIENTS.mkdir(exist_ok=True)
-        package = f"@openai/codex@{CODEX_VERSION}"
-        done = subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", "--fetch-timeout=60000", package],
-            cwd=NODE_CLIENTS,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert done.returncode == 0, f"npm could not install {package}: {done.stderr[-500:]}"
-    return CODEX
+    return installed_codex()
 
 
 @pytest.fixture
@@ -80,30 +58,12 @@ def proxy(tmp_path: Path, upstream: FakeRealtime, upstream_ca_pem: Path) -> Iter
 def run_codex(codex: Path, port: int, home: Path, *options: str) -> subprocess.CompletedProcess[str]:
     """`codex exec` in a shell that evaluated `./run.sh env`, its own home, a virtual key as its API key."""
     home.mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES and not k.startswith(("OPENAI_", "CODEX_"))}
-    env.update(HOME=str(home), CODEX_API_KEY=VIRTUAL)
+    env = clean_env(HOME=str(home), CODEX_API_KEY=VIRTUAL)
     quoted = " ".join(shlex.quote(option) for option in options)
     script = (
         f'eval "$("{ROOT}/run.sh" env -p {port})" && exec "{codex}" exec --skip-git-repo-check {quoted} "Say hello"'
     )
-    # Its own session: the native binary the npm wrapper starts is ended with it, should it hang.
-    process = subprocess.Popen(
-        ["bash", "-c", script],
-        cwd=home,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = process.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        out, err = process.communicate()
-        raise AssertionError(f"codex did not finish within 120 s:\n{err[-3000:]}") from None
-    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+    return run_in_session(["bash", "-c", script], home, env)
 
 
 def responses_records(audit: Path, count: int) -> list[dict]:

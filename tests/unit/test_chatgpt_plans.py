@@ -141,6 +141,18 @@ def test_codexs_responses_path_is_the_responses_api_and_the_rest_service_calls()
         CHATGPT.classify("POST", "/backend-api//codex/responses", body)
 
 
+@pytest.mark.parametrize(
+    ("path", "endpoint"),
+    [
+        ("/backend-api/codex/analytics-events/events", "codex.analytics-events.events"),  # what Codex posts
+        ("/backend-api/codex/tasks/task_e_68a1b2c3d4/turns", "codex.tasks.turns"),  # an id is left out
+        ("/backend-api/codex/environments/0a1b2c3d-4e5f-4a6b/by-repo", "codex.environments.by-repo"),
+    ],
+)
+def test_a_service_call_is_named_by_its_paths_fixed_words(path: str, endpoint: str) -> None:
+    assert CHATGPT.classify("POST", path, None).endpoint == endpoint
+
+
 def test_govern_false_leaves_chatgpt_com_tunnelled() -> None:
     assert provider_for("chatgpt.com") is CHATGPT
     governed = Loaded.build(parse_config({})).hosts

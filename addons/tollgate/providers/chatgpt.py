@@ -28,7 +28,9 @@ from tollgate.providers.base import NO_ACCOUNT, ForeignAccount, PlanAccount, Pro
 from tollgate.providers.openai import classify_request
 
 CODEX_PREFIX = "/backend-api/codex/"
-_WORD = re.compile(r"^[a-z_]+$")  # a fixed path word; anything else is an id, left out of a name
+# A fixed path word (`models`, `analytics-events`): letters joined by `_` or `-`. Anything else (a
+# task's or an environment's id holds digits) is an id, left out of a name.
+_WORD = re.compile(r"^[a-z]+(?:[-_][a-z]+)*$")
 # Where OpenAI's access tokens hold the ChatGPT account (the workspace the token acts in) and the
 # plan, and the person's e-mail (an id token holds `email` at the top).
 AUTH_CLAIM = "https://api.openai.com/auth"

@@ -1,0 +1,327 @@
+"""OpenAI's Codex CLI (`codex exec`), unchanged, signed in with ChatGPT: `~/.codex/auth.json` as
+`codex login` writes it, its tokens unsigned JWTs of test claims with a far expiry and a fresh
+`last_refresh` (Codex refreshes neither). It calls chatgpt.com through Tollgate, whose `chatgpt`
+provider sends that host to a fake: first the web app's `/backend-api/wham/accounts/check` (the
+workspace's routing, without which Codex does not ask), its models, plugins and analytics (answered
+404: Codex carries on), then `/backend-api/codex/responses` over its WebSocket, or over HTTP with
+server-sent events where its provider says so. Each response is a subscription call: the person's
+token goes upstream unchanged, pinned to the company's workspaces, audited with exact tokens."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from tests.support.codex import clean_env, installed_codex, run_in_session
+from tests.support.fake_realtime import FakeRealtime, HttpRequest, not_found, responding, responses_usage
+from tests.support.guardrail_samples import AWS_KEY_ID, AWS_SECRET
+from tests.support.proxy import free_port
+
+from tollgate.fingerprint import fingerprint
+
+WORKSPACE = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+PINNED = f"{WORKSPACE},ws-second"
+EMAIL = "alice@corp.example"
+ANSWER = "Hello from the fake ChatGPT."
+PROMPT = "Say hello"
+# Over its WebSocket Codex warms the connection up first (`generate: false`), then asks.
+SOCKET_USAGES = [responses_usage(1900, 0), responses_usage(1950, 7, cached=1792, reasoning=3)]
+SERVICE_EVENTS = "codex.analytics-events.events"  # its analytics: a service call
+HTTP_USAGES = [responses_usage(2100, 9, cached=1024, reasoning=4)]
+
+
+def segment(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def jwt(account: str, signature: str) -> str:
+    """An unsigned JWT with the claims ChatGPT's id and access tokens carry (OpenAI would verify
+    the signature; Codex and Tollgate only read the claims)."""
+    claims = {
+        "https://api.openai.com/auth": {
+            "chatgpt_account_id": account,
+            "chatgpt_plan_type": "team",
+            "chatgpt_user_id": "user-codex-1",
+        },
+        "https://api.openai.com/profile": {"email": EMAIL, "email_verified": True},
+        "email": EMAIL,
+        "exp": 4102444800,  # 2100: far from expiring
+    }
+    return f"{segment({'alg': 'none', 'typ': 'JWT'})}.{segment(claims)}.{signature}"
+
+
+ACCESS = jwt(WORKSPACE, "access-5ecret-signature")
+ID_TOKEN = jwt(WORKSPACE, "id-5ecret-signature")
+PERSONAL = jwt("personal-acct-77", "personal-5ecret-signature")  # her own plan, outside the company
+REFRESH = "rt-codex-5ecret-refresh"
+METRICS = f"127.0.0.1:{free_port()}"
+LOGIN_PASSWORD = "pr0xy-PASSWORD-codex"
+SECRETS = [ACCESS, ID_TOKEN, PERSONAL, REFRESH, *(t.split(".")[2] for t in (ACCESS, ID_TOKEN, PERSONAL))]
+
+
+def sign_in(home: Path, access: str = ACCESS, id_token: str = ID_TOKEN) -> None:
+    """`~/.codex/auth.json` as `codex login` with ChatGPT leaves it."""
+    account = json.loads(base64.urlsafe_b64decode(access.split(".")[1] + "=="))["https://api.openai.com/auth"]
+    auth = {
+        "auth_mode": "chatgpt",
+        "OPENAI_API_KEY": None,
+        "tokens": {
+            "id_token": id_token,
+            "access_token": access,
+            "refresh_token": REFRESH,
+            "account_id": account["chatgpt_account_id"],
+        },
+        "last_refresh": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    (home / ".codex").mkdir(parents=True, exist_ok=True)
+    (home / ".codex" / "auth.json").write_text(json.dumps(auth))
+
+
+def chatgpt_com(fake: FakeRealtime):
+    """chatgpt.com over HTTP: the workspace's routing (the account the caller names, at chatgpt.com),
+    Codex's responses as server-sent events; everything else not found."""
+
+    def answer(request: HttpRequest) -> tuple[int, dict[str, str], bytes | list[bytes]]:
+        path = request.target.partition("?")[0]
+        if path == "/backend-api/wham/accounts/check":
+            account = {
+                "id": request.headers.get("chatgpt-account-id"),
+                "workspace_backend_origin": "https://chatgpt.com",
+                "account_routing_override": "NO_CONSTRAINT",
+            }
+            return 200, {"content-type": "application/json"}, json.dumps({"accounts": [account]}).encode()
+        if request.method == "POST" and path == "/backend-api/codex/responses":
+            events = fake.script({**json.loads(request.body), "type": "response.create"})
+            sse = [f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events]
+            return 200, {"content-type": "text/event-stream"}, sse
+        return not_found(request)
+
+    return answer
+
+
+@pytest.fixture(scope="module")
+def codex() -> Path:
+    return installed_codex()
+
+
+@pytest.fixture(scope="module")
+def fake(upstream_ca) -> Iterator[FakeRealtime]:
+    server = FakeRealtime(upstream_ca)
+    server.http = chatgpt_com(server)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def gw(start_gateway, fake, tmp_path_factory):
+    saved = tmp_path_factory.mktemp("saved") / "flows.mitm"
+    config = {
+        "providers": {"chatgpt": {"upstream": fake.url}},
+        "clients": [{"name": "alice", "keys": ["tg-alice-VIRTUAL-5ecret"], "accounts": [EMAIL]}],
+        "allow_anonymous": False,
+        "subscriptions": {"allow": True, "chatgpt": {"workspaces": [WORKSPACE, "ws-second"]}},
+        # Every built-in secrets detector: Codex's own instructions must set off none of them.
+        "guardrails": [{"detect": ["secrets"], "action": "redact"}],
+        "metrics": {"listen": METRICS},
+    }
+    gateway = start_gateway(config, "--set", f"save_stream_file={saved}", "--set", "flow_detail=4", providers=())
+    gateway.saved = saved
+    return gateway
+
+
+@pytest.fixture
+def g(gw, fake):
+    fake.requests.clear()
+    fake.sessions.clear()
+    return gw
+
+
+def run_codex(codex: Path, gw, home: Path, *options: str, prompt: str = PROMPT):
+    """`codex exec` as a user runs it through Tollgate: HTTPS_PROXY and the CA bundle (what
+    `./run.sh env` exports), its own home."""
+    env = clean_env(HOME=str(home), CODEX_HOME=str(home / ".codex"), HTTPS_PROXY=gw.proxy.proxy_url,
+                    SSL_CERT_FILE=str(gw.bundle), NO_PROXY="")  # fmt: skip
+    return run_in_session([str(codex), "exec", "--skip-git-repo-check", *options, prompt], home, env)
+
+
+def responses_records(gw, since: int, count: int, endpoint: str = "responses") -> list[dict]:
+    """The audit's records of `endpoint` after the first `since`, once there are `count` of them."""
+    deadline = time.monotonic() + 10
+    while True:
+        records = [r for r in gw.audit()[since:] if r["endpoint"] == endpoint]
+        if len(records) >= count or time.monotonic() >= deadline:
+            return records
+        time.sleep(0.05)
+
+
+def assert_every_request_carried_the_token_and_the_pin(fake: FakeRealtime, token: str) -> None:
+    seen = [*fake.requests, *fake.sessions]
+    assert any(r.target.startswith("/backend-api/wham/accounts/check") for r in fake.requests)
+    assert {(r.headers["authorization"], r.headers["chatgpt-allowed-workspace-id"]) for r in seen} == {
+        (f"Bearer {token}", PINNED)
+    }
+
+
+def test_codex_signed_in_with_chatgpt_over_its_websocket_is_governed_per_response(codex, g, fake, tmp_path):
+    fake.script = responding([ANSWER] * 2, SOCKET_USAGES)
+    sign_in(tmp_path)
+    before = len(g.audit())
+    done = run_codex(codex, g, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert ANSWER in done.stdout
+    assert "Falling back from WebSockets" not in done.stderr
+    [session] = fake.sessions
+    assert session.target == "/backend-api/codex/responses"
+    assert session.headers["chatgpt-account-id"] == WORKSPACE
+    assert_every_request_carried_the_token_and_the_pin(fake, ACCESS)
+    assert not [r for r in fake.requests if r.target.startswith("/backend-api/codex/responses")]
+    sent = [json.loads(m) for m in session.received]
+    assert [(m["type"], m.get("generate", True)) for m in sent] == [
+        ("response.create", False),
+        ("response.create", True),
+    ]
+    records = responses_records(g, before, 2)
+    assert [(r["client"], r["auth"], r["account"], r["plan"], r["tenant"]) for r in records] == [
+        ("alice", "subscription", WORKSPACE, "team", WORKSPACE)
+    ] * 2
+    assert [(r["provider"], r["transport"], r["model"], r["decision"], r["status"], r["upstream_key"]) for r in records] == [
+        ("chatgpt", "websocket", sent[1]["model"], "allow", 200, fingerprint(ACCESS))
+    ] * 2  # fmt: skip
+    assert [(r["findings"], r["redacted"]) for r in records] == [({}, 0)] * 2
+    # Its models list and its analytics are service calls; the web app's paths it calls have no record.
+    services = [*responses_records(g, before, 1, "codex.models"), *responses_records(g, before, 1, SERVICE_EVENTS)]
+    assert {(r["client"], r["auth"], r["model"], r["input_tokens"]) for r in services} == {
+        ("alice", "subscription", None, None)
+    }
+    assert {r["endpoint"] for r in g.audit()[before:]} == {"responses", "codex.models", SERVICE_EVENTS}
+    assert {r.target.split("/")[2] for r in fake.requests} >= {"wham", "ps"}
+    assert [(r["input_tokens"], r["output_tokens"], r["cached_tokens"], r["reasoning_tokens"]) for r in records] == [
+        (1900, 0, 0, 0),
+        (1950, 7, 1792, 3),
+    ]
+
+
+# Codex's own provider for ChatGPT's backend with its WebSocket off: the same sign-in, over HTTP.
+OVER_HTTP = (
+    "model_providers.chatgpt_http={name='ChatGPT over HTTP', base_url='https://chatgpt.com/backend-api/codex',"
+    " wire_api='responses', requires_openai_auth=true, supports_websockets=false}"
+)
+
+
+def test_codex_signed_in_with_chatgpt_over_http_is_governed_with_its_events_read(codex, g, fake, tmp_path):
+    fake.script = responding([ANSWER], HTTP_USAGES)
+    sign_in(tmp_path)
+    before = len(g.audit())
+    done = run_codex(codex, g, tmp_path, "-c", "model_provider=chatgpt_http", "-c", OVER_HTTP)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert ANSWER in done.stdout
+    assert fake.sessions == []
+    [post] = [r for r in fake.requests if r.target == "/backend-api/codex/responses"]
+    assert post.headers["chatgpt-account-id"] == WORKSPACE
+    assert post.headers["accept"] == "text/event-stream"
+    assert_every_request_carried_the_token_and_the_pin(fake, ACCESS)
+    [record] = responses_records(g, before, 1)
+    assert (record["client"], record["auth"], record["account"], record["plan"], record["tenant"]) == (
+        "alice", "subscription", WORKSPACE, "team", WORKSPACE
+    )  # fmt: skip
+    assert (record["transport"], record["stream"], record["model"], record["decision"], record["status"]) == (
+        "http", True, json.loads(post.body)["model"], "allow", 200
+    )  # fmt: skip
+    assert (record["upstream_key"], record["finish_reason"]) == (fingerprint(ACCESS), "completed")
+    assert (record["findings"], record["redacted"]) == ({}, 0)
+    assert (record["input_tokens"], record["output_tokens"], record["cached_tokens"], record["reasoning_tokens"]) == (
+        2100, 9, 1024, 4
+    )  # fmt: skip
+
+
+def test_a_key_pair_in_a_codex_prompt_is_redacted_before_it_reaches_openai(codex, g, fake, tmp_path):
+    fake.script = responding([ANSWER] * 2, SOCKET_USAGES)
+    sign_in(tmp_path)
+    before = len(g.audit())
+    prompt = f"deploy with AWS_ACCESS_KEY_ID={AWS_KEY_ID}\naws_secret_access_key = {AWS_SECRET}\n"
+    done = run_codex(codex, g, tmp_path, prompt=prompt)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert ANSWER in done.stdout
+    [session] = fake.sessions
+    asked = session.received[-1]
+    assert "deploy with AWS_ACCESS_KEY_ID=" in asked
+    assert AWS_KEY_ID not in asked and AWS_SECRET not in asked
+    records = responses_records(g, before, 2)
+    assert [(r["decision"], r["findings"], r["redacted"]) for r in records] == [
+        ("allow", {}, 0),  # the warm-up carries no prompt
+        ("allow", {"secrets.aws_access_key_id": 1, "secrets.aws_secret_access_key": 1}, 2),
+    ]
+
+
+def test_codex_signed_in_to_another_workspace_is_refused_over_both_transports(codex, g, fake, tmp_path):
+    # Codex retries a refused WebSocket, falls back to HTTP, retries that too, then gives up.
+    fake.script = responding([ANSWER] * 20, [responses_usage(1, 1)] * 20)
+    sign_in(tmp_path, PERSONAL, PERSONAL)
+    before = len(g.audit())
+    done = run_codex(codex, g, tmp_path)
+    assert done.returncode != 0
+    assert ANSWER not in done.stdout
+    assert "403 Forbidden: Tollgate: ChatGPT workspace personal-acct-77 is not one of" in done.stderr
+    assert fake.sessions == []
+    assert not [r for r in fake.requests if r.target.startswith("/backend-api/codex/responses")]
+    records = responses_records(g, before, 2)
+    assert {(r["client"], r["auth"], r["account"], r["tenant"], r["decision"], r["status"]) for r in records} == {
+        ("alice", "subscription", "personal-acct-77", "personal-acct-77", "deny", 403)
+    }
+    assert {tuple(r["deny_reasons"]) for r in records} == {
+        ("ChatGPT workspace personal-acct-77 is not one of subscriptions.chatgpt.workspaces",)
+    }
+    # Its WebSocket refused at the upgrade, then its POSTs over HTTP.
+    assert {r["method"] for r in records} == {"GET", "POST"}
+
+
+def test_codex_behind_a_proxy_login_is_that_clients_whoever_its_account(codex, start_gateway, fake, tmp_path):
+    fake.requests.clear()
+    fake.sessions.clear()
+    fake.script = responding([ANSWER] * 2, SOCKET_USAGES)
+    config = {
+        "providers": {"chatgpt": {"upstream": fake.url}},
+        "clients": [{"name": "carol"}],  # no accounts: the login names her
+        "allow_anonymous": False,
+        "subscriptions": {"chatgpt": {"workspaces": [WORKSPACE]}},
+    }
+    gateway = start_gateway(config, "--set", f"proxyauth=carol:{LOGIN_PASSWORD}", providers=())
+    sign_in(tmp_path)
+    login = gateway.proxy.proxy_url.replace("http://", f"http://carol:{LOGIN_PASSWORD}@")
+    env = clean_env(HOME=str(tmp_path), CODEX_HOME=str(tmp_path / ".codex"), HTTPS_PROXY=login,
+                    SSL_CERT_FILE=str(gateway.bundle), NO_PROXY="")  # fmt: skip
+    done = run_in_session([str(codex), "exec", "--skip-git-repo-check", PROMPT], tmp_path, env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert ANSWER in done.stdout
+    assert "Falling back from WebSockets" not in done.stderr  # its WebSocket, too, gives the login
+    [session] = fake.sessions
+    assert session.headers["authorization"] == f"Bearer {ACCESS}"
+    assert not any(LOGIN_PASSWORD in value for value in session.headers.values())
+    records = responses_records(gateway, 0, 2)
+    assert [(r["client"], r["auth"], r["transport"], r["account"], r["decision"]) for r in records] == [
+        ("carol", "subscription", "websocket", WORKSPACE, "allow")
+    ] * 2
+    console = gateway.proxy.console()
+    gateway.proxy.stop()
+    assert LOGIN_PASSWORD not in console and ACCESS not in console
+
+
+def test_no_token_reaches_the_console_the_audit_saved_flows_or_metrics(gw):
+    """Last: it stops the gateway (flushing the saved flows)."""
+    with urllib.request.urlopen(f"http://{METRICS}/metrics", timeout=10) as scraped:
+        metrics = scraped.read().decode()
+    console = gw.proxy.console()
+    gw.proxy.stop()
+    outputs = {"console": console, "audit": gw.audit_path.read_text(), "saved": gw.saved.read_bytes().decode("latin-1"),
+               "metrics": metrics}  # fmt: skip
+    assert '"auth":"subscription"' in outputs["audit"] and "/backend-api/codex/responses" in outputs["saved"]
+    assert 'client="alice"' in metrics and 'provider="chatgpt"' in metrics  # its calls counted
+    for name, text in outputs.items():
+        for secret in [*SECRETS, ANSWER, AWS_KEY_ID, AWS_SECRET]:
+            assert secret not in text, (name, secret[:12])

@@ -1,0 +1,73 @@
+"""OpenAI's Codex CLI (`@openai/codex` from npm) at the release the tests were written against,
+installed into `.node-clients` when it is not there yet, and `codex exec` run in its own session."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from .proxy import ROOT
+
+NODE_CLIENTS = ROOT / ".node-clients"
+CODEX = NODE_CLIENTS / "node_modules" / ".bin" / "codex"
+# The release these tests were written against: a newer one may warm up or ask otherwise.
+CODEX_VERSION = "0.169.0"
+# What a user's shell may carry that would route Codex without the test's help.
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY")
+
+
+def installed_codex() -> Path:
+    """The codex launcher, installed at CODEX_VERSION if need be (skips where node is missing)."""
+    if not shutil.which("node") or not shutil.which("npm"):
+        pytest.skip("node and npm are not installed")
+    installed = NODE_CLIENTS / "node_modules" / "@openai" / "codex" / "package.json"
+    if not CODEX.exists() or json.loads(installed.read_text()).get("version") != CODEX_VERSION:
+        NODE_CLIENTS.mkdir(exist_ok=True)
+        package = f"@openai/codex@{CODEX_VERSION}"
+        done = subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", "--fetch-timeout=60000", package],
+            cwd=NODE_CLIENTS,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, f"npm could not install {package}: {done.stderr[-500:]}"
+    return CODEX
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """Our environment without what would route Codex or sign it in otherwise, with `extra`."""
+    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES and not k.startswith(("OPENAI_", "CODEX_"))}
+    env.update(extra)
+    return env
+
+
+def run_in_session(
+    command: Sequence[str], cwd: Path, env: Mapping[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run `command` in its own session (the native binary the npm wrapper starts is ended with it,
+    should it hang); a hang is an assertion error carrying its last output."""
+    process = subprocess.Popen(
+        list(command),
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        raise AssertionError(f"codex did not finish within {timeout} s:\n{err[-3000:]}") from None
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
