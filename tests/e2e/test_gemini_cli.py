@@ -230,20 +230,24 @@ def signed_in_home(home: Path) -> Path:
 
 
 def gemini_p(gemini: Path, gw, trusted: Path, home: Path, **env: str) -> subprocess.CompletedProcess:
-    """`gemini -p PROMPT` through the proxy, in a home of its own."""
+    """`gemini -p PROMPT` in a shell that evaluated `./run.sh env` for the proxy, in a home of its own.
+    It trusts the fake Google's CA besides Tollgate's (`trusted`)."""
     environment = {k: v for k, v in os.environ.items() if not any(c in k.upper() for c in CLEARED)}
     environment.update(
         HOME=str(home),
-        HTTPS_PROXY=gw.proxy.proxy_url,
-        NODE_EXTRA_CA_CERTS=str(trusted),
-        GEMINI_CLI_NO_RELAUNCH="true",
+        GEMINI_CLI_NO_RELAUNCH="true",  # else it starts itself again in a child process
         GEMINI_CLI_TRUST_WORKSPACE="true",
         NO_COLOR="1",
         TMPDIR=str(home),  # where it writes its reports of failed calls
         **env,
     )
+    port = gw.proxy.port
+    shell = (
+        f'eval "$("{ROOT}/run.sh" env -p {port})" && export NODE_EXTRA_CA_CERTS="{trusted}"'
+        f' && exec "{gemini}" -p "{PROMPT}" --output-format text'
+    )
     done = subprocess.run(
-        [str(gemini), "-p", PROMPT, "--output-format", "text"],
+        ["bash", "-c", shell],
         cwd=home,
         env=environment,
         stdin=subprocess.DEVNULL,  # else it reads a prompt from standard input
