@@ -66,6 +66,22 @@ EVENTS = [
         "traceId": "t",
     },
 ]
+# Its first streamed answer: a call of one of Gemini CLI's read-only tools, which the CLI runs and
+# sends the result of in a second stream.
+TOOL_EVENTS = [
+    {
+        "response": {
+            "candidates": [{
+                "content": {"role": "model", "parts": [{"functionCall": {"name": "list_directory", "args": {"dir_path": "."}}}]},
+                "finishReason": "STOP",
+                "index": 0,
+            }],
+            "usageMetadata": usage(2900, 11, 25, 0),
+            "modelVersion": "gemini-2.5-pro",
+        },
+        "traceId": "u",
+    }
+]  # fmt: skip
 # Its whole answer to Gemini CLI's router, which asks a small model which model the prompt needs.
 ROUTED = {
     "response": {
@@ -81,7 +97,8 @@ ROUTED = {
 
 class CodeAssist:
     """cloudcode-pa.googleapis.com as Gemini CLI meets it: its tier and project from loadCodeAssist
-    (the project the CLI asked for, where it named one), a streamed answer, `{}` to the rest."""
+    (the project the CLI asked for, where it named one), a streamed tool call and, once the tool's
+    result comes, a streamed answer; `{}` to the rest."""
 
     def __call__(self, r: Received) -> Reply:
         method = r.path.partition(":")[2].partition("?")[0]
@@ -93,7 +110,8 @@ class CodeAssist:
                 "cloudaicompanionProject": asked or PROJECT,
             })  # fmt: skip
         if method == "streamGenerateContent":
-            chunks = [f"data: {json.dumps(e)}\r\n\r\n".encode() for e in EVENTS]
+            events = EVENTS if "functionResponse" in r.body.decode() else TOOL_EVENTS
+            chunks = [f"data: {json.dumps(e)}\r\n\r\n".encode() for e in events]
             return Reply(200, headers={"content-type": "text/event-stream"}, chunks=chunks)
         if method == "generateContent":
             return Reply(200, ROUTED)
@@ -274,15 +292,18 @@ def test_gemini_cli_signed_in_with_google_is_governed_as_a_plan(gemini, g, googl
     assert done.stdout.strip() == ANSWER
     received = list(g.fakes["code_assist"].received)
     methods = [method_of(r) for r in received]
-    assert methods[0] == "loadCodeAssist" and methods.count("streamGenerateContent") == 1, methods
+    assert methods[0] == "loadCodeAssist" and methods.count("streamGenerateContent") == 2, methods
     # Every call went with the user's token, unchanged, and the company's domains Tollgate added.
     for r in received:
         assert r.headers["authorization"] == f"Bearer {TOKEN}", method_of(r)
         assert r.headers["x-geminicodeassist-allowed-domains"] == ",".join(DOMAINS), method_of(r)
-    [stream] = [r for r in received if method_of(r) == "streamGenerateContent"]
-    assert stream.path == "/v1internal:streamGenerateContent?alt=sse"
-    envelope = stream.json()
-    assert envelope["project"] == PROJECT and PROMPT in json.dumps(envelope["request"]["contents"])
+    streams = [r for r in received if method_of(r) == "streamGenerateContent"]
+    assert {r.path for r in streams} == {"/v1internal:streamGenerateContent?alt=sse"}
+    envelopes = [r.json() for r in streams]
+    assert [e["project"] for e in envelopes] == [PROJECT, PROJECT]
+    assert PROMPT in json.dumps(envelopes[0]["request"]["contents"])
+    # The tool ran: its result went in the second stream.
+    assert '"functionResponse"' in streams[1].body.decode() and '"functionResponse"' not in streams[0].body.decode()
     records = records_of(g, len(received))
     assert len(records) == len(received)  # each call that went upstream, none refused
     assert [r["endpoint"] for r in records] == methods  # the CLI calls one at a time
@@ -290,15 +311,16 @@ def test_gemini_cli_signed_in_with_google_is_governed_as_a_plan(gemini, g, googl
         assert (record["client"], record["auth"], record["account"]) == ("alice", "subscription", EMAIL), record
         assert (record["decision"], record["status"]) == ("allow", 200), record
         assert record["upstream_key"] == fingerprint(TOKEN)
-    [streamed] = [r for r in records if r["endpoint"] == "streamGenerateContent"]
-    assert (streamed["model"], streamed["stream"], streamed["plan"], streamed["tenant"]) == (
-        envelope["model"], True, TIER, PROJECT
-    )  # fmt: skip
-    assert (
-        streamed["input_tokens"], streamed["output_tokens"], streamed["reasoning_tokens"], streamed["cached_tokens"],
-        streamed["total_tokens"],
-    ) == (3210, 57, 40, 2048, 3267)  # fmt: skip
-    assert streamed["cost_usd"] > 0  # what the same tokens cost with a key
+    # One record per stream, each with its own exact tokens.
+    streamed = [r for r in records if r["endpoint"] == "streamGenerateContent"]
+    assert [(r["model"], r["stream"], r["plan"], r["tenant"]) for r in streamed] == [
+        (e["model"], True, TIER, PROJECT) for e in envelopes
+    ]
+    assert [
+        (r["input_tokens"], r["output_tokens"], r["reasoning_tokens"], r["cached_tokens"], r["total_tokens"])
+        for r in streamed
+    ] == [(2900, 36, 25, 0, 2936), (3210, 57, 40, 2048, 3267)]
+    assert all(r["cost_usd"] > 0 for r in streamed)  # what the same tokens cost with a key
     # The router's question: a whole answer, its tokens as exact.
     for routed in (r for r in records if r["endpoint"] == "generateContent"):
         assert (routed["stream"], routed["tenant"], routed["input_tokens"], routed["output_tokens"]) == (
