@@ -4,9 +4,10 @@ Tollgate to a fake of Code Assist (cloudcode-pa.googleapis.com): its calls gover
 the user's token going upstream unchanged, the account named by Google's token information.
 
 Gemini CLI checks its token with Google itself (`oauth2.googleapis.com/tokeninfo`) and asks who its
-user is (`www.googleapis.com/oauth2/v2/userinfo`): hosts Tollgate tunnels untouched. The tests'
-stand-in for DNS (`support/resolve.py`, loaded into mitmdump) sends those tunnelled connections to a
-fake of Google's that holds certificates for both names, which Gemini CLI trusts."""
+user is (`www.googleapis.com/oauth2/v2/userinfo`): hosts Tollgate tunnels untouched. A small proxy
+in front of Tollgate (`support/front_proxy.py`) sends those two CONNECTs to a fake of Google's that
+holds certificates for both names, which Gemini CLI trusts, and relays every other one to Tollgate
+unchanged."""
 
 from __future__ import annotations
 
@@ -21,13 +22,13 @@ from urllib.parse import parse_qsl
 
 import pytest
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
+from tests.support.front_proxy import FrontProxy
 from tests.support.proxy import ROOT
 
 from tollgate.fingerprint import fingerprint
 from tollgate.proxy.certs import CA_CERT
 
 GEMINI_CLI = ROOT / ".node-clients" / "gemini-cli"
-RESOLVE = Path(__file__).resolve().parents[1] / "support" / "resolve.py"
 TOKEN = "ya29.a0AfB_GEMINI-CLI-5ecret-access-token-q7"
 REFRESH = "1//0g-GEMINI-CLI-5ecret-refresh-token-z3"
 EMAIL = "alice@corp.example"
@@ -194,16 +195,16 @@ def config(urls: dict[str, str], google: Google, ca_file: str) -> dict:
 @pytest.fixture(scope="module")
 def gw(start_gateway, google, upstream_ca_pem, tmp_path_factory):
     saved = tmp_path_factory.mktemp("saved") / "flows.mitm"
-    env = {"TOLLGATE_TEST_RESOLVE": json.dumps(dict.fromkeys(GOOGLE_HOSTS, google.fake.port))}
     gateway = start_gateway(
         lambda urls: config(urls, google, str(upstream_ca_pem)),
-        "-s", str(RESOLVE), "--set", f"save_stream_file={saved}", "--set", "flow_detail=4",
-        env=env,
+        "--set", f"save_stream_file={saved}", "--set", "flow_detail=4",
         providers=("code_assist",),
     )  # fmt: skip
     gateway.saved = saved
     gateway.outputs = []  # what Gemini CLI printed, each run's
-    return gateway
+    gateway.front = FrontProxy(gateway.proxy.port, dict.fromkeys(GOOGLE_HOSTS, google.fake.port))
+    yield gateway
+    gateway.front.close()
 
 
 @pytest.fixture
@@ -212,6 +213,7 @@ def g(gw, google):
     gw.fakes["code_assist"].handler = CodeAssist()
     google.asked.clear()
     gw.done = len(gw.audit())
+    gw.front.connects.clear()
     return gw
 
 
@@ -248,8 +250,8 @@ def signed_in_home(home: Path) -> Path:
 
 
 def gemini_p(gemini: Path, gw, trusted: Path, home: Path, **env: str) -> subprocess.CompletedProcess:
-    """`gemini -p PROMPT` in a shell that evaluated `./run.sh env` for the proxy, in a home of its own.
-    It trusts the fake Google's CA besides Tollgate's (`trusted`)."""
+    """`gemini -p PROMPT` in a shell that evaluated `./run.sh env` for the proxy in front of Tollgate,
+    in a home of its own. It trusts the fake Google's CA besides Tollgate's (`trusted`)."""
     environment = {k: v for k, v in os.environ.items() if not any(c in k.upper() for c in CLEARED)}
     environment.update(
         HOME=str(home),
@@ -259,7 +261,7 @@ def gemini_p(gemini: Path, gw, trusted: Path, home: Path, **env: str) -> subproc
         TMPDIR=str(home),  # where it writes its reports of failed calls
         **env,
     )
-    port = gw.proxy.port
+    port = gw.front.port
     shell = (
         f'eval "$("{ROOT}/run.sh" env -p {port})" && export NODE_EXTRA_CA_CERTS="{trusted}"'
         f' && exec "{gemini}" -p "{PROMPT}" --output-format text'
@@ -333,9 +335,10 @@ def test_gemini_cli_signed_in_with_google_is_governed_as_a_plan(gemini, g, googl
         assert (record["model"], record["total_tokens"], record["tenant"]) == (None, None, None), record
     assert service[0]["plan"] is None  # loadCodeAssist's own answer names the tier the next calls carry
     assert {r["plan"] for r in records[1:]} == {TIER}
-    # Gemini CLI checked its token with Google itself, through Tollgate's tunnel; Tollgate asked
-    # about the token once, for all its calls.
+    # Gemini CLI checked its token with Google itself; Tollgate asked about the token once, for all
+    # its calls.
     assert ("oauth2.googleapis.com", TOKEN) in google.asked
+    assert "oauth2.googleapis.com:443" in g.front.connects and "cloudcode-pa.googleapis.com:443" in g.front.connects
     assert [token for who, token in google.asked if who == "form"] == [TOKEN]
 
 
