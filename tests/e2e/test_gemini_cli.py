@@ -27,6 +27,7 @@ from tests.support.proxy import ROOT
 
 from tollgate.fingerprint import fingerprint
 from tollgate.proxy.certs import CA_CERT
+from tollgate.proxy.stages.identify import PLANS_REFUSED_MESSAGE, PLANS_REFUSED_REASON
 
 GEMINI_CLI = ROOT / ".node-clients" / "gemini-cli"
 TOKEN = "ya29.a0AfB_GEMINI-CLI-5ecret-access-token-q7"
@@ -308,7 +309,7 @@ def test_gemini_cli_signed_in_with_google_is_governed_as_a_plan(gemini, g, googl
     assert '"functionResponse"' in streams[1].body.decode() and '"functionResponse"' not in streams[0].body.decode()
     records = records_of(g, len(received))
     assert len(records) == len(received)  # each call that went upstream, none refused
-    assert [r["endpoint"] for r in records] == methods  # the CLI calls one at a time
+    assert sorted(r["endpoint"] for r in records) == sorted(methods)  # some of its service calls overlap
     for record in records:
         assert (record["client"], record["auth"], record["account"]) == ("alice", "subscription", EMAIL), record
         assert (record["decision"], record["status"]) == ("allow", 200), record
@@ -333,7 +334,8 @@ def test_gemini_cli_signed_in_with_google_is_governed_as_a_plan(gemini, g, googl
     assert {r["endpoint"] for r in service} >= {"loadCodeAssist", "retrieveUserQuota"}
     for record in service:
         assert (record["model"], record["total_tokens"], record["tenant"]) == (None, None, None), record
-    assert service[0]["plan"] is None  # loadCodeAssist's own answer names the tier the next calls carry
+    # The CLI waits for loadCodeAssist before its other calls: its own answer names the tier they carry.
+    assert (records[0]["endpoint"], records[0]["plan"]) == ("loadCodeAssist", None)
     assert {r["plan"] for r in records[1:]} == {TIER}
     # Gemini CLI checked its token with Google itself; Tollgate asked about the token once, for all
     # its calls.
@@ -360,6 +362,27 @@ def test_a_project_outside_the_companys_is_refused_and_the_cli_says_so(gemini, g
             403, "subscription", OTHER_PROJECT, EMAIL
         ), record  # fmt: skip
         assert record["deny_reasons"] == [reason]
+
+
+def test_where_plans_are_refused_the_cli_says_so_whoever_calls(gemini, g, google, trusted, tmp_path, upstream_ca_pem):
+    # No plan is allowed, and anonymous callers are not: no login could make the call pass, so the
+    # refusal says the plan is refused (403), not who must call (401).
+    g.reconfigure(lambda urls: config(urls, google, str(upstream_ca_pem)) | {"subscriptions": {"allow": False}})
+    try:
+        done = gemini_p(gemini, g, trusted, signed_in_home(tmp_path / "home"))
+    finally:
+        g.reconfigure(lambda urls: config(urls, google, str(upstream_ca_pem)))
+    assert done.returncode != 0
+    assert PLANS_REFUSED_MESSAGE in done.stderr, done.stderr[-3000:]
+    assert g.fakes["code_assist"].received == []
+    assert [who for who, _ in google.asked if who == "form"] == []  # no account is looked up for a refused plan
+    records = records_of(g, 1)
+    assert {r["endpoint"] for r in records} == {"loadCodeAssist"}  # asked again by the CLI, refused each time
+    for record in records:
+        assert (record["client"], record["auth"], record["decision"], record["status"]) == (
+            None, "subscription", "deny", 403
+        ), record  # fmt: skip
+        assert record["deny_reasons"] == [PLANS_REFUSED_REASON]
 
 
 def test_no_token_reaches_any_output(gw):
