@@ -17,13 +17,14 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from urllib.parse import parse_qsl
 
 import pytest
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
 from tests.support.front_proxy import FrontProxy
-from tests.support.proxy import ROOT
+from tests.support.proxy import ROOT, free_port
 
 from tollgate.fingerprint import fingerprint
 from tollgate.proxy.certs import CA_CERT
@@ -39,6 +40,7 @@ TIER = "standard-tier"
 OTHER_PROJECT = "someone-elses-project-99"
 ANSWER = "Hello from the fake Code Assist"
 PROMPT = "Say hello PROMPT-TEXT-that-must-not-leak-g7"
+METRICS = f"127.0.0.1:{free_port()}"
 GOOGLE_HOSTS = ("oauth2.googleapis.com", "www.googleapis.com")
 # What a user's shell may carry that would route or sign in Gemini CLI otherwise.
 CLEARED = ("_PROXY", "GEMINI_", "GOOGLE_", "NODE_OPTIONS", "NODE_EXTRA_CA_CERTS", "CLOUDSDK_")
@@ -182,6 +184,7 @@ def config(urls: dict[str, str], google: Google, ca_file: str) -> dict:
     return {
         "providers": {"code_assist": {"upstream": urls["code_assist"]}},
         "clients": [{"name": "alice", "keys": ["tg-alice-VIRTUAL-0001"], "groups": ["dev"], "accounts": [EMAIL]}],
+        "metrics": {"listen": METRICS},
         "subscriptions": {
             "code_assist": {
                 "projects": [PROJECT],
@@ -388,6 +391,8 @@ def test_where_plans_are_refused_the_cli_says_so_whoever_calls(gemini, g, google
 def test_no_token_reaches_any_output(gw):
     """Last: it stops the gateway (flushing the saved flows)."""
     assert gw.outputs, "Gemini CLI did not run"
+    with urllib.request.urlopen(f"http://{METRICS}/metrics", timeout=10) as r:
+        metrics = r.read().decode()
     console = gw.proxy.console()
     gw.proxy.stop()
     outputs = {
@@ -395,7 +400,9 @@ def test_no_token_reaches_any_output(gw):
         "audit": gw.audit_path.read_text(),
         "saved flows": gw.saved.read_bytes().decode("latin-1"),
         "gemini cli": "\n".join(gw.outputs),
+        "metrics": metrics,
     }
+    assert 'provider="code_assist"' in metrics
     assert '"auth": "subscription"' in outputs["audit"] or '"auth":"subscription"' in outputs["audit"]
     assert "v1internal:streamGenerateContent" in outputs["saved flows"]
     for name, text in outputs.items():
