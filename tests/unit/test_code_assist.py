@@ -16,7 +16,7 @@ from tollgate.formats.code_assist.envelope import EnvelopeStreamReader, text_run
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.gemini_generate.stream import GenerateStreamReader
 from tollgate.formats.usage import Usage
-from tollgate.governance.google_accounts import GoogleAccounts, current_tier, parse_tokeninfo, token_key
+from tollgate.governance.google_accounts import FAILED_FOR_S, GoogleAccounts, current_tier, parse_tokeninfo, token_key
 from tollgate.governance.subscriptions import Subscription, tenant_pins
 from tollgate.providers import PROVIDERS, Hosts
 
@@ -191,14 +191,48 @@ def test_an_account_is_asked_for_once_per_token_and_kept_until_it_expires() -> N
     assert asyncio.run(run()) == ["a@corp.example"] * 3
     assert asked == ["ya29.x"]  # three calls waiting on one token: asked once
     assert accounts.email("ya29.x", "https://t.example", None) == "a@corp.example"  # at once, no wait
-    now[0] += 61
+    assert accounts.asked == 1
 
-    async def again() -> object:
-        pending = accounts.email("ya29.x", "https://t.example", None)
-        assert not isinstance(pending, str | None)  # expired: asked again
-        return await pending
 
-    assert asyncio.run(again()) == "a@corp.example" and asked == ["ya29.x", "ya29.x"]
+def test_after_its_first_a_tokens_ask_is_off_the_calls_path() -> None:
+    # The first call of a token waits for its account (up to the endpoint's timeout); once it has
+    # been asked about, a call never waits again: what is kept is answered at once, and asked
+    # again in the background where it has expired or the ask failed.
+    now = [100.0]
+    accounts = GoogleAccounts(clock=lambda: now[0])
+    answers: list[bytes | None] = [None, b'{"email": "a@corp.example", "expires_in": 60}', None]
+
+    def fetch(token: str) -> bytes:
+        answer = answers.pop(0)
+        if answer is None:
+            raise OSError("unreachable")
+        return answer
+
+    accounts._fetchers[("https://t.example", None)] = fetch
+
+    async def asked_in_the_background() -> None:
+        await asyncio.gather(*accounts._asking.values())
+
+    async def calls() -> list[object]:
+        first = accounts.email("ya29.x", "https://t.example", None)
+        assert not isinstance(first, str | None)  # never asked: the call waits
+        seen: list[object] = [await first]
+        now[0] += FAILED_FOR_S + 1
+        seen.append(accounts.email("ya29.x", "https://t.example", None))  # failed before: not waited for
+        await asked_in_the_background()  # which answers
+        seen.append(accounts.email("ya29.x", "https://t.example", None))
+        now[0] += 61
+        seen.append(accounts.email("ya29.x", "https://t.example", None))  # expired: kept while asked again
+        await asked_in_the_background()  # which fails: a token's account does not change
+        seen.append(accounts.email("ya29.x", "https://t.example", None))
+        return seen
+
+    assert asyncio.run(calls()) == [None, None, "a@corp.example", "a@corp.example", "a@corp.example"]
+    assert accounts.asked == 3 and answers == []
+
+
+def test_a_token_is_kept_by_its_hash_with_its_tier() -> None:
+    accounts = GoogleAccounts()
     accounts.told(token_key("ya29.x"), b'{"currentTier": {"id": "free-tier"}}')
     assert accounts.tier(token_key("ya29.x")) == "free-tier"
     assert "ya29.x" not in repr(accounts.__dict__)  # kept by hash, never the token

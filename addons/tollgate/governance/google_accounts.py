@@ -2,8 +2,9 @@
 account's e-mail, asked of Google's token information endpoint once per token and kept (by the
 token's SHA-256, never the token) until the token expires; and the tier the last `loadCodeAssist`
 answer named for it (the plan). The endpoint is asked in a thread, never on the event loop, once
-for all the calls that wait on one token; a failure names no e-mail, and is asked again a minute
-later. Plain Python, no mitmproxy."""
+for all the calls that wait on one token. Only a token's first calls wait for it: after that, what
+is kept is answered at once, and asked again in the background once its time is past (a failure,
+which names no e-mail, a minute later). Plain Python, no mitmproxy."""
 
 from __future__ import annotations
 
@@ -79,19 +80,15 @@ class GoogleAccounts:
         self._fetchers: dict[tuple[str, str | None], Callable[[str], bytes]] = {}
         self.asked = 0  # how many times the endpoint was asked (for the metrics and tests)
 
-    def known_email(self, key: str) -> Account | None:
-        """The account kept for a token's key, while it is kept."""
-        account = self._accounts.get(key)
-        if account is not None and account.until <= self._clock():
-            del self._accounts[key]
-            return None
-        return account
-
     def email(self, token: str, url: str, ca_file: str | None) -> str | Awaitable[str | None] | None:
-        """The token's e-mail: at once where it is kept, else once the endpoint has answered."""
+        """The token's e-mail: at once where the token was asked about before, else once the
+        endpoint has answered. What is kept past its time (a failed ask's, or an expired token's)
+        is answered still, while the endpoint is asked again in the background."""
         key = token_key(token)
-        account = self.known_email(key)
+        account = self._accounts.get(key)
         if account is not None:
+            if account.until <= self._clock() and key not in self._asking:
+                self._asking[key] = asyncio.ensure_future(self._ask(key, token, url, ca_file))
             return account.email
         asking = self._asking.get(key)
         if asking is None:
@@ -111,6 +108,9 @@ class GoogleAccounts:
             email, left = None, FAILED_FOR_S
         finally:
             self._asking.pop(key, None)
+        known = self._accounts.get(key)
+        if email is None and known is not None:
+            email = known.email  # a token's account does not change: an ask that failed unsays nothing
         self._keep(self._accounts, key, Account(email, self._clock() + left))
         return email
 

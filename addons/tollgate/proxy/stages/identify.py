@@ -332,22 +332,30 @@ async def _apply_later(flow: http.HTTPFlow, call: Call, outcome: Awaitable[Ident
 def _apply_plan(flow: http.HTTPFlow, call: Call, outcome: Identified | Rejected, foreign: str | None) -> None:
     """A plan call's caller, as `_apply` sets any caller's, its auth `subscription` whoever named it;
     refused when `subscriptions.allow` is false, when the request names two accounts (`foreign`:
-    why), or a tenant outside the company's."""
+    why), or a tenant outside the company's: then whoever calls, the caller unnamed where none is
+    (a 401 would ask for a login that could not let it through)."""
+    refusal = _plan_refusal(call, foreign)
     if isinstance(outcome, Identified):
         outcome = replace(outcome, auth="subscription")
+    elif refusal is not None:
+        outcome = Identified(None, (), "subscription")
     _apply(flow, call, outcome)
-    if flow.response is not None:
-        return
+    if flow.response is None and refusal is not None:
+        reason, message = refusal
+        call.verdict.deny_reasons = (reason,)
+        refuse(flow, call, TENANT_DENIED, message)
+
+
+def _plan_refusal(call: Call, foreign: str | None) -> tuple[str, str] | None:
+    """Why a plan call is refused whoever makes it, and what its caller is told; None if it is not."""
     subscriptions = call.loaded.config.subscriptions
     if not subscriptions.allow:
-        call.verdict.deny_reasons = (PLANS_REFUSED_REASON,)
-        refuse(flow, call, TENANT_DENIED, PLANS_REFUSED_MESSAGE)
-        return
+        return PLANS_REFUSED_REASON, PLANS_REFUSED_MESSAGE
     assert call.caller.subscription is not None
     outside = foreign or subscriptions.outside(call.caller.subscription)
     if outside is not None:
-        call.verdict.deny_reasons = (outside,)
-        refuse(flow, call, TENANT_DENIED, f"Tollgate: {outside}; sign in to the company's account.")
+        return outside, f"Tollgate: {outside}; sign in to the company's account."
+    return None
 
 
 def _google_account(call: Call, email: str | None, tier: str | None) -> None:
