@@ -1138,9 +1138,6 @@ class Bench:
         data["audit"] = {"path": str(self.workdir / "audit-plan.jsonl")}
         assert self.fake is not None
         data["providers"]["copilot"] = {"upstream": self.fake.url, "timeout": 60}
-        # genai-prices' Copilot table lists gpt-4o unpriced: the budget's USD cap needs a price.
-        data["prices"] = [{"match": {"provider": "copilot", "model": REQUESTED_MODEL}, "input_per_mtok": 2.5,
-                           "output_per_mtok": 10}]  # fmt: skip
         password = secrets.token_urlsafe(18)
         htpasswd = self.workdir / "plan.htpasswd"
         htpasswd.write_text(f"alice:{{SHA}}{base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()}\n")

@@ -185,6 +185,9 @@ def test_a_streamed_chat_call_goes_upstream_as_it_came_pinned_and_audited(g):
     )  # fmt: skip
     assert (record["decision"], record["status"], record["upstream_key"]) == ("allow", 200, fingerprint(TOKEN))
     assert (record["input_tokens"], record["output_tokens"], record["cached_tokens"]) == (19, 5, 3)
+    # gpt-4o, which Copilot's price table leaves unpriced, at OpenAI's list price ($ per Mtok):
+    # 16 x 2.50 + 3 cached x 1.25 + 5 x 10
+    assert record["cost_usd"] == 0.00009375
 
 
 def test_the_openai_sdk_pointed_at_copilot_is_governed(g):

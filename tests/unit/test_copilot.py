@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from tollgate.config import ConfigError, parse_config
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.refusals import TENANT_DENIED
+from tollgate.governance.pricing import table_rate
 from tollgate.governance.subscriptions import Subscription, tenant_pins
 from tollgate.providers import PROVIDERS, Hosts, provider_for
 from tollgate.providers.base import NO_ACCOUNT, PlanAccount
@@ -155,3 +156,20 @@ def test_govern_false_leaves_copilots_hosts_tunnelled() -> None:
     assert subscriptions.ungoverned() == frozenset({"copilot"})
     assert hosts.provider_for("api.business.githubcopilot.com") is None
     assert not any("githubcopilot" in pattern for pattern in hosts.allow_hosts())
+
+
+@pytest.mark.parametrize(
+    ("model", "source"),
+    [
+        ("claude-sonnet-4", "genai-prices github-copilot/claude-sonnet-4"),  # Copilot's own price
+        ("gpt-4o", "genai-prices openai/gpt-4o"),  # one Copilot's table lists unpriced: OpenAI's
+        ("gemini-2.5-pro", "genai-prices google/gemini-2.5-pro"),
+    ],
+)
+def test_a_model_is_priced_by_copilots_table_else_by_its_vendors(model: str, source: str) -> None:
+    rate = table_rate("copilot", model, 1.8e9)
+    assert rate is not None and rate.source == source
+
+
+def test_a_model_no_table_prices_has_no_price() -> None:
+    assert table_rate("copilot", "copilot-internal-model-x", 1.8e9) is None

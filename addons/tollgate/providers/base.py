@@ -196,6 +196,9 @@ class Provider[RuntimeT]:
     stream_media_type: ClassVar[str] = "text/event-stream"
     # The id of its table in genai-prices' bundled prices; None where the table has none.
     price_table: ClassVar[str | None] = None
+    # The tables looked in, in order, for a model its own does not price (a vendor that serves
+    # other vendors' models: theirs).
+    price_fallbacks: ClassVar[tuple[str, ...]] = ()
     # Whether it reads model names without regard to letter case (Azure's deployment names): Tollgate
     # then names them in lower case (`model_names`) and matches rules on them so.
     models_ignore_case: ClassVar[bool] = False

@@ -72,7 +72,9 @@ class Copilot(Provider[None]):
     key_positions = positions = ("authorization",)
     key_header = "authorization"
     credential_settings = "none: its calls go with their user's own Copilot token"
-    price_table = "github-copilot"  # `cost_usd`: what the same tokens cost at Copilot's list price
+    # `cost_usd`: what the same tokens cost at Copilot's list price, else at the model's vendor's.
+    price_table = "github-copilot"
+    price_fallbacks = ("openai", "anthropic", "google")
     error_format = OPENAI_API
     # Every credential on Copilot's hosts is a user's (a Copilot token `tid=…`, a GitHub OAuth or
     # personal access token): Copilot takes no API key. Every call presenting one is a plan's.
