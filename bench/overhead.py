@@ -50,6 +50,12 @@ the last body byte (perf_counter_ns). Modes:
   tollgate-otlp  the same Tollgate configuration in another mitmdump, plus metrics.otlp: a span per
                call exported over OTLP/HTTP to a collector stand-in (threads of this process that
                take and count the POSTs; see OtlpCollector);
+  tollgate-plan  the same Tollgate configuration in another mitmdump, plus providers.copilot.upstream =
+               the fake and a proxy login (proxyauth, an htpasswd of one user, alice of group research):
+               the same chat call as a Copilot client makes it, CONNECT api.business.githubcopilot.com,
+               POST /chat/completions with a Copilot plan's token (`tid=…;…:mac`), the login on the
+               CONNECT. A subscription call: the token goes upstream unchanged, no override applies
+               (the fake must see gpt-4o and not the real key), the policy, limits and audit do;
   tollgate-retry  the same Tollgate configuration in another mitmdump, plus providers.openai.retry
                (attempts 3 on 429, 529, 5xx, connect and timeout): the fake never fails, so this is
                what a call that needs no retry costs with retries configured; its p50 and CPU per
@@ -100,6 +106,8 @@ skips that peer with the reason printed, and the other modes still run.
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import itertools
 import json
 import os
@@ -174,6 +182,9 @@ def request_body(max_tokens: int = 64) -> bytes:
 REQUEST_BODY = request_body()
 
 GEMINI_HOST = "generativelanguage.googleapis.com"
+# The mode "tollgate-plan": the same chat call made with a Copilot plan's token on Copilot's host.
+COPILOT_HOST = "api.business.githubcopilot.com"
+COPILOT_PATH = "/chat/completions"
 GEMINI_PATH = f"/v1beta/models/{REQUESTED_MODEL}:generateContent"
 
 
@@ -202,6 +213,7 @@ LABELS = {
     "tollgate-distinct": "Tollgate, distinct requests",
     "tollgate-jwt": "Tollgate, JWT caller",
     "tollgate-translated": "Tollgate, Gemini call to OpenAI",
+    "tollgate-plan": "Tollgate, Copilot plan call",
     "tollgate-redis": "Tollgate, ledger on Redis",
     "tollgate-otlp": "Tollgate, OTLP traces",
     "tollgate-retry": "Tollgate, retry configured",
@@ -326,7 +338,7 @@ class ChatFake(FakeUpstream):
         path = path.split("?", maxsplit=1)[0]  # httpx (gemini-calo) sends an empty query: /v1/chat/completions?
         with self._seen_lock:
             self.seen[(path, model, real_key)] += 1
-        if method != "POST" or path not in (PATH, "/v1beta/openai/chat/completions"):
+        if method != "POST" or path not in (PATH, "/v1beta/openai/chat/completions", COPILOT_PATH):
             payload = json.dumps(
                 {
                     "error": {
@@ -365,13 +377,18 @@ class Target:
     server_hostname: str | None = None
     distinct: int = 1  # how many different requests it cycles through (max_tokens 64, 65, ...)
     gemini: bool = False  # a Gemini client (generateContent on generativelanguage.googleapis.com)
+    copilot: bool = False  # a Copilot client (its plan's token, /chat/completions on Copilot's business host)
+    proxy_login: str | None = None  # "user:password" sent with the CONNECT (Proxy-Authorization)
     requests: list[bytes] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.connect_host = GEMINI_HOST if self.gemini else API_HOST
+        self.connect_host = GEMINI_HOST if self.gemini else COPILOT_HOST if self.copilot else API_HOST
         self.answer_marker = b'"candidates"' if self.gemini else b'"choices"'
+        self.upstream_path = COPILOT_PATH if self.copilot else PATH  # what the fake must be asked on
         host = self.connect_host if self.kind == "connect" else f"127.0.0.1:{self.port}"
-        path, auth = (GEMINI_PATH, "x-goog-api-key: ") if self.gemini else (PATH, "Authorization: Bearer ")
+        path, auth = (
+            (GEMINI_PATH, "x-goog-api-key: ") if self.gemini else (self.upstream_path, "Authorization: Bearer ")
+        )
         for i in range(self.distinct):
             body = gemini_request_body(64 + i) if self.gemini else request_body(64 + i)
             self.requests.append(
@@ -414,7 +431,10 @@ class Conn:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if t.kind == "connect":
                 host = t.connect_host
-                sock.sendall(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
+                login = ""
+                if t.proxy_login is not None:
+                    login = f"Proxy-Authorization: Basic {base64.b64encode(t.proxy_login.encode()).decode()}\r\n"
+                sock.sendall(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n{login}\r\n".encode())
                 reply = b""
                 while b"\r\n\r\n" not in reply:
                     data = sock.recv(4096)
@@ -1007,9 +1027,16 @@ class Bench:
             process=self.modes["tollgate"].process,
         )
         self.commands.append("tollgate.yaml: " + json.dumps(self.tollgate_config(redact=True)))
-        self.start_redis_tollgate(common, proxy_ctx)
-        self.start_otlp_tollgate(common, proxy_ctx)
-        self.start_retry_tollgate(common, proxy_ctx)
+        for mode, start in (
+            ("tollgate-redis", self.start_redis_tollgate),
+            ("tollgate-otlp", self.start_otlp_tollgate),
+            ("tollgate-retry", self.start_retry_tollgate),
+            ("tollgate-plan", self.start_plan_tollgate),
+        ):
+            if mode in args.without:
+                self.skipped[mode] = "left out (--without)"
+            else:
+                start(common, proxy_ctx)
         if self.args.baseline is not None:
             self.start_baseline_tollgate(common, proxy_ctx)
 
@@ -1101,6 +1128,34 @@ class Bench:
         data["audit"] = {"path": str(self.workdir / "audit-retry.jsonl")}
         data["providers"]["openai"]["retry"] = {"attempts": 3, "when": [429, 529, "5xx", "connect", "timeout"]}
         self.start_another_tollgate("tollgate-retry", data, "providers.openai.retry", common, proxy_ctx)
+
+    def start_plan_tollgate(self, common: list[str], proxy_ctx: ssl.SSLContext) -> None:
+        """Another Tollgate, the same configuration plus Copilot's upstream and a proxy login (a
+        plan's token names no caller: the login does, alice of group research, whom the policy lets
+        call gpt-4o), called with a Copilot plan's token: its subscription call, the same chat call,
+        goes with the token unchanged and no override (plans are not rewritten)."""
+        data = self.tollgate_config(ledger_store=f"sqlite:///{self.workdir / 'ledger-plan.sqlite'}")
+        data["audit"] = {"path": str(self.workdir / "audit-plan.jsonl")}
+        assert self.fake is not None
+        data["providers"]["copilot"] = {"upstream": self.fake.url, "timeout": 60}
+        password = secrets.token_urlsafe(18)
+        htpasswd = self.workdir / "plan.htpasswd"
+        htpasswd.write_text(f"alice:{{SHA}}{base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()}\n")
+        config = self.workdir / "tollgate-plan.yaml"
+        config.write_text(yaml.safe_dump(data, sort_keys=False))
+        args = ["-s", str(ROOT / "addons" / "gateway.py"), "--set", f"tollgate_config={config}",
+                "--set", f"proxyauth=@{htpasswd}", *common]  # fmt: skip
+        proxy = Proxy("tollgate-plan", args, self.workdir)
+        self.processes.append(proxy)
+        proxy.wait_ready()
+        self.commands.append(f"tollgate-plan: {proxy.command_line()} (providers.copilot, proxyauth)")
+        token = f"tid={secrets.token_hex(16)};exp=4102444800;sku=copilot_for_business_seat;proxy-ep=proxy.business.githubcopilot.com;st=dotcom;chat=1:{secrets.token_hex(32)}"
+        self.modes["tollgate-plan"] = ModeState(
+            Target("tollgate-plan", "connect", proxy.port, token, REQUESTED_MODEL, expect_real_key=False,
+                   context=proxy_ctx, server_hostname=COPILOT_HOST, copilot=True, proxy_login=f"alice:{password}"),
+            version=self.modes["tollgate"].version,
+            process=proxy,
+        )  # fmt: skip
 
     def start_baseline_tollgate(self, common: list[str], proxy_ctx: ssl.SSLContext) -> None:
         """Another checkout's Tollgate (`--baseline`), with the same configuration: what a change
@@ -1258,7 +1313,7 @@ class Bench:
                 conn.close()
             seen = self.fake.snapshot() - before
             state.upstream_seen = seen
-            wanted = (PATH, state.target.expect_model, state.target.expect_real_key)
+            wanted = (state.target.upstream_path, state.target.expect_model, state.target.expect_real_key)
             if not problem and seen.get(wanted, 0) != self.args.warmup:
                 models = {
                     model
@@ -1279,7 +1334,7 @@ class Bench:
                 else:
                     problem = (
                         f"the fake upstream saw {dict(seen)} (path, model, real key) for "
-                        f"{self.args.warmup} calls; expected model {wanted[1]} with the real key on {PATH}"
+                        f"{self.args.warmup} calls; expected model {wanted[1]} with the real key on {wanted[0]}"
                     )
             if problem:
                 if name in PEERS:
@@ -1721,6 +1776,7 @@ def report(bench: Bench, elapsed: float) -> bool:
         ("tollgate-redis", "ledger on Redis", None),
         ("tollgate-otlp", "OTLP traces", None),
         ("tollgate-retry", "retry configured", None),
+        ("tollgate-plan", "a Copilot plan's call (its token, a proxy login)", None),
         ("tollgate-baseline", "the --baseline checkout", None),
     ):
         if mode not in stats:
@@ -1896,6 +1952,13 @@ def main() -> int:
         "--baseline",
         type=Path,
         help="another checkout (e.g. a git worktree of main) whose Tollgate is measured beside this one's",
+    )
+    parser.add_argument(
+        "--without",
+        type=lambda text: frozenset(text.split(",")),
+        default=frozenset(),
+        help="Tollgate's extra modes left out, comma-separated (tollgate-redis, tollgate-otlp, tollgate-retry,"
+        " tollgate-plan): fewer processes on a busy machine",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs, audit)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")

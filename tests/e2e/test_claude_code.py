@@ -1,6 +1,9 @@
 """Claude Code and the other calls it makes to api.anthropic.com: its settings, limits, feature flags
 and event logging (`/api/…`) are identified, their credential swapped, decided and audited as their
-own endpoints, and counted against no limit; an `/api/…` path Tollgate does not know is refused."""
+own endpoints, and counted against no limit; an `/api/…` path Tollgate does not know is refused to a
+key, and goes with a Claude plan's own token. Then the real `claude` CLI through `./run.sh env`: with
+a virtual key, with a plan's token in its environment, and signed in with a plan by the credentials
+file its `/login` writes."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from tests.support.fake_upstream import FakeUpstream, Received, Reply
 from tests.support.proxy import ROOT
 from tests.support.run_sh import run_sh_listening
 
+from tollgate.fingerprint import fingerprint
 from tollgate.records.auditlog import PROCESS_EVENTS
 
 CLAUDE_CODE = ROOT / ".node-clients" / "claude-code"
@@ -128,15 +132,10 @@ def test_an_unknown_service_path_is_refused_and_audited_as_denied(gw):
             [
                 400,
                 "bad_request",
-                "Tollgate cannot read this request exactly and did not forward it: GET /api/oauth/profile is not"
-                " a path of Anthropic's service Tollgate knows.",
-            ],
-            [
-                400,
-                "bad_request",
-                "Tollgate cannot read this request exactly and did not forward it: PUT /api/claude_code/settings"
-                " is not a path of Anthropic's service Tollgate knows.",
-            ],
+                f"Tollgate cannot read this request exactly and did not forward it: {endpoint} is not a path of"
+                " Anthropic's service Tollgate knows: only a Claude plan's own token goes there, never a key.",
+            ]
+            for endpoint in ("api.oauth.profile", "api.claude_code.settings")
         ]
     }
     assert len(gw.fakes["anthropic"].received) == before  # nothing reached Anthropic
@@ -181,7 +180,7 @@ def run_sh_proxy(directory: Path, fake: FakeUpstream, upstream_ca_pem: Path, set
 
 def claude_p(claude: Path, port: int, home: Path, **env: str) -> subprocess.CompletedProcess:
     """`claude -p hi` in a shell that evaluated `./run.sh env`, with a home of its own."""
-    home.mkdir()
+    home.mkdir(exist_ok=True)
     environment = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES}
     environment.update(HOME=str(home), **env)
     return subprocess.run(
@@ -263,3 +262,62 @@ def test_claude_code_signed_in_by_subscription_goes_with_its_own_token_as_a_subs
     [messages] = [r for r in records if r["endpoint"] == "messages"]
     assert (messages["client"], messages["auth"], messages["total_tokens"]) == (None, "subscription", 89)
     assert all(r["decision"] == "allow" and r["status"] == 200 for r in records), records
+
+
+ORGS = ["c8b3a9f0-1111-4222-8333-944455556666", "org-second"]
+
+
+def sign_in_with_a_plan(home: Path, token: str) -> None:
+    """What Claude Code's `/login` with a Claude plan leaves on Linux: `~/.claude/.credentials.json`
+    holding an OAuth access token (`sk-ant-oat01-…`), its refresh token and when it expires (ms)."""
+    (home / ".claude").mkdir(parents=True)
+    credentials = home / ".claude" / ".credentials.json"
+    credentials.write_text(json.dumps({"claudeAiOauth": {
+        "accessToken": token,
+        "refreshToken": "sk-ant-ort01-PLAN-5ecret-refresh-token",
+        "expiresAt": 4102444800000,  # 2100: never refreshed in a test
+        "scopes": ["user:inference", "user:profile", "user:sessions:claude_code"],
+        "subscriptionType": "max",
+    }}))  # fmt: skip
+    credentials.chmod(0o600)
+
+
+def test_claude_code_signed_in_with_a_plan_by_its_credentials_file(claude, fake, upstream_ca_pem, tmp_path):
+    token = "sk-ant-oat01-PLAN-5ecret-credentials-token"
+    home = tmp_path / "home"
+    sign_in_with_a_plan(home, token)
+    # A pool key, which never takes a plan's token's place; the company's organizations pinned.
+    settings = {"anthropic": {"keys": [REAL_KEY]}, "subscriptions": {"anthropic": {"organizations": ORGS}}}
+    with run_sh_proxy(tmp_path, fake, upstream_ca_pem, settings) as port:
+        done = claude_p(claude, port, home)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "Hello"
+        received = list(fake.received)
+        records = audit_records(tmp_path / "audit.jsonl", len(received))
+    assert len(records) == len(received), ([r.path for r in received], [r["endpoint"] for r in records])
+    [model_call] = [r for r in received if r.path.startswith("/v1/messages")]
+    # Every request went with the plan's own token, none with the pool's key, and each carries the
+    # company's organizations.
+    for request in received:
+        if request.path.startswith(("/v1/", "/api/")):
+            assert request.headers.get("authorization") == f"Bearer {token}", request.path
+            assert "x-api-key" not in request.headers, request.path
+        assert request.headers["anthropic-allowed-org-ids"] == ",".join(ORGS), request.path
+    assert "oauth-2025-04-20" in model_call.headers["anthropic-beta"]
+    [messages] = [r for r in records if r["endpoint"] == "messages"]
+    assert (messages["client"], messages["auth"], messages["decision"], messages["status"]) == (
+        None, "subscription", "allow", 200
+    )  # fmt: skip
+    assert (messages["input_tokens"], messages["cached_tokens"], messages["output_tokens"]) == (80, 50, 9)
+    assert messages["upstream_key"] == fingerprint(token)
+    service = [r for r in records if r["endpoint"] != "messages"]
+    # Its account's profile, a path of Anthropic's service no key of Tollgate's would be let reach.
+    assert "api.oauth.profile" in {r["endpoint"] for r in service}, [r.path for r in received]
+    for record in service:
+        assert (record["decision"], record["status"], record["model"], record["total_tokens"]) == (
+            "allow", 200, None, None
+        ), [(r["endpoint"], r["decision"], r["deny_reasons"]) for r in records]  # fmt: skip
+    assert {r["auth"] for r in service if r["endpoint"] is not None} == {"subscription"}
+    audit = (tmp_path / "audit.jsonl").read_text()
+    for output in (audit, done.stdout, done.stderr):
+        assert "5ecret" not in output

@@ -52,7 +52,7 @@ def test_no_path_means_built_in_defaults() -> None:
 def test_defaults() -> None:
     config = Config()
     assert PROVIDER_NAMES == (
-        "openai", "gemini", "anthropic", "bedrock", "vertex", "azure", "chatgpt", "code_assist",
+        "openai", "gemini", "anthropic", "bedrock", "vertex", "azure", "chatgpt", "code_assist", "copilot",
         "mistral", "groq", "deepseek", "xai", "openrouter", "together", "fireworks", "cerebras", "perplexity",
     )  # fmt: skip
     for name in PROVIDER_NAMES:

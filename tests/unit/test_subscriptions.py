@@ -100,7 +100,8 @@ def test_an_anthropic_plans_token_is_known_by_its_prefix(headers: dict[str, str]
 
 def test_the_providers_that_take_plan_tokens() -> None:
     takes = {name: p.plan_token_prefix for name, p in PROVIDERS.items() if p.plan_token_prefix is not None}
-    assert takes == {"anthropic": "sk-ant-oat", "chatgpt": "eyJ", "code_assist": "ya29."}
+    # Copilot takes no API key: every credential on its hosts is a user's.
+    assert takes == {"anthropic": "sk-ant-oat", "chatgpt": "eyJ", "code_assist": "ya29.", "copilot": ""}
 
 
 def test_tenant_denied_is_a_403_permission_refusal_in_anthropics_shape() -> None:

@@ -116,6 +116,10 @@ class Classification:
     # credential swapped, decided and audited like any call, but it names no model, reports no
     # tokens and is counted against no limit.
     service: bool = False
+    # A path of the provider's own service Tollgate does not know (Claude Code's other `/api/…`
+    # calls, made with a Claude plan's token): a service call that only the user's own plan token
+    # may make, never one going with a key of Tollgate's (`Provider.read_headers` refuses that).
+    plan_only: bool = False
     # An upgrade to a WebSocket whose messages are the calls (the Responses API's WebSocket mode):
     # the connection is identified and given its credential, each message is decided and audited.
     session: bool = False

@@ -209,18 +209,21 @@ def table_rate(
     `global.`…) and ARN model ids are the table's own concern: it knows that a `global.` profile
     costs less than a regional one."""
     priced = registry.get(provider)
-    table = _TABLES.get(priced.price_table or "") if priced is not None else None
-    if priced is None or table is None:
+    if priced is None:
         return None
     model = priced.priced_model(model)
-    info = table.find_model(model, all_providers=_TABLE_PROVIDERS)
-    if info is None:
-        return None
-    # genai-prices' table starts a price at a UTC date; naive datetimes are UTC to it.
-    prices = info.get_prices(datetime.fromtimestamp(when, UTC), dict(context))
-    if not isinstance(prices.input_mtok, Decimal | TieredPrices):
-        return None  # priced per image, per second of audio, per request…
-    return _rate_of(prices, f"genai-prices {table.id}/{info.id}")
+    # Its own table first, then those of the vendors whose models it serves (Copilot's table does
+    # not price every model it serves: the model's vendor's does).
+    for name in (priced.price_table, *priced.price_fallbacks):
+        table = _TABLES.get(name or "")
+        info = table.find_model(model, all_providers=_TABLE_PROVIDERS) if table is not None else None
+        if table is None or info is None:
+            continue
+        # genai-prices' table starts a price at a UTC date; naive datetimes are UTC to it.
+        prices = info.get_prices(datetime.fromtimestamp(when, UTC), dict(context))
+        if isinstance(prices.input_mtok, Decimal | TieredPrices):  # not per image, second of audio, request…
+            return _rate_of(prices, f"genai-prices {table.id}/{info.id}")
+    return None
 
 
 def table_context_window(provider: str, model: str, registry: Mapping[str, Provider] = PROVIDERS) -> int | None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
 from tollgate.config_base import Strict
 from tollgate.providers.base import PlanAccount, Presented
@@ -112,6 +112,41 @@ class CodeAssistPlans(Strict):
         return f"Google Cloud project {plan.tenant} is not one of subscriptions.code_assist.projects"
 
 
+# The plans Copilot's hosts serve, each its own host (`api.<plan>.githubcopilot.com`).
+CopilotPlan = Literal["individual", "business", "enterprise"]
+# The most enterprises GitHub reads in `sec-GitHub-allowed-enterprise`.
+MAX_ENTERPRISES = 20
+
+
+class CopilotPlans(Strict):
+    """`subscriptions.copilot`: GitHub Copilot, on its API hosts."""
+
+    # The company's GitHub enterprises (their ids): every request to Copilot's hosts carries them
+    # in `sec-GitHub-allowed-enterprise`, and GitHub refuses an account of another enterprise.
+    enterprises: tuple[TenantId, ...] = Field(default=(), max_length=MAX_ENTERPRISES)
+    # The plans whose hosts the company's people may call: a call to another plan's host is refused.
+    plans: tuple[CopilotPlan, ...] = ()
+    # false: its hosts are tunnelled untouched, not decrypted nor governed.
+    govern: bool = True
+
+    def tenants(self) -> tuple[str, ...]:
+        """What the vendor's tenant header lists."""
+        return self.enterprises
+
+    def outside(self, plan: Subscription) -> str | None:
+        """Why a Copilot call's plan is not one the company allows (the audit's deny reason), or None.
+        A call whose plan cannot be told (api.githubcopilot.com, a token that does not say) is refused
+        where plans are set: it may be any plan's."""
+        if not self.plans or plan.plan in self.plans:
+            return None
+        if plan.plan is None:
+            return (
+                "the Copilot call names no plan (neither its host nor its token),"
+                " and subscriptions.copilot.plans are set"
+            )
+        return f"Copilot plan {plan.plan} is not one of subscriptions.copilot.plans"
+
+
 class Subscriptions(Strict):
     """`subscriptions:`: calls made with a person's plan (auth `subscription`)."""
 
@@ -119,6 +154,7 @@ class Subscriptions(Strict):
     anthropic: AnthropicPlans = AnthropicPlans()
     chatgpt: ChatGPTPlans = ChatGPTPlans()
     code_assist: CodeAssistPlans = CodeAssistPlans()
+    copilot: CopilotPlans = CopilotPlans()
 
     def outside(self, plan: Subscription) -> str | None:
         """Why a plan call is outside the company's tenants, as far as its request shows (the

@@ -16,13 +16,14 @@ from tollgate.providers.base import Provider
 from tollgate.providers.bedrock import Bedrock
 from tollgate.providers.chatgpt import ChatGPT
 from tollgate.providers.code_assist import CodeAssist
+from tollgate.providers.copilot import Copilot
 from tollgate.providers.gemini import Gemini
 from tollgate.providers.openai import OpenAI
 from tollgate.providers.vendors import CONFIGURED_SIDE_HEADER, PRESETS, ConfiguredVendorSettings, OpenAICompatible
 from tollgate.providers.vertex import Vertex
 
 _BUILT_IN: tuple[Provider[Any], ...] = (
-    OpenAI(), Gemini(), Anthropic(), Bedrock(), Vertex(), Azure(), ChatGPT(), CodeAssist(), *PRESETS
+    OpenAI(), Gemini(), Anthropic(), Bedrock(), Vertex(), Azure(), ChatGPT(), CodeAssist(), Copilot(), *PRESETS
 )  # fmt: skip
 PROVIDERS: dict[str, Provider[Any]] = {p.name: p for p in _BUILT_IN}
 

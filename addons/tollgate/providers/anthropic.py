@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -43,6 +44,18 @@ SERVICE_ENDPOINTS = {
     ("POST", "event_logging/v2/batch"): "api.event_logging.batch",
     ("POST", "eval/sdk-{id}"): "api.eval",  # feature flags, by the client's SDK key
 }
+# Claude Code signed in with a Claude plan calls more of Anthropic's service with its OAuth token
+# (`/api/oauth/profile`, its roles, usage, organizations…): any other /api/ path is a service call
+# where only the plan's own token goes (`plan_only`), audited by its path's words. Where Anthropic
+# would make an API key, the call mints a credential.
+# Claude Code signed in with a Claude plan sends an OAuth token as a bearer: `sk-ant-oat01-…`
+# (API keys start `sk-ant-api`, Admin API keys `sk-ant-admin`).
+PLAN_TOKEN_PREFIX = "sk-ant-oat"
+MINTING_SERVICE = frozenset((("POST", "oauth/claude_cli/create_api_key"),))
+PLAN_ONLY = (
+    "is not a path of Anthropic's service Tollgate knows: only a Claude plan's own token goes there, never a key"
+)
+_WORD = re.compile(r"^[a-z_]+$")  # a fixed path word; anything else is an id, left out of a name
 # The MCP server registry Claude Code lists servers from: public, read without a credential.
 MCP_REGISTRY = ("mcp-registry", "v0", "servers")
 
@@ -110,9 +123,7 @@ class Anthropic(Provider[None]):
     target_headers = ((b"anthropic-version", b"2023-06-01"),)
     price_table = "anthropic"
     error_format = ANTHROPIC_MESSAGES
-    # Claude Code signed in with a Claude plan sends an OAuth token as a bearer: `sk-ant-oat01-…`
-    # (API keys start `sk-ant-api`, Admin API keys `sk-ant-admin`).
-    plan_token_prefix = "sk-ant-oat"
+    plan_token_prefix = PLAN_TOKEN_PREFIX
     # Anthropic refuses a request whose key or token is of an organization this header does not
     # list (`tenant_restriction_violation`).
     tenant_header = b"anthropic-allowed-org-ids"
@@ -155,16 +166,36 @@ class Anthropic(Provider[None]):
         except Unreadable as e:
             raise e.at(endpoint) from None
 
+    def read_headers(self, headers: Mapping[bytes, bytes], classification: Classification) -> None:
+        # A key of Tollgate's must not reach what it does not know (an organisation's settings may
+        # be written there): an unknown service path is a plan's own token's alone.
+        if classification.plan_only and not is_plan_credential(headers):
+            raise Unreadable(f"{classification.endpoint} {PLAN_ONLY}")
+
     def streams_unread(self, method: str, path: str) -> bool:
         return path.startswith("/v1/") and _is_upload(method, path[4:].split("/"))
 
 
 def service_call(method: str, rest: list[str]) -> Classification:
-    """A known call to Anthropic's own service (`SERVICE_ENDPOINTS`), else refused."""
+    """A known call to Anthropic's own service (`SERVICE_ENDPOINTS`), else one only a plan's token
+    may make (`plan_only`: `read_headers` refuses it with any other credential)."""
     key = "/".join(rest)
     if len(rest) == 2 and rest[0] == "eval" and rest[1].startswith("sdk-") and len(rest[1]) > 4:
         key = "eval/sdk-{id}"
     endpoint = SERVICE_ENDPOINTS.get((method, key))
-    if endpoint is None:
-        raise Unreadable(f"{method} /api/{'/'.join(rest)} is not a path of Anthropic's service Tollgate knows")
-    return Classification(endpoint=endpoint, service=True, wire_format=ANTHROPIC_MESSAGES)
+    if endpoint is not None:
+        return Classification(endpoint=endpoint, service=True, wire_format=ANTHROPIC_MESSAGES)
+    named = ".".join(["api", *(s for s in rest if _WORD.match(s))])
+    classification = Classification(endpoint=named, service=True, wire_format=ANTHROPIC_MESSAGES, plan_only=True)
+    classification.mints_credential = (method, key) in MINTING_SERVICE
+    return classification
+
+
+def is_plan_credential(headers: Mapping[bytes, bytes]) -> bool:
+    """Whether the request's only credential is a Claude plan's OAuth token (a bearer `sk-ant-oat…`)."""
+    scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
+    return (
+        b"x-api-key" not in headers
+        and scheme.lower() == b"bearer"
+        and token.strip().startswith(PLAN_TOKEN_PREFIX.encode())
+    )

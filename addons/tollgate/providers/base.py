@@ -196,6 +196,9 @@ class Provider[RuntimeT]:
     stream_media_type: ClassVar[str] = "text/event-stream"
     # The id of its table in genai-prices' bundled prices; None where the table has none.
     price_table: ClassVar[str | None] = None
+    # The tables looked in, in order, for a model its own does not price (a vendor that serves
+    # other vendors' models: theirs).
+    price_fallbacks: ClassVar[tuple[str, ...]] = ()
     # Whether it reads model names without regard to letter case (Azure's deployment names): Tollgate
     # then names them in lower case (`model_names`) and matches rules on them so.
     models_ignore_case: ClassVar[bool] = False
@@ -237,9 +240,10 @@ class Provider[RuntimeT]:
         tenant header. Default: every path is (ChatGPT's web app is not)."""
         return True
 
-    def plan_account(self, token: str, headers: Mapping[bytes, bytes]) -> PlanAccount:
+    def plan_account(self, token: str, headers: Mapping[bytes, bytes], host: str = "") -> PlanAccount:
         """What a plan call presenting `token` (a `plan_token_prefix` token) tells of its account,
-        from the token and the request's headers (lower-case names), read without a network call.
+        from the token, the request's headers (lower-case names) and the host it is made to (lower
+        case, no trailing dot), read without a network call.
         Raises ForeignAccount where they name different accounts. Default: nothing (an Anthropic
         plan's token names no account)."""
         return NO_ACCOUNT
@@ -444,10 +448,16 @@ class Provider[RuntimeT]:
     def _side_name(self) -> str:
         return self.side_header.lower()
 
-    def refusal(self, reason: str, message: str) -> Refusal:
-        """Tollgate's refusal in this provider's error shape (its `error_format`'s)."""
-        shape = wire_format(self.error_format).refusal
-        assert shape is not None, f"{self.error_format} has no error shape"
+    def error_format_at(self, path: str) -> str:
+        """The wire format whose error shape a refusal of a call to `path` (without the query) is
+        in. Default: `error_format`, whatever the path (Copilot's hosts speak three formats)."""
+        return self.error_format
+
+    def refusal(self, reason: str, message: str, path: str = "") -> Refusal:
+        """Tollgate's refusal in this provider's error shape (its `error_format_at` the call's path)."""
+        name = self.error_format_at(path)
+        shape = wire_format(name).refusal
+        assert shape is not None, f"{name} has no error shape"
         return shape(reason, message)
 
     def usage(self, classification: Classification, headers: Headers, body: bytes | None) -> Usage:

@@ -102,7 +102,7 @@ class ChatGPT(Provider[None]):
         loose = posixpath.normpath("/" + unquote(path).lower()).lstrip("/") + "/"
         return loose.startswith(CODEX_PREFIX[1:])
 
-    def plan_account(self, token: str, headers: Mapping[bytes, bytes]) -> PlanAccount:
+    def plan_account(self, token: str, headers: Mapping[bytes, bytes], host: str = "") -> PlanAccount:
         return chatgpt_account(token, headers.get(ACCOUNT_HEADER))
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:

@@ -99,7 +99,7 @@ def refuse(
     """Answer the call in the provider's own error shape instead of forwarding it: the provider
     the client called, where a route translated the call into another's format."""
     shape = call.registry[call.route.requested.provider] if call.route.translated is not None else provider_of(call)
-    refusal = shape.refusal(reason, message)
+    refusal = shape.refusal(reason, message, call.path)
     call.answer.answered_by_tollgate = True
     call.answer.refused = reason
     if reason not in FAILURES:

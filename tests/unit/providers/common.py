@@ -443,6 +443,17 @@ PATHS = {
     ],
     "anthropic": ["/v1/messages", "/v1/messages/count_tokens", "/v1/messages/batches", "/v1/complete", "/v1/models"],
     "chatgpt": ["/backend-api/codex/responses", "/backend-api/codex/models", "/backend-api/codex/a/B-1"],
+    "copilot": [
+        "/chat/completions",
+        "/v1/chat/completions",
+        "/responses",
+        "/embeddings",
+        "/v1/messages",
+        "/v1/messages/count_tokens",
+        "/models",
+        "/_ping",
+        "/agents/A-1/skills",
+    ],
     "bedrock": [
         "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke",
         "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke-with-response-stream",

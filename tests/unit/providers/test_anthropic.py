@@ -102,23 +102,50 @@ def test_anthropic_service_endpoints_name_no_model(method: str, path: str, endpo
 
 
 @pytest.mark.parametrize(
-    ("method", "path"),
+    ("method", "path", "endpoint"),
     [
-        ("GET", "/api/claude_code/unknown"),
-        ("PUT", "/api/claude_code/settings"),  # a key of Tollgate's must not write settings
-        ("POST", "/api/claude_code/settings"),
-        ("GET", "/api/event_logging/v2/batch"),
-        ("POST", "/api/eval/sdk-"),
-        ("POST", "/api/eval/key-1"),
-        ("POST", "/api/eval/sdk-1/more"),
-        ("GET", "/api/Claude_code/settings"),
-        ("GET", "/api"),
-        ("GET", "/api/oauth/profile"),
-        ("POST", "/mcp-registry/v0/servers"),
-        ("GET", "/mcp-registry/v0/servers/x"),
+        ("GET", "/api/claude_code/unknown", "api.claude_code.unknown"),
+        ("PUT", "/api/claude_code/settings", "api.claude_code.settings"),  # a key of Tollgate's must not write settings
+        ("POST", "/api/claude_code/settings", "api.claude_code.settings"),
+        ("GET", "/api/event_logging/v2/batch", "api.event_logging.batch"),
+        ("POST", "/api/eval/sdk-", "api.eval"),
+        ("POST", "/api/eval/key-1", "api.eval"),
+        ("POST", "/api/eval/sdk-1/more", "api.eval.more"),
+        ("GET", "/api/Claude_code/settings", "api.settings"),
+        ("GET", "/api", "api"),
+        ("GET", "/api/oauth/profile", "api.oauth.profile"),  # what Claude Code signed in with a plan asks
+        ("GET", "/api/oauth/organizations/5f0e-org/roles", "api.oauth.organizations.roles"),
     ],
 )
-def test_anthropic_unknown_service_paths_are_refused(method: str, path: str) -> None:
+def test_anthropic_unknown_service_paths_are_a_plan_tokens_alone(method: str, path: str, endpoint: str) -> None:
+    c = ANTHROPIC.classify(method, path, None)
+    assert (c.endpoint, c.service, c.plan_only, c.mints_credential) == (endpoint, True, True, False)
+    ANTHROPIC.read_headers({b"authorization": b"Bearer sk-ant-oat01-abc"}, c)
+    for others in (
+        {b"x-api-key": b"tg-virtual-key"},
+        {b"authorization": b"Bearer tg-virtual-key"},
+        {b"authorization": b"Bearer sk-ant-oat01-abc", b"x-api-key": b"tg-virtual-key"},
+        {b"authorization": b"Basic sk-ant-oat01-abc"},
+        {},
+    ):
+        with pytest.raises(Unreadable, match="only a Claude plan's own token goes there"):
+            ANTHROPIC.read_headers(others, c)
+
+
+def test_anthropic_a_known_service_path_goes_with_any_credential() -> None:
+    c = ANTHROPIC.classify("GET", "/api/claude_code/settings", None)
+    ANTHROPIC.read_headers({b"x-api-key": b"tg-virtual-key"}, c)
+
+
+def test_anthropic_making_an_api_key_through_its_service_mints_a_credential() -> None:
+    c = ANTHROPIC.classify("POST", "/api/oauth/claude_cli/create_api_key", {})
+    assert (c.endpoint, c.plan_only, c.mints_credential) == ("api.oauth.claude_cli.create_api_key", True, True)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", "/mcp-registry/v0/servers"), ("GET", "/mcp-registry/v0/servers/x")]
+)
+def test_anthropic_unknown_paths_are_refused(method: str, path: str) -> None:
     with pytest.raises(Unreadable):
         ANTHROPIC.classify(method, path, None)
 

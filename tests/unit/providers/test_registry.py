@@ -160,12 +160,16 @@ def test_provider_for(host: str, port: int, expected: str | None) -> None:
         ("example.com:443", False),
         ("chatgpt.com:443", True),
         ("ab.chatgpt.com:443", False),
+        ("api.githubcopilot.com:443", True),
+        ("API.Business.GithubCopilot.com.:443", True),
+        ("proxy.individual.githubcopilot.com:443", False),  # inline completions: tunnelled
     ],
 )
 def test_allow_hosts_decrypt_every_provider_host_on_any_port(address: str, decrypted: bool) -> None:
     assert mitmproxy_decrypts(allow_hosts(), address) is decrypted
     assert sorted(PROVIDERS) == [
-        "anthropic", "azure", "bedrock", "cerebras", "chatgpt", "code_assist", "deepseek", "fireworks", "gemini", "groq",
+        "anthropic", "azure", "bedrock", "cerebras", "chatgpt", "code_assist", "copilot", "deepseek", "fireworks",
+        "gemini", "groq",
         "mistral", "openai",
         "openrouter", "perplexity", "together", "vertex", "xai",
     ]  # fmt: skip
@@ -332,6 +336,7 @@ def test_every_reason_has_a_status_and_a_kind_every_providers_error_table_writes
         "code_assist": gemini_errors.REFUSAL_TYPES,
         "azure": openai_errors.REFUSAL_TYPES,  # OpenAI's error shape
         "chatgpt": openai_errors.REFUSAL_TYPES,  # the Responses API's: OpenAI's error shape
+        "copilot": openai_errors.REFUSAL_TYPES,  # OpenAI's error shape, Anthropic's on its Messages
         # The OpenAI-compatible vendors answer in OpenAI's error shape.
         **{vendor.name: openai_errors.REFUSAL_TYPES for vendor in VENDORS},
     }

@@ -119,7 +119,7 @@ class Identify:
         account's e-mail (asked of Google's token information endpoint, awaited where not yet
         known), then its caller (`_plan_caller`). `foreign`: why the request names two accounts."""
         try:
-            account, foreign = provider.plan_account(token.value, call.request.headers), None
+            account, foreign = provider.plan_account(token.value, call.request.headers, call.host), None
         except ForeignAccount as e:
             account, foreign = e.account, str(e)
         call.caller.subscription = Subscription.of(provider.name, account)

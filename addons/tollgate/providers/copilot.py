@@ -1,0 +1,120 @@
+"""GitHub Copilot: its API hosts, which Copilot's clients (VS Code's Copilot Chat, the Copilot CLI,
+other editors) call with the user's own Copilot token. Three formats on one host: OpenAI's chat
+(`/chat/completions`), Responses (`/responses`) and embeddings (`/embeddings`), and Anthropic's
+Messages (`/v1/messages`); every other path (`/models`, `/_ping`, agents, telemetry) is the
+service's own, audited with no model. Tollgate holds no credential for it: every call goes with its
+user's token (auth `subscription`), never swapped.
+
+Each plan has its host (`api.individual.githubcopilot.com`, `.business.`, `.enterprise.`), which
+names the call's plan; `api.githubcopilot.com` serves them all, and there the plan is the one the
+Copilot token's own fields name (`proxy-ep=proxy.<plan>.githubcopilot.com`), read WITHOUT
+verifying its signature (GitHub verifies it: Tollgate only reads which plan it claims, to refuse a
+plan the company does not allow). A token that cannot be read names nothing, never an error."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from tollgate.formats import ANTHROPIC_MESSAGES, OPENAI_API
+from tollgate.formats.anthropic_messages import read_facts
+from tollgate.formats.exact import Unreadable, check_case, path_segments, request_model, words
+from tollgate.formats.request_facts import Classification, RequestFacts
+from tollgate.providers.base import NO_ACCOUNT, PlanAccount, Provider
+from tollgate.providers.openai import classify_request
+
+# Each plan's host, and the host that serves every plan (whose calls' plan only a token may name).
+PLAN_HOSTS = {
+    "api.individual.githubcopilot.com": "individual",
+    "api.business.githubcopilot.com": "business",
+    "api.enterprise.githubcopilot.com": "enterprise",
+}
+SHARED_HOST = "api.githubcopilot.com"
+PLANS = frozenset(PLAN_HOSTS.values())
+# The OpenAI-format calls, by their path's first word; Copilot takes them with or without `/v1`.
+OPENAI_CALLS = frozenset(("chat", "responses", "embeddings"))
+# Anthropic's Messages, and its token count (with or without `/v1`).
+MESSAGES = {("messages",): "messages", ("messages", "count_tokens"): "messages.count_tokens"}
+WORDS = words("v1", "chat", "completions", "responses", "embeddings", "messages", "count_tokens", "models")
+_WORD = re.compile(r"^[a-z_]+$")  # a fixed path word; anything else is an id, left out of a name
+# A Copilot token (v2) is `key=value;key=value;…:mac`; `proxy-ep` names its plan's completions host.
+PROXY_FIELD = "proxy-ep="
+MAX_TOKEN = 4096  # a Copilot token is a few hundred characters: a longer one is not read
+
+
+def token_plan(token: str) -> str | None:
+    """The plan a Copilot token's `proxy-ep` field names (`proxy.<plan>.githubcopilot.com`), else None
+    (a GitHub OAuth or personal access token, which names none)."""
+    if len(token) > MAX_TOKEN or PROXY_FIELD not in token:
+        return None
+    fields = token.partition(":")[0].split(";")
+    for field in fields:
+        if field.startswith(PROXY_FIELD):
+            labels = field.removeprefix(PROXY_FIELD).lower().split(".")
+            if len(labels) == 4 and labels[0] == "proxy" and labels[2:] == ["githubcopilot", "com"]:
+                return labels[1] if labels[1] in PLANS else None
+    return None
+
+
+def copilot_plan(token: str, host: str) -> PlanAccount:
+    """A Copilot call's plan: its host's, or on the shared host the token's. Copilot's tokens name
+    no account Tollgate could match (`tid` is a tracking id), nor the enterprise."""
+    plan = PLAN_HOSTS.get(host) or (token_plan(token) if host == SHARED_HOST else None)
+    return NO_ACCOUNT if plan is None else PlanAccount(plan=plan)
+
+
+class Copilot(Provider[None]):
+    name = "copilot"
+    semconv_name = "github.copilot"
+    host_globs = (SHARED_HOST, *PLAN_HOSTS)
+    side_header = "X-Copilot-Token"  # a plan's token goes as it came: a side header is only removed
+    key_positions = positions = ("authorization",)
+    key_header = "authorization"
+    credential_settings = "none: its calls go with their user's own Copilot token"
+    # `cost_usd`: what the same tokens cost at Copilot's list price, else at the model's vendor's.
+    price_table = "github-copilot"
+    price_fallbacks = ("openai", "anthropic", "google")
+    error_format = OPENAI_API
+    # Every credential on Copilot's hosts is a user's (a Copilot token `tid=…`, a GitHub OAuth or
+    # personal access token): Copilot takes no API key. Every call presenting one is a plan's.
+    plan_token_prefix = ""
+    # GitHub refuses an account of an enterprise this header does not list (`*.githubcopilot.com`).
+    tenant_header = b"sec-github-allowed-enterprise"
+
+    def plan_account(self, token: str, headers: Mapping[bytes, bytes], host: str = "") -> PlanAccount:
+        return copilot_plan(token, host)
+
+    def error_format_at(self, path: str) -> str:
+        return ANTHROPIC_MESSAGES if _is_messages(path) else OPENAI_API
+
+    def prepare(
+        self, classification: Classification, body: dict[str, Any] | None, index: Mapping[bytes, bytes], inject: bool
+    ) -> bool:
+        # A plan's call goes as it came: its streams are not asked for usage they were not asked for.
+        return False
+
+    def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
+        segments = path_segments(path)
+        check_case(segments, WORDS)
+        rest = segments[1:] if segments[0] == "v1" and len(segments) > 1 else segments
+        if rest[0] in OPENAI_CALLS:
+            return classify_request(method, rest, data, query)
+        messages = MESSAGES.get(tuple(rest))
+        if messages is not None and method == "POST":
+            if data is None:
+                return Classification(endpoint=messages, wire_format=ANTHROPIC_MESSAGES)
+            try:
+                facts = RequestFacts()
+                read_facts(data, facts)
+                return Classification(messages, request_model(data), facts, ANTHROPIC_MESSAGES)
+            except Unreadable as e:
+                raise e.at(messages) from None
+        named = [s for s in segments if _WORD.match(s)]
+        return Classification(endpoint=".".join(named) or None, service=True, wire_format=OPENAI_API)
+
+
+def _is_messages(path: str) -> bool:
+    """Whether a path is Anthropic's Messages' (with or without `/v1`), whose refusals are in its shape."""
+    rest = path.removeprefix("/v1")
+    return rest == "/messages" or rest.startswith("/messages/")
