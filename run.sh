@@ -261,7 +261,8 @@ run_proxy() {  # run_proxy mitmdump|mitmweb ARGS…
   lines="$(proxy_args "$@")"
   mapfile -t defaults <<<"$lines"
   [[ -f "$PWD/tollgate.yaml" ]] || caller_sets tollgate_config "$@" ||
-    say "no tollgate.yaml here: pure audit mode (anyone may call, their own keys pass through)"
+    say "no tollgate.yaml here: pure audit mode (anyone may call, their own keys pass through);" \
+      "a tollgate.yaml made later is read only when Tollgate starts again"
   if [[ -n "$workers" || " $* " == *" --workers "* ]]; then
     # `tollgate serve` takes --workers out of the arguments, and refuses what a fleet cannot run. It
     # runs from this checkout's addons/, as mitmdump's script does, whichever checkout the venv names.
@@ -492,9 +493,42 @@ run_tests() {
   TOLLGATE_CLIENT_PYTHON="$CLIENTS_VENV/bin/python" exec "$VENV/bin/python" -m pytest "${args[@]}"
 }
 
+usage() {
+  cat <<'EOF'
+usage: ./run.sh [COMMAND] [ARGUMENTS…]
+
+Commands:
+  (none)             run the proxy (mitmdump with Tollgate's addon) on 127.0.0.1:8080, reading
+                     ./tollgate.yaml when there is one; the arguments go to mitmdump
+  web                the same in mitmweb, which shows each call's summary in a browser
+  env                print the exports that send this shell's clients through the proxy:
+                     eval "$(./run.sh env)"
+  test               the whole suite: first installs what its end-to-end tests need, saying what
+  test unit          the unit tests only, the quick loop: installs nothing they do not need
+  --help             this, then mitmdump's options
+
+Options before mitmdump's (for the proxy and web):
+  --workers N|auto   N mitmdump workers behind HAProxy (`tollgate serve`; not with web)
+  --capture MODE     also take connections not sent to a proxy (repeatable): transparent[@[HOST:]PORT],
+                     wireguard[@[HOST:]PORT] or local[:PROCESS]
+TOLLGATE_LISTEN=HOST:PORT (or :PORT) in the environment moves the listen address.
+
+Tollgate's own command: .venv/bin/tollgate --help (check, policy, scan, audit verify, usage, key,
+token, serve, certs).
+
+mitmdump's options:
+
+EOF
+}
+
 # Sourced (by the tests of its functions), it only defines them.
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   case "${1:-}" in
+    -h | --help | help)
+      usage
+      ensure_venv
+      "$VENV/bin/mitmdump" --help || true  # mitmdump's help exits 1
+      ;;
     web) shift; run_proxy mitmweb "$@" ;;
     env) shift; print_env "$@" ;;
     test) shift; run_tests "$@" ;;

@@ -174,9 +174,22 @@ def test_the_tollgate_command_works_from_any_directory(tmp_path):
     done = subprocess.run(
         [str(script), "check", "tollgate.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
-    assert (done.returncode, done.stdout) == (0, "tollgate.yaml: ok (1 clients)\n"), done.stderr
+    assert (done.returncode, done.stdout) == (0, "tollgate.yaml: ok (1 client)\n"), done.stderr
     done = subprocess.run([str(script), "check", "bad.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "providers.openai.keyz: unknown key" in done.stderr
+
+
+def test_run_sh_help_says_its_own_commands_then_mitmdumps_options():
+    done = subprocess.run([str(ROOT / "run.sh"), "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "usage: ./run.sh [COMMAND] [ARGUMENTS…]"
+    start = lines.index("Commands:") + 1
+    block = lines[start : lines.index("", start)]
+    commands = [line.split()[0] for line in block if not line.startswith("    ")]
+    assert commands == ["(none)", "web", "env", "test", "test", "--help"]
+    assert "  test unit          the unit tests only" in done.stdout
+    assert done.stdout.index("usage: mitmdump") > done.stdout.index("Tollgate's own command")
 
 
 def redis_install(

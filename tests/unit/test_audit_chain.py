@@ -681,7 +681,7 @@ def test_audit_verify_says_whole_or_names_each_fault_and_never_a_value(tmp_path:
     assert main(["audit", "verify", str(path), "--key", str(public)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == [
-        "whole: 13 records, 1 instances, 1 runs, 3 checkpoints, 3 signatures verified",
+        "whole: 13 records, 1 instance, 1 run, 3 checkpoints, 3 signatures verified",
         f"last record: {TS}; last signed checkpoint: {TS}",
     ]
     assert main(["audit", "verify", str(path)]) == 0

@@ -113,7 +113,7 @@ def test_check_compiles_the_policy_a_configuration_names(tmp_path: Path, capsys)
     config = write(tmp_path / "tollgate.yaml", "policy: {rego: [policy.rego]}\naudit: {path: '-'}\n")
     write(tmp_path / "policy.rego", POLICY)
     assert main(["check", str(config)]) == 0
-    assert capsys.readouterr().out == f"{config}: ok (0 clients, a policy of 1 files)\n"
+    assert capsys.readouterr().out == f"{config}: ok (0 clients, a policy of 1 file)\n"
     write(tmp_path / "policy.rego", 'package tollgate\nimport rego.v1\n\ndeny contains "x" if net.cidr_nope(1)\n')
     assert main(["check", str(config)]) == 1
     assert capsys.readouterr().err == (
