@@ -212,6 +212,8 @@ def verify_audit(files: list[str], key_path: Path | None, live: bool, against: s
         return 2
     for fault in verdict.faults:
         print(fault)
+    for part in verdict.before_key:  # written before the key was set: said apart, not a fault
+        print(f"before the key: {part}")
     s = verdict.summary
     signatures = (
         f"{plural(s.signed, 'signature')} verified" if key is not None
