@@ -192,6 +192,28 @@ def test_run_sh_help_says_its_own_commands_then_mitmdumps_options():
     assert done.stdout.index("usage: mitmdump") > done.stdout.index("Tollgate's own command")
 
 
+def test_policy_test_warns_of_a_rule_that_reads_the_model_unguarded(tmp_path):
+    """As a user runs it: the installed command, a policy whose rule fails on calls without a model."""
+    script = Path(sys.executable).parent / "tollgate"
+    (tmp_path / "plans.rego").write_text(
+        'package tollgate\nimport rego.v1\n\ndeny contains "no opus on plans" if {\n'
+        '\tinput.subscription.vendor == "anthropic"\n\tstartswith(input.model, "claude-opus")\n}\n'
+    )
+    (tmp_path / "guarded.rego").write_text(
+        'package tollgate\nimport rego.v1\n\ndeny contains "no o3" if {\n\tis_string(input.model)\n'
+        '\tstartswith(input.model, "o3")\n}\n'
+    )
+    done = subprocess.run(
+        [str(script), "policy", "test", "."], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stdout) == (0, "PASS: 0/0\n"), done.stderr
+    assert done.stderr == (
+        "warning: plans.rego:6: startswith(input.model, …) fails on a call with no model (input.model is null:"
+        " listings, uploads, Claude Code's service calls), and the call is refused (policy error): guard the rule"
+        " with is_string(input.model)\n"
+    )
+
+
 def redis_install(
     tmp_path: Path, uid: int, apt_get: str | None, function: str = "ensure_redis_server"
 ) -> tuple[subprocess.CompletedProcess, Path]:

@@ -258,13 +258,18 @@ def test_policy(paths: list[Path], verbose: bool, zero_on_skipped: bool) -> int:
     """Exit status 0 when every test passes, 2 when one does not, 1 when the files do not compile
     (as `opa test`)."""
     from tollgate.governance.policy import PolicyError
+    from tollgate.governance.policy_lint import unguarded_model_reads
     from tollgate.governance.policy_tests import PASS, SKIPPED, rego_files, report, run_tests
 
     try:
-        results = run_tests(rego_files(paths))
+        files = rego_files(paths)
+        results = run_tests(files)
     except PolicyError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    for path in files:  # read already: run_tests would have said otherwise
+        for unguarded in unguarded_model_reads(str(path), path.read_text(encoding="utf-8")):
+            print(f"warning: {unguarded}", file=sys.stderr)
     print(report(results, verbose))
     allowed = (PASS, SKIPPED) if zero_on_skipped else (PASS,)
     return 0 if all(r.outcome in allowed for r in results) else 2
