@@ -24,7 +24,7 @@ from tollgate.providers import PROVIDERS
 from tollgate.providers.base import client_cert_of
 from tollgate.providers.client_certs import load_client_cert
 from tollgate.proxy import patches
-from tollgate.proxy.flows import captures
+from tollgate.proxy.flows import CALL, captures
 from tollgate.proxy.heads import MAX_REQUEST_HEAD, MAX_RESPONSE_HEAD
 from tollgate.proxy.state import Shared, close_later, hosts_of
 from tollgate.records.auditlog import AuditLog, instance_name, started_record
@@ -291,6 +291,7 @@ class Settings:
         patches.bound_message_heads(MAX_REQUEST_HEAD, MAX_RESPONSE_HEAD)
         patches.close_connections_cancelled_while_waiting()
         patches.finish_streams_after_a_clients_goaway()
+        patches.leave_calls_to_their_line(lambda flow: CALL in flow.metadata)
 
     def configure(self, updated: set[str]) -> None:
         try:
