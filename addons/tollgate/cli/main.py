@@ -439,7 +439,7 @@ def print_usage(
 ) -> int:
     """Exit status 0 with the report on standard output; 2 for a bad --since or --by; 1 when the
     configuration, the ledger or an audit file cannot be read."""
-    from tollgate.config import ConfigError
+    from tollgate.config_base import ConfigError
     from tollgate.records.usage_report import (
         RENDER,
         Malformed,

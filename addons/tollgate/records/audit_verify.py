@@ -14,8 +14,7 @@ from typing import Any
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from tollgate.records.auditlog import STARTED, STOPPED
-from tollgate.records.chain import CHECKPOINT, ZERO, chain_of, key_id, signature_holds, split_line
+from tollgate.records.chain import CHECKPOINT, STARTED, STOPPED, ZERO, chain_of, key_id, signature_holds, split_line
 
 # How many records back, within a run, a record out of order is still linked to its predecessor.
 WINDOW = 100_000
