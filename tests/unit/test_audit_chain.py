@@ -622,15 +622,14 @@ def test_a_reload_to_another_file_goes_on_with_the_chain(tmp_path: Path) -> None
     assert faults(verify(read_lines([str(first), str(second)]))) == []
 
 
-def test_standard_output_is_chained_too(tmp_path: Path) -> None:
-    script = (
-        "from tollgate.records.auditlog import AuditLog, started_record\n"
-        "log = AuditLog('-', instance='gw-1')\n"
-        "log.begin(started_record([], None))\n"
-        "log.write({'event': 'llm_call', 'client': 'grüß'})\n"
-        "log.stop()\n"
-    )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, check=True, cwd=ADDONS).stdout
+def test_standard_output_is_chained_too(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    # The log writes to standard output's file descriptor, which capfd holds: no process needed.
+    capfd.readouterr()
+    log = AuditLog("-", instance="gw-1")
+    log.begin(auditlog.started_record([], None))
+    log.write({"event": "llm_call", "client": "grüß"})
+    log.stop()
+    out = capfd.readouterr().out.encode()
     path = tmp_path / "out.jsonl"
     path.write_bytes(out)
     assert len(out.splitlines()) == 4
