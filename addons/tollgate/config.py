@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, create_model, model_validator
 
-from tollgate.config_base import Count, Money, ProviderConfig, Strict
+from tollgate.config_base import ConfigError, Count, Money, ProviderConfig, Strict
 from tollgate.governance.clients import SHA256_KEY_PREFIX, Client, VirtualAwsCredential, VirtualKey, key_digest
 from tollgate.governance.guardrails.settings import GuardrailRule, custom_detectors_unique
 from tollgate.governance.jwt_identity import IdentityConfig, JwtIssuer
@@ -82,10 +82,6 @@ __all__ = [  # the settings declared beside their concerns, named here too
 # A provider's name as the configuration adds one: what the audit, the policy and the metrics call it.
 _PROVIDER_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 DRAIN_S = 30.0  # `drain_s` when the file names none
-
-
-class ConfigError(Exception):
-    """A configuration problem, its message naming the file and the field."""
 
 
 def configured_names(data: Any) -> tuple[str, ...]:

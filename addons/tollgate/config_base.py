@@ -13,6 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from tollgate.host_globs import host_glob
 
 
+class ConfigError(Exception):
+    """A configuration problem, its message naming the file and the field (here, below the models
+    and the providers, so that a command that only reports one imports neither)."""
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -77,7 +77,7 @@ def test_calls_then_stop_then_verify(start_gateway, tmp_path: Path) -> None:
 
     done = verify(str(gw.audit_path), "--key", str(public))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.startswith(f"whole: {len(records)} records, 1 instances, 1 runs,"), done.stdout
+    assert done.stdout.startswith(f"whole: {len(records)} records, 1 instance, 1 run,"), done.stdout
 
     # A copy with one byte of one record changed.
     copy = tmp_path / "audit-copy.jsonl"
@@ -203,7 +203,7 @@ def test_a_cut_head_is_found_alone_and_a_cut_tail_against_the_collectors_copy(
     export.write_text(json.dumps({"resourceLogs": [{"scopeLogs": [{"logRecords": bodies}]}]}) + "\n")
     whole = verify(str(audit), "--key", str(public), "--against", str(export))
     assert whole.returncode == 0, whole.stdout + whole.stderr
-    assert whole.stdout.splitlines()[0].startswith(f"whole: {len(lines)} records, 1 instances, 2 runs,")
+    assert whole.stdout.splitlines()[0].startswith(f"whole: {len(lines)} records, 1 instance, 2 runs,")
     assert whole.stdout.splitlines()[1] == "the copy's 2 checkpoints are all in the files"
 
     second = next(i for i, line in enumerate(lines) if i and b'"tollgate_started"' in line)

@@ -84,7 +84,12 @@ def test_openai_chat_with_virtual_key(g):
     assert record["upstream_key"].startswith("sha256:")
     assert record["ttfb_ms"] is not None and record["latency_ms"] >= record["ttfb_ms"]
     # Every answer is streamed: mitmproxy's per-response notice of it is not repeated on the console.
-    assert "POST https://127.0.0.1" in g.proxy.console() and "Streaming response from" not in g.proxy.console()
+    # The call's line is Tollgate's (mitmdump's own left out at its default detail).
+    console = g.proxy.console()
+    assert (
+        "Tollgate: 21→7 $0.000007 · alice · openai/gpt-4o-mini · " in console
+        and "Streaming response from" not in console
+    )
 
 
 def test_an_openai_call_is_priced_at_the_service_tier_it_ran_at(g):

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 import urllib.request
@@ -24,6 +25,7 @@ from tests.support.fleet import Fleet, accepts, processes
 from tests.support.proxy import ROOT, free_port
 from tests.support.redis import redis_server
 
+from tollgate.fleet import Worker, haproxy_config
 from tollgate.records.audit_verify import Place, verify
 
 HOST = socket.gethostname()
@@ -34,6 +36,16 @@ RESTED, SPARE = "sk-ant-fleet-rested-0001", "sk-ant-fleet-spare-0002"
 # An Azure resource's own keys (`providers.azure.resources`), the first refused as the other pool's.
 AZURE_RESTED, AZURE_SPARE = "azure-fleet-rested-0003", "azure-fleet-spare-0004"
 METRICS = f"127.0.0.1:{free_port()}"
+
+
+def test_haproxy_accepts_the_config(tmp_path):
+    """The configuration `tollgate serve` writes, as HAProxy itself reads it (`haproxy -c`)."""
+    workers = [Worker(1, 40001, 40002), Worker(2, 40003, 40004)]
+    for listen, metrics in ((("", 8080), ("::1", 9464)), (("127.0.0.1", 8080), None)):
+        path = tmp_path / "haproxy.cfg"
+        path.write_text(haproxy_config(listen, workers, metrics, 30, tmp_path))
+        done = subprocess.run(["haproxy", "-c", "-f", str(path)], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stdout + done.stderr
 
 
 def config(urls: dict[str, str], store: str, clients: tuple[str, ...] = ("alice", "rpm")) -> dict:

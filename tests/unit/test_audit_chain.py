@@ -147,7 +147,7 @@ def test_a_byte_of_one_field_changed() -> None:
 def test_a_line_removed() -> None:
     lines = signed_run()
     del lines[2]
-    assert faults(check(lines)) == ["a.jsonl:3: 1 records missing before this line (seq 3–3)"]
+    assert faults(check(lines)) == ["a.jsonl:3: 1 record missing before this line (seq 3–3)"]
 
 
 def test_two_lines_swapped() -> None:
@@ -244,7 +244,7 @@ def test_two_instances_interleaved_verify_as_two_chains() -> None:
     assert (verdict.summary.instances, verdict.summary.runs, verdict.summary.records) == (2, 2, len(merged))
     # A line of one moved among the other's is no fault; one moved within its own chain is.
     del merged[4]
-    assert faults(check(merged)) == ["a.jsonl:6: 1 records missing before this line (seq 3–3)"]
+    assert faults(check(merged)) == ["a.jsonl:6: 1 record missing before this line (seq 3–3)"]
 
 
 def test_runs_across_rotated_files(tmp_path: Path) -> None:
@@ -280,7 +280,7 @@ def test_a_killed_run_followed_by_a_run_naming_its_last_chain_is_whole() -> None
     w2.start(previous_chain=None)
     w2.stop()
     assert faults(check(w2.lines)) == [
-        "a.jsonl:5: cut off after this line: the run of gw-1 has no tollgate_stopped (1 records after the last"
+        "a.jsonl:5: cut off after this line: the run of gw-1 has no tollgate_stopped (1 record after the last"
         " checkpoint)",
         "a.jsonl:7: previous_chain is not the chain of the instance's last record before it (a.jsonl:6): records"
         " or a run missing",
@@ -385,7 +385,7 @@ def test_the_last_runs_removed_verify_alone_and_are_found_against_the_collectors
 
     # Only the last checkpoint removed (the stop's), and the stop: the run is cut off by itself.
     assert faults(check(flat(runs)[:-2])) == [
-        "a.jsonl:18: cut off after this line: the run of gw-1 has no tollgate_stopped (1 records after the last"
+        "a.jsonl:18: cut off after this line: the run of gw-1 has no tollgate_stopped (1 record after the last"
         " checkpoint)"
     ]
 
@@ -622,15 +622,14 @@ def test_a_reload_to_another_file_goes_on_with_the_chain(tmp_path: Path) -> None
     assert faults(verify(read_lines([str(first), str(second)]))) == []
 
 
-def test_standard_output_is_chained_too(tmp_path: Path) -> None:
-    script = (
-        "from tollgate.records.auditlog import AuditLog, started_record\n"
-        "log = AuditLog('-', instance='gw-1')\n"
-        "log.begin(started_record([], None))\n"
-        "log.write({'event': 'llm_call', 'client': 'grüß'})\n"
-        "log.stop()\n"
-    )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, check=True, cwd=ADDONS).stdout
+def test_standard_output_is_chained_too(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    # The log writes to standard output's file descriptor, which capfd holds: no process needed.
+    capfd.readouterr()
+    log = AuditLog("-", instance="gw-1")
+    log.begin(auditlog.started_record([], None))
+    log.write({"event": "llm_call", "client": "grüß"})
+    log.stop()
+    out = capfd.readouterr().out.encode()
     path = tmp_path / "out.jsonl"
     path.write_bytes(out)
     assert len(out.splitlines()) == 4
@@ -681,7 +680,7 @@ def test_audit_verify_says_whole_or_names_each_fault_and_never_a_value(tmp_path:
     assert main(["audit", "verify", str(path), "--key", str(public)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == [
-        "whole: 13 records, 1 instances, 1 runs, 3 checkpoints, 3 signatures verified",
+        "whole: 13 records, 1 instance, 1 run, 3 checkpoints, 3 signatures verified",
         f"last record: {TS}; last signed checkpoint: {TS}",
     ]
     assert main(["audit", "verify", str(path)]) == 0
@@ -694,7 +693,7 @@ def test_audit_verify_says_whole_or_names_each_fault_and_never_a_value(tmp_path:
     captured = capsys.readouterr()
     assert captured.out.splitlines() == [
         f"{path}:3: changed: its chain does not match its content and the record before it",
-        f"{path}:6: 1 records missing before this line (seq 6–6)",
+        f"{path}:6: 1 record missing before this line (seq 6–6)",
     ]
     assert "alice" not in captured.out + captured.err and "mallory" not in captured.out + captured.err
 
@@ -746,3 +745,107 @@ def test_audit_verify_against_a_copy(tmp_path: Path, capsys) -> None:
     assert "--against" in capsys.readouterr().err
     assert main(["audit", "verify", str(path), "--against", str(tmp_path / "gone")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+# ---- a signing key set on a file that was written without one
+
+
+def key_set_later(restart: bool) -> list[bytes]:
+    """Two checkpoints unsigned, then the key set: by a restart (a new run naming the last), or by a
+    reload (the same run goes on); then signed checkpoints."""
+    w = Writer()
+    w.start()
+    w.calls(3)
+    w.checkpoint()
+    w.calls(2)
+    if restart:
+        w.stop()
+        w.signer = Signer(KEY)
+        w.start(previous_chain=json.loads(w.lines[-1])["chain"])
+    else:
+        w.checkpoint()
+        w.signer = Signer(KEY)
+    w.calls(2)
+    w.checkpoint()
+    w.calls(1)
+    w.stop()
+    return w.lines
+
+
+@pytest.mark.parametrize("restart", [True, False])
+def test_a_key_set_later_judges_what_follows_its_first_signed_checkpoint(restart: bool) -> None:
+    lines = key_set_later(restart)
+    verdict = check(lines)
+    assert faults(verdict) == []
+    signed_at = next(n for n, line in enumerate(lines, 1) if b'"signature":"' in line)
+    last_unsigned = max(n for n, line in enumerate(lines[: signed_at - 1], 1) if b'"audit_checkpoint"' in line)
+    assert (signed_at, last_unsigned) == ((13, 9) if restart else (11, 8))
+    assert [str(p) for p in verdict.before_key] == [
+        f"a.jsonl:1: records 1–{last_unsigned} of gw-1 (to a.jsonl:{last_unsigned}) precede its first checkpoint"
+        f" signed by the key (a.jsonl:{signed_at}): not covered by the key as they were written; their chain is"
+        " checked, and that checkpoint's signature holds them as they stood then"
+    ]
+    assert check(lines, key=None).before_key == []  # without a key, nothing is said of keys
+
+
+@pytest.mark.parametrize("restart", [True, False])
+def test_after_a_key_set_later_the_files_are_judged_as_ever(restart: bool) -> None:
+    lines = key_set_later(restart)
+    # A byte changed before the key: the first signed checkpoint's chain no longer holds it.
+    changed = list(lines)
+    changed[1] = changed[1].replace(b'"client":"alice"', b'"client":"alicf"')
+    assert "a.jsonl:2: changed: its chain does not match its content and the record before it" in faults(check(changed))
+    # A checkpoint after the first signed one left unsigned (its signature taken out) is a fault.
+    last_checkpoint = len(lines)
+    record = json.loads(lines[-1])
+    stripped = lines[-1].replace(f'"signature":"{record["signature"]}"'.encode(), b'"signature":null')
+    found = faults(check([*lines[:-1], stripped]))
+    assert f"a.jsonl:{last_checkpoint}: checkpoint not signed" in found
+    # Judged with another key, no checkpoint is signed by it: the unsigned part is a fault too.
+    wrong = [f.split(": ", 1)[1].split(" (")[0] for f in faults(check(lines, key=OTHER_KEY))]
+    assert wrong == ["checkpoint not signed"] * 2 + ["checkpoint signed by another key"] * 2
+
+
+def test_a_record_forged_before_the_key_and_the_rest_rechained_is_found_by_the_first_signature() -> None:
+    original = [json.loads(line) for line in key_set_later(restart=False)]
+    records = [*original[:2], {**original[2], "client": "mallory"}, *original[3:]]
+    chain, lines = Chain(), []
+    for whole in records:
+        record = {k: v for k, v in whole.items() if k not in ("seq", "chain")}
+        if record["event"] == "audit_checkpoint":
+            record["covers_seq"], record["covers_chain"] = chain.seq, chain.last.decode()
+            record["records"] = chain.seq - chain.covered
+            chain.covered, chain.checkpoint_seq = chain.seq, chain.seq + 1
+        lines.append(chain.link(orjson.dumps(record)))
+    # No signature holds, so nothing is judged from a first signed checkpoint: the unsigned ones fail too.
+    assert faults(check(lines)) == [
+        "a.jsonl:5: checkpoint not signed",
+        "a.jsonl:8: checkpoint not signed",
+        "a.jsonl:11: bad signature: the checkpoint or the records it covers were changed",
+        "a.jsonl:14: bad signature: the checkpoint or the records it covers were changed",
+    ]
+
+
+def test_a_file_with_no_signed_checkpoint_still_fails_with_the_key() -> None:
+    w = Writer()
+    w.start()
+    w.calls(3)
+    w.checkpoint()
+    w.calls(1)
+    w.stop()
+    verdict = check(w.lines)
+    assert faults(verdict) == ["a.jsonl:5: checkpoint not signed", "a.jsonl:8: checkpoint not signed"]
+    assert verdict.before_key == []
+
+
+def test_audit_verify_says_the_part_before_the_key_apart(tmp_path: Path, capsys) -> None:
+    pem = tmp_path / "audit.pub.pem"
+    pem.write_bytes(
+        KEY.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    audit = tmp_path / "audit.jsonl"
+    audit.write_bytes(b"".join(line + b"\n" for line in key_set_later(restart=True)))
+    assert main(["audit", "verify", str(audit), "--key", str(pem)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"before the key: {audit}:1: records 1–9 of gw-1 (to {audit}:9) precede its first")
+    assert out[1] == "whole: 16 records, 1 instance, 2 runs, 4 checkpoints, 2 signatures verified"

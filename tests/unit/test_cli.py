@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import subprocess
+import sys
 import tomllib
 from datetime import UTC, datetime
 from importlib.metadata import EntryPoint
@@ -33,11 +36,41 @@ def test_check_from_another_directory(tollgate, tmp_path: Path, capsys) -> None:
     Path("tollgate.yaml").write_text("clients: [{name: alice, keys: [tg-alice-0123456789]}]\n")
     Path("bad.yaml").write_text("providers: {openai: {keyz: []}}\n")
     assert tollgate(["check", "tollgate.yaml"]) == 0
-    assert capsys.readouterr().out == "tollgate.yaml: ok (1 clients)\n"
+    assert capsys.readouterr().out == "tollgate.yaml: ok (1 client)\n"
     assert tollgate(["check", "bad.yaml"]) == 1
     assert "providers.openai.keyz: unknown key" in capsys.readouterr().err
     Path("guarded.yaml").write_text("guardrails: [{detect: [secrets], action: deny}]\n")
     assert tollgate(["check", "guarded.yaml"]) == 0
+
+
+def test_check_reads_tollgate_yaml_by_default(tollgate, tmp_path: Path, capsys) -> None:
+    Path("tollgate.yaml").write_text("clients: [{name: alice, keys: [tg-alice-0123456789]}, {name: bob}]\n")
+    assert tollgate(["check"]) == 0
+    assert capsys.readouterr().out == "tollgate.yaml: ok (2 clients)\n"
+
+
+def test_version(tollgate, capsys) -> None:
+    with pytest.raises(SystemExit) as done:
+        tollgate(["--version"])
+    assert done.value.code == 0
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    assert capsys.readouterr().out == f"tollgate {version}\n"
+
+
+def test_help_and_version_import_neither_the_proxy_nor_the_configuration() -> None:
+    """`tollgate --help` answers from argparse alone: what the commands need is imported by them."""
+    probe = (
+        "import contextlib, io, sys\n"
+        "from tollgate.cli.main import main\n"
+        "for argv in (['--help'], ['--version'], ['check', '--help'], ['scan', '--help']):\n"
+        "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "        main(argv)\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in ('tollgate', 'mitmproxy', 'pydantic'))))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "addons")}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["tollgate", "tollgate.cli", "tollgate.cli.main"]
 
 
 def test_check_refuses_a_client_given_a_providers_real_key(tollgate, tmp_path: Path, capsys) -> None:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.support.examples import examples
@@ -763,93 +760,6 @@ def test_the_documented_example_is_valid() -> None:
     env = {"OPENAI_API_KEY": "sk-o", "GEMINI_API_KEY": "g", "ANTHROPIC_API_KEY": "a", "AWS_BEARER_TOKEN_BEDROCK": "b"}
     config = load_config(example, env)
     assert config.clients and config.overrides
-
-
-ADDONS = Path(__file__).resolve().parents[2] / "addons"
-# One process imports Tollgate and mitmproxy (most of the time a fresh process takes), then forks a
-# child per configuration: each child starts where a fresh process that imported Tollgate would,
-# without botocore, and says whether configuring loaded it.
-BOTOCORE_LOADED = """
-import os, sys
-from mitmproxy.test import taddons
-from tollgate.proxy.pipeline import gateway as tollgate
-
-assert "botocore" not in sys.modules, "importing Tollgate loaded botocore"
-for path in sys.argv[1:]:
-    sys.stdout.flush()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            gateway = tollgate()
-            with taddons.context(gateway) as tctx:
-                tctx.configure(gateway, tollgate_config=path)
-                print(path, "botocore" in sys.modules, flush=True)
-        finally:
-            os._exit(0)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, path
-# What it has printed is all: the interpreter's teardown would collect every object mitmproxy and
-# Tollgate made, a second or more.
-sys.stdout.flush()
-os._exit(0)
-"""
-
-BEDROCK_MENTIONS = {
-    "openai-only": {},
-    "bedrock-keys": {"providers": {"bedrock": {"keys": ["ABSK-bedrock-key"]}}},
-    "a-clients-aws-keys": {
-        "clients": [{"name": "a", "aws_credentials": [{"access_key_id": "AKIDEXAMPLE", "secret_access_key": "s"}]}]
-    },
-    "a-route-to-bedrock": {
-        "overrides": [
-            {
-                "match": {"provider": "openai"},
-                "provider": "bedrock",
-                "upstream": "https://bedrock-runtime.us-east-1.amazonaws.com",
-            }
-        ]
-    },
-}
-
-
-@pytest.fixture(scope="module")
-def botocore_loaded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Per configuration of BEDROCK_MENTIONS, what its child process printed ("True" when
-    configuring it loaded botocore)."""
-    tmp_path = tmp_path_factory.mktemp("botocore")
-    paths = {}
-    for case, mention in BEDROCK_MENTIONS.items():
-        config: dict[str, Any] = {
-            "providers": {"openai": {"keys": ["sk-real"]}},
-            "audit": {"path": str(tmp_path / "audit.jsonl")},
-        }
-        for name, value in mention.items():
-            config[name] = {**config.get(name, {}), **value} if isinstance(value, dict) else value
-        paths[case] = tmp_path / f"{case}.yaml"
-        paths[case].write_text(yaml.safe_dump(config))
-    done = subprocess.run(
-        [sys.executable, "-c", BOTOCORE_LOADED, *map(str, paths.values())],
-        cwd=ADDONS,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    printed = dict(line.split() for line in done.stdout.splitlines() if line.endswith((" True", " False")))
-    return {case: printed.get(str(path), "nothing: " + done.stderr[-2000:]) for case, path in paths.items()}
-
-
-@pytest.mark.parametrize(
-    ("case", "loaded"),
-    [("openai-only", False), ("bedrock-keys", True), ("a-clients-aws-keys", True), ("a-route-to-bedrock", True)],
-    ids=list(BEDROCK_MENTIONS),
-)
-def test_botocore_is_loaded_only_for_a_configuration_that_mentions_bedrock(
-    botocore_loaded: dict[str, str], case: str, loaded: bool
-) -> None:
-    # A proxy that never sees Bedrock is spared botocore's objects and start-up time; one that may
-    # loads it at start-up, so that no call waits for the import.
-    assert botocore_loaded[case] == str(loaded)
 
 
 ROLLUP = {"above_messages": 20, "summarizer": {"provider": "openai", "model": "gpt-4o-mini"}}

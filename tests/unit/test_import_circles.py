@@ -16,7 +16,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator, Mapping
 
-from tests.unit.test_layers import is_module, module_name, modules
+from tests.unit.test_layers import is_module, module_name, modules, nodes
 
 
 def run_imports(path: str) -> set[str]:
@@ -25,12 +25,7 @@ def run_imports(path: str) -> set[str]:
     if not path.endswith("__init__.py"):
         package = package[:-1]
     found: set[str] = set()
-
-    def visit(node: ast.AST) -> None:
-        for child in ast.iter_child_nodes(node):
-            visit_node(child)
-
-    def visit_node(node: ast.AST) -> None:
+    for node in nodes(path):  # every node of the module, walked once and shared with test_layers
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -38,9 +33,6 @@ def run_imports(path: str) -> set[str]:
             name = ".".join(p for p in (base, node.module or "") if p)
             for alias in node.names:
                 found.add(f"{name}.{alias.name}" if is_module(f"{name}.{alias.name}") else name)
-        visit(node)
-
-    visit(modules()[path])
     own = module_name(path)
     return {name for name in found if name != own and is_module(name)}
 

@@ -53,6 +53,7 @@ def module_name(path: str) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+@cache  # asked of every name every module imports: the files do not change while the tests run
 def is_module(name: str) -> bool:
     rest = name.split(".")[1:]
     return name.startswith("tollgate.") and (

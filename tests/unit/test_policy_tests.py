@@ -27,7 +27,7 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
 
 def test_the_examples_pass_their_tests_together(capsys) -> None:
     code, out, err = run(capsys, str(EXAMPLES))
-    assert (code, out, err) == (0, "PASS: 23/23\n", "")
+    assert (code, out, err) == (0, "PASS: 24/24\n", "")
 
 
 @pytest.mark.parametrize("test", sorted(EXAMPLES.glob("*_test.rego")), ids=lambda p: p.stem)
@@ -36,6 +36,26 @@ def test_each_example_passes_its_tests_alone(capsys, test: Path) -> None:
     code, out, _ = run(capsys, str(policy), str(test))
     assert code == 0, out
     assert out.startswith("PASS: ")
+
+
+def test_a_rule_that_reads_the_model_unguarded_is_warned_of(tmp_path: Path, capsys) -> None:
+    policy = write(
+        tmp_path / "plans.rego",
+        'package tollgate\nimport rego.v1\n\ndeny contains "no opus on plans" if {\n\tinput.subscription\n'
+        '\tstartswith(input.model, "claude-opus")\n}\n',
+    )
+    write(
+        tmp_path / "plans_test.rego",
+        "package tollgate_test\nimport rego.v1\nimport data.tollgate\n\n"
+        'test_opus if "no opus on plans" in tollgate.deny with input as {"subscription": {}, "model": "claude-opus-4"}\n',
+    )
+    code, out, err = run(capsys, str(tmp_path))
+    assert (code, out) == (0, "PASS: 1/1\n")  # a warning, not a failure
+    assert err == (
+        f"warning: {policy}:6: startswith(input.model, …) fails on a call with no model (input.model is null:"
+        " listings, uploads, Claude Code's service calls), and the call is refused (policy error): guard the rule"
+        " with is_string(input.model)\n"
+    )
 
 
 def test_every_example_has_tests() -> None:
@@ -113,7 +133,7 @@ def test_check_compiles_the_policy_a_configuration_names(tmp_path: Path, capsys)
     config = write(tmp_path / "tollgate.yaml", "policy: {rego: [policy.rego]}\naudit: {path: '-'}\n")
     write(tmp_path / "policy.rego", POLICY)
     assert main(["check", str(config)]) == 0
-    assert capsys.readouterr().out == f"{config}: ok (0 clients, a policy of 1 files)\n"
+    assert capsys.readouterr().out == f"{config}: ok (0 clients, a policy of 1 file)\n"
     write(tmp_path / "policy.rego", 'package tollgate\nimport rego.v1\n\ndeny contains "x" if net.cidr_nope(1)\n')
     assert main(["check", str(config)]) == 1
     assert capsys.readouterr().err == (

@@ -109,13 +109,26 @@ def test_standard_input_and_a_named_configuration(tmp_path: Path, body: bytes, c
 def test_nothing_found(tmp_path: Path, scan_here: Scan) -> None:
     (tmp_path / "clean.txt").write_text("Nothing to see here.\n")
     result = scan_here(tmp_path, "clean.txt")
-    assert (result.returncode, result.stdout) == (0, "clean.txt: nothing found (21 bytes)\n")
+    assert (result.returncode, result.stdout) == (0, "clean.txt: nothing found: no rule or key applied (21 bytes)\n")
 
 
-def test_without_a_configuration_only_tollgate_keys_apply(tmp_path: Path, body: bytes, scan_here: Scan) -> None:
+def test_without_a_configuration_it_says_nothing_was_applied(tmp_path: Path, body: bytes, scan_here: Scan) -> None:
     (tmp_path / "body.json").write_bytes(body)
     result = scan_here(tmp_path, "body.json")
-    assert result.returncode == 0 and "nothing found" in result.stdout
+    assert result.returncode == 0
+    assert result.stdout == f"body.json: nothing found: no rule or key applied ({len(body)} bytes, JSON)\n"
+    assert result.stderr == (
+        "applied: no configuration (no ./tollgate.yaml, no --config): no guardrails rule, no key of Tollgate's own\n"
+    )
+
+
+def test_it_says_which_rules_and_keys_it_applied(tmp_path: Path, config: Path, scan_here: Scan) -> None:
+    (tmp_path / "clean.txt").write_text("x")
+    result = scan_here(tmp_path, "clean.txt")
+    assert (result.returncode, result.stdout) == (0, "clean.txt: nothing found (1 byte)\n")
+    assert result.stderr == (
+        "applied: tollgate.yaml: 2 guardrails rules (pii.email, secrets), 1 key of Tollgate's own (tollgate_keys)\n"
+    )
 
 
 def test_what_cannot_be_read(tmp_path: Path, body: bytes, scan_here: Scan) -> None:

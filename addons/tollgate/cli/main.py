@@ -15,12 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError
-
-from tollgate.config import ConfigError, load_config
-from tollgate.governance.policy import TIMEOUT as POLICY_TIMEOUT
-
 if TYPE_CHECKING:
+    from tollgate.governance.guardrails.rules import Guardrails
     from tollgate.governance.policy import Decision
     from tollgate.records.usage_report import Report
 
@@ -45,13 +41,16 @@ def main(argv: list[str] | None = None) -> int:
         from tollgate.cli.supervisor import serve
 
         return serve(argv[1:])
+    # Help and the version are answered from argparse alone: the proxy and the configuration's
+    # models are imported by the command that needs them, not at every start.
     parser = argparse.ArgumentParser(prog="tollgate")
+    parser.add_argument("--version", action="version", version=f"tollgate {installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the proxy: one mitmdump, or --workers N behind HAProxy (see serve --help)")
     ca = commands.add_parser("certs", help="create the CA and certs/ca-bundle.pem if missing")
     ca.add_argument("--confdir", default="certs", type=Path)
-    check = commands.add_parser("check", help="validate a configuration file")
-    check.add_argument("config", type=Path)
+    check = commands.add_parser("check", help="validate a configuration file (default: ./tollgate.yaml)")
+    check.add_argument("config", type=Path, nargs="?", default=Path("tollgate.yaml"))
     policy = commands.add_parser("policy", help="work with Rego policies")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
     evaluate = policy_commands.add_parser("eval", help="print the decision for a sample input, like `opa eval`")
@@ -60,9 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument(
         "--timeout",
         type=positive,
-        default=POLICY_TIMEOUT,
         metavar="SECONDS",
-        help="the evaluation's time limit, as policy.timeout in tollgate.yaml (default: %(default)g)",
+        help="the evaluation's time limit, as policy.timeout in tollgate.yaml (default: policy.timeout's default)",
     )
     tests = policy_commands.add_parser(
         "test",
@@ -179,6 +177,17 @@ def main(argv: list[str] | None = None) -> int:
     return check_config(args.config)
 
 
+def installed_version() -> str:
+    """Tollgate's version as installed (pyproject's), or "unknown" when it runs from a checkout
+    that was never installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tollgate")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def verify_audit(files: list[str], key_path: Path | None, live: bool, against: str | None = None) -> int:
     """Exit status 0 when the files are whole (a summary printed), 1 with a line per fault, 2 when a
     file, the copy or the key cannot be read."""
@@ -203,24 +212,31 @@ def verify_audit(files: list[str], key_path: Path | None, live: bool, against: s
         return 2
     for fault in verdict.faults:
         print(fault)
+    for part in verdict.before_key:  # written before the key was set: said apart, not a fault
+        print(f"before the key: {part}")
     s = verdict.summary
     signatures = (
-        f"{s.signed} signatures verified" if key is not None
+        f"{plural(s.signed, 'signature')} verified" if key is not None
         else f"signatures not checked (no --key; {s.unchecked_signatures} signed)"
     )  # fmt: skip
-    counts = f"{s.records} records, {s.instances} instances, {s.runs} runs, {s.checkpoints} checkpoints, {signatures}"
+    counts = ", ".join(
+        (plural(s.records, "record"), plural(s.instances, "instance"), plural(s.runs, "run"),
+         plural(s.checkpoints, "checkpoint"), signatures)
+    )  # fmt: skip
     if verdict.faults:
-        print(f"{len(verdict.faults)} faults in {counts}", file=sys.stderr)
+        print(f"{plural(len(verdict.faults), 'fault')} in {counts}", file=sys.stderr)
         return 1
     print(f"whole: {counts}")
     if against is not None:
-        print(f"the copy's {s.copy_checkpoints} checkpoints are all in the files")
+        held = "is" if s.copy_checkpoints == 1 else "are all"
+        print(f"the copy's {plural(s.copy_checkpoints, 'checkpoint')} {held} in the files")
     print(f"last record: {s.last_ts or '-'}; last signed checkpoint: {s.last_signed_ts or '-'}")
     return 0
 
 
 def check_config(path: Path) -> int:
     """Exit status 0 when the configuration and the policy it names would load, else 1."""
+    from tollgate.config import ConfigError, load_config
     from tollgate.governance.policy import Policy, PolicyError
 
     try:
@@ -233,8 +249,8 @@ def check_config(path: Path) -> int:
     except PolicyError as e:
         print(f"error: {path}: policy.rego: {e}", file=sys.stderr)
         return 1
-    policy = f", a policy of {len(config.policy.rego)} files" if config.policy.rego else ""
-    print(f"{path}: ok ({len(config.clients)} clients{policy})")
+    policy = f", a policy of {plural(len(config.policy.rego), 'file')}" if config.policy.rego else ""
+    print(f"{path}: ok ({plural(len(config.clients), 'client')}{policy})")
     return 0
 
 
@@ -242,13 +258,18 @@ def test_policy(paths: list[Path], verbose: bool, zero_on_skipped: bool) -> int:
     """Exit status 0 when every test passes, 2 when one does not, 1 when the files do not compile
     (as `opa test`)."""
     from tollgate.governance.policy import PolicyError
+    from tollgate.governance.policy_lint import unguarded_model_reads
     from tollgate.governance.policy_tests import PASS, SKIPPED, rego_files, report, run_tests
 
     try:
-        results = run_tests(rego_files(paths))
+        files = rego_files(paths)
+        results = run_tests(files)
     except PolicyError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    for path in files:  # read already: run_tests would have said otherwise
+        for unguarded in unguarded_model_reads(str(path), path.read_text(encoding="utf-8")):
+            print(f"warning: {unguarded}", file=sys.stderr)
     print(report(results, verbose))
     allowed = (PASS, SKIPPED) if zero_on_skipped else (PASS,)
     return 0 if all(r.outcome in allowed for r in results) else 2
@@ -268,6 +289,7 @@ def duration(text: str) -> timedelta:
 
 def print_token(config_path: Path, client: str, groups: str, ttl: timedelta, issuer: str | None) -> int:
     """Exit status 0 with the token on standard output; 1 when no issuer can sign one."""
+    from tollgate.config import ConfigError, load_config
     from tollgate.governance.jwt_identity import mint
 
     try:
@@ -309,6 +331,8 @@ def new_virtual_key() -> str:
 def print_new_key(client: str, expires: str | None) -> int:
     """Exit status 0 with two lines on standard output, a new key and its entry for the client's
     `keys` in tollgate.yaml (what to do with them on standard error); 2 for a bad argument."""
+    from pydantic import ValidationError
+
     from tollgate.governance.clients import SHA256_KEY_PREFIX, VirtualKey, key_digest
 
     name = client.strip()
@@ -344,15 +368,18 @@ OFFSETS_SHOWN = 20
 
 def scan_body(source: str, config_path: Path | None) -> int:
     """Exit status 0 when the guardrails find nothing in the body, 1 when they find something (each
-    kind on a line: count, action, offsets), 2 when the body or the configuration cannot be read."""
-    from tollgate.config import Config
+    kind on a line: count, action, offsets), 2 when the body or the configuration cannot be read.
+    What it applied (the configuration, its rules, Tollgate's own keys) is said on standard error."""
+    from tollgate.config import Config, ConfigError, load_config
     from tollgate.governance.guardrails.rules import Guardrails
 
     try:
         if config_path is None:
             default = Path("tollgate.yaml")
-            config = load_config(default) if default.is_file() else Config()
+            found = default if default.is_file() else None
+            config = load_config(default) if found is not None else Config()
         else:
+            found = config_path
             config = load_config(config_path)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -362,11 +389,14 @@ def scan_body(source: str, config_path: Path | None) -> int:
     except OSError as e:
         print(f"error: {source}: cannot read: {e.strerror}", file=sys.stderr)
         return 2
+    guardrails = Guardrails.of(config)
+    print(applied_text(guardrails, found), file=sys.stderr)
     is_json = body.lstrip()[:1] in (b"{", b"[", b'"')
-    result = Guardrails.of(config).scan_all(body, is_json)
+    result = guardrails.scan_all(body, is_json)
     name = "(stdin)" if source == "-" else source
     if not result.findings:
-        print(f"{name}: nothing found ({len(body)} bytes{', JSON' if is_json else ''})")
+        nothing = "nothing found" if guardrails.reads else "nothing found: no rule or key applied"
+        print(f"{name}: {nothing} ({plural(len(body), 'byte')}{', JSON' if is_json else ''})")
         return 0
     by_kind: dict[str, list[int]] = {}
     actions: dict[str, str] = {}
@@ -374,13 +404,30 @@ def scan_body(source: str, config_path: Path | None) -> int:
         by_kind.setdefault(finding.kind, []).append(finding.start)
         actions[finding.kind] = finding.action
     total = len(result.findings)
-    print(f"{name}: {total} {'finding' if total == 1 else 'findings'} ({len(body)} bytes{', JSON' if is_json else ''})")
+    print(f"{name}: {plural(total, 'finding')} ({plural(len(body), 'byte')}{', JSON' if is_json else ''})")
     width = max(len(k) for k in by_kind)
     for kind, offsets in by_kind.items():
         shown = ", ".join(str(o) for o in offsets[:OFFSETS_SHOWN])
         more = f", … ({len(offsets) - OFFSETS_SHOWN} more)" if len(offsets) > OFFSETS_SHOWN else ""
         print(f"  {kind:<{width}}  {len(offsets):>4}  {actions[kind]:<6}  at {shown}{more}")
     return 1
+
+
+def applied_text(guardrails: Guardrails, config_path: Path | None) -> str:
+    """What `tollgate scan` applies, in words: where its rules come from, the detectors they name,
+    and how many of Tollgate's own keys it looks for (a count, never a key)."""
+    source = f"{config_path}" if config_path is not None else "no configuration (no ./tollgate.yaml, no --config)"
+    names = sorted({entry.name for rule in guardrails.rules for entry in rule.rule.detect})
+    rules = plural(len(guardrails.rules), "guardrails rule")
+    rules = f"{rules} ({', '.join(names)})" if names else "no guardrails rule"
+    keys = guardrails.own_key_count
+    own = f"{plural(keys, 'key')} of Tollgate's own (tollgate_keys)" if keys else "no key of Tollgate's own"
+    return f"applied: {source}: {rules}, {own}"
+
+
+def plural(n: int, noun: str) -> str:
+    """`1 file`, `2 files`: a count and its noun."""
+    return f"{n} {noun if n == 1 else noun + 's'}"
 
 
 # Malformed records named on standard error, at most: the count covers the rest.
@@ -392,6 +439,7 @@ def print_usage(
 ) -> int:
     """Exit status 0 with the report on standard output; 2 for a bad --since or --by; 1 when the
     configuration, the ledger or an audit file cannot be read."""
+    from tollgate.config_base import ConfigError
     from tollgate.records.usage_report import (
         RENDER,
         Malformed,
@@ -450,6 +498,7 @@ def ledger_report(
     since: float,
 ) -> Report:
     """The report over the ledger store's calls: --store, else the configuration's ledger.store."""
+    from tollgate.config import load_config
     from tollgate.records.usage_report import aggregate, ledger_calls
 
     if store_url is None:
@@ -493,12 +542,12 @@ def positive(text: str) -> float:
     return value
 
 
-def evaluate_policy(files: list[Path], input_path: Path, timeout: float = POLICY_TIMEOUT) -> int:
+def evaluate_policy(files: list[Path], input_path: Path, timeout: float | None = None) -> int:
     """Exit status 0 when the input is allowed, 1 when denied, 2 when the policy or input is broken.
     The policy is compiled here, and evaluated in a worker process within the time limit, as the
     proxy does. An input with an `mcp` object is an MCP server's request, decided as the proxy
     decides one: by `data.tollgate.mcp.deny`."""
-    from tollgate.governance.policy import Policy, PolicyError, lacking, paths_read
+    from tollgate.governance.policy import TIMEOUT, Policy, PolicyError, lacking, paths_read
 
     try:
         text = sys.stdin.read() if str(input_path) == "-" else input_path.read_text(encoding="utf-8")
@@ -507,7 +556,7 @@ def evaluate_policy(files: list[Path], input_path: Path, timeout: float = POLICY
         print(f"error: {input_path}: {e}", file=sys.stderr)
         return 2
     try:
-        policy = Policy(files, timeout)
+        policy = Policy(files, TIMEOUT if timeout is None else timeout)
     except PolicyError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -14,8 +14,7 @@ from typing import Any
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from tollgate.records.auditlog import STARTED, STOPPED
-from tollgate.records.chain import CHECKPOINT, ZERO, chain_of, key_id, signature_holds, split_line
+from tollgate.records.chain import CHECKPOINT, STARTED, STOPPED, ZERO, chain_of, key_id, signature_holds, split_line
 
 # How many records back, within a run, a record out of order is still linked to its predecessor.
 WINDOW = 100_000
@@ -86,6 +85,20 @@ class Summary:
 class Verdict:
     faults: list[Fault]
     summary: Summary
+    # With a key: the records each instance wrote before its first checkpoint signed by it (the key
+    # was set later), said apart; not faults.
+    before_key: list[Fault] = field(default_factory=list)
+
+
+@dataclass
+class Unsigned:
+    """An instance's records before its first checkpoint signed by the key: their checkpoints
+    unsigned, left as they are until a signed one comes (and faults if none comes)."""
+
+    first: Place  # the instance's first record
+    checkpoints: list[Place] = field(default_factory=list)
+    records: int = 0  # the instance's records up to its last unsigned checkpoint
+    signed_at: Place | None = None  # the first checkpoint signed by the key
 
 
 def read_lines(paths: Sequence[str], live: bool = False) -> Iterator[tuple[Place, bytes]]:
@@ -151,6 +164,10 @@ class _Verifier:
         self.runs: dict[str, Run] = {}  # each instance's current run
         self.ended: dict[str, list[Run]] = {}  # each instance's earlier runs, oldest first
         self.kept: dict[str, tuple[Place, str, Any]] = {}  # a copy's checkpoints not yet found: by chain
+        self.counted: dict[str, int] = {}  # each instance's records read so far
+        # With a key: each instance's part before its first signed checkpoint, and the run that holds it.
+        self.unsigned: dict[str, Unsigned] = {}
+        self.first_signed_run: dict[str, Run] = {}
 
     def fault(self, place: Place, what: str) -> None:
         self.faults.append(Fault(place, what))
@@ -166,6 +183,21 @@ class _Verifier:
         self.summary.instances = len(self.runs)
         if self.key is not None:
             self.unsigned_runs()
+        before_key = []
+        for instance, part in self.unsigned.items():
+            if part.signed_at is None:  # no signed checkpoint at all: every unsigned one is a fault
+                for place in part.checkpoints:
+                    self.fault(place, "checkpoint not signed")
+            elif part.checkpoints:
+                before_key.append(
+                    Fault(
+                        part.first,
+                        f"records 1–{part.records} of {instance} (to {part.checkpoints[-1]}) precede its first"
+                        f" checkpoint signed by the key ({part.signed_at}): not covered by the key as they were"
+                        " written; their chain is checked, and that checkpoint's signature holds them as they"
+                        " stood then",
+                    )
+                )
         for place, instance, seq in self.kept.values():
             self.fault(
                 place,
@@ -173,7 +205,7 @@ class _Verifier:
                 " the files' last ones, or a run, removed",
             )
         self.faults.sort(key=lambda f: (f.place.file, f.place.line))  # stable: a file's order kept
-        return Verdict(self.faults, self.summary)
+        return Verdict(self.faults, self.summary, before_key)
 
     def read(self, place: Place, line: bytes) -> None:
         parts = split_line(line)
@@ -191,6 +223,9 @@ class _Verifier:
         content, chain = parts
         entry = Entry(place, seq, chain, content, record.get("event"), record.get("ts"), record.get("previous_chain"))
         self.summary.records += 1
+        self.counted[instance] = self.counted.get(instance, 0) + 1
+        if self.key is not None and instance not in self.unsigned:
+            self.unsigned[instance] = Unsigned(place)
         if isinstance(entry.ts, str) and (self.summary.last_ts is None or entry.ts > self.summary.last_ts):
             self.summary.last_ts = entry.ts
         if entry.event == CHECKPOINT:
@@ -207,7 +242,9 @@ class _Verifier:
 
     def begin(self, run: Run, entry: Entry) -> None:
         if entry.seq != 1:
-            self.fault(entry.place, f"{entry.seq - 1} records missing before this line (a run's seq 1–{entry.seq - 1})")
+            self.fault(
+                entry.place, f"{_records(entry.seq - 1)} missing before this line (a run's seq 1–{entry.seq - 1})"
+            )
             return
         if entry.event != STARTED:
             self.fault(entry.place, "a run's first record is not tollgate_started: changed or inserted")
@@ -281,7 +318,12 @@ class _Verifier:
             if signature is not None:
                 self.summary.unchecked_signatures += 1
         elif signature is None:
-            self.fault(entry.place, "checkpoint not signed")
+            part = self.unsigned[run.instance]
+            if part.signed_at is not None:
+                self.fault(entry.place, "checkpoint not signed")
+            else:  # before the instance's first signed checkpoint: judged when the files end
+                part.checkpoints.append(entry.place)
+                part.records = self.counted[run.instance]
         elif signed_by != self.key_id:
             self.fault(entry.place, f"checkpoint signed by another key (key_id {signed_by}, not {self.key_id})")
         elif not (isinstance(signature, str) and isinstance(chain, str) and signature_holds(key, signature, chain)):
@@ -289,6 +331,10 @@ class _Verifier:
         else:
             self.summary.signed += 1
             run.signed += 1
+            part = self.unsigned[run.instance]
+            if part.signed_at is None:
+                part.signed_at = entry.place
+                self.first_signed_run[run.instance] = run
             newest = self.summary.last_signed_ts
             if isinstance(entry.ts, str) and (newest is None or entry.ts > newest):
                 self.summary.last_signed_ts = entry.ts
@@ -300,7 +346,7 @@ class _Verifier:
         one; a run not stopped is cut off, unless the instance's next run names its last chain."""
         for seq, entry in sorted(run.waiting.items()):
             below = max((s for s in run.by_seq if s < seq), default=0)
-            self.fault(entry.place, f"{seq - below - 1} records missing before this line (seq {below + 1}–{seq - 1})")
+            self.fault(entry.place, f"{_records(seq - below - 1)} missing before this line (seq {below + 1}–{seq - 1})")
         run.waiting.clear()
         run.by_seq.clear()  # a run ended is kept for what it proves, not its records
         last = run.last
@@ -325,22 +371,26 @@ class _Verifier:
         """With a key: a run no checkpoint signed by it vouches for is a fault. A signed checkpoint
         vouches for its run up to it, and for the runs before it that its run names, one after the
         other (a process killed outright). With `--live`, an instance's newest run may have no
-        checkpoint yet, when an earlier run of it is signed: a file made up whole is never whole."""
+        checkpoint yet, when an earlier run of it is signed: a file made up whole is never whole. The
+        runs before the one that holds the instance's first signed checkpoint were written before the
+        key was set: said apart (`Verdict.before_key`), not faults."""
         for instance, current in self.runs.items():
             runs = [*self.ended.get(instance, ()), current]
+            first_signed = self.first_signed_run.get(instance)
+            before_key = runs.index(first_signed) if first_signed is not None else 0
             vouched = False  # the run after this one is vouched for, and names it
             for i in range(len(runs) - 1, -1, -1):
                 run = runs[i]
                 vouched = run.signed > 0 or (run.named_by_next and vouched)
                 newest = i == len(runs) - 1
-                if vouched or run.checkpoint is not None:  # a checkpoint not signed by the key is a fault of its own
-                    continue
+                if vouched or run.checkpoint is not None or i < before_key:
+                    continue  # a checkpoint not signed by the key is a fault of its own
                 if newest and self.live and i > 0 and runs[i - 1].signed:
                     continue  # its first checkpoint is yet to come
                 self.fault(
                     run.first.place,
-                    f"the run of {instance} has no checkpoint signed by the key: its {run.records} records are"
-                    " vouched for by no signature",
+                    f"the run of {instance} has no checkpoint signed by the key: its {_records(run.records)}"
+                    f" {'is' if run.records == 1 else 'are'} vouched for by no signature",
                 )
 
     def kept_checkpoint(self, place: Place, line: bytes) -> None:
@@ -372,4 +422,8 @@ class _Verifier:
     def _after(run: Run) -> str:
         last = run.last.seq if run.last is not None else 0
         after = last - run.checkpoint.seq if run.checkpoint is not None else last
-        return f"{after} records after the last checkpoint" if run.checkpoint else f"{after} records, no checkpoint"
+        return f"{_records(after)} after the last checkpoint" if run.checkpoint else f"{_records(after)}, no checkpoint"
+
+
+def _records(n: int) -> str:
+    return "1 record" if n == 1 else f"{n} records"

@@ -34,13 +34,11 @@ import orjson
 import structlog
 
 from tollgate.records.audit_record import utc_timestamp
-from tollgate.records.chain import CHECKPOINT, Chain, Signer, last_chain
+from tollgate.records.chain import CHECKPOINT, STARTED, STOPPED, Chain, Signer, last_chain
 from tollgate.records.in_flight import InFlight, InstanceBusy, in_flight_secret, journal_path
 
 logger = logging.getLogger(__name__)
 
-STARTED = "tollgate_started"
-STOPPED = "tollgate_stopped"
 IN_FLIGHT_REFUSED = "in_flight_refused"  # lines of the in-flight file Tollgate did not write
 # The records of the process rather than of a call: readers of calls skip them.
 PROCESS_EVENTS = frozenset((STARTED, STOPPED, CHECKPOINT, IN_FLIGHT_REFUSED))

@@ -21,6 +21,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 CHECKPOINT = "audit_checkpoint"
+# A run's first and last records (written by `auditlog`; read here and by `audit_verify`, which
+# needs nothing else of the writer).
+STARTED = "tollgate_started"
+STOPPED = "tollgate_stopped"
 ZERO = "0" * 64
 CHAIN_MARK = b',"chain":"'
 # A chained line ends with `,"chain":"<64 hex>"}`: the mark, the digest, a quote and the brace.

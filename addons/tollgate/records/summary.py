@@ -1,5 +1,6 @@
-"""What mitmweb shows of a call by its flow: a one-line summary (the flow's comment) and a marker
-for a call Tollgate refused or that failed."""
+"""What is shown of a call: a one-line summary, the flow's comment in mitmweb and, with its
+latency, the call's line on the console (`console_line`); and mitmweb's marker for a call Tollgate
+refused or that failed. Metadata only: never a key, a token or the prompt's text."""
 
 from __future__ import annotations
 
@@ -21,20 +22,33 @@ def dollars_text(nano: int) -> str:
     return f"${micro // 1_000_000}.{micro % 1_000_000:06d}"
 
 
-def summary(call: Call) -> str:
+def summary(call: Call, latency: str | None = None) -> str:
     """The one line mitmweb shows as the flow's comment. Its column is narrow, so what matters
     comes first: a refusal and its reason, a failure, else the tokens and cost; then who called
-    and what, and what the guardrails found (kinds and counts); last the policy's reasons or the
-    error, in words."""
+    and what (and, given, how long it took), and what the guardrails found (kinds and counts);
+    last the policy's reasons or the error, in words."""
     head, detail = _outcome(call)
     model, target = call.target_model, call.route.target
     what = f"{target.provider}/{model}" if model else f"{target.provider} {call.classification.endpoint or '?'}"
     line = f"{head} · {call.caller.client or 'anonymous'} · {what}"
+    if latency is not None:
+        line += f" · {latency}"
     if found := call.request.findings:
         kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(found.items()))
         redacted = call.request.redacted
         line += f" · found {kinds}" + (f" ({redacted} redacted)" if redacted else "")
     return f"{line} · {detail}" if detail else line
+
+
+def console_line(call: Call, latency_ms: float) -> str:
+    """The call's line on the console, as it ends: mitmweb's summary with how long the call took
+    (its audit record's `latency_ms`)."""
+    return f"Tollgate: {summary(call, latency_text(latency_ms))}"
+
+
+def latency_text(ms: float) -> str:
+    """`412 ms`, `12.3 s`: milliseconds below ten seconds, else seconds."""
+    return f"{ms:.0f} ms" if ms < 10_000 else f"{ms / 1000:.1f} s"
 
 
 def _outcome(call: Call) -> tuple[str, str | None]:

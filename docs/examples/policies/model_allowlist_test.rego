@@ -51,3 +51,13 @@ test_an_unread_model_is_for_uploaders_only if {
 		not contains(reason, "is not read")
 	}
 }
+
+# A call that names no model (a listing, Claude Code's calls to Anthropic's own service): its model
+# is null, which the allow-list leaves alone; a string built-in given it would fail the policy.
+test_a_call_that_names_no_model_is_decided if {
+	service := object.union(call(null, ["support"]), {"endpoint": "api.claude_code.settings", "method": "GET"})
+	denied := tollgate.deny with input as service
+	every reason in denied {
+		not contains(reason, "is not allowed")
+	}
+}

@@ -140,7 +140,7 @@ def test_a_good_edit_is_swapped_in_and_logged_once(running: Running, caplog) -> 
     logged = running.check(caplog)
     assert clients(running) == ["bob"]
     assert logged.count("Tollgate: configuration reloaded from") == 1
-    assert f"configuration reloaded from {running.path}: 1 client(s), anonymous callers refused" in logged
+    assert f"configuration reloaded from {running.path}: 1 client, anonymous callers refused" in logged
     assert "tg-bob" not in logged and "sk-one" not in logged
 
 
@@ -449,3 +449,17 @@ def test_a_client_certificate_that_cannot_be_used_fails_the_configuration_naming
     finally:
         log.close()
         asyncio.run(store.aclose())
+
+
+def test_without_a_configuration_file_it_says_a_file_made_later_is_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the built-in defaults' audit file is written here
+    g = gateway()
+    with caplog.at_level(logging.INFO, logger=settings_module.__name__), taddons.context(g) as tctx:
+        tctx.configure(g, tollgate_config="")
+        pending = g.done()  # type: ignore[attr-defined]
+        if pending is not None:
+            asyncio.run(pending)
+    assert settings_module.NO_CONFIG_NOTE in caplog.text
+    assert "A tollgate.yaml made now is not read until Tollgate is started again with it" in caplog.text

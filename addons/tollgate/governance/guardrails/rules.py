@@ -168,6 +168,11 @@ class Guardrails:
         return f"<Guardrails: {len(self.rules)} rules, {len(self._keys.detectors)} own-key detectors>"
 
     @property
+    def own_key_count(self) -> int:
+        """How many of Tollgate's own keys it looks for (`tollgate_keys`): a count, never a key."""
+        return len(self.made_of[1]) + len(self.made_of[2])
+
+    @property
     def reads(self) -> bool:
         """Whether it reads any call: it has rules, or Tollgate holds keys to look for."""
         return bool(self.rules) or bool(self._keys.detectors)

@@ -3,13 +3,15 @@ a call's flow (`flows.py`: the error hook's response served, a flow its client e
 gone upstream, a flow that waits too long ended, a streamed response's last bytes sent), what a
 message carries (`messages.py`: HTTP/1 trailers, a WebSocket message's size), connections ended
 too soon or never (`connections.py`), a message's head bounded as it is read (`head_bounds.py`),
-and the drain (`drain.py`), a request sent again before its answer began (`resend.py`). Each patch
-is a function that installs it once; the stages call them through this package."""
+and the drain (`drain.py`), a request sent again before its answer began (`resend.py`), mitmdump's
+line for a call left to Tollgate's (`console.py`). Each patch is a function that installs it once;
+the stages call them through this package."""
 
 from tollgate.proxy.patches.connections import (
     close_connections_cancelled_while_waiting,
     finish_streams_after_a_clients_goaway,
 )
+from tollgate.proxy.patches.console import leave_calls_to_their_line
 from tollgate.proxy.patches.drain import CloseInjected, begin_drain, close_websocket, drain_connections
 from tollgate.proxy.patches.flows import (
     EndIfWaiting,
@@ -56,6 +58,7 @@ __all__ = [
     "finish_streamed_responses",
     "finish_streams_after_a_clients_goaway",
     "head_was_cut",
+    "leave_calls_to_their_line",
     "may_resend",
     "no_more_resends",
     "note_flows_ended_by_client",

@@ -17,7 +17,7 @@ from tollgate.governance.mcp import McpExchange
 from tollgate.proxy.flows import CALL, call_of, refuse, refuse_mcp
 from tollgate.proxy.state import Shared
 from tollgate.records.audit_record import audit_record, sent_record
-from tollgate.records.summary import flow_marker, summary
+from tollgate.records.summary import console_line, flow_marker, summary
 
 REQUEST_ID_HEADER = "x-tollgate-request-id"
 ATTEMPTS_HEADER = b"x-tollgate-attempts"
@@ -99,6 +99,8 @@ class Audit:
         record = audit_record(call)
         if self.shared.audit is not None:
             self.shared.audit.write(record)
+        # One line per call on the console, in place of mitmdump's own (`patches.console`).
+        logger.info(console_line(call, record["latency_ms"]))
         for recorded in self._recorded:
             try:
                 recorded(call, record)

@@ -24,7 +24,7 @@ from tollgate.providers import PROVIDERS
 from tollgate.providers.base import client_cert_of
 from tollgate.providers.client_certs import load_client_cert
 from tollgate.proxy import patches
-from tollgate.proxy.flows import captures
+from tollgate.proxy.flows import CALL, captures
 from tollgate.proxy.heads import MAX_REQUEST_HEAD, MAX_RESPONSE_HEAD
 from tollgate.proxy.state import Shared, close_later, hosts_of
 from tollgate.records.auditlog import AuditLog, instance_name, started_record
@@ -250,11 +250,22 @@ def refuse_start(message: str) -> NoReturn:
 
 
 def summary(config: Config) -> str:
-    issuers = f", {len(config.identity.jwt)} JWT issuer(s)" if config.identity.jwt else ""
+    issuers = f", {_count(len(config.identity.jwt), 'JWT issuer')}" if config.identity.jwt else ""
     return (
-        f"{len(config.clients)} client(s){issuers}, anonymous callers "
+        f"{_count(len(config.clients), 'client')}{issuers}, anonymous callers "
         f"{'allowed' if config.anonymous_allowed else 'refused'}, audit to {config.audit.path}"
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun if n == 1 else noun + 's'}"
+
+
+# Said at start without a configuration file: what is watched is the file named, and none is.
+NO_CONFIG_NOTE = (
+    "Tollgate: no configuration file (tollgate_config is empty): built-in defaults, pure audit mode."
+    " A tollgate.yaml made now is not read until Tollgate is started again with it"
+)
 
 
 class Settings:
@@ -280,6 +291,7 @@ class Settings:
         patches.bound_message_heads(MAX_REQUEST_HEAD, MAX_RESPONSE_HEAD)
         patches.close_connections_cancelled_while_waiting()
         patches.finish_streams_after_a_clients_goaway()
+        patches.leave_calls_to_their_line(lambda flow: CALL in flow.metadata)
 
     def configure(self, updated: set[str]) -> None:
         try:
@@ -300,6 +312,8 @@ class Settings:
             self._path, self._seen = path, stamp
             assert self.shared.loaded is not None
             logger.info(f"Tollgate: {summary(self.shared.loaded.config)}")
+            if not path:
+                logger.warning(NO_CONFIG_NOTE)
         if "proxyauth" in updated or "tollgate_config" in updated:
             self.shared.logins_unchecked = "proxyauth" in ctx.options and ctx.options.proxyauth == "any"
             self._warn_unchecked_logins()

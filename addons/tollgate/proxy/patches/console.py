@@ -1,0 +1,28 @@
+"""The console's line per call. Tollgate logs one line as each call ends (`records.summary.
+console_line`: client, provider and model, decision, tokens, cost, latency); at mitmdump's default
+detail (`flow_detail` 1) it replaces mitmdump's own line for the flow, which says only the URL and
+"(content missing)" of a streamed body. With more detail asked (`flow_detail` 2 to 4) mitmdump's
+dump follows as before, and a flow that is no call keeps mitmdump's line."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from mitmproxy import ctx
+from mitmproxy.addons.dumper import Dumper
+
+
+def leave_calls_to_their_line(is_call: Callable[[Any], bool]) -> None:
+    """mitmdump's dumper passes over the flows `is_call` says are calls, at `flow_detail` 1."""
+    if getattr(Dumper, "_tollgate_leaves_calls", False):
+        return
+    Dumper._tollgate_leaves_calls = True  # type: ignore[attr-defined]
+    shown = Dumper.match
+
+    def match(self: Dumper, f: Any) -> bool:
+        if ctx.options.flow_detail == 1 and is_call(f):
+            return False
+        return shown(self, f)
+
+    Dumper.match = match  # type: ignore[method-assign]

@@ -1,0 +1,86 @@
+"""The console at mitmdump's default detail: one line per call in Tollgate's words (client,
+provider and model, decision or refusal, tokens, cost, latency), in place of mitmdump's own line,
+and never a key or the prompt's text."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+REAL_KEY = "sk-REAL-console-5ecret-a1"
+ALICE = "tg-alice-console-5ecret-b2"
+WRONG = "tg-nobody-console-5ecret-c3"
+PROMPT = "PROMPT-TEXT-console-d4"
+POLICY = 'package tollgate\nimport rego.v1\n\ndeny contains "gpt-4o is for research" if input.model == "gpt-4o"\n'
+
+
+@pytest.fixture(scope="module")
+def gw(start_gateway, tmp_path_factory):
+    policy = tmp_path_factory.mktemp("policy") / "console.rego"
+    policy.write_text(POLICY)
+    return start_gateway(
+        lambda urls: {
+            "providers": {"openai": {"upstream": urls["openai"], "keys": [REAL_KEY]}},
+            "clients": [{"name": "alice", "keys": [ALICE]}],
+            "policy": {"rego": [str(policy)]},
+        },
+        providers=("openai",),
+    )
+
+
+CHAT = """
+import openai
+client = openai.OpenAI(api_key="{key}", max_retries=0)
+try:
+    answer = client.chat.completions.create(
+        model="{model}", messages=[{{"role": "system", "content": "Be brief."}}, {{"role": "user", "content": "{prompt}"}}])
+    report(text=answer.choices[0].message.content)
+except openai.APIStatusError as e:
+    report(status=e.status_code)
+"""
+
+
+STREAM = """
+import openai
+client = openai.OpenAI(api_key="{key}", max_retries=0)
+chunks = client.chat.completions.create(
+    model="gpt-4o-mini", messages=[{{"role": "user", "content": "{prompt}"}}], stream=True,
+    stream_options={{"include_usage": True}})
+report(text="".join(c.choices[0].delta.content or "" for c in chunks if c.choices))
+"""
+
+
+def calls_lines(console: str) -> list[str]:
+    """The calls' lines, without the time mitmdump puts before each (`[01:22:35.605] `)."""
+    timed = (re.fullmatch(r"\[\d\d:\d\d:\d\d\.\d{3}\] (Tollgate: .* · .*)", line) for line in console.splitlines())
+    return [m.group(1) for m in timed if m is not None]
+
+
+def test_each_call_has_one_line_in_tollgates_words(gw) -> None:
+    assert "text" in gw.run(CHAT.format(key=ALICE, model="gpt-4o-mini", prompt=PROMPT))
+    allowed = gw.last_audit()
+    assert "text" in gw.run(STREAM.format(key=ALICE, prompt=PROMPT))
+    streamed = gw.last_audit()
+    assert (streamed["stream"], streamed["output_tokens"] is not None, streamed["cost_usd"] is not None) == (
+        True, True, True
+    )  # fmt: skip
+    assert gw.run(CHAT.format(key=ALICE, model="gpt-4o", prompt=PROMPT)) == {"status": 403}
+    denied = gw.last_audit()
+    assert gw.run(CHAT.format(key=WRONG, model="gpt-4o-mini", prompt=PROMPT)) == {"status": 401}
+    unknown = gw.last_audit()
+    assert (allowed["cost_usd"], denied["deny_reasons"]) == (0.000006975, ["gpt-4o is for research"])
+    console = gw.proxy.console()
+    assert calls_lines(console) == [
+        f"Tollgate: 21→7 $0.000007 · alice · openai/gpt-4o-mini · {allowed['latency_ms']:.0f} ms",
+        f"Tollgate: {streamed['input_tokens']}→{streamed['output_tokens']} ${streamed['cost_usd']:.6f} · alice"
+        f" · openai/gpt-4o-mini · {streamed['latency_ms']:.0f} ms",
+        f"Tollgate: ⛔ policy_denied · alice · openai/gpt-4o · {denied['latency_ms']:.0f} ms · gpt-4o is for research",
+        f"Tollgate: ⛔ unauthenticated · anonymous · openai/gpt-4o-mini · {unknown['latency_ms']:.0f} ms"
+        " · unknown or missing API key",
+    ]
+    # mitmdump's own line for the flows is left out: no upstream URL, no "(content missing)".
+    assert not re.search(r"POST https?://", console)
+    assert "content missing" not in console
+    for secret in (REAL_KEY, ALICE, WRONG, PROMPT, "Be brief."):
+        assert secret not in console
