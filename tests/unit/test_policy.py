@@ -1561,7 +1561,6 @@ def test_a_start_up_that_fails_before_running_leaves_no_worker_to_wait_for(tmp_p
         "asyncio.run(main())\n"
     )
     path = write(tmp_path / "open.rego", OPEN)
-    began = time.monotonic()
     try:
         done = subprocess.run(
             [sys.executable, "-c", script, str(path)],
@@ -1573,7 +1572,6 @@ def test_a_start_up_that_fails_before_running_leaves_no_worker_to_wait_for(tmp_p
     except subprocess.TimeoutExpired:
         pytest.fail("the event loop never ended: a task waits for a worker process being made")
     assert done.returncode == 3, done.stderr
-    assert time.monotonic() - began < 10
 
 
 # --- python -m tollgate policy eval ----------------------------------------------------------------
