@@ -391,7 +391,8 @@ def test_govern_false_leaves_chatgpt_com_tunnelled(gw_tunnelled):
     [seen] = gw_tunnelled.named.received
     assert seen.headers["authorization"] == f"Bearer {ALICE}" and "chatgpt-allowed-workspace-id" not in seen.headers
     # No call read: the tunnel to a catalogued AI service is recorded as a connection, nothing more.
-    [record] = gw_tunnelled.wait_audit(1)
+    assert gw_tunnelled.audit() == []
+    [record] = gw_tunnelled.connections(1)
     assert (record["event"], record["host"], record["service"], record["decision"]) == (
         "connection",
         "chatgpt.com",

@@ -129,7 +129,7 @@ def gw(start_gateway):
 
 
 def test_a_raw_tunnel_is_relayed_and_recorded_with_its_bytes_each_way(gw, sink):
-    before = len(gw.audit())
+    before = len(gw.connections())
     raw, head = connect(gw.proxy.port, f"127.0.0.1:{sink.port}")
     with raw:
         assert head.startswith(b"HTTP/1.1 200"), head
@@ -139,7 +139,7 @@ def test_a_raw_tunnel_is_relayed_and_recorded_with_its_bytes_each_way(gw, sink):
         while chunk := raw.recv(65536):
             answer += chunk
     assert answer == b"y" * 12345 and sink.received[-1] == 3000
-    [record] = [r for r in gw.wait_audit(before + 1)[before:] if r["event"] == "connection"]
+    [record] = [r for r in gw.connections(before + 1)[before:] if r["event"] == "connection"]
     assert (record["host"], record["port"], record["address"], record["decision"]) == (
         "127.0.0.1",
         sink.port,
@@ -152,8 +152,22 @@ def test_a_raw_tunnel_is_relayed_and_recorded_with_its_bytes_each_way(gw, sink):
     assert isinstance(record["duration_ms"], float) and record["chain"]
 
 
+def test_a_tunnel_closed_before_its_first_byte_is_recorded_too(gw, sink):
+    before = len(gw.connections())
+    raw, head = connect(gw.proxy.port, f"127.0.0.1:{sink.port}")
+    raw.close()
+    assert head.startswith(b"HTTP/1.1 200")
+    [record] = gw.connections(before + 1)[before:]
+    assert (record["port"], record["decision"], record["bytes_sent"], record["bytes_received"]) == (
+        sink.port,
+        "allow",
+        0,
+        0,
+    )
+
+
 def test_a_tls_tunnel_shows_the_servers_own_certificate(gw, own, other_ca):
-    before = len(gw.audit())
+    before = len(gw.connections())
     context = ssl.create_default_context()
     context.load_verify_locations(cadata=other_ca.cert_pem.bytes().decode())
     raw, head = connect(gw.proxy.port, f"127.0.0.1:{own.port}")
@@ -166,19 +180,19 @@ def test_a_tls_tunnel_shows_the_servers_own_certificate(gw, own, other_ca):
             while chunk := tls.recv(4096):
                 answer += chunk
     assert "mitmproxy" not in str(issuer) and answer.endswith(b"not an llm")
-    [record] = [r for r in gw.wait_audit(before + 1)[before:] if r["event"] == "connection"]
+    [record] = [r for r in gw.connections(before + 1)[before:] if r["event"] == "connection"]
     # The TLS records each way, handshake included: more than the request and answer themselves.
     assert record["bytes_sent"] > 60 and record["bytes_received"] > len(b"not an llm") + 500
 
 
 @pytest.mark.parametrize("host", ["paste.pastebin.com", "PASTEBIN.com."])
 def test_a_deny_glob_refuses_the_connect(gw, host):
-    before = len(gw.audit())
+    before = len(gw.connections())
     reason = refused(gw.proxy.port, f"{host}:443")
     name = host.lower().rstrip(".")
     glob = "pastebin.com" if name == "pastebin.com" else "*.pastebin.com"
     assert reason == f"{name} matches egress.deny {glob!r}"
-    [record] = gw.wait_audit(before + 1)[before:]
+    [record] = gw.connections(before + 1)[before:]
     assert (record["event"], record["host"], record["decision"], record["deny_reasons"]) == (
         "connection",
         name,
@@ -198,21 +212,21 @@ def test_a_deny_glob_refuses_the_connect(gw, host):
     ],
 )
 def test_a_private_address_is_refused(start_gateway, gw, target, reason):
-    before = len(gw.audit())
+    before = len(gw.connections())
     assert refused(gw.proxy.port, target) == reason
-    [record] = gw.wait_audit(before + 1)[before:]
+    [record] = gw.connections(before + 1)[before:]
     assert record["decision"] == "deny" and record["address"] == reason.split(" ")[0]
 
 
 def test_a_name_that_resolves_to_loopback_is_refused(gw):
     """`localhost` is no address that `allow` names: it is resolved, and its address decides."""
-    before = len(gw.audit())
+    before = len(gw.connections())
     reason = refused(gw.proxy.port, "localhost:22")
     assert reason in (
         "localhost resolves to 127.0.0.1, which is a loopback address (egress.private_addresses: deny)",
         "localhost resolves to ::1, which is a loopback address (egress.private_addresses: deny)",
     )
-    [record] = gw.wait_audit(before + 1)[before:]
+    [record] = gw.connections(before + 1)[before:]
     assert record["address"] in ("127.0.0.1", "::1") and record["host"] == "localhost"
 
 
@@ -240,9 +254,9 @@ def gw_deny(start_gateway, tmp_path_factory):
 
 
 def test_default_deny_refuses_a_host_not_allowed(gw_deny):
-    before = len(gw_deny.audit())
+    before = len(gw_deny.connections())
     assert refused(gw_deny.proxy.port, "example.org:443") == "example.org is not in egress.allow (egress.default: deny)"
-    [record] = gw_deny.wait_audit(before + 1)[before:]
+    [record] = gw_deny.connections(before + 1)[before:]
     assert (record["event"], record["decision"], record["service"]) == ("connection", "deny", None)
 
 
@@ -260,14 +274,14 @@ def test_default_deny_lets_a_providers_host_through_and_reads_its_calls(gw_deny)
 
 
 def test_default_deny_lets_an_allowed_host_through_recorded_as_its_service(gw_deny, sink):
-    before = len(gw_deny.audit())
+    before = len(gw_deny.connections())
     raw, head = connect(gw_deny.proxy.port, f"127.0.0.1:{sink.port}")
     with raw:
         assert head.startswith(b"HTTP/1.1 200"), head
         raw.sendall(b"z" * 3000)
         while raw.recv(65536):
             pass
-    [record] = gw_deny.wait_audit(before + 1)[before:]
+    [record] = gw_deny.connections(before + 1)[before:]
     assert (record["service"], record["category"], record["bytes_sent"], record["bytes_received"]) == (
         "notes_ai",
         None,
@@ -278,10 +292,10 @@ def test_default_deny_lets_an_allowed_host_through_recorded_as_its_service(gw_de
 
 def test_the_policy_refuses_a_connection_by_its_service(gw_deny):
     """huggingface.co is allowed by name, so not resolved: the policy decides it, on its service."""
-    before = len(gw_deny.audit())
+    before = len(gw_deny.connections())
     reason = refused(gw_deny.proxy.port, "huggingface.co:443")
     assert reason == "egress policy: huggingface is not for agents; no model hub"
-    [record] = gw_deny.wait_audit(before + 1)[before:]
+    [record] = gw_deny.connections(before + 1)[before:]
     assert (record["service"], record["category"], record["decision"]) == ("huggingface", "ai_models", "deny")
     assert record["deny_reasons"] == ["huggingface is not for agents", "no model hub"]
 
@@ -308,7 +322,7 @@ def test_a_connection_not_to_an_ai_service_is_not_recorded_by_default(start_gate
         while raw.recv(65536):
             pass
     assert refused(gw.proxy.port, "10.9.9.9:443").startswith("10.9.9.9 is a private address")
-    [record] = gw.wait_audit(1)
+    [record] = gw.connections(1)
     assert (record["host"], record["decision"]) == ("10.9.9.9", "deny")  # the tunnel to 127.0.0.1: not recorded
 
 

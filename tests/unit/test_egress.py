@@ -251,3 +251,22 @@ def test_the_egress_policy_is_cached_on_the_facts_it_reads(tmp_path):
     assert policy.decide_egress(egress_facts(None, None, None, "example.com", 443, None, None)).allowed
     # The call rules never decide a connection.
     assert policy.decide({"model": "m"}).deny_reasons == ("x",)
+
+
+def test_connections_are_counted_by_service_category_and_decision():
+    from prometheus_client import generate_latest
+
+    from tollgate.records.metrics import MetricSet
+
+    metrics = MetricSet()
+    metrics.connection_decided("huggingface", "ai_models", "allow")
+    metrics.connection_decided("huggingface", "ai_models", "allow")
+    metrics.connection_decided(None, None, "deny")
+    metrics.connection_closed("huggingface", "ai_models", 517, 4096)
+    text = generate_latest(metrics.registry).decode()
+    assert 'tollgate_connections_total{category="ai_models",decision="allow",service="huggingface"} 2.0' in text
+    assert 'tollgate_connections_total{category="",decision="deny",service=""} 1.0' in text
+    assert (
+        'tollgate_connection_bytes_total{category="ai_models",direction="received",service="huggingface"} 4096.0'
+        in text
+    )

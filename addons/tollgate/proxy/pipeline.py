@@ -213,6 +213,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         ],
         running=[settings.started, settings.running, decide.running, metrics.running, drain.running],
         client_connected=[drain.client_connected],  # refused while draining
+        client_disconnected=[egress.client_disconnected],  # a CONNECT let through and never used, recorded
         # A CONNECT whose head passed 64 KiB is refused (431), and audited when its host is a provider's.
         # Then the connection is decided (`egress`): 403 egress_denied, or on it goes.
         http_connect=[classify.http_connect, identify.forget_proxy_password, egress.http_connect, redact.http_connect],

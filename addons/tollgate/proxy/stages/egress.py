@@ -16,7 +16,6 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from weakref import WeakKeyDictionary
 
 from mitmproxy import connection as mitm_connection
 from mitmproxy import ctx, http
@@ -56,10 +55,12 @@ async def resolve(host: str, port: int) -> str:
 class EgressGate:
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
-        # Each allowed CONNECT's connection, by its server connection, until its tunnel opens.
-        self._pending: WeakKeyDictionary[mitm_connection.Server, Connection] = WeakKeyDictionary()
+        # Each allowed CONNECT's connection to record, by its server connection's id, until its
+        # tunnel opens; and those of each client connection, recorded when it closes without one.
+        self._pending: dict[str, Connection] = {}
+        self._waiting: dict[str, list[str]] = {}
         self._open: set[Connection] = set()  # the tunnels relaying, recorded at shut-down if still open
-        # What a name resolves to; a test's stand-in for DNS replaces it.
+        # What a name resolves to: the event loop's resolver (getaddrinfo).
         self.resolve: Callable[[str, int], Awaitable[str]] = resolve
 
     def http_connect(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
@@ -103,7 +104,8 @@ class EgressGate:
             flow.request.data.host = connection.address
         self._count(connection)
         if egress.record == "all" or (egress.record == "ai" and connection.service is not None):
-            self._pending[flow.server_conn] = connection
+            self._pending[flow.server_conn.id] = connection
+            self._waiting.setdefault(flow.client_conn.id, []).append(flow.server_conn.id)
 
     def _connection(self, client: mitm_connection.Client, host: str, port: int, egress: Egress) -> Connection:
         peer = client.peername
@@ -219,15 +221,24 @@ class EgressGate:
 
     def _tunnel(self, nextlayer: layer.NextLayer) -> None:
         """A CONNECT's tunnel Tollgate does not read, of a connection to record: relayed counting its bytes."""
-        if not self._pending or nextlayer.context.server not in self._pending:
+        if not self._pending or nextlayer.context.server.id not in self._pending:
             return
         if not _choose(nextlayer):
             return  # more of the client's bytes needed to choose
         chosen = nextlayer.layer
-        connection = self._pending.pop(nextlayer.context.server)
+        connection = self._pending.pop(nextlayer.context.server.id)
         if type(chosen) is layers.TCPLayer and chosen.flow is None:
             self._open.add(connection)
             nextlayer.layer = CountedTunnel(nextlayer.context, connection, self._closed)
+
+    def client_disconnected(self, client: mitm_connection.Client) -> None:
+        """A client gone: the CONNECTs it was let through and never sent a byte on, recorded."""
+        if not self._waiting:
+            return
+        for server in self._waiting.pop(client.id, ()):
+            connection = self._pending.pop(server, None)
+            if connection is not None:
+                self._closed(connection)
 
     def _closed(self, connection: Connection) -> None:
         self._open.discard(connection)
@@ -246,9 +257,11 @@ class EgressGate:
 
     def done(self) -> None:
         """The tunnels still open when the proxy stops, recorded as far as they went."""
-        for connection in list(self._open):
+        for connection in [*self._open, *self._pending.values()]:
             connection.error = connection.error or SHUT_DOWN
             self._closed(connection)
+        self._pending.clear()
+        self._waiting.clear()
 
 
 def _choose(nextlayer: layer.NextLayer) -> bool:
