@@ -253,7 +253,7 @@ class EgressGate:
     def _write(self, connection: Connection) -> None:
         audit = self.shared.audit
         if audit is not None:
-            audit.write(connection_record(connection))
+            audit.write(connection_record(connection), call=False)
 
     def done(self) -> None:
         """The tunnels still open when the proxy stops, recorded as far as they went."""
