@@ -335,3 +335,86 @@ def test_a_configured_upstream_is_reached_though_private_and_no_other_port_of_it
     assert head.startswith(b"HTTP/1.1 200"), head
     reason = refused(gw.proxy.port, f"127.0.0.1:{sink.port}")
     assert reason == "127.0.0.1 is a loopback address (egress.private_addresses: deny)"
+
+
+def plain_get(proxy_port: int, url: str) -> bytes:
+    """`GET url` sent to the proxy as plain HTTP (absolute form, no CONNECT): the whole answer."""
+    host = url.split("/")[2]
+    with socket.create_connection(("127.0.0.1", proxy_port), timeout=30) as raw:
+        raw.sendall(f"GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := raw.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_a_plain_http_request_to_the_metadata_address_is_refused(gw):
+    before = len(gw.connections())
+    answer = plain_get(gw.proxy.port, "http://169.254.169.254/latest/meta-data/iam/security-credentials/")
+    assert answer.startswith(b"HTTP/1.1 403") and b"\r\nX-Tollgate-Error: egress_denied\r\n" in answer, answer
+    assert answer.endswith(b"169.254.169.254 is a link-local address (egress.private_addresses: deny).\n")
+    [record] = gw.connections(before + 1)[before:]
+    assert (record["host"], record["port"], record["decision"]) == ("169.254.169.254", 80, "deny")
+
+
+def test_a_plain_http_request_allowed_is_relayed_and_recorded_with_its_bodies(gw):
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "5000")
+            self.end_headers()
+            self.wfile.write(b"w" * 5000)
+
+        def log_message(self, *_):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        before = len(gw.connections())
+        answer = plain_get(gw.proxy.port, f"http://127.0.0.1:{server.server_port}/file")
+        assert answer.startswith(b"HTTP/1.0 200") and answer.endswith(b"w" * 5000)  # http.server's version
+        [record] = gw.connections(before + 1)[before:]
+        assert (record["host"], record["decision"], record["bytes_sent"], record["bytes_received"]) == (
+            "127.0.0.1",
+            "allow",
+            0,
+            5000,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_connection_that_cannot_be_recorded_is_not_made(start_gateway, tmp_path_factory, sink):
+    """While the audit cannot be written, a connection to record is refused 503 audit_unavailable
+    before anything is relayed, as a call is; one not recorded (`record: ai`, no AI service) goes."""
+    import os
+    import time
+
+    directory = tmp_path_factory.mktemp("egress-audit")
+    link = directory / "audit.jsonl"
+    link.symlink_to(directory / "first.jsonl")
+    gw = start_gateway(
+        {"audit": {"path": str(link)}, "egress": {"allow": ["127.0.0.1"], "services": {"notes_ai": ["127.0.0.1"]}}},
+        providers=(),
+    )
+    gw.wait_console("anonymous callers")  # the configuration loaded
+    deadline = time.monotonic() + 15
+    while not (directory / "first.jsonl").exists() or not (directory / "first.jsonl").read_text():
+        assert time.monotonic() < deadline, "no started record"
+        time.sleep(0.05)
+    new = link.with_name("audit.jsonl.new")
+    new.symlink_to("/dev/full")  # the disk is full: every write fails
+    os.replace(new, link)
+    raw, head = connect(gw.proxy.port, f"127.0.0.1:{sink.port}")  # served: nothing has failed yet
+    raw.close()
+    assert head.startswith(b"HTTP/1.1 200")
+    while "cannot write the audit to" not in gw.proxy.console():
+        assert time.monotonic() < deadline, gw.proxy.console()
+        time.sleep(0.05)
+    raw, head = connect(gw.proxy.port, f"127.0.0.1:{sink.port}")
+    raw.close()
+    assert head.startswith(b"HTTP/1.1 503") and b"\r\nX-Tollgate-Error: audit_unavailable\r\n" in head, head

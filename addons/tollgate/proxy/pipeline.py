@@ -223,6 +223,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         requestheaders=[
             drain.requestheaders,  # a request in flight, until its answer has ended
             identify.forget_proxy_password,  # a JWT login's password kept aside for Identify, out of the flow
+            egress.requestheaders,  # a plain HTTP request to the proxy for a host, decided as a CONNECT is
             classify.requestheaders,
             route.unread,  # a provider's path that is no call (ChatGPT's web app) goes to the provider's upstream
             audit.requestheaders,  # a streamed upload's call in flight from here: awaited steps follow
@@ -273,7 +274,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         # A request's answer has ended (first: whatever a later step does); a translated call's error
         # in the caller's shape.
         # A counted call's answer ends once its settlement is written (after the audit's step, which settles it).
-        response=[drain.ended, translate.response, audit.response, stream_tap.response, mcp.response],
+        response=[drain.ended, translate.response, audit.response, stream_tap.response, mcp.response, egress.response],
         # A failed call ends in the provider's shape (502/504), counted for its key's or upstream's circuit.
         error=[
             drain.ended,
@@ -285,6 +286,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             audit.error,
             stream_tap.counted_error,  # a counted answer's end, held back, in place of a break after it
             mcp.error,
+            egress.error,  # a plain HTTP request's exchange, recorded
         ],
         websocket_start=[responses_socket.websocket_start],
         websocket_message=[

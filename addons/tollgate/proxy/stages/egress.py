@@ -16,6 +16,7 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from weakref import WeakKeyDictionary
 
 from mitmproxy import connection as mitm_connection
 from mitmproxy import ctx, http
@@ -23,8 +24,10 @@ from mitmproxy.net.tls import starts_like_tls_record
 from mitmproxy.proxy import commands, events, layer, layers
 from mitmproxy.proxy.context import Context
 from mitmproxy.proxy.layers.tls import parse_client_hello
+from mitmproxy.proxy.mode_specs import RegularMode
 
 from tollgate.call import new_request_id
+from tollgate.formats.refusals import AUDIT_UNAVAILABLE
 from tollgate.governance.egress import EGRESS_DENIED, PASS, Egress, Verdict, egress_facts, host_of
 from tollgate.governance.policy import Decision
 from tollgate.proxy.flows import CAPTURE_MODES
@@ -59,6 +62,8 @@ class EgressGate:
         # tunnel opens; and those of each client connection, recorded when it closes without one.
         self._pending: dict[str, Connection] = {}
         self._waiting: dict[str, list[str]] = {}
+        # Each plain HTTP request through the proxy to record, until its exchange ends.
+        self._plain: WeakKeyDictionary[http.HTTPFlow, Connection] = WeakKeyDictionary()
         self._open: set[Connection] = set()  # the tunnels relaying, recorded at shut-down if still open
         # What a name resolves to: the event loop's resolver (getaddrinfo).
         self.resolve: Callable[[str, int], Awaitable[str]] = resolve
@@ -100,12 +105,51 @@ class EgressGate:
             )
             self._refused(connection, egress)
             return
+        recorded = egress.record == "all" or (egress.record == "ai" and connection.service is not None)
+        if recorded and not self._recordable():
+            # A connection that cannot be recorded is not made (as a call is not served).
+            flow.response = http.Response.make(
+                503,
+                "Tollgate cannot write its audit, so it opens no connection it records; retry later.\n",
+                {"Content-Type": "text/plain; charset=utf-8", DENIED_HEADER: AUDIT_UNAVAILABLE},
+            )
+            return
         if connection.address is not None:
             flow.request.data.host = connection.address
         self._count(connection)
-        if egress.record == "all" or (egress.record == "ai" and connection.service is not None):
+        if recorded:
+            if flow.request.method != "CONNECT":  # a plain HTTP request: recorded at its end
+                self._plain[flow] = connection
+                return
             self._pending[flow.server_conn.id] = connection
             self._waiting.setdefault(flow.client_conn.id, []).append(flow.server_conn.id)
+
+    def requestheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """A plain HTTP request sent to the proxy for a host (`GET http://host/…`, no CONNECT, no
+        TLS): decided as a CONNECT to its host is, each request of the connection on its own."""
+        if (
+            flow.response is not None
+            or flow.request.scheme != "http"
+            or flow.client_conn.tls_established
+            or not isinstance(flow.client_conn.proxy_mode, RegularMode)
+            or (ctx.options.onboarding and flow.request.host == ctx.options.onboarding_host)  # mitmproxy's own page
+        ):
+            return None
+        return self.http_connect(flow)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        """A plain HTTP request's exchange ended: recorded, its bodies' bytes each way."""
+        connection = self._plain.pop(flow, None)
+        if connection is None:
+            return
+        connection.bytes_sent = len(flow.request.raw_content or b"")
+        response = flow.response
+        connection.bytes_received = len(response.raw_content or b"") if response is not None else 0
+        if flow.error is not None:
+            connection.error = flow.error.msg
+        self._closed(connection)
+
+    error = response
 
     def _connection(self, client: mitm_connection.Client, host: str, port: int, egress: Egress) -> Connection:
         peer = client.peername
@@ -161,6 +205,10 @@ class EgressGate:
             return _policy_verdict(connection, decision)
         return _policy_verdict_once_decided(connection, decision)  # type: ignore[arg-type]
 
+    def _recordable(self) -> bool:
+        audit = self.shared.audit
+        return audit is not None and not audit.failing
+
     def _refused(self, connection: Connection, egress: Egress) -> None:
         connection.decision = "deny"
         self._count(connection)
@@ -212,9 +260,12 @@ class EgressGate:
             nextlayer.layer = Refused(nextlayer.context)
             self._refused(connection, egress)
             return
+        recorded = egress.record == "all" or (egress.record == "ai" and connection.service is not None)
+        if recorded and not self._recordable():
+            nextlayer.layer = Refused(nextlayer.context)  # a connection that cannot be recorded is not made
+            return
         self._count(connection)
         chosen = nextlayer.layer
-        recorded = egress.record == "all" or (egress.record == "ai" and connection.service is not None)
         if recorded and type(chosen) is layers.TCPLayer and chosen.flow is None:
             self._open.add(connection)
             nextlayer.layer = CountedTunnel(nextlayer.context, connection, self._closed)
