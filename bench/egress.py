@@ -21,8 +21,9 @@ The client (this process, raw sockets) reaches it through a CONNECT to 127.0.0.1
 
 Phases, the modes alternating within each round:
 
-  decision    --connects CONNECTs per mode, each on a new connection, timed from the CONNECT's
-              write to its `200` head's last byte (the tunnel is then closed unused). The figure:
+  decision    --connects CONNECTs per mode, the modes taking turns one CONNECT each, each on a new
+              connection, timed from the CONNECT's write to its `200` head's last byte (the
+              tunnel is then closed unused). The figure:
               Tollgate's p50 minus bare mitmdump's (target <= 0.2 ms).
   throughput  --mb MB uploaded, then downloaded, through one tunnel per mode and direction, timed
               from the first byte written (upload) or the CONNECT's answer (download) to the end.
@@ -243,8 +244,9 @@ def main() -> int:
         down: dict[str, list[float]] = {name: [] for name in proxies}
         for r in range(args.rounds):
             order = list(proxies.items()) if r % 2 == 0 else list(reversed(proxies.items()))
-            for name, proxy in order:
-                times[name] += decisions(proxy.port, target, args.connects)
+            for _ in range(args.connects):  # one CONNECT of each mode in turn: the machine's drift is shared
+                for name, proxy in order:
+                    times[name] += decisions(proxy.port, target, 1)
             for name, proxy in order:
                 up[name].append(upload(proxy.port, target, size))
                 down[name].append(download(proxy.port, target, size))
