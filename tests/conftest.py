@@ -57,6 +57,7 @@ def bundle(confdir: Path) -> Path:
 
 ConfigBuilder = Callable[[dict[str, str]], dict]
 RELOADED = "Tollgate: configuration reloaded from"
+CONNECTION = "connection"  # the event of a connection's record (egress), not a call's
 LOADED = "anonymous callers"  # in the line that says a configuration was loaded, at start-up or reload
 
 
@@ -103,8 +104,21 @@ class Gateway:
             self._last_run_end = time.monotonic()
 
     def audit(self) -> list[dict[str, Any]]:
-        """The calls' records written so far (not the process's own: `audit_records`)."""
-        return [r for r in self.audit_records() if r.get("event") not in PROCESS_EVENTS]
+        """The calls' records written so far (not the process's own nor the connections': `audit_records`)."""
+        return [
+            r for r in self.audit_records() if r.get("event") not in PROCESS_EVENTS and r.get("event") != CONNECTION
+        ]
+
+    def connections(self, count: int = 0, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The connections' records (`egress`) written so far, once there are `count` of them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            records = [r for r in self.audit_records() if r.get("event") == CONNECTION]
+            if len(records) >= count or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        assert len(records) >= count, f"expected {count} connection records, have {len(records)}"
+        return records
 
     def audit_records(self) -> list[dict[str, Any]]:
         """Every record written so far, the process's `tollgate_started` and `tollgate_stopped` too:

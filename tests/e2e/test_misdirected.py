@@ -92,6 +92,8 @@ def _start(start_gateway, tmp_path_factory):
                     },
                 ]
             },
+            # A CONNECT to `elsewhere` (loopback) is let through, for the calls inside it to be refused.
+            "egress": {"allow": ["127.0.0.1"]},
         }
 
     gateway = start_gateway(

@@ -663,7 +663,13 @@ def test_every_credential_position_is_redacted_from_saved_flows(start_gateway, t
 
     def config(urls: dict[str, str]) -> dict:
         providers = {name: {"upstream": url, "keys": [REAL.get(name, AZURE_KEY)]} for name, url in urls.items()}
-        return {"providers": providers, "clients": [{"name": "alice", "keys": [VIRTUAL]}], "mcp": {"servers": [docs]}}
+        # A CONNECT to `elsewhere` (loopback) is let through, for the misdirected calls inside it to be refused.
+        return {
+            "providers": providers,
+            "clients": [{"name": "alice", "keys": [VIRTUAL]}],
+            "mcp": {"servers": [docs]},
+            "egress": {"allow": ["127.0.0.1"]},
+        }
 
     chat = json.dumps({"messages": [{"role": "user", "content": PROMPT}]}).encode()
     tools_list = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).encode()

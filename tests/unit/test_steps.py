@@ -268,7 +268,7 @@ def test_tollgates_pipeline_is_one_addon_with_its_call_steps_in_order():
         "UpstreamWatch",
         "AuditGate",
     ]
-    assert gateway.steps["requestheaders"][6].__self__ is call_steps
+    assert gateway.steps["requestheaders"][7].__self__ is call_steps
     for hook in (
         "load",
         "configure",

@@ -17,6 +17,7 @@ from tollgate.proxy.stages.classify import Classify
 from tollgate.proxy.stages.credential import Credential
 from tollgate.proxy.stages.decide import Decide
 from tollgate.proxy.stages.drain import Drain
+from tollgate.proxy.stages.egress import EgressGate
 from tollgate.proxy.stages.fallback import Fallback, keep_trace_context, retarget
 from tollgate.proxy.stages.guard import Guard
 from tollgate.proxy.stages.identify import Identify
@@ -54,6 +55,8 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
     settings = Settings(shared, opening=[metrics.open])
     listening = Listening()  # a port in use (the proxy cannot listen): what to change, in Tollgate's words
     classify = Classify(shared)
+    # Each connection a client opens through Tollgate decided before it is relayed, and recorded.
+    egress = EgressGate(shared)
     audit_gate = AuditGate(shared)
     websocket = WebSocket(shared)
     identify = Identify(shared)
@@ -210,13 +213,17 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         ],
         running=[settings.started, settings.running, decide.running, metrics.running, drain.running],
         client_connected=[drain.client_connected],  # refused while draining
+        client_disconnected=[egress.client_disconnected],  # a CONNECT let through and never used, recorded
         # A CONNECT whose head passed 64 KiB is refused (431), and audited when its host is a provider's.
-        http_connect=[classify.http_connect, identify.forget_proxy_password, redact.http_connect],
+        # Then the connection is decided (`egress`): 403 egress_denied, or on it goes.
+        http_connect=[classify.http_connect, identify.forget_proxy_password, egress.http_connect, redact.http_connect],
+        next_layer=[egress.next_layer],  # a tunnel Tollgate does not read, its bytes counted
         http_connect_error=[audit.http_connect_error],
         # An upload streamed unread is decided at its headers; every other call at `request`.
         requestheaders=[
             drain.requestheaders,  # a request in flight, until its answer has ended
             identify.forget_proxy_password,  # a JWT login's password kept aside for Identify, out of the flow
+            egress.requestheaders,  # a plain HTTP request to the proxy for a host, decided as a CONNECT is
             classify.requestheaders,
             route.unread,  # a provider's path that is no call (ChatGPT's web app) goes to the provider's upstream
             audit.requestheaders,  # a streamed upload's call in flight from here: awaited steps follow
@@ -267,7 +274,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         # A request's answer has ended (first: whatever a later step does); a translated call's error
         # in the caller's shape.
         # A counted call's answer ends once its settlement is written (after the audit's step, which settles it).
-        response=[drain.ended, translate.response, audit.response, stream_tap.response, mcp.response],
+        response=[drain.ended, translate.response, audit.response, stream_tap.response, mcp.response, egress.response],
         # A failed call ends in the provider's shape (502/504), counted for its key's or upstream's circuit.
         error=[
             drain.ended,
@@ -279,6 +286,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             audit.error,
             stream_tap.counted_error,  # a counted answer's end, held back, in place of a break after it
             mcp.error,
+            egress.error,  # a plain HTTP request's exchange, recorded
         ],
         websocket_start=[responses_socket.websocket_start],
         websocket_message=[
@@ -301,6 +309,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             redact.done,
             responses_socket.done,  # the responses still open on a WebSocket, audited
             realtime_socket.done,  # the Realtime responses still open, settled
+            egress.done,  # the tunnels still open, recorded
             audit.done,
             tracing.done,  # after the audit's: the spans of the calls it ended exported
             audit_export.done,  # after the audit's: its last records sent to the collector

@@ -252,11 +252,13 @@ class AuditLog:
                 f" unrecorded; their records are written now (error: worker lost)",
             )
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, record: dict[str, Any], call: bool = True) -> None:
         """Render one call's record (an event dict) and queue it. It reaches the file at once or,
         while calls keep coming, within `BATCH_DELAY`; records keep their order. Rendered here, not
-        by the writer, so that the writer holds the interpreter lock only to hand lines to the file."""
-        self.calls += 1
+        by the writer, so that the writer holds the interpreter lock only to hand lines to the file.
+        `call`: whether it counts among the calls `tollgate_stopped` names (a connection's does not)."""
+        if call:
+            self.calls += 1
         self._queue.put(self._render(None, "info", self._named(record)))
 
     def stop(self) -> None:

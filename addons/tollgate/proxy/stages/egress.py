@@ -1,0 +1,398 @@
+"""Every connection a client opens through Tollgate, decided before anything is relayed
+(`governance/egress.py`) and, as `egress.record` says, recorded when it closes (`connection`).
+
+A CONNECT is decided at `http_connect`: refused, it is answered 403 (`X-Tollgate-Error:
+egress_denied`, a one-line reason) and never opened. A host that must be resolved to be decided is
+resolved once here, and the tunnel goes to the address decided (the CONNECT's host replaced by
+it), so that a second DNS answer cannot move it. A tunnel Tollgate does not read (mitmproxy's
+ignored connection) is relayed by `CountedTunnel`, which counts its bytes each way; a connection
+whose calls Tollgate reads (a provider's, an MCP server's) is recorded by its calls instead."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from weakref import WeakKeyDictionary
+
+from mitmproxy import connection as mitm_connection
+from mitmproxy import ctx, http
+from mitmproxy.net.tls import starts_like_tls_record
+from mitmproxy.proxy import commands, events, layer, layers
+from mitmproxy.proxy.context import Context
+from mitmproxy.proxy.layers.tls import parse_client_hello
+from mitmproxy.proxy.mode_specs import RegularMode
+
+from tollgate.call import new_request_id
+from tollgate.formats.refusals import AUDIT_UNAVAILABLE
+from tollgate.governance.egress import EGRESS_DENIED, PASS, Egress, Verdict, egress_facts, host_of
+from tollgate.governance.policy import Decision
+from tollgate.proxy.flows import CAPTURE_MODES
+from tollgate.proxy.state import Shared
+from tollgate.records.connection_record import Connection, connection_record
+
+logger = logging.getLogger(__name__)
+
+PROXYAUTH = "proxyauth"  # where mitmproxy's proxyauth keeps a login: (user, password)
+RESOLVE_TIMEOUT = 10.0  # seconds a name's lookup may take before the connection is refused
+DENIED_HEADER = "X-Tollgate-Error"
+SHUT_DOWN = "proxy shut down"
+
+
+async def resolve(host: str, port: int) -> str:
+    """The address a name resolves to first (the one the tunnel will go to); OSError when none.
+    An address resolves to itself, without a lookup."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    if not infos:
+        raise OSError(f"{host} resolves to no address")
+    return str(infos[0][4][0])
+
+
+class EgressGate:
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+        # Each allowed CONNECT's connection to record, by its server connection's id, until its
+        # tunnel opens; and those of each client connection, recorded when it closes without one.
+        self._pending: dict[str, Connection] = {}
+        self._waiting: dict[str, list[str]] = {}
+        # Each plain HTTP request through the proxy to record, until its exchange ends.
+        self._plain: WeakKeyDictionary[http.HTTPFlow, Connection] = WeakKeyDictionary()
+        self._open: set[Connection] = set()  # the tunnels relaying, recorded at shut-down if still open
+        # What a name resolves to: the event loop's resolver (getaddrinfo).
+        self.resolve: Callable[[str, int], Awaitable[str]] = resolve
+
+    def http_connect(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        if flow.response is not None:  # refused already (a head past its bound, a proxy login's 407)
+            return None
+        loaded = self.shared.loaded
+        if loaded is None:
+            return None
+        egress = loaded.egress
+        request = flow.request
+        connection = self._connection(flow.client_conn, host_of(request.host), request.port, egress)
+        connection.started = request.timestamp_start or connection.started
+        login = flow.metadata.get(PROXYAUTH)
+        if not self.shared.logins_unchecked and isinstance(login, (tuple, list)) and login and login[0]:
+            # mitmproxy checked the login's password (htpasswd, LDAP): its user is the client.
+            connection.client, connection.auth = str(login[0]), "proxyauth"
+        verdict = self._decide(connection, egress, lookup=True)
+        if isinstance(verdict, Verdict):
+            self._answer(flow, connection, egress, verdict)
+            return None
+        return self._answer_once_decided(flow, connection, egress, verdict)
+
+    async def _answer_once_decided(
+        self, flow: http.HTTPFlow, connection: Connection, egress: Egress, verdict: Awaitable[Verdict]
+    ) -> None:
+        self._answer(flow, connection, egress, await verdict)
+
+    def _answer(self, flow: http.HTTPFlow, connection: Connection, egress: Egress, verdict: Verdict) -> None:
+        """A CONNECT decided: refused 403, or on to its tunnel, sent to the address decided
+        (mitmproxy takes the server's address from the CONNECT's host after this hook), not to
+        whatever the name resolves to next."""
+        if not verdict.allowed:
+            flow.response = http.Response.make(
+                403,
+                f"Tollgate refused this connection: {verdict.reason}.\n",
+                {"Content-Type": "text/plain; charset=utf-8", DENIED_HEADER: EGRESS_DENIED},
+            )
+            self._refused(connection, egress)
+            return
+        recorded = egress.record == "all" or (egress.record == "ai" and connection.service is not None)
+        if recorded and not self._recordable():
+            # A connection that cannot be recorded is not made (as a call is not served).
+            flow.response = http.Response.make(
+                503,
+                "Tollgate cannot write its audit, so it opens no connection it records; retry later.\n",
+                {"Content-Type": "text/plain; charset=utf-8", DENIED_HEADER: AUDIT_UNAVAILABLE},
+            )
+            return
+        if connection.address is not None:
+            flow.request.data.host = connection.address
+        self._count(connection)
+        if recorded:
+            if flow.request.method != "CONNECT":  # a plain HTTP request: recorded at its end
+                self._plain[flow] = connection
+                return
+            self._pending[flow.server_conn.id] = connection
+            self._waiting.setdefault(flow.client_conn.id, []).append(flow.server_conn.id)
+
+    def requestheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """A plain HTTP request sent to the proxy for a host (`GET http://host/…`, no CONNECT, no
+        TLS): decided as a CONNECT to its host is, each request of the connection on its own."""
+        if (
+            flow.response is not None
+            or flow.request.scheme != "http"
+            or flow.client_conn.tls_established
+            or not isinstance(flow.client_conn.proxy_mode, RegularMode)
+            or (ctx.options.onboarding and flow.request.host == ctx.options.onboarding_host)  # mitmproxy's own page
+        ):
+            return None
+        return self.http_connect(flow)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        """A plain HTTP request's exchange ended: recorded, its bodies' bytes each way."""
+        connection = self._plain.pop(flow, None)
+        if connection is None:
+            return
+        connection.bytes_sent = len(flow.request.raw_content or b"")
+        response = flow.response
+        connection.bytes_received = len(response.raw_content or b"") if response is not None else 0
+        if flow.error is not None:
+            connection.error = flow.error.msg
+        self._closed(connection)
+
+    error = response
+
+    def _connection(self, client: mitm_connection.Client, host: str, port: int, egress: Egress) -> Connection:
+        peer = client.peername
+        connection = Connection(new_request_id(), host, port)
+        if peer:
+            connection.source = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
+        service = egress.service_of(host)
+        if service is not None:
+            connection.service, connection.category = service.name, service.category
+        return connection
+
+    def _decide(self, connection: Connection, egress: Egress, lookup: bool) -> Verdict | Awaitable[Verdict]:
+        """The connection decided: by its name, then its address (looked up when `lookup`, else
+        the one it holds), then the policy. A refusal's reasons are set on it."""
+        host, port = connection.host, connection.port
+        verdict = egress.by_name(host, port)
+        if verdict.allowed and not egress.governed(host) and egress.needs_address(host, port):
+            if lookup:
+                return self._resolved_then(connection, egress)
+            if connection.address is not None:
+                verdict = egress.by_address(host, connection.address)
+        if not verdict.allowed:
+            connection.deny_reasons = (verdict.reason or "refused",)
+            return verdict
+        return self._by_policy(connection)
+
+    async def _resolved_then(self, connection: Connection, egress: Egress) -> Verdict:
+        host, port = connection.host, connection.port
+        try:
+            address = await asyncio.wait_for(self.resolve(host, port), RESOLVE_TIMEOUT)
+        except (OSError, TimeoutError) as e:
+            connection.error = f"cannot resolve {host}"
+            reason = f"{host} cannot be resolved ({type(e).__name__}), so its address cannot be decided"
+            connection.deny_reasons = (reason,)
+            return Verdict.deny(reason)
+        connection.address = address
+        verdict = egress.by_address(host, address)
+        if not verdict.allowed:
+            connection.deny_reasons = (verdict.reason or "refused",)
+            return verdict
+        decided = self._by_policy(connection)
+        return decided if isinstance(decided, Verdict) else await decided
+
+    def _by_policy(self, connection: Connection) -> Verdict | Awaitable[Verdict]:
+        loaded = self.shared.loaded
+        policy = loaded.policy if loaded is not None else None
+        if policy is None:
+            return PASS
+        c = connection
+        facts = egress_facts(c.client, c.auth, c.source, c.host, c.port, c.address, c.service)
+        decision = policy.decide_egress_in_worker(facts)
+        if type(decision) is Decision:
+            return _policy_verdict(connection, decision)
+        return _policy_verdict_once_decided(connection, decision)  # type: ignore[arg-type]
+
+    def _recordable(self) -> bool:
+        audit = self.shared.audit
+        return audit is not None and not audit.failing
+
+    def _refused(self, connection: Connection, egress: Egress) -> None:
+        connection.decision = "deny"
+        self._count(connection)
+        if egress.record != "none":
+            connection.ended = time.time()
+            self._write(connection)
+
+    def _count(self, connection: Connection) -> None:
+        metrics = self.shared.metrics
+        if metrics is not None:
+            metrics.connection_decided(connection.service, connection.category, connection.decision)
+
+    def next_layer(self, nextlayer: layer.NextLayer) -> Awaitable[None] | None:
+        """A captured connection decided by its server name (the TLS client hello's, else the
+        address its client dialled); a tunnel Tollgate does not read, of a connection to record,
+        relayed counting its bytes."""
+        context = nextlayer.context
+        if len(context.layers) == 1 and isinstance(context.client.proxy_mode, CAPTURE_MODES):
+            return self._captured(nextlayer)
+        self._tunnel(nextlayer)
+        return None
+
+    def _captured(self, nextlayer: layer.NextLayer) -> Awaitable[None] | None:
+        loaded = self.shared.loaded
+        context = nextlayer.context
+        if loaded is None or nextlayer.layer is not None or not context.server.address:
+            return None
+        if not _choose(nextlayer):
+            return None  # more of the client's bytes needed to choose
+        egress = loaded.egress
+        dialled, port = str(context.server.address[0]), int(context.server.address[1])
+        name = server_name(nextlayer.data_client())
+        connection = self._connection(context.client, host_of(name or dialled), port, egress)
+        connection.address = host_of(dialled)
+        verdict = self._decide(connection, egress, lookup=False)
+        if isinstance(verdict, Verdict):
+            self._settle(nextlayer, connection, egress, verdict)
+            return None
+        return self._settle_once_decided(nextlayer, connection, egress, verdict)
+
+    async def _settle_once_decided(
+        self, nextlayer: layer.NextLayer, connection: Connection, egress: Egress, verdict: Awaitable[Verdict]
+    ) -> None:
+        self._settle(nextlayer, connection, egress, await verdict)
+
+    def _settle(self, nextlayer: layer.NextLayer, connection: Connection, egress: Egress, verdict: Verdict) -> None:
+        """A captured connection decided: closed unanswered, or relayed as mitmproxy chose."""
+        if not verdict.allowed:
+            nextlayer.layer = Refused(nextlayer.context)
+            self._refused(connection, egress)
+            return
+        recorded = egress.record == "all" or (egress.record == "ai" and connection.service is not None)
+        if recorded and not self._recordable():
+            nextlayer.layer = Refused(nextlayer.context)  # a connection that cannot be recorded is not made
+            return
+        self._count(connection)
+        chosen = nextlayer.layer
+        if recorded and type(chosen) is layers.TCPLayer and chosen.flow is None:
+            self._open.add(connection)
+            nextlayer.layer = CountedTunnel(nextlayer.context, connection, self._closed)
+
+    def _tunnel(self, nextlayer: layer.NextLayer) -> None:
+        """A CONNECT's tunnel Tollgate does not read, of a connection to record: relayed counting its bytes."""
+        if not self._pending or nextlayer.context.server.id not in self._pending:
+            return
+        if not _choose(nextlayer):
+            return  # more of the client's bytes needed to choose
+        chosen = nextlayer.layer
+        connection = self._pending.pop(nextlayer.context.server.id)
+        if type(chosen) is layers.TCPLayer and chosen.flow is None:
+            self._open.add(connection)
+            nextlayer.layer = CountedTunnel(nextlayer.context, connection, self._closed)
+
+    def client_disconnected(self, client: mitm_connection.Client) -> None:
+        """A client gone: the CONNECTs it was let through and never sent a byte on, recorded."""
+        if not self._waiting:
+            return
+        for server in self._waiting.pop(client.id, ()):
+            connection = self._pending.pop(server, None)
+            if connection is not None:
+                self._closed(connection)
+
+    def _closed(self, connection: Connection) -> None:
+        self._open.discard(connection)
+        connection.ended = time.time()
+        metrics = self.shared.metrics
+        if metrics is not None:
+            metrics.connection_closed(
+                connection.service, connection.category, connection.bytes_sent, connection.bytes_received
+            )
+        self._write(connection)
+
+    def _write(self, connection: Connection) -> None:
+        audit = self.shared.audit
+        if audit is not None:
+            audit.write(connection_record(connection), call=False)
+
+    def done(self) -> None:
+        """The tunnels still open when the proxy stops, recorded as far as they went."""
+        for connection in [*self._open, *self._pending.values()]:
+            connection.error = connection.error or SHUT_DOWN
+            self._closed(connection)
+        self._pending.clear()
+        self._waiting.clear()
+
+
+def _choose(nextlayer: layer.NextLayer) -> bool:
+    """mitmproxy's own choice of the next layer, made now (Tollgate's hooks run before it), for
+    Tollgate to look at; False while it needs more of the client's bytes."""
+    if nextlayer.layer is None:
+        chooser = ctx.master.addons.get("nextlayer")
+        if chooser is not None:
+            chooser.next_layer(nextlayer)
+    return nextlayer.layer is not None
+
+
+def server_name(data: bytes) -> str | None:
+    """The TLS server name a connection's first bytes ask for, when they are a client hello."""
+    if not starts_like_tls_record(data):
+        return None
+    try:
+        hello = parse_client_hello(data)
+    except ValueError:
+        return None
+    return hello.sni if hello is not None else None
+
+
+class Refused(layer.Layer):
+    """A captured connection refused: closed before anything is relayed (there is no proxy to
+    answer 403 from)."""
+
+    def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
+        if isinstance(event, events.Start):
+            yield commands.CloseConnection(self.context.client)
+
+
+def _policy_verdict(connection: Connection, decision: Decision) -> Verdict:
+    if decision.allowed:
+        return PASS
+    if decision.error:
+        logger.error(f"Tollgate: {decision.error}")
+        connection.error = decision.error
+    connection.deny_reasons = decision.deny_reasons
+    return Verdict.deny(f"egress policy: {'; '.join(decision.deny_reasons)}")
+
+
+async def _policy_verdict_once_decided(connection: Connection, evaluation: Awaitable[Decision]) -> Verdict:
+    return _policy_verdict(connection, await evaluation)
+
+
+class CountedTunnel(layers.TCPLayer):
+    """mitmproxy's relay of a connection it does not read (an ignored TCP layer), counting the
+    bytes each way, and telling `closed` once both sides have closed (or the server could not be
+    reached). Nothing of what goes through is kept."""
+
+    def __init__(self, context: Context, connection: Connection, closed: Callable[[Connection], None]) -> None:
+        super().__init__(context, ignore=True)
+        self.connection = connection
+        self._closed: Callable[[Connection], None] | None = closed
+
+    def _end(self, error: str | None = None) -> None:
+        closed, self._closed = self._closed, None
+        if closed is not None:
+            if error is not None:
+                self.connection.error = error
+            closed(self.connection)
+
+    def start(self, event: events.Event) -> layer.CommandGenerator[None]:
+        yield from super().start(event)
+        if self._handle_event == self.done:  # the server could not be reached
+            self._end(f"cannot connect to {self.connection.host}:{self.connection.port}")
+
+    _handle_event = start
+
+    def relay_messages(self, event: events.Event) -> layer.CommandGenerator[None]:
+        if type(event) is events.DataReceived:
+            data = event.data
+            if event.connection is self.context.client:
+                self.connection.bytes_sent += len(data)
+                yield commands.SendData(self.context.server, data)
+            else:
+                self.connection.bytes_received += len(data)
+                yield commands.SendData(self.context.client, data)
+            return
+        yield from super().relay_messages(event)
+        if self._handle_event == self.done:
+            self._end()
