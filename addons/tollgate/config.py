@@ -18,6 +18,7 @@ from pydantic import ConfigDict, Field, ValidationError, create_model, model_val
 
 from tollgate.config_base import Count, Money, ProviderConfig, Strict
 from tollgate.governance.clients import SHA256_KEY_PREFIX, Client, VirtualAwsCredential, VirtualKey, key_digest
+from tollgate.governance.egress_settings import EgressConfig
 from tollgate.governance.guardrails.settings import GuardrailRule, custom_detectors_unique
 from tollgate.governance.jwt_identity import IdentityConfig, JwtIssuer
 from tollgate.governance.limits import LIMIT_FIELDS, METRICS, LimitRule
@@ -49,6 +50,7 @@ __all__ = [  # the settings declared beside their concerns, named here too
     "Config",
     "ConfigError",
     "Count",
+    "EgressConfig",
     "Fallback",
     "GuardrailRule",
     "IdentityConfig",
@@ -149,6 +151,7 @@ class Config(Strict):
     mcp: McpConfig = McpConfig()  # the MCP servers governed (`governance/mcp.py`)
     guardrails: tuple[GuardrailRule, ...] = ()  # what a request may not carry (`governance/guardrails/`)
     subscriptions: Subscriptions = Subscriptions()  # calls made with a person's plan (`governance/subscriptions.py`)
+    egress: EgressConfig = EgressConfig()  # the connections a client opens through Tollgate (`governance/egress.py`)
     # Seconds a SIGTERM gives the calls in flight to finish before the process exits (0: exit at
     # once, as mitmproxy would); see stages/drain.py.
     drain_s: float = Field(default=DRAIN_S, ge=0, allow_inf_nan=False)

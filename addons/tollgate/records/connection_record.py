@@ -1,0 +1,63 @@
+"""The audit's record of one connection a client opened through Tollgate and Tollgate did not read
+as calls (`connection`): a tunnel relayed as it came, or a connection refused before anything was
+relayed. Where it went and how much went each way; never what."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tollgate.records.audit_record import utc_timestamp
+
+CONNECTION_EVENT = "connection"
+
+
+@dataclass(slots=True)
+class Connection:
+    """One connection, from its CONNECT (or its captured server name) to its close. `host` is
+    the name it asked for (lower case), `address` what Tollgate resolved it to and connected to
+    (None when it was refused before a lookup, or none was needed), `source` the client's
+    `address:port`. `bytes_sent` counts what the client sent, `bytes_received` what it was sent."""
+
+    request_id: str
+    host: str
+    port: int
+    started: float = field(default_factory=time.time)
+    source: str | None = None
+    client: str | None = None  # the proxy login's client; None without one
+    auth: str | None = None
+    address: str | None = None
+    service: str | None = None  # the catalogued AI service the host belongs to
+    category: str | None = None
+    decision: str = "allow"  # "allow" or "deny"
+    deny_reasons: tuple[str, ...] = ()
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    ended: float | None = None
+    error: str | None = None
+
+
+def connection_record(connection: Connection) -> dict[str, Any]:
+    """The `connection` record, written when the connection closes (`ts` its start)."""
+    c = connection
+    ended = c.ended if c.ended is not None else time.time()
+    return {
+        "event": CONNECTION_EVENT,
+        "ts": utc_timestamp(c.started),
+        "request_id": c.request_id,
+        "client": c.client,
+        "auth": c.auth,
+        "source": c.source,
+        "host": c.host,
+        "port": c.port,
+        "address": c.address,
+        "service": c.service,
+        "category": c.category,
+        "decision": c.decision,
+        "deny_reasons": list(c.deny_reasons),
+        "bytes_sent": c.bytes_sent,
+        "bytes_received": c.bytes_received,
+        "duration_ms": round(max(ended - c.started, 0.0) * 1000, 1),
+        "error": c.error,
+    }
