@@ -11,6 +11,7 @@ from typing import Any
 
 from tollgate.config import Config, ProviderConfig
 from tollgate.credentials.keypool import KeyPool
+from tollgate.governance.brokered import NO_CREDENTIALS, Brokered, brokered_of
 from tollgate.governance.clients import Directory
 from tollgate.governance.guardrails.rules import Guardrails
 from tollgate.governance.jwt_identity import Verifier
@@ -57,6 +58,8 @@ class Loaded:
     guardrails: Guardrails | None = None
     # The tenant header each provider's requests carry (`subscriptions:`), by provider: (name, value).
     tenant_pins: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
+    # The tokens put in place of the placeholders agents hold (`egress.credentials`).
+    brokered: Brokered = NO_CREDENTIALS
 
     @classmethod
     def build(
@@ -95,4 +98,5 @@ class Loaded:
             config_sha256, {name: names for name, names in named.items() if names is not None}, registry,
             McpServers(config.mcp) if config.mcp.servers else NO_SERVERS, guardrails if guardrails.reads else None,
             tenant_pins(config.subscriptions, {name: p.tenant_header for name, p in registry.items()}),
+            brokered_of(config.egress.credentials),
         )  # fmt: skip

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from tollgate.proxy.runner import AnyCallStep, CallSteps, Gateway
 from tollgate.proxy.stages.audit import Audit, AuditGate
 from tollgate.proxy.stages.audit_export import AuditExporter
+from tollgate.proxy.stages.broker import Broker
 from tollgate.proxy.stages.classify import Classify
 from tollgate.proxy.stages.credential import Credential
 from tollgate.proxy.stages.decide import Decide
@@ -105,6 +106,8 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         audit_gate.mcp_sent,  # in flight until its records are written
     )
     mcp = Mcp(shared, mcp_request)
+    # A credential's host: the placeholder in its header replaced by the token (`egress.credentials`).
+    broker = Broker(shared)
     tracing = Tracing(shared)  # a span per call, exported over OTLP (metrics.otlp)
     # At each call's end: its counters settled, then counted in the metrics and traced.
     audit = Audit(shared, recorded=[ledger.settle, metrics.recorded, tracing.record, audit_export.recorded])
@@ -210,6 +213,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         ],
         running=[settings.started, settings.running, decide.running, metrics.running, drain.running],
         client_connected=[drain.client_connected],  # refused while draining
+        client_disconnected=[broker.client_disconnected],  # a brokered connection's record
         # A CONNECT whose head passed 64 KiB is refused (431), and audited when its host is a provider's.
         http_connect=[classify.http_connect, identify.forget_proxy_password, redact.http_connect],
         http_connect_error=[audit.http_connect_error],
@@ -222,6 +226,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             audit.requestheaders,  # a streamed upload's call in flight from here: awaited steps follow
             websocket.requestheaders,
             call_steps.at_headers,
+            broker.requestheaders,  # a credential's host: its token in, else a placeholder refused
             redact.requestheaders,
         ],
         request=[
@@ -259,6 +264,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             upstream_watch.responseheaders,
             route.responseheaders,  # no Alt-Svc: the client's next call to the host comes here too
             stream_tap.responseheaders,  # the answer streams through a reader of its usage (and a translator)
+            broker.responseheaders,  # a brokered request's answer streams, counted
             translate.responseheaders,  # a translated answer's headers as the caller's format sends them
             redact.responseheaders,
             audit.responseheaders,
@@ -301,6 +307,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             redact.done,
             responses_socket.done,  # the responses still open on a WebSocket, audited
             realtime_socket.done,  # the Realtime responses still open, settled
+            broker.done,  # the brokered connections still open, recorded
             audit.done,
             tracing.done,  # after the audit's: the spans of the calls it ended exported
             audit_export.done,  # after the audit's: its last records sent to the collector
