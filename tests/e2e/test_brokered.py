@@ -49,7 +49,9 @@ def credentials() -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def gw(start_gateway, github):
+def gw(start_gateway, github, tmp_path_factory):
+    saved = tmp_path_factory.mktemp("brokered-flows") / "flows.mitm"
+
     def config(urls: dict[str, str]) -> dict:
         return {
             "providers": {"openai": {"upstream": urls["openai"], "keys": [REAL_OPENAI]}},
@@ -62,7 +64,17 @@ def gw(start_gateway, github):
         "UPLOADS_TOKEN": UPLOADS_TOKEN,
         "TOLLGATE_TEST_RESOLVE": json.dumps(dict.fromkeys(NAMES, github.port)),
     }
-    return start_gateway(config, "-s", str(RESOLVE), "--set", f"proxyauth={LOGIN}", env=env, providers=("openai",))
+    gateway = start_gateway(
+        config, "-s", str(RESOLVE), "--set", f"proxyauth={LOGIN}", "--set", f"save_stream_file={saved}",
+        "--set", "flow_detail=4", env=env, providers=("openai",),
+    )  # fmt: skip
+    gateway.saved = saved
+    return gateway
+
+
+def written_down(gw) -> str:
+    """What the proxy wrote: the audit, the console (every header, at flow_detail 4), the saved flows."""
+    return gw.audit_path.read_text() + gw.proxy.console() + gw.saved.read_bytes().decode("latin-1")
 
 
 def through_login(gw) -> str:
@@ -117,7 +129,8 @@ def test_the_token_reaches_its_host_and_the_placeholder_never_does(gw, github) -
         ("carol", "proxyauth", "api.github.com", 443, "allow", 2, 1, len(POSTED), 2 * answer, None),
         ("carol", "proxyauth", "uploads.example.com", 443, "allow", 1, 1, 10, answer, None),
     ]  # fmt: skip
-    written = gw.audit_path.read_text() + gw.proxy.console()
+    written = written_down(gw)
+    assert "uploads.example.com" in written and "[redacted by Tollgate]" in written
     for secret in (PLACEHOLDER, TOKEN, UPLOADS_PLACEHOLDER, UPLOADS_TOKEN):
         assert secret not in written
 
@@ -150,7 +163,7 @@ def test_the_placeholder_in_an_llm_call_is_refused(gw) -> None:
         ("carol", "deny", {"tollgate_keys": 1}),
         ("carol", "allow", {}),
     ]
-    written = gw.audit_path.read_text() + gw.proxy.console()
+    written = written_down(gw)
     assert PLACEHOLDER not in written and TOKEN not in written
 
 
