@@ -5,14 +5,16 @@ it was classified (`Call.loaded`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from tollgate.config import Config, ProviderConfig
 from tollgate.credentials.keypool import KeyPool
 from tollgate.governance.brokered import NO_CREDENTIALS, Brokered, brokered_of
 from tollgate.governance.clients import Directory
+from tollgate.governance.egress import Egress
 from tollgate.governance.guardrails.rules import Guardrails
 from tollgate.governance.jwt_identity import Verifier
 from tollgate.governance.limits import Limits
@@ -21,7 +23,7 @@ from tollgate.governance.overrides import RuleBook
 from tollgate.governance.policy import Policy
 from tollgate.governance.pricing import Prices
 from tollgate.governance.subscriptions import tenant_pins
-from tollgate.providers import BUILT_IN_HOSTS, PROVIDERS, Hosts, Provider, configured
+from tollgate.providers import BUILT_IN_HOSTS, PROVIDERS, Hosts, Provider, configured, provider_for
 from tollgate.providers.client_certs import ClientCert
 
 
@@ -60,6 +62,8 @@ class Loaded:
     tenant_pins: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
     # The tokens put in place of the placeholders agents hold (`egress.credentials`).
     brokered: Brokered = NO_CREDENTIALS
+    # The connections a client may open through Tollgate (`egress:`), and which are recorded.
+    egress: Egress = field(default_factory=lambda: egress_of(Config(), BUILT_IN_HOSTS, NO_SERVERS))
 
     @classmethod
     def build(
@@ -92,11 +96,39 @@ class Loaded:
         hosts = Hosts(added, registry, ungoverned) if any(added.values()) or ungoverned else BUILT_IN_HOSTS
         named = {name: registry[name].model_names(settings) for name, settings in providers.items()}
         guardrails = Guardrails.of(config, previous=previous.guardrails if previous is not None else None)
+        mcp = McpServers(config.mcp) if config.mcp.servers else NO_SERVERS
+        brokered = brokered_of(config.egress.credentials)
         return cls(
             config, providers, Directory(config), RuleBook(config.overrides, registry), pools, policy, runtimes,
             jwt, Limits(config.limits), Prices(config.prices, registry), hosts, dict(client_certs or {}),
             config_sha256, {name: names for name, names in named.items() if names is not None}, registry,
-            McpServers(config.mcp) if config.mcp.servers else NO_SERVERS, guardrails if guardrails.reads else None,
+            mcp, guardrails if guardrails.reads else None,
             tenant_pins(config.subscriptions, {name: p.tenant_header for name, p in registry.items()}),
-            brokered_of(config.egress.credentials),
+            brokered, egress_of(config, hosts, mcp, brokered),
         )  # fmt: skip
+
+
+def egress_of(config: Config, hosts: Hosts, mcp: McpServers, brokered: Brokered = NO_CREDENTIALS) -> Egress:
+    """`egress:` ready to decide: the hosts Tollgate governs are the providers' (as `hosts` says),
+    the MCP servers' and the brokered credentials'; the upstreams, those the providers and servers
+    are configured with."""
+
+    def governed(host: str) -> bool:
+        return host in mcp.hosts or host in brokered.hosts or hosts.provider_for(host) is not None
+
+    def providers_host(host: str) -> bool:
+        return governed(host) or provider_for(host) is not None
+
+    return Egress(config.egress, governed, configured_upstreams(config), providers_host)
+
+
+def configured_upstreams(config: Config) -> Iterator[tuple[str, int]]:
+    """Each (host, port) a provider's or an MCP server's `upstream` names."""
+    urls = [config.providers.get(name).upstream for name in config.providers.names()]
+    urls += [server.upstream for server in config.mcp.servers]
+    for url in urls:
+        if url is None:
+            continue
+        parts = urlsplit(url)
+        if parts.hostname:
+            yield parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)

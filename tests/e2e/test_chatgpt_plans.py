@@ -355,7 +355,9 @@ def gw_tunnelled(start_gateway, upstream_ca):
     """`govern: false`, chatgpt.com resolved to a fake whose certificate names it."""
     named = FakeUpstream(upstream_ca, lambda r: Reply(200, {"tunnelled": True}), names=("chatgpt.com",))
     env = {"TOLLGATE_TEST_RESOLVE": json.dumps({"chatgpt.com": named.port})}
-    gateway = start_gateway(lambda urls: config("https://127.0.0.1:9", govern=False), "-s", str(RESOLVE),
+    # chatgpt.com is on this machine (a fake on loopback): named, to be reached.
+    tunnelled = config("https://127.0.0.1:9", govern=False) | {"egress": {"allow": ["chatgpt.com"]}}
+    gateway = start_gateway(lambda urls: tunnelled, "-s", str(RESOLVE),
                             env=env, providers=())  # fmt: skip
     gateway.named = named
     yield gateway
@@ -388,7 +390,14 @@ def test_govern_false_leaves_chatgpt_com_tunnelled(gw_tunnelled):
     assert "mitmproxy" not in issuer.lower()  # the fake's own certificate, not one Tollgate made
     [seen] = gw_tunnelled.named.received
     assert seen.headers["authorization"] == f"Bearer {ALICE}" and "chatgpt-allowed-workspace-id" not in seen.headers
-    assert gw_tunnelled.audit() == []
+    # No call read: the tunnel to a catalogued AI service is recorded as a connection, nothing more.
+    [record] = gw_tunnelled.wait_audit(1)
+    assert (record["event"], record["host"], record["service"], record["decision"]) == (
+        "connection",
+        "chatgpt.com",
+        "chatgpt",
+        "allow",
+    )
 
 
 def test_no_token_reaches_the_console_the_audit_or_saved_flows(gw, gw_tunnelled):

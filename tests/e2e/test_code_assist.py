@@ -347,6 +347,8 @@ def gw_tunnelled(start_gateway, upstream_ca, upstream_ca_pem):
         lambda urls: (
             config(urls, "https://127.0.0.1:1/tokeninfo", str(upstream_ca_pem))
             | {"subscriptions": {"code_assist": {"govern": False, "projects": [PROJECT]}}}
+            # Its host is on this machine (a fake on loopback): named, to be reached.
+            | {"egress": {"allow": [HOST]}}
         ),
         "-s",
         str(RESOLVE),

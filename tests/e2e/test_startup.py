@@ -64,6 +64,21 @@ ROOT = Path(__file__).resolve().parents[2]
             "identity.jwt.0.client_prefix: not set, and clients are configured: a token of https://idp.example"
             " could take a configured client's name",
         ),
+        (
+            "egress:\n  deny: ['*.com']\n",
+            {},
+            "egress.deny.0: '*.com': write out its last two labels (its domain)",
+        ),
+        (
+            "egress:\n  allow: [api.example.com]\n  alow: [x.example.com]\n",
+            {},
+            "egress.alow: unknown key",
+        ),
+        (
+            "egress:\n  services:\n    notes: ['notes..example.com']\n",
+            {},
+            "egress.services.notes.0: 'notes..example.com' is not a host name glob",
+        ),
     ],
 )
 def test_bad_configuration_stops_start_up(tmp_path, confdir, monkeypatch, text, env, expected):

@@ -26,7 +26,9 @@ def gw(start_gateway):
                 # A hostname upstream: SNI and Host name it (the fake's certificate covers localhost).
                 "gemini": {"upstream": urls["gemini"].replace("127.0.0.1", "localhost"), "keys": [KEY]},
                 "bedrock": {"upstream": urls["bedrock"]},
-            }
+            },
+            # A server of the test's own on this machine, tunnelled: loopback, so named to be reached.
+            "egress": {"allow": ["127.0.0.1"]},
         }
 
     return start_gateway(config)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from tollgate.config_base import Strict
+from tollgate.governance.egress import EGRESS_FACTS, egress_input
 from tollgate.governance.policy_builtins import check_builtins
 from tollgate.governance.policy_engine import POLICY_ERROR, Decision, PolicyError, Rules
 from tollgate.governance.policy_worker import CHECK_COMMAND, PolicyWorker, WorkerUnavailable
@@ -41,7 +42,7 @@ _IMPURE = re.compile(
     r"\b(?:(?:time|http|rand|uuid|net|opa)(?:\s*\.\s*[a-z_]+|\s*\[[^\]\n]*\])|io\.jwt\.decode_verify)\s*\("
     r"|\bas\s+(?:time|http|rand|uuid|net|opa)\s*[.\[]"
 )
-_PACKAGE = re.compile(r"^\s*package\s+tollgate(?:\.mcp)?\s*(?:#.*)?$", re.MULTILINE)
+_PACKAGE = re.compile(r"^\s*package\s+tollgate(?:\.mcp|\.egress)?\s*(?:#.*)?$", re.MULTILINE)
 _DENY_RULE = re.compile(r"^\s*(?:default\s+)?deny\b", re.MULTILINE)
 # Rego's comments, and its strings so that a `#` in one starts no comment. Strings are not
 # dropped: a template string can read `input` (an `input` in any other costs only cache hits).
@@ -128,6 +129,10 @@ class Policy:
         self._key = cache_key(facts_read(sources.values()))
         # An MCP request's session is new with each session: it keys the cache only where a rule reads it.
         self._mcp_session_read = reads_mcp_session(sources.values())
+        # A connection's facts read by some rule (`input.source` by few: each connection's port differs).
+        read = egress_facts_read(sources.values())
+        pick = cache_key(read)
+        self._egress_key: Callable[[tuple[Any, ...]], Hashable] = lambda facts: ("egress", pick(facts))
 
     def decide(self, document: dict[str, Any]) -> Decision:
         """The decision on any input document, evaluated in this process without a time limit."""
@@ -167,6 +172,25 @@ class Policy:
             return decision
         return self._in_worker(key if cache is not None else None, document, mcp=True)
 
+    def decide_egress(self, facts: tuple[Any, ...]) -> Decision:
+        """A connection's decision (`data.tollgate.egress.deny` on `egress_input(facts)`), in this
+        process, cached as the proxy's are."""
+        key = self._egress_key(facts)
+        if self._cache is None or (decision := self._cache.get(key)) is None:
+            decision = self.rules.evaluate(egress_input(facts), egress=True)
+            self._remember(key, decision)
+        return decision
+
+    def decide_egress_in_worker(self, facts: tuple[Any, ...]) -> Decision | Awaitable[Decision]:
+        """A connection's decision as the proxy makes it: cached (keyed on the facts the policy
+        reads: a client's port, read by no rule, misses no hit), or awaited from the worker."""
+        cache = self._cache
+        key = self._egress_key(facts)
+        decision = None if cache is None else cache.get(key)
+        if decision is not None:
+            return decision
+        return self._in_worker(key if cache is not None else None, egress_input(facts), egress=True)
+
     def _mcp_key(self, document: dict[str, Any]) -> Hashable:
         """The cache's key for an MCP request's input: all of it, but for its session where no rule
         reads `input.mcp.session` (then a new session's requests hit the cache)."""
@@ -180,9 +204,11 @@ class Policy:
         (with `mcp`, by `data.tollgate.mcp.deny`)."""
         return await self._in_worker(None, document, mcp)
 
-    async def _in_worker(self, key: Hashable | None, document: Any, mcp: bool = False) -> Decision:
+    async def _in_worker(
+        self, key: Hashable | None, document: Any, mcp: bool = False, egress: bool = False
+    ) -> Decision:
         try:
-            decision = await self.worker.evaluate(document, mcp)
+            decision = await self.worker.evaluate(document, mcp, egress)
         except WorkerUnavailable as e:
             return Decision((POLICY_ERROR,), str(e))  # not remembered: the next call tries again
         # A timeout is remembered too: the same input would take as long again.
@@ -296,6 +322,15 @@ def facts_read(sources: Iterable[str]) -> tuple[int, ...] | None:
             node = node.get(name)
         read.update(_leaves(node))
     return tuple(sorted(read))
+
+
+def egress_facts_read(sources: Iterable[str]) -> tuple[int, ...] | None:
+    """Which of a connection's facts (`egress.EGRESS_FACTS`) Rego sources can read (indices); None
+    (all) when one uses `input` other than by a path of names."""
+    paths = paths_read(sources)
+    if paths is None:
+        return None
+    return tuple(i for i, name in enumerate(EGRESS_FACTS) if any(p[0] == name for p in paths))
 
 
 def reads_mcp_session(sources: Iterable[str]) -> bool:

@@ -19,6 +19,8 @@ from typing import Any
 QUERY = "deny := data.tollgate.deny; whole := is_set(deny)"
 # An MCP server's request is decided by its own rules (`package tollgate.mcp`), never the LLM calls'.
 MCP_QUERY = "deny := data.tollgate.mcp.deny; whole := is_set(deny)"
+# A connection a client opens through Tollgate, likewise (`package tollgate.egress`).
+EGRESS_QUERY = "deny := data.tollgate.egress.deny; whole := is_set(deny)"
 # What compiles every module (OPA compiles them when a query is first prepared) and reads nothing.
 COMPILE_QUERY = "x := 1"
 # Where the engine comes from, and how to install it: its releases ask for Python 3.14 although
@@ -85,10 +87,12 @@ class Rules:
         except self._error as e:
             raise PolicyError(_first_line(e.message)) from None
 
-    def evaluate(self, document: Any, mcp: bool = False) -> Decision:
-        """`data.tollgate.deny` on an LLM call's input; with `mcp`, `data.tollgate.mcp.deny`."""
+    def evaluate(self, document: Any, mcp: bool = False, egress: bool = False) -> Decision:
+        """`data.tollgate.deny` on an LLM call's input; with `mcp`, `data.tollgate.mcp.deny`; with
+        `egress`, `data.tollgate.egress.deny` on a connection's."""
+        query = EGRESS_QUERY if egress else MCP_QUERY if mcp else QUERY
         try:
-            results = self._engine.eval_query(MCP_QUERY if mcp else QUERY, document)
+            results = self._engine.eval_query(query, document)
         except self._error as e:
             return Decision((POLICY_ERROR,), f"policy evaluation failed: {_first_line(e.message)}")
         if not results:  # no deny rule holds, or none is written
@@ -96,7 +100,7 @@ class Rules:
         (found,) = results
         reasons = found["deny"]
         if not found["whole"] or not all(isinstance(r, str) for r in reasons):
-            rule = "data.tollgate.mcp.deny" if mcp else "data.tollgate.deny"
+            rule = query.split(";")[0].removeprefix("deny := ")
             return Decision((POLICY_ERROR,), f"{rule} is not a set of strings")
         return Decision(tuple(sorted(reasons)))
 

@@ -72,10 +72,12 @@ class PolicyWorker:
         process = self._process
         return process.pid if process is not None and process.returncode is None else None
 
-    async def evaluate(self, document: Any, mcp: bool = False) -> Decision:
-        """The decision on an input document (`mcp`: an MCP request's, by `data.tollgate.mcp.deny`);
-        raises WorkerUnavailable when no worker starts."""
-        line = _line(["mcp", document] if mcp else document)  # an LLM call's document is an object
+    async def evaluate(self, document: Any, mcp: bool = False, egress: bool = False) -> Decision:
+        """The decision on an input document (`mcp`: an MCP request's, by `data.tollgate.mcp.deny`;
+        `egress`: a connection's, by `data.tollgate.egress.deny`); raises WorkerUnavailable when no
+        worker starts."""
+        # An LLM call's document is an object; the others' a list naming their rule.
+        line = _line(["egress", document] if egress else ["mcp", document] if mcp else document)
         self._bind(asyncio.get_running_loop())
         self._busy += 1
         try:
@@ -239,8 +241,10 @@ def serve() -> None:
     _send(answers, READY)
     for line in documents:
         document = json.loads(line)
-        mcp = isinstance(document, list)  # ["mcp", document]
-        decision = rules.evaluate(document[1], mcp=True) if mcp else rules.evaluate(document)
+        if isinstance(document, list):  # ["mcp", document] or ["egress", document]
+            decision = rules.evaluate(document[1], mcp=document[0] == "mcp", egress=document[0] == "egress")
+        else:
+            decision = rules.evaluate(document)
         _send(answers, _line({"deny": decision.deny_reasons, "error": decision.error}))
 
 

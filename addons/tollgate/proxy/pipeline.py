@@ -18,6 +18,7 @@ from tollgate.proxy.stages.classify import Classify
 from tollgate.proxy.stages.credential import Credential
 from tollgate.proxy.stages.decide import Decide
 from tollgate.proxy.stages.drain import Drain
+from tollgate.proxy.stages.egress import EgressGate
 from tollgate.proxy.stages.fallback import Fallback, keep_trace_context, retarget
 from tollgate.proxy.stages.guard import Guard
 from tollgate.proxy.stages.identify import Identify
@@ -55,6 +56,8 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
     settings = Settings(shared, opening=[metrics.open])
     listening = Listening()  # a port in use (the proxy cannot listen): what to change, in Tollgate's words
     classify = Classify(shared)
+    # Each connection a client opens through Tollgate decided before it is relayed, and recorded.
+    egress = EgressGate(shared)
     audit_gate = AuditGate(shared)
     websocket = WebSocket(shared)
     identify = Identify(shared)
@@ -215,7 +218,9 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         client_connected=[drain.client_connected],  # refused while draining
         client_disconnected=[broker.client_disconnected],  # a brokered connection's record
         # A CONNECT whose head passed 64 KiB is refused (431), and audited when its host is a provider's.
-        http_connect=[classify.http_connect, identify.forget_proxy_password, redact.http_connect],
+        # Then the connection is decided (`egress`): 403 egress_denied, or on it goes.
+        http_connect=[classify.http_connect, identify.forget_proxy_password, egress.http_connect, redact.http_connect],
+        next_layer=[egress.next_layer],  # a tunnel Tollgate does not read, its bytes counted
         http_connect_error=[audit.http_connect_error],
         # An upload streamed unread is decided at its headers; every other call at `request`.
         requestheaders=[
@@ -307,6 +312,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             redact.done,
             responses_socket.done,  # the responses still open on a WebSocket, audited
             realtime_socket.done,  # the Realtime responses still open, settled
+            egress.done,  # the tunnels still open, recorded
             broker.done,  # the brokered connections still open, recorded
             audit.done,
             tracing.done,  # after the audit's: the spans of the calls it ended exported

@@ -13,7 +13,7 @@ from tollgate.records.audit_record import utc_timestamp
 CONNECTION_EVENT = "connection"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # each connection is itself: kept in sets while open
 class Connection:
     """One connection, from its CONNECT (or its captured server name) to its close. `host` is
     the name it asked for (lower case), `address` what Tollgate resolved it to and connected to

@@ -319,6 +319,18 @@ class MetricSet:
             " requests), kind and the action taken: deny, redact or audit.",
             ("provider", "kind", "action"),
         )
+        self.connections = CounterFamily(
+            "tollgate_connections",
+            "Connections clients opened through Tollgate (egress), by AI service and category (empty: none"
+            " catalogued) and decision: allow or deny.",
+            ("service", "category", "decision"),
+        )
+        self.connection_bytes = CounterFamily(
+            "tollgate_connection_bytes",
+            "Bytes relayed through the tunnels Tollgate did not read, by AI service, category and direction:"
+            " sent (by the client) or received.",
+            ("service", "category", "direction"),
+        )
         self._lock = threading.Lock()
         # Most calls repeat a few shapes: their label values, capped, are found once.
         self._shapes: ShapeMemo[tuple[Any, ...]] = ShapeMemo(self._labels)
@@ -328,7 +340,7 @@ class MetricSet:
                 [
                     self.token_usage, self.duration, self.ttft, self.calls, self.tokens, self.cost,
                     self.upstream_errors, self.retries, self.fallbacks, self.limit_remaining,
-                    self.policy_seconds, self.mcp_calls, self.findings,
+                    self.policy_seconds, self.mcp_calls, self.findings, self.connections, self.connection_bytes,
                 ],
                 self._lock,
             )
@@ -418,6 +430,19 @@ class MetricSet:
         with self._lock:
             for kind, action, n in finding_actions:
                 self.findings.inc((provider, self.cap("kind", kind), action), n)
+
+    def connection_decided(self, service: str | None, category: str | None, decision: str) -> None:
+        """One connection's decision (`allow`, `deny`), by the AI service its host belongs to."""
+        key = (self.cap("service", service or ""), category or "", decision)
+        with self._lock:
+            self.connections.inc(key)
+
+    def connection_closed(self, service: str | None, category: str | None, sent: int, received: int) -> None:
+        """A tunnel's bytes each way, once it has closed."""
+        service = self.cap("service", service or "")
+        with self._lock:
+            self.connection_bytes.inc((service, category or "", "sent"), sent)
+            self.connection_bytes.inc((service, category or "", "received"), received)
 
     def policy_evaluated(self, seconds: float, outcome: str) -> None:
         """One evaluation in the policy's worker: `allow`, `deny` or `error` (a time-out among them)."""

@@ -97,7 +97,9 @@ class Broker:
         opened = self._opened.get(client.id)
         if opened is None:
             login = flow.metadata.get(PROXYAUTH)
-            user = login[0] if isinstance(login, tuple | list) and login and login[0] else None
+            user = None
+            if not self.shared.logins_unchecked and isinstance(login, tuple | list) and login and login[0]:
+                user = str(login[0])  # mitmproxy checked the login's password: its user is the client
             peer = client.peername
             server = flow.server_conn.peername
             record = Connection(
@@ -109,6 +111,10 @@ class Broker:
                 auth="proxyauth" if user else None,
                 address=server[0] if server else None,
             )
+            loaded = self.shared.loaded
+            service = loaded.egress.service_of(host) if loaded is not None else None
+            if service is not None:  # a catalogued AI service's API, brokered
+                record.service, record.category = service.name, service.category
             opened = self._opened[client.id] = Opened(record)
         return opened
 

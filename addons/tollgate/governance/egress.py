@@ -1,0 +1,177 @@
+"""Egress: which connections a client may open through Tollgate (`egress:` in tollgate.yaml). Each
+is decided before anything is relayed: the `deny` globs, then the address it resolves to (a
+private one is refused unless `allow` names the host or it is a configured upstream), the policy's
+`data.tollgate.egress.deny`, then `default` (`deny`: only the providers' hosts, the MCP servers'
+and `allow` pass). Plain logic: the proxy's stage (`proxy/stages/egress.py`) asks it, resolves
+names and relays."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tollgate.governance.ai_services import Service, Services, glob_regex
+from tollgate.governance.egress_settings import EgressConfig
+
+EGRESS_DENIED = "egress_denied"  # the X-Tollgate-Error of a refused connection
+# Where `egress_input` puts each fact of a connection: the policy's cache is keyed on those read.
+EGRESS_FACTS = ("client", "auth", "source", "host", "port", "address", "service")
+
+
+def host_of(name: str) -> str:
+    """A host as the egress globs are matched against it: lower case, no trailing dot, an IPv6
+    address without its brackets and written as `ipaddress` writes it."""
+    host = name.strip().lower().removesuffix(".").removeprefix("[").removesuffix("]")
+    if ":" in host:
+        try:
+            return str(ipaddress.ip_address(host))
+        except ValueError:
+            pass
+    return host
+
+
+def private_kind(address: str) -> str | None:
+    """What kind of address, not to be reached by default, `address` is: loopback, private,
+    link-local (the cloud metadata address among them), unique local, or another that is not
+    global (unspecified, shared, reserved); None for a global address. An IPv4 address written as
+    IPv6 (`::ffff:127.0.0.1`) is the IPv4 address."""
+    try:
+        ip = ipaddress.ip_address(address.removeprefix("[").removesuffix("]").split("%", 1)[0])
+    except ValueError:
+        return "unreadable"
+    if isinstance(ip, ipaddress.IPv6Address):
+        mapped = ip.ipv4_mapped or ip.sixtofour
+        if mapped is not None:
+            ip = mapped
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_link_local:
+        return "link-local"
+    if isinstance(ip, ipaddress.IPv6Address) and ip in _UNIQUE_LOCAL:
+        return "unique local"
+    if ip.is_unspecified:
+        return "unspecified"
+    if ip.is_multicast:
+        return "multicast"
+    if ip.is_private:
+        return "private"
+    if not ip.is_global:
+        return "non-global"
+    return None
+
+
+_UNIQUE_LOCAL = ipaddress.IPv6Network("fc00::/7")
+
+
+class Globs:
+    """Host globs (`egress_glob`s), matched as one expression; `match` gives the first that matches."""
+
+    def __init__(self, globs: Sequence[str]) -> None:
+        self.globs = tuple(globs)
+        alternatives = [f"(?P<g{i}>{glob_regex(g)})" for i, g in enumerate(self.globs)]
+        self._pattern = re.compile("|".join(alternatives)) if alternatives else None
+
+    def match(self, host: str) -> str | None:
+        if self._pattern is None:
+            return None
+        m = self._pattern.fullmatch(host)
+        return self.globs[int(m.lastgroup[1:])] if m is not None and m.lastgroup is not None else None
+
+    def __bool__(self) -> bool:
+        return bool(self.globs)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A rule's answer on a connection: refused, with the one-line reason, or let through."""
+
+    allowed: bool
+    reason: str | None = None
+
+    @staticmethod
+    def deny(reason: str) -> Verdict:
+        return Verdict(False, reason)
+
+
+PASS = Verdict(True)
+
+
+class Egress:
+    """The egress rules of a configuration, ready to decide connections.
+
+    `governed(host)`: whether a host is one Tollgate reads calls to (a provider's, an MCP
+    server's); `providers_host(host)`: whether it is a provider's or an MCP server's, its calls
+    read or left tunnelled; `upstreams`: the (host, port) places the configuration sends calls to, which a
+    private address does not keep a client from."""
+
+    def __init__(
+        self,
+        config: EgressConfig,
+        governed: Callable[[str], bool],
+        upstreams: Iterable[tuple[str, int]] = (),
+        providers_host: Callable[[str], bool] | None = None,
+    ) -> None:
+        self.config = config
+        self.default_deny = config.default == "deny"
+        self.private_denied = config.private_addresses == "deny"
+        self.record = config.record
+        self.allow = Globs(config.allow)
+        self.deny = Globs(config.deny)
+        self.services = Services(config.services)
+        self.governed = governed
+        # A provider's host, its calls read or not (`govern: false`): `default: deny` lets it through.
+        self.providers_host = providers_host or governed
+        self.upstreams = frozenset((host_of(h), p) for h, p in upstreams)
+
+    def service_of(self, host: str) -> Service | None:
+        return self.services.service_of(host)
+
+    def by_name(self, host: str, port: int) -> Verdict:
+        """What the host's name alone decides, before any lookup: a `deny` glob refuses it; under
+        `default: deny`, a host neither governed nor allowed is refused."""
+        glob = self.deny.match(host)
+        if glob is not None:
+            return Verdict.deny(f"{host} matches egress.deny {glob!r}")
+        if self.default_deny and not self.admitted(host, port):
+            return Verdict.deny(f"{host} is not in egress.allow (egress.default: deny)")
+        return PASS
+
+    def admitted(self, host: str, port: int) -> bool:
+        """Whether `default: deny` lets the host through: a provider's or MCP server's host, one
+        `allow` names, or a configured upstream's."""
+        return self.providers_host(host) or self.allow.match(host) is not None or (host, port) in self.upstreams
+
+    def needs_address(self, host: str, port: int) -> bool:
+        """Whether the host must be resolved before it is decided: private addresses are refused,
+        and neither `allow` nor a configured upstream vouches for it."""
+        return self.private_denied and self.allow.match(host) is None and (host, port) not in self.upstreams
+
+    @staticmethod
+    def by_address(host: str, address: str) -> Verdict:
+        """A host resolved to `address`, checked for a private one (`needs_address` said to)."""
+        kind = private_kind(address)
+        if kind is None:
+            return PASS
+        shown = host if host == address else f"{host} resolves to {address}, which"
+        return Verdict.deny(f"{shown} is a {kind} address (egress.private_addresses: deny)")
+
+
+def egress_facts(
+    client: str | None,
+    auth: str | None,
+    source: str | None,
+    host: str,
+    port: int,
+    address: str | None,
+    service: str | None,
+) -> tuple[Any, ...]:
+    """A connection's facts for the policy, in `EGRESS_FACTS`' order."""
+    return (client, auth, source, host, port, address, service)
+
+
+def egress_input(facts: tuple[Any, ...]) -> dict[str, Any]:
+    """The document `data.tollgate.egress.deny` evaluates as `input`."""
+    return dict(zip(EGRESS_FACTS, facts, strict=True))

@@ -1,0 +1,254 @@
+"""Every connection a client opens through Tollgate, decided before anything is relayed
+(`governance/egress.py`) and, as `egress.record` says, recorded when it closes (`connection`).
+
+A CONNECT is decided at `http_connect`: refused, it is answered 403 (`X-Tollgate-Error:
+egress_denied`, a one-line reason) and never opened. A host that must be resolved to be decided is
+resolved once here, and the tunnel goes to the address decided (the CONNECT's host replaced by
+it), so that a second DNS answer cannot move it. A tunnel Tollgate does not read (mitmproxy's
+ignored connection) is relayed by `CountedTunnel`, which counts its bytes each way; a connection
+whose calls Tollgate reads (a provider's, an MCP server's) is recorded by its calls instead."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from weakref import WeakKeyDictionary
+
+from mitmproxy import connection as mitm_connection
+from mitmproxy import ctx, http
+from mitmproxy.proxy import commands, events, layer, layers
+from mitmproxy.proxy.context import Context
+
+from tollgate.call import new_request_id
+from tollgate.governance.egress import EGRESS_DENIED, Egress, Verdict, egress_facts, host_of
+from tollgate.governance.policy import Decision
+from tollgate.proxy.state import Shared
+from tollgate.records.connection_record import Connection, connection_record
+
+logger = logging.getLogger(__name__)
+
+PROXYAUTH = "proxyauth"  # where mitmproxy's proxyauth keeps a login: (user, password)
+RESOLVE_TIMEOUT = 10.0  # seconds a name's lookup may take before the connection is refused
+DENIED_HEADER = "X-Tollgate-Error"
+SHUT_DOWN = "proxy shut down"
+
+
+async def resolve(host: str, port: int) -> str:
+    """The address a name resolves to first (the one the tunnel will go to); OSError when none.
+    An address resolves to itself, without a lookup."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    if not infos:
+        raise OSError(f"{host} resolves to no address")
+    return str(infos[0][4][0])
+
+
+class EgressGate:
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+        # Each allowed CONNECT's connection, by its server connection, until its tunnel opens.
+        self._pending: WeakKeyDictionary[mitm_connection.Server, Connection] = WeakKeyDictionary()
+        self._open: set[Connection] = set()  # the tunnels relaying, recorded at shut-down if still open
+        # What a name resolves to; a test's stand-in for DNS replaces it.
+        self.resolve: Callable[[str, int], Awaitable[str]] = resolve
+
+    def http_connect(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        if flow.response is not None:  # refused already (a head past its bound, a proxy login's 407)
+            return None
+        loaded = self.shared.loaded
+        if loaded is None:
+            return None
+        egress = loaded.egress
+        request = flow.request
+        host = host_of(request.host)
+        port = request.port
+        connection = self._connection(flow, host, port, egress)
+        verdict = egress.by_name(host, port)
+        if not verdict.allowed:
+            self._refuse(flow, connection, egress, verdict)
+            return None
+        governed = egress.governed(host)
+        if not governed and egress.needs_address(host, port):
+            return self._resolved_then(flow, connection, egress)
+        return self._by_policy(flow, connection, egress)
+
+    def _connection(self, flow: http.HTTPFlow, host: str, port: int, egress: Egress) -> Connection:
+        client = flow.client_conn
+        peer = client.peername
+        connection = Connection(new_request_id(), host, port, started=flow.request.timestamp_start or time.time())
+        if peer:
+            connection.source = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
+        login = flow.metadata.get(PROXYAUTH)
+        if not self.shared.logins_unchecked and isinstance(login, (tuple, list)) and login and login[0]:
+            # mitmproxy checked the login's password (htpasswd, LDAP): its user is the client.
+            connection.client, connection.auth = str(login[0]), "proxyauth"
+        service = egress.service_of(host)
+        if service is not None:
+            connection.service, connection.category = service.name, service.category
+        return connection
+
+    async def _resolved_then(self, flow: http.HTTPFlow, connection: Connection, egress: Egress) -> None:
+        host, port = connection.host, connection.port
+        try:
+            address = await asyncio.wait_for(self.resolve(host, port), RESOLVE_TIMEOUT)
+        except (OSError, TimeoutError) as e:
+            connection.error = f"cannot resolve {host}"
+            reason = f"{host} cannot be resolved ({type(e).__name__}), so its address cannot be decided"
+            self._refuse(flow, connection, egress, Verdict.deny(reason))
+            return
+        connection.address = address
+        verdict = egress.by_address(host, address)
+        if not verdict.allowed:
+            self._refuse(flow, connection, egress, verdict)
+            return
+        # The tunnel goes to the address decided (mitmproxy takes the server's address from the
+        # CONNECT's host after this hook), not to whatever the name resolves to next.
+        flow.request.data.host = address
+        pending = self._by_policy(flow, connection, egress)
+        if pending is not None:
+            await pending
+
+    def _by_policy(self, flow: http.HTTPFlow, connection: Connection, egress: Egress) -> Awaitable[None] | None:
+        loaded = self.shared.loaded
+        policy = loaded.policy if loaded is not None else None
+        if policy is None:
+            self._allow(flow, connection, egress)
+            return None
+        c = connection
+        facts = egress_facts(c.client, c.auth, c.source, c.host, c.port, c.address, c.service)
+        decision = policy.decide_egress_in_worker(facts)
+        if type(decision) is Decision:
+            self._apply(flow, connection, egress, decision)
+            return None
+        return self._apply_once_decided(flow, connection, egress, decision)  # type: ignore[arg-type]
+
+    async def _apply_once_decided(
+        self, flow: http.HTTPFlow, connection: Connection, egress: Egress, evaluation: Awaitable[Decision]
+    ) -> None:
+        self._apply(flow, connection, egress, await evaluation)
+
+    def _apply(self, flow: http.HTTPFlow, connection: Connection, egress: Egress, decision: Decision) -> None:
+        if decision.allowed:
+            self._allow(flow, connection, egress)
+            return
+        if decision.error:
+            logger.error(f"Tollgate: {decision.error}")
+            connection.error = decision.error
+        reason = f"egress policy: {'; '.join(decision.deny_reasons)}"
+        self._refuse(flow, connection, egress, Verdict.deny(reason), decision.deny_reasons)
+
+    def _allow(self, flow: http.HTTPFlow, connection: Connection, egress: Egress) -> None:
+        self._count(connection)
+        if egress.record == "all" or (egress.record == "ai" and connection.service is not None):
+            self._pending[flow.server_conn] = connection
+
+    def _refuse(
+        self,
+        flow: http.HTTPFlow,
+        connection: Connection,
+        egress: Egress,
+        verdict: Verdict,
+        reasons: tuple[str, ...] | None = None,
+    ) -> None:
+        reason = verdict.reason or "refused"
+        connection.decision = "deny"
+        connection.deny_reasons = reasons if reasons is not None else (reason,)
+        flow.response = http.Response.make(
+            403,
+            f"Tollgate refused this connection: {reason}.\n",
+            {"Content-Type": "text/plain; charset=utf-8", DENIED_HEADER: EGRESS_DENIED},
+        )
+        self._count(connection)
+        if egress.record != "none":
+            connection.ended = time.time()
+            self._write(connection)
+
+    def _count(self, connection: Connection) -> None:
+        metrics = self.shared.metrics
+        if metrics is not None:
+            metrics.connection_decided(connection.service, connection.category, connection.decision)
+
+    def next_layer(self, nextlayer: layer.NextLayer) -> None:
+        """A tunnel Tollgate does not read, of a connection to record: relayed counting its bytes."""
+        if not self._pending or nextlayer.context.server not in self._pending:
+            return
+        if nextlayer.layer is None:
+            # Tollgate's hooks run before mitmproxy's own choice: made here, then looked at.
+            chooser = ctx.master.addons.get("nextlayer")
+            if chooser is None:
+                return
+            chooser.next_layer(nextlayer)
+        chosen = nextlayer.layer
+        if chosen is None:  # more of the client's bytes needed to choose
+            return
+        connection = self._pending.pop(nextlayer.context.server)
+        if type(chosen) is layers.TCPLayer and chosen.flow is None:
+            self._open.add(connection)
+            nextlayer.layer = CountedTunnel(nextlayer.context, connection, self._closed)
+
+    def _closed(self, connection: Connection) -> None:
+        self._open.discard(connection)
+        connection.ended = time.time()
+        metrics = self.shared.metrics
+        if metrics is not None:
+            metrics.connection_closed(
+                connection.service, connection.category, connection.bytes_sent, connection.bytes_received
+            )
+        self._write(connection)
+
+    def _write(self, connection: Connection) -> None:
+        audit = self.shared.audit
+        if audit is not None:
+            audit.write(connection_record(connection))
+
+    def done(self) -> None:
+        """The tunnels still open when the proxy stops, recorded as far as they went."""
+        for connection in list(self._open):
+            connection.error = connection.error or SHUT_DOWN
+            self._closed(connection)
+
+
+class CountedTunnel(layers.TCPLayer):
+    """mitmproxy's relay of a connection it does not read (an ignored TCP layer), counting the
+    bytes each way, and telling `closed` once both sides have closed (or the server could not be
+    reached). Nothing of what goes through is kept."""
+
+    def __init__(self, context: Context, connection: Connection, closed: Callable[[Connection], None]) -> None:
+        super().__init__(context, ignore=True)
+        self.connection = connection
+        self._closed: Callable[[Connection], None] | None = closed
+
+    def _end(self, error: str | None = None) -> None:
+        closed, self._closed = self._closed, None
+        if closed is not None:
+            if error is not None:
+                self.connection.error = error
+            closed(self.connection)
+
+    def start(self, event: events.Event) -> layer.CommandGenerator[None]:
+        yield from super().start(event)
+        if self._handle_event == self.done:  # the server could not be reached
+            self._end(f"cannot connect to {self.connection.host}:{self.connection.port}")
+
+    _handle_event = start
+
+    def relay_messages(self, event: events.Event) -> layer.CommandGenerator[None]:
+        if type(event) is events.DataReceived:
+            data = event.data
+            if event.connection is self.context.client:
+                self.connection.bytes_sent += len(data)
+                yield commands.SendData(self.context.server, data)
+            else:
+                self.connection.bytes_received += len(data)
+                yield commands.SendData(self.context.client, data)
+            return
+        yield from super().relay_messages(event)
+        if self._handle_event == self.done:
+            self._end()

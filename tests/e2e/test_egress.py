@@ -1,0 +1,323 @@
+"""Egress: every CONNECT a client makes through Tollgate is decided before anything is relayed
+(`egress.deny`, private addresses, the policy's `data.tollgate.egress.deny`, `egress.default`),
+refused with 403 egress_denied, and recorded as a `connection` when the tunnel closes. The tunnels
+go to servers of the test's own on 127.0.0.1, raw TCP and TLS, which Tollgate never reads."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+
+import pytest
+import trustme
+from tests.support.fake_upstream import FakeUpstream, Reply
+
+ALICE = "tg-alice-EGRESS-0001"
+EGRESS_POLICY = """package tollgate.egress
+
+deny contains sprintf("%s is not for agents", [input.service]) if input.service in {"huggingface", "replicate"}
+
+deny contains "no model hub" if input.service == "huggingface"
+"""
+CALL_POLICY = """package tollgate
+
+deny contains "never" if input.model == "forbidden-model"
+"""
+
+
+class Sink:
+    """A plain TCP server on 127.0.0.1: reads `expect` bytes from each connection, answers
+    `answer`, and closes. It counts what it received."""
+
+    def __init__(self, expect: int, answer: bytes) -> None:
+        self.expect, self.answer = expect, answer
+        self.received: list[int] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self.port = self._listener.getsockname()[1]
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._closing.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(10)
+                got = 0
+                while got < self.expect:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    got += len(chunk)
+                self.received.append(got)
+                conn.sendall(self.answer)
+
+    def close(self) -> None:
+        self._closing.set()
+        self._thread.join(timeout=5)
+        self._listener.close()
+
+
+def connect(proxy_port: int, target: str) -> tuple[socket.socket, bytes]:
+    """A CONNECT to `target` (host:port): the socket and the proxy's whole answer's head and body."""
+    raw = socket.create_connection(("127.0.0.1", proxy_port), timeout=30)
+    raw.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = raw.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    fields, _, body = head.partition(b"\r\n\r\n")
+    length = next((int(f.split(b":")[1]) for f in fields.split(b"\r\n") if f.lower().startswith(b"content-length:")), 0)
+    while len(body) < length and (chunk := raw.recv(4096)):
+        body += chunk
+    return raw, fields + b"\r\n\r\n" + body
+
+
+def refused(proxy_port: int, target: str) -> str:
+    """A CONNECT that must be refused: the one-line reason it is given."""
+    raw, answer = connect(proxy_port, target)
+    raw.close()
+    assert answer.startswith(b"HTTP/1.1 403"), answer
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"\r\nX-Tollgate-Error: egress_denied\r\n" in head, head
+    text = body.decode()
+    assert (
+        b"\r\ncontent-length: " in head.lower()
+        and text.count("\n") == 1
+        and text.startswith("Tollgate refused this connection: ")
+    ), text
+    return text.removeprefix("Tollgate refused this connection: ").rstrip("\n").removesuffix(".")
+
+
+@pytest.fixture(scope="module")
+def sink():
+    server = Sink(expect=3000, answer=b"y" * 12345)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def other_ca():
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def own(other_ca):
+    """A TLS server of the test's own, with a certificate of a CA Tollgate does not know."""
+    server = FakeUpstream(other_ca, lambda r: Reply(200, b"not an llm", {"content-type": "text/plain"}))
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def gw(start_gateway):
+    """`default: allow`, everything recorded, loopback allowed by name for the test's servers."""
+    return start_gateway(
+        lambda urls: {
+            "providers": {"openai": {"upstream": urls["openai"]}},
+            "egress": {"allow": ["127.0.0.1"], "deny": ["*.pastebin.com", "pastebin.com"], "record": "all"},
+        },
+        providers=("openai",),
+    )
+
+
+def test_a_raw_tunnel_is_relayed_and_recorded_with_its_bytes_each_way(gw, sink):
+    before = len(gw.audit())
+    raw, head = connect(gw.proxy.port, f"127.0.0.1:{sink.port}")
+    with raw:
+        assert head.startswith(b"HTTP/1.1 200"), head
+        raw.sendall(b"x" * 1000)
+        raw.sendall(b"x" * 2000)
+        answer = b""
+        while chunk := raw.recv(65536):
+            answer += chunk
+    assert answer == b"y" * 12345 and sink.received[-1] == 3000
+    [record] = [r for r in gw.wait_audit(before + 1)[before:] if r["event"] == "connection"]
+    assert (record["host"], record["port"], record["address"], record["decision"]) == (
+        "127.0.0.1",
+        sink.port,
+        None,  # allowed by name: nothing to resolve
+        "allow",
+    )
+    assert (record["bytes_sent"], record["bytes_received"], record["error"]) == (3000, 12345, None)
+    assert record["source"].startswith("127.0.0.1:") and record["client"] is None
+    assert record["service"] is None and record["deny_reasons"] == []
+    assert isinstance(record["duration_ms"], float) and record["chain"]
+
+
+def test_a_tls_tunnel_shows_the_servers_own_certificate(gw, own, other_ca):
+    before = len(gw.audit())
+    context = ssl.create_default_context()
+    context.load_verify_locations(cadata=other_ca.cert_pem.bytes().decode())
+    raw, head = connect(gw.proxy.port, f"127.0.0.1:{own.port}")
+    with raw:
+        assert head.startswith(b"HTTP/1.1 200")
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            issuer = dict(x[0] for x in tls.getpeercert()["issuer"])
+            tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while chunk := tls.recv(4096):
+                answer += chunk
+    assert "mitmproxy" not in str(issuer) and answer.endswith(b"not an llm")
+    [record] = [r for r in gw.wait_audit(before + 1)[before:] if r["event"] == "connection"]
+    # The TLS records each way, handshake included: more than the request and answer themselves.
+    assert record["bytes_sent"] > 60 and record["bytes_received"] > len(b"not an llm") + 500
+
+
+@pytest.mark.parametrize("host", ["paste.pastebin.com", "PASTEBIN.com."])
+def test_a_deny_glob_refuses_the_connect(gw, host):
+    before = len(gw.audit())
+    reason = refused(gw.proxy.port, f"{host}:443")
+    name = host.lower().rstrip(".")
+    glob = "pastebin.com" if name == "pastebin.com" else "*.pastebin.com"
+    assert reason == f"{name} matches egress.deny {glob!r}"
+    [record] = gw.wait_audit(before + 1)[before:]
+    assert (record["event"], record["host"], record["decision"], record["deny_reasons"]) == (
+        "connection",
+        name,
+        "deny",
+        [reason],
+    )
+    assert (record["bytes_sent"], record["bytes_received"], record["address"]) == (0, 0, None)
+
+
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [
+        ("169.254.169.254:80", "169.254.169.254 is a link-local address (egress.private_addresses: deny)"),
+        ("10.1.2.3:443", "10.1.2.3 is a private address (egress.private_addresses: deny)"),
+        ("[fd00::1]:443", "fd00::1 is a unique local address (egress.private_addresses: deny)"),
+        ("[::ffff:127.0.0.2]:443", "::ffff:127.0.0.2 is a loopback address (egress.private_addresses: deny)"),
+    ],
+)
+def test_a_private_address_is_refused(start_gateway, gw, target, reason):
+    before = len(gw.audit())
+    assert refused(gw.proxy.port, target) == reason
+    [record] = gw.wait_audit(before + 1)[before:]
+    assert record["decision"] == "deny" and record["address"] == reason.split(" ")[0]
+
+
+def test_a_name_that_resolves_to_loopback_is_refused(gw):
+    """`localhost` is no address that `allow` names: it is resolved, and its address decides."""
+    before = len(gw.audit())
+    reason = refused(gw.proxy.port, "localhost:22")
+    assert reason in (
+        "localhost resolves to 127.0.0.1, which is a loopback address (egress.private_addresses: deny)",
+        "localhost resolves to ::1, which is a loopback address (egress.private_addresses: deny)",
+    )
+    [record] = gw.wait_audit(before + 1)[before:]
+    assert record["address"] in ("127.0.0.1", "::1") and record["host"] == "localhost"
+
+
+@pytest.fixture(scope="module")
+def gw_deny(start_gateway, tmp_path_factory):
+    """`default: deny` for agents: the providers, the MCP servers and `allow` alone; the policy
+    refuses model hubs; only AI services and refusals recorded (`record: ai`, the default)."""
+    policy = tmp_path_factory.mktemp("egress-policy") / "egress.rego"
+    policy.write_text(EGRESS_POLICY)
+    calls = policy.with_name("calls.rego")
+    calls.write_text(CALL_POLICY)
+    return start_gateway(
+        lambda urls: {
+            "providers": {"openai": {"upstream": urls["openai"], "keys": ["sk-real-EGRESS"]}},
+            "clients": [{"name": "alice", "keys": [ALICE]}],
+            "policy": {"rego": [str(policy), str(calls)]},
+            "egress": {
+                "default": "deny",
+                "allow": ["127.0.0.1", "huggingface.co", "*.cursor.sh"],
+                "services": {"notes_ai": ["127.0.0.1"]},
+            },
+        },
+        providers=("openai",),
+    )
+
+
+def test_default_deny_refuses_a_host_not_allowed(gw_deny):
+    before = len(gw_deny.audit())
+    assert refused(gw_deny.proxy.port, "example.org:443") == "example.org is not in egress.allow (egress.default: deny)"
+    [record] = gw_deny.wait_audit(before + 1)[before:]
+    assert (record["event"], record["decision"], record["service"]) == ("connection", "deny", None)
+
+
+def test_default_deny_lets_a_providers_host_through_and_reads_its_calls(gw_deny):
+    result = gw_deny.run(f"""
+        import openai
+        r = openai.OpenAI(api_key="{ALICE}", max_retries=0).chat.completions.create(
+            model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}])
+        report(model=r.model)
+    """)
+    assert "model" in result, result
+    [record] = gw_deny.new_audit(1)
+    assert (record["event"], record["client"], record["decision"]) == ("llm_call", "alice", "allow")
+    assert len(gw_deny.fakes["openai"].received) == 1
+
+
+def test_default_deny_lets_an_allowed_host_through_recorded_as_its_service(gw_deny, sink):
+    before = len(gw_deny.audit())
+    raw, head = connect(gw_deny.proxy.port, f"127.0.0.1:{sink.port}")
+    with raw:
+        assert head.startswith(b"HTTP/1.1 200"), head
+        raw.sendall(b"z" * 3000)
+        while raw.recv(65536):
+            pass
+    [record] = gw_deny.wait_audit(before + 1)[before:]
+    assert (record["service"], record["category"], record["bytes_sent"], record["bytes_received"]) == (
+        "notes_ai",
+        None,
+        3000,
+        12345,
+    )
+
+
+def test_the_policy_refuses_a_connection_by_its_service(gw_deny):
+    """huggingface.co is allowed by name, so not resolved: the policy decides it, on its service."""
+    before = len(gw_deny.audit())
+    reason = refused(gw_deny.proxy.port, "huggingface.co:443")
+    assert reason == "egress policy: huggingface is not for agents; no model hub"
+    [record] = gw_deny.wait_audit(before + 1)[before:]
+    assert (record["service"], record["category"], record["decision"]) == ("huggingface", "ai_models", "deny")
+    assert record["deny_reasons"] == ["huggingface is not for agents", "no model hub"]
+
+
+def test_the_call_policy_and_the_egress_policy_are_apart(gw_deny):
+    """The call rules never decide a connection; the egress rules never a call."""
+    result = gw_deny.run(f"""
+        import openai
+        try:
+            openai.OpenAI(api_key="{ALICE}", max_retries=0).chat.completions.create(
+                model="forbidden-model", messages=[{{"role": "user", "content": "hi"}}])
+        except openai.APIStatusError as e:
+            report(status=e.status_code)
+    """)
+    assert result == {"status": 403}
+
+
+def test_a_connection_not_to_an_ai_service_is_not_recorded_by_default(start_gateway, sink):
+    gw = start_gateway({"egress": {"allow": ["127.0.0.1"]}}, providers=())
+    raw, head = connect(gw.proxy.port, f"127.0.0.1:{sink.port}")
+    with raw:
+        assert head.startswith(b"HTTP/1.1 200")
+        raw.sendall(b"z" * 3000)
+        while raw.recv(65536):
+            pass
+    assert refused(gw.proxy.port, "10.9.9.9:443").startswith("10.9.9.9 is a private address")
+    [record] = gw.wait_audit(1)
+    assert (record["host"], record["decision"]) == ("10.9.9.9", "deny")  # the tunnel to 127.0.0.1: not recorded
+
+
+def test_a_configured_upstream_is_reached_though_private_and_no_other_port_of_its_host(start_gateway, sink):
+    """The providers' upstreams are this machine's (the fakes on 127.0.0.1): a CONNECT to one is
+    not refused for its address though `allow` does not name it; another port of 127.0.0.1 is."""
+    gw = start_gateway(lambda urls: {"providers": {"openai": {"upstream": urls["openai"]}}}, providers=("openai",))
+    raw, head = connect(gw.proxy.port, f"127.0.0.1:{gw.fakes['openai'].port}")
+    raw.close()
+    assert head.startswith(b"HTTP/1.1 200"), head
+    reason = refused(gw.proxy.port, f"127.0.0.1:{sink.port}")
+    assert reason == "127.0.0.1 is a loopback address (egress.private_addresses: deny)"
