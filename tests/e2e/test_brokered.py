@@ -56,7 +56,8 @@ def gw(start_gateway, github, tmp_path_factory):
         return {
             "providers": {"openai": {"upstream": urls["openai"], "keys": [REAL_OPENAI]}},
             "clients": [{"name": "carol"}],
-            "egress": {"credentials": credentials()},
+            # Default deny: a credential's host passes as a provider's does, and is not resolved.
+            "egress": {"default": "deny", "credentials": credentials()},
         }
 
     env = {
