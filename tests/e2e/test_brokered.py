@@ -9,13 +9,14 @@ and Host the real one would."""
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
-from tests.support.proxy import run_to_exit
+from tests.support.proxy import free_port, run_to_exit
 
 RESOLVE = Path(__file__).resolve().parents[1] / "support" / "resolve.py"
 PLACEHOLDER = "ghp_placeholder_the_agent_holds_0001"
@@ -27,6 +28,7 @@ LOGIN = "carol:pr0xy-PASSWORD-brokered"
 ANSWER = {"login": "octocat"}
 POSTED = b"x" * 100_000
 NAMES = ("api.github.com", "uploads.example.com")
+METRICS = f"127.0.0.1:{free_port()}"
 
 
 def answers(r: Received) -> Reply:
@@ -58,6 +60,7 @@ def gw(start_gateway, github, tmp_path_factory):
             "clients": [{"name": "carol"}],
             # Default deny: a credential's host passes as a provider's does, and is not resolved.
             "egress": {"default": "deny", "credentials": credentials()},
+            "metrics": {"listen": METRICS},
         }
 
     env = {
@@ -130,6 +133,15 @@ def test_the_token_reaches_its_host_and_the_placeholder_never_does(gw, github) -
         ("carol", "proxyauth", "api.github.com", 443, "allow", 2, 1, len(POSTED), 2 * answer, None),
         ("carol", "proxyauth", "uploads.example.com", 443, "allow", 1, 1, 10, answer, None),
     ]  # fmt: skip
+    with urllib.request.urlopen(f"http://{METRICS}/metrics", timeout=10) as r:
+        scraped = r.read().decode()
+    counted = sorted(line for line in scraped.splitlines() if line.startswith("tollgate_brokered_requests_total"))
+    assert counted == [
+        'tollgate_brokered_requests_total{host="api.github.com",outcome="brokered"} 2.0',
+        'tollgate_brokered_requests_total{host="api.github.com",outcome="refused"} 1.0',
+        'tollgate_brokered_requests_total{host="uploads.example.com",outcome="brokered"} 1.0',
+        'tollgate_brokered_requests_total{host="uploads.example.com",outcome="refused"} 1.0',
+    ]
     written = written_down(gw)
     assert "uploads.example.com" in written and "[redacted by Tollgate]" in written
     for secret in (PLACEHOLDER, TOKEN, UPLOADS_PLACEHOLDER, UPLOADS_TOKEN):

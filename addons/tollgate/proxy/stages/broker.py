@@ -71,13 +71,18 @@ class Broker:
         opened = self._opened_for(flow, host)
         flow.metadata[BROKERED] = frozenset(c.header.encode() for c in loaded.brokered.by_host[host])
         brokering = loaded.brokered.broker(host, request.headers.fields, request.data.path)
+        metrics = self.shared.metrics
         if brokering.misplaced:
             opened.refused += 1
+            if metrics is not None:
+                metrics.brokered_request(host, "refused")
             _refuse(flow, loaded.brokered)
             return
         if brokering.fields is not None:
             request.headers.fields = tuple(brokering.fields)
             opened.brokered += 1
+            if metrics is not None:
+                metrics.brokered_request(host, "brokered")
         request.stream = _counting(opened.connection, sent=True)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
