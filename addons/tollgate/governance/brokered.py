@@ -133,11 +133,12 @@ class Brokered:
         return [rf"^{re.escape(host)}\.?:\d+$" for host in sorted(self.hosts)]
 
     def holds_placeholder(self, fields: Iterable[tuple[bytes, bytes]], url: bytes) -> bool:
-        """Whether a placeholder is in the URL or in any header field's value."""
+        """Whether a placeholder is in the URL or in any header field's value (one search over
+        them all: a header value holds no line break)."""
         pattern = self._pattern
         if pattern is None:
             return False
-        return pattern.search(url) is not None or any(pattern.search(value) for _, value in fields)
+        return pattern.search(b"\n".join((url, *(value for _, value in fields)))) is not None
 
     def scrubbed(self, data: bytes) -> bytes:
         """`data` with every placeholder replaced by `[PLACEHOLDER]`: a refused request's URL and
@@ -151,6 +152,8 @@ class Brokered:
         pattern = self._pattern
         if pattern is None:
             return NOTHING
+        if not self.holds_placeholder(fields, url):
+            return NOTHING  # most requests: none to replace
         if pattern.search(url) is not None:
             return Brokering(None, 0, True)
         own = {c.virtual.encode(): c for c in self.by_host.get(host, ())}
