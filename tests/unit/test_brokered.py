@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tollgate.config import ConfigError, parse_config
 from tollgate.governance.brokered import Brokered, BrokeredCredential
@@ -94,3 +96,29 @@ def test_a_placeholder_stands_for_one_token_and_no_mcp_servers_host_is_brokered(
         parse_config({"mcp": mcp, "egress": {"credentials": [entry(host="mcp.example.com")]}}, ENV)
     credential = BrokeredCredential(host="api.github.com", header="X-Token", virtual=PLACEHOLDER, value=TOKEN)
     assert credential.header == "x-token"
+
+
+_VALUE = st.binary(max_size=40).filter(lambda b: b"\n" not in b)
+_FIELDS = st.lists(st.tuples(st.sampled_from([b"accept", b"x-note", b"authorization"]), _VALUE), max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(fields=_FIELDS, url=_VALUE, before=_VALUE, after=_VALUE)
+def test_only_its_own_header_ever_takes_the_token(
+    fields: list[tuple[bytes, bytes]], url: bytes, before: bytes, after: bytes
+) -> None:
+    """Whatever else a request holds: without a placeholder it goes as it came; with its own in
+    its header alone, that header gets the token and nothing else changes; a placeholder
+    elsewhere is misplaced and nothing is replaced."""
+    both = brokered(entry(), entry(host="uploads.example.com", virtual="another_placeholder_xyz"))
+    clean = [(n, v) for n, v in fields if PLACEHOLDER.encode() not in v and b"another_placeholder_xyz" not in v]
+    clean_url = url if PLACEHOLDER.encode() not in url and b"another_placeholder_xyz" not in url else b"/"
+    result = both.broker("api.github.com", clean, clean_url)
+    assert (result.fields, result.brokered, result.misplaced) == (None, 0, False)
+    header = (b"Authorization", before + PLACEHOLDER.encode() + after)
+    result = both.broker("api.github.com", [*clean, header], clean_url)
+    assert result.misplaced is False and result.fields is not None
+    assert result.fields[:-1] == clean
+    assert result.fields[-1] == (b"Authorization", before + TOKEN.encode() + after)
+    elsewhere = both.broker("uploads.example.com", [*clean, header], clean_url)
+    assert (elsewhere.fields, elsewhere.brokered, elsewhere.misplaced) == (None, 0, True)

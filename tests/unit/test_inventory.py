@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tollgate.cli.main import main
-from tollgate.records.inventory import audit_seen, seen_of, tally, with_rotations
+from tollgate.records.inventory import Seen, audit_seen, seen_of, tally, with_rotations
 
 
 def call(ts: str, client: str | None, provider: str | None, decision: str = "allow", **more: Any) -> dict[str, Any]:
@@ -181,3 +183,32 @@ def test_a_call_refused_before_routing_is_named_by_the_provider_asked_for() -> N
     assert seen is not None
     inventory = tally([seen])
     assert [(r.client, r.service, r.refused, r.calls) for r in inventory.rows] == [(None, "gemini", 1, 0)]
+
+
+_SEEN = st.builds(
+    Seen,
+    ts=st.floats(min_value=0, max_value=2e9),
+    client=st.sampled_from([None, "alice", "bob"]),
+    service=st.sampled_from([None, "chatgpt", "openai"]),
+    category=st.sampled_from([None, "ai_chat"]),
+    kind=st.sampled_from(["call", "connection"]),
+    refused=st.booleans(),
+    bytes_sent=st.integers(0, 10**9),
+    bytes_received=st.integers(0, 10**9),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(seen=st.lists(_SEEN, max_size=30), since=st.floats(min_value=0, max_value=2e9))
+def test_every_record_since_counts_once_in_one_row(seen: list[Seen], since: float) -> None:
+    inventory = tally(seen, since)
+    counted = [s for s in seen if s.ts >= since]
+    named = [s for s in counted if s.service is not None]
+    assert sum(r.calls + r.connections + r.refused for r in inventory.rows) == len(named)
+    assert inventory.elsewhere == len(counted) - len(named)
+    assert sum(r.bytes_sent for r in inventory.rows) == sum(s.bytes_sent for s in named)
+    assert sum(r.refused for r in inventory.rows) == sum(s.refused for s in named)
+    for row in inventory.rows:
+        mine = [s for s in named if (s.client, s.service) == (row.client, row.service)]
+        assert (row.first_seen, row.last_seen) == (min(s.ts for s in mine), max(s.ts for s in mine))
+    assert len({(r.client, r.service) for r in inventory.rows}) == len(inventory.rows)
