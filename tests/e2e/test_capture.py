@@ -66,13 +66,17 @@ def fake(upstream_ca) -> Iterator[FakeUpstream]:
     upstream.close()
 
 
-def start_run_sh(tmp_path: Path, fake: FakeUpstream, confdir: Path, upstream_ca_pem, *capture: str) -> tuple:
-    """`./run.sh --capture …` in tmp_path (its tollgate.yaml and audit there): the process, its port."""
+def start_run_sh(
+    tmp_path: Path, fake: FakeUpstream, confdir: Path, upstream_ca_pem, *capture: str, extra: dict | None = None
+) -> tuple:
+    """`./run.sh --capture …` in tmp_path (its tollgate.yaml and audit there, `extra` added to
+    its configuration): the process, its port."""
     (tmp_path / "tollgate.yaml").write_text(
         yaml.safe_dump(
             {
                 "providers": {"openai": {"upstream": fake.url, "keys": [REAL]}},
                 "clients": [{"name": "go-binary", "keys": [KEY]}],
+                **(extra or {}),
             }
         )
     )
@@ -126,11 +130,17 @@ def call_from(ns: Namespace, go_client: str, bundle: Path, *host: str) -> dict:
     return json.loads(done.stdout)
 
 
+def audit_records(path: Path) -> list[dict]:
+    """The records of calls and connections written so far (whole lines)."""
+    lines = path.read_text().rpartition("\n")[0].splitlines() if path.exists() else []
+    return [r for r in map(json.loads, lines) if r["event"] not in PROCESS_EVENTS]
+
+
 def audit_record(path: Path) -> dict:
+    """The one call's record (connections' records aside)."""
     deadline = time.monotonic() + 10  # the audit writer writes in batches, moments later
     while time.monotonic() < deadline:
-        lines = path.read_text().rpartition("\n")[0].splitlines() if path.exists() else []  # whole lines
-        records = [r for r in map(json.loads, lines) if r["event"] not in PROCESS_EVENTS]
+        records = [r for r in audit_records(path) if r["event"] != "connection"]
         if records:
             (record,) = records
             return record
@@ -194,6 +204,42 @@ def test_a_captured_call_whose_host_header_names_another_host_than_its_server_na
         421,
     )
     assert record["error"] == f"misdirected: TLS server name {HOST}, Host attacker.example"
+
+
+def test_transparent_capture_decides_each_connection_by_its_server_name(
+    go_client, fake, tmp_path, confdir, bundle, upstream_ca_pem
+):
+    """A captured connection has no CONNECT: its TLS server name is decided as a CONNECT's host
+    would be. Refused, it is closed before anything is relayed, and recorded; the provider's host
+    beside it is still governed."""
+    needs(TOOLS)
+    paste = "paste.example.com"
+    with Namespace([HOST, paste]) as ns:
+        capture = free_port()
+        ns.iptables("nat", "PREROUTING", "-i", ns.outer, "-p", "tcp", "-d", ns.provider, "--dport", "443",
+                    "-j", "REDIRECT", "--to-ports", str(capture))  # fmt: skip
+        proxy, _ = start_run_sh(
+            tmp_path, fake, confdir, upstream_ca_pem, "--capture", f"transparent@{ns.gateway}:{capture}",
+            extra={"egress": {"deny": [paste]}},
+        )  # fmt: skip
+        try:
+            refused = subprocess.run(
+                ns.command(
+                    "env", f"SSL_CERT_FILE={bundle}", go_client, f"https://{paste}/v1/chat/completions", KEY, CHAT
+                ),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            answer = call_from(ns, go_client, bundle)
+        finally:
+            stop(proxy)
+    assert refused.returncode != 0 and refused.stdout == "", refused.stderr  # closed: no answer at all
+    assert_governed(answer, fake, tmp_path / "audit.jsonl")
+    [record] = [r for r in audit_records(tmp_path / "audit.jsonl") if r["event"] == "connection"]
+    assert (record["host"], record["port"], record["address"], record["decision"]) == (paste, 443, ns.provider, "deny")
+    assert record["deny_reasons"] == [f"{paste} matches egress.deny {paste!r}"]
+    assert (record["bytes_sent"], record["bytes_received"]) == (0, 0)
 
 
 def test_wireguard_capture_governs_a_go_client_that_ignores_https_proxy(

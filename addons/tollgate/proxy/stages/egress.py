@@ -20,12 +20,15 @@ from weakref import WeakKeyDictionary
 
 from mitmproxy import connection as mitm_connection
 from mitmproxy import ctx, http
+from mitmproxy.net.tls import starts_like_tls_record
 from mitmproxy.proxy import commands, events, layer, layers
 from mitmproxy.proxy.context import Context
+from mitmproxy.proxy.layers.tls import parse_client_hello
 
 from tollgate.call import new_request_id
-from tollgate.governance.egress import EGRESS_DENIED, Egress, Verdict, egress_facts, host_of
+from tollgate.governance.egress import EGRESS_DENIED, PASS, Egress, Verdict, egress_facts, host_of
 from tollgate.governance.policy import Decision
+from tollgate.proxy.flows import CAPTURE_MODES
 from tollgate.proxy.state import Shared
 from tollgate.records.connection_record import Connection, connection_record
 
@@ -67,104 +70,97 @@ class EgressGate:
             return None
         egress = loaded.egress
         request = flow.request
-        host = host_of(request.host)
-        port = request.port
-        connection = self._connection(flow, host, port, egress)
-        verdict = egress.by_name(host, port)
-        if not verdict.allowed:
-            self._refuse(flow, connection, egress, verdict)
-            return None
-        governed = egress.governed(host)
-        if not governed and egress.needs_address(host, port):
-            return self._resolved_then(flow, connection, egress)
-        return self._by_policy(flow, connection, egress)
-
-    def _connection(self, flow: http.HTTPFlow, host: str, port: int, egress: Egress) -> Connection:
-        client = flow.client_conn
-        peer = client.peername
-        connection = Connection(new_request_id(), host, port, started=flow.request.timestamp_start or time.time())
-        if peer:
-            connection.source = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
+        connection = self._connection(flow.client_conn, host_of(request.host), request.port, egress)
+        connection.started = request.timestamp_start or connection.started
         login = flow.metadata.get(PROXYAUTH)
         if not self.shared.logins_unchecked and isinstance(login, (tuple, list)) and login and login[0]:
             # mitmproxy checked the login's password (htpasswd, LDAP): its user is the client.
             connection.client, connection.auth = str(login[0]), "proxyauth"
+        verdict = self._decide(connection, egress, lookup=True)
+        if isinstance(verdict, Verdict):
+            self._answer(flow, connection, egress, verdict)
+            return None
+        return self._answer_once_decided(flow, connection, egress, verdict)
+
+    async def _answer_once_decided(
+        self, flow: http.HTTPFlow, connection: Connection, egress: Egress, verdict: Awaitable[Verdict]
+    ) -> None:
+        self._answer(flow, connection, egress, await verdict)
+
+    def _answer(self, flow: http.HTTPFlow, connection: Connection, egress: Egress, verdict: Verdict) -> None:
+        """A CONNECT decided: refused 403, or on to its tunnel, sent to the address decided
+        (mitmproxy takes the server's address from the CONNECT's host after this hook), not to
+        whatever the name resolves to next."""
+        if not verdict.allowed:
+            flow.response = http.Response.make(
+                403,
+                f"Tollgate refused this connection: {verdict.reason}.\n",
+                {"Content-Type": "text/plain; charset=utf-8", DENIED_HEADER: EGRESS_DENIED},
+            )
+            self._refused(connection, egress)
+            return
+        if connection.address is not None:
+            flow.request.data.host = connection.address
+        self._count(connection)
+        if egress.record == "all" or (egress.record == "ai" and connection.service is not None):
+            self._pending[flow.server_conn] = connection
+
+    def _connection(self, client: mitm_connection.Client, host: str, port: int, egress: Egress) -> Connection:
+        peer = client.peername
+        connection = Connection(new_request_id(), host, port)
+        if peer:
+            connection.source = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
         service = egress.service_of(host)
         if service is not None:
             connection.service, connection.category = service.name, service.category
         return connection
 
-    async def _resolved_then(self, flow: http.HTTPFlow, connection: Connection, egress: Egress) -> None:
+    def _decide(self, connection: Connection, egress: Egress, lookup: bool) -> Verdict | Awaitable[Verdict]:
+        """The connection decided: by its name, then its address (looked up when `lookup`, else
+        the one it holds), then the policy. A refusal's reasons are set on it."""
+        host, port = connection.host, connection.port
+        verdict = egress.by_name(host, port)
+        if verdict.allowed and not egress.governed(host) and egress.needs_address(host, port):
+            if lookup:
+                return self._resolved_then(connection, egress)
+            if connection.address is not None:
+                verdict = egress.by_address(host, connection.address)
+        if not verdict.allowed:
+            connection.deny_reasons = (verdict.reason or "refused",)
+            return verdict
+        return self._by_policy(connection)
+
+    async def _resolved_then(self, connection: Connection, egress: Egress) -> Verdict:
         host, port = connection.host, connection.port
         try:
             address = await asyncio.wait_for(self.resolve(host, port), RESOLVE_TIMEOUT)
         except (OSError, TimeoutError) as e:
             connection.error = f"cannot resolve {host}"
             reason = f"{host} cannot be resolved ({type(e).__name__}), so its address cannot be decided"
-            self._refuse(flow, connection, egress, Verdict.deny(reason))
-            return
+            connection.deny_reasons = (reason,)
+            return Verdict.deny(reason)
         connection.address = address
         verdict = egress.by_address(host, address)
         if not verdict.allowed:
-            self._refuse(flow, connection, egress, verdict)
-            return
-        # The tunnel goes to the address decided (mitmproxy takes the server's address from the
-        # CONNECT's host after this hook), not to whatever the name resolves to next.
-        flow.request.data.host = address
-        pending = self._by_policy(flow, connection, egress)
-        if pending is not None:
-            await pending
+            connection.deny_reasons = (verdict.reason or "refused",)
+            return verdict
+        decided = self._by_policy(connection)
+        return decided if isinstance(decided, Verdict) else await decided
 
-    def _by_policy(self, flow: http.HTTPFlow, connection: Connection, egress: Egress) -> Awaitable[None] | None:
+    def _by_policy(self, connection: Connection) -> Verdict | Awaitable[Verdict]:
         loaded = self.shared.loaded
         policy = loaded.policy if loaded is not None else None
         if policy is None:
-            self._allow(flow, connection, egress)
-            return None
+            return PASS
         c = connection
         facts = egress_facts(c.client, c.auth, c.source, c.host, c.port, c.address, c.service)
         decision = policy.decide_egress_in_worker(facts)
         if type(decision) is Decision:
-            self._apply(flow, connection, egress, decision)
-            return None
-        return self._apply_once_decided(flow, connection, egress, decision)  # type: ignore[arg-type]
+            return _policy_verdict(connection, decision)
+        return _policy_verdict_once_decided(connection, decision)  # type: ignore[arg-type]
 
-    async def _apply_once_decided(
-        self, flow: http.HTTPFlow, connection: Connection, egress: Egress, evaluation: Awaitable[Decision]
-    ) -> None:
-        self._apply(flow, connection, egress, await evaluation)
-
-    def _apply(self, flow: http.HTTPFlow, connection: Connection, egress: Egress, decision: Decision) -> None:
-        if decision.allowed:
-            self._allow(flow, connection, egress)
-            return
-        if decision.error:
-            logger.error(f"Tollgate: {decision.error}")
-            connection.error = decision.error
-        reason = f"egress policy: {'; '.join(decision.deny_reasons)}"
-        self._refuse(flow, connection, egress, Verdict.deny(reason), decision.deny_reasons)
-
-    def _allow(self, flow: http.HTTPFlow, connection: Connection, egress: Egress) -> None:
-        self._count(connection)
-        if egress.record == "all" or (egress.record == "ai" and connection.service is not None):
-            self._pending[flow.server_conn] = connection
-
-    def _refuse(
-        self,
-        flow: http.HTTPFlow,
-        connection: Connection,
-        egress: Egress,
-        verdict: Verdict,
-        reasons: tuple[str, ...] | None = None,
-    ) -> None:
-        reason = verdict.reason or "refused"
+    def _refused(self, connection: Connection, egress: Egress) -> None:
         connection.decision = "deny"
-        connection.deny_reasons = reasons if reasons is not None else (reason,)
-        flow.response = http.Response.make(
-            403,
-            f"Tollgate refused this connection: {reason}.\n",
-            {"Content-Type": "text/plain; charset=utf-8", DENIED_HEADER: EGRESS_DENIED},
-        )
         self._count(connection)
         if egress.record != "none":
             connection.ended = time.time()
@@ -175,19 +171,59 @@ class EgressGate:
         if metrics is not None:
             metrics.connection_decided(connection.service, connection.category, connection.decision)
 
-    def next_layer(self, nextlayer: layer.NextLayer) -> None:
-        """A tunnel Tollgate does not read, of a connection to record: relayed counting its bytes."""
+    def next_layer(self, nextlayer: layer.NextLayer) -> Awaitable[None] | None:
+        """A captured connection decided by its server name (the TLS client hello's, else the
+        address its client dialled); a tunnel Tollgate does not read, of a connection to record,
+        relayed counting its bytes."""
+        context = nextlayer.context
+        if len(context.layers) == 1 and isinstance(context.client.proxy_mode, CAPTURE_MODES):
+            return self._captured(nextlayer)
+        self._tunnel(nextlayer)
+        return None
+
+    def _captured(self, nextlayer: layer.NextLayer) -> Awaitable[None] | None:
+        loaded = self.shared.loaded
+        context = nextlayer.context
+        if loaded is None or nextlayer.layer is not None or not context.server.address:
+            return None
+        if not _choose(nextlayer):
+            return None  # more of the client's bytes needed to choose
+        egress = loaded.egress
+        dialled, port = str(context.server.address[0]), int(context.server.address[1])
+        name = server_name(nextlayer.data_client())
+        connection = self._connection(context.client, host_of(name or dialled), port, egress)
+        connection.address = host_of(dialled)
+        verdict = self._decide(connection, egress, lookup=False)
+        if isinstance(verdict, Verdict):
+            self._settle(nextlayer, connection, egress, verdict)
+            return None
+        return self._settle_once_decided(nextlayer, connection, egress, verdict)
+
+    async def _settle_once_decided(
+        self, nextlayer: layer.NextLayer, connection: Connection, egress: Egress, verdict: Awaitable[Verdict]
+    ) -> None:
+        self._settle(nextlayer, connection, egress, await verdict)
+
+    def _settle(self, nextlayer: layer.NextLayer, connection: Connection, egress: Egress, verdict: Verdict) -> None:
+        """A captured connection decided: closed unanswered, or relayed as mitmproxy chose."""
+        if not verdict.allowed:
+            nextlayer.layer = Refused(nextlayer.context)
+            self._refused(connection, egress)
+            return
+        self._count(connection)
+        chosen = nextlayer.layer
+        recorded = egress.record == "all" or (egress.record == "ai" and connection.service is not None)
+        if recorded and type(chosen) is layers.TCPLayer and chosen.flow is None:
+            self._open.add(connection)
+            nextlayer.layer = CountedTunnel(nextlayer.context, connection, self._closed)
+
+    def _tunnel(self, nextlayer: layer.NextLayer) -> None:
+        """A CONNECT's tunnel Tollgate does not read, of a connection to record: relayed counting its bytes."""
         if not self._pending or nextlayer.context.server not in self._pending:
             return
-        if nextlayer.layer is None:
-            # Tollgate's hooks run before mitmproxy's own choice: made here, then looked at.
-            chooser = ctx.master.addons.get("nextlayer")
-            if chooser is None:
-                return
-            chooser.next_layer(nextlayer)
+        if not _choose(nextlayer):
+            return  # more of the client's bytes needed to choose
         chosen = nextlayer.layer
-        if chosen is None:  # more of the client's bytes needed to choose
-            return
         connection = self._pending.pop(nextlayer.context.server)
         if type(chosen) is layers.TCPLayer and chosen.flow is None:
             self._open.add(connection)
@@ -213,6 +249,50 @@ class EgressGate:
         for connection in list(self._open):
             connection.error = connection.error or SHUT_DOWN
             self._closed(connection)
+
+
+def _choose(nextlayer: layer.NextLayer) -> bool:
+    """mitmproxy's own choice of the next layer, made now (Tollgate's hooks run before it), for
+    Tollgate to look at; False while it needs more of the client's bytes."""
+    if nextlayer.layer is None:
+        chooser = ctx.master.addons.get("nextlayer")
+        if chooser is not None:
+            chooser.next_layer(nextlayer)
+    return nextlayer.layer is not None
+
+
+def server_name(data: bytes) -> str | None:
+    """The TLS server name a connection's first bytes ask for, when they are a client hello."""
+    if not starts_like_tls_record(data):
+        return None
+    try:
+        hello = parse_client_hello(data)
+    except ValueError:
+        return None
+    return hello.sni if hello is not None else None
+
+
+class Refused(layer.Layer):
+    """A captured connection refused: closed before anything is relayed (there is no proxy to
+    answer 403 from)."""
+
+    def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
+        if isinstance(event, events.Start):
+            yield commands.CloseConnection(self.context.client)
+
+
+def _policy_verdict(connection: Connection, decision: Decision) -> Verdict:
+    if decision.allowed:
+        return PASS
+    if decision.error:
+        logger.error(f"Tollgate: {decision.error}")
+        connection.error = decision.error
+    connection.deny_reasons = decision.deny_reasons
+    return Verdict.deny(f"egress policy: {'; '.join(decision.deny_reasons)}")
+
+
+async def _policy_verdict_once_decided(connection: Connection, evaluation: Awaitable[Decision]) -> Verdict:
+    return _policy_verdict(connection, await evaluation)
 
 
 class CountedTunnel(layers.TCPLayer):
