@@ -111,7 +111,7 @@ class Broker:
                 new_request_id(),
                 host,
                 flow.request.port,
-                source=f"{peer[0]}:{peer[1]}" if peer else None,
+                source=(f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}") if peer else None,
                 client=user,
                 auth="proxyauth" if user else None,
                 address=server[0] if server else None,
