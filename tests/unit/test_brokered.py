@@ -64,6 +64,8 @@ def test_the_hosts_are_decrypted_and_the_secrets_are_tollgates_own_keys() -> Non
     for secret in (PLACEHOLDER, TOKEN):
         body = f'{{"messages": [{{"role": "user", "content": "use {secret} please"}}]}}'.encode()
         assert guardrails.scan(body, "openai", "gpt-4o", None, ()).denied_counts() == {"tollgate_keys": 1}
+        tool_call = f'{{"method": "tools/call", "params": {{"arguments": {{"token": "{secret}"}}}}}}'.encode()
+        assert guardrails.scan(tool_call, "mcp", None, "carol", ()).denied_counts() == {"tollgate_keys": 1}
     assert PLACEHOLDER not in repr(config) and TOKEN not in repr(config)
     assert PLACEHOLDER not in repr(Brokered(config.egress.credentials))
 
