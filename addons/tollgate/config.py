@@ -17,6 +17,7 @@ import yaml
 from pydantic import ConfigDict, Field, ValidationError, create_model, model_validator
 
 from tollgate.config_base import ConfigError, Count, Money, ProviderConfig, Strict
+from tollgate.governance.brokered import values_from_environment
 from tollgate.governance.clients import SHA256_KEY_PREFIX, Client, VirtualAwsCredential, VirtualKey, key_digest
 from tollgate.governance.egress_settings import EgressConfig
 from tollgate.governance.guardrails.settings import GuardrailRule, custom_detectors_unique
@@ -184,6 +185,30 @@ class Config(Strict):
                 owner = next((f"{n}'s (providers.{n}.hosts.{j})" for n, j, p in added if p.fullmatch(host)), None)
             if owner is not None:
                 raise ValueError(f"mcp.servers.{i}.url: {server.host} is {owner}, whose calls are LLM calls")
+        return self
+
+    @model_validator(mode="after")
+    def _credentials_on_no_governed_host(self) -> Config:
+        """A brokered credential's host is no provider's nor an MCP server's: their requests are
+        calls, whose credentials Tollgate puts in as theirs."""
+        added = [
+            (name, j, re.compile(glob_pattern(glob)))
+            for name in self.providers.names()
+            for j, glob in enumerate(self.providers.get(name).hosts)
+        ]
+        servers = {server.host.lower().removesuffix("."): i for i, server in enumerate(self.mcp.servers)}
+        for i, credential in enumerate(self.egress.credentials):
+            host = credential.host
+            provider = provider_for(host)
+            owner = f"{provider.name}'s" if provider is not None else None
+            if owner is None:
+                owner = next((f"{n}'s (providers.{n}.hosts.{j})" for n, j, p in added if p.fullmatch(host)), None)
+            if owner is None and host in servers:
+                owner = f"the MCP server's of mcp.servers.{servers[host]}"
+            if owner is not None:
+                raise ValueError(
+                    f"egress.credentials.{i}.host: {host} is {owner}, whose credentials Tollgate puts in as a call's"
+                )
         return self
 
     @model_validator(mode="after")
@@ -360,6 +385,10 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError("the file must hold a mapping (providers:, clients:, …)")
+    try:
+        values_from_environment(data)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     expanded = expand_env(data, os.environ if env is None else env)
     try:
         return Config.model_validate(expanded, context={CONFIGURED: configured_names(expanded)})

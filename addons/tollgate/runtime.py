@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from tollgate.config import Config, ProviderConfig
 from tollgate.credentials.keypool import KeyPool
+from tollgate.governance.brokered import NO_CREDENTIALS, Brokered, brokered_of
 from tollgate.governance.clients import Directory
 from tollgate.governance.egress import Egress
 from tollgate.governance.guardrails.rules import Guardrails
@@ -59,6 +60,8 @@ class Loaded:
     guardrails: Guardrails | None = None
     # The tenant header each provider's requests carry (`subscriptions:`), by provider: (name, value).
     tenant_pins: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
+    # The tokens put in place of the placeholders agents hold (`egress.credentials`).
+    brokered: Brokered = NO_CREDENTIALS
     # The connections a client may open through Tollgate (`egress:`), and which are recorded.
     egress: Egress = field(default_factory=lambda: egress_of(Config(), BUILT_IN_HOSTS, NO_SERVERS))
 
@@ -94,22 +97,24 @@ class Loaded:
         named = {name: registry[name].model_names(settings) for name, settings in providers.items()}
         guardrails = Guardrails.of(config, previous=previous.guardrails if previous is not None else None)
         mcp = McpServers(config.mcp) if config.mcp.servers else NO_SERVERS
+        brokered = brokered_of(config.egress.credentials)
         return cls(
             config, providers, Directory(config), RuleBook(config.overrides, registry), pools, policy, runtimes,
             jwt, Limits(config.limits), Prices(config.prices, registry), hosts, dict(client_certs or {}),
             config_sha256, {name: names for name, names in named.items() if names is not None}, registry,
             mcp, guardrails if guardrails.reads else None,
             tenant_pins(config.subscriptions, {name: p.tenant_header for name, p in registry.items()}),
-            egress_of(config, hosts, mcp),
+            brokered, egress_of(config, hosts, mcp, brokered),
         )  # fmt: skip
 
 
-def egress_of(config: Config, hosts: Hosts, mcp: McpServers) -> Egress:
-    """`egress:` ready to decide: the hosts Tollgate governs are the providers' (as `hosts` says)
-    and the MCP servers'; the upstreams, those the providers and servers are configured with."""
+def egress_of(config: Config, hosts: Hosts, mcp: McpServers, brokered: Brokered = NO_CREDENTIALS) -> Egress:
+    """`egress:` ready to decide: the hosts Tollgate governs are the providers' (as `hosts` says),
+    the MCP servers' and the brokered credentials'; the upstreams, those the providers and servers
+    are configured with."""
 
     def governed(host: str) -> bool:
-        return host in mcp.hosts or hosts.provider_for(host) is not None
+        return host in mcp.hosts or host in brokered.hosts or hosts.provider_for(host) is not None
 
     def providers_host(host: str) -> bool:
         return governed(host) or provider_for(host) is not None

@@ -128,6 +128,27 @@ def main(argv: list[str] | None = None) -> int:
     scan.add_argument(
         "--config", type=Path, help="whose guardrails to apply (default: ./tollgate.yaml when present, else none)"
     )
+    inventory = commands.add_parser(
+        "inventory",
+        help="who reached which AI service: governed calls, connections, refusals, bytes, first and last seen",
+        description="Reads audit files and prints, per client and AI service, the governed calls let through"
+        " (a provider Tollgate governs is a service named as the provider), the connections tunnelled to a"
+        " catalogued AI service, what Tollgate refused (connections and calls; a refused host of no AI service"
+        " is named by its host), the connections' bytes each way, and when each was first and last seen.",
+    )
+    inventory.add_argument(
+        "files", nargs="*", type=Path, metavar="AUDIT", help="audit files, compressed rotations too (default: the"
+        " configuration's audit.path and the rotations beside it)",
+    )  # fmt: skip
+    inventory.add_argument(
+        "--config", type=Path, help="whose audit.path to read when no AUDIT is given (default: ./tollgate.yaml when"
+        " present, else audit.jsonl)",
+    )  # fmt: skip
+    inventory.add_argument(
+        "--since", help="only records from then on: a span back from now (90s, 30m, 24h, 7d) or an ISO date or"
+        " datetime, UTC (2026-11-01, 2026-11-01T08:00); default: every record",
+    )  # fmt: skip
+    inventory.add_argument("--json", action="store_true", help="a JSON list of rows, not a table")
     audit = commands.add_parser("audit", help="work with audit files")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_commands.add_parser(
@@ -172,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         return scan_body(args.body, args.config)
     if args.command == "audit":
         return verify_audit(args.files, args.key, args.live, args.against)
+    if args.command == "inventory":
+        return print_inventory(args.files, args.config, args.since, args.json)
     if args.command == "usage":
         return print_usage(args.config, args.store, args.since, args.by, args.format, args.from_audit)
     return check_config(args.config)
@@ -483,6 +506,53 @@ def print_usage(
     if malformed and form == "csv":  # a CSV has no place for the count
         print(f"warning: {records(len(malformed))} skipped in all", file=sys.stderr)
     sys.stdout.write(RENDER[form](report, len(malformed)))
+    return 0
+
+
+def print_inventory(files: list[Path], config_path: Path | None, since_text: str | None, as_json: bool) -> int:
+    """Exit status 0 with the inventory on standard output; 2 for a bad --since; 1 when the
+    configuration or an audit file cannot be read."""
+    from tollgate.config import ConfigError, load_config
+    from tollgate.records.inventory import Seen, audit_file_seen, table, tally, to_json, with_rotations
+    from tollgate.records.usage_report import Malformed, parse_since
+
+    try:
+        since = parse_since(since_text, time.time()) if since_text is not None else -float("inf")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not files:
+        try:
+            if config_path is None and Path("tollgate.yaml").is_file():
+                config_path = Path("tollgate.yaml")
+            audit_path = load_config(config_path).audit.path
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        if audit_path == "-":
+            print("error: audit.path is - (standard output): name the audit files", file=sys.stderr)
+            return 1
+        files = with_rotations(Path(audit_path))
+    malformed = 0
+
+    def seen(items: Iterable[Seen | Malformed]) -> Iterator[Seen]:
+        nonlocal malformed
+        for item in items:
+            if isinstance(item, Malformed):
+                if malformed < MALFORMED_SHOWN:
+                    print(f"warning: {item}; skipped", file=sys.stderr)
+                malformed += 1
+            else:
+                yield item
+
+    try:
+        inventory = tally(seen(audit_file_seen(files)), since)
+    except OSError as e:
+        print(f"error: {e.filename}: cannot read: {e.strerror}" if e.filename else f"error: {e}", file=sys.stderr)
+        return 1
+    if (more := malformed - MALFORMED_SHOWN) > 0:
+        print(f"warning: {more} more malformed {'record' if more == 1 else 'records'} skipped", file=sys.stderr)
+    sys.stdout.write(to_json(inventory) if as_json else table(inventory, malformed))
     return 0
 
 

@@ -8,9 +8,10 @@ import ipaddress
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, field_validator
 
 from tollgate.config_base import Strict
+from tollgate.governance.brokered import BrokeredCredential, credentials_unique
 from tollgate.host_globs import host_glob
 
 # A service's name, as the audit, the policy and the metrics call it.
@@ -63,3 +64,11 @@ class EgressConfig(Strict):
     private_addresses: Literal["deny", "allow"] = "deny"
     record: Literal["ai", "all", "none"] = "ai"
     services: dict[ServiceName, Annotated[tuple[EgressGlob, ...], Field(min_length=1)]] = Field(default_factory=dict)
+    # Tokens of other APIs put in place of the placeholders agents hold (`governance/brokered.py`).
+    credentials: tuple[BrokeredCredential, ...] = ()
+
+    @field_validator("credentials")
+    @classmethod
+    def _credentials_unique(cls, value: tuple[BrokeredCredential, ...]) -> tuple[BrokeredCredential, ...]:
+        credentials_unique(value)
+        return value

@@ -14,6 +14,7 @@ from tollgate.formats.json_codec import encode_json
 from tollgate.formats.mcp.messages import RequestId, error_message
 from tollgate.formats.raw_headers import decoded, with_header
 from tollgate.formats.refusals import FAILURES
+from tollgate.governance.brokered import Brokered
 from tollgate.governance.mcp import REFUSED_CODE, McpExchange
 from tollgate.providers.base import Provider, Query
 
@@ -26,6 +27,9 @@ MISDIRECTED_AS = "tollgate_misdirected"
 # A request to a provider's host that is no call (`Provider.governs_path`: ChatGPT's web app), by
 # its provider's name: it goes on unread and unaudited.
 UNREAD = "tollgate_unread"
+# A request to a brokered credential's host (`egress.credentials`): the headers its credentials go
+# in (lower case), for `Redact`.
+BROKERED = "tollgate_brokered"
 # The error of a call whose client went away before its answer ended.
 CLIENT_DISCONNECTED = "client disconnected"
 
@@ -160,3 +164,10 @@ def captures(mode: str) -> bool:
         return isinstance(ProxyMode.parse(mode), CAPTURE_MODES)
     except ValueError:
         return False  # mitmproxy refuses it itself
+
+
+def scrub_placeholders(request: http.Request, brokered: Brokered) -> None:
+    """The brokered credentials' placeholders out of a refused request's URL and headers, as the
+    flow keeps them (mitmdump prints its URL)."""
+    request.data.path = brokered.scrubbed(request.data.path)
+    request.headers.fields = tuple((name, brokered.scrubbed(value)) for name, value in request.headers.fields)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from tollgate.proxy.runner import AnyCallStep, CallSteps, Gateway
 from tollgate.proxy.stages.audit import Audit, AuditGate
 from tollgate.proxy.stages.audit_export import AuditExporter
+from tollgate.proxy.stages.broker import Broker
 from tollgate.proxy.stages.classify import Classify
 from tollgate.proxy.stages.credential import Credential
 from tollgate.proxy.stages.decide import Decide
@@ -108,6 +109,8 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         audit_gate.mcp_sent,  # in flight until its records are written
     )
     mcp = Mcp(shared, mcp_request)
+    # A credential's host: the placeholder in its header replaced by the token (`egress.credentials`).
+    broker = Broker(shared)
     tracing = Tracing(shared)  # a span per call, exported over OTLP (metrics.otlp)
     # At each call's end: its counters settled, then counted in the metrics and traced.
     audit = Audit(shared, recorded=[ledger.settle, metrics.recorded, tracing.record, audit_export.recorded])
@@ -213,7 +216,8 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         ],
         running=[settings.started, settings.running, decide.running, metrics.running, drain.running],
         client_connected=[drain.client_connected],  # refused while draining
-        client_disconnected=[egress.client_disconnected],  # a CONNECT let through and never used, recorded
+        # A CONNECT let through and never used, and a brokered connection, each recorded.
+        client_disconnected=[egress.client_disconnected, broker.client_disconnected],
         # A CONNECT whose head passed 64 KiB is refused (431), and audited when its host is a provider's.
         # Then the connection is decided (`egress`): 403 egress_denied, or on it goes.
         http_connect=[classify.http_connect, identify.forget_proxy_password, egress.http_connect, redact.http_connect],
@@ -229,6 +233,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             audit.requestheaders,  # a streamed upload's call in flight from here: awaited steps follow
             websocket.requestheaders,
             call_steps.at_headers,
+            broker.requestheaders,  # a credential's host: its token in, else a placeholder refused
             redact.requestheaders,
         ],
         request=[
@@ -266,6 +271,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             upstream_watch.responseheaders,
             route.responseheaders,  # no Alt-Svc: the client's next call to the host comes here too
             stream_tap.responseheaders,  # the answer streams through a reader of its usage (and a translator)
+            broker.responseheaders,  # a brokered request's answer streams, counted
             translate.responseheaders,  # a translated answer's headers as the caller's format sends them
             redact.responseheaders,
             audit.responseheaders,
@@ -310,6 +316,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             responses_socket.done,  # the responses still open on a WebSocket, audited
             realtime_socket.done,  # the Realtime responses still open, settled
             egress.done,  # the tunnels still open, recorded
+            broker.done,  # the brokered connections still open, recorded
             audit.done,
             tracing.done,  # after the audit's: the spans of the calls it ended exported
             audit_export.done,  # after the audit's: its last records sent to the collector

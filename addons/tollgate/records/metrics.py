@@ -331,6 +331,12 @@ class MetricSet:
             " sent (by the client) or received.",
             ("service", "category", "direction"),
         )
+        self.brokered = CounterFamily(
+            "tollgate_brokered_requests",
+            "Requests to a brokered credential's host (egress.credentials), by host and outcome: brokered (the"
+            " placeholder replaced by the token) or refused (a placeholder misplaced).",
+            ("host", "outcome"),
+        )
         self._lock = threading.Lock()
         # Most calls repeat a few shapes: their label values, capped, are found once.
         self._shapes: ShapeMemo[tuple[Any, ...]] = ShapeMemo(self._labels)
@@ -341,6 +347,7 @@ class MetricSet:
                     self.token_usage, self.duration, self.ttft, self.calls, self.tokens, self.cost,
                     self.upstream_errors, self.retries, self.fallbacks, self.limit_remaining,
                     self.policy_seconds, self.mcp_calls, self.findings, self.connections, self.connection_bytes,
+                    self.brokered,
                 ],
                 self._lock,
             )
@@ -443,6 +450,12 @@ class MetricSet:
         with self._lock:
             self.connection_bytes.inc((service, category or "", "sent"), sent)
             self.connection_bytes.inc((service, category or "", "received"), received)
+
+    def brokered_request(self, host: str, outcome: str) -> None:
+        """A request to a brokered credential's host (a configured host: no cap needed): `brokered`
+        or `refused`."""
+        with self._lock:
+            self.brokered.inc((host, outcome))
 
     def policy_evaluated(self, seconds: float, outcome: str) -> None:
         """One evaluation in the policy's worker: `allow`, `deny` or `error` (a time-out among them)."""

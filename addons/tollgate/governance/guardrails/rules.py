@@ -349,11 +349,12 @@ def _once(found: set[Found]) -> Iterator[Found]:
 
 
 # Settings that hold a secret of Tollgate's own: upstream keys, virtual keys, virtual AWS secrets,
-# session and bearer tokens, JWT issuers' secrets, MCP servers' credentials.
+# session and bearer tokens, JWT issuers' secrets, MCP servers' credentials, brokered credentials'
+# tokens and the placeholders agents hold for them.
 _SECRET_FIELDS = frozenset(
     ("keys", "key", "secret_access_key", "session_token", "bearer_token", "bearer", "secret", "client_secret")
 )
-_SECRET_FIELDS_OF = {"McpHeader": frozenset(("value",))}
+_SECRET_FIELDS_OF = {"McpHeader": frozenset(("value",)), "BrokeredCredential": frozenset(("virtual", "value"))}
 
 
 def own_secrets(config: Config) -> tuple[list[str], list[str]]:

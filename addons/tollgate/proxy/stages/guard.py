@@ -20,11 +20,12 @@ from tollgate.formats.refusals import CONTENT_DENIED
 from tollgate.formats.registry import WIRE_FORMATS
 from tollgate.formats.wire import WireFormat
 from tollgate.governance.guardrails import documents
+from tollgate.governance.guardrails.detectors import OWN_KEYS
 from tollgate.governance.guardrails.rules import Guardrails, Scan
 from tollgate.governance.guardrails.text import PLACEHOLDER
 from tollgate.governance.guardrails.workers import ScanWorkers
 from tollgate.governance.mcp import McpExchange
-from tollgate.proxy.flows import refuse, refuse_mcp, write_raw_body
+from tollgate.proxy.flows import refuse, refuse_mcp, scrub_placeholders, write_raw_body
 from tollgate.proxy.state import Shared
 
 # The MCP requests whose params a model or a tool will be given.
@@ -41,6 +42,13 @@ class Guard:
         guardrails = call.loaded.guardrails
         if guardrails is None or call.request.findings is not None:
             return None  # nothing to look for, or read already (a failover attempt of a call read)
+        brokered = call.loaded.brokered
+        if brokered and brokered.holds_placeholder(flow.request.headers.fields, flow.request.data.path):
+            # A brokered credential's placeholder is its host's alone (`egress.credentials`).
+            call.request.findings = {OWN_KEYS: 1}
+            scrub_placeholders(flow.request, brokered)
+            refuse(flow, call, CONTENT_DENIED, f"Tollgate refused this call: its headers or URL hold {OWN_KEYS} (1).")
+            return None
         who, target = call.caller, call.route.target
         c = call.classification
         # What it sends that Tollgate cannot read (a model it does not name is no content).

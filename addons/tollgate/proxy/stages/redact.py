@@ -23,7 +23,7 @@ from tollgate.governance.redaction import (
 )
 from tollgate.providers import host_name
 from tollgate.providers.base import REDACTED
-from tollgate.proxy.flows import MCP, UNREAD, call_of
+from tollgate.proxy.flows import BROKERED, MCP, UNREAD, call_of
 from tollgate.proxy.state import Shared, hosts_of
 
 # What carries a web app's session on a provider's host beside the credentials of its calls.
@@ -51,7 +51,8 @@ class Redact:
         call = call_of(flow)
         if call is not None:
             call.request.body, call.request.client_body, call.request.headers = None, None, {}
-        if flow.response is None and (call is not None or UNREAD in flow.metadata or self._mcp(flow) is not None):
+        governed = call is not None or UNREAD in flow.metadata or BROKERED in flow.metadata
+        if flow.response is None and (governed or self._mcp(flow) is not None):
             self._sent.add(flow)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
@@ -77,6 +78,8 @@ class Redact:
             redact(request, call.caller.credential_positions)
         elif (also := self._mcp(flow)) is not None:
             redact(request, None, also)
+        elif (headers := flow.metadata.get(BROKERED)) is not None:  # a brokered credential's token
+            redact(request, None, headers)
         elif UNREAD in flow.metadata:  # a provider's web app (ChatGPT's): its session is in its cookies
             redact(request, None, WEB_APP_CREDENTIALS)
         elif hosts_of(self.shared).provider_for(request.host) is not None:  # an LLM call Tollgate never read

@@ -492,7 +492,9 @@ class Settings:
         ones an earlier configuration added and this one does not (the user's own stay); None when
         it is so already."""
         loaded = self.shared.loaded
-        governed = hosts_of(self.shared).allow_hosts() + (loaded.mcp.allow_hosts() if loaded is not None else [])
+        governed = hosts_of(self.shared).allow_hosts()
+        if loaded is not None:  # and the hosts whose requests Tollgate reads for their callers
+            governed += loaded.mcp.allow_hosts() + loaded.brokered.allow_hosts()
         hosts = list(ctx.options.allow_hosts)
         kept = [h for h in hosts if h in governed or h not in self._allowed]
         missing = [h for h in governed if h not in kept]

@@ -1,0 +1,165 @@
+"""Brokered credentials (`egress.credentials`): a request to a credential's host (its connection
+decrypted for it) has the placeholder in the credential's header replaced by the token; a placeholder
+anywhere else in it is refused (403 `content_denied`), as it is in a request to any other host
+Tollgate reads (an LLM call's: `Guard`). Bodies are not read: they stream both ways.
+
+Each client connection that sent a request to a credential's host leaves a `connection` record
+when it closes: its client, host, how many requests had a credential brokered and how many were
+refused, and the bytes of their bodies each way (heads not counted: they are HTTP/2's or HTTP/1's,
+and hold the token). Never the token, never the placeholder."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mitmproxy import connection, http
+
+from tollgate.call import new_request_id
+from tollgate.formats.json_codec import encode_json
+from tollgate.formats.refusals import CONTENT_DENIED
+from tollgate.governance.brokered import Brokered
+from tollgate.providers import host_name
+from tollgate.proxy.flows import BROKERED, scrub_placeholders
+from tollgate.proxy.state import Shared, hosts_of
+from tollgate.records.connection_record import Connection, connection_record
+
+# mitmproxy's proxyauth keeps the login in the flow's metadata under this name: (user, password).
+PROXYAUTH = "proxyauth"
+REFUSED_MESSAGE = (
+    "Tollgate refused this request: it holds a brokered credential's placeholder where it does not belong"
+    " (only its own host's header takes it)."
+)
+
+
+@dataclass(slots=True)
+class Opened:
+    """A client connection's requests to a credential's host: its connection record's counts."""
+
+    connection: Connection
+    brokered: int = 0  # requests whose placeholder was replaced by the token
+    refused: int = 0  # requests refused for a misplaced placeholder
+
+
+class Broker:
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+        self._opened: dict[str, Opened] = {}  # by client connection id
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        loaded = self.shared.loaded
+        if loaded is None or not loaded.brokered or flow.response is not None or flow.error is not None:
+            return
+        brokered, request = loaded.brokered, flow.request
+        host = host_name(request.host)
+        if host in brokered.hosts:
+            self._broker(flow, host)
+            return
+        if hosts_of(self.shared).provider_for(host) is not None:
+            return  # an LLM call (read once its body is in): refused in its provider's shape (`Guard`)
+        servers = loaded.mcp
+        if servers and servers.at(host, request.port, request.path.partition("?")[0]) is not None:
+            return  # an MCP server's request: its arguments read by `Guard.mcp`
+        if brokered.holds_placeholder(request.headers.fields, request.data.path):
+            _refuse(flow, brokered)
+
+    def _broker(self, flow: http.HTTPFlow, host: str) -> None:
+        loaded = self.shared.loaded
+        assert loaded is not None
+        request = flow.request
+        opened = self._opened_for(flow, host)
+        flow.metadata[BROKERED] = frozenset(c.header.encode() for c in loaded.brokered.by_host[host])
+        brokering = loaded.brokered.broker(host, request.headers.fields, request.data.path)
+        metrics = self.shared.metrics
+        if brokering.misplaced:
+            opened.refused += 1
+            if metrics is not None:
+                metrics.brokered_request(host, "refused")
+            _refuse(flow, loaded.brokered)
+            return
+        if brokering.fields is not None:
+            request.headers.fields = tuple(brokering.fields)
+            opened.brokered += 1
+            if metrics is not None:
+                metrics.brokered_request(host, "brokered")
+        request.stream = _counting(opened.connection, sent=True)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if BROKERED not in flow.metadata or flow.response is None:
+            return
+        opened = self._opened.get(flow.client_conn.id)
+        if opened is None:
+            return
+        record = opened.connection
+        if record.address is None and (server := flow.server_conn.peername):
+            record.address = server[0]
+        if flow.response.stream is False or flow.response.stream is None:  # not Tollgate's own answer
+            flow.response.stream = _counting(record, sent=False)
+
+    def _opened_for(self, flow: http.HTTPFlow, host: str) -> Opened:
+        client = flow.client_conn
+        opened = self._opened.get(client.id)
+        if opened is None:
+            login = flow.metadata.get(PROXYAUTH)
+            user = None
+            if not self.shared.logins_unchecked and isinstance(login, tuple | list) and login and login[0]:
+                user = str(login[0])  # mitmproxy checked the login's password: its user is the client
+            peer = client.peername
+            server = flow.server_conn.peername
+            record = Connection(
+                new_request_id(),
+                host,
+                flow.request.port,
+                source=(f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}") if peer else None,
+                client=user,
+                auth="proxyauth" if user else None,
+                address=server[0] if server else None,
+            )
+            loaded = self.shared.loaded
+            service = loaded.egress.service_of(host) if loaded is not None else None
+            if service is not None:  # a catalogued AI service's API, brokered
+                record.service, record.category = service.name, service.category
+            opened = self._opened[client.id] = Opened(record)
+        return opened
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        opened = self._opened.pop(client.id, None)
+        if opened is not None:
+            self._write(opened)
+
+    def done(self) -> None:
+        for opened in self._opened.values():
+            self._write(opened)
+        self._opened.clear()
+
+    def _write(self, opened: Opened) -> None:
+        audit = self.shared.audit
+        if audit is None:
+            return
+        record = opened.connection
+        record.ended = time.time()
+        audit.write({**connection_record(record), "brokered": opened.brokered, "refused": opened.refused})
+
+
+def _refuse(flow: http.HTTPFlow, brokered: Brokered) -> None:
+    scrub_placeholders(flow.request, brokered)
+    flow.request.stream = False
+    flow.response = http.Response.make(
+        403,
+        encode_json({"error": {"type": CONTENT_DENIED, "message": REFUSED_MESSAGE}}),
+        {"content-type": "application/json", "x-tollgate-error": CONTENT_DENIED},
+    )
+
+
+def _counting(record: Connection, sent: bool) -> Callable[[bytes], bytes]:
+    """A stream's chunks passed on as they come, counted into the record's bytes."""
+
+    def count(chunk: bytes) -> bytes:
+        if sent:
+            record.bytes_sent += len(chunk)
+        else:
+            record.bytes_received += len(chunk)
+        return chunk
+
+    return count
