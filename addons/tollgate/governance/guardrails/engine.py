@@ -8,11 +8,10 @@ A detector without anchors (a custom `regex`) is run over the whole text."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from typing import Any
 
@@ -40,15 +39,21 @@ class TooManyCandidates(Exception):
 _LEFT: ContextVar[list[int] | None] = ContextVar("tollgate_candidates_left", default=None)
 
 
-@contextlib.contextmanager
-def candidates_at_most(bound: int) -> Iterator[None]:
+class candidates_at_most:  # named as the function it stands for: `with candidates_at_most(64):`
     """Within it, the scans (of every engine, all together) find at most `bound` anchors: the pass
-    that finds more stops there and raises `TooManyCandidates`."""
-    reset = _LEFT.set([bound])
-    try:
-        yield
-    finally:
-        _LEFT.reset(reset)
+    that finds more stops there and raises `TooManyCandidates`. (A class, not a generator: it is
+    entered for most calls' scans, and costs less so.)"""
+
+    __slots__ = ("_bound", "_reset")
+
+    def __init__(self, bound: int) -> None:
+        self._bound = bound
+
+    def __enter__(self) -> None:
+        self._reset = _LEFT.set([self._bound])
+
+    def __exit__(self, *_: object) -> None:
+        _LEFT.reset(self._reset)
 
 
 class Engine:
