@@ -7,7 +7,10 @@ installed packages' source (site-packages), read as text, where every finding co
     .venv/bin/python bench/detection.py                 # 40 samples a kind, ~30 MB of clean text
     .venv/bin/python bench/detection.py --samples 100 --corpus-mb 60 --markdown
 
-Nothing here is a copy of another project's test data: the samples are made from the formats."""
+And recall over samples others published, labelled: python-stdnum's IBAN and SSN test samples and
+libphonenumber's example numbers, fetched from PyPI at bench time (`pypi_samples.py`; `--no-pypi`
+to leave them out). Nothing here is a copy of another project's test data: the samples are made
+from the formats, or fetched when the benchmark runs."""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import gitleaks_rules  # noqa: E402
 import handwritten  # noqa: E402
+import pypi_samples  # noqa: E402
 from support import guardrail_samples as samples  # noqa: E402
 from tollgate.governance.guardrails import credential_kinds, detectors  # noqa: E402
 from tollgate.governance.guardrails.rules import Guardrails  # noqa: E402
@@ -152,6 +156,32 @@ def handwritten_recall(guard: Guardrails, n: int, rng: random.Random) -> dict[st
     return out
 
 
+def published_recall(guard: Guardrails, cache: Path) -> dict[str, tuple[int, ...]]:
+    """Per kind of `pypi_samples`: (true samples found, true samples, false samples found, false
+    samples, loosely written true samples found, loose samples), each written in one of the ways
+    `recall` writes a value."""
+    out: dict[str, tuple[int, ...]] = {}
+
+    def found(kind: str, values: list[str]) -> int:
+        hits = 0
+        for i, value in enumerate(values):
+            text = WRITTEN[i % len(WRITTEN)].format(value)
+            body = json.dumps({"messages": [{"role": "user", "content": f"Look at this.\n{text} Done."}]}).encode()
+            hits += any(f.kind == kind for f in guard.scan_all(body).findings)
+        return hits
+
+    for kind, published in pypi_samples.labelled(cache).items():
+        out[kind] = (
+            found(kind, published.true),
+            len(published.true),
+            found(kind, published.false),
+            len(published.false),
+            found(kind, published.loose),
+            len(published.loose),
+        )
+    return out
+
+
 def gitleaks_coverage() -> tuple[int, int]:
     """(gitleaks' rules whose credentials one of our kinds finds, gitleaks' rules)."""
     covered = {rule for rules in gitleaks_rules.COVERS.values() for rule in rules}
@@ -190,6 +220,10 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=40, help="true samples a kind")
     parser.add_argument("--corpus-mb", type=float, default=30, help="MB of clean text")
     parser.add_argument("--markdown", action="store_true", help="a table for docs/performance.md")
+    parser.add_argument("--no-pypi", action="store_true", help="leave out the samples fetched from PyPI")
+    parser.add_argument(
+        "--cache", type=Path, default=Path.home() / ".cache" / "tollgate-bench", help="where PyPI's are kept"
+    )
     args = parser.parse_args()
     guard = Guardrails(RULES)
     found = recall(guard, args.samples, random.Random(59))
@@ -211,6 +245,11 @@ def main() -> int:
     print(f"hand-written samples: {len(by_hand)} kinds, {hand_n} samples, recall {hand_hits / hand_n:.3f}")
     covered, rules = gitleaks_coverage()
     print(f"gitleaks' rules covered: {covered} of {rules}")
+    if not args.no_pypi:
+        print("published samples (PyPI: python-stdnum's tests, libphonenumber's examples):")
+        for kind, (hit, n, wrong, m, loose, k) in sorted(published_recall(guard, args.cache).items()):
+            written = f"; written loosely, {loose} of {k}" if k else ""
+            print(f"  {kind:12s} recall {hit / n:.2f} ({hit} of {n}{written}); invalid samples found {wrong} of {m}")
     if args.markdown:
         print("\n| kind | recall | hand-written | precision | clean-corpus findings |\n|---|---|---|---|---|")
         for kind, r, h, p, w in rows:

@@ -273,6 +273,8 @@ def measure(args: argparse.Namespace) -> None:
         "hyperscan-pass (anchors only)": hyperscan_pass(),
         "detect-secrets (secrets)": detect_secrets(),
     }
+    if args.only:
+        engines = {name: run for name, run in engines.items() if name.startswith(args.only)}
     print(f"hyperscan: {'installed' if engine.HYPERSCAN else 'not installed'}; best of {args.repeat}")
     print(f"{'engine':<34} " + " ".join(f"{f'{len(b) / 1e6:.2f} MB':>18}" for b in bodies.values()) + "  found")
     best: dict[tuple[str, int], float] = {}
@@ -368,6 +370,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="100000,1000000", help="comma-separated body sizes in bytes")
     parser.add_argument("--repeat", type=int, default=5, help="rounds; each cell is the best")
     parser.add_argument("--slow", action="store_true", help="detect-secrets on the large bodies too")
+    parser.add_argument("--only", help="the engines whose name begins so (e.g. 'tollgate (')")
     parser.add_argument("--corpus", action="store_true", help="findings per MB of clean text instead")
     parser.add_argument("--top", type=int, default=3, help="with --corpus: files named per kind")
     args = parser.parse_args()

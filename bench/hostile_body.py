@@ -1,11 +1,18 @@
-"""What one large body's scan costs the other callers: a 5 MB hostile body (one run of digits, the
-PII detectors' slowest text) sent through a real mitmdump with Tollgate whose guardrails look for
-`secrets` and `pii`, and beside it 20 small chat calls; each small call's latency, less the median
-of the same 20 calls made without the large one, is what the large body added to it.
+"""What one hostile body's scan costs the other callers: a body of digits in groups of four (a card's
+shape at every group, none a card: the detectors' slowest text), or one run of digits, sent through
+a real mitmdump with Tollgate whose guardrails look for `secrets` and `pii`, and beside it 20 small
+chat calls; each small call's latency, less the median of the same 20 calls made without the
+hostile one, is what the hostile body added to it.
 
-    .venv/bin/python bench/hostile_body.py                      # this checkout (about 1 min)
+    .venv/bin/python bench/hostile_body.py                      # this checkout (about 2 min)
     .venv/bin/python bench/hostile_body.py --baseline DIR       # and DIR's Tollgate (a worktree of main)
-    .venv/bin/python bench/hostile_body.py --size 1000000 --rounds 3
+    .venv/bin/python bench/hostile_body.py --sizes 60000 --shape digits --rounds 3
+    .venv/bin/python bench/hostile_body.py --held               # in process, no proxy (about 20 s)
+
+`--held` measures what the proxy's figures are made of, without them: the CPU time a body's scan
+holds the event loop (`ScanWorkers.run`'s part on the caller's thread: the whole scan where it is
+read at once, the pass up to its bound where it goes to a worker thread), best of 5, for hostile
+bodies of several shapes and sizes under 64 KiB, beside the same bodies all read at once.
 
 One fake upstream (threads of this process, TLS, tests/support's FakeUpstream with its canned
 answers) serves both Tollgates in turn. Each small call has a kept-alive connection of its own
@@ -18,6 +25,7 @@ calls, and the large call's own time."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import json
 import os
@@ -49,9 +57,64 @@ HOST = "api.openai.com"
 SMALL = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}).encode()
 
 
-def hostile_body(size: int) -> bytes:
-    digits = "".join(random.Random(7).choices("0123456789", k=size))
-    return json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": digits}]}).encode()
+def hostile_body(size: int, shape: str) -> bytes:
+    """A chat body of about `size` bytes of content: one run of digits, or digits in groups of four."""
+    rng = random.Random(7)
+    if shape == "digits":
+        content = "".join(rng.choices("0123456789", k=size))
+    else:
+        content = " ".join("".join(rng.choices("0123456789", k=4)) for _ in range(size // 5))
+    return json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}]}).encode()
+
+
+HELD_SHAPES = {
+    "digits in groups of four": lambda rng: " ".join(f"{rng.randrange(10_000):04d}" for _ in range(4)) + " ",
+    "SSNs": lambda rng: f"{rng.randrange(1, 666):03d}-{rng.randrange(1, 99):02d}-{rng.randrange(1, 9999):04d} ",
+    "addresses": lambda rng: f"u{rng.randrange(10**6)}@mail.example.io ",
+    "AWS key ids": lambda rng: "AKIA" + "".join(rng.choices("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", k=16)) + " ",
+    "URL passwords": lambda rng: f"https://u:p{rng.randrange(10**6)}@db.internal ",
+}
+
+
+def held(sizes: list[int]) -> None:
+    """The CPU time each hostile body's scan holds the event loop, bounded and read at once."""
+    asyncio.run(_held(sizes))
+
+
+async def _held(sizes: list[int]) -> None:
+    from tollgate.governance.guardrails.rules import Guardrails
+    from tollgate.governance.guardrails.settings import GuardrailRule
+    from tollgate.governance.guardrails.workers import ScanWorkers
+
+    guard = Guardrails([GuardrailRule.model_validate({"detect": ["secrets", "pii"], "action": "redact"})])
+    bounded, at_once = ScanWorkers(), ScanWorkers(on_loop_candidates=1 << 30)
+    print(f"CPU ms the event loop is held (best of 5); load average {os.getloadavg()[0]:.2f}")
+    print(f"{'body':<28}" + "".join(f"{f'{size:,} B':>22}" for size in sizes))
+    worst = {size: [0.0, 0.0] for size in sizes}
+    for name, unit in HELD_SHAPES.items():
+        cells = []
+        for size in sizes:
+            rng = random.Random(59)
+            content = ""
+            while len(content) < size - 80:
+                content += unit(rng)
+            body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}]}).encode()
+            took = []
+            for workers in (bounded, at_once):
+                best = float("inf")
+                for _ in range(5):
+                    began = time.thread_time()
+                    result = workers.run(len(body), lambda b=body: guard.scan(b, "openai", "gpt-4o-mini", None, ()))
+                    best = min(best, time.thread_time() - began)
+                    if not hasattr(result, "findings"):
+                        await result  # type: ignore[misc]  # the worker thread's scan, ended before the next
+                took.append(best * 1e3)
+            worst[size] = [max(w, t) for w, t in zip(worst[size], took, strict=True)]
+            cells.append(f"{took[0]:>9.2f} ({took[1]:>7.2f})")
+        print(f"{name:<28}" + "".join(f"{c:>22}" for c in cells))
+    print(f"{'worst':<28}" + "".join(f"{f'{w[0]:.2f} ({w[1]:.2f})':>22}" for w in worst.values()))
+    print("each cell: bounded, as Tollgate reads it (all read at once, as before)")
+    bounded.close()
 
 
 def free_port() -> int:
@@ -155,7 +218,7 @@ def small_calls(conns: list[http.client.HTTPSConnection], spacing: float) -> lis
     return took
 
 
-def measure(tollgate: Tollgate, context: ssl.SSLContext, args: argparse.Namespace) -> dict[str, float]:
+def measure(tollgate: Tollgate, context: ssl.SSLContext, args: argparse.Namespace, size: int) -> dict[str, float]:
     timeout = 120.0
     conns = [connection(tollgate.port, context, timeout) for _ in range(args.calls)]
     for conn in conns:
@@ -163,7 +226,7 @@ def measure(tollgate: Tollgate, context: ssl.SSLContext, args: argparse.Namespac
             post(conn, SMALL)  # the tunnel, TLS and the first calls' work done before timing
     big_conn = connection(tollgate.port, context, timeout)
     post(big_conn, SMALL)
-    body = hostile_body(args.size)
+    body = hostile_body(size, args.shape)
     alone: list[float] = []
     beside: list[float] = []
     big: list[float] = []
@@ -195,15 +258,26 @@ def measure(tollgate: Tollgate, context: ssl.SSLContext, args: argparse.Namespac
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", type=Path, help="another checkout, measured after this one")
-    parser.add_argument("--size", type=int, default=5_000_000, help="the large body's digits")
+    parser.add_argument(
+        "--sizes",
+        default="10000,60000,100000,5000000",
+        help="the hostile bodies' sizes (bytes of content, comma-separated)",
+    )
+    parser.add_argument("--shape", choices=("groups", "digits"), default="groups", help="the hostile bodies' content")
     parser.add_argument("--calls", type=int, default=20, help="small calls beside it")
     parser.add_argument("--spacing", type=float, default=0.1, help="seconds between the small calls' starts")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--held", action="store_true", help="the event loop's time held, in process (no proxy)")
     args = parser.parse_args()
+    if args.held:
+        held([10_000, 30_000, 60_000, 65_000])
+        return 0
     checkouts = [("this checkout", ROOT)] + ([("baseline", args.baseline.resolve())] if args.baseline else [])
     ca = trustme.CA()
     upstream = FakeUpstream(ca, provider_answers)
-    print(f"a {args.size / 1e6:g} MB body of digits beside {args.calls} small calls begun {args.spacing:g} s apart;")
+    sizes = [int(size) for size in args.sizes.split(",")]
+    shape = "digits in groups of four" if args.shape == "groups" else "one run of digits"
+    print(f"bodies of {shape} beside {args.calls} small calls begun {args.spacing:g} s apart;")
     print(f"{args.rounds} rounds; load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores")
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -219,14 +293,16 @@ def main() -> int:
                 tollgate = Tollgate(checkout, run, confdir, upstream, ca_pem)
                 try:
                     tollgate.wait_ready()
-                    figures = measure(tollgate, context, args)
+                    for size in sizes:
+                        figures = measure(tollgate, context, args, size)
+                        print(
+                            f"  {name:14} {size:>9,} B: small call alone {figures['alone_median_ms']:6.1f} ms (median);"
+                            f" added beside the hostile one: median {figures['added_median_ms']:7.1f} ms, worst"
+                            f" {figures['added_worst_ms']:7.1f} ms; the hostile call {figures['large_call_s']:.3f} s;"
+                            f" load average {os.getloadavg()[0]:.2f}"
+                        )
                 finally:
                     tollgate.stop()
-                print(
-                    f"  {name:14} small call alone {figures['alone_median_ms']:6.1f} ms (median); added beside the"
-                    f" large one: median {figures['added_median_ms']:7.1f} ms, worst {figures['added_worst_ms']:7.1f}"
-                    f" ms; the large call {figures['large_call_s']:.2f} s"
-                )
     finally:
         upstream.close()
     return 0

@@ -355,6 +355,52 @@ def test_a_card_between_commas_is_denied(gw, content, cards):
     assert (record["decision"], record["findings"]) == ("deny", {"pii.payment_card": cards})
 
 
+# Bodies under the size that is always scanned in a worker thread (64 KiB) whose every few bytes
+# are a candidate: scanned in a worker thread all the same, and read whole there.
+NOT_CARDS = "4111 1111 1111 1112 " * 3000  # a card's shape at every group, none a card (Luhn)
+BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+KEY_IDS = "".join("id AKIA" + "".join(BASE32[(i >> 5 * k) & 31] for k in range(16)) + " " for i in range(2550))
+# The SDKs' bodies: the content and some 100 bytes of JSON about it, under 64 KiB.
+assert 60_000 < len(json.dumps(NOT_CARDS)) < 64 * 1024 - 200 and 60_000 < len(KEY_IDS) < 64 * 1024 - 200
+
+
+def test_a_hostile_body_just_under_64_kib_with_a_card_is_denied(gw):
+    before = len(gw.fakes["openai"].received)
+    content = NOT_CARDS[:30_000] + CARD + " " + NOT_CARDS[30_000:]
+    result = gw.run(
+        f"""
+        import openai
+        try:
+            openai.OpenAI(api_key="{VIRTUAL}", max_retries=0).chat.completions.create(
+                model="gpt-4o", messages=[{{"role": "user", "content": {json.dumps(content)}}}])
+            report(ok=False)
+        except openai.PermissionDeniedError as e:
+            report(status=e.status_code, error=e.response.headers["x-tollgate-error"])
+        """
+    )
+    assert result == {"status": 403, "error": "content_denied"}
+    assert len(gw.fakes["openai"].received) == before
+    record = gw.last_audit()
+    assert (record["decision"], record["findings"]) == ("deny", {"pii.payment_card": 1})
+
+
+def test_a_hostile_body_just_under_64_kib_goes_redacted_whole(gw):
+    result = gw.run(
+        f"""
+        from openai import OpenAI
+        r = OpenAI(api_key="{VIRTUAL}", max_retries=0).chat.completions.create(
+            model="gpt-4o", messages=[{{"role": "user", "content": {json.dumps(KEY_IDS)}}}])
+        report(ok=r.choices[0].message.content is not None)
+        """
+    )
+    assert result == {"ok": True}
+    content = gw.fakes["openai"].received[-1].json()["messages"][0]["content"]
+    assert content == "id [REDACTED:secrets.aws_access_key_id] " * 2550
+    record = gw.last_audit()
+    assert record["findings"] == {"secrets.aws_access_key_id": 2550}
+    assert record["redacted"] == 2550
+
+
 def test_no_planted_secret_reaches_any_output(gw):
     """Last in the file: it stops the gateway to read its saved flows whole."""
     assert len(gw.audit()) >= 6

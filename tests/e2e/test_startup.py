@@ -474,19 +474,22 @@ def full_disk(tmp_path):
     ],
     ids=["unknown key", "real key as virtual key", "policy calls opa.runtime", "audit on a full disk"],
 )
-@pytest.mark.parametrize("how", ["mitmdump", "run.sh"])
+@pytest.mark.parametrize("how", ["mitmdump", "mitmdump on an address", "run.sh"])
 def test_a_bad_configuration_is_one_line_and_nothing_ever_listens(tmp_path, confdir, request, config, expected, how):
     full = request.getfixturevalue("full_disk") if "{full}" in config else tmp_path
     path = tmp_path / "tollgate.yaml"
     path.write_text(config.format(full=full, dir=tmp_path))
     (tmp_path / "runtime.rego").write_text(RUNTIME_POLICY)
     port = free_port()
-    # mitmdump as a user runs it by hand (listening on every address), or ./run.sh (on 127.0.0.1).
+    # mitmdump as a user runs it by hand (listening on every address, or on one IP address, which
+    # mitmproxy binds before it loads the script), or ./run.sh (on 127.0.0.1).
     command = (
         [mitmdump(), "-s", str(GATEWAY), "--set", f"tollgate_config={path}"]
-        if how == "mitmdump"
+        if how.startswith("mitmdump")
         else [str(ROOT / "run.sh")]
     )
+    if how == "mitmdump on an address":
+        command += ["--listen-host", "127.0.0.1"]
     knocker = Knocker(port)
     try:
         done = subprocess.run(
@@ -498,7 +501,11 @@ def test_a_bad_configuration_is_one_line_and_nothing_ever_listens(tmp_path, conf
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stderr == expected.format(config=path, dir=tmp_path, full=full) + "\n", done.stdout + done.stderr
     assert "Traceback" not in done.stdout and "listening" not in done.stdout, done.stdout
-    assert knocker.tries > 10 and knocker.accepted == 0
+    assert knocker.tries > 10
+    if how != "mitmdump on an address":
+        assert knocker.accepted == 0
+    # On an IP address, mitmproxy listens while it loads the script, and the connections it took
+    # then are let go as the process ends at once (docs/configuration.md says so): none is served.
 
 
 @pytest.mark.parametrize("workers", [None, "1"], ids=["mitmdump", "tollgate serve"])

@@ -252,3 +252,38 @@ def test_a_secret_beside_its_key_id_is_a_whole_run(engine: bool) -> None:
     ]:
         _, found = spans(engine, "secrets.aws_secret_access_key", text, False)
         assert len(found) == count, text
+
+
+# The LLM vendors' keys as their issuers document them (2026-11): Groq's `gsk_` and 52 letters and
+# digits (56 in all), xAI's `xai-` and 80, Replicate's "40-character strings that always start with
+# r8_", OpenRouter's `sk-or-v1-` and 64 hex digits, DeepSeek's `sk-` and 32, LangSmith's personal
+# (`lsv2_pt_`) and service (`lsv2_sk_`) keys, Langfuse's secret key (`sk-lf-` and a UUID; its
+# `pk-lf-` public key is no secret), e2b's `e2b_` and 40 hex digits (its SDK's format check).
+_ALNUM = "Kq7Zt3Wm9Xp2Rv8Ln4Hs6Jd1Fg0Ae5Ui3OyTb7Cc2Vn8Mx4QaZ3Wm9Xp2Rv8Ln4Hs6Jd1Fg0Ae5Ui3OyTb7Cc2Vn8Mx4Qa"
+_HEX = "0123456789abcdef" * 5
+VENDOR_KEYS = {
+    "secrets.groq_api_key": "gs" + "k_" + _ALNUM[:52],
+    "secrets.xai_api_key": "xa" + "i-" + _ALNUM[:80],
+    "secrets.replicate_api_token": "r8" + "_" + _ALNUM[:37],
+    "secrets.openrouter_api_key": "sk-" + "or-v1-" + _HEX[:64],
+    "secrets.deepseek_api_key": "sk" + "-" + _HEX[:32],
+    "secrets.langsmith_api_key": "lsv2" + "_pt_" + _HEX[:32] + "_" + _HEX[:10],
+    "secrets.langfuse_secret_key": "sk-" + "lf-" + "8a6121c0-69a1-4bc7-b124-26c2004d05af",
+    "secrets.e2b_api_key": "e2" + "b_" + _HEX[:40],
+}
+
+
+@pytest.mark.parametrize("engine", ENGINES, ids=lambda hs: "hyperscan" if hs else "python")
+@pytest.mark.parametrize("kind", sorted(VENDOR_KEYS))
+def test_llm_vendors_keys_are_found_at_their_documented_length_only(engine: bool, kind: str) -> None:
+    value = VENDOR_KEYS[kind]
+    body, found = spans(engine, kind, f"text KEY={value}, more", True)
+    assert found == [where(body, value, True)]
+    if kind == "secrets.langsmith_api_key":
+        service = value.replace("_pt_", "_sk_")
+        body, found = spans(engine, kind, f"text KEY={service}, more", True)
+        assert found == [where(body, service, True)]
+    shorter = value[:-2] + value[-1]  # one character fewer
+    assert spans(engine, kind, f"text KEY={shorter}, more", True)[1] == []
+    longer = value[:-1] + ("7" if value[-1] != "7" else "8") + value[-1]  # one more
+    assert spans(engine, kind, f"text KEY={longer}, more", True)[1] == []

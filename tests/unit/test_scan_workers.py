@@ -1,22 +1,26 @@
 """Where a body is scanned (`ScanWorkers`): a small one at once, with no thread started; a large one
 in a worker thread started at the first, with the same findings; the threads gone once closed,
-and a body scanned at once after. One configuration's detectors scanned from several threads at
+and a body scanned at once after. A body under the size whose scans find more candidates than a
+common body has (a hostile body) is scanned in a worker thread too. One configuration's detectors scanned from several threads at
 once find what each would alone (each thread has Hyperscan scratch of its own)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import random
 import threading
 import time
 from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from tests.support import guardrail_samples as samples
 
 from tollgate.governance.guardrails import engine
 from tollgate.governance.guardrails.rules import Guardrails, Scan
 from tollgate.governance.guardrails.settings import GuardrailRule
-from tollgate.governance.guardrails.workers import OFF_LOOP_BYTES, ScanWorkers
+from tollgate.governance.guardrails.workers import OFF_LOOP_BYTES, ON_LOOP_CANDIDATES, ScanWorkers
 
 RULES = [GuardrailRule.model_validate({"detect": ["secrets", "pii"], "action": "redact"})]
 PAIR = f"AWS_ACCESS_KEY_ID={samples.AWS_KEY_ID}\nAWS_SECRET_ACCESS_KEY={samples.AWS_SECRET}\n"
@@ -111,3 +115,72 @@ def test_one_configurations_detectors_scan_in_many_threads_at_once() -> None:
     with ThreadPoolExecutor(4) as pool:
         scans = list(pool.map(lambda _: guardrails.scan(body, "openai", "gpt-4o", None, ()), range(32)))
     assert all(scan == alone for scan in scans)
+
+
+def content_of(size: int, unit: str) -> bytes:
+    """A chat body of about `size` bytes (under it) whose content is `unit` repeated."""
+    empty = len(json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": ""}]}))
+    content = unit * ((size - empty) // len(json.dumps(unit)[1:-1]))
+    return json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": content}]}).encode()
+
+
+_RNG = random.Random(59)
+# Bodies under `OFF_LOOP_BYTES` whose every few bytes are a candidate: a detector's window each.
+HOSTILE = {
+    "digits in groups of four": " ".join(f"{_RNG.randrange(10_000):04d}" for _ in range(4)) + " ",
+    "SSNs": "123-45-6789 ",
+    "addresses": "ab@cd.ef ",
+    "AWS key ids": "AKIAIOSFODNN7EXAMPL3 ",
+    "phone numbers": "+1 415 555 0123 ",
+    "URL passwords": "http://a:b@c ",
+}
+
+
+@pytest.mark.parametrize("unit", HOSTILE.values(), ids=list(HOSTILE))
+@pytest.mark.parametrize("size", [2_000, OFF_LOOP_BYTES - 1])
+def test_a_small_hostile_body_is_scanned_in_a_thread(unit: str, size: int) -> None:
+    guardrails = Guardrails(RULES)
+    workers = ScanWorkers()
+    body = content_of(size, unit)
+    assert len(body) < OFF_LOOP_BYTES
+
+    async def scanned() -> Scan:
+        scanning = workers.scan(guardrails, body, "openai", "gpt-4o", None, ())
+        assert not isinstance(scanning, Scan)  # its pass found too many candidates: not on the loop
+        return await scanning
+
+    try:
+        scan = asyncio.run(scanned())
+    finally:
+        workers.close()
+    assert scan == guardrails.scan(body, "openai", "gpt-4o", None, ())  # all of it read, in the thread
+    assert scan.findings
+
+
+def test_a_common_body_just_under_the_size_is_scanned_at_once() -> None:
+    guardrails = Guardrails(RULES)
+    workers = ScanWorkers()
+    # Code, an .env's pair and a few addresses and numbers: a coding agent's turn.
+    code = "def f(x):\n    return x * 2  # 2026-11-27, v1.2.3, id 7f3a9c\n" * 150
+    body = content_of(OFF_LOOP_BYTES - 1, PAIR + code + "mail bob@acme.io, +1 415 555 0123\n")
+    scan = workers.scan(guardrails, body, "openai", "gpt-4o", None, ())
+    assert isinstance(scan, Scan)
+    assert scan.counts()["pii.email"] == body.count(b"bob@acme.io") > 3
+    assert not workers.started
+
+
+@pytest.mark.parametrize("use_hyperscan", [True, False] if engine.HYPERSCAN else [False])
+def test_a_bounded_scan_stops_past_its_candidates(use_hyperscan: bool) -> None:
+    guardrails = Guardrails(RULES, use_hyperscan=use_hyperscan)
+    few = content_of(3_000, "ab@cd.ef ")
+    n = few.count(b"@")
+    assert 300 < n < 400
+    with engine.candidates_at_most(400):
+        assert guardrails.scan(few, "openai", "gpt-4o", None, ()).counts() == {"pii.email": n}
+    with pytest.raises(engine.TooManyCandidates), engine.candidates_at_most(ON_LOOP_CANDIDATES):
+        guardrails.scan(few, "openai", "gpt-4o", None, ())
+    # The bound is of the context's scans together, and gone after it.
+    with pytest.raises(engine.TooManyCandidates), engine.candidates_at_most(500):
+        guardrails.scan(few, "openai", "gpt-4o", None, ())
+        guardrails.scan(few, "openai", "gpt-4o", None, ())
+    assert guardrails.scan(few, "openai", "gpt-4o", None, ()).counts() == {"pii.email": n}

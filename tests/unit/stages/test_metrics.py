@@ -22,6 +22,7 @@ from tests.support.proxy import free_port
 from tollgate.proxy.health import LOOP_TIMEOUT
 from tollgate.proxy.pipeline import gateway
 from tollgate.proxy.stages import metrics as metrics_module
+from tollgate.proxy.stages import settings as settings_module
 from tollgate.proxy.stages.metrics import Metrics
 from tollgate.proxy.stages.settings import Settings
 from tollgate.proxy.state import Shared
@@ -102,6 +103,8 @@ def test_a_port_in_use_on_reload_keeps_the_configuration_and_the_server(running:
 
 def test_a_port_in_use_at_start_up_is_an_error_naming_the_setting(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)  # the built-in configuration's ledger file is made in the working directory
+    exits: list[int] = []
+    monkeypatch.setattr(settings_module, "exit_now", exits.append)  # the process ends here, not the test's
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -115,6 +118,7 @@ def test_a_port_in_use_at_start_up_is_an_error_naming_the_setting(tmp_path: Path
         ):
             tctx.configure(g, tollgate_config=str(path))
         # At start-up (mitmproxy's servers not running yet): one line, and the process exits.
+        assert exits == [1]
         assert capsys.readouterr().err == (
             f"Tollgate configuration: metrics.listen: cannot serve /metrics on {busy}: Address already in use\n"
         )

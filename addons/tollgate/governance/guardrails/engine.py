@@ -12,6 +12,7 @@ import functools
 import re
 import threading
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from tollgate.governance.guardrails import text
@@ -25,6 +26,34 @@ except ImportError:  # no wheel for this platform: pyproject.toml installs it wh
     HYPERSCAN = False
 Found = tuple[str, int, int]  # kind, start, end in the text
 Anchors = dict[int, list[tuple[int, int]]]  # by detector (index), where its anchors matched (start, end)
+
+
+class TooManyCandidates(Exception):
+    """A scan within `candidates_at_most` found more anchors than it allows: stopped before its
+    exact patterns ran."""
+
+
+# What is left of the candidates the scans of this context may find (None: no bound). A scan's
+# cost beyond its pass is that of the windows its anchors open, a few microseconds each; a hostile
+# body opens one every few bytes.
+_LEFT: ContextVar[list[int] | None] = ContextVar("tollgate_candidates_left", default=None)
+
+
+class candidates_at_most:  # named as the function it stands for: `with candidates_at_most(64):`
+    """Within it, the scans (of every engine, all together) find at most `bound` anchors: the pass
+    that finds more stops there and raises `TooManyCandidates`. (A class, not a generator: it is
+    entered for most calls' scans, and costs less so.)"""
+
+    __slots__ = ("_bound", "_reset")
+
+    def __init__(self, bound: int) -> None:
+        self._bound = bound
+
+    def __enter__(self) -> None:
+        self._reset = _LEFT.set([self._bound])
+
+    def __exit__(self, *_: object) -> None:
+        _LEFT.reset(self._reset)
 
 
 class Engine:
@@ -88,8 +117,13 @@ def _python_anchors(anchored: list[tuple[int, bytes]]) -> Callable[[bytes], Anch
 
     def anchors(data: bytes) -> Anchors:
         out: Anchors = {}
+        left = _LEFT.get()
         for pattern, detectors in compiled:
             spans = [m.span() for m in pattern.finditer(data)]
+            if left is not None:
+                left[0] -= len(spans)
+                if left[0] < 0:
+                    raise TooManyCandidates
             if spans:
                 for i in detectors:
                     out.setdefault(i, []).extend(spans)
@@ -139,7 +173,20 @@ def _hyperscan_anchors(anchored: list[tuple[int, bytes]]) -> Callable[[bytes], A
         def on_match(id_: int, start: int, end: int, flags: int, context: Any) -> None:
             add((id_, start, end))
 
-        database.scan(data, match_event_handler=on_match, scratch=scratch_of_this_thread())
+        left = _LEFT.get()
+        if left is None:
+            database.scan(data, match_event_handler=on_match, scratch=scratch_of_this_thread())
+        else:
+
+            def on_match_within(id_: int, start: int, end: int, flags: int, context: Any) -> bool:
+                add((id_, start, end))
+                left[0] -= 1
+                return left[0] < 0  # true: the pass stops
+
+            try:
+                database.scan(data, match_event_handler=on_match_within, scratch=scratch_of_this_thread())
+            except hyperscan.ScanTerminated:
+                raise TooManyCandidates from None
         for id_, start, end in found:
             for i in detectors_of[id_]:
                 out.setdefault(i, []).append((start, end))

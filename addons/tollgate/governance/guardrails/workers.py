@@ -1,5 +1,6 @@
-"""Where a body is scanned: a small one at once, on the caller's thread (the event loop); a large
-one in a worker thread, so that while it is read the event loop serves the other calls.
+"""Where a body is scanned: a small, common one at once, on the caller's thread (the event loop);
+a large one, or one whose pass finds more candidates than a common body has, in a worker thread,
+so that while it is read the event loop serves the other calls.
 
 Why threads and not processes (measured; docs/performance.md, "Guardrails"): Hyperscan's pass
 releases the GIL, and the exact patterns run in short windows, so a scanning thread gives the
@@ -9,9 +10,12 @@ among them), be given each body and its findings across a pipe, and be one more 
 and stop; a thread shares the engines already compiled, and is given the body as it is.
 
 Why not every body: a hop to a thread and back costs about 0.1 ms, as much as the scan of a coding
-agent's 10 KB turn (0.17 ms), and every call would pay it. Below `OFF_LOOP_BYTES` a body is read
-at once: even a hostile body of that size (dense with digits, the detectors' slowest) holds the
-event loop some 35 ms at most."""
+agent's 10 KB turn (0.17 ms), and every call would pay it. A body under `OFF_LOOP_BYTES` is read
+at once, its scans allowed `ON_LOOP_CANDIDATES` anchors in all: a common body has a few (a
+coding agent's 60 KB turn, 8), each a window of exact patterns of some microseconds. A hostile
+body (groups of digits, addresses, key ids at every few bytes) has thousands: its pass stops at
+the bound, and it is scanned anew in a worker thread. So a scan on the event loop costs at most a
+pass over 64 KiB and the windows of 64 candidates (well under a millisecond)."""
 
 from __future__ import annotations
 
@@ -21,12 +25,16 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from tollgate.governance.guardrails.engine import TooManyCandidates, candidates_at_most
 from tollgate.governance.guardrails.rules import Guardrails, Scan
 
 T = TypeVar("T")
 
 # A body this large or larger is scanned in a worker thread.
 OFF_LOOP_BYTES = 64 * 1024
+# A smaller body whose scans find more anchors than this (all its passes together) is scanned in a
+# worker thread too.
+ON_LOOP_CANDIDATES = 64
 # Scans of large bodies that run at once: a body waits for a thread only behind this many others,
 # and each more thread takes the GIL from the event loop more often.
 THREADS = 2
@@ -38,8 +46,11 @@ class ScanWorkers:
     A scan given to a thread reads the `Guardrails` it was given: a reload meanwhile builds new
     ones and leaves these whole. Its result is applied by whoever awaits it, on the event loop."""
 
-    def __init__(self, off_loop_bytes: int = OFF_LOOP_BYTES, threads: int = THREADS) -> None:
+    def __init__(
+        self, off_loop_bytes: int = OFF_LOOP_BYTES, threads: int = THREADS, on_loop_candidates: int = ON_LOOP_CANDIDATES
+    ) -> None:
         self.off_loop_bytes = off_loop_bytes
+        self.on_loop_candidates = on_loop_candidates
         self.threads = threads
         self._pool: ThreadPoolExecutor | None = None
         self._closed = False
@@ -59,16 +70,23 @@ class ScanWorkers:
         groups: tuple[str, ...],
         **options: Any,
     ) -> Scan | Awaitable[Scan]:
-        """`guardrails.scan` of the body (given `options` too): its result at once for a small body
-        (or once closed), else an awaitable of it, scanned in a worker thread. Call it on the event
-        loop; what it is given must not change until the scan has ended."""
+        """`guardrails.scan` of the body (given `options` too): its result at once for a small,
+        common body (or once closed), else an awaitable of it, scanned in a worker thread. Call it
+        on the event loop; what it is given must not change until the scan has ended."""
         return self.run(len(body), lambda: guardrails.scan(body, provider, model, client, groups, **options))
 
     def run(self, size: int, read: Callable[[], T]) -> T | Awaitable[T]:
-        """`read()` (a body's reading, `size` bytes of it): at once for a small body (or once
-        closed), else an awaitable of its result, run in a worker thread."""
-        if size < self.off_loop_bytes or self._closed:
+        """`read()` (a body's reading, `size` bytes of it, plain work that may be begun again): at
+        once for a small body whose scans find few candidates (or once closed), else an awaitable
+        of its result, run in a worker thread."""
+        if self._closed:
             return read()
+        if size < self.off_loop_bytes:
+            try:
+                with candidates_at_most(self.on_loop_candidates):
+                    return read()
+            except TooManyCandidates:
+                pass  # a hostile body: read from the start where it holds no one up
         return asyncio.wrap_future(self._started().submit(read))
 
     def _started(self) -> ThreadPoolExecutor:

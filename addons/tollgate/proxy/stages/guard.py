@@ -119,17 +119,15 @@ class Guard:
             denied = ", ".join(f"{kind} ({n})" for kind, n in sorted(scan.denied_counts().items()))
             refuse(flow, call, CONTENT_DENIED, f"Tollgate refused this call: its content holds {denied}.")
             return
-        try:
-            redacted, replaced = scan.redact(body)
-        except ValueError:  # a document to redact that cannot be written anew: it does not go
+        if read.redacted is None:  # a document to redact that cannot be written anew: it does not go
             refuse(
                 flow, call, CONTENT_DENIED, "Tollgate refused this call: a document to redact could not be rewritten."
             )
             return
-        call.request.redacted = replaced
-        if replaced:
-            write_raw_body(flow.request, call, redacted)
-            call.request.body = read_request_json(redacted)  # what the later steps read and write anew
+        call.request.redacted = read.redacted.replaced
+        if read.redacted.replaced:
+            write_raw_body(flow.request, call, read.redacted.body)
+            call.request.body = read.redacted.data  # what the later steps read and write anew
 
     def mcp(self, flow: http.HTTPFlow, exchange: McpExchange) -> Awaitable[None] | None:
         """An MCP server's request (a POST of JSON-RPC), read where it calls a tool or gets a prompt:
@@ -171,12 +169,27 @@ class Guard:
 
 
 @dataclass(frozen=True, slots=True)
+class Redacted:
+    """A body with its findings to redact replaced, their number, and its JSON read anew."""
+
+    body: bytes
+    replaced: int
+    data: dict[str, Any] | None
+
+
+NOTHING_REDACTED = Redacted(b"", 0, None)
+
+
+@dataclass(frozen=True, slots=True)
 class Read:
-    """What the guardrails made of a call's body: its scan, and the names of what they could not
-    read of it (an image, a PDF, a file by reference)."""
+    """What the guardrails made of a call's body: its scan, the names of what they could not read
+    of it (an image, a PDF, a file by reference), and the body redacted as its findings say (made
+    where it was read: a hostile body's thousands of replacements are no work for the event loop);
+    None where a document to redact could not be written anew."""
 
     scan: Scan
     not_read: list[str]
+    redacted: Redacted | None = NOTHING_REDACTED
 
 
 def read_call(
@@ -195,11 +208,23 @@ def read_call(
     runs = wire.text_runs(data) if wire is not None and data else []
     scan = guardrails.scan(body, provider, model, client, groups, runs=runs)
     if not (scan.may_attach and wire is not None and data):
-        return Read(scan, [])
+        return Read(scan, [], redacted(scan, body))
     inline, not_read = documents.read(wire.attachments(data))
     if inline:
         scan = guardrails.scan(body, provider, model, client, groups, documents=inline, runs=runs)
-    return Read(scan, not_read)
+    return Read(scan, not_read, redacted(scan, body))
+
+
+def redacted(scan: Scan, body: bytes) -> Redacted | None:
+    """`body` as `scan` redacts it (nothing where it finds nothing or denies the call); None where a
+    document to redact cannot be written anew."""
+    if not scan.findings or scan.denied:
+        return NOTHING_REDACTED
+    try:
+        written, replaced = scan.redact(body)
+    except ValueError:
+        return None
+    return Redacted(written, replaced, read_request_json(written) if replaced else None)
 
 
 def _by_action(scan: Scan) -> tuple[tuple[str, str, int], ...]:

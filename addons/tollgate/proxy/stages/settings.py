@@ -240,13 +240,30 @@ def proxy_running() -> bool:
 
 def refuse_start(message: str) -> NoReturn:
     """Stop a start-up that cannot go on: what is wrong in one line, exit status 1, at once.
-    mitmproxy loads this script while its servers are still being set up: raising here, before the
-    event loop runs again, ends the process before they listen where they must first resolve the
-    listen host (an OptionsError would be logged with a traceback, and the servers would listen
-    until mitmproxy's error check stops them). On an IP address they may listen already: the
-    commands that start Tollgate check the configuration before mitmproxy starts (`proxy.start`)."""
+    mitmproxy loads this script while its servers are being set up: on a host name they listen
+    only once it is resolved, after this; on an IP address they may listen already (mitmproxy binds
+    it before it loads a script). Their sockets are closed first, then the process ends at once:
+    raising SystemExit would end it through asyncio's teardown, which goes on accepting
+    connections for as long as it takes (seconds on a loaded machine) and logs a traceback for
+    each. Nothing of Tollgate's is open yet to be closed. The commands that start Tollgate check
+    the configuration before mitmproxy starts (`proxy.start`): nothing listens at all."""
+    stop_listening()
     print(" ".join(message.split("\n")), file=sys.stderr, flush=True)
-    raise SystemExit(1)
+    sys.stdout.flush()
+    exit_now(1)
+    raise SystemExit(1)  # where `exit_now` returns (a test's)
+
+
+# How a refused start-up ends the process: at once, no teardown (a test stands in for it).
+exit_now: Callable[[int], object] = os._exit
+
+
+def stop_listening() -> None:
+    """Close the sockets mitmproxy's servers listen on, now (their asyncio servers' `close`)."""
+    proxyserver = ctx.master.addons.get("proxyserver")
+    for instance in getattr(proxyserver, "servers", ()):
+        for server in getattr(instance, "_servers", ()):
+            server.close()
 
 
 def summary(config: Config) -> str:
