@@ -109,11 +109,16 @@ class Gateway:
             r for r in self.audit_records() if r.get("event") not in PROCESS_EVENTS and r.get("event") != CONNECTION
         ]
 
-    def connections(self, count: int = 0, timeout: float = 10.0) -> list[dict[str, Any]]:
-        """The connections' records (`egress`) written so far, once there are `count` of them."""
+    def connections(self, count: int = 0, timeout: float = 10.0, since_run: bool = False) -> list[dict[str, Any]]:
+        """The connections' records (`egress`) written so far, or of connections begun since the last
+        `run` began, once there are `count` of them."""
         deadline = time.monotonic() + timeout
         while True:
-            records = [r for r in self.audit_records() if r.get("event") == CONNECTION]
+            records = [
+                r
+                for r in self.audit_records()
+                if r.get("event") == CONNECTION and (not since_run or self._since_run(r))
+            ]
             if len(records) >= count or time.monotonic() >= deadline:
                 break
             time.sleep(0.05)

@@ -121,9 +121,7 @@ def test_the_token_reaches_its_host_and_the_placeholder_never_does(gw, github) -
     assert github.received[1].body == POSTED
     for r in github.received:
         assert PLACEHOLDER not in r.path + json.dumps(r.headers)
-    connections = sorted(
-        (r for r in gw.new_audit(2) if r["event"] == "connection"), key=lambda r: r["host"]
-    )  # fmt: skip
+    connections = sorted(gw.connections(2, since_run=True), key=lambda r: r["host"])
     answer = len(json.dumps(ANSWER).encode())
     assert [
         (r["client"], r["auth"], r["host"], r["port"], r["decision"], r["brokered"], r["refused"], r["bytes_sent"],

@@ -368,6 +368,7 @@ def gw_tunnelled(start_gateway, upstream_ca, tmp_path_factory):
     def tunnelled(urls: dict[str, str]) -> dict:
         data = config({"copilot": "https://127.0.0.1:9"}, str(policy), govern=False)
         del data["metrics"]
+        data["egress"] = {"allow": ["api.business.githubcopilot.com"]}  # a private address, named
         return data
 
     gateway = start_gateway(tunnelled, "-s", str(RESOLVE), env=env, providers=())

@@ -90,7 +90,7 @@ def test_the_inventory_of_what_a_client_reached(gw, notes_ai, other_ca) -> None:
     raw, head = connect(gw.proxy.port, "pastebin.com:443")
     raw.close()
     assert head.startswith(b"HTTP/1.1 403"), head
-    records = gw.wait_audit(3)
+    records = gw.wait_audit(1) + gw.connections(2)
     tunnel = next(r for r in records if r["event"] == "connection" and r["decision"] == "allow")
     call = next(r for r in records if r["event"] == "llm_call")
     denied = next(r for r in records if r["event"] == "connection" and r["decision"] == "deny")
