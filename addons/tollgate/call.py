@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from tollgate.governance.limits import Estimate, Reserved
     from tollgate.governance.rollup import Plan
     from tollgate.governance.subscriptions import Subscription
-    from tollgate.providers.base import UpstreamCredential
     from tollgate.records.ledger.store import Store
     from tollgate.runtime import Loaded
 
@@ -130,28 +129,20 @@ class Caller:
 @dataclass(slots=True)
 class Failover:
     """Its attempts, when a target fails (`providers.<name>.retry`, an override rule's `fallbacks`).
-    Written by Override (the fallbacks), by UpstreamWatch (each failed attempt, when the next
-    began, whether the call goes again or falls back), by Credential (the circuit, a retry) and by
-    Fallback (the fallback's target and where its attempts begin)."""
+    Written by Override (the fallbacks), by Attempts (each failed attempt, when the next began) and
+    by Fallback (the target a fallback took the call from)."""
 
     # The attempts that failed before this one, and when this one began.
     attempts: list[Attempt] | None = field(default=None, repr=False)
     attempt_started: float | None = None
-    retrying: bool = False  # an `attempt_failed` hook's steps are making the call go again
-    # An override rule's `fallbacks` (provider, model) not tried yet, where in `attempts` the
-    # current target's began, and the target a fallback took the call from (`input.fallback_of`).
+    # An override rule's `fallbacks` (provider, model) not tried yet, and the target a fallback
+    # took the call from (`input.fallback_of`).
     fallbacks: tuple[tuple[str, str], ...] = ()
-    target_attempts_from: int = 0
     fallback_of: tuple[str, str | None] | None = None
-    falling_back: bool = False  # the failed target has no retry left: the next fallback is due
     # Only for a call whose fallbacks may go to another provider: its request as the client sent it.
     client_request: ClientRequest | None = field(default=None, repr=False)
     # Its roll-up (`rollup:`) with the summary, which a fallback written anew from it applies again.
     rolled_up: tuple[Plan, str] | None = field(default=None, repr=False)
-    # The attempt's failure is counted for its key's or upstream's circuit (`providers.<name>.circuit`).
-    circuit_counted: bool = False
-    # A retry's credential and the wait before it, chosen by `Credential.again`, applied by `retry`.
-    next_credential: tuple[UpstreamCredential, float] | None = field(default=None, repr=False)
 
 
 @dataclass(slots=True)

@@ -248,6 +248,7 @@ def test_tollgates_pipeline_is_one_addon_with_its_call_steps_in_order():
         "AskForUsage",
         "Tracing",
         "Credential",
+        "Attempts",  # a failed attempt looked at before it is answered (retries, fallbacks)
         "UpstreamWatch",
         "AuditGate",  # in flight from here (`sent`)
     ]
@@ -269,6 +270,8 @@ def test_tollgates_pipeline_is_one_addon_with_its_call_steps_in_order():
         "AuditGate",
     ]
     assert gateway.steps["requestheaders"][7].__self__ is call_steps
+    # A failed attempt: its clock stopped, then failover in one stage.
+    assert [type(step.__self__).__name__ for step in gateway.steps["attempt_failed"]] == ["UpstreamWatch", "Attempts"]
     for hook in (
         "load",
         "configure",

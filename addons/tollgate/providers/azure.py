@@ -20,7 +20,6 @@ from pydantic import Field, field_validator
 from tollgate.config_base import ProviderConfig, Strict, base_url, keys_not_blank
 from tollgate.credentials.base import UpstreamCredential
 from tollgate.credentials.entra_id import EntraToken, EntraTokens, load_tokens
-from tollgate.credentials.header_key import HeaderKey
 from tollgate.credentials.keypool import KeyPool
 from tollgate.formats import OPENAI_API, OPENAI_CHAT
 from tollgate.formats.exact import UNREAD_FACTS, Unreadable, check_case, path_segments, words
@@ -299,33 +298,16 @@ class Azure(Provider[AzureRuntime]):
             return False
         return super().prepare(classification, body, index, inject_usage)
 
-    def upstream_credential(
+    def held_credential(
         self,
         classification: Classification,
         side: Mapping[str, str],
-        pool: KeyPool,
         settings: ProviderConfig,
         runtime: AzureRuntime | None,
-        model: str | None = None,
     ) -> UpstreamCredential | None:
-        """The caller's key in X-Azure-Key, else the resource's keys in turn (for a call to a resource
-        that has some), else the provider's, else an Entra ID token of Tollgate's."""
-        key = side.get("x-azure-key")
-        if key:
-            return self.header_key(key, classification)
-        own = runtime.pools.get(classification.resource or "") if runtime is not None else None
-        if own is not None:
-            key = own.take(model)
-            if key is not None:
-                credential: HeaderKey = self.header_key(key, classification, pooled=True)
-                credential.pool = own
-                return credential
-        key = pool.take(model)
-        if key is not None:
-            return self.header_key(key, classification, pooled=True)
-        if runtime is not None and runtime.tokens is not None:
-            return EntraToken(runtime.tokens, self.header_positions)
-        return None
+        """An Entra ID token of Tollgate's, after the caller's key in X-Azure-Key, the resource's
+        keys in turn (`own_pools`, for a call to a resource that has some) and the provider's."""
+        return EntraToken(runtime.tokens, self.header_positions) if runtime is not None and runtime.tokens else None
 
 
 def _deployment_call(method: str, parts: list[str], data: dict[str, Any] | None) -> Classification:

@@ -422,13 +422,43 @@ class Provider[RuntimeT]:
         """The credential Tollgate sends upstream, or None to let an anonymous caller's own pass
         (`own_credential`). `side` holds the side headers the caller sent (lower-case names,
         values stripped), `runtime` what `load_runtime` made, `model` the model the call asks the
-        upstream for (a pooled key whose circuit is open for it is not taken). Default: the caller's
-        key in `side_header`, else the next of the provider's keys."""
-        key = side.get(self._side_name)
-        if key:
-            return self.header_key(key, classification)
+        upstream for (a pooled key whose circuit is open for it is not taken). In this order for
+        every provider: the caller's own in its side headers (`side_credential`), the next key of
+        the pool its `runtime` holds for the call's resource (`own_pools`), the next of the
+        provider's keys, what else Tollgate holds for it (`held_credential`)."""
+        credential = self.side_credential(classification, side, settings)
+        if credential is not None:
+            return credential
+        own = self.own_pools(runtime).get(classification.resource or "") if runtime is not None else None
+        if own is not None:
+            key = own.take(model)
+            if key is not None:
+                pooled = self.header_key(key, classification, pooled=True)
+                pooled.pool = own
+                return pooled
         key = pool.take(model)
-        return None if key is None else self.header_key(key, classification, pooled=True)
+        if key is not None:
+            return self.header_key(key, classification, pooled=True)
+        return self.held_credential(classification, side, settings, runtime)
+
+    def side_credential(
+        self, classification: Classification, side: Mapping[str, str], settings: ProviderConfig
+    ) -> UpstreamCredential | None:
+        """The caller's own credential in its side headers, which goes before any of Tollgate's.
+        Default: the key in `side_header`, where the provider's keys go."""
+        key = side.get(self._side_name)
+        return self.header_key(key, classification) if key else None
+
+    def held_credential(
+        self,
+        classification: Classification,
+        side: Mapping[str, str],
+        settings: ProviderConfig,
+        runtime: RuntimeT | None,
+    ) -> UpstreamCredential | None:
+        """What Tollgate holds for the provider besides its keys, once none is left (a token of its
+        credentials, a signature). Default: nothing."""
+        return None
 
     def header_key(self, key: str, classification: Classification, pooled: bool = False) -> HeaderKey:
         name, value = self.injected(key, classification)

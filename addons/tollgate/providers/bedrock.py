@@ -14,7 +14,6 @@ from pydantic import Field, model_validator
 
 from tollgate.config_base import AwsCredentials, ProviderConfig
 from tollgate.credentials import sigv4
-from tollgate.credentials.keypool import KeyPool
 from tollgate.credentials.sigv4 import CredentialSource, SigV4Signature
 from tollgate.fingerprint import fingerprint
 from tollgate.formats import (
@@ -234,33 +233,34 @@ class Bedrock(Provider[CredentialSource]):
             return False  # the caller's own signature may go upstream: its body stays as signed
         return super().prepare(classification, body, index, inject_usage)
 
-    def upstream_credential(
-        self,
-        classification: Classification,
-        side: Mapping[str, str],
-        pool: KeyPool,
-        settings: ProviderConfig,
-        runtime: CredentialSource | None,
-        model: str | None = None,
+    def side_credential(
+        self, classification: Classification, side: Mapping[str, str], settings: ProviderConfig
     ) -> UpstreamCredential | None:
-        """X-AWS-Bearer-Token, else AWS credentials in the seed proxy's side headers, else the
-        provider's keys in turn, else `bearer_token`, else `credentials` (`runtime`); an
-        X-AWS-Region picks the region either signature is made for."""
+        """X-AWS-Bearer-Token, else AWS credentials in the seed proxy's side headers to sign with;
+        an X-AWS-Region picks the region the signature is made for."""
         key = side.get("x-aws-bearer-token")
         if key:
             return self.header_key(key, classification)  # a bearer token wins over keys to sign with
-        region = side.get("x-aws-region") or None
         access, secret = side.get("x-aws-access-key"), side.get("x-aws-secret-key")
+        if not (access and secret):
+            return None
         assert isinstance(settings, BedrockConfig)  # the model `settings_model` names
-        if access and secret:
-            frozen = sigv4.frozen_credentials(access, secret, side.get("x-aws-session-token") or None)
-            return self._signature(lambda: frozen, region, settings.region)
-        key = pool.take(model)
-        if key is not None:
-            return self.header_key(key, classification, pooled=True)
+        frozen = sigv4.frozen_credentials(access, secret, side.get("x-aws-session-token") or None)
+        return self._signature(lambda: frozen, side.get("x-aws-region") or None, settings.region)
+
+    def held_credential(
+        self,
+        classification: Classification,
+        side: Mapping[str, str],
+        settings: ProviderConfig,
+        runtime: CredentialSource | None,
+    ) -> UpstreamCredential | None:
+        """After the provider's keys: `bearer_token`, else `credentials` (`runtime`) to sign with,
+        for the region an X-AWS-Region picks."""
+        assert isinstance(settings, BedrockConfig)
         if settings.bearer_token:
             return self.header_key(settings.bearer_token, classification)
-        return None if runtime is None else self._signature(runtime, region, settings.region)
+        return None if runtime is None else self._signature(runtime, side.get("x-aws-region") or None, settings.region)
 
     @staticmethod
     def _signature(source: CredentialSource, asked: str | None, configured: str | None) -> SigV4Signature:

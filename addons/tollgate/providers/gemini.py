@@ -18,7 +18,6 @@ from tollgate.credentials.google_bearer import (
     GoogleTokens,
     load_tokens,
 )
-from tollgate.credentials.keypool import KeyPool
 from tollgate.formats import GEMINI_GENERATE, OPENAI_CHAT
 from tollgate.formats.exact import (
     CACHED_CONTENT,
@@ -206,21 +205,16 @@ class Gemini(Provider[GoogleTokens]):
     def upstream_host(self, host: str, settings: ProviderConfig) -> str | None:
         return None if client_cert_of(settings) else mtls_twin(host)
 
-    def upstream_credential(
+    def held_credential(
         self,
         classification: Classification,
         side: Mapping[str, str],
-        pool: KeyPool,
         settings: ProviderConfig,
         runtime: GoogleTokens | None,
-        model: str | None = None,
     ) -> UpstreamCredential | None:
-        """The caller's key in X-Gemini-Key, else the provider's keys in turn, else a token of
-        Tollgate's credentials (`runtime`)."""
-        credential = super().upstream_credential(classification, side, pool, settings, runtime, model)
-        if credential is None and runtime is not None:
-            return BearerToken(runtime, self.header_positions)
-        return credential
+        """A token of Tollgate's credentials (`runtime`), after the caller's key in X-Gemini-Key
+        and the provider's keys."""
+        return None if runtime is None else BearerToken(runtime, self.header_positions)
 
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
         # The SDKs' own choice: server-sent events rather than one JSON array.

@@ -18,7 +18,6 @@ from pydantic import Field
 
 from tollgate.config_base import ProviderConfig
 from tollgate.credentials.google_bearer import CLOUD_PLATFORM, QUOTA_PROJECT, BearerToken, GoogleTokens, load_tokens
-from tollgate.credentials.keypool import KeyPool
 from tollgate.fingerprint import fingerprint
 from tollgate.formats import ANTHROPIC_MESSAGES, CLAUDE_ON_VERTEX, GEMINI_GENERATE, anthropic_messages
 from tollgate.formats.anthropic_messages import on_vertex
@@ -315,27 +314,25 @@ class Vertex(Provider[VertexProject]):
     def check_headers(self, headers: Mapping[bytes, bytes]) -> None:
         _GEMINI.check_headers(headers)
 
-    def upstream_credential(
+    def side_credential(
+        self, classification: Classification, side: Mapping[str, str], settings: ProviderConfig
+    ) -> UpstreamCredential | None:
+        """The caller's own OAuth access token in X-Vertex-Token (the provider's keys are express
+        mode's API keys: the path goes as it came)."""
+        token = side.get(self._side_name)
+        if not token:
+            return None
+        return HeaderKey(b"authorization", f"Bearer {token}".encode(), self.header_positions, fingerprint(token))
+
+    def held_credential(
         self,
         classification: Classification,
         side: Mapping[str, str],
-        pool: KeyPool,
         settings: ProviderConfig,
         runtime: VertexProject | None,
-        model: str | None = None,
     ) -> UpstreamCredential | None:
-        """The caller's own token in X-Vertex-Token, else the provider's keys in turn (express
-        mode: the path goes as it came), else Tollgate's credentials, the call moved into their
-        project (`runtime`)."""
-        token = side.get(self._side_name)
-        if token:
-            return HeaderKey(b"authorization", f"Bearer {token}".encode(), self.header_positions, fingerprint(token))
-        key = pool.take(model)
-        if key is not None:
-            return self.header_key(key, classification, pooled=True)
-        if runtime is not None:
-            return BearerToken(runtime.tokens, self.header_positions, runtime.move)
-        return None
+        """Tollgate's credentials, the call moved into their project (`runtime`)."""
+        return None if runtime is None else BearerToken(runtime.tokens, self.header_positions, runtime.move)
 
 
 def _long_running(method: str, action: str) -> Batch | None:

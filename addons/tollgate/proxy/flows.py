@@ -4,12 +4,13 @@ back, and refusals in the provider's own error shape (an MCP server's request: i
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 
 from mitmproxy import http
 from mitmproxy.proxy.mode_specs import LocalMode, ProxyMode, TransparentMode, WireGuardMode
 
 from tollgate.call import Call
-from tollgate.credentials.base import RequestParts
+from tollgate.credentials.base import RequestParts, UpstreamCredential
 from tollgate.formats.json_codec import encode_json
 from tollgate.formats.mcp.messages import RequestId, error_message
 from tollgate.formats.raw_headers import decoded, with_header
@@ -93,8 +94,37 @@ def call_of(flow: http.HTTPFlow) -> Call | None:
     return call if isinstance(call, Call) else None
 
 
+def body_size(flow: http.HTTPFlow, call: Call) -> int:
+    """The request body's size, which its prompt's tokens are estimated from (none for an upload
+    streamed unread)."""
+    return 0 if call.request.streamed_upload else len(flow.request.raw_content or b"")
+
+
 def provider_of(call: Call) -> Provider:
     return call.registry[call.route.target.provider]
+
+
+def apply_credential(flow: http.HTTPFlow, call: Call, credential: UpstreamCredential) -> None:
+    """The upstream credential on the call's request: the caller's credentials out and the
+    upstream's in, in one pass over the header fields (`CredentialUnavailable` when it cannot be
+    had), the path or Host a signature names; the key noted for its pool and the audit."""
+    provider = provider_of(call)
+    request = flow.request
+    if credential.pooled_key is not None:
+        pool = credential.pool if credential.pool is not None else call.loaded.pools[call.route.target.provider]
+        call.answer.pooled_key = (pool, credential.pooled_key)
+    elif call.answer.pooled_key is not None:  # a fallback to a provider without a pool: not the last key's
+        call.answer.pooled_key = None
+    for parameter in provider.query_positions:
+        request.query.pop(parameter, None)
+    applied = credential.apply(request.headers.fields, partial(request_parts, request, call))
+    request.headers.fields = applied.fields
+    if applied.path is not None:
+        request.data.path = applied.path
+    if applied.host is not None:
+        request.host = applied.host  # its Host header and :authority follow, as signed
+        call.route.upstream = f"https://{request.host}"
+    call.answer.upstream_key = applied.fingerprint
 
 
 def refuse(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tollgate.proxy.runner import AnyCallStep, CallSteps, Gateway
+from tollgate.proxy.stages.attempts import Attempts
 from tollgate.proxy.stages.audit import Audit, AuditGate
 from tollgate.proxy.stages.audit_export import AuditExporter
 from tollgate.proxy.stages.broker import Broker
@@ -91,6 +92,9 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
     )
     fallback = Fallback(shared, failover)
     upstream_watch = UpstreamWatch(shared)
+    # A failed attempt goes again: a retry on the next key, else the next fallback (`plan`); each
+    # attempt with a clock of its own.
+    attempts = Attempts(shared, fallback.next, upstream_watch.handle)
     stream_tap = StreamTap(shared)
     redact = Redact(shared)
     # Each request to an MCP server of `mcp.servers`, once its JSON-RPC is read: refused as
@@ -129,6 +133,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         tracing.handle,  # with traces on, the upstream's traceparent names the call's span
         *every_call,
         credential.handle,  # the caller's credential out, the upstream one in (a header, or a SigV4 signature)
+        attempts.handle,  # with `retry` or `fallbacks`, a failed attempt is looked at before it is answered
         upstream_watch.handle,  # the clock for the upstream's response headers (504 when it runs out)
         audit_gate.sent,  # in flight until its record is written (a process killed meanwhile: `worker lost`)
         # A path outside the model API (Bedrock's control plane): no virtual credential, and the
@@ -206,7 +211,15 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             "mcp_request": mcp_request.steps,
             "failover": failover.steps,
         },
-        load=[settings.load, listening.load, upstream_watch.load, stream_tap.load, websocket.load, drain.load],
+        load=[
+            settings.load,
+            listening.load,
+            upstream_watch.load,
+            attempts.load,
+            stream_tap.load,
+            websocket.load,
+            drain.load,
+        ],
         configure=[
             settings.configure,
             websocket.configure,
@@ -256,17 +269,12 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         # `providers.<name>.retry`, the call goes again on the next key (after a wait it asks), then
         # on its rule's next `fallbacks` target the policy allows.
         attempt_failed=[
-            upstream_watch.attempt_failed,
-            credential.again,  # the refused key rests; the retry's credential chosen
-            ledger.retry,  # a retry reserves anew (the failed attempt settled), or is not made
-            credential.retry,  # the retry's credential on the request, after its wait
-            ledger.fallback,  # no retry left, a fallback next: the failed target's attempt settled
-            fallback.attempt_failed,  # the next fallback the pipeline's `failover` steps let go
-            upstream_watch.go_again,
+            upstream_watch.attempt_failed,  # its clock stopped
+            attempts.attempt_failed,  # recorded; the refused key rests; a retry, a fallback or the end
         ],
         responseheaders=[
             classify.responseheaders,  # a provider's path that is no call (ChatGPT's web app) streams on
-            credential.responseheaders,  # a pooled key the upstream refused (401, 429) rests
+            attempts.responseheaders,  # a pooled key the upstream refused (401, 429) rests; the circuit counts
             fallback.forget,  # the request as its client sent it, kept for a fallback, let go
             upstream_watch.responseheaders,
             route.responseheaders,  # no Alt-Svc: the client's next call to the host comes here too
@@ -286,7 +294,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             drain.ended,
             fallback.forget,
             upstream_watch.error,
-            credential.error,
+            attempts.error,  # an upstream unreachable or late counts for its circuit
             stream_tap.error,
             redact.error,
             audit.error,

@@ -217,6 +217,15 @@ def test_the_default_upstream_credential_is_the_side_header_then_the_pool() -> N
     assert anthropic.upstream_credential(CONVERSE, {}, KeyPool([]), ProviderConfig(), None) is None
 
 
+def test_every_provider_chooses_its_upstream_credential_in_the_one_order() -> None:
+    """The order is written once (`Provider.upstream_credential`); a provider declares what
+    differs: its side credential, the pools its runtime holds, what else Tollgate holds for it."""
+    overriding = {
+        name for name, p in PROVIDERS.items() if type(p).upstream_credential is not Provider.upstream_credential
+    }
+    assert overriding == set()
+
+
 def test_a_header_key_replaces_the_callers_credentials_in_one_pass() -> None:
     key = OPENAI.upstream_credential(CHAT, {"x-openai-key": "sk-real"}, KeyPool([]), ProviderConfig(), None)
     assert key is not None

@@ -7,12 +7,15 @@ import time
 
 from mitmproxy import http
 
+from tollgate.call import Call
 from tollgate.config import Config
 from tollgate.fingerprint import fingerprint
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.failover import model_circuit
 from tollgate.proxy.runner import CallSteps
+from tollgate.proxy.stages.attempts import Attempts
 from tollgate.proxy.stages.credential import Credential
+from tollgate.proxy.state import Shared
 from tollgate.upstream import CIRCUIT
 
 from .conftest import configured, openai_flow
@@ -46,9 +49,18 @@ def test_credential_prefers_the_callers_side_header_and_removes_it():
     assert call.answer.upstream_key == fingerprint("sk-own")
 
 
+async def _no_fallback(flow: http.HTTPFlow, call: Call) -> bool:
+    return False
+
+
+def _attempts(shared: Shared) -> Attempts:
+    return Attempts(shared, _no_fallback, lambda flow, call: None)
+
+
 def test_each_attempt_counts_once_for_its_keys_circuit():
-    """A retried call's failed attempts count at `again` (its next key on at `retry`), its last attempt at its answer's headers;
-    a key whose circuit opens is not taken, and a call whose every key's is gets 503 circuit_open."""
+    """A retried call's failed attempts count as they fail (its next key on as it goes again), its
+    last attempt at its answer's headers; a key whose circuit opens is not taken, and a call whose
+    every key's is gets 503 circuit_open."""
     shared = configured(
         {
             "providers": {
@@ -60,27 +72,25 @@ def test_each_attempt_counts_once_for_its_keys_circuit():
             }
         }
     )
-    credential = Credential(shared)
+    credential, attempts = Credential(shared), _attempts(shared)
     flow, call = openai_flow(("authorization", "Bearer tg-virtual"), shared=shared)
     CallSteps(credential.handle).at_request(flow)
     used = [call.answer.upstream_key]
-    for _ in range(2):  # two attempts fail and go again (as `UpstreamWatch.go_again` then resets the count)
+    for _ in range(2):  # two attempts fail and go again
         flow.response = http.Response.make(503)
-        call.failover.retrying = True
-        credential.again(flow)
-        assert call.failover.retrying and credential.retry(flow) is None
+        assert attempts.attempt_failed(flow) is None
         used.append(call.answer.upstream_key)
-        call.failover.circuit_counted = False
     assert used == [fingerprint("sk-one"), fingerprint("sk-two"), fingerprint("sk-one")]
+    assert [a.upstream_key for a in call.failover.attempts or ()] == used[:2]
     flow.response = http.Response.make(503)  # the last attempt's answer goes to the client
-    credential.responseheaders(flow)
-    credential.responseheaders(flow)  # counted once, however often it is seen
+    attempts.responseheaders(flow)
+    attempts.responseheaders(flow)  # counted once, however often it is seen
     # sk-one failed twice in a row: only sk-two is taken now, until it fails once more.
     flow, call = openai_flow(("authorization", "Bearer tg-virtual"), shared=shared)
     CallSteps(credential.handle).at_request(flow)
     assert call.answer.upstream_key == fingerprint("sk-two")
     flow.response = http.Response.make(503)
-    credential.responseheaders(flow)
+    attempts.responseheaders(flow)
     flow, call = openai_flow(("authorization", "Bearer tg-virtual"), shared=shared)
     CallSteps(credential.handle).at_request(flow)
     assert flow.response is not None and flow.response.status_code == 503
@@ -95,7 +105,7 @@ def test_a_models_failures_rest_that_model_on_its_key_and_a_429_rests_the_key():
     shared = configured(
         {"providers": {"openai": {"keys": ["sk-one", "sk-two"], "circuit": {"failures": 1, "rest_s": 60}}}}
     )
-    credential = Credential(shared)
+    credential, attempts = Credential(shared), _attempts(shared)
     pool = shared.loaded.pools["openai"]
 
     def attempt(model: str, status: int | None = None) -> str | None:
@@ -106,7 +116,7 @@ def test_a_models_failures_rest_that_model_on_its_key_and_a_429_rests_the_key():
             return flow.response.headers["x-tollgate-error"]
         if status is not None:
             flow.response = http.Response.make(status, headers={"retry-after": "0"})
-            credential.responseheaders(flow)
+            attempts.responseheaders(flow)
         return {fingerprint("sk-one"): "one", fingerprint("sk-two"): "two"}[call.answer.upstream_key]
 
     assert [attempt("gpt-broken", 503), attempt("gpt-broken", 504), attempt("gpt-broken")] == [

@@ -4,38 +4,22 @@ caller's credential never goes upstream otherwise."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import math
-from collections.abc import Awaitable
-from functools import partial
 
 from mitmproxy import http
 
-from tollgate.call import Call, Failure
-from tollgate.credentials.base import UpstreamCredential
+from tollgate.call import Call
 from tollgate.credentials.errors import CredentialUnavailable
-from tollgate.credentials.keypool import CircuitOpen, KeyPool, retry_after_seconds
+from tollgate.credentials.keypool import CircuitOpen
 from tollgate.fingerprint import fingerprint
 from tollgate.formats.raw_headers import decoded, with_header
 from tollgate.formats.refusals import CIRCUIT_OPEN, NO_UPSTREAM_CREDENTIAL
-from tollgate.governance.failover import (
-    CONNECT,
-    DEFAULT_WHEN,
-    TIMEOUT,
-    failed,
-    fails_the_key,
-    model_circuit,
-    upstream_circuit,
-    wait_for,
-)
+from tollgate.governance.next_attempt import circuit_model, upstream_rest_left
 from tollgate.governance.subscriptions import plan_token
 from tollgate.providers.base import OwnCredential, Provider
-from tollgate.proxy.flows import call_of, credentials_of, provider_of, refuse, request_parts
+from tollgate.proxy.flows import apply_credential, credentials_of, provider_of, refuse
 from tollgate.proxy.state import Shared
-from tollgate.upstream import RESTING_STATUSES, SIDE_HEADERS, credential_for, open_circuit, rest_key
-
-logger = logging.getLogger(__name__)
+from tollgate.upstream import SIDE_HEADERS, credential_for
 
 # Every side header is removed from every call, whichever provider it names: a key sent to the
 # wrong provider must not travel on, nor stay in a saved flow.
@@ -67,7 +51,7 @@ class Credential:
             return
         call.caller.caller_credential = bool(side)
         try:
-            self._apply(flow, call, credential)
+            apply_credential(flow, call, credential)
         except CredentialUnavailable as e:
             self._refuse(flow, call, str(e))
             return
@@ -89,18 +73,11 @@ class Credential:
     def _upstream_rests(self, flow: http.HTTPFlow, call: Call) -> bool:
         """A call with no pooled key is refused while its upstream's circuit is open, for every
         model or for the call's."""
-        left = self._upstream_rest_left(call)
+        left = upstream_rest_left(call, self.shared.circuits)
         if left <= 0:
             return False
         self._circuit_open(flow, call, left)
         return True
-
-    def _upstream_rest_left(self, call: Call) -> float:
-        model = circuit_model(call)
-        if model is None:
-            return 0.0
-        circuits, whole = self.shared.circuits, upstream_circuit(call.route.target.provider, call.route.upstream)
-        return max(circuits.rest_left(whole), circuits.rest_left(model_circuit(whole, model)))
 
     @staticmethod
     def _circuit_open(flow: http.HTTPFlow, call: Call, rest_left: float) -> None:
@@ -112,27 +89,6 @@ class Credential:
             f" {call.route.target.model!r}) failed too often in a row and rests ({math.ceil(rest_left)} s left)",
             {"retry-after": str(max(1, math.ceil(rest_left)))},
         )
-
-    def _apply(self, flow: http.HTTPFlow, call: Call, credential: UpstreamCredential) -> None:
-        provider = provider_of(call)
-        request = flow.request
-        if credential.pooled_key is not None:
-            pool = credential.pool if credential.pool is not None else call.loaded.pools[call.route.target.provider]
-            call.answer.pooled_key = (pool, credential.pooled_key)
-        elif call.answer.pooled_key is not None:  # a fallback to a provider without a pool: not the last key's
-            call.answer.pooled_key = None
-        for parameter in provider.query_positions:
-            request.query.pop(parameter, None)
-        # The caller's credentials out and the upstream's in, in one pass over the header fields
-        # (CredentialUnavailable when it cannot be had).
-        applied = credential.apply(request.headers.fields, partial(request_parts, request, call))
-        request.headers.fields = applied.fields
-        if applied.path is not None:
-            request.data.path = applied.path
-        if applied.host is not None:
-            request.host = applied.host  # its Host header and :authority follow, as signed
-            call.route.upstream = f"https://{request.host}"
-        call.answer.upstream_key = applied.fingerprint
 
     @staticmethod
     def _side_headers_out(request: http.Request, call: Call) -> dict[str, str]:
@@ -193,113 +149,6 @@ class Credential:
         refuse(flow, call, NO_UPSTREAM_CREDENTIAL, message)
         call.answer.error = "no upstream credential"
 
-    def responseheaders(self, flow: http.HTTPFlow) -> None:
-        call = call_of(flow)
-        if call is None or flow.response is None or call.answer.answered_by_tollgate:
-            return
-        if call.answer.pooled_key is not None:
-            self._rest_refused_key(flow.response, call.answer.pooled_key)
-        self._count(call, flow.response.status_code, None)
-
-    def error(self, flow: http.HTTPFlow) -> None:
-        """After `UpstreamWatch.error`: an upstream unreachable or late counts for its circuit."""
-        call = call_of(flow)
-        if call is not None and call.answer.failure in (Failure.UPSTREAM_UNREACHABLE, Failure.UPSTREAM_TIMEOUT):
-            self._count(call, None, self._failure_kind(call))
-
-    def _count(self, call: Call, status: int | None, kind: str | None) -> None:
-        """The attempt's outcome for its key's or upstream's circuits (`providers.<name>.circuit`):
-        a failure as `retry.when` says (else `DEFAULT_WHEN`) counts for the key or upstream when it
-        is the key's (429, a failed connection: `fails_the_key`), else for the model the call asked
-        for there, which alone then rests on that key or upstream; any other answer closes both."""
-        settings = call.loaded.providers[call.route.target.provider]
-        circuit = settings.circuit
-        model = circuit_model(call)
-        if circuit is None or model is None or call.failover.circuit_counted:
-            return
-        call.failover.circuit_counted = True
-        pooled = call.answer.pooled_key
-        whole = (
-            call.answer.upstream_key
-            if pooled is not None
-            else upstream_circuit(call.route.target.provider, call.route.upstream)
-        )
-        assert whole is not None
-        circuits, for_model = self.shared.circuits, model_circuit(whole, model)
-        if not failed(status, kind, settings.retry.when if settings.retry is not None else DEFAULT_WHEN):
-            circuits.succeeded(whole)
-            circuits.succeeded(for_model)
-            return
-        of_key = fails_the_key(status, kind)
-        name = whole if of_key else for_model
-        if circuits.failed(name, circuit.failures):
-            pool, key = pooled if pooled is not None else (None, None)
-            rested = None if of_key else model
-            open_circuit(pool, key, name, circuit.rest_s, circuits, self.shared.ledger, rested)
-            what = f"key {whole}" if pooled is not None else f"upstream {call.route.upstream}"
-            if not of_key:
-                what += f" (model {model!r})"
-            rest = f"{circuit.rest_s:g} s"
-            provider = call.route.target.provider
-            logger.warning(f"Tollgate: {provider} {what} failed {circuit.failures} calls in a row: it rests {rest}")
-
-    def _rest_refused_key(self, response: http.Response, pooled: tuple[KeyPool, str]) -> None:
-        if response.status_code in RESTING_STATUSES:
-            pool, key = pooled
-            rest_key(pool, key, response.headers.get("retry-after"), self.shared.ledger)
-
-    def again(self, flow: http.HTTPFlow) -> None:
-        """A failed attempt's call goes again (`UpstreamWatch.attempt_failed`): the key the provider
-        refused rests, and the next credential is chosen, with the wait its Retry-After or its rest
-        asks (none past `retry.max_wait_s`: no retry). It goes on the request in `retry`, once the
-        ledger has room for the retry: until then the call's key is the failed attempt's."""
-        call = call_of(flow)
-        if call is None or not (call.failover.retrying or call.failover.falling_back):
-            return
-        response = flow.response
-        refused_key = response is not None and response.status_code in RESTING_STATUSES
-        if call.answer.pooled_key is not None and response is not None:
-            self._rest_refused_key(response, call.answer.pooled_key)
-        status = response.status_code if response is not None else None
-        self._count(call, status, None if status is not None else self._failure_kind(call))
-        retry = call.loaded.providers[call.route.target.provider].retry
-        if not call.failover.retrying or retry is None:
-            return  # no retry left: a fallback, if any, is next (`Fallback`)
-        try:
-            credential = credential_for(call.loaded, provider_of(call), call.sent(), model=circuit_model(call))
-        except CircuitOpen:  # every key rests: the failed attempt's answer stands
-            call.failover.retrying = False
-            return
-        if credential is not None and credential.pooled_key is None and self._upstream_circuit_open(call):
-            call.failover.retrying = False
-            return
-        rest_left = None
-        if credential is not None and credential.pooled_key is not None:
-            pool = credential.pool if credential.pool is not None else call.loaded.pools[call.route.target.provider]
-            rest_left = pool.rest_left(credential.pooled_key)
-        retry_after = None
-        if response is not None and "retry-after" in response.headers:
-            retry_after = retry_after_seconds(response.headers["retry-after"])
-        wait = wait_for(rest_left, retry_after, refused_key, retry.max_wait_s)
-        if credential is None or wait is None:
-            call.failover.retrying = False
-            return
-        call.failover.next_credential = (credential, wait)
-
-    def retry(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
-        """After `Ledger.retry`: the credential `again` chose goes on the request once its wait is
-        over (a signature made anew over it, a token current then); a retry not made takes none."""
-        call = call_of(flow)
-        if call is None or call.failover.next_credential is None:
-            return None
-        (credential, wait), call.failover.next_credential = call.failover.next_credential, None
-        if not call.failover.retrying:
-            return None
-        if wait > 0:
-            return self._apply_after(flow, call, credential, wait)
-        self._apply_again(flow, call, credential)
-        return None
-
     def fallback(self, flow: http.HTTPFlow, call: Call) -> None:
         """A call step of a failover attempt, last: its fallback target's credential on the request,
         one of Tollgate's (never the caller's); refused when none can be had, so it is skipped."""
@@ -315,30 +164,9 @@ class Credential:
         if credential.pooled_key is None and self._upstream_rests(flow, call):
             return
         try:
-            self._apply(flow, call, credential)
+            apply_credential(flow, call, credential)
         except CredentialUnavailable as e:
             self._refuse(flow, call, str(e))
-
-    @staticmethod
-    def _failure_kind(call: Call) -> str:
-        return TIMEOUT if call.answer.failure is Failure.UPSTREAM_TIMEOUT else CONNECT
-
-    def _upstream_circuit_open(self, call: Call) -> bool:
-        return self._upstream_rest_left(call) > 0
-
-    async def _apply_after(self, flow: http.HTTPFlow, call: Call, credential: UpstreamCredential, wait: float) -> None:
-        # Applied once the wait is over: a signature is dated, and a token may expire meanwhile.
-        await asyncio.sleep(wait)
-        if not flow.client_conn.connected:  # its client left meanwhile: nothing goes again
-            call.failover.retrying = False
-            return
-        self._apply_again(flow, call, credential)
-
-    def _apply_again(self, flow: http.HTTPFlow, call: Call, credential: UpstreamCredential) -> None:
-        try:
-            self._apply(flow, call, credential)
-        except CredentialUnavailable:  # the failed attempt's answer stands
-            call.failover.retrying = False
 
 
 def pin_tenant(request: http.Request, call: Call) -> None:
@@ -347,17 +175,6 @@ def pin_tenant(request: http.Request, call: Call) -> None:
     pin = call.loaded.tenant_pins.get(call.route.target.provider)
     if pin is not None:
         request.headers.fields = with_header(request.headers.fields, *pin)
-
-
-def circuit_model(call: Call) -> str | None:
-    """The model a call's circuits count it for: the name sent upstream, in lower case where the
-    provider reads names so (Azure's deployments), "" for a call naming none; None when its
-    provider has no `circuit`."""
-    target = call.route.target
-    if call.loaded.providers[target.provider].circuit is None:
-        return None
-    model = target.model or ""
-    return model.lower() if call.registry[target.provider].models_ignore_case else model
 
 
 def drop_credentials_of(provider: Provider, request: http.Request) -> None:

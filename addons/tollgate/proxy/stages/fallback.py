@@ -13,7 +13,6 @@ back as it was, and the next fallback is tried."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -99,15 +98,6 @@ class Fallback:
         # routed, prepared, reserved, decided, given its credential.
         self._steps = steps
 
-    def attempt_failed(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
-        """After `Ledger.fallback`, before `UpstreamWatch.go_again`: a failed target with no retry
-        left (none configured, the last made, or none that can be made)."""
-        call = call_of(flow)
-        if call is None or not call.failover.falling_back:
-            return None
-        call.failover.falling_back = False
-        return None if call.failover.retrying else self._next(flow, call)
-
     def forget(self, flow: http.HTTPFlow) -> None:
         """At the answer's headers or the call's error: no fallback is left to write, and the
         request the client sent (a prompt) is let go."""
@@ -115,7 +105,10 @@ class Fallback:
         if call is not None:
             call.failover.client_request = None
 
-    async def _next(self, flow: http.HTTPFlow, call: Call) -> None:
+    async def next(self, flow: http.HTTPFlow, call: Call) -> bool:
+        """A failed target with no retry left (`Attempts`): its fallbacks tried in turn, each
+        through the pipeline's `failover` steps, until one goes (True) or none is left (False: the
+        failed attempt's answer stands)."""
         failover = call.failover
         while failover.fallbacks:
             (provider, model), failover.fallbacks = failover.fallbacks[0], failover.fallbacks[1:]
@@ -126,13 +119,11 @@ class Fallback:
             if pending is not None:
                 await pending
             if attempt.response is None:
-                assert failover.attempts is not None
-                failover.target_attempts_from = len(failover.attempts)
-                failover.retrying = True
                 call.request.body, call.request.client_body, call.request.headers = None, None, {}
-                return
+                return True
             logger.info(f"Tollgate: fallback to {provider} {model} skipped: {_why(call)}")
             before.restore(flow, call)
+        return False
 
 
 def _attempt_flow(flow: http.HTTPFlow, call: Call, attempt: _Attempt) -> http.HTTPFlow:

@@ -20,19 +20,14 @@ from tollgate.formats.refusals import (
     POLICY_DENIED,
     RATE_LIMITED,
 )
-from tollgate.formats.usage import Usage
 from tollgate.governance.limits import (
     NOTHING,
     Counter,
     Estimate,
     Reserved,
-    batch_output,
     charges,
     counters,
     deny_reason,
-    estimate_tokens,
-    generates,
-    held_input_bound,
     refusal_message,
     retry_after,
     unenforceable,
@@ -40,10 +35,8 @@ from tollgate.governance.limits import (
     unenforceable_reason,
     usage_facts,
 )
-from tollgate.governance.max_output import max_output_tokens
-from tollgate.governance.pricing import MIXED_MODALITY_ENDPOINTS, cost_nanousd
-from tollgate.governance.settlement import attempt_used, spends_nothing, used
-from tollgate.proxy.flows import call_of, refuse
+from tollgate.governance.settlement import estimate_use, used
+from tollgate.proxy.flows import body_size, refuse
 from tollgate.proxy.state import Shared
 from tollgate.records.ledger.store import Charge, Reservation, Store, StoreError
 
@@ -79,7 +72,7 @@ class Ledger:
             call.verdict.deny_reasons = (unenforceable_reason(counter, endpoint),)
             refuse(flow, call, LIMIT_UNENFORCEABLE, unenforceable_message(counter, endpoint, batch))
             return None
-        estimate = self._estimate(flow, call, model)
+        estimate = estimate_use(call, body_size(flow, call), model)
         if estimate.nanousd is None and any(c.metric == "usd" for c in found):
             # Spending that cannot be counted is not let go past a cap on it.
             unpriced = next(c for c in found if c.metric == "usd")
@@ -107,41 +100,6 @@ class Ledger:
             return self._reserve(flow, call, store, wanted, found, estimate, now)
         self._reserved(flow, call, store, reservation, found, estimate, now)
         return None
-
-    def _estimate(self, flow: http.HTTPFlow, call: Call, model: str | None) -> Estimate:
-        """What the call may use: its prompt (its body's size), and each answer's bound times the
-        answers it asks for; a batch's, all its requests' together."""
-        if spends_nothing(call):
-            return Estimate(1, 0, 0)  # one request, priced or not
-        classification = call.classification
-        facts = classification.facts
-        body_size = 0 if call.request.streamed_upload else len(flow.request.raw_content or b"")
-        reserve_output = call.loaded.config.ledger.reserve_output_tokens
-        batch = facts.batch
-        if batch is not None:  # bounded: an unbounded one was refused, or no token or USD cap applies
-            prompt = estimate_tokens(body_size, None, False, reserve_output)[0]
-            answer = batch_output(batch, max_output_tokens(model), reserve_output) if batch.bounded else 0
-            requests = batch.requests or 1
-        else:
-            prompt, answer = estimate_tokens(
-                body_size,
-                facts.max_tokens,
-                generates(classification.endpoint, facts),
-                reserve_output,
-                facts.answers,
-                None if facts.max_tokens is not None else max_output_tokens(model),
-            )
-            if facts.input_held:  # the provider adds what it holds to the input: up to the whole window
-                window = call.loaded.prices.context_window(call.route.target.provider, model)
-                prompt = held_input_bound(prompt, window, call.loaded.config.ledger.reserve_input_tokens)
-            requests = 1
-        rate = call.loaded.prices.rate(
-            call.route.target.provider, model, call.caller.client, call.caller.groups, None, facts.price_context()
-        )
-        if rate is not None and classification.endpoint in MIXED_MODALITY_ENDPOINTS:
-            rate = rate.highest()  # its tokens may be audio, priced above text
-        nanousd = None if rate is None else cost_nanousd(rate, Usage(input_tokens=prompt, output_tokens=answer))
-        return Estimate(requests, prompt + answer, nanousd, job=batch is not None)
 
     async def _reserve(
         self,
@@ -187,84 +145,6 @@ class Ledger:
             return
         call.ledger.reserved = Reserved(store, tuple(found), estimate)
         call.ledger.usage_counters = usage_facts(found, reservation.values)
-
-    def retry(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
-        """In `attempt_failed`, between `Credential.again` and `Credential.retry`: a retry reserves
-        anew on the limits that apply, once the failed attempt is settled (`settle_attempt`);
-        without room it is not made (a fallback may be next)."""
-        call = call_of(flow)
-        if call is None or not call.failover.retrying or not call.loaded.limits:
-            return None
-        return self._reserve_retry(flow, call)
-
-    async def _reserve_retry(self, flow: http.HTTPFlow, call: Call) -> None:
-        self.settle_attempt(flow, call)
-        reserved = await self.reserve_again(flow, call)
-        if reserved is False:
-            call.failover.retrying = False
-            logger.info(f"Tollgate: retry of a {call.route.target.provider} call not made: a limit has no room for it")
-            return
-        assert reserved is not True
-        call.ledger.reserved = reserved
-
-    def fallback(self, flow: http.HTTPFlow) -> None:
-        """In `attempt_failed`, after `Credential.retry`, before `Fallback`: a failed target with no
-        retry left, whose fallbacks go next, has its attempt settled (`settle_attempt`). Each
-        fallback then reserves anew as a call does (`handle`, in the pipeline's `failover`)."""
-        call = call_of(flow)
-        if call is not None and call.failover.falling_back and not call.failover.retrying:
-            self.settle_attempt(flow, call)
-
-    def settle_attempt(self, flow: http.HTTPFlow, call: Call) -> None:
-        """A failed attempt's reservation, as its call goes again: kept once its request went
-        upstream (one request where the upstream answered, all of it where it did not), given back
-        where it never left (`limits.attempt_used`)."""
-        reserved, call.ledger.reserved = call.ledger.reserved, None
-        if reserved is None:
-            return
-        status = flow.response.status_code if flow.response is not None else None
-        spent = attempt_used(call, reserved.estimate, status)
-        call.ledger.summary_counted = call.rolled_up is not None
-        reserved.settle(spent)
-
-    async def reserve_again(self, flow: http.HTTPFlow, call: Call) -> Reserved | bool | None:
-        """A retry's own reservation, on the limits its model matches: the new one (None: no limit
-        applies), or False when it is not to be made (a limit without room, a USD cap without a
-        price, a job it cannot bound, the store failed under `on_store_error: deny`). Nothing is
-        refused: the failed attempt's answer stands if nothing goes again."""
-        limits = call.loaded.limits
-        store = self.shared.ledger
-        if not limits or call.classification.service or store is None:
-            return None
-        model = call.target_model
-        who = call.caller
-        found = counters(
-            limits.applying(call.route.target.provider, model, who.client, who.groups),
-            who.client,
-            who.groups,
-            time.time(),
-        )
-        if not found:
-            return None
-        batch = call.classification.facts.batch
-        if batch is not None and not batch.bounded and unenforceable(found) is not None:
-            return False
-        estimate = self._estimate(flow, call, model)
-        if estimate.nanousd is None and any(c.metric == "usd" for c in found):
-            return False
-        wanted = charges(found, estimate)
-        try:
-            reservation = store.reserve_now(wanted)
-            if reservation is None:
-                reservation = await store.reserve(wanted)
-        except StoreError as e:
-            call.ledger.error = str(e)
-            logger.error(f"Tollgate: ledger store failed on a retry: {e}")
-            return None if call.loaded.config.ledger.on_store_error == "allow" else False
-        if not reservation.granted:
-            return False
-        call.ledger.usage_counters = usage_facts(found, reservation.values)
-        return Reserved(store, tuple(found), estimate)
 
     def _store_failed(self, flow: http.HTTPFlow, call: Call, error: str) -> None:
         call.ledger.error = error

@@ -25,15 +25,14 @@ back meanwhile, as a response.create being reserved is, the client's later messa
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mitmproxy import ctx, http
+from mitmproxy import http
 from mitmproxy.websocket import WebSocketMessage
 
 from tollgate.call import Call, Caller, Route
@@ -50,7 +49,8 @@ from tollgate.formats.openai_realtime.responses import (
 )
 from tollgate.formats.refusals import BAD_REQUEST
 from tollgate.formats.request_facts import Classification, RequestFacts
-from tollgate.proxy.flows import CALL, call_of, refuse
+from tollgate.proxy.flows import call_of, refuse
+from tollgate.proxy.sockets import SocketRunner, Waiting, inject
 from tollgate.proxy.state import Shared
 from tollgate.records.audit_record import audit_record
 
@@ -62,9 +62,6 @@ logger = logging.getLogger(__name__)
 # The client events whose text a model reads: what the guardrails read.
 GUARDED = frozenset(("session.update", "conversation.item.create", "response.create"))
 
-# The headers of a refusal that its error event carries (inside its `error`, as for the Responses WebSocket).
-EVENT_HEADERS = ("x-tollgate-error", "x-tollgate-request-id", "retry-after")
-
 
 @dataclass(slots=True)
 class Response:
@@ -75,14 +72,6 @@ class Response:
     event_id: str | None = None
     deciding: bool = False
     ended: bool = False
-
-
-@dataclass(slots=True)
-class Waiting:
-    """A client message that came while a response before it was being reserved: it waits its turn."""
-
-    content: bytes
-    is_text: bool
 
 
 @dataclass(slots=True)
@@ -115,7 +104,9 @@ class Session:
         return [*self.asked, *self.answering.values()]
 
 
-class RealtimeSocket:
+class RealtimeSocket(SocketRunner[Session]):
+    failed = "Tollgate: reserving a Realtime response failed; its message was not sent"
+
     def __init__(
         self,
         shared: Shared,
@@ -126,7 +117,7 @@ class RealtimeSocket:
         charge: Callable[[Call], None],
         unexpired: Callable[[http.HTTPFlow, Call], None],
     ) -> None:
-        self.shared = shared
+        super().__init__(shared)
         # Identify's: a call refused once its session's virtual key is removed or has expired.
         self._unexpired = unexpired
         self._guarded = guarded  # what a message a model reads goes through: the guardrails
@@ -134,29 +125,6 @@ class RealtimeSocket:
         self._record = record  # the audit's: a refused response's record
         self._settle = settle  # the ledger's: a response's reservation settled (its usage is its session's)
         self._charge = charge  # the ledger's: a response refused once begun, charged what it uses
-        self._sessions: dict[http.HTTPFlow, Session] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def websocket_message(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
-        session = self._session(flow)
-        if session is None:
-            return None
-        assert flow.websocket is not None
-        message = flow.websocket.messages[-1]
-        if message.injected:  # Tollgate's own: a message it let go once reserved, a cancel, an error event
-            return None
-        if not message.from_client:
-            return self._server_event(flow, session, message.content) if session.limited else None
-        if session.busy or session.waiting:
-            message.drop()
-            session.waiting.append(Waiting(message.content, message.is_text))
-            return None
-        try:
-            self._take(flow, session, message.content, message.is_text, message)
-        except Exception:  # never sent unreserved; the hook goes on, to keep the message out of the flow
-            logger.exception("Tollgate: reserving a Realtime response failed; its message was not sent")
-            message.drop()
-        return None
 
     def _session(self, flow: http.HTTPFlow) -> Session | None:
         session = self._sessions.get(flow)
@@ -185,31 +153,26 @@ class RealtimeSocket:
         if is_text:
             guarded = self._guard(flow, session, content, message)
             if isinstance(guarded, Guarding):
-                if message is not None:
-                    message.drop()  # sent by Tollgate once read, in its turn
-                session.busy = True
-                self._spawn(self._once_guarded(flow, session, guarded))
+                assert guarded.pending is not None
+                self._hold(
+                    flow,
+                    session,
+                    message,  # sent by Tollgate once read, in its turn
+                    guarded.pending,
+                    lambda: self._reserve_guarded(flow, session, guarded),
+                    lambda: None,
+                    "Tollgate: reading a Realtime event failed; it was not sent",
+                )
                 return
             if guarded is None:
                 return  # refused
             content = guarded
         self._reserve(flow, session, content, is_text, message)
 
-    async def _once_guarded(self, flow: http.HTTPFlow, session: Session, guarding: Guarding) -> None:
-        try:
-            if guarding.pending is not None:
-                await guarding.pending
-        finally:
-            session.busy = False
-        if session.closed:  # the WebSocket ended meanwhile: the message never went
-            return
-        try:
-            content = self._guarded_content(flow, session, guarding, None)
-            if content is not None:
-                self._reserve(flow, session, content, True, None)
-        except Exception:
-            logger.exception("Tollgate: reading a Realtime event failed; it was not sent")
-        self._take_waiting(flow, session)
+    def _reserve_guarded(self, flow: http.HTTPFlow, session: Session, guarding: Guarding) -> None:
+        content = self._guarded_content(flow, session, guarding, None)
+        if content is not None:
+            self._reserve(flow, session, content, True, None)
 
     def _reserve(
         self, flow: http.HTTPFlow, session: Session, content: bytes, is_text: bool, message: WebSocketMessage | None
@@ -225,45 +188,15 @@ class RealtimeSocket:
         call = self._response_call(session, create.facts, content)
         exchange = self._exchange(flow, call, content)
         response = Response(call, create.event_id)
-        pending = self._steps.run(exchange, call)
-        if pending is None:
-            self._conclude(flow, session, response, exchange, content, message)
-            return
-        if message is not None:
-            message.drop()  # sent by Tollgate once reserved, in its turn
-        session.busy = True
-        self._spawn(self._once_reserved(flow, session, response, exchange, content, pending))
-
-    async def _once_reserved(
-        self,
-        flow: http.HTTPFlow,
-        session: Session,
-        response: Response,
-        exchange: http.HTTPFlow,
-        content: bytes,
-        pending: Awaitable[None],
-    ) -> None:
-        try:
-            await pending
-        finally:
-            session.busy = False
-        if session.closed:  # the WebSocket ended meanwhile: the message never went
-            self._release(response.call)
-            return
-        try:
-            self._conclude(flow, session, response, exchange, content, None)
-        except Exception:
-            logger.exception("Tollgate: reserving a Realtime response failed; its message was not sent")
-        self._take_waiting(flow, session)
-
-    def _take_waiting(self, flow: http.HTTPFlow, session: Session) -> None:
-        """The client messages that came while one before them was held back, each in its turn."""
-        while session.waiting and not session.busy and not session.closed:
-            waiting = session.waiting.popleft()
-            try:
-                self._take(flow, session, waiting.content, waiting.is_text, None)
-            except Exception:
-                logger.exception("Tollgate: reserving a Realtime response failed; its message was not sent")
+        self._run(
+            flow,
+            session,
+            message,  # sent by Tollgate once reserved, in its turn
+            self._steps.run(exchange, call),
+            lambda message: self._conclude(flow, session, response, exchange, content, message),
+            lambda: self._release(response.call),
+            self.failed,
+        )
 
     def _conclude(
         self,
@@ -323,14 +256,9 @@ class RealtimeSocket:
         event_id: str | None,
         message: WebSocketMessage | None,
     ) -> None:
-        if message is not None:
-            message.drop()
-        refused = exchange.response
-        assert refused is not None
-        body = parse_json(refused.content) or {}
-        headers = {name: refused.headers[name] for name in EVENT_HEADERS if name in refused.headers}
-        _inject(flow, to_client=True, content=encode_json(realtime_error(body, headers, event_id)))
-        call.answer.status = refused.status_code
+        self._refusal_event(
+            flow, call, exchange, message, lambda status, body, headers: realtime_error(body, headers, event_id)
+        )
         self._record(call)
 
     def _guard(
@@ -376,6 +304,10 @@ class RealtimeSocket:
     # ---- the server's events
 
     def _server_event(self, flow: http.HTTPFlow, session: Session, content: bytes) -> Awaitable[None] | None:
+        """Under limits, what a server event tells of the responses; else it goes as it came."""
+        return self._response_event(flow, session, content) if session.limited else None
+
+    def _response_event(self, flow: http.HTTPFlow, session: Session, content: bytes) -> Awaitable[None] | None:
         try:
             event = server_event(content)
         except Exception:  # a reader fault must not stop the hook: the message goes on regardless
@@ -448,7 +380,7 @@ class RealtimeSocket:
         call = response.call
         if exchange.response is not None:  # no room: stopped, and charged what it used until then
             if not response.ended and not session.closed:
-                _inject(flow, to_client=False, content=encode_json(cancel(response_id)))
+                inject(flow, to_client=False, content=encode_json(cancel(response_id)))
             if not session.closed:
                 self._refused(flow, call, exchange, None, None)
             else:
@@ -507,32 +439,6 @@ class RealtimeSocket:
         call.answer.upstream_key, call.trace.context = s.answer.upstream_key, s.trace.context
         call.request.transport = "websocket"
         return call
-
-    @staticmethod
-    def _exchange(flow: http.HTTPFlow, call: Call, content: bytes) -> http.HTTPFlow:
-        """The request a response would be over HTTP, for the steps that read one."""
-        exchange = http.HTTPFlow(flow.client_conn, flow.server_conn)
-        exchange.request = http.Request.make(
-            "POST", f"https://{call.host}{call.path}", content, ((b"content-type", b"application/json"),)
-        )
-        exchange.metadata[CALL] = call
-        return exchange
-
-    @staticmethod
-    def _send(flow: http.HTTPFlow, content: bytes, message: WebSocketMessage | None) -> None:
-        if message is None:
-            _inject(flow, to_client=False, content=content)
-        elif message.content != content:  # redacted
-            message.content = content
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-
-def _inject(flow: http.HTTPFlow, to_client: bool, content: bytes) -> None:
-    ctx.master.addons.get("proxyserver").inject_websocket(flow, to_client, content, True)
 
 
 def _add_findings(session: Call, message: Call) -> None:

@@ -12,7 +12,6 @@ their turn behind it, so that none overtakes another."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import deque
@@ -20,12 +19,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from mitmproxy import ctx, http
+from mitmproxy import http
 from mitmproxy.websocket import WebSocketMessage
 
 from tollgate.call import Call, Caller, Failure, Route
 from tollgate.formats.exact import Unreadable
-from tollgate.formats.json_codec import encode_json, parse_json, read_request_json
+from tollgate.formats.json_codec import read_request_json
 from tollgate.formats.openai_responses import RESPONSES
 from tollgate.formats.openai_responses.socket import (
     RESPONSE_CREATE,
@@ -40,6 +39,7 @@ from tollgate.formats.refusals import BAD_REQUEST
 from tollgate.formats.request_facts import Classification
 from tollgate.proxy import patches
 from tollgate.proxy.flows import CALL, CLIENT_DISCONNECTED, call_of, refuse
+from tollgate.proxy.sockets import SocketRunner, Waiting
 from tollgate.proxy.state import Shared
 from tollgate.records.summary import dollars_text
 
@@ -48,18 +48,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# The headers of a refusal that its error event carries (inside its `error`, as OpenAI's do).
-EVENT_HEADERS = ("x-tollgate-error", "x-tollgate-request-id", "retry-after")
 # Where a message's exchange keeps the upstream its session goes to (`stays_on_the_socket`).
 SESSION_UPSTREAM = "tollgate.session_upstream"
-
-
-@dataclass(slots=True)
-class Waiting:
-    """A client message that came while one before it was being decided: it waits its turn."""
-
-    content: bytes
-    is_text: bool
 
 
 class Sent(NamedTuple):
@@ -138,42 +128,27 @@ def stays_on_the_socket(flow: http.HTTPFlow, call: Call) -> None:
     )
 
 
-class ResponsesSocket:
+class ResponsesSocket(SocketRunner[Session]):
+    failed = "Tollgate: deciding a message on the Responses WebSocket failed; it was not sent"
+
     def __init__(self, shared: Shared, steps: CallSteps, record: Callable[[Call], dict[str, Any]]) -> None:
-        self.shared = shared
+        super().__init__(shared)
         self._steps = steps  # what a response.create goes through: the audit gate, overrides, limits, policy
         self._record = record  # the audit's: a message's call ends
-        self._sessions: dict[http.HTTPFlow, Session] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
 
     def websocket_start(self, flow: http.HTTPFlow) -> None:
         """The session begins with its WebSocket (a drain closes one that has carried nothing yet)."""
         self._session(flow)
 
-    def websocket_message(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
-        session = self._session(flow)
-        if session is None:
-            return None
-        assert flow.websocket is not None
-        message = flow.websocket.messages[-1]
-        if message.injected:  # Tollgate's own: a message it let go once decided, or its error event
-            return None
-        if not message.from_client:
-            ended = self._server_event(session, message.content)
-            # The event that ends a counted response goes to the client once its settlement is
-            # written: mitmproxy relays the message after the hook.
-            store = None if ended is None else ended.ledger.settled_in
-            return None if store is None else store.flushed()
-        if session.busy or session.waiting:
-            message.drop()
-            session.waiting.append(Waiting(message.content, message.is_text))
-            return None
-        try:
-            self._take(flow, session, message.content, message.is_text, message)
-        except Exception:  # never sent undecided; and the hook goes on, to keep the message out of the flow
-            logger.exception("Tollgate: deciding a message on the Responses WebSocket failed; it was not sent")
-            message.drop()
-        return None
+    def _server_event(self, flow: http.HTTPFlow, session: Session, content: bytes) -> Awaitable[None] | None:
+        ended = self._response_event(session, content)
+        # The event that ends a counted response goes to the client once its settlement is
+        # written: mitmproxy relays the message after the hook.
+        store = None if ended is None else ended.ledger.settled_in
+        return None if store is None else store.flushed()
+
+    def _takes_waiting(self) -> bool:
+        return not self.shared.draining
 
     def _session(self, flow: http.HTTPFlow) -> Session | None:
         session = self._sessions.get(flow)
@@ -190,11 +165,7 @@ class ResponsesSocket:
         """A client message's turn: an acknowledgement goes on; a response.create is decided (at once,
         or held back while the ledger or policy is awaited); anything else is refused."""
         call = self._message_call(session)
-        exchange = http.HTTPFlow(flow.client_conn, flow.server_conn)
-        exchange.request = http.Request.make(
-            "POST", f"https://{call.host}{call.path}", content, ((b"content-type", b"application/json"),)
-        )
-        exchange.metadata[CALL] = call
+        exchange = self._exchange(flow, call, content)
         exchange.metadata[SESSION_UPSTREAM] = call.route.upstream
         try:
             if not is_text:
@@ -225,46 +196,22 @@ class ResponsesSocket:
             return
         call.request.body = data
         sent = Sent(content, where)
-        pending = self._steps.run(exchange, call)
-        if pending is None:
-            self._conclude(flow, session, call, exchange, sent, message)
-            return
-        if message is not None:
-            message.drop()  # sent by Tollgate once allowed, in its turn
-        session.busy = True
-        task = asyncio.get_running_loop().create_task(self._once_decided(flow, session, call, exchange, pending, sent))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._run(
+            flow,
+            session,
+            message,  # sent by Tollgate once allowed, in its turn
+            self._steps.run(exchange, call),
+            lambda message: self._conclude(flow, session, call, exchange, sent, message),
+            lambda: self._never_sent(session, call, exchange),
+            self.failed,
+        )
 
-    async def _once_decided(
-        self,
-        flow: http.HTTPFlow,
-        session: Session,
-        call: Call,
-        exchange: http.HTTPFlow,
-        pending: Awaitable[None],
-        sent: Sent,
-    ) -> None:
-        try:
-            await pending
-        finally:
-            session.busy = False
-        if session.closed:  # the WebSocket ended meanwhile: the message never went
-            if exchange.response is None:
-                call.answer.error = call.answer.error or "the WebSocket closed before the request was sent"
-            call.request.body = None
-            self._end(session, call)
-            return
-        try:
-            self._conclude(flow, session, call, exchange, sent, None)
-        except Exception:
-            logger.exception("Tollgate: deciding a message on the Responses WebSocket failed; it was not sent")
-        while session.waiting and not session.busy and not session.closed and not self.shared.draining:
-            waiting = session.waiting.popleft()
-            try:
-                self._take(flow, session, waiting.content, waiting.is_text, None)
-            except Exception:
-                logger.exception("Tollgate: deciding a message on the Responses WebSocket failed; it was not sent")
+    def _never_sent(self, session: Session, call: Call, exchange: http.HTTPFlow) -> None:
+        """A message held back whose WebSocket ended meanwhile: it never went."""
+        if exchange.response is None:
+            call.answer.error = call.answer.error or "the WebSocket closed before the request was sent"
+        call.request.body = None
+        self._end(session, call)
 
     def _conclude(
         self,
@@ -281,13 +228,9 @@ class ResponsesSocket:
         content, where = sent
         refused = exchange.response
         if refused is not None:
-            if message is not None:
-                message.drop()
-            body = parse_json(refused.content) or {}
-            headers = {name: refused.headers[name] for name in EVENT_HEADERS if name in refused.headers}
-            event = socket_error(refused.status_code, body, headers, where)
-            _inject(flow, to_client=True, content=encode_json(event))
-            call.answer.status = refused.status_code
+            self._refusal_event(
+                flow, call, exchange, message, lambda status, body, headers: socket_error(status, body, headers, where)
+            )
             self._end(session, call)
             return
         if call.route.target.model != call.route.requested.model or call.request.redacted:
@@ -296,13 +239,6 @@ class ResponsesSocket:
         self._send(flow, content, message)
         call.answer.request_sent = True
         session.unanswered.setdefault(where, deque()).append(call)
-
-    @staticmethod
-    def _send(flow: http.HTTPFlow, content: bytes, message: WebSocketMessage | None) -> None:
-        if message is not None:
-            message.content = content  # mitmproxy sends it on after the hook
-        else:
-            _inject(flow, to_client=False, content=content)
 
     def _message_call(self, session: Session) -> Call:
         """A message's call: the session's caller and upstream, the configuration now in force."""
@@ -328,7 +264,7 @@ class ResponsesSocket:
         call.request.transport = "websocket"
         return call
 
-    def _server_event(self, session: Session, content: bytes) -> Call | None:
+    def _response_event(self, session: Session, content: bytes) -> Call | None:
         """What a server event tells of the responses: the call it ends, if it ends one."""
         try:
             event = socket_event(content)
@@ -434,7 +370,3 @@ class ResponsesSocket:
             "client": session.call.caller.client,
             "request_ids": session.ended.request_ids,
         }
-
-
-def _inject(flow: http.HTTPFlow, to_client: bool, content: bytes) -> None:
-    ctx.master.addons.get("proxyserver").inject_websocket(flow, to_client, content, True)

@@ -9,23 +9,12 @@ import time
 from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
-from weakref import WeakSet
 
 from mitmproxy import connection, ctx, http, tls
 from mitmproxy.proxy import server_hooks
 
 from tollgate.call import Call, Failure
-from tollgate.config_base import RetryConfig
 from tollgate.formats.refusals import UPSTREAM_TIMEOUT, UPSTREAM_UNREACHABLE
-from tollgate.governance.failover import (
-    CONNECT,
-    TIMEOUT,
-    Attempt,
-    failed_status_error,
-    retries_errors,
-    retry_statuses,
-    status_condition,
-)
 from tollgate.governance.mcp import McpExchange
 from tollgate.proxy import patches
 from tollgate.proxy.flows import CLIENT_DISCONNECTED, call_of, refuse
@@ -63,9 +52,6 @@ class UpstreamWatch:
         self._open: set[str] = set()  # ids of the upstream connections open or opening
         self._setting_up: dict[str, SettingUp] = {}  # by server connection id
         self._abandoned: set[str] = set()  # ids of the connections given up while being set up
-        # The flows whose failed attempt `attempt_failed` recorded, until `go_again` sends them again
-        # or takes the record back (nothing went again: the record's last attempt is that one).
-        self._recorded: WeakSet[http.HTTPFlow] = WeakSet()
 
     def load(self, _loader: object) -> None:
         patches.end_flows_waiting_for_response()
@@ -110,8 +96,6 @@ class UpstreamWatch:
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> None:
         settings = call.loaded.providers[call.route.target.provider]
-        if (settings.retry is not None and settings.retry.attempts > 1) or call.failover.fallbacks:
-            self._may_go_again(flow, call)
         self._start_clock(flow, settings.timeout, partial(_timed_out, call, settings.timeout))
 
     def mcp(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
@@ -169,88 +153,10 @@ class UpstreamWatch:
                 other_timed_out()
         return True
 
-    @staticmethod
-    def _may_go_again(flow: http.HTTPFlow, call: Call) -> None:
-        """A call that failover may send again: read whole (not an upload streamed unread), of the
-        model API, with a credential of Tollgate's."""
-        c = call.classification
-        if call.request.streamed_upload or c.passthrough or c.session or call.caller.caller_credential:
-            return
-        retry = retry_of(call)
-        call.failover.attempt_started = time.time()
-        patches.may_resend(flow, retry_statuses(retry), retries_errors(retry))
-
     def attempt_failed(self, flow: http.HTTPFlow) -> None:
-        """An attempt failed before its answer began (`patches.AttemptFailedHook`): it is recorded,
-        and the call goes again (`Credential.again`, `Ledger.retry`, `Credential.retry`, then
-        `go_again`) while its provider's `retry` allows, the client still waits, and an attempt is
-        left."""
+        """First of an attempt that failed before its answer began (`patches.AttemptFailedHook`):
+        its clock stops; a call that goes again has a clock of its own (`Attempts`, `handle`)."""
         self._stop_clock(flow)
-        call = call_of(flow)
-        if call is None:
-            return
-        if call.loaded.providers[call.route.target.provider].retry is None and not call.failover.fallbacks:
-            return
-        retry = retry_of(call)
-        status = flow.response.status_code if flow.response is not None else None
-        if status is not None:
-            wanted = status_condition(status, retry.when)
-            error = failed_status_error(status)
-        else:
-            timed_out = call.answer.failure is Failure.UPSTREAM_TIMEOUT
-            wanted = (TIMEOUT if timed_out else CONNECT) in retry.when
-            message = flow.error.msg if flow.error else "unknown error"
-            error = call.answer.error if timed_out and call.answer.error else f"upstream unreachable: {message}"
-        if not wanted or not flow.client_conn.connected or patches.ended_by_client(flow):
-            return
-        retries_left = len(call.failover.attempts or ()) - call.failover.target_attempts_from + 1 < retry.attempts
-        if not retries_left and not call.failover.fallbacks:
-            return  # nothing goes again: this attempt is the call's last
-        now = time.time()
-        attempts = call.failover.attempts if call.failover.attempts is not None else []
-        begun = call.failover.attempt_started or call.started
-        attempts.append(
-            Attempt(
-                call.route.target.provider,
-                call.target_model,
-                status,
-                call.answer.upstream_key,
-                error,
-                round((now - begun) * 1000, 1),
-            )
-        )
-        call.failover.attempts = attempts
-        self._recorded.add(flow)
-        call.failover.retrying = retries_left
-        call.failover.falling_back = bool(call.failover.fallbacks)  # once no retry is left (`Fallback`)
-
-    def go_again(self, flow: http.HTTPFlow) -> None:
-        """Last of `attempt_failed`: the call goes again, on its new credential, with a clock of its
-        own; the failed attempt's status, error and first byte are forgotten."""
-        call = call_of(flow)
-        recorded = flow in self._recorded
-        self._recorded.discard(flow)
-        if call is None:
-            return
-        failover, answer = call.failover, call.answer
-        if not failover.retrying:
-            if recorded and failover.attempts:  # nothing goes again: the failed attempt is the call's last
-                failover.attempts.pop()
-            return
-        failover.retrying = False
-        answer.status = answer.error = answer.failure = answer.first_byte = None
-        failover.circuit_counted = False
-        answer.request_sent = False  # the next attempt's, once it has gone
-        failover.attempt_started = time.time()
-        settings = call.loaded.providers[call.route.target.provider]
-        assert failover.attempts is not None
-        retry = retry_of(call)
-        if len(failover.attempts) - failover.target_attempts_from + 1 >= retry.attempts and not failover.fallbacks:
-            patches.no_more_resends(flow)
-        elif failover.target_attempts_from == len(failover.attempts):  # a fallback's first: its provider's `retry.when`
-            patches.may_resend(flow, retry_statuses(retry), retries_errors(retry))
-        patches.resend(flow)
-        self._start_clock(flow, settings.timeout, partial(_timed_out, call, settings.timeout))
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         self._stop_clock(flow)
@@ -294,15 +200,6 @@ class UpstreamWatch:
         self._deadlines.clear()
         if self._sweeper is not None:
             self._sweeper.cancel()
-
-
-def retry_of(call: Call) -> RetryConfig:
-    """The provider's `retry`; for a call with fallbacks but none, one attempt on the default conditions."""
-    retry = call.loaded.providers[call.route.target.provider].retry
-    return retry if retry is not None else NO_RETRY
-
-
-NO_RETRY = RetryConfig(attempts=1)
 
 
 def _request_sent(flow: http.HTTPFlow) -> None:
