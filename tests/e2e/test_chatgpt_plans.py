@@ -99,7 +99,7 @@ def config(upstream: str, policy: str | None = None, allow: bool = True, **subsc
         "allow_anonymous": False,
         "subscriptions": {"allow": allow, "chatgpt": {"workspaces": [WORKSPACE, "ws-second"], **subscriptions}},
         "guardrails": [{"detect": ["secrets.aws_access_key_id", "secrets.aws_secret_access_key"], "action": "deny"}],
-        "limits": [{"match": {"model": "gpt-5-mini"}, "requests_per_minute": 1}],
+        "limits": [{"match": {"model": "gpt-5-mini"}, "requests_per_month": 1}],
     }  # fmt: skip
 
 
@@ -222,7 +222,7 @@ def test_a_limit_counts_codexs_calls(g, fake):
     assert first.get("text") == ANSWERS[0], first
     counted = g.last_audit()
     second = sse_call(g, model="gpt-5-mini")
-    assert (second["error"], second["status"], second["kind"]) == ("RateLimitError", 429, "rate_limited")
+    assert (second["error"], second["status"], second["kind"]) == ("RateLimitError", 429, "budget_exceeded")
     assert len(fake.requests) == 1
     assert [(r["client"], r["auth"], r["decision"], r["status"]) for r in (counted, g.last_audit())] == [
         ("alice", "subscription", "allow", 200),
