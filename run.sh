@@ -530,7 +530,8 @@ Commands:
   web                the same in mitmweb, which shows each call's summary in a browser
   env                print the exports that send this shell's clients through the proxy:
                      eval "$(./run.sh env)"
-  test               the whole suite: first installs what its end-to-end tests need, saying what
+  test               the whole suite: first says what its end-to-end tests need and why, then
+                     installs what is missing
   test unit          the unit tests only, the quick loop: installs nothing they do not need
   --help             this, then mitmdump's options
 
@@ -540,8 +541,8 @@ Options before mitmdump's (for the proxy and web):
                      wireguard[@[HOST:]PORT] or local[:PROCESS]
 TOLLGATE_LISTEN=HOST:PORT (or :PORT) in the environment moves the listen address.
 
-Tollgate's own command: .venv/bin/tollgate --help (check, policy, scan, audit verify, usage, key,
-token, serve, certs).
+Tollgate's own command: .venv/bin/tollgate --help (check, policy, scan, audit verify, usage,
+inventory, key, token, serve, certs).
 
 mitmdump's options:
 

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "addons"))
 
 from tollgate.records.audit_export import AuditExport  # noqa: E402
 
-# A call's record as the audit writes it (docs/configuration.md's example), varied per call.
+# A call's record as the audit writes it (docs/audit.md's example), varied per call.
 RECORD = {
     "event": "llm_call", "instance": "gw-1", "ts": "2026-11-22T08:30:12.345Z", "request_id": "",
     "client": "alice", "auth": "virtual_key", "groups": ["research"], "provider": "openai",

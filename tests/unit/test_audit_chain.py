@@ -707,7 +707,7 @@ def test_audit_verify_says_whole_or_names_each_fault_and_never_a_value(tmp_path:
 
 
 def test_the_docs_example_checks_a_chain(tmp_path: Path) -> None:
-    docs = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "audit.md").read_text()
     after = docs.index("Checking a chain takes a few lines")
     start = docs.index("```python\n", after) + len("```python\n")
     example = docs[start : docs.index("```", start)]

@@ -39,7 +39,7 @@ from tests.support.proxy import free_port
 from tollgate.config import load_config
 from tollgate.governance.policy import Policy
 
-# drain_s's default (docs/configuration.md): how long a pod's calls may take to finish after SIGTERM.
+# drain_s's default (docs/fleet.md): how long a pod's calls may take to finish after SIGTERM.
 DRAIN_S_DEFAULT = 30
 # Kubernetes releases validated against: the oldest still common, and the newest the schemas know.
 KUBERNETES_VERSIONS = ("1.29", "latest")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import typing
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,7 +33,7 @@ def test_every_cited_document_is_in_the_repository(folder: str) -> None:
     ("document", "passage"),
     [
         ("docs/performance.md", r"\*\*Audit writes in batches\.\*\*.*?(?=\n- )"),
-        ("docs/configuration.md", r"A thread of its\s+own writes the file.*?\."),
+        ("docs/audit.md", r"A thread of its\s+own writes the file.*?\."),
     ],
 )
 def test_the_docs_give_the_audit_writers_batch_delay_as_the_code_has_it(document: str, passage: str) -> None:
@@ -77,3 +79,110 @@ def test_the_architectures_map_names_modules_that_exist() -> None:
                 if not (base / name).exists():
                     missing.append(f"{heading}: {name}")
     assert named > 60 and missing == []
+
+
+def _slug(heading: str) -> str:
+    """The anchor GitHub gives a heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _anchors(document: Path) -> set[str]:
+    anchors: set[str] = set()
+    seen: dict[str, int] = {}
+    fenced = False
+    for line in document.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        heading = None if fenced else re.match(r"#{1,6} (.*)", line)
+        if heading:
+            slug = _slug(heading.group(1))
+            n = seen.get(slug, 0)
+            seen[slug] = n + 1
+            anchors.add(slug if n == 0 else f"{slug}-{n}")
+    return anchors
+
+
+def test_every_link_between_the_docs_lands() -> None:
+    """Each relative link of the README and the docs names a file that exists, and a heading of it
+    where it names one: pages split or headings renamed leave no link behind."""
+    documents = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    broken = []
+    for document in documents:
+        text = re.sub(r"```.*?```", "", document.read_text(encoding="utf-8"), flags=re.DOTALL)
+        text = re.sub(r"`[^`\n]*`", "", text)  # code, where `f(…)` is no link
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # a URL
+            path, _, anchor = target.partition("#")
+            linked = (document.parent / path).resolve() if path else document
+            if not linked.exists() or (anchor and linked.suffix == ".md" and anchor not in _anchors(linked)):
+                broken.append(f"{document.relative_to(ROOT)}: {target}")
+    assert broken == []
+
+
+# The page that documents each top-level key of tollgate.yaml.
+_PAGES = {
+    "providers": "providers.md",
+    "clients": "identity.md",
+    "allow_anonymous": "identity.md",
+    "identity": "identity.md",
+    "overrides": "routing.md",
+    "rollup": "routing.md",
+    "prices": "limits.md",
+    "limits": "limits.md",
+    "ledger": "limits.md",
+    "policy": "policy.md",
+    "guardrails": "guardrails.md",
+    "audit": "audit.md",
+    "metrics": "metrics.md",
+    "mcp": "mcp.md",
+    "subscriptions": "subscriptions.md",
+    "drain_s": "fleet.md",
+    "egress": "egress.md",
+}
+
+
+def _keys(model: type, prefix: str) -> Iterator[str]:
+    """Every key a model reads, dotted; a list's or a mapping's entries by their own keys."""
+    from pydantic import BaseModel
+
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{field.alias or name}"
+        yield key
+        stack = [field.annotation]
+        while stack:
+            kind = stack.pop()
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                yield from _keys(kind, f"{key}.")
+            else:
+                stack.extend(typing.get_args(kind))
+
+
+def _configuration_keys() -> list[str]:
+    from tollgate.config import PROVIDERS, Config
+
+    keys = [k for k in _keys(Config, "") if not k.startswith("providers.")]
+    keys += [k for p in PROVIDERS.values() for k in _keys(p.settings_model, f"providers.{p.name}.")]
+    return sorted(set(keys))
+
+
+def test_every_configuration_key_is_documented() -> None:
+    """Each key tollgate.yaml takes is named on the page of its top-level key (in code, as
+    `key`, `a.key`, or `key:` in an example), and the index's overview lists every top-level key:
+    a key added to the model without its documentation fails here."""
+    from tollgate.config import Config
+
+    docs = ROOT / "docs"
+    index = (docs / "configuration.md").read_text(encoding="utf-8")
+    overview = index[index.index("## Keys") :]
+    assert [k for k in Config.model_fields if not re.search(rf"^{k}:", overview, re.MULTILINE)] == []
+    assert [k for k in Config.model_fields if k not in _PAGES] == []
+    undocumented = []
+    for key in _configuration_keys():
+        page = (docs / _PAGES[key.split(".")[0]]).read_text(encoding="utf-8")
+        leaf = re.escape(key.rsplit(".", 1)[-1])
+        if not re.search(
+            rf"`(?:[\w<>\[\].]*\.)?{leaf}[`:\[ =]|^\s*(?:- )?{leaf}:|[{{,] ?{leaf}[:,}}]", page, re.MULTILINE
+        ):
+            undocumented.append(f"{key} ({_PAGES[key.split('.')[0]]})")
+    assert undocumented == []

@@ -566,7 +566,7 @@ def test_a_clean_corpus_yields_only_what_is_really_there() -> None:
         )
 
     # AWS's documented example key id, which the docs name as found.
-    assert found(ours) == {("configuration.md", "secrets.aws_access_key_id"): 1}
+    assert found(ours) == {("guardrails.md", "secrets.aws_access_key_id"): 1}
     # mitmproxy's authors' addresses, and a test key in its source.
     assert {kind for _, kind in found(theirs)} <= {"pii.email", "secrets.private_key"}
 

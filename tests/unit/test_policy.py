@@ -2139,8 +2139,8 @@ def test_cli_names_what_the_policy_reads_that_the_input_lacks(tmp_path: Path, ca
     assert (code, json.loads(out), err) == (0, {"allowed": True, "deny": []}, "")
 
 
-def test_readme_policy_eval_example_is_what_the_command_does(tmp_path: Path, capsys) -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+def test_the_docs_policy_eval_example_is_what_the_command_does(tmp_path: Path, capsys) -> None:
+    readme = (ROOT / "docs" / "policy.md").read_text(encoding="utf-8")
     example = re.search(r"cat > input\.json <<'EOF'\n(.*?)\nEOF\n(tollgate policy eval [^\n]*)\n", readme, re.DOTALL)
     assert example is not None
     document = write(tmp_path / "input.json", example.group(1))

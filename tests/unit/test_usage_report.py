@@ -611,7 +611,7 @@ def test_a_ledger_that_cannot_be_read_exits_with_status_1(ledger, tmp_path: Path
     assert "bad.yaml: ledger.store: must be sqlite:///path or redis://host:port/db" in capsys.readouterr().err
 
 
-# The audit file behind the examples in docs/configuration.md's "Usage report".
+# The audit file behind the examples in docs/limits.md's "Usage report".
 DOCS_AUDIT = lines(
     audit_record(ts="2026-11-20T08:30:00.123Z", client="alice", groups=["research", "ops"], model="gpt-4o",
                  input_tokens=1200, output_tokens=340, total_tokens=1540, cached_tokens=1024, cost_usd=0.00518),
@@ -633,7 +633,7 @@ _EXAMPLE = re.compile(r"```\n\$ tollgate (usage --from-audit audit\.jsonl .*?)\n
 def test_the_docs_examples_are_what_the_command_prints(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
     Path("audit.jsonl").write_bytes(b"".join(DOCS_AUDIT))
-    examples = _EXAMPLE.findall((ROOT / "docs" / "configuration.md").read_text(encoding="utf-8"))
+    examples = _EXAMPLE.findall((ROOT / "docs" / "limits.md").read_text(encoding="utf-8"))
     assert len(examples) == 4
     for command, printed in examples:
         assert main(command.split()) == 0

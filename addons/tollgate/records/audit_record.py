@@ -1,4 +1,4 @@
-"""The audit's record of one call (`llm_call`), field by field (docs/configuration.md describes
+"""The audit's record of one call (`llm_call`), field by field (docs/audit.md describes
 each), with the attempts of a call that went more than once and what a roll-up summarized."""
 
 from __future__ import annotations

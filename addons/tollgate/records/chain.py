@@ -1,4 +1,4 @@
-"""The audit's chain and its signed checkpoints (docs/configuration.md, "The chain"): plain code the
+"""The audit's chain and its signed checkpoints (docs/audit.md, "The chain"): plain code the
 writer thread (`auditlog.AuditLog`) and `tollgate audit verify` (`records/audit_verify.py`) share.
 
 Each record of an instance's run gets `seq` (1, 2, …) and, last, `chain`: the SHA-256, in
