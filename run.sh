@@ -459,10 +459,11 @@ ensure_kubectl() {
 # What pytest is given: `unit` first means tests/unit (every test that starts no proxy); the suite
 # runs on every core (pytest-xdist) unless the arguments say how many processes, a file's tests in one
 # process so that the proxies a file shares start once. The unit tests share no proxy: an idle process
-# takes tests from a busy one (worksteal), so that no file's long tests are left to one core at the end.
+# takes tests from a busy one (worksteal), so that no file's long tests are left to one core at the end;
+# the quick loop leaves out the tests marked slow (pyproject.toml), which the whole suite runs.
 pytest_args() {
   local args=("$@") dist=loadfile
-  [[ "${1:-}" == unit ]] && args=(tests/unit "${@:2}") dist=worksteal
+  [[ "${1:-}" == unit ]] && args=(tests/unit -m "not slow" "${@:2}") dist=worksteal
   local arg
   for arg in "${args[@]}"; do
     case "$arg" in

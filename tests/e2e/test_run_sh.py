@@ -476,8 +476,8 @@ def test_run_sh_test_runs_the_suite_on_every_core_a_files_tests_together():
 
 
 def test_run_sh_test_unit_runs_the_tests_that_start_no_proxy():
-    # They share no proxy: an idle process takes tests from a busy one.
-    assert pytest_args("unit", "-x") == ["-n", "auto", "--dist", "worksteal", "tests/unit", "-x"]
+    # They share no proxy: an idle process takes tests from a busy one; the slow ones are the suite's.
+    assert pytest_args("unit", "-x") == ["-n", "auto", "--dist", "worksteal", "tests/unit", "-m", "not slow", "-x"]
 
 
 @pytest.mark.parametrize("count", [["-n", "0"], ["-n4"], ["--numprocesses", "2"], ["--numprocesses=2"]])

@@ -460,6 +460,7 @@ def test_a_killed_run_without_a_checkpoint_is_vouched_for_by_the_next_runs() -> 
 
 @settings(max_examples=60, deadline=None)
 @given(data=st.data())
+@pytest.mark.slow
 def test_any_head_or_tail_removed_is_found(data: st.DataObject) -> None:
     """Lines removed from the head are found by the file alone; from the tail, against the copy."""
     runs = signed_runs(runs=data.draw(st.integers(1, 4)), calls=data.draw(st.integers(0, 3)))
@@ -477,6 +478,7 @@ def test_any_head_or_tail_removed_is_found(data: st.DataObject) -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(data=st.data())
+@pytest.mark.slow
 def test_any_single_line_changed_removed_or_swapped_is_found(data: st.DataObject) -> None:
     lines = signed_run(calls=data.draw(st.integers(1, 8)))
     i = data.draw(st.integers(0, len(lines) - 1), label="line")
@@ -582,6 +584,7 @@ def test_the_writer_chains_every_record_and_checkpoints_at_stop(tmp_path: Path) 
     assert faults(verify(read_lines([str(path)]), KEY.public_key())) == []
 
 
+@pytest.mark.slow
 def test_a_checkpoint_every_checkpoint_s_while_records_come(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     log = AuditLog(str(path), instance="gw-1", checkpoint_s=0.2)

@@ -231,6 +231,7 @@ JSON = st.recursive(
 
 @settings(max_examples=300, deadline=None)
 @given(JSON)
+@pytest.mark.slow
 def test_values_are_written_as_opentelemetry_proto_writes_them(value) -> None:
     expected = AnyValue()
     set_with_classes(expected, value)
@@ -363,6 +364,7 @@ def test_tail_follows_rotation_and_truncation(tmp_path: Path) -> None:
     writes=st.lists(st.integers(min_value=1, max_value=200), min_size=1, max_size=30),
     batches=st.lists(st.integers(min_value=1, max_value=20), min_size=1, max_size=30),
 )
+@pytest.mark.slow
 def test_exported_bodies_are_the_files_lines_whatever_the_boundaries(
     tmp_path_factory: pytest.TempPathFactory, records: list[str], writes: list[int], batches: list[int]
 ) -> None:
@@ -443,6 +445,7 @@ def collector():
     collector.close()
 
 
+@pytest.mark.slow
 def test_down_then_503_then_slow_then_taken_none_lost(tmp_path: Path, collector: Collector) -> None:
     audit = tmp_path / "audit.jsonl"
     audit.write_text("")
@@ -477,6 +480,7 @@ def test_down_then_503_then_slow_then_taken_none_lost(tmp_path: Path, collector:
     assert read_position(str(audit) + ".otlp-position") == Position(st.st_dev, st.st_ino, st.st_size)
 
 
+@pytest.mark.slow
 def test_a_restart_resumes_at_its_position(tmp_path: Path, collector: Collector) -> None:
     collector.up()
     audit = tmp_path / "audit.jsonl"
@@ -496,6 +500,7 @@ def test_a_restart_resumes_at_its_position(tmp_path: Path, collector: Collector)
     assert [log["body"] for log in collector.logs] == first + second  # each once
 
 
+@pytest.mark.slow
 def test_a_refused_batch_is_dropped_and_logged_once(
     tmp_path: Path, collector: Collector, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -517,6 +522,7 @@ def test_a_refused_batch_is_dropped_and_logged_once(
     assert len(refused) == 1 and "400" in refused[0].getMessage()
 
 
+@pytest.mark.slow
 def test_one_exporter_per_file(tmp_path: Path, collector: Collector) -> None:
     """Two exporters of one file (two processes' in a fleet): one ships it, the other stands by and
     takes over when the first stops."""
@@ -541,6 +547,7 @@ def test_one_exporter_per_file(tmp_path: Path, collector: Collector) -> None:
     assert [log["body"] for log in collector.logs] == lines
 
 
+@pytest.mark.slow
 def test_stop_is_bounded_while_the_collector_is_down(tmp_path: Path, collector: Collector) -> None:
     audit = tmp_path / "audit.jsonl"
     audit.write_text("")
@@ -553,6 +560,7 @@ def test_stop_is_bounded_while_the_collector_is_down(tmp_path: Path, collector: 
     assert read_position(str(audit) + ".otlp-position") is None  # nothing acknowledged: all sent next time
 
 
+@pytest.mark.slow
 def test_the_lag_counts_what_is_written_and_not_yet_acknowledged(tmp_path: Path, collector: Collector) -> None:
     audit = tmp_path / "audit.jsonl"
     audit.write_text("")

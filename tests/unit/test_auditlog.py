@@ -192,6 +192,7 @@ def _messages(caplog, text: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if text in r.getMessage()]
 
 
+@pytest.mark.slow
 def test_a_path_on_a_full_device_fails_and_its_records_are_written_in_order_once_it_names_a_file(
     tmp_path: Path, caplog, quick_retry
 ) -> None:
@@ -270,6 +271,7 @@ def test_records_still_held_at_close_are_counted_as_lost(tmp_path: Path, caplog,
     assert len(_messages(caplog, "2 audit records could not be written")) == 1
 
 
+@pytest.mark.slow
 def test_a_directory_that_is_gone_fails_until_it_is_back(tmp_path: Path, quick_retry) -> None:
     directory = tmp_path / "logs"
     directory.mkdir()
@@ -321,6 +323,7 @@ def test_rotation_by_rename_with_a_new_file_created(tmp_path: Path) -> None:
     assert [r["n"] for r in _lines(path)] == [1]
 
 
+@pytest.mark.slow
 def test_rotation_by_rename_with_no_new_file_and_by_delete_creates_the_file(tmp_path: Path) -> None:
     path, rotated = tmp_path / "audit.jsonl", tmp_path / "audit.jsonl.1"
     log = AuditLog(str(path))
@@ -429,6 +432,7 @@ def _fill_up(tmp_path: Path, mode: str) -> dict:
 
 
 @pytest.mark.parametrize("mode", ["tmpfs", "rlimit"])
+@pytest.mark.slow
 def test_a_write_that_fails_part_way_leaves_no_half_line_and_its_records_follow_once_there_is_room(
     tmp_path: Path, mode: str
 ) -> None:
@@ -466,6 +470,7 @@ log.close()
 """
 
 
+@pytest.mark.slow
 def test_a_broken_standard_output_fails_until_it_can_be_written(tmp_path: Path) -> None:
     out = tmp_path / "stdout.jsonl"
     reader, writer = os.pipe()

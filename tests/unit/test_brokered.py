@@ -106,6 +106,7 @@ _FIELDS = st.lists(st.tuples(st.sampled_from([b"accept", b"x-note", b"authorizat
 
 @settings(max_examples=200, deadline=None)
 @given(fields=_FIELDS, url=_VALUE, before=_VALUE, after=_VALUE)
+@pytest.mark.slow
 def test_only_its_own_header_ever_takes_the_token(
     fields: list[tuple[bytes, bytes]], url: bytes, before: bytes, after: bytes
 ) -> None:

@@ -57,6 +57,7 @@ def test_version(tollgate, capsys) -> None:
     assert capsys.readouterr().out == f"tollgate {version}\n"
 
 
+@pytest.mark.slow
 def test_help_and_version_import_neither_the_proxy_nor_the_configuration() -> None:
     """`tollgate --help` answers from argparse alone: what the commands need is imported by them."""
     probe = (
@@ -83,6 +84,7 @@ def test_check_refuses_a_client_given_a_providers_real_key(tollgate, tmp_path: P
     assert "sk-REAL-check-42" not in said.out + said.err
 
 
+@pytest.mark.slow
 def test_policy_eval_and_certs_from_another_directory(tollgate, tmp_path: Path, capsys) -> None:
     Path("input.json").write_text(
         json.dumps({"client": {"name": "sam", "groups": ["support"]}, "model": "gpt-4o", "unread": []})

@@ -8,6 +8,7 @@ import pytest
 from tests.support.clients import run_client
 
 
+@pytest.mark.slow
 def test_a_client_that_hangs_after_reporting_is_ended_and_its_report_kept(tmp_path: Path) -> None:
     code = """
         import threading, time
@@ -22,6 +23,7 @@ def test_a_client_that_hangs_after_reporting_is_ended_and_its_report_kept(tmp_pa
     assert "Thread" in str(warned[0].message)  # where it hung, every thread's stack
 
 
+@pytest.mark.slow
 def test_a_client_that_hangs_before_reporting_fails_with_its_stack(tmp_path: Path) -> None:
     with pytest.warns(UserWarning), pytest.raises(AssertionError, match="client reported nothing"):
         run_client("import time\ntime.sleep(120)", "http://127.0.0.1:9", tmp_path / "ca.pem", timeout=6)

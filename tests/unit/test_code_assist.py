@@ -41,6 +41,7 @@ EXPECTED = Usage(input_tokens=1200, output_tokens=42, total_tokens=1242, reasoni
 
 @settings(max_examples=200, deadline=None)
 @given(cuts=st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=12))
+@pytest.mark.slow
 def test_a_streams_usage_is_the_same_however_it_is_cut(cuts: list[int]) -> None:
     reader = EnvelopeStreamReader()
     points = [0, *sorted(cuts), len(STREAM)]

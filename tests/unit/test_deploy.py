@@ -163,6 +163,7 @@ def health_check(url: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_the_healthcheck_passes_on_200_and_fails_saying_why_otherwise(healthz) -> None:
     url, answers = healthz
     answers[:] = [(200, b"ok\n")]
@@ -227,6 +228,7 @@ def kinds(objects: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return sorted((o["kind"], re.sub(r"-[a-z0-9]{10}$", "", o["metadata"]["name"])) for o in objects)
 
 
+@pytest.mark.slow
 def test_the_base_renders_and_validates(base) -> None:
     assert kinds(base) == [
         ("ConfigMap", "tollgate-config"),
@@ -241,6 +243,7 @@ def test_the_base_renders_and_validates(base) -> None:
     validate(base)
 
 
+@pytest.mark.slow
 def test_the_example_renders_with_its_secrets_and_validates(example, base) -> None:
     assert kinds(example) == sorted(
         [*kinds(base), ("Namespace", "tollgate"), ("Secret", "tollgate-ca"), ("Secret", "tollgate-keys")]
@@ -258,6 +261,7 @@ def test_the_example_renders_with_its_secrets_and_validates(example, base) -> No
     assert pod["containers"][0]["image"] == f"registry.example.com/tollgate:{project_version()}"
 
 
+@pytest.mark.slow
 def test_the_autoscale_component_adds_an_autoscaler_that_owns_the_replicas(autoscaled, example) -> None:
     assert kinds(autoscaled) == sorted([*kinds(example), ("HorizontalPodAutoscaler", "tollgate")])
     validate(autoscaled)

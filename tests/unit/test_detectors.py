@@ -66,6 +66,7 @@ def where(body: bytes, value: str, as_json: bool) -> tuple[int, int]:
     after=st.sampled_from(SEPARATORS),
     as_json=st.booleans(),
 )
+@pytest.mark.slow
 def test_separators_around_a_value_leave_it_found_whole(
     engine: bool, kind: str, before: str, after: str, as_json: bool
 ) -> None:
@@ -87,6 +88,7 @@ def test_separators_around_a_value_leave_it_found_whole(
     at_end=st.booleans(),
     as_json=st.booleans(),
 )
+@pytest.mark.slow
 def test_a_letter_or_digit_that_extends_a_value_leaves_no_match_of_its_span(
     engine: bool, kind: str, extra: str, at_end: bool, as_json: bool
 ) -> None:
@@ -135,6 +137,7 @@ def _cpu(engine: bool, body: bytes) -> float:
 
 
 @pytest.mark.skipif(not HYPERSCAN, reason="the proxy's engine: Hyperscan")
+@pytest.mark.slow
 def test_hostile_bodies_scan_in_time_of_a_normal_body() -> None:
     """5 MB of one character class (digits, digits in dashed groups, `@`, hex, base64's alphabet)
     scans within a generous multiple of 5 MB of prose and code: no shape makes a detector try a

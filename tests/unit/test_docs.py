@@ -102,6 +102,7 @@ def _anchors(document: Path) -> set[str]:
     return anchors
 
 
+@pytest.mark.slow
 def test_every_link_between_the_docs_lands() -> None:
     """Each relative link of the README and the docs names a file that exists, and a heading of it
     where it names one: pages split or headings renamed leave no link behind."""

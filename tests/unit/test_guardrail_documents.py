@@ -327,6 +327,7 @@ TEXT = st.characters(blacklist_categories=("Cs",))
     st.booleans(),
     st.booleans(),
 )
+@pytest.mark.slow
 def test_every_string_is_found_at_its_path(value, ensure_ascii, spaced):
     data = {"v": value}
     body = json.dumps(data, ensure_ascii=ensure_ascii, separators=(", ", ": ") if spaced else (",", ":")).encode()
@@ -417,6 +418,7 @@ def test_a_secret_in_one_part_is_counted_once():
     st.integers(min_value=1),
     st.sampled_from(["anthropic", "openai", "gemini"]),
 )
+@pytest.mark.slow
 def test_a_secret_split_anywhere_between_two_parts_is_found_as_it_is_whole(kind, before, after, cut, fmt):
     secret, value = SPLIT[kind]
     # Padded by spaces: what is around it cannot make it another token.
@@ -513,6 +515,7 @@ def test_runs_end_at_a_part_of_another_kind_and_at_another_speaker():
     st.lists(st.integers(min_value=1), min_size=2, max_size=5),
     st.sampled_from(["anthropic", "openai", "gemini"]),
 )
+@pytest.mark.slow
 def test_a_secret_cut_in_several_short_parts_is_found_once(kind, cuts, fmt):
     secret, value = SPLIT[kind]
     whole = f"note:\n{secret}\nend"

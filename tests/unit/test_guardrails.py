@@ -331,6 +331,7 @@ def _utf16(c: str) -> list[int]:
     plain=st.booleans(),
     ensure_ascii=st.booleans(),
 )
+@pytest.mark.slow
 def test_redaction_leaves_no_match_and_the_same_json(
     default: Guardrails,
     kind: str,

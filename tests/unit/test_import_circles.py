@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator, Mapping
 
+import pytest
 from tests.unit.test_layers import is_module, module_name, modules, nodes
 
 
@@ -86,6 +87,7 @@ def described(circle: list[str], graph: Mapping[str, set[str]]) -> Iterator[str]
             yield f"{name} -> {other}"
 
 
+@pytest.mark.slow
 def test_no_module_is_in_an_import_circle() -> None:
     graph = import_graph()
     found = {" / ".join(c): list(described(c, graph)) for c in circles(graph)}

@@ -200,6 +200,7 @@ _SEEN = st.builds(
 
 @settings(max_examples=200, deadline=None)
 @given(seen=st.lists(_SEEN, max_size=30), since=st.floats(min_value=0, max_value=2e9))
+@pytest.mark.slow
 def test_every_record_since_counts_once_in_one_row(seen: list[Seen], since: float) -> None:
     inventory = tally(seen, since)
     counted = [s for s in seen if s.ts >= since]

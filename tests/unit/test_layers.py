@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
+import pytest
+
 import tollgate
 from tollgate.providers import PROVIDERS
 
@@ -94,6 +96,7 @@ def in_layer(path: str, layer: tuple[str, ...]) -> bool:
     return any(path == entry or (entry.endswith("/") and path.startswith(entry)) for entry in layer)
 
 
+@pytest.mark.slow
 def test_only_the_proxy_layer_imports_mitmproxy() -> None:
     importers = {path for path in modules() if any(name.split(".")[0] == "mitmproxy" for name in imports(path))}
     assert {p for p in importers if not in_layer(p, PROXY_LAYER)} == set()
@@ -157,6 +160,7 @@ SAYS_IF_MITMPROXY_LOADED = (
 )
 
 
+@pytest.mark.slow
 def test_the_loaded_configuration_loads_without_mitmproxy() -> None:
     shown = subprocess.run(
         [sys.executable, "-c", SAYS_IF_MITMPROXY_LOADED],
@@ -194,6 +198,7 @@ def docstrings(tree: ast.Module) -> set[int]:
     }
 
 
+@pytest.mark.slow
 def test_only_providers_name_a_provider() -> None:
     names = set(PROVIDERS)
     found = set()

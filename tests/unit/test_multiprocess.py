@@ -99,6 +99,7 @@ def test_each_gauge_adds_up_as_its_mode_says(two, tmp_path: Path) -> None:
     assert value(served(tmp_path), "tollgate_limit_remaining", limit="daily") == 4
 
 
+@pytest.mark.slow
 def test_a_process_that_stops_leaves_its_counts_and_takes_its_live_values(two, tmp_path: Path) -> None:
     a, b = two
     a.set.calls.inc(CALL, 3)

@@ -103,6 +103,7 @@ def test_each_single_change_is_read_as_its_endpoint_or_refused(provider: str) ->
 @pytest.mark.parametrize("provider", list(CANONICAL))
 @settings(max_examples=examples(150), deadline=None)
 @given(data=st.data(), kinds=st.lists(st.sampled_from(KINDS), min_size=1, max_size=3))
+@pytest.mark.slow
 def test_a_changed_path_is_read_as_its_endpoint_or_refused(
     provider: str, data: st.DataObject, kinds: list[str]
 ) -> None:

@@ -1013,6 +1013,7 @@ def decisions_in_a_child(path: Path) -> list[str]:
     return done.stdout.strip().splitlines()
 
 
+@pytest.mark.slow
 def test_a_complete_deny_rule_that_does_not_hold_allows(tmp_path: Path) -> None:
     path = write(tmp_path / "policy.rego", UNDEFINED_DENY["complete-rule-undefined"])
     assert decisions_in_a_child(path) == ["[]", "['streaming']"]
@@ -1025,6 +1026,7 @@ def typo_decisions(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     return decisions_in_a_child(path)
 
 
+@pytest.mark.slow
 def test_a_policy_without_a_deny_rule_does_not_abort(typo_decisions: list[str]) -> None:
     assert len(typo_decisions) in (1, 2)
 
@@ -1193,6 +1195,7 @@ CLOSED = (
 )
 
 
+@pytest.mark.slow
 def test_an_edit_takes_effect_on_reload(tmp_path: Path, caplog) -> None:
     path = write(tmp_path / "live.rego", OPEN)
     shared = shared_with(Policy([path]))
@@ -1215,6 +1218,7 @@ def test_an_edit_takes_effect_on_reload(tmp_path: Path, caplog) -> None:
     assert flow.response is not None and flow.response.status_code == 403
 
 
+@pytest.mark.slow
 def test_a_broken_edit_keeps_the_last_good_policy(tmp_path: Path, caplog) -> None:
     path = write(tmp_path / "live.rego", CLOSED)
     shared = shared_with(Policy([path]))
@@ -1282,6 +1286,7 @@ def test_mtimes_change_when_a_file_is_rewritten(tmp_path: Path) -> None:
     assert policy.mtimes() == (before[0], None)
 
 
+@pytest.mark.slow
 def test_the_watcher_picks_up_an_edit_and_survives_a_broken_one(tmp_path: Path, monkeypatch, caplog) -> None:
     monkeypatch.setattr(decide_module, "RELOAD_INTERVAL", 0.01)
     path = write(tmp_path / "live.rego", OPEN)
@@ -1319,6 +1324,7 @@ def test_the_watcher_picks_up_an_edit_and_survives_a_broken_one(tmp_path: Path, 
         asyncio.run(scenario())
 
 
+@pytest.mark.slow
 def test_the_watcher_does_not_compile_again_a_policy_a_new_configuration_brought(
     tmp_path: Path, monkeypatch, caplog
 ) -> None:
@@ -1399,6 +1405,7 @@ async def gone(pid: int, timeout: float = 5.0) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_an_evaluation_past_the_time_limit_is_stopped_and_denied(tmp_path: Path) -> None:
     policy = runaway_policy(tmp_path)
 
@@ -1419,6 +1426,7 @@ def test_an_evaluation_past_the_time_limit_is_stopped_and_denied(tmp_path: Path)
     assert killed, "the worker that exceeded the limit was killed"
 
 
+@pytest.mark.slow
 def test_after_a_timeout_a_new_worker_decides_and_equal_inputs_hit_the_cache(tmp_path: Path) -> None:
     policy = runaway_policy(tmp_path)
 
@@ -1443,6 +1451,7 @@ def test_after_a_timeout_a_new_worker_decides_and_equal_inputs_hit_the_cache(tmp
     asyncio.run(scenario())
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_mid_evaluation_denies_that_call_and_is_replaced(tmp_path: Path) -> None:
     # As when the engine crashes the process it runs in: the proxy would have gone with it.
     policy = runaway_policy(tmp_path, timeout=60)
@@ -1465,6 +1474,7 @@ def test_a_worker_that_dies_mid_evaluation_denies_that_call_and_is_replaced(tmp_
     asyncio.run(scenario())
 
 
+@pytest.mark.slow
 def test_while_an_evaluation_hangs_the_decide_stage_answers_cached_calls_at_once(tmp_path: Path, caplog) -> None:
     policy = runaway_policy(tmp_path)
     decide = Decide(shared_with(policy))
@@ -1499,6 +1509,7 @@ def test_while_an_evaluation_hangs_the_decide_stage_answers_cached_calls_at_once
     assert f"Tollgate: policy evaluation exceeded its time limit of {LIMIT:g} s" in caplog.text
 
 
+@pytest.mark.slow
 def test_a_reload_replaces_the_worker(tmp_path: Path) -> None:
     path = write(tmp_path / "live.rego", OPEN)
     shared = shared_with(Policy([path], timeout=LIMIT))
@@ -1544,6 +1555,7 @@ def test_a_policy_in_force_is_stopped_when_a_configuration_replaces_it(tmp_path:
     asyncio.run(scenario())
 
 
+@pytest.mark.slow
 def test_a_start_up_that_fails_before_running_leaves_no_worker_to_wait_for(tmp_path: Path) -> None:
     # mitmproxy stops at start-up (a busy port) by raising SystemExit out of its event loop, after
     # `configure` and before `running`. asyncio then cancels every task, and waits for ever for one
@@ -1642,6 +1654,7 @@ def mcp_input(tool: str) -> dict:
 @pytest.mark.parametrize(
     ("tool", "code", "deny"), [("delete_everything", 1, ["alice may not call delete_everything"]), ("add", 0, [])]
 )
+@pytest.mark.slow
 def test_cli_decides_an_mcp_request_by_the_mcp_rules(tmp_path: Path, capsys, tool: str, code: int, deny: list) -> None:
     """An input with `mcp` is an MCP server's request: `data.tollgate.mcp.deny` decides it (the LLM
     calls' allowlist, which would deny an input without a model, does not), and what only LLM calls
@@ -1698,6 +1711,7 @@ def test_cli_runtime_policy_error_is_a_denial_with_the_error(tmp_path: Path, cap
     }
 
 
+@pytest.mark.slow
 def test_cli_stops_a_runaway_evaluation_at_the_time_limit(tmp_path: Path, capsys) -> None:
     policy = write(tmp_path / "p.rego", RUNAWAY)
     document = write_input(tmp_path, {"model": PATHOLOGICAL})
@@ -1779,6 +1793,7 @@ def test_cli_policy_eval_requires_policy_and_input(capsys) -> None:
     assert "--policy" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_undefined_deny_does_not_abort(tmp_path: Path) -> None:
     policy = write(tmp_path / "typo.rego", UNDEFINED_DENY["package-typo"])
     document = write_input(tmp_path, chat())
@@ -2115,6 +2130,7 @@ def test_a_cached_decision_on_claims_is_the_decision_evaluated_anew(calls: list[
             assert decide_call(policy, call) == policy._evaluate(policy_input(call))
 
 
+@pytest.mark.slow
 def test_cli_names_what_the_policy_reads_that_the_input_lacks(tmp_path: Path, capsys) -> None:
     # The fields a hand-written input leaves out are undefined in Rego, so the rules reading them
     # do not hold: without its groups, sam's gpt-4o passes here, where the proxy would deny it.

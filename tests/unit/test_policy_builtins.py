@@ -34,6 +34,7 @@ def refusal(files: list[Path], *, apart: bool = False, network: bool = False) ->
     ],
 )
 @pytest.mark.parametrize("apart", [False, True], ids=["in process", "apart"])
+@pytest.mark.slow
 def test_each_builtin_is_refused_naming_file_line_and_builtin(tmp_path, call, builtin, apart) -> None:
     path = write(tmp_path, "p.rego", HEAD + f'deny contains r if {{\n  input.model == "x"\n  {call}\n}}\n')
     message = refusal([path], apart=apart)
@@ -78,6 +79,7 @@ def test_a_call_in_a_package_another_file_imports_names_that_file(tmp_path) -> N
         assert str(main) not in message
 
 
+@pytest.mark.slow
 def test_network_allow_admits_the_network_builtins_but_never_opa_runtime(tmp_path) -> None:
     network = write(
         tmp_path,

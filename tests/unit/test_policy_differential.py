@@ -16,6 +16,7 @@ import json
 import os
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.support.examples import examples
@@ -168,6 +169,7 @@ def outcome(decision: Decision) -> Decision:
     derandomize=True,
 )
 @given(policies(), calls())
+@pytest.mark.slow
 def test_tollgate_decides_as_opa_does_in_process(tmp_path_factory, source: str, alike: list[tuple]) -> None:
     path = tmp_path_factory.mktemp("policy") / "policy.rego"
     path.write_text(source)
@@ -186,6 +188,7 @@ def test_tollgate_decides_as_opa_does_in_process(tmp_path_factory, source: str, 
     derandomize=True,
 )
 @given(policies(), calls())
+@pytest.mark.slow
 def test_tollgate_decides_as_opa_does_through_its_worker(tmp_path_factory, source: str, alike: list[tuple]) -> None:
     path = tmp_path_factory.mktemp("policy") / "policy.rego"
     path.write_text(source)

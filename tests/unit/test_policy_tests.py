@@ -25,12 +25,14 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+@pytest.mark.slow
 def test_the_examples_pass_their_tests_together(capsys) -> None:
     code, out, err = run(capsys, str(EXAMPLES))
     assert (code, out, err) == (0, "PASS: 24/24\n", "")
 
 
 @pytest.mark.parametrize("test", sorted(EXAMPLES.glob("*_test.rego")), ids=lambda p: p.stem)
+@pytest.mark.slow
 def test_each_example_passes_its_tests_alone(capsys, test: Path) -> None:
     policy = test.with_name(test.name.removesuffix("_test.rego") + ".rego")
     code, out, _ = run(capsys, str(policy), str(test))

@@ -78,6 +78,7 @@ def test_a_request_body_in_another_encoding_than_utf8_is_refused(encoding: str, 
 
 @settings(max_examples=examples(200), deadline=None)
 @given(st.dictionaries(st.text(max_size=8), _json_values, max_size=6), st.sampled_from(_OTHER_ENCODINGS))
+@pytest.mark.slow
 def test_no_json_object_is_read_from_a_request_in_another_encoding(obj: dict[str, Any], encoding: str) -> None:
     assert read_request(json.dumps(obj).encode(encoding, "surrogatepass")) == "refused"
 
@@ -139,6 +140,7 @@ def test_a_rewritten_request_keeps_what_orjson_would_not_write_as_it_came() -> N
 
 @settings(max_examples=examples(300), deadline=None)
 @given(st.dictionaries(st.text(max_size=8), _json_values, max_size=6), st.booleans())
+@pytest.mark.slow
 def test_a_request_body_round_trips_exactly(obj: dict[str, Any], ascii_only: bool) -> None:
     body = json.dumps(obj, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
     parsed = read_request_json(body)

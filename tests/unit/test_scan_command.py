@@ -97,6 +97,7 @@ def test_a_file_with_the_configuration_in_the_working_directory(
     }
 
 
+@pytest.mark.slow
 def test_standard_input_and_a_named_configuration(tmp_path: Path, body: bytes, config: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -138,6 +138,7 @@ HOSTILE = {
 
 @pytest.mark.parametrize("unit", HOSTILE.values(), ids=list(HOSTILE))
 @pytest.mark.parametrize("size", [2_000, OFF_LOOP_BYTES - 1])
+@pytest.mark.slow
 def test_a_small_hostile_body_is_scanned_in_a_thread(unit: str, size: int) -> None:
     guardrails = Guardrails(RULES)
     workers = ScanWorkers()

@@ -771,6 +771,7 @@ def signed_calls(draw: st.DrawFn) -> dict:
 
 @settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(signed_calls())
+@pytest.mark.slow
 def test_property_sign_then_verify(call: dict) -> None:
     auth = verify(**call)
     assert auth.access_key_id == ACCESS_KEY

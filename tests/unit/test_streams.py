@@ -1327,6 +1327,7 @@ ARRAY_SEPARATORS = st.sampled_from([",", "\r\n,\r\n", " , ", ",\n", "\n,"])  # G
     separator=ARRAY_SEPARATORS,
     how=CHUNKINGS,
 )
+@pytest.mark.slow
 def test_json_array_framer_elements_however_split(
     objects: list, indent: int | None, ascii_: bool, separator: str, how: tuple
 ) -> None:
@@ -1842,6 +1843,7 @@ MUTATION = st.tuples(st.sampled_from(["flip", "insert", "delete"]), st.integers(
 @pytest.mark.parametrize("name", sorted(READERS))
 @FUZZ
 @given(mutations=st.lists(MUTATION, min_size=1, max_size=6), how=CHUNKINGS)
+@pytest.mark.slow
 def test_readers_never_raise_on_damaged_streams(name: str, mutations: list[tuple[str, int, int]], how: tuple) -> None:
     data = bytearray(VALID[name])
     for op, where, value in mutations:
@@ -1945,6 +1947,7 @@ def test_decompressor_round_trip_however_split(encoding: str, body: bytes, how: 
 @pytest.mark.parametrize("encoding", ENCODINGS)
 @DECOMPRESS
 @given(pieces=st.lists(st.binary(min_size=1, max_size=300), max_size=8), data=st.data())
+@pytest.mark.slow
 def test_decompressor_yields_each_flushed_event_as_it_arrives(
     encoding: str, pieces: list[bytes], data: st.DataObject
 ) -> None:
@@ -2012,6 +2015,7 @@ def test_decompressor_limit_is_on_what_one_piece_decodes_to(encoding: str, body:
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.slow
 def test_decompressor_stops_a_compression_bomb_at_its_limit(encoding: str) -> None:
     zeros = bytes(16 * 1024 * 1024)
     # 16 MiB of zeros, a few KiB encoded (brotli's quality 5 makes as small a bomb, 30 times faster):
@@ -2154,6 +2158,7 @@ def test_stream_tail_limit_keeps_the_last_bytes_without_starts(limit: int) -> No
     separator=ARRAY_SEPARATORS,
     data=st.data(),
 )
+@pytest.mark.slow
 def test_array_elements_backward_are_the_whole_elements_of_any_tail(
     objects: list, indent: int | None, ascii_: bool, separator: str, data: st.DataObject
 ) -> None:
@@ -2288,6 +2293,7 @@ def small_window(monkeypatch: pytest.MonkeyPatch) -> None:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(how=st.one_of(CHUNKINGS, st.tuples(st.just("every"), st.integers(13, 3000))))
+@pytest.mark.slow
 def test_readers_read_usage_exactly_from_the_tail_of_a_long_stream(
     monkeypatch: pytest.MonkeyPatch, kind: str, big_final: bool, how: tuple
 ) -> None:

@@ -339,6 +339,7 @@ calls_strategy = st.lists(
 
 @settings(max_examples=examples(100))  # hypothesis's own default, halved in the quick loop
 @given(calls_strategy, st.lists(st.sampled_from(KEYS), min_size=1, max_size=4, unique=True))
+@pytest.mark.slow
 def test_the_total_is_the_same_whatever_the_grouping(calls: list[Call], by: list[str]) -> None:
     grouped = aggregate(calls, by)
     assert grouped.total == aggregate(calls, ["client"]).total
@@ -470,6 +471,7 @@ def audit_file(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_the_command_from_an_audit_file(audit_file: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "tollgate", "usage", "--from-audit", str(audit_file), "--since", "2026-11-01",

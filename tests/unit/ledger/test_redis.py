@@ -61,6 +61,7 @@ def test_the_first_reservations_after_redis_restarts_are_served(redis_backend: B
     run(scenario())
 
 
+@pytest.mark.slow
 def test_a_redis_that_hangs_fails_a_reservation_within_the_timeout(
     redis_backend: Backend, monkeypatch: pytest.MonkeyPatch
 ):
@@ -88,6 +89,7 @@ def test_a_redis_that_hangs_fails_a_reservation_within_the_timeout(
     run(scenario())
 
 
+@pytest.mark.slow
 def test_queued_writes_wait_for_redis_and_one_line_says_so(
     redis_backend: Backend, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ):
@@ -119,6 +121,7 @@ def test_queued_writes_wait_for_redis_and_one_line_says_so(
     assert sum("works again" in r.getMessage() for r in caplog.records) == 1
 
 
+@pytest.mark.slow
 def test_rests_reach_the_other_processes_stores(redis_backend: Backend):
     async def scenario() -> None:
         first, second = redis_backend.open(), redis_backend.open()

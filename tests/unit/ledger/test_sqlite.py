@@ -34,6 +34,7 @@ asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4
 """
 
 
+@pytest.mark.slow
 def test_processes_sharing_a_file_see_each_others_counts_within_a_second(tmp_path: Path):
     url, cap = f"sqlite:///{tmp_path}/ledger.sqlite", 450
     env = {**os.environ, "PYTHONPATH": str(ROOT / "addons")}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from tollgate.records.ledger import Charge, Reservation, Store
 
 from .conftest import Backend, eventually, run
@@ -83,6 +85,7 @@ def test_adjust_settles_a_reservation_up_or_down(backend: Backend):
     run(scenario())
 
 
+@pytest.mark.slow
 def test_an_expired_counter_counts_as_none(backend: Backend):
     async def scenario() -> None:
         store = backend.open()
@@ -146,6 +149,7 @@ def test_aclose_writes_what_is_queued(backend: Backend):
     run(reopened(backend.open()))
 
 
+@pytest.mark.slow
 def test_a_restart_keeps_the_counts(backend: Backend):
     async def before(store: Store) -> None:
         assert (await store.reserve([charge("kept", 3, 10)])).granted
@@ -165,6 +169,7 @@ def test_a_restart_keeps_the_counts(backend: Backend):
     run(after(backend.open()))
 
 
+@pytest.mark.slow
 def test_many_concurrent_reserves_never_pass_a_cap(backend: Backend):
     async def scenario() -> None:
         store = backend.open()
@@ -181,6 +186,7 @@ def test_many_concurrent_reserves_never_pass_a_cap(backend: Backend):
     run(scenario())
 
 
+@pytest.mark.slow
 def test_a_reservation_whose_caller_gave_up_is_taken_back(redis_backend: Backend):
     """Redis: the reservation goes over the network, and its caller may stop waiting for the
     answer. (SQLite's is made in memory before its caller gets control back.)"""

@@ -430,6 +430,7 @@ _OWN_CLASSIFY = [name for name, p in PROVIDERS.items() if p not in VENDORS]
 @pytest.mark.parametrize("name", _OWN_CLASSIFY)
 @settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), body=json_bodies, method=st.sampled_from(["POST", "GET", "PUT"]))
+@pytest.mark.slow
 def test_classify_reads_or_refuses(name: str, data: st.DataObject, body: bytes | None, method: str) -> None:
     check_classify(name, data, body, method)
 
@@ -437,6 +438,7 @@ def test_classify_reads_or_refuses(name: str, data: st.DataObject, body: bytes |
 @pytest.mark.parametrize("name", [p.name for p in VENDORS])
 @settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), body=json_bodies, method=st.sampled_from(["POST", "GET", "PUT"]))
+@pytest.mark.slow
 def test_a_vendor_classifies_or_refuses(name: str, data: st.DataObject, body: bytes | None, method: str) -> None:
     check_classify(name, data, body, method)
 
@@ -481,6 +483,7 @@ def check_classify(name: str, data: st.DataObject, body: bytes | None, method: s
         max_size=3,
     ),
 )
+@pytest.mark.slow
 def test_usage_never_raises(
     wire: str, body: bytes | None, endpoint: str | None, header_pairs: list[tuple[str, str]]
 ) -> None:

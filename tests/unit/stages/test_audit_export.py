@@ -55,6 +55,7 @@ def test_without_audit_otlp_nothing_runs(tmp_path: Path) -> None:
     assert exporter.done() is None
 
 
+@pytest.mark.slow
 def test_the_records_reach_the_collector_and_done_sends_the_last(tmp_path: Path, collector: Collector) -> None:
     path = tmp_path / "audit.jsonl"
     log = AuditLog(str(path), instance="unit")

@@ -543,6 +543,7 @@ FAULTS = [
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 @pytest.mark.parametrize(("fault", "detail"), FAULTS, ids=[f.__name__ for f, _ in FAULTS])
+@pytest.mark.slow
 def test_a_request_that_cannot_be_read_exactly_is_refused_400_in_the_providers_shape(provider, fault, detail) -> None:
     path, body = VALID[provider]
     flow = api_flow(HOSTS[provider], path, body)

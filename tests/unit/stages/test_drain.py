@@ -44,6 +44,7 @@ def scenario(
     return begun
 
 
+@pytest.mark.slow
 def test_the_drain_ends_once_nothing_is_in_flight(monkeypatch) -> None:
     async def body(stage: Drain, calls: set, stopped: Callable[[], bool]) -> None:
         call, upload = tflow.tflow(), tflow.tflow()
@@ -64,6 +65,7 @@ def test_the_drain_ends_once_nothing_is_in_flight(monkeypatch) -> None:
     assert [type(p).__name__ for p in scenario(monkeypatch, 30, body)] == ["Proxyserver"]
 
 
+@pytest.mark.slow
 def test_past_drain_s_the_calls_left_are_broken_off_saying_why(monkeypatch) -> None:
     async def body(stage: Drain, calls: set, stopped: Callable[[], bool]) -> None:
         calls.add(tflow.tflow())

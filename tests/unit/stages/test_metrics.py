@@ -172,6 +172,7 @@ def while_running(r: Running, check: Callable[[], None]) -> None:
     asyncio.run(main())
 
 
+@pytest.mark.slow
 def test_healthz_says_whether_the_process_serves_calls(
     running: Running, tmp_path: Path, caplog, monkeypatch: pytest.MonkeyPatch
 ) -> None:

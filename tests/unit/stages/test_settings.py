@@ -212,6 +212,7 @@ def test_a_missing_file_is_a_bad_edit_and_its_return_a_good_one(running: Running
     assert clients(running) == ["carol"]
 
 
+@pytest.mark.slow
 def test_the_audit_log_survives_a_reload_that_keeps_its_path(running: Running, caplog, tmp_path: Path) -> None:
     audit = running.shared.audit
     edit(running, lambda d: d.update(allow_anonymous=True))
@@ -300,6 +301,7 @@ def test_a_reload_that_opens_another_audit_file_writes_the_started_record_there_
     assert verify(going_on, live=True).faults == []
 
 
+@pytest.mark.slow
 def test_a_reload_to_an_audit_file_that_cannot_take_the_started_record_is_refused(
     running: Running, caplog, tmp_path: Path
 ) -> None:
@@ -325,6 +327,7 @@ def test_where_the_proxy_listens_one_address_per_mode() -> None:
     assert listen_addresses(["regular@::1:9000", "local"], "", 8080) == ["[::1]:9000", "local"]
 
 
+@pytest.mark.slow
 def test_the_policy_survives_a_reload_that_keeps_its_files_and_timeout(running: Running, caplog) -> None:
     (running.path.parent / "policy.rego").write_text(POLICY)
     edit(running, lambda d: d.update(policy={"rego": ["policy.rego"]}))
