@@ -208,7 +208,7 @@ def audit_records(path: Path, done: int, timeout: float = 10) -> list[dict]:
     while time.monotonic() < deadline:
         # Whole lines: the last may be being written.
         lines = path.read_text().rpartition("\n")[0].splitlines() if path.exists() else []
-        records = [r for r in map(json.loads, lines) if r["event"] not in PROCESS_EVENTS]
+        records = [r for r in map(json.loads, lines) if r["event"] not in (*PROCESS_EVENTS, "connection")]
         if len(records) >= done:
             return records
         time.sleep(0.05)

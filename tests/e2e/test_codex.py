@@ -19,8 +19,6 @@ from tests.support.fake_realtime import FakeRealtime, over_http, responding, res
 from tests.support.proxy import ROOT
 from tests.support.run_sh import run_sh_listening
 
-from tollgate.records.auditlog import PROCESS_EVENTS
-
 REAL = "sk-REAL-openai-for-codex-5ecret"
 VIRTUAL = "tg-VIRTUAL-codex-user-5ecret"
 ANSWER = "Hello from the fake upstream."
@@ -72,9 +70,7 @@ def responses_records(audit: Path, count: int) -> list[dict]:
     records: list[dict] = []
     while time.monotonic() < deadline:
         lines = audit.read_text().rpartition("\n")[0].splitlines() if audit.exists() else []  # whole lines
-        records = [
-            r for r in map(json.loads, lines) if r["event"] not in PROCESS_EVENTS and r["endpoint"] == "responses"
-        ]
+        records = [r for r in map(json.loads, lines) if r["event"] == "llm_call" and r["endpoint"] == "responses"]
         if len(records) >= count:
             return records
         time.sleep(0.05)

@@ -238,7 +238,7 @@ def audit_records(path: Path, count: int) -> list[dict]:
     deadline = time.monotonic() + 10  # the audit writer writes in batches, moments later
     while time.monotonic() < deadline:
         lines = path.read_text().rpartition("\n")[0].splitlines() if path.exists() else []  # whole lines
-        records = [r for r in map(json.loads, lines) if r["event"] not in PROCESS_EVENTS]
+        records = [r for r in map(json.loads, lines) if r["event"] not in (*PROCESS_EVENTS, "connection")]
         if len(records) >= count:
             return records
         time.sleep(0.05)
