@@ -31,3 +31,11 @@ def test_mitmdump_leaves_a_calls_flow_to_tollgates_line(detail: int, call_shown:
 
 def test_latency_in_milliseconds_then_seconds() -> None:
     assert [latency_text(ms) for ms in (0.4, 412.5, 9999.4, 12_345.0)] == ["0 ms", "412 ms", "9999 ms", "12.3 s"]
+
+
+@pytest.mark.parametrize(("detail", "shown"), [(0, False), (1, True), (3, True)])
+def test_tollgates_line_shows_where_mitmdump_would_show_a_flow(detail: int, shown: bool) -> None:
+    dumper = Dumper(io.StringIO())
+    with taddons.context(dumper) as tctx:
+        tctx.configure(dumper, flow_detail=detail)
+        assert patches.calls_shown() is shown

@@ -11,7 +11,7 @@ from tollgate.proxy.patches.connections import (
     close_connections_cancelled_while_waiting,
     finish_streams_after_a_clients_goaway,
 )
-from tollgate.proxy.patches.console import leave_calls_to_their_line
+from tollgate.proxy.patches.console import calls_shown, leave_calls_to_their_line
 from tollgate.proxy.patches.drain import CloseInjected, begin_drain, close_websocket, drain_connections
 from tollgate.proxy.patches.flows import (
     EndIfWaiting,
@@ -47,6 +47,7 @@ __all__ = [
     "begin_drain",
     "bound_message_heads",
     "bound_websocket_messages",
+    "calls_shown",
     "close_connections_cancelled_while_waiting",
     "close_websocket",
     "closed_for_a_large_message",

@@ -2,7 +2,8 @@
 console_line`: client, provider and model, decision, tokens, cost, latency); at mitmdump's default
 detail (`flow_detail` 1) it replaces mitmdump's own line for the flow, which says only the URL and
 "(content missing)" of a streamed body. With more detail asked (`flow_detail` 2 to 4) mitmdump's
-dump follows as before, and a flow that is no call keeps mitmdump's line."""
+dump follows as before, and a flow that is no call keeps mitmdump's line. At `flow_detail` 0
+neither is printed."""
 
 from __future__ import annotations
 
@@ -11,6 +12,13 @@ from typing import Any
 
 from mitmproxy import ctx
 from mitmproxy.addons.dumper import Dumper
+
+
+def calls_shown() -> bool:
+    """Whether the console shows a line per call: not at `flow_detail` 0, where mitmdump shows no
+    flow either (then the line would be all that is printed per call, and cost it the logging)."""
+    options = getattr(ctx, "options", None)
+    return options is None or getattr(options, "flow_detail", 1) >= 1
 
 
 def leave_calls_to_their_line(is_call: Callable[[Any], bool]) -> None:

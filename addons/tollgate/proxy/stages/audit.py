@@ -15,6 +15,7 @@ from tollgate.formats.raw_headers import with_header
 from tollgate.formats.refusals import AUDIT_UNAVAILABLE
 from tollgate.governance.mcp import McpExchange
 from tollgate.proxy.flows import CALL, call_of, refuse, refuse_mcp
+from tollgate.proxy.patches import calls_shown
 from tollgate.proxy.state import Shared
 from tollgate.records.audit_record import audit_record, sent_record
 from tollgate.records.summary import console_line, flow_marker, summary
@@ -100,7 +101,8 @@ class Audit:
         if self.shared.audit is not None:
             self.shared.audit.write(record)
         # One line per call on the console, in place of mitmdump's own (`patches.console`).
-        logger.info(console_line(call, record["latency_ms"]))
+        if calls_shown():
+            logger.info(console_line(call, record["latency_ms"]))
         for recorded in self._recorded:
             try:
                 recorded(call, record)
