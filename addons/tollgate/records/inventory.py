@@ -18,9 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-import orjson
-
-from tollgate.records.usage_report import Malformed, iso_epoch, iso_time
+from tollgate.records.usage_report import Malformed, audit_objects, iso_epoch, iso_time
 
 # The category of a provider Tollgate governs as calls: an AI model API.
 GOVERNED_CATEGORY = "ai_api"
@@ -142,17 +140,11 @@ def _count(record: Mapping[str, Any], name: str) -> int:
 def audit_seen(lines: Iterable[bytes], name: str) -> Iterator[Seen | Malformed]:
     """What each line of an audit file says (`seen_of`), and a `Malformed` for each line that
     cannot be read, named `name:line`."""
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
+    for read in audit_objects(lines, name):
+        if isinstance(read, Malformed):
+            yield read
             continue
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError as e:
-            yield Malformed(f"{name}:{number}", f"not JSON ({e})")
-            continue
-        if not isinstance(record, dict):
-            yield Malformed(f"{name}:{number}", "not a JSON object")
-            continue
+        number, record = read
         try:
             seen = seen_of(record)
         except ValueError as e:

@@ -215,9 +215,9 @@ def _cost(record: Mapping[str, Any]) -> Decimal | None:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
-def audit_calls(lines: Iterable[bytes], name: str) -> Iterator[Call | Malformed]:
-    """The calls of an audit file's lines (`event == "llm_call"`; others are not calls), and a
-    `Malformed` for each line that cannot be read, named `name:line`."""
+def audit_objects(lines: Iterable[bytes], name: str) -> Iterator[tuple[int, dict[str, Any]] | Malformed]:
+    """Each record of an audit file's lines with its line number, and a `Malformed` for each line
+    that is no JSON object, named `name:line` (empty lines skipped)."""
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -229,6 +229,17 @@ def audit_calls(lines: Iterable[bytes], name: str) -> Iterator[Call | Malformed]
         if not isinstance(record, dict):
             yield Malformed(f"{name}:{number}", "not a JSON object")
             continue
+        yield number, record
+
+
+def audit_calls(lines: Iterable[bytes], name: str) -> Iterator[Call | Malformed]:
+    """The calls of an audit file's lines (`event == "llm_call"`; others are not calls), and a
+    `Malformed` for each line that cannot be read, named `name:line`."""
+    for read in audit_objects(lines, name):
+        if isinstance(read, Malformed):
+            yield read
+            continue
+        number, record = read
         if record.get("event") != "llm_call":
             continue
         try:
