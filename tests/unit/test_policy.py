@@ -1668,6 +1668,47 @@ def test_cli_decides_an_mcp_request_by_the_mcp_rules(tmp_path: Path, capsys, too
     )
 
 
+EGRESS_POLICY = """
+package tollgate.egress
+import rego.v1
+
+deny contains sprintf("%s may not reach %s", [input.client, input.service]) if {
+    input.service == "huggingface"
+    input.client != "research"
+}
+"""
+
+
+@pytest.mark.parametrize(("client", "code"), [("alice", 1), ("research", 0)])
+@pytest.mark.slow
+def test_cli_decides_a_connection_by_the_egress_rules(tmp_path: Path, capsys, client: str, code: int) -> None:
+    """With --egress the input is a connection: `data.tollgate.egress.deny` decides it (the LLM
+    calls' allowlist, which would deny an input without a model, does not)."""
+    policy = write(tmp_path / "egress.rego", EGRESS_POLICY)
+    document = write_input(tmp_path, {
+        "client": client, "auth": "proxyauth", "source": "10.0.0.7:51000", "host": "huggingface.co",
+        "port": 443, "address": "13.35.1.1", "service": "huggingface",
+    })  # fmt: skip
+    deny = [] if code == 0 else ["alice may not reach huggingface"]
+    assert run_eval(capsys, "--policy", ALLOWLIST, "--policy", policy, "--egress", "--input", document) == (
+        code,
+        json.dumps({"allowed": not deny, "deny": deny}, indent=2) + "\n",
+        "",
+    )
+
+
+@pytest.mark.slow
+def test_cli_names_what_a_connection_lacks_and_nothing_a_call_has(tmp_path: Path, capsys) -> None:
+    policy = write(tmp_path / "egress.rego", EGRESS_POLICY)
+    document = write_input(tmp_path, {"client": "alice", "host": "huggingface.co", "port": 443})
+    code, out, err = run_eval(capsys, "--policy", ALLOWLIST, "--policy", policy, "--egress", "--input", document)
+    assert (code, json.loads(out)) == (0, {"allowed": True, "deny": []})
+    assert err == (
+        f"warning: {document} lacks what the policy reads: service; the proxy gives every connection these"
+        " (rules that read them do not hold here)\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("rule", "keyed"),
     [

@@ -57,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--policy", action="append", required=True, type=Path, help="a .rego file (repeatable)")
     evaluate.add_argument("--input", required=True, type=Path, help="the input document, JSON ('-': stdin)")
     evaluate.add_argument(
+        "--egress",
+        action="store_true",
+        help="the input is a connection (client, auth, source, host, port, address, service), decided by"
+        " data.tollgate.egress.deny as the proxy decides a CONNECT",
+    )
+    evaluate.add_argument(
         "--timeout",
         type=positive,
         metavar="SECONDS",
@@ -184,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "policy" and args.policy_command == "test":
         return test_policy(args.paths, args.verbose, args.exit_zero_on_skipped)
     if args.command == "policy":
-        return evaluate_policy(args.policy, args.input, args.timeout)
+        return evaluate_policy(args.policy, args.input, args.timeout, args.egress)
     if args.command == "token":
         return print_token(args.config, args.client, args.groups, args.ttl, args.issuer)
     if args.command == "key":
@@ -612,11 +618,12 @@ def positive(text: str) -> float:
     return value
 
 
-def evaluate_policy(files: list[Path], input_path: Path, timeout: float | None = None) -> int:
+def evaluate_policy(files: list[Path], input_path: Path, timeout: float | None = None, egress: bool = False) -> int:
     """Exit status 0 when the input is allowed, 1 when denied, 2 when the policy or input is broken.
     The policy is compiled here, and evaluated in a worker process within the time limit, as the
     proxy does. An input with an `mcp` object is an MCP server's request, decided as the proxy
-    decides one: by `data.tollgate.mcp.deny`."""
+    decides one: by `data.tollgate.mcp.deny`; with `egress`, the input is a connection, decided
+    by `data.tollgate.egress.deny`."""
     from tollgate.governance.policy import TIMEOUT, Policy, PolicyError, lacking, paths_read
 
     try:
@@ -630,20 +637,21 @@ def evaluate_policy(files: list[Path], input_path: Path, timeout: float | None =
     except PolicyError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    mcp = isinstance(document, dict) and isinstance(document.get("mcp"), dict)
-    # What the proxy gives the requests of the other kind is not lacking here.
-    missing = [p for p in lacking(document, paths_read(policy.sources.values()) or ()) if _of_kind(p, mcp)]
+    mcp = not egress and isinstance(document, dict) and isinstance(document.get("mcp"), dict)
+    # What the proxy gives the requests of the other kinds is not lacking here.
+    kind = "egress" if egress else "mcp" if mcp else "call"
+    missing = [p for p in lacking(document, paths_read(policy.sources.values()) or ()) if _of_kind(p, kind)]
     if missing:
         # Undefined in Rego: a rule that reads one does not hold, as it would for a real call.
         print(
             f"warning: {input_path} lacks what the policy reads: {', '.join(missing)}; the proxy gives every"
-            " call these (rules that read them do not hold here)",
+            f" {'connection' if egress else 'call'} these (rules that read them do not hold here)",
             file=sys.stderr,
         )
 
     async def in_worker() -> Decision:
         try:
-            return await policy.decide_in_worker(document, mcp)
+            return await policy.decide_in_worker(document, mcp, egress)
         finally:
             await policy.aclose()
 
@@ -659,11 +667,15 @@ def evaluate_policy(files: list[Path], input_path: Path, timeout: float | None =
 MCP_INPUT = ("client", "mcp")
 
 
-def _of_kind(path: str, mcp: bool) -> bool:
-    """Whether the proxy gives a path of this name to the input of an MCP request (`mcp`), or of an
-    LLM call."""
+def _of_kind(path: str, kind: str) -> bool:
+    """Whether the proxy gives a path of this name to the input of a `kind` of request: an MCP
+    request (`mcp`), a connection (`egress`), or an LLM call (`call`)."""
+    from tollgate.governance.egress import EGRESS_FACTS
+
     top = path.partition(".")[0]
-    return top in MCP_INPUT if mcp else top != "mcp"
+    if kind == "egress":
+        return top in EGRESS_FACTS
+    return top in MCP_INPUT if kind == "mcp" else top != "mcp"
 
 
 if __name__ == "__main__":

@@ -199,10 +199,10 @@ class Policy:
             document = {**document, "mcp": {k: v for k, v in mcp.items() if k != "session"}}
         return ("mcp", json.dumps(document, separators=(",", ":"), sort_keys=True))
 
-    async def decide_in_worker(self, document: Any, mcp: bool = False) -> Decision:
+    async def decide_in_worker(self, document: Any, mcp: bool = False, egress: bool = False) -> Decision:
         """The decision on any input document, evaluated in the worker process within the time limit
-        (with `mcp`, by `data.tollgate.mcp.deny`)."""
-        return await self._in_worker(None, document, mcp)
+        (with `mcp`, by `data.tollgate.mcp.deny`; with `egress`, by `data.tollgate.egress.deny`)."""
+        return await self._in_worker(None, document, mcp, egress)
 
     async def _in_worker(
         self, key: Hashable | None, document: Any, mcp: bool = False, egress: bool = False
