@@ -5,6 +5,7 @@ Run from the checkout:
 
     .venv/bin/python bench/egress.py                          # 2000 CONNECTs, 200 MB each way, 3 rounds
     .venv/bin/python bench/egress.py --connects 500 --mb 50 --rounds 1   # quick
+    .venv/bin/python bench/egress.py --instructions          # instructions per CONNECT under callgrind (about 6 min)
     .venv/bin/python bench/egress.py --help
 
 A plain TCP server (a process of its own, on 127.0.0.1) either sinks `--mb` MB of what a connection
@@ -24,13 +25,25 @@ Phases, the modes alternating within each round:
   decision    --connects CONNECTs per mode, the modes taking turns one CONNECT each, each on a new
               connection, timed from the CONNECT's write to its `200` head's last byte (the
               tunnel is then closed unused). The figure:
-              Tollgate's p50 minus bare mitmdump's (target <= 0.2 ms).
+              Tollgate's p50 minus bare mitmdump's (target <= 0.2 ms); beside it the median of
+              the differences between the CONNECTs made one after the other, and the CPU time
+              each mitmdump used per CONNECT (its threads' schedstat over the phase).
   throughput  --mb MB uploaded, then downloaded, through one tunnel per mode and direction, timed
               from the first byte written (upload) or the CONNECT's answer (download) to the end.
               The figure: Tollgate's MB/s over bare mitmdump's (target >= 0.95, the best round of
               each).
   memory      Tollgate's VmRSS before the first phase and after the last (flat: a tunnel keeps none
               of what it relays).
+
+With --instructions it counts instead what each mitmdump executes per CONNECT under valgrind's
+callgrind (bench/instructions.py's tool), which is the same from run to run within a few tenths
+of a percent where the times above move by tenths of a millisecond: bare mitmdump, Tollgate as
+above, and Tollgate with `record: none`; and per MB relayed through a tunnel, --mb MB (20) up
+and down. Each count is taken over --connects CONNECTs (or the transfer), less what
+the process executes meanwhile on its own (its timers: the same count over 20 idle seconds, scaled
+to the CONNECTs' time). Under valgrind time runs some 50x slower, so the audit's writer, which
+batches the records that come within 0.25 s, writes each record alone: recording weighs more here
+than at speed.
 
 The load average is printed: run it when the machine is quiet.
 """
@@ -45,6 +58,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -52,7 +66,7 @@ sys.path.insert(0, str(BENCH))
 
 import yaml  # noqa: E402
 
-from stream import Proxy, free_port, loadavg, percentile, proc_status  # noqa: E402
+from stream import Proxy, cpu_ns, free_port, loadavg, percentile, proc_status  # noqa: E402
 
 ROOT = BENCH.parent
 MB = 1_000_000
@@ -211,12 +225,75 @@ def decision_cost(workdir: Path, count: int = 100_000) -> float:
     return (time.perf_counter_ns() - start) / count / 1000
 
 
+IDLE_S = 20.0  # seconds of idle counted per mitmdump, to take its timers' work out of the CONNECTs'
+
+
+def count_instructions(connects: int, mb: int) -> int:
+    """Instructions per CONNECT, and per MB relayed each way, of bare mitmdump and of Tollgate
+    (`record: all` and `none`)."""
+    from instructions import START_TIMEOUT, Counted
+
+    workdir = Path(tempfile.mkdtemp(prefix="tollgate-egress-instructions-"))
+    server_port = free_port()
+    size = mb * MB
+    server = subprocess.Popen([sys.executable, "-c", SERVER, str(server_port), str(size)])
+    target = f"127.0.0.1:{server_port}"
+    common = ["--set", f"confdir={workdir / 'confdir'}", "--set", "connection_strategy=lazy", "--set", "flow_detail=0"]
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "addons"), str(ROOT), os.environ.get("PYTHONPATH", "")])
+    config = tollgate_config(workdir, server_port)
+    unrecorded = workdir / "tollgate-unrecorded.yaml"
+    data = yaml.safe_load(config.read_text())
+    data["egress"]["record"] = "none"
+    data["audit"]["path"] = str(workdir / "audit-unrecorded.jsonl")  # one process per audit file
+    unrecorded.write_text(yaml.safe_dump(data))
+    gateway = ["-s", str(ROOT / "addons" / "gateway.py"), *common]
+    proxies = {
+        "bare mitmdump": Counted("bare", [*common, "--set", r"allow_hosts=^api\.openai\.com:\d+$"], workdir),
+        "Tollgate": Counted("tollgate", [*gateway, "--set", f"tollgate_config={config}"], workdir),
+        "Tollgate, record: none": Counted("unrecorded", [*gateway, "--set", f"tollgate_config={unrecorded}"], workdir),
+    }
+    counted: dict[str, tuple[float, float, float]] = {}
+    try:
+        for proxy in proxies.values():
+            proxy.wait_ready(START_TIMEOUT)
+        for name, proxy in proxies.items():
+            decisions(proxy.port, target, 30)  # warm: the policy's first decision made
+            idle = proxy.counted(lambda: (time.sleep(IDLE_S), IDLE_S)[1])
+
+            def less_idle(work: Callable[[], float], proxy: Counted = proxy, idle: float = idle) -> float:
+                start = time.monotonic()
+                total = proxy.counted(lambda: (work(), 1)[1])
+                return total - idle * (time.monotonic() - start)
+
+            per_connect = less_idle(lambda proxy=proxy: decisions(proxy.port, target, connects)) / connects
+            up = less_idle(lambda proxy=proxy: upload(proxy.port, target, size)) / mb
+            down = less_idle(lambda proxy=proxy: download(proxy.port, target, size)) / mb
+            counted[name] = (per_connect, up, down)
+            print(f"  {name}: {per_connect / 1e3:.0f} k a CONNECT ({idle / 1e3:.0f} k a second idle)", file=sys.stderr)
+    finally:
+        for proxy in proxies.values():
+            proxy.stop()
+        server.terminate()
+        server.wait(timeout=10)
+    bare = counted["bare mitmdump"]
+    print(f"instructions, timers taken out ({connects} CONNECTs; {mb} MB up and down through one tunnel each):")
+    print(f"  {'':<24} {'per CONNECT':>24} {'per MB up':>18} {'per MB down':>18}")
+    for name, values in counted.items():
+        cells = [f"{v / 1e6:7.3f} M {v / b:6.3f}x" for v, b in zip(values, bare, strict=True)]
+        print(f"  {name:<24} {cells[0]:>24} {cells[1]:>18} {cells[2]:>18}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--connects", type=int, default=2000, help="CONNECTs per mode and round")
-    parser.add_argument("--mb", type=int, default=200, help="MB per transfer")
+    parser.add_argument("--connects", type=int, help="CONNECTs per mode and round (2000; 200 with --instructions)")
+    parser.add_argument("--mb", type=int, help="MB per transfer (200; 20 with --instructions)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--instructions", action="store_true", help="count instructions per CONNECT under callgrind")
     args = parser.parse_args()
+    if args.instructions:
+        return count_instructions(args.connects or 200, args.mb or 20)
+    args.connects, args.mb = args.connects or 2000, args.mb or 200
     size = args.mb * MB
 
     workdir = Path(tempfile.mkdtemp(prefix="tollgate-egress-bench-"))
@@ -240,13 +317,17 @@ def main() -> int:
         rss_before = proc_status(tollgate.pid).get("VmRSS", 0)
         print(f"load average before: {loadavg()}")
         times: dict[str, list[float]] = {name: [] for name in proxies}
+        cpu = dict.fromkeys(proxies, 0)  # ns of CPU each mitmdump used over the CONNECTs
         up: dict[str, list[float]] = {name: [] for name in proxies}
         down: dict[str, list[float]] = {name: [] for name in proxies}
         for r in range(args.rounds):
             order = list(proxies.items()) if r % 2 == 0 else list(reversed(proxies.items()))
+            before = {name: cpu_ns(proxy.pid) for name, proxy in proxies.items()}
             for _ in range(args.connects):  # one CONNECT of each mode in turn: the machine's drift is shared
                 for name, proxy in order:
                     times[name] += decisions(proxy.port, target, 1)
+            for name, proxy in proxies.items():
+                cpu[name] += cpu_ns(proxy.pid) - before[name]
             for name, proxy in order:
                 up[name].append(upload(proxy.port, target, size))
                 down[name].append(download(proxy.port, target, size))
@@ -266,7 +347,16 @@ def main() -> int:
             print(f"  {name:9} p50 {p[0]:.3f}  p90 {p[1]:.3f}  p99 {p[2]:.3f}")
         added = percentile(times["tollgate"], 50) - percentile(times["bare"], 50)
         print(f"  Tollgate adds {added:.3f} ms at p50 (target <= 0.2 ms): {'ok' if added <= 0.2 else 'MISSED'}")
+        # Each CONNECT of one mode against the other mode's made just before or after it: what the
+        # machine's drift adds to both cancels out.
+        paired = [t - b for t, b in zip(times["tollgate"], times["bare"], strict=True)]
+        print(f"  the median of the paired differences: {percentile(paired, 50):.3f} ms")
         print(f"  the decision itself, in process (cached policy): {cost:.1f} µs per CONNECT")
+        per_connect = {name: cpu[name] / len(times[name]) / 1e3 for name in proxies}
+        print(
+            f"  CPU per CONNECT: bare {per_connect['bare']:.0f} µs, tollgate {per_connect['tollgate']:.0f} µs"
+            f" ({per_connect['tollgate'] / per_connect['bare']:.3f}x)"
+        )
         print(f"throughput, {args.mb} MB through one tunnel, best of {args.rounds}, MB/s:")
         ok = added <= 0.2
         for label, figures in (("upload", up), ("download", down)):
