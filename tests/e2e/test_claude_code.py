@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,13 +20,13 @@ import yaml
 from tests.support import streams
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
+from tests.support.npm_cli import npm_command
 from tests.support.proxy import ROOT
 from tests.support.run_sh import run_sh_listening
 
 from tollgate.fingerprint import fingerprint
 from tollgate.records.auditlog import PROCESS_EVENTS
 
-CLAUDE_CODE = ROOT / ".node-clients" / "claude-code"
 REAL_KEY = "sk-ant-REAL-claude-code"
 POLICY = """package tollgate
 
@@ -149,23 +148,7 @@ def test_an_unknown_service_path_is_refused_and_audited_as_denied(gw):
 @pytest.fixture(scope="module")
 def claude() -> Path:
     """The `claude` command of `@anthropic-ai/claude-code`, installed from npm once."""
-    if not shutil.which("node") or not shutil.which("npm"):
-        pytest.skip("node and npm are not installed")
-    command = CLAUDE_CODE / "node_modules" / ".bin" / "claude"
-    if not command.exists():
-        CLAUDE_CODE.mkdir(parents=True, exist_ok=True)
-        # A package of its own: npm would otherwise install into the SDKs' package around it.
-        (CLAUDE_CODE / "package.json").write_text('{"private": true}\n')
-        done = subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", "--fetch-timeout=60000",
-             "@anthropic-ai/claude-code"],
-            cwd=CLAUDE_CODE,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )  # fmt: skip
-        assert done.returncode == 0, f"npm could not install Claude Code: {done.stderr[-500:]}"
-    return command
+    return npm_command("claude-code", "@anthropic-ai/claude-code", "claude")
 
 
 @contextmanager

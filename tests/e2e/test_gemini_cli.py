@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import threading
 import time
@@ -24,13 +23,13 @@ from urllib.parse import parse_qsl
 import pytest
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
 from tests.support.front_proxy import FrontProxy
+from tests.support.npm_cli import npm_command
 from tests.support.proxy import ROOT, free_port
 
 from tollgate.fingerprint import fingerprint
 from tollgate.proxy.certs import CA_CERT
 from tollgate.proxy.stages.identify import PLANS_REFUSED_MESSAGE, PLANS_REFUSED_REASON
 
-GEMINI_CLI = ROOT / ".node-clients" / "gemini-cli"
 TOKEN = "ya29.a0AfB_GEMINI-CLI-5ecret-access-token-q7"
 REFRESH = "1//0g-GEMINI-CLI-5ecret-refresh-token-z3"
 EMAIL = "alice@corp.example"
@@ -154,23 +153,7 @@ class Google:
 @pytest.fixture(scope="module")
 def gemini() -> Path:
     """The `gemini` command of `@google/gemini-cli`, installed from npm once."""
-    if not shutil.which("node") or not shutil.which("npm"):
-        pytest.skip("node and npm are not installed")
-    command = GEMINI_CLI / "node_modules" / ".bin" / "gemini"
-    if not command.exists():
-        GEMINI_CLI.mkdir(parents=True, exist_ok=True)
-        # A package of its own: npm would otherwise install into the SDKs' package around it.
-        (GEMINI_CLI / "package.json").write_text('{"private": true}\n')
-        done = subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", "--fetch-timeout=60000",
-             "@google/gemini-cli"],
-            cwd=GEMINI_CLI,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )  # fmt: skip
-        assert done.returncode == 0, f"npm could not install Gemini CLI: {done.stderr[-500:]}"
-    return command
+    return npm_command("gemini-cli", "@google/gemini-cli", "gemini")
 
 
 @pytest.fixture(scope="module")
