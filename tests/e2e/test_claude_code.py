@@ -20,7 +20,7 @@ import yaml
 from tests.support import streams
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
-from tests.support.npm_cli import npm_command
+from tests.support.npm_cli import NODE_CLIENTS, npm_command
 from tests.support.proxy import ROOT
 from tests.support.run_sh import run_sh_listening
 
@@ -148,7 +148,7 @@ def test_an_unknown_service_path_is_refused_and_audited_as_denied(gw):
 @pytest.fixture(scope="module")
 def claude() -> Path:
     """The `claude` command of `@anthropic-ai/claude-code`, installed from npm once."""
-    return npm_command("claude-code", "@anthropic-ai/claude-code", "claude")
+    return npm_command(NODE_CLIENTS / "claude-code", "@anthropic-ai/claude-code", "claude")
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl
 import pytest
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
 from tests.support.front_proxy import FrontProxy
-from tests.support.npm_cli import npm_command
+from tests.support.npm_cli import NODE_CLIENTS, npm_command
 from tests.support.proxy import ROOT, free_port
 
 from tollgate.fingerprint import fingerprint
@@ -153,7 +153,7 @@ class Google:
 @pytest.fixture(scope="module")
 def gemini() -> Path:
     """The `gemini` command of `@google/gemini-cli`, installed from npm once."""
-    return npm_command("gemini-cli", "@google/gemini-cli", "gemini")
+    return npm_command(NODE_CLIENTS / "gemini-cli", "@google/gemini-cli", "gemini")
 
 
 @pytest.fixture(scope="module")

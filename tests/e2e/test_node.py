@@ -19,12 +19,12 @@ from tests.support import streams
 from tests.support.aws import botocore_accepts
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
+from tests.support.npm_cli import NODE_CLIENTS
 from tests.support.proxy import ROOT
 from tests.support.run_sh import env_exports, env_run, run_sh_listening
 
 from tollgate.records.auditlog import PROCESS_EVENTS
 
-NODE_CLIENTS = ROOT / ".node-clients"
 SDKS = ("openai", "@anthropic-ai/sdk", "@aws-sdk/client-bedrock-runtime")
 PRELOAD = f"--require={ROOT}/node-proxy/proxy.cjs"
 APP = """

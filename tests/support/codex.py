@@ -3,20 +3,14 @@ installed into `.node-clients` when it is not there yet, and `codex exec` run in
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import pytest
+from .npm_cli import NODE_CLIENTS, npm_command
 
-from .proxy import ROOT
-
-NODE_CLIENTS = ROOT / ".node-clients"
-CODEX = NODE_CLIENTS / "node_modules" / ".bin" / "codex"
 # The release these tests were written against: a newer one may warm up or ask otherwise.
 CODEX_VERSION = "0.169.0"
 # What a user's shell may carry that would route Codex without the test's help.
@@ -25,21 +19,7 @@ PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "AL
 
 def installed_codex() -> Path:
     """The codex launcher, installed at CODEX_VERSION if need be (skips where node is missing)."""
-    if not shutil.which("node") or not shutil.which("npm"):
-        pytest.skip("node and npm are not installed")
-    installed = NODE_CLIENTS / "node_modules" / "@openai" / "codex" / "package.json"
-    if not CODEX.exists() or json.loads(installed.read_text()).get("version") != CODEX_VERSION:
-        NODE_CLIENTS.mkdir(exist_ok=True)
-        package = f"@openai/codex@{CODEX_VERSION}"
-        done = subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", "--fetch-timeout=60000", package],
-            cwd=NODE_CLIENTS,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert done.returncode == 0, f"npm could not install {package}: {done.stderr[-500:]}"
-    return CODEX
+    return npm_command(NODE_CLIENTS, "@openai/codex", "codex", CODEX_VERSION)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
