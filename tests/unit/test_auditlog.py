@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -157,6 +158,46 @@ def test_records_of_a_busy_moment_are_written_together(tmp_path: Path, monkeypat
         log.close()
     assert [r["n"] for r in _lines(path)] == list(range(200))
     assert sum(writes) == 200 and len(writes) <= 3  # the first record at once, the rest in a batch or two
+
+
+def test_two_processes_records_on_one_pipe_stay_whole_lines(tmp_path: Path) -> None:
+    # The fleet's workers share their standard output. A write to a pipe is whole only up to
+    # PIPE_BUF bytes: a batch of records written at once would be interleaved with the other's.
+    fifo = tmp_path / "audit.pipe"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    logs = [AuditLog(str(fifo), instance=f"w{n}") for n in (1, 2)]
+    received = bytearray()
+    padding = "x" * 1000  # records of about a kilobyte: a batch fills the pipe many times over
+    try:
+        threads = [
+            threading.Thread(
+                target=lambda log=log: [log.write({"event": "llm_call", "n": i, "p": padding}) for i in range(300)]
+            )
+            for log in logs
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+        closing = [threading.Thread(target=log.close) for log in logs]
+        for thread in closing:
+            thread.start()
+        deadline = time.monotonic() + 30
+        # Read slowly, so that both writers keep waiting on a full pipe and take turns in it.
+        while (any(t.is_alive() for t in closing) or received.count(b"\n") < 600) and time.monotonic() < deadline:
+            try:
+                received += os.read(reader, 4096)
+            except BlockingIOError:
+                pass
+            time.sleep(0.0002)
+        for thread in closing:
+            thread.join(timeout=10)
+    finally:
+        os.close(reader)
+    records = [json.loads(line) for line in received.decode().splitlines()]
+    for name in ("w1", "w2"):
+        assert [r["n"] for r in records if r["instance"] == name] == list(range(300))
 
 
 def test_a_record_orjson_cannot_write_is_written_escaped_and_the_records_after_it_too(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import queue
+import select
 import socket
 import stat
 import sys
@@ -58,6 +59,9 @@ RETRY_DELAY = 1.0  # seconds between two attempts while writing fails
 # records; beyond this many, records are dropped (and the console says how many).
 MAX_HELD = 100_000
 _CHUNK = 1 << 20  # bytes per write of held records: a failure part-way keeps what was written
+# Bytes per write to a pipe or a device: only so much is written whole when other processes write
+# to it too (the fleet's workers share their standard output; a larger write is interleaved).
+_PIPE_CHUNK = select.PIPE_BUF
 
 _FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 
@@ -430,10 +434,12 @@ class AuditLog:
             self._dropped = 0
 
     def _next_chunk(self) -> tuple[int, bytes]:
-        """The oldest held records, up to `_CHUNK` bytes (at least one), as lines."""
+        """The oldest held records, up to `_CHUNK` bytes (`_PIPE_CHUNK` to what is not a file; at
+        least one record), as lines."""
+        limit = _CHUNK if self._regular else _PIPE_CHUNK
         size, count = 0, 0
         for line in self._held:
-            if count and size + len(line) > _CHUNK:
+            if count and size + len(line) + 1 > limit:
                 break
             size += len(line) + 1
             count += 1
