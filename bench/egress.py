@@ -18,7 +18,10 @@ The client (this process, raw sockets) reaches it through a CONNECT to 127.0.0.1
   tollgate  mitmdump -s addons/gateway.py with `egress`: ten deny globs, the server's address in
             `allow`, `record: all` (every tunnel counted and recorded in the audit file, the most
             it does), a service added to the catalogue, and a policy with egress rules reading
-            input.host and input.service (cached after the first connection, as the call rules are).
+            input.host and input.service (cached after the first connection, as the call rules are);
+  patched   bare mitmdump with Tollgate's hook dispatch patch alone (`bench/dispatch_patched.py`):
+            Tollgate makes mitmproxy's own dispatch of every hook cheaper, so this is the reference
+            for what Tollgate's own work adds.
 
 Phases, the modes alternating within each round:
 
@@ -38,9 +41,9 @@ Phases, the modes alternating within each round:
 With --instructions it counts instead what each mitmdump executes per CONNECT under valgrind's
 callgrind (bench/instructions.py's tool), which is the same from run to run within a few tenths
 of a percent where the times above move by tenths of a millisecond: bare mitmdump, Tollgate as
-above, and Tollgate with `record: none`; and per MB relayed through a tunnel, --mb MB (20) up
-and down. Each count is taken over --connects CONNECTs (or the transfer), less what
-the process executes meanwhile on its own (its timers: the same count over 20 idle seconds, scaled
+above, Tollgate with `record: none`, and bare mitmdump with the dispatch patch; and per MB relayed
+through a tunnel, --mb MB (20) up and down. Each count is taken over --connects CONNECTs (or the
+transfer), less what the process executes meanwhile on its own (its timers: the same count over 20 idle seconds, scaled
 to the CONNECTs' time). Under valgrind time runs some 50x slower, so the audit's writer, which
 batches the records that come within 0.25 s, writes each record alone: recording weighs more here
 than at speed.
@@ -69,6 +72,9 @@ import yaml  # noqa: E402
 from stream import Proxy, cpu_ns, free_port, loadavg, percentile, proc_status  # noqa: E402
 
 ROOT = BENCH.parent
+BARE_HOSTS = ["--set", r"allow_hosts=^api\.openai\.com:\d+$"]
+# Bare mitmdump with Tollgate's hook dispatch patch alone: what of Tollgate's figures is its own work.
+DISPATCH_PATCHED = ["-s", str(BENCH / "dispatch_patched.py")]
 MB = 1_000_000
 CHUNK = 256 * 1024
 
@@ -248,9 +254,10 @@ def count_instructions(connects: int, mb: int) -> int:
     unrecorded.write_text(yaml.safe_dump(data))
     gateway = ["-s", str(ROOT / "addons" / "gateway.py"), *common]
     proxies = {
-        "bare mitmdump": Counted("bare", [*common, "--set", r"allow_hosts=^api\.openai\.com:\d+$"], workdir),
+        "bare mitmdump": Counted("bare", [*common, *BARE_HOSTS], workdir),
         "Tollgate": Counted("tollgate", [*gateway, "--set", f"tollgate_config={config}"], workdir),
         "Tollgate, record: none": Counted("unrecorded", [*gateway, "--set", f"tollgate_config={unrecorded}"], workdir),
+        "bare, dispatch patched": Counted("patched", [*DISPATCH_PATCHED, *common, *BARE_HOSTS], workdir),
     }
     counted: dict[str, tuple[float, float, float]] = {}
     try:
@@ -303,12 +310,13 @@ def main() -> int:
     common = ["--set", f"confdir={workdir / 'confdir'}", "--set", "connection_strategy=lazy", "--set", "flow_detail=0"]
     env_path = os.pathsep.join([str(ROOT / "addons"), str(ROOT), os.environ.get("PYTHONPATH", "")])
     os.environ["PYTHONPATH"] = env_path
-    bare = Proxy("bare", [*common, "--set", r"allow_hosts=^api\.openai\.com:\d+$"], workdir)
+    bare = Proxy("bare", [*common, *BARE_HOSTS], workdir)
+    patched = Proxy("patched", [*DISPATCH_PATCHED, *common, *BARE_HOSTS], workdir)
     config = tollgate_config(workdir, server_port)
     tollgate = Proxy(
         "tollgate", ["-s", str(ROOT / "addons" / "gateway.py"), *common, "--set", f"tollgate_config={config}"], workdir
     )
-    proxies = {"bare": bare, "tollgate": tollgate}
+    proxies = {"bare": bare, "tollgate": tollgate, "patched": patched}
     try:
         for proxy in proxies.values():
             proxy.wait_ready()
@@ -334,7 +342,7 @@ def main() -> int:
             rss = proc_status(tollgate.pid).get("VmRSS", 0)
             print(
                 f"round {r + 1}: p50 bare {percentile(times['bare'], 50):.3f} ms, tollgate"
-                f" {percentile(times['tollgate'], 50):.3f} ms; up {up['bare'][-1]:.0f} / {up['tollgate'][-1]:.0f} MB/s,"
+                f" {percentile(times['tollgate'], 50):.3f} ms, patched {percentile(times['patched'], 50):.3f} ms; up {up['bare'][-1]:.0f} / {up['tollgate'][-1]:.0f} MB/s,"
                 f" down {down['bare'][-1]:.0f} / {down['tollgate'][-1]:.0f} MB/s; tollgate RSS {rss / 2**20:.1f} MiB"
             )
         rss_after = proc_status(tollgate.pid).get("VmRSS", 0)
@@ -351,11 +359,13 @@ def main() -> int:
         # machine's drift adds to both cancels out.
         paired = [t - b for t, b in zip(times["tollgate"], times["bare"], strict=True)]
         print(f"  the median of the paired differences: {percentile(paired, 50):.3f} ms")
+        own = percentile(times["tollgate"], 50) - percentile(times["patched"], 50)
+        print(f"  Tollgate's own work: {own:.3f} ms at p50 over bare mitmdump with its dispatch patch alone")
         print(f"  the decision itself, in process (cached policy): {cost:.1f} µs per CONNECT")
         per_connect = {name: cpu[name] / len(times[name]) / 1e3 for name in proxies}
         print(
             f"  CPU per CONNECT: bare {per_connect['bare']:.0f} µs, tollgate {per_connect['tollgate']:.0f} µs"
-            f" ({per_connect['tollgate'] / per_connect['bare']:.3f}x)"
+            f" ({per_connect['tollgate'] / per_connect['bare']:.3f}x), patched {per_connect['patched']:.0f} µs"
         )
         print(f"throughput, {args.mb} MB through one tunnel, best of {args.rounds}, MB/s:")
         ok = added <= 0.2

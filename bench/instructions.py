@@ -12,7 +12,9 @@ Both mitmdumps are set up as in bench/overhead.py, against the same TLS fake ups
 difference: Tollgate runs without its Rego policy, whose evaluation happens in a worker process
 that callgrind does not follow. The calls are non-streamed OpenAI chat calls on kept-alive
 connections, made after a warm-up; with --connections N they are spread over N connections at
-once, as in overhead.py's concurrent phase.
+once, as in overhead.py's concurrent phase. A third mitmdump is bare mitmdump with Tollgate's hook
+dispatch patch alone (`bench/dispatch_patched.py`): Tollgate makes mitmproxy's own dispatch of
+every hook cheaper, so that one is the reference for what Tollgate's own work adds.
 
 With --stream, it counts streams instead: bench/stream.py's mitmdumps and fake upstream, for each
 format and event size the instructions per upstream MB of a stream's body (an 8-MiB stream's count
@@ -260,6 +262,12 @@ def main() -> int:
             "Tollgate (no policy)": (
                 "tollgate", [*gateway, "--set", f"tollgate_config={config}", *common], VIRTUAL_KEY, OVERRIDDEN_MODEL,
             ),
+            # Tollgate makes mitmproxy's dispatch of every hook cheaper (`patches.dispatch`): bare
+            # mitmdump with that patch alone is the reference for Tollgate's own work.
+            "bare, dispatch patched": (
+                "patched", ["-s", str(ROOT / "bench" / "dispatch_patched.py"), *bare_args(fake.url, common)],
+                REAL_KEY, REQUESTED_MODEL,
+            ),
         }  # fmt: skip
         if args.retry:  # the same, its calls never failing: what retries configured cost a call
             data["audit"] = {"path": str(workdir / "audit-retry.jsonl")}
@@ -310,6 +318,8 @@ def main() -> int:
     for name, value in counted.items():
         print(f"  {name:<22} {value / 1e6:7.3f} M")
     print(f"  Tollgate adds          {(tollgate - bare) / 1e3:7.0f} k ({tollgate / bare:.3f}× bare)")
+    patched = counted["bare, dispatch patched"]
+    print(f"  of which its own work  {(tollgate - patched) / 1e3:7.0f} k ({tollgate / patched:.3f}× bare patched)")
     if "Tollgate, retry" in counted:
         retry = counted["Tollgate, retry"]
         print(f"  retry configured adds  {(retry - tollgate) / 1e3:7.0f} k ({retry / tollgate:.4f}× Tollgate without)")

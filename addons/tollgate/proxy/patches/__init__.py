@@ -4,7 +4,8 @@ gone upstream, a flow that waits too long ended, a streamed response's last byte
 message carries (`messages.py`: HTTP/1 trailers, a WebSocket message's size), connections ended
 too soon or never (`connections.py`), a message's head bounded as it is read (`head_bounds.py`),
 and the drain (`drain.py`), a request sent again before its answer began (`resend.py`), mitmdump's
-line for a call left to Tollgate's (`console.py`). Each patch is a function that installs it once;
+line for a call left to Tollgate's (`console.py`), and mitmproxy's hook dispatch made cheaper
+(`dispatch.py`). Each patch is a function that installs it once;
 the stages call them through this package."""
 
 from tollgate.proxy.patches.connections import (
@@ -12,6 +13,7 @@ from tollgate.proxy.patches.connections import (
     finish_streams_after_a_clients_goaway,
 )
 from tollgate.proxy.patches.console import calls_shown, leave_calls_to_their_line
+from tollgate.proxy.patches.dispatch import cheaper_hook_dispatch
 from tollgate.proxy.patches.drain import CloseInjected, begin_drain, close_websocket, drain_connections
 from tollgate.proxy.patches.flows import (
     EndIfWaiting,
@@ -48,6 +50,7 @@ __all__ = [
     "bound_message_heads",
     "bound_websocket_messages",
     "calls_shown",
+    "cheaper_hook_dispatch",
     "close_connections_cancelled_while_waiting",
     "close_websocket",
     "closed_for_a_large_message",

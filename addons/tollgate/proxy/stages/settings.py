@@ -303,6 +303,7 @@ class Settings:
         loader.add_option(
             "tollgate_config", str, "", "Path of Tollgate's YAML configuration; empty: built-in defaults."
         )
+        patches.cheaper_hook_dispatch()
         patches.serve_responses_set_by_error_hook()
         patches.relay_http1_trailers()
         patches.bound_message_heads(MAX_REQUEST_HEAD, MAX_RESPONSE_HEAD)
