@@ -5,6 +5,7 @@ hosts file sends that name to an address of the namespace's veth pair, where an 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 from tests.support.canned import provider_answers
-from tests.support.fake_upstream import FakeUpstream
+from tests.support.fake_upstream import FakeUpstream, Reply
 from tests.support.netns import TOOLS, Namespace, missing
 from tests.support.proxy import ROOT, free_port
 from tests.support.run_sh import wait_listening
@@ -24,6 +25,9 @@ from tests.support.run_sh import wait_listening
 from tollgate.records.auditlog import PROCESS_EVENTS
 
 GO_CLIENT = Path(__file__).parents[1] / "support" / "go_client" / "main.go"
+RESOLVE = Path(__file__).parents[1] / "support" / "resolve.py"
+GITHUB = "api.github.com"
+PLACEHOLDER, TOKEN = "ghp_placeholder_the_agent_holds_0003", "ghp_the_real_token_only_Tollgate_has_03"
 HOST = "api.openai.com"
 CHAT = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]})
 KEY, REAL = "tg-go-capture-1", "sk-real-for-capture"
@@ -67,10 +71,17 @@ def fake(upstream_ca) -> Iterator[FakeUpstream]:
 
 
 def start_run_sh(
-    tmp_path: Path, fake: FakeUpstream, confdir: Path, upstream_ca_pem, *capture: str, extra: dict | None = None
+    tmp_path: Path,
+    fake: FakeUpstream,
+    confdir: Path,
+    upstream_ca_pem,
+    *capture: str,
+    extra: dict | None = None,
+    env: dict[str, str] | None = None,
 ) -> tuple:
     """`./run.sh --capture …` in tmp_path (its tollgate.yaml and audit there, `extra` added to
-    its configuration): the process, its port."""
+    its configuration, `env` to its environment): the process, its port. `capture` may end with
+    mitmdump's own arguments."""
     (tmp_path / "tollgate.yaml").write_text(
         yaml.safe_dump(
             {
@@ -84,10 +95,12 @@ def start_run_sh(
     command = [str(ROOT / "run.sh"), "--listen-port", str(port), *capture, "--set", f"confdir={confdir}"]
     command += ["--set", f"ssl_verify_upstream_trusted_ca={upstream_ca_pem}"]
     with open(tmp_path / "console.log", "w") as console:
-        proxy = subprocess.Popen(command, cwd=tmp_path, stdout=console, stderr=subprocess.STDOUT)
+        proxy = subprocess.Popen(
+            command, cwd=tmp_path, stdout=console, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
     try:
         wait_listening(port, proxy)
-        for spec in capture[1::2]:  # `--capture MODE@HOST:PORT` each
+        for spec in [spec for option, spec in itertools.pairwise(capture) if option == "--capture"]:
             wait_capturing(tmp_path / "console.log", spec.partition("@")[2], proxy)
     except BaseException:
         stop(proxy)
@@ -240,6 +253,50 @@ def test_transparent_capture_decides_each_connection_by_its_server_name(
     assert (record["host"], record["port"], record["address"], record["decision"]) == (paste, 443, ns.provider, "deny")
     assert record["deny_reasons"] == [f"{paste} matches egress.deny {paste!r}"]
     assert (record["bytes_sent"], record["bytes_received"]) == (0, 0)
+
+
+def test_a_brokered_credential_is_put_in_on_a_captured_connection(
+    go_client, upstream_ca, fake, tmp_path, confdir, bundle, upstream_ca_pem
+):
+    """A credential's host reached without a CONNECT: its connection, captured, is decrypted by its
+    server name as a CONNECT's would be, the placeholder replaced by the token on the way."""
+    needs(TOOLS)
+    github = FakeUpstream(upstream_ca, lambda r: Reply(200, {"login": "octocat"}), names=(GITHUB,))
+    credential = {"host": GITHUB, "header": "Authorization", "virtual": PLACEHOLDER, "value": "${GITHUB_TOKEN}"}
+    try:
+        with Namespace([HOST, GITHUB]) as ns:
+            capture = free_port()
+            ns.iptables("nat", "PREROUTING", "-i", ns.outer, "-p", "tcp", "-d", ns.provider, "--dport", "443",
+                        "-j", "REDIRECT", "--to-ports", str(capture))  # fmt: skip
+            # Tollgate connects to the credential's host by its name (not to the address the client
+            # dialled), which the stand-in for DNS sends to the fake.
+            resolve = {"TOLLGATE_TEST_RESOLVE": json.dumps({GITHUB: github.port}), "GITHUB_TOKEN": TOKEN}
+            proxy, _ = start_run_sh(
+                tmp_path, fake, confdir, upstream_ca_pem, "--capture", f"transparent@{ns.gateway}:{capture}",
+                "-s", str(RESOLVE), extra={"egress": {"credentials": [credential]}}, env=resolve,
+            )  # fmt: skip
+            try:
+                done = subprocess.run(
+                    ns.command(
+                        "env", f"SSL_CERT_FILE={bundle}", go_client, f"https://{GITHUB}/user", PLACEHOLDER, "{}"
+                    ),
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
+            finally:
+                stop(proxy)
+        assert done.returncode == 0, done.stderr
+        answer = json.loads(done.stdout)
+        assert (answer["status"], json.loads(answer["body"])) == (200, {"login": "octocat"})
+        (seen,) = github.received
+        assert (seen.headers["host"], seen.headers["authorization"]) == (GITHUB, f"Bearer {TOKEN}")
+        [record] = [r for r in audit_records(tmp_path / "audit.jsonl") if r["event"] == "connection"]
+        assert (record["host"], record["brokered"], record["refused"], record["decision"]) == (GITHUB, 1, 0, "allow")
+        written = (tmp_path / "audit.jsonl").read_text() + (tmp_path / "console.log").read_text()
+        assert PLACEHOLDER not in written and TOKEN not in written
+    finally:
+        github.close()
 
 
 def test_wireguard_capture_governs_a_go_client_that_ignores_https_proxy(
