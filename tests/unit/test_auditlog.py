@@ -160,9 +160,9 @@ def test_records_of_a_busy_moment_are_written_together(tmp_path: Path, monkeypat
     assert sum(writes) == 200 and len(writes) <= 3  # the first record at once, the rest in a batch or two
 
 
-def test_two_processes_records_on_one_pipe_stay_whole_lines(tmp_path: Path) -> None:
-    # The fleet's workers share their standard output. A write to a pipe is whole only up to
-    # PIPE_BUF bytes: a batch of records written at once would be interleaved with the other's.
+def test_records_of_two_writers_on_one_pipe_stay_whole_lines(tmp_path: Path) -> None:
+    # Two writers on one pipe (the audit and mitmdump's console on standard output). A write to a
+    # pipe is whole only up to PIPE_BUF bytes: a batch written at once would be cut by the other's.
     fifo = tmp_path / "audit.pipe"
     os.mkfifo(fifo)
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)

@@ -59,8 +59,9 @@ RETRY_DELAY = 1.0  # seconds between two attempts while writing fails
 # records; beyond this many, records are dropped (and the console says how many).
 MAX_HELD = 100_000
 _CHUNK = 1 << 20  # bytes per write of held records: a failure part-way keeps what was written
-# Bytes per write to a pipe or a device: only so much is written whole when other processes write
-# to it too (the fleet's workers share their standard output; a larger write is interleaved).
+# Bytes per write to a pipe or a device: only so much is written whole while another writer writes
+# to it (mitmdump's console lines, from the event loop's thread; another process); a larger write
+# may be cut by theirs.
 _PIPE_CHUNK = select.PIPE_BUF
 
 _FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)

@@ -5,8 +5,8 @@ message carries (`messages.py`: HTTP/1 trailers, a WebSocket message's size), co
 too soon or never (`connections.py`), a message's head bounded as it is read (`head_bounds.py`),
 and the drain (`drain.py`), a request sent again before its answer began (`resend.py`), mitmdump's
 line for a call left to Tollgate's (`console.py`), and mitmproxy's hook dispatch made cheaper
-(`dispatch.py`). Each patch is a function that installs it once;
-the stages call them through this package."""
+(`dispatch.py`). Each patch is a function that installs it once; the stages call them through this
+package."""
 
 from tollgate.proxy.patches.connections import (
     close_connections_cancelled_while_waiting,

@@ -4,12 +4,13 @@ mitmproxy runs every hook on every addon of its chain (some 35 in mitmdump) insi
 generator-based context manager, and gives each addon that has the hook the arguments rebuilt from
 `dataclasses.fields`. Per connection and per call that machinery cost more than any of Tollgate's
 stages (docs/performance.md). The same two things, done by a plain class and a cached tuple of
-names, cost a fifth; what they do stays the same: an addon's exception is logged (its traceback
+names, cost about a fifth; what they do stays the same: an addon's exception is logged (its traceback
 cut at the dispatch) and the next addon runs; `AddonHalt` and `OptionsError` go on to the caller,
 as does anything that is not an `Exception` (a cancellation)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from types import TracebackType
 from typing import Any
@@ -50,7 +51,7 @@ def _hook_args(self: hooks.Hook) -> list[Any]:
     """`Hook.args`: the hook's fields in order, their names looked up once per hook class."""
     names = _names.get(type(self))
     if names is None:
-        names = _names[type(self)] = tuple(f.name for f in hooks.fields(self))  # type: ignore[arg-type]
+        names = _names[type(self)] = tuple(f.name for f in dataclasses.fields(self))  # type: ignore[arg-type]
     return [getattr(self, name) for name in names]
 
 
