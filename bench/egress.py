@@ -43,8 +43,8 @@ callgrind (bench/instructions.py's tool), which is the same from run to run with
 of a percent where the times above move by tenths of a millisecond: bare mitmdump, Tollgate as
 above, Tollgate with `record: none`, and bare mitmdump with the dispatch patch; and per MB relayed
 through a tunnel, --mb MB (20) up and down. Each count is taken over --connects CONNECTs (or the
-transfer), less what the process executes meanwhile on its own (its timers: the same count over 20 idle seconds, scaled
-to the CONNECTs' time). Under valgrind time runs some 50x slower, so the audit's writer, which
+transfer), less what the process executes meanwhile on its own (its timers: the same count over 20
+idle seconds, scaled to the CONNECTs' time). Under valgrind time runs some 50x slower, so the audit's writer, which
 batches the records that come within 0.25 s, writes each record alone: recording weighs more here
 than at speed.
 
@@ -342,7 +342,8 @@ def main() -> int:
             rss = proc_status(tollgate.pid).get("VmRSS", 0)
             print(
                 f"round {r + 1}: p50 bare {percentile(times['bare'], 50):.3f} ms, tollgate"
-                f" {percentile(times['tollgate'], 50):.3f} ms, patched {percentile(times['patched'], 50):.3f} ms; up {up['bare'][-1]:.0f} / {up['tollgate'][-1]:.0f} MB/s,"
+                f" {percentile(times['tollgate'], 50):.3f} ms, patched {percentile(times['patched'], 50):.3f} ms;"
+                f" up {up['bare'][-1]:.0f} / {up['tollgate'][-1]:.0f} MB/s,"
                 f" down {down['bare'][-1]:.0f} / {down['tollgate'][-1]:.0f} MB/s; tollgate RSS {rss / 2**20:.1f} MiB"
             )
         rss_after = proc_status(tollgate.pid).get("VmRSS", 0)

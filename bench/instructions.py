@@ -319,7 +319,9 @@ def main() -> int:
         print(f"  {name:<22} {value / 1e6:7.3f} M")
     print(f"  Tollgate adds          {(tollgate - bare) / 1e3:7.0f} k ({tollgate / bare:.3f}× bare)")
     patched = counted["bare, dispatch patched"]
-    print(f"  of which its own work  {(tollgate - patched) / 1e3:7.0f} k ({tollgate / patched:.3f}× bare patched)")
+    print(
+        f"  its own work           {(tollgate - patched) / 1e3:7.0f} k ({tollgate / patched:.3f}× bare, dispatch patched)"
+    )
     if "Tollgate, retry" in counted:
         retry = counted["Tollgate, retry"]
         print(f"  retry configured adds  {(retry - tollgate) / 1e3:7.0f} k ({retry / tollgate:.4f}× Tollgate without)")
