@@ -7,10 +7,14 @@ import json
 import time
 from pathlib import Path
 
+import h2.config
+import h2.connection
+import h2.events
 import pytest
+from hyperframe.frame import GoAwayFrame
 from tests.support import streams
 from tests.support.fake_upstream import Reply
-from tests.support.h2 import H2Request, h2_calls
+from tests.support.h2 import H2Request, h2_calls, h2_tunnel
 from tests.support.raw import send
 
 EVENTSTREAM = {"content-type": "application/vnd.amazon.eventstream"}
@@ -439,6 +443,51 @@ def test_a_client_that_says_goaway_with_its_request_still_gets_the_answer(gw):
     )
     (answer,) = h2_calls(gw.proxy.port, gw.bundle, "api.openai.com", [request], timeout=20, goaway=True)
     assert (answer.status, answer.reset, answer.json()["usage"]["total_tokens"]) == (200, None, 28)
+    (record,) = gw.wait_audit(before + 1)[before:]
+    assert (record["status"], record["total_tokens"], record["error"]) == (200, 28, None)
+
+
+def test_a_client_that_says_goaway_after_its_answer_came_closes_the_connection_itself(gw):
+    """The AWS SDK for JavaScript says GOAWAY once an answer's headers have come; when the whole
+    answer was sent before, the connection still stays open until the client closes it: Node
+    destroys a stream it has not read yet when its socket closes ("Premature close")."""
+    gw.reset()
+    body = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}'
+    headers = [
+        (":method", "POST"),
+        (":scheme", "https"),
+        (":authority", "api.openai.com"),
+        (":path", "/v1/chat/completions"),
+        ("authorization", "Bearer sk-own"),
+        ("content-type", "application/json"),
+    ]
+    events: list[h2.events.Event] = []
+    said_goaway = False
+    before = len(gw.audit())
+    with h2_tunnel(gw.proxy.port, gw.bundle, "api.openai.com", timeout=20) as tls:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        conn.initiate_connection()
+        conn.send_headers(1, headers)
+        conn.send_data(1, body, end_stream=True)
+        tls.sendall(conn.data_to_send())
+        for _ in range(1000):  # each read brings at least one frame; the socket's timeout bounds a wait
+            if any(isinstance(e, h2.events.PingAckReceived) for e in events):
+                break
+            data = tls.recv(65535)
+            if not data:
+                break
+            events += conn.receive_data(data)
+            if not said_goaway and any(isinstance(e, h2.events.StreamEnded) for e in events):
+                # The answer has all come: now the client's GOAWAY, then a PING the proxy answers
+                # if, and only if, it kept the connection open.
+                tls.sendall(GoAwayFrame(0, last_stream_id=0, error_code=0).serialize())
+                conn.ping(b"tollgate")
+                said_goaway = True
+            tls.sendall(conn.data_to_send())
+    assert [type(e).__name__ for e in events if isinstance(e, (h2.events.StreamEnded, h2.events.PingAckReceived))] == [
+        "StreamEnded",
+        "PingAckReceived",
+    ]
     (record,) = gw.wait_audit(before + 1)[before:]
     assert (record["status"], record["total_tokens"], record["error"]) == (200, 28, None)
 

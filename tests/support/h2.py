@@ -10,7 +10,8 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -209,6 +210,30 @@ class _GoawaysNoted(h2.connection.H2Connection):
         return [], []
 
 
+@contextmanager
+def h2_tunnel(
+    proxy_port: int, bundle: Path, host: str, timeout: float, *, connect: str | None = None, sni: str | None = None
+) -> Iterator[ssl.SSLSocket]:
+    """A TLS connection to `host` through the proxy's CONNECT that agreed on HTTP/2 (ALPN), closed after."""
+    raw = socket.create_connection(("127.0.0.1", proxy_port), timeout=timeout)
+    connect = connect or f"{host}:443"
+    raw.sendall(f"CONNECT {connect} HTTP/1.1\r\nHost: {connect}\r\n\r\n".encode())
+    reply = b""
+    while b"\r\n\r\n" not in reply:
+        chunk = raw.recv(4096)
+        if not chunk:
+            raise ConnectionError(f"proxy closed the CONNECT: {reply!r}")
+        reply += chunk
+    if not reply.startswith(b"HTTP/1.1 200"):
+        raise ConnectionError(f"CONNECT refused: {reply!r}")
+    context = ssl.create_default_context(cafile=str(bundle))
+    context.set_alpn_protocols(["h2"])
+    with context.wrap_socket(raw, server_hostname=sni or host) as tls:
+        if tls.selected_alpn_protocol() != "h2":
+            raise ConnectionError(f"the proxy did not speak HTTP/2: {tls.selected_alpn_protocol()}")
+        yield tls
+
+
 def h2_calls(
     proxy_port: int,
     bundle: Path,
@@ -229,22 +254,7 @@ def h2_calls(
     streams read on after them, and the connection read until the proxy closes it. `connect` is
     the CONNECT authority and `sni` the TLS server name, where they are not `host`'s (which is
     each request's :authority)."""
-    raw = socket.create_connection(("127.0.0.1", proxy_port), timeout=timeout)
-    connect = connect or f"{host}:443"
-    raw.sendall(f"CONNECT {connect} HTTP/1.1\r\nHost: {connect}\r\n\r\n".encode())
-    reply = b""
-    while b"\r\n\r\n" not in reply:
-        chunk = raw.recv(4096)
-        if not chunk:
-            raise ConnectionError(f"proxy closed the CONNECT: {reply!r}")
-        reply += chunk
-    if not reply.startswith(b"HTTP/1.1 200"):
-        raise ConnectionError(f"CONNECT refused: {reply!r}")
-    context = ssl.create_default_context(cafile=str(bundle))
-    context.set_alpn_protocols(["h2"])
-    with context.wrap_socket(raw, server_hostname=sni or host) as tls:
-        if tls.selected_alpn_protocol() != "h2":
-            raise ConnectionError(f"the proxy did not speak HTTP/2: {tls.selected_alpn_protocol()}")
+    with h2_tunnel(proxy_port, bundle, host, timeout, connect=connect, sni=sni) as tls:
         config = h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
         conn = h2.connection.H2Connection(config) if goaways is None else _GoawaysNoted(config, goaways)
         conn.initiate_connection()

@@ -48,16 +48,17 @@ def finish_streams_after_a_clients_goaway() -> None:
     for JavaScript does so once an answer's headers have come, on the connection it opens for one
     call.) A client's GOAWAY names the last of the streams the server opened, never its own. h2
     takes any GOAWAY as the connection's end and mitmproxy closes it at once, answers cut off.
-    Taught here, the connection to a client that says a graceful GOAWAY while it has streams open
-    goes on, for the answers to end; the client closes it. Any other GOAWAY ends it as before."""
+    Taught here, a client's graceful GOAWAY leaves the connection open, for the answers to end; the
+    client closes it. Also when its answers have all been sent: the client may not have read them
+    yet, and Node destroys a stream whose socket closes before it was read (the SDK's event
+    stream then fails with "Premature close"). Any other GOAWAY ends the connection as before."""
     connection_class = BufferedH2Connection
     if getattr(connection_class, "_tollgate_finishes_after_goaway", False):
         return
     receive_goaway_of = connection_class._receive_goaway_frame
 
     def receive_goaway(self: Any, frame: Any) -> Any:
-        graceful = frame.error_code == h2.errors.ErrorCodes.NO_ERROR
-        if not self.config.client_side and graceful and self.open_inbound_streams:
+        if not self.config.client_side and frame.error_code == h2.errors.ErrorCodes.NO_ERROR:
             return [], []
         return receive_goaway_of(self, frame)
 
