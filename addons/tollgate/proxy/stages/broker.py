@@ -139,7 +139,8 @@ class Broker:
             return
         record = opened.connection
         record.ended = time.time()
-        audit.write({**connection_record(record), "brokered": opened.brokered, "refused": opened.refused})
+        # A connection, not a call: `tollgate_stopped` counts calls only, as for Egress's records.
+        audit.write({**connection_record(record), "brokered": opened.brokered, "refused": opened.refused}, call=False)
 
 
 def _refuse(flow: http.HTTPFlow, brokered: Brokered) -> None:
