@@ -44,9 +44,9 @@ of a percent where the times above move by tenths of a millisecond: bare mitmdum
 above, Tollgate with `record: none`, and bare mitmdump with the dispatch patch; and per MB relayed
 through a tunnel, --mb MB (20) up and down. Each count is taken over --connects CONNECTs (or the
 transfer), less what the process executes meanwhile on its own (its timers: the same count over 20
-idle seconds, scaled to the CONNECTs' time). Under valgrind time runs some 50x slower, so the audit's writer, which
-batches the records that come within 0.25 s, writes each record alone: recording weighs more here
-than at speed.
+idle seconds, scaled to the CONNECTs' time). Under valgrind time runs some 50x slower, so the
+audit's writer, which batches the records that come within 0.25 s, writes each record alone:
+recording weighs more here than at speed.
 
 The load average is printed: run it when the machine is quiet.
 """

@@ -216,19 +216,24 @@ def h2_tunnel(
 ) -> Iterator[ssl.SSLSocket]:
     """A TLS connection to `host` through the proxy's CONNECT that agreed on HTTP/2 (ALPN), closed after."""
     raw = socket.create_connection(("127.0.0.1", proxy_port), timeout=timeout)
-    connect = connect or f"{host}:443"
-    raw.sendall(f"CONNECT {connect} HTTP/1.1\r\nHost: {connect}\r\n\r\n".encode())
-    reply = b""
-    while b"\r\n\r\n" not in reply:
-        chunk = raw.recv(4096)
-        if not chunk:
-            raise ConnectionError(f"proxy closed the CONNECT: {reply!r}")
-        reply += chunk
-    if not reply.startswith(b"HTTP/1.1 200"):
-        raise ConnectionError(f"CONNECT refused: {reply!r}")
-    context = ssl.create_default_context(cafile=str(bundle))
-    context.set_alpn_protocols(["h2"])
-    with context.wrap_socket(raw, server_hostname=sni or host) as tls:
+    try:
+        connect = connect or f"{host}:443"
+        raw.sendall(f"CONNECT {connect} HTTP/1.1\r\nHost: {connect}\r\n\r\n".encode())
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            chunk = raw.recv(4096)
+            if not chunk:
+                raise ConnectionError(f"proxy closed the CONNECT: {reply!r}")
+            reply += chunk
+        if not reply.startswith(b"HTTP/1.1 200"):
+            raise ConnectionError(f"CONNECT refused: {reply!r}")
+        context = ssl.create_default_context(cafile=str(bundle))
+        context.set_alpn_protocols(["h2"])
+        tls = context.wrap_socket(raw, server_hostname=sni or host)
+    except BaseException:
+        raw.close()
+        raise
+    with tls:
         if tls.selected_alpn_protocol() != "h2":
             raise ConnectionError(f"the proxy did not speak HTTP/2: {tls.selected_alpn_protocol()}")
         yield tls
