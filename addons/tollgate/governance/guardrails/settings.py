@@ -50,9 +50,10 @@ class Detect(Strict):
         if self.regex is not None and self.terms is not None:
             raise ValueError("set one of regex and terms")
         if self.regex is None and self.terms is None:
-            if self.name not in builtin_names():
+            # `tollgate_keys` is always on and always denies: naming it in a rule says so, and changes nothing.
+            if self.name not in builtin_names() and self.name != OWN_KEYS:
                 raise ValueError(
-                    f"unknown detector {self.name!r}; one of {', '.join(builtin_names())}, or a custom one"
+                    f"unknown detector {self.name!r}; one of {', '.join(builtin_names())}, {OWN_KEYS}, or a custom one"
                     " ({name, regex} or {name, terms: [...]})"
                 )
             return self
