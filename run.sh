@@ -262,7 +262,7 @@ run_proxy() {  # run_proxy mitmdump|mitmweb ARGS…
   mapfile -t defaults <<<"$lines"
   [[ -f "$PWD/tollgate.yaml" ]] || caller_sets tollgate_config "$@" ||
     say "no tollgate.yaml here: pure audit mode (anyone may call, their own keys pass through);" \
-      "a tollgate.yaml made later is read only when Tollgate starts again"
+      "a tollgate.yaml written here is loaded within a second"
   if [[ -n "$workers" || " $* " == *" --workers "* ]]; then
     # `tollgate serve` takes --workers out of the arguments, and refuses what a fleet cannot run. It
     # runs from this checkout's addons/, as mitmdump's script does, whichever checkout the venv names.

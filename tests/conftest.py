@@ -19,6 +19,7 @@ from tests.support.fake_upstream import FakeUpstream
 from tests.support.proxy import Mitmdump
 
 from tollgate.proxy.certs import ensure_bundle
+from tollgate.proxy.stages import settings
 from tollgate.records.auditlog import BATCH_DELAY, PROCESS_EVENTS
 
 PROVIDERS = ("openai", "gemini", "anthropic", "bedrock")
@@ -29,6 +30,14 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     garbage collector's full collections, pytest's own at the end among them, do not walk it again
     (as the proxy freezes what its start-up made: proxy/stages/warm_up.py)."""
     gc.freeze()
+
+
+@pytest.fixture(autouse=True)
+def _no_tollgate_yaml_of_the_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Tollgate a test configures without `tollgate_config` never reads the working directory's
+    tollgate.yaml (the checkout's own, written by the README's quick start); the tests of that
+    behaviour set `DEFAULT_FILE` back."""
+    monkeypatch.setattr(settings, "DEFAULT_FILE", "/nonexistent/tollgate.yaml")
 
 
 @pytest.fixture(scope="session")

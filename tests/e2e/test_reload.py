@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import array
 import fcntl
+import json
 import os
 import signal
 import termios
@@ -14,13 +15,17 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from tests.e2e.test_policy_timeout import children
+from tests.support.canned import provider_answers
+from tests.support.fake_upstream import FakeUpstream
 
 from tollgate.fingerprint import fingerprint
 
 ALICE, BOB, CAROL = "tg-alice-reload-1", "tg-bob-reload-1", "tg-carol-reload-1"
 OLD_KEY, NEW_KEY = "sk-real-before-reload", "sk-real-after-reload"
 POLICY = 'package tollgate\n\nimport rego.v1\n\ndeny contains "model forbidden" if input.model == "forbidden"\n'
+RESOLVE = Path(__file__).resolve().parents[1] / "support" / "resolve.py"
 NOT_RELOADED = "Tollgate: configuration not reloaded, the last good one stays in force"
 
 CHAT = """
@@ -148,3 +153,36 @@ def test_a_call_in_flight_during_a_reload_keeps_the_key_it_started_with(gw, rego
 
     assert chat(gw, ALICE, model="gpt-4o-next") == {"outcome": 200}
     assert (received[-1].json()["model"], upstream_key(gw)) == ("gpt-4o-next", NEW_KEY)
+
+
+def test_a_tollgate_yaml_written_after_a_start_without_one_takes_effect_as_the_readme_says(start_gateway, upstream_ca):
+    """The README's quick start: started with no tollgate.yaml (pure audit mode), a call goes with
+    the caller's own key to the provider's host; the file written then puts the real key in and the
+    virtual one out, within a second, said in one line."""
+    openai = FakeUpstream(upstream_ca, provider_answers, names=("api.openai.com",))
+    try:
+        resolve = {"TOLLGATE_TEST_RESOLVE": json.dumps({"api.openai.com": openai.port})}
+        gw = start_gateway(None, "-s", str(RESOLVE), env=resolve, providers=())
+        gw.fakes["openai"] = openai
+        config_file = gw.proxy.workdir / "tollgate.yaml"
+        gw.wait_console(f"{config_file} is loaded within a second of being written")
+        assert chat(gw, "sk-callers-own-key") == {"outcome": 200}
+        assert upstream_key(gw) == "sk-callers-own-key"
+        assert (gw.last_audit()["auth"], gw.last_audit()["client"]) == ("anonymous", None)
+
+        before = gw.proxy.console()
+        config = {
+            "providers": {"openai": {"keys": [NEW_KEY]}},
+            "clients": [{"name": "alice", "keys": [ALICE], "groups": ["research"]}],
+        }
+        config_file.write_text(yaml.safe_dump(config))
+        said = gw.wait_console("Tollgate: configuration loaded from", timeout=5, after=before)[len(before) :]
+        assert said.count("Tollgate: configuration loaded from") == 1
+        assert f"Tollgate: configuration loaded from {config_file}: 1 client, anonymous callers refused" in said
+        assert chat(gw, ALICE) == {"outcome": 200}
+        assert upstream_key(gw) == NEW_KEY
+        assert (gw.last_audit()["client"], gw.last_audit()["upstream_key"]) == ("alice", fingerprint(NEW_KEY))
+        assert chat(gw, "sk-callers-own-key") == {"outcome": "AuthenticationError", "status": 401}
+        assert ALICE not in gw.proxy.console() and NEW_KEY not in gw.proxy.console()
+    finally:
+        openai.close()

@@ -454,15 +454,83 @@ def test_a_client_certificate_that_cannot_be_used_fails_the_configuration_naming
         asyncio.run(store.aclose())
 
 
-def test_without_a_configuration_file_it_says_a_file_made_later_is_not_read(
+def test_without_a_configuration_file_it_says_a_file_made_later_is_loaded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.chdir(tmp_path)  # the built-in defaults' audit file is written here
+    monkeypatch.setattr(settings_module, "DEFAULT_FILE", "tollgate.yaml")
     g = gateway()
     with caplog.at_level(logging.INFO, logger=settings_module.__name__), taddons.context(g) as tctx:
         tctx.configure(g, tollgate_config="")
         pending = g.done()  # type: ignore[attr-defined]
         if pending is not None:
             asyncio.run(pending)
-    assert settings_module.NO_CONFIG_NOTE in caplog.text
-    assert "A tollgate.yaml made now is not read until Tollgate is started again with it" in caplog.text
+    assert settings_module.no_config_note(str(tmp_path / "tollgate.yaml")) in caplog.text
+    assert f"{tmp_path / 'tollgate.yaml'} is loaded within a second of being written" in caplog.text
+
+
+@pytest.fixture
+def awaiting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Running]:
+    """Tollgate started with no `tollgate_config` in a directory without a tollgate.yaml."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(settings_module, "DEFAULT_FILE", "tollgate.yaml")
+    r = Running(tmp_path / "tollgate.yaml")
+    with taddons.context(r.gateway) as tctx:
+        tctx.configure(r.gateway, tollgate_config="")
+        r.settings.started()
+        try:
+            yield r
+        finally:
+            pending = r.gateway.done()  # type: ignore[attr-defined]
+            if pending is not None:
+                asyncio.run(pending)
+
+
+def test_a_tollgate_yaml_made_after_a_start_without_one_is_loaded_and_said_once(awaiting: Running, caplog) -> None:
+    assert awaiting.shared.loaded is not None and awaiting.shared.loaded.config_sha256 is None
+    assert awaiting.check(caplog) == ""  # nothing there yet: the defaults hold, nothing said
+    write(
+        awaiting.path,
+        {"providers": {"openai": {"keys": ["sk-real"]}}, "clients": [{"name": "alice", "keys": ["tg-alice"]}]},
+    )
+    logged = awaiting.check(caplog)
+    assert clients(awaiting) == ["alice"]
+    assert logged.count("Tollgate: configuration loaded from") == 1
+    assert f"Tollgate: configuration loaded from {awaiting.path}: 1 client, anonymous callers refused" in logged
+    assert "sk-real" not in logged and "tg-alice" not in logged
+    assert awaiting.check(caplog) == ""
+    edit(awaiting, lambda d: d.update(clients=[{"name": "bob", "keys": ["tg-bob"]}]))  # then watched as any
+    assert "Tollgate: configuration reloaded from" in awaiting.check(caplog)
+    assert clients(awaiting) == ["bob"]
+
+
+def test_a_broken_tollgate_yaml_made_after_the_start_keeps_the_defaults_and_is_loaded_once_mended(
+    awaiting: Running, caplog
+) -> None:
+    replace_by_rename(awaiting.path, "clients:\n  - name: bob\n    nmae: x\n")
+    logged = awaiting.check(caplog)
+    assert "Tollgate: configuration not loaded, the built-in defaults stay in force: " in logged
+    assert "clients.0.nmae: unknown key" in logged
+    assert clients(awaiting) == [] and awaiting.shared.loaded is not None
+    assert awaiting.shared.loaded.config.anonymous_allowed
+    assert awaiting.check(caplog) == ""
+    replace_by_rename(awaiting.path, "clients:\n  - name: bob\n    keys: [tg-bob]\n")
+    assert "Tollgate: configuration loaded from" in awaiting.check(caplog)
+    assert clients(awaiting) == ["bob"]
+
+
+def test_a_tollgate_yaml_there_at_start_is_read_when_no_tollgate_config_names_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(settings_module, "DEFAULT_FILE", "tollgate.yaml")
+    write(tmp_path / "tollgate.yaml", {"clients": [{"name": "alice", "keys": ["tg-alice"]}]})
+    r = Running(tmp_path / "tollgate.yaml")
+    with taddons.context(r.gateway) as tctx:
+        tctx.configure(r.gateway, tollgate_config="")
+        try:
+            assert clients(r) == ["alice"]
+        finally:
+            pending = r.gateway.done()  # type: ignore[attr-defined]
+            if pending is not None:
+                asyncio.run(pending)

@@ -278,11 +278,17 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun if n == 1 else noun + 's'}"
 
 
-# Said at start without a configuration file: what is watched is the file named, and none is.
-NO_CONFIG_NOTE = (
-    "Tollgate: no configuration file (tollgate_config is empty): built-in defaults, pure audit mode."
-    " A tollgate.yaml made now is not read until Tollgate is started again with it"
-)
+# The file read when `tollgate_config` names none: `tollgate.yaml` in the working directory, at start
+# when it is there, else as soon as it appears (the README's quick start writes it while Tollgate runs).
+DEFAULT_FILE = "tollgate.yaml"
+
+
+def no_config_note(awaited: str) -> str:
+    """Said at start without a configuration file: the defaults hold until `awaited` appears."""
+    return (
+        f"Tollgate: no configuration file: built-in defaults, pure audit mode (anyone may call, their own keys"
+        f" pass through). {awaited} is loaded within a second of being written"
+    )
 
 
 class Settings:
@@ -292,7 +298,9 @@ class Settings:
         # HTTP server); one that cannot raises ConfigError, and the configuration is not applied.
         self._opening = tuple(opening)
         self._path = ""  # the configuration file in force, watched
-        self._seen: Stamp = None  # its stamp when last read
+        # Without one: the file that is loaded when it appears (DEFAULT_FILE, made absolute at start).
+        self._awaited = ""
+        self._seen: Stamp = None  # the stamp of the one or the other when last read
         self._watcher: asyncio.Task | None = None
         self._fetches: set[asyncio.Task] = set()  # JWKS fetched at start and after a reload
         self._allowed: str | None = None  # the allow_hosts pattern Tollgate added
@@ -322,16 +330,19 @@ class Settings:
     def _configure(self, updated: set[str]) -> None:
         if "tollgate_config" in updated:
             path = ctx.options.tollgate_config
+            awaited = "" if path else os.path.abspath(DEFAULT_FILE)
+            if awaited and os.path.isfile(awaited):
+                path, awaited = awaited, ""
             stamp = stamp_of(path) if path else None  # before reading: an edit meanwhile is seen next time
             try:
                 self._apply(path)
             except ConfigError as e:
                 raise ConfigError(f"Tollgate configuration: {e}") from None
-            self._path, self._seen = path, stamp
+            self._path, self._awaited, self._seen = path, awaited, stamp
             assert self.shared.loaded is not None
             logger.info(f"Tollgate: {summary(self.shared.loaded.config)}")
-            if not path:
-                logger.warning(NO_CONFIG_NOTE)
+            if awaited:
+                logger.warning(no_config_note(awaited))
         if "proxyauth" in updated or "tollgate_config" in updated:
             self.shared.logins_unchecked = "proxyauth" in ctx.options and ctx.options.proxyauth == "any"
             self._warn_unchecked_logins()
@@ -449,28 +460,38 @@ class Settings:
             self.check()
 
     def check(self) -> None:
-        """Reload the configuration file if it changed since it was last read."""
-        path = self._path
+        """Reload the configuration file if it changed since it was last read; without one, load
+        the awaited file once it is there (a broken one is said, and the defaults stay)."""
+        path = self._path or self._awaited
         if not path:
             return
         stamp = stamp_of(path)
         if stamp == self._seen:
             return
         self._seen = stamp  # a broken version is reported once, not at every look
+        kept = (
+            "configuration not reloaded, the last good one stays in force"
+            if self._path
+            else "configuration not loaded, the built-in defaults stay in force"
+        )
         try:
             self._apply(path)
         except ConfigError as e:
-            logger.error(f"Tollgate: configuration not reloaded, the last good one stays in force: {e}")
+            logger.error(f"Tollgate: {kept}: {e}")
             self.shared.config_problem = str(e)
             return
         except Exception as e:  # the watch must go on; the type alone: a message might quote a secret
-            logger.error(f"Tollgate: configuration not reloaded, the last good one stays in force: {type(e).__name__}")
+            logger.error(f"Tollgate: {kept}: {type(e).__name__}")
             self.shared.config_problem = type(e).__name__
             return
         self.shared.config_problem = None
         assert self.shared.loaded is not None
         self._allow_governed_hosts()  # the hosts it adds decrypted, those it dropped no longer
-        logger.info(f"Tollgate: configuration reloaded from {path}: {summary(self.shared.loaded.config)}")
+        if self._path:
+            logger.info(f"Tollgate: configuration reloaded from {path}: {summary(self.shared.loaded.config)}")
+            return
+        self._path, self._awaited = path, ""  # watched from now on, as a named file is
+        logger.info(f"Tollgate: configuration loaded from {path}: {summary(self.shared.loaded.config)}")
 
     def _require_proxy_options(self) -> None:
         wanted: dict[str, object] = {}
