@@ -9,13 +9,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, create_model, model_validator
 
+from tollgate.config_base import VARIABLE as _VAR
 from tollgate.config_base import ConfigError, Count, Money, ProviderConfig, Strict
 from tollgate.governance.brokered import values_from_environment
 from tollgate.governance.clients import SHA256_KEY_PREFIX, Client, VirtualAwsCredential, VirtualKey, key_digest
@@ -70,9 +71,12 @@ __all__ = [  # the settings declared beside their concerns, named here too
     "RollupRule",
     "Subscriptions",
     "Summarizer",
+    "Unset",
     "VirtualAwsCredential",
     "VirtualKey",
+    "config_problems",
     "expand_env",
+    "file_problems",
     "key_digest",
     "known_providers",
     "listen_address",
@@ -343,70 +347,138 @@ class Config(Strict):
                     )
 
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# The fields of a provider's settings (and of an MCP server's or a brokered credential's) that hold
+# what Tollgate sends upstream: their values are secrets no read-only command needs.
+_UPSTREAM_SECRETS = frozenset(
+    ("keys", "bearer_token", "credentials", "access_key_id", "secret_access_key", "session_token", "credential")
+)
 
 
-def expand_env(node: Any, env: Mapping[str, str], where: str = "") -> Any:
-    """Replace `${NAME}` in every string of a parsed YAML tree; an unset NAME is an error."""
+class Unset(NamedTuple):
+    """A `${NAME}` whose variable is not set, and where the file has it."""
+
+    where: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: environment variable {self.name} is not set"
+
+
+def upstream_secret(where: str) -> bool:
+    """Whether a place of the file holds a provider's key or credential (or an MCP server's, or a
+    brokered token): `providers.openai.keys.0`, `mcp.servers.0.credential.bearer`, …"""
+    parts = where.split(".")
+    if parts[0] == "providers":
+        return any(p in _UPSTREAM_SECRETS for p in parts[2:])
+    if parts[0] == "mcp":
+        return "credential" in parts
+    return parts[:2] == ["egress", "credentials"] and parts[-1] == "value"
+
+
+def expand_env(
+    node: Any,
+    env: Mapping[str, str],
+    where: str = "",
+    unset: list[Unset] | None = None,
+    leave: Callable[[str], bool] = upstream_secret,
+) -> Any:
+    """Replace `${NAME}` in every string of a parsed YAML tree; an unset NAME is an error, unless
+    `unset` is a list and `leave` says its place may keep it: then it stays as written, listed there."""
     if isinstance(node, str):
 
         def substitute(m: re.Match[str]) -> str:
             name = m.group(1)
-            if name not in env:
-                raise ConfigError(f"{where or '(top level)'}: environment variable {name} is not set")
-            return env[name]
+            if name in env:
+                return env[name]
+            place = Unset(where or "(top level)", name)
+            if unset is None or not leave(place.where):
+                raise ConfigError(str(place))
+            unset.append(place)
+            return m.group(0)
 
         return _VAR.sub(substitute, node)
     if isinstance(node, dict):
-        return {k: expand_env(v, env, f"{where}.{k}" if where else str(k)) for k, v in node.items()}
+        return {k: expand_env(v, env, f"{where}.{k}" if where else str(k), unset, leave) for k, v in node.items()}
     if isinstance(node, list):
-        return [expand_env(v, env, f"{where}.{i}" if where else str(i)) for i, v in enumerate(node)]
+        return [expand_env(v, env, f"{where}.{i}" if where else str(i), unset, leave) for i, v in enumerate(node)]
     return node
 
 
 _UNION_MEMBERS = ("AwsCredentials", "str")
 
 
-def _describe(error: ValidationError) -> str:
+def _described(error: ValidationError) -> list[tuple[str, str]]:
+    """Each problem's place in the file, and its line."""
     lines = []
     for e in error.errors():
         # Drop the union member names pydantic adds to the path ("literal['default']").
         loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p in _UNION_MEMBERS)))
         if e["type"] == "extra_forbidden":
-            lines.append(f"{loc}: unknown key")
+            lines.append((loc, f"{loc}: unknown key"))
         else:
             msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(dict.fromkeys(lines))
+            lines.append((loc, f"{loc}: {msg}" if loc else msg))
+    return lines
 
 
-def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
+def _describe(error: ValidationError) -> str:
+    return "; ".join(dict.fromkeys(line for _, line in _described(error)))
+
+
+def _mapping(data: Any) -> dict:
     if data is None:
-        data = {}
+        return {}
     if not isinstance(data, dict):
         raise ConfigError("the file must hold a mapping (providers:, clients:, …)")
     try:
         values_from_environment(data)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    expanded = expand_env(data, os.environ if env is None else env)
+    return data
+
+
+def parse_config(data: Any, env: Mapping[str, str] | None = None, unset: list[Unset] | None = None) -> Config:
+    """The configuration a parsed file holds. With `unset`, a `${NAME}` whose variable is not set
+    among a provider's keys and credentials is left as written and listed there (what a read-only
+    command may do without the providers' secrets)."""
+    expanded = expand_env(_mapping(data), os.environ if env is None else env, "", unset)
     try:
         return Config.model_validate(expanded, context={CONFIGURED: configured_names(expanded)})
     except ValidationError as e:
         raise ConfigError(_describe(e)) from None
 
 
-def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
-    """Read and validate a configuration file; None or "" means the built-in defaults."""
-    return read_config(path, env)[0]
+def config_problems(data: Any, env: Mapping[str, str] | None = None) -> list[str]:
+    """Every problem of a parsed file at once, each unset variable among them (`tollgate check`);
+    none when it holds a configuration. A place whose variable is unset is said once, as that."""
+    unset: list[Unset] = []
+    try:
+        expanded = expand_env(_mapping(data), os.environ if env is None else env, "", unset, lambda _: True)
+    except ConfigError as e:
+        return [str(e)]
+    problems = list(dict.fromkeys(str(u) for u in unset))
+    try:
+        Config.model_validate(expanded, context={CONFIGURED: configured_names(expanded)})
+    except ValidationError as e:
+        places = [u.where for u in unset]
+        problems += [
+            line
+            for loc, line in dict.fromkeys(_described(e))
+            if not any(loc == p or loc.startswith(p + ".") for p in places)
+        ]
+    return problems
 
 
-def read_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> tuple[Config, str | None]:
-    """`load_config`, and the SHA-256 (hex) of the file's bytes as they were read: the audit's
-    `tollgate_started` record names the configuration by it. None for the built-in defaults."""
-    if not path:
-        return Config(), None
-    path = Path(path)
+def load_config(
+    path: str | Path | None, env: Mapping[str, str] | None = None, unset: list[Unset] | None = None
+) -> Config:
+    """Read and validate a configuration file; None or "" means the built-in defaults. `unset`: as
+    `parse_config` (the read-only commands')."""
+    return read_config(path, env, unset)[0]
+
+
+def _read_yaml(path: Path) -> tuple[Any, bytes]:
+    """The file's YAML, parsed, and its bytes. ConfigError naming the file."""
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -416,13 +488,41 @@ def read_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text), raw
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{path}: not valid YAML{at}: {getattr(e, 'problem', e)}") from None
+
+
+def file_problems(path: str | Path, env: Mapping[str, str] | None = None) -> list[str]:
+    """Every problem of a configuration file at once, each naming the file (`config_problems`);
+    none when it loads as the proxy would load it (its signing key read too)."""
+    path = Path(path)
     try:
-        config = parse_config(data, env)
+        data, _ = _read_yaml(path)
+    except ConfigError as e:
+        return [str(e)]
+    problems = config_problems(data, env)
+    if not problems:
+        try:
+            read_config(path, env)
+        except ConfigError as e:
+            return [str(e)]
+    return [f"{path}: {p}" for p in problems]
+
+
+def read_config(
+    path: str | Path | None, env: Mapping[str, str] | None = None, unset: list[Unset] | None = None
+) -> tuple[Config, str | None]:
+    """`load_config`, and the SHA-256 (hex) of the file's bytes as they were read: the audit's
+    `tollgate_started` record names the configuration by it. None for the built-in defaults."""
+    if not path:
+        return Config(), None
+    path = Path(path)
+    data, raw = _read_yaml(path)
+    try:
+        config = parse_config(data, env, unset)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
     # Policy files are named relative to the configuration file that names them.

@@ -4,6 +4,7 @@ base of every configuration model and the types they share (`Strict`, `Count`, `
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -29,6 +30,16 @@ class Strict(BaseModel):
             return data
         fields = cls.model_fields
         return {k: v for k, v in data.items() if v is not None or k not in fields or fields[k].default is None}
+
+
+# `${NAME}` in the file: the environment variable's value (`config.expand_env`).
+VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def unexpanded(value: str) -> bool:
+    """Whether a value still holds a `${NAME}`: its variable unset, left as written by a read-only
+    command (`config.parse_config`)."""
+    return VARIABLE.search(value) is not None
 
 
 # A count of something (requests, tokens): a whole number, never negative.

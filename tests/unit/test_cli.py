@@ -191,3 +191,77 @@ def test_key_new_refuses_what_the_file_would_refuse(tollgate, capsys, args: list
     assert tollgate(["key", "new", *args]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.startswith(said)
+
+
+# --- read-only commands on a machine without the providers' secrets ---------------------------------
+
+UNSET_KEYS = """\
+providers:
+  openai: {keys: ["${TOLLGATE_TEST_UNSET_OPENAI}"]}
+  bedrock: {credentials: {access_key_id: AKIATOLLGATEREADONLY, secret_access_key: "${TOLLGATE_TEST_UNSET_AWS}"}}
+mcp:
+  servers: [{name: notes, url: "https://notes.example.com/mcp", credential: {bearer: "${TOLLGATE_TEST_UNSET_MCP}"}}]
+clients: [{name: alice, keys: [tg-alice-readonly-0123456789]}]
+"""
+
+
+@pytest.fixture
+def secrets_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("TOLLGATE_TEST_UNSET_OPENAI", "TOLLGATE_TEST_UNSET_AWS", "TOLLGATE_TEST_UNSET_MCP"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_usage_inventory_and_verify_read_without_the_providers_secrets(
+    tollgate, tmp_path: Path, capsys, secrets_unset
+) -> None:
+    Path("tollgate.yaml").write_text(UNSET_KEYS + "audit: {path: audit.jsonl}\n")
+    record = {"event": "llm_call", "ts": "2026-11-22T04:10:55.062Z", "client": "alice", "provider": "openai"}
+    Path("audit.jsonl").write_text(json.dumps({**record, "model": "gpt-4o-mini", "status": 200}) + "\n")
+    Path("ledger.sqlite").touch()  # where the configuration's ledger is: the usage report resolves it
+    assert tollgate(["usage", "--since", "3650d"]) == 0, capsys.readouterr().err
+    assert tollgate(["inventory", "--json"]) == 0, capsys.readouterr().err
+    said = capsys.readouterr()
+    assert "is not set" not in said.err
+
+
+def test_usage_still_resolves_the_ledger_store_it_reads(tollgate, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("TOLLGATE_TEST_UNSET_REDIS", raising=False)
+    Path("tollgate.yaml").write_text('ledger: {store: "${TOLLGATE_TEST_UNSET_REDIS}"}\n')
+    assert tollgate(["usage"]) == 1
+    assert capsys.readouterr().err == (
+        "error: tollgate.yaml: ledger.store: environment variable TOLLGATE_TEST_UNSET_REDIS is not set\n"
+    )
+
+
+def test_scan_says_which_of_tollgates_keys_it_could_not_look_for(tollgate, tmp_path: Path, capsys, secrets_unset):
+    Path("tollgate.yaml").write_text(UNSET_KEYS)
+    Path("body.json").write_text('{"messages": [{"role": "user", "content": "tg-alice-readonly-0123456789"}]}')
+    assert tollgate(["scan", "body.json"]) == 1
+    said = capsys.readouterr()
+    assert said.err == (
+        "applied: tollgate.yaml: no guardrails rule, 1 key of Tollgate's own (tollgate_keys); not looked for, their"
+        " variables unset: providers.openai.keys.0 (${TOLLGATE_TEST_UNSET_OPENAI}),"
+        " providers.bedrock.credentials.secret_access_key (${TOLLGATE_TEST_UNSET_AWS}),"
+        " mcp.servers.0.credential.bearer (${TOLLGATE_TEST_UNSET_MCP})\n"
+    )
+    assert said.out.splitlines()[1].split()[:2] == ["tollgate_keys", "1"]
+    Path("body.json").write_text('{"messages": [{"role": "user", "content": "${TOLLGATE_TEST_UNSET_OPENAI}"}]}')
+    assert tollgate(["scan", "body.json"]) == 0  # the name of an unset variable is no key
+
+
+def test_check_reports_every_problem_at_once_unset_variables_among_them(
+    tollgate, tmp_path: Path, capsys, secrets_unset
+) -> None:
+    Path("tollgate.yaml").write_text(
+        UNSET_KEYS.replace("clients: [{name: alice,", "clients: [{grups: [x], name: alice,")
+        + 'audit: {checkpoint_s: "${TOLLGATE_TEST_UNSET_OPENAI}"}\n'
+    )
+    assert tollgate(["check"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "error: tollgate.yaml: providers.openai.keys.0: environment variable TOLLGATE_TEST_UNSET_OPENAI is not set",
+        "error: tollgate.yaml: providers.bedrock.credentials.secret_access_key: environment variable"
+        " TOLLGATE_TEST_UNSET_AWS is not set",
+        "error: tollgate.yaml: mcp.servers.0.credential.bearer: environment variable TOLLGATE_TEST_UNSET_MCP is not set",
+        "error: tollgate.yaml: audit.checkpoint_s: environment variable TOLLGATE_TEST_UNSET_OPENAI is not set",
+        "error: tollgate.yaml: clients.0.grups: unknown key",
+    ]

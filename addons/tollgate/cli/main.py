@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
+    from tollgate.config import Unset
     from tollgate.governance.guardrails.rules import Guardrails
     from tollgate.governance.policy import Decision
     from tollgate.records.usage_report import Report
@@ -264,10 +265,16 @@ def verify_audit(files: list[str], key_path: Path | None, live: bool, against: s
 
 
 def check_config(path: Path) -> int:
-    """Exit status 0 when the configuration and the policy it names would load, else 1."""
-    from tollgate.config import ConfigError, load_config
+    """Exit status 0 when the configuration and the policy it names would load, else 1 with every
+    problem found, each on a line (unset variables among them)."""
+    from tollgate.config import ConfigError, file_problems, load_config
     from tollgate.governance.policy import Policy, PolicyError
 
+    problems = file_problems(path)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
+        return 1
     try:
         config = load_config(path)
         if config.policy.rego:
@@ -322,7 +329,7 @@ def print_token(config_path: Path, client: str, groups: str, ttl: timedelta, iss
     from tollgate.governance.jwt_identity import mint
 
     try:
-        config = load_config(config_path)
+        config = load_config(config_path, unset=[])  # the providers' secrets are not needed
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -402,14 +409,15 @@ def scan_body(source: str, config_path: Path | None) -> int:
     from tollgate.config import Config, ConfigError, load_config
     from tollgate.governance.guardrails.rules import Guardrails
 
+    unset: list[Unset] = []  # keys of Tollgate's own whose variables are unset here: not looked for
     try:
         if config_path is None:
             default = Path("tollgate.yaml")
             found = default if default.is_file() else None
-            config = load_config(default) if found is not None else Config()
+            config = load_config(default, unset=unset) if found is not None else Config()
         else:
             found = config_path
-            config = load_config(config_path)
+            config = load_config(config_path, unset=unset)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -419,7 +427,7 @@ def scan_body(source: str, config_path: Path | None) -> int:
         print(f"error: {source}: cannot read: {e.strerror}", file=sys.stderr)
         return 2
     guardrails = Guardrails.of(config)
-    print(applied_text(guardrails, found), file=sys.stderr)
+    print(applied_text(guardrails, found, unset), file=sys.stderr)
     is_json = body.lstrip()[:1] in (b"{", b"[", b'"')
     result = guardrails.scan_all(body, is_json)
     name = "(stdin)" if source == "-" else source
@@ -442,15 +450,19 @@ def scan_body(source: str, config_path: Path | None) -> int:
     return 1
 
 
-def applied_text(guardrails: Guardrails, config_path: Path | None) -> str:
+def applied_text(guardrails: Guardrails, config_path: Path | None, unset: Sequence[Unset] = ()) -> str:
     """What `tollgate scan` applies, in words: where its rules come from, the detectors they name,
-    and how many of Tollgate's own keys it looks for (a count, never a key)."""
+    how many of Tollgate's own keys it looks for (a count, never a key) and the places of those it
+    cannot, their variables unset here."""
     source = f"{config_path}" if config_path is not None else "no configuration (no ./tollgate.yaml, no --config)"
     names = sorted({entry.name for rule in guardrails.rules for entry in rule.rule.detect})
     rules = plural(len(guardrails.rules), "guardrails rule")
     rules = f"{rules} ({', '.join(names)})" if names else "no guardrails rule"
     keys = guardrails.own_key_count
     own = f"{plural(keys, 'key')} of Tollgate's own (tollgate_keys)" if keys else "no key of Tollgate's own"
+    if unset:
+        places = ", ".join(f"{u.where} (${{{u.name}}})" for u in unset)
+        own += f"; not looked for, their variables unset: {places}"
     return f"applied: {source}: {rules}, {own}"
 
 
@@ -531,7 +543,7 @@ def print_inventory(files: list[Path], config_path: Path | None, since_text: str
         try:
             if config_path is None and Path("tollgate.yaml").is_file():
                 config_path = Path("tollgate.yaml")
-            audit_path = load_config(config_path).audit.path
+            audit_path = load_config(config_path, unset=[]).audit.path  # no provider's secret needed
         except ConfigError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
@@ -580,7 +592,7 @@ def ledger_report(
     if store_url is None:
         if config_path is None and Path("tollgate.yaml").is_file():
             config_path = Path("tollgate.yaml")
-        store_url = load_config(config_path).ledger_store
+        store_url = load_config(config_path, unset=[]).ledger_store  # no provider's secret needed
     missing = missing_sqlite_file(store_url)
     if missing is not None:
         # Opening it would make an empty ledger, and the report would say nothing was spent.

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
+from tollgate.config_base import unexpanded
 from tollgate.formats.attachments import TextRuns
 from tollgate.formats.json_paths import string_spans
 from tollgate.formats.registry import WIRE_FORMATS
@@ -363,6 +364,8 @@ def own_secrets(config: Config) -> tuple[list[str], list[str]]:
     exact: list[str] = []
     digests: list[str] = []
     for value in _secrets(config, None):
+        if unexpanded(value):  # its variable unset, left as written by a read-only command: not a key
+            continue
         if value.startswith("sha256:") and len(value) == 71:
             digests.append(value.removeprefix("sha256:"))
         else:
