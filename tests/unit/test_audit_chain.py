@@ -609,6 +609,24 @@ def test_a_checkpoint_every_checkpoint_s_while_records_come(tmp_path: Path) -> N
     assert faults(verify(read_lines([str(path)]))) == []
 
 
+def test_a_shorter_checkpoint_s_set_by_a_reload_applies_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(str(path), instance="gw-1", checkpoint_s=3600)
+    _started(log)
+    log.write({"event": "llm_call"})
+    time.sleep(0.3)  # the writer waits for the hour's checkpoint
+    assert b"audit_checkpoint" not in path.read_bytes()
+    log.configure(0.2, None)  # as a reload of `audit.checkpoint_s: 0.2` does
+    deadline = time.monotonic() + 5
+    while b"audit_checkpoint" not in path.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        events = [json.loads(line)["event"] for line in path.read_text().splitlines()]
+        assert events == ["tollgate_started", "llm_call", "audit_checkpoint"]
+    finally:
+        log.stop()
+
+
 def test_a_reload_to_another_file_goes_on_with_the_chain(tmp_path: Path) -> None:
     first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     log = AuditLog(str(first), instance="gw-1")

@@ -124,7 +124,9 @@ class AuditLog:
         self._follows = follows
         self._handed_over = False  # another log goes on with the chain: this one links nothing more
         self.checkpoint_s, self.signer = checkpoint_s, signer
-        self._checkpoint_due: float | None = None  # monotonic time of the next timed checkpoint
+        # Monotonic time of the first record no checkpoint covers yet: the next timed checkpoint is
+        # `checkpoint_s` after it (read anew at each look: a reload may change the interval).
+        self._unchecked_since: float | None = None
         # Read by AuditGate on every call, written by the writer thread only.
         self.failing = False
         self.problem: str | None = None  # while failing: why, in words (for /healthz)
@@ -186,8 +188,12 @@ class AuditLog:
             self._recover(follows.in_flight if follows is not None else None, started)
 
     def configure(self, checkpoint_s: float, signer: Signer | None) -> None:
-        """The checkpoints' interval and signing key (a reload may change them)."""
+        """The checkpoints' interval and signing key (a reload may change them): a checkpoint due
+        sooner under the new interval is written then, not when the old one would have had it."""
+        changed = checkpoint_s != self.checkpoint_s
         self.checkpoint_s, self.signer = checkpoint_s, signer
+        if changed:
+            self._queue.put(_WAKE)  # the writer may be waiting for the old interval's time
 
     def _previous_chain(self) -> str | None:
         """The last chain this instance wrote: read back from the file's end, else (the file rotated
@@ -332,7 +338,8 @@ class AuditLog:
 
     def _next_records(self, last_write: float) -> list[Any]:
         """What has come: at least one record, or, while writing fails, what came until the next attempt."""
-        due = self._checkpoint_due
+        since = self._unchecked_since
+        due = None if since is None else since + self.checkpoint_s
         if self.failing:
             try:
                 until = self._retry_at if due is None else min(due, self._retry_at)
@@ -367,17 +374,17 @@ class AuditLog:
             elif item is not _WAKE and not self._handed_over:
                 lines.append(chain.link(item.encode() if isinstance(item, str) else item))
         if self._handed_over:
-            self._checkpoint_due = None
+            self._unchecked_since = None
         elif chain.unchecked:
             now = time.monotonic()
-            if self._checkpoint_due is None:
-                self._checkpoint_due = now + self.checkpoint_s
-            elif now >= self._checkpoint_due:
+            if self._unchecked_since is None:
+                self._unchecked_since = now
+            elif now >= self._unchecked_since + self.checkpoint_s:
                 lines.append(self._checkpoint())
         return lines
 
     def _checkpoint(self) -> bytes:
-        self._checkpoint_due = None
+        self._unchecked_since = None
         record = self._chain.checkpoint(self.signer, utc_timestamp(time.time()))
         line = self._render(None, "info", self._named(record))
         return self._chain.link(line.encode() if isinstance(line, str) else line)
