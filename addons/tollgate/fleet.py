@@ -10,6 +10,7 @@ the audit file (each appends whole lines), the ledger on Redis, the metrics in
 from __future__ import annotations
 
 import errno
+import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -192,6 +193,28 @@ def worker_instance(env: Mapping[str, str], index: int) -> str:
     """A worker's `instance` (TOLLGATE_INSTANCE): the host's (TOLLGATE_INSTANCE when set, else the
     host name), then the worker's number."""
     return f"{instance_name(env)}/w{index}"
+
+
+# How mitmproxy's message for a port in use goes on: a hint that names its `--mode` option and a port
+# two above, beside Tollgate's (`listen_advice`), which names the options Tollgate's users set.
+MITMPROXY_PORT_HINT = "\nTry specifying a different port by using `--mode"
+
+
+class OneListenHint(logging.Filter):
+    """Keeps mitmproxy's message for a port in use, without its hint: Tollgate's is said after it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if MITMPROXY_PORT_HINT in message:
+            record.msg, record.args = message.partition(MITMPROXY_PORT_HINT)[0], ()
+        return True
+
+
+def one_listen_hint() -> None:
+    """From now on, mitmproxy's proxy server says no hint of its own when a port is in use."""
+    server_log = logging.getLogger("mitmproxy.addons.proxyserver")
+    if not any(isinstance(f, OneListenHint) for f in server_log.filters):
+        server_log.addFilter(OneListenHint())
 
 
 def listen_advice(address: str, error: int, mode: str = REGULAR, worker: bool = False) -> str:

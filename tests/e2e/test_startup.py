@@ -397,6 +397,7 @@ def test_run_sh_with_tollgate_listen_on_a_port_in_use_says_what_to_change(tmp_pa
     assert done.returncode == 1, output
     assert process_records(tmp_path / "audit.jsonl") == []
     assert advice(port) in output, output
+    assert "--mode" not in output, output  # one hint, Tollgate's: not mitmproxy's too
 
 
 RUNTIME_POLICY = "package tollgate\n\nimport rego.v1\n\ndeny contains r if {\n  r := opa.runtime().env.HOME\n}\n"

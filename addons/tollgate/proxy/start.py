@@ -48,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
     from mitmproxy.tools import main as tools
 
+    from tollgate.fleet import one_listen_hint
+
+    one_listen_hint()  # before mitmproxy's servers start, which may be before Tollgate's script loads
+
     sys.argv = [os.path.join(os.path.dirname(sys.executable), tool), *args]
     getattr(tools, tool)(list(args))
     return 0

@@ -16,7 +16,7 @@ from mitmproxy import ctx, exceptions
 from mitmproxy.proxy.mode_specs import ProxyMode
 
 from tollgate.config import Config, ConfigError, read_config
-from tollgate.fleet import fleet_config_problem, fleet_workers, listen_advice
+from tollgate.fleet import fleet_config_problem, fleet_workers, listen_advice, one_listen_hint
 from tollgate.governance.clients import expiry_notices
 from tollgate.governance.jwt_identity import Verifier
 from tollgate.governance.policy import Policy, PolicyError
@@ -200,13 +200,15 @@ def listen_addresses(modes: Sequence[str], host: str, port: int | None) -> list[
 class Listening:
     """When the proxy cannot listen where it was told (a port in use), says what to change in the
     words of Tollgate's users (`--listen-port`, TOLLGATE_LISTEN) after mitmproxy's own message,
-    which names its `--mode` option. mitmproxy's servers may have failed before this script was
+    whose hint (its `--mode` option) is left out where it comes after this script loads
+    (`fleet.one_listen_hint`; start.py sets it first). mitmproxy's servers may have failed before this script was
     loaded (mitmdump starts them first), or fail later: both are seen."""
 
     def __init__(self) -> None:
         self._told: set[tuple[str, int]] = set()
 
     def load(self, _loader) -> None:
+        one_listen_hint()  # mitmdump run by hand: its servers may have failed already (start.py has it first)
         proxyserver = ctx.master.addons.get("proxyserver")
         servers = getattr(proxyserver, "servers", None)
         if servers is None:
