@@ -3,7 +3,8 @@
 #           | ./run.sh web [--capture MODE] [mitmweb args…] | ./run.sh env [listen args…]
 #           | ./run.sh test [unit] [pytest args…]
 # Where the proxy listens: --listen-host/--listen-port (-p), else TOLLGATE_LISTEN=HOST:PORT (or :PORT),
-# else 127.0.0.1:8080; `./run.sh env` reads the same to print the matching HTTPS_PROXY.
+# else 127.0.0.1:8080; `./run.sh env` reads the same to print the matching HTTPS_PROXY, and told
+# none, prints the address of the proxy running from this checkout.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -276,6 +277,16 @@ run_proxy() {  # run_proxy mitmdump|mitmweb ARGS…
     "${defaults[@]}" ${CAPTURE[@]+"${CAPTURE[@]}"} "$@"
 }
 
+# The URL of the proxy running from this checkout, as it writes it in certs/ while it runs
+# (addons/tollgate/proxy/listening_file.py: "URL PID"); nothing when none runs.
+running_proxy_url() {
+  local file="$CERTS/tollgate-listening" url pid
+  [[ -f "$file" ]] || return 0
+  read -r url pid <"$file" || true
+  [[ "$url" == http://* && "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && printf '%s' "$url"
+  return 0
+}
+
 print_env() {
   listen_from_env
   listen_from_args "$@"
@@ -285,9 +296,11 @@ print_env() {
   fi
   ensure_venv
   ensure_certs
-  local bundle="$CERTS/ca-bundle.pem"
+  local bundle="$CERTS/ca-bundle.pem" url=""
+  # Told no address, it prints the running proxy's (started with --listen-port, say), else the default.
+  [[ $# -gt 0 || -n "${TOLLGATE_LISTEN:-}" ]] || url="$(running_proxy_url)"
   cat <<EOF
-export HTTPS_PROXY="$(proxy_url)"
+export HTTPS_PROXY="${url:-$(proxy_url)}"
 export SSL_CERT_FILE="$bundle"
 export REQUESTS_CA_BUNDLE="$bundle"
 export AWS_CA_BUNDLE="$bundle"
@@ -530,7 +543,8 @@ Commands:
                      ./tollgate.yaml when there is one; the arguments go to mitmdump
   web                the same in mitmweb, which shows each call's summary in a browser
   env                print the exports that send this shell's clients through the proxy:
-                     eval "$(./run.sh env)"
+                     eval "$(./run.sh env)"; told no address, that of the proxy running from
+                     this checkout (it says it in certs/tollgate-listening), else 127.0.0.1:8080
   test               the whole suite: first says what its end-to-end tests need and why, then
                      installs what is missing
   test unit          the unit tests only, the quick loop: installs nothing they do not need

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from tests.support.canned import provider_answers
+from tests.support.checkout import linked_checkout
 from tests.support.clients import run_client
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.proxy import ROOT, free_port
@@ -483,3 +484,40 @@ def test_run_sh_test_unit_runs_the_tests_that_start_no_proxy():
 @pytest.mark.parametrize("count", [["-n", "0"], ["-n4"], ["--numprocesses", "2"], ["--numprocesses=2"]])
 def test_run_sh_test_leaves_a_process_count_given_alone(count):
     assert pytest_args("tests/e2e/test_core.py", *count) == ["tests/e2e/test_core.py", *count]
+
+
+def test_env_prints_the_address_of_the_proxy_running_from_the_checkout(tmp_path):
+    """Started on another port, the proxy says where in certs/; `./run.sh env` is not told it
+    again, and prints the default once the proxy has stopped."""
+    checkout = linked_checkout(tmp_path / "checkout")
+    run_sh, said = checkout / "run.sh", checkout / "certs" / "tollgate-listening"
+    env = {k: v for k, v in os.environ.items() if k != "TOLLGATE_LISTEN"}
+
+    def https_proxy() -> str:
+        done = subprocess.run([str(run_sh), "env"], capture_output=True, text=True, timeout=300, check=True, env=env)
+        return dict(line.removeprefix("export ").split("=", 1) for line in done.stdout.splitlines())["HTTPS_PROXY"]
+
+    assert https_proxy() == '"http://127.0.0.1:8080"'
+    port = free_port()
+    proxy = subprocess.Popen(
+        [str(run_sh), "--listen-port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_listening(port, proxy)
+        deadline = time.monotonic() + 10
+        while not said.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert said.read_text() == f"http://127.0.0.1:{port} {proxy.pid}\n"
+        assert https_proxy() == f'"http://127.0.0.1:{port}"'
+        assert env_exports("--listen-port", "9191")["HTTPS_PROXY"] == '"http://127.0.0.1:9191"'  # told: as told
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=10)
+    assert not said.exists()
+    assert https_proxy() == '"http://127.0.0.1:8080"'
+    said.write_text(f"http://127.0.0.1:{port} {proxy.pid}\n")  # left by a proxy that was killed
+    assert https_proxy() == '"http://127.0.0.1:8080"'

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NoReturn
 
 from mitmproxy import ctx, exceptions
@@ -23,7 +24,7 @@ from tollgate.governance.policy import Policy, PolicyError
 from tollgate.providers import PROVIDERS
 from tollgate.providers.base import client_cert_of
 from tollgate.providers.client_certs import load_client_cert
-from tollgate.proxy import patches
+from tollgate.proxy import listening_file, patches
 from tollgate.proxy.flows import CALL, captures
 from tollgate.proxy.heads import MAX_REQUEST_HEAD, MAX_RESPONSE_HEAD
 from tollgate.proxy.state import Shared, close_later, hosts_of
@@ -307,6 +308,7 @@ class Settings:
         self._fetches: set[asyncio.Task] = set()  # JWKS fetched at start and after a reload
         self._allowed: str | None = None  # the allow_hosts pattern Tollgate added
         self._running = False  # mitmproxy's servers listen (its `running` hook has run)
+        self._listening_file: Path | None = None  # where it said its address (`listening_file`)
 
     def load(self, loader) -> None:
         # Declared as str: mitmproxy silently drops a script whose typed option gets a bad value.
@@ -442,6 +444,7 @@ class Settings:
     def running(self) -> None:
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
         self._fetch_keys()
+        self._say_where_listening()
         # At start-up rather than in `configure`: a user who later picks mitmweb's default columns
         # in its options gets them as picked. `web_columns` exists only under mitmweb, and by now
         # holds what the user set on the command line or in config.yaml.
@@ -450,7 +453,22 @@ class Settings:
             if COMMENT_COLUMN not in columns:
                 ctx.options.update(web_columns=[*columns, COMMENT_COLUMN])
 
+    def _say_where_listening(self) -> None:
+        """The regular proxy's address in `<confdir>/tollgate-listening`, for `./run.sh env`; not by
+        a fleet's worker, whose port is no client's (HAProxy's address is theirs)."""
+        if fleet_workers(os.environ) > 1:
+            return
+        proxyserver = ctx.master.addons.get("proxyserver")
+        for server in getattr(proxyserver, "servers", ()):
+            address = listening_file.first_address(server.listen_addrs) if server.mode.type_name == "regular" else None
+            if address is not None:
+                url = listening_file.proxy_url(*address)
+                self._listening_file = listening_file.write(ctx.options.confdir, url, os.getpid())
+                return
+
     def done(self) -> None:
+        if self._listening_file is not None:
+            listening_file.remove(self._listening_file, os.getpid())
         if self._watcher is not None:
             self._watcher.cancel()
         for task in self._fetches:
