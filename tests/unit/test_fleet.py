@@ -221,3 +221,19 @@ def test_mcp_servers_in_a_fleet_need_the_ledger_on_redis():
     assert fleet_config_problem(parse_config(servers), 1) is None
     shared = parse_config({**servers, "ledger": {"store": "redis://127.0.0.1:6379/0"}})
     assert fleet_config_problem(shared, 3) is None
+
+
+def test_serve_named_no_configuration_names_tollgate_yaml_here(tmp_path: Path, monkeypatch) -> None:
+    from tollgate.cli.supervisor import with_tollgate_yaml_here
+
+    monkeypatch.chdir(tmp_path)
+    args = parse_serve_args(["--workers", "2"], {})
+    assert with_tollgate_yaml_here(args) == args  # none here: the built-in defaults
+    (tmp_path / "tollgate.yaml").write_text("clients: []\n")
+    named = with_tollgate_yaml_here(args)
+    assert named.config == str(tmp_path / "tollgate.yaml")
+    assert named.passed[-2:] == ["--set", f"tollgate_config={tmp_path / 'tollgate.yaml'}"]
+    other = parse_serve_args(["--set", "tollgate_config=other.yaml"], {})
+    assert with_tollgate_yaml_here(other) == other
+    empty = parse_serve_args(["--set", "tollgate_config="], {})
+    assert with_tollgate_yaml_here(empty) == empty  # named, empty: left as given (one value per option)

@@ -27,6 +27,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import IO
@@ -105,7 +106,7 @@ def serve(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
     """The `tollgate serve` command: its exit status (it does not return when it becomes mitmdump)."""
     env = dict(os.environ if env is None else env)
     try:
-        args = parse_serve_args(argv, env)
+        args = with_tollgate_yaml_here(parse_serve_args(argv, env))
         command = mitmdump_base(args)
         if args.workers == 1:
             # One worker: mitmdump itself, as ./run.sh runs it, once its configuration is checked.
@@ -119,6 +120,16 @@ def serve(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
         say(str(e))
         return 1
     return Fleet(args, command, env, *plan).run()
+
+
+def with_tollgate_yaml_here(args: ServeArgs) -> ServeArgs:
+    """Named no configuration, the workers read ./tollgate.yaml when there is one (as mitmdump does
+    with no tollgate_config): named here, so that it is checked before any starts, as run.sh's is."""
+    given = any(a.startswith(("tollgate_config=", "--set=tollgate_config=")) for a in args.passed)
+    if args.config is not None or given or not os.path.isfile("tollgate.yaml"):
+        return args
+    path = os.path.abspath("tollgate.yaml")
+    return replace(args, config=path, passed=[*args.passed, "--set", f"tollgate_config={path}"])
 
 
 def mitmdump_base(args: ServeArgs) -> list[str]:
