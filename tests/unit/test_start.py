@@ -25,6 +25,13 @@ def test_a_wrong_configuration_is_one_line_and_status_1(tmp_path: Path, capsys) 
     assert main(["mitmproxy"]) == 2
 
 
+def test_named_no_configuration_a_wrong_tollgate_yaml_here_is_refused_too(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("tollgate.yaml").write_text("clients: [{name: a, grups: [x]}]\n")
+    assert main(["mitmdump", "--listen-port", "1"]) == 1  # refused before mitmproxy starts
+    assert capsys.readouterr().err == "Tollgate configuration: tollgate.yaml: clients.0.grups: unknown key\n"
+
+
 def test_a_second_process_of_a_running_instance_is_refused_before_it_starts(
     tmp_path: Path, monkeypatch, capsys
 ) -> None:

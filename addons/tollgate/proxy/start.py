@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 TOOLS = ("mitmdump", "mitmweb")
 OPTION = "tollgate_config"
+DEFAULT_FILE = "tollgate.yaml"  # read from the working directory when OPTION is not given
 
 
 def config_named(args: Sequence[str]) -> str | None:
@@ -37,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"usage: python -m tollgate.proxy.start {'|'.join(TOOLS)} ARGS…", file=sys.stderr)
         return 2
     path = config_named(args)
+    if path is None and os.path.isfile(DEFAULT_FILE):
+        path = DEFAULT_FILE  # what the script reads when no tollgate_config is given
     if path:
         from tollgate.config import ConfigError
         from tollgate.proxy.stages.settings import check_start
