@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tollgate: ./run.sh [--workers N|auto] [--capture MODE] [mitmdump args…]
 #           | ./run.sh web [--capture MODE] [mitmweb args…] | ./run.sh env [listen args…]
-#           | ./run.sh test [unit] [pytest args…]
+#           | ./run.sh test [unit] [pytest args…] | ./run.sh demo
 # Where the proxy listens: --listen-host/--listen-port (-p), else TOLLGATE_LISTEN=HOST:PORT (or :PORT),
 # else 127.0.0.1:8080; `./run.sh env` reads the same to print the matching HTTPS_PROXY.
 set -euo pipefail
@@ -521,6 +521,14 @@ run_tests() {
   TOLLGATE_CLIENT_PYTHON="$CLIENTS_VENV/bin/python" exec "$VENV/bin/python" -m pytest "${args[@]}"
 }
 
+# ./run.sh demo: Tollgate and a stand-in provider on 127.0.0.1 (addons/tollgate/demo/), its files in
+# demo/ only; it prints the lines to paste.
+run_demo() {
+  ensure_venv
+  PYTHONPATH="$ROOT/addons${PYTHONPATH:+:$PYTHONPATH}" exec "$VENV/bin/python" -m tollgate.demo \
+    --dir "$ROOT/demo" --gateway "$ROOT/addons/gateway.py" "$@"
+}
+
 usage() {
   cat <<'EOF'
 usage: ./run.sh [COMMAND] [ARGUMENTS…]
@@ -534,6 +542,8 @@ Commands:
   test               the whole suite: first says what its end-to-end tests need and why, then
                      installs what is missing
   test unit          the unit tests only, the quick loop: installs nothing they do not need
+  demo               a governed call without a key or the internet: a stand-in provider and the
+                     proxy on 127.0.0.1 (files in demo/ only), then the lines to paste
   --help             this, then mitmdump's options
 
 Options before mitmdump's (for the proxy and web):
@@ -560,6 +570,7 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
       ;;
     web) shift; run_proxy mitmweb "$@" ;;
     env) shift; print_env "$@" ;;
+    demo) shift; run_demo "$@" ;;
     test) shift; run_tests "$@" ;;
     *) run_proxy mitmdump "$@" ;;
   esac

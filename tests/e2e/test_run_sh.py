@@ -187,7 +187,7 @@ def test_run_sh_help_says_its_own_commands_then_mitmdumps_options():
     start = lines.index("Commands:") + 1
     block = lines[start : lines.index("", start)]
     commands = [line.split()[0] for line in block if not line.startswith("    ")]
-    assert commands == ["(none)", "web", "env", "test", "test", "--help"]
+    assert commands == ["(none)", "web", "env", "test", "test", "demo", "--help"]
     assert "  test unit          the unit tests only" in done.stdout
     assert done.stdout.index("usage: mitmdump") > done.stdout.index("Tollgate's own command")
 
