@@ -60,9 +60,27 @@ make_venv() {  # make_venv DIR
   fi
   say "creating $1 with $("$python" --version 2>&1) ($python)"
   "$python" -m venv "$1"
+  say "updating pip in $1"
   "$1/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
 }
 
+# The requirements pyproject.toml lists under KEY (dependencies, or optional-dependencies.NAME), by
+# name only and comma-separated: what an install step says it installs.
+requirement_names() {  # requirement_names KEY
+  "$VENV/bin/python" - "$ROOT/pyproject.toml" "$1" <<'PY'
+import re, sys, tomllib
+with open(sys.argv[1], "rb") as f:
+    project = tomllib.load(f)["project"]
+key = sys.argv[2]
+listed = project["dependencies"] if key == "dependencies" else project["optional-dependencies"][key.split(".")[1]]
+names = dict.fromkeys(re.match(r"[A-Za-z0-9._-]+", r).group(0) for r in listed)
+print(", ".join(names))
+PY
+}
+
+# What running needs: Tollgate and its dependencies, OPA's engine. The test tools (pyproject's
+# [test] extras: pytest, ruff, mypy, hadolint, …) are the tests' own step (ensure_test_tools). Each
+# step says what it installs; a stamp (a copy of pyproject.toml) marks each done.
 ensure_venv() {
   if [[ -x "$VENV/bin/python" ]] && ! python_ok "$VENV/bin/python"; then
     say "$VENV has a Python older than 3.12; recreating it"
@@ -71,9 +89,23 @@ ensure_venv() {
   [[ -x "$VENV/bin/python" ]] || make_venv "$VENV"
   local stamp="$VENV/.tollgate-installed"
   if [[ ! -f "$stamp" ]] || ! cmp -s "$ROOT/pyproject.toml" "$stamp"; then
-    say "installing Tollgate and its dependencies into $VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[test]" >&2
+    say "installing Tollgate and what it runs on into $VENV (the first time about a minute):" \
+      "$(requirement_names dependencies)"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT" >&2
+    if ! "$VENV/bin/python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 14) else 1)'; then
+      say "installing OPA's engine (opa-golib-python-bindings) into $VENV"
+    fi
     "$ROOT/deploy/install-opa.sh" "$VENV/bin/python"
+    cp "$ROOT/pyproject.toml" "$stamp"
+  fi
+}
+
+# What the tests add to the venv: pyproject's [test] extras, with a stamp of their own.
+ensure_test_tools() {
+  local stamp="$VENV/.tollgate-test-installed"
+  if [[ ! -f "$stamp" ]] || ! cmp -s "$ROOT/pyproject.toml" "$stamp"; then
+    say "installing the test tools into $VENV: $(requirement_names optional-dependencies.test)"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[test]" >&2
     cp "$ROOT/pyproject.toml" "$stamp"
   fi
 }
@@ -90,6 +122,7 @@ ensure_clients_venv() {
 }
 
 ensure_certs() {
+  [[ -f "$CERTS/mitmproxy-ca-cert.pem" ]] || say "creating Tollgate's CA and the CA bundle in $CERTS"
   "$VENV/bin/python" -m tollgate certs --confdir "$CERTS" >/dev/null
 }
 
@@ -497,6 +530,7 @@ run_tests() {
   local args
   mapfile -t args < <(pytest_args "$@")
   ensure_venv
+  ensure_test_tools
   if [[ "${1:-}" == unit ]]; then
     say_what_tests_install unit
     ensure_redis_server
