@@ -172,6 +172,11 @@ def test_run_sh_demo_makes_a_governed_a_refused_and_a_redacted_call_then_stops(t
         text = audit.read_text()
         assert CARD not in text and "tg-demo-" not in text and "not-a-real-key" not in text
         assert paste(export, tail, home).count('"llm_call"') == 5
+        # Any other host is refused: nothing leaves the machine.
+        elsewhere = subprocess.run(
+            ["/bin/bash", "-c", f"{export}\ncurl -sS https://example.org/"], capture_output=True, text=True, timeout=30
+        )
+        assert (elsewhere.returncode, elsewhere.stderr) == (56, "curl: (56) CONNECT tunnel failed, response 403\n")
     finally:
         if demo.poll() is None:
             os.kill(demo.pid, signal.SIGINT)  # Ctrl-C

@@ -170,10 +170,10 @@ def paste_lines(port: int, ca: Path, directory: Path) -> str:
     )
 
 
-async def wait_listening(port: int, proxy: asyncio.subprocess.Process) -> bool:
+async def wait_listening(port: int, proxy: asyncio.subprocess.Process, stop: asyncio.Event) -> bool:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + START_S
-    while loop.time() < deadline and proxy.returncode is None:
+    while loop.time() < deadline and proxy.returncode is None and not stop.is_set():
         try:
             _, writer = await asyncio.open_connection(HOST, port)
         except OSError:
@@ -202,7 +202,9 @@ async def run(directory: Path, gateway: Path) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        if not await wait_listening(port, proxy):
+        if not await wait_listening(port, proxy, stop):
+            if stop.is_set():
+                return 0
             print(f"tollgate demo: the proxy did not start (above); {directory} holds its files", file=sys.stderr)
             return 1
         print(f"Tollgate demo: Tollgate on {HOST}:{port}, a stand-in provider on {HOST}:{standin.port}.")
