@@ -172,6 +172,11 @@ def test_run_sh_demo_makes_a_governed_a_refused_and_a_redacted_call_then_stops(t
         text = audit.read_text()
         assert CARD not in text and "tg-demo-" not in text and "not-a-real-key" not in text
         assert paste(export, tail, home).count('"llm_call"') == 5
+        # A second demo would write over this one's files: it says so and stops.
+        second = subprocess.run([str(ROOT / "run.sh"), "demo"], capture_output=True, text=True, timeout=120, env=env)
+        assert (second.returncode, second.stdout) == (1, "")
+        assert second.stderr == f"tollgate demo: another ./run.sh demo runs with {DEMO}: stop it first (Ctrl-C)\n"
+        assert calls_in_audit(audit, 5) == calls
         # Any other host is refused: nothing leaves the machine.
         elsewhere = subprocess.run(
             ["/bin/bash", "-c", f"{export}\ncurl -sS https://example.org/"], capture_output=True, text=True, timeout=30
@@ -191,7 +196,7 @@ def test_run_sh_demo_makes_a_governed_a_refused_and_a_redacted_call_then_stops(t
     # It wrote nothing outside demo/: not in the checkout, the directory it ran from or the home.
     assert files_outside_the_demo(ROOT) == before
     assert list(here.iterdir()) == list(home.iterdir()) == []
-    assert {p.name for p in DEMO.iterdir()} >= {"ca", "tollgate.yaml", "policy.rego", "audit.jsonl"}
+    assert {p.name for p in DEMO.iterdir()} >= {"ca", "tollgate.yaml", "policy.rego", "audit.jsonl", "demo.lock"}
 
 
 def group_alive(pgid: int) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import json
 import shlex
 import signal
@@ -21,6 +22,7 @@ import socket
 import ssl
 import sys
 from pathlib import Path
+from typing import IO
 
 from tollgate.demo.standin import StandIn
 from tollgate.proxy.certs import ensure_ca, issue_server_cert
@@ -184,7 +186,29 @@ async def wait_listening(port: int, proxy: asyncio.subprocess.Process, stop: asy
     return False
 
 
+def hold(directory: Path) -> IO[str] | None:
+    """The demo's lock, held while it runs (the system lets go of it when the process ends), else
+    None: another demo runs with these files, which a second one would write over."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = (directory / "demo.lock").open("a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        return None
+    return lock
+
+
 async def run(directory: Path, gateway: Path) -> int:
+    lock = hold(directory)
+    if lock is None:
+        print(f"tollgate demo: another ./run.sh demo runs with {directory}: stop it first (Ctrl-C)", file=sys.stderr)
+        return 1
+    with lock:
+        return await run_held(directory, gateway)
+
+
+async def run_held(directory: Path, gateway: Path) -> int:
     confdir = directory / "ca"
     context, ca = standin_context(confdir)
     standin = StandIn(context, HOST)
