@@ -64,17 +64,18 @@ make_venv() {  # make_venv DIR
   "$1/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
 }
 
-# The requirements pyproject.toml lists under KEY (dependencies, or optional-dependencies.NAME), by
-# name only and comma-separated: what an install step says it installs.
+# The requirements pyproject.toml lists under KEY (dependencies, or optional-dependencies.NAME) that
+# this venv's Python installs (their markers hold), by name, comma-separated: what a step installs.
 requirement_names() {  # requirement_names KEY
   "$VENV/bin/python" - "$ROOT/pyproject.toml" "$1" <<'PY'
-import re, sys, tomllib
+import sys, tomllib
+from pip._vendor.packaging.requirements import Requirement  # pip's own, in every venv
 with open(sys.argv[1], "rb") as f:
     project = tomllib.load(f)["project"]
 key = sys.argv[2]
 listed = project["dependencies"] if key == "dependencies" else project["optional-dependencies"][key.split(".")[1]]
-names = dict.fromkeys(re.match(r"[A-Za-z0-9._-]+", r).group(0) for r in listed)
-print(", ".join(names))
+wanted = [Requirement(r) for r in listed]
+print(", ".join(dict.fromkeys(r.name for r in wanted if r.marker is None or r.marker.evaluate())))
 PY
 }
 

@@ -54,7 +54,7 @@ deny contains sprintf("model %v is not allowed for interns", [input.model]) if {
 def configuration(directory: Path, upstream: str) -> str:
     """The demo's tollgate.yaml: the stand-in as every provider's upstream, with keys of no worth."""
     audit = directory / "audit.jsonl"
-    return f"""# Written by ./run.sh demo at each start: edit a copy, not this file.
+    return f"""# Written by ./run.sh demo at each start. An edit takes effect while it runs, until the next start.
 providers:
   openai: {{upstream: "{upstream}", keys: [sk-demo-not-a-real-key]}}
   anthropic: {{upstream: "{upstream}", keys: [sk-ant-demo-not-a-real-key]}}
