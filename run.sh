@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tollgate: ./run.sh [--workers N|auto] [--capture MODE] [mitmdump args…]
 #           | ./run.sh web [--capture MODE] [mitmweb args…] | ./run.sh env [listen args…]
-#           | ./run.sh test [unit] [pytest args…]
+#           | ./run.sh test [unit] [pytest args…] | ./run.sh demo
 # Where the proxy listens: --listen-host/--listen-port (-p), else TOLLGATE_LISTEN=HOST:PORT (or :PORT),
 # else 127.0.0.1:8080; `./run.sh env` reads the same to print the matching HTTPS_PROXY, and told
 # none, prints the address of the proxy running from this checkout.
@@ -61,9 +61,28 @@ make_venv() {  # make_venv DIR
   fi
   say "creating $1 with $("$python" --version 2>&1) ($python)"
   "$python" -m venv "$1"
+  say "updating pip in $1"
   "$1/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
 }
 
+# The requirements pyproject.toml lists under KEY (dependencies, or optional-dependencies.NAME) that
+# this venv's Python installs (their markers hold), by name, comma-separated: what a step installs.
+requirement_names() {  # requirement_names KEY
+  "$VENV/bin/python" - "$ROOT/pyproject.toml" "$1" <<'PY'
+import sys, tomllib
+from pip._vendor.packaging.requirements import Requirement  # pip's own, in every venv
+with open(sys.argv[1], "rb") as f:
+    project = tomllib.load(f)["project"]
+key = sys.argv[2]
+listed = project["dependencies"] if key == "dependencies" else project["optional-dependencies"][key.split(".")[1]]
+wanted = [Requirement(r) for r in listed]
+print(", ".join(dict.fromkeys(r.name for r in wanted if r.marker is None or r.marker.evaluate())))
+PY
+}
+
+# What running needs: Tollgate and its dependencies, OPA's engine. The test tools (pyproject's
+# [test] extras: pytest, ruff, mypy, hadolint, …) are the tests' own step (ensure_test_tools). Each
+# step says what it installs; a stamp (a copy of pyproject.toml) marks each done.
 ensure_venv() {
   if [[ -x "$VENV/bin/python" ]] && ! python_ok "$VENV/bin/python"; then
     say "$VENV has a Python older than 3.12; recreating it"
@@ -72,9 +91,23 @@ ensure_venv() {
   [[ -x "$VENV/bin/python" ]] || make_venv "$VENV"
   local stamp="$VENV/.tollgate-installed"
   if [[ ! -f "$stamp" ]] || ! cmp -s "$ROOT/pyproject.toml" "$stamp"; then
-    say "installing Tollgate and its dependencies into $VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[test]" >&2
+    say "installing Tollgate and what it runs on into $VENV (the first time about a minute):" \
+      "$(requirement_names dependencies)"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT" >&2
+    if ! "$VENV/bin/python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 14) else 1)'; then
+      say "installing OPA's engine (opa-golib-python-bindings) into $VENV"
+    fi
     "$ROOT/deploy/install-opa.sh" "$VENV/bin/python"
+    cp "$ROOT/pyproject.toml" "$stamp"
+  fi
+}
+
+# What the tests add to the venv: pyproject's [test] extras, with a stamp of their own.
+ensure_test_tools() {
+  local stamp="$VENV/.tollgate-test-installed"
+  if [[ ! -f "$stamp" ]] || ! cmp -s "$ROOT/pyproject.toml" "$stamp"; then
+    say "installing the test tools into $VENV: $(requirement_names optional-dependencies.test)"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[test]" >&2
     cp "$ROOT/pyproject.toml" "$stamp"
   fi
 }
@@ -91,6 +124,7 @@ ensure_clients_venv() {
 }
 
 ensure_certs() {
+  [[ -f "$CERTS/mitmproxy-ca-cert.pem" ]] || say "creating Tollgate's CA and the CA bundle in $CERTS"
   "$VENV/bin/python" -m tollgate certs --confdir "$CERTS" >/dev/null
 }
 
@@ -510,6 +544,7 @@ run_tests() {
   local args
   mapfile -t args < <(pytest_args "$@")
   ensure_venv
+  ensure_test_tools
   if [[ "${1:-}" == unit ]]; then
     say_what_tests_install unit
     ensure_redis_server
@@ -534,6 +569,14 @@ run_tests() {
   TOLLGATE_CLIENT_PYTHON="$CLIENTS_VENV/bin/python" exec "$VENV/bin/python" -m pytest "${args[@]}"
 }
 
+# ./run.sh demo: Tollgate and a stand-in provider on 127.0.0.1 (addons/tollgate/demo/), its files in
+# demo/ only; it prints the lines to paste.
+run_demo() {
+  ensure_venv
+  PYTHONPATH="$ROOT/addons${PYTHONPATH:+:$PYTHONPATH}" exec "$VENV/bin/python" -m tollgate.demo \
+    --dir "$ROOT/demo" --gateway "$ROOT/addons/gateway.py" "$@"
+}
+
 usage() {
   cat <<'EOF'
 usage: ./run.sh [COMMAND] [ARGUMENTS…]
@@ -548,6 +591,8 @@ Commands:
   test               the whole suite: first says what its end-to-end tests need and why, then
                      installs what is missing
   test unit          the unit tests only, the quick loop: installs nothing they do not need
+  demo               a governed call without a key or the internet: a stand-in provider and the
+                     proxy on 127.0.0.1 (files in demo/ only), then the lines to paste
   --help             this, then mitmdump's options
 
 Options before mitmdump's (for the proxy and web):
@@ -574,6 +619,7 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
       ;;
     web) shift; run_proxy mitmweb "$@" ;;
     env) shift; print_env "$@" ;;
+    demo) shift; run_demo "$@" ;;
     test) shift; run_tests "$@" ;;
     *) run_proxy mitmdump "$@" ;;
   esac

@@ -34,6 +34,7 @@ NOT_RUN = {
     "./run.sh test": "the whole suite, which this test is part of",
     "./run.sh test unit": "the unit tests, which the whole suite runs",
     "./run.sh test tests/e2e/test_core.py -k stream": "a file of the suite, which this test is part of",
+    "./run.sh demo": "a proxy of its own, run and its printed lines pasted by test_demo.py",
 }
 SITE = ROOT / "tests" / "support" / "site"
 REAL_KEY = "sk-docs-commands-real-0123456789"

