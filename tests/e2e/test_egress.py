@@ -418,3 +418,16 @@ def test_a_connection_that_cannot_be_recorded_is_not_made(start_gateway, tmp_pat
     raw, head = connect(gw.proxy.port, f"127.0.0.1:{sink.port}")
     raw.close()
     assert head.startswith(b"HTTP/1.1 503") and b"\r\nX-Tollgate-Error: audit_unavailable\r\n" in head, head
+
+
+@pytest.mark.parametrize("url", ["http://example.org/", "https://example.org/", "https://paste.pastebin.com/raw/1"])
+def test_a_request_sent_to_the_proxy_in_cleartext_is_decided_as_a_connect(gw_deny, url):
+    """`default: deny` and the deny globs hold for a request sent to the proxy itself, not through
+    CONNECT: a plain `http://` URL, and an `https://` one the proxy would fetch over TLS."""
+    before = len(gw_deny.connections())
+    answer = plain_get(gw_deny.proxy.port, url)
+    assert answer.startswith(b"HTTP/1.1 403") and b"\r\nX-Tollgate-Error: egress_denied\r\n" in answer, answer
+    host = url.split("/")[2]
+    assert answer.endswith(f"{host} is not in egress.allow (egress.default: deny).\n".encode())
+    [record] = gw_deny.connections(before + 1)[before:]
+    assert (record["host"], record["port"], record["decision"]) == (host, 80 if url[4] == ":" else 443, "deny")

@@ -114,7 +114,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
     )
     mcp = Mcp(shared, mcp_request)
     # A credential's host: the placeholder in its header replaced by the token (`egress.credentials`).
-    broker = Broker(shared)
+    broker = Broker(shared, refused_in_cleartext=egress.refused_in_cleartext)
     tracing = Tracing(shared)  # a span per call, exported over OTLP (metrics.otlp)
     # At each call's end: its counters settled, then counted in the metrics and traced.
     audit = Audit(shared, recorded=[ledger.settle, metrics.recorded, tracing.record, audit_export.recorded])

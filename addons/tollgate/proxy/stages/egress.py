@@ -62,8 +62,9 @@ class EgressGate:
         # tunnel opens; and those of each client connection, recorded when it closes without one.
         self._pending: dict[str, Connection] = {}
         self._waiting: dict[str, list[str]] = {}
-        # Each plain HTTP request through the proxy to record, until its exchange ends.
-        self._plain: WeakKeyDictionary[http.HTTPFlow, Connection] = WeakKeyDictionary()
+        # Each plain HTTP request through the proxy let through, until its exchange ends: its
+        # connection, and whether `record` records it (a request Tollgate refused, it always does).
+        self._plain: WeakKeyDictionary[http.HTTPFlow, tuple[Connection, bool]] = WeakKeyDictionary()
         self._open: set[Connection] = set()  # the tunnels relaying, recorded at shut-down if still open
         # What a name resolves to: the event loop's resolver (getaddrinfo).
         self.resolve: Callable[[str, int], Awaitable[str]] = resolve
@@ -117,19 +118,19 @@ class EgressGate:
         if connection.address is not None:
             flow.request.data.host = connection.address
         self._count(connection)
+        if flow.request.method != "CONNECT":  # a plain HTTP request: recorded at its end
+            self._plain[flow] = (connection, recorded)
+            return
         if recorded:
-            if flow.request.method != "CONNECT":  # a plain HTTP request: recorded at its end
-                self._plain[flow] = connection
-                return
             self._pending[flow.server_conn.id] = connection
             self._waiting.setdefault(flow.client_conn.id, []).append(flow.server_conn.id)
 
     def requestheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
-        """A plain HTTP request sent to the proxy for a host (`GET http://host/…`, no CONNECT, no
-        TLS): decided as a CONNECT to its host is, each request of the connection on its own."""
+        """A request sent to the proxy itself in cleartext for a host (`GET http://host/…`, or an
+        `https://` URL, which the proxy fetches over TLS; no CONNECT): decided as a CONNECT to its
+        host is, each request of the connection on its own."""
         if (
             flow.response is not None
-            or flow.request.scheme != "http"
             or flow.client_conn.tls_established
             or not isinstance(flow.client_conn.proxy_mode, RegularMode)
             or (ctx.options.onboarding and flow.request.host == ctx.options.onboarding_host)  # mitmproxy's own page
@@ -137,10 +138,22 @@ class EgressGate:
             return None
         return self.http_connect(flow)
 
+    def refused_in_cleartext(self, flow: http.HTTPFlow, reason: str) -> bool:
+        """A plain HTTP request let through, then refused for what it holds (a brokered
+        credential's placeholder): recorded as refused, with `reason`, whatever `record` says.
+        False when it is no request this stage decided."""
+        plain = self._plain.get(flow)
+        if plain is None:
+            return False
+        connection = plain[0]
+        connection.decision, connection.deny_reasons = "deny", (reason,)
+        self._plain[flow] = (connection, True)
+        return True
+
     def response(self, flow: http.HTTPFlow) -> None:
         """A plain HTTP request's exchange ended: recorded, its bodies' bytes each way."""
-        connection = self._plain.pop(flow, None)
-        if connection is None:
+        connection, recorded = self._plain.pop(flow, (None, False))
+        if connection is None or not recorded:
             return
         connection.bytes_sent = len(flow.request.raw_content or b"")
         response = flow.response
