@@ -209,6 +209,16 @@ def test_a_deny_glob_refuses_the_connect(gw, host):
         ("10.1.2.3:443", "10.1.2.3 is a private address (egress.private_addresses: deny)"),
         ("[fd00::1]:443", "fd00::1 is a unique local address (egress.private_addresses: deny)"),
         ("[::ffff:127.0.0.2]:443", "::ffff:127.0.0.2 is a loopback address (egress.private_addresses: deny)"),
+        # An IPv4 address inside an IPv6 one: NAT64, translated, compatible; local-use NAT64 and Teredo whole.
+        ("[64:ff9b::a9fe:a9fe]:80", "64:ff9b::a9fe:a9fe is a link-local address (egress.private_addresses: deny)"),
+        ("[::ffff:0:a9fe:a9fe]:80", "::ffff:0:a9fe:a9fe is a link-local address (egress.private_addresses: deny)"),
+        ("[::a9fe:a9fe]:80", "::a9fe:a9fe is a link-local address (egress.private_addresses: deny)"),
+        ("[::7f00:1]:443", "::7f00:1 is a loopback address (egress.private_addresses: deny)"),
+        (
+            "[64:ff9b:1::a9fe:a9fe]:80",
+            "64:ff9b:1::a9fe:a9fe is a local-use NAT64 address (egress.private_addresses: deny)",
+        ),
+        ("[2001:0:4136:e378::1]:443", "2001:0:4136:e378::1 is a Teredo address (egress.private_addresses: deny)"),
     ],
 )
 def test_a_private_address_is_refused(start_gateway, gw, target, reason):

@@ -89,6 +89,47 @@ def test_addresses_are_classified(address, kind):
     assert private_kind(address) == kind
 
 
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        # IPv4-mapped, ::ffff:0:0/96
+        ("::ffff:a9fe:a9fe", "link-local"),
+        ("::ffff:7f00:1", "loopback"),
+        ("::ffff:808:808", None),
+        # IPv4-translated (SIIT), ::ffff:0:0:0/96
+        ("::ffff:0:a9fe:a9fe", "link-local"),
+        ("::ffff:0:7f00:1", "loopback"),
+        ("::ffff:0:a00:1", "private"),
+        ("::ffff:0:808:808", None),
+        # IPv4-compatible, ::/96: not `::` and `::1`, which are themselves
+        ("::a9fe:a9fe", "link-local"),
+        ("::7f00:1", "loopback"),
+        ("::c0a8:101", "private"),
+        ("::808:808", None),
+        ("::", "unspecified"),
+        ("::1", "loopback"),
+        ("::2", "private"),  # 0.0.0.2: "this network", 0.0.0.0/8
+        # NAT64, 64:ff9b::/96
+        ("64:ff9b::a9fe:a9fe", "link-local"),
+        ("64:ff9b::7f00:1", "loopback"),
+        ("64:ff9b::a00:1", "private"),
+        ("64:ff9b::808:808", None),
+        # 6to4, 2002::/16
+        ("2002:a9fe:a9fe::1", "link-local"),
+        ("2002:7f00:1::", "loopback"),
+        ("2002:808:808::1", None),
+        # refused whole, whatever they carry
+        ("64:ff9b:1::808:808", "local-use NAT64"),
+        ("64:ff9b:1:ffff::a9fe:a9fe", "local-use NAT64"),
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"),
+        ("2001::1", "Teredo"),
+        ("[2001:0:808:808::1]", "Teredo"),
+    ],
+)
+def test_an_ipv4_address_inside_an_ipv6_one_is_judged(address, kind):
+    assert private_kind(address) == kind
+
+
 def test_hosts_are_read_as_the_globs_are_written():
     assert host_of("API.Example.COM.") == "api.example.com"
     assert host_of("[::FFFF:7F00:1]") == "::ffff:127.0.0.1"
