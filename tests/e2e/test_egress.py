@@ -143,7 +143,7 @@ def test_a_raw_tunnel_is_relayed_and_recorded_with_its_bytes_each_way(gw, sink):
     assert (record["host"], record["port"], record["address"], record["decision"]) == (
         "127.0.0.1",
         sink.port,
-        None,  # allowed by name: nothing to resolve
+        "127.0.0.1",  # an IP address: allowed by name, its address is itself
         "allow",
     )
     assert (record["bytes_sent"], record["bytes_received"], record["error"]) == (3000, 12345, None)
@@ -441,3 +441,31 @@ def test_a_request_sent_to_the_proxy_in_cleartext_is_decided_as_a_connect(gw_den
     assert answer.endswith(f"{host} is not in egress.allow (egress.default: deny).\n".encode())
     [record] = gw_deny.connections(before + 1)[before:]
     assert (record["host"], record["port"], record["decision"]) == (host, 80 if url[4] == ":" else 443, "deny")
+
+
+@pytest.mark.parametrize("target", ["[zz]:443", "[1.2.3.4]:443"])
+def test_a_target_that_is_no_host_is_a_bad_request(gw, target):
+    before = len(gw.connections())
+    raw, answer = connect(gw.proxy.port, target)
+    raw.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and b"\r\nX-Tollgate-Error: bad_request\r\n" in head, answer
+    assert body.startswith(b"Tollgate refused this connection: ") and b"is no host" in body, body
+    [record] = gw.connections(before + 1)[before:]
+    assert (record["decision"], record["bytes_sent"]) == ("deny", 0)
+
+
+def test_single_label_names_and_globs_are_allowed_and_denied(start_gateway, sink):
+    """`localhost`, an intranet name and a glob of one label: no other owner's domain is opened."""
+    gw = start_gateway(
+        {"egress": {"default": "deny", "allow": ["loc*host", "wiki"], "deny": ["intra*"], "record": "all",
+                    "private_addresses": "allow"}},
+        providers=(),
+    )  # fmt: skip
+    raw, head = connect(gw.proxy.port, f"localhost:{sink.port}")
+    raw.close()
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert refused(gw.proxy.port, "intranet:443") == "intranet matches egress.deny 'intra*'"
+    assert refused(gw.proxy.port, "localhostx.example.com:443") == (
+        "localhostx.example.com is not in egress.allow (egress.default: deny)"
+    )

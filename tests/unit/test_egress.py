@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from tollgate.config import ConfigError, parse_config
 from tollgate.governance.ai_services import CATEGORIES, Service, Services, catalogue
-from tollgate.governance.egress import Egress, Globs, egress_facts, host_of, private_kind
+from tollgate.governance.egress import Egress, Globs, egress_facts, host_of, not_a_host, private_kind
 from tollgate.governance.egress_settings import EgressConfig, egress_glob
 from tollgate.records.connection_record import Connection, connection_record
 from tollgate.runtime import Loaded
@@ -33,6 +33,13 @@ def egress(**settings) -> Egress:
         ("127.0.0.1", "127.0.0.10", False),
         ("[::1]", "::1", True),
         ("10.0.0.5", "10.0.0.5", True),
+        ("wiki", "wiki", True),
+        ("wiki", "wiki.example.com", False),
+        ("loc*host", "localhost", True),
+        ("loc*host", "lochost", True),
+        ("loc*host", "local.host", False),  # a `*` never takes a '.'
+        ("*", "intranet", True),
+        ("*", "intranet.example.com", False),
     ],
 )
 def test_a_glob_matches_the_hosts_it_names(glob, host, matches):
@@ -48,6 +55,8 @@ def test_a_glob_matches_the_hosts_it_names(glob, host, matches):
         ("**.example.com", "write no two in a row"),  # `**` is a provider's own, never a configuration's
         ("ex ample.com", "is not a host name glob"),
         ("", "is not a host name glob"),
+        ("loc**host", "write no two in a row"),
+        ("loc/host", "is not a host name glob"),
     ],
 )
 def test_a_malformed_glob_is_refused_saying_why(glob, error):
@@ -128,6 +137,28 @@ def test_addresses_are_classified(address, kind):
 )
 def test_an_ipv4_address_inside_an_ipv6_one_is_judged(address, kind):
     assert private_kind(address) == kind
+
+
+@pytest.mark.parametrize(
+    ("host", "authority", "problem"),
+    [
+        ("api.example.com", "api.example.com:443", None),
+        ("localhost", "localhost:22", None),
+        ("under_score.example.com", "under_score.example.com:443", None),
+        ("10.0.0.1", "10.0.0.1:443", None),
+        ("::1", "[::1]:443", None),
+        ("example.com.", "example.com.:443", None),
+        ("zz", "[zz]:443", "[zz] is no host"),  # brackets hold an IPv6 address
+        ("1.2.3.4", "[1.2.3.4]:443", "[1.2.3.4] is no host"),
+        ("a..b", "a..b:443", "a..b is no host"),
+        ("exa mple.com", "exa mple.com:443", "exa mple.com is no host"),
+        ("-", "-:443", None),  # labels of letters, digits, '-' and '_', as the globs are
+        ("", ":443", "'' is no host"),
+        ("wiki", None, None),  # a plain HTTP request's, its target gone to origin form
+    ],
+)
+def test_a_target_must_be_a_host(host, authority, problem):
+    assert not_a_host(host, authority) == problem
 
 
 def test_hosts_are_read_as_the_globs_are_written():

@@ -33,6 +33,36 @@ def host_of(name: str) -> str:
     return host
 
 
+# A host name as a connection's target may be one: labels of letters, digits, '-' and '_' (the
+# globs' characters), a trailing dot allowed.
+_HOST_NAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?")
+
+
+def not_a_host(host: str, authority: str | None) -> str | None:
+    """Why a connection's target is no host, or None where it is one: an IP address (in brackets,
+    an IPv6 one only) or a host name. `host` as mitmproxy read it (brackets taken off);
+    `authority`, the target as its client wrote it (a CONNECT's `host:port`), None where it is
+    gone (a plain request's, in origin form by now)."""
+    if authority is not None and authority.startswith("["):
+        literal = authority[1:].partition("]")[0]
+        try:
+            ipaddress.IPv6Address(literal)
+        except ValueError:
+            return f"{_shown(f'[{literal}]')} is no host"
+        return None
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    return None if _HOST_NAME.fullmatch(host.lower()) else f"{_shown(host)} is no host"
+
+
+def _shown(text: str) -> str:
+    """A target as a one-line reason can show it."""
+    return text if text and text.isprintable() else repr(text)
+
+
 def private_kind(address: str) -> str | None:
     """What kind of address, not to be reached by default, `address` is: loopback, private,
     link-local (the cloud metadata address among them), unique local, or another that is not

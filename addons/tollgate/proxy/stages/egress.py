@@ -27,8 +27,8 @@ from mitmproxy.proxy.layers.tls import parse_client_hello
 from mitmproxy.proxy.mode_specs import RegularMode
 
 from tollgate.call import new_request_id
-from tollgate.formats.refusals import AUDIT_UNAVAILABLE
-from tollgate.governance.egress import EGRESS_DENIED, PASS, Egress, Verdict, egress_facts, host_of
+from tollgate.formats.refusals import AUDIT_UNAVAILABLE, BAD_REQUEST
+from tollgate.governance.egress import EGRESS_DENIED, PASS, Egress, Verdict, egress_facts, host_of, not_a_host
 from tollgate.governance.policy import Decision
 from tollgate.proxy.flows import CAPTURE_MODES
 from tollgate.proxy.state import Shared
@@ -83,6 +83,11 @@ class EgressGate:
         if not self.shared.logins_unchecked and isinstance(login, (tuple, list)) and login and login[0]:
             # mitmproxy checked the login's password (htpasswd, LDAP): its user is the client.
             connection.client, connection.auth = str(login[0]), "proxyauth"
+        authority = request.data.authority.decode("utf-8", "surrogateescape") if request.method == "CONNECT" else None
+        problem = not_a_host(request.host, authority)
+        if problem is not None:
+            self._bad_target(flow, connection, egress, problem)
+            return None
         verdict = self._decide(connection, egress, lookup=True)
         if isinstance(verdict, Verdict):
             self._answer(flow, connection, egress, verdict)
@@ -93,6 +98,16 @@ class EgressGate:
         self, flow: http.HTTPFlow, connection: Connection, egress: Egress, verdict: Awaitable[Verdict]
     ) -> None:
         self._answer(flow, connection, egress, await verdict)
+
+    def _bad_target(self, flow: http.HTTPFlow, connection: Connection, egress: Egress, problem: str) -> None:
+        """A target that is no host: nothing to decide, nor to resolve (400, recorded as refused)."""
+        flow.response = http.Response.make(
+            400,
+            f"Tollgate refused this connection: {problem}.\n",
+            {"Content-Type": "text/plain; charset=utf-8", DENIED_HEADER: BAD_REQUEST},
+        )
+        connection.deny_reasons = (problem,)
+        self._refused(connection, egress)
 
     def _answer(self, flow: http.HTTPFlow, connection: Connection, egress: Egress, verdict: Verdict) -> None:
         """A CONNECT decided: refused 403, or on to its tunnel, sent to the address decided
@@ -167,6 +182,10 @@ class EgressGate:
     def _connection(self, client: mitm_connection.Client, host: str, port: int, egress: Egress) -> Connection:
         peer = client.peername
         connection = Connection(new_request_id(), host, port)
+        try:  # an IP address is its own address, as a name's is what it resolves to
+            connection.address = str(ipaddress.ip_address(host))
+        except ValueError:
+            pass
         if peer:
             connection.source = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
         service = egress.service_of(host)
