@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import socket
+import ssl
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -246,6 +248,68 @@ report(status=[got.status_code, refused.status_code])
     assert ("api.github.com", "/saved", 200) in saved
     assert ("api.github.com", "/saved?q=[PLACEHOLDER]", 403) in saved
     assert "Addon error" not in gw.proxy.console()
+
+
+def read_answer(tls: ssl.SSLSocket) -> tuple[int, str | None, bytes]:
+    """One HTTP/1.1 answer with a Content-Length: its status, X-Tollgate-Error and body."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = tls.recv(1)
+        assert chunk, head
+        head += chunk
+    lines = head.decode("latin-1").split("\r\n")
+    fields = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+    body = b""
+    while len(body) < int(fields.get("content-length", "0")):
+        body += tls.recv(65536)
+    return int(lines[0].split(" ")[1]), fields.get("x-tollgate-error"), body
+
+
+def test_a_connection_decrypted_for_its_server_name_is_recorded(start_gateway, github, bundle) -> None:
+    """CONNECT to an allowed host, then TLS with a credential's host's server name: Tollgate
+    decrypts it (for the server name), so it records it, and audits the placeholder it refused on it."""
+    gw = start_gateway(
+        {"egress": {"allow": ["allowed.test"], "record": "all", "credentials": credentials()}},
+        "-s", str(RESOLVE),
+        env={"GITHUB_TOKEN": TOKEN, "UPLOADS_TOKEN": UPLOADS_TOKEN,
+             "TOLLGATE_TEST_RESOLVE": json.dumps({"allowed.test": github.port})},
+        providers=(),
+    )  # fmt: skip
+    github.received.clear()
+    context = ssl.create_default_context(cafile=str(bundle))
+    with context.wrap_socket(tunnel(gw, "allowed.test:443"), server_hostname="api.github.com") as tls:
+        tls.sendall(
+            f"GET /user HTTP/1.1\r\nHost: api.github.com\r\nAuthorization: Bearer {PLACEHOLDER}\r\n\r\n".encode()
+        )
+        refused = read_answer(tls)
+        tls.sendall(b"GET /user HTTP/1.1\r\nHost: api.github.com\r\n\r\n")
+        served = read_answer(tls)
+    assert refused[:2] == (403, "content_denied") and served == (200, None, json.dumps(ANSWER).encode())
+    assert [(r.sni, r.headers.get("authorization")) for r in github.received] == [("api.github.com", None)]
+    [record] = gw.connections(1)
+    assert (record["host"], record["port"], record["decision"], record["refused"], record["error"]) == (
+        "allowed.test", 443, "allow", 1, None
+    )  # fmt: skip
+    assert (record["bytes_sent"], record["bytes_received"]) == (0, len(json.dumps(ANSWER).encode()))
+    # Decrypted, and no request made on it: recorded all the same.
+    with context.wrap_socket(tunnel(gw, "allowed.test:443"), server_hostname="api.github.com") as tls:
+        pass
+    [_, record] = gw.connections(2)
+    assert (record["host"], record["refused"], record["bytes_sent"], record["bytes_received"]) == (
+        "allowed.test", 0, 0, 0
+    )  # fmt: skip
+    assert PLACEHOLDER not in gw.audit_path.read_text() + gw.proxy.console()
+
+
+def tunnel(gw, target: str) -> socket.socket:
+    """A CONNECT through the proxy, answered 200: its socket."""
+    raw = socket.create_connection(("127.0.0.1", gw.proxy.port), timeout=30)
+    raw.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head and (chunk := raw.recv(4096)):
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return raw
 
 
 LLM_CALLS = f"""

@@ -114,7 +114,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
     )
     mcp = Mcp(shared, mcp_request)
     # A credential's host: the placeholder in its header replaced by the token (`egress.credentials`).
-    broker = Broker(shared, refused_in_cleartext=egress.refused_in_cleartext)
+    broker = Broker(shared, refused_elsewhere=egress.refused_request)
     tracing = Tracing(shared)  # a span per call, exported over OTLP (metrics.otlp)
     # At each call's end: its counters settled, then counted in the metrics and traced.
     audit = Audit(shared, recorded=[ledger.settle, metrics.recorded, tracing.record, audit_export.recorded])
@@ -280,6 +280,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             route.responseheaders,  # no Alt-Svc: the client's next call to the host comes here too
             stream_tap.responseheaders,  # the answer streams through a reader of its usage (and a translator)
             broker.responseheaders,  # a brokered request's answer streams, counted
+            egress.responseheaders,  # so does one on a connection decrypted for its server name
             translate.responseheaders,  # a translated answer's headers as the caller's format sends them
             redact.responseheaders,
             audit.responseheaders,

@@ -8,8 +8,8 @@ ways.
 Each client connection that sent a request to a credential's host leaves a `connection` record
 when it closes: its client, host, how many requests had a credential brokered and how many were
 refused, and the bytes of their bodies each way (heads not counted: they are HTTP/2's or HTTP/1's,
-and hold the token). A request sent to the proxy in cleartext and refused is recorded as Egress
-records it (`refused_in_cleartext`). Never the token, never the placeholder."""
+and hold the token). Another request refused is recorded where Egress records it (`refused_elsewhere`:
+a plain HTTP request's record, a decrypted connection's). Never the token, never the placeholder."""
 
 from __future__ import annotations
 
@@ -38,8 +38,9 @@ REFUSED_MESSAGE = (
 )
 
 
-class RefusedInCleartext(Protocol):
-    """Told of a request sent to the proxy in cleartext and refused, with why: whether it records it."""
+class RefusedElsewhere(Protocol):
+    """Told of a request refused that is not to a credential's host, with why: whether it records it
+    (Egress records a plain HTTP request, and a connection it decrypted for its server name)."""
 
     def __call__(self, flow: http.HTTPFlow, reason: str) -> bool: ...
 
@@ -54,10 +55,10 @@ class Opened:
 
 
 class Broker:
-    def __init__(self, shared: Shared, refused_in_cleartext: RefusedInCleartext | None = None) -> None:
+    def __init__(self, shared: Shared, refused_elsewhere: RefusedElsewhere | None = None) -> None:
         self.shared = shared
         self._opened: dict[str, Opened] = {}  # by client connection id
-        self._refused_in_cleartext = refused_in_cleartext
+        self._refused_elsewhere = refused_elsewhere
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         loaded = self.shared.loaded
@@ -78,15 +79,15 @@ class Broker:
 
     def _refuse_elsewhere(self, flow: http.HTTPFlow, host: str) -> None:
         """A placeholder in a request that is not brokered: refused, and recorded (by Egress where
-        it came in cleartext, else with its connection's counts)."""
+        it records the request, else with this client connection's counts)."""
         loaded = self.shared.loaded
         assert loaded is not None
         metrics = self.shared.metrics
         if metrics is not None and host in loaded.brokered.hosts:
             metrics.brokered_request(host, "refused")
         _refuse(flow, loaded.brokered)
-        told = self._refused_in_cleartext
-        if flow.client_conn.tls_established or told is None or not told(flow, REFUSED_REASON):
+        told = self._refused_elsewhere
+        if told is None or not told(flow, REFUSED_REASON):
             self._opened_for(flow, host).refused += 1
 
     def _broker(self, flow: http.HTTPFlow, host: str) -> None:

@@ -6,7 +6,10 @@ egress_denied`, a one-line reason) and never opened. A host that must be resolve
 resolved once here, and the tunnel goes to the address decided (the CONNECT's host replaced by
 it), so that a second DNS answer cannot move it. A tunnel Tollgate does not read (mitmproxy's
 ignored connection) is relayed by `CountedTunnel`, which counts its bytes each way; a connection
-whose calls Tollgate reads (a provider's, an MCP server's) is recorded by its calls instead."""
+whose calls Tollgate reads (a provider's, an MCP server's) is recorded by its calls instead, and one
+to a credential's host by `Broker`. Any other connection Tollgate decrypts (a CONNECT to one host
+whose TLS server name is a governed one's, which mitmproxy decrypts for that name) is recorded
+whatever `egress.record` says, with its requests' bodies' bytes and how many of them were refused."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from weakref import WeakKeyDictionary
 
 from mitmproxy import connection as mitm_connection
@@ -55,13 +59,26 @@ async def resolve(host: str, port: int) -> str:
     return str(infos[0][4][0])
 
 
+@dataclass(slots=True, eq=False)
+class Decrypted:
+    """A connection Tollgate decrypts whose requests are no calls: recorded when its client goes."""
+
+    connection: Connection
+    refused: int = 0  # its requests Tollgate refused (a brokered credential's placeholder)
+
+
 class EgressGate:
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
-        # Each allowed CONNECT's connection to record, by its server connection's id, until its
-        # tunnel opens; and those of each client connection, recorded when it closes without one.
-        self._pending: dict[str, Connection] = {}
+        # Each allowed CONNECT's connection, by its server connection's id, until its tunnel opens
+        # (and whether `record` records it); those of each client connection, recorded when it
+        # closes without one.
+        self._pending: dict[str, tuple[Connection, bool]] = {}
         self._waiting: dict[str, list[str]] = {}
+        # The connections decrypted whose requests are no calls, by client connection id; and each
+        # of their requests, until its exchange ends.
+        self._decrypted: dict[str, list[Decrypted]] = {}
+        self._reads: WeakKeyDictionary[http.HTTPFlow, Decrypted] = WeakKeyDictionary()
         # Each plain HTTP request through the proxy let through, until its exchange ends: its
         # connection, and whether `record` records it (a request Tollgate refused, it always does).
         self._plain: WeakKeyDictionary[http.HTTPFlow, tuple[Connection, bool]] = WeakKeyDictionary()
@@ -136,14 +153,17 @@ class EgressGate:
         if flow.request.method != "CONNECT":  # a plain HTTP request: recorded at its end
             self._plain[flow] = (connection, recorded)
             return
-        if recorded:
-            self._pending[flow.server_conn.id] = connection
+        if recorded or not egress.governed(connection.host):  # else recorded by its calls, if at all
+            self._pending[flow.server_conn.id] = (connection, recorded)
             self._waiting.setdefault(flow.client_conn.id, []).append(flow.server_conn.id)
 
     def requestheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """A request sent to the proxy itself in cleartext for a host (`GET http://host/…`, or an
         `https://` URL, which the proxy fetches over TLS; no CONNECT): decided as a CONNECT to its
         host is, each request of the connection on its own."""
+        if self._decrypted and (decrypted := self._decrypted.get(flow.client_conn.id)):
+            self._read(flow, decrypted[-1])
+            return None
         if (
             flow.response is not None
             or flow.client_conn.tls_established
@@ -153,10 +173,27 @@ class EgressGate:
             return None
         return self.http_connect(flow)
 
-    def refused_in_cleartext(self, flow: http.HTTPFlow, reason: str) -> bool:
-        """A plain HTTP request let through, then refused for what it holds (a brokered
-        credential's placeholder): recorded as refused, with `reason`, whatever `record` says.
-        False when it is no request this stage decided."""
+    def _read(self, flow: http.HTTPFlow, decrypted: Decrypted) -> None:
+        """A request on a connection decrypted whose requests are no calls: its body streams on,
+        counted (as its answer's will be)."""
+        self._reads[flow] = decrypted
+        if flow.response is None:
+            flow.request.stream = _counting(decrypted.connection, sent=True)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        decrypted = self._reads.get(flow) if self._reads else None
+        response = flow.response
+        if decrypted is not None and response is not None and not response.stream:  # not Tollgate's own answer
+            response.stream = _counting(decrypted.connection, sent=False)
+
+    def refused_request(self, flow: http.HTTPFlow, reason: str) -> bool:
+        """A request let through, then refused for what it holds (a brokered credential's
+        placeholder): a plain HTTP request's record says it was refused, with `reason`, whatever
+        `record` says; a decrypted connection's counts it. False when it is neither."""
+        decrypted = self._reads.get(flow)
+        if decrypted is not None:
+            decrypted.refused += 1
+            return True
         plain = self._plain.get(flow)
         if plain is None:
             return False
@@ -167,6 +204,8 @@ class EgressGate:
 
     def response(self, flow: http.HTTPFlow) -> None:
         """A plain HTTP request's exchange ended: recorded, its bodies' bytes each way."""
+        if self._reads:
+            self._reads.pop(flow, None)
         connection, recorded = self._plain.pop(flow, (None, False))
         if connection is None or not recorded:
             return
@@ -303,27 +342,38 @@ class EgressGate:
             nextlayer.layer = CountedTunnel(nextlayer.context, connection, self._closed)
 
     def _tunnel(self, nextlayer: layer.NextLayer) -> None:
-        """A CONNECT's tunnel Tollgate does not read, of a connection to record: relayed counting its bytes."""
+        """A CONNECT's tunnel Tollgate does not read, of a connection to record: relayed counting
+        its bytes. One Tollgate reads, to a host whose requests are no calls: recorded when its
+        client goes."""
         if not self._pending or nextlayer.context.server.id not in self._pending:
             return
         if not _choose(nextlayer):
             return  # more of the client's bytes needed to choose
         chosen = nextlayer.layer
-        connection = self._pending.pop(nextlayer.context.server.id)
+        connection, recorded = self._pending.pop(nextlayer.context.server.id)
         if type(chosen) is layers.TCPLayer and chosen.flow is None:
-            self._open.add(connection)
-            nextlayer.layer = CountedTunnel(nextlayer.context, connection, self._closed)
+            if recorded:
+                self._open.add(connection)
+                nextlayer.layer = CountedTunnel(nextlayer.context, connection, self._closed)
+            return
+        loaded = self.shared.loaded
+        if loaded is None or not loaded.egress.governed(connection.host):
+            self._decrypted.setdefault(nextlayer.context.client.id, []).append(Decrypted(connection))
 
     def client_disconnected(self, client: mitm_connection.Client) -> None:
-        """A client gone: the CONNECTs it was let through and never sent a byte on, recorded."""
+        """A client gone: the CONNECTs it was let through and never sent a byte on, recorded as
+        `record` says; the connections decrypted, recorded."""
+        if self._decrypted:
+            for decrypted in self._decrypted.pop(client.id, ()):
+                self._closed(decrypted.connection, refused=decrypted.refused)
         if not self._waiting:
             return
         for server in self._waiting.pop(client.id, ()):
-            connection = self._pending.pop(server, None)
-            if connection is not None:
+            connection, recorded = self._pending.pop(server, (None, False))
+            if connection is not None and recorded:
                 self._closed(connection)
 
-    def _closed(self, connection: Connection) -> None:
+    def _closed(self, connection: Connection, **extra: int) -> None:
         self._open.discard(connection)
         connection.ended = time.time()
         metrics = self.shared.metrics
@@ -331,20 +381,24 @@ class EgressGate:
             metrics.connection_closed(
                 connection.service, connection.category, connection.bytes_sent, connection.bytes_received
             )
-        self._write(connection)
+        self._write(connection, **extra)
 
-    def _write(self, connection: Connection) -> None:
+    def _write(self, connection: Connection, **extra: int) -> None:
         audit = self.shared.audit
         if audit is not None:
-            audit.write(connection_record(connection), call=False)
+            audit.write({**connection_record(connection), **extra}, call=False)
 
     def done(self) -> None:
         """The tunnels still open when the proxy stops, recorded as far as they went."""
-        for connection in [*self._open, *self._pending.values()]:
+        recorded = [connection for connection, record in self._pending.values() if record]
+        for connection in [*self._open, *recorded]:
             connection.error = connection.error or SHUT_DOWN
             self._closed(connection)
+        for decrypted in [d for each in self._decrypted.values() for d in each]:
+            self._closed(decrypted.connection, refused=decrypted.refused)
         self._pending.clear()
         self._waiting.clear()
+        self._decrypted.clear()
 
 
 def _choose(nextlayer: layer.NextLayer) -> bool:
@@ -389,6 +443,19 @@ def _policy_verdict(connection: Connection, decision: Decision) -> Verdict:
 
 async def _policy_verdict_once_decided(connection: Connection, evaluation: Awaitable[Decision]) -> Verdict:
     return _policy_verdict(connection, await evaluation)
+
+
+def _counting(record: Connection, sent: bool) -> Callable[[bytes], bytes]:
+    """A stream's chunks passed on as they come, counted into the record's bytes."""
+
+    def count(chunk: bytes) -> bytes:
+        if sent:
+            record.bytes_sent += len(chunk)
+        else:
+            record.bytes_received += len(chunk)
+        return chunk
+
+    return count
 
 
 class CountedTunnel(layers.TCPLayer):
