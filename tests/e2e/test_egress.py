@@ -469,3 +469,38 @@ def test_single_label_names_and_globs_are_allowed_and_denied(start_gateway, sink
     assert refused(gw.proxy.port, "localhostx.example.com:443") == (
         "localhostx.example.com is not in egress.allow (egress.default: deny)"
     )
+
+
+def test_a_providers_connection_is_recorded_as_its_calls_or_as_a_connection_when_none(gw, bundle):
+    """Decrypted: with a call on it, its call's record alone; with none, a `connection` record."""
+    before = len(gw.connections())
+    raw, head = connect(gw.proxy.port, "api.openai.com:443")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    with ssl.create_default_context(cafile=str(bundle)).wrap_socket(raw, server_hostname="api.openai.com"):
+        pass
+    [record] = gw.connections(before + 1)[before:]
+    assert (record["host"], record["port"], record["decision"], record["bytes_sent"], record["refused"]) == (
+        "api.openai.com",
+        443,
+        "allow",
+        0,
+        0,
+    )
+    result = gw.run("""
+        import openai
+        r = openai.OpenAI(api_key="sk-own-EGRESS", max_retries=0).chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        report(model=r.model)
+    """)
+    assert "model" in result, result
+    [call] = gw.new_audit(1)
+    # A refused CONNECT's record, written at once, after the client's connection closed: none between.
+    before = len(gw.connections())
+    refused(gw.proxy.port, "pastebin.com:443")
+    gw.connections(before + 1)
+    records = gw.audit_records()
+    since = records[records.index(call) :]
+    assert [(r["event"], r.get("host")) for r in since] == [
+        ("llm_call", "api.openai.com"),
+        ("connection", "pastebin.com"),
+    ]

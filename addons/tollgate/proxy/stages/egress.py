@@ -5,11 +5,12 @@ A CONNECT is decided at `http_connect`: refused, it is answered 403 (`X-Tollgate
 egress_denied`, a one-line reason) and never opened. A host that must be resolved to be decided is
 resolved once here, and the tunnel goes to the address decided (the CONNECT's host replaced by
 it), so that a second DNS answer cannot move it. A tunnel Tollgate does not read (mitmproxy's
-ignored connection) is relayed by `CountedTunnel`, which counts its bytes each way; a connection
-whose calls Tollgate reads (a provider's, an MCP server's) is recorded by its calls instead, and one
-to a credential's host by `Broker`. Any other connection Tollgate decrypts (a CONNECT to one host
-whose TLS server name is a governed one's, which mitmproxy decrypts for that name) is recorded
-whatever `egress.record` says, with its requests' bodies' bytes and how many of them were refused."""
+ignored connection) is relayed by `CountedTunnel`, which counts its bytes each way. Every
+connection Tollgate decrypts is recorded, whatever `egress.record` says: one to a governed host (a
+provider's, an MCP server's, a credential's) by its requests (as calls; `Broker`'s record), or
+here when none was made on it; any other (a CONNECT to one host whose TLS server name is a governed
+one's, which mitmproxy decrypts for that name) here, with its requests' bodies' bytes and how many
+of them were refused."""
 
 from __future__ import annotations
 
@@ -61,9 +62,11 @@ async def resolve(host: str, port: int) -> str:
 
 @dataclass(slots=True, eq=False)
 class Decrypted:
-    """A connection Tollgate decrypts whose requests are no calls: recorded when its client goes."""
+    """A connection Tollgate decrypts, recorded when its client goes; a governed host's only while
+    no request was made on it (its requests are recorded)."""
 
     connection: Connection
+    governed: bool
     refused: int = 0  # its requests Tollgate refused (a brokered credential's placeholder)
 
 
@@ -75,8 +78,8 @@ class EgressGate:
         # closes without one.
         self._pending: dict[str, tuple[Connection, bool]] = {}
         self._waiting: dict[str, list[str]] = {}
-        # The connections decrypted whose requests are no calls, by client connection id; and each
-        # of their requests, until its exchange ends.
+        # The connections decrypted and not recorded otherwise, by client connection id; and each
+        # request on one to a host not governed, until its exchange ends.
         self._decrypted: dict[str, list[Decrypted]] = {}
         self._reads: WeakKeyDictionary[http.HTTPFlow, Decrypted] = WeakKeyDictionary()
         # Each plain HTTP request through the proxy let through, until its exchange ends: its
@@ -153,16 +156,15 @@ class EgressGate:
         if flow.request.method != "CONNECT":  # a plain HTTP request: recorded at its end
             self._plain[flow] = (connection, recorded)
             return
-        if recorded or not egress.governed(connection.host):  # else recorded by its calls, if at all
-            self._pending[flow.server_conn.id] = (connection, recorded)
-            self._waiting.setdefault(flow.client_conn.id, []).append(flow.server_conn.id)
+        self._pending[flow.server_conn.id] = (connection, recorded)
+        self._waiting.setdefault(flow.client_conn.id, []).append(flow.server_conn.id)
 
     def requestheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """A request sent to the proxy itself in cleartext for a host (`GET http://host/…`, or an
         `https://` URL, which the proxy fetches over TLS; no CONNECT): decided as a CONNECT to its
         host is, each request of the connection on its own."""
         if self._decrypted and (decrypted := self._decrypted.get(flow.client_conn.id)):
-            self._read(flow, decrypted[-1])
+            self._read(flow, decrypted)
             return None
         if (
             flow.response is not None
@@ -173,12 +175,18 @@ class EgressGate:
             return None
         return self.http_connect(flow)
 
-    def _read(self, flow: http.HTTPFlow, decrypted: Decrypted) -> None:
-        """A request on a connection decrypted whose requests are no calls: its body streams on,
-        counted (as its answer's will be)."""
-        self._reads[flow] = decrypted
+    def _read(self, flow: http.HTTPFlow, decrypted: list[Decrypted]) -> None:
+        """A request on a connection decrypted: a governed host's is recorded by its requests from
+        now on; another's body streams on, counted (as its answer's will be)."""
+        last = decrypted[-1]
+        if last.governed:
+            decrypted.pop()
+            if not decrypted:
+                del self._decrypted[flow.client_conn.id]
+            return
+        self._reads[flow] = last
         if flow.response is None:
-            flow.request.stream = _counting(decrypted.connection, sent=True)
+            flow.request.stream = _counting(last.connection, sent=True)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         decrypted = self._reads.get(flow) if self._reads else None
@@ -337,7 +345,9 @@ class EgressGate:
             return
         self._count(connection)
         chosen = nextlayer.layer
-        if recorded and type(chosen) is layers.TCPLayer and chosen.flow is None:
+        if type(chosen) is not layers.TCPLayer or chosen.flow is not None:
+            self._decrypting(nextlayer.context, connection)
+        elif recorded:
             self._open.add(connection)
             nextlayer.layer = CountedTunnel(nextlayer.context, connection, self._closed)
 
@@ -356,9 +366,12 @@ class EgressGate:
                 self._open.add(connection)
                 nextlayer.layer = CountedTunnel(nextlayer.context, connection, self._closed)
             return
+        self._decrypting(nextlayer.context, connection)
+
+    def _decrypting(self, context: Context, connection: Connection) -> None:
         loaded = self.shared.loaded
-        if loaded is None or not loaded.egress.governed(connection.host):
-            self._decrypted.setdefault(nextlayer.context.client.id, []).append(Decrypted(connection))
+        governed = loaded is not None and loaded.egress.governed(connection.host)
+        self._decrypted.setdefault(context.client.id, []).append(Decrypted(connection, governed))
 
     def client_disconnected(self, client: mitm_connection.Client) -> None:
         """A client gone: the CONNECTs it was let through and never sent a byte on, recorded as
