@@ -280,7 +280,6 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             route.responseheaders,  # no Alt-Svc: the client's next call to the host comes here too
             stream_tap.responseheaders,  # the answer streams through a reader of its usage (and a translator)
             broker.responseheaders,  # a brokered request's answer streams, counted
-            egress.responseheaders,  # so does one on a connection decrypted for its server name
             translate.responseheaders,  # a translated answer's headers as the caller's format sends them
             redact.responseheaders,
             audit.responseheaders,

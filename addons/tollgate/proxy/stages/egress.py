@@ -177,7 +177,8 @@ class EgressGate:
 
     def _read(self, flow: http.HTTPFlow, decrypted: list[Decrypted]) -> None:
         """A request on a connection decrypted: a governed host's is recorded by its requests from
-        now on; another's body streams on, counted (as its answer's will be)."""
+        now on; another's bodies are counted when its exchange ends. Neither is streamed here: a
+        request misdirected to an MCP server's host is refused once its body is in (`Mcp`)."""
         last = decrypted[-1]
         if last.governed:
             decrypted.pop()
@@ -185,20 +186,12 @@ class EgressGate:
                 del self._decrypted[flow.client_conn.id]
             return
         self._reads[flow] = last
-        if flow.response is None:
-            flow.request.stream = _counting(last.connection, sent=True)
-
-    def responseheaders(self, flow: http.HTTPFlow) -> None:
-        decrypted = self._reads.get(flow) if self._reads else None
-        response = flow.response
-        if decrypted is not None and response is not None and not response.stream:  # not Tollgate's own answer
-            response.stream = _counting(decrypted.connection, sent=False)
 
     def refused_request(self, flow: http.HTTPFlow, reason: str) -> bool:
         """A request let through, then refused for what it holds (a brokered credential's
         placeholder): a plain HTTP request's record says it was refused, with `reason`, whatever
         `record` says; a decrypted connection's counts it. False when it is neither."""
-        decrypted = self._reads.get(flow)
+        decrypted = self._reads.pop(flow, None)  # nothing of it relayed: nothing counted
         if decrypted is not None:
             decrypted.refused += 1
             return True
@@ -211,15 +204,16 @@ class EgressGate:
         return True
 
     def response(self, flow: http.HTTPFlow) -> None:
-        """A plain HTTP request's exchange ended: recorded, its bodies' bytes each way."""
-        if self._reads:
-            self._reads.pop(flow, None)
+        """A plain HTTP request's exchange ended: recorded, its bodies' bytes each way. One on a
+        connection decrypted: its bodies' bytes counted into the connection's."""
+        decrypted = self._reads.pop(flow, None) if self._reads else None
+        if decrypted is not None:
+            _count_bodies(decrypted.connection, flow)
+            return
         connection, recorded = self._plain.pop(flow, (None, False))
         if connection is None or not recorded:
             return
-        connection.bytes_sent = len(flow.request.raw_content or b"")
-        response = flow.response
-        connection.bytes_received = len(response.raw_content or b"") if response is not None else 0
+        _count_bodies(connection, flow)
         if flow.error is not None:
             connection.error = flow.error.msg
         self._closed(connection)
@@ -458,17 +452,11 @@ async def _policy_verdict_once_decided(connection: Connection, evaluation: Await
     return _policy_verdict(connection, await evaluation)
 
 
-def _counting(record: Connection, sent: bool) -> Callable[[bytes], bytes]:
-    """A stream's chunks passed on as they come, counted into the record's bytes."""
-
-    def count(chunk: bytes) -> bytes:
-        if sent:
-            record.bytes_sent += len(chunk)
-        else:
-            record.bytes_received += len(chunk)
-        return chunk
-
-    return count
+def _count_bodies(connection: Connection, flow: http.HTTPFlow) -> None:
+    """An exchange's bodies, as the flow holds them, counted into its connection's bytes."""
+    connection.bytes_sent += len(flow.request.raw_content or b"")
+    response = flow.response
+    connection.bytes_received += len(response.raw_content or b"") if response is not None else 0
 
 
 class CountedTunnel(layers.TCPLayer):
