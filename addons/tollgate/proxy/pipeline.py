@@ -258,7 +258,8 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             identify.request,  # a login's password not judged (the call was refused first) let go
             redact.request,
         ],
-        server_connect=[upstream_watch.server_connect],
+        # An `https://` request sent in cleartext, sent on to its address decided: TLS by its name.
+        server_connect=[egress.server_connect, upstream_watch.server_connect],
         tls_start_server=[route.tls_start_server],  # an mTLS host's client certificate (`client_cert`)
         server_connected=[upstream_watch.server_connected],
         tls_established_server=[upstream_watch.tls_established_server],

@@ -26,7 +26,7 @@ from weakref import WeakKeyDictionary
 from mitmproxy import connection as mitm_connection
 from mitmproxy import ctx, http
 from mitmproxy.net.tls import starts_like_tls_record
-from mitmproxy.proxy import commands, events, layer, layers
+from mitmproxy.proxy import commands, events, layer, layers, server_hooks
 from mitmproxy.proxy.context import Context
 from mitmproxy.proxy.layers.tls import parse_client_hello
 from mitmproxy.proxy.mode_specs import RegularMode
@@ -86,6 +86,9 @@ class EgressGate:
         # connection, and whether `record` records it (a request Tollgate refused, it always does).
         self._plain: WeakKeyDictionary[http.HTTPFlow, tuple[Connection, bool]] = WeakKeyDictionary()
         self._open: set[Connection] = set()  # the tunnels relaying, recorded at shut-down if still open
+        # The names of the `https://` requests sent in cleartext and sent on to their address
+        # decided, by client connection id and (address, port): the server name their TLS asks for.
+        self._names: dict[str, dict[tuple[str, int], str]] = {}
         # What a name resolves to: the event loop's resolver (getaddrinfo).
         self.resolve: Callable[[str, int], Awaitable[str]] = resolve
 
@@ -151,6 +154,14 @@ class EgressGate:
             )
             return
         if connection.address is not None:
+            if (
+                flow.request.scheme == "https"
+                and flow.request.method != "CONNECT"
+                and connection.address != connection.host
+            ):
+                # mitmproxy's TLS to the server would ask for the address: it asks for the name.
+                names = self._names.setdefault(flow.client_conn.id, {})
+                names[(connection.address, connection.port)] = connection.host
             flow.request.data.host = connection.address
         self._count(connection)
         if flow.request.method != "CONNECT":  # a plain HTTP request: recorded at its end
@@ -174,6 +185,19 @@ class EgressGate:
         ):
             return None
         return self.http_connect(flow)
+
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        """An `https://` request sent in cleartext, sent on to its address decided: its TLS asks
+        for its name (mitmproxy would ask for the host it connects to, now the address)."""
+        if not self._names or (names := self._names.get(data.client.id)) is None:
+            return
+        server = data.server
+        if server.address is None:
+            return
+        host, port = str(server.address[0]), int(server.address[1])
+        name = names.get((host, port))
+        if name is not None and server.sni == host:
+            server.sni = name
 
     def _read(self, flow: http.HTTPFlow, decrypted: list[Decrypted]) -> None:
         """A request on a connection decrypted: a governed host's is recorded by its requests from
@@ -370,6 +394,8 @@ class EgressGate:
     def client_disconnected(self, client: mitm_connection.Client) -> None:
         """A client gone: the CONNECTs it was let through and never sent a byte on, recorded as
         `record` says; the connections decrypted, recorded."""
+        if self._names:
+            self._names.pop(client.id, None)
         if self._decrypted:
             for decrypted in self._decrypted.pop(client.id, ()):
                 self._closed(decrypted.connection, refused=decrypted.refused)
@@ -406,6 +432,7 @@ class EgressGate:
         self._pending.clear()
         self._waiting.clear()
         self._decrypted.clear()
+        self._names.clear()
 
 
 def _choose(nextlayer: layer.NextLayer) -> bool:
