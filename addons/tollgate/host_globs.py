@@ -31,7 +31,12 @@ def host_glob(glob: str) -> str:
 
 def glob_pattern(glob: str) -> str:
     """A regular expression over lower-case host names, matching the hosts `glob` matches."""
-    return r"\.".join(_STAR.join(map(re.escape, label.split("*"))) for label in host_glob(glob).split("."))
+    return r"\.".join(map(label_pattern, host_glob(glob).split(".")))
+
+
+def label_pattern(label: str) -> str:
+    """A regular expression matching the labels a label glob (`api-*`) matches."""
+    return _STAR.join(map(re.escape, label.split("*")))
 
 
 def globs_overlap(a: str, b: str) -> bool:

@@ -8,13 +8,20 @@ and Host the real one would."""
 
 from __future__ import annotations
 
+import base64
+import http.client
 import json
+import socket
+import ssl
+import threading
 import urllib.request
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import yaml
+from mitmproxy import io
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
 from tests.support.proxy import free_port, run_to_exit
 
@@ -26,6 +33,7 @@ UPLOADS_TOKEN = "upl_the_real_upload_token_000002"
 REAL_OPENAI = "sk-real-openai-brokered-000000000001"
 LOGIN = "carol:pr0xy-PASSWORD-brokered"
 ANSWER = {"login": "octocat"}
+REFUSED_REASON = "a brokered credential's placeholder (tollgate_keys) where it does not belong"
 POSTED = b"x" * 100_000
 NAMES = ("api.github.com", "uploads.example.com")
 METRICS = f"127.0.0.1:{free_port()}"
@@ -42,6 +50,42 @@ def github(upstream_ca) -> Iterator[FakeUpstream]:
     fake.close()
 
 
+class Cleartext:
+    """A plain HTTP server on 127.0.0.1, standing in for api.github.com on another port (`resolve.py`
+    sends `api.github.com:<its port>` to it): the headers of each request that reached it."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, str]] = []
+        received = self.received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                received.append({k.lower(): v for k, v in self.headers.items()})
+                body = json.dumps(ANSWER).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_port
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def cleartext() -> Iterator[Cleartext]:
+    server = Cleartext()
+    yield server
+    server.close()
+
+
 def credentials() -> list[dict[str, str]]:
     return [
         {"host": "api.github.com", "header": "Authorization", "virtual": PLACEHOLDER, "value": "${GITHUB_TOKEN}"},
@@ -51,7 +95,7 @@ def credentials() -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def gw(start_gateway, github, tmp_path_factory):
+def gw(start_gateway, github, cleartext, tmp_path_factory):
     saved = tmp_path_factory.mktemp("brokered-flows") / "flows.mitm"
 
     def config(urls: dict[str, str]) -> dict:
@@ -66,7 +110,9 @@ def gw(start_gateway, github, tmp_path_factory):
     env = {
         "GITHUB_TOKEN": TOKEN,
         "UPLOADS_TOKEN": UPLOADS_TOKEN,
-        "TOLLGATE_TEST_RESOLVE": json.dumps(dict.fromkeys(NAMES, github.port)),
+        "TOLLGATE_TEST_RESOLVE": json.dumps(
+            {**dict.fromkeys(NAMES, github.port), f"api.github.com:{cleartext.port}": cleartext.port}
+        ),
     }
     gateway = start_gateway(
         config, "-s", str(RESOLVE), "--set", f"proxyauth={LOGIN}", "--set", f"save_stream_file={saved}",
@@ -144,6 +190,126 @@ def test_the_token_reaches_its_host_and_the_placeholder_never_does(gw, github) -
     assert "uploads.example.com" in written and "[redacted by Tollgate]" in written
     for secret in (PLACEHOLDER, TOKEN, UPLOADS_PLACEHOLDER, UPLOADS_TOKEN):
         assert secret not in written
+
+
+def sent_in_cleartext(gw, url: str, headers: dict[str, str]) -> tuple[int, str | None, bytes]:
+    """`GET url` sent to the proxy itself in cleartext (absolute form: no CONNECT, no TLS), through
+    the proxy login: the answer's status, X-Tollgate-Error and body."""
+    login = base64.b64encode(LOGIN.encode()).decode()
+    proxy = http.client.HTTPConnection("127.0.0.1", gw.proxy.port, timeout=30)
+    try:
+        proxy.request("GET", url, headers={"Proxy-Authorization": f"Basic {login}", **headers})
+        answer = proxy.getresponse()
+        return answer.status, answer.getheader("x-tollgate-error"), answer.read()
+    finally:
+        proxy.close()
+
+
+def test_a_placeholder_sent_in_cleartext_is_refused_and_nothing_leaves(gw, github, cleartext) -> None:
+    """Plain HTTP to the credential's host (on a port where a plain server answers), and an
+    `https://` URL sent to the proxy in cleartext: neither is brokered, both refused and audited."""
+    github.received.clear()
+    before = len(gw.connections())
+    placeholder = {"Authorization": f"Bearer {PLACEHOLDER}"}
+    plain = sent_in_cleartext(gw, f"http://api.github.com:{cleartext.port}/user", placeholder)
+    https_url = sent_in_cleartext(gw, "https://api.github.com/user", placeholder)
+    for status, error, body in (plain, https_url):
+        assert (status, error) == (403, "content_denied")
+        assert json.loads(body)["error"]["type"] == "content_denied" and b"tollgate_keys" in body
+    assert cleartext.received == [] and github.received == []
+    # Without a placeholder, plain HTTP to the host goes as it came: nothing to broker.
+    assert sent_in_cleartext(gw, f"http://api.github.com:{cleartext.port}/user", {})[:2] == (200, None)
+    assert len(cleartext.received) == 1 and "authorization" not in cleartext.received[0]
+    records = gw.connections(before + 2)[before:]
+    refused = [r for r in records if r["decision"] == "deny"]
+    assert [(r["client"], r["host"], r["port"], r["deny_reasons"]) for r in refused] == [
+        ("carol", "api.github.com", port, [REFUSED_REASON]) for port in (cleartext.port, 443)
+    ]
+    written = written_down(gw)
+    assert PLACEHOLDER not in written and TOKEN not in written
+
+
+def test_brokered_flows_are_saved(gw, github) -> None:
+    """Every flow of a brokered host's requests is in `save_stream_file`, as mitmproxy reads it."""
+    gw.run(
+        f"""
+import requests
+with requests.Session() as c:
+    got = c.get("https://api.github.com/saved", headers={{"Authorization": "Bearer {PLACEHOLDER}"}}, timeout=20)
+    refused = c.get("https://api.github.com/saved?q={PLACEHOLDER}", timeout=20)
+report(status=[got.status_code, refused.status_code])
+""",
+        proxy_url=through_login(gw),
+    )
+    with gw.saved.open("rb") as f:
+        saved = [
+            (flow.request.host, flow.request.path, flow.response.status_code) for flow in io.FlowReader(f).stream()
+        ]
+    assert ("api.github.com", "/saved", 200) in saved
+    assert ("api.github.com", "/saved?q=[PLACEHOLDER]", 403) in saved
+    assert "Addon error" not in gw.proxy.console()
+
+
+def read_answer(tls: ssl.SSLSocket) -> tuple[int, str | None, bytes]:
+    """One HTTP/1.1 answer with a Content-Length: its status, X-Tollgate-Error and body."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = tls.recv(1)
+        assert chunk, head
+        head += chunk
+    lines = head.decode("latin-1").split("\r\n")
+    fields = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+    body = b""
+    while len(body) < int(fields.get("content-length", "0")):
+        body += tls.recv(65536)
+    return int(lines[0].split(" ")[1]), fields.get("x-tollgate-error"), body
+
+
+def test_a_connection_decrypted_for_its_server_name_is_recorded(start_gateway, github, bundle) -> None:
+    """CONNECT to an allowed host, then TLS with a credential's host's server name: Tollgate
+    decrypts it (for the server name), so it records it, and audits the placeholder it refused on it."""
+    gw = start_gateway(
+        {"egress": {"allow": ["allowed.test"], "record": "all", "credentials": credentials()}},
+        "-s", str(RESOLVE),
+        env={"GITHUB_TOKEN": TOKEN, "UPLOADS_TOKEN": UPLOADS_TOKEN,
+             "TOLLGATE_TEST_RESOLVE": json.dumps({"allowed.test": github.port})},
+        providers=(),
+    )  # fmt: skip
+    github.received.clear()
+    context = ssl.create_default_context(cafile=str(bundle))
+    with context.wrap_socket(tunnel(gw, "allowed.test:443"), server_hostname="api.github.com") as tls:
+        tls.sendall(
+            f"GET /user HTTP/1.1\r\nHost: api.github.com\r\nAuthorization: Bearer {PLACEHOLDER}\r\n\r\n".encode()
+        )
+        refused = read_answer(tls)
+        tls.sendall(b"GET /user HTTP/1.1\r\nHost: api.github.com\r\n\r\n")
+        served = read_answer(tls)
+    assert refused[:2] == (403, "content_denied") and served == (200, None, json.dumps(ANSWER).encode())
+    assert [(r.sni, r.headers.get("authorization")) for r in github.received] == [("api.github.com", None)]
+    [record] = gw.connections(1)
+    assert (record["host"], record["port"], record["decision"], record["refused"], record["error"]) == (
+        "allowed.test", 443, "allow", 1, None
+    )  # fmt: skip
+    assert (record["bytes_sent"], record["bytes_received"]) == (0, len(json.dumps(ANSWER).encode()))
+    # Decrypted, and no request made on it: recorded all the same.
+    with context.wrap_socket(tunnel(gw, "allowed.test:443"), server_hostname="api.github.com") as tls:
+        pass
+    [_, record] = gw.connections(2)
+    assert (record["host"], record["refused"], record["bytes_sent"], record["bytes_received"]) == (
+        "allowed.test", 0, 0, 0
+    )  # fmt: skip
+    assert PLACEHOLDER not in gw.audit_path.read_text() + gw.proxy.console()
+
+
+def tunnel(gw, target: str) -> socket.socket:
+    """A CONNECT through the proxy, answered 200: its socket."""
+    raw = socket.create_connection(("127.0.0.1", gw.proxy.port), timeout=30)
+    raw.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head and (chunk := raw.recv(4096)):
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return raw
 
 
 LLM_CALLS = f"""

@@ -143,7 +143,7 @@ def test_a_raw_tunnel_is_relayed_and_recorded_with_its_bytes_each_way(gw, sink):
     assert (record["host"], record["port"], record["address"], record["decision"]) == (
         "127.0.0.1",
         sink.port,
-        None,  # allowed by name: nothing to resolve
+        "127.0.0.1",  # an IP address: allowed by name, its address is itself
         "allow",
     )
     assert (record["bytes_sent"], record["bytes_received"], record["error"]) == (3000, 12345, None)
@@ -209,6 +209,16 @@ def test_a_deny_glob_refuses_the_connect(gw, host):
         ("10.1.2.3:443", "10.1.2.3 is a private address (egress.private_addresses: deny)"),
         ("[fd00::1]:443", "fd00::1 is a unique local address (egress.private_addresses: deny)"),
         ("[::ffff:127.0.0.2]:443", "::ffff:127.0.0.2 is a loopback address (egress.private_addresses: deny)"),
+        # An IPv4 address inside an IPv6 one: NAT64, translated, compatible; local-use NAT64 and Teredo whole.
+        ("[64:ff9b::a9fe:a9fe]:80", "64:ff9b::a9fe:a9fe is a link-local address (egress.private_addresses: deny)"),
+        ("[::ffff:0:a9fe:a9fe]:80", "::ffff:0:a9fe:a9fe is a link-local address (egress.private_addresses: deny)"),
+        ("[::a9fe:a9fe]:80", "::a9fe:a9fe is a link-local address (egress.private_addresses: deny)"),
+        ("[::7f00:1]:443", "::7f00:1 is a loopback address (egress.private_addresses: deny)"),
+        (
+            "[64:ff9b:1::a9fe:a9fe]:80",
+            "64:ff9b:1::a9fe:a9fe is a local-use NAT64 address (egress.private_addresses: deny)",
+        ),
+        ("[2001:0:4136:e378::1]:443", "2001:0:4136:e378::1 is a Teredo address (egress.private_addresses: deny)"),
     ],
 )
 def test_a_private_address_is_refused(start_gateway, gw, target, reason):
@@ -418,3 +428,79 @@ def test_a_connection_that_cannot_be_recorded_is_not_made(start_gateway, tmp_pat
     raw, head = connect(gw.proxy.port, f"127.0.0.1:{sink.port}")
     raw.close()
     assert head.startswith(b"HTTP/1.1 503") and b"\r\nX-Tollgate-Error: audit_unavailable\r\n" in head, head
+
+
+@pytest.mark.parametrize("url", ["http://example.org/", "https://example.org/", "https://paste.pastebin.com/raw/1"])
+def test_a_request_sent_to_the_proxy_in_cleartext_is_decided_as_a_connect(gw_deny, url):
+    """`default: deny` and the deny globs hold for a request sent to the proxy itself, not through
+    CONNECT: a plain `http://` URL, and an `https://` one the proxy would fetch over TLS."""
+    before = len(gw_deny.connections())
+    answer = plain_get(gw_deny.proxy.port, url)
+    assert answer.startswith(b"HTTP/1.1 403") and b"\r\nX-Tollgate-Error: egress_denied\r\n" in answer, answer
+    host = url.split("/")[2]
+    assert answer.endswith(f"{host} is not in egress.allow (egress.default: deny).\n".encode())
+    [record] = gw_deny.connections(before + 1)[before:]
+    assert (record["host"], record["port"], record["decision"]) == (host, 80 if url[4] == ":" else 443, "deny")
+
+
+@pytest.mark.parametrize("target", ["[zz]:443", "[1.2.3.4]:443"])
+def test_a_target_that_is_no_host_is_a_bad_request(gw, target):
+    before = len(gw.connections())
+    raw, answer = connect(gw.proxy.port, target)
+    raw.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and b"\r\nX-Tollgate-Error: bad_request\r\n" in head, answer
+    assert body.startswith(b"Tollgate refused this connection: ") and b"is no host" in body, body
+    [record] = gw.connections(before + 1)[before:]
+    assert (record["decision"], record["bytes_sent"]) == ("deny", 0)
+
+
+def test_single_label_names_and_globs_are_allowed_and_denied(start_gateway, sink):
+    """`localhost`, an intranet name and a glob of one label: no other owner's domain is opened."""
+    gw = start_gateway(
+        {"egress": {"default": "deny", "allow": ["loc*host", "wiki"], "deny": ["intra*"], "record": "all",
+                    "private_addresses": "allow"}},
+        providers=(),
+    )  # fmt: skip
+    raw, head = connect(gw.proxy.port, f"localhost:{sink.port}")
+    raw.close()
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert refused(gw.proxy.port, "intranet:443") == "intranet matches egress.deny 'intra*'"
+    assert refused(gw.proxy.port, "localhostx.example.com:443") == (
+        "localhostx.example.com is not in egress.allow (egress.default: deny)"
+    )
+
+
+def test_a_providers_connection_is_recorded_as_its_calls_or_as_a_connection_when_none(gw, bundle):
+    """Decrypted: with a call on it, its call's record alone; with none, a `connection` record."""
+    before = len(gw.connections())
+    raw, head = connect(gw.proxy.port, "api.openai.com:443")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    with ssl.create_default_context(cafile=str(bundle)).wrap_socket(raw, server_hostname="api.openai.com"):
+        pass
+    [record] = gw.connections(before + 1)[before:]
+    assert (record["host"], record["port"], record["decision"], record["bytes_sent"], record["refused"]) == (
+        "api.openai.com",
+        443,
+        "allow",
+        0,
+        0,
+    )
+    result = gw.run("""
+        import openai
+        r = openai.OpenAI(api_key="sk-own-EGRESS", max_retries=0).chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        report(model=r.model)
+    """)
+    assert "model" in result, result
+    [call] = gw.new_audit(1)
+    # A refused CONNECT's record, written at once, after the client's connection closed: none between.
+    before = len(gw.connections())
+    refused(gw.proxy.port, "pastebin.com:443")
+    gw.connections(before + 1)
+    records = gw.audit_records()
+    since = records[records.index(call) :]
+    assert [(r["event"], r.get("host")) for r in since] == [
+        ("llm_call", "api.openai.com"),
+        ("connection", "pastebin.com"),
+    ]

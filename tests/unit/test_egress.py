@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from tollgate.config import ConfigError, parse_config
 from tollgate.governance.ai_services import CATEGORIES, Service, Services, catalogue
-from tollgate.governance.egress import Egress, Globs, egress_facts, host_of, private_kind
+from tollgate.governance.egress import Egress, Globs, egress_facts, host_of, not_a_host, private_kind
 from tollgate.governance.egress_settings import EgressConfig, egress_glob
 from tollgate.records.connection_record import Connection, connection_record
 from tollgate.runtime import Loaded
@@ -33,6 +33,13 @@ def egress(**settings) -> Egress:
         ("127.0.0.1", "127.0.0.10", False),
         ("[::1]", "::1", True),
         ("10.0.0.5", "10.0.0.5", True),
+        ("wiki", "wiki", True),
+        ("wiki", "wiki.example.com", False),
+        ("loc*host", "localhost", True),
+        ("loc*host", "lochost", True),
+        ("loc*host", "local.host", False),  # a `*` never takes a '.'
+        ("*", "intranet", True),
+        ("*", "intranet.example.com", False),
     ],
 )
 def test_a_glob_matches_the_hosts_it_names(glob, host, matches):
@@ -48,6 +55,8 @@ def test_a_glob_matches_the_hosts_it_names(glob, host, matches):
         ("**.example.com", "write no two in a row"),  # `**` is a provider's own, never a configuration's
         ("ex ample.com", "is not a host name glob"),
         ("", "is not a host name glob"),
+        ("loc**host", "write no two in a row"),
+        ("loc/host", "is not a host name glob"),
     ],
 )
 def test_a_malformed_glob_is_refused_saying_why(glob, error):
@@ -87,6 +96,69 @@ def test_a_host_written_out_matches_itself_and_no_other(host):
 )
 def test_addresses_are_classified(address, kind):
     assert private_kind(address) == kind
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        # IPv4-mapped, ::ffff:0:0/96
+        ("::ffff:a9fe:a9fe", "link-local"),
+        ("::ffff:7f00:1", "loopback"),
+        ("::ffff:808:808", None),
+        # IPv4-translated (SIIT), ::ffff:0:0:0/96
+        ("::ffff:0:a9fe:a9fe", "link-local"),
+        ("::ffff:0:7f00:1", "loopback"),
+        ("::ffff:0:a00:1", "private"),
+        ("::ffff:0:808:808", None),
+        # IPv4-compatible, ::/96: not `::` and `::1`, which are themselves
+        ("::a9fe:a9fe", "link-local"),
+        ("::7f00:1", "loopback"),
+        ("::c0a8:101", "private"),
+        ("::808:808", None),
+        ("::", "unspecified"),
+        ("::1", "loopback"),
+        ("::2", "private"),  # 0.0.0.2: "this network", 0.0.0.0/8
+        # NAT64, 64:ff9b::/96
+        ("64:ff9b::a9fe:a9fe", "link-local"),
+        ("64:ff9b::7f00:1", "loopback"),
+        ("64:ff9b::a00:1", "private"),
+        ("64:ff9b::808:808", None),
+        # 6to4, 2002::/16
+        ("2002:a9fe:a9fe::1", "link-local"),
+        ("2002:7f00:1::", "loopback"),
+        ("2002:808:808::1", None),
+        # refused whole, whatever they carry
+        ("64:ff9b:1::808:808", "local-use NAT64"),
+        ("64:ff9b:1:ffff::a9fe:a9fe", "local-use NAT64"),
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"),
+        ("2001::1", "Teredo"),
+        ("[2001:0:808:808::1]", "Teredo"),
+    ],
+)
+def test_an_ipv4_address_inside_an_ipv6_one_is_judged(address, kind):
+    assert private_kind(address) == kind
+
+
+@pytest.mark.parametrize(
+    ("host", "authority", "problem"),
+    [
+        ("api.example.com", "api.example.com:443", None),
+        ("localhost", "localhost:22", None),
+        ("under_score.example.com", "under_score.example.com:443", None),
+        ("10.0.0.1", "10.0.0.1:443", None),
+        ("::1", "[::1]:443", None),
+        ("example.com.", "example.com.:443", None),
+        ("zz", "[zz]:443", "[zz] is no host"),  # brackets hold an IPv6 address
+        ("1.2.3.4", "[1.2.3.4]:443", "[1.2.3.4] is no host"),
+        ("a..b", "a..b:443", "a..b is no host"),
+        ("exa mple.com", "exa mple.com:443", "exa mple.com is no host"),
+        ("-", "-:443", None),  # labels of letters, digits, '-' and '_', as the globs are
+        ("", ":443", "'' is no host"),
+        ("wiki", None, None),  # a plain HTTP request's, its target gone to origin form
+    ],
+)
+def test_a_target_must_be_a_host(host, authority, problem):
+    assert not_a_host(host, authority) == problem
 
 
 def test_hosts_are_read_as_the_globs_are_written():

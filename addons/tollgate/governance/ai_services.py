@@ -12,7 +12,7 @@ from importlib.resources import files
 import yaml
 
 from tollgate.governance.egress_settings import egress_glob
-from tollgate.host_globs import glob_pattern
+from tollgate.host_globs import glob_pattern, label_pattern
 
 CATEGORIES = ("ai_chat", "ai_coding", "ai_api", "ai_search", "ai_models")
 CATALOGUE_FILE = "ai_services.yaml"
@@ -39,9 +39,11 @@ def catalogue() -> tuple[tuple[Service, tuple[str, ...]], ...]:
 
 def glob_regex(glob: str) -> str:
     """A regular expression over lower-case host names for an egress glob (`egress_glob`): an IP
-    address or a name of one label matches itself."""
-    if "." not in glob or ":" in glob or glob.replace(".", "").isdigit():
+    address matches itself, a glob of one label names of one label."""
+    if ":" in glob or glob.replace(".", "").isdigit():
         return re.escape(glob)
+    if "." not in glob:
+        return label_pattern(glob)
     return glob_pattern(glob)
 
 

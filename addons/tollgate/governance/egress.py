@@ -33,19 +33,52 @@ def host_of(name: str) -> str:
     return host
 
 
+# A host name as a connection's target may be one: labels of letters, digits, '-' and '_' (the
+# globs' characters), a trailing dot allowed.
+_HOST_NAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?")
+
+
+def not_a_host(host: str, authority: str | None) -> str | None:
+    """Why a connection's target is no host, or None where it is one: an IP address (in brackets,
+    an IPv6 one only) or a host name. `host` as mitmproxy read it (brackets taken off);
+    `authority`, the target as its client wrote it (a CONNECT's `host:port`), None where it is
+    gone (a plain request's, in origin form by now)."""
+    if authority is not None and authority.startswith("["):
+        literal = authority[1:].partition("]")[0]
+        try:
+            ipaddress.IPv6Address(literal)
+        except ValueError:
+            return f"{_shown(f'[{literal}]')} is no host"
+        return None
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    return None if _HOST_NAME.fullmatch(host.lower()) else f"{_shown(host)} is no host"
+
+
+def _shown(text: str) -> str:
+    """A target as a one-line reason can show it."""
+    return text if text and text.isprintable() else repr(text)
+
+
 def private_kind(address: str) -> str | None:
     """What kind of address, not to be reached by default, `address` is: loopback, private,
     link-local (the cloud metadata address among them), unique local, or another that is not
-    global (unspecified, shared, reserved); None for a global address. An IPv4 address written as
-    IPv6 (`::ffff:127.0.0.1`) is the IPv4 address."""
+    global (unspecified, shared, reserved); None for a global address. An IPv6 address that carries
+    an IPv4 one at a fixed place is that IPv4 address (`embedded_ipv4`); local-use NAT64 and
+    Teredo, which reach IPv4 addresses by ways Tollgate cannot see, are refused whole."""
     try:
         ip = ipaddress.ip_address(address.removeprefix("[").removesuffix("]").split("%", 1)[0])
     except ValueError:
         return "unreadable"
     if isinstance(ip, ipaddress.IPv6Address):
-        mapped = ip.ipv4_mapped or ip.sixtofour
-        if mapped is not None:
-            ip = mapped
+        if ip in _LOCAL_NAT64:
+            return "local-use NAT64"
+        if ip in _TEREDO:
+            return "Teredo"
+        ip = embedded_ipv4(ip) or ip
     if ip.is_loopback:
         return "loopback"
     if ip.is_link_local:
@@ -64,6 +97,29 @@ def private_kind(address: str) -> str | None:
 
 
 _UNIQUE_LOCAL = ipaddress.IPv6Network("fc00::/7")
+# Prefixes whose last 32 bits are an IPv4 address: IPv4-translated (RFC 2765), IPv4-compatible
+# (RFC 4291, deprecated; `::` and `::1` are themselves), NAT64's well-known prefix (RFC 6052).
+_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")
+_COMPATIBLE = ipaddress.IPv6Network("::/96")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# Refused whole: local-use NAT64 (RFC 8215), whose translator and mapping are the network's own;
+# Teredo (RFC 4380), which tunnels to an IPv4 address through a relay.
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+_TEREDO = ipaddress.IPv6Network("2001::/32")
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries at a fixed place, which a connection to it reaches:
+    IPv4-mapped (`::ffff:a.b.c.d`), IPv4-translated (`::ffff:0:a.b.c.d`), IPv4-compatible
+    (`::a.b.c.d`, not `::` nor `::1`), NAT64 (`64:ff9b::a.b.c.d`), 6to4 (`2002:AABB:CCDD::/48`).
+    None for any other."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in _TRANSLATED or ip in _NAT64 or (ip in _COMPATIBLE and int(ip) > 1):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
 
 
 class Globs:

@@ -16,14 +16,16 @@ from tollgate.host_globs import host_glob
 
 # A service's name, as the audit, the policy and the metrics call it.
 _SERVICE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
-# A name of one label (`localhost`, a host on the local network's search domain).
-_ONE_LABEL = re.compile(r"[a-z0-9_-]+")
+# A name of one label (`localhost`, a host on the local network's search domain), or a glob of one
+# (`loc*host`): a single label has no owner outside the network, so no other owner's domain opens.
+_ONE_LABEL = re.compile(r"[a-z0-9_*-]+")
 
 
 def egress_glob(glob: str) -> str:
     """A host glob of `egress.allow`, `egress.deny` or `egress.services`, as hosts are matched
-    against it: a host glob (`*.example.com`, its last two labels written out), a name of one label
-    written out (`localhost`), or an IP address (`10.0.0.5`, `::1`). ValueError saying why, else."""
+    against it: a host glob (`*.example.com`, its last two labels written out), a name or glob of
+    one label (`localhost`, `wiki`, `loc*host`), or an IP address (`10.0.0.5`, `::1`). ValueError
+    saying why, else."""
     if not isinstance(glob, str):
         raise ValueError(f"{glob!r} is not a host name glob")
     name = glob.strip().lower().removesuffix(".")
@@ -32,6 +34,8 @@ def egress_glob(glob: str) -> str:
     except ValueError:
         pass
     if _ONE_LABEL.fullmatch(name):
+        if "**" in name:
+            raise ValueError(f"{glob!r}: one '*' stands for any run of characters; write no two in a row")
         return name
     return host_glob(glob)
 

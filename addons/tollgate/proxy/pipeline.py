@@ -114,7 +114,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
     )
     mcp = Mcp(shared, mcp_request)
     # A credential's host: the placeholder in its header replaced by the token (`egress.credentials`).
-    broker = Broker(shared)
+    broker = Broker(shared, refused_elsewhere=egress.refused_request)
     tracing = Tracing(shared)  # a span per call, exported over OTLP (metrics.otlp)
     # At each call's end: its counters settled, then counted in the metrics and traced.
     audit = Audit(shared, recorded=[ledger.settle, metrics.recorded, tracing.record, audit_export.recorded])
@@ -258,7 +258,8 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             identify.request,  # a login's password not judged (the call was refused first) let go
             redact.request,
         ],
-        server_connect=[upstream_watch.server_connect],
+        # An `https://` request sent in cleartext, sent on to its address decided: TLS by its name.
+        server_connect=[egress.server_connect, upstream_watch.server_connect],
         tls_start_server=[route.tls_start_server],  # an mTLS host's client certificate (`client_cert`)
         server_connected=[upstream_watch.server_connected],
         tls_established_server=[upstream_watch.tls_established_server],

@@ -1,6 +1,7 @@
 """The audit's record of one connection a client opened through Tollgate and Tollgate did not read
-as calls (`connection`): a tunnel relayed as it came, or a connection refused before anything was
-relayed. Where it went and how much went each way; never what."""
+as calls (`connection`): a tunnel relayed as it came, a connection decrypted on which no call was
+made, or a connection refused before anything was relayed. Where it went and how much went each
+way; never what."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ CONNECTION_EVENT = "connection"
 class Connection:
     """One connection, from its CONNECT (or its captured server name) to its close. `host` is
     the name it asked for (lower case), `address` what Tollgate resolved it to and connected to
-    (None when it was refused before a lookup, or none was needed), `source` the client's
+    (an IP address host: itself; None when a name was refused before a lookup, or none was
+    needed), `source` the client's
     `address:port`. `bytes_sent` counts what the client sent, `bytes_received` what it was sent."""
 
     request_id: str

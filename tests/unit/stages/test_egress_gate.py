@@ -8,9 +8,11 @@ import asyncio
 from collections.abc import Awaitable
 
 from mitmproxy import connection, http, options
+from mitmproxy.addons import onboarding
 from mitmproxy.addons.proxyserver import Proxyserver
-from mitmproxy.proxy import commands, context, events, layer, layers
+from mitmproxy.proxy import commands, context, events, layer, layers, server_hooks
 from mitmproxy.proxy.layers import http as http_layers
+from mitmproxy.test import taddons
 
 from tollgate.proxy.stages.egress import EgressGate
 
@@ -64,6 +66,11 @@ class ProxyConnection:
                 pending = self.gate.http_connect(command.flow)
                 if pending is not None:
                     asyncio.run(_awaited(pending))
+            elif isinstance(command, http_layers.HttpRequestHeadersHook):
+                self.flow = command.flow
+                pending = self.gate.requestheaders(command.flow)
+                if pending is not None:
+                    asyncio.run(_awaited(pending))
             elif isinstance(command, layer.NextLayerHook):
                 # mitmproxy's choice for a host it does not decrypt: a tunnel it does not read.
                 command.data.layer = layers.TCPLayer(command.data.context, ignore=True)
@@ -102,3 +109,19 @@ def test_a_name_whose_answer_is_private_is_refused_at_that_answer() -> None:
     )
     assert not any(isinstance(c, commands.OpenConnection) for c in proxied.commands)
     assert resolver.asked == 2
+
+
+def test_an_https_url_sent_in_cleartext_goes_to_its_address_asking_for_its_name() -> None:
+    """`GET https://host/` sent to the proxy itself: decided as a CONNECT is, sent to the address
+    decided, and its TLS asks for the host's name, not for the address."""
+    gate = EgressGate(configured({}))
+    resolver = gate.resolve = Rebinding()
+    with taddons.context(onboarding.Onboarding()):  # the options the gate reads
+        proxied = ProxyConnection(gate)
+        proxied.send(b"GET https://" + HOST + b"/x HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n")
+    [opened] = [c for c in proxied.commands if isinstance(c, commands.OpenConnection)]
+    server = opened.connection
+    assert (server.address, server.sni) == ((PUBLIC, 443), PUBLIC)  # as mitmproxy would make it
+    gate.server_connect(server_hooks.ServerConnectionHookData(server, proxied.client))
+    assert (server.address, server.sni) == ((PUBLIC, 443), HOST.decode())
+    assert resolver.asked == 1

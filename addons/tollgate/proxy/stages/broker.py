@@ -1,18 +1,22 @@
-"""Brokered credentials (`egress.credentials`): a request to a credential's host (its connection
-decrypted for it) has the placeholder in the credential's header replaced by the token; a placeholder
-anywhere else in it is refused (403 `content_denied`), as it is in a request to any other host
-Tollgate reads (an LLM call's: `Guard`). Bodies are not read: they stream both ways.
+"""Brokered credentials (`egress.credentials`): a request to a credential's host over TLS (its
+connection decrypted for it) has the placeholder in the credential's header replaced by the token; a
+placeholder anywhere else in it is refused (403 `content_denied`), as it is in any other request
+Tollgate reads: one sent to the proxy in cleartext (the token would go out as the placeholder came,
+unencrypted), one to another host (an LLM call's: `Guard`). Bodies are not read: they stream both
+ways.
 
 Each client connection that sent a request to a credential's host leaves a `connection` record
 when it closes: its client, host, how many requests had a credential brokered and how many were
 refused, and the bytes of their bodies each way (heads not counted: they are HTTP/2's or HTTP/1's,
-and hold the token). Never the token, never the placeholder."""
+and hold the token). Another request refused is recorded where Egress records it (`refused_elsewhere`:
+a plain HTTP request's record, a decrypted connection's). Never the token, never the placeholder."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from mitmproxy import connection, http
 
@@ -27,10 +31,18 @@ from tollgate.records.connection_record import Connection, connection_record
 
 # mitmproxy's proxyauth keeps the login in the flow's metadata under this name: (user, password).
 PROXYAUTH = "proxyauth"
+# Why such a request is refused, as its connection's record says; the guardrails' kind of Tollgate's own secrets.
+REFUSED_REASON = "a brokered credential's placeholder (tollgate_keys) where it does not belong"
 REFUSED_MESSAGE = (
-    "Tollgate refused this request: it holds a brokered credential's placeholder where it does not belong"
-    " (only its own host's header takes it)."
+    f"Tollgate refused this request: it holds {REFUSED_REASON} (only its own host's header, over TLS, takes it)."
 )
+
+
+class RefusedElsewhere(Protocol):
+    """Told of a request refused that is not to a credential's host, with why: whether it records it
+    (Egress records a plain HTTP request, and a connection it decrypted for its server name)."""
+
+    def __call__(self, flow: http.HTTPFlow, reason: str) -> bool: ...
 
 
 @dataclass(slots=True)
@@ -43,9 +55,10 @@ class Opened:
 
 
 class Broker:
-    def __init__(self, shared: Shared) -> None:
+    def __init__(self, shared: Shared, refused_elsewhere: RefusedElsewhere | None = None) -> None:
         self.shared = shared
         self._opened: dict[str, Opened] = {}  # by client connection id
+        self._refused_elsewhere = refused_elsewhere
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         loaded = self.shared.loaded
@@ -53,7 +66,7 @@ class Broker:
             return
         brokered, request = loaded.brokered, flow.request
         host = host_name(request.host)
-        if host in brokered.hosts:
+        if host in brokered.hosts and over_tls(flow):
             self._broker(flow, host)
             return
         if hosts_of(self.shared).provider_for(host) is not None:
@@ -62,14 +75,28 @@ class Broker:
         if servers and servers.at(host, request.port, request.path.partition("?")[0]) is not None:
             return  # an MCP server's request: its arguments read by `Guard.mcp`
         if brokered.holds_placeholder(request.headers.fields, request.data.path):
-            _refuse(flow, brokered)
+            self._refuse_elsewhere(flow, host)
+
+    def _refuse_elsewhere(self, flow: http.HTTPFlow, host: str) -> None:
+        """A placeholder in a request that is not brokered: refused, and recorded (by Egress where
+        it records the request, else with this client connection's counts)."""
+        loaded = self.shared.loaded
+        assert loaded is not None
+        metrics = self.shared.metrics
+        if metrics is not None and host in loaded.brokered.hosts:
+            metrics.brokered_request(host, "refused")
+        _refuse(flow, loaded.brokered)
+        told = self._refused_elsewhere
+        if told is None or not told(flow, REFUSED_REASON):
+            self._opened_for(flow, host).refused += 1
 
     def _broker(self, flow: http.HTTPFlow, host: str) -> None:
         loaded = self.shared.loaded
         assert loaded is not None
         request = flow.request
         opened = self._opened_for(flow, host)
-        flow.metadata[BROKERED] = frozenset(c.header.encode() for c in loaded.brokered.by_host[host])
+        # The headers the token goes in, for `Redact`: a tuple, which saved flows can hold.
+        flow.metadata[BROKERED] = tuple(c.header.encode() for c in loaded.brokered.by_host[host])
         brokering = loaded.brokered.broker(host, request.headers.fields, request.data.path)
         metrics = self.shared.metrics
         if brokering.misplaced:
@@ -141,6 +168,13 @@ class Broker:
         record.ended = time.time()
         # A connection, not a call: `tollgate_stopped` counts calls only, as for Egress's records.
         audit.write({**connection_record(record), "brokered": opened.brokered, "refused": opened.refused}, call=False)
+
+
+def over_tls(flow: http.HTTPFlow) -> bool:
+    """Whether the request came to the proxy over TLS and goes on to its host over TLS: only then
+    may a token go in (an `https://` URL sent to the proxy in cleartext brought its placeholder
+    unencrypted, and its answer would go back so)."""
+    return flow.request.scheme == "https" and flow.client_conn.tls_established
 
 
 def _refuse(flow: http.HTTPFlow, brokered: Brokered) -> None:

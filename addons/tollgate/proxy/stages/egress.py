@@ -5,8 +5,12 @@ A CONNECT is decided at `http_connect`: refused, it is answered 403 (`X-Tollgate
 egress_denied`, a one-line reason) and never opened. A host that must be resolved to be decided is
 resolved once here, and the tunnel goes to the address decided (the CONNECT's host replaced by
 it), so that a second DNS answer cannot move it. A tunnel Tollgate does not read (mitmproxy's
-ignored connection) is relayed by `CountedTunnel`, which counts its bytes each way; a connection
-whose calls Tollgate reads (a provider's, an MCP server's) is recorded by its calls instead."""
+ignored connection) is relayed by `CountedTunnel`, which counts its bytes each way. Every
+connection Tollgate decrypts is recorded, whatever `egress.record` says: one to a governed host (a
+provider's, an MCP server's, a credential's) by its requests (as calls; `Broker`'s record), or
+here when none was made on it; any other (a CONNECT to one host whose TLS server name is a governed
+one's, which mitmproxy decrypts for that name) here, with its requests' bodies' bytes and how many
+of them were refused."""
 
 from __future__ import annotations
 
@@ -16,19 +20,20 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from weakref import WeakKeyDictionary
 
 from mitmproxy import connection as mitm_connection
 from mitmproxy import ctx, http
 from mitmproxy.net.tls import starts_like_tls_record
-from mitmproxy.proxy import commands, events, layer, layers
+from mitmproxy.proxy import commands, events, layer, layers, server_hooks
 from mitmproxy.proxy.context import Context
 from mitmproxy.proxy.layers.tls import parse_client_hello
 from mitmproxy.proxy.mode_specs import RegularMode
 
 from tollgate.call import new_request_id
-from tollgate.formats.refusals import AUDIT_UNAVAILABLE
-from tollgate.governance.egress import EGRESS_DENIED, PASS, Egress, Verdict, egress_facts, host_of
+from tollgate.formats.refusals import AUDIT_UNAVAILABLE, BAD_REQUEST
+from tollgate.governance.egress import EGRESS_DENIED, PASS, Egress, Verdict, egress_facts, host_of, not_a_host
 from tollgate.governance.policy import Decision
 from tollgate.proxy.flows import CAPTURE_MODES
 from tollgate.proxy.state import Shared
@@ -55,16 +60,35 @@ async def resolve(host: str, port: int) -> str:
     return str(infos[0][4][0])
 
 
+@dataclass(slots=True, eq=False)
+class Decrypted:
+    """A connection Tollgate decrypts, recorded when its client goes; a governed host's only while
+    no request was made on it (its requests are recorded)."""
+
+    connection: Connection
+    governed: bool
+    refused: int = 0  # its requests Tollgate refused (a brokered credential's placeholder)
+
+
 class EgressGate:
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
-        # Each allowed CONNECT's connection to record, by its server connection's id, until its
-        # tunnel opens; and those of each client connection, recorded when it closes without one.
-        self._pending: dict[str, Connection] = {}
+        # Each allowed CONNECT's connection, by its server connection's id, until its tunnel opens
+        # (and whether `record` records it); those of each client connection, recorded when it
+        # closes without one.
+        self._pending: dict[str, tuple[Connection, bool]] = {}
         self._waiting: dict[str, list[str]] = {}
-        # Each plain HTTP request through the proxy to record, until its exchange ends.
-        self._plain: WeakKeyDictionary[http.HTTPFlow, Connection] = WeakKeyDictionary()
+        # The connections decrypted and not recorded otherwise, by client connection id; and each
+        # request on one to a host not governed, until its exchange ends.
+        self._decrypted: dict[str, list[Decrypted]] = {}
+        self._reads: WeakKeyDictionary[http.HTTPFlow, Decrypted] = WeakKeyDictionary()
+        # Each plain HTTP request through the proxy let through, until its exchange ends: its
+        # connection, and whether `record` records it (a request Tollgate refused, it always does).
+        self._plain: WeakKeyDictionary[http.HTTPFlow, tuple[Connection, bool]] = WeakKeyDictionary()
         self._open: set[Connection] = set()  # the tunnels relaying, recorded at shut-down if still open
+        # The names of the `https://` requests sent in cleartext and sent on to their address
+        # decided, by client connection id and (address, port): the server name their TLS asks for.
+        self._names: dict[str, dict[tuple[str, int], str]] = {}
         # What a name resolves to: the event loop's resolver (getaddrinfo).
         self.resolve: Callable[[str, int], Awaitable[str]] = resolve
 
@@ -82,6 +106,11 @@ class EgressGate:
         if not self.shared.logins_unchecked and isinstance(login, (tuple, list)) and login and login[0]:
             # mitmproxy checked the login's password (htpasswd, LDAP): its user is the client.
             connection.client, connection.auth = str(login[0]), "proxyauth"
+        authority = request.data.authority.decode("utf-8", "surrogateescape") if request.method == "CONNECT" else None
+        problem = not_a_host(request.host, authority)
+        if problem is not None:
+            self._bad_target(flow, connection, egress, problem)
+            return None
         verdict = self._decide(connection, egress, lookup=True)
         if isinstance(verdict, Verdict):
             self._answer(flow, connection, egress, verdict)
@@ -92,6 +121,16 @@ class EgressGate:
         self, flow: http.HTTPFlow, connection: Connection, egress: Egress, verdict: Awaitable[Verdict]
     ) -> None:
         self._answer(flow, connection, egress, await verdict)
+
+    def _bad_target(self, flow: http.HTTPFlow, connection: Connection, egress: Egress, problem: str) -> None:
+        """A target that is no host: nothing to decide, nor to resolve (400, recorded as refused)."""
+        flow.response = http.Response.make(
+            400,
+            f"Tollgate refused this connection: {problem}.\n",
+            {"Content-Type": "text/plain; charset=utf-8", DENIED_HEADER: BAD_REQUEST},
+        )
+        connection.deny_reasons = (problem,)
+        self._refused(connection, egress)
 
     def _answer(self, flow: http.HTTPFlow, connection: Connection, egress: Egress, verdict: Verdict) -> None:
         """A CONNECT decided: refused 403, or on to its tunnel, sent to the address decided
@@ -115,21 +154,31 @@ class EgressGate:
             )
             return
         if connection.address is not None:
+            if (
+                flow.request.scheme == "https"
+                and flow.request.method != "CONNECT"
+                and connection.address != connection.host
+            ):
+                # mitmproxy's TLS to the server would ask for the address: it asks for the name.
+                names = self._names.setdefault(flow.client_conn.id, {})
+                names[(connection.address, connection.port)] = connection.host
             flow.request.data.host = connection.address
         self._count(connection)
-        if recorded:
-            if flow.request.method != "CONNECT":  # a plain HTTP request: recorded at its end
-                self._plain[flow] = connection
-                return
-            self._pending[flow.server_conn.id] = connection
-            self._waiting.setdefault(flow.client_conn.id, []).append(flow.server_conn.id)
+        if flow.request.method != "CONNECT":  # a plain HTTP request: recorded at its end
+            self._plain[flow] = (connection, recorded)
+            return
+        self._pending[flow.server_conn.id] = (connection, recorded)
+        self._waiting.setdefault(flow.client_conn.id, []).append(flow.server_conn.id)
 
     def requestheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
-        """A plain HTTP request sent to the proxy for a host (`GET http://host/…`, no CONNECT, no
-        TLS): decided as a CONNECT to its host is, each request of the connection on its own."""
+        """A request sent to the proxy itself in cleartext for a host (`GET http://host/…`, or an
+        `https://` URL, which the proxy fetches over TLS; no CONNECT): decided as a CONNECT to its
+        host is, each request of the connection on its own."""
+        if self._decrypted and (decrypted := self._decrypted.get(flow.client_conn.id)):
+            self._read(flow, decrypted)
+            return None
         if (
             flow.response is not None
-            or flow.request.scheme != "http"
             or flow.client_conn.tls_established
             or not isinstance(flow.client_conn.proxy_mode, RegularMode)
             or (ctx.options.onboarding and flow.request.host == ctx.options.onboarding_host)  # mitmproxy's own page
@@ -137,14 +186,58 @@ class EgressGate:
             return None
         return self.http_connect(flow)
 
-    def response(self, flow: http.HTTPFlow) -> None:
-        """A plain HTTP request's exchange ended: recorded, its bodies' bytes each way."""
-        connection = self._plain.pop(flow, None)
-        if connection is None:
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        """An `https://` request sent in cleartext, sent on to its address decided: its TLS asks
+        for its name (mitmproxy would ask for the host it connects to, now the address)."""
+        if not self._names or (names := self._names.get(data.client.id)) is None:
             return
-        connection.bytes_sent = len(flow.request.raw_content or b"")
-        response = flow.response
-        connection.bytes_received = len(response.raw_content or b"") if response is not None else 0
+        server = data.server
+        if server.address is None:
+            return
+        host, port = str(server.address[0]), int(server.address[1])
+        name = names.get((host, port))
+        if name is not None and server.sni == host:
+            server.sni = name
+
+    def _read(self, flow: http.HTTPFlow, decrypted: list[Decrypted]) -> None:
+        """A request on a connection decrypted: a governed host's is recorded by its requests from
+        now on; another's bodies are counted when its exchange ends. Neither is streamed here: a
+        request misdirected to an MCP server's host is refused once its body is in (`Mcp`)."""
+        last = decrypted[-1]
+        if last.governed:
+            decrypted.pop()
+            if not decrypted:
+                del self._decrypted[flow.client_conn.id]
+            return
+        self._reads[flow] = last
+
+    def refused_request(self, flow: http.HTTPFlow, reason: str) -> bool:
+        """A request let through, then refused for what it holds (a brokered credential's
+        placeholder): a plain HTTP request's record says it was refused, with `reason`, whatever
+        `record` says; a decrypted connection's counts it. False when it is neither."""
+        decrypted = self._reads.pop(flow, None)  # nothing of it relayed: nothing counted
+        if decrypted is not None:
+            decrypted.refused += 1
+            return True
+        plain = self._plain.get(flow)
+        if plain is None:
+            return False
+        connection = plain[0]
+        connection.decision, connection.deny_reasons = "deny", (reason,)
+        self._plain[flow] = (connection, True)
+        return True
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        """A plain HTTP request's exchange ended: recorded, its bodies' bytes each way. One on a
+        connection decrypted: its bodies' bytes counted into the connection's."""
+        decrypted = self._reads.pop(flow, None) if self._reads else None
+        if decrypted is not None:
+            _count_bodies(decrypted.connection, flow)
+            return
+        connection, recorded = self._plain.pop(flow, (None, False))
+        if connection is None or not recorded:
+            return
+        _count_bodies(connection, flow)
         if flow.error is not None:
             connection.error = flow.error.msg
         self._closed(connection)
@@ -154,6 +247,10 @@ class EgressGate:
     def _connection(self, client: mitm_connection.Client, host: str, port: int, egress: Egress) -> Connection:
         peer = client.peername
         connection = Connection(new_request_id(), host, port)
+        try:  # an IP address is its own address, as a name's is what it resolves to
+            connection.address = str(ipaddress.ip_address(host))
+        except ValueError:
+            pass
         if peer:
             connection.source = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
         service = egress.service_of(host)
@@ -266,32 +363,50 @@ class EgressGate:
             return
         self._count(connection)
         chosen = nextlayer.layer
-        if recorded and type(chosen) is layers.TCPLayer and chosen.flow is None:
+        if type(chosen) is not layers.TCPLayer or chosen.flow is not None:
+            self._decrypting(nextlayer.context, connection)
+        elif recorded:
             self._open.add(connection)
             nextlayer.layer = CountedTunnel(nextlayer.context, connection, self._closed)
 
     def _tunnel(self, nextlayer: layer.NextLayer) -> None:
-        """A CONNECT's tunnel Tollgate does not read, of a connection to record: relayed counting its bytes."""
+        """A CONNECT's tunnel Tollgate does not read, of a connection to record: relayed counting
+        its bytes. One Tollgate reads, to a host whose requests are no calls: recorded when its
+        client goes."""
         if not self._pending or nextlayer.context.server.id not in self._pending:
             return
         if not _choose(nextlayer):
             return  # more of the client's bytes needed to choose
         chosen = nextlayer.layer
-        connection = self._pending.pop(nextlayer.context.server.id)
+        connection, recorded = self._pending.pop(nextlayer.context.server.id)
         if type(chosen) is layers.TCPLayer and chosen.flow is None:
-            self._open.add(connection)
-            nextlayer.layer = CountedTunnel(nextlayer.context, connection, self._closed)
+            if recorded:
+                self._open.add(connection)
+                nextlayer.layer = CountedTunnel(nextlayer.context, connection, self._closed)
+            return
+        self._decrypting(nextlayer.context, connection)
+
+    def _decrypting(self, context: Context, connection: Connection) -> None:
+        loaded = self.shared.loaded
+        governed = loaded is not None and loaded.egress.governed(connection.host)
+        self._decrypted.setdefault(context.client.id, []).append(Decrypted(connection, governed))
 
     def client_disconnected(self, client: mitm_connection.Client) -> None:
-        """A client gone: the CONNECTs it was let through and never sent a byte on, recorded."""
+        """A client gone: the CONNECTs it was let through and never sent a byte on, recorded as
+        `record` says; the connections decrypted, recorded."""
+        if self._names:
+            self._names.pop(client.id, None)
+        if self._decrypted:
+            for decrypted in self._decrypted.pop(client.id, ()):
+                self._closed(decrypted.connection, refused=decrypted.refused)
         if not self._waiting:
             return
         for server in self._waiting.pop(client.id, ()):
-            connection = self._pending.pop(server, None)
-            if connection is not None:
+            connection, recorded = self._pending.pop(server, (None, False))
+            if connection is not None and recorded:
                 self._closed(connection)
 
-    def _closed(self, connection: Connection) -> None:
+    def _closed(self, connection: Connection, **extra: int) -> None:
         self._open.discard(connection)
         connection.ended = time.time()
         metrics = self.shared.metrics
@@ -299,20 +414,25 @@ class EgressGate:
             metrics.connection_closed(
                 connection.service, connection.category, connection.bytes_sent, connection.bytes_received
             )
-        self._write(connection)
+        self._write(connection, **extra)
 
-    def _write(self, connection: Connection) -> None:
+    def _write(self, connection: Connection, **extra: int) -> None:
         audit = self.shared.audit
         if audit is not None:
-            audit.write(connection_record(connection), call=False)
+            audit.write({**connection_record(connection), **extra}, call=False)
 
     def done(self) -> None:
         """The tunnels still open when the proxy stops, recorded as far as they went."""
-        for connection in [*self._open, *self._pending.values()]:
+        recorded = [connection for connection, record in self._pending.values() if record]
+        for connection in [*self._open, *recorded]:
             connection.error = connection.error or SHUT_DOWN
             self._closed(connection)
+        for decrypted in [d for each in self._decrypted.values() for d in each]:
+            self._closed(decrypted.connection, refused=decrypted.refused)
         self._pending.clear()
         self._waiting.clear()
+        self._decrypted.clear()
+        self._names.clear()
 
 
 def _choose(nextlayer: layer.NextLayer) -> bool:
@@ -357,6 +477,13 @@ def _policy_verdict(connection: Connection, decision: Decision) -> Verdict:
 
 async def _policy_verdict_once_decided(connection: Connection, evaluation: Awaitable[Decision]) -> Verdict:
     return _policy_verdict(connection, await evaluation)
+
+
+def _count_bodies(connection: Connection, flow: http.HTTPFlow) -> None:
+    """An exchange's bodies, as the flow holds them, counted into its connection's bytes."""
+    connection.bytes_sent += len(flow.request.raw_content or b"")
+    response = flow.response
+    connection.bytes_received += len(response.raw_content or b"") if response is not None else 0
 
 
 class CountedTunnel(layers.TCPLayer):
