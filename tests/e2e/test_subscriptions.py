@@ -115,7 +115,8 @@ PLAN_CALL = """
         sent.append(request)
     client = anthropic.Anthropic(
         auth_token={token!r}, max_retries=0,
-        default_headers={{"anthropic-beta": "oauth-2025-04-20", "anthropic-allowed-org-ids": "someone-elses-org"}},
+        default_headers={{"anthropic-beta": "oauth-2025-04-20", "anthropic-allowed-org-ids": "someone-elses-org",
+                         "anthropic_allowed_org_ids": "another-org"}},
         http_client=anthropic.DefaultHttpxClient(event_hooks={{"request": [keep]}}),
     )
     try:
@@ -146,10 +147,13 @@ def test_a_plan_call_goes_upstream_as_it_came_with_its_own_token_and_the_org_hea
     assert seen.headers["authorization"] == f"Bearer {TOKEN}" and "x-api-key" not in seen.headers
     assert seen.body == bytes.fromhex(result["body"])
     assert seen.json()["model"] == "claude-sonnet-4-5"
-    # Every header the client sent arrives as sent, but the tenant header, which Tollgate sets.
+    # Every header the client sent arrives as sent, but the tenant header, which Tollgate sets in
+    # place of each the client sent, in whatever spelling a server may read as it.
     assert seen.headers["anthropic-allowed-org-ids"] == PINNED
+    assert client_headers["anthropic_allowed_org_ids"] == "another-org"
+    assert "anthropic_allowed_org_ids" not in seen.headers
     for name, value in client_headers.items():
-        if name not in ("anthropic-allowed-org-ids", "host"):
+        if name not in ("anthropic-allowed-org-ids", "anthropic_allowed_org_ids", "host"):
             assert seen.headers.get(name) == value, name
     record = g_login.last_audit()
     assert (record["client"], record["auth"], record["groups"]) == ("coder", "subscription", ["dev"])

@@ -10,6 +10,7 @@ from mitmproxy.http import Headers
 
 from tollgate.call import Call, Caller, Route
 from tollgate.config import ConfigError, parse_config
+from tollgate.formats.raw_headers import with_pinned_header
 from tollgate.formats.refusals import KIND, STATUS, TENANT_DENIED
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.subscriptions import Subscription, plan_token, tenant_pins
@@ -40,6 +41,23 @@ def test_the_anthropic_organizations_make_its_tenant_header() -> None:
     subscriptions = parse_config(data).subscriptions
     assert subscriptions.allow is False
     assert tenant_pins(subscriptions, HEADERS) == {"anthropic": (b"anthropic-allowed-org-ids", f"{ORG},org-2".encode())}
+
+
+def test_the_tenant_header_replaces_every_spelling_of_it_the_client_sent() -> None:
+    pin = (b"anthropic-allowed-org-ids", ORG.encode())
+    fields = [
+        (b"Anthropic_Allowed_Org_Ids", b"theirs-1"),
+        (b"x-api-key", b"k"),
+        (b"anthropic-allowed-org-ids", b"theirs-2"),
+        (b"anthropic_allowed-org_ids", b"theirs-3"),
+        (b"anthropic-allowed-org-idsx", b"kept"),
+    ]
+    assert with_pinned_header(fields, *pin) == (
+        (b"anthropic-allowed-org-ids", ORG.encode()),
+        (b"x-api-key", b"k"),
+        (b"anthropic-allowed-org-idsx", b"kept"),
+    )
+    assert with_pinned_header([(b"x-api-key", b"k")], *pin) == ((b"x-api-key", b"k"), pin)
 
 
 @pytest.mark.parametrize(

@@ -37,3 +37,16 @@ def with_header(fields: Fields, name: bytes, value: bytes, add: bool = True) -> 
     if names.count(name) > 1:
         out = [f for i, f in enumerate(out) if i == first or names[i] != name]
     return tuple(out)
+
+
+def with_pinned_header(fields: Fields, name: bytes, value: bytes) -> tuple[tuple[bytes, bytes], ...]:
+    """The fields with the header `name` (lower-case, with `-`) set to `value` in one pass, as
+    `with_header` sets it, and every field that names it otherwise dropped too: in any letter
+    case, with `_` for any `-` (many servers read `anthropic_allowed_org_ids` as
+    `anthropic-allowed-org-ids`)."""
+    size = len(name)
+    names = [len(f[0]) == size and f[0].lower().replace(b"_", b"-") == name for f in fields]
+    if True not in names:
+        return (*fields, (name, value))
+    first = names.index(True)
+    return tuple((name, value) if i == first else f for i, f in enumerate(fields) if i == first or not names[i])

@@ -13,7 +13,7 @@ from tollgate.formats.exact import Unreadable
 from tollgate.formats.framing import DecodedTooLarge, Undecodable, decode_whole
 from tollgate.formats.framing.bounds import MAX_DECODED_BODY
 from tollgate.formats.json_codec import read_request_json
-from tollgate.formats.raw_headers import header_index, with_header
+from tollgate.formats.raw_headers import header_index, with_pinned_header
 from tollgate.formats.refusals import BAD_REQUEST, HEADERS_TOO_LARGE, MISCONFIGURED, MISDIRECTED
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.misdirection import Misdirected, misdirection
@@ -203,7 +203,7 @@ class Classify:
         loaded = self.shared.loaded
         pin = loaded.tenant_pins.get(provider.name) if loaded is not None else None
         if pin is not None:
-            request.headers.fields = with_header(request.headers.fields, *pin)
+            request.headers.fields = with_pinned_header(request.headers.fields, *pin)
 
     def _governs(self, host: str) -> bool:
         """Whether Tollgate governs this host (lower case): a provider's, or an MCP server's."""
