@@ -20,6 +20,12 @@ def header_index(fields: Fields) -> dict[bytes, bytes]:
     return index
 
 
+def repeated(fields: Fields, name: bytes) -> bool:
+    """Whether the fields hold the header `name` (lower-case) more than once, in any letter case."""
+    size = len(name)
+    return [len(f[0]) == size and f[0].lower() == name for f in fields].count(True) > 1
+
+
 def decoded(index: dict[bytes, bytes], names: Collection[bytes]) -> dict[str, str]:
     """Those of the (lower-case) names an index holds, as text, as mitmproxy's `Headers` decodes them."""
     return {name.decode("latin-1"): index[name].decode("utf-8", "surrogateescape") for name in names if name in index}
