@@ -876,3 +876,50 @@ def test_a_request_mitmproxy_refuses_keeps_no_credential(start_gateway, tmp_path
         assert flow.request.headers["authorization"] == redacted
     assert uploads.request.headers["x-upload-token"] == redacted
     assert uploads.request.path == "/up?to=[PLACEHOLDER]"
+
+
+# ---- a secret where the model's name goes
+
+MODEL_SECRET = "sk-proj-MODEL5ecretMODEL5ecretAB" + "T3BlbkFJ" + "MODEL5ecretMODEL5ecretCD"
+GEMINI_MODEL_SECRET = "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"  # a Gemini model id is lower-case
+
+
+def test_a_secret_in_the_model_is_recorded_as_its_kind(start_gateway, tmp_path_factory):
+    """No guardrail covers the caller: Tollgate's own secret detectors read the model all the same,
+    and the audit, the console and the saved flow show its kind, never its text."""
+    from mitmproxy import io
+    from tests.support.raw import send
+
+    gateway = _start(start_gateway, tmp_path_factory)
+    result = gateway.run(f"""
+        import openai
+        try:
+            openai.OpenAI(api_key="{VIRTUAL}", max_retries=0).chat.completions.create(
+                model="{MODEL_SECRET}", messages=[{{"role": "user", "content": "hi"}}])
+        except openai.APIStatusError as e:
+            pass
+        report(ok=True)
+    """)
+    assert result == {"ok": True}
+    # Gemini names its model in the path.
+    body = json.dumps({"contents": [{"parts": [{"text": "hi"}]}]}).encode()
+    target = f"/v1beta/models/{GEMINI_MODEL_SECRET}:generateContent"
+    send(gateway.proxy.port, gateway.bundle, "generativelanguage.googleapis.com", target, body=body,
+         headers={"x-goog-api-key": VIRTUAL, "Content-Type": "application/json"})  # fmt: skip
+    openai_record, gemini_record = gateway.wait_audit(2)
+    assert openai_record["client"] == "alice"
+    assert openai_record["model"] == openai_record["requested_model"] == "[REDACTED:secrets.openai_api_key]"
+    assert gemini_record["model"] == "[REDACTED:secrets.huggingface_token]"
+    assert gemini_record["path"] == "/v1beta/models/[REDACTED:secrets.huggingface_token]:generateContent"
+    # The request went as it came: the model is the provider's to refuse.
+    assert gateway.fakes["openai"].received[0].json()["model"] == MODEL_SECRET
+    gateway.proxy.stop()  # flushes the saved flows
+    console, saved = gateway.proxy.output.read_bytes(), gateway.saved.read_bytes()
+    assert b"[REDACTED:secrets.openai_api_key]" in console
+    for where, content in (("audit", gateway.audit_path.read_bytes()), ("console", console), ("saved", saved)):
+        for secret in (MODEL_SECRET, GEMINI_MODEL_SECRET):
+            assert secret.encode() not in content, f"{secret} found in {where}"
+    with open(gateway.saved, "rb") as f:
+        flows = list(io.FlowReader(f).stream())
+    assert flows[0].metadata["tollgate"]["model"] == "[REDACTED:secrets.openai_api_key]"
+    assert flows[1].request.path == "/v1beta/models/[REDACTED:secrets.huggingface_token]:generateContent"
