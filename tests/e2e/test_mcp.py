@@ -355,6 +355,8 @@ def test_two_authorization_headers_are_refused(gateway, servers) -> None:
     beside the virtual key Tollgate identified it by."""
     sse, _ = servers
     sse.clear()
+    time.sleep(BATCH_DELAY + 0.1)  # the records of the test before written
+    before = len(gateway.audit())
     headers = [("Authorization", f"Bearer {VIRTUAL}"), ("Authorization", "Bearer callers-own-token"),
                ("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")]  # fmt: skip
     answer = send(gateway.proxy.port, gateway.bundle, "mcp.example.test", "/mcp", body=json.dumps(INITIALIZE).encode(),
@@ -362,7 +364,7 @@ def test_two_authorization_headers_are_refused(gateway, servers) -> None:
     assert (answer.status, answer.headers["x-tollgate-error"]) == (400, "bad_request")
     assert answer.json()["error"]["code"] == -32700
     assert sse.received() == []
-    record = gateway.last_audit()
+    (record,) = gateway.wait_audit(before + 1)[before:]
     assert (record["decision"], record["status"]) == ("deny", 400)
     assert record["error"] == "bad request: the request carries more than one Authorization header"
 
