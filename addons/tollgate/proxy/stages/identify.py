@@ -212,8 +212,11 @@ class Identify:
 
     @staticmethod
     def _signed_with(flow: http.HTTPFlow, call: Call, provider: Provider) -> str | None:
-        """The virtual AWS key a refused call's signature holds for, if it does."""
+        """The virtual AWS key a refused call's signature holds for, if it does (a body not read
+        yet, at its headers, is not judged)."""
         if not provider.verifies_callers or _login_name(flow.metadata.get(PROXYAUTH)) is not None:
+            return None
+        if flow.request.raw_content is None:
             return None
         try:
             verified = provider.verify_caller(request_parts(flow.request, call), call.loaded.directory.aws_secrets)
