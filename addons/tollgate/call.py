@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.clients import Auth
+from tollgate.governance.guardrails.rules import shown_name
 from tollgate.providers import PROVIDERS, Provider
 
 if TYPE_CHECKING:
@@ -223,6 +224,9 @@ class Request:
     redacted: int | None = None
     # The same findings by kind and the action taken on them, for the metrics.
     finding_actions: tuple[tuple[str, str, int], ...] = ()
+    # A model that holds a secret, as the client wrote it and as it is shown (`Call.classified`):
+    # Redact writes the request's path so once it has gone.
+    secret_model: tuple[str, str] | None = field(default=None, repr=False)
 
 
 @dataclass(slots=True)
@@ -286,7 +290,16 @@ class Call:
         return self.method != "POST"
 
     def classified(self, classification: Classification) -> None:
-        """The request as read: the route's both ends are the provider called and the model asked."""
+        """The request as read: the route's both ends are the provider called and the model asked.
+        A secret in the model is shown as its kind wherever the call is recorded (`shown_name`):
+        the audit, the console, the metrics, traces and saved flows; the request goes as it came."""
+        model = classification.model
+        if model is not None:
+            shown = shown_name(model, self.loaded.guardrails if self.loaded is not None else None)
+            if shown != model:
+                classification.model = shown
+                self.path = self.path.replace(model, shown)
+                self.request.secret_model = (model, shown)
         self.classification = classification
         route = self.route
         route.requested = route.target = Target(route.requested.provider, classification.model)

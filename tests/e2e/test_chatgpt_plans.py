@@ -278,7 +278,7 @@ def test_a_web_app_path_goes_on_unread_with_no_record(g, fake):
         r = urllib.request.urlopen(urllib.request.Request(
             "https://chatgpt.com/backend-api/conversations?offset=0",
             headers={{"Authorization": "Bearer {STRANGER}", "Cookie": "session=5ecret-cookie",
-                     "ChatGPT-Allowed-Workspace-Id": "someone-elses"}}))
+                     "ChatGPT-Allowed-Workspace-Id": "someone-elses", "chatgpt_allowed_workspace_id": "another"}}))
         report(status=r.status, body=json.loads(r.read()))
     """)
     assert result == {"status": 200, "body": {"items": [], "web": "WEB-APP-ANSWER"}}
@@ -287,6 +287,7 @@ def test_a_web_app_path_goes_on_unread_with_no_record(g, fake):
     assert seen.headers["authorization"] == f"Bearer {STRANGER}"  # no caller needed: it is no call
     assert seen.headers["cookie"] == "session=5ecret-cookie"
     assert seen.headers["chatgpt-allowed-workspace-id"] == PINNED
+    assert "chatgpt_allowed_workspace_id" not in seen.headers  # nor the client's, spelled with underscores
     assert len(g.audit()) == before
 
 

@@ -259,6 +259,8 @@ def test_a_json_body_in_another_encoding_than_utf8_is_refused(g, provider, encod
     response, record = raw(g, provider, target, json.dumps(body).encode(encoding))
     assert_refused(g, provider, response, record, why)
     assert record["decision"] == "deny"
+    # Refused for its body, its caller named all the same by the virtual key it came with.
+    assert (record["client"], record["auth"]) == ("alice", "virtual_key")
     assert REAL["openai"] not in response.body.decode() and REAL["openai"] not in json.dumps(record)
 
 

@@ -27,8 +27,8 @@ from tests.support.npm_cli import NODE_CLIENTS, npm_command
 from tests.support.proxy import ROOT, free_port
 
 from tollgate.fingerprint import fingerprint
+from tollgate.governance.subscriptions import PLANS_REFUSED_MESSAGE, PLANS_REFUSED_REASON
 from tollgate.proxy.certs import CA_CERT
-from tollgate.proxy.stages.identify import PLANS_REFUSED_MESSAGE, PLANS_REFUSED_REASON
 
 TOKEN = "ya29.a0AfB_GEMINI-CLI-5ecret-access-token-q7"
 REFRESH = "1//0g-GEMINI-CLI-5ecret-refresh-token-z3"

@@ -39,7 +39,8 @@ FOUND = {
     "pii.payment_card": 1,
 }
 B64 = base64.b64encode(DOTENV.encode()).decode()
-PDF = base64.b64encode(b"%PDF-1.7\n" + DOTENV.encode()).decode()
+# A PDF's first lines: its version, then a comment of bytes that are no text, as PDF writers put.
+PDF = base64.b64encode(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n" + DOTENV.encode()).decode()
 PEM = samples.pem()
 PLANTED = [samples.AWS_KEY_ID, samples.AWS_SECRET, GITHUB, CARD, B64, PEM.splitlines()[1]]
 DETECT = ["secrets", "pii.payment_card"]
@@ -191,6 +192,25 @@ def test_an_anthropic_document_is_redacted_and_a_text_document_denied(gw):
     redacted, denied = gw.new_audit(2)[-2:]
     assert (redacted["findings"], redacted["redacted"], redacted["unread"]) == (FOUND, 4, [])
     assert (denied["decision"], denied["findings"]) == ("deny", FOUND)
+
+
+def test_an_anthropic_document_declared_binary_is_read_by_its_bytes(gw):
+    result = gw.run(
+        f"""
+        import anthropic
+        document = {{"type": "document",
+                     "source": {{"type": "base64", "media_type": "application/octet-stream", "data": "{B64}"}}}}
+        r = anthropic.Anthropic(api_key="{REDACTS}", max_retries=0).messages.create(model="claude-sonnet-4-5",
+            max_tokens=10, messages=[{{"role": "user", "content": [document, {{"type": "text", "text": "Read it"}}]}}])
+        report(ok=r.id is not None)
+        """
+    )
+    assert result == {"ok": True}
+    source = gw.fakes["anthropic"].received[-1].json()["messages"][0]["content"][0]["source"]
+    assert (source["type"], source["media_type"]) == ("base64", "application/octet-stream")
+    assert decoded(source["data"]) == REDACTED
+    record = gw.last_audit()
+    assert (record["findings"], record["redacted"], record["unread"]) == (FOUND, 4, [])
 
 
 def test_a_gemini_inline_part_is_redacted_inside_its_document(gw):

@@ -350,6 +350,25 @@ def test_a_body_tollgate_cannot_read_is_refused(gateway, servers) -> None:
     assert record["error"] == "bad request: the JSON body repeats a key in one object"
 
 
+def test_two_authorization_headers_are_refused(gateway, servers) -> None:
+    """A server reads one of them, and Tollgate cannot know which: a caller's own token could go
+    beside the virtual key Tollgate identified it by."""
+    sse, _ = servers
+    sse.clear()
+    time.sleep(BATCH_DELAY + 0.1)  # the records of the test before written
+    before = len(gateway.audit())
+    headers = [("Authorization", f"Bearer {VIRTUAL}"), ("Authorization", "Bearer callers-own-token"),
+               ("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")]  # fmt: skip
+    answer = send(gateway.proxy.port, gateway.bundle, "mcp.example.test", "/mcp", body=json.dumps(INITIALIZE).encode(),
+                  headers=headers)  # fmt: skip
+    assert (answer.status, answer.headers["x-tollgate-error"]) == (400, "bad_request")
+    assert answer.json()["error"]["code"] == -32700
+    assert sse.received() == []
+    (record,) = gateway.wait_audit(before + 1)[before:]
+    assert (record["decision"], record["status"]) == ("deny", 400)
+    assert record["error"] == "bad request: the request carries more than one Authorization header"
+
+
 def test_an_unreachable_server_is_a_json_rpc_error_for_each_request(gateway) -> None:
     result = gateway.run(CLIENT_FAILS.format(url=DOWN_URL, key=VIRTUAL))
     assert result["error"] == "MCPError" and result["code"] == -32603, result

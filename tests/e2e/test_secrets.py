@@ -791,3 +791,135 @@ def test_every_credential_position_is_redacted_from_saved_flows(start_gateway, t
     finally:
         mcp.close()
         elsewhere.close()
+
+
+# ---- requests mitmproxy refuses before Tollgate reads them: their head is malformed
+
+PLAN = "sk-ant-oat01-PLAN-malformed-5ecret-s1"
+CODEX_JWT = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJtYWxmb3JtZWQifQ.CODEX-5ecret-signature-s2"
+PLACEHOLDER = "ghp_placeholder_malformed_5ecret_s3"
+UPLOADS_PLACEHOLDER = "upl_placeholder_malformed_5ecret_s4"
+BROKERED_TOKEN = "ghp_the_real_token_malformed_5ecret_s5"
+# What makes mitmproxy refuse a request head (400) before any addon has read it.
+MALFORMED = (
+    "X Bad Name: 1\r\nContent-Length: 2\r\n",  # a header name with a space
+    "Content-Length: 2\r\nTransfer-Encoding: chunked\r\n",  # both framings
+    "Content-Length: abc\r\n",  # a length that is no number
+)
+
+
+def test_a_request_mitmproxy_refuses_keeps_no_credential(start_gateway, tmp_path_factory):
+    """A malformed head is refused by mitmproxy itself (400) before Tollgate reads the request, and
+    before its host is known: the flow it saves and prints holds no credential all the same."""
+    from mitmproxy import io
+    from tests.support.exchange import https_exchange, proxy_exchange
+
+    saved = tmp_path_factory.mktemp("saved") / "malformed.mitm"
+    brokered = [
+        {"host": "api.github.com", "header": "Authorization", "virtual": PLACEHOLDER, "value": "${GITHUB_TOKEN}"},
+        {"host": "uploads.example.com", "header": "X-Upload-Token", "virtual": UPLOADS_PLACEHOLDER,
+         "value": "${GITHUB_TOKEN}"},
+    ]  # fmt: skip
+    gateway = start_gateway(
+        lambda urls: {
+            "providers": {name: {"upstream": url, "keys": [REAL[name]]} for name, url in urls.items()},
+            "clients": [{"name": "alice", "keys": [VIRTUAL]}],
+            "egress": {"credentials": brokered},
+        },
+        "--set", f"save_stream_file={saved}", "--set", "flow_detail=4",
+        env={"GITHUB_TOKEN": BROKERED_TOKEN}, providers=("openai", "gemini", "anthropic"),
+    )  # fmt: skip
+    # (host, path, credential headers)
+    requests = [
+        ("api.openai.com", "/v1/chat/completions", f"Authorization: Bearer {VIRTUAL}\r\nX-OpenAI-Key: {OWN}\r\n"),
+        ("generativelanguage.googleapis.com", f"/v1beta/models/gemini-2.0-flash:generateContent?key={CAROL}", ""),
+        ("api.anthropic.com", "/v1/messages", f"Authorization: Bearer {PLAN}\r\n"),
+        ("chatgpt.com", "/backend-api/codex/responses", f"Authorization: Bearer {CODEX_JWT}\r\n"),
+        ("api.github.com", "/user", f"Authorization: Bearer {PLACEHOLDER}\r\n"),
+        ("uploads.example.com", f"/up?to={PLACEHOLDER}", f"X-Upload-Token: {UPLOADS_PLACEHOLDER}\r\n"),
+    ]
+    sent = 0
+    for host, path, credentials in requests:
+        for malformed in MALFORMED:
+            head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{credentials}{malformed}Connection: close\r\n\r\n"
+            answer = https_exchange(gateway.proxy.port, host, head.encode() + b"{}", gateway.bundle)
+            assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
+            sent += 1
+    # Plain HTTP sent to the proxy for a brokered credential's host.
+    for malformed in MALFORMED:
+        head = (
+            f"GET http://api.github.com/user HTTP/1.1\r\nHost: api.github.com\r\n"
+            f"Authorization: token {PLACEHOLDER}\r\n{malformed}\r\n"
+        )
+        assert proxy_exchange(gateway.proxy.port, head.encode()).startswith(b"HTTP/1.1 400")
+        sent += 1
+    assert not any(fake.received for fake in gateway.fakes.values())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and gateway.proxy.console().count("refusing to prevent") < sent:
+        time.sleep(0.05)
+    gateway.proxy.stop()  # flushes the saved flows
+
+    console = gateway.proxy.output.read_bytes()
+    assert console.count(b"authorization: [redacted by Tollgate]") == 5 * len(MALFORMED)  # printed in full
+    secrets = [VIRTUAL, OWN, CAROL, PLAN, CODEX_JWT, PLACEHOLDER, UPLOADS_PLACEHOLDER, BROKERED_TOKEN]
+    for where, content in (("console", console), ("saved flows", saved.read_bytes())):
+        for secret in secrets:
+            assert secret.encode() not in content, f"{secret} found in {where}"
+    with open(saved, "rb") as f:
+        flows = list(io.FlowReader(f).stream())
+    assert len(flows) == sent and all(f.error is not None and f.response is None for f in flows)
+    redacted = "[redacted by Tollgate]"
+    openai, gemini, anthropic, chatgpt, github, uploads, plain = (flows[i] for i in range(0, sent, len(MALFORMED)))
+    assert openai.request.headers["authorization"] == openai.request.headers["x-openai-key"] == redacted
+    assert "key=%5Bredacted" in gemini.request.path
+    for flow in (anthropic, chatgpt, github, plain):
+        assert flow.request.headers["authorization"] == redacted
+    assert uploads.request.headers["x-upload-token"] == redacted
+    assert uploads.request.path == "/up?to=[PLACEHOLDER]"
+
+
+# ---- a secret where the model's name goes
+
+MODEL_SECRET = "sk-proj-MODEL5ecretMODEL5ecretAB" + "T3BlbkFJ" + "MODEL5ecretMODEL5ecretCD"
+GEMINI_MODEL_SECRET = "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"  # a Gemini model id is lower-case
+
+
+def test_a_secret_in_the_model_is_recorded_as_its_kind(start_gateway, tmp_path_factory):
+    """No guardrail covers the caller: Tollgate's own secret detectors read the model all the same,
+    and the audit, the console and the saved flow show its kind, never its text."""
+    from mitmproxy import io
+    from tests.support.raw import send
+
+    gateway = _start(start_gateway, tmp_path_factory)
+    result = gateway.run(f"""
+        import openai
+        try:
+            openai.OpenAI(api_key="{VIRTUAL}", max_retries=0).chat.completions.create(
+                model="{MODEL_SECRET}", messages=[{{"role": "user", "content": "hi"}}])
+        except openai.APIStatusError as e:
+            pass
+        report(ok=True)
+    """)
+    assert result == {"ok": True}
+    # Gemini names its model in the path.
+    body = json.dumps({"contents": [{"parts": [{"text": "hi"}]}]}).encode()
+    target = f"/v1beta/models/{GEMINI_MODEL_SECRET}:generateContent"
+    send(gateway.proxy.port, gateway.bundle, "generativelanguage.googleapis.com", target, body=body,
+         headers={"x-goog-api-key": VIRTUAL, "Content-Type": "application/json"})  # fmt: skip
+    openai_record, gemini_record = gateway.wait_audit(2)
+    assert openai_record["client"] == "alice"
+    assert openai_record["model"] == openai_record["requested_model"] == "[REDACTED:secrets.openai_api_key]"
+    assert gemini_record["model"] == "[REDACTED:secrets.huggingface_token]"
+    assert gemini_record["path"] == "/v1beta/models/[REDACTED:secrets.huggingface_token]:generateContent"
+    # The request went as it came: the model is the provider's to refuse.
+    assert gateway.fakes["openai"].received[0].json()["model"] == MODEL_SECRET
+    gateway.proxy.stop()  # flushes the saved flows
+    console, saved = gateway.proxy.output.read_bytes(), gateway.saved.read_bytes()
+    assert b"[REDACTED:secrets.openai_api_key]" in console
+    for where, content in (("audit", gateway.audit_path.read_bytes()), ("console", console), ("saved", saved)):
+        for secret in (MODEL_SECRET, GEMINI_MODEL_SECRET):
+            assert secret.encode() not in content, f"{secret} found in {where}"
+    with open(gateway.saved, "rb") as f:
+        flows = list(io.FlowReader(f).stream())
+    assert flows[0].metadata["tollgate"]["model"] == "[REDACTED:secrets.openai_api_key]"
+    assert flows[1].request.path == "/v1beta/models/[REDACTED:secrets.huggingface_token]:generateContent"

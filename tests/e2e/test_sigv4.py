@@ -298,3 +298,27 @@ def test_a_streamed_openai_format_call_is_signed_after_it_asks_for_usage(start_g
         19,
         5,
     )
+
+
+def test_a_signed_call_refused_for_its_body_names_its_caller(g):
+    """Refused before Identify (a UTF-16 body: 400), the call is still named by the virtual
+    credential its signature holds for."""
+    result = g.run(
+        client(
+            extra="""
+import json
+try:
+    client.invoke_model(modelId="anthropic.claude-3-haiku-20240307-v1:0",
+                        body=json.dumps({"messages": []}).encode("utf-16"))
+    report(status=200)
+except client.exceptions.ValidationException as e:
+    report(status=e.response["ResponseMetadata"]["HTTPStatusCode"])
+"""
+        )
+    )
+    assert result == {"status": 400}
+    assert g.fakes["bedrock"].received == []
+    record = g.last_audit()
+    assert (record["status"], record["client"], record["auth"], record["groups"]) == (
+        400, "alice", "sigv4", ["research"]
+    )  # fmt: skip

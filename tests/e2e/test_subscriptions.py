@@ -115,7 +115,8 @@ PLAN_CALL = """
         sent.append(request)
     client = anthropic.Anthropic(
         auth_token={token!r}, max_retries=0,
-        default_headers={{"anthropic-beta": "oauth-2025-04-20", "anthropic-allowed-org-ids": "someone-elses-org"}},
+        default_headers={{"anthropic-beta": "oauth-2025-04-20", "anthropic-allowed-org-ids": "someone-elses-org",
+                         "anthropic_allowed_org_ids": "another-org"}},
         http_client=anthropic.DefaultHttpxClient(event_hooks={{"request": [keep]}}),
     )
     try:
@@ -146,10 +147,13 @@ def test_a_plan_call_goes_upstream_as_it_came_with_its_own_token_and_the_org_hea
     assert seen.headers["authorization"] == f"Bearer {TOKEN}" and "x-api-key" not in seen.headers
     assert seen.body == bytes.fromhex(result["body"])
     assert seen.json()["model"] == "claude-sonnet-4-5"
-    # Every header the client sent arrives as sent, but the tenant header, which Tollgate sets.
+    # Every header the client sent arrives as sent, but the tenant header, which Tollgate sets in
+    # place of each the client sent, in whatever spelling a server may read as it.
     assert seen.headers["anthropic-allowed-org-ids"] == PINNED
+    assert client_headers["anthropic_allowed_org_ids"] == "another-org"
+    assert "anthropic_allowed_org_ids" not in seen.headers
     for name, value in client_headers.items():
-        if name not in ("anthropic-allowed-org-ids", "host"):
+        if name not in ("anthropic-allowed-org-ids", "anthropic_allowed_org_ids", "host"):
             assert seen.headers.get(name) == value, name
     record = g_login.last_audit()
     assert (record["client"], record["auth"], record["groups"]) == ("coder", "subscription", ["dev"])
@@ -280,3 +284,85 @@ def test_the_token_is_in_no_output(gw, gw_login, gw_closed):
     assert '"auth":"subscription"' in outputs["login audit"] and "/v1/messages" in outputs["saved flows"]
     for name, text in outputs.items():
         assert TOKEN not in text and "5ecret" not in text, name
+
+
+# ---- plans refused, whatever form their token takes, on every vendor's hosts
+
+ANTHROPIC_PLAN = "sk-ant-oat01-SECOND-header-5ecret-u1"
+COPILOT_TOKEN = "gho_COPILOT-user-5ecret-token-u2"
+# A ChatGPT access token: an unsigned JWT naming a workspace (OpenAI would verify it).
+CHATGPT_TOKEN = (
+    base64.urlsafe_b64encode(b'{"alg":"none"}').rstrip(b"=").decode()
+    + "."
+    + base64.urlsafe_b64encode(json.dumps({"https://api.openai.com/auth": {"chatgpt_account_id": "ws-1"}}).encode())
+    .rstrip(b"=")
+    .decode()
+    + ".5ecret-signature-u3"
+)
+CHAT = json.dumps({"model": "gpt-5", "messages": [{"role": "user", "content": "hi"}]}).encode()
+MESSAGES = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]})
+
+
+@pytest.fixture(scope="module")
+def gw_no_plans(start_gateway):
+    """Plans refused, anonymous callers allowed: a plan's token Tollgate did not see as one would go
+    upstream as an anonymous caller's own credential."""
+    return start_gateway(
+        lambda urls: {
+            "providers": {
+                "anthropic": {"upstream": urls["anthropic"], "keys": [POOL]},
+                "openai": {"upstream": urls["openai"], "keys": ["sk-openai-POOL-5ecret-u4"]},
+                "copilot": {"upstream": urls["copilot"]},
+                "chatgpt": {"upstream": urls["chatgpt"]},
+            },
+            "clients": [{"name": "coder", "keys": [VIRTUAL]}],
+            "subscriptions": {"allow": False},
+        },
+        providers=("anthropic", "openai", "copilot", "chatgpt"),
+    )
+
+
+# (host, target, body, headers, status, X-Tollgate-Error, the audit's deny reason)
+NO_PLANS = [
+    # A second Authorization header, on every governed host: a virtual key and a plan's token.
+    ("api.anthropic.com", "/v1/messages", MESSAGES.encode(),
+     [("Authorization", f"Bearer {VIRTUAL}"), ("Authorization", f"Bearer {ANTHROPIC_PLAN}")], 400, "bad_request",
+     "bad request: the request carries more than one Authorization header"),
+    ("api.openai.com", "/v1/chat/completions", CHAT,
+     [("Authorization", f"Bearer {VIRTUAL}"), ("Authorization", "Bearer sk-callers-own-u5")], 400, "bad_request",
+     "bad request: the request carries more than one Authorization header"),
+    ("chatgpt.com", "/backend-api/conversation", b"{}",
+     [("Authorization", f"Bearer {VIRTUAL}"), ("Authorization", f"Bearer {CHATGPT_TOKEN}")], 400, "bad_request",
+     "bad request: the request carries more than one Authorization header"),
+    # Copilot's clients send GitHub's `token` scheme; Codex's token without a scheme.
+    ("api.githubcopilot.com", "/chat/completions", CHAT, [("Authorization", f"token {COPILOT_TOKEN}")], 403,
+     "tenant_denied", None),
+    ("chatgpt.com", "/backend-api/codex/responses", b'{"model": "gpt-5", "input": "hi"}',
+     [("Authorization", CHATGPT_TOKEN)], 403, "tenant_denied", None),
+    # ChatGPT's web app, whose paths are no calls: refused with a plan's token all the same.
+    ("chatgpt.com", "/backend-api/conversation", b"{}", [("Authorization", f"Bearer {CHATGPT_TOKEN}")], 403,
+     "tenant_denied", None),
+    ("chatgpt.com", "/backend-api/f/conversation", b"{}", [("Authorization", f"Bearer {CHATGPT_TOKEN}")], 403,
+     "tenant_denied", None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("host", "target", "body", "headers", "status", "kind", "error"), NO_PLANS)
+def test_with_plans_not_allowed_no_plans_token_passes_in_any_form(gw_no_plans, host, target, body, headers, status,
+                                                                   kind, error):  # fmt: skip
+    from tests.support.raw import send
+
+    gw_no_plans.reset()
+    before = len(gw_no_plans.audit())
+    headers = [*headers, ("Content-Type", "application/json")]
+    answer = send(gw_no_plans.proxy.port, gw_no_plans.bundle, host, target, body=body, headers=headers)
+    assert (answer.status, answer.headers.get("x-tollgate-error")) == (status, kind), answer.body[:300]
+    assert not any(fake.received for fake in gw_no_plans.fakes.values())
+    (record,) = gw_no_plans.wait_audit(before + 1)[before:]
+    assert (record["host"], record["path"], record["decision"], record["status"]) == (host, target, "deny", status)
+    if error is None:
+        assert record["deny_reasons"] == ["calls made with a plan are not allowed (subscriptions.allow)"]
+        assert record["auth"] == "subscription"
+    else:
+        assert record["error"] == error
+        assert (record["client"], record["auth"]) == (None, "anonymous")  # two credentials name no one caller

@@ -215,6 +215,11 @@ def test_invoke_reads_claudes_and_novas_bodies():
 
 # ---- which documents are read
 
+# A PNG's first bytes, a PDF's binary comment line, and text with a NUL past what is decoded first.
+BINARY = base64.b64encode(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + DOTENV.encode()).decode()
+PDF = base64.b64encode(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n" + DOTENV.encode()).decode()
+NUL_PAST_HEAD = base64.b64encode(DOTENV.encode() * 200 + b"\x00").decode()
+
 
 @pytest.mark.parametrize(
     ("value", "media_type", "filename", "read"),
@@ -227,15 +232,31 @@ def test_invoke_reads_claudes_and_novas_bodies():
         (B64, None, "main.py", True),
         (B64, None, ".env", True),
         (B64, "application/octet-stream", "config.toml", True),
-        ("data:application/pdf;base64," + B64, None, "a.txt", "document"),  # the media type decides
-        (B64, None, "statement.pdf", "document"),
-        (B64, None, None, "document"),
-        (B64, "image/png", None, "image"),
-        (B64, "audio/wav", None, "audio"),
-        (B64, "video/mp4", None, "video"),
+        # Whatever its type says, a document whose bytes are text is read as text.
+        (B64, "application/octet-stream", None, True),
+        ("data:application/pdf;base64," + B64, None, "a.txt", True),
+        (B64, None, "statement.pdf", True),
+        (B64, None, None, True),
+        (B64, "image/png", None, True),
+        # Bytes that are not text: named by their declared type.
+        (BINARY, "application/octet-stream", None, "document"),
+        ("data:application/pdf;base64," + PDF, None, "a.txt", "document"),  # the media type decides
+        (PDF, None, "statement.pdf", "document"),
+        (BINARY, None, None, "document"),
+        (BINARY, "image/png", None, "image"),
+        (BINARY, "audio/wav", None, "audio"),
+        (BINARY, "video/mp4", None, "video"),
+        (NUL_PAST_HEAD, "application/octet-stream", None, "document"),  # its first bytes only look like text
         ("data:text/plain," + DOTENV, None, None, "document"),  # not base64
         ("not base64!", "text/plain", None, "document"),
+        ("not base64!", "image/png", None, "image"),
         (base64.b64encode(b"\xff\xfe" + DOTENV.encode("utf-16-le")).decode(), "text/plain", None, "document"),
+        (
+            base64.b64encode(b"\xff\xfe" + DOTENV.encode("utf-16-le")).decode(),
+            "application/octet-stream",
+            None,
+            "document",
+        ),
     ],
 )
 def test_which_documents_are_read(value, media_type, filename, read):

@@ -587,3 +587,18 @@ def test_guardrails_of_the_same_rules_compile_their_anchors_once() -> None:
     assert (compiled.cache_info().misses, compiled.cache_info().hits) == (made, made)
     body = body_of(f"mail {EMAIL}")
     assert kinds(first.scan_all(body)) == kinds(second.scan_all(body)) == {"pii.email": 1}
+
+
+def test_a_secret_in_a_name_is_shown_as_its_kind_whatever_the_rules() -> None:
+    from tollgate.governance.guardrails.rules import shown_name
+
+    key = "sk-proj-" + "a1" * 12 + "T3BlbkFJ" + "b2" * 12
+    own = "tg-own-virtual-key-000001"
+    with_keys = Guardrails(own_keys=[own])  # no rules: Tollgate's own keys only
+    assert shown_name(key, None) == "[REDACTED:secrets.openai_api_key]"
+    assert shown_name(f"ft:{key}:x", with_keys) == "ft:[REDACTED:secrets.openai_api_key]:x"
+    assert shown_name(own, with_keys) == "[REDACTED:tollgate_keys]"
+    assert shown_name(own, None) == own  # no configuration's keys to know it by
+    for model in ("gpt-4o-mini", "claude-sonnet-4-5", "ft:gpt-4o:acme::abc123", "模型"):
+        assert shown_name(model, with_keys) is model
+    assert shown_name("a@b.example", None) == "a@b.example"  # personal data is no secret of these

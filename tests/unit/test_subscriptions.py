@@ -10,6 +10,7 @@ from mitmproxy.http import Headers
 
 from tollgate.call import Call, Caller, Route
 from tollgate.config import ConfigError, parse_config
+from tollgate.formats.raw_headers import with_pinned_header
 from tollgate.formats.refusals import KIND, STATUS, TENANT_DENIED
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.subscriptions import Subscription, plan_token, tenant_pins
@@ -40,6 +41,23 @@ def test_the_anthropic_organizations_make_its_tenant_header() -> None:
     subscriptions = parse_config(data).subscriptions
     assert subscriptions.allow is False
     assert tenant_pins(subscriptions, HEADERS) == {"anthropic": (b"anthropic-allowed-org-ids", f"{ORG},org-2".encode())}
+
+
+def test_the_tenant_header_replaces_every_spelling_of_it_the_client_sent() -> None:
+    pin = (b"anthropic-allowed-org-ids", ORG.encode())
+    fields = [
+        (b"Anthropic_Allowed_Org_Ids", b"theirs-1"),
+        (b"x-api-key", b"k"),
+        (b"anthropic-allowed-org-ids", b"theirs-2"),
+        (b"anthropic_allowed-org_ids", b"theirs-3"),
+        (b"anthropic-allowed-org-idsx", b"kept"),
+    ]
+    assert with_pinned_header(fields, *pin) == (
+        (b"anthropic-allowed-org-ids", ORG.encode()),
+        (b"x-api-key", b"k"),
+        (b"anthropic-allowed-org-idsx", b"kept"),
+    )
+    assert with_pinned_header([(b"x-api-key", b"k")], *pin) == ((b"x-api-key", b"k"), pin)
 
 
 @pytest.mark.parametrize(
@@ -87,7 +105,9 @@ def presented(**headers: str) -> list:
         ({"authorization": "Bearer sk-ant-api03-abc"}, None),  # an API key
         ({"x_api_key": "sk-ant-admin01-abc"}, None),
         ({"authorization": "Bearer tg-virtual-key"}, None),
-        ({"authorization": "Basic sk-ant-oat01-abc"}, None),  # not a credential position's value
+        # A plan's token in any scheme, or none, is one all the same (refused where plans are).
+        ({"authorization": "Basic sk-ant-oat01-abc"}, "sk-ant-oat01-abc"),
+        ({"authorization": "sk-ant-oat01-abc"}, "sk-ant-oat01-abc"),
         ({}, None),
     ],
 )
@@ -95,6 +115,28 @@ def test_an_anthropic_plans_token_is_known_by_its_prefix(headers: dict[str, str]
     prefix = PROVIDERS["anthropic"].plan_token_prefix
     assert prefix == "sk-ant-oat"
     token = plan_token(presented(**headers), prefix)
+    assert (token.value if token else None) == plan
+
+
+@pytest.mark.parametrize(
+    ("provider", "authorization", "plan"),
+    [
+        ("copilot", "token gho_copilot-user-token", "gho_copilot-user-token"),  # GitHub's own scheme
+        (
+            "copilot",
+            "Bearer tid=1;proxy-ep=proxy.business.githubcopilot.com:mac",
+            "tid=1;proxy-ep=proxy.business.githubcopilot.com:mac",
+        ),
+        ("chatgpt", "eyJhbGciOiJub25lIn0.e30.sig", "eyJhbGciOiJub25lIn0.e30.sig"),  # a bare JWT
+        ("chatgpt", "Bearer eyJhbGciOiJub25lIn0.e30.sig", "eyJhbGciOiJub25lIn0.e30.sig"),
+        ("chatgpt", "Bearer sk-not-a-plan", None),
+        ("openai", "eyJhbGciOiJub25lIn0.e30.sig", None),  # a vendor of no plans reads bearers only
+    ],
+)
+def test_a_plan_token_is_read_in_any_authorization_scheme(provider: str, authorization: str, plan: str | None) -> None:
+    p = PROVIDERS[provider]
+    found = p.presented(Headers(authorization=authorization), {})
+    token = plan_token(found, p.plan_token_prefix) if p.plan_token_prefix is not None else None
     assert (token.value if token else None) == plan
 
 

@@ -20,6 +20,12 @@ def header_index(fields: Fields) -> dict[bytes, bytes]:
     return index
 
 
+def repeated(fields: Fields, name: bytes) -> bool:
+    """Whether the fields hold the header `name` (lower-case) more than once, in any letter case."""
+    size = len(name)
+    return [len(f[0]) == size and f[0].lower() == name for f in fields].count(True) > 1
+
+
 def decoded(index: dict[bytes, bytes], names: Collection[bytes]) -> dict[str, str]:
     """Those of the (lower-case) names an index holds, as text, as mitmproxy's `Headers` decodes them."""
     return {name.decode("latin-1"): index[name].decode("utf-8", "surrogateescape") for name in names if name in index}
@@ -37,3 +43,16 @@ def with_header(fields: Fields, name: bytes, value: bytes, add: bool = True) -> 
     if names.count(name) > 1:
         out = [f for i, f in enumerate(out) if i == first or names[i] != name]
     return tuple(out)
+
+
+def with_pinned_header(fields: Fields, name: bytes, value: bytes) -> tuple[tuple[bytes, bytes], ...]:
+    """The fields with the header `name` (lower-case, with `-`) set to `value` in one pass, as
+    `with_header` sets it, and every field that names it otherwise dropped too: in any letter
+    case, with `_` for any `-` (many servers read `anthropic_allowed_org_ids` as
+    `anthropic-allowed-org-ids`)."""
+    size = len(name)
+    names = [len(f[0]) == size and f[0].lower().replace(b"_", b"-") == name for f in fields]
+    if True not in names:
+        return (*fields, (name, value))
+    first = names.index(True)
+    return tuple((name, value) if i == first else f for i, f in enumerate(fields) if i == first or not names[i])

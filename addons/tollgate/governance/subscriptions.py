@@ -73,6 +73,14 @@ class ChatGPTPlans(Strict):
         return f"ChatGPT workspace {plan.tenant} is not one of subscriptions.chatgpt.workspaces"
 
 
+# A plan call refused by `subscriptions.allow: false`: the audit's deny reason, what the caller is told.
+PLANS_REFUSED_REASON = "calls made with a plan are not allowed (subscriptions.allow)"
+PLANS_REFUSED_MESSAGE = (
+    "Tollgate: calls made with a personal or team plan are not allowed here; use the virtual key"
+    " Tollgate's operator gave you."
+)
+
+
 # Google's token information endpoint: a Google OAuth access token's account (its `email`).
 GOOGLE_TOKENINFO = "https://oauth2.googleapis.com/tokeninfo"
 

@@ -105,6 +105,14 @@ def bearer(headers: Headers) -> str | None:
     return None
 
 
+def authorization_token(headers: Headers) -> str | None:
+    """The credential of the Authorization header in whatever scheme it names (`Bearer`, GitHub's
+    `token`), or its whole value where it names none (a bare JWT): where a plan's token may be."""
+    value = headers.get("authorization", "").strip()
+    _, space, token = value.partition(" ")
+    return (token.strip() if space else value) or None
+
+
 def client_cert_of(settings: ProviderConfig | None) -> str | None:
     """The client certificate a provider's settings give it for its mTLS hosts (`client_cert`)."""
     cert = getattr(settings, "client_cert", None)
@@ -355,7 +363,9 @@ class Provider[RuntimeT]:
         found = []
         for position in self.key_positions:
             if position == "authorization":
-                value = bearer(headers)
+                # A vendor that takes plans reads its users' tokens in any scheme, or none (a
+                # Copilot client's `token gho_…`, a bare ChatGPT JWT): each is a plan's all the same.
+                value = bearer(headers) if self.plan_token_prefix is None else authorization_token(headers)
             else:
                 value = (_lookup(headers, query, position) or "").strip()
             if value:

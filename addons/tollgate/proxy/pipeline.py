@@ -246,6 +246,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             audit.requestheaders,  # a streamed upload's call in flight from here: awaited steps follow
             websocket.requestheaders,
             call_steps.at_headers,
+            identify.refused,  # a call refused before it was identified (its path, a web app's): its caller named
             broker.requestheaders,  # a credential's host: its token in, else a placeholder refused
             redact.requestheaders,
         ],
@@ -254,6 +255,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             audit.request,  # the call in flight from here (a drain waits for it, a shutdown audits it)
             websocket.request,
             call_steps.at_request,
+            identify.refused,  # a call refused before it was identified (a body it cannot read): its caller named
             mcp.request,  # an MCP server's request: identified, decided, its credential swapped
             identify.request,  # a login's password not judged (the call was refused first) let go
             redact.request,

@@ -1,14 +1,17 @@
 """Which documents inline the guardrails read, and how: a document whose media type (or, where it
 has none or a generic one, whose file name) says it is text (`text/*`, JSON, XML, YAML, CSV, source
-code, configuration) is decoded from base64 and read as UTF-8; every other one (a PDF, an image,
-audio, an unknown type), and one whose base64 or UTF-8 does not decode, is named in `unread`. A
-document read is written back after a redaction as it came: base64, behind the same `data:` prefix.
-Plain Python, knowing nothing of mitmproxy."""
+code, configuration) is decoded from base64 and read as UTF-8; so is one of any other declared type
+whose bytes are text all the same (UTF-8, no control character but whitespace), since a type is
+only what its sender says. Every other one (a PDF, an image, audio), and one whose base64 does not
+decode, is named in `unread`. A document read is written back after a redaction as it came: base64,
+behind the same `data:` prefix. Plain Python, knowing nothing of mitmproxy."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import codecs
+import re
 from dataclasses import dataclass
 
 from tollgate.formats.attachments import AUDIO, DOCUMENT, IMAGE, VIDEO, Attachments, Inline, Path
@@ -41,6 +44,11 @@ _TEXT_EXTENSIONS = frozenset(
     )
 )  # fmt: skip
 _MEDIA = {"image": IMAGE, "audio": AUDIO, "video": VIDEO}
+# Bytes no text holds: the control characters but tab, line feed, form feed and carriage return.
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+# How much of a document declared not text is decoded first to tell whether its bytes are text: most
+# that are not (an image, a PDF, audio) tell so in their first bytes, before the whole is decoded.
+_HEAD = 4096  # base64 characters: a multiple of 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,20 +91,33 @@ def _read(inline: Inline) -> Document | str:
             return DOCUMENT  # a data URL of percent-encoded text: not read
         prefix, media_type = head + ",", media or media_type
     unread = _not_text(media_type, inline.filename)
-    if unread is not None:
+    if unread is not None and not _begins_as_text(data):
         return unread
     try:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
-        return DOCUMENT
+        return unread or DOCUMENT
     bom = _BOM if raw.startswith(_BOM) else b""
     text = raw[len(bom) :]
     try:
         text.decode("utf-8")
     except UnicodeDecodeError:
-        return DOCUMENT
+        return unread or DOCUMENT
+    if unread is not None and _CONTROL.search(text) is not None:
+        return unread
     is_json = _is_json(media_type, inline.filename)
     return Document(inline.path, text, prefix, bom, is_json)
+
+
+def _begins_as_text(data: str) -> bool:
+    """Whether a base64 document's first bytes are text (UTF-8, a character cut at the end aside;
+    no control character but whitespace)."""
+    try:
+        head = base64.b64decode(data[:_HEAD], validate=True)
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+        return False
+    return _CONTROL.search(head) is None
 
 
 def _not_text(media_type: str | None, filename: str | None) -> str | None:

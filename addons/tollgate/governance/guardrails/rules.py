@@ -10,6 +10,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
@@ -116,6 +117,8 @@ class Scan:
 
 
 CLEAN = Scan((), "allow")
+# How many names `shown_name` remembers before it forgets them all.
+MAX_NAMES_SHOWN = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +159,10 @@ class Guardrails:
         self._keys = Engine(own, use_hyperscan, every_escape, MARKERS)
         self._all = Engine(found, use_hyperscan, every_escape, MARKERS) if self.rules else self._keys
         self._actions: dict[tuple[int, ...], dict[str, str]] = {}
+        # Names a caller gives (a call's model), as the records show them (`shown_name`).
+        self._use_hyperscan = use_hyperscan
+        self._own = own
+        self._shown: dict[str, str] = {}
 
     @classmethod
     def of(cls, config: Config, use_hyperscan: bool | None = None, previous: Guardrails | None = None) -> Guardrails:
@@ -203,6 +210,31 @@ class Guardrails:
         prompt): `deny` when a rule that matches it says so, else `allow`."""
         applying = (r for r in self.rules if matches(r.rule.match, provider, model, client, groups))
         return "deny" if any(r.rule.unread == "deny" for r in applying) else "allow"
+
+    def shown_name(self, name: str) -> str:
+        """A name the caller gave (a call's model) as the audit, the console, the metrics and saved
+        flows show it: each secret the built-in `secrets` detectors or `tollgate_keys` find in it,
+        whatever the rules say, written as its kind (`[REDACTED:<kind>]`), never as its text. The
+        same string where they find none. Remembered: a call's model is one of a few."""
+        shown = self._shown.get(name)
+        if shown is None:
+            if len(self._shown) >= MAX_NAMES_SHOWN:
+                self._shown.clear()
+            shown = self._shown[name] = self._name_secrets(name)
+        return shown
+
+    def _name_secrets(self, name: str) -> str:
+        data = name.encode("utf-8", "surrogateescape")
+        _, found = self._names.scan(data, is_json=False)
+        if not found:
+            return name
+        redacted, _ = text.replace(data, [(s, e, kind) for kind, s, e in _once(found)])
+        return redacted.decode("utf-8", "surrogateescape")
+
+    @cached_property
+    def _names(self) -> Engine:
+        """Tollgate's own keys and the built-in `secrets` detectors: what a name is read for."""
+        return Engine((*self._own, *detectors.builtin(detectors.GROUPS["secrets"])), self._use_hyperscan)
 
     def scan_all(self, body: bytes, is_json: bool = True) -> Scan:
         """What every rule, whatever its match, and `tollgate_keys` find (`tollgate scan`)."""
@@ -388,3 +420,14 @@ def _secrets(node: Any, name: str | None) -> Iterator[str]:
             yield from _secrets(item, name)
     elif isinstance(node, str) and name is not None:
         yield node
+
+
+@cache
+def _plain() -> Guardrails:
+    return Guardrails()
+
+
+def shown_name(name: str, guardrails: Guardrails | None) -> str:
+    """`Guardrails.shown_name` of a configuration's guardrails, or where it has none to run (no
+    rules, no keys of its own) of the built-in `secrets` detectors alone."""
+    return (guardrails or _plain()).shown_name(name)

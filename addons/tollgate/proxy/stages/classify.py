@@ -13,10 +13,11 @@ from tollgate.formats.exact import Unreadable
 from tollgate.formats.framing import DecodedTooLarge, Undecodable, decode_whole
 from tollgate.formats.framing.bounds import MAX_DECODED_BODY
 from tollgate.formats.json_codec import read_request_json
-from tollgate.formats.raw_headers import header_index, with_header
-from tollgate.formats.refusals import BAD_REQUEST, HEADERS_TOO_LARGE, MISCONFIGURED, MISDIRECTED
+from tollgate.formats.raw_headers import header_index, repeated, with_pinned_header
+from tollgate.formats.refusals import BAD_REQUEST, HEADERS_TOO_LARGE, MISCONFIGURED, MISDIRECTED, TENANT_DENIED
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.misdirection import Misdirected, misdirection
+from tollgate.governance.subscriptions import PLANS_REFUSED_MESSAGE, PLANS_REFUSED_REASON, plan_token
 from tollgate.providers import host_name
 from tollgate.providers.base import Provider
 from tollgate.proxy import patches
@@ -63,6 +64,7 @@ def check_transport(request: http.Request, headers: dict[bytes, bytes], client_t
         raise Unreadable(f"Tollgate does not forward {request.method} requests")
     if any(name in headers for name in METHOD_OVERRIDES):
         raise Unreadable("the request asks to be taken for another method (X-HTTP-Method-Override)")
+    check_one_authorization(request, headers)
     for named in authorities(request):
         if named == request.host:  # the common case: the Host header made request.host
             continue
@@ -72,6 +74,13 @@ def check_transport(request: http.Request, headers: dict[bytes, bytes], client_t
             raise Unreadable("the Host header is not a host") from None
         if port is not None and port != request.port:
             raise Unreadable("the Host header names another host than the one called")
+
+
+def check_one_authorization(request: http.Request, headers: dict[bytes, bytes]) -> None:
+    """One Authorization header at most: a server reads one of two (which, Tollgate cannot know),
+    and the other may carry a plan's token past `subscriptions.allow: false`."""
+    if len(headers) < len(request.headers.fields) and repeated(request.headers.fields, b"authorization"):
+        raise Unreadable("the request carries more than one Authorization header")
 
 
 def authorities(request: http.Request) -> list[str]:
@@ -139,6 +148,23 @@ def check_upgrade(headers: dict[bytes, bytes], classification: Classification) -
         raise Unreadable("Tollgate does not upgrade this connection to another protocol").at(endpoint)
 
 
+def web_app_refusal(request: http.Request, provider: Provider, plans_allowed: bool) -> tuple[str, str, str] | None:
+    """Why a request to a provider's path that is no call (ChatGPT's web app) is refused, as
+    (reason, the audit's deny reason, what its client is told); None when it goes on: more than
+    one Authorization header (400), or a plan's token where `subscriptions.allow` is false (403)."""
+    fields = request.headers.fields
+    if repeated(fields, b"authorization"):
+        why = "the request carries more than one Authorization header"
+        return BAD_REQUEST, why, f"Tollgate cannot read this request exactly and did not forward it: {why}."
+    prefix = provider.plan_token_prefix
+    if plans_allowed or prefix is None:
+        return None
+    query = request.query if b"?" in request.data.path else {}
+    if plan_token(provider.presented(request.headers, query), prefix) is None:
+        return None
+    return TENANT_DENIED, PLANS_REFUSED_REASON, PLANS_REFUSED_MESSAGE
+
+
 HEAD_TOO_LARGE = (
     f"The request's headers are past {MAX_REQUEST_HEAD // 1024} KiB in all; Tollgate did not read or forward them."
 )
@@ -196,14 +222,35 @@ class Classify:
     def _pass_unread(self, flow: http.HTTPFlow, provider: Provider) -> None:
         """A request to a provider's host that is no call (`Provider.governs_path`: ChatGPT's web
         app): it goes on as it came, streamed both ways and kept out of the flow, with no record;
-        only the provider's tenant header is set (`subscriptions:`), as on every request there."""
-        flow.metadata[UNREAD] = provider.name
+        only the provider's tenant header is set (`subscriptions:`), as on every request there.
+        One Tollgate would let through with a plan's token it refuses (`web_app_refusal`) is
+        refused in the provider's shape, and audited."""
         request = flow.request
-        request.stream = True
         loaded = self.shared.loaded
+        refusal = web_app_refusal(request, provider, loaded.config.subscriptions.allow) if loaded is not None else None
+        if refusal is not None:
+            self._refuse_unread(flow, provider, *refusal)
+            return
+        flow.metadata[UNREAD] = provider.name
+        request.stream = True
         pin = loaded.tenant_pins.get(provider.name) if loaded is not None else None
         if pin is not None:
-            request.headers.fields = with_header(request.headers.fields, *pin)
+            request.headers.fields = with_pinned_header(request.headers.fields, *pin)
+
+    def _refuse_unread(self, flow: http.HTTPFlow, provider: Provider, reason: str, why: str, message: str) -> None:
+        """A web app's request refused (`web_app_refusal`), as a call of no endpoint: audited."""
+        request = flow.request
+        path = request.path.partition("?")[0]
+        headers = header_index(request.headers.fields)
+        call = Call(Route.as_called(provider.name), host_name(request.host), request.method, path,
+                    request=Request(headers=headers))  # fmt: skip
+        assert self.shared.loaded is not None
+        call.loaded = self.shared.loaded
+        if reason == BAD_REQUEST:
+            call.answer.error = f"bad request: {why}"
+        call.verdict.deny_reasons = (why,)
+        flow.metadata[CALL] = call
+        refuse(flow, call, reason, message)
 
     def _governs(self, host: str) -> bool:
         """Whether Tollgate governs this host (lower case): a provider's, or an MCP server's."""

@@ -12,7 +12,7 @@ from tollgate.call import Call
 from tollgate.credentials.errors import CredentialUnavailable
 from tollgate.credentials.keypool import CircuitOpen
 from tollgate.fingerprint import fingerprint
-from tollgate.formats.raw_headers import decoded, with_header
+from tollgate.formats.raw_headers import decoded, with_pinned_header
 from tollgate.formats.refusals import CIRCUIT_OPEN, NO_UPSTREAM_CREDENTIAL
 from tollgate.governance.next_attempt import circuit_model, upstream_rest_left
 from tollgate.governance.subscriptions import plan_token
@@ -174,7 +174,7 @@ def pin_tenant(request: http.Request, call: Call) -> None:
     credential, in place of any the client sent."""
     pin = call.loaded.tenant_pins.get(call.route.target.provider)
     if pin is not None:
-        request.headers.fields = with_header(request.headers.fields, *pin)
+        request.headers.fields = with_pinned_header(request.headers.fields, *pin)
 
 
 def drop_credentials_of(provider: Provider, request: http.Request) -> None:

@@ -13,15 +13,24 @@ from mitmproxy import http
 
 from tollgate.call import Call
 from tollgate.credentials.sigv4 import UNKNOWN_KEY, SignatureError, signing_key_id
+from tollgate.formats.raw_headers import decoded, header_index
 from tollgate.formats.refusals import INVALID_SIGNATURE, TENANT_DENIED, UNAUTHENTICATED
 from tollgate.governance.clients import Auth, Expired, Token
 from tollgate.governance.google_accounts import token_key
 from tollgate.governance.jwt_identity import MALFORMED, UNKNOWN_ISSUER, JwtIdentity, JwtRejected, looks_like_jwt
 from tollgate.governance.mcp import McpExchange, session_owner
 from tollgate.governance.redaction import credential_positions
-from tollgate.governance.subscriptions import Subscription, plan_token
+from tollgate.governance.subscriptions import PLANS_REFUSED_MESSAGE, PLANS_REFUSED_REASON, Subscription, plan_token
 from tollgate.providers.base import ForeignAccount, Presented, Provider
-from tollgate.proxy.flows import bearer_token, credentials_of, provider_of, refuse, refuse_mcp, request_parts
+from tollgate.proxy.flows import (
+    bearer_token,
+    call_of,
+    credentials_of,
+    provider_of,
+    refuse,
+    refuse_mcp,
+    request_parts,
+)
 from tollgate.proxy.state import Shared
 
 if TYPE_CHECKING:
@@ -34,11 +43,6 @@ ANONYMOUS_PLAN_REASON = "a plan's token names no caller, and anonymous callers a
 ANONYMOUS_PLAN_MESSAGE = (
     "Tollgate: a call made with a plan's token must say who calls here: log in at the proxy, or use the"
     " virtual key Tollgate's operator gave you."
-)
-PLANS_REFUSED_REASON = "calls made with a plan are not allowed (subscriptions.allow)"
-PLANS_REFUSED_MESSAGE = (
-    "Tollgate: calls made with a personal or team plan are not allowed here; use the virtual key"
-    " Tollgate's operator gave you."
 )
 
 
@@ -147,27 +151,78 @@ class Identify:
         Once its caller is known, it is refused (403 tenant_denied) with `subscriptions.allow:
         false`, where the request names two accounts, or a tenant outside the company's
         (`subscriptions.<vendor>`)."""
-        plan = call.caller.subscription
-        assert plan is not None
-        login = flow.metadata.get(PROXYAUTH)
-        loaded = call.loaded
-        outcome: Identified | Rejected | Awaitable[Identified | Rejected]
-        if self.shared.logins_unchecked and login is not None:
-            outcome = _by_token(loaded, self._passwords.pop(flow, ""), login=True)
-        elif (name := _login_name(login)) is not None:
-            caller = loaded.directory.identify(name, ())
-            assert not isinstance(caller, (Token, Expired)) and caller is not None  # a login names its caller
-            outcome = Identified(caller.name, caller.groups, "subscription")
-        elif (holder := loaded.directory.account_holder(plan.account, plan.email)) is not None:
-            outcome = Identified(holder.name, holder.groups, "subscription")
-        elif loaded.config.anonymous_allowed:
-            outcome = Identified(None, (), "subscription")
-        else:
-            outcome = Rejected(ANONYMOUS_PLAN_REASON, ANONYMOUS_PLAN_MESSAGE)
+        outcome = self._plan_outcome(flow, call)
         if isinstance(outcome, (Identified, Rejected)):
             _apply_plan(flow, call, outcome, foreign)
             return None
         return _apply_plan_later(flow, call, outcome, foreign)
+
+    def _plan_outcome(
+        self, flow: http.HTTPFlow, call: Call
+    ) -> Identified | Rejected | Awaitable[Identified | Rejected]:
+        """Who makes a plan call: the proxy login, else the client whose `accounts` names its
+        account or e-mail, else anonymous where anonymous callers are allowed."""
+        plan = call.caller.subscription
+        assert plan is not None
+        login = flow.metadata.get(PROXYAUTH)
+        loaded = call.loaded
+        if self.shared.logins_unchecked and login is not None:
+            return _by_token(loaded, self._passwords.pop(flow, ""), login=True)
+        if (name := _login_name(login)) is not None:
+            caller = loaded.directory.identify(name, ())
+            assert not isinstance(caller, (Token, Expired)) and caller is not None  # a login names its caller
+            return Identified(caller.name, caller.groups, "subscription")
+        if (holder := loaded.directory.account_holder(plan.account, plan.email)) is not None:
+            return Identified(holder.name, holder.groups, "subscription")
+        if loaded.config.anonymous_allowed:
+            return Identified(None, (), "subscription")
+        return Rejected(ANONYMOUS_PLAN_REASON, ANONYMOUS_PLAN_MESSAGE)
+
+    def refused(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """At `requestheaders` and `request`, after the call steps: a call Tollgate refused before
+        this stage looked at it (a body it cannot read: 400; a web app's path: `Classify`) still
+        has its caller named, as far as its credentials tell, for its record: the refusal stands
+        whoever calls, and a credential that names no one leaves it anonymous."""
+        call = call_of(flow)
+        if call is None or flow.response is None or call.caller.credential_positions is not None:
+            return None
+        if call.loaded is None:  # no configuration: no one to name
+            return None
+        request, provider = flow.request, provider_of(call)
+        index = call.request.headers or header_index(request.headers.fields)
+        query = request.query if b"?" in request.data.path else {}
+        call.caller.credential_positions = credential_positions(index, query)
+        presented = provider.presented(decoded(index, provider.header_positions), query)
+        prefix = provider.plan_token_prefix
+        outcome: Identified | Rejected | Awaitable[Identified | Rejected]
+        if prefix is not None and (token := self._plan_call(call, presented, prefix)) is not None:
+            try:
+                account = provider.plan_account(token.value, index, call.host)
+            except ForeignAccount as e:
+                account = e.account
+            call.caller.subscription = Subscription.of(provider.name, account)
+            call.caller.auth = "subscription"
+            outcome = self._plan_outcome(flow, call)
+        else:
+            outcome = self.caller(flow, call.loaded, presented, self._signed_with(flow, call, provider))
+        if isinstance(outcome, (Identified, Rejected)):
+            _name(call, outcome)
+            return None
+        return _name_later(call, outcome)
+
+    @staticmethod
+    def _signed_with(flow: http.HTTPFlow, call: Call, provider: Provider) -> str | None:
+        """The virtual AWS key a refused call's signature holds for, if it does (a body not read
+        yet, at its headers, is not judged)."""
+        if not provider.verifies_callers or _login_name(flow.metadata.get(PROXYAUTH)) is not None:
+            return None
+        if flow.request.raw_content is None:
+            return None
+        try:
+            verified = provider.verify_caller(request_parts(flow.request, call), call.loaded.directory.aws_secrets)
+        except SignatureError:
+            return None
+        return verified.key_id if verified is not None else None
 
     def mcp(self, flow: http.HTTPFlow, exchange: McpExchange) -> Awaitable[None] | None:
         """A call step of an MCP server's request: its caller, by the proxy login or the bearer
@@ -327,6 +382,22 @@ def _apply(flow: http.HTTPFlow, call: Call, outcome: Identified | Rejected) -> N
 
 async def _apply_later(flow: http.HTTPFlow, call: Call, outcome: Awaitable[Identified | Rejected]) -> None:
     _apply(flow, call, await outcome)
+
+
+def _name(call: Call, outcome: Identified | Rejected) -> None:
+    """A refused call's caller, named where the outcome names one; its refusal stands."""
+    if isinstance(outcome, Rejected):
+        return
+    who = call.caller
+    who.client, who.groups = outcome.client, outcome.groups
+    if who.subscription is None:
+        who.auth = outcome.auth
+    if outcome.identity is not None:
+        who.identity = outcome.identity
+
+
+async def _name_later(call: Call, outcome: Awaitable[Identified | Rejected]) -> None:
+    _name(call, await outcome)
 
 
 def _apply_plan(flow: http.HTTPFlow, call: Call, outcome: Identified | Rejected, foreign: str | None) -> None:

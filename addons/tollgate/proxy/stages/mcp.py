@@ -27,6 +27,7 @@ from tollgate.formats.framing.bounds import MAX_DECODED_BODY
 from tollgate.formats.json_codec import encode_json
 from tollgate.formats.mcp.answers import AnswerRelay, is_sse
 from tollgate.formats.mcp.messages import TOOLS_LIST, RequestId, decoded_post, error_message, read_post
+from tollgate.formats.raw_headers import repeated
 from tollgate.formats.refusals import (
     BAD_REQUEST,
     LEDGER_UNAVAILABLE,
@@ -146,6 +147,8 @@ class Mcp:
             raise Unreadable("the https:// request came to the proxy in cleartext, not through CONNECT")
         if request.method not in METHODS:
             raise Unreadable(f"an MCP server is not called with {request.method}")
+        if repeated(request.headers.fields, b"authorization"):  # a server reads one, Tollgate cannot know which
+            raise Unreadable("the request carries more than one Authorization header")
         if request.method != "POST":
             return
         # Read as the server will read it; sent on as it came.

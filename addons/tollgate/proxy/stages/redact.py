@@ -2,6 +2,9 @@
 prompt: what mitmdump prints and what `-w` saves is where the caller's credentials were, not what
 they were. So for every request to a governed host: an LLM call (refused ones, and paths outside
 the model API, too) and a request to an MCP server's host (its servers' credential headers too).
+A request mitmproxy refused before Tollgate read it (a malformed head: 400, with no host known yet)
+and a CONNECT lose every header any credential of the configuration goes in, and every brokered
+placeholder.
 mitmproxy's dumper and flow saver run after Tollgate's addon, at `response`, `error` and
 `http_connect_error`, and at shutdown for flows still open."""
 
@@ -23,7 +26,7 @@ from tollgate.governance.redaction import (
 )
 from tollgate.providers import host_name
 from tollgate.providers.base import REDACTED
-from tollgate.proxy.flows import BROKERED, MCP, UNREAD, call_of
+from tollgate.proxy.flows import BROKERED, MCP, UNREAD, call_of, scrub_placeholders
 from tollgate.proxy.state import Shared, hosts_of
 
 # What carries a web app's session on a provider's host beside the credentials of its calls.
@@ -39,10 +42,12 @@ class Redact:
     def http_connect(self, flow: http.HTTPFlow) -> None:
         # mitmproxy's proxyauth has read the proxy login (and answered 407 to a wrong one, which
         # the console prints): the CONNECT request goes no further.
-        redact(flow.request, None, body=False)
+        self._every_credential(flow.request, body=False)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        if flow.response is not None:  # answered before it was read (proxyauth's 407): it goes nowhere
+        if flow.error is not None:  # mitmproxy refused its head (its `error` hook follows): it goes nowhere
+            self._every_credential(flow.request)
+        elif flow.response is not None:  # answered before it was read (proxyauth's 407): it goes nowhere
             redact(flow.request, None)
 
     def request(self, flow: http.HTTPFlow) -> None:
@@ -76,6 +81,8 @@ class Redact:
             # Where Identify saw the client's credentials; None if it has not looked (the request is
             # then as the client sent it).
             redact(request, call.caller.credential_positions)
+            if (secret := call.request.secret_model) is not None:  # a secret in a path's model
+                request.data.path = request.data.path.replace(secret[0].encode(), secret[1].encode())
         elif (also := self._mcp(flow)) is not None:
             redact(request, None, also)
         elif (headers := flow.metadata.get(BROKERED)) is not None:  # a brokered credential's token
@@ -84,6 +91,22 @@ class Redact:
             redact(request, None, WEB_APP_CREDENTIALS)
         elif hosts_of(self.shared).provider_for(request.host) is not None:  # an LLM call Tollgate never read
             redact(request, None)
+        elif not request.host:  # refused by mitmproxy before its host was known
+            self._every_credential(request)
+
+    def _every_credential(self, request: http.Request, body: bool = True) -> None:
+        """A request that goes nowhere, read as no host's (a CONNECT, a head mitmproxy refused):
+        every header a credential of the configuration goes in (an MCP server's, a brokered
+        one's) and every placeholder out, wherever it is."""
+        loaded = self.shared.loaded
+        if loaded is None:
+            redact(request, None, body=body)
+            return
+        brokered = loaded.brokered
+        also = {c.header.encode() for c in brokered.credentials}
+        redact(request, None, also | loaded.mcp.credential_headers, body)
+        if brokered:
+            scrub_placeholders(request, brokered)
 
     def _mcp(self, flow: http.HTTPFlow) -> frozenset[bytes] | None:
         """Where the flow is a request to an MCP server's host (its server's URL, whose request may
