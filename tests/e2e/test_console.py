@@ -72,11 +72,11 @@ def test_each_call_has_one_line_in_tollgates_words(gw) -> None:
     assert (allowed["cost_usd"], denied["deny_reasons"]) == (0.000006975, ["gpt-4o is for research"])
     console = gw.proxy.console()
     assert calls_lines(console) == [
-        f"Tollgate: 21→7 $0.000007 · alice · openai/gpt-4o-mini · {allowed['latency_ms']:.0f} ms",
-        f"Tollgate: {streamed['input_tokens']}→{streamed['output_tokens']} ${streamed['cost_usd']:.6f} · alice"
+        f"Tollgate: alice · 21→7 $0.000007 · openai/gpt-4o-mini · {allowed['latency_ms']:.0f} ms",
+        f"Tollgate: alice · {streamed['input_tokens']}→{streamed['output_tokens']} ${streamed['cost_usd']:.6f}"
         f" · openai/gpt-4o-mini · {streamed['latency_ms']:.0f} ms",
-        f"Tollgate: ⛔ policy_denied · alice · openai/gpt-4o · {denied['latency_ms']:.0f} ms · gpt-4o is for research",
-        f"Tollgate: ⛔ unauthenticated · anonymous · openai/gpt-4o-mini · {unknown['latency_ms']:.0f} ms"
+        f"Tollgate: alice · ⛔ policy_denied · openai/gpt-4o · {denied['latency_ms']:.0f} ms · gpt-4o is for research",
+        f"Tollgate: anonymous · ⛔ unauthenticated · openai/gpt-4o-mini · {unknown['latency_ms']:.0f} ms"
         " · unknown or missing API key",
     ]
     # mitmdump's own line for the flows is left out: no upstream URL, no "(content missing)".
