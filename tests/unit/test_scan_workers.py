@@ -185,3 +185,35 @@ def test_a_bounded_scan_stops_past_its_candidates(use_hyperscan: bool) -> None:
         guardrails.scan(few, "openai", "gpt-4o", None, ())
         guardrails.scan(few, "openai", "gpt-4o", None, ())
     assert guardrails.scan(few, "openai", "gpt-4o", None, ()).counts() == {"pii.email": n}
+
+
+def test_the_collector_is_paused_while_a_thread_reads_and_let_go_as_it_was_after() -> None:
+    import gc
+
+    workers = ScanWorkers()
+    assert gc.isenabled()
+
+    async def both() -> tuple[bool, bool]:
+        started, release = threading.Event(), threading.Event()
+
+        def held() -> bool:
+            started.set()
+            release.wait(10)
+            return gc.isenabled()
+
+        first = workers.run(OFF_LOOP_BYTES, held)
+        assert not isinstance(first, bool)
+        assert await asyncio.to_thread(started.wait, 10)
+        second = workers.run(OFF_LOOP_BYTES, gc.isenabled)  # ends while the first still reads
+        assert not isinstance(second, bool)
+        during = await second
+        release.set()
+        return during, await first
+
+    try:
+        assert asyncio.run(both()) == (False, False)
+        assert gc.isenabled()  # as it was, once the last has ended
+        assert workers.run(1, gc.isenabled) is True  # a small body's reading leaves it alone
+    finally:
+        workers.close()
+        gc.enable()

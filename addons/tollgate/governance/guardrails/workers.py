@@ -20,6 +20,7 @@ pass over 64 KiB and the windows of 64 candidates (well under a millisecond)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +39,41 @@ ON_LOOP_CANDIDATES = 64
 # Scans of large bodies that run at once: a body waits for a thread only behind this many others,
 # and each more thread takes the GIL from the event loop more often.
 THREADS = 2
+
+
+class _Collector:
+    """The cyclic garbage collector paused while any worker thread reads a body, and let go as it
+    was once the last has ended. A hostile body's reading makes hundreds of thousands of objects (a
+    finding each, each one the collector follows); made so fast, they set off its full collections,
+    each a walk of the whole heap with the interpreter lock held (50 to 300 ms, longer the larger
+    the process), during which the event loop serves no one. They are no cycles: their counts free
+    them once the call is read. The event loop's own garbage waits the few seconds meanwhile."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reading = 0
+        self._was_enabled = False
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._reading == 0:
+                self._was_enabled = gc.isenabled()
+                gc.disable()
+            self._reading += 1
+
+    def __exit__(self, *_: object) -> None:
+        with self._lock:
+            self._reading -= 1
+            if self._reading == 0 and self._was_enabled:
+                gc.enable()
+
+
+_COLLECTOR = _Collector()
+
+
+def _collector_paused[R](read: Callable[[], R]) -> R:
+    with _COLLECTOR:
+        return read()
 
 
 class ScanWorkers:
@@ -87,7 +123,7 @@ class ScanWorkers:
                     return read()
             except TooManyCandidates:
                 pass  # a hostile body: read from the start where it holds no one up
-        return asyncio.wrap_future(self._started().submit(read))
+        return asyncio.wrap_future(self._started().submit(_collector_paused, read))
 
     def _started(self) -> ThreadPoolExecutor:
         with self._lock:
