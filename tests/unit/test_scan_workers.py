@@ -187,33 +187,42 @@ def test_a_bounded_scan_stops_past_its_candidates(use_hyperscan: bool) -> None:
     assert guardrails.scan(few, "openai", "gpt-4o", None, ()).counts() == {"pii.email": n}
 
 
-def test_the_collector_is_paused_while_a_thread_reads_and_let_go_as_it_was_after() -> None:
+def test_the_collector_is_paused_and_the_switch_interval_short_while_a_thread_reads() -> None:
     import gc
+    import sys
+
+    from tollgate.governance.guardrails.workers import READING_SWITCH_INTERVAL
 
     workers = ScanWorkers()
-    assert gc.isenabled()
+    interval = sys.getswitchinterval()
+    assert gc.isenabled() and interval > READING_SWITCH_INTERVAL
 
-    async def both() -> tuple[bool, bool]:
+    def state() -> tuple[bool, float]:
+        return gc.isenabled(), sys.getswitchinterval()
+
+    async def both() -> tuple[tuple[bool, float], tuple[bool, float]]:
         started, release = threading.Event(), threading.Event()
 
-        def held() -> bool:
+        def held() -> tuple[bool, float]:
             started.set()
             release.wait(10)
-            return gc.isenabled()
+            return state()
 
         first = workers.run(OFF_LOOP_BYTES, held)
-        assert not isinstance(first, bool)
+        assert not isinstance(first, tuple)
         assert await asyncio.to_thread(started.wait, 10)
-        second = workers.run(OFF_LOOP_BYTES, gc.isenabled)  # ends while the first still reads
-        assert not isinstance(second, bool)
+        second = workers.run(OFF_LOOP_BYTES, state)  # ends while the first still reads
+        assert not isinstance(second, tuple)
         during = await second
         release.set()
         return during, await first
 
     try:
-        assert asyncio.run(both()) == (False, False)
-        assert gc.isenabled()  # as it was, once the last has ended
-        assert workers.run(1, gc.isenabled) is True  # a small body's reading leaves it alone
+        reading = (False, READING_SWITCH_INTERVAL)
+        assert asyncio.run(both()) == (reading, reading)
+        assert state() == (True, interval)  # as they were, once the last has ended
+        assert workers.run(1, state) == (True, interval)  # a small body's reading leaves them alone
     finally:
         workers.close()
         gc.enable()
+        sys.setswitchinterval(interval)
