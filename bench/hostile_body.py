@@ -8,11 +8,19 @@ hostile one, is what the hostile body added to it.
     .venv/bin/python bench/hostile_body.py --baseline DIR       # and DIR's Tollgate (a worktree of main)
     .venv/bin/python bench/hostile_body.py --sizes 60000 --shape digits --rounds 3
     .venv/bin/python bench/hostile_body.py --held               # in process, no proxy (about 20 s)
+    .venv/bin/python bench/hostile_body.py --shape cards --sizes 5000000   # a body to redact
+    .venv/bin/python bench/hostile_body.py --redaction --baseline DIR      # the same in process (1 min)
 
 `--held` measures what the proxy's figures are made of, without them: the CPU time a body's scan
 holds the event loop (`ScanWorkers.run`'s part on the caller's thread: the whole scan where it is
 read at once, the pass up to its bound where it goes to a worker thread), best of 5, for hostile
 bodies of several shapes and sizes under 64 KiB, beside the same bodies all read at once.
+
+`--redaction` measures the redaction of one body of card numbers (the last of `--sizes`; each a
+finding to redact) as Tollgate reads a large body, in a worker thread, beside an event loop that
+takes a turn every millisecond: the reading's CPU time, the loop's longest wait for its turn, and
+the garbage collector's full collections meanwhile; for this checkout and `--baseline`'s, each in
+a process of its own.
 
 One fake upstream (threads of this process, TLS, tests/support's FakeUpstream with its canned
 answers) serves both Tollgates in turn. Each small call has a kept-alive connection of its own
@@ -42,8 +50,9 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-sys.path.insert(0, str(ROOT / "addons"))
 sys.path.insert(0, str(ROOT))
+# `--redaction` measures another checkout's Tollgate in a process of its own, given its addons here.
+sys.path.insert(0, os.environ.get("TOLLGATE_BENCH_ADDONS", str(ROOT / "addons")))
 
 import trustme  # noqa: E402
 import yaml  # noqa: E402
@@ -57,11 +66,21 @@ HOST = "api.openai.com"
 SMALL = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}).encode()
 
 
+def card_number(rng: random.Random) -> str:
+    """A Visa test number's shape whose Luhn check holds: a `payment_card` finding."""
+    digits = "4111" + "".join(rng.choices("0123456789", k=11))
+    total = sum(sum(divmod(int(d) * (2 - i % 2), 10)) for i, d in enumerate(reversed(digits)))
+    return digits + str(-total % 10)
+
+
 def hostile_body(size: int, shape: str) -> bytes:
-    """A chat body of about `size` bytes of content: one run of digits, or digits in groups of four."""
+    """A chat body of about `size` bytes of content: one run of digits, digits in groups of four, or
+    card numbers (each one to redact)."""
     rng = random.Random(7)
     if shape == "digits":
         content = "".join(rng.choices("0123456789", k=size))
+    elif shape == "cards":
+        content = " ".join(card_number(rng) for _ in range(size // 17))
     else:
         content = " ".join("".join(rng.choices("0123456789", k=4)) for _ in range(size // 5))
     return json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}]}).encode()
@@ -115,6 +134,85 @@ async def _held(sizes: list[int]) -> None:
     print(f"{'worst':<28}" + "".join(f"{f'{w[0]:.2f} ({w[1]:.2f})':>22}" for w in worst.values()))
     print("each cell: bounded, as Tollgate reads it (all read at once, as before)")
     bounded.close()
+
+
+def redaction(checkouts: list[tuple[str, Path]], size: int, rounds: int) -> None:
+    """Each checkout's figures for one body of card numbers redacted, in a process of its own."""
+    print(f"a {size:,} B body of card numbers, redacted in a worker thread beside an event loop; best of {rounds}")
+    for name, checkout in checkouts:
+        env = {**os.environ, "TOLLGATE_BENCH_ADDONS": str(checkout / "addons")}
+        args = [sys.executable, __file__, "--redaction-here", "--sizes", str(size), "--rounds", str(rounds)]
+        figures = json.loads(subprocess.run(args, env=env, capture_output=True, check=True, timeout=600).stdout)
+        print(
+            f"  {name:14} the reading: {figures['cpu_s']:.2f} s of CPU ({figures['wall_s']:.2f} s);"
+            f" the event loop's longest wait for its turn {figures['longest_wait_ms']:.0f} ms, its turns waited"
+            f" over 20 ms: {figures['waits_over_20ms']}; full collections {figures['full_collections']}"
+            f" ({figures['full_collection_ms']:.0f} ms); load average {os.getloadavg()[0]:.2f}"
+        )
+
+
+def redaction_here(size: int, rounds: int) -> None:
+    """One body of card numbers read as Tollgate reads a large one (`guard.read_call` in a
+    `ScanWorkers` thread), beside an event loop that takes a turn every millisecond: the CPU time of
+    the reading, how long the loop waited for its turn at worst, and the full collections of the
+    garbage collector meanwhile (each holds the interpreter lock). Printed as JSON, best of
+    `rounds` by the longest wait."""
+    asyncio.run(_redaction_here(size, rounds))
+
+
+async def _redaction_here(size: int, rounds: int) -> None:
+    import gc
+
+    from tollgate.formats.json_codec import read_request_json
+    from tollgate.formats.registry import WIRE_FORMATS
+    from tollgate.governance.guardrails.rules import Guardrails
+    from tollgate.governance.guardrails.settings import GuardrailRule
+    from tollgate.governance.guardrails.workers import ScanWorkers
+    from tollgate.proxy.stages.guard import read_call
+
+    guard = Guardrails([GuardrailRule.model_validate({"detect": ["secrets", "pii"], "action": "redact"})])
+    body = hostile_body(size, "cards")
+    data, wire = read_request_json(body), WIRE_FORMATS["openai-chat"]
+    full: list[float] = []
+    began_at = [0.0]
+
+    def collected(phase: str, info: dict) -> None:
+        if info["generation"] == 2:
+            if phase == "start":
+                began_at[0] = time.perf_counter()
+            else:
+                full.append(time.perf_counter() - began_at[0])
+
+    gc.callbacks.append(collected)
+    best: dict | None = None
+    workers = ScanWorkers()
+    for _ in range(rounds):
+        full.clear()
+        waits: list[float] = []
+        began, cpu = time.perf_counter(), time.process_time()
+        reading = asyncio.ensure_future(
+            workers.run(len(body), lambda: read_call(guard, body, wire, data, "openai", "gpt-4o-mini", None, ()))  # type: ignore[arg-type]
+        )
+        last = time.perf_counter()
+        while not reading.done():
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            waits.append(now - last - 0.001)
+            last = now
+        read = await reading
+        assert read.redacted is not None and read.redacted.replaced == size // 17
+        figures = {
+            "cpu_s": time.process_time() - cpu,
+            "wall_s": time.perf_counter() - began,
+            "longest_wait_ms": max(waits) * 1e3,
+            "waits_over_20ms": sum(w > 0.02 for w in waits),
+            "full_collections": len(full),
+            "full_collection_ms": sum(full) * 1e3,
+        }
+        if best is None or figures["longest_wait_ms"] < best["longest_wait_ms"]:
+            best = figures
+    workers.close()
+    print(json.dumps(best))
 
 
 def free_port() -> int:
@@ -263,20 +361,32 @@ def main() -> int:
         default="10000,60000,100000,5000000",
         help="the hostile bodies' sizes (bytes of content, comma-separated)",
     )
-    parser.add_argument("--shape", choices=("groups", "digits"), default="groups", help="the hostile bodies' content")
+    parser.add_argument(
+        "--shape", choices=("groups", "digits", "cards"), default="groups", help="the hostile bodies' content"
+    )
     parser.add_argument("--calls", type=int, default=20, help="small calls beside it")
     parser.add_argument("--spacing", type=float, default=0.1, help="seconds between the small calls' starts")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--held", action="store_true", help="the event loop's time held, in process (no proxy)")
+    parser.add_argument(
+        "--redaction", action="store_true", help="a body of card numbers redacted beside an event loop, in process"
+    )
+    parser.add_argument("--redaction-here", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.held:
         held([10_000, 30_000, 60_000, 65_000])
         return 0
     checkouts = [("this checkout", ROOT)] + ([("baseline", args.baseline.resolve())] if args.baseline else [])
+    if args.redaction_here:
+        redaction_here(int(args.sizes.split(",")[-1]), args.rounds)
+        return 0
+    if args.redaction:
+        redaction(checkouts, int(args.sizes.split(",")[-1]), args.rounds)
+        return 0
     ca = trustme.CA()
     upstream = FakeUpstream(ca, provider_answers)
     sizes = [int(size) for size in args.sizes.split(",")]
-    shape = "digits in groups of four" if args.shape == "groups" else "one run of digits"
+    shape = {"groups": "digits in groups of four", "digits": "one run of digits", "cards": "card numbers"}[args.shape]
     print(f"bodies of {shape} beside {args.calls} small calls begun {args.spacing:g} s apart;")
     print(f"{args.rounds} rounds; load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores")
     try:

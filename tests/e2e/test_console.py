@@ -72,11 +72,11 @@ def test_each_call_has_one_line_in_tollgates_words(gw) -> None:
     assert (allowed["cost_usd"], denied["deny_reasons"]) == (0.000006975, ["gpt-4o is for research"])
     console = gw.proxy.console()
     assert calls_lines(console) == [
-        f"Tollgate: 21→7 $0.000007 · alice · openai/gpt-4o-mini · {allowed['latency_ms']:.0f} ms",
-        f"Tollgate: {streamed['input_tokens']}→{streamed['output_tokens']} ${streamed['cost_usd']:.6f} · alice"
+        f"Tollgate: alice · 21→7 $0.000007 · openai/gpt-4o-mini · {allowed['latency_ms']:.0f} ms",
+        f"Tollgate: alice · {streamed['input_tokens']}→{streamed['output_tokens']} ${streamed['cost_usd']:.6f}"
         f" · openai/gpt-4o-mini · {streamed['latency_ms']:.0f} ms",
-        f"Tollgate: ⛔ policy_denied · alice · openai/gpt-4o · {denied['latency_ms']:.0f} ms · gpt-4o is for research",
-        f"Tollgate: ⛔ unauthenticated · anonymous · openai/gpt-4o-mini · {unknown['latency_ms']:.0f} ms"
+        f"Tollgate: alice · ⛔ policy_denied · openai/gpt-4o · {denied['latency_ms']:.0f} ms · gpt-4o is for research",
+        f"Tollgate: anonymous · ⛔ unauthenticated · openai/gpt-4o-mini · {unknown['latency_ms']:.0f} ms"
         " · unknown or missing API key",
     ]
     # mitmdump's own line for the flows is left out: no upstream URL, no "(content missing)".
@@ -84,3 +84,62 @@ def test_each_call_has_one_line_in_tollgates_words(gw) -> None:
     assert "content missing" not in console
     for secret in (REAL_KEY, ALICE, WRONG, PROMPT, "Be brief."):
         assert secret not in console
+
+
+CONNECTION_LINES = re.compile(r"\] (client connect|client disconnect|server connect|server disconnect)\b")
+
+
+def tollgate_lines(console: str) -> list[str]:
+    """Tollgate's lines for calls and connections, without the time mitmdump puts before each."""
+    timed = (re.fullmatch(r"\[\d\d:\d\d:\d\d\.\d{3}\] (Tollgate: .*)", line) for line in console.splitlines())
+    return [m.group(1) for m in timed if m is not None and " · " in m.group(1)]
+
+
+def refused_connect(port: int, target: str) -> str:
+    """A CONNECT Tollgate refuses: the reason its 403 gives."""
+    from tests.e2e.test_egress import refused
+
+    return refused(port, target)
+
+
+def test_one_line_per_call_and_per_refused_connection_and_no_connection_lines(start_gateway) -> None:
+    gw = start_gateway(
+        lambda urls: {
+            "providers": {"openai": {"upstream": urls["openai"], "keys": [REAL_KEY]}},
+            "clients": [{"name": "alice", "keys": [ALICE]}],
+        },
+        providers=("openai",),
+    )
+    assert "text" in gw.run(CHAT.format(key=ALICE, model="gpt-4o-mini", prompt=PROMPT))
+    allowed = gw.last_audit()
+    reason = refused_connect(gw.proxy.port, "169.254.169.254:80")
+    from tests.e2e.test_egress import plain_get
+
+    assert plain_get(gw.proxy.port, "http://169.254.169.254/latest/meta-data/").startswith(b"HTTP/1.1 403")
+    gw.proxy.stop()
+    console = gw.proxy.output.read_text()
+    assert CONNECTION_LINES.findall(console) == []
+    assert tollgate_lines(console) == [
+        f"Tollgate: alice · 21→7 $0.000007 · openai/gpt-4o-mini · {allowed['latency_ms']:.0f} ms",
+        f"Tollgate: anonymous · ⛔ egress_denied · 169.254.169.254:80 · {reason}",
+        f"Tollgate: anonymous · ⛔ egress_denied · 169.254.169.254:80 · {reason}",  # the plain HTTP request
+    ]
+    # mitmdump's own lines for the refused CONNECT and request are left out too.
+    assert "CONNECT" not in console and "GET " not in console and "403" not in console
+
+
+def test_mitmproxys_connection_lines_at_debug_verbosity(start_gateway) -> None:
+    gw = start_gateway(
+        lambda urls: {
+            "providers": {"openai": {"upstream": urls["openai"], "keys": [REAL_KEY]}},
+            "clients": [{"name": "alice", "keys": [ALICE]}],
+        },
+        "--set",
+        "termlog_verbosity=debug",
+        providers=("openai",),
+    )
+    assert "text" in gw.run(CHAT.format(key=ALICE, model="gpt-4o-mini", prompt=PROMPT))
+    gw.proxy.stop()
+    console = gw.proxy.output.read_text()
+    assert {"client connect", "server connect", "client disconnect"} <= set(CONNECTION_LINES.findall(console))
+    assert len([line for line in tollgate_lines(console) if "openai/gpt-4o-mini" in line]) == 1

@@ -362,3 +362,55 @@ def test_a_second_process_of_one_instance_beside_one_audit_file_is_refused(
         if second is not None:
             second.stop()
         fake.close()
+
+
+def signing_key(path: Path) -> Path:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    path.write_bytes(pem)
+    return path
+
+
+def test_a_changed_signing_key_refuses_no_line_of_a_clean_stop(tmp_path, upstream_ca, upstream_ca_pem, confdir, bundle):
+    """Each start after a clean stop, with `audit.signing_key` added, changed, then removed: no line
+    of the in-flight file is called not Tollgate's; a line planted afterwards still is."""
+    fake = FakeUpstream(upstream_ca, provider_answers)
+    audit = tmp_path / "audit.jsonl"
+    config_path = tmp_path / "tollgate.yaml"
+    plain = config(fake.url, audit)
+    keys = [signing_key(tmp_path / "one.pem"), signing_key(tmp_path / "two.pem")]
+    runs = [plain, *({**plain, "audit": {**plain["audit"], "signing_key": str(k)}} for k in keys), plain, plain]
+    env = {"TOLLGATE_INSTANCE": "solo"}
+    started: list[Mitmdump] = []
+    try:
+        for run in runs:
+            config_path.write_text(yaml.safe_dump(run))
+            proxy = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env=env)
+            started.append(proxy)
+            proxy.wait_ready()
+            assert "tokens" in run_client(CALL.format(key=ALICE), proxy.proxy_url, bundle)
+            proxy.stop()
+            assert "were not written by Tollgate" not in proxy.output.read_text()
+        written = records(audit)
+        assert [r for r in written if r["event"] == "in_flight_refused"] == []
+        assert main(["audit", "verify", str(audit)]) == 0
+        # A line planted now is still named, the key unchanged.
+        with open(journal_path(str(audit), "solo"), "a") as f:
+            f.write(json.dumps({"sent": "planted-0002", "call": {"request_id": "planted-0002"}}) + "\n")
+        proxy = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env=env)
+        started.append(proxy)
+        proxy.wait_ready()
+        proxy.stop()
+        assert "1 lines of" in proxy.output.read_text()
+        assert "were not written by Tollgate" in proxy.output.read_text()
+        refusals = [r for r in records(audit) if r["event"] == "in_flight_refused"]
+        assert [(r["instance"], r["lines"]) for r in refusals] == [("solo", 1)]
+        assert not [r for r in records(audit) if r.get("request_id") == "planted-0002"]
+    finally:
+        for proxy in started:
+            proxy.stop()
+        fake.close()

@@ -354,12 +354,12 @@ def test_fingerprint_handles_any_text(secret: str) -> None:
 
 
 def test_summary_puts_tokens_and_cost_first() -> None:
-    assert summary(full_call()) == "100→50 $0.000040 · alice · openai/gpt-4o-mini"
+    assert summary(full_call()) == "alice · 100→50 $0.000040 · openai/gpt-4o-mini"
 
 
 def test_summary_anonymous_without_usage_names_the_endpoint() -> None:
     call = Call(Route.as_called("gemini"), "h", "GET", "/", classification=Classification(endpoint="models"))
-    assert summary(call) == "no tokens · anonymous · gemini models"
+    assert summary(call) == "anonymous · no tokens · gemini models"
 
 
 def test_summary_requested_model_and_partial_tokens() -> None:
@@ -371,7 +371,7 @@ def test_summary_requested_model_and_partial_tokens() -> None:
         classification=Classification(model="claude-sonnet-4"),
         answer=Answer(usage=Usage(input_tokens=42)),
     )
-    assert summary(call) == "42→0 · anonymous · anthropic/claude-sonnet-4"
+    assert summary(call) == "anonymous · 42→0 · anthropic/claude-sonnet-4"
 
 
 def test_summary_of_a_refusal_starts_with_its_reason_and_ends_with_the_policys() -> None:
@@ -382,9 +382,9 @@ def test_summary_of_a_refusal_starts_with_its_reason_and_ends_with_the_policys()
         "deny",
         ("model gpt-4o-mini is not allowed",),
     )
-    assert summary(call) == "⛔ policy_denied · alice · openai/gpt-4o-mini · model gpt-4o-mini is not allowed"
+    assert summary(call) == "alice · ⛔ policy_denied · openai/gpt-4o-mini · model gpt-4o-mini is not allowed"
     call.answer.refused, call.verdict.deny_reasons = "unauthenticated", ("unauthenticated",)
-    assert summary(call) == "⛔ unauthenticated · alice · openai/gpt-4o-mini"
+    assert summary(call) == "alice · ⛔ unauthenticated · openai/gpt-4o-mini"
 
 
 def test_summary_of_a_failure_starts_with_it_and_ends_with_the_error() -> None:
@@ -392,11 +392,11 @@ def test_summary_of_a_failure_starts_with_it_and_ends_with_the_error() -> None:
     call.answer.failure, call.answer.error = Failure.UPSTREAM_UNREACHABLE, "upstream unreachable: connection refused"
     call.answer.refused = "upstream_unreachable"
     assert summary(call) == (
-        "⚠ upstream_unreachable · alice · openai/gpt-4o-mini · upstream unreachable: connection refused"
+        "alice · ⚠ upstream_unreachable · openai/gpt-4o-mini · upstream unreachable: connection refused"
     )
     call = full_call()
     call.answer.status = 503
-    assert summary(call) == "⚠ 503 · alice · openai/gpt-4o-mini"
+    assert summary(call) == "alice · ⚠ 503 · openai/gpt-4o-mini"
 
 
 @pytest.mark.parametrize("auth", ["virtual_key", "sigv4", "proxyauth", "anonymous"])

@@ -342,3 +342,15 @@ def test_connections_are_counted_by_service_category_and_decision():
         'tollgate_connection_bytes_total{category="ai_models",direction="received",service="huggingface"} 4096.0'
         in text
     )
+
+
+def test_a_refused_connections_console_line_names_who_where_and_why() -> None:
+    from tollgate.records.connection_record import Connection, connection_line
+
+    refused = Connection("r-1", "fd00::1", 443, client="bob", deny_reasons=("fd00::1 is a private address", "x"))
+    assert (
+        connection_line(refused) == "Tollgate: bob · ⛔ egress_denied · [fd00::1]:443 · fd00::1 is a private address; x"
+    )
+    assert connection_line(Connection("r-2", "paste.example.net", 443)) == (
+        "Tollgate: anonymous · ⛔ egress_denied · paste.example.net:443"
+    )

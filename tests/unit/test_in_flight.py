@@ -73,7 +73,8 @@ def test_a_clean_end_keeps_only_the_last_chain(tmp_path: Path) -> None:
     journal.close()
     again = InFlight(path, SECRET)
     assert (again.lost, again.refused, again.last_chain) == ({}, 0, chain)
-    assert Path(path).read_bytes().count(b"\n") == 1
+    key_line, chain_line = Path(path).read_bytes().splitlines()
+    assert key_line == b'{"key":"%s"}' % in_flight.key_id(SECRET).encode() and chain.encode() in chain_line
 
 
 def test_a_start_that_fails_leaves_the_file_as_it_was(tmp_path: Path) -> None:
@@ -128,9 +129,56 @@ def test_lines_tollgate_did_not_write_are_refused(tmp_path: Path) -> None:
         f.write("\n".join(planted) + "\n")
     journal = InFlight(path, SECRET)
     assert list(journal.lost) == ["real"] and journal.refused == 3
-    # Under another secret (a file of the same name, another key): no line holds.
+    # Under another secret, the file naming none (as files did before they named their key): no line holds.
     other = in_flight.keyed_mac(b"t" * 32)
-    assert in_flight._unended(Path(path).read_bytes(), other)[:2] == ({}, 4)
+    unnamed = Path(path).read_bytes().partition(b"\n")[2]
+    read = in_flight._unended(unnamed, other, b'{"key":"%s"}\n' % in_flight.key_id(b"t" * 32).encode())
+    assert (read.lost, read.refused, read.other_key) == ({}, 4, 0)
+
+
+def test_a_file_kept_under_another_key_is_not_read_and_its_lines_not_called_planted(tmp_path: Path) -> None:
+    clean, lost = str(tmp_path / "clean"), str(tmp_path / "lost")
+    journal = opened(clean)
+    journal.began_records("a", [record("a")])
+    journal.written(json.dumps(record("a")).encode()[:-1] + f', "chain":"{"ab" * 32}"}}\n'.encode())
+    journal.close()
+    journal = opened(lost)
+    for i in "abc":
+        journal.began_records(i, [record(i)])
+    journal.written(json.dumps(record("b")).encode() + b"\n")
+    killed(journal)
+    other = b"t" * 32  # audit.signing_key added, changed or removed since
+    after_clean, after_kill = InFlight(clean, other), InFlight(lost, other)
+    assert (after_clean.lost, after_clean.refused, after_clean.other_key, after_clean.last_chain) == ({}, 0, 0, None)
+    assert (after_kill.lost, after_kill.refused, after_kill.other_key, after_kill.last_chain) == ({}, 0, 2, None)
+    after_kill.take()  # this process's own from now on, under its key
+    killed(after_kill)
+    taken = InFlight(lost, other)
+    assert (taken.lost, taken.refused, taken.other_key) == ({}, 0, 0)
+
+
+def test_a_changed_signing_key_is_no_planted_line_and_lost_calls_under_the_old_one_are_said(tmp_path: Path) -> None:
+    audit_path = str(tmp_path / "audit.jsonl")
+    keys = [Signer(Ed25519PrivateKey.generate()), Signer(Ed25519PrivateKey.generate())]
+    for signer in [None, keys[0], keys[1], None]:  # added, changed, removed: each after a clean stop
+        log = AuditLog(audit_path, instance="gw-1", signer=signer)
+        log.begin({"event": "tollgate_started"})
+        log.stop()
+    assert "in_flight_refused" not in Path(audit_path).read_text()
+    killed_log = AuditLog(audit_path, instance="gw-1")
+    killed_log.begin({"event": "tollgate_started"})
+    assert killed_log.in_flight is not None
+    killed_log.in_flight.began_records("r-1", [record("r-1", client="alice")])
+    killed(killed_log.in_flight)
+    killed_log.in_flight = None
+    killed_log.close()
+    again = AuditLog(audit_path, instance="gw-1", signer=keys[0])
+    again.begin({"event": "tollgate_started"})
+    again.stop()
+    written = [json.loads(line) for line in Path(audit_path).read_text().splitlines()]
+    refusals = [r for r in written if r["event"] == "in_flight_refused"]
+    assert [(r["lines"], r["other_key"]) for r in refusals] == [(0, 1)]
+    assert [r for r in written if r.get("request_id") == "r-1"] == []
 
 
 def test_the_secret_comes_from_the_signing_key_or_a_file_of_its_own(tmp_path: Path) -> None:
@@ -297,7 +345,9 @@ def test_any_byte_changed_in_a_line_refuses_that_line(data: st.DataObject) -> No
     j = data.draw(st.integers(0, len(line) - 2), label="byte")  # not its newline
     line[j] = data.draw(st.integers(0, 255).filter(lambda b: b not in (line[j], 10)), label="value")
     lines[i] = bytes(line)
-    lost, refused, _ = in_flight._unended(b"".join(lines), journal._mac)
-    assert refused == 1
+    key_line = b'{"key":"%s"}\n' % in_flight.key_id(SECRET).encode()
+    read = in_flight._unended(key_line + b"".join(lines), journal._mac, key_line)
+    lost, refused = read.lost, read.refused
+    assert (refused, read.other_key) == (1, 0)
     # Whole, "a" ended and "b" lost; a line refused is as if it were not there.
     assert set(lost) == [{"b"}, set(), {"a", "b"}][i]

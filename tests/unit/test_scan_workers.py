@@ -185,3 +185,44 @@ def test_a_bounded_scan_stops_past_its_candidates(use_hyperscan: bool) -> None:
         guardrails.scan(few, "openai", "gpt-4o", None, ())
         guardrails.scan(few, "openai", "gpt-4o", None, ())
     assert guardrails.scan(few, "openai", "gpt-4o", None, ()).counts() == {"pii.email": n}
+
+
+def test_the_collector_is_paused_and_the_switch_interval_short_while_a_thread_reads() -> None:
+    import gc
+    import sys
+
+    from tollgate.governance.guardrails.workers import READING_SWITCH_INTERVAL
+
+    workers = ScanWorkers()
+    interval = sys.getswitchinterval()
+    assert gc.isenabled() and interval > READING_SWITCH_INTERVAL
+
+    def state() -> tuple[bool, float]:
+        return gc.isenabled(), sys.getswitchinterval()
+
+    async def both() -> tuple[tuple[bool, float], tuple[bool, float]]:
+        started, release = threading.Event(), threading.Event()
+
+        def held() -> tuple[bool, float]:
+            started.set()
+            release.wait(10)
+            return state()
+
+        first = workers.run(OFF_LOOP_BYTES, held)
+        assert not isinstance(first, tuple)
+        assert await asyncio.to_thread(started.wait, 10)
+        second = workers.run(OFF_LOOP_BYTES, state)  # ends while the first still reads
+        assert not isinstance(second, tuple)
+        during = await second
+        release.set()
+        return during, await first
+
+    try:
+        reading = (False, READING_SWITCH_INTERVAL)
+        assert asyncio.run(both()) == (reading, reading)
+        assert state() == (True, interval)  # as they were, once the last has ended
+        assert workers.run(1, state) == (True, interval)  # a small body's reading leaves them alone
+    finally:
+        workers.close()
+        gc.enable()
+        sys.setswitchinterval(interval)

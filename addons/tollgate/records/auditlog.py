@@ -40,7 +40,8 @@ from tollgate.records.in_flight import InFlight, InstanceBusy, in_flight_secret,
 
 logger = logging.getLogger(__name__)
 
-IN_FLIGHT_REFUSED = "in_flight_refused"  # lines of the in-flight file Tollgate did not write
+# Lines of the in-flight file Tollgate did not write, or calls it kept under another key.
+IN_FLIGHT_REFUSED = "in_flight_refused"
 # The records of the process rather than of a call: readers of calls skip them.
 PROCESS_EVENTS = frozenset((STARTED, STOPPED, CHECKPOINT, IN_FLIGHT_REFUSED))
 
@@ -234,7 +235,8 @@ class AuditLog:
         """The file of this instance's calls in flight taken over: the calls its previous process
         sent and never recorded (it was killed) are written now, after the started record. They
         stay in flight until written: a process killed again before that leaves them to the next.
-        Lines Tollgate did not write (their MAC does not hold) are refused: a record says how many,
+        Lines Tollgate did not write (their MAC does not hold) are refused, and calls kept under
+        another key (`audit.signing_key` changed) cannot be checked: a record says how many,
         nothing of what they hold. After a reload (`before`: the log this one follows), the calls
         still in flight go on here."""
         in_flight = self.in_flight
@@ -244,13 +246,26 @@ class AuditLog:
         in_flight.written(started)  # the chain's last, until the writer writes more
         if before is not None:
             in_flight.take_over(before)
-        if in_flight.refused:
-            refusal = {"event": IN_FLIGHT_REFUSED, "ts": utc_timestamp(time.time()), "lines": in_flight.refused}
+        if in_flight.refused or in_flight.other_key:
+            refusal = {
+                "event": IN_FLIGHT_REFUSED,
+                "ts": utc_timestamp(time.time()),
+                "lines": in_flight.refused,
+                "other_key": in_flight.other_key,
+            }
             self._queue.put(self._render(None, "info", self._named({**refusal, "file": in_flight.path})))
+        if in_flight.refused:
             self._say(  # a warning: an error logged while mitmproxy starts would stop it
                 logging.WARNING,
                 f"Tollgate: {in_flight.refused} lines of {in_flight.path} were not written by Tollgate (their MAC"
                 " does not hold): refused, nothing of them is written to the audit",
+            )
+        if in_flight.other_key:
+            self._say(
+                logging.WARNING,
+                f"Tollgate: {in_flight.other_key} calls of this instance's previous process were kept in"
+                f" {in_flight.path} under another key (audit.signing_key changed since): they cannot be"
+                " checked, and are not recorded",
             )
         for request_id, records in in_flight.lost.items():
             in_flight.began_records(request_id, records)

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from tollgate.governance.egress import EGRESS_DENIED
 from tollgate.records.audit_record import utc_timestamp
 
 CONNECTION_EVENT = "connection"
@@ -63,3 +64,12 @@ def connection_record(connection: Connection) -> dict[str, Any]:
         "duration_ms": round(max(ended - c.started, 0.0) * 1000, 1),
         "error": c.error,
     }
+
+
+def connection_line(connection: Connection) -> str:
+    """A refused connection's line on the console, in the words of a call's (`summary.console_line`):
+    who, the refusal, where to, and why. Never more than its record holds."""
+    c = connection
+    host = f"[{c.host}]" if ":" in c.host else c.host
+    line = f"Tollgate: {c.client or 'anonymous'} · ⛔ {EGRESS_DENIED} · {host}:{c.port}"
+    return f"{line} · {'; '.join(c.deny_reasons)}" if c.deny_reasons else line

@@ -12,6 +12,10 @@ Every line ends with a MAC of the rest (`mac`, keyed BLAKE2b-256), keyed with `i
 that does not hold one (planted by someone who can write the file, not read the secret) is refused
 at the next start, and said, rather than written into the audit as a record of Tollgate's.
 
+The file's first line names its key (`key_id`, a digest of it): when `audit.signing_key` changed
+since the file was written, its lines cannot be checked, and are not read; that is no sign of
+someone else's hand, and is said only when calls were lost with them (a clean stop leaves none).
+
 A process holds an exclusive lock on its file while it runs: the lock is free once the process is
 gone, however it ended. A second process of the same instance beside the same audit file is a
 mistake (its records would read as a broken chain): `InstanceBusy`."""
@@ -25,6 +29,7 @@ import os
 import re
 import secrets
 import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -40,6 +45,7 @@ _MAC_MARK = b',"mac":"'
 _MAC_SUFFIX = len(_MAC_MARK) + 64 + 2  # the mark, the MAC in hex, a quote and the brace
 _CHAIN_MARK = b'"chain":"'
 _CHAIN_TAIL = len(_CHAIN_MARK) + 64 + 3  # the mark, the chain, `"}` and the newline
+_KEY_LINE = re.compile(rb'\{"key":"([0-9a-f]{16})"\}')
 
 
 Mac = hashlib.blake2b
@@ -104,16 +110,36 @@ def in_flight_secret(audit_path: str, instance: str, signing_key: bytes | None) 
     return secret
 
 
+def key_id(secret: bytes) -> str:
+    """What the file's first line names its MAC's key by: a digest of it, which says whether the
+    key changed and nothing of the key."""
+    return hashlib.blake2b(secret, digest_size=8, person=b"tollgate-in-flt").hexdigest()
+
+
+@dataclass
+class Read:
+    """What a file holds for the next process: the calls its previous process sent and never
+    recorded (`lost`, by request id), how many lines were not written by Tollgate (`refused`), the
+    last chain named, and how many calls were kept under another key (`other_key`: not read)."""
+
+    lost: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    refused: int = 0
+    last_chain: str | None = None
+    other_key: int = 0
+
+
 class InFlight:
     """One process's calls in flight, in `path`. Opened (and locked) when the audit is: `lost`
     holds the records of the calls a previous process of the same instance sent and never recorded,
-    `refused` how many of its lines were not written by Tollgate, and `last_chain` the last chain
-    it wrote. `take` makes the file this process's own (from its started record on): until then,
-    a start that fails leaves it as it was."""
+    `refused` how many of its lines were not written by Tollgate, `last_chain` the last chain it
+    wrote, and `other_key` how many calls it kept under another key (`audit.signing_key` changed
+    since: not read). `take` makes the file this process's own (from its started record on): until
+    then, a start that fails leaves it as it was."""
 
     def __init__(self, path: str, secret: bytes, instance: str = "") -> None:
         self.path = path
         self._mac = keyed_mac(secret)
+        self._key_line = b'{"key":"%s"}\n' % key_id(secret).encode()
         self._open: dict[str, bytes] = {}  # by request id: its line
         self._lock = threading.Lock()  # the event loop begins calls; the audit's writer ends them
         self._successor: InFlight | None = None  # the file that took its calls over (a reload)
@@ -129,7 +155,9 @@ class InFlight:
             os.close(fd)
             raise
         self._fd = fd
-        self.lost, self.refused, self.last_chain = _unended(_read(fd), self._mac)
+        read = _unended(_read(fd), self._mac, self._key_line)
+        self.lost, self.refused, self.last_chain = read.lost, read.refused, read.last_chain
+        self.other_key = read.other_key
         self._size = 0
 
     def take(self) -> None:
@@ -139,6 +167,7 @@ class InFlight:
             os.ftruncate(self._fd, 0)
             self._size = 0
             self._taken = True
+            self._append(self._key_line)
             if self.last_chain is not None:
                 self._chain_line = self._signed({"chain": self.last_chain})
                 self._append(self._chain_line)
@@ -198,8 +227,7 @@ class InFlight:
             if self._taken and not self._open:
                 os.ftruncate(self._fd, 0)
                 self._size = 0
-                if self._chain_line:
-                    self._append(self._chain_line)
+                self._append(self._key_line + self._chain_line)
             os.close(self._fd)
 
     def _signed(self, entry: dict[str, Any]) -> bytes:
@@ -211,7 +239,7 @@ class InFlight:
     def _append(self, data: bytes) -> None:
         if self._size + len(data) > COMPACT_AT:
             os.ftruncate(self._fd, 0)  # O_APPEND: the next writes start at 0
-            data = self._chain_line + b"".join(self._open.values()) + data
+            data = self._key_line + self._chain_line + b"".join(self._open.values()) + data
             self._size = 0
         written = os.write(self._fd, data)
         self._size += written
@@ -245,12 +273,21 @@ def authentic(line: bytes, keyed: Mac) -> bool:
     return hmac.compare_digest(mac.hexdigest().encode(), line[-66:-2])
 
 
-def _unended(data: bytes, keyed: Mac) -> tuple[dict[str, list[dict[str, Any]]], int, str | None]:
+def _unended(data: bytes, keyed: Mac, key_line: bytes) -> Read:
     """The records of the calls a file says were sent and not ended, by request id in the order
     sent, each saying its process was lost; how many lines were not written by Tollgate (their
     MAC does not hold); and the last chain named. A last line cut short (the process died writing
-    it) is skipped."""
-    sent: dict[str, list[dict[str, Any]]] = {}
+    it) is skipped. A file whose first line names another key than `key_line` does is not read:
+    how many calls it says were sent and not ended is counted (`other_key`), nothing of them is
+    kept. A file without that line (written before files named their key) is read with this key."""
+    read = Read()
+    first, _, rest = data.partition(b"\n")
+    if _KEY_LINE.fullmatch(first) is not None:
+        if first + b"\n" != key_line:
+            read.other_key = _unchecked_calls(rest)
+            return read
+        data = rest
+    sent = read.lost
     refused, last_chain = 0, None
     lines = data.split(b"\n")
     for n, line in enumerate(lines):
@@ -280,7 +317,26 @@ def _unended(data: bytes, keyed: Mac) -> tuple[dict[str, list[dict[str, Any]]], 
             sent[request_id] = [lost_record(call, RECORD_FIELDS)]
         elif isinstance(records := entry.get("records"), list):
             sent[request_id] = [_lost(r) for r in records if isinstance(r, dict)]
-    return sent, refused, last_chain
+    read.refused, read.last_chain = refused, last_chain
+    return read
+
+
+def _unchecked_calls(data: bytes) -> int:
+    """How many calls lines that cannot be checked say were sent and not ended: only counted, so
+    that a file of a clean stop (its last chain alone) is told from one a killed process left."""
+    sent: set[str] = set()
+    for line in data.split(b"\n"):
+        try:
+            entry = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(entry, dict):
+            continue
+        if isinstance(request_id := entry.get("sent"), str):
+            sent.add(request_id)
+        elif isinstance(ended := entry.get("ended"), list):
+            sent.difference_update(i for i in ended if isinstance(i, str))
+    return len(sent)
 
 
 def _lost(record: dict[str, Any]) -> dict[str, Any]:

@@ -24,13 +24,13 @@ def dollars_text(nano: int) -> str:
 
 def summary(call: Call, latency: str | None = None) -> str:
     """The one line mitmweb shows as the flow's comment. Its column is narrow, so what matters
-    comes first: a refusal and its reason, a failure, else the tokens and cost; then who called
-    and what (and, given, how long it took), and what the guardrails found (kinds and counts);
-    last the policy's reasons or the error, in words."""
+    comes first: who called (a short name), then a refusal and its reason, a failure, else the
+    tokens and cost; then what was called (and, given, how long it took), and what the guardrails
+    found (kinds and counts); last the policy's reasons or the error, in words."""
     head, detail = _outcome(call)
     model, target = call.target_model, call.route.target
     what = f"{target.provider}/{model}" if model else f"{target.provider} {call.classification.endpoint or '?'}"
-    line = f"{head} · {call.caller.client or 'anonymous'} · {what}"
+    line = f"{call.caller.client or 'anonymous'} · {head} · {what}"
     if latency is not None:
         line += f" · {latency}"
     if found := call.request.findings:

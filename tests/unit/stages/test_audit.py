@@ -106,7 +106,7 @@ def test_an_answered_call_gets_its_request_id_header_and_one_record_at_response(
     )
     # The flow keeps the plain record (what a saved flow can hold), its summary and no marker.
     assert as_written(flow.metadata[CALL]) == record and type(flow.metadata[CALL]) is dict
-    assert flow.comment == "12→5 $0.000080 · alice · openai/gpt-4o"
+    assert flow.comment == "alice · 12→5 $0.000080 · openai/gpt-4o"
     assert flow.marked == ""
 
 
@@ -152,7 +152,7 @@ def test_a_call_tollgate_refused_is_recorded_and_marked_refused(audit_log, audit
         ["unknown or missing API key"],
     )
     assert flow.marked == REFUSED_MARKER
-    assert flow.comment == "⛔ unauthenticated · anonymous · openai/gpt-4o · unknown or missing API key"
+    assert flow.comment == "anonymous · ⛔ unauthenticated · openai/gpt-4o · unknown or missing API key"
     assert flow.response.headers.get_all("x-tollgate-request-id") == [call.request_id]
 
 
@@ -191,7 +191,7 @@ def test_a_call_that_failed_is_recorded_at_error_with_why(audit_log, audit_path)
     [record] = written(audit_log, audit_path)
     assert (record["status"], record["error"]) == (None, "upstream unreachable: connection refused")
     assert flow.marked == FAILED_MARKER
-    assert flow.comment == ("⚠ upstream_unreachable · alice · openai/gpt-4o · upstream unreachable: connection refused")
+    assert flow.comment == ("alice · ⚠ upstream_unreachable · openai/gpt-4o · upstream unreachable: connection refused")
     assert as_written(flow.metadata[CALL]) == record
 
 
@@ -283,7 +283,7 @@ def test_text_no_flow_file_can_hold_is_escaped_on_the_flow_and_kept_in_the_audit
     [record] = written(audit_log, audit_path)
     assert record["model"] == "gpt-4o\ud800"
     assert flow.metadata[CALL]["model"] == "gpt-4o\\ud800"
-    assert flow.comment == "no tokens · alice · openai/gpt-4o\\ud800"
+    assert flow.comment == "alice · no tokens · openai/gpt-4o\\ud800"
 
 
 # ---- no call served while the audit cannot be written

@@ -312,3 +312,51 @@ def test_a_call_killed_while_its_body_is_scanned_is_counted_and_left_unanswered(
         guard.done()
     assert flow.response is None  # no refusal written on a flow that has ended
     assert call.request.findings == {"secrets.private_key": 1}  # its record says what it held
+
+
+def test_a_large_bodys_findings_are_counted_and_redacted_in_its_thread_not_on_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from mitmproxy.test import tflow, tutils
+
+    from tollgate.formats.mcp.messages import McpRequest
+    from tollgate.governance.guardrails.rules import Scan
+    from tollgate.governance.mcp import McpExchange
+    from tollgate.governance.mcp_servers import McpServer
+
+    where: list[tuple[str, str]] = []  # each step on a scan's findings, and the thread it ran in
+    for name in ("counts", "found_in", "redact"):
+        step = getattr(Scan, name)
+
+        def traced(self: Scan, *args: object, _step=step, _name=name) -> object:
+            where.append((_name, threading.current_thread().name.split("_")[0]))
+            return _step(self, *args)
+
+        monkeypatch.setattr(Scan, name, traced)
+    shared = configured(RULES)
+    guard = Guard(shared)
+    flow, call = large_call(shared, "openai", "/v1/chat/completions", "x = 1\n" * (OFF_LOOP_BYTES // 6) + PAIR)
+    server = McpServer.model_validate({"name": "gh", "url": "https://mcp.example.test/mcp"})
+    mcp_body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "n", "arguments": {"t": PAIR}}}
+    mcp_flow = tflow.tflow(req=tutils.treq(content=json.dumps(mcp_body).encode() + b" " * OFF_LOOP_BYTES))
+    exchange = McpExchange(server, "POST", requests=(McpRequest("tools/call", 1, tool="n"),), request_id="r1")
+    exchange.loaded = shared.loaded
+
+    async def steps() -> None:
+        for pending in (CallSteps(guard.handle).at_request(flow), guard.mcp(mcp_flow, exchange)):
+            assert pending is not None
+            await asyncio.wait_for(pending, 30)  # type: ignore[arg-type]
+
+    try:
+        asyncio.run(steps())
+    finally:
+        guard.done()
+    assert (call.request.redacted, exchange.redacted) == (2, 2)
+    assert b"[REDACTED:secrets.aws_access_key_id]" in mcp_flow.request.content
+    assert sorted(set(where)) == [
+        ("counts", "tollgate-scan"),
+        ("found_in", "tollgate-scan"),
+        ("redact", "tollgate-scan"),
+    ]

@@ -32,12 +32,14 @@ class _Lines(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.lines: list[str] = []
+        self.levels: list[int] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(record.getMessage())
+        self.levels.append(record.levelno)
 
 
-def test_stream_tap_drops_only_mitmproxys_streaming_notice_while_loaded():
+def test_stream_tap_drops_only_mitmproxys_streaming_notice_and_makes_connection_lines_debug_while_loaded():
     logger = logging.getLogger(MITMPROXY_CONNECTION_LOGGER)
     lines, level = _Lines(), logger.level
     logger.addHandler(lines)
@@ -50,13 +52,19 @@ def test_stream_tap_drops_only_mitmproxys_streaming_notice_while_loaded():
         client = {"extra": {"client": ("127.0.0.1", 5000)}}
         logger.log(logging.INFO, "Streaming response from api.openai.com.", **client)
         logger.log(logging.INFO, "server connect %s", "api.openai.com:443", **client)
+        logger.log(logging.INFO, "client connect", **client)
         logger.log(logging.INFO, "Streaming request to api.openai.com.")  # a large upload: worth saying
         logger.log(logging.DEBUG, ["Streaming response from", "not a string"])
+        logger.log(logging.INFO, "client disconnect", **client)
         assert lines.lines == [
             "server connect api.openai.com:443",
+            "client connect",
             "Streaming request to api.openai.com.",
             "['Streaming response from', 'not a string']",
+            "client disconnect",
         ]
+        # The connection's lines are debug lines: `mitmdump -v` shows them, the default verbosity not.
+        assert lines.levels == [logging.DEBUG, logging.DEBUG, logging.INFO, logging.DEBUG, logging.DEBUG]
         tap.done()
         logger.log(logging.INFO, "Streaming response from api.openai.com.")
         assert lines.lines[-1] == "Streaming response from api.openai.com."

@@ -79,12 +79,13 @@ class Engine:
         make = _hyperscan_anchors if self.uses_hyperscan else _python_anchors
         self.anchors: Callable[[bytes], Anchors] = make(anchored)
 
-    def scan(self, body: bytes, is_json: bool = True) -> tuple[text.Text, set[Found]]:
-        """What the detectors read of `body`, and their matches in it: (kind, start, end), each once."""
+    def scan(self, body: bytes, is_json: bool = True) -> tuple[text.Text, list[Found]]:
+        """What the detectors read of `body`, and their matches in it: (kind, start, end), in runs
+        sorted by start (one a detector), a match found by two patterns of a kind twice."""
         read, found, _ = self.scan_marked(body, is_json)
         return read, found
 
-    def scan_marked(self, body: bytes, is_json: bool = True) -> tuple[text.Text, set[Found], bool]:
+    def scan_marked(self, body: bytes, is_json: bool = True) -> tuple[text.Text, list[Found], bool]:
         """`scan`, and whether the text read holds one of the markers (an escape that spells one
         read as the character it stands for)."""
         anchors = self.anchors(body)
@@ -99,14 +100,19 @@ class Engine:
                 marked = anchors.pop(len(self.detectors) + 1, None) is not None
         return read, self._found(read.data, anchors), marked
 
-    def _found(self, data: bytes, anchors: Anchors) -> set[Found]:
-        found: set[Found] = set()
+    def _found(self, data: bytes, anchors: Anchors) -> list[Found]:
+        # A list of sorted runs, not a set: a body of many matches (a hostile one) is sorted by
+        # merging its runs (`rules._once`), not anew, which would hold the interpreter lock (a
+        # sort's comparisons) for a tenth of a second beside the event loop.
+        found: list[Found] = []
         for i, at in anchors.items():
             detector = self.detectors[i]
+            kind = detector.kind
             at.sort()
-            found.update((detector.kind, s, e) for s, e in detector.around(data, at))
+            found += [(kind, s, e) for s, e in detector.around(data, at)]
         for detector in self.whole:
-            found.update((detector.kind, s, e) for s, e in detector.find(data, 0, len(data)))
+            kind = detector.kind
+            found += [(kind, s, e) for s, e in detector.find(data, 0, len(data))]
         return found
 
 

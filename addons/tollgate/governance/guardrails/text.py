@@ -135,7 +135,11 @@ def replace(body: bytes, spans: Iterable[tuple[int, int, str]]) -> tuple[bytes, 
     """`body` with each span replaced by its kind's placeholder: overlapping spans as one (named by
     the first), and the number of replacements made."""
     spans = merged(spans)
-    return rewrite(body, [(s, e, PLACEHOLDER.format(kind=kind).encode()) for s, e, kind in spans]), len(spans)
+    placeholders: dict[str, bytes] = {}  # each kind's, made once (a hostile body has 100,000s of spans)
+    for _, _, kind in spans:
+        if kind not in placeholders:
+            placeholders[kind] = PLACEHOLDER.format(kind=kind).encode()
+    return rewrite(body, [(s, e, placeholders[kind]) for s, e, kind in spans]), len(spans)
 
 
 def rewrite(body: bytes, edits: Iterable[tuple[int, int, bytes]]) -> bytes:

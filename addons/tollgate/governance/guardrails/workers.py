@@ -4,7 +4,8 @@ so that while it is read the event loop serves the other calls.
 
 Why threads and not processes (measured; docs/performance.md, "Guardrails"): Hyperscan's pass
 releases the GIL, and the exact patterns run in short windows, so a scanning thread gives the
-event loop its turn within a few milliseconds. A worker process would keep the event loop's GIL
+event loop its turn within a millisecond (the switch interval while a thread reads), with no full
+collection of the garbage collector meanwhile (`_Reading`). A worker process would keep the event loop's GIL
 wholly free, but it would hold a copy of every configuration's detectors (Tollgate's own keys
 among them), be given each body and its findings across a pipe, and be one more process to start
 and stop; a thread shares the engines already compiled, and is given the body as it is.
@@ -20,6 +21,8 @@ pass over 64 KiB and the windows of 64 candidates (well under a millisecond)."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import sys
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +41,53 @@ ON_LOOP_CANDIDATES = 64
 # Scans of large bodies that run at once: a body waits for a thread only behind this many others,
 # and each more thread takes the GIL from the event loop more often.
 THREADS = 2
+
+
+# The interpreter's switch interval while a worker thread reads: how long the event loop may wait
+# for the interpreter lock at each of its turns (the default, 5 ms, is many such waits a call).
+READING_SWITCH_INTERVAL = 0.001
+
+
+class _Reading:
+    """While any worker thread reads a body, and until the last has ended (then as they were):
+
+    - the cyclic garbage collector paused. A hostile body's reading makes hundreds of thousands of
+      objects (a finding each, each one the collector follows); made so fast, they set off its full
+      collections, each a walk of the heap with the interpreter lock held (50 to 300 ms, longer the
+      larger the process), during which the event loop serves no one. They are no cycles: their
+      counts free them once the call is read. The event loop's own garbage waits the few seconds.
+    - the switch interval shortened: the reading is Python holding the interpreter lock, which the
+      event loop gets back only once the interval has passed, at each turn of a call."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reading = 0
+        self._was: tuple[bool, float] = (False, 0.0)
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._reading == 0:
+                self._was = (gc.isenabled(), sys.getswitchinterval())
+                gc.disable()
+                sys.setswitchinterval(min(READING_SWITCH_INTERVAL, self._was[1]))
+            self._reading += 1
+
+    def __exit__(self, *_: object) -> None:
+        with self._lock:
+            self._reading -= 1
+            if self._reading == 0:
+                collecting, interval = self._was
+                sys.setswitchinterval(interval)
+                if collecting:
+                    gc.enable()
+
+
+_READING = _Reading()
+
+
+def _off_the_loop[R](read: Callable[[], R]) -> R:
+    with _READING:
+        return read()
 
 
 class ScanWorkers:
@@ -87,7 +137,7 @@ class ScanWorkers:
                     return read()
             except TooManyCandidates:
                 pass  # a hostile body: read from the start where it holds no one up
-        return asyncio.wrap_future(self._started().submit(read))
+        return asyncio.wrap_future(self._started().submit(_off_the_loop, read))
 
     def _started(self) -> ThreadPoolExecutor:
         with self._lock:

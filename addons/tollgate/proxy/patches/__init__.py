@@ -12,7 +12,7 @@ from tollgate.proxy.patches.connections import (
     close_connections_cancelled_while_waiting,
     finish_streams_after_a_clients_goaway,
 )
-from tollgate.proxy.patches.console import calls_shown, leave_calls_to_their_line
+from tollgate.proxy.patches.console import calls_shown, leave_calls_to_their_line, refused_connection
 from tollgate.proxy.patches.dispatch import cheaper_hook_dispatch
 from tollgate.proxy.patches.drain import CloseInjected, begin_drain, close_websocket, drain_connections
 from tollgate.proxy.patches.flows import (
@@ -67,6 +67,7 @@ __all__ = [
     "no_more_resends",
     "note_flows_ended_by_client",
     "note_requests_sent",
+    "refused_connection",
     "relay_http1_trailers",
     "resend",
     "resend_failed_attempts",

@@ -1,17 +1,22 @@
 """The console's line per call. Tollgate logs one line as each call ends (`records.summary.
 console_line`: client, provider and model, decision, tokens, cost, latency); at mitmdump's default
 detail (`flow_detail` 1) it replaces mitmdump's own line for the flow, which says only the URL and
-"(content missing)" of a streamed body. With more detail asked (`flow_detail` 2 to 4) mitmdump's
-dump follows as before, and a flow that is no call keeps mitmdump's line. At `flow_detail` 0
-neither is printed."""
+"(content missing)" of a streamed body. So does the line of a connection egress refuses (a CONNECT,
+a plain HTTP request: `connection_record.connection_line`). With more detail asked (`flow_detail` 2
+to 4) mitmdump's dump follows as before, and a flow that is neither keeps mitmdump's line. At
+`flow_detail` 0 neither is printed."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from mitmproxy import ctx
+from mitmproxy import ctx, http
 from mitmproxy.addons.dumper import Dumper
+
+from tollgate.governance.egress import EGRESS_DENIED
+
+DENIED_HEADER = "X-Tollgate-Error"  # as egress answers a connection it refuses
 
 
 def calls_shown() -> bool:
@@ -34,3 +39,10 @@ def leave_calls_to_their_line(is_call: Callable[[Any], bool]) -> None:
         return shown(self, f)
 
     Dumper.match = match  # type: ignore[method-assign]
+
+
+def refused_connection(flow: http.HTTPFlow) -> bool:
+    """Whether the flow is a connection egress refused (a CONNECT, a plain HTTP request), whose
+    line on the console is Tollgate's."""
+    response = flow.response
+    return response is not None and response.status_code == 403 and response.headers.get(DENIED_HEADER) == EGRESS_DENIED

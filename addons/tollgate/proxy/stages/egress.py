@@ -36,8 +36,9 @@ from tollgate.formats.refusals import AUDIT_UNAVAILABLE, BAD_REQUEST
 from tollgate.governance.egress import EGRESS_DENIED, PASS, Egress, Verdict, egress_facts, host_of, not_a_host
 from tollgate.governance.policy import Decision
 from tollgate.proxy.flows import CAPTURE_MODES
+from tollgate.proxy.patches import calls_shown
 from tollgate.proxy.state import Shared
-from tollgate.records.connection_record import Connection, connection_record
+from tollgate.records.connection_record import Connection, connection_line, connection_record
 
 logger = logging.getLogger(__name__)
 
@@ -309,6 +310,8 @@ class EgressGate:
     def _refused(self, connection: Connection, egress: Egress) -> None:
         connection.decision = "deny"
         self._count(connection)
+        if calls_shown():  # one line per refused connection, as per call
+            logger.info(connection_line(connection))
         if egress.record != "none":
             connection.ended = time.time()
             self._write(connection)

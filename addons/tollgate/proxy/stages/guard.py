@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mitmproxy import http
@@ -86,7 +86,7 @@ class Guard:
         read = await reading
         if flow.error is not None or flow.response is not None:
             # Killed meanwhile: counted for its record, not answered.
-            call.request.findings, call.request.finding_actions = read.scan.counts(), _by_action(read.scan)
+            call.request.findings, call.request.finding_actions = read.counts, read.by_action
             return
         self._apply(flow, call, body, read)
 
@@ -98,7 +98,7 @@ class Guard:
         if read.not_read:
             c.facts.unread += tuple(what for what in read.not_read if what not in c.facts.unread)
             if scan.unread == "deny":
-                call.request.findings = scan.counts()
+                call.request.findings = read.counts
                 refuse(
                     flow,
                     call,
@@ -110,8 +110,8 @@ class Guard:
         if not scan.findings:  # most calls: clean
             call.request.findings, call.request.redacted = {}, 0
             return
-        call.request.findings, call.request.finding_actions = scan.counts(), _by_action(scan)
-        model_kind = scan.found_in(body, ("model",)) if c.model is not None else None
+        call.request.findings, call.request.finding_actions = read.counts, read.by_action
+        model_kind = read.model_kind if c.model is not None else None
         if model_kind is not None:  # its model names a secret: the audit, metrics and traces name its kind
             c.model = PLACEHOLDER.format(kind=model_kind)
             call.classified(c)
@@ -138,31 +138,31 @@ class Guard:
         if guardrails is None or not any(r.method in MCP_READ for r in exchange.requests):
             return None
         body = flow.request.content or b""
-        scanning = self.workers.scan(guardrails, body, "mcp", None, exchange.client, exchange.groups)
-        if isinstance(scanning, Scan):
-            self._apply_mcp(flow, exchange, body, scanning)
+        client, groups = exchange.client, exchange.groups
+        reading = self.workers.run(len(body), lambda: read_mcp(guardrails, body, client, groups))
+        if isinstance(reading, Read):
+            self._apply_mcp(flow, exchange, reading)
             return None
-        return self._apply_mcp_once_scanned(flow, exchange, body, scanning)
+        return self._apply_mcp_once_read(flow, exchange, reading)
 
-    async def _apply_mcp_once_scanned(
-        self, flow: http.HTTPFlow, exchange: McpExchange, body: bytes, scanning: Awaitable[Scan]
-    ) -> None:
-        scan = await scanning
+    async def _apply_mcp_once_read(self, flow: http.HTTPFlow, exchange: McpExchange, reading: Awaitable[Read]) -> None:
+        read = await reading
         if flow.error is not None or flow.response is not None:
-            exchange.findings, exchange.redacted, exchange.finding_actions = scan.counts(), 0, _by_action(scan)
+            exchange.findings, exchange.redacted, exchange.finding_actions = read.counts, 0, read.by_action
             return
-        self._apply_mcp(flow, exchange, body, scan)
+        self._apply_mcp(flow, exchange, read)
 
-    def _apply_mcp(self, flow: http.HTTPFlow, exchange: McpExchange, body: bytes, scan: Scan) -> None:
-        exchange.findings, exchange.redacted, exchange.finding_actions = scan.counts(), 0, _by_action(scan)
+    def _apply_mcp(self, flow: http.HTTPFlow, exchange: McpExchange, read: Read) -> None:
+        scan = read.scan
+        exchange.findings, exchange.redacted, exchange.finding_actions = read.counts, 0, read.by_action
         if scan.denied:
             denied = ", ".join(f"{kind} ({n})" for kind, n in sorted(scan.denied_counts().items()))
             # As the policy's denials are: each request's JSON-RPC error, in a 200 answer.
             refuse_mcp(flow, exchange, 200, CONTENT_DENIED, f"Tollgate refused this request: it holds {denied}.")
             return
-        redacted, exchange.redacted = scan.redact(body)
-        if exchange.redacted:
-            flow.request.content = redacted  # encoded again as it came, its Content-Length set
+        if read.redacted is not None and read.redacted.replaced:
+            exchange.redacted = read.redacted.replaced
+            flow.request.content = read.redacted.body  # encoded again as it came, its Content-Length set
 
     def done(self) -> None:
         self.workers.close()
@@ -185,11 +185,23 @@ class Read:
     """What the guardrails made of a call's body: its scan, the names of what they could not read
     of it (an image, a PDF, a file by reference), and the body redacted as its findings say (made
     where it was read: a hostile body's thousands of replacements are no work for the event loop);
-    None where a document to redact could not be written anew."""
+    None where a document to redact could not be written anew. Also made where it was read, for
+    the same reason: the findings counted by kind (`counts`) and by kind and action (`by_action`),
+    and the kind of the first one in the body's `model` (`model_kind`)."""
 
     scan: Scan
     not_read: list[str]
     redacted: Redacted | None = NOTHING_REDACTED
+    counts: dict[str, int] = field(default_factory=dict)
+    by_action: tuple[tuple[str, str, int], ...] = ()
+    model_kind: str | None = None
+
+
+def _read(scan: Scan, not_read: list[str], body: bytes) -> Read:
+    if not scan.findings:  # most calls: clean
+        return Read(scan, not_read, NOTHING_REDACTED)
+    model_kind = scan.found_in(body, ("model",))
+    return Read(scan, not_read, redacted(scan, body), scan.counts(), _by_action(scan), model_kind)
 
 
 def read_call(
@@ -208,11 +220,21 @@ def read_call(
     runs = wire.text_runs(data) if wire is not None and data else []
     scan = guardrails.scan(body, provider, model, client, groups, runs=runs)
     if not (scan.may_attach and wire is not None and data):
-        return Read(scan, [], redacted(scan, body))
+        return _read(scan, [], body)
     inline, not_read = documents.read(wire.attachments(data))
     if inline:
         scan = guardrails.scan(body, provider, model, client, groups, documents=inline, runs=runs)
-    return Read(scan, not_read, redacted(scan, body))
+    return _read(scan, not_read, body)
+
+
+def read_mcp(guardrails: Guardrails, body: bytes, client: str | None, groups: tuple[str, ...]) -> Read:
+    """An MCP server's request read by the rules whose `match` names no provider or model, and
+    redacted as they say (its JSON is not read anew: nothing later reads it)."""
+    scan = guardrails.scan(body, "mcp", None, client, groups)
+    if not scan.findings:
+        return Read(scan, [])
+    written, replaced = (body, 0) if scan.denied else scan.redact(body)
+    return Read(scan, [], Redacted(written, replaced, None), scan.counts(), _by_action(scan))
 
 
 def redacted(scan: Scan, body: bytes) -> Redacted | None:

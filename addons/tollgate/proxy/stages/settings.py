@@ -321,7 +321,7 @@ class Settings:
         patches.bound_message_heads(MAX_REQUEST_HEAD, MAX_RESPONSE_HEAD)
         patches.close_connections_cancelled_while_waiting()
         patches.finish_streams_after_a_clients_goaway()
-        patches.leave_calls_to_their_line(lambda flow: CALL in flow.metadata)
+        patches.leave_calls_to_their_line(lambda flow: CALL in flow.metadata or patches.refused_connection(flow))
 
     def configure(self, updated: set[str]) -> None:
         try:

@@ -135,21 +135,29 @@ class CountedTap(UsageTap):
 
 
 STREAMING_NOTICE = "Streaming response from "
+# mitmproxy's lines for a connection's opening and closing, four per client connection at info level
+# around Tollgate's one per call: debug lines here (`mitmdump -v` shows them).
+CONNECTION_LINES = frozenset(("client connect", "client disconnect"))
+SERVER_LINES = ("server connect ", "server disconnect ")
 
 
 def without_streaming_notices(log: Callable[..., None]) -> Callable[..., None]:
-    """A logger's `log` method that drops mitmproxy's "Streaming response from <host>." lines.
+    """A logger's `log` method that drops mitmproxy's "Streaming response from <host>." lines, and
+    logs its connection lines (`client connect`, `server disconnect <address>`, …) at debug level.
 
-    mitmproxy logs that line at info level for each streamed response; Tollgate streams every
+    mitmproxy logs the first at info level for each streamed response; Tollgate streams every
     response, so it tells nothing, and through the log handlers it cost more CPU than all of
-    Tollgate's stages (docs/performance.md). A `logging.Filter` sees it only once its record is made
-    (the caller's frame looked up, the task named), most of that cost, so the line is dropped before
-    that, in the one method mitmproxy's connection handler logs through. Every other line goes on as
-    it came."""
+    Tollgate's stages (docs/performance.md). A `logging.Filter` sees a line only once its record is
+    made (the caller's frame looked up, the task named), most of that cost, so the line is dropped
+    (or a debug line not made, where debug lines are not shown) before that, in the one method
+    mitmproxy's connection handler logs through. Every other line goes on as it came."""
 
     def log_without_streaming_notices(level: int, msg: object, *args: object, **kwargs: object) -> None:
-        if type(msg) is str and msg.startswith(STREAMING_NOTICE):
-            return
+        if type(msg) is str:
+            if msg.startswith(STREAMING_NOTICE):
+                return
+            if msg in CONNECTION_LINES or msg.startswith(SERVER_LINES):
+                level = logging.DEBUG
         log(level, msg, *args, **kwargs)
 
     return log_without_streaming_notices
