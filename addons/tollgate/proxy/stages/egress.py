@@ -211,6 +211,7 @@ class EgressGate:
 
     def _refused(self, connection: Connection, egress: Egress) -> None:
         connection.decision = "deny"
+        connection.refusal = EGRESS_DENIED
         self._count(connection)
         if egress.record != "none":
             connection.ended = time.time()
