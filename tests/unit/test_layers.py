@@ -19,9 +19,10 @@ from tollgate.providers import PROVIDERS
 PACKAGE = Path(tollgate.__file__).parent
 
 # The layers, top down: a module may import its own layer and the ones below it, never one above.
-# `proxy/` alone knows mitmproxy; `cli/` starts processes and reads records, never the proxy.
+# `proxy/` alone knows mitmproxy; `cli/` starts processes and reads records, never the proxy; `console/`
+# serves the records it reads.
 LAYERS = (
-    ("proxy/", "cli/"),
+    ("proxy/", "cli/", "console/"),
     ("governance/", "records/", "call.py", "config.py", "runtime.py", "upstream.py", "fleet.py"),
     ("providers/",),
     ("credentials/",),
