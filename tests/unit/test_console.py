@@ -75,9 +75,11 @@ def test_people_sum_calls_refusals_tokens_cost_and_findings(views: Views) -> Non
     ]  # fmt: skip
 
 
-def test_since_and_until_keep_the_hours_they_name(views: Views) -> None:
+def test_since_and_until_keep_the_days_they_name(views: Views) -> None:
     people = views.answer("/api/people", {"since": ["2026-11-01T09:00"], "until": ["2026-11-02"]})
-    assert [(p["client"], p["calls"], p["refused"]) for p in people] == [("alice", 1, 1)]
+    assert [(p["client"], p["calls"], p["refused"]) for p in people] == [("alice", 3, 1)]
+    people = views.answer("/api/people", {"since": ["2026-11-02"], "until": ["2026-11-02T12:00"]})
+    assert [(p["client"], p["calls"]) for p in people] == [("bob", 2), (None, 1)]
     with pytest.raises(BadQuery):
         views.answer("/api/people", {"since": ["last tuesday"]})
 

@@ -4,15 +4,23 @@ the console until interrupted, printing its address with the token once."""
 from __future__ import annotations
 
 import errno
+import os
 import ssl
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tollgate.records.console_settings import ConsoleConfig, exposed_without_tls, listen_address
 
+if TYPE_CHECKING:
+    from tollgate.console.server import Console
+
 # The one line that names the token: run.sh lets it through to the terminal as mitmweb's own.
 ADDRESS_LINE = "Tollgate console: {scheme}://{host}:{port}/?token={token}"
+# Set by run.sh to the proxy's process id: the console stops when it does.
+PARENT = "TOLLGATE_CONSOLE_PARENT"
 
 
 def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
@@ -70,8 +78,8 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
         console = Console(audit, views, host, port, settings.token or new_token(), tls)
     except OSError as e:
         taken = e.errno == errno.EADDRINUSE
-        print(f"error: the console cannot listen on {address}: {'address in use' if taken else e.strerror}",
-              file=sys.stderr)  # fmt: skip
+        why = "the address is in use" if taken else e.strerror
+        print(f"tollgate: no console: it cannot listen on {address} ({why})", file=sys.stderr)
         return 3 if taken else 1
     began = time.monotonic()
     try:
@@ -82,9 +90,13 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
     shown = f"[{host}]" if ":" in host else host
     print(ADDRESS_LINE.format(scheme="https" if tls else "http", host=shown, port=console.port, token=console.token),
           flush=True)  # fmt: skip
-    read = len(audit.index)
-    print(f"tollgate console: {read} records read in {time.monotonic() - began:.1f} s from "
-          f"{', '.join(map(str, files)) or 'no file yet'}", file=sys.stderr, flush=True)  # fmt: skip
+    parent = os.environ.get(PARENT)
+    if parent and parent.isdigit():
+        threading.Thread(target=_stop_with, args=(int(parent), console), daemon=True).start()
+    else:
+        read = len(audit.index)
+        print(f"tollgate console: {read} records read in {time.monotonic() - began:.1f} s from "
+              f"{', '.join(map(str, files))}", file=sys.stderr, flush=True)  # fmt: skip
     try:
         console.serve()
     except KeyboardInterrupt:
@@ -92,3 +104,12 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
     finally:
         audit.close()
     return 0
+
+
+def _stop_with(pid: int, console: Console) -> None:
+    """Stop the console once the process `pid` (the proxy run.sh started it beside, its parent)
+    has ended: it is then no longer the console's parent (a parent not yet reaped still answers
+    a signal, but its children have been handed on)."""
+    while os.getppid() == pid:
+        time.sleep(0.5)
+    console.stop()
