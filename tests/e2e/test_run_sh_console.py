@@ -61,7 +61,7 @@ def test_run_sh_starts_the_console_beside_the_proxy(tmp_path, confdir) -> None:
         while time.monotonic() < deadline:  # the proxy's started record, once written and read
             with urllib.request.urlopen(request, timeout=10) as answer:
                 files = json.loads(answer.read())
-            if files and files[0]["records"] >= 1:
+            if files and files[0]["records"] >= 1 and files[0]["state"] != "checking":
                 break
             time.sleep(0.2)
         assert [(f["file"], f["state"]) for f in files] == [("audit.jsonl", "whole")]  # audit.path as configured

@@ -95,10 +95,14 @@ def test_spend_by_model_per_day_and_per_hour(views: Views) -> None:
         {"bucket": "2026-11-02T00:00:00Z", "key": "gpt-4o-mini", "calls": 1, "input_tokens": 10, "output_tokens": 5,
          "cost_usd": 0.0},
     ]  # fmt: skip
-    hours = views.answer("/api/spend", {"by": ["client"], "bucket": ["hour"], "until": ["2026-11-01T09:00"]})
+    hours = views.answer(
+        "/api/spend", {"by": ["client"], "bucket": ["hour"], "since": ["2026-10-30"], "until": ["2026-11-01T09:00"]}
+    )
     assert [(s["bucket"], s["key"], s["calls"]) for s in hours] == [("2026-11-01T08:00:00Z", "alice", 2)]
     with pytest.raises(BadQuery):
         views.answer("/api/spend", {"by": ["colour"]})
+    with pytest.raises(BadQuery, match="no more than 31 days"):  # summed from the records: a month at most
+        views.answer("/api/spend", {"bucket": ["hour"], "since": ["2026-09-01"], "until": ["2026-11-01"]})
 
 
 def test_refusals_by_kind_and_client_with_the_latest_reason(views: Views) -> None:
@@ -251,3 +255,37 @@ def test_bearer_json_csv_and_read_only(served: str) -> None:
     assert fetch(served + "/api/spend?by=colour", bearer)[0] == 400
     for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
         assert fetch(served + "/api/people", bearer, method)[0] == 405, method
+
+
+def chained(records: list[dict]) -> bytes:
+    """Lines as Tollgate writes them: one instance's run, each record chained to the one before."""
+    from tollgate.records.chain import ZERO, chain_of
+
+    lines, chain = [], ZERO
+    for seq, record in enumerate(records, 1):
+        content = json.dumps({**record, "instance": "gw-1", "seq": seq})[:-1]
+        chain = chain_of(chain, content.encode())
+        lines.append(f'{content},"chain":"{chain}"}}\n'.encode())
+    return b"".join(lines)
+
+
+def test_the_audit_view_checks_the_chain_behind_the_index(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(chained([{**RECORDS[0], "previous_chain": None}, *RECORDS[1:]]))
+    audit = Audit([path])
+    audit.catch_up()
+    assert [f["state"] for f in audit.state()] == ["checking"]
+    while audit.verify_pending():
+        pass
+    assert [(f["instance"], f["records"], f["state"], f["faults"]) for f in audit.state()] == [
+        ("gw-1", len(RECORDS), "whole", [])
+    ]
+    changed = path.read_bytes().replace(b'"cost_usd": 1.5', b'"cost_usd": 0.5')
+    path.write_bytes(changed)
+    audit = Audit([path])
+    audit.catch_up()
+    while audit.verify_pending():
+        pass
+    assert [(f["state"], f["faults"]) for f in audit.state()] == [
+        ("fault", [f"{path}:3: changed: its chain does not match its content and the record before it"])
+    ]

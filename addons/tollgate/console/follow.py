@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -37,6 +37,10 @@ class Opened:
     position: int = 0  # of the first byte not read yet
     records: int = 0
     lost: int = 0  # `worker lost` records
+    checked: int = 0  # the bytes whose chain the verifier has read
+    checked_lines: int = 0
+    checker: IO[bytes] | None = None  # a compressed file's second reader, for the verifier
+    check_pending: bytes = b""  # of a compressed file: read, not checked (a line's start)
     instances: dict[str, int] = field(default_factory=dict)  # records per instance
 
 
@@ -123,22 +127,71 @@ class Audit:
                 raise OSError(0, f"a line longer than {CHUNK} bytes", str(opened.path))
 
     def _lines(self, number: int, opened: Opened, start: int, data: bytes) -> None:
-        index, verifier, name = self.index, self.verifier, str(opened.path)
+        index = self.index
         offset = start
         line_no = opened.records
+        instances, recent = opened.instances, self.recent
         for line in data.splitlines(keepends=True):
             length = len(line)
-            if line.strip():
+            if not line.isspace():
                 line_no += 1
                 record = index.add(number, offset, line)
-                verifier.read(Place(name, line_no), line, record)
-                if record is not None and isinstance(instance := record.get("instance"), str):
-                    opened.instances[instance] = opened.instances.get(instance, 0) + 1
-                if record is not None and record.get("error") == WORKER_LOST:
-                    opened.lost += 1
-                self.recent.append((len(index) - 1, line))
+                if record is not None:
+                    instance = record.get("instance")
+                    if type(instance) is str:
+                        instances[instance] = instances.get(instance, 0) + 1
+                    if record.get("error") == WORKER_LOST:
+                        opened.lost += 1
+                recent.append((len(index) - 1, line))
             offset += length
         opened.records = line_no
+
+    # ---- the chain, checked behind the index
+
+    def verify_pending(self) -> bool:
+        """Check the chain of up to `CHUNK` bytes of the lines indexed but not checked yet; whether
+        some are left. Apart from reading, so that the views are ready before the whole chain of a
+        year of records has been checked (the Audit view says `checking` meanwhile)."""
+        for opened in self.files:
+            if opened.checked < opened.position:
+                self._check_chunk(opened)
+                return True
+        return False
+
+    def _check_chunk(self, opened: Opened) -> None:
+        size = min(CHUNK, opened.position - opened.checked)
+        if opened.compressed:
+            if opened.checker is None:
+                opened.checker = cast(IO[bytes], gzip.open(opened.path, "rb"))  # noqa: SIM115 (closed once read)
+            fresh = opened.checker.read(size)
+        else:
+            fresh = os.pread(opened.handle.fileno(), size, opened.checked)
+        data = opened.check_pending + fresh
+        whole = opened.checked + len(fresh) >= opened.position  # every indexed line is in `data`
+        cut = len(data) if whole else data.rfind(b"\n") + 1
+        with self.lock:
+            self._check(opened, data[:cut])
+        if opened.compressed:
+            opened.checked += len(fresh)
+            opened.check_pending = data[cut:]
+        else:
+            opened.checked += cut - len(opened.check_pending)
+        if whole and opened.checker is not None:
+            opened.checker.close()
+            opened.checker = None
+
+    def _check(self, opened: Opened, data: bytes) -> None:
+        verifier, name = self.verifier, str(opened.path)
+        line_no = opened.checked_lines
+        for line in data.splitlines(keepends=True):
+            if not line.isspace():
+                line_no += 1
+                verifier.read(Place(name, line_no), line)
+        opened.checked_lines = line_no
+
+    @property
+    def checking(self) -> bool:
+        return any(f.checked < f.position for f in self.files)
 
     # ---- serving records again
 
@@ -172,7 +225,8 @@ class Audit:
                 checkpoint = run.checkpoint if run is not None and run.checkpoint is not None else None
                 rows.append({
                     "file": name, "instance": instance, "records": records,
-                    "state": "fault" if faults else "whole", "faults": faults,
+                    "state": "fault" if faults else "checking" if opened.checked < opened.position else "whole",
+                    "faults": faults,
                     "last_checkpoint": None if checkpoint is None else checkpoint.ts,
                     "signed": None if verifier.key is None or run is None else run.signed > 0,
                     "worker_lost": opened.lost,

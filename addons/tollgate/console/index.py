@@ -23,6 +23,9 @@ CONNECTION = "connection"
 BAD_LINE = "malformed"  # the `event` column of a line that is no JSON object
 HOUR = 13  # len("2026-11-22T08"): a record's hour is the start of its `ts`
 DAY = 10
+# How many records in a row from before a window end the hourly spend's walk back: records are
+# written as calls end, in the order of their start but for the calls in flight together.
+TIME_ORDER_SLACK = 50_000
 
 
 @dataclass(slots=True)
@@ -354,8 +357,17 @@ class Index:
         keys = {"provider": self.providers, "model": self.models, "client": self.clients}[by]
         hours, events, costs = self.hours, self.events, self.costs
         inputs, outputs = self.input_tokens, self.output_tokens
+        since = window.since or ""
+        before = {n for n, hour in enumerate(self._hours) if hour is not None and hour < since}
         sums: dict[tuple[int, int], Spend] = {}
-        for i in range(len(self)):
+        older = 0  # records in a row from before the window: the file is in time order but for calls in flight
+        for i in range(len(self) - 1, -1, -1):
+            if hours[i] in before:
+                older += 1
+                if older == TIME_ORDER_SLACK:
+                    break
+                continue
+            older = 0
             if events[i] != calls or hours[i] not in held:
                 continue
             at = (hours[i], keys[i])

@@ -67,9 +67,12 @@ class Console:
         return int(self.server.server_address[1])
 
     def follow(self) -> None:
-        while not self.stopping.wait(POLL_S):
+        """New lines read every POLL_S; the chain checked behind them, a chunk at a time, so that
+        a request waits for at most one chunk."""
+        while not self.stopping.wait(0 if self.audit.checking else POLL_S):
             try:
                 self.audit.catch_up()
+                self.audit.verify_pending()
             except OSError:
                 pass  # a file between rotations: looked at again at the next poll
 

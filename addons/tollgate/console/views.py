@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -18,6 +19,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 FILTERS = {"client": "clients", "provider": "providers", "event": "events"}
 DECISIONS = {"allow": 1, "deny": 2}
+HOURLY_DAYS = 31  # the longest span the hourly spend covers: it is summed from the records themselves
 
 
 class BadQuery(ValueError):
@@ -88,7 +90,18 @@ class Views:
         bucket = _one(query, "bucket") or "day"
         if bucket not in ("hour", "day"):
             raise BadQuery("bucket: hour or day")
-        return self.audit.index.spend(window(query), by, bucket)
+        span = window(query)
+        if bucket == "hour" and not _within(span, HOURLY_DAYS):
+            raise BadQuery(f"bucket=hour: a since no more than {HOURLY_DAYS} days before until (or now)")
+        return self.audit.index.spend(span, by, bucket)
+
+
+def _within(span: Window, days: int) -> bool:
+    """Whether the window starts no more than `days` before its end (or now)."""
+    if span.since is None:
+        return False
+    end = datetime.now(UTC) if span.until is None else datetime.fromisoformat(span.until + ":00+00:00")
+    return end - datetime.fromisoformat(span.since + ":00+00:00") <= timedelta(days=days)
 
 
 def window(query: Query) -> Window:

@@ -210,7 +210,9 @@ async function viewSpend(params) {
   bySelect.value = by; bucketSelect.value = bucket;
   const change = () => { location.hash = "spend?by=" + bySelect.value + "&bucket=" + bucketSelect.value; };
   bySelect.addEventListener("change", change); bucketSelect.addEventListener("change", change);
-  const rows = await api("/api/spend", { by, bucket });
+  // Hourly sums come from the records themselves: a week unless the span says otherwise.
+  const week = new Date(Date.now() - 7 * 86400e3).toISOString().slice(0, 13) + ":00";
+  const rows = await api("/api/spend", { by, bucket, since: bucket === "hour" && !sinceParam() ? week : null });
   const section = el("section", { id: "spend" }, el("h2", {}, "Spend"), el("div", { class: "bar" }, bySelect, bucketSelect));
   section.append(plot(rows));
   main.replaceChildren(section, table("Spend " + by + " per " + bucket, [
