@@ -24,7 +24,7 @@ from tollgate.console.index import Index
 from tollgate.records.audit_record import WORKER_LOST
 from tollgate.records.audit_verify import Place, Verifier
 
-CHUNK = 8 << 20  # bytes read at once
+CHUNK = 2 << 20  # bytes read at once
 RECENT = 2000  # the last records kept as lines, for the live stream
 
 

@@ -26,6 +26,7 @@ DAY = 10
 # How many records in a row from before a window end the hourly spend's walk back: records are
 # written as calls end, in the order of their start but for the calls in flight together.
 TIME_ORDER_SLACK = 50_000
+TOKENS_MAX = 2**31 - 1  # what a column holds of one call's tokens (no call comes near)
 
 
 @dataclass(slots=True)
@@ -40,7 +41,7 @@ class Person:
     cost_usd: float = 0.0
     unpriced: int = 0
     connections: int = 0
-    findings: dict[str, int] = field(default_factory=dict)
+    findings: dict[str, int] | None = None  # by kind; None until one is found (most calls find none)
     first_seen: str = "\uffff"
     last_seen: str = ""
 
@@ -52,8 +53,11 @@ class Person:
         self.cost_usd += other.cost_usd
         self.unpriced += other.unpriced
         self.connections += other.connections
-        for kind, n in other.findings.items():
-            self.findings[kind] = self.findings.get(kind, 0) + n
+        if other.findings:
+            found = self.findings if self.findings is not None else {}
+            for kind, n in other.findings.items():
+                found[kind] = found.get(kind, 0) + n
+            self.findings = found
         self.first_seen = min(self.first_seen, other.first_seen)
         self.last_seen = max(self.last_seen, other.last_seen)
 
@@ -129,7 +133,7 @@ class Index:
     """Every record added so far: its place, its filter columns, its day's sums."""
 
     def __init__(self) -> None:
-        self.files = array("i")
+        self.files = array("H")
         self.offsets = array("q")
         self.lengths = array("i")
         # One entry per record: small numbers standing for strings (`_names`), and its figures.
@@ -139,8 +143,8 @@ class Index:
         self.events = array("i")
         self.hours = array("i")  # its ts's hour, e.g. 2026-11-22T08
         self.models = array("i")
-        self.input_tokens = array("q")
-        self.output_tokens = array("q")
+        self.input_tokens = array("i")  # at most TOKENS_MAX: a call's tokens
+        self.output_tokens = array("i")
         self.costs = array("d")
         self._ids: dict[str | None, int] = {None: 0}
         self._names: list[str | None] = [None]
@@ -202,8 +206,8 @@ class Index:
             self._hours.append(hour)
         self.hours.append(hours[hour])
         self.models.append(ids[model] if model in ids else self.id(model))
-        self.input_tokens.append(inputs)
-        self.output_tokens.append(outputs)
+        self.input_tokens.append(inputs if inputs <= TOKENS_MAX else TOKENS_MAX)
+        self.output_tokens.append(outputs if outputs <= TOKENS_MAX else TOKENS_MAX)
         self.costs.append(price)
 
     def id(self, name: str | None) -> int:
@@ -267,6 +271,8 @@ class Index:
             if found:
                 for kind, value in found.items():
                     n = _int(value)
+                    if person.findings is None:
+                        person.findings = {}
                     person.findings[kind] = person.findings.get(kind, 0) + n
                     sums.findings[(kind, client)] = sums.findings.get((kind, client), 0) + n
 
@@ -321,7 +327,7 @@ class Index:
             rows.append({
                 "client": client, "key": key, "calls": p.calls, "refused": p.refused,
                 "input_tokens": p.input_tokens, "output_tokens": p.output_tokens, "cost_usd": round(p.cost_usd, 9),
-                "unpriced": p.unpriced, "findings": dict(sorted(p.findings.items())),
+                "unpriced": p.unpriced, "findings": dict(sorted((p.findings or {}).items())),
                 "connections": p.connections, "first_seen": p.first_seen, "last_seen": p.last_seen,
             })  # fmt: skip
         return rows
@@ -457,7 +463,7 @@ def _str(value: Any) -> str | None:
 
 
 def _int(value: Any) -> int:
-    return value if type(value) is int else 0
+    return value if type(value) is int and value >= 0 else 0
 
 
 def _person(sums: Day, client: str | None, key: str | None) -> Person:

@@ -40,7 +40,7 @@ class Fault:
         return f"{self.place}: {self.what}"
 
 
-@dataclass
+@dataclass(slots=True)  # up to WINDOW of them kept per run: no __dict__ each
 class Entry:
     place: Place
     seq: int
