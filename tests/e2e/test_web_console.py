@@ -216,3 +216,33 @@ def test_each_view_in_a_browser(gw, console, tmp_path) -> None:
     assert "<svg" in seen["spend"] and "<rect" in seen["spend"]
     live_rows = re.findall(r"<tr class=\"[^\"]*\">", seen["live"])
     assert len(live_rows) >= 6
+
+
+def test_the_live_view_shows_a_call_made_after_it_opened(gw, console, tmp_path) -> None:
+    from tests.support.cdp import Browser
+
+    browser = Browser(chromium(), tmp_path / "profile")
+    rows = "document.querySelectorAll('#live tbody tr')"
+    try:
+        browser.go(f"{console}#live")  # the token in the address once: a cookie from then on
+        before = browser.wait_for(f"{rows}.length")
+        gw.run(f"""
+            import openai
+            openai.OpenAI(api_key="{ALICE}", max_retries=0).chat.completions.create(
+                model="gpt-4o-mini", messages=[{{"role": "user", "content": "{PROMPT}"}}])
+            report(done=True)
+        """)
+        written = gw.last_audit()
+        began = time.monotonic()
+        browser.wait_for(f"{rows}[0].querySelector('td').textContent === {json.dumps(written['ts'])}", timeout=5)
+        shown = time.monotonic() - began
+        print(f"the call shown in the Live view {shown:.2f} s after its record was written")
+        assert browser.evaluate(f"{rows}.length") == before + 1
+        assert shown < 2, shown  # the console looks every 200 ms, the page asks twice a second
+        first = browser.evaluate(f"Array.from({rows}[0].querySelectorAll('td')).map(c => c.textContent)")
+        assert first[1:6] == ["llm_call", "alice", "openai", "gpt-4o-mini", "allow"]
+        assert PROMPT not in browser.evaluate("document.documentElement.outerHTML")
+        shots = Path(os.environ.get("TOLLGATE_SCREENSHOTS") or tmp_path)
+        browser.screenshot(shots / "console-live-after.png")
+    finally:
+        browser.close()
