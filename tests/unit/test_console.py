@@ -289,3 +289,34 @@ def test_the_audit_view_checks_the_chain_behind_the_index(tmp_path: Path) -> Non
     assert [(f["state"], f["faults"]) for f in audit.state()] == [
         ("fault", [f"{path}:3: changed: its chain does not match its content and the record before it"])
     ]
+
+
+def test_under_tls_the_cookie_is_secure_and_another_address_is_allowed(views: Views, tmp_path: Path) -> None:
+    import ssl
+
+    import trustme
+
+    from tollgate.console.command import run
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    console = Console(views.audit, views, "127.0.0.1", 0, TOKEN, context)
+    thread = threading.Thread(target=console.serve, daemon=True)
+    thread.start()
+    try:
+        client = ssl.create_default_context()
+        ca.configure_trust(client)
+        opener = urllib.request.build_opener(NoRedirect, urllib.request.HTTPSHandler(context=client))
+        with pytest.raises(urllib.error.HTTPError) as redirect:
+            opener.open(f"https://127.0.0.1:{console.port}/?token={TOKEN}", timeout=5)
+        assert redirect.value.code == 303
+        cookie = redirect.value.headers["Set-Cookie"]
+        assert cookie == f"tollgate_console={TOKEN}; Path=/; HttpOnly; SameSite=Strict; Secure"
+    finally:
+        console.stop()
+        thread.join(timeout=5)
+    config = tmp_path / "tollgate.yaml"
+    config.write_text(f"audit: {{path: {tmp_path / 'audit.jsonl'}}}\n")
+    assert run([], "0.0.0.0:0", config) == 1  # no TLS: refused at start, before anything listens
