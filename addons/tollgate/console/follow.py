@@ -25,6 +25,7 @@ from tollgate.records.audit_record import WORKER_LOST
 from tollgate.records.audit_verify import Place, Verifier
 
 CHUNK = 2 << 20  # bytes read at once
+LINE_READ = 4096  # bytes read at first to serve a record again (most are about 1 kB)
 RECENT = 2000  # the last records kept as lines, for the live stream
 
 
@@ -131,6 +132,7 @@ class Audit:
         offset = start
         line_no = opened.records
         instances, recent = opened.instances, self.recent
+        added = len(index)
         for line in data.splitlines(keepends=True):
             length = len(line)
             if not line.isspace():
@@ -142,7 +144,8 @@ class Audit:
                         instances[instance] = instances.get(instance, 0) + 1
                     if record.get("error") == WORKER_LOST:
                         opened.lost += 1
-                recent.append((len(index) - 1, line))
+                recent.append((added, line))
+                added += 1
             offset += length
         opened.records = line_no
 
@@ -203,13 +206,22 @@ class Audit:
             if n < number:
                 break
         index = self.index
-        opened = self.files[index.files[number]]
-        offset, length = index.offsets[number], index.lengths[number]
+        opened = self.files[index.file_of(number)]
+        offset = index.offsets[number]
         if opened.compressed:
             with gzip.open(opened.path, "rb") as f:
                 f.seek(offset)
-                return f.read(length)
-        return os.pread(opened.handle.fileno(), length, offset)
+                return f.readline()
+        line, size = b"", LINE_READ
+        while True:  # to the line's end, or the file's (a cut last line)
+            data = os.pread(opened.handle.fileno(), size, offset + len(line))
+            end = data.find(b"\n")
+            if end != -1:
+                return line + data[: end + 1]
+            line += data
+            if len(data) < size:
+                return line
+            size *= 2
 
     def state(self) -> list[dict[str, Any]]:
         """Each file and instance: its records, whole or its faults, its last checkpoint."""

@@ -11,6 +11,7 @@ reads them)."""
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_right
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -133,9 +134,9 @@ class Index:
     """Every record added so far: its place, its filter columns, its day's sums."""
 
     def __init__(self) -> None:
-        self.files = array("H")
+        self.file_starts: list[int] = []  # the number of each file's first record (files come in order)
+        self._file = -1
         self.offsets = array("q")
-        self.lengths = array("i")
         # One entry per record: small numbers standing for strings (`_names`), and its figures.
         self.clients = array("i")
         self.providers = array("i")
@@ -165,19 +166,26 @@ class Index:
             record = orjson.loads(line)
         except orjson.JSONDecodeError:
             record = None
-        self.files.append(file)
+        if file != self._file:
+            self._file = file
+            self.file_starts.extend([len(self.offsets)] * (file + 1 - len(self.file_starts)))
         self.offsets.append(offset)
-        self.lengths.append(len(line))
         if type(record) is not dict:
             self.malformed += 1
             self._columns(None, None, None, BAD_LINE, None, None, 0, 0, 0.0)
             return None
         get = record.get
-        event, client, ts = get("event"), _str(get("client")), get("ts")
+        event, client, ts = get("event"), get("client"), get("ts")
+        if type(client) is not str:
+            client = None
         cost = get("cost_usd")
-        inputs, outputs = _int(get("input_tokens")), _int(get("output_tokens"))
+        inputs, outputs = get("input_tokens"), get("output_tokens")
+        inputs = inputs if type(inputs) is int and inputs >= 0 else 0
+        outputs = outputs if type(outputs) is int and outputs >= 0 else 0
         price = cost if type(cost) is float or type(cost) is int else 0.0
-        model = _str(get("model"))
+        model = get("model")
+        if type(model) is not str:
+            model = None
         if type(ts) is not str or len(ts) < HOUR:
             ts = None
         self._columns(
@@ -216,6 +224,10 @@ class Index:
             number = self._ids[name] = len(self._names)
             self._names.append(name)
         return number
+
+    def file_of(self, number: int) -> int:
+        """The file record `number` is in (its index among the files read)."""
+        return bisect_right(self.file_starts, number) - 1
 
     def known(self, name: str | None) -> int | None:
         """The number standing for `name`, or None when no record has it."""

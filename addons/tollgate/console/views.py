@@ -78,7 +78,7 @@ class Views:
         except orjson.JSONDecodeError:
             record = None
         if not isinstance(record, dict):
-            opened = self.audit.files[self.audit.index.files[number]]
+            opened = self.audit.files[self.audit.index.file_of(number)]
             return {"event": "malformed", "file": str(opened.path), "offset": self.audit.index.offsets[number],
                     "length": len(line)}  # fmt: skip
         return record
