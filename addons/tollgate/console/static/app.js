@@ -52,6 +52,11 @@ async function api(path, params) {
   return answer.json();
 }
 
+function ago(ts) {
+  const s = Math.max(0, (Date.now() - Date.parse(ts)) / 1000);
+  return s < 120 ? Math.round(s) + " s ago" : s < 7200 ? Math.round(s / 60) + " min ago" : s < 172800 ? Math.round(s / 3600) + " h ago" : Math.round(s / 86400) + " days ago";
+}
+
 function money(v) { return v == null ? "" : "$" + Number(v).toFixed(Math.abs(v) >= 1 ? 2 : 6); }
 function kinds(map) { return map ? Object.entries(map).map(([k, n]) => k + " " + n).join(", ") : ""; }
 
@@ -290,7 +295,7 @@ const VIEWS = {
   audit: () => simple("audit", "Audit", "/api/audit", [
     { key: "file", label: "file" }, { key: "instance", label: "instance" }, { key: "records", label: "records", num: true },
     { key: "state", label: "state" }, { key: "faults", label: "first fault", wrap: true, format: (v) => (v && v.length ? v[0] + (v.length > 1 ? ` (+${v.length - 1} more)` : "") : "") },
-    { key: "last_checkpoint", label: "last checkpoint" }, { key: "signed", label: "signed", format: (v) => (v == null ? "not checked" : v ? "yes" : "no") },
+    { key: "last_checkpoint", label: "last checkpoint", format: (v) => (v ? `${v} (${ago(v)})` : "none yet") }, { key: "signed", label: "signed", format: (v) => (v == null ? "not checked" : v ? "yes" : "no") },
     { key: "worker_lost", label: "worker lost", num: true },
   ], { rowClass: (r) => (r.state === "fault" ? "fault" : ""), empty: "No audit file yet." }),
 };
