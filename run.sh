@@ -275,6 +275,20 @@ workers_asked() {  # workers_asked ARGS…
   printf '%s' "$workers"
 }
 
+start_console() {  # start_console ARGS…: `tollgate console` beside the proxy, which it outlives not
+  # TOLLGATE_CONSOLE=HOST:PORT moves it, =off leaves it out. It prints its address with the token
+  # once; an address taken is said in one line, and the proxy starts without it.
+  local where="${TOLLGATE_CONSOLE:-}" args=() previous="" arg
+  [[ "$where" == off ]] && return 0
+  [[ -n "$where" ]] && args+=(--listen "$where")
+  for arg in "$@"; do
+    [[ "$previous" == --set && "$arg" == tollgate_config=* ]] && args+=(--config "${arg#tollgate_config=}")
+    previous="$arg"
+  done
+  TOLLGATE_CONSOLE_PARENT=$$ PYTHONPATH="$ROOT/addons${PYTHONPATH:+:$PYTHONPATH}" \
+    "$VENV/bin/python" -m tollgate console ${args[@]+"${args[@]}"} </dev/null &
+}
+
 run_proxy() {  # run_proxy mitmdump|mitmweb ARGS…
   local tool="$1"
   shift
@@ -298,6 +312,7 @@ run_proxy() {  # run_proxy mitmdump|mitmweb ARGS…
   [[ -f "$PWD/tollgate.yaml" ]] || caller_sets tollgate_config "$@" ||
     say "no tollgate.yaml here: pure audit mode (anyone may call, their own keys pass through);" \
       "a tollgate.yaml written here is loaded within a second"
+  start_console "${defaults[@]}" "$@"
   if [[ -n "$workers" || " $* " == *" --workers "* ]]; then
     # `tollgate serve` takes --workers out of the arguments, and refuses what a fleet cannot run. It
     # runs from this checkout's addons/, as mitmdump's script does, whichever checkout the venv names.

@@ -10,6 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+# ./run.sh starts `tollgate console` beside the proxy on 127.0.0.1:8090: in the tests, only where
+# one asks for it (TOLLGATE_CONSOLE=HOST:PORT), so that the proxies they start share no port.
+os.environ.setdefault("TOLLGATE_CONSOLE", "off")
 import tests.support.examples  # noqa: F401  (loads the quick profile of property tests)
 import trustme
 import yaml

@@ -33,6 +33,7 @@ from tollgate.governance.rollup import RollupRule, Summarizer
 from tollgate.governance.subscriptions import AnthropicPlans, Subscriptions
 from tollgate.host_globs import glob_pattern, globs_overlap
 from tollgate.providers import PROVIDERS, ConfiguredVendorSettings, provider_for
+from tollgate.records.console_settings import ConsoleConfig
 from tollgate.records.ledger.settings import LEDGER_FILE, LedgerConfig
 from tollgate.records.ledger.windows import WINDOWS
 from tollgate.records.settings import AuditConfig, MetricsConfig, OtlpConfig, listen_address
@@ -153,6 +154,7 @@ class Config(Strict):
     guardrails: tuple[GuardrailRule, ...] = ()  # what a request may not carry (`governance/guardrails/`)
     subscriptions: Subscriptions = Subscriptions()  # calls made with a person's plan (`governance/subscriptions.py`)
     egress: EgressConfig = EgressConfig()  # the connections a client opens through Tollgate (`governance/egress.py`)
+    console: ConsoleConfig = ConsoleConfig()  # `tollgate console`: its address, token and TLS (`console/`)
     # Seconds a SIGTERM gives the calls in flight to finish before the process exits (0: exit at
     # once, as mitmproxy would); see stages/drain.py.
     drain_s: float = Field(default=DRAIN_S, ge=0, allow_inf_nan=False)

@@ -35,6 +35,7 @@ NOT_RUN = {
     "./run.sh test unit": "the unit tests, which the whole suite runs",
     "./run.sh test tests/e2e/test_core.py -k stream": "a file of the suite, which this test is part of",
     "./run.sh demo": "a proxy of its own, run and its printed lines pasted by test_demo.py",
+    "tollgate console": "a server until it is stopped, which test_web_console.py drives",
 }
 SITE = ROOT / "tests" / "support" / "site"
 REAL_KEY = "sk-docs-commands-real-0123456789"

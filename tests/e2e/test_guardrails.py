@@ -154,6 +154,7 @@ def test_a_private_key_in_claude_codes_context_is_denied(gw):
     assert len(gw.fakes["anthropic"].received) == before  # nothing reached the upstream
     record = gw.last_audit()
     assert (record["decision"], record["deny_reasons"], record["status"]) == ("deny", ["content_denied"], 403)
+    assert record["refusal"] == "content_denied"
     assert record["findings"] == {"secrets.private_key": 1}
 
 

@@ -95,6 +95,8 @@ def test_the_inventory_of_what_a_client_reached(gw, notes_ai, other_ca) -> None:
     call = next(r for r in records if r["event"] == "llm_call")
     denied = next(r for r in records if r["event"] == "connection" and r["decision"] == "deny")
     assert tunnel["bytes_sent"] > 0 and tunnel["bytes_received"] > len(ANSWER)
+    # A refusal's kind is its own field, the X-Tollgate-Error the client got; null when served.
+    assert (tunnel["refusal"], call["refusal"], denied["refusal"]) == (None, None, "egress_denied")
     assert inventory(str(gw.audit_path)) == [
         {"client": "carol", "service": "notes_ai", "category": tunnel["category"], "calls": 0, "connections": 1,
          "refused": 0, "bytes_sent": tunnel["bytes_sent"], "bytes_received": tunnel["bytes_received"],

@@ -186,6 +186,7 @@ def test_a_spent_daily_limit_raises_each_sdks_own_rate_limit_error(g, sdk):
     served, denied = g.new_audit(2)
     assert (served["status"], served["decision"], served["client"]) == (200, "allow", client)
     assert (denied["status"], denied["decision"], denied["client"]) == (429, "deny", client)
+    assert (served["refusal"], denied["refusal"]) == (None, "budget_exceeded")
     assert denied["deny_reasons"] == [f"limit 'one a day': requests_per_day 1 reached for {client}"]
 
 

@@ -260,6 +260,7 @@ def test_tool_calls_and_a_resource_go_with_the_servers_credential(gateway, serve
         assert record["decision"] == "allow" and record["deny_reasons"] == []
         assert record["status"] == (202 if record["method"].startswith("notifications/") else 200)
         assert record["error"] is None, (record["method"], record["tool"], record["error"])
+        assert record["refusal"] is None
         assert isinstance(record["latency_ms"], float)
     text = gateway.audit_path.read_text() + gateway.proxy.console()
     for secret in (VIRTUAL, REAL_BEARER, REAL_HEADER, "no such note", "hello from the notes"):
@@ -288,6 +289,7 @@ def test_an_unknown_key_is_refused_and_never_reaches_the_server(gateway, servers
     record = gateway.last_audit()
     assert record["event"] == "mcp_call" and record["decision"] == "deny"
     assert record["status"] == 401 and record["deny_reasons"] == ["unknown or missing API key"]
+    assert record["refusal"] == "unauthenticated"
 
 
 RAW = """

@@ -114,6 +114,7 @@ def test_denied_model_raises_the_sdks_permission_error(gw, provider, code, expec
         [reason],
         403,
     )
+    assert record["refusal"] == "policy_denied"
 
 
 @pytest.mark.parametrize(
@@ -160,7 +161,7 @@ def test_allowed_call_goes_through(gw):
     """)
     assert result == {"tokens": 28}
     record = gw.last_audit()
-    assert (record["decision"], record["deny_reasons"]) == ("allow", [])
+    assert (record["decision"], record["deny_reasons"], record["refusal"]) == ("allow", [], None)
 
 
 @pytest.mark.parametrize(

@@ -165,6 +165,7 @@ def test_audit_record_values() -> None:
         "cost_usd": 0.0000402,
         "finish_reason": "stop",
         "error": None,
+        "refusal": None,
         "ledger_error": None,
         "rolled_up_messages": None,
         "rollup": None,

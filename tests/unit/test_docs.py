@@ -140,6 +140,7 @@ _PAGES = {
     "subscriptions": "subscriptions.md",
     "drain_s": "fleet.md",
     "egress": "egress.md",
+    "console": "console.md",
 }
 
 

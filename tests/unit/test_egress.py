@@ -298,6 +298,7 @@ def test_the_connection_record_holds_its_fields_and_nothing_else():
         "bytes_received": 4096,
         "duration_ms": 1250.0,
         "error": None,
+        "refusal": None,
     }
 
 

@@ -20,9 +20,9 @@ PACKAGE = Path(tollgate.__file__).parent
 
 # The layers, top down: a module may import its own layer and the ones below it, never one above.
 # `proxy/` alone knows mitmproxy; `cli/` starts processes and reads records, never the proxy;
-# `demo/` starts a stand-in provider and the proxy (`./run.sh demo`).
+# `demo/` starts a stand-in provider and the proxy (`./run.sh demo`); `console/` serves the records it reads.
 LAYERS = (
-    ("proxy/", "cli/", "demo/"),
+    ("proxy/", "cli/", "demo/", "console/"),
     ("governance/", "records/", "call.py", "config.py", "runtime.py", "upstream.py", "fleet.py"),
     ("providers/",),
     ("credentials/",),

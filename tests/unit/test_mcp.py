@@ -312,7 +312,7 @@ def test_the_records_of_a_post_one_per_request() -> None:
         "auth": "virtual_key", "server": "gh", "method": "tools/call", "tool": "add", "decision": "allow",
         "deny_reasons": [], "findings": None, "redacted": None, "is_error": True, "status": 200,
         "upstream_key": first["upstream_key"],
-        "latency_ms": 250.0, "error": None,
+        "latency_ms": 250.0, "error": None, "refusal": None,
     }  # fmt: skip
     assert first["upstream_key"].startswith("sha256:") and "real" not in first["upstream_key"]
     assert (second["method"], second["is_error"]) == ("notifications/x", None)

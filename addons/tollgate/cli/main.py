@@ -180,6 +180,14 @@ def main(argv: list[str] | None = None) -> int:
         help="a copy of the records kept elsewhere (a collector's OTLP JSON export, or audit lines): every"
         " checkpoint it holds must be in the files, which proves their tail",
     )
+    console = commands.add_parser(
+        "console", help="a read-only web console over the audit: live activity, people, spend, refusals, …",
+        description="Serves the console over the audit files (default: the configuration's audit.path and its"
+        " rotations), following them as they grow; prints its address with the token once (docs/console.md).",
+    )  # fmt: skip
+    console.add_argument("files", nargs="*", type=Path, metavar="AUDIT", help="audit files, oldest first")
+    console.add_argument("--listen", metavar="HOST:PORT", help="default: console.listen, else 127.0.0.1:8090")
+    console.add_argument("--config", type=Path, help="default: ./tollgate.yaml when present")
     args = parser.parse_args(argv)
 
     if args.command == "certs":
@@ -200,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         return scan_body(args.body, args.config)
     if args.command == "audit":
         return verify_audit(args.files, args.key, args.live, args.against)
+    if args.command == "console":
+        from tollgate.console.command import run as run_console
+
+        return run_console(args.files, args.listen, args.config)
     if args.command == "inventory":
         return print_inventory(args.files, args.config, args.since, args.json)
     if args.command == "usage":

@@ -71,6 +71,7 @@ class McpExchange:
     upstream_key: str | None = None
     ended: float | None = None
     answered_by_tollgate: bool = False
+    refused: str | None = None  # the X-Tollgate-Error Tollgate answered it with
     sent: bool = False  # to the server
     timed_out: bool = False  # no answer's headers within the server's `timeout`
     # What its requests reserved on `mcp_calls_per_minute` counters: given back if never sent.
@@ -124,6 +125,7 @@ class McpExchange:
             "upstream_key": self.upstream_key,
             "latency_ms": round((ended - self.started) * 1000, 1),
             "error": self.error,
+            "refusal": self.refused,
         }
         if not self.requests:
             stream_or_end = self.method in UNREQUESTED

@@ -168,6 +168,7 @@ def answer_mcp(
     if denied:
         exchange.decision = "deny"
     exchange.answered_by_tollgate = True
+    exchange.refused = reason
     batch = len(errors) > 1 or exchange.batch
     body = encode_json(errors if batch else errors[0])
     flow.request.stream = False

@@ -82,6 +82,7 @@ def audit_record(call: Call) -> dict[str, Any]:
         "cost_usd": None if cost is None else usd(cost),
         "finish_reason": u.finish_reason,
         "error": a.error,
+        "refusal": a.refused,
         "ledger_error": call.ledger.error,
         "rolled_up_messages": None if call.rolled_up is None else call.rolled_up.messages,
         "rollup": None if call.rolled_up is None else rollup_record(call.rolled_up),
@@ -96,8 +97,8 @@ RECORD_FIELDS = (
     "publisher", "model", "message_count", "has_system", "has_tools", "stream", "max_tokens", "decision",
     "deny_reasons", "findings", "redacted", "unread", "status", "upstream", "upstream_key", "latency_ms", "ttfb_ms",
     "input_tokens", "output_tokens", "total_tokens", "cached_tokens", "reasoning_tokens", "cache_write_tokens",
-    "service_tier", "speed", "cost_usd", "finish_reason", "error", "ledger_error", "rolled_up_messages", "rollup",
-    "attempts",
+    "service_tier", "speed", "cost_usd", "finish_reason", "error", "refusal", "ledger_error", "rolled_up_messages",
+    "rollup", "attempts",
 )  # fmt: skip
 
 # What is known of a call when it goes upstream, kept until its record is written (`InFlight`):

@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tollgate.records.chain import CHECKPOINT, STARTED, STOPPED, ZERO, chain_of, key_id, signature_holds, split_line
 
+UNPARSED = object()  # a line `_Verifier.read` parses itself
+
 # How many records back, within a run, a record out of order is still linked to its predecessor.
 WINDOW = 100_000
 
@@ -38,7 +40,7 @@ class Fault:
         return f"{self.place}: {self.what}"
 
 
-@dataclass
+@dataclass(slots=True)  # up to WINDOW of them kept per run: no __dict__ each
 class Entry:
     place: Place
     seq: int
@@ -207,12 +209,15 @@ class _Verifier:
         self.faults.sort(key=lambda f: (f.place.file, f.place.line))  # stable: a file's order kept
         return Verdict(self.faults, self.summary, before_key)
 
-    def read(self, place: Place, line: bytes) -> None:
+    def read(self, place: Place, line: bytes, parsed: Any = UNPARSED) -> None:
+        """One line; `parsed`: its JSON, where the caller read it already (the console)."""
         parts = split_line(line)
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            record = None
+        record = parsed
+        if record is UNPARSED:
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                record = None
         if not isinstance(record, dict):
             self.fault(place, "not a JSON record: changed, cut or inserted")
             return
@@ -427,3 +432,7 @@ class _Verifier:
 
 def _records(n: int) -> str:
     return "1 record" if n == 1 else f"{n} records"
+
+
+# The console feeds one line by line as the audit grows (`read`), and reads its faults and runs.
+Verifier = _Verifier

@@ -39,6 +39,7 @@ class Connection:
     bytes_received: int = 0
     ended: float | None = None
     error: str | None = None
+    refusal: str | None = None  # the X-Tollgate-Error Tollgate refused it with (`egress_denied`)
 
 
 def connection_record(connection: Connection) -> dict[str, Any]:
@@ -63,6 +64,7 @@ def connection_record(connection: Connection) -> dict[str, Any]:
         "bytes_received": c.bytes_received,
         "duration_ms": round(max(ended - c.started, 0.0) * 1000, 1),
         "error": c.error,
+        "refusal": c.refusal,
     }
 
 

@@ -309,6 +309,7 @@ class EgressGate:
 
     def _refused(self, connection: Connection, egress: Egress) -> None:
         connection.decision = "deny"
+        connection.refusal = EGRESS_DENIED
         self._count(connection)
         if calls_shown():  # one line per refused connection, as per call
             logger.info(connection_line(connection))

@@ -1,0 +1,71 @@
+"""`/api/budgets`: each limit's counters in their current window, read from the ledger's SQLite
+file (read-only: the console never changes a counter). A row per limit and per counter it keeps:
+who it applies to (`per: client`/`group`: the client or group; `per: all`: null), used and the
+cap in the limit's unit (`usd`: US dollars)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from tollgate.governance.limits import LimitRule, caps_of
+from tollgate.records.ledger.windows import window_bounds
+
+NANO = 10**9
+
+
+def sqlite_path(store_url: str) -> Path | None:
+    """The file of a `sqlite:///` store; None for another store (Redis)."""
+    parts = urlsplit(store_url)
+    return Path(parts.path[1:]) if parts.scheme == "sqlite" else None
+
+
+def budgets_reader(rules: Sequence[LimitRule], store_url: str) -> Callable[[], list[dict[str, Any]]]:
+    path = sqlite_path(store_url)
+
+    def read() -> list[dict[str, Any]]:
+        counters = _counters(path, time.time()) if path is not None and path.is_file() else {}
+        return rows(rules, counters, time.time())
+
+    return read
+
+
+def _counters(path: Path, now: float) -> dict[str, int]:
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0)
+    try:
+        found = connection.execute("SELECT key, value FROM counters WHERE expires > ?", (int(now),)).fetchall()
+    except sqlite3.Error:
+        return {}
+    finally:
+        connection.close()
+    return {key: int(value) for key, value in found}
+
+
+def rows(rules: Sequence[LimitRule], counters: dict[str, int], now: float) -> list[dict[str, Any]]:
+    """A row per limit's cap and per subject with a counter in the cap's current window (a
+    `per: all` cap always has its row, used 0 before its first call)."""
+    found = []
+    for rule in rules:
+        for field, metric, window, cap in caps_of(rule):
+            start, _ = window_bounds(window, now)
+            prefix, suffix = f"{rule.label}|{rule.per}:", f"|{metric}|{window}|{start}"
+            subjects = {key[len(prefix) : -len(suffix)]: value for key, value in counters.items()
+                        if key.startswith(prefix) and key.endswith(suffix)}  # fmt: skip
+            if rule.per == "all":
+                subjects = {"all": subjects.get("all", 0)}
+            for subject, used in sorted(subjects.items()):
+                found.append({
+                    "limit": rule.label, "field": field, "subject": None if rule.per == "all" else subject,
+                    "window": window, "used": _unit(metric, used), "cap": _unit(metric, cap),
+                    "unit": "usd" if metric == "usd" else metric,
+                })  # fmt: skip
+    return found
+
+
+def _unit(metric: str, value: int) -> int | float:
+    return float(Decimal(value) / NANO) if metric == "usd" else value

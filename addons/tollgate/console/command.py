@@ -1,0 +1,115 @@
+"""`tollgate console [AUDIT…] [--listen HOST:PORT] [--config FILE]`: reads the audit, then serves
+the console until interrupted, printing its address with the token once."""
+
+from __future__ import annotations
+
+import errno
+import os
+import ssl
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tollgate.records.console_settings import ConsoleConfig, exposed_without_tls, listen_address
+
+if TYPE_CHECKING:
+    from tollgate.console.server import Console
+
+# The one line that names the token: run.sh lets it through to the terminal as mitmweb's own.
+ADDRESS_LINE = "Tollgate console: {scheme}://{host}:{port}/?token={token}"
+# Set by run.sh to the proxy's process id: the console stops when it does.
+PARENT = "TOLLGATE_CONSOLE_PARENT"
+
+
+def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
+    """Exit status 0 when interrupted; 1 when the configuration, the files or the address cannot
+    be used (one line on standard error says which); 3 when the address is taken."""
+    from tollgate.config import ConfigError, load_config
+    from tollgate.console.budgets import budgets_reader
+    from tollgate.console.follow import Audit
+    from tollgate.console.server import Console, new_token
+    from tollgate.console.views import Views
+    from tollgate.records.inventory import with_rotations
+
+    try:
+        if config_path is None and Path("tollgate.yaml").is_file():
+            config_path = Path("tollgate.yaml")
+        config = load_config(config_path)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    settings: ConsoleConfig = config.console
+    address = listen or settings.listen
+    try:
+        host, port = listen_address(address)
+        refusal = exposed_without_tls(address, settings.tls is not None)
+    except ValueError as e:
+        print(f"error: --listen: {e}", file=sys.stderr)
+        return 1
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 1
+    if not files:
+        if config.audit.path == "-":
+            print("error: audit.path is - (standard output): there is no audit file to read", file=sys.stderr)
+            return 1
+        files = with_rotations(Path(config.audit.path))
+    key = None
+    if config.audit.signing_key is not None:
+        from tollgate.records.chain import load_signing_key
+
+        try:
+            key = load_signing_key(config.audit.signing_key).public_key()
+        except (OSError, ValueError):
+            key = None  # the signatures are then not checked; the audit view says so (signed: null)
+    tls = None
+    if settings.tls is not None:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            tls.load_cert_chain(settings.tls.cert, settings.tls.key)
+        except (OSError, ssl.SSLError) as e:
+            print(f"error: console.tls: {e}", file=sys.stderr)
+            return 1
+    audit = Audit(files, follow=True, key=key)
+    views = Views(audit, budgets_reader(config.limits, config.ledger_store))
+    try:
+        console = Console(audit, views, host, port, settings.token or new_token(), tls)
+    except OSError as e:
+        taken = e.errno == errno.EADDRINUSE
+        why = "the address is in use" if taken else e.strerror
+        print(f"tollgate: no console: it cannot listen on {address} ({why})", file=sys.stderr)
+        return 3 if taken else 1
+    began = time.monotonic()
+    try:
+        audit.catch_up()
+    except OSError as e:
+        print(f"error: {e.filename}: cannot read: {e.strerror}", file=sys.stderr)
+        return 1
+    shown = f"[{host}]" if ":" in host else host
+    print(ADDRESS_LINE.format(scheme="https" if tls else "http", host=shown, port=console.port, token=console.token),
+          flush=True)  # fmt: skip
+    parent = os.environ.get(PARENT)
+    if parent and parent.isdigit():
+        threading.Thread(target=_stop_with, args=(int(parent), console), daemon=True).start()
+    else:
+        read = len(audit.index)
+        print(f"tollgate console: {read} records read in {time.monotonic() - began:.1f} s from "
+              f"{', '.join(map(str, files))}", file=sys.stderr, flush=True)  # fmt: skip
+    try:
+        console.serve()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        audit.close()
+    return 0
+
+
+def _stop_with(pid: int, console: Console) -> None:
+    """Stop the console once the process `pid` (the proxy run.sh started it beside, its parent)
+    has ended: it is then no longer the console's parent (a parent not yet reaped still answers
+    a signal, but its children have been handed on)."""
+    while os.getppid() == pid:
+        time.sleep(0.5)
+    console.stop()

@@ -1,0 +1,250 @@
+"""The audit files the console reads, followed as they grow and across a rotation.
+
+The files are read oldest first into one `Index` and one live `Verifier` (what `tollgate audit
+verify --live` says, kept up to date line by line, never verified afresh). The last file is
+followed: its new whole lines are read as they come; when its path names another file (logrotate
+moved it to `<path>.1` and Tollgate opened a new one), what is left of the old one is read, then
+the new file from its start. Files stay open, so that a record is served again as written from its
+place, whatever the file is now called."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import threading
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, cast
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from tollgate.console.index import Index
+from tollgate.records.audit_record import WORKER_LOST
+from tollgate.records.audit_verify import Place, Verifier
+
+CHUNK = 2 << 20  # bytes read at once
+LINE_READ = 4096  # bytes read at first to serve a record again (most are about 1 kB)
+RECENT = 2000  # the last records kept as lines, for the live stream
+
+
+@dataclass(slots=True)
+class Opened:
+    path: Path
+    handle: IO[bytes]
+    compressed: bool
+    inode: int
+    position: int = 0  # of the first byte not read yet
+    records: int = 0
+    lost: int = 0  # `worker lost` records
+    checked: int = 0  # the bytes whose chain the verifier has read
+    checked_lines: int = 0
+    checker: IO[bytes] | None = None  # a compressed file's second reader, for the verifier
+    check_pending: bytes = b""  # of a compressed file: read, not checked (a line's start)
+    instances: dict[str, int] = field(default_factory=dict)  # records per instance
+
+
+class Audit:
+    """The records of `paths` (oldest first), the last followed when `follow`."""
+
+    def __init__(self, paths: Sequence[Path], follow: bool = True, key: Ed25519PublicKey | None = None) -> None:
+        self.paths = list(paths)
+        self.follow = follow
+        self.index = Index()
+        self.verifier = Verifier(key, live=True)
+        self.files: list[Opened] = []
+        self.recent: deque[tuple[int, bytes]] = deque(maxlen=RECENT)  # (record number, line)
+        self.lock = threading.Lock()
+        self.grew = threading.Condition(self.lock)
+
+    # ---- reading
+
+    def catch_up(self) -> None:
+        """Read what the files hold that was not read yet (the first time: all of it)."""
+        if not self.files:
+            for path in self.paths:
+                if path.is_file():
+                    self._read_new(self._open(path), last=path == self.paths[-1])
+            return
+        current = self.files[-1]
+        self._read_new(current, last=True)
+        if self.follow and not current.compressed:
+            self._after_rotation(current)
+
+    def _after_rotation(self, current: Opened) -> None:
+        live = self.paths[-1]
+        try:
+            stat = live.stat()
+        except FileNotFoundError:
+            return  # between logrotate's move and Tollgate's reopening
+        if stat.st_ino != current.inode:
+            rotated = live.with_name(live.name + ".1")
+            if rotated.is_file() and rotated.stat().st_ino == current.inode:
+                current.path = rotated  # named as it is now
+            self._read_new(current, last=False)  # what is left of it: a line cut there stays cut
+            self._read_new(self._open(live), last=True)
+        elif stat.st_size < current.position:  # truncated in place (copytruncate): read it anew
+            current.position = 0
+            self._read_new(current, last=True)
+
+    def _open(self, path: Path) -> Opened:
+        raw = path.open("rb")
+        inode = os.fstat(raw.fileno()).st_ino
+        compressed = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        # Kept open while the console runs (`close`): a record is read again from its place.
+        handle: IO[bytes] = gzip.open(raw, "rb") if compressed else raw  # type: ignore[assignment]  # noqa: SIM115
+        opened = Opened(path, handle, compressed, inode)
+        self.files.append(opened)
+        return opened
+
+    def _read_new(self, opened: Opened, last: bool) -> None:
+        """The file's whole lines from `position` on. A line without its newline is one being
+        written, in the followed file; in any other it is cut, and read (and shown) as such."""
+        number = self.files.index(opened)
+        growing = last and self.follow and not opened.compressed
+        pending = b""
+        while True:
+            if opened.compressed:
+                data = pending + opened.handle.read(CHUNK)
+                start = opened.position
+            else:
+                data = os.pread(opened.handle.fileno(), CHUNK, opened.position)
+                start = opened.position
+            ended = len(data) - len(pending) < CHUNK
+            cut = data.rfind(b"\n") + 1
+            if ended and not growing:
+                cut = len(data)
+            if cut:
+                with self.lock:
+                    self._lines(number, opened, start, data[:cut])
+                    self.grew.notify_all()
+                opened.position = start + cut
+            pending = data[cut:] if opened.compressed else b""
+            if ended:
+                return
+            if not cut and not opened.compressed:
+                raise OSError(0, f"a line longer than {CHUNK} bytes", str(opened.path))
+
+    def _lines(self, number: int, opened: Opened, start: int, data: bytes) -> None:
+        index = self.index
+        offset = start
+        line_no = opened.records
+        instances, recent = opened.instances, self.recent
+        added = len(index)
+        for line in data.splitlines(keepends=True):
+            length = len(line)
+            if not line.isspace():
+                line_no += 1
+                record = index.add(number, offset, line)
+                if record is not None:
+                    instance = record.get("instance")
+                    if type(instance) is str:
+                        instances[instance] = instances.get(instance, 0) + 1
+                    if record.get("error") == WORKER_LOST:
+                        opened.lost += 1
+                recent.append((added, line))
+                added += 1
+            offset += length
+        opened.records = line_no
+
+    # ---- the chain, checked behind the index
+
+    def verify_pending(self) -> bool:
+        """Check the chain of up to `CHUNK` bytes of the lines indexed but not checked yet; whether
+        some are left. Apart from reading, so that the views are ready before the whole chain of a
+        year of records has been checked (the Audit view says `checking` meanwhile)."""
+        for opened in self.files:
+            if opened.checked < opened.position:
+                self._check_chunk(opened)
+                return True
+        return False
+
+    def _check_chunk(self, opened: Opened) -> None:
+        size = min(CHUNK, opened.position - opened.checked)
+        if opened.compressed:
+            if opened.checker is None:
+                opened.checker = cast(IO[bytes], gzip.open(opened.path, "rb"))  # noqa: SIM115 (closed once read)
+            fresh = opened.checker.read(size)
+        else:
+            fresh = os.pread(opened.handle.fileno(), size, opened.checked)
+        data = opened.check_pending + fresh
+        whole = opened.checked + len(fresh) >= opened.position  # every indexed line is in `data`
+        cut = len(data) if whole else data.rfind(b"\n") + 1
+        with self.lock:
+            self._check(opened, data[:cut])
+        if opened.compressed:
+            opened.checked += len(fresh)
+            opened.check_pending = data[cut:]
+        else:
+            opened.checked += cut - len(opened.check_pending)
+        if whole and opened.checker is not None:
+            opened.checker.close()
+            opened.checker = None
+
+    def _check(self, opened: Opened, data: bytes) -> None:
+        verifier, name = self.verifier, str(opened.path)
+        line_no = opened.checked_lines
+        for line in data.splitlines(keepends=True):
+            if not line.isspace():
+                line_no += 1
+                verifier.read(Place(name, line_no), line)
+        opened.checked_lines = line_no
+
+    @property
+    def checking(self) -> bool:
+        return any(f.checked < f.position for f in self.files)
+
+    # ---- serving records again
+
+    def line(self, number: int) -> bytes:
+        """Record `number`'s line as written."""
+        for n, line in reversed(self.recent):
+            if n == number:
+                return line
+            if n < number:
+                break
+        index = self.index
+        opened = self.files[index.file_of(number)]
+        offset = index.offsets[number]
+        if opened.compressed:
+            with gzip.open(opened.path, "rb") as f:
+                f.seek(offset)
+                return f.readline()
+        line, size = b"", LINE_READ
+        while True:  # to the line's end, or the file's (a cut last line)
+            data = os.pread(opened.handle.fileno(), size, offset + len(line))
+            end = data.find(b"\n")
+            if end != -1:
+                return line + data[: end + 1]
+            line += data
+            if len(data) < size:
+                return line
+            size *= 2
+
+    def state(self) -> list[dict[str, Any]]:
+        """Each file and instance: its records, whole or its faults, its last checkpoint."""
+        verifier = self.verifier
+        runs = verifier.runs
+        rows = []
+        for opened in self.files:
+            name = str(opened.path)
+            faults = [f"{f.place}: {f.what}" for f in verifier.faults if f.place.file == name]
+            counted: list[tuple[str | None, int]] = [*sorted(opened.instances.items())] or [(None, 0)]
+            for instance, records in counted:
+                run = runs.get(instance) if instance is not None else None
+                checkpoint = run.checkpoint if run is not None and run.checkpoint is not None else None
+                rows.append({
+                    "file": name, "instance": instance, "records": records,
+                    "state": "fault" if faults else "checking" if opened.checked < opened.position else "whole",
+                    "faults": faults,
+                    "last_checkpoint": None if checkpoint is None else checkpoint.ts,
+                    "signed": None if verifier.key is None or run is None else run.signed > 0,
+                    "worker_lost": opened.lost,
+                })  # fmt: skip
+        return rows
+
+    def close(self) -> None:
+        for opened in self.files:
+            opened.handle.close()

@@ -1,0 +1,543 @@
+"""What the console answers from: the audit's records read once, summed per day as they come.
+
+Each record line is read once (`Index.add`): its place is kept (file and byte offset, to serve it
+again as written), a few small columns (to filter the event list by, and its hour, model, tokens
+and cost for the hourly spend), and its figures added to the sums of its UTC day (`ts[:10]`): per
+person, per provider, model and client, per refusal kind and client, per finding kind and client,
+per client and AI service. A view adds up the days it covers, so that it answers in time
+proportional to the days and keys, not to the records. Plain code: no HTTP, no files (`follow.py`
+reads them)."""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_right
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import orjson
+
+from tollgate.records.inventory import GOVERNED_CATEGORY
+
+CONNECTION = "connection"
+BAD_LINE = "malformed"  # the `event` column of a line that is no JSON object
+HOUR = 13  # len("2026-11-22T08"): a record's hour is the start of its `ts`
+DAY = 10
+# How many records in a row from before a window end the hourly spend's walk back: records are
+# written as calls end, in the order of their start but for the calls in flight together.
+TIME_ORDER_SLACK = 50_000
+TOKENS_MAX = 2**31 - 1  # what a column holds of one call's tokens (no call comes near)
+
+
+@dataclass(slots=True)
+class Person:
+    """One person's sums within a day: a client by name, or an anonymous caller by the
+    fingerprint of its key."""
+
+    calls: int = 0
+    refused: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced: int = 0
+    connections: int = 0
+    findings: dict[str, int] | None = None  # by kind; None until one is found (most calls find none)
+    first_seen: str = "\uffff"
+    last_seen: str = ""
+
+    def merge(self, other: Person) -> None:
+        self.calls += other.calls
+        self.refused += other.refused
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cost_usd += other.cost_usd
+        self.unpriced += other.unpriced
+        self.connections += other.connections
+        if other.findings:
+            found = self.findings if self.findings is not None else {}
+            for kind, n in other.findings.items():
+                found[kind] = found.get(kind, 0) + n
+            self.findings = found
+        self.first_seen = min(self.first_seen, other.first_seen)
+        self.last_seen = max(self.last_seen, other.last_seen)
+
+
+@dataclass(slots=True)
+class Spend:
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass(slots=True)
+class Refusals:
+    count: int = 0
+    last_reason: str | None = None
+    last_seen: str = ""
+
+
+@dataclass(slots=True)
+class Service:
+    """A client's use of a service within a day: `tollgate inventory`'s row, its times as the
+    records' `ts`."""
+
+    category: str | None
+    calls: int = 0
+    connections: int = 0
+    refused: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    first_seen: str = "\uffff"
+    last_seen: str = ""
+
+
+@dataclass(slots=True)
+class Day:
+    """The sums of one UTC day's records."""
+
+    people: dict[tuple[str | None, str | None], Person] = field(default_factory=dict)
+    spend: dict[tuple[str, str | None], Spend] = field(default_factory=dict)  # (provider|model|client, value)
+    refusals: dict[tuple[str, str | None], Refusals] = field(default_factory=dict)  # (kind, client)
+    findings: dict[tuple[str, str | None], int] = field(default_factory=dict)  # (kind, client)
+    services: dict[tuple[str | None, str], Service] = field(default_factory=dict)  # (client, service)
+
+
+@dataclass(slots=True)
+class Window:
+    """What a view covers: from `since` on, before `until` (`2026-11-22T08`: an hour; None:
+    unbounded). The sums are kept per day: they count the days from `since`'s on and before
+    `until`'s (a day that `until` names an hour of counts, whole)."""
+
+    since: str | None = None
+    until: str | None = None
+
+    def holds_day(self, day: str) -> bool:
+        since, until = self.since, self.until
+        return (since is None or day >= since[:DAY]) and (until is None or day < _day_before(until))
+
+    def holds_hour(self, hour: str) -> bool:
+        return (self.since is None or hour >= self.since) and (self.until is None or hour < self.until)
+
+
+def _day_before(until: str) -> str:
+    """The first day not counted under `until`: its own day when it is midnight, else the next."""
+    if until.endswith("T00"):
+        return until[:DAY]
+    from datetime import date, timedelta
+
+    return (date.fromisoformat(until[:DAY]) + timedelta(days=1)).isoformat()
+
+
+class Index:
+    """Every record added so far: its place, its filter columns, its day's sums."""
+
+    def __init__(self) -> None:
+        self.file_starts: list[int] = []  # the number of each file's first record (files come in order)
+        self._file = -1
+        self.offsets = array("q")
+        # One entry per record: small numbers standing for strings (`_names`), and its figures.
+        self.clients = array("i")
+        self.providers = array("i")
+        self.decisions = array("b")  # 0 none, 1 allow, 2 deny
+        self.events = array("i")
+        self.hours = array("i")  # its ts's hour, e.g. 2026-11-22T08
+        self.models = array("i")
+        self.input_tokens = array("i")  # at most TOKENS_MAX: a call's tokens
+        self.output_tokens = array("i")
+        self.costs = array("d")
+        self._ids: dict[str | None, int] = {None: 0}
+        self._names: list[str | None] = [None]
+        self._hour_ids: dict[str | None, int] = {None: 0}
+        self._hours: list[str | None] = [None]
+        self.days: dict[str, Day] = {}
+        self.malformed = 0
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    # ---- records in
+
+    def add(self, file: int, offset: int, line: bytes) -> dict[str, Any] | None:
+        """One line of an audit file, read: its record (None for a line that is no JSON object,
+        counted as malformed and still listed, as such)."""
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            record = None
+        if file != self._file:
+            self._file = file
+            self.file_starts.extend([len(self.offsets)] * (file + 1 - len(self.file_starts)))
+        self.offsets.append(offset)
+        if type(record) is not dict:
+            self.malformed += 1
+            self._columns(None, None, None, BAD_LINE, None, None, 0, 0, 0.0)
+            return None
+        get = record.get
+        event, client, ts = get("event"), get("client"), get("ts")
+        if type(client) is not str:
+            client = None
+        cost = get("cost_usd")
+        inputs, outputs = get("input_tokens"), get("output_tokens")
+        inputs = inputs if type(inputs) is int and inputs >= 0 else 0
+        outputs = outputs if type(outputs) is int and outputs >= 0 else 0
+        price = cost if type(cost) is float or type(cost) is int else 0.0
+        model = get("model")
+        if type(model) is not str:
+            model = None
+        if type(ts) is not str or len(ts) < HOUR:
+            ts = None
+        self._columns(
+            client, _str(get("provider")), get("decision"), event if type(event) is str else None,
+            None if ts is None else ts[:HOUR], model, inputs, outputs, price,
+        )  # fmt: skip
+        if ts is not None:
+            try:
+                self._sum(ts, record, event, client, inputs, outputs, cost, price, model)
+            except (TypeError, ValueError, AttributeError):
+                self.malformed += 1  # a record whose figures are not what the audit writes: listed, not summed
+        return record
+
+    def _columns(
+        self, client: str | None, provider: str | None, decision: Any, event: str | None, hour: str | None,
+        model: str | None, inputs: int, outputs: int, price: float,
+    ) -> None:  # fmt: skip
+        ids = self._ids
+        self.clients.append(ids[client] if client in ids else self.id(client))
+        self.providers.append(ids[provider] if provider in ids else self.id(provider))
+        self.decisions.append(1 if decision == "allow" else 2 if decision == "deny" else 0)
+        self.events.append(ids[event] if event in ids else self.id(event))
+        hours = self._hour_ids
+        if hour not in hours:
+            hours[hour] = len(self._hours)
+            self._hours.append(hour)
+        self.hours.append(hours[hour])
+        self.models.append(ids[model] if model in ids else self.id(model))
+        self.input_tokens.append(inputs if inputs <= TOKENS_MAX else TOKENS_MAX)
+        self.output_tokens.append(outputs if outputs <= TOKENS_MAX else TOKENS_MAX)
+        self.costs.append(price)
+
+    def id(self, name: str | None) -> int:
+        number = self._ids.get(name)
+        if number is None:
+            number = self._ids[name] = len(self._names)
+            self._names.append(name)
+        return number
+
+    def file_of(self, number: int) -> int:
+        """The file record `number` is in (its index among the files read)."""
+        return bisect_right(self.file_starts, number) - 1
+
+    def known(self, name: str | None) -> int | None:
+        """The number standing for `name`, or None when no record has it."""
+        return self._ids.get(name)
+
+    def _sum(
+        self, ts: str, record: dict[str, Any], event: Any, client: str | None, inputs: int, outputs: int,
+        cost: Any, price: float, model: str | None,
+    ) -> None:  # fmt: skip
+        day = ts[:DAY]
+        sums = self.days.get(day)
+        if sums is None:
+            sums = self.days[day] = Day()
+        if event == "llm_call" or event == "mcp_call":  # noqa: PLR1714 (two comparisons: a tuple's `in` is slower here)
+            denied = record.get("decision") == "deny"
+            key = None if client is not None else _str(record.get("upstream_key"))
+            person = _person(sums, client, key)
+            person.calls += 1
+            person.refused += denied
+            person.input_tokens += inputs
+            person.output_tokens += outputs
+            person.cost_usd += price
+            if cost is None and event == "llm_call" and (inputs or outputs):
+                person.unpriced += 1  # tokens used at no known price
+            _seen(person, ts)
+            self._findings(sums, person, client, record)
+            if event == "llm_call":
+                provider = _str(record.get("provider"))
+                _spent(sums, ("provider", provider), inputs, outputs, price)
+                _spent(sums, ("model", model), inputs, outputs, price)
+                _spent(sums, ("client", client), inputs, outputs, price)
+                service = provider or _str(record.get("requested_provider")) or _str(record.get("host"))
+                if service is not None:
+                    row = _service(sums, client, service, GOVERNED_CATEGORY, ts)
+                    if denied:
+                        row.refused += 1
+                    else:
+                        row.calls += 1
+        elif event == CONNECTION:
+            person = _person(sums, client, None)
+            person.connections += 1
+            _seen(person, ts)
+            self._connection(sums, client, record, ts)
+        else:
+            return
+        if (kind := record.get("refusal")) is not None:
+            self._refusal(sums, ts, client, kind, record)
+
+    @staticmethod
+    def _findings(sums: Day, person: Person, client: str | None, record: dict[str, Any]) -> None:
+        for name in ("findings", "answer_findings"):
+            found = record.get(name)
+            if found:
+                for kind, value in found.items():
+                    n = _int(value)
+                    if person.findings is None:
+                        person.findings = {}
+                    person.findings[kind] = person.findings.get(kind, 0) + n
+                    sums.findings[(kind, client)] = sums.findings.get((kind, client), 0) + n
+
+    @staticmethod
+    def _connection(sums: Day, client: str | None, record: dict[str, Any], ts: str) -> None:
+        denied = record.get("decision") == "deny"
+        service = _str(record.get("service"))
+        if service is None and denied:
+            # A refused host of no AI service is a row of its own, named by its host (as `tollgate inventory`).
+            service = _str(record.get("host"))
+        if service is None:
+            return  # let through to a host of no AI service: no row
+        row = _service(sums, client, service, _str(record.get("category")), ts)
+        if denied:
+            row.refused += 1
+        else:
+            row.connections += 1
+        row.bytes_sent += _int(record.get("bytes_sent"))
+        row.bytes_received += _int(record.get("bytes_received"))
+
+    @staticmethod
+    def _refusal(sums: Day, ts: str, client: str | None, kind: Any, record: dict[str, Any]) -> None:
+        if not isinstance(kind, str):
+            return
+        refusals = sums.refusals.get((kind, client))
+        if refusals is None:
+            refusals = sums.refusals[(kind, client)] = Refusals()
+        refusals.count += 1
+        if ts >= refusals.last_seen:
+            reasons = record.get("deny_reasons")
+            refusals.last_reason = "; ".join(map(str, reasons)) if reasons else _str(record.get("error"))
+            refusals.last_seen = ts
+
+    # ---- the views
+
+    def selected(self, window: Window) -> Iterator[Day]:
+        for day, sums in self.days.items():
+            if window.holds_day(day):
+                yield sums
+
+    def people(self, window: Window) -> list[dict[str, Any]]:
+        people: dict[tuple[str | None, str | None], Person] = {}
+        for sums in self.selected(window):
+            for who, person in sums.people.items():
+                whole = people.get(who)
+                if whole is None:
+                    whole = people[who] = Person()
+                whole.merge(person)
+        rows = []
+        order = sorted(people.items(), key=lambda kv: (kv[0][0] is None, kv[0][0] or "", kv[0][1] or ""))
+        for (client, key), p in order:
+            rows.append({
+                "client": client, "key": key, "calls": p.calls, "refused": p.refused,
+                "input_tokens": p.input_tokens, "output_tokens": p.output_tokens, "cost_usd": round(p.cost_usd, 9),
+                "unpriced": p.unpriced, "findings": dict(sorted((p.findings or {}).items())),
+                "connections": p.connections, "first_seen": p.first_seen, "last_seen": p.last_seen,
+            })  # fmt: skip
+        return rows
+
+    def spend(self, window: Window, by: str, bucket: str) -> list[dict[str, Any]]:
+        sums = self._spend_by_hour(window, by) if bucket == "hour" else self._spend_by_day(window, by)
+        return [
+            {"bucket": _bucket_time(b), "key": k, "calls": s.calls, "input_tokens": s.input_tokens,
+             "output_tokens": s.output_tokens, "cost_usd": round(s.cost_usd, 9)}
+            for (b, k), s in sorted(sums.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
+        ]  # fmt: skip
+
+    def _spend_by_day(self, window: Window, by: str) -> dict[tuple[str, str | None], Spend]:
+        sums: dict[tuple[str, str | None], Spend] = {}
+        for day, d in self.days.items():
+            if not window.holds_day(day):
+                continue
+            for (dimension, value), s in d.spend.items():
+                if dimension == by:
+                    whole = sums.get((day, value))
+                    if whole is None:
+                        whole = sums[(day, value)] = Spend()
+                    whole.calls += s.calls
+                    whole.input_tokens += s.input_tokens
+                    whole.output_tokens += s.output_tokens
+                    whole.cost_usd += s.cost_usd
+        return sums
+
+    def _spend_by_hour(self, window: Window, by: str) -> dict[tuple[str, str | None], Spend]:
+        """Per hour, from the records' own figures (the sums are kept per day)."""
+        names, calls = self._names, self._ids.get("llm_call")
+        held = {n for n, hour in enumerate(self._hours) if hour is not None and window.holds_hour(hour)}
+        keys = {"provider": self.providers, "model": self.models, "client": self.clients}[by]
+        hours, events, costs = self.hours, self.events, self.costs
+        inputs, outputs = self.input_tokens, self.output_tokens
+        since = window.since or ""
+        before = {n for n, hour in enumerate(self._hours) if hour is not None and hour < since}
+        sums: dict[tuple[int, int], Spend] = {}
+        older = 0  # records in a row from before the window: the file is in time order but for calls in flight
+        for i in range(len(self) - 1, -1, -1):
+            if hours[i] in before:
+                older += 1
+                if older == TIME_ORDER_SLACK:
+                    break
+                continue
+            older = 0
+            if events[i] != calls or hours[i] not in held:
+                continue
+            at = (hours[i], keys[i])
+            whole = sums.get(at)
+            if whole is None:
+                whole = sums[at] = Spend()
+            whole.calls += 1
+            whole.input_tokens += inputs[i]
+            whole.output_tokens += outputs[i]
+            whole.cost_usd += costs[i]
+        return {(cast(str, self._hours[h]), names[k]): spend for (h, k), spend in sums.items()}
+
+    def refusals(self, window: Window) -> list[dict[str, Any]]:
+        sums: dict[tuple[str, str | None], Refusals] = {}
+        for d in self.selected(window):
+            for key, r in d.refusals.items():
+                whole = sums.get(key)
+                if whole is None:
+                    whole = sums[key] = Refusals()
+                whole.count += r.count
+                if r.last_seen >= whole.last_seen:
+                    whole.last_reason, whole.last_seen = r.last_reason, r.last_seen
+        return [
+            {"kind": kind, "client": client, "count": r.count, "last_reason": r.last_reason, "last_seen": r.last_seen}
+            for (kind, client), r in sorted(sums.items(), key=lambda kv: (-kv[1].count, kv[0][0], kv[0][1] or ""))
+        ]
+
+    def findings(self, window: Window) -> list[dict[str, Any]]:
+        sums: dict[tuple[str, str | None], int] = {}
+        for d in self.selected(window):
+            for key, n in d.findings.items():
+                sums[key] = sums.get(key, 0) + n
+        return [
+            {"kind": kind, "client": client, "count": n}
+            for (kind, client), n in sorted(sums.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][1] or ""))
+        ]
+
+    def inventory(self, window: Window) -> list[dict[str, Any]]:
+        """The rows of `tollgate inventory --json` over the days the window covers."""
+        rows: dict[tuple[str | None, str], Service] = {}
+        for d in self.selected(window):
+            for key, r in d.services.items():
+                whole = rows.get(key)
+                if whole is None:
+                    whole = rows[key] = Service(r.category)
+                _merge_service(whole, r)
+        ordered = sorted(rows.items(), key=lambda kv: (kv[0][0] is None, kv[0][0] or "", kv[0][1]))
+        return [
+            {"client": client, "service": service, "category": r.category, "calls": r.calls,
+             "connections": r.connections, "refused": r.refused, "bytes_sent": r.bytes_sent,
+             "bytes_received": r.bytes_received, "first_seen": r.first_seen, "last_seen": r.last_seen}
+            for (client, service), r in ordered
+        ]  # fmt: skip
+
+    # ---- the event list
+
+    def matching(self, before: int, limit: int, filters: Mapping[str, array | int]) -> list[int]:
+        """The numbers of the last `limit` records before record `before` whose columns hold the
+        filters' values, oldest first."""
+        found: list[int] = []
+        columns = [(getattr(self, name), value) for name, value in filters.items()]
+        i = min(before, len(self))
+        while i > 0 and len(found) < limit:
+            i -= 1
+            if all(column[i] == value for column, value in columns):
+                found.append(i)
+        found.reverse()
+        return found
+
+    def following(self, after: int, limit: int, filters: Mapping[str, array | int]) -> tuple[list[int], int]:
+        """The numbers of the first `limit` records after record `after` (-1: from the first)
+        whose columns hold the filters' values, and the last record looked at."""
+        found: list[int] = []
+        columns = [(getattr(self, name), value) for name, value in filters.items()]
+        last = after
+        for i in range(after + 1, len(self)):
+            last = i
+            if all(column[i] == value for column, value in columns):
+                found.append(i)
+                if len(found) == limit:
+                    break
+        return found, last
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _int(value: Any) -> int:
+    return value if type(value) is int and value >= 0 else 0
+
+
+def _person(sums: Day, client: str | None, key: str | None) -> Person:
+    person = sums.people.get((client, key))
+    if person is None:
+        person = sums.people[(client, key)] = Person()
+    return person
+
+
+def _seen(person: Person, ts: str) -> None:
+    if ts < person.first_seen:  # noqa: PLR1730 (min() is slower on the path every record takes)
+        person.first_seen = ts
+    if ts > person.last_seen:  # noqa: PLR1730
+        person.last_seen = ts
+
+
+def _spent(sums: Day, by: tuple[str, str | None], inputs: int, outputs: int, price: float) -> None:
+    spend = sums.spend.get(by)
+    if spend is None:
+        spend = sums.spend[by] = Spend()
+    spend.calls += 1
+    spend.input_tokens += inputs
+    spend.output_tokens += outputs
+    spend.cost_usd += price
+
+
+def _service(sums: Day, client: str | None, service: str, category: str | None, ts: str) -> Service:
+    row = sums.services.get((client, service))
+    if row is None:
+        row = sums.services[(client, service)] = Service(category)
+    elif row.category is None:
+        row.category = category
+    if ts < row.first_seen:  # noqa: PLR1730
+        row.first_seen = ts
+    if ts > row.last_seen:  # noqa: PLR1730
+        row.last_seen = ts
+    return row
+
+
+def _bucket_time(bucket: str) -> str:
+    """An hour (`2026-11-22T08`) or a day (`2026-11-22`) as the time it starts."""
+    return f"{bucket}:00:00Z" if len(bucket) == HOUR else f"{bucket}T00:00:00Z"
+
+
+def _merge_service(whole: Service, part: Service) -> None:
+    whole.calls += part.calls
+    whole.connections += part.connections
+    whole.refused += part.refused
+    whole.bytes_sent += part.bytes_sent
+    whole.bytes_received += part.bytes_received
+    whole.first_seen = min(whole.first_seen, part.first_seen)
+    whole.last_seen = max(whole.last_seen, part.last_seen)
+    if whole.category is None:
+        whole.category = part.category
+
+
+def hour_of(text: str) -> str:
+    """A `since`/`until` value (an ISO date or time, UTC) as the hour it falls in; ValueError
+    when it is neither."""
+    from datetime import UTC, datetime
+
+    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H")

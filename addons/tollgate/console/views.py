@@ -1,0 +1,161 @@
+"""The console's JSON API, as plain functions of the audit read so far and a query string: what
+each `/api/…` path answers (docs/console.md lists them). No HTTP here (`server.py` serves it)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from tollgate.console.follow import Audit
+from tollgate.console.index import Window, hour_of
+
+Query = Mapping[str, Sequence[str]]
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+FILTERS = {"client": "clients", "provider": "providers", "event": "events"}
+DECISIONS = {"allow": 1, "deny": 2}
+HOURLY_DAYS = 31  # the longest span the hourly spend covers: it is summed from the records themselves
+
+
+class BadQuery(ValueError):
+    """A query parameter the API cannot read; its message names it."""
+
+
+class Views:
+    def __init__(self, audit: Audit, budgets: Callable[[], list[dict[str, Any]]] | None = None) -> None:
+        self.audit = audit
+        self.budgets = budgets
+        self.routes: dict[str, Callable[[Query], Any]] = {
+            "/api/events": self.events,
+            "/api/people": lambda q: self.audit.index.people(window(q)),
+            "/api/spend": self.spend,
+            "/api/refusals": lambda q: self.audit.index.refusals(window(q)),
+            "/api/findings": lambda q: self.audit.index.findings(window(q)),
+            "/api/inventory": lambda q: self.audit.index.inventory(window(q)),
+            "/api/budgets": lambda q: [] if self.budgets is None else self.budgets(),
+            "/api/audit": lambda q: self.audit.state(),
+        }
+
+    def answer(self, path: str, query: Query) -> Any:
+        """What `path` answers; KeyError for a path the API has not, BadQuery for a bad query."""
+        route = self.routes[path]
+        with self.audit.lock:
+            return route(query)
+
+    def events(self, query: Query) -> dict[str, Any]:
+        index = self.audit.index
+        limit = _int(query, "limit", DEFAULT_LIMIT)
+        if not 1 <= limit <= MAX_LIMIT:
+            raise BadQuery(f"limit: from 1 to {MAX_LIMIT}")
+        filters: dict[str, Any] = {}
+        for name, column in FILTERS.items():
+            if (value := _one(query, name)) is not None:
+                number = index.known(value)
+                if number is None:
+                    return {"events": [], "cursor": str(len(index) - 1)}
+                filters[column] = number
+        if (decision := _one(query, "decision")) is not None:
+            if decision not in DECISIONS:
+                raise BadQuery("decision: allow or deny")
+            filters["decisions"] = DECISIONS[decision]
+        after = _one(query, "after")
+        if after is None:
+            numbers, cursor = index.matching(len(index), limit, filters), len(index) - 1
+        else:
+            numbers, cursor = index.following(_cursor(after), limit, filters)
+        return {"events": [self.record(n) for n in numbers], "cursor": str(cursor)}
+
+    def record(self, number: int) -> dict[str, Any]:
+        """Record `number` as written; a line that is no record, as `{"event": "malformed", …}`."""
+        line = self.audit.line(number)
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict):
+            opened = self.audit.files[self.audit.index.file_of(number)]
+            return {"event": "malformed", "file": str(opened.path), "offset": self.audit.index.offsets[number],
+                    "length": len(line)}  # fmt: skip
+        return record
+
+    def spend(self, query: Query) -> list[dict[str, Any]]:
+        by = _one(query, "by") or "provider"
+        if by not in ("provider", "model", "client"):
+            raise BadQuery("by: provider, model or client")
+        bucket = _one(query, "bucket") or "day"
+        if bucket not in ("hour", "day"):
+            raise BadQuery("bucket: hour or day")
+        span = window(query)
+        if bucket == "hour" and not _within(span, HOURLY_DAYS):
+            raise BadQuery(f"bucket=hour: a since no more than {HOURLY_DAYS} days before until (or now)")
+        return self.audit.index.spend(span, by, bucket)
+
+
+def _within(span: Window, days: int) -> bool:
+    """Whether the window starts no more than `days` before its end (or now)."""
+    if span.since is None:
+        return False
+    end = datetime.now(UTC) if span.until is None else datetime.fromisoformat(span.until + ":00+00:00")
+    return end - datetime.fromisoformat(span.since + ":00+00:00") <= timedelta(days=days)
+
+
+def window(query: Query) -> Window:
+    try:
+        since, until = _one(query, "since"), _one(query, "until")
+        return Window(None if since is None else hour_of(since), None if until is None else hour_of(until))
+    except ValueError:
+        raise BadQuery("since, until: an ISO 8601 date or time, UTC (2026-11-01, 2026-11-01T08:00)") from None
+
+
+def _one(query: Query, name: str) -> str | None:
+    values = query.get(name)
+    return values[-1] if values else None
+
+
+def _int(query: Query, name: str, default: int) -> int:
+    text = _one(query, name)
+    if text is None:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise BadQuery(f"{name}: a whole number") from None
+
+
+def _cursor(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise BadQuery("after: a cursor the API gave") from None
+
+
+def as_csv(answer: Any) -> str:
+    """A list of rows (or the events of `/api/events`) as CSV: a column per field of the first
+    row; a nested value (findings, deny_reasons) as its JSON."""
+    rows = answer["events"] if isinstance(answer, dict) and "events" in answer else answer
+    out = io.StringIO()
+    if not rows:
+        return ""
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_cell(row.get(c)) for c in columns])
+    return out.getvalue()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value).decode()
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value  # a spreadsheet opening the export reads no formula from a record
+    return str(value)

@@ -1,0 +1,248 @@
+"""`tollgate console` over the audit a real mitmdump wrote for the official openai SDK: calls let
+through, refused by the policy, by a guardrail and by a limit, a refused connection; then its JSON
+API's figures, exactly as the records have them, a call made after it opened reaching its event
+list and live stream, its token, and each view of its page in Debian's Chromium (a screenshot of
+each kept under TOLLGATE_SCREENSHOTS, else the test's own directory)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from tests.support.proxy import free_port
+
+ALICE = "tg-alice-CONSOLE-0001"
+BOB = "tg-bob-CONSOLE-0002"
+REAL_KEY = "sk-real-CONSOLE-KEY-0003"
+PROMPT = "the secret plans of the console test"
+AWS_KEY = "AKIAIOSFODNN7CONSOLE"  # what the guardrail refuses
+POLICY = 'package tollgate\n\nimport rego.v1\n\ndeny contains "gpt-4o is not for bob" if {\n  input.client.name == "bob"\n  input.model == "gpt-4o"\n}\n'
+VIEWS = ("live", "people", "spend", "refusals", "guardrails", "services", "budgets", "audit")
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+
+
+@pytest.fixture(scope="module")
+def gw(start_gateway, tmp_path_factory):
+    policy = tmp_path_factory.mktemp("policy") / "policy.rego"
+    policy.write_text(POLICY)
+    return start_gateway(
+        lambda urls: {
+            "providers": {"openai": {"upstream": urls["openai"], "keys": [REAL_KEY]}},
+            "clients": [{"name": "alice", "keys": [ALICE]}, {"name": "bob", "keys": [BOB]}],
+            "policy": {"rego": [str(policy)]},
+            "guardrails": [{"detect": ["secrets.aws_access_key_id"], "action": "deny"}],
+            "limits": [{"name": "two a day", "match": {"client": "bob"}, "requests_per_day": 2}],
+            "egress": {"deny": ["pastebin.com"]},
+        },
+        providers=("openai",),
+    )
+
+
+CALLS = f"""
+import openai
+outcomes = []
+for key, model, text in (("{ALICE}", "gpt-4o-mini", "{PROMPT}"), ("{BOB}", "gpt-4o", "{PROMPT}"),
+                         ("{BOB}", "gpt-4o-mini", "key {AWS_KEY}"), ("{BOB}", "gpt-4o-mini", "{PROMPT}"),
+                         ("{BOB}", "gpt-4o-mini", "{PROMPT}"), ("{BOB}", "gpt-4o-mini", "{PROMPT}")):
+    try:
+        openai.OpenAI(api_key=key, max_retries=0).chat.completions.create(
+            model=model, messages=[{{"role": "user", "content": text}}])
+        outcomes.append(200)
+    except openai.APIStatusError as e:
+        outcomes.append([e.status_code, e.response.headers.get("x-tollgate-error")])
+report(outcomes=outcomes)
+"""
+
+
+@pytest.fixture(scope="module")
+def console(gw, tmp_path_factory):
+    """The calls made, a CONNECT refused, then `tollgate console` over the gateway's audit: its URL
+    with the token."""
+    result = gw.run(CALLS)
+    assert result["outcomes"] == [200, [403, "policy_denied"], [403, "content_denied"], 200, 200,
+                                  [429, "budget_exceeded"]], result  # fmt: skip
+    with socket.create_connection(("127.0.0.1", gw.proxy.port), timeout=10) as raw:
+        raw.sendall(b"CONNECT pastebin.com:443 HTTP/1.1\r\nHost: pastebin.com:443\r\n\r\n")
+        assert raw.recv(4096).startswith(b"HTTP/1.1 403")
+    gw.wait_audit(6)
+    gw.connections(1)
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("console")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tollgate", "console", "--config", str(gw.config_path), "--listen", f"127.0.0.1:{port}"],
+        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert re.fullmatch(rf"Tollgate console: http://127\.0\.0\.1:{port}/\?token=[\w-]{{32}}\n", line), line
+        yield line.split(": ", 1)[1].strip()
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=10)
+        assert "token" not in err  # the token is printed once, on standard output
+        assert line.rsplit("=", 1)[1].strip() not in err
+
+
+def get(url: str, token: str | None = None) -> tuple[int, bytes]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def api(console: str, path: str) -> object:
+    base, token = console.split("/?token=")
+    status, body = get(base + path, token)
+    assert status == 200, body
+    return json.loads(body)
+
+
+def test_the_api_says_what_the_audit_holds(gw, console) -> None:
+    records = gw.audit()
+    alice = [r for r in records if r["client"] == "alice"]
+    bob = [r for r in records if r["client"] == "bob"]
+    people = {p["client"]: p for p in api(console, "/api/people")}
+    for name, mine in (("alice", alice), ("bob", bob)):
+        person = people[name]
+        assert (person["calls"], person["refused"]) == (len(mine), sum(r["decision"] == "deny" for r in mine))
+        assert person["input_tokens"] == sum(r["input_tokens"] or 0 for r in mine)
+        assert person["output_tokens"] == sum(r["output_tokens"] or 0 for r in mine)
+    assert people["bob"]["findings"] == {"secrets.aws_access_key_id": 1}
+    assert (people["alice"]["refused"], people["bob"]["refused"]) == (0, 3)
+    refusals = {(r["kind"], r["client"]): r for r in api(console, "/api/refusals")}
+    assert set(refusals) == {("policy_denied", "bob"), ("content_denied", "bob"), ("budget_exceeded", "bob"),
+                             ("egress_denied", None)}  # fmt: skip
+    assert refusals[("policy_denied", "bob")]["last_reason"] == "gpt-4o is not for bob"
+    assert api(console, "/api/findings") == [{"kind": "secrets.aws_access_key_id", "client": "bob", "count": 1}]
+    inventory = subprocess.run(
+        [sys.executable, "-m", "tollgate", "inventory", str(gw.audit_path), "--json"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert api(console, "/api/inventory") == json.loads(inventory.stdout)
+    budgets = api(console, "/api/budgets")
+    assert [(b["limit"], b["subject"], b["used"], b["cap"]) for b in budgets] == [("two a day", "bob", 2, 2)]
+    deadline = time.monotonic() + 10
+    while (files := api(console, "/api/audit"))[0]["state"] == "checking" and time.monotonic() < deadline:
+        time.sleep(0.1)  # the chain is checked behind the reading
+    assert [(f["file"], f["state"], f["faults"]) for f in files] == [(str(gw.audit_path), "whole", [])]
+    assert files[0]["records"] == len(gw.audit_records())
+
+
+def test_the_token_is_needed(console) -> None:
+    base = console.split("/?token=")[0]
+    for path in ("/", "/api/people", "/api/events/live"):
+        assert get(base + path) == (401, b'{"error": "unauthenticated"}')
+
+
+def test_a_call_made_after_the_console_opened_is_listed_and_streamed(gw, console) -> None:
+    base, token = console.split("/?token=")
+    cursor = api(console, "/api/events?limit=1")["cursor"]
+    live = urllib.request.urlopen(
+        urllib.request.Request(base + "/api/events/live", headers={"Authorization": f"Bearer {token}"}), timeout=15
+    )
+    with live:
+        assert live.headers["Content-Type"] == "text/event-stream"
+        gw.run(f"""
+            import openai
+            openai.OpenAI(api_key="{ALICE}", max_retries=0).chat.completions.create(
+                model="gpt-4o-mini", messages=[{{"role": "user", "content": "{PROMPT}"}}])
+            report(done=True)
+        """)
+        written = gw.last_audit()
+        began = time.monotonic()
+        line = live.readline()
+        while line == b"\n" or line.startswith(b":"):
+            line = live.readline()
+        assert line.startswith(b"data: ")
+        assert json.loads(line[6:])["request_id"] == written["request_id"]
+        assert time.monotonic() - began < 2
+    listed = api(console, f"/api/events?after={cursor}")["events"]
+    assert [e["request_id"] for e in listed if e["event"] == "llm_call"] == [written["request_id"]]
+
+
+def chromium() -> str:
+    browser = next((b for b in map(shutil.which, BROWSERS) if b), None)
+    if browser is None:
+        pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
+    return browser
+
+
+def headless(browser: str, url: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--window-size=1400,900",
+         "--virtual-time-budget=4000", *args, url],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_each_view_in_a_browser(gw, console, tmp_path) -> None:
+    browser = chromium()
+    shots = Path(os.environ.get("TOLLGATE_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    seen = {}
+    for view in VIEWS:
+        page = f"{console}#{view}"
+        dom = headless(browser, page, "--dump-dom")
+        assert dom.returncode == 0, dom.stderr[-2000:]
+        seen[view] = dom.stdout
+        shot = headless(browser, page, f"--screenshot={shots / f'console-{view}.png'}")
+        assert shot.returncode == 0, shot.stderr[-2000:]
+        assert (shots / f"console-{view}.png").stat().st_size > 10_000
+    for view, dom in seen.items():
+        assert f'class="active" data-view="{view}"' in dom or f'data-view="{view}" class="active"' in dom, view
+        for secret in (ALICE, BOB, REAL_KEY, PROMPT, AWS_KEY, console.split("=")[-1]):
+            assert secret not in dom, (view, secret)
+    people = {p["client"]: p for p in api(console, "/api/people")}
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", seen["people"])
+    row = cells.index("bob")
+    assert cells[row + 1 : row + 3] == [str(people["bob"]["calls"]), str(people["bob"]["refused"])]
+    assert "gpt-4o is not for bob" in seen["refusals"] and "budget_exceeded" in seen["refusals"]
+    assert "secrets.aws_access_key_id" in seen["guardrails"]
+    assert "pastebin.com" in seen["services"] and "two a day" in seen["budgets"]
+    assert ">whole<" in seen["audit"]
+    assert "<svg" in seen["spend"] and "<rect" in seen["spend"]
+    live_rows = re.findall(r"<tr class=\"[^\"]*\">", seen["live"])
+    assert len(live_rows) >= 6
+
+
+def test_the_live_view_shows_a_call_made_after_it_opened(gw, console, tmp_path) -> None:
+    from tests.support.cdp import Browser
+
+    browser = Browser(chromium(), tmp_path / "profile")
+    rows = "document.querySelectorAll('#live tbody tr')"
+    try:
+        browser.go(f"{console}#live")  # the token in the address once: a cookie from then on
+        before = browser.wait_for(f"{rows}.length")
+        gw.run(f"""
+            import openai
+            openai.OpenAI(api_key="{ALICE}", max_retries=0).chat.completions.create(
+                model="gpt-4o-mini", messages=[{{"role": "user", "content": "{PROMPT}"}}])
+            report(done=True)
+        """)
+        written = gw.last_audit()
+        began = time.monotonic()
+        browser.wait_for(f"{rows}[0].querySelector('td').textContent === {json.dumps(written['ts'])}", timeout=5)
+        shown = time.monotonic() - began
+        print(f"the call shown in the Live view {shown:.2f} s after its record was written")
+        assert browser.evaluate(f"{rows}.length") == before + 1
+        assert shown < 2, shown  # the console looks every 200 ms, the page asks twice a second
+        first = browser.evaluate(f"Array.from({rows}[0].querySelectorAll('td')).map(c => c.textContent)")
+        assert first[1:6] == ["llm_call", "alice", "openai", "gpt-4o-mini", "allow"]
+        assert PROMPT not in browser.evaluate("document.documentElement.outerHTML")
+        shots = Path(os.environ.get("TOLLGATE_SCREENSHOTS") or tmp_path)
+        browser.screenshot(shots / "console-live-after.png")
+    finally:
+        browser.close()

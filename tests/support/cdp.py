@@ -1,0 +1,110 @@
+"""Headless Chromium driven over the DevTools protocol, with wsproto (which mitmproxy brings): a page
+that stays open while a test acts, read and photographed as it changes (what `--dump-dom` cannot
+do: it reads a page once)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.support.proxy import free_port
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, CloseConnection, Message, Request, TextMessage
+
+
+class Browser:
+    """One headless Chromium with one page; `close` stops it."""
+
+    def __init__(self, executable: str, profile: Path, width: int = 1400, height: int = 900) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [executable, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             f"--remote-debugging-port={self.port}", f"--user-data-dir={profile}", f"--window-size={width},{height}",
+             "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        target = self._page_target()
+        path = target["webSocketDebuggerUrl"].split(f":{self.port}", 1)[1]
+        self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        self.sock.sendall(self.ws.send(Request(host=f"127.0.0.1:{self.port}", target=path)))
+        self.next_id = 0
+        self.pending: list[Any] = []
+        self._events(lambda e: isinstance(e, AcceptConnection))
+
+    def _page_target(self) -> dict[str, Any]:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/json/list", timeout=5) as answer:
+                    pages = [t for t in json.loads(answer.read()) if t.get("type") == "page"]
+                if pages:
+                    return pages[0]
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError("Chromium's DevTools did not answer within 30 s")
+
+    def _events(self, done: Any) -> Any:
+        text = ""
+        while True:
+            for event in self.pending:
+                if done(event):
+                    self.pending.remove(event)
+                    return event
+            data = self.sock.recv(1 << 20)
+            if not data:
+                raise AssertionError("Chromium closed the DevTools connection")
+            self.ws.receive_data(data)
+            for event in self.ws.events():
+                if isinstance(event, TextMessage):
+                    text += event.data
+                    if event.message_finished:
+                        self.pending.append(json.loads(text))
+                        text = ""
+                elif isinstance(event, (AcceptConnection, CloseConnection)):
+                    self.pending.append(event)
+                elif isinstance(event, Message):
+                    pass
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self.next_id += 1
+        number = self.next_id
+        self.sock.sendall(self.ws.send(TextMessage(json.dumps({"id": number, "method": method, "params": params}))))
+        answer = self._events(lambda e: isinstance(e, dict) and e.get("id") == number)
+        assert "error" not in answer, answer
+        return answer["result"]
+
+    def go(self, url: str) -> None:
+        self.call("Page.enable")
+        self.call("Page.navigate", url=url)
+        self._events(lambda e: isinstance(e, dict) and e.get("method") == "Page.loadEventFired")
+
+    def evaluate(self, expression: str) -> Any:
+        return self.call("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
+
+    def wait_for(self, expression: str, timeout: float = 10.0) -> Any:
+        """The expression's value once it is truthy (AssertionError after `timeout`)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = self.evaluate(expression)
+            if value:
+                return value
+            time.sleep(0.1)
+        raise AssertionError(f"{expression} stayed false for {timeout} s")
+
+    def screenshot(self, path: Path) -> None:
+        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        finally:
+            self.process.terminate()
+            self.process.wait(timeout=10)

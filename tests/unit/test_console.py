@@ -1,0 +1,322 @@
+"""The console over hand-made audit records: its sums, its event list and cursor, the files followed
+across a rotation, a cut line, the budgets' rows, and its server's token, methods and headers."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tollgate.console.budgets import rows as budget_rows
+from tollgate.console.follow import Audit
+from tollgate.console.server import Console
+from tollgate.console.views import BadQuery, Views, as_csv
+from tollgate.governance.limits import LimitRule
+from tollgate.records.console_settings import ConsoleConfig, exposed_without_tls
+
+TOKEN = "a-console-token-of-test-0001"
+
+
+def call(ts: str, client: str | None, **fields) -> dict:
+    record = {
+        "event": "llm_call", "ts": ts, "client": client, "provider": "openai", "model": "gpt-4o-mini",
+        "decision": "allow", "deny_reasons": [], "findings": {}, "upstream_key": "sha256:aaaaaaaaaaaa",
+        "input_tokens": 10, "output_tokens": 5, "cost_usd": 0.25, "refusal": None, "error": None,
+    }  # fmt: skip
+    record.update(fields)
+    return record
+
+
+RECORDS = [
+    {"event": "tollgate_started", "ts": "2026-11-01T07:59:00.000Z", "pid": 1},
+    call("2026-11-01T08:00:00.000Z", "alice"),
+    call("2026-11-01T08:30:00.000Z", "alice", model="gpt-4o", cost_usd=1.5, findings={"pii.email": 2}),
+    call("2026-11-01T09:10:00.000Z", "alice", decision="deny", deny_reasons=["gpt-4o is not for alice"],
+         refusal="policy_denied", input_tokens=None, output_tokens=None, cost_usd=None),
+    call("2026-11-02T10:00:00.000Z", "bob", cost_usd=None, answer_findings={"secrets.aws_access_key_id": 1}),
+    call("2026-11-02T11:00:00.000Z", None, upstream_key="sha256:bbbbbbbbbbbb", provider="anthropic",
+         model="claude-sonnet-4-5"),
+    {"event": "mcp_call", "ts": "2026-11-02T11:30:00.000Z", "client": "bob", "server": "notes", "tool": "add",
+     "decision": "deny", "deny_reasons": ["unknown or missing API key"], "refusal": "unauthenticated"},
+    {"event": "connection", "ts": "2026-11-03T12:00:00.000Z", "client": "bob", "host": "pastebin.com",
+     "service": None, "category": None, "decision": "deny", "deny_reasons": ["egress deny: pastebin.com"],
+     "refusal": "egress_denied", "bytes_sent": 0, "bytes_received": 0},
+]  # fmt: skip
+
+
+def write(path: Path, records: list[dict], tail: bytes = b"") -> None:
+    with path.open("ab") as f:
+        f.write(b"".join(json.dumps(r).encode() + b"\n" for r in records) + tail)
+
+
+@pytest.fixture
+def views(tmp_path: Path) -> Views:
+    write(tmp_path / "audit.jsonl", RECORDS)
+    audit = Audit([tmp_path / "audit.jsonl"])
+    audit.catch_up()
+    return Views(audit)
+
+
+def test_people_sum_calls_refusals_tokens_cost_and_findings(views: Views) -> None:
+    assert views.answer("/api/people", {}) == [
+        {"client": "alice", "key": None, "calls": 3, "refused": 1, "input_tokens": 20, "output_tokens": 10,
+         "cost_usd": 1.75, "unpriced": 0, "findings": {"pii.email": 2}, "connections": 0,
+         "first_seen": "2026-11-01T08:00:00.000Z", "last_seen": "2026-11-01T09:10:00.000Z"},
+        {"client": "bob", "key": None, "calls": 2, "refused": 1, "input_tokens": 10, "output_tokens": 5,
+         "cost_usd": 0.0, "unpriced": 1, "findings": {"secrets.aws_access_key_id": 1}, "connections": 1,
+         "first_seen": "2026-11-02T10:00:00.000Z", "last_seen": "2026-11-03T12:00:00.000Z"},
+        {"client": None, "key": "sha256:bbbbbbbbbbbb", "calls": 1, "refused": 0, "input_tokens": 10,
+         "output_tokens": 5, "cost_usd": 0.25, "unpriced": 0, "findings": {}, "connections": 0,
+         "first_seen": "2026-11-02T11:00:00.000Z", "last_seen": "2026-11-02T11:00:00.000Z"},
+    ]  # fmt: skip
+
+
+def test_since_and_until_keep_the_days_they_name(views: Views) -> None:
+    people = views.answer("/api/people", {"since": ["2026-11-01T09:00"], "until": ["2026-11-02"]})
+    assert [(p["client"], p["calls"], p["refused"]) for p in people] == [("alice", 3, 1)]
+    people = views.answer("/api/people", {"since": ["2026-11-02"], "until": ["2026-11-02T12:00"]})
+    assert [(p["client"], p["calls"]) for p in people] == [("bob", 2), (None, 1)]
+    with pytest.raises(BadQuery):
+        views.answer("/api/people", {"since": ["last tuesday"]})
+
+
+def test_spend_by_model_per_day_and_per_hour(views: Views) -> None:
+    assert views.answer("/api/spend", {"by": ["model"], "bucket": ["day"]}) == [
+        {"bucket": "2026-11-01T00:00:00Z", "key": "gpt-4o", "calls": 1, "input_tokens": 10, "output_tokens": 5,
+         "cost_usd": 1.5},
+        {"bucket": "2026-11-01T00:00:00Z", "key": "gpt-4o-mini", "calls": 2, "input_tokens": 10, "output_tokens": 5,
+         "cost_usd": 0.25},
+        {"bucket": "2026-11-02T00:00:00Z", "key": "claude-sonnet-4-5", "calls": 1, "input_tokens": 10,
+         "output_tokens": 5, "cost_usd": 0.25},
+        {"bucket": "2026-11-02T00:00:00Z", "key": "gpt-4o-mini", "calls": 1, "input_tokens": 10, "output_tokens": 5,
+         "cost_usd": 0.0},
+    ]  # fmt: skip
+    hours = views.answer(
+        "/api/spend", {"by": ["client"], "bucket": ["hour"], "since": ["2026-10-30"], "until": ["2026-11-01T09:00"]}
+    )
+    assert [(s["bucket"], s["key"], s["calls"]) for s in hours] == [("2026-11-01T08:00:00Z", "alice", 2)]
+    with pytest.raises(BadQuery):
+        views.answer("/api/spend", {"by": ["colour"]})
+    with pytest.raises(BadQuery, match="no more than 31 days"):  # summed from the records: a month at most
+        views.answer("/api/spend", {"bucket": ["hour"], "since": ["2026-09-01"], "until": ["2026-11-01"]})
+
+
+def test_refusals_by_kind_and_client_with_the_latest_reason(views: Views) -> None:
+    assert views.answer("/api/refusals", {}) == [
+        {"kind": "egress_denied", "client": "bob", "count": 1, "last_reason": "egress deny: pastebin.com",
+         "last_seen": "2026-11-03T12:00:00.000Z"},
+        {"kind": "policy_denied", "client": "alice", "count": 1, "last_reason": "gpt-4o is not for alice",
+         "last_seen": "2026-11-01T09:10:00.000Z"},
+        {"kind": "unauthenticated", "client": "bob", "count": 1, "last_reason": "unknown or missing API key",
+         "last_seen": "2026-11-02T11:30:00.000Z"},
+    ]  # fmt: skip
+
+
+def test_findings_by_kind_and_client_request_and_answer(views: Views) -> None:
+    assert views.answer("/api/findings", {}) == [
+        {"kind": "pii.email", "client": "alice", "count": 2},
+        {"kind": "secrets.aws_access_key_id", "client": "bob", "count": 1},
+    ]
+
+
+def test_inventory_rows_are_tollgate_inventorys(views: Views) -> None:
+    rows = views.answer("/api/inventory", {})
+    assert [(r["client"], r["service"], r["calls"], r["refused"]) for r in rows] == [
+        ("alice", "openai", 2, 1),
+        ("bob", "openai", 1, 0),
+        ("bob", "pastebin.com", 0, 1),
+        (None, "anthropic", 1, 0),
+    ]
+
+
+def test_events_latest_first_page_then_after_a_cursor_with_filters(views: Views) -> None:
+    latest = views.answer("/api/events", {"limit": ["2"]})
+    assert [e["ts"] for e in latest["events"]] == ["2026-11-02T11:30:00.000Z", "2026-11-03T12:00:00.000Z"]
+    assert latest["cursor"] == "7"
+    denied = views.answer("/api/events", {"after": ["0"], "decision": ["deny"], "client": ["bob"]})
+    assert [e["event"] for e in denied["events"]] == ["mcp_call", "connection"]
+    assert views.answer("/api/events", {"client": ["nobody"]})["events"] == []
+    write(views.audit.paths[0], [call("2026-11-04T08:00:00.000Z", "carol")])
+    views.audit.catch_up()
+    after = views.answer("/api/events", {"after": [latest["cursor"]]})
+    assert [e["client"] for e in after["events"]] == ["carol"] and after["cursor"] == "8"
+
+
+def test_a_rotation_is_followed_and_a_cut_line_is_shown_as_such(tmp_path: Path) -> None:
+    live = tmp_path / "audit.jsonl"
+    write(live, RECORDS[:2], tail=b'{"event": "llm_call", "ts": "2026-11')  # a line being written
+    audit = Audit([live])
+    audit.catch_up()
+    assert len(audit.index) == 2
+    live.rename(tmp_path / "audit.jsonl.1")  # logrotate; the cut line stays cut there
+    write(live, [call("2026-11-05T08:00:00.000Z", "dan")])
+    audit.catch_up()
+    views = Views(audit)
+    events = views.answer("/api/events", {})["events"]
+    assert [e["event"] for e in events] == ["tollgate_started", "llm_call", "malformed", "llm_call"]
+    assert events[2]["file"] == str(tmp_path / "audit.jsonl.1") and events[3]["client"] == "dan"
+    write(live, [call("2026-11-05T09:00:00.000Z", "erin")])
+    audit.catch_up()
+    assert views.answer("/api/events", {"limit": ["1"]})["events"][0]["client"] == "erin"
+
+
+def test_csv_has_a_column_per_field_and_no_formula(views: Views) -> None:
+    text = as_csv([{"client": "=cmd()", "findings": {"pii.email": 1}, "count": 2}, {"client": None, "extra": 1}])
+    assert text == 'client,findings,count,extra\n\'=cmd(),"{""pii.email"":1}",2,\n,,,1\n'
+
+
+def test_budgets_rows_read_the_current_windows_counters() -> None:
+    rules = [
+        LimitRule(name="daily", per="client", requests_per_day=10, usd_per_day="5"),
+        LimitRule(name="everyone", per="all", tokens_per_minute=1000),
+    ]
+    now = 1_800_000_000.0
+    day = int(now) - int(now) % 86400
+    counters = {f"daily|client:alice|requests|day|{day}": 3, f"daily|client:alice|usd|day|{day}": 1_250_000_000,
+                f"daily|client:bob|requests|day|{day - 86400}": 9}  # fmt: skip
+    assert budget_rows(rules, counters, now) == [
+        {"limit": "daily", "field": "requests_per_day", "subject": "alice", "window": "day", "used": 3, "cap": 10,
+         "unit": "requests"},
+        {"limit": "daily", "field": "usd_per_day", "subject": "alice", "window": "day", "used": 1.25, "cap": 5.0,
+         "unit": "usd"},
+        {"limit": "everyone", "field": "tokens_per_minute", "subject": None, "window": "minute", "used": 0,
+         "cap": 1000, "unit": "tokens"},
+    ]  # fmt: skip
+
+
+def test_only_loopback_is_served_without_tls() -> None:
+    assert exposed_without_tls("127.0.0.1:8090", tls=False) is None
+    assert exposed_without_tls("[::1]:8090", tls=False) is None
+    assert exposed_without_tls("0.0.0.0:8090", tls=True) is None
+    assert "only over TLS" in (exposed_without_tls("0.0.0.0:8090", tls=False) or "")
+    with pytest.raises(ValueError, match="only over TLS"):
+        ConsoleConfig(listen="10.0.0.5:8090")
+    with pytest.raises(ValueError, match="16 characters"):
+        ConsoleConfig(token="short")
+
+
+@pytest.fixture
+def served(views: Views):
+    console = Console(views.audit, views, "127.0.0.1", 0, TOKEN)
+    thread = threading.Thread(target=console.serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{console.port}"
+    console.stop()
+    thread.join(timeout=5)
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def fetch(url: str, headers: dict[str, str] | None = None, method: str = "GET"):
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        answer = opener.open(urllib.request.Request(url, headers=headers or {}, method=method), timeout=5)
+    except urllib.error.HTTPError as e:
+        answer = e
+    with answer:
+        return answer.status, dict(answer.headers), answer.read()
+
+
+def test_every_request_needs_the_token(served: str) -> None:
+    for path in ("/", "/app.js", "/api/people", "/api/events/live", "/nothing"):
+        status, headers, body = fetch(served + path)
+        assert (status, json.loads(body)) == (401, {"error": "unauthenticated"}), path
+        assert headers["Content-Security-Policy"] == "default-src 'self'"
+    assert fetch(served + "/api/people", {"Authorization": "Bearer not-the-token"})[0] == 401
+    assert fetch(served + "/api/people", {"Cookie": "tollgate_console=not-the-token"})[0] == 401
+    assert fetch(served + "/?token=not-the-token")[0] == 401
+
+
+def test_the_token_once_becomes_a_cookie_and_a_redirect_without_it(served: str) -> None:
+    status, headers, _ = fetch(f"{served}/?token={TOKEN}&x=1")
+    assert status == 303 and headers["Location"] == "/?x=1"
+    assert headers["Set-Cookie"] == f"tollgate_console={TOKEN}; Path=/; HttpOnly; SameSite=Strict"
+    status, headers, body = fetch(served + "/", {"Cookie": f"tollgate_console={TOKEN}"})
+    assert status == 200 and b'<script src="/app.js"' in body
+    assert headers["Content-Security-Policy"] == "default-src 'self'"
+    assert not any(h.lower().startswith("access-control-") for h in headers)
+
+
+def test_bearer_json_csv_and_read_only(served: str) -> None:
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    status, headers, body = fetch(served + "/api/findings", bearer)
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert json.loads(body)[0] == {"kind": "pii.email", "client": "alice", "count": 2}
+    status, headers, body = fetch(served + "/api/findings?format=csv", bearer)
+    assert status == 200 and headers["Content-Type"].startswith("text/csv")
+    assert body.decode().splitlines()[:2] == ["kind,client,count", "pii.email,alice,2"]
+    assert fetch(served + "/api/spend?by=colour", bearer)[0] == 400
+    for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
+        assert fetch(served + "/api/people", bearer, method)[0] == 405, method
+
+
+def chained(records: list[dict]) -> bytes:
+    """Lines as Tollgate writes them: one instance's run, each record chained to the one before."""
+    from tollgate.records.chain import ZERO, chain_of
+
+    lines, chain = [], ZERO
+    for seq, record in enumerate(records, 1):
+        content = json.dumps({**record, "instance": "gw-1", "seq": seq})[:-1]
+        chain = chain_of(chain, content.encode())
+        lines.append(f'{content},"chain":"{chain}"}}\n'.encode())
+    return b"".join(lines)
+
+
+def test_the_audit_view_checks_the_chain_behind_the_index(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(chained([{**RECORDS[0], "previous_chain": None}, *RECORDS[1:]]))
+    audit = Audit([path])
+    audit.catch_up()
+    assert [f["state"] for f in audit.state()] == ["checking"]
+    while audit.verify_pending():
+        pass
+    assert [(f["instance"], f["records"], f["state"], f["faults"]) for f in audit.state()] == [
+        ("gw-1", len(RECORDS), "whole", [])
+    ]
+    changed = path.read_bytes().replace(b'"cost_usd": 1.5', b'"cost_usd": 0.5')
+    path.write_bytes(changed)
+    audit = Audit([path])
+    audit.catch_up()
+    while audit.verify_pending():
+        pass
+    assert [(f["state"], f["faults"]) for f in audit.state()] == [
+        ("fault", [f"{path}:3: changed: its chain does not match its content and the record before it"])
+    ]
+
+
+def test_under_tls_the_cookie_is_secure_and_another_address_is_allowed(views: Views, tmp_path: Path) -> None:
+    import ssl
+
+    import trustme
+
+    from tollgate.console.command import run
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    console = Console(views.audit, views, "127.0.0.1", 0, TOKEN, context)
+    thread = threading.Thread(target=console.serve, daemon=True)
+    thread.start()
+    try:
+        client = ssl.create_default_context()
+        ca.configure_trust(client)
+        opener = urllib.request.build_opener(NoRedirect, urllib.request.HTTPSHandler(context=client))
+        with pytest.raises(urllib.error.HTTPError) as redirect:
+            opener.open(f"https://127.0.0.1:{console.port}/?token={TOKEN}", timeout=5)
+        assert redirect.value.code == 303
+        cookie = redirect.value.headers["Set-Cookie"]
+        assert cookie == f"tollgate_console={TOKEN}; Path=/; HttpOnly; SameSite=Strict; Secure"
+    finally:
+        console.stop()
+        thread.join(timeout=5)
+    config = tmp_path / "tollgate.yaml"
+    config.write_text(f"audit: {{path: {tmp_path / 'audit.jsonl'}}}\n")
+    assert run([], "0.0.0.0:0", config) == 1  # no TLS: refused at start, before anything listens
