@@ -6,8 +6,10 @@ engines (Hyperscan where installed, Python's re)."""
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import string
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,10 +17,13 @@ from hypothesis import strategies as st
 
 from support.examples import examples
 from support.guardrail_samples import AWS_KEY_ID, AWS_SECRET, EMAIL, SAMPLES, crc_token, pem
+from tollgate.config import parse_config
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, Released, compiled_for
 from tollgate.governance.guardrails.engine import HYPERSCAN
 from tollgate.governance.guardrails.partial import partial
+from tollgate.governance.guardrails.rules import Guardrails
+from tollgate.governance.guardrails.settings import GuardrailRule
 
 ENGINES = [False, *([True] if HYPERSCAN else [])]
 _KEY = pem("ec").strip()
@@ -232,3 +237,72 @@ def test_an_email_address_is_held_from_its_first_character() -> None:
     assert scanner.feed(b"Write to " + local.encode()).text == b"Write to "
     assert scanner.feed(b"@").text == b""
     assert scanner.feed(EMAIL.split("@")[1].encode() + b" now").text == b"[REDACTED:pii.email] "
+
+
+# -- settings: `on` and `answer_hold_bytes` ----------------------------------------------------------
+
+
+def _config_error(guardrails: Any) -> str:
+    from tollgate.config import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        parse_config({"guardrails": guardrails})
+    return str(e.value)
+
+
+def test_a_rule_reads_requests_by_default() -> None:
+    (rule,) = parse_config({"guardrails": [{"detect": ["pii"], "action": "deny"}]}).guardrails
+    assert rule.on == ("request",)
+    assert rule.answer_hold_bytes == 4096
+    (both,) = parse_config(
+        {"guardrails": [{"detect": ["pii"], "action": "deny", "on": ["request", "answer"], "answer_hold_bytes": 512}]}
+    ).guardrails
+    assert both.on == ("request", "answer") and both.answer_hold_bytes == 512
+
+
+def test_on_and_answer_hold_bytes_errors_name_the_field() -> None:
+    rule = {"detect": ["pii"], "action": "deny"}
+    assert _config_error([{**rule, "on": []}]) == (
+        "guardrails.0.on: name what the rule reads: [request], [answer] or [request, answer]"
+    )
+    assert _config_error([{**rule, "on": ["answer", "answer"]}]) == "guardrails.0.on: names a side twice"
+    assert _config_error([{**rule, "on": ["response"]}]).startswith("guardrails.0.on.0: Input should be")
+    assert _config_error([{**rule, "answer_hold_bytes": 10}]).startswith(
+        "guardrails.0.answer_hold_bytes: Input should be greater than or equal to 64"
+    )
+    assert _config_error([{**rule, "answer_hold_bytes": 2 * 1024 * 1024}]).startswith(
+        "guardrails.0.answer_hold_bytes: Input should be less than or equal to 1048576"
+    )
+
+
+def _guardrails(*rules: dict[str, Any]) -> Guardrails:
+    return Guardrails.of(parse_config({"guardrails": list(rules)}))
+
+
+def test_a_rule_on_answers_does_not_act_on_requests() -> None:
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": f"mail {EMAIL}"}]}).encode()
+    answers_only = _guardrails({"detect": ["pii"], "action": "deny", "on": ["answer"]})
+    assert answers_only.scan(body, "openai", "m", None, ()).findings == ()
+    assert not answers_only.reads
+    both = _guardrails({"detect": ["pii"], "action": "deny", "on": ["request", "answer"]})
+    assert both.scan(body, "openai", "m", None, ()).counts() == {"pii.email": 1}
+    requests_only = _guardrails({"detect": ["pii"], "action": "deny"})
+    assert requests_only.answer("openai", "m", None, ()) is None
+
+
+def test_an_answer_is_read_by_the_matching_answer_rules_and_own_keys() -> None:
+    guardrails = Guardrails(
+        [
+            GuardrailRule(detect=["pii.email"], action="redact", on=["answer"], answer_hold_bytes=256),
+            GuardrailRule(match={"provider": "anthropic"}, detect=["pii.email"], action="deny", on=["answer"]),
+        ],
+        own_keys=["sk-own-" + "Q" * 30],
+    )
+    openai = guardrails.answer("openai", "m", None, ())
+    assert openai is not None and openai.hold_bytes == 256
+    assert guardrails.answer("openai", "m", None, ()) is openai  # compiled once
+    scanner = openai.scanner()
+    sent = scanner.feed(f"to {EMAIL}, key sk-own-{'Q' * 30}!".encode())
+    assert sent == Released(b"to [REDACTED:pii.email], key ", "tollgate_keys")
+    anthropic = guardrails.answer("anthropic", "m", None, ())
+    assert anthropic is not None and anthropic.actions["pii.email"] == "deny"

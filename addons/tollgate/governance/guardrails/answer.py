@@ -42,6 +42,27 @@ def _partial_of(pattern: re.Pattern[bytes]) -> Partial | None:
         return None
 
 
+# The alphabets most detectors' candidates are made of: their detectors are searched together (one
+# search where there would be dozens), each from where the run of its bucket's bytes begins.
+_BUCKETS = tuple(
+    frozenset(b)
+    for b in (
+        b"0123456789",
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_",
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.+/=~$%",
+    )
+)
+
+
+def _bucket(alphabet: bytes) -> bytes:
+    """The smallest bucket that holds every byte of `alphabet`, or the alphabet itself."""
+    chars = frozenset(alphabet)
+    for bucket in _BUCKETS:
+        if chars <= bucket:
+            return bytes(sorted(bucket))
+    return alphabet
+
+
 @dataclass(frozen=True, slots=True)
 class _Group:
     """Detectors whose candidates are made of the same bytes: one search of their open forms
@@ -85,7 +106,7 @@ class AnswerDetectors:
             if found is None:
                 self.tail_hold = True
                 continue
-            by_alphabet.setdefault(found.alphabet, []).append((d, found))
+            by_alphabet.setdefault(_bucket(found.alphabet), []).append((d, found))
         groups = []
         for alphabet, members in by_alphabet.items():
             longest = max(p.longest for _, p in members)
