@@ -306,3 +306,52 @@ def test_an_answer_is_read_by_the_matching_answer_rules_and_own_keys() -> None:
     assert sent == Released(b"to [REDACTED:pii.email], key ", "tollgate_keys")
     anthropic = guardrails.answer("anthropic", "m", None, ())
     assert anthropic is not None and anthropic.actions["pii.email"] == "deny"
+
+
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(sorted(VALUES)),
+    before=_PROSE,
+    after=_PROSE,
+    cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=12),
+)
+def test_deny_split_anywhere_releases_only_what_comes_before_the_first_value(
+    kind: str, before: str, after: str, cuts: list[int]
+) -> None:
+    found = compiled("deny")
+    data, _ = answer_of(kind, before + " ", " " + after)
+    whole_releases, _ = fed(found, [data])
+    expected = b"".join(r.text for r in whole_releases)
+    assert whole_releases[-1].denied is not None and data.startswith(expected)
+    releases, _ = fed(found, split(data, cuts))
+    assert_never_ahead(releases, expected)
+    assert releases[-1].denied == whole_releases[-1].denied
+
+
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(sorted(VALUES)),
+    before=_PROSE,
+    cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=12),
+    ensure_ascii=st.booleans(),
+    slashes=st.booleans(),
+)
+def test_tool_call_arguments_split_anywhere_never_release_a_value(
+    kind: str, before: str, cuts: list[int], ensure_ascii: bool, slashes: bool
+) -> None:
+    value, context = VALUES[kind]
+    arguments = json.dumps({"note": before, "cmd": context.format(value)}, ensure_ascii=ensure_ascii)
+    if slashes:
+        arguments = arguments.replace("/", "\\/")  # as some writers escape them
+    data = arguments.encode()
+    scanner_of = compiled()
+    whole_scanner = scanner_of.scanner(is_json=True)
+    expected = whole_scanner.feed(data).text + whole_scanner.flush().text
+    assert json.loads(expected)["note"] == before
+    assert value not in json.loads(expected)["cmd"]
+    scanner = scanner_of.scanner(is_json=True)
+    sent = b""
+    for piece in split(data, cuts):
+        sent += scanner.feed(piece).text
+        assert expected.startswith(sent)
+    assert sent + scanner.flush().text == expected

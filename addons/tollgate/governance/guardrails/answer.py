@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from tollgate.governance.guardrails import checks, detectors, text
 from tollgate.governance.guardrails.detectors import Base64PairDetector, Detector
 from tollgate.governance.guardrails.engine import Engine
-from tollgate.governance.guardrails.partial import UNBOUNDED, Partial, Unsupported, partial
+from tollgate.governance.guardrails.partial import UNBOUNDED, Partial, Unsupported, class_of, partial
 
 HOLD_BYTES = 4096
 # Released text kept as context for what is still held: the lookbehinds of a match's start, an
@@ -113,8 +113,11 @@ class AnswerDetectors:
             # A candidate of a pattern that may be longer than `hold_bytes` is looked for however
             # far back its run goes: held that long, it is found.
             reach = longest + 8 if longest + 8 < self.hold_bytes else UNBOUNDED
+            # Where no member's match may begin, one test of the byte rules it out.
+            first = class_of(frozenset(b for _, p in members for b in p.first))
             source = b"|".join(b"(?P<o%d>%s)" % (i, p.open.pattern) for i, (_, p) in enumerate(members))
-            groups.append(_Group(alphabet, reach, re.compile(source), tuple(d.kind for d, _ in members)))
+            pattern = re.compile(b"(?=" + first + b")(?:" + source + b")")
+            groups.append(_Group(alphabet, reach, pattern, tuple(d.kind for d, _ in members)))
         return tuple(groups)
 
     def scanner(self, is_json: bool = False) -> AnswerScanner:
@@ -179,12 +182,17 @@ class AnswerScanner:
     def _release(self, final: bool) -> Released:
         buf, done, d = self._buf, self._done, self._d
         end = len(buf)
-        findings = self._findings(buf, done)
         if final:
             cut, kind = end, None
         else:
             cut, kind = self._open_from(buf, max(done, self._open))
         self._open = cut
+        if cut <= done and end - cut <= d.hold_bytes:
+            # Nothing decided yet (all of it may still be a candidate): nothing to find.
+            out = buf[self._sent :] if not d.holds else b""
+            self._sent = len(buf) if not d.holds else self._sent
+            return Released(out)
+        findings = self._findings(buf, done)
         # A finding that goes on past the cut is held whole.
         for start, stop, _ in reversed(findings):
             if start < cut < stop:
@@ -299,12 +307,14 @@ class AnswerScanner:
         """The earliest open candidate in `buf` (read as ending at `at`) from `lo` on."""
         d = self._d
         end = at
-        buf = buf[:at]
+        if at < len(buf):
+            buf = buf[:at]
+        tail = buf[lo:end]
         for group in d.groups:
-            tail = buf[max(lo, end - group.reach) : end]
-            run = len(tail) - len(tail.rstrip(group.alphabet))
-            if run == 0:
-                continue
+            part = tail[-group.reach :] if group.reach < len(tail) else tail
+            run = len(part) - len(part.rstrip(group.alphabet))
+            if run == 0 or end - run >= at:
+                continue  # no candidate of its own, or none before one found already
             m = group.open.search(buf, end - run, end)
             if m is not None and m.start() < at:
                 at, kind = m.start(), group.kinds[int(m.lastgroup[1:])]  # type: ignore[index]

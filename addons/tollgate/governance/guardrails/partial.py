@@ -59,6 +59,7 @@ class Partial:
     open: re.Pattern[bytes]
     alphabet: bytes
     longest: int
+    first: bytes = b""  # the bytes a match may begin with (`_ALL`'s where that is not known)
 
 
 def partial(pattern: re.Pattern[bytes]) -> Partial:
@@ -69,8 +70,9 @@ def partial(pattern: re.Pattern[bytes]) -> Partial:
     alphabet = walk.alphabet(list(parsed), parsed.state.flags)
     high = parsed.getwidth()[1]
     longest = high if high < UNBOUNDED else UNBOUNDED
+    first, _ = walk.first(list(parsed), parsed.state.flags)
     # `(?!)` matches nowhere: a pattern that reads nothing cannot be cut short.
-    return Partial(re.compile(source or b"(?!)"), bytes(sorted(alphabet)), longest)
+    return Partial(re.compile(source or b"(?!)"), bytes(sorted(alphabet)), longest, bytes(sorted(first)))
 
 
 def _case(chars: frozenset[int] | set[int]) -> frozenset[int]:
@@ -78,7 +80,7 @@ def _case(chars: frozenset[int] | set[int]) -> frozenset[int]:
     return frozenset(chars) | {c ^ 0x20 for c in chars if chr(c).isascii() and chr(c).isalpha()}
 
 
-def _class(chars: frozenset[int]) -> bytes:
+def class_of(chars: frozenset[int]) -> bytes:
     """A character class of exactly these bytes."""
     if not chars:
         return b"(?!)"
@@ -158,7 +160,7 @@ class _Walk:
     def _one(self, op: Any, av: Any, flags: int) -> bytes:
         chars = self.chars(op, av, flags)
         if chars is not None:
-            return _class(chars)
+            return class_of(chars)
         if op is sre_c.BRANCH:
             return b"(?:" + b"|".join(self.source(list(a), flags) for a in av[1]) + b")"
         if op is sre_c.SUBPATTERN:
@@ -215,6 +217,42 @@ class _Walk:
         if op is sre_c.GROUPREF:
             return self.open(self.groups[av], flags)
         return None  # a lookbehind, a positive lookahead (taken as holding), an anchor: read nothing ahead
+
+    def first(self, items: list[Any], flags: int) -> tuple[set[int], bool]:
+        """The bytes the items' first read may take, and whether they may read nothing."""
+        out: set[int] = set()
+        for op, av in items:
+            chars = self.chars(op, av, flags)
+            if chars is not None:
+                return out | chars, False
+            if op is sre_c.BRANCH:
+                empty = False
+                for a in av[1]:
+                    found, nothing = self.first(list(a), flags)
+                    out |= found
+                    empty |= nothing
+                if not empty:
+                    return out, False
+            elif op is sre_c.SUBPATTERN:
+                found, nothing = self.first(list(av[3]), (flags | av[1]) & ~av[2])
+                out |= found
+                if not nothing:
+                    return out, False
+            elif op in (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT, sre_c.POSSESSIVE_REPEAT):
+                found, nothing = self.first(list(av[2]), flags)
+                out |= found
+                if av[0] > 0 and not nothing:
+                    return out, False
+            elif op is sre_c.ATOMIC_GROUP:
+                found, nothing = self.first(list(av), flags)
+                out |= found
+                if not nothing:
+                    return out, False
+            elif op is sre_c.GROUPREF:
+                out |= self.first(self.groups[av], flags)[0]
+            elif op not in (sre_c.ASSERT, sre_c.ASSERT_NOT, sre_c.AT):
+                return set(_ALL), False  # not known: any byte
+        return out, True
 
     def alphabet(self, items: list[Any], flags: int) -> set[int]:
         """Every byte a forward read of the items may take."""
