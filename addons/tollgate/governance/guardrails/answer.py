@@ -64,6 +64,33 @@ def _bucket(alphabet: bytes) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
+class _Literals:
+    """A detector of exact strings (`tollgate_keys`' own keys): a candidate is a proper prefix of
+    one of them, found in a set of every prefix (a regex of hundreds of keys' prefixes would take
+    seconds to compile)."""
+
+    kind: str
+    prefixes: frozenset[bytes]
+    first: frozenset[int]
+    longest: int
+
+    @classmethod
+    def of(cls, found: Detector) -> _Literals:
+        # `own_keys` writes them escaped, joined by `|`.
+        written = re.findall(rb"(?:\\.|[^|\\])+", found.pattern.pattern, re.DOTALL)
+        keys = [re.sub(rb"\\(.)", rb"\1", k, flags=re.DOTALL) for k in written]
+        prefixes = frozenset(k[:n] for k in keys for n in range(1, len(k)))
+        return cls(found.kind, prefixes, frozenset(k[0] for k in keys if k), max(map(len, keys)))
+
+    def open_from(self, buf: bytes, lo: int, end: int) -> int | None:
+        prefixes, first = self.prefixes, self.first
+        for s in range(max(lo, end - self.longest + 1), end):
+            if buf[s] in first and buf[s:end] in prefixes:
+                return s
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class _Group:
     """Detectors whose candidates are made of the same bytes: one search of their open forms
     together, from where the run of those bytes at the end begins."""
@@ -94,6 +121,8 @@ class AnswerDetectors:
         self.holds = any(self.actions.get(d.kind) in ("deny", "redact") for d in self.detectors)
         self.tail_hold = any(not d.anchors for d in self.detectors)  # a custom regex
         self.pair = any(isinstance(d, Base64PairDetector) for d in self.detectors)
+        # Tollgate's own keys, written out: each candidate a prefix of one of them, looked up.
+        self.literals: tuple[_Literals, ...] = ()
         self.groups = self._groups()
 
     def _groups(self) -> tuple[_Group, ...]:
@@ -101,6 +130,9 @@ class AnswerDetectors:
         for d in self.detectors:
             if not d.anchors:
                 continue  # a custom regex: its tail is held whole
+            if d.kind == detectors.OWN_KEYS and d.check is None:
+                self.literals += (_Literals.of(d),)
+                continue
             pattern = _PAIR_RUN if isinstance(d, Base64PairDetector) else d.pattern
             found = _partial_of(pattern)
             if found is None:
@@ -318,6 +350,10 @@ class AnswerScanner:
             m = group.open.search(buf, end - run, end)
             if m is not None and m.start() < at:
                 at, kind = m.start(), group.kinds[int(m.lastgroup[1:])]  # type: ignore[index]
+        for literals in d.literals:
+            found = literals.open_from(buf, lo, min(at, end) if at < end else end)
+            if found is not None and found < at:
+                at, kind = found, literals.kind
         if d.pair:
             at, kind = self._pair_open(buf, lo, at, kind)
         if d.tail_hold and end - d.hold_bytes < at:
