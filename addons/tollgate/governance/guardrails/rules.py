@@ -21,6 +21,7 @@ from tollgate.formats.attachments import TextRuns
 from tollgate.formats.json_paths import string_spans
 from tollgate.formats.registry import WIRE_FORMATS
 from tollgate.governance.guardrails import detectors, joined, text
+from tollgate.governance.guardrails.answer import AnswerDetectors
 from tollgate.governance.guardrails.documents import Document
 from tollgate.governance.guardrails.engine import Engine, Found
 from tollgate.governance.guardrails.settings import STRENGTH, GuardrailRule
@@ -138,11 +139,14 @@ class Guardrails:
         own_key_digests: Iterable[str] = (),
         use_hyperscan: bool | None = None,
     ) -> None:
-        self.rules = tuple(_Compiled(r, frozenset(r.kinds)) for r in rules)
+        rules = tuple(rules)
+        # A request is read by the rules on `request` (the default); an answer by those on `answer`.
+        self.rules = tuple(_Compiled(r, frozenset(r.kinds)) for r in rules if "request" in r.on)
+        self.answer_rules = tuple(_Compiled(r, frozenset(r.kinds)) for r in rules if "answer" in r.on)
         own_keys, own_key_digests = tuple(own_keys), tuple(own_key_digests)
         # What it was compiled from: a reload whose rules and keys are the same keeps it. Holds
         # secrets: never in a message.
-        self.made_of = (tuple(r.rule for r in self.rules), own_keys, own_key_digests)
+        self.made_of = (rules, own_keys, own_key_digests)
         own = detectors.own_keys(own_keys, own_key_digests)
         found: list[detectors.Detector] = list(own)
         custom: dict[str, detectors.Detector] = {}
@@ -165,6 +169,28 @@ class Guardrails:
         # (about 0.1 s), not at the first call.
         self._names = Engine((*own, *detectors.builtin(detectors.GROUPS["secrets"])), use_hyperscan)
         self._shown: dict[str, str] = {}
+        self._own = own
+        self._use_hyperscan = use_hyperscan
+        self._answers: dict[tuple[int, ...], AnswerDetectors] = {}
+
+    def answer(
+        self, provider: str, model: str | None, client: str | None, groups: tuple[str, ...]
+    ) -> AnswerDetectors | None:
+        """The detectors an answer to this call is read with (the rules on `answer` that match it,
+        and `tollgate_keys`, always denied), compiled once per set of rules; None when no rule
+        on `answer` matches it."""
+        applying = [r for r in self.answer_rules if matches(r.rule.match, provider, model, client, groups)]
+        if not applying:
+            return None
+        key = tuple(id(rule) for rule in applying)
+        found = self._answers.get(key)
+        if found is None:
+            kinds = {k for rule in applying for k in rule.kinds}
+            chosen = [*self._own, *detectors.builtin(kinds), *_custom(applying).values()]
+            hold = min(rule.rule.answer_hold_bytes for rule in applying)
+            found = AnswerDetectors(chosen, self._action(applying), hold, self._use_hyperscan)
+            self._answers[key] = found
+        return found
 
     @classmethod
     def of(cls, config: Config, use_hyperscan: bool | None = None, previous: Guardrails | None = None) -> Guardrails:
@@ -288,6 +314,18 @@ class Guardrails:
                     findings.append(Finding(kind, start, end, action[kind], document))
         findings.sort(key=_FINDING_ORDER)
         return findings
+
+
+def _custom(rules: Iterable[_Compiled]) -> dict[str, detectors.Detector]:
+    """The custom detectors these rules define, by name."""
+    custom: dict[str, detectors.Detector] = {}
+    for rule in rules:
+        for entry in rule.rule.detect:
+            if entry.regex is not None:
+                custom[entry.name] = detectors.custom_regex(entry.name, re.compile(entry.regex.encode()))
+            elif entry.terms is not None:
+                custom[entry.name] = detectors.custom_terms(entry.name, entry.terms)
+    return custom
 
 
 def _joined(

@@ -14,6 +14,12 @@ from tollgate.governance.guardrails.detectors import GROUPS, KINDS, OWN_KEYS
 from tollgate.governance.matching import OverrideMatch, known_providers, unknown_provider
 
 Action = Literal["deny", "redact", "audit"]
+# What a rule reads: the request, the answer that comes back, or both.
+Side = Literal["request", "answer"]
+# The most of an answer a rule may hold back, and the least (a key's prefix and a little).
+ANSWER_HOLD_BYTES = 4096
+_ANSWER_HOLD_MIN = 64
+_ANSWER_HOLD_MAX = 1024 * 1024
 # A finding's action when rules differ: the strongest wins.
 STRENGTH: dict[str, int] = {"audit": 0, "redact": 1, "deny": 2}
 # A custom detector's name, which is its findings' kind (and goes into `[REDACTED:<kind>]`).
@@ -87,6 +93,17 @@ class GuardrailRule(Strict):
     detect: tuple[Annotated[Detect, BeforeValidator(_entry)], ...]
     action: Action
     unread: Literal["deny", "allow"] = "allow"
+    on: tuple[Side, ...] = ("request",)
+    answer_hold_bytes: int = Field(ANSWER_HOLD_BYTES, ge=_ANSWER_HOLD_MIN, le=_ANSWER_HOLD_MAX)
+
+    @field_validator("on")
+    @classmethod
+    def _sides(cls, value: tuple[Side, ...]) -> tuple[Side, ...]:
+        if not value:
+            raise ValueError("name what the rule reads: [request], [answer] or [request, answer]")
+        if len(set(value)) < len(value):
+            raise ValueError("names a side twice")
+        return value
 
     @field_validator("detect")
     @classmethod

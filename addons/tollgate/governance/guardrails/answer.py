@@ -1,0 +1,409 @@
+"""Reading what the model answers as it streams: one text channel (a choice's text, a tool call's
+arguments, reasoning) fed in pieces, in order. Each piece gives back at once everything that can
+no longer be part of a match; only the tail that may still become one is held: from the earliest
+open candidate (`partial.py`: where a detector's reading runs into the end of what has come), or,
+for a custom `{name, regex}` detector, which cannot say that of partial text, the last
+`hold_bytes`. A candidate held longer than `hold_bytes` is treated as found. The detectors are the
+requests' own (`detectors.py`), found by the same engine (`engine.py`).
+
+What goes on has each value to redact replaced by `[REDACTED:<kind>]`; at a value to deny, what
+comes before it goes on and nothing after (`Released.denied`); a value to audit is counted. Plain
+Python, knowing nothing of mitmproxy or of any answer format."""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from tollgate.governance.guardrails import checks, detectors, text
+from tollgate.governance.guardrails.detectors import Base64PairDetector, Detector
+from tollgate.governance.guardrails.engine import Engine
+from tollgate.governance.guardrails.partial import UNBOUNDED, Partial, Unsupported, class_of, partial
+
+HOLD_BYTES = 4096
+# Released text kept as context for what is still held: the lookbehinds of a match's start, an
+# address's local part, and an AWS secret's partner within its distance.
+_CONTEXT = 640
+# A 40-character run of base64 is an AWS secret when its key id comes within this many bytes,
+# after it too: it is held until that many have come after its start.
+_PAIR_RUN = re.compile(rb"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+_PAIR_WAIT = 256 + 24
+
+
+@functools.lru_cache(maxsize=1024)
+def _partial_of(pattern: re.Pattern[bytes]) -> Partial | None:
+    try:
+        return partial(pattern)
+    except Unsupported:
+        return None
+
+
+# The alphabets most detectors' candidates are made of: their detectors are searched together (one
+# search where there would be dozens), each from where the run of its bucket's bytes begins.
+_BUCKETS = tuple(
+    frozenset(b)
+    for b in (
+        b"0123456789",
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_",
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.+/=~$%",
+    )
+)
+
+
+def _bucket(alphabet: bytes) -> bytes:
+    """The smallest bucket that holds every byte of `alphabet`, or the alphabet itself."""
+    chars = frozenset(alphabet)
+    for bucket in _BUCKETS:
+        if chars <= bucket:
+            return bytes(sorted(bucket))
+    return alphabet
+
+
+@dataclass(frozen=True, slots=True)
+class _Literals:
+    """A detector of exact strings (`tollgate_keys`' own keys): a candidate is a proper prefix of
+    one of them, found in a set of every prefix (a regex of hundreds of keys' prefixes would take
+    seconds to compile)."""
+
+    kind: str
+    prefixes: frozenset[bytes]
+    first: frozenset[int]
+    longest: int
+
+    @classmethod
+    def of(cls, found: Detector) -> _Literals:
+        # `own_keys` writes them escaped, joined by `|`.
+        written = re.findall(rb"(?:\\.|[^|\\])+", found.pattern.pattern, re.DOTALL)
+        keys = [re.sub(rb"\\(.)", rb"\1", k, flags=re.DOTALL) for k in written]
+        prefixes = frozenset(k[:n] for k in keys for n in range(1, len(k)))
+        return cls(found.kind, prefixes, frozenset(k[0] for k in keys if k), max(map(len, keys)))
+
+    def open_from(self, buf: bytes, lo: int, end: int) -> int | None:
+        prefixes, first = self.prefixes, self.first
+        for s in range(max(lo, end - self.longest + 1), end):
+            if buf[s] in first and buf[s:end] in prefixes:
+                return s
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    """Detectors whose candidates are made of the same bytes: one search of their open forms
+    together, from where the run of those bytes at the end begins."""
+
+    alphabet: bytes
+    reach: int  # the longest candidate of any of them and a little (`UNBOUNDED`: past `hold_bytes`)
+    open: re.Pattern[bytes]
+    kinds: tuple[str, ...]  # by alternative (`o<i>`)
+
+
+class AnswerDetectors:
+    """A set of detectors compiled for answers, with what each kind does (`deny`, `redact`,
+    `audit`) and the bound of what may be held: made once per configuration, not per answer."""
+
+    def __init__(
+        self,
+        found: Iterable[Detector],
+        actions: Mapping[str, str],
+        hold_bytes: int = HOLD_BYTES,
+        use_hyperscan: bool | None = None,
+    ) -> None:
+        self.detectors = tuple(found)
+        self.actions = dict(actions)
+        self.hold_bytes = hold_bytes
+        every_escape = not all(d.pattern.pattern.isascii() for d in self.detectors)
+        self.engine = Engine(self.detectors, use_hyperscan, every_escape)
+        # Every action audits only: nothing need be held, the text is only counted.
+        self.holds = any(self.actions.get(d.kind) in ("deny", "redact") for d in self.detectors)
+        self.tail_hold = any(not d.anchors for d in self.detectors)  # a custom regex
+        self.pair = any(isinstance(d, Base64PairDetector) for d in self.detectors)
+        # Tollgate's own keys, written out: each candidate a prefix of one of them, looked up.
+        self.literals: tuple[_Literals, ...] = ()
+        self.groups = self._groups()
+
+    def _groups(self) -> tuple[_Group, ...]:
+        by_alphabet: dict[bytes, list[tuple[Detector, Partial]]] = {}
+        for d in self.detectors:
+            if not d.anchors:
+                continue  # a custom regex: its tail is held whole
+            if d.kind == detectors.OWN_KEYS and d.check is None:
+                self.literals += (_Literals.of(d),)
+                continue
+            pattern = _PAIR_RUN if isinstance(d, Base64PairDetector) else d.pattern
+            found = _partial_of(pattern)
+            if found is None:
+                self.tail_hold = True
+                continue
+            by_alphabet.setdefault(_bucket(found.alphabet), []).append((d, found))
+        groups = []
+        for alphabet, members in by_alphabet.items():
+            longest = max(p.longest for _, p in members)
+            # A candidate of a pattern that may be longer than `hold_bytes` is looked for however
+            # far back its run goes: held that long, it is found.
+            reach = longest + 8 if longest + 8 < self.hold_bytes else UNBOUNDED
+            # Where no member's match may begin, one test of the byte rules it out.
+            first = class_of(frozenset(b for _, p in members for b in p.first))
+            source = b"|".join(b"(?P<o%d>%s)" % (i, p.open.pattern) for i, (_, p) in enumerate(members))
+            pattern = re.compile(b"(?=" + first + b")(?:" + source + b")")
+            groups.append(_Group(alphabet, reach, pattern, tuple(d.kind for d, _ in members)))
+        return tuple(groups)
+
+    def scanner(self, is_json: bool = False) -> AnswerScanner:
+        """A scanner of one channel: `is_json` where its text is JSON as it is written (a tool
+        call's arguments), read with its escapes as the requests' bodies are."""
+        return AnswerScanner(self, is_json)
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """What goes on now, and whether the answer stops there: the kind of the value to deny that
+    begins where `text` ends (None: it goes on)."""
+
+    text: bytes
+    denied: str | None = None
+
+
+class AnswerScanner:
+    """One channel of one answer, read as it comes. `feed` each piece in order, then `flush`; after
+    a `denied` result, nothing more is read. `counts` holds the findings so far (kind → count)."""
+
+    def __init__(self, compiled: AnswerDetectors, is_json: bool = False) -> None:
+        self._d = compiled
+        self._is_json = is_json
+        self._buf = b""  # context (released) and then what is held
+        self._done = 0  # where in `_buf` what is held begins
+        self._open = 0  # where in `_buf` no candidate before can be open
+        self._sent = 0  # where in `_buf` what went on ends (past `_done` where only audited)
+        self._swallow: bytes | None = None  # the alphabet of an overlong candidate being dropped
+        self._denied = False
+        self.counts: Counter[str] = Counter()
+
+    @property
+    def held(self) -> int:
+        """How many bytes are held."""
+        return len(self._buf) - self._done
+
+    def feed(self, piece: bytes) -> Released:
+        if self._denied:
+            return Released(b"", None)
+        if self._swallow is not None:
+            piece = self._swallowed(piece)
+            if not piece:
+                return Released(b"")
+        self._buf += piece
+        return self._release(final=False)
+
+    def flush(self) -> Released:
+        """The rest, now that the channel has ended: what it holds is read as the whole text's end."""
+        if self._denied:
+            return Released(b"", None)
+        return self._release(final=True)
+
+    def _swallowed(self, piece: bytes) -> bytes:
+        """What follows a candidate dropped for its length: the rest of its run dropped too."""
+        assert self._swallow is not None
+        rest = piece.lstrip(self._swallow)
+        if rest:
+            self._swallow = None
+        return rest
+
+    def _release(self, final: bool) -> Released:
+        buf, done, d = self._buf, self._done, self._d
+        end = len(buf)
+        if final:
+            cut, kind = end, None
+        else:
+            cut, kind = self._open_from(buf, max(done, self._open))
+        self._open = cut
+        if cut <= done and end - cut <= d.hold_bytes:
+            # Nothing decided yet (all of it may still be a candidate): nothing to find.
+            out = buf[self._sent :] if not d.holds else b""
+            self._sent = len(buf) if not d.holds else self._sent
+            return Released(out)
+        findings = self._findings(buf, done)
+        # A finding that goes on past the cut is held whole.
+        for start, stop, _ in reversed(findings):
+            if start < cut < stop:
+                cut = start
+        forced = None
+        if kind is not None and end - cut > d.hold_bytes:
+            forced = kind  # held too long: treated as found
+        else:
+            while cut < end and cut > done and buf[cut] & 0xC0 == 0x80:
+                cut -= 1  # a character goes on whole
+        decided = [f for f in findings if f[1] <= cut]
+        out, denied = self._decide(buf, done, cut, decided)
+        if not d.holds:
+            # Only counted: everything goes on at once, and what may still be a match is read on.
+            out = buf[self._sent :]
+            self._keep(buf, cut)
+            self._sent = len(self._buf)
+            return Released(out)
+        if denied is None and forced is not None:
+            action = d.actions.get(forced, "audit")
+            self.counts[forced] += 1
+            if action == "deny":
+                denied = forced
+            elif action == "redact":
+                out += text.PLACEHOLDER.format(kind=forced).encode()
+                self._swallow = self._alphabet_of(forced)
+                self._buf, self._done, self._open, self._sent = b"", 0, 0, 0
+                return Released(out)
+            else:
+                out += buf[cut:]
+            if denied is None:
+                self._keep(buf, end)
+                self._sent = self._done
+                return Released(out)
+        if denied is not None:
+            self._denied = True
+            self._buf = b""
+            return Released(out, denied)
+        self._keep(buf, cut)
+        self._sent = self._done
+        return Released(out)
+
+    def _keep(self, buf: bytes, cut: int) -> None:
+        """What is left: a context of released text, and what is held from `cut` on."""
+        start = max(0, cut - _CONTEXT)
+        self._buf = buf[start:]
+        self._done = cut - start
+        self._open = min(max(0, self._open - start), len(self._buf))
+
+    def _findings(self, buf: bytes, done: int) -> list[tuple[int, int, str]]:
+        """The matches that begin in what is held, of the kinds with an action: (start, end, kind)."""
+        read, found = self._d.engine.scan(buf, self._is_json)
+        actions = self._d.actions
+        out = []
+        last_end: dict[str, int] = {}
+        for kind, s, e in sorted(found, key=lambda f: (f[1], -f[2])):
+            if kind not in actions or s < last_end.get(kind, -1):
+                continue
+            last_end[kind] = e
+            start, stop = read.to_body(s, e)
+            if start >= done:
+                out.append((start, stop, kind))
+        return out
+
+    def _decide(self, buf: bytes, done: int, cut: int, decided: list[tuple[int, int, str]]) -> tuple[bytes, str | None]:
+        """The text from `done` to `cut` as it goes on, and the kind of the first value to deny."""
+        actions = self._d.actions
+        spans: list[tuple[int, int, str]] = []
+        for start, stop, kind in decided:
+            self.counts[kind] += 1
+            action = actions[kind]
+            if action == "deny":
+                return self._edited(buf, done, start, spans), kind
+            if action == "redact":
+                spans.append((start, stop, kind))
+        return self._edited(buf, done, cut, spans), None
+
+    @staticmethod
+    def _edited(buf: bytes, done: int, cut: int, spans: list[tuple[int, int, str]]) -> bytes:
+        if not spans:
+            return buf[done:cut]
+        replaced, _ = text.replace(buf[done:cut], [(s - done, e - done, k) for s, e, k in spans])
+        return replaced
+
+    def _open_from(self, buf: bytes, lo: int) -> tuple[int, str | None]:
+        """Where the earliest candidate that may still become a match begins (at or after `lo`),
+        and its kind; the end of `buf` and None where there is none."""
+        end = len(buf)
+        if lo >= end:
+            return end, None
+        if self._is_json:
+            return self._open_in_json(buf, lo)
+        return self._open_in(buf, lo, end, None)
+
+    def _open_in_json(self, buf: bytes, lo: int) -> tuple[int, str | None]:
+        """`_open_in` of JSON text, read as its escapes stand for (a key written with `\\u005f`);
+        an escape cut short may stand for any character: the text is read as ending before it."""
+        at: int = len(buf)
+        escape = buf.rfind(b"\\", max(lo, len(buf) - 12))
+        if escape >= 0 and _cut_escape(buf, escape):
+            at = escape
+        read = text.read(buf[:at], True, self._d.engine.every_escape)
+        if read.data is read.body:
+            return self._open_in(buf, lo, at, None)
+        data = read.data
+        found, kind = self._open_in(data, _to_text(read, lo), len(data), None)
+        if found >= len(data):
+            return at, None
+        return read.to_body(found, found)[0], kind
+
+    def _open_in(self, buf: bytes, lo: int, at: int, kind: str | None) -> tuple[int, str | None]:
+        """The earliest open candidate in `buf` (read as ending at `at`) from `lo` on."""
+        d = self._d
+        end = at
+        if at < len(buf):
+            buf = buf[:at]
+        tail = buf[lo:end]
+        for group in d.groups:
+            part = tail[-group.reach :] if group.reach < len(tail) else tail
+            run = len(part) - len(part.rstrip(group.alphabet))
+            if run == 0 or end - run >= at:
+                continue  # no candidate of its own, or none before one found already
+            m = group.open.search(buf, end - run, end)
+            if m is not None and m.start() < at:
+                at, kind = m.start(), group.kinds[int(m.lastgroup[1:])]  # type: ignore[index]
+        for literals in d.literals:
+            found = literals.open_from(buf, lo, min(at, end) if at < end else end)
+            if found is not None and found < at:
+                at, kind = found, literals.kind
+        if d.pair:
+            at, kind = self._pair_open(buf, lo, at, kind)
+        if d.tail_hold and end - d.hold_bytes < at:
+            at, kind = max(lo, end - d.hold_bytes), None
+        return at, kind
+
+    @staticmethod
+    def _pair_open(buf: bytes, lo: int, at: int, kind: str | None) -> tuple[int, str | None]:
+        """A whole 40-character run of mixed base64 waits for a key id that may still come."""
+        end = len(buf)
+        for m in _PAIR_RUN.finditer(buf, max(lo, end - _PAIR_WAIT), min(at, end)):
+            if checks.mixed_base64(m.group()):
+                return m.start(), "secrets.aws_secret_access_key"
+        return at, kind
+
+    def _alphabet_of(self, kind: str) -> bytes:
+        chars: set[int] = set()
+        for group in self._d.groups:
+            if kind in group.kinds:
+                chars.update(group.alphabet)
+        return bytes(sorted(chars))
+
+
+def _to_text(read: text.Text, at: int) -> int:
+    """A position of the body as the position in the text read of it (an escape's start, its character's)."""
+    i = bisect.bisect_right(read.body_at, at) - 1
+    if i < 0:
+        return at
+    if at < read.body_at[i] + read.body_size[i]:
+        return read.text_at[i]
+    return at - read.body_at[i] - read.body_size[i] + read.text_at[i] + read.text_size[i]
+
+
+_ESCAPE_CUT = re.compile(rb"\\(?:u[0-9a-fA-F]{0,3})?\Z")
+
+
+def _cut_escape(buf: bytes, at: int) -> bool:
+    """Whether the backslash at `at` begins an escape the text's end cuts short."""
+    n = 0
+    while at - n - 1 >= 0 and buf[at - n - 1] == 92:
+        n += 1
+    return n % 2 == 0 and _ESCAPE_CUT.match(buf, at) is not None
+
+
+def compiled_for(
+    kinds_actions: Mapping[str, str],
+    extra: Iterable[Detector] = (),
+    hold_bytes: int = HOLD_BYTES,
+    use_hyperscan: bool | None = None,
+) -> AnswerDetectors:
+    """The built-in detectors of these kinds and `extra` ones (custom, `tollgate_keys`), for answers."""
+    found = [*detectors.builtin(kinds_actions), *extra]
+    return AnswerDetectors(found, kinds_actions, hold_bytes, use_hyperscan)
