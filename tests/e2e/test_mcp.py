@@ -1213,6 +1213,16 @@ def test_a_2026_request_naming_a_session_is_refused(gateway, scripted) -> None:
     answer = modern_post(gateway, tool_call("add"), [("MCP-Protocol-Version", "2025-11-25"), ("Mcp-Session-Id", "abc")])
     assert (answer.status, answer.json()["error"]["message"]) == (404, "Session not found")
     assert scripted.received == []
+    # The GET stream naming a session at 2026-07-28: refused as the POST is.
+    time.sleep(BATCH_DELAY + 0.05)
+    gateway._before = len(gateway.audit())
+    fields = [("Authorization", f"Bearer {VIRTUAL}"), ("Accept", "text/event-stream"),
+              ("MCP-Protocol-Version", NOW), ("Mcp-Session-Id", "abc")]  # fmt: skip
+    answer = send(gateway.proxy.port, gateway.bundle, SCRIPTED_HOST, "/mcp", method="GET", headers=fields)
+    assert (answer.status, answer.json()["error"]["code"]) == (400, -32600)
+    assert scripted.received == []
+    (record,) = gateway.new_audit(1)
+    assert (record["method"], record["decision"], record["status"]) == ("GET", "deny", 400)
 
 
 LISTEN = """

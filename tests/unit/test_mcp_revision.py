@@ -14,6 +14,7 @@ from tollgate.formats.mcp.revision import (
     INVALID_REQUEST,
     Malformed,
     check,
+    check_unrequested,
     decoded,
     encoded,
     recorded,
@@ -167,3 +168,11 @@ def test_the_rounds_are_kept_by_server_and_caller_and_bounded() -> None:
     rounds.asked("notes", "client:alice", "s2", first)
     rounds.asked("notes", "client:alice", "s3", first)
     assert len(rounds) == 2 and rounds.answering("notes", "client:alice", "s1") is None
+
+
+def test_a_get_or_delete_at_2026_names_no_session() -> None:
+    assert check_unrequested([("MCP-Protocol-Version", NOW), ("Mcp-Session-Id", "s")]) == Malformed(
+        INVALID_REQUEST, "at 2026-07-28 there are no sessions: a request carries no Mcp-Session-Id"
+    )
+    assert check_unrequested([("MCP-Protocol-Version", NOW)]) is None
+    assert check_unrequested([("MCP-Protocol-Version", "2025-11-25"), ("Mcp-Session-Id", "s")]) is None

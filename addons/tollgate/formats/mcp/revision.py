@@ -108,6 +108,16 @@ def check(fields: Sequence[tuple[str, str]], posted: Posted) -> Malformed | None
     return None
 
 
+def check_unrequested(fields: Sequence[tuple[str, str]]) -> Malformed | None:
+    """What is wrong with a GET or DELETE as it came: at 2026-07-28 (or a later revision) an
+    `Mcp-Session-Id`, which names no session there (-32600); None otherwise."""
+    revision = stated_revision(fields, Posted(()))
+    if not is_stateless(revision) or not _values(fields, SESSION_HEADER):
+        return None
+    stateless = revision if revision == STATELESS_REVISION else "a revision without sessions"
+    return Malformed(INVALID_REQUEST, f"at {stateless} there are no sessions: a request carries no Mcp-Session-Id")
+
+
 def decoded(value: str) -> str | None:
     """A header's value as its sender meant it: the `=?base64?…?=` form decoded (None where it is
     not canonical base64 of UTF-8, so that it matches nothing), any other as it is."""

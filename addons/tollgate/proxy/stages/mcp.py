@@ -154,6 +154,7 @@ class Mcp:
         fields = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.fields]
         if request.method != "POST":
             exchange.protocol_version = revision.recorded(revision.stated_revision(fields, Posted(())))
+            exchange.malformed = revision.check_unrequested(fields)
             return
         # Read as the server will read it; sent on as it came.
         body = decoded_post(request.raw_content, request.headers.get("content-encoding"), MAX_DECODED_BODY)
