@@ -5,7 +5,9 @@ the audit, the console or the saved flows."""
 
 from __future__ import annotations
 
+import base64
 import json
+import time
 
 import pytest
 from tests.support import guardrail_samples as samples
@@ -13,6 +15,9 @@ from tests.support.aws import botocore_accepts
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Reply
 from tests.support.mcp_upstream import McpUpstream
+from tests.support.raw import send
+
+from tollgate.records.auditlog import BATCH_DELAY
 
 VIRTUAL = "tg-guarded-alice-0001"
 AWS_VIRTUAL = ("TGGUARD0000000000000", "guarded-virtual-SECRET-0000")
@@ -326,6 +331,134 @@ def test_an_mcp_tool_calls_arguments_reach_the_server_redacted(gw, mcp_server):
         {"secrets.aws_access_key_id": 1},
         1,
     )
+
+
+MAIL = """
+import asyncio
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+async def main():
+    http = create_mcp_http_client(headers={{"Authorization": "Bearer {key}"}})
+    async with http:
+        async with Client(streamable_http_client("{url}", http_client=http), mode="auto") as client:
+            await client.list_tools()  # the tools' schemas say which arguments go in Mcp-Param-* headers
+            sent = await client.call_tool("send_mail", {{"to": "{to}", "text": "hello"}})
+            report(sent=[c.text for c in sent.content], error=sent.is_error)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("to", [GITHUB, f"{GITHUB} é"], ids=["plain", "base64"])
+def test_an_mcp_param_header_is_redacted_as_its_body_is(gw, mcp_server, to: str):
+    """At 2026-07-28 the SDK's client mirrors `to` into `Mcp-Param-To` (in the base64 form where it
+    is not plain ASCII), and the SDK's server refuses a call whose header and body disagree: both
+    redacted alike, the call goes through."""
+    mcp_server.clear()
+    result = gw.run(MAIL.format(key=VIRTUAL, url=MCP_URL, to=to))
+    redacted = to.replace(GITHUB, "[REDACTED:secrets.github_token]")
+    assert result == {"sent": [f"sent to {redacted}"], "error": False}
+    (call,) = [r for r in mcp_server.received() if ["tools/call", "send_mail"] in r["calls"]]
+    header = call["headers"]["mcp-param-to"]
+    if to.isascii():
+        assert header == redacted
+    else:
+        assert header == "=?base64?" + base64.b64encode(redacted.encode()).decode() + "?="
+    assert call["arguments"] == [{"to": redacted, "text": "hello"}]
+    records = gw.new_audit(3)  # server/discover, tools/list, the call
+    (record,) = [r for r in records if r["method"] == "tools/call"]
+    # Found in the body and in the header it is mirrored into.
+    assert (record["decision"], record["findings"], record["redacted"]) == ("allow", {"secrets.github_token": 2}, 2)
+
+
+def test_an_mcp_param_header_holding_what_a_rule_denies_is_refused(gw, mcp_server):
+    """A card number in `Mcp-Param-To` alone (base64), its body clean: refused, never sent."""
+    mcp_server.clear()
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "send_mail", "arguments": {"to": "bob", "text": "hi"}, "_meta": meta}}  # fmt: skip
+    fields = [
+        ("Authorization", f"Bearer {VIRTUAL}"), ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"), ("MCP-Protocol-Version", "2026-07-28"),
+        ("Mcp-Method", "tools/call"), ("Mcp-Name", "send_mail"),
+        ("Mcp-Param-To", "=?base64?" + base64.b64encode(CARD.encode()).decode() + "?="),
+    ]  # fmt: skip
+    time.sleep(BATCH_DELAY + 0.05)  # the last run's records written: new_audit counts from here
+    gw._before = len(gw.audit())
+    answer = send(gw.proxy.port, gw.bundle, "mcp.example.test", "/mcp", headers=fields, body=json.dumps(body).encode())
+    assert (answer.status, answer.headers["x-tollgate-error"]) == (200, "content_denied")
+    assert answer.json()["error"] == {
+        "code": -32001, "message": "Tollgate refused this request: it holds pii.payment_card (1).",
+    }  # fmt: skip
+    assert mcp_server.received() == []
+    (record,) = gw.new_audit(1)
+    assert (record["tool"], record["decision"], record["findings"]) == ("send_mail", "deny", {"pii.payment_card": 1})
+
+
+APPROVE = """
+import asyncio
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp_types import ElicitResult
+
+async def why(context, params):
+    return ElicitResult(action="accept", content={{"note": "{note}"}})
+
+async def main():
+    http = create_mcp_http_client(headers={{"Authorization": "Bearer {key}"}})
+    async with http:
+        async with Client(streamable_http_client("{url}", http_client=http), mode="auto",
+                          elicitation_callback=why) as client:
+            approved = await client.call_tool("approve", {{"item": "the budget"}})
+            report(approved=[c.text for c in approved.content], error=approved.is_error)
+
+asyncio.run(main())
+"""
+
+
+def test_an_input_required_retry_is_decided_tied_to_its_call_and_its_answers_read(gw, mcp_server):
+    """At 2026-07-28 `approve` answers `input_required` (it asks why); the SDK's client retries with
+    its answer and the server's requestState: a call of its own, decided and recorded, tied to the
+    first, its answer redacted as a tool's arguments are. A retry naming another tool with that
+    state is refused."""
+    mcp_server.clear()
+    note = f"token {GITHUB}"
+    result = gw.run(APPROVE.format(key=VIRTUAL, url=MCP_URL, note=note))
+    assert result == {"approved": ["approved the budget: token [REDACTED:secrets.github_token]"], "error": False}
+    calls = [r for r in mcp_server.received() if ["tools/call", "approve"] in r["calls"]]
+    assert len(calls) == 2
+    [answers] = calls[1]["answers"]
+    assert "[REDACTED:secrets.github_token]" in json.dumps(answers) and GITHUB not in json.dumps(answers)
+    [state] = calls[1]["states"]
+    records = [r for r in gw.new_audit(4) if r["method"] == "tools/call"]  # server/discover, tools/list too
+    first, retry = records
+    assert (first["tool"], first["decision"], first["is_error"], first["retry_of"]) == ("approve", "allow", False, None)
+    assert (retry["tool"], retry["decision"], retry["retry_of"]) == ("approve", "allow", first["request_id"])
+    assert (retry["findings"], retry["redacted"]) == ({"secrets.github_token": 1}, 1)
+
+    mcp_server.clear()
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+    body = {"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+            "params": {"name": "add", "arguments": {"a": 1, "b": 2}, "requestState": state, "_meta": meta}}  # fmt: skip
+    fields = [
+        ("Authorization", f"Bearer {VIRTUAL}"), ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"), ("MCP-Protocol-Version", "2026-07-28"),
+        ("Mcp-Method", "tools/call"), ("Mcp-Name", "add"),
+    ]  # fmt: skip
+    time.sleep(BATCH_DELAY + 0.05)
+    gw._before = len(gw.audit())
+    answer = send(gw.proxy.port, gw.bundle, "mcp.example.test", "/mcp", headers=fields, body=json.dumps(body).encode())
+    assert (answer.status, answer.headers["x-tollgate-error"]) == (200, "policy_denied")
+    message = "Tollgate refused this request: the retry answers a call of another tool, prompt or resource."
+    assert answer.json()["error"] == {"code": -32001, "message": message}
+    assert mcp_server.received() == []
+    (record,) = gw.new_audit(1)
+    assert (record["tool"], record["decision"], record["deny_reasons"]) == (
+        "add", "deny", ["the retry answers a call of another tool, prompt or resource"],
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ JSON-RPC request gets its own `mcp_call` record."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gzip
 import json
@@ -156,6 +157,11 @@ deny contains sprintf("%s may not call %s", [input.client.name, input.mcp.tool])
 }
 
 deny contains "no prompts here" if input.mcp.method == "prompts/get"
+
+deny contains "modern_only is called at 2026-07-28" if {
+    input.mcp.tool == "modern_only"
+    input.mcp.protocol_version != "2026-07-28"
+}
 """
 
 
@@ -254,6 +260,9 @@ def test_tool_calls_and_a_resource_go_with_the_servers_credential(gateway, serve
         ("tools/call", "fail", True),
         ("resources/read", None, False),
     ]
+    # The revision each request states: the SDK's newest at the handshake (initialize states none).
+    versions = [r["protocol_version"] for r in requests_of(records)]
+    assert versions == ([None] + ["2025-11-25"] * 5 if mode == "legacy" else ["2026-07-28"] * 5)
     for record in records:
         assert record["event"] == "mcp_call" and record["server"] == server_name(url)
         assert record["client"] == "alice" and record["auth"] == "virtual_key"
@@ -455,7 +464,7 @@ def test_the_policy_denies_a_tool_the_model_never_sees(gateway, servers, url: st
     result = gateway.run(client_code(url, DENIED))
     assert result == {
         "added": ["2"],
-        "tools": ["add", "fail", "slow"],  # delete_everything is left out of tools/list
+        "tools": ["add", "approve", "fail", "send_mail", "slow"],  # delete_everything is left out of tools/list
         "error": "MCPError",
         "code": -32001,
         "message": "Tollgate policy denied this request: alice may not call delete_everything",
@@ -1100,6 +1109,161 @@ def test_an_mcp_sessions_owner_is_known_to_every_process_sharing_a_redis_ledger(
         assert (alice["client"], alice["decision"], alice["status"]) == ("alice", "allow", 200)
     finally:
         redis.stop()
+
+
+NOW = "2026-07-28"
+VERSION_META = "io.modelcontextprotocol/protocolVersion"
+
+
+def modern_call(tool: str = "add", request_id: int = 1, **params: object) -> dict:
+    """A tools/call at 2026-07-28 as the SDK's client sends it: its revision in its `_meta`."""
+    meta = {VERSION_META: NOW, "io.modelcontextprotocol/clientCapabilities": {}}
+    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call",
+            "params": {"name": tool, "arguments": {}, "_meta": meta, **params}}  # fmt: skip
+
+
+def modern_headers(method: str = "tools/call", name: str | None = "add") -> list[tuple[str, str]]:
+    fields = [("MCP-Protocol-Version", NOW), ("Mcp-Method", method)]
+    return fields + ([("Mcp-Name", name)] if name is not None else [])
+
+
+def modern_post(gateway, body: object, fields: list[tuple[str, str]]):
+    """One hand-made POST to the scripted server with exactly these MCP headers (repeated ones too)."""
+    pairs = [("Authorization", f"Bearer {VIRTUAL}"), ("Content-Type", "application/json"),
+             ("Accept", "application/json, text/event-stream"), *fields]  # fmt: skip
+    time.sleep(BATCH_DELAY + 0.05)
+    gateway._before = len(gateway.audit())
+    return send(
+        gateway.proxy.port, gateway.bundle, SCRIPTED_HOST, "/mcp", headers=pairs, body=json.dumps(body).encode()
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        (modern_headers(name="delete_everything"), "mcp-name header does not match what the request body names"),
+        (modern_headers(name=None), "mcp-name header does not match what the request body names"),
+        ([*modern_headers(), ("Mcp-Name", "add")], "mcp-name header appears more than once"),
+        ([("MCP-Protocol-Version", NOW), ("Mcp-Name", "add")], "mcp-method header does not match the request body's method"),
+        (modern_headers("tools/list"), "mcp-method header does not match the request body's method"),
+        ([*modern_headers(), ("Mcp-Method", "tools/list")], "mcp-method header appears more than once"),
+        (modern_headers()[1:], "mcp-protocol-version header does not match the protocol version the body states"),
+        ([("MCP-Protocol-Version", "2025-11-25"), *modern_headers()[1:]],
+         "mcp-protocol-version header does not match the protocol version the body states"),
+        ([*modern_headers(), ("MCP-Protocol-Version", NOW)], "mcp-protocol-version header appears more than once"),
+    ],
+    ids=["other-name", "no-name", "name-twice", "no-method", "other-method", "method-twice", "no-version",
+         "version-2025", "version-twice"],
+)  # fmt: skip
+def test_a_2026_request_whose_headers_disagree_with_its_body_is_refused(gateway, scripted, fields, error) -> None:
+    scripted.received.clear()
+    scripted.handler = answer_each
+    answer = modern_post(gateway, modern_call("add"), fields)
+    assert (answer.status, answer.headers["x-tollgate-error"]) == (400, "bad_request")
+    message = f"Tollgate refused this request as it came: {error}."
+    assert answer.json() == {"jsonrpc": "2.0", "id": 1, "error": {"code": -32020, "message": message}}
+    assert scripted.received == []
+    (record,) = gateway.new_audit(1)
+    assert (record["event"], record["method"], record["tool"], record["decision"], record["status"]) == (
+        "mcp_call", "tools/call", "add", "deny", 400,
+    )  # fmt: skip
+    assert record["error"] == f"bad request: {error}" and record["client"] == "alice"
+
+
+def test_a_2026_request_whose_headers_agree_goes_on_as_it_came(gateway, scripted) -> None:
+    scripted.received.clear()
+    scripted.handler = answer_each
+    name = "résumé"  # not printable ASCII: its Mcp-Name in the base64 form
+    encoded = "=?base64?" + base64.b64encode(name.encode()).decode() + "?="
+    answer = modern_post(gateway, modern_call(name), modern_headers(name=encoded))
+    assert answer.status == 200, answer
+    [received] = scripted.received
+    assert (received.headers["mcp-name"], received.headers["mcp-method"]) == (encoded, "tools/call")
+    (record,) = gateway.new_audit(1)
+    assert (record["tool"], record["decision"], record["protocol_version"]) == (name, "allow", NOW)
+
+
+def test_the_policy_decides_on_the_revision(gateway, scripted) -> None:
+    scripted.received.clear()
+    scripted.handler = answer_each
+    answer = modern_post(gateway, modern_call("modern_only"), modern_headers(name="modern_only"))
+    assert answer.status == 200 and answer.json()["result"]["tool"] == "modern_only"
+    legacy = tool_call("modern_only")
+    answer = modern_post(gateway, legacy, [("MCP-Protocol-Version", "2025-11-25")])
+    assert (answer.status, answer.json()["error"]["code"]) == (200, -32001)
+    assert len(scripted.received) == 1
+    (record,) = gateway.new_audit(1)
+    assert (record["decision"], record["deny_reasons"], record["protocol_version"]) == (
+        "deny", ["modern_only is called at 2026-07-28"], "2025-11-25",
+    )  # fmt: skip
+
+
+def test_a_batch_at_2026_is_refused_and_earlier_ones_decided_member_by_member(gateway, scripted) -> None:
+    scripted.received.clear()
+    scripted.handler = answer_each
+    answer = modern_post(gateway, [modern_call("add"), modern_call("add", 2)], modern_headers())
+    assert (answer.status, answer.headers["x-tollgate-error"]) == (400, "bad_request")
+    assert [(e["id"], e["error"]["code"]) for e in answer.json()] == [(1, -32600), (2, -32600)]
+    assert answer.json()[0]["error"]["message"] == (
+        "Tollgate refused this request as it came: at 2026-07-28 a POST carries one JSON-RPC request or notification."
+    )
+    assert scripted.received == []
+    assert [(r["tool"], r["decision"], r["status"]) for r in gateway.new_audit(2)] == [("add", "deny", 400)] * 2
+    # At 2025-03-26 a batch is each of its requests, each decided.
+    answer = modern_post(gateway, [tool_call("add"), tool_call("add", 2)], [("MCP-Protocol-Version", "2025-03-26")])
+    assert answer.status == 200 and [m["result"]["tool"] for m in answer.json()] == ["add", "add"]
+    assert len(scripted.received) == 1
+    assert [(r["decision"], r["protocol_version"]) for r in gateway.new_audit(2)] == [("allow", "2025-03-26")] * 2
+
+
+def test_a_2026_request_naming_a_session_is_refused(gateway, scripted) -> None:
+    """2026-07-28 has no sessions: a request naming one is malformed (400), where at 2025 it would
+    be checked against the session's owner (404)."""
+    scripted.received.clear()
+    scripted.handler = answer_each
+    answer = modern_post(gateway, modern_call("add"), [*modern_headers(), ("Mcp-Session-Id", "abc")])
+    assert (answer.status, answer.headers["x-tollgate-error"]) == (400, "bad_request")
+    assert answer.json()["error"] == {
+        "code": -32600,
+        "message": "Tollgate refused this request as it came: at 2026-07-28 there are no sessions: a request"
+        " carries no Mcp-Session-Id.",
+    }
+    assert scripted.received == []
+    (record,) = gateway.new_audit(1)
+    assert (record["decision"], record["status"], record["protocol_version"]) == ("deny", 400, NOW)
+    answer = modern_post(gateway, tool_call("add"), [("MCP-Protocol-Version", "2025-11-25"), ("Mcp-Session-Id", "abc")])
+    assert (answer.status, answer.json()["error"]["message"]) == (404, "Session not found")
+    assert scripted.received == []
+    # The GET stream naming a session at 2026-07-28: refused as the POST is.
+    time.sleep(BATCH_DELAY + 0.05)
+    gateway._before = len(gateway.audit())
+    fields = [("Authorization", f"Bearer {VIRTUAL}"), ("Accept", "text/event-stream"),
+              ("MCP-Protocol-Version", NOW), ("Mcp-Session-Id", "abc")]  # fmt: skip
+    answer = send(gateway.proxy.port, gateway.bundle, SCRIPTED_HOST, "/mcp", method="GET", headers=fields)
+    assert (answer.status, answer.json()["error"]["code"]) == (400, -32600)
+    assert scripted.received == []
+    (record,) = gateway.new_audit(1)
+    assert (record["method"], record["decision"], record["status"]) == ("GET", "deny", 400)
+
+
+LISTEN = """
+async with client.listen(tools_list_changed=True) as subscription:
+    honored = subscription.honored.tools_list_changed
+report(honored=honored)
+"""
+
+
+def test_a_subscription_its_client_closes_has_ended(gateway, servers) -> None:
+    """At 2026-07-28 a client ends `subscriptions/listen` by closing its stream: no error."""
+    sse, _ = servers
+    sse.clear()
+    assert gateway.run(client_code(SSE_URL, LISTEN, mode="auto")) == {"honored": True}
+    records = gateway.new_audit(2)
+    assert [(r["method"], r["decision"], r["status"], r["protocol_version"]) for r in records] == [
+        ("server/discover", "allow", 200, NOW),
+        ("subscriptions/listen", "allow", 200, NOW),
+    ]
+    assert [(r["is_error"], r["error"]) for r in records] == [(False, None), (None, None)]
 
 
 def test_zz_no_credential_argument_or_result_in_any_output(gateway) -> None:

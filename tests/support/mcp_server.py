@@ -10,15 +10,26 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Annotated
 
 import anyio
 import uvicorn
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import MCPServer, Resolve
+from mcp.server.mcpserver.resolve import Elicit
 from mcp.server.transport_security import TransportSecuritySettings
+from pydantic import BaseModel, Field
 
 # A credential the server refuses, as a server with OAuth does: 401 and where to get a token.
 REFUSED = "Bearer refused-by-the-server"
-HEADERS = ("authorization", "x-api-key", "mcp-session-id", "host", "x-tollgate-request-id")
+HEADERS = ("authorization", "x-api-key", "mcp-session-id", "host", "x-tollgate-request-id", "mcp-name", "mcp-param-to")
+
+
+class Approval(BaseModel):
+    note: str
+
+
+def ask_why() -> Elicit[Approval]:
+    return Elicit("Why?", Approval)
 
 
 def app(log_path: str, json_response: bool):
@@ -44,6 +55,16 @@ def app(log_path: str, json_response: bool):
         """A tool that answers late (as JSON, its answer's headers come only with the result)."""
         await anyio.sleep(seconds)
         return "late"
+
+    @server.tool()
+    def send_mail(to: Annotated[str, Field(json_schema_extra={"x-mcp-header": "To"})], text: str) -> str:
+        """A tool whose address a 2026-07-28 client mirrors into `Mcp-Param-To` (the server checks it)."""
+        return f"sent to {to}"
+
+    @server.tool()
+    def approve(item: str, approval: Annotated[Approval, Resolve(ask_why)]) -> str:
+        """A tool that asks its client why (at 2026-07-28 an `input_required` result, then a retry)."""
+        return f"approved {item}: {approval.note}"
 
     @server.resource("notes://hello")
     def hello() -> str:
@@ -74,9 +95,12 @@ def app(log_path: str, json_response: bool):
         calls = [(m.get("method"), (m.get("params") or {}).get("name")) for m in messages if isinstance(m, dict)]
         # A tool's or a prompt's arguments as they arrived (the tests plant no real secret).
         arguments = [(m.get("params") or {}).get("arguments") for m in messages if isinstance(m, dict)]
+        # A retry's answers to an `input_required` result, and the state it echoes.
+        answers = [(m.get("params") or {}).get("inputResponses") for m in messages if isinstance(m, dict)]
+        states = [(m.get("params") or {}).get("requestState") for m in messages if isinstance(m, dict)]
         with open(log_path, "a") as log:
             entry = {"method": scope["method"], "path": scope["path"], "headers": seen, "calls": calls,
-                     "arguments": arguments}  # fmt: skip
+                     "arguments": arguments, "answers": answers, "states": states}  # fmt: skip
             log.write(json.dumps(entry) + "\n")
         if headers.get("authorization") == REFUSED:
             await send({"type": "http.response.start", "status": 401, "headers": [

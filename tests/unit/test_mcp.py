@@ -289,7 +289,7 @@ def test_mcp_requests_are_decided_by_their_own_rules_only(tmp_path: Path) -> Non
     assert policy.decide_mcp(exchange.tool_input("delete_repo")).allowed
     assert exchange.policy_input(McpRequest("resources/read", 3, resource_scheme="file"))["mcp"] == {
         "server": "gh", "method": "resources/read", "tool": None, "resource_scheme": "file", "prompt": None,
-        "session": None,
+        "session": None, "protocol_version": None,
     }  # fmt: skip
 
 
@@ -309,8 +309,9 @@ def test_the_records_of_a_post_one_per_request() -> None:
     first, second = exchange.records()
     assert first == {
         "event": "mcp_call", "ts": "2026-09-21T14:13:20.000Z", "request_id": "r1", "client": "alice",
-        "auth": "virtual_key", "server": "gh", "method": "tools/call", "tool": "add", "decision": "allow",
-        "deny_reasons": [], "findings": None, "redacted": None, "is_error": True, "status": 200,
+        "auth": "virtual_key", "server": "gh", "protocol_version": None, "method": "tools/call", "tool": "add",
+        "decision": "allow", "deny_reasons": [], "findings": None, "redacted": None, "is_error": True,
+        "retry_of": None, "status": 200,
         "upstream_key": first["upstream_key"],
         "latency_ms": 250.0, "error": None, "refusal": None,
     }  # fmt: skip

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from tollgate.fingerprint import fingerprint
 from tollgate.formats.mcp.answers import AnswerRelay
 from tollgate.formats.mcp.messages import McpRequest, RequestId
+from tollgate.formats.mcp.revision import Malformed
 from tollgate.governance.limits import EXPIRY_GRACE, Counter, LimitRule, counters
 from tollgate.governance.matching import matches
 from tollgate.governance.mcp_servers import McpServer
@@ -48,6 +49,10 @@ class McpExchange:
     requests: tuple[McpRequest, ...] = ()
     batch: bool = False  # the POST was a batch: its answer is one too
     session: str | None = None  # the Mcp-Session-Id the client sent
+    # The MCP revision the request states (`revision.recorded`), and why it is refused as it came
+    # (its headers and body disagree, a batch at 2026-07-28: `revision.check`).
+    protocol_version: str | None = None
+    malformed: Malformed | None = None
     request_id: str = ""
     started: float = field(default_factory=time.time)
     client: str | None = None
@@ -65,6 +70,9 @@ class McpExchange:
     finding_actions: tuple[tuple[str, str, int], ...] = ()  # by kind and action, for the metrics
     # Each denied request's reasons, by its place in `requests`.
     denied: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    # The retries that answer a call's `input_required` result: the `request_id` of the first call,
+    # by the retry's place in `requests`.
+    retry_of: dict[int, str] = field(default_factory=dict)
     status: int | None = None
     outcomes: dict[RequestId, bool] = field(default_factory=dict)
     error: str | None = None
@@ -93,6 +101,7 @@ class McpExchange:
                 "resource_scheme": request.resource_scheme,
                 "prompt": request.prompt,
                 "session": self.session,
+                "protocol_version": self.protocol_version,
             },
             "findings": None if self.findings is None else dict(self.findings),
         }
@@ -119,6 +128,7 @@ class McpExchange:
             "client": self.client,
             "auth": self.auth,
             "server": self.server.name,
+            "protocol_version": self.protocol_version,
         }
         tail = {
             "status": self.status,
@@ -133,7 +143,7 @@ class McpExchange:
                 return []
             return [{**base, "method": self.method if stream_or_end else None, "tool": None, "decision": self.decision,
                      "deny_reasons": list(self.deny_reasons), "findings": None, "redacted": None, "is_error": None,
-                     **tail}]  # fmt: skip
+                     "retry_of": None, **tail}]  # fmt: skip
         records = []
         for i, request in enumerate(self.requests):
             reasons = self.denied.get(i, ())
@@ -149,6 +159,7 @@ class McpExchange:
                 "findings": self.findings,
                 "redacted": self.redacted,
                 "is_error": None if request.id is None or denied else self.outcomes.get(request.id),
+                "retry_of": self.retry_of.get(i),
                 **tail,
             })  # fmt: skip
         return records
@@ -214,6 +225,43 @@ class McpSessions:
 
     def __len__(self) -> int:
         return len(self._owners)
+
+
+# How many calls awaiting their client's answers (`input_required`) a process remembers.
+MAX_ROUNDS = 10_000
+# Why a retry is refused: the result it answers was another call's.
+RETRY_OF_ANOTHER = "the retry answers a call of another tool, prompt or resource"
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    """A call a server answered `input_required`: the first call's `request_id`, and what it called."""
+
+    request_id: str
+    method: str
+    target: str | None
+
+
+class McpRounds:
+    """The calls awaiting their client's answers, by server, caller and a SHA-256 of the
+    `requestState` the server gave: each retry that echoes it is tied to the first call. Bounded:
+    the oldest is forgotten first (its retry is then decided and recorded on its own)."""
+
+    def __init__(self, limit: int = MAX_ROUNDS) -> None:
+        self._limit = limit
+        self._rounds: OrderedDict[tuple[str, str, str], Round] = OrderedDict()
+
+    def asked(self, server: str, owner: str, state: str, first: Round) -> None:
+        self._rounds[(server, owner, state)] = first
+        self._rounds.move_to_end((server, owner, state))
+        if len(self._rounds) > self._limit:
+            self._rounds.popitem(last=False)
+
+    def answering(self, server: str, owner: str, state: str) -> Round | None:
+        return self._rounds.get((server, owner, state))
+
+    def __len__(self) -> int:
+        return len(self._rounds)
 
 
 MCP_CALLS = "mcp_calls_per_minute"

@@ -103,6 +103,8 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
     mcp_request = CallSteps(
         audit_gate.mcp,  # 503 while the audit cannot be written
         identify.mcp,  # its caller, found as an LLM call's is (401)
+        mcp_gate.revision,  # at 2026-07-28: its headers say what its body does, no batch, no session (400)
+        mcp_gate.rounds,  # a retry answering an input_required result: tied to its first call
         guard.mcp,  # a tool's or a prompt's arguments: refused (JSON-RPC error) or redacted
         mcp_gate.session,  # a session it names is its caller's (404)
         mcp_gate.reserve,  # mcp_calls_per_minute (429)

@@ -10,7 +10,7 @@ from dataclasses import replace
 from tollgate.credentials.keypool import KeyPool
 from tollgate.governance.failover import Circuits, split_circuit
 from tollgate.governance.google_accounts import GoogleAccounts
-from tollgate.governance.mcp import McpSessions
+from tollgate.governance.mcp import McpRounds, McpSessions
 from tollgate.governance.policy import Policy
 from tollgate.providers import BUILT_IN_HOSTS, Hosts
 from tollgate.records.auditlog import AuditLog
@@ -52,6 +52,8 @@ class Shared:
         self.circuits = Circuits()
         # Who opened each MCP session (`mcp.servers`), across reloads.
         self.mcp_sessions = McpSessions()
+        # The MCP calls awaiting their client's answers (`input_required`), across reloads.
+        self.mcp_rounds = McpRounds()
         # The Google accounts of Code Assist's tokens, and their tiers, across reloads.
         self.google_accounts = GoogleAccounts()
 

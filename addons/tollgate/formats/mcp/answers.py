@@ -12,7 +12,7 @@ from tollgate.formats.framing import Decompressor, Undecodable, parse_sse_block,
 from tollgate.formats.framing.bounds import MAX_FRAME
 from tollgate.formats.framing.sse import sse_event_start
 from tollgate.formats.json_codec import encode_json, parse_json
-from tollgate.formats.mcp.messages import RequestId, error_message
+from tollgate.formats.mcp.messages import RequestId, digest, error_message
 
 # A JSON answer is one message: it is held whole, to this size, to read it (and to drop the tools
 # a caller may not call) before any of it goes on. Past it, what was held goes on and the rest
@@ -91,6 +91,9 @@ class AnswerRelay:
         self.allowed = allowed
         self._unreadable_as = unreadable  # why Tollgate cannot read it at all (its encoding)
         self.outcomes: dict[RequestId, bool] = {}
+        # The requests answered `input_required` (2026-07-28): a SHA-256 of the requestState their
+        # client's retry will echo (None where the result gives none).
+        self.input_required: dict[RequestId, str | None] = {}
         self.error: str | None = None  # why the answer could not be read
         self.passed = 0  # bytes passed on so far
         self.ended = False  # its end came (or Tollgate ended it: `fail`, or an answer it cannot read)
@@ -280,6 +283,10 @@ class AnswerRelay:
     def _read(self, value: Any) -> None:
         for response in responses_in(value):
             self.outcomes[response["id"]] = is_error(response)
+            result = response.get("result")
+            if isinstance(result, dict) and result.get("resultType") == "input_required":
+                state = result.get("requestState")
+                self.input_required[response["id"]] = digest(state) if isinstance(state, str) else None
 
     def unanswered(self) -> list[RequestId]:
         return [i for i in self.expected if i not in self.outcomes]

@@ -4,8 +4,9 @@ prompt). Never the arguments, the URI or anything else a request carries."""
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,6 +17,8 @@ TOOLS_CALL = "tools/call"
 TOOLS_LIST = "tools/list"
 RESOURCES_READ = "resources/read"
 PROMPTS_GET = "prompts/get"
+# Where a request at 2026-07-28 states its revision: its params' `_meta`.
+VERSION_META = "io.modelcontextprotocol/protocolVersion"
 
 RequestId = str | int
 
@@ -29,6 +32,18 @@ class McpRequest:
     tool: str | None = None  # tools/call's params.name
     resource_scheme: str | None = None  # resources/read's params.uri's scheme, lower case
     prompt: str | None = None  # prompts/get's params.name
+    # The revision its params' `_meta` states (2026-07-28 on), and what its `Mcp-Name` header must
+    # say (a tool's or a prompt's name, a resource's URI): checked against the headers, never kept.
+    version: str | None = None
+    named: str | None = field(default=None, repr=False, compare=False)
+    # A retry's answer to an `input_required` result: a SHA-256 of the `requestState` it echoes.
+    state: str | None = None
+
+    @property
+    def target(self) -> str | None:
+        """What it calls, gets or reads, as a SHA-256 (a URI may hold anything): what a retry must
+        name as the call it answers did."""
+        return None if self.named is None else digest(self.named)
 
     @property
     def notification(self) -> bool:
@@ -116,16 +131,35 @@ def _request(message: dict[str, Any]) -> McpRequest:
     if params is not None and not isinstance(params, dict):
         raise Unreadable(f"{method}'s params are not an object")
     params = params or {}
+    version = _version(params, method)
+    state = params.get("requestState")
+    state = digest(state) if isinstance(state, str) else None
     if method == TOOLS_CALL:
-        return McpRequest(method, request_id, tool=_name(params, method))
+        name = _name(params, method)
+        return McpRequest(method, request_id, tool=name, version=version, named=name, state=state)
     if method == PROMPTS_GET:
-        return McpRequest(method, request_id, prompt=_name(params, method))
+        name = _name(params, method)
+        return McpRequest(method, request_id, prompt=name, version=version, named=name, state=state)
     if method == RESOURCES_READ:
         uri = params.get("uri")
         if not isinstance(uri, str):
             raise Unreadable("resources/read names no URI")
-        return McpRequest(method, request_id, resource_scheme=_scheme(uri))
-    return McpRequest(method, request_id)
+        scheme = _scheme(uri)
+        return McpRequest(method, request_id, resource_scheme=scheme, version=version, named=uri, state=state)
+    return McpRequest(method, request_id, version=version)
+
+
+def digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _version(params: dict[str, Any], method: str) -> str | None:
+    meta = params.get("_meta")
+    if meta is None or (isinstance(meta, dict) and VERSION_META not in meta):
+        return None
+    if not isinstance(meta, dict) or not isinstance(meta[VERSION_META], str):
+        raise Unreadable(f"{method}'s _meta states a protocol version that is not a string")
+    return meta[VERSION_META]
 
 
 def _id(message: dict[str, Any]) -> RequestId:

@@ -16,6 +16,7 @@ from mitmproxy import http
 
 from tollgate.call import Call
 from tollgate.formats.json_codec import read_request_json
+from tollgate.formats.mcp import revision
 from tollgate.formats.refusals import CONTENT_DENIED
 from tollgate.formats.registry import WIRE_FORMATS
 from tollgate.formats.wire import WireFormat
@@ -130,39 +131,51 @@ class Guard:
             call.request.body = read.redacted.data  # what the later steps read and write anew
 
     def mcp(self, flow: http.HTTPFlow, exchange: McpExchange) -> Awaitable[None] | None:
-        """An MCP server's request (a POST of JSON-RPC), read where it calls a tool or gets a prompt:
-        refused with a JSON-RPC error for each of its requests, or sent redacted. Its rules are those
-        whose `match` names no provider or model."""
+        """An MCP server's request (a POST of JSON-RPC), read where it calls a tool or gets a prompt
+        (its body, and the arguments a client mirrors into `Mcp-Param-*` headers): refused with a
+        JSON-RPC error for each of its requests, or sent redacted. Its rules are those whose
+        `match` names no provider or model."""
         loaded = exchange.loaded
         guardrails = loaded.guardrails if loaded is not None else None
         if guardrails is None or not any(r.method in MCP_READ for r in exchange.requests):
             return None
+        params = [
+            _ParamHeader(i, value, guardrails.scan(value.encode(), "mcp", None, exchange.client, exchange.groups,
+                                                   is_json=False))
+            for i, value in _param_headers(flow.request)
+        ]  # fmt: skip
         body = flow.request.content or b""
         client, groups = exchange.client, exchange.groups
         reading = self.workers.run(len(body), lambda: read_mcp(guardrails, body, client, groups))
         if isinstance(reading, Read):
-            self._apply_mcp(flow, exchange, reading)
+            self._apply_mcp(flow, exchange, reading, params)
             return None
-        return self._apply_mcp_once_read(flow, exchange, reading)
+        return self._apply_mcp_once_read(flow, exchange, reading, params)
 
-    async def _apply_mcp_once_read(self, flow: http.HTTPFlow, exchange: McpExchange, reading: Awaitable[Read]) -> None:
+    async def _apply_mcp_once_read(
+        self, flow: http.HTTPFlow, exchange: McpExchange, reading: Awaitable[Read], params: list[_ParamHeader]
+    ) -> None:
         read = await reading
         if flow.error is not None or flow.response is not None:
-            exchange.findings, exchange.redacted, exchange.finding_actions = read.counts, 0, read.by_action
+            _count_mcp(exchange, read, params)
             return
-        self._apply_mcp(flow, exchange, read)
+        self._apply_mcp(flow, exchange, read, params)
 
-    def _apply_mcp(self, flow: http.HTTPFlow, exchange: McpExchange, read: Read) -> None:
-        scan = read.scan
-        exchange.findings, exchange.redacted, exchange.finding_actions = read.counts, 0, read.by_action
-        if scan.denied:
-            denied = ", ".join(f"{kind} ({n})" for kind, n in sorted(scan.denied_counts().items()))
+    def _apply_mcp(self, flow: http.HTTPFlow, exchange: McpExchange, read: Read, params: list[_ParamHeader]) -> None:
+        _count_mcp(exchange, read, params)
+        scans = (read.scan, *(p.scan for p in params))
+        if any(s.denied for s in scans):
+            denied = Counter[str]()
+            for s in scans:
+                denied.update(s.denied_counts())
+            named = ", ".join(f"{kind} ({n})" for kind, n in sorted(denied.items()))
             # As the policy's denials are: each request's JSON-RPC error, in a 200 answer.
-            refuse_mcp(flow, exchange, 200, CONTENT_DENIED, f"Tollgate refused this request: it holds {denied}.")
+            refuse_mcp(flow, exchange, 200, CONTENT_DENIED, f"Tollgate refused this request: it holds {named}.")
             return
         if read.redacted is not None and read.redacted.replaced:
             exchange.redacted = read.redacted.replaced
             flow.request.content = read.redacted.body  # encoded again as it came, its Content-Length set
+        exchange.redacted += _redact_params(flow.request, params)
 
     def done(self) -> None:
         self.workers.close()
@@ -249,7 +262,59 @@ def redacted(scan: Scan, body: bytes) -> Redacted | None:
     return Redacted(written, replaced, read_request_json(written) if replaced else None)
 
 
-def _by_action(scan: Scan) -> tuple[tuple[str, str, int], ...]:
+def _by_action(*scans: Scan) -> tuple[tuple[str, str, int], ...]:
     """The findings by kind and the action taken on them, for the metrics."""
-    actions = Counter((f.kind, f.action) for f in scan.findings)
+    actions = Counter((f.kind, f.action) for scan in scans for f in scan.findings)
     return tuple((kind, action, n) for (kind, action), n in actions.items())
+
+
+@dataclass(frozen=True, slots=True)
+class _ParamHeader:
+    """An `Mcp-Param-*` header of an MCP request: its place among the request's header fields, its
+    value as its client meant it (the `=?base64?…?=` form decoded), and what the rules found in it."""
+
+    at: int
+    value: str
+    scan: Scan
+
+
+def _param_headers(request: http.Request) -> list[tuple[int, str]]:
+    """Each `Mcp-Param-*` header's place and value (decoded; as it came where it does not decode)."""
+    found = []
+    for i, (name, raw) in enumerate(request.headers.fields):
+        if name.lower().startswith(revision.PARAM_PREFIX.encode()):
+            value = raw.decode("latin-1")
+            found.append((i, revision.decoded(value) or value))
+    return found
+
+
+def _count_mcp(exchange: McpExchange, read: Read, params: list[_ParamHeader]) -> None:
+    """The findings of the body (counted where it was read) and of its `Mcp-Param-*` headers (a
+    value mirrored in a header counts there too), by kind and by kind and action."""
+    exchange.redacted = 0
+    if not any(p.scan.findings for p in params):
+        exchange.findings, exchange.finding_actions = read.counts, read.by_action
+        return
+    counts = Counter(read.counts)
+    for param in params:
+        counts.update(param.scan.counts())
+    exchange.findings = dict(counts)
+    exchange.finding_actions = _by_action(read.scan, *(p.scan for p in params))
+
+
+def _redact_params(request: http.Request, params: list[_ParamHeader]) -> int:
+    """Each `Mcp-Param-*` header redacted as the body is, so that the two still agree (written in
+    the base64 form where it came so); the number of replacements."""
+    fields = list(request.headers.fields)
+    replaced = 0
+    for param in params:
+        if not any(f.action == "redact" for f in param.scan.findings):
+            continue
+        written, n = param.scan.redact(param.value.encode())
+        name, raw = fields[param.at]
+        value = revision.encoded(written.decode(), as_base64=revision.is_base64(raw.decode("latin-1")))
+        fields[param.at] = (name, value.encode())
+        replaced += n
+    if replaced:
+        request.headers.fields = tuple(fields)
+    return replaced

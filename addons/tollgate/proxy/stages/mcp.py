@@ -25,8 +25,9 @@ from tollgate.formats.exact import Unreadable
 from tollgate.formats.framing import MAX_FRAME, Decompressor, Undecodable
 from tollgate.formats.framing.bounds import MAX_DECODED_BODY
 from tollgate.formats.json_codec import encode_json
+from tollgate.formats.mcp import revision
 from tollgate.formats.mcp.answers import AnswerRelay, is_sse
-from tollgate.formats.mcp.messages import TOOLS_LIST, RequestId, decoded_post, error_message, read_post
+from tollgate.formats.mcp.messages import TOOLS_LIST, Posted, RequestId, decoded_post, error_message, read_post
 from tollgate.formats.raw_headers import repeated
 from tollgate.formats.refusals import (
     BAD_REQUEST,
@@ -43,12 +44,14 @@ from tollgate.governance.limits import Counter, deny_reason, refusal_message, re
 from tollgate.governance.mcp import (
     INITIALIZE,
     REFUSED_CODE,
+    RETRY_OF_ANOTHER,
     SERVER_REFUSED_CREDENTIAL,
     SESSION_OF_ANOTHER,
     SESSION_TTL_S,
     UNKNOWN_SESSION,
     UPSTREAM_FAILED_CODE,
     McpExchange,
+    Round,
     mcp_charges,
     mcp_counters,
     shared_session_key,
@@ -71,6 +74,8 @@ logger = logging.getLogger(__name__)
 # What Streamable HTTP is called with: JSON-RPC POSTs, the server's GET stream, DELETE of a session.
 METHODS = frozenset(("POST", "GET", "DELETE"))
 PARSE_ERROR = -32700
+# A 2026-07-28 client's subscription: an event stream that lasts until the client closes it.
+LISTEN = "subscriptions/listen"
 
 
 class Mcp:
@@ -149,12 +154,17 @@ class Mcp:
             raise Unreadable(f"an MCP server is not called with {request.method}")
         if repeated(request.headers.fields, b"authorization"):  # a server reads one, Tollgate cannot know which
             raise Unreadable("the request carries more than one Authorization header")
+        fields = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.fields]
         if request.method != "POST":
+            exchange.protocol_version = revision.recorded(revision.stated_revision(fields, Posted(())))
+            exchange.malformed = revision.check_unrequested(fields)
             return
         # Read as the server will read it; sent on as it came.
         body = decoded_post(request.raw_content, request.headers.get("content-encoding"), MAX_DECODED_BODY)
         posted = read_post(body)
         exchange.requests, exchange.batch = posted.requests, posted.batch
+        exchange.protocol_version = revision.recorded(revision.stated_revision(fields, posted))
+        exchange.malformed = revision.check(fields, posted)
 
     def _other_path(self, flow: http.HTTPFlow, loaded: Loaded) -> None:
         """A path of a server's host that is no server's URL (its OAuth metadata, a web page): the
@@ -319,8 +329,10 @@ class Mcp:
             exchange.outcomes = relay.outcomes
         answered = relay is not None and all(r.id in exchange.outcomes for r in exchange.requests if r.id is not None)
         # A client may close a POST's event stream once it has read the answers it waited for (the
-        # SDK does): then nothing was lost.
-        if exchange.error is None and flow.error is not None and not answered:
+        # SDK does): then nothing was lost. A subscription's stream is never answered: its client
+        # ends it by closing it.
+        listened = any(r.method == LISTEN for r in exchange.requests) and not _client_waits(flow)
+        if exchange.error is None and flow.error is not None and not answered and not listened:
             exchange.error = flow.error.msg
         self._end(flow, exchange)
 
@@ -350,6 +362,7 @@ class Mcp:
         if exchange.reader is not None:
             exchange.outcomes = exchange.reader.outcomes
             exchange.error = exchange.error or exchange.reader.error
+            self._rounds_asked(exchange, exchange.reader)
         if exchange.reserved is not None and not exchange.sent:
             # Never sent (the policy denied it, or Tollgate failed): it counts for nothing.
             store, charged = exchange.reserved
@@ -367,6 +380,16 @@ class Mcp:
         # From here on the flow carries plain data that saved flows can hold: the records.
         flow.metadata[MCP] = records
 
+    def _rounds_asked(self, exchange: McpExchange, relay: AnswerRelay) -> None:
+        """The calls answered `input_required`, kept for the retries that will answer them."""
+        if not relay.input_required:
+            return
+        for i, request in enumerate(exchange.requests):
+            state = relay.input_required.get(request.id) if request.id is not None else None
+            if state is not None:
+                first = Round(exchange.retry_of.get(i, exchange.request_id), request.method, request.target)
+                self.shared.mcp_rounds.asked(exchange.server.name, exchange.owner, state, first)
+
 
 class McpGate:
     """The call steps of an MCP server's request that are MCP's own, after its caller is known:
@@ -375,6 +398,37 @@ class McpGate:
 
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
+
+    @staticmethod
+    def revision(flow: http.HTTPFlow, exchange: McpExchange) -> None:
+        """A POST at 2026-07-28 whose headers do not say what its body does, a batch, or one naming
+        a session (which that revision has none of): 400 with its JSON-RPC error, before anything
+        decides on what it names."""
+        malformed = exchange.malformed
+        if malformed is None:
+            return
+        exchange.error = f"bad request: {malformed.message}"
+        message = f"Tollgate refused this request as it came: {malformed.message}."
+        refuse_mcp(flow, exchange, 400, BAD_REQUEST, message, malformed.code)
+
+    def rounds(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
+        """A retry that answers a call's `input_required` result (it echoes the `requestState` the
+        server gave that caller) is tied to the first call; one naming another tool (prompt,
+        resource) than that call did is refused. A retry whose state Tollgate did not see given is
+        decided as any call is."""
+        rounds = self.shared.mcp_rounds
+        for i, request in enumerate(exchange.requests):
+            if request.state is None:
+                continue
+            first = rounds.answering(exchange.server.name, exchange.owner, request.state)
+            if first is None:
+                continue
+            if (first.method, first.target) != (request.method, request.target):
+                exchange.denied[i] = (RETRY_OF_ANOTHER,)
+                exchange.deny_reasons = (RETRY_OF_ANOTHER,)
+                refuse_mcp(flow, exchange, 200, POLICY_DENIED, f"Tollgate refused this request: {RETRY_OF_ANOTHER}.")
+                return
+            exchange.retry_of[i] = first.request_id
 
     def session(self, flow: http.HTTPFlow, exchange: McpExchange) -> Awaitable[None] | None:
         """A request naming a session (a POST, the GET stream, a DELETE) is its owner's: the
