@@ -172,10 +172,11 @@ class Guard:
             # As the policy's denials are: each request's JSON-RPC error, in a 200 answer.
             refuse_mcp(flow, exchange, 200, CONTENT_DENIED, f"Tollgate refused this request: it holds {named}.")
             return
+        replaced = _redact_params(flow.request, params)
         if read.redacted is not None and read.redacted.replaced:
-            exchange.redacted = read.redacted.replaced
+            replaced += read.redacted.replaced
             flow.request.content = read.redacted.body  # encoded again as it came, its Content-Length set
-        exchange.redacted += _redact_params(flow.request, params)
+        exchange.redacted = replaced
 
     def done(self) -> None:
         self.workers.close()
