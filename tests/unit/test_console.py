@@ -392,3 +392,50 @@ def test_a_saved_index_that_is_no_index_is_set_aside(tmp_path: Path) -> None:
     assert cut.saved_records == -1
     assert len(views.answer("/api/people", {})) == 3
     cut.close()
+
+
+def test_budgets_are_read_from_a_redis_ledger_as_it_keeps_them(tmp_path: Path) -> None:
+    """A real redis-server, its counters written by the ledger's own Redis store."""
+    import asyncio
+    import time
+
+    from tests.support.redis import redis_server
+
+    from tollgate.console.budgets import budgets_reader
+    from tollgate.governance.limits import caps_of, counters
+    from tollgate.records.ledger import open_store
+    from tollgate.records.ledger.store import Charge
+
+    rules = [
+        LimitRule(name="daily", per="client", requests_per_day=10, usd_per_day="5"),
+        LimitRule(name="everyone", per="all", tokens_per_day=1000),
+    ]
+    server = redis_server(tmp_path / "redis")
+    try:
+        now = time.time()
+        amounts = {"requests": 3, "usd": 1_250_000_000, "tokens": 120}
+        charges = [
+            Charge(c.key, amounts[c.metric], None, c.end)
+            for c in counters([(rule, caps_of(rule)) for rule in rules], "alice", (), now)
+        ]
+
+        async def reserve() -> None:
+            store = open_store(server.url)
+            try:
+                assert (await store.reserve(charges)).granted
+            finally:
+                await store.aclose()
+
+        asyncio.run(asyncio.wait_for(reserve(), 10))
+        read = budgets_reader(rules, server.url)
+        assert [(r["limit"], r["field"], r["subject"], r["used"], r["cap"], r["unit"]) for r in read()] == [
+            ("daily", "requests_per_day", "alice", 3, 10, "requests"),
+            ("daily", "usd_per_day", "alice", 1.25, 5.0, "usd"),
+            ("everyone", "tokens_per_day", None, 120, 1000, "tokens"),
+        ]
+    finally:
+        server.stop()
+    assert budgets_reader(rules, server.url)() == [  # Redis gone: the limits, nothing counted
+        {"limit": "everyone", "field": "tokens_per_day", "subject": None, "window": "day", "used": 0,
+         "cap": 1000, "unit": "tokens"},
+    ]  # fmt: skip
