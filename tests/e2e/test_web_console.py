@@ -246,3 +246,50 @@ def test_the_live_view_shows_a_call_made_after_it_opened(gw, console, tmp_path) 
         browser.screenshot(shots / "console-live-after.png")
     finally:
         browser.close()
+
+
+def test_the_console_is_served_over_tls_with_its_certificate(tmp_path) -> None:
+    """`console.tls` in the configuration: the address printed is https, a client that checks the
+    certificate against its CA reads the API, one that does not trust the CA is refused, and plain
+    HTTP gets no answer."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "console.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "console.key"))
+    audit = tmp_path / "audit.jsonl"
+    audit.write_text(json.dumps({"event": "llm_call", "ts": "2026-11-01T08:00:00.000Z", "client": "alice",
+                                 "provider": "openai", "model": "gpt-4o-mini", "decision": "allow",
+                                 "input_tokens": 10, "output_tokens": 5, "cost_usd": 0.25}) + "\n")  # fmt: skip
+    port = free_port()
+    config = tmp_path / "tollgate.yaml"
+    config.write_text(
+        f"audit: {{path: {audit}}}\n"
+        f"console: {{listen: '127.0.0.1:{port}', tls: {{cert: {tmp_path / 'console.pem'}, key: {tmp_path / 'console.key'}}}}}\n"
+    )
+    process = subprocess.Popen([sys.executable, "-m", "tollgate", "console", "--config", str(config)], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert re.fullmatch(rf"Tollgate console: https://127\.0\.0\.1:{port}/\?token=[\w-]{{32}}\n", line), line
+        token = line.rsplit("=", 1)[1].strip()
+        trusting = ssl.create_default_context()  # checks the certificate and the host name
+        ca.configure_trust(trusting)
+        request = urllib.request.Request(f"https://127.0.0.1:{port}/api/people",
+                                         headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        with urllib.request.urlopen(request, timeout=10, context=trusting) as answer:
+            assert answer.status == 200
+            assert [(p["client"], p["calls"]) for p in json.loads(answer.read())] == [("alice", 1)]
+        with pytest.raises(urllib.error.URLError) as untrusted:
+            urllib.request.urlopen(request, timeout=10, context=ssl.create_default_context())
+        assert isinstance(untrusted.value.reason, ssl.SSLCertVerificationError)
+        with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/people", timeout=5).read()
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=10)
+    assert token not in err
