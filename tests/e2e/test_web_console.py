@@ -293,3 +293,49 @@ def test_the_console_is_served_over_tls_with_its_certificate(tmp_path) -> None:
         process.terminate()
         _, err = process.communicate(timeout=10)
     assert token not in err
+
+
+def test_a_table_sorts_and_filters_and_a_person_opens_on_their_calls(gw, console, tmp_path) -> None:
+    """In Chromium: a click on a heading sorts the People table (again: the other way), text typed
+    in its filter keeps the rows that hold it, and a person's row opens the Live view on their calls."""
+    from tests.support.cdp import Browser
+
+    shots = Path(os.environ.get("TOLLGATE_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    browser = Browser(chromium(), tmp_path / "profile")
+    rows = "document.querySelectorAll('#people tbody tr')"
+    clients = f"Array.from({rows}).map(r => r.querySelector('td').textContent)"
+    try:
+        people = api(console, "/api/people")
+        browser.go(f"{console}#people")
+        browser.wait_for(f"{rows}.length === {len(people)}")
+        heading = "document.querySelector('#people th[data-key=\"calls\"]')"
+        calls = f"Array.from({rows}).map(r => Number(r.querySelectorAll('td')[1].textContent))"
+        browser.evaluate(f"{heading}.click()")
+        assert browser.evaluate(calls) == sorted(p["calls"] for p in people)
+        assert browser.evaluate(f"{heading}.className") == "asc"
+        browser.evaluate(f"{heading}.click()")
+        assert browser.evaluate(calls) == sorted((p["calls"] for p in people), reverse=True)
+        assert browser.evaluate(f"{heading}.className") == "desc"
+        browser.screenshot(shots / "console-people-sorted.png")
+        browser.evaluate(
+            "(() => { const f = document.querySelector('#people input[type=search]'); f.value = 'ali';"
+            " f.dispatchEvent(new Event('input')); })()"
+        )
+        assert browser.evaluate(clients) == ["alice"]
+        assert browser.evaluate("document.querySelector('#people .count').textContent") == f"1 of {len(people)}"
+        browser.screenshot(shots / "console-people-filtered.png")
+        browser.evaluate(
+            "(() => { const f = document.querySelector('#people input[type=search]'); f.value = '';"
+            " f.dispatchEvent(new Event('input')); })()"
+        )
+        browser.evaluate(f"Array.from({rows}).find(r => r.querySelector('td').textContent === 'bob').click()")
+        browser.wait_for("location.hash === '#live?client=bob'")
+        live = "document.querySelectorAll('#live tbody tr')"
+        bobs = [r for r in gw.audit() if r.get("client") == "bob"]
+        browser.wait_for(f"{live}.length === {len(bobs)}")
+        shown = browser.evaluate(f"Array.from({live}).map(r => r.querySelectorAll('td')[2].textContent)")
+        assert shown == ["bob"] * len(bobs)
+        browser.screenshot(shots / "console-person-calls.png")
+    finally:
+        browser.close()
