@@ -598,7 +598,10 @@ usage: ./run.sh [COMMAND] [ARGUMENTS…]
 
 Commands:
   (none)             run the proxy (mitmdump with Tollgate's addon) on 127.0.0.1:8080, reading
-                     ./tollgate.yaml when there is one; the arguments go to mitmdump
+                     ./tollgate.yaml when there is one; the arguments go to mitmdump. The
+                     console (tollgate console: live activity, people, spend, refusals, the
+                     audit's state) starts beside it on 127.0.0.1:8090; its address, with its
+                     token, is printed once
   web                the same in mitmweb, which shows each call's summary in a browser
   env                print the exports that send this shell's clients through the proxy:
                      eval "$(./run.sh env)"; told no address, that of the proxy running from
@@ -615,9 +618,10 @@ Options before mitmdump's (for the proxy and web):
   --capture MODE     also take connections not sent to a proxy (repeatable): transparent[@[HOST:]PORT],
                      wireguard[@[HOST:]PORT] or local[:PROCESS]
 TOLLGATE_LISTEN=HOST:PORT (or :PORT) in the environment moves the listen address.
+TOLLGATE_CONSOLE=HOST:PORT moves the console; TOLLGATE_CONSOLE=off leaves it out.
 
 Tollgate's own command: .venv/bin/tollgate --help (check, policy, scan, audit verify, usage,
-inventory, key, token, serve, certs).
+inventory, console, key, token, serve, certs).
 
 mitmdump's options:
 

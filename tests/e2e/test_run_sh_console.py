@@ -101,3 +101,12 @@ def test_off_leaves_it_out(tmp_path, confdir) -> None:
     finally:
         out = stop(proxy)
     assert "console" not in out.lower()
+
+
+def test_run_sh_help_names_the_console_and_tollgate_console() -> None:
+    done = subprocess.run([str(ROOT / "run.sh"), "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    usage = done.stdout[: done.stdout.index("mitmdump's options:")]
+    assert "console (tollgate console:" in usage and "127.0.0.1:8090" in usage
+    assert "TOLLGATE_CONSOLE=HOST:PORT moves the console; TOLLGATE_CONSOLE=off leaves it out." in usage
+    assert "inventory, console, key" in usage

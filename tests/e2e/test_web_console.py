@@ -246,3 +246,96 @@ def test_the_live_view_shows_a_call_made_after_it_opened(gw, console, tmp_path) 
         browser.screenshot(shots / "console-live-after.png")
     finally:
         browser.close()
+
+
+def test_the_console_is_served_over_tls_with_its_certificate(tmp_path) -> None:
+    """`console.tls` in the configuration: the address printed is https, a client that checks the
+    certificate against its CA reads the API, one that does not trust the CA is refused, and plain
+    HTTP gets no answer."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "console.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "console.key"))
+    audit = tmp_path / "audit.jsonl"
+    audit.write_text(json.dumps({"event": "llm_call", "ts": "2026-11-01T08:00:00.000Z", "client": "alice",
+                                 "provider": "openai", "model": "gpt-4o-mini", "decision": "allow",
+                                 "input_tokens": 10, "output_tokens": 5, "cost_usd": 0.25}) + "\n")  # fmt: skip
+    port = free_port()
+    config = tmp_path / "tollgate.yaml"
+    config.write_text(
+        f"audit: {{path: {audit}}}\n"
+        f"console: {{listen: '127.0.0.1:{port}', tls: {{cert: {tmp_path / 'console.pem'}, key: {tmp_path / 'console.key'}}}}}\n"
+    )
+    process = subprocess.Popen([sys.executable, "-m", "tollgate", "console", "--config", str(config)], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert re.fullmatch(rf"Tollgate console: https://127\.0\.0\.1:{port}/\?token=[\w-]{{32}}\n", line), line
+        token = line.rsplit("=", 1)[1].strip()
+        trusting = ssl.create_default_context()  # checks the certificate and the host name
+        ca.configure_trust(trusting)
+        request = urllib.request.Request(f"https://127.0.0.1:{port}/api/people",
+                                         headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        with urllib.request.urlopen(request, timeout=10, context=trusting) as answer:
+            assert answer.status == 200
+            assert [(p["client"], p["calls"]) for p in json.loads(answer.read())] == [("alice", 1)]
+        with pytest.raises(urllib.error.URLError) as untrusted:
+            urllib.request.urlopen(request, timeout=10, context=ssl.create_default_context())
+        assert isinstance(untrusted.value.reason, ssl.SSLCertVerificationError)
+        with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/people", timeout=5).read()
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=10)
+    assert token not in err
+
+
+def test_a_table_sorts_and_filters_and_a_person_opens_on_their_calls(gw, console, tmp_path) -> None:
+    """In Chromium: a click on a heading sorts the People table (again: the other way), text typed
+    in its filter keeps the rows that hold it, and a person's row opens the Live view on their calls."""
+    from tests.support.cdp import Browser
+
+    shots = Path(os.environ.get("TOLLGATE_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    browser = Browser(chromium(), tmp_path / "profile")
+    rows = "document.querySelectorAll('#people tbody tr')"
+    clients = f"Array.from({rows}).map(r => r.querySelector('td').textContent)"
+    try:
+        people = api(console, "/api/people")
+        browser.go(f"{console}#people")
+        browser.wait_for(f"{rows}.length === {len(people)}")
+        heading = "document.querySelector('#people th[data-key=\"calls\"]')"
+        calls = f"Array.from({rows}).map(r => Number(r.querySelectorAll('td')[1].textContent))"
+        browser.evaluate(f"{heading}.click()")
+        assert browser.evaluate(calls) == sorted(p["calls"] for p in people)
+        assert browser.evaluate(f"{heading}.className") == "asc"
+        browser.evaluate(f"{heading}.click()")
+        assert browser.evaluate(calls) == sorted((p["calls"] for p in people), reverse=True)
+        assert browser.evaluate(f"{heading}.className") == "desc"
+        browser.screenshot(shots / "console-people-sorted.png")
+        browser.evaluate(
+            "(() => { const f = document.querySelector('#people input[type=search]'); f.value = 'ali';"
+            " f.dispatchEvent(new Event('input')); })()"
+        )
+        assert browser.evaluate(clients) == ["alice"]
+        assert browser.evaluate("document.querySelector('#people .count').textContent") == f"1 of {len(people)}"
+        browser.screenshot(shots / "console-people-filtered.png")
+        browser.evaluate(
+            "(() => { const f = document.querySelector('#people input[type=search]'); f.value = '';"
+            " f.dispatchEvent(new Event('input')); })()"
+        )
+        browser.evaluate(f"Array.from({rows}).find(r => r.querySelector('td').textContent === 'bob').click()")
+        browser.wait_for("location.hash === '#live?client=bob'")
+        live = "document.querySelectorAll('#live tbody tr')"
+        bobs = [r for r in gw.audit() if r.get("client") == "bob"]
+        browser.wait_for(f"{live}.length === {len(bobs)}")
+        shown = browser.evaluate(f"Array.from({live}).map(r => r.querySelectorAll('td')[2].textContent)")
+        assert shown == ["bob"] * len(bobs)
+        browser.screenshot(shots / "console-person-calls.png")
+    finally:
+        browser.close()

@@ -320,3 +320,122 @@ def test_under_tls_the_cookie_is_secure_and_another_address_is_allowed(views: Vi
     config = tmp_path / "tollgate.yaml"
     config.write_text(f"audit: {{path: {tmp_path / 'audit.jsonl'}}}\n")
     assert run([], "0.0.0.0:0", config) == 1  # no TLS: refused at start, before anything listens
+
+
+def every_view(views: Views) -> list:
+    spend = [views.answer("/api/spend", {"by": [by]}) for by in ("provider", "model", "client")]
+    hourly = views.answer("/api/spend", {"by": ["model"], "bucket": ["hour"], "since": ["2026-11-01"],
+                                         "until": ["2026-11-05"]})  # fmt: skip
+    return [views.answer(path, {}) for path in ("/api/people", "/api/refusals", "/api/findings", "/api/inventory",
+                                                "/api/events")] + spend + [hourly]  # fmt: skip
+
+
+def opened(path: Path, remember: Path) -> tuple[Audit, Views]:
+    audit = Audit([path], remember=remember)
+    audit.catch_up()
+    return audit, Views(audit)
+
+
+def test_the_index_is_remembered_and_a_restart_reads_only_what_came_since(tmp_path: Path) -> None:
+    path, remember = tmp_path / "audit.jsonl", tmp_path / "audit.jsonl.console-index"
+    write(path, RECORDS[:5])
+    first, views = opened(path, remember)
+    first.save()
+    first.close()
+    assert remember.stat().st_mode & 0o777 == 0o600
+    write(path, RECORDS[5:])
+    restarted, views = opened(path, remember)
+    assert restarted.saved_records == 5  # restored, not read again
+    fresh_audit, fresh = opened(path, tmp_path / "elsewhere")
+    assert len(restarted.index) == len(fresh_audit.index) == len(RECORDS)
+    assert every_view(views) == every_view(fresh)
+    assert views.answer("/api/people", {})[0]["calls"] == 3
+    while restarted.verify_pending():  # the chain is checked again from the file, never taken from the index
+        pass
+    assert restarted.files[0].checked == path.stat().st_size
+    restarted.close()
+
+
+def test_the_index_is_set_aside_when_the_file_was_rewritten_or_rotated(tmp_path: Path) -> None:
+    path, remember = tmp_path / "audit.jsonl", tmp_path / "audit.jsonl.console-index"
+    write(path, RECORDS)
+    audit, _ = opened(path, remember)
+    audit.close()
+    text = path.read_bytes()
+    path.write_bytes(text.replace(b'"alice"', b'"alicE"'))  # the same size, other bytes: rewritten in place
+    rewritten, views = opened(path, remember)
+    assert rewritten.saved_records == -1
+    assert [p["client"] for p in views.answer("/api/people", {})][:1] == ["alicE"]
+    rewritten.close()
+    path.rename(tmp_path / "audit.jsonl.1")  # rotated: its index still fits the file, now `.1`
+    write(path, [call("2026-11-04T08:00:00.000Z", "carol")])
+    rotated = Audit([tmp_path / "audit.jsonl.1", path], remember=remember)
+    rotated.catch_up()
+    assert rotated.saved_records == len(RECORDS)
+    assert [p["client"] for p in Views(rotated).answer("/api/people", {})][:3] == ["alicE", "bob", "carol"]
+    rotated.close()
+    (tmp_path / "audit.jsonl.1").unlink()  # the rotation the index began with is gone: read afresh
+    alone = Audit([path], remember=remember)
+    alone.catch_up()
+    assert alone.saved_records == -1
+    assert [p["client"] for p in Views(alone).answer("/api/people", {})] == ["carol"]
+    alone.close()
+
+
+def test_a_saved_index_that_is_no_index_is_set_aside(tmp_path: Path) -> None:
+    path, remember = tmp_path / "audit.jsonl", tmp_path / "audit.jsonl.console-index"
+    write(path, RECORDS)
+    audit, _ = opened(path, remember)
+    audit.close()
+    remember.write_bytes(remember.read_bytes()[:200])  # cut
+    cut, views = opened(path, remember)
+    assert cut.saved_records == -1
+    assert len(views.answer("/api/people", {})) == 3
+    cut.close()
+
+
+def test_budgets_are_read_from_a_redis_ledger_as_it_keeps_them(tmp_path: Path) -> None:
+    """A real redis-server, its counters written by the ledger's own Redis store."""
+    import asyncio
+    import time
+
+    from tests.support.redis import redis_server
+
+    from tollgate.console.budgets import budgets_reader
+    from tollgate.governance.limits import caps_of, counters
+    from tollgate.records.ledger import open_store
+    from tollgate.records.ledger.store import Charge
+
+    rules = [
+        LimitRule(name="daily", per="client", requests_per_day=10, usd_per_day="5"),
+        LimitRule(name="everyone", per="all", tokens_per_day=1000),
+    ]
+    server = redis_server(tmp_path / "redis")
+    try:
+        now = time.time()
+        amounts = {"requests": 3, "usd": 1_250_000_000, "tokens": 120}
+        charges = [
+            Charge(c.key, amounts[c.metric], None, c.end)
+            for c in counters([(rule, caps_of(rule)) for rule in rules], "alice", (), now)
+        ]
+
+        async def reserve() -> None:
+            store = open_store(server.url)
+            try:
+                assert (await store.reserve(charges)).granted
+            finally:
+                await store.aclose()
+
+        asyncio.run(asyncio.wait_for(reserve(), 10))
+        read = budgets_reader(rules, server.url)
+        assert [(r["limit"], r["field"], r["subject"], r["used"], r["cap"], r["unit"]) for r in read()] == [
+            ("daily", "requests_per_day", "alice", 3, 10, "requests"),
+            ("daily", "usd_per_day", "alice", 1.25, 5.0, "usd"),
+            ("everyone", "tokens_per_day", None, 120, 1000, "tokens"),
+        ]
+    finally:
+        server.stop()
+    assert budgets_reader(rules, server.url)() == [  # Redis gone: the limits, nothing counted
+        {"limit": "everyone", "field": "tokens_per_day", "subject": None, "window": "day", "used": 0,
+         "cap": 1000, "unit": "tokens"},
+    ]  # fmt: skip

@@ -1,7 +1,8 @@
-"""`/api/budgets`: each limit's counters in their current window, read from the ledger's SQLite
-file (read-only: the console never changes a counter). A row per limit and per counter it keeps:
-who it applies to (`per: client`/`group`: the client or group; `per: all`: null), used and the
-cap in the limit's unit (`usd`: US dollars)."""
+"""`/api/budgets`: each limit's counters in their current window, read from the ledger as it keeps
+them: its SQLite file, or its Redis server's `tollgate:counter:*` keys (read-only: the console
+never changes a counter; a Redis that cannot be read leaves the view empty until it can). A row
+per limit and per counter it keeps: who it applies to (`per: client`/`group`: the client or
+group; `per: all`: null), used and the cap in the limit's unit (`usd`: US dollars)."""
 
 from __future__ import annotations
 
@@ -25,14 +26,44 @@ def sqlite_path(store_url: str) -> Path | None:
     return Path(parts.path[1:]) if parts.scheme == "sqlite" else None
 
 
+REDIS_TIMEOUT = 2.0  # seconds: connecting to Redis, and each answer
+REDIS_PAGE = 1000  # keys a SCAN step and an MGET ask for
+
+
 def budgets_reader(rules: Sequence[LimitRule], store_url: str) -> Callable[[], list[dict[str, Any]]]:
     path = sqlite_path(store_url)
+    scheme = urlsplit(store_url).scheme
+    if scheme in ("redis", "rediss"):
+        return lambda: rows(rules, redis_counters(store_url), time.time())
 
     def read() -> list[dict[str, Any]]:
         counters = _counters(path, time.time()) if path is not None and path.is_file() else {}
         return rows(rules, counters, time.time())
 
     return read
+
+
+def redis_counters(url: str) -> dict[str, int]:
+    """The counters on the ledger's Redis server, by the key the SQLite file gives them (Redis
+    drops a counter once its window has ended); none when Redis cannot be read."""
+    import redis
+
+    from tollgate.records.ledger.redis_store import COUNTER
+
+    try:
+        with redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT,
+                                  decode_responses=True, protocol=2) as client:  # fmt: skip
+            keys: list[str] = list(client.scan_iter(match=COUNTER + "*", count=REDIS_PAGE))
+            found: dict[str, int] = {}
+            for start in range(0, len(keys), REDIS_PAGE):
+                page = keys[start : start + REDIS_PAGE]
+                values: Any = client.mget(page)
+                for key, value in zip(page, values, strict=True):
+                    if value is not None and value.lstrip("-").isdigit():
+                        found[key.removeprefix(COUNTER)] = int(value)
+            return found
+    except redis.RedisError:
+        return {}
 
 
 def _counters(path: Path, now: float) -> dict[str, int]:

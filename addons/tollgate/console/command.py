@@ -51,6 +51,9 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
     if refusal:
         print(f"error: {refusal}", file=sys.stderr)
         return 1
+    from tollgate.console.saved import path_for
+
+    given = files
     if not files:
         if config.audit.path == "-":
             print("error: audit.path is - (standard output): there is no audit file to read", file=sys.stderr)
@@ -72,7 +75,9 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
         except (OSError, ssl.SSLError) as e:
             print(f"error: console.tls: {e}", file=sys.stderr)
             return 1
-    audit = Audit(files, follow=True, key=key)
+    # The index is remembered beside the audit: the configured file's, else the last file given.
+    remember = path_for(given[-1] if given else Path(config.audit.path)) if files else None
+    audit = Audit(files, follow=True, key=key, remember=remember)
     views = Views(audit, budgets_reader(config.limits, config.ledger_store))
     try:
         console = Console(audit, views, host, port, settings.token or new_token(), tls)
@@ -95,8 +100,9 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
         threading.Thread(target=_stop_with, args=(int(parent), console), daemon=True).start()
     else:
         read = len(audit.index)
+        remembered = f" ({audit.saved_records} of them from {remember})" if audit.saved_records > 0 else ""
         print(f"tollgate console: {read} records read in {time.monotonic() - began:.1f} s from "
-              f"{', '.join(map(str, files))}", file=sys.stderr, flush=True)  # fmt: skip
+              f"{', '.join(map(str, files))}{remembered}", file=sys.stderr, flush=True)  # fmt: skip
     try:
         console.serve()
     except KeyboardInterrupt:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,13 +21,14 @@ from typing import IO, Any, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from tollgate.console import saved
 from tollgate.console.index import Index
-from tollgate.records.audit_record import WORKER_LOST
 from tollgate.records.audit_verify import Place, Verifier
 
 CHUNK = 2 << 20  # bytes read at once
 LINE_READ = 4096  # bytes read at first to serve a record again (most are about 1 kB)
 RECENT = 2000  # the last records kept as lines, for the live stream
+SAVE_EVERY_S = 300.0  # how often, at most, the index is saved again while records come
 
 
 @dataclass(slots=True)
@@ -48,9 +50,15 @@ class Opened:
 class Audit:
     """The records of `paths` (oldest first), the last followed when `follow`."""
 
-    def __init__(self, paths: Sequence[Path], follow: bool = True, key: Ed25519PublicKey | None = None) -> None:
+    def __init__(
+        self, paths: Sequence[Path], follow: bool = True, key: Ed25519PublicKey | None = None,
+        remember: Path | None = None,
+    ) -> None:  # fmt: skip
         self.paths = list(paths)
         self.follow = follow
+        self.remember = remember  # where the index is saved (`saved.py`); None: never
+        self.saved_records = -1  # the records the saved index holds (-1: none saved or restored)
+        self.saved_at = 0.0
         self.index = Index()
         self.verifier = Verifier(key, live=True)
         self.files: list[Opened] = []
@@ -63,9 +71,13 @@ class Audit:
     def catch_up(self) -> None:
         """Read what the files hold that was not read yet (the first time: all of it)."""
         if not self.files:
+            restored = self._restore()
             for path in self.paths:
-                if path.is_file():
-                    self._read_new(self._open(path), last=path == self.paths[-1])
+                if not path.is_file():
+                    continue
+                opened = restored.pop(0) if restored else self._open(path)
+                if not opened.compressed or opened.position == 0:  # a compressed rotation read once is whole
+                    self._read_new(opened, last=path == self.paths[-1])
             return
         current = self.files[-1]
         self._read_new(current, last=True)
@@ -129,25 +141,67 @@ class Audit:
 
     def _lines(self, number: int, opened: Opened, start: int, data: bytes) -> None:
         index = self.index
-        offset = start
-        line_no = opened.records
-        instances, recent = opened.instances, self.recent
-        added = len(index)
-        for line in data.splitlines(keepends=True):
-            length = len(line)
-            if not line.isspace():
-                line_no += 1
-                record = index.add(number, offset, line)
-                if record is not None:
-                    instance = record.get("instance")
-                    if type(instance) is str:
-                        instances[instance] = instances.get(instance, 0) + 1
-                    if record.get("error") == WORKER_LOST:
-                        opened.lost += 1
-                recent.append((added, line))
-                added += 1
-            offset += length
-        opened.records = line_no
+        first = len(index)
+        lines = data.splitlines(keepends=True)
+        opened.lost += index.add_lines(number, start, lines, opened.instances)
+        added = len(index) - first
+        opened.records += added
+        # The last lines read, for the live stream: a year read at the first open keeps only its end.
+        kept = [line for line in lines[-RECENT * 2 :] if not line.isspace()][-min(added, RECENT) :] if added else []
+        self.recent.extend(zip(range(len(index) - len(kept), len(index)), kept, strict=True))
+
+    # ---- the index remembered
+
+    def _restore(self) -> list[Opened]:
+        """The files the saved index covers, opened where it stopped reading them; none (and a
+        fresh index) when there is no saved index or it does not fit the files as they are."""
+        if self.remember is None:
+            return []
+        found = saved.read(self.remember)
+        if found is None:
+            return []
+        header, data = found
+        existing = [path for path in self.paths if path.is_file()]
+        try:
+            with data:
+                files = header["files"]
+                if len(files) > len(existing):
+                    return []
+                for entry, path in zip(files, existing, strict=False):
+                    opened = self._open(path)
+                    if saved.fingerprint(opened.handle, opened.compressed, entry["position"]) != entry["fingerprint"]:
+                        raise ValueError("another file")
+                    opened.position, opened.records, opened.lost = entry["position"], entry["records"], entry["lost"]
+                    opened.instances = dict(entry["instances"])
+                index = saved.restore_index(header["index"], data)
+        except (OSError, ValueError, KeyError, TypeError):
+            for opened in self.files:
+                opened.handle.close()
+            self.files = []
+            return []
+        self.index = index
+        self.saved_records = len(index)
+        self.saved_at = time.monotonic()
+        return list(self.files)
+
+    def save(self, due: bool = False) -> None:
+        """Save the index beside the audit when records came since it was last saved (`due`: and
+        SAVE_EVERY_S has passed since). Called by the thread that reads the files; a directory the
+        console cannot write to leaves the index unsaved."""
+        if self.remember is None or len(self.index) == self.saved_records or not self.files:
+            return
+        if due and self.saved_records >= 0 and time.monotonic() - self.saved_at < SAVE_EVERY_S:
+            return
+        with self.lock:  # the views wait meanwhile: the columns are written as they are, not copied
+            files = [{"path": str(f.path), "position": f.position, "records": f.records, "lost": f.lost,
+                      "instances": f.instances, "fingerprint": saved.fingerprint(f.handle, f.compressed, f.position)}
+                     for f in self.files]  # fmt: skip
+            records = len(self.index)
+            try:
+                saved.write(self.remember, {"files": files, "index": saved.index_state(self.index)}, self.index)
+            except OSError:
+                return
+        self.saved_records, self.saved_at = records, time.monotonic()
 
     # ---- the chain, checked behind the index
 
@@ -246,5 +300,9 @@ class Audit:
         return rows
 
     def close(self) -> None:
+        try:
+            self.save()
+        except OSError:
+            pass  # a file gone meanwhile: the index saved last stays
         for opened in self.files:
             opened.handle.close()

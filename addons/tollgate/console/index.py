@@ -18,6 +18,7 @@ from typing import Any, cast
 
 import orjson
 
+from tollgate.records.audit_record import WORKER_LOST
 from tollgate.records.inventory import GOVERNED_CATEGORY
 
 CONNECTION = "connection"
@@ -27,6 +28,7 @@ DAY = 10
 # How many records in a row from before a window end the hourly spend's walk back: records are
 # written as calls end, in the order of their start but for the calls in flight together.
 TIME_ORDER_SLACK = 50_000
+SPEND_BY = {"provider": 0, "model": 1, "client": 2}  # where each is in a day's spend key
 TOKENS_MAX = 2**31 - 1  # what a column holds of one call's tokens (no call comes near)
 
 
@@ -98,7 +100,21 @@ class Day:
     """The sums of one UTC day's records."""
 
     people: dict[tuple[str | None, str | None], Person] = field(default_factory=dict)
-    spend: dict[tuple[str, str | None], Spend] = field(default_factory=dict)  # (provider|model|client, value)
+    # (provider, model, client): the calls of each together, while the day is one of the last two
+    # read; then folded (`fold`) into ("provider" | "model" | "client", value): fewer sums to keep.
+    spend: dict[tuple[str | None, str | None, str | None], Spend] = field(default_factory=dict)
+    folded: bool = False
+
+    def fold(self) -> None:
+        """The spend of the calls together, as three sums by provider, by model and by client."""
+        if self.folded:
+            return
+        by: dict[Any, Spend] = {}
+        for together, s in self.spend.items():
+            for dimension, at in SPEND_BY.items():
+                _add_spend(by, (dimension, together[at]), s.calls, s.input_tokens, s.output_tokens, s.cost_usd)
+        self.spend, self.folded = by, True
+
     refusals: dict[tuple[str, str | None], Refusals] = field(default_factory=dict)  # (kind, client)
     findings: dict[tuple[str, str | None], int] = field(default_factory=dict)  # (kind, client)
     services: dict[tuple[str | None, str], Service] = field(default_factory=dict)  # (client, service)
@@ -152,6 +168,7 @@ class Index:
         self._hour_ids: dict[str | None, int] = {None: 0}
         self._hours: list[str | None] = [None]
         self.days: dict[str, Day] = {}
+        self._unfolded: list[str] = []  # the days whose spend is not folded yet, oldest first
         self.malformed = 0
 
     def __len__(self) -> int:
@@ -159,64 +176,91 @@ class Index:
 
     # ---- records in
 
-    def add(self, file: int, offset: int, line: bytes) -> dict[str, Any] | None:
-        """One line of an audit file, read: its record (None for a line that is no JSON object,
-        counted as malformed and still listed, as such)."""
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            record = None
+    def add(self, file: int, offset: int, line: bytes) -> None:
+        """One line of an audit file, read (a line that is no JSON object is counted as malformed
+        and still listed, as such)."""
+        self.add_lines(file, offset, [line], {})
+
+    def add_lines(self, file: int, offset: int, lines: list[bytes], instances: dict[str, int]) -> int:
+        """The lines of an audit file from byte `offset` on (blank ones skipped), their records
+        counted per instance in `instances`; how many are `worker lost` records. The path every
+        record of a year takes at the first open: its lookups bound once per chunk, not per record."""
         if file != self._file:
             self._file = file
             self.file_starts.extend([len(self.offsets)] * (file + 1 - len(self.file_starts)))
-        self.offsets.append(offset)
-        if type(record) is not dict:
-            self.malformed += 1
-            self._columns(None, None, None, BAD_LINE, None, None, 0, 0, 0.0)
-            return None
-        get = record.get
-        event, client, ts = get("event"), get("client"), get("ts")
-        if type(client) is not str:
-            client = None
-        cost = get("cost_usd")
-        inputs, outputs = get("input_tokens"), get("output_tokens")
-        inputs = inputs if type(inputs) is int and inputs >= 0 else 0
-        outputs = outputs if type(outputs) is int and outputs >= 0 else 0
-        price = cost if type(cost) is float or type(cost) is int else 0.0
-        model = get("model")
-        if type(model) is not str:
-            model = None
-        if type(ts) is not str or len(ts) < HOUR:
-            ts = None
-        self._columns(
-            client, _str(get("provider")), get("decision"), event if type(event) is str else None,
-            None if ts is None else ts[:HOUR], model, inputs, outputs, price,
-        )  # fmt: skip
-        if ts is not None:
+        loads, bad_json = orjson.loads, orjson.JSONDecodeError
+        ids, new_id, hour_ids = self._ids, self.id, self._hour_ids
+        add_offset, add_client, add_provider = self.offsets.append, self.clients.append, self.providers.append
+        add_decision, add_event, add_hour = self.decisions.append, self.events.append, self.hours.append
+        add_model, add_input, add_output = self.models.append, self.input_tokens.append, self.output_tokens.append
+        add_cost, summed = self.costs.append, self._sum
+        lost = 0
+        record: Any
+        event: Any
+        decision: Any
+        inputs: Any
+        outputs: Any
+        cost: Any = None
+        for line in lines:
+            at = offset
+            offset += len(line)
+            if line.isspace():
+                continue
             try:
-                self._sum(ts, record, event, client, inputs, outputs, cost, price, model)
-            except (TypeError, ValueError, AttributeError):
-                self.malformed += 1  # a record whose figures are not what the audit writes: listed, not summed
-        return record
-
-    def _columns(
-        self, client: str | None, provider: str | None, decision: Any, event: str | None, hour: str | None,
-        model: str | None, inputs: int, outputs: int, price: float,
-    ) -> None:  # fmt: skip
-        ids = self._ids
-        self.clients.append(ids[client] if client in ids else self.id(client))
-        self.providers.append(ids[provider] if provider in ids else self.id(provider))
-        self.decisions.append(1 if decision == "allow" else 2 if decision == "deny" else 0)
-        self.events.append(ids[event] if event in ids else self.id(event))
-        hours = self._hour_ids
-        if hour not in hours:
-            hours[hour] = len(self._hours)
-            self._hours.append(hour)
-        self.hours.append(hours[hour])
-        self.models.append(ids[model] if model in ids else self.id(model))
-        self.input_tokens.append(inputs if inputs <= TOKENS_MAX else TOKENS_MAX)
-        self.output_tokens.append(outputs if outputs <= TOKENS_MAX else TOKENS_MAX)
-        self.costs.append(price)
+                record = loads(line)
+            except bad_json:
+                record = None
+            add_offset(at)
+            if type(record) is not dict:
+                self.malformed += 1
+                record = None
+                client = provider = ts = hour = model = None
+                event, decision, inputs, outputs, price = BAD_LINE, 0, 0, 0, 0.0
+            else:
+                get = record.get
+                event, client, ts, model = get("event"), get("client"), get("ts"), get("model")
+                provider, decision = get("provider"), get("decision")
+                decision = 1 if decision == "allow" else 2 if decision == "deny" else 0
+                if type(client) is not str:
+                    client = None
+                if type(event) is not str:
+                    event = None
+                if type(model) is not str:
+                    model = None
+                if type(provider) is not str:
+                    provider = None
+                cost, inputs, outputs = get("cost_usd"), get("input_tokens"), get("output_tokens")
+                inputs = inputs if type(inputs) is int and inputs >= 0 else 0
+                outputs = outputs if type(outputs) is int and outputs >= 0 else 0
+                price = cost if type(cost) is float or type(cost) is int else 0.0
+                if type(ts) is not str or len(ts) < HOUR:
+                    ts = hour = None
+                else:
+                    hour = ts[:HOUR]
+            add_client(ids[client] if client in ids else new_id(client))
+            add_provider(ids[provider] if provider in ids else new_id(provider))
+            add_decision(decision)
+            add_event(ids[event] if event in ids else new_id(event))
+            if hour not in hour_ids:
+                hour_ids[hour] = len(self._hours)
+                self._hours.append(hour)
+            add_hour(hour_ids[hour])
+            add_model(ids[model] if model in ids else new_id(model))
+            add_input(inputs if inputs <= TOKENS_MAX else TOKENS_MAX)
+            add_output(outputs if outputs <= TOKENS_MAX else TOKENS_MAX)
+            add_cost(price)
+            if ts is not None and record is not None:
+                try:
+                    summed(ts, record, event, client, inputs, outputs, cost, price, model)
+                except (TypeError, ValueError, AttributeError):
+                    self.malformed += 1  # a record whose figures are not what the audit writes: listed, not summed
+            if record is not None:
+                instance = record.get("instance")
+                if type(instance) is str:
+                    instances[instance] = instances.get(instance, 0) + 1
+                if record.get("error") == WORKER_LOST:
+                    lost += 1
+        return lost
 
     def id(self, name: str | None) -> int:
         number = self._ids.get(name)
@@ -241,10 +285,14 @@ class Index:
         sums = self.days.get(day)
         if sums is None:
             sums = self.days[day] = Day()
+            self._fold_before(day)
+        get = record.get
         if event == "llm_call" or event == "mcp_call":  # noqa: PLR1714 (two comparisons: a tuple's `in` is slower here)
-            denied = record.get("decision") == "deny"
-            key = None if client is not None else _str(record.get("upstream_key"))
-            person = _person(sums, client, key)
+            denied = get("decision") == "deny"
+            key = None if client is not None else _str(get("upstream_key"))
+            person = sums.people.get((client, key))
+            if person is None:
+                person = sums.people[(client, key)] = Person()
             person.calls += 1
             person.refused += denied
             person.input_tokens += inputs
@@ -252,14 +300,26 @@ class Index:
             person.cost_usd += price
             if cost is None and event == "llm_call" and (inputs or outputs):
                 person.unpriced += 1  # tokens used at no known price
-            _seen(person, ts)
-            self._findings(sums, person, client, record)
+            if ts < person.first_seen:  # noqa: PLR1730 (min() is slower on the path every record takes)
+                person.first_seen = ts
+            if ts > person.last_seen:  # noqa: PLR1730
+                person.last_seen = ts
+            if get("findings") or get("answer_findings"):
+                self._findings(sums, person, client, record)
             if event == "llm_call":
-                provider = _str(record.get("provider"))
-                _spent(sums, ("provider", provider), inputs, outputs, price)
-                _spent(sums, ("model", model), inputs, outputs, price)
-                _spent(sums, ("client", client), inputs, outputs, price)
-                service = provider or _str(record.get("requested_provider")) or _str(record.get("host"))
+                provider = _str(get("provider"))
+                if sums.folded:  # a call that ended long after the calls around it
+                    for by, value in (("provider", provider), ("model", model), ("client", client)):
+                        _add_spend(sums.spend, (by, value), 1, inputs, outputs, price)
+                else:  # one sum per provider, model and client together: a view adds up the one it is by
+                    spend = sums.spend.get((provider, model, client))
+                    if spend is None:
+                        spend = sums.spend[(provider, model, client)] = Spend()
+                    spend.calls += 1
+                    spend.input_tokens += inputs
+                    spend.output_tokens += outputs
+                    spend.cost_usd += price
+                service = provider or _str(get("requested_provider")) or _str(get("host"))
                 if service is not None:
                     row = _service(sums, client, service, GOVERNED_CATEGORY, ts)
                     if denied:
@@ -273,8 +333,17 @@ class Index:
             self._connection(sums, client, record, ts)
         else:
             return
-        if (kind := record.get("refusal")) is not None:
+        if (kind := get("refusal")) is not None:
             self._refusal(sums, ts, client, kind, record)
+
+    def _fold_before(self, day: str) -> None:
+        """Fold the spend of the days before the day before `day` (records come in time order but
+        for the calls in flight together)."""
+        unfolded = self._unfolded
+        unfolded.append(day)
+        unfolded.sort()
+        while len(unfolded) > 2:
+            self.days[unfolded.pop(0)].fold()
 
     @staticmethod
     def _findings(sums: Day, person: Person, client: str | None, record: dict[str, Any]) -> None:
@@ -354,18 +423,18 @@ class Index:
 
     def _spend_by_day(self, window: Window, by: str) -> dict[tuple[str, str | None], Spend]:
         sums: dict[tuple[str, str | None], Spend] = {}
+        at = SPEND_BY[by]
         for day, d in self.days.items():
             if not window.holds_day(day):
                 continue
-            for (dimension, value), s in d.spend.items():
-                if dimension == by:
-                    whole = sums.get((day, value))
-                    if whole is None:
-                        whole = sums[(day, value)] = Spend()
-                    whole.calls += s.calls
-                    whole.input_tokens += s.input_tokens
-                    whole.output_tokens += s.output_tokens
-                    whole.cost_usd += s.cost_usd
+            for key, s in d.spend.items():
+                if d.folded:
+                    if key[0] != by:
+                        continue
+                    value = key[1]
+                else:
+                    value = key[at]
+                _add_spend(sums, (day, value), s.calls, s.input_tokens, s.output_tokens, s.cost_usd)
         return sums
 
     def _spend_by_hour(self, window: Window, by: str) -> dict[tuple[str, str | None], Spend]:
@@ -492,14 +561,14 @@ def _seen(person: Person, ts: str) -> None:
         person.last_seen = ts
 
 
-def _spent(sums: Day, by: tuple[str, str | None], inputs: int, outputs: int, price: float) -> None:
-    spend = sums.spend.get(by)
+def _add_spend(sums: dict[Any, Spend], key: Any, calls: int, inputs: int, outputs: int, cost: float) -> None:
+    spend = sums.get(key)
     if spend is None:
-        spend = sums.spend[by] = Spend()
-    spend.calls += 1
+        spend = sums[key] = Spend()
+    spend.calls += calls
     spend.input_tokens += inputs
     spend.output_tokens += outputs
-    spend.cost_usd += price
+    spend.cost_usd += cost
 
 
 def _service(sums: Day, client: str | None, service: str, category: str | None, ts: str) -> Service:

@@ -72,6 +72,7 @@ class Console:
         while not self.stopping.wait(0 if self.audit.checking else POLL_S):
             try:
                 self.audit.catch_up()
+                self.audit.save(due=True)
                 self.audit.verify_pending()
             except OSError:
                 pass  # a file between rotations: looked at again at the next poll

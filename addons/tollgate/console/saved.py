@@ -1,0 +1,176 @@
+"""The console's index, remembered beside the audit (`<audit>.console-index`), so that a restart
+reads only the records written since, not a year of them again.
+
+It holds what the index holds: each record's place and small columns, the names they stand for
+(clients, providers, models, events: the audit's own words, no content and no secret) and the sums
+per day; and, per file read, where reading stopped and what identifies the file. It is used only
+when every file it names is still there, the same file (device and inode, and for a file being
+written the bytes at its start and just before where reading stopped), in the same order; else it
+is set aside and the audit is read afresh. The chain is never taken from it: it is checked again
+from the files behind the views, so that the index cannot make a changed audit look whole."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from array import array
+from dataclasses import fields
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from tollgate.console.index import Day, Index, Person, Refusals, Service, Spend
+
+MAGIC = b"tollgate console index 2\n"
+SUFFIX = ".console-index"
+PROBE = 64 << 10  # the bytes hashed at a file's start and before where reading stopped
+ARRAYS = ("offsets", "clients", "providers", "decisions", "events", "hours", "models", "input_tokens",
+          "output_tokens", "costs")  # fmt: skip
+
+
+def path_for(audit_file: Path) -> Path:
+    return audit_file.with_name(audit_file.name + SUFFIX)
+
+
+def fingerprint(handle: IO[bytes], compressed: bool, position: int) -> dict[str, Any]:
+    """What identifies a file read up to `position`: its device and inode, and for a plain file
+    the hash of its first bytes and of those just before `position` (a file rewritten, truncated
+    or replaced under the same name differs there). A compressed rotation is never written again:
+    its size and time say it is the same."""
+    stat = os.fstat(handle.fileno())
+    found: dict[str, Any] = {"device": stat.st_dev, "inode": stat.st_ino, "compressed": compressed}
+    if compressed:
+        found.update(size=stat.st_size, mtime_ns=stat.st_mtime_ns)
+        return found
+    if stat.st_size < position:
+        found["short"] = True
+        return found
+    fd = handle.fileno()
+    head = os.pread(fd, min(PROBE, position), 0)
+    tail_start = max(0, position - PROBE)
+    tail = os.pread(fd, position - tail_start, tail_start)
+    found.update(head=_hash(head), tail=_hash(tail))
+    return found
+
+
+def _hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+# ---- the index as bytes
+
+
+def index_state(index: Index) -> dict[str, Any]:
+    """The index's header (names, sums); its columns are written as they are (`write`)."""
+    return {
+        "byteorder": sys.byteorder,
+        "arrays": [[name, getattr(index, name).typecode, getattr(index, name).itemsize, len(getattr(index, name))]
+                   for name in ARRAYS],
+        "file_starts": index.file_starts,
+        "names": index._names,
+        "hours": index._hours,
+        "malformed": index.malformed,
+        "days": len(index.days),  # each written apart (`write`), so that a restart parses one at a time
+    }  # fmt: skip
+
+
+def _values(row: Any) -> list[Any]:
+    return [getattr(row, f.name) for f in fields(row)]
+
+
+def _day_state(day: Day) -> dict[str, Any]:
+    return {
+        "people": [[*key, *_values(p)] for key, p in day.people.items()],
+        "folded": day.folded,
+        "spend": [[*key, *_values(s)] for key, s in day.spend.items()],
+        "refusals": [[*key, *_values(r)] for key, r in day.refusals.items()],
+        "findings": [[*key, n] for key, n in day.findings.items()],
+        "services": [[*key, *_values(s)] for key, s in day.services.items()],
+    }
+
+
+def _day(state: dict[str, Any]) -> Day:
+    day = Day()
+    day.people = {(c, k): Person(*rest) for c, k, *rest in state["people"]}
+    day.folded = bool(state["folded"])
+    width = 2 if day.folded else 3  # ("provider" | "model" | "client", value), or (provider, model, client)
+    day.spend = {tuple(row[:width]): Spend(*row[width:]) for row in state["spend"]}
+    day.refusals = {(k, c): Refusals(*rest) for k, c, *rest in state["refusals"]}
+    day.findings = {(k, c): n for k, c, n in state["findings"]}
+    day.services = {(c, s): Service(*rest) for c, s, *rest in state["services"]}
+    return day
+
+
+def restore_index(header: dict[str, Any], data: IO[bytes]) -> Index:
+    """An index from its saved header and columns; ValueError when they do not fit together."""
+    if header["byteorder"] != sys.byteorder:
+        raise ValueError("saved on a machine of another byte order")
+    index = Index()
+    for _ in range(int(header["days"])):
+        length = int.from_bytes(data.read(8), "little")
+        day, state = orjson.loads(data.read(length))
+        index.days[day] = _day(state)
+    for name, typecode, itemsize, length in header["arrays"]:
+        column = getattr(index, name)
+        if name not in ARRAYS or column.typecode != typecode or column.itemsize != itemsize:
+            raise ValueError(f"column {name} of another kind")
+        restored = array(typecode)
+        try:
+            restored.fromfile(data, length)  # read into the column itself: no copy of a year's columns
+        except EOFError:
+            raise ValueError("cut") from None
+        setattr(index, name, restored)
+    if len({len(getattr(index, name)) for name in ARRAYS}) != 1:
+        raise ValueError("columns of different lengths")
+    index.file_starts = [int(n) for n in header["file_starts"]]
+    index._file = len(index.file_starts) - 1
+    index._names = list(header["names"])
+    index._ids = {name: n for n, name in enumerate(index._names)}
+    index._hours = list(header["hours"])
+    index._hour_ids = {hour: n for n, hour in enumerate(index._hours)}
+    index.malformed = int(header["malformed"])
+    index._unfolded = sorted(day for day, sums in index.days.items() if not sums.folded)
+    return index
+
+
+def write(path: Path, header: dict[str, Any], index: Index) -> None:
+    """Written whole under another name, then renamed: a reader finds the old index or the new.
+    The columns are written as they are, with no copy: the caller holds the index still meanwhile."""
+    text = orjson.dumps(header)
+    partial = path.with_name(path.name + ".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(MAGIC)
+        f.write(len(text).to_bytes(8, "little"))
+        f.write(text)
+        for day, sums in index.days.items():
+            state = orjson.dumps([day, _day_state(sums)])
+            f.write(len(state).to_bytes(8, "little"))
+            f.write(state)
+        for name in ARRAYS:
+            getattr(index, name).tofile(f)
+    os.replace(partial, path)
+
+
+def read(path: Path) -> tuple[dict[str, Any], IO[bytes]] | None:
+    """The saved header and the open file at its columns; None when there is none or it is not
+    an index of this version."""
+    try:
+        f = path.open("rb")
+    except OSError:
+        return None
+    try:
+        if f.read(len(MAGIC)) != MAGIC:
+            f.close()
+            return None
+        length = int.from_bytes(f.read(8), "little")
+        header = orjson.loads(f.read(length))
+    except (OSError, orjson.JSONDecodeError):
+        f.close()
+        return None
+    if not isinstance(header, dict):
+        f.close()
+        return None
+    return header, f
