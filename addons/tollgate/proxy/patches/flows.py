@@ -244,6 +244,33 @@ def finish_streamed_responses() -> None:
     stream_class._tollgate_finishes_streams = True  # type: ignore[attr-defined]
 
 
+def stop_streams_their_taps_end() -> None:
+    """A streamed response whose stream callable says it has `stopped` (an answer a guardrail
+    denied, whose last bytes, an error event, went to the client) ends there: the upstream's side
+    is cancelled (an HTTP/1 connection closed, an HTTP/2 stream reset: generation stops), the
+    `response` hook runs and the client's response is ended as a whole one is. mitmproxy would
+    read the upstream on to its end."""
+    stream_class = http_layers.HttpStream
+    if getattr(stream_class, "_tollgate_stops_streams", False):
+        return
+    streaming = stream_class.state_stream_response_body
+
+    def stopping(self: Any, event: Any) -> Generator[Any, Any, None]:
+        yield from streaming(self, event)
+        response = self.flow.response
+        tap = response.stream if response is not None else None
+        if not (isinstance(event, ResponseData) and getattr(tap, "stopped", False)):
+            return
+        if self.server_state != self.state_stream_response_body:
+            return
+        cancel = RequestProtocolError(self.stream_id, "the answer was stopped by a guardrail", ErrorCode.CANCEL)
+        yield SendHttp(cancel, self.context.server)
+        yield from self.send_response(already_streamed=True)
+
+    stream_class.state_stream_response_body = stopping  # type: ignore[method-assign]
+    stream_class._tollgate_stops_streams = True  # type: ignore[attr-defined]
+
+
 Steps = Generator[Any, Any, None]
 
 

@@ -1,0 +1,224 @@
+"""Guardrails on answers, with the official openai SDK through mitmdump: an OpenAI chat answer that
+streams an AWS key split across events and a card number split across a tool call's argument
+deltas comes to the SDK with each value replaced (`redact`), or stops before the value with an
+error the SDK raises on while iterating, the upstream's connection closed (`deny`); a JSON answer
+is served redacted or refused 403; a clean stream comes through byte for byte; the audit counts
+what was found (`answer_findings`)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from tests.support import guardrail_samples as samples
+from tests.support.canned import provider_answers
+from tests.support.fake_upstream import Received, Reply
+from tests.support.streams import sse
+
+VIRTUAL = "tg-answers-alice-0001"
+AWS = samples.AWS_KEY_ID
+CARD = samples.SAMPLES["pii.payment_card"][0]
+TEXT = f"Here is the key from the file: {AWS} and nothing else."
+ARGS = json.dumps({"card": CARD, "note": "pay it"})
+KINDS = ["secrets.aws_access_key_id", "pii.payment_card"]
+FILLERS = 100  # events the upstream would send after a denied value, were it not closed
+FILLER_GAP = 0.02
+
+
+def config(urls: dict[str, str]) -> dict:
+    return {
+        "providers": {"openai": {"upstream": urls["openai"], "keys": ["sk-real-answers-0001"]}},
+        "clients": [{"name": "alice", "keys": [VIRTUAL]}],
+        "guardrails": [
+            {"on": ["answer"], "detect": KINDS, "action": "redact"},
+            {"match": {"model": "gpt-deny*"}, "on": ["answer"], "detect": KINDS, "action": "deny"},
+        ],
+    }
+
+
+def chunk(delta: dict, finish: str | None = None) -> bytes:
+    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+    event = {"id": "chatcmpl-g", "object": "chat.completion.chunk", "created": 1700000000, "model": "gpt-4o"}
+    return sse({**event, "choices": [choice]})
+
+
+def pieces(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def guarded_stream() -> list[bytes]:
+    """The text in 5-character events (the key across four), then a tool call whose arguments
+    come in 4-character deltas (the card across five)."""
+    events = [chunk({"role": "assistant", "content": ""})]
+    events += [chunk({"content": p}) for p in pieces(TEXT, 5)]
+    call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "pay", "arguments": ""}}
+    events.append(chunk({"tool_calls": [call]}))
+    events += [chunk({"tool_calls": [{"index": 0, "function": {"arguments": p}}]}) for p in pieces(ARGS, 4)]
+    return [*events, chunk({}, "tool_calls"), sse("[DONE]")]
+
+
+def clean_stream() -> list[bytes]:
+    """No event ends in what may begin a value: not even in the first letter of one of Tollgate's
+    own keys (`s`, `t`), which would be held until the next event says it is none."""
+    events = [chunk({"role": "assistant", "content": ""})]
+    events += [chunk({"content": p}) for p in ("Nothing ", "to hide ", "here, ", "all is well ", "and fine.")]
+    return [*events, chunk({}, "stop"), sse("[DONE]")]
+
+
+def denied_stream() -> tuple[list[bytes], int]:
+    """The text up to and with the key, then fillers the upstream sends slowly: and where the key's
+    first event is."""
+    events = [chunk({"role": "assistant", "content": ""})]
+    events += [chunk({"content": p}) for p in pieces(TEXT, 5)]
+    first = 1 + TEXT.index(AWS) // 5
+    events += [chunk({"content": " more"}) for _ in range(FILLERS)]
+    return [*events, chunk({}, "stop"), sse("[DONE]")], first
+
+
+def json_answer(content: str, arguments: str) -> dict:
+    call = {"id": "call_1", "type": "function", "function": {"name": "pay", "arguments": arguments}}
+    message = {"role": "assistant", "content": content, "tool_calls": [call]}
+    return {
+        "id": "chatcmpl-j",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "gpt-4o",
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12},
+    }
+
+
+class Upstream:
+    """The fake OpenAI's answers, by model; the denied stream's reply kept to see where it stopped."""
+
+    def __init__(self) -> None:
+        self.denied: Reply | None = None
+        self.denied_at = 0
+
+    def __call__(self, received: Received) -> Reply:
+        if not received.path.endswith("/chat/completions"):
+            return provider_answers(received)
+        body = received.json()
+        model, stream = body["model"], body.get("stream")
+        if model == "gpt-clean":
+            return Reply(200, chunks=clean_stream())
+        if model == "gpt-deny-stream":
+            chunks, first = denied_stream()
+            self.denied_at = first
+            self.denied = Reply(200, chunks=chunks, gate=lambda i: time.sleep(FILLER_GAP if i > first else 0))
+            return self.denied
+        if stream:
+            return Reply(200, chunks=guarded_stream())
+        return Reply(200, json_answer(TEXT, ARGS))
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Upstream:
+    return Upstream()
+
+
+@pytest.fixture(scope="module")
+def gw(start_gateway, upstream):
+    gateway = start_gateway(config, providers=("openai",))
+    gateway.fakes["openai"].handler = upstream
+    return gateway
+
+
+READ_STREAM = f"""
+from openai import OpenAI
+client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+text, args, error = "", "", None
+try:
+    for event in client.chat.completions.create(
+        model=MODEL, messages=[{{"role": "user", "content": "pay"}}], stream=True
+    ):
+        for choice in event.choices:
+            text += choice.delta.content or ""
+            for call in choice.delta.tool_calls or ():
+                args += (call.function.arguments or "") if call.function else ""
+except Exception as e:
+    error = [type(e).__module__.split(".")[0], type(e).__name__, str(e)]
+report(text=text, args=args, error=error)
+"""
+
+
+def test_a_streamed_answer_comes_redacted_in_its_text_and_tool_arguments(gw):
+    result = gw.run("MODEL = 'gpt-4o'\n" + READ_STREAM)
+    assert result["error"] is None
+    assert result["text"] == TEXT.replace(AWS, "[REDACTED:secrets.aws_access_key_id]")
+    assert result["args"] == ARGS.replace(CARD, "[REDACTED:pii.payment_card]")
+    assert json.loads(result["args"]) == {"card": "[REDACTED:pii.payment_card]", "note": "pay it"}
+    record = gw.last_audit()
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1, "pii.payment_card": 1}
+    assert (record["status"], record["error"], record["refusal"]) == (200, None, None)
+
+
+def test_a_denied_stream_raises_in_the_sdk_and_the_upstream_is_closed(gw, upstream):
+    started = time.monotonic()
+    result = gw.run("MODEL = 'gpt-deny-stream'\n" + READ_STREAM)
+    module, name, message = result["error"]
+    assert (module, name) == ("openai", "APIError")
+    assert "secrets.aws_access_key_id" in message
+    # Everything before the key's first byte came; nothing of it, nor after it.
+    assert result["text"] == TEXT[: TEXT.index(AWS)]
+    record = gw.last_audit()
+    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+    # The fillers would take FILLERS * FILLER_GAP to send: past that, the upstream had stopped
+    # soon after the key (a write or two into the closed connection's buffers).
+    time.sleep(max(0.0, started + FILLERS * FILLER_GAP + 1.0 - time.monotonic()))
+    assert upstream.denied is not None
+    assert len(upstream.denied.sent_at) < upstream.denied_at + 4 + 5
+
+
+def test_a_clean_stream_comes_byte_for_byte(gw):
+    result = gw.run(
+        f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+        with client.chat.completions.with_streaming_response.create(
+            model="gpt-clean", messages=[{{"role": "user", "content": "count"}}], stream=True
+        ) as r:
+            raw = b"".join(r.iter_bytes())
+        report(raw=raw.decode())
+        """
+    )
+    assert result["raw"].encode() == b"".join(clean_stream())
+    assert gw.last_audit()["answer_findings"] == {}
+
+
+READ_JSON = f"""
+from openai import OpenAI
+client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+try:
+    r = client.chat.completions.create(model=MODEL, messages=[{{"role": "user", "content": "pay"}}])
+    message = r.choices[0].message
+    report(text=message.content, args=message.tool_calls[0].function.arguments, tokens=r.usage.total_tokens)
+except Exception as e:
+    report(error=[type(e).__module__.split(".")[0], type(e).__name__], status=getattr(e, "status_code", None),
+           body=getattr(e, "body", None), tollgate=e.response.headers.get("x-tollgate-error"))
+"""
+
+
+def test_a_json_answer_is_served_redacted(gw):
+    result = gw.run("MODEL = 'gpt-4o'\n" + READ_JSON)
+    assert result == {
+        "text": TEXT.replace(AWS, "[REDACTED:secrets.aws_access_key_id]"),
+        "args": ARGS.replace(CARD, "[REDACTED:pii.payment_card]"),
+        "tokens": 12,
+    }
+    record = gw.last_audit()
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1, "pii.payment_card": 1}
+    assert (record["status"], record["decision"], record["error"]) == (200, "allow", None)
+    assert record["total_tokens"] == 12
+
+
+def test_a_json_answer_with_a_denied_value_is_refused_403(gw):
+    result = gw.run("MODEL = 'gpt-deny-json'\n" + READ_JSON)
+    assert result["error"] == ["openai", "PermissionDeniedError"]
+    assert (result["status"], result["tollgate"]) == (403, "content_denied")
+    assert AWS not in json.dumps(result) and CARD not in json.dumps(result)
+    record = gw.last_audit()
+    assert (record["status"], record["decision"], record["refusal"]) == (403, "deny", "content_denied")
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
