@@ -28,7 +28,12 @@ FILLER_GAP = 0.02
 
 def config(urls: dict[str, str]) -> dict:
     return {
-        "providers": {"openai": {"upstream": urls["openai"], "keys": ["sk-real-answers-0001"]}},
+        "providers": {
+            "openai": {"upstream": urls["openai"], "keys": ["sk-real-answers-0001"]},
+            "anthropic": {"upstream": urls["anthropic"], "keys": ["sk-ant-real-answers-0001"]},
+        },
+        # An OpenAI chat call to Claude goes in Anthropic's format; its answer comes back in OpenAI's.
+        "overrides": [{"match": {"provider": "openai", "model": "claude-*"}, "provider": "anthropic", "api": "native"}],
         "clients": [{"name": "alice", "keys": [VIRTUAL]}],
         "guardrails": [
             {"on": ["answer"], "detect": KINDS, "action": "redact"},
@@ -89,6 +94,37 @@ def json_answer(content: str, arguments: str) -> dict:
     }
 
 
+def anthropic_answer(stream: bool) -> Reply:
+    """Claude's answer, the key in its text (in 5-character deltas when streamed)."""
+    usage = {"input_tokens": 30, "output_tokens": 9}
+    message = {"id": "msg_g", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5"}
+    if not stream:
+        content = [{"type": "text", "text": TEXT}]
+        return Reply(200, {**message, "content": content, "stop_reason": "end_turn", "usage": usage})
+    start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
+    block = {"type": "text", "text": ""}
+    events = [
+        sse({"type": "message_start", "message": start}, "message_start"),
+        sse({"type": "content_block_start", "index": 0, "content_block": block}, "content_block_start"),
+    ]
+    events += [
+        sse(
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}},
+            "content_block_delta",
+        )
+        for p in pieces(TEXT, 5)
+    ]
+    events += [
+        sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+        sse(
+            {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 9}},
+            "message_delta",
+        ),
+        sse({"type": "message_stop"}, "message_stop"),
+    ]
+    return Reply(200, chunks=events)
+
+
 class Upstream:
     """The fake OpenAI's answers, by model; the denied stream's reply kept to see where it stopped."""
 
@@ -97,6 +133,8 @@ class Upstream:
         self.denied_at = 0
 
     def __call__(self, received: Received) -> Reply:
+        if received.path.endswith("/v1/messages"):
+            return anthropic_answer(received.json().get("stream"))
         if not received.path.endswith("/chat/completions"):
             return provider_answers(received)
         body = received.json()
@@ -110,6 +148,10 @@ class Upstream:
             return self.denied
         if stream:
             return Reply(200, chunks=guarded_stream())
+        if model == "gpt-huge":  # past 16 MiB, chunked: no length to tell it at its headers
+            body = json.dumps(json_answer(TEXT + " " + "z" * (17 << 20), ARGS)).encode()
+            pieces_of = [body[i : i + (1 << 20)] for i in range(0, len(body), 1 << 20)]
+            return Reply(200, chunks=pieces_of, headers={"content-type": "application/json"})
         return Reply(200, json_answer(TEXT, ARGS))
 
 
@@ -120,8 +162,9 @@ def upstream() -> Upstream:
 
 @pytest.fixture(scope="module")
 def gw(start_gateway, upstream):
-    gateway = start_gateway(config, providers=("openai",))
-    gateway.fakes["openai"].handler = upstream
+    gateway = start_gateway(config, providers=("openai", "anthropic"))
+    for fake in gateway.fakes.values():
+        fake.handler = upstream
     return gateway
 
 
@@ -222,3 +265,35 @@ def test_a_json_answer_with_a_denied_value_is_refused_403(gw):
     record = gw.last_audit()
     assert (record["status"], record["decision"], record["refusal"]) == (403, "deny", "content_denied")
     assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+
+
+def test_a_translated_answer_is_read_as_the_client_gets_it(gw):
+    streamed = gw.run("MODEL = 'claude-sonnet-4-5'\n" + READ_STREAM)
+    assert streamed["error"] is None
+    assert streamed["text"] == TEXT.replace(AWS, "[REDACTED:secrets.aws_access_key_id]")
+    assert gw.last_audit()["answer_findings"] == {"secrets.aws_access_key_id": 1}
+    whole = gw.run(
+        f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+        r = client.chat.completions.create(model="claude-sonnet-4-5", messages=[{{"role": "user", "content": "key"}}])
+        report(text=r.choices[0].message.content)
+        """
+    )
+    assert whole == {"text": TEXT.replace(AWS, "[REDACTED:secrets.aws_access_key_id]")}
+    record = gw.last_audit()
+    assert (record["provider"], record["answer_findings"]) == ("anthropic", {"secrets.aws_access_key_id": 1})
+
+
+def test_a_json_answer_past_16_mib_goes_on_unread(gw):
+    result = gw.run(
+        f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+        r = client.chat.completions.create(model="gpt-huge", messages=[{{"role": "user", "content": "all"}}])
+        report(size=len(r.choices[0].message.content), head=r.choices[0].message.content[:80])
+        """
+    )
+    assert result == {"size": len(TEXT) + 1 + (17 << 20), "head": (TEXT + " " + "z" * 80)[:80]}
+    record = gw.last_audit()
+    assert (record["status"], record["answer_findings"]) == (200, None)

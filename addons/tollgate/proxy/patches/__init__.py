@@ -17,12 +17,14 @@ from tollgate.proxy.patches.dispatch import cheaper_hook_dispatch
 from tollgate.proxy.patches.drain import CloseInjected, begin_drain, close_websocket, drain_connections
 from tollgate.proxy.patches.flows import (
     EndIfWaiting,
+    bound_responses_read_whole,
     end_flows_waiting_for_response,
     end_response_with,
     ended_by_client,
     finish_streamed_responses,
     note_flows_ended_by_client,
     note_requests_sent,
+    read_whole_up_to,
     serve_responses_set_by_error_hook,
     stop_streams_their_taps_end,
 )
@@ -49,6 +51,7 @@ __all__ = [
     "EndIfWaiting",
     "begin_drain",
     "bound_message_heads",
+    "bound_responses_read_whole",
     "bound_websocket_messages",
     "calls_shown",
     "cheaper_hook_dispatch",
@@ -68,6 +71,7 @@ __all__ = [
     "no_more_resends",
     "note_flows_ended_by_client",
     "note_requests_sent",
+    "read_whole_up_to",
     "refused_connection",
     "relay_http1_trailers",
     "resend",

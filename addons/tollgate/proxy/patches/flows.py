@@ -244,6 +244,43 @@ def finish_streamed_responses() -> None:
     stream_class._tollgate_finishes_streams = True  # type: ignore[attr-defined]
 
 
+_bounds: WeakKeyDictionary[http.HTTPFlow, tuple[int, Callable[[], Callable[[bytes], Any]]]] = WeakKeyDictionary()
+
+
+def read_whole_up_to(flow: http.HTTPFlow, limit: int, past: Callable[[], Callable[[bytes], Any]]) -> None:
+    """Have the flow's response, read whole (`response.stream` False), read only up to `limit`
+    bytes: past that, it streams from there on through the callable `past()` gives (what was read
+    first too), its headers sent then (`bound_responses_read_whole`)."""
+    _bounds[flow] = (limit, past)
+
+
+def bound_responses_read_whole() -> None:
+    """mitmproxy reads a response it does not stream whole, however large. Taught here, one that
+    `read_whole_up_to` bounds goes on streamed once it passes its bound, as mitmproxy's own
+    `stream_large_bodies` does with every response."""
+    stream_class = http_layers.HttpStream
+    if getattr(stream_class, "_tollgate_bounds_whole", False):
+        return
+    consuming = stream_class.state_consume_response_body
+
+    def bounded(self: Any, event: Any) -> Generator[Any, Any, None]:
+        yield from consuming(self, event)
+        bound = _bounds.get(self.flow)
+        if bound is None or not isinstance(event, ResponseData) or len(self.response_body_buf) <= bound[0]:
+            return
+        if self.server_state != self.state_consume_response_body:
+            return
+        del _bounds[self.flow]
+        self.flow.response.stream = bound[1]()
+        read = bytes(self.response_body_buf)
+        self.response_body_buf.clear()
+        yield from self.start_response_stream()
+        yield from self.handle_event(ResponseData(self.stream_id, read))
+
+    stream_class.state_consume_response_body = bounded  # type: ignore[method-assign]
+    stream_class._tollgate_bounds_whole = True  # type: ignore[attr-defined]
+
+
 def stop_streams_their_taps_end() -> None:
     """A streamed response whose stream callable says it has `stopped` (an answer a guardrail
     denied, whose last bytes, an error event, went to the client) ends there: the upstream's side

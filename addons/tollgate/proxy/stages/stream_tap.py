@@ -152,6 +152,10 @@ class UsageTap:
             held, self._rewrite = self._rewrite.flush(), None
             return held + chunk
 
+    def rewrite_with(self, rewrite: Rewrite | None) -> None:
+        """What rewrites the answer from now on (None: it goes as it comes)."""
+        self._rewrite = rewrite
+
     @property
     def stopped(self) -> bool:
         """Whether the answer has ended here (`patches.stop_streams_their_taps_end`)."""
@@ -177,6 +181,8 @@ class UsageTap:
         mitmproxy's flows are freed by the garbage collector, some time after the call: the reader
         and the call record are let go here, to be freed at once rather than wait with the flow."""
         reader, on_end = self.reader, self._on_end
+        if isinstance(self._rewrite, GuardedAnswer):  # broken off, too: what was found so far
+            self._rewrite.note()
         self.reader = self._decoder = self._on_end = self._first = None
         if reader is None or on_end is None:
             return
@@ -324,9 +330,12 @@ class StreamTap:
         elif detectors is not None and (declared_length(index) or 0) <= ANSWER_LIMIT:
             # Read whole before its headers go (`answer_read_whole`): served redacted, or refused.
             told = partial(record_usage, call, provider.answer_service_tier(headers), provider.answer_speed(headers))
-            whole = translation.rewrite if translation is not None and translation.rewrite is not None else _Whole()
-            self._whole[flow] = (UsageTap(reader, decoder, told, whole, call), detectors)
+            translated = translation.rewrite if translation is not None else None
+            self._whole[flow] = (UsageTap(reader, decoder, told, translated or _Whole(), call), detectors)
             flow.response.stream = False
+            # Larger than 16 MiB, it goes on unread, as it comes.
+            patches.bound_responses_read_whole()
+            patches.read_whole_up_to(flow, ANSWER_LIMIT, partial(self._unread, flow, translated))
             return
         # Streamed bodies are not stored in the flow either: a saved flow holds no completion text.
         told = partial(record_usage, call, provider.answer_service_tier(headers), provider.answer_speed(headers))
@@ -368,6 +377,14 @@ class StreamTap:
         fields = [f for f in response.headers.fields if f[0].lower() not in _GUARDED_DROPPED]
         response.headers.fields = tuple(fields)
         response.content = served
+
+    def _unread(self, flow: http.HTTPFlow, translated: Rewrite | None) -> UsageTap:
+        """The tap of a JSON answer too large to be read whole: it streams on unread."""
+        pending = self._whole.pop(flow, None)
+        assert pending is not None
+        tap = pending[0]
+        tap.rewrite_with(translated)
+        return tap
 
     @staticmethod
     def _guarded(flow: http.HTTPFlow, call: Call, detectors: AnswerDetectors, rewrite: Rewrite | None) -> Rewrite:
