@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 import pytest
 from tests.support import guardrail_samples as samples
@@ -131,6 +132,7 @@ class Upstream:
     def __init__(self) -> None:
         self.denied: Reply | None = None
         self.denied_at = 0
+        self.gate: Callable[[int], None] | None = None  # for the clean stream's events
 
     def __call__(self, received: Received) -> Reply:
         if received.path.endswith("/v1/messages"):
@@ -140,7 +142,7 @@ class Upstream:
         body = received.json()
         model, stream = body["model"], body.get("stream")
         if model == "gpt-clean":
-            return Reply(200, chunks=clean_stream())
+            return Reply(200, chunks=clean_stream(), gate=self.gate)
         if model == "gpt-deny-stream":
             chunks, first = denied_stream()
             self.denied_at = first
@@ -297,3 +299,41 @@ def test_a_json_answer_past_16_mib_goes_on_unread(gw):
     assert result == {"size": len(TEXT) + 1 + (17 << 20), "head": (TEXT + " " + "z" * 80)[:80]}
     record = gw.last_audit()
     assert (record["status"], record["answer_findings"]) == (200, None)
+
+
+def test_a_clean_streams_events_are_not_held_back(gw, upstream, tmp_path):
+    """The upstream sends each event only once the client has the one before: a guarded stream
+    whose text holds no candidate passes each event on as it comes."""
+    count = tmp_path / "events"
+    waited: list[bool] = []
+
+    def until_the_client_has(i: int) -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if count.exists() and int(count.read_text() or 0) >= i:
+                waited.append(True)
+                return
+            time.sleep(0.01)
+        waited.append(False)
+
+    upstream.gate = until_the_client_has
+    try:
+        result = gw.run(
+            f"""
+            from openai import OpenAI
+            client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+            n, text = 0, ""
+            for event in client.chat.completions.create(
+                model="gpt-clean", messages=[{{"role": "user", "content": "count"}}], stream=True
+            ):
+                n += 1
+                text += event.choices[0].delta.content or "" if event.choices else ""
+                with open({str(count)!r}, "w") as f:
+                    f.write(str(n))
+            report(text=text)
+            """
+        )
+    finally:
+        upstream.gate = None
+    assert result == {"text": "Nothing to hide here, all is well and fine."}
+    assert waited == [True] * (len(clean_stream()) - 1)
