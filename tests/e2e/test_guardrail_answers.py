@@ -39,6 +39,13 @@ def config(urls: dict[str, str]) -> dict:
         "guardrails": [
             {"on": ["answer"], "detect": KINDS, "action": "redact"},
             {"match": {"model": "gpt-deny*"}, "on": ["answer"], "detect": KINDS, "action": "deny"},
+            {
+                "match": {"model": "gpt-huge-deny"},
+                "on": ["answer"],
+                "detect": KINDS,
+                "action": "redact",
+                "unread": "deny",
+            },
         ],
     }
 
@@ -150,7 +157,7 @@ class Upstream:
             return self.denied
         if stream:
             return Reply(200, chunks=guarded_stream())
-        if model == "gpt-huge":  # past 16 MiB, chunked: no length to tell it at its headers
+        if model.startswith("gpt-huge"):  # past 16 MiB, chunked: no length to tell it at its headers
             body = json.dumps(json_answer(TEXT + " " + "z" * (17 << 20), ARGS)).encode()
             pieces_of = [body[i : i + (1 << 20)] for i in range(0, len(body), 1 << 20)]
             return Reply(200, chunks=pieces_of, headers={"content-type": "application/json"})
@@ -337,3 +344,12 @@ def test_a_clean_streams_events_are_not_held_back(gw, upstream, tmp_path):
         upstream.gate = None
     assert result == {"text": "Nothing to hide here, all is well and fine."}
     assert waited == [True] * (len(clean_stream()) - 1)
+
+
+def test_a_json_answer_past_16_mib_under_unread_deny_is_refused(gw):
+    result = gw.run("MODEL = 'gpt-huge-deny'\n" + READ_JSON)
+    assert result["error"] == ["openai", "PermissionDeniedError"]
+    assert (result["status"], result["tollgate"]) == (403, "content_denied")
+    record = gw.last_audit()
+    assert (record["status"], record["decision"], record["refusal"]) == (403, "deny", "content_denied")
+    assert record["answer_findings"] is None

@@ -247,6 +247,12 @@ class Guardrails:
         applying = (r for r in self.rules if matches(r.rule.match, provider, model, client, groups))
         return "deny" if any(r.rule.unread == "deny" for r in applying) else "allow"
 
+    def answer_unread(self, provider: str, model: str | None, client: str | None, groups: tuple[str, ...]) -> str:
+        """What an answer that cannot be read (a JSON answer past 16 MiB) does: `deny` when an
+        answer rule that matches the call says so, else `allow`."""
+        applying = (r for r in self.answer_rules if matches(r.rule.match, provider, model, client, groups))
+        return "deny" if any(r.rule.unread == "deny" for r in applying) else "allow"
+
     def shown_name(self, name: str) -> str:
         """A name the caller gave (a call's model) as the audit, the console, the metrics and saved
         flows show it: each secret the built-in `secrets` detectors or `tollgate_keys` find in it,

@@ -244,13 +244,16 @@ def finish_streamed_responses() -> None:
     stream_class._tollgate_finishes_streams = True  # type: ignore[attr-defined]
 
 
-_bounds: WeakKeyDictionary[http.HTTPFlow, tuple[int, Callable[[], Callable[[bytes], Any]]]] = WeakKeyDictionary()
+Past = Callable[[], Callable[[bytes], Any] | None]
+_bounds: WeakKeyDictionary[http.HTTPFlow, tuple[int, Past]] = WeakKeyDictionary()
 
 
-def read_whole_up_to(flow: http.HTTPFlow, limit: int, past: Callable[[], Callable[[bytes], Any]]) -> None:
+def read_whole_up_to(flow: http.HTTPFlow, limit: int, past: Past) -> None:
     """Have the flow's response, read whole (`response.stream` False), read only up to `limit`
     bytes: past that, it streams from there on through the callable `past()` gives (what was read
-    first too), its headers sent then (`bound_responses_read_whole`)."""
+    first too), its headers sent then (`bound_responses_read_whole`); or, where `past()` gives
+    None (having set the flow's response to a refusal), the refusal is sent and the upstream
+    closed."""
     _bounds[flow] = (limit, past)
 
 
@@ -271,9 +274,15 @@ def bound_responses_read_whole() -> None:
         if self.server_state != self.state_consume_response_body:
             return
         del _bounds[self.flow]
-        self.flow.response.stream = bound[1]()
+        stream = bound[1]()
         read = bytes(self.response_body_buf)
         self.response_body_buf.clear()
+        if stream is None:  # refused instead (the flow's response is the refusal): the upstream closed
+            cancel = RequestProtocolError(self.stream_id, "the answer was refused unread", ErrorCode.CANCEL)
+            yield SendHttp(cancel, self.context.server)
+            yield from self.send_response()
+            return
+        self.flow.response.stream = stream
         yield from self.start_response_stream()
         yield from self.handle_event(ResponseData(self.stream_id, read))
 

@@ -378,11 +378,26 @@ class StreamTap:
         response.headers.fields = tuple(fields)
         response.content = served
 
-    def _unread(self, flow: http.HTTPFlow, translated: Rewrite | None) -> UsageTap:
-        """The tap of a JSON answer too large to be read whole: it streams on unread."""
+    def _unread(self, flow: http.HTTPFlow, translated: Rewrite | None) -> UsageTap | None:
+        """The tap of a JSON answer too large to be read whole: it streams on unread; or, where
+        an answer rule that matches the call has `unread: deny`, None, the call refused."""
         pending = self._whole.pop(flow, None)
-        assert pending is not None
+        call = call_of(flow)
+        assert pending is not None and call is not None and call.loaded.guardrails is not None
         tap = pending[0]
+        who = call.caller
+        if (
+            call.loaded.guardrails.answer_unread(call.route.target.provider, call.target_model, who.client, who.groups)
+            == "deny"
+        ):
+            tap.end()
+            refuse(
+                flow,
+                call,
+                CONTENT_DENIED,
+                "Tollgate refused this answer: it is too large to be read for its guardrails.",
+            )
+            return None
         tap.rewrite_with(translated)
         return tap
 
