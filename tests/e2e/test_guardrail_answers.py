@@ -27,8 +27,9 @@ FILLERS = 100  # events the upstream would send after a denied value, were it no
 FILLER_GAP = 0.02
 
 
-def config(urls: dict[str, str]) -> dict:
+def config(urls: dict[str, str], limits: list[dict] | None = None) -> dict:
     return {
+        "limits": limits or [],
         "providers": {
             "openai": {"upstream": urls["openai"], "keys": ["sk-real-answers-0001"]},
             "anthropic": {"upstream": urls["anthropic"], "keys": ["sk-ant-real-answers-0001"]},
@@ -353,3 +354,30 @@ def test_a_json_answer_past_16_mib_under_unread_deny_is_refused(gw):
     record = gw.last_audit()
     assert (record["status"], record["decision"], record["refusal"]) == (403, "deny", "content_denied")
     assert record["answer_findings"] is None
+
+
+@pytest.fixture(scope="module")
+def counted(start_gateway, upstream):
+    """The same, every call counted by a limit: its answer's end waits for its settlement."""
+    gateway = start_gateway(
+        lambda urls: config(urls, [{"name": "all", "match": {}, "tokens_per_day": 10_000_000}]),
+        providers=("openai", "anthropic"),
+    )
+    for fake in gateway.fakes.values():
+        fake.handler = upstream
+    return gateway
+
+
+def test_a_counted_call_is_redacted_and_denied_as_any(counted):
+    redacted = counted.run("MODEL = 'gpt-4o'\n" + READ_STREAM)
+    assert redacted["error"] is None
+    assert redacted["args"] == ARGS.replace(CARD, "[REDACTED:pii.payment_card]")
+    denied = counted.run("MODEL = 'gpt-deny-stream'\n" + READ_STREAM)
+    assert denied["error"][:2] == ["openai", "APIError"]
+    assert denied["text"] == TEXT[: TEXT.index(AWS)]
+    record = counted.last_audit()
+    assert (record["status"], record["error"], record["answer_findings"]) == (
+        200,
+        "content_denied",
+        {"secrets.aws_access_key_id": 1},
+    )
