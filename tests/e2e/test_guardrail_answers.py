@@ -15,6 +15,7 @@ import pytest
 from tests.support import guardrail_samples as samples
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Received, Reply
+from tests.support.h2 import H2Reply, H2Upstream
 from tests.support.streams import sse
 
 VIRTUAL = "tg-answers-alice-0001"
@@ -381,3 +382,39 @@ def test_a_counted_call_is_redacted_and_denied_as_any(counted):
         "content_denied",
         {"secrets.aws_access_key_id": 1},
     )
+
+
+def test_over_http2_a_denied_stream_raises_and_its_upstream_stream_is_reset(start_gateway, upstream_ca):
+    """The SDK speaks HTTP/2 to Tollgate, Tollgate to an HTTP/2-only upstream: the denied answer's
+    upstream stream is reset (generation stops) and the SDK raises."""
+    chunks, _ = denied_stream()
+    upstream = H2Upstream(
+        upstream_ca, lambda r: H2Reply(200, {"content-type": "text/event-stream"}, chunks, interval=0.02)
+    )
+    try:
+        gw = start_gateway(
+            {
+                "providers": {"openai": {"upstream": upstream.url, "keys": ["sk-real-answers-0001"]}},
+                "clients": [{"name": "alice", "keys": [VIRTUAL]}],
+                "guardrails": [{"on": ["answer"], "detect": KINDS, "action": "deny"}],
+            },
+            providers=(),
+        )
+        script = READ_STREAM.replace(
+            "max_retries=0)", "max_retries=0, http_client=__import__('openai').DefaultHttpxClient(http2=True))"
+        )
+        result = gw.run("MODEL = 'gpt-4o'\n" + script)
+        assert result["error"][:2] == ["openai", "APIError"]
+        assert result["text"] == TEXT[: TEXT.index(AWS)]
+        deadline = time.monotonic() + 5
+        while not upstream.resets and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(upstream.resets) == 1
+        record = gw.last_audit()
+        assert (record["status"], record["error"], record["answer_findings"]) == (
+            200,
+            "content_denied",
+            {"secrets.aws_access_key_id": 1},
+        )
+    finally:
+        upstream.close()
