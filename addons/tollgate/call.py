@@ -191,6 +191,9 @@ class Answer:
     # True when Tollgate answered the call itself (a refusal or an upstream failure).
     answered_by_tollgate: bool = False
     refused: str | None = None  # the reason Tollgate answered it with (`providers.base.STATUS`)
+    # What the answer guardrails found in the answer as its client got it, by kind (never a value);
+    # None when it was not read (`StreamTap`).
+    findings: dict[str, int] | None = None
 
 
 @dataclass(slots=True)

@@ -309,6 +309,23 @@ def test_an_answer_is_read_by_the_matching_answer_rules_and_own_keys() -> None:
     assert anthropic is not None and anthropic.actions["pii.email"] == "deny"
 
 
+def test_an_answers_detectors_are_compiled_when_the_rules_load() -> None:
+    rules = [
+        GuardrailRule(detect=["pii.email"], action="redact", on=["answer"]),
+        GuardrailRule(match={"provider": "anthropic"}, detect=["pii"], action="deny", on=["answer"]),
+        GuardrailRule(detect=["secrets"], action="deny"),
+    ]
+    guardrails = Guardrails(rules)
+    # Every set of the two answer rules a call may match, before any call.
+    compiled = dict(guardrails._answers)
+    assert len(compiled) == 3
+    assert guardrails.answer("openai", "m", None, ()) in compiled.values()
+    assert guardrails.answer("anthropic", "m", None, ()) in compiled.values()
+    assert guardrails._answers == compiled
+    many = Guardrails([GuardrailRule(detect=["pii.email"], action="audit", on=["answer"])] * 6)
+    assert len(many._answers) == 6 + 1  # each alone, and all of them
+
+
 @settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     kind=st.sampled_from(sorted(VALUES)),

@@ -293,7 +293,16 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         # A request's answer has ended (first: whatever a later step does); a translated call's error
         # in the caller's shape.
         # A counted call's answer ends once its settlement is written (after the audit's step, which settles it).
-        response=[drain.ended, translate.response, audit.response, stream_tap.response, mcp.response, egress.response],
+        # A JSON answer under an answer guardrail, read whole, served redacted or refused before the audit's.
+        response=[
+            drain.ended,
+            translate.response,
+            stream_tap.answer_read_whole,
+            audit.response,
+            stream_tap.response,
+            mcp.response,
+            egress.response,
+        ],
         # A failed call ends in the provider's shape (502/504), counted for its key's or upstream's circuit.
         error=[
             drain.ended,

@@ -65,6 +65,7 @@ def audit_record(call: Call) -> dict[str, Any]:
         "deny_reasons": list(call.verdict.deny_reasons),
         "findings": call.request.findings,
         "redacted": call.request.redacted,
+        "answer_findings": a.findings,
         "unread": list(c.unread + c.facts.unread),
         "status": a.status,
         "upstream": route.upstream,
@@ -95,10 +96,10 @@ RECORD_FIELDS = (
     "event", "ts", "request_id", "client", "auth", "groups", "account", "plan", "tenant", "provider",
     "requested_provider", "endpoint", "upstream_endpoint", "method", "transport", "host", "path", "requested_model",
     "publisher", "model", "message_count", "has_system", "has_tools", "stream", "max_tokens", "decision",
-    "deny_reasons", "findings", "redacted", "unread", "status", "upstream", "upstream_key", "latency_ms", "ttfb_ms",
-    "input_tokens", "output_tokens", "total_tokens", "cached_tokens", "reasoning_tokens", "cache_write_tokens",
-    "service_tier", "speed", "cost_usd", "finish_reason", "error", "refusal", "ledger_error", "rolled_up_messages",
-    "rollup", "attempts",
+    "deny_reasons", "findings", "redacted", "answer_findings", "unread", "status", "upstream", "upstream_key",
+    "latency_ms", "ttfb_ms", "input_tokens", "output_tokens", "total_tokens", "cached_tokens", "reasoning_tokens",
+    "cache_write_tokens", "service_tier", "speed", "cost_usd", "finish_reason", "error", "refusal", "ledger_error",
+    "rolled_up_messages", "rollup", "attempts",
 )  # fmt: skip
 
 # What is known of a call when it goes upstream, kept until its record is written (`InFlight`):

@@ -172,6 +172,11 @@ class Guardrails:
         self._own = own
         self._use_hyperscan = use_hyperscan
         self._answers: dict[tuple[int, ...], AnswerDetectors] = {}
+        # An answer's detectors compiled here, not at the first answer (on the event loop, holding
+        # every stream in flight): for each set of answer rules a call may match, where they are
+        # few; else for each rule alone and for all of them.
+        for applying in _answer_sets(self.answer_rules):
+            self._answer_detectors(applying)
 
     def answer(
         self, provider: str, model: str | None, client: str | None, groups: tuple[str, ...]
@@ -182,6 +187,9 @@ class Guardrails:
         applying = [r for r in self.answer_rules if matches(r.rule.match, provider, model, client, groups)]
         if not applying:
             return None
+        return self._answer_detectors(applying)
+
+    def _answer_detectors(self, applying: list[_Compiled]) -> AnswerDetectors:
         key = tuple(id(rule) for rule in applying)
         found = self._answers.get(key)
         if found is None:
@@ -237,6 +245,12 @@ class Guardrails:
         """What a call whose content cannot be read does (an upload streamed unread, a stored
         prompt): `deny` when a rule that matches it says so, else `allow`."""
         applying = (r for r in self.rules if matches(r.rule.match, provider, model, client, groups))
+        return "deny" if any(r.rule.unread == "deny" for r in applying) else "allow"
+
+    def answer_unread(self, provider: str, model: str | None, client: str | None, groups: tuple[str, ...]) -> str:
+        """What an answer that cannot be read (a JSON answer past 16 MiB) does: `deny` when an
+        answer rule that matches the call says so, else `allow`."""
+        applying = (r for r in self.answer_rules if matches(r.rule.match, provider, model, client, groups))
         return "deny" if any(r.rule.unread == "deny" for r in applying) else "allow"
 
     def shown_name(self, name: str) -> str:
@@ -314,6 +328,21 @@ class Guardrails:
                     findings.append(Finding(kind, start, end, action[kind], document))
         findings.sort(key=_FINDING_ORDER)
         return findings
+
+
+# Up to this many answer rules, every set of them a call may match is compiled at load (15 sets).
+_ANSWER_SETS_AT_LOAD = 4
+
+
+def _answer_sets(rules: tuple[_Compiled, ...]) -> Iterator[list[_Compiled]]:
+    """The sets of answer rules compiled at load, each in the rules' order."""
+    if len(rules) <= _ANSWER_SETS_AT_LOAD:
+        for chosen in range(1, 1 << len(rules)):
+            yield [rule for i, rule in enumerate(rules) if chosen >> i & 1]
+        return
+    for rule in rules:
+        yield [rule]
+    yield list(rules)
 
 
 def _custom(rules: Iterable[_Compiled]) -> dict[str, detectors.Detector]:

@@ -1,12 +1,12 @@
-"""What mitmproxy 12 cannot do through its addon API, and Tollgate needs, patched into its layers:
-a call's flow (`flows.py`: the error hook's response served, a flow its client ended, a request
-gone upstream, a flow that waits too long ended, a streamed response's last bytes sent), what a
-message carries (`messages.py`: HTTP/1 trailers, a WebSocket message's size), connections ended
-too soon or never (`connections.py`), a message's head bounded as it is read (`head_bounds.py`),
-and the drain (`drain.py`), a request sent again before its answer began (`resend.py`), mitmdump's
-line for a call left to Tollgate's (`console.py`), and mitmproxy's hook dispatch made cheaper
-(`dispatch.py`). Each patch is a function that installs it once; the stages call them through this
-package."""
+"""What mitmproxy 12 cannot do through its addon API, and Tollgate needs, patched into its layers: a
+call's flow (`flows.py`: the error hook's response served, a flow its client ended, a request gone
+upstream, a flow that waits too long ended, a streamed response's last bytes sent, one its tap
+stopped ended), what a message carries (`messages.py`: HTTP/1 trailers, a WebSocket message's
+size), connections ended too soon or never (`connections.py`), a message's head bounded as it is
+read (`head_bounds.py`), and the drain (`drain.py`), a request sent again before its answer began
+(`resend.py`), mitmdump's line for a call left to Tollgate's (`console.py`), and mitmproxy's hook
+dispatch made cheaper (`dispatch.py`). Each patch is a function that installs it once; the stages
+call them through this package."""
 
 from tollgate.proxy.patches.connections import (
     close_connections_cancelled_while_waiting,
@@ -17,13 +17,16 @@ from tollgate.proxy.patches.dispatch import cheaper_hook_dispatch
 from tollgate.proxy.patches.drain import CloseInjected, begin_drain, close_websocket, drain_connections
 from tollgate.proxy.patches.flows import (
     EndIfWaiting,
+    bound_responses_read_whole,
     end_flows_waiting_for_response,
     end_response_with,
     ended_by_client,
     finish_streamed_responses,
     note_flows_ended_by_client,
     note_requests_sent,
+    read_whole_up_to,
     serve_responses_set_by_error_hook,
+    stop_streams_their_taps_end,
 )
 from tollgate.proxy.patches.head_bounds import bound_message_heads, cut_head, head_was_cut
 from tollgate.proxy.patches.messages import (
@@ -48,6 +51,7 @@ __all__ = [
     "EndIfWaiting",
     "begin_drain",
     "bound_message_heads",
+    "bound_responses_read_whole",
     "bound_websocket_messages",
     "calls_shown",
     "cheaper_hook_dispatch",
@@ -67,10 +71,12 @@ __all__ = [
     "no_more_resends",
     "note_flows_ended_by_client",
     "note_requests_sent",
+    "read_whole_up_to",
     "refused_connection",
     "relay_http1_trailers",
     "resend",
     "resend_failed_attempts",
     "resends",
     "serve_responses_set_by_error_hook",
+    "stop_streams_their_taps_end",
 ]

@@ -244,6 +244,79 @@ def finish_streamed_responses() -> None:
     stream_class._tollgate_finishes_streams = True  # type: ignore[attr-defined]
 
 
+Past = Callable[[], Callable[[bytes], Any] | None]
+_bounds: WeakKeyDictionary[http.HTTPFlow, tuple[int, Past]] = WeakKeyDictionary()
+
+
+def read_whole_up_to(flow: http.HTTPFlow, limit: int, past: Past) -> None:
+    """Have the flow's response, read whole (`response.stream` False), read only up to `limit`
+    bytes: past that, it streams from there on through the callable `past()` gives (what was read
+    first too), its headers sent then (`bound_responses_read_whole`); or, where `past()` gives
+    None (having set the flow's response to a refusal), the refusal is sent and the upstream
+    closed."""
+    _bounds[flow] = (limit, past)
+
+
+def bound_responses_read_whole() -> None:
+    """mitmproxy reads a response it does not stream whole, however large. Taught here, one that
+    `read_whole_up_to` bounds goes on streamed once it passes its bound, as mitmproxy's own
+    `stream_large_bodies` does with every response."""
+    stream_class = http_layers.HttpStream
+    if getattr(stream_class, "_tollgate_bounds_whole", False):
+        return
+    consuming = stream_class.state_consume_response_body
+
+    def bounded(self: Any, event: Any) -> Generator[Any, Any, None]:
+        yield from consuming(self, event)
+        bound = _bounds.get(self.flow)
+        if bound is None or not isinstance(event, ResponseData) or len(self.response_body_buf) <= bound[0]:
+            return
+        if self.server_state != self.state_consume_response_body:
+            return
+        del _bounds[self.flow]
+        stream = bound[1]()
+        read = bytes(self.response_body_buf)
+        self.response_body_buf.clear()
+        if stream is None:  # refused instead (the flow's response is the refusal): the upstream closed
+            cancel = RequestProtocolError(self.stream_id, "the answer was refused unread", ErrorCode.CANCEL)
+            yield SendHttp(cancel, self.context.server)
+            yield from self.send_response()
+            return
+        self.flow.response.stream = stream
+        yield from self.start_response_stream()
+        yield from self.handle_event(ResponseData(self.stream_id, read))
+
+    stream_class.state_consume_response_body = bounded  # type: ignore[method-assign]
+    stream_class._tollgate_bounds_whole = True  # type: ignore[attr-defined]
+
+
+def stop_streams_their_taps_end() -> None:
+    """A streamed response whose stream callable says it has `stopped` (an answer a guardrail
+    denied, whose last bytes, an error event, went to the client) ends there: the upstream's side
+    is cancelled (an HTTP/1 connection closed, an HTTP/2 stream reset: generation stops), the
+    `response` hook runs and the client's response is ended as a whole one is. mitmproxy would
+    read the upstream on to its end."""
+    stream_class = http_layers.HttpStream
+    if getattr(stream_class, "_tollgate_stops_streams", False):
+        return
+    streaming = stream_class.state_stream_response_body
+
+    def stopping(self: Any, event: Any) -> Generator[Any, Any, None]:
+        yield from streaming(self, event)
+        response = self.flow.response
+        tap = response.stream if response is not None else None
+        if not (isinstance(event, ResponseData) and getattr(tap, "stopped", False)):
+            return
+        if self.server_state != self.state_stream_response_body:
+            return
+        cancel = RequestProtocolError(self.stream_id, "the answer was stopped by a guardrail", ErrorCode.CANCEL)
+        yield SendHttp(cancel, self.context.server)
+        yield from self.send_response(already_streamed=True)
+
+    stream_class.state_stream_response_body = stopping  # type: ignore[method-assign]
+    stream_class._tollgate_stops_streams = True  # type: ignore[attr-defined]
+
+
 Steps = Generator[Any, Any, None]
 
 

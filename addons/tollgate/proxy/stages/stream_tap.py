@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from mitmproxy import http
 
 from tollgate.call import Call, Failure, LedgerState
+from tollgate.formats import OPENAI_CHAT
 from tollgate.formats.answer_end import EndHold
 from tollgate.formats.framing import MAX_FRAME, Decompressor, Undecodable
 from tollgate.formats.openai_chat.asked_usage import asked_usage_hidden
 from tollgate.formats.raw_headers import decoded, header_index, with_header
-from tollgate.formats.translation import Rewrite
+from tollgate.formats.refusals import CONTENT_DENIED
+from tollgate.formats.translation import ANSWER_LIMIT, Rewrite
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import NoUsage, UsageReader, WholeBodyReader, is_event_stream
 from tollgate.governance.google_accounts import token_key
+from tollgate.governance.guardrails.answer import AnswerDetectors
+from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard, denied_event, guard_chat_json
 from tollgate.proxy import patches
-from tollgate.proxy.flows import bearer_token, call_of, provider_of, write_body
+from tollgate.proxy.flows import bearer_token, call_of, provider_of, refuse, write_body
 from tollgate.proxy.state import Shared
 
 logger = logging.getLogger(__name__)
@@ -38,6 +44,60 @@ class TierReader(WholeBodyReader):
             return Usage()
 
         super().__init__(parse)
+
+
+class GuardedAnswer:
+    """A streamed OpenAI chat answer read by the answer guardrails as its client gets it: after
+    `inner` (a translation, the usage Tollgate asked for hidden). Events with nothing held or
+    replaced go on as they came. A value to deny stops it (`stopped`): the call is recorded as cut
+    (`content_denied`). What cannot be read (an encoding undone wrongly, a fault) stops it too."""
+
+    def __init__(self, guard: ChatAnswerGuard, call: Call, inner: Rewrite | None) -> None:
+        self._guard, self._call, self._inner = guard, call, inner
+        self.stopped = False
+        call.answer.findings = {}
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self.stopped:
+            return b""
+        try:
+            data = self._inner.feed(chunk) if self._inner is not None else chunk
+            out = self._guard.feed(data) if data else b""
+        except Exception:
+            logger.exception("Tollgate: reading an answer for its guardrails failed")
+            return self.fail()
+        if self._guard.denied is not None:
+            self._stop()
+        return out
+
+    def flush(self) -> bytes:
+        if self.stopped:
+            return b""
+        try:
+            data = self._inner.flush() if self._inner is not None else b""
+            out = (self._guard.feed(data) if data else b"") + self._guard.flush()
+        except Exception:
+            logger.exception("Tollgate: reading an answer for its guardrails failed")
+            return self.fail()
+        if self._guard.denied is not None:
+            self._stop()
+        self.note()
+        return out
+
+    def fail(self) -> bytes:
+        """The answer cannot be read: it stops here, with the event a denied answer ends with."""
+        self._stop()
+        return denied_event("unread")
+
+    def note(self) -> None:
+        """The findings so far, recorded on the call."""
+        self._call.answer.findings = self._guard.counts
+
+    def _stop(self) -> None:
+        self.stopped = True
+        self.note()
+        answer = self._call.answer
+        answer.error = answer.refused = CONTENT_DENIED
 
 
 class UsageTap:
@@ -83,6 +143,8 @@ class UsageTap:
                 self.reader.error = self.reader.error or f"usage reader failed: {type(e).__name__}: {e}"
         if self._rewrite is None:
             return chunk
+        if isinstance(self._rewrite, GuardedAnswer):
+            return self._guarded(self._rewrite, chunk, data)
         try:
             return self._rewrite.feed(data) or []  # decoded: a rewritten answer goes unencoded
         except Exception:  # never lose bytes: give up rewriting, forward what is held
@@ -90,12 +152,37 @@ class UsageTap:
             held, self._rewrite = self._rewrite.flush(), None
             return held + chunk
 
+    def rewrite_with(self, rewrite: Rewrite | None) -> None:
+        """What rewrites the answer from now on (None: it goes as it comes)."""
+        self._rewrite = rewrite
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the answer has ended here (`patches.stop_streams_their_taps_end`)."""
+        return isinstance(self._rewrite, GuardedAnswer) and self._rewrite.stopped
+
+    def _guarded(self, guarded: GuardedAnswer, chunk: bytes, data: bytes) -> bytes | list[bytes]:
+        """The answer as the guardrails let it go: read decoded, never passed on unread."""
+        out = b""
+        if self._decoder is not None and data is chunk:  # its reader stopped: decoded here, or unread
+            try:
+                data = self._decoder.feed(chunk)
+            except Exception:
+                data, out = b"", guarded.fail()
+        if data:
+            out = guarded.feed(data)
+        if guarded.stopped:
+            self.end()
+        return out or []
+
     def end(self) -> None:
         """The stream ended, or broke off: what the reader read is recorded, once.
 
         mitmproxy's flows are freed by the garbage collector, some time after the call: the reader
         and the call record are let go here, to be freed at once rather than wait with the flow."""
         reader, on_end = self.reader, self._on_end
+        if isinstance(self._rewrite, GuardedAnswer):  # broken off, too: what was found so far
+            self._rewrite.note()
         self.reader = self._decoder = self._on_end = self._first = None
         if reader is None or on_end is None:
             return
@@ -189,6 +276,9 @@ class StreamTap:
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
         self._quiet_log: Callable[..., None] | None = None
+        # The answers read whole for the answer guardrails, until their end: the tap that reads
+        # them (usage, encoding, translation) and the detectors.
+        self._whole: WeakKeyDictionary[http.HTTPFlow, tuple[UsageTap, AnswerDetectors]] = WeakKeyDictionary()
 
     def load(self, _loader: object) -> None:
         connections = logging.getLogger(MITMPROXY_CONNECTION_LOGGER)
@@ -233,6 +323,20 @@ class StreamTap:
             rewrite = None
         if translation is not None:
             rewrite = translation.rewriter(bool(call.classification.facts.stream))
+        detectors = None if passed or flow.response.status_code >= 300 else answer_detectors(call)
+        streamed = is_event_stream(headers) or (translation is not None and bool(classification.facts.stream))
+        if detectors is not None and streamed:
+            rewrite = self._guarded(flow, call, detectors, rewrite)
+        elif detectors is not None and (declared_length(index) or 0) <= ANSWER_LIMIT:
+            # Read whole before its headers go (`answer_read_whole`): served redacted, or refused.
+            told = partial(record_usage, call, provider.answer_service_tier(headers), provider.answer_speed(headers))
+            translated = translation.rewrite if translation is not None else None
+            self._whole[flow] = (UsageTap(reader, decoder, told, translated or _Whole(), call), detectors)
+            flow.response.stream = False
+            # Larger than 16 MiB, it goes on unread, as it comes.
+            patches.bound_responses_read_whole()
+            patches.read_whole_up_to(flow, ANSWER_LIMIT, partial(self._unread, flow, translated))
+            return
         # Streamed bodies are not stored in the flow either: a saved flow holds no completion text.
         told = partial(record_usage, call, provider.answer_service_tier(headers), provider.answer_speed(headers))
         if call.ledger.reserved is None:
@@ -243,6 +347,73 @@ class StreamTap:
         patches.finish_streamed_responses()
         hold = EndHold(None if rewrite is not None else declared_length(index), is_event_stream(headers))
         flow.response.stream = CountedTap(reader, decoder, told, rewrite, call, hold=hold, counted=call.ledger)
+
+    def answer_read_whole(self, flow: http.HTTPFlow) -> None:
+        """A JSON answer under an answer guardrail, read whole: served with each value to redact
+        replaced, or refused 403 `content_denied` in the provider's shape (before its headers go).
+        One larger than 16 MiB goes on unread (`answer_findings` null)."""
+        pending = self._whole.pop(flow, None)
+        call = call_of(flow)
+        response = flow.response
+        if pending is None or call is None or response is None or call.answer.answered_by_tollgate:
+            return
+        tap, detectors = pending
+        raw = response.raw_content or b""
+        if len(raw) > ANSWER_LIMIT:
+            tap.end()
+            return
+        tap(raw)
+        body = tap(b"")
+        content = body if isinstance(body, bytes) else b"".join(body)
+        if not _json_object(content):  # what cannot be read is not served
+            call.answer.findings = None
+            refuse(flow, call, CONTENT_DENIED, "Tollgate refused this answer: it could not be read for its guardrails.")
+            return
+        served, denied, counts = guard_chat_json(detectors, content)
+        call.answer.findings = counts
+        if denied is not None:
+            refuse(flow, call, CONTENT_DENIED, f"Tollgate refused this answer: it holds {denied}.")
+            return
+        fields = [f for f in response.headers.fields if f[0].lower() not in _GUARDED_DROPPED]
+        response.headers.fields = tuple(fields)
+        response.content = served
+
+    def _unread(self, flow: http.HTTPFlow, translated: Rewrite | None) -> UsageTap | None:
+        """The tap of a JSON answer too large to be read whole: it streams on unread; or, where
+        an answer rule that matches the call has `unread: deny`, None, the call refused."""
+        pending = self._whole.pop(flow, None)
+        call = call_of(flow)
+        assert pending is not None and call is not None and call.loaded.guardrails is not None
+        tap = pending[0]
+        who = call.caller
+        if (
+            call.loaded.guardrails.answer_unread(call.route.target.provider, call.target_model, who.client, who.groups)
+            == "deny"
+        ):
+            tap.end()
+            refuse(
+                flow,
+                call,
+                CONTENT_DENIED,
+                "Tollgate refused this answer: it is too large to be read for its guardrails.",
+            )
+            return None
+        tap.rewrite_with(translated)
+        return tap
+
+    @staticmethod
+    def _guarded(flow: http.HTTPFlow, call: Call, detectors: AnswerDetectors, rewrite: Rewrite | None) -> Rewrite:
+        """A streamed chat answer read by the answer guardrails: it goes on decoded, its length
+        no longer the upstream's."""
+        patches.stop_streams_their_taps_end()
+        response = flow.response
+        assert response is not None
+        if call.route.translated is None:  # a translated answer's headers are written by `Translate`
+            fields = [f for f in response.headers.fields if f[0].lower() not in _GUARDED_DROPPED]
+            if flow.request.http_version.startswith("HTTP/1"):
+                fields.append((b"transfer-encoding", b"chunked"))
+            response.headers.fields = tuple(fields)
+        return GuardedAnswer(ChatAnswerGuard(detectors), call, rewrite)
 
     def _service_reader(self, flow: http.HTTPFlow, call: Call) -> UsageReader:
         """A call that reports no usage; but Code Assist's loadCodeAssist answer, read whole for the
@@ -297,6 +468,50 @@ async def _end_once_written(flow: http.HTTPFlow, waiting: Awaitable[None], held:
     await waiting
     if held:
         patches.end_response_with(flow, held)
+
+
+class _Whole:
+    """A whole answer's decoded bytes, kept to be read at its end."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> bytes:
+        self._chunks.append(chunk)
+        return b""
+
+    def flush(self) -> bytes:
+        return b"".join(self._chunks)
+
+
+def _json_object(content: bytes) -> bool:
+    try:
+        return isinstance(json.loads(content), dict)
+    except ValueError:
+        return False
+
+
+# The headers of a guarded answer that no longer hold: it goes on decoded, in events written anew.
+_GUARDED_DROPPED = frozenset((b"content-length", b"content-encoding", b"transfer-encoding"))
+
+
+def answer_detectors(call: Call) -> AnswerDetectors | None:
+    """The answer guardrails' detectors of a call whose answer is read, in a format they read as
+    its client gets it (OpenAI chat, after any translation); None where none applies."""
+    loaded = call.loaded
+    guardrails = loaded.guardrails if loaded is not None else None
+    if guardrails is None or not guardrails.answer_rules:
+        return None
+    translation = call.route.translated
+    if translation is not None:
+        client_format: str | None = translation.source
+    else:
+        formats = call.registry[call.route.requested.provider].chat_formats
+        client_format = formats.get(call.classification.endpoint or "")
+    if client_format != OPENAI_CHAT:
+        return None
+    who = call.caller
+    return guardrails.answer(call.route.target.provider, call.target_model, who.client, who.groups)
 
 
 def declared_length(index: Mapping[bytes, bytes]) -> int | None:

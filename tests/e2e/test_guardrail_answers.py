@@ -1,0 +1,420 @@
+"""Guardrails on answers, with the official openai SDK through mitmdump: an OpenAI chat answer that
+streams an AWS key split across events and a card number split across a tool call's argument
+deltas comes to the SDK with each value replaced (`redact`), or stops before the value with an
+error the SDK raises on while iterating, the upstream's connection closed (`deny`); a JSON answer
+is served redacted or refused 403; a clean stream comes through byte for byte; the audit counts
+what was found (`answer_findings`)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import pytest
+from tests.support import guardrail_samples as samples
+from tests.support.canned import provider_answers
+from tests.support.fake_upstream import Received, Reply
+from tests.support.h2 import H2Reply, H2Upstream
+from tests.support.streams import sse
+
+VIRTUAL = "tg-answers-alice-0001"
+AWS = samples.AWS_KEY_ID
+CARD = samples.SAMPLES["pii.payment_card"][0]
+TEXT = f"Here is the key from the file: {AWS} and nothing else."
+ARGS = json.dumps({"card": CARD, "note": "pay it"})
+KINDS = ["secrets.aws_access_key_id", "pii.payment_card"]
+FILLERS = 100  # events the upstream would send after a denied value, were it not closed
+FILLER_GAP = 0.02
+
+
+def config(urls: dict[str, str], limits: list[dict] | None = None) -> dict:
+    return {
+        "limits": limits or [],
+        "providers": {
+            "openai": {"upstream": urls["openai"], "keys": ["sk-real-answers-0001"]},
+            "anthropic": {"upstream": urls["anthropic"], "keys": ["sk-ant-real-answers-0001"]},
+        },
+        # An OpenAI chat call to Claude goes in Anthropic's format; its answer comes back in OpenAI's.
+        "overrides": [{"match": {"provider": "openai", "model": "claude-*"}, "provider": "anthropic", "api": "native"}],
+        "clients": [{"name": "alice", "keys": [VIRTUAL]}],
+        "guardrails": [
+            {"on": ["answer"], "detect": KINDS, "action": "redact"},
+            {"match": {"model": "gpt-deny*"}, "on": ["answer"], "detect": KINDS, "action": "deny"},
+            {
+                "match": {"model": "gpt-huge-deny"},
+                "on": ["answer"],
+                "detect": KINDS,
+                "action": "redact",
+                "unread": "deny",
+            },
+        ],
+    }
+
+
+def chunk(delta: dict, finish: str | None = None) -> bytes:
+    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+    event = {"id": "chatcmpl-g", "object": "chat.completion.chunk", "created": 1700000000, "model": "gpt-4o"}
+    return sse({**event, "choices": [choice]})
+
+
+def pieces(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def guarded_stream() -> list[bytes]:
+    """The text in 5-character events (the key across four), then a tool call whose arguments
+    come in 4-character deltas (the card across five)."""
+    events = [chunk({"role": "assistant", "content": ""})]
+    events += [chunk({"content": p}) for p in pieces(TEXT, 5)]
+    call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "pay", "arguments": ""}}
+    events.append(chunk({"tool_calls": [call]}))
+    events += [chunk({"tool_calls": [{"index": 0, "function": {"arguments": p}}]}) for p in pieces(ARGS, 4)]
+    return [*events, chunk({}, "tool_calls"), sse("[DONE]")]
+
+
+def clean_stream() -> list[bytes]:
+    """No event ends in what may begin a value: not even in the first letter of one of Tollgate's
+    own keys (`s`, `t`), which would be held until the next event says it is none."""
+    events = [chunk({"role": "assistant", "content": ""})]
+    events += [chunk({"content": p}) for p in ("Nothing ", "to hide ", "here, ", "all is well ", "and fine.")]
+    return [*events, chunk({}, "stop"), sse("[DONE]")]
+
+
+def denied_stream() -> tuple[list[bytes], int]:
+    """The text up to and with the key, then fillers the upstream sends slowly: and where the key's
+    first event is."""
+    events = [chunk({"role": "assistant", "content": ""})]
+    events += [chunk({"content": p}) for p in pieces(TEXT, 5)]
+    first = 1 + TEXT.index(AWS) // 5
+    events += [chunk({"content": " more"}) for _ in range(FILLERS)]
+    return [*events, chunk({}, "stop"), sse("[DONE]")], first
+
+
+def json_answer(content: str, arguments: str) -> dict:
+    call = {"id": "call_1", "type": "function", "function": {"name": "pay", "arguments": arguments}}
+    message = {"role": "assistant", "content": content, "tool_calls": [call]}
+    return {
+        "id": "chatcmpl-j",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "gpt-4o",
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12},
+    }
+
+
+def anthropic_answer(stream: bool) -> Reply:
+    """Claude's answer, the key in its text (in 5-character deltas when streamed)."""
+    usage = {"input_tokens": 30, "output_tokens": 9}
+    message = {"id": "msg_g", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5"}
+    if not stream:
+        content = [{"type": "text", "text": TEXT}]
+        return Reply(200, {**message, "content": content, "stop_reason": "end_turn", "usage": usage})
+    start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
+    block = {"type": "text", "text": ""}
+    events = [
+        sse({"type": "message_start", "message": start}, "message_start"),
+        sse({"type": "content_block_start", "index": 0, "content_block": block}, "content_block_start"),
+    ]
+    events += [
+        sse(
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}},
+            "content_block_delta",
+        )
+        for p in pieces(TEXT, 5)
+    ]
+    events += [
+        sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+        sse(
+            {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 9}},
+            "message_delta",
+        ),
+        sse({"type": "message_stop"}, "message_stop"),
+    ]
+    return Reply(200, chunks=events)
+
+
+class Upstream:
+    """The fake OpenAI's answers, by model; the denied stream's reply kept to see where it stopped."""
+
+    def __init__(self) -> None:
+        self.denied: Reply | None = None
+        self.denied_at = 0
+        self.gate: Callable[[int], None] | None = None  # for the clean stream's events
+
+    def __call__(self, received: Received) -> Reply:
+        if received.path.endswith("/v1/messages"):
+            return anthropic_answer(received.json().get("stream"))
+        if not received.path.endswith("/chat/completions"):
+            return provider_answers(received)
+        body = received.json()
+        model, stream = body["model"], body.get("stream")
+        if model == "gpt-clean":
+            return Reply(200, chunks=clean_stream(), gate=self.gate)
+        if model == "gpt-deny-stream":
+            chunks, first = denied_stream()
+            self.denied_at = first
+            self.denied = Reply(200, chunks=chunks, gate=lambda i: time.sleep(FILLER_GAP if i > first else 0))
+            return self.denied
+        if stream:
+            return Reply(200, chunks=guarded_stream())
+        if model.startswith("gpt-huge"):  # past 16 MiB, chunked: no length to tell it at its headers
+            body = json.dumps(json_answer(TEXT + " " + "z" * (17 << 20), ARGS)).encode()
+            pieces_of = [body[i : i + (1 << 20)] for i in range(0, len(body), 1 << 20)]
+            return Reply(200, chunks=pieces_of, headers={"content-type": "application/json"})
+        return Reply(200, json_answer(TEXT, ARGS))
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Upstream:
+    return Upstream()
+
+
+@pytest.fixture(scope="module")
+def gw(start_gateway, upstream):
+    gateway = start_gateway(config, providers=("openai", "anthropic"))
+    for fake in gateway.fakes.values():
+        fake.handler = upstream
+    return gateway
+
+
+READ_STREAM = f"""
+from openai import OpenAI
+client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+text, args, error = "", "", None
+try:
+    for event in client.chat.completions.create(
+        model=MODEL, messages=[{{"role": "user", "content": "pay"}}], stream=True
+    ):
+        for choice in event.choices:
+            text += choice.delta.content or ""
+            for call in choice.delta.tool_calls or ():
+                args += (call.function.arguments or "") if call.function else ""
+except Exception as e:
+    error = [type(e).__module__.split(".")[0], type(e).__name__, str(e)]
+report(text=text, args=args, error=error)
+"""
+
+
+def test_a_streamed_answer_comes_redacted_in_its_text_and_tool_arguments(gw):
+    result = gw.run("MODEL = 'gpt-4o'\n" + READ_STREAM)
+    assert result["error"] is None
+    assert result["text"] == TEXT.replace(AWS, "[REDACTED:secrets.aws_access_key_id]")
+    assert result["args"] == ARGS.replace(CARD, "[REDACTED:pii.payment_card]")
+    assert json.loads(result["args"]) == {"card": "[REDACTED:pii.payment_card]", "note": "pay it"}
+    record = gw.last_audit()
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1, "pii.payment_card": 1}
+    assert (record["status"], record["error"], record["refusal"]) == (200, None, None)
+
+
+def test_a_denied_stream_raises_in_the_sdk_and_the_upstream_is_closed(gw, upstream):
+    started = time.monotonic()
+    result = gw.run("MODEL = 'gpt-deny-stream'\n" + READ_STREAM)
+    module, name, message = result["error"]
+    assert (module, name) == ("openai", "APIError")
+    assert "secrets.aws_access_key_id" in message
+    # Everything before the key's first byte came; nothing of it, nor after it.
+    assert result["text"] == TEXT[: TEXT.index(AWS)]
+    record = gw.last_audit()
+    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+    # The fillers would take FILLERS * FILLER_GAP to send: past that, the upstream had stopped
+    # soon after the key (a write or two into the closed connection's buffers).
+    time.sleep(max(0.0, started + FILLERS * FILLER_GAP + 1.0 - time.monotonic()))
+    assert upstream.denied is not None
+    assert len(upstream.denied.sent_at) < upstream.denied_at + 4 + 5
+
+
+def test_a_clean_stream_comes_byte_for_byte(gw):
+    result = gw.run(
+        f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+        with client.chat.completions.with_streaming_response.create(
+            model="gpt-clean", messages=[{{"role": "user", "content": "count"}}], stream=True
+        ) as r:
+            raw = b"".join(r.iter_bytes())
+        report(raw=raw.decode())
+        """
+    )
+    assert result["raw"].encode() == b"".join(clean_stream())
+    assert gw.last_audit()["answer_findings"] == {}
+
+
+READ_JSON = f"""
+from openai import OpenAI
+client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+try:
+    r = client.chat.completions.create(model=MODEL, messages=[{{"role": "user", "content": "pay"}}])
+    message = r.choices[0].message
+    report(text=message.content, args=message.tool_calls[0].function.arguments, tokens=r.usage.total_tokens)
+except Exception as e:
+    report(error=[type(e).__module__.split(".")[0], type(e).__name__], status=getattr(e, "status_code", None),
+           body=getattr(e, "body", None), tollgate=e.response.headers.get("x-tollgate-error"))
+"""
+
+
+def test_a_json_answer_is_served_redacted(gw):
+    result = gw.run("MODEL = 'gpt-4o'\n" + READ_JSON)
+    assert result == {
+        "text": TEXT.replace(AWS, "[REDACTED:secrets.aws_access_key_id]"),
+        "args": ARGS.replace(CARD, "[REDACTED:pii.payment_card]"),
+        "tokens": 12,
+    }
+    record = gw.last_audit()
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1, "pii.payment_card": 1}
+    assert (record["status"], record["decision"], record["error"]) == (200, "allow", None)
+    assert record["total_tokens"] == 12
+
+
+def test_a_json_answer_with_a_denied_value_is_refused_403(gw):
+    result = gw.run("MODEL = 'gpt-deny-json'\n" + READ_JSON)
+    assert result["error"] == ["openai", "PermissionDeniedError"]
+    assert (result["status"], result["tollgate"]) == (403, "content_denied")
+    assert AWS not in json.dumps(result) and CARD not in json.dumps(result)
+    record = gw.last_audit()
+    assert (record["status"], record["decision"], record["refusal"]) == (403, "deny", "content_denied")
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+
+
+def test_a_translated_answer_is_read_as_the_client_gets_it(gw):
+    streamed = gw.run("MODEL = 'claude-sonnet-4-5'\n" + READ_STREAM)
+    assert streamed["error"] is None
+    assert streamed["text"] == TEXT.replace(AWS, "[REDACTED:secrets.aws_access_key_id]")
+    assert gw.last_audit()["answer_findings"] == {"secrets.aws_access_key_id": 1}
+    whole = gw.run(
+        f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+        r = client.chat.completions.create(model="claude-sonnet-4-5", messages=[{{"role": "user", "content": "key"}}])
+        report(text=r.choices[0].message.content)
+        """
+    )
+    assert whole == {"text": TEXT.replace(AWS, "[REDACTED:secrets.aws_access_key_id]")}
+    record = gw.last_audit()
+    assert (record["provider"], record["answer_findings"]) == ("anthropic", {"secrets.aws_access_key_id": 1})
+
+
+def test_a_json_answer_past_16_mib_goes_on_unread(gw):
+    result = gw.run(
+        f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+        r = client.chat.completions.create(model="gpt-huge", messages=[{{"role": "user", "content": "all"}}])
+        report(size=len(r.choices[0].message.content), head=r.choices[0].message.content[:80])
+        """
+    )
+    assert result == {"size": len(TEXT) + 1 + (17 << 20), "head": (TEXT + " " + "z" * 80)[:80]}
+    record = gw.last_audit()
+    assert (record["status"], record["answer_findings"]) == (200, None)
+
+
+def test_a_clean_streams_events_are_not_held_back(gw, upstream, tmp_path):
+    """The upstream sends each event only once the client has the one before: a guarded stream
+    whose text holds no candidate passes each event on as it comes."""
+    count = tmp_path / "events"
+    waited: list[bool] = []
+
+    def until_the_client_has(i: int) -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if count.exists() and int(count.read_text() or 0) >= i:
+                waited.append(True)
+                return
+            time.sleep(0.01)
+        waited.append(False)
+
+    upstream.gate = until_the_client_has
+    try:
+        result = gw.run(
+            f"""
+            from openai import OpenAI
+            client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+            n, text = 0, ""
+            for event in client.chat.completions.create(
+                model="gpt-clean", messages=[{{"role": "user", "content": "count"}}], stream=True
+            ):
+                n += 1
+                text += event.choices[0].delta.content or "" if event.choices else ""
+                with open({str(count)!r}, "w") as f:
+                    f.write(str(n))
+            report(text=text)
+            """
+        )
+    finally:
+        upstream.gate = None
+    assert result == {"text": "Nothing to hide here, all is well and fine."}
+    assert waited == [True] * (len(clean_stream()) - 1)
+
+
+def test_a_json_answer_past_16_mib_under_unread_deny_is_refused(gw):
+    result = gw.run("MODEL = 'gpt-huge-deny'\n" + READ_JSON)
+    assert result["error"] == ["openai", "PermissionDeniedError"]
+    assert (result["status"], result["tollgate"]) == (403, "content_denied")
+    record = gw.last_audit()
+    assert (record["status"], record["decision"], record["refusal"]) == (403, "deny", "content_denied")
+    assert record["answer_findings"] is None
+
+
+@pytest.fixture(scope="module")
+def counted(start_gateway, upstream):
+    """The same, every call counted by a limit: its answer's end waits for its settlement."""
+    gateway = start_gateway(
+        lambda urls: config(urls, [{"name": "all", "match": {}, "tokens_per_day": 10_000_000}]),
+        providers=("openai", "anthropic"),
+    )
+    for fake in gateway.fakes.values():
+        fake.handler = upstream
+    return gateway
+
+
+def test_a_counted_call_is_redacted_and_denied_as_any(counted):
+    redacted = counted.run("MODEL = 'gpt-4o'\n" + READ_STREAM)
+    assert redacted["error"] is None
+    assert redacted["args"] == ARGS.replace(CARD, "[REDACTED:pii.payment_card]")
+    denied = counted.run("MODEL = 'gpt-deny-stream'\n" + READ_STREAM)
+    assert denied["error"][:2] == ["openai", "APIError"]
+    assert denied["text"] == TEXT[: TEXT.index(AWS)]
+    record = counted.last_audit()
+    assert (record["status"], record["error"], record["answer_findings"]) == (
+        200,
+        "content_denied",
+        {"secrets.aws_access_key_id": 1},
+    )
+
+
+def test_over_http2_a_denied_stream_raises_and_its_upstream_stream_is_reset(start_gateway, upstream_ca):
+    """The SDK speaks HTTP/2 to Tollgate, Tollgate to an HTTP/2-only upstream: the denied answer's
+    upstream stream is reset (generation stops) and the SDK raises."""
+    chunks, _ = denied_stream()
+    upstream = H2Upstream(
+        upstream_ca, lambda r: H2Reply(200, {"content-type": "text/event-stream"}, chunks, interval=0.02)
+    )
+    try:
+        gw = start_gateway(
+            {
+                "providers": {"openai": {"upstream": upstream.url, "keys": ["sk-real-answers-0001"]}},
+                "clients": [{"name": "alice", "keys": [VIRTUAL]}],
+                "guardrails": [{"on": ["answer"], "detect": KINDS, "action": "deny"}],
+            },
+            providers=(),
+        )
+        script = READ_STREAM.replace(
+            "max_retries=0)", "max_retries=0, http_client=__import__('openai').DefaultHttpxClient(http2=True))"
+        )
+        result = gw.run("MODEL = 'gpt-4o'\n" + script)
+        assert result["error"][:2] == ["openai", "APIError"]
+        assert result["text"] == TEXT[: TEXT.index(AWS)]
+        deadline = time.monotonic() + 5
+        while not upstream.resets and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(upstream.resets) == 1
+        record = gw.last_audit()
+        assert (record["status"], record["error"], record["answer_findings"]) == (
+            200,
+            "content_denied",
+            {"secrets.aws_access_key_id": 1},
+        )
+    finally:
+        upstream.close()
