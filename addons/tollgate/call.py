@@ -227,9 +227,10 @@ class Request:
     redacted: int | None = None
     # The same findings by kind and the action taken on them, for the metrics.
     finding_actions: tuple[tuple[str, str, int], ...] = ()
-    # A model that holds a secret, as the client wrote it and as it is shown (`Call.classified`):
-    # Redact writes the request's path so once it has gone.
-    secret_model: tuple[str, str] | None = field(default=None, repr=False)
+    # A model, or the path of a call refused with none read, that holds a secret: as the client
+    # wrote it and as it is shown (`Call.classified`, `Call.refused_unread`). Redact writes the
+    # request's path so once it has gone.
+    secret_in_path: tuple[str, str] | None = field(default=None, repr=False)
 
 
 @dataclass(slots=True)
@@ -302,10 +303,22 @@ class Call:
             if shown != model:
                 classification.model = shown
                 self.path = self.path.replace(model, shown)
-                self.request.secret_model = (model, shown)
+                self.request.secret_in_path = (model, shown)
         self.classification = classification
         route = self.route
         route.requested = route.target = Target(route.requested.provider, classification.model)
+
+    def refused_unread(self) -> None:
+        """Refused with no model read (its path not one Tollgate reads, or refused before it was
+        read): the whole path is read as a model is, so that a secret in it is shown as its kind
+        wherever the call is recorded (`shown_name`): the audit, the console, traces and saved flows."""
+        classification = self.classification
+        if classification is not None and classification.model is not None:
+            return  # read, and shown so (`classified`)
+        shown = shown_name(self.path, self.loaded.guardrails if self.loaded is not None else None)
+        if shown != self.path:
+            self.request.secret_in_path = (self.path, shown)
+            self.path = shown
 
     @property
     def target_model(self) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -383,12 +383,16 @@ def expand_env(
     where: str = "",
     unset: list[Unset] | None = None,
     leave: Callable[[str], bool] = upstream_secret,
+    distinct: bool = False,
 ) -> Any:
     """Replace `${NAME}` in every string of a parsed YAML tree; an unset NAME is an error, unless
-    `unset` is a list and `leave` says its place may keep it: then it stays as written, listed there."""
+    `unset` is a list and `leave` says its place may keep it: then it stays as written, listed there
+    (`distinct`: followed by its place, so that no two places left compare equal)."""
     if isinstance(node, str):
+        left = False
 
         def substitute(m: re.Match[str]) -> str:
+            nonlocal left
             name = m.group(1)
             if name in env:
                 return env[name]
@@ -396,14 +400,31 @@ def expand_env(
             if unset is None or not leave(place.where):
                 raise ConfigError(str(place))
             unset.append(place)
+            left = True
             return m.group(0)
 
-        return _VAR.sub(substitute, node)
+        expanded = _VAR.sub(substitute, node)
+        return f"{expanded} ({where})" if left and distinct else expanded
     if isinstance(node, dict):
-        return {k: expand_env(v, env, f"{where}.{k}" if where else str(k), unset, leave) for k, v in node.items()}
+        return {
+            k: expand_env(v, env, f"{where}.{k}" if where else str(k), unset, leave, distinct) for k, v in node.items()
+        }
     if isinstance(node, list):
-        return [expand_env(v, env, f"{where}.{i}" if where else str(i), unset, leave) for i, v in enumerate(node)]
+        return [
+            expand_env(v, env, f"{where}.{i}" if where else str(i), unset, leave, distinct) for i, v in enumerate(node)
+        ]
     return node
+
+
+def _without(data: Any, places: Iterable[str]) -> None:
+    """Each place of a mapping (`providers.bedrock.credentials`) left out of the tree, in place."""
+    for place in places:
+        *parents, key = place.split(".")
+        node = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(key, None)
 
 
 _UNION_MEMBERS = ("AwsCredentials", "str")
@@ -447,7 +468,30 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None, unset: list[Un
     try:
         return Config.model_validate(expanded, context={CONFIGURED: configured_names(expanded)})
     except ValidationError as e:
+        # A field that takes fixed values (`credentials: default` or a mapping) written `${NAME}`
+        # alone, unset: left out, as if not written (its default), and the file read again.
+        whole = {u.where for u in unset or () if _whole_variable(expanded, u.where)}
+        refused = whole & {loc for loc, _ in _described(e)}
+        if not refused:
+            raise ConfigError(_describe(e)) from None
+    _without(expanded, refused)
+    try:
+        return Config.model_validate(expanded, context={CONFIGURED: configured_names(expanded)})
+    except ValidationError as e:
         raise ConfigError(_describe(e)) from None
+
+
+def _whole_variable(data: Any, place: str) -> bool:
+    """Whether the value at a place of the tree is one `${NAME}` alone, as written."""
+    node = data
+    for part in place.split("."):
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False
+    return isinstance(node, str) and _VAR.fullmatch(node) is not None
 
 
 def config_problems(data: Any, env: Mapping[str, str] | None = None) -> list[str]:
@@ -455,7 +499,7 @@ def config_problems(data: Any, env: Mapping[str, str] | None = None) -> list[str
     none when it holds a configuration. A place whose variable is unset is said once, as that."""
     unset: list[Unset] = []
     try:
-        expanded = expand_env(_mapping(data), os.environ if env is None else env, "", unset, lambda _: True)
+        expanded = expand_env(_mapping(data), os.environ if env is None else env, "", unset, lambda _: True, True)
     except ConfigError as e:
         return [str(e)]
     problems = list(dict.fromkeys(str(u) for u in unset))

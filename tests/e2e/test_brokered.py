@@ -301,15 +301,64 @@ def test_a_connection_decrypted_for_its_server_name_is_recorded(start_gateway, g
     assert PLACEHOLDER not in gw.audit_path.read_text() + gw.proxy.console()
 
 
-def tunnel(gw, target: str) -> socket.socket:
-    """A CONNECT through the proxy, answered 200: its socket."""
+def tunnel(gw, target: str, login: str | None = None) -> socket.socket:
+    """A CONNECT through the proxy (with the proxy `login`, if given), answered 200: its socket."""
     raw = socket.create_connection(("127.0.0.1", gw.proxy.port), timeout=30)
-    raw.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+    auth = f"Proxy-Authorization: Basic {base64.b64encode(login.encode()).decode()}\r\n" if login else ""
+    raw.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{auth}\r\n".encode())
     head = b""
     while b"\r\n\r\n" not in head and (chunk := raw.recv(4096)):
         head += chunk
     assert head.startswith(b"HTTP/1.1 200"), head
     return raw
+
+
+OWN = "agents-own-token-0000000001"
+TWICE = {
+    "api.github.com": [
+        [("Authorization", f"Bearer {PLACEHOLDER}"), ("Authorization", f"Bearer {OWN}")],
+        [("authorization", f"Bearer {OWN}"), ("Authorization", f"token {PLACEHOLDER}")],
+        [("Authorization", f"Bearer {OWN}"), ("AUTHORIZATION", "Bearer another")],  # no placeholder: two all the same
+    ],
+    "uploads.example.com": [
+        [("X-Upload-Token", UPLOADS_PLACEHOLDER), ("x-upload-token", OWN)],
+        [("X-Upload-Token", UPLOADS_PLACEHOLDER), ("X_Upload_Token", OWN)],  # many servers read `_` as `-`
+        [("X-Upload-Token", UPLOADS_PLACEHOLDER), ("Authorization", f"Bearer {OWN}"), ("Authorization", "Basic eA==")],
+    ],
+}
+SERVED = {"api.github.com": ("Authorization", f"Bearer {PLACEHOLDER}"),
+          "uploads.example.com": ("X-Upload-Token", UPLOADS_PLACEHOLDER)}  # fmt: skip
+
+
+def test_two_of_a_credentials_header_are_refused(gw, github, bundle) -> None:
+    """A server reads one of two (which, Tollgate cannot know): the token put in one, the agent's own
+    in the other. Two Authorization headers, or two of a credential's header, are refused 400 on a
+    credential's host, as on every host Tollgate governs; nothing is sent, and the refusals counted."""
+    github.received.clear()
+    before = len(gw.connections())
+    context = ssl.create_default_context(cafile=str(bundle))
+    answers = {}
+    for host, requests in TWICE.items():
+        with context.wrap_socket(tunnel(gw, f"{host}:443", LOGIN), server_hostname=host) as tls:
+            for fields in [*requests, [SERVED[host]]]:
+                head = "".join(f"{name}: {value}\r\n" for name, value in fields)
+                tls.sendall(f"GET /twice HTTP/1.1\r\nHost: {host}\r\n{head}\r\n".encode())
+                answers.setdefault(host, []).append(read_answer(tls))
+    for host, got in answers.items():
+        assert [(status, error) for status, error, _ in got] == [(400, "bad_request")] * 3 + [(200, None)], host
+        assert {json.loads(body)["error"]["type"] for _, _, body in got[:3]} == {"bad_request"}
+    assert [(r.sni, r.headers.get("authorization"), r.headers.get("x-upload-token")) for r in github.received] == [
+        ("api.github.com", f"Bearer {TOKEN}", None),
+        ("uploads.example.com", None, UPLOADS_TOKEN),
+    ]
+    records = sorted(gw.connections(before + 2)[before:], key=lambda r: r["host"])
+    assert [(r["host"], r["brokered"], r["refused"]) for r in records] == [
+        ("api.github.com", 1, 3),
+        ("uploads.example.com", 1, 3),
+    ]
+    written = written_down(gw)
+    for secret in (PLACEHOLDER, TOKEN, UPLOADS_PLACEHOLDER, UPLOADS_TOKEN):
+        assert secret not in written
 
 
 LLM_CALLS = f"""

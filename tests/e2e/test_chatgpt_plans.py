@@ -2,7 +2,7 @@
 `https://chatgpt.com/backend-api/codex` (a bearer access token that is a JWT, `ChatGPT-Account-ID`
 beside it): each governed as a subscription call over HTTP (server-sent events) and over the
 Responses WebSocket, the token and the body going upstream as they came, pinned to the company's
-workspaces; the web app's other paths passing unread, with no record."""
+workspaces; the web app's other paths passing unread, with no call record."""
 
 from __future__ import annotations
 
@@ -65,10 +65,11 @@ def web_and_codex(request: HttpRequest) -> tuple[int, dict[str, str], bytes | li
         )
     if path == "/backend-api/codex/models":
         return 200, {"content-type": "application/json"}, b'{"models": [{"slug": "gpt-5"}]}'
-    return 200, {"content-type": "application/json"}, b'{"items": [], "web": "WEB-APP-ANSWER"}'
+    return 200, {"content-type": "application/json"}, WEB_APP_ANSWER
 
 
 FAKE_SCRIPT: list = [responding(ANSWERS, USAGES)]
+WEB_APP_ANSWER = b'{"items": [], "web": "WEB-APP-ANSWER"}'
 
 
 @pytest.fixture(scope="module")
@@ -271,7 +272,7 @@ def test_a_service_path_is_audited_without_a_model(g, fake):
     assert (record["decision"], record["status"], record["input_tokens"]) == ("allow", 200, None)
 
 
-def test_a_web_app_path_goes_on_unread_with_no_record(g, fake):
+def test_a_web_app_path_goes_on_unread_with_no_call_record(g, fake):
     before = len(g.audit())
     result = g.run(f"""
         import json, urllib.request
@@ -289,6 +290,36 @@ def test_a_web_app_path_goes_on_unread_with_no_record(g, fake):
     assert seen.headers["chatgpt-allowed-workspace-id"] == PINNED
     assert "chatgpt_allowed_workspace_id" not in seen.headers  # nor the client's, spelled with underscores
     assert len(g.audit()) == before
+    # No call made on it: its connection, decrypted, is recorded as a connection.
+    [record] = g.connections(1, since_run=True)
+    assert (record["host"], record["port"], record["service"], record["decision"], record["refused"]) == (
+        "chatgpt.com", 443, "chatgpt", "allow", 0
+    )  # fmt: skip
+    assert (record["bytes_sent"], record["bytes_received"]) == (0, len(WEB_APP_ANSWER))
+
+
+def test_a_connection_with_a_call_on_it_is_recorded_as_its_call_alone(g, fake):
+    """The web app's request, then a call, on one connection: the call's record, and no connection's."""
+    before = len(g.connections())
+    result = g.run(f"""
+        import requests
+        with requests.Session() as s:
+            web = s.get("https://chatgpt.com/backend-api/conversations", headers={{"Authorization": "Bearer {ALICE}"}})
+            models = s.get("https://chatgpt.com/backend-api/codex/models",
+                           headers={{"Authorization": "Bearer {ALICE}", "ChatGPT-Account-ID": "{WORKSPACE}"}})
+        report(status=[web.status_code, models.status_code])
+    """)
+    assert result == {"status": [200, 200]}
+    assert g.last_audit()["endpoint"] == "codex.models"
+    # Another connection with no call on it, recorded after the first closed: its record alone.
+    g.run(f"""
+        import urllib.request
+        urllib.request.urlopen(urllib.request.Request("https://chatgpt.com/backend-api/conversations",
+                                                      headers={{"Authorization": "Bearer {ALICE}"}})).read()
+        report()
+    """)
+    [record] = g.connections(before + 1)[before:]
+    assert (record["host"], record["bytes_received"]) == ("chatgpt.com", len(WEB_APP_ANSWER))
 
 
 SOCKET_SESSION = """

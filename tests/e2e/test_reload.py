@@ -186,3 +186,26 @@ def test_a_tollgate_yaml_written_after_a_start_without_one_takes_effect_as_the_r
         assert ALICE not in gw.proxy.console() and NEW_KEY not in gw.proxy.console()
     finally:
         openai.close()
+
+
+def test_tollgate_config_set_empty_is_the_built_in_defaults_and_reads_no_tollgate_yaml(confdir, tmp_path):
+    """`--set tollgate_config=` says so: the built-in defaults, though a ./tollgate.yaml is there,
+    and none written later is read either."""
+    from tests.support.proxy import Mitmdump
+
+    config_file = tmp_path / "tollgate.yaml"
+    config_file.write_text(yaml.safe_dump({"clients": [{"name": "alice", "keys": [ALICE]}]}))
+    proxy = Mitmdump(tmp_path, confdir, None, None, "--set", "tollgate_config=")
+    try:
+        proxy.wait_ready()
+        deadline = time.monotonic() + 10
+        while "tollgate_config is set empty" not in proxy.console() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        console = proxy.console()
+        assert "Tollgate: tollgate_config is set empty: built-in defaults, pure audit mode; no file is read" in console
+        assert "configuration loaded from" not in console and "is loaded within a second" not in console
+        config_file.write_text(yaml.safe_dump({"clients": [{"name": "bob", "keys": [ALICE]}]}))
+        time.sleep(2)  # the watcher looks every second: it would have read it by now
+        assert "configuration loaded from" not in proxy.console()
+    finally:
+        proxy.stop()

@@ -923,3 +923,30 @@ def test_a_secret_in_the_model_is_recorded_as_its_kind(start_gateway, tmp_path_f
         flows = list(io.FlowReader(f).stream())
     assert flows[0].metadata["tollgate"]["model"] == "[REDACTED:secrets.openai_api_key]"
     assert flows[1].request.path == "/v1beta/models/[REDACTED:secrets.huggingface_token]:generateContent"
+
+
+def test_a_secret_in_a_path_refused_before_it_was_read_is_recorded_as_its_kind(start_gateway, tmp_path_factory):
+    """A Gemini model id in capitals is refused for its shape (400) before any model is read: the
+    path, which holds the secret, is read by Tollgate's own secret detectors all the same, and the
+    audit, the console and the saved flow show its kind, never its text."""
+    from mitmproxy import io
+    from tests.support.raw import send
+
+    gateway = _start(start_gateway, tmp_path_factory)
+    body = json.dumps({"contents": [{"parts": [{"text": "hi"}]}]}).encode()
+    target = f"/v1beta/models/{MODEL_SECRET}:generateContent?alt=sse"
+    answer = send(gateway.proxy.port, gateway.bundle, "generativelanguage.googleapis.com", target, body=body,
+                  headers={"x-goog-api-key": VIRTUAL, "Content-Type": "application/json"})  # fmt: skip
+    assert (answer.status, answer.headers["x-tollgate-error"]) == (400, "bad_request")
+    [record] = gateway.wait_audit(1)
+    assert (record["client"], record["decision"], record["model"]) == ("alice", "deny", None)
+    assert record["error"] == "bad request: Gemini model ids are lower-case letters, digits, '.', '_' and '-'"
+    assert record["path"] == "/v1beta/models/[REDACTED:secrets.openai_api_key]:generateContent"
+    assert gateway.fakes["gemini"].received == []
+    gateway.proxy.stop()  # flushes the saved flows
+    console, saved = gateway.proxy.output.read_bytes(), gateway.saved.read_bytes()
+    for where, content in (("audit", gateway.audit_path.read_bytes()), ("console", console), ("saved", saved)):
+        assert MODEL_SECRET.encode() not in content, f"the secret found in {where}"
+    with open(gateway.saved, "rb") as f:
+        [flow] = list(io.FlowReader(f).stream())
+    assert flow.request.path == "/v1beta/models/[REDACTED:secrets.openai_api_key]:generateContent?alt=sse"

@@ -60,8 +60,8 @@ class Mitmdump:
             str(self.port),
             "--set",
             f"confdir={confdir}",
-            "--set",
-            f"tollgate_config={config or ''}",
+            # None: not set, as a user starts it without one (an empty value is the built-in defaults).
+            *(["--set", f"tollgate_config={config}"] if config is not None else []),
         ]
         if upstream_ca is not None:
             args += ["--set", f"ssl_verify_upstream_trusted_ca={upstream_ca}"]

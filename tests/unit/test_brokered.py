@@ -57,6 +57,35 @@ def test_the_placeholder_anywhere_else_is_misplaced(host: str, fields: list[tupl
     assert PLACEHOLDER.encode() not in both.scrubbed(url) + b"".join(v for _, v in fields if v != PLACEHOLDER.encode())
 
 
+@pytest.mark.parametrize(
+    ("host", "fields", "twice"),
+    [
+        ("api.github.com", [(b"Authorization", b"Bearer a"), (b"authorization", b"Bearer b")], "Authorization"),
+        ("uploads.example.com", [(b"X-Upload-Token", b"a"), (b"x-upload-token", b"b")], "X-Upload-Token"),
+        ("uploads.example.com", [(b"X-Upload-Token", b"a"), (b"X_UPLOAD_TOKEN", b"b")], "X-Upload-Token"),
+        (
+            "uploads.example.com",
+            [(b"Authorization", b"a"), (b"Accept", b"*/*"), (b"AUTHORIZATION", b"b")],
+            "Authorization",
+        ),
+        (
+            "api.github.com",
+            [(b"Authorization", b"Bearer a"), (b"X-Upload-Token", b"a"), (b"X-Upload-Token", b"b")],
+            None,  # another host's header: nothing to this one
+        ),
+        ("uploads.example.com", [(b"X-Upload-Token", b"a"), (b"Authorization", b"b")], None),
+        ("elsewhere.example.com", [(b"Authorization", b"a"), (b"Authorization", b"b")], None),  # no credential's host
+    ],
+)
+def test_a_header_a_credentials_host_reads_once_is_found_twice(
+    host: str, fields: list[tuple[bytes, bytes]], twice: str | None
+) -> None:
+    both = brokered(
+        entry(), entry(host="uploads.example.com", header="X-Upload-Token", virtual="another_placeholder_xyz")
+    )
+    assert both.repeated_header(host, fields) == twice
+
+
 def test_the_hosts_are_decrypted_and_the_secrets_are_tollgates_own_keys() -> None:
     config = parse_config({"egress": {"credentials": [entry(host="API.GitHub.com.")]}}, ENV)
     assert Brokered(config.egress.credentials).allow_hosts() == [r"^api\.github\.com\.?:\d+$"]

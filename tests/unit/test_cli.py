@@ -265,3 +265,35 @@ def test_check_reports_every_problem_at_once_unset_variables_among_them(
         "error: tollgate.yaml: audit.checkpoint_s: environment variable TOLLGATE_TEST_UNSET_OPENAI is not set",
         "error: tollgate.yaml: clients.0.grups: unknown key",
     ]
+
+
+def test_a_credentials_field_written_as_one_unset_variable_is_no_error_for_a_read_only_command(
+    tollgate, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """`credentials` takes `default` or a mapping: `${NAME}` alone, unset, is read as not written."""
+    for name in ("TOLLGATE_TEST_UNSET_AWS", "TOLLGATE_TEST_UNSET_AZURE"):
+        monkeypatch.delenv(name, raising=False)
+    Path("tollgate.yaml").write_text(
+        'providers:\n  bedrock: {credentials: "${TOLLGATE_TEST_UNSET_AWS}"}\n'
+        '  azure: {credentials: "${TOLLGATE_TEST_UNSET_AZURE}"}\naudit: {path: audit.jsonl}\n'
+    )
+    Path("audit.jsonl").write_text("")
+    assert tollgate(["inventory", "--json"]) == 0, capsys.readouterr().err
+    assert tollgate(["check"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "error: tollgate.yaml: providers.bedrock.credentials: environment variable TOLLGATE_TEST_UNSET_AWS is not set",
+        "error: tollgate.yaml: providers.azure.credentials: environment variable TOLLGATE_TEST_UNSET_AZURE is not set",
+    ]
+
+
+def test_check_finds_no_two_places_alike_for_one_unset_variable(tollgate, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("TOLLGATE_TEST_UNSET_TOKEN", raising=False)
+    Path("tollgate.yaml").write_text(
+        "egress:\n  credentials:\n    - {host: api.github.com, header: Authorization,"
+        ' virtual: "${TOLLGATE_TEST_UNSET_TOKEN}", value: "${TOLLGATE_TEST_UNSET_TOKEN}"}\n'
+    )
+    assert tollgate(["check"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "error: tollgate.yaml: egress.credentials.0.virtual: environment variable TOLLGATE_TEST_UNSET_TOKEN is not set",
+        "error: tollgate.yaml: egress.credentials.0.value: environment variable TOLLGATE_TEST_UNSET_TOKEN is not set",
+    ]

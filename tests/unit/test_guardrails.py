@@ -602,3 +602,23 @@ def test_a_secret_in_a_name_is_shown_as_its_kind_whatever_the_rules() -> None:
     for model in ("gpt-4o-mini", "claude-sonnet-4-5", "ft:gpt-4o:acme::abc123", "模型"):
         assert shown_name(model, with_keys) is model
     assert shown_name("a@b.example", None) == "a@b.example"  # personal data is no secret of these
+
+
+def test_a_secret_in_the_path_of_a_call_refused_with_no_model_read_is_shown_as_its_kind() -> None:
+    from tollgate.call import Call, Route
+    from tollgate.formats.request_facts import Classification
+
+    key = "sk-proj-" + "a1" * 12 + "T3BlbkFJ" + "b2" * 12
+    written = f"/v1beta/models/{key}:generateContent"
+    refused = Call(Route.as_called("gemini"), "generativelanguage.googleapis.com", "POST", written)
+    refused.refused_unread()  # never classified
+    shown = "/v1beta/models/[REDACTED:secrets.openai_api_key]:generateContent"
+    assert (refused.path, refused.request.secret_in_path) == (shown, (written, shown))
+    unread = Call(Route.as_called("gemini"), "generativelanguage.googleapis.com", "POST", written)
+    unread.classified(Classification(endpoint="generate"))  # its shape refused: no model read
+    unread.refused_unread()
+    assert unread.path == shown
+    read = Call(Route.as_called("openai"), "api.openai.com", "POST", "/v1/chat/completions")
+    read.classified(Classification(endpoint="chat", model="gpt-4o"))
+    read.refused_unread()
+    assert (read.path, read.request.secret_in_path) == ("/v1/chat/completions", None)

@@ -233,8 +233,13 @@ def test_an_awaited_call_step_that_fails_refuses_the_call_in_the_providers_shape
 def test_tollgates_pipeline_is_one_addon_with_its_call_steps_in_order():
     gateway = pipeline.gateway()
     # The call is in flight once classified (Audit), before any step that may be awaited.
-    assert [type(step.__self__).__name__ for step in gateway.steps["request"][:3]] == ["Classify", "Audit", "WebSocket"]
-    call_steps = gateway.steps["request"][3].__self__
+    assert [type(step.__self__).__name__ for step in gateway.steps["request"][:4]] == [
+        "Classify",
+        "Audit",
+        "WebSocket",
+        "EgressGate",  # its connection recorded by its calls from here
+    ]
+    call_steps = gateway.steps["request"][4].__self__
     assert [type(step.__self__).__name__ for step in call_steps.steps] == [
         "AuditGate",
         "Identify",
@@ -310,7 +315,7 @@ def test_a_step_in_the_pipelines_shared_list_is_in_every_kind_of_calls_steps():
     for kind, steps in gateway.kinds.items():
         assert steps.count(scan) == 1, kind
     # The kinds' lists are the ones their calls run.
-    call_steps = gateway.steps["request"][3].__self__
+    call_steps = gateway.steps["request"][4].__self__
     assert gateway.kinds["http"] is call_steps.steps
     assert all(scan not in steps for steps in pipeline.gateway().kinds.values())
 

@@ -118,6 +118,12 @@ class Brokered:
         for c in self.credentials:
             self.by_host[c.host] = (*self.by_host.get(c.host, ()), c)
         self.hosts = frozenset(self.by_host)
+        # The headers a request to each host may carry once at most: Authorization, and the ones
+        # its credentials go in (lower case, `-` for `_`).
+        self._single = {
+            host: frozenset((b"authorization", *(c.header.encode() for c in credentials)))
+            for host, credentials in self.by_host.items()
+        }
         placeholders = sorted({c.virtual.encode() for c in self.credentials}, key=len, reverse=True)
         self._pattern = re.compile(b"|".join(map(re.escape, placeholders))) if placeholders else None
 
@@ -139,6 +145,24 @@ class Brokered:
         if pattern is None:
             return False
         return pattern.search(b"\n".join((url, *(value for _, value in fields)))) is not None
+
+    def repeated_header(self, host: str, fields: Iterable[tuple[bytes, bytes]]) -> str | None:
+        """The name (as `Authorization` is written) of a header that a request to `host` carries
+        more than once, of Authorization and those its credentials go in; None where there is none.
+        A server reads one of two, and Tollgate cannot know which: the token put in one, the
+        agent's own credential could go in the other. Read in any letter case and with `_` for
+        `-`, as many servers read a header's name."""
+        single = self._single.get(host)
+        if single is None:
+            return None
+        seen: set[bytes] = set()
+        for name, _ in fields:
+            loose = name.lower().replace(b"_", b"-")
+            if loose in single:
+                if loose in seen:
+                    return "-".join(part.capitalize() for part in loose.decode().split("-"))
+                seen.add(loose)
+        return None
 
     def scrubbed(self, data: bytes) -> bytes:
         """`data` with every placeholder replaced by `[PLACEHOLDER]`: a refused request's URL and

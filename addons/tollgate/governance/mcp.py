@@ -116,6 +116,10 @@ class McpExchange:
     def used_credential(self, secret: str | None) -> None:
         self.upstream_key = None if secret is None else fingerprint(secret)
 
+    def leaves_records(self) -> bool:
+        """Whether `records` has any: not for a POST of answers alone that Tollgate let through."""
+        return bool(self.requests) or self.method in UNREQUESTED or self.decision != "allow"
+
     def records(self) -> list[dict[str, Any]]:
         """The audit records: one per JSON-RPC request (a notification too); one for the GET stream
         and one for a DELETE, their `method` the HTTP method (no JSON-RPC method is in upper case);
@@ -137,10 +141,10 @@ class McpExchange:
             "error": self.error,
             "refusal": self.refused,
         }
+        if not self.leaves_records():
+            return []
         if not self.requests:
             stream_or_end = self.method in UNREQUESTED
-            if self.decision == "allow" and not stream_or_end:
-                return []
             return [{**base, "method": self.method if stream_or_end else None, "tool": None, "decision": self.decision,
                      "deny_reasons": list(self.deny_reasons), "findings": None, "redacted": None, "is_error": None,
                      "retry_of": None, **tail}]  # fmt: skip

@@ -132,6 +132,7 @@ def refuse(
 ) -> None:
     """Answer the call in the provider's own error shape instead of forwarding it: the provider
     the client called, where a route translated the call into another's format."""
+    call.refused_unread()  # a secret in a path that holds no model read: recorded as its kind
     shape = call.registry[call.route.requested.provider] if call.route.translated is not None else provider_of(call)
     refusal = shape.refusal(reason, message, call.path)
     call.answer.answered_by_tollgate = True

@@ -251,14 +251,17 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             identify.refused,  # a call refused before it was identified (its path, a web app's): its caller named
             broker.requestheaders,  # a credential's host: its token in, else a placeholder refused
             redact.requestheaders,
+            egress.recorded_otherwise,  # a decrypted connection recorded by its requests, or its own record
         ],
         request=[
             classify.request,
             audit.request,  # the call in flight from here (a drain waits for it, a shutdown audits it)
             websocket.request,
+            egress.recorded_otherwise,  # a call: its connection recorded by its calls (before any step awaited)
             call_steps.at_request,
             identify.refused,  # a call refused before it was identified (a body it cannot read): its caller named
             mcp.request,  # an MCP server's request: identified, decided, its credential swapped
+            egress.recorded_otherwise,  # an MCP request: its connection recorded by its records
             identify.request,  # a login's password not judged (the call was refused first) let go
             redact.request,
         ],
@@ -289,6 +292,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             redact.responseheaders,
             audit.responseheaders,
             mcp.responseheaders,  # an MCP answer read as it streams (a tools/list's tools decided as they come)
+            egress.responseheaders,  # an answer streamed on no call, on a decrypted connection: its bytes counted
         ],
         # A request's answer has ended (first: whatever a later step does); a translated call's error
         # in the caller's shape.

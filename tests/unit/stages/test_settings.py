@@ -461,12 +461,19 @@ def test_without_a_configuration_file_it_says_a_file_made_later_is_loaded(
     monkeypatch.setattr(settings_module, "DEFAULT_FILE", "tollgate.yaml")
     g = gateway()
     with caplog.at_level(logging.INFO, logger=settings_module.__name__), taddons.context(g) as tctx:
-        tctx.configure(g, tollgate_config="")
+        configure_unset(tctx, g)
         pending = g.done()  # type: ignore[attr-defined]
         if pending is not None:
             asyncio.run(pending)
     assert settings_module.no_config_note(str(tmp_path / "tollgate.yaml")) in caplog.text
     assert f"{tmp_path / 'tollgate.yaml'} is loaded within a second of being written" in caplog.text
+
+
+def configure_unset(tctx, addon) -> None:
+    """As mitmproxy starts with `tollgate_config` never set (not set empty): configured with it unchanged."""
+    if addon not in tctx.master.addons:
+        tctx.master.addons.register(addon)
+    tctx.options.changed.send(updated={"tollgate_config"})
 
 
 @pytest.fixture
@@ -476,7 +483,7 @@ def awaiting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runnin
     monkeypatch.setattr(settings_module, "DEFAULT_FILE", "tollgate.yaml")
     r = Running(tmp_path / "tollgate.yaml")
     with taddons.context(r.gateway) as tctx:
-        tctx.configure(r.gateway, tollgate_config="")
+        configure_unset(tctx, r.gateway)
         r.settings.started()
         try:
             yield r
@@ -527,9 +534,24 @@ def test_a_tollgate_yaml_there_at_start_is_read_when_no_tollgate_config_names_on
     write(tmp_path / "tollgate.yaml", {"clients": [{"name": "alice", "keys": ["tg-alice"]}]})
     r = Running(tmp_path / "tollgate.yaml")
     with taddons.context(r.gateway) as tctx:
-        tctx.configure(r.gateway, tollgate_config="")
+        configure_unset(tctx, r.gateway)
         try:
             assert clients(r) == ["alice"]
+        finally:
+            pending = r.gateway.done()  # type: ignore[attr-defined]
+            if pending is not None:
+                asyncio.run(pending)
+
+
+def test_tollgate_config_set_empty_reads_no_tollgate_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(settings_module, "DEFAULT_FILE", "tollgate.yaml")
+    write(tmp_path / "tollgate.yaml", {"clients": [{"name": "alice", "keys": ["tg-alice"]}]})
+    r = Running(tmp_path / "tollgate.yaml")
+    with taddons.context(r.gateway) as tctx:
+        tctx.configure(r.gateway, tollgate_config="")  # set empty: the built-in defaults
+        try:
+            assert clients(r) == []
         finally:
             pending = r.gateway.done()  # type: ignore[attr-defined]
             if pending is not None:

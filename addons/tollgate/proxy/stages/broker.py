@@ -1,6 +1,8 @@
 """Brokered credentials (`egress.credentials`): a request to a credential's host over TLS (its
 connection decrypted for it) has the placeholder in the credential's header replaced by the token; a
-placeholder anywhere else in it is refused (403 `content_denied`), as it is in any other request
+placeholder anywhere else in it is refused (403 `content_denied`), and so is a request with two
+Authorization headers or two of a credential's header (400 `bad_request`: a server reads one of
+two, Tollgate cannot know which). A placeholder is refused too in any other request
 Tollgate reads: one sent to the proxy in cleartext (the token would go out as the placeholder came,
 unencrypted), one to another host (an LLM call's: `Guard`). Bodies are not read: they stream both
 ways.
@@ -22,7 +24,7 @@ from mitmproxy import connection, http
 
 from tollgate.call import new_request_id
 from tollgate.formats.json_codec import encode_json
-from tollgate.formats.refusals import CONTENT_DENIED
+from tollgate.formats.refusals import BAD_REQUEST, CONTENT_DENIED
 from tollgate.governance.brokered import Brokered
 from tollgate.providers import host_name
 from tollgate.proxy.flows import BROKERED, scrub_placeholders
@@ -33,6 +35,7 @@ from tollgate.records.connection_record import Connection, connection_record
 PROXYAUTH = "proxyauth"
 # Why such a request is refused, as its connection's record says; the guardrails' kind of Tollgate's own secrets.
 REFUSED_REASON = "a brokered credential's placeholder (tollgate_keys) where it does not belong"
+UNREADABLE_MESSAGE = "Tollgate cannot read this request exactly and did not forward it"
 REFUSED_MESSAGE = (
     f"Tollgate refused this request: it holds {REFUSED_REASON} (only its own host's header, over TLS, takes it)."
 )
@@ -97,20 +100,40 @@ class Broker:
         opened = self._opened_for(flow, host)
         # The headers the token goes in, for `Redact`: a tuple, which saved flows can hold.
         flow.metadata[BROKERED] = tuple(c.header.encode() for c in loaded.brokered.by_host[host])
-        brokering = loaded.brokered.broker(host, request.headers.fields, request.data.path)
-        metrics = self.shared.metrics
-        if brokering.misplaced:
-            opened.refused += 1
-            if metrics is not None:
-                metrics.brokered_request(host, "refused")
-            _refuse(flow, loaded.brokered)
+        twice = loaded.brokered.repeated_header(host, request.headers.fields)
+        if twice is not None:
+            why = f"the request carries more than one {twice} header"
+            self._refuse_here(flow, host, opened, 400, BAD_REQUEST, f"{UNREADABLE_MESSAGE}: {why}.")
             return
+        brokering = loaded.brokered.broker(host, request.headers.fields, request.data.path)
+        if brokering.misplaced:
+            self._refuse_here(flow, host, opened)
+            return
+        metrics = self.shared.metrics
         if brokering.fields is not None:
             request.headers.fields = tuple(brokering.fields)
             opened.brokered += 1
             if metrics is not None:
                 metrics.brokered_request(host, "brokered")
         request.stream = _counting(opened.connection, sent=True)
+
+    def _refuse_here(
+        self,
+        flow: http.HTTPFlow,
+        host: str,
+        opened: Opened,
+        status: int = 403,
+        kind: str = CONTENT_DENIED,
+        message: str = REFUSED_MESSAGE,
+    ) -> None:
+        """A request to a credential's host refused, counted on its connection's record."""
+        loaded = self.shared.loaded
+        assert loaded is not None
+        opened.refused += 1
+        metrics = self.shared.metrics
+        if metrics is not None:
+            metrics.brokered_request(host, "refused")
+        _refuse(flow, loaded.brokered, status, kind, message)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if BROKERED not in flow.metadata or flow.response is None:
@@ -177,13 +200,19 @@ def over_tls(flow: http.HTTPFlow) -> bool:
     return flow.request.scheme == "https" and flow.client_conn.tls_established
 
 
-def _refuse(flow: http.HTTPFlow, brokered: Brokered) -> None:
+def _refuse(
+    flow: http.HTTPFlow,
+    brokered: Brokered,
+    status: int = 403,
+    kind: str = CONTENT_DENIED,
+    message: str = REFUSED_MESSAGE,
+) -> None:
     scrub_placeholders(flow.request, brokered)
     flow.request.stream = False
     flow.response = http.Response.make(
-        403,
-        encode_json({"error": {"type": CONTENT_DENIED, "message": REFUSED_MESSAGE}}),
-        {"content-type": "application/json", "x-tollgate-error": CONTENT_DENIED},
+        status,
+        encode_json({"error": {"type": kind, "message": message}}),
+        {"content-type": "application/json", "x-tollgate-error": kind},
     )
 
 

@@ -8,9 +8,10 @@ it), so that a second DNS answer cannot move it. A tunnel Tollgate does not read
 ignored connection) is relayed by `CountedTunnel`, which counts its bytes each way. Every
 connection Tollgate decrypts is recorded, whatever `egress.record` says: one to a governed host (a
 provider's, an MCP server's, a credential's) by its requests (as calls; `Broker`'s record), or
-here when none was made on it; any other (a CONNECT to one host whose TLS server name is a governed
-one's, which mitmproxy decrypts for that name) here, with its requests' bodies' bytes and how many
-of them were refused."""
+here when none of them leaves a record of its own (none made, or only ChatGPT's web app's, an MCP
+server's host's other paths); any other (a CONNECT to one host whose TLS server name is a governed
+one's, which mitmproxy decrypts for that name) here. Here, with its requests' bodies' bytes and
+how many of them were refused."""
 
 from __future__ import annotations
 
@@ -34,8 +35,9 @@ from mitmproxy.proxy.mode_specs import RegularMode
 from tollgate.call import new_request_id
 from tollgate.formats.refusals import AUDIT_UNAVAILABLE, BAD_REQUEST
 from tollgate.governance.egress import EGRESS_DENIED, PASS, Egress, Verdict, egress_facts, host_of, not_a_host
+from tollgate.governance.mcp import McpExchange
 from tollgate.governance.policy import Decision
-from tollgate.proxy.flows import CAPTURE_MODES
+from tollgate.proxy.flows import BROKERED, CALL, CAPTURE_MODES, MCP
 from tollgate.proxy.patches import calls_shown
 from tollgate.proxy.state import Shared
 from tollgate.records.connection_record import Connection, connection_line, connection_record
@@ -64,7 +66,7 @@ async def resolve(host: str, port: int) -> str:
 @dataclass(slots=True, eq=False)
 class Decrypted:
     """A connection Tollgate decrypts, recorded when its client goes; a governed host's only while
-    no request was made on it (its requests are recorded)."""
+    none of its requests leaves a record of its own (`recorded_otherwise`)."""
 
     connection: Connection
     governed: bool
@@ -80,7 +82,7 @@ class EgressGate:
         self._pending: dict[str, tuple[Connection, bool]] = {}
         self._waiting: dict[str, list[str]] = {}
         # The connections decrypted and not recorded otherwise, by client connection id; and each
-        # request on one to a host not governed, until its exchange ends.
+        # request on one, until its exchange ends or it leaves a record of its own.
         self._decrypted: dict[str, list[Decrypted]] = {}
         self._reads: WeakKeyDictionary[http.HTTPFlow, Decrypted] = WeakKeyDictionary()
         # Each plain HTTP request through the proxy let through, until its exchange ends: its
@@ -201,16 +203,35 @@ class EgressGate:
             server.sni = name
 
     def _read(self, flow: http.HTTPFlow, decrypted: list[Decrypted]) -> None:
-        """A request on a connection decrypted: a governed host's is recorded by its requests from
-        now on; another's bodies are counted when its exchange ends. Neither is streamed here: a
+        """A request on a connection decrypted: its bodies are counted when its exchange ends,
+        unless it leaves a record of its own (`recorded_otherwise`). None is streamed here: a
         request misdirected to an MCP server's host is refused once its body is in (`Mcp`)."""
-        last = decrypted[-1]
-        if last.governed:
-            decrypted.pop()
-            if not decrypted:
-                del self._decrypted[flow.client_conn.id]
+        self._reads[flow] = decrypted[-1]
+
+    def recorded_otherwise(self, flow: http.HTTPFlow) -> None:
+        """A request on a governed host's connection decrypted that leaves a record of its own (a
+        call's, an MCP request's, a brokered connection's): the connection is recorded by its
+        requests from now on. One that leaves none (ChatGPT's web app, streamed on unread) has
+        its body counted as it streams."""
+        decrypted = self._reads.get(flow) if self._reads else None
+        if decrypted is None:
             return
-        self._reads[flow] = last
+        if not decrypted.governed or not _leaves_record(flow):
+            if flow.request.stream is True:
+                flow.request.stream = _counting(decrypted.connection, sent=True)
+            return
+        del self._reads[flow]
+        opened = self._decrypted.get(flow.client_conn.id)
+        if opened is not None and decrypted in opened:
+            opened.remove(decrypted)
+            if not opened:
+                del self._decrypted[flow.client_conn.id]
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        """An answer streamed on a connection decrypted, on no call: its bytes counted as they go."""
+        decrypted = self._reads.get(flow) if self._reads else None
+        if decrypted is not None and flow.response is not None and flow.response.stream is True:
+            flow.response.stream = _counting(decrypted.connection, sent=False)
 
     def refused_request(self, flow: http.HTTPFlow, reason: str) -> bool:
         """A request let through, then refused for what it holds (a brokered credential's
@@ -481,6 +502,29 @@ def _policy_verdict(connection: Connection, decision: Decision) -> Verdict:
 
 async def _policy_verdict_once_decided(connection: Connection, evaluation: Awaitable[Decision]) -> Verdict:
     return _policy_verdict(connection, await evaluation)
+
+
+def _leaves_record(flow: http.HTTPFlow) -> bool:
+    """Whether a request leaves a record of its own: a call's, an MCP request's (not a POST of
+    answers alone), a brokered credential's host's (its connection's, `Broker`)."""
+    metadata = flow.metadata
+    if CALL in metadata or BROKERED in metadata:
+        return True
+    exchange = metadata.get(MCP)
+    return isinstance(exchange, McpExchange) and exchange.leaves_records()
+
+
+def _counting(connection: Connection, sent: bool) -> Callable[[bytes], bytes]:
+    """A stream's chunks passed on as they come, counted into the connection's bytes."""
+
+    def count(chunk: bytes) -> bytes:
+        if sent:
+            connection.bytes_sent += len(chunk)
+        else:
+            connection.bytes_received += len(chunk)
+        return chunk
+
+    return count
 
 
 def _count_bodies(connection: Connection, flow: http.HTTPFlow) -> None:

@@ -81,8 +81,9 @@ class Redact:
             # Where Identify saw the client's credentials; None if it has not looked (the request is
             # then as the client sent it).
             redact(request, call.caller.credential_positions)
-            if (secret := call.request.secret_model) is not None:  # a secret in a path's model
-                request.data.path = request.data.path.replace(secret[0].encode(), secret[1].encode())
+            if (secret := call.request.secret_in_path) is not None:  # a secret in a path, or its model
+                written, shown = (s.encode("utf-8", "surrogateescape") for s in secret)
+                request.data.path = request.data.path.replace(written, shown)
         elif (also := self._mcp(flow)) is not None:
             redact(request, None, also)
         elif (headers := flow.metadata.get(BROKERED)) is not None:  # a brokered credential's token

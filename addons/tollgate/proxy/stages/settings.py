@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from mitmproxy import ctx, exceptions
+from mitmproxy import ctx, exceptions, optmanager
 from mitmproxy.proxy.mode_specs import ProxyMode
 
 from tollgate.config import Config, ConfigError, read_config
@@ -284,6 +284,15 @@ def _count(n: int, noun: str) -> str:
 # The file read when `tollgate_config` names none: `tollgate.yaml` in the working directory, at start
 # when it is there, else as soon as it appears (the README's quick start writes it while Tollgate runs).
 DEFAULT_FILE = "tollgate.yaml"
+OPTION = "tollgate_config"
+
+
+def given(name: str) -> bool:
+    """Whether an option was set, to whatever value (its default too), rather than never set:
+    mitmproxy keeps the value of one never set as `optmanager.unset`, and its default otherwise
+    looks the same."""
+    option = ctx.options._options.get(name)
+    return option is not None and option.value is not optmanager.unset
 
 
 def no_config_note(awaited: str) -> str:
@@ -334,7 +343,8 @@ class Settings:
     def _configure(self, updated: set[str]) -> None:
         if "tollgate_config" in updated:
             path = ctx.options.tollgate_config
-            awaited = "" if path else os.path.abspath(DEFAULT_FILE)
+            # Set empty (`--set tollgate_config=`): the built-in defaults, no file read nor watched.
+            awaited = "" if path or given(OPTION) else os.path.abspath(DEFAULT_FILE)
             if awaited and os.path.isfile(awaited):
                 path, awaited = awaited, ""
             stamp = stamp_of(path) if path else None  # before reading: an edit meanwhile is seen next time
@@ -347,6 +357,8 @@ class Settings:
             logger.info(f"Tollgate: {summary(self.shared.loaded.config)}")
             if awaited:
                 logger.warning(no_config_note(awaited))
+            elif not path:
+                logger.warning(f"Tollgate: {OPTION} is set empty: built-in defaults, pure audit mode; no file is read")
         if "proxyauth" in updated or "tollgate_config" in updated:
             self.shared.logins_unchecked = "proxyauth" in ctx.options and ctx.options.proxyauth == "any"
             self._warn_unchecked_logins()
