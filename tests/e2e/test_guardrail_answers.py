@@ -81,6 +81,21 @@ def clean_stream() -> list[bytes]:
     return [*events, chunk({}, "stop"), sse("[DONE]")]
 
 
+def held_clean_stream() -> list[bytes]:
+    """A clean answer whose events end where a value may begin: in `s` and `t` (the first letters
+    of Tollgate's own keys), in digits (a card, a phone number), inside words (an address), and a
+    tool call's arguments cut alike. Each is held until the next says it is no value, then goes on
+    as it came."""
+    events = [chunk({"role": "assistant", "content": ""})]
+    text = ("It is", " the first test", "s of 2026: 4", "2 cats, sk", "-real is", " no key, tg", "-x neither", ".")
+    events += [chunk({"content": p}) for p in text]
+    call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "note", "arguments": ""}}
+    events.append(chunk({"tool_calls": [call]}))
+    args = ('{"note": "its', " test", "s 1", '2 sk", "n": 4', "2}")
+    events += [chunk({"tool_calls": [{"index": 0, "function": {"arguments": p}}]}) for p in args]
+    return [*events, chunk({}, "tool_calls"), sse("[DONE]")]
+
+
 def denied_stream() -> tuple[list[bytes], int]:
     """The text up to and with the key, then fillers the upstream sends slowly: and where the key's
     first event is."""
@@ -152,6 +167,8 @@ class Upstream:
         model, stream = body["model"], body.get("stream")
         if model == "gpt-clean":
             return Reply(200, chunks=clean_stream(), gate=self.gate)
+        if model == "gpt-clean-held":
+            return Reply(200, chunks=held_clean_stream())
         if model == "gpt-deny-stream":
             chunks, first = denied_stream()
             self.denied_at = first
@@ -239,6 +256,22 @@ def test_a_clean_stream_comes_byte_for_byte(gw):
         """
     )
     assert result["raw"].encode() == b"".join(clean_stream())
+    assert gw.last_audit()["answer_findings"] == {}
+
+
+def test_a_clean_stream_whose_events_end_where_a_value_may_begin_comes_byte_for_byte(gw):
+    result = gw.run(
+        f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+        with client.chat.completions.with_streaming_response.create(
+            model="gpt-clean-held", messages=[{{"role": "user", "content": "count"}}], stream=True
+        ) as r:
+            raw = b"".join(r.iter_bytes())
+        report(raw=raw.decode())
+        """
+    )
+    assert result["raw"].encode() == b"".join(held_clean_stream())
     assert gw.last_audit()["answer_findings"] == {}
 
 

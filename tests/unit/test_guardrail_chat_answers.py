@@ -5,15 +5,19 @@ and clean events byte for byte; a value to deny ends the stream with an `error` 
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
+from support.examples import examples
 from support.guardrail_samples import EMAIL, crc_token
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
-from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard, guard_chat_json
+from tollgate.governance.guardrails.chat_answer import WAITING_BYTES, ChatAnswerGuard, guard_chat_json
 
 TOKEN = crc_token("gh" + "p_")
 _COMPILED: dict[str, AnswerDetectors] = {}
@@ -114,7 +118,7 @@ def test_a_streamed_answer_is_redacted_in_its_own_events_however_split(size: int
 def test_a_clean_stream_comes_through_byte_for_byte() -> None:
     """Deltas that end where no match can be going on (a space, punctuation) go on as they came.
     A delta that ends inside a word is held from that word's start (it may still become a key or
-    an address): its event is written anew, and the text reassembled is the same."""
+    an address): its event is held whole, and goes on as it came once the word is no value."""
     words = ["Nothing ", "to ", "hide ", "here, ", "just ", "words. "]
     events = [chunk(0, content=w) for w in words]
     events += [chunk(0, tool_calls=[{"index": 0, "function": {"arguments": p}}]) for p in ['{"cmd": ', '"ls -la"', "}"]]
@@ -124,8 +128,87 @@ def test_a_clean_stream_comes_through_byte_for_byte() -> None:
         assert out == data
     cut_in_words = stream(answer_events("Nothing to hide here, just words.", '{"cmd": "ls -la"}', 4))
     out, guard = guarded(compiled("redact"), cut_in_words, 7)
-    assert reassembled(out) == reassembled(cut_in_words)
+    assert out == cut_in_words
     assert guard.counts == {}
+
+
+OWN_KEY = "sk-own-" + "Q" * 30
+# Tollgate's own key and every built-in detector: text ending in `s`, `t`, a digit or a word's
+# character may still become a value, and is held.
+WITH_OWN_KEYS = compiled_for(
+    {**dict.fromkeys(detectors.KINDS, "redact"), "tollgate_keys": "redact"}, detectors.own_keys([OWN_KEY], ())
+)
+_WORDS = st.sampled_from(
+    [
+        "s",
+        "sk",
+        "sk-",
+        "sk-own",
+        "t",
+        "ts",
+        "is",
+        "its",
+        "cats",
+        "test",
+        "x1",
+        "42",
+        "2026",
+        "a_b",
+        "gh",
+        "AKIA",
+        "é",
+        "☃",
+    ]
+)
+_GAPS = st.sampled_from([" ", "  ", ", ", ". ", "\n", "-", "_", "", ":", "/"])
+_CLEAN = st.lists(st.tuples(_WORDS, _GAPS), max_size=30).map(lambda parts: "".join(w + g for w, g in parts))
+
+
+def clean_events(text: str, cuts: list[int], arguments: str) -> bytes:
+    """The text in deltas split at `cuts` (character offsets), choice 1 the same upper-cased, and
+    a tool call's arguments split alike, in events as an upstream writes them (`json.dumps`)."""
+    bounds = sorted({0, len(text), *(c % (len(text) + 1) for c in cuts)})
+    pieces = [text[a:b] for a, b in itertools.pairwise(bounds)]
+    events = [chunk(0, role="assistant", content="")]
+    for piece in pieces:
+        events += [chunk(0, content=piece), chunk(1, content=piece.upper())]
+    args = json.dumps({"cmd": arguments})
+    bounds = sorted({0, len(args), *(c % (len(args) + 1) for c in cuts)})
+    events += [
+        chunk(0, tool_calls=[{"index": 0, "function": {"arguments": args[a:b]}}]) for a, b in itertools.pairwise(bounds)
+    ]
+    return stream([*events, finish(0, "tool_calls"), finish(1)])
+
+
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    text=_CLEAN,
+    arguments=_CLEAN,
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=12),
+    read=st.integers(min_value=1, max_value=300),
+)
+def test_a_clean_stream_split_anywhere_comes_through_byte_for_byte(
+    text: str, arguments: str, cuts: list[int], read: int
+) -> None:
+    data = clean_events(text, cuts, arguments)
+    whole, _ = guarded(WITH_OWN_KEYS, data, len(data))
+    assume(b"[REDACTED" not in whole)  # digits that happen to make a value are not clean
+    out, guard = guarded(WITH_OWN_KEYS, data, read)
+    assert out == data
+    assert guard.counts == {}
+
+
+@pytest.mark.parametrize("read", [1, 5, 1000])
+def test_a_held_event_goes_on_as_it_came_unless_a_value_is_replaced(read: int) -> None:
+    ends = ["Yes, it is", "s", " the test", "s: 42", " cats", " and sk", "-own is no key."]
+    data = stream([chunk(0, content=piece) for piece in ends] + [finish(0)])
+    out, _ = guarded(WITH_OWN_KEYS, data, read)
+    assert out == data
+    leaky = stream([chunk(0, content=piece) for piece in ["Use s", "k-own-", "Q" * 30, " now."]] + [finish(0)])
+    out, guard = guarded(WITH_OWN_KEYS, leaky, read)
+    assert reassembled(out)[0] == {(0, "content"): "Use [REDACTED:tollgate_keys] now."}
+    assert b"sk-own" not in out and b"Use s" not in out
+    assert guard.counts == {"tollgate_keys": 1}
 
 
 def test_a_value_to_deny_ends_the_stream_with_an_error_and_no_done() -> None:
@@ -160,3 +243,18 @@ def test_a_whole_answer_is_served_redacted_or_refused() -> None:
     assert guard_chat_json(compiled("deny"), body)[1] == "pii.email"
     clean = json.dumps({"choices": [{"index": 0, "message": {"content": "fine"}}]}).encode()
     assert guard_chat_json(compiled("redact"), clean) == (clean, None, {})
+
+
+def test_what_waits_behind_a_held_event_is_bounded() -> None:
+    """A choice's text held (it ends in `s`) while a tool call streams: past `WAITING_BYTES` of
+    events waiting behind it, the held event goes on without its held text, the events behind it as they
+    came, and the held text in an event of its own before the choice ends."""
+    head = [chunk(0, role="assistant", content=""), chunk(0, content="Let me read the files")]
+    calls = [chunk(0, tool_calls=[{"index": 0, "function": {"arguments": f'"{i:05d} word", '}}]) for i in range(1000)]
+    guard = ChatAnswerGuard(WITH_OWN_KEYS)
+    out = b"".join(guard.feed(b"data: " + json.dumps(e).encode() + b"\n\n") for e in [*head, *calls])
+    waiting = len(stream([*head, *calls])) - len(out)
+    assert 0 < waiting <= WAITING_BYTES + 200
+    out += guard.feed(b"data: " + json.dumps(finish(0)).encode() + b"\n\ndata: [DONE]\n\n") + guard.flush()
+    assert reassembled(out) == reassembled(stream([*head, *calls, finish(0)]))
+    assert out.endswith(b"data: " + json.dumps(finish(0)).encode() + b"\n\ndata: [DONE]\n\n")

@@ -1,16 +1,19 @@
 """OpenAI chat's answer read by the answer guardrails (`governance/guardrails/answer.py`), in its
 own events: each choice's text, refusal and reasoning, and each tool call's arguments (JSON as
 the model writes it), one scanner per channel. A streamed answer's events go on as they come,
-byte for byte where nothing in them is held or replaced; an event whose text is held or redacted
-is written anew with what goes on now. What a choice holds goes on, in an event of its own, before
-the event that finishes it. At a value to deny, the text before it goes on, then an event whose
+byte for byte where nothing in them is held. An event whose text is held is held whole, with the
+events after it (their order kept): once its text is known to be no value it goes on as it came,
+so a clean answer comes through byte for byte; an event is written anew only where a value is
+replaced or a denial cuts it. At a value to deny, the text before it goes on, then an event whose
 `error` the SDKs raise on, and nothing more (no `[DONE]`). Plain code, knowing nothing of
 mitmproxy: `ChatAnswerGuard` is a `Rewrite` (`formats/translation.py`)."""
 
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections import Counter, deque
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
 from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
@@ -19,6 +22,9 @@ from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
 # The text fields of a choice's delta (or message) that are read: its text, a refusal, and the
 # reasoning some providers show (`reasoning_content`, `reasoning`).
 TEXT_FIELDS = ("content", "refusal", "reasoning_content", "reasoning")
+# The events that may wait behind one whose text is held (of other choices and tool calls): past
+# that, it goes on with what is known of its text, so that a stream is never held long.
+WAITING_BYTES = 64 << 10
 DENIED_MESSAGE = "The answer was stopped: it carries what a guardrail denies ({kind})."
 
 
@@ -31,23 +37,59 @@ def denied_event(kind: str) -> bytes:
 Channel = tuple[int, str, int]  # choice, field (a text field or "arguments"), tool call (-1 for text)
 
 
+@dataclass(slots=True)
+class _Channel:
+    """One channel's scanner and where its text stands: `fed` bytes read, `owed` what the scanner
+    released that the client has not had yet, from `sent` (an offset in what was read) on."""
+
+    scanner: AnswerScanner | None
+    fed: int = 0
+    sent: int = 0
+    owed: bytes = b""
+
+
+@dataclass(slots=True)
+class _Piece:
+    """A channel's text in an event: where it stands in what the channel read, and where it sits
+    in the event's object (the dict and key to write anew)."""
+
+    channel: Channel
+    start: int
+    text: bytes
+    holder: dict[str, Any]
+    field: str
+
+
+@dataclass(slots=True)
+class _Pending:
+    """An event not yet gone on: its bytes as they came, its object, its channels' text."""
+
+    whole: bytes
+    obj: Any = None
+    pieces: list[_Piece] = dataclass_field(default_factory=list)
+
+
 class ChatAnswerGuard:
     """A streamed chat answer's events, read and rewritten (`feed` each piece, `flush` at its end).
+    An event whose text is held is held whole, with the events after it: once its text is known to
+    be no value it goes on as it came; where a value is replaced, it is written anew.
     `denied`: the kind that stopped it (the caller then closes the upstream)."""
 
     def __init__(self, compiled: AnswerDetectors) -> None:
         self._compiled = compiled
         self._framer = SSEFramer()
-        self._scanners: dict[Channel, AnswerScanner] = {}
-        self._template: dict[str, Any] = {}  # an event's fields, for the events of held text
-        self._spent: Counter[str] = Counter()  # the counts of the channels that have ended
+        self._channels: dict[Channel, _Channel] = {}
+        self._pending: deque[_Pending] = deque()
+        self._template: dict[str, Any] = {}  # an event's fields, for an event of held text alone
+        self._spent: Counter[str] = Counter()  # the counts of the scanners that have ended
         self.denied: str | None = None
 
     @property
     def counts(self) -> dict[str, int]:
         total = Counter(self._spent)
-        for scanner in self._scanners.values():
-            total.update(scanner.counts)
+        for state in self._channels.values():
+            if state.scanner is not None:
+                total.update(state.scanner.counts)
         return dict(total)
 
     def feed(self, chunk: bytes) -> bytes:
@@ -64,98 +106,164 @@ class ChatAnswerGuard:
         """What is held at the stream's end (one that ended without `[DONE]`)."""
         if self.denied is not None:
             return b""
-        return self._held_events(None)
+        self._ended(None)
+        return self._cut() if self.denied is not None else self._drained() + self._orphans()
 
     def _event(self, block: bytes) -> bytes:
-        whole = block + b"\n\n"
+        pending = _Pending(block + b"\n\n")
+        self._pending.append(pending)
         event = parse_sse_block(block)
         if event is None:
-            return whole
+            return self._drained()
         if event.data.strip() == "[DONE]":
-            return self._held_events(None) + (whole if self.denied is None else b"")
+            self._pending.pop()
+            self._ended(None)
+            return self._cut() if self.denied is not None else self._drained() + self._orphans() + pending.whole
         try:
             obj = json.loads(event.data)
         except ValueError:
-            return whole
+            return self._drained()
         choices = obj.get("choices") if isinstance(obj, dict) else None
         if not isinstance(choices, list):
-            return whole
+            return self._drained()
+        pending.obj = obj
         self._template = {k: v for k, v in obj.items() if k in ("id", "object", "created", "model")}
         before = b""
-        changed = False
         for i, choice in enumerate(choices):
             if not isinstance(choice, dict) or not isinstance(choice.get("delta"), dict):
                 continue
             index = choice.get("index", 0)
-            changed |= self._delta(index, choice["delta"])
+            self._delta(pending, index, choice["delta"])
             if self.denied is not None:
                 # The choices after it are not read: none of them goes on.
                 choice["finish_reason"] = None
                 obj["choices"] = choices[: i + 1]
-                return before + self._written(obj) + denied_event(self.denied)
+                return before + self._cut()
             if choice.get("finish_reason") is not None:
-                before += self._held_events(index)
+                # What the choice holds goes on before the event that finishes it.
+                self._pending.pop()
+                self._ended(index)
                 if self.denied is not None:
-                    return before
-        return before + (self._written(obj) if changed else whole)
+                    return before + self._cut()
+                before += self._drained() + self._orphans()
+                self._pending.append(pending)
+        return before + self._drained()
 
-    def _delta(self, index: int, delta: dict[str, Any]) -> bool:
-        """The delta's text given to its channels, replaced by what goes on now; whether it changed."""
-        changed = False
-        for field in TEXT_FIELDS:
-            value = delta.get(field)
+    def _delta(self, pending: _Pending, index: int, delta: dict[str, Any]) -> None:
+        """The delta's text given to its channels."""
+        for name in TEXT_FIELDS:
+            value = delta.get(name)
             if isinstance(value, str) and value:
-                sent = self._fed((index, field, -1), value)
-                changed |= sent != value
-                delta[field] = sent
+                self._fed(pending, (index, name, -1), delta, name, value)
                 if self.denied is not None:
-                    return True
+                    return
         for call in delta.get("tool_calls") or ():
             function = call.get("function") if isinstance(call, dict) else None
             if not isinstance(function, dict):
                 continue
             value = function.get("arguments")
             if isinstance(value, str) and value:
-                sent = self._fed((index, "arguments", call.get("index", 0)), value)
-                changed |= sent != value
-                function["arguments"] = sent
+                self._fed(pending, (index, "arguments", call.get("index", 0)), function, "arguments", value)
                 if self.denied is not None:
-                    return True
-        return changed
+                    return
 
-    def _fed(self, channel: Channel, value: str) -> str:
-        scanner = self._scanners.get(channel)
-        if scanner is None:
-            scanner = self._scanners[channel] = self._compiled.scanner(is_json=channel[1] == "arguments")
-        released = scanner.feed(value.encode())
+    def _fed(self, pending: _Pending, channel: Channel, holder: dict[str, Any], name: str, value: str) -> None:
+        state = self._channels.get(channel)
+        if state is None:
+            state = self._channels[channel] = _Channel(None)
+        if state.scanner is None:
+            state.scanner = self._compiled.scanner(is_json=channel[1] == "arguments")
+        piece = value.encode()
+        pending.pieces.append(_Piece(channel, state.fed, piece, holder, name))
+        released = state.scanner.feed(piece)
+        state.fed += len(piece)
+        state.owed += released.text
         if released.denied is not None:
             self.denied = released.denied
-        return released.text.decode()
 
-    def _held_events(self, index: int | None) -> bytes:
-        """An event with what the channels of a choice (every choice: None) hold, flushed."""
-        out = []
-        for channel, scanner in list(self._scanners.items()):
-            if index is not None and channel[0] != index:
+    def _ended(self, index: int | None) -> None:
+        """The scanners of a choice (every choice: None) flushed, now that their text has ended."""
+        for channel, state in self._channels.items():
+            if state.scanner is None or (index is not None and channel[0] != index):
                 continue
+            scanner, state.scanner = state.scanner, None
             released = scanner.flush()
-            del self._scanners[channel]
             self._spent.update(scanner.counts)
-            if released.text:
-                out.append(self._written(self._held_delta(channel, released.text.decode())))
+            state.owed += released.text
             if released.denied is not None:
                 self.denied = released.denied
-                out.append(denied_event(released.denied))
-                break
+                return
+
+    def _read(self, state: _Channel) -> int:
+        """How far the channel's text is known: what its scanner no longer holds."""
+        if state.scanner is None or not self._compiled.holds:
+            return state.fed
+        return state.fed - state.scanner.held
+
+    def _drained(self) -> bytes:
+        """The events whose text is all known, in order: as they came where it is the text that
+        came, written anew where it is not."""
+        out = []
+        while self._pending:
+            pending = self._pending[0]
+            if any(self._read(self._channels[p.channel]) < p.start + len(p.text) for p in pending.pieces):
+                behind = sum(len(p.whole) for p in self._pending) - len(pending.whole)
+                if behind <= WAITING_BYTES:
+                    break
+                # Too much waits behind it: it goes on with what is known of it, the rest of its
+                # text later, in its channel's next event (or one of its own).
+            out.append(self._settled(self._pending.popleft()))
+        return b"".join(out)
+
+    def _orphans(self) -> bytes:
+        """Events for text known that no event waiting carries (the rest of an event that went on
+        before its text was all known)."""
+        carried = {p.channel for pending in self._pending for p in pending.pieces}
+        out = []
+        for channel, state in self._channels.items():
+            if state.owed and channel not in carried:
+                out.append(self._written(self._held_delta(channel, state.owed.decode())))
+                state.owed = b""
+                state.sent = self._read(state)
         return b"".join(out)
 
     def _held_delta(self, channel: Channel, text: str) -> dict[str, Any]:
-        choice, field, call = channel
-        if field == "arguments":
+        choice, name, call = channel
+        if name == "arguments":
             delta: dict[str, Any] = {"tool_calls": [{"index": call, "function": {"arguments": text}}]}
         else:
-            delta = {field: text}
+            delta = {name: text}
         return {**self._template, "choices": [{"index": choice, "delta": delta, "finish_reason": None}]}
+
+    def _cut(self) -> bytes:
+        """At a value to deny: the events before it with what is known of them, and nothing held."""
+        out = [self._settled(self._pending.popleft()) for _ in range(len(self._pending))]
+        return b"".join(out) + self._orphans() + denied_event(self.denied or "unread")
+
+    def _settled(self, pending: _Pending) -> bytes:
+        """An event as it goes on: as it came where each piece is what goes on of its channel."""
+        if all(self._as_it_came(p) for p in pending.pieces):
+            for p in pending.pieces:
+                state = self._channels[p.channel]
+                state.owed = state.owed[len(p.text) :]
+                state.sent += len(p.text)
+            return pending.whole
+        for p in pending.pieces:
+            state = self._channels[p.channel]
+            end = p.start + len(p.text)
+            if state.sent >= end:
+                p.holder[p.field] = ""  # what it carried went on in an event before
+                continue
+            p.holder[p.field] = state.owed.decode()
+            state.owed = b""
+            state.sent = self._read(state)
+        return self._written(pending.obj)
+
+    def _as_it_came(self, piece: _Piece) -> bool:
+        """Whether what goes on of the piece's channel, from where it begins, is the piece."""
+        state = self._channels[piece.channel]
+        known = self._read(state) >= piece.start + len(piece.text)
+        return known and state.sent == piece.start and state.owed.startswith(piece.text)
 
     @staticmethod
     def _written(obj: dict[str, Any]) -> bytes:
