@@ -158,6 +158,7 @@ def main() -> int:
         timed("/api/audit", lambda: views.answer("/api/audit", {})),
     )  # fmt: skip
     print(f"slowest view: {worst * 1000:.1f} ms (target ≤ 300 ms)")
+    print(f"peak memory, every view ready, before the chain is checked: {peak_mb():.0f} MB")
     began, cpu = time.perf_counter(), time.process_time()
     while audit.verify_pending():
         pass
@@ -172,7 +173,7 @@ def main() -> int:
     after = views.answer("/api/events", {"after": [str(len(audit.index) - 2)]})["events"]
     print(f"a new record read and listed: {(time.perf_counter() - began) * 1000:.1f} ms"
           f" ({len(after)} listed; the console looks every 200 ms; target ≤ 1 s)")  # fmt: skip
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_mb()
     print(f"peak memory: {peak:.0f} MB (target ≤ 300 MB)")
     began, cpu = time.perf_counter(), time.process_time()
     audit.save()
@@ -192,6 +193,18 @@ def main() -> int:
     return 0
 
 
+def peak_mb() -> float:
+    """The process's peak resident memory. Linux's `ru_maxrss` outlives exec: a restart started from
+    this process would report this process's peak, so its own (`VmHWM`) is read where there is one."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def restart(path: Path) -> int:
     began, cpu = time.perf_counter(), time.process_time()
     audit = Audit([path], follow=False, remember=path_for(path))
@@ -199,7 +212,7 @@ def restart(path: Path) -> int:
     views = Views(audit)
     views.answer("/api/people", {})
     wall, spent = time.perf_counter() - began, time.process_time() - cpu
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_mb()
     print(
         f"  ready in {wall:.2f} s ({spent:.2f} s of CPU), {len(audit.index)} records"
         f" ({len(audit.index) - max(audit.saved_records, 0)} read from the file), peak memory {peak:.0f} MB"

@@ -439,3 +439,56 @@ def test_budgets_are_read_from_a_redis_ledger_as_it_keeps_them(tmp_path: Path) -
         {"limit": "everyone", "field": "tokens_per_day", "subject": None, "window": "day", "used": 0,
          "cap": 1000, "unit": "tokens"},
     ]  # fmt: skip
+
+
+CORRUPTED = [
+    b"not json at all\n",
+    b'{"event": "llm_call", "ts": "2026-11-06T08:\xff\xfe"}\n',  # bytes that are no UTF-8
+    b"[1, 2, 3]\n",  # JSON, not a record
+    b'{"event": "llm_call", "ts": "2026-11-06T08:30:00.000Z", "client": "eve", "findings": [1]}\n',  # figures of another shape
+]
+
+
+def corrupted_audit(path: Path) -> Audit:
+    write(path, RECORDS[:2])
+    with path.open("ab") as f:
+        f.write(b"".join(CORRUPTED))
+    write(path, [call("2026-11-06T09:00:00.000Z", "dan")], tail=b'{"event": "llm_call", "ts": "2026-11')
+    audit = Audit([path], follow=False)
+    audit.catch_up()
+    while audit.verify_pending():
+        pass
+    return audit
+
+
+def test_corrupted_and_cut_lines_are_listed_as_such_and_the_views_still_answer(tmp_path: Path) -> None:
+    audit = corrupted_audit(tmp_path / "audit.jsonl")
+    views = Views(audit)
+    events = views.answer("/api/events", {})["events"]
+    assert [e["event"] for e in events] == [
+        "tollgate_started", "llm_call", "malformed", "malformed", "malformed", "llm_call", "llm_call", "malformed",
+    ]  # fmt: skip
+    assert audit.index.malformed == 5  # the three no records, the one of another shape, the cut one
+    # Eve's call is counted up to its findings of another shape, then its record is counted malformed.
+    assert [p["client"] for p in views.answer("/api/people", {})] == ["alice", "dan", "eve"]
+    [state] = audit.state()
+    place = tmp_path / "audit.jsonl"
+    assert state["state"] == "fault" and f"{place}:3: not a JSON record: changed, cut or inserted" in state["faults"]
+    assert f"{place}:8: not a JSON record: changed, cut or inserted" in state["faults"]  # the cut last line
+
+
+def test_a_corrupted_line_is_served_over_the_api(tmp_path: Path) -> None:
+    audit = corrupted_audit(tmp_path / "audit.jsonl")
+    console = Console(audit, Views(audit), "127.0.0.1", 0, TOKEN)
+    thread = threading.Thread(target=console.serve, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{console.port}"
+        status, _, body = fetch(url + "/api/events", {"Authorization": f"Bearer {TOKEN}"})
+        assert status == 200
+        assert [e["event"] for e in json.loads(body)["events"]].count("malformed") == 4
+        status, _, body = fetch(url + "/api/people", {"Authorization": f"Bearer {TOKEN}"})
+        assert status == 200 and [p["client"] for p in json.loads(body)] == ["alice", "dan", "eve"]
+    finally:
+        console.stop()
+        thread.join(timeout=5)

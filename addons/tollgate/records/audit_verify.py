@@ -39,7 +39,15 @@ class Fault:
         return f"{self.place}: {self.what}"
 
 
-@dataclass(slots=True)  # up to WINDOW of them kept per run: no __dict__ each
+class Kept(NamedTuple):
+    """What is kept of each of a run's last WINDOW records: its chain, to link the next to, and its
+    place, to name it. Not its `Entry`: a tuple of two is a third of an entry and its strings."""
+
+    chain: str
+    place: Place
+
+
+@dataclass(slots=True)
 class Entry:
     place: Place
     seq: int
@@ -54,7 +62,7 @@ class Entry:
 class Run:
     instance: str
     first: Entry
-    by_seq: dict[int, Entry] = field(default_factory=dict)
+    by_seq: dict[int, Kept] = field(default_factory=dict)
     last: Entry | None = None  # the highest seq so far
     waiting: dict[int, Entry] = field(default_factory=dict)  # seq → entry whose predecessor has not come
     stopped: Entry | None = None
@@ -281,7 +289,7 @@ class _Verifier:
         run.records += 1
         if run.last is not None and seq < run.last.seq:
             self.fault(entry.place, f"out of order: seq {seq} after seq {run.last.seq} ({run.last.place})")
-        run.by_seq[seq] = entry
+        run.by_seq[seq] = Kept(entry.chain, entry.place)
         if seq - WINDOW in run.by_seq:
             del run.by_seq[seq - WINDOW]
         self.link(run, entry)
