@@ -313,6 +313,7 @@ run_proxy() {  # run_proxy mitmdump|mitmweb ARGS…
     say "no tollgate.yaml here: pure audit mode (anyone may call, their own keys pass through);" \
       "a tollgate.yaml written here is loaded within a second"
   start_console "${defaults[@]}" "$@"
+  export TOLLGATE_LISTENING_FILE="$CERTS/tollgate-listening"  # where the proxy says its address for `env`
   if [[ -n "$workers" || " $* " == *" --workers "* ]]; then
     # `tollgate serve` takes --workers out of the arguments, and refuses what a fleet cannot run. It
     # runs from this checkout's addons/, as mitmdump's script does, whichever checkout the venv names.

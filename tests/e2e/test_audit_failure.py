@@ -133,7 +133,7 @@ def test_calls_are_refused_while_the_audit_cannot_be_written_and_every_record_fo
     )
     assert (served_record["provider"], served_record["status"], served_record["error"]) == ("anthropic", 200, None)
     assert first_record["ts"] <= refused_openai["ts"] <= refused_anthropic["ts"] <= served_record["ts"]
-    assert refused_openai["client"] is None  # refused before the caller was identified
+    assert refused_openai["client"] == "alice"  # refused before Identify ran, and named by its key all the same
 
     console = gw.proxy.console()
     assert console.count("cannot write the audit to") == 1 and console.count("is written to") == 1

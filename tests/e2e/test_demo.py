@@ -138,7 +138,7 @@ def test_run_sh_demo_makes_a_governed_a_refused_and_a_redacted_call_then_stops(t
         assert "tg-demo-" in governed and python.startswith("python3 -c 'from openai import OpenAI")
 
         answer = json.loads(paste(export, governed, home))
-        assert answer["choices"][0]["message"]["content"] == "(stand-in openai) You said: Hello"
+        assert answer["choices"][0]["message"]["content"] == "(stand-in OpenAI) You said: Hello"
         assert answer["usage"] == {"prompt_tokens": 1, "completion_tokens": 5, "total_tokens": 6}
         assert json.loads(paste(export, refused, home))["error"] == {
             "message": "Tollgate policy denied this call: model gpt-4o is not allowed for interns",
@@ -149,12 +149,12 @@ def test_run_sh_demo_makes_a_governed_a_refused_and_a_redacted_call_then_stops(t
         message = json.loads(paste(export, redacted, home))
         assert CARD in redacted
         assert message["content"] == [
-            {"type": "text", "text": "(stand-in anthropic) You said: Refund the card [REDACTED:pii.payment_card]"}
+            {"type": "text", "text": "(stand-in Anthropic) You said: Refund the card [REDACTED:pii.payment_card]"}
         ]
         events = [json.loads(line.removeprefix("data: ")) for line in paste(export, gemini, home).split("\n\n") if line]
         said = "".join(e["candidates"][0]["content"]["parts"][0]["text"] for e in events)
-        assert (said, events[-1]["usageMetadata"]["totalTokenCount"]) == ("(stand-in gemini) You said: Hello", 6)
-        assert paste(export, python, home) == "(stand-in openai) You said: Hello from Python\n"
+        assert (said, events[-1]["usageMetadata"]["totalTokenCount"]) == ("(stand-in Gemini) You said: Hello", 6)
+        assert paste(export, python, home) == "(stand-in OpenAI) You said: Hello from Python\n"
 
         audit = DEMO / "audit.jsonl"
         assert tail == f"tail -n 5 {audit}"

@@ -34,11 +34,11 @@ def test_the_last_user_text_of_each_format():
 
 def test_openai_chat_with_usage_and_a_stream_with_it_only_when_asked():
     whole = json.loads(post(CHAT, {"model": "m", "messages": [{"role": "user", "content": "two words"}]}).body)
-    assert whole["choices"][0]["message"]["content"] == "(stand-in openai) You said: two words"
+    assert whole["choices"][0]["message"]["content"] == "(stand-in OpenAI) You said: two words"
     assert whole["usage"] == {"prompt_tokens": 2, "completion_tokens": 6, "total_tokens": 8}
     plain = events(post(CHAT, {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}))
     assert all("usage" not in chunk for chunk in plain)
-    assert "".join(c["choices"][0]["delta"].get("content", "") for c in plain) == "(stand-in openai) You said: hi"
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in plain) == "(stand-in OpenAI) You said: hi"
     asked = events(
         post(CHAT, {"model": "m", "stream": True, "stream_options": {"include_usage": True}, "messages": []})
     )

@@ -50,9 +50,9 @@ def last_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
-def reply_text(provider: str, body: dict[str, Any]) -> str:
+def reply_text(vendor: str, body: dict[str, Any]) -> str:
     said = last_user_text(body)
-    return f"(stand-in {provider}) You said: {said}" if said else f"(stand-in {provider}) Hello."
+    return f"(stand-in {vendor}) You said: {said}" if said else f"(stand-in {vendor}) Hello."
 
 
 def sse(data: dict[str, Any] | str, event: str | None = None) -> bytes:
@@ -61,7 +61,7 @@ def sse(data: dict[str, Any] | str, event: str | None = None) -> bytes:
 
 
 def openai_chat(body: dict[str, Any]) -> Answer:
-    model, text = str(body.get("model", "")), reply_text("openai", body)
+    model, text = str(body.get("model", "")), reply_text("OpenAI", body)
     usage = {
         "prompt_tokens": words(last_user_text(body)),
         "completion_tokens": words(text),
@@ -93,7 +93,7 @@ def chat_object(model: str, kind: str, choices: list[Any], usage: Any) -> dict[s
 
 
 def openai_responses(body: dict[str, Any]) -> Answer:
-    text = reply_text("openai", body)
+    text = reply_text("OpenAI", body)
     usage = {
         "input_tokens": words(last_user_text(body)),
         "output_tokens": words(text),
@@ -130,7 +130,7 @@ def openai_responses(body: dict[str, Any]) -> Answer:
 
 
 def anthropic_messages(body: dict[str, Any]) -> Answer:
-    text, model = reply_text("anthropic", body), str(body.get("model", ""))
+    text, model = reply_text("Anthropic", body), str(body.get("model", ""))
     prompt = words(last_user_text(body))
     usage = {"input_tokens": prompt, "output_tokens": words(text)}
     message = {
@@ -161,7 +161,7 @@ def anthropic_messages(body: dict[str, Any]) -> Answer:
 
 
 def gemini_generate(body: dict[str, Any], model: str, streamed: bool, sse_asked: bool) -> Answer:
-    text, prompt = reply_text("gemini", body), words(last_user_text(body))
+    text, prompt = reply_text("Gemini", body), words(last_user_text(body))
 
     def part(piece: str, out: int, finish: bool) -> dict[str, Any]:
         candidate: dict[str, Any] = {"content": {"parts": [{"text": piece}], "role": "model"}, "index": 0}

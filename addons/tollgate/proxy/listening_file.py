@@ -1,7 +1,9 @@
-"""Where the running proxy listens, said in a file beside its CA (`<confdir>/tollgate-listening`),
-for `./run.sh env` to print the HTTPS_PROXY that reaches it without being told the port again.
-Written once the proxy listens, removed as it stops: one line, the proxy's URL and its process id
-(a file left by a process that was killed names one that is gone, and is not believed)."""
+"""Where the running proxy listens, said in the file `./run.sh` names (`certs/tollgate-listening`,
+in `TOLLGATE_LISTENING_FILE`), for `./run.sh env` to print the HTTPS_PROXY that reaches it without
+being told the port again. Written once the proxy listens, removed as it stops: one line, the
+proxy's URL and its process id (a file left by a process that was killed names one that is gone,
+and is not believed). A proxy no `./run.sh` started writes none: its confdir may be a container's
+secret, read only."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-FILE_NAME = "tollgate-listening"
+ASKED_BY = "TOLLGATE_LISTENING_FILE"  # the environment variable run.sh names the file in
 
 
 def proxy_url(host: str, port: int) -> str:
@@ -27,11 +29,10 @@ def first_address(addresses: Iterable[tuple]) -> tuple[str, int] | None:
     return None
 
 
-def write(confdir: str, url: str, pid: int) -> Path | None:
+def write(path: Path, url: str, pid: int) -> Path | None:
     """Say `url` in the file, whole (written beside it, then renamed over it); None where the
     folder cannot take it (it is a convenience: the proxy runs on)."""
-    path = Path(os.path.expanduser(confdir)) / FILE_NAME
-    part = path.with_name(f"{FILE_NAME}.{pid}")
+    part = path.with_name(f"{path.name}.{pid}")
     try:
         part.write_text(f"{url} {pid}\n", encoding="utf-8")
         os.replace(part, path)

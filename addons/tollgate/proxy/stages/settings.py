@@ -466,16 +466,17 @@ class Settings:
                 ctx.options.update(web_columns=[*columns, COMMENT_COLUMN])
 
     def _say_where_listening(self) -> None:
-        """The regular proxy's address in `<confdir>/tollgate-listening`, for `./run.sh env`; not by
-        a fleet's worker, whose port is no client's (HAProxy's address is theirs)."""
-        if fleet_workers(os.environ) > 1:
+        """The regular proxy's address in the file `./run.sh` names, for `./run.sh env`; not by a
+        fleet's worker, whose port is no client's (HAProxy's address is theirs)."""
+        asked = os.environ.get(listening_file.ASKED_BY)
+        if not asked or fleet_workers(os.environ) > 1:
             return
         proxyserver = ctx.master.addons.get("proxyserver")
         for server in getattr(proxyserver, "servers", ()):
             address = listening_file.first_address(server.listen_addrs) if server.mode.type_name == "regular" else None
             if address is not None:
                 url = listening_file.proxy_url(*address)
-                self._listening_file = listening_file.write(ctx.options.confdir, url, os.getpid())
+                self._listening_file = listening_file.write(Path(asked), url, os.getpid())
                 return
 
     def done(self) -> None:
