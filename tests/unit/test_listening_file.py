@@ -40,4 +40,6 @@ def test_written_whole_and_removed_only_by_its_process(tmp_path: Path) -> None:
 
 
 def test_a_folder_that_cannot_take_it_is_no_error(tmp_path: Path) -> None:
-    assert listening_file.write(tmp_path / "missing" / "tollgate-listening", "http://127.0.0.1:9090", os.getpid()) is None
+    assert (
+        listening_file.write(tmp_path / "missing" / "tollgate-listening", "http://127.0.0.1:9090", os.getpid()) is None
+    )
