@@ -155,12 +155,15 @@ class Gateway:
             time.sleep(0.05)
         raise AssertionError(f"expected {count} audit records, have {len(self.audit())}")
 
-    def new_audit(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-        """The records the last `run` added, once there are `count` of them: those written since it
-        began, of calls begun since (a call of the run before, ended late, is not among them)."""
+    def new_audit(
+        self, count: int, timeout: float = 10.0, where: Callable[[dict[str, Any]], bool] | None = None
+    ) -> list[dict[str, Any]]:
+        """The records the last `run` added (those `where` accepts), once there are `count` of them:
+        those written since it began, of calls begun since (a call of the run before, ended late, is
+        not among them)."""
         deadline = time.monotonic() + timeout
         while True:
-            records = [r for r in self.audit()[self._before :] if self._since_run(r)]
+            records = [r for r in self.audit()[self._before :] if self._since_run(r) and (where is None or where(r))]
             if len(records) >= count or time.monotonic() >= deadline:
                 break
             time.sleep(0.05)

@@ -258,8 +258,7 @@ def test_an_mcp_tool_call_with_a_card_number_gets_a_json_rpc_error(gw, mcp_serve
     }
     calls = [call for r in mcp_server.received() for call in r["calls"]]
     assert ["tools/call", "add"] in calls and ["tools/call", "fail"] not in calls
-    records = [r for r in gw.audit() if r["event"] == "mcp_call" and r["method"] == "tools/call"]
-    added, refused = records[-2:]
+    added, refused = gw.new_audit(2, where=lambda r: r["event"] == "mcp_call" and r["method"] == "tools/call")
     assert (added["tool"], added["findings"], added["redacted"]) == ("add", {}, 0)
     assert (refused["tool"], refused["decision"], refused["deny_reasons"], refused["findings"]) == (
         "fail",

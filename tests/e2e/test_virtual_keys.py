@@ -148,6 +148,7 @@ def test_an_expired_key_is_refused_as_an_unknown_one_and_audited_as_whose_it_was
             report(refused=e.status_code, type=e.body["error"]["type"])
     """) == {"refused": 401, "type": "authentication_error"}
     assert not any(fake.received for fake in gw.fakes.values())  # nothing went upstream
+    gw.last_audit()  # carol's record is written
     bob, carol = gw.audit()[-2:]
     assert [(r["client"], r["decision"], r["status"], r["deny_reasons"]) for r in (bob, carol)] == [
         (None, "deny", 401, ["virtual key of bob expired 2020-01-01T00:00:00Z"]),
