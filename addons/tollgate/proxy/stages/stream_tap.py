@@ -7,13 +7,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 from weakref import WeakKeyDictionary
 
 from mitmproxy import http
 
 from tollgate.call import Call, Failure, LedgerState
-from tollgate.formats import OPENAI_CHAT
 from tollgate.formats.answer_end import EndHold
 from tollgate.formats.framing import MAX_FRAME, Decompressor, Undecodable
 from tollgate.formats.openai_chat.asked_usage import asked_usage_hidden
@@ -24,7 +23,7 @@ from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import NoUsage, UsageReader, WholeBodyReader, is_event_stream
 from tollgate.governance.google_accounts import token_key
 from tollgate.governance.guardrails.answer import AnswerDetectors
-from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard, denied_event, guard_chat_json
+from tollgate.governance.guardrails.answer_formats import ANSWER_ENDPOINTS, AnswerFormat, AnswerGuard, answer_format
 from tollgate.proxy import patches
 from tollgate.proxy.flows import bearer_token, call_of, provider_of, refuse, write_body
 from tollgate.proxy.state import Shared
@@ -47,13 +46,15 @@ class TierReader(WholeBodyReader):
 
 
 class GuardedAnswer:
-    """A streamed OpenAI chat answer read by the answer guardrails as its client gets it: after
+    """A streamed answer read by the answer guardrails as its client gets it: after
     `inner` (a translation, the usage Tollgate asked for hidden). Events with nothing held or
     replaced go on as they came. A value to deny stops it (`stopped`): the call is recorded as cut
     (`content_denied`). What cannot be read (an encoding undone wrongly, a fault) stops it too."""
 
-    def __init__(self, guard: ChatAnswerGuard, call: Call, inner: Rewrite | None) -> None:
-        self._guard, self._call, self._inner = guard, call, inner
+    def __init__(
+        self, guard: AnswerGuard, denied_end: Callable[[str], bytes], call: Call, inner: Rewrite | None
+    ) -> None:
+        self._guard, self._denied_end, self._call, self._inner = guard, denied_end, call, inner
         self.stopped = False
         call.answer.findings = {}
 
@@ -87,7 +88,7 @@ class GuardedAnswer:
     def fail(self) -> bytes:
         """The answer cannot be read: it stops here, with the event a denied answer ends with."""
         self._stop()
-        return denied_event("unread")
+        return self._denied_end("unread")
 
     def note(self) -> None:
         """The findings so far, recorded on the call."""
@@ -278,7 +279,7 @@ class StreamTap:
         self._quiet_log: Callable[..., None] | None = None
         # The answers read whole for the answer guardrails, until their end: the tap that reads
         # them (usage, encoding, translation) and the detectors.
-        self._whole: WeakKeyDictionary[http.HTTPFlow, tuple[UsageTap, AnswerDetectors]] = WeakKeyDictionary()
+        self._whole: WeakKeyDictionary[http.HTTPFlow, tuple[UsageTap, AnswerReading]] = WeakKeyDictionary()
 
     def load(self, _loader: object) -> None:
         connections = logging.getLogger(MITMPROXY_CONNECTION_LOGGER)
@@ -323,15 +324,17 @@ class StreamTap:
             rewrite = None
         if translation is not None:
             rewrite = translation.rewriter(bool(call.classification.facts.stream))
-        detectors = None if passed or flow.response.status_code >= 300 else answer_detectors(call)
-        streamed = is_event_stream(headers) or (translation is not None and bool(classification.facts.stream))
-        if detectors is not None and streamed:
-            rewrite = self._guarded(flow, call, detectors, rewrite)
-        elif detectors is not None and (declared_length(index) or 0) <= ANSWER_LIMIT:
+        reading = None if passed or flow.response.status_code >= 300 else answer_reading(call)
+        if reading is not None and (
+            reading.format.streams(headers.get("content-type", ""))
+            or (translation is not None and bool(classification.facts.stream))
+        ):
+            rewrite = self._guarded(flow, call, reading, rewrite)
+        elif reading is not None and (declared_length(index) or 0) <= ANSWER_LIMIT:
             # Read whole before its headers go (`answer_read_whole`): served redacted, or refused.
             told = partial(record_usage, call, provider.answer_service_tier(headers), provider.answer_speed(headers))
             translated = translation.rewrite if translation is not None else None
-            self._whole[flow] = (UsageTap(reader, decoder, told, translated or _Whole(), call), detectors)
+            self._whole[flow] = (UsageTap(reader, decoder, told, translated or _Whole(), call), reading)
             flow.response.stream = False
             # Larger than 16 MiB, it goes on unread, as it comes.
             patches.bound_responses_read_whole()
@@ -357,7 +360,7 @@ class StreamTap:
         response = flow.response
         if pending is None or call is None or response is None or call.answer.answered_by_tollgate:
             return
-        tap, detectors = pending
+        tap, reading = pending
         raw = response.raw_content or b""
         if len(raw) > ANSWER_LIMIT:
             tap.end()
@@ -369,7 +372,7 @@ class StreamTap:
             call.answer.findings = None
             refuse(flow, call, CONTENT_DENIED, "Tollgate refused this answer: it could not be read for its guardrails.")
             return
-        served, denied, counts = guard_chat_json(detectors, content)
+        served, denied, counts = reading.format.whole(reading.detectors, content)
         call.answer.findings = counts
         if denied is not None:
             refuse(flow, call, CONTENT_DENIED, f"Tollgate refused this answer: it holds {denied}.")
@@ -402,8 +405,8 @@ class StreamTap:
         return tap
 
     @staticmethod
-    def _guarded(flow: http.HTTPFlow, call: Call, detectors: AnswerDetectors, rewrite: Rewrite | None) -> Rewrite:
-        """A streamed chat answer read by the answer guardrails: it goes on decoded, its length
+    def _guarded(flow: http.HTTPFlow, call: Call, reading: AnswerReading, rewrite: Rewrite | None) -> Rewrite:
+        """A streamed answer read by the answer guardrails: it goes on decoded, its length
         no longer the upstream's."""
         patches.stop_streams_their_taps_end()
         response = flow.response
@@ -413,7 +416,7 @@ class StreamTap:
             if flow.request.http_version.startswith("HTTP/1"):
                 fields.append((b"transfer-encoding", b"chunked"))
             response.headers.fields = tuple(fields)
-        return GuardedAnswer(ChatAnswerGuard(detectors), call, rewrite)
+        return GuardedAnswer(reading.format.stream(reading.detectors), reading.format.denied_end, call, rewrite)
 
     def _service_reader(self, flow: http.HTTPFlow, call: Call) -> UsageReader:
         """A call that reports no usage; but Code Assist's loadCodeAssist answer, read whole for the
@@ -495,9 +498,16 @@ def _json_object(content: bytes) -> bool:
 _GUARDED_DROPPED = frozenset((b"content-length", b"content-encoding", b"transfer-encoding"))
 
 
-def answer_detectors(call: Call) -> AnswerDetectors | None:
-    """The answer guardrails' detectors of a call whose answer is read, in a format they read as
-    its client gets it (OpenAI chat, after any translation); None where none applies."""
+class AnswerReading(NamedTuple):
+    """How a call's answer is read by the answer guardrails: its format's readers and the detectors."""
+
+    format: AnswerFormat
+    detectors: AnswerDetectors
+
+
+def answer_reading(call: Call) -> AnswerReading | None:
+    """How the answer guardrails read a call's answer, in the format its client gets it in (after
+    any translation); None where no answer rule applies or the format is not read."""
     loaded = call.loaded
     guardrails = loaded.guardrails if loaded is not None else None
     if guardrails is None or not guardrails.answer_rules:
@@ -506,12 +516,15 @@ def answer_detectors(call: Call) -> AnswerDetectors | None:
     if translation is not None:
         client_format: str | None = translation.source
     else:
+        endpoint = call.classification.endpoint or ""
         formats = call.registry[call.route.requested.provider].chat_formats
-        client_format = formats.get(call.classification.endpoint or "")
-    if client_format != OPENAI_CHAT:
+        client_format = formats.get(endpoint) or ANSWER_ENDPOINTS.get(endpoint)
+    found = answer_format(client_format)
+    if found is None:
         return None
     who = call.caller
-    return guardrails.answer(call.route.target.provider, call.target_model, who.client, who.groups)
+    detectors = guardrails.answer(call.route.target.provider, call.target_model, who.client, who.groups)
+    return AnswerReading(found, detectors) if detectors is not None else None
 
 
 def declared_length(index: Mapping[bytes, bytes]) -> int | None:
