@@ -19,7 +19,14 @@ from hypothesis import strategies as st
 from support import eventstream
 from support.examples import examples
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES, crc_token
-from tollgate.formats import ANTHROPIC_MESSAGES, BEDROCK_INVOKE, CLAUDE_ON_BEDROCK, CLAUDE_ON_VERTEX, GEMINI_GENERATE
+from tollgate.formats import (
+    ANTHROPIC_MESSAGES,
+    BEDROCK_INVOKE,
+    CLAUDE_ON_BEDROCK,
+    CLAUDE_ON_VERTEX,
+    GEMINI_GENERATE,
+    OPENAI_API,
+)
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
@@ -435,7 +442,7 @@ def test_the_formats_are_registered_where_claude_answers() -> None:
     bedrock = answer_format(CLAUDE_ON_BEDROCK)
     assert bedrock is not None and bedrock.stream is BedrockMessagesGuard
     assert bedrock.streams("application/vnd.amazon.eventstream") and not bedrock.streams("application/json")
-    assert ANSWER_ENDPOINTS["messages"] == ANTHROPIC_MESSAGES  # Copilot's
+    assert "messages" not in ANSWER_ENDPOINTS
 
     def of(endpoint: str, model: str, wire: str) -> str | None:
         return model_answer_format(Classification(endpoint=endpoint, model=model, wire_format=wire))
@@ -445,4 +452,6 @@ def test_the_formats_are_registered_where_claude_answers() -> None:
     assert of("invoke", "amazon.nova-lite-v1:0", BEDROCK_INVOKE) is None
     assert of("streamRawPredict", "claude-sonnet-4-5", ANTHROPIC_MESSAGES) == CLAUDE_ON_VERTEX
     assert of("rawPredict", "llama-3", GEMINI_GENERATE) is None
+    assert of("messages", "claude-sonnet-4", ANTHROPIC_MESSAGES) == ANTHROPIC_MESSAGES  # Copilot's
+    assert of("messages", "gpt-4o", OPENAI_API) is None
     assert of("generateContent", "gemini-2.5-flash", GEMINI_GENERATE) is None

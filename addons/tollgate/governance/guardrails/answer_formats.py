@@ -70,9 +70,7 @@ ANSWER_FORMATS: dict[str, AnswerFormat] = {
 
 # The endpoints whose answers are in a format of their own, not one of the chat formats a provider
 # names (`Provider.chat_formats`): endpoint → format.
-ANSWER_ENDPOINTS: dict[str, str] = {
-    "messages": ANTHROPIC_MESSAGES,  # Copilot's Anthropic Messages
-}
+ANSWER_ENDPOINTS: dict[str, str] = {}
 
 
 def _claude_on_bedrock(classification: Classification) -> str | None:
@@ -87,9 +85,15 @@ def _claude_on_vertex(classification: Classification) -> str | None:
     return CLAUDE_ON_VERTEX if classification.wire_format == ANTHROPIC_MESSAGES else None
 
 
-# The endpoints whose answers are in a format of their own for some models only: endpoint → the
-# format of a call's answer there (None: not read).
+def _messages(classification: Classification) -> str | None:
+    """Anthropic's Messages on a host of another's (Copilot's)."""
+    return ANTHROPIC_MESSAGES if classification.wire_format == ANTHROPIC_MESSAGES else None
+
+
+# The endpoints whose answers are in a format of their own for some models (or formats) only:
+# endpoint → the format of a call's answer there (None: not read).
 ANSWER_MODELS: dict[str, Callable[[Classification], str | None]] = {
+    "messages": _messages,
     "invoke": _claude_on_bedrock,
     "invoke-with-response-stream": _claude_on_bedrock,
     "rawPredict": _claude_on_vertex,
