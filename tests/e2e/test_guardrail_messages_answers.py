@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import textwrap
 import time
+from collections.abc import Callable
 from urllib.parse import unquote
 
 import pytest
@@ -102,7 +103,12 @@ def message_events(model: str) -> list[dict]:
     usage = {"input_tokens": 30, "output_tokens": 1}
     start = {"id": "msg_g", "type": "message", "role": "assistant", "model": model, "content": [],
              "stop_reason": None, "stop_sequence": None, "usage": usage}  # fmt: skip
-    if "clean" in model:
+    if "prose" in model:  # every delta ends where no value may be going on: none is held
+        block = {"type": "text", "text": ""}
+        words = ("Nothing ", "to hide ", "here, ", "all is well ", "and fine.")
+        blocks = [event("content_block_start", index=0, content_block=block),
+                  *(delta(0, "text_delta", text=w) for w in words), event("content_block_stop", index=0)]  # fmt: skip
+    elif "clean" in model:
         blocks = [*thinking_events("Nothing to hide, its tests pass."), *text_events(1, "All is well, 42 cats."),
                   *tool_events(2, json.dumps({"note": "its fine"}))]  # fmt: skip
     elif "thinking" in model:
@@ -138,6 +144,7 @@ class Upstream:
     def __init__(self) -> None:
         self.denied: Reply | None = None
         self.denied_at = 0
+        self.gate: Callable[[int], None] | None = None  # for the prose stream's events
 
     def __call__(self, received: Received) -> Reply:
         path = unquote(received.path.partition("?")[0])
@@ -147,7 +154,8 @@ class Upstream:
         if path.startswith("/model/"):  # Bedrock's InvokeModel
             model = path.split("/")[2]
             if path.endswith("/invoke-with-response-stream"):
-                return Reply(200, headers=EVENTSTREAM, chunks=[invoke_chunk(e) for e in message_events(model)])
+                chunks = [invoke_chunk(e) for e in message_events(model)]
+                return Reply(200, headers=EVENTSTREAM, chunks=chunks, gate=self.gate if "prose" in model else None)
             return Reply(200, message_body(model))
         if ":rawPredict" in path or ":streamRawPredict" in path:  # Vertex AI's
             model = path.rpartition("/models/")[2].partition(":")[0]
@@ -159,7 +167,7 @@ class Upstream:
             return Reply(200, message_body(model))
         events = as_sse(message_events(model))
         if model != "claude-deny-stream":
-            return Reply(200, chunks=events)
+            return Reply(200, chunks=events, gate=self.gate if "prose" in model else None)
         # The text up to and with the key, then fillers the upstream sends slowly.
         head = events[:8]  # message_start, the thinking block, the text block's start
         text = as_sse(text_events(1, TEXT)[1:-1])
@@ -412,3 +420,70 @@ def test_a_clean_bedrock_stream_comes_frame_for_frame(gw):
     assert bytes.fromhex(result["raw"]) == b"".join(
         invoke_chunk(e) for e in message_events("anthropic.claude-clean-v1:0")
     )
+
+
+def until_the_client_has(count) -> Callable[[int], None]:
+    """A gate for the upstream: event i goes only once the client has read i (it writes the count
+    to `count`); whether each waited in vain is kept in the gate's `waited`."""
+    waited: list[bool] = []
+
+    def gate(i: int) -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if count.exists() and int(count.read_text() or 0) >= i:
+                waited.append(True)
+                return
+            time.sleep(0.01)
+        waited.append(False)
+
+    gate.waited = waited  # type: ignore[attr-defined]
+    return gate
+
+
+COUNTED = """
+n = 0
+def counted():
+    global n
+    n += 1
+    with open({count!r}, "w") as f:
+        f.write(str(n))
+"""
+
+
+@pytest.mark.parametrize("where", ["anthropic", "bedrock"])
+def test_a_clean_streams_events_are_not_held_back(gw, upstream, tmp_path, where):
+    """The upstream sends each event only once the client has the one before: a guarded stream
+    whose text holds no candidate passes each event on as it comes."""
+    count = tmp_path / "events"
+    upstream.gate = gate = until_the_client_has(count)
+    if where == "anthropic":
+        code = textwrap.dedent(
+            """
+            import anthropic
+            client = anthropic.Anthropic(api_key="sk-ant-own-0001", max_retries=0)
+            text = ""
+            for event in client.messages.create(model="claude-prose", max_tokens=100, stream=True,
+                                                messages=[{"role": "user", "content": "hi"}]):
+                text += event.delta.text if event.type == "content_block_delta" else ""
+                counted()
+            report(text=text)
+            """
+        )
+    else:
+        code = textwrap.dedent(BOTO3) + textwrap.dedent(
+            """
+            text = ""
+            r = client.invoke_model_with_response_stream(modelId="anthropic.claude-prose-v1:0", body=body)
+            for event in r["body"]:
+                e = json.loads(event["chunk"]["bytes"])
+                text += e["delta"].get("text", "") if e["type"] == "content_block_delta" else ""
+                counted()
+            report(text=text)
+            """
+        )
+    try:
+        result = gw.run(COUNTED.format(count=str(count)) + code)
+    finally:
+        upstream.gate = None
+    assert result == {"text": "Nothing to hide here, all is well and fine."}
+    assert gate.waited == [True] * (len(message_events("claude-prose")) - 1)  # type: ignore[attr-defined]
