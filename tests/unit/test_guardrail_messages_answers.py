@@ -27,6 +27,7 @@ from tollgate.formats import (
     GEMINI_GENERATE,
     OPENAI_API,
 )
+from tollgate.formats.framing import EventStreamFramer, eventstream_message
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
@@ -455,3 +456,9 @@ def test_the_formats_are_registered_where_claude_answers() -> None:
     assert of("messages", "claude-sonnet-4", ANTHROPIC_MESSAGES) == ANTHROPIC_MESSAGES  # Copilot's
     assert of("messages", "gpt-4o", OPENAI_API) is None
     assert of("generateContent", "gemini-2.5-flash", GEMINI_GENERATE) is None
+
+
+def test_a_frame_read_is_written_again_byte_for_byte() -> None:
+    data = eventstream.invoke_chunk(event("ping")) + eventstream.exception("throttlingException", "slow down")
+    read = EventStreamFramer().feed(data)
+    assert b"".join(eventstream_message(f.raw_headers, f.payload) for f in read) == data
