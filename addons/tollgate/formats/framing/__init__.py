@@ -16,6 +16,7 @@ from tollgate.formats.framing.eventstream import (
     eventstream_frame_at,
     eventstream_frame_length,
     eventstream_frame_start,
+    eventstream_message,
     eventstream_prelude_at,
 )
 from tollgate.formats.framing.json_array import JSONArrayFramer, array_elements_backward, array_separator
@@ -54,6 +55,7 @@ __all__ = [
     "eventstream_frame_at",
     "eventstream_frame_length",
     "eventstream_frame_start",
+    "eventstream_message",
     "eventstream_prelude_at",
     "lf_event_end",
     "parse_sse_block",

@@ -116,6 +116,14 @@ class EventStreamFramer:
             return None
 
 
+def eventstream_message(raw_headers: bytes, payload: bytes) -> bytes:
+    """A frame's bytes from its headers as written and its payload: its prelude and CRCs follow
+    from them, so that a frame read (`EventStreamFramer`) is written again byte for byte."""
+    prelude = _PRELUDE.pack(_PRELUDE_LENGTH + len(raw_headers) + len(payload) + 4, len(raw_headers), 0)[:8]
+    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + raw_headers + payload
+    return message + struct.pack(">I", zlib.crc32(message))
+
+
 # How many of a piece's zero bytes, from its end, are tried as a frame's start (see below).
 _ZEROS_TRIED = 32
 _MAX_HEADERS_LENGTH_SECOND_BYTE = MAX_EVENT_HEADERS >> 16

@@ -9,7 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from tollgate.formats import OPENAI_CHAT
+from tollgate.formats import ANTHROPIC_MESSAGES, BEDROCK_INVOKE, CLAUDE_ON_BEDROCK, CLAUDE_ON_VERTEX, OPENAI_CHAT
+from tollgate.formats.bedrock_invoke import is_claude
+from tollgate.formats.request_facts import Classification
+from tollgate.governance.guardrails import messages_answer
 from tollgate.governance.guardrails.answer import AnswerDetectors
 from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard, denied_event, guard_chat_json
 
@@ -50,13 +53,58 @@ class AnswerFormat:
         return content_type.split(";", maxsplit=1)[0].strip().lower() in self.stream_types
 
 
+_MESSAGES = AnswerFormat(
+    messages_answer.MessagesAnswerGuard, messages_answer.guard_messages_json, messages_answer.denied_event
+)
 ANSWER_FORMATS: dict[str, AnswerFormat] = {
     OPENAI_CHAT: AnswerFormat(ChatAnswerGuard, guard_chat_json, denied_event),
+    ANTHROPIC_MESSAGES: _MESSAGES,
+    CLAUDE_ON_VERTEX: _MESSAGES,  # Anthropic's own stream, at rawPredict and streamRawPredict
+    CLAUDE_ON_BEDROCK: AnswerFormat(
+        messages_answer.BedrockMessagesGuard,
+        messages_answer.guard_messages_json,
+        messages_answer.denied_frame,
+        frozenset(("application/vnd.amazon.eventstream",)),
+    ),
 }
 
 # The endpoints whose answers are in a format of their own, not one of the chat formats a provider
 # names (`Provider.chat_formats`): endpoint → format.
 ANSWER_ENDPOINTS: dict[str, str] = {}
+
+
+def _claude_on_bedrock(classification: Classification) -> str | None:
+    """InvokeModel answers in the model family's own body: Claude's is read."""
+    if classification.wire_format == BEDROCK_INVOKE and is_claude(classification.model or ""):
+        return CLAUDE_ON_BEDROCK
+    return None
+
+
+def _claude_on_vertex(classification: Classification) -> str | None:
+    """rawPredict answers in its publisher's own body: Anthropic's is read."""
+    return CLAUDE_ON_VERTEX if classification.wire_format == ANTHROPIC_MESSAGES else None
+
+
+def _messages(classification: Classification) -> str | None:
+    """Anthropic's Messages on a host of another's (Copilot's)."""
+    return ANTHROPIC_MESSAGES if classification.wire_format == ANTHROPIC_MESSAGES else None
+
+
+# The endpoints whose answers are in a format of their own for some models (or formats) only:
+# endpoint → the format of a call's answer there (None: not read).
+ANSWER_MODELS: dict[str, Callable[[Classification], str | None]] = {
+    "messages": _messages,
+    "invoke": _claude_on_bedrock,
+    "invoke-with-response-stream": _claude_on_bedrock,
+    "rawPredict": _claude_on_vertex,
+    "streamRawPredict": _claude_on_vertex,
+}
+
+
+def model_answer_format(classification: Classification) -> str | None:
+    """The format of a call's answer at an endpoint of `ANSWER_MODELS` (None elsewhere)."""
+    of_model = ANSWER_MODELS.get(classification.endpoint or "")
+    return of_model(classification) if of_model is not None else None
 
 
 def answer_format(name: str | None) -> AnswerFormat | None:

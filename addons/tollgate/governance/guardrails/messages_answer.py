@@ -1,0 +1,369 @@
+"""Anthropic's Messages answer read by the answer guardrails (`answer.py`), in its own events; also
+as Claude answers on Vertex AI's rawPredict (Anthropic's own stream) and on Bedrock's InvokeModel
+(each event base64 in an AWS event stream frame). Each content block is read: its text
+(`text_delta`), a tool use's input (`input_json_delta`, JSON as the model writes it) and thinking
+(`thinking_delta`), one scanner per block; what a block gives whole (a server tool's result, a
+citation, a tool use's `input` at its start) is read at once, each string value. Thinking is
+signed: it is never changed, and a value found there is denied under a `redact` rule too;
+redacted thinking is opaque, not read. Events are held, go on as they came or are written anew
+as OpenAI chat's are (`chat_answer.py`, whose machinery this reuses). A stream denied ends with
+Anthropic's `error` event (`permission_error`), on Bedrock with an exception frame. An event
+that cannot be read stops the stream as a value to deny would (`unread`). Plain code, knowing
+nothing of mitmproxy."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import weakref
+from collections import Counter
+from typing import Any
+
+from tollgate.formats import chat
+from tollgate.formats.anthropic_messages.stream_writer import write_event
+from tollgate.formats.bedrock_converse.stream_writer import event_stream_frame
+from tollgate.formats.framing import EventStreamFrame, EventStreamFramer, eventstream_message, parse_sse_block
+from tollgate.formats.json_codec import encode_json, parse_json
+from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
+from tollgate.governance.guardrails.chat_answer import (
+    DENIED_MESSAGE,
+    Channel,
+    ChatAnswerGuard,
+    _Channel,
+    _Pending,
+)
+
+UNREAD = "unread"
+# Each streamed delta: the field its text is in, and the channel it feeds.
+DELTAS = {
+    "text_delta": ("text", "text"),
+    "input_json_delta": ("partial_json", "input"),
+    "thinking_delta": ("thinking", "thinking"),
+}
+_DELTA_OF_CHANNEL = {channel: (kind, name) for kind, (name, channel) in DELTAS.items()}
+# What a block given whole holds that is not text: its kind, ids, signatures, encrypted results.
+OPAQUE = frozenset(("type", "id", "tool_use_id", "signature", "encrypted_content", "encrypted_index"))
+_TEXT_OPAQUE = OPAQUE | {"text"}  # a text block's own text is streamed: its channel reads it
+# An AWS event stream exception frame's type for a denial: Bedrock's streams name no permission
+# error, and Tollgate writes a stream's refusals as this one (`bedrock_converse.stream_writer`).
+BEDROCK_DENIED_EXCEPTION = "validationException"
+_CHUNK_HEADERS = {":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"}
+
+
+def denied_event(kind: str) -> bytes:
+    """The event a denied stream ends with: the anthropic SDK raises on an `error` event."""
+    error = {"type": "permission_error", "message": DENIED_MESSAGE.format(kind=kind)}
+    return write_event("error", {"error": error})
+
+
+def denied_frame(kind: str) -> bytes:
+    """The frame a denied Bedrock stream ends with: an exception, which boto3 and the anthropic
+    SDK's Bedrock client raise on."""
+    headers = {
+        ":exception-type": BEDROCK_DENIED_EXCEPTION,
+        ":content-type": "application/json",
+        ":message-type": "exception",
+    }
+    return event_stream_frame(headers, encode_json({"message": DENIED_MESSAGE.format(kind=kind)}))
+
+
+_SIGNED: weakref.WeakKeyDictionary[AnswerDetectors, AnswerDetectors] = weakref.WeakKeyDictionary()
+
+
+def signed(compiled: AnswerDetectors) -> AnswerDetectors:
+    """The detectors as they read signed text (thinking): what a rule redacts is denied, since
+    the text cannot be changed. The same detectors, made once per configuration."""
+    found = _SIGNED.get(compiled)
+    if found is None:
+        found = copy.copy(compiled)
+        found.actions = {k: "deny" if a == "redact" else a for k, a in compiled.actions.items()}
+        _SIGNED[compiled] = found
+    return found
+
+
+def _scanned(compiled: AnswerDetectors, value: str, counts: Counter[str]) -> tuple[str, str | None]:
+    """A whole string read: as it goes on, and the kind of a value to deny."""
+    scanner = compiled.scanner()
+    first = scanner.feed(value.encode("utf-8", "surrogatepass"))
+    rest = scanner.flush() if first.denied is None else first
+    counts.update(scanner.counts)
+    out = first.text + (rest.text if rest is not first else b"")
+    return out.decode("utf-8", "surrogatepass"), first.denied or rest.denied
+
+
+def read_values(
+    compiled: AnswerDetectors, node: Any, counts: Counter[str], opaque: frozenset[str] = OPAQUE
+) -> tuple[bool, str | None]:
+    """Every string (key or value) and integer of a JSON value given whole, read but under the
+    keys `opaque` names, each value to redact replaced in place (an integer by the placeholder's
+    string): whether it changed, and the kind of a value to deny."""
+    if isinstance(node, list):
+        changed = False
+        for i, item in enumerate(node):
+            new, found, denied = _value(compiled, item, counts)
+            if denied is not None:
+                return changed, denied
+            if found:
+                node[i], changed = new, True
+        return changed, None
+    if not isinstance(node, dict):
+        return False, None
+    items, changed = [], False
+    for key, item in node.items():
+        if key in opaque:
+            items.append((key, item))
+            continue
+        new_key, denied = _scanned(compiled, key, counts)
+        if denied is not None:
+            return changed, denied
+        new, found, denied = _value(compiled, item, counts)
+        if denied is not None:
+            return changed, denied
+        changed = changed or found or new_key != key
+        items.append((new_key, new))
+    if changed:  # in place: an event's object holds it
+        node.clear()
+        node.update(items)
+    return changed, None
+
+
+def _value(compiled: AnswerDetectors, item: Any, counts: Counter[str]) -> tuple[Any, bool, str | None]:
+    if isinstance(item, str):
+        new, denied = _scanned(compiled, item, counts)
+        return new, new != item, denied
+    if isinstance(item, int) and not isinstance(item, bool):
+        new, denied = _scanned(compiled, str(item), counts)
+        return (new if new != str(item) else item), new != str(item), denied
+    changed, denied = read_values(compiled, item, counts)
+    return item, changed, denied
+
+
+def read_block(
+    compiled: AnswerDetectors, block: dict[str, Any], counts: Counter[str], opaque: frozenset[str] = OPAQUE
+) -> tuple[bool, str | None]:
+    """A content block given whole: its thinking read as signed (never changed), redacted
+    thinking not read, every other block's strings as `read_values` (but under `opaque`)."""
+    kind = block.get("type")
+    if kind == "redacted_thinking":
+        return False, None
+    if kind == "thinking":
+        thinking = block.get("thinking")
+        if not isinstance(thinking, str) or not thinking:
+            return False, None
+        return False, _scanned(signed(compiled), thinking, counts)[1]
+    return read_values(compiled, block, counts, opaque)
+
+
+def guard_messages_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
+    """A whole (not streamed) Messages answer read: the body as it goes on (redacted, or as it came
+    where nothing is), the kind of a value to deny (the answer is then refused), and the counts."""
+    obj = parse_json(body)
+    content = obj.get("content") if obj is not None else None
+    if not isinstance(content, list):
+        return body, None, {}
+    counts: Counter[str] = Counter()
+    changed = False
+    for block in content:
+        if not isinstance(block, dict):
+            continue
+        found, denied = read_block(compiled, block, counts)
+        if denied is not None:
+            return body, denied, dict(counts)
+        changed = changed or found
+    if not changed:
+        return body, None, dict(counts)
+    return encode_json(obj), None, dict(counts)
+
+
+class MessagesAnswerGuard(ChatAnswerGuard):
+    """A streamed Messages answer's events, read and rewritten (`feed` each piece, `flush` at its
+    end): each content block's channels (text, input, thinking) by its index, ended at its
+    `content_block_stop`. `denied`: the kind that stopped it (the caller then closes the upstream)."""
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self.denied is not None:
+            return b""
+        out = []
+        for block in self._framer.feed(chunk):
+            out.append(self._event(block))
+            if self.denied is not None:
+                return b"".join(out)
+        if self._framer.error is not None:  # an event too large to be read
+            out.append(self._unread())
+        return b"".join(out)
+
+    def _event(self, block: bytes) -> bytes:
+        whole = block + b"\n\n"
+        event = parse_sse_block(block)
+        if event is None or not event.data.strip():  # a comment, or an event without data
+            return self._passed(whole)
+        return self._message_event(whole, parse_json(event.data.encode("utf-8", "surrogatepass")))
+
+    def _passed(self, whole: bytes) -> bytes:
+        """An event that carries no answer: it goes on in its turn, as it came."""
+        self._pending.append(_Pending(whole))
+        return self._drained()
+
+    def _message_event(self, whole: bytes, obj: dict[str, Any] | None) -> bytes:
+        """One event, its bytes as they came and its object (None: not a JSON object)."""
+        if obj is None:
+            return self._unread()
+        kind = obj.get("type")
+        if kind in ("content_block_stop", "message_stop"):
+            index = obj.get("index") if kind == "content_block_stop" else None
+            return self._closing(_Pending(whole, obj), index if type(index) is int else None)
+        pending = _Pending(whole, obj)
+        self._pending.append(pending)
+        if kind == "content_block_start":
+            self._block_start(pending, obj)
+        elif kind == "content_block_delta":
+            self._block_delta(pending, obj)
+        elif kind == "message_start":
+            message = obj.get("message")
+            content = message.get("content") if isinstance(message, dict) else None
+            for block in content if isinstance(content, list) else ():
+                if isinstance(block, dict) and self._whole_read(pending, block):
+                    break
+        return self._cut() if self.denied is not None else self._drained()
+
+    def _closing(self, pending: _Pending, index: int | None) -> bytes:
+        """A block's end (or the message's: None): its text known to its end goes on before it."""
+        self._ended(index)
+        if self.denied is not None:
+            return self._cut()
+        out = self._drained() + self._orphans()
+        self._pending.append(pending)
+        return out + self._drained()
+
+    def _block_start(self, pending: _Pending, obj: dict[str, Any]) -> None:
+        index, block = obj.get("index"), obj.get("content_block")
+        if type(index) is not int or not isinstance(block, dict):
+            self._refuse(pending)
+            return
+        kind = block.get("type")
+        if kind in ("text", "thinking"):
+            # Its text begins the block's channel (it is "" as Anthropic writes it); the rest,
+            # a text block's citations, is read whole.
+            if kind == "text" and self._whole_read(pending, block, _TEXT_OPAQUE):
+                return
+            value = block.get(kind)
+            if isinstance(value, str) and value:
+                self._fed(pending, (index, kind, -1), block, kind, value)
+            return
+        self._whole_read(pending, block)
+
+    def _block_delta(self, pending: _Pending, obj: dict[str, Any]) -> None:
+        index, delta = obj.get("index"), obj.get("delta")
+        if type(index) is not int or not isinstance(delta, dict):
+            self._refuse(pending)
+            return
+        kind = delta.get("type")
+        if kind == "signature_delta":
+            return  # a thinking block's signature: not text
+        if kind not in DELTAS:
+            self._whole_read(pending, delta)  # a citation, or a delta newer than this reader
+            return
+        name, channel = DELTAS[kind]
+        value = delta.get(name)
+        if not isinstance(value, str):
+            self._refuse(pending)
+        elif value:
+            self._fed(pending, (index, channel, -1), delta, name, value)
+
+    def _whole_read(self, pending: _Pending, node: dict[str, Any], opaque: frozenset[str] = OPAQUE) -> bool:
+        """What an event gives whole, read at once (before any of its streamed text): where a
+        value is redacted the event is written anew; at one to deny, it does not go on. Whether
+        the stream stops here."""
+        counts: Counter[str] = Counter()
+        changed, denied = read_block(self._compiled, node, counts, opaque)
+        self._spent.update(counts)
+        if denied is not None:
+            self._refuse(pending, denied)
+            return True
+        if changed:
+            pending.whole = self._written(pending.obj)
+        return False
+
+    def _refuse(self, pending: _Pending, kind: str = UNREAD) -> None:
+        """The stream stops before this event (the last come): none of it goes on."""
+        if self._pending and self._pending[-1] is pending:
+            self._pending.pop()
+        self.denied = kind
+
+    def _unread(self) -> bytes:
+        self.denied = UNREAD
+        return self._cut()
+
+    def _fed(self, pending: _Pending, channel: Channel, holder: dict[str, Any], name: str, value: str) -> None:
+        state = self._channels.get(channel)
+        if state is None:
+            state = self._channels[channel] = _Channel(None)
+        if state.scanner is None:
+            state.scanner = self._scanner(channel[1])
+        super()._fed(pending, channel, holder, name, value)
+
+    def _scanner(self, channel: str) -> AnswerScanner:
+        if channel == "thinking":
+            return signed(self._compiled).scanner()
+        return self._compiled.scanner(is_json=channel == "input")
+
+    def _held_delta(self, channel: Channel, text: str) -> dict[str, Any]:
+        kind, name = _DELTA_OF_CHANNEL[channel[1]]
+        return {"type": "content_block_delta", "index": channel[0], "delta": {"type": kind, name: text}}
+
+    def _cut(self) -> bytes:
+        """At a value to deny: the events before it with what is known of them, and the end."""
+        out = [self._settled(self._pending.popleft()) for _ in range(len(self._pending))]
+        return b"".join(out) + self._orphans() + self._denied_end(self.denied or UNREAD)
+
+    @staticmethod
+    def _denied_end(kind: str) -> bytes:
+        return denied_event(kind)
+
+    @staticmethod
+    def _written(obj: dict[str, Any]) -> bytes:
+        return chat.sse(encode_json(obj), str(obj.get("type")))
+
+
+class BedrockMessagesGuard(MessagesAnswerGuard):
+    """Claude's stream on Bedrock (InvokeModelWithResponseStream): each `chunk` frame's event
+    (base64 in its payload's `bytes`) read as Anthropic's; a frame goes on as it came, or one is
+    written anew where an event is. Other frames (an upstream's exception) go on as they came."""
+
+    def __init__(self, compiled: AnswerDetectors) -> None:
+        super().__init__(compiled)
+        self._frames = EventStreamFramer()
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self.denied is not None:
+            return b""
+        out = []
+        for frame in self._frames.feed(chunk):
+            out.append(self._frame(frame))
+            if self.denied is not None:
+                return b"".join(out)
+        if self._frames.error is not None:
+            out.append(self._unread())
+        return b"".join(out)
+
+    def _frame(self, frame: EventStreamFrame) -> bytes:
+        whole = eventstream_message(frame.raw_headers, frame.payload)
+        headers = frame.headers
+        if headers.get(":message-type") != "event" or headers.get(":event-type") != "chunk":
+            return self._passed(whole)
+        encoded = (parse_json(frame.payload) or {}).get("bytes")
+        try:
+            raw = base64.b64decode(encoded, validate=True) if isinstance(encoded, str) else None
+        except (binascii.Error, ValueError):
+            raw = None
+        return self._message_event(whole, parse_json(raw))
+
+    @staticmethod
+    def _denied_end(kind: str) -> bytes:
+        return denied_frame(kind)
+
+    @staticmethod
+    def _written(obj: dict[str, Any]) -> bytes:
+        payload = {"bytes": base64.b64encode(encode_json(obj)).decode()}
+        return event_stream_frame(_CHUNK_HEADERS, encode_json(payload))

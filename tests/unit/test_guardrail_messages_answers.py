@@ -1,0 +1,464 @@
+"""Anthropic's Messages answers read by the answer guardrails (`messages_answer.py`), as Anthropic,
+Vertex AI and Bedrock stream them: a streamed answer split anywhere gives the client, reassembled,
+each block's text and tool input with their values replaced, and clean events byte for byte;
+thinking is never changed (a value there is denied); a value to deny ends the stream with an
+`error` event (an exception frame on Bedrock); a whole answer is served redacted or refused."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+from typing import Any
+
+import pytest
+from botocore.eventstream import EventStreamBuffer
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from support import eventstream
+from support.examples import examples
+from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES, crc_token
+from tollgate.formats import (
+    ANTHROPIC_MESSAGES,
+    BEDROCK_INVOKE,
+    CLAUDE_ON_BEDROCK,
+    CLAUDE_ON_VERTEX,
+    GEMINI_GENERATE,
+    OPENAI_API,
+)
+from tollgate.formats.framing import EventStreamFramer, eventstream_message
+from tollgate.formats.request_facts import Classification
+from tollgate.governance.guardrails import detectors
+from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
+from tollgate.governance.guardrails.answer_formats import ANSWER_ENDPOINTS, answer_format, model_answer_format
+from tollgate.governance.guardrails.messages_answer import (
+    BedrockMessagesGuard,
+    MessagesAnswerGuard,
+    guard_messages_json,
+)
+
+TOKEN = crc_token("gh" + "p_")
+_COMPILED: dict[str, AnswerDetectors] = {}
+REDACTED_AWS = "[REDACTED:secrets.aws_access_key_id]"
+
+
+def compiled(action: str) -> AnswerDetectors:
+    if action not in _COMPILED:
+        _COMPILED[action] = compiled_for(dict.fromkeys(detectors.KINDS, action))
+    return _COMPILED[action]
+
+
+OWN_KEY = "sk-own-" + "Q" * 30
+WITH_OWN_KEYS = compiled_for(
+    {**dict.fromkeys(detectors.KINDS, "redact"), "tollgate_keys": "redact"}, detectors.own_keys([OWN_KEY], ())
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Streams as Anthropic writes them
+
+
+def event(kind: str, **fields: Any) -> dict[str, Any]:
+    return {"type": kind, **fields}
+
+
+def start(index: int, block: dict[str, Any]) -> dict[str, Any]:
+    return event("content_block_start", index=index, content_block=block)
+
+
+def delta(index: int, kind: str, **fields: Any) -> dict[str, Any]:
+    return event("content_block_delta", index=index, delta={"type": kind, **fields})
+
+
+def stop(index: int) -> dict[str, Any]:
+    return event("content_block_stop", index=index)
+
+
+def pieces_of(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+def cut_at(text: str, cuts: list[int]) -> list[str]:
+    bounds = sorted({0, len(text), *(c % (len(text) + 1) for c in cuts)})
+    return [text[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def message(blocks: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """A message's events: its start, each block's events, its end."""
+    first = event("message_start", message={"id": "msg_1", "type": "message", "role": "assistant", "content": [],
+                                            "model": "claude", "usage": {"input_tokens": 5, "output_tokens": 1}})  # fmt: skip
+    end = [event("message_delta", delta={"stop_reason": "end_turn"}, usage={"output_tokens": 9}), event("message_stop")]
+    return [first, *itertools.chain.from_iterable(blocks), *end]
+
+
+def text_block(index: int, pieces: list[str]) -> list[dict[str, Any]]:
+    return [
+        start(index, {"type": "text", "text": ""}),
+        *(delta(index, "text_delta", text=p) for p in pieces),
+        stop(index),
+    ]
+
+
+def tool_block(index: int, pieces: list[str]) -> list[dict[str, Any]]:
+    begin = start(index, {"type": "tool_use", "id": "toolu_1", "name": "run", "input": {}})
+    return [begin, *(delta(index, "input_json_delta", partial_json=p) for p in pieces), stop(index)]
+
+
+def thinking_block(index: int, pieces: list[str]) -> list[dict[str, Any]]:
+    begin = start(index, {"type": "thinking", "thinking": "", "signature": ""})
+    deltas = [delta(index, "thinking_delta", thinking=p) for p in pieces]
+    return [begin, *deltas, delta(index, "signature_delta", signature="EqQBCkgIARABGAIi" + "s" * 40), stop(index)]
+
+
+def sse(events: list[dict[str, Any]]) -> bytes:
+    return b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events)
+
+
+def frames(events: list[dict[str, Any]]) -> bytes:
+    return b"".join(eventstream.invoke_chunk(e) for e in events)
+
+
+def guarded(guard: MessagesAnswerGuard, data: bytes, read: int) -> bytes:
+    out = b"".join(guard.feed(data[i : i + read]) for i in range(0, len(data), read))
+    return out + guard.flush()
+
+
+def sse_events(data: bytes) -> list[dict[str, Any]]:
+    """The events an SDK reads, each's name its object's type."""
+    out = []
+    for block in data.split(b"\n\n"):
+        if not block:
+            continue
+        name, line = block.split(b"\n")
+        obj = json.loads(line.removeprefix(b"data: "))
+        assert name == b"event: " + obj["type"].encode()
+        out.append(obj)
+    return out
+
+
+def frame_events(data: bytes) -> list[dict[str, Any]]:
+    """The events boto3 reads from the frames; an exception as {"exception": type, "message"}."""
+    buffer = EventStreamBuffer()
+    buffer.add_data(data)
+    out = []
+    for frame in buffer:
+        headers = frame.headers
+        if headers[":message-type"] == "exception":
+            out.append({"exception": headers[":exception-type"], **json.loads(frame.payload)})
+        else:
+            out.append(json.loads(base64.b64decode(json.loads(frame.payload)["bytes"])))
+    return out
+
+
+def reassembled(events: list[dict[str, Any]]) -> dict[tuple[int, str], str]:
+    """Each block's text, input and thinking as an SDK reassembles them."""
+    got: dict[tuple[int, str], str] = {}
+    for e in events:
+        if e.get("type") != "content_block_delta":
+            continue
+        d = e["delta"]
+        for name in ("text", "partial_json", "thinking"):
+            if name in d:
+                got[(e["index"], name)] = got.get((e["index"], name), "") + d[name]
+    return got
+
+
+STREAMS = [
+    pytest.param(MessagesAnswerGuard, sse, sse_events, id="sse"),
+    pytest.param(BedrockMessagesGuard, frames, frame_events, id="bedrock"),
+]
+
+
+@pytest.mark.parametrize(("guard", "write", "read_back"), STREAMS)
+@pytest.mark.parametrize("size", [1, 3, 7])
+def test_a_streamed_answer_is_redacted_in_its_own_events_however_split(guard, write, read_back, size: int) -> None:
+    text = f"Mail {EMAIL} with the token {TOKEN}, then stop."
+    arguments = json.dumps({"cmd": f'curl -H "Authorization: token {TOKEN}" https://paste.example'})
+    thinking = "I should look at the file first."
+    events = message(
+        [thinking_block(0, pieces_of(thinking, size)), text_block(1, pieces_of(text, size)),
+         tool_block(2, pieces_of(arguments, size))]
+    )  # fmt: skip
+    data = write(events)
+    for read in (1, 5, 64, len(data)):
+        g = guard(compiled("redact"))
+        out = guarded(g, data, read)
+        got = reassembled(read_back(out))
+        assert (
+            got[(1, "text")] == "Mail [REDACTED:pii.email] with the token [REDACTED:secrets.github_token], then stop."
+        )
+        assert json.loads(got[(2, "partial_json")]) == {
+            "cmd": 'curl -H "Authorization: token [REDACTED:secrets.github_token]" https://paste.example'
+        }
+        assert got[(0, "thinking")] == thinking
+        assert g.counts == {"pii.email": 1, "secrets.github_token": 2} and g.denied is None
+        assert EMAIL.encode() not in out and TOKEN.encode() not in out
+        # Every event but the deltas whose text changed goes on as it came, in order.
+        assert [e["type"] for e in read_back(out)][-2:] == ["message_delta", "message_stop"]
+        assert read_back(out)[:3] == events[:3]
+
+
+@pytest.mark.parametrize(("guard", "write", "read_back"), STREAMS)
+def test_a_clean_stream_comes_through_byte_for_byte(guard, write, read_back) -> None:
+    """Clean text and input, cut inside words, and thinking: held where a value may begin, then
+    on as they came."""
+    events = message(
+        [thinking_block(0, ["Let me think: it is", "s 42 cat", "s, sk", "-x is no key."]),
+         text_block(1, ["It is", " the first test", "s of 2026: 4", "2 cats, sk", "-real is", " no key, tg", "."]),
+         tool_block(2, ['{"note": "its', " test", "s 1", '2 sk", "n": 4', "2}"])]
+    )  # fmt: skip
+    data = write(events)
+    for read in (1, 9, len(data)):
+        g = guard(WITH_OWN_KEYS)
+        assert guarded(g, data, read) == data
+        assert g.counts == {}
+
+
+_WORDS = st.sampled_from(["s", "sk", "sk-", "sk-own", "t", "ts", "its", "cats", "x1", "42", "2026", "gh", "AKIA", "é"])
+_GAPS = st.sampled_from([" ", ", ", ". ", "\n", "-", "_", "", ":", "/"])
+_CLEAN = st.lists(st.tuples(_WORDS, _GAPS), max_size=30).map(lambda parts: "".join(w + g for w, g in parts))
+
+
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    text=_CLEAN,
+    arguments=_CLEAN,
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=12),
+    read=st.integers(min_value=1, max_value=300),
+    bedrock=st.booleans(),
+)
+def test_a_clean_stream_split_anywhere_comes_through_byte_for_byte(
+    text: str, arguments: str, cuts: list[int], read: int, bedrock: bool
+) -> None:
+    events = message(
+        [thinking_block(0, cut_at(text, cuts)), text_block(1, cut_at(text, cuts)),
+         tool_block(2, cut_at(json.dumps({"cmd": arguments}), cuts))]
+    )  # fmt: skip
+    guard, write = (BedrockMessagesGuard, frames) if bedrock else (MessagesAnswerGuard, sse)
+    data = write(events)
+    whole = guard(WITH_OWN_KEYS)
+    assume(guarded(whole, data, len(data)) == data and not whole.counts)  # digits that make a value are not clean
+    g = guard(WITH_OWN_KEYS)
+    assert guarded(g, data, read) == data
+    assert g.counts == {}
+
+
+VALUES = dict(SAMPLES)
+
+
+def answer_of(kind: str) -> tuple[str, str]:
+    value, context = VALUES[kind]
+    return "Here it is: " + context.format(value) + " and that is all.", value
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", sorted(VALUES))
+def test_each_kind_split_at_every_offset_across_events_and_reads_never_goes_on(kind: str) -> None:
+    """Every detector's example in a text block cut in two deltas at each offset, the stream read
+    whole and in pieces of several sizes; and in deltas of three characters, read in pieces of
+    every size up to 40: the client never has the value, and reassembles the text with it
+    replaced."""
+    text, value = answer_of(kind)
+    redacted = text.replace(value, f"[REDACTED:{kind}]")
+    for at in range(len(text) + 1):
+        data = sse(message([text_block(0, [text[:at], text[at:]])]))
+        reads = (len(data), 7, 1) if at == len(text) // 2 else (len(data), 7) if at % 8 == 0 else (len(data),)
+        for read in reads:
+            out = guarded(MessagesAnswerGuard(compiled("redact")), data, read)
+            assert value.encode() not in out, (at, read)
+            assert reassembled(sse_events(out)) == {(0, "text"): redacted}
+    data = sse(message([text_block(0, pieces_of(text, 3))]))
+    for read in range(1, 41):
+        out = guarded(MessagesAnswerGuard(compiled("redact")), data, read)
+        assert value.encode() not in out, read
+        assert reassembled(sse_events(out)) == {(0, "text"): redacted}
+
+
+@pytest.mark.parametrize("kind", ["secrets.aws_access_key_id", "pii.email", "pii.payment_card", "secrets.github_token"])
+def test_a_value_cut_at_every_offset_across_events_never_goes_on(kind: str) -> None:
+    """The quick loop's share of the test above: a few kinds, every offset, read whole."""
+    text, value = answer_of(kind)
+    for at in range(len(text) + 1):
+        data = sse(message([text_block(0, [text[:at], text[at:]])]))
+        out = guarded(MessagesAnswerGuard(compiled("redact")), data, len(data))
+        assert value.encode() not in out, at
+        assert reassembled(sse_events(out)) == {(0, "text"): text.replace(value, f"[REDACTED:{kind}]")}
+
+
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(sorted(VALUES)),
+    cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=12),
+    read=st.integers(min_value=1, max_value=400),
+    bedrock=st.booleans(),
+)
+def test_a_value_in_tool_input_or_thinking_split_anywhere_never_goes_on(
+    kind: str, cuts: list[int], read: int, bedrock: bool
+) -> None:
+    """In a tool use's input (JSON as the model writes it) the value is replaced inside its
+    string; in thinking, which cannot be changed, the stream is denied before the value."""
+    value, context = VALUES[kind]
+    arguments = json.dumps({"note": "see", "cmd": context.format(value)})
+    guard, write, read_back = (BedrockMessagesGuard, frames, frame_events) if bedrock else (MessagesAnswerGuard, sse, sse_events)  # fmt: skip
+    data = write(message([tool_block(0, cut_at(arguments, cuts))]))
+    g = guard(compiled("redact"))
+    out = guarded(g, data, read)
+    assert value.encode() not in out
+    given_input = json.loads(reassembled(read_back(out))[(0, "partial_json")])
+    assert given_input["note"] == "see" and f"[REDACTED:{kind}]" in given_input["cmd"]
+    thought = "First: " + context.format(value)
+    data = write(message([thinking_block(0, cut_at(thought, cuts)), text_block(1, ["after"])]))
+    g = guard(compiled("redact"))
+    out = guarded(g, data, read)
+    assert g.denied == kind
+    events = read_back(out)
+    assert thought.startswith(reassembled(events).get((0, "thinking"), ""))
+    assert value.encode() not in out and b"after" not in out and b"signature_delta" not in out
+
+
+def test_a_value_to_deny_ends_the_stream_with_an_error_event() -> None:
+    text = f"Sure, the key is {TOKEN} and more."
+    data = sse(message([text_block(0, pieces_of(text, 5)), text_block(1, ["never sent"])]))
+    g = MessagesAnswerGuard(compiled("deny"))
+    out = guarded(g, data, 11)
+    events = sse_events(out)
+    assert g.denied == "secrets.github_token"
+    assert reassembled(events) == {(0, "text"): "Sure, the key is "}
+    assert events[-1] == {
+        "type": "error",
+        "error": {
+            "type": "permission_error",
+            "message": "The answer was stopped: it carries what a guardrail denies (secrets.github_token).",
+        },
+    }
+    assert TOKEN[:3].encode() not in out and b"never sent" not in out and b"message_stop" not in out
+    assert g.feed(sse([event("message_stop")])) == b""
+
+
+def test_a_denied_bedrock_stream_ends_with_an_exception_frame() -> None:
+    text = f"the key {AWS_KEY_ID} follows"
+    g = BedrockMessagesGuard(compiled("deny"))
+    out = guarded(g, frames(message([text_block(0, pieces_of(text, 4))])), 13)
+    events = frame_events(out)
+    assert reassembled(events) == {(0, "text"): "the key "}
+    assert events[-1] == {
+        "exception": "validationException",
+        "message": "The answer was stopped: it carries what a guardrail denies (secrets.aws_access_key_id).",
+    }
+    assert AWS_KEY_ID[:4].encode() not in out
+
+
+def test_thinking_is_never_changed_a_value_there_is_denied_and_redacted_thinking_is_not_read() -> None:
+    thought = f"The file holds {AWS_KEY_ID}, which I must not repeat."
+    data = sse(message([thinking_block(0, pieces_of(thought, 6)), text_block(1, ["Done."])]))
+    g = MessagesAnswerGuard(compiled("redact"))
+    out = guarded(g, data, 17)
+    assert g.denied == "secrets.aws_access_key_id" and g.counts == {"secrets.aws_access_key_id": 1}
+    assert reassembled(sse_events(out)) == {(0, "thinking"): "The file holds "}
+    assert sse_events(out)[-1]["type"] == "error"
+    # Audited only, a value in thinking is counted and goes on.
+    audited = MessagesAnswerGuard(compiled("audit"))
+    assert guarded(audited, data, 17) == data and audited.counts == {"secrets.aws_access_key_id": 1}
+    # Redacted thinking is encrypted: not read, whatever it looks like.
+    opaque = sse(message([[start(0, {"type": "redacted_thinking", "data": f"Eo{AWS_KEY_ID}=="}), stop(0)]]))
+    g = MessagesAnswerGuard(compiled("deny"))
+    assert guarded(g, opaque, 7) == opaque and g.denied is None
+
+
+def test_what_a_block_gives_whole_is_read_at_once() -> None:
+    """A server tool's result and a citation come whole: each string read, redacted in place."""
+    result = start(1, {"type": "mcp_tool_result", "tool_use_id": "mcptoolu_1", "is_error": False,
+                       "content": [{"type": "text", "text": f"password row: {EMAIL}"}]})  # fmt: skip
+    citation = delta(0, "citations_delta", citation={"type": "char_location", "cited_text": f"mail {EMAIL}",
+                                                     "document_index": 0, "start_char_index": 0, "end_char_index": 9})  # fmt: skip
+    events = message([[start(0, {"type": "text", "text": "", "citations": []}), citation, stop(0)], [result, stop(1)]])
+    g = MessagesAnswerGuard(compiled("redact"))
+    out = sse_events(guarded(g, sse(events), 10))
+    assert out[2]["delta"]["citation"]["cited_text"] == "mail [REDACTED:pii.email]"
+    assert out[4]["content_block"]["content"][0]["text"] == "password row: [REDACTED:pii.email]"
+    assert out[4]["content_block"]["tool_use_id"] == "mcptoolu_1"
+    assert g.counts == {"pii.email": 2}
+    g = MessagesAnswerGuard(compiled("deny"))
+    out = sse_events(guarded(g, sse(events), 10))
+    assert [e["type"] for e in out] == ["message_start", "content_block_start", "error"]
+
+
+def test_an_event_that_cannot_be_read_stops_the_stream() -> None:
+    data = sse(message([text_block(0, ["Hello "])])).replace(b'"text": "Hello "', b'"text": 7')
+    g = MessagesAnswerGuard(compiled("redact"))
+    out = guarded(g, data, 1000)
+    assert g.denied == "unread" and sse_events(out)[-1]["error"]["type"] == "permission_error"
+    broken = b"event: content_block_delta\ndata: {not json\n\n"
+    g = MessagesAnswerGuard(compiled("redact"))
+    assert sse_events(guarded(g, broken, 1000))[-1]["type"] == "error"
+    frame = frames([event("ping")])
+    g = BedrockMessagesGuard(compiled("redact"))
+    out = guarded(g, frame[:-1] + bytes([frame[-1] ^ 1]), 1000)  # its CRC broken
+    assert g.denied == "unread" and frame_events(out)[-1]["exception"] == "validationException"
+
+
+def test_an_upstreams_exception_frame_goes_on_as_it_came() -> None:
+    data = frames(message([text_block(0, ["Hi "])])[:3]) + eventstream.exception("throttlingException", "slow down")
+    g = BedrockMessagesGuard(compiled("redact"))
+    assert guarded(g, data, 7) == data
+
+
+def test_a_whole_answer_is_served_redacted_or_refused() -> None:
+    body = {
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+        "content": [
+            {"type": "thinking", "thinking": "Let me see.", "signature": "sig"},
+            {"type": "text", "text": f"mail {EMAIL}"},
+            {"type": "tool_use", "id": "toolu_1", "name": "pay", "input": {"token": TOKEN, "card": 4111111111111111,
+                                                                          "n": 3, "deep": [{"mail": EMAIL}]}},
+        ],
+        "stop_reason": "tool_use", "usage": {"input_tokens": 5, "output_tokens": 9},
+    }  # fmt: skip
+    raw = json.dumps(body).encode()
+    served, denied, counts = guard_messages_json(compiled("redact"), raw)
+    assert denied is None and counts == {"pii.email": 2, "secrets.github_token": 1, "pii.payment_card": 1}
+    got = json.loads(served)
+    assert got["content"][0] == body["content"][0]
+    assert got["content"][1]["text"] == "mail [REDACTED:pii.email]"
+    assert got["content"][2]["input"] == {
+        "token": "[REDACTED:secrets.github_token]",
+        "card": "[REDACTED:pii.payment_card]",
+        "n": 3,
+        "deep": [{"mail": "[REDACTED:pii.email]"}],
+    }
+    assert {k: v for k, v in got.items() if k != "content"} == {k: v for k, v in body.items() if k != "content"}
+    assert guard_messages_json(compiled("deny"), raw)[1] == "pii.email"
+    # In thinking, a value is denied under a redact rule too.
+    body["content"][0]["thinking"] = f"It is {AWS_KEY_ID}."
+    assert guard_messages_json(compiled("redact"), json.dumps(body).encode())[1] == "secrets.aws_access_key_id"
+    clean = json.dumps({"content": [{"type": "text", "text": "fine"}, {"type": "redacted_thinking", "data": EMAIL}]})
+    assert guard_messages_json(compiled("deny"), clean.encode()) == (clean.encode(), None, {})
+
+
+def test_the_formats_are_registered_where_claude_answers() -> None:
+    for name in (ANTHROPIC_MESSAGES, CLAUDE_ON_VERTEX):
+        found = answer_format(name)
+        assert found is not None and found.stream is MessagesAnswerGuard and found.streams("text/event-stream")
+    bedrock = answer_format(CLAUDE_ON_BEDROCK)
+    assert bedrock is not None and bedrock.stream is BedrockMessagesGuard
+    assert bedrock.streams("application/vnd.amazon.eventstream") and not bedrock.streams("application/json")
+    assert "messages" not in ANSWER_ENDPOINTS
+
+    def of(endpoint: str, model: str, wire: str) -> str | None:
+        return model_answer_format(Classification(endpoint=endpoint, model=model, wire_format=wire))
+
+    assert of("invoke", "anthropic.claude-sonnet-4-5-v1:0", BEDROCK_INVOKE) == CLAUDE_ON_BEDROCK
+    assert of("invoke-with-response-stream", "us.anthropic.claude-3-haiku", BEDROCK_INVOKE) == CLAUDE_ON_BEDROCK
+    assert of("invoke", "amazon.nova-lite-v1:0", BEDROCK_INVOKE) is None
+    assert of("streamRawPredict", "claude-sonnet-4-5", ANTHROPIC_MESSAGES) == CLAUDE_ON_VERTEX
+    assert of("rawPredict", "llama-3", GEMINI_GENERATE) is None
+    assert of("messages", "claude-sonnet-4", ANTHROPIC_MESSAGES) == ANTHROPIC_MESSAGES  # Copilot's
+    assert of("messages", "gpt-4o", OPENAI_API) is None
+    assert of("generateContent", "gemini-2.5-flash", GEMINI_GENERATE) is None
+
+
+def test_a_frame_read_is_written_again_byte_for_byte() -> None:
+    data = eventstream.invoke_chunk(event("ping")) + eventstream.exception("throttlingException", "slow down")
+    read = EventStreamFramer().feed(data)
+    assert b"".join(eventstream_message(f.raw_headers, f.payload) for f in read) == data
