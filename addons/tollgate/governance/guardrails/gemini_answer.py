@@ -38,6 +38,7 @@ _TEMPLATE = ("responseId", "modelVersion", "createTime")
 _PLACEHOLDER = re.compile(re.escape(PLACEHOLDER).replace(r"\{kind\}", r"([^\]\s]+)"))
 _LINE_ENDS = b"\r\n"
 _BETWEEN = re.compile(rb"[\[ \t\r\n,]*")  # what comes before an element of the array
+_ARRAY_END = re.compile(rb"[ \t\r\n,]*\][ \t\r\n]*")
 
 Mode = Literal["sse", "array", "whole"]
 Channel = tuple[int, str]  # candidate, "text", "thought" or a partial argument's JSON path
@@ -113,7 +114,7 @@ class GeminiAnswerGuard:
         self._compiled = compiled
         self._envelope = envelope
         self._mode: Mode | None = mode
-        self._raw = b""  # what is read and not yet framed into items
+        self._raw = bytearray()  # what is read and not yet framed into items
         self._array: JSONArrayFramer | None = None
         self._array_ended = False
         self._channels: dict[Channel, _Channel] = {}
@@ -154,7 +155,7 @@ class GeminiAnswerGuard:
             return b""
         out = b""
         if self._mode in ("sse", "whole") and self._raw.strip(_LINE_ENDS):
-            rest, self._raw = self._raw, b""
+            rest, self._raw = bytes(self._raw), bytearray()
             out = self._next(_Item(b"", rest))
             if self.denied is not None:
                 return out
@@ -165,9 +166,11 @@ class GeminiAnswerGuard:
         if self.denied is not None:
             return out
         out += self._orphans()
-        if self._mode != "array" or self._array_ended:
-            out += self._raw  # blank lines after the last event; the array's `]`
-        self._raw = b""
+        if self._mode != "array":
+            out += self._raw  # blank lines after the last event
+        elif self._array_ended:
+            out += _ARRAY_END.match(self._raw).group()  # type: ignore[union-attr]  # nothing after it
+        self._raw = bytearray()
         return out
 
     # -----------------------------------------------------------------------------------------
@@ -191,14 +194,17 @@ class GeminiAnswerGuard:
             yield from self._array_elements(chunk)
 
     def _sse_events(self, chunk: bytes) -> Iterator[tuple[bytes, bytes, bytes]]:
-        data = self._raw + chunk
-        end = sse_event_end(data)
+        # An event's end is looked for in what this chunk adds alone (and the line ends before it
+        # that a blank line may begin with): a large event is not searched again at every piece.
+        start = max(0, len(self._raw) - 4)
+        self._raw += chunk
+        end = sse_event_end(bytes(self._raw[start:]))
         if end < 0:
-            if len(data) > MAX_FRAME:
+            if len(self._raw) > MAX_FRAME:
                 raise _Unreadable("a server-sent event larger than 16 MiB")
-            self._raw = data
             return
-        region, self._raw = data[:end], data[end:]
+        region = bytes(self._raw[: start + end])
+        del self._raw[: start + end]
         spans = raw_event_spans(region)
         if not spans:
             yield region, b"", b""
@@ -210,10 +216,9 @@ class GeminiAnswerGuard:
     def _array_elements(self, chunk: bytes) -> Iterator[tuple[bytes, bytes, bytes]]:
         framer = self._array
         assert framer is not None
-        if self._array_ended:
-            self._raw += chunk
-            return
         self._raw += chunk
+        if self._array_ended:
+            return
         elements = framer.feed(chunk)
         if framer.error is not None:
             raise _Unreadable(framer.error)
@@ -223,10 +228,11 @@ class GeminiAnswerGuard:
             end = start + len(element)
             if self._raw[start:end] != element:
                 raise _Unreadable("an element of the JSON array is not where it was read")
-            yield self._raw[at:start], element, b""
+            yield bytes(self._raw[at:start]), element, b""
             at = end
-        self._raw = self._raw[at:]
-        if self._raw.lstrip(b" \t\r\n,").startswith(b"]"):
+        if at:
+            del self._raw[:at]
+        if _ARRAY_END.match(self._raw):
             self._array_ended = True
 
     # -----------------------------------------------------------------------------------------
