@@ -249,6 +249,10 @@ def test_a_translated_answer_is_read_as_the_client_gets_it(gw):
     whole = gw.run(CLIENT + "MODEL = 'claude-sonnet-4-5'\n" + READ_JSON)
     assert whole["text"] == REDACTED_TEXT
     assert gw.last_audit()["answer_findings"] == {"secrets.aws_access_key_id": 1}
+    # Asked without alt=sse, the translated stream is a JSON array (`application/json`).
+    streamed_array = raw(gw, "claude-sonnet-4-5")
+    assert elements(streamed_array["body"]) == (REDACTED_TEXT, [], [])
+    assert gw.last_audit()["answer_findings"] == {"secrets.aws_access_key_id": 1}
 
 
 # The JSON array (no alt=sse), read as it comes by a raw client: each element counted once whole

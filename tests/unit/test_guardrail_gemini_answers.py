@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import string
 from typing import Any
 
 import pytest
@@ -381,3 +382,37 @@ def test_an_array_that_cannot_be_framed_stops_with_the_array_closed() -> None:
     assert guard.denied == "unread" and b"stray" not in out
     got, errors = reassembled(out)
     assert (got, errors[0]["code"]) == ({(0, "text"): "fine "}, 403)
+
+
+_PROSE = st.text(alphabet=string.ascii_letters + string.digits + " ,.:;!?@+-()/\n\t\u00e9\u2603", max_size=60)
+
+
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(sorted(VALUES)),
+    before=_PROSE,
+    cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=12),
+    read=st.integers(min_value=1, max_value=500),
+    framing=st.sampled_from(["sse", "array"]),
+)
+def test_deny_split_anywhere_sends_only_what_comes_before_the_first_value(
+    kind: str, before: str, cuts: list[int], read: int, framing: Framing
+) -> None:
+    found = compiled("deny")
+    value, context = VALUES[kind]
+    text = before + " " + context.format(value) + " and more."
+    bounds = sorted({0, len(text), *(c % (len(text) + 1) for c in cuts)})
+    items = [item({"text": text[a:b]}) for a, b in itertools.pairwise(bounds)]
+    data = stream([*items, item(finish="STOP")], framing)
+    out, guard = guarded(found, data, read)
+    _never_seen(out, value)
+    got, errors = reassembled(out)
+    assert guard.denied is not None and len(errors) == 1
+    sent = got.get((0, "text"), "")
+    assert text.startswith(sent) and value not in sent
+    # What the text read whole lets go before its first value (a value of another kind in the
+    # prose may come first).
+    whole = found.scanner()
+    released = whole.feed(text.encode())
+    released_text = released.text if released.denied else released.text + whole.flush().text
+    assert sent == released_text.decode()
