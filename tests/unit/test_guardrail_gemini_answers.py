@@ -416,3 +416,16 @@ def test_deny_split_anywhere_sends_only_what_comes_before_the_first_value(
     released = whole.feed(text.encode())
     released_text = released.text if released.denied else released.text + whole.flush().text
     assert sent == released_text.decode()
+
+
+def test_the_items_after_a_replaced_value_go_on_as_they_came() -> None:
+    """A value replaced within one item leaves the held text after it where it came: the next item
+    as it came, a signed one too (nothing in it changed)."""
+    for signed in (False, True):
+        second = {"text": "N is no key.", **({"thoughtSignature": "c2ln"} if signed else {})}
+        last = stream([item(second, finish="STOP")], "sse")
+        data = stream([item({"text": f"Mail {EMAIL} to AKIA"})], "sse") + last
+        out, guard = guarded(compiled("redact"), data, len(data))
+        assert guard.denied is None
+        assert out.endswith(last)
+        assert reassembled(out)[0] == {(0, "text"): "Mail [REDACTED:pii.email] to AKIAN is no key."}

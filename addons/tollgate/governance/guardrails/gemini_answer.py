@@ -433,12 +433,39 @@ class GeminiAnswerGuard:
         return item
 
     def _signed_changed(self, item: _Item) -> str | None:
-        """The kind of a value in a signed part of the item (it would not go on as it came)."""
+        """The kind of a value in a signed part: one of the item's, or a later one whose text the
+        item would carry (a value replaced across the two). It would not go on as it came."""
         for p in item.pieces:
-            if p.signed and not self._as_it_came(p):
-                state = self._channels[p.channel]
+            if self._as_it_came(p):
+                continue
+            state = self._channels[p.channel]
+            end = p.start + len(p.text)
+            carried = self._read(state) if state.sent < end and self._own_share(p) == len(state.owed) else end
+            if p.signed or any(q.signed and end <= q.start < carried for q in self._later(p)):
                 return _replaced_kind(state.owed) or state.replaced or "unread"
         return None
+
+    def _later(self, piece: _Piece) -> Iterator[_Piece]:
+        """The pieces of the piece's channel that come after it (all pending)."""
+        end = piece.start + len(piece.text)
+        for item in self._pending:
+            for q in item.pieces:
+                if q.channel == piece.channel and q.start >= end:
+                    yield q
+
+    def _own_share(self, piece: _Piece) -> int:
+        """How much of its channel's owed text a piece written anew carries: all of it, but the
+        known text of the pieces after it where that comes as it came (a value replaced within
+        this piece leaves the pieces after it as they came)."""
+        state = self._channels[piece.channel]
+        end = piece.start + len(piece.text)
+        reach = self._read(state)
+        if reach <= end:
+            return len(state.owed)
+        after = b"".join(q.text for q in self._later(piece))[: reach - end]
+        if len(after) == reach - end and len(after) < len(state.owed) and state.owed.endswith(after):
+            return len(state.owed) - len(after)
+        return len(state.owed)
 
     def _orphans(self) -> bytes:
         """Items for text known that no item waiting carries (the rest of an item that went on
@@ -503,9 +530,10 @@ class GeminiAnswerGuard:
             if state.sent >= end:
                 p.holder[p.field] = ""  # what it carried went on in an item before
                 continue
-            p.holder[p.field] = state.owed.decode()
-            state.owed = b""
-            state.sent = self._read(state)
+            share = self._own_share(p)
+            p.holder[p.field] = state.owed[:share].decode()
+            state.sent = end if share < len(state.owed) else self._read(state)
+            state.owed = state.owed[share:]
         return self._written(item)
 
     def _as_it_came(self, piece: _Piece) -> bool:
