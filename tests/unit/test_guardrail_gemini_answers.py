@@ -429,3 +429,38 @@ def test_the_items_after_a_replaced_value_go_on_as_they_came() -> None:
         assert guard.denied is None
         assert out.endswith(last)
         assert reassembled(out)[0] == {(0, "text"): "Mail [REDACTED:pii.email] to AKIAN is no key."}
+
+
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(sorted(SAMPLES)),
+    before=_PROSE,
+    cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=8),
+    signed=st.integers(min_value=0, max_value=20),
+    read=st.integers(min_value=1, max_value=500),
+    framing=st.sampled_from(["sse", "array"]),
+)
+def test_a_signed_part_goes_on_as_it_came_or_not_at_all_however_split(
+    kind: str, before: str, cuts: list[int], signed: int, read: int, framing: Framing
+) -> None:
+    """Under redact, a value anywhere in a text split across items, one of them signed: the value
+    never goes on; the signed part comes as it came (then the text is the whole text redacted) or
+    not at all (then the answer is denied)."""
+    found = compiled("redact")
+    value, context = SAMPLES[kind]
+    text = before + " " + context.format(value) + " and more."
+    bounds = sorted({0, len(text), *(c % (len(text) + 1) for c in cuts)})
+    parts = [{"text": text[a:b]} for a, b in itertools.pairwise(bounds)]
+    parts[signed % len(parts)]["thoughtSignature"] = "c2ln"
+    data = stream([*(item(p) for p in parts), item(finish="STOP")], framing)
+    out, guard = guarded(found, data, read)
+    _never_seen(out, value)
+    sent = [p for obj in items_of(out) for c in obj.get("candidates", ()) for p in c["content"]["parts"]]
+    assert [p for p in sent if "thoughtSignature" in p] in ([], [parts[signed % len(parts)]])
+    got, errors = reassembled(out)
+    if guard.denied is None:
+        scanner = found.scanner()
+        whole = (scanner.feed(text.encode()).text + scanner.flush().text).decode()
+        assert (got[(0, "text")], errors) == (whole, [])
+    else:
+        assert len(errors) == 1 and text.startswith(got.get((0, "text"), ""))

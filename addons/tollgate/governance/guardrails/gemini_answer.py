@@ -494,13 +494,13 @@ class GeminiAnswerGuard:
 
     def _cut(self) -> bytes:
         """At a value to deny: the items before it with what is known of them, and nothing held."""
-        out = []
+        out: list[bytes] = []
         while self._pending:
             item = self._pending[0]
             if self._signed_changed(item) is not None:
-                break  # a signed part is never sent changed: nothing from it on goes
+                # A signed part is never sent changed: nothing from it on goes.
+                return b"".join(out) + self._ending()
             out.append(self._settled(self._popped()))
-        self._pending.clear()
         return b"".join(out) + self._orphans() + self._ending()
 
     def _ending(self) -> bytes:
