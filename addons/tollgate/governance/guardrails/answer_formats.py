@@ -9,10 +9,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from tollgate.formats import ANTHROPIC_MESSAGES, BEDROCK_INVOKE, CLAUDE_ON_BEDROCK, CLAUDE_ON_VERTEX, OPENAI_CHAT
+from tollgate.formats import (
+    ANTHROPIC_MESSAGES,
+    BEDROCK_INVOKE,
+    CLAUDE_ON_BEDROCK,
+    CLAUDE_ON_VERTEX,
+    CODE_ASSIST,
+    GEMINI_GENERATE,
+    OPENAI_CHAT,
+)
 from tollgate.formats.bedrock_invoke import is_claude
 from tollgate.formats.request_facts import Classification
-from tollgate.governance.guardrails import messages_answer
+from tollgate.governance.guardrails import gemini_answer, messages_answer
 from tollgate.governance.guardrails.answer import AnswerDetectors
 from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard, denied_event, guard_chat_json
 
@@ -41,16 +49,24 @@ WholeGuard = Callable[[AnswerDetectors, bytes], tuple[bytes, str | None, dict[st
 class AnswerFormat:
     """One format's readers: `stream` makes a streamed answer's guard, `whole` reads a JSON
     answer, `denied_end(kind)` is what a stream ends with at a value to deny (or `unread`).
-    `stream_types`: the media types of its streamed answers."""
+    `stream_types`: the media types of its streamed answers; `application/json` among them (a
+    streamed JSON array, as Gemini's) is a stream only where the call asked for one."""
 
     stream: Callable[[AnswerDetectors], AnswerGuard]
     whole: WholeGuard
     denied_end: Callable[[str], bytes]
     stream_types: frozenset[str] = frozenset(("text/event-stream",))
 
-    def streams(self, content_type: str) -> bool:
-        """Whether an answer of this `Content-Type` is streamed (else read whole)."""
-        return content_type.split(";", maxsplit=1)[0].strip().lower() in self.stream_types
+    def streams(self, content_type: str, asked: bool = False) -> bool:
+        """Whether an answer of this `Content-Type` is streamed (else read whole); `asked`: whether
+        the call asked for a stream."""
+        media = content_type.split(";", maxsplit=1)[0].strip().lower()
+        return media in self.stream_types and (asked or media != JSON_TYPE)
+
+
+JSON_TYPE = "application/json"
+# Gemini's streams: server-sent events (`alt=sse`), or one JSON array (`application/json`).
+_GEMINI_STREAMS = frozenset(("text/event-stream", JSON_TYPE))
 
 
 _MESSAGES = AnswerFormat(
@@ -66,11 +82,21 @@ ANSWER_FORMATS: dict[str, AnswerFormat] = {
         messages_answer.denied_frame,
         frozenset(("application/vnd.amazon.eventstream",)),
     ),
+    GEMINI_GENERATE: AnswerFormat(
+        gemini_answer.GeminiAnswerGuard, gemini_answer.guard_gemini_json, gemini_answer.denied_event, _GEMINI_STREAMS
+    ),
+    CODE_ASSIST: AnswerFormat(
+        gemini_answer.code_assist_guard, gemini_answer.guard_code_assist_json, gemini_answer.denied_event
+    ),
 }
 
 # The endpoints whose answers are in a format of their own, not one of the chat formats a provider
 # names (`Provider.chat_formats`): endpoint → format.
-ANSWER_ENDPOINTS: dict[str, str] = {}
+ANSWER_ENDPOINTS: dict[str, str] = {
+    # Code Assist's model calls (Gemini and Vertex AI name theirs among their chat formats).
+    "generateContent": CODE_ASSIST,
+    "streamGenerateContent": CODE_ASSIST,
+}
 
 
 def _claude_on_bedrock(classification: Classification) -> str | None:

@@ -332,7 +332,7 @@ class StreamTap:
             rewrite = translation.rewriter(bool(call.classification.facts.stream))
         reading = None if passed or flow.response.status_code >= 300 else answer_reading(call)
         if reading is not None and (
-            reading.format.streams(headers.get("content-type", ""))
+            reading.format.streams(headers.get("content-type", ""), bool(classification.facts.stream))
             or (translation is not None and bool(classification.facts.stream))
         ):
             rewrite = self._guarded(flow, call, reading, rewrite)

@@ -1,0 +1,426 @@
+"""Guardrails on Gemini's answers, with google-genai through mitmdump: a streamed answer whose text
+carries an AWS key split across items and whose function call's arguments carry a card number
+comes to the SDK with each value replaced (`redact`), or stops before the value with an error item
+google-genai raises on while iterating (`errors.ClientError`, 403), the upstream's connection closed
+(`deny`); a JSON answer is served redacted or refused 403; a value in a signed part is denied even
+under redact. The JSON array stream (no alt=sse) is read item by item, as it comes; Vertex AI's
+Gemini and Code Assist's envelope are read alike."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from tests.e2e.test_code_assist import PROJECT, TOKEN, URL, TokenInfo, envelope
+from tests.e2e.test_code_assist import config as code_assist_config
+from tests.e2e.test_guardrail_answers import anthropic_answer
+from tests.support import guardrail_samples as samples
+from tests.support.canned import provider_answers
+from tests.support.fake_upstream import Received, Reply
+
+VIRTUAL = "tg-gemini-answers-alice-0001"
+AWS = samples.AWS_KEY_ID
+CARD = samples.SAMPLES["pii.payment_card"][0]
+TEXT = f"Here is the key from the file: {AWS} and nothing else."
+KINDS = ["secrets.aws_access_key_id", "pii.payment_card"]
+REDACTED_TEXT = TEXT.replace(AWS, "[REDACTED:secrets.aws_access_key_id]")
+FILLERS = 100  # items the upstream would send after a denied value, were it not closed
+FILLER_GAP = 0.02
+SSE = {"content-type": "text/event-stream"}
+ARRAY = {"content-type": "application/json; charset=UTF-8"}
+
+
+def config(urls: dict[str, str]) -> dict:
+    return {
+        "providers": {
+            "gemini": {"upstream": urls["gemini"], "keys": ["AIza-real-gemini-answers-0001"]},
+            "vertex": {"upstream": urls["vertex"], "keys": ["AQ.real-vertex-express-key-0001"]},
+            "anthropic": {"upstream": urls["anthropic"], "keys": ["sk-ant-real-gemini-answers-0001"]},
+        },
+        # A Gemini call to Claude goes in Anthropic's format; its answer comes back in Gemini's.
+        "overrides": [{"match": {"provider": "gemini", "model": "claude-*"}, "provider": "anthropic"}],
+        "clients": [{"name": "alice", "keys": [VIRTUAL]}],
+        "guardrails": [
+            {"on": ["answer"], "detect": KINDS, "action": "redact"},
+            {"match": {"model": "gemini-deny*"}, "on": ["answer"], "detect": KINDS, "action": "deny"},
+        ],
+    }
+
+
+def item(*parts: dict, finish: str | None = None, usage: bool = False) -> dict:
+    candidate: dict = {"content": {"role": "model", "parts": list(parts)}, "index": 0}
+    if finish:
+        candidate["finishReason"] = finish
+    out: dict = {"candidates": [candidate], "modelVersion": "gemini-2.5-flash", "responseId": "r1"}
+    if usage:
+        out["usageMetadata"] = {"promptTokenCount": 8, "candidatesTokenCount": 20, "totalTokenCount": 28}
+    return out
+
+
+def pieces(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def call_part(signed: bool = False) -> dict:
+    part: dict = {"functionCall": {"name": "pay", "args": {"card": CARD, "note": "pay it"}}}
+    return {**part, "thoughtSignature": "c2lnbmVk"} if signed else part
+
+
+def guarded_items() -> list[dict]:
+    """The text in 5-character items (the key across four), then a function call whose arguments
+    hold the card, then the end with the usage."""
+    items = [item({"text": p}) for p in pieces(TEXT, 5)]
+    return [*items, item(call_part()), item({"text": ""}, finish="STOP", usage=True)]
+
+
+def sse(items: list[dict]) -> list[bytes]:
+    return [b"data: " + json.dumps(i).encode() + b"\r\n\r\n" for i in items]
+
+
+def array(items: list[dict]) -> list[bytes]:
+    """As the Gemini API writes its array: indented elements, each after a `\\r\\n,\\r\\n`."""
+    texts = [json.dumps(i, indent=2).encode() for i in items]
+    return [b"[" + texts[0], *(b"\r\n,\r\n" + t for t in texts[1:]), b"\r\n]"]
+
+
+def clean_items() -> list[dict]:
+    """No item ends in what may begin a value."""
+    text = ("Nothing ", "to hide ", "here, ", "all is well ", "and fine.")
+    return [*(item({"text": t}) for t in text), item({"text": ""}, finish="STOP", usage=True)]
+
+
+class Upstream:
+    """The fake Gemini API's (and Vertex AI's) answers, by model; the denied stream's reply kept to
+    see where it stopped; `gate` for the clean array's items."""
+
+    def __init__(self) -> None:
+        self.denied: Reply | None = None
+        self.denied_at = 0
+        self.gate = None
+
+    def __call__(self, received: Received) -> Reply:
+        path = received.path
+        if path.endswith("/v1/messages"):
+            return anthropic_answer(received.json().get("stream"))
+        if ":generateContent" not in path and ":streamGenerateContent" not in path:
+            return provider_answers(received)
+        model = path.rpartition("/models/")[2].partition(":")[0]
+        framing = sse if "alt=sse" in path else array
+        headers = SSE if "alt=sse" in path else ARRAY
+        if ":generateContent" in path:
+            parts = [{"text": TEXT}, call_part()]
+            return Reply(200, item(*parts, finish="STOP", usage=True))
+        if model == "gemini-clean":
+            return Reply(200, headers=headers, chunks=framing(clean_items()), gate=self.gate)
+        if model == "gemini-signed":
+            signed = [item({"text": "Paying now."}), item(call_part(signed=True)), item(finish="STOP")]
+            return Reply(200, headers=headers, chunks=framing(signed))
+        if model == "gemini-deny-stream":
+            items = [item({"text": p}) for p in pieces(TEXT, 5)]
+            first = TEXT.index(AWS) // 5
+            items += [item({"text": " more"}) for _ in range(FILLERS)] + [item(finish="STOP", usage=True)]
+            self.denied_at = first
+            gap = lambda i: time.sleep(FILLER_GAP if i > first else 0)  # noqa: E731
+            self.denied = Reply(200, headers=headers, chunks=framing(items), gate=gap)
+            return self.denied
+        return Reply(200, headers=headers, chunks=framing(guarded_items()))
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Upstream:
+    return Upstream()
+
+
+@pytest.fixture(scope="module")
+def gw(start_gateway, upstream):
+    gateway = start_gateway(config, providers=("gemini", "vertex", "anthropic"))
+    for fake in gateway.fakes.values():
+        fake.handler = upstream
+    return gateway
+
+
+CLIENT = f"""
+from google import genai
+from google.genai import errors
+client = genai.Client(api_key="{VIRTUAL}")
+"""
+VERTEX_CLIENT = f"""
+from google import genai
+from google.genai import errors
+client = genai.Client(vertexai=True, api_key="{VIRTUAL}")
+"""
+READ_STREAM = """
+text, args, error = "", [], None
+try:
+    for chunk in client.models.generate_content_stream(model=MODEL, contents="pay"):
+        text += chunk.text or ""
+        args += [dict(c.args) for c in chunk.function_calls or ()]
+except errors.APIError as e:
+    error = [type(e).__name__, e.code, e.status, e.message]
+report(text=text, args=args, error=error)
+"""
+READ_JSON = """
+try:
+    r = client.models.generate_content(model=MODEL, contents="pay")
+    report(text=r.text, args=[dict(c.args) for c in r.function_calls or ()], total=r.usage_metadata.total_token_count)
+except errors.APIError as e:
+    report(error=[type(e).__name__, e.code, e.status], message=e.message)
+"""
+
+
+def test_a_streamed_answer_comes_redacted_in_its_text_and_function_call_args(gw):
+    result = gw.run(CLIENT + "MODEL = 'gemini-2.5-flash'\n" + READ_STREAM)
+    assert result == {
+        "text": REDACTED_TEXT,
+        "args": [{"card": "[REDACTED:pii.payment_card]", "note": "pay it"}],
+        "error": None,
+    }
+    record = gw.last_audit()
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1, "pii.payment_card": 1}
+    assert (record["status"], record["error"], record["refusal"], record["total_tokens"]) == (200, None, None, 28)
+
+
+def test_a_denied_stream_raises_in_the_sdk_and_the_upstream_is_closed(gw, upstream):
+    started = time.monotonic()
+    result = gw.run(CLIENT + "MODEL = 'gemini-deny-stream'\n" + READ_STREAM)
+    message = "The answer was stopped: it carries what a guardrail denies (secrets.aws_access_key_id)."
+    assert result["error"] == ["ClientError", 403, "PERMISSION_DENIED", message]
+    # Everything before the key's first byte came; nothing of it, nor after it.
+    assert result["text"] == TEXT[: TEXT.index(AWS)]
+    record = gw.last_audit()
+    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+    # The fillers would take FILLERS * FILLER_GAP to send: past that, the upstream had stopped
+    # soon after the key (within half a second, on a busy machine) rather than sending them all.
+    time.sleep(max(0.0, started + FILLERS * FILLER_GAP + 1.0 - time.monotonic()))
+    assert upstream.denied is not None
+    assert len(upstream.denied.sent_at) < upstream.denied_at + 4 + 25
+
+
+def test_a_value_in_a_signed_part_is_denied_under_redact(gw):
+    result = gw.run(CLIENT + "MODEL = 'gemini-signed'\n" + READ_STREAM)
+    message = "The answer was stopped: it carries what a guardrail denies (pii.payment_card)."
+    assert result == {"text": "Paying now.", "args": [], "error": ["ClientError", 403, "PERMISSION_DENIED", message]}
+    assert gw.last_audit()["answer_findings"] == {"pii.payment_card": 1}
+
+
+def test_a_json_answer_is_served_redacted(gw):
+    result = gw.run(CLIENT + "MODEL = 'gemini-2.5-flash'\n" + READ_JSON)
+    assert result == {
+        "text": REDACTED_TEXT,
+        "args": [{"card": "[REDACTED:pii.payment_card]", "note": "pay it"}],
+        "total": 28,
+    }
+    record = gw.last_audit()
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1, "pii.payment_card": 1}
+    assert (record["status"], record["decision"], record["total_tokens"]) == (200, "allow", 28)
+
+
+def test_a_json_answer_with_a_denied_value_is_refused_403(gw):
+    result = gw.run(CLIENT + "MODEL = 'gemini-deny-json'\n" + READ_JSON)
+    assert result["error"] == ["ClientError", 403, "PERMISSION_DENIED"]
+    assert AWS not in json.dumps(result) and CARD not in json.dumps(result)
+    record = gw.last_audit()
+    assert (record["status"], record["decision"], record["refusal"]) == (403, "deny", "content_denied")
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+
+
+def test_vertex_ais_gemini_is_read_alike(gw):
+    streamed = gw.run(VERTEX_CLIENT + "MODEL = 'gemini-2.5-flash'\n" + READ_STREAM)
+    assert streamed == {
+        "text": REDACTED_TEXT,
+        "args": [{"card": "[REDACTED:pii.payment_card]", "note": "pay it"}],
+        "error": None,
+    }
+    assert gw.last_audit()["provider"] == "vertex"
+    denied = gw.run(VERTEX_CLIENT + "MODEL = 'gemini-deny-stream'\n" + READ_STREAM)
+    assert denied["error"][:3] == ["ClientError", 403, "PERMISSION_DENIED"]
+    assert denied["text"] == TEXT[: TEXT.index(AWS)]
+    whole = gw.run(VERTEX_CLIENT + "MODEL = 'gemini-deny-json'\n" + READ_JSON)
+    assert whole["error"] == ["ClientError", 403, "PERMISSION_DENIED"]
+
+
+def test_a_translated_answer_is_read_as_the_client_gets_it(gw):
+    streamed = gw.run(CLIENT + "MODEL = 'claude-sonnet-4-5'\n" + READ_STREAM)
+    assert streamed == {"text": REDACTED_TEXT, "args": [], "error": None}
+    record = gw.last_audit()
+    assert (record["provider"], record["answer_findings"]) == ("anthropic", {"secrets.aws_access_key_id": 1})
+    whole = gw.run(CLIENT + "MODEL = 'claude-sonnet-4-5'\n" + READ_JSON)
+    assert whole["text"] == REDACTED_TEXT
+    assert gw.last_audit()["answer_findings"] == {"secrets.aws_access_key_id": 1}
+    # Asked without alt=sse, the translated stream is a JSON array (`application/json`).
+    streamed_array = raw(gw, "claude-sonnet-4-5")
+    assert elements(streamed_array["body"]) == (REDACTED_TEXT, [], [])
+    assert gw.last_audit()["answer_findings"] == {"secrets.aws_access_key_id": 1}
+
+
+# The JSON array (no alt=sse), read as it comes by a raw client: each element counted once whole
+# (its `"responseId"`), acknowledged to the upstream's gate by a file.
+RAW = f"""
+import http.client, json, os, ssl, urllib.parse
+proxy = urllib.parse.urlsplit(os.environ["HTTPS_PROXY"])
+conn = http.client.HTTPSConnection(proxy.hostname, proxy.port,
+    context=ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"]))
+conn.set_tunnel("generativelanguage.googleapis.com", 443)
+conn.request("POST", f"/v1beta/models/{{MODEL}}:streamGenerateContent{{QUERY}}", body=b'{{"contents": []}}',
+             headers={{"x-goog-api-key": "{VIRTUAL}", "content-type": "application/json"}})
+response = conn.getresponse()
+received = b""
+while chunk := response.read1(65536):
+    received += chunk
+    if ACK:
+        with open(ACK, "w") as f:
+            f.write(str(received.count(b'"responseId"')))
+report(status=response.status, body=received.decode())
+"""
+
+
+def raw(gw, model: str, query: str = "", ack: str = "") -> dict:
+    return gw.run(f"MODEL, QUERY, ACK = {model!r}, {query!r}, {ack!r}\n" + RAW)
+
+
+def elements(body: str) -> tuple[str, list, list]:
+    """The array's text, function call args and errors (it must parse whole: closed)."""
+    text, args, errors = "", [], []
+    for element in json.loads(body):
+        if "error" in element:
+            errors.append(element["error"])
+            continue
+        for part in element["candidates"][0]["content"]["parts"]:
+            text += part.get("text", "")
+            if "functionCall" in part:
+                args.append(part["functionCall"]["args"])
+    return text, args, errors
+
+
+def test_the_json_array_stream_is_redacted_and_denied_in_its_elements(gw):
+    redacted = raw(gw, "gemini-2.5-flash")
+    assert redacted["status"] == 200
+    assert elements(redacted["body"]) == (
+        REDACTED_TEXT,
+        [{"card": "[REDACTED:pii.payment_card]", "note": "pay it"}],
+        [],
+    )
+    record = gw.last_audit()
+    assert (record["answer_findings"], record["total_tokens"]) == (
+        {"secrets.aws_access_key_id": 1, "pii.payment_card": 1},
+        28,
+    )
+    denied = raw(gw, "gemini-deny-stream")
+    text, args, errors = elements(denied["body"])  # the array closed after its error element
+    assert (text, args) == (TEXT[: TEXT.index(AWS)], [])
+    assert [(e["code"], e["status"]) for e in errors] == [(403, "PERMISSION_DENIED")]
+    assert json.loads(denied["body"])[-1] == {"error": errors[0]}
+    assert gw.last_audit()["error"] == "content_denied"
+
+
+def test_a_clean_stream_comes_byte_for_byte_as_sse_and_as_an_array(gw):
+    for query, framing in (("?alt=sse", sse), ("", array)):
+        result = raw(gw, "gemini-clean", query)
+        assert result["body"].encode() == b"".join(framing(clean_items()))
+        assert gw.last_audit()["answer_findings"] == {}
+
+
+def test_a_clean_arrays_elements_are_not_held_back(gw, upstream, tmp_path):
+    """The upstream sends each element only once the client has the one before: a guarded
+    array whose text holds no candidate passes each element on as it comes."""
+    count = tmp_path / "elements"
+    waited: list[bool] = []
+
+    def until_the_client_has(i: int) -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if count.exists() and int(count.read_text() or 0) >= i:
+                waited.append(True)
+                return
+            time.sleep(0.01)
+        waited.append(False)
+
+    upstream.gate = until_the_client_has
+    try:
+        result = raw(gw, "gemini-clean", "", str(count))
+    finally:
+        upstream.gate = None
+    assert result["body"].encode() == b"".join(array(clean_items()))
+    # Every element but the first waited for the one before; the closing `]` for the last.
+    assert waited == [True] * len(clean_items())
+
+
+# ---------------------------------------------------------------------------------------------
+# Code Assist (Gemini CLI signed in with Google): the same answers inside `{"response": …}`
+
+
+def code_assist(r: Received) -> Reply:
+    method = r.path.partition(":")[2].partition("?")[0]
+    wrap = lambda i: {"response": i, "traceId": "t1"}  # noqa: E731
+    if method == "streamGenerateContent":
+        items = [wrap(i) for i in guarded_items()]
+        return Reply(200, headers=SSE, chunks=sse(items))
+    if method == "generateContent":
+        return Reply(200, wrap(item({"text": TEXT}, call_part(), finish="STOP", usage=True)))
+    return Reply(200, {})
+
+
+@pytest.fixture(scope="module")
+def code_assist_gw(start_gateway, upstream_ca, upstream_ca_pem):
+    info = TokenInfo(upstream_ca)
+    rules = [
+        {"on": ["answer"], "detect": KINDS, "action": "redact"},
+        {"match": {"model": "gemini-deny*"}, "on": ["answer"], "detect": KINDS, "action": "deny"},
+    ]
+    gateway = start_gateway(
+        lambda urls: (
+            code_assist_config(urls, f"{info.fake.url}/tokeninfo", str(upstream_ca_pem)) | {"guardrails": rules}
+        ),
+        providers=("code_assist",),
+    )
+    gateway.fakes["code_assist"].handler = code_assist
+    yield gateway
+    info.fake.close()
+
+
+CODE_ASSIST_CALL = """
+import json, urllib.error, urllib.request
+query = "?alt=sse" if METHOD == "streamGenerateContent" else ""
+request = urllib.request.Request(URL + ":" + METHOD + query, data=json.dumps(BODY).encode(), method="POST",
+    headers={"Authorization": "Bearer " + TOKEN, "Content-Type": "application/json"})
+try:
+    with urllib.request.urlopen(request, timeout=30) as r:
+        report(status=r.status, body=r.read().decode())
+except urllib.error.HTTPError as e:
+    report(status=e.code, body=e.read().decode())
+"""
+
+
+def code_assist_call(gw, method: str, model: str) -> dict:
+    body = envelope(model=model)
+    assert body["project"] == PROJECT
+    head = f"METHOD, BODY, URL, TOKEN = {method!r}, {body!r}, {URL!r}, {TOKEN!r}\n"
+    return gw.run(head + CODE_ASSIST_CALL)
+
+
+def envelopes(body: str) -> list[dict]:
+    return [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: ")]
+
+
+def test_code_assists_envelope_is_redacted_and_denied(code_assist_gw):
+    gw = code_assist_gw
+    streamed = code_assist_call(gw, "streamGenerateContent", "gemini-2.5-pro")
+    events = envelopes(streamed["body"])
+    assert all(set(e) == {"response", "traceId"} for e in events)
+    parts = [p for e in events for p in e["response"]["candidates"][0]["content"]["parts"]]
+    assert "".join(p.get("text", "") for p in parts) == REDACTED_TEXT
+    assert [p["functionCall"]["args"] for p in parts if "functionCall" in p] == [
+        {"card": "[REDACTED:pii.payment_card]", "note": "pay it"}
+    ]
+    assert gw.last_audit()["answer_findings"] == {"secrets.aws_access_key_id": 1, "pii.payment_card": 1}
+    denied = code_assist_call(gw, "streamGenerateContent", "gemini-deny-pro")
+    events = envelopes(denied["body"])
+    assert events[-1]["error"]["status"] == "PERMISSION_DENIED" and AWS[:4] not in denied["body"]
+    assert gw.last_audit()["error"] == "content_denied"
+    whole = code_assist_call(gw, "generateContent", "gemini-2.5-pro")
+    answer = json.loads(whole["body"])["response"]["candidates"][0]["content"]["parts"]
+    assert (whole["status"], answer[0]["text"]) == (200, REDACTED_TEXT)
+    refused = code_assist_call(gw, "generateContent", "gemini-deny-pro")
+    assert (refused["status"], json.loads(refused["body"])["error"]["status"]) == (403, "PERMISSION_DENIED")

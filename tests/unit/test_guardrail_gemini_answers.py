@@ -1,0 +1,466 @@
+"""Gemini's answers read by the answer guardrails (`governance/guardrails/gemini_answer.py`):
+server-sent events, the streamed JSON array and whole JSON, and Code Assist's envelope. A stream
+split anywhere, across items and reads, gives the client, reassembled, each candidate's text with
+its values replaced and clean items byte for byte; a function call's arguments stay their JSON; a
+value in a signed part is denied; a denied stream ends with an `error` item (the array closed)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import string
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from support.examples import QUICK, examples
+from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES, crc_token, pem
+from tollgate.formats import CODE_ASSIST, GEMINI_GENERATE, OPENAI_CHAT
+from tollgate.formats.framing import JSONArrayFramer
+from tollgate.governance.guardrails import detectors
+from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
+from tollgate.governance.guardrails.answer_formats import ANSWER_ENDPOINTS, ANSWER_FORMATS
+from tollgate.governance.guardrails.gemini_answer import (
+    WAITING_BYTES,
+    GeminiAnswerGuard,
+    guard_code_assist_json,
+    guard_gemini_json,
+)
+
+TOKEN = crc_token("gh" + "p_")
+CARD = SAMPLES["pii.payment_card"][0]
+_KEY = pem("ec").strip()
+VALUES = {**SAMPLES, "secrets.private_key": (_KEY, "{}")}
+_COMPILED: dict[str, AnswerDetectors] = {}
+Framing = str  # "sse" or "array"
+
+
+def compiled(action: str) -> AnswerDetectors:
+    if action not in _COMPILED:
+        _COMPILED[action] = compiled_for(dict.fromkeys(detectors.KINDS, action))
+    return _COMPILED[action]
+
+
+def item(*parts: dict[str, Any], candidate: int = 0, finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"content": {"role": "model", "parts": list(parts)}, "index": candidate}
+    if finish:
+        body["finishReason"] = finish
+    return {"candidates": [body], "modelVersion": "gemini-2.5-flash", **extra}
+
+
+def stream(items: list[dict[str, Any]], framing: Framing, envelope: bool = False) -> bytes:
+    """The items as Google writes them: `data: …\\r\\n\\r\\n` events, or an indented JSON array whose
+    elements are separated by `\\r\\n,\\r\\n`."""
+    wrapped = [{"response": i, "traceId": "t1"} for i in items] if envelope else items
+    if framing == "sse":
+        return b"".join(b"data: " + json.dumps(i).encode() + b"\r\n\r\n" for i in wrapped)
+    return b"[" + b"\r\n,\r\n".join(json.dumps(i, indent=2).encode() for i in wrapped) + b"\r\n]"
+
+
+def guarded(
+    found: AnswerDetectors, data: bytes, read: int, envelope: str | None = None
+) -> tuple[bytes, GeminiAnswerGuard]:
+    guard = GeminiAnswerGuard(found, envelope)
+    out = b""
+    for piece in (data[i : i + read] for i in range(0, len(data), read)):
+        out += guard.feed(piece)
+    return out + guard.flush(), guard
+
+
+def items_of(data: bytes) -> list[dict[str, Any]]:
+    """What a client reads: each event's data, or each element of the array (which must close)."""
+    if data.lstrip().startswith(b"["):
+        return json.loads(data)
+    out, lines = [], []
+    for line in re.split(rb"\r\n|\r|\n", data):  # as the SSE spec (and google-genai) reads lines
+        if line:
+            assert line.startswith(b"data: "), line
+            lines.append(line[6:])
+        elif lines:
+            out.append(json.loads(b"\n".join(lines)))
+            lines = []
+    assert not lines
+    return out
+
+
+def reassembled(data: bytes, envelope: bool = False) -> tuple[dict[tuple[int, str], Any], list[Any]]:
+    """What an SDK reassembles: each candidate's text and thought text, its function calls'
+    arguments; and the errors."""
+    got: dict[tuple[int, str], Any] = {}
+    errors = []
+    for obj in items_of(data):
+        if "error" in obj:
+            assert next(iter(obj)) == "error"
+            errors.append(obj["error"])
+            continue
+        answer = obj["response"] if envelope else obj
+        for candidate in answer.get("candidates", ()):
+            index = candidate.get("index", 0)
+            for part in candidate["content"]["parts"]:
+                if "text" in part:
+                    key = (index, "thought" if part.get("thought") else "text")
+                    got[key] = got.get(key, "") + part["text"]
+                if "functionCall" in part:
+                    got.setdefault((index, "calls"), []).append(part["functionCall"].get("args"))
+    return got, errors
+
+
+def pieces_of(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def answer_items(text: str, size: int) -> list[dict[str, Any]]:
+    """Two candidates' text in parts of `size` characters (the second upper-cased, two parts an
+    item), thought text before them, then a function call whose arguments hold the text."""
+    items = [item({"text": "Thinking of " + text[:size], "thought": True})]
+    items += [item({"text": p}) for p in pieces_of(text, size)]
+    items += [
+        item({"text": p[: len(p) // 2]}, {"text": p[len(p) // 2 :]}, candidate=1) for p in pieces_of(text.upper(), size)
+    ]
+    call = {"functionCall": {"name": "run", "args": {"cmd": text, "flags": ["-v", text], "n": 4}}}
+    return [*items, item(call, finish="STOP"), item(candidate=1, finish="STOP", usageMetadata={"totalTokenCount": 9})]
+
+
+@pytest.mark.parametrize("framing", ["sse", "array"])
+@pytest.mark.parametrize("size", [1, 3, 7])
+def test_a_streamed_answer_is_redacted_in_its_own_items_however_split(framing: Framing, size: int) -> None:
+    text = f"Mail {EMAIL} with the token {TOKEN}, then stop."
+    redacted = "Mail [REDACTED:pii.email] with the token [REDACTED:secrets.github_token], then stop."
+    data = stream(answer_items(text, size), framing)
+    for read in (1, 5, 64, len(data)):
+        out, guard = guarded(compiled("redact"), data, read)
+        got, errors = reassembled(out)
+        assert got[(0, "text")] == redacted
+        assert got[(1, "text")] == text.upper().replace(EMAIL.upper(), "[REDACTED:pii.email]")
+        assert got[(0, "calls")] == [{"cmd": redacted, "flags": ["-v", redacted], "n": 4}]
+        assert errors == []
+        assert guard.counts == {"pii.email": 4, "secrets.github_token": 3}
+        assert EMAIL.encode() not in out and TOKEN.encode() not in out
+
+
+def _never_seen(out: bytes, value: str) -> None:
+    for form in (value, json.dumps(value)[1:-1]):
+        assert form.encode() not in out
+
+
+def _split_items(text: str, at: int, framing: Framing) -> bytes:
+    """The text in two items cut at byte `at` (a character cut goes with the item after it)."""
+    raw = text.encode()
+    while at < len(raw) and raw[at] & 0xC0 == 0x80:
+        at += 1
+    first, second = raw[:at].decode(), raw[at:].decode()
+    items = [item({"text": first})] if first else []
+    return stream([*items, item({"text": second}, finish="STOP")], framing)
+
+
+@pytest.mark.parametrize("framing", ["sse", "array"])
+@pytest.mark.parametrize("kind", sorted(VALUES))
+def test_each_kind_split_at_every_offset_across_items_and_reads_never_goes_on(kind: str, framing: Framing) -> None:
+    found = compiled("redact")
+    value, context = VALUES[kind]
+    text = "Here it is: " + context.format(value) + " and that is all."
+    scanner = found.scanner()
+    expected = (scanner.feed(text.encode()).text + scanner.flush().text).decode()
+    assert value not in expected and f"[REDACTED:{kind}]" in expected
+    # Every offset (every third in the quick loop), each read in pieces of 1 to 11 bytes.
+    step = (1 if len(text) < 400 else 7) * (3 if QUICK else 1)
+    for at in range(0, len(text.encode()) + 1, step):
+        data = _split_items(text, at, framing)
+        out, _ = guarded(found, data, 1 + at % 11)
+        _never_seen(out, value)
+        got, errors = reassembled(out)
+        assert (got[(0, "text")], errors) == (expected, [])
+
+
+_WORDS = st.sampled_from(
+    ["s", "sk", "sk-", "t", "ts", "is", "its", "cats", "test", "x1", "42", "2026", "a_b", "gh", "AKIA", "é", "☃", '"']
+)
+_GAPS = st.sampled_from([" ", "  ", ", ", ". ", "\n", "-", "_", "", ":", "/", "\\"])
+_CLEAN = st.lists(st.tuples(_WORDS, _GAPS), max_size=30).map(lambda parts: "".join(w + g for w, g in parts))
+
+
+def clean_items(text: str, cuts: list[int], arguments: str) -> list[dict[str, Any]]:
+    bounds = sorted({0, len(text), *(c % (len(text) + 1) for c in cuts)})
+    pieces = [text[a:b] for a, b in itertools.pairwise(bounds)]
+    items = [item({"text": "so", "thought": True})]
+    for piece in pieces:
+        items += [item({"text": piece}), item({"text": piece.upper()}, candidate=1)]
+    items.append(item({"functionCall": {"name": "run", "args": {"cmd": arguments}}, "thoughtSignature": "c2ln"}))
+    return [*items, item(finish="STOP"), item(candidate=1, finish="STOP")]
+
+
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    text=_CLEAN,
+    arguments=_CLEAN,
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=12),
+    read=st.integers(min_value=1, max_value=300),
+    framing=st.sampled_from(["sse", "array"]),
+    envelope=st.booleans(),
+)
+def test_a_clean_stream_split_anywhere_comes_through_byte_for_byte(
+    text: str, arguments: str, cuts: list[int], read: int, framing: Framing, envelope: bool
+) -> None:
+    data = stream(clean_items(text, cuts, arguments), framing, envelope)
+    wrapper = "response" if envelope else None
+    whole, _ = guarded(compiled("redact"), data, len(data), wrapper)
+    assume(b"[REDACTED" not in whole)  # digits that happen to make a value are not clean
+    out, guard = guarded(compiled("redact"), data, read, wrapper)
+    assert out == data
+    assert guard.counts == {}
+
+
+@pytest.mark.parametrize("read", [1, 5, 1000])
+def test_a_value_to_deny_ends_the_stream_with_an_error_item(read: int) -> None:
+    text = f"Sure, the key is {TOKEN} and more."
+    for framing in ("sse", "array"):
+        data = stream(answer_items(text, 5), framing)
+        out, guard = guarded(compiled("deny"), data, read)
+        got, errors = reassembled(out)  # the array is closed: it parses whole
+        assert guard.denied == "secrets.github_token"
+        assert got[(0, "text")] == "Sure, the key is "
+        assert TOKEN[:3].encode() not in out
+        message = "The answer was stopped: it carries what a guardrail denies (secrets.github_token)."
+        assert errors == [{"code": 403, "message": message, "status": "PERMISSION_DENIED"}]
+        assert guard.feed(data) == b"" and guard.flush() == b""
+
+
+def test_a_value_in_the_first_item_denied_still_closes_the_array() -> None:
+    data = stream([item({"text": f"key {AWS_KEY_ID}"}, finish="STOP")], "array")
+    out, guard = guarded(compiled("deny"), data, 3)
+    assert guard.denied == "secrets.aws_access_key_id"
+    assert reassembled(out)[1][0]["code"] == 403
+    assert json.loads(out)[0] == {"candidates": [{"content": {"role": "model", "parts": [{"text": "key "}]}, "index": 0}], "modelVersion": "gemini-2.5-flash"}  # fmt: skip
+
+
+def test_a_function_calls_value_to_deny_goes_with_its_part() -> None:
+    call = {"functionCall": {"name": "pay", "args": {"card": CARD}}}
+    data = stream([item({"text": "Paying."}), item({"text": "Now: "}, call)], "sse")
+    out, guard = guarded(compiled("deny"), data, 7)
+    got, errors = reassembled(out)
+    assert (guard.denied, got[(0, "text")], (0, "calls") in got) == ("pii.payment_card", "Paying.Now: ", False)
+    assert CARD.encode() not in out and len(errors) == 1
+
+
+def test_a_value_in_a_signed_part_is_denied_even_under_redact() -> None:
+    """A part with a thoughtSignature goes on as it came or not at all: text and arguments."""
+    signed_text = [
+        item({"text": "The key is AKIA"}),
+        item({"text": AWS_KEY_ID[4:] + " ok", "thoughtSignature": "c2ln"}),
+    ]
+    signed_call = [item({"functionCall": {"name": "pay", "args": {"card": CARD}}, "thoughtSignature": "c2ln"})]
+    signed_thought = [
+        item({"text": f"I saw {EMAIL} there", "thought": True, "thoughtSignature": "c2ln"}, finish="STOP")
+    ]
+    for items, kind in (
+        (signed_text, "secrets.aws_access_key_id"),
+        (signed_call, "pii.payment_card"),
+        (signed_thought, "pii.email"),
+    ):
+        for framing in ("sse", "array"):
+            data = stream(items, framing)
+            for read in (1, 9, len(data)):
+                out, guard = guarded(compiled("redact"), data, read)
+                assert guard.denied == kind, (items, read)
+                assert len(reassembled(out)[1]) == 1 and b"c2ln" not in out
+                assert AWS_KEY_ID[4:].encode() not in out and CARD.encode() not in out and EMAIL.encode() not in out
+    # Thought text without a signature is redacted as any text.
+    unsigned = stream([item({"text": f"I saw {EMAIL} there", "thought": True}, finish="STOP")], "sse")
+    out, guard = guarded(compiled("redact"), unsigned, 4)
+    assert guard.denied is None
+    assert reassembled(out)[0] == {(0, "thought"): "I saw [REDACTED:pii.email] there"}
+
+
+def test_a_signed_part_with_nothing_found_goes_on_as_it_came() -> None:
+    data = stream(
+        [item({"text": "It is", "thoughtSignature": "c2ln"}), item({"text": "s fine."}, finish="STOP")], "sse"
+    )
+    for read in (1, 7, len(data)):
+        assert guarded(compiled("redact"), data, read)[0] == data
+
+
+def test_code_assists_envelope_is_read_and_its_error_is_googles() -> None:
+    data = stream([item({"text": p}) for p in pieces_of(f"mail {EMAIL} now", 4)] + [item(finish="STOP")], "sse", True)
+    out, guard = guarded(compiled("redact"), data, 6, "response")
+    assert reassembled(out, envelope=True)[0] == {(0, "text"): "mail [REDACTED:pii.email] now"}
+    assert all(set(obj) == {"response", "traceId"} for obj in items_of(out))
+    out, guard = guarded(compiled("deny"), data, 6, "response")
+    assert guard.denied == "pii.email"
+    assert items_of(out)[-1]["error"]["status"] == "PERMISSION_DENIED"
+
+
+def test_vertex_streamed_partial_arguments_are_read_across_items() -> None:
+    def partial(value: str, more: bool) -> dict[str, Any]:
+        return {"functionCall": {"partialArgs": [{"jsonPath": "$.cmd", "stringValue": value, "willContinue": more}], "willContinue": True}}  # fmt: skip
+
+    pieces = pieces_of(f"pay with {CARD} today", 5)
+    items = [item(partial(p, i < len(pieces) - 1)) for i, p in enumerate(pieces)] + [item(finish="STOP")]
+    data = stream(items, "sse")
+    out, guard = guarded(compiled("redact"), data, 3)
+    sent = "".join(
+        a["stringValue"]
+        for obj in items_of(out)
+        for c in obj["candidates"]
+        for p in c["content"]["parts"]
+        for a in p.get("functionCall", {}).get("partialArgs", ())
+    )
+    assert sent == "pay with [REDACTED:pii.payment_card] today"
+    assert guard.counts == {"pii.payment_card": 1}
+
+
+def test_a_whole_answer_is_served_redacted_or_refused() -> None:
+    answer = item({"text": f"mail {EMAIL}"}, {"functionCall": {"name": "run", "args": {"token": TOKEN}}}, finish="STOP")
+    body = json.dumps(answer).encode()
+    redacted, denied, counts = guard_gemini_json(compiled("redact"), body)
+    assert denied is None and counts == {"pii.email": 1, "secrets.github_token": 1}
+    parts = json.loads(redacted)["candidates"][0]["content"]["parts"]
+    assert parts == [
+        {"text": "mail [REDACTED:pii.email]"},
+        {"functionCall": {"name": "run", "args": {"token": "[REDACTED:secrets.github_token]"}}},
+    ]
+    # The text's address may still go on (it ends the text) when the call's arguments are read.
+    assert guard_gemini_json(compiled("deny"), body) == (body, "secrets.github_token", {"secrets.github_token": 1})
+    clean = json.dumps(item({"text": "fine"}, finish="STOP"), indent=2).encode()
+    assert guard_gemini_json(compiled("redact"), clean) == (clean, None, {})
+    wrapped = json.dumps({"response": answer, "traceId": "t"}).encode()
+    served, denied, _ = guard_code_assist_json(compiled("redact"), wrapped)
+    assert denied is None and json.loads(served)["response"]["candidates"][0]["content"]["parts"][0]["text"] == (
+        "mail [REDACTED:pii.email]"
+    )
+    signed = json.dumps(item({"text": f"mail {EMAIL}", "thoughtSignature": "c2ln"})).encode()
+    assert guard_gemini_json(compiled("redact"), signed)[1] == "pii.email"
+
+
+def test_an_item_that_is_not_json_is_not_sent() -> None:
+    data = stream([item({"text": "fine "})], "sse") + b"data: {not json\r\n\r\n"
+    out, guard = guarded(compiled("redact"), data, 4)
+    assert guard.denied == "unread" and b"not json" not in out
+    assert reassembled(out)[0] == {(0, "text"): "fine "}
+
+
+def test_what_waits_behind_a_held_item_is_bounded() -> None:
+    """Candidate 0's text held (it ends in `s`) while candidate 1 streams: past `WAITING_BYTES`,
+    the held item goes on without its held text, which comes in an item of its own."""
+    head = [item({"text": "Let me read the files"})]
+    rest = [item({"text": f"{i:05d} word, "}, candidate=1) for i in range(2000)]
+    guard = GeminiAnswerGuard(compiled("redact"))
+    data = stream([*head, *rest], "sse")
+    out = guard.feed(data)
+    assert 0 < len(data) - len(out) <= WAITING_BYTES + 200
+    out += guard.feed(stream([item(finish="STOP"), item(candidate=1, finish="STOP")], "sse")) + guard.flush()
+    got, _ = reassembled(out)
+    assert got[(0, "text")] == "Let me read the files"
+    assert got[(1, "text")] == "".join(f"{i:05d} word, " for i in range(2000))
+
+
+def test_an_array_element_is_framed_as_it_came_whatever_its_strings_hold() -> None:
+    tricky = 'a "quoted" [bracket] {brace} \\ back, slash\r\n,'
+    data = stream([item({"text": tricky}), item({"text": " end"}, finish="STOP")], "array")
+    for read in (1, 2, 3, len(data)):
+        assert guarded(compiled("redact"), data, read)[0] == data
+    framer = JSONArrayFramer()
+    assert len(framer.feed(data)) == 2
+
+
+def test_gemini_and_code_assist_are_registered_and_a_json_array_streams_only_when_asked() -> None:
+    gemini, code_assist = ANSWER_FORMATS[GEMINI_GENERATE], ANSWER_FORMATS[CODE_ASSIST]
+    assert gemini.streams("application/json; charset=UTF-8", asked=True)
+    assert not gemini.streams("application/json; charset=UTF-8", asked=False)
+    assert gemini.streams("text/event-stream", asked=False)
+    assert not code_assist.streams("application/json", asked=True)  # Code Assist streams as SSE alone
+    assert not ANSWER_FORMATS[OPENAI_CHAT].streams("application/json", asked=True)
+    assert ANSWER_ENDPOINTS["streamGenerateContent"] == CODE_ASSIST
+    assert gemini.denied_end("pii.email").startswith(b'data: {"error":{"code":403,')
+
+
+def test_an_array_that_cannot_be_framed_stops_with_the_array_closed() -> None:
+    data = stream([item({"text": "fine "})], "array")[:-1] + b',\r\n"stray"]'
+    out, guard = guarded(compiled("redact"), data, 5)
+    assert guard.denied == "unread" and b"stray" not in out
+    got, errors = reassembled(out)
+    assert (got, errors[0]["code"]) == ({(0, "text"): "fine "}, 403)
+
+
+_PROSE = st.text(alphabet=string.ascii_letters + string.digits + " ,.:;!?@+-()/\n\t\u00e9\u2603", max_size=60)
+
+
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(sorted(VALUES)),
+    before=_PROSE,
+    cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=12),
+    read=st.integers(min_value=1, max_value=500),
+    framing=st.sampled_from(["sse", "array"]),
+)
+def test_deny_split_anywhere_sends_only_what_comes_before_the_first_value(
+    kind: str, before: str, cuts: list[int], read: int, framing: Framing
+) -> None:
+    found = compiled("deny")
+    value, context = VALUES[kind]
+    text = before + " " + context.format(value) + " and more."
+    bounds = sorted({0, len(text), *(c % (len(text) + 1) for c in cuts)})
+    items = [item({"text": text[a:b]}) for a, b in itertools.pairwise(bounds)]
+    data = stream([*items, item(finish="STOP")], framing)
+    out, guard = guarded(found, data, read)
+    _never_seen(out, value)
+    got, errors = reassembled(out)
+    assert guard.denied is not None and len(errors) == 1
+    sent = got.get((0, "text"), "")
+    assert text.startswith(sent) and value not in sent
+    # What the text read whole lets go before its first value (a value of another kind in the
+    # prose may come first).
+    whole = found.scanner()
+    released = whole.feed(text.encode())
+    released_text = released.text if released.denied else released.text + whole.flush().text
+    assert sent == released_text.decode()
+
+
+def test_the_items_after_a_replaced_value_go_on_as_they_came() -> None:
+    """A value replaced within one item leaves the held text after it where it came: the next item
+    as it came, a signed one too (nothing in it changed)."""
+    for signed in (False, True):
+        second = {"text": "N is no key.", **({"thoughtSignature": "c2ln"} if signed else {})}
+        last = stream([item(second, finish="STOP")], "sse")
+        data = stream([item({"text": f"Mail {EMAIL} to AKIA"})], "sse") + last
+        out, guard = guarded(compiled("redact"), data, len(data))
+        assert guard.denied is None
+        assert out.endswith(last)
+        assert reassembled(out)[0] == {(0, "text"): "Mail [REDACTED:pii.email] to AKIAN is no key."}
+
+
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(sorted(SAMPLES)),
+    before=_PROSE,
+    cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=8),
+    signed=st.integers(min_value=0, max_value=20),
+    read=st.integers(min_value=1, max_value=500),
+    framing=st.sampled_from(["sse", "array"]),
+)
+def test_a_signed_part_goes_on_as_it_came_or_not_at_all_however_split(
+    kind: str, before: str, cuts: list[int], signed: int, read: int, framing: Framing
+) -> None:
+    """Under redact, a value anywhere in a text split across items, one of them signed: the value
+    never goes on; the signed part comes as it came (then the text is the whole text redacted) or
+    not at all (then the answer is denied)."""
+    found = compiled("redact")
+    value, context = SAMPLES[kind]
+    text = before + " " + context.format(value) + " and more."
+    bounds = sorted({0, len(text), *(c % (len(text) + 1) for c in cuts)})
+    parts = [{"text": text[a:b]} for a, b in itertools.pairwise(bounds)]
+    parts[signed % len(parts)]["thoughtSignature"] = "c2ln"
+    data = stream([*(item(p) for p in parts), item(finish="STOP")], framing)
+    out, guard = guarded(found, data, read)
+    _never_seen(out, value)
+    sent = [p for obj in items_of(out) for c in obj.get("candidates", ()) for p in c["content"]["parts"]]
+    assert [p for p in sent if "thoughtSignature" in p] in ([], [parts[signed % len(parts)]])
+    got, errors = reassembled(out)
+    if guard.denied is None:
+        scanner = found.scanner()
+        whole = (scanner.feed(text.encode()).text + scanner.flush().text).decode()
+        assert (got[(0, "text")], errors) == (whole, [])
+    else:
+        assert len(errors) == 1 and text.startswith(got.get((0, "text"), ""))
