@@ -9,8 +9,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from tollgate.formats import OPENAI_CHAT
+from tollgate.formats import BEDROCK_CONVERSE, BEDROCK_INVOKE, CLAUDE_ON_BEDROCK, OPENAI_CHAT
+from tollgate.formats.bedrock_converse.fields import EVENT_STREAM
+from tollgate.formats.bedrock_invoke import is_claude
 from tollgate.governance.guardrails.answer import AnswerDetectors
+from tollgate.governance.guardrails.bedrock_answer import (
+    ConverseAnswerGuard,
+    InvokeAnswerGuard,
+    denied_frame,
+    guard_converse_json,
+    guard_invoke_json,
+)
 from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard, denied_event, guard_chat_json
 
 
@@ -52,11 +61,22 @@ class AnswerFormat:
 
 ANSWER_FORMATS: dict[str, AnswerFormat] = {
     OPENAI_CHAT: AnswerFormat(ChatAnswerGuard, guard_chat_json, denied_event),
+    BEDROCK_CONVERSE: AnswerFormat(ConverseAnswerGuard, guard_converse_json, denied_frame, frozenset((EVENT_STREAM,))),
+    BEDROCK_INVOKE: AnswerFormat(InvokeAnswerGuard, guard_invoke_json, denied_frame, frozenset((EVENT_STREAM,))),
 }
 
 # The endpoints whose answers are in a format of their own, not one of the chat formats a provider
 # names (`Provider.chat_formats`): endpoint → format.
-ANSWER_ENDPOINTS: dict[str, str] = {}
+ANSWER_ENDPOINTS: dict[str, str] = {"invoke": BEDROCK_INVOKE, "invoke-with-response-stream": BEDROCK_INVOKE}
+
+
+def endpoint_answer_format(endpoint: str, model: str | None) -> str | None:
+    """The format of an endpoint's answers that is none of its provider's chat formats: Bedrock's
+    InvokeModel answers in the model family's own, Claude's being Anthropic's."""
+    found = ANSWER_ENDPOINTS.get(endpoint)
+    if found == BEDROCK_INVOKE and is_claude(model or ""):
+        return CLAUDE_ON_BEDROCK
+    return found
 
 
 def answer_format(name: str | None) -> AnswerFormat | None:

@@ -23,7 +23,12 @@ from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import NoUsage, UsageReader, WholeBodyReader, is_event_stream
 from tollgate.governance.google_accounts import token_key
 from tollgate.governance.guardrails.answer import AnswerDetectors
-from tollgate.governance.guardrails.answer_formats import ANSWER_ENDPOINTS, AnswerFormat, AnswerGuard, answer_format
+from tollgate.governance.guardrails.answer_formats import (
+    AnswerFormat,
+    AnswerGuard,
+    answer_format,
+    endpoint_answer_format,
+)
 from tollgate.proxy import patches
 from tollgate.proxy.flows import bearer_token, call_of, provider_of, refuse, write_body
 from tollgate.proxy.state import Shared
@@ -518,7 +523,7 @@ def answer_reading(call: Call) -> AnswerReading | None:
     else:
         endpoint = call.classification.endpoint or ""
         formats = call.registry[call.route.requested.provider].chat_formats
-        client_format = formats.get(endpoint) or ANSWER_ENDPOINTS.get(endpoint)
+        client_format = formats.get(endpoint) or endpoint_answer_format(endpoint, call.target_model)
     found = answer_format(client_format)
     if found is None:
         return None
