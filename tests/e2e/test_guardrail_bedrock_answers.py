@@ -1,0 +1,319 @@
+"""Guardrails on Bedrock's answers, with boto3 through mitmdump and virtual AWS credentials:
+ConverseStream frames that stream an AWS key split across text deltas and a card number split
+across a tool use's input deltas come to boto3 with each value replaced (`redact`), or stop before
+the value with an exception boto3 raises while iterating, the upstream's connection closed
+(`deny`); Converse's JSON answer is served redacted (its tool use's input object too) or refused
+403; InvokeModel for Llama, streamed and JSON, alike; a clean stream comes through byte for byte."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from tests.support import guardrail_samples as samples
+from tests.support.aws import botocore_accepts
+from tests.support.eventstream import event, invoke_chunk
+from tests.support.fake_upstream import Received, Reply
+
+VIRTUAL = ("TGALICE0000000000000", "alice-virtual-SECRET-0000")
+REAL = ("AKIAREAL000000000000", "real-aws-SECRET-key-0000")
+AWS = samples.AWS_KEY_ID
+CARD = samples.SAMPLES["pii.payment_card"][0]
+TEXT = f"Here is the key from the file: {AWS} and nothing else."
+ARGS = json.dumps({"card": CARD, "note": "pay it"})
+KINDS = ["secrets.aws_access_key_id", "pii.payment_card"]
+EVENTSTREAM = {"content-type": "application/vnd.amazon.eventstream"}
+FILLERS = 100  # frames the upstream would send after a denied value, were it not closed
+FILLER_GAP = 0.02
+DENIED = "The answer was stopped: it carries what a guardrail denies (secrets.aws_access_key_id)."
+REDACTED_TEXT = TEXT.replace(AWS, "[REDACTED:secrets.aws_access_key_id]")
+REDACTED_ARGS = {"card": "[REDACTED:pii.payment_card]", "note": "pay it"}
+
+
+def config(urls: dict[str, str]) -> dict:
+    return {
+        "providers": {
+            "bedrock": {
+                "upstream": urls["bedrock"],
+                "credentials": {"access_key_id": REAL[0], "secret_access_key": REAL[1]},
+            }
+        },
+        "clients": [
+            {"name": "alice", "aws_credentials": [{"access_key_id": VIRTUAL[0], "secret_access_key": VIRTUAL[1]}]}
+        ],
+        "guardrails": [
+            {"on": ["answer"], "detect": KINDS, "action": "redact"},
+            {"match": {"model": "amazon.nova-deny*"}, "on": ["answer"], "detect": KINDS, "action": "deny"},
+            {"match": {"model": "meta.llama3-deny*"}, "on": ["answer"], "detect": KINDS, "action": "deny"},
+        ],
+    }
+
+
+def pieces(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def delta(block: int, body: dict) -> bytes:
+    return event("contentBlockDelta", {"contentBlockIndex": block, "delta": body, "p": "abcdef"})
+
+
+def converse_stream(text: list[str], args: list[str] = (), tail: list[bytes] = ()) -> list[bytes]:  # type: ignore[assignment]
+    """The text in deltas, then a tool use whose input comes in deltas, each frame its own write."""
+    frames = [event("messageStart", {"role": "assistant"})]
+    frames += [delta(0, {"text": p}) for p in text]
+    frames += list(tail)
+    frames.append(event("contentBlockStop", {"contentBlockIndex": 0}))
+    if args:
+        use = {"toolUse": {"toolUseId": "t1", "name": "pay"}}
+        frames.append(event("contentBlockStart", {"contentBlockIndex": 1, "start": use}))
+        frames += [delta(1, {"toolUse": {"input": p}}) for p in args]
+        frames.append(event("contentBlockStop", {"contentBlockIndex": 1}))
+    frames.append(event("messageStop", {"stopReason": "tool_use" if args else "end_turn"}))
+    usage = {"inputTokens": 5, "outputTokens": 7, "totalTokens": 12}
+    return [*frames, event("metadata", {"usage": usage, "metrics": {"latencyMs": 9}})]
+
+
+def clean_stream() -> list[bytes]:
+    """Deltas that end where a value may begin (`4`, inside a word) and where none may."""
+    return converse_stream(["It is ", "the first test", "s of 2026: 4", "2 cats. ", "All is well."])
+
+
+def converse_json() -> dict:
+    content = [{"text": TEXT}, {"toolUse": {"toolUseId": "t1", "name": "pay", "input": json.loads(ARGS)}}]
+    return {
+        "output": {"message": {"role": "assistant", "content": content}},
+        "stopReason": "tool_use",
+        "usage": {"inputTokens": 5, "outputTokens": 7, "totalTokens": 12},
+        "metrics": {"latencyMs": 9},
+    }
+
+
+def llama_stream(text: list[str], tail: list[str] = ()) -> list[bytes]:  # type: ignore[assignment]
+    chunks = [invoke_chunk({"generation": p, "prompt_token_count": None, "stop_reason": None}) for p in text]
+    chunks += [invoke_chunk({"generation": p, "stop_reason": None}) for p in tail]
+    metrics = {"inputTokenCount": 5, "outputTokenCount": 7, "invocationLatency": 9, "firstByteLatency": 2}
+    last = {"generation": "", "stop_reason": "stop", "amazon-bedrock-invocationMetrics": metrics}
+    return [*chunks, invoke_chunk(last)]
+
+
+class Upstream:
+    """The fake Bedrock's answers, by path; it checks the signature Tollgate made with botocore."""
+
+    def __init__(self) -> None:
+        self.denied: Reply | None = None
+        self.denied_at = 0
+
+    def _denied(self, frames: list[bytes], first: int) -> Reply:
+        self.denied_at = first
+        self.denied = Reply(
+            200, chunks=frames, headers=EVENTSTREAM, gate=lambda i: time.sleep(FILLER_GAP if i > first else 0)
+        )
+        return self.denied
+
+    def __call__(self, received: Received) -> Reply:
+        if not botocore_accepts(received, *REAL):
+            return Reply(403, {"message": "bad signature"}, {"x-amzn-errortype": "InvalidSignatureException"})
+        path = received.path
+        if path.endswith("/converse-stream"):
+            if "nova-deny" in path:
+                fillers = [delta(0, {"text": " more"}) for _ in range(FILLERS)]
+                return self._denied(converse_stream(pieces(TEXT, 5), tail=fillers), 1 + TEXT.index(AWS) // 5)
+            if "nova-clean" in path:
+                return Reply(200, chunks=clean_stream(), headers=EVENTSTREAM)
+            return Reply(200, chunks=converse_stream(pieces(TEXT, 5), pieces(ARGS, 4)), headers=EVENTSTREAM)
+        if path.endswith("/converse"):
+            return Reply(200, converse_json())
+        if path.endswith("/invoke-with-response-stream"):
+            if "llama3-deny" in path:
+                return self._denied(llama_stream(pieces(TEXT, 5), [" more"] * FILLERS), TEXT.index(AWS) // 5)
+            return Reply(200, chunks=llama_stream(pieces(TEXT, 5)), headers=EVENTSTREAM)
+        if path.endswith("/invoke"):
+            body = {"generation": TEXT, "prompt_token_count": 5, "generation_token_count": 7, "stop_reason": "stop"}
+            return Reply(200, body, {"x-amzn-bedrock-input-token-count": "5", "x-amzn-bedrock-output-token-count": "7"})
+        return Reply(404, {"message": "no such path"})
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Upstream:
+    return Upstream()
+
+
+@pytest.fixture(scope="module")
+def gw(start_gateway, upstream):
+    gateway = start_gateway(config, providers=("bedrock",))
+    gateway.fakes["bedrock"].handler = upstream
+    return gateway
+
+
+CLIENT = f"""
+import json
+import boto3
+from botocore.config import Config
+client = boto3.client("bedrock-runtime", region_name="us-east-1", aws_access_key_id="{VIRTUAL[0]}",
+    aws_secret_access_key="{VIRTUAL[1]}", config=Config(retries={{"total_max_attempts": 1}}))
+MESSAGES = [{{"role": "user", "content": [{{"text": "pay"}}]}}]
+"""
+
+CONVERSE_STREAM = (
+    CLIENT
+    + """
+text, args, error = "", "", None
+try:
+    for e in client.converse_stream(modelId=MODEL, messages=MESSAGES)["stream"]:
+        d = e.get("contentBlockDelta", {}).get("delta", {})
+        text += d.get("text", "")
+        args += d.get("toolUse", {}).get("input", "")
+except Exception as e:
+    error = [type(e).__module__, type(e).__name__, str(e)]
+report(text=text, args=args, error=error)
+"""
+)
+
+INVOKE_STREAM = (
+    CLIENT
+    + """
+text, error = "", None
+try:
+    r = client.invoke_model_with_response_stream(modelId=MODEL, body=json.dumps({"prompt": "pay"}))
+    for e in r["body"]:
+        text += json.loads(e["chunk"]["bytes"])["generation"]
+except Exception as e:
+    error = [type(e).__module__, type(e).__name__, str(e)]
+report(text=text, error=error)
+"""
+)
+
+
+def test_a_converse_stream_comes_redacted_in_its_text_and_tool_use_input(gw):
+    result = gw.run("MODEL = 'amazon.nova-lite-v1:0'\n" + CONVERSE_STREAM)
+    assert result["error"] is None
+    assert result["text"] == REDACTED_TEXT
+    assert result["args"] == ARGS.replace(CARD, "[REDACTED:pii.payment_card]")
+    assert json.loads(result["args"]) == REDACTED_ARGS
+    record = gw.last_audit()
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1, "pii.payment_card": 1}
+    assert (record["status"], record["error"], record["refusal"]) == (200, None, None)
+    assert record["total_tokens"] == 12
+
+
+def test_a_denied_converse_stream_raises_in_boto3_and_the_upstream_is_closed(gw, upstream):
+    started = time.monotonic()
+    result = gw.run("MODEL = 'amazon.nova-deny-v1:0'\n" + CONVERSE_STREAM)
+    assert result["error"] == [
+        "botocore.exceptions",
+        "EventStreamError",
+        f"An error occurred (validationException) when calling the ConverseStream operation: {DENIED}",
+    ]
+    # Everything before the key's first byte came; nothing of it, nor after it.
+    assert result["text"] == TEXT[: TEXT.index(AWS)]
+    record = gw.last_audit()
+    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+    time.sleep(max(0.0, started + FILLERS * FILLER_GAP + 1.0 - time.monotonic()))
+    assert upstream.denied is not None
+    assert len(upstream.denied.sent_at) < upstream.denied_at + 4 + 5
+
+
+def test_a_clean_converse_stream_comes_byte_for_byte(gw):
+    result = gw.run(
+        CLIENT
+        + """
+import botocore.eventstream
+raw = []
+r = client.converse_stream(modelId="amazon.nova-clean-v1:0", messages=MESSAGES)
+stream = r["stream"]
+for piece in stream._raw_stream.stream():
+    raw.append(piece)
+report(raw=b"".join(raw).hex())
+"""
+    )
+    assert bytes.fromhex(result["raw"]) == b"".join(clean_stream())
+    assert gw.last_audit()["answer_findings"] == {}
+
+
+CONVERSE = (
+    CLIENT
+    + """
+try:
+    r = client.converse(modelId=MODEL, messages=MESSAGES)
+    content = r["output"]["message"]["content"]
+    report(text=content[0]["text"], args=content[1]["toolUse"]["input"], tokens=r["usage"]["totalTokens"])
+except Exception as e:
+    report(error=[type(e).__module__, type(e).__name__], code=e.response["Error"]["Code"],
+           status=e.response["ResponseMetadata"]["HTTPStatusCode"], body=str(e),
+           tollgate=e.response["ResponseMetadata"]["HTTPHeaders"].get("x-tollgate-error"))
+"""
+)
+
+
+def test_a_converse_answer_is_served_redacted_its_tool_use_input_too(gw):
+    result = gw.run("MODEL = 'amazon.nova-lite-v1:0'\n" + CONVERSE)
+    assert result == {"text": REDACTED_TEXT, "args": REDACTED_ARGS, "tokens": 12}
+    record = gw.last_audit()
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1, "pii.payment_card": 1}
+    assert (record["status"], record["decision"], record["error"]) == (200, "allow", None)
+
+
+def test_a_converse_answer_with_a_denied_value_is_refused_403_in_awss_shape(gw):
+    result = gw.run("MODEL = 'amazon.nova-deny-v1:0'\n" + CONVERSE)
+    assert result["error"] == ["botocore.errorfactory", "AccessDeniedException"]
+    assert (result["code"], result["status"], result["tollgate"]) == ("AccessDeniedException", 403, "content_denied")
+    assert AWS not in json.dumps(result) and CARD not in json.dumps(result)
+    record = gw.last_audit()
+    assert (record["status"], record["decision"], record["refusal"]) == (403, "deny", "content_denied")
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+
+
+def test_an_invoke_model_stream_comes_redacted_in_the_familys_chunks(gw):
+    result = gw.run("MODEL = 'meta.llama3-70b-instruct-v1:0'\n" + INVOKE_STREAM)
+    assert result == {"text": REDACTED_TEXT, "error": None}
+    record = gw.last_audit()
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+    assert (record["status"], record["error"], record["total_tokens"]) == (200, None, 12)
+
+
+def test_a_denied_invoke_model_stream_raises_in_boto3_and_the_upstream_is_closed(gw, upstream):
+    started = time.monotonic()
+    result = gw.run("MODEL = 'meta.llama3-deny-v1:0'\n" + INVOKE_STREAM)
+    assert result["error"] == [
+        "botocore.exceptions",
+        "EventStreamError",
+        f"An error occurred (validationException) when calling the InvokeModelWithResponseStream operation: {DENIED}",
+    ]
+    assert result["text"] == TEXT[: TEXT.index(AWS)]
+    record = gw.last_audit()
+    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
+    time.sleep(max(0.0, started + FILLERS * FILLER_GAP + 1.0 - time.monotonic()))
+    assert upstream.denied is not None
+    assert len(upstream.denied.sent_at) < upstream.denied_at + 4 + 5
+
+
+INVOKE = (
+    CLIENT
+    + """
+try:
+    r = client.invoke_model(modelId=MODEL, body=json.dumps({"prompt": "pay"}))
+    report(answer=json.loads(r["body"].read()))
+except Exception as e:
+    report(error=[type(e).__module__, type(e).__name__], code=e.response["Error"]["Code"],
+           status=e.response["ResponseMetadata"]["HTTPStatusCode"], body=str(e))
+"""
+)
+
+
+def test_an_invoke_model_answer_is_served_redacted_or_refused(gw):
+    result = gw.run("MODEL = 'meta.llama3-70b-instruct-v1:0'\n" + INVOKE)
+    assert result["answer"] == {
+        "generation": REDACTED_TEXT,
+        "prompt_token_count": 5,
+        "generation_token_count": 7,
+        "stop_reason": "stop",
+    }
+    assert gw.last_audit()["answer_findings"] == {"secrets.aws_access_key_id": 1}
+    refused = gw.run("MODEL = 'meta.llama3-deny-v1:0'\n" + INVOKE)
+    assert refused["error"] == ["botocore.errorfactory", "AccessDeniedException"]
+    assert (refused["code"], refused["status"]) == ("AccessDeniedException", 403)
+    assert AWS not in refused["body"]
+    record = gw.last_audit()
+    assert (record["status"], record["decision"], record["refusal"]) == (403, "deny", "content_denied")
