@@ -23,9 +23,11 @@ from hypothesis import strategies as st
 from support.eventstream import event, exception, frame, invoke_chunk
 from support.examples import examples
 from support.guardrail_samples import EMAIL, SAMPLES, crc_token, pem
+from tollgate.formats import BEDROCK_CONVERSE, BEDROCK_INVOKE, CLAUDE_ON_BEDROCK
 from tollgate.formats.framing import event_frame
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
+from tollgate.governance.guardrails.answer_formats import answer_format, endpoint_answer_format
 from tollgate.governance.guardrails.bedrock_answer import (
     ConverseAnswerGuard,
     FramesAnswerGuard,
@@ -440,3 +442,15 @@ def test_each_model_familys_stream_is_redacted_in_its_own_chunks(size: int) -> N
             )
             assert json.loads(inputs) == {"token": "[REDACTED:secrets.github_token]"}
         assert guard.counts == ({"pii.email": 1, "secrets.github_token": 1} if family == "nova" else {"pii.email": 1})
+
+
+def test_invoke_models_answers_are_read_in_the_model_familys_format_claudes_as_anthropics() -> None:
+    assert endpoint_answer_format("invoke", "meta.llama3-70b-instruct-v1:0") == BEDROCK_INVOKE
+    assert endpoint_answer_format("invoke-with-response-stream", "amazon.nova-lite-v1:0") == BEDROCK_INVOKE
+    profile = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-sonnet-4-5-v1:0"
+    assert endpoint_answer_format("invoke-with-response-stream", profile) == CLAUDE_ON_BEDROCK
+    assert endpoint_answer_format("messages", "claude-sonnet-4-5") is None
+    for name in (BEDROCK_CONVERSE, BEDROCK_INVOKE):
+        found = answer_format(name)
+        assert found is not None and found.streams("application/vnd.amazon.eventstream")
+        assert not found.streams("application/json")
