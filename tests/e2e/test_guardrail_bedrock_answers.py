@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 import pytest
 from tests.support import guardrail_samples as samples
@@ -79,6 +80,11 @@ def clean_stream() -> list[bytes]:
     return converse_stream(["It is ", "the first test", "s of 2026: 4", "2 cats. ", "All is well."])
 
 
+def flowing_stream() -> list[bytes]:
+    """Deltas that each end where no value may begin: none is held."""
+    return converse_stream(["Nothing ", "to hide ", "here, ", "all is well ", "and fine."])
+
+
 def converse_json() -> dict:
     content = [{"text": TEXT}, {"toolUse": {"toolUseId": "t1", "name": "pay", "input": json.loads(ARGS)}}]
     return {
@@ -103,6 +109,7 @@ class Upstream:
     def __init__(self) -> None:
         self.denied: Reply | None = None
         self.denied_at = 0
+        self.gate: Callable[[int], None] | None = None  # for the clean stream's frames
 
     def _denied(self, frames: list[bytes], first: int) -> Reply:
         self.denied_at = first
@@ -121,6 +128,8 @@ class Upstream:
                 return self._denied(converse_stream(pieces(TEXT, 5), tail=fillers), 1 + TEXT.index(AWS) // 5)
             if "nova-clean" in path:
                 return Reply(200, chunks=clean_stream(), headers=EVENTSTREAM)
+            if "nova-flow" in path:
+                return Reply(200, chunks=flowing_stream(), headers=EVENTSTREAM, gate=self.gate)
             return Reply(200, chunks=converse_stream(pieces(TEXT, 5), pieces(ARGS, 4)), headers=EVENTSTREAM)
         if path.endswith("/converse"):
             return Reply(200, converse_json())
@@ -230,6 +239,42 @@ report(raw=b"".join(raw).hex())
     )
     assert bytes.fromhex(result["raw"]) == b"".join(clean_stream())
     assert gw.last_audit()["answer_findings"] == {}
+
+
+def test_a_clean_converse_streams_frames_are_not_held_back(gw, upstream, tmp_path):
+    """The upstream sends each frame only once boto3 has the one before: a guarded stream whose
+    text holds no candidate passes each frame on as it comes (one ending in a digit would wait
+    for the next, which may make it a card number)."""
+    count = tmp_path / "events"
+    waited: list[bool] = []
+
+    def until_the_client_has(i: int) -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if count.exists() and int(count.read_text() or 0) >= i:
+                waited.append(True)
+                return
+            time.sleep(0.01)
+        waited.append(False)
+
+    upstream.gate = until_the_client_has
+    try:
+        result = gw.run(
+            CLIENT
+            + f"""
+n, text = 0, ""
+for e in client.converse_stream(modelId="amazon.nova-flow-v1:0", messages=MESSAGES)["stream"]:
+    n += 1
+    text += e.get("contentBlockDelta", {{}}).get("delta", {{}}).get("text", "")
+    with open({str(count)!r}, "w") as f:
+        f.write(str(n))
+report(text=text)
+"""
+        )
+    finally:
+        upstream.gate = None
+    assert result == {"text": "Nothing to hide here, all is well and fine."}
+    assert waited == [True] * (len(flowing_stream()) - 1)
 
 
 CONVERSE = (

@@ -29,6 +29,7 @@ from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
 from tollgate.governance.guardrails.answer_formats import answer_format, endpoint_answer_format
 from tollgate.governance.guardrails.bedrock_answer import (
+    WAITING_BYTES,
     ConverseAnswerGuard,
     FramesAnswerGuard,
     InvokeAnswerGuard,
@@ -454,3 +455,28 @@ def test_invoke_models_answers_are_read_in_the_model_familys_format_claudes_as_a
         found = answer_format(name)
         assert found is not None and found.streams("application/vnd.amazon.eventstream")
         assert not found.streams("application/json")
+
+
+def test_what_waits_behind_a_held_frame_is_bounded() -> None:
+    """One choice's text held (it ends in `s`) while another streams: past `WAITING_BYTES` of
+    frames waiting behind it, the held chunk goes on without its held text, the chunks behind it
+    as they came, and the held text in a chunk of its own at the end, written as the family's."""
+
+    def choice(index: int, text: str) -> dict[str, Any]:
+        return {"choices": [{"index": index, "delta": {"content": text}, "finish_reason": None}]}
+
+    head = [choice(0, "Let me read the files")]
+    others = [choice(1, f"{i:05d} word, ") for i in range(1000)]
+    data = _invoke_stream([*head, *others])
+    guard = InvokeAnswerGuard(WITH_OWN_KEYS)
+    out = guard.feed(data)
+    assert 0 < len(data) - len(out) <= WAITING_BYTES + 400
+    out += guard.flush()
+    chunks = [json.loads(base64.b64decode(json.loads(p)["bytes"])) for _, p in messages(out)]
+    text: dict[int, str] = {}
+    for c in chunks:
+        for ch in c["choices"]:
+            text[ch["index"]] = text.get(ch["index"], "") + ch["delta"]["content"]
+    assert text == {0: "Let me read the files", 1: "".join(f"{i:05d} word, " for i in range(1000))}
+    assert chunks[0] == choice(0, "Let me read the ")
+    assert chunks[-1] == {"choices": [{"index": 0, "delta": {"content": "files"}}]}
