@@ -33,8 +33,7 @@ from tollgate.governance.guardrails.bedrock_answer import (
     ConverseAnswerGuard,
     FramesAnswerGuard,
     InvokeAnswerGuard,
-    guard_converse_json,
-    guard_invoke_json,
+    guard_bedrock_json,
 )
 
 TOKEN = crc_token("gh" + "p_")
@@ -340,15 +339,15 @@ def test_a_converse_answer_is_served_redacted_or_refused() -> None:
     ]
     answer = {"output": {"message": {"role": "assistant", "content": content}}, "stopReason": "tool_use"}
     body = json.dumps(answer).encode()
-    redacted, denied, counts = guard_converse_json(compiled("redact"), body)
+    redacted, denied, counts = guard_bedrock_json(compiled("redact"), body)
     assert denied is None and counts == {"pii.email": 1, "secrets.github_token": 1}
     served = json.loads(redacted)["output"]["message"]["content"]
     assert served[0] == content[0]
     assert served[1] == {"text": "mail [REDACTED:pii.email]"}
     assert served[2]["toolUse"]["input"] == {"token": "[REDACTED:secrets.github_token]", "n": [1, 2]}
-    assert guard_converse_json(compiled("deny"), body)[1] == "pii.email"
+    assert guard_bedrock_json(compiled("deny"), body)[1] == "pii.email"
     clean = json.dumps({"output": {"message": {"content": [{"text": "fine"}]}}, "stopReason": "end_turn"}).encode()
-    assert guard_converse_json(compiled("redact"), clean) == (clean, None, {})
+    assert guard_bedrock_json(compiled("redact"), clean) == (clean, None, {})
 
 
 def test_signed_reasoning_in_a_converse_answer_is_denied_even_under_redact() -> None:
@@ -359,8 +358,8 @@ def test_signed_reasoning_in_a_converse_answer_is_denied_even_under_redact() -> 
         content = [{"reasoningContent": {"reasoningText": reasoning}}, {"text": "ok"}]
         return json.dumps({"output": {"message": {"content": content}}}).encode()
 
-    assert guard_converse_json(compiled("redact"), with_reasoning(True))[1:] == ("pii.email", {"pii.email": 1})
-    served, denied, _ = guard_converse_json(compiled("redact"), with_reasoning(False))
+    assert guard_bedrock_json(compiled("redact"), with_reasoning(True))[1:] == ("pii.email", {"pii.email": 1})
+    served, denied, _ = guard_bedrock_json(compiled("redact"), with_reasoning(False))
     assert denied is None
     reasoning = json.loads(served)["output"]["message"]["content"][0]["reasoningContent"]["reasoningText"]
     assert reasoning == {"text": "The mail is [REDACTED:pii.email]."}
@@ -385,13 +384,13 @@ FAMILIES = {
 def test_each_model_familys_json_answer_is_served_redacted_or_refused(family: str) -> None:
     body = json.dumps(FAMILIES[family]).replace("{}", TOKEN).encode()
     assert json.loads(body)  # the template made JSON
-    redacted, denied, counts = guard_invoke_json(compiled("redact"), body)
+    redacted, denied, counts = guard_bedrock_json(compiled("redact"), body)
     assert denied is None and TOKEN.encode() not in redacted
     assert json.loads(redacted) == json.loads(body.replace(TOKEN.encode(), b"[REDACTED:secrets.github_token]"))
     assert counts == {"secrets.github_token": body.count(TOKEN.encode())}
-    assert guard_invoke_json(compiled("deny"), body)[1] == "secrets.github_token"
+    assert guard_bedrock_json(compiled("deny"), body)[1] == "secrets.github_token"
     clean = json.dumps(FAMILIES[family]).replace("{}", "fine").encode()
-    assert guard_invoke_json(compiled("redact"), clean) == (clean, None, {})
+    assert guard_bedrock_json(compiled("redact"), clean) == (clean, None, {})
 
 
 def _invoke_stream(events: list[dict[str, Any]]) -> bytes:
@@ -480,3 +479,19 @@ def test_what_waits_behind_a_held_frame_is_bounded() -> None:
     assert text == {0: "Let me read the files", 1: "".join(f"{i:05d} word, " for i in range(1000))}
     assert chunks[0] == choice(0, "Let me read the ")
     assert chunks[-1] == {"choices": [{"index": 0, "delta": {"content": "files"}}]}
+
+
+def test_a_bedrock_guardrails_trace_of_the_answer_is_read_too() -> None:
+    """Bedrock's own guardrail, traced, repeats what the model wrote and what it matched."""
+    piis = [{"match": EMAIL, "type": "EMAIL", "action": "NONE"}]
+    trace = {"guardrail": {"modelOutput": [f"Mail {EMAIL}"], "outputAssessments": {"g": [
+        {"sensitiveInformationPolicy": {"piiEntities": piis}}
+    ]}}}  # fmt: skip
+    redacted_trace = json.loads(json.dumps(trace).replace(EMAIL, "[REDACTED:pii.email]"))
+    data = converse(["All is well."])
+    data += event("metadata", {"usage": {"inputTokens": 1}, "trace": trace})
+    out, _ = guarded(ConverseAnswerGuard(compiled("redact")), data, [])
+    assert json.loads(messages(out)[-1][1]) == {"usage": {"inputTokens": 1}, "trace": redacted_trace}
+    body = json.dumps({"output": {"message": {"content": [{"text": "ok"}]}}, "trace": trace}).encode()
+    served, denied, counts = guard_bedrock_json(compiled("redact"), body)
+    assert (json.loads(served)["trace"], denied, counts) == (redacted_trace, None, {"pii.email": 2})

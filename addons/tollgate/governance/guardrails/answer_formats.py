@@ -17,8 +17,7 @@ from tollgate.governance.guardrails.bedrock_answer import (
     ConverseAnswerGuard,
     InvokeAnswerGuard,
     denied_frame,
-    guard_converse_json,
-    guard_invoke_json,
+    guard_bedrock_json,
 )
 from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard, denied_event, guard_chat_json
 
@@ -61,8 +60,8 @@ class AnswerFormat:
 
 ANSWER_FORMATS: dict[str, AnswerFormat] = {
     OPENAI_CHAT: AnswerFormat(ChatAnswerGuard, guard_chat_json, denied_event),
-    BEDROCK_CONVERSE: AnswerFormat(ConverseAnswerGuard, guard_converse_json, denied_frame, frozenset((EVENT_STREAM,))),
-    BEDROCK_INVOKE: AnswerFormat(InvokeAnswerGuard, guard_invoke_json, denied_frame, frozenset((EVENT_STREAM,))),
+    BEDROCK_CONVERSE: AnswerFormat(ConverseAnswerGuard, guard_bedrock_json, denied_frame, frozenset((EVENT_STREAM,))),
+    BEDROCK_INVOKE: AnswerFormat(InvokeAnswerGuard, guard_bedrock_json, denied_frame, frozenset((EVENT_STREAM,))),
 }
 
 # The endpoints whose answers are in a format of their own, not one of the chat formats a provider

@@ -4,9 +4,10 @@ InvokeModel's JSON in each model family's own body (Titan, Llama, Mistral, Nova,
 OpenAI format of OpenAI's open-weight models…; Claude's own body is read as Anthropic's).
 
 Every format is read by where its text sits, not by which family wrote it (`leaves`): the strings
-of the text fields (`text`, `outputText`, `generation`, `content`…) and of the tool-call
-arguments (`input`, `arguments`, `parameters`, `json`: JSON text, or an object read as the JSON it
-is), one channel per path, told apart by the `index` or `contentBlockIndex` beside them. A frame
+of the text fields (`text`, `outputText`, `generation`, `content`…; a Bedrock guardrail's trace of
+the answer too) and of the tool-call arguments (`input`, `arguments`, `parameters`, `json`: JSON
+text, or an object read as the JSON it is), one channel per path, told apart by the `index` or
+`contentBlockIndex` beside them. A frame
 with nothing held goes on byte for byte; a frame whose text is held waits whole with those after
 it; a frame is written anew, its CRCs recomputed, only where a value is replaced. Reasoning
 (`reasoningContent`) may be signed, and a stream tells so only at its block's end: a value in
@@ -31,8 +32,10 @@ from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
 
 # The fields whose strings are text, and those whose strings (or objects) are a tool call's JSON.
 TEXT_KEYS = frozenset(
-    ("text", "outputText", "generation", "content", "reasoning_content", "reasoning", "refusal", "message")
+    ("text", "outputText", "generation", "content", "reasoning_content", "reasoning", "refusal", "message", "match")
 )
+# Lists of text: a Bedrock guardrail's trace of what the model wrote (its matches are `match`).
+TEXT_LISTS = frozenset(("modelOutput",))
 JSON_KEYS = frozenset(("input", "arguments", "parameters", "json"))
 # Not read: counts, the reasoning's signature and its encrypted form, Bedrock's padding.
 SKIPPED_KEYS = frozenset(("amazon-bedrock-invocationMetrics", "usage", "metrics", "signature", "redactedContent", "p"))
@@ -62,8 +65,8 @@ class Leaf:
     """A string (or a tool call's JSON object) read: where it is, and how it is read."""
 
     path: Path
-    holder: dict[str, Any]
-    key: str
+    holder: Any  # the object or list it is in
+    key: str | int
     is_json: bool
     reasoning: bool
 
@@ -87,7 +90,11 @@ def leaves(value: Any, path: Path = (), reasoning: bool = False) -> Iterator[Lea
             elif isinstance(item, (dict, list)):
                 yield from leaves(item, (*path, key), inner)
     elif isinstance(value, list):
+        texts = bool(path) and path[-1] in TEXT_LISTS
         for place, item in enumerate(value):
+            if texts and isinstance(item, str) and item:
+                yield Leaf((*path, place), value, place, False, reasoning)
+                continue
             named = isinstance(item, dict) and any(type(item.get(m)) is int for m in INDEX_KEYS)
             yield from leaves(item, (*path, "[]" if named else place), reasoning)
 
@@ -133,15 +140,17 @@ def read_whole(compiled: AnswerDetectors, leaf: Leaf, signed: bool) -> tuple[Any
     return (sent if isinstance(value, str) else json.loads(sent)), None, scanner.counts
 
 
-def guard_json(compiled: AnswerDetectors, body: bytes, within: str | None) -> tuple[bytes, str | None, dict[str, int]]:
-    """A whole answer read (its `within` field, else all of it): the body as it goes on (redacted,
-    or as it came where nothing is), the kind of a value to deny, and the counts."""
+def guard_bedrock_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
+    """A whole answer read (Converse's, or InvokeModel's in its model family's own body): the body
+    as it goes on (redacted, or as it came where nothing is), the kind of a value to deny, and the
+    counts. All of it is read: Converse's `output`, and its guardrail `trace` and
+    `additionalModelResponseFields` too."""
     obj = parse_json(body)
     if obj is None:
         return body, None, {}
     counts: Counter[str] = Counter()
     changed = False
-    for leaf in leaves(obj.get(within) if within is not None else obj):
+    for leaf in leaves(obj):
         signed = leaf.reasoning and "signature" in leaf.holder
         value, denied, found = read_whole(compiled, leaf, signed)
         counts.update(found)
@@ -151,16 +160,6 @@ def guard_json(compiled: AnswerDetectors, body: bytes, within: str | None) -> tu
             leaf.holder[leaf.key] = value
             changed = True
     return (encode_json(obj) if changed else body), None, dict(counts)
-
-
-def guard_converse_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
-    """A Converse answer: its `output` (the message's text, tool uses' input, reasoning)."""
-    return guard_json(compiled, body, "output")
-
-
-def guard_invoke_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
-    """An InvokeModel answer, in its model family's own body."""
-    return guard_json(compiled, body, None)
 
 
 @dataclass(slots=True)
@@ -178,8 +177,8 @@ class _Piece:
     channel: Path
     start: int
     text: bytes
-    holder: dict[str, Any]
-    key: str
+    holder: Any
+    key: str | int
 
 
 @dataclass(slots=True)
