@@ -49,6 +49,7 @@ DENIED_MESSAGE = "The answer was stopped: it carries what a guardrail denies ({k
 # The frames that may wait behind one whose text is held (as `chat_answer.WAITING_BYTES`).
 WAITING_BYTES = 64 << 10
 _EVENT = {":content-type": "application/json", ":message-type": "event"}
+_HEADERS_KEPT = 64
 
 Part = str | int | tuple[str, int]  # a key, a list's item (its place, or "[]": named by its index), an index
 Path = tuple[Part, ...]
@@ -199,7 +200,9 @@ class FramesAnswerGuard:
 
     def __init__(self, compiled: AnswerDetectors) -> None:
         self._compiled = compiled
-        self._framer = EventStreamFramer()
+        # Headers read once for each way they are written: a stream's frames repeat a few.
+        self._framer = EventStreamFramer(read_headers=False)
+        self._headers: dict[bytes, dict[str, object]] = {}
         self._channels: dict[Path, _Channel] = {}
         self._pending: deque[_Pending] = deque()
         self._spent: Counter[str] = Counter()
@@ -245,7 +248,8 @@ class FramesAnswerGuard:
         if self.denied is not None or self._ended_whole:
             return b""
         out = []
-        for frame in self._framer.feed(chunk):
+        for unread in self._framer.feed(chunk):
+            frame = self._with_headers(unread)
             out.append(self._frame(frame))
             if self.denied is not None or self._ended_whole:
                 break
@@ -260,6 +264,17 @@ class FramesAnswerGuard:
             raise ValueError("the stream ended inside a frame")
         self._ended(())
         return self._cut() if self.denied is not None else self._drained() + self._orphans()
+
+    def _with_headers(self, frame: EventStreamFrame) -> EventStreamFrame:
+        headers = self._headers.get(frame.raw_headers)
+        if headers is None:
+            read = self._framer.with_headers(frame)
+            if read is None:
+                raise ValueError(self._framer.error)
+            headers = read.headers
+            if len(self._headers) < _HEADERS_KEPT:
+                self._headers[frame.raw_headers] = headers
+        return EventStreamFrame(headers, frame.payload, frame.raw_headers)
 
     def _frame(self, frame: EventStreamFrame) -> bytes:
         pending = _Pending(event_frame(frame.raw_headers, frame.payload), frame)
