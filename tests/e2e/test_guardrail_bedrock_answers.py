@@ -16,6 +16,7 @@ from tests.support import guardrail_samples as samples
 from tests.support.aws import botocore_accepts
 from tests.support.eventstream import event, invoke_chunk
 from tests.support.fake_upstream import Received, Reply
+from tests.support.streams import sse
 
 VIRTUAL = ("TGALICE0000000000000", "alice-virtual-SECRET-0000")
 REAL = ("AKIAREAL000000000000", "real-aws-SECRET-key-0000")
@@ -38,8 +39,11 @@ def config(urls: dict[str, str]) -> dict:
             "bedrock": {
                 "upstream": urls["bedrock"],
                 "credentials": {"access_key_id": REAL[0], "secret_access_key": REAL[1]},
-            }
+            },
+            "openai": {"upstream": urls["openai"], "keys": ["sk-real-bedrock-answers-0001"]},
         },
+        # A Converse call to GPT goes in OpenAI's chat format; its answer comes back in Converse's.
+        "overrides": [{"match": {"provider": "bedrock", "model": "gpt-*"}, "provider": "openai", "api": "native"}],
         "clients": [
             {"name": "alice", "aws_credentials": [{"access_key_id": VIRTUAL[0], "secret_access_key": VIRTUAL[1]}]}
         ],
@@ -103,6 +107,17 @@ def llama_stream(text: list[str], tail: list[str] = ()) -> list[bytes]:  # type:
     return [*chunks, invoke_chunk(last)]
 
 
+def openai_stream() -> Reply:
+    """GPT's answer in OpenAI's chat chunks, the key across four of them."""
+    head = {"id": "chatcmpl-b", "object": "chat.completion.chunk", "created": 1700000000, "model": "gpt-4o"}
+    events = [sse({**head, "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]})
+              for p in pieces(TEXT, 5)]  # fmt: skip
+    events.append(sse({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
+    usage = {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}
+    events += [sse({**head, "choices": [], "usage": usage}), sse("[DONE]")]
+    return Reply(200, chunks=events, headers={"content-type": "text/event-stream"})
+
+
 class Upstream:
     """The fake Bedrock's answers, by path; it checks the signature Tollgate made with botocore."""
 
@@ -119,6 +134,8 @@ class Upstream:
         return self.denied
 
     def __call__(self, received: Received) -> Reply:
+        if received.path.endswith("/chat/completions"):
+            return openai_stream()
         if not botocore_accepts(received, *REAL):
             return Reply(403, {"message": "bad signature"}, {"x-amzn-errortype": "InvalidSignatureException"})
         path = received.path
@@ -150,8 +167,9 @@ def upstream() -> Upstream:
 
 @pytest.fixture(scope="module")
 def gw(start_gateway, upstream):
-    gateway = start_gateway(config, providers=("bedrock",))
-    gateway.fakes["bedrock"].handler = upstream
+    gateway = start_gateway(config, providers=("bedrock", "openai"))
+    for fake in gateway.fakes.values():
+        fake.handler = upstream
     return gateway
 
 
@@ -362,3 +380,10 @@ def test_an_invoke_model_answer_is_served_redacted_or_refused(gw):
     assert AWS not in refused["body"]
     record = gw.last_audit()
     assert (record["status"], record["decision"], record["refusal"]) == (403, "deny", "content_denied")
+
+
+def test_a_converse_stream_translated_from_another_provider_is_read_as_boto3_gets_it(gw):
+    result = gw.run("MODEL = 'gpt-4o'\n" + CONVERSE_STREAM)
+    assert result == {"text": REDACTED_TEXT, "args": "", "error": None}
+    record = gw.last_audit()
+    assert (record["provider"], record["answer_findings"]) == ("openai", {"secrets.aws_access_key_id": 1})
