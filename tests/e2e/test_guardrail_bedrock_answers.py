@@ -33,8 +33,9 @@ REDACTED_TEXT = TEXT.replace(AWS, "[REDACTED:secrets.aws_access_key_id]")
 REDACTED_ARGS = {"card": "[REDACTED:pii.payment_card]", "note": "pay it"}
 
 
-def config(urls: dict[str, str]) -> dict:
+def config(urls: dict[str, str], limits: list[dict] | None = None) -> dict:
     return {
+        "limits": limits or [],
         "providers": {
             "bedrock": {
                 "upstream": urls["bedrock"],
@@ -387,3 +388,31 @@ def test_a_converse_stream_translated_from_another_provider_is_read_as_boto3_get
     assert result == {"text": REDACTED_TEXT, "args": "", "error": None}
     record = gw.last_audit()
     assert (record["provider"], record["answer_findings"]) == ("openai", {"secrets.aws_access_key_id": 1})
+
+
+@pytest.fixture(scope="module")
+def counted(start_gateway, upstream):
+    """The same, every call counted by a limit: its answer's end waits for its settlement."""
+    gateway = start_gateway(
+        lambda urls: config(urls, [{"name": "all", "match": {}, "tokens_per_day": 10_000_000}]),
+        providers=("bedrock", "openai"),
+    )
+    for fake in gateway.fakes.values():
+        fake.handler = upstream
+    return gateway
+
+
+def test_a_counted_call_is_redacted_and_denied_as_any(counted):
+    redacted = counted.run("MODEL = 'amazon.nova-lite-v1:0'\n" + CONVERSE_STREAM)
+    assert (redacted["text"], redacted["error"]) == (REDACTED_TEXT, None)
+    assert json.loads(redacted["args"]) == REDACTED_ARGS
+    assert counted.last_audit()["total_tokens"] == 12
+    denied = counted.run("MODEL = 'meta.llama3-deny-v1:0'\n" + INVOKE_STREAM)
+    assert denied["error"][:2] == ["botocore.exceptions", "EventStreamError"]
+    assert denied["text"] == TEXT[: TEXT.index(AWS)]
+    record = counted.last_audit()
+    assert (record["status"], record["error"], record["answer_findings"]) == (
+        200,
+        "content_denied",
+        {"secrets.aws_access_key_id": 1},
+    )
