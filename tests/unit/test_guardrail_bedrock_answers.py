@@ -495,3 +495,36 @@ def test_a_bedrock_guardrails_trace_of_the_answer_is_read_too() -> None:
     body = json.dumps({"output": {"message": {"content": [{"text": "ok"}]}}, "trace": trace}).encode()
     served, denied, counts = guard_bedrock_json(compiled("redact"), body)
     assert (json.loads(served)["trace"], denied, counts) == (redacted_trace, None, {"pii.email": 2})
+
+
+def test_claudes_own_body_named_by_no_claude_model_id_is_read_too() -> None:
+    """An application inference profile's ARN does not say its model is Claude: Claude's events
+    are read all the same, its tool input's JSON reassembled, its thinking signed."""
+
+    def block_delta(index: int, delta: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "content_block_delta", "index": index, "delta": delta}
+
+    tool_input = json.dumps({"token": TOKEN})
+    events = [
+        {"type": "message_start", "message": {"id": "m", "role": "assistant", "content": []}},
+        *(block_delta(0, {"type": "text_delta", "text": p}) for p in pieces_of(f"Mail {EMAIL}.", 3)),
+        {"type": "content_block_stop", "index": 0},
+        {"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "t", "input": {}}},
+        *(block_delta(1, {"type": "input_json_delta", "partial_json": p}) for p in pieces_of(tool_input, 3)),
+        {"type": "content_block_stop", "index": 1},
+        {"type": "message_stop"},
+    ]
+    guard = InvokeAnswerGuard(compiled("redact"))
+    out, _ = guarded(guard, _invoke_stream(events), [])
+    chunks = [json.loads(base64.b64decode(json.loads(p)["bytes"])) for _, p in messages(out)]
+    deltas = [c["delta"] for c in chunks if c["type"] == "content_block_delta"]
+    assert "".join(d.get("text", "") for d in deltas) == "Mail [REDACTED:pii.email]."
+    assert json.loads("".join(d.get("partial_json", "") for d in deltas)) == {
+        "token": "[REDACTED:secrets.github_token]"
+    }
+    thinking = _invoke_stream([block_delta(0, {"type": "thinking_delta", "thinking": f"mail {EMAIL}"})])
+    denied = InvokeAnswerGuard(compiled("redact"))
+    guarded(denied, thinking, [])
+    assert denied.denied == "pii.email"
+    signed = {"content": [{"type": "thinking", "thinking": f"mail {EMAIL}", "signature": "c2ln"}], "role": "assistant"}
+    assert guard_bedrock_json(compiled("redact"), json.dumps(signed).encode())[1] == "pii.email"

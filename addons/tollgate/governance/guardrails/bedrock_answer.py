@@ -31,16 +31,17 @@ from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
 
 # The fields whose strings are text, and those whose strings (or objects) are a tool call's JSON.
-TEXT_KEYS = frozenset(
-    ("text", "outputText", "generation", "content", "reasoning_content", "reasoning", "refusal", "message", "match")
-)
+TEXT_KEYS = frozenset(("text", "outputText", "generation", "content", "message", "refusal", "match"))
+TEXT_KEYS |= {"reasoning_content", "reasoning", "thinking"}
 # Lists of text: a Bedrock guardrail's trace of what the model wrote (its matches are `match`).
 TEXT_LISTS = frozenset(("modelOutput",))
-JSON_KEYS = frozenset(("input", "arguments", "parameters", "json"))
+JSON_KEYS = frozenset(("input", "arguments", "parameters", "json", "partial_json"))
 # Not read: counts, the reasoning's signature and its encrypted form, Bedrock's padding.
 SKIPPED_KEYS = frozenset(("amazon-bedrock-invocationMetrics", "usage", "metrics", "signature", "redactedContent", "p"))
 INDEX_KEYS = ("contentBlockIndex", "index")
-REASONING = "reasoningContent"
+# Reasoning, which may be signed: Converse's and Nova's; Claude's own (its model named by an
+# application inference profile, whose ARN does not say it is Claude's).
+REASONING = frozenset(("reasoningContent", "thinking"))
 # The exception a denied stream ends with: one of ConverseStream's and InvokeModelWithResponseStream's
 # own, which botocore raises as `EventStreamError` with its message (one it does not know, such as
 # accessDeniedException, it raises with neither name nor message).
@@ -83,7 +84,7 @@ def leaves(value: Any, path: Path = (), reasoning: bool = False) -> Iterator[Lea
         for key, item in value.items():
             if key in SKIPPED_KEYS:
                 continue
-            inner = reasoning or key == REASONING
+            inner = reasoning or key in REASONING
             if key in JSON_KEYS and (isinstance(item, (dict, list)) or (isinstance(item, str) and item)):
                 yield Leaf((*path, key), value, key, True, inner)
             elif key in TEXT_KEYS and isinstance(item, str) and item:
