@@ -1,18 +1,19 @@
 """Bedrock's answers read by the answer guardrails (`governance/guardrails/answer.py`):
 ConverseStream's and InvokeModelWithResponseStream's AWS event stream frames, Converse's JSON, and
 InvokeModel's JSON in each model family's own body (Titan, Llama, Mistral, Nova, Cohere, AI21, the
-OpenAI format of OpenAI's open-weight models…; Claude's own body is read as Anthropic's).
+OpenAI format of OpenAI's open-weight models…; Claude's where the model id does not name Claude, an
+application inference profile's: one that does is left to Claude's own format, `answer_formats`).
 
 Every format is read by where its text sits, not by which family wrote it (`leaves`): the strings
 of the text fields (`text`, `outputText`, `generation`, `content`…; a Bedrock guardrail's trace of
-the answer too) and of the tool-call arguments (`input`, `arguments`, `parameters`, `json`: JSON
-text, or an object read as the JSON it is), one channel per path, told apart by the `index` or
-`contentBlockIndex` beside them. A frame
-with nothing held goes on byte for byte; a frame whose text is held waits whole with those after
-it; a frame is written anew, its CRCs recomputed, only where a value is replaced. Reasoning
-(`reasoningContent`) may be signed, and a stream tells so only at its block's end: a value in
-streamed reasoning, or in a signed one of a JSON answer, is denied. At a value to deny, what is
-known goes on, then an exception frame boto3 raises on while iterating, and nothing more."""
+the answer too) and of the tool-call arguments (`input`, `arguments`, `parameters`, `json`,
+`partial_json`: JSON text, or an object read as the JSON it is), one channel per path, told apart
+by the `index` or `contentBlockIndex` beside them. A frame with nothing held goes on byte for byte;
+a frame whose text is held waits whole with those after it; a frame is written anew, its CRCs
+recomputed, only where a value is replaced. Reasoning (`reasoningContent`, Claude's `thinking`) may
+be signed, and a stream tells so only at its block's end: a value in streamed reasoning, or in a
+signed one of a JSON answer, is denied. At a value to deny, what is known goes on, then an
+exception frame boto3 raises on while iterating, and nothing more."""
 
 from __future__ import annotations
 
@@ -30,9 +31,10 @@ from tollgate.formats.framing import EventStreamFrame, EventStreamFramer, event_
 from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
 
-# The fields whose strings are text, and those whose strings (or objects) are a tool call's JSON.
-TEXT_KEYS = frozenset(("text", "outputText", "generation", "content", "message", "refusal", "match"))
-TEXT_KEYS |= {"reasoning_content", "reasoning", "thinking"}
+# The fields whose strings are text (the answer's, the reasoning's), and those whose strings (or
+# objects) are a tool call's JSON.
+_ANSWER_TEXT = ("text", "outputText", "generation", "content", "message", "refusal", "match")
+TEXT_KEYS = frozenset((*_ANSWER_TEXT, "reasoning_content", "reasoning", "thinking"))
 # Lists of text: a Bedrock guardrail's trace of what the model wrote (its matches are `match`).
 TEXT_LISTS = frozenset(("modelOutput",))
 JSON_KEYS = frozenset(("input", "arguments", "parameters", "json", "partial_json"))
