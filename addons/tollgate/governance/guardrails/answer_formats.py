@@ -71,7 +71,8 @@ ANSWER_ENDPOINTS: dict[str, str] = {"invoke": BEDROCK_INVOKE, "invoke-with-respo
 
 def endpoint_answer_format(endpoint: str, model: str | None) -> str | None:
     """The format of an endpoint's answers that is none of its provider's chat formats: Bedrock's
-    InvokeModel answers in the model family's own, Claude's being Anthropic's."""
+    InvokeModel answers in the model family's own, Claude's in its own (`CLAUDE_ON_BEDROCK`, read
+    only once that format is registered here)."""
     found = ANSWER_ENDPOINTS.get(endpoint)
     if found == BEDROCK_INVOKE and is_claude(model or ""):
         return CLAUDE_ON_BEDROCK
