@@ -1,11 +1,8 @@
 """ConverseStream's events written from the common chat model's, frame by frame as boto3's
-`converse_stream` reads them (`event_stream_frame`: one AWS event stream message)."""
+`converse_stream` reads them (`framing.event_frame`: one AWS event stream message)."""
 
 from __future__ import annotations
 
-import struct
-import zlib
-from collections.abc import Mapping
 from typing import Any
 
 from tollgate.formats.bedrock_converse.answer import stop_of_finish, write_usage
@@ -24,20 +21,9 @@ from tollgate.formats.chat import (
     UsageReported,
     signed_for,
 )
+from tollgate.formats.framing import event_frame as event_stream_frame
 from tollgate.formats.json_codec import encode_json
 from tollgate.formats.usage import Usage
-
-
-def event_stream_frame(headers: Mapping[str, str], payload: bytes) -> bytes:
-    """One AWS event stream message: prelude (total length, headers length, their CRC32), headers
-    (all strings: type 7), payload, and the CRC32 of all before it; big-endian throughout."""
-    encoded = bytearray()
-    for name, value in headers.items():
-        raw_name, raw_value = name.encode(), value.encode()
-        encoded += bytes([len(raw_name)]) + raw_name + b"\x07" + struct.pack(">H", len(raw_value)) + raw_value
-    prelude = struct.pack(">II", 12 + len(encoded) + len(payload) + 4, len(encoded))
-    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + bytes(encoded) + payload
-    return message + struct.pack(">I", zlib.crc32(message))
 
 
 def _event(name: str, payload: dict[str, Any]) -> bytes:

@@ -1,10 +1,11 @@
-"""AWS event stream frames (Bedrock's streams): framing them from any pieces, and finding a frame's
-start in a window by its prelude and CRCs."""
+"""AWS event stream frames (Bedrock's streams): framing them from any pieces, writing one, and
+finding a frame's start in a window by its prelude and CRCs."""
 
 from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -21,6 +22,23 @@ PRELUDE_SPAN = _PRELUDE_LENGTH - 1  # bytes of a prelude that may be in the piec
 _MESSAGE_OVERHEAD = 16  # the prelude and the message's CRC-32
 MAX_EVENT_HEADERS = 128 * 1024  # botocore's limits
 MAX_EVENT_PAYLOAD = 24 * 1024 * 1024
+
+
+def event_frame(headers: Mapping[str, str] | bytes, payload: bytes) -> bytes:
+    """One AWS event stream message: prelude (total length, headers length, their CRC-32), headers
+    (strings, type 7; or as a frame read had them, `EventStreamFrame.raw_headers`), payload, and
+    the CRC-32 of all before it; big-endian throughout. A frame read comes out as it came."""
+    if isinstance(headers, bytes):
+        encoded = headers
+    else:
+        written = bytearray()
+        for name, value in headers.items():
+            raw_name, raw_value = name.encode(), value.encode()
+            written += bytes([len(raw_name)]) + raw_name + b"\x07" + struct.pack(">H", len(raw_value)) + raw_value
+        encoded = bytes(written)
+    prelude = struct.pack(">II", _MESSAGE_OVERHEAD + len(encoded) + len(payload), len(encoded))
+    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + encoded + payload
+    return message + struct.pack(">I", zlib.crc32(message))
 
 
 class EventStreamFramer:
@@ -52,6 +70,11 @@ class EventStreamFramer:
         self._held_size = 0
         self._needed = _PRELUDE_LENGTH  # bytes the held frame needs before it can be read further
         self.error: str | None = None
+
+    @property
+    def held(self) -> int:
+        """How many bytes of a frame not yet whole are held."""
+        return self._held_size
 
     def feed(self, chunk: bytes) -> list[EventStreamFrame]:
         if self.error is not None or not chunk:

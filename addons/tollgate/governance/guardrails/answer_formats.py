@@ -11,6 +11,7 @@ from typing import Protocol
 
 from tollgate.formats import (
     ANTHROPIC_MESSAGES,
+    BEDROCK_CONVERSE,
     BEDROCK_INVOKE,
     CLAUDE_ON_BEDROCK,
     CLAUDE_ON_VERTEX,
@@ -18,10 +19,17 @@ from tollgate.formats import (
     GEMINI_GENERATE,
     OPENAI_CHAT,
 )
+from tollgate.formats.bedrock_converse.fields import EVENT_STREAM
 from tollgate.formats.bedrock_invoke import is_claude
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.guardrails import gemini_answer, messages_answer
 from tollgate.governance.guardrails.answer import AnswerDetectors
+from tollgate.governance.guardrails.bedrock_answer import (
+    ConverseAnswerGuard,
+    InvokeAnswerGuard,
+    denied_frame,
+    guard_bedrock_json,
+)
 from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard, denied_event, guard_chat_json
 
 
@@ -80,7 +88,7 @@ ANSWER_FORMATS: dict[str, AnswerFormat] = {
         messages_answer.BedrockMessagesGuard,
         messages_answer.guard_messages_json,
         messages_answer.denied_frame,
-        frozenset(("application/vnd.amazon.eventstream",)),
+        frozenset((EVENT_STREAM,)),
     ),
     GEMINI_GENERATE: AnswerFormat(
         gemini_answer.GeminiAnswerGuard, gemini_answer.guard_gemini_json, gemini_answer.denied_event, _GEMINI_STREAMS
@@ -88,6 +96,8 @@ ANSWER_FORMATS: dict[str, AnswerFormat] = {
     CODE_ASSIST: AnswerFormat(
         gemini_answer.code_assist_guard, gemini_answer.guard_code_assist_json, gemini_answer.denied_event
     ),
+    BEDROCK_CONVERSE: AnswerFormat(ConverseAnswerGuard, guard_bedrock_json, denied_frame, frozenset((EVENT_STREAM,))),
+    BEDROCK_INVOKE: AnswerFormat(InvokeAnswerGuard, guard_bedrock_json, denied_frame, frozenset((EVENT_STREAM,))),
 }
 
 # The endpoints whose answers are in a format of their own, not one of the chat formats a provider
@@ -96,14 +106,9 @@ ANSWER_ENDPOINTS: dict[str, str] = {
     # Code Assist's model calls (Gemini and Vertex AI name theirs among their chat formats).
     "generateContent": CODE_ASSIST,
     "streamGenerateContent": CODE_ASSIST,
+    "invoke": BEDROCK_INVOKE,
+    "invoke-with-response-stream": BEDROCK_INVOKE,
 }
-
-
-def _claude_on_bedrock(classification: Classification) -> str | None:
-    """InvokeModel answers in the model family's own body: Claude's is read."""
-    if classification.wire_format == BEDROCK_INVOKE and is_claude(classification.model or ""):
-        return CLAUDE_ON_BEDROCK
-    return None
 
 
 def _claude_on_vertex(classification: Classification) -> str | None:
@@ -120,8 +125,6 @@ def _messages(classification: Classification) -> str | None:
 # endpoint → the format of a call's answer there (None: not read).
 ANSWER_MODELS: dict[str, Callable[[Classification], str | None]] = {
     "messages": _messages,
-    "invoke": _claude_on_bedrock,
-    "invoke-with-response-stream": _claude_on_bedrock,
     "rawPredict": _claude_on_vertex,
     "streamRawPredict": _claude_on_vertex,
 }
@@ -133,6 +136,22 @@ def model_answer_format(classification: Classification) -> str | None:
     return of_model(classification) if of_model is not None else None
 
 
+def endpoint_answer_format(endpoint: str, model: str | None) -> str | None:
+    """The format of an endpoint's answers that is none of its provider's chat formats: Bedrock's
+    InvokeModel answers in the model family's own, Claude's in its own (`CLAUDE_ON_BEDROCK`, read
+    only once that format is registered here)."""
+    found = ANSWER_ENDPOINTS.get(endpoint)
+    if found == BEDROCK_INVOKE and is_claude(model or ""):
+        return CLAUDE_ON_BEDROCK
+    return found
+
+
 def answer_format(name: str | None) -> AnswerFormat | None:
     """The readers of the format named, or None where answers in it are not read."""
     return ANSWER_FORMATS.get(name) if name is not None else None
+
+
+def answer_format_of(classification: Classification, model: str | None) -> str | None:
+    """The format of a call's answer where it is none of its provider's chat formats (by its
+    endpoint, its wire format and the model it goes to); None where it is not read."""
+    return model_answer_format(classification) or endpoint_answer_format(classification.endpoint or "", model)

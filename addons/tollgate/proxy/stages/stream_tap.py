@@ -24,11 +24,10 @@ from tollgate.formats.usage_reading import NoUsage, UsageReader, WholeBodyReader
 from tollgate.governance.google_accounts import token_key
 from tollgate.governance.guardrails.answer import AnswerDetectors
 from tollgate.governance.guardrails.answer_formats import (
-    ANSWER_ENDPOINTS,
     AnswerFormat,
     AnswerGuard,
     answer_format,
-    model_answer_format,
+    answer_format_of,
 )
 from tollgate.proxy import patches
 from tollgate.proxy.flows import bearer_token, call_of, provider_of, refuse, write_body
@@ -524,8 +523,7 @@ def answer_reading(call: Call) -> AnswerReading | None:
     else:
         endpoint = call.classification.endpoint or ""
         formats = call.registry[call.route.requested.provider].chat_formats
-        client_format = formats.get(endpoint) or ANSWER_ENDPOINTS.get(endpoint)
-        client_format = client_format or model_answer_format(call.classification)
+        client_format = formats.get(endpoint) or answer_format_of(call.classification, call.target_model)
     found = answer_format(client_format)
     if found is None:
         return None

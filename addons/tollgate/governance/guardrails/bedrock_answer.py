@@ -1,0 +1,454 @@
+"""Bedrock's answers read by the answer guardrails (`governance/guardrails/answer.py`):
+ConverseStream's and InvokeModelWithResponseStream's AWS event stream frames, Converse's JSON, and
+InvokeModel's JSON in each model family's own body (Titan, Llama, Mistral, Nova, Cohere, AI21, the
+OpenAI format of OpenAI's open-weight models…; Claude's where the model id does not name Claude, an
+application inference profile's: one that does is left to Claude's own format, `answer_formats`).
+
+Every format is read by where its text sits, not by which family wrote it (`leaves`): the strings
+of the text fields (`text`, `outputText`, `generation`, `content`…; a Bedrock guardrail's trace of
+the answer too) and of the tool-call arguments (`input`, `arguments`, `parameters`, `json`,
+`partial_json`: JSON text, or an object read as the JSON it is), one channel per path, told apart
+by the `index` or `contentBlockIndex` beside them. A frame with nothing held goes on byte for byte;
+a frame whose text is held waits whole with those after it; a frame is written anew, its CRCs
+recomputed, only where a value is replaced. Reasoning (`reasoningContent`, Claude's `thinking`) may
+be signed, and a stream tells so only at its block's end: a value in streamed reasoning, or in a
+signed one of a JSON answer, is denied. At a value to deny, what is known goes on, then an
+exception frame boto3 raises on while iterating, and nothing more."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from collections import Counter, deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from tollgate.formats.framing import EventStreamFrame, EventStreamFramer, event_frame
+from tollgate.formats.json_codec import encode_json, parse_json
+from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
+
+# The fields whose strings are text (the answer's, the reasoning's), and those whose strings (or
+# objects) are a tool call's JSON.
+_ANSWER_TEXT = ("text", "outputText", "generation", "content", "message", "refusal", "match")
+TEXT_KEYS = frozenset((*_ANSWER_TEXT, "reasoning_content", "reasoning", "thinking"))
+# Lists of text: a Bedrock guardrail's trace of what the model wrote (its matches are `match`).
+TEXT_LISTS = frozenset(("modelOutput",))
+JSON_KEYS = frozenset(("input", "arguments", "parameters", "json", "partial_json"))
+# Not read: counts, the reasoning's signature and its encrypted form, Bedrock's padding.
+SKIPPED_KEYS = frozenset(("amazon-bedrock-invocationMetrics", "usage", "metrics", "signature", "redactedContent", "p"))
+INDEX_KEYS = ("contentBlockIndex", "index")
+# Reasoning, which may be signed: Converse's and Nova's; Claude's own (its model named by an
+# application inference profile, whose ARN does not say it is Claude's).
+REASONING = frozenset(("reasoningContent", "thinking"))
+# The exception a denied stream ends with: one of ConverseStream's and InvokeModelWithResponseStream's
+# own, which botocore raises as `EventStreamError` with its message (one it does not know, such as
+# accessDeniedException, it raises with neither name nor message).
+DENIED_EXCEPTION = "validationException"
+DENIED_MESSAGE = "The answer was stopped: it carries what a guardrail denies ({kind})."
+# The frames that may wait behind one whose text is held (as `chat_answer.WAITING_BYTES`).
+WAITING_BYTES = 64 << 10
+_EVENT = {":content-type": "application/json", ":message-type": "event"}
+_HEADERS_KEPT = 64
+
+Part = str | int | tuple[str, int]  # a key, a list's item (its place, or "[]": named by its index), an index
+Path = tuple[Part, ...]
+
+
+def denied_frame(kind: str) -> bytes:
+    """The exception frame a denied stream ends with."""
+    headers = {":exception-type": DENIED_EXCEPTION, ":content-type": "application/json", ":message-type": "exception"}
+    return event_frame(headers, encode_json({"message": DENIED_MESSAGE.format(kind=kind)}))
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    """A string (or a tool call's JSON object) read: where it is, and how it is read."""
+
+    path: Path
+    holder: Any  # the object or list it is in
+    key: str | int
+    is_json: bool
+    reasoning: bool
+
+
+def leaves(value: Any, path: Path = (), reasoning: bool = False) -> Iterator[Leaf]:
+    """The text and tool-call arguments in a JSON value, in order."""
+    if isinstance(value, dict):
+        for marker in INDEX_KEYS:
+            index = value.get(marker)
+            if type(index) is int:
+                path = (*path, (marker, index))
+                break
+        for key, item in value.items():
+            if key in SKIPPED_KEYS:
+                continue
+            inner = reasoning or key in REASONING
+            if key in JSON_KEYS and (isinstance(item, (dict, list)) or (isinstance(item, str) and item)):
+                yield Leaf((*path, key), value, key, True, inner)
+            elif key in TEXT_KEYS and isinstance(item, str) and item:
+                yield Leaf((*path, key), value, key, False, inner)
+            elif isinstance(item, (dict, list)):
+                yield from leaves(item, (*path, key), inner)
+    elif isinstance(value, list):
+        texts = bool(path) and path[-1] in TEXT_LISTS
+        for place, item in enumerate(value):
+            if texts and isinstance(item, str) and item:
+                yield Leaf((*path, place), value, place, False, reasoning)
+                continue
+            named = isinstance(item, dict) and any(type(item.get(m)) is int for m in INDEX_KEYS)
+            yield from leaves(item, (*path, "[]" if named else place), reasoning)
+
+
+def rebuilt(path: Path, text: str) -> Any:
+    """The smallest JSON value that holds `text` where `path` says (a frame for held text alone)."""
+    node: Any = text
+    for part in reversed(path):
+        if isinstance(part, tuple):
+            node[part[0]] = part[1]
+        elif isinstance(part, int) or part == "[]":
+            node = [node]
+        else:
+            node = {part: node}
+    return node
+
+
+_SIGNED: WeakKeyDictionary[AnswerDetectors, AnswerDetectors] = WeakKeyDictionary()
+
+
+def signed_detectors(compiled: AnswerDetectors) -> AnswerDetectors:
+    """The detectors as signed reasoning reads them: a value to redact there is denied (changed,
+    the reasoning's signature would no longer hold)."""
+    found = _SIGNED.get(compiled)
+    if found is None:
+        found = copy.copy(compiled)
+        found.actions = {k: "deny" if a == "redact" else a for k, a in compiled.actions.items()}
+        _SIGNED[compiled] = found
+    return found
+
+
+def read_whole(compiled: AnswerDetectors, leaf: Leaf, signed: bool) -> tuple[Any, str | None, Counter[str]]:
+    """One leaf read whole: its value as it goes on, the kind of a value to deny, the counts."""
+    value = leaf.holder[leaf.key]
+    text = value if isinstance(value, str) else encode_json(value).decode()
+    scanner = (signed_detectors(compiled) if signed else compiled).scanner(leaf.is_json)
+    first = scanner.feed(text.encode())
+    rest = scanner.flush() if first.denied is None else first
+    denied = first.denied or rest.denied
+    sent = (first.text + (rest.text if rest is not first else b"")).decode()
+    if denied is not None or sent == text:
+        return value, denied, scanner.counts
+    return (sent if isinstance(value, str) else json.loads(sent)), None, scanner.counts
+
+
+def guard_bedrock_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
+    """A whole answer read (Converse's, or InvokeModel's in its model family's own body): the body
+    as it goes on (redacted, or as it came where nothing is), the kind of a value to deny, and the
+    counts. All of it is read: Converse's `output`, and its guardrail `trace` and
+    `additionalModelResponseFields` too."""
+    obj = parse_json(body)
+    if obj is None:
+        return body, None, {}
+    counts: Counter[str] = Counter()
+    changed = False
+    for leaf in leaves(obj):
+        signed = leaf.reasoning and "signature" in leaf.holder
+        value, denied, found = read_whole(compiled, leaf, signed)
+        counts.update(found)
+        if denied is not None:
+            return body, denied, dict(counts)
+        if value is not leaf.holder[leaf.key]:
+            leaf.holder[leaf.key] = value
+            changed = True
+    return (encode_json(obj) if changed else body), None, dict(counts)
+
+
+@dataclass(slots=True)
+class _Channel:
+    """One channel's scanner and where its text stands (as `chat_answer._Channel`)."""
+
+    scanner: AnswerScanner | None
+    fed: int = 0
+    sent: int = 0
+    owed: bytes = b""
+
+
+@dataclass(slots=True)
+class _Piece:
+    channel: Path
+    start: int
+    text: bytes
+    holder: Any
+    key: str | int
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A frame not yet gone on: its bytes as they came, the frame, its object, its text."""
+
+    whole: bytes
+    frame: EventStreamFrame
+    obj: Any = None
+    pieces: list[_Piece] = dataclass_field(default_factory=list)
+    changed: bool = False  # a tool call's JSON object in it was redacted, or text after a denial cut
+
+
+class FramesAnswerGuard:
+    """A streamed Bedrock answer's frames, read and rewritten (`feed` each piece, `flush` at its
+    end). `denied`: the kind that stopped it (the caller then closes the upstream). A frame that
+    cannot be read raises: the caller ends the answer as denied (`unread`)."""
+
+    def __init__(self, compiled: AnswerDetectors) -> None:
+        self._compiled = compiled
+        # Headers read once for each way they are written: a stream's frames repeat a few.
+        self._framer = EventStreamFramer(read_headers=False)
+        self._headers: dict[bytes, dict[str, object]] = {}
+        self._channels: dict[Path, _Channel] = {}
+        self._pending: deque[_Pending] = deque()
+        self._spent: Counter[str] = Counter()
+        self._ended_whole = False
+        self.denied: str | None = None
+
+    # What a format says of its frames.
+
+    def read(self, frame: EventStreamFrame) -> Any:
+        """The JSON value whose text a frame carries (None: none); raises ValueError where it
+        cannot be read."""
+        if not frame.payload:
+            return None
+        obj = parse_json(frame.payload)
+        if obj is None:
+            raise ValueError("an event that is no JSON object")
+        return obj
+
+    def written(self, pending: _Pending) -> bytes:
+        """A frame with its object changed."""
+        return event_frame(pending.frame.raw_headers, encode_json(pending.obj))
+
+    def ended(self, frame: EventStreamFrame, obj: Any) -> Path | None:
+        """The channels whose text ends at this frame (those whose path begins so), or None."""
+        return None
+
+    def orphan(self, channel: Path, text: str) -> bytes:
+        """A frame for text known that no frame waiting carries."""
+        event, *rest = channel
+        return event_frame({":event-type": str(event), **_EVENT}, encode_json(rebuilt(tuple(rest), text)))
+
+    # The stream.
+
+    @property
+    def counts(self) -> dict[str, int]:
+        total = Counter(self._spent)
+        for state in self._channels.values():
+            if state.scanner is not None:
+                total.update(state.scanner.counts)
+        return dict(total)
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self.denied is not None or self._ended_whole:
+            return b""
+        out = []
+        for unread in self._framer.feed(chunk):
+            frame = self._with_headers(unread)
+            out.append(self._frame(frame))
+            if self.denied is not None or self._ended_whole:
+                break
+        if self._framer.error is not None:
+            raise ValueError(self._framer.error)
+        return b"".join(out)
+
+    def flush(self) -> bytes:
+        if self.denied is not None or self._ended_whole:
+            return b""
+        if self._framer.held:
+            raise ValueError("the stream ended inside a frame")
+        self._ended(())
+        return self._cut() if self.denied is not None else self._drained() + self._orphans()
+
+    def _with_headers(self, frame: EventStreamFrame) -> EventStreamFrame:
+        headers = self._headers.get(frame.raw_headers)
+        if headers is None:
+            read = self._framer.with_headers(frame)
+            if read is None:
+                raise ValueError(self._framer.error)
+            headers = read.headers
+            if len(self._headers) < _HEADERS_KEPT:
+                self._headers[frame.raw_headers] = headers
+        return EventStreamFrame(headers, frame.payload, frame.raw_headers)
+
+    def _frame(self, frame: EventStreamFrame) -> bytes:
+        pending = _Pending(event_frame(frame.raw_headers, frame.payload), frame)
+        if frame.headers.get(":message-type") != "event":
+            # The upstream's exception ends the stream: what is held is read as its end, then it.
+            self._ended_whole = True
+            self._ended(())
+            return self._cut() if self.denied is not None else self._drained() + self._orphans() + pending.whole
+        self._pending.append(pending)
+        obj = self.read(frame)
+        if obj is None:
+            return self._drained()
+        pending.obj = obj
+        event = frame.headers.get(":event-type")
+        found = list(leaves(obj, (event if isinstance(event, str) else "",)))
+        for i, leaf in enumerate(found):
+            self._leaf(pending, leaf)
+            if self.denied is not None:
+                for after in found[i + 1 :]:  # not read: none of it goes on
+                    after.holder[after.key] = "" if isinstance(after.holder[after.key], str) else {}
+                pending.changed = True
+                return self._cut()
+        ends = self.ended(frame, obj)
+        if ends is None:
+            return self._drained()
+        self._pending.pop()
+        self._ended(ends)
+        if self.denied is not None:
+            return self._cut()
+        out = self._drained() + self._orphans()
+        self._pending.append(pending)
+        return out + self._drained()
+
+    def _leaf(self, pending: _Pending, leaf: Leaf) -> None:
+        if not isinstance(leaf.holder[leaf.key], str):
+            # A tool call's input as a JSON object: read whole where it is.
+            value, denied, found = read_whole(self._compiled, leaf, leaf.reasoning)
+            self._spent.update(found)
+            if denied is not None:
+                self.denied = denied
+            elif value is not leaf.holder[leaf.key]:
+                leaf.holder[leaf.key] = value
+                pending.changed = True
+            return
+        state = self._channels.get(leaf.path)
+        if state is None:
+            state = self._channels[leaf.path] = _Channel(None)
+        if state.scanner is None:
+            compiled = signed_detectors(self._compiled) if leaf.reasoning else self._compiled
+            state.scanner = compiled.scanner(leaf.is_json)
+        piece = leaf.holder[leaf.key].encode()
+        pending.pieces.append(_Piece(leaf.path, state.fed, piece, leaf.holder, leaf.key))
+        released = state.scanner.feed(piece)
+        state.fed += len(piece)
+        state.owed += released.text
+        if released.denied is not None:
+            self.denied = released.denied
+
+    def _ended(self, prefix: Path) -> None:
+        """The scanners of the channels under `prefix` flushed, now that their text has ended."""
+        for channel, state in self._channels.items():
+            if state.scanner is None or channel[: len(prefix)] != prefix:
+                continue
+            scanner, state.scanner = state.scanner, None
+            released = scanner.flush()
+            self._spent.update(scanner.counts)
+            state.owed += released.text
+            if released.denied is not None:
+                self.denied = released.denied
+                return
+
+    def _read(self, state: _Channel) -> int:
+        if state.scanner is None or not self._compiled.holds:
+            return state.fed
+        return state.fed - state.scanner.held
+
+    def _drained(self) -> bytes:
+        """The frames whose text is all known, in order."""
+        out = []
+        while self._pending:
+            pending = self._pending[0]
+            if any(self._read(self._channels[p.channel]) < p.start + len(p.text) for p in pending.pieces):
+                behind = sum(len(p.whole) for p in self._pending) - len(pending.whole)
+                if behind <= WAITING_BYTES:
+                    break
+            out.append(self._settled(self._pending.popleft()))
+        return b"".join(out)
+
+    def _orphans(self) -> bytes:
+        carried = {p.channel for pending in self._pending for p in pending.pieces}
+        out = []
+        for channel, state in self._channels.items():
+            if state.owed and channel not in carried:
+                out.append(self.orphan(channel, state.owed.decode()))
+                state.owed = b""
+                state.sent = self._read(state)
+        return b"".join(out)
+
+    def _cut(self) -> bytes:
+        out = [self._settled(self._pending.popleft()) for _ in range(len(self._pending))]
+        return b"".join(out) + self._orphans() + denied_frame(self.denied or "unread")
+
+    def _settled(self, pending: _Pending) -> bytes:
+        """A frame as it goes on: as it came where each piece is what goes on of its channel."""
+        if not pending.changed and all(self._as_it_came(p) for p in pending.pieces):
+            for p in pending.pieces:
+                state = self._channels[p.channel]
+                state.owed = state.owed[len(p.text) :]
+                state.sent += len(p.text)
+            return pending.whole
+        for p in pending.pieces:
+            state = self._channels[p.channel]
+            if state.sent >= p.start + len(p.text):
+                p.holder[p.key] = ""  # what it carried went on in a frame before
+                continue
+            p.holder[p.key] = state.owed.decode()
+            state.owed = b""
+            state.sent = self._read(state)
+        return self.written(pending)
+
+    def _as_it_came(self, piece: _Piece) -> bool:
+        state = self._channels[piece.channel]
+        known = self._read(state) >= piece.start + len(piece.text)
+        return known and state.sent == piece.start and state.owed.startswith(piece.text)
+
+
+class ConverseAnswerGuard(FramesAnswerGuard):
+    """ConverseStream: each event's payload read; a block's text ends at its `contentBlockStop`,
+    all of it at `messageStop`."""
+
+    def ended(self, frame: EventStreamFrame, obj: Any) -> Path | None:
+        event = frame.headers.get(":event-type")
+        if event == "messageStop":
+            return ()
+        index = obj.get("contentBlockIndex") if isinstance(obj, dict) else None
+        if event == "contentBlockStop" and type(index) is int:
+            return ("contentBlockDelta", ("contentBlockIndex", index))
+        return None
+
+
+class InvokeAnswerGuard(FramesAnswerGuard):
+    """InvokeModelWithResponseStream: each `chunk` wraps the model family's own event, base64 in
+    its `bytes`; that event is read, and written back so. Its text ends with the stream (a family's
+    finish names one choice of several), or at Nova's `messageStop`."""
+
+    def read(self, frame: EventStreamFrame) -> Any:
+        wrapper = super().read(frame)
+        if frame.headers.get(":event-type") != "chunk" or wrapper is None:
+            return wrapper
+        encoded = wrapper.get("bytes")
+        if not isinstance(encoded, str):
+            raise ValueError("a chunk without its bytes")
+        obj = parse_json(base64.b64decode(encoded, validate=True))
+        if obj is None:
+            raise ValueError("a chunk whose bytes are no JSON object")
+        return obj
+
+    def written(self, pending: _Pending) -> bytes:
+        frame = pending.frame
+        if frame.headers.get(":event-type") != "chunk":
+            return super().written(pending)
+        wrapper = parse_json(frame.payload) or {}
+        wrapper["bytes"] = base64.b64encode(encode_json(pending.obj)).decode()
+        return event_frame(frame.raw_headers, encode_json(wrapper))
+
+    def ended(self, frame: EventStreamFrame, obj: Any) -> Path | None:
+        return ("chunk",) if isinstance(obj, dict) and "messageStop" in obj else None
+
+    def orphan(self, channel: Path, text: str) -> bytes:
+        event, *rest = channel
+        if event != "chunk":
+            return super().orphan(channel, text)
+        encoded = base64.b64encode(encode_json(rebuilt(tuple(rest), text))).decode()
+        return event_frame({":event-type": "chunk", **_EVENT}, encode_json({"bytes": encoded}))
