@@ -1,6 +1,7 @@
 """Guardrails on answers, counted: after a streamed OpenAI chat answer redacted (an AWS key in its
 text, a card number in a tool call's arguments) and one cut at an AWS key, the metrics endpoint
-counts each finding by provider, kind and action, and the answer cut by its kind."""
+counts each finding by provider, kind and action, and the answer cut by its kind; a JSON answer
+too large to read, refused under `unread: deny`, is counted cut as `unread`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from tests.e2e.test_guardrail_answers import READ_STREAM, Upstream
+from tests.e2e.test_guardrail_answers import READ_JSON, READ_STREAM, Upstream
 from tests.e2e.test_guardrail_answers import config as answers_config
 
 
@@ -64,6 +65,8 @@ def test_answer_findings_and_answers_cut_are_counted(gw) -> None:
     denied = gw.run("MODEL = 'gpt-deny-stream'\n" + READ_STREAM)
     assert denied["error"][:2] == ["openai", "APIError"]
     assert gw.last_audit()["error"] == "content_denied"
+    unread = gw.run("MODEL = 'gpt-huge-deny'\n" + READ_JSON)
+    assert unread["status"] == 403 and gw.last_audit()["answer_findings"] is None
     after = answer_samples()
     added = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
     assert added == {
@@ -71,4 +74,5 @@ def test_answer_findings_and_answers_cut_are_counted(gw) -> None:
         ("tollgate_guardrail_answer_findings_total", "openai", "pii.payment_card", "redact"): 1,
         ("tollgate_guardrail_answer_findings_total", "openai", "secrets.aws_access_key_id", "deny"): 1,
         ("tollgate_guardrail_answers_cut_total", "openai", "secrets.aws_access_key_id"): 1,
+        ("tollgate_guardrail_answers_cut_total", "openai", "unread"): 1,
     }

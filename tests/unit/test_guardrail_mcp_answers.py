@@ -222,3 +222,11 @@ def test_the_registry_reads_a_saved_mcp_answer() -> None:
     assert (denied, counts) == (None, {"pii.email": 4})
     assert EMAIL.encode() not in body and b"[REDACTED:pii.email]" in body
     assert strings(json.loads(body)).count("to [REDACTED:pii.email]") == 4
+
+
+def test_a_saved_streams_last_event_without_its_blank_line_is_read() -> None:
+    guard = McpAnswerGuard(FOUND)
+    saved = REDACTED_STREAM.rstrip(b"\r\n")
+    out = guard.feed(saved) + guard.flush()
+    assert data_of(out)[1]["result"]["content"][0]["text"] == "to [REDACTED:pii.email]"
+    assert guard.counts == {"pii.email": 4}

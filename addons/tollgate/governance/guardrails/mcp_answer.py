@@ -159,7 +159,8 @@ class McpAnswerGuard:
         return b"".join(self._event(block) for block in self._framer.feed(chunk))
 
     def flush(self) -> bytes:
-        return b""
+        """The last event, not ended by a blank line: read all the same (as the relay does)."""
+        return b"".join(self._event(block) for block in self._framer.feed(b"\n\n") if block.strip())
 
     def _event(self, block: bytes) -> bytes:
         event = parse_sse_block(block)

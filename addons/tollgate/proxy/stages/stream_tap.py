@@ -405,6 +405,7 @@ class StreamTap:
             == "deny"
         ):
             tap.end()
+            call.answer.cut = "unread"
             refuse(
                 flow,
                 call,
