@@ -264,7 +264,7 @@ class Mcp:
         policy = loaded.policy if loaded is not None and tools_of and 200 <= response.status_code < 300 else None
         checks = None if policy is None else _ToolChecks(policy, exchange)
         exchange.tool_checks = checks
-        guard = _ResultGuard.of(exchange, loaded) if 200 <= response.status_code < 300 else None
+        guard = _ResultGuard.of(exchange) if 200 <= response.status_code < 300 else None
         return AnswerRelay(
             is_sse(headers.get("content-type")), expected, exchange.batch, decoder, tools_of if checks else frozenset(),
             checks, unreadable, guard,
@@ -669,10 +669,15 @@ class _ResultGuard:
         exchange.answer_actions = detectors.actions
 
     @classmethod
-    def of(cls, exchange: McpExchange, loaded: Loaded | None) -> _ResultGuard | None:
+    def of(cls, exchange: McpExchange) -> _ResultGuard | None:
+        """The guard of an exchange's answer, under the configuration its request ran under; None
+        where no answer rule applies or it asks for no result the rules read."""
+        loaded = exchange.loaded
         guardrails = loaded.guardrails if loaded is not None else None
+        if guardrails is None or not guardrails.answer_rules:
+            return None  # most configurations: nothing to build
         ids = frozenset(r.id for r in exchange.requests if r.method in READ_METHODS and r.id is not None)
-        if guardrails is None or not guardrails.answer_rules or not ids:
+        if not ids:
             return None
         client, groups = exchange.client, exchange.groups
         detectors = guardrails.answer("mcp", None, client, groups)
