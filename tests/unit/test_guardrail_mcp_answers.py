@@ -17,6 +17,7 @@ from support.examples import examples
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES
 from tollgate.formats.mcp.answers import AnswerRelay
 from tollgate.formats.mcp.messages import McpRequest
+from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
 from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS, detected
 from tollgate.governance.guardrails.mcp_answer import McpAnswerGuard, guard_mcp_json, guard_message
@@ -113,7 +114,7 @@ def test_only_the_responses_asked_for_are_read() -> None:
 
 def relayed(relay: AnswerRelay, pieces: list[bytes]) -> bytes:
     out = []
-    for piece in [*pieces, b""]:
+    for piece in [*(p for p in pieces if p), b""]:  # b"" is the end
         got = relay(piece)
         out.append(got if isinstance(got, bytes) else b"".join(got))
     return b"".join(out)
@@ -230,3 +231,27 @@ def test_a_saved_streams_last_event_without_its_blank_line_is_read() -> None:
     out = guard.feed(saved) + guard.flush()
     assert data_of(out)[1]["result"]["content"][0]["text"] == "to [REDACTED:pii.email]"
     assert guard.counts == {"pii.email": 4}
+
+
+EVERY = compiled_for(dict.fromkeys(detectors.KINDS, "redact"))
+EVERY_DENIED = compiled_for(dict.fromkeys(detectors.KINDS, "deny"))
+
+
+@pytest.mark.parametrize("kind", sorted(SAMPLES))
+def test_each_kinds_value_in_a_result_split_anywhere_in_it_never_goes_on(kind: str) -> None:
+    """The relay reads a message once its event has come whole: a read that ends inside the
+    value (at its start, its middle, its end, …) sends none of it."""
+    value, context = SAMPLES[kind]
+    text = "Found: " + context.format(value) + " and that is all."
+    stream = sse(PROGRESS, tool_result(1, text))
+    first = stream.index(json.dumps(value)[1:-1].encode())
+    cuts = sorted({first + len(value) * k // 8 for k in range(9)})
+    for found, redacted in ((EVERY, True), (EVERY_DENIED, False)):
+        for at in cuts:
+            out = relayed(AnswerRelay(True, [1], guard=Guard(found, frozenset({1}))), [stream[:at], stream[at:]])
+            assert value.encode() not in out
+            (_, sent) = data_of(out)
+            if redacted:
+                assert f"[REDACTED:{kind}]" in sent["result"]["content"][0]["text"]
+            else:
+                assert sent["error"]["code"] == -32001
