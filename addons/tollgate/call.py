@@ -194,6 +194,10 @@ class Answer:
     # What the answer guardrails found in the answer as its client got it, by kind (never a value);
     # None when it was not read (`StreamTap`).
     findings: dict[str, int] | None = None
+    # The same findings by kind and the action taken on them, and the kind of the value that cut
+    # the answer (`unread`: it could not be read), for the metrics.
+    finding_actions: tuple[tuple[str, str, int], ...] = ()
+    cut: str | None = None
 
 
 @dataclass(slots=True)

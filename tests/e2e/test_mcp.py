@@ -464,7 +464,8 @@ def test_the_policy_denies_a_tool_the_model_never_sees(gateway, servers, url: st
     result = gateway.run(client_code(url, DENIED))
     assert result == {
         "added": ["2"],
-        "tools": ["add", "approve", "fail", "send_mail", "slow"],  # delete_everything is left out of tools/list
+        # delete_everything is left out of tools/list
+        "tools": ["add", "approve", "customer", "fail", "send_mail", "slow"],
         "error": "MCPError",
         "code": -32001,
         "message": "Tollgate policy denied this request: alice may not call delete_everything",

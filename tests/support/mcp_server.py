@@ -24,6 +24,11 @@ REFUSED = "Bearer refused-by-the-server"
 HEADERS = ("authorization", "x-api-key", "mcp-session-id", "host", "x-tollgate-request-id", "mcp-name", "mcp-param-to")
 
 
+# What the `customer` tool, resource and prompt carry back, made here at run time (this checkout's
+# source holds no such value whole): a customer's e-mail address and card number.
+CUSTOMER = {"email": "jane.doe" + "@" + "acme-corp.com", "card": "4111 1111 " + "1111 1111"}
+
+
 class Approval(BaseModel):
     note: str
 
@@ -66,9 +71,24 @@ def app(log_path: str, json_response: bool):
         """A tool that asks its client why (at 2026-07-28 an `input_required` result, then a retry)."""
         return f"approved {item}: {approval.note}"
 
+    @server.tool()
+    def customer(field: str) -> str:
+        """A tool whose result carries a value its caller never gave (in its text and its
+        structuredContent)."""
+        return f"on file: {CUSTOMER[field]}, since 2019"
+
     @server.resource("notes://hello")
     def hello() -> str:
         return "hello from the notes"
+
+    @server.resource("notes://customer")
+    def customer_note() -> str:
+        return f"write to {CUSTOMER['email']} first"
+
+    @server.prompt()
+    def follow_up() -> str:
+        """A prompt that carries a customer's address."""
+        return f"Write a follow-up to {CUSTOMER['email']}."
 
     inner = server.streamable_http_app(
         json_response=json_response,

@@ -370,3 +370,29 @@ def test_guardrail_findings_by_provider_kind_and_action() -> None:
         ("anthropic", "pii.email", "audit"): 1,
         ("mcp", "pii.payment_card", "deny"): 1,
     }
+
+
+def test_answer_findings_and_answers_cut_by_provider_and_kind() -> None:
+    metrics = MetricSet()
+    c = call(provider="openai")
+    c.answer.finding_actions = (("secrets.aws_access_key_id", "deny", 1), ("pii.email", "redact", 2))
+    c.answer.cut = "secrets.aws_access_key_id"
+    metrics.observe(c, record(c))
+    unread = call(provider="openai")
+    unread.answer.cut = "unread"  # a JSON answer too large to read, refused
+    metrics.observe(unread, record(unread))
+    metrics.found_in_answer("mcp", (("pii.payment_card", "deny", 1),), ("pii.payment_card",))
+    metrics.found_in_answer("mcp", ())
+    found = {
+        (ls["provider"], ls["kind"], ls["action"]): v
+        for ls, v in samples(metrics)["tollgate_guardrail_answer_findings_total"]
+    }
+    assert found == {
+        ("openai", "secrets.aws_access_key_id", "deny"): 1,
+        ("openai", "pii.email", "redact"): 2,
+        ("mcp", "pii.payment_card", "deny"): 1,
+    }
+    cut = {(ls["provider"], ls["kind"]): v for ls, v in samples(metrics)["tollgate_guardrail_answers_cut_total"]}
+    assert cut == {("openai", "secrets.aws_access_key_id"): 1, ("openai", "unread"): 1, ("mcp", "pii.payment_card"): 1}
+    # Request findings are not answer findings.
+    assert "tollgate_guardrail_findings_total" not in samples(metrics)

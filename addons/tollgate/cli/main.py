@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tollgate.config import Unset
+    from tollgate.config import Config, Unset
     from tollgate.governance.guardrails.rules import Guardrails
     from tollgate.governance.policy import Decision
 
@@ -122,13 +122,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     scan = commands.add_parser(
         "scan",
-        help="what the guardrails would find in a request body: kinds, counts and byte offsets, never values",
+        help="what the guardrails would find in a request body or a saved answer: kinds and counts, never values",
         description="Reads a request body (JSON, or any text) and applies every guardrails rule of the"
         " configuration, whatever its match, and tollgate_keys (Tollgate's own keys). Prints each kind found,"
-        " its count, the action the rules give it and the byte offsets where its matches begin; never a value.",
-        epilog="exit status: 0 nothing found; 1 something found; 2 the body or the configuration cannot be read",
+        " its count, the action the rules give it and the byte offsets where its matches begin; never a value."
+        " With --answer, reads a saved answer (server-sent events or JSON) as the proxy reads the answers its"
+        " clients get, by the rules on answer: each kind found, its count and action, and what the client"
+        " would get (redacted, or cut where a value is denied).",
+        epilog="exit status: 0 nothing found; 1 something found; 2 the body, the answer or the configuration"
+        " cannot be read",
     )
-    scan.add_argument("body", metavar="FILE", help="the request body ('-': standard input)")
+    scan.add_argument("body", metavar="FILE", nargs="?", help="the request body ('-': standard input)")
+    scan.add_argument(
+        "--answer", metavar="FILE", help="a saved answer to read instead, as the proxy would ('-': standard input)"
+    )
+    scan.add_argument(
+        "--format", dest="answer_format", metavar="NAME", help="the saved answer's format (openai-chat, mcp, …;"
+        " default: told from its first message)",
+    )  # fmt: skip
     scan.add_argument(
         "--config", type=Path, help="whose guardrails to apply (default: ./tollgate.yaml when present, else none)"
     )
@@ -201,7 +212,15 @@ def main(argv: list[str] | None = None) -> int:
         return print_token(args.config, args.client, args.groups, args.ttl, args.issuer)
     if args.command == "key":
         return print_new_key(args.client, args.expires)
+    if args.command == "scan" and args.answer is not None:
+        if args.body is not None:
+            parser.error("scan: give a request body or --answer, not both")
+        from tollgate.cli.answer_scan import scan_answer
+
+        return scan_answer(args.answer, args.answer_format, args.config)
     if args.command == "scan":
+        if args.body is None or args.answer_format is not None:
+            parser.error("scan: give a request body (FILE or -), or --answer FILE [--format NAME]")
         return scan_body(args.body, args.config)
     if args.command == "audit":
         return verify_audit(args.files, args.key, args.live, args.against)
@@ -419,25 +438,14 @@ def scan_body(source: str, config_path: Path | None) -> int:
     """Exit status 0 when the guardrails find nothing in the body, 1 when they find something (each
     kind on a line: count, action, offsets), 2 when the body or the configuration cannot be read.
     What it applied (the configuration, its rules, Tollgate's own keys) is said on standard error."""
-    from tollgate.config import Config, ConfigError, load_config
     from tollgate.governance.guardrails.rules import Guardrails
 
-    unset: list[Unset] = []  # keys of Tollgate's own whose variables are unset here: not looked for
-    try:
-        if config_path is None:
-            default = Path("tollgate.yaml")
-            found = default if default.is_file() else None
-            config = load_config(default, unset=unset) if found is not None else Config()
-        else:
-            found = config_path
-            config = load_config(config_path, unset=unset)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+    loaded = scan_config(config_path)
+    if loaded is None:
         return 2
-    try:
-        body = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
-    except OSError as e:
-        print(f"error: {source}: cannot read: {e.strerror}", file=sys.stderr)
+    config, found, unset = loaded
+    body = read_source(source)
+    if body is None:
         return 2
     guardrails = Guardrails.of(config)
     print(applied_text(guardrails, found, unset), file=sys.stderr)
@@ -463,14 +471,48 @@ def scan_body(source: str, config_path: Path | None) -> int:
     return 1
 
 
-def applied_text(guardrails: Guardrails, config_path: Path | None, unset: Sequence[Unset] = ()) -> str:
-    """What `tollgate scan` applies, in words: where its rules come from, the detectors they name,
-    how many of Tollgate's own keys it looks for (a count, never a key) and the places of those it
-    cannot, their variables unset here."""
+def scan_config(config_path: Path | None) -> tuple[Config, Path | None, list[Unset]] | None:
+    """The configuration `tollgate scan` applies (./tollgate.yaml when present and none is named),
+    the file it came from, and Tollgate's own keys whose variables are unset here (not looked for);
+    None, said on standard error, where it cannot be read."""
+    from tollgate.config import Config, ConfigError, load_config
+
+    unset: list[Unset] = []
+    try:
+        if config_path is None:
+            default = Path("tollgate.yaml")
+            found = default if default.is_file() else None
+            config = load_config(default, unset=unset) if found is not None else Config()
+        else:
+            found = config_path
+            config = load_config(config_path, unset=unset)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+    return config, found, unset
+
+
+def read_source(source: str) -> bytes | None:
+    """A file's bytes (`-`: standard input); None, said on standard error, where it cannot be read."""
+    try:
+        return sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as e:
+        print(f"error: {source}: cannot read: {e.strerror}", file=sys.stderr)
+        return None
+
+
+def applied_text(
+    guardrails: Guardrails, config_path: Path | None, unset: Sequence[Unset] = (), on_answer: bool = False
+) -> str:
+    """What `tollgate scan` applies, in words: where its rules come from (those on `answer` where
+    it reads an answer), the detectors they name, how many of Tollgate's own keys it looks for (a
+    count, never a key) and the places of those it cannot, their variables unset here."""
     source = f"{config_path}" if config_path is not None else "no configuration (no ./tollgate.yaml, no --config)"
-    names = sorted({entry.name for rule in guardrails.rules for entry in rule.rule.detect})
-    rules = plural(len(guardrails.rules), "guardrails rule")
-    rules = f"{rules} ({', '.join(names)})" if names else "no guardrails rule"
+    applying = guardrails.answer_rules if on_answer else guardrails.rules
+    names = sorted({entry.name for rule in applying for entry in rule.rule.detect})
+    on = " on answer" if on_answer else ""
+    rules = f"{plural(len(applying), 'guardrails rule')}{on}"
+    rules = f"{rules} ({', '.join(names)})" if names else f"no guardrails rule{on}"
     keys = guardrails.own_key_count
     own = f"{plural(keys, 'key')} of Tollgate's own (tollgate_keys)" if keys else "no key of Tollgate's own"
     if unset:

@@ -27,3 +27,5 @@ CLAUDE_ON_VERTEX = "claude-on-vertex"
 # Gemini Code Assist (cloudcode-pa.googleapis.com): generateContent inside an envelope
 # `{model, project, user_prompt_id, request}`, its answers inside `{response: …}`.
 CODE_ASSIST = "code-assist"
+# An MCP server's answers (JSON-RPC, as JSON or server-sent events): read by the answer guardrails.
+MCP_RESULTS = "mcp"

@@ -17,6 +17,7 @@ from tollgate.fingerprint import fingerprint
 from tollgate.formats.mcp.answers import AnswerRelay
 from tollgate.formats.mcp.messages import McpRequest, RequestId
 from tollgate.formats.mcp.revision import Malformed
+from tollgate.formats.refusals import CONTENT_DENIED
 from tollgate.governance.limits import EXPIRY_GRACE, Counter, LimitRule, counters
 from tollgate.governance.matching import matches
 from tollgate.governance.mcp_servers import McpServer
@@ -68,6 +69,12 @@ class McpExchange:
     findings: dict[str, int] | None = None
     redacted: int | None = None
     finding_actions: tuple[tuple[str, str, int], ...] = ()  # by kind and action, for the metrics
+    # What the answer guardrails found in each result they read (`tools/call`, `resources/read`,
+    # `prompts/get`), by request id (none: not read); the kind of a value that had a response
+    # replaced by an error; and what each kind found does, for the metrics.
+    answer_findings: dict[RequestId, dict[str, int]] = field(default_factory=dict)
+    answer_denied: dict[RequestId, str] = field(default_factory=dict)
+    answer_actions: dict[str, str] = field(default_factory=dict, repr=False)
     # Each denied request's reasons, by its place in `requests`.
     denied: dict[int, tuple[str, ...]] = field(default_factory=dict)
     # The retries that answer a call's `input_required` result: the `request_id` of the first call,
@@ -113,6 +120,14 @@ class McpExchange:
         """The input a `tools/call` of `tool` by this caller would be decided on."""
         return self.policy_input(McpRequest("tools/call", 0, tool=tool))
 
+    def answer_finding_actions(self) -> tuple[tuple[str, str, int], ...]:
+        """What the answer guardrails found, by kind and the action taken on it (for the metrics)."""
+        total: dict[str, int] = {}
+        for found in self.answer_findings.values():
+            for kind, n in found.items():
+                total[kind] = total.get(kind, 0) + n
+        return tuple((kind, self.answer_actions.get(kind, "audit"), n) for kind, n in total.items())
+
     def used_credential(self, secret: str | None) -> None:
         self.upstream_key = None if secret is None else fingerprint(secret)
 
@@ -146,8 +161,8 @@ class McpExchange:
         if not self.requests:
             stream_or_end = self.method in UNREQUESTED
             return [{**base, "method": self.method if stream_or_end else None, "tool": None, "decision": self.decision,
-                     "deny_reasons": list(self.deny_reasons), "findings": None, "redacted": None, "is_error": None,
-                     "retry_of": None, **tail}]  # fmt: skip
+                     "deny_reasons": list(self.deny_reasons), "findings": None, "redacted": None,
+                     "answer_findings": None, "is_error": None, "retry_of": None, **tail}]  # fmt: skip
         records = []
         for i, request in enumerate(self.requests):
             reasons = self.denied.get(i, ())
@@ -162,12 +177,19 @@ class McpExchange:
                 # What the guardrails found in the POST, on each of its records.
                 "findings": self.findings,
                 "redacted": self.redacted,
+                # What the answer guardrails found in its result (null: not read).
+                "answer_findings": None if request.id is None else self.answer_findings.get(request.id),
                 "is_error": None if request.id is None or denied else self.outcomes.get(request.id),
                 "retry_of": self.retry_of.get(i),
                 **tail,
+                # Its result held a value to deny: the client got a JSON-RPC error in its place.
+                **(_CUT if request.id is not None and request.id in self.answer_denied else {}),
             })  # fmt: skip
         return records
 
+
+# A record whose result the answer guardrails replaced by an error (as an LLM call's answer cut).
+_CUT = {"error": CONTENT_DENIED, "refusal": CONTENT_DENIED}
 
 # The JSON-RPC method whose answer opens a session (its `Mcp-Session-Id`).
 INITIALIZE = "initialize"

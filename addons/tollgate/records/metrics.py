@@ -319,6 +319,18 @@ class MetricSet:
             " requests), kind and the action taken: deny, redact or audit.",
             ("provider", "kind", "action"),
         )
+        self.answer_findings = CounterFamily(
+            "tollgate_guardrail_answer_findings",
+            "What the answer guardrails found in the answers as their clients got them (occurrences), by provider"
+            " (mcp: an MCP server's results), kind and the action taken: deny, redact or audit.",
+            ("provider", "kind", "action"),
+        )
+        self.answers_cut = CounterFamily(
+            "tollgate_guardrail_answers_cut",
+            "Answers the answer guardrails stopped (a stream cut, a JSON answer refused, an MCP result replaced by"
+            " an error), by provider and the kind that stopped it (unread: it could not be read).",
+            ("provider", "kind"),
+        )
         self.connections = CounterFamily(
             "tollgate_connections",
             "Connections clients opened through Tollgate (egress), by AI service and category (empty: none"
@@ -346,8 +358,8 @@ class MetricSet:
                 [
                     self.token_usage, self.duration, self.ttft, self.calls, self.tokens, self.cost,
                     self.upstream_errors, self.retries, self.fallbacks, self.limit_remaining,
-                    self.policy_seconds, self.mcp_calls, self.findings, self.connections, self.connection_bytes,
-                    self.brokered,
+                    self.policy_seconds, self.mcp_calls, self.findings, self.answer_findings, self.answers_cut,
+                    self.connections, self.connection_bytes, self.brokered,
                 ],
                 self._lock,
             )
@@ -370,6 +382,9 @@ class MetricSet:
         error = error_kind(call)
         limits: list[tuple[tuple[str, str, str], float]] = []
         found = [(self.cap("kind", kind), action, n) for kind, action, n in call.request.finding_actions]
+        answer = call.answer
+        in_answer = [(self.cap("kind", kind), action, n) for kind, action, n in answer.finding_actions]
+        cut = None if answer.cut is None else self.cap("kind", answer.cut)
         if used is not None and call.ledger.usage_counters:
             for label, subject, field, before, most, metric in call.ledger.usage_counters:
                 key = self._limit_keys.get((label, subject, field), label, subject, field)
@@ -401,6 +416,10 @@ class MetricSet:
                 self.limit_remaining.set(key, left)
             for kind, action, n in found:
                 self.findings.inc((provider, kind, action), n)
+            for kind, action, n in in_answer:
+                self.answer_findings.inc((provider, kind, action), n)
+            if cut is not None:
+                self.answers_cut.inc((provider, cut))
 
     def _labels(self, shape: tuple[Any, ...]) -> tuple[Any, ...]:
         """A call shape's label values, capped."""
@@ -437,6 +456,19 @@ class MetricSet:
         with self._lock:
             for kind, action, n in finding_actions:
                 self.findings.inc((provider, self.cap("kind", kind), action), n)
+
+    def found_in_answer(
+        self, provider: str, finding_actions: tuple[tuple[str, str, int], ...], cut: tuple[str, ...] = ()
+    ) -> None:
+        """What the answer guardrails found in an answer that is no LLM call's (an MCP server's
+        results), and the kind that replaced each result cut by an error."""
+        if not finding_actions and not cut:
+            return
+        with self._lock:
+            for kind, action, n in finding_actions:
+                self.answer_findings.inc((provider, self.cap("kind", kind), action), n)
+            for kind in cut:
+                self.answers_cut.inc((provider, self.cap("kind", kind)))
 
     def connection_decided(self, service: str | None, category: str | None, decision: str) -> None:
         """One connection's decision (`allow`, `deny`), by the AI service its host belongs to."""

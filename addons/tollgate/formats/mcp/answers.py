@@ -6,7 +6,7 @@ when the answer breaks off: a JSON-RPC error for each request left unanswered.""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from tollgate.formats.framing import Decompressor, Undecodable, parse_sse_block, raw_event_spans
 from tollgate.formats.framing.bounds import MAX_FRAME
@@ -28,6 +28,16 @@ UNREADABLE_CODE = -32603
 # Asked for the names of the tools a `tools/list` answer lists: whether each may be called, once
 # all are decided; None while some are not (the answer is held meanwhile).
 Allowed = Callable[[list[str]], Callable[[str], bool] | None]
+
+
+class ResultGuard(Protocol):
+    """Reads each message for the answer guardrails (`governance/guardrails/mcp_answer.py`): the
+    message as it goes on, or None where it goes as it came. `refuses_unread`: an answer it cannot
+    read (past its bound) is refused rather than sent on unread."""
+
+    refuses_unread: bool
+
+    def __call__(self, value: Any) -> Any | None: ...
 
 
 def is_sse(content_type: str | None) -> bool:
@@ -68,8 +78,10 @@ class AnswerRelay:
 
     Server-sent events go on event by event (an incomplete one is held until its end), as they
     came but for a `tools/list` response to one of `tools_of`, which loses the tools `allowed`
-    does not let through: it is held, and what follows it, until they are decided (`release`).
-    A JSON answer is one message: held whole (to MAX_JSON_ANSWER) and read before it goes on.
+    does not let through: it is held, and what follows it, until they are decided (`release`);
+    and but for a message `guard` (the answer guardrails) writes anew: a result redacted, or a
+    response replaced by an error. A JSON answer is one message: held whole (to MAX_JSON_ANSWER)
+    and read before it goes on.
 
     An event or a JSON answer past its bound goes on, and the rest as it comes, unread; unless its
     tools are to be filtered. An answer Tollgate cannot read (`unreadable`: its encoding; or bytes
@@ -81,7 +93,7 @@ class AnswerRelay:
     def __init__(
         self, sse: bool, expected: Sequence[RequestId] = (), batch: bool = False,
         decoder: Decompressor | None = None, tools_of: frozenset[RequestId] = frozenset(),
-        allowed: Allowed | None = None, unreadable: str | None = None,
+        allowed: Allowed | None = None, unreadable: str | None = None, guard: ResultGuard | None = None,
     ) -> None:  # fmt: skip
         self.sse = sse
         self.expected = tuple(expected)
@@ -90,6 +102,7 @@ class AnswerRelay:
         self.tools_of = tools_of
         self.allowed = allowed
         self._unreadable_as = unreadable  # why Tollgate cannot read it at all (its encoding)
+        self.guard = guard
         self.outcomes: dict[RequestId, bool] = {}
         # The requests answered `input_required` (2026-07-28): a SHA-256 of the requestState their
         # client's retry will echo (None where the result gives none).
@@ -102,6 +115,13 @@ class AnswerRelay:
         self._before = -1  # SSE: the stream's last byte so far
         self._waiting = b""  # complete events held until a tools/list response's tools are decided
         self._waiting_for: list[str] | None = None  # the tool names they wait for
+
+    @property
+    def _refuses_unread(self) -> bool:
+        """Whether an answer past its bound is refused, not sent on unread: its tools are to be
+        filtered, or an answer rule reads it and says so."""
+        filtered = bool(self.tools_of) and self.allowed is not None
+        return filtered or (self.guard is not None and self.guard.refuses_unread)
 
     @property
     def waiting(self) -> bool:
@@ -153,7 +173,7 @@ class AnswerRelay:
                 self._held.append(chunk)
                 self._held_size += len(chunk)
                 if self._held_size > MAX_EVENT:
-                    if self.tools_of and self.allowed is not None:
+                    if self._refuses_unread:
                         return self._unreadable(f"a server-sent event is larger than {_size(MAX_EVENT)}")
                     held, self._held, self._held_size = b"".join(self._held), [], -1  # its outcomes unknown
                     return held
@@ -189,9 +209,19 @@ class AnswerRelay:
                     return b"".join(out)
                 kept = self._without_tools(value, allowed)
                 if kept is not None:
+                    value = kept
                     out.append(region[at:start])
                     out.append(_event_bytes(block, kept))
                     at = stop
+            guarded = self._guarded(value)
+            if guarded is not None:
+                value = guarded
+                if at <= start:
+                    out.append(region[at:start])
+                else:
+                    out.pop()  # its tools filtered: written anew, once
+                out.append(_event_bytes(block, guarded))
+                at = stop
             self._read(value)
         out.append(region[at:])
         return b"".join(out)
@@ -205,7 +235,7 @@ class AnswerRelay:
             self._held.append(chunk)
             self._held_size += len(chunk)
             if self._held_size > MAX_JSON_ANSWER:
-                if self.tools_of and self.allowed is not None:
+                if self._refuses_unread:
                     return self._unreadable(f"the answer is larger than {_size(MAX_JSON_ANSWER)}")
                 held, self._held, self._held_size = b"".join(self._held), [], -1  # its outcomes unknown
                 return held
@@ -225,7 +255,10 @@ class AnswerRelay:
                 return b""
             kept = self._without_tools(value, allowed)
             if kept is not None:
-                body = encode_json(kept)
+                value, body = kept, encode_json(kept)
+        guarded = self._guarded(value)
+        if guarded is not None:
+            value, body = guarded, encode_json(guarded)
         self._waiting, self._waiting_for = b"", None
         self._read(value)
         return body
@@ -277,6 +310,12 @@ class AnswerRelay:
                 result["tools"] = kept
                 changed = True
         return value if changed else None
+
+    def _guarded(self, value: Any) -> Any | None:
+        """The message as the answer guardrails let it go on; None where it goes as it came."""
+        if self.guard is None or value is None:
+            return None
+        return self.guard(value)
 
     # --- outcomes and failures ----------------------------------------------------------------
 

@@ -152,6 +152,10 @@ class AnswerDetectors:
             groups.append(_Group(alphabet, reach, pattern, tuple(d.kind for d, _ in members)))
         return tuple(groups)
 
+    def by_action(self, counts: Mapping[str, int]) -> tuple[tuple[str, str, int], ...]:
+        """Findings by kind and the action taken on them (for the metrics)."""
+        return tuple((kind, self.actions.get(kind, "audit"), n) for kind, n in counts.items())
+
     def scanner(self, is_json: bool = False) -> AnswerScanner:
         """A scanner of one channel: `is_json` where its text is JSON as it is written (a tool
         call's arguments), read with its escapes as the requests' bodies are."""

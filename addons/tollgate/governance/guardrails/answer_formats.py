@@ -5,9 +5,10 @@ where it is denied or cannot be read. Plain code, knowing nothing of mitmproxy: 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from tollgate.formats import (
     ANTHROPIC_MESSAGES,
@@ -17,12 +18,14 @@ from tollgate.formats import (
     CLAUDE_ON_VERTEX,
     CODE_ASSIST,
     GEMINI_GENERATE,
+    MCP_RESULTS,
     OPENAI_CHAT,
 )
 from tollgate.formats.bedrock_converse.fields import EVENT_STREAM
 from tollgate.formats.bedrock_invoke import is_claude
+from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
 from tollgate.formats.request_facts import Classification
-from tollgate.governance.guardrails import gemini_answer, messages_answer
+from tollgate.governance.guardrails import gemini_answer, mcp_answer, messages_answer
 from tollgate.governance.guardrails.answer import AnswerDetectors
 from tollgate.governance.guardrails.bedrock_answer import (
     ConverseAnswerGuard,
@@ -31,6 +34,7 @@ from tollgate.governance.guardrails.bedrock_answer import (
     guard_bedrock_json,
 )
 from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard, denied_event, guard_chat_json
+from tollgate.governance.guardrails.mcp_answer import McpAnswerGuard, guard_mcp_json
 
 
 class AnswerGuard(Protocol):
@@ -58,12 +62,17 @@ class AnswerFormat:
     """One format's readers: `stream` makes a streamed answer's guard, `whole` reads a JSON
     answer, `denied_end(kind)` is what a stream ends with at a value to deny (or `unread`).
     `stream_types`: the media types of its streamed answers; `application/json` among them (a
-    streamed JSON array, as Gemini's) is a stream only where the call asked for one."""
+    streamed JSON array, as Gemini's) is a stream only where the call asked for one. `saved`:
+    whether a saved answer is in this format, by its first message (`first_message`; `tollgate
+    scan --answer` without `--format`). `denied_inside`: a value to deny replaces the message it
+    is in (MCP's JSON-RPC error), the answer going on."""
 
     stream: Callable[[AnswerDetectors], AnswerGuard]
     whole: WholeGuard
     denied_end: Callable[[str], bytes]
     stream_types: frozenset[str] = frozenset(("text/event-stream",))
+    saved: Callable[[Any], bool] | None = None
+    denied_inside: bool = False
 
     def streams(self, content_type: str, asked: bool = False) -> bool:
         """Whether an answer of this `Content-Type` is streamed (else read whole); `asked`: whether
@@ -77,13 +86,37 @@ JSON_TYPE = "application/json"
 _GEMINI_STREAMS = frozenset(("text/event-stream", JSON_TYPE))
 
 
+def _chat_saved(first: Any) -> bool:
+    return isinstance(first, dict) and isinstance(first.get("choices"), list)
+
+
+def _mcp_saved(first: Any) -> bool:
+    messages = first if isinstance(first, list) else [first]
+    return bool(messages) and all(isinstance(m, dict) and m.get("jsonrpc") == "2.0" for m in messages)
+
+
+def _messages_saved(first: Any) -> bool:
+    return isinstance(first, dict) and first.get("type") in ("message_start", "message")
+
+
+def _gemini_saved(first: Any) -> bool:
+    item = first[0] if isinstance(first, list) and first else first
+    return isinstance(item, dict) and isinstance(item.get("candidates"), list)
+
+
 _MESSAGES = AnswerFormat(
-    messages_answer.MessagesAnswerGuard, messages_answer.guard_messages_json, messages_answer.denied_event
+    messages_answer.MessagesAnswerGuard,
+    messages_answer.guard_messages_json,
+    messages_answer.denied_event,
+    saved=_messages_saved,
 )
+
+
 ANSWER_FORMATS: dict[str, AnswerFormat] = {
-    OPENAI_CHAT: AnswerFormat(ChatAnswerGuard, guard_chat_json, denied_event),
+    OPENAI_CHAT: AnswerFormat(ChatAnswerGuard, guard_chat_json, denied_event, saved=_chat_saved),
     ANTHROPIC_MESSAGES: _MESSAGES,
-    CLAUDE_ON_VERTEX: _MESSAGES,  # Anthropic's own stream, at rawPredict and streamRawPredict
+    # Anthropic's own stream, at rawPredict and streamRawPredict (a saved one is told as Anthropic's)
+    CLAUDE_ON_VERTEX: replace(_MESSAGES, saved=None),
     CLAUDE_ON_BEDROCK: AnswerFormat(
         messages_answer.BedrockMessagesGuard,
         messages_answer.guard_messages_json,
@@ -91,13 +124,20 @@ ANSWER_FORMATS: dict[str, AnswerFormat] = {
         frozenset((EVENT_STREAM,)),
     ),
     GEMINI_GENERATE: AnswerFormat(
-        gemini_answer.GeminiAnswerGuard, gemini_answer.guard_gemini_json, gemini_answer.denied_event, _GEMINI_STREAMS
+        gemini_answer.GeminiAnswerGuard,
+        gemini_answer.guard_gemini_json,
+        gemini_answer.denied_event,
+        _GEMINI_STREAMS,
+        saved=_gemini_saved,
     ),
     CODE_ASSIST: AnswerFormat(
         gemini_answer.code_assist_guard, gemini_answer.guard_code_assist_json, gemini_answer.denied_event
     ),
     BEDROCK_CONVERSE: AnswerFormat(ConverseAnswerGuard, guard_bedrock_json, denied_frame, frozenset((EVENT_STREAM,))),
     BEDROCK_INVOKE: AnswerFormat(InvokeAnswerGuard, guard_bedrock_json, denied_frame, frozenset((EVENT_STREAM,))),
+    MCP_RESULTS: AnswerFormat(
+        McpAnswerGuard, guard_mcp_json, mcp_answer.denied_event, saved=_mcp_saved, denied_inside=True
+    ),
 }
 
 # The endpoints whose answers are in a format of their own, not one of the chat formats a provider
@@ -155,3 +195,31 @@ def answer_format_of(classification: Classification, model: str | None) -> str |
     """The format of a call's answer where it is none of its provider's chat formats (by its
     endpoint, its wire format and the model it goes to); None where it is not read."""
     return model_answer_format(classification) or endpoint_answer_format(classification.endpoint or "", model)
+
+
+def first_message(saved: bytes) -> Any:
+    """A saved answer's first message: a JSON body's value, else the data of its first server-sent
+    event that holds JSON (`[DONE]` and comments passed over); None where there is none."""
+    body = saved.lstrip()
+    if body[:1] in (b"{", b"["):
+        try:
+            return json.loads(body)
+        except ValueError:
+            return None
+    for block in SSEFramer().feed(saved + b"\n\n"):
+        event = parse_sse_block(block)
+        if event is None:
+            continue
+        try:
+            return json.loads(event.data)
+        except ValueError:
+            continue
+    return None
+
+
+def detected(saved: bytes) -> list[str]:
+    """The formats whose answers a saved answer's first message looks like."""
+    first = first_message(saved)
+    if first is None:
+        return []
+    return [name for name, found in ANSWER_FORMATS.items() if found.saved is not None and found.saved(first)]

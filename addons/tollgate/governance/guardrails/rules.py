@@ -21,7 +21,7 @@ from tollgate.formats.attachments import TextRuns
 from tollgate.formats.json_paths import string_spans
 from tollgate.formats.registry import WIRE_FORMATS
 from tollgate.governance.guardrails import detectors, joined, text
-from tollgate.governance.guardrails.answer import AnswerDetectors
+from tollgate.governance.guardrails.answer import HOLD_BYTES, AnswerDetectors
 from tollgate.governance.guardrails.documents import Document
 from tollgate.governance.guardrails.engine import Engine, Found
 from tollgate.governance.guardrails.settings import STRENGTH, GuardrailRule
@@ -189,13 +189,18 @@ class Guardrails:
             return None
         return self._answer_detectors(applying)
 
+    def answer_all(self) -> AnswerDetectors:
+        """The detectors of every rule on `answer`, whatever its match, and `tollgate_keys`
+        (`tollgate scan --answer`)."""
+        return self._answer_detectors(list(self.answer_rules))
+
     def _answer_detectors(self, applying: list[_Compiled]) -> AnswerDetectors:
         key = tuple(id(rule) for rule in applying)
         found = self._answers.get(key)
         if found is None:
             kinds = {k for rule in applying for k in rule.kinds}
             chosen = [*self._own, *detectors.builtin(kinds), *_custom(applying).values()]
-            hold = min(rule.rule.answer_hold_bytes for rule in applying)
+            hold = min((rule.rule.answer_hold_bytes for rule in applying), default=HOLD_BYTES)
             found = AnswerDetectors(chosen, self._action(applying), hold, self._use_hyperscan)
             self._answers[key] = found
         return found

@@ -57,9 +57,15 @@ class GuardedAnswer:
     (`content_denied`). What cannot be read (an encoding undone wrongly, a fault) stops it too."""
 
     def __init__(
-        self, guard: AnswerGuard, denied_end: Callable[[str], bytes], call: Call, inner: Rewrite | None
+        self,
+        guard: AnswerGuard,
+        denied_end: Callable[[str], bytes],
+        call: Call,
+        inner: Rewrite | None,
+        detectors: AnswerDetectors | None = None,
     ) -> None:
         self._guard, self._denied_end, self._call, self._inner = guard, denied_end, call, inner
+        self._detectors = detectors
         self.stopped = False
         call.answer.findings = {}
 
@@ -97,13 +103,17 @@ class GuardedAnswer:
 
     def note(self) -> None:
         """The findings so far, recorded on the call."""
-        self._call.answer.findings = self._guard.counts
+        answer = self._call.answer
+        answer.findings = self._guard.counts
+        if self._detectors is not None:
+            answer.finding_actions = self._detectors.by_action(answer.findings)
 
     def _stop(self) -> None:
         self.stopped = True
         self.note()
         answer = self._call.answer
         answer.error = answer.refused = CONTENT_DENIED
+        answer.cut = self._guard.denied or "unread"
 
 
 class UsageTap:
@@ -374,11 +384,12 @@ class StreamTap:
         body = tap(b"")
         content = body if isinstance(body, bytes) else b"".join(body)
         if not _json_object(content):  # what cannot be read is not served
-            call.answer.findings = None
+            call.answer.findings, call.answer.cut = None, "unread"
             refuse(flow, call, CONTENT_DENIED, "Tollgate refused this answer: it could not be read for its guardrails.")
             return
         served, denied, counts = reading.format.whole(reading.detectors, content)
-        call.answer.findings = counts
+        call.answer.findings, call.answer.finding_actions = counts, reading.detectors.by_action(counts)
+        call.answer.cut = denied
         if denied is not None:
             refuse(flow, call, CONTENT_DENIED, f"Tollgate refused this answer: it holds {denied}.")
             return
@@ -399,6 +410,7 @@ class StreamTap:
             == "deny"
         ):
             tap.end()
+            call.answer.cut = "unread"
             refuse(
                 flow,
                 call,
@@ -421,7 +433,8 @@ class StreamTap:
             if flow.request.http_version.startswith("HTTP/1"):
                 fields.append((b"transfer-encoding", b"chunked"))
             response.headers.fields = tuple(fields)
-        return GuardedAnswer(reading.format.stream(reading.detectors), reading.format.denied_end, call, rewrite)
+        guard = reading.format.stream(reading.detectors)
+        return GuardedAnswer(guard, reading.format.denied_end, call, rewrite, reading.detectors)
 
     def _service_reader(self, flow: http.HTTPFlow, call: Call) -> UsageReader:
         """A call that reports no usage; but Code Assist's loadCodeAssist answer, read whole for the
