@@ -9,7 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from tollgate.formats import OPENAI_CHAT
+from tollgate.formats import ANTHROPIC_MESSAGES, OPENAI_CHAT, OPENAI_RESPONSES
+from tollgate.formats.openai_responses import RESPONSES
+from tollgate.governance.guardrails import responses_answer
 from tollgate.governance.guardrails.answer import AnswerDetectors
 from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard, denied_event, guard_chat_json
 
@@ -52,11 +54,19 @@ class AnswerFormat:
 
 ANSWER_FORMATS: dict[str, AnswerFormat] = {
     OPENAI_CHAT: AnswerFormat(ChatAnswerGuard, guard_chat_json, denied_event),
+    OPENAI_RESPONSES: AnswerFormat(
+        responses_answer.ResponsesAnswerGuard, responses_answer.guard_responses_json, responses_answer.denied_event
+    ),
 }
 
 # The endpoints whose answers are in a format of their own, not one of the chat formats a provider
 # names (`Provider.chat_formats`): endpoint → format.
-ANSWER_ENDPOINTS: dict[str, str] = {}
+# The plans' (Copilot's, ChatGPT's) name none: their answers are in these formats all the same.
+ANSWER_ENDPOINTS: dict[str, str] = {
+    RESPONSES: OPENAI_RESPONSES,
+    "chat.completions": OPENAI_CHAT,
+    "messages": ANTHROPIC_MESSAGES,
+}
 
 
 def answer_format(name: str | None) -> AnswerFormat | None:
