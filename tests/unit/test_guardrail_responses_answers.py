@@ -19,13 +19,19 @@ from hypothesis import strategies as st
 
 from support.examples import examples
 from support.guardrail_samples import EMAIL, SAMPLES, crc_token, pem
+from tollgate.call import Call, Route
+from tollgate.config import parse_config
+from tollgate.formats import ANTHROPIC_MESSAGES, OPENAI_CHAT, OPENAI_RESPONSES
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
+from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS, AnswerFormat
 from tollgate.governance.guardrails.responses_answer import (
     ResponsesAnswerGuard,
     ResponsesSocketGuard,
     guard_responses_json,
 )
+from tollgate.proxy.stages.stream_tap import answer_reading
+from tollgate.runtime import Loaded
 
 TOKEN = crc_token("gh" + "p_")
 _KEY = pem("ec").strip()
@@ -402,3 +408,48 @@ def test_the_websocket_events_are_read_the_same_way() -> None:
     }
     assert sum(b'"content_denied"' in m for m in out) == 1
     assert not any(EMAIL[:4].encode() in m for m in out)
+
+
+@pytest.mark.parametrize(
+    ("provider", "host", "path", "body", "reader"),
+    [
+        ("openai", "api.openai.com", "/v1/responses", {"model": "gpt-5", "input": "hi"}, "responses"),
+        ("chatgpt", "chatgpt.com", "/backend-api/codex/responses", {"model": "gpt-5", "input": "hi"}, "responses"),
+        ("copilot", "api.business.githubcopilot.com", "/responses", {"model": "gpt-5", "input": "hi"}, "responses"),
+        (
+            "copilot",
+            "api.business.githubcopilot.com",
+            "/chat/completions",
+            {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+            "chat",
+        ),
+        (
+            "copilot",
+            "api.business.githubcopilot.com",
+            "/v1/messages",
+            {"model": "claude-sonnet-4-5", "max_tokens": 9, "messages": [{"role": "user", "content": "hi"}]},
+            "anthropic",
+        ),
+    ],
+)
+def test_each_plans_answer_is_read_in_its_format(
+    provider: str, host: str, path: str, body: dict[str, Any], reader: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plans name no chat formats: their answers are read by the format their endpoint speaks
+    (Copilot's Anthropic Messages by Anthropic's reader: one stands in for it where none is
+    registered)."""
+
+    rules = {
+        "clients": [{"name": "alice", "keys": ["tg-unit-alice-0001"]}],
+        "guardrails": [{"on": ["answer"], "detect": ["pii.email"], "action": "redact"}],
+    }
+    loaded = Loaded.build(parse_config(rules))
+    call = Call(Route.as_called(provider), host, "POST", path, loaded=loaded)
+    call.classified(loaded.registry[provider].classify("POST", path, body))
+    name = {"responses": OPENAI_RESPONSES, "chat": OPENAI_CHAT, "anthropic": ANTHROPIC_MESSAGES}[reader]
+    if name not in ANSWER_FORMATS:
+        monkeypatch.setitem(
+            ANSWER_FORMATS, name, AnswerFormat(ResponsesAnswerGuard, guard_responses_json, lambda kind: b"")
+        )
+    reading = answer_reading(call)
+    assert reading is not None and reading.format is ANSWER_FORMATS[name]
