@@ -162,6 +162,8 @@ def config(openai: str, chatgpt: str, copilot: str) -> dict:
         "clients": [{"name": "alice", "keys": [VIRTUAL], "accounts": ["alice@corp.example"]}],
         "allow_anonymous": True,  # Copilot's token names no one: its call is anonymous
         "subscriptions": {"allow": True, "chatgpt": {"workspaces": [WORKSPACE]}, "copilot": {"plans": ["business"]}},
+        # A limit counts these: a response's last event waits for its settlement to be written.
+        "limits": [{"name": "counted", "match": {"model": "gpt-5-counted"}, "tokens_per_day": 10_000_000}],
         "guardrails": [
             {**redacting, "match": {"model": "gpt-5*"}},
             {**redacting, "match": {"model": "gpt-4o"}},
@@ -343,8 +345,9 @@ report(**asyncio.run(session()))
 """
 
 
-def test_codex_over_the_responses_websocket_is_redacted(gw):
-    result = gw.run("MODEL = 'gpt-5'\n" + SOCKET)
+@pytest.mark.parametrize("model", ["gpt-5", "gpt-5-counted"])
+def test_codex_over_the_responses_websocket_is_redacted(gw, model):
+    result = gw.run(f"MODEL = {model!r}\n" + SOCKET)
     assert result == {
         "text": REDACTED_TEXT,
         "args": REDACTED_ARGS,
@@ -353,10 +356,8 @@ def test_codex_over_the_responses_websocket_is_redacted(gw):
         "closed": None,
     }
     record = next(r for r in reversed(gw.new_audit(1)) if r["endpoint"] == "responses")
-    assert (record["transport"], record["answer_findings"]) == (
-        "websocket",
-        {"secrets.aws_access_key_id": 1, "pii.payment_card": 1},
-    )
+    assert (record["model"], record["transport"], record["total_tokens"]) == (model, "websocket", 39)
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1, "pii.payment_card": 1}
 
 
 def test_a_denied_answer_on_the_websocket_gets_an_error_event_and_the_socket_closes(gw, chatgpt):

@@ -453,3 +453,27 @@ def test_each_plans_answer_is_read_in_its_format(
         )
     reading = answer_reading(call)
     assert reading is not None and reading.format is ANSWER_FORMATS[name]
+
+
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(sorted(k for k in VALUES if k != "secrets.private_key")),
+    before=_CLEAN,
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=8),
+    read=st.integers(min_value=1, max_value=200),
+)
+def test_a_value_to_deny_split_anywhere_never_goes_on(kind: str, before: str, cuts: list[int], read: int) -> None:
+    """Under `deny`, the text before the value goes on, nothing of it or after it, in the deltas or
+    in any event that repeats the text; the stream ends with the error."""
+    value, context = VALUES[kind]
+    head = before + " "
+    text = head + context.format(value) + " end"
+    out, guard = guarded(compiled("deny"), sse(response_events(text, "", [], cut_at(cuts))), read)
+    events = parsed(out)
+    assert guard.denied is not None
+    assert not any(value in s for e in events for s in strings(e))
+    sent = reassembled(events).get(("response.output_text.delta", 1), "")
+    assert text.startswith(sent) and len(sent) <= len(text) - len(value) - 4
+    assert events[-1]["error"]["code"] == "content_denied"
+    ended = [e.get("type") for e in events if e.get("output_index") == 1 and e.get("type", "").endswith(".done")]
+    assert ended == [] and "response.completed" not in [e.get("type") for e in events]

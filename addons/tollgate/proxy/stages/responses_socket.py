@@ -445,6 +445,9 @@ class ResponsesSocket(SocketRunner[Session]):
         its responses went to the audit), and no call record, so that no record is written for it:
         its upgrade, kept in flight since it went upstream, has ended all the same."""
         session.closed = True
+        for call, guard in session.guarded.values():  # broken off: what was found so far
+            call.answer.findings = guard.counts
+        session.guarded.clear()
         for call in session.open_calls():
             self._end(session, call)
         session.unanswered.clear()
