@@ -5,19 +5,22 @@ every event that repeats the text whole (`redact`); or it stops before the value
 SDK raises on while iterating, the upstream's connection closed (`deny`); a JSON response is served
 redacted or refused 403. The plans' formats too: Codex signed in with ChatGPT (its Responses over
 server-sent events, and over the Responses WebSocket, where a denied answer gets an `error` event
-and the WebSocket closes), and Copilot's OpenAI chat."""
+and the WebSocket closes; the Codex CLI itself too), and Copilot's OpenAI chat."""
 
 from __future__ import annotations
 
 import base64
 import json
 import time
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.support import guardrail_samples as samples
 from tests.support.canned import provider_answers
-from tests.support.fake_realtime import FakeRealtime, HttpRequest
+from tests.support.codex import clean_env, installed_codex, run_in_session
+from tests.support.fake_realtime import FakeRealtime, HttpRequest, not_found, responding, responses_usage
 from tests.support.fake_upstream import Received, Reply
 from tests.support.streams import sse
 
@@ -396,3 +399,86 @@ def test_copilots_chat_answer_is_read_by_the_chat_guard(gw):
     record = gw.last_audit()
     assert (record["provider"], record["endpoint"], record["auth"]) == ("copilot", "chat.completions", "subscription")
     assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+
+
+# ---- OpenAI's Codex CLI (`codex exec`), signed in with ChatGPT, unchanged
+
+
+def codex_web(fake: FakeRealtime):
+    """chatgpt.com over HTTP as Codex needs it: the workspace's routing, then its responses as
+    server-sent events (when its WebSocket is off); everything else not found."""
+
+    def answer(request: HttpRequest) -> tuple[int, dict[str, str], bytes | list[bytes]]:
+        path = request.target.partition("?")[0]
+        if path == "/backend-api/wham/accounts/check":
+            account = {"id": WORKSPACE, "workspace_backend_origin": "https://chatgpt.com",
+                       "account_routing_override": "NO_CONSTRAINT"}  # fmt: skip
+            return 200, {"content-type": "application/json"}, json.dumps({"accounts": [account]}).encode()
+        if request.method == "POST" and path == "/backend-api/codex/responses":
+            events = fake.script({**json.loads(request.body), "type": "response.create"})
+            return 200, {"content-type": "text/event-stream"}, sse_of(list(events))
+        return not_found(request)
+
+    return answer
+
+
+@pytest.fixture(scope="module")
+def codex_fake(upstream_ca):
+    server = FakeRealtime(upstream_ca)
+    server.http = codex_web(server)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def codex_gw(start_gateway, codex_fake):
+    return start_gateway(
+        {
+            "providers": {"chatgpt": {"upstream": codex_fake.url}},
+            "clients": [{"name": "alice", "keys": [VIRTUAL], "accounts": ["alice@corp.example"]}],
+            "allow_anonymous": False,
+            "subscriptions": {"allow": True, "chatgpt": {"workspaces": [WORKSPACE]}},
+            "guardrails": [{"on": ["answer"], "detect": KINDS, "action": "redact"}],
+        },
+        providers=(),
+    )
+
+
+def run_codex(gw, home: Path, *options: str):
+    """`codex exec` through Tollgate, signed in with ChatGPT (`~/.codex/auth.json` as `codex login`
+    writes it), its own home."""
+    (home / ".codex").mkdir(parents=True, exist_ok=True)
+    tokens = {"id_token": ACCESS, "access_token": ACCESS, "refresh_token": "rt-5ecret", "account_id": WORKSPACE}
+    auth = {"auth_mode": "chatgpt", "OPENAI_API_KEY": None, "tokens": tokens,
+            "last_refresh": datetime.now(UTC).isoformat().replace("+00:00", "Z")}  # fmt: skip
+    (home / ".codex" / "auth.json").write_text(json.dumps(auth))
+    env = clean_env(HOME=str(home), CODEX_HOME=str(home / ".codex"), HTTPS_PROXY=gw.proxy.proxy_url,
+                    SSL_CERT_FILE=str(gw.bundle), NO_PROXY="")  # fmt: skip
+    command = [str(installed_codex()), "exec", "--skip-git-repo-check", *options, "Show the key"]
+    return run_in_session(command, home, env)
+
+
+OVER_HTTP = (
+    "model_providers.chatgpt_http={name='ChatGPT over HTTP', base_url='https://chatgpt.com/backend-api/codex',"
+    " wire_api='responses', requires_openai_auth=true, supports_websockets=false}"
+)
+
+
+@pytest.mark.parametrize("transport", ["websocket", "http"])
+def test_codex_signed_in_with_chatgpt_gets_the_answer_redacted(codex_gw, codex_fake, tmp_path, transport):
+    """Its answer's text splits the key across two deltas; Codex prints it with the key replaced."""
+    codex_fake.script = responding([TEXT, TEXT], [responses_usage(30, 9)] * 2)
+    before = len(codex_gw.audit())
+    options = ("-c", "model_provider=chatgpt_http", "-c", OVER_HTTP) if transport == "http" else ()
+    done = run_codex(codex_gw, tmp_path, *options)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert REDACTED_TEXT in done.stdout
+    assert AWS not in done.stdout + done.stderr
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        records = [r for r in codex_gw.audit()[before:] if r["endpoint"] == "responses"]
+        if records and records[-1]["answer_findings"] is not None:
+            break
+        time.sleep(0.05)
+    assert {(r["transport"], r["auth"]) for r in records} == {(transport, "subscription")}
+    assert records[-1]["answer_findings"] == {"secrets.aws_access_key_id": 1}
