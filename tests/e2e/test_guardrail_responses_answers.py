@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,9 @@ def usage() -> dict[str, Any]:
     return {"input_tokens": 30, "output_tokens": 9, "total_tokens": 39}
 
 
-def response_events(text: str, arguments: str | None, fillers: int = 0) -> list[dict[str, Any]]:
+def response_events(
+    text: str, arguments: str | None, fillers: int = 0, deltas: list[str] | None = None
+) -> list[dict[str, Any]]:
     """A response as OpenAI streams it: the text in 5-character deltas (the key across four), a
     function call's arguments in 4-character ones (the card across five), each then whole."""
     response = {"id": "resp_g", "object": "response", "status": "in_progress", "model": "gpt-5", "output": []}
@@ -61,7 +64,7 @@ def response_events(text: str, arguments: str | None, fillers: int = 0) -> list[
     ]
     where = {"item_id": "msg_g", "output_index": 0, "content_index": 0}
     events.append({"type": "response.content_part.added", **where, "part": {**part, "text": ""}})
-    deltas = pieces(text, 5) + [" more"] * fillers
+    deltas = (deltas or pieces(text, 5)) + [" more"] * fillers
     events += [{"type": "response.output_text.delta", **where, "delta": p, "logprobs": []} for p in deltas]
     events += [
         {"type": "response.output_text.done", **where, "text": text, "logprobs": []},
@@ -89,6 +92,12 @@ def sse_of(events: list[dict[str, Any]]) -> list[bytes]:
 
 
 CLEAN = "Nothing to hide here, all is well and fine."
+CLEAN_WORDS = ["Nothing ", "to hide ", "here, ", "all is well ", "and fine."]
+
+
+def gated_events() -> list[dict[str, Any]]:
+    """A clean answer whose every event ends where no value may begin: none is held."""
+    return response_events(CLEAN, None, deltas=CLEAN_WORDS)
 
 
 class Upstream:
@@ -97,6 +106,7 @@ class Upstream:
     def __init__(self) -> None:
         self.denied: Reply | None = None
         self.denied_at = 0
+        self.gate: Callable[[int], None] | None = None  # for the gated clean stream's events
 
     def __call__(self, received: Received) -> Reply:
         path = received.path.partition("?")[0]
@@ -108,6 +118,8 @@ class Upstream:
         model, stream = body["model"], body.get("stream")
         if model == "gpt-clean":
             return Reply(200, chunks=sse_of(response_events(CLEAN, '{"cmd": "ls"}')))
+        if model == "gpt-clean-gated":
+            return Reply(200, chunks=sse_of(gated_events()), gate=self.gate)
         if model == "gpt-deny-stream":
             events = response_events(TEXT, None, FILLERS)
             self.denied_at = first = 3 + TEXT.index(AWS) // 5
@@ -170,7 +182,7 @@ def config(openai: str, chatgpt: str, copilot: str) -> dict:
         "guardrails": [
             {**redacting, "match": {"model": "gpt-5*"}},
             {**redacting, "match": {"model": "gpt-4o"}},
-            {**redacting, "match": {"model": "gpt-clean"}},
+            {**redacting, "match": {"model": "gpt-clean*"}},
             {"match": {"model": "gpt-deny*"}, "on": ["answer"], "detect": KINDS, "action": "deny"},
         ],
     }
@@ -266,6 +278,43 @@ def test_a_clean_stream_comes_byte_for_byte(gw):
         """
     )
     assert result["raw"].encode() == b"".join(sse_of(response_events(CLEAN, '{"cmd": "ls"}')))
+    assert gw.last_audit()["answer_findings"] == {}
+
+
+def test_a_clean_streams_events_are_not_held_back(gw, upstream, tmp_path):
+    """The upstream sends each event only once the client has the one before: a guarded stream
+    whose text holds no candidate passes each event on as it comes."""
+    count = tmp_path / "events"
+    waited: list[bool] = []
+
+    def until_the_client_has(i: int) -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if count.exists() and int(count.read_text() or 0) >= i:
+                waited.append(True)
+                return
+            time.sleep(0.01)
+        waited.append(False)
+
+    upstream.gate = until_the_client_has
+    try:
+        result = gw.run(
+            f"""
+            from openai import OpenAI
+            client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+            n, text = 0, ""
+            for event in client.responses.create(model="gpt-clean-gated", input="hi", stream=True):
+                n += 1
+                text += event.delta if event.type == "response.output_text.delta" else ""
+                with open({str(count)!r}, "w") as f:
+                    f.write(str(n))
+            report(text=text)
+            """
+        )
+    finally:
+        upstream.gate = None
+    assert result == {"text": CLEAN}
+    assert waited == [True] * (len(gated_events()) - 1)
     assert gw.last_audit()["answer_findings"] == {}
 
 
@@ -380,6 +429,27 @@ def test_a_denied_answer_on_the_websocket_gets_an_error_event_and_the_socket_clo
         "content_denied",
         {"secrets.aws_access_key_id": 1},
     )
+
+
+def test_copilots_responses_answer_is_redacted(gw):
+    result = gw.run(
+        f"""
+        import openai
+        client = openai.OpenAI(api_key="{COPILOT_TOKEN}", base_url="https://api.business.githubcopilot.com",
+                               max_retries=0, default_headers={{"Copilot-Integration-Id": "vscode-chat"}})
+        text, args = "", ""
+        for event in client.responses.create(model="gpt-5", input="pay", stream=True):
+            if event.type == "response.output_text.delta":
+                text += event.delta
+            elif event.type == "response.function_call_arguments.delta":
+                args += event.delta
+        report(text=text, args=args)
+        """
+    )
+    assert result == {"text": REDACTED_TEXT, "args": REDACTED_ARGS}
+    record = gw.last_audit()
+    assert (record["provider"], record["endpoint"], record["auth"]) == ("copilot", "responses", "subscription")
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1, "pii.payment_card": 1}
 
 
 def test_copilots_chat_answer_is_read_by_the_chat_guard(gw):
