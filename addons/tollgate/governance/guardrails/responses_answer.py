@@ -2,7 +2,8 @@
 own events, as OpenAI chat's is (`chat_answer.py`, whose event queue this reuses): each output
 item's text, refusal, reasoning (its summary and its text), a function call's arguments (JSON as
 the model writes it), a custom tool's input, an MCP call's arguments and a code interpreter's code,
-one scanner per channel (output item, field, content part). The events that repeat a whole text
+one scanner per channel (output item, field, content part); a shell call's command, which comes
+whole, is read whole. The events that repeat a whole text
 (`….done`, `response.content_part.done`, `response.output_item.done`, `response.completed`) carry
 it as the client got it in the deltas: redacted where a value was, never sent where one is denied.
 A denied stream ends with an event whose `error` the SDK raises on. Over the Responses WebSocket
@@ -79,7 +80,23 @@ def socket_denied_event(kind: str, lane: str | None = None) -> dict[str, Any]:
 # ---- where an output item holds its texts
 
 
-Whole = tuple[dict[str, Any], str, Channel]  # a text's holder, its key, and the channel it streams in
+# A text's holder (an object, or a list of a command's words), its key, and the channel it streams in.
+Whole = tuple[dict[str, Any] | list[Any], str | int, Channel]
+
+
+def _text_at(holder: dict[str, Any] | list[Any], key: str | int) -> str | None:
+    if isinstance(holder, dict):
+        value = holder.get(key) if isinstance(key, str) else None
+    else:
+        value = holder[key] if isinstance(key, int) and key < len(holder) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _replace(holder: dict[str, Any] | list[Any], key: str | int, text: str) -> None:
+    """The text written in place; its log probabilities' tokens, the text as it came, left out."""
+    holder[key] = text  # type: ignore[index]
+    if isinstance(holder, dict) and holder.get("logprobs"):
+        holder["logprobs"] = []
 
 
 def item_texts(item: Any, output: int) -> Iterator[Whole]:
@@ -100,6 +117,13 @@ def item_texts(item: Any, output: int) -> Iterator[Whole]:
         yield item, "input", (output, "input", NO_INDEX)
     elif kind == "code_interpreter_call":
         yield item, "code", (output, "code", NO_INDEX)
+    elif kind in ("local_shell_call", "shell_call"):
+        # A command the agent runs, whole: its words (`command`), or its commands (`commands`).
+        action = item.get("action")
+        for name in ("command", "commands"):
+            words = action.get(name) if isinstance(action, dict) else None
+            if isinstance(words, list):
+                yield from ((words, index, (output, name, index)) for index in range(len(words)))
 
 
 def _parts(parts: Any, output: int, where: str) -> Iterator[Whole]:
@@ -249,10 +273,10 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
             pending.whole = self._written(obj)
         return before + self._drained()
 
-    def _whole(self, holder: dict[str, Any], name: str, channel: Channel) -> bool:
+    def _whole(self, holder: dict[str, Any] | list[Any], name: str | int, channel: Channel) -> bool:
         """A text carried whole, made what the client got of it: whether it was changed."""
-        value = holder.get(name)
-        if not isinstance(value, str) or not value:
+        value = _text_at(holder, name)
+        if value is None:
             return False
         data = value.encode()
         digest = _digest(data)
@@ -267,9 +291,7 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
             seen = self._seen[channel] = _Seen(digest, None if replaced == value else replaced)
         if seen.replaced is None:
             return False
-        holder[name] = seen.replaced
-        if holder.get("logprobs"):
-            holder["logprobs"] = []  # its tokens are the text as it came
+        _replace(holder, name, seen.replaced)
         return True
 
     def _ended(self, index: int | None) -> None:
@@ -387,17 +409,15 @@ def guard_responses_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes,
     counts: Counter[str] = Counter()
     changed = False
     for holder, name, channel in output_texts(obj):
-        value = holder.get(name)
-        if not isinstance(value, str) or not value:
+        value = _text_at(holder, name)
+        if value is None:
             continue
         replaced, denied, found = read_whole(compiled, value.encode(), channel[1] == "arguments")
         counts.update(found)
         if denied is not None:
             return body, denied, dict(counts)
         if replaced != value:
-            holder[name] = replaced
-            if holder.get("logprobs"):
-                holder["logprobs"] = []  # its tokens are the text as it came
+            _replace(holder, name, replaced)
             changed = True
     if not changed:
         return body, None, dict(counts)
