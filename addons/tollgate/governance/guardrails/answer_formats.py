@@ -20,12 +20,14 @@ from tollgate.formats import (
     GEMINI_GENERATE,
     MCP_RESULTS,
     OPENAI_CHAT,
+    OPENAI_RESPONSES,
 )
 from tollgate.formats.bedrock_converse.fields import EVENT_STREAM
 from tollgate.formats.bedrock_invoke import is_claude
 from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
+from tollgate.formats.openai_responses import RESPONSES
 from tollgate.formats.request_facts import Classification
-from tollgate.governance.guardrails import gemini_answer, mcp_answer, messages_answer
+from tollgate.governance.guardrails import gemini_answer, mcp_answer, messages_answer, responses_answer
 from tollgate.governance.guardrails.answer import AnswerDetectors
 from tollgate.governance.guardrails.bedrock_answer import (
     ConverseAnswerGuard,
@@ -95,6 +97,12 @@ def _mcp_saved(first: Any) -> bool:
     return bool(messages) and all(isinstance(m, dict) and m.get("jsonrpc") == "2.0" for m in messages)
 
 
+def _responses_saved(first: Any) -> bool:
+    return isinstance(first, dict) and (
+        first.get("object") == "response" or str(first.get("type")).startswith("response.")
+    )
+
+
 def _messages_saved(first: Any) -> bool:
     return isinstance(first, dict) and first.get("type") in ("message_start", "message")
 
@@ -114,6 +122,12 @@ _MESSAGES = AnswerFormat(
 
 ANSWER_FORMATS: dict[str, AnswerFormat] = {
     OPENAI_CHAT: AnswerFormat(ChatAnswerGuard, guard_chat_json, denied_event, saved=_chat_saved),
+    OPENAI_RESPONSES: AnswerFormat(
+        responses_answer.ResponsesAnswerGuard,
+        responses_answer.guard_responses_json,
+        responses_answer.denied_event,
+        saved=_responses_saved,
+    ),
     ANTHROPIC_MESSAGES: _MESSAGES,
     # Anthropic's own stream, at rawPredict and streamRawPredict (a saved one is told as Anthropic's)
     CLAUDE_ON_VERTEX: replace(_MESSAGES, saved=None),
@@ -143,6 +157,9 @@ ANSWER_FORMATS: dict[str, AnswerFormat] = {
 # The endpoints whose answers are in a format of their own, not one of the chat formats a provider
 # names (`Provider.chat_formats`): endpoint → format.
 ANSWER_ENDPOINTS: dict[str, str] = {
+    # The plans' (Copilot's, ChatGPT's) name no chat formats: their answers are in these all the same.
+    RESPONSES: OPENAI_RESPONSES,
+    "chat.completions": OPENAI_CHAT,
     # Code Assist's model calls (Gemini and Vertex AI name theirs among their chat formats).
     "generateContent": CODE_ASSIST,
     "streamGenerateContent": CODE_ASSIST,

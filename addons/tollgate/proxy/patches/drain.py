@@ -36,7 +36,10 @@ GOING_AWAY = 1001  # the WebSocket close code of an endpoint going away, such as
 @dataclass
 class CloseInjected(WebSocketMessageInjected):
     """Injected through mitmproxy's proxyserver addon (`inject_event`): close the flow's WebSocket on
-    both sides with `GOING_AWAY`, as if its server had closed it (`close_websocket`)."""
+    both sides with `code` (`GOING_AWAY`), as if its server had closed it (`close_websocket`)."""
+
+    code: int = GOING_AWAY
+    reason: str = "Tollgate is shutting down"
 
 
 def drain_connections() -> None:
@@ -89,7 +92,7 @@ def drain_connections() -> None:
     def relay(self: Any, event: Any) -> Generator[Any, Any, None]:
         if type(event) is CloseInjected:
             # As if the server had closed it: the close goes to both sides, then the WebSocket ends.
-            self.server_ws._events.append(wsproto.events.CloseConnection(GOING_AWAY, "Tollgate is shutting down"))
+            self.server_ws._events.append(wsproto.events.CloseConnection(event.code, event.reason))
             event = events.DataReceived(self.context.server, b"")
         return relay_of(self, event)
 
@@ -182,14 +185,14 @@ def _in_a_tunnel(layer: Any) -> bool:
     return any(isinstance(parent, http_layers.HttpStream) for parent in layer.context.layers)
 
 
-def close_websocket(flow: http.HTTPFlow) -> None:
-    """Close the flow's WebSocket on both sides with 1001 (going away), from the event loop: its
-    `websocket_end` hook follows. Nothing happens when it has ended already."""
+def close_websocket(flow: http.HTTPFlow, code: int = GOING_AWAY, reason: str = "Tollgate is shutting down") -> None:
+    """Close the flow's WebSocket on both sides with `code` (1001, going away), from the event loop:
+    its `websocket_end` hook follows. Nothing happens when it has ended already."""
     from mitmproxy import ctx
 
     proxyserver = ctx.master.addons.get("proxyserver")
     message = WebSocketMessage(Opcode.TEXT, False, b"")
     try:
-        proxyserver.inject_event(CloseInjected(flow, message))
+        proxyserver.inject_event(CloseInjected(flow, message, code, reason))
     except ValueError:  # its connection has gone
         pass

@@ -8,7 +8,12 @@ goes upstream: the client gets an `error` event in OpenAI's shape, and the conne
 
 While a message waits for the ledger or the policy, it is held back (dropped, then sent by Tollgate
 once allowed): the server's events keep flowing to the client, and the client's later messages wait
-their turn behind it, so that none overtakes another."""
+their turn behind it, so that none overtakes another.
+
+Under an answer guardrail, each response's events are read as its stream's would be over HTTP
+(`ResponsesSocketGuard`): a message whose text is held is held back, one whose value is replaced
+sent anew; at a value to deny, the client gets an `error` event and the WebSocket is closed (1008),
+which stops the upstream's generation."""
 
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from mitmproxy.websocket import WebSocketMessage
 
 from tollgate.call import Call, Caller, Failure, Route
 from tollgate.formats.exact import Unreadable
-from tollgate.formats.json_codec import read_request_json
+from tollgate.formats.json_codec import parse_json, read_request_json
 from tollgate.formats.openai_responses import RESPONSES
 from tollgate.formats.openai_responses.socket import (
     RESPONSE_CREATE,
@@ -35,11 +40,13 @@ from tollgate.formats.openai_responses.socket import (
     socket_event,
     socket_message_type,
 )
-from tollgate.formats.refusals import BAD_REQUEST
+from tollgate.formats.refusals import BAD_REQUEST, CONTENT_DENIED
 from tollgate.formats.request_facts import Classification
+from tollgate.governance.guardrails.answer import AnswerDetectors
+from tollgate.governance.guardrails.responses_answer import ENDS, ResponsesSocketGuard
 from tollgate.proxy import patches
 from tollgate.proxy.flows import CALL, CLIENT_DISCONNECTED, call_of, refuse
-from tollgate.proxy.sockets import SocketRunner, Waiting
+from tollgate.proxy.sockets import SocketRunner, Waiting, inject
 from tollgate.proxy.state import Shared
 from tollgate.records.summary import dollars_text
 
@@ -47,6 +54,8 @@ if TYPE_CHECKING:
     from tollgate.proxy.runner import CallSteps
 
 logger = logging.getLogger(__name__)
+
+POLICY_VIOLATION = 1008  # the WebSocket close code of a message that breaks a policy (RFC 6455 7.4.1)
 
 # Where a message's exchange keeps the upstream its session goes to (`stays_on_the_socket`).
 SESSION_UPSTREAM = "tollgate.session_upstream"
@@ -103,6 +112,9 @@ class Session:
     answering: dict[str, Call] = field(default_factory=dict)  # by response id
     ended: Tally = field(default_factory=Tally)
     going_away: bool = False  # closed by the drain, its close under way
+    # The responses read by the answer guardrails, by lane: the call and its reader.
+    guarded: dict[str | None, tuple[Call, ResponsesSocketGuard]] = field(default_factory=dict)
+    cut: bool = False  # a response was denied: the WebSocket is closing, nothing more goes on
 
     def open_calls(self) -> list[Call]:
         return [*(c for queue in self.unanswered.values() for c in queue), *self.answering.values()]
@@ -110,6 +122,25 @@ class Session:
     def idle(self) -> bool:
         """No response is being decided, nor sent and not yet ended."""
         return not self.busy and not self.closed and not any(self.unanswered.values()) and not self.answering
+
+
+def _sent(flow: http.HTTPFlow, messages: list[bytes]) -> None:
+    for message in messages:
+        inject(flow, to_client=True, content=message)
+
+
+async def _sent_once_written(flow: http.HTTPFlow, written: Awaitable[None], messages: list[bytes]) -> None:
+    await written
+    _sent(flow, messages)
+
+
+def answer_detectors(call: Call) -> AnswerDetectors | None:
+    """The detectors of the answer rules that read a response's answer, if any."""
+    guardrails = call.loaded.guardrails if call.loaded is not None else None
+    if guardrails is None or not guardrails.answer_rules:
+        return None
+    who = call.caller
+    return guardrails.answer(call.route.target.provider, call.target_model, who.client, who.groups)
 
 
 def stays_on_the_socket(flow: http.HTTPFlow, call: Call) -> None:
@@ -141,11 +172,62 @@ class ResponsesSocket(SocketRunner[Session]):
         self._session(flow)
 
     def _server_event(self, flow: http.HTTPFlow, session: Session, content: bytes) -> Awaitable[None] | None:
+        out = None
+        if session.cut or session.guarded:
+            out = self._guarded_event(flow, session, content)
+            if session.cut:
+                return None
         ended = self._response_event(session, content)
         # The event that ends a counted response goes to the client once its settlement is
         # written: mitmproxy relays the message after the hook.
         store = None if ended is None else ended.ledger.settled_in
-        return None if store is None else store.flushed()
+        written = None if store is None else store.flushed()
+        if out is None:
+            return written
+        if written is None:
+            _sent(flow, out)
+            return None
+        return _sent_once_written(flow, written, out)
+
+    def _guarded_event(self, flow: http.HTTPFlow, session: Session, content: bytes) -> list[bytes] | None:
+        """A server event of a response read by the answer guardrails: dropped here, and what goes
+        on in its place (itself as it came, nothing while its text is held, or written anew with
+        what was held) is sent by Tollgate, so that none overtakes another; a value to deny cuts
+        the response. None where its response is not read (it goes on as it came)."""
+        assert flow.websocket is not None
+        if session.cut:  # the WebSocket is closing: nothing more goes on
+            flow.websocket.messages[-1].drop()
+            return None
+        event = parse_json(content)
+        where = event.get("stream_id") if event is not None else None
+        guarded = session.guarded.get(where if isinstance(where, str) else None)
+        if guarded is None:
+            return None
+        call, guard = guarded
+        try:
+            out = guard.message(content)
+            if event is not None and event.get("type") in ENDS:
+                out += guard.flush()
+        except Exception:  # what cannot be read does not go on
+            logger.exception("Tollgate: reading an answer for its guardrails failed")
+            out = guard.fail()
+        flow.websocket.messages[-1].drop()
+        if guard.denied is not None:
+            _sent(flow, out)
+            self._cut(flow, session, call, guard)
+        return out
+
+    def _cut(self, flow: http.HTTPFlow, session: Session, call: Call, guard: ResponsesSocketGuard) -> None:
+        """A response denied: recorded as cut, and the WebSocket closed (the upstream stops)."""
+        session.cut = True
+        call.answer.findings = guard.counts
+        call.answer.error = call.answer.refused = CONTENT_DENIED
+        session.guarded.clear()
+        for response_id, answering in list(session.answering.items()):
+            if answering is call:
+                del session.answering[response_id]
+        self._end(session, call)
+        patches.close_websocket(flow, POLICY_VIOLATION, "Tollgate stopped the answer: content_denied")
 
     def _takes_waiting(self) -> bool:
         return not self.shared.draining
@@ -282,6 +364,10 @@ class ResponsesSocket(SocketRunner[Session]):
             call.answer.first_byte, call.answer.status = time.time(), 200
             assert event.response_id is not None
             session.answering[event.response_id] = call
+            detectors = answer_detectors(call)
+            if detectors is not None:
+                call.answer.findings = {}
+                session.guarded[event.lane] = (call, ResponsesSocketGuard(detectors, event.lane))
             return None
         if event.kind == "done":
             found = session.answering.pop(event.response_id or "", None)
@@ -290,6 +376,9 @@ class ResponsesSocket(SocketRunner[Session]):
                 found.answer.status = 200
             if found is None:
                 return None
+            guarded = session.guarded.pop(event.lane, None)
+            if guarded is not None and guarded[0] is found:
+                found.answer.findings = guarded[1].counts
             found.answer.usage = event.usage
             found.answer.error = found.answer.error or event.error
             self._end(session, found)
@@ -356,6 +445,9 @@ class ResponsesSocket(SocketRunner[Session]):
         its responses went to the audit), and no call record, so that no record is written for it:
         its upgrade, kept in flight since it went upstream, has ended all the same."""
         session.closed = True
+        for call, guard in session.guarded.values():  # broken off: what was found so far
+            call.answer.findings = guard.counts
+        session.guarded.clear()
         for call in session.open_calls():
             self._end(session, call)
         session.unanswered.clear()

@@ -1,0 +1,424 @@
+"""OpenAI Responses' answer read by the answer guardrails (`governance/guardrails/answer.py`), in its
+own events, as OpenAI chat's is (`chat_answer.py`, whose event queue this reuses): each output
+item's text, refusal, reasoning (its summary and its text), a function call's arguments (JSON as
+the model writes it), a custom tool's input, an MCP call's arguments and a code interpreter's code,
+one scanner per channel (output item, field, content part); a shell call's command, which comes
+whole, is read whole. The events that repeat a whole text
+(`….done`, `response.content_part.done`, `response.output_item.done`, `response.completed`) carry
+it as the client got it in the deltas: redacted where a value was, never sent where one is denied.
+A denied stream ends with an event whose `error` the SDK raises on. Over the Responses WebSocket
+the same events come one a message (`ResponsesSocketGuard`). Plain code, knowing nothing of
+mitmproxy."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from tollgate.formats.framing.sse import parse_sse_block
+from tollgate.governance.guardrails.answer import AnswerDetectors
+from tollgate.governance.guardrails.chat_answer import DENIED_MESSAGE, Channel, ChatAnswerGuard, _Pending
+
+
+@dataclass(frozen=True, slots=True)
+class _Stream:
+    """A delta event's channel: its field's kind (`arguments` where it is JSON), where its
+    sub-index is (`content_index`, `summary_index`, none), and the `.done` event's field."""
+
+    kind: str
+    index: str | None
+    done_field: str
+
+
+# Delta event type → its channel; the `.done` event of the same stem carries the whole text.
+STREAMS: dict[str, _Stream] = {
+    "response.output_text.delta": _Stream("text", "content_index", "text"),
+    "response.refusal.delta": _Stream("refusal", "content_index", "refusal"),
+    "response.reasoning_summary_text.delta": _Stream("summary", "summary_index", "text"),
+    "response.reasoning_text.delta": _Stream("reasoning", "content_index", "text"),
+    "response.function_call_arguments.delta": _Stream("arguments", None, "arguments"),
+    "response.mcp_call_arguments.delta": _Stream("arguments", None, "arguments"),
+    "response.custom_tool_call_input.delta": _Stream("input", None, "input"),
+    "response.code_interpreter_call_code.delta": _Stream("code", None, "code"),
+}
+DONE: dict[str, _Stream] = {t.removesuffix(".delta") + ".done": s for t, s in STREAMS.items()}
+# The events that carry a content or summary part whole, and an output item whole.
+PARTS = {
+    "response.content_part.added": "content",
+    "response.content_part.done": "content",
+    "response.reasoning_summary_part.added": "summary",
+    "response.reasoning_summary_part.done": "summary",
+}
+ITEMS = frozenset(("response.output_item.added", "response.output_item.done"))
+# The events that carry the whole response; those that end it (every channel ends there).
+ENDS = frozenset(("response.completed", "response.incomplete", "response.failed"))
+RESPONSES = frozenset(("response.created", "response.in_progress", "response.queued", *ENDS))
+NO_INDEX = -1
+
+
+def denied_error(kind: str) -> dict[str, Any]:
+    return {"message": DENIED_MESSAGE.format(kind=kind), "type": "permission_error", "code": "content_denied"}
+
+
+def denied_event(kind: str) -> bytes:
+    """The event a denied stream ends with: the SDK raises on a `data:` object with `error`."""
+    return b"event: error\ndata: " + json.dumps({"error": denied_error(kind)}, separators=(",", ":")).encode() + b"\n\n"
+
+
+def socket_denied_event(kind: str, lane: str | None = None) -> dict[str, Any]:
+    """The Responses WebSocket's `error` event a denied answer ends with (as Tollgate's refusals)."""
+    event: dict[str, Any] = {"type": "error", "status": 403, "error": denied_error(kind)}
+    if lane is not None:
+        event["stream_id"] = lane
+    return event
+
+
+# ---- where an output item holds its texts
+
+
+# A text's holder (an object, or a list of a command's words), its key, and the channel it streams in.
+Whole = tuple[dict[str, Any] | list[Any], str | int, Channel]
+
+
+def _text_at(holder: dict[str, Any] | list[Any], key: str | int) -> str | None:
+    if isinstance(holder, dict):
+        value = holder.get(key) if isinstance(key, str) else None
+    else:
+        value = holder[key] if isinstance(key, int) and key < len(holder) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _replace(holder: dict[str, Any] | list[Any], key: str | int, text: str) -> None:
+    """The text written in place; its log probabilities' tokens, the text as it came, left out."""
+    holder[key] = text  # type: ignore[index]
+    if isinstance(holder, dict) and holder.get("logprobs"):
+        holder["logprobs"] = []
+
+
+def item_texts(item: Any, output: int) -> Iterator[Whole]:
+    """The texts an output item holds whole, each with the channel its deltas come in."""
+    if not isinstance(item, dict):
+        return
+    kind = item.get("type")
+    if kind == "message":
+        yield from _parts(item.get("content"), output, "content")
+    elif kind == "reasoning":
+        yield from _parts(item.get("summary"), output, "summary")
+        yield from _parts(item.get("content"), output, "content")
+    elif kind in ("function_call", "mcp_call"):
+        yield item, "arguments", (output, "arguments", NO_INDEX)
+        if kind == "mcp_call":
+            yield item, "output", (output, "output", NO_INDEX)  # a hosted tool's result: no deltas
+    elif kind == "custom_tool_call":
+        yield item, "input", (output, "input", NO_INDEX)
+    elif kind == "code_interpreter_call":
+        yield item, "code", (output, "code", NO_INDEX)
+    elif kind in ("local_shell_call", "shell_call"):
+        # A command the agent runs, whole: its words (`command`), or its commands (`commands`).
+        action = item.get("action")
+        for name in ("command", "commands"):
+            words = action.get(name) if isinstance(action, dict) else None
+            if isinstance(words, list):
+                yield from ((words, index, (output, name, index)) for index in range(len(words)))
+
+
+def _parts(parts: Any, output: int, where: str) -> Iterator[Whole]:
+    for index, part in enumerate(parts if isinstance(parts, list) else ()):
+        yield from part_texts(part, output, where, index)
+
+
+def part_texts(part: Any, output: int, where: str, index: int) -> Iterator[Whole]:
+    """A content or summary part's text (or refusal), with its channel."""
+    if not isinstance(part, dict):
+        return
+    if where == "summary":
+        yield part, "text", (output, "summary", index)
+    elif part.get("type") == "refusal":
+        yield part, "refusal", (output, "refusal", index)
+    elif part.get("type") == "reasoning_text":
+        yield part, "text", (output, "reasoning", index)
+    else:
+        yield part, "text", (output, "text", index)
+
+
+def output_texts(response: Any) -> Iterator[Whole]:
+    """The texts a whole response holds (its `output`)."""
+    output = response.get("output") if isinstance(response, dict) else None
+    for index, item in enumerate(output if isinstance(output, list) else ()):
+        yield from item_texts(item, index)
+
+
+def _index(value: Any) -> int:
+    return value if type(value) is int else 0
+
+
+# ---- a streamed answer
+
+
+@dataclass(slots=True)
+class _Seen:
+    """A channel's whole text as read: its digest, and what goes on in its place (None: itself;
+    `rescan`: it was changed in its deltas, to be read whole again once)."""
+
+    digest: bytes
+    replaced: str | None
+    rescan: bool = False
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+class ResponsesAnswerGuard(ChatAnswerGuard):
+    """A streamed Responses answer's events, read and rewritten (`feed` each piece, `flush` at its
+    end): the deltas as OpenAI chat's (held whole while their text is held, written anew only where a
+    value is replaced); each event that repeats a text whole carries what the client got of it.
+    `denied_end`: what a denied stream ends with."""
+
+    def __init__(self, compiled: AnswerDetectors, denied_end: Callable[[str], bytes] = denied_event) -> None:
+        super().__init__(compiled)
+        self._denied_end = denied_end
+        self._templates: dict[Channel, dict[str, Any]] = {}  # a channel's delta event, for one of held text
+        self._hashes: dict[Channel, Any] = {}  # what each channel read, hashed as it comes
+        self._seen: dict[Channel, _Seen] = {}
+        self._whole_counts: Counter[str] = Counter()
+
+    @property
+    def counts(self) -> dict[str, int]:
+        total = Counter(super().counts)
+        total.update(self._whole_counts)
+        return dict(total)
+
+    def _event(self, block: bytes) -> bytes:
+        pending = _Pending(block + b"\n\n")
+        self._pending.append(pending)
+        event = parse_sse_block(block)
+        if event is None:
+            return self._drained()
+        try:
+            obj = json.loads(event.data)
+        except ValueError:
+            return self._drained()
+        kind = obj.get("type") if isinstance(obj, dict) else None
+        if not isinstance(kind, str):
+            return self._drained()
+        stream = STREAMS.get(kind)
+        if stream is not None:
+            return self._delta_event(pending, obj, kind, stream)
+        return self._whole_event(pending, obj, kind)
+
+    def _delta_event(self, pending: _Pending, obj: dict[str, Any], kind: str, stream: _Stream) -> bytes:
+        value = obj.get("delta")
+        if not isinstance(value, str) or not value:
+            return self._drained()
+        channel = self._channel_of(obj, stream)
+        pending.obj = obj
+        if channel not in self._templates:
+            self._templates[channel] = {k: v for k, v in obj.items() if k not in ("delta", "obfuscation")}
+            self._hashes[channel] = hashlib.blake2b(digest_size=16)
+        self._hashes[channel].update(value.encode())
+        self._fed(pending, channel, obj, "delta", value)
+        if self.denied is not None:
+            return self._cut()
+        return self._drained()
+
+    @staticmethod
+    def _channel_of(obj: dict[str, Any], stream: _Stream) -> Channel:
+        sub = _index(obj.get(stream.index)) if stream.index is not None else NO_INDEX
+        return (_index(obj.get("output_index")), stream.kind, sub)
+
+    def _whole_event(self, pending: _Pending, obj: dict[str, Any], kind: str) -> bytes:
+        """An event that may repeat texts whole: the channels it ends are flushed first (what they
+        hold goes on before it), then each text it carries is what the client got of it."""
+        texts: list[Whole] = []
+        ends: Callable[[Channel], bool] | None = None
+        if (stream := DONE.get(kind)) is not None:
+            channel = self._channel_of(obj, stream)
+            texts = [(obj, stream.done_field, channel)]
+            ends = channel.__eq__
+        elif (where := PARTS.get(kind)) is not None:
+            output = _index(obj.get("output_index"))
+            index = _index(obj.get("content_index" if where == "content" else "summary_index"))
+            texts = list(part_texts(obj.get("part"), output, where, index))
+            if kind.endswith(".done"):
+                ends = {c for _, _, c in texts}.__contains__
+        elif kind in ITEMS:
+            output = _index(obj.get("output_index"))
+            texts = list(item_texts(obj.get("item"), output))
+            if kind.endswith(".done"):
+                ends = lambda c: c[0] == output  # noqa: E731
+        elif kind in RESPONSES:
+            texts = list(output_texts(obj.get("response")))
+            if kind in ENDS:
+                ends = lambda c: True  # noqa: E731
+        before = b""
+        if ends is not None:
+            self._pending.pop()
+            self._ended_where(ends)
+            if self.denied is not None:
+                return self._cut()
+            before = self._drained() + self._orphans()
+            self._pending.append(pending)
+        changed = False
+        for holder, name, channel in texts:
+            changed |= self._whole(holder, name, channel)
+            if self.denied is not None:
+                self._pending.pop()  # it carries the value: it never goes
+                return before + self._cut()
+        if changed:
+            pending.whole = self._written(obj)
+        return before + self._drained()
+
+    def _whole(self, holder: dict[str, Any] | list[Any], name: str | int, channel: Channel) -> bool:
+        """A text carried whole, made what the client got of it: whether it was changed."""
+        value = _text_at(holder, name)
+        if value is None:
+            return False
+        data = value.encode()
+        digest = _digest(data)
+        seen = self._seen.get(channel)
+        if seen is None or seen.digest != digest or seen.rescan:
+            replaced, denied, counts = read_whole(self._compiled, data, channel[1] == "arguments")
+            if channel not in self._channels:  # no deltas told it: found here
+                self._whole_counts.update(counts)
+            if denied is not None:
+                self.denied = denied
+                return False
+            seen = self._seen[channel] = _Seen(digest, None if replaced == value else replaced)
+        if seen.replaced is None:
+            return False
+        _replace(holder, name, seen.replaced)
+        return True
+
+    def _ended(self, index: int | None) -> None:
+        self._ended_where(lambda c: index is None or c[0] == index)
+
+    def _ended_where(self, ends: Callable[[Channel], bool]) -> None:
+        """The scanners of the channels that have ended, flushed; what each read noted, to know the
+        whole text when it comes again."""
+        for channel, state in self._channels.items():
+            if state.scanner is None or not ends(channel):
+                continue
+            scanner, state.scanner = state.scanner, None
+            released = scanner.flush()
+            self._spent.update(scanner.counts)
+            state.owed += released.text
+            self._seen[channel] = _Seen(self._hashes[channel].digest(), None, rescan=bool(scanner.counts))
+            if released.denied is not None:
+                self.denied = released.denied
+                return
+
+    def _held_delta(self, channel: Channel, text: str) -> dict[str, Any]:
+        return {**self._templates[channel], "delta": text}
+
+    def _cut(self) -> bytes:
+        out = [self._settled(self._pending.popleft()) for _ in range(len(self._pending))]
+        return b"".join(out) + self._orphans() + self._denied_end(self.denied or "unread")
+
+    @staticmethod
+    def _written(obj: dict[str, Any]) -> bytes:
+        """An event written anew (its text replaced, or cut): its log probabilities' tokens, the text
+        as it came, are left out."""
+        if obj.get("logprobs"):
+            obj["logprobs"] = []
+        data = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+        kind = obj.get("type")
+        name = b"event: " + kind.encode() + b"\n" if isinstance(kind, str) else b""
+        return name + b"data: " + data + b"\n\n"
+
+
+def read_whole(compiled: AnswerDetectors, data: bytes, is_json: bool) -> tuple[str, str | None, dict[str, int]]:
+    """One text read whole: as it goes on, the kind of a value to deny, and the counts."""
+    scanner = compiled.scanner(is_json)
+    first = scanner.feed(data)
+    if first.denied is not None:
+        return "", first.denied, dict(scanner.counts)
+    rest = scanner.flush()
+    return (first.text + rest.text).decode(), rest.denied, dict(scanner.counts)
+
+
+# ---- the Responses WebSocket
+
+
+class ResponsesSocketGuard:
+    """A response's events over the Responses WebSocket, one a message, read as over SSE: `message`
+    gives the messages that go on now in its place (the message itself, as it came, where nothing
+    is held or replaced), `flush` those held at its end. At a value to deny, what is known goes on,
+    then the socket's `error` event, and nothing more (`denied`)."""
+
+    def __init__(self, compiled: AnswerDetectors, lane: str | None = None) -> None:
+        self._guard = ResponsesAnswerGuard(compiled, lambda kind: b"")
+        self.lane = lane
+        self._told = False  # the error event has gone
+
+    @property
+    def denied(self) -> str | None:
+        return self._guard.denied
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return self._guard.counts
+
+    def message(self, content: bytes) -> list[bytes]:
+        if self.denied is not None:
+            return []
+        if b"\n" in content or b"\r" in content:
+            # Raw line ends are whitespace between JSON's tokens: the event written without them.
+            content = json.dumps(json.loads(content), ensure_ascii=False, separators=(",", ":")).encode()
+        return self._ended(self._guard.feed(b"data: " + content + b"\n\n"))
+
+    def flush(self) -> list[bytes]:
+        return self._ended(self._guard.flush())
+
+    def fail(self) -> list[bytes]:
+        """The response cannot be read: it stops here, with the event a denied one ends with."""
+        self._guard.denied = self._guard.denied or "unread"
+        return self._ended(b"")
+
+    def _ended(self, out: bytes) -> list[bytes]:
+        messages = [_data_of(block) for block in out.split(b"\n\n") if block]
+        if self.denied is not None and not self._told:
+            self._told = True
+            messages.append(json.dumps(socket_denied_event(self.denied, self.lane), separators=(",", ":")).encode())
+        return messages
+
+
+def _data_of(block: bytes) -> bytes:
+    """An event block's data (the guard writes one `data:` line an event, none with a line end)."""
+    for line in block.split(b"\n"):
+        if line.startswith(b"data: "):
+            return line[6:]
+    return b""
+
+
+# ---- a whole (JSON) answer
+
+
+def guard_responses_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
+    """A whole (not streamed) Responses answer read: the body as it goes on (redacted, or as it
+    came where nothing is), the kind of a value to deny (the answer is then refused), and the
+    counts."""
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return body, None, {}
+    counts: Counter[str] = Counter()
+    changed = False
+    for holder, name, channel in output_texts(obj):
+        value = _text_at(holder, name)
+        if value is None:
+            continue
+        replaced, denied, found = read_whole(compiled, value.encode(), channel[1] == "arguments")
+        counts.update(found)
+        if denied is not None:
+            return body, denied, dict(counts)
+        if replaced != value:
+            _replace(holder, name, replaced)
+            changed = True
+    if not changed:
+        return body, None, dict(counts)
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode(), None, dict(counts)

@@ -1,0 +1,554 @@
+"""Guardrails on answers in OpenAI's Responses API, with the official openai SDK through mitmdump: a
+streamed response whose text carries an AWS key split across events and whose function call carries
+a card number split across its argument deltas comes with each value replaced, in the deltas and in
+every event that repeats the text whole (`redact`); or it stops before the value with an error the
+SDK raises on while iterating, the upstream's connection closed (`deny`); a JSON response is served
+redacted or refused 403. The plans' formats too: Codex signed in with ChatGPT (its Responses over
+server-sent events, and over the Responses WebSocket, where a denied answer gets an `error` event
+and the WebSocket closes; the Codex CLI itself too), and Copilot's OpenAI chat."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.support import guardrail_samples as samples
+from tests.support.canned import provider_answers
+from tests.support.codex import clean_env, installed_codex, run_in_session
+from tests.support.fake_realtime import FakeRealtime, HttpRequest, not_found, responding, responses_usage
+from tests.support.fake_upstream import Received, Reply
+from tests.support.streams import sse
+
+VIRTUAL = "tg-responses-alice-0001"
+AWS = samples.AWS_KEY_ID
+CARD = samples.SAMPLES["pii.payment_card"][0]
+TEXT = f"Here is the key from the file: {AWS} and nothing else."
+ARGS = json.dumps({"card": CARD, "note": "pay it"})
+KINDS = ["secrets.aws_access_key_id", "pii.payment_card"]
+REDACTED_TEXT = TEXT.replace(AWS, "[REDACTED:secrets.aws_access_key_id]")
+REDACTED_ARGS = ARGS.replace(CARD, "[REDACTED:pii.payment_card]")
+FILLERS = 100  # events the upstream would send after a denied value, were it not closed
+FILLER_GAP = 0.02
+WORKSPACE = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+COPILOT_TOKEN = (
+    "tid=0f1e2d3c4b5a69788796a5b4c3d2e1f0;exp=4102444800;sku=copilot_for_business_seat;"
+    "proxy-ep=proxy.business.githubcopilot.com;st=dotcom;chat=1;8kp=1:5ecret-copilot-mac-q7"
+)
+
+
+def pieces(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def usage() -> dict[str, Any]:
+    return {"input_tokens": 30, "output_tokens": 9, "total_tokens": 39}
+
+
+def response_events(
+    text: str, arguments: str | None, fillers: int = 0, deltas: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """A response as OpenAI streams it: the text in 5-character deltas (the key across four), a
+    function call's arguments in 4-character ones (the card across five), each then whole."""
+    response = {"id": "resp_g", "object": "response", "status": "in_progress", "model": "gpt-5", "output": []}
+    part = {"type": "output_text", "text": text, "annotations": []}
+    message = {"id": "msg_g", "type": "message", "status": "completed", "role": "assistant", "content": [part]}
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": response},
+        {"type": "response.output_item.added", "output_index": 0, "item": {**message, "content": []}},
+    ]
+    where = {"item_id": "msg_g", "output_index": 0, "content_index": 0}
+    events.append({"type": "response.content_part.added", **where, "part": {**part, "text": ""}})
+    deltas = (deltas or pieces(text, 5)) + [" more"] * fillers
+    events += [{"type": "response.output_text.delta", **where, "delta": p, "logprobs": []} for p in deltas]
+    events += [
+        {"type": "response.output_text.done", **where, "text": text, "logprobs": []},
+        {"type": "response.content_part.done", **where, "part": part},
+        {"type": "response.output_item.done", "output_index": 0, "item": message},
+    ]
+    output = [message]
+    if arguments is not None:
+        call = {"id": "fc_g", "type": "function_call", "call_id": "call_1", "name": "pay", "arguments": arguments}
+        output.append(call)
+        events.append({"type": "response.output_item.added", "output_index": 1, "item": {**call, "arguments": ""}})
+        where = {"item_id": "fc_g", "output_index": 1}
+        events += [
+            {"type": "response.function_call_arguments.delta", **where, "delta": p} for p in pieces(arguments, 4)
+        ]
+        events.append({"type": "response.function_call_arguments.done", **where, "arguments": arguments})
+        events.append({"type": "response.output_item.done", "output_index": 1, "item": call})
+    done = {**response, "status": "completed", "output": output, "usage": usage()}
+    events.append({"type": "response.completed", "response": done})
+    return [{**e, "sequence_number": n} for n, e in enumerate(events)]
+
+
+def sse_of(events: list[dict[str, Any]]) -> list[bytes]:
+    return [sse(e, e["type"]) for e in events]
+
+
+CLEAN = "Nothing to hide here, all is well and fine."
+CLEAN_WORDS = ["Nothing ", "to hide ", "here, ", "all is well ", "and fine."]
+
+
+def gated_events() -> list[dict[str, Any]]:
+    """A clean answer whose every event ends where no value may begin: none is held."""
+    return response_events(CLEAN, None, deltas=CLEAN_WORDS)
+
+
+class Upstream:
+    """The fake OpenAI's Responses, by model; the denied stream's reply kept to see where it stopped."""
+
+    def __init__(self) -> None:
+        self.denied: Reply | None = None
+        self.denied_at = 0
+        self.gate: Callable[[int], None] | None = None  # for the gated clean stream's events
+
+    def __call__(self, received: Received) -> Reply:
+        path = received.path.partition("?")[0]
+        body = received.json() if received.body else {}
+        if path == "/chat/completions" and body.get("stream"):  # Copilot's chat
+            return Reply(200, chunks=chat_stream(), headers={"content-type": "text/event-stream"})
+        if not path.endswith("/responses"):
+            return provider_answers(received)
+        model, stream = body["model"], body.get("stream")
+        if model == "gpt-clean":
+            return Reply(200, chunks=sse_of(response_events(CLEAN, '{"cmd": "ls"}')))
+        if model == "gpt-clean-gated":
+            return Reply(200, chunks=sse_of(gated_events()), gate=self.gate)
+        if model == "gpt-deny-stream":
+            events = response_events(TEXT, None, FILLERS)
+            self.denied_at = first = 3 + TEXT.index(AWS) // 5
+            self.denied = Reply(200, chunks=sse_of(events), gate=lambda i: time.sleep(FILLER_GAP if i > first else 0))
+            return self.denied
+        if stream:
+            return Reply(200, chunks=sse_of(response_events(TEXT, ARGS)))
+        return Reply(200, response_events(TEXT, ARGS)[-1]["response"])
+
+
+def chat_stream() -> list[bytes]:
+    """Copilot's OpenAI chat: the text in 5-character deltas."""
+    base = {"id": "chatcmpl-c", "object": "chat.completion.chunk", "created": 1700000000, "model": "gpt-4o"}
+    chunks = [
+        {**base, "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]} for p in pieces(TEXT, 5)
+    ]
+    chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    return [*(sse(c) for c in chunks), sse("[DONE]")]
+
+
+def segment(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+ACCESS = (
+    f"{segment({'alg': 'none', 'typ': 'JWT'})}."
+    + segment({"https://api.openai.com/auth": {"chatgpt_account_id": WORKSPACE, "chatgpt_plan_type": "team"},
+               "https://api.openai.com/profile": {"email": "alice@corp.example"}, "exp": 4102444800})
+    + ".5ecret-signature"
+)  # fmt: skip
+
+
+def codex_http(request: HttpRequest) -> tuple[int, dict[str, str], bytes | list[bytes]]:
+    """chatgpt.com: Codex's responses over server-sent events."""
+    body = json.loads(request.body)
+    events = response_events(TEXT if body["model"] != "gpt-clean" else CLEAN, ARGS)
+    return 200, {"content-type": "text/event-stream"}, sse_of(events)
+
+
+def codex_socket(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """Over the Responses WebSocket: each response.create answered with the same events."""
+    if event.get("type") != "response.create":
+        return []
+    return response_events(TEXT, ARGS, FILLERS if event["model"].startswith("gpt-deny") else 0)
+
+
+def config(openai: str, chatgpt: str, copilot: str) -> dict:
+    redacting = {"on": ["answer"], "detect": KINDS, "action": "redact"}
+    return {
+        "providers": {
+            "openai": {"upstream": openai, "keys": ["sk-real-responses-0001"]},
+            "chatgpt": {"upstream": chatgpt},
+            "copilot": {"upstream": copilot},
+        },
+        "clients": [{"name": "alice", "keys": [VIRTUAL], "accounts": ["alice@corp.example"]}],
+        "allow_anonymous": True,  # Copilot's token names no one: its call is anonymous
+        "subscriptions": {"allow": True, "chatgpt": {"workspaces": [WORKSPACE]}, "copilot": {"plans": ["business"]}},
+        # A limit counts these: a response's last event waits for its settlement to be written.
+        "limits": [{"name": "counted", "match": {"model": "gpt-5-counted"}, "tokens_per_day": 10_000_000}],
+        "guardrails": [
+            {**redacting, "match": {"model": "gpt-5*"}},
+            {**redacting, "match": {"model": "gpt-4o"}},
+            {**redacting, "match": {"model": "gpt-clean*"}},
+            {"match": {"model": "gpt-deny*"}, "on": ["answer"], "detect": KINDS, "action": "deny"},
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Upstream:
+    return Upstream()
+
+
+@pytest.fixture(scope="module")
+def chatgpt(upstream_ca):
+    server = FakeRealtime(upstream_ca, codex_socket)
+    server.http = codex_http
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def gw(start_gateway, upstream, chatgpt):
+    gateway = start_gateway(
+        lambda urls: config(urls["openai"], chatgpt.url, urls["copilot"]), providers=("openai", "copilot")
+    )
+    for fake in gateway.fakes.values():
+        fake.handler = upstream
+    return gateway
+
+
+READ_STREAM = f"""
+import openai
+client = openai.OpenAI(api_key="{VIRTUAL}", max_retries=0)
+text, args, done, error = "", "", {{}}, None
+try:
+    for event in client.responses.create(model=MODEL, input="pay", stream=True):
+        if event.type == "response.output_text.delta":
+            text += event.delta
+        elif event.type == "response.function_call_arguments.delta":
+            args += event.delta
+        elif event.type == "response.output_text.done":
+            done["text"] = event.text
+        elif event.type == "response.function_call_arguments.done":
+            done["args"] = event.arguments
+        elif event.type == "response.completed":
+            done["completed"] = event.response.output_text
+            done["completed_args"] = event.response.output[1].arguments
+except Exception as e:
+    error = [type(e).__module__.split(".")[0], type(e).__name__, str(e)]
+report(text=text, args=args, done=done, error=error)
+"""
+
+
+def test_a_streamed_response_comes_redacted_in_its_deltas_and_whole_texts(gw):
+    result = gw.run("MODEL = 'gpt-5'\n" + READ_STREAM)
+    assert result["error"] is None
+    assert (result["text"], result["args"]) == (REDACTED_TEXT, REDACTED_ARGS)
+    assert json.loads(result["args"]) == {"card": "[REDACTED:pii.payment_card]", "note": "pay it"}
+    assert result["done"] == {
+        "text": REDACTED_TEXT,
+        "args": REDACTED_ARGS,
+        "completed": REDACTED_TEXT,
+        "completed_args": REDACTED_ARGS,
+    }
+    record = gw.last_audit()
+    assert (record["endpoint"], record["status"], record["error"]) == ("responses", 200, None)
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1, "pii.payment_card": 1}
+    assert record["total_tokens"] == 39
+
+
+def test_a_denied_stream_raises_in_the_sdk_and_the_upstream_is_closed(gw, upstream):
+    started = time.monotonic()
+    result = gw.run("MODEL = 'gpt-deny-stream'\n" + READ_STREAM)
+    module, name, message = result["error"]
+    assert (module, name) == ("openai", "APIError")
+    assert "secrets.aws_access_key_id" in message
+    assert result["text"] == TEXT[: TEXT.index(AWS)]
+    assert result["done"] == {}
+    record = gw.last_audit()
+    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+    time.sleep(max(0.0, started + FILLERS * FILLER_GAP + 1.0 - time.monotonic()))
+    assert upstream.denied is not None
+    assert len(upstream.denied.sent_at) < upstream.denied_at + 4 + 5
+
+
+def test_a_clean_stream_comes_byte_for_byte(gw):
+    result = gw.run(
+        f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+        with client.responses.with_streaming_response.create(model="gpt-clean", input="hi", stream=True) as r:
+            raw = b"".join(r.iter_bytes())
+        report(raw=raw.decode())
+        """
+    )
+    assert result["raw"].encode() == b"".join(sse_of(response_events(CLEAN, '{"cmd": "ls"}')))
+    assert gw.last_audit()["answer_findings"] == {}
+
+
+def test_a_clean_streams_events_are_not_held_back(gw, upstream, tmp_path):
+    """The upstream sends each event only once the client has the one before: a guarded stream
+    whose text holds no candidate passes each event on as it comes."""
+    count = tmp_path / "events"
+    waited: list[bool] = []
+
+    def until_the_client_has(i: int) -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if count.exists() and int(count.read_text() or 0) >= i:
+                waited.append(True)
+                return
+            time.sleep(0.01)
+        waited.append(False)
+
+    upstream.gate = until_the_client_has
+    try:
+        result = gw.run(
+            f"""
+            from openai import OpenAI
+            client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+            n, text = 0, ""
+            for event in client.responses.create(model="gpt-clean-gated", input="hi", stream=True):
+                n += 1
+                text += event.delta if event.type == "response.output_text.delta" else ""
+                with open({str(count)!r}, "w") as f:
+                    f.write(str(n))
+            report(text=text)
+            """
+        )
+    finally:
+        upstream.gate = None
+    assert result == {"text": CLEAN}
+    assert waited == [True] * (len(gated_events()) - 1)
+    assert gw.last_audit()["answer_findings"] == {}
+
+
+READ_JSON = f"""
+import openai
+client = openai.OpenAI(api_key="{VIRTUAL}", max_retries=0)
+try:
+    r = client.responses.create(model=MODEL, input="pay")
+    report(text=r.output_text, args=r.output[1].arguments)
+except openai.APIStatusError as e:
+    report(error=type(e).__name__, status=e.status_code, tollgate=e.response.headers.get("x-tollgate-error"),
+           body=e.body)
+"""
+
+
+def test_a_json_response_is_served_redacted_or_refused_403(gw):
+    assert gw.run("MODEL = 'gpt-5'\n" + READ_JSON) == {"text": REDACTED_TEXT, "args": REDACTED_ARGS}
+    record = gw.last_audit()
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1, "pii.payment_card": 1}
+    refused = gw.run("MODEL = 'gpt-deny-json'\n" + READ_JSON)
+    assert (refused["error"], refused["status"], refused["tollgate"]) == (
+        "PermissionDeniedError",
+        403,
+        "content_denied",
+    )
+    assert AWS not in json.dumps(refused) and CARD not in json.dumps(refused)
+    record = gw.last_audit()
+    assert (record["status"], record["decision"], record["refusal"]) == (403, "deny", "content_denied")
+
+
+CODEX_SSE = f"""
+import openai
+client = openai.OpenAI(api_key="{ACCESS}", base_url="https://chatgpt.com/backend-api/codex", max_retries=0,
+                       default_headers={{"ChatGPT-Account-ID": "{WORKSPACE}"}})
+text, args = "", ""
+for event in client.responses.create(model="gpt-5", input="pay", instructions="be brief", stream=True):
+    if event.type == "response.output_text.delta":
+        text += event.delta
+    elif event.type == "response.function_call_arguments.delta":
+        args += event.delta
+report(text=text, args=args)
+"""
+
+
+def test_codex_with_chatgpt_over_sse_is_redacted(gw):
+    assert gw.run(CODEX_SSE) == {"text": REDACTED_TEXT, "args": REDACTED_ARGS}
+    record = gw.last_audit()
+    assert (record["provider"], record["endpoint"], record["auth"]) == ("chatgpt", "responses", "subscription")
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1, "pii.payment_card": 1}
+
+
+SOCKET = f"""
+import asyncio
+from openai import AsyncOpenAI
+
+async def session():
+    client = AsyncOpenAI(api_key="{ACCESS}", base_url="https://chatgpt.com/backend-api/codex", max_retries=0,
+                         default_headers={{"ChatGPT-Account-ID": "{WORKSPACE}"}})
+    text, args, done, error, closed = "", "", None, None, None
+    async with client.responses.connect() as conn:
+        await conn.response.create(model=MODEL, input="pay")
+        try:
+            while True:
+                event = await asyncio.wait_for(conn.recv(), 20)
+                if event.type == "response.output_text.delta":
+                    text += event.delta
+                elif event.type == "response.function_call_arguments.delta":
+                    args += event.delta
+                elif event.type == "error":
+                    error = event.model_dump(exclude_none=True)
+                    event = await asyncio.wait_for(conn.recv(), 20)  # the close
+                elif event.type == "response.completed":
+                    done = [event.response.output_text, event.response.output[1].arguments]
+                    break
+        except Exception as e:
+            closed = [type(e).__name__, getattr(getattr(e, "rcvd", None), "code", None)]
+    return dict(text=text, args=args, done=done, error=error, closed=closed)
+
+report(**asyncio.run(session()))
+"""
+
+
+@pytest.mark.parametrize("model", ["gpt-5", "gpt-5-counted"])
+def test_codex_over_the_responses_websocket_is_redacted(gw, model):
+    result = gw.run(f"MODEL = {model!r}\n" + SOCKET)
+    assert result == {
+        "text": REDACTED_TEXT,
+        "args": REDACTED_ARGS,
+        "done": [REDACTED_TEXT, REDACTED_ARGS],
+        "error": None,
+        "closed": None,
+    }
+    record = next(r for r in reversed(gw.new_audit(1)) if r["endpoint"] == "responses")
+    assert (record["model"], record["transport"], record["total_tokens"]) == (model, "websocket", 39)
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1, "pii.payment_card": 1}
+
+
+def test_a_denied_answer_on_the_websocket_gets_an_error_event_and_the_socket_closes(gw, chatgpt):
+    result = gw.run("MODEL = 'gpt-deny-socket'\n" + SOCKET)
+    assert result["text"] == TEXT[: TEXT.index(AWS)]
+    assert result["done"] is None and result["args"] == ""
+    assert result["error"]["error"]["code"] == "content_denied"
+    assert (result["error"]["type"], result["error"]["status"]) == ("error", 403)
+    assert result["closed"] == ["ConnectionClosedError", 1008]
+    # The upstream's WebSocket closed by Tollgate (its generation stops), with the same code.
+    session = chatgpt.sessions[-1]
+    assert session.closed.wait(5)
+    assert session.close_code == 1008
+    record = next(r for r in reversed(gw.new_audit(1)) if r["endpoint"] == "responses")
+    assert (record["status"], record["error"], record["answer_findings"]) == (
+        200,
+        "content_denied",
+        {"secrets.aws_access_key_id": 1},
+    )
+
+
+def test_copilots_responses_answer_is_redacted(gw):
+    result = gw.run(
+        f"""
+        import openai
+        client = openai.OpenAI(api_key="{COPILOT_TOKEN}", base_url="https://api.business.githubcopilot.com",
+                               max_retries=0, default_headers={{"Copilot-Integration-Id": "vscode-chat"}})
+        text, args = "", ""
+        for event in client.responses.create(model="gpt-5", input="pay", stream=True):
+            if event.type == "response.output_text.delta":
+                text += event.delta
+            elif event.type == "response.function_call_arguments.delta":
+                args += event.delta
+        report(text=text, args=args)
+        """
+    )
+    assert result == {"text": REDACTED_TEXT, "args": REDACTED_ARGS}
+    record = gw.last_audit()
+    assert (record["provider"], record["endpoint"], record["auth"]) == ("copilot", "responses", "subscription")
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1, "pii.payment_card": 1}
+
+
+def test_copilots_chat_answer_is_read_by_the_chat_guard(gw):
+    result = gw.run(
+        f"""
+        import openai
+        client = openai.OpenAI(api_key="{COPILOT_TOKEN}", base_url="https://api.business.githubcopilot.com",
+                               max_retries=0, default_headers={{"Copilot-Integration-Id": "vscode-chat"}})
+        text = ""
+        for event in client.chat.completions.create(model="gpt-4o", messages=[{{"role": "user", "content": "hi"}}],
+                                                    stream=True):
+            text += "".join(c.delta.content or "" for c in event.choices)
+        report(text=text)
+        """
+    )
+    assert result == {"text": REDACTED_TEXT}
+    record = gw.last_audit()
+    assert (record["provider"], record["endpoint"], record["auth"]) == ("copilot", "chat.completions", "subscription")
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+
+
+# ---- OpenAI's Codex CLI (`codex exec`), signed in with ChatGPT, unchanged
+
+
+def codex_web(fake: FakeRealtime):
+    """chatgpt.com over HTTP as Codex needs it: the workspace's routing, then its responses as
+    server-sent events (when its WebSocket is off); everything else not found."""
+
+    def answer(request: HttpRequest) -> tuple[int, dict[str, str], bytes | list[bytes]]:
+        path = request.target.partition("?")[0]
+        if path == "/backend-api/wham/accounts/check":
+            account = {"id": WORKSPACE, "workspace_backend_origin": "https://chatgpt.com",
+                       "account_routing_override": "NO_CONSTRAINT"}  # fmt: skip
+            return 200, {"content-type": "application/json"}, json.dumps({"accounts": [account]}).encode()
+        if request.method == "POST" and path == "/backend-api/codex/responses":
+            events = fake.script({**json.loads(request.body), "type": "response.create"})
+            return 200, {"content-type": "text/event-stream"}, sse_of(list(events))
+        return not_found(request)
+
+    return answer
+
+
+@pytest.fixture(scope="module")
+def codex_fake(upstream_ca):
+    server = FakeRealtime(upstream_ca)
+    server.http = codex_web(server)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def codex_gw(start_gateway, codex_fake):
+    return start_gateway(
+        {
+            "providers": {"chatgpt": {"upstream": codex_fake.url}},
+            "clients": [{"name": "alice", "keys": [VIRTUAL], "accounts": ["alice@corp.example"]}],
+            "allow_anonymous": False,
+            "subscriptions": {"allow": True, "chatgpt": {"workspaces": [WORKSPACE]}},
+            "guardrails": [{"on": ["answer"], "detect": KINDS, "action": "redact"}],
+        },
+        providers=(),
+    )
+
+
+def run_codex(gw, home: Path, *options: str):
+    """`codex exec` through Tollgate, signed in with ChatGPT (`~/.codex/auth.json` as `codex login`
+    writes it), its own home."""
+    (home / ".codex").mkdir(parents=True, exist_ok=True)
+    tokens = {"id_token": ACCESS, "access_token": ACCESS, "refresh_token": "rt-5ecret", "account_id": WORKSPACE}
+    auth = {"auth_mode": "chatgpt", "OPENAI_API_KEY": None, "tokens": tokens,
+            "last_refresh": datetime.now(UTC).isoformat().replace("+00:00", "Z")}  # fmt: skip
+    (home / ".codex" / "auth.json").write_text(json.dumps(auth))
+    env = clean_env(HOME=str(home), CODEX_HOME=str(home / ".codex"), HTTPS_PROXY=gw.proxy.proxy_url,
+                    SSL_CERT_FILE=str(gw.bundle), NO_PROXY="")  # fmt: skip
+    command = [str(installed_codex()), "exec", "--skip-git-repo-check", *options, "Show the key"]
+    return run_in_session(command, home, env)
+
+
+OVER_HTTP = (
+    "model_providers.chatgpt_http={name='ChatGPT over HTTP', base_url='https://chatgpt.com/backend-api/codex',"
+    " wire_api='responses', requires_openai_auth=true, supports_websockets=false}"
+)
+
+
+@pytest.mark.parametrize("transport", ["websocket", "http"])
+def test_codex_signed_in_with_chatgpt_gets_the_answer_redacted(codex_gw, codex_fake, tmp_path, transport):
+    """Its answer's text splits the key across two deltas; Codex prints it with the key replaced."""
+    codex_fake.script = responding([TEXT, TEXT], [responses_usage(30, 9)] * 2)
+    before = len(codex_gw.audit())
+    options = ("-c", "model_provider=chatgpt_http", "-c", OVER_HTTP) if transport == "http" else ()
+    done = run_codex(codex_gw, tmp_path, *options)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert REDACTED_TEXT in done.stdout
+    assert AWS not in done.stdout + done.stderr
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        records = [r for r in codex_gw.audit()[before:] if r["endpoint"] == "responses"]
+        if records and records[-1]["answer_findings"] is not None:
+            break
+        time.sleep(0.05)
+    assert {(r["transport"], r["auth"]) for r in records} == {(transport, "subscription")}
+    assert records[-1]["answer_findings"] == {"secrets.aws_access_key_id": 1}
