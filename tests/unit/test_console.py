@@ -469,8 +469,8 @@ def test_corrupted_and_cut_lines_are_listed_as_such_and_the_views_still_answer(t
         "tollgate_started", "llm_call", "malformed", "malformed", "malformed", "llm_call", "llm_call", "malformed",
     ]  # fmt: skip
     assert audit.index.malformed == 5  # the three no records, the one of another shape, the cut one
-    # Eve's call is counted up to its findings of another shape, then its record is counted malformed.
-    assert [p["client"] for p in views.answer("/api/people", {})] == ["alice", "dan", "eve"]
+    # Eve's call, its findings of another shape, is listed and counted malformed, never summed.
+    assert [p["client"] for p in views.answer("/api/people", {})] == ["alice", "dan"]
     [state] = audit.state()
     place = tmp_path / "audit.jsonl"
     assert state["state"] == "fault" and f"{place}:3: not a JSON record: changed, cut or inserted" in state["faults"]
@@ -488,7 +488,26 @@ def test_a_corrupted_line_is_served_over_the_api(tmp_path: Path) -> None:
         assert status == 200
         assert [e["event"] for e in json.loads(body)["events"]].count("malformed") == 4
         status, _, body = fetch(url + "/api/people", {"Authorization": f"Bearer {TOKEN}"})
-        assert status == 200 and [p["client"] for p in json.loads(body)] == ["alice", "dan", "eve"]
+        assert status == 200 and [p["client"] for p in json.loads(body)] == ["alice", "dan"]
     finally:
         console.stop()
         thread.join(timeout=5)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [{"findings": [1]}, {"findings": "pii.email"}, {"answer_findings": [["pii.email", 1]]},
+     {"decision": "deny", "refusal": "policy_denied", "deny_reasons": 5}],
+)  # fmt: skip
+def test_a_record_of_another_shape_is_malformed_and_no_sum_takes_it(tmp_path: Path, shape: dict) -> None:
+    path = tmp_path / "audit.jsonl"
+    write(path, [call("2026-11-06T08:00:00.000Z", "alice"), call("2026-11-06T08:30:00.000Z", "eve", **shape)])
+    audit = Audit([path], follow=False)
+    audit.catch_up()
+    views = Views(audit)
+    assert audit.index.malformed == 1
+    assert [e["client"] for e in views.answer("/api/events", {})["events"]] == ["alice", "eve"]  # listed as written
+    assert [(p["client"], p["calls"]) for p in views.answer("/api/people", {})] == [("alice", 1)]
+    assert [s["calls"] for s in views.answer("/api/spend", {"by": ["client"]})] == [1]
+    assert [r["client"] for r in views.answer("/api/inventory", {})] == ["alice"]
+    assert views.answer("/api/refusals", {}) == views.answer("/api/findings", {}) == []

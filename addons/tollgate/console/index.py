@@ -30,6 +30,9 @@ DAY = 10
 TIME_ORDER_SLACK = 50_000
 SPEND_BY = {"provider": 0, "model": 1, "client": 2}  # where each is in a day's spend key
 TOKENS_MAX = 2**31 - 1  # what a column holds of one call's tokens (no call comes near)
+# The types a record's findings and deny_reasons are written as (or null): any other is no record the audit writes.
+MAPPING = frozenset((dict, type(None)))
+LISTED = frozenset((list, type(None)))
 
 
 @dataclass(slots=True)
@@ -258,11 +261,12 @@ class Index:
             add_input(inputs if inputs <= TOKENS_MAX else TOKENS_MAX)
             add_output(outputs if outputs <= TOKENS_MAX else TOKENS_MAX)
             add_cost(price)
-            if ts is not None and record is not None:
-                try:
-                    summed(ts, record, event, client, provider, inputs, outputs, cost, price, model)
-                except (TypeError, ValueError, AttributeError):
-                    self.malformed += 1  # a record whose figures are not what the audit writes: listed, not summed
+            if (
+                ts is not None
+                and record is not None
+                and not summed(ts, record, event, client, provider, inputs, outputs, cost, price, model)
+            ):
+                self.malformed += 1  # a record whose figures are not what the audit writes: listed, not summed
             if record is not None:
                 instance = record.get("instance")
                 if type(instance) is str:
@@ -289,13 +293,20 @@ class Index:
     def _sum(
         self, ts: str, record: dict[str, Any], event: Any, client: str | None, provider: str | None, inputs: int,
         outputs: int, cost: Any, price: float, model: str | None,
-    ) -> None:  # fmt: skip
+    ) -> bool:  # fmt: skip
+        """The record added to its day's sums; False, and nothing added, when its figures are of
+        another shape than the audit writes (checked before any sum takes the record)."""
+        get = record.get
+        found, answer_found, kind = get("findings"), get("answer_findings"), get("refusal")
+        if type(found) not in MAPPING or type(answer_found) not in MAPPING:
+            return False
+        if type(kind) is str and type(get("deny_reasons")) not in LISTED:
+            return False
         day = ts[:DAY]
         sums = self.days.get(day)
         if sums is None:
             sums = self.days[day] = Day()
             self._fold_before(day)
-        get = record.get
         if event == "llm_call" or event == "mcp_call":  # noqa: PLR1714 (two comparisons: a tuple's `in` is slower here)
             denied = get("decision") == "deny"
             key = None if client is not None else _str(get("upstream_key"))
@@ -313,8 +324,8 @@ class Index:
                 person.first_seen = ts
             if ts > person.last_seen:  # noqa: PLR1730
                 person.last_seen = ts
-            if get("findings") or get("answer_findings"):
-                self._findings(sums, person, client, record)
+            if found or answer_found:
+                _add_findings(sums, person, client, found, answer_found)
             if event == "llm_call":
                 if sums.folded:  # a call that ended long after the calls around it
                     for by, value in (("provider", provider), ("model", model), ("client", client)):
@@ -340,9 +351,10 @@ class Index:
             _seen(person, ts)
             self._connection(sums, client, record, ts)
         else:
-            return
-        if (kind := get("refusal")) is not None:
+            return True
+        if kind is not None:
             self._refusal(sums, ts, client, kind, record)
+        return True
 
     def _fold_before(self, day: str) -> None:
         """Fold the spend of the days before the day before `day` (records come in time order but
@@ -352,18 +364,6 @@ class Index:
         unfolded.sort()
         while len(unfolded) > 2:
             self.days[unfolded.pop(0)].fold()
-
-    @staticmethod
-    def _findings(sums: Day, person: Person, client: str | None, record: dict[str, Any]) -> None:
-        for name in ("findings", "answer_findings"):
-            found = record.get(name)
-            if found:
-                for kind, value in found.items():
-                    n = _int(value)
-                    if person.findings is None:
-                        person.findings = {}
-                    person.findings[kind] = person.findings.get(kind, 0) + n
-                    sums.findings[(kind, client)] = sums.findings.get((kind, client), 0) + n
 
     @staticmethod
     def _connection(sums: Day, client: str | None, record: dict[str, Any], ts: str) -> None:
@@ -557,6 +557,20 @@ def _str(value: Any) -> str | None:
 
 def _int(value: Any) -> int:
     return value if type(value) is int and value >= 0 else 0
+
+
+def _add_findings(
+    sums: Day, person: Person, client: str | None, *found: dict[str, Any] | None
+) -> None:  # fmt: skip
+    """A call's request and answer findings, each a mapping of kind to count (checked before)."""
+    for kinds in found:
+        if kinds:
+            for kind, value in kinds.items():
+                n = _int(value)
+                if person.findings is None:
+                    person.findings = {}
+                person.findings[kind] = person.findings.get(kind, 0) + n
+                sums.findings[(kind, client)] = sums.findings.get((kind, client), 0) + n
 
 
 def _person(sums: Day, client: str | None, key: str | None) -> Person:
