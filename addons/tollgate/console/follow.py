@@ -9,6 +9,7 @@ place, whatever the file is now called."""
 
 from __future__ import annotations
 
+import gc
 import gzip
 import os
 import threading
@@ -62,7 +63,10 @@ class Audit:
         self.index = Index()
         self.verifier = Verifier(key, live=True)
         self.files: list[Opened] = []
-        self.recent: deque[tuple[int, bytes]] = deque(maxlen=RECENT)  # (record number, line)
+        # The chunks read last, as read (first record number, records, start offset, bytes): they
+        # hold the last RECENT records at least, for the live stream; a line is cut from its chunk
+        # only when it is asked for, so that a year read at the first open copies none.
+        self.tail: deque[tuple[int, int, int, bytes]] = deque()
         self.lock = threading.Lock()
         self.grew = threading.Condition(self.lock)
 
@@ -71,18 +75,29 @@ class Audit:
     def catch_up(self) -> None:
         """Read what the files hold that was not read yet (the first time: all of it)."""
         if not self.files:
-            restored = self._restore()
-            for path in self.paths:
-                if not path.is_file():
-                    continue
-                opened = restored.pop(0) if restored else self._open(path)
-                if not opened.compressed or opened.position == 0:  # a compressed rotation read once is whole
-                    self._read_new(opened, last=path == self.paths[-1])
+            collecting = gc.isenabled()
+            # The records read make no cycles: the collector would only walk the growing sums again
+            # and again (a twentieth of the first open's time).
+            gc.disable()
+            try:
+                self._first_read()
+            finally:
+                if collecting:
+                    gc.enable()
             return
         current = self.files[-1]
         self._read_new(current, last=True)
         if self.follow and not current.compressed:
             self._after_rotation(current)
+
+    def _first_read(self) -> None:
+        restored = self._restore()
+        for path in self.paths:
+            if not path.is_file():
+                continue
+            opened = restored.pop(0) if restored else self._open(path)
+            if not opened.compressed or opened.position == 0:  # a compressed rotation read once is whole
+                self._read_new(opened, last=path == self.paths[-1])
 
     def _after_rotation(self, current: Opened) -> None:
         live = self.paths[-1]
@@ -130,7 +145,7 @@ class Audit:
                 cut = len(data)
             if cut:
                 with self.lock:
-                    self._lines(number, opened, start, data[:cut])
+                    self._lines(number, opened, start, data, cut)
                     self.grew.notify_all()
                 opened.position = start + cut
             pending = data[cut:] if opened.compressed else b""
@@ -139,16 +154,28 @@ class Audit:
             if not cut and not opened.compressed:
                 raise OSError(0, f"a line longer than {CHUNK} bytes", str(opened.path))
 
-    def _lines(self, number: int, opened: Opened, start: int, data: bytes) -> None:
+    def _lines(self, number: int, opened: Opened, start: int, data: bytes, cut: int) -> None:
         index = self.index
         first = len(index)
-        lines = data.splitlines(keepends=True)
-        opened.lost += index.add_lines(number, start, lines, opened.instances)
+        opened.lost += index.add_lines(number, start, data, cut, opened.instances)
         added = len(index) - first
         opened.records += added
-        # The last lines read, for the live stream: a year read at the first open keeps only its end.
-        kept = [line for line in lines[-RECENT * 2 :] if not line.isspace()][-min(added, RECENT) :] if added else []
-        self.recent.extend(zip(range(len(index) - len(kept), len(index)), kept, strict=True))
+        if not added:
+            return
+        tail = self.tail
+        tail.append((first, added, start, data))
+        while len(tail) > 1 and len(index) - tail[1][0] >= RECENT:
+            tail.popleft()  # the chunks after it hold the last RECENT records
+
+    def recent(self, number: int) -> bytes | None:
+        """Record `number`'s line, when it is in a chunk read last."""
+        for first, records, start, data in reversed(self.tail):
+            if number >= first + records:
+                return None
+            if number >= first:
+                at = self.index.offsets[number] - start
+                return data[at : data.find(b"\n", at) + 1 or len(data)]
+        return None
 
     # ---- the index remembered
 
@@ -254,11 +281,9 @@ class Audit:
 
     def line(self, number: int) -> bytes:
         """Record `number`'s line as written."""
-        for n, line in reversed(self.recent):
-            if n == number:
-                return line
-            if n < number:
-                break
+        held = self.recent(number)
+        if held is not None:
+            return held
         index = self.index
         opened = self.files[index.file_of(number)]
         offset = index.offsets[number]

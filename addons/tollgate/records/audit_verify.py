@@ -7,6 +7,7 @@ line, and says what it is, never what the record holds beyond what locates it.""
 from __future__ import annotations
 
 import os
+from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -20,6 +21,7 @@ UNPARSED = object()  # a line `_Verifier.read` parses itself
 
 # How many records back, within a run, a record out of order is still linked to its predecessor.
 WINDOW = 100_000
+SEQ_LIMIT = 1 << 62  # a seq held in a column; a greater one (no audit comes near) is kept apart
 
 
 class Place(NamedTuple):  # made for every line read: a tuple is made in a fraction of a dataclass's time
@@ -41,10 +43,93 @@ class Fault:
 
 class Kept(NamedTuple):
     """What is kept of each of a run's last WINDOW records: its chain, to link the next to, and its
-    place, to name it. Not its `Entry`: a tuple of two is a third of an entry and its strings."""
+    place, to name it."""
 
     chain: str
     place: Place
+
+
+class LastRecords:
+    """A run's last WINDOW records by seq, as a dict of seq to `Kept` that drops seq - WINDOW as
+    seq comes, held in flat columns: a slot per seq modulo WINDOW (its seq, its chain's 32 bytes,
+    its file and line), so that 100,000 records take 5 MB, not the 40 MB of as many tuples and
+    strings. A record the slots cannot hold (far out of order, or its slot's seq still kept) is
+    kept apart, as it would be in the dict."""
+
+    __slots__ = ("apart", "chains", "file_names", "file_numbers", "files", "lines", "seqs")
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.seqs = array("q")  # per slot: the seq it holds (0: none)
+        self.chains = bytearray()  # per slot: 32 bytes
+        self.lines = array("q")
+        self.files = array("i")  # per slot: its file's number in `file_names`
+        self.file_names: list[str] = []
+        self.file_numbers: dict[str, int] = {}
+        self.apart: dict[int, Kept] = {}
+
+    def __contains__(self, seq: int) -> bool:
+        return self._slot(seq) is not None or seq in self.apart
+
+    def get(self, seq: int) -> Kept | None:
+        slot = self._slot(seq)
+        if slot is None:
+            return self.apart.get(seq)
+        place = Place(self.file_names[self.files[slot]], self.lines[slot])
+        return Kept(self.chains[slot * 32 : slot * 32 + 32].hex(), place)
+
+    def chain(self, seq: int) -> str | None:
+        """The chain of record `seq`, when it is kept."""
+        slot = self._slot(seq)
+        if slot is None:
+            kept = self.apart.get(seq)
+            return None if kept is None else kept.chain
+        return self.chains[slot * 32 : slot * 32 + 32].hex()
+
+    def add(self, seq: int, chain: str, place: Place) -> None:
+        """Record `seq` (not kept yet); seq - WINDOW dropped."""
+        apart = self.apart
+        if apart:
+            apart.pop(seq - WINDOW, None)
+        if seq >= SEQ_LIMIT:
+            apart[seq] = Kept(chain, place)
+            return
+        slot = seq % WINDOW
+        seqs = self.seqs
+        if slot >= len(seqs):
+            self._grow(slot + 1)
+        held = seqs[slot]
+        if held > seq:  # an older record, come late: its slot holds a newer one
+            apart[seq] = Kept(chain, place)
+            return
+        if held and held != seq - WINDOW:  # a record not dropped (seq + WINDOW never came): kept apart
+            apart[held] = self.get(held)  # type: ignore[assignment]
+        seqs[slot] = seq
+        self.chains[slot * 32 : slot * 32 + 32] = bytes.fromhex(chain)
+        self.lines[slot] = place.line
+        number = self.file_numbers.get(place.file)
+        if number is None:
+            number = self.file_numbers[place.file] = len(self.file_names)
+            self.file_names.append(place.file)
+        self.files[slot] = number
+
+    def _grow(self, size: int) -> None:
+        """Slots up to `size` at least (twice as many as before, up to WINDOW: a run's seqs come one by one)."""
+        more = min(WINDOW, max(size, 2 * len(self.seqs), 1024)) - len(self.seqs)
+        self.seqs.frombytes(bytes(8 * more))
+        self.chains.extend(bytes(32 * more))
+        self.lines.frombytes(bytes(8 * more))
+        self.files.frombytes(bytes(4 * more))
+
+    def below(self, seq: int) -> int:
+        """The highest seq kept below `seq` (0: none)."""
+        return max((s for s in (*self.seqs, *self.apart) if 0 < s < seq), default=0)
+
+    def _slot(self, seq: int) -> int | None:
+        slot = seq % WINDOW
+        return slot if slot < len(self.seqs) and self.seqs[slot] == seq and seq > 0 else None
 
 
 @dataclass(slots=True)
@@ -62,7 +147,7 @@ class Entry:
 class Run:
     instance: str
     first: Entry
-    by_seq: dict[int, Kept] = field(default_factory=dict)
+    by_seq: LastRecords = field(default_factory=LastRecords)
     last: Entry | None = None  # the highest seq so far
     waiting: dict[int, Entry] = field(default_factory=dict)  # seq → entry whose predecessor has not come
     stopped: Entry | None = None
@@ -281,17 +366,15 @@ class _Verifier:
 
     def add(self, run: Run, entry: Entry, record: dict[str, Any]) -> None:
         seq = entry.seq
-        if seq in run.by_seq:
-            same = run.by_seq[seq]
+        same = run.by_seq.get(seq)
+        if same is not None:
             what = "a copy of" if same.chain == entry.chain else "the same seq as"
             self.fault(entry.place, f"inserted: {what} line {same.place.line} of {same.place.file}")
             return
         run.records += 1
         if run.last is not None and seq < run.last.seq:
             self.fault(entry.place, f"out of order: seq {seq} after seq {run.last.seq} ({run.last.place})")
-        run.by_seq[seq] = Kept(entry.chain, entry.place)
-        if seq - WINDOW in run.by_seq:
-            del run.by_seq[seq - WINDOW]
+        run.by_seq.add(seq, entry.chain, entry.place)
         self.link(run, entry)
         follower = run.waiting.pop(seq + 1, None)
         if follower is not None:
@@ -308,11 +391,11 @@ class _Verifier:
         if entry.seq == 1:
             previous = ZERO
         else:
-            before = run.by_seq.get(entry.seq - 1)
+            before = run.by_seq.chain(entry.seq - 1)
             if before is None:
                 run.waiting[entry.seq] = entry
                 return
-            previous = before.chain
+            previous = before
         if chain_of(previous, entry.content) != entry.chain:
             self.fault(entry.place, "changed: its chain does not match its content and the record before it")
         entry.content = b""  # checked: only its chain is needed from here on
@@ -320,8 +403,8 @@ class _Verifier:
     def checkpoint(self, run: Run, entry: Entry, record: dict[str, Any]) -> None:
         self.summary.checkpoints += 1
         covers, chain, count = record.get("covers_seq"), record.get("covers_chain"), record.get("records")
-        covered = run.by_seq.get(entry.seq - 1)
-        if covers != entry.seq - 1 or (covered is not None and chain != covered.chain):
+        covered = run.by_seq.chain(entry.seq - 1)
+        if covers != entry.seq - 1 or (covered is not None and chain != covered):
             self.fault(entry.place, "checkpoint does not cover the record before it: records changed or inserted")
         elif count != covers - run.checkpoint_covers:
             self.fault(entry.place, "checkpoint's record count does not match: records missing or inserted")
@@ -357,7 +440,7 @@ class _Verifier:
         """The run has no more records: the records still waiting for a predecessor are missing
         one; a run not stopped is cut off, unless the instance's next run names its last chain."""
         for seq, entry in sorted(run.waiting.items()):
-            below = max((s for s in run.by_seq if s < seq), default=0)
+            below = run.by_seq.below(seq)
             self.fault(entry.place, f"{_records(seq - below - 1)} missing before this line (seq {below + 1}–{seq - 1})")
         run.waiting.clear()
         run.by_seq.clear()  # a run ended is kept for what it proves, not its records
