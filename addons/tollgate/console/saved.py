@@ -6,8 +6,10 @@ It holds what the index holds: each record's place and small columns, the names 
 per day; and, per file read, where reading stopped and what identifies the file. It is used only
 when every file it names is still there, the same file (device and inode, and for a file being
 written the bytes at its start and just before where reading stopped), in the same order; else it
-is set aside and the audit is read afresh. The chain is never taken from it: it is checked again
-from the files behind the views, so that the index cannot make a changed audit look whole."""
+is set aside and the audit is read afresh. It also holds the chain's state as far as it was
+checked (`audit_verify.saved_state`: each run's last records' chains, the faults found, the last
+checkpoints) and, per file, the mark of the last line checked (its start and hash): a restart
+checks the chain only from there, when every mark still holds, else from the files' start."""
 
 from __future__ import annotations
 
@@ -54,6 +56,17 @@ def fingerprint(handle: IO[bytes], compressed: bool, position: int) -> dict[str,
     tail = os.pread(fd, position - tail_start, tail_start)
     found.update(head=_hash(head), tail=_hash(tail))
     return found
+
+
+def check_mark(handle: IO[bytes], compressed: bool, checked: int, at: int) -> str | None:
+    """What says that the lines of a plain file checked up to byte `checked` are still there: the
+    hash of the last of them (from byte `at`). A file rewritten, truncated or replaced since
+    differs there; a compressed rotation is never written again (its `fingerprint` says so)."""
+    if compressed or not checked:
+        return None
+    if not 0 <= at < checked:
+        raise ValueError("no line there")
+    return _hash(os.pread(handle.fileno(), checked - at, at))
 
 
 def _hash(data: bytes) -> str:
