@@ -100,7 +100,7 @@ def test_off_leaves_it_out(tmp_path, confdir) -> None:
         time.sleep(2)
     finally:
         out = stop(proxy)
-    assert "console" not in out.lower()
+    assert "console" not in out.replace(str(ROOT), "ROOT").lower()  # the repository's own path may say console
 
 
 def test_run_sh_help_names_the_console_and_tollgate_console() -> None:

@@ -870,3 +870,34 @@ def test_audit_verify_says_the_part_before_the_key_apart(tmp_path: Path, capsys)
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"before the key: {audit}:1: records 1–9 of gw-1 (to {audit}:9) precede its first")
     assert out[1] == "whole: 16 records, 1 instance, 2 runs, 4 checkpoints, 2 signatures verified"
+
+
+def test_a_runs_last_records_are_kept_as_a_dict_of_them_would_keep_them(monkeypatch) -> None:
+    """`LastRecords` in its columns answers as the dict of seq to chain and place it stands for,
+    which drops seq - WINDOW as seq comes: in order, out of order, far out of order, with gaps."""
+    import random
+
+    from tollgate.records import audit_verify
+
+    monkeypatch.setattr(audit_verify, "WINDOW", 8)
+    rng = random.Random(5)
+    for _ in range(200):
+        kept, model = audit_verify.LastRecords(), {}
+        seqs = list(range(1, 60))
+        for _ in range(15):  # some far out of order
+            i, j = rng.randrange(len(seqs)), rng.randrange(len(seqs))
+            seqs[i], seqs[j] = seqs[j], seqs[i]
+        for seq in seqs:
+            if rng.random() < 0.1:
+                continue  # a gap: seq + 8 will not drop seq
+            place = Place(f"f{seq % 3}", seq * 10)
+            chain = f"{seq:064x}"
+            kept.add(seq, chain, place)
+            model[seq] = (chain, place)
+            model.pop(seq - 8, None)
+            for probe in range(62):
+                found = kept.get(probe)
+                assert (None if found is None else (found.chain, found.place)) == model.get(probe)
+                assert kept.chain(probe) == (model[probe][0] if probe in model else None)
+                assert (probe in kept) is (probe in model)
+                assert kept.below(probe) == max((s for s in model if s < probe), default=0)

@@ -469,8 +469,8 @@ def test_corrupted_and_cut_lines_are_listed_as_such_and_the_views_still_answer(t
         "tollgate_started", "llm_call", "malformed", "malformed", "malformed", "llm_call", "llm_call", "malformed",
     ]  # fmt: skip
     assert audit.index.malformed == 5  # the three no records, the one of another shape, the cut one
-    # Eve's call is counted up to its findings of another shape, then its record is counted malformed.
-    assert [p["client"] for p in views.answer("/api/people", {})] == ["alice", "dan", "eve"]
+    # Eve's call, its findings of another shape, is listed and counted malformed, never summed.
+    assert [p["client"] for p in views.answer("/api/people", {})] == ["alice", "dan"]
     [state] = audit.state()
     place = tmp_path / "audit.jsonl"
     assert state["state"] == "fault" and f"{place}:3: not a JSON record: changed, cut or inserted" in state["faults"]
@@ -488,7 +488,121 @@ def test_a_corrupted_line_is_served_over_the_api(tmp_path: Path) -> None:
         assert status == 200
         assert [e["event"] for e in json.loads(body)["events"]].count("malformed") == 4
         status, _, body = fetch(url + "/api/people", {"Authorization": f"Bearer {TOKEN}"})
-        assert status == 200 and [p["client"] for p in json.loads(body)] == ["alice", "dan", "eve"]
+        assert status == 200 and [p["client"] for p in json.loads(body)] == ["alice", "dan"]
     finally:
         console.stop()
         thread.join(timeout=5)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [{"findings": [1]}, {"findings": "pii.email"}, {"answer_findings": [["pii.email", 1]]},
+     {"decision": "deny", "refusal": "policy_denied", "deny_reasons": 5}],
+)  # fmt: skip
+def test_a_record_of_another_shape_is_malformed_and_no_sum_takes_it(tmp_path: Path, shape: dict) -> None:
+    path = tmp_path / "audit.jsonl"
+    write(path, [call("2026-11-06T08:00:00.000Z", "alice"), call("2026-11-06T08:30:00.000Z", "eve", **shape)])
+    audit = Audit([path], follow=False)
+    audit.catch_up()
+    views = Views(audit)
+    assert audit.index.malformed == 1
+    assert [e["client"] for e in views.answer("/api/events", {})["events"]] == ["alice", "eve"]  # listed as written
+    assert [(p["client"], p["calls"]) for p in views.answer("/api/people", {})] == [("alice", 1)]
+    assert [s["calls"] for s in views.answer("/api/spend", {"by": ["client"]})] == [1]
+    assert [r["client"] for r in views.answer("/api/inventory", {})] == ["alice"]
+    assert views.answer("/api/refusals", {}) == views.answer("/api/findings", {}) == []
+
+
+def many_records(n: int) -> list[dict]:
+    started = {**RECORDS[0], "previous_chain": None}
+    return [started] + [call(f"2026-11-01T08:{i // 60 % 60:02d}:{i % 60:02d}.000Z", f"p{i % 7}") for i in range(n - 1)]
+
+
+def checked(audit: Audit) -> list[tuple]:
+    while audit.verify_pending():
+        pass
+    return [(f["instance"], f["records"], f["state"], f["faults"]) for f in audit.state()]
+
+
+def test_a_restart_checks_the_chain_only_from_where_the_saved_index_stopped(tmp_path: Path) -> None:
+    path, remember = tmp_path / "audit.jsonl", tmp_path / "audit.jsonl.console-index"
+    lines = chained(many_records(300)).splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:200]))
+    first = Audit([path], remember=remember)
+    first.catch_up()
+    assert checked(first) == [("gw-1", 200, "whole", [])]
+    first.close()  # saved: the index and the chain as checked
+    size = path.stat().st_size
+    with path.open("ab") as f:
+        f.write(b"".join(lines[200:]))
+    restarted = Audit([path], remember=remember)
+    restarted.catch_up()
+    assert restarted.files[0].checked == size  # only the lines written since are left to check
+    assert [f["state"] for f in restarted.state()] == ["checking"]
+    assert checked(restarted) == [("gw-1", 300, "whole", [])]
+    assert restarted.verifier.summary.records == 300  # the 200 checked before, and the 100 since
+    restarted.close()
+    again = Audit([path], remember=remember)
+    again.catch_up()
+    assert again.files[0].checked == path.stat().st_size and not again.checking
+    assert checked(again) == [("gw-1", 300, "whole", [])]
+    again.close()
+
+
+def test_a_restart_still_names_the_faults_found_before_and_finds_those_after(tmp_path: Path) -> None:
+    path, remember = tmp_path / "audit.jsonl", tmp_path / "audit.jsonl.console-index"
+    lines = chained(many_records(30)).splitlines(keepends=True)
+    lines[5] = lines[5].replace(b'"p4"', b'"p5"')  # changed before the save
+    lines[25] = lines[25].replace(b'"p3"', b'"p2"')  # and after
+    path.write_bytes(b"".join(lines[:20]))
+    first = Audit([path], remember=remember)
+    first.catch_up()
+    fault = f"{path}:6: changed: its chain does not match its content and the record before it"
+    assert checked(first) == [("gw-1", 20, "fault", [fault])]
+    first.close()
+    with path.open("ab") as f:
+        f.write(b"".join(lines[20:]))
+    path.rename(tmp_path / "audit.jsonl.1")  # rotated: the faults are named by the file as it is now called
+    restarted = Audit([tmp_path / "audit.jsonl.1"], remember=remember)
+    restarted.catch_up()
+    assert restarted.saved_checked > 0
+    moved = str(tmp_path / "audit.jsonl.1")
+    assert checked(restarted) == [
+        ("gw-1", 30, "fault", [fault.replace(str(path), moved), f"{moved}:26: " + fault.split(": ", 1)[1]])
+    ]
+    restarted.close()
+
+
+def test_a_line_checked_before_and_changed_since_has_the_chain_checked_afresh(tmp_path: Path, monkeypatch) -> None:
+    """The saved index still fits (the file's start and the bytes before where reading stopped are
+    as they were), but the last line whose chain was checked is not: the chain is checked afresh."""
+    from tollgate.console import follow
+
+    monkeypatch.setattr(follow, "CHUNK", 16 << 10)  # the chain checked a little at a time
+    path, remember = tmp_path / "audit.jsonl", tmp_path / "audit.jsonl.console-index"
+    path.write_bytes(chained(many_records(600)))  # about 200 kB
+    first = Audit([path], remember=remember)
+    first.catch_up()
+    for _ in range(8):  # 128 kB checked: past the file's first 64 kB, before its last 64 kB
+        first.verify_pending()
+    first.close()
+    at, end = first.files[0].checked_at, first.files[0].checked
+    assert 64 << 10 < at < end < path.stat().st_size - (64 << 10)
+    text = path.read_bytes()
+    changed = text[at:end].replace(b'"cost_usd": 0.25', b'"cost_usd": 0.75')
+    assert changed != text[at:end]
+    path.write_bytes(text[:at] + changed + text[end:])  # the same size, in place
+    line = text[:end].count(b"\n")
+    restarted = Audit([path], remember=remember)
+    restarted.catch_up()
+    assert restarted.saved_records == 600  # the index still fits
+    assert restarted.files[0].checked == 0  # the chain does not: checked from the start
+    assert checked(restarted) == [
+        (
+            "gw-1",
+            600,
+            "fault",
+            [f"{path}:{line}: changed: its chain does not match its content and the record before it"],
+        )
+    ]
+    restarted.close()

@@ -9,6 +9,7 @@ place, whatever the file is now called."""
 
 from __future__ import annotations
 
+import gc
 import gzip
 import os
 import threading
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tollgate.console import saved
 from tollgate.console.index import Index
-from tollgate.records.audit_verify import Place, Verifier
+from tollgate.records.audit_verify import Place, Verifier, restored_verifier, saved_state
 
 CHUNK = 2 << 20  # bytes read at once
 LINE_READ = 4096  # bytes read at first to serve a record again (most are about 1 kB)
@@ -42,6 +43,7 @@ class Opened:
     lost: int = 0  # `worker lost` records
     checked: int = 0  # the bytes whose chain the verifier has read
     checked_lines: int = 0
+    checked_at: int = 0  # of a plain file: where the last line checked starts (its mark, `saved.py`)
     checker: IO[bytes] | None = None  # a compressed file's second reader, for the verifier
     check_pending: bytes = b""  # of a compressed file: read, not checked (a line's start)
     instances: dict[str, int] = field(default_factory=dict)  # records per instance
@@ -58,11 +60,15 @@ class Audit:
         self.follow = follow
         self.remember = remember  # where the index is saved (`saved.py`); None: never
         self.saved_records = -1  # the records the saved index holds (-1: none saved or restored)
+        self.saved_checked = -1  # the bytes whose chain it holds as checked
         self.saved_at = 0.0
         self.index = Index()
         self.verifier = Verifier(key, live=True)
         self.files: list[Opened] = []
-        self.recent: deque[tuple[int, bytes]] = deque(maxlen=RECENT)  # (record number, line)
+        # The chunks read last, as read (first record number, records, start offset, bytes): they
+        # hold the last RECENT records at least, for the live stream; a line is cut from its chunk
+        # only when it is asked for, so that a year read at the first open copies none.
+        self.tail: deque[tuple[int, int, int, bytes]] = deque()
         self.lock = threading.Lock()
         self.grew = threading.Condition(self.lock)
 
@@ -71,18 +77,32 @@ class Audit:
     def catch_up(self) -> None:
         """Read what the files hold that was not read yet (the first time: all of it)."""
         if not self.files:
-            restored = self._restore()
-            for path in self.paths:
-                if not path.is_file():
-                    continue
-                opened = restored.pop(0) if restored else self._open(path)
-                if not opened.compressed or opened.position == 0:  # a compressed rotation read once is whole
-                    self._read_new(opened, last=path == self.paths[-1])
+            collecting = gc.isenabled()
+            # The records read make no cycles: the collector would only walk the growing sums again
+            # and again (a twentieth of the first open's time).
+            gc.disable()
+            try:
+                self._first_read()
+            finally:
+                if collecting:
+                    gc.enable()
+            # The index lives as long as the console: set apart from what the collector walks, so
+            # that no view pays for walking a year's sums once the collector runs again.
+            gc.freeze()
             return
         current = self.files[-1]
         self._read_new(current, last=True)
         if self.follow and not current.compressed:
             self._after_rotation(current)
+
+    def _first_read(self) -> None:
+        restored = self._restore()
+        for path in self.paths:
+            if not path.is_file():
+                continue
+            opened = restored.pop(0) if restored else self._open(path)
+            if not opened.compressed or opened.position == 0:  # a compressed rotation read once is whole
+                self._read_new(opened, last=path == self.paths[-1])
 
     def _after_rotation(self, current: Opened) -> None:
         live = self.paths[-1]
@@ -130,7 +150,7 @@ class Audit:
                 cut = len(data)
             if cut:
                 with self.lock:
-                    self._lines(number, opened, start, data[:cut])
+                    self._lines(number, opened, start, data, cut)
                     self.grew.notify_all()
                 opened.position = start + cut
             pending = data[cut:] if opened.compressed else b""
@@ -139,16 +159,28 @@ class Audit:
             if not cut and not opened.compressed:
                 raise OSError(0, f"a line longer than {CHUNK} bytes", str(opened.path))
 
-    def _lines(self, number: int, opened: Opened, start: int, data: bytes) -> None:
+    def _lines(self, number: int, opened: Opened, start: int, data: bytes, cut: int) -> None:
         index = self.index
         first = len(index)
-        lines = data.splitlines(keepends=True)
-        opened.lost += index.add_lines(number, start, lines, opened.instances)
+        opened.lost += index.add_lines(number, start, data, cut, opened.instances)
         added = len(index) - first
         opened.records += added
-        # The last lines read, for the live stream: a year read at the first open keeps only its end.
-        kept = [line for line in lines[-RECENT * 2 :] if not line.isspace()][-min(added, RECENT) :] if added else []
-        self.recent.extend(zip(range(len(index) - len(kept), len(index)), kept, strict=True))
+        if not added:
+            return
+        tail = self.tail
+        tail.append((first, added, start, data))
+        while len(tail) > 1 and len(index) - tail[1][0] >= RECENT:
+            tail.popleft()  # the chunks after it hold the last RECENT records
+
+    def recent(self, number: int) -> bytes | None:
+        """Record `number`'s line, when it is in a chunk read last."""
+        for first, records, start, data in reversed(self.tail):
+            if number >= first + records:
+                return None
+            if number >= first:
+                at = self.index.offsets[number] - start
+                return data[at : data.find(b"\n", at) + 1 or len(data)]
+        return None
 
     # ---- the index remembered
 
@@ -182,26 +214,71 @@ class Audit:
         self.index = index
         self.saved_records = len(index)
         self.saved_at = time.monotonic()
+        self._restore_chain(header.get("chain"))
         return list(self.files)
 
-    def save(self, due: bool = False) -> None:
-        """Save the index beside the audit when records came since it was last saved (`due`: and
-        SAVE_EVERY_S has passed since). Called by the thread that reads the files; a directory the
-        console cannot write to leaves the index unsaved."""
-        if self.remember is None or len(self.index) == self.saved_records or not self.files:
+    def _restore_chain(self, state: Any) -> None:
+        """The chain as far as it was checked when the index was saved, when each file still holds
+        the last line then checked as it was (its start and hash); else it is checked afresh."""
+        if state is None:
             return
-        if due and self.saved_records >= 0 and time.monotonic() - self.saved_at < SAVE_EVERY_S:
+        names = [str(f.path) for f in self.files]
+        try:
+            verifier = restored_verifier(state["verifier"], self.verifier.key, lambda f: _named(names, f))
+            marks = state["files"]
+            if len(marks) != len(self.files):
+                raise ValueError("other files")
+            for opened, mark in zip(self.files, marks, strict=True):
+                if (
+                    not 0 <= mark["checked"] <= opened.position
+                    or saved.check_mark(opened.handle, opened.compressed, mark["checked"], mark["at"]) != mark["mark"]
+                ):
+                    raise ValueError("changed since")
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            return
+        for opened, mark in zip(self.files, marks, strict=True):
+            opened.checked, opened.checked_lines, opened.checked_at = mark["checked"], mark["lines"], mark["at"]
+        self.verifier = verifier
+        self.saved_checked = sum(f.checked for f in self.files)
+
+    def save(self, due: bool = False) -> None:
+        """Save the index and the chain's state beside the audit when records came or were checked
+        since they were last saved (`due`: and SAVE_EVERY_S has passed since, or the chain has just
+        been checked to its end). Called by the thread that reads the files; a directory the console
+        cannot write to leaves the index unsaved."""
+        checked = sum(f.checked for f in self.files)
+        if (
+            self.remember is None
+            or not self.files
+            or (len(self.index), checked) == (self.saved_records, self.saved_checked)
+        ):
+            return
+        recent = time.monotonic() - self.saved_at < SAVE_EVERY_S
+        if due and self.saved_records >= 0 and recent and (self.checking or len(self.index) != self.saved_records):
             return
         with self.lock:  # the views wait meanwhile: the columns are written as they are, not copied
             files = [{"path": str(f.path), "position": f.position, "records": f.records, "lost": f.lost,
                       "instances": f.instances, "fingerprint": saved.fingerprint(f.handle, f.compressed, f.position)}
                      for f in self.files]  # fmt: skip
             records = len(self.index)
+            header = {"files": files, "index": saved.index_state(self.index), "chain": self._chain_state()}
             try:
-                saved.write(self.remember, {"files": files, "index": saved.index_state(self.index)}, self.index)
+                saved.write(self.remember, header, self.index)
             except OSError:
                 return
-        self.saved_records, self.saved_at = records, time.monotonic()
+        self.saved_records, self.saved_checked, self.saved_at = records, checked, time.monotonic()
+
+    def _chain_state(self) -> dict[str, Any] | None:
+        """The verifier's state and, per file, how far it has read and the mark of the last line it
+        checked; None while a compressed file is half checked (its reader cannot be saved)."""
+        if any(f.compressed and (f.checker is not None or f.check_pending) for f in self.files):
+            return None
+        names = [str(f.path) for f in self.files]
+        return {
+            "verifier": saved_state(self.verifier, lambda f: names.index(f) if f in names else f),
+            "files": [{"checked": f.checked, "lines": f.checked_lines, "at": f.checked_at,
+                       "mark": saved.check_mark(f.handle, f.compressed, f.checked, f.checked_at)} for f in self.files],
+        }  # fmt: skip
 
     # ---- the chain, checked behind the index
 
@@ -227,7 +304,7 @@ class Audit:
         whole = opened.checked + len(fresh) >= opened.position  # every indexed line is in `data`
         cut = len(data) if whole else data.rfind(b"\n") + 1
         with self.lock:
-            self._check(opened, data[:cut])
+            self._check(opened, data[:cut], opened.checked)
         if opened.compressed:
             opened.checked += len(fresh)
             opened.check_pending = data[cut:]
@@ -237,13 +314,16 @@ class Audit:
             opened.checker.close()
             opened.checker = None
 
-    def _check(self, opened: Opened, data: bytes) -> None:
+    def _check(self, opened: Opened, data: bytes, at: int) -> None:
+        """The lines of `data`, which starts at byte `at` of a plain file."""
         verifier, name = self.verifier, str(opened.path)
         line_no = opened.checked_lines
         for line in data.splitlines(keepends=True):
             if not line.isspace():
                 line_no += 1
                 verifier.read(Place(name, line_no), line)
+                opened.checked_at = at
+            at += len(line)
         opened.checked_lines = line_no
 
     @property
@@ -254,11 +334,9 @@ class Audit:
 
     def line(self, number: int) -> bytes:
         """Record `number`'s line as written."""
-        for n, line in reversed(self.recent):
-            if n == number:
-                return line
-            if n < number:
-                break
+        held = self.recent(number)
+        if held is not None:
+            return held
         index = self.index
         opened = self.files[index.file_of(number)]
         offset = index.offsets[number]
@@ -306,3 +384,9 @@ class Audit:
             pass  # a file gone meanwhile: the index saved last stays
         for opened in self.files:
             opened.handle.close()
+
+
+def _named(names: list[str], saved: Any) -> str:
+    """A file's name as saved with the chain's state: its number among the files read (their
+    names now), or a name."""
+    return names[saved] if type(saved) is int else str(saved)

@@ -6,8 +6,10 @@ It holds what the index holds: each record's place and small columns, the names 
 per day; and, per file read, where reading stopped and what identifies the file. It is used only
 when every file it names is still there, the same file (device and inode, and for a file being
 written the bytes at its start and just before where reading stopped), in the same order; else it
-is set aside and the audit is read afresh. The chain is never taken from it: it is checked again
-from the files behind the views, so that the index cannot make a changed audit look whole."""
+is set aside and the audit is read afresh. It also holds the chain's state as far as it was
+checked (`audit_verify.saved_state`: each run's last records' chains, the faults found, the last
+checkpoints) and, per file, the mark of the last line checked (its start and hash): a restart
+checks the chain only from there, when every mark still holds, else from the files' start."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import hashlib
 import os
 import sys
 from array import array
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import IO, Any
@@ -55,6 +58,17 @@ def fingerprint(handle: IO[bytes], compressed: bool, position: int) -> dict[str,
     return found
 
 
+def check_mark(handle: IO[bytes], compressed: bool, checked: int, at: int) -> str | None:
+    """What says that the lines of a plain file checked up to byte `checked` are still there: the
+    hash of the last of them (from byte `at`). A file rewritten, truncated or replaced since
+    differs there; a compressed rotation is never written again (its `fingerprint` says so)."""
+    if compressed or not checked:
+        return None
+    if not 0 <= at < checked:
+        raise ValueError("no line there")
+    return _hash(os.pread(handle.fileno(), checked - at, at))
+
+
 def _hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
@@ -91,19 +105,18 @@ def _day_state(day: Day) -> dict[str, Any]:
     }
 
 
-def _day(state: dict[str, Any], one: dict[Any, Any]) -> Day:
-    """A day's sums; `one` holds the one string each name, reason or kind stands for, so that the
-    days share it rather than each keeping its own copy (`one.setdefault(s, s)`)."""
-    o = one.setdefault
+def _day(state: dict[str, Any], one: Callable[[Any], Any]) -> Day:
+    """A day's sums; `one` gives the one object each name, reason, kind or key stands for, so
+    that the days share it rather than each keeping its own copy (`Index.one`)."""
     day = Day()
-    day.people = {(o(c, c), o(k, k)): Person(*rest) for c, k, *rest in state["people"]}
+    day.people = {one((one(c), one(k))): Person(*rest) for c, k, *rest in state["people"]}
     day.folded = bool(state["folded"])
     width = 2 if day.folded else 3  # ("provider" | "model" | "client", value), or (provider, model, client)
-    day.spend = {tuple(o(v, v) for v in row[:width]): Spend(*row[width:]) for row in state["spend"]}
-    day.refusals = {(o(k, k), o(c, c)): Refusals(count, o(reason, reason), seen)
+    day.spend = {one(tuple(one(v) for v in row[:width])): Spend(*row[width:]) for row in state["spend"]}
+    day.refusals = {one((one(k), one(c))): Refusals(count, one(reason), seen)
                     for k, c, count, reason, seen in state["refusals"]}  # fmt: skip
-    day.findings = {(o(k, k), o(c, c)): n for k, c, n in state["findings"]}
-    day.services = {(o(c, c), o(s, s)): Service(o(category, category), *rest)
+    day.findings = {one((one(k), one(c))): n for k, c, n in state["findings"]}
+    day.services = {one((one(c), one(s))): Service(one(category), *rest)
                     for c, s, category, *rest in state["services"]}  # fmt: skip
     return day
 
@@ -113,11 +126,10 @@ def restore_index(header: dict[str, Any], data: IO[bytes]) -> Index:
     if header["byteorder"] != sys.byteorder:
         raise ValueError("saved on a machine of another byte order")
     index = Index()
-    one: dict[Any, Any] = {}
     for _ in range(int(header["days"])):
         length = int.from_bytes(data.read(8), "little")
         day, state = orjson.loads(data.read(length))
-        index.days[day] = _day(state, one)
+        index.days[day] = _day(state, index.one)
     for name, typecode, itemsize, length in header["arrays"]:
         column = getattr(index, name)
         if name not in ARRAYS or column.typecode != typecode or column.itemsize != itemsize:

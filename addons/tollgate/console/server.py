@@ -19,7 +19,7 @@ from http import HTTPStatus
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import orjson
@@ -220,7 +220,7 @@ def _newer(audit: Audit, seen: int) -> list[bytes]:
         total = len(audit.index)
         if total <= seen:
             return []
-        recent = [line for n, line in audit.recent if n >= seen]
-        if len(recent) == total - seen:
-            return recent
+        recent = [audit.recent(n) for n in range(seen, total)]
+        if None not in recent:
+            return cast(list[bytes], recent)
     return [audit.line(n) for n in range(seen, total)]  # more than the recent lines kept: read back
