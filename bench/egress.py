@@ -207,8 +207,8 @@ def decision_cost(workdir: Path, count: int = 100_000) -> float:
     dispatch and the `connection`'s bookkeeping."""
     sys.path.insert(0, str(ROOT / "addons"))
     from tollgate.config import load_config
-    from tollgate.governance.egress import egress_facts, host_of
-    from tollgate.governance.policy import Policy
+    from tollgate.governance.egress import host_of
+    from tollgate.governance.policy import EGRESS_DECISION, Policy, egress_facts
     from tollgate.runtime import Loaded
 
     config = load_config(workdir / "tollgate.yaml")
@@ -217,7 +217,9 @@ def decision_cost(workdir: Path, count: int = 100_000) -> float:
     hosts = [f"host{i}.example.com" for i in range(50)] + ["127.0.0.1"]
     for host in hosts:  # the policy's decisions cached, as after a connection each
         service = egress.service_of(host)
-        policy.decide_egress(egress_facts(None, None, "127.0.0.1:50000", host, 443, None, service and service.name))
+        policy.decide(
+            EGRESS_DECISION, egress_facts(None, None, "127.0.0.1:50000", host, 443, None, service and service.name)
+        )
     start = time.perf_counter_ns()
     for i in range(count):
         host = host_of(hosts[i % len(hosts)])
@@ -226,7 +228,7 @@ def decision_cost(workdir: Path, count: int = 100_000) -> float:
             egress.needs_address(host, 443)
         service = egress.service_of(host)
         facts = egress_facts(None, None, f"127.0.0.1:{50000 + i % 1000}", host, 443, None, service and service.name)
-        decision = policy.decide_egress_in_worker(facts)
+        decision = policy.decide_in_worker(EGRESS_DECISION, facts)
         assert not hasattr(decision, "__await__")  # cached
     return (time.perf_counter_ns() - start) / count / 1000
 
