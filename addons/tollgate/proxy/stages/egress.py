@@ -101,7 +101,7 @@ class EgressGate:
         loaded = self.shared.loaded
         if loaded is None:
             return None
-        egress = loaded.egress
+        egress: Egress = loaded.egress
         request = flow.request
         connection = self._connection(flow.client_conn, host_of(request.host), request.port)
         connection.started = request.timestamp_start or connection.started
@@ -302,7 +302,7 @@ class EgressGate:
             return None
         if not _choose(nextlayer):
             return None  # more of the client's bytes needed to choose
-        egress = loaded.egress
+        egress: Egress = loaded.egress
         dialled, port = str(context.server.address[0]), int(context.server.address[1])
         name = server_name(nextlayer.data_client())
         connection = self._connection(context.client, host_of(name or dialled), port)
