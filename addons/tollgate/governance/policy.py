@@ -96,10 +96,10 @@ class DecisionKind[In]:
 class Policy:
     """The compiled modules of some Rego files, ready to decide each kind of decision
     (`DecisionKind`): in-process (`decide`), or as the proxy does, in a worker process within a
-    time limit (`decide_in_worker`). With `apart` (the proxy) they are compiled in a process of their own
-    and OPA's engine is never loaded here; else here, where `decide` will evaluate them. A policy
-    that calls `opa.runtime` is refused, and one that calls `http.send` or `net.lookup_ip_addr` but
-    with `network` (`policy_builtins`)."""
+    time limit (`decide_in_worker`). With `apart` (the proxy) they are compiled in a process of
+    their own and OPA's engine is never loaded here; else here, where `decide` will evaluate them.
+    A policy that calls `opa.runtime` is refused, and one that calls `http.send` or
+    `net.lookup_ip_addr` but with `network` (`policy_builtins`)."""
 
     def __init__(
         self, files: Sequence[str | Path], timeout: float = TIMEOUT, *, apart: bool = False, network: bool = False
@@ -145,7 +145,7 @@ class Policy:
         cache = self._cache
         if cache is None:
             return self._evaluate(kind, kind.document(facts))
-        key = (kind, self._key(kind)(facts))
+        key = (kind, (self._keys.get(kind) or self._key(kind))(facts))
         decision = cache.get(key)
         if decision is None:
             decision = self._evaluate(kind, kind.document(facts))
@@ -159,17 +159,16 @@ class Policy:
         cache = self._cache
         if cache is None:
             return self._in_worker(None, kind, kind.document(facts))
-        key = (kind, self._key(kind)(facts))
+        key = (kind, (self._keys.get(kind) or self._key(kind))(facts))
         decision = cache.get(key)
         if decision is None:
             return self._in_worker(key, kind, kind.document(facts))
         return decision
 
     def _key(self, kind: DecisionKind[Any]) -> Callable[[Any], Hashable]:
-        """The cache's key for a kind's facts: those the policy reads (`DecisionKind.keyed`)."""
-        key = self._keys.get(kind)
-        if key is None:
-            key = self._keys[kind] = kind.keyed(tuple(self.sources.values()))
+        """How a kind's facts key the cache, made at its first decision: by the facts the policy
+        reads (`DecisionKind.keyed`). The key goes with its kind: each kind's decisions are its own."""
+        key = self._keys[kind] = kind.keyed(tuple(self.sources.values()))
         return key
 
     async def _in_worker(self, key: Hashable | None, kind: DecisionKind[Any], document: Any) -> Decision:
