@@ -161,7 +161,7 @@ class Verdict:
 PASS = Verdict(True)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made for every connection, and a frozen one costs twice as much
 class Asked:
     """A connection to decide: its host (as `host_of` writes it) and port; its address where known
     (an IP address host's, the one a captured client dialled); who asks (a proxy login's client),
@@ -178,7 +178,7 @@ class Asked:
     target: tuple[str, str | None] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see `Asked`
 class Decided:
     """A connection decided (`Egress.decide`), for the stage to act on and record: allowed, or
     refused with the one line its client is told (`reason`) and its record's reasons; the AI
