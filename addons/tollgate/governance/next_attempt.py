@@ -97,7 +97,7 @@ def next_step(call: Call, failure: Failure, circuits: Circuits, ledger: Store | 
     if pooled is not None and failure.status in RESTING_STATUSES:
         rest_key(*pooled, failure.retry_after_header, ledger)
     count_attempt(call, failure.status, failure.kind, circuits, ledger)
-    step = plan(call, failure, retry, circuits)
+    step = _going_again(call, failure, retry, circuits)
     if not isinstance(step, End):
         _record(call, failure)
     return step
@@ -162,6 +162,11 @@ def plan(call: Call, failure: Failure, retry: RetryConfig, circuits: Circuits) -
     open); else its next fallback; else nothing. A retry takes its key from the pool now."""
     if not goes_again(call, failure, retry):
         return END
+    return _going_again(call, failure, retry, circuits)
+
+
+def _going_again(call: Call, failure: Failure, retry: RetryConfig, circuits: Circuits) -> Retry | Fallback | End:
+    """`plan` for a call that may go again (`goes_again`)."""
     fallbacks = call.failover.fallbacks
     otherwise = Fallback(fallbacks[0]) if fallbacks else END
     if failure.tries < retry.attempts:
