@@ -201,14 +201,14 @@ def download(proxy_port: int, target: str, size: int) -> float:
 
 
 def decision_cost(workdir: Path, count: int = 100_000) -> float:
-    """Tollgate's decision on a CONNECT, in this process: the egress rules of the bench's
-    configuration on a host they allow (deny globs, the default, the catalogue's lookup, the
-    policy's cached decision), in µs per connection. What the proxy adds on top is the hook's
+    """Tollgate's decision on a CONNECT, in this process, in its one call (`Egress.decide`): the
+    egress rules of the bench's configuration on a host they allow (deny globs, the default, the
+    catalogue's lookup, the policy's cached decision), in µs per connection. What the proxy adds on top is the hook's
     dispatch and the `connection`'s bookkeeping."""
     sys.path.insert(0, str(ROOT / "addons"))
     from tollgate.config import load_config
-    from tollgate.governance.egress import egress_facts, host_of
-    from tollgate.governance.policy import Policy
+    from tollgate.governance.egress import Asked, host_of
+    from tollgate.governance.policy import EGRESS_DECISION, Policy, egress_facts
     from tollgate.runtime import Loaded
 
     config = load_config(workdir / "tollgate.yaml")
@@ -217,17 +217,14 @@ def decision_cost(workdir: Path, count: int = 100_000) -> float:
     hosts = [f"host{i}.example.com" for i in range(50)] + ["127.0.0.1"]
     for host in hosts:  # the policy's decisions cached, as after a connection each
         service = egress.service_of(host)
-        policy.decide_egress(egress_facts(None, None, "127.0.0.1:50000", host, 443, None, service and service.name))
+        policy.decide(
+            EGRESS_DECISION, egress_facts(None, None, "127.0.0.1:50000", host, 443, None, service and service.name)
+        )
     start = time.perf_counter_ns()
     for i in range(count):
         host = host_of(hosts[i % len(hosts)])
-        verdict = egress.by_name(host, 443)
-        if verdict.allowed and not egress.governed(host):
-            egress.needs_address(host, 443)
-        service = egress.service_of(host)
-        facts = egress_facts(None, None, f"127.0.0.1:{50000 + i % 1000}", host, 443, None, service and service.name)
-        decision = policy.decide_egress_in_worker(facts)
-        assert not hasattr(decision, "__await__")  # cached
+        decided = egress.decide(Asked(host, 443, source=f"127.0.0.1:{50000 + i % 1000}"), policy)
+        assert not hasattr(decided, "__await__")  # the policy's decision cached, no name looked up
     return (time.perf_counter_ns() - start) / count / 1000
 
 

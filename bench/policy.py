@@ -8,11 +8,11 @@ Run from the checkout:
     .venv/bin/python bench/policy.py --help
 
 What is timed per call is exactly what the decide stage (tollgate/proxy/stages/decide.py) does:
-`policy.decide(policy_input(call))` — building the input document from a `tollgate.call.Call`
+`policy.decide(whole(CALL_DECISION), policy_input(call))` — building the input document from a `tollgate.call.Call`
 record, handing it to OPA's engine, evaluating `data.tollgate.deny` and reading the answer back. One
 `time.perf_counter_ns()` before, one after policy_input, one after decide; the garbage collector
 stays on, as it does in the proxy. With --worker, the decision is instead what the proxy awaits for
-a call whose decision is not cached: `await policy.decide_in_worker(policy_input(call))` — the
+a call whose decision is not cached: `await policy.worker.evaluate(policy_input(call), CALL_DECISION.rule)` — the
 document sent to the policy's worker process, evaluated there within the time limit, the decision
 read back (one event loop, as in the proxy; the loop is entered once per block, not per call).
 
@@ -58,12 +58,13 @@ from bench.stream import loadavg, percentile, table, us  # noqa: E402
 
 from tollgate.call import Call, Route, Target  # noqa: E402
 from tollgate.formats.request_facts import Classification, RequestFacts  # noqa: E402
-from tollgate.governance.policy import POLICY_ERROR, Policy  # noqa: E402
+from tollgate.governance.policy import CALL_DECISION, POLICY_ERROR, Policy, whole  # noqa: E402
 from tollgate.governance.policy_engine import ENGINE, engine_version  # noqa: E402
 from tollgate.governance.policy_input import policy_input  # noqa: E402
 
 EXAMPLES = ROOT / "docs" / "examples" / "policies"
 TARGET_P50_US = 500.0  # the target: p50 <= 0.5 ms per decision, for the example policies
+WHOLE_CALL = whole(CALL_DECISION)  # a call's input document, decided as given
 TRIVIAL_REGO = "# Baseline: never denies.\npackage tollgate\n\nimport rego.v1\n\ndeny := set()\n"
 MAX_CALLS = 1_000_000
 COMPILE_REPEATS = 5
@@ -294,7 +295,7 @@ async def measure_block_in_worker(subject: Subject, calls: list[Call]) -> None:
         t0 = clock()
         document = policy_input(call)
         t1 = clock()
-        decision = await policy.decide_in_worker(document)
+        decision = await policy.worker.evaluate(document, CALL_DECISION.rule)
         t2 = clock()
         total.append(t2 - t0)
         inputs.append(t1 - t0)
@@ -310,7 +311,7 @@ def measure_block(subject: Subject, calls: list[Call]) -> None:
         t0 = clock()
         document = policy_input(call)
         t1 = clock()
-        decision = policy.decide(document)
+        decision = policy.decide(WHOLE_CALL, document)
         t2 = clock()
         total.append(t2 - t0)
         inputs.append(t1 - t0)
@@ -436,9 +437,13 @@ def report(
         f"Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}; "
         f"load average at start {LOAD_AT_START}, at end {loadavg()}"
     )
-    decide = "await policy.decide_in_worker" if args.worker else "policy.decide"
+    decide = (
+        "await policy.worker.evaluate({}, CALL_DECISION.rule)"
+        if args.worker
+        else "policy.decide(whole(CALL_DECISION), {})"
+    )
     print(
-        f"per call: {decide}(policy_input(call)) on a tollgate.call.Call record; {measured:,} calls per "
+        f"per call: {decide.format('policy_input(call)')} on a tollgate.call.Call record; {measured:,} calls per "
         f"policy (seed {args.seed}) after {args.warmup:,} warm-up calls, interleaved across policies in blocks of "
         f"{args.block}; GC on"
     )

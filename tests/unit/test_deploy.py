@@ -37,7 +37,7 @@ from tests.support.dockerignore import context_files, excluded, rules
 from tests.support.proxy import free_port
 
 from tollgate.config import load_config
-from tollgate.governance.policy import Policy
+from tollgate.governance.policy import CALL_DECISION, Policy, whole
 
 # drain_s's default (docs/fleet.md): how long a pod's calls may take to finish after SIGTERM.
 DRAIN_S_DEFAULT = 30
@@ -391,9 +391,9 @@ def test_the_cluster_configuration_loads_and_its_policy_decides() -> None:
     assert [c.name for c in config.clients] == ["team-a"] and config.limits
     policy = Policy(config.policy.rego)
     document = {"client": {"name": "team-a", "groups": ["research"]}, "model": "gpt-4o-mini", "unread": []}
-    assert policy.decide(document).allowed
+    assert policy.decide(whole(CALL_DECISION), document).allowed
     document["client"]["groups"] = ["suspended"]
-    assert policy.decide(document).deny_reasons == ("group suspended is blocked",)
+    assert policy.decide(whole(CALL_DECISION), document).deny_reasons == ("group suspended is blocked",)
 
 
 def test_the_ledger_is_the_redis_the_manifests_run_and_only_tollgate_reaches_it(base) -> None:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from tollgate.config import ConfigError, parse_config
 from tollgate.governance.ai_services import CATEGORIES, Service, Services, catalogue
-from tollgate.governance.egress import Egress, Globs, egress_facts, host_of, not_a_host, private_kind
+from tollgate.governance.egress import Egress, Globs, host_of, not_a_host, private_kind
 from tollgate.governance.egress_settings import EgressConfig, egress_glob
 from tollgate.records.connection_record import Connection, connection_record
 from tollgate.runtime import Loaded
@@ -262,6 +262,106 @@ def test_an_ungoverned_providers_host_passes_default_deny_but_is_resolved():
     assert rules.needs_address("chatgpt.com", 443)
 
 
+def decided(decision):
+    """`Egress.decide`'s decision, awaited where it is awaitable."""
+    import asyncio
+
+    if hasattr(decision, "__await__"):
+        return asyncio.run(_awaited(decision))
+    return decision
+
+
+async def _awaited(decision):
+    return await decision
+
+
+def resolver(address: str | None):
+    """A resolver giving one address; None: the name resolves to none."""
+    asked: list[tuple[str, int]] = []
+
+    async def resolve(host: str, port: int) -> str:
+        asked.append((host, port))
+        if address is None:
+            raise OSError(f"{host} resolves to no address")
+        return address
+
+    resolve.asked = asked  # type: ignore[attr-defined]
+    return resolve
+
+
+def test_egress_decides_a_connection_in_one_call_target_then_name_then_address():
+    from tollgate.governance.egress import Asked
+
+    rules = egress(deny=["*.pastebin.com"])
+    never = resolver("203.0.113.9")
+    bad = decided(rules.decide(Asked("x y", 443, target=("x y", "x y:443")), None, never))
+    assert (bad.allowed, bad.bad_target, bad.deny_reasons) == (False, True, ("x y is no host",))
+    denied = decided(rules.decide(Asked("x.pastebin.com", 443, target=("x.pastebin.com", None)), None, never))
+    assert (denied.allowed, denied.bad_target) == (False, False)
+    assert denied.reason == "x.pastebin.com matches egress.deny '*.pastebin.com'"
+    assert never.asked == []  # decided by name: nothing looked up
+    private = resolver("169.254.169.254")
+    metadata = decided(rules.decide(Asked("metadata.google.internal", 80), None, private))
+    assert (metadata.allowed, metadata.address, private.asked) == (
+        False,
+        "169.254.169.254",
+        [("metadata.google.internal", 80)],
+    )
+    assert metadata.deny_reasons == (
+        "metadata.google.internal resolves to 169.254.169.254, which is a link-local address"
+        " (egress.private_addresses: deny)",
+    )
+    lost = decided(rules.decide(Asked("gone.example.com", 443), None, resolver(None)))
+    assert (lost.allowed, lost.error, lost.address) == (False, "cannot resolve gone.example.com", None)
+    assert lost.reason == "gone.example.com cannot be resolved (OSError), so its address cannot be decided"
+    hugging = decided(rules.decide(Asked("huggingface.co", 443), None, resolver("18.1.2.3")))
+    assert (hugging.allowed, hugging.address, hugging.service and hugging.service.name) == (
+        True,
+        "18.1.2.3",
+        "huggingface",
+    )
+    # A captured connection is decided on the address its client dialled: nothing is looked up.
+    dialled = decided(rules.decide(Asked("notes.example.com", 443, address="10.0.0.5"), None))
+    assert (dialled.allowed, dialled.address) == (False, "10.0.0.5")
+
+
+def test_egress_asks_the_policy_last_on_the_address_decided(tmp_path):
+    pytest.importorskip("opa_bindings")
+    import asyncio
+
+    from tollgate.governance.egress import Asked
+    from tollgate.governance.policy import Policy
+
+    rules = tmp_path / "egress.rego"
+    rules.write_text(
+        'package tollgate.egress\n\ndeny contains "not from bob" if input.client == "bob"\n\n'
+        'deny contains "not there" if input.address == "93.184.216.34"\n'
+    )
+    policy = Policy([rules], apart=True)  # as the proxy's: decided in its worker process
+    gate = egress(deny=["*.pastebin.com"])
+
+    async def decide(host: str, client: str, address: str):
+        decision = gate.decide(Asked(host, 443, client=client), policy, resolver(address))
+        return await decision if hasattr(decision, "__await__") else decision
+
+    async def all_of_them():
+        try:
+            return [
+                await decide("x.pastebin.com", "bob", "93.184.216.34"),
+                await decide("example.com", "sam", "93.184.216.34"),
+                await decide("example.com", "bob", "93.184.216.35"),
+                await decide("example.com", "sam", "93.184.216.35"),
+            ]
+        finally:
+            await policy.aclose()
+
+    by_name, there, bob, sam = asyncio.run(all_of_them())
+    assert by_name.deny_reasons == ("x.pastebin.com matches egress.deny '*.pastebin.com'",)  # the policy not asked
+    assert (there.allowed, there.reason, there.deny_reasons) == (False, "egress policy: not there", ("not there",))
+    assert (bob.allowed, bob.deny_reasons, bob.address) == (False, ("not from bob",), "93.184.216.35")
+    assert (sam.allowed, sam.address) == (True, "93.184.216.35")
+
+
 def test_bad_settings_name_the_field():
     with pytest.raises(ConfigError, match=r"egress\.allow\.1: '\*\.com': write out its last two labels"):
         parse_config({"egress": {"allow": ["ok.example.com", "*.com"]}})
@@ -304,7 +404,7 @@ def test_the_connection_record_holds_its_fields_and_nothing_else():
 
 def test_the_egress_policy_is_cached_on_the_facts_it_reads(tmp_path):
     pytest.importorskip("opa_bindings")
-    from tollgate.governance.policy import Policy
+    from tollgate.governance.policy import CALL_DECISION, EGRESS_DECISION, Policy, egress_facts, whole
 
     rules = tmp_path / "egress.rego"
     rules.write_text(
@@ -317,13 +417,13 @@ def test_the_egress_policy_is_cached_on_the_facts_it_reads(tmp_path):
     again = egress_facts(
         None, None, "10.0.0.7:51001", "pastebin.com", 443, None, None
     )  # another port: no rule reads it
-    assert policy.decide_egress(first).deny_reasons == ("no paste",)
+    assert policy.decide(EGRESS_DECISION, first).deny_reasons == ("no paste",)
     assert policy._cache is not None and len(policy._cache) == 1
-    assert policy.decide_egress(again).deny_reasons == ("no paste",)
+    assert policy.decide(EGRESS_DECISION, again).deny_reasons == ("no paste",)
     assert len(policy._cache) == 1  # a hit
-    assert policy.decide_egress(egress_facts(None, None, None, "example.com", 443, None, None)).allowed
+    assert policy.decide(EGRESS_DECISION, egress_facts(None, None, None, "example.com", 443, None, None)).allowed
     # The call rules never decide a connection.
-    assert policy.decide({"model": "m"}).deny_reasons == ("x",)
+    assert policy.decide(whole(CALL_DECISION), {"model": "m"}).deny_reasons == ("x",)
 
 
 def test_connections_are_counted_by_service_category_and_decision():

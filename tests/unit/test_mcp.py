@@ -21,7 +21,7 @@ from tollgate.formats.mcp.answers import AnswerRelay, read_whole
 from tollgate.formats.mcp.messages import McpRequest, Posted, decoded_post, read_post
 from tollgate.governance.mcp import McpExchange, McpSessions, session_owner, shared_session_key
 from tollgate.governance.mcp_servers import McpServer
-from tollgate.governance.policy import Policy
+from tollgate.governance.policy import CALL_DECISION, MCP_DECISION, Policy, whole
 
 
 def post(value: object) -> Posted:
@@ -281,12 +281,12 @@ def test_mcp_requests_are_decided_by_their_own_rules_only(tmp_path: Path) -> Non
     policy = Policy([tmp_path / "mcp.rego", tmp_path / "llm.rego"])
     server = McpServer.model_validate(SERVER)
     exchange = McpExchange(server, "POST", client="bob", groups=("research",), auth="virtual_key")
-    denied = policy.decide_mcp(exchange.policy_input(McpRequest("tools/call", 1, tool="delete_repo")))
+    denied = policy.decide(MCP_DECISION, exchange.policy_input(McpRequest("tools/call", 1, tool="delete_repo")))
     assert denied.deny_reasons == ("bob may not call delete_repo",)
     # The LLM rule (no model here) does not apply to an MCP request.
-    assert policy.decide_mcp(exchange.policy_input(McpRequest("tools/call", 2, tool="add"))).allowed
+    assert policy.decide(MCP_DECISION, exchange.policy_input(McpRequest("tools/call", 2, tool="add"))).allowed
     exchange.groups = ("admins",)
-    assert policy.decide_mcp(exchange.tool_input("delete_repo")).allowed
+    assert policy.decide(MCP_DECISION, exchange.tool_input("delete_repo")).allowed
     assert exchange.policy_input(McpRequest("resources/read", 3, resource_scheme="file"))["mcp"] == {
         "server": "gh", "method": "resources/read", "tool": None, "resource_scheme": "file", "prompt": None,
         "session": None, "protocol_version": None,
@@ -295,7 +295,7 @@ def test_mcp_requests_are_decided_by_their_own_rules_only(tmp_path: Path) -> Non
 
 def test_a_policy_of_mcp_rules_alone_loads(tmp_path: Path) -> None:
     (tmp_path / "mcp.rego").write_text(POLICY)
-    assert Policy([tmp_path / "mcp.rego"]).decide({"model": "x"}).allowed
+    assert Policy([tmp_path / "mcp.rego"]).decide(whole(CALL_DECISION), {"model": "x"}).allowed
 
 
 def test_the_records_of_a_post_one_per_request() -> None:

@@ -78,3 +78,31 @@ def test_no_retry_while_every_key_rests():
     call = call_with({"keys": ["sk-one"], "retry": RETRY, "circuit": {"failures": 1, "rest_s": 60}})
     call.loaded.pools["openai"].open_circuit("sk-one", 60)
     assert planned(call, Failure(503, None, tries=1)) is END
+
+
+def test_next_step_decides_in_one_call_and_records_and_counts_what_goes_again():
+    from tollgate.governance.next_attempt import NOT_AGAIN, next_step
+
+    call = call_with(
+        {"keys": ["sk-one", "sk-two"], "retry": RETRY, "circuit": {"failures": 1, "rest_s": 30}}, FALLBACKS
+    )
+    pool = call.loaded.pools["openai"]
+    call.answer.pooled_key, call.answer.upstream_key = (pool, "sk-one"), "fp-one"
+    circuits = Circuits()
+    # A failure `retry.when` does not name: nothing counted, rested nor recorded.
+    assert next_step(call, Failure(500, None, tries=1, error="upstream answered 500"), circuits, None) is NOT_AGAIN
+    assert (pool.rest_left("sk-one"), call.failover.attempts) == (0.0, None)
+    # A key refused: it rests for the Retry-After asked, its circuit opens, the attempt is recorded,
+    # and the retry goes on the other key, the first fallback instead if it cannot be made.
+    refused = Failure(429, None, 1, 20.0, True, "20", "upstream answered 429")
+    step = next_step(call, refused, circuits, None)
+    assert isinstance(step, Retry) and (step.key.pooled_key, step.wait) == ("sk-two", 0.0)
+    assert step.otherwise == Fallback(FALLBACKS[0])
+    assert 19.0 < pool.rest_left("sk-one") <= 30.0
+    assert [(a.provider, a.status, a.upstream_key, a.error) for a in call.failover.attempts or ()] == [
+        ("openai", 429, "fp-one", "upstream answered 429")
+    ]
+    # No retry within `max_wait_s` and no fallback: the end, counted, nothing recorded.
+    alone = call_with({"keys": ["sk-one"], "retry": RETRY})
+    end = next_step(alone, Failure(503, None, 1, 6.0, error="upstream answered 503"), circuits, None)
+    assert end == END and end.counted and alone.failover.attempts is None

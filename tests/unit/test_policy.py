@@ -27,8 +27,18 @@ from tollgate.cli.main import main
 from tollgate.config import Config, load_config
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.governance.jwt_identity import JwtIdentity
-from tollgate.governance.policy import INPUT_LAYOUT, POLICY_ERROR, Decision, Policy, PolicyError, facts_read
-from tollgate.governance.policy_input import decide_call, decide_call_in_worker, input_facts, policy_input
+from tollgate.governance.policy import (
+    CALL_DECISION,
+    INPUT_LAYOUT,
+    MCP_DECISION,
+    POLICY_ERROR,
+    Decision,
+    Policy,
+    PolicyError,
+    facts_read,
+    whole,
+)
+from tollgate.governance.policy_input import input_facts, policy_input
 from tollgate.governance.subscriptions import Subscription
 from tollgate.providers import PROVIDERS
 from tollgate.proxy.flows import CALL
@@ -269,7 +279,7 @@ ALLOWLIST_CASES = [
 
 @pytest.mark.parametrize(("document", "reasons"), ALLOWLIST_CASES)
 def test_model_allowlist(document: dict, reasons: list[str]) -> None:
-    decision = example(ALLOWLIST).decide(document)
+    decision = example(ALLOWLIST).decide(whole(CALL_DECISION), document)
     assert decision == Decision(tuple(reasons))
     assert decision.allowed is (not reasons)
 
@@ -300,7 +310,7 @@ BLOCKED_CASES = [
 
 @pytest.mark.parametrize(("document", "reasons"), BLOCKED_CASES)
 def test_blocked_group(document: dict, reasons: list[str]) -> None:
-    assert example(BLOCKED).decide(document) == Decision(tuple(reasons))
+    assert example(BLOCKED).decide(whole(CALL_DECISION), document) == Decision(tuple(reasons))
 
 
 # --- max_tokens_cap.rego ---------------------------------------------------------------------------
@@ -357,14 +367,14 @@ CAP_CASES = [
 
 @pytest.mark.parametrize(("document", "reasons"), CAP_CASES)
 def test_max_tokens_cap(document: dict, reasons: list[str]) -> None:
-    assert example(CAP).decide(document) == Decision(tuple(reasons))
+    assert example(CAP).decide(whole(CALL_DECISION), document) == Decision(tuple(reasons))
 
 
 @pytest.mark.parametrize(
     "path", ["/v1/responses/resp_0123", "/v1/chat/completions", "/v1/chat/completions/chatcmpl-0123"]
 )
 def test_max_tokens_cap_lets_stored_answers_be_read(path: str) -> None:
-    assert example(CAP).decide(request("openai", "GET", path)).allowed
+    assert example(CAP).decide(whole(CALL_DECISION), request("openai", "GET", path)).allowed
 
 
 # --- streaming_clients.rego ------------------------------------------------------------------------
@@ -389,7 +399,7 @@ STREAMING_CASES = [
 
 @pytest.mark.parametrize(("document", "reasons"), STREAMING_CASES)
 def test_streaming_clients(document: dict, reasons: list[str]) -> None:
-    assert example(STREAMING).decide(document) == Decision(tuple(reasons))
+    assert example(STREAMING).decide(whole(CALL_DECISION), document) == Decision(tuple(reasons))
 
 
 # --- inference_only.rego ---------------------------------------------------------------------------
@@ -497,7 +507,7 @@ INFERENCE_ONLY_CASES = [
 
 @pytest.mark.parametrize(("document", "reasons"), INFERENCE_ONLY_CASES)
 def test_inference_only(document: dict, reasons: list[str]) -> None:
-    assert example(INFERENCE_ONLY).decide(document) == Decision(tuple(reasons))
+    assert example(INFERENCE_ONLY).decide(whole(CALL_DECISION), document) == Decision(tuple(reasons))
 
 
 # --- several policies together ---------------------------------------------------------------------
@@ -530,9 +540,9 @@ COMBINED_CASES = [
 
 @pytest.mark.parametrize(("document", "reasons"), COMBINED_CASES)
 def test_examples_loaded_together_combine_their_reasons(document: dict, reasons: list[str]) -> None:
-    together = example(*ALL_EXAMPLES).decide(document)
+    together = example(*ALL_EXAMPLES).decide(whole(CALL_DECISION), document)
     assert together == Decision(tuple(sorted(reasons)))
-    union = sorted({r for f in ALL_EXAMPLES for r in example(f).decide(document).deny_reasons})
+    union = sorted({r for f in ALL_EXAMPLES for r in example(f).decide(whole(CALL_DECISION), document).deny_reasons})
     assert list(together.deny_reasons) == union
 
 
@@ -550,8 +560,10 @@ def test_two_files_and_a_file_of_my_own(tmp_path: Path) -> None:
         client="zed",
         groups=("suspended",),
     )
-    assert policy.decide(document) == Decision(("group suspended is blocked", "tools are not allowed"))
-    assert policy.decide(chat()).allowed
+    assert policy.decide(whole(CALL_DECISION), document) == Decision(
+        ("group suspended is blocked", "tools are not allowed")
+    )
+    assert policy.decide(whole(CALL_DECISION), chat()).allowed
 
 
 def test_the_same_reason_from_two_rules_is_given_once(tmp_path: Path) -> None:
@@ -566,7 +578,7 @@ def test_the_same_reason_from_two_rules_is_given_once(tmp_path: Path) -> None:
             ),
         ]
     )
-    assert policy.decide(chat(stream=True, client="bob")) == Decision(("no",))
+    assert policy.decide(whole(CALL_DECISION), chat(stream=True, client="bob")) == Decision(("no",))
 
 
 def test_helpers_of_the_same_name_in_two_files_are_one_rule(tmp_path: Path) -> None:
@@ -579,8 +591,8 @@ def test_helpers_of_the_same_name_in_two_files_are_one_rule(tmp_path: Path) -> N
     other = write(
         tmp_path / "c.rego", 'package tollgate\nimport rego.v1\ncap := 1000\ndeny contains "c" if input.y > cap\n'
     )
-    assert Policy([first, same]).decide({"x": 1, "y": 5000}) == Decision(("b",))
-    assert Policy([first, other]).decide({"x": 1, "y": 1}).deny_reasons == (POLICY_ERROR,)
+    assert Policy([first, same]).decide(whole(CALL_DECISION), {"x": 1, "y": 5000}) == Decision(("b",))
+    assert Policy([first, other]).decide(whole(CALL_DECISION), {"x": 1, "y": 1}).deny_reasons == (POLICY_ERROR,)
 
 
 def test_a_failing_builtin_denies_as_under_opas_strict_builtin_errors(tmp_path: Path) -> None:
@@ -592,19 +604,19 @@ def test_a_failing_builtin_denies_as_under_opas_strict_builtin_errors(tmp_path: 
     )
     policy = Policy([write(tmp_path / "p.rego", source)])
     # A null model: glob.match fails, which `opa eval --strict-builtin-errors` reports as an error.
-    decision = policy.decide(list_models())
+    decision = policy.decide(whole(CALL_DECISION), list_models())
     assert decision.deny_reasons == (POLICY_ERROR,)
     assert decision.error == (
         f"policy evaluation failed: {tmp_path / 'p.rego'}:4: eval_type_error: mul: operand 1 must be number but"
         " got null"
     )
-    assert policy.decide(chat("gpt-4o", max_tokens=100)) == Decision(("arithmetic", "glob"))
+    assert policy.decide(whole(CALL_DECISION), chat("gpt-4o", max_tokens=100)) == Decision(("arithmetic", "glob"))
 
 
 def test_a_policy_with_an_always_empty_deny_allows_everything(tmp_path: Path) -> None:
     policy = Policy([write(tmp_path / "open.rego", "package tollgate\n\nimport rego.v1\n\ndeny := set()\n")])
-    assert policy.decide(chat()) == Decision(())
-    assert policy.decide({}) == Decision(())
+    assert policy.decide(whole(CALL_DECISION), chat()) == Decision(())
+    assert policy.decide(whole(CALL_DECISION), {}) == Decision(())
 
 
 # --- the input document ----------------------------------------------------------------------------
@@ -802,9 +814,11 @@ deny contains sprintf("MCP server %s is not allowed", [s.url]) if {
 deny contains "stored prompts are not allowed" if "stored_prompt" in input.unread
 """
     policy = Policy([write(tmp_path / "mcp.rego", source)])
-    assert policy.decide(granted) == Decision(("MCP server https://mcp.deepwiki.com/mcp is not allowed",))
-    assert policy.decide(stored) == Decision(("stored prompts are not allowed",))
-    assert policy.decide(responses()) == Decision(())
+    assert policy.decide(whole(CALL_DECISION), granted) == Decision(
+        ("MCP server https://mcp.deepwiki.com/mcp is not allowed",)
+    )
+    assert policy.decide(whole(CALL_DECISION), stored) == Decision(("stored prompts are not allowed",))
+    assert policy.decide(whole(CALL_DECISION), responses()) == Decision(())
 
 
 def test_policy_input_takes_what_the_policy_can_check() -> None:
@@ -814,7 +828,7 @@ def test_policy_input_takes_what_the_policy_can_check() -> None:
         "openai", "POST", "/v1/responses", {"model": "gpt-4o", "input": "x", "stream": True}, client="bob"
     )
     assert document["endpoint"] == "responses" and document["request"]["stream"] is True
-    assert policy.decide(document) == Decision(("client bob may not stream",))
+    assert policy.decide(whole(CALL_DECISION), document) == Decision(("client bob may not stream",))
 
 
 # --- policy.rego in tollgate.yaml ----------------------------------------------------------------
@@ -831,7 +845,7 @@ def test_policy_paths_are_relative_to_the_configuration_file(tmp_path: Path, mon
     config = load_config(conf / "tollgate.yaml", env={})
     assert config.policy.rego == (str(conf / "policy.rego"), str(STREAMING))
     policy = Policy(config.policy.rego)
-    assert policy.decide(chat(stream=True, client="bob", groups=("suspended",))) == Decision(
+    assert policy.decide(whole(CALL_DECISION), chat(stream=True, client="bob", groups=("suspended",))) == Decision(
         ("client bob may not stream", "group suspended is blocked")
     )
 
@@ -913,7 +927,7 @@ def test_non_utf8_file_names_the_file(tmp_path: Path) -> None:
 def test_utf8_text_in_reasons_is_fine(tmp_path: Path) -> None:
     source = 'package tollgate\nimport rego.v1\ndeny contains "modèle refusé — désolé" if true\n'
     path = write(tmp_path / "utf8.rego", source)
-    assert Policy([path]).decide(chat()) == Decision(("modèle refusé — désolé",))
+    assert Policy([path]).decide(whole(CALL_DECISION), chat()) == Decision(("modèle refusé — désolé",))
 
 
 def test_policy_keeps_its_files_in_order(tmp_path: Path) -> None:
@@ -926,7 +940,7 @@ def test_policy_keeps_its_files_in_order(tmp_path: Path) -> None:
 
 def runtime_decision(tmp_path: Path, source: str, document: dict | None = None) -> Decision:
     policy = Policy([write(tmp_path / "policy.rego", source)])
-    return policy.decide(chat() if document is None else document)
+    return policy.decide(whole(CALL_DECISION), chat() if document is None else document)
 
 
 def test_conflicting_values_for_a_complete_rule_deny_with_policy_error(tmp_path: Path) -> None:
@@ -976,9 +990,9 @@ def test_a_policy_error_does_not_stick(tmp_path: Path) -> None:
         'deny contains "never" if x == 3\n'
     )
     policy = Policy([write(tmp_path / "policy.rego", source)])
-    assert policy.decide(chat(stream=True)).deny_reasons == (POLICY_ERROR,)
-    assert policy.decide(chat(stream=False)) == Decision(())
-    assert policy.decide(chat(stream=True)).deny_reasons == (POLICY_ERROR,)
+    assert policy.decide(whole(CALL_DECISION), chat(stream=True)).deny_reasons == (POLICY_ERROR,)
+    assert policy.decide(whole(CALL_DECISION), chat(stream=False)) == Decision(())
+    assert policy.decide(whole(CALL_DECISION), chat(stream=True)).deny_reasons == (POLICY_ERROR,)
 
 
 UNDEFINED_DENY = {
@@ -995,14 +1009,14 @@ def run_isolated(code: str) -> subprocess.CompletedProcess:
 def decisions_in_a_child(path: Path) -> list[str]:
     """Load the policy in a child process; decide a call that streams and one that does not."""
     code = (
-        "from tollgate.governance.policy import Policy, PolicyError\n"
+        "from tollgate.governance.policy import CALL_DECISION, Policy, PolicyError, whole\n"
         "try:\n"
         f"    policy = Policy([{str(path)!r}])\n"
         "except PolicyError as e:\n"
         "    print('PolicyError', e)\n"
         "else:\n"
         "    for stream in (False, True):\n"
-        "        d = policy.decide({'client': {'name': 'bob', 'groups': [], 'auth': 'anonymous'},"
+        "        d = policy.decide(whole(CALL_DECISION), {'client': {'name': 'bob', 'groups': [], 'auth': 'anonymous'},"
         " 'request': {'stream': stream}})\n"
         "        print(list(d.deny_reasons))\n"
     )
@@ -1201,7 +1215,7 @@ def test_an_edit_takes_effect_on_reload(tmp_path: Path, caplog) -> None:
     shared = shared_with(Policy([path]))
     decide = Decide(shared)
     old = shared.loaded.policy
-    assert old.decide(chat()).allowed
+    assert old.decide(whole(CALL_DECISION), chat()).allowed
 
     write(path, CLOSED)
     bump_mtime(path, 1)
@@ -1209,8 +1223,8 @@ def test_an_edit_takes_effect_on_reload(tmp_path: Path, caplog) -> None:
         reload(decide, shared.loaded.policy)
     assert shared.loaded.policy is not old
     assert shared.loaded.policy.files == (path,)
-    assert shared.loaded.policy.decide(chat()) == Decision(("research is closed today",))
-    assert shared.loaded.policy.decide(chat(client="sam", groups=("support",))).allowed
+    assert shared.loaded.policy.decide(whole(CALL_DECISION), chat()) == Decision(("research is closed today",))
+    assert shared.loaded.policy.decide(whole(CALL_DECISION), chat(client="sam", groups=("support",))).allowed
     assert f"policy reloaded from {path}" in caplog.text
 
     flow = flow_for(call_of("openai", "POST", "/v1/chat/completions", {"model": "gpt-4o", "messages": []}))
@@ -1233,7 +1247,7 @@ def test_a_broken_edit_keeps_the_last_good_policy(tmp_path: Path, caplog) -> Non
     assert "policy not reloaded, the last good one stays in force" in caplog.text
     assert f"{path}:3: rego_parse_error: unexpected eof token" in caplog.text
     # The last good policy still decides, from its compiled form (the file on disk is broken).
-    assert shared.loaded.policy.decide(chat()) == Decision(("research is closed today",))
+    assert shared.loaded.policy.decide(whole(CALL_DECISION), chat()) == Decision(("research is closed today",))
     flow = flow_for(call_of("openai", "POST", "/v1/chat/completions", {"model": "gpt-4o", "messages": []}))
     hook_run(decide, flow)
     assert flow.response is not None and flow.response.status_code == 403
@@ -1242,7 +1256,7 @@ def test_a_broken_edit_keeps_the_last_good_policy(tmp_path: Path, caplog) -> Non
     write(path, OPEN)
     bump_mtime(path, 2)
     reload(decide, shared.loaded.policy)
-    assert shared.loaded.policy is not good and shared.loaded.policy.decide(chat()).allowed
+    assert shared.loaded.policy is not good and shared.loaded.policy.decide(whole(CALL_DECISION), chat()).allowed
 
 
 def test_a_deleted_file_keeps_the_last_good_policy(tmp_path: Path, caplog) -> None:
@@ -1309,7 +1323,7 @@ def test_the_watcher_picks_up_an_edit_and_survives_a_broken_one(tmp_path: Path, 
             bump_mtime(path, 1)
             await until(lambda: shared.loaded.policy is not first)
             second = shared.loaded.policy
-            assert not second.decide(chat()).allowed
+            assert not second.decide(whole(CALL_DECISION), chat()).allowed
 
             write(path, "package tollgate\ndeny contains x if {\n")
             bump_mtime(path, 2)
@@ -1347,7 +1361,7 @@ def test_the_watcher_does_not_compile_again_a_policy_a_new_configuration_brought
             while shared.loaded.policy is brought:  # the edit is picked up
                 assert time.monotonic() < deadline, "the watcher did not act in time"
                 await asyncio.sleep(0.01)
-            assert shared.loaded.policy.decide(chat()).allowed
+            assert shared.loaded.policy.decide(whole(CALL_DECISION), chat()).allowed
         finally:
             await decide.done()
 
@@ -1387,7 +1401,7 @@ def runaway_policy(tmp_path: Path, timeout: float = LIMIT) -> Policy:
 
 
 async def in_worker(policy: Policy, call: Call) -> Decision:
-    decision = decide_call_in_worker(policy, call)
+    decision = policy.decide_in_worker(CALL_DECISION, input_facts(call))
     return decision if isinstance(decision, Decision) else await decision
 
 
@@ -1444,7 +1458,7 @@ def test_after_a_timeout_a_new_worker_decides_and_equal_inputs_hit_the_cache(tmp
                 ("gpt-4o!", Decision(("bad model name",))),
                 (PATHOLOGICAL, EXCEEDED),
             ):
-                assert decide_call_in_worker(policy, model_call(model, messages=3)) == decision
+                assert policy.decide_in_worker(CALL_DECISION, input_facts(model_call(model, messages=3))) == decision
         finally:
             await policy.aclose()
 
@@ -1727,11 +1741,55 @@ def test_an_mcp_session_keys_the_cache_only_where_a_rule_reads_it(tmp_path: Path
     policy = Policy([write(tmp_path / "mcp.rego", source)])
     evaluated: list[dict] = []
     evaluate = policy._rules.evaluate
-    policy._rules.evaluate = lambda doc, mcp=False: evaluated.append(doc) or evaluate(doc, mcp)  # type: ignore[method-assign]
+    policy._rules.evaluate = lambda doc, rule: evaluated.append(doc) or evaluate(doc, rule)  # type: ignore[method-assign]
     first, second = mcp_input("add"), mcp_input("add")
     first["mcp"]["session"], second["mcp"]["session"] = "session-1", "session-2"
-    assert policy.decide_mcp(first).allowed and policy.decide_mcp(second).allowed
+    assert policy.decide(MCP_DECISION, first).allowed and policy.decide(MCP_DECISION, second).allowed
     assert evaluated == ([first, second] if keyed else [first])
+
+
+def test_every_kind_of_decision_is_asked_one_way_in_process_and_in_the_worker(tmp_path: Path) -> None:
+    """A kind of decision is declared once (its rule, its input document, its cache key): one
+    declared here, for rules no kind of Tollgate's reads, is asked as the call's, MCP's and
+    egress's are, and the worker evaluates each by its own rule."""
+    from tollgate.governance.policy import EGRESS_DECISION, DecisionKind, egress_facts
+
+    def keyed(sources):
+        return lambda facts: facts[0]
+
+    files = DecisionKind("files", "data.tollgate.files.deny", lambda facts: {"path": facts[0]}, keyed)
+    rules = {
+        "calls": 'package tollgate\nimport rego.v1\ndeny contains "no tools" if input.request.has_tools\n',
+        "mcp": 'package tollgate.mcp\nimport rego.v1\ndeny contains "no delete" if input.mcp.tool == "delete"\n',
+        "egress": 'package tollgate.egress\nimport rego.v1\ndeny contains "no paste" if input.host == "pastebin.com"\n',
+        "files": 'package tollgate.files\nimport rego.v1\ndeny contains "no secrets" if startswith(input.path, "/etc")\n',
+    }
+    paths = [write(tmp_path / f"{name}.rego", rule) for name, rule in rules.items()]
+    asked = [
+        (CALL_DECISION, input_facts(call_of("openai", "POST", "/v1/chat/completions", {"model": "m", "tools": [{}]}))),
+        (MCP_DECISION, {"client": {"name": "sam"}, "mcp": {"method": "tools/call", "tool": "delete"}}),
+        (EGRESS_DECISION, egress_facts(None, None, None, "pastebin.com", 443, None, None)),
+        (files, ("/etc/shadow",)),
+        (files, ("/tmp/x",)),
+    ]
+    expected = [("no tools",), ("no delete",), ("no paste",), ("no secrets",), ()]
+    here = Policy(paths)
+    assert [here.decide(kind, facts).deny_reasons for kind, facts in asked] == expected
+    apart = Policy(paths, apart=True)
+
+    async def in_worker() -> list[Decision]:
+        try:
+            decided = []
+            for kind, facts in asked:
+                decision = apart.decide_in_worker(kind, facts)
+                decided.append(decision if isinstance(decision, Decision) else await decision)
+            return decided
+        finally:
+            await apart.aclose()
+
+    assert [d.deny_reasons for d in asyncio.run(in_worker())] == expected
+    # Each kind's decisions are kept apart: the same facts asked of another kind are not its hit.
+    assert here.decide(files, ("/etc/shadow",)).deny_reasons == ("no secrets",)
 
 
 def test_cli_an_llm_call_is_not_decided_by_the_mcp_rules(tmp_path: Path, capsys) -> None:
@@ -1853,7 +1911,7 @@ def evaluations(policy) -> list[dict]:
     """The documents the policy evaluates from now on, in order (cache hits are not evaluated)."""
     calls: list[dict] = []
     evaluate = policy._evaluate
-    policy._evaluate = lambda doc: calls.append(doc) or evaluate(doc)
+    policy._evaluate = lambda kind, doc: calls.append(doc) or evaluate(kind, doc)
     return calls
 
 
@@ -1865,7 +1923,12 @@ def test_equal_inputs_are_decided_once(tmp_path: Path) -> None:
     policy = Policy([path])
     calls = evaluations(policy)
     big, small = {"request": {"max_tokens": 11}}, {"request": {"max_tokens": 1}}
-    assert [policy.decide(d).deny_reasons for d in (big, small, big, small)] == [("big",), (), ("big",), ()]
+    assert [policy.decide(whole(CALL_DECISION), d).deny_reasons for d in (big, small, big, small)] == [
+        ("big",),
+        (),
+        ("big",),
+        (),
+    ]
     assert calls == [big, small]
 
 
@@ -1883,15 +1946,15 @@ def test_a_call_is_decided_on_its_input_document_and_equal_calls_once(tmp_path: 
         call_of("openai", "POST", "/v1/chat/completions", {"model": "gpt-4o", "max_tokens": 11}),
         call_of("openai", "POST", "/v1/chat/completions", {"model": "gpt-4o", "max_tokens": 1}, groups=("support",)),
     )
-    decisions = [decide_call(policy, c).deny_reasons for c in (big, small, big, small)]
+    decisions = [policy.decide(CALL_DECISION, input_facts(c)).deny_reasons for c in (big, small, big, small)]
     assert decisions == [("big", "research"), (), ("big", "research"), ()]
     assert calls == [policy_input(big), policy_input(small)]
     # A fact no rule reads makes no other decision; a fact one reads does.
     small.route.target = Target("openai", "gpt-4o-mini")
-    assert decide_call(policy, small).allowed
+    assert policy.decide(CALL_DECISION, input_facts(small)).allowed
     assert len(calls) == 2
     small.caller.groups = ("research",)
-    assert decide_call(policy, small).deny_reasons == ("research",)
+    assert policy.decide(CALL_DECISION, input_facts(small)).deny_reasons == ("research",)
     assert len(calls) == 3 and calls[-1]["model"] == "gpt-4o-mini"
 
 
@@ -1903,9 +1966,9 @@ def test_the_overrides_model_is_read_by_a_policy_that_reads_the_model(tmp_path: 
     policy = Policy([path])
     calls = evaluations(policy)
     call = call_of("openai", "POST", "/v1/chat/completions", {"model": "gpt-4o", "max_tokens": 1})
-    assert decide_call(policy, call).allowed
+    assert policy.decide(CALL_DECISION, input_facts(call)).allowed
     call.route.target = Target("openai", "gpt-4o-mini")
-    assert decide_call(policy, call).deny_reasons == ("mini",)
+    assert policy.decide(CALL_DECISION, input_facts(call)).deny_reasons == ("mini",)
     assert [c["model"] for c in calls] == ["gpt-4o", "gpt-4o-mini"]
 
 
@@ -2085,7 +2148,9 @@ def test_a_cached_decision_is_the_decision_evaluated_anew(calls: list[dict]) -> 
                 groups=facts["groups"],
                 model=facts["override"],
             )
-            assert decide_call(policy, call) == policy._evaluate(policy_input(call))
+            assert policy.decide(CALL_DECISION, input_facts(call)) == policy._evaluate(
+                CALL_DECISION, policy_input(call)
+            )
 
 
 def test_a_policy_that_reads_the_clock_is_evaluated_every_time(tmp_path: Path) -> None:
@@ -2096,7 +2161,7 @@ def test_a_policy_that_reads_the_clock_is_evaluated_every_time(tmp_path: Path) -
     policy = Policy([path])
     calls = evaluations(policy)
     for _ in range(3):
-        assert policy.decide({}).allowed
+        assert policy.decide(whole(CALL_DECISION), {}).allowed
     assert len(calls) == 3
 
 
@@ -2110,15 +2175,17 @@ def test_jwt_claims_example_decides_on_a_claim() -> None:
     policy = example(JWT_CLAIMS)
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
     read_only = call_of("openai", "POST", "/v1/chat/completions", body, claims={"sub": "a", "agent_role": "read-only"})
-    assert decide_call(policy, read_only).deny_reasons == ("agent role read-only may not call chat.completions",)
+    assert policy.decide(CALL_DECISION, input_facts(read_only)).deny_reasons == (
+        "agent role read-only may not call chat.completions",
+    )
     listing = call_of("openai", "GET", "/v1/models", None, claims={"sub": "a", "agent_role": "read-only"})
-    assert decide_call(policy, listing).allowed
+    assert policy.decide(CALL_DECISION, input_facts(listing)).allowed
     writer = call_of("openai", "POST", "/v1/chat/completions", body, claims={"sub": "a", "agent_role": "writer"})
-    assert decide_call(policy, writer).allowed
+    assert policy.decide(CALL_DECISION, input_facts(writer)).allowed
     branch = call_of(
         "openai", "POST", "/v1/chat/completions", body, issuer=GITHUB, claims={"sub": "repo:x", "ref": "refs/heads/dev"}
     )
-    assert decide_call(policy, branch).deny_reasons == (
+    assert policy.decide(CALL_DECISION, input_facts(branch)).deny_reasons == (
         "workflows may call only from refs/heads/main, not refs/heads/dev",
     )
     main = call_of(
@@ -2129,10 +2196,10 @@ def test_jwt_claims_example_decides_on_a_claim() -> None:
         issuer=GITHUB,
         claims={"sub": "repo:x", "ref": "refs/heads/main"},
     )
-    assert decide_call(policy, main).allowed
+    assert policy.decide(CALL_DECISION, input_facts(main)).allowed
     # Callers identified otherwise have no input.identity: neither rule applies.
     assert "identity" not in policy_input(call_of("openai", "POST", "/v1/chat/completions", body))
-    assert decide_call(policy, call_of("openai", "POST", "/v1/chat/completions", body)).allowed
+    assert policy.decide(CALL_DECISION, input_facts(call_of("openai", "POST", "/v1/chat/completions", body))).allowed
 
 
 def test_a_rule_on_claims_reads_the_identity_fact() -> None:
@@ -2168,7 +2235,9 @@ def test_a_cached_decision_on_claims_is_the_decision_evaluated_anew(calls: list[
             method = "GET" if facts["endpoint"] == "/v1/models" else "POST"
             body = {"model": "gpt-4o", "messages": []} if method == "POST" else None
             call = call_of("openai", method, facts["endpoint"], body, claims=facts["claims"], issuer=facts["issuer"])
-            assert decide_call(policy, call) == policy._evaluate(policy_input(call))
+            assert policy.decide(CALL_DECISION, input_facts(call)) == policy._evaluate(
+                CALL_DECISION, policy_input(call)
+            )
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from tests.support.examples import examples
 
 from tollgate.governance.jwt_identity import JwtIdentity
-from tollgate.governance.policy import POLICY_ERROR, Decision, Policy, input_document
+from tollgate.governance.policy import CALL_DECISION, POLICY_ERROR, Decision, Policy, input_document
 from tollgate.governance.subscriptions import Subscription
 
 QUICK = os.environ.get("TOLLGATE_EXAMPLES") == "quick"
@@ -176,9 +176,9 @@ def test_tollgate_decides_as_opa_does_in_process(tmp_path_factory, source: str, 
     policy, engine = Policy([path]), reference(source)
     for call in alike:
         expected = opa_decision(engine, input_document(call))
-        assert outcome(policy.decide_facts(call)) == expected, (source, input_document(call))
+        assert outcome(policy.decide(CALL_DECISION, call)) == expected, (source, input_document(call))
         # Asked again: from the cache where the policy is pure, the same answer.
-        assert outcome(policy.decide_facts(call)) == expected, (source, input_document(call))
+        assert outcome(policy.decide(CALL_DECISION, call)) == expected, (source, input_document(call))
 
 
 @settings(
@@ -198,7 +198,7 @@ def test_tollgate_decides_as_opa_does_through_its_worker(tmp_path_factory, sourc
         try:
             decided = []
             for call in alike:
-                decision = policy.decide_facts_in_worker(call)
+                decision = policy.decide_in_worker(CALL_DECISION, call)
                 decided.append(decision if isinstance(decision, Decision) else await decision)
             return decided
         finally:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tollgate.governance.policy import Policy
+from tollgate.governance.policy import CALL_DECISION, Policy, whole
 from tollgate.governance.policy_lint import unguarded_model_reads
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples" / "policies"
@@ -76,5 +76,5 @@ def test_what_it_warns_of_is_a_policy_error_on_a_call_with_no_model(tmp_path: Pa
     path = tmp_path / "p.rego"
     path.write_text(HEAD + 'deny contains "no opus" if {\n\tstartswith(input.model, "claude-opus")\n}\n')
     assert [u.line for u in unguarded_model_reads(str(path), path.read_text())] == [6]
-    decision = Policy([path]).decide({"model": None, "endpoint": "api.claude_code.settings"})
+    decision = Policy([path]).decide(whole(CALL_DECISION), {"model": None, "endpoint": "api.claude_code.settings"})
     assert not decision.allowed and decision.error is not None

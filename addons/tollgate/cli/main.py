@@ -539,7 +539,18 @@ def evaluate_policy(files: list[Path], input_path: Path, timeout: float | None =
     proxy does. An input with an `mcp` object is an MCP server's request, decided as the proxy
     decides one: by `data.tollgate.mcp.deny`; with `egress`, the input is a connection, decided
     by `data.tollgate.egress.deny`."""
-    from tollgate.governance.policy import TIMEOUT, Policy, PolicyError, lacking, paths_read
+    from tollgate.governance.policy import (
+        CALL_DECISION,
+        EGRESS_DECISION,
+        MCP_DECISION,
+        TIMEOUT,
+        Decision,
+        Policy,
+        PolicyError,
+        lacking,
+        paths_read,
+        whole,
+    )
 
     try:
         text = sys.stdin.read() if str(input_path) == "-" else input_path.read_text(encoding="utf-8")
@@ -553,9 +564,9 @@ def evaluate_policy(files: list[Path], input_path: Path, timeout: float | None =
         print(f"error: {e}", file=sys.stderr)
         return 2
     mcp = not egress and isinstance(document, dict) and isinstance(document.get("mcp"), dict)
+    kind = EGRESS_DECISION if egress else MCP_DECISION if mcp else CALL_DECISION
     # What the proxy gives the requests of the other kinds is not lacking here.
-    kind = "egress" if egress else "mcp" if mcp else "call"
-    missing = [p for p in lacking(document, paths_read(policy.sources.values()) or ()) if _of_kind(p, kind)]
+    missing = [p for p in lacking(document, paths_read(policy.sources.values()) or ()) if _of_kind(p, kind.name)]
     if missing:
         # Undefined in Rego: a rule that reads one does not hold, as it would for a real call.
         print(
@@ -566,7 +577,8 @@ def evaluate_policy(files: list[Path], input_path: Path, timeout: float | None =
 
     async def in_worker() -> Decision:
         try:
-            return await policy.decide_in_worker(document, mcp, egress)
+            decision = policy.decide_in_worker(whole(kind), document)
+            return decision if isinstance(decision, Decision) else await decision
         finally:
             await policy.aclose()
 
@@ -585,7 +597,7 @@ MCP_INPUT = ("client", "mcp")
 def _of_kind(path: str, kind: str) -> bool:
     """Whether the proxy gives a path of this name to the input of a `kind` of request: an MCP
     request (`mcp`), a connection (`egress`), or an LLM call (`call`)."""
-    from tollgate.governance.egress import EGRESS_FACTS
+    from tollgate.governance.policy import EGRESS_FACTS
 
     top = path.partition(".")[0]
     if kind == "egress":

@@ -1,24 +1,30 @@
 """Egress: which connections a client may open through Tollgate (`egress:` in tollgate.yaml). Each
-is decided before anything is relayed: the `deny` globs, then the address it resolves to (a
-private one is refused unless `allow` names the host or it is a configured upstream), the policy's
-`data.tollgate.egress.deny`, then `default` (`deny`: only the providers' hosts, the MCP servers'
-and `allow` pass). Plain logic: the proxy's stage (`proxy/stages/egress.py`) asks it, resolves
-names and relays."""
+is decided before anything is relayed, in one call (`Egress.decide`): a target that is no host is
+refused; then the `deny` globs and `default` (`deny`: only the providers' hosts, the MCP servers'
+and `allow` pass), then the address it resolves to (a private one is refused unless `allow` names
+the host or it is a configured upstream), then the policy's `data.tollgate.egress.deny`. Plain
+logic: the proxy's stage (`proxy/stages/egress.py`) asks once, with its resolver, and acts on the
+decision (`Decided`): answers, records and relays."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from tollgate.governance.ai_services import Service, Services, glob_regex
 from tollgate.governance.egress_settings import EgressConfig
+from tollgate.governance.policy import EGRESS_DECISION, Decision, Policy, egress_facts
+
+logger = logging.getLogger(__name__)
 
 EGRESS_DENIED = "egress_denied"  # the X-Tollgate-Error of a refused connection
-# Where `egress_input` puts each fact of a connection: the policy's cache is keyed on those read.
-EGRESS_FACTS = ("client", "auth", "source", "host", "port", "address", "service")
+RESOLVE_TIMEOUT = 10.0  # seconds a name's lookup may take before the connection is refused
+# What a name resolves to, first (the address the tunnel will go to); OSError when none.
+Resolve = Callable[[str, int], Awaitable[str]]
 
 
 def host_of(name: str) -> str:
@@ -155,6 +161,40 @@ class Verdict:
 PASS = Verdict(True)
 
 
+@dataclass(slots=True)  # not frozen: made for every connection, and a frozen one costs twice as much
+class Asked:
+    """A connection to decide: its host (as `host_of` writes it) and port; its address where known
+    (an IP address host's, the one a captured client dialled); who asks (a proxy login's client),
+    from where (`source`, `address:port`); and its target as the client wrote it, checked to name a
+    host (`target`: the host mitmproxy read and a CONNECT's authority; None for a captured
+    connection, named by its TLS server name or the address it dialled)."""
+
+    host: str
+    port: int
+    address: str | None = None
+    client: str | None = None
+    auth: str | None = None
+    source: str | None = None
+    target: tuple[str, str | None] | None = None
+
+
+@dataclass(slots=True)  # not frozen: see `Asked`
+class Decided:
+    """A connection decided (`Egress.decide`), for the stage to act on and record: allowed, or
+    refused with the one line its client is told (`reason`) and its record's reasons; the AI
+    service its host belongs to; the address it was decided on (the tunnel goes there, not where
+    a later lookup says); the record's error (a name not resolved, the policy's error);
+    `bad_target`: it names no host (400, not 403)."""
+
+    allowed: bool
+    service: Service | None
+    address: str | None
+    reason: str | None = None
+    deny_reasons: tuple[str, ...] = ()
+    error: str | None = None
+    bad_target: bool = False
+
+
 class Egress:
     """The egress rules of a configuration, ready to decide connections.
 
@@ -184,6 +224,42 @@ class Egress:
 
     def service_of(self, host: str) -> Service | None:
         return self.services.service_of(host)
+
+    def decide(
+        self, asked: Asked, policy: Policy | None, resolve: Resolve | None = None
+    ) -> Decided | Awaitable[Decided]:
+        """A connection decided, the whole order here: a target that is no host; its name
+        (`by_name`); where private addresses are refused and nothing vouches for the host, its
+        address (`by_address`: the one `resolve` gives, else the one it holds); then the policy.
+        At once, or awaitable where a name is looked up or the policy's decision is not cached."""
+        host, port = asked.host, asked.port
+        service = self.service_of(host)
+        if asked.target is not None and (problem := not_a_host(*asked.target)) is not None:
+            return Decided(False, service, asked.address, problem, (problem,), bad_target=True)
+        verdict = self.by_name(host, port)
+        if verdict.allowed and not self.governed(host) and self.needs_address(host, port):
+            if resolve is not None:
+                return self._resolved_then(asked, service, policy, resolve)
+            if asked.address is not None:
+                verdict = self.by_address(host, asked.address)
+        if not verdict.allowed:
+            return _refused(verdict, service, asked.address)
+        return _by_policy(asked, service, asked.address, policy)
+
+    async def _resolved_then(
+        self, asked: Asked, service: Service | None, policy: Policy | None, resolve: Resolve
+    ) -> Decided:
+        host = asked.host
+        try:
+            address = await asyncio.wait_for(resolve(host, asked.port), RESOLVE_TIMEOUT)
+        except (OSError, TimeoutError) as e:
+            reason = f"{host} cannot be resolved ({type(e).__name__}), so its address cannot be decided"
+            return Decided(False, service, asked.address, reason, (reason,), error=f"cannot resolve {host}")
+        verdict = self.by_address(host, address)
+        if not verdict.allowed:
+            return _refused(verdict, service, address)
+        decided = _by_policy(asked, service, address, policy)
+        return decided if isinstance(decided, Decided) else await decided
 
     def by_name(self, host: str, port: int) -> Verdict:
         """What the host's name alone decides, before any lookup: a `deny` glob refuses it; under
@@ -215,19 +291,36 @@ class Egress:
         return Verdict.deny(f"{shown} is a {kind} address (egress.private_addresses: deny)")
 
 
-def egress_facts(
-    client: str | None,
-    auth: str | None,
-    source: str | None,
-    host: str,
-    port: int,
-    address: str | None,
-    service: str | None,
-) -> tuple[Any, ...]:
-    """A connection's facts for the policy, in `EGRESS_FACTS`' order."""
-    return (client, auth, source, host, port, address, service)
+def _refused(verdict: Verdict, service: Service | None, address: str | None) -> Decided:
+    reason = verdict.reason or "refused"
+    return Decided(False, service, address, reason, (reason,))
 
 
-def egress_input(facts: tuple[Any, ...]) -> dict[str, Any]:
-    """The document `data.tollgate.egress.deny` evaluates as `input`."""
-    return dict(zip(EGRESS_FACTS, facts, strict=True))
+def _by_policy(
+    asked: Asked, service: Service | None, address: str | None, policy: Policy | None
+) -> Decided | Awaitable[Decided]:
+    """The policy's `data.tollgate.egress.deny` on the connection's facts: cached, or awaited."""
+    allowed = Decided(True, service, address)
+    if policy is None:
+        return allowed
+    a = asked
+    name = service.name if service is not None else None
+    facts = egress_facts(a.client, a.auth, a.source, a.host, a.port, address, name)
+    decision = policy.decide_in_worker(EGRESS_DECISION, facts)
+    if type(decision) is Decision:
+        return _by_decision(decision, allowed)
+    return _by_decision_once_made(decision, allowed)  # type: ignore[arg-type]
+
+
+def _by_decision(decision: Decision, allowed: Decided) -> Decided:
+    if decision.allowed:
+        return allowed
+    if decision.error:
+        logger.error(f"Tollgate: {decision.error}")
+    reasons = decision.deny_reasons
+    reason = f"egress policy: {'; '.join(reasons)}"
+    return Decided(False, allowed.service, allowed.address, reason, reasons, error=decision.error)
+
+
+async def _by_decision_once_made(decision: Awaitable[Decision], allowed: Decided) -> Decided:
+    return _by_decision(await decision, allowed)

@@ -4,9 +4,10 @@ attempt was (`Attempt`), for its audit record. Plain logic, no mitmproxy.
 How a call goes again, through mitmproxy's own upstream path: `patches.resend` teaches mitmproxy's
 HTTP stream (`HttpStream`) to stop, when an attempt's answer has only its status and headers, or
 when its connection failed or it timed out, before it runs the `responseheaders` or `error` hook:
-it runs Tollgate's `attempt_failed` hook instead (`patches.AttemptFailedHook`). The stages then
-decide (this module), rest the key, put the next key on the request (a signature made anew), and
-may wait out a Retry-After. When they ask for it, the stream cancels the attempt upstream (an
+it runs Tollgate's `attempt_failed` hook instead (`patches.AttemptFailedHook`). Governance then
+decides what goes next in one call (`next_attempt.next_step`: rests the key, counts the failure,
+picks the next key or fallback); the stage puts the next key on the request (a signature made
+anew) and may wait out a Retry-After. When they ask for it, the stream cancels the attempt upstream (an
 HTTP/2 stream reset, an HTTP/1 connection closed, with what it may still report dropped) and sends
 the request again as it first did: the connection comes from mitmproxy's own pool (its TLS trust,
 ALPN, HTTP/2, client certificates and upstream proxy), the answer then goes through the usual

@@ -11,26 +11,24 @@ engine is `policy_engine`; the policy's settings (`policy:`) are declared here.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import subprocess
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from tollgate.config_base import Strict
-from tollgate.governance.egress import EGRESS_FACTS, egress_input
 from tollgate.governance.policy_builtins import check_builtins
-from tollgate.governance.policy_engine import POLICY_ERROR, Decision, PolicyError, Rules
+from tollgate.governance.policy_engine import CALL_RULE, POLICY_ERROR, Decision, PolicyError, Rules
 from tollgate.governance.policy_worker import CHECK_COMMAND, PolicyWorker, WorkerUnavailable
-
-if TYPE_CHECKING:
-    pass
 
 CACHE_SIZE = 4096
 TIMEOUT = 1.0  # seconds an evaluation may take; `policy.timeout`
@@ -42,7 +40,6 @@ _IMPURE = re.compile(
     r"\b(?:(?:time|http|rand|uuid|net|opa)(?:\s*\.\s*[a-z_]+|\s*\[[^\]\n]*\])|io\.jwt\.decode_verify)\s*\("
     r"|\bas\s+(?:time|http|rand|uuid|net|opa)\s*[.\[]"
 )
-_PACKAGE = re.compile(r"^\s*package\s+tollgate(?:\.mcp|\.egress)?\s*(?:#.*)?$", re.MULTILINE)
 _DENY_RULE = re.compile(r"^\s*(?:default\s+)?deny\b", re.MULTILINE)
 # Rego's comments, and its strings so that a `#` in one starts no comment. Strings are not
 # dropped: a template string can read `input` (an `input` in any other costs only cache hits).
@@ -82,13 +79,27 @@ def compile_apart(sources: Mapping[str, str], network: bool = False) -> None:
         raise PolicyError(error)
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class DecisionKind[In]:
+    """A kind of decision (an LLM call's, an MCP request's, a connection's: `KINDS`), declared once:
+    the deny rule that makes it (its reasons, a set of strings), how its facts become the `input`
+    document the rule reads, and how its decisions are cached for a policy's sources (`keyed`:
+    on the facts they read). Every kind is asked the same way: `Policy.decide_in_worker(kind,
+    facts)` as the proxy asks, `Policy.decide(kind, facts)` in this process."""
+
+    name: str
+    rule: str
+    document: Callable[[In], Any]
+    keyed: Callable[[Sequence[str]], Callable[[In], Hashable]]
+
+
 class Policy:
-    """The compiled modules of some Rego files, ready to decide: in-process (`decide`,
-    `decide_call`), or as the proxy does, in a worker process within a time limit
-    (`decide_call_in_worker`). With `apart` (the proxy) they are compiled in a process of their own
-    and OPA's engine is never loaded here; else here, where `decide` will evaluate them. A policy
-    that calls `opa.runtime` is refused, and one that calls `http.send` or `net.lookup_ip_addr` but
-    with `network` (`policy_builtins`)."""
+    """The compiled modules of some Rego files, ready to decide each kind of decision
+    (`DecisionKind`): in-process (`decide`), or as the proxy does, in a worker process within a
+    time limit (`decide_in_worker`). With `apart` (the proxy) they are compiled in a process of
+    their own and OPA's engine is never loaded here; else here, where `decide` will evaluate them.
+    A policy that calls `opa.runtime` is refused, and one that calls `http.send` or
+    `net.lookup_ip_addr` but with `network` (`policy_builtins`)."""
 
     def __init__(
         self, files: Sequence[str | Path], timeout: float = TIMEOUT, *, apart: bool = False, network: bool = False
@@ -113,7 +124,7 @@ class Policy:
             check_builtins(self._rules, sources, network)
         # A policy that never defines data.tollgate.deny (a misspelt package or rule name) would
         # allow every call: refuse it at load.
-        if not any(_PACKAGE.search(s) and _DENY_RULE.search(s) for s in sources.values()):
+        if not any(_PACKAGES.search(s) and _DENY_RULE.search(s) for s in sources.values()):
             raise PolicyError(
                 f"{', '.join(map(str, self.files))}: no rule defines data.tollgate.deny"
                 " (package tollgate; deny contains reason if { … })"
@@ -126,89 +137,43 @@ class Policy:
         self._cache: dict[Hashable, Decision] | None = None if any(_IMPURE.search(s) for s in sources.values()) else {}
         # ... and of only the facts it reads: a call that differs from an earlier one only in
         # facts no rule reads (a conversation's growing message count) gets that call's decision.
-        self._key = cache_key(facts_read(sources.values()))
-        # An MCP request's session is new with each session: it keys the cache only where a rule reads it.
-        self._mcp_session_read = reads_mcp_session(sources.values())
-        # A connection's facts read by some rule (`input.source` by few: each connection's port differs).
-        read = egress_facts_read(sources.values())
-        pick = cache_key(read)
-        self._egress_key: Callable[[tuple[Any, ...]], Hashable] = lambda facts: ("egress", pick(facts))
+        self._keys: dict[DecisionKind[Any], Callable[[Any], Hashable]] = {}
 
-    def decide(self, document: dict[str, Any]) -> Decision:
-        """The decision on any input document, evaluated in this process without a time limit."""
-        return self._cached(json.dumps(document, separators=(",", ":")), lambda: document)
-
-    def decide_facts(self, facts: tuple[Any, ...]) -> Decision:
-        """The decision on a call's facts (`policy_input.input_facts`), in this process, cached as the
-        proxy's are."""
-        return self._cached(self._key(facts), lambda: input_document(facts))
-
-    def decide_facts_in_worker(self, facts: tuple[Any, ...]) -> Decision | Awaitable[Decision]:
-        """The decision on a call's facts (`policy_input.input_facts`) as the proxy makes it: a cached
-        one at once; else an awaitable evaluation in the worker process, within the time limit."""
+    def decide[In](self, kind: DecisionKind[In], facts: In) -> Decision:
+        """A decision of a kind (`CALL_DECISION`, `MCP_DECISION`, `EGRESS_DECISION`) on its facts,
+        evaluated in this process without a time limit; cached as the proxy's are."""
         cache = self._cache
         if cache is None:
-            return self._in_worker(None, input_document(facts))
-        key = self._key(facts)
+            return self._evaluate(kind, kind.document(facts))
+        key = (kind, (self._keys.get(kind) or self._key(kind))(facts))
         decision = cache.get(key)
         if decision is None:
-            return self._in_worker(key, input_document(facts))
-        return decision
-
-    def decide_mcp(self, document: dict[str, Any]) -> Decision:
-        """An MCP request's decision (`data.tollgate.mcp.deny`), in this process."""
-        key = self._mcp_key(document)
-        if self._cache is None or (decision := self._cache.get(key)) is None:
-            decision = self.rules.evaluate(document, mcp=True)
+            decision = self._evaluate(kind, kind.document(facts))
             self._remember(key, decision)
         return decision
 
-    def decide_mcp_in_worker(self, document: dict[str, Any]) -> Decision | Awaitable[Decision]:
-        """An MCP request's decision as the proxy makes it: cached, or awaited from the worker."""
-        key = self._mcp_key(document)
+    def decide_in_worker[In](self, kind: DecisionKind[In], facts: In) -> Decision | Awaitable[Decision]:
+        """A decision of a kind on its facts as the proxy makes it: a cached one at once (keyed on
+        the facts the policy reads); else an awaitable evaluation in the worker process, within the
+        time limit. Its input document is built only then."""
         cache = self._cache
-        decision = None if cache is None else cache.get(key)
-        if decision is not None:
-            return decision
-        return self._in_worker(key if cache is not None else None, document, mcp=True)
-
-    def decide_egress(self, facts: tuple[Any, ...]) -> Decision:
-        """A connection's decision (`data.tollgate.egress.deny` on `egress_input(facts)`), in this
-        process, cached as the proxy's are."""
-        key = self._egress_key(facts)
-        if self._cache is None or (decision := self._cache.get(key)) is None:
-            decision = self.rules.evaluate(egress_input(facts), egress=True)
-            self._remember(key, decision)
+        if cache is None:
+            return self._in_worker(None, kind, kind.document(facts))
+        key = (kind, (self._keys.get(kind) or self._key(kind))(facts))
+        decision = cache.get(key)
+        if decision is None:
+            return self._in_worker(key, kind, kind.document(facts))
         return decision
 
-    def decide_egress_in_worker(self, facts: tuple[Any, ...]) -> Decision | Awaitable[Decision]:
-        """A connection's decision as the proxy makes it: cached (keyed on the facts the policy
-        reads: a client's port, read by no rule, misses no hit), or awaited from the worker."""
-        cache = self._cache
-        key = self._egress_key(facts)
-        decision = None if cache is None else cache.get(key)
-        if decision is not None:
-            return decision
-        return self._in_worker(key if cache is not None else None, egress_input(facts), egress=True)
+    def _key(self, kind: DecisionKind[Any]) -> Callable[[Any], Hashable]:
+        """How a kind's facts key the cache, made at its first decision: by the facts the policy
+        reads (`DecisionKind.keyed`). The key goes with its kind: each kind's decisions are its own."""
+        key = self._keys[kind] = kind.keyed(tuple(self.sources.values()))
+        return key
 
-    def _mcp_key(self, document: dict[str, Any]) -> Hashable:
-        """The cache's key for an MCP request's input: all of it, but for its session where no rule
-        reads `input.mcp.session` (then a new session's requests hit the cache)."""
-        mcp = document.get("mcp")
-        if not self._mcp_session_read and isinstance(mcp, dict) and "session" in mcp:
-            document = {**document, "mcp": {k: v for k, v in mcp.items() if k != "session"}}
-        return ("mcp", json.dumps(document, separators=(",", ":"), sort_keys=True))
-
-    async def decide_in_worker(self, document: Any, mcp: bool = False, egress: bool = False) -> Decision:
-        """The decision on any input document, evaluated in the worker process within the time limit
-        (with `mcp`, by `data.tollgate.mcp.deny`; with `egress`, by `data.tollgate.egress.deny`)."""
-        return await self._in_worker(None, document, mcp, egress)
-
-    async def _in_worker(
-        self, key: Hashable | None, document: Any, mcp: bool = False, egress: bool = False
-    ) -> Decision:
+    async def _in_worker(self, key: Hashable | None, kind: DecisionKind[Any], document: Any) -> Decision:
         try:
-            decision = await self.worker.evaluate(document, mcp, egress)
+            decision = await self.worker.evaluate(document, kind.rule)
         except WorkerUnavailable as e:
             return Decision((POLICY_ERROR,), str(e))  # not remembered: the next call tries again
         # A timeout is remembered too: the same input would take as long again.
@@ -243,15 +208,6 @@ class Policy:
         if self._worker is not None:
             await self._worker.aclose()
 
-    def _cached(self, key: Hashable, document: Callable[[], dict[str, Any]]) -> Decision:
-        if self._cache is None:
-            return self._evaluate(document())
-        decision = self._cache.get(key)
-        if decision is None:
-            decision = self._evaluate(document())
-            self._remember(key, decision)
-        return decision
-
     def _remember(self, key: Hashable, decision: Decision) -> None:
         cache = self._cache
         if cache is None:
@@ -260,8 +216,8 @@ class Policy:
             cache.clear()
         cache[key] = decision
 
-    def _evaluate(self, document: dict[str, Any]) -> Decision:
-        return self.rules.evaluate(document)
+    def _evaluate(self, kind: DecisionKind[Any], document: Any) -> Decision:
+        return self.rules.evaluate(document, kind.rule)
 
     def mtimes(self) -> tuple[int | None, ...]:
         return tuple(_mtime(p) for p in self.files)
@@ -436,3 +392,79 @@ def usage_input(counters: tuple[tuple[str, str, str, int, int, str], ...]) -> di
             entry = {"used": used, "limit": cap}
         usage.setdefault(label, {}).setdefault(subject, {})[field] = entry
     return usage
+
+
+# Where `egress_input` puts each fact of a connection: the policy's cache is keyed on those read.
+EGRESS_FACTS = ("client", "auth", "source", "host", "port", "address", "service")
+
+
+def egress_facts(
+    client: str | None,
+    auth: str | None,
+    source: str | None,
+    host: str,
+    port: int,
+    address: str | None,
+    service: str | None,
+) -> tuple[Any, ...]:
+    """A connection's facts for the policy, in `EGRESS_FACTS`' order."""
+    return (client, auth, source, host, port, address, service)
+
+
+def egress_input(facts: tuple[Any, ...]) -> dict[str, Any]:
+    """The document `data.tollgate.egress.deny` evaluates as `input`."""
+    return dict(zip(EGRESS_FACTS, facts, strict=True))
+
+
+def _call_key(sources: Sequence[str]) -> Callable[[tuple[Any, ...]], Hashable]:
+    return cache_key(facts_read(sources))
+
+
+def _egress_key(sources: Sequence[str]) -> Callable[[tuple[Any, ...]], Hashable]:
+    return cache_key(egress_facts_read(sources))  # a client's port, read by few rules, misses no hit
+
+
+def _mcp_key(sources: Sequence[str]) -> Callable[[dict[str, Any]], Hashable]:
+    """An MCP request's input whole, but for its session where no rule reads `input.mcp.session`:
+    a session is new with each client's, and a new session's requests then hit the cache."""
+    session_read = reads_mcp_session(sources)
+
+    def key(document: dict[str, Any]) -> Hashable:
+        mcp = document.get("mcp")
+        if not session_read and isinstance(mcp, dict) and "session" in mcp:
+            document = {**document, "mcp": {k: v for k, v in mcp.items() if k != "session"}}
+        return json.dumps(document, separators=(",", ":"), sort_keys=True)
+
+    return key
+
+
+def _itself(document: Any) -> Any:
+    return document
+
+
+def _whole_key(sources: Sequence[str]) -> Callable[[Any], Hashable]:
+    return lambda document: json.dumps(document, separators=(",", ":"), sort_keys=True)
+
+
+# The kinds of decision. An LLM call's: its facts (`policy_input.input_facts`) by `data.tollgate.deny`.
+CALL_DECISION: DecisionKind[tuple[Any, ...]] = DecisionKind("call", CALL_RULE, input_document, _call_key)
+# An MCP server's request's, by its own rules (`package tollgate.mcp`), never the LLM calls': its
+# input document (`McpExchange.policy_input`, `tool_input`).
+MCP_DECISION: DecisionKind[dict[str, Any]] = DecisionKind("mcp", "data.tollgate.mcp.deny", _itself, _mcp_key)
+# A connection's a client opens through Tollgate (`package tollgate.egress`): its facts (`egress_facts`).
+EGRESS_DECISION: DecisionKind[tuple[Any, ...]] = DecisionKind(
+    "egress", "data.tollgate.egress.deny", egress_input, _egress_key
+)
+KINDS = (CALL_DECISION, MCP_DECISION, EGRESS_DECISION)
+
+
+@functools.cache
+def whole(kind: DecisionKind[Any]) -> DecisionKind[Any]:
+    """A kind's rule on input documents given whole (the command line's, a test's), not on facts."""
+    return DecisionKind(kind.name, kind.rule, _itself, _whole_key)
+
+
+# A package that holds some kind's deny rule (`tollgate`, `tollgate.mcp`, …): a policy with none
+# would allow everything.
+_KIND_PACKAGES = "|".join(re.escape(k.rule.removeprefix("data.").removesuffix(".deny")) for k in KINDS)
+_PACKAGES = re.compile(rf"^\s*package\s+(?:{_KIND_PACKAGES})\s*(?:#.*)?$", re.MULTILINE)

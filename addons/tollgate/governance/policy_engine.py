@@ -1,5 +1,6 @@
 """OPA's engine, on Tollgate's policies: Rego sources compiled together, a query evaluated on an
-input document, and a decision read from `data.tollgate.deny` (`Rules`). What the policy's worker
+input document, and a decision read from a deny rule, `data.tollgate.deny` or another kind's
+(`Rules`). What the policy's worker
 process runs (`policy_worker`); the proxy holds a `Policy` (`policy`), which never loads the engine.
 
 The engine is OPA itself (`opa-golib-python-bindings`, which embeds OPA's Go packages): a decision
@@ -8,19 +9,14 @@ is the one `opa eval --strict-builtin-errors` gives for the same policy and inpu
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-# The rule itself, not `data` (which OPA would evaluate whole, every rule of every package): an
-# undefined `deny` has no reasons. `is_set`: a `deny` that is an array or anything else is a policy
-# error, not reasons.
-QUERY = "deny := data.tollgate.deny; whole := is_set(deny)"
-# An MCP server's request is decided by its own rules (`package tollgate.mcp`), never the LLM calls'.
-MCP_QUERY = "deny := data.tollgate.mcp.deny; whole := is_set(deny)"
-# A connection a client opens through Tollgate, likewise (`package tollgate.egress`).
-EGRESS_QUERY = "deny := data.tollgate.egress.deny; whole := is_set(deny)"
+# The rule that decides an LLM call; each other kind of decision has its own (`policy.DecisionKind`).
+CALL_RULE = "data.tollgate.deny"
 # What compiles every module (OPA compiles them when a query is first prepared) and reads nothing.
 COMPILE_QUERY = "x := 1"
 # Where the engine comes from, and how to install it: its releases ask for Python 3.14 although
@@ -87,10 +83,10 @@ class Rules:
         except self._error as e:
             raise PolicyError(_first_line(e.message)) from None
 
-    def evaluate(self, document: Any, mcp: bool = False, egress: bool = False) -> Decision:
-        """`data.tollgate.deny` on an LLM call's input; with `mcp`, `data.tollgate.mcp.deny`; with
-        `egress`, `data.tollgate.egress.deny` on a connection's."""
-        query = EGRESS_QUERY if egress else MCP_QUERY if mcp else QUERY
+    def evaluate(self, document: Any, rule: str = CALL_RULE) -> Decision:
+        """A deny rule (`data.tollgate.deny`, an LLM call's; `data.tollgate.mcp.deny`, …) on an input
+        document: the reasons it gives, sorted."""
+        query = query_of(rule)
         try:
             results = self._engine.eval_query(query, document)
         except self._error as e:
@@ -100,9 +96,16 @@ class Rules:
         (found,) = results
         reasons = found["deny"]
         if not found["whole"] or not all(isinstance(r, str) for r in reasons):
-            rule = query.split(";")[0].removeprefix("deny := ")
             return Decision((POLICY_ERROR,), f"{rule} is not a set of strings")
         return Decision(tuple(sorted(reasons)))
+
+
+@functools.cache  # the same few rules, evaluation after evaluation
+def query_of(rule: str) -> str:
+    """The query that reads a deny rule: the rule itself, not `data` (which OPA would evaluate whole,
+    every rule of every package), so that an undefined `deny` has no reasons; `is_set`, so that a
+    `deny` that is an array or anything else is a policy error, not reasons."""
+    return f"deny := {rule}; whole := is_set(deny)"
 
 
 def describe_compile_error(message: str, names: Sequence[str]) -> str:

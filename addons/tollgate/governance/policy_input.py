@@ -1,27 +1,13 @@
-"""A call as its policy sees it: the facts of its `input` document (`input_facts`, the decisions'
-cache key), the document itself, and the decision on a call (`decide_call`, `decide_call_in_worker`).
-Plain logic, no mitmproxy."""
+"""A call as its policy sees it: the facts of its `input` document (`input_facts`, what the `CALL`
+kind of decision is asked on and its cache is keyed on), and the document itself. Plain logic, no
+mitmproxy."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from typing import Any
 
 from tollgate.call import Call
-from tollgate.governance.policy import Policy, input_document
-from tollgate.governance.policy_engine import Decision
-
-
-def decide_call(policy: Policy, call: Call) -> Decision:
-    """The decision on a call, in this process: its input document is built only when the same
-    facts have not been decided before."""
-    return policy.decide_facts(input_facts(call))
-
-
-def decide_call_in_worker(policy: Policy, call: Call) -> Decision | Awaitable[Decision]:
-    """The decision on a call as the proxy makes it: a cached one at once; else an awaitable
-    evaluation in the worker process, within the time limit."""
-    return policy.decide_facts_in_worker(input_facts(call))
+from tollgate.governance.policy import input_document
 
 
 def input_facts(call: Call) -> tuple[Any, ...]:

@@ -10,7 +10,7 @@ the proxy's, and so does whatever it might crash with.
 
 Over the worker's standard input and a copy of its standard output, one JSON value per line: the
 first line holds the policy's sources, answered "ready" once they compile; each line after it is
-an input document, answered by the decision.
+a deny rule and an input document, `[rule, document]`, answered by the decision.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tollgate.governance.policy_builtins import check_builtins
-from tollgate.governance.policy_engine import POLICY_ERROR, Decision, PolicyError, Rules
+from tollgate.governance.policy_engine import CALL_RULE, POLICY_ERROR, Decision, PolicyError, Rules
 
 logger = logging.getLogger(__name__)
 
@@ -72,12 +72,10 @@ class PolicyWorker:
         process = self._process
         return process.pid if process is not None and process.returncode is None else None
 
-    async def evaluate(self, document: Any, mcp: bool = False, egress: bool = False) -> Decision:
-        """The decision on an input document (`mcp`: an MCP request's, by `data.tollgate.mcp.deny`;
-        `egress`: a connection's, by `data.tollgate.egress.deny`); raises WorkerUnavailable when no
-        worker starts."""
-        # An LLM call's document is an object; the others' a list naming their rule.
-        line = _line(["egress", document] if egress else ["mcp", document] if mcp else document)
+    async def evaluate(self, document: Any, rule: str = CALL_RULE) -> Decision:
+        """The decision of a deny rule (`data.tollgate.deny`, an LLM call's; another kind's) on an
+        input document; raises WorkerUnavailable when no worker starts."""
+        line = _line([rule, document])
         self._bind(asyncio.get_running_loop())
         self._busy += 1
         try:
@@ -240,11 +238,8 @@ def serve() -> None:
         return
     _send(answers, READY)
     for line in documents:
-        document = json.loads(line)
-        if isinstance(document, list):  # ["mcp", document] or ["egress", document]
-            decision = rules.evaluate(document[1], mcp=document[0] == "mcp", egress=document[0] == "egress")
-        else:
-            decision = rules.evaluate(document)
+        rule, document = json.loads(line)
+        decision = rules.evaluate(document, rule)
         _send(answers, _line({"deny": decision.deny_reasons, "error": decision.error}))
 
 

@@ -1,8 +1,9 @@
-"""Failover: a call whose attempt failed before its answer began goes again, as `plan` decides
-(`governance/next_attempt.py`): on its target with the next key after a wait (`retry`), else on its
-next fallback (`fallbacks`), else not at all. Each attempt's outcome counts for its key's or
-upstream's circuit (`circuit`); a key its provider refused rests. `governance/failover.py` says
-how mitmproxy is made to send a request again."""
+"""Failover: a call whose attempt failed before its answer began goes again as governance decides,
+asked once (`next_attempt.next_step`): on its target with the next key after a wait (`retry`),
+else on its next fallback (`fallbacks`), else not at all. This stage reads the failure from the
+flow and carries out the step: waits, reserves anew, puts the next credential on, sends again.
+Each answer's outcome counts for its key's or upstream's circuit (`circuit`); a key its provider
+refused rests. `governance/failover.py` says how mitmproxy is made to send a request again."""
 
 from __future__ import annotations
 
@@ -17,34 +18,25 @@ from mitmproxy import http
 from tollgate.call import Call, Failure
 from tollgate.credentials.errors import CredentialUnavailable
 from tollgate.credentials.keypool import KeyPool, retry_after_seconds
-from tollgate.governance.failover import (
-    DEFAULT_WHEN,
-    Attempt,
-    failed,
-    failed_status_error,
-    fails_the_key,
-    model_circuit,
-    retries_errors,
-    retry_statuses,
-    upstream_circuit,
+from tollgate.governance.failover import failed_status_error, retries_errors, retry_statuses
+from tollgate.governance.next_attempt import (
+    NOT_AGAIN,
+    End,
+    Fallback,
+    Retry,
+    count_attempt,
+    failure_kind,
+    next_step,
+    retry_of,
 )
 from tollgate.governance.next_attempt import (
     Failure as AttemptFailure,
-)
-from tollgate.governance.next_attempt import (
-    Fallback,
-    Retry,
-    circuit_model,
-    failure_kind,
-    goes_again,
-    plan,
-    retry_of,
 )
 from tollgate.governance.settlement import reserve_again, settle_attempt
 from tollgate.proxy import patches
 from tollgate.proxy.flows import apply_credential, body_size, call_of
 from tollgate.proxy.state import Shared
-from tollgate.upstream import RESTING_STATUSES, open_circuit, rest_key
+from tollgate.upstream import RESTING_STATUSES, rest_key
 
 logger = logging.getLogger(__name__)
 
@@ -84,38 +76,34 @@ class Attempts:
 
     def attempt_failed(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """An attempt failed before its answer began (`patches.AttemptFailedHook`). While its
-        provider's `retry` or its fallbacks allow and the client still waits, it is recorded and
-        the call goes again as `plan` decides; a retry not made (no room on a limit, the client
-        gone during its wait, no credential to be had) leaves the fallbacks next."""
+        provider's `retry` or its fallbacks allow and the client still waits, governance decides
+        what goes next (`next_step`: it records and counts the failure) and this stage carries it
+        out; a retry not made (no room on a limit, the client gone during its wait, no credential
+        to be had) leaves what the step says goes instead."""
         call = call_of(flow)
         if call is None:
             return None
         if call.loaded.providers[call.route.target.provider].retry is None and not call.failover.fallbacks:
             return None
-        retry = retry_of(call)
-        failure, error = self._failure(flow, call)
-        if not goes_again(call, failure, retry) or not flow.client_conn.connected or patches.ended_by_client(flow):
+        if not flow.client_conn.connected or patches.ended_by_client(flow):
             return None
-        self._record(call, failure.status, error)
-        response = flow.response
-        if call.answer.pooled_key is not None and response is not None:
-            _rest_refused_key(response, call.answer.pooled_key, self.shared)
-        self._count(flow, call, failure.status, failure.kind)
-        step = plan(call, failure, retry, self.shared.circuits)
+        step = next_step(call, self._failure(flow, call), self.shared.circuits, self.shared.ledger)
+        if step is NOT_AGAIN:
+            return None
+        self._counted.add(flow)  # counted for its circuits: its answer's hooks do not count it again
         if isinstance(step, Retry):
             if call.loaded.limits or step.wait > 0:
                 return self._retry(flow, call, step)
             if _applied(flow, call, step):
                 self._go_again(flow, call)
                 return None
-            return self._not_retried(flow, call)
+            return self._instead(flow, call, step.otherwise)
         if isinstance(step, Fallback):
             return self._next_target(flow, call)
-        _take_back(call)
-        return None
+        return None  # the end: nothing was recorded, the failed attempt's answer stands
 
-    def _failure(self, flow: http.HTTPFlow, call: Call) -> tuple[AttemptFailure, str]:
-        """How the attempt failed, and the error its record in `attempts` gives."""
+    def _failure(self, flow: http.HTTPFlow, call: Call) -> AttemptFailure:
+        """How the attempt failed, with the error its record in `attempts` gives."""
         tries = len(call.failover.attempts or ()) - self._target_from.get(flow, 0) + 1
         response = flow.response
         if response is not None:
@@ -123,51 +111,40 @@ class Attempts:
             asked = response.headers.get("retry-after")
             retry_after = retry_after_seconds(asked) if asked is not None else None
             refused = status in RESTING_STATUSES
-            return AttemptFailure(status, None, tries, retry_after, refused), failed_status_error(status)
+            return AttemptFailure(status, None, tries, retry_after, refused, asked, failed_status_error(status))
         timed_out = call.answer.failure is Failure.UPSTREAM_TIMEOUT
         message = flow.error.msg if flow.error else "unknown error"
         error = call.answer.error if timed_out and call.answer.error else f"upstream unreachable: {message}"
-        return AttemptFailure(None, failure_kind(timed_out), tries), error
-
-    @staticmethod
-    def _record(call: Call, status: int | None, error: str) -> None:
-        """The failed attempt in the call's `attempts`, taken back if nothing goes again (the
-        record's last attempt is then that one)."""
-        failover = call.failover
-        attempts = failover.attempts if failover.attempts is not None else []
-        begun = failover.attempt_started or call.started
-        latency_ms = round((time.time() - begun) * 1000, 1)
-        target = call.route.target.provider
-        attempts.append(Attempt(target, call.target_model, status, call.answer.upstream_key, error, latency_ms))
-        failover.attempts = attempts
+        return AttemptFailure(None, failure_kind(timed_out), tries, error=error)
 
     async def _retry(self, flow: http.HTTPFlow, call: Call, step: Retry) -> None:
         """A retry that waits: for its reservation on the limits that apply (once the failed
         attempt is settled), then for its key's rest or the Retry-After asked; its credential goes
         on the request then (a signature made anew, a token current then)."""
         if call.loaded.limits:
+            size = body_size(flow, call)
             settle_attempt(call, _status(flow))
-            reserved = await reserve_again(call, self.shared.ledger, body_size(flow, call))
+            reserved = await reserve_again(call, self.shared.ledger, size)
             if reserved is False:
                 target = call.route.target.provider
                 logger.info(f"Tollgate: retry of a {target} call not made: a limit has no room for it")
-                await _done(self._not_retried(flow, call))
+                await _done(self._instead(flow, call, step.otherwise))
                 return
             assert reserved is not True
             call.ledger.reserved = reserved
         if step.wait > 0:
             await asyncio.sleep(step.wait)
             if not flow.client_conn.connected:  # its client left meanwhile: nothing goes again
-                await _done(self._not_retried(flow, call))
+                await _done(self._instead(flow, call, step.otherwise))
                 return
         if _applied(flow, call, step):
             self._go_again(flow, call)
             return
-        await _done(self._not_retried(flow, call))
+        await _done(self._instead(flow, call, step.otherwise))
 
-    def _not_retried(self, flow: http.HTTPFlow, call: Call) -> Awaitable[None] | None:
-        """A retry not made: the fallbacks are next, if any."""
-        if call.failover.fallbacks:
+    def _instead(self, flow: http.HTTPFlow, call: Call, step: Fallback | End) -> Awaitable[None] | None:
+        """The next fallback, or nothing: the failed attempt recorded is then the call's last."""
+        if isinstance(step, Fallback):
             return self._next_target(flow, call)
         _take_back(call)
         return None
@@ -221,40 +198,11 @@ class Attempts:
             self._count(flow, call, None, failure_kind(call.answer.failure is Failure.UPSTREAM_TIMEOUT))
 
     def _count(self, flow: http.HTTPFlow, call: Call, status: int | None, kind: str | None) -> None:
-        """The attempt's outcome for its key's or upstream's circuits (`providers.<name>.circuit`):
-        a failure as `retry.when` says (else `DEFAULT_WHEN`) counts for the key or upstream when it
-        is the key's (429, a failed connection: `fails_the_key`), else for the model the call asked
-        for there, which alone then rests on that key or upstream; any other answer closes both."""
-        settings = call.loaded.providers[call.route.target.provider]
-        circuit = settings.circuit
-        model = circuit_model(call)
-        if circuit is None or model is None or (self._counted and flow in self._counted):
+        """The answer's outcome for its key's or upstream's circuits (`count_attempt`), once."""
+        if self._counted and flow in self._counted:
             return
-        self._counted.add(flow)
-        pooled = call.answer.pooled_key
-        whole = (
-            call.answer.upstream_key
-            if pooled is not None
-            else upstream_circuit(call.route.target.provider, call.route.upstream)
-        )
-        assert whole is not None
-        circuits, for_model = self.shared.circuits, model_circuit(whole, model)
-        if not failed(status, kind, settings.retry.when if settings.retry is not None else DEFAULT_WHEN):
-            circuits.succeeded(whole)
-            circuits.succeeded(for_model)
-            return
-        of_key = fails_the_key(status, kind)
-        name = whole if of_key else for_model
-        if circuits.failed(name, circuit.failures):
-            pool, key = pooled if pooled is not None else (None, None)
-            rested = None if of_key else model
-            open_circuit(pool, key, name, circuit.rest_s, circuits, self.shared.ledger, rested)
-            what = f"key {whole}" if pooled is not None else f"upstream {call.route.upstream}"
-            if not of_key:
-                what += f" (model {model!r})"
-            rest = f"{circuit.rest_s:g} s"
-            provider = call.route.target.provider
-            logger.warning(f"Tollgate: {provider} {what} failed {circuit.failures} calls in a row: it rests {rest}")
+        if count_attempt(call, status, kind, self.shared.circuits, self.shared.ledger):
+            self._counted.add(flow)
 
 
 def _applied(flow: http.HTTPFlow, call: Call, step: Retry) -> bool:

@@ -17,8 +17,8 @@ from mitmproxy import http
 
 from tollgate.call import Call
 from tollgate.formats.refusals import MINTS_CREDENTIAL, POLICY_DENIED
-from tollgate.governance.policy import Decision, Policy, PolicyError
-from tollgate.governance.policy_input import decide_call_in_worker
+from tollgate.governance.policy import CALL_DECISION, Decision, Policy, PolicyError
+from tollgate.governance.policy_input import input_facts
 from tollgate.proxy.flows import refuse
 from tollgate.proxy.state import Shared
 
@@ -53,7 +53,7 @@ class Decide:
         policy = call.loaded.policy
         if policy is None:
             return None
-        decision = decide_call_in_worker(policy, call)
+        decision = policy.decide_in_worker(CALL_DECISION, input_facts(call))
         if type(decision) is Decision:
             self._apply(flow, call, decision)
             return None
@@ -65,7 +65,7 @@ class Decide:
         policy = call.loaded.policy
         if policy is None:
             return None
-        decision = decide_call_in_worker(policy, call)
+        decision = policy.decide_in_worker(CALL_DECISION, input_facts(call))
         if type(decision) is Decision:
             _deny_fallback(flow, call, decision)
             return None

@@ -1,17 +1,19 @@
-"""Every connection a client opens through Tollgate, decided before anything is relayed
-(`governance/egress.py`) and, as `egress.record` says, recorded when it closes (`connection`).
+"""Every connection a client opens through Tollgate, decided before anything is relayed, in one
+call to governance (`Egress.decide`, which holds the order of its rules), acted on here, and, as
+`egress.record` says, recorded when it closes (`connection`).
 
 A CONNECT is decided at `http_connect`: refused, it is answered 403 (`X-Tollgate-Error:
-egress_denied`, a one-line reason) and never opened. A host that must be resolved to be decided is
-resolved once here, and the tunnel goes to the address decided (the CONNECT's host replaced by
-it), so that a second DNS answer cannot move it. A tunnel Tollgate does not read (mitmproxy's
-ignored connection) is relayed by `CountedTunnel`, which counts its bytes each way. Every
-connection Tollgate decrypts is recorded, whatever `egress.record` says: one to a governed host (a
-provider's, an MCP server's, a credential's) by its requests (as calls; `Broker`'s record), or
-here when none of them leaves a record of its own (none made, or only ChatGPT's web app's, an MCP
-server's host's other paths); any other (a CONNECT to one host whose TLS server name is a governed
-one's, which mitmproxy decrypts for that name) here. Here, with its requests' bodies' bytes and
-how many of them were refused."""
+egress_denied`, a one-line reason; 400 for a target that is no host) and never opened. A host that
+must be resolved to be decided is resolved once, with this stage's resolver, and the tunnel goes to
+the address decided (the CONNECT's host replaced by it), so that a second DNS answer cannot move
+it. A tunnel Tollgate does not read (mitmproxy's ignored connection) is relayed by
+`CountedTunnel`, which counts its bytes each way. Every connection Tollgate decrypts is recorded,
+whatever `egress.record` says: one to a governed host (a provider's, an MCP server's, a
+credential's) by its requests (as calls; `Broker`'s record), or here when none of them leaves a
+record of its own (none made, or only ChatGPT's web app's, an MCP server's host's other paths);
+any other (a CONNECT to one host whose TLS server name is a governed one's, which mitmproxy
+decrypts for that name) here. Here, with its requests' bodies' bytes and how many of them were
+refused."""
 
 from __future__ import annotations
 
@@ -34,9 +36,8 @@ from mitmproxy.proxy.mode_specs import RegularMode
 
 from tollgate.call import new_request_id
 from tollgate.formats.refusals import AUDIT_UNAVAILABLE, BAD_REQUEST
-from tollgate.governance.egress import EGRESS_DENIED, PASS, Egress, Verdict, egress_facts, host_of, not_a_host
+from tollgate.governance.egress import EGRESS_DENIED, Asked, Decided, Egress, host_of
 from tollgate.governance.mcp import McpExchange
-from tollgate.governance.policy import Decision
 from tollgate.proxy.flows import BROKERED, CALL, CAPTURE_MODES, MCP
 from tollgate.proxy.patches import calls_shown
 from tollgate.proxy.state import Shared
@@ -45,7 +46,6 @@ from tollgate.records.connection_record import Connection, connection_line, conn
 logger = logging.getLogger(__name__)
 
 PROXYAUTH = "proxyauth"  # where mitmproxy's proxyauth keeps a login: (user, password)
-RESOLVE_TIMEOUT = 10.0  # seconds a name's lookup may take before the connection is refused
 DENIED_HEADER = "X-Tollgate-Error"
 SHUT_DOWN = "proxy shut down"
 
@@ -101,49 +101,38 @@ class EgressGate:
         loaded = self.shared.loaded
         if loaded is None:
             return None
-        egress = loaded.egress
+        egress: Egress = loaded.egress
         request = flow.request
-        connection = self._connection(flow.client_conn, host_of(request.host), request.port, egress)
+        connection = self._connection(flow.client_conn, host_of(request.host), request.port)
         connection.started = request.timestamp_start or connection.started
         login = flow.metadata.get(PROXYAUTH)
         if not self.shared.logins_unchecked and isinstance(login, (tuple, list)) and login and login[0]:
             # mitmproxy checked the login's password (htpasswd, LDAP): its user is the client.
             connection.client, connection.auth = str(login[0]), "proxyauth"
         authority = request.data.authority.decode("utf-8", "surrogateescape") if request.method == "CONNECT" else None
-        problem = not_a_host(request.host, authority)
-        if problem is not None:
-            self._bad_target(flow, connection, egress, problem)
+        asked = _asked(connection, (request.host, authority))
+        decided = egress.decide(asked, loaded.policy, self.resolve)
+        if isinstance(decided, Decided):
+            self._answer(flow, connection, egress, decided)
             return None
-        verdict = self._decide(connection, egress, lookup=True)
-        if isinstance(verdict, Verdict):
-            self._answer(flow, connection, egress, verdict)
-            return None
-        return self._answer_once_decided(flow, connection, egress, verdict)
+        return self._answer_once_decided(flow, connection, egress, decided)
 
     async def _answer_once_decided(
-        self, flow: http.HTTPFlow, connection: Connection, egress: Egress, verdict: Awaitable[Verdict]
+        self, flow: http.HTTPFlow, connection: Connection, egress: Egress, decided: Awaitable[Decided]
     ) -> None:
-        self._answer(flow, connection, egress, await verdict)
+        self._answer(flow, connection, egress, await decided)
 
-    def _bad_target(self, flow: http.HTTPFlow, connection: Connection, egress: Egress, problem: str) -> None:
-        """A target that is no host: nothing to decide, nor to resolve (400, recorded as refused)."""
-        flow.response = http.Response.make(
-            400,
-            f"Tollgate refused this connection: {problem}.\n",
-            {"Content-Type": "text/plain; charset=utf-8", DENIED_HEADER: BAD_REQUEST},
-        )
-        connection.deny_reasons = (problem,)
-        self._refused(connection, egress)
-
-    def _answer(self, flow: http.HTTPFlow, connection: Connection, egress: Egress, verdict: Verdict) -> None:
-        """A CONNECT decided: refused 403, or on to its tunnel, sent to the address decided
-        (mitmproxy takes the server's address from the CONNECT's host after this hook), not to
-        whatever the name resolves to next."""
-        if not verdict.allowed:
+    def _answer(self, flow: http.HTTPFlow, connection: Connection, egress: Egress, decided: Decided) -> None:
+        """A CONNECT decided: refused (403; 400 for a target that is no host), or on to its tunnel,
+        sent to the address decided (mitmproxy takes the server's address from the CONNECT's host
+        after this hook), not to whatever the name resolves to next."""
+        _note(connection, decided)
+        if not decided.allowed:
+            status, refusal = (400, BAD_REQUEST) if decided.bad_target else (403, EGRESS_DENIED)
             flow.response = http.Response.make(
-                403,
-                f"Tollgate refused this connection: {verdict.reason}.\n",
-                {"Content-Type": "text/plain; charset=utf-8", DENIED_HEADER: EGRESS_DENIED},
+                status,
+                f"Tollgate refused this connection: {decided.reason}.\n",
+                {"Content-Type": "text/plain; charset=utf-8", DENIED_HEADER: refusal},
             )
             self._refused(connection, egress)
             return
@@ -266,7 +255,7 @@ class EgressGate:
 
     error = response
 
-    def _connection(self, client: mitm_connection.Client, host: str, port: int, egress: Egress) -> Connection:
+    def _connection(self, client: mitm_connection.Client, host: str, port: int) -> Connection:
         peer = client.peername
         connection = Connection(new_request_id(), host, port)
         try:  # an IP address is its own address, as a name's is what it resolves to
@@ -275,54 +264,7 @@ class EgressGate:
             pass
         if peer:
             connection.source = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
-        service = egress.service_of(host)
-        if service is not None:
-            connection.service, connection.category = service.name, service.category
         return connection
-
-    def _decide(self, connection: Connection, egress: Egress, lookup: bool) -> Verdict | Awaitable[Verdict]:
-        """The connection decided: by its name, then its address (looked up when `lookup`, else
-        the one it holds), then the policy. A refusal's reasons are set on it."""
-        host, port = connection.host, connection.port
-        verdict = egress.by_name(host, port)
-        if verdict.allowed and not egress.governed(host) and egress.needs_address(host, port):
-            if lookup:
-                return self._resolved_then(connection, egress)
-            if connection.address is not None:
-                verdict = egress.by_address(host, connection.address)
-        if not verdict.allowed:
-            connection.deny_reasons = (verdict.reason or "refused",)
-            return verdict
-        return self._by_policy(connection)
-
-    async def _resolved_then(self, connection: Connection, egress: Egress) -> Verdict:
-        host, port = connection.host, connection.port
-        try:
-            address = await asyncio.wait_for(self.resolve(host, port), RESOLVE_TIMEOUT)
-        except (OSError, TimeoutError) as e:
-            connection.error = f"cannot resolve {host}"
-            reason = f"{host} cannot be resolved ({type(e).__name__}), so its address cannot be decided"
-            connection.deny_reasons = (reason,)
-            return Verdict.deny(reason)
-        connection.address = address
-        verdict = egress.by_address(host, address)
-        if not verdict.allowed:
-            connection.deny_reasons = (verdict.reason or "refused",)
-            return verdict
-        decided = self._by_policy(connection)
-        return decided if isinstance(decided, Verdict) else await decided
-
-    def _by_policy(self, connection: Connection) -> Verdict | Awaitable[Verdict]:
-        loaded = self.shared.loaded
-        policy = loaded.policy if loaded is not None else None
-        if policy is None:
-            return PASS
-        c = connection
-        facts = egress_facts(c.client, c.auth, c.source, c.host, c.port, c.address, c.service)
-        decision = policy.decide_egress_in_worker(facts)
-        if type(decision) is Decision:
-            return _policy_verdict(connection, decision)
-        return _policy_verdict_once_decided(connection, decision)  # type: ignore[arg-type]
 
     def _recordable(self) -> bool:
         audit = self.shared.audit
@@ -360,25 +302,27 @@ class EgressGate:
             return None
         if not _choose(nextlayer):
             return None  # more of the client's bytes needed to choose
-        egress = loaded.egress
+        egress: Egress = loaded.egress
         dialled, port = str(context.server.address[0]), int(context.server.address[1])
         name = server_name(nextlayer.data_client())
-        connection = self._connection(context.client, host_of(name or dialled), port, egress)
+        connection = self._connection(context.client, host_of(name or dialled), port)
         connection.address = host_of(dialled)
-        verdict = self._decide(connection, egress, lookup=False)
-        if isinstance(verdict, Verdict):
-            self._settle(nextlayer, connection, egress, verdict)
+        # Decided on the address its client dialled: nothing is looked up.
+        decided = egress.decide(_asked(connection, None), loaded.policy)
+        if isinstance(decided, Decided):
+            self._settle(nextlayer, connection, egress, decided)
             return None
-        return self._settle_once_decided(nextlayer, connection, egress, verdict)
+        return self._settle_once_decided(nextlayer, connection, egress, decided)
 
     async def _settle_once_decided(
-        self, nextlayer: layer.NextLayer, connection: Connection, egress: Egress, verdict: Awaitable[Verdict]
+        self, nextlayer: layer.NextLayer, connection: Connection, egress: Egress, decided: Awaitable[Decided]
     ) -> None:
-        self._settle(nextlayer, connection, egress, await verdict)
+        self._settle(nextlayer, connection, egress, await decided)
 
-    def _settle(self, nextlayer: layer.NextLayer, connection: Connection, egress: Egress, verdict: Verdict) -> None:
+    def _settle(self, nextlayer: layer.NextLayer, connection: Connection, egress: Egress, decided: Decided) -> None:
         """A captured connection decided: closed unanswered, or relayed as mitmproxy chose."""
-        if not verdict.allowed:
+        _note(connection, decided)
+        if not decided.allowed:
             nextlayer.layer = Refused(nextlayer.context)
             self._refused(connection, egress)
             return
@@ -490,18 +434,22 @@ class Refused(layer.Layer):
             yield commands.CloseConnection(self.context.client)
 
 
-def _policy_verdict(connection: Connection, decision: Decision) -> Verdict:
-    if decision.allowed:
-        return PASS
-    if decision.error:
-        logger.error(f"Tollgate: {decision.error}")
-        connection.error = decision.error
-    connection.deny_reasons = decision.deny_reasons
-    return Verdict.deny(f"egress policy: {'; '.join(decision.deny_reasons)}")
+def _asked(connection: Connection, target: tuple[str, str | None] | None) -> Asked:
+    """What egress decides a connection on: where it goes, who asks, from where."""
+    c = connection
+    return Asked(c.host, c.port, c.address, c.client, c.auth, c.source, target)
 
 
-async def _policy_verdict_once_decided(connection: Connection, evaluation: Awaitable[Decision]) -> Verdict:
-    return _policy_verdict(connection, await evaluation)
+def _note(connection: Connection, decided: Decided) -> None:
+    """What the decision found, on the connection's record: its service, the address it was decided
+    on, and a refusal's reasons and error."""
+    service = decided.service
+    if service is not None:
+        connection.service, connection.category = service.name, service.category
+    connection.address = decided.address
+    if not decided.allowed:
+        connection.deny_reasons = decided.deny_reasons
+        connection.error = decided.error
 
 
 def _leaves_record(flow: http.HTTPFlow) -> bool:

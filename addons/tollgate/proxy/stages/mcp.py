@@ -60,7 +60,7 @@ from tollgate.governance.mcp import (
 )
 from tollgate.governance.mcp_servers import McpServer
 from tollgate.governance.misdirection import Misdirected
-from tollgate.governance.policy import Decision, Policy
+from tollgate.governance.policy import MCP_DECISION, Decision, Policy
 from tollgate.providers import host_name
 from tollgate.proxy import patches
 from tollgate.proxy.flows import MCP, MISDIRECTED_AS, answer_mcp, bearer_token, call_of, drop_alt_svc, refuse_mcp
@@ -540,7 +540,7 @@ class McpGate:
         policy = _loaded(exchange).policy
         if policy is None:
             return None
-        decisions = [policy.decide_mcp_in_worker(exchange.policy_input(r)) for r in exchange.requests]
+        decisions = [policy.decide_in_worker(MCP_DECISION, exchange.policy_input(r)) for r in exchange.requests]
         if all(isinstance(d, Decision) for d in decisions):
             self._apply(flow, exchange, decisions)  # type: ignore[arg-type]
             return None
@@ -637,7 +637,7 @@ class _ToolChecks:
         for name in names:
             if name in self._known or name in self._asked:
                 continue
-            decision = self._policy.decide_mcp_in_worker(self._exchange.tool_input(name))
+            decision = self._policy.decide_in_worker(MCP_DECISION, self._exchange.tool_input(name))
             if isinstance(decision, Decision):
                 self._known[name] = decision.allowed
             else:
