@@ -96,6 +96,18 @@ def held_clean_stream() -> list[bytes]:
     return [*events, chunk({}, "tool_calls"), sse("[DONE]")]
 
 
+LARGE = "the quick brown fox jumps over the lazy dog. " * 2500  # 112 KB a piece: read in a worker thread
+
+
+def large_stream(key: str) -> list[bytes]:
+    """Two events of 112 KB of text each, `key` split across them: each read in pieces (TCP reads)
+    large enough to be read in a worker thread (`READ_APART_BYTES`)."""
+    half = len(key) // 2
+    events = [chunk({"role": "assistant", "content": ""})]
+    events += [chunk({"content": LARGE + key[:half]}), chunk({"content": key[half:] + " " + LARGE})]
+    return [*events, chunk({}, "stop"), sse("[DONE]")]
+
+
 def denied_stream() -> tuple[list[bytes], int]:
     """The text up to and with the key, then fillers the upstream sends slowly: and where the key's
     first event is."""
@@ -169,6 +181,10 @@ class Upstream:
             return Reply(200, chunks=clean_stream(), gate=self.gate)
         if model == "gpt-clean-held":
             return Reply(200, chunks=held_clean_stream())
+        if model in ("gpt-large", "gpt-deny-large"):
+            return Reply(200, chunks=large_stream(AWS))
+        if model == "gpt-large-clean":
+            return Reply(200, chunks=large_stream("no key here"))
         if model == "gpt-deny-stream":
             chunks, first = denied_stream()
             self.denied_at = first
@@ -273,6 +289,29 @@ def test_a_clean_stream_whose_events_end_where_a_value_may_begin_comes_byte_for_
     )
     assert result["raw"].encode() == b"".join(held_clean_stream())
     assert gw.last_audit()["answer_findings"] == {}
+
+
+def test_large_events_are_read_apart_redacted_denied_and_clean_byte_for_byte(gw):
+    result = gw.run("MODEL = 'gpt-large'\n" + READ_STREAM)
+    assert result["error"] is None
+    whole = LARGE + AWS + " " + LARGE
+    assert result["text"] == whole.replace(AWS, "[REDACTED:secrets.aws_access_key_id]")
+    assert gw.last_audit()["answer_findings"] == {"secrets.aws_access_key_id": 1}
+    denied = gw.run("MODEL = 'gpt-deny-large'\n" + READ_STREAM)
+    assert denied["error"][:2] == ["openai", "APIError"]
+    assert denied["text"] == LARGE
+    clean = gw.run(
+        f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+        with client.chat.completions.with_streaming_response.create(
+            model="gpt-large-clean", messages=[{{"role": "user", "content": "count"}}], stream=True
+        ) as r:
+            raw = b"".join(r.iter_bytes())
+        report(raw=raw.decode())
+        """
+    )
+    assert clean["raw"].encode() == b"".join(large_stream("no key here"))
 
 
 READ_JSON = f"""
