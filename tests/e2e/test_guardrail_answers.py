@@ -48,6 +48,9 @@ def config(urls: dict[str, str], limits: list[dict] | None = None) -> dict:
                 "action": "redact",
                 "unread": "deny",
             },
+            # Past four answer rules, a set of some of them is compiled before its call goes upstream.
+            {"match": {"model": "gpt-set-a*"}, "on": ["answer"], "detect": ["pii.email"], "action": "redact"},
+            {"match": {"model": "*-set-ab"}, "on": ["answer"], "detect": ["pii.email"], "action": "redact"},
         ],
     }
 
@@ -239,6 +242,16 @@ def test_a_streamed_answer_comes_redacted_in_its_text_and_tool_arguments(gw):
     record = gw.last_audit()
     assert record["answer_findings"] == {"secrets.aws_access_key_id": 1, "pii.payment_card": 1}
     assert (record["status"], record["error"], record["refusal"]) == (200, None, None)
+
+
+def test_a_set_of_answer_rules_not_compiled_at_load_reads_the_answer_all_the_same(gw):
+    # Five answer rules: the set of the first and the last two, which this model matches, is not
+    # compiled at load; it is compiled in a worker thread before the call goes upstream.
+    result = gw.run("MODEL = 'gpt-set-ab'\n" + READ_STREAM)
+    assert result["error"] is None
+    assert result["text"] == TEXT.replace(AWS, "[REDACTED:secrets.aws_access_key_id]")
+    assert result["args"] == ARGS.replace(CARD, "[REDACTED:pii.payment_card]")
+    assert gw.last_audit()["answer_findings"] == {"secrets.aws_access_key_id": 1, "pii.payment_card": 1}
 
 
 def test_a_denied_stream_raises_in_the_sdk_and_the_upstream_is_closed(gw, upstream):
