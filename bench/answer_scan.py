@@ -3,7 +3,7 @@ process on one core, with the default detectors (`secrets` and `pii`, redacted) 
 Tollgate's own keys: MB/s of text fed, for clean text and for text with candidates, in pieces of
 the sizes a stream brings them in, and how many bytes it held after each piece (median, worst).
 
-    .venv/bin/python bench/answer_scan.py                 # every text x 16 B, 256 B, 4 KiB, 64 KiB pieces (~1 min)
+    .venv/bin/python bench/answer_scan.py                 # every text x 8 B, 32 B, 256 B, 64 KiB pieces (~1 min)
     .venv/bin/python bench/answer_scan.py --mb 8 --pieces 65536 --repeat 5
 
 Texts:
@@ -103,7 +103,7 @@ def run(data: bytes, piece: int, repeat: int, guardrails: Guardrails) -> tuple[f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=float, default=4.0, help="text size in MB (default 4)")
-    parser.add_argument("--pieces", type=int, nargs="*", default=[16, 256, 4096, 65536])
+    parser.add_argument("--pieces", type=int, nargs="*", default=[8, 32, 256, 65536])
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     guardrails = Guardrails(RULES, OWN_KEYS)

@@ -48,6 +48,9 @@ def config(urls: dict[str, str], limits: list[dict] | None = None) -> dict:
                 "action": "redact",
                 "unread": "deny",
             },
+            # Past four answer rules, a set of some of them is compiled before its call goes upstream.
+            {"match": {"model": "gpt-set-a*"}, "on": ["answer"], "detect": ["pii.email"], "action": "redact"},
+            {"match": {"model": "*-set-ab"}, "on": ["answer"], "detect": ["pii.email"], "action": "redact"},
         ],
     }
 
@@ -94,6 +97,18 @@ def held_clean_stream() -> list[bytes]:
     args = ('{"note": "its', " test", "s 1", '2 sk", "n": 4', "2}")
     events += [chunk({"tool_calls": [{"index": 0, "function": {"arguments": p}}]}) for p in args]
     return [*events, chunk({}, "tool_calls"), sse("[DONE]")]
+
+
+LARGE = "the quick brown fox jumps over the lazy dog. " * 2500  # 112 KB a piece: read in a worker thread
+
+
+def large_stream(key: str) -> list[bytes]:
+    """Two events of 112 KB of text each, `key` split across them: each read in pieces (TCP reads)
+    large enough to be read in a worker thread (`READ_APART_BYTES`)."""
+    half = len(key) // 2
+    events = [chunk({"role": "assistant", "content": ""})]
+    events += [chunk({"content": LARGE + key[:half]}), chunk({"content": key[half:] + " " + LARGE})]
+    return [*events, chunk({}, "stop"), sse("[DONE]")]
 
 
 def denied_stream() -> tuple[list[bytes], int]:
@@ -169,6 +184,10 @@ class Upstream:
             return Reply(200, chunks=clean_stream(), gate=self.gate)
         if model == "gpt-clean-held":
             return Reply(200, chunks=held_clean_stream())
+        if model in ("gpt-large", "gpt-deny-large"):
+            return Reply(200, chunks=large_stream(AWS))
+        if model == "gpt-large-clean":
+            return Reply(200, chunks=large_stream("no key here"))
         if model == "gpt-deny-stream":
             chunks, first = denied_stream()
             self.denied_at = first
@@ -225,6 +244,16 @@ def test_a_streamed_answer_comes_redacted_in_its_text_and_tool_arguments(gw):
     assert (record["status"], record["error"], record["refusal"]) == (200, None, None)
 
 
+def test_a_set_of_answer_rules_not_compiled_at_load_reads_the_answer_all_the_same(gw):
+    # Five answer rules: the set of the first and the last two, which this model matches, is not
+    # compiled at load; it is compiled in a worker thread before the call goes upstream.
+    result = gw.run("MODEL = 'gpt-set-ab'\n" + READ_STREAM)
+    assert result["error"] is None
+    assert result["text"] == TEXT.replace(AWS, "[REDACTED:secrets.aws_access_key_id]")
+    assert result["args"] == ARGS.replace(CARD, "[REDACTED:pii.payment_card]")
+    assert gw.last_audit()["answer_findings"] == {"secrets.aws_access_key_id": 1, "pii.payment_card": 1}
+
+
 def test_a_denied_stream_raises_in_the_sdk_and_the_upstream_is_closed(gw, upstream):
     started = time.monotonic()
     result = gw.run("MODEL = 'gpt-deny-stream'\n" + READ_STREAM)
@@ -273,6 +302,29 @@ def test_a_clean_stream_whose_events_end_where_a_value_may_begin_comes_byte_for_
     )
     assert result["raw"].encode() == b"".join(held_clean_stream())
     assert gw.last_audit()["answer_findings"] == {}
+
+
+def test_large_events_are_read_apart_redacted_denied_and_clean_byte_for_byte(gw):
+    result = gw.run("MODEL = 'gpt-large'\n" + READ_STREAM)
+    assert result["error"] is None
+    whole = LARGE + AWS + " " + LARGE
+    assert result["text"] == whole.replace(AWS, "[REDACTED:secrets.aws_access_key_id]")
+    assert gw.last_audit()["answer_findings"] == {"secrets.aws_access_key_id": 1}
+    denied = gw.run("MODEL = 'gpt-deny-large'\n" + READ_STREAM)
+    assert denied["error"][:2] == ["openai", "APIError"]
+    assert denied["text"] == LARGE
+    clean = gw.run(
+        f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+        with client.chat.completions.with_streaming_response.create(
+            model="gpt-large-clean", messages=[{{"role": "user", "content": "count"}}], stream=True
+        ) as r:
+            raw = b"".join(r.iter_bytes())
+        report(raw=raw.decode())
+        """
+    )
+    assert clean["raw"].encode() == b"".join(large_stream("no key here"))
 
 
 READ_JSON = f"""

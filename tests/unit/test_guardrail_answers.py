@@ -386,3 +386,45 @@ def test_many_own_keys_are_held_from_any_prefix_and_compile_at_once() -> None:
             assert scanner.feed(b"here: " + key.encode()[:cut]) == Released(b"here: ")
             assert scanner.held == cut
             assert scanner.feed(key.encode()[cut:] + b" x") == Released(b"", "tollgate_keys")
+
+
+_FRAGMENTS = st.sampled_from(
+    [
+        *(context.format(value) for value, context in VALUES.values()),
+        "Call +1 212 555 0199 or (415) 555-0100 before 2024-03-07 at 12:30.",
+        "alice at example dot com, ref AB12 CD34, order 12345678901234, $1,234.56",
+        'def f(x):\n    return {"id": x, "n": 4111_1111}\n',
+        "The model reads a file and answers with what it found there. ",
+        "AKIA",
+        "sk-",
+    ]
+)
+
+
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    parts=st.lists(st.one_of(_FRAGMENTS, _PROSE), min_size=1, max_size=8),
+    piece=st.integers(min_value=1, max_value=300),
+    action=st.sampled_from(["redact", "deny", "audit"]),
+    is_json=st.booleans(),
+)
+def test_the_size_of_the_pieces_never_changes_what_goes_on(
+    parts: list[str], piece: int, action: str, is_json: bool
+) -> None:
+    found = compiled(action)
+    text = " ".join(parts)
+    data = json.dumps({"note": text})[9:-1].encode() if is_json else text.encode()
+
+    def read(size: int) -> tuple[bytes, str | None, dict[str, int]]:
+        scanner = found.scanner(is_json)
+        sent, denied = b"", None
+        for at in range(0, len(data), size):
+            release = scanner.feed(data[at : at + size])
+            sent, denied = sent + release.text, release.denied
+            assert scanner.held <= found.hold_bytes
+            if denied:
+                return sent, denied, dict(scanner.counts)
+        release = scanner.flush()
+        return sent + release.text, release.denied, dict(scanner.counts)
+
+    assert read(piece) == read(max(1, len(data)))

@@ -226,3 +226,37 @@ def test_the_collector_is_paused_and_the_switch_interval_short_while_a_thread_re
         workers.close()
         gc.enable()
         sys.setswitchinterval(interval)
+
+
+def test_an_answer_rule_set_not_compiled_at_load_is_compiled_in_a_thread_before_the_answer() -> None:
+    # Six answer rules, each for one model: only each alone and all of them are compiled at load.
+    rules = [
+        GuardrailRule.model_validate(
+            {"match": {"model": f"*{i}*"}, "detect": ["pii.email"], "action": "redact", "on": ["answer"]}
+        )
+        for i in range(6)
+    ]
+    guardrails = Guardrails(rules)
+    assert guardrails.answer_to_compile("openai", "x1", None, ()) is None  # compiled at load
+    compile_ = guardrails.answer_to_compile("openai", "x12", None, ())  # two of them: not compiled
+    assert compile_ is not None
+    workers = ScanWorkers()
+    compiled_in: list[int] = []
+
+    def compiling() -> object:
+        compiled_in.append(threading.get_ident())
+        return compile_()
+
+    async def ready() -> object:
+        compiled = workers.off_loop(compiling)
+        assert not compiled_in or compiled_in[0] != threading.get_ident()
+        return await compiled  # type: ignore[misc]
+
+    try:
+        detectors = asyncio.run(asyncio.wait_for(ready(), 30))
+    finally:
+        workers.close()
+    assert compiled_in and compiled_in[0] != threading.get_ident()
+    # The answer reads those compiled: none compiled on the event loop at its first bytes.
+    assert guardrails.answer_to_compile("openai", "x12", None, ()) is None
+    assert guardrails.answer("openai", "x12", None, ()) is detectors

@@ -249,6 +249,7 @@ def test_tollgates_pipeline_is_one_addon_with_its_call_steps_in_order():
         "Route",
         "Ledger",
         "Decide",
+        "Guard",  # its answer's detectors compiled (`answer_ready`)
         "RollUp",
         "AskForUsage",
         "Tracing",

@@ -86,6 +86,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         ask_for_usage.handle,
         ledger.handle,  # its own reservation, before the policy: the policy sees its counters
         decide.fallback,  # the policy on the fallback (`input.fallback_of`)
+        guard.answer_ready,  # its answer's detectors compiled, as for a call
         *every_call,
         credential.fallback,  # a credential of Tollgate's for its target
         audit_gate.sent,  # in flight as the attempt it now is
@@ -130,6 +131,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         route.handle,  # the upstream's scheme, host and port
         ledger.handle,  # the limits that apply: what the call may use reserved on their counters (429 when full)
         decide.handle,  # the policy: 403 with its reasons (a decision not cached is awaited from its worker)
+        guard.answer_ready,  # its answer's detectors compiled (a set not compiled at load: in a worker thread)
         rollup.handle,  # a long conversation's earlier turns summarized (a summary not kept is awaited)
         ask_for_usage.handle,  # an OpenAI-format stream asked for its usage (before anything is signed)
         tracing.handle,  # with traces on, the upstream's traceparent names the call's span
@@ -171,6 +173,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         stays_on_the_socket,
         ledger.handle,
         decide.handle,
+        guard.answer_ready,
         *every_call,
     )
     responses_socket = ResponsesSocket(shared, responses_response, audit.record)
@@ -280,6 +283,8 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             upstream_watch.attempt_failed,  # its clock stopped
             attempts.attempt_failed,  # recorded; the refused key rests; a retry, a fallback or the end
         ],
+        # A large piece of an answer the answer guardrails read, read in a worker thread.
+        answer_piece=[stream_tap.answer_piece],
         responseheaders=[
             classify.responseheaders,  # a provider's path that is no call (ChatGPT's web app) streams on
             attempts.responseheaders,  # a pooled key the upstream refused (401, 429) rests; the circuit counts

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from functools import partial
 
 from mitmproxy import http
@@ -18,7 +19,9 @@ from tollgate.proxy.flows import CALL
 from tollgate.proxy.patches import flows as patch_flows
 from tollgate.proxy.stages.stream_tap import (
     MITMPROXY_CONNECTION_LOGGER,
+    READ_APART_BYTES,
     CountedTap,
+    GuardedAnswer,
     StreamTap,
     UsageTap,
     record_usage,
@@ -178,3 +181,48 @@ def test_an_answer_no_limit_counts_is_passed_whole_and_waits_for_nothing():
     flow.response.stream = tap = UsageTap(CountingReader(), None, lambda r: None)
     assert tap(b"abc") == b"abc" and tap(b"") == b""
     assert StreamTap(Shared()).response(flow) is None and flow not in patch_flows._tails
+
+
+# ---- a large piece of a guarded answer, read in a worker thread
+
+
+class _ThreadNoting:
+    """An answer guard that passes its pieces on, noting the thread each was read in."""
+
+    denied = None
+
+    def __init__(self) -> None:
+        self.threads: list[int] = []
+        self.counts: dict[str, int] = {}
+
+    def feed(self, chunk: bytes) -> bytes:
+        self.threads.append(threading.get_ident())
+        return chunk.upper()
+
+    def flush(self) -> bytes:
+        return b""
+
+
+def test_a_large_piece_of_a_guarded_answer_is_read_in_a_worker_thread_before_it_goes_on():
+    flow = _call_flow()
+    call = flow.metadata[CALL]
+    flow.response = tflow.tresp()
+    guard = _ThreadNoting()
+    guarded = GuardedAnswer(guard, lambda kind: b"", call, None)
+    flow.response.stream = tap = UsageTap(CountingReader(), None, lambda r: None, guarded, call)
+    small, large = b"a" * 100, b"b" * READ_APART_BYTES
+    assert not tap.reads_apart(small)
+    assert tap(small) == b"A" * 100 and guard.threads == [threading.get_ident()]
+    assert tap.reads_apart(large)
+    stage = StreamTap(Shared())
+    asyncio.run(asyncio.wait_for(_answer_piece(stage, flow), 10))
+    assert len(guard.threads) == 2 and guard.threads[1] != threading.get_ident()
+    # mitmproxy's call with the piece then gives what was read of it, not read again.
+    assert tap(large) == b"B" * READ_APART_BYTES and len(guard.threads) == 2
+    stage.done()
+
+
+async def _answer_piece(stage: StreamTap, flow: http.HTTPFlow) -> None:
+    reading = stage.answer_piece(flow)  # the `answer_piece` hook's step, on the event loop
+    assert reading is not None
+    await reading

@@ -71,7 +71,7 @@ class _Literals:
 
     kind: str
     prefixes: frozenset[bytes]
-    first: frozenset[int]
+    first: re.Pattern[bytes]  # a byte a key begins with
     longest: int
 
     @classmethod
@@ -80,14 +80,34 @@ class _Literals:
         written = re.findall(rb"(?:\\.|[^|\\])+", found.pattern.pattern, re.DOTALL)
         keys = [re.sub(rb"\\(.)", rb"\1", k, flags=re.DOTALL) for k in written]
         prefixes = frozenset(k[:n] for k in keys for n in range(1, len(k)))
-        return cls(found.kind, prefixes, frozenset(k[0] for k in keys if k), max(map(len, keys)))
+        first = re.compile(class_of(frozenset(k[0] for k in keys if k)))
+        return cls(found.kind, prefixes, first, max(map(len, keys)))
 
     def open_from(self, buf: bytes, lo: int, end: int) -> int | None:
-        prefixes, first = self.prefixes, self.first
-        for s in range(max(lo, end - self.longest + 1), end):
-            if buf[s] in first and buf[s:end] in prefixes:
-                return s
+        prefixes = self.prefixes
+        for m in self.first.finditer(buf, max(lo, end - self.longest + 1), end):
+            if buf[m.start() : end] in prefixes:
+                return m.start()
         return None
+
+
+def _starts(members: list[Partial]) -> bytes:
+    """Where no member's candidate may begin, one or two tests of its bytes rule it out: a pattern
+    of the bytes a candidate may begin with, one alone at the end or two (`Partial.seconds`)."""
+    if any(p.seconds is None or p.ends is None for p in members):
+        return class_of(frozenset(b for p in members for b in p.first))
+    ends: set[int] = set()
+    seconds: dict[int, set[int]] = {}
+    for p in members:
+        ends.update(p.ends or b"")
+        for first, following in (p.seconds or {}).items():
+            seconds.setdefault(first, set()).update(following)
+    by_following: dict[frozenset[int], set[int]] = {}
+    for first, after in seconds.items():
+        by_following.setdefault(frozenset(after), set()).add(first)
+    choices = [class_of(frozenset(ends)) + b"\\Z"] if ends else []
+    choices += [class_of(frozenset(firsts)) + class_of(after) for after, firsts in by_following.items()]
+    return b"|".join(choices) or b"(?!)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +119,25 @@ class _Group:
     reach: int  # the longest candidate of any of them and a little (`UNBOUNDED`: past `hold_bytes`)
     open: re.Pattern[bytes]
     kinds: tuple[str, ...]  # by alternative (`o<i>`)
+    # Each alternative's place among every group's: of two candidates that begin at the same
+    # byte, the one of the lower place is the one reported.
+    ranks: tuple[int, ...]
+    broad: bool  # of patterns whose candidate may begin almost anywhere
+
+    @classmethod
+    def of(cls, alphabet: bytes, reach: int, members: list[tuple[int, Detector, Partial]], broad: bool) -> _Group:
+        source = b"|".join(b"(?P<o%d>%s)" % (i, p.open.pattern) for i, (_, _, p) in enumerate(members))
+        pattern = re.compile(b"(?=" + _starts([p for _, _, p in members]) + b")(?:" + source + b")")
+        kinds, ranks = tuple(d.kind for _, d, _ in members), tuple(r for r, _, _ in members)
+        return cls(alphabet, reach, pattern, kinds, ranks, broad)
+
+
+# A pattern whose candidate may begin with more pairs of bytes than this is searched apart.
+_BROAD_STARTS = 512
+
+
+def _broad(found: Partial) -> bool:
+    return found.seconds is None or sum(map(len, found.seconds.values())) > _BROAD_STARTS
 
 
 class AnswerDetectors:
@@ -124,6 +163,14 @@ class AnswerDetectors:
         # Tollgate's own keys, written out: each candidate a prefix of one of them, looked up.
         self.literals: tuple[_Literals, ...] = ()
         self.groups = self._groups()
+        # By the last byte of the text: the groups whose candidate may end with it (the others
+        # have none open), those of broad patterns first (the candidate they find, most often the
+        # last word, spares the others' searches that could only find one after it).
+        searched = sorted(self.groups, key=lambda g: not g.broad)
+        self.ending = tuple(
+            tuple((g.alphabet, g.reach, g.open.search, g.ranks, g.kinds) for g in searched if b in g.alphabet)
+            for b in range(256)
+        )
 
     def _groups(self) -> tuple[_Group, ...]:
         by_alphabet: dict[bytes, list[tuple[Detector, Partial]]] = {}
@@ -140,16 +187,20 @@ class AnswerDetectors:
                 continue
             by_alphabet.setdefault(_bucket(found.alphabet), []).append((d, found))
         groups = []
+        rank = 0
         for alphabet, members in by_alphabet.items():
             longest = max(p.longest for _, p in members)
             # A candidate of a pattern that may be longer than `hold_bytes` is looked for however
             # far back its run goes: held that long, it is found.
             reach = longest + 8 if longest + 8 < self.hold_bytes else UNBOUNDED
-            # Where no member's match may begin, one test of the byte rules it out.
-            first = class_of(frozenset(b for _, p in members for b in p.first))
-            source = b"|".join(b"(?P<o%d>%s)" % (i, p.open.pattern) for i, (_, p) in enumerate(members))
-            pattern = re.compile(b"(?=" + first + b")(?:" + source + b")")
-            groups.append(_Group(alphabet, reach, pattern, tuple(d.kind for d, _ in members)))
+            ranked = [(rank + i, d, p) for i, (d, p) in enumerate(members)]
+            rank += len(members)
+            # A pattern whose candidate may begin almost anywhere (an address, a run of base64)
+            # searched apart: the others' patterns are then tried only where they may begin.
+            for broad in (True, False):
+                part = [m for m in ranked if _broad(m[2]) == broad]
+                if part:
+                    groups.append(_Group.of(alphabet, reach, part, broad))
         return tuple(groups)
 
     def by_action(self, counts: Mapping[str, int]) -> tuple[tuple[str, str, int], ...]:
@@ -346,14 +397,18 @@ class AnswerScanner:
         if at < len(buf):
             buf = buf[:at]
         tail = buf[lo:end]
-        for group in d.groups:
-            part = tail[-group.reach :] if group.reach < len(tail) else tail
-            run = len(part) - len(part.rstrip(group.alphabet))
-            if run == 0 or end - run >= at:
-                continue  # no candidate of its own, or none before one found already
-            m = group.open.search(buf, end - run, end)
-            if m is not None and m.start() < at:
-                at, kind = m.start(), group.kinds[int(m.lastgroup[1:])]  # type: ignore[index]
+        size = len(tail)
+        rank = len(d.detectors)  # the place of the candidate found (none yet: after every one)
+        for alphabet, reach, search, ranks, kinds in d.ending[buf[end - 1]] if size else ():
+            part = tail[-reach:] if reach < size else tail
+            start = end - len(part) + len(part.rstrip(alphabet))  # where the run of its bytes begins
+            if start > at or (start == at and ranks[0] > rank):
+                continue  # none before one found already
+            m = search(buf, start, end)
+            if m is not None:
+                i = int(m.lastgroup[1:])  # type: ignore[index]
+                if (m.start(), ranks[i]) < (at, rank):
+                    at, kind, rank = m.start(), kinds[i], ranks[i]
         for literals in d.literals:
             found = literals.open_from(buf, lo, min(at, end) if at < end else end)
             if found is not None and found < at:

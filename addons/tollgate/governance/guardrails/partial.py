@@ -60,6 +60,10 @@ class Partial:
     alphabet: bytes
     longest: int
     first: bytes = b""  # the bytes a match may begin with (`_ALL`'s where that is not known)
+    # How a candidate may begin: the bytes it may be alone of (`ends`), and by first byte the bytes
+    # that may come second (`seconds`); None where that is not known.
+    ends: bytes | None = None
+    seconds: dict[int, bytes] | None = None
 
 
 def partial(pattern: re.Pattern[bytes]) -> Partial:
@@ -72,7 +76,34 @@ def partial(pattern: re.Pattern[bytes]) -> Partial:
     longest = high if high < UNBOUNDED else UNBOUNDED
     first, _ = walk.first(list(parsed), parsed.state.flags)
     # `(?!)` matches nowhere: a pattern that reads nothing cannot be cut short.
-    return Partial(re.compile(source or b"(?!)"), bytes(sorted(alphabet)), longest, bytes(sorted(first)))
+    ends, seconds = _starts(walk, list(parsed), parsed.state.flags, alphabet, first)
+    return Partial(re.compile(source or b"(?!)"), bytes(sorted(alphabet)), longest, bytes(sorted(first)), ends, seconds)
+
+
+def _starts(
+    walk: _Walk, items: list[Any], flags: int, alphabet: set[int], first: set[int]
+) -> tuple[bytes | None, dict[int, bytes] | None]:
+    """The one- and two-byte texts a candidate may begin with, read by the open form with every
+    lookaround and anchor taken as holding (a larger language). An open form reads every prefix of what it
+    reads (a candidate's first two bytes are a candidate themselves): a position whose two bytes
+    are no candidate begins none, whatever follows them."""
+    walk.loose = True
+    try:
+        source = walk.open(items, flags)
+    finally:
+        walk.loose = False
+    if source is None:
+        return b"", {}
+    loose = re.compile(source)
+    starts = sorted(first & alphabet)
+    ends = bytes(b for b in starts if loose.match(bytes((b,))) is not None)
+    seconds: dict[int, bytes] = {}
+    following = sorted(alphabet)
+    for b in starts:
+        found = bytes(c for c in following if loose.match(bytes((b, c))) is not None)
+        if found:
+            seconds[b] = found
+    return ends, seconds
 
 
 def _case(chars: frozenset[int] | set[int]) -> frozenset[int]:
@@ -106,6 +137,7 @@ def _alt(*choices: bytes | None) -> bytes | None:
 class _Walk:
     def __init__(self, items: list[Any]) -> None:
         self.groups: dict[int, list[Any]] = {}  # a group's items, by number: what a backreference reads
+        self.loose = False  # every lookaround and anchor taken as holding
         self._collect(items)
 
     def _collect(self, items: list[Any]) -> None:
@@ -174,14 +206,16 @@ class _Walk:
             direction, item = av
             # A positive lookahead is taken as holding (a larger language); a lookbehind reads
             # text already there, as it is.
-            return b"(?<=" + self.source(list(item), flags) + b")" if direction < 0 else b""
+            return b"(?<=" + self.source(list(item), flags) + b")" if direction < 0 and not self.loose else b""
         if op is sre_c.ASSERT_NOT:
             direction, item = av
+            if self.loose:
+                return b""
             return (b"(?<!" if direction < 0 else b"(?!") + self.source(list(item), flags) + b")"
         if op is sre_c.GROUPREF:
             return b"(?:" + self.source(self.groups[av], flags) + b")"
         if op is sre_c.AT:
-            return _AT[av]
+            return b"" if self.loose else _AT[av]
         raise Unsupported(str(op))
 
     def open(self, items: list[Any], flags: int) -> bytes | None:

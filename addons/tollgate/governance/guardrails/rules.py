@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from operator import attrgetter, itemgetter
@@ -194,6 +194,18 @@ class Guardrails:
         (`tollgate scan --answer`)."""
         return self._answer_detectors(list(self.answer_rules))
 
+    def answer_to_compile(
+        self, provider: str, model: str | None, client: str | None, groups: tuple[str, ...]
+    ) -> Callable[[], AnswerDetectors] | None:
+        """What compiles the detectors an answer to this call will be read with, where they are not
+        compiled yet (a set of rules not compiled at load); None where they are, or no rule on
+        `answer` matches the call. Called before the call goes upstream, the compile run in a
+        worker thread (`Guard.answer_ready`), so that no answer waits on one on the event loop."""
+        applying = [r for r in self.answer_rules if matches(r.rule.match, provider, model, client, groups)]
+        if not applying or tuple(id(rule) for rule in applying) in self._answers:
+            return None
+        return lambda: self._answer_detectors(applying)
+
     def _answer_detectors(self, applying: list[_Compiled]) -> AnswerDetectors:
         key = tuple(id(rule) for rule in applying)
         found = self._answers.get(key)
@@ -202,6 +214,7 @@ class Guardrails:
             chosen = [*self._own, *detectors.builtin(kinds), *_custom(applying).values()]
             hold = min((rule.rule.answer_hold_bytes for rule in applying), default=HOLD_BYTES)
             found = AnswerDetectors(chosen, self._action(applying), hold, self._use_hyperscan)
+            # Compiled in a worker thread, or at once: either is the same set's.
             self._answers[key] = found
         return found
 

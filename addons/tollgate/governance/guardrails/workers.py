@@ -139,6 +139,12 @@ class ScanWorkers:
                 pass  # a hostile body: read from the start where it holds no one up
         return asyncio.wrap_future(self._started().submit(_off_the_loop, read))
 
+    def off_loop(self, work: Callable[[], T]) -> T | Awaitable[T]:
+        """`work()` in a worker thread, an awaitable of its result (at once, once closed)."""
+        if self._closed:
+            return work()
+        return asyncio.wrap_future(self._started().submit(_off_the_loop, work))
+
     def _started(self) -> ThreadPoolExecutor:
         with self._lock:
             if self._pool is None:

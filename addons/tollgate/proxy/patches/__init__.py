@@ -1,12 +1,12 @@
 """What mitmproxy 12 cannot do through its addon API, and Tollgate needs, patched into its layers: a
 call's flow (`flows.py`: the error hook's response served, a flow its client ended, a request gone
 upstream, a flow that waits too long ended, a streamed response's last bytes sent, one its tap
-stopped ended), what a message carries (`messages.py`: HTTP/1 trailers, a WebSocket message's
-size), connections ended too soon or never (`connections.py`), a message's head bounded as it is
-read (`head_bounds.py`), and the drain (`drain.py`), a request sent again before its answer began
-(`resend.py`), mitmdump's line for a call left to Tollgate's (`console.py`), and mitmproxy's hook
-dispatch made cheaper (`dispatch.py`). Each patch is a function that installs it once; the stages
-call them through this package."""
+stopped ended, a large piece of one read apart), what a message carries (`messages.py`: HTTP/1
+trailers, a WebSocket message's size), connections ended too soon or never (`connections.py`), a
+message's head bounded as it is read (`head_bounds.py`), and the drain (`drain.py`), a request sent
+again before its answer began (`resend.py`), mitmdump's line for a call left to Tollgate's
+(`console.py`), and mitmproxy's hook dispatch made cheaper (`dispatch.py`). Each patch is a
+function that installs it once; the stages call them through this package."""
 
 from tollgate.proxy.patches.connections import (
     close_connections_cancelled_while_waiting,
@@ -16,6 +16,7 @@ from tollgate.proxy.patches.console import calls_shown, leave_calls_to_their_lin
 from tollgate.proxy.patches.dispatch import cheaper_hook_dispatch
 from tollgate.proxy.patches.drain import CloseInjected, begin_drain, close_websocket, drain_connections
 from tollgate.proxy.patches.flows import (
+    AnswerPieceHook,
     EndIfWaiting,
     bound_responses_read_whole,
     end_flows_waiting_for_response,
@@ -24,6 +25,7 @@ from tollgate.proxy.patches.flows import (
     finish_streamed_responses,
     note_flows_ended_by_client,
     note_requests_sent,
+    read_large_pieces_apart,
     read_whole_up_to,
     serve_responses_set_by_error_hook,
     stop_streams_their_taps_end,
@@ -46,6 +48,7 @@ from tollgate.proxy.patches.resend import (
 
 __all__ = [
     "MESSAGE_TOO_BIG",
+    "AnswerPieceHook",
     "AttemptFailedHook",
     "CloseInjected",
     "EndIfWaiting",
@@ -71,6 +74,7 @@ __all__ = [
     "no_more_resends",
     "note_flows_ended_by_client",
     "note_requests_sent",
+    "read_large_pieces_apart",
     "read_whole_up_to",
     "refused_connection",
     "relay_http1_trailers",

@@ -1,7 +1,8 @@
 """A call's flow where mitmproxy's addon API does not reach it: the response the error hook set
 is served, a flow its client ended is told from one its upstream did, a request is noted once it
-has gone upstream, a flow that waits too long for its answer is ended, and a streamed response
-gets its last bytes from Tollgate (after its upstream's, or in place of its upstream's break).
+has gone upstream, a flow that waits too long for its answer is ended, a streamed response gets
+its last bytes from Tollgate (after its upstream's, or in place of its upstream's break), and a
+large piece of one is read by its tap in a worker thread.
 
 mitmproxy sends a fixed HTML page when the upstream is unreachable or breaks before its headers,
 whatever the `error` hook did; mitmproxy PR #7999 proposes that a response set by the error hook be
@@ -15,7 +16,7 @@ from typing import Any
 from weakref import WeakKeyDictionary, WeakSet
 
 from mitmproxy import http
-from mitmproxy.proxy import events
+from mitmproxy.proxy import commands, events
 from mitmproxy.proxy.layers import http as http_layers
 from mitmproxy.proxy.layers.http import (
     ErrorCode,
@@ -351,3 +352,34 @@ def _replacing(steps: Steps, instead: Callable[[Any], list[Any] | None]) -> Step
 def _breaks_client(stream: Any, command: Any, event: Any) -> bool:
     """Whether `command` passes the upstream's break on to the client."""
     return isinstance(command, SendHttp) and command.event is event and command.connection is stream.context.client
+
+
+@dataclass
+class AnswerPieceHook(commands.StartHook):
+    """A piece of a streamed answer that its tap reads apart (`tap.reads_apart(data)`: a large
+    piece the answer guardrails read, which the tap keeps): the `answer_piece` step has the tap
+    read it in a worker thread (`tap.read_apart()`) while the event loop serves the other
+    connections; the stream then sends what the tap made of it. Its later events wait meanwhile,
+    in order. (One field: mitmproxy's proxy server takes a hook's only argument as its flow.)"""
+
+    flow: http.HTTPFlow
+
+
+def read_large_pieces_apart() -> None:
+    """A streamed response's piece that its tap reads apart is read in the `answer_piece` hook
+    before the tap is called with it, as mitmproxy calls a stream callable on the event loop."""
+    stream_class = http_layers.HttpStream
+    if getattr(stream_class, "_tollgate_reads_apart", False):
+        return
+    streaming = stream_class.state_stream_response_body
+
+    def state_stream_response_body(self: Any, event: Any) -> Generator[Any, Any, None]:
+        response = self.flow.response
+        tap = response.stream if response is not None else None
+        reads_apart = getattr(tap, "reads_apart", None)
+        if isinstance(event, ResponseData) and reads_apart is not None and reads_apart(event.data):
+            yield AnswerPieceHook(self.flow)
+        yield from streaming(self, event)
+
+    stream_class.state_stream_response_body = state_stream_response_body  # type: ignore[method-assign]
+    stream_class._tollgate_reads_apart = True  # type: ignore[attr-defined]

@@ -130,6 +130,21 @@ class Guard:
             write_raw_body(flow.request, call, read.redacted.body)
             call.request.body = read.redacted.data  # what the later steps read and write anew
 
+    def answer_ready(self, flow: http.HTTPFlow, call: Call) -> Awaitable[None] | None:
+        """The detectors its answer will be read with compiled before the call goes upstream: a set
+        of answer rules not compiled at load (a call matching some of many rules) is compiled in a
+        worker thread while the event loop serves the other calls, the call awaiting it (a second
+        or so, once per set), never at the answer's first bytes on the event loop."""
+        guardrails = call.loaded.guardrails
+        if guardrails is None or not guardrails.answer_rules:
+            return None
+        who = call.caller
+        compile_ = guardrails.answer_to_compile(call.route.target.provider, call.target_model, who.client, who.groups)
+        if compile_ is None:
+            return None
+        compiled = self.workers.off_loop(compile_)
+        return _compiled(compiled) if isinstance(compiled, Awaitable) else None
+
     def mcp(self, flow: http.HTTPFlow, exchange: McpExchange) -> Awaitable[None] | None:
         """An MCP server's request (a POST of JSON-RPC), read where it calls a tool or gets a prompt
         (its body, and the arguments a client mirrors into `Mcp-Param-*` headers): refused with a
@@ -180,6 +195,10 @@ class Guard:
 
     def done(self) -> None:
         self.workers.close()
+
+
+async def _compiled(compiling: Awaitable[object]) -> None:
+    await compiling
 
 
 @dataclass(frozen=True, slots=True)

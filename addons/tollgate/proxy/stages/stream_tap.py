@@ -29,6 +29,7 @@ from tollgate.governance.guardrails.answer_formats import (
     answer_format,
     answer_format_of,
 )
+from tollgate.governance.guardrails.workers import ScanWorkers
 from tollgate.proxy import patches
 from tollgate.proxy.flows import bearer_token, call_of, provider_of, refuse, write_body
 from tollgate.proxy.state import Shared
@@ -36,6 +37,9 @@ from tollgate.proxy.state import Shared
 logger = logging.getLogger(__name__)
 
 MITMPROXY_CONNECTION_LOGGER = "mitmproxy.proxy.server"  # where a connection's log lines come from
+# A piece of a guarded answer this large or larger is read in a worker thread: its reading (about
+# 0.3 ms for 32 KiB) is then more than the hop to the thread and back costs (docs/guardrails.md).
+READ_APART_BYTES = 32 * 1024
 
 
 class TierReader(WholeBodyReader):
@@ -138,8 +142,14 @@ class UsageTap:
         self._on_end: Callable[[UsageReader], None] | None = on_end
         self._reading = True
         self._rewrite = rewrite
+        self._apart: bytes | None = None  # a piece to read apart (`reads_apart`)
+        self._read: tuple[bytes, bytes | list[bytes]] | None = None  # a piece read apart, what goes on of it
 
     def __call__(self, chunk: bytes) -> bytes | list[bytes]:
+        read = self._read
+        if read is not None and read[0] is chunk:
+            self._read = None
+            return read[1]
         if not chunk:
             self.end()
             return self._rewrite.flush() if self._rewrite else chunk
@@ -167,6 +177,22 @@ class UsageTap:
             logger.exception("Tollgate: rewriting the answer failed")
             held, self._rewrite = self._rewrite.flush(), None
             return held + chunk
+
+    def reads_apart(self, chunk: bytes) -> bool:
+        """Whether this piece is read in a worker thread (`patches.read_large_pieces_apart`): a
+        large one of an answer the guardrails read, whose reading would hold the event loop. It
+        is kept for `read_apart`."""
+        if len(chunk) < READ_APART_BYTES or not isinstance(self._rewrite, GuardedAnswer) or self.stopped:
+            return False
+        self._apart = chunk
+        return True
+
+    def read_apart(self) -> None:
+        """The piece kept read, in a worker thread (the stream waits meanwhile): what goes on of it
+        kept for the stream's call with it."""
+        chunk, self._apart = self._apart, None
+        if chunk is not None:
+            self._read = (chunk, UsageTap.__call__(self, chunk))
 
     def rewrite_with(self, rewrite: Rewrite | None) -> None:
         """What rewrites the answer from now on (None: it goes as it comes)."""
@@ -295,6 +321,8 @@ class StreamTap:
         # The answers read whole for the answer guardrails, until their end: the tap that reads
         # them (usage, encoding, translation) and the detectors.
         self._whole: WeakKeyDictionary[http.HTTPFlow, tuple[UsageTap, AnswerReading]] = WeakKeyDictionary()
+        # Where a large piece of a guarded answer is read (`answer_piece`).
+        self._workers = ScanWorkers()
 
     def load(self, _loader: object) -> None:
         connections = logging.getLogger(MITMPROXY_CONNECTION_LOGGER)
@@ -302,7 +330,16 @@ class StreamTap:
             self._quiet_log = without_streaming_notices(connections.log)
             connections.log = self._quiet_log  # type: ignore[method-assign]
 
+    def answer_piece(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """A large piece of a guarded answer (`patches.AnswerPieceHook`), read by its tap in a
+        worker thread while the event loop serves the other connections."""
+        tap = flow.response.stream if flow.response is not None else None
+        if not isinstance(tap, UsageTap):
+            return None
+        return self._workers.off_loop(tap.read_apart)
+
     def done(self) -> None:
+        self._workers.close()
         connections = logging.getLogger(MITMPROXY_CONNECTION_LOGGER)
         if self._quiet_log is not None and vars(connections).get("log") is self._quiet_log:
             del connections.log
@@ -426,6 +463,7 @@ class StreamTap:
         """A streamed answer read by the answer guardrails: it goes on decoded, its length
         no longer the upstream's."""
         patches.stop_streams_their_taps_end()
+        patches.read_large_pieces_apart()
         response = flow.response
         assert response is not None
         if call.route.translated is None:  # a translated answer's headers are written by `Translate`
