@@ -360,3 +360,15 @@ def test_a_large_bodys_findings_are_counted_and_redacted_in_its_thread_not_on_th
         ("found_in", "tollgate-scan"),
         ("redact", "tollgate-scan"),
     ]
+
+
+def test_rules_on_answers_alone_are_loaded_and_read_no_request() -> None:
+    """A configuration with answer rules only (no request rule, no key of Tollgate's own: a plan
+    user's) has its answers read; its requests are not, their findings null."""
+    rule = {"on": ["answer"], "detect": ["pii.payment_card"], "action": "redact"}
+    shared = configured({"guardrails": [rule]})
+    assert shared.loaded is not None and shared.loaded.guardrails is not None
+    assert shared.loaded.guardrails.answer("openai", "gpt-4o", None, ()) is not None
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "card 4111 1111 1111 1111"}]}
+    flow, call = guarded("openai", "/v1/chat/completions", body, shared)
+    assert (flow.response, call.request.findings, call.request.redacted) == (None, None, None)

@@ -236,7 +236,12 @@ class Guardrails:
 
     @property
     def reads(self) -> bool:
-        """Whether it reads any call: it has rules, or Tollgate holds keys to look for."""
+        """Whether it reads any call or answer: it has rules, or Tollgate holds keys to look for."""
+        return self.reads_requests or bool(self.answer_rules)
+
+    @property
+    def reads_requests(self) -> bool:
+        """Whether it reads requests: it has rules on `request`, or Tollgate holds keys to look for."""
         return bool(self.rules) or bool(self._keys.detectors)
 
     @property

@@ -41,7 +41,7 @@ class Guard:
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> Awaitable[None] | None:
         guardrails = call.loaded.guardrails
-        if guardrails is None or call.request.findings is not None:
+        if guardrails is None or not guardrails.reads_requests or call.request.findings is not None:
             return None  # nothing to look for, or read already (a failover attempt of a call read)
         brokered = call.loaded.brokered
         if brokered and brokered.holds_placeholder(flow.request.headers.fields, flow.request.data.path):
@@ -152,7 +152,11 @@ class Guard:
         `match` names no provider or model."""
         loaded = exchange.loaded
         guardrails = loaded.guardrails if loaded is not None else None
-        if guardrails is None or not any(r.method in MCP_READ for r in exchange.requests):
+        if (
+            guardrails is None
+            or not guardrails.reads_requests
+            or not any(r.method in MCP_READ for r in exchange.requests)
+        ):
             return None
         params = [
             _ParamHeader(i, value, guardrails.scan(value.encode(), "mcp", None, exchange.client, exchange.groups,

@@ -268,7 +268,7 @@ class RealtimeSocket(SocketRunner[Session]):
         (an error event, audited), else what goes on (redacted where a rule says so); or, for a large
         event read in a worker thread, what to await first (`Guarding`)."""
         loaded = self.shared.loaded or session.call.loaded
-        if loaded is None or loaded.guardrails is None:
+        if loaded is None or loaded.guardrails is None or not loaded.guardrails.reads_requests:
             return content
         try:
             event = read_request_json(content)
