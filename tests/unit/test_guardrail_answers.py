@@ -261,6 +261,15 @@ def test_a_rule_reads_requests_by_default() -> None:
     assert both.on == ("request", "answer") and both.answer_hold_bytes == 512
 
 
+def test_on_written_bare_in_yaml_is_the_rules_on() -> None:
+    """YAML 1.1 reads `on:` as the boolean true: as the docs write it, unquoted, it still works."""
+    import yaml
+
+    data = yaml.safe_load("guardrails:\n  - detect: [pii]\n    action: redact\n    on: [answer]\n")
+    (rule,) = parse_config(data).guardrails
+    assert rule.on == ("answer",)
+
+
 def test_on_and_answer_hold_bytes_errors_name_the_field() -> None:
     rule = {"detect": ["pii"], "action": "deny"}
     assert _config_error([{**rule, "on": []}]) == (
@@ -284,7 +293,7 @@ def test_a_rule_on_answers_does_not_act_on_requests() -> None:
     body = json.dumps({"model": "m", "messages": [{"role": "user", "content": f"mail {EMAIL}"}]}).encode()
     answers_only = _guardrails({"detect": ["pii"], "action": "deny", "on": ["answer"]})
     assert answers_only.scan(body, "openai", "m", None, ()).findings == ()
-    assert not answers_only.reads
+    assert answers_only.reads and not answers_only.reads_requests
     both = _guardrails({"detect": ["pii"], "action": "deny", "on": ["request", "answer"]})
     assert both.scan(body, "openai", "m", None, ()).counts() == {"pii.email": 1}
     requests_only = _guardrails({"detect": ["pii"], "action": "deny"})

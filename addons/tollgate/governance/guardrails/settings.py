@@ -96,6 +96,14 @@ class GuardrailRule(Strict):
     on: tuple[Side, ...] = ("request",)
     answer_hold_bytes: int = Field(ANSWER_HOLD_BYTES, ge=_ANSWER_HOLD_MIN, le=_ANSWER_HOLD_MAX)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _on_in_yaml(cls, data: Any) -> Any:
+        """YAML 1.1 reads a bare `on:` key as the boolean true: it is this rule's `on`."""
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if key is True else key): value for key, value in data.items()}
+        return data
+
     @field_validator("on")
     @classmethod
     def _sides(cls, value: tuple[Side, ...]) -> tuple[Side, ...]:
