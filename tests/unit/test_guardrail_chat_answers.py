@@ -20,6 +20,7 @@ from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
 from tollgate.governance.guardrails.chat_answer import WAITING_BYTES, ChatAnswerGuard, guard_chat_json
 
 TOKEN = crc_token("gh" + "p_")
+CARD = "5555" + "555555554444"
 _COMPILED: dict[str, AnswerDetectors] = {}
 
 
@@ -209,6 +210,30 @@ def test_a_held_event_goes_on_as_it_came_unless_a_value_is_replaced(read: int) -
     assert reassembled(out)[0] == {(0, "content"): "Use [REDACTED:tollgate_keys] now."}
     assert b"sk-own" not in out and b"Use s" not in out
     assert guard.counts == {"tollgate_keys": 1}
+
+
+def test_what_a_delta_carries_after_a_value_to_deny_does_not_go_unread() -> None:
+    """A delta with text and tool calls: at a value to deny in its text, its tool calls (not read)
+    are not sent; at one in a call's arguments, the calls after it are not (nor text still held)."""
+    calls = [
+        {"index": 0, "id": "t0", "type": "function", "function": {"name": "run", "arguments": '{"a": "x"}'}},
+        {"index": 1, "id": "t1", "type": "function", "function": {"name": "run", "arguments": f'{{"c": "{CARD}"}}'}},
+    ]
+    for delta, kept in (
+        ({"content": f"a key {TOKEN} here", "reasoning": f"card {CARD}", "tool_calls": calls}, "a key "),
+        (
+            {
+                "content": "fine",
+                "tool_calls": [{**calls[0], "function": {"name": "run", "arguments": f'"{TOKEN}"'}}, calls[1]],
+            },
+            "",
+        ),
+    ):
+        out, guard = guarded(compiled("deny"), stream([chunk(0, **json.loads(json.dumps(delta)))]), 1 << 16)
+        assert guard.denied is not None
+        assert TOKEN[:6].encode() not in out and CARD[:6].encode() not in out, out
+        got, _ = reassembled(out)
+        assert got.get((0, "content"), "") == kept
 
 
 def test_a_value_to_deny_ends_the_stream_with_an_error_and_no_done() -> None:

@@ -150,14 +150,20 @@ class ChatAnswerGuard:
         return before + self._drained()
 
     def _delta(self, pending: _Pending, index: int, delta: dict[str, Any]) -> None:
-        """The delta's text given to its channels."""
-        for name in TEXT_FIELDS:
+        """The delta's text given to its channels. At a value to deny, what the delta carries after
+        it is taken out: it was not read, so it does not go."""
+        for i, name in enumerate(TEXT_FIELDS):
             value = delta.get(name)
             if isinstance(value, str) and value:
                 self._fed(pending, (index, name, -1), delta, name, value)
                 if self.denied is not None:
+                    for unread in (*TEXT_FIELDS[i + 1 :], "tool_calls"):
+                        delta.pop(unread, None)
                     return
-        for call in delta.get("tool_calls") or ():
+        calls = delta.get("tool_calls")
+        if not isinstance(calls, list):
+            return
+        for i, call in enumerate(calls):
             function = call.get("function") if isinstance(call, dict) else None
             if not isinstance(function, dict):
                 continue
@@ -165,6 +171,7 @@ class ChatAnswerGuard:
             if isinstance(value, str) and value:
                 self._fed(pending, (index, "arguments", call.get("index", 0)), function, "arguments", value)
                 if self.denied is not None:
+                    del calls[i + 1 :]
                     return
 
     def _fed(self, pending: _Pending, channel: Channel, holder: dict[str, Any], name: str, value: str) -> None:
