@@ -19,10 +19,12 @@ from tollgate.formats.refusals import KIND, STATUS, TENANT_DENIED
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.clients import Directory
 from tollgate.governance.subscriptions.plan import (
+    PlanCall,
     PlanToken,
     Subscription,
     envelope_project,
     found_plan,
+    plan_call,
     plan_token,
     read_plan,
 )
@@ -255,3 +257,21 @@ def test_a_code_assist_envelope_names_its_project_a_service_call_none() -> None:
     assert envelope_project({"project": "proj-1"}, service=True) is None
     assert envelope_project({"project": 7}, service=False) is None
     assert envelope_project(None, service=False) is None
+
+
+def test_a_plan_call_is_read_once_into_its_plan_and_what_the_call_keeps() -> None:
+    anthropic, directory = PROVIDERS["anthropic"], plans_directory()
+    plan = plan_call(anthropic, [Presented(PLAN_TOKEN, "authorization")], {}, "api.anthropic.com", directory)
+    assert plan == PlanCall(PLAN_TOKEN, Subscription("anthropic"), None, PlanToken(fingerprint(PLAN_TOKEN)))
+    assert PLAN_TOKEN not in repr(plan)
+    keyed = [Presented(VIRTUAL_KEY, "x-api-key")]
+    assert plan_call(anthropic, keyed, {}, "api.anthropic.com", directory) is None
+
+
+def test_a_google_plans_account_tier_and_envelope_project_are_its_account_plan_and_tenant() -> None:
+    plan = Subscription("code_assist")
+    body = {"project": "proj-1", "request": {}}
+    assert plan.with_google_account("a@corp.example", "standard-tier", body, service=False) == Subscription(
+        "code_assist", "a@corp.example", "a@corp.example", "standard-tier", "proj-1"
+    )
+    assert plan.with_google_account(None, None, body, service=True) == Subscription("code_assist")

@@ -1,6 +1,7 @@
-"""A plan call: the plan's token found in its request once (`found_plan`), what the request tells
-of its account (`read_plan`), and what the call keeps of the token for the steps after it
-(`PlanToken`: never the token itself, which goes upstream as it came). Plain logic, no mitmproxy."""
+"""A plan call: the plan's token found in its request and read once (`plan_call`: the token
+(`found_plan`), what the request tells of its account (`read_plan`), and what the call keeps of the
+token for the steps after it, `PlanToken`: never the token itself, which goes upstream as it
+came). Plain logic, no mitmproxy."""
 
 from __future__ import annotations
 
@@ -32,10 +33,12 @@ class Subscription:
         """A vendor's plan call, by what its request says of the account (`Provider.plan_account`)."""
         return cls(vendor, account.account, account.email, account.plan, account.tenant)
 
-    def with_google_account(self, email: str | None, tier: str | None, project: str | None) -> Subscription:
+    def with_google_account(
+        self, email: str | None, tier: str | None, body: Mapping[str, Any] | None, service: bool
+    ) -> Subscription:
         """A plan call made with a Google token (Code Assist's): the Google account's e-mail (also
         its account), its tier (the plan), and the project its envelope names (the tenant)."""
-        return replace(self, account=email, email=email, plan=tier, tenant=project)
+        return replace(self, account=email, email=email, plan=tier, tenant=envelope_project(body, service))
 
     def policy_input(self) -> dict[str, Any]:
         return {
@@ -59,6 +62,34 @@ class PlanToken:
     @classmethod
     def of(cls, token: str, google: bool) -> PlanToken:
         return cls(fingerprint(token), token_key(token) if google else None)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanCall:
+    """A plan's token found in a call's request, read once: what the request tells of the plan,
+    why it names two accounts (refused) or None, and what the call keeps of the token (`kept`).
+    The token itself stays with the step that read it (which asks Google of a Google token's
+    account), never on the call."""
+
+    token: str = field(repr=False)
+    subscription: Subscription
+    foreign: str | None
+    kept: PlanToken
+
+
+def plan_call(
+    provider: Provider,
+    presented: list[Presented],
+    headers: Mapping[bytes, bytes],
+    host: str,
+    directory: Directory,
+) -> PlanCall | None:
+    """A call made with a plan's token (`found_plan`), read: None for any other call."""
+    token = found_plan(provider, presented, directory)
+    if token is None:
+        return None
+    subscription, foreign = read_plan(provider, token.value, headers, host)
+    return PlanCall(token.value, subscription, foreign, PlanToken.of(token.value, provider.plan_google_account))
 
 
 def plan_token(presented: Iterable[Presented], prefix: str) -> Presented | None:

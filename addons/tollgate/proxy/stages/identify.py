@@ -20,7 +20,7 @@ from tollgate.governance.jwt_identity import MALFORMED, UNKNOWN_ISSUER, JwtIdent
 from tollgate.governance.mcp import McpExchange, session_owner
 from tollgate.governance.redaction import credential_positions
 from tollgate.governance.subscriptions.google_accounts import GoogleAccounts
-from tollgate.governance.subscriptions.plan import PlanToken, envelope_project, found_plan, read_plan
+from tollgate.governance.subscriptions.plan import PlanCall, plan_call
 from tollgate.providers.base import Presented, Provider
 from tollgate.proxy.flows import (
     bearer_token,
@@ -96,30 +96,31 @@ class Identify:
                 call.request.body_sha256 = verified.payload_hash
                 signed_with = verified.key_id
         presented = provider.presented(*credentials)
-        if (token := found_plan(provider, presented, call.loaded.directory)) is not None:
-            return self._subscriber(flow, call, provider, token.value)
+        if (plan := plan_call(provider, presented, call.request.headers, call.host, call.loaded.directory)) is not None:
+            return self._subscriber(flow, call, provider, plan)
         outcome = self.caller(flow, call.loaded, presented, signed_with)
         if isinstance(outcome, (Identified, Rejected)):
             _apply(flow, call, outcome)
             return None
         return _apply_later(flow, call, outcome)
 
-    def _subscriber(self, flow: http.HTTPFlow, call: Call, provider: Provider, token: str) -> Awaitable[None] | None:
-        """A call made with a plan's token (auth `subscription`), the one step that reads the token:
-        what the call keeps of it (`PlanToken`), what its request tells of its account (`read_plan`,
-        at once), and where the token is a Google one, the account's e-mail (asked of Google's token
-        information endpoint, awaited where not yet known), then its caller (`_plan_caller`)."""
+    def _subscriber(
+        self, flow: http.HTTPFlow, call: Call, provider: Provider, plan: PlanCall
+    ) -> Awaitable[None] | None:
+        """A call made with a plan's token (auth `subscription`), read once (`plan_call`): what its
+        request tells of its account and what the call keeps of the token, on its caller; where the
+        token is a Google one, the account's e-mail (asked of Google's token information endpoint,
+        awaited where not yet known); then its caller (`_plan_caller`)."""
         who = call.caller
-        who.subscription, foreign = read_plan(provider, token, call.request.headers, call.host)
-        who.plan_token = PlanToken.of(token, provider.plan_google_account)
+        who.subscription, who.plan_token = plan.subscription, plan.kept
         who.auth = "subscription"  # refused or not: the audit says a plan's token came
-        if provider.plan_google_account and call.loaded.config.subscriptions.allow:  # else refused: not asked
-            url, ca_file = call.loaded.config.subscriptions.tokeninfo(provider.name)
-            email = self.shared.google_accounts.email(token, url, ca_file)
+        subscriptions = call.loaded.config.subscriptions
+        if provider.plan_google_account and subscriptions.allow:  # else refused: not asked
+            email = self.shared.google_accounts.email(plan.token, *subscriptions.tokeninfo(provider.name))
             if not isinstance(email, (str, type(None))):
-                return self._google_account_later(flow, call, email, foreign)
+                return self._google_account_later(flow, call, email, plan.foreign)
             _google_account(call, email, self.shared.google_accounts)
-        return self._plan_caller(flow, call, foreign)
+        return self._plan_caller(flow, call, plan.foreign)
 
     async def _google_account_later(
         self, flow: http.HTTPFlow, call: Call, email: Awaitable[str | None], foreign: str | None
@@ -178,8 +179,8 @@ class Identify:
         call.caller.credential_positions = credential_positions(index, query)
         presented = provider.presented(decoded(index, provider.header_positions), query)
         outcome: Identified | Rejected | Awaitable[Identified | Rejected]
-        if (token := found_plan(provider, presented, call.loaded.directory)) is not None:
-            call.caller.subscription = read_plan(provider, token.value, index, call.host)[0]
+        if (plan := plan_call(provider, presented, index, call.host, call.loaded.directory)) is not None:
+            call.caller.subscription = plan.subscription
             call.caller.auth = "subscription"
             outcome = self._plan_outcome(flow, call)
         else:
@@ -384,7 +385,8 @@ def _apply_plan(flow: http.HTTPFlow, call: Call, outcome: Identified | Rejected,
     refused when `subscriptions.allow` is false, when the request names two accounts (`foreign`:
     why), or a tenant outside the company's: then whoever calls, the caller unnamed where none is
     (a 401 would ask for a login that could not let it through)."""
-    refusal = _plan_refusal(call, foreign)
+    assert call.caller.subscription is not None
+    refusal = call.loaded.config.subscriptions.refusal(call.caller.subscription, foreign)
     if isinstance(outcome, Identified):
         outcome = replace(outcome, auth="subscription")
     elif refusal is not None:
@@ -396,19 +398,13 @@ def _apply_plan(flow: http.HTTPFlow, call: Call, outcome: Identified | Rejected,
         refuse(flow, call, TENANT_DENIED, message)
 
 
-def _plan_refusal(call: Call, foreign: str | None) -> tuple[str, str] | None:
-    """Why a plan call is refused whoever makes it, and what its caller is told; None if it is not."""
-    assert call.caller.subscription is not None
-    return call.loaded.config.subscriptions.refusal(call.caller.subscription, foreign)
-
-
 def _google_account(call: Call, email: str | None, accounts: GoogleAccounts) -> None:
     """A plan call made with a Google token (Code Assist's): the Google account's e-mail, the tier
     last named for the token, and the project its envelope names (the tenant)."""
     plan, kept = call.caller.subscription, call.caller.plan_token
     assert plan is not None and kept is not None and kept.sha256 is not None
-    project = envelope_project(call.request.body, call.classification.service)
-    call.caller.subscription = plan.with_google_account(email, accounts.tier(kept.sha256), project)
+    tier = accounts.tier(kept.sha256)
+    call.caller.subscription = plan.with_google_account(email, tier, call.request.body, call.classification.service)
 
 
 async def _apply_plan_later(
