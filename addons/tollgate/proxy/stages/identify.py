@@ -96,8 +96,10 @@ class Identify:
                 call.request.body_sha256 = verified.payload_hash
                 signed_with = verified.key_id
         presented = provider.presented(*credentials)
-        if (plan := plan_call(provider, presented, call.request.headers, call.host, call.loaded.directory)) is not None:
-            return self._subscriber(flow, call, provider, plan)
+        if provider.plan_token_prefix is not None:  # one check on a keyed call: its provider takes no plans
+            plan = plan_call(provider, presented, call.request.headers, call.host, call.loaded.directory)
+            if plan is not None:
+                return self._subscriber(flow, call, provider, plan)
         outcome = self.caller(flow, call.loaded, presented, signed_with)
         if isinstance(outcome, (Identified, Rejected)):
             _apply(flow, call, outcome)
