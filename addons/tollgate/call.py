@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from tollgate.governance.jwt_identity import JwtIdentity
     from tollgate.governance.limits import Estimate, Reserved
     from tollgate.governance.rollup import Plan
-    from tollgate.governance.subscriptions import Subscription
+    from tollgate.governance.subscriptions.plan import PlanToken, Subscription
     from tollgate.records.ledger.store import Store
     from tollgate.runtime import Loaded
 
@@ -103,7 +103,7 @@ class Route:
 @dataclass(slots=True)
 class Caller:
     """Who made the call. Written by Identify (the credential's positions, then the client, its
-    groups and how it proved itself), and by Credential (`caller_credential`)."""
+    groups and how it proved itself; a plan call's plan and token), and by Credential (`caller_credential`)."""
 
     client: str | None = None
     groups: tuple[str, ...] = ()
@@ -125,6 +125,9 @@ class Caller:
     # A call made with a vendor's user token (auth `subscription`): what it tells of the plan; the
     # token goes upstream as it came. None for every other call.
     subscription: Subscription | None = None
+    # What Identify kept of that token, the one step that reads it (`PlanToken`: its fingerprint,
+    # never the token): for Credential (the audit's `upstream_key`) and StreamTap (a Google token's tier).
+    plan_token: PlanToken | None = field(default=None, repr=False)
 
 
 @dataclass(slots=True)

@@ -30,7 +30,7 @@ from tollgate.governance.overrides import OPENAI_COMPATIBLE_TARGETS, Fallback, O
 from tollgate.governance.policy import PolicyConfig
 from tollgate.governance.pricing import PriceRule
 from tollgate.governance.rollup import RollupRule, Summarizer
-from tollgate.governance.subscriptions import AnthropicPlans, Subscriptions
+from tollgate.governance.subscriptions.settings import AnthropicPlans, Subscriptions
 from tollgate.host_globs import glob_pattern, globs_overlap
 from tollgate.providers import PROVIDERS, ConfiguredVendorSettings, provider_for
 from tollgate.records.console_settings import ConsoleConfig
@@ -152,7 +152,7 @@ class Config(Strict):
     metrics: MetricsConfig = MetricsConfig()
     mcp: McpConfig = McpConfig()  # the MCP servers governed (`governance/mcp.py`)
     guardrails: tuple[GuardrailRule, ...] = ()  # what a request may not carry (`governance/guardrails/`)
-    subscriptions: Subscriptions = Subscriptions()  # calls made with a person's plan (`governance/subscriptions.py`)
+    subscriptions: Subscriptions = Subscriptions()  # calls made with a person's plan (`governance/subscriptions/`)
     egress: EgressConfig = EgressConfig()  # the connections a client opens through Tollgate (`governance/egress.py`)
     console: ConsoleConfig = ConsoleConfig()  # `tollgate console`: its address, token and TLS (`console/`)
     # Seconds a SIGTERM gives the calls in flight to finish before the process exits (0: exit at

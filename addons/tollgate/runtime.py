@@ -22,7 +22,7 @@ from tollgate.governance.mcp_servers import NO_SERVERS, McpServers
 from tollgate.governance.overrides import RuleBook
 from tollgate.governance.policy import Policy
 from tollgate.governance.pricing import Prices
-from tollgate.governance.subscriptions import tenant_pins
+from tollgate.governance.subscriptions.settings import tenant_pins
 from tollgate.providers import BUILT_IN_HOSTS, PROVIDERS, Hosts, Provider, configured, provider_for
 from tollgate.providers.client_certs import ClientCert
 

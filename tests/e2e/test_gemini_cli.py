@@ -27,7 +27,7 @@ from tests.support.npm_cli import NODE_CLIENTS, npm_command
 from tests.support.proxy import ROOT, free_port
 
 from tollgate.fingerprint import fingerprint
-from tollgate.governance.subscriptions import PLANS_REFUSED_MESSAGE, PLANS_REFUSED_REASON
+from tollgate.governance.subscriptions.settings import PLANS_REFUSED_MESSAGE, PLANS_REFUSED_REASON
 from tollgate.proxy.certs import CA_CERT
 
 TOKEN = "ya29.a0AfB_GEMINI-CLI-5ecret-access-token-q7"

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from tollgate.config import ConfigError, parse_config
 from tollgate.formats.exact import Unreadable
-from tollgate.governance.subscriptions import Subscription, tenant_pins
+from tollgate.governance.subscriptions.plan import Subscription
+from tollgate.governance.subscriptions.settings import tenant_pins
 from tollgate.providers import PROVIDERS, Hosts, provider_for
 from tollgate.providers.base import NO_ACCOUNT, ForeignAccount, PlanAccount
 from tollgate.providers.chatgpt import chatgpt_account, token_claims

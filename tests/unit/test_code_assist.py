@@ -16,8 +16,15 @@ from tollgate.formats.code_assist.envelope import EnvelopeStreamReader, text_run
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.gemini_generate.stream import GenerateStreamReader
 from tollgate.formats.usage import Usage
-from tollgate.governance.google_accounts import FAILED_FOR_S, GoogleAccounts, current_tier, parse_tokeninfo, token_key
-from tollgate.governance.subscriptions import Subscription, tenant_pins
+from tollgate.governance.subscriptions.google_accounts import (
+    FAILED_FOR_S,
+    GoogleAccounts,
+    current_tier,
+    parse_tokeninfo,
+    token_key,
+)
+from tollgate.governance.subscriptions.plan import Subscription
+from tollgate.governance.subscriptions.settings import tenant_pins
 from tollgate.providers import PROVIDERS, Hosts
 
 CODE_ASSIST = PROVIDERS["code_assist"]

@@ -39,7 +39,7 @@ from tollgate.governance.policy import (
     whole,
 )
 from tollgate.governance.policy_input import input_facts, policy_input
-from tollgate.governance.subscriptions import Subscription
+from tollgate.governance.subscriptions.plan import Subscription
 from tollgate.providers import PROVIDERS
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.runner import CallSteps

@@ -23,7 +23,7 @@ from tests.support.examples import examples
 
 from tollgate.governance.jwt_identity import JwtIdentity
 from tollgate.governance.policy import CALL_DECISION, POLICY_ERROR, Decision, Policy, input_document
-from tollgate.governance.subscriptions import Subscription
+from tollgate.governance.subscriptions.plan import Subscription
 
 QUICK = os.environ.get("TOLLGATE_EXAMPLES") == "quick"
 

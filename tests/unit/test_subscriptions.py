@@ -3,6 +3,9 @@ recognised, the tenant header, and what the audit records of a plan call."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 from typing import Any
 
 import pytest
@@ -10,11 +13,24 @@ from mitmproxy.http import Headers
 
 from tollgate.call import Call, Caller, Route
 from tollgate.config import ConfigError, parse_config
+from tollgate.fingerprint import fingerprint
 from tollgate.formats.raw_headers import with_pinned_header
 from tollgate.formats.refusals import KIND, STATUS, TENANT_DENIED
 from tollgate.formats.request_facts import Classification
-from tollgate.governance.subscriptions import Subscription, plan_token, tenant_pins
+from tollgate.governance.clients import Directory
+from tollgate.governance.subscriptions.plan import (
+    PlanCall,
+    PlanToken,
+    Subscription,
+    envelope_project,
+    found_plan,
+    plan_call,
+    plan_token,
+    read_plan,
+)
+from tollgate.governance.subscriptions.settings import PLANS_REFUSED_MESSAGE, PLANS_REFUSED_REASON, tenant_pins
 from tollgate.providers import PROVIDERS
+from tollgate.providers.base import Presented
 from tollgate.records.audit_record import RECORD_FIELDS, audit_record
 
 ORG = "c8b3a9f0-1111-4222-8333-944455556666"
@@ -176,3 +192,86 @@ def test_every_call_record_has_account_plan_and_tenant() -> None:
         "ws-1",
     )
     assert tuple(record) == RECORD_FIELDS
+
+
+# --- a plan call's token, found once ---------------------------------------------------------------
+
+PLAN_TOKEN = "sk-ant-oat01-" + "p" * 40
+VIRTUAL_KEY = "tg-alice-virtual"
+
+
+def plans_directory() -> Directory:
+    return Directory(parse_config({"clients": [{"name": "alice", "keys": [VIRTUAL_KEY]}]}, {}))
+
+
+def test_a_plans_token_is_found_where_no_virtual_key_stands_beside_it() -> None:
+    anthropic, directory = PROVIDERS["anthropic"], plans_directory()
+    token = Presented(PLAN_TOKEN, "authorization")
+    assert found_plan(anthropic, [token], directory) == token
+    # A virtual key beside it names the caller of a call made with Tollgate's keys: no plan call.
+    assert found_plan(anthropic, [Presented(VIRTUAL_KEY, "x-api-key"), token], directory) is None
+    assert found_plan(anthropic, [Presented("sk-ant-api03-key", "x-api-key")], directory) is None
+    # A provider that takes no plans has none, whatever the credential.
+    assert found_plan(PROVIDERS["openai"], [token], directory) is None
+
+
+def test_a_call_keeps_the_tokens_fingerprint_and_a_google_tokens_hash_never_the_token() -> None:
+    kept = PlanToken.of(PLAN_TOKEN, google=False)
+    assert kept == PlanToken(fingerprint(PLAN_TOKEN), None)
+    google = PlanToken.of("ya29.a-google-token", google=True)
+    assert google.upstream_key == fingerprint("ya29.a-google-token")
+    assert google.sha256 == hashlib.sha256(b"ya29.a-google-token").hexdigest()
+    assert "ya29" not in repr(google) and google.sha256 not in repr(google)
+
+
+def test_a_plans_request_naming_two_accounts_is_read_as_the_tokens_account_and_why() -> None:
+    claims = {"https://api.openai.com/auth": {"chatgpt_account_id": "ws-1", "chatgpt_plan_type": "team"}}
+    token = ".".join(
+        base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode() for part in ({"alg": "none"}, claims)
+    )
+    token += ".sig"
+    chatgpt = PROVIDERS["chatgpt"]
+    plan, foreign = read_plan(chatgpt, token, {b"chatgpt-account-id": b"ws-1"}, "chatgpt.com")
+    assert (plan, foreign) == (Subscription("chatgpt", "ws-1", None, "team", "ws-1"), None)
+    plan, foreign = read_plan(chatgpt, token, {b"chatgpt-account-id": b"ws-2"}, "chatgpt.com")
+    assert plan == Subscription("chatgpt", "ws-1", None, "team", "ws-1")  # the token's, as the audit records it
+    assert foreign == "the ChatGPT-Account-ID header names another account than the access token"
+
+
+def test_a_plan_call_is_refused_when_plans_are_not_allowed_or_it_is_outside_the_tenants() -> None:
+    plan = Subscription("chatgpt", "ws-1", None, "team", "ws-1")
+    assert parse_config({}).subscriptions.refusal(plan, None) is None
+    refused = parse_config({"subscriptions": {"allow": False}}).subscriptions
+    assert refused.refusal(plan, None) == (PLANS_REFUSED_REASON, PLANS_REFUSED_MESSAGE)
+    pinned = parse_config({"subscriptions": {"chatgpt": {"workspaces": ["ws-2"]}}}).subscriptions
+    outside = "ChatGPT workspace ws-1 is not one of subscriptions.chatgpt.workspaces"
+    assert pinned.refusal(plan, None) == (outside, f"Tollgate: {outside}; sign in to the company's account.")
+    assert parse_config({}).subscriptions.refusal(plan, "two accounts") == (
+        "two accounts",
+        "Tollgate: two accounts; sign in to the company's account.",
+    )
+
+
+def test_a_code_assist_envelope_names_its_project_a_service_call_none() -> None:
+    assert envelope_project({"project": "proj-1", "request": {}}, service=False) == "proj-1"
+    assert envelope_project({"project": "proj-1"}, service=True) is None
+    assert envelope_project({"project": 7}, service=False) is None
+    assert envelope_project(None, service=False) is None
+
+
+def test_a_plan_call_is_read_once_into_its_plan_and_what_the_call_keeps() -> None:
+    anthropic, directory = PROVIDERS["anthropic"], plans_directory()
+    plan = plan_call(anthropic, [Presented(PLAN_TOKEN, "authorization")], {}, "api.anthropic.com", directory)
+    assert plan == PlanCall(PLAN_TOKEN, Subscription("anthropic"), None, PlanToken(fingerprint(PLAN_TOKEN)))
+    assert PLAN_TOKEN not in repr(plan)
+    keyed = [Presented(VIRTUAL_KEY, "x-api-key")]
+    assert plan_call(anthropic, keyed, {}, "api.anthropic.com", directory) is None
+
+
+def test_a_google_plans_account_tier_and_envelope_project_are_its_account_plan_and_tenant() -> None:
+    plan = Subscription("code_assist")
+    body = {"project": "proj-1", "request": {}}
+    assert plan.with_google_account("a@corp.example", "standard-tier", body, service=False) == Subscription(
+        "code_assist", "a@corp.example", "a@corp.example", "standard-tier", "proj-1"
+    )
+    assert plan.with_google_account(None, None, body, service=True) == Subscription("code_assist")

@@ -9,9 +9,9 @@ from dataclasses import replace
 
 from tollgate.credentials.keypool import KeyPool
 from tollgate.governance.failover import Circuits, split_circuit
-from tollgate.governance.google_accounts import GoogleAccounts
 from tollgate.governance.mcp import McpRounds, McpSessions
 from tollgate.governance.policy import Policy
+from tollgate.governance.subscriptions.google_accounts import GoogleAccounts
 from tollgate.providers import BUILT_IN_HOSTS, Hosts
 from tollgate.records.auditlog import AuditLog
 from tollgate.records.ledger.store import Store

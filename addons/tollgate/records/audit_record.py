@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from tollgate.formats.usage import Usage
 from tollgate.governance.failover import Attempt
-from tollgate.governance.subscriptions import Subscription
+from tollgate.governance.subscriptions.plan import Subscription
 
 if TYPE_CHECKING:
     from tollgate.call import Call, RolledUp

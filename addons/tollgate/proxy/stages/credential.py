@@ -11,11 +11,9 @@ from mitmproxy import http
 from tollgate.call import Call
 from tollgate.credentials.errors import CredentialUnavailable
 from tollgate.credentials.keypool import CircuitOpen
-from tollgate.fingerprint import fingerprint
 from tollgate.formats.raw_headers import decoded, with_pinned_header
 from tollgate.formats.refusals import CIRCUIT_OPEN, NO_UPSTREAM_CREDENTIAL
 from tollgate.governance.next_attempt import circuit_model, upstream_rest_left
-from tollgate.governance.subscriptions import plan_token
 from tollgate.providers.base import OwnCredential, Provider
 from tollgate.proxy.flows import apply_credential, credentials_of, provider_of, refuse
 from tollgate.proxy.state import Shared
@@ -36,7 +34,7 @@ class Credential:
         side = self._side_headers_out(request, call)
         pin_tenant(request, call)
         if call.caller.subscription is not None:
-            self._plan(flow, call, provider)
+            self._plan(flow, call)
             return
         if call.route.rerouted:
             drop_credentials_of(call.registry[call.route.requested.provider], request)
@@ -58,17 +56,15 @@ class Credential:
         if credential.pooled_key is None:
             self._upstream_rests(flow, call)
 
-    def _plan(self, flow: http.HTTPFlow, call: Call, provider: Provider) -> None:
+    def _plan(self, flow: http.HTTPFlow, call: Call) -> None:
         """A call made with a plan's token: the token goes upstream as it came, never removed nor
-        replaced (Tollgate holds no key for a plan; a side header's is ignored), audited by its
-        fingerprint."""
+        replaced (Tollgate holds no key for a plan; a side header's is ignored), audited by the
+        fingerprint Identify kept of it (`Caller.plan_token`)."""
         if self._upstream_rests(flow, call):
             return
-        prefix = provider.plan_token_prefix
-        assert prefix is not None
-        token = plan_token(provider.presented(*credentials_of(call, flow.request, provider)), prefix)
         call.caller.caller_credential = True  # failover never tries a key of Tollgate's in its place
-        call.answer.upstream_key = None if token is None else fingerprint(token.value)
+        kept = call.caller.plan_token
+        call.answer.upstream_key = None if kept is None else kept.upstream_key
 
     def _upstream_rests(self, flow: http.HTTPFlow, call: Call) -> bool:
         """A call with no pooled key is refused while its upstream's circuit is open, for every

@@ -16,12 +16,12 @@ from tollgate.credentials.sigv4 import UNKNOWN_KEY, SignatureError, signing_key_
 from tollgate.formats.raw_headers import decoded, header_index
 from tollgate.formats.refusals import INVALID_SIGNATURE, TENANT_DENIED, UNAUTHENTICATED
 from tollgate.governance.clients import Auth, Expired, Token
-from tollgate.governance.google_accounts import token_key
 from tollgate.governance.jwt_identity import MALFORMED, UNKNOWN_ISSUER, JwtIdentity, JwtRejected, looks_like_jwt
 from tollgate.governance.mcp import McpExchange, session_owner
 from tollgate.governance.redaction import credential_positions
-from tollgate.governance.subscriptions import PLANS_REFUSED_MESSAGE, PLANS_REFUSED_REASON, Subscription, plan_token
-from tollgate.providers.base import ForeignAccount, Presented, Provider
+from tollgate.governance.subscriptions.google_accounts import GoogleAccounts
+from tollgate.governance.subscriptions.plan import PlanCall, plan_call
+from tollgate.providers.base import Presented, Provider
 from tollgate.proxy.flows import (
     bearer_token,
     call_of,
@@ -96,51 +96,38 @@ class Identify:
                 call.request.body_sha256 = verified.payload_hash
                 signed_with = verified.key_id
         presented = provider.presented(*credentials)
-        prefix = provider.plan_token_prefix  # one check on a keyed call: its provider takes no plans
-        if prefix is not None and (token := self._plan_call(call, presented, prefix)) is not None:
-            return self._subscriber(flow, call, provider, token)
+        if provider.plan_token_prefix is not None:  # one check on a keyed call: its provider takes no plans
+            plan = plan_call(provider, presented, call.request.headers, call.host, call.loaded.directory)
+            if plan is not None:
+                return self._subscriber(flow, call, provider, plan)
         outcome = self.caller(flow, call.loaded, presented, signed_with)
         if isinstance(outcome, (Identified, Rejected)):
             _apply(flow, call, outcome)
             return None
         return _apply_later(flow, call, outcome)
 
-    @staticmethod
-    def _plan_call(call: Call, presented: list[Presented], prefix: str) -> Presented | None:
-        """The plan's token presented, where there is no virtual key beside it (which then names the
-        caller of a call made with Tollgate's keys, every credential the client sent taken out)."""
-        token = plan_token(presented, prefix)
-        if token is None:
-            return None
-        directory = call.loaded.directory
-        return None if any(directory.is_virtual_key(p.value) for p in presented) else token
-
     def _subscriber(
-        self, flow: http.HTTPFlow, call: Call, provider: Provider, token: Presented
+        self, flow: http.HTTPFlow, call: Call, provider: Provider, plan: PlanCall
     ) -> Awaitable[None] | None:
-        """A call made with a plan's token (auth `subscription`): what its request tells of its
-        account (`Provider.plan_account`, read at once), and where the token is a Google one, the
-        account's e-mail (asked of Google's token information endpoint, awaited where not yet
-        known), then its caller (`_plan_caller`). `foreign`: why the request names two accounts."""
-        try:
-            account, foreign = provider.plan_account(token.value, call.request.headers, call.host), None
-        except ForeignAccount as e:
-            account, foreign = e.account, str(e)
-        call.caller.subscription = Subscription.of(provider.name, account)
-        call.caller.auth = "subscription"  # refused or not: the audit says a plan's token came
-        if provider.plan_google_account and call.loaded.config.subscriptions.allow:  # else refused: not asked
-            url, ca_file = call.loaded.config.subscriptions.tokeninfo(provider.name)
-            email = self.shared.google_accounts.email(token.value, url, ca_file)
+        """A call made with a plan's token (auth `subscription`), read once (`plan_call`): what its
+        request tells of its account and what the call keeps of the token, on its caller; where the
+        token is a Google one, the account's e-mail (asked of Google's token information endpoint,
+        awaited where not yet known); then its caller (`_plan_caller`)."""
+        who = call.caller
+        who.subscription, who.plan_token = plan.subscription, plan.kept
+        who.auth = "subscription"  # refused or not: the audit says a plan's token came
+        subscriptions = call.loaded.config.subscriptions
+        if provider.plan_google_account and subscriptions.allow:  # else refused: not asked
+            email = self.shared.google_accounts.email(plan.token, *subscriptions.tokeninfo(provider.name))
             if not isinstance(email, (str, type(None))):
-                return self._google_account_later(flow, call, token.value, email, foreign)
-            _google_account(call, email, self.shared.google_accounts.tier(token_key(token.value)))
-        return self._plan_caller(flow, call, foreign)
+                return self._google_account_later(flow, call, email, plan.foreign)
+            _google_account(call, email, self.shared.google_accounts)
+        return self._plan_caller(flow, call, plan.foreign)
 
     async def _google_account_later(
-        self, flow: http.HTTPFlow, call: Call, token: str, email: Awaitable[str | None], foreign: str | None
+        self, flow: http.HTTPFlow, call: Call, email: Awaitable[str | None], foreign: str | None
     ) -> None:
-        found = await email
-        _google_account(call, found, self.shared.google_accounts.tier(token_key(token)))
+        _google_account(call, await email, self.shared.google_accounts)
         outcome = self._plan_caller(flow, call, foreign)
         if outcome is not None:
             await outcome
@@ -193,14 +180,9 @@ class Identify:
         query = request.query if b"?" in request.data.path else {}
         call.caller.credential_positions = credential_positions(index, query)
         presented = provider.presented(decoded(index, provider.header_positions), query)
-        prefix = provider.plan_token_prefix
         outcome: Identified | Rejected | Awaitable[Identified | Rejected]
-        if prefix is not None and (token := self._plan_call(call, presented, prefix)) is not None:
-            try:
-                account = provider.plan_account(token.value, index, call.host)
-            except ForeignAccount as e:
-                account = e.account
-            call.caller.subscription = Subscription.of(provider.name, account)
+        if (plan := plan_call(provider, presented, index, call.host, call.loaded.directory)) is not None:
+            call.caller.subscription = plan.subscription
             call.caller.auth = "subscription"
             outcome = self._plan_outcome(flow, call)
         else:
@@ -405,7 +387,8 @@ def _apply_plan(flow: http.HTTPFlow, call: Call, outcome: Identified | Rejected,
     refused when `subscriptions.allow` is false, when the request names two accounts (`foreign`:
     why), or a tenant outside the company's: then whoever calls, the caller unnamed where none is
     (a 401 would ask for a login that could not let it through)."""
-    refusal = _plan_refusal(call, foreign)
+    assert call.caller.subscription is not None
+    refusal = call.loaded.config.subscriptions.refusal(call.caller.subscription, foreign)
     if isinstance(outcome, Identified):
         outcome = replace(outcome, auth="subscription")
     elif refusal is not None:
@@ -417,27 +400,13 @@ def _apply_plan(flow: http.HTTPFlow, call: Call, outcome: Identified | Rejected,
         refuse(flow, call, TENANT_DENIED, message)
 
 
-def _plan_refusal(call: Call, foreign: str | None) -> tuple[str, str] | None:
-    """Why a plan call is refused whoever makes it, and what its caller is told; None if it is not."""
-    subscriptions = call.loaded.config.subscriptions
-    if not subscriptions.allow:
-        return PLANS_REFUSED_REASON, PLANS_REFUSED_MESSAGE
-    assert call.caller.subscription is not None
-    outside = foreign or subscriptions.outside(call.caller.subscription)
-    if outside is not None:
-        return outside, f"Tollgate: {outside}; sign in to the company's account."
-    return None
-
-
-def _google_account(call: Call, email: str | None, tier: str | None) -> None:
-    """A plan call made with a Google token (Code Assist's): the Google account's e-mail, its tier,
-    and the project its envelope names (the tenant)."""
-    plan = call.caller.subscription
-    assert plan is not None
-    body = call.request.body
-    project = body.get("project") if body is not None and not call.classification.service else None
-    tenant = project if isinstance(project, str) else None
-    call.caller.subscription = replace(plan, account=email, email=email, plan=tier, tenant=tenant)
+def _google_account(call: Call, email: str | None, accounts: GoogleAccounts) -> None:
+    """A plan call made with a Google token (Code Assist's): the Google account's e-mail, the tier
+    last named for the token, and the project its envelope names (the tenant)."""
+    plan, kept = call.caller.subscription, call.caller.plan_token
+    assert plan is not None and kept is not None and kept.sha256 is not None
+    tier = accounts.tier(kept.sha256)
+    call.caller.subscription = plan.with_google_account(email, tier, call.request.body, call.classification.service)
 
 
 async def _apply_plan_later(

@@ -21,7 +21,6 @@ from tollgate.formats.refusals import CONTENT_DENIED
 from tollgate.formats.translation import ANSWER_LIMIT, Rewrite
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import NoUsage, UsageReader, WholeBodyReader, is_event_stream
-from tollgate.governance.google_accounts import token_key
 from tollgate.governance.guardrails.answer import AnswerDetectors
 from tollgate.governance.guardrails.answer_formats import (
     AnswerFormat,
@@ -31,7 +30,7 @@ from tollgate.governance.guardrails.answer_formats import (
 )
 from tollgate.governance.guardrails.workers import ScanWorkers
 from tollgate.proxy import patches
-from tollgate.proxy.flows import bearer_token, call_of, provider_of, refuse, write_body
+from tollgate.proxy.flows import call_of, provider_of, refuse, write_body
 from tollgate.proxy.state import Shared
 
 logger = logging.getLogger(__name__)
@@ -476,16 +475,20 @@ class StreamTap:
 
     def _service_reader(self, flow: http.HTTPFlow, call: Call) -> UsageReader:
         """A call that reports no usage; but Code Assist's loadCodeAssist answer, read whole for the
-        tier it names the token's plan (kept by the token's hash, taken before the flow forgets it)."""
-        plan = call.caller.subscription
+        tier it names the token's plan (kept by the token's hash, as Identify kept it on the call)."""
+        kept = call.caller.plan_token
         answer = flow.response
         tier_endpoint = provider_of(call).plan_tier_endpoint
-        if plan is None or tier_endpoint is None or call.classification.endpoint != tier_endpoint:
+        if (
+            kept is None
+            or kept.sha256 is None
+            or tier_endpoint is None
+            or call.classification.endpoint != tier_endpoint
+        ):
             return NoUsage()
-        token = bearer_token(flow.request)
-        if token is None or answer is None or answer.status_code != 200:
+        if answer is None or answer.status_code != 200:
             return NoUsage()
-        return TierReader(partial(self.shared.google_accounts.told, token_key(token)))
+        return TierReader(partial(self.shared.google_accounts.told, kept.sha256))
 
     def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """After the audit's, which settled the call: the end of a counted call's answer goes to its

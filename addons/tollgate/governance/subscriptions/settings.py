@@ -1,17 +1,16 @@
-"""Calls made with a vendor's user token (a person's plan), not an API key: the `subscriptions:`
-settings, how such a token is recognised, what the policy and the audit are told of it, and the
-tenant header pinned to each vendor's requests. Plain logic, no mitmproxy."""
+"""The `subscriptions:` settings: whether plan calls are allowed, each vendor's tenants (the
+company's workspaces, projects, domains, enterprises, plans), and the tenant header pinned to each
+vendor's requests. Plain logic, no mitmproxy."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, field_validator
 
 from tollgate.config_base import Strict
-from tollgate.providers.base import PlanAccount, Presented
+from tollgate.governance.subscriptions.plan import Subscription
 
 
 def _tenant_id(value: str) -> str:
@@ -170,6 +169,16 @@ class Subscriptions(Strict):
         outside = getattr(getattr(self, plan.vendor, None), "outside", None)
         return outside(plan) if outside is not None else None
 
+    def refusal(self, plan: Subscription, foreign: str | None) -> tuple[str, str] | None:
+        """Why a plan call is refused whoever makes it (the audit's deny reason), and what its caller
+        is told; None if it is not. `foreign`: why its request names two accounts."""
+        if not self.allow:
+            return PLANS_REFUSED_REASON, PLANS_REFUSED_MESSAGE
+        outside = foreign or self.outside(plan)
+        if outside is not None:
+            return outside, f"Tollgate: {outside}; sign in to the company's account."
+        return None
+
     def tokeninfo(self, vendor: str) -> tuple[str, str | None]:
         """Where the account of a vendor's Google plan token is asked for, and the CA file that
         endpoint's certificate is checked with (a `Provider.plan_google_account` vendor's settings)."""
@@ -181,41 +190,6 @@ class Subscriptions(Strict):
         return frozenset(
             name for name in type(self).model_fields if getattr(getattr(self, name), "govern", True) is False
         )
-
-
-@dataclass(frozen=True, slots=True)
-class Subscription:
-    """What a plan call tells of the plan (None where the vendor's token does not say): the policy's
-    `input.subscription`, the audit's `account`, `plan` and `tenant`."""
-
-    vendor: str
-    account: str | None = None
-    email: str | None = None
-    plan: str | None = None
-    tenant: str | None = None
-
-    @classmethod
-    def of(cls, vendor: str, account: PlanAccount) -> Subscription:
-        """A vendor's plan call, by what its request says of the account (`Provider.plan_account`)."""
-        return cls(vendor, account.account, account.email, account.plan, account.tenant)
-
-    def policy_input(self) -> dict[str, Any]:
-        return {
-            "vendor": self.vendor,
-            "account": self.account,
-            "email": self.email,
-            "plan": self.plan,
-            "tenant": self.tenant,
-        }
-
-
-def plan_token(presented: Iterable[Presented], prefix: str) -> Presented | None:
-    """The first credential presented that is a plan's token (it starts with `prefix`,
-    `Provider.plan_token_prefix`)."""
-    for p in presented:
-        if p.value.startswith(prefix):
-            return p
-    return None
 
 
 def tenant_pins(subscriptions: Subscriptions, headers: Mapping[str, bytes | None]) -> dict[str, tuple[bytes, bytes]]:

@@ -1,0 +1,132 @@
+"""A plan call: the plan's token found in its request and read once (`plan_call`: the token
+(`found_plan`), what the request tells of its account (`read_plan`), and what the call keeps of the
+token for the steps after it, `PlanToken`: never the token itself, which goes upstream as it
+came). Plain logic, no mitmproxy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from tollgate.fingerprint import fingerprint
+from tollgate.governance.subscriptions.google_accounts import token_key
+from tollgate.providers.base import ForeignAccount, PlanAccount, Presented, Provider
+
+if TYPE_CHECKING:
+    from tollgate.governance.clients import Directory
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """What a plan call tells of the plan (None where the vendor's token does not say): the policy's
+    `input.subscription`, the audit's `account`, `plan` and `tenant`."""
+
+    vendor: str
+    account: str | None = None
+    email: str | None = None
+    plan: str | None = None
+    tenant: str | None = None
+
+    @classmethod
+    def of(cls, vendor: str, account: PlanAccount) -> Subscription:
+        """A vendor's plan call, by what its request says of the account (`Provider.plan_account`)."""
+        return cls(vendor, account.account, account.email, account.plan, account.tenant)
+
+    def with_google_account(
+        self, email: str | None, tier: str | None, body: Mapping[str, Any] | None, service: bool
+    ) -> Subscription:
+        """A plan call made with a Google token (Code Assist's): the Google account's e-mail (also
+        its account), its tier (the plan), and the project its envelope names (the tenant)."""
+        return replace(self, account=email, email=email, plan=tier, tenant=envelope_project(body, service))
+
+    def policy_input(self) -> dict[str, Any]:
+        return {
+            "vendor": self.vendor,
+            "account": self.account,
+            "email": self.email,
+            "plan": self.plan,
+            "tenant": self.tenant,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PlanToken:
+    """What a call keeps of the plan's token it was found with, for the steps after the one that
+    found it: its fingerprint (the audit's `upstream_key` once it goes upstream) and, where the
+    token is a Google one, its SHA-256 (what its account and tier are kept by, `token_key`)."""
+
+    upstream_key: str
+    sha256: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, token: str, google: bool) -> PlanToken:
+        return cls(fingerprint(token), token_key(token) if google else None)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanCall:
+    """A plan's token found in a call's request, read once: what the request tells of the plan,
+    why it names two accounts (refused) or None, and what the call keeps of the token (`kept`).
+    The token itself stays with the step that read it (which asks Google of a Google token's
+    account), never on the call."""
+
+    token: str = field(repr=False)
+    subscription: Subscription
+    foreign: str | None
+    kept: PlanToken
+
+
+def plan_call(
+    provider: Provider,
+    presented: list[Presented],
+    headers: Mapping[bytes, bytes],
+    host: str,
+    directory: Directory,
+) -> PlanCall | None:
+    """A call made with a plan's token (`found_plan`), read: None for any other call."""
+    token = found_plan(provider, presented, directory)
+    if token is None:
+        return None
+    subscription, foreign = read_plan(provider, token.value, headers, host)
+    return PlanCall(token.value, subscription, foreign, PlanToken.of(token.value, provider.plan_google_account))
+
+
+def plan_token(presented: Iterable[Presented], prefix: str) -> Presented | None:
+    """The first credential presented that is a plan's token (it starts with `prefix`,
+    `Provider.plan_token_prefix`)."""
+    for p in presented:
+        if p.value.startswith(prefix):
+            return p
+    return None
+
+
+def found_plan(provider: Provider, presented: list[Presented], directory: Directory) -> Presented | None:
+    """The plan's token a call presents, where its provider takes plans and no virtual key stands
+    beside it (which then names the caller of a call made with Tollgate's keys, every credential
+    the client sent taken out)."""
+    prefix = provider.plan_token_prefix  # one check on a keyed call: its provider takes no plans
+    if prefix is None:
+        return None
+    token = plan_token(presented, prefix)
+    if token is None or any(directory.is_virtual_key(p.value) for p in presented):
+        return None
+    return token
+
+
+def read_plan(
+    provider: Provider, token: str, headers: Mapping[bytes, bytes], host: str
+) -> tuple[Subscription, str | None]:
+    """What a plan call's request tells of its plan (`Provider.plan_account`, no network call), and
+    why it names two accounts (refused), or None."""
+    try:
+        return Subscription.of(provider.name, provider.plan_account(token, headers, host)), None
+    except ForeignAccount as e:
+        return Subscription.of(provider.name, e.account), str(e)
+
+
+def envelope_project(body: Mapping[str, Any] | None, service: bool) -> str | None:
+    """The Google Cloud project a Code Assist call's envelope names (its tenant); None for a
+    service endpoint's call, whose body is no envelope."""
+    project = body.get("project") if body is not None and not service else None
+    return project if isinstance(project, str) else None
